@@ -1,0 +1,107 @@
+//! Procedural macros of [multiproc](https://docs.rs/multiproc): `#[multiproc::main]` and
+//! `#[derive(ShmSafe)]`. Use them through the `multiproc` crate, which re-exports both.
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, ItemFn, parse_macro_input};
+
+/// Makes `multiproc::init()` the first statement of `main`.
+///
+/// ```ignore
+/// #[multiproc::main]
+/// fn main() {
+///     // processes can be started from here on
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        let attr = proc_macro2::TokenStream::from(attr);
+        return syn::Error::new(attr.span(), "#[multiproc::main] takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let mut function = parse_macro_input!(item as ItemFn);
+    if function.sig.ident != "main" {
+        return syn::Error::new(function.sig.ident.span(), "#[multiproc::main] goes on `fn main`")
+            .to_compile_error()
+            .into();
+    }
+    if function.sig.asyncness.is_some() {
+        return syn::Error::new(
+            function.sig.asyncness.span(),
+            "#[multiproc::main] needs a plain `fn main`: put it outside the async runtime's attribute, or call multiproc::init() before building the runtime",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let init: syn::Stmt = syn::parse_quote!(::multiproc::init(););
+    function.block.stmts.insert(0, init);
+    quote!(#function).into()
+}
+
+/// Implements `multiproc::ShmSafe` for a `#[repr(C)]` struct whose fields are all
+/// `ShmSafe`, so that it can live in `Value`, `Array`, `RawValue` and `RawArray`.
+#[proc_macro_derive(ShmSafe)]
+pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    let name = &input.ident;
+    let fields = match &input.data {
+        Data::Struct(s) => s.fields.iter().map(|f| f.ty.clone()).collect::<Vec<_>>(),
+        Data::Enum(_) => {
+            return syn::Error::new(
+                input.span(),
+                "ShmSafe cannot be derived for enums: a reader racing a writer of another process could see an invalid discriminant",
+            )
+            .to_compile_error()
+            .into();
+        }
+        Data::Union(_) => {
+            return syn::Error::new(input.span(), "ShmSafe cannot be derived for unions")
+                .to_compile_error()
+                .into();
+        }
+    };
+    let mut repr_c = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("C") || meta.path.is_ident("transparent") {
+                repr_c = true;
+            }
+            if meta.input.peek(syn::token::Paren) {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let _: proc_macro2::TokenStream = content.parse()?;
+            }
+            Ok(())
+        });
+    }
+    if !repr_c {
+        return syn::Error::new(
+            name.span(),
+            "ShmSafe needs a fixed layout: add #[repr(C)] to the struct",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let mut generics = input.generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(syn::parse_quote!(::multiproc::ShmSafe));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let mut predicates: Vec<proc_macro2::TokenStream> = where_clause
+        .map(|w| w.predicates.iter().map(|p| quote!(#p)).collect())
+        .unwrap_or_default();
+    for ty in &fields {
+        predicates.push(quote!(#ty: ::multiproc::ShmSafe));
+    }
+    quote!(
+        // SAFETY: a #[repr(C)] struct whose every field is ShmSafe (the where clause makes
+        // the compiler check it) has the properties ShmSafe asks for.
+        unsafe impl #impl_generics ::multiproc::ShmSafe for #name #ty_generics
+        where #(#predicates,)*
+        {}
+    )
+    .into()
+}

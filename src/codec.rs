@@ -1,0 +1,251 @@
+//! Messages: serde values encoded with postcard, and the handles they may carry.
+//!
+//! A multiproc object inside a message (a queue sent through a pipe, a lock passed to a
+//! pool task) is a *handle*: it serializes as a reference into the family's shared memory
+//! and counts as "in flight" until some process decodes it. Handles only serialize inside
+//! [`encode`] and only deserialize inside [`decode`], so a handle written to a file or to
+//! JSON by mistake is an error rather than a dangling reference.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+use postcard::ser_flavors::Flavor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A message that could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {detail}")]
+pub struct CodecError {
+    what: &'static str,
+    detail: String,
+}
+
+impl CodecError {
+    pub(crate) fn encode(detail: impl fmt::Display) -> Self {
+        Self { what: "cannot encode the message", detail: detail.to_string() }
+    }
+
+    pub(crate) fn decode(detail: impl fmt::Display) -> Self {
+        Self {
+            what: "cannot decode the message (was it sent as another type?)",
+            detail: detail.to_string(),
+        }
+    }
+}
+
+type Undo = Box<dyn FnOnce()>;
+
+thread_local! {
+    /// Undo actions of the handles encoded into the message being built, or `None` when
+    /// no message is being built on this thread.
+    static ENCODING: RefCell<Option<Vec<Undo>>> = const { RefCell::new(None) };
+    static DECODING: Cell<u32> = const { Cell::new(0) };
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether a message is being encoded on this thread (so handles may serialize).
+pub(crate) fn encoding() -> bool {
+    ENCODING.with(|e| e.borrow().is_some())
+}
+
+/// Whether a message is being decoded on this thread (so handles may deserialize).
+pub(crate) fn decoding() -> bool {
+    DECODING.with(|d| d.get() > 0)
+}
+
+/// Registers what undoes the in-flight count of a handle just encoded, should the message
+/// never be sent.
+pub(crate) fn on_abort(undo: impl FnOnce() + 'static) {
+    ENCODING.with(|e| {
+        if let Some(list) = e.borrow_mut().as_mut() {
+            list.push(Box::new(undo));
+        }
+    });
+}
+
+/// An encoded message. Dropping it without [`Encoded::sent`] releases the handles it holds.
+#[must_use = "an encoded message holds its handles until it is sent or dropped"]
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    undo: Vec<Undo>,
+}
+
+impl fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoded").field("len", &self.bytes.len()).field("handles", &self.undo.len()).finish()
+    }
+}
+
+impl Encoded {
+    /// The message reached its channel: the handles in it now belong to the receiver.
+    pub(crate) fn sent(mut self) {
+        self.undo.clear();
+    }
+
+    /// Whether the message carries handles.
+    pub(crate) fn has_handles(&self) -> bool {
+        !self.undo.is_empty()
+    }
+}
+
+impl Drop for Encoded {
+    fn drop(&mut self) {
+        for undo in self.undo.drain(..) {
+            undo();
+        }
+    }
+}
+
+struct HandleScope {
+    outer: Option<Vec<Undo>>,
+}
+
+impl HandleScope {
+    fn enter() -> Self {
+        Self { outer: ENCODING.with(|e| e.borrow_mut().replace(Vec::new())) }
+    }
+
+    fn finish(mut self) -> Vec<Undo> {
+        let outer = self.outer.take();
+        ENCODING.with(|e| std::mem::replace(&mut *e.borrow_mut(), outer)).unwrap_or_default()
+    }
+}
+
+impl Drop for HandleScope {
+    fn drop(&mut self) {
+        // Reached only when `finish` was not called (a panic while encoding): undo.
+        if let Some(outer) = self.outer.take() {
+            let undo = ENCODING.with(|e| std::mem::replace(&mut *e.borrow_mut(), Some(outer)));
+            for u in undo.into_iter().flatten() {
+                u();
+            }
+        }
+    }
+}
+
+/// Encodes `value` into a fresh buffer.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
+    let mut bytes = Vec::new();
+    let undo = encode_into(value, &mut bytes)?;
+    Ok(Encoded { bytes, undo })
+}
+
+/// Encodes `value`, appending to `out`; returns the undo actions of its handles (empty for
+/// plain data).
+fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<Undo>, CodecError> {
+    let scope = HandleScope::enter();
+    let start = out.len();
+    let result = postcard::serialize_with_flavor(value, Append(out));
+    let undo = scope.finish();
+    match result {
+        Ok(()) => Ok(undo),
+        Err(e) => {
+            out.truncate(start);
+            for u in undo {
+                u();
+            }
+            Err(CodecError::encode(e))
+        }
+    }
+}
+
+/// Encodes `value` into a thread-local scratch buffer and hands the bytes to `f`, which
+/// returns whether it delivered them. Saves an allocation per message on hot paths.
+/// The handles in the message are released unless `f` delivered it.
+pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
+    value: &T,
+    f: impl FnOnce(&[u8], bool) -> (bool, R),
+) -> Result<R, CodecError> {
+    SCRATCH.with(|scratch| {
+        // A re-entrant call (a Serialize impl that sends messages) gets its own buffer.
+        let mut own = Vec::new();
+        let mut guard = scratch.try_borrow_mut().ok();
+        let buf: &mut Vec<u8> = match guard.as_deref_mut() {
+            Some(b) => b,
+            None => &mut own,
+        };
+        buf.clear();
+        let undo = encode_into(value, buf)?;
+        let (delivered, r) = f(buf, !undo.is_empty());
+        if !delivered {
+            for u in undo {
+                u();
+            }
+        }
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        Ok(r)
+    })
+}
+
+/// Decodes a `T` from `bytes`; handles in it become this process's.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    DECODING.with(|d| d.set(d.get() + 1));
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            DECODING.with(|d| d.set(d.get() - 1));
+        }
+    }
+    let _leave = Leave;
+    postcard::from_bytes(bytes).map_err(CodecError::decode)
+}
+
+/// The exact encoded size of `value` (without touching handles' counts).
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    let scope = HandleScope::enter();
+    let result = postcard::experimental::serialized_size(value);
+    for u in scope.finish() {
+        u();
+    }
+    result.map_err(CodecError::encode)
+}
+
+/// A postcard flavor appending to a borrowed `Vec`.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let msg = encode(&(1u32, "two".to_string(), vec![3u8; 3])).unwrap();
+        let back: (u32, String, Vec<u8>) = decode(&msg.bytes).unwrap();
+        assert_eq!(back, (1, "two".into(), vec![3; 3]));
+        msg.sent();
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let msg = encode(&"text".to_string()).unwrap();
+        let err = decode::<Vec<u64>>(&msg.bytes).unwrap_err();
+        assert!(err.to_string().contains("cannot decode"), "{err}");
+    }
+
+    #[test]
+    fn scratch_encoding_is_reused() {
+        let len = with_encoded(&7u64, |b, handles| (true, (b.len(), handles))).unwrap();
+        assert_eq!(len, (1, false));
+    }
+}

@@ -1,0 +1,163 @@
+//! The crate's error type, which every operation's own error converts into for `?`.
+
+use std::fmt;
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::codec::CodecError;
+pub use crate::shm::HeapFull;
+
+/// Any error of multiproc, for `?` in functions that mix operations.
+///
+/// Operations whose failures a caller may want to tell apart return their own error types
+/// ([`JoinError`], ...), which convert into this one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A process was started before the family was set up.
+    #[error(
+        "multiproc::init() was not called: make `multiproc::init();` the first line of `main` (or put #[multiproc::main] on it); in a test crate add `multiproc::test_support!();` once"
+    )]
+    NotInitialized,
+    /// `init()` came after other threads started (see [`InitError`]).
+    #[error(transparent)]
+    Init(#[from] InitError),
+    /// A daemonic process tried to start a child.
+    #[error("daemonic processes are not allowed to have children")]
+    DaemonicParent,
+    /// The start method is not available here.
+    #[error("start method {0:?} is not available: {1}")]
+    StartMethodUnavailable(crate::StartMethod, String),
+    /// The process-wide start method was already set to something else.
+    #[error("the start method is already set to {0:?}; use force_start_method to change it")]
+    StartMethodAlreadySet(crate::StartMethod),
+    /// A child process failed or ended without a result.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// A message could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The family's shared memory is exhausted.
+    #[error(transparent)]
+    HeapFull(#[from] HeapFull),
+    /// The operating system refused.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why `multiproc::init()` refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// Threads were already running, so the fork server cannot be forked safely.
+    #[error(
+        "multiproc::init() was called after {threads} threads had started: call it as the first line of `main` (or use #[multiproc::main]); in tests use `multiproc::test_support!();`"
+    )]
+    Late {
+        /// Threads running at the call.
+        threads: usize,
+    },
+    /// The family could not be set up.
+    #[error("cannot set up the process family: {0}")]
+    Setup(String),
+}
+
+/// A panic in a child process, as the child saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PanicInfo {
+    /// The process that panicked.
+    pub process: String,
+    /// The panic message.
+    pub message: String,
+    /// Where the panic happened (`file:line:column`), when known.
+    pub location: Option<String>,
+    /// The backtrace captured at the panic.
+    pub backtrace: String,
+}
+
+impl fmt::Display for PanicInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "process '{}' panicked", self.process)?;
+        if let Some(loc) = &self.location {
+            write!(f, " at {loc}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// How a child process failed to deliver its result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The target panicked (exit code 1).
+    #[error("{0}")]
+    Panicked(PanicInfo),
+    /// The process exited with `code` before returning (`std::process::exit`).
+    #[error("process '{name}' exited with code {code} without returning a result")]
+    Exited {
+        /// The process name.
+        name: String,
+        /// Its exit code.
+        code: i32,
+    },
+    /// A signal killed the process (exit code `-signal`).
+    #[error("process '{name}' was killed by signal {signal} ({})", signal_name(*.signal))]
+    Signaled {
+        /// The process name.
+        name: String,
+        /// The signal number.
+        signal: i32,
+    },
+    /// The child could not run the target (bad arguments, a different binary, ...).
+    #[error("process '{name}' could not run its target: {reason}")]
+    Failed {
+        /// The process name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The result arrived but could not be decoded as the expected type.
+    #[error("the result of process '{name}' could not be decoded: {error}")]
+    Decode {
+        /// The process name.
+        name: String,
+        /// The decoding error.
+        error: CodecError,
+    },
+    /// The result was already taken by an earlier join.
+    #[error("process '{0}' was already joined")]
+    AlreadyJoined(String),
+}
+
+/// Why [`crate::ProcessHandle::join_timeout`] returned without a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinTimeoutError {
+    /// The process is still running; the handle stays usable.
+    #[error("the process is still running")]
+    Timeout,
+    /// The process ended without a result.
+    #[error(transparent)]
+    Failed(#[from] JoinError),
+}
+
+/// The conventional name of a signal, for messages.
+pub(crate) fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => "signal",
+    }
+}

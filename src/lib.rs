@@ -1,0 +1,103 @@
+//! Python's `multiprocessing` for Rust: real operating-system processes running Rust
+//! functions, with the names Python users know and the shapes Rust users expect.
+//!
+//! | Python | multiproc |
+//! |---|---|
+//! | `if __name__ == "__main__":` | [`init()`] first in `main`, or [`#[multiproc::main]`](main) |
+//! | `Process(target=f, args=(x,)).start()` | [`Process::new(f, x).start()?`](Process) |
+//! | `p.join()`, `p.join(timeout)` | [`p.join()?`](ProcessHandle::join) (returns the result), [`p.wait_timeout(d)`](ProcessHandle::wait_timeout) |
+//! | `p.exitcode`, `p.is_alive()`, `p.terminate()`, `p.kill()` | [`exitcode()`](ProcessHandle::exitcode), [`is_alive()`](ProcessHandle::is_alive), [`terminate()`](ProcessHandle::terminate), [`kill()`](ProcessHandle::kill) |
+//! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
+//! | `set_start_method("spawn")` | [`set_start_method(StartMethod::Spawn)`](set_start_method) |
+//! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
+//!
+//! ```no_run
+//! use multiproc::Process;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), multiproc::Error> {
+//!     multiproc::init();
+//!     let child = Process::new(square, 12).name("squarer").start()?;
+//!     assert_eq!(child.join()?, 144);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # How it works
+//!
+//! Every process started here belongs to a *family*: the main process and its descendants.
+//! The family shares one anonymous memory file (freed by the kernel when the last member
+//! ends, even after `kill -9`), in which queues, locks and values live; a handle to such
+//! an object is its offset, so it travels as a process argument, through a queue or a pipe.
+//! Children get `PR_SET_PDEATHSIG`, so they never outlive a killed parent.
+//!
+//! Only Linux is supported: it is the platform this crate is tested on.
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+extern crate self as multiproc;
+
+mod codec;
+mod error;
+mod process;
+mod shm;
+mod sys;
+
+pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
+/// Makes `multiproc::init()` the first statement of `main`.
+///
+/// ```no_run
+/// #[multiproc::main]
+/// fn main() {
+///     assert_eq!(multiproc::current_process().name(), "MainProcess");
+/// }
+/// ```
+pub use multiproc_macros::main;
+/// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
+pub use multiproc_macros::ShmSafe;
+pub use process::{
+    ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children,
+    cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
+    set_start_method, try_init,
+};
+pub use shm::ShmSafe;
+
+/// One line of setup for a test crate (integration tests, or a binary's unit tests):
+/// runs [`init()`] before the test harness starts its threads, so tests may start
+/// processes.
+///
+/// ```ignore
+/// // tests/my_test.rs
+/// multiproc::test_support!();
+///
+/// #[test]
+/// fn child_runs() {
+///     let p = multiproc::Process::new(|x: u32| x + 1, 1).start().unwrap();
+///     assert_eq!(p.join().unwrap(), 2);
+/// }
+/// ```
+///
+/// It places an entry in the binary's `.init_array`, so a crate that denies `unsafe_code`
+/// needs `#[allow(unsafe_code)]` on the line.
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
+            extern "C" fn __multiproc_test_support() {
+                $crate::init();
+            }
+            __multiproc_test_support
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by the macros; not part of the API.
+}

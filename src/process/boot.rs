@@ -1,0 +1,268 @@
+//! The child's side: what a new process of the family receives over its boot socket, and
+//! how it runs its target and reports back.
+//!
+//! The protocol is one frame each way on a unix stream socket (a little-endian `u32`
+//! length, then a postcard message): the parent sends [`Boot`], the child answers with an
+//! [`Outcome`] just before it exits. A spawned child also receives the family heap's
+//! memory file with the boot frame.
+
+use std::any::Any;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::family::{self, FamilyConfig, Me, ParentInfo};
+use crate::codec::{self, Encoded};
+use crate::error::PanicInfo;
+use crate::shm::Heap;
+use crate::sys::{self, Packed};
+
+/// The environment variable that tells a re-executed binary it is a child, and where its
+/// boot socket is: `spawn:<fd>:<parent pid>`.
+pub(crate) const BOOT_ENV: &str = "MULTIPROC_BOOT";
+
+/// Everything a child needs to know.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Boot {
+    pub(crate) family: FamilyConfig,
+    pub(crate) me: Me,
+    pub(crate) parent: ParentInfo,
+    pub(crate) call: Packed,
+    /// The target's encoded argument (handles inside are in flight until decoded).
+    pub(crate) args: Vec<u8>,
+}
+
+/// What a child reports when its target is done.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The target returned; the encoded return value.
+    Returned(Vec<u8>),
+    /// The target panicked.
+    Panicked(PanicInfo),
+    /// The target could not be run.
+    Failed(String),
+}
+
+/// A frame: the length, then the payload.
+pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("a boot message above 4 GiB");
+    let mut out = Vec::with_capacity(4 + payload.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn frame_in(buf: &[u8]) -> Option<usize> {
+    let len = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    (buf.len() >= 4 + len).then_some(len)
+}
+
+/// Reads what a non-blocking socket has into `buf`; returns the frame once complete.
+/// End of stream before a whole frame is an error.
+pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+    let mut chunk = [0u8; 16384];
+    loop {
+        if let Some(len) = frame_in(buf) {
+            let frame = buf[4..4 + len].to_vec();
+            buf.drain(..4 + len);
+            return Ok(Some(frame));
+        }
+        match sys::read_some(sock, &mut chunk) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads one frame from a blocking socket, collecting descriptors sent along.
+fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        if let Some(len) = frame_in(&buf) {
+            buf.truncate(4 + len);
+            buf.drain(..4);
+            return Ok(buf);
+        }
+        match sys::recv_with_fds(sock, &mut chunk, fds)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Called before `main` (and again by `init()`): if this process is a spawned child of a
+/// family, or one of its helper processes, do that job and exit; otherwise return.
+pub(crate) fn dispatch_if_child() {
+    let Some(value) = std::env::var_os(BOOT_ENV) else { return };
+    // Grandchildren started with std::process::Command must not take themselves for
+    // children of the family.
+    sys::remove_env_single_threaded(BOOT_ENV);
+    let value = value.to_string_lossy().into_owned();
+    let parts: Vec<&str> = value.split(':').collect();
+    match parts.as_slice() {
+        ["spawn", fd, parent] => {
+            let (Ok(fd), Ok(parent)) = (fd.parse::<i32>(), parent.parse::<u32>()) else {
+                eprintln!("multiproc: malformed {BOOT_ENV}={value}");
+                sys::exit_now(1);
+            };
+            let Some(sock) = sys::take_fd(fd) else {
+                eprintln!("multiproc: boot socket {fd} missing");
+                sys::exit_now(1);
+            };
+            sys::set_cloexec(sock.as_fd());
+            run(sock, parent, true)
+        }
+        _ => {
+            eprintln!("multiproc: unknown {BOOT_ENV}={value}");
+            sys::exit_now(1);
+        }
+    }
+}
+
+/// The life of a fork or fork-server child: `sock` is its end of the boot socket.
+pub(crate) fn run_forked(sock: OwnedFd, parent: u32) -> ! {
+    sys::stdin_from_devnull();
+    run(sock, parent, false)
+}
+
+fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
+    if !sys::die_with_parent(parent) {
+        // The parent is gone already: nobody would read what we produce.
+        sys::exit_now(1);
+    }
+    sys::child_signal_dispositions();
+    let _ = sys::set_nonblocking(sock.as_fd(), false);
+    let mut fds = Vec::new();
+    let boot: Boot = match read_frame_blocking(sock.as_fd(), &mut fds).map_err(|e| e.to_string()).and_then(|f| {
+        codec::decode(&f).map_err(|e| e.to_string())
+    }) {
+        Ok(boot) => boot,
+        Err(e) => {
+            eprintln!("multiproc: child could not read its boot message: {e}");
+            sys::exit_now(1);
+        }
+    };
+    if spawned {
+        let adopted = fds.pop().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(Heap::adopt);
+        if let Err(e) = adopted {
+            report(sock.as_fd(), &Outcome::Failed(format!("cannot map the family heap: {e}")));
+            sys::exit_now(1);
+        }
+    }
+    drop(fds);
+    let name = boot.me.name.clone();
+    family::adopt(boot.family, boot.me, boot.parent, spawned);
+    install_panic_hook(name.clone());
+
+    let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
+    if sys::unpack_and_run(boot.call, &mut call).is_err() {
+        call.outcome = Some(Outcome::Failed(
+            "the target belongs to a different executable than this child runs".into(),
+        ));
+    }
+    // Python's rules at the end of a process: daemonic children are terminated, the
+    // others joined.
+    family::finish_children();
+    let outcome = call.outcome.take().unwrap_or_else(|| Outcome::Failed("the runner left no outcome".into()));
+    let code = match outcome {
+        Outcome::Returned(_) => 0,
+        _ => 1,
+    };
+    if report(sock.as_fd(), &outcome) {
+        if let Some(encoded) = call.encoded.take() {
+            encoded.sent();
+        }
+    }
+    sys::exit_now(code)
+}
+
+fn report(sock: BorrowedFd<'_>, outcome: &Outcome) -> bool {
+    match codec::encode(outcome) {
+        Ok(msg) => {
+            let ok = sys::send_all(sock, &frame(&msg.bytes), &[]).is_ok();
+            msg.sent();
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+/// Where a runner finds its argument and leaves its outcome.
+pub(crate) struct ChildCall {
+    args: Vec<u8>,
+    outcome: Option<Outcome>,
+    /// The encoded return value, kept until it has been sent (it may hold handles).
+    encoded: Option<Encoded>,
+    name: String,
+}
+
+/// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, catches
+/// a panic, encodes the result.
+pub(crate) fn runner<A: DeserializeOwned, R: Serialize>(target: fn(A) -> R, context: &mut dyn Any) {
+    let Some(call) = context.downcast_mut::<ChildCall>() else { return };
+    let args: A = match codec::decode(&call.args) {
+        Ok(a) => a,
+        Err(e) => {
+            call.outcome = Some(Outcome::Failed(format!("its argument could not be decoded: {e}")));
+            return;
+        }
+    };
+    call.args = Vec::new();
+    call.outcome = Some(match catch_unwind(AssertUnwindSafe(|| target(args))) {
+        Ok(result) => match codec::encode(&result) {
+            Ok(encoded) => {
+                let bytes = encoded.bytes.clone();
+                call.encoded = Some(encoded);
+                Outcome::Returned(bytes)
+            }
+            Err(e) => Outcome::Failed(format!("its result could not be encoded: {e}")),
+        },
+        Err(payload) => Outcome::Panicked(take_panic().unwrap_or_else(|| PanicInfo {
+            process: call.name.clone(),
+            message: payload_message(payload.as_ref()),
+            location: None,
+            backtrace: String::new(),
+        })),
+    });
+}
+
+static LAST_PANIC: Mutex<Option<PanicInfo>> = Mutex::new(None);
+
+fn take_panic() -> Option<PanicInfo> {
+    LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+fn payload_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+/// Records a panic of the target's thread (message, location, backtrace) for the parent,
+/// then prints it as Rust always does.
+fn install_panic_hook(process: String) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if sys::on_main_thread() {
+            let record = PanicInfo {
+                process: process.clone(),
+                message: info.payload_as_str().map_or_else(|| payload_message(info.payload()), str::to_string),
+                location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+                backtrace: std::backtrace::Backtrace::force_capture().to_string(),
+            };
+            *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+        }
+        previous(info);
+    }));
+}

@@ -1,0 +1,166 @@
+//! A child as its parent sees it: how to learn that it ended, how it ended, and the
+//! outcome it sent back over its boot socket.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::boot::{Outcome, read_frame_nonblocking};
+use crate::shm::Deadline;
+use crate::sys::{self, Ended};
+
+/// How the parent learns that a child ended.
+#[derive(Debug)]
+pub(crate) enum ExitWatch {
+    /// Our own child (spawn, fork): reaped through its pidfd.
+    Own,
+    /// A child of the fork server, which reaps it and writes the raw wait status into
+    /// this pipe.
+    Server(OwnedFd),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The boot socket, open until the outcome arrived or the child is gone.
+    sock: Option<Arc<OwnedFd>>,
+    buf: Vec<u8>,
+    outcome: Option<Outcome>,
+    outcome_taken: bool,
+    ended: Option<Ended>,
+}
+
+/// One started child process.
+#[derive(Debug)]
+pub(crate) struct ChildState {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pidfd: OwnedFd,
+    watch: ExitWatch,
+    inner: Mutex<Inner>,
+}
+
+impl ChildState {
+    pub(crate) fn new(pid: u32, name: String, daemon: bool, pidfd: OwnedFd, watch: ExitWatch, sock: OwnedFd) -> Self {
+        if let ExitWatch::Server(fd) = &watch {
+            let _ = sys::set_nonblocking(fd.as_fd(), true);
+        }
+        let _ = sys::set_nonblocking(sock.as_fd(), true);
+        Self {
+            pid,
+            name,
+            daemon,
+            pidfd,
+            watch,
+            inner: Mutex::new(Inner { sock: Some(Arc::new(sock)), ..Inner::default() }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The descriptor that becomes readable when the child has ended (or, for fork-server
+    /// children, when its status is known).
+    pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
+        match &self.watch {
+            ExitWatch::Own => self.pidfd.as_fd(),
+            ExitWatch::Server(fd) => fd.as_fd(),
+        }
+    }
+
+    /// Reads whatever the child sent so far.
+    fn pump(inner: &mut Inner) {
+        let Some(sock) = inner.sock.as_ref() else { return };
+        match read_frame_nonblocking(sock.as_fd(), &mut inner.buf) {
+            Ok(Some(frame)) => {
+                inner.outcome = Some(
+                    crate::codec::decode::<Outcome>(&frame)
+                        .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}"))),
+                );
+                inner.sock = None;
+            }
+            Ok(None) => {}
+            // End of stream or a broken socket: nothing more will come.
+            Err(_) => inner.sock = None,
+        }
+    }
+
+    fn try_reap(&self, inner: &mut Inner) -> Option<Ended> {
+        if inner.ended.is_none() {
+            inner.ended = match &self.watch {
+                ExitWatch::Own => sys::reap_pidfd(self.pidfd.as_fd(), false).ok().flatten(),
+                ExitWatch::Server(fd) => {
+                    let mut word = [0u8; 4];
+                    match sys::read_some(fd.as_fd(), &mut word) {
+                        Ok(4) => Some(Ended::from_raw(i32::from_ne_bytes(word))),
+                        // The fork server vanished: its children die with it.
+                        Ok(_) => Some(Ended::Signaled(sys::SIGKILL)),
+                        Err(_) => None,
+                    }
+                }
+            };
+        }
+        inner.ended
+    }
+
+    /// How the child ended, if it has (reaping it).
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        let mut inner = self.lock();
+        Self::pump(&mut inner);
+        self.try_reap(&mut inner)
+    }
+
+    /// Waits until the child ended or the deadline passed, reading its outcome meanwhile
+    /// (a child blocked writing a large result must not wait for us to wait for it).
+    pub(crate) fn wait(&self, deadline: Deadline) -> Option<Ended> {
+        loop {
+            let mut inner = self.lock();
+            Self::pump(&mut inner);
+            if let Some(ended) = self.try_reap(&mut inner) {
+                // Everything the child wrote is in the socket now.
+                Self::pump(&mut inner);
+                inner.sock = None;
+                return Some(ended);
+            }
+            if deadline.passed() {
+                return None;
+            }
+            let sock = inner.sock.clone();
+            drop(inner);
+            let mut fds = vec![self.sentinel()];
+            if let Some(s) = sock.as_ref() {
+                fds.push(s.as_fd());
+            }
+            let _ = sys::poll_readable(&fds, Some(deadline.slice(Duration::from_millis(250))));
+        }
+    }
+
+    /// Takes the outcome (once), after the child ended.
+    pub(crate) fn take_outcome(&self) -> Result<Option<Outcome>, ()> {
+        let mut inner = self.lock();
+        if inner.outcome_taken {
+            return Err(());
+        }
+        inner.outcome_taken = true;
+        Ok(inner.outcome.take())
+    }
+
+    /// Sends `signal` to the child (nothing happens if it already ended).
+    pub(crate) fn signal(&self, signal: i32) -> std::io::Result<()> {
+        sys::pidfd_signal(self.pidfd.as_fd(), signal)
+    }
+
+    /// Python's exit code: `None` while running, the code after `exit`, `-N` after signal N.
+    pub(crate) fn exitcode(&self) -> Option<i32> {
+        self.ended().map(exitcode)
+    }
+}
+
+/// Python's exit code convention.
+pub(crate) fn exitcode(ended: Ended) -> i32 {
+    match ended {
+        Ended::Exited(code) => code,
+        Ended::Signaled(signal) => -signal,
+    }
+}

@@ -1,0 +1,263 @@
+//! The family: `init()`, this process's place in the tree, and the children it started.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::child::ChildState;
+use super::{StartMethod, forkserver};
+use crate::error::{Error, InitError};
+use crate::shm::{Deadline, Heap};
+use crate::sys;
+
+/// What every process of a family shares: how to reach the fork server, and the secrets
+/// that prove membership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FamilyConfig {
+    /// The fork server's abstract socket name, if one runs.
+    pub(crate) forkserver: Option<String>,
+    /// Proves membership to the fork server.
+    pub(crate) token: [u8; 16],
+    /// The default key of managers and listeners (Python's `current_process().authkey`).
+    pub(crate) authkey: [u8; 32],
+    /// The start method children use unless told otherwise.
+    pub(crate) default_method: StartMethod,
+}
+
+/// Who this process is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Me {
+    pub(crate) name: String,
+    /// The path of child indices from the main process (`[]` for it, `[1, 2]` for the
+    /// second child of its first child).
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+}
+
+/// Who started this process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ParentInfo {
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+}
+
+/// Per-process state: reset in every new process.
+#[derive(Debug)]
+pub(crate) struct ProcState {
+    pub(crate) me: Option<Me>,
+    pub(crate) parent: Option<ParentInfo>,
+    next_index: u32,
+    children: Vec<Arc<ChildState>>,
+    /// This process's connection to the fork server.
+    pub(crate) forkserver_conn: Option<OwnedFd>,
+    launcher: Option<mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+static FAMILY: OnceLock<FamilyConfig> = OnceLock::new();
+static STATE: Mutex<ProcState> = Mutex::new(ProcState {
+    me: None,
+    parent: None,
+    next_index: 0,
+    children: Vec::new(),
+    forkserver_conn: None,
+    launcher: None,
+});
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+/// The start method chosen with `set_start_method` (0: none, the family default).
+static METHOD: AtomicU8 = AtomicU8::new(0);
+
+pub(crate) fn state() -> MutexGuard<'static, ProcState> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The family configuration, once this process belongs to a family.
+pub(crate) fn config() -> Result<&'static FamilyConfig, Error> {
+    if !INITIALIZED.load(Ordering::Acquire) {
+        return Err(Error::NotInitialized);
+    }
+    FAMILY.get().ok_or(Error::NotInitialized)
+}
+
+/// Whether `init()` ran here (or this is a child of a family).
+pub(crate) fn initialized() -> bool {
+    INITIALIZED.load(Ordering::Acquire)
+}
+
+/// Sets up the family in the main process (see [`crate::init`]).
+pub(crate) fn init() -> Result<(), InitError> {
+    super::boot::dispatch_if_child();
+    if INITIALIZED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let threads = sys::thread_count();
+    if threads > 1 {
+        return Err(InitError::Late { threads });
+    }
+    Heap::get();
+    let token = sys::random_bytes::<16>();
+    let forkserver = forkserver::start(token).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
+    let config = FamilyConfig {
+        forkserver: Some(forkserver),
+        token,
+        authkey: sys::random_bytes::<32>(),
+        default_method: StartMethod::platform_default(),
+    };
+    let _ = FAMILY.set(config);
+    {
+        let mut st = state();
+        st.me = Some(Me { name: "MainProcess".into(), identity: Vec::new(), daemon: false });
+    }
+    sys::at_exit(exit_hook);
+    INITIALIZED.store(true, Ordering::Release);
+    Ok(())
+}
+
+extern "C" fn exit_hook() {
+    // Runs after `main` returns (or `exit` is called) in the main process.
+    let _ = std::panic::catch_unwind(finish_children);
+}
+
+/// A child takes its place in the family (called at boot).
+pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo, fresh_process: bool) {
+    if fresh_process {
+        let _ = FAMILY.set(config);
+    }
+    // A forked child inherits its parent's configuration, which is the family's already.
+    let mut st = state();
+    *st = ProcState {
+        me: Some(me),
+        parent: Some(parent),
+        next_index: 0,
+        children: Vec::new(),
+        forkserver_conn: None,
+        launcher: None,
+    };
+    INITIALIZED.store(true, Ordering::Release);
+}
+
+/// Resets per-process state in a freshly forked child, whose copy of `st` still
+/// describes the parent. The caller holds the lock from before the fork.
+pub(crate) fn forget_parent_state(st: &mut ProcState) {
+    st.children.clear();
+    st.forkserver_conn = None;
+    st.launcher = None;
+}
+
+/// This process's description (the main process if nothing says otherwise).
+pub(crate) fn me() -> Me {
+    state().me.clone().unwrap_or_else(|| Me { name: "MainProcess".into(), identity: Vec::new(), daemon: false })
+}
+
+/// Reserves the next child index and names the child.
+pub(crate) fn next_child(name: Option<String>) -> (Me, ParentInfo) {
+    let mut st = state();
+    st.next_index += 1;
+    let index = st.next_index;
+    let me = st.me.clone().unwrap_or_else(|| Me { name: "MainProcess".into(), identity: Vec::new(), daemon: false });
+    let mut identity = me.identity.clone();
+    identity.push(index);
+    let name = name.unwrap_or_else(|| {
+        let path: Vec<String> = identity.iter().map(u32::to_string).collect();
+        format!("Process-{}", path.join(":"))
+    });
+    let pid = sys::me();
+    (
+        Me { name, identity, daemon: false },
+        ParentInfo { name: me.name, pid: pid.pid, start: pid.start },
+    )
+}
+
+/// Records a started child.
+pub(crate) fn register(child: Arc<ChildState>) {
+    state().children.push(child);
+}
+
+/// Reaps children that ended and forgets them; returns the live ones.
+pub(crate) fn active_children() -> Vec<Arc<ChildState>> {
+    let mut st = state();
+    st.children.retain(|c| c.ended().is_none());
+    st.children.clone()
+}
+
+/// Python's exit rules: daemonic children are terminated, then every child is joined.
+/// A daemonic child that ignores `SIGTERM` is killed after a grace period.
+pub(crate) fn finish_children() {
+    let children = std::mem::take(&mut state().children);
+    for child in children.iter().filter(|c| c.daemon) {
+        let _ = child.signal(sys::SIGTERM);
+    }
+    for child in &children {
+        if child.daemon && child.wait(Deadline::after(Duration::from_secs(3))).is_none() {
+            let _ = child.signal(sys::SIGKILL);
+        }
+        child.wait(Deadline::NEVER);
+    }
+}
+
+/// The start method for a new child.
+pub(crate) fn start_method() -> Result<StartMethod, Error> {
+    match METHOD.load(Ordering::Relaxed) {
+        0 => Ok(config()?.default_method),
+        n => Ok(StartMethod::from_u8(n)),
+    }
+}
+
+/// The start method set for this process, if any.
+pub(crate) fn chosen_method() -> Option<StartMethod> {
+    match METHOD.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(StartMethod::from_u8(n)),
+    }
+}
+
+/// Sets the process-wide start method.
+pub(crate) fn set_method(method: StartMethod, force: bool) -> Result<(), Error> {
+    let new = method as u8;
+    match METHOD.compare_exchange(0, new, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => Ok(()),
+        Err(old) if old == new || force => {
+            METHOD.store(new, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(old) => Err(Error::StartMethodAlreadySet(StartMethod::from_u8(old))),
+    }
+}
+
+/// Runs `f` on a thread that lives as long as the process: the main thread if we are on
+/// it, else a dedicated launcher thread. The kernel's parent-death signal fires when the
+/// *thread* that created a child ends, so children must not be created by short-lived
+/// threads.
+pub(crate) fn on_lasting_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    if sys::on_main_thread() {
+        return f();
+    }
+    let (tx, rx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    let sender = {
+        let mut st = state();
+        st.launcher
+            .get_or_insert_with(|| {
+                let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+                std::thread::Builder::new()
+                    .name("multiproc-launcher".into())
+                    .spawn(move || {
+                        for job in jobs_rx {
+                            job();
+                        }
+                    })
+                    .expect("cannot start the launcher thread");
+                jobs_tx
+            })
+            .clone()
+    };
+    sender.send(job).expect("the launcher thread is gone");
+    rx.recv().expect("the launcher thread dropped a job")
+}

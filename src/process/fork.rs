@@ -1,0 +1,48 @@
+//! The fork start method: the child is a copy of the calling process.
+//!
+//! Fastest, and able to run any code the parent has, but a copy of a multithreaded
+//! process has only the thread that forked: locks other threads held at that moment stay
+//! locked forever in the child. multiproc holds the locks its children need (stdout,
+//! stderr, its own state) across the fork and glibc resets its allocator's, so the child's
+//! boot is safe; what the target then touches is the caller's responsibility. Use it for
+//! single-threaded programs or targets that avoid locks shared with other threads; the
+//! fork server gives the same speed class without the risk.
+
+use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
+
+use super::boot;
+use super::family;
+use crate::sys::{self, Forked};
+
+/// Forks a child whose boot socket end is `boot`; the child drops its copy of `ours`.
+/// Returns its pid and pidfd.
+pub(crate) fn start(boot: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd)> {
+    family::on_lasting_thread(move || {
+        let parent = sys::my_pid();
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let _ = out.flush();
+        let _ = err.flush();
+        let mut state = family::state();
+        match sys::fork() {
+            Ok(Forked::Child) => {
+                family::forget_parent_state(&mut state);
+                drop(state);
+                drop(err);
+                drop(out);
+                drop(ours);
+                boot::run_forked(boot, parent)
+            }
+            Ok(Forked::Parent(pid)) => {
+                drop(state);
+                drop(err);
+                drop(out);
+                drop(boot);
+                let pidfd = sys::pidfd_open(pid)?;
+                Ok(((pid, pidfd), ours))
+            }
+            Err(e) => Err(e),
+        }
+    })
+}

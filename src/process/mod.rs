@@ -1,0 +1,663 @@
+//! Processes: [`Process`], the start methods, and the family functions
+//! ([`current_process`], [`parent_process`], [`active_children`], [`cpu_count`]).
+
+pub(crate) mod boot;
+mod child;
+pub(crate) mod family;
+mod fork;
+mod forkserver;
+mod spawn;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use self::boot::{Boot, Outcome};
+use self::child::{ChildState, ExitWatch};
+use crate::codec::{self, Encoded};
+use crate::error::{Error, InitError, JoinError, JoinTimeoutError};
+use crate::shm::{Deadline, Heap};
+use crate::sys::{self, Ended, Packed};
+
+/// Sets up the process family. Call it first thing in `main` (or put
+/// [`#[multiproc::main]`](crate::main) on `main`).
+///
+/// In the main process it prepares what children need: the family's shared memory and
+/// the fork server, which is forked here, while the program has a single thread. In a
+/// child it is never reached: children are recognised before `main` runs, so nothing of
+/// `main` ever runs twice.
+///
+/// # Panics
+///
+/// When threads were started before it (the fork server could not be forked safely),
+/// with a message that names the fix. [`try_init`] returns the error instead.
+///
+/// # Examples
+///
+/// ```
+/// fn main() {
+///     multiproc::init();
+///     // ... start processes ...
+/// }
+/// ```
+pub fn init() {
+    if let Err(e) = try_init() {
+        panic!("{e}");
+    }
+}
+
+/// Like [`init`], returning the error instead of panicking.
+///
+/// # Examples
+///
+/// ```
+/// multiproc::try_init().expect("called first thing in main");
+/// ```
+pub fn try_init() -> Result<(), InitError> {
+    family::init()
+}
+
+/// How a child process is created.
+///
+/// | method | how | start-up | threads in the parent |
+/// |---|---|---|---|
+/// | `ForkServer` (default) | a clean single-threaded server, forked at [`init`], forks the child | fast | safe |
+/// | `Spawn` | a fresh run of the current binary | slowest | safe |
+/// | `Fork` | a copy of the calling process | fastest | unsafe: see below |
+///
+/// `ForkServer` is the default on Linux (as in Python 3.14): children start nearly as fast
+/// as with `Fork`, from a process in which no other thread ever ran, so no lock can be
+/// inherited in a locked state. `Fork` copies the caller, threads' locks included; use it
+/// only for single-threaded programs or targets that avoid locks shared with other
+/// threads. `Spawn` isolates most and costs an `exec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum StartMethod {
+    /// A copy of the calling process.
+    Fork = 1,
+    /// A fresh execution of the current binary.
+    Spawn = 2,
+    /// A fork of the family's fork server.
+    ForkServer = 3,
+}
+
+impl StartMethod {
+    pub(crate) fn platform_default() -> Self {
+        StartMethod::ForkServer
+    }
+
+    pub(crate) fn from_u8(n: u8) -> Self {
+        match n {
+            1 => StartMethod::Fork,
+            2 => StartMethod::Spawn,
+            _ => StartMethod::ForkServer,
+        }
+    }
+
+    /// Python's name of the method (`"fork"`, `"spawn"`, `"forkserver"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+        }
+    }
+}
+
+/// The start methods available here, the default first.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{StartMethod, get_all_start_methods};
+/// assert_eq!(get_all_start_methods()[0], StartMethod::ForkServer);
+/// ```
+pub fn get_all_start_methods() -> Vec<StartMethod> {
+    vec![StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork]
+}
+
+/// Sets the start method of this process's children, once (Python's
+/// `set_start_method`). Setting it again to another method is an error; see
+/// [`force_start_method`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{StartMethod, set_start_method};
+/// set_start_method(StartMethod::Spawn).unwrap();
+/// assert!(set_start_method(StartMethod::Fork).is_err());
+/// ```
+pub fn set_start_method(method: StartMethod) -> Result<(), Error> {
+    family::set_method(method, false)
+}
+
+/// Sets the start method of this process's children, whatever was set before
+/// (Python's `set_start_method(method, force=True)`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{StartMethod, force_start_method, get_start_method};
+/// force_start_method(StartMethod::Fork);
+/// assert_eq!(get_start_method(), StartMethod::Fork);
+/// ```
+pub fn force_start_method(method: StartMethod) {
+    let _ = family::set_method(method, true);
+}
+
+/// The start method new children get.
+///
+/// # Examples
+///
+/// ```
+/// println!("children start with {}", multiproc::get_start_method().name());
+/// ```
+pub fn get_start_method() -> StartMethod {
+    family::start_method().ok().or_else(family::chosen_method).unwrap_or_else(StartMethod::platform_default)
+}
+
+/// The number of CPUs this process may use: its affinity mask and cgroup CPU quota
+/// count, not only the machine's CPUs (Python 3.13's `process_cpu_count`).
+///
+/// # Examples
+///
+/// ```
+/// assert!(multiproc::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The Python subclass style: a value that carries its arguments and knows how to run.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, Run};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendMail { to: String }
+///
+/// impl Run for SendMail {
+///     type Output = ();
+///     fn run(self) { println!("mail sent to {}", self.to) }
+/// }
+///
+/// # multiproc::init();
+/// Process::from_run(SendMail { to: "ann@example.com".into() }).start()?.join()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub trait Run: Serialize + DeserializeOwned + 'static {
+    /// What `run` returns to the parent.
+    type Output: Serialize + DeserializeOwned + 'static;
+
+    /// The work, done in the child.
+    fn run(self) -> Self::Output;
+}
+
+fn run_object<T: Run>(task: T) -> T::Output {
+    task.run()
+}
+
+/// A process to start: a target function, its argument, and options.
+///
+/// The target is a function or a non-capturing closure `fn(A) -> R`; several arguments
+/// travel as a tuple. `A` and `R` are serde types, and may contain multiproc handles
+/// (queues, locks, values, ...), which the child then shares with the parent.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::Process;
+///
+/// fn greet(name: String) -> usize {
+///     println!("hello {name}");
+///     name.len()
+/// }
+///
+/// multiproc::init();
+/// let handle = Process::new(greet, "bob".to_string()).name("greeter").start()?;
+/// assert_eq!(handle.join()?, 3);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "a Process does nothing until started"]
+pub struct Process<A, R> {
+    target: fn(A) -> R,
+    args: A,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+}
+
+impl<A, R> fmt::Debug for Process<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("start_method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A, R> Process<A, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    /// A process that will run `target(args)`.
+    pub fn new(target: fn(A) -> R, args: A) -> Self {
+        Self { target, args, name: None, daemon: false, method: None }
+    }
+
+    /// Names the process (default `Process-N`, `Process-N:M` for grandchildren...).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemonic process is terminated when its parent's `main` (or target) ends, and may
+    /// not start children; a non-daemonic one is waited for.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// How to create this process (default: [`get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Starts the process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInitialized`] without [`init`], [`Error::DaemonicParent`] in a daemonic
+    /// process, an encoding error for the argument, or what the OS said.
+    pub fn start(self) -> Result<ProcessHandle<R>, Error> {
+        family::config()?;
+        let packed = sys::pack(self.target, boot::runner::<A, R>);
+        let args = codec::encode(&self.args)?;
+        // The child gets its own copy; handles in ours are now counted as in flight.
+        drop(self.args);
+        let child = launch(packed, args, self.name, self.daemon, self.method)?;
+        Ok(ProcessHandle { child, _result: PhantomData })
+    }
+}
+
+impl<T: Run> Process<T, T::Output> {
+    /// A process that will call `task.run()` (Python's `Process` subclass with `run`).
+    pub fn from_run(task: T) -> Self {
+        Process::new(run_object::<T>, task)
+    }
+}
+
+fn launch(
+    packed: Packed,
+    mut args: Encoded,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+) -> Result<Arc<ChildState>, Error> {
+    let config = family::config()?;
+    if family::me().daemon {
+        return Err(Error::DaemonicParent);
+    }
+    // Reap what ended since (Python does this in start(), too).
+    family::active_children();
+    let method = match method {
+        Some(m) => m,
+        None => family::start_method()?,
+    };
+    let (mut me, parent) = family::next_child(name);
+    me.daemon = daemon;
+    let boot = Boot {
+        family: config.clone(),
+        me: me.clone(),
+        parent,
+        call: packed,
+        args: std::mem::take(&mut args.bytes),
+    };
+    let message = codec::encode(&boot)?;
+    let frame = boot::frame(&message.bytes);
+    message.sent();
+
+    let (ours, theirs) = sys::socketpair_stream()?;
+    sys::set_nonblocking(ours.as_fd(), true)?;
+    // Most boot messages fit in the socket buffer: write before the child exists, so that
+    // it finds its message at once.
+    let heap_fd = [Heap::get().fd()];
+    let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &heap_fd } else { &[] };
+    let (mut written, mut fds_pending) = match sys::send_with_fds(ours.as_fd(), &frame, fds) {
+        Ok(n) => (n, false),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (0, !fds.is_empty()),
+        Err(e) => return Err(e.into()),
+    };
+    let (pid, pidfd, watch, ours) = match method {
+        StartMethod::Spawn => {
+            let (pid, pidfd) = spawn::start(theirs)?;
+            (pid, pidfd, ExitWatch::Own, ours)
+        }
+        StartMethod::Fork => {
+            let ((pid, pidfd), ours) = fork::start(theirs, ours)?;
+            (pid, pidfd, ExitWatch::Own, ours)
+        }
+        StartMethod::ForkServer => {
+            let (pid, pidfd, status) = forkserver::request(theirs)?;
+            (pid, pidfd, ExitWatch::Server(status), ours)
+        }
+    };
+    if written < frame.len() {
+        // The rest goes while the child reads; a child that died meanwhile is reported by
+        // join, so a failed write is not an error here.
+        let _ = sys::set_nonblocking(ours.as_fd(), false);
+        let fds: &[BorrowedFd<'_>] = if fds_pending { &heap_fd } else { &[] };
+        fds_pending = false;
+        if sys::send_all(ours.as_fd(), &frame[written..], fds).is_ok() {
+            written = frame.len();
+        }
+    }
+    debug_assert!(!fds_pending);
+    let _ = written;
+    // The argument is in the child's socket: its handles belong to the child now.
+    args.sent();
+    let child = Arc::new(ChildState::new(pid, me.name, daemon, pidfd, watch, ours));
+    family::register(child.clone());
+    Ok(child)
+}
+
+/// A started process: join it for its result, or watch, signal and wait for it.
+///
+/// Dropping the handle does not stop the process: a non-daemonic process is still joined
+/// when the parent's `main` ends, a daemonic one terminated, as in Python.
+#[must_use = "join the process to get its result (dropping the handle lets it run)"]
+pub struct ProcessHandle<R> {
+    child: Arc<ChildState>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for ProcessHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessHandle")
+            .field("name", &self.child.name)
+            .field("pid", &self.child.pid)
+            .field("exitcode", &self.child.exitcode())
+            .finish()
+    }
+}
+
+impl<R: DeserializeOwned> ProcessHandle<R> {
+    /// Waits for the process to end and returns what its target returned.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Panicked`] with the child's message, location and backtrace;
+    /// [`JoinError::Exited`] after `std::process::exit`; [`JoinError::Signaled`] when a
+    /// signal killed it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::{JoinError, Process};
+    ///
+    /// fn fail(_: ()) { panic!("boom") }
+    ///
+    /// multiproc::init();
+    /// match Process::new(fail, ()).start()?.join() {
+    ///     Err(JoinError::Panicked(info)) => assert_eq!(info.message, "boom"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join(self) -> Result<R, JoinError> {
+        let ended = self.child.wait(Deadline::NEVER).expect("an endless wait returns an end");
+        self.result(ended)
+    }
+
+    /// Like [`ProcessHandle::join`], waiting at most `timeout`. On
+    /// [`JoinTimeoutError::Timeout`] the handle stays usable.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, JoinTimeoutError> {
+        match self.child.wait(Deadline::after(timeout)) {
+            Some(ended) => self.result(ended).map_err(JoinTimeoutError::Failed),
+            None => Err(JoinTimeoutError::Timeout),
+        }
+    }
+
+    fn result(&self, ended: Ended) -> Result<R, JoinError> {
+        let name = self.child.name.clone();
+        match self.child.take_outcome() {
+            Err(()) => Err(JoinError::AlreadyJoined(name)),
+            Ok(Some(Outcome::Returned(bytes))) => codec::decode(&bytes).map_err(|error| JoinError::Decode { name, error }),
+            Ok(Some(Outcome::Panicked(info))) => Err(JoinError::Panicked(info)),
+            Ok(Some(Outcome::Failed(reason))) => Err(JoinError::Failed { name, reason }),
+            Ok(None) => Err(match ended {
+                Ended::Exited(code) => JoinError::Exited { name, code },
+                Ended::Signaled(signal) => JoinError::Signaled { name, signal },
+            }),
+        }
+    }
+}
+
+impl<R> ProcessHandle<R> {
+    /// Waits for the process to end (Python's `join()`); returns its exit code.
+    pub fn wait(&self) -> i32 {
+        child::exitcode(self.child.wait(Deadline::NEVER).expect("an endless wait returns an end"))
+    }
+
+    /// Waits at most `timeout` for the process to end; its exit code if it did.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<i32> {
+        self.child.wait(Deadline::after(timeout)).map(child::exitcode)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&self) -> bool {
+        self.child.ended().is_none()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid
+    }
+
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.child.name
+    }
+
+    /// Whether the process is daemonic.
+    pub fn is_daemon(&self) -> bool {
+        self.child.daemon
+    }
+
+    /// Python's exit code: `None` while running, `0` on success, `N` after
+    /// `std::process::exit(N)`, `1` after a panic, `-N` after signal `N`.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.child.exitcode()
+    }
+
+    /// Asks the process to stop (`SIGTERM`): it ends at once, without unwinding.
+    pub fn terminate(&self) -> std::io::Result<()> {
+        self.child.signal(sys::SIGTERM)
+    }
+
+    /// Stops the process at once (`SIGKILL`).
+    pub fn kill(&self) -> std::io::Result<()> {
+        self.child.signal(sys::SIGKILL)
+    }
+
+    /// Sends `SIGINT` (Python 3.14's `interrupt()`).
+    pub fn interrupt(&self) -> std::io::Result<()> {
+        self.child.signal(sys::SIGINT)
+    }
+
+    /// A descriptor that becomes readable when the process ends (Python's `sentinel`).
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.child.sentinel()
+    }
+
+    /// A non-generic view of the process (what [`active_children`] returns).
+    pub fn as_child(&self) -> ChildProcess {
+        ChildProcess { child: self.child.clone() }
+    }
+}
+
+/// A child process of this one, without its result: what [`active_children`] lists.
+#[derive(Clone)]
+pub struct ChildProcess {
+    child: Arc<ChildState>,
+}
+
+impl fmt::Debug for ChildProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildProcess").field("name", &self.child.name).field("pid", &self.child.pid).finish()
+    }
+}
+
+impl ChildProcess {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid
+    }
+
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.child.name
+    }
+
+    /// Whether the process is daemonic.
+    pub fn is_daemon(&self) -> bool {
+        self.child.daemon
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&self) -> bool {
+        self.child.ended().is_none()
+    }
+
+    /// Python's exit code (see [`ProcessHandle::exitcode`]).
+    pub fn exitcode(&self) -> Option<i32> {
+        self.child.exitcode()
+    }
+
+    /// Waits for the process to end; returns its exit code.
+    pub fn wait(&self) -> i32 {
+        child::exitcode(self.child.wait(Deadline::NEVER).expect("an endless wait returns an end"))
+    }
+
+    /// Waits at most `timeout`; the exit code if the process ended.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<i32> {
+        self.child.wait(Deadline::after(timeout)).map(child::exitcode)
+    }
+
+    /// `SIGTERM`.
+    pub fn terminate(&self) -> std::io::Result<()> {
+        self.child.signal(sys::SIGTERM)
+    }
+
+    /// `SIGKILL`.
+    pub fn kill(&self) -> std::io::Result<()> {
+        self.child.signal(sys::SIGKILL)
+    }
+}
+
+/// The live children of this process. Children that ended are reaped (Python's
+/// `active_children()`).
+///
+/// # Examples
+///
+/// ```
+/// for child in multiproc::active_children() {
+///     child.terminate()?;
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn active_children() -> Vec<ChildProcess> {
+    family::active_children().into_iter().map(|child| ChildProcess { child }).collect()
+}
+
+/// This process, as the family knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    daemon: bool,
+    identity: Vec<u32>,
+}
+
+impl CurrentProcess {
+    /// `MainProcess`, `Process-1`, `Process-1:2`, or the name it was given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether this process is daemonic.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The path of child indices from the main process (empty for it).
+    pub fn identity(&self) -> &[u32] {
+        &self.identity
+    }
+}
+
+/// This process: its name and pid (Python's `current_process()`).
+///
+/// # Examples
+///
+/// ```
+/// multiproc::init();
+/// assert_eq!(multiproc::current_process().name(), "MainProcess");
+/// ```
+pub fn current_process() -> CurrentProcess {
+    let me = family::me();
+    CurrentProcess { name: me.name, pid: sys::my_pid(), daemon: me.daemon, identity: me.identity }
+}
+
+/// The process that started this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentProcess {
+    name: String,
+    pid: u32,
+    start: u64,
+}
+
+impl ParentProcess {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it is still running.
+    pub fn is_alive(&self) -> bool {
+        sys::process_alive(self.pid, self.start)
+    }
+}
+
+/// The parent of this process, `None` in the main process (Python's `parent_process()`).
+///
+/// # Examples
+///
+/// ```
+/// multiproc::init();
+/// assert!(multiproc::parent_process().is_none());
+/// ```
+pub fn parent_process() -> Option<ParentProcess> {
+    family::state().parent.clone().map(|p| ParentProcess { name: p.name, pid: p.pid, start: p.start })
+}

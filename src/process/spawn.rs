@@ -1,0 +1,22 @@
+//! The spawn start method: a fresh execution of the current binary (`/proc/self/exe`).
+//!
+//! The slowest method, and the most isolated: the child shares nothing with its parent but
+//! the family heap and the boot socket. It is dispatched before `main` runs, so the
+//! program's `main` never runs twice.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::boot::BOOT_ENV;
+use super::family;
+use crate::sys;
+
+/// Starts a child whose boot socket end is `boot`; returns its pid and pidfd.
+pub(crate) fn start(boot: OwnedFd) -> io::Result<(u32, OwnedFd)> {
+    family::on_lasting_thread(move || {
+        let parent = sys::my_pid();
+        let env = [(BOOT_ENV, format!("spawn:{}:{parent}", sys::SPAWN_BOOT_FD))];
+        let pid = sys::spawn_self(boot.as_fd(), &env)?;
+        Ok((pid, sys::pidfd_open(pid)?))
+    })
+}

@@ -1,0 +1,108 @@
+//! Views of plain data in shared memory that other processes may change at any time.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use super::ShmSafe;
+
+/// `len` values of `T` in shared memory, borrowed from the object that owns them.
+///
+/// Element reads and writes are volatile: the compiler may not assume the memory holds
+/// what this process last wrote. Without a lock a read may race a write of another
+/// process and see a mix of old and new bytes, which `ShmSafe` makes a valid value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cells<'a, T> {
+    ptr: NonNull<T>,
+    len: usize,
+    _life: PhantomData<&'a T>,
+}
+
+impl<'a, T: ShmSafe> Cells<'a, T> {
+    /// # Safety
+    ///
+    /// `ptr` must point to `len` initialised values of `T` in shared memory that stay
+    /// mapped and allocated for `'a`.
+    pub(crate) unsafe fn new(ptr: NonNull<T>, len: usize) -> Self {
+        Self { ptr, len, _life: PhantomData }
+    }
+
+    /// How many values.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Value `i` (panics when out of bounds).
+    pub(crate) fn get(&self, i: usize) -> T
+    where
+        T: Copy,
+    {
+        assert!(i < self.len, "index {i} out of bounds for length {}", self.len);
+        // SAFETY: in bounds (asserted); `new`'s contract keeps the memory valid; any bytes
+        // a racing writer leaves are a valid T (ShmSafe rule 4).
+        unsafe { self.ptr.as_ptr().add(i).read_volatile() }
+    }
+
+    /// Sets value `i` (panics when out of bounds).
+    pub(crate) fn set(&self, i: usize, value: T) {
+        assert!(i < self.len, "index {i} out of bounds for length {}", self.len);
+        // SAFETY: in bounds; shared memory is written through raw pointers only.
+        unsafe { self.ptr.as_ptr().add(i).write_volatile(value) }
+    }
+
+    /// A reference to value `i`, for types that are all atomics.
+    pub(crate) fn at(&self, i: usize) -> &'a T
+    where
+        T: Sync,
+    {
+        assert!(i < self.len, "index {i} out of bounds for length {}", self.len);
+        // SAFETY: in bounds; callers use this for atomics, which are designed to be
+        // shared and mutated through `&`.
+        unsafe { &*self.ptr.as_ptr().add(i) }
+    }
+
+    /// Copies all values into `out` (of the same length).
+    pub(crate) fn read_into(&self, out: &mut [T])
+    where
+        T: Copy,
+    {
+        assert_eq!(out.len(), self.len);
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: in bounds, as in `get`.
+            *o = unsafe { self.ptr.as_ptr().add(i).read_volatile() };
+        }
+    }
+
+    /// Copies `src` (of the same length) into the values.
+    pub(crate) fn write_from(&self, src: &[T])
+    where
+        T: Copy,
+    {
+        assert_eq!(src.len(), self.len);
+        for (i, v) in src.iter().enumerate() {
+            // SAFETY: in bounds, as in `set`.
+            unsafe { self.ptr.as_ptr().add(i).write_volatile(*v) };
+        }
+    }
+
+    /// The values as a slice.
+    ///
+    /// # Safety
+    ///
+    /// No process may write these values while the slice lives (a lock held around the
+    /// borrow, as `Array::lock` does, or the caller's own protocol).
+    pub(crate) unsafe fn as_slice(&self) -> &'a [T] {
+        // SAFETY: the memory is valid for 'a (`new`), and the caller excludes writers.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The values as a mutable slice.
+    ///
+    /// # Safety
+    ///
+    /// No other process or thread may read or write these values while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn as_mut_slice(&self) -> &'a mut [T] {
+        // SAFETY: the memory is valid for 'a (`new`), and the caller has exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}

@@ -1,0 +1,399 @@
+//! The family heap: one anonymous shared memory file that every process of the family
+//! maps, and the allocator that places shared objects in it.
+//!
+//! Objects are named by their *offset* in the heap, which means the same thing in every
+//! process whatever address the heap got there; that is what lets a queue, a lock or a
+//! value travel through any channel as a few bytes. The file is anonymous (memfd), so the
+//! kernel frees it when the last process of the family ends, even after `kill -9`; nothing
+//! is ever left in `/dev/shm`.
+//!
+//! The address range is large and sparse: pages cost memory only once touched, and freed
+//! large blocks give their pages back at once.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::mutex::{RawGuard, RawMutex};
+use crate::sys::{self, SharedMapping};
+
+const MAGIC: u64 = 0x6d75_6c74_6970_7231; // "multipr1"
+const PAGE: usize = 4096;
+/// Offsets below this hold the heap's own header.
+const RESERVED: usize = 64 * 1024;
+/// Block sizes of the small-object classes; larger requests get whole pages.
+const CLASSES: [usize; 11] = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
+/// The largest small-object class.
+const SMALL_MAX: usize = 65536;
+/// Address space reserved for the heap, tried in this order (a `ulimit -v` may refuse the
+/// larger ones).
+const SIZES: [usize; 4] = [1 << 38, 1 << 36, 1 << 34, 1 << 32];
+
+/// Room left for the layers above to publish family-wide objects by offset.
+pub(crate) const ROOT_SLOTS: usize = 8;
+
+/// The heap is full (or the request is absurd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the family's shared memory is exhausted ({requested} bytes requested)")]
+pub struct HeapFull {
+    requested: usize,
+}
+
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    family: AtomicU64,
+    size: AtomicU64,
+    /// Start of the never-used part of the heap.
+    bump: AtomicU64,
+    large_lock: RawMutex,
+    /// First free extent of the large allocator, kept sorted by offset (0: none).
+    large_free: AtomicU64,
+    /// Lock-free stacks of free small blocks, one per class: `tag << 40 | offset >> 6`.
+    classes: [AtomicU64; CLASSES.len()],
+    roots: [AtomicU64; ROOT_SLOTS],
+    in_use: AtomicU64,
+}
+
+/// A free extent of the large allocator, stored in its own first bytes.
+#[repr(C)]
+struct FreeExtent {
+    size: AtomicU64,
+    next: AtomicU64,
+}
+
+/// This process's view of the family heap.
+#[derive(Debug)]
+pub(crate) struct Heap {
+    map: SharedMapping,
+}
+
+static HEAP: OnceLock<Heap> = OnceLock::new();
+
+impl Heap {
+    /// The family heap, created on first use in a process that starts a family.
+    pub(crate) fn get() -> &'static Heap {
+        HEAP.get_or_init(|| Heap::create().expect("cannot create the family's shared memory"))
+    }
+
+    /// The heap if this process has one already.
+    pub(crate) fn try_get() -> Option<&'static Heap> {
+        HEAP.get()
+    }
+
+    /// Adopts the heap a parent passed down (a spawned child, at boot).
+    pub(crate) fn adopt(fd: OwnedFd) -> std::io::Result<&'static Heap> {
+        let size = rustix::fs::fstat(&fd)?.st_size as usize;
+        let map = SharedMapping::map(fd, size)?;
+        let heap = Heap { map };
+        if heap.header().magic.load(Ordering::Acquire) != MAGIC {
+            return Err(std::io::Error::other("the memory passed down is not a multiproc heap"));
+        }
+        Ok(HEAP.get_or_init(|| heap))
+    }
+
+    fn create() -> std::io::Result<Heap> {
+        let mut last = None;
+        for size in SIZES {
+            match SharedMapping::anonymous("multiproc-family", size) {
+                Ok(map) => {
+                    let heap = Heap { map };
+                    let h = heap.header();
+                    h.family.store(u64::from_ne_bytes(sys::random_bytes::<8>()), Ordering::Relaxed);
+                    h.size.store(size as u64, Ordering::Relaxed);
+                    h.bump.store(RESERVED as u64, Ordering::Relaxed);
+                    h.magic.store(MAGIC, Ordering::Release);
+                    return Ok(heap);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no heap size fits")))
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: offset 0 of the mapping holds the header (RESERVED bytes are set aside
+        // for it); it consists of atomics only, valid for any bytes, zero included.
+        unsafe { &*self.map.as_ptr().cast::<Header>() }
+    }
+
+    /// The memory file, to hand to a spawned child.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.map.fd()
+    }
+
+    /// A random number naming this family.
+    pub(crate) fn family_id(&self) -> u64 {
+        self.header().family.load(Ordering::Relaxed)
+    }
+
+    /// Bytes currently allocated (small blocks count their class size).
+    pub(crate) fn in_use(&self) -> u64 {
+        self.header().in_use.load(Ordering::Relaxed)
+    }
+
+    /// The family-wide root slot `i`, an offset published by an upper layer (0: unset).
+    pub(crate) fn root(&self, i: usize) -> &AtomicU64 {
+        &self.header().roots[i]
+    }
+
+    /// Whether `[offset, offset + len)` is a plausible object range: inside the heap,
+    /// past the header, 64-byte aligned.
+    pub(crate) fn contains(&self, offset: u64, len: usize) -> bool {
+        offset as usize >= RESERVED
+            && offset % 64 == 0
+            && (offset as usize).checked_add(len).is_some_and(|end| end <= self.map.len())
+    }
+
+    /// The address of `offset` in this process.
+    pub(crate) fn ptr(&self, offset: u64) -> *mut u8 {
+        debug_assert!((offset as usize) < self.map.len());
+        // SAFETY: offsets handed out by this heap are inside the mapping.
+        unsafe { self.map.as_ptr().add(offset as usize) }
+    }
+
+    /// Allocates `len` bytes (64-byte aligned; page aligned above 64 KiB). The contents
+    /// are unspecified: zero for fresh pages, old bytes for a reused small block.
+    pub(crate) fn alloc(&self, len: usize) -> Result<u64, HeapFull> {
+        let len = len.max(1);
+        let off = match class_of(len) {
+            Some(class) => self.alloc_small(class)?,
+            None => self.alloc_large(round_up(len, PAGE))?,
+        };
+        self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+        Ok(off)
+    }
+
+    /// Allocates `len` zeroed bytes.
+    pub(crate) fn alloc_zeroed(&self, len: usize) -> Result<u64, HeapFull> {
+        let off = self.alloc(len)?;
+        if class_of(len).is_some() {
+            // SAFETY: the block [off, off + len) was just allocated to us alone.
+            unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
+        }
+        // Large blocks come from fresh or released pages, which read as zero.
+        Ok(off)
+    }
+
+    /// Frees a block from [`Heap::alloc`]; `len` is the length asked for then.
+    pub(crate) fn free(&self, offset: u64, len: usize) {
+        let len = len.max(1);
+        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
+        match class_of(len) {
+            Some(class) => self.push(class, offset),
+            None => self.free_large(offset, round_up(len, PAGE)),
+        }
+    }
+
+    fn alloc_small(&self, class: usize) -> Result<u64, HeapFull> {
+        if let Some(off) = self.pop(class) {
+            return Ok(off);
+        }
+        // Refill: carve a slab of fresh pages into blocks of this class.
+        let block = CLASSES[class];
+        let slab = (block * 16).max(64 * 1024);
+        let base = self.alloc_large(slab)?;
+        for i in 1..slab / block {
+            self.push(class, base + (i * block) as u64);
+        }
+        Ok(base)
+    }
+
+    fn free_word(&self, off: u64) -> &AtomicU64 {
+        // SAFETY: `off` is a block of at least 64 bytes owned by the free list; its first
+        // word is the link, an atomic valid for any bytes.
+        unsafe { &*self.ptr(off).cast::<AtomicU64>() }
+    }
+
+    fn push(&self, class: usize, off: u64) {
+        let head = &self.header().classes[class];
+        let mut cur = head.load(Ordering::Acquire);
+        loop {
+            self.free_word(off).store((cur & OFFSET_BITS) << 6, Ordering::Relaxed);
+            let new = next_tag(cur) | (off >> 6);
+            match head.compare_exchange_weak(cur, new, Ordering::Release, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    fn pop(&self, class: usize) -> Option<u64> {
+        let head = &self.header().classes[class];
+        let mut cur = head.load(Ordering::Acquire);
+        loop {
+            let off = (cur & OFFSET_BITS) << 6;
+            if off == 0 {
+                return None;
+            }
+            // If another process pops this block meanwhile, the link read here may be
+            // garbage, but the tag makes the exchange below fail.
+            let next = self.free_word(off).load(Ordering::Relaxed);
+            let new = next_tag(cur) | (next >> 6);
+            match head.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => return Some(off),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    fn extent(&self, off: u64) -> &FreeExtent {
+        // SAFETY: `off` starts a free extent of at least one page, owned by the large
+        // allocator (whose lock the caller holds); its first bytes are two atomics.
+        unsafe { &*self.ptr(off).cast::<FreeExtent>() }
+    }
+
+    fn alloc_large(&self, len: usize) -> Result<u64, HeapFull> {
+        let h = self.header();
+        let _guard = RawGuard::lock(&h.large_lock);
+        // First fit over the sorted free list.
+        let mut link = &h.large_free;
+        loop {
+            let off = link.load(Ordering::Relaxed);
+            if off == 0 {
+                break;
+            }
+            let ext = self.extent(off);
+            let size = ext.size.load(Ordering::Relaxed) as usize;
+            if size >= len {
+                let next = ext.next.load(Ordering::Relaxed);
+                if size == len {
+                    link.store(next, Ordering::Relaxed);
+                } else {
+                    let rest = off + len as u64;
+                    let r = self.extent(rest);
+                    r.size.store((size - len) as u64, Ordering::Relaxed);
+                    r.next.store(next, Ordering::Relaxed);
+                    link.store(rest, Ordering::Relaxed);
+                }
+                // The extent's header bytes were ours; hand out zeroed memory.
+                // SAFETY: the first 16 bytes of the extent now belong to the caller.
+                unsafe { std::ptr::write_bytes(self.ptr(off), 0, std::mem::size_of::<FreeExtent>()) };
+                return Ok(off);
+            }
+            link = &ext.next;
+        }
+        let off = h.bump.load(Ordering::Relaxed);
+        let end = off.checked_add(len as u64).ok_or(HeapFull { requested: len })?;
+        if end > h.size.load(Ordering::Relaxed) {
+            return Err(HeapFull { requested: len });
+        }
+        h.bump.store(end, Ordering::Relaxed);
+        Ok(off)
+    }
+
+    fn free_large(&self, off: u64, len: usize) {
+        // Give the pages back first: the memory is zero when reused, and RSS falls now.
+        self.map.release_pages(off as usize, len);
+        let h = self.header();
+        let _guard = RawGuard::lock(&h.large_lock);
+        let mut off = off;
+        let mut len = len as u64;
+        // Find the neighbours: `prev_link` points at the link that will point at us.
+        let mut prev: Option<u64> = None;
+        let mut next = h.large_free.load(Ordering::Relaxed);
+        while next != 0 && next < off {
+            prev = Some(next);
+            next = self.extent(next).next.load(Ordering::Relaxed);
+        }
+        // Merge with the following extent.
+        if next != 0 && off + len == next {
+            let n = self.extent(next);
+            len += n.size.load(Ordering::Relaxed);
+            next = n.next.load(Ordering::Relaxed);
+        }
+        // Merge with the preceding extent.
+        if let Some(p) = prev {
+            let pe = self.extent(p);
+            if p + pe.size.load(Ordering::Relaxed) == off {
+                off = p;
+                len += pe.size.load(Ordering::Relaxed);
+                prev = self.find_prev(p);
+            }
+        }
+        // The last extent before the bump pointer goes back to the untouched space.
+        if off + len == h.bump.load(Ordering::Relaxed) {
+            h.bump.store(off, Ordering::Relaxed);
+            match prev {
+                Some(p) => self.extent(p).next.store(next, Ordering::Relaxed),
+                None => h.large_free.store(next, Ordering::Relaxed),
+            }
+            return;
+        }
+        let e = self.extent(off);
+        e.size.store(len, Ordering::Relaxed);
+        e.next.store(next, Ordering::Relaxed);
+        match prev {
+            Some(p) => self.extent(p).next.store(off, Ordering::Relaxed),
+            None => h.large_free.store(off, Ordering::Relaxed),
+        }
+    }
+
+    /// The free extent before `target` in the list (caller holds the lock).
+    fn find_prev(&self, target: u64) -> Option<u64> {
+        let mut prev = None;
+        let mut cur = self.header().large_free.load(Ordering::Relaxed);
+        while cur != 0 && cur != target {
+            prev = Some(cur);
+            cur = self.extent(cur).next.load(Ordering::Relaxed);
+        }
+        prev
+    }
+}
+
+const OFFSET_BITS: u64 = (1 << 40) - 1;
+
+fn next_tag(word: u64) -> u64 {
+    ((word >> 40).wrapping_add(1) << 40) & !OFFSET_BITS
+}
+
+fn class_of(len: usize) -> Option<usize> {
+    (len <= SMALL_MAX).then(|| CLASSES.iter().position(|&c| c >= len).unwrap_or(CLASSES.len() - 1))
+}
+
+fn allocated_len(len: usize) -> usize {
+    class_of(len).map_or_else(|| round_up(len, PAGE), |c| CLASSES[c])
+}
+
+fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_blocks_are_reused() {
+        let heap = Heap::get();
+        let a = heap.alloc(100).unwrap();
+        heap.free(a, 100);
+        let b = heap.alloc(120).unwrap();
+        assert_eq!(a, b, "a freed block of the same class comes back first");
+        heap.free(b, 120);
+    }
+
+    #[test]
+    fn large_blocks_coalesce_and_read_zero() {
+        let heap = Heap::get();
+        let a = heap.alloc(100_000).unwrap();
+        let b = heap.alloc(200_000).unwrap();
+        let c = heap.alloc(300_000).unwrap();
+        // SAFETY (test): the blocks are ours.
+        unsafe { std::ptr::write_bytes(heap.ptr(b), 0xAB, 200_000) };
+        heap.free(a, 100_000);
+        heap.free(b, 200_000);
+        let d = heap.alloc(250_000).unwrap();
+        assert_eq!(d, a, "two neighbouring free extents make one");
+        // SAFETY (test): d is ours.
+        let bytes = unsafe { std::slice::from_raw_parts(heap.ptr(d), 250_000) };
+        assert!(bytes.iter().all(|&x| x == 0));
+        heap.free(d, 250_000);
+        heap.free(c, 300_000);
+    }
+
+    #[test]
+    fn absurd_requests_fail_cleanly() {
+        assert!(Heap::get().alloc(usize::MAX / 2).is_err());
+    }
+}

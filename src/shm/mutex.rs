@@ -1,0 +1,206 @@
+//! A process-shared mutex that survives the death of its holder.
+//!
+//! The lock word holds the owner's id (a pid, or a thread id for recursive locks) and a
+//! "sleepers" bit. A waiter that sleeps too long checks whether the owner still runs; if
+//! it does not (killed, crashed, or a pid reused by a stranger, which the start time
+//! reveals), the waiter takes the lock over and is told the owner died.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::wait::{Deadline, FIRST_SLICE, MAX_SLICE, spin_for};
+use crate::sys;
+
+const SLEEPERS: u32 = 1 << 31;
+const ID: u32 = !SLEEPERS;
+
+/// Who holds a lock: a process (pid) or a thread (tid), with the start time that tells it
+/// apart from a later process reusing the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) id: u32,
+    pub(crate) start: u64,
+}
+
+impl Owner {
+    /// This process.
+    pub(crate) fn process() -> Self {
+        let me = sys::me();
+        Self { id: me.pid, start: me.start }
+    }
+
+    /// This thread (for locks owned by a thread, such as `RLock`).
+    pub(crate) fn thread() -> Self {
+        thread_local! {
+            static ME: std::cell::Cell<(u32, u32, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
+        }
+        let pid = sys::my_pid();
+        ME.with(|me| {
+            let (cached_pid, tid, start) = me.get();
+            if cached_pid == pid && tid != 0 {
+                return Owner { id: tid, start };
+            }
+            let tid = sys::my_tid();
+            let start = if tid == pid { sys::me().start } else { sys::process_start_time(tid).unwrap_or(0) };
+            me.set((pid, tid, start));
+            Owner { id: tid, start }
+        })
+    }
+}
+
+/// How a lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// From a holder that released it.
+    Clean,
+    /// From a holder that died holding it: what it protected may be half-updated.
+    OwnerDied,
+}
+
+/// The deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
+/// The mutex itself, placed in shared memory.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawMutex {
+    word: AtomicU32,
+    _pad: u32,
+    owner_start: AtomicU64,
+}
+
+impl RawMutex {
+    /// An unlocked mutex.
+    pub(crate) const fn new() -> Self {
+        Self { word: AtomicU32::new(0), _pad: 0, owner_start: AtomicU64::new(0) }
+    }
+
+    /// Takes the lock if it is free.
+    #[inline]
+    pub(crate) fn try_lock(&self, me: Owner) -> bool {
+        if self.word.compare_exchange(0, me.id, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.owner_start.store(me.start, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes the lock, waiting at most until `deadline`. A dead holder does not block:
+    /// its lock is taken over and the result says so.
+    #[inline]
+    pub(crate) fn lock(&self, me: Owner, deadline: Deadline) -> Result<Acquired, TimedOut> {
+        if self.try_lock(me) {
+            return Ok(Acquired::Clean);
+        }
+        self.lock_slow(me, deadline)
+    }
+
+    #[cold]
+    fn lock_slow(&self, me: Owner, deadline: Deadline) -> Result<Acquired, TimedOut> {
+        if !deadline.passed()
+            && spin_for(deadline.slice(Duration::from_micros(20)), || self.try_lock(me).then_some(())).is_some()
+        {
+            return Ok(Acquired::Clean);
+        }
+        let mut slice = FIRST_SLICE;
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            if w == 0 {
+                // Others may sleep too: keep the bit so that our unlock wakes one of them.
+                if self.word.compare_exchange(0, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    self.owner_start.store(me.start, Ordering::Relaxed);
+                    return Ok(Acquired::Clean);
+                }
+                continue;
+            }
+            if w & SLEEPERS == 0
+                && self.word.compare_exchange(w, w | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            {
+                continue;
+            }
+            if deadline.passed() {
+                return Err(TimedOut);
+            }
+            if sys::futex_wait(&self.word, w | SLEEPERS, Some(deadline.slice(slice))) == sys::FutexWait::TimedOut {
+                if deadline.passed() {
+                    return Err(TimedOut);
+                }
+                slice = (slice * 2).min(MAX_SLICE);
+                if let Some(acquired) = self.take_from_dead_owner(me) {
+                    return Ok(acquired);
+                }
+            }
+        }
+    }
+
+    /// If the holder is dead, takes the lock over.
+    fn take_from_dead_owner(&self, me: Owner) -> Option<Acquired> {
+        let w = self.word.load(Ordering::Acquire);
+        let owner = w & ID;
+        if owner == 0 {
+            return None;
+        }
+        // Read after the word: if the word names the current owner, the previous owner's
+        // reset of `owner_start` is visible, so this is the current owner's or zero.
+        let start = self.owner_start.load(Ordering::Relaxed);
+        if sys::process_alive(owner, start) {
+            return None;
+        }
+        if self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.owner_start.store(me.start, Ordering::Relaxed);
+            Some(Acquired::OwnerDied)
+        } else {
+            None
+        }
+    }
+
+    /// Releases the lock (whoever holds it: a `Lock` may be released by another process).
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        self.owner_start.store(0, Ordering::Relaxed);
+        if self.word.swap(0, Ordering::Release) & SLEEPERS != 0 {
+            sys::futex_wake(&self.word, 1);
+        }
+    }
+
+    /// The id of the holder, if any.
+    pub(crate) fn owner(&self) -> Option<u32> {
+        let id = self.word.load(Ordering::Relaxed) & ID;
+        (id != 0).then_some(id)
+    }
+
+    /// Whether somebody holds it.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.owner().is_some()
+    }
+
+    /// If the holder is dead, takes the lock over (without waiting); for callers that
+    /// must recover a lock outside `lock`.
+    pub(crate) fn recover_if_owner_dead(&self, me: Owner) -> Option<Acquired> {
+        self.take_from_dead_owner(me)
+    }
+}
+
+/// A guard for internal critical sections of the shm layer, released on drop.
+#[derive(Debug)]
+pub(crate) struct RawGuard<'a> {
+    mutex: &'a RawMutex,
+    pub(crate) acquired: Acquired,
+}
+
+impl<'a> RawGuard<'a> {
+    /// Locks `mutex` for this process, waiting as long as it takes (a dead holder is taken
+    /// over, so this cannot hang on a crash).
+    pub(crate) fn lock(mutex: &'a RawMutex) -> Self {
+        let acquired = mutex.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+        Self { mutex, acquired }
+    }
+}
+
+impl Drop for RawGuard<'_> {
+    fn drop(&mut self) {
+        self.mutex.unlock();
+    }
+}

@@ -1,0 +1,258 @@
+//! Shared objects and their handles.
+//!
+//! A shared object is an allocation in the family heap: a header (what it is, how big,
+//! who holds it) followed by the object's state. [`Shared<T>`] is a handle to one: clone
+//! it and the holder table counts one more, drop it and the last handle of the whole
+//! family frees the object. Handles serialize as their offset, so they travel in any
+//! message of the family.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ShmSafe;
+use super::heap::{Heap, HeapFull};
+use super::holders::Holders;
+use crate::codec;
+
+/// The kinds of shared object, one number each, checked when a handle is decoded.
+pub(crate) mod kind {
+    /// Test objects of the handle mechanism.
+    pub(crate) const TEST: u32 = 1;
+    pub(crate) const LOCK: u32 = 10;
+    pub(crate) const RLOCK: u32 = 11;
+    pub(crate) const SEMAPHORE: u32 = 12;
+    pub(crate) const EVENT: u32 = 13;
+    pub(crate) const CONDITION: u32 = 14;
+    pub(crate) const BARRIER: u32 = 15;
+    pub(crate) const VALUE: u32 = 20;
+    pub(crate) const ARRAY: u32 = 21;
+    pub(crate) const RING: u32 = 30;
+    pub(crate) const QUEUE: u32 = 31;
+    pub(crate) const PIPE: u32 = 32;
+    pub(crate) const BLOB: u32 = 33;
+    pub(crate) const POOL: u32 = 40;
+    pub(crate) const MANAGER: u32 = 50;
+}
+
+const TAG: u64 = 0x4f42_4a00_0000_0000; // "OBJ\0"
+
+/// The header in front of every shared object.
+#[repr(C)]
+struct Header {
+    tag: AtomicU64,
+    len: AtomicU64,
+    holders: Holders,
+}
+
+#[repr(C)]
+struct Obj<T> {
+    header: Header,
+    value: T,
+}
+
+/// State that lives in the family heap behind [`Shared`] handles.
+pub(crate) trait ShmObject: ShmSafe + Sync + Send {
+    /// What this is (see [`kind`]); checked when a handle is decoded.
+    const KIND: u32;
+
+    /// Releases what the object owns elsewhere in the heap. Called once, by whichever
+    /// process drops the family's last handle.
+    fn destroy(&self, _heap: &Heap) {}
+}
+
+/// A handle to a shared object of type `T`.
+pub(crate) struct Shared<T: ShmObject> {
+    off: u64,
+    obj: NonNull<Obj<T>>,
+    _marker: PhantomData<T>,
+}
+
+// SAFETY: the object is in shared memory and `T: Sync`; the handle itself is an offset
+// and a pointer into a mapping that lives as long as the process.
+unsafe impl<T: ShmObject> Send for Shared<T> {}
+// SAFETY: as above; `&Shared<T>` only gives `&T`.
+unsafe impl<T: ShmObject> Sync for Shared<T> {}
+
+impl<T: ShmObject> Shared<T> {
+    /// Places `value` in the family heap; the calling process holds the one handle.
+    pub(crate) fn new(value: T) -> Result<Self, HeapFull> {
+        Self::with_tail(value, 0)
+    }
+
+    /// Like [`Shared::new`], followed by `tail` zeroed bytes (64-byte aligned) for the
+    /// object's variable part.
+    pub(crate) fn with_tail(value: T, tail: usize) -> Result<Self, HeapFull> {
+        let heap = Heap::get();
+        let len = Self::tail_start() + tail;
+        let off = heap.alloc_zeroed(len)?;
+        let obj = heap.ptr(off).cast::<Obj<T>>();
+        // SAFETY: `off` is a fresh allocation of `len >= size_of::<Obj<T>>()` bytes,
+        // 64-byte aligned (enough for any ShmSafe type), owned by us alone until the
+        // handle is shared.
+        unsafe {
+            obj.write(Obj {
+                header: Header {
+                    tag: AtomicU64::new(TAG | u64::from(T::KIND)),
+                    len: AtomicU64::new(len as u64),
+                    holders: Holders::new_held(),
+                },
+                value,
+            });
+        }
+        Ok(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
+    }
+
+    fn tail_start() -> usize {
+        std::mem::size_of::<Obj<T>>().next_multiple_of(64)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the object stays allocated while any handle (this one) exists.
+        unsafe { &self.obj.as_ref().header }
+    }
+
+    /// The offset that names this object in every process of the family.
+    pub(crate) fn offset(&self) -> u64 {
+        self.off
+    }
+
+    /// Bytes of the variable part after the state.
+    pub(crate) fn tail_len(&self) -> usize {
+        self.header().len.load(Ordering::Relaxed) as usize - Self::tail_start()
+    }
+
+    /// The variable part as elements of `E`: `len` of them, which must fit in the tail.
+    pub(crate) fn tail<E: ShmSafe>(&self, len: usize) -> super::Cells<'_, E> {
+        assert!(len * std::mem::size_of::<E>() <= self.tail_len(), "tail too short");
+        assert!(std::mem::align_of::<E>() <= 64);
+        let ptr = Heap::get().ptr(self.off + Self::tail_start() as u64).cast::<E>();
+        // SAFETY: the tail lies inside this object's allocation, which outlives the
+        // borrow of `self`; its bytes were zeroed at creation, a valid ShmSafe value.
+        unsafe { super::Cells::new(NonNull::new(ptr).expect("heap pointer"), len) }
+    }
+
+    /// Whether another live process holds this object, or a handle to it is in a message.
+    pub(crate) fn others_alive(&self) -> bool {
+        self.header().holders.others_alive(Heap::get())
+    }
+
+    /// The live processes holding this object (pids), this one included.
+    pub(crate) fn live_processes(&self) -> Vec<u32> {
+        self.header().holders.live_processes(Heap::get())
+    }
+
+    /// Whether two handles name the same object.
+    pub(crate) fn same_object(&self, other: &Self) -> bool {
+        self.off == other.off
+    }
+
+    fn release(off: u64) {
+        let heap = Heap::get();
+        // SAFETY: called by the holder of a handle (or of an in-flight reference) to the
+        // object at `off`, which therefore is still allocated.
+        let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+        obj.value.destroy(heap);
+        let len = obj.header.len.load(Ordering::Relaxed) as usize;
+        obj.header.tag.store(0, Ordering::Release);
+        heap.free(off, len);
+    }
+}
+
+impl<T: ShmObject> std::ops::Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the object stays allocated while this handle exists; T is Sync and
+        // ShmSafe, so sharing it with other processes and threads is its design.
+        unsafe { &self.obj.as_ref().value }
+    }
+}
+
+impl<T: ShmObject> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        self.header().holders.join(Heap::get());
+        Self { off: self.off, obj: self.obj, _marker: PhantomData }
+    }
+}
+
+impl<T: ShmObject> Drop for Shared<T> {
+    fn drop(&mut self) {
+        if self.header().holders.leave(Heap::get()) {
+            Self::release(self.off);
+        }
+    }
+}
+
+impl<T: ShmObject> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("kind", &T::KIND).field("offset", &self.off).finish()
+    }
+}
+
+/// The message a handle is written as.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    family: u64,
+    kind: u32,
+    offset: u64,
+}
+
+impl<T: ShmObject> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        if !codec::encoding() {
+            return Err(S::Error::custom(
+                "a multiproc handle can only be sent through multiproc (a process argument, a queue, a pipe, a pool task)",
+            ));
+        }
+        self.header().holders.send();
+        let off = self.off;
+        codec::on_abort(move || {
+            let heap = Heap::get();
+            // SAFETY: the sender of the message still holds the handle it encoded (or the
+            // in-flight count keeps the object alive), so `off` is allocated.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            if obj.header.holders.unsend(heap) {
+                Self::release(off);
+            }
+        });
+        Wire { family: Heap::get().family_id(), kind: T::KIND, offset: off }.serialize(serializer)
+    }
+}
+
+impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !codec::decoding() {
+            return Err(D::Error::custom("a multiproc handle can only be received through multiproc"));
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        let heap = Heap::try_get().ok_or_else(|| D::Error::custom("this process is not part of a multiproc family"))?;
+        if wire.family != heap.family_id() {
+            return Err(D::Error::custom("the handle belongs to another multiproc family"));
+        }
+        if wire.kind != T::KIND {
+            return Err(D::Error::custom(format_args!(
+                "expected a handle of kind {}, got kind {}",
+                T::KIND,
+                wire.kind
+            )));
+        }
+        if !heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
+            return Err(D::Error::custom("the handle points outside the family's shared memory"));
+        }
+        let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
+        // SAFETY: the range is inside the heap and aligned (checked above); the header is
+        // atomics only, valid for any bytes.
+        let header = unsafe { &(*obj).header };
+        if header.tag.load(Ordering::Acquire) != TAG | u64::from(T::KIND) {
+            return Err(D::Error::custom("the handle's object no longer exists"));
+        }
+        header.holders.receive(heap);
+        Ok(Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
+    }
+}

@@ -1,0 +1,185 @@
+//! Waiting without hanging: deadlines, the spin-then-park policy, and `Notify`, a futex
+//! word pair that any process of the family can sleep on and ring.
+
+use std::hint::spin_loop;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// When a blocking call gives up: `None` means never (but see the liveness checks, which
+/// bound every wait by the death of the other side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// Never.
+    pub(crate) const NEVER: Deadline = Deadline(None);
+
+    /// `timeout` from now (saturating).
+    pub(crate) fn after(timeout: Duration) -> Self {
+        Deadline(Some(Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))))
+    }
+
+    /// From an optional timeout.
+    pub(crate) fn from_timeout(timeout: Option<Duration>) -> Self {
+        timeout.map_or(Self::NEVER, Self::after)
+    }
+
+    /// Already passed (a zero timeout: look once, do not wait).
+    pub(crate) fn now() -> Self {
+        Deadline(Some(Instant::now()))
+    }
+
+    /// Time left, `None` for never; zero once passed.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether it has passed.
+    pub(crate) fn passed(self) -> bool {
+        self.0.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The shorter of `slice` and the time left.
+    pub(crate) fn slice(self, slice: Duration) -> Duration {
+        self.remaining().map_or(slice, |r| r.min(slice))
+    }
+}
+
+/// How long a waiter spins before it parks. A futex wake-up costs tens of microseconds on
+/// virtual machines, so a reply that comes sooner than that is worth spinning for.
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
+
+/// The first sleep of a parked waiter before it checks that the other side still lives;
+/// each further sleep doubles, up to [`MAX_SLICE`].
+pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(2);
+/// The longest sleep between two liveness checks.
+pub(crate) const MAX_SLICE: Duration = Duration::from_millis(100);
+
+/// Spins until `ready` gives a value or `limit` passes. Yields the processor now and then
+/// so that, on a machine with fewer cores than busy processes, the process we wait for
+/// gets to run.
+pub(crate) fn spin_for<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    let mut round: u32 = 0;
+    loop {
+        if let Some(v) = ready() {
+            return Some(v);
+        }
+        round = round.wrapping_add(1);
+        if round % 64 == 0 {
+            if start.elapsed() >= limit {
+                return None;
+            }
+            if round % 1024 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        spin_loop();
+    }
+}
+
+/// Why [`Notify::wait`] returned without its condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupted<E> {
+    /// The deadline passed.
+    TimedOut,
+    /// The periodic check found a reason to stop (the other side died, ...).
+    Check(E),
+}
+
+/// A sequence number to sleep on and a count of sleepers, in shared memory.
+///
+/// Who changes a condition calls [`Notify::notify`] afterwards; who waits for it calls
+/// [`Notify::wait`] with a closure that tests the condition. A notification costs one
+/// atomic increment, plus a system call only when somebody sleeps.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Notify {
+    seq: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+impl Notify {
+    /// A fresh one.
+    pub(crate) const fn new() -> Self {
+        Self { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+    }
+
+    /// Wakes up to `n` sleepers (after the condition changed).
+    pub(crate) fn notify(&self, n: u32) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            sys::futex_wake(&self.seq, n);
+        }
+    }
+
+    /// Wakes every sleeper.
+    pub(crate) fn notify_all(&self) {
+        self.notify(u32::MAX);
+    }
+
+    /// Whether anybody sleeps here now.
+    pub(crate) fn has_sleepers(&self) -> bool {
+        self.sleepers.load(Ordering::SeqCst) != 0
+    }
+
+    /// The current sequence number (for `futex_waitv` over several objects).
+    pub(crate) fn word(&self) -> (&AtomicU32, u32) {
+        (&self.seq, self.seq.load(Ordering::SeqCst))
+    }
+
+    /// Waits until `ready` returns a value. Spins for `spin`, then sleeps; every sleep is
+    /// at most a slice long, after which `check` runs (liveness of the other side) and may
+    /// end the wait with its error.
+    pub(crate) fn wait<T, E>(
+        &self,
+        deadline: Deadline,
+        spin: Duration,
+        mut ready: impl FnMut() -> Option<T>,
+        mut check: impl FnMut() -> Result<(), E>,
+    ) -> Result<T, Interrupted<E>> {
+        if let Some(v) = ready() {
+            return Ok(v);
+        }
+        if !spin.is_zero() && !deadline.passed() {
+            if let Some(v) = spin_for(deadline.slice(spin), &mut ready) {
+                return Ok(v);
+            }
+        }
+        let mut slice = FIRST_SLICE;
+        loop {
+            let seen = self.seq.load(Ordering::SeqCst);
+            if let Some(v) = ready() {
+                return Ok(v);
+            }
+            if deadline.passed() {
+                return Err(Interrupted::TimedOut);
+            }
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            // Re-test after announcing ourselves: a notifier that changed the condition
+            // before seeing us has bumped `seq`, so the futex wait below returns at once.
+            let outcome = match ready() {
+                Some(v) => Some(v),
+                None => {
+                    let waited = sys::futex_wait(&self.seq, seen, Some(deadline.slice(slice)));
+                    if waited == sys::FutexWait::TimedOut {
+                        slice = (slice * 2).min(MAX_SLICE);
+                        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                        if let Some(v) = ready() {
+                            return Ok(v);
+                        }
+                        check().map_err(Interrupted::Check)?;
+                        continue;
+                    }
+                    None
+                }
+            };
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if let Some(v) = outcome {
+                return Ok(v);
+            }
+        }
+    }
+}

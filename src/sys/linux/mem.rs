@@ -1,0 +1,145 @@
+//! Shared mappings of memory files: the family heap (an anonymous memfd) and named
+//! POSIX shared memory (`/dev/shm`).
+
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{MemfdFlags, Mode, memfd_create};
+use rustix::mm::{Advice, MapFlags, ProtFlags};
+use rustix::shm;
+
+/// A `MAP_SHARED` read-write mapping of a memory file, unmapped on drop.
+///
+/// Whatever the mapping holds is shared with every other process that maps the same file;
+/// the types placed in it are the business of the `shm` layer.
+#[derive(Debug)]
+pub(crate) struct SharedMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is plain memory shared between processes; every access to its
+// contents goes through atomics or through types whose `ShmSafe` contract allows sharing.
+unsafe impl Send for SharedMapping {}
+// SAFETY: as above; `&SharedMapping` only hands out the base pointer.
+unsafe impl Sync for SharedMapping {}
+
+impl SharedMapping {
+    /// Creates an anonymous memory file of `len` bytes and maps it. Pages are allocated on
+    /// first touch; the kernel frees the file when the last process holding it is gone.
+    pub(crate) fn anonymous(name: &str, len: usize) -> io::Result<Self> {
+        let fd = memfd_create(name, MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        Self::map(fd, len)
+    }
+
+    /// Creates the named POSIX shared memory object `name` (a leading `/` is added), which
+    /// must not exist yet, with `len` bytes.
+    pub(crate) fn create_named(name: &str, len: usize) -> io::Result<Self> {
+        let path = posix_name(name);
+        let fd = shm::open(
+            path.as_str(),
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )?;
+        if let Err(e) = rustix::fs::ftruncate(&fd, len as u64) {
+            let _ = shm::unlink(path.as_str());
+            return Err(e.into());
+        }
+        match Self::map(fd, len) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let _ = shm::unlink(path.as_str());
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the existing named shared memory object `name` and maps all of it.
+    pub(crate) fn open_named(name: &str) -> io::Result<Self> {
+        let path = posix_name(name);
+        let fd = shm::open(path.as_str(), shm::OFlags::RDWR, Mode::empty())?;
+        let len = rustix::fs::fstat(&fd)?.st_size as usize;
+        Self::map(fd, len)
+    }
+
+    /// Removes the name `name` from `/dev/shm`; mappings stay valid until unmapped.
+    pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
+        Ok(shm::unlink(posix_name(name).as_str())?)
+    }
+
+    /// Maps `len` bytes of the memory file `fd`.
+    pub(crate) fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map 0 bytes"));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (null hint, no MAP_FIXED) cannot
+        // overlap memory Rust knows about; `fd` is a memory file at least `len` long.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::NORESERVE,
+                &fd,
+                0,
+            )?
+        };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, fd })
+    }
+
+    /// The first byte of the mapping.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The memory file behind the mapping, to pass to another process.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Gives the pages of `[offset, offset + len)` back to the kernel: they read as zero
+    /// afterwards, in every process. Both bounds must be page-aligned and inside the mapping.
+    pub(crate) fn release_pages(&self, offset: usize, len: usize) {
+        debug_assert!(offset % page_size() == 0 && len % page_size() == 0);
+        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the range lies inside our own mapping (asserted above); MADV_REMOVE
+        // punches a hole in the memory file, which only changes the bytes to zero.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                self.ptr.as_ptr().add(offset).cast::<c_void>(),
+                len,
+                Advice::LinuxRemove,
+            )
+        };
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping we created and nobody else unmaps; users of
+        // the memory borrow `self`, so none outlives this drop.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn posix_name(name: &str) -> String {
+    if name.starts_with('/') { name.to_owned() } else { format!("/{name}") }
+}
+
+/// The size of a memory page.
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}

@@ -1,0 +1,15 @@
+//! Linux: futexes, memfd mappings, unix sockets with `SCM_RIGHTS`, pidfds, `posix_spawn`,
+//! `fork` and `PR_SET_PDEATHSIG`.
+
+mod call;
+mod early;
+mod futex;
+mod mem;
+mod proc;
+mod socket;
+
+pub(crate) use call::{Packed, pack, unpack_and_run};
+pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
+pub(crate) use mem::{SharedMapping, page_size};
+pub(crate) use proc::*;
+pub(crate) use socket::*;

@@ -1,0 +1,426 @@
+//! Processes: fork, re-exec of the current binary, pidfds, exit statuses, liveness,
+//! parent-death signals, and the identity of this process and binary.
+
+use std::ffi::{CString, OsStr};
+use std::io::{self, Write as _};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+/// The descriptor number at which a spawned child finds its boot socket.
+pub(crate) const SPAWN_BOOT_FD: i32 = 3;
+
+/// Signal numbers used by the layers above.
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+/// `SIGKILL`.
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+/// `SIGINT`.
+pub(crate) const SIGINT: i32 = libc::SIGINT;
+
+/// What a process is, as far as liveness checks go: its pid and its start time (clock ticks
+/// after boot), which together survive pid reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ProcId {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+}
+
+static ME_PID: AtomicU32 = AtomicU32::new(0);
+static ME_START: AtomicU64 = AtomicU64::new(0);
+
+/// This process (cached; [`forget_identity`] after a fork).
+pub(crate) fn me() -> ProcId {
+    let pid = ME_PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return ProcId { pid, start: ME_START.load(Ordering::Relaxed) };
+    }
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let start = process_stat(pid).map_or(0, |s| s.start);
+    ME_START.store(start, Ordering::Relaxed);
+    ME_PID.store(pid, Ordering::Relaxed);
+    ProcId { pid, start }
+}
+
+/// This process's pid (cached).
+pub(crate) fn my_pid() -> u32 {
+    let pid = ME_PID.load(Ordering::Relaxed);
+    if pid != 0 { pid } else { me().pid }
+}
+
+/// Drops the cached identity: the first thing a freshly forked child does.
+pub(crate) fn forget_identity() {
+    ME_PID.store(0, Ordering::Relaxed);
+    ME_START.store(0, Ordering::Relaxed);
+}
+
+/// The calling thread's id (unique in the system while the thread lives).
+pub(crate) fn my_tid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Whether the calling thread is the process's first thread, the one running `main`.
+pub(crate) fn on_main_thread() -> bool {
+    my_tid() == my_pid()
+}
+
+/// The parent process's pid as the kernel sees it (1 or a subreaper once orphaned).
+pub(crate) fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
+struct Stat {
+    state: u8,
+    threads: usize,
+    start: u64,
+}
+
+/// Reads `/proc/<pid>/stat`: state, thread count and start time.
+fn process_stat(pid: u32) -> Option<Stat> {
+    let raw = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain anything: split after
+    // the last ')'.
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(raw.get(close + 2..)?).ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // rest starts at field 3 (state); num_threads is field 20, starttime field 22.
+    Some(Stat {
+        state: fields.first()?.as_bytes()[0],
+        threads: fields.get(17)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Whether the process `pid` is running (not gone, not a zombie). With a non-zero `start`,
+/// a different process that reuses the pid counts as gone.
+pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let Some(target) = Pid::from_raw(pid as i32) else { return false };
+    match rustix::process::test_kill_process(target) {
+        Err(Errno::SRCH) => return false,
+        Ok(()) | Err(_) => {}
+    }
+    match process_stat(pid) {
+        // 'Z' zombie, 'X' dead, 'x' dead (old kernels).
+        Some(s) => !matches!(s.state, b'Z' | b'X' | b'x') && (start == 0 || s.start == start),
+        None => false,
+    }
+}
+
+/// The start time of `pid`, if it exists.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    process_stat(pid).map(|s| s.start)
+}
+
+/// How many threads this process has.
+pub(crate) fn thread_count() -> usize {
+    process_stat(my_pid()).map_or(1, |s| s.threads)
+}
+
+/// An identity of the running executable: a hash of device, inode, size and modification
+/// time of `/proc/self/exe`. Processes of one family run the same file and agree on it.
+pub(crate) fn executable_identity() -> u64 {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut h = std::hash::DefaultHasher::new();
+    if let Ok(m) = std::fs::metadata("/proc/self/exe") {
+        (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// `n` random bytes from the kernel.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(e) => panic!("getrandom failed: {e}"),
+        }
+    }
+    buf
+}
+
+/// The result of [`fork`].
+#[derive(Debug)]
+pub(crate) enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(u32),
+    /// In the child.
+    Child,
+}
+
+/// Forks the calling process.
+///
+/// The child has one thread, a copy of the caller. Until it exits it may only rely on what
+/// was safe to copy: memory, descriptors, and locks the caller itself held at the fork.
+/// glibc resets its allocator's locks in the child, so allocation works.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions of its own; what the child may do
+    // afterwards is the contract documented above, which the callers keep (they hold the
+    // locks the child needs and run only our boot code).
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            forget_identity();
+            Ok(Forked::Child)
+        }
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// Starts a fresh copy of the running executable (`/proc/self/exe`, so even a replaced or
+/// deleted binary works) with `boot` at descriptor [`SPAWN_BOOT_FD`], `/dev/null` as stdin,
+/// default signal dispositions, and the environment plus `env`.
+pub(crate) fn spawn_self(boot: BorrowedFd<'_>, env: &[(&str, String)]) -> io::Result<u32> {
+    let path = c"/proc/self/exe";
+    let argv0 = std::env::args_os().next().unwrap_or_else(|| "multiproc-child".into());
+    let argv0 = CString::new(argv0.as_bytes()).unwrap_or_else(|_| c"multiproc-child".into());
+    let mut envs: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| !env.iter().any(|(name, _)| OsStr::new(name) == k))
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    for (k, v) in env {
+        envs.push(CString::new(format!("{k}={v}")).map_err(io::Error::other)?);
+    }
+    let argv: [*mut libc::c_char; 2] = [argv0.as_ptr().cast_mut(), std::ptr::null_mut()];
+    let mut envp: Vec<*mut libc::c_char> = envs.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+
+    // SAFETY: every pointer handed to posix_spawn points into CStrings and vectors that
+    // live until it returns; the file-action and attribute objects are initialised before
+    // use and destroyed on every path.
+    unsafe {
+        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        check(libc::posix_spawn_file_actions_init(actions.as_mut_ptr()))?;
+        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        if let Err(e) = check(libc::posix_spawnattr_init(attr.as_mut_ptr())) {
+            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+            return Err(e);
+        }
+        let result = (|| {
+            // dup2 onto itself clears FD_CLOEXEC (glibc >= 2.29), so the boot socket is the
+            // only descriptor of ours the child inherits.
+            check(libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), boot.as_raw_fd(), SPAWN_BOOT_FD))?;
+            check(libc::posix_spawn_file_actions_addopen(
+                actions.as_mut_ptr(),
+                0,
+                c"/dev/null".as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?;
+            let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(empty.as_mut_ptr());
+            check(libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), empty.as_ptr()))?;
+            let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigfillset(all.as_mut_ptr());
+            libc::sigdelset(all.as_mut_ptr(), libc::SIGKILL);
+            libc::sigdelset(all.as_mut_ptr(), libc::SIGSTOP);
+            check(libc::posix_spawnattr_setsigdefault(attr.as_mut_ptr(), all.as_ptr()))?;
+            check(libc::posix_spawnattr_setflags(
+                attr.as_mut_ptr(),
+                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as _,
+            ))?;
+            let mut pid: libc::pid_t = 0;
+            check(libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                actions.as_ptr(),
+                attr.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            ))?;
+            Ok(pid as u32)
+        })();
+        libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+        libc::posix_spawnattr_destroy(attr.as_mut_ptr());
+        result
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+}
+
+/// A pidfd for `pid`: pollable (readable once the process has ended) and a race-free
+/// target for signals.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Sends signal `sig` to the process behind `pidfd`. A process that already ended is not
+/// an error.
+pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match rustix::process::pidfd_send_signal(pidfd, sig) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends signal `sig` to `pid`; a process that is gone is not an error.
+pub(crate) fn signal_pid(pid: u32, sig: i32) -> io::Result<()> {
+    let Some(target) = Pid::from_raw(pid as i32) else { return Ok(()) };
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match rustix::process::kill_process(target, sig) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How a process ended, as `waitpid` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Ended {
+    /// It called `exit(code)`.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+impl Ended {
+    /// From a raw `wait` status word.
+    pub(crate) fn from_raw(status: i32) -> Self {
+        if libc::WIFSIGNALED(status) {
+            Ended::Signaled(libc::WTERMSIG(status))
+        } else {
+            Ended::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// As a raw `wait` status word.
+    pub(crate) fn to_raw(self) -> i32 {
+        match self {
+            Ended::Exited(code) => (code & 0xff) << 8,
+            Ended::Signaled(sig) => sig & 0x7f,
+        }
+    }
+}
+
+/// Reaps the child behind `pidfd` if it has ended (`block` = wait for it).
+/// `Ok(None)`: still running.
+pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Ended>> {
+    let mut options = WaitIdOptions::EXITED;
+    if !block {
+        options |= WaitIdOptions::NOHANG;
+    }
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), options) {
+            Ok(Some(status)) => {
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(Some(Ended::Signaled(sig)));
+                }
+                return Ok(Some(Ended::Exited(status.exit_status().unwrap_or(0))));
+            }
+            Ok(None) => return Ok(None),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reaps any ended child of this process without blocking; `None` when there is none.
+pub(crate) fn reap_any() -> Option<(u32, Ended)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes the status word we own; no other memory is involved.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then(|| (pid as u32, Ended::from_raw(status)))
+}
+
+/// Makes the kernel SIGKILL this process when its parent (the thread that created it)
+/// ends, then checks the parent it expected is still the parent: `false` means the parent
+/// is already gone and the caller should exit.
+pub(crate) fn die_with_parent(expected_parent: u32) -> bool {
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    parent_pid() == expected_parent
+}
+
+/// No parent-death signal (the resource tracker must outlive the family).
+pub(crate) fn outlive_parent() {
+    let _ = rustix::process::set_parent_process_death_signal(None);
+}
+
+/// Flushes Rust's stdout and stderr and ends the process at once with `code`, without
+/// running `atexit` handlers inherited from the parent.
+pub(crate) fn exit_now(code: i32) -> ! {
+    let _ = std::io::stdout().lock().flush();
+    let _ = std::io::stderr().lock().flush();
+    // SAFETY: _exit ends the process; nothing runs after it.
+    unsafe { libc::_exit(code) }
+}
+
+/// Makes descriptor 0 read from `/dev/null`, as Python does for its children.
+pub(crate) fn stdin_from_devnull() {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // SAFETY: dup2 onto descriptor 0 replaces stdin atomically; `null` stays owned by
+        // the File and is closed when it drops.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+        }
+    }
+}
+
+/// Signal dispositions of a fresh child: `SIGINT` and `SIGTERM` kill it, `SIGPIPE` is
+/// ignored (write errors are reported instead, as in any Rust `main`).
+pub(crate) fn child_signal_dispositions() {
+    // SAFETY: setting a disposition to SIG_DFL/SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Ignore `SIGINT` and `SIGTERM`: the fork server and the tracker end when their family
+/// does, not on a Ctrl-C meant for the program.
+pub(crate) fn ignore_interrupts() {
+    // SAFETY: as above.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Removes `key` from the environment. Only for the start of a process, before it has
+/// more than one thread.
+pub(crate) fn remove_env_single_threaded(key: &str) {
+    debug_assert!(thread_count() <= 1);
+    // SAFETY: environment mutation is only unsound when another thread reads the
+    // environment at the same time; callers run before any second thread exists.
+    unsafe { std::env::remove_var(key) }
+}
+
+/// Closes descriptor `fd` if it is open (for descriptors inherited without an owner).
+pub(crate) fn take_fd(fd: i32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    // SAFETY: the descriptor is open and, by the boot protocol, handed to us alone.
+    open.then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets `FD_CLOEXEC` on a descriptor (after it was inherited on purpose).
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) {
+    let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+}
+
+/// Runs `hook` when the process exits normally (after `main` returns, or on `exit`).
+pub(crate) fn at_exit(hook: extern "C" fn()) {
+    // SAFETY: registering a plain function pointer; atexit copies it.
+    unsafe {
+        libc::atexit(hook);
+    }
+}

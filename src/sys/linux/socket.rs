@@ -1,0 +1,214 @@
+//! Unix sockets: the boot channel of every child, the fork server's requests, and file
+//! descriptors passed with `SCM_RIGHTS`.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+
+/// The most descriptors one message may carry.
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 32;
+
+/// A connected pair of unix stream sockets, close-on-exec.
+pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// A connected pair of unix sequenced-packet sockets (message boundaries kept), close-on-exec.
+pub(crate) fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sends `data` with `fds` attached; returns how many bytes went out (all of them for
+/// seqpacket sockets, possibly fewer for streams). Never raises `SIGPIPE`.
+pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    assert!(fds.len() <= MAX_FDS_PER_MESSAGE, "too many descriptors in one message");
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+        debug_assert!(pushed);
+    }
+    loop {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends all of `data`, the descriptors with the first byte, blocking as needed.
+pub(crate) fn send_all(sock: BorrowedFd<'_>, mut data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut fds = fds;
+    while !data.is_empty() || !fds.is_empty() {
+        let n = send_with_fds(sock, data, fds)?;
+        fds = &[];
+        data = &data[n..];
+        if n == 0 && !data.is_empty() {
+            wait_writable(sock, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Receives into `buf`, appending any descriptors that came along to `fds` (close-on-exec).
+/// Returns the byte count; 0 means the peer closed (or an empty seqpacket message).
+pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let n = loop {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(msg) => break msg.bytes,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = msg {
+            fds.extend(received);
+        }
+    }
+    Ok(n)
+}
+
+/// Switches `O_NONBLOCK` on or off.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let flags = if on { flags | rustix::fs::OFlags::NONBLOCK } else { flags - rustix::fs::OFlags::NONBLOCK };
+    Ok(rustix::fs::fcntl_setfl(fd, flags)?)
+}
+
+fn kind(seqpacket: bool) -> SocketType {
+    if seqpacket { SocketType::SEQPACKET } else { SocketType::STREAM }
+}
+
+/// A listening unix socket (stream, or sequenced-packet) in the abstract namespace: nothing
+/// in the file system, nothing to clean up. Close-on-exec.
+pub(crate) fn listen_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedFd> {
+    let sock = rustix::net::socket_with(AddressFamily::UNIX, kind(seqpacket), SocketFlags::CLOEXEC, None)?;
+    let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())?;
+    rustix::net::bind(&sock, &addr)?;
+    rustix::net::listen(&sock, 128)?;
+    Ok(sock)
+}
+
+/// Connects to a unix socket in the abstract namespace.
+pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedFd> {
+    let sock = rustix::net::socket_with(AddressFamily::UNIX, kind(seqpacket), SocketFlags::CLOEXEC, None)?;
+    let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())?;
+    loop {
+        match rustix::net::connect(&sock, &addr) {
+            Ok(()) => return Ok(sock),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Accepts one connection (close-on-exec).
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    loop {
+        match rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The user id of the process at the other end of a unix socket.
+pub(crate) fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    Ok(rustix::net::sockopt::socket_peercred(sock)?.uid.as_raw())
+}
+
+/// This process's user id.
+pub(crate) fn my_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// Waits until one of `fds` is readable (or hung up); returns one flag per descriptor.
+/// `None` waits forever; a zero timeout only looks.
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    loop {
+        match rustix::event::poll(&mut pollfds, ts.as_ref()) {
+            Ok(_) => break,
+            Err(Errno::INTR) => {
+                if timeout.is_some() {
+                    break;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(pollfds.iter().map(|p| !p.revents().is_empty()).collect())
+}
+
+fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    let mut pollfds = [PollFd::new(&fd, PollFlags::OUT)];
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    match rustix::event::poll(&mut pollfds, ts.as_ref()) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A pipe (read end, write end), close-on-exec.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Writes all of `data` to `fd` (a pipe or socket), retrying on interruption.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => wait_writable(fd, None)?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what is available into `buf` (one `read`); 0 means end of file.
+pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Duplicates `fd` (close-on-exec).
+pub(crate) fn dup(fd: impl AsFd) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
+}
