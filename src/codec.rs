@@ -27,10 +27,7 @@ impl CodecError {
     }
 
     pub(crate) fn decode(detail: impl fmt::Display) -> Self {
-        Self {
-            what: "cannot decode the message (was it sent as another type?)",
-            detail: detail.to_string(),
-        }
+        Self { what: "cannot decode the message (was it sent as another type?)", detail: detail.to_string() }
     }
 }
 
@@ -116,7 +113,7 @@ impl Drop for HandleScope {
     fn drop(&mut self) {
         // Reached only when `finish` was not called (a panic while encoding): undo.
         if let Some(outer) = self.outer.take() {
-            let undo = ENCODING.with(|e| std::mem::replace(&mut *e.borrow_mut(), Some(outer)));
+            let undo = ENCODING.with(|e| (*e.borrow_mut()).replace(outer));
             for u in undo.into_iter().flatten() {
                 u();
             }
@@ -238,8 +235,8 @@ mod tests {
 
     #[test]
     fn wrong_type_is_an_error() {
-        let msg = encode(&"text".to_string()).unwrap();
-        let err = decode::<Vec<u64>>(&msg.bytes).unwrap_err();
+        let msg = encode(&vec![0xffu8; 3]).unwrap();
+        let err = decode::<String>(&msg.bytes).unwrap_err();
         assert!(err.to_string().contains("cannot decode"), "{err}");
     }
 

@@ -44,10 +44,13 @@ extern crate self as multiproc;
 mod codec;
 mod error;
 mod process;
+mod shared;
 mod shm;
 mod sys;
 
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
+/// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
+pub use multiproc_macros::ShmSafe;
 /// Makes `multiproc::init()` the first statement of `main`.
 ///
 /// ```no_run
@@ -57,13 +60,12 @@ pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutEr
 /// }
 /// ```
 pub use multiproc_macros::main;
-/// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
-pub use multiproc_macros::ShmSafe;
 pub use process::{
-    ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children,
-    cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
+    ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children, cpu_count,
+    current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
     set_start_method, try_init,
 };
+pub use shared::{RawValue, Value, ValueGuard};
 pub use shm::ShmSafe;
 
 /// One line of setup for a test crate (integration tests, or a binary's unit tests):

@@ -1,1 +1,70 @@
-fn main(){}
+//! `mp-bench`: multiproc's side of `../shared/bench/python/mp_bench.py`.
+//!
+//! Prints one JSON line per figure, `{"bench", "variant", "value", "unit"}`, with the same
+//! bench and variant names as the Python suite, so that `compare.py` can join the two.
+//! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
+
+mod stats;
+
+use std::time::Instant;
+
+use multiproc::{Process, StartMethod};
+
+use stats::Report;
+
+fn noop(_: ()) {}
+
+/// spawn_join: median µs of `start(); join()` of an empty target, per start method.
+fn spawn_join(report: &mut Report) {
+    for (method, runs) in [(StartMethod::Fork, 200), (StartMethod::Spawn, 30), (StartMethod::ForkServer, 100)] {
+        let mut samples = Vec::with_capacity(runs);
+        for i in 0..runs + 2 {
+            let t0 = Instant::now();
+            Process::new(noop, ()).start_method(method).start().expect("start").join().expect("join");
+            if i >= 2 {
+                samples.push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        report.emit("spawn_join", method.name(), stats::median(&samples), "us", &samples);
+    }
+}
+
+type Bench = (&'static str, fn(&mut Report));
+
+const BENCHES: &[Bench] = &[("spawn_join", spawn_join)];
+
+fn main() {
+    multiproc::init();
+    let mut json = false;
+    let mut detail = false;
+    let mut names = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--detail" => detail = true,
+            "--list" => {
+                for (name, _) in BENCHES {
+                    println!("{name}");
+                }
+                return;
+            }
+            name => names.push(name.to_string()),
+        }
+    }
+    let mut report = Report::new(json, detail);
+    let mut failed = false;
+    for (name, bench) in BENCHES {
+        if names.is_empty() || names.iter().any(|n| n == name) {
+            bench(&mut report);
+        }
+    }
+    for name in &names {
+        if !BENCHES.iter().any(|(n, _)| n == name) {
+            eprintln!("mp-bench: unknown benchmark {name}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(2);
+    }
+}

@@ -18,9 +18,7 @@ use syn::{Data, DeriveInput, ItemFn, parse_macro_input};
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
         let attr = proc_macro2::TokenStream::from(attr);
-        return syn::Error::new(attr.span(), "#[multiproc::main] takes no arguments")
-            .to_compile_error()
-            .into();
+        return syn::Error::new(attr.span(), "#[multiproc::main] takes no arguments").to_compile_error().into();
     }
     let mut function = parse_macro_input!(item as ItemFn);
     if function.sig.ident != "main" {
@@ -58,9 +56,7 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
             .into();
         }
         Data::Union(_) => {
-            return syn::Error::new(input.span(), "ShmSafe cannot be derived for unions")
-                .to_compile_error()
-                .into();
+            return syn::Error::new(input.span(), "ShmSafe cannot be derived for unions").to_compile_error().into();
         }
     };
     let mut repr_c = false;
@@ -78,21 +74,17 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
         });
     }
     if !repr_c {
-        return syn::Error::new(
-            name.span(),
-            "ShmSafe needs a fixed layout: add #[repr(C)] to the struct",
-        )
-        .to_compile_error()
-        .into();
+        return syn::Error::new(name.span(), "ShmSafe needs a fixed layout: add #[repr(C)] to the struct")
+            .to_compile_error()
+            .into();
     }
     let mut generics = input.generics.clone();
     for param in generics.type_params_mut() {
         param.bounds.push(syn::parse_quote!(::multiproc::ShmSafe));
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
-    let mut predicates: Vec<proc_macro2::TokenStream> = where_clause
-        .map(|w| w.predicates.iter().map(|p| quote!(#p)).collect())
-        .unwrap_or_default();
+    let mut predicates: Vec<proc_macro2::TokenStream> =
+        where_clause.map(|w| w.predicates.iter().map(|p| quote!(#p)).collect()).unwrap_or_default();
     for ty in &fields {
         predicates.push(quote!(#ty: ::multiproc::ShmSafe));
     }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::family::{self, FamilyConfig, Me, ParentInfo};
 use crate::codec::{self, Encoded};
 use crate::error::PanicInfo;
-use crate::shm::Heap;
+use crate::shm::{Heap, Payload};
 use crate::sys::{self, Packed};
 
 /// The environment variable that tells a re-executed binary it is a child, and where its
@@ -33,14 +33,14 @@ pub(crate) struct Boot {
     pub(crate) parent: ParentInfo,
     pub(crate) call: Packed,
     /// The target's encoded argument (handles inside are in flight until decoded).
-    pub(crate) args: Vec<u8>,
+    pub(crate) args: Payload,
 }
 
 /// What a child reports when its target is done.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Outcome {
     /// The target returned; the encoded return value.
-    Returned(Vec<u8>),
+    Returned(Payload),
     /// The target panicked.
     Panicked(PanicInfo),
     /// The target could not be run.
@@ -117,6 +117,7 @@ pub(crate) fn dispatch_if_child() {
                 sys::exit_now(1);
             };
             sys::set_cloexec(sock.as_fd());
+            sys::child_signal_dispositions();
             run(sock, parent, true)
         }
         _ => {
@@ -126,10 +127,21 @@ pub(crate) fn dispatch_if_child() {
     }
 }
 
-/// The life of a fork or fork-server child: `sock` is its end of the boot socket.
+/// The life of a fork-server child: `sock` is its end of the boot socket. The server
+/// ignores interrupts; its children must not.
 pub(crate) fn run_forked(sock: OwnedFd, parent: u32) -> ! {
-    sys::stdin_from_devnull();
+    sys::child_signal_dispositions();
     run(sock, parent, false)
+}
+
+/// The life of a fork child, which finds its boot message in its copy of the parent's
+/// memory.
+pub(crate) fn run_in_fork(boot: Boot, sock: OwnedFd, parent: u32) -> ! {
+    sys::stdin_from_devnull();
+    if !sys::die_with_parent(parent) {
+        sys::exit_now(1);
+    }
+    execute(boot, sock)
 }
 
 fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
@@ -137,18 +149,15 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
         // The parent is gone already: nobody would read what we produce.
         sys::exit_now(1);
     }
-    sys::child_signal_dispositions();
-    let _ = sys::set_nonblocking(sock.as_fd(), false);
     let mut fds = Vec::new();
-    let boot: Boot = match read_frame_blocking(sock.as_fd(), &mut fds).map_err(|e| e.to_string()).and_then(|f| {
-        codec::decode(&f).map_err(|e| e.to_string())
-    }) {
-        Ok(boot) => boot,
+    let frame = match read_frame_blocking(sock.as_fd(), &mut fds) {
+        Ok(frame) => frame,
         Err(e) => {
             eprintln!("multiproc: child could not read its boot message: {e}");
             sys::exit_now(1);
         }
     };
+    // The heap first: the boot message may hold handles into it.
     if spawned {
         let adopted = fds.pop().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(Heap::adopt);
         if let Err(e) = adopted {
@@ -157,15 +166,27 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
         }
     }
     drop(fds);
+    let boot: Boot = match codec::decode(&frame) {
+        Ok(boot) => boot,
+        Err(e) => {
+            report(sock.as_fd(), &Outcome::Failed(format!("its boot message could not be decoded: {e}")));
+            sys::exit_now(1);
+        }
+    };
+    execute(boot, sock)
+}
+
+/// Runs the target of `boot` and reports.
+fn execute(boot: Boot, sock: OwnedFd) -> ! {
     let name = boot.me.name.clone();
-    family::adopt(boot.family, boot.me, boot.parent, spawned);
-    install_panic_hook(name.clone());
+    family::adopt(boot.family, boot.me, boot.parent);
+    install_panic_hook();
+    *CHILD_NAME.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.clone());
 
     let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
     if sys::unpack_and_run(boot.call, &mut call).is_err() {
-        call.outcome = Some(Outcome::Failed(
-            "the target belongs to a different executable than this child runs".into(),
-        ));
+        call.outcome =
+            Some(Outcome::Failed("the target belongs to a different executable than this child runs".into()));
     }
     // Python's rules at the end of a process: daemonic children are terminated, the
     // others joined.
@@ -175,10 +196,10 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
         Outcome::Returned(_) => 0,
         _ => 1,
     };
-    if report(sock.as_fd(), &outcome) {
-        if let Some(encoded) = call.encoded.take() {
-            encoded.sent();
-        }
+    if report(sock.as_fd(), &outcome)
+        && let Some(encoded) = call.encoded.take()
+    {
+        encoded.sent();
     }
     sys::exit_now(code)
 }
@@ -196,7 +217,7 @@ fn report(sock: BorrowedFd<'_>, outcome: &Outcome) -> bool {
 
 /// Where a runner finds its argument and leaves its outcome.
 pub(crate) struct ChildCall {
-    args: Vec<u8>,
+    args: Payload,
     outcome: Option<Outcome>,
     /// The encoded return value, kept until it has been sent (it may hold handles).
     encoded: Option<Encoded>,
@@ -207,21 +228,23 @@ pub(crate) struct ChildCall {
 /// a panic, encodes the result.
 pub(crate) fn runner<A: DeserializeOwned, R: Serialize>(target: fn(A) -> R, context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
-    let args: A = match codec::decode(&call.args) {
+    let args: A = match codec::decode(call.args.bytes()) {
         Ok(a) => a,
         Err(e) => {
             call.outcome = Some(Outcome::Failed(format!("its argument could not be decoded: {e}")));
             return;
         }
     };
-    call.args = Vec::new();
+    call.args = Payload::Inline(Vec::new());
     call.outcome = Some(match catch_unwind(AssertUnwindSafe(|| target(args))) {
         Ok(result) => match codec::encode(&result) {
-            Ok(encoded) => {
-                let bytes = encoded.bytes.clone();
-                call.encoded = Some(encoded);
-                Outcome::Returned(bytes)
-            }
+            Ok(mut encoded) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
+                Ok(payload) => {
+                    call.encoded = Some(encoded);
+                    Outcome::Returned(payload)
+                }
+                Err(e) => Outcome::Failed(format!("its result does not fit in shared memory: {e}")),
+            },
             Err(e) => Outcome::Failed(format!("its result could not be encoded: {e}")),
         },
         Err(payload) => Outcome::Panicked(take_panic().unwrap_or_else(|| PanicInfo {
@@ -249,20 +272,31 @@ fn payload_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Records a panic of the target's thread (message, location, backtrace) for the parent,
-/// then prints it as Rust always does.
-fn install_panic_hook(process: String) {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if sys::on_main_thread() {
-            let record = PanicInfo {
-                process: process.clone(),
-                message: info.payload_as_str().map_or_else(|| payload_message(info.payload()), str::to_string),
-                location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
-                backtrace: std::backtrace::Backtrace::force_capture().to_string(),
-            };
-            *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
-        }
-        previous(info);
-    }));
+static CHILD_NAME: Mutex<Option<String>> = Mutex::new(None);
+static HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Installs, once per executable image, the hook that records a child's panic (message,
+/// location, backtrace) for its parent before printing it as Rust always does. The main
+/// process installs it at `init()`, so fork and fork-server children inherit it without
+/// touching a page; a spawned child installs it at boot.
+pub(crate) fn install_panic_hook() {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // Only a child's target thread reports; `try_lock` because the panic may come
+            // from a thread that holds the lock.
+            if let Ok(name) = CHILD_NAME.try_lock()
+                && let Some(process) = name.as_ref().filter(|_| sys::on_main_thread())
+            {
+                let record = PanicInfo {
+                    process: process.clone(),
+                    message: info.payload_as_str().map_or_else(|| payload_message(info.payload()), str::to_string),
+                    location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+                    backtrace: std::backtrace::Backtrace::force_capture().to_string(),
+                };
+                *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+            }
+            previous(info);
+        }));
+    });
 }

@@ -3,11 +3,14 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::boot::{Outcome, read_frame_nonblocking};
 use crate::shm::Deadline;
 use crate::sys::{self, Ended};
+
+/// How long a waiting parent polls before it sleeps.
+const EXIT_SPIN: Duration = Duration::from_micros(300);
 
 /// How the parent learns that a child ended.
 #[derive(Debug)]
@@ -96,7 +99,14 @@ impl ChildState {
                         Ok(4) => Some(Ended::from_raw(i32::from_ne_bytes(word))),
                         // The fork server vanished: its children die with it.
                         Ok(_) => Some(Ended::Signaled(sys::SIGKILL)),
-                        Err(_) => None,
+                        // The server reaps a moment after the child exits; a child that
+                        // reported before exiting ended as its report says.
+                        Err(_) => match &inner.outcome {
+                            Some(outcome) if sys::pidfd_exited(self.pidfd.as_fd()) => {
+                                Some(Ended::Exited(if matches!(outcome, Outcome::Returned(_)) { 0 } else { 1 }))
+                            }
+                            _ => None,
+                        },
                     }
                 }
             };
@@ -112,8 +122,12 @@ impl ChildState {
     }
 
     /// Waits until the child ended or the deadline passed, reading its outcome meanwhile
-    /// (a child blocked writing a large result must not wait for us to wait for it).
+    /// (a child blocked writing its report must not wait for us to wait for it).
+    ///
+    /// Short-lived children are common, and a sleeping parent takes tens of microseconds
+    /// to wake on a virtual machine, so the first [`EXIT_SPIN`] is spent polling.
     pub(crate) fn wait(&self, deadline: Deadline) -> Option<Ended> {
+        let spin_until = Instant::now() + EXIT_SPIN;
         loop {
             let mut inner = self.lock();
             Self::pump(&mut inner);
@@ -128,7 +142,14 @@ impl ChildState {
             }
             let sock = inner.sock.clone();
             drop(inner);
+            if Instant::now() < spin_until {
+                std::hint::spin_loop();
+                continue;
+            }
             let mut fds = vec![self.sentinel()];
+            if let ExitWatch::Server(_) = self.watch {
+                fds.push(self.pidfd.as_fd());
+            }
             if let Some(s) = sock.as_ref() {
                 fds.push(s.as_fd());
             }

@@ -100,6 +100,8 @@ pub(crate) fn init() -> Result<(), InitError> {
         return Err(InitError::Late { threads });
     }
     Heap::get();
+    // Before the fork server is forked, so that every fork inherits it.
+    super::boot::install_panic_hook();
     let token = sys::random_bytes::<16>();
     let forkserver = forkserver::start(token).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
     let config = FamilyConfig {
@@ -124,11 +126,10 @@ extern "C" fn exit_hook() {
 }
 
 /// A child takes its place in the family (called at boot).
-pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo, fresh_process: bool) {
-    if fresh_process {
-        let _ = FAMILY.set(config);
-    }
-    // A forked child inherits its parent's configuration, which is the family's already.
+pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo) {
+    // A spawned child learns the configuration here; a fork-server child may have been
+    // forked before its main process set it; a fork child has it already.
+    let _ = FAMILY.set(config);
     let mut st = state();
     *st = ProcState {
         me: Some(me),
@@ -167,10 +168,7 @@ pub(crate) fn next_child(name: Option<String>) -> (Me, ParentInfo) {
         format!("Process-{}", path.join(":"))
     });
     let pid = sys::me();
-    (
-        Me { name, identity, daemon: false },
-        ParentInfo { name: me.name, pid: pid.pid, start: pid.start },
-    )
+    (Me { name, identity, daemon: false }, ParentInfo { name: me.name, pid: pid.pid, start: pid.start })
 }
 
 /// Records a started child.

@@ -11,14 +11,15 @@
 use std::io::{self, Write as _};
 use std::os::fd::OwnedFd;
 
-use super::boot;
+use super::boot::{self, Boot};
 use super::family;
 use crate::sys::{self, Forked};
 
-/// Forks a child whose boot socket end is `boot`; the child drops its copy of `ours`.
-/// Returns its pid and pidfd.
-pub(crate) fn start(boot: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd)> {
+/// Forks a child that runs `boot`, reporting on `theirs`; the child drops its copy of
+/// `ours`. Returns its pid and pidfd, and `ours`.
+pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd)> {
     family::on_lasting_thread(move || {
+        sys::prepare_stdin_devnull();
         let parent = sys::my_pid();
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr().lock();
@@ -32,12 +33,13 @@ pub(crate) fn start(boot: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd),
                 drop(err);
                 drop(out);
                 drop(ours);
-                boot::run_forked(boot, parent)
+                boot::run_in_fork(boot, theirs, parent)
             }
             Ok(Forked::Parent(pid)) => {
                 drop(state);
                 drop(err);
                 drop(out);
+                drop(theirs);
                 drop(boot);
                 let pidfd = sys::pidfd_open(pid)?;
                 Ok(((pid, pidfd), ours))

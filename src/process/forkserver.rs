@@ -19,6 +19,9 @@ use crate::codec;
 use crate::error::Error;
 use crate::sys::{self, Forked};
 
+/// How long a requester polls for the server's answer before it sleeps.
+const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(500);
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
     token: [u8; 16],
@@ -29,7 +32,9 @@ struct Request {
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
     /// Forked; the pidfd and the status pipe come along.
-    Forked { pid: u32 },
+    Forked {
+        pid: u32,
+    },
     Refused(String),
 }
 
@@ -70,7 +75,16 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, OwnedFd), Error> {
         sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
-        let n = sys::recv_with_fds(conn, &mut buf, &mut fds)?;
+        // The server answers within a fork's time; waiting for it awake saves a wake-up.
+        let spin_until = std::time::Instant::now() + REPLY_SPIN;
+        let n = loop {
+            match sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds) {
+                Ok(Some(n)) => break n,
+                Ok(None) if std::time::Instant::now() < spin_until => std::hint::spin_loop(),
+                Ok(None) => break sys::recv_with_fds(conn, &mut buf, &mut fds)?,
+                Err(e) => return Err(e),
+            }
+        };
         if n == 0 {
             return Err(io::Error::other("the fork server closed the connection"));
         }
@@ -128,7 +142,8 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     if !sys::die_with_parent(main) {
         sys::exit_now(0);
     }
-    sys::ignore_interrupts();
+    sys::block_interrupts();
+    sys::prepare_stdin_devnull();
     sys::stdin_from_devnull();
     let mut server = Server { listener, token, requesters: Vec::new(), kids: Vec::new() };
     loop {
@@ -198,10 +213,7 @@ impl Server {
         let sock = self.requesters[i].sock.as_ref()?;
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
-        let n = match sys::recv_with_fds(sock.as_fd(), &mut buf, &mut fds) {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        let n = sys::recv_with_fds(sock.as_fd(), &mut buf, &mut fds).unwrap_or_default();
         if n == 0 {
             self.requesters[i].sock = None;
             return None;

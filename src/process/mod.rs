@@ -21,7 +21,7 @@ use self::boot::{Boot, Outcome};
 use self::child::{ChildState, ExitWatch};
 use crate::codec::{self, Encoded};
 use crate::error::{Error, InitError, JoinError, JoinTimeoutError};
-use crate::shm::{Deadline, Heap};
+use crate::shm::{Deadline, Heap, Payload};
 use crate::sys::{self, Ended, Packed};
 
 /// Sets up the process family. Call it first thing in `main` (or put
@@ -40,9 +40,12 @@ use crate::sys::{self, Ended, Packed};
 /// # Examples
 ///
 /// ```
+/// use multiproc::Process;
+///
 /// fn main() {
 ///     multiproc::init();
-///     // ... start processes ...
+///     let child = Process::new(|x: u32| x + 1, 41).start().unwrap();
+///     assert_eq!(child.join().unwrap(), 42);
 /// }
 /// ```
 pub fn init() {
@@ -317,57 +320,39 @@ fn launch(
     };
     let (mut me, parent) = family::next_child(name);
     me.daemon = daemon;
-    let boot = Boot {
-        family: config.clone(),
-        me: me.clone(),
-        parent,
-        call: packed,
-        args: std::mem::take(&mut args.bytes),
-    };
-    let message = codec::encode(&boot)?;
-    let frame = boot::frame(&message.bytes);
-    message.sent();
-
+    let name = me.name.clone();
+    let bytes = std::mem::take(&mut args.bytes);
+    // A fork child reads its argument from its copy of our memory; the others get large
+    // arguments through the heap, so that the boot message always fits the socket buffer.
+    let payload = if method == StartMethod::Fork { Payload::Inline(bytes) } else { Payload::new(bytes)? };
+    let boot = Boot { family: config.clone(), me, parent, call: packed, args: payload };
     let (ours, theirs) = sys::socketpair_stream()?;
-    sys::set_nonblocking(ours.as_fd(), true)?;
-    // Most boot messages fit in the socket buffer: write before the child exists, so that
-    // it finds its message at once.
-    let heap_fd = [Heap::get().fd()];
-    let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &heap_fd } else { &[] };
-    let (mut written, mut fds_pending) = match sys::send_with_fds(ours.as_fd(), &frame, fds) {
-        Ok(n) => (n, false),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (0, !fds.is_empty()),
-        Err(e) => return Err(e.into()),
-    };
     let (pid, pidfd, watch, ours) = match method {
-        StartMethod::Spawn => {
-            let (pid, pidfd) = spawn::start(theirs)?;
-            (pid, pidfd, ExitWatch::Own, ours)
-        }
         StartMethod::Fork => {
-            let ((pid, pidfd), ours) = fork::start(theirs, ours)?;
+            let ((pid, pidfd), ours) = fork::start(boot, theirs, ours)?;
             (pid, pidfd, ExitWatch::Own, ours)
         }
-        StartMethod::ForkServer => {
-            let (pid, pidfd, status) = forkserver::request(theirs)?;
-            (pid, pidfd, ExitWatch::Server(status), ours)
+        StartMethod::Spawn | StartMethod::ForkServer => {
+            let message = codec::encode(&boot)?;
+            drop(boot);
+            let heap_fd = [Heap::get().fd()];
+            let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &heap_fd } else { &[] };
+            // Small enough for the socket buffer: written before the child exists, so that
+            // it finds its message at once.
+            sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), fds)?;
+            message.sent();
+            if method == StartMethod::Spawn {
+                let (pid, pidfd) = spawn::start(theirs)?;
+                (pid, pidfd, ExitWatch::Own, ours)
+            } else {
+                let (pid, pidfd, status) = forkserver::request(theirs)?;
+                (pid, pidfd, ExitWatch::Server(status), ours)
+            }
         }
     };
-    if written < frame.len() {
-        // The rest goes while the child reads; a child that died meanwhile is reported by
-        // join, so a failed write is not an error here.
-        let _ = sys::set_nonblocking(ours.as_fd(), false);
-        let fds: &[BorrowedFd<'_>] = if fds_pending { &heap_fd } else { &[] };
-        fds_pending = false;
-        if sys::send_all(ours.as_fd(), &frame[written..], fds).is_ok() {
-            written = frame.len();
-        }
-    }
-    debug_assert!(!fds_pending);
-    let _ = written;
-    // The argument is in the child's socket: its handles belong to the child now.
+    // The argument is with the child now: its handles belong to the child.
     args.sent();
-    let child = Arc::new(ChildState::new(pid, me.name, daemon, pidfd, watch, ours));
+    let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, ours));
     family::register(child.clone());
     Ok(child)
 }
@@ -433,7 +418,9 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
         let name = self.child.name.clone();
         match self.child.take_outcome() {
             Err(()) => Err(JoinError::AlreadyJoined(name)),
-            Ok(Some(Outcome::Returned(bytes))) => codec::decode(&bytes).map_err(|error| JoinError::Decode { name, error }),
+            Ok(Some(Outcome::Returned(payload))) => {
+                codec::decode(payload.bytes()).map_err(|error| JoinError::Decode { name, error })
+            }
             Ok(Some(Outcome::Panicked(info))) => Err(JoinError::Panicked(info)),
             Ok(Some(Outcome::Failed(reason))) => Err(JoinError::Failed { name, reason }),
             Ok(None) => Err(match ended {

@@ -141,7 +141,7 @@ impl Heap {
     /// past the header, 64-byte aligned.
     pub(crate) fn contains(&self, offset: u64, len: usize) -> bool {
         offset as usize >= RESERVED
-            && offset % 64 == 0
+            && offset.is_multiple_of(64)
             && (offset as usize).checked_add(len).is_some_and(|end| end <= self.map.len())
     }
 
@@ -379,13 +379,13 @@ mod tests {
         let a = heap.alloc(100_000).unwrap();
         let b = heap.alloc(200_000).unwrap();
         let c = heap.alloc(300_000).unwrap();
-        // SAFETY (test): the blocks are ours.
+        // SAFETY: the blocks were just allocated to this test.
         unsafe { std::ptr::write_bytes(heap.ptr(b), 0xAB, 200_000) };
         heap.free(a, 100_000);
         heap.free(b, 200_000);
         let d = heap.alloc(250_000).unwrap();
         assert_eq!(d, a, "two neighbouring free extents make one");
-        // SAFETY (test): d is ours.
+        // SAFETY: `d` was just allocated to this test, 250 000 bytes long.
         let bytes = unsafe { std::slice::from_raw_parts(heap.ptr(d), 250_000) };
         assert!(bytes.iter().all(|&x| x == 0));
         heap.free(d, 250_000);

@@ -128,16 +128,13 @@ impl Holders {
         if self.for_each(heap, claim) {
             return;
         }
-        match heap.alloc_zeroed(std::mem::size_of::<Block>()) {
-            Ok(off) => {
-                let b = block_at(heap, off);
-                b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
-                claim(&b.entries[0]);
-                self.overflow.store(off, Ordering::Relaxed);
-            }
-            // Out of shared memory: the handle works, but this process is not recorded,
-            // so the object may be freed early or another side's death go unnoticed.
-            Err(_) => {}
+        // Out of shared memory, the handle still works, but this process is not recorded,
+        // so the object may be freed early or another side's death go unnoticed.
+        if let Ok(off) = heap.alloc_zeroed(std::mem::size_of::<Block>()) {
+            let b = block_at(heap, off);
+            b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
+            claim(&b.entries[0]);
+            self.overflow.store(off, Ordering::Relaxed);
         }
     }
 

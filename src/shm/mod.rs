@@ -5,20 +5,24 @@
 //! references happens here, once, behind types whose contracts are written down.
 #![allow(unsafe_code)]
 
+mod blob;
 mod cells;
 mod heap;
 mod holders;
+mod locked;
 mod mutex;
 mod object;
 mod wait;
 
+pub(crate) use blob::Payload;
 pub(crate) use cells::Cells;
+pub(crate) use heap::Heap;
 pub use heap::HeapFull;
-pub(crate) use heap::{Heap, ROOT_SLOTS};
 pub(crate) use holders::Holders;
-pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TimedOut};
+pub(crate) use locked::{Locked, LockedGuard, Racy};
+pub(crate) use mutex::{Acquired, Owner, RawMutex};
 pub(crate) use object::{Shared, ShmObject, kind};
-pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, spin_for};
+pub(crate) use wait::{Deadline, Notify};
 
 /// Plain data that may live in memory shared by the processes of a family.
 ///
@@ -63,7 +67,22 @@ macro_rules! shm_safe {
 }
 
 shm_safe!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, (),
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    (),
     std::sync::atomic::AtomicU8,
     std::sync::atomic::AtomicU16,
     std::sync::atomic::AtomicU32,

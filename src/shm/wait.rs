@@ -18,7 +18,9 @@ impl Deadline {
 
     /// `timeout` from now (saturating).
     pub(crate) fn after(timeout: Duration) -> Self {
-        Deadline(Some(Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))))
+        Deadline(Some(
+            Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365)),
+        ))
     }
 
     /// From an optional timeout.
@@ -68,11 +70,11 @@ pub(crate) fn spin_for<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>)
             return Some(v);
         }
         round = round.wrapping_add(1);
-        if round % 64 == 0 {
+        if round.is_multiple_of(64) {
             if start.elapsed() >= limit {
                 return None;
             }
-            if round % 1024 == 0 {
+            if round.is_multiple_of(1024) {
                 std::thread::yield_now();
             }
         }
@@ -143,10 +145,11 @@ impl Notify {
         if let Some(v) = ready() {
             return Ok(v);
         }
-        if !spin.is_zero() && !deadline.passed() {
-            if let Some(v) = spin_for(deadline.slice(spin), &mut ready) {
-                return Ok(v);
-            }
+        if !spin.is_zero()
+            && !deadline.passed()
+            && let Some(v) = spin_for(deadline.slice(spin), &mut ready)
+        {
+            return Ok(v);
         }
         let mut slice = FIRST_SLICE;
         loop {

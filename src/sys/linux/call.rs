@@ -63,10 +63,7 @@ fn shim<A, R>(target: usize, runner: usize, context: &mut dyn Any) {
     // (checked in `unpack_and_run`); this shim is the `shim::<A, R>` of the same `pack`, so
     // the types agree by construction.
     let (target, runner) = unsafe {
-        (
-            std::mem::transmute::<usize, fn(A) -> R>(target),
-            std::mem::transmute::<usize, Runner<A, R>>(runner),
-        )
+        (std::mem::transmute::<usize, fn(A) -> R>(target), std::mem::transmute::<usize, Runner<A, R>>(runner))
     };
     runner(target, context);
 }

@@ -18,10 +18,7 @@ pub(crate) enum FutexWait {
 }
 
 fn timespec(d: Duration) -> futex::Timespec {
-    futex::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as _,
-    }
+    futex::Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as _ }
 }
 
 /// Sleeps while `word == expected`, at most `timeout` (forever with `None`).
@@ -70,12 +67,7 @@ pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)], timeout: Option<Duration>
         let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
         timespec(now + d)
     });
-    match futex::waitv(
-        &waits,
-        futex::WaitvFlags::empty(),
-        abs.as_ref(),
-        futex::ClockId::Monotonic,
-    ) {
+    match futex::waitv(&waits, futex::WaitvFlags::empty(), abs.as_ref(), futex::ClockId::Monotonic) {
         Ok(_) => true,
         Err(Errno::AGAIN) => true,
         Err(Errno::TIMEDOUT) => false,

@@ -110,20 +110,15 @@ impl SharedMapping {
     /// Gives the pages of `[offset, offset + len)` back to the kernel: they read as zero
     /// afterwards, in every process. Both bounds must be page-aligned and inside the mapping.
     pub(crate) fn release_pages(&self, offset: usize, len: usize) {
-        debug_assert!(offset % page_size() == 0 && len % page_size() == 0);
+        debug_assert!(offset.is_multiple_of(page_size()) && len.is_multiple_of(page_size()));
         assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
         if len == 0 {
             return;
         }
         // SAFETY: the range lies inside our own mapping (asserted above); MADV_REMOVE
         // punches a hole in the memory file, which only changes the bytes to zero.
-        let _ = unsafe {
-            rustix::mm::madvise(
-                self.ptr.as_ptr().add(offset).cast::<c_void>(),
-                len,
-                Advice::LinuxRemove,
-            )
-        };
+        let _ =
+            unsafe { rustix::mm::madvise(self.ptr.as_ptr().add(offset).cast::<c_void>(), len, Advice::LinuxRemove) };
     }
 }
 

@@ -100,9 +100,8 @@ pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
         return false;
     }
     let Some(target) = Pid::from_raw(pid as i32) else { return false };
-    match rustix::process::test_kill_process(target) {
-        Err(Errno::SRCH) => return false,
-        Ok(()) | Err(_) => {}
+    if let Err(Errno::SRCH) = rustix::process::test_kill_process(target) {
+        return false;
     }
     match process_stat(pid) {
         // 'Z' zombie, 'X' dead, 'x' dead (old kernels).
@@ -361,36 +360,64 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+static DEV_NULL: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Opens `/dev/null` ahead of a fork, so that the child needs one system call for
+/// [`stdin_from_devnull`].
+pub(crate) fn prepare_stdin_devnull() {
+    DEV_NULL.get_or_init(|| std::fs::File::open("/dev/null").expect("/dev/null"));
+}
+
 /// Makes descriptor 0 read from `/dev/null`, as Python does for its children.
 pub(crate) fn stdin_from_devnull() {
-    if let Ok(null) = std::fs::File::open("/dev/null") {
-        // SAFETY: dup2 onto descriptor 0 replaces stdin atomically; `null` stays owned by
-        // the File and is closed when it drops.
-        unsafe {
-            libc::dup2(null.as_raw_fd(), 0);
-        }
+    let Some(null) = DEV_NULL.get() else { return };
+    // SAFETY: dup2 onto descriptor 0 replaces stdin atomically; the File keeps its own
+    // descriptor.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
     }
 }
 
-/// Signal dispositions of a fresh child: `SIGINT` and `SIGTERM` kill it, `SIGPIPE` is
-/// ignored (write errors are reported instead, as in any Rust `main`).
+/// Whether the process behind `pidfd` has ended (without reaping it).
+pub(crate) fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
+    super::socket::poll_readable(&[pidfd], Some(std::time::Duration::ZERO)).is_ok_and(|r| r[0])
+}
+
+fn interrupts() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a set we own.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Signal handling of a fresh child: `SIGINT` and `SIGTERM` kill it (including one that
+/// arrived while they were blocked in the fork server), `SIGPIPE` is ignored (write errors
+/// are reported instead, as in any Rust `main`).
 pub(crate) fn child_signal_dispositions() {
-    // SAFETY: setting a disposition to SIG_DFL/SIG_IGN installs no handler code.
+    let set = interrupts();
+    // SAFETY: SIG_DFL/SIG_IGN install no handler code; the mask change only affects this
+    // (single) thread.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
 }
 
-/// Ignore `SIGINT` and `SIGTERM`: the fork server and the tracker end when their family
-/// does, not on a Ctrl-C meant for the program.
-pub(crate) fn ignore_interrupts() {
+/// Hold `SIGINT` and `SIGTERM`: the fork server ends when its family does, not on a
+/// Ctrl-C meant for the program. They are blocked rather than ignored so that one sent to
+/// a child between its fork and its [`child_signal_dispositions`] is not lost.
+pub(crate) fn block_interrupts() {
+    let set = interrupts();
     // SAFETY: as above.
     unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGTERM, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 

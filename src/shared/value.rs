@@ -1,0 +1,202 @@
+//! `Value` and `RawValue`: one plain value shared by the processes of a family.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::shm::{Acquired, Deadline, Locked, LockedGuard, Owner, Racy, Shared, ShmObject, ShmSafe, kind};
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct ValueState<T: Copy + Send> {
+    cell: Locked<T>,
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> ShmObject for ValueState<T> {
+    const KIND: u32 = kind::VALUE;
+}
+
+/// A value of `T` in shared memory, with a lock (Python's `Value`).
+///
+/// `get` and `set` take the lock for one access; for a read-modify-write, hold the lock:
+/// `*v.lock() += 1` is exact however many processes increment at once. A process that
+/// dies holding the lock does not block the others: the next `lock` gets it, and
+/// [`ValueGuard::owner_died`] says so.
+///
+/// `Value` is a handle: clone it, pass it to a child, send it through a queue; the value
+/// lives as long as some handle does.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, Value};
+///
+/// fn bump(counter: Value<i32>) {
+///     *counter.lock() += 1;
+/// }
+///
+/// multiproc::init();
+/// let counter = Value::new(0)?;
+/// Process::new(bump, counter.clone()).start()?.join()?;
+/// assert_eq!(counter.get(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.Value")]
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Value<T: ShmSafe + Copy + Send + Sync> {
+    shared: Shared<ValueState<T>>,
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Value").field(&self.shared.cell.get_racy()).finish()
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
+    /// A new shared value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    pub fn new(value: T) -> Result<Self, Error> {
+        Ok(Self { shared: Shared::new(ValueState { cell: Locked::new(value) })? })
+    }
+
+    /// Reads the value (under the lock).
+    pub fn get(&self) -> T {
+        *self.lock()
+    }
+
+    /// Writes the value (under the lock).
+    pub fn set(&self, value: T) {
+        *self.lock() = value;
+    }
+
+    /// Locks the value for a read-modify-write; unlocks when the guard drops.
+    #[doc(alias = "get_lock")]
+    pub fn lock(&self) -> ValueGuard<'_, T> {
+        let guard =
+            self.shared.cell.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
+        ValueGuard { guard }
+    }
+
+    /// Locks the value if nobody holds the lock.
+    pub fn try_lock(&self) -> Option<ValueGuard<'_, T>> {
+        self.shared.cell.try_lock(Owner::process()).map(|guard| ValueGuard { guard })
+    }
+
+    /// Locks the value, waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Option<ValueGuard<'_, T>> {
+        self.shared.cell.lock(Owner::process(), Deadline::after(timeout)).ok().map(|guard| ValueGuard { guard })
+    }
+}
+
+/// The locked value of a [`Value`]; dereference it to read or write.
+pub struct ValueGuard<'a, T> {
+    guard: LockedGuard<'a, T>,
+}
+
+impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValueGuard").field(&*self.guard).finish()
+    }
+}
+
+impl<T> ValueGuard<'_, T> {
+    /// Whether the previous holder died holding the lock: the value may be half-updated
+    /// (for a plain number, it holds the last complete write).
+    pub fn owner_died(&self) -> bool {
+        self.guard.acquired == Acquired::OwnerDied
+    }
+}
+
+impl<T> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct RawState<T: Copy + Send> {
+    cell: Racy<T>,
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> ShmObject for RawState<T> {
+    const KIND: u32 = kind::VALUE + 1;
+}
+
+/// A value of `T` in shared memory without a lock (Python's `RawValue`).
+///
+/// Reads and writes are single volatile accesses: cheap, and unsynchronized. A read that
+/// races a write of another process may see part of each for a multi-word `T`, and two
+/// read-modify-writes lose one. Use [`Value`] when that matters.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::RawValue;
+///
+/// multiproc::init();
+/// let flag = RawValue::new(0u64)?;
+/// flag.set(7);
+/// assert_eq!(flag.get(), 7);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.RawValue")]
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct RawValue<T: ShmSafe + Copy + Send + Sync> {
+    shared: Shared<RawState<T>>,
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> Clone for RawValue<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawValue").field(&self.get()).finish()
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> RawValue<T> {
+    /// A new shared value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    pub fn new(value: T) -> Result<Self, Error> {
+        Ok(Self { shared: Shared::new(RawState { cell: Racy::new(value) })? })
+    }
+
+    /// Reads the value, unsynchronized.
+    pub fn get(&self) -> T {
+        self.shared.cell.get()
+    }
+
+    /// Writes the value, unsynchronized.
+    pub fn set(&self, value: T) {
+        self.shared.cell.set(value)
+    }
+}

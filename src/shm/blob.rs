@@ -1,0 +1,86 @@
+//! Immutable byte strings in the family heap: large messages, arguments and results
+//! travel as a handle to one instead of through a socket or a ring.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::object::{Shared, ShmObject, kind};
+use super::{HeapFull, ShmSafe};
+
+#[repr(C)]
+#[derive(Debug)]
+struct BlobState {
+    len: u64,
+}
+
+// SAFETY: a plain integer.
+unsafe impl ShmSafe for BlobState {}
+
+impl ShmObject for BlobState {
+    const KIND: u32 = kind::BLOB;
+}
+
+/// Bytes written once, then shared read-only by every process holding the handle.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Blob {
+    shared: Shared<BlobState>,
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blob").field("len", &self.len()).finish()
+    }
+}
+
+impl Blob {
+    /// Copies `bytes` into the heap.
+    pub(crate) fn new(bytes: &[u8]) -> Result<Self, HeapFull> {
+        let shared = Shared::with_tail(BlobState { len: bytes.len() as u64 }, bytes.len())?;
+        let cells = shared.tail::<u8>(bytes.len());
+        // SAFETY: the blob was just created; no other process has its handle yet, so we
+        // have the only access to its bytes.
+        unsafe { cells.as_mut_slice() }.copy_from_slice(bytes);
+        Ok(Self { shared })
+    }
+
+    /// The length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.shared.len as usize
+    }
+
+    /// The bytes. Nobody writes a blob after [`Blob::new`], so sharing them is sound.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let cells = self.shared.tail::<u8>(self.len());
+        // SAFETY: blobs are immutable once created (only `new` writes, before the handle
+        // exists anywhere else), and the borrow is tied to `self`, which keeps it alive.
+        unsafe { cells.as_slice() }
+    }
+}
+
+/// Bytes that travel inline when small and as a [`Blob`] when large.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Payload {
+    /// Small: the bytes themselves.
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Large: a handle to the bytes in the heap.
+    Heap(Blob),
+}
+
+/// Payloads up to this size travel inline.
+pub(crate) const INLINE_MAX: usize = 16 * 1024;
+
+impl Payload {
+    /// Wraps `bytes`, moving large ones to the heap.
+    pub(crate) fn new(bytes: Vec<u8>) -> Result<Self, HeapFull> {
+        if bytes.len() <= INLINE_MAX { Ok(Payload::Inline(bytes)) } else { Ok(Payload::Heap(Blob::new(&bytes)?)) }
+    }
+
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Inline(v) => v,
+            Payload::Heap(b) => b.bytes(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Plain data in shared memory: behind a robust mutex ([`Locked`]), or unguarded with
+//! volatile, possibly torn, access ([`Racy`]).
+
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+
+use super::ShmSafe;
+use super::mutex::{Acquired, Owner, RawMutex, TimedOut};
+use super::wait::Deadline;
+
+/// A `T` and the robust mutex that guards it, in shared memory.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Locked<T> {
+    mutex: RawMutex,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the mutex serialises every access to `value` across threads and processes, and
+// `T: ShmSafe` holds no references that could be shared unsoundly.
+unsafe impl<T: ShmSafe + Send> Sync for Locked<T> {}
+// SAFETY: a RawMutex and a ShmSafe value: no pointers, no drop glue, fixed layout; a torn
+// value is valid (T's rule 4), and the mutex is atomics.
+unsafe impl<T: ShmSafe> ShmSafe for Locked<T> {}
+
+impl<T: ShmSafe> Locked<T> {
+    /// `value`, unlocked.
+    pub(crate) fn new(value: T) -> Self {
+        Self { mutex: RawMutex::new(), value: UnsafeCell::new(value) }
+    }
+
+    /// Locks for this process (any thread of it may unlock: Python's `Lock` semantics are
+    /// the caller's to keep), waiting until `deadline`. A holder that died is replaced.
+    pub(crate) fn lock(&self, owner: Owner, deadline: Deadline) -> Result<LockedGuard<'_, T>, TimedOut> {
+        let acquired = self.mutex.lock(owner, deadline)?;
+        Ok(LockedGuard { cell: self, acquired })
+    }
+
+    /// Locks if free.
+    pub(crate) fn try_lock(&self, owner: Owner) -> Option<LockedGuard<'_, T>> {
+        self.mutex.try_lock(owner).then_some(LockedGuard { cell: self, acquired: Acquired::Clean })
+    }
+
+    /// Reads the value without the lock (volatile; may see a write in progress, which
+    /// `ShmSafe` makes a valid value).
+    pub(crate) fn get_racy(&self) -> T
+    where
+        T: Copy,
+    {
+        // SAFETY: the cell is valid shared memory; any bytes in it form a valid T.
+        unsafe { self.value.get().read_volatile() }
+    }
+
+    /// The mutex, for callers that manage it themselves.
+    pub(crate) fn mutex(&self) -> &RawMutex {
+        &self.mutex
+    }
+}
+
+/// Access to a [`Locked`] value; unlocks on drop.
+#[derive(Debug)]
+pub(crate) struct LockedGuard<'a, T> {
+    cell: &'a Locked<T>,
+    /// Whether the previous holder died holding the lock.
+    pub(crate) acquired: Acquired,
+}
+
+impl<T> Deref for LockedGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: we hold the mutex, so no other thread or process accesses the value.
+        unsafe { &*self.cell.value.get() }
+    }
+}
+
+impl<T> DerefMut for LockedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above, and `&mut self` makes this borrow the only one.
+        unsafe { &mut *self.cell.value.get() }
+    }
+}
+
+impl<T> Drop for LockedGuard<'_, T> {
+    fn drop(&mut self) {
+        self.cell.mutex.unlock();
+    }
+}
+
+/// A `T` in shared memory with no lock: reads and writes are volatile and may race.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Racy<T> {
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: concurrent access is volatile and every possible mix of bytes is a valid T
+// (ShmSafe rule 4), so sharing cannot produce an invalid value.
+unsafe impl<T: ShmSafe + Send> Sync for Racy<T> {}
+// SAFETY: a ShmSafe value in a cell.
+unsafe impl<T: ShmSafe> ShmSafe for Racy<T> {}
+
+impl<T: ShmSafe + Copy> Racy<T> {
+    /// `value`.
+    pub(crate) fn new(value: T) -> Self {
+        Self { value: UnsafeCell::new(value) }
+    }
+
+    /// Reads the value (volatile).
+    pub(crate) fn get(&self) -> T {
+        // SAFETY: valid shared memory; any bytes form a valid T.
+        unsafe { self.value.get().read_volatile() }
+    }
+
+    /// Writes the value (volatile).
+    pub(crate) fn set(&self, value: T) {
+        // SAFETY: valid shared memory, written through a raw pointer only.
+        unsafe { self.value.get().write_volatile(value) }
+    }
+}

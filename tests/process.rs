@@ -1,0 +1,357 @@
+//! `Process`: a Rust function running in another process of the family.
+//!
+//! What a child gets (its argument, its name, its parent), what the parent gets back (the
+//! result, or a typed error saying how the child failed), and Python's lifecycle rules:
+//! daemons are terminated and others joined when a process ends, children die with a
+//! killed parent, nothing is left behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, pid_exists, pid_running, watchdog};
+use multiproc::{
+    JoinError, JoinTimeoutError, Process, RawValue, Run, StartMethod, Value, active_children, current_process,
+    get_all_start_methods, parent_process,
+};
+use serde::{Deserialize, Serialize};
+
+multiproc::test_support!();
+
+const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn the_target_result_comes_back_with_every_start_method() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(square, 12).start_method(method).start().unwrap();
+        assert!(child.pid() > 0);
+        assert_eq!(child.join().unwrap(), 144, "{method:?}");
+    }
+}
+
+#[test]
+fn a_non_capturing_closure_is_a_target() {
+    let _w = watchdog(LIMIT);
+    let child = Process::new(|(a, b): (String, usize)| a.repeat(b), ("ab".to_string(), 3)).start().unwrap();
+    assert_eq!(child.join().unwrap(), "ababab");
+}
+
+#[derive(Serialize, Deserialize)]
+struct Mail {
+    to: String,
+    words: Vec<String>,
+}
+
+impl Run for Mail {
+    type Output = String;
+    fn run(self) -> String {
+        format!("to {}: {}", self.to, self.words.join(" "))
+    }
+}
+
+#[test]
+fn a_struct_with_run_starts_the_same_way() {
+    let _w = watchdog(LIMIT);
+    let mail = Mail { to: "ann".into(), words: vec!["hello".into(), "there".into()] };
+    let child = Process::from_run(mail).name("mailer").start().unwrap();
+    assert_eq!(child.name(), "mailer");
+    assert_eq!(child.join().unwrap(), "to ann: hello there");
+}
+
+fn explode(message: String) {
+    panic!("{message}");
+}
+
+#[test]
+fn a_panic_comes_back_as_a_typed_error_with_message_location_and_backtrace() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(explode, "the disk is on fire".to_string()).start_method(method).start().unwrap();
+        assert_eq!(child.wait(), 1, "Python's exit code after an uncaught exception");
+        match child.join() {
+            Err(JoinError::Panicked(info)) => {
+                assert_eq!(info.message, "the disk is on fire");
+                assert!(info.location.as_deref().unwrap().starts_with("tests/process.rs:"), "{info:?}");
+                assert!(info.backtrace.contains("explode"), "{}", info.backtrace);
+                assert!(info.process.starts_with("Process-"));
+            }
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code);
+}
+
+#[test]
+fn exit_codes_follow_python() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(exit_with, 3).start_method(method).start().unwrap();
+        assert_eq!(child.wait(), 3);
+        assert_eq!(child.exitcode(), Some(3));
+        match child.join() {
+            Err(JoinError::Exited { code: 3, .. }) => {}
+            other => panic!("{method:?}: {other:?}"),
+        }
+        let ok = Process::new(square, 2).start_method(method).start().unwrap();
+        assert_eq!(ok.wait(), 0);
+    }
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn terminate_and_kill_give_minus_the_signal() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(sleep_ms, 60_000).start_method(method).name("sleeper").start().unwrap();
+        assert!(child.is_alive());
+        assert_eq!(child.exitcode(), None, "None while running");
+        child.terminate().unwrap();
+        assert_eq!(child.wait(), -15, "{method:?}");
+        assert!(!child.is_alive());
+        assert_eq!(child.name(), "sleeper");
+        match child.join() {
+            Err(JoinError::Signaled { signal: 15, name }) => assert_eq!(name, "sleeper"),
+            other => panic!("{method:?}: {other:?}"),
+        }
+
+        let child = Process::new(sleep_ms, 60_000).start_method(method).start().unwrap();
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -9);
+    }
+}
+
+#[test]
+fn join_timeout_leaves_a_running_child_usable() {
+    let _w = watchdog(LIMIT);
+    let mut child = Process::new(sleep_ms, 60_000).start().unwrap();
+    assert!(matches!(child.join_timeout(Duration::from_millis(50)), Err(JoinTimeoutError::Timeout)));
+    assert_eq!(child.wait_timeout(Duration::from_millis(10)), None);
+    assert!(child.is_alive());
+    child.kill().unwrap();
+    assert!(matches!(
+        child.join_timeout(Duration::from_secs(10)),
+        Err(JoinTimeoutError::Failed(JoinError::Signaled { .. }))
+    ));
+    assert!(matches!(
+        child.join_timeout(Duration::from_secs(1)),
+        Err(JoinTimeoutError::Failed(JoinError::AlreadyJoined(_)))
+    ));
+}
+
+fn my_name(_: ()) -> (String, Vec<u32>) {
+    let me = current_process();
+    (me.name().to_string(), me.identity().to_vec())
+}
+
+fn grandchild_name(method: StartMethod) -> (String, String) {
+    let me = current_process().name().to_string();
+    let grandchild = Process::new(my_name, ()).start_method(method).start().unwrap();
+    (me, grandchild.join().unwrap().0)
+}
+
+#[test]
+fn names_follow_python_process_n_colon_m() {
+    let _w = watchdog(LIMIT);
+    assert_eq!(current_process().name(), "MainProcess");
+    assert_eq!(current_process().pid(), std::process::id());
+    for method in METHODS {
+        let (child, grandchild) =
+            Process::new(grandchild_name, method).start_method(method).start().unwrap().join().unwrap();
+        assert!(child.starts_with("Process-"), "{child}");
+        assert_eq!(grandchild, format!("{child}:1"));
+    }
+    let (name, identity) = Process::new(my_name, ()).name("worker").start().unwrap().join().unwrap();
+    assert_eq!(name, "worker");
+    assert_eq!(identity.len(), 1);
+}
+
+fn my_parent(_: ()) -> Option<(String, u32, bool)> {
+    parent_process().map(|p| (p.name().to_string(), p.pid(), p.is_alive()))
+}
+
+#[test]
+fn a_child_knows_its_parent() {
+    let _w = watchdog(LIMIT);
+    assert!(parent_process().is_none());
+    for method in METHODS {
+        let parent = Process::new(my_parent, ()).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(parent, Some(("MainProcess".to_string(), std::process::id(), true)));
+    }
+}
+
+#[test]
+fn active_children_lists_live_children_and_reaps_the_others() {
+    let _w = watchdog(LIMIT);
+    let sleeper = Process::new(sleep_ms, 60_000).name("lister-sleeper").start().unwrap();
+    let quick = Process::new(square, 1).name("lister-quick").start().unwrap();
+    quick.wait();
+    let names: Vec<String> = active_children().iter().map(|c| c.name().to_string()).collect();
+    assert!(names.contains(&"lister-sleeper".to_string()), "{names:?}");
+    assert!(!names.contains(&"lister-quick".to_string()), "{names:?}");
+    for child in active_children().iter().filter(|c| c.name() == "lister-sleeper") {
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -9);
+    }
+    assert!(!sleeper.is_alive());
+}
+
+fn try_to_have_children(_: ()) -> String {
+    match Process::new(square, 2).start() {
+        Ok(_) => "started".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_daemonic_process_cannot_start_children() {
+    let _w = watchdog(LIMIT);
+    let daemon = Process::new(try_to_have_children, ()).daemon(true).start().unwrap();
+    assert!(daemon.is_daemon());
+    assert_eq!(daemon.join().unwrap(), "daemonic processes are not allowed to have children");
+}
+
+fn leave_children_behind(method: StartMethod) -> (u32, u32) {
+    let daemon = Process::new(sleep_ms, 60_000).daemon(true).start_method(method).start().unwrap();
+    let worker = Process::new(sleep_ms, 300).start_method(method).start().unwrap();
+    // Neither is joined here: the end of this process terminates the daemon and waits for
+    // the worker.
+    (daemon.pid(), worker.pid())
+}
+
+#[test]
+fn when_a_process_ends_its_daemons_are_terminated_and_the_others_joined() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(leave_children_behind, method).start_method(method).start().unwrap();
+        let (daemon, worker) = child.join().unwrap();
+        assert!(!pid_running(daemon), "{method:?}: the daemon outlived its parent");
+        assert!(!pid_running(worker), "{method:?}: the worker was not joined");
+    }
+}
+
+fn grandchild_then_wait(args: (StartMethod, RawValue<u32>)) {
+    let (method, pid) = args;
+    let grandchild = Process::new(sleep_ms, 60_000).start_method(method).start().unwrap();
+    pid.set(grandchild.pid());
+    sleep_ms(60_000);
+}
+
+#[test]
+fn children_die_when_their_parent_is_killed() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let pid = RawValue::new(0u32).unwrap();
+        let child = Process::new(grandchild_then_wait, (method, pid.clone())).start_method(method).start().unwrap();
+        assert!(eventually(Duration::from_secs(10), || pid.get() != 0), "{method:?}: no grandchild");
+        let grandchild = pid.get();
+        assert!(pid_running(grandchild));
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -9);
+        assert!(
+            eventually(Duration::from_secs(10), || !pid_running(grandchild)),
+            "{method:?}: the grandchild outlived its killed parent"
+        );
+    }
+}
+
+#[test]
+fn a_joined_child_leaves_no_zombie() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(square, 3).start_method(method).start().unwrap();
+        let pid = child.pid();
+        child.join().unwrap();
+        assert!(eventually(Duration::from_secs(5), || !pid_exists(pid)), "{method:?}: {pid} is still in /proc");
+    }
+}
+
+fn add_one(v: Value<i64>) {
+    *v.lock() += 1;
+}
+
+fn set_raw(v: RawValue<u32>) {
+    v.set(v.get() * 10);
+}
+
+#[test]
+fn a_handle_passed_to_a_child_shares_the_object_with_every_start_method() {
+    let _w = watchdog(LIMIT);
+    let counter = Value::new(0i64).unwrap();
+    let raw = RawValue::new(7u32).unwrap();
+    for method in METHODS {
+        Process::new(add_one, counter.clone()).start_method(method).start().unwrap().join().unwrap();
+        Process::new(set_raw, raw.clone()).start_method(method).start().unwrap().join().unwrap();
+    }
+    assert_eq!(counter.get(), 3, "the children's changes are seen by the parent");
+    assert_eq!(raw.get(), 7000);
+}
+
+fn make_counter(start: i64) -> Value<i64> {
+    let v = Value::new(start).unwrap();
+    *v.lock() += 1;
+    v
+}
+
+#[test]
+fn a_handle_returned_by_a_child_outlives_the_child() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let v = Process::new(make_counter, 41).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(v.get(), 42, "{method:?}");
+        *v.lock() += 1;
+        assert_eq!(v.get(), 43);
+    }
+}
+
+fn reverse(bytes: Vec<u8>) -> Vec<u8> {
+    bytes.into_iter().rev().collect()
+}
+
+#[test]
+fn large_arguments_and_results_travel_intact() {
+    let _w = watchdog(LIMIT);
+    let input: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    let expected: Vec<u8> = input.iter().rev().copied().collect();
+    for method in METHODS {
+        let out = Process::new(reverse, input.clone()).start_method(method).start().unwrap().join().unwrap();
+        assert!(out == expected, "{method:?}");
+    }
+}
+
+fn after_a_while(ms: u64) -> u64 {
+    sleep_ms(ms);
+    ms
+}
+
+#[test]
+fn a_child_started_from_a_short_lived_thread_survives_the_thread() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = std::thread::spawn(move || Process::new(after_a_while, 300).start_method(method).start().unwrap())
+            .join()
+            .unwrap();
+        // The thread that asked for the child is gone; the parent-death signal must not
+        // have fired.
+        assert_eq!(child.join().unwrap(), 300, "{method:?}");
+    }
+}
+
+#[test]
+fn the_default_start_method_is_the_fork_server() {
+    assert_eq!(get_all_start_methods()[0], StartMethod::ForkServer);
+    assert_eq!(StartMethod::ForkServer.name(), "forkserver");
+    assert!(multiproc::cpu_count() >= 1);
+    assert!(multiproc::cpu_count() <= std::thread::available_parallelism().unwrap().get());
+}
