@@ -109,10 +109,14 @@ impl Notify {
         Self { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
     }
 
-    /// Wakes up to `n` sleepers (after the condition changed).
+    /// Wakes up to `n` sleepers (after the condition changed). Costs a fence and a load
+    /// when nobody sleeps: the sequence number is only bumped for sleepers.
     pub(crate) fn notify(&self, n: u32) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the sleeper's `sleepers += 1; test the condition`: either the
+        // sleeper's test sees the change we made before this fence, or we see it counted.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
             sys::futex_wake(&self.seq, n);
         }
     }
@@ -127,9 +131,17 @@ impl Notify {
         self.sleepers.load(Ordering::SeqCst) != 0
     }
 
-    /// The current sequence number (for `futex_waitv` over several objects).
-    pub(crate) fn word(&self) -> (&AtomicU32, u32) {
+    /// For a wait over several objects (`sys::futex_waitv`): counts the caller as a sleeper
+    /// and returns the word and the value to sleep on. Re-test the conditions after this
+    /// and before sleeping, and call [`Notify::stop_sleeping`] after.
+    pub(crate) fn start_sleeping(&self) -> (&AtomicU32, u32) {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
         (&self.seq, self.seq.load(Ordering::SeqCst))
+    }
+
+    /// Ends what [`Notify::start_sleeping`] began.
+    pub(crate) fn stop_sleeping(&self) {
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Waits until `ready` returns a value. Spins for `spin`, then sleeps; every sleep is
