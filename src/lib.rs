@@ -103,3 +103,8 @@ macro_rules! test_support {
 pub mod __private {
     //! Used by the macros; not part of the API.
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

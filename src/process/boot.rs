@@ -80,19 +80,30 @@ pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) ->
     }
 }
 
-/// Reads one frame from a blocking socket, collecting descriptors sent along.
+/// Reads one frame from a blocking socket, collecting descriptors sent along. Reads in
+/// page-sized steps until the length is known, then exactly the rest: a fresh child should
+/// not fault in a large buffer it does not need.
 fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 65536];
+    let mut buf = vec![0u8; 4096];
+    let mut filled = 0;
     loop {
-        if let Some(len) = frame_in(&buf) {
+        if let Some(len) = frame_in(&buf[..filled]) {
             buf.truncate(4 + len);
             buf.drain(..4);
             return Ok(buf);
         }
-        match sys::recv_with_fds(sock, &mut chunk, fds)? {
+        if filled >= 4 {
+            let want = 4 + u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+        }
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match sys::recv_with_fds(sock, &mut buf[filled..], fds)? {
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => buf.extend_from_slice(&chunk[..n]),
+            n => filled += n,
         }
     }
 }
