@@ -68,3 +68,22 @@ fn main() {
         std::process::exit(2);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // A binary crate's unit tests start processes after one line of setup.
+    multiproc::test_support!();
+
+    #[test]
+    fn the_noop_target_runs_in_a_child_with_every_start_method() {
+        for method in multiproc::get_all_start_methods() {
+            super::Process::new(super::noop, ()).start_method(method).start().unwrap().join().unwrap();
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate_as_mp_bench_py() {
+        assert_eq!(super::stats::median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::stats::quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
+    }
+}

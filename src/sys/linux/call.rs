@@ -22,9 +22,51 @@ pub(crate) struct Packed {
 }
 
 /// The runner of a target: decodes its arguments from the context, calls it, stores the
-/// outcome in the context. It is monomorphised for the target's types, which is how the
-/// child learns them.
-pub(crate) type Runner<A, R> = fn(fn(A) -> R, &mut dyn Any);
+/// outcome in the context. It is monomorphised for the target's type, which is how the
+/// child learns it.
+pub(crate) type Runner<F> = fn(F, &mut dyn Any);
+
+/// A function pointer (`fn(A, B) -> R` and the like), which is a code address.
+///
+/// # Safety
+///
+/// Implementors are pointer-sized function pointers: `addr` and `from_addr` convert
+/// between the pointer and its address without loss.
+pub(crate) unsafe trait FnPtr: Copy + 'static {
+    /// The code address.
+    fn addr(self) -> usize;
+
+    /// The function at `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must be the address of a function of exactly this type.
+    unsafe fn from_addr(addr: usize) -> Self;
+}
+
+macro_rules! fn_ptr {
+    ($($arg:ident),*) => {
+        // SAFETY: a function pointer is a code address of pointer size.
+        unsafe impl<Ret: 'static, $($arg: 'static),*> FnPtr for fn($($arg),*) -> Ret {
+            fn addr(self) -> usize {
+                self as usize
+            }
+
+            unsafe fn from_addr(addr: usize) -> Self {
+                // SAFETY: the caller promises `addr` is a function of this type.
+                unsafe { std::mem::transmute::<usize, Self>(addr) }
+            }
+        }
+    };
+}
+
+fn_ptr!();
+fn_ptr!(A);
+fn_ptr!(A, B);
+fn_ptr!(A, B, C);
+fn_ptr!(A, B, C, D);
+fn_ptr!(A, B, C, D, E);
+fn_ptr!(A, B, C, D, E, G);
 
 #[inline(never)]
 fn anchor() {}
@@ -47,24 +89,22 @@ fn address(offset: u64) -> usize {
 }
 
 /// Packs `target` with its `runner` for a call in another process of the family.
-pub(crate) fn pack<A, R>(target: fn(A) -> R, runner: Runner<A, R>) -> Packed {
+pub(crate) fn pack<F: FnPtr>(target: F, runner: Runner<F>) -> Packed {
     Packed {
         identity: identity(),
-        shim: offset(shim::<A, R> as fn(usize, usize, &mut dyn Any) as usize),
-        target: offset(target as usize),
+        shim: offset(shim::<F> as fn(usize, usize, &mut dyn Any) as usize),
+        target: offset(target.addr()),
         runner: offset(runner as usize),
     }
 }
 
 /// Restores the typed pointers that [`pack`] took apart and calls the runner.
-fn shim<A, R>(target: usize, runner: usize, context: &mut dyn Any) {
-    // SAFETY: `target` and `runner` are the addresses of a `fn(A) -> R` and a
-    // `Runner<A, R>` that `pack::<A, R>` took apart in a process running this very binary
-    // (checked in `unpack_and_run`); this shim is the `shim::<A, R>` of the same `pack`, so
-    // the types agree by construction.
-    let (target, runner) = unsafe {
-        (std::mem::transmute::<usize, fn(A) -> R>(target), std::mem::transmute::<usize, Runner<A, R>>(runner))
-    };
+fn shim<F: FnPtr>(target: usize, runner: usize, context: &mut dyn Any) {
+    // SAFETY: `target` and `runner` are the addresses of an `F` and a `Runner<F>` that
+    // `pack::<F>` took apart in a process running this very binary (checked in
+    // `unpack_and_run`); this shim is the `shim::<F>` of the same `pack`, so the types
+    // agree by construction.
+    let (target, runner) = unsafe { (F::from_addr(target), std::mem::transmute::<usize, Runner<F>>(runner)) };
     runner(target, context);
 }
 
