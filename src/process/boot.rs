@@ -301,7 +301,7 @@ pub(crate) fn install_panic_hook() {
             {
                 let record = PanicInfo {
                     process: process.clone(),
-                    message: info.payload_as_str().map_or_else(|| payload_message(info.payload()), str::to_string),
+                    message: payload_message(info.payload()),
                     location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
                     backtrace: std::backtrace::Backtrace::force_capture().to_string(),
                 };
