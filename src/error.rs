@@ -41,6 +41,12 @@ pub enum Error {
     /// The family's shared memory is exhausted.
     #[error(transparent)]
     HeapFull(#[from] HeapFull),
+    /// A pool task failed.
+    #[error(transparent)]
+    Task(#[from] crate::TaskError),
+    /// A pool refused.
+    #[error(transparent)]
+    Pool(#[from] crate::PoolError),
     /// The operating system refused.
     #[error(transparent)]
     Io(#[from] io::Error),

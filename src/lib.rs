@@ -43,6 +43,7 @@ extern crate self as multiproc;
 
 mod codec;
 mod error;
+mod pool;
 mod process;
 mod shared;
 mod shm;
@@ -60,6 +61,10 @@ pub use multiproc_macros::ShmSafe;
 /// }
 /// ```
 pub use multiproc_macros::main;
+pub use pool::{
+    ApplyOptions, AsyncResult, GetTimeoutError, IMap, MapOptions, MapResult, NotReady, PoolError, PoolStats, StarFn,
+    TaskError, ThreadPool, ThreadPoolBuilder,
+};
 pub use process::{
     ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children, cpu_count,
     current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,

@@ -9,13 +9,12 @@
 use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::family::{self, FamilyConfig, Me, ParentInfo};
+use super::panics;
 use crate::codec::{self, Encoded};
 use crate::error::PanicInfo;
 use crate::shm::{Heap, Payload};
@@ -191,8 +190,7 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
 fn execute(boot: Boot, sock: OwnedFd) -> ! {
     let name = boot.me.name.clone();
     family::adopt(boot.family, boot.me, boot.parent);
-    install_panic_hook();
-    *CHILD_NAME.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.clone());
+    panics::install_hook();
 
     let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
     if sys::unpack_and_run(boot.call, &mut call).is_err() {
@@ -247,7 +245,7 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize>(target: fn(A) -> R, cont
         }
     };
     call.args = Payload::Inline(Vec::new());
-    call.outcome = Some(match catch_unwind(AssertUnwindSafe(|| target(args))) {
+    call.outcome = Some(match panics::catching(&call.name, || target(args)) {
         Ok(result) => match codec::encode(&result) {
             Ok(mut encoded) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
                 Ok(payload) => {
@@ -258,56 +256,6 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize>(target: fn(A) -> R, cont
             },
             Err(e) => Outcome::Failed(format!("its result could not be encoded: {e}")),
         },
-        Err(payload) => Outcome::Panicked(take_panic().unwrap_or_else(|| PanicInfo {
-            process: call.name.clone(),
-            message: payload_message(payload.as_ref()),
-            location: None,
-            backtrace: String::new(),
-        })),
-    });
-}
-
-static LAST_PANIC: Mutex<Option<PanicInfo>> = Mutex::new(None);
-
-fn take_panic() -> Option<PanicInfo> {
-    LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take()
-}
-
-fn payload_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_string()
-    }
-}
-
-static CHILD_NAME: Mutex<Option<String>> = Mutex::new(None);
-static HOOK: std::sync::Once = std::sync::Once::new();
-
-/// Installs, once per executable image, the hook that records a child's panic (message,
-/// location, backtrace) for its parent before printing it as Rust always does. The main
-/// process installs it at `init()`, so fork and fork-server children inherit it without
-/// touching a page; a spawned child installs it at boot.
-pub(crate) fn install_panic_hook() {
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            // Only a child's target thread reports; `try_lock` because the panic may come
-            // from a thread that holds the lock.
-            if let Ok(name) = CHILD_NAME.try_lock()
-                && let Some(process) = name.as_ref().filter(|_| sys::on_main_thread())
-            {
-                let record = PanicInfo {
-                    process: process.clone(),
-                    message: payload_message(info.payload()),
-                    location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
-                    backtrace: std::backtrace::Backtrace::force_capture().to_string(),
-                };
-                *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
-            }
-            previous(info);
-        }));
+        Err(info) => Outcome::Panicked(info),
     });
 }

@@ -101,7 +101,7 @@ pub(crate) fn init() -> Result<(), InitError> {
     }
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
-    super::boot::install_panic_hook();
+    super::panics::install_hook();
     let token = sys::random_bytes::<16>();
     let forkserver = forkserver::start(token).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
     let config = FamilyConfig {

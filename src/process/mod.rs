@@ -6,6 +6,7 @@ mod child;
 pub(crate) mod family;
 mod fork;
 mod forkserver;
+pub(crate) mod panics;
 mod spawn;
 
 use std::fmt;

@@ -1,0 +1,79 @@
+//! What can go wrong with a pool and its tasks.
+
+use std::time::Duration;
+
+use crate::error::{CodecError, PanicInfo, signal_name};
+
+/// Why a task did not produce its result. Every task ends with its result or one of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked; its worker went on with the next task.
+    #[error("{0}")]
+    Panicked(PanicInfo),
+    /// The worker process died while running the task (killed, crashed, out of memory);
+    /// it was replaced.
+    #[error("worker {pid} was lost while running the task: {}", lost_how(*.signal, *.exit_code))]
+    WorkerLost {
+        /// The worker's pid.
+        pid: u32,
+        /// The signal that killed it, if a signal did.
+        signal: Option<i32>,
+        /// Its exit code, if it exited.
+        exit_code: Option<i32>,
+    },
+    /// The task ran past the pool's timeout: its worker was killed and replaced.
+    #[error("the task ran past its timeout of {0:?}; its worker was killed and replaced")]
+    TimedOut(Duration),
+    /// The task's argument or result could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The pool was terminated before the task finished.
+    #[error("the pool was terminated before the task finished")]
+    Terminated,
+}
+
+fn lost_how(signal: Option<i32>, exit_code: Option<i32>) -> String {
+    match (signal, exit_code) {
+        (Some(s), _) => format!("killed by signal {s} ({})", signal_name(s)),
+        (None, Some(c)) => format!("exited with code {c}"),
+        (None, None) => "gone".to_string(),
+    }
+}
+
+/// What a pool refused to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The pool was closed or terminated: it takes no more tasks.
+    #[error("the pool does not accept tasks any more (it was closed or terminated)")]
+    Closed,
+    /// `join()` was called before `close()` or `terminate()` (Python's
+    /// `ValueError: Pool is still running`).
+    #[error("the pool is still running: call close() or terminate() before join()")]
+    StillRunning,
+    /// A worker could not be started.
+    #[error("cannot start a worker: {0}")]
+    Start(Box<crate::Error>),
+    /// The task's argument could not be encoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Why [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) returned without a
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GetTimeoutError {
+    /// Not ready yet; the result stays available.
+    #[error("the result is not ready yet")]
+    Timeout,
+    /// The task failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// [`AsyncResult::successful`](crate::AsyncResult::successful) on a result that is not ready
+/// (Python's `ValueError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the result is not ready")]
+pub struct NotReady;

@@ -1,0 +1,17 @@
+//! Pools: [`Pool`] of worker processes that never hangs, and [`ThreadPool`] with the same
+//! API.
+
+mod error;
+mod options;
+mod progress;
+mod result;
+mod star;
+mod stats;
+mod thread;
+
+pub use error::{GetTimeoutError, NotReady, PoolError, TaskError};
+pub use options::{ApplyOptions, MapOptions};
+pub use result::{AsyncResult, IMap, MapResult};
+pub use star::StarFn;
+pub use stats::PoolStats;
+pub use thread::{ThreadPool, ThreadPoolBuilder};

@@ -1,0 +1,201 @@
+//! Options of a single pool call: callbacks, chunk size, timeout, progress bar.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::error::TaskError;
+
+type Success<T> = Box<dyn FnOnce(&T) + Send>;
+type Failure = Box<dyn FnOnce(&TaskError) + Send>;
+
+/// The `callback` / `error_callback` pair of Python's `apply_async` and `map_async`. Both
+/// run in the parent, on the thread that collects results: keep them short.
+pub(crate) struct Callbacks<T: ?Sized> {
+    pub(crate) success: Option<Success<T>>,
+    pub(crate) failure: Option<Failure>,
+}
+
+impl<T: ?Sized> Default for Callbacks<T> {
+    fn default() -> Self {
+        Self { success: None, failure: None }
+    }
+}
+
+impl<T: ?Sized> Callbacks<T> {
+    /// Runs the one that applies.
+    pub(crate) fn run(&mut self, outcome: Result<&T, &TaskError>) {
+        match outcome {
+            Ok(value) => {
+                if let Some(f) = self.success.take() {
+                    f(value);
+                }
+            }
+            Err(e) => {
+                if let Some(f) = self.failure.take() {
+                    f(e);
+                }
+            }
+        }
+    }
+}
+
+/// Options of `apply_async_with`: callbacks and a timeout.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::ApplyOptions;
+/// use std::time::Duration;
+///
+/// let options = ApplyOptions::new()
+///     .callback(|n: &u64| println!("got {n}"))
+///     .error_callback(|e| eprintln!("failed: {e}"))
+///     .timeout(Duration::from_secs(5));
+/// ```
+#[must_use]
+pub struct ApplyOptions<R> {
+    pub(crate) callbacks: Callbacks<R>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl<R> Default for ApplyOptions<R> {
+    fn default() -> Self {
+        Self { callbacks: Callbacks::default(), timeout: None }
+    }
+}
+
+impl<R> fmt::Debug for ApplyOptions<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplyOptions")
+            .field("callback", &self.callbacks.success.is_some())
+            .field("error_callback", &self.callbacks.failure.is_some())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<R> ApplyOptions<R> {
+    /// No callbacks, the pool's timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` with the result when the task succeeds.
+    pub fn callback(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
+        self.callbacks.success = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` with the error when the task fails.
+    pub fn error_callback(mut self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
+        self.callbacks.failure = Some(Box::new(f));
+        self
+    }
+
+    /// Kills the task's worker when the task runs longer (process pools only; the pool's
+    /// own `timeout` otherwise).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// Options of the `map` family: chunk size, callbacks, timeout, progress bar, look-ahead.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::MapOptions;
+///
+/// let options = MapOptions::<u64>::new().chunksize(100).progress(true).callback(|all| println!("{} results", all.len()));
+/// ```
+#[must_use]
+pub struct MapOptions<R> {
+    pub(crate) chunksize: Option<usize>,
+    pub(crate) callbacks: Callbacks<[R]>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) progress: bool,
+    pub(crate) lookahead: Option<usize>,
+}
+
+impl<R> Default for MapOptions<R> {
+    fn default() -> Self {
+        Self { chunksize: None, callbacks: Callbacks::default(), timeout: None, progress: false, lookahead: None }
+    }
+}
+
+impl<R> fmt::Debug for MapOptions<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapOptions")
+            .field("chunksize", &self.chunksize)
+            .field("callback", &self.callbacks.success.is_some())
+            .field("error_callback", &self.callbacks.failure.is_some())
+            .field("timeout", &self.timeout)
+            .field("progress", &self.progress)
+            .field("lookahead", &self.lookahead)
+            .finish()
+    }
+}
+
+impl<R> MapOptions<R> {
+    /// Python's defaults: an automatic chunk size for `map`, 1 for `imap`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Items per task sent to a worker (Python's `chunksize`).
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = Some(chunksize.max(1));
+        self
+    }
+
+    /// Runs `f` with all the results when every item succeeded (`map_async` only).
+    pub fn callback(mut self, f: impl FnOnce(&[R]) + Send + 'static) -> Self {
+        self.callbacks.success = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` with the first error (`map_async` only).
+    pub fn error_callback(mut self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
+        self.callbacks.failure = Some(Box::new(f));
+        self
+    }
+
+    /// Kills the worker of a chunk that runs longer (process pools only).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Draws a progress bar on the terminal (stderr) while the call runs; nothing is drawn
+    /// when stderr is not a terminal.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// For `imap`: how many chunks may be in flight ahead of the consumer (default: four
+    /// per worker). Bounds memory, so an endless input works.
+    pub fn lookahead(mut self, chunks: usize) -> Self {
+        self.lookahead = Some(chunks.max(1));
+        self
+    }
+}
+
+/// Python's automatic chunk size for `map`: `ceil(len / (4 * workers))`.
+pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_chunksize_is_pythons() {
+        assert_eq!(auto_chunksize(100_000, 2), 12_500);
+        assert_eq!(auto_chunksize(16, 2), 2);
+        assert_eq!(auto_chunksize(17, 2), 3);
+        assert_eq!(auto_chunksize(0, 4), 1);
+    }
+}

@@ -1,0 +1,559 @@
+//! Results on their way back: the slots waiters sleep on, the sinks that fill them, and the
+//! public `AsyncResult`, `MapResult` and `IMap`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::error::{GetTimeoutError, NotReady, TaskError};
+use super::options::Callbacks;
+use super::progress::Progress;
+use super::stats::Counters;
+use crate::shm::Deadline;
+
+/// The outcome of one chunk: one result per item, or the loss of the whole chunk (its
+/// worker died, it timed out, the pool was terminated).
+pub(crate) type ChunkOutcome<R> = Result<Vec<Result<R, TaskError>>, TaskError>;
+
+/// Something that produces results when a waiting thread lends it time: the process pool
+/// collects its workers' results on the waiting thread, which saves a wake-up.
+pub(crate) trait Helper: Send + Sync {
+    /// Works until `done()` holds or the deadline passes; may return earlier.
+    fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline);
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A value to come, and the threads waiting for it.
+pub(crate) struct Slot<T> {
+    value: Mutex<Option<T>>,
+    filled: Condvar,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self { value: Mutex::new(None), filled: Condvar::new() })
+    }
+
+    pub(crate) fn fill(&self, value: T) {
+        *lock(&self.value) = Some(value);
+        self.filled.notify_all();
+    }
+
+    pub(crate) fn is_filled(&self) -> bool {
+        lock(&self.value).is_some()
+    }
+
+    /// Waits until filled or the deadline passes, lending time to `helper`.
+    pub(crate) fn wait(&self, deadline: Deadline, helper: Option<&dyn Helper>) -> bool {
+        loop {
+            if self.is_filled() {
+                return true;
+            }
+            if deadline.passed() {
+                return false;
+            }
+            if let Some(h) = helper {
+                h.help(&|| self.is_filled(), deadline);
+                if self.is_filled() {
+                    return true;
+                }
+            }
+            let guard = lock(&self.value);
+            if guard.is_some() {
+                return true;
+            }
+            let slice =
+                deadline.slice(if helper.is_some() { Duration::from_millis(1) } else { Duration::from_millis(50) });
+            let _ = self.filled.wait_timeout(guard, slice);
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<T> {
+        lock(&self.value).take()
+    }
+
+    pub(crate) fn with<U>(&self, f: impl FnOnce(Option<&T>) -> U) -> U {
+        f(lock(&self.value).as_ref())
+    }
+}
+
+/// Receives the outcomes of one call's chunks, on the thread that collects them.
+pub(crate) trait Sink<R>: Send + Sync {
+    fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>);
+}
+
+/// Counts a chunk's items in the pool's counters.
+pub(crate) fn count<R>(counters: &Counters, outcome: &ChunkOutcome<R>, items: usize) {
+    match outcome {
+        Ok(items) => {
+            for item in items {
+                match item {
+                    Ok(_) => counters.done(),
+                    Err(e) => counters.failed(e),
+                }
+            }
+        }
+        Err(e) => {
+            for _ in 0..items {
+                counters.failed(e);
+            }
+        }
+    }
+}
+
+/// The sink of `apply_async`: one item.
+pub(crate) struct ApplySink<R> {
+    slot: Arc<Slot<Result<R, TaskError>>>,
+    callbacks: Mutex<Callbacks<R>>,
+}
+
+impl<R> ApplySink<R> {
+    pub(crate) fn new(callbacks: Callbacks<R>) -> (Arc<Self>, Arc<Slot<Result<R, TaskError>>>) {
+        let slot = Slot::new();
+        (Arc::new(Self { slot: slot.clone(), callbacks: Mutex::new(callbacks) }), slot)
+    }
+}
+
+impl<R: Send> Sink<R> for ApplySink<R> {
+    fn deliver(&self, _chunk: usize, outcome: ChunkOutcome<R>) {
+        let result = outcome.and_then(|mut items| {
+            items.pop().unwrap_or_else(|| Err(TaskError::Codec(crate::CodecError::decode("an empty chunk"))))
+        });
+        lock(&self.callbacks).run(result.as_ref());
+        self.slot.fill(result);
+    }
+}
+
+/// The sink of `map_async`: every item, in order, or the first error.
+pub(crate) struct MapSink<R> {
+    state: Mutex<MapState<R>>,
+    slot: Arc<Slot<Result<Vec<R>, TaskError>>>,
+    progress: Option<Progress>,
+}
+
+struct MapState<R> {
+    chunks: Vec<Option<Vec<R>>>,
+    missing: usize,
+    callbacks: Callbacks<[R]>,
+    failed: bool,
+}
+
+impl<R> MapSink<R> {
+    pub(crate) fn new(
+        chunks: usize,
+        callbacks: Callbacks<[R]>,
+        progress: Option<Progress>,
+    ) -> (Arc<Self>, Arc<Slot<Result<Vec<R>, TaskError>>>) {
+        let slot = Slot::new();
+        let sink = Arc::new(Self {
+            state: Mutex::new(MapState {
+                chunks: (0..chunks).map(|_| None).collect(),
+                missing: chunks,
+                callbacks,
+                failed: false,
+            }),
+            slot: slot.clone(),
+            progress,
+        });
+        if chunks == 0 {
+            sink.slot.fill(Ok(Vec::new()));
+        }
+        (sink, slot)
+    }
+}
+
+impl<R: Send> Sink<R> for MapSink<R> {
+    fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>) {
+        let mut state = lock(&self.state);
+        if state.failed {
+            return;
+        }
+        let values: Result<Vec<R>, TaskError> = outcome.and_then(|items| items.into_iter().collect());
+        match values {
+            Ok(values) => {
+                if let Some(p) = &self.progress {
+                    p.advance(values.len());
+                }
+                if state.chunks[chunk].is_none() {
+                    state.missing -= 1;
+                }
+                state.chunks[chunk] = Some(values);
+                if state.missing == 0 {
+                    let all: Vec<R> = state.chunks.iter_mut().flat_map(|c| c.take().unwrap_or_default()).collect();
+                    if let Some(p) = &self.progress {
+                        p.finish();
+                    }
+                    state.callbacks.run(Ok(&all));
+                    drop(state);
+                    self.slot.fill(Ok(all));
+                }
+            }
+            Err(e) => {
+                // Fail fast, as Python's map: the first error ends the call.
+                state.failed = true;
+                if let Some(p) = &self.progress {
+                    p.abandon();
+                }
+                state.callbacks.run(Err(&e));
+                drop(state);
+                self.slot.fill(Err(e));
+            }
+        }
+    }
+}
+
+/// The sink of `imap` and `imap_unordered`: results wait here until the iterator takes
+/// them.
+pub(crate) struct StreamSink<R> {
+    state: Mutex<StreamState<R>>,
+    ready: Condvar,
+    ordered: bool,
+    progress: Option<Progress>,
+}
+
+struct StreamState<R> {
+    /// Items per chunk, registered when the chunk is fed (a lost chunk becomes one error
+    /// per item).
+    sizes: std::collections::HashMap<usize, usize>,
+    /// Ordered: chunks by index, until the consumer reaches them.
+    pending: BTreeMap<usize, VecDeque<Result<R, TaskError>>>,
+    /// Ordered: the next chunk to hand out.
+    next_chunk: usize,
+    /// Unordered: items in arrival order.
+    arrived: VecDeque<Result<R, TaskError>>,
+}
+
+impl<R> StreamSink<R> {
+    pub(crate) fn new(ordered: bool, progress: Option<Progress>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(StreamState {
+                sizes: std::collections::HashMap::new(),
+                pending: BTreeMap::new(),
+                next_chunk: 0,
+                arrived: VecDeque::new(),
+            }),
+            ready: Condvar::new(),
+            ordered,
+            progress,
+        })
+    }
+
+    /// Registers chunk `chunk` with `items` items, before it is sent.
+    pub(crate) fn expect(&self, chunk: usize, items: usize) {
+        lock(&self.state).sizes.insert(chunk, items);
+    }
+
+    /// The next item if one is ready.
+    fn pop(&self) -> Option<Result<R, TaskError>> {
+        let mut state = lock(&self.state);
+        if !self.ordered {
+            return state.arrived.pop_front();
+        }
+        loop {
+            let next = state.next_chunk;
+            let chunk = state.pending.get_mut(&next)?;
+            let item = chunk.pop_front();
+            if chunk.is_empty() {
+                state.pending.remove(&next);
+                state.next_chunk += 1;
+            }
+            if item.is_some() {
+                return item;
+            }
+        }
+    }
+
+    fn has_ready(&self) -> bool {
+        let state = lock(&self.state);
+        if self.ordered { state.pending.contains_key(&state.next_chunk) } else { !state.arrived.is_empty() }
+    }
+}
+
+impl<R: Send> Sink<R> for StreamSink<R> {
+    fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>) {
+        let mut state = lock(&self.state);
+        let size = state.sizes.remove(&chunk).unwrap_or(1);
+        let items: VecDeque<Result<R, TaskError>> = match outcome {
+            Ok(items) => items.into(),
+            // One error per item of a lost chunk: the consumer learns the fate of each.
+            Err(e) => std::iter::repeat_n(e, size).map(Err).collect(),
+        };
+        if let Some(p) = &self.progress {
+            p.advance(items.len());
+        }
+        if self.ordered {
+            state.pending.insert(chunk, items);
+        } else {
+            state.arrived.extend(items);
+        }
+        drop(state);
+        self.ready.notify_all();
+    }
+}
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async) (Python's `AsyncResult`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::Pool;
+///
+/// fn slow_square(x: u64) -> u64 {
+///     std::thread::sleep(std::time::Duration::from_millis(100));
+///     x * x
+/// }
+///
+/// multiproc::init();
+/// let pool = Pool::new(2)?;
+/// let pending = pool.apply_async(slow_square, 7)?;
+/// assert!(!pending.ready());
+/// assert_eq!(pending.get()?, 49);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct AsyncResult<R> {
+    slot: Arc<Slot<Result<R, TaskError>>>,
+    helper: Option<Arc<dyn Helper>>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.slot.is_filled()).finish()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn new(slot: Arc<Slot<Result<R, TaskError>>>, helper: Option<Arc<dyn Helper>>) -> Self {
+        Self { slot, helper }
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> bool {
+        self.slot.wait(deadline, self.helper.as_deref())
+    }
+
+    /// Waits for the result. Never hangs: a task whose worker dies fails with
+    /// [`TaskError::WorkerLost`].
+    pub fn get(self) -> Result<R, TaskError> {
+        self.wait_until(Deadline::NEVER);
+        self.slot.take().unwrap_or(Err(TaskError::Terminated))
+    }
+
+    /// Waits at most `timeout`; on [`GetTimeoutError::Timeout`] the result stays
+    /// available (and the task keeps running: see the pool's `timeout` to kill it).
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<R, GetTimeoutError> {
+        if !self.wait_until(Deadline::after(timeout)) {
+            return Err(GetTimeoutError::Timeout);
+        }
+        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(GetTimeoutError::Task)
+    }
+
+    /// Waits until the result is ready.
+    pub fn wait(&self) {
+        self.wait_until(Deadline::NEVER);
+    }
+
+    /// Waits at most `timeout`; whether the result is ready.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Deadline::after(timeout))
+    }
+
+    /// Whether the result is ready (collecting what already arrived).
+    pub fn ready(&self) -> bool {
+        self.wait_until(Deadline::now())
+    }
+
+    /// Whether the task succeeded; an error when it is not ready yet (Python's
+    /// `ValueError`).
+    pub fn successful(&self) -> Result<bool, NotReady> {
+        self.ready();
+        self.slot.with(|v| v.map(|r| r.is_ok()).ok_or(NotReady))
+    }
+}
+
+/// The result of `map_async` / `starmap_async`: all the results in order, or the first
+/// error.
+pub struct MapResult<R> {
+    slot: Arc<Slot<Result<Vec<R>, TaskError>>>,
+    helper: Option<Arc<dyn Helper>>,
+}
+
+impl<R> fmt::Debug for MapResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapResult").field("ready", &self.slot.is_filled()).finish()
+    }
+}
+
+impl<R> MapResult<R> {
+    pub(crate) fn new(slot: Arc<Slot<Result<Vec<R>, TaskError>>>, helper: Option<Arc<dyn Helper>>) -> Self {
+        Self { slot, helper }
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> bool {
+        self.slot.wait(deadline, self.helper.as_deref())
+    }
+
+    /// Waits for every result (or the first error).
+    pub fn get(self) -> Result<Vec<R>, TaskError> {
+        self.wait_until(Deadline::NEVER);
+        self.slot.take().unwrap_or(Err(TaskError::Terminated))
+    }
+
+    /// Waits at most `timeout`; on timeout the result stays available.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<Vec<R>, GetTimeoutError> {
+        if !self.wait_until(Deadline::after(timeout)) {
+            return Err(GetTimeoutError::Timeout);
+        }
+        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(GetTimeoutError::Task)
+    }
+
+    /// Waits until ready.
+    pub fn wait(&self) {
+        self.wait_until(Deadline::NEVER);
+    }
+
+    /// Waits at most `timeout`; whether ready.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Deadline::after(timeout))
+    }
+
+    /// Whether ready.
+    pub fn ready(&self) -> bool {
+        self.wait_until(Deadline::now())
+    }
+
+    /// Whether every item succeeded; an error when not ready yet.
+    pub fn successful(&self) -> Result<bool, NotReady> {
+        self.ready();
+        self.slot.with(|v| v.map(|r| r.is_ok()).ok_or(NotReady))
+    }
+}
+
+/// Feeds an `imap` with chunks as its consumer goes (the pool side of [`IMap`]).
+pub(crate) trait Feeder<R>: Send {
+    /// Takes the next chunk from the input, registers it as chunk `index` of `sink`
+    /// (`StreamSink::expect`) and sends it to the pool; the number of items sent, `None`
+    /// when the input is exhausted.
+    fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize>;
+}
+
+/// The iterator of `imap` / `imap_unordered`: results as they come, each item's result or
+/// its error. Lazy, with a bounded look-ahead, so the input may be endless.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// multiproc::init();
+/// let pool = Pool::new(2)?;
+/// let firsts: Vec<u64> = pool.imap(square, 0..).take(5).map(Result::unwrap).collect();
+/// assert_eq!(firsts, [0, 1, 4, 9, 16]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct IMap<R> {
+    sink: Arc<StreamSink<R>>,
+    feeder: Box<dyn Feeder<R>>,
+    helper: Option<Arc<dyn Helper>>,
+    /// Items fed and not yet handed to the consumer may not exceed this.
+    max_in_flight: usize,
+    fed_chunks: usize,
+    fed_items: usize,
+    taken_items: usize,
+    exhausted: bool,
+}
+
+impl<R> fmt::Debug for IMap<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMap")
+            .field("in_flight", &(self.fed_items - self.taken_items))
+            .field("exhausted", &self.exhausted)
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> IMap<R> {
+    pub(crate) fn new(
+        sink: Arc<StreamSink<R>>,
+        feeder: Box<dyn Feeder<R>>,
+        helper: Option<Arc<dyn Helper>>,
+        max_in_flight: usize,
+    ) -> Self {
+        Self {
+            sink,
+            feeder,
+            helper,
+            max_in_flight: max_in_flight.max(1),
+            fed_chunks: 0,
+            fed_items: 0,
+            taken_items: 0,
+            exhausted: false,
+        }
+    }
+
+    fn top_up(&mut self) {
+        while !self.exhausted && self.fed_items - self.taken_items < self.max_in_flight {
+            match self.feeder.feed(self.fed_chunks, &self.sink) {
+                Some(items) => {
+                    self.fed_chunks += 1;
+                    self.fed_items += items;
+                }
+                None => self.exhausted = true,
+            }
+        }
+    }
+
+    /// The next result, waiting at most `timeout` (Python's `next(timeout)`); `Ok(None)`
+    /// at the end of the input.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R, TaskError>>, GetTimeoutError> {
+        self.next_until(Deadline::after(timeout)).ok_or(GetTimeoutError::Timeout)
+    }
+
+    fn next_until(&mut self, deadline: Deadline) -> Option<Option<Result<R, TaskError>>> {
+        loop {
+            self.top_up();
+            if let Some(item) = self.sink.pop() {
+                self.taken_items += 1;
+                return Some(Some(item));
+            }
+            if self.exhausted && self.taken_items == self.fed_items {
+                return Some(None);
+            }
+            if deadline.passed() {
+                return None;
+            }
+            let sink = self.sink.clone();
+            if let Some(h) = &self.helper {
+                h.help(&|| sink.has_ready(), deadline);
+            }
+            let state = lock(&self.sink.state);
+            let ready = if self.sink.ordered {
+                state.pending.contains_key(&state.next_chunk)
+            } else {
+                !state.arrived.is_empty()
+            };
+            if !ready {
+                let slice = deadline.slice(if self.helper.is_some() {
+                    Duration::from_millis(1)
+                } else {
+                    Duration::from_millis(50)
+                });
+                let _ = self.sink.ready.wait_timeout(state, slice);
+            }
+        }
+    }
+}
+
+impl<R: Send + 'static> Iterator for IMap<R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_until(Deadline::NEVER).flatten()
+    }
+}

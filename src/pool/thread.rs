@@ -1,0 +1,467 @@
+//! `ThreadPool`: the same API as `Pool`, backed by threads of this process.
+//!
+//! For I/O-bound work (waiting on sockets, files, other processes), where threads cost
+//! less than processes and share memory; CPU-bound work wants processes (`Pool`). Tasks
+//! are any `Fn` closures: nothing is serialized. A thread cannot be killed, so there is
+//! no task timeout and `terminate` lets running tasks finish.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::error::{PoolError, TaskError};
+use super::options::{ApplyOptions, MapOptions, auto_chunksize};
+use super::progress::Progress;
+use super::result::{ApplySink, AsyncResult, ChunkOutcome, Feeder, IMap, MapResult, MapSink, Sink, StreamSink, count};
+use super::star::StarFn;
+use super::stats::{Counters, PoolStats};
+use crate::error::Error;
+use crate::process::panics;
+
+const RUNNING: u8 = 0;
+const CLOSED: u8 = 1;
+const TERMINATED: u8 = 2;
+
+struct Job {
+    run: Box<dyn FnOnce() + Send>,
+    /// Called instead of `run` when the pool is terminated first.
+    cancel: Box<dyn FnOnce() + Send>,
+}
+
+struct Shared {
+    sender: Mutex<Option<Sender<Job>>>,
+    state: AtomicU8,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    counters: Counters,
+    workers: usize,
+}
+
+/// A pool of worker threads with `Pool`'s API (Python's `multiprocessing.pool.ThreadPool`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::ThreadPool;
+///
+/// let pool = ThreadPool::new(4)?;
+/// let lengths = pool.map(|s: &'static str| s.len(), ["a", "bb", "ccc"])?;
+/// assert_eq!(lengths, [1, 2, 3]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.shared.workers)
+            .field("state", &self.shared.state.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Configures a [`ThreadPool`].
+#[must_use]
+pub struct ThreadPoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder").field("processes", &self.processes).finish_non_exhaustive()
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// The number of threads (Python's `processes`; default [`cpu_count`](crate::cpu_count)).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n.max(1));
+        self
+    }
+
+    /// Runs once in each thread before its first task (Python's `initializer`).
+    pub fn initializer(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.initializer = Some(Arc::new(f));
+        self
+    }
+
+    /// Starts the threads.
+    ///
+    /// # Errors
+    ///
+    /// When the system refuses a thread.
+    pub fn build(self) -> Result<ThreadPool, Error> {
+        let workers = self.processes.unwrap_or_else(crate::cpu_count);
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let shared = Arc::new(Shared {
+            sender: Mutex::new(Some(tx)),
+            state: AtomicU8::new(RUNNING),
+            threads: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            workers,
+        });
+        let mut threads = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let rx: Receiver<Job> = rx.clone();
+            let init = self.initializer.clone();
+            let pool = Arc::downgrade(&shared);
+            threads.push(std::thread::Builder::new().name(format!("ThreadPoolWorker-{}", i + 1)).spawn(move || {
+                if let Some(init) = init {
+                    init();
+                }
+                for job in rx.iter() {
+                    let terminated = pool.upgrade().is_none_or(|p| p.state.load(Ordering::Acquire) == TERMINATED);
+                    if terminated { (job.cancel)() } else { (job.run)() }
+                }
+            })?);
+        }
+        *shared.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
+        Ok(ThreadPool { shared })
+    }
+}
+
+impl ThreadPool {
+    /// A pool of `threads` threads.
+    pub fn new(threads: usize) -> Result<Self, Error> {
+        Self::builder().processes(threads).build()
+    }
+
+    /// A builder for the options.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder { processes: None, initializer: None }
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.workers
+    }
+
+    /// What the pool has done so far.
+    pub fn stats(&self) -> PoolStats {
+        self.shared.counters.snapshot()
+    }
+
+    fn submit(&self, job: Job) -> Result<(), PoolError> {
+        let sender = self.shared.sender.lock().unwrap_or_else(|e| e.into_inner());
+        match sender.as_ref() {
+            Some(tx) if self.shared.state.load(Ordering::Acquire) == RUNNING => {
+                tx.send(job).map_err(|_| PoolError::Closed)
+            }
+            _ => Err(PoolError::Closed),
+        }
+    }
+
+    /// Sends one chunk: `f` over `items`, its outcome to `sink` as chunk `index`.
+    fn submit_chunk<A, R, F>(
+        &self,
+        f: &Arc<F>,
+        items: Vec<A>,
+        index: usize,
+        sink: Arc<dyn Sink<R>>,
+    ) -> Result<(), PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        let f = f.clone();
+        let run_sink = sink.clone();
+        let pool = Arc::downgrade(&self.shared);
+        let n = items.len();
+        let cancelled_pool = Arc::downgrade(&self.shared);
+        self.submit(Job {
+            run: Box::new(move || {
+                let name = std::thread::current().name().unwrap_or("ThreadPoolWorker").to_string();
+                let outcome: ChunkOutcome<R> = Ok(items
+                    .into_iter()
+                    .map(|a| panics::catching(&name, || f(a)).map_err(TaskError::Panicked))
+                    .collect());
+                if let Some(p) = pool.upgrade() {
+                    count(&p.counters, &outcome, n);
+                }
+                run_sink.deliver(index, outcome);
+            }),
+            cancel: Box::new(move || {
+                let outcome = Err(TaskError::Terminated);
+                if let Some(p) = cancelled_pool.upgrade() {
+                    count::<R>(&p.counters, &outcome, n);
+                }
+                sink.deliver(index, outcome);
+            }),
+        })
+    }
+
+    /// Runs `f(args)` on a worker and waits for the result (Python's `apply`).
+    pub fn apply<A, R, F>(&self, f: F, args: A) -> Result<R, Error>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        Ok(self.apply_async(f, args)?.get()?)
+    }
+
+    /// Starts `f(args)` on a worker (Python's `apply_async`).
+    pub fn apply_async<A, R, F>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        self.apply_async_with(f, args, ApplyOptions::new())
+    }
+
+    /// [`ThreadPool::apply_async`] with callbacks (a timeout is ignored: threads cannot be
+    /// killed).
+    pub fn apply_async_with<A, R, F>(
+        &self,
+        f: F,
+        args: A,
+        options: ApplyOptions<R>,
+    ) -> Result<AsyncResult<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        let (sink, slot) = ApplySink::new(options.callbacks);
+        self.submit_chunk(&Arc::new(f), vec![args], 0, sink)?;
+        Ok(AsyncResult::new(slot, None))
+    }
+
+    /// Applies `f` to every item and returns the results in order (Python's `map`); the
+    /// first failed item ends the call with its error.
+    pub fn map<A, R, F>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        Ok(self.map_async_with(f, items, MapOptions::new())?.get()?)
+    }
+
+    /// [`ThreadPool::map`] with options (chunk size, progress bar).
+    pub fn map_with<A, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+        options: MapOptions<R>,
+    ) -> Result<Vec<R>, Error>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        Ok(self.map_async_with(f, items, options)?.get()?)
+    }
+
+    /// Starts a `map` (Python's `map_async`).
+    pub fn map_async<A, R, F>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<MapResult<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        self.map_async_with(f, items, MapOptions::new())
+    }
+
+    /// [`ThreadPool::map_async`] with options (chunk size, callbacks, progress bar).
+    pub fn map_async_with<A, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = A>,
+        options: MapOptions<R>,
+    ) -> Result<MapResult<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let chunksize = options.chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.shared.workers));
+        let chunks = items.len().div_ceil(chunksize);
+        let progress = options.progress.then(|| Progress::new(Some(items.len())));
+        let (sink, slot) = MapSink::new(chunks, options.callbacks, progress);
+        let f = Arc::new(f);
+        let mut items = items.into_iter();
+        for index in 0..chunks {
+            let chunk: Vec<A> = items.by_ref().take(chunksize).collect();
+            self.submit_chunk(&f, chunk, index, sink.clone())?;
+        }
+        Ok(MapResult::new(slot, None))
+    }
+
+    /// Applies `f` to each item lazily, results in order (Python's `imap`). At most a few
+    /// chunks per worker run ahead of the consumer, so `items` may be endless.
+    pub fn imap<A, R, F, I>(&self, f: F, items: I) -> Result<IMap<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.imap_with(f, items, MapOptions::new())
+    }
+
+    /// [`ThreadPool::imap`] with options (chunk size, look-ahead, progress bar).
+    pub fn imap_with<A, R, F, I>(&self, f: F, items: I, options: MapOptions<R>) -> Result<IMap<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(f, items, options, true)
+    }
+
+    /// Like [`ThreadPool::imap`], results in completion order (Python's `imap_unordered`).
+    pub fn imap_unordered<A, R, F, I>(&self, f: F, items: I) -> Result<IMap<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(f, items, MapOptions::new(), false)
+    }
+
+    /// [`ThreadPool::imap_unordered`] with options.
+    pub fn imap_unordered_with<A, R, F, I>(&self, f: F, items: I, options: MapOptions<R>) -> Result<IMap<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(f, items, options, false)
+    }
+
+    fn stream<A, R, F, I>(&self, f: F, items: I, options: MapOptions<R>, ordered: bool) -> Result<IMap<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        if self.shared.state.load(Ordering::Acquire) != RUNNING {
+            return Err(PoolError::Closed);
+        }
+        let chunksize = options.chunksize.unwrap_or(1);
+        let lookahead = options.lookahead.unwrap_or(4 * self.shared.workers) * chunksize;
+        let progress = options.progress.then(|| Progress::new(None));
+        let sink = StreamSink::new(ordered, progress);
+        let feeder = ThreadFeeder {
+            pool: ThreadPool { shared: self.shared.clone() },
+            f: Arc::new(f),
+            items: items.into_iter(),
+            chunksize,
+            _types: std::marker::PhantomData,
+        };
+        Ok(IMap::new(sink, Box::new(feeder), None, lookahead))
+    }
+
+    /// Calls `f` with each tuple's elements as arguments, results in order (Python's
+    /// `starmap`).
+    pub fn starmap<Args, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<F::Output>, Error>
+    where
+        Args: Send + 'static,
+        F: StarFn<Args>,
+        F::Output: Send + 'static,
+    {
+        self.map(move |args| f.call(args), items)
+    }
+
+    /// Starts a `starmap` (Python's `starmap_async`).
+    pub fn starmap_async<Args, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> Result<MapResult<F::Output>, PoolError>
+    where
+        Args: Send + 'static,
+        F: StarFn<Args>,
+        F::Output: Send + 'static,
+    {
+        self.map_async(move |args| f.call(args), items)
+    }
+
+    /// No more tasks; the threads exit once the queued ones are done (Python's `close`).
+    pub fn close(&self) {
+        let _ = self.shared.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// No more tasks; queued tasks fail with [`TaskError::Terminated`]; running tasks
+    /// finish (threads cannot be killed).
+    pub fn terminate(&self) {
+        self.shared.state.store(TERMINATED, Ordering::Release);
+        self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Waits for the threads to exit, after [`ThreadPool::close`] or
+    /// [`ThreadPool::terminate`].
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::StillRunning`] before `close` or `terminate`.
+    pub fn join(&self) -> Result<(), PoolError> {
+        if self.shared.state.load(Ordering::Acquire) == RUNNING {
+            return Err(PoolError::StillRunning);
+        }
+        let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ThreadPool {
+    /// Terminates the pool (Python's `with ThreadPool() as p:` exit) and waits for the
+    /// running tasks to finish.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.shared) == 1 {
+            self.terminate();
+            let _ = self.join();
+        }
+    }
+}
+
+struct ThreadFeeder<A, R, F, I> {
+    pool: ThreadPool,
+    f: Arc<F>,
+    items: I,
+    chunksize: usize,
+    _types: std::marker::PhantomData<fn(A) -> R>,
+}
+
+impl<A, R, F, I> Feeder<R> for ThreadFeeder<A, R, F, I>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+    F: Fn(A) -> R + Send + Sync + 'static,
+    I: Iterator<Item = A> + Send,
+{
+    fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
+        let chunk: Vec<A> = self.items.by_ref().take(self.chunksize).collect();
+        if chunk.is_empty() {
+            return None;
+        }
+        let n = chunk.len();
+        sink.expect(index, n);
+        if self.pool.submit_chunk(&self.f, chunk, index, sink.clone() as Arc<dyn Sink<R>>).is_err() {
+            sink.deliver(index, Err(TaskError::Terminated));
+        }
+        Some(n)
+    }
+}

@@ -1,0 +1,70 @@
+//! Panics as data: a panic in a child's target, or in a pool task, is caught and comes back
+//! to the parent as a `PanicInfo` with its message, location and backtrace.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+
+use crate::error::PanicInfo;
+
+thread_local! {
+    /// `Some` while this thread runs code under [`catching`]: the name to report and the
+    /// panic recorded by the hook.
+    static CAPTURE: RefCell<Option<(String, Option<PanicInfo>)>> = const { RefCell::new(None) };
+}
+
+static HOOK: Once = Once::new();
+
+/// Installs, once per executable image, the hook that records a panic of code run under
+/// [`catching`] before printing it as Rust always does. The main process installs it at
+/// `init()`, so fork and fork-server children inherit it without touching a page.
+pub(crate) fn install_hook() {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // `try_with`/`try_borrow_mut`: a panic during thread teardown or inside the
+            // recording itself must not panic again.
+            let _ = CAPTURE.try_with(|capture| {
+                if let Ok(mut capture) = capture.try_borrow_mut() {
+                    if let Some((process, slot)) = capture.as_mut() {
+                        *slot = Some(PanicInfo {
+                            process: process.clone(),
+                            message: payload_message(info.payload()),
+                            location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+                            backtrace: std::backtrace::Backtrace::force_capture().to_string(),
+                        });
+                    }
+                }
+            });
+            previous(info);
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into a `PanicInfo` that names `process`.
+pub(crate) fn catching<T>(process: &str, f: impl FnOnce() -> T) -> Result<T, PanicInfo> {
+    install_hook();
+    let outer = CAPTURE.with(|c| c.replace(Some((process.to_string(), None))));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    let recorded = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).and_then(|(_, info)| info);
+    result.map_err(|payload| {
+        recorded.unwrap_or_else(|| PanicInfo {
+            process: process.to_string(),
+            message: payload_message(payload.as_ref()),
+            location: None,
+            backtrace: String::new(),
+        })
+    })
+}
+
+/// The message of a panic payload (`&str` or `String`, as `panic!` makes them).
+pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}

@@ -1,0 +1,208 @@
+//! `ThreadPool`: `Pool`'s API on threads of this process, for I/O-bound work.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::watchdog;
+use multiproc::{ApplyOptions, Error, MapOptions, PoolError, TaskError, ThreadPool};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn apply_and_apply_async_return_results() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(3).unwrap();
+    assert_eq!(pool.workers(), 3);
+    assert_eq!(pool.apply(|x: u32| x + 1, 41).unwrap(), 42);
+    let pending: Vec<_> = (0..10).map(|i| pool.apply_async(|x: u64| x * x, i).unwrap()).collect();
+    let results: Vec<u64> = pending.into_iter().map(|r| r.get().unwrap()).collect();
+    assert_eq!(results, (0..10).map(|i| i * i).collect::<Vec<_>>());
+}
+
+#[test]
+fn callbacks_run_in_the_parent_with_the_result_or_the_error() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let ok = seen.clone();
+    let bad = seen.clone();
+    let r = pool
+        .apply_async_with(
+            |x: u32| x * 10,
+            4,
+            ApplyOptions::new().callback(move |v: &u32| ok.lock().unwrap().push(format!("ok {v}"))),
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 40);
+    let r = pool
+        .apply_async_with(
+            |_: u32| -> u32 { panic!("nope") },
+            4,
+            ApplyOptions::new().error_callback(move |e: &TaskError| bad.lock().unwrap().push(format!("err {e}"))),
+        )
+        .unwrap();
+    assert!(matches!(r.get(), Err(TaskError::Panicked(info)) if info.message == "nope"));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0], "ok 40");
+    assert!(seen[1].starts_with("err ") && seen[1].contains("nope"), "{seen:?}");
+}
+
+#[test]
+fn map_keeps_order_and_honours_chunksize() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(4).unwrap();
+    let out = pool.map(|x: usize| x * 2, 0..1000).unwrap();
+    assert_eq!(out, (0..1000).map(|x| x * 2).collect::<Vec<_>>());
+    let out = pool.map_with(|x: usize| x + 1, 0..10, MapOptions::new().chunksize(3)).unwrap();
+    assert_eq!(out, (1..11).collect::<Vec<_>>());
+    assert!(pool.map(|x: u8| x, Vec::new()).unwrap().is_empty());
+}
+
+#[test]
+fn a_panicking_item_fails_map_and_the_pool_goes_on() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    let err = pool.map(|x: u32| if x == 7 { panic!("seven") } else { x }, 0..20).unwrap_err();
+    assert!(matches!(err, Error::Task(TaskError::Panicked(ref info)) if info.message == "seven"), "{err}");
+    assert_eq!(pool.map(|x: u32| x, 0..5).unwrap(), [0, 1, 2, 3, 4]);
+    let stats = pool.stats();
+    assert!(stats.tasks_failed >= 1 && stats.tasks_done >= 5, "{stats:?}");
+}
+
+#[test]
+fn map_async_callback_gets_all_results() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    let total = Arc::new(AtomicUsize::new(0));
+    let t = total.clone();
+    let r = pool
+        .map_async_with(
+            |x: usize| x,
+            1..=100,
+            MapOptions::new().callback(move |all: &[usize]| t.store(all.iter().sum(), Ordering::SeqCst)),
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap().len(), 100);
+    assert_eq!(total.load(Ordering::SeqCst), 5050);
+}
+
+#[test]
+fn imap_is_lazy_and_ordered_and_works_on_an_endless_input() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(3).unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let mut it = pool
+        .imap(
+            move |x: u64| {
+                s.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis((x * 7) % 5));
+                x * x
+            },
+            0..,
+        )
+        .unwrap();
+    let first: Vec<u64> = it.by_ref().take(20).map(Result::unwrap).collect();
+    assert_eq!(first, (0..20).map(|x| x * x).collect::<Vec<_>>());
+    // The look-ahead is bounded: the endless input was not consumed.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(started.load(Ordering::SeqCst) < 20 + 4 * 3 + 1, "{}", started.load(Ordering::SeqCst));
+}
+
+#[test]
+fn imap_unordered_yields_every_result_once() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(4).unwrap();
+    let mut got: Vec<u32> = pool
+        .imap_unordered(
+            |x: u32| {
+                std::thread::sleep(Duration::from_millis(u64::from(10 - x % 10)));
+                x
+            },
+            0..50,
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+}
+
+#[test]
+fn starmap_unpacks_tuples() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    fn add(a: i32, b: i32) -> i32 {
+        a + b
+    }
+    assert_eq!(pool.starmap(add, [(1, 2), (3, 4)]).unwrap(), [3, 7]);
+    assert_eq!(pool.starmap_async(|a: u8, b: u8, c: u8| a + b + c, [(1, 1, 1)]).unwrap().get().unwrap(), [3]);
+}
+
+#[test]
+fn the_initializer_runs_once_per_thread() {
+    let _w = watchdog(LIMIT);
+    let inits = Arc::new(AtomicUsize::new(0));
+    let i = inits.clone();
+    let pool = ThreadPool::builder().processes(3).initializer(move || {
+        i.fetch_add(1, Ordering::SeqCst);
+    });
+    let pool = pool.build().unwrap();
+    pool.map(|x: u8| x, 0..30).unwrap();
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(inits.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn join_before_close_is_an_error_and_closed_pools_refuse_work() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+    pool.close();
+    assert!(matches!(pool.apply_async(|x: u8| x, 1), Err(PoolError::Closed)));
+    pool.join().unwrap();
+}
+
+#[test]
+fn terminate_fails_the_queued_tasks() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let r = running.clone();
+    let slow = pool
+        .apply_async(
+            move |ms: u64| {
+                r.store(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(ms));
+            },
+            200,
+        )
+        .unwrap();
+    while running.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let queued: Vec<_> = (0..5).map(|i| pool.apply_async(|x: u32| x, i).unwrap()).collect();
+    pool.terminate();
+    pool.join().unwrap();
+    assert!(slow.get().is_ok(), "a running task finishes: threads cannot be killed");
+    for q in queued {
+        assert!(matches!(q.get(), Err(TaskError::Terminated)));
+    }
+}
+
+#[test]
+fn get_timeout_leaves_the_result_available() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    let mut r = pool.apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 100).unwrap();
+    assert!(!r.ready());
+    assert!(r.successful().is_err(), "not ready yet");
+    assert!(r.get_timeout(Duration::from_millis(1)).is_err());
+    assert!(r.wait_timeout(Duration::from_secs(10)));
+    assert_eq!(r.successful(), Ok(true));
+    assert!(r.get_timeout(Duration::from_secs(1)).is_ok());
+}
