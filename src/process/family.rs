@@ -35,6 +35,15 @@ pub(crate) struct Me {
     /// second child of its first child).
     pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
+    /// A daemon that may start children anyway (pool workers: their children die with
+    /// them, so Python's reason to forbid it does not hold here).
+    pub(crate) may_have_children: bool,
+}
+
+impl Me {
+    fn main() -> Self {
+        Me { name: "MainProcess".into(), identity: Vec::new(), daemon: false, may_have_children: true }
+    }
 }
 
 /// Who started this process.
@@ -113,7 +122,7 @@ pub(crate) fn init() -> Result<(), InitError> {
     let _ = FAMILY.set(config);
     {
         let mut st = state();
-        st.me = Some(Me { name: "MainProcess".into(), identity: Vec::new(), daemon: false });
+        st.me = Some(Me::main());
     }
     sys::at_exit(exit_hook);
     INITIALIZED.store(true, Ordering::Release);
@@ -152,7 +161,7 @@ pub(crate) fn forget_parent_state(st: &mut ProcState) {
 
 /// This process's description (the main process if nothing says otherwise).
 pub(crate) fn me() -> Me {
-    state().me.clone().unwrap_or_else(|| Me { name: "MainProcess".into(), identity: Vec::new(), daemon: false })
+    state().me.clone().unwrap_or_else(Me::main)
 }
 
 /// Reserves the next child index and names the child.
@@ -160,7 +169,7 @@ pub(crate) fn next_child(name: Option<String>) -> (Me, ParentInfo) {
     let mut st = state();
     st.next_index += 1;
     let index = st.next_index;
-    let me = st.me.clone().unwrap_or_else(|| Me { name: "MainProcess".into(), identity: Vec::new(), daemon: false });
+    let me = st.me.clone().unwrap_or_else(Me::main);
     let mut identity = me.identity.clone();
     identity.push(index);
     let name = name.unwrap_or_else(|| {
@@ -168,7 +177,10 @@ pub(crate) fn next_child(name: Option<String>) -> (Me, ParentInfo) {
         format!("Process-{}", path.join(":"))
     });
     let pid = sys::me();
-    (Me { name, identity, daemon: false }, ParentInfo { name: me.name, pid: pid.pid, start: pid.start })
+    (
+        Me { name, identity, daemon: false, may_have_children: true },
+        ParentInfo { name: me.name, pid: pid.pid, start: pid.start },
+    )
 }
 
 /// Records a started child.

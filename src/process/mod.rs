@@ -236,6 +236,7 @@ pub struct Process<A, R> {
     args: A,
     name: Option<String>,
     daemon: bool,
+    may_have_children: bool,
     method: Option<StartMethod>,
 }
 
@@ -256,7 +257,7 @@ where
 {
     /// A process that will run `target(args)`.
     pub fn new(target: fn(A) -> R, args: A) -> Self {
-        Self { target, args, name: None, daemon: false, method: None }
+        Self { target, args, name: None, daemon: false, may_have_children: true, method: None }
     }
 
     /// Names the process (default `Process-N`, `Process-N:M` for grandchildren...).
@@ -269,6 +270,14 @@ where
     /// not start children; a non-daemonic one is waited for.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
+        self.may_have_children = !daemon;
+        self
+    }
+
+    /// A daemonic process that may still start children (pool workers).
+    pub(crate) fn daemon_with_children(mut self) -> Self {
+        self.daemon = true;
+        self.may_have_children = true;
         self
     }
 
@@ -290,7 +299,7 @@ where
         let args = codec::encode(&self.args)?;
         // The child gets its own copy; handles in ours are now counted as in flight.
         drop(self.args);
-        let child = launch(packed, args, self.name, self.daemon, self.method)?;
+        let child = launch(packed, args, self.name, (self.daemon, self.may_have_children), self.method)?;
         Ok(ProcessHandle { child, _result: PhantomData })
     }
 }
@@ -306,11 +315,12 @@ fn launch(
     packed: Packed,
     mut args: Encoded,
     name: Option<String>,
-    daemon: bool,
+    (daemon, may_have_children): (bool, bool),
     method: Option<StartMethod>,
 ) -> Result<Arc<ChildState>, Error> {
     let config = family::config()?;
-    if family::me().daemon {
+    let parent = family::me();
+    if parent.daemon && !parent.may_have_children {
         return Err(Error::DaemonicParent);
     }
     // Reap what ended since (Python does this in start(), too).
@@ -321,6 +331,7 @@ fn launch(
     };
     let (mut me, parent) = family::next_child(name);
     me.daemon = daemon;
+    me.may_have_children = may_have_children;
     let name = me.name.clone();
     let bytes = std::mem::take(&mut args.bytes);
     // A fork child reads its argument from its copy of our memory; the others get large

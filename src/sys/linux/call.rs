@@ -62,6 +62,67 @@ macro_rules! fn_ptr {
 
 fn_ptr!();
 fn_ptr!(A);
+
+// SAFETY: a function pointer is a code address of pointer size.
+unsafe impl FnPtr for fn(&mut dyn Any) {
+    fn addr(self) -> usize {
+        self as usize
+    }
+
+    unsafe fn from_addr(addr: usize) -> Self {
+        // SAFETY: the caller promises `addr` is a function of this type.
+        unsafe { std::mem::transmute::<usize, Self>(addr) }
+    }
+}
+
+/// A callable that carries no state — a function item, or a closure that captures
+/// nothing — so any process of the family can make it again from its type alone.
+///
+/// # Safety
+///
+/// Only callables (types implementing `Fn`) qualify: they hold no invariants beyond their
+/// type, so a zero-sized one may be conjured. The blanket implementations below are the
+/// only ones.
+pub(crate) unsafe trait Stateless<Args>: Copy + 'static {}
+
+macro_rules! stateless {
+    ($($arg:ident),*) => {
+        // SAFETY: `F` is a callable (it implements `Fn`); see the trait's contract.
+        unsafe impl<F, Ret, $($arg),*> Stateless<($($arg,)*)> for F where F: Fn($($arg),*) -> Ret + Copy + 'static {}
+    };
+}
+
+stateless!();
+stateless!(A);
+stateless!(A, B);
+stateless!(A, B, C);
+stateless!(A, B, C, D);
+stateless!(A, B, C, D, E);
+stateless!(A, B, C, D, E, G);
+
+/// Makes the callable `F` from its type alone. A callable with state (a closure that
+/// captures something) does not compile: it cannot travel to another process this way.
+pub(crate) fn remake<Args, F: Stateless<Args>>() -> F {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process pool needs a function or a closure that captures nothing"
+        )
+    };
+    // SAFETY: `F` is zero-sized (asserted at compile time) and a stateless callable
+    // (`Stateless`), so it has exactly one value, which reading from any aligned pointer
+    // produces.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+fn call_runner(runner: fn(&mut dyn Any), context: &mut dyn Any) {
+    runner(context);
+}
+
+/// Packs a runner that knows its target by type (see [`remake`]).
+pub(crate) fn pack_runner(runner: fn(&mut dyn Any)) -> Packed {
+    pack::<fn(&mut dyn Any)>(runner, call_runner)
+}
 fn_ptr!(A, B);
 fn_ptr!(A, B, C);
 fn_ptr!(A, B, C, D);

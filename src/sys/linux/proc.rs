@@ -451,3 +451,10 @@ pub(crate) fn at_exit(hook: extern "C" fn()) {
         libc::atexit(hook);
     }
 }
+
+/// Nanoseconds on the monotonic clock, which every process of the machine shares (so a
+/// time taken in one process can be compared with one taken in another).
+pub(crate) fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}

@@ -1,0 +1,1134 @@
+//! `Pool`: worker processes that never hang.
+//!
+//! # How it works
+//!
+//! Each worker is a process of the family with its own inbox; all workers put their
+//! results on one results channel. The parent keeps the books: which chunk went to which
+//! worker, in order. Because each worker takes from its own inbox in order, the parent
+//! always knows what a worker was doing when it died: chunks still in its inbox were not
+//! started (they go to another worker), chunks sent to it that are neither in its inbox
+//! nor answered were running (they fail with [`TaskError::WorkerLost`], or
+//! [`TaskError::TimedOut`] when the pool killed the worker for running past the timeout).
+//! So every task ends with its result or a typed error, whatever happens to the workers.
+//!
+//! A worker writes the chunk it starts, and when, into a small shared status block; the
+//! pool thread compares that with the timeout. A parent thread waiting for a result
+//! collects results itself (no hop through another thread), and the pool thread collects
+//! when nobody waits (for callbacks), watches the workers and replaces those that end.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::channel::Channel;
+use super::error::{PoolError, TaskError};
+use super::options::{ApplyOptions, MapOptions, auto_chunksize};
+use super::progress::Progress;
+use super::result::{
+    ApplySink, AsyncResult, ChunkOutcome, Feeder, Helper, IMap, MapResult, MapSink, Sink, StreamSink, count,
+};
+use super::star::StarFn;
+use super::stats::{Counters, PoolStats};
+use crate::codec;
+use crate::error::{Error, PanicInfo};
+use crate::process::{Process, ProcessHandle, StartMethod, panics};
+use crate::shm::{Deadline, Payload, Shared, ShmObject, kind};
+use crate::sys::{self, Packed, Stateless};
+
+const RUNNING: u8 = 0;
+const CLOSED: u8 = 1;
+const TERMINATED: u8 = 2;
+
+/// How often the pool thread looks at its workers when nothing wakes it earlier.
+const TICK: Duration = Duration::from_millis(20);
+/// Chunks queued per worker at most, whatever their size.
+const MAX_WINDOW: usize = 256;
+/// The work a worker should have queued, in time, so it never idles between chunks.
+const WINDOW_TIME: Duration = Duration::from_millis(2);
+
+/// A worker's shared status: the chunk it runs, since when.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct WorkerStatus {
+    /// The running chunk's id (0: none).
+    job: AtomicU64,
+    /// When it started (`sys::monotonic_ns`).
+    since: AtomicU64,
+}
+
+impl ShmObject for WorkerStatus {
+    const KIND: u32 = kind::POOL;
+}
+
+/// What the parent sends a worker.
+#[derive(Debug, Serialize, Deserialize)]
+enum ToWorker {
+    /// Run chunk `id`: `call` over the encoded items in `args`.
+    Task { id: u64, call: Packed, args: Payload },
+    /// Exit after the tasks before this one.
+    Stop,
+}
+
+/// What a worker sends back.
+#[derive(Debug, Serialize, Deserialize)]
+enum FromWorker {
+    /// Chunk `id` ran: the encoded `Vec<Result<R, PanicInfo>>`, or why the chunk could
+    /// not run (its items did not decode, its results did not encode).
+    Done { id: u64, worker: u32, busy_ns: u64, outcome: Result<Payload, String> },
+    /// The initializer panicked: the worker exits.
+    InitFailed { worker: u32, info: PanicInfo },
+}
+
+/// Everything a worker process needs.
+#[derive(Serialize, Deserialize)]
+struct WorkerBoot {
+    index: u32,
+    inbox: Channel<ToWorker>,
+    results: Channel<FromWorker>,
+    status: Shared<WorkerStatus>,
+    initializer: Option<(Packed, Payload)>,
+    max_tasks: Option<u64>,
+}
+
+/// The context a task runner works in, inside the worker.
+struct TaskCall {
+    name: String,
+    args: Payload,
+    /// The encoded results (its handles are released unless sent), or why not.
+    output: Option<Result<codec::Encoded, String>>,
+}
+
+/// Runs `f` over a chunk of items (`map`, `apply`, `imap`).
+fn map_runner<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, context: &mut dyn Any) {
+    let Some(call) = context.downcast_mut::<TaskCall>() else { return };
+    call.output = Some(run_items(call, |a: A| f(a)));
+}
+
+/// Runs the stateless callable `F` over a chunk of argument tuples (`starmap`).
+fn star_runner<Args, F>(context: &mut dyn Any)
+where
+    Args: DeserializeOwned,
+    F: StarFn<Args> + Stateless<Args>,
+    F::Output: Serialize,
+{
+    let Some(call) = context.downcast_mut::<TaskCall>() else { return };
+    let f: F = sys::remake::<Args, F>();
+    call.output = Some(run_items(call, |args: Args| f.call(args)));
+}
+
+fn run_items<A: DeserializeOwned, R: Serialize>(call: &TaskCall, f: impl Fn(A) -> R) -> Result<codec::Encoded, String> {
+    let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
+    let results: Vec<Result<R, PanicInfo>> = items.into_iter().map(|a| panics::catching(&call.name, || f(a))).collect();
+    codec::encode(&results).map_err(|e| e.to_string())
+}
+
+/// Runs the initializer `f(args)`.
+fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) {
+    let Some(call) = context.downcast_mut::<TaskCall>() else { return };
+    call.output = Some(match codec::decode::<A>(call.args.bytes()) {
+        Ok(args) => {
+            f(args);
+            Ok(codec::encode(&()).expect("() encodes"))
+        }
+        Err(e) => Err(format!("the initializer's arguments could not be decoded: {e}")),
+    });
+}
+
+/// The life of a worker process.
+fn worker_main(boot: WorkerBoot) {
+    let name = crate::current_process().name().to_string();
+    if let Some((call, args)) = boot.initializer {
+        let mut context = TaskCall { name: name.clone(), args, output: None };
+        let outcome = panics::catching(&name, || sys::unpack_and_run(call, &mut context));
+        let failure = match outcome {
+            Err(info) => Some(info),
+            Ok(Err(_)) => Some(PanicInfo {
+                process: name.clone(),
+                message: "the initializer belongs to another executable".into(),
+                location: None,
+                backtrace: String::new(),
+            }),
+            Ok(Ok(())) => match context.output {
+                Some(Err(message)) => Some(PanicInfo { process: name.clone(), message, location: None, backtrace: String::new() }),
+                _ => None,
+            },
+        };
+        if let Some(info) = failure {
+            let _ = boot.results.send(&FromWorker::InitFailed { worker: boot.index, info });
+            return;
+        }
+    }
+    let mut done = 0u64;
+    loop {
+        let Ok(message) = boot.inbox.recv() else { return };
+        let ToWorker::Task { id, call, args } = message else { return };
+        let start = sys::monotonic_ns();
+        boot.status.since.store(start, Ordering::Relaxed);
+        boot.status.job.store(id, Ordering::Release);
+        let mut context = TaskCall { name: name.clone(), args, output: None };
+        let outcome = match sys::unpack_and_run(call, &mut context) {
+            Err(_) => Err("the task's function belongs to another executable".to_string()),
+            Ok(()) => match context.output.take() {
+                Some(Ok(mut encoded)) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
+                    Ok(payload) => {
+                        // The results, and their handles, now travel in the message.
+                        encoded.sent();
+                        Ok(payload)
+                    }
+                    Err(e) => Err(format!("the results do not fit in shared memory: {e}")),
+                },
+                Some(Err(e)) => Err(e),
+                None => Err("the task runner produced nothing".to_string()),
+            },
+        };
+        boot.status.job.store(0, Ordering::Release);
+        let busy_ns = sys::monotonic_ns().saturating_sub(start);
+        if boot.results.send(&FromWorker::Done { id, worker: boot.index, busy_ns, outcome }).is_err() {
+            return;
+        }
+        done += 1;
+        if boot.max_tasks.is_some_and(|max| done >= max) {
+            return;
+        }
+    }
+}
+
+/// Delivers a chunk's encoded results to a typed sink.
+trait Delivery: Send + Sync {
+    fn deliver(&self, chunk: usize, outcome: Result<Payload, TaskError>);
+}
+
+/// Decodes `Vec<Result<R, PanicInfo>>` for a sink of `R`.
+struct Decoding<R> {
+    sink: Arc<dyn Sink<R>>,
+    counters: Weak<Inner>,
+    items: usize,
+}
+
+impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
+    fn deliver(&self, chunk: usize, outcome: Result<Payload, TaskError>) {
+        let outcome: ChunkOutcome<R> = outcome.and_then(|payload| {
+            let items: Vec<Result<R, PanicInfo>> = codec::decode(payload.bytes())?;
+            Ok(items.into_iter().map(|r| r.map_err(TaskError::Panicked)).collect())
+        });
+        if let Some(inner) = self.counters.upgrade() {
+            count(&inner.counters, &outcome, self.items);
+        }
+        self.sink.deliver(chunk, outcome);
+    }
+}
+
+/// A chunk on its way.
+struct Job {
+    chunk: usize,
+    items: usize,
+    call: Packed,
+    args: Payload,
+    timeout: Option<Duration>,
+    delivery: Arc<dyn Delivery>,
+}
+
+/// A chunk that was sent to a worker (its arguments are in the worker's inbox, or being
+/// run).
+struct Sent {
+    chunk: usize,
+    items: usize,
+    call: Packed,
+    timeout: Option<Duration>,
+    delivery: Arc<dyn Delivery>,
+}
+
+struct Worker {
+    index: u32,
+    handle: ProcessHandle<()>,
+    inbox: Channel<ToWorker>,
+    status: Shared<WorkerStatus>,
+    /// Chunks sent, oldest first.
+    sent: VecDeque<u64>,
+    /// Chunks sent over the worker's life (for `max_tasks_per_child`).
+    total_sent: u64,
+    /// Why the pool killed it, if it did (the chunk id and its timeout).
+    killed_for: Option<(u64, Duration)>,
+    /// Sent `Stop`.
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct Books {
+    pending: VecDeque<(u64, Job)>,
+    sent: HashMap<u64, Sent>,
+    workers: Vec<Worker>,
+    /// Average time a chunk keeps a worker busy (for the dispatch window).
+    chunk_ns: f64,
+    /// Workers started to replace others, and failed initializers in a row.
+    init_failures: u32,
+    init_error: Option<PanicInfo>,
+}
+
+struct Config {
+    workers: usize,
+    initializer: Option<(Packed, Vec<u8>)>,
+    max_tasks: Option<u64>,
+    method: Option<StartMethod>,
+    timeout: Option<Duration>,
+}
+
+struct Inner {
+    config: Config,
+    results: Channel<FromWorker>,
+    books: Mutex<Books>,
+    state: AtomicU8,
+    next_id: AtomicU64,
+    counters: Counters,
+    /// Threads waiting for a result and collecting meanwhile.
+    helpers: AtomicUsize,
+    doorbell: (Mutex<bool>, Condvar),
+    pool_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`), which never hangs.
+///
+/// Tasks are functions (or non-capturing closures) of serde types; arguments and results
+/// may hold handles (queues, locks, values). A task that panics fails with its panic; a
+/// worker that dies (killed, crashed, out of memory) fails the task it was running with
+/// [`TaskError::WorkerLost`] and is replaced; a task past its timeout has its worker killed
+/// and fails with [`TaskError::TimedOut`]. Dropping the pool terminates it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// multiproc::init();
+/// let pool = Pool::new(4)?;
+/// assert_eq!(pool.map(square, 0..5)?, [0, 1, 4, 9, 16]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.inner.config.workers)
+            .field("state", &self.inner.state.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Configures a [`Pool`]; option names follow Python's `Pool(...)` parameters.
+#[must_use]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<(Packed, Result<Vec<u8>, crate::CodecError>)>,
+    max_tasks_per_child: Option<u64>,
+    start_method: Option<StartMethod>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("initializer", &self.initializer.is_some())
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("start_method", &self.start_method)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// The number of worker processes (default [`cpu_count`](crate::cpu_count)).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n.max(1));
+        self
+    }
+
+    /// `f(args)` runs once in each worker before its first task (Python's `initializer`
+    /// and `initargs`). A worker whose initializer panics exits; when every attempt
+    /// fails, the pool's tasks fail with the initializer's panic instead of looping.
+    pub fn initializer<A: Serialize + DeserializeOwned + 'static>(mut self, f: fn(A), args: A) -> Self {
+        self.initializer = Some((sys::pack(f, init_runner::<A>), codec::encode(&args).map(|e| e.bytes)));
+        self
+    }
+
+    /// A worker exits after this many tasks (chunks) and is replaced (Python's
+    /// `maxtasksperchild`). No task is lost by the change of workers.
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks_per_child = Some(n.max(1));
+        self
+    }
+
+    /// How the workers are started (default: [`get_start_method`](crate::get_start_method)).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
+    /// A task (chunk) running longer has its worker killed and replaced, and fails with
+    /// [`TaskError::TimedOut`]. Calls may set their own with their options.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// When multiproc is not initialized, the initializer's arguments do not encode, or a
+    /// worker cannot be started.
+    pub fn build(self) -> Result<Pool, Error> {
+        let initializer = match self.initializer {
+            Some((call, args)) => Some((call, args?)),
+            None => None,
+        };
+        let inner = Arc::new(Inner {
+            config: Config {
+                workers: self.processes.unwrap_or_else(crate::cpu_count),
+                initializer,
+                max_tasks: self.max_tasks_per_child,
+                method: self.start_method,
+                timeout: self.timeout,
+            },
+            results: Channel::new()?,
+            books: Mutex::new(Books::default()),
+            state: AtomicU8::new(RUNNING),
+            next_id: AtomicU64::new(1),
+            counters: Counters::default(),
+            helpers: AtomicUsize::new(0),
+            doorbell: (Mutex::new(false), Condvar::new()),
+            pool_thread: Mutex::new(None),
+        });
+        {
+            let mut books = lock(&inner.books);
+            for i in 0..inner.config.workers {
+                let worker = inner.start_worker(i as u32)?;
+                books.workers.push(worker);
+            }
+        }
+        let weak = Arc::downgrade(&inner);
+        let thread = std::thread::Builder::new().name("multiproc-pool".into()).spawn(move || pool_thread(weak))?;
+        *lock(&inner.pool_thread) = Some(thread);
+        Ok(Pool { inner })
+    }
+}
+
+impl Inner {
+    fn start_worker(&self, index: u32) -> Result<Worker, Error> {
+        let inbox = Channel::new()?;
+        let status = Shared::new(WorkerStatus { job: AtomicU64::new(0), since: AtomicU64::new(0) })?;
+        let initializer = match &self.config.initializer {
+            Some((call, args)) => Some((*call, Payload::new(args.clone())?)),
+            None => None,
+        };
+        let boot = WorkerBoot {
+            index,
+            inbox: inbox.clone(),
+            results: self.results.clone(),
+            status: status.clone(),
+            initializer,
+            max_tasks: self.config.max_tasks,
+        };
+        let mut process = Process::new(worker_main, boot).name(format!("PoolWorker-{}", index + 1)).daemon_with_children();
+        if let Some(method) = self.config.method {
+            process = process.start_method(method);
+        }
+        let handle = process.start()?;
+        Ok(Worker {
+            index,
+            handle,
+            inbox,
+            status,
+            sent: VecDeque::new(),
+            total_sent: 0,
+            killed_for: None,
+            stopping: false,
+        })
+    }
+
+    fn running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    fn chunk_job<A: Serialize, R: DeserializeOwned + Send + 'static>(
+        self: &Arc<Self>,
+        call: Packed,
+        items: &[A],
+        chunk: usize,
+        timeout: Option<Duration>,
+        sink: Arc<dyn Sink<R>>,
+    ) -> Result<Job, PoolError> {
+        let mut encoded = codec::encode(items)?;
+        let args = Payload::new(std::mem::take(&mut encoded.bytes)).map_err(|e| PoolError::Codec(crate::CodecError::encode(e)))?;
+        // The handles in the arguments now travel in the job.
+        encoded.sent();
+        Ok(Job {
+            chunk,
+            items: items.len(),
+            call,
+            args,
+            timeout: timeout.or(self.config.timeout),
+            delivery: Arc::new(Decoding { sink, counters: Arc::downgrade(self), items: items.len() }),
+        })
+    }
+
+    /// Queues a chunk and sends what the workers have room for.
+    fn submit(&self, job: Job) -> Result<(), PoolError> {
+        if !self.running() {
+            return Err(PoolError::Closed);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut books = lock(&self.books);
+        if let Some(info) = books.init_error.clone() {
+            drop(books);
+            job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info)));
+            return Ok(());
+        }
+        books.pending.push_back((id, job));
+        self.dispatch(&mut books);
+        Ok(())
+    }
+
+    /// How many chunks a worker may have queued: enough to keep it busy for
+    /// [`WINDOW_TIME`], at least two.
+    fn window(books: &Books) -> usize {
+        if books.chunk_ns <= 0.0 {
+            return 2;
+        }
+        ((WINDOW_TIME.as_nanos() as f64 / books.chunk_ns).ceil() as usize).clamp(2, MAX_WINDOW)
+    }
+
+    /// Sends pending chunks to the workers with room, least loaded first.
+    fn dispatch(&self, books: &mut Books) {
+        let window = Self::window(books);
+        while let Some((_, job)) = books.pending.front() {
+            let _ = job;
+            let max_tasks = self.config.max_tasks;
+            let Some(w) = books
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.stopping && w.killed_for.is_none())
+                .filter(|(_, w)| w.sent.len() < window)
+                .filter(|(_, w)| max_tasks.is_none_or(|m| w.total_sent < m))
+                .min_by_key(|(_, w)| w.sent.len())
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let (id, job) = books.pending.pop_front().expect("peeked");
+            let message = ToWorker::Task { id, call: job.call, args: job.args };
+            let worker = &mut books.workers[w];
+            match worker.inbox.send(&message) {
+                Ok(()) => {
+                    worker.sent.push_back(id);
+                    worker.total_sent += 1;
+                    books.sent.insert(
+                        id,
+                        Sent {
+                            chunk: job.chunk,
+                            items: job.items,
+                            call: job.call,
+                            timeout: job.timeout,
+                            delivery: job.delivery,
+                        },
+                    );
+                }
+                Err(e) => {
+                    // The inbox refused (shared memory exhausted): the chunk fails rather
+                    // than waiting forever.
+                    job.delivery.deliver(job.chunk, Err(TaskError::Codec(crate::CodecError::encode(e))));
+                }
+            }
+        }
+    }
+
+    /// Handles what came back; returns how many messages.
+    fn collect(&self) -> usize {
+        let mut handled = 0;
+        while let Some(message) = self.results.try_recv() {
+            handled += 1;
+            self.handle(message);
+        }
+        if handled > 0 {
+            let mut books = lock(&self.books);
+            self.dispatch(&mut books);
+        }
+        handled
+    }
+
+    fn handle(&self, message: FromWorker) {
+        match message {
+            FromWorker::Done { id, worker, busy_ns, outcome } => {
+                let mut books = lock(&self.books);
+                if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
+                    w.sent.retain(|&s| s != id);
+                }
+                books.chunk_ns = if books.chunk_ns <= 0.0 { busy_ns as f64 } else { 0.8 * books.chunk_ns + 0.2 * busy_ns as f64 };
+                books.init_failures = 0;
+                let Some(sent) = books.sent.remove(&id) else { return };
+                drop(books);
+                sent.delivery.deliver(sent.chunk, outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e))));
+            }
+            FromWorker::InitFailed { info, .. } => {
+                let mut books = lock(&self.books);
+                books.init_failures += 1;
+                // Every worker failed its initializer twice in a row: stop trying, fail the
+                // work with the initializer's panic.
+                if books.init_failures as usize >= 2 * self.config.workers {
+                    books.init_error = Some(info.clone());
+                    let pending: Vec<(u64, Job)> = books.pending.drain(..).collect();
+                    drop(books);
+                    for (_, job) in pending {
+                        job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills workers whose chunk ran past its timeout.
+    fn enforce_timeouts(&self) {
+        let now = sys::monotonic_ns();
+        let mut books = lock(&self.books);
+        let Books { workers, sent, .. } = &mut *books;
+        for w in workers.iter_mut().filter(|w| w.killed_for.is_none()) {
+            let job = w.status.job.load(Ordering::Acquire);
+            if job == 0 {
+                continue;
+            }
+            let Some(timeout) = sent.get(&job).and_then(|s| s.timeout) else { continue };
+            let since = w.status.since.load(Ordering::Relaxed);
+            if w.status.job.load(Ordering::Acquire) == job && now.saturating_sub(since) > timeout.as_nanos() as u64 {
+                w.killed_for = Some((job, timeout));
+                let _ = w.handle.kill();
+            }
+        }
+    }
+
+    /// The next moment a running chunk could time out.
+    fn next_timeout(&self) -> Option<Instant> {
+        let books = lock(&self.books);
+        let now_ns = sys::monotonic_ns();
+        let now = Instant::now();
+        books
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let job = w.status.job.load(Ordering::Acquire);
+                let timeout = books.sent.get(&job)?.timeout?;
+                let since = w.status.since.load(Ordering::Relaxed);
+                let left = (since + timeout.as_nanos() as u64).saturating_sub(now_ns);
+                Some(now + Duration::from_nanos(left) + Duration::from_millis(1))
+            })
+            .min()
+    }
+
+    /// Replaces the workers that ended; their chunks are resent or failed.
+    fn tend_workers(&self) {
+        let ended: Vec<usize> = {
+            let books = lock(&self.books);
+            books.workers.iter().enumerate().filter(|(_, w)| !w.handle.is_alive()).map(|(i, _)| i).collect()
+        };
+        if ended.is_empty() {
+            return;
+        }
+        // Results the workers sent before they ended count first.
+        self.collect();
+        let mut failures: Vec<(Arc<dyn Delivery>, usize, TaskError)> = Vec::new();
+        {
+            let mut books = lock(&self.books);
+            for &i in ended.iter().rev() {
+                let mut worker = books.workers.remove(i);
+                // What is still in its inbox was never started: send it again.
+                let mut unstarted = Vec::new();
+                while let Some(message) = worker.inbox.try_recv() {
+                    if let ToWorker::Task { id, args, .. } = message {
+                        unstarted.push((id, args));
+                    }
+                }
+                for (id, args) in unstarted.into_iter().rev() {
+                    worker.sent.retain(|&s| s != id);
+                    if let Some(sent) = books.sent.remove(&id) {
+                        let job = Job {
+                            chunk: sent.chunk,
+                            items: sent.items,
+                            call: sent.call,
+                            args,
+                            timeout: sent.timeout,
+                            delivery: sent.delivery,
+                        };
+                        books.pending.push_front((id, job));
+                    }
+                }
+                // What it was sent and did not answer, it was running.
+                let code = worker.handle.exitcode();
+                for id in worker.sent.drain(..) {
+                    let Some(sent) = books.sent.remove(&id) else { continue };
+                    let error = match worker.killed_for {
+                        Some((killed, timeout)) if killed == id => TaskError::TimedOut(timeout),
+                        _ => TaskError::WorkerLost {
+                            pid: worker.handle.pid(),
+                            signal: code.filter(|c| *c < 0).map(|c| -c),
+                            exit_code: code.filter(|c| *c >= 0),
+                        },
+                    };
+                    failures.push((sent.delivery, sent.chunk, error));
+                }
+                let replace = self.state.load(Ordering::Acquire) != TERMINATED
+                    && (self.running() || !books.pending.is_empty() || !books.sent.is_empty());
+                if replace && books.init_error.is_none() {
+                    match self.start_worker(worker.index) {
+                        Ok(new) => {
+                            books.workers.push(new);
+                            self.counters.restarted();
+                        }
+                        Err(e) => {
+                            // Could not replace: with no worker left, fail the waiting work.
+                            if books.workers.is_empty() {
+                                let info = PanicInfo {
+                                    process: format!("PoolWorker-{}", worker.index + 1),
+                                    message: format!("cannot start a worker: {e}"),
+                                    location: None,
+                                    backtrace: String::new(),
+                                };
+                                books.init_error = Some(info);
+                            }
+                        }
+                    }
+                }
+            }
+            books.workers.sort_by_key(|w| w.index);
+            if let Some(info) = books.init_error.clone() {
+                for (_, job) in books.pending.drain(..) {
+                    failures.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
+                }
+            }
+            self.dispatch(&mut books);
+        }
+        for (delivery, chunk, error) in failures {
+            delivery.deliver(chunk, Err(error));
+        }
+        self.results.wake_receivers();
+    }
+
+    /// After `close`: once every chunk is answered, tells the workers to exit.
+    fn stop_idle_workers(&self) {
+        let mut books = lock(&self.books);
+        if self.state.load(Ordering::Acquire) != CLOSED || !books.pending.is_empty() || !books.sent.is_empty() {
+            return;
+        }
+        for w in books.workers.iter_mut().filter(|w| !w.stopping) {
+            if w.inbox.send(&ToWorker::Stop).is_ok() {
+                w.stopping = true;
+            }
+        }
+    }
+
+    /// `terminate`: workers killed, everything unanswered fails.
+    fn kill_everything(&self) {
+        let mut books = lock(&self.books);
+        for w in &books.workers {
+            let _ = w.handle.kill();
+        }
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = books.pending.drain(..).map(|(_, j)| (j.delivery, j.chunk)).collect();
+        failures.extend(books.sent.drain().map(|(_, s)| (s.delivery, s.chunk)));
+        for w in &mut books.workers {
+            w.sent.clear();
+        }
+        drop(books);
+        for (delivery, chunk) in failures {
+            delivery.deliver(chunk, Err(TaskError::Terminated));
+        }
+        self.results.wake_receivers();
+    }
+
+    fn ring_doorbell(&self) {
+        let (flag, cond) = &self.doorbell;
+        *lock(flag) = true;
+        cond.notify_all();
+    }
+}
+
+impl Helper for Inner {
+    fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline) {
+        self.helpers.fetch_add(1, Ordering::SeqCst);
+        loop {
+            self.collect();
+            if done() || deadline.passed() {
+                break;
+            }
+            // Sleep until a result arrives (the results channel), a slice at most: the
+            // pool thread may settle our result (a lost worker) without a message.
+            self.results.wait_readable(Deadline::after(deadline.slice(Duration::from_millis(10))));
+        }
+        if self.helpers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.ring_doorbell();
+        }
+    }
+}
+
+fn pool_thread(inner: Weak<Inner>) {
+    loop {
+        let Some(pool) = inner.upgrade() else { return };
+        let state = pool.state.load(Ordering::Acquire);
+        if state == TERMINATED {
+            return;
+        }
+        pool.tend_workers();
+        pool.enforce_timeouts();
+        if pool.helpers.load(Ordering::SeqCst) == 0 {
+            pool.collect();
+        }
+        pool.stop_idle_workers();
+        {
+            let books = lock(&pool.books);
+            if state == CLOSED && books.workers.is_empty() {
+                return;
+            }
+        }
+        let wake = pool.next_timeout().map_or(TICK, |t| t.saturating_duration_since(Instant::now()).min(TICK));
+        if pool.helpers.load(Ordering::SeqCst) == 0 {
+            let results = pool.results.clone();
+            drop(pool);
+            results.wait_readable(Deadline::after(wake));
+        } else {
+            let (flag, cond) = &pool.doorbell;
+            let mut rung = lock(flag);
+            if !*rung {
+                rung = cond.wait_timeout(rung, wake).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            }
+            *rung = false;
+        }
+    }
+}
+
+impl Pool {
+    /// A pool of `processes` workers.
+    ///
+    /// # Errors
+    ///
+    /// When multiproc is not initialized or a worker cannot be started.
+    pub fn new(processes: usize) -> Result<Pool, Error> {
+        Self::builder().processes(processes).build()
+    }
+
+    /// A builder with Python's options: `processes`, `initializer`,
+    /// `max_tasks_per_child`, plus `start_method` and a task `timeout`.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            initializer: None,
+            max_tasks_per_child: None,
+            start_method: None,
+            timeout: None,
+        }
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.inner.config.workers
+    }
+
+    /// What the pool has done so far.
+    pub fn stats(&self) -> PoolStats {
+        self.inner.counters.snapshot()
+    }
+
+    fn helper(&self) -> Option<Arc<dyn Helper>> {
+        Some(self.inner.clone() as Arc<dyn Helper>)
+    }
+
+    /// Runs `f(args)` in a worker and waits for the result (Python's `apply`).
+    pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R, Error>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(self.apply_async(f, args)?.get()?)
+    }
+
+    /// Starts `f(args)` in a worker (Python's `apply_async`).
+    pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async_with(f, args, ApplyOptions::new())
+    }
+
+    /// [`Pool::apply_async`] with callbacks and a timeout.
+    pub fn apply_async_with<A, R>(&self, f: fn(A) -> R, args: A, options: ApplyOptions<R>) -> Result<AsyncResult<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let (sink, slot) = ApplySink::new(options.callbacks);
+        let job = self.inner.chunk_job(sys::pack(f, map_runner::<A, R>), &[args], 0, options.timeout, sink)?;
+        self.inner.submit(job)?;
+        Ok(AsyncResult::new(slot, self.helper()))
+    }
+
+    /// Applies `f` to every item in the workers, results in order (Python's `map`). The
+    /// items go in chunks of Python's automatic size; the first failed item ends the call
+    /// with its error.
+    pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(self.map_async_with(f, items, MapOptions::new())?.get()?)
+    }
+
+    /// [`Pool::map`] with options (chunk size, timeout, progress bar).
+    pub fn map_with<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>, options: MapOptions<R>) -> Result<Vec<R>, Error>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(self.map_async_with(f, items, options)?.get()?)
+    }
+
+    /// Starts a `map` (Python's `map_async`).
+    pub fn map_async<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<MapResult<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(f, items, MapOptions::new())
+    }
+
+    /// [`Pool::map_async`] with options (chunk size, callbacks, timeout, progress bar).
+    pub fn map_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        options: MapOptions<R>,
+    ) -> Result<MapResult<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_packed(sys::pack(f, map_runner::<A, R>), items.into_iter().collect(), options)
+    }
+
+    fn map_packed<A: Serialize, R: DeserializeOwned + Send + 'static>(
+        &self,
+        call: Packed,
+        items: Vec<A>,
+        options: MapOptions<R>,
+    ) -> Result<MapResult<R>, PoolError> {
+        if !self.inner.running() {
+            return Err(PoolError::Closed);
+        }
+        let chunksize = options.chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.inner.config.workers));
+        let chunks = items.len().div_ceil(chunksize);
+        let progress = options.progress.then(|| Progress::new(Some(items.len())));
+        let (sink, slot) = MapSink::new(chunks, options.callbacks, progress);
+        for (index, chunk) in items.chunks(chunksize).enumerate() {
+            let job = self.inner.chunk_job(call, chunk, index, options.timeout, sink.clone())?;
+            self.inner.submit(job)?;
+        }
+        Ok(MapResult::new(slot, self.helper()))
+    }
+
+    /// Applies `f` lazily, results in order (Python's `imap`): at most a few chunks per
+    /// worker run ahead of the consumer, so `items` may be endless.
+    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMap<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), MapOptions::new(), true)
+    }
+
+    /// [`Pool::imap`] with options (chunk size, look-ahead, timeout, progress bar).
+    pub fn imap_with<A, R, I>(&self, f: fn(A) -> R, items: I, options: MapOptions<R>) -> Result<IMap<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), options, true)
+    }
+
+    /// Like [`Pool::imap`], results in completion order (Python's `imap_unordered`).
+    pub fn imap_unordered<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMap<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), MapOptions::new(), false)
+    }
+
+    /// [`Pool::imap_unordered`] with options.
+    pub fn imap_unordered_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        options: MapOptions<R>,
+    ) -> Result<IMap<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), options, false)
+    }
+
+    fn stream<A, R, It>(&self, call: Packed, items: It, options: MapOptions<R>, ordered: bool) -> Result<IMap<R>, PoolError>
+    where
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+        It: Iterator<Item = A> + Send + 'static,
+    {
+        if !self.inner.running() {
+            return Err(PoolError::Closed);
+        }
+        let chunksize = options.chunksize.unwrap_or(1);
+        let lookahead = options.lookahead.unwrap_or(4 * self.inner.config.workers) * chunksize;
+        let progress = options.progress.then(|| Progress::new(None));
+        let sink = StreamSink::new(ordered, progress);
+        let feeder = PoolFeeder { inner: self.inner.clone(), call, items, chunksize, timeout: options.timeout };
+        Ok(IMap::new(sink, Box::new(feeder), self.helper(), lookahead))
+    }
+
+    /// Calls `f` with each tuple's elements as arguments, results in order (Python's
+    /// `starmap`). `f` is a function or a closure that captures nothing.
+    pub fn starmap<Args, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<F::Output>, Error>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args> + Stateless<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(self.starmap_async_with(f, items, MapOptions::new())?.get()?)
+    }
+
+    /// Starts a `starmap` (Python's `starmap_async`).
+    pub fn starmap_async<Args, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<MapResult<F::Output>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args> + Stateless<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_with(f, items, MapOptions::new())
+    }
+
+    /// [`Pool::starmap_async`] with options.
+    pub fn starmap_async_with<Args, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        options: MapOptions<F::Output>,
+    ) -> Result<MapResult<F::Output>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args> + Stateless<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let _ = f;
+        self.map_packed(sys::pack_runner(star_runner::<Args, F>), items.into_iter().collect(), options)
+    }
+
+    /// No more tasks; the workers exit once the submitted ones are done (Python's
+    /// `close`).
+    pub fn close(&self) {
+        let _ = self.inner.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        self.inner.stop_idle_workers();
+        self.inner.results.wake_receivers();
+    }
+
+    /// Stops at once: the workers are killed and every unfinished task fails with
+    /// [`TaskError::Terminated`] (Python's `terminate`).
+    pub fn terminate(&self) {
+        self.inner.state.store(TERMINATED, Ordering::Release);
+        self.inner.kill_everything();
+        self.inner.ring_doorbell();
+    }
+
+    /// Waits for the workers to exit, after [`Pool::close`] or [`Pool::terminate`].
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::StillRunning`] before `close` or `terminate` (Python's `ValueError`).
+    pub fn join(&self) -> Result<(), PoolError> {
+        if self.inner.running() {
+            return Err(PoolError::StillRunning);
+        }
+        let thread = lock(&self.inner.pool_thread).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        let workers: Vec<Worker> = std::mem::take(&mut lock(&self.inner.books).workers);
+        for w in workers {
+            w.handle.wait();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the pool, as Python's `with Pool() as p:` does on exit.
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = self.join();
+    }
+}
+
+struct PoolFeeder<It> {
+    inner: Arc<Inner>,
+    call: Packed,
+    items: It,
+    chunksize: usize,
+    timeout: Option<Duration>,
+}
+
+impl<It, A, R> Feeder<R> for PoolFeeder<It>
+where
+    It: Iterator<Item = A> + Send,
+    A: Serialize + 'static,
+    R: DeserializeOwned + Send + 'static,
+{
+    fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
+        let chunk: Vec<A> = self.items.by_ref().take(self.chunksize).collect();
+        if chunk.is_empty() {
+            return None;
+        }
+        sink.expect(index, chunk.len());
+        let sink_dyn: Arc<dyn Sink<R>> = sink.clone();
+        match self.inner.chunk_job(self.call, &chunk, index, self.timeout, sink_dyn) {
+            Ok(job) => {
+                if self.inner.submit(job).is_err() {
+                    sink.deliver(index, Err(TaskError::Terminated));
+                }
+            }
+            Err(PoolError::Codec(e)) => sink.deliver(index, Err(TaskError::Codec(e))),
+            Err(_) => sink.deliver(index, Err(TaskError::Terminated)),
+        }
+        Some(chunk.len())
+    }
+}

@@ -1,0 +1,388 @@
+//! `Pool`: worker processes that never hang.
+//!
+//! Every task ends with its result or a typed error, whatever happens to the workers: a
+//! panic is the task's error and the worker goes on; a worker killed, crashed or exited
+//! under a task fails exactly that task with `WorkerLost` and is replaced; a task past its
+//! timeout has its worker killed and fails with `TimedOut`. Nothing hangs, nothing is
+//! left running.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{eventually, pid_running, watchdog};
+use multiproc::{ApplyOptions, Error, MapOptions, Pool, PoolError, StartMethod, TaskError, Value};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pid_of(_: u32) -> u32 {
+    std::process::id()
+}
+
+fn sleep_then(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn fail_on(x: u32) -> u32 {
+    if x == 13 {
+        panic!("unlucky {x}");
+    }
+    x
+}
+
+fn die_with(code: i32) -> u32 {
+    std::process::exit(code)
+}
+
+fn abort(_: ()) {
+    std::process::abort();
+}
+
+fn segfault(_: ()) {
+    // SAFETY (test): raising SIGSEGV in the worker is the point.
+    unsafe {
+        libc::raise(libc::SIGSEGV);
+    }
+}
+
+#[test]
+fn map_apply_and_their_async_forms_return_results_in_order() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.processes(), 2);
+    assert_eq!(pool.map(square, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.apply(square, 9).unwrap(), 81);
+    let pending: Vec<_> = (0..20).map(|i| pool.apply_async(square, i).unwrap()).collect();
+    assert_eq!(pending.into_iter().map(|r| r.get().unwrap()).collect::<Vec<_>>(), (0..20).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.map_async(square, 0..100).unwrap().get().unwrap().len(), 100);
+    assert!(pool.map(square, Vec::new()).unwrap().is_empty());
+    for chunksize in [1, 3, 7, 1000] {
+        let out = pool.map_with(square, 0..50, MapOptions::new().chunksize(chunksize)).unwrap();
+        assert_eq!(out, (0..50).map(|x| x * x).collect::<Vec<_>>(), "chunksize {chunksize}");
+    }
+}
+
+#[test]
+fn imap_is_ordered_lazy_and_bounded_and_imap_unordered_yields_everything() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let first: Vec<u64> = pool.imap(square, 0..).unwrap().take(30).map(Result::unwrap).collect();
+    assert_eq!(first, (0..30).map(|x| x * x).collect::<Vec<_>>());
+    let mut all: Vec<u64> = pool.imap_unordered(sleep_then, (0..20).map(|i| (i * 7) % 5)).unwrap().map(Result::unwrap).collect();
+    all.sort();
+    let mut expected: Vec<u64> = (0..20).map(|i| (i * 7) % 5).collect();
+    expected.sort();
+    assert_eq!(all, expected);
+    let mut it = pool.imap_with(square, 0..10, MapOptions::new().chunksize(4)).unwrap();
+    assert_eq!(it.next_timeout(Duration::from_secs(30)).unwrap().unwrap().unwrap(), 0);
+    assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), (1..10).map(|x| x * x).collect::<Vec<_>>());
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[test]
+fn starmap_calls_with_unpacked_tuples() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.starmap(add, [(1, 2), (10, 20)]).unwrap(), [3, 30]);
+    let r = pool.starmap_async(|a: u8, b: u8, c: String| format!("{a}{b}{c}"), [(1, 2, "x".to_string())]).unwrap();
+    assert_eq!(r.get().unwrap(), ["12x"]);
+}
+
+#[test]
+fn callbacks_and_error_callbacks_run_in_the_parent() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (ok, bad) = (log.clone(), log.clone());
+    let parent = std::process::id();
+    let r = pool
+        .apply_async_with(
+            square,
+            12,
+            ApplyOptions::new().callback(move |v: &u64| ok.lock().unwrap().push(format!("{v} in {}", std::process::id()))),
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 144);
+    let r = pool
+        .apply_async_with(fail_on, 13, ApplyOptions::new().error_callback(move |e| bad.lock().unwrap().push(e.to_string())))
+        .unwrap();
+    assert!(r.get().is_err());
+    let log = log.lock().unwrap();
+    assert_eq!(log[0], format!("144 in {parent}"));
+    assert!(log[1].contains("unlucky 13"), "{log:?}");
+
+    let sum = Arc::new(AtomicU64::new(0));
+    let s = sum.clone();
+    let r = pool.map_async_with(square, 1..=10, MapOptions::new().callback(move |all: &[u64]| s.store(all.iter().sum(), Ordering::SeqCst)));
+    r.unwrap().wait();
+    assert_eq!(sum.load(Ordering::SeqCst), 385);
+}
+
+#[test]
+fn a_panicking_task_fails_alone_and_the_pool_goes_on() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    match pool.apply(fail_on, 13) {
+        Err(Error::Task(TaskError::Panicked(info))) => {
+            assert_eq!(info.message, "unlucky 13");
+            assert!(info.location.unwrap().starts_with("tests/pool.rs:"));
+            assert!(info.process.starts_with("PoolWorker-"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = pool.map(fail_on, 0..30).unwrap_err();
+    assert!(matches!(err, Error::Task(TaskError::Panicked(_))), "{err}");
+    let results: Vec<Result<u32, TaskError>> = pool.imap(fail_on, 10..16).unwrap().collect();
+    assert!(results[3].is_err());
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5);
+    assert_eq!(pool.map(square, 0..3).unwrap(), [0, 1, 4]);
+    assert_eq!(pool.stats().workers_restarted, 0, "a panic does not cost a worker");
+}
+
+#[test]
+fn a_worker_that_dies_fails_exactly_its_task_and_is_replaced() {
+    let _w = watchdog(LIMIT);
+    for method in [StartMethod::ForkServer, StartMethod::Fork, StartMethod::Spawn] {
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        match pool.apply(die_with, 3) {
+            Err(Error::Task(TaskError::WorkerLost { exit_code: Some(3), signal: None, .. })) => {}
+            other => panic!("{method:?}: {other:?}"),
+        }
+        match pool.apply(abort, ()) {
+            Err(Error::Task(TaskError::WorkerLost { signal: Some(6), .. })) => {}
+            other => panic!("{method:?}: {other:?}"),
+        }
+        match pool.apply(segfault, ()) {
+            Err(Error::Task(TaskError::WorkerLost { signal: Some(11), .. })) => {}
+            other => panic!("{method:?}: {other:?}"),
+        }
+        assert_eq!(pool.map(square, 0..20).unwrap().len(), 20, "{method:?}: the pool goes on");
+        assert!(pool.stats().workers_restarted >= 3);
+    }
+}
+
+#[test]
+fn a_worker_killed_from_outside_fails_its_running_task_only() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let slow = pool.apply_async(sleep_then, 60_000).unwrap();
+    let others: Vec<_> = (0..10).map(|_| pool.apply_async(sleep_then, 10).unwrap()).collect();
+    // Kill every worker once: the slow task is certainly running on one of them.
+    std::thread::sleep(Duration::from_millis(200));
+    let workers: Vec<u32> = multiproc::active_children().iter().filter(|c| c.name().starts_with("PoolWorker")).map(|c| c.pid()).collect();
+    for pid in &workers {
+        // SAFETY (test): killing our own child.
+        unsafe {
+            libc::kill(*pid as i32, libc::SIGKILL);
+        }
+    }
+    match slow.get() {
+        Err(TaskError::WorkerLost { signal: Some(9), .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    for r in others {
+        match r.get() {
+            Ok(10) | Err(TaskError::WorkerLost { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(pool.map(square, 0..5).unwrap(), [0, 1, 4, 9, 16]);
+}
+
+#[test]
+fn a_task_past_its_timeout_fails_and_its_worker_is_replaced() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::builder().processes(2).timeout(Duration::from_millis(300)).build().unwrap();
+    match pool.apply(sleep_then, 60_000) {
+        Err(Error::Task(TaskError::TimedOut(t))) => assert_eq!(t, Duration::from_millis(300)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(sleep_then, 5).unwrap(), 5, "quick tasks are fine");
+    let r = pool.apply_async_with(sleep_then, 60_000, ApplyOptions::new().timeout(Duration::from_millis(100))).unwrap();
+    assert!(matches!(r.get(), Err(TaskError::TimedOut(_))));
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_timed_out, 2);
+    assert!(stats.workers_restarted >= 2);
+}
+
+#[test]
+fn max_tasks_per_child_recycles_workers_and_loses_no_task() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::builder().processes(2).max_tasks_per_child(1).build().unwrap();
+    let pids = pool.map_with(pid_of, 0..12, MapOptions::new().chunksize(1)).unwrap();
+    assert_eq!(pids.len(), 12);
+    let distinct: HashSet<u32> = pids.into_iter().collect();
+    assert_eq!(distinct.len(), 12, "every task in a fresh worker");
+}
+
+static INITIALIZED_WITH: AtomicU64 = AtomicU64::new(0);
+
+fn remember(x: u64) {
+    INITIALIZED_WITH.store(x, Ordering::SeqCst);
+}
+
+fn remembered(_: u8) -> u64 {
+    INITIALIZED_WITH.load(Ordering::SeqCst)
+}
+
+fn refuse(_: ()) {
+    panic!("no initialization today");
+}
+
+#[test]
+fn the_initializer_runs_in_each_worker_and_its_failure_does_not_hang() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::builder().processes(2).initializer(remember, 42).build().unwrap();
+    assert_eq!(pool.map_with(remembered, 0..6, MapOptions::new().chunksize(1)).unwrap(), [42; 6]);
+    let broken = Pool::builder().processes(2).initializer(refuse, ()).build().unwrap();
+    match broken.apply(square, 2) {
+        Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "no initialization today"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn bump(v: Value<u64>) {
+    *v.lock() += 1;
+}
+
+#[test]
+fn tasks_may_carry_handles() {
+    let _w = watchdog(LIMIT);
+    let counter = Value::new(0u64).unwrap();
+    let pool = Pool::new(2).unwrap();
+    pool.map(bump, (0..100).map(|_| counter.clone())).unwrap();
+    assert_eq!(counter.get(), 100);
+}
+
+#[test]
+fn close_join_terminate_and_drop_follow_python() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+    let pending = pool.apply_async(sleep_then, 100).unwrap();
+    pool.close();
+    assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Closed)));
+    pool.join().unwrap();
+    assert_eq!(pending.get().unwrap(), 100, "close lets submitted work finish");
+
+    let pool = Pool::new(1).unwrap();
+    let running = pool.apply_async(sleep_then, 60_000).unwrap();
+    let queued = pool.apply_async(square, 3).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    pool.terminate();
+    pool.join().unwrap();
+    assert!(matches!(running.get(), Err(TaskError::Terminated)));
+    assert!(matches!(queued.get(), Err(TaskError::Terminated)));
+
+    let pool = Pool::new(2).unwrap();
+    let pids: Vec<u32> = pool.map_with(pid_of, 0..2, MapOptions::new().chunksize(1)).unwrap();
+    drop(pool);
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived its pool");
+    }
+}
+
+#[test]
+fn get_timeout_does_not_cancel_and_ready_tells() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let mut r = pool.apply_async(sleep_then, 200).unwrap();
+    assert!(!r.ready());
+    assert!(r.successful().is_err());
+    assert!(r.get_timeout(Duration::from_millis(10)).is_err());
+    r.wait();
+    assert_eq!(r.successful(), Ok(true));
+    assert_eq!(r.get_timeout(Duration::from_secs(1)).unwrap(), 200);
+}
+
+fn inner_pool(n: u64) -> u64 {
+    let pool = Pool::new(2).unwrap();
+    pool.map(square, 0..n).unwrap().iter().sum()
+}
+
+#[test]
+fn a_worker_may_run_a_pool_of_its_own() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.map(inner_pool, [3, 4]).unwrap(), [5, 14]);
+}
+
+fn work_or_die(x: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(u64::from(x % 3)));
+    x
+}
+
+#[test]
+fn chaos_every_task_ends_with_its_result_or_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let pool = Arc::new(Pool::new(3).unwrap());
+    let stop = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut kills = 0;
+            let mut seed = 12345u64;
+            while stop.load(Ordering::SeqCst) == 0 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                std::thread::sleep(Duration::from_millis(20 + seed % 40));
+                let workers: Vec<u32> = multiproc::active_children()
+                    .iter()
+                    .filter(|c| c.name().starts_with("PoolWorker"))
+                    .map(|c| c.pid())
+                    .collect();
+                if let Some(pid) = workers.get((seed >> 33) as usize % workers.len().max(1)) {
+                    // SAFETY (test): killing our own child.
+                    unsafe {
+                        libc::kill(*pid as i32, libc::SIGKILL);
+                    }
+                    kills += 1;
+                }
+            }
+            kills
+        })
+    };
+    let n = 3000u32;
+    let results: Vec<Result<u32, TaskError>> =
+        pool.imap_with(work_or_die, 0..n, MapOptions::new().chunksize(5)).unwrap().collect();
+    stop.store(1, Ordering::SeqCst);
+    let kills = killer.join().unwrap();
+    assert_eq!(results.len(), n as usize, "every task reported");
+    let mut lost = 0;
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(*v, i as u32),
+            Err(TaskError::WorkerLost { signal: Some(9), .. }) => lost += 1,
+            Err(e) => panic!("task {i}: {e}"),
+        }
+    }
+    assert!(kills > 0);
+    assert!(lost <= 5 * kills, "only the chunks being run are lost: {lost} items for {kills} kills");
+    let pool = Arc::try_unwrap(pool).unwrap();
+    let stats = pool.stats();
+    assert!(stats.workers_restarted as usize >= 1, "{stats:?}");
+    drop(pool);
+    assert!(eventually(Duration::from_secs(10), || multiproc::active_children().iter().all(|c| !c.name().starts_with("PoolWorker"))));
+}
+
+#[test]
+fn a_progress_bar_can_be_asked_for() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let out = pool.map_with(square, 0..200, MapOptions::new().progress(true).chunksize(10)).unwrap();
+    assert_eq!(out.len(), 200);
+    let stats = pool.stats();
+    assert!(stats.tasks_done >= 200, "{stats:?}");
+}
