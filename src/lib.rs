@@ -62,8 +62,8 @@ pub use multiproc_macros::ShmSafe;
 /// ```
 pub use multiproc_macros::main;
 pub use pool::{
-    ApplyOptions, AsyncResult, GetTimeoutError, IMap, MapOptions, MapResult, NotReady, PoolError, PoolStats, StarFn,
-    TaskError, ThreadPool, ThreadPoolBuilder,
+    ApplyOptions, AsyncResult, GetTimeoutError, IMap, MapOptions, MapResult, NotReady, Pool, PoolBuilder, PoolError,
+    PoolStats, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
 };
 pub use process::{
     ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children, cpu_count,

@@ -49,9 +49,10 @@ fn abort(_: ()) {
 }
 
 fn segfault(_: ()) {
-    // SAFETY (test): raising SIGSEGV in the worker is the point.
+    // SAFETY: none; a real invalid write is the point (a `raise(SIGSEGV)` would only run
+    // Rust's stack-overflow handler and return).
     unsafe {
-        libc::raise(libc::SIGSEGV);
+        std::ptr::null_mut::<u8>().write_volatile(1);
     }
 }
 
@@ -63,7 +64,10 @@ fn map_apply_and_their_async_forms_return_results_in_order() {
     assert_eq!(pool.map(square, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
     assert_eq!(pool.apply(square, 9).unwrap(), 81);
     let pending: Vec<_> = (0..20).map(|i| pool.apply_async(square, i).unwrap()).collect();
-    assert_eq!(pending.into_iter().map(|r| r.get().unwrap()).collect::<Vec<_>>(), (0..20).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(
+        pending.into_iter().map(|r| r.get().unwrap()).collect::<Vec<_>>(),
+        (0..20).map(|x| x * x).collect::<Vec<_>>()
+    );
     assert_eq!(pool.map_async(square, 0..100).unwrap().get().unwrap().len(), 100);
     assert!(pool.map(square, Vec::new()).unwrap().is_empty());
     for chunksize in [1, 3, 7, 1000] {
@@ -78,7 +82,8 @@ fn imap_is_ordered_lazy_and_bounded_and_imap_unordered_yields_everything() {
     let pool = Pool::new(2).unwrap();
     let first: Vec<u64> = pool.imap(square, 0..).unwrap().take(30).map(Result::unwrap).collect();
     assert_eq!(first, (0..30).map(|x| x * x).collect::<Vec<_>>());
-    let mut all: Vec<u64> = pool.imap_unordered(sleep_then, (0..20).map(|i| (i * 7) % 5)).unwrap().map(Result::unwrap).collect();
+    let mut all: Vec<u64> =
+        pool.imap_unordered(sleep_then, (0..20).map(|i| (i * 7) % 5)).unwrap().map(Result::unwrap).collect();
     all.sort();
     let mut expected: Vec<u64> = (0..20).map(|i| (i * 7) % 5).collect();
     expected.sort();
@@ -112,12 +117,17 @@ fn callbacks_and_error_callbacks_run_in_the_parent() {
         .apply_async_with(
             square,
             12,
-            ApplyOptions::new().callback(move |v: &u64| ok.lock().unwrap().push(format!("{v} in {}", std::process::id()))),
+            ApplyOptions::new()
+                .callback(move |v: &u64| ok.lock().unwrap().push(format!("{v} in {}", std::process::id()))),
         )
         .unwrap();
     assert_eq!(r.get().unwrap(), 144);
     let r = pool
-        .apply_async_with(fail_on, 13, ApplyOptions::new().error_callback(move |e| bad.lock().unwrap().push(e.to_string())))
+        .apply_async_with(
+            fail_on,
+            13,
+            ApplyOptions::new().error_callback(move |e| bad.lock().unwrap().push(e.to_string())),
+        )
         .unwrap();
     assert!(r.get().is_err());
     let log = log.lock().unwrap();
@@ -126,7 +136,11 @@ fn callbacks_and_error_callbacks_run_in_the_parent() {
 
     let sum = Arc::new(AtomicU64::new(0));
     let s = sum.clone();
-    let r = pool.map_async_with(square, 1..=10, MapOptions::new().callback(move |all: &[u64]| s.store(all.iter().sum(), Ordering::SeqCst)));
+    let r = pool.map_async_with(
+        square,
+        1..=10,
+        MapOptions::new().callback(move |all: &[u64]| s.store(all.iter().sum(), Ordering::SeqCst)),
+    );
     r.unwrap().wait();
     assert_eq!(sum.load(Ordering::SeqCst), 385);
 }
@@ -182,8 +196,7 @@ fn a_worker_killed_from_outside_fails_its_running_task_only() {
     let others: Vec<_> = (0..10).map(|_| pool.apply_async(sleep_then, 10).unwrap()).collect();
     // Kill every worker once: the slow task is certainly running on one of them.
     std::thread::sleep(Duration::from_millis(200));
-    let workers: Vec<u32> = multiproc::active_children().iter().filter(|c| c.name().starts_with("PoolWorker")).map(|c| c.pid()).collect();
-    for pid in &workers {
+    for pid in &pool.pids() {
         // SAFETY (test): killing our own child.
         unsafe {
             libc::kill(*pid as i32, libc::SIGKILL);
@@ -332,17 +345,14 @@ fn chaos_every_task_ends_with_its_result_or_a_typed_error() {
     let stop = Arc::new(AtomicUsize::new(0));
     let killer = {
         let stop = stop.clone();
+        let target = pool.clone();
         std::thread::spawn(move || {
             let mut kills = 0;
             let mut seed = 12345u64;
             while stop.load(Ordering::SeqCst) == 0 {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 std::thread::sleep(Duration::from_millis(20 + seed % 40));
-                let workers: Vec<u32> = multiproc::active_children()
-                    .iter()
-                    .filter(|c| c.name().starts_with("PoolWorker"))
-                    .map(|c| c.pid())
-                    .collect();
+                let workers = target.pids();
                 if let Some(pid) = workers.get((seed >> 33) as usize % workers.len().max(1)) {
                     // SAFETY (test): killing our own child.
                     unsafe {
@@ -373,8 +383,11 @@ fn chaos_every_task_ends_with_its_result_or_a_typed_error() {
     let pool = Arc::try_unwrap(pool).unwrap();
     let stats = pool.stats();
     assert!(stats.workers_restarted as usize >= 1, "{stats:?}");
+    let pids = pool.pids();
     drop(pool);
-    assert!(eventually(Duration::from_secs(10), || multiproc::active_children().iter().all(|c| !c.name().starts_with("PoolWorker"))));
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived its pool");
+    }
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Pools: [`Pool`] of worker processes that never hangs, and [`ThreadPool`] with the same
 //! API.
 
+mod channel;
 mod error;
 mod options;
+mod process;
 mod progress;
 mod result;
 mod star;
@@ -11,6 +13,7 @@ mod thread;
 
 pub use error::{GetTimeoutError, NotReady, PoolError, TaskError};
 pub use options::{ApplyOptions, MapOptions};
+pub use process::{Pool, PoolBuilder};
 pub use result::{AsyncResult, IMap, MapResult};
 pub use star::StarFn;
 pub use stats::PoolStats;

@@ -156,7 +156,9 @@ fn worker_main(boot: WorkerBoot) {
                 backtrace: String::new(),
             }),
             Ok(Ok(())) => match context.output {
-                Some(Err(message)) => Some(PanicInfo { process: name.clone(), message, location: None, backtrace: String::new() }),
+                Some(Err(message)) => {
+                    Some(PanicInfo { process: name.clone(), message, location: None, backtrace: String::new() })
+                }
                 _ => None,
             },
         };
@@ -272,9 +274,12 @@ struct Books {
     init_error: Option<PanicInfo>,
 }
 
+/// Encodes the initializer's arguments.
+type EncodeArgs = Arc<dyn Fn() -> Result<codec::Encoded, crate::CodecError> + Send + Sync>;
+
 struct Config {
     workers: usize,
-    initializer: Option<(Packed, Vec<u8>)>,
+    initializer: Option<(Packed, EncodeArgs)>,
     max_tasks: Option<u64>,
     method: Option<StartMethod>,
     timeout: Option<Duration>,
@@ -336,7 +341,7 @@ impl fmt::Debug for Pool {
 #[must_use]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    initializer: Option<(Packed, Result<Vec<u8>, crate::CodecError>)>,
+    initializer: Option<(Packed, EncodeArgs)>,
     max_tasks_per_child: Option<u64>,
     start_method: Option<StartMethod>,
     timeout: Option<Duration>,
@@ -364,8 +369,13 @@ impl PoolBuilder {
     /// `f(args)` runs once in each worker before its first task (Python's `initializer`
     /// and `initargs`). A worker whose initializer panics exits; when every attempt
     /// fails, the pool's tasks fail with the initializer's panic instead of looping.
-    pub fn initializer<A: Serialize + DeserializeOwned + 'static>(mut self, f: fn(A), args: A) -> Self {
-        self.initializer = Some((sys::pack(f, init_runner::<A>), codec::encode(&args).map(|e| e.bytes)));
+    pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        // Encoded anew for every worker started, so that handles in the arguments are
+        // counted for each of them.
+        self.initializer = Some((sys::pack(f, init_runner::<A>), Arc::new(move || codec::encode(&args))));
         self
     }
 
@@ -396,10 +406,11 @@ impl PoolBuilder {
     /// When multiproc is not initialized, the initializer's arguments do not encode, or a
     /// worker cannot be started.
     pub fn build(self) -> Result<Pool, Error> {
-        let initializer = match self.initializer {
-            Some((call, args)) => Some((call, args?)),
-            None => None,
-        };
+        if let Some((_, encode)) = &self.initializer {
+            // Arguments that do not encode are an error now, not in every worker.
+            let _ = encode()?;
+        }
+        let initializer = self.initializer;
         let inner = Arc::new(Inner {
             config: Config {
                 workers: self.processes.unwrap_or_else(crate::cpu_count),
@@ -435,8 +446,14 @@ impl Inner {
     fn start_worker(&self, index: u32) -> Result<Worker, Error> {
         let inbox = Channel::new()?;
         let status = Shared::new(WorkerStatus { job: AtomicU64::new(0), since: AtomicU64::new(0) })?;
+        let mut encoded_args = None;
         let initializer = match &self.config.initializer {
-            Some((call, args)) => Some((*call, Payload::new(args.clone())?)),
+            Some((call, encode)) => {
+                let mut encoded = encode()?;
+                let args = Payload::new(std::mem::take(&mut encoded.bytes))?;
+                encoded_args = Some(encoded);
+                Some((*call, args))
+            }
             None => None,
         };
         let boot = WorkerBoot {
@@ -447,11 +464,15 @@ impl Inner {
             initializer,
             max_tasks: self.config.max_tasks,
         };
-        let mut process = Process::new(worker_main, boot).name(format!("PoolWorker-{}", index + 1)).daemon_with_children();
+        let mut process =
+            Process::new(worker_main, boot).name(format!("PoolWorker-{}", index + 1)).daemon_with_children();
         if let Some(method) = self.config.method {
             process = process.start_method(method);
         }
         let handle = process.start()?;
+        if let Some(encoded) = encoded_args {
+            encoded.sent();
+        }
         Ok(Worker {
             index,
             handle,
@@ -477,7 +498,8 @@ impl Inner {
         sink: Arc<dyn Sink<R>>,
     ) -> Result<Job, PoolError> {
         let mut encoded = codec::encode(items)?;
-        let args = Payload::new(std::mem::take(&mut encoded.bytes)).map_err(|e| PoolError::Codec(crate::CodecError::encode(e)))?;
+        let args = Payload::new(std::mem::take(&mut encoded.bytes))
+            .map_err(|e| PoolError::Codec(crate::CodecError::encode(e)))?;
         // The handles in the arguments now travel in the job.
         encoded.sent();
         Ok(Job {
@@ -582,7 +604,8 @@ impl Inner {
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
                     w.sent.retain(|&s| s != id);
                 }
-                books.chunk_ns = if books.chunk_ns <= 0.0 { busy_ns as f64 } else { 0.8 * books.chunk_ns + 0.2 * busy_ns as f64 };
+                books.chunk_ns =
+                    if books.chunk_ns <= 0.0 { busy_ns as f64 } else { 0.8 * books.chunk_ns + 0.2 * busy_ns as f64 };
                 books.init_failures = 0;
                 let Some(sent) = books.sent.remove(&id) else { return };
                 drop(books);
@@ -749,7 +772,8 @@ impl Inner {
         for w in &books.workers {
             let _ = w.handle.kill();
         }
-        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = books.pending.drain(..).map(|(_, j)| (j.delivery, j.chunk)).collect();
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> =
+            books.pending.drain(..).map(|(_, j)| (j.delivery, j.chunk)).collect();
         failures.extend(books.sent.drain().map(|(_, s)| (s.delivery, s.chunk)));
         for w in &mut books.workers {
             w.sent.clear();
@@ -834,18 +858,17 @@ impl Pool {
     /// A builder with Python's options: `processes`, `initializer`,
     /// `max_tasks_per_child`, plus `start_method` and a task `timeout`.
     pub fn builder() -> PoolBuilder {
-        PoolBuilder {
-            processes: None,
-            initializer: None,
-            max_tasks_per_child: None,
-            start_method: None,
-            timeout: None,
-        }
+        PoolBuilder { processes: None, initializer: None, max_tasks_per_child: None, start_method: None, timeout: None }
     }
 
     /// The number of workers.
     pub fn processes(&self) -> usize {
         self.inner.config.workers
+    }
+
+    /// The process ids of the current workers (they change as workers are replaced).
+    pub fn pids(&self) -> Vec<u32> {
+        lock(&self.inner.books).workers.iter().map(|w| w.handle.pid()).collect()
     }
 
     /// What the pool has done so far.
@@ -876,7 +899,12 @@ impl Pool {
     }
 
     /// [`Pool::apply_async`] with callbacks and a timeout.
-    pub fn apply_async_with<A, R>(&self, f: fn(A) -> R, args: A, options: ApplyOptions<R>) -> Result<AsyncResult<R>, PoolError>
+    pub fn apply_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        args: A,
+        options: ApplyOptions<R>,
+    ) -> Result<AsyncResult<R>, PoolError>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -899,7 +927,12 @@ impl Pool {
     }
 
     /// [`Pool::map`] with options (chunk size, timeout, progress bar).
-    pub fn map_with<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>, options: MapOptions<R>) -> Result<Vec<R>, Error>
+    pub fn map_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        options: MapOptions<R>,
+    ) -> Result<Vec<R>, Error>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -1000,7 +1033,13 @@ impl Pool {
         self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), options, false)
     }
 
-    fn stream<A, R, It>(&self, call: Packed, items: It, options: MapOptions<R>, ordered: bool) -> Result<IMap<R>, PoolError>
+    fn stream<A, R, It>(
+        &self,
+        call: Packed,
+        items: It,
+        options: MapOptions<R>,
+        ordered: bool,
+    ) -> Result<IMap<R>, PoolError>
     where
         A: Serialize + 'static,
         R: DeserializeOwned + Send + 'static,
@@ -1029,7 +1068,11 @@ impl Pool {
     }
 
     /// Starts a `starmap` (Python's `starmap_async`).
-    pub fn starmap_async<Args, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<MapResult<F::Output>, PoolError>
+    pub fn starmap_async<Args, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+    ) -> Result<MapResult<F::Output>, PoolError>
     where
         Args: Serialize + DeserializeOwned + 'static,
         F: StarFn<Args> + Stateless<Args>,

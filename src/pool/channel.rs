@@ -1,0 +1,112 @@
+//! The pool's message channels: a typed wrapper around the shared-memory ring, with the
+//! two waits the pool needs (a worker waiting for work, the parent waiting for results).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::shm::{Deadline, HeapFull, Limits, Patient, Ring, SPIN, Shared, ShmObject, Watch, kind};
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct ChannelState {
+    ring: Ring,
+}
+
+impl ShmObject for ChannelState {
+    const KIND: u32 = kind::POOL + 1;
+
+    fn destroy(&self, heap: &crate::shm::Heap) {
+        self.ring.destroy(heap);
+    }
+}
+
+/// A typed, unbounded, many-to-many channel in the family's shared memory.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct Channel<T> {
+    shared: Shared<ChannelState>,
+    _message: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone(), _message: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel").field("len", &self.shared.ring.len()).finish()
+    }
+}
+
+/// The other holders of the channel are all gone (for a worker: its pool).
+struct Others<'a>(&'a Shared<ChannelState>);
+
+impl Watch for Others<'_> {
+    type Gone = ();
+
+    fn check(&self) -> Result<(), ()> {
+        if self.0.others_alive() { Ok(()) } else { Err(()) }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Channel<T> {
+    pub(crate) fn new() -> Result<Self, HeapFull> {
+        Ok(Self { shared: Shared::new(ChannelState { ring: Ring::new(Limits::default())? })?, _message: PhantomData })
+    }
+
+    /// Sends `message` (never blocks: the channel is unbounded).
+    pub(crate) fn send(&self, message: &T) -> Result<(), String> {
+        let ring = &self.shared.ring;
+        codec::with_encoded(message, |bytes, handles| {
+            if handles {
+                ring.mark_handles();
+            }
+            let put = ring.put_bytes(bytes, 0, Deadline::NEVER, &Patient);
+            (put.is_ok(), put)
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:?}"))
+    }
+
+    /// The next message if one is there. A message that does not decode is dropped (the
+    /// pool's own messages always do).
+    pub(crate) fn try_recv(&self) -> Option<T> {
+        loop {
+            match self.shared.ring.get(Deadline::now(), &Patient, |bytes, _| codec::decode::<T>(bytes)) {
+                Ok(Ok(message)) => return Some(message),
+                Ok(Err(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for the next message; an error when every other holder of the channel is
+    /// gone (a worker whose pool died).
+    pub(crate) fn recv(&self) -> Result<T, ()> {
+        loop {
+            match self.shared.ring.get(Deadline::NEVER, &Others(&self.shared), |bytes, _| codec::decode::<T>(bytes)) {
+                Ok(Ok(message)) => return Ok(message),
+                Ok(Err(_)) => continue,
+                Err(_) => return Err(()),
+            }
+        }
+    }
+
+    /// Waits until a message is there (without taking it) or the deadline passes; spins a
+    /// little first.
+    pub(crate) fn wait_readable(&self, deadline: Deadline) {
+        let ring = &self.shared.ring;
+        let _ = ring.readable().wait(deadline, SPIN, || (!ring.is_empty()).then_some(()), || Ok::<(), ()>(()));
+    }
+
+    /// Wakes whoever waits for a message (something else they wait for happened).
+    pub(crate) fn wake_receivers(&self) {
+        self.shared.ring.readable().notify_all();
+    }
+}
