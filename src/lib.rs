@@ -106,7 +106,8 @@ macro_rules! test_support {
 
 #[doc(hidden)]
 pub mod __private {
-    //! Used by the macros; not part of the API.
+    //! Used by the macros and in bounds; not part of the API.
+    pub use crate::sys::Stateless;
 }
 
 /// The README's examples, compiled and run as doctests.

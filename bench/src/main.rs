@@ -4,6 +4,7 @@
 //! bench and variant names as the Python suite, so that `compare.py` can join the two.
 //! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
 
+mod pool;
 mod stats;
 
 use std::time::Instant;
@@ -31,7 +32,12 @@ fn spawn_join(report: &mut Report) {
 
 type Bench = (&'static str, fn(&mut Report));
 
-const BENCHES: &[Bench] = &[("spawn_join", spawn_join)];
+const BENCHES: &[Bench] = &[
+    ("spawn_join", spawn_join),
+    ("pool_overhead", pool::pool_overhead),
+    ("pool_apply_async", pool::pool_apply_async),
+    ("pool_cpu_scaling", pool::pool_cpu_scaling),
+];
 
 fn main() {
     multiproc::init();

@@ -32,7 +32,7 @@ use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, auto_chunksize};
 use super::progress::Progress;
 use super::result::{
-    ApplySink, AsyncResult, ChunkOutcome, Feeder, Helper, IMap, MapResult, MapSink, Sink, StreamSink, count,
+    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, Helper, IMap, MapResult, MapSink, Sink, StreamSink, count,
 };
 use super::star::StarFn;
 use super::stats::{Counters, PoolStats};
@@ -79,11 +79,19 @@ enum ToWorker {
 /// What a worker sends back.
 #[derive(Debug, Serialize, Deserialize)]
 enum FromWorker {
-    /// Chunk `id` ran: the encoded `Vec<Result<R, PanicInfo>>`, or why the chunk could
-    /// not run (its items did not decode, its results did not encode).
+    /// Chunk `id` ran: the encoded [`WorkerResults<R>`], or why the chunk could not run
+    /// (its items did not decode, its results did not encode).
     Done { id: u64, worker: u32, busy_ns: u64, outcome: Result<Payload, String> },
     /// The initializer panicked: the worker exits.
     InitFailed { worker: u32, info: PanicInfo },
+}
+
+/// A chunk's results as a worker sends them: the values of the items that returned, in
+/// order, and the panics of the others with their index.
+#[derive(Serialize, Deserialize)]
+struct WorkerResults<R> {
+    values: Vec<R>,
+    panics: Vec<(u32, PanicInfo)>,
 }
 
 /// Everything a worker process needs.
@@ -112,7 +120,7 @@ fn map_runner<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, context: &mut dy
 }
 
 /// Runs the stateless callable `F` over a chunk of argument tuples (`starmap`).
-fn star_runner<Args, F>(context: &mut dyn Any)
+fn star_runner<Args, F>(_: fn(), context: &mut dyn Any)
 where
     Args: DeserializeOwned,
     F: StarFn<Args> + Stateless<Args>,
@@ -125,7 +133,22 @@ where
 
 fn run_items<A: DeserializeOwned, R: Serialize>(call: &TaskCall, f: impl Fn(A) -> R) -> Result<codec::Encoded, String> {
     let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
-    let results: Vec<Result<R, PanicInfo>> = items.into_iter().map(|a| panics::catching(&call.name, || f(a))).collect();
+    let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
+    let mut items = items.into_iter().enumerate();
+    // One unwinding guard per chunk, a new one only after a panic: the item that panicked
+    // was taken from the iterator and gets the panic as its result.
+    loop {
+        let mut current = 0;
+        match panics::catching(&call.name, || {
+            for (i, item) in items.by_ref() {
+                current = i;
+                results.values.push(f(item));
+            }
+        }) {
+            Ok(()) => break,
+            Err(info) => results.panics.push((current as u32, info)),
+        }
+    }
     codec::encode(&results).map_err(|e| e.to_string())
 }
 
@@ -217,8 +240,11 @@ struct Decoding<R> {
 impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
     fn deliver(&self, chunk: usize, outcome: Result<Payload, TaskError>) {
         let outcome: ChunkOutcome<R> = outcome.and_then(|payload| {
-            let items: Vec<Result<R, PanicInfo>> = codec::decode(payload.bytes())?;
-            Ok(items.into_iter().map(|r| r.map_err(TaskError::Panicked)).collect())
+            let results: WorkerResults<R> = codec::decode(payload.bytes())?;
+            Ok(Chunk {
+                values: results.values,
+                failures: results.panics.into_iter().map(|(i, info)| (i as usize, TaskError::Panicked(info))).collect(),
+            })
         });
         if let Some(inner) = self.counters.upgrade() {
             count(&inner.counters, &outcome, self.items);
@@ -602,7 +628,12 @@ impl Inner {
             FromWorker::Done { id, worker, busy_ns, outcome } => {
                 let mut books = lock(&self.books);
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
-                    w.sent.retain(|&s| s != id);
+                    // A worker answers in order: the front, unless a resend reordered it.
+                    if w.sent.front() == Some(&id) {
+                        w.sent.pop_front();
+                    } else {
+                        w.sent.retain(|&s| s != id);
+                    }
                 }
                 books.chunk_ns =
                     if books.chunk_ns <= 0.0 { busy_ns as f64 } else { 0.8 * books.chunk_ns + 0.2 * busy_ns as f64 };

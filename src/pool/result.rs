@@ -12,9 +12,47 @@ use super::progress::Progress;
 use super::stats::Counters;
 use crate::shm::Deadline;
 
-/// The outcome of one chunk: one result per item, or the loss of the whole chunk (its
-/// worker died, it timed out, the pool was terminated).
-pub(crate) type ChunkOutcome<R> = Result<Vec<Result<R, TaskError>>, TaskError>;
+/// The results of one chunk: the values of the items that succeeded, in order, and the
+/// errors of the others with their index in the chunk. Kept apart so that a chunk of ten
+/// thousand numbers is ten thousand numbers, not ten thousand error-sized slots.
+#[derive(Debug)]
+pub(crate) struct Chunk<R> {
+    pub(crate) values: Vec<R>,
+    pub(crate) failures: Vec<(usize, TaskError)>,
+}
+
+impl<R> Chunk<R> {
+    /// From one result per item.
+    pub(crate) fn from_results(results: impl IntoIterator<Item = Result<R, TaskError>>) -> Self {
+        let mut chunk = Chunk { values: Vec::new(), failures: Vec::new() };
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(v) => chunk.values.push(v),
+                Err(e) => chunk.failures.push((i, e)),
+            }
+        }
+        chunk
+    }
+
+    fn len(&self) -> usize {
+        self.values.len() + self.failures.len()
+    }
+
+    /// One result per item, in order.
+    fn into_results(self) -> impl Iterator<Item = Result<R, TaskError>> {
+        let total = self.len();
+        let mut values = self.values.into_iter();
+        let mut failures = self.failures.into_iter().peekable();
+        (0..total).map(move |i| match failures.peek() {
+            Some((at, _)) if *at == i => Err(failures.next().expect("peeked").1),
+            _ => Ok(values.next().expect("one value per item that did not fail")),
+        })
+    }
+}
+
+/// The outcome of one chunk: its results, or the loss of the whole chunk (its worker
+/// died, it timed out, the pool was terminated).
+pub(crate) type ChunkOutcome<R> = Result<Chunk<R>, TaskError>;
 
 /// Something that produces results when a waiting thread lends it time: the process pool
 /// collects its workers' results on the waiting thread, which saves a wake-up.
@@ -89,12 +127,10 @@ pub(crate) trait Sink<R>: Send + Sync {
 /// Counts a chunk's items in the pool's counters.
 pub(crate) fn count<R>(counters: &Counters, outcome: &ChunkOutcome<R>, items: usize) {
     match outcome {
-        Ok(items) => {
-            for item in items {
-                match item {
-                    Ok(_) => counters.done(),
-                    Err(e) => counters.failed(e),
-                }
+        Ok(chunk) => {
+            counters.done_many(chunk.values.len() as u64);
+            for (_, e) in &chunk.failures {
+                counters.failed(e);
             }
         }
         Err(e) => {
@@ -120,8 +156,11 @@ impl<R> ApplySink<R> {
 
 impl<R: Send> Sink<R> for ApplySink<R> {
     fn deliver(&self, _chunk: usize, outcome: ChunkOutcome<R>) {
-        let result = outcome.and_then(|mut items| {
-            items.pop().unwrap_or_else(|| Err(TaskError::Codec(crate::CodecError::decode("an empty chunk"))))
+        let result = outcome.and_then(|chunk| {
+            chunk
+                .into_results()
+                .next()
+                .unwrap_or_else(|| Err(TaskError::Codec(crate::CodecError::decode("an empty chunk"))))
         });
         lock(&self.callbacks).run(result.as_ref());
         self.slot.fill(result);
@@ -172,7 +211,10 @@ impl<R: Send> Sink<R> for MapSink<R> {
         if state.failed {
             return;
         }
-        let values: Result<Vec<R>, TaskError> = outcome.and_then(|items| items.into_iter().collect());
+        let values: Result<Vec<R>, TaskError> = outcome.and_then(|mut chunk| match chunk.failures.is_empty() {
+            true => Ok(chunk.values),
+            false => Err(chunk.failures.swap_remove(0).1),
+        });
         match values {
             Ok(values) => {
                 if let Some(p) = &self.progress {
@@ -183,7 +225,11 @@ impl<R: Send> Sink<R> for MapSink<R> {
                 }
                 state.chunks[chunk] = Some(values);
                 if state.missing == 0 {
-                    let all: Vec<R> = state.chunks.iter_mut().flat_map(|c| c.take().unwrap_or_default()).collect();
+                    let total = state.chunks.iter().map(|c| c.as_ref().map_or(0, Vec::len)).sum();
+                    let mut all: Vec<R> = Vec::with_capacity(total);
+                    for c in state.chunks.iter_mut() {
+                        all.extend(c.take().unwrap_or_default());
+                    }
                     if let Some(p) = &self.progress {
                         p.finish();
                     }
@@ -278,7 +324,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
         let mut state = lock(&self.state);
         let size = state.sizes.remove(&chunk).unwrap_or(1);
         let items: VecDeque<Result<R, TaskError>> = match outcome {
-            Ok(items) => items.into(),
+            Ok(chunk) => chunk.into_results().collect(),
             // One error per item of a lost chunk: the consumer learns the fate of each.
             Err(e) => std::iter::repeat_n(e, size).map(Err).collect(),
         };

@@ -32,8 +32,8 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn done(&self) {
-        self.done.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn done_many(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn failed(&self, e: &TaskError) {

@@ -15,7 +15,9 @@ use crossbeam_channel::{Receiver, Sender};
 use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, auto_chunksize};
 use super::progress::Progress;
-use super::result::{ApplySink, AsyncResult, ChunkOutcome, Feeder, IMap, MapResult, MapSink, Sink, StreamSink, count};
+use super::result::{
+    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, MapResult, MapSink, Sink, StreamSink, count,
+};
 use super::star::StarFn;
 use super::stats::{Counters, PoolStats};
 use crate::error::Error;
@@ -177,10 +179,9 @@ impl ThreadPool {
         self.submit(Job {
             run: Box::new(move || {
                 let name = std::thread::current().name().unwrap_or("ThreadPoolWorker").to_string();
-                let outcome: ChunkOutcome<R> = Ok(items
-                    .into_iter()
-                    .map(|a| panics::catching(&name, || f(a)).map_err(TaskError::Panicked))
-                    .collect());
+                let outcome: ChunkOutcome<R> = Ok(Chunk::from_results(
+                    items.into_iter().map(|a| panics::catching(&name, || f(a)).map_err(TaskError::Panicked)),
+                ));
                 if let Some(p) = pool.upgrade() {
                     count(&p.counters, &outcome, n);
                 }

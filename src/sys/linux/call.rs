@@ -63,18 +63,6 @@ macro_rules! fn_ptr {
 fn_ptr!();
 fn_ptr!(A);
 
-// SAFETY: a function pointer is a code address of pointer size.
-unsafe impl FnPtr for fn(&mut dyn Any) {
-    fn addr(self) -> usize {
-        self as usize
-    }
-
-    unsafe fn from_addr(addr: usize) -> Self {
-        // SAFETY: the caller promises `addr` is a function of this type.
-        unsafe { std::mem::transmute::<usize, Self>(addr) }
-    }
-}
-
 /// A callable that carries no state — a function item, or a closure that captures
 /// nothing — so any process of the family can make it again from its type alone.
 ///
@@ -83,7 +71,9 @@ unsafe impl FnPtr for fn(&mut dyn Any) {
 /// Only callables (types implementing `Fn`) qualify: they hold no invariants beyond their
 /// type, so a zero-sized one may be conjured. The blanket implementations below are the
 /// only ones.
-pub(crate) unsafe trait Stateless<Args>: Copy + 'static {}
+///
+/// Public only so that `Pool::starmap` can name it; it is not meant to be implemented.
+pub unsafe trait Stateless<Args>: Copy + 'static {}
 
 macro_rules! stateless {
     ($($arg:ident),*) => {
@@ -110,13 +100,12 @@ pub(crate) fn remake<Args, F: Stateless<Args>>() -> F {
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
 }
 
-fn call_runner(runner: fn(&mut dyn Any), context: &mut dyn Any) {
-    runner(context);
-}
+fn no_target() {}
 
-/// Packs a runner that knows its target by type (see [`remake`]).
-pub(crate) fn pack_runner(runner: fn(&mut dyn Any)) -> Packed {
-    pack::<fn(&mut dyn Any)>(runner, call_runner)
+/// Packs a runner that knows its target by type (see [`remake`]); it is called with a
+/// placeholder target.
+pub(crate) fn pack_runner(runner: Runner<fn()>) -> Packed {
+    pack::<fn()>(no_target, runner)
 }
 fn_ptr!(A, B);
 fn_ptr!(A, B, C);

@@ -8,7 +8,8 @@ mod mem;
 mod proc;
 mod socket;
 
-pub(crate) use call::{FnPtr, Packed, Stateless, pack, pack_runner, remake, unpack_and_run};
+pub use call::Stateless;
+pub(crate) use call::{FnPtr, Packed, pack, pack_runner, remake, unpack_and_run};
 pub(crate) use futex::{FutexWait, futex_wait, futex_wake};
 pub(crate) use mem::SharedMapping;
 pub(crate) use proc::*;

@@ -1,0 +1,95 @@
+//! Pool benchmarks: pool_overhead, pool_apply_async, pool_cpu_scaling (the methodology of
+//! mp_bench.py: Pool(2) with the fork start method, warmed outside the timed region).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use multiproc::{MapOptions, Pool, StartMethod};
+
+use crate::stats::{self, Report};
+
+fn identity(x: u64) -> u64 {
+    x
+}
+
+/// About 50 ms of pure computation here, like Python's `sum(i * i for i in range(1.5M))`:
+/// a wrapping sum the optimizer cannot fold into a formula.
+const CPU_N: u64 = 140_000_000;
+
+fn cpu_task(n: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        let i = black_box(i);
+        acc = acc.wrapping_add(i.wrapping_mul(i));
+    }
+    acc
+}
+
+fn pool2() -> Pool {
+    Pool::builder().processes(2).start_method(StartMethod::Fork).build().expect("pool")
+}
+
+/// pool_overhead: tasks/s of `Pool(2).map(identity, 0..100_000)`, chunksize 1 and default.
+pub fn pool_overhead(report: &mut Report) {
+    let pool = pool2();
+    let n = 100_000u64;
+    pool.map_with(identity, 0..2000, MapOptions::new().chunksize(1)).expect("warm-up");
+    for (variant, chunksize, reps) in [("map.chunksize1", Some(1), 3), ("map.default", None, 10)] {
+        let mut rates = Vec::new();
+        for _ in 0..reps {
+            let options = match chunksize {
+                Some(c) => MapOptions::new().chunksize(c),
+                None => MapOptions::new(),
+            };
+            let t0 = Instant::now();
+            let out = pool.map_with(identity, 0..n, options).expect("map");
+            let dt = t0.elapsed().as_secs_f64();
+            assert!(out.len() == n as usize && out[n as usize - 1] == n - 1, "pool map: bad result");
+            rates.push(n as f64 / dt);
+        }
+        report.emit("pool_overhead", variant, stats::median(&rates), "tasks/s", &rates);
+    }
+}
+
+/// pool_apply_async: median µs of `apply_async(identity, i).get()`.
+pub fn pool_apply_async(report: &mut Report) {
+    let pool = pool2();
+    let (warm, n) = (200, 3000);
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..(warm + n) as u64 {
+        let t0 = Instant::now();
+        let r = pool.apply_async(identity, i).expect("submit").get().expect("result");
+        let dt = t0.elapsed();
+        assert_eq!(r, i);
+        if i >= warm as u64 {
+            samples.push(dt.as_secs_f64() * 1e6);
+        }
+    }
+    report.emit("pool_apply_async", "roundtrip", stats::median(&samples), "us", &samples);
+}
+
+/// pool_cpu_scaling: 16 tasks of ~50 ms, serial against `Pool(2).map` (default chunk size).
+pub fn pool_cpu_scaling(report: &mut Report) {
+    let tasks = 16;
+    let expect = cpu_task(CPU_N);
+    let pool = pool2();
+    pool.map(identity, 0..8).expect("warm-up");
+    let (mut serial, mut parallel, mut speedup) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let rs: Vec<u64> = (0..tasks).map(|_| cpu_task(black_box(CPU_N))).collect();
+        let t1 = Instant::now();
+        let rp = pool.map(cpu_task, vec![CPU_N; tasks]).expect("map");
+        let t2 = Instant::now();
+        assert!(rs == vec![expect; tasks] && rp == rs, "cpu scaling: bad result");
+        let (s, p) = ((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+        serial.push(s);
+        parallel.push(p);
+        speedup.push(s / p);
+    }
+    let task_ms: Vec<f64> = serial.iter().map(|s| s / tasks as f64 * 1e3).collect();
+    report.emit("pool_cpu_scaling", "task_ms", stats::median(&task_ms), "ms", &task_ms);
+    report.emit("pool_cpu_scaling", "serial", stats::median(&serial), "s", &serial);
+    report.emit("pool_cpu_scaling", "pool2", stats::median(&parallel), "s", &parallel);
+    report.emit("pool_cpu_scaling", "speedup", stats::median(&speedup), "x", &speedup);
+}
