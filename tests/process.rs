@@ -355,3 +355,20 @@ fn the_default_start_method_is_the_fork_server() {
     assert!(multiproc::cpu_count() >= 1);
     assert!(multiproc::cpu_count() <= std::thread::available_parallelism().unwrap().get());
 }
+
+fn count_on_one_cpu(_: ()) -> usize {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET/sched_setaffinity only touch it and
+    // this process's own affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+    }
+    multiproc::cpu_count()
+}
+
+#[test]
+fn cpu_count_follows_the_affinity_mask() {
+    let _w = watchdog(LIMIT);
+    assert_eq!(Process::new(count_on_one_cpu, ()).start().unwrap().join().unwrap(), 1);
+}
