@@ -46,6 +46,7 @@ mod error;
 mod process;
 mod shared;
 mod shm;
+mod sync;
 mod sys;
 
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
@@ -65,8 +66,16 @@ pub use process::{
     current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
     set_start_method, try_init,
 };
-pub use shared::{RawValue, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory, SharedMemoryBuilder,
+    SharedMemoryError, Value, ValueGuard,
+};
 pub use shm::ShmSafe;
+pub use sync::{
+    AcquireTimeoutError, Abandoned, BarrierBreak, Barrier, BoundedSemaphore, BrokenBarrier, Condition,
+    ConditionGuard, ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
+    ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
+};
 
 /// One line of setup for a test crate (integration tests, or a binary's unit tests):
 /// runs [`init()`] before the test harness starts its threads, so tests may start

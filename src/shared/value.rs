@@ -141,7 +141,7 @@ struct RawState<T: Copy + Send> {
 }
 
 impl<T: ShmSafe + Copy + Send + Sync> ShmObject for RawState<T> {
-    const KIND: u32 = kind::VALUE + 1;
+    const KIND: u32 = kind::RAW_VALUE;
 }
 
 /// A value of `T` in shared memory without a lock (Python's `RawValue`).

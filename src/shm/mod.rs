@@ -12,6 +12,9 @@ mod holders;
 mod locked;
 mod mutex;
 mod object;
+mod raw_access;
+mod segment;
+mod slice;
 mod wait;
 
 pub(crate) use blob::Payload;
@@ -20,9 +23,11 @@ pub(crate) use heap::Heap;
 pub use heap::HeapFull;
 pub(crate) use holders::Holders;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
-pub(crate) use mutex::{Acquired, Owner, RawMutex};
+pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TimedOut};
 pub(crate) use object::{Shared, ShmObject, kind};
-pub(crate) use wait::{Deadline, Notify};
+pub(crate) use segment::Segment;
+pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
+pub(crate) use wait::{Deadline, Interrupted, Notify, SPIN};
 
 /// Plain data that may live in memory shared by the processes of a family.
 ///
