@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// The lock was acquired, from a holder that died holding it: what it protected may be
 /// half-updated (like std's `PoisonError`, which this mirrors).
 ///
@@ -123,7 +125,7 @@ guard_error_impls!(AcquireTimeoutError, Timeout, "the lock was not acquired with
 
 /// A release that the lock's state does not allow (Python raises `ValueError` or
 /// `AssertionError` for these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReleaseError {
     /// `Lock::release` of a lock nobody holds.
@@ -147,12 +149,12 @@ pub enum ReleaseError {
 ///
 /// A thread of the waiting process that is meant to end the wait must hold its own clone
 /// of the handle (not a borrow), or its presence cannot be seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("nobody else holds the object any more, so the wait could never end")]
 pub struct Abandoned;
 
 /// How a `Condition` wait ended without a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConditionWaitError {
     /// The lock was re-acquired from a holder that died holding it: the guard holds the
@@ -165,7 +167,7 @@ pub enum ConditionWaitError {
 }
 
 /// Why a `Barrier` is broken: a `wait` on it fails until [`reset`](crate::Barrier::reset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum BarrierBreak {
     /// [`Barrier::abort`](crate::Barrier::abort) was called.
@@ -200,7 +202,7 @@ impl BarrierBreak {
 }
 
 /// The barrier is broken (Python's `BrokenBarrierError`); [`BrokenBarrier::cause`] says why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("the barrier is broken: {}", match .cause {
     BarrierBreak::Aborted => "it was aborted",
     BarrierBreak::Reset => "it was reset while parties waited",
