@@ -6,9 +6,11 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 pub use crate::codec::CodecError;
-pub use crate::shm::HeapFull;
 use crate::shared::{ShareableListError, SharedMemoryError};
-use crate::sync::{AcquireTimeoutError, Abandoned, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError, TryAcquireError};
+pub use crate::shm::HeapFull;
+use crate::sync::{
+    Abandoned, AcquireTimeoutError, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError, TryAcquireError,
+};
 
 /// Any error of multiproc, for `?` in functions that mix operations.
 ///

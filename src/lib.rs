@@ -72,9 +72,9 @@ pub use shared::{
 };
 pub use shm::ShmSafe;
 pub use sync::{
-    AcquireTimeoutError, Abandoned, BarrierBreak, Barrier, BoundedSemaphore, BrokenBarrier, Condition,
-    ConditionGuard, ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
-    ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, BrokenBarrier, Condition, ConditionGuard,
+    ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,
+    SemaphoreGuard, TryAcquireError,
 };
 
 /// One line of setup for a test crate (integration tests, or a binary's unit tests):

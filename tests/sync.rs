@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::watchdog;
 use multiproc::{
-    AcquireTimeoutError, Abandoned, BarrierBreak, Barrier, BoundedSemaphore, Condition, ConditionWaitError, Event,
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, Condition, ConditionWaitError, Event,
     Lock, Process, ProcessHandle, RLock, RawValue, ReleaseError, Semaphore, StartMethod, TryAcquireError,
 };
 
@@ -114,7 +114,7 @@ fn a_lock_whose_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
     let _w = watchdog(LIMIT);
     let lock = Lock::new().unwrap();
     let held = Event::new().unwrap();
-    let child = Process::new(hold_lock_until_killed, (lock.clone(), held.clone())).start().unwrap();
+    let child = Process::new(hold_lock_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
     assert!(held.wait_timeout(LIMIT));
     assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)), "the holder lives");
     assert!(matches!(lock.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
@@ -135,7 +135,7 @@ fn try_acquire_and_acquire_timeout_also_take_over_from_a_dead_holder() {
     for timed in [false, true] {
         let lock = Lock::new().unwrap();
         let held = Event::new().unwrap();
-        let child = Process::new(hold_lock_until_killed, (lock.clone(), held.clone())).start().unwrap();
+        let child = Process::new(hold_lock_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
         assert!(held.wait_timeout(LIMIT));
         kill_9(child);
         let took_over = if timed {
@@ -207,7 +207,7 @@ fn an_rlock_whose_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
     let _w = watchdog(LIMIT);
     let lock = RLock::new().unwrap();
     let held = Event::new().unwrap();
-    let child = Process::new(hold_rlock_twice_until_killed, (lock.clone(), held.clone())).start().unwrap();
+    let child = Process::new(hold_rlock_twice_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
     assert!(held.wait_timeout(LIMIT));
     kill_9(child);
     let guard = lock.acquire().expect_err("the takeover must be reported").into_guard();
@@ -307,7 +307,7 @@ fn the_permits_of_a_killed_holder_come_back_with_owner_died() {
     let _w = watchdog(LIMIT);
     let sem = Semaphore::new(3).unwrap();
     let held = Event::new().unwrap();
-    let child = Process::new(hold_permits_until_killed, (sem.clone(), 2, held.clone())).start().unwrap();
+    let child = Process::new(hold_permits_until_killed, (sem.clone(), 2, held.clone())).daemon(true).start().unwrap();
     assert!(held.wait_timeout(LIMIT));
     let mine = sem.acquire().unwrap();
     assert_eq!(sem.get_value(), 0);
@@ -324,7 +324,7 @@ fn acquire_timeout_and_bounded_semaphores_recover_dead_holders_too() {
     let _w = watchdog(LIMIT);
     let sem = Semaphore::new(1).unwrap();
     let held = Event::new().unwrap();
-    let child = Process::new(hold_permits_until_killed, (sem.clone(), 1, held.clone())).start().unwrap();
+    let child = Process::new(hold_permits_until_killed, (sem.clone(), 1, held.clone())).daemon(true).start().unwrap();
     assert!(held.wait_timeout(LIMIT));
     assert!(matches!(sem.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)), "the holder lives");
     kill_9(child);
@@ -350,7 +350,7 @@ fn permits_released_as_items_are_not_given_back_when_their_consumer_dies() {
         items.release();
     }
     let done = Event::new().unwrap();
-    let consumer = Process::new(consume_items, (items.clone(), 5, done.clone())).start().unwrap();
+    let consumer = Process::new(consume_items, (items.clone(), 5, done.clone())).daemon(true).start().unwrap();
     assert!(done.wait_timeout(LIMIT));
     kill_9(consumer);
     assert!(matches!(items.acquire_timeout(Duration::from_millis(200)), Err(AcquireTimeoutError::Timeout)));
@@ -441,7 +441,7 @@ fn waiting_on_an_event_whose_other_holders_were_killed_is_abandoned() {
     let _w = watchdog(LIMIT);
     let event = Event::new().unwrap();
     let ready = Event::new().unwrap();
-    let child = Process::new(hold_event_until_killed, (event.clone(), ready.clone())).start().unwrap();
+    let child = Process::new(hold_event_until_killed, (event.clone(), ready.clone())).daemon(true).start().unwrap();
     assert!(ready.wait_timeout(LIMIT));
     kill_9(child);
     assert_eq!(event.wait(), Err(Abandoned));
@@ -563,7 +563,8 @@ fn a_condition_whose_lock_holder_is_killed_goes_to_the_next_acquirer_with_owner_
             None => Condition::new().unwrap(),
         };
         let held = Event::new().unwrap();
-        let child = Process::new(hold_condition_until_killed, (cond.clone(), held.clone())).start().unwrap();
+        let child =
+            Process::new(hold_condition_until_killed, (cond.clone(), held.clone())).daemon(true).start().unwrap();
         assert!(held.wait_timeout(LIMIT));
         assert!(matches!(cond.try_acquire(), Err(TryAcquireError::WouldBlock)));
         kill_9(child);
@@ -678,10 +679,14 @@ fn a_party_killed_before_arriving_breaks_the_barrier_for_the_others() {
     let barrier = Barrier::new(3).unwrap();
     let started = Event::new().unwrap();
     // This party is killed before it reaches the barrier.
-    let doomed = Process::new(|args: (Barrier, Event)| {
-        args.1.set();
-        std::thread::sleep(Duration::from_secs(600));
-    }, (barrier.clone(), started.clone()))
+    let doomed = Process::new(
+        |args: (Barrier, Event)| {
+            args.1.set();
+            std::thread::sleep(Duration::from_secs(600));
+        },
+        (barrier.clone(), started.clone()),
+    )
+    .daemon(true)
     .start()
     .unwrap();
     assert!(started.wait_timeout(LIMIT));
@@ -697,7 +702,8 @@ fn a_party_killed_while_waiting_breaks_the_barrier_for_the_others() {
     let _w = watchdog(LIMIT);
     let barrier = Barrier::new(3).unwrap();
     let arrived = Event::new().unwrap();
-    let doomed = Process::new(wait_at_barrier_until_killed, (barrier.clone(), arrived.clone())).start().unwrap();
+    let doomed =
+        Process::new(wait_at_barrier_until_killed, (barrier.clone(), arrived.clone())).daemon(true).start().unwrap();
     assert!(arrived.wait_timeout(LIMIT));
     assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
     kill_9(doomed);

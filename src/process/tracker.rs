@@ -110,8 +110,7 @@ pub(crate) fn run(pipe: OwnedFd) -> ! {
             }
         }
     }
-    let leaked: Vec<String> =
-        names.into_iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).collect();
+    let leaked: Vec<String> = names.into_iter().filter(|name| crate::shm::Segment::unlink(name).is_ok()).collect();
     if !leaked.is_empty() {
         eprintln!(
             "multiproc resource tracker: unlinked {} shared memory segment(s) the family left behind: {}",

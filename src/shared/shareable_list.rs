@@ -20,7 +20,7 @@ use std::fmt;
 use super::shared_memory::{SharedMemory, SharedMemoryError};
 
 /// One item of a [`ShareableList`]: the types Python's `ShareableList` holds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Item {
     /// An `int` (stored as i64).
     Int(i64),

@@ -155,11 +155,7 @@ impl Barrier {
             SPIN,
             || outcome(state),
             || {
-                if self.shared.forget_dead_holders() > 0 {
-                    Err(BarrierBreak::PartyDied)
-                } else {
-                    Ok(())
-                }
+                if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
             },
         );
         let completed = match waited {

@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{AcquireTimeoutError, Abandoned, ConditionWaitError, OwnerDied, TryAcquireError};
+use super::error::{Abandoned, AcquireTimeoutError, ConditionWaitError, OwnerDied, TryAcquireError};
 use super::lock::Lock;
 use super::rlock::RLock;
 use crate::error::Error;
-use crate::shm::{Acquired, Deadline, Interrupted, Notify, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind};
+use crate::shm::{
+    Acquired, Deadline, Interrupted, Notify, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind,
+};
 
 #[derive(crate::ShmSafe)]
 #[repr(C)]
@@ -258,7 +260,10 @@ impl Condition {
     /// # Errors
     ///
     /// [`AcquireTimeoutError::Timeout`] or [`AcquireTimeoutError::OwnerDied`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, AcquireTimeoutError<ConditionGuard<'_>>> {
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConditionGuard<'_>, AcquireTimeoutError<ConditionGuard<'_>>> {
         match self.lock.lock(Deadline::after(timeout)) {
             Ok(acquired) => Ok(self.guard(acquired)?),
             Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
@@ -297,9 +302,14 @@ impl Condition {
             state.waiters.fetch_add(1, Ordering::Relaxed);
         }
         let levels = self.lock.unlock_all();
-        let waited = state.wake.wait(deadline, SPIN, || self.take_permit(), || {
-            if self.state.sole_handle() { Err(Abandoned) } else { Ok(()) }
-        });
+        let waited = state.wake.wait(
+            deadline,
+            SPIN,
+            || self.take_permit(),
+            || {
+                if self.state.sole_handle() { Err(Abandoned) } else { Ok(()) }
+            },
+        );
         let outcome = match waited {
             Ok(()) => Ok(true),
             Err(Interrupted::TimedOut) => Ok(self.withdraw()),

@@ -18,7 +18,7 @@ mod semaphore;
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard, ConditionLock};
 pub use error::{
-    AcquireTimeoutError, Abandoned, BarrierBreak, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError,
+    Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError,
     TryAcquireError,
 };
 pub use event::Event;

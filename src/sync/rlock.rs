@@ -139,8 +139,7 @@ impl RLock {
     /// Takes the lock back with `count` levels (after `unlock_all`).
     pub(crate) fn relock_all(&self, count: u32) -> Acquired {
         let state = &*self.shared;
-        let acquired =
-            state.mutex.lock(Owner::thread(), Deadline::NEVER).expect("an endless wait does not time out");
+        let acquired = state.mutex.lock(Owner::thread(), Deadline::NEVER).expect("an endless wait does not time out");
         state.count.store(count.max(1), Ordering::Relaxed);
         acquired
     }

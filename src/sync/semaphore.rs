@@ -107,9 +107,9 @@ impl Core {
     fn my_slot(&self, me: sys::ProcId) -> Option<&HolderSlot> {
         let n = self.slot_count();
         let first = me.pid as usize % n;
-        (0..n).map(|k| self.slot((first + k) % n)).find(|s| {
-            s.pid.load(Ordering::Relaxed) == me.pid && s.start.load(Ordering::Relaxed) == me.start
-        })
+        (0..n)
+            .map(|k| self.slot((first + k) % n))
+            .find(|s| s.pid.load(Ordering::Relaxed) == me.pid && s.start.load(Ordering::Relaxed) == me.start)
     }
 
     /// Counts one more permit held by this process. Call under the guard.
@@ -298,7 +298,10 @@ impl Core {
         }
     }
 
-    fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+    fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
         match self.take_until(Deadline::after(timeout)) {
             Ok(taken) => Ok(self.guard(taken)?),
             Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
@@ -431,7 +434,10 @@ impl Semaphore {
     /// assert!(matches!(r, Err(AcquireTimeoutError::Timeout)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
         self.core.acquire_timeout(timeout)
     }
 
@@ -528,7 +534,10 @@ impl BoundedSemaphore {
     /// # Errors
     ///
     /// [`AcquireTimeoutError::Timeout`] or [`AcquireTimeoutError::OwnerDied`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
         self.core.acquire_timeout(timeout)
     }
 
