@@ -5,6 +5,7 @@
 //! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
 
 mod stats;
+mod sync;
 
 use std::time::Instant;
 
@@ -31,7 +32,12 @@ fn spawn_join(report: &mut Report) {
 
 type Bench = (&'static str, fn(&mut Report));
 
-const BENCHES: &[Bench] = &[("spawn_join", spawn_join)];
+const BENCHES: &[Bench] = &[
+    ("spawn_join", spawn_join),
+    ("lock_uncontended", sync::lock_uncontended),
+    ("lock_contended", sync::lock_contended),
+    ("shared_array", sync::shared_array),
+];
 
 fn main() {
     multiproc::init();
