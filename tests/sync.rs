@@ -521,7 +521,7 @@ fn condition_waits_time_out_and_a_timed_out_waiter_does_not_take_a_notification(
     guard.notify(1);
     assert!(!guard.wait_timeout(SHORT).unwrap());
     drop(guard);
-    assert!(matches!(cond.acquire_timeout(SHORT), Ok(_)));
+    assert!(cond.acquire_timeout(SHORT).is_ok());
 }
 
 #[test]

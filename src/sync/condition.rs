@@ -43,7 +43,7 @@ mod sealed {
 
     /// The lock under a condition: a [`Lock`](super::Lock) or an [`RLock`](super::RLock).
     /// Public in a private module: nameable by the sealed trait, not by users.
-    #[derive(Clone, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Serialize, Deserialize)]
     pub enum Underlying {
         Lock(super::Lock),
         RLock(super::RLock),
