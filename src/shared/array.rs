@@ -114,11 +114,29 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     }
 
     /// The number of elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(3)?;
+    /// assert_eq!(a.len(), 3);
+    /// assert!(!a.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.len()
     }
 
     /// Whether it has no elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert!(multiproc::Array::<u8>::new(0)?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -161,6 +179,15 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     }
 
     /// A copy of all elements (under the lock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[1, 2, 3])?;
+    /// assert_eq!(a.to_vec(), [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         self.lock().to_vec()
     }
@@ -171,6 +198,16 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     /// # Panics
     ///
     /// When the lengths differ.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<i64>::new(2)?;
+    /// a.copy_from_slice(&[4, 5]);
+    /// assert_eq!(a.to_vec(), [4, 5]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn copy_from_slice(&self, values: &[T]) {
         self.lock().copy_from_slice(values);
     }
@@ -193,17 +230,51 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     }
 
     /// Locks the array if nobody holds the lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(1)?;
+    /// let guard = a.try_lock().expect("free");
+    /// assert!(a.try_lock().is_none());
+    /// # drop(guard);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn try_lock(&self) -> Option<ArrayGuard<'_, T>> {
         self.shared.try_lock(Owner::process()).map(|guard| ArrayGuard { guard })
     }
 
     /// Locks the array, waiting at most `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(1)?;
+    /// let _held = a.lock();
+    /// assert!(a.lock_timeout(Duration::from_millis(10)).is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Option<ArrayGuard<'_, T>> {
         self.shared.lock(Owner::process(), Deadline::after(timeout)).ok().map(|guard| ArrayGuard { guard })
     }
 }
 
 /// The locked elements of an [`Array`]: a `[T]` to read and write; unlocks on drop.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let a = multiproc::Array::from_slice(&[1, 2, 3])?;
+/// let mut guard = a.lock();
+/// guard.reverse(); // any slice method
+/// let total: i32 = guard.iter().sum();
+/// assert_eq!((&*guard, total), (&[3, 2, 1][..], 6));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct ArrayGuard<'a, T: ShmSafe> {
     guard: SliceGuard<'a, T>,
 }
@@ -217,6 +288,15 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
 impl<T: ShmSafe> ArrayGuard<'_, T> {
     /// Whether the previous holder died holding the lock: the elements hold what it had
     /// written so far (each element a value, maybe a torn one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(1)?;
+    /// assert!(!a.lock().owner_died());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn owner_died(&self) -> bool {
         self.guard.acquired == Acquired::OwnerDied
     }
@@ -321,6 +401,15 @@ impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
     /// # Errors
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::from_slice(&[1.5, 2.5])?;
+    /// assert_eq!(a.to_vec(), [1.5, 2.5]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn from_slice(values: &[T]) -> Result<Self, Error> {
         let array = Self::new(values.len())?;
         array.shared.cells().write_from(values);
@@ -328,11 +417,28 @@ impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
     }
 
     /// The number of elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::<u16>::new(5)?;
+    /// assert_eq!(a.len(), 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.cells().len()
     }
 
     /// Whether it has no elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert!(multiproc::RawArray::<u16>::new(0)?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -342,6 +448,15 @@ impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
     /// # Panics
     ///
     /// When `i` is out of bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::from_slice(&[7u8, 8])?;
+    /// assert_eq!(a.get(1), 8);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get(&self, i: usize) -> T {
         self.shared.cells().get(i)
     }
@@ -351,11 +466,29 @@ impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
     /// # Panics
     ///
     /// When `i` is out of bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::<u8>::new(2)?;
+    /// a.set(0, 3);
+    /// assert_eq!(a.to_vec(), [3, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn set(&self, i: usize, value: T) {
         self.shared.cells().set(i, value)
     }
 
     /// A copy of all elements, read one by one (unsynchronized).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert_eq!(multiproc::RawArray::<u8>::new(2)?.to_vec(), [0, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         let cells = self.shared.cells();
         (0..cells.len()).map(|i| cells.get(i)).collect()
@@ -366,6 +499,16 @@ impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
     /// # Panics
     ///
     /// When the lengths differ.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::<u8>::new(2)?;
+    /// a.copy_from_slice(&[1, 2]);
+    /// assert_eq!(a.get(1), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn copy_from_slice(&self, values: &[T]) {
         self.shared.cells().write_from(values);
     }

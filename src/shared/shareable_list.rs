@@ -20,6 +20,15 @@ use std::fmt;
 use super::shared_memory::{SharedMemory, SharedMemoryError};
 
 /// One item of a [`ShareableList`]: the types Python's `ShareableList` holds.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Item;
+///
+/// let items = [Item::from(1), Item::from(2.5), Item::from("text"), Item::from(true), Item::from(None::<i64>)];
+/// assert_eq!(items[4], Item::None);
+/// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Item {
     /// An `int` (stored as i64).
@@ -83,6 +92,17 @@ impl<T: Into<Item>> From<Option<T>> for Item {
 }
 
 /// Why a [`ShareableList`] operation failed.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{ShareableList, ShareableListError};
+///
+/// let list = ShareableList::new(["ab"])?;
+/// assert!(matches!(list.set(0, "much too long"), Err(ShareableListError::TooLong { .. })));
+/// list.shm().unlink()?;
+/// # Ok::<(), ShareableListError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShareableListError {
@@ -182,6 +202,15 @@ impl ShareableList {
     /// # Errors
     ///
     /// [`ShareableListError::SharedMemory`] when the segment cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let list = multiproc::ShareableList::new([1, 2, 3])?;
+    /// assert_eq!(list.len(), 3);
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn new<I: Into<Item>>(items: impl IntoIterator<Item = I>) -> Result<Self, ShareableListError> {
         Self::create_with(SharedMemory::builder(), items)
     }
@@ -193,6 +222,16 @@ impl ShareableList {
     ///
     /// [`ShareableListError::SharedMemory`] when the segment cannot be created (for
     /// example, [`SharedMemoryError::AlreadyExists`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("mp-doc-list-{}", std::process::id());
+    /// let list = multiproc::ShareableList::create_named(&name, ["a", "b"])?;
+    /// assert_eq!(list.name(), name);
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn create_named<I: Into<Item>>(
         name: &str,
         items: impl IntoIterator<Item = I>,
@@ -235,6 +274,18 @@ impl ShareableList {
     ///
     /// [`ShareableListError::SharedMemory`] when there is no such segment,
     /// [`ShareableListError::Corrupt`] when it does not hold a list.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Item, ShareableList};
+    ///
+    /// let made = ShareableList::new([Item::from(1.5)])?;
+    /// let opened = ShareableList::open(made.name())?;
+    /// assert_eq!(opened.get(0)?, Item::Float(1.5));
+    /// made.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn open(name: &str) -> Result<Self, ShareableListError> {
         Self::from_shared_memory(SharedMemory::open(name)?)
     }
@@ -244,6 +295,18 @@ impl ShareableList {
     /// # Errors
     ///
     /// [`ShareableListError::Corrupt`] when the segment does not hold a list.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ShareableList, SharedMemory};
+    ///
+    /// let made = ShareableList::new([7])?;
+    /// let again = ShareableList::from_shared_memory(SharedMemory::open(made.name())?)?;
+    /// assert_eq!(again.len(), 1);
+    /// made.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn from_shared_memory(shm: SharedMemory) -> Result<Self, ShareableListError> {
         let size = shm.size();
         let read_i64 = |at: usize| {
@@ -317,11 +380,29 @@ impl ShareableList {
     }
 
     /// The number of items (fixed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let list = multiproc::ShareableList::new([true, false])?;
+    /// assert_eq!(list.len(), 2);
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether it has no items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let empty = multiproc::ShareableList::new(Vec::<i64>::new())?;
+    /// assert!(empty.is_empty());
+    /// empty.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -332,6 +413,19 @@ impl ShareableList {
     ///
     /// [`ShareableListError::IndexOutOfRange`], or [`ShareableListError::Corrupt`] when the
     /// slot does not hold a valid item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Item;
+    ///
+    /// let list = multiproc::ShareableList::new([Item::from("hi"), Item::None])?;
+    /// assert_eq!(list.get(0)?, Item::Str("hi".into()));
+    /// assert_eq!(list.get(1)?, Item::None);
+    /// assert!(list.get(2).is_err());
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn get(&self, index: usize) -> Result<Item, ShareableListError> {
         self.check(index)?;
         let mut packed = [0u8; WORD];
@@ -383,6 +477,18 @@ impl ShareableList {
     ///
     /// [`ShareableListError::IndexOutOfRange`], or [`ShareableListError::TooLong`] for a
     /// str or bytes longer than the slot's room.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Item;
+    ///
+    /// let list = multiproc::ShareableList::new([0])?;
+    /// list.set(0, "seven")?; // a number's slot takes a str of up to 8 bytes
+    /// assert_eq!(list.get(0)?, Item::Str("seven".into()));
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn set(&self, index: usize, value: impl Into<Item>) -> Result<(), ShareableListError> {
         self.check(index)?;
         let item = value.into();
@@ -410,23 +516,67 @@ impl ShareableList {
     /// # Errors
     ///
     /// [`ShareableListError::Corrupt`] when a slot does not hold a valid item.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Item;
+    ///
+    /// let list = multiproc::ShareableList::new([1, 2])?;
+    /// assert_eq!(list.to_vec()?, [Item::Int(1), Item::Int(2)]);
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn to_vec(&self) -> Result<Vec<Item>, ShareableListError> {
         (0..self.len).map(|i| self.get(i)).collect()
     }
 
     /// How many items equal `value` (Python's `count`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Item;
+    ///
+    /// let list = multiproc::ShareableList::new([1, 2, 1])?;
+    /// assert_eq!(list.count(&Item::Int(1)), 2);
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn count(&self, value: &Item) -> usize {
         (0..self.len).filter(|&i| self.get(i).is_ok_and(|item| item == *value)).count()
     }
 
     /// The first index whose item equals `value` (Python's `index`, `None` instead of
     /// `ValueError`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Item;
+    ///
+    /// let list = multiproc::ShareableList::new(["a", "b"])?;
+    /// assert_eq!(list.index(&Item::from("b")), Some(1));
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn index(&self, value: &Item) -> Option<usize> {
         (0..self.len).find(|&i| self.get(i).is_ok_and(|item| item == *value))
     }
 
     /// The packing formats of the items, joined (Python's `format` property, e.g.
     /// `"q8sd"`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Item;
+    ///
+    /// let list = multiproc::ShareableList::new([Item::from(1), "abc".into(), 2.0.into()])?;
+    /// assert_eq!(list.format(), "q8sd");
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn format(&self) -> String {
         (0..self.len)
             .map(|i| {
@@ -439,11 +589,29 @@ impl ShareableList {
     }
 
     /// The segment's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let list = multiproc::ShareableList::new([1])?;
+    /// assert!(list.name().starts_with("mp-"));
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn name(&self) -> &str {
         self.shm.name()
     }
 
     /// The segment (Python's `.shm`): unlink it through this when done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let list = multiproc::ShareableList::new([1])?;
+    /// assert_eq!(list.shm().size(), 8 * 3 + 8 + 8 + 1);
+    /// list.shm().unlink()?;
+    /// # Ok::<(), multiproc::ShareableListError>(())
+    /// ```
     pub fn shm(&self) -> &SharedMemory {
         &self.shm
     }

@@ -12,6 +12,17 @@ use crate::shm::Segment;
 use crate::sys;
 
 /// Why a [`SharedMemory`] could not be created or opened.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{SharedMemory, SharedMemoryError};
+///
+/// match SharedMemory::open("mp-nobody-made-this") {
+///     Err(SharedMemoryError::NotFound(name)) => println!("no segment {name}"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SharedMemoryError {
@@ -85,6 +96,18 @@ pub struct SharedMemoryBuilder {
 impl SharedMemoryBuilder {
     /// The segment's name (default for `create`: a fresh `mp-…` name). A leading `/` is
     /// optional.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    ///
+    /// let name = format!("mp-doc-{}", std::process::id());
+    /// let shm = SharedMemory::builder().name(&name).size(16).create()?;
+    /// assert_eq!(shm.name(), name);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -92,6 +115,18 @@ impl SharedMemoryBuilder {
 
     /// The size in bytes: required for `create`; for `open`, the size the segment must
     /// have.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{SharedMemory, SharedMemoryError};
+    ///
+    /// let shm = SharedMemory::create(16)?;
+    /// let wrong = SharedMemory::builder().name(shm.name()).size(32).open();
+    /// assert!(matches!(wrong, Err(SharedMemoryError::SizeMismatch { expected: 32, actual: 16, .. })));
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn size(mut self, size: usize) -> Self {
         self.size = Some(size);
         self
@@ -100,6 +135,15 @@ impl SharedMemoryBuilder {
     /// Whether the family's resource tracker unlinks the segment once every process of
     /// the family is gone (default `true`, as in Python). Use `false` for a segment meant
     /// to outlive the family; then somebody must [`unlink`](SharedMemory::unlink) it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let kept = multiproc::SharedMemory::builder().size(16).track(false).create()?;
+    /// // ... hand its name to a program that outlives this one; it unlinks the segment.
+    /// kept.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn track(mut self, track: bool) -> Self {
         self.track = Some(track);
         self
@@ -112,6 +156,15 @@ impl SharedMemoryBuilder {
     /// [`SharedMemoryError::AlreadyExists`], [`SharedMemoryError::ZeroSize`] (also when
     /// no size was given), [`SharedMemoryError::InvalidName`],
     /// [`SharedMemoryError::Tracker`], or what the OS said.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::builder().size(100).create()?;
+    /// assert_eq!(shm.to_vec(), vec![0; 100]);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn create(self) -> Result<SharedMemory, SharedMemoryError> {
         let size = self.size.unwrap_or(0);
         if size == 0 {
@@ -147,6 +200,19 @@ impl SharedMemoryBuilder {
     /// [`SharedMemoryError::NotFound`], [`SharedMemoryError::SizeMismatch`] when a size was
     /// given and the segment has another, [`SharedMemoryError::InvalidName`], or what the
     /// OS said.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    ///
+    /// let made = SharedMemory::create(10)?;
+    /// let opened = SharedMemory::builder().name(made.name()).size(10).open()?;
+    /// made.write_at(0, b"x");
+    /// assert_eq!(opened.to_vec()[0], b'x');
+    /// made.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn open(self) -> Result<SharedMemory, SharedMemoryError> {
         let Some(name) = self.name else {
             return Err(SharedMemoryError::InvalidName { name: String::new(), reason: "open needs a name" });
@@ -239,6 +305,14 @@ impl fmt::Debug for SharedMemory {
 
 impl SharedMemory {
     /// The options, for a named segment or one without tracking.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::builder().size(64).create()?;
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn builder() -> SharedMemoryBuilder {
         SharedMemoryBuilder::default()
     }
@@ -284,16 +358,45 @@ impl SharedMemory {
     /// # Errors
     ///
     /// [`SharedMemoryError::NotFound`] when the name was unlinked meanwhile.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4)?;
+    /// let other = shm.clone_handle()?;
+    /// other.write_at(0, &[1]);
+    /// assert_eq!(shm.to_vec()[0], 1);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn clone_handle(&self) -> Result<Self, SharedMemoryError> {
         Self::builder().name(&self.name).open()
     }
 
     /// The segment's name (without the leading `/`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4)?;
+    /// assert!(shm.name().starts_with("mp-"));
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Its size in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4096)?;
+    /// assert_eq!(shm.size(), 4096);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn size(&self) -> usize {
         self.segment.len()
     }
@@ -304,6 +407,18 @@ impl SharedMemory {
     ///
     /// When the range is out of bounds.
     #[doc(alias = "buf")]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// shm.write_at(4, b"abcd");
+    /// let mut out = [0u8; 2];
+    /// shm.read_at(5, &mut out);
+    /// assert_eq!(&out, b"bc");
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn read_at(&self, offset: usize, out: &mut [u8]) {
         self.segment.read_at(offset, out);
     }
@@ -329,6 +444,15 @@ impl SharedMemory {
     }
 
     /// A copy of all the bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(2)?;
+    /// assert_eq!(shm.to_vec(), [0, 0]);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0; self.size()];
         self.segment.read_at(0, &mut out);
@@ -336,6 +460,16 @@ impl SharedMemory {
     }
 
     /// Unmaps this handle (Python's `close()`); the segment stays for the others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(2)?;
+    /// let name = shm.name().to_string();
+    /// shm.close();
+    /// multiproc::SharedMemory::open(&name)?.unlink()?; // still there
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn close(self) {}
 
     /// Removes the name from `/dev/shm` (Python's `unlink()`); handles that have it mapped
@@ -344,6 +478,18 @@ impl SharedMemory {
     /// # Errors
     ///
     /// [`SharedMemoryError::NotFound`] when it was unlinked already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{SharedMemory, SharedMemoryError};
+    ///
+    /// let shm = SharedMemory::create(2)?;
+    /// shm.unlink()?;
+    /// assert!(matches!(SharedMemory::open(shm.name()), Err(SharedMemoryError::NotFound(_))));
+    /// assert!(matches!(shm.unlink(), Err(SharedMemoryError::NotFound(_))));
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn unlink(&self) -> Result<(), SharedMemoryError> {
         Segment::unlink(&self.name).map_err(|e| SharedMemoryError::from_io(e, &self.name))?;
         tracker::unregister(&self.name);
@@ -352,6 +498,15 @@ impl SharedMemory {
 
     /// Stops tracking the segment: it will outlive the family unless somebody unlinks it
     /// (for a segment handed over on purpose, Python's `track=False` after the fact).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(2)?;
+    /// shm.untrack(); // it now outlives the family unless unlinked
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn untrack(&self) {
         tracker::unregister(&self.name);
     }

@@ -85,6 +85,17 @@ impl SharedMemory {
     ///
     /// While the slice lives, no other process or thread may read or write the segment.
     #[allow(clippy::mut_from_ref)]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4)?;
+    /// // SAFETY: the segment is fresh and its name was given to nobody.
+    /// unsafe { shm.as_mut_slice() }.copy_from_slice(b"abcd");
+    /// assert_eq!(shm.to_vec(), b"abcd");
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: the caller guarantees exclusive access.
         unsafe { self.segment.as_mut_slice() }
@@ -92,6 +103,15 @@ impl SharedMemory {
 
     /// The address of the first byte in this process, for code that manages access
     /// itself (atomics placed in the segment, a C library).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// assert!(!shm.as_ptr().is_null());
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         self.segment.as_ptr()
     }

@@ -190,6 +190,20 @@ impl Barrier {
     /// # Errors
     ///
     /// [`BrokenBarrier`] when the barrier is or becomes broken while waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let barrier = multiproc::Barrier::new(2)?;
+    /// let other = barrier.clone();
+    /// let t = std::thread::spawn(move || other.wait().unwrap());
+    /// let mine = barrier.wait()?;
+    /// let mut both = [mine, t.join().unwrap()];
+    /// both.sort();
+    /// assert_eq!(both, [0, 1]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait(&self) -> Result<usize, BrokenBarrier> {
         self.wait_until(Deadline::NEVER)
     }
@@ -265,16 +279,44 @@ impl Barrier {
     }
 
     /// Whether the barrier is broken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let barrier = multiproc::Barrier::new(2)?;
+    /// assert!(!barrier.is_broken());
+    /// barrier.abort();
+    /// assert!(barrier.is_broken());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_broken(&self) -> bool {
         self.shared.broken.load(Ordering::Acquire) != 0
     }
 
     /// The number of parties.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert_eq!(multiproc::Barrier::new(3)?.parties(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn parties(&self) -> usize {
         self.shared.parties.load(Ordering::Relaxed) as usize
     }
 
     /// The number of parties waiting now (0 when broken).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let barrier = multiproc::Barrier::new(2)?;
+    /// assert_eq!(barrier.n_waiting(), 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn n_waiting(&self) -> usize {
         if self.is_broken() { 0 } else { self.shared.count.load(Ordering::Relaxed) as usize }
     }

@@ -57,6 +57,17 @@ mod sealed {
 use sealed::Underlying;
 
 /// A lock a [`Condition`] can use: [`Lock`] or [`RLock`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Condition, Lock, RLock};
+/// # multiproc::init();
+/// let over_a_lock = Condition::with_lock(Lock::new()?)?;
+/// let over_an_rlock = Condition::with_lock(RLock::new()?)?;
+/// # drop((over_a_lock, over_an_rlock));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub trait ConditionLock: sealed::Sealed {}
 
 impl sealed::Sealed for Lock {
@@ -238,6 +249,16 @@ impl Condition {
     /// # Errors
     ///
     /// [`OwnerDied`] (holding the guard) when the lock was taken over from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// let mut guard = cond.acquire()?;
+    /// guard.notify(1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn acquire(&self) -> Result<ConditionGuard<'_>, OwnerDied<ConditionGuard<'_>>> {
         let acquired = self.lock.lock(Deadline::NEVER).expect("an endless wait does not time out");
         self.guard(acquired)
@@ -248,6 +269,17 @@ impl Condition {
     /// # Errors
     ///
     /// [`TryAcquireError::WouldBlock`] or [`TryAcquireError::OwnerDied`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Condition, Lock, TryAcquireError};
+    /// # multiproc::init();
+    /// let cond = Condition::with_lock(Lock::new()?)?;
+    /// let _held = cond.try_acquire()?;
+    /// assert!(matches!(cond.try_acquire(), Err(TryAcquireError::WouldBlock)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, TryAcquireError<ConditionGuard<'_>>> {
         match self.lock.try_lock() {
             Some(acquired) => Ok(self.guard(acquired)?),
@@ -260,6 +292,18 @@ impl Condition {
     /// # Errors
     ///
     /// [`AcquireTimeoutError::Timeout`] or [`AcquireTimeoutError::OwnerDied`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{AcquireTimeoutError, Condition, Lock};
+    /// # multiproc::init();
+    /// let cond = Condition::with_lock(Lock::new()?)?;
+    /// let _held = cond.acquire()?;
+    /// assert!(matches!(cond.acquire_timeout(Duration::from_millis(10)), Err(AcquireTimeoutError::Timeout)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
@@ -345,6 +389,17 @@ impl Condition {
 
 /// The held lock of a [`Condition`]: wait and notify through it; dropping it releases the
 /// lock. It stays on the thread that acquired it.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let cond = multiproc::Condition::new()?;
+/// let mut guard = cond.acquire()?; // the lock is held
+/// guard.notify_all();
+/// drop(guard); // and released
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
@@ -367,6 +422,25 @@ impl ConditionGuard<'_> {
     /// [`ConditionWaitError::OwnerDied`] when the lock was re-acquired from a holder that
     /// died holding it, [`ConditionWaitError::Abandoned`] when nobody else could notify.
     /// The guard holds the lock again in both cases.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// let ready = multiproc::RawValue::new(false)?;
+    /// let (c, r) = (cond.clone(), ready.clone());
+    /// std::thread::spawn(move || {
+    ///     let mut guard = c.acquire().unwrap();
+    ///     r.set(true);
+    ///     guard.notify_all();
+    /// });
+    /// let mut guard = cond.acquire()?;
+    /// while !ready.get() {
+    ///     guard.wait()?;
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait(&mut self) -> Result<(), ConditionWaitError> {
         self.cond.wait_until(Deadline::NEVER).map(|_| ())
     }
@@ -401,6 +475,23 @@ impl ConditionGuard<'_> {
     /// # Errors
     ///
     /// As [`ConditionGuard::wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// let items = multiproc::RawValue::new(0u32)?;
+    /// let (c, i) = (cond.clone(), items.clone());
+    /// std::thread::spawn(move || {
+    ///     let mut guard = c.acquire().unwrap();
+    ///     i.set(3);
+    ///     guard.notify_all();
+    /// });
+    /// let mut guard = cond.acquire()?;
+    /// guard.wait_for(|| items.get() == 3)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool) -> Result<(), ConditionWaitError> {
         while !predicate() {
             self.wait()?;
@@ -414,6 +505,18 @@ impl ConditionGuard<'_> {
     /// # Errors
     ///
     /// [`ConditionWaitError::OwnerDied`] when the lock was re-acquired from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// let mut guard = cond.acquire()?;
+    /// assert!(!guard.wait_for_timeout(Duration::from_millis(10), || false)?);
+    /// assert!(guard.wait_for_timeout(Duration::from_millis(10), || true)?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait_for_timeout(
         &mut self,
         timeout: Duration,
@@ -436,11 +539,29 @@ impl ConditionGuard<'_> {
 
     /// Wakes up to `n` waiters (each notification wakes exactly one of the processes
     /// waiting now).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// cond.acquire()?.notify(2); // nobody waits: nothing happens
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn notify(&mut self, n: u32) {
         self.cond.notify(n);
     }
 
     /// Wakes every waiter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// cond.acquire()?.notify_all();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn notify_all(&mut self) {
         self.cond.notify(u32::MAX);
     }

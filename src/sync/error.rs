@@ -35,16 +35,48 @@ impl<G> OwnerDied<G> {
     }
 
     /// The guard: the lock is held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let guard = lock.acquire().unwrap_or_else(multiproc::OwnerDied::into_guard);
+    /// # drop(guard);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn into_guard(self) -> G {
         self.guard
     }
 
     /// The guard, borrowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// if let Err(died) = lock.acquire() {
+    ///     let _guard: &multiproc::LockGuard<'_> = died.get_ref();
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get_ref(&self) -> &G {
         &self.guard
     }
 
     /// The guard, borrowed mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// if let Err(mut died) = lock.acquire() {
+    ///     let _guard: &mut multiproc::LockGuard<'_> = died.get_mut();
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut G {
         &mut self.guard
     }
@@ -65,6 +97,21 @@ impl<G> fmt::Display for OwnerDied<G> {
 impl<G> std::error::Error for OwnerDied<G> {}
 
 /// Why `try_acquire` returned without the lock.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::TryAcquireError;
+/// # multiproc::init();
+/// let lock = multiproc::Lock::new()?;
+/// let _held = lock.acquire()?;
+/// match lock.try_acquire() {
+///     Ok(_) => unreachable!(),
+///     Err(TryAcquireError::WouldBlock) => println!("busy"),
+///     Err(TryAcquireError::OwnerDied(died)) => drop(died.into_guard()),
+/// }
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub enum TryAcquireError<G> {
     /// Somebody (alive) holds it.
     WouldBlock,
@@ -73,6 +120,21 @@ pub enum TryAcquireError<G> {
 }
 
 /// Why `acquire_timeout` returned without a clean lock.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::AcquireTimeoutError;
+/// # multiproc::init();
+/// let sem = multiproc::Semaphore::new(0)?;
+/// match sem.acquire_timeout(Duration::from_millis(10)) {
+///     Err(AcquireTimeoutError::Timeout) => println!("no permit in time"),
+///     Err(AcquireTimeoutError::OwnerDied(died)) => drop(died.into_guard()),
+///     Ok(_permit) => {}
+/// }
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub enum AcquireTimeoutError<G> {
     /// The timeout passed; the lock is not held.
     Timeout,
@@ -126,6 +188,15 @@ guard_error_impls!(AcquireTimeoutError, Timeout, "the lock was not acquired with
 /// A release that the lock's state does not allow (Python raises `ValueError` or
 /// `AssertionError` for these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Lock, ReleaseError};
+/// # multiproc::init();
+/// assert_eq!(Lock::new()?.release(), Err(ReleaseError::NotLocked));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[non_exhaustive]
 pub enum ReleaseError {
     /// `Lock::release` of a lock nobody holds.
@@ -150,11 +221,32 @@ pub enum ReleaseError {
 /// A thread of the waiting process that is meant to end the wait must hold its own clone
 /// of the handle (not a borrow), or its presence cannot be seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Abandoned, Event};
+/// # multiproc::init();
+/// let lonely = Event::new()?;
+/// assert_eq!(lonely.wait(), Err(Abandoned)); // nobody else could set it
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[error("nobody else holds the object any more, so the wait could never end")]
 pub struct Abandoned;
 
 /// How a `Condition` wait ended without a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Condition, ConditionWaitError};
+/// # multiproc::init();
+/// let cond = Condition::new()?;
+/// let mut guard = cond.acquire()?;
+/// assert!(matches!(guard.wait(), Err(ConditionWaitError::Abandoned(_))));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[non_exhaustive]
 pub enum ConditionWaitError {
     /// The lock was re-acquired from a holder that died holding it: the guard holds the
@@ -168,6 +260,17 @@ pub enum ConditionWaitError {
 
 /// Why a `Barrier` is broken: a `wait` on it fails until [`reset`](crate::Barrier::reset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Barrier, BarrierBreak};
+/// # multiproc::init();
+/// let barrier = Barrier::new(2)?;
+/// barrier.abort();
+/// assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::Aborted);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[non_exhaustive]
 pub enum BarrierBreak {
     /// [`Barrier::abort`](crate::Barrier::abort) was called.
@@ -209,6 +312,18 @@ impl BarrierBreak {
     BarrierBreak::TimedOut => "a party's wait timed out",
     BarrierBreak::PartyDied => "a process holding it died",
 })]
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{Barrier, BarrierBreak};
+/// # multiproc::init();
+/// let barrier = Barrier::new(2)?;
+/// let broken = barrier.wait_timeout(Duration::from_millis(10)).unwrap_err();
+/// assert_eq!(broken.cause(), BarrierBreak::TimedOut);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[doc(alias = "BrokenBarrierError")]
 pub struct BrokenBarrier {
     pub(crate) cause: BarrierBreak,
@@ -216,6 +331,17 @@ pub struct BrokenBarrier {
 
 impl BrokenBarrier {
     /// What broke it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Barrier, BarrierBreak};
+    /// # multiproc::init();
+    /// let barrier = Barrier::new(3)?;
+    /// barrier.abort();
+    /// assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::Aborted);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn cause(&self) -> BarrierBreak {
         self.cause
     }

@@ -124,6 +124,17 @@ impl Event {
     }
 
     /// Whether the flag is raised.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let event = multiproc::Event::new()?;
+    /// assert!(!event.is_set());
+    /// event.set();
+    /// assert!(event.is_set());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_set(&self) -> bool {
         self.shared.word.load(Ordering::SeqCst) & SET != 0
     }

@@ -197,17 +197,52 @@ impl Lock {
     }
 
     /// Whether some process holds the lock (Python 3.14's `locked()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let guard = lock.acquire()?;
+    /// assert!(lock.locked());
+    /// assert_eq!(lock.holder(), Some(std::process::id()));
+    /// drop(guard);
+    /// assert!(!lock.locked() && lock.holder().is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn locked(&self) -> bool {
         self.shared.mutex.is_locked()
     }
 
     /// The pid of the process that holds the lock, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// assert_eq!(lock.holder(), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn holder(&self) -> Option<u32> {
         self.shared.mutex.owner()
     }
 }
 
 /// A held [`Lock`]; dropping it releases the lock.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let lock = multiproc::Lock::new()?;
+/// {
+///     let _guard = lock.acquire()?;
+///     // ... the critical section ...
+/// }
+/// assert!(!lock.locked());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
@@ -216,6 +251,17 @@ pub struct LockGuard<'a> {
 impl LockGuard<'_> {
     /// Ends the guard without releasing the lock: it stays held until somebody calls
     /// [`Lock::release`] (maybe another process), as Python's `acquire()` without `with`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// lock.acquire()?.leave_locked();
+    /// assert!(lock.locked());
+    /// lock.release()?; // here, or in another process
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn leave_locked(self) {
         std::mem::forget(self);
     }

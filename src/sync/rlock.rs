@@ -265,11 +265,33 @@ impl RLock {
     }
 
     /// Whether some thread holds the lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let _guard = lock.acquire()?;
+    /// assert!(lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn locked(&self) -> bool {
         self.shared.mutex.is_locked()
     }
 
     /// Whether the calling thread holds the lock (Python's `_is_owned()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let _guard = lock.acquire()?;
+    /// assert!(lock.is_owned());
+    /// let other = lock.clone();
+    /// assert!(!std::thread::spawn(move || other.is_owned()).join().unwrap());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_owned(&self) -> bool {
         self.shared.mutex.is_held_by(Owner::thread())
     }
@@ -277,6 +299,19 @@ impl RLock {
 
 /// One held level of an [`RLock`]; dropping it releases that level. It stays on the
 /// thread that acquired it.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let lock = multiproc::RLock::new()?;
+/// let outer = lock.acquire()?;
+/// let inner = lock.acquire()?;
+/// drop(inner);
+/// assert!(lock.locked(), "the outer level is still held");
+/// drop(outer);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
@@ -286,6 +321,17 @@ pub struct RLockGuard<'a> {
 impl RLockGuard<'_> {
     /// Ends the guard without releasing its level: call [`RLock::release`] later, on this
     /// thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// lock.acquire()?.leave_locked();
+    /// lock.release()?; // on the same thread
+    /// assert!(!lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn leave_locked(self) {
         std::mem::forget(self);
     }

@@ -463,6 +463,16 @@ impl Semaphore {
 
     /// The number of permits available now (dead holders' permits count once a waiter
     /// took them back).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(3)?;
+    /// let _permit = sem.acquire()?;
+    /// assert_eq!(sem.get_value(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get_value(&self) -> u32 {
         self.core.value()
     }
@@ -506,6 +516,15 @@ impl BoundedSemaphore {
     /// # Panics
     ///
     /// When `value` is 0: a semaphore that can never be released is a mistake.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(2)?;
+    /// assert_eq!((sem.get_value(), sem.bound()), (2, 2));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new(value: u32) -> Result<Self, Error> {
         assert!(value > 0, "a BoundedSemaphore needs a bound of at least 1");
         Ok(Self { core: Core::new(value, value)? })
@@ -516,6 +535,18 @@ impl BoundedSemaphore {
     /// # Errors
     ///
     /// [`OwnerDied`] when the permit was taken back from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let permit = sem.acquire()?;
+    /// assert_eq!(sem.get_value(), 0);
+    /// drop(permit);
+    /// assert_eq!(sem.get_value(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
         self.core.acquire()
     }
@@ -525,6 +556,17 @@ impl BoundedSemaphore {
     /// # Errors
     ///
     /// [`TryAcquireError::WouldBlock`] or [`TryAcquireError::OwnerDied`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::TryAcquireError;
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let _permit = sem.try_acquire()?;
+    /// assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError<SemaphoreGuard<'_>>> {
         self.core.try_acquire()
     }
@@ -534,6 +576,16 @@ impl BoundedSemaphore {
     /// # Errors
     ///
     /// [`AcquireTimeoutError::Timeout`] or [`AcquireTimeoutError::OwnerDied`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let _permit = sem.acquire_timeout(Duration::from_secs(1))?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn acquire_timeout(
         &self,
         timeout: Duration,
@@ -547,22 +599,63 @@ impl BoundedSemaphore {
     ///
     /// [`ReleaseError::OverRelease`] when the value is already at its bound (Python's
     /// `ValueError: semaphore or lock released too many times`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// sem.acquire()?.forget();
+    /// sem.release()?;
+    /// assert!(sem.release().is_err(), "above the bound");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn release(&self) -> Result<(), ReleaseError> {
         self.core.give(None)
     }
 
     /// The number of permits available now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(4)?;
+    /// assert_eq!(sem.get_value(), 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get_value(&self) -> u32 {
         self.core.value()
     }
 
     /// The bound: the initial value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert_eq!(multiproc::BoundedSemaphore::new(4)?.bound(), 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn bound(&self) -> u32 {
         self.core.shared.bound.load(Ordering::Relaxed)
     }
 }
 
 /// A permit of a [`Semaphore`] or [`BoundedSemaphore`]; dropping it gives the permit back.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let sem = multiproc::Semaphore::new(1)?;
+/// {
+///     let _permit = sem.acquire()?;
+///     assert_eq!(sem.get_value(), 0);
+/// }
+/// assert_eq!(sem.get_value(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
     core: &'a Core,
@@ -572,6 +665,17 @@ pub struct SemaphoreGuard<'a> {
 impl SemaphoreGuard<'_> {
     /// Keeps the permit: it is not given back (a consumed item), or it is given back later
     /// by a plain `release`, maybe by another process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(1)?;
+    /// sem.acquire()?.forget();
+    /// assert_eq!(sem.get_value(), 0);
+    /// sem.release();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn forget(self) {
         std::mem::forget(self);
     }
