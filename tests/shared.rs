@@ -362,8 +362,7 @@ fn a_shareable_list_holds_python_s_plain_values_with_fixed_length_and_room() {
     assert!(matches!(ShareableList::open(list.name()), Err(ShareableListError::SharedMemory(_))));
 }
 
-fn bump_first(name: String) -> Item {
-    let list = ShareableList::open(&name).unwrap();
+fn bump_first(list: ShareableList) -> Item {
     if let Item::Int(n) = list.get(0).unwrap() {
         list.set(0, n + 1).unwrap();
     }
@@ -371,13 +370,17 @@ fn bump_first(name: String) -> Item {
 }
 
 #[test]
-fn a_shareable_list_is_opened_by_name_in_another_process() {
+fn a_shareable_list_travels_to_children_of_every_start_method() {
     let _w = watchdog(LIMIT);
     let list =
         ShareableList::create_named(&format!("mp-list-{}", std::process::id()), [Item::Int(41), "x".into()]).unwrap();
-    let child = Process::new(bump_first, list.name().to_string()).start_method(StartMethod::Spawn).start().unwrap();
-    assert_eq!(child.join().unwrap(), Item::Str("x".into()));
-    assert_eq!(list.get(0).unwrap(), Item::Int(42));
+    for (method, expected) in [(StartMethod::Spawn, 42), (StartMethod::ForkServer, 43), (StartMethod::Fork, 44)] {
+        // The list travels as its name and is opened again in the child.
+        let handle = ShareableList::open(list.name()).unwrap();
+        let child = Process::new(bump_first, handle).start_method(method).start().unwrap();
+        assert_eq!(child.join().unwrap(), Item::Str("x".into()));
+        assert_eq!(list.get(0).unwrap(), Item::Int(expected), "{method:?}");
+    }
     list.shm().unlink().unwrap();
 }
 

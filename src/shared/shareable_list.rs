@@ -17,6 +17,9 @@
 
 use std::fmt;
 
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use super::shared_memory::{SharedMemory, SharedMemoryError};
 
 /// One item of a [`ShareableList`]: the types Python's `ShareableList` holds.
@@ -146,6 +149,9 @@ const WORD: usize = 8;
 /// bools and `None` fit any slot. Trailing NUL bytes of a str or bytes item are lost, as
 /// in Python. There is no lock: a reader racing a writer of the same slot may see an
 /// error or a mix; guard the list with a [`Lock`](crate::Lock) when processes write it.
+///
+/// Sent to another process (a process argument, a queue), a list travels as the name of
+/// its segment and is opened again on arrival.
 ///
 /// # Examples
 ///
@@ -614,5 +620,17 @@ impl ShareableList {
     /// ```
     pub fn shm(&self) -> &SharedMemory {
         &self.shm
+    }
+}
+
+impl Serialize for ShareableList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.shm.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShareableList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ShareableList::from_shared_memory(SharedMemory::deserialize(deserializer)?).map_err(D::Error::custom)
     }
 }
