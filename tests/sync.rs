@@ -118,12 +118,17 @@ fn a_lock_whose_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
     assert!(held.wait_timeout(LIMIT));
     assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)), "the holder lives");
     assert!(matches!(lock.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
-    kill_9(child);
+    // Killed while we are blocked in acquire.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        kill_9(child);
+    });
     let guard = match lock.acquire() {
         Err(died) => died.into_guard(),
         Ok(_) => panic!("the takeover must be reported"),
     };
     assert_eq!(lock.holder(), Some(std::process::id()));
+    killer.join().unwrap();
     drop(guard);
     // Only the acquirer that took over is told.
     drop(lock.acquire().expect("a clean lock after the takeover"));
@@ -311,8 +316,13 @@ fn the_permits_of_a_killed_holder_come_back_with_owner_died() {
     assert!(held.wait_timeout(LIMIT));
     let mine = sem.acquire().unwrap();
     assert_eq!(sem.get_value(), 0);
-    kill_9(child);
+    // Killed while we are blocked in acquire.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        kill_9(child);
+    });
     let recovered = sem.acquire().expect_err("a recovered permit is reported").into_guard();
+    killer.join().unwrap();
     let second = sem.try_acquire().expect_err("so is the second one").into_guard();
     drop((mine, recovered, second));
     assert_eq!(sem.get_value(), 3, "every permit is back");
