@@ -6,7 +6,11 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 pub use crate::codec::CodecError;
+use crate::shared::{ShareableListError, SharedMemoryError};
 pub use crate::shm::HeapFull;
+use crate::sync::{
+    Abandoned, AcquireTimeoutError, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError, TryAcquireError,
+};
 
 /// Any error of multiproc, for `?` in functions that mix operations.
 ///
@@ -50,6 +54,58 @@ pub enum Error {
     /// The operating system refused.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// A lock or permit was taken over from a process that died holding it, and the
+    /// [`OwnerDied`] carrying its guard was turned into this error (which released it).
+    #[error("the previous holder of a lock died while holding it")]
+    OwnerDied,
+    /// A `try_` operation found the object busy.
+    #[error("the operation would block")]
+    WouldBlock,
+    /// A `_timeout` operation's time ran out.
+    #[error("the operation timed out")]
+    Timeout,
+    /// A release the lock's state does not allow.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// A wait that nothing could end.
+    #[error(transparent)]
+    Abandoned(#[from] Abandoned),
+    /// A condition wait ended badly.
+    #[error(transparent)]
+    ConditionWait(#[from] ConditionWaitError),
+    /// A barrier is broken.
+    #[error(transparent)]
+    BrokenBarrier(#[from] BrokenBarrier),
+    /// A named shared memory segment could not be created or opened.
+    #[error(transparent)]
+    SharedMemory(#[from] SharedMemoryError),
+    /// A `ShareableList` operation failed.
+    #[error(transparent)]
+    ShareableList(#[from] ShareableListError),
+}
+
+impl<G> From<OwnerDied<G>> for Error {
+    fn from(_: OwnerDied<G>) -> Self {
+        Error::OwnerDied
+    }
+}
+
+impl<G> From<TryAcquireError<G>> for Error {
+    fn from(e: TryAcquireError<G>) -> Self {
+        match e {
+            TryAcquireError::WouldBlock => Error::WouldBlock,
+            TryAcquireError::OwnerDied(_) => Error::OwnerDied,
+        }
+    }
+}
+
+impl<G> From<AcquireTimeoutError<G>> for Error {
+    fn from(e: AcquireTimeoutError<G>) -> Self {
+        match e {
+            AcquireTimeoutError::Timeout => Error::Timeout,
+            AcquireTimeoutError::OwnerDied(_) => Error::OwnerDied,
+        }
+    }
 }
 
 /// Why `multiproc::init()` refused.

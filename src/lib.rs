@@ -10,6 +10,18 @@
 //! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
 //! | `set_start_method("spawn")` | [`set_start_method(StartMethod::Spawn)`](set_start_method) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
+//! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)`, `lock.release()` | [`Lock::new()?`](Lock), [`let _g = lock.acquire()?`](Lock::acquire), [`acquire_timeout(t)`](Lock::acquire_timeout), [`release()`](Lock::release) |
+//! | `RLock()` | [`RLock`] (guards stay on their thread; [`OwnerDied`] when the holder died) |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)`, `get_value()` | [`Semaphore::new(n)`](Semaphore), [`BoundedSemaphore`], [`get_value()`](Semaphore::get_value) |
+//! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait`](Event::wait) / [`wait_timeout`](Event::wait_timeout) |
+//! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]; through its guard: [`wait`](ConditionGuard::wait), [`wait_for`](ConditionGuard::wait_for), [`notify`](ConditionGuard::notify), [`notify_all`](ConditionGuard::notify_all) |
+//! | `Barrier(parties)`: `wait`, `abort`, `reset`, `BrokenBarrierError` | [`Barrier`]: [`wait`](Barrier::wait), [`abort`](Barrier::abort), [`reset`](Barrier::reset), [`BrokenBarrier`] |
+//! | `Value('i', 0)`, `with v.get_lock(): v.value += 1` | [`Value::new(0i32)?`](Value), [`*v.lock() += 1`](Value::lock) |
+//! | `Array('d', 10)`, `Array('i', [0, 1, 2])`, `arr[:]` | [`Array::<f64>::new(10)?`](Array::new), [`Array::from_slice(&[0, 1, 2])?`](Array::from_slice), [`to_vec()`](Array::to_vec) |
+//! | `RawValue`, `RawArray`, `lock=False` | [`RawValue`], [`RawArray`] (`unsafe` [`as_slice`](RawArray::as_slice)) |
+//! | `ctypes.Structure` in a `Value` | `#[derive(ShmSafe)] #[repr(C)] struct`, see [`ShmSafe`] |
+//! | `SharedMemory(create=True, size=n)`, `SharedMemory(name)`, `.buf`, `close()`, `unlink()` | [`SharedMemory::create(n)?`](SharedMemory::create), [`SharedMemory::open(name)?`](SharedMemory::open), [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at), [`close()`](SharedMemory::close), [`unlink()`](SharedMemory::unlink) |
+//! | `ShareableList([1, 'a', None])` | [`ShareableList::new([Item::from(1), "a".into(), Item::None])?`](ShareableList) (Python's byte layout) |
 //!
 //! ```no_run
 //! use multiproc::Process;
@@ -47,6 +59,7 @@ mod pool;
 mod process;
 mod shared;
 mod shm;
+mod sync;
 mod sys;
 
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
@@ -70,8 +83,16 @@ pub use process::{
     current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
     set_start_method, try_init,
 };
-pub use shared::{RawValue, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory, SharedMemoryBuilder,
+    SharedMemoryError, Value, ValueGuard,
+};
 pub use shm::ShmSafe;
+pub use sync::{
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, BrokenBarrier, Condition, ConditionGuard,
+    ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,
+    SemaphoreGuard, TryAcquireError,
+};
 
 /// One line of setup for a test crate (integration tests, or a binary's unit tests):
 /// runs [`init()`] before the test harness starts its threads, so tests may start

@@ -6,6 +6,7 @@
 
 mod pool;
 mod stats;
+mod sync;
 
 use std::time::Instant;
 
@@ -37,6 +38,9 @@ const BENCHES: &[Bench] = &[
     ("pool_overhead", pool::pool_overhead),
     ("pool_apply_async", pool::pool_apply_async),
     ("pool_cpu_scaling", pool::pool_cpu_scaling),
+    ("lock_uncontended", sync::lock_uncontended),
+    ("lock_contended", sync::lock_contended),
+    ("shared_array", sync::shared_array),
 ];
 
 fn main() {

@@ -499,7 +499,7 @@ pub(crate) trait Feeder<R>: Send {
 ///
 /// multiproc::init();
 /// let pool = Pool::new(2)?;
-/// let firsts: Vec<u64> = pool.imap(square, 0..).take(5).map(Result::unwrap).collect();
+/// let firsts: Vec<u64> = pool.imap(square, 0..)?.take(5).map(Result::unwrap).collect();
 /// assert_eq!(firsts, [0, 1, 4, 9, 16]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```

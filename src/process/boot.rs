@@ -21,7 +21,8 @@ use crate::shm::{Heap, Payload};
 use crate::sys::{self, Packed};
 
 /// The environment variable that tells a re-executed binary it is a child, and where its
-/// boot socket is: `spawn:<fd>:<parent pid>`.
+/// boot socket is: `spawn:<fd>:<parent pid>`; or that it is the family's resource tracker,
+/// reading its pipe at `tracker:<fd>`.
 pub(crate) const BOOT_ENV: &str = "MULTIPROC_BOOT";
 
 /// Everything a child needs to know.
@@ -130,6 +131,13 @@ pub(crate) fn dispatch_if_child() {
             sys::child_signal_dispositions();
             run(sock, parent, true)
         }
+        ["tracker", fd] => {
+            let Some(pipe) = fd.parse::<i32>().ok().and_then(sys::take_fd) else {
+                eprintln!("multiproc: resource tracker pipe {fd} missing");
+                sys::exit_now(1);
+            };
+            super::tracker::run(pipe)
+        }
         _ => {
             eprintln!("multiproc: unknown {BOOT_ENV}={value}");
             sys::exit_now(1);
@@ -167,12 +175,17 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
             sys::exit_now(1);
         }
     };
-    // The heap first: the boot message may hold handles into it.
+    // The heap first: the boot message may hold handles into it. The resource tracker's
+    // pipe, if the family has one, comes second.
     if spawned {
-        let adopted = fds.pop().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(Heap::adopt);
+        let mut fds = std::mem::take(&mut fds).into_iter();
+        let adopted = fds.next().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(Heap::adopt);
         if let Err(e) = adopted {
             report(sock.as_fd(), &Outcome::Failed(format!("cannot map the family heap: {e}")));
             sys::exit_now(1);
+        }
+        if let Some(tracker) = fds.next() {
+            super::tracker::adopt(tracker);
         }
     }
     drop(fds);

@@ -111,6 +111,10 @@ pub(crate) fn init() -> Result<(), InitError> {
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
     super::panics::install_hook();
+    // Before the fork server, so that every process of the family inherits its pipe.
+    if let Err(e) = super::tracker::start() {
+        eprintln!("multiproc: the resource tracker did not start ({e}); named shared memory cannot be tracked");
+    }
     let token = sys::random_bytes::<16>();
     let forkserver = forkserver::start(token).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
     let config = FamilyConfig {

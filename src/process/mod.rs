@@ -8,6 +8,7 @@ mod fork;
 mod forkserver;
 pub(crate) mod panics;
 mod spawn;
+pub(crate) mod tracker;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -347,8 +348,10 @@ fn launch(
         StartMethod::Spawn | StartMethod::ForkServer => {
             let message = codec::encode(&boot)?;
             drop(boot);
-            let heap_fd = [Heap::get().fd()];
-            let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &heap_fd } else { &[] };
+            // A spawned child gets the heap and the resource tracker's pipe; the others
+            // inherit both.
+            let spawn_fds: Vec<BorrowedFd<'_>> = std::iter::once(Heap::get().fd()).chain(tracker::fd()).collect();
+            let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &spawn_fds } else { &[] };
             // Small enough for the socket buffer: written before the child exists, so that
             // it finds its message at once.
             sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), fds)?;

@@ -1,6 +1,13 @@
-//! Shared state: [`Value`] and [`RawValue`] (one plain value in the family's shared memory),
-//! with and without a lock.
+//! Shared state: [`Value`] and [`Array`] (plain data in the family's shared memory, with
+//! a lock), [`RawValue`] and [`RawArray`] (without), and the named [`SharedMemory`] and
+//! [`ShareableList`] that processes outside the family can open too.
 
+mod array;
+mod shareable_list;
+mod shared_memory;
 mod value;
 
+pub use array::{Array, ArrayGuard, RawArray};
+pub use shareable_list::{Item, ShareableList, ShareableListError};
+pub use shared_memory::{SharedMemory, SharedMemoryBuilder, SharedMemoryError};
 pub use value::{RawValue, Value, ValueGuard};

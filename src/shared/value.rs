@@ -69,22 +69,60 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     /// # Errors
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let v = multiproc::Value::new(1.5f64)?;
+    /// assert_eq!(v.get(), 1.5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new(value: T) -> Result<Self, Error> {
         Ok(Self { shared: Shared::new(ValueState { cell: Locked::new(value) })? })
     }
 
     /// Reads the value (under the lock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let v = multiproc::Value::new(3u8)?;
+    /// assert_eq!(v.get(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get(&self) -> T {
         *self.lock()
     }
 
     /// Writes the value (under the lock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let v = multiproc::Value::new(3u8)?;
+    /// v.set(4);
+    /// assert_eq!(v.get(), 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn set(&self, value: T) {
         *self.lock() = value;
     }
 
     /// Locks the value for a read-modify-write; unlocks when the guard drops.
     #[doc(alias = "get_lock")]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let v = multiproc::Value::new(0i32)?;
+    /// *v.lock() += 1; // exact, whatever other processes do at the same time
+    /// assert_eq!(v.get(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn lock(&self) -> ValueGuard<'_, T> {
         let guard =
             self.shared.cell.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
@@ -92,17 +130,52 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     }
 
     /// Locks the value if nobody holds the lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let v = multiproc::Value::new(0i32)?;
+    /// let held = v.lock();
+    /// assert!(v.try_lock().is_none());
+    /// drop(held);
+    /// assert!(v.try_lock().is_some());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn try_lock(&self) -> Option<ValueGuard<'_, T>> {
         self.shared.cell.try_lock(Owner::process()).map(|guard| ValueGuard { guard })
     }
 
     /// Locks the value, waiting at most `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// let v = multiproc::Value::new(0i32)?;
+    /// let _held = v.lock();
+    /// assert!(v.lock_timeout(Duration::from_millis(10)).is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Option<ValueGuard<'_, T>> {
         self.shared.cell.lock(Owner::process(), Deadline::after(timeout)).ok().map(|guard| ValueGuard { guard })
     }
 }
 
 /// The locked value of a [`Value`]; dereference it to read or write.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let v = multiproc::Value::new(10u64)?;
+/// let mut guard = v.lock();
+/// *guard = *guard * 2 + 1;
+/// drop(guard);
+/// assert_eq!(v.get(), 21);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct ValueGuard<'a, T> {
     guard: LockedGuard<'a, T>,
 }
@@ -116,6 +189,15 @@ impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 impl<T> ValueGuard<'_, T> {
     /// Whether the previous holder died holding the lock: the value may be half-updated
     /// (for a plain number, it holds the last complete write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let v = multiproc::Value::new(0u8)?;
+    /// assert!(!v.lock().owner_died());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn owner_died(&self) -> bool {
         self.guard.acquired == Acquired::OwnerDied
     }
@@ -141,7 +223,7 @@ struct RawState<T: Copy + Send> {
 }
 
 impl<T: ShmSafe + Copy + Send + Sync> ShmObject for RawState<T> {
-    const KIND: u32 = kind::VALUE + 1;
+    const KIND: u32 = kind::RAW_VALUE;
 }
 
 /// A value of `T` in shared memory without a lock (Python's `RawValue`).
@@ -186,16 +268,43 @@ impl<T: ShmSafe + Copy + Send + Sync> RawValue<T> {
     /// # Errors
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let v = multiproc::RawValue::new(5i16)?;
+    /// assert_eq!(v.get(), 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new(value: T) -> Result<Self, Error> {
         Ok(Self { shared: Shared::new(RawState { cell: Racy::new(value) })? })
     }
 
     /// Reads the value, unsynchronized.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert_eq!(multiproc::RawValue::new(true)?.get(), true);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get(&self) -> T {
         self.shared.cell.get()
     }
 
     /// Writes the value, unsynchronized.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let flag = multiproc::RawValue::new(false)?;
+    /// flag.set(true);
+    /// assert!(flag.get());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn set(&self, value: T) {
         self.shared.cell.set(value)
     }

@@ -39,6 +39,13 @@ pub struct HeapFull {
     requested: usize,
 }
 
+impl HeapFull {
+    /// A request of `requested` bytes that cannot be met.
+    pub(crate) fn requested(requested: usize) -> Self {
+        HeapFull { requested }
+    }
+}
+
 #[repr(C)]
 struct Header {
     magic: AtomicU64,

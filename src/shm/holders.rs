@@ -236,13 +236,45 @@ impl Holders {
         pids
     }
 
-    fn prune_dead(&self, heap: &Heap, me: ProcId) {
+    /// Forgets the entries of dead processes; returns how many there were. A caller that
+    /// must notice every death (a barrier breaks when a holder dies) counts them here.
+    pub(crate) fn forget_dead(&self, heap: &Heap) -> usize {
+        let _g = RawGuard::lock(&self.lock);
+        self.prune_dead(heap, sys::me())
+    }
+
+    /// Whether the calling process holds the only handle of the family: no other live
+    /// process holds one, none is in flight, and this process holds exactly one (so no
+    /// other thread of ours has a clone either).
+    pub(crate) fn sole_holder(&self, heap: &Heap) -> bool {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        self.prune_dead(heap, me);
+        if self.inflight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let mut mine = 0;
+        let others = self.for_each(heap, |e| {
+            if e.is(me) {
+                mine = e.count.load(Ordering::Relaxed);
+                false
+            } else {
+                !e.is_free()
+            }
+        });
+        !others && mine <= 1
+    }
+
+    fn prune_dead(&self, heap: &Heap, me: ProcId) -> usize {
+        let mut dead = 0;
         self.for_each(heap, |e| {
             if !e.is_free() && !e.is(me) && !e.alive() {
                 e.clear();
+                dead += 1;
             }
             false
         });
+        dead
     }
 
     fn free_blocks(&self, heap: &Heap) {

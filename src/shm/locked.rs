@@ -38,7 +38,8 @@ impl<T: ShmSafe> Locked<T> {
 
     /// Locks if free.
     pub(crate) fn try_lock(&self, owner: Owner) -> Option<LockedGuard<'_, T>> {
-        self.mutex.try_lock(owner).then_some(LockedGuard { cell: self, acquired: Acquired::Clean })
+        // `then`, not `then_some`: a guard built eagerly would unlock the mutex on drop.
+        self.mutex.try_lock(owner).then(|| LockedGuard { cell: self, acquired: Acquired::Clean })
     }
 
     /// Reads the value without the lock (volatile; may see a write in progress, which

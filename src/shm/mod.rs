@@ -12,7 +12,10 @@ mod holders;
 mod locked;
 mod mutex;
 mod object;
+mod raw_access;
 mod ring;
+mod segment;
+mod slice;
 mod wait;
 
 pub(crate) use blob::Payload;
@@ -21,10 +24,12 @@ pub(crate) use heap::Heap;
 pub use heap::HeapFull;
 pub(crate) use holders::Holders;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
-pub(crate) use mutex::{Acquired, Owner, RawMutex};
+pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TimedOut};
 pub(crate) use object::{Shared, ShmObject, Side, Sided, kind};
 pub(crate) use ring::{INLINE_MAX, Large, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
-pub(crate) use wait::{Deadline, Notify, SPIN};
+pub(crate) use segment::Segment;
+pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
+pub(crate) use wait::{Deadline, Interrupted, Notify, SPIN};
 
 /// Serialises the unit tests that allocate from the family heap, so that those comparing
 /// `Heap::in_use` before and after see only their own allocations.

@@ -165,6 +165,25 @@ impl RawMutex {
         }
     }
 
+    /// Releases the lock if somebody holds it; `false` if it was not locked (a `release`
+    /// too many, which Python reports as an error).
+    #[inline]
+    pub(crate) fn unlock_if_locked(&self) -> bool {
+        self.owner_start.store(0, Ordering::Relaxed);
+        let old = self.word.swap(0, Ordering::Release);
+        if old & SLEEPERS != 0 {
+            sys::futex_wake(&self.word, 1);
+        }
+        old & ID != 0
+    }
+
+    /// Whether `me` holds the lock (for locks owned by a thread: the owner's id and start
+    /// time both match, so a reused thread id is not taken for the owner).
+    #[inline]
+    pub(crate) fn is_held_by(&self, me: Owner) -> bool {
+        self.word.load(Ordering::Acquire) & ID == me.id && self.owner_start.load(Ordering::Relaxed) == me.start
+    }
+
     /// The id of the holder, if any.
     pub(crate) fn owner(&self) -> Option<u32> {
         let id = self.word.load(Ordering::Relaxed) & ID;

@@ -30,7 +30,9 @@ pub(crate) mod kind {
     pub(crate) const CONDITION: u32 = 14;
     pub(crate) const BARRIER: u32 = 15;
     pub(crate) const VALUE: u32 = 20;
-    pub(crate) const ARRAY: u32 = 21;
+    pub(crate) const RAW_VALUE: u32 = 21;
+    pub(crate) const ARRAY: u32 = 22;
+    pub(crate) const RAW_ARRAY: u32 = 23;
     pub(crate) const RING: u32 = 30;
     pub(crate) const QUEUE: u32 = 31;
     pub(crate) const PIPE: u32 = 32;
@@ -145,6 +147,19 @@ impl<T: ShmObject> Shared<T> {
     /// a second one in this process. Reads `/proc`: for waits that lasted, as `others_alive`.
     pub(crate) fn other_handles(&self) -> bool {
         self.header().holders.other_handles(Heap::get())
+    }
+
+    /// Forgets the holders that died without dropping their handles (killed, crashed);
+    /// returns how many. Reads `/proc`, like [`Shared::others_alive`].
+    pub(crate) fn forget_dead_holders(&self) -> usize {
+        self.header().holders.forget_dead(Heap::get())
+    }
+
+    /// Whether this is the family's only handle to the object: no other live process
+    /// holds one, none is in a message, and this process holds no other. Then nobody else
+    /// can change the object. Reads `/proc`.
+    pub(crate) fn sole_handle(&self) -> bool {
+        self.header().holders.sole_holder(Heap::get())
     }
 
     /// The live processes holding this object (pids), this one included.

@@ -351,6 +351,26 @@ pub(crate) fn outlive_parent() {
     let _ = rustix::process::set_parent_process_death_signal(None);
 }
 
+/// Leaves the family's session and process group and ignores the signals that end a
+/// program from its terminal: for the resource tracker, which must outlive a Ctrl-C or a
+/// `kill -9` of the family's process group to clean up after it. Its stdout goes to
+/// `/dev/null` (it keeps stderr for its warnings).
+pub(crate) fn detach_from_session() {
+    let _ = rustix::process::setsid();
+    // SAFETY: SIG_IGN installs no handler code; dup2 replaces descriptor 1 atomically.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::close(null);
+        }
+    }
+}
+
 /// Flushes Rust's stdout and stderr and ends the process at once with `code`, without
 /// running `atexit` handlers inherited from the parent.
 pub(crate) fn exit_now(code: i32) -> ! {

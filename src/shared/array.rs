@@ -1,0 +1,515 @@
+//! `Array` and `RawArray`: a fixed number of plain values shared by the processes of a
+//! family.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::Error;
+use crate::shm::{Acquired, Deadline, LockedSlice, Owner, RacySlice, Shared, ShmSafe, SliceGuard};
+
+/// A fixed-length array of `T` in shared memory, with a lock (Python's
+/// `multiprocessing.Array`).
+///
+/// [`get`](Array::get), [`set`](Array::set) and [`to_vec`](Array::to_vec) take the lock
+/// for one access; [`lock`](Array::lock) holds it and gives the elements as a slice, for
+/// several accesses that must not interleave with other processes'. A process that dies
+/// holding the lock does not block the others: the next `lock` gets it, and
+/// [`ArrayGuard::owner_died`] says so.
+///
+/// `Array` is a handle: clone it, pass it to a child, send it through a queue; the
+/// elements live as long as some handle does.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Array, Process};
+///
+/// fn negate(numbers: Array<i32>) {
+///     for x in numbers.lock().iter_mut() {
+///         *x = -*x;
+///     }
+/// }
+///
+/// multiproc::init();
+/// let numbers = Array::from_slice(&[0, 1, 2, 3])?;
+/// Process::new(negate, numbers.clone()).start()?.join()?;
+/// assert_eq!(numbers.to_vec(), [0, -1, -2, -3]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.Array")]
+#[derive(Serialize)]
+#[serde(bound = "")]
+pub struct Array<T: ShmSafe + Copy + Send + Sync> {
+    shared: Shared<LockedSlice<T>>,
+}
+
+impl<'de, T: ShmSafe + Copy + Send + Sync> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let shared = Shared::<LockedSlice<T>>::deserialize(deserializer)?;
+        if !shared.holds_elements() {
+            return Err(D::Error::custom("the Array handle was sent for elements of another type"));
+        }
+        Ok(Self { shared })
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Without the lock: Debug must not wait, and a torn element is still a value.
+        let shown = self.len().min(32);
+        let mut list = f.debug_list();
+        list.entries((0..shown).map(|i| self.shared.get_racy(i)));
+        if self.len() > shown {
+            list.entry(&format_args!("... {} more", self.len() - shown));
+        }
+        list.finish()
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
+    /// `len` elements, all bytes zero (Python's `Array('i', 10)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let zeros = multiproc::Array::<f64>::new(3)?;
+    /// assert_eq!(zeros.to_vec(), [0.0, 0.0, 0.0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new(len: usize) -> Result<Self, Error> {
+        Ok(Self { shared: LockedSlice::zeroed(len)? })
+    }
+
+    /// A copy of `values` (Python's `Array('i', [0, 1, 2])`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[1u8, 2, 3])?;
+    /// assert_eq!(a.len(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn from_slice(values: &[T]) -> Result<Self, Error> {
+        Ok(Self { shared: LockedSlice::from_slice(values)? })
+    }
+
+    /// The number of elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(3)?;
+    /// assert_eq!(a.len(), 3);
+    /// assert!(!a.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Whether it has no elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert!(multiproc::Array::<u8>::new(0)?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` (under the lock).
+    ///
+    /// # Panics
+    ///
+    /// When `i` is out of bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[5, 6])?;
+    /// assert_eq!(a.get(1), 6);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self, i: usize) -> T {
+        self.lock()[i]
+    }
+
+    /// Sets element `i` (under the lock).
+    ///
+    /// # Panics
+    ///
+    /// When `i` is out of bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[5, 6])?;
+    /// a.set(0, 50);
+    /// assert_eq!(a.to_vec(), [50, 6]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set(&self, i: usize, value: T) {
+        self.lock()[i] = value;
+    }
+
+    /// A copy of all elements (under the lock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[1, 2, 3])?;
+    /// assert_eq!(a.to_vec(), [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn to_vec(&self) -> Vec<T> {
+        self.lock().to_vec()
+    }
+
+    /// Overwrites all elements with `values`, which must have the same length (under the
+    /// lock).
+    ///
+    /// # Panics
+    ///
+    /// When the lengths differ.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<i64>::new(2)?;
+    /// a.copy_from_slice(&[4, 5]);
+    /// assert_eq!(a.to_vec(), [4, 5]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn copy_from_slice(&self, values: &[T]) {
+        self.lock().copy_from_slice(values);
+    }
+
+    /// Locks the array and gives its elements as a slice; unlocks when the guard drops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::from_slice(&[3, 1, 2])?;
+    /// a.lock().sort();
+    /// assert_eq!(a.to_vec(), [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias = "get_lock")]
+    pub fn lock(&self) -> ArrayGuard<'_, T> {
+        let guard = self.shared.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
+        ArrayGuard { guard }
+    }
+
+    /// Locks the array if nobody holds the lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(1)?;
+    /// let guard = a.try_lock().expect("free");
+    /// assert!(a.try_lock().is_none());
+    /// # drop(guard);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_lock(&self) -> Option<ArrayGuard<'_, T>> {
+        self.shared.try_lock(Owner::process()).map(|guard| ArrayGuard { guard })
+    }
+
+    /// Locks the array, waiting at most `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(1)?;
+    /// let _held = a.lock();
+    /// assert!(a.lock_timeout(Duration::from_millis(10)).is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> Option<ArrayGuard<'_, T>> {
+        self.shared.lock(Owner::process(), Deadline::after(timeout)).ok().map(|guard| ArrayGuard { guard })
+    }
+}
+
+/// The locked elements of an [`Array`]: a `[T]` to read and write; unlocks on drop.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let a = multiproc::Array::from_slice(&[1, 2, 3])?;
+/// let mut guard = a.lock();
+/// guard.reverse(); // any slice method
+/// let total: i32 = guard.iter().sum();
+/// assert_eq!((&*guard, total), (&[3, 2, 1][..], 6));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct ArrayGuard<'a, T: ShmSafe> {
+    guard: SliceGuard<'a, T>,
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&&**self).finish()
+    }
+}
+
+impl<T: ShmSafe> ArrayGuard<'_, T> {
+    /// Whether the previous holder died holding the lock: the elements hold what it had
+    /// written so far (each element a value, maybe a torn one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::Array::<u8>::new(1)?;
+    /// assert!(!a.lock().owner_died());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.guard.acquired == Acquired::OwnerDied
+    }
+}
+
+impl<T: ShmSafe> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.guard
+    }
+}
+
+impl<T: ShmSafe> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.guard
+    }
+}
+
+/// A fixed-length array of `T` in shared memory without a lock (Python's `RawArray`).
+///
+/// [`get`](RawArray::get) and [`set`](RawArray::set) are single volatile accesses:
+/// cheap, and unsynchronized, so a read racing another process's write may see part of
+/// each for a multi-word `T`. Borrowing all elements as a slice
+/// ([`as_slice`](RawArray::as_slice), [`as_mut_slice`](RawArray::as_mut_slice)) is
+/// `unsafe`: the caller promises that nobody writes them meanwhile. Use [`Array`] when
+/// processes write concurrently.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, RawArray};
+///
+/// fn total(data: RawArray<f64>) -> f64 {
+///     // SAFETY: the parent wrote the data before starting this process and writes no more.
+///     unsafe { data.as_slice() }.iter().sum()
+/// }
+///
+/// multiproc::init();
+/// let data = RawArray::<f64>::new(1000)?;
+/// for i in 0..data.len() {
+///     data.set(i, 1.0);
+/// }
+/// assert_eq!(Process::new(total, data.clone()).start()?.join()?, 1000.0);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.RawArray")]
+#[derive(Serialize)]
+#[serde(bound = "")]
+pub struct RawArray<T: ShmSafe + Copy + Send + Sync> {
+    pub(crate) shared: Shared<RacySlice<T>>,
+}
+
+impl<'de, T: ShmSafe + Copy + Send + Sync> Deserialize<'de> for RawArray<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let shared = Shared::<RacySlice<T>>::deserialize(deserializer)?;
+        if !shared.holds_elements() {
+            return Err(D::Error::custom("the RawArray handle was sent for elements of another type"));
+        }
+        Ok(Self { shared })
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> Clone for RawArray<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.len().min(32);
+        let mut list = f.debug_list();
+        list.entries((0..shown).map(|i| self.get(i)));
+        if self.len() > shown {
+            list.entry(&format_args!("... {} more", self.len() - shown));
+        }
+        list.finish()
+    }
+}
+
+impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
+    /// `len` elements, all bytes zero.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::<u32>::new(4)?;
+    /// assert_eq!(a.to_vec(), [0, 0, 0, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new(len: usize) -> Result<Self, Error> {
+        Ok(Self { shared: RacySlice::zeroed(len)? })
+    }
+
+    /// A copy of `values`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::from_slice(&[1.5, 2.5])?;
+    /// assert_eq!(a.to_vec(), [1.5, 2.5]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn from_slice(values: &[T]) -> Result<Self, Error> {
+        let array = Self::new(values.len())?;
+        array.shared.cells().write_from(values);
+        Ok(array)
+    }
+
+    /// The number of elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::<u16>::new(5)?;
+    /// assert_eq!(a.len(), 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shared.cells().len()
+    }
+
+    /// Whether it has no elements.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert!(multiproc::RawArray::<u16>::new(0)?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i`, read once (volatile, unsynchronized).
+    ///
+    /// # Panics
+    ///
+    /// When `i` is out of bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::from_slice(&[7u8, 8])?;
+    /// assert_eq!(a.get(1), 8);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self, i: usize) -> T {
+        self.shared.cells().get(i)
+    }
+
+    /// Writes element `i` once (volatile, unsynchronized).
+    ///
+    /// # Panics
+    ///
+    /// When `i` is out of bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::<u8>::new(2)?;
+    /// a.set(0, 3);
+    /// assert_eq!(a.to_vec(), [3, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set(&self, i: usize, value: T) {
+        self.shared.cells().set(i, value)
+    }
+
+    /// A copy of all elements, read one by one (unsynchronized).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert_eq!(multiproc::RawArray::<u8>::new(2)?.to_vec(), [0, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn to_vec(&self) -> Vec<T> {
+        let cells = self.shared.cells();
+        (0..cells.len()).map(|i| cells.get(i)).collect()
+    }
+
+    /// Writes all elements from `values`, one by one (unsynchronized).
+    ///
+    /// # Panics
+    ///
+    /// When the lengths differ.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let a = multiproc::RawArray::<u8>::new(2)?;
+    /// a.copy_from_slice(&[1, 2]);
+    /// assert_eq!(a.get(1), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn copy_from_slice(&self, values: &[T]) {
+        self.shared.cells().write_from(values);
+    }
+}

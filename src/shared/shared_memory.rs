@@ -1,0 +1,532 @@
+//! `SharedMemory`: a named block of shared memory in `/dev/shm`, for any process that
+//! knows its name, in the family or not (Python's `multiprocessing.shared_memory`).
+
+use std::fmt;
+use std::io;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::process::tracker;
+use crate::shm::Segment;
+use crate::sys;
+
+/// Why a [`SharedMemory`] could not be created or opened.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{SharedMemory, SharedMemoryError};
+///
+/// match SharedMemory::open("mp-nobody-made-this") {
+///     Err(SharedMemoryError::NotFound(name)) => println!("no segment {name}"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SharedMemoryError {
+    /// No segment has this name.
+    #[error("no shared memory segment named '{0}'")]
+    NotFound(String),
+    /// A segment with this name exists already.
+    #[error("a shared memory segment named '{0}' exists already")]
+    AlreadyExists(String),
+    /// The segment does not have the size that was asked for.
+    #[error("the shared memory segment '{name}' has {actual} bytes, not the {expected} asked for")]
+    SizeMismatch {
+        /// The segment's name.
+        name: String,
+        /// The size asked for.
+        expected: usize,
+        /// The segment's size.
+        actual: usize,
+    },
+    /// The name cannot name a segment.
+    #[error("'{name}' cannot name a shared memory segment: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A size of 0 (Python's `ValueError: 'size' must be a positive number`).
+    #[error("a shared memory segment needs a size above 0")]
+    ZeroSize,
+    /// The segment could not be registered with the family's resource tracker; create it
+    /// with `track(false)` to manage its life yourself.
+    #[error("the resource tracker cannot track the segment: {0}")]
+    Tracker(io::Error),
+    /// The operating system refused.
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+impl SharedMemoryError {
+    fn from_io(e: io::Error, name: &str) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound => SharedMemoryError::NotFound(name.to_string()),
+            io::ErrorKind::AlreadyExists => SharedMemoryError::AlreadyExists(name.to_string()),
+            _ => SharedMemoryError::Io(e),
+        }
+    }
+}
+
+/// The options of a [`SharedMemory`], named after Python's parameters; finish with
+/// [`create`](SharedMemoryBuilder::create) or [`open`](SharedMemoryBuilder::open).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::SharedMemory;
+///
+/// let shm = SharedMemory::builder().size(4096).track(false).create()?;
+/// assert_eq!(shm.size(), 4096);
+/// shm.unlink()?;
+/// # Ok::<(), multiproc::SharedMemoryError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until create() or open()"]
+pub struct SharedMemoryBuilder {
+    name: Option<String>,
+    size: Option<usize>,
+    track: Option<bool>,
+}
+
+impl SharedMemoryBuilder {
+    /// The segment's name (default for `create`: a fresh `mp-…` name). A leading `/` is
+    /// optional.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    ///
+    /// let name = format!("mp-doc-{}", std::process::id());
+    /// let shm = SharedMemory::builder().name(&name).size(16).create()?;
+    /// assert_eq!(shm.name(), name);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The size in bytes: required for `create`; for `open`, the size the segment must
+    /// have.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{SharedMemory, SharedMemoryError};
+    ///
+    /// let shm = SharedMemory::create(16)?;
+    /// let wrong = SharedMemory::builder().name(shm.name()).size(32).open();
+    /// assert!(matches!(wrong, Err(SharedMemoryError::SizeMismatch { expected: 32, actual: 16, .. })));
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// Whether the family's resource tracker unlinks the segment once every process of
+    /// the family is gone (default `true`, as in Python). Use `false` for a segment meant
+    /// to outlive the family; then somebody must [`unlink`](SharedMemory::unlink) it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let kept = multiproc::SharedMemory::builder().size(16).track(false).create()?;
+    /// // ... hand its name to a program that outlives this one; it unlinks the segment.
+    /// kept.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn track(mut self, track: bool) -> Self {
+        self.track = Some(track);
+        self
+    }
+
+    /// Creates the segment, zero-filled.
+    ///
+    /// # Errors
+    ///
+    /// [`SharedMemoryError::AlreadyExists`], [`SharedMemoryError::ZeroSize`] (also when
+    /// no size was given), [`SharedMemoryError::InvalidName`],
+    /// [`SharedMemoryError::Tracker`], or what the OS said.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::builder().size(100).create()?;
+    /// assert_eq!(shm.to_vec(), vec![0; 100]);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn create(self) -> Result<SharedMemory, SharedMemoryError> {
+        let size = self.size.unwrap_or(0);
+        if size == 0 {
+            return Err(SharedMemoryError::ZeroSize);
+        }
+        let track = self.track.unwrap_or(true);
+        let (name, segment) = match self.name {
+            Some(name) => {
+                let name = valid_name(&name)?;
+                let segment = Segment::create(&name, size).map_err(|e| SharedMemoryError::from_io(e, &name))?;
+                (name, segment)
+            }
+            None => loop {
+                let name = fresh_name();
+                match Segment::create(&name, size) {
+                    Ok(segment) => break (name, segment),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(SharedMemoryError::Io(e)),
+                }
+            },
+        };
+        if track && let Err(e) = tracker::register(&name) {
+            let _ = Segment::unlink(&name);
+            return Err(SharedMemoryError::Tracker(e));
+        }
+        Ok(SharedMemory { name, segment })
+    }
+
+    /// Opens an existing segment (all of it).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedMemoryError::NotFound`], [`SharedMemoryError::SizeMismatch`] when a size was
+    /// given and the segment has another, [`SharedMemoryError::InvalidName`], or what the
+    /// OS said.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    ///
+    /// let made = SharedMemory::create(10)?;
+    /// let opened = SharedMemory::builder().name(made.name()).size(10).open()?;
+    /// made.write_at(0, b"x");
+    /// assert_eq!(opened.to_vec()[0], b'x');
+    /// made.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn open(self) -> Result<SharedMemory, SharedMemoryError> {
+        let Some(name) = self.name else {
+            return Err(SharedMemoryError::InvalidName { name: String::new(), reason: "open needs a name" });
+        };
+        let name = valid_name(&name)?;
+        let segment = Segment::open(&name).map_err(|e| SharedMemoryError::from_io(e, &name))?;
+        if let Some(expected) = self.size
+            && expected != segment.len()
+        {
+            return Err(SharedMemoryError::SizeMismatch { name, expected, actual: segment.len() });
+        }
+        Ok(SharedMemory { name, segment })
+    }
+}
+
+fn fresh_name() -> String {
+    let suffix: String = sys::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+    format!("mp-{suffix}")
+}
+
+fn valid_name(name: &str) -> Result<String, SharedMemoryError> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    let reason = if bare.is_empty() {
+        Some("it is empty")
+    } else if bare.len() > tracker::MAX_NAME {
+        Some("it is longer than 250 bytes")
+    } else if bare.contains('/') {
+        Some("it contains '/'")
+    } else if bare.contains('\0') || bare.contains('\n') {
+        Some("it contains a NUL or newline character")
+    } else if bare == "." || bare == ".." {
+        Some("it names a directory")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(SharedMemoryError::InvalidName { name: name.to_string(), reason }),
+        None => Ok(bare.to_string()),
+    }
+}
+
+/// A named block of shared memory (`/dev/shm/<name>`, Python's
+/// `multiprocessing.shared_memory.SharedMemory`), for processes that share a name rather
+/// than a family: another program, or Python, opens it by name.
+///
+/// The bytes are copied in and out with [`read_at`](SharedMemory::read_at) and
+/// [`write_at`](SharedMemory::write_at), which are safe whatever other processes do at the
+/// same time; borrowing them as a slice ([`as_slice`](SharedMemory::as_slice),
+/// [`as_mut_slice`](SharedMemory::as_mut_slice)) is `unsafe`, since nothing stops another
+/// process from writing meanwhile.
+///
+/// The segment exists until somebody calls [`unlink`](SharedMemory::unlink). One created
+/// with tracking (the default) is also unlinked by the family's resource tracker once every
+/// process of the creating family is gone, even after a crash or `kill -9` of all of them,
+/// so nothing is left in `/dev/shm`. Dropping or [`close`](SharedMemory::close)-ing a
+/// handle only unmaps it.
+///
+/// A `SharedMemory` sent to another process (a process argument, a queue) travels as its
+/// name and is opened again on arrival, as in Python.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, SharedMemory};
+///
+/// fn greet(shm: SharedMemory) {
+///     shm.write_at(0, b"hello");
+/// }
+///
+/// multiproc::init();
+/// let shm = SharedMemory::create(64)?;
+/// Process::new(greet, shm.clone_handle()?).start()?.join()?;
+/// let mut word = [0u8; 5];
+/// shm.read_at(0, &mut word);
+/// assert_eq!(&word, b"hello");
+/// shm.unlink()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.shared_memory.SharedMemory")]
+pub struct SharedMemory {
+    name: String,
+    pub(crate) segment: Segment,
+}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory").field("name", &self.name).field("size", &self.size()).finish()
+    }
+}
+
+impl SharedMemory {
+    /// The options, for a named segment or one without tracking.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::builder().size(64).create()?;
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn builder() -> SharedMemoryBuilder {
+        SharedMemoryBuilder::default()
+    }
+
+    /// Creates a zero-filled segment of `size` bytes with a fresh `mp-…` name, tracked.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMemoryBuilder::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(100)?;
+    /// assert!(shm.name().starts_with("mp-"));
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn create(size: usize) -> Result<Self, SharedMemoryError> {
+        Self::builder().size(size).create()
+    }
+
+    /// Opens the segment `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMemoryBuilder::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{SharedMemory, SharedMemoryError};
+    ///
+    /// let missing = SharedMemory::open("mp-no-such-segment");
+    /// assert!(matches!(missing, Err(SharedMemoryError::NotFound(_))));
+    /// ```
+    pub fn open(name: &str) -> Result<Self, SharedMemoryError> {
+        Self::builder().name(name).open()
+    }
+
+    /// Another handle to the same segment (a new mapping of it).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedMemoryError::NotFound`] when the name was unlinked meanwhile.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4)?;
+    /// let other = shm.clone_handle()?;
+    /// other.write_at(0, &[1]);
+    /// assert_eq!(shm.to_vec()[0], 1);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn clone_handle(&self) -> Result<Self, SharedMemoryError> {
+        Self::builder().name(&self.name).open()
+    }
+
+    /// The segment's name (without the leading `/`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4)?;
+    /// assert!(shm.name().starts_with("mp-"));
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its size in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4096)?;
+    /// assert_eq!(shm.size(), 4096);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn size(&self) -> usize {
+        self.segment.len()
+    }
+
+    /// Copies `out.len()` bytes at `offset` into `out` (Python's `buf[offset:...]`).
+    ///
+    /// # Panics
+    ///
+    /// When the range is out of bounds.
+    #[doc(alias = "buf")]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// shm.write_at(4, b"abcd");
+    /// let mut out = [0u8; 2];
+    /// shm.read_at(5, &mut out);
+    /// assert_eq!(&out, b"bc");
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) {
+        self.segment.read_at(offset, out);
+    }
+
+    /// Copies `data` to `offset`.
+    ///
+    /// # Panics
+    ///
+    /// When the range is out of bounds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// shm.write_at(2, &[7, 7]);
+    /// assert_eq!(shm.to_vec(), [0, 0, 7, 7, 0, 0, 0, 0]);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    #[doc(alias = "buf")]
+    pub fn write_at(&self, offset: usize, data: &[u8]) {
+        self.segment.write_at(offset, data);
+    }
+
+    /// A copy of all the bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(2)?;
+    /// assert_eq!(shm.to_vec(), [0, 0]);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.size()];
+        self.segment.read_at(0, &mut out);
+        out
+    }
+
+    /// Unmaps this handle (Python's `close()`); the segment stays for the others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(2)?;
+    /// let name = shm.name().to_string();
+    /// shm.close();
+    /// multiproc::SharedMemory::open(&name)?.unlink()?; // still there
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn close(self) {}
+
+    /// Removes the name from `/dev/shm` (Python's `unlink()`); handles that have it mapped
+    /// keep working. Call it once, from any process; the tracker then forgets it.
+    ///
+    /// # Errors
+    ///
+    /// [`SharedMemoryError::NotFound`] when it was unlinked already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{SharedMemory, SharedMemoryError};
+    ///
+    /// let shm = SharedMemory::create(2)?;
+    /// shm.unlink()?;
+    /// assert!(matches!(SharedMemory::open(shm.name()), Err(SharedMemoryError::NotFound(_))));
+    /// assert!(matches!(shm.unlink(), Err(SharedMemoryError::NotFound(_))));
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn unlink(&self) -> Result<(), SharedMemoryError> {
+        Segment::unlink(&self.name).map_err(|e| SharedMemoryError::from_io(e, &self.name))?;
+        tracker::unregister(&self.name);
+        Ok(())
+    }
+
+    /// Stops tracking the segment: it will outlive the family unless somebody unlinks it
+    /// (for a segment handed over on purpose, Python's `track=False` after the fact).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(2)?;
+    /// shm.untrack(); // it now outlives the family unless unlinked
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn untrack(&self) {
+        tracker::unregister(&self.name);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    name: String,
+    size: usize,
+}
+
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Wire { name: self.name.clone(), size: self.size() }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        SharedMemory::builder().name(wire.name).size(wire.size).open().map_err(D::Error::custom)
+    }
+}

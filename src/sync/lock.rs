@@ -1,0 +1,281 @@
+//! `Lock`: a mutual-exclusion lock shared by the processes of a family.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{AcquireTimeoutError, OwnerDied, ReleaseError, TryAcquireError};
+use crate::error::Error;
+use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, kind};
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct LockState {
+    pub(crate) mutex: RawMutex,
+}
+
+impl ShmObject for LockState {
+    const KIND: u32 = kind::LOCK;
+}
+
+/// A lock that one process (one thread of it) holds at a time (Python's
+/// `multiprocessing.Lock`).
+///
+/// [`acquire`](Lock::acquire) returns a guard that releases the lock when dropped. As in
+/// Python, any process may [`release`](Lock::release) a lock that another one acquired
+/// (a lock used as a signal); pair that with [`LockGuard::leave_locked`].
+///
+/// The lock belongs to the *process* that acquired it. If that process dies holding it
+/// (killed, crashed), the next acquirer is not blocked forever: it gets the lock inside
+/// [`OwnerDied`], so it knows the protected state may be half-updated. A process that ends
+/// while holding the lock counts as dead too, even if it meant another process to release
+/// it.
+///
+/// Acquiring and releasing an uncontended lock costs two atomic operations and no system
+/// call.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Lock, Process};
+///
+/// fn report(lock: Lock) {
+///     let _guard = lock.acquire().unwrap_or_else(|died| died.into_guard());
+///     println!("only one process prints at a time");
+/// }
+///
+/// multiproc::init();
+/// let lock = Lock::new()?;
+/// let children: Vec<_> = (0..3).map(|_| Process::new(report, lock.clone()).start()).collect::<Result<_, _>>()?;
+/// for child in children {
+///     child.join()?;
+/// }
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.Lock")]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Lock {
+    pub(crate) shared: Shared<LockState>,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock").field("locked", &self.locked()).field("holder_pid", &self.shared.mutex.owner()).finish()
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock in the family's shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// assert!(!lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self, Error> {
+        Ok(Self { shared: Shared::new(LockState { mutex: RawMutex::new() })? })
+    }
+
+    fn guard(&self, acquired: Acquired) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
+        let guard = LockGuard { lock: self };
+        match acquired {
+            Acquired::Clean => Ok(guard),
+            Acquired::OwnerDied => Err(OwnerDied::new(guard)),
+        }
+    }
+
+    /// Acquires the lock, waiting as long as another live process holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the lock was taken over from a process that
+    /// died holding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// {
+    ///     let _guard = lock.acquire()?;
+    ///     assert!(lock.locked());
+    /// }
+    /// assert!(!lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[inline]
+    pub fn acquire(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
+        let acquired =
+            self.shared.mutex.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
+        self.guard(acquired)
+    }
+
+    /// Acquires the lock if it is free (or its holder is dead); never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] when a live process holds it;
+    /// [`TryAcquireError::OwnerDied`] when it was taken over from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::TryAcquireError;
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let guard = lock.try_acquire()?;
+    /// assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)));
+    /// drop(guard);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
+        let me = Owner::process();
+        if self.shared.mutex.try_lock(me) {
+            return Ok(LockGuard { lock: self });
+        }
+        match self.shared.mutex.recover_if_owner_dead(me) {
+            Some(acquired) => Ok(self.guard(acquired)?),
+            None => Err(TryAcquireError::WouldBlock),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError::Timeout`] when the timeout passed first;
+    /// [`AcquireTimeoutError::OwnerDied`] when it was taken over from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::AcquireTimeoutError;
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let _held = lock.acquire()?;
+    /// let again = lock.acquire_timeout(Duration::from_millis(10));
+    /// assert!(matches!(again, Err(AcquireTimeoutError::Timeout)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError<LockGuard<'_>>> {
+        match self.shared.mutex.lock(Owner::process(), Deadline::after(timeout)) {
+            Ok(acquired) => Ok(self.guard(acquired)?),
+            Err(_) => Err(AcquireTimeoutError::Timeout),
+        }
+    }
+
+    /// Releases the lock, whoever acquired it (Python allows any process to release a
+    /// `Lock`). Use it with [`LockGuard::leave_locked`]; releasing a lock whose guard is
+    /// still alive makes that guard release whoever holds the lock next.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotLocked`] when nobody holds it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ReleaseError;
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// lock.acquire()?.leave_locked();
+    /// lock.release()?;
+    /// assert_eq!(lock.release(), Err(ReleaseError::NotLocked));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if self.shared.mutex.unlock_if_locked() { Ok(()) } else { Err(ReleaseError::NotLocked) }
+    }
+
+    /// Whether some process holds the lock (Python 3.14's `locked()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// let guard = lock.acquire()?;
+    /// assert!(lock.locked());
+    /// assert_eq!(lock.holder(), Some(std::process::id()));
+    /// drop(guard);
+    /// assert!(!lock.locked() && lock.holder().is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn locked(&self) -> bool {
+        self.shared.mutex.is_locked()
+    }
+
+    /// The pid of the process that holds the lock, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// assert_eq!(lock.holder(), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn holder(&self) -> Option<u32> {
+        self.shared.mutex.owner()
+    }
+}
+
+/// A held [`Lock`]; dropping it releases the lock.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let lock = multiproc::Lock::new()?;
+/// {
+///     let _guard = lock.acquire()?;
+///     // ... the critical section ...
+/// }
+/// assert!(!lock.locked());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl LockGuard<'_> {
+    /// Ends the guard without releasing the lock: it stays held until somebody calls
+    /// [`Lock::release`] (maybe another process), as Python's `acquire()` without `with`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// lock.acquire()?.leave_locked();
+    /// assert!(lock.locked());
+    /// lock.release()?; // here, or in another process
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn leave_locked(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").field("lock", self.lock).finish()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.shared.mutex.unlock();
+    }
+}

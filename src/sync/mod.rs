@@ -1,0 +1,27 @@
+//! Synchronization between the processes of a family: [`Lock`], [`RLock`],
+//! [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`] and [`Barrier`].
+//!
+//! Each is a handle to state in the family's shared memory: clone it, pass it to a child,
+//! send it through a queue. Each survives the death of the processes using it: a lock or
+//! a permit held by a process that died is taken over by the next acquirer, who is told
+//! ([`OwnerDied`]); a barrier breaks when a party dies; a wait that nobody is left to end
+//! returns [`Abandoned`].
+
+mod barrier;
+mod condition;
+mod error;
+mod event;
+mod lock;
+mod rlock;
+mod semaphore;
+
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard, ConditionLock};
+pub use error::{
+    Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError,
+    TryAcquireError,
+};
+pub use event::Event;
+pub use lock::{Lock, LockGuard};
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};

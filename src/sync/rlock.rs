@@ -1,0 +1,353 @@
+//! `RLock`: a recursive lock, owned by one thread of one process of the family.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{AcquireTimeoutError, OwnerDied, ReleaseError, TryAcquireError};
+use crate::error::Error;
+use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TimedOut, kind};
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct RLockState {
+    mutex: RawMutex,
+    /// How many times the owner acquired it; touched by the owner only.
+    count: AtomicU32,
+}
+
+impl ShmObject for RLockState {
+    const KIND: u32 = kind::RLOCK;
+}
+
+/// A recursive lock (Python's `multiprocessing.RLock`): the thread that holds it may
+/// acquire it again, and must release it as many times.
+///
+/// It belongs to a *thread* of a process: only that thread may release it
+/// ([`ReleaseError::NotOwner`] otherwise), and its guards cannot move to another thread.
+/// If the owning thread or its process dies holding it, the next acquirer takes it over
+/// and gets it inside [`OwnerDied`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, RLock};
+///
+/// fn nested(lock: RLock) {
+///     let _outer = lock.acquire().unwrap();
+///     let _inner = lock.acquire().unwrap(); // the same thread: no deadlock
+/// }
+///
+/// multiproc::init();
+/// let lock = RLock::new()?;
+/// Process::new(nested, lock.clone()).start()?.join()?;
+/// assert!(!lock.locked());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.RLock")]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RLock {
+    shared: Shared<RLockState>,
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock")
+            .field("locked", &self.locked())
+            .field("owner_tid", &self.shared.mutex.owner())
+            .field("count", &self.shared.count.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl RLock {
+    /// A new, unlocked recursive lock in the family's shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// assert!(!lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self, Error> {
+        Ok(Self { shared: Shared::new(RLockState { mutex: RawMutex::new(), count: AtomicU32::new(0) })? })
+    }
+
+    /// Takes one more level of the lock for this thread, waiting until `deadline`.
+    pub(crate) fn lock_level(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
+        let me = Owner::thread();
+        let state = &*self.shared;
+        // The free lock first: the common case costs one atomic operation.
+        if state.mutex.try_lock(me) {
+            state.count.store(1, Ordering::Relaxed);
+            return Ok(Acquired::Clean);
+        }
+        if state.mutex.is_held_by(me) {
+            let count = state.count.load(Ordering::Relaxed);
+            state.count.store(count.checked_add(1).expect("RLock acquired 2^32 times"), Ordering::Relaxed);
+            return Ok(Acquired::Clean);
+        }
+        let acquired = state.mutex.lock(me, deadline)?;
+        state.count.store(1, Ordering::Relaxed);
+        Ok(acquired)
+    }
+
+    pub(crate) fn try_lock_level(&self) -> Option<Acquired> {
+        let me = Owner::thread();
+        let state = &*self.shared;
+        if state.mutex.is_held_by(me) {
+            return self.lock_level(Deadline::now()).ok();
+        }
+        if state.mutex.try_lock(me) {
+            state.count.store(1, Ordering::Relaxed);
+            return Some(Acquired::Clean);
+        }
+        let acquired = state.mutex.recover_if_owner_dead(me)?;
+        state.count.store(1, Ordering::Relaxed);
+        Some(acquired)
+    }
+
+    /// Gives back one level; the lock is free when the last level goes.
+    pub(crate) fn unlock_level(&self) -> Result<(), ReleaseError> {
+        let state = &*self.shared;
+        if !state.mutex.is_held_by(Owner::thread()) {
+            return Err(ReleaseError::NotOwner);
+        }
+        self.unlock_owned_level();
+        Ok(())
+    }
+
+    /// Gives back one level held by the calling thread (known to be the owner).
+    #[inline]
+    fn unlock_owned_level(&self) {
+        let state = &*self.shared;
+        debug_assert!(state.mutex.is_held_by(Owner::thread()));
+        let count = state.count.load(Ordering::Relaxed);
+        if count > 1 {
+            state.count.store(count - 1, Ordering::Relaxed);
+        } else {
+            state.count.store(0, Ordering::Relaxed);
+            state.mutex.unlock();
+        }
+    }
+
+    /// Releases every level held by this thread; returns how many (for `Condition::wait`).
+    pub(crate) fn unlock_all(&self) -> u32 {
+        let state = &*self.shared;
+        debug_assert!(state.mutex.is_held_by(Owner::thread()));
+        let count = state.count.swap(0, Ordering::Relaxed);
+        state.mutex.unlock();
+        count
+    }
+
+    /// Takes the lock back with `count` levels (after `unlock_all`).
+    pub(crate) fn relock_all(&self, count: u32) -> Acquired {
+        let state = &*self.shared;
+        let acquired = state.mutex.lock(Owner::thread(), Deadline::NEVER).expect("an endless wait does not time out");
+        state.count.store(count.max(1), Ordering::Relaxed);
+        acquired
+    }
+
+    fn guard(&self, acquired: Acquired) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
+        let guard = RLockGuard { lock: self, _not_send: PhantomData };
+        match acquired {
+            Acquired::Clean => Ok(guard),
+            Acquired::OwnerDied => Err(OwnerDied::new(guard)),
+        }
+    }
+
+    /// Acquires the lock (one more level if this thread holds it already).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the lock was taken over from a thread or
+    /// process that died holding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let outer = lock.acquire()?;
+    /// let inner = lock.acquire()?;
+    /// drop(inner);
+    /// assert!(lock.locked());
+    /// drop(outer);
+    /// assert!(!lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[inline]
+    pub fn acquire(&self) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
+        let acquired = self.lock_level(Deadline::NEVER).expect("an endless wait does not time out");
+        self.guard(acquired)
+    }
+
+    /// Acquires the lock if this thread holds it or it is free (or its holder is dead);
+    /// never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] when another live thread holds it;
+    /// [`TryAcquireError::OwnerDied`] when it was taken over from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let first = lock.try_acquire()?;
+    /// let second = lock.try_acquire()?; // recursive: the same thread
+    /// # drop((first, second));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError<RLockGuard<'_>>> {
+        match self.try_lock_level() {
+            Some(acquired) => Ok(self.guard(acquired)?),
+            None => Err(TryAcquireError::WouldBlock),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError::Timeout`] when the timeout passed first;
+    /// [`AcquireTimeoutError::OwnerDied`] when it was taken over from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let _guard = lock.acquire_timeout(Duration::from_millis(10))?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, AcquireTimeoutError<RLockGuard<'_>>> {
+        match self.lock_level(Deadline::after(timeout)) {
+            Ok(acquired) => Ok(self.guard(acquired)?),
+            Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
+        }
+    }
+
+    /// Releases one level, for a level taken with [`RLockGuard::leave_locked`]. Only the
+    /// owning thread may.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotOwner`] when this thread does not hold the lock (Python's
+    /// `AssertionError`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ReleaseError;
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// lock.acquire()?.leave_locked();
+    /// let other = lock.clone();
+    /// let from_elsewhere = std::thread::spawn(move || other.release()).join().unwrap();
+    /// assert_eq!(from_elsewhere, Err(ReleaseError::NotOwner));
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.unlock_level()
+    }
+
+    /// Whether some thread holds the lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let _guard = lock.acquire()?;
+    /// assert!(lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn locked(&self) -> bool {
+        self.shared.mutex.is_locked()
+    }
+
+    /// Whether the calling thread holds the lock (Python's `_is_owned()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// let _guard = lock.acquire()?;
+    /// assert!(lock.is_owned());
+    /// let other = lock.clone();
+    /// assert!(!std::thread::spawn(move || other.is_owned()).join().unwrap());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_owned(&self) -> bool {
+        self.shared.mutex.is_held_by(Owner::thread())
+    }
+}
+
+/// One held level of an [`RLock`]; dropping it releases that level. It stays on the
+/// thread that acquired it.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let lock = multiproc::RLock::new()?;
+/// let outer = lock.acquire()?;
+/// let inner = lock.acquire()?;
+/// drop(inner);
+/// assert!(lock.locked(), "the outer level is still held");
+/// drop(outer);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "the level is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RLockGuard<'_> {
+    /// Ends the guard without releasing its level: call [`RLock::release`] later, on this
+    /// thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// lock.acquire()?.leave_locked();
+    /// lock.release()?; // on the same thread
+    /// assert!(!lock.locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn leave_locked(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard").field("lock", self.lock).finish()
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // The guard never leaves the thread that holds the level it stands for, so no
+        // ownership check is needed (it would cost a thread-local lookup and two loads).
+        self.lock.unlock_owned_level();
+    }
+}

@@ -1,0 +1,696 @@
+//! `Semaphore` and `BoundedSemaphore`: counters of permits shared by the processes of a
+//! family, which give back the permits of holders that died.
+//!
+//! Besides the count, the semaphore keeps in shared memory how many permits each process
+//! holds, so that a waiter can take back the permits of a holder that was killed. Python
+//! lets any process release a semaphore, including one that never acquired it (a
+//! semaphore used as a counter of items, or to hand a permit over); the accounting follows
+//! three rules so that such releases never make a dead process's permits come back twice:
+//!
+//! * an acquire takes a permit that a non-holder released (an *extra* permit) before one
+//!   of the initial pool, and an extra permit is not held by anybody: a consumer that dies
+//!   after taking items from a counter gives nothing back;
+//! * a release by a process that holds permits gives back one of its own;
+//! * a release by a process that holds none gives back one held by another process (a
+//!   handed-over permit) if there is such a one, else it makes an extra permit.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{AcquireTimeoutError, OwnerDied, ReleaseError, TryAcquireError};
+use crate::error::Error;
+use crate::shm::{Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind};
+use crate::sys;
+
+/// At most this many processes are tracked as holders at once; further holders still get
+/// permits, which just cannot be recovered if they die.
+const MAX_TRACKED: u32 = 256;
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct SemState {
+    /// Guards every field below (except reads of `value` for a quick look).
+    guard: RawMutex,
+    value: AtomicU32,
+    /// The largest value of a `BoundedSemaphore`; 0 for a `Semaphore`.
+    bound: AtomicU32,
+    /// Permits in `value` that a non-holder released (held by nobody once taken).
+    extra: AtomicU32,
+    /// Permits in `value` taken back from dead holders (their next taker is told).
+    recovered: AtomicU32,
+    /// Held permits whose holder found no free slot in the table.
+    untracked: AtomicU32,
+    /// Length of the holder table in the tail.
+    slots: AtomicU32,
+    changed: Notify,
+}
+
+/// How many permits a process holds.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct HolderSlot {
+    pid: AtomicU32,
+    held: AtomicU32,
+    start: AtomicU64,
+}
+
+impl ShmObject for SemState {
+    const KIND: u32 = kind::SEMAPHORE;
+}
+
+/// What kind of permit a guard holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Permit {
+    /// One of the holder's own, counted in its slot (or in `untracked`).
+    Held,
+    /// An extra permit, held by nobody.
+    Extra,
+}
+
+/// The shared part of both semaphore types.
+#[derive(Clone, Serialize, Deserialize)]
+struct Core {
+    shared: Shared<SemState>,
+}
+
+impl Core {
+    fn new(value: u32, bound: u32) -> Result<Self, Error> {
+        let slots = value.clamp(1, MAX_TRACKED);
+        let state = SemState {
+            guard: RawMutex::new(),
+            value: AtomicU32::new(value),
+            bound: AtomicU32::new(bound),
+            extra: AtomicU32::new(0),
+            recovered: AtomicU32::new(0),
+            untracked: AtomicU32::new(0),
+            slots: AtomicU32::new(slots),
+            changed: Notify::new(),
+        };
+        let shared = Shared::with_tail(state, slots as usize * std::mem::size_of::<HolderSlot>())?;
+        Ok(Self { shared })
+    }
+
+    fn slot(&self, i: usize) -> &HolderSlot {
+        let n = self.shared.slots.load(Ordering::Relaxed) as usize;
+        self.shared.tail::<HolderSlot>(n).at(i)
+    }
+
+    fn slot_count(&self) -> usize {
+        self.shared.slots.load(Ordering::Relaxed) as usize
+    }
+
+    /// This process's slot, if it has one. Call under the guard.
+    fn my_slot(&self, me: sys::ProcId) -> Option<&HolderSlot> {
+        let n = self.slot_count();
+        let first = me.pid as usize % n;
+        (0..n)
+            .map(|k| self.slot((first + k) % n))
+            .find(|s| s.pid.load(Ordering::Relaxed) == me.pid && s.start.load(Ordering::Relaxed) == me.start)
+    }
+
+    /// Counts one more permit held by this process. Call under the guard.
+    fn hold(&self, me: sys::ProcId) {
+        let state = &*self.shared;
+        if let Some(slot) = self.my_slot(me) {
+            slot.held.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let n = self.slot_count();
+        let first = me.pid as usize % n;
+        // A free slot, or one left by a process that holds nothing now.
+        match (0..n).map(|k| self.slot((first + k) % n)).find(|s| s.held.load(Ordering::Relaxed) == 0) {
+            Some(slot) => {
+                slot.pid.store(me.pid, Ordering::Relaxed);
+                slot.start.store(me.start, Ordering::Relaxed);
+                slot.held.store(1, Ordering::Relaxed);
+            }
+            None => {
+                state.untracked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes a permit if there is one; `Some(owner_died)` on success.
+    fn try_take(&self) -> Option<(Permit, bool)> {
+        let state = &*self.shared;
+        if state.value.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let _g = RawGuard::lock(&state.guard);
+        let value = state.value.load(Ordering::Relaxed);
+        if value == 0 {
+            return None;
+        }
+        state.value.store(value - 1, Ordering::Relaxed);
+        let me = sys::me();
+        let recovered = state.recovered.load(Ordering::Relaxed);
+        if recovered > 0 {
+            state.recovered.store(recovered - 1, Ordering::Relaxed);
+            self.hold(me);
+            return Some((Permit::Held, true));
+        }
+        let extra = state.extra.load(Ordering::Relaxed);
+        if extra > 0 {
+            state.extra.store(extra - 1, Ordering::Relaxed);
+            return Some((Permit::Extra, false));
+        }
+        self.hold(me);
+        Some((Permit::Held, false))
+    }
+
+    /// Gives a permit back. `permit` is what a guard held; `None` for a plain release.
+    fn give(&self, permit: Option<Permit>) -> Result<(), ReleaseError> {
+        let state = &*self.shared;
+        {
+            let _g = RawGuard::lock(&state.guard);
+            let value = state.value.load(Ordering::Relaxed);
+            let bound = state.bound.load(Ordering::Relaxed);
+            if bound != 0 && value >= bound {
+                return Err(ReleaseError::OverRelease { bound });
+            }
+            assert!(value < u32::MAX, "semaphore value overflow: it was released 2^32 - 1 times more than acquired");
+            match permit {
+                Some(Permit::Extra) => {
+                    state.extra.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Permit::Held) | None => {
+                    let mine = self.my_slot(sys::me()).filter(|s| s.held.load(Ordering::Relaxed) > 0);
+                    match mine {
+                        Some(slot) => {
+                            slot.held.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        None => self.release_for_another(),
+                    }
+                }
+            }
+            state.value.store(value + 1, Ordering::Release);
+        }
+        state.changed.notify(1);
+        Ok(())
+    }
+
+    /// A release by a process that holds no permit: gives back a permit another process
+    /// holds (handed over), or makes an extra one. Call under the guard.
+    fn release_for_another(&self) {
+        let state = &*self.shared;
+        let n = self.slot_count();
+        if let Some(slot) = (0..n).map(|i| self.slot(i)).find(|s| s.held.load(Ordering::Relaxed) > 0) {
+            slot.held.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let untracked = state.untracked.load(Ordering::Relaxed);
+        if untracked > 0 {
+            state.untracked.store(untracked - 1, Ordering::Relaxed);
+        } else {
+            state.extra.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes back the permits of holders that died. Reads `/proc` once per other holder.
+    fn recover_dead(&self) {
+        let state = &*self.shared;
+        let me = sys::me();
+        let candidates: Vec<(usize, u32, u64)> = {
+            let _g = RawGuard::lock(&state.guard);
+            (0..self.slot_count())
+                .filter_map(|i| {
+                    let s = self.slot(i);
+                    let pid = s.pid.load(Ordering::Relaxed);
+                    let start = s.start.load(Ordering::Relaxed);
+                    (s.held.load(Ordering::Relaxed) > 0 && !(pid == me.pid && start == me.start))
+                        .then_some((i, pid, start))
+                })
+                .collect()
+        };
+        let dead: Vec<_> = candidates.into_iter().filter(|&(_, pid, start)| !sys::process_alive(pid, start)).collect();
+        if dead.is_empty() {
+            return;
+        }
+        {
+            let _g = RawGuard::lock(&state.guard);
+            for (i, pid, start) in dead {
+                let s = self.slot(i);
+                if s.pid.load(Ordering::Relaxed) != pid || s.start.load(Ordering::Relaxed) != start {
+                    continue;
+                }
+                let held = s.held.swap(0, Ordering::Relaxed);
+                s.pid.store(0, Ordering::Relaxed);
+                s.start.store(0, Ordering::Relaxed);
+                state.recovered.fetch_add(held, Ordering::Relaxed);
+                state.value.fetch_add(held, Ordering::Release);
+            }
+        }
+        state.changed.notify_all();
+    }
+
+    fn take_until(&self, deadline: Deadline) -> Result<(Permit, bool), TimedOut> {
+        if let Some(taken) = self.try_take() {
+            return Ok(taken);
+        }
+        let state = &*self.shared;
+        let waited = state.changed.wait(
+            deadline,
+            SPIN,
+            || self.try_take(),
+            || {
+                self.recover_dead();
+                Ok::<(), Infallible>(())
+            },
+        );
+        match waited {
+            Ok(taken) => Ok(taken),
+            Err(Interrupted::TimedOut) => {
+                // A wake-up meant for us may have come as we left: pass it on.
+                if state.value.load(Ordering::Acquire) > 0 {
+                    state.changed.notify(1);
+                }
+                Err(TimedOut)
+            }
+            Err(Interrupted::Check(never)) => match never {},
+        }
+    }
+
+    fn try_take_or_recover(&self) -> Option<(Permit, bool)> {
+        self.try_take().or_else(|| {
+            self.recover_dead();
+            self.try_take()
+        })
+    }
+
+    fn guard(&self, (permit, owner_died): (Permit, bool)) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
+        let guard = SemaphoreGuard { core: self, permit };
+        if owner_died { Err(OwnerDied::new(guard)) } else { Ok(guard) }
+    }
+
+    fn acquire(&self) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
+        let taken = self.take_until(Deadline::NEVER).expect("an endless wait does not time out");
+        self.guard(taken)
+    }
+
+    fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError<SemaphoreGuard<'_>>> {
+        match self.try_take_or_recover() {
+            Some(taken) => Ok(self.guard(taken)?),
+            None => Err(TryAcquireError::WouldBlock),
+        }
+    }
+
+    fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+        match self.take_until(Deadline::after(timeout)) {
+            Ok(taken) => Ok(self.guard(taken)?),
+            Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
+        }
+    }
+
+    fn value(&self) -> u32 {
+        self.shared.value.load(Ordering::Acquire)
+    }
+}
+
+/// A counter of permits (Python's `multiprocessing.Semaphore`): `acquire` takes one,
+/// waiting while there are none; releasing gives one back.
+///
+/// The guard that [`acquire`](Semaphore::acquire) returns gives its permit back when
+/// dropped. As in Python, any process may also [`release`](Semaphore::release), whether it
+/// acquired or not (a semaphore as a counter of available items).
+///
+/// The permits a process holds are counted in shared memory: when a holder dies (killed,
+/// crashed), a waiting acquirer takes its permits back, and gets the first of them inside
+/// [`OwnerDied`]. Up to 256 holding processes are tracked at once.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, Semaphore};
+///
+/// fn use_a_room(rooms: Semaphore) {
+///     let _room = rooms.acquire().unwrap_or_else(|died| died.into_guard());
+///     // at most four processes are here at once
+/// }
+///
+/// multiproc::init();
+/// let rooms = Semaphore::new(4)?;
+/// let guests: Vec<_> = (0..10).map(|_| Process::new(use_a_room, rooms.clone()).start()).collect::<Result<_, _>>()?;
+/// for guest in guests {
+///     guest.join()?;
+/// }
+/// assert_eq!(rooms.get_value(), 4);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.Semaphore")]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Semaphore {
+    core: Core,
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore").field("value", &self.get_value()).finish()
+    }
+}
+
+impl Semaphore {
+    /// A semaphore with `value` permits (Python's default is 1).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(2)?;
+    /// assert_eq!(sem.get_value(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new(value: u32) -> Result<Self, Error> {
+        Ok(Self { core: Core::new(value, 0)? })
+    }
+
+    /// Takes a permit, waiting while there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the permit was taken back from a process
+    /// that died holding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(1)?;
+    /// let permit = sem.acquire()?;
+    /// assert_eq!(sem.get_value(), 0);
+    /// drop(permit);
+    /// assert_eq!(sem.get_value(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
+        self.core.acquire()
+    }
+
+    /// Takes a permit if there is one (a dead holder's permit counts); never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] when there is none; [`TryAcquireError::OwnerDied`]
+    /// when it was taken back from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::TryAcquireError;
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(0)?;
+    /// assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError<SemaphoreGuard<'_>>> {
+        self.core.try_acquire()
+    }
+
+    /// Takes a permit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError::Timeout`] when none came in time;
+    /// [`AcquireTimeoutError::OwnerDied`] when it was taken back from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::AcquireTimeoutError;
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(0)?;
+    /// let r = sem.acquire_timeout(Duration::from_millis(10));
+    /// assert!(matches!(r, Err(AcquireTimeoutError::Timeout)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+        self.core.acquire_timeout(timeout)
+    }
+
+    /// Gives a permit back (any process may, as in Python), waking a waiter.
+    ///
+    /// # Panics
+    ///
+    /// When the value would pass `u32::MAX`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let items = multiproc::Semaphore::new(0)?;
+    /// items.release(); // one item is ready
+    /// items.acquire()?.forget(); // and consumed
+    /// assert_eq!(items.get_value(), 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn release(&self) {
+        self.core.give(None).expect("an unbounded semaphore has no bound to pass");
+    }
+
+    /// The number of permits available now (dead holders' permits count once a waiter
+    /// took them back).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(3)?;
+    /// let _permit = sem.acquire()?;
+    /// assert_eq!(sem.get_value(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_value(&self) -> u32 {
+        self.core.value()
+    }
+}
+
+/// A semaphore that may not be released above its initial value (Python's
+/// `multiprocessing.BoundedSemaphore`): a release too many is an error, not a silent extra
+/// permit. Otherwise the same as [`Semaphore`], dead holders included.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{BoundedSemaphore, ReleaseError};
+/// # multiproc::init();
+/// let sem = BoundedSemaphore::new(1)?;
+/// assert_eq!(sem.release(), Err(ReleaseError::OverRelease { bound: 1 }));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.BoundedSemaphore")]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BoundedSemaphore {
+    core: Core,
+}
+
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphore")
+            .field("value", &self.get_value())
+            .field("bound", &self.core.shared.bound.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl BoundedSemaphore {
+    /// A semaphore with `value` permits, which is also its bound.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Panics
+    ///
+    /// When `value` is 0: a semaphore that can never be released is a mistake.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(2)?;
+    /// assert_eq!((sem.get_value(), sem.bound()), (2, 2));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new(value: u32) -> Result<Self, Error> {
+        assert!(value > 0, "a BoundedSemaphore needs a bound of at least 1");
+        Ok(Self { core: Core::new(value, value)? })
+    }
+
+    /// Takes a permit, waiting while there is none (see [`Semaphore::acquire`]).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] when the permit was taken back from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let permit = sem.acquire()?;
+    /// assert_eq!(sem.get_value(), 0);
+    /// drop(permit);
+    /// assert_eq!(sem.get_value(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
+        self.core.acquire()
+    }
+
+    /// Takes a permit if there is one; never waits (see [`Semaphore::try_acquire`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] or [`TryAcquireError::OwnerDied`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::TryAcquireError;
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let _permit = sem.try_acquire()?;
+    /// assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError<SemaphoreGuard<'_>>> {
+        self.core.try_acquire()
+    }
+
+    /// Takes a permit, waiting at most `timeout` (see [`Semaphore::acquire_timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError::Timeout`] or [`AcquireTimeoutError::OwnerDied`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// let _permit = sem.acquire_timeout(Duration::from_secs(1))?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+        self.core.acquire_timeout(timeout)
+    }
+
+    /// Gives a permit back (any process may).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::OverRelease`] when the value is already at its bound (Python's
+    /// `ValueError: semaphore or lock released too many times`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// sem.acquire()?.forget();
+    /// sem.release()?;
+    /// assert!(sem.release().is_err(), "above the bound");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.core.give(None)
+    }
+
+    /// The number of permits available now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(4)?;
+    /// assert_eq!(sem.get_value(), 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_value(&self) -> u32 {
+        self.core.value()
+    }
+
+    /// The bound: the initial value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert_eq!(multiproc::BoundedSemaphore::new(4)?.bound(), 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bound(&self) -> u32 {
+        self.core.shared.bound.load(Ordering::Relaxed)
+    }
+}
+
+/// A permit of a [`Semaphore`] or [`BoundedSemaphore`]; dropping it gives the permit back.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// let sem = multiproc::Semaphore::new(1)?;
+/// {
+///     let _permit = sem.acquire()?;
+///     assert_eq!(sem.get_value(), 0);
+/// }
+/// assert_eq!(sem.get_value(), 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "the permit is given back as soon as the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    core: &'a Core,
+    permit: Permit,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Keeps the permit: it is not given back (a consumed item), or it is given back later
+    /// by a plain `release`, maybe by another process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(1)?;
+    /// sem.acquire()?.forget();
+    /// assert_eq!(sem.get_value(), 0);
+    /// sem.release();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphoreGuard").field("value", &self.core.value()).finish()
+    }
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        // A bounded semaphore released meanwhile by a plain `release` may refuse: the
+        // permit is back already.
+        let _ = self.core.give(Some(self.permit));
+    }
+}

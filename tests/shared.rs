@@ -1,0 +1,563 @@
+//! Shared state: `Value`, `Array`, `RawValue`, `RawArray` in the family's memory, and the
+//! named `SharedMemory` and `ShareableList` in `/dev/shm`.
+//!
+//! Exactness under contention, derived `ShmSafe` structs, a lock holder killed, handles
+//! through every start method, the bad names and sizes, Python's byte layout, and the
+//! resource tracker cleaning up after a family killed with `kill -9`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, pid_running, watchdog};
+use multiproc::{
+    Array, Event, Item, Process, ProcessHandle, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory,
+    SharedMemoryError, ShmSafe, StartMethod, Value,
+};
+
+multiproc::test_support!();
+
+const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn kill_9<R>(child: ProcessHandle<R>) {
+    child.kill().unwrap();
+    assert_eq!(child.wait(), -9);
+}
+
+fn shm_exists(name: &str) -> bool {
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
+
+// ---------------------------------------------------------------------------------------
+// Value
+
+fn increment(args: (Value<i64>, u32)) {
+    for _ in 0..args.1 {
+        *args.0.lock() += 1;
+    }
+}
+
+#[test]
+fn locked_increments_of_a_value_from_several_processes_are_exact() {
+    let _w = watchdog(LIMIT);
+    let v = Value::new(0i64).unwrap();
+    let children: Vec<_> = (0..4).map(|_| Process::new(increment, (v.clone(), 25_000)).start().unwrap()).collect();
+    for child in children {
+        child.join().unwrap();
+    }
+    assert_eq!(v.get(), 100_000);
+}
+
+fn hold_value_until_killed(args: (Value<i64>, Event)) {
+    let mut guard = args.0.lock();
+    *guard = 41;
+    args.1.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_value_whose_lock_holder_is_killed_is_taken_over_and_says_so() {
+    let _w = watchdog(LIMIT);
+    let v = Value::new(0i64).unwrap();
+    let held = Event::new().unwrap();
+    let child = Process::new(hold_value_until_killed, (v.clone(), held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    assert!(v.try_lock().is_none());
+    assert!(v.try_lock().is_none(), "a failed try_lock leaves the holder's lock alone");
+    assert!(v.lock_timeout(Duration::from_millis(20)).is_none());
+    kill_9(child);
+    let mut guard = v.lock();
+    assert!(guard.owner_died());
+    assert_eq!(*guard, 41, "what the dead holder wrote");
+    *guard += 1;
+    drop(guard);
+    assert!(!v.lock().owner_died());
+    assert_eq!(v.get(), 42);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ShmSafe)]
+#[repr(C)]
+struct Particle {
+    x: f64,
+    y: f64,
+    hits: u32,
+    alive: bool,
+}
+
+fn move_particles(args: (Value<Particle>, Array<Particle>)) {
+    let (one, many) = args;
+    {
+        let mut p = one.lock();
+        p.x += 1.0;
+        p.hits += 1;
+    }
+    for p in many.lock().iter_mut() {
+        p.y = -p.y;
+        p.alive = !p.alive;
+    }
+}
+
+#[test]
+fn a_derived_shm_safe_struct_lives_in_a_value_and_an_array() {
+    let _w = watchdog(LIMIT);
+    let start = Particle { x: 1.0, y: 2.0, hits: 0, alive: true };
+    let one = Value::new(start).unwrap();
+    let many = Array::from_slice(&[start, Particle { y: -5.0, ..start }]).unwrap();
+    Process::new(move_particles, (one.clone(), many.clone())).start().unwrap().join().unwrap();
+    assert_eq!(one.get(), Particle { x: 2.0, hits: 1, ..start });
+    assert_eq!(
+        many.to_vec(),
+        [Particle { y: -2.0, alive: false, ..start }, Particle { y: 5.0, alive: false, ..start }]
+    );
+    let raw = RawValue::new(start).unwrap();
+    raw.set(Particle { hits: 7, ..start });
+    assert_eq!(raw.get().hits, 7);
+}
+
+// ---------------------------------------------------------------------------------------
+// Array, RawArray
+
+#[test]
+fn an_array_starts_zeroed_or_from_a_slice_and_is_read_and_written_under_its_lock() {
+    let zeros = Array::<i32>::new(5).unwrap();
+    assert_eq!(zeros.len(), 5);
+    assert!(!zeros.is_empty());
+    assert_eq!(zeros.to_vec(), [0; 5]);
+    let a = Array::from_slice(&[3, 1, 2]).unwrap();
+    assert_eq!(a.get(0), 3);
+    a.set(0, 30);
+    a.lock().sort();
+    assert_eq!(a.to_vec(), [1, 2, 30]);
+    a.copy_from_slice(&[7, 8, 9]);
+    assert_eq!(format!("{a:?}"), "[7, 8, 9]");
+    assert!(Array::<u8>::new(0).unwrap().is_empty());
+    let guard = a.lock();
+    assert!(a.try_lock().is_none());
+    assert!(a.lock_timeout(Duration::from_millis(20)).is_none());
+    drop(guard);
+    assert!(a.try_lock().is_some());
+}
+
+#[test]
+#[should_panic(expected = "out of bounds")]
+fn an_array_index_out_of_bounds_panics() {
+    Array::<u16>::new(2).unwrap().get(2);
+}
+
+fn negate(a: Array<i32>) {
+    for x in a.lock().iter_mut() {
+        *x = -*x;
+    }
+}
+
+fn add_to_each(args: (Array<u64>, u32)) {
+    for _ in 0..args.1 {
+        for x in args.0.lock().iter_mut() {
+            *x += 1;
+        }
+    }
+}
+
+#[test]
+fn an_array_travels_with_every_start_method_and_stays_exact_under_contention() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let a = Array::from_slice(&(0..10).collect::<Vec<i32>>()).unwrap();
+        Process::new(negate, a.clone()).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(a.to_vec(), (0..10).map(|x| -x).collect::<Vec<_>>(), "{method:?}");
+    }
+    let counts = Array::<u64>::new(16).unwrap();
+    let children: Vec<_> =
+        (0..3).map(|_| Process::new(add_to_each, (counts.clone(), 5_000)).start().unwrap()).collect();
+    for child in children {
+        child.join().unwrap();
+    }
+    assert_eq!(counts.to_vec(), [15_000; 16]);
+}
+
+fn hold_array_until_killed(args: (Array<u8>, Event)) {
+    let mut guard = args.0.lock();
+    guard[0] = 9;
+    args.1.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn an_array_whose_lock_holder_is_killed_is_taken_over_and_says_so() {
+    let _w = watchdog(LIMIT);
+    let a = Array::<u8>::new(4).unwrap();
+    let held = Event::new().unwrap();
+    let child = Process::new(hold_array_until_killed, (a.clone(), held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    kill_9(child);
+    let guard = a.lock();
+    assert!(guard.owner_died());
+    assert_eq!(&*guard, &[9, 0, 0, 0]);
+}
+
+fn sum_raw(a: RawArray<f64>) -> f64 {
+    // SAFETY: the parent finished writing before it started this process.
+    unsafe { a.as_slice() }.iter().sum()
+}
+
+fn fill_raw(args: (RawArray<u32>, RawValue<u32>)) {
+    for i in 0..args.0.len() {
+        args.0.set(i, i as u32 * 2);
+    }
+    args.1.set(1);
+}
+
+#[test]
+fn raw_values_and_arrays_are_shared_without_a_lock() {
+    let _w = watchdog(LIMIT);
+    let data = RawArray::<f64>::new(1000).unwrap();
+    // SAFETY: nobody else has the array yet.
+    unsafe { data.as_mut_slice() }.fill(0.5);
+    for method in METHODS {
+        assert_eq!(Process::new(sum_raw, data.clone()).start_method(method).start().unwrap().join().unwrap(), 500.0);
+    }
+    let filled = RawArray::<u32>::new(8).unwrap();
+    let done = RawValue::new(0u32).unwrap();
+    Process::new(fill_raw, (filled.clone(), done.clone())).start().unwrap().join().unwrap();
+    assert_eq!(done.get(), 1);
+    assert_eq!(filled.to_vec(), [0, 2, 4, 6, 8, 10, 12, 14]);
+    let copy = RawArray::from_slice(&[1u8, 2, 3]).unwrap();
+    copy.copy_from_slice(&[4, 5, 6]);
+    assert_eq!(copy.get(2), 6);
+    assert_eq!(format!("{copy:?}"), "[4, 5, 6]");
+}
+
+// ---------------------------------------------------------------------------------------
+// SharedMemory
+
+fn write_greeting(shm: SharedMemory) {
+    shm.write_at(3, b"hello");
+}
+
+fn open_and_read(name: String) -> Vec<u8> {
+    SharedMemory::open(&name).unwrap().to_vec()
+}
+
+#[test]
+fn a_named_segment_is_shared_by_name_and_by_handle_with_every_start_method() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let shm = SharedMemory::create(16).unwrap();
+        assert_eq!(shm.size(), 16);
+        assert!(shm.name().starts_with("mp-"));
+        assert!(shm_exists(shm.name()));
+        Process::new(write_greeting, shm.clone_handle().unwrap()).start_method(method).start().unwrap().join().unwrap();
+        let mut word = [0u8; 5];
+        shm.read_at(3, &mut word);
+        assert_eq!(&word, b"hello", "{method:?}");
+        let seen = Process::new(open_and_read, shm.name().to_string()).start_method(method).start().unwrap();
+        assert_eq!(&seen.join().unwrap()[3..8], b"hello");
+        shm.unlink().unwrap();
+        assert!(!shm_exists(shm.name()));
+        shm.write_at(0, b"still mapped"); // an unlinked segment stays usable by its holders
+        shm.close();
+    }
+}
+
+#[test]
+fn bad_names_and_sizes_are_typed_errors() {
+    let name = format!("mp-test-{}", std::process::id());
+    assert!(matches!(SharedMemory::open(&name), Err(SharedMemoryError::NotFound(n)) if n == name));
+    let shm = SharedMemory::builder().name(format!("/{name}")).size(100).create().unwrap();
+    assert_eq!(shm.name(), name, "the leading slash is optional");
+    assert!(matches!(SharedMemory::builder().name(&name).size(100).create(), Err(SharedMemoryError::AlreadyExists(_))));
+    match SharedMemory::builder().name(&name).size(64).open() {
+        Err(SharedMemoryError::SizeMismatch { expected: 64, actual: 100, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let same = SharedMemory::builder().name(&name).size(100).open().unwrap();
+    assert_eq!(same.size(), 100);
+    assert!(matches!(SharedMemory::create(0), Err(SharedMemoryError::ZeroSize)));
+    for bad in ["", "a/b", "x\ny", ".."] {
+        assert!(
+            matches!(SharedMemory::builder().name(bad).size(1).create(), Err(SharedMemoryError::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(SharedMemory::open(&"n".repeat(300)), Err(SharedMemoryError::InvalidName { .. })));
+    shm.unlink().unwrap();
+    assert!(matches!(shm.unlink(), Err(SharedMemoryError::NotFound(_))));
+    assert!(matches!(SharedMemory::open(&name), Err(SharedMemoryError::NotFound(_))));
+}
+
+#[test]
+#[should_panic(expected = "out of bounds")]
+fn a_segment_access_out_of_bounds_panics() {
+    let shm = SharedMemory::builder().size(8).track(false).create().unwrap();
+    let name = shm.name().to_string();
+    let result = std::panic::catch_unwind(|| shm.write_at(4, &[0; 8]));
+    SharedMemory::open(&name).unwrap().unlink().unwrap();
+    std::panic::resume_unwind(result.unwrap_err());
+}
+
+#[test]
+fn segment_bytes_copy_in_and_out_at_any_alignment() {
+    let shm = SharedMemory::create(64).unwrap();
+    let data: Vec<u8> = (1..=40).collect();
+    shm.write_at(3, &data);
+    let mut back = vec![0u8; 40];
+    shm.read_at(3, &mut back);
+    assert_eq!(back, data);
+    let all = shm.to_vec();
+    assert_eq!(&all[..3], &[0, 0, 0]);
+    assert_eq!(&all[43..], &[0; 21]);
+    // SAFETY: this test is the only user of the segment.
+    assert_eq!(unsafe { shm.as_slice() }[3], 1);
+    // SAFETY: as above.
+    let bytes = unsafe { shm.as_mut_slice() };
+    bytes[63] = 0xff;
+    assert_eq!(shm.to_vec()[63], 0xff);
+    shm.unlink().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// ShareableList
+
+#[test]
+fn a_shareable_list_holds_python_s_plain_values_with_fixed_length_and_room() {
+    let list = ShareableList::new([
+        Item::from(1),
+        "howdy".into(),
+        2.5.into(),
+        true.into(),
+        Item::None,
+        b"ab".as_slice().into(),
+    ])
+    .unwrap();
+    assert_eq!(list.len(), 6);
+    assert_eq!(list.format(), "q8sdxxxxxxx?xxxxxx?x8s");
+    assert_eq!(list.get(1).unwrap(), Item::Str("howdy".into()));
+    list.set(0, -7i64).unwrap();
+    list.set(2, Item::None).unwrap();
+    list.set(4, "by").unwrap(); // a None slot takes a short str
+    list.set(1, "exactly8").unwrap();
+    assert!(matches!(list.set(1, "nine char"), Err(ShareableListError::TooLong { index: 1, len: 9, capacity: 8 })));
+    assert!(matches!(list.set(6, 1), Err(ShareableListError::IndexOutOfRange { index: 6, len: 6 })));
+    assert!(matches!(list.get(9), Err(ShareableListError::IndexOutOfRange { .. })));
+    let other = ShareableList::open(list.name()).unwrap();
+    assert_eq!(
+        other.to_vec().unwrap(),
+        [
+            Item::Int(-7),
+            Item::Str("exactly8".into()),
+            Item::None,
+            Item::Bool(true),
+            Item::Str("by".into()),
+            Item::Bytes(b"ab".to_vec())
+        ]
+    );
+    assert_eq!(other.count(&Item::None), 1);
+    assert_eq!(other.index(&Item::Bool(true)), Some(3));
+    assert_eq!(other.index(&Item::Int(0)), None);
+    list.shm().unlink().unwrap();
+    assert!(matches!(ShareableList::open(list.name()), Err(ShareableListError::SharedMemory(_))));
+}
+
+fn bump_first(list: ShareableList) -> Item {
+    if let Item::Int(n) = list.get(0).unwrap() {
+        list.set(0, n + 1).unwrap();
+    }
+    list.get(1).unwrap()
+}
+
+#[test]
+fn a_shareable_list_travels_to_children_of_every_start_method() {
+    let _w = watchdog(LIMIT);
+    let list =
+        ShareableList::create_named(&format!("mp-list-{}", std::process::id()), [Item::Int(41), "x".into()]).unwrap();
+    for (method, expected) in [(StartMethod::Spawn, 42), (StartMethod::ForkServer, 43), (StartMethod::Fork, 44)] {
+        // The list travels as its name and is opened again in the child.
+        let handle = ShareableList::open(list.name()).unwrap();
+        let child = Process::new(bump_first, handle).start_method(method).start().unwrap();
+        assert_eq!(child.join().unwrap(), Item::Str("x".into()));
+        assert_eq!(list.get(0).unwrap(), Item::Int(expected), "{method:?}");
+    }
+    list.shm().unlink().unwrap();
+}
+
+#[test]
+fn a_segment_that_is_not_a_list_is_refused() {
+    let shm = SharedMemory::create(32).unwrap();
+    shm.write_at(0, &1000i64.to_ne_bytes());
+    let name = shm.name().to_string();
+    assert!(matches!(ShareableList::from_shared_memory(shm), Err(ShareableListError::Corrupt(_))));
+    SharedMemory::open(&name).unwrap().unlink().unwrap();
+}
+
+fn python3() -> Option<Command> {
+    let ok = Command::new("python3").arg("-c").arg("import multiprocessing.shared_memory").output().ok()?;
+    ok.status.success().then(|| Command::new("python3"))
+}
+
+#[test]
+fn python_reads_a_shareable_list_made_here_and_the_other_way_round() {
+    let _w = watchdog(LIMIT);
+    let Some(mut py) = python3() else {
+        eprintln!("python3 with multiprocessing.shared_memory not found: the interoperability check is skipped");
+        return;
+    };
+    let list = ShareableList::new([
+        Item::from(7),
+        "héllo".into(),
+        1.5.into(),
+        false.into(),
+        Item::None,
+        b"\x01\x02".as_slice().into(),
+    ])
+    .unwrap();
+    // Python 3.11's resource tracker unlinks what it attaches to when it exits (gh-82300):
+    // unregister first, so that the segment survives for our own checks.
+    let script = "import sys\n\
+        from multiprocessing import shared_memory, resource_tracker\n\
+        l = shared_memory.ShareableList(name=sys.argv[1])\n\
+        resource_tracker.unregister(l.shm._name, 'shared_memory')\n\
+        print(repr(list(l)))\n\
+        l[0] = 8\n\
+        l[1] = 'bye'\n\
+        l.shm.close()\n";
+    let out = py.arg("-c").arg(script).arg(list.name()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[7, 'héllo', 1.5, False, None, b'\\x01\\x02']");
+    assert_eq!(list.get(0).unwrap(), Item::Int(8));
+    assert_eq!(list.get(1).unwrap(), Item::Str("bye".into()));
+    list.shm().unlink().unwrap();
+
+    // Python makes one; this process reads it while Python waits.
+    let script = "import sys\n\
+        from multiprocessing import shared_memory\n\
+        l = shared_memory.ShareableList([3, 'abc', 2.25, True, None, b'xyz'])\n\
+        print(l.shm.name, flush=True)\n\
+        sys.stdin.readline()\n\
+        print(repr(list(l)), flush=True)\n\
+        l.shm.close(); l.shm.unlink()\n";
+    let mut child =
+        python3().unwrap().arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let name = lines.next().unwrap().unwrap();
+    let theirs = ShareableList::open(&name).unwrap();
+    assert_eq!(
+        theirs.to_vec().unwrap(),
+        [
+            Item::Int(3),
+            Item::Str("abc".into()),
+            Item::Float(2.25),
+            Item::Bool(true),
+            Item::None,
+            Item::Bytes(b"xyz".to_vec())
+        ]
+    );
+    theirs.set(0, 4).unwrap();
+    theirs.set(5, None::<i64>).unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "[4, 'abc', 2.25, True, None, None]");
+    assert!(child.wait().unwrap().success());
+}
+
+// ---------------------------------------------------------------------------------------
+// The resource tracker
+
+/// Run only as the victim family of the test below (its own main process, its own
+/// tracker): makes a tracked segment in the main process and another in a child that
+/// also has a grandchild, prints the names and the family's pids, then waits for
+/// `kill -9`.
+#[test]
+#[ignore = "run by a_family_killed_with_kill_9_leaves_nothing_in_dev_shm"]
+fn victim_family() {
+    if std::env::var_os("MP_TEST_VICTIM_FAMILY").is_none() {
+        return;
+    }
+    fn child_makes_a_segment(_: ()) {
+        let shm = SharedMemory::create(4096).unwrap();
+        let grandchild = Process::new(|_: ()| std::thread::sleep(Duration::from_secs(600)), ()).start().unwrap();
+        println!("segment {} grandchild {}", shm.name(), grandchild.pid());
+        std::mem::forget(shm);
+        std::thread::sleep(Duration::from_secs(600));
+    }
+    let shm = SharedMemory::create(4096).unwrap();
+    let untracked = SharedMemory::builder().size(4096).track(false).create().unwrap();
+    println!("segment {} untracked {}", shm.name(), untracked.name());
+    let child = Process::new(child_makes_a_segment, ()).start_method(StartMethod::Spawn).start().unwrap();
+    println!("child {}", child.pid());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_family_killed_with_kill_9_leaves_nothing_in_dev_shm() {
+    let _w = watchdog(LIMIT);
+    let mut victim = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "victim_family", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("MP_TEST_VICTIM_FAMILY", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let family_pid = victim.id();
+    /// Kills the victim's process group if this test fails half-way.
+    struct KillGroup(i32);
+    impl Drop for KillGroup {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on a process group; no memory is involved.
+            unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        }
+    }
+    let _cleanup = KillGroup(family_pid as i32);
+    let mut lines = BufReader::new(victim.stdout.take().unwrap()).lines();
+    let (mut segments, mut untracked, mut pids) = (Vec::new(), None, vec![family_pid]);
+    while segments.len() < 2 || pids.len() < 3 {
+        let line = lines.next().expect("the victim family printed its segments").unwrap();
+        // The harness may print "test victim_family ... " in front of the first line.
+        let words: Vec<&str> = line.split_whitespace().skip_while(|w| !matches!(*w, "segment" | "child")).collect();
+        match words.as_slice() {
+            ["segment", name, "untracked", other] => {
+                segments.push(name.to_string());
+                untracked = Some(other.to_string());
+            }
+            ["segment", name, "grandchild", pid] => {
+                segments.push(name.to_string());
+                pids.push(pid.parse().unwrap());
+            }
+            ["child", pid] => pids.push(pid.parse().unwrap()),
+            _ => {}
+        }
+    }
+    let untracked = untracked.unwrap();
+    // Every process the family's main process started: the fork server, the tracker...
+    let helpers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+                after.split_whitespace().nth(1) == Some(&*family_pid.to_string())
+            })
+        })
+        .collect();
+    assert!(helpers.len() >= 3, "fork server, tracker and child: {helpers:?}");
+    pids.extend(helpers);
+    for name in segments.iter().chain([&untracked]) {
+        assert!(shm_exists(name), "{name} exists while the family lives");
+    }
+    // kill -9 of the whole process group: the main process, its children, the fork server.
+    // The tracker left the group; it notices when the last family process is gone.
+    drop(_cleanup);
+    victim.wait().unwrap();
+    for name in &segments {
+        assert!(eventually(Duration::from_secs(20), || !shm_exists(name)), "the tracker unlinked {name}");
+    }
+    assert!(shm_exists(&untracked), "an untracked segment outlives its family");
+    SharedMemory::open(&untracked).unwrap().unlink().unwrap();
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(20), || !pid_running(pid)), "process {pid} is gone");
+    }
+}

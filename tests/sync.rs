@@ -1,0 +1,775 @@
+//! Synchronization between processes: `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`,
+//! `Event`, `Condition`, `Barrier`.
+//!
+//! What each primitive guarantees across real processes, that every one of them travels
+//! as a process argument with every start method, and what happens when a process dies
+//! (`kill -9`) holding a lock, a permit, a condition's lock or a place at a barrier: the
+//! others are never left waiting forever, and are told.
+
+mod common;
+
+use std::time::Duration;
+
+use common::watchdog;
+use multiproc::{
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, Condition, ConditionWaitError, Event,
+    Lock, Process, ProcessHandle, RLock, RawValue, ReleaseError, Semaphore, StartMethod, TryAcquireError,
+};
+
+multiproc::test_support!();
+
+const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const LIMIT: Duration = Duration::from_secs(60);
+const SHORT: Duration = Duration::from_millis(30);
+
+/// Kills a child with SIGKILL and waits until it is gone.
+fn kill_9<R>(child: ProcessHandle<R>) {
+    child.kill().unwrap();
+    assert_eq!(child.wait(), -9);
+}
+
+fn sleep_forever() {
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+// ---------------------------------------------------------------------------------------
+// Lock
+
+#[test]
+fn a_lock_is_held_by_one_at_a_time_and_says_so() {
+    let lock = Lock::new().unwrap();
+    assert!(!lock.locked());
+    let guard = lock.acquire().unwrap();
+    assert!(lock.locked());
+    assert_eq!(lock.holder(), Some(std::process::id()));
+    assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)));
+    assert!(matches!(lock.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
+    drop(guard);
+    assert!(!lock.locked());
+    drop(lock.try_acquire().unwrap());
+    drop(lock.acquire_timeout(SHORT).unwrap());
+}
+
+#[test]
+fn releasing_an_unlocked_lock_is_an_error() {
+    let lock = Lock::new().unwrap();
+    assert_eq!(lock.release(), Err(ReleaseError::NotLocked));
+    lock.acquire().unwrap().leave_locked();
+    assert!(lock.locked());
+    lock.release().unwrap();
+    assert_eq!(lock.release(), Err(ReleaseError::NotLocked));
+}
+
+fn add_under_lock(args: (Lock, RawValue<u64>, u64)) {
+    let (lock, counter, n) = args;
+    for _ in 0..n {
+        let _g = lock.acquire().unwrap();
+        // A read-modify-write that loses updates unless the lock excludes the others.
+        counter.set(counter.get() + 1);
+    }
+}
+
+#[test]
+fn a_lock_excludes_other_processes() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    let counter = RawValue::new(0u64).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| Process::new(add_under_lock, (lock.clone(), counter.clone(), 20_000)).start().unwrap())
+        .collect();
+    for child in children {
+        child.join().unwrap();
+    }
+    assert_eq!(counter.get(), 80_000);
+}
+
+fn acquire_and_leave(lock: Lock) {
+    lock.acquire().unwrap().leave_locked();
+}
+
+#[test]
+fn a_lock_acquired_in_one_process_can_be_released_in_another() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    lock.acquire().unwrap().leave_locked();
+    let releaser = Process::new(|lock: Lock| lock.release(), lock.clone()).start().unwrap();
+    assert_eq!(releaser.join().unwrap(), Ok(()));
+    assert!(!lock.locked());
+    // The other way round: a child acquires and exits normally; the parent releases.
+    let child = Process::new(acquire_and_leave, lock.clone()).start().unwrap();
+    child.join().unwrap();
+    assert!(lock.locked());
+    lock.release().unwrap();
+}
+
+fn hold_lock_until_killed(args: (Lock, Event)) {
+    let (lock, held) = args;
+    let _guard = lock.acquire().unwrap();
+    held.set();
+    sleep_forever();
+}
+
+#[test]
+fn a_lock_whose_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    let held = Event::new().unwrap();
+    let child = Process::new(hold_lock_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)), "the holder lives");
+    assert!(matches!(lock.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
+    // Killed while we are blocked in acquire.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        kill_9(child);
+    });
+    let guard = match lock.acquire() {
+        Err(died) => died.into_guard(),
+        Ok(_) => panic!("the takeover must be reported"),
+    };
+    assert_eq!(lock.holder(), Some(std::process::id()));
+    killer.join().unwrap();
+    drop(guard);
+    // Only the acquirer that took over is told.
+    drop(lock.acquire().expect("a clean lock after the takeover"));
+}
+
+#[test]
+fn try_acquire_and_acquire_timeout_also_take_over_from_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    for timed in [false, true] {
+        let lock = Lock::new().unwrap();
+        let held = Event::new().unwrap();
+        let child = Process::new(hold_lock_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        let took_over = if timed {
+            matches!(lock.acquire_timeout(LIMIT), Err(AcquireTimeoutError::OwnerDied(_)))
+        } else {
+            matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(_)))
+        };
+        assert!(took_over, "timed={timed}");
+        assert!(!lock.locked(), "the guard inside the error was dropped");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// RLock
+
+#[test]
+fn an_rlock_is_recursive_for_its_owner_thread_only() {
+    let _w = watchdog(LIMIT);
+    let lock = RLock::new().unwrap();
+    let outer = lock.acquire().unwrap();
+    let inner = lock.try_acquire().unwrap();
+    assert!(lock.is_owned());
+    drop(inner);
+    assert!(lock.locked(), "one level is still held");
+    let other = lock.clone();
+    let from_thread = std::thread::spawn(move || {
+        let blocked = matches!(other.try_acquire(), Err(TryAcquireError::WouldBlock));
+        let timed_out = matches!(other.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout));
+        (blocked, timed_out, other.is_owned(), other.release())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(from_thread, (true, true, false, Err(ReleaseError::NotOwner)));
+    drop(outer);
+    assert!(!lock.locked());
+    assert_eq!(lock.release(), Err(ReleaseError::NotOwner), "nobody holds it");
+}
+
+fn release_rlock(lock: RLock) -> Result<(), ReleaseError> {
+    lock.release()
+}
+
+fn try_rlock_briefly(lock: RLock) -> bool {
+    matches!(lock.acquire_timeout(Duration::from_millis(30)), Err(AcquireTimeoutError::Timeout))
+}
+
+#[test]
+fn an_rlock_cannot_be_released_or_taken_by_another_process() {
+    let _w = watchdog(LIMIT);
+    let lock = RLock::new().unwrap();
+    lock.acquire().unwrap().leave_locked();
+    let child = Process::new(release_rlock, lock.clone()).start().unwrap();
+    assert_eq!(child.join().unwrap(), Err(ReleaseError::NotOwner));
+    assert!(Process::new(try_rlock_briefly, lock.clone()).start().unwrap().join().unwrap());
+    lock.release().unwrap();
+    assert!(!lock.locked());
+}
+
+fn hold_rlock_twice_until_killed(args: (RLock, Event)) {
+    let (lock, held) = args;
+    let _a = lock.acquire().unwrap();
+    let _b = lock.acquire().unwrap();
+    held.set();
+    sleep_forever();
+}
+
+#[test]
+fn an_rlock_whose_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
+    let _w = watchdog(LIMIT);
+    let lock = RLock::new().unwrap();
+    let held = Event::new().unwrap();
+    let child = Process::new(hold_rlock_twice_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    kill_9(child);
+    let guard = lock.acquire().expect_err("the takeover must be reported").into_guard();
+    assert!(lock.is_owned());
+    drop(guard);
+    assert!(!lock.locked(), "the dead owner's two levels are not inherited");
+}
+
+#[test]
+fn an_rlock_whose_owner_thread_ended_goes_to_the_next_acquirer_with_owner_died() {
+    let lock = RLock::new().unwrap();
+    let other = lock.clone();
+    std::thread::spawn(move || other.acquire().unwrap().leave_locked()).join().unwrap();
+    assert!(lock.locked());
+    assert!(matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(_))));
+}
+
+// ---------------------------------------------------------------------------------------
+// Semaphore, BoundedSemaphore
+
+#[test]
+fn a_semaphore_counts_permits() {
+    let sem = Semaphore::new(2).unwrap();
+    let a = sem.acquire().unwrap();
+    let b = sem.try_acquire().unwrap();
+    assert_eq!(sem.get_value(), 0);
+    assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)));
+    assert!(matches!(sem.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
+    drop(a);
+    assert_eq!(sem.get_value(), 1);
+    drop(b);
+    sem.release(); // unbounded: a third permit
+    assert_eq!(sem.get_value(), 3);
+}
+
+#[test]
+fn a_bounded_semaphore_refuses_a_release_too_many() {
+    let sem = BoundedSemaphore::new(2).unwrap();
+    assert_eq!(sem.bound(), 2);
+    assert_eq!(sem.release(), Err(ReleaseError::OverRelease { bound: 2 }));
+    sem.acquire().unwrap().forget();
+    assert_eq!(sem.get_value(), 1);
+    sem.release().unwrap();
+    assert_eq!(sem.release(), Err(ReleaseError::OverRelease { bound: 2 }));
+    assert_eq!(sem.get_value(), 2);
+    let _a = sem.acquire().unwrap();
+    let _b = sem.acquire().unwrap();
+    assert!(matches!(sem.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)));
+}
+
+fn occupy_a_room(args: (Semaphore, RawValue<u32>, Lock, RawValue<u32>)) {
+    let (rooms, inside, count_lock, most) = args;
+    let _room = rooms.acquire().unwrap();
+    {
+        let _g = count_lock.acquire().unwrap();
+        inside.set(inside.get() + 1);
+        most.set(most.get().max(inside.get()));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let _g = count_lock.acquire().unwrap();
+    inside.set(inside.get() - 1);
+}
+
+#[test]
+fn a_semaphore_admits_at_most_its_value_of_processes() {
+    let _w = watchdog(LIMIT);
+    let rooms = Semaphore::new(3).unwrap();
+    let inside = RawValue::new(0u32).unwrap();
+    let most = RawValue::new(0u32).unwrap();
+    let count_lock = Lock::new().unwrap();
+    let guests: Vec<_> = (0..8)
+        .map(|_| {
+            Process::new(occupy_a_room, (rooms.clone(), inside.clone(), count_lock.clone(), most.clone()))
+                .start()
+                .unwrap()
+        })
+        .collect();
+    for guest in guests {
+        guest.join().unwrap();
+    }
+    assert!(most.get() >= 1 && most.get() <= 3, "at most 3 inside, saw {}", most.get());
+    assert_eq!(inside.get(), 0);
+    assert_eq!(rooms.get_value(), 3);
+}
+
+fn hold_permits_until_killed(args: (Semaphore, u32, Event)) {
+    let (sem, n, held) = args;
+    for _ in 0..n {
+        sem.acquire().unwrap().forget();
+    }
+    held.set();
+    sleep_forever();
+}
+
+#[test]
+fn the_permits_of_a_killed_holder_come_back_with_owner_died() {
+    let _w = watchdog(LIMIT);
+    let sem = Semaphore::new(3).unwrap();
+    let held = Event::new().unwrap();
+    let child = Process::new(hold_permits_until_killed, (sem.clone(), 2, held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    let mine = sem.acquire().unwrap();
+    assert_eq!(sem.get_value(), 0);
+    // Killed while we are blocked in acquire.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        kill_9(child);
+    });
+    let recovered = sem.acquire().expect_err("a recovered permit is reported").into_guard();
+    killer.join().unwrap();
+    let second = sem.try_acquire().expect_err("so is the second one").into_guard();
+    drop((mine, recovered, second));
+    assert_eq!(sem.get_value(), 3, "every permit is back");
+    drop(sem.acquire().expect("clean permits afterwards"));
+}
+
+#[test]
+fn acquire_timeout_and_bounded_semaphores_recover_dead_holders_too() {
+    let _w = watchdog(LIMIT);
+    let sem = Semaphore::new(1).unwrap();
+    let held = Event::new().unwrap();
+    let child = Process::new(hold_permits_until_killed, (sem.clone(), 1, held.clone())).daemon(true).start().unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    assert!(matches!(sem.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)), "the holder lives");
+    kill_9(child);
+    assert!(matches!(sem.acquire_timeout(LIMIT), Err(AcquireTimeoutError::OwnerDied(_))));
+    assert_eq!(sem.get_value(), 1);
+}
+
+fn consume_items(args: (Semaphore, u32, Event)) {
+    let (items, n, done) = args;
+    for _ in 0..n {
+        items.acquire().unwrap().forget();
+    }
+    done.set();
+    sleep_forever();
+}
+
+#[test]
+fn permits_released_as_items_are_not_given_back_when_their_consumer_dies() {
+    let _w = watchdog(LIMIT);
+    // A semaphore used as a counter of items: produced by release, consumed by acquire.
+    let items = Semaphore::new(0).unwrap();
+    for _ in 0..5 {
+        items.release();
+    }
+    let done = Event::new().unwrap();
+    let consumer = Process::new(consume_items, (items.clone(), 5, done.clone())).daemon(true).start().unwrap();
+    assert!(done.wait_timeout(LIMIT));
+    kill_9(consumer);
+    assert!(matches!(items.acquire_timeout(Duration::from_millis(200)), Err(AcquireTimeoutError::Timeout)));
+    assert_eq!(items.get_value(), 0, "consumed items do not come back");
+}
+
+fn release_handed_over(sem: BoundedSemaphore) -> Result<(), ReleaseError> {
+    sem.release()
+}
+
+#[test]
+fn a_permit_can_be_handed_to_another_process_to_release() {
+    let _w = watchdog(LIMIT);
+    let sem = BoundedSemaphore::new(1).unwrap();
+    sem.acquire().unwrap().forget();
+    let child = Process::new(release_handed_over, sem.clone()).start().unwrap();
+    assert_eq!(child.join().unwrap(), Ok(()));
+    assert_eq!(sem.get_value(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Event
+
+fn set_after(args: (Event, u64)) {
+    std::thread::sleep(Duration::from_millis(args.1));
+    args.0.set();
+}
+
+#[test]
+fn an_event_set_by_another_process_wakes_the_waiter() {
+    let _w = watchdog(LIMIT);
+    let event = Event::new().unwrap();
+    assert!(!event.is_set());
+    assert!(!event.wait_timeout(SHORT));
+    let child = Process::new(set_after, (event.clone(), 50)).start().unwrap();
+    event.wait().unwrap();
+    assert!(event.is_set());
+    assert!(event.wait_timeout(Duration::ZERO), "a set event returns at once");
+    event.clear();
+    assert!(!event.is_set());
+    child.join().unwrap();
+}
+
+fn pulse(args: (Event, Event)) {
+    let (event, waiting) = args;
+    waiting.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    event.set();
+    event.clear();
+}
+
+#[test]
+fn a_waiter_sees_a_set_even_if_a_clear_follows_at_once() {
+    let _w = watchdog(LIMIT);
+    let event = Event::new().unwrap();
+    let waiting = Event::new().unwrap();
+    let child = Process::new(pulse, (event.clone(), waiting.clone())).start().unwrap();
+    waiting.set();
+    // Usually the set and the clear both happen while we sleep in the wait (the pulse is
+    // 20 ms after `waiting`); on a busy machine we may wake between them, which passes too.
+    assert!(event.wait_timeout(LIMIT));
+    child.join().unwrap();
+    assert!(!event.is_set());
+}
+
+#[test]
+fn waiting_on_an_event_nobody_else_holds_is_abandoned() {
+    let _w = watchdog(LIMIT);
+    let event = Event::new().unwrap();
+    let child = Process::new(|e: Event| drop(e), event.clone()).start().unwrap();
+    child.join().unwrap();
+    assert_eq!(event.wait(), Err(Abandoned));
+    // A second handle in this process (another thread may set it) keeps the wait alive.
+    let setter = event.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        setter.set();
+    });
+    event.wait().unwrap();
+    t.join().unwrap();
+}
+
+fn hold_event_until_killed(args: (Event, Event)) {
+    args.1.set();
+    sleep_forever();
+}
+
+#[test]
+fn waiting_on_an_event_whose_other_holders_were_killed_is_abandoned() {
+    let _w = watchdog(LIMIT);
+    let event = Event::new().unwrap();
+    let ready = Event::new().unwrap();
+    let child = Process::new(hold_event_until_killed, (event.clone(), ready.clone())).daemon(true).start().unwrap();
+    assert!(ready.wait_timeout(LIMIT));
+    kill_9(child);
+    assert_eq!(event.wait(), Err(Abandoned));
+}
+
+// ---------------------------------------------------------------------------------------
+// Condition
+
+fn produce_items(args: (Condition, RawValue<u32>, u32)) {
+    let (cond, items, n) = args;
+    for _ in 0..n {
+        let mut guard = cond.acquire().unwrap();
+        items.set(items.get() + 1);
+        guard.notify(1);
+        drop(guard);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_condition_wakes_a_waiter_when_another_process_notifies() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let items = RawValue::new(0u32).unwrap();
+    let producer = Process::new(produce_items, (cond.clone(), items.clone(), 10)).start().unwrap();
+    let mut taken = 0;
+    while taken < 10 {
+        let mut guard = cond.acquire().unwrap();
+        guard.wait_for(|| items.get() > 0).unwrap();
+        items.set(items.get() - 1);
+        taken += 1;
+    }
+    producer.join().unwrap();
+    assert_eq!(items.get(), 0);
+}
+
+fn wait_once(args: (Condition, RawValue<u32>, RawValue<u32>)) -> bool {
+    let (cond, waiting, woken) = args;
+    let mut guard = cond.acquire().unwrap();
+    waiting.set(waiting.get() + 1);
+    let notified = guard.wait_timeout(Duration::from_secs(20)).unwrap();
+    if notified {
+        woken.set(woken.get() + 1);
+    }
+    notified
+}
+
+#[test]
+fn notify_n_wakes_exactly_n_waiters_and_notify_all_the_rest() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let waiting = RawValue::new(0u32).unwrap();
+    let woken = RawValue::new(0u32).unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| Process::new(wait_once, (cond.clone(), waiting.clone(), woken.clone())).start().unwrap())
+        .collect();
+    assert!(common::eventually(LIMIT, || waiting.get() == 3));
+    cond.acquire().unwrap().notify(1);
+    assert!(common::eventually(LIMIT, || woken.get() == 1));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(woken.get(), 1, "notify(1) wakes one waiter, not more");
+    cond.acquire().unwrap().notify_all();
+    for waiter in waiters {
+        assert!(waiter.join().unwrap());
+    }
+    assert_eq!(woken.get(), 3);
+}
+
+#[test]
+fn condition_waits_time_out_and_a_timed_out_waiter_does_not_take_a_notification() {
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let mut guard = cond.acquire().unwrap();
+    assert!(!guard.wait_timeout(SHORT).unwrap());
+    assert!(!guard.wait_for_timeout(SHORT, || false).unwrap());
+    assert!(guard.wait_for_timeout(SHORT, || true).unwrap());
+    // Nobody waits now: a notification is not kept for a later waiter.
+    guard.notify(1);
+    assert!(!guard.wait_timeout(SHORT).unwrap());
+    drop(guard);
+    assert!(cond.acquire_timeout(SHORT).is_ok());
+}
+
+#[test]
+fn a_condition_over_an_rlock_waits_with_every_level_released() {
+    let _w = watchdog(LIMIT);
+    let lock = RLock::new().unwrap();
+    let cond = Condition::with_lock(lock.clone()).unwrap();
+    let other = cond.clone();
+    let mut outer = cond.acquire().unwrap();
+    let mut inner = cond.acquire().unwrap();
+    let notifier = std::thread::spawn(move || {
+        // Acquirable only while the waiter has released both levels.
+        let mut guard = other.acquire().unwrap();
+        guard.notify_all();
+    });
+    assert!(inner.wait_timeout(LIMIT).unwrap());
+    assert!(lock.is_owned(), "both levels are back");
+    drop(inner);
+    assert!(lock.locked());
+    outer.notify(0);
+    drop(outer);
+    assert!(!lock.locked());
+    notifier.join().unwrap();
+}
+
+fn hold_condition_until_killed(args: (Condition, Event)) {
+    let (cond, held) = args;
+    let _guard = cond.acquire().unwrap();
+    held.set();
+    sleep_forever();
+}
+
+#[test]
+fn a_condition_whose_lock_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
+    let _w = watchdog(LIMIT);
+    for lock in [None, Some(Lock::new().unwrap())] {
+        let cond = match lock {
+            Some(lock) => Condition::with_lock(lock).unwrap(),
+            None => Condition::new().unwrap(),
+        };
+        let held = Event::new().unwrap();
+        let child =
+            Process::new(hold_condition_until_killed, (cond.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        assert!(matches!(cond.try_acquire(), Err(TryAcquireError::WouldBlock)));
+        kill_9(child);
+        let mut guard = cond.acquire().expect_err("the takeover must be reported").into_guard();
+        guard.notify_all();
+    }
+}
+
+fn notify_then_die_holding(args: (Condition, Event)) {
+    let (cond, waiting) = args;
+    waiting.wait().unwrap();
+    let mut guard = cond.acquire().unwrap();
+    guard.notify_all();
+    // Dies holding the lock the waiter needs back.
+    std::process::abort();
+}
+
+#[test]
+fn a_waiter_that_gets_the_lock_back_from_a_dead_notifier_is_told() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let waiting = Event::new().unwrap();
+    let child = Process::new(notify_then_die_holding, (cond.clone(), waiting.clone())).start().unwrap();
+    let mut guard = cond.acquire().unwrap();
+    waiting.set();
+    assert_eq!(guard.wait(), Err(ConditionWaitError::OwnerDied));
+    drop(guard);
+    assert!(child.join().is_err());
+}
+
+#[test]
+fn waiting_on_a_condition_nobody_else_holds_is_abandoned() {
+    let cond = Condition::new().unwrap();
+    let mut guard = cond.acquire().unwrap();
+    assert!(matches!(guard.wait(), Err(ConditionWaitError::Abandoned(Abandoned))));
+    assert!(cond.clone().try_acquire().is_ok(), "the RLock is held again, recursively by us");
+}
+
+// ---------------------------------------------------------------------------------------
+// Barrier
+
+fn meet(barrier: Barrier) -> usize {
+    barrier.wait().unwrap()
+}
+
+#[test]
+fn a_barrier_lets_all_parties_through_together_with_distinct_indices() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(3).unwrap();
+    assert_eq!(barrier.parties(), 3);
+    for _round in 0..2 {
+        let a = Process::new(meet, barrier.clone()).start().unwrap();
+        let b = Process::new(meet, barrier.clone()).start().unwrap();
+        let mine = barrier.wait().unwrap();
+        let mut indices = vec![mine, a.join().unwrap(), b.join().unwrap()];
+        indices.sort();
+        assert_eq!(indices, [0, 1, 2]);
+        assert_eq!(barrier.n_waiting(), 0);
+    }
+}
+
+fn meet_or_break(barrier: Barrier) -> Result<usize, BarrierBreak> {
+    barrier.wait().map_err(|e| e.cause())
+}
+
+#[test]
+fn a_barrier_wait_that_times_out_breaks_it_for_everybody_until_reset() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(3).unwrap();
+    let other = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    let mine = barrier.wait_timeout(SHORT).unwrap_err();
+    assert_eq!(mine.cause(), BarrierBreak::TimedOut);
+    assert_eq!(other.join().unwrap(), Err(BarrierBreak::TimedOut));
+    assert!(barrier.is_broken());
+    assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::TimedOut, "broken until reset");
+    barrier.reset();
+    assert!(!barrier.is_broken());
+    let a = Process::new(meet, barrier.clone()).start().unwrap();
+    let b = Process::new(meet, barrier.clone()).start().unwrap();
+    barrier.wait().unwrap();
+    a.join().unwrap();
+    b.join().unwrap();
+}
+
+#[test]
+fn abort_and_reset_break_the_waiting_parties() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(2).unwrap();
+    let waiter = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    barrier.abort();
+    assert_eq!(waiter.join().unwrap(), Err(BarrierBreak::Aborted));
+    assert_eq!(barrier.n_waiting(), 0);
+    barrier.reset();
+    let waiter = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    barrier.reset();
+    assert_eq!(waiter.join().unwrap(), Err(BarrierBreak::Reset));
+    assert!(!barrier.is_broken(), "reset leaves it usable");
+}
+
+fn wait_at_barrier_until_killed(args: (Barrier, Event)) {
+    args.1.set();
+    let _ = args.0.wait();
+    sleep_forever();
+}
+
+#[test]
+fn a_party_killed_before_arriving_breaks_the_barrier_for_the_others() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(3).unwrap();
+    let started = Event::new().unwrap();
+    // This party is killed before it reaches the barrier.
+    let doomed = Process::new(
+        |args: (Barrier, Event)| {
+            args.1.set();
+            std::thread::sleep(Duration::from_secs(600));
+        },
+        (barrier.clone(), started.clone()),
+    )
+    .daemon(true)
+    .start()
+    .unwrap();
+    assert!(started.wait_timeout(LIMIT));
+    let waiter = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    kill_9(doomed);
+    assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::PartyDied);
+    assert_eq!(waiter.join().unwrap(), Err(BarrierBreak::PartyDied));
+}
+
+#[test]
+fn a_party_killed_while_waiting_breaks_the_barrier_for_the_others() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(3).unwrap();
+    let arrived = Event::new().unwrap();
+    let doomed =
+        Process::new(wait_at_barrier_until_killed, (barrier.clone(), arrived.clone())).daemon(true).start().unwrap();
+    assert!(arrived.wait_timeout(LIMIT));
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    kill_9(doomed);
+    assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::PartyDied);
+}
+
+// ---------------------------------------------------------------------------------------
+// Every primitive travels to children of every start method
+
+type Everything = (Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier, RawValue<u32>);
+
+fn use_everything(all: Everything) -> u32 {
+    let (lock, rlock, sem, bounded, event, cond, barrier, value) = all;
+    lock.acquire().unwrap().leave_locked(); // the parent releases it
+    drop(rlock.acquire().unwrap());
+    sem.release();
+    bounded.acquire().unwrap().forget(); // the parent releases it
+    event.set();
+    {
+        let mut guard = cond.acquire().unwrap();
+        value.set(value.get() + 1);
+        guard.notify_all();
+    }
+    barrier.wait().unwrap();
+    value.get()
+}
+
+#[test]
+fn every_primitive_travels_as_a_process_argument_with_every_start_method() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let all: Everything = (
+            Lock::new().unwrap(),
+            RLock::new().unwrap(),
+            Semaphore::new(0).unwrap(),
+            BoundedSemaphore::new(1).unwrap(),
+            Event::new().unwrap(),
+            Condition::new().unwrap(),
+            Barrier::new(2).unwrap(),
+            RawValue::new(0).unwrap(),
+        );
+        let child = Process::new(use_everything, all.clone()).start_method(method).start().unwrap();
+        let (lock, rlock, sem, bounded, event, cond, barrier, value) = all;
+        event.wait().unwrap();
+        drop(sem.acquire().unwrap());
+        {
+            let mut guard = cond.acquire().unwrap();
+            guard.wait_for(|| value.get() == 1).unwrap();
+        }
+        barrier.wait().unwrap();
+        assert_eq!(child.join().unwrap(), 1, "{method:?}");
+        lock.release().unwrap();
+        bounded.release().unwrap();
+        assert_eq!(bounded.get_value(), 1);
+        assert!(!rlock.locked());
+    }
+}
