@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc::{JoinError, Process, StartMethod, Value};
+use multiproc::{
+    Array, Event, JoinError, Lock, MapOptions, Pool, Process, ShareableList, SharedMemory, StartMethod, TaskError,
+    Value,
+};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -32,6 +35,35 @@ fn count_to(args: (Value<u64>, u64)) {
     for _ in 0..n {
         *counter.lock() += 1;
     }
+}
+
+fn hold_until_killed(args: (Lock, Event)) {
+    let (lock, held) = args;
+    let _guard = lock.acquire().unwrap_or_else(|died| died.into_guard());
+    held.set();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn negate(numbers: Array<i32>) {
+    for x in numbers.lock().iter_mut() {
+        *x = -*x;
+    }
+}
+
+fn collatz_steps(mut n: u64) -> u32 {
+    let mut steps = 0;
+    while n != 1 {
+        n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+        steps += 1;
+    }
+    steps
+}
+
+fn crash_on_seven(x: u64) -> u64 {
+    if x == 7 {
+        std::process::abort();
+    }
+    x * 2
 }
 
 fn section(title: &str) {
@@ -81,6 +113,48 @@ fn main() -> Result<(), multiproc::Error> {
     }
     println!("four processes each added 10000 under the lock: {}", counter.get());
     assert_eq!(counter.get(), 40_000);
+
+    section("5. Locks that survive their holder");
+    let lock = Lock::new()?;
+    let held = Event::new()?;
+    let holder = Process::new(hold_until_killed, (lock.clone(), held.clone())).daemon(true).start()?;
+    held.wait()?;
+    holder.kill()?;
+    println!("the holder was killed (exit code {})", holder.wait());
+    match lock.acquire() {
+        Err(died) => {
+            println!("the next acquirer got the lock anyway, and was told: {died}");
+            drop(died.into_guard());
+        }
+        Ok(_) => println!("unexpected: a clean lock"),
+    }
+
+    section("6. Arrays and named shared memory");
+    let numbers = Array::from_slice(&[1, 2, 3])?;
+    Process::new(negate, numbers.clone()).start()?.join()?;
+    println!("a child negated the array: {:?}", numbers.to_vec());
+    let list = ShareableList::new([multiproc::Item::from(42), "hello".into()])?;
+    println!("a ShareableList that Python can open by name: {} = {:?}", list.name(), list.to_vec()?);
+    list.shm().unlink()?;
+    let shm = SharedMemory::create(4096)?;
+    println!("a 4 KiB segment in /dev/shm: {} (unlinked by its tracker even after kill -9)", shm.name());
+    shm.unlink()?;
+
+    section("8. A pool that never hangs");
+    let pool = Pool::new(multiproc::cpu_count())?;
+    let steps = pool.map_with(collatz_steps, 1..=200_000, MapOptions::new().chunksize(5_000).progress(true))?;
+    let (longest, start) = steps.iter().zip(1u64..).max().map(|(s, n)| (*s, n)).unwrap_or((0, 0));
+    println!("Collatz over 1..=200000 on {} workers: {start} takes the longest, {longest} steps", pool.processes());
+    let results: Vec<Result<u64, TaskError>> = pool.imap(crash_on_seven, 0..10)?.collect();
+    for (i, r) in results.iter().enumerate().filter(|(_, r)| r.is_err()) {
+        println!("task {i}: {}", r.as_ref().unwrap_err());
+    }
+    println!(
+        "the other {} tasks succeeded; the dead worker was replaced ({:?})",
+        results.iter().filter(|r| r.is_ok()).count(),
+        pool.stats()
+    );
+    drop(pool);
 
     println!("\nThat was multiproc. Every child is gone: {} left.", multiproc::active_children().len());
     Ok(())
