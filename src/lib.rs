@@ -43,6 +43,7 @@ extern crate self as multiproc;
 
 mod codec;
 mod error;
+mod manager;
 mod pool;
 mod process;
 mod shared;
@@ -50,6 +51,11 @@ mod shm;
 mod sys;
 
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
+pub use manager::{
+    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
+    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, PutError,
+    QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+};
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
 pub use multiproc_macros::ShmSafe;
 /// Makes `multiproc::init()` the first statement of `main`.
@@ -107,7 +113,9 @@ macro_rules! test_support {
 #[doc(hidden)]
 pub mod __private {
     //! Used by the macros and in bounds; not part of the API.
+    pub use crate::manager::{decode_args, encode_result};
     pub use crate::sys::Stateless;
+    pub use serde;
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -22,7 +22,7 @@ pub use heap::HeapFull;
 pub(crate) use holders::Holders;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawMutex};
-pub(crate) use object::{Shared, ShmObject, Side, Sided, kind};
+pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use ring::{INLINE_MAX, Large, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
 pub(crate) use wait::{Deadline, Notify, SPIN};
 
