@@ -4,6 +4,7 @@
 //! bench and variant names as the Python suite, so that `compare.py` can join the two.
 //! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
 
+mod manager;
 mod pool;
 mod stats;
 
@@ -37,6 +38,7 @@ const BENCHES: &[Bench] = &[
     ("pool_overhead", pool::pool_overhead),
     ("pool_apply_async", pool::pool_apply_async),
     ("pool_cpu_scaling", pool::pool_cpu_scaling),
+    ("manager_dict", manager::manager_dict),
 ];
 
 fn main() {
