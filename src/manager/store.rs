@@ -1332,3 +1332,348 @@ fn visit_waiters(body: &Body, f: &mut impl FnMut(&Waiter)) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::protocol::{Envelope, decode_request, encode_plain};
+
+    const A: ConnId = 1;
+    const B: ConnId = 2;
+
+    fn item(bytes: &[u8], refs: &[ObjectId]) -> Item<ObjectId> {
+        Item { bytes: bytes.to_vec(), refs: refs.to_vec() }
+    }
+
+    fn run(store: &mut Store, conn: ConnId, seq: u64, request: Request) -> Option<Result<Out<ObjectId>, Fault>> {
+        store.handle(conn, Envelope { seq, thread: 0, request }, Instant::now());
+        let mut replies = store.take_replies();
+        let pos = replies.iter().position(|o| o.conn == conn && o.seq == seq)?;
+        Some(replies.remove(pos).result)
+    }
+
+    fn create(store: &mut Store, create: Create) -> ObjectId {
+        match run(store, A, 1, Request::Create(create)) {
+            Some(Ok(Out::Created { id, .. })) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn call(
+        store: &mut Store,
+        conn: ConnId,
+        seq: u64,
+        id: ObjectId,
+        kind: Kind,
+        op: Op,
+    ) -> Option<Result<Out<ObjectId>, Fault>> {
+        run(store, conn, seq, Request::Call { id, kind, op })
+    }
+
+    #[test]
+    fn a_dict_in_a_list_lives_while_the_list_holds_it() {
+        let mut store = Store::new();
+        let list = create(&mut store, Create::List(Vec::new()));
+        let dict = create(&mut store, Create::Dict(Vec::new()));
+        assert_eq!(store.len(), 3);
+        call(&mut store, A, 2, list, Kind::List, Op::ListPush(item(b"d", &[dict]))).unwrap().unwrap();
+        // The creator's reference goes: the list still holds one.
+        store.decref(dict, 1);
+        assert_eq!(store.kind_of(dict), Some(Kind::Dict));
+        // A copy handed out counts one more reference, for the receiver.
+        let got = call(&mut store, A, 3, list, Kind::List, Op::ListGet(0)).unwrap().unwrap();
+        assert_eq!(got.refs(), vec![&dict]);
+        call(&mut store, A, 4, list, Kind::List, Op::Clear).unwrap().unwrap();
+        assert_eq!(store.kind_of(dict), Some(Kind::Dict), "the receiver's copy keeps it");
+        store.release_out(got);
+        assert_eq!(store.kind_of(dict), None, "nothing refers to it any more");
+        store.decref(list, 1);
+        assert_eq!(store.len(), 1, "only the registry is left");
+    }
+
+    #[test]
+    fn a_reference_to_nothing_is_refused() {
+        let mut store = Store::new();
+        let list = create(&mut store, Create::List(Vec::new()));
+        let refused = call(&mut store, A, 2, list, Kind::List, Op::ListPush(item(b"x", &[999]))).unwrap();
+        assert_eq!(refused, Err(Fault::BadReference(999)));
+        let wrong = call(&mut store, A, 3, list, Kind::Dict, Op::Len).unwrap();
+        assert!(matches!(wrong, Err(Fault::WrongKind { .. })));
+    }
+
+    #[test]
+    fn a_lock_is_handed_over_in_order_and_released_when_its_holder_goes() {
+        let mut store = Store::new();
+        let lock = create(&mut store, Create::Lock);
+        let acquire = |wait| Op::Acquire { wait };
+        assert_eq!(call(&mut store, A, 2, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        // B waits: parked, no answer yet.
+        assert_eq!(call(&mut store, B, 2, lock, Kind::Lock, acquire(None)), None);
+        // A's connection ends: B gets the lock.
+        store.drop_conn(A);
+        let replies = store.take_replies();
+        assert_eq!(replies.len(), 1);
+        assert_eq!((replies[0].conn, replies[0].seq), (B, 2));
+        assert_eq!(call(&mut store, A, 3, lock, Kind::Lock, Op::Locked), Some(Ok(Out::Bool(true))));
+    }
+
+    #[test]
+    fn parked_requests_time_out() {
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 1, joinable: false });
+        assert_eq!(call(&mut store, A, 2, q, Kind::Queue, Op::Get { wait: Some(1_000_000) }), None);
+        assert!(store.next_deadline().is_some());
+        store.expire(Instant::now() + Duration::from_secs(1));
+        let replies = store.take_replies();
+        assert!(matches!(replies[..], [Outgoing { result: Err(Fault::Empty), .. }]));
+        assert!(store.next_deadline().is_none());
+    }
+
+    #[test]
+    fn a_barrier_answers_every_party_with_its_index() {
+        let mut store = Store::new();
+        let b = create(&mut store, Create::Barrier { parties: 3 });
+        assert_eq!(call(&mut store, A, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
+        assert_eq!(call(&mut store, B, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
+        let last = Request::Call { id: b, kind: Kind::Barrier, op: Op::BarrierWait { wait: None } };
+        store.handle(3, Envelope { seq: 2, thread: 0, request: last }, Instant::now());
+        let mut indices: Vec<_> = store
+            .take_replies()
+            .into_iter()
+            .map(|o| match o.result {
+                Ok(Out::Count(n)) => n,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        indices.sort();
+        assert_eq!(indices, [0, 1, 2]);
+    }
+
+    // ---- fuzzing the request decoder and the store ----------------------------------------
+
+    /// A small deterministic generator (xorshift), so that a failure replays.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// One valid request of every shape, with ids and items drawn from `rng`.
+    fn sample_requests(rng: &mut Rng) -> Vec<Envelope> {
+        let id = |rng: &mut Rng| rng.below(12);
+        let it = |rng: &mut Rng| {
+            let refs = (0..rng.below(3)).map(|_| rng.below(12)).collect();
+            Item { bytes: (0..rng.below(6)).map(|_| rng.next() as u8).collect(), refs }
+        };
+        let wait = |rng: &mut Rng| match rng.below(3) {
+            0 => None,
+            1 => Some(0),
+            _ => Some(rng.below(2_000_000)),
+        };
+        let kinds = [
+            Kind::Dict,
+            Kind::List,
+            Kind::Namespace,
+            Kind::Value,
+            Kind::Array,
+            Kind::Queue,
+            Kind::JoinableQueue,
+            Kind::Lock,
+            Kind::RLock,
+            Kind::Semaphore,
+            Kind::BoundedSemaphore,
+            Kind::Event,
+            Kind::Condition,
+            Kind::Barrier,
+            Kind::Custom,
+        ];
+        let creates = vec![
+            Create::Dict(vec![(it(rng), it(rng))]),
+            Create::List(vec![it(rng), it(rng)]),
+            Create::Namespace,
+            Create::Value(it(rng)),
+            Create::Array(vec![it(rng)]),
+            Create::Queue { maxsize: rng.below(3), joinable: rng.below(2) == 0 },
+            Create::Lock,
+            Create::RLock,
+            Create::Semaphore { value: rng.below(3), bounded: rng.below(2) == 0 },
+            Create::Event,
+            Create::Condition,
+            Create::Barrier { parties: rng.below(4) },
+            Create::Custom { type_name: "nothing".into(), value: it(rng) },
+        ];
+        let ops = vec![
+            Op::Len,
+            Op::Clear,
+            Op::Snapshot,
+            Op::Contains(it(rng)),
+            Op::DictSet(it(rng), it(rng)),
+            Op::DictGet(it(rng)),
+            Op::DictRemove(it(rng)),
+            Op::DictUpdate(vec![(it(rng), it(rng))]),
+            Op::DictSetDefault(it(rng), it(rng)),
+            Op::DictPopItem,
+            Op::Keys,
+            Op::Values,
+            Op::Items,
+            Op::ListPush(it(rng)),
+            Op::ListExtend(vec![it(rng), it(rng)]),
+            Op::ListInsert(rng.next() as i64 % 5, it(rng)),
+            Op::ListGet(rng.next() as i64 % 5),
+            Op::ListSet(rng.next() as i64 % 5, it(rng)),
+            Op::ListPop(Some(rng.next() as i64 % 5)),
+            Op::ListPop(None),
+            Op::ListRemove(it(rng)),
+            Op::ListIndex(it(rng)),
+            Op::ListCount(it(rng)),
+            Op::ListReverse,
+            Op::ListReplace { version: rng.below(4), items: vec![it(rng)] },
+            Op::AttrSet("x".into(), it(rng)),
+            Op::AttrGet("x".into()),
+            Op::AttrDel("x".into()),
+            Op::AttrNames,
+            Op::ValueGet,
+            Op::ValueSet(it(rng)),
+            Op::Put { item: it(rng), wait: wait(rng) },
+            Op::Get { wait: wait(rng) },
+            Op::QSize,
+            Op::TaskDone,
+            Op::Join { wait: wait(rng) },
+            Op::Acquire { wait: wait(rng) },
+            Op::Release,
+            Op::Locked,
+            Op::SemValue,
+            Op::EventSet,
+            Op::EventClear,
+            Op::EventIsSet,
+            Op::EventWait { wait: wait(rng) },
+            Op::CondWait { wait: wait(rng) },
+            Op::CondNotify { n: rng.below(3) },
+            Op::BarrierWait { wait: wait(rng) },
+            Op::BarrierReset,
+            Op::BarrierAbort,
+            Op::BarrierState,
+            Op::Method { name: "m".into(), args: it(rng) },
+            Op::Copy,
+        ];
+        let mut out: Vec<Envelope> = Vec::new();
+        for c in creates {
+            out.push(Envelope { seq: rng.below(4), thread: rng.below(2), request: Request::Create(c) });
+        }
+        for op in ops {
+            let kind = kinds[rng.below(kinds.len() as u64) as usize];
+            out.push(Envelope {
+                seq: rng.below(4),
+                thread: rng.below(2),
+                request: Request::Call { id: id(rng), kind, op },
+            });
+        }
+        out.push(Envelope { seq: 0, thread: 0, request: Request::Release { id: id(rng), count: rng.below(3) } });
+        out.push(Envelope { seq: 1, thread: 0, request: Request::Ping });
+        out
+    }
+
+    /// Flips, truncates, inserts or splices bytes.
+    fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
+        for _ in 0..=rng.below(4) {
+            match rng.below(5) {
+                0 if !bytes.is_empty() => {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] ^= 1 << rng.below(8);
+                }
+                1 if !bytes.is_empty() => {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] = rng.next() as u8;
+                }
+                2 => bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize),
+                3 => {
+                    let i = rng.below(bytes.len() as u64 + 1) as usize;
+                    bytes.insert(i, rng.next() as u8);
+                }
+                _ => {
+                    // A huge length prefix, where a length may be.
+                    let i = rng.below(bytes.len() as u64 + 1) as usize;
+                    bytes.splice(i..i, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+                }
+            }
+        }
+    }
+
+    /// What the fuzz runs count, for the record.
+    const FUZZ_INPUTS: u64 = 300_000;
+
+    #[test]
+    fn the_request_decoder_and_the_store_survive_any_input() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut store = Store::new();
+        let now = Instant::now();
+        let (mut decoded, mut refused) = (0u64, 0u64);
+        let mut corpus: Vec<Vec<u8>> = Vec::new();
+        for n in 0..FUZZ_INPUTS {
+            if corpus.is_empty() || n % 1000 == 0 {
+                corpus = sample_requests(&mut rng)
+                    .iter()
+                    .map(|e| {
+                        let mut b = Vec::new();
+                        encode_plain(e, &mut b).unwrap();
+                        b
+                    })
+                    .collect();
+            }
+            let mut bytes = corpus[rng.below(corpus.len() as u64) as usize].clone();
+            // A quarter go in intact (valid requests on random objects), the rest mutated.
+            if rng.below(4) != 0 {
+                mutate(&mut rng, &mut bytes);
+            }
+            let conn = 1 + rng.below(4) as ConnId;
+            match decode_request(&bytes) {
+                Ok(envelope) => {
+                    decoded += 1;
+                    store.handle(conn, envelope, now + Duration::from_micros(n));
+                }
+                Err(Fault::Malformed(_)) => refused += 1,
+                Err(other) => panic!("the decoder answered {other:?}"),
+            }
+            if n % 97 == 0 {
+                store.expire(now + Duration::from_micros(n));
+            }
+            if n % 1013 == 0 {
+                store.drop_conn(conn);
+            }
+            for out in store.take_replies() {
+                if let Ok(out) = out.result {
+                    store.release_out(out);
+                }
+            }
+        }
+        assert!(decoded > FUZZ_INPUTS / 10 && refused > FUZZ_INPUTS / 10, "decoded {decoded}, refused {refused}");
+        // Still serving.
+        assert_eq!(run(&mut store, 9, 77, Request::Ping), Some(Ok(Out::Unit)));
+        eprintln!("fuzz: {FUZZ_INPUTS} inputs, {decoded} decoded and handled, {refused} refused");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 100_000, failure_persistence: None, ..Default::default() })]
+
+        /// Arbitrary bytes: a request or a `Malformed` fault, never a panic.
+        #[test]
+        fn arbitrary_bytes_decode_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            match decode_request(&bytes) {
+                Ok(envelope) => {
+                    let mut store = Store::new();
+                    store.handle(A, envelope, Instant::now());
+                }
+                Err(fault) => proptest::prop_assert!(matches!(fault, Fault::Malformed(_))),
+            }
+        }
+    }
+}
