@@ -68,6 +68,9 @@ pub enum ManagerError {
     /// panicked, or its arguments did not decode. The server goes on.
     #[error("the method failed on the server: {0}")]
     MethodFailed(String),
+    /// Nothing is published under this name ([`Manager::lookup`](crate::Manager::lookup)).
+    #[error("nothing is published as '{0}'")]
+    NotPublished(String),
     /// A proxy of another manager cannot be stored in this one's containers.
     #[error("a proxy can only be stored in a container of its own manager")]
     ForeignProxy,

@@ -399,6 +399,32 @@ impl Manager {
         }
     }
 
+    /// How many objects the server keeps (Python's `_number_of_objects()`): those with a
+    /// proxy somewhere, in a container, or published. An object nothing refers to any
+    /// more is freed.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<u8, u8>()?;
+    /// assert_eq!(manager.number_of_objects()?, 1);
+    /// drop(d);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "_number_of_objects")]
+    pub fn number_of_objects(&self) -> Result<usize, ManagerError> {
+        match self.origin.call(&Request::CountObjects)? {
+            Out::Count(n) => Ok(n as usize),
+            other => Err(link::unexpected(other)),
+        }
+    }
+
     /// Stops the server (Python's `shutdown()`): parked calls are answered with
     /// [`ManagerError::ServerGone`], proxies anywhere get it from now on. Waits up to the
     /// shutdown timeout for the server to end, then kills it. Idempotent; a connected
@@ -876,12 +902,11 @@ impl Manager {
         self.origin.call(&Request::Call { id: REGISTRY, kind: Kind::Dict, op }).map(drop)
     }
 
-    /// The proxy published under `name`, `P` being its type; [`ManagerError::Protocol`]
-    /// if nothing is.
+    /// The proxy published under `name`, `P` being its type.
     ///
     /// # Errors
     ///
-    /// [`ManagerError::Codec`] when what is published there is not a `P`, and as
+    /// [`ManagerError::NotPublished`] if nothing is, [`ManagerError::Codec`] when what is published there is not a `P`, and as
     /// [`Manager::dict`].
     ///
     /// # Examples
@@ -895,7 +920,7 @@ impl Manager {
         let op = Op::DictGet(self.origin.encode(name)?);
         match self.origin.call(&Request::Call { id: REGISTRY, kind: Kind::Dict, op })? {
             Out::MaybeItem(Some(item)) => self.origin.decode(item),
-            Out::MaybeItem(None) => Err(ManagerError::Protocol(format!("nothing is published as '{name}'"))),
+            Out::MaybeItem(None) => Err(ManagerError::NotPublished(name.to_string())),
             other => Err(link::unexpected(other)),
         }
     }

@@ -236,6 +236,8 @@ pub(crate) enum Request {
     },
     /// Is the server there? (Answers `Unit`.)
     Ping,
+    /// How many objects the server keeps, its registry of published names aside.
+    CountObjects,
 }
 
 /// A request and who waits for its answer.

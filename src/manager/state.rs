@@ -91,7 +91,18 @@ impl ManagerState {
     }
 
     /// Sends a control message to the server (never blocks: the ring is unbounded).
+    /// Messages without handles are encoded without touching thread-locals, so that they
+    /// can be sent from a thread-local's destructor (a connection closing as its thread
+    /// ends, a token whose last proxy lived in a thread-local).
     pub(crate) fn post(&self, message: &Control) -> Result<(), crate::Error> {
+        if !matches!(message, Control::Hello { .. }) {
+            let mut bytes = Vec::new();
+            super::protocol::encode_plain(message, &mut bytes)?;
+            return self
+                .requests
+                .put_bytes(&bytes, CONTROL, Deadline::NEVER, &Patient)
+                .map_err(|refused| crate::Error::Io(std::io::Error::other(format!("{refused:?}"))));
+        }
         let encoded = codec::encode(message)?;
         if encoded.has_handles() {
             self.requests.mark_handles();
@@ -181,7 +192,9 @@ pub(crate) enum Control {
 /// Takes and drops every message left in `ring` that `wanted` says may hold handles, so
 /// that the handles are released.
 pub(crate) fn drain<T: DeserializeOwned>(ring: &Ring, wanted: impl Fn(u32) -> bool) {
-    if !ring.ever_had_handles() {
+    // An empty ring (the usual case) is left without decoding anything, which matters in a
+    // thread-local's destructor, where the codec's own thread-locals may be gone.
+    if !ring.ever_had_handles() || ring.is_empty() {
         return;
     }
     while let Ok(message) = ring

@@ -345,6 +345,10 @@ impl Store {
         }
         match envelope.request {
             Request::Ping => self.reply(owner, seq, Ok(Out::Unit)),
+            Request::CountObjects => {
+                let n = self.objects.len() as u64 - 1;
+                self.reply(owner, seq, Ok(Out::Count(n)));
+            }
             Request::Release { id, count } => self.decref(id, count),
             Request::Create(create) => {
                 let result = self.create(create);
@@ -1579,6 +1583,7 @@ mod tests {
         }
         out.push(Envelope { seq: 0, thread: 0, request: Request::Release { id: id(rng), count: rng.below(3) } });
         out.push(Envelope { seq: 1, thread: 0, request: Request::Ping });
+        out.push(Envelope { seq: 1, thread: 0, request: Request::CountObjects });
         out
     }
 
