@@ -634,6 +634,19 @@ fn a_remote_client_uses_the_same_objects_and_a_wrong_key_is_refused() {
 
     // The server was not disturbed by the wrong key.
     assert_eq!(rjobs.qsize().unwrap(), 0);
+
+    // A remote client that goes away gives back what it held, and nothing more: the
+    // published objects stay.
+    let before = manager.number_of_objects().unwrap();
+    let second = Manager::connect(addr, KEY).unwrap();
+    let q2: QueueProxy<String> = second.lookup("jobs").unwrap();
+    let mine = second.list::<u8>().unwrap();
+    let also_q2 = q2.clone();
+    drop((q2, also_q2, mine));
+    drop(second);
+    assert!(eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == before));
+    jobs.put("still here".into()).unwrap();
+    assert_eq!(rjobs.get().unwrap(), "still here");
     drop(manager);
     assert!(matches!(rjobs.get(), Err(ManagerError::ServerGone { .. })));
 }

@@ -42,8 +42,12 @@ use super::protocol::{Kind, Op, Out};
 #[doc(alias = "dict")]
 pub struct DictProxy<K, V> {
     core: ProxyCore,
-    _types: PhantomData<fn(K, V) -> (K, V)>,
+    _types: PhantomData<Types<K, V>>,
 }
+
+/// The marker of a dict's key and value types (invariant, and `Send + Sync` whatever
+/// they are: the proxy holds none of them).
+type Types<K, V> = fn(K, V) -> (K, V);
 
 proxy_handle!(DictProxy<K, V>, Kind::Dict);
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::custom::Registration;
 use super::link::{LocalReply, Token};
-use super::protocol::{Fault, ObjectId, Out, Reply, decode_request, encode_plain};
+use super::protocol::{Fault, ObjectId, Out, Reply, Request, decode_request, encode_plain};
 use super::remote::{self, ListenConfig, Writers};
 use super::state::{CLOSED, CONTROL, Control, ManagerState, READY, ReplyState, TokenState};
 use super::store::{ConnId, Constructor, Outgoing, Store};
@@ -137,13 +137,24 @@ impl Server {
             until = until.min(next);
         }
         let deadline = Deadline::after(until.saturating_duration_since(now));
-        let got = self.state.requests.get(deadline, &Patient, |bytes, tag| parse(bytes, tag));
+        let got = self.state.requests.get(deadline, &Patient, parse);
         match got {
-            Ok(Incoming::Request(conn, envelope)) => {
-                if self.conns.contains_key(&conn) {
-                    self.store.handle(conn, envelope, Instant::now());
+            Ok(Incoming::Request(conn, envelope)) => match (&envelope.request, self.conns.get_mut(&conn)) {
+                (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
+                    // Only what this connection was handed can be given back.
+                    let held = handouts.get(&id).copied().unwrap_or(0);
+                    let given = count.min(held);
+                    if given == held {
+                        handouts.remove(&id);
+                    } else {
+                        handouts.insert(id, held - given);
+                    }
+                    self.store.decref(id, given);
                 }
-            }
+                // Family clients give references back through their tokens.
+                (Request::Release { .. }, _) | (_, None) => {}
+                (_, Some(_)) => self.store.handle(conn, envelope, Instant::now()),
+            },
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
             Ok(Incoming::Control(control)) => self.control(control),
             Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}

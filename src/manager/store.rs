@@ -197,6 +197,7 @@ impl Store {
     }
 
     /// How many objects exist (the registry included).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.objects.len()
     }
@@ -1235,18 +1236,15 @@ fn time_out(body: &mut Body, conn: ConnId, seq: u64, fx: &mut Effects) {
                 fx.replies.push((waiter.owner, waiter.seq, Ok(Out::Bool(false))));
             }
         }
-        Body::Barrier(b) => {
-            // A party that gives up breaks the barrier for all (Python's rule).
-            if b.waiting.iter().any(is) {
-                b.broken = true;
-                for waiter in b.waiting.drain(..) {
-                    let mut waiter = waiter;
-                    let timed_out = waiter.owner.conn == conn && waiter.seq == seq;
-                    if timed_out {
-                        waiter.deadline = None;
-                    }
-                    fx.answer(waiter, Err(Fault::BrokenBarrier));
+        // A party that gives up breaks the barrier for all (Python's rule).
+        Body::Barrier(b) if b.waiting.iter().any(is) => {
+            b.broken = true;
+            for mut waiter in b.waiting.drain(..) {
+                if waiter.owner.conn == conn && waiter.seq == seq {
+                    // Its timer is gone already.
+                    waiter.deadline = None;
                 }
+                fx.answer(waiter, Err(Fault::BrokenBarrier));
             }
         }
         _ => {}
@@ -1301,11 +1299,9 @@ fn forget_conn(body: &mut Body, conn: ConnId, fx: &mut Effects) {
     let mut taken = Vec::new();
     take_waiters(body, &mut |w| w.owner.conn == conn, &mut taken, fx);
     match body {
-        Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } => {
-            if l.owner.is_some_and(|o| o.conn == conn) {
-                l.owner = None;
-                l.count = 0;
-            }
+        Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } if l.owner.is_some_and(|o| o.conn == conn) => {
+            l.owner = None;
+            l.count = 0;
         }
         Body::Barrier(b) if !taken.is_empty() => {
             b.broken = true;
