@@ -10,6 +10,10 @@
 //! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
 //! | `set_start_method("spawn")` | [`set_start_method(StartMethod::Spawn)`](set_start_method) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
+//! | `with Manager() as m:`, `m.dict()`, `m.list(range(10))`, `m.Namespace()` | [`let m = Manager::start()?`](Manager) (dropped: shut down), [`m.dict()`](Manager::dict), [`m.list_from(0..10)`](Manager::list_from), [`m.namespace()`](Manager::namespace) |
+//! | `m.Lock()`, `m.Queue()`, `m.Value('i', 0)`, `m.Event()`, `m.Barrier(n)`, ... | [`m.lock()`](Manager::lock), [`m.queue()`](Manager::queue), [`m.value(0)`](Manager::value), [`m.event()`](Manager::event), [`m.barrier(n)`](Manager::barrier), ... |
+//! | `BaseManager.register('Counter', Counter)`, `m.Counter()` | [`managed!`] `{ pub proxy CounterProxy for Counter { ... } }`, [`m.create(Counter::new())`](Manager::create) |
+//! | `BaseManager(address, authkey).connect()`, `get_server().serve_forever()` | [`Manager::connect(addr, key)`](Manager::connect), [`Manager::builder().address(a).serve(...)`](ManagerBuilder::serve) |
 //!
 //! ```no_run
 //! use multiproc::Process;

@@ -321,7 +321,7 @@ impl Manager {
     /// multiproc::init();
     /// let manager = multiproc::Manager::start()?;
     /// let ns = manager.namespace()?;
-    /// ns.set("ready", &true)?;
+    /// ns.set("ready", true)?;
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn start() -> Result<Manager, ManagerError> {
@@ -506,7 +506,7 @@ impl Manager {
     /// ```no_run
     /// multiproc::init();
     /// let manager = multiproc::Manager::start()?;
-    /// let d = manager.dict_from([("a", 1), ("b", 2)])?;
+    /// let d = manager.dict_from([("a".to_string(), 1), ("b".to_string(), 2)])?;
     /// assert_eq!(d.len()?, 2);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -572,7 +572,7 @@ impl Manager {
     /// multiproc::init();
     /// let manager = multiproc::Manager::start()?;
     /// let ns = manager.namespace()?;
-    /// ns.set("x", &1)?;
+    /// ns.set("x", 1)?;
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     #[doc(alias = "Namespace")]

@@ -44,8 +44,8 @@ impl NamespaceProxy {
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the value does not encode; the same for every method.
     #[doc(alias = "__setattr__")]
-    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        self.core.call(Op::AttrSet(name.to_string(), self.core.encode(value)?)).map(drop)
+    pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<(), ManagerError> {
+        self.core.call(Op::AttrSet(name.to_string(), self.core.encode(&value)?)).map(drop)
     }
 
     /// A copy of attribute `name`, decoded as a `T` (`getattr(ns, name)`).
