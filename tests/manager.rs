@@ -811,3 +811,27 @@ fn a_proxy_read_as_another_kind_is_a_typed_error() {
     assert!(matches!(manager.barrier(0), Err(ManagerError::Protocol(_))));
     let _ = StartMethod::Fork;
 }
+
+fn start_manager_and_wait((pid_out, method): (multiproc::Value<u32>, StartMethod)) {
+    let manager = Manager::builder().start_method(method).start().unwrap();
+    pid_out.set(manager.pid().unwrap());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn the_server_dies_with_the_process_that_started_it() {
+    let _w = watchdog(LIMIT);
+    for method in multiproc::get_all_start_methods() {
+        let pid = multiproc::Value::new(0u32).unwrap();
+        let owner = Process::new(start_manager_and_wait, (pid.clone(), method)).start().unwrap();
+        assert!(eventually(Duration::from_secs(30), || pid.get() != 0), "{method:?}");
+        let server = pid.get();
+        assert!(pid_running(server));
+        owner.kill().unwrap();
+        owner.wait();
+        assert!(
+            eventually(Duration::from_secs(30), || !pid_running(server)),
+            "{method:?}: the server outlived its owner"
+        );
+    }
+}

@@ -77,7 +77,27 @@ pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
     fn dispatch(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, MethodError>;
 }
 
-/// Why [`Managed::dispatch`] could not run a method.
+/// Why [`Managed::dispatch`] could not run a method (what the
+/// [`managed!`](crate::managed) macro's dispatch returns).
+///
+/// # Examples
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// use multiproc::{Managed, MethodError};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Bell;
+///
+/// impl Bell {
+///     fn ring(&self) -> String { "ding".into() }
+/// }
+///
+/// multiproc::managed! { pub proxy BellProxy for Bell { fn ring(&self) -> String; } }
+///
+/// assert_eq!(Bell.dispatch("hum", &[]), Err(MethodError::Unknown));
+/// assert!(Bell.dispatch("ring", &[]).is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MethodError {

@@ -12,6 +12,21 @@ use crate::shm::HeapFull;
 /// (`IndexOutOfRange` is Python's `IndexError`, ...); [`ManagerError::ServerGone`] is what
 /// every call returns once the server has been shut down or its process has ended, instead
 /// of waiting forever.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Manager, ManagerError};
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let l = manager.list_from([1, 2, 3])?;
+/// match l.set(10, 4) {
+///     Err(ManagerError::IndexOutOfRange { index, len }) => println!("IndexError: {index} >= {len}"),
+///     other => println!("{other:?}"),
+/// }
+/// # Ok::<(), ManagerError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {
@@ -135,6 +150,22 @@ impl From<Fault> for ManagerError {
 
 /// Why [`QueueProxy::try_put`](crate::QueueProxy::try_put) or
 /// [`put_timeout`](crate::QueueProxy::put_timeout) did not put: the item comes back.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Manager, PutError};
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let q = manager.queue_bounded::<String>(1)?;
+/// q.put("first".into())?;
+/// match q.try_put("second".into()) {
+///     Err(PutError::Full(item)) => assert_eq!(item, "second"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum PutError<T> {
     /// The queue was full (for the whole timeout).

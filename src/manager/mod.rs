@@ -134,6 +134,23 @@ impl fmt::Debug for Manager {
 }
 
 /// Configures a [`Manager`]; option names follow Python's `BaseManager(...)` parameters.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use multiproc::{Manager, StartMethod};
+///
+/// multiproc::init();
+/// let manager = Manager::builder()
+///     .start_method(StartMethod::Spawn)
+///     .address("127.0.0.1:0")
+///     .authkey(b"abracadabra")
+///     .shutdown_timeout(Duration::from_secs(3))
+///     .max_message_size(1 << 20)
+///     .start()?;
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
 #[must_use]
 pub struct ManagerBuilder {
     start_method: Option<StartMethod>,
@@ -266,6 +283,24 @@ impl ManagerBuilder {
     /// [`address`](ManagerBuilder::address), until the process ends (Python's
     /// `manager.get_server().serve_forever()`): the body of a standalone server program.
     /// `on_ready` gets the bound address once it listens.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)]
+    /// # struct Counter { n: i64 }
+    /// # impl Counter { fn get(&self) -> i64 { self.n } }
+    /// # multiproc::managed! { pub proxy CounterProxy for Counter { fn get(&self) -> i64; } }
+    /// // The server program: clients connect with Manager::connect.
+    /// multiproc::init();
+    /// multiproc::Manager::builder()
+    ///     .address("127.0.0.1:50000")
+    ///     .authkey(b"abracadabra")
+    ///     .register::<Counter>()
+    ///     .serve(|address| println!("serving on {address}"))?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -27,6 +27,19 @@ fn acquire(core: &ProxyCore, wait: Wait) -> Result<bool, ManagerError> {
 
 /// Releases a managed lock when dropped (from [`LockProxy::lock`], [`RLockProxy::lock`],
 /// [`ConditionProxy::lock`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let lock = manager.lock()?;
+/// let held = lock.lock()?;
+/// assert!(lock.locked()?);
+/// held.release()?;
+/// assert!(!lock.locked()?);
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
 #[must_use = "the lock is released when the guard drops"]
 pub struct ProxyLockGuard<'a> {
     core: &'a ProxyCore,
