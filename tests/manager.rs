@@ -835,3 +835,14 @@ fn the_server_dies_with_the_process_that_started_it() {
         );
     }
 }
+
+#[test]
+fn managers_and_proxies_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Manager>();
+    send_sync::<DictProxy<String, std::rc::Rc<u8>>>();
+    send_sync::<ListProxy<std::cell::Cell<u8>>>();
+    send_sync::<QueueProxy<String>>();
+    send_sync::<LockProxy>();
+    send_sync::<CounterProxy>();
+}

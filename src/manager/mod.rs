@@ -97,6 +97,18 @@ struct ServerProcess {
 /// Dropping a started manager shuts its server down (Python's `with Manager() as m:`);
 /// proxies left anywhere then return [`ManagerError::ServerGone`].
 ///
+/// # How it works
+///
+/// The server is a child process, which ends with the process that started it. Family
+/// processes talk to it through shared memory, each thread on a connection of its own: a
+/// round trip takes a few microseconds, not a socket's tens. Remote clients reach the
+/// same server over TCP after a mutual HMAC-SHA256 challenge, with every message bounded
+/// in size. Values are kept encoded; blocking calls (`acquire`, `get`, `wait`) wait on
+/// the server, which answers them when it can, so nothing polls. The server knows who
+/// holds what: when a connection ends (its thread or process ends, its socket closes),
+/// the locks it held are released, its waits forgotten, a barrier it waited at broken.
+/// Objects live while a proxy, a container or a name refers to them.
+///
 /// # Examples
 ///
 /// ```no_run
