@@ -57,7 +57,7 @@ mod sys;
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
-    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, PutError,
+    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, ProxyPutError,
     QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{eventually, pid_running, watchdog};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
-    ManagerError, ObjectProxy, Pool, Process, PutError, QueueProxy, RLockProxy, StartMethod, ValueProxy,
+    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, StartMethod, ValueProxy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -181,10 +181,10 @@ fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
     q.try_put(2).unwrap();
     assert!(q.full().unwrap());
     match q.try_put(3) {
-        Err(PutError::Full(item)) => assert_eq!(item, 3),
+        Err(ProxyPutError::Full(item)) => assert_eq!(item, 3),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(q.put_timeout(4, Duration::from_millis(20)), Err(PutError::Full(4))));
+    assert!(matches!(q.put_timeout(4, Duration::from_millis(20)), Err(ProxyPutError::Full(4))));
     assert_eq!(q.qsize().unwrap(), 2);
     assert_eq!(q.get().unwrap(), 1);
     assert_eq!(q.try_get().unwrap(), Some(2));

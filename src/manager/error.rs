@@ -154,20 +154,20 @@ impl From<Fault> for ManagerError {
 /// # Examples
 ///
 /// ```no_run
-/// use multiproc::{Manager, PutError};
+/// use multiproc::{Manager, ProxyPutError};
 ///
 /// multiproc::init();
 /// let manager = Manager::start()?;
 /// let q = manager.queue_bounded::<String>(1)?;
 /// q.put("first".into())?;
 /// match q.try_put("second".into()) {
-///     Err(PutError::Full(item)) => assert_eq!(item, "second"),
+///     Err(ProxyPutError::Full(item)) => assert_eq!(item, "second"),
 ///     other => panic!("{other:?}"),
 /// }
 /// # Ok::<(), multiproc::ManagerError>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
-pub enum PutError<T> {
+pub enum ProxyPutError<T> {
     /// The queue was full (for the whole timeout).
     #[error("the queue is full")]
     Full(T),
@@ -176,12 +176,12 @@ pub enum PutError<T> {
     Manager(ManagerError),
 }
 
-impl<T> PutError<T> {
+impl<T> ProxyPutError<T> {
     /// The item that was not put, if the queue was full.
     pub fn into_inner(self) -> Option<T> {
         match self {
-            PutError::Full(item) => Some(item),
-            PutError::Manager(_) => None,
+            ProxyPutError::Full(item) => Some(item),
+            ProxyPutError::Manager(_) => None,
         }
     }
 }

@@ -54,7 +54,7 @@ pub use custom::{Managed, MethodError, ObjectProxy};
 #[doc(hidden)]
 pub use custom::{decode_args, encode_result};
 pub use dict::DictProxy;
-pub use error::{ManagerError, PutError};
+pub use error::{ManagerError, ProxyPutError};
 pub use list::{ArrayProxy, ListProxy};
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::{JoinableQueueProxy, QueueProxy};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::{ManagerError, PutError};
+use super::error::{ManagerError, ProxyPutError};
 use super::handle::{proxy_handle, wait_for};
 use super::link::{ProxyCore, unexpected};
 use super::protocol::{Fault, Kind, Op, Out, Wait};
@@ -49,13 +49,13 @@ pub struct QueueProxy<T> {
 proxy_handle!(QueueProxy<T>, Kind::Queue);
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
-    fn put_wait(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
-        let encoded = self.core.encode(&item).map_err(PutError::Manager)?;
+    fn put_wait(&self, item: T, wait: Wait) -> Result<(), ProxyPutError<T>> {
+        let encoded = self.core.encode(&item).map_err(ProxyPutError::Manager)?;
         match self.core.call_fault(Op::Put { item: encoded, wait }) {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(Fault::Full)) => Err(PutError::Full(item)),
-            Ok(Err(fault)) => Err(PutError::Manager(fault.into())),
-            Err(e) => Err(PutError::Manager(e)),
+            Ok(Err(Fault::Full)) => Err(ProxyPutError::Full(item)),
+            Ok(Err(fault)) => Err(ProxyPutError::Manager(fault.into())),
+            Err(e) => Err(ProxyPutError::Manager(e)),
         }
     }
 
@@ -76,19 +76,19 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// the item does not encode.
     pub fn put(&self, item: T) -> Result<(), ManagerError> {
         self.put_wait(item, None).map_err(|e| match e {
-            PutError::Full(_) => ManagerError::Protocol("an endless put found the queue full".into()),
-            PutError::Manager(e) => e,
+            ProxyPutError::Full(_) => ManagerError::Protocol("an endless put found the queue full".into()),
+            ProxyPutError::Manager(e) => e,
         })
     }
 
     /// Puts `item` if there is room now (`put_nowait`); else gives it back in
-    /// [`PutError::Full`].
+    /// [`ProxyPutError::Full`].
     ///
     /// # Errors
     ///
-    /// [`PutError::Full`] with the item, or [`PutError::Manager`].
+    /// [`ProxyPutError::Full`] with the item, or [`ProxyPutError::Manager`].
     #[doc(alias = "put_nowait")]
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+    pub fn try_put(&self, item: T) -> Result<(), ProxyPutError<T>> {
         self.put_wait(item, Some(0))
     }
 
@@ -96,9 +96,9 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// # Errors
     ///
-    /// [`PutError::Full`] with the item when there was no room in time, or
-    /// [`PutError::Manager`].
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+    /// [`ProxyPutError::Full`] with the item when there was no room in time, or
+    /// [`ProxyPutError::Manager`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), ProxyPutError<T>> {
         self.put_wait(item, wait_for(timeout))
     }
 
