@@ -69,11 +69,16 @@ pub(crate) fn read_frame(stream: &mut impl Read, max: u64) -> Result<Vec<u8>, Fr
 
 /// The answer channels of the remote connections, shared by the dispatcher and the
 /// connection threads.
-pub(crate) type Writers = Arc<Mutex<HashMap<u32, mpsc::Sender<Vec<u8>>>>>;
+pub(crate) type Writers = Arc<Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>>;
 
-/// Queues an answer frame for connection `conn`; false if it is gone.
+/// Answers queued for a remote client that does not read them, at most: past that, the
+/// server closes the connection rather than hold ever more of them.
+const WRITER_BACKLOG: usize = 4096;
+
+/// Queues an answer frame for connection `conn`; false if it is gone, or so far behind
+/// that it should be closed.
 pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bool {
-    lock(writers).get(&conn).is_some_and(|tx| tx.send(frame).is_ok())
+    lock(writers).get(&conn).is_some_and(|tx| tx.try_send(frame).is_ok())
 }
 
 /// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket.
@@ -123,7 +128,7 @@ fn serve_connection(mut stream: TcpStream, config: &ListenConfig, state: &Shared
     let _ = stream.set_write_timeout(None);
     let Some(conn) = state.new_conn() else { return };
     let Ok(mut writer) = stream.try_clone() else { return };
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
     lock(writers).insert(conn, tx);
     let _ = std::thread::Builder::new().name("manager-writer".into()).spawn(move || {
         for frame in rx {

@@ -61,6 +61,8 @@ pub(crate) struct Server {
     writers: Writers,
     last_sweep: Instant,
     stopping: bool,
+    /// Remote connections to close once the answers being sent are out.
+    closing: Vec<ConnId>,
 }
 
 /// The server process's body (a `Process` target).
@@ -92,6 +94,7 @@ impl Server {
             writers: Writers::default(),
             last_sweep: Instant::now(),
             stopping: false,
+            closing: Vec::new(),
         }
     }
 
@@ -236,8 +239,18 @@ impl Server {
     }
 
     fn deliver(&mut self) {
-        for Outgoing { conn, seq, result } in self.store.take_replies() {
-            self.send(conn, seq, result);
+        loop {
+            for Outgoing { conn, seq, result } in self.store.take_replies() {
+                self.send(conn, seq, result);
+            }
+            let closing = std::mem::take(&mut self.closing);
+            if closing.is_empty() {
+                break;
+            }
+            // Closing releases locks and answers other waiters: deliver those too.
+            for conn in closing {
+                self.close(conn);
+            }
         }
     }
 
@@ -264,6 +277,9 @@ impl Server {
                     }
                     None
                 } else {
+                    // Gone, or not reading its answers: the connection ends here.
+                    remote::forget_writer(&self.writers, conn);
+                    self.closing.push(conn);
                     reply.result.ok()
                 }
             }
