@@ -846,3 +846,15 @@ fn managers_and_proxies_are_send_and_sync() {
     send_sync::<LockProxy>();
     send_sync::<CounterProxy>();
 }
+
+#[test]
+fn a_registered_type_is_known_to_every_new_server() {
+    let _w = watchdog(LIMIT);
+    // Servers come and go (their shared state may reuse the same memory): each learns the
+    // type from the client that first needs it.
+    for n in 0..5 {
+        let manager = Manager::start().unwrap();
+        let c: CounterProxy = manager.create(Counter { n, log: Vec::new() }).unwrap();
+        assert_eq!(c.incr(1).unwrap(), n + 1);
+    }
+}

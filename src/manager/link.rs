@@ -164,12 +164,14 @@ pub(crate) fn encode_item<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Item<ObjectId>, ManagerError> {
     VALUE.with(|v| v.borrow_mut().push(ValueCtx::Encoding { manager, refs: Vec::new(), foreign: false }));
-    let pop = PopCtx;
     let mut bytes = Vec::new();
-    let encoded = encode_plain(value, &mut bytes);
-    let ctx = VALUE.with(|v| v.borrow_mut().pop());
-    std::mem::forget(pop);
-    match ctx {
+    let encoded = {
+        let pop_on_panic = PopCtx;
+        let encoded = encode_plain(value, &mut bytes);
+        std::mem::forget(pop_on_panic);
+        encoded
+    };
+    match VALUE.with(|v| v.borrow_mut().pop()) {
         Some(ValueCtx::Encoding { foreign: true, .. }) => Err(ManagerError::ForeignProxy),
         Some(ValueCtx::Encoding { refs, .. }) => {
             encoded?;

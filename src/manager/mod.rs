@@ -349,6 +349,11 @@ fn registered() -> &'static Mutex<HashSet<(u64, &'static str)>> {
     REGISTERED.get_or_init(Default::default)
 }
 
+/// Forgets what a server that ended knew (another may get the same offset).
+fn forget_registered(state: &Shared<ManagerState>) {
+    registered().lock().unwrap_or_else(|e| e.into_inner()).retain(|(server, _)| *server != state.offset());
+}
+
 fn mark_registered(state: &Shared<ManagerState>, name: &'static str) -> bool {
     registered().lock().unwrap_or_else(|e| e.into_inner()).insert((state.offset(), name))
 }
@@ -495,6 +500,7 @@ impl Manager {
         let Some(server) = &self.server else { return Ok(()) };
         if server.process.exitcode().is_some() {
             server.state.set_status(CLOSED);
+            forget_registered(&server.state);
             return Ok(());
         }
         if !server.state.closed() {
@@ -508,6 +514,7 @@ impl Manager {
             }
         }
         server.state.set_status(CLOSED);
+        forget_registered(&server.state);
         Ok(())
     }
 
