@@ -51,6 +51,9 @@ pub enum Error {
     /// A pool refused.
     #[error(transparent)]
     Pool(#[from] crate::PoolError),
+    /// A manager or one of its proxies failed.
+    #[error(transparent)]
+    Manager(#[from] crate::ManagerError),
     /// The operating system refused.
     #[error(transparent)]
     Io(#[from] io::Error),

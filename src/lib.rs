@@ -22,6 +22,10 @@
 //! | `ctypes.Structure` in a `Value` | `#[derive(ShmSafe)] #[repr(C)] struct`, see [`ShmSafe`] |
 //! | `SharedMemory(create=True, size=n)`, `SharedMemory(name)`, `.buf`, `close()`, `unlink()` | [`SharedMemory::create(n)?`](SharedMemory::create), [`SharedMemory::open(name)?`](SharedMemory::open), [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at), [`close()`](SharedMemory::close), [`unlink()`](SharedMemory::unlink) |
 //! | `ShareableList([1, 'a', None])` | [`ShareableList::new([Item::from(1), "a".into(), Item::None])?`](ShareableList) (Python's byte layout) |
+//! | `with Manager() as m:`, `m.dict()`, `m.list(range(10))`, `m.Namespace()` | [`let m = Manager::start()?`](Manager) (dropped: shut down), [`m.dict()`](Manager::dict), [`m.list_from(0..10)`](Manager::list_from), [`m.namespace()`](Manager::namespace) |
+//! | `m.Lock()`, `m.Queue()`, `m.Value('i', 0)`, `m.Event()`, `m.Barrier(n)`, ... | [`m.lock()`](Manager::lock), [`m.queue()`](Manager::queue), [`m.value(0)`](Manager::value), [`m.event()`](Manager::event), [`m.barrier(n)`](Manager::barrier), ... |
+//! | `BaseManager.register('Counter', Counter)`, `m.Counter()` | [`managed!`] `{ pub proxy CounterProxy for Counter { ... } }`, [`m.create(Counter::new())`](Manager::create) |
+//! | `BaseManager(address, authkey).connect()`, `get_server().serve_forever()` | [`Manager::connect(addr, key)`](Manager::connect), [`Manager::builder().address(a).serve(...)`](ManagerBuilder::serve) |
 //!
 //! ```no_run
 //! use multiproc::Process;
@@ -55,6 +59,7 @@ extern crate self as multiproc;
 
 mod codec;
 mod error;
+mod manager;
 mod pool;
 mod process;
 mod shared;
@@ -63,6 +68,11 @@ mod sync;
 mod sys;
 
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
+pub use manager::{
+    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
+    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, ProxyPutError,
+    QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+};
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
 pub use multiproc_macros::ShmSafe;
 /// Makes `multiproc::init()` the first statement of `main`.
@@ -128,7 +138,9 @@ macro_rules! test_support {
 #[doc(hidden)]
 pub mod __private {
     //! Used by the macros and in bounds; not part of the API.
+    pub use crate::manager::{decode_args, encode_result};
     pub use crate::sys::Stateless;
+    pub use serde;
 }
 
 /// The README's examples, compiled and run as doctests.

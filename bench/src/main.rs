@@ -4,6 +4,7 @@
 //! bench and variant names as the Python suite, so that `compare.py` can join the two.
 //! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
 
+mod manager;
 mod pool;
 mod stats;
 mod sync;
@@ -41,6 +42,7 @@ const BENCHES: &[Bench] = &[
     ("lock_uncontended", sync::lock_uncontended),
     ("lock_contended", sync::lock_contended),
     ("shared_array", sync::shared_array),
+    ("manager_dict", manager::manager_dict),
 ];
 
 fn main() {

@@ -25,7 +25,7 @@ pub use heap::HeapFull;
 pub(crate) use holders::Holders;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TimedOut};
-pub(crate) use object::{Shared, ShmObject, Side, Sided, kind};
+pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use ring::{INLINE_MAX, Large, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
 pub(crate) use segment::Segment;
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};

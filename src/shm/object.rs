@@ -39,6 +39,8 @@ pub(crate) mod kind {
     pub(crate) const BLOB: u32 = 33;
     pub(crate) const POOL: u32 = 40;
     pub(crate) const MANAGER: u32 = 50;
+    pub(crate) const MANAGER_TOKEN: u32 = 51;
+    pub(crate) const MANAGER_REPLIES: u32 = 52;
 }
 
 const TAG: u64 = 0x4f42_4a00_0000_0000; // "OBJ\0"
@@ -278,6 +280,47 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
     }
 }
 
+/// A counted reference to a shared object, stored inside another shared object: plain
+/// data (the offset), which keeps the object alive like a handle in a message that is never
+/// received. The object holding it gives it back with [`Embedded::take`] (from its
+/// `destroy`), which turns it into an ordinary handle of the calling process.
+#[repr(C)]
+pub(crate) struct Embedded<T: ShmObject> {
+    off: AtomicU64,
+    _kind: PhantomData<fn() -> T>,
+}
+
+// SAFETY: an atomic offset; the marker is zero-sized and has no drop glue.
+unsafe impl<T: ShmObject> ShmSafe for Embedded<T> {}
+
+impl<T: ShmObject> Embedded<T> {
+    /// A reference to `handle`'s object, counted as in flight until taken.
+    pub(crate) fn new(handle: &Shared<T>) -> Self {
+        handle.header().holders.send();
+        Self { off: AtomicU64::new(handle.off), _kind: PhantomData }
+    }
+
+    /// The reference as a handle of this process; `None` if it was taken already.
+    pub(crate) fn take(&self) -> Option<Shared<T>> {
+        let off = self.off.swap(0, Ordering::AcqRel);
+        if off == 0 {
+            return None;
+        }
+        let heap = Heap::get();
+        let obj = heap.ptr(off).cast::<Obj<T>>();
+        // SAFETY: the in-flight count taken by `new` kept the object allocated, and the
+        // swap above made this call its only user.
+        unsafe { &(*obj).header }.holders.receive(heap);
+        Some(Shared { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
+    }
+}
+
+impl<T: ShmObject> fmt::Debug for Embedded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Embedded").field("kind", &T::KIND).field("offset", &self.off.load(Ordering::Relaxed)).finish()
+    }
+}
+
 /// A shared object with several sides, each with its own holders (the two ends of a pipe):
 /// who holds a side is tracked apart from who keeps the object alive, so that one end can
 /// tell that the other end is gone even when both sat in the same process.
@@ -395,5 +438,36 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         }
         shared.side_holders(side).receive(Heap::get());
         Ok(Self { shared, side })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(crate::ShmSafe)]
+    #[repr(C)]
+    struct Probe {
+        value: AtomicU64,
+    }
+
+    impl ShmObject for Probe {
+        const KIND: u32 = kind::TEST;
+    }
+
+    #[test]
+    fn an_embedded_reference_keeps_the_object_until_taken() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(7) }).unwrap();
+        let embedded = Embedded::new(&handle);
+        drop(handle);
+        assert!(heap.in_use() > before, "the embedded reference keeps the object");
+        let back = embedded.take().expect("taken once");
+        assert!(embedded.take().is_none(), "and only once");
+        assert_eq!(back.value.load(Ordering::Relaxed), 7);
+        drop(back);
+        assert_eq!(heap.in_use(), before);
     }
 }

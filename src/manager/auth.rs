@@ -1,0 +1,160 @@
+//! Mutual HMAC-SHA256 challenge-response over a fresh TCP connection, before anything is
+//! decoded (Python's `deliver_challenge` / `answer_challenge`, in both directions).
+//!
+//! Every message of the exchange has a fixed size, so nothing is parsed or allocated from
+//! what an unauthenticated peer sends:
+//!
+//! 1. server → client: `MAGIC` (8 bytes), a random 32-byte challenge `s`;
+//! 2. client → server: `HMAC(key, "client" ‖ s)`, a random 32-byte challenge `c`;
+//! 3. server → client: `#FAILURE` and the connection closes, or `#WELCOME` and
+//!    `HMAC(key, "server" ‖ c)`, which the client checks in turn.
+//!
+//! The key itself never travels; the role prefixes keep one side's answer from being
+//! replayed as the other's; comparisons are constant-time (`Mac::verify_slice`).
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
+
+use super::error::ManagerError;
+use crate::sys;
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+const MAGIC: &[u8; 8] = b"MPMGR\x00\x01\x00";
+const WELCOME: &[u8; 8] = b"#WELCOME";
+const FAILURE: &[u8; 8] = b"#FAILURE";
+const NONCE: usize = 32;
+const DIGEST: usize = 32;
+
+/// How long either side waits for the other during the handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn mac(key: &[u8], role: &[u8], challenge: &[u8]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(role);
+    mac.update(challenge);
+    mac
+}
+
+/// Why the server refused a connection (it closes it; nothing else changes).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The client does not know the key.
+    WrongKey,
+    /// The socket failed or timed out.
+    Io(#[allow(dead_code)] std::io::Error),
+}
+
+impl From<std::io::Error> for Refusal {
+    fn from(e: std::io::Error) -> Self {
+        Refusal::Io(e)
+    }
+}
+
+/// The server's side: challenges the client, then answers its challenge.
+pub(crate) fn accept<S: Read + Write>(stream: &mut S, key: &[u8]) -> Result<(), Refusal> {
+    let challenge = sys::random_bytes::<NONCE>();
+    let mut hello = [0u8; 8 + NONCE];
+    hello[..8].copy_from_slice(MAGIC);
+    hello[8..].copy_from_slice(&challenge);
+    stream.write_all(&hello)?;
+    let mut answer = [0u8; DIGEST + NONCE];
+    stream.read_exact(&mut answer)?;
+    let (digest, theirs) = answer.split_at(DIGEST);
+    if mac(key, b"client", &challenge).verify_slice(digest).is_err() {
+        let _ = stream.write_all(FAILURE);
+        return Err(Refusal::WrongKey);
+    }
+    let mut welcome = [0u8; 8 + DIGEST];
+    welcome[..8].copy_from_slice(WELCOME);
+    welcome[8..].copy_from_slice(&mac(key, b"server", theirs).finalize().into_bytes());
+    stream.write_all(&welcome)?;
+    Ok(())
+}
+
+/// The client's side: answers the server's challenge, then checks the server's answer to
+/// its own.
+pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8]) -> Result<(), ManagerError> {
+    let mut hello = [0u8; 8 + NONCE];
+    stream.read_exact(&mut hello)?;
+    if &hello[..8] != MAGIC {
+        return Err(ManagerError::Protocol("the peer is not a multiproc manager (or speaks another version)".into()));
+    }
+    let ours = sys::random_bytes::<NONCE>();
+    let mut answer = [0u8; DIGEST + NONCE];
+    answer[..DIGEST].copy_from_slice(&mac(key, b"client", &hello[8..]).finalize().into_bytes());
+    answer[DIGEST..].copy_from_slice(&ours);
+    stream.write_all(&answer)?;
+    let mut verdict = [0u8; 8];
+    match stream.read_exact(&mut verdict) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ManagerError::AuthenticationFailed("the server closed the connection".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if &verdict == FAILURE {
+        return Err(ManagerError::AuthenticationFailed("the server refused the key".into()));
+    }
+    if &verdict != WELCOME {
+        return Err(ManagerError::Protocol("unexpected answer to the challenge".into()));
+    }
+    let mut digest = [0u8; DIGEST];
+    stream.read_exact(&mut digest)?;
+    if mac(key, b"server", &ours).verify_slice(&digest).is_err() {
+        return Err(ManagerError::AuthenticationFailed("the server does not know the key".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn exchange(
+        server_key: &'static [u8],
+        client_key: &'static [u8],
+    ) -> (Result<(), Refusal>, Result<(), ManagerError>) {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || accept(&mut a, server_key));
+        let client = connect(&mut b, client_key);
+        (server.join().unwrap(), client)
+    }
+
+    #[test]
+    fn the_same_key_passes_both_ways() {
+        let (server, client) = exchange(b"secret", b"secret");
+        assert!(server.is_ok());
+        assert!(client.is_ok());
+    }
+
+    #[test]
+    fn a_wrong_key_is_refused_with_a_typed_error() {
+        let (server, client) = exchange(b"secret", b"guess");
+        assert!(matches!(server, Err(Refusal::WrongKey)));
+        assert!(matches!(client, Err(ManagerError::AuthenticationFailed(_))), "{client:?}");
+    }
+
+    #[test]
+    fn a_server_that_does_not_know_the_key_is_caught() {
+        // A fake server that welcomes anyone but cannot answer the client's challenge.
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let fake = std::thread::spawn(move || {
+            let mut hello = [0u8; 40];
+            hello[..8].copy_from_slice(MAGIC);
+            a.write_all(&hello).unwrap();
+            let mut answer = [0u8; 64];
+            a.read_exact(&mut answer).unwrap();
+            let mut welcome = [0u8; 40];
+            welcome[..8].copy_from_slice(WELCOME);
+            a.write_all(&welcome).unwrap();
+        });
+        let client = connect(&mut b, b"secret");
+        fake.join().unwrap();
+        assert!(matches!(client, Err(ManagerError::AuthenticationFailed(_))), "{client:?}");
+    }
+}

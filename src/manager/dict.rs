@@ -1,0 +1,254 @@
+//! `DictProxy`: a dict on the manager's server.
+
+use std::borrow::Borrow;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ManagerError;
+use super::handle::proxy_handle;
+use super::link::{ProxyCore, unexpected};
+use super::protocol::{Kind, Op, Out};
+
+/// A dict on a manager's server (Python's `DictProxy`, from `manager.dict()`).
+///
+/// Keys and values are typed on the client and stored encoded on the server, in insertion
+/// order, as Python keeps them. Two keys are the same key when they encode the same
+/// (`String` and `&str` do, so `get("a")` finds `"a".to_string()`). Every call is one
+/// round trip to the server; each returns a copy (a value that holds proxies returns
+/// proxies to the same objects).
+///
+/// A proxy is a handle: clone it, pass it to a child process, send it through a queue, or
+/// store it in another managed container (a list of dicts); the dict lives as long as
+/// something refers to it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{DictProxy, Manager, Process};
+///
+/// fn fill(d: DictProxy<String, i32>) {
+///     d.insert("answer".into(), 42).unwrap();
+/// }
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let d = manager.dict::<String, i32>()?;
+/// Process::new(fill, d.clone()).start()?.join()?;
+/// assert_eq!(d.get("answer")?, Some(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(alias = "dict")]
+pub struct DictProxy<K, V> {
+    core: ProxyCore,
+    _types: PhantomData<Types<K, V>>,
+}
+
+/// The marker of a dict's key and value types (invariant, and `Send + Sync` whatever
+/// they are: the proxy holds none of them).
+type Types<K, V> = fn(K, V) -> (K, V);
+
+proxy_handle!(DictProxy<K, V>, Kind::Dict);
+
+impl<K, V> DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn item<Q: Serialize + ?Sized>(&self, value: &Q) -> Result<super::protocol::Item<u64>, ManagerError> {
+        self.core.encode(value)
+    }
+
+    fn maybe(&self, out: Out<super::link::Ref>) -> Result<Option<V>, ManagerError> {
+        match out {
+            Out::MaybeItem(item) => item.map(|i| self.core.decode(i)).transpose(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets `d[key] = value`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
+    /// a key or value does not encode, [`ManagerError::ForeignProxy`] for a proxy of
+    /// another manager inside the value; the same for every method.
+    #[doc(alias = "__setitem__")]
+    pub fn insert(&self, key: K, value: V) -> Result<(), ManagerError> {
+        self.core.call(Op::DictSet(self.item(&key)?, self.item(&value)?)).map(drop)
+    }
+
+    /// `d.get(key)`: a copy of the value, `None` if the key is absent.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::insert`]; [`ManagerError::Codec`] when the stored value is not a `V`.
+    #[doc(alias = "__getitem__")]
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let out = self.core.call(Op::DictGet(self.item(key)?))?;
+        self.maybe(out)
+    }
+
+    /// Whether the key is there (`key in d`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::insert`].
+    #[doc(alias = "__contains__")]
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        match self.core.call(Op::Contains(self.item(key)?))? {
+            Out::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes the key; its value, `None` if it was absent (`del d[key]`, `d.pop(key, None)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::get`].
+    #[doc(alias = "__delitem__")]
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let out = self.core.call(Op::DictRemove(self.item(key)?))?;
+        self.maybe(out)
+    }
+
+    /// Removes the key and returns its value, or `default` if it was absent
+    /// (`d.pop(key, default)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::get`].
+    pub fn pop<Q>(&self, key: &Q, default: V) -> Result<V, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        Ok(self.remove(key)?.unwrap_or(default))
+    }
+
+    /// Removes and returns the last inserted pair (`d.popitem()`), `None` when empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::get`].
+    pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
+        match self.core.call(Op::DictPopItem)? {
+            Out::Pairs(pairs) => match pairs.into_iter().next() {
+                Some((k, v)) => Ok(Some((self.core.decode(k)?, self.core.decode(v)?))),
+                None => Ok(None),
+            },
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The value of `key`, inserting `default` first if the key is absent
+    /// (`d.setdefault(key, default)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::get`].
+    pub fn setdefault(&self, key: K, default: V) -> Result<V, ManagerError> {
+        match self.core.call(Op::DictSetDefault(self.item(&key)?, self.item(&default)?))? {
+            Out::Item(item) => self.core.decode(item),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Inserts every pair, in one round trip (`d.update(pairs)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::insert`].
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((self.item(&k)?, self.item(&v)?)))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        self.core.call(Op::DictUpdate(pairs)).map(drop)
+    }
+
+    /// The number of pairs (`len(d)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::insert`].
+    #[doc(alias = "__len__")]
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        match self.core.call(Op::Len)? {
+            Out::Count(n) => Ok(n as usize),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Whether the dict is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::insert`].
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Removes every pair.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::insert`].
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.core.call(Op::Clear).map(drop)
+    }
+
+    /// The keys, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::get`].
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        match self.core.call(Op::Keys)? {
+            Out::Items(items) => items.into_iter().map(|i| self.core.decode(i)).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The values, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::get`].
+    pub fn values(&self) -> Result<Vec<V>, ManagerError> {
+        match self.core.call(Op::Values)? {
+            Out::Items(items) => items.into_iter().map(|i| self.core.decode(i)).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The pairs, in insertion order (a copy of the whole dict: Python's `d.copy()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::get`].
+    #[doc(alias = "copy")]
+    #[doc(alias = "_getvalue")]
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        match self.core.call(Op::Items)? {
+            Out::Pairs(pairs) => {
+                pairs.into_iter().map(|(k, v)| Ok((self.core.decode(k)?, self.core.decode(v)?))).collect()
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

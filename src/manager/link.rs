@@ -1,0 +1,497 @@
+//! How a proxy reaches its server, and how values with proxies inside travel.
+//!
+//! A proxy is an object id, a kind, and a [`Link`]: for a local manager, a handle to the
+//! manager's shared state and a family token (one counted reference); for a remote one, a
+//! counted reference handed to this process's TCP connection. Every thread of a family
+//! process gets its own connection to each local manager it uses: a reply ring in shared
+//! memory, on which it spins briefly and then sleeps while the server works.
+//!
+//! # Values holding proxies
+//!
+//! A value sent to the server (a dict item, a list element) is encoded here, with a
+//! thread-local context: a proxy inside writes only its id and kind and adds its id to the
+//! item's references, which the server counts while it keeps the item. When the server
+//! hands an item back, each reference comes with what gives the receiver its own
+//! reference (a fresh token, or an id counted for the remote connection), and the proxies
+//! decoded from the item take those, in order. A multiproc handle inside a value (a
+//! `Queue`, a `Value`) does not encode: it only travels through the family's own channels.
+//!
+//! Outside that context, a proxy travels like any family handle (a process argument, a
+//! queue message): it writes its manager and token handles.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::error::ManagerError;
+use super::protocol::{Item, Kind, ObjectId, Out, Reply, Request, decode_plain, encode_plain};
+use super::remote::{RemoteConn, RemoteRef};
+use super::state::{Control, ManagerState, ReplyState, TokenState};
+use crate::codec;
+use crate::shm::{Deadline, Limits, Refused, Ring, Shared, Watch};
+use crate::sys;
+
+/// A family token handle, as it comes in a local reply.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Token(pub(crate) Shared<TokenState>);
+
+/// What a local client reads from its reply ring.
+pub(crate) type LocalReply = Reply<Token>;
+
+/// The server's answer: what it did, or why it refused.
+pub(crate) type Answer = Result<Out<Ref>, super::protocol::Fault>;
+
+/// What gives a receiver its reference to an object handed back by the server.
+#[derive(Debug)]
+pub(crate) enum Ref {
+    Local(Shared<TokenState>),
+    Remote(Arc<RemoteRef>),
+}
+
+/// Where a proxy's requests go.
+#[derive(Clone)]
+pub(crate) enum Link {
+    Local { manager: Shared<ManagerState>, token: Shared<TokenState> },
+    Remote(Arc<RemoteRef>),
+}
+
+/// The manager a proxy or a value belongs to, for telling managers apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ManagerKey {
+    Local(u64),
+    Remote(usize),
+}
+
+/// A manager as the source of requests (what [`crate::Manager`] holds): local state, or a
+/// remote connection.
+#[derive(Clone)]
+pub(crate) enum Origin {
+    Local(Shared<ManagerState>),
+    Remote(Arc<RemoteConn>),
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Local(state) => f.debug_tuple("Local").field(&state.offset()).finish(),
+            Origin::Remote(conn) => f.debug_tuple("Remote").field(&conn.peer()).finish(),
+        }
+    }
+}
+
+impl Origin {
+    pub(crate) fn key(&self) -> ManagerKey {
+        match self {
+            Origin::Local(state) => ManagerKey::Local(state.offset()),
+            Origin::Remote(conn) => ManagerKey::Remote(Arc::as_ptr(conn) as usize),
+        }
+    }
+
+    /// Sends `request` and waits for its answer; the references in it become this
+    /// process's.
+    pub(crate) fn call(&self, request: &Request) -> Result<Out<Ref>, ManagerError> {
+        let answer = match self {
+            Origin::Local(state) => call_local(state, request),
+            Origin::Remote(conn) => conn.call(request),
+        };
+        Ok(answer??)
+    }
+
+    /// The link of a proxy made from `handout`.
+    pub(crate) fn link(&self, handout: Ref) -> Result<Link, ManagerError> {
+        match (self, handout) {
+            (Origin::Local(state), Ref::Local(token)) => Ok(Link::Local { manager: state.clone(), token }),
+            (Origin::Remote(_), Ref::Remote(held)) => Ok(Link::Remote(held)),
+            _ => Err(ManagerError::Protocol("a reference of the wrong transport".into())),
+        }
+    }
+
+    /// Encodes `value` for this manager: proxies inside become references.
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Item<ObjectId>, ManagerError> {
+        encode_item(self.key(), value)
+    }
+
+    /// Decodes an item the server handed back.
+    pub(crate) fn decode<T: DeserializeOwned>(&self, item: Item<Ref>) -> Result<T, ManagerError> {
+        decode_item(self, item)
+    }
+}
+
+impl Link {
+    pub(crate) fn origin(&self) -> Origin {
+        match self {
+            Link::Local { manager, .. } => Origin::Local(manager.clone()),
+            Link::Remote(held) => Origin::Remote(held.conn().clone()),
+        }
+    }
+
+    fn key(&self) -> ManagerKey {
+        match self {
+            Link::Local { manager, .. } => ManagerKey::Local(manager.offset()),
+            Link::Remote(held) => ManagerKey::Remote(Arc::as_ptr(held.conn()) as usize),
+        }
+    }
+}
+
+// ---- values -------------------------------------------------------------------------------
+
+enum ValueCtx {
+    Encoding { manager: ManagerKey, refs: Vec<ObjectId>, foreign: bool },
+    Decoding { origin: Origin, refs: VecDeque<Ref> },
+}
+
+thread_local! {
+    static VALUE: RefCell<Vec<ValueCtx>> = const { RefCell::new(Vec::new()) };
+}
+
+struct PopCtx;
+
+impl Drop for PopCtx {
+    fn drop(&mut self) {
+        VALUE.with(|v| v.borrow_mut().pop());
+    }
+}
+
+/// Encodes `value` as an item for manager `manager`.
+pub(crate) fn encode_item<T: Serialize + ?Sized>(
+    manager: ManagerKey,
+    value: &T,
+) -> Result<Item<ObjectId>, ManagerError> {
+    VALUE.with(|v| v.borrow_mut().push(ValueCtx::Encoding { manager, refs: Vec::new(), foreign: false }));
+    let mut bytes = Vec::new();
+    let encoded = {
+        let pop_on_panic = PopCtx;
+        let encoded = encode_plain(value, &mut bytes);
+        std::mem::forget(pop_on_panic);
+        encoded
+    };
+    match VALUE.with(|v| v.borrow_mut().pop()) {
+        Some(ValueCtx::Encoding { foreign: true, .. }) => Err(ManagerError::ForeignProxy),
+        Some(ValueCtx::Encoding { refs, .. }) => {
+            encoded?;
+            Ok(Item { bytes, refs })
+        }
+        _ => Err(ManagerError::Protocol("value context lost".into())),
+    }
+}
+
+/// Decodes an item handed back by the server of `origin`.
+pub(crate) fn decode_item<T: DeserializeOwned>(origin: &Origin, item: Item<Ref>) -> Result<T, ManagerError> {
+    VALUE.with(|v| {
+        v.borrow_mut().push(ValueCtx::Decoding { origin: origin.clone(), refs: item.refs.into_iter().collect() })
+    });
+    let _pop = PopCtx;
+    Ok(decode_plain::<T>(&item.bytes)?)
+}
+
+/// A proxy's shared part: which object, of what kind, through which link.
+#[derive(Clone)]
+pub(crate) struct ProxyCore {
+    pub(crate) id: ObjectId,
+    pub(crate) kind: Kind,
+    pub(crate) link: Link,
+}
+
+impl fmt::Debug for ProxyCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let transport = match &self.link {
+            Link::Local { .. } => "local".to_string(),
+            Link::Remote(held) => format!("remote {}", held.conn().peer()),
+        };
+        write!(f, "<{} proxy, object {}, {transport}>", self.kind.name(), self.id)
+    }
+}
+
+impl ProxyCore {
+    /// A proxy for the object an answer created.
+    pub(crate) fn created(origin: &Origin, out: Out<Ref>, expected: Kind) -> Result<ProxyCore, ManagerError> {
+        match out {
+            Out::Created { id, kind, handout } if kind == expected => {
+                Ok(ProxyCore { id, kind, link: origin.link(handout)? })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) fn origin(&self) -> Origin {
+        self.link.origin()
+    }
+
+    /// Runs `op` on the object.
+    pub(crate) fn call(&self, op: super::protocol::Op) -> Result<Out<Ref>, ManagerError> {
+        Ok(self.call_fault(op)??)
+    }
+
+    /// Runs `op` on the object; what the server refused comes as the inner error.
+    pub(crate) fn call_fault(&self, op: super::protocol::Op) -> Result<Answer, ManagerError> {
+        let request = Request::Call { id: self.id, kind: self.kind, op };
+        match &self.link {
+            Link::Local { manager, .. } => call_local(manager, &request),
+            Link::Remote(held) => held.conn().call(&request),
+        }
+    }
+
+    /// Encodes a value for this proxy's manager.
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Item<ObjectId>, ManagerError> {
+        encode_item(self.link.key(), value)
+    }
+
+    /// Decodes an item this proxy's server handed back.
+    pub(crate) fn decode<T: DeserializeOwned>(&self, item: Item<Ref>) -> Result<T, ManagerError> {
+        decode_item(&self.origin(), item)
+    }
+
+    /// Whether two proxies refer to the same object.
+    pub(crate) fn same(&self, other: &ProxyCore) -> bool {
+        self.id == other.id && self.link.key() == other.link.key()
+    }
+}
+
+/// An answer that does not fit the request.
+pub(crate) fn unexpected<R: fmt::Debug>(out: Out<R>) -> ManagerError {
+    ManagerError::Protocol(format!("unexpected answer {out:?}"))
+}
+
+impl Serialize for ProxyCore {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let in_value = VALUE.with(|v| {
+            let mut stack = v.borrow_mut();
+            match stack.last_mut() {
+                Some(ValueCtx::Encoding { manager, refs, foreign }) => {
+                    if *manager == self.link.key() {
+                        refs.push(self.id);
+                    } else {
+                        *foreign = true;
+                    }
+                    Some(*foreign)
+                }
+                _ => None,
+            }
+        });
+        match in_value {
+            Some(true) => Err(S::Error::custom("a proxy can only be stored by its own manager")),
+            Some(false) => (self.id, self.kind).serialize(serializer),
+            None => match &self.link {
+                Link::Local { manager, token } if codec::encoding() => (manager, token).serialize(serializer),
+                Link::Local { .. } => Err(S::Error::custom(
+                    "a manager proxy can only be sent through multiproc (a process argument, a queue, a pipe, a manager container)",
+                )),
+                Link::Remote(_) => Err(S::Error::custom(
+                    "a proxy of a remote manager cannot be sent to another process: connect from there",
+                )),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyCore {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let decoding_value = VALUE.with(|v| matches!(v.borrow().last(), Some(ValueCtx::Decoding { .. })));
+        if decoding_value {
+            let (id, kind) = <(ObjectId, Kind)>::deserialize(deserializer)?;
+            let taken = VALUE.with(|v| match v.borrow_mut().last_mut() {
+                Some(ValueCtx::Decoding { origin, refs }) => refs.pop_front().map(|r| (origin.clone(), r)),
+                _ => None,
+            });
+            let (origin, reference) =
+                taken.ok_or_else(|| D::Error::custom("a proxy in a value without its reference"))?;
+            let link = origin.link(reference).map_err(D::Error::custom)?;
+            return Ok(ProxyCore { id, kind, link });
+        }
+        if !codec::decoding() {
+            return Err(D::Error::custom("a manager proxy can only be received through multiproc"));
+        }
+        let (manager, token) = <(Shared<ManagerState>, Shared<TokenState>)>::deserialize(deserializer)?;
+        let kind = kind_from_code(token.kind_code()).ok_or_else(|| D::Error::custom("a token of an unknown kind"))?;
+        Ok(ProxyCore { id: token.id(), kind, link: Link::Local { manager, token } })
+    }
+}
+
+fn kind_from_code(code: u32) -> Option<Kind> {
+    use Kind::*;
+    [
+        Dict,
+        List,
+        Namespace,
+        Value,
+        Array,
+        Queue,
+        JoinableQueue,
+        Lock,
+        RLock,
+        Semaphore,
+        BoundedSemaphore,
+        Event,
+        Condition,
+        Barrier,
+        Custom,
+    ]
+    .into_iter()
+    .find(|k| *k as u32 == code)
+}
+
+// ---- local connections --------------------------------------------------------------------
+
+/// This thread's connection to a local manager.
+struct LocalConn {
+    pid: u32,
+    state: Shared<ManagerState>,
+    conn: u32,
+    replies: Shared<ReplyState>,
+    seq: u64,
+    scratch: Vec<u8>,
+}
+
+impl Drop for LocalConn {
+    fn drop(&mut self) {
+        if self.pid == sys::my_pid() && !self.state.closed() {
+            let _ = self.state.post(&Control::Bye { conn: self.conn });
+        }
+    }
+}
+
+thread_local! {
+    static CONNS: RefCell<Vec<LocalConn>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The server is gone: shut down, or its process ended.
+struct ServerWatch<'a>(&'a ManagerState);
+
+impl Watch for ServerWatch<'_> {
+    type Gone = ManagerError;
+
+    fn left(&self) -> Option<ManagerError> {
+        self.0.closed().then_some(ManagerError::ServerGone { reason: "the manager was shut down".into() })
+    }
+
+    fn check(&self) -> Result<(), ManagerError> {
+        if self.0.server_alive() {
+            Ok(())
+        } else {
+            Err(ManagerError::ServerGone { reason: "the manager's server process ended".into() })
+        }
+    }
+}
+
+fn connect_local(state: &Shared<ManagerState>) -> Result<LocalConn, ManagerError> {
+    if state.closed() {
+        return Err(ManagerError::ServerGone { reason: "the manager was shut down".into() });
+    }
+    let conn = state.new_conn().ok_or_else(|| ManagerError::Protocol("out of connection numbers".into()))?;
+    let replies = Shared::new(ReplyState { ring: Ring::new(Limits::default())? })?;
+    let me = sys::me();
+    state.post(&Control::Hello { conn, replies: replies.clone(), pid: me.pid, start: me.start })?;
+    Ok(LocalConn { pid: me.pid, state: state.clone(), conn, replies, seq: 0, scratch: Vec::new() })
+}
+
+/// One request and its answer on this thread's connection to `state`'s server.
+fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer, ManagerError> {
+    CONNS.with(|conns| {
+        let Ok(mut conns) = conns.try_borrow_mut() else {
+            // A request made while answering another (a value's Serialize calling a proxy):
+            // on a connection of its own.
+            let mut conn = connect_local(state)?;
+            return conn.call(request);
+        };
+        let me = sys::my_pid();
+        // A fork child inherits its parent's connections: not its own, forget them.
+        if conns.iter().any(|c| c.pid != me) {
+            for stale in conns.drain(..) {
+                std::mem::forget(stale);
+            }
+        }
+        let at = match conns.iter().position(|c| c.state.same_object(state)) {
+            Some(at) => at,
+            None => {
+                conns.push(connect_local(state)?);
+                conns.len() - 1
+            }
+        };
+        let result = conns[at].call(request);
+        if matches!(result, Err(ManagerError::ServerGone { .. }) | Ok(Err(super::protocol::Fault::ShuttingDown))) {
+            conns.remove(at);
+        }
+        result
+    })
+}
+
+impl LocalConn {
+    fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
+        self.seq += 1;
+        let seq = self.seq;
+        self.scratch.clear();
+        encode_plain(&EnvelopeRef { seq, thread: 0, request }, &mut self.scratch)?;
+        let watch = ServerWatch(&self.state);
+        if let Some(gone) = watch.left() {
+            return Err(gone);
+        }
+        self.state.requests.put_bytes(&self.scratch, self.conn, Deadline::NEVER, &watch).map_err(refused)?;
+        if self.scratch.capacity() > 1 << 20 {
+            self.scratch = Vec::new();
+        }
+        loop {
+            let reply = self
+                .replies
+                .ring
+                .get(Deadline::NEVER, &watch, |bytes, _| codec::decode::<LocalReply>(bytes))
+                .map_err(refused)??;
+            if reply.seq != seq && reply.seq != 0 {
+                // The answer to a request given up on (never happens with endless waits).
+                continue;
+            }
+            // Sequence number 0: the server could not read our request.
+            return Ok(match reply.result {
+                Ok(out) => Ok(out.map_refs(|Token(t)| Ok::<_, ManagerError>(Ref::Local(t)))?),
+                Err(fault) => Err(fault),
+            });
+        }
+    }
+}
+
+fn refused(refused: Refused<ManagerError>) -> ManagerError {
+    match refused {
+        Refused::Gone(e) => e,
+        Refused::HeapFull(e) => ManagerError::HeapFull(e),
+        Refused::TooLarge { capacity } => ManagerError::Protocol(format!("a message above {capacity} bytes")),
+        Refused::TimedOut => ManagerError::Protocol("an endless wait timed out".into()),
+    }
+}
+
+/// [`Envelope`] by reference (same encoding), so that a request is not copied to be sent.
+#[derive(Serialize)]
+pub(crate) struct EnvelopeRef<'a> {
+    pub(crate) seq: u64,
+    pub(crate) thread: u64,
+    pub(crate) request: &'a Request,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::manager::protocol::Envelope;
+
+    #[test]
+    fn an_envelope_by_reference_encodes_as_the_envelope() {
+        let request = Request::Ping;
+        let mut a = Vec::new();
+        encode_plain(&EnvelopeRef { seq: 5, thread: 6, request: &request }, &mut a).unwrap();
+        let mut b = Vec::new();
+        encode_plain(&Envelope { seq: 5, thread: 6, request }, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_codes() {
+        for kind in [Kind::Dict, Kind::Custom, Kind::Barrier] {
+            assert_eq!(kind_from_code(kind as u32), Some(kind));
+        }
+        assert_eq!(kind_from_code(999), None);
+    }
+}

@@ -1,0 +1,987 @@
+//! Managers: a server process that keeps dicts, lists, namespaces, values, queues, locks
+//! and objects of your own types, used from any process through proxies (Python's
+//! `multiprocessing.Manager()` and `BaseManager`), locally or over TCP.
+//!
+//! # How it works
+//!
+//! [`Manager::start`] starts the server, a process of the family. Family clients talk to
+//! it through shared memory: a request is a message on the server's ring, the answer one
+//! on the client thread's own ring, and both sides spin briefly before they sleep, so a
+//! round trip takes microseconds instead of a socket's tens. Remote clients
+//! ([`Manager::connect`]) reach the same server over TCP, after a mutual HMAC-SHA256
+//! challenge; the server reads their frames (bounded in size) into the same ring.
+//!
+//! The server keeps values encoded: it never needs their types, except for objects of a
+//! registered type ([`Managed`]), whose methods it runs. Blocking calls (`acquire`, `get`,
+//! `wait`) are parked on the server and answered when they can be, so nothing polls, and
+//! the server knows who holds what: a client that dies has its locks released and its
+//! waits forgotten. A server that dies makes every call return
+//! [`ManagerError::ServerGone`] instead of hanging.
+//!
+//! Objects are reference-counted by the server: family proxies share a token per
+//! reference (a family handle, so proxies travel to children and through queues like any
+//! handle), remote proxies a count per connection, and a value stored in a container
+//! holds a reference to each proxy inside it (a list of dicts). An object nothing refers
+//! to is freed.
+
+mod auth;
+mod custom;
+mod dict;
+mod error;
+pub(crate) mod handle;
+pub(crate) mod link;
+mod list;
+mod namespace;
+pub(crate) mod protocol;
+mod queue;
+mod remote;
+mod server;
+mod state;
+mod store;
+mod sync;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use custom::{Managed, MethodError, ObjectProxy};
+#[doc(hidden)]
+pub use custom::{decode_args, encode_result};
+pub use dict::DictProxy;
+pub use error::{ManagerError, ProxyPutError};
+pub use list::{ArrayProxy, ListProxy};
+pub use namespace::{NamespaceProxy, ValueProxy};
+pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, RLockProxy, SemaphoreProxy};
+
+use link::{Origin, ProxyCore};
+use protocol::{Create, Kind, Op, Out, REGISTRY, Request};
+use server::{Server, ServerBoot, server_main};
+use state::{CLOSED, Control, ManagerState, STARTING};
+
+use crate::process::{Process, ProcessHandle, StartMethod};
+use crate::shm::{Deadline, SPIN, Shared};
+use crate::sys::{self, Packed};
+
+/// How long `start` waits for the server to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The server process of a started manager.
+struct ServerProcess {
+    state: Shared<ManagerState>,
+    process: ProcessHandle<Result<(), String>>,
+    listen_ip: Option<IpAddr>,
+    shutdown_timeout: Duration,
+}
+
+/// A manager: a server process keeping shared objects, and the factory of their proxies
+/// (Python's `multiprocessing.Manager()`, a `SyncManager`).
+///
+/// Start one with [`Manager::start`] (or configure it with [`Manager::builder`]), or
+/// connect to a remote one with [`Manager::connect`]. Its methods create objects on the
+/// server and return proxies: [`dict`](Manager::dict), [`list`](Manager::list),
+/// [`namespace`](Manager::namespace), [`value`](Manager::value),
+/// [`array`](Manager::array), [`queue`](Manager::queue),
+/// [`joinable_queue`](Manager::joinable_queue), [`lock`](Manager::lock),
+/// [`rlock`](Manager::rlock), [`semaphore`](Manager::semaphore),
+/// [`bounded_semaphore`](Manager::bounded_semaphore), [`event`](Manager::event),
+/// [`condition`](Manager::condition), [`barrier`](Manager::barrier), and
+/// [`create`](Manager::create) for a registered type of your own.
+///
+/// Dropping a started manager shuts its server down (Python's `with Manager() as m:`);
+/// proxies left anywhere then return [`ManagerError::ServerGone`].
+///
+/// # How it works
+///
+/// The server is a child process, which ends with the process that started it. Family
+/// processes talk to it through shared memory, each thread on a connection of its own: a
+/// round trip takes a few microseconds, not a socket's tens. Remote clients reach the
+/// same server over TCP after a mutual HMAC-SHA256 challenge, with every message bounded
+/// in size. Values are kept encoded; blocking calls (`acquire`, `get`, `wait`) wait on
+/// the server, which answers them when it can, so nothing polls. The server knows who
+/// holds what: when a connection ends (its thread or process ends, its socket closes),
+/// the locks it held are released, its waits forgotten, a barrier it waited at broken.
+/// Objects live while a proxy, a container or a name refers to them.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{DictProxy, ListProxy, Manager, Process};
+///
+/// fn f((d, l): (DictProxy<String, String>, ListProxy<i32>)) {
+///     d.insert("1".into(), "1".into()).unwrap();
+///     l.reverse().unwrap();
+/// }
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let d = manager.dict()?;
+/// let l = manager.list_from(0..10)?;
+/// Process::new(f, (d.clone(), l.clone())).start()?.join()?;
+/// println!("{:?}", d.items()?);
+/// println!("{:?}", l.to_vec()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(alias = "SyncManager")]
+#[doc(alias = "BaseManager")]
+pub struct Manager {
+    origin: Origin,
+    server: Option<ServerProcess>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("origin", &self.origin)
+            .field("pid", &self.pid())
+            .field("address", &self.address())
+            .finish()
+    }
+}
+
+/// Configures a [`Manager`]; option names follow Python's `BaseManager(...)` parameters.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use multiproc::{Manager, StartMethod};
+///
+/// multiproc::init();
+/// let manager = Manager::builder()
+///     .start_method(StartMethod::Spawn)
+///     .address("127.0.0.1:0")
+///     .authkey(b"abracadabra")
+///     .shutdown_timeout(Duration::from_secs(3))
+///     .max_message_size(1 << 20)
+///     .start()?;
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
+#[must_use]
+pub struct ManagerBuilder {
+    start_method: Option<StartMethod>,
+    address: Option<String>,
+    authkey: Option<Vec<u8>>,
+    types: Vec<(&'static str, Packed, store::Constructor)>,
+    shutdown_timeout: Duration,
+    max_message_size: u64,
+}
+
+impl fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("start_method", &self.start_method)
+            .field("address", &self.address)
+            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
+            .field("types", &self.types.iter().map(|t| t.0).collect::<Vec<_>>())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+impl ManagerBuilder {
+    /// How the server process is started (default: the family's method).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
+    /// Also serve remote clients on this TCP address (Python's `address`), e.g.
+    /// `"127.0.0.1:50000"`; port 0 picks a free port (see [`Manager::address`]).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// The key remote clients must prove they know (Python's `authkey`); default: the
+    /// family's key (Python's `current_process().authkey`).
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// Makes the registered type `T` available to clients that know it by name (remote
+    /// clients, other binaries); family clients register their types by themselves on
+    /// first use (Python's `BaseManager.register`).
+    pub fn register<T: Managed>(mut self) -> Self {
+        self.types.push((T::NAME, sys::pack_runner(custom::register_runner::<T>), custom::construct::<T>));
+        self
+    }
+
+    /// How long [`Manager::shutdown`] waits for the server before killing it (Python's
+    /// `shutdown_timeout`, default 1 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The largest message a remote client may send (default 64 MiB); a larger frame
+    /// closes its connection before anything is allocated for it.
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    fn authkey_or_family(&self) -> Result<Vec<u8>, ManagerError> {
+        match &self.authkey {
+            Some(key) => Ok(key.clone()),
+            None => Ok(crate::process::family::config()?.authkey.to_vec()),
+        }
+    }
+
+    /// Starts the server process and waits until it serves.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when multiproc is not initialized, the process cannot be
+    /// started, or the address cannot be bound.
+    pub fn start(self) -> Result<Manager, ManagerError> {
+        crate::process::family::config()?;
+        let listen = match &self.address {
+            Some(address) => Some((address.clone(), self.authkey_or_family()?)),
+            None => None,
+        };
+        let listen_ip = self.address.as_deref().and_then(|a| a.to_socket_addrs().ok()?.next()).map(|a| a.ip());
+        let state = Shared::new(ManagerState::new()?)?;
+        let boot = ServerBoot {
+            state: state.clone(),
+            types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
+            listen,
+            max_message: self.max_message_size,
+        };
+        let mut process = Process::new(server_main, boot).name(format!("SyncManager-{}", next_manager_number()));
+        process = process.daemon_with_children();
+        if let Some(method) = self.start_method {
+            process = process.start_method(method);
+        }
+        let process = process.start()?;
+        let status = state.changed.wait(
+            Deadline::after(START_TIMEOUT),
+            SPIN,
+            || {
+                let s = state.status.load(Ordering::Acquire);
+                (s != STARTING).then_some(s)
+            },
+            || if process.is_alive() { Ok(()) } else { Err(()) },
+        );
+        let started = matches!(status, Ok(s) if s != CLOSED);
+        if !started {
+            state.set_status(CLOSED);
+            let _ = process.kill();
+            return Err(ManagerError::Start(match process.join() {
+                Ok(Err(why)) => why,
+                Ok(Ok(())) => "the server ended at once".into(),
+                Err(e) => e.to_string(),
+            }));
+        }
+        let for_types = state.clone();
+        for (name, _, _) in &self.types {
+            mark_registered(&for_types, name);
+        }
+        Ok(Manager {
+            origin: Origin::Local(state.clone()),
+            server: Some(ServerProcess { state, process, listen_ip, shutdown_timeout: self.shutdown_timeout }),
+        })
+    }
+
+    /// Runs the server in this process, serving remote clients on the
+    /// [`address`](ManagerBuilder::address), until the process ends (Python's
+    /// `manager.get_server().serve_forever()`): the body of a standalone server program.
+    /// `on_ready` gets the bound address once it listens.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)]
+    /// # struct Counter { n: i64 }
+    /// # impl Counter { fn get(&self) -> i64 { self.n } }
+    /// # multiproc::managed! { pub proxy CounterProxy for Counter { fn get(&self) -> i64; } }
+    /// // The server program: clients connect with Manager::connect.
+    /// multiproc::init();
+    /// multiproc::Manager::builder()
+    ///     .address("127.0.0.1:50000")
+    ///     .authkey(b"abracadabra")
+    ///     .register::<Counter>()
+    ///     .serve(|address| println!("serving on {address}"))?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when no address was given or it cannot be bound, or
+    /// multiproc is not initialized.
+    pub fn serve(self, on_ready: impl FnOnce(SocketAddr)) -> Result<(), ManagerError> {
+        crate::process::family::config()?;
+        let Some(address) = self.address.clone() else {
+            return Err(ManagerError::Start("serve() needs an address to listen on".into()));
+        };
+        let authkey = self.authkey_or_family()?;
+        let state = Shared::new(ManagerState::new()?)?;
+        let mut server = Server::new(state.clone());
+        for (name, _, constructor) in &self.types {
+            server.register(name, *constructor);
+        }
+        let config = remote::ListenConfig { authkey, max_message: self.max_message_size };
+        let bound = remote::listen(&address, config, state, server.writers())
+            .map_err(|e| ManagerError::Start(format!("cannot listen on {address}: {e}")))?;
+        on_ready(bound);
+        server.run();
+        Ok(())
+    }
+}
+
+fn next_manager_number() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The registered types this process knows each local server has: (server, type name).
+fn registered() -> &'static Mutex<HashSet<(u64, &'static str)>> {
+    static REGISTERED: OnceLock<Mutex<HashSet<(u64, &'static str)>>> = OnceLock::new();
+    REGISTERED.get_or_init(Default::default)
+}
+
+/// Forgets what a server that ended knew (another may get the same offset).
+fn forget_registered(state: &Shared<ManagerState>) {
+    registered().lock().unwrap_or_else(|e| e.into_inner()).retain(|(server, _)| *server != state.offset());
+}
+
+fn mark_registered(state: &Shared<ManagerState>, name: &'static str) -> bool {
+    registered().lock().unwrap_or_else(|e| e.into_inner()).insert((state.offset(), name))
+}
+
+impl Manager {
+    /// Starts a manager's server process with the default options (Python's
+    /// `multiprocessing.Manager()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when multiproc is not initialized or the process cannot be
+    /// started.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("ready", true)?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn start() -> Result<Manager, ManagerError> {
+        Self::builder().start()
+    }
+
+    /// Options for a manager.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .authkey(b"secret")
+    ///     .shutdown_timeout(Duration::from_secs(2))
+    ///     .start()?;
+    /// println!("serving on {}", manager.address().unwrap());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            start_method: None,
+            address: None,
+            authkey: None,
+            types: Vec::new(),
+            shutdown_timeout: Duration::from_secs(1),
+            max_message_size: remote::DEFAULT_MAX_MESSAGE,
+        }
+    }
+
+    /// Connects to a manager serving on `address` (from another process, another
+    /// program, another machine), proving knowledge of `authkey` (Python's
+    /// `BaseManager(address, authkey).connect()`). The process need not belong to a
+    /// family.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::AuthenticationFailed`] for a wrong key (the server goes on,
+    /// unaffected), [`ManagerError::Io`] when nothing listens there,
+    /// [`ManagerError::Protocol`] when what listens is not a manager.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let manager = multiproc::Manager::connect("127.0.0.1:50000", b"secret")?;
+    /// let jobs = manager.lookup::<multiproc::QueueProxy<String>>("jobs")?;
+    /// jobs.put("hello".into())?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn connect(address: impl ToSocketAddrs, authkey: impl AsRef<[u8]>) -> Result<Manager, ManagerError> {
+        let conn = remote::RemoteConn::connect(address, authkey.as_ref())?;
+        let manager = Manager { origin: Origin::Remote(conn), server: None };
+        manager.origin.call(&Request::Ping)?;
+        Ok(manager)
+    }
+
+    /// The server's process id (a started manager).
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|s| s.process.pid())
+    }
+
+    /// The TCP address remote clients connect to: the bound address of a started manager
+    /// that listens, the server's address for a connected one.
+    pub fn address(&self) -> Option<SocketAddr> {
+        match (&self.origin, &self.server) {
+            (Origin::Remote(conn), _) => Some(conn.peer()),
+            (_, Some(server)) => {
+                let port = server.state.port.load(Ordering::Acquire) as u16;
+                (port != 0).then(|| SocketAddr::new(server.listen_ip.unwrap_or(IpAddr::from([127, 0, 0, 1])), port))
+            }
+            _ => None,
+        }
+    }
+
+    /// How many objects the server keeps (Python's `_number_of_objects()`): those with a
+    /// proxy somewhere, in a container, or published. An object nothing refers to any
+    /// more is freed.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<u8, u8>()?;
+    /// assert_eq!(manager.number_of_objects()?, 1);
+    /// drop(d);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "_number_of_objects")]
+    pub fn number_of_objects(&self) -> Result<usize, ManagerError> {
+        match self.origin.call(&Request::CountObjects)? {
+            Out::Count(n) => Ok(n as usize),
+            other => Err(link::unexpected(other)),
+        }
+    }
+
+    /// Stops the server (Python's `shutdown()`): parked calls are answered with
+    /// [`ManagerError::ServerGone`], proxies anywhere get it from now on. Waits up to the
+    /// shutdown timeout for the server to end, then kills it. Idempotent; a connected
+    /// manager only disconnects.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Io`] if the server could not be signalled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<u32, u32>()?;
+    /// manager.shutdown()?;
+    /// assert!(matches!(d.len(), Err(multiproc::ManagerError::ServerGone { .. })));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn shutdown(&self) -> Result<(), ManagerError> {
+        let Some(server) = &self.server else { return Ok(()) };
+        if server.process.exitcode().is_some() {
+            server.state.set_status(CLOSED);
+            forget_registered(&server.state);
+            return Ok(());
+        }
+        if !server.state.closed() {
+            let _ = server.state.post(&Control::Shutdown);
+        }
+        if server.process.wait_timeout(server.shutdown_timeout).is_none() {
+            server.process.terminate()?;
+            if server.process.wait_timeout(server.shutdown_timeout).is_none() {
+                server.process.kill()?;
+                server.process.wait();
+            }
+        }
+        server.state.set_status(CLOSED);
+        forget_registered(&server.state);
+        Ok(())
+    }
+
+    fn make(&self, create: Create, kind: Kind) -> Result<ProxyCore, ManagerError> {
+        let out = self.origin.call(&Request::Create(create))?;
+        ProxyCore::created(&self.origin, out, kind)
+    }
+
+    fn items<T: Serialize>(
+        &self,
+        values: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<protocol::Item<u64>>, ManagerError> {
+        values.into_iter().map(|v| self.origin.encode(&v)).collect()
+    }
+
+    /// A new, empty dict on the server (`manager.dict()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone; the same for every factory.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, f64>()?;
+    /// d.insert("pi".into(), 3.14)?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, ManagerError> {
+        Ok(DictProxy::from_core(self.make(Create::Dict(Vec::new()), Kind::Dict)?))
+    }
+
+    /// A new dict holding `pairs` (`manager.dict(mapping)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`]; [`ManagerError::Codec`] when a pair does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict_from([("a".to_string(), 1), ("b".to_string(), 2)])?;
+    /// assert_eq!(d.len()?, 2);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn dict_from<K: Serialize, V: Serialize>(
+        &self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<DictProxy<K, V>, ManagerError> {
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((self.origin.encode(&k)?, self.origin.encode(&v)?)))
+            .collect::<Result<Vec<_>, ManagerError>>()?;
+        Ok(DictProxy::from_core(self.make(Create::Dict(pairs), Kind::Dict)?))
+    }
+
+    /// A new, empty list on the server (`manager.list()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list::<String>()?;
+    /// l.push("first".into())?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn list<T>(&self) -> Result<ListProxy<T>, ManagerError> {
+        Ok(ListProxy::from_core(self.make(Create::List(Vec::new()), Kind::List)?))
+    }
+
+    /// A new list holding `values` (`manager.list(sequence)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict_from`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from(0..10)?;
+    /// assert_eq!(l.len()?, 10);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn list_from<T: Serialize>(&self, values: impl IntoIterator<Item = T>) -> Result<ListProxy<T>, ManagerError> {
+        let items = self.items(values)?;
+        Ok(ListProxy::from_core(self.make(Create::List(items), Kind::List)?))
+    }
+
+    /// A new namespace (`manager.Namespace()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", 1)?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Namespace")]
+    pub fn namespace(&self) -> Result<NamespaceProxy, ManagerError> {
+        Ok(NamespaceProxy::from_core(self.make(Create::Namespace, Kind::Namespace)?))
+    }
+
+    /// A new value (`manager.Value(typecode, value)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict_from`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(3.5f64)?;
+    /// assert_eq!(v.get()?, 3.5);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Value")]
+    pub fn value<T: Serialize>(&self, value: T) -> Result<ValueProxy<T>, ManagerError> {
+        let item = self.origin.encode(&value)?;
+        Ok(ValueProxy::from_core(self.make(Create::Value(item), Kind::Value)?))
+    }
+
+    /// A new fixed-length array (`manager.Array(typecode, sequence)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict_from`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([0u8; 4])?;
+    /// assert_eq!(a.len()?, 4);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Array")]
+    pub fn array<T: Serialize>(&self, values: impl IntoIterator<Item = T>) -> Result<ArrayProxy<T>, ManagerError> {
+        let items = self.items(values)?;
+        Ok(ArrayProxy::from_core(self.make(Create::Array(items), Kind::Array)?))
+    }
+
+    /// A new unbounded queue (`manager.Queue()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Queue")]
+    pub fn queue<T>(&self) -> Result<QueueProxy<T>, ManagerError> {
+        self.queue_bounded(0)
+    }
+
+    /// A new queue holding at most `maxsize` items (`manager.Queue(maxsize)`; 0: no
+    /// bound).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue_bounded::<u32>(1)?;
+    /// q.put(1)?;
+    /// assert!(q.try_put(2).is_err());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn queue_bounded<T>(&self, maxsize: usize) -> Result<QueueProxy<T>, ManagerError> {
+        let create = Create::Queue { maxsize: maxsize as u64, joinable: false };
+        Ok(QueueProxy::from_core(self.make(create, Kind::Queue)?))
+    }
+
+    /// A new joinable queue (`manager.JoinableQueue()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "JoinableQueue")]
+    pub fn joinable_queue<T>(&self) -> Result<JoinableQueueProxy<T>, ManagerError> {
+        let create = Create::Queue { maxsize: 0, joinable: true };
+        Ok(JoinableQueueProxy::from_core(self.make(create, Kind::JoinableQueue)?))
+    }
+
+    /// A new lock (`manager.Lock()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// let _held = lock.lock()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Lock")]
+    pub fn lock(&self) -> Result<LockProxy, ManagerError> {
+        Ok(LockProxy::from_core(self.make(Create::Lock, Kind::Lock)?))
+    }
+
+    /// A new recursive lock (`manager.RLock()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// lock.acquire()?;
+    /// lock.acquire()?;
+    /// lock.release()?;
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "RLock")]
+    pub fn rlock(&self) -> Result<RLockProxy, ManagerError> {
+        Ok(RLockProxy::from_core(self.make(Create::RLock, Kind::RLock)?))
+    }
+
+    /// A new semaphore (`manager.Semaphore(value)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.semaphore(3)?;
+    /// s.acquire()?;
+    /// assert_eq!(s.get_value()?, 2);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Semaphore")]
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy, ManagerError> {
+        Ok(SemaphoreProxy::from_core(self.make(Create::Semaphore { value, bounded: false }, Kind::Semaphore)?))
+    }
+
+    /// A new bounded semaphore (`manager.BoundedSemaphore(value)`): releasing above
+    /// `value` is an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.bounded_semaphore(1)?;
+    /// assert!(s.release().is_err());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "BoundedSemaphore")]
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy, ManagerError> {
+        let create = Create::Semaphore { value, bounded: true };
+        Ok(SemaphoreProxy::from_core(self.make(create, Kind::BoundedSemaphore)?))
+    }
+
+    /// A new event (`manager.Event()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let e = manager.event()?;
+    /// e.set()?;
+    /// assert!(e.is_set()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Event")]
+    pub fn event(&self) -> Result<EventProxy, ManagerError> {
+        Ok(EventProxy::from_core(self.make(Create::Event, Kind::Event)?))
+    }
+
+    /// A new condition with its own recursive lock (`manager.Condition()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let c = manager.condition()?;
+    /// let _held = c.lock()?;
+    /// c.notify()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Condition")]
+    pub fn condition(&self) -> Result<ConditionProxy, ManagerError> {
+        Ok(ConditionProxy::from_core(self.make(Create::Condition, Kind::Condition)?))
+    }
+
+    /// A new barrier for `parties` parties (`manager.Barrier(parties)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`]; [`ManagerError::Protocol`] for zero parties.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let b = manager.barrier(1)?;
+    /// assert_eq!(b.wait()?, 0);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "Barrier")]
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy, ManagerError> {
+        Ok(BarrierProxy::from_core(self.make(Create::Barrier { parties: parties as u64 }, Kind::Barrier)?))
+    }
+
+    /// Moves `value` to the server and returns its proxy (Python's
+    /// `manager.<typeid>(...)` for a type registered with `BaseManager.register`). A
+    /// family client registers `T` with a local server by itself; a remote server must
+    /// have registered it ([`ManagerBuilder::register`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::UnknownType`] when the server does not know `T`, and as
+    /// [`Manager::dict_from`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Greeter { greeting: String }
+    ///
+    /// impl Greeter {
+    ///     fn greet(&self, name: String) -> String { format!("{} {name}", self.greeting) }
+    /// }
+    ///
+    /// multiproc::managed! {
+    ///     pub proxy GreeterProxy for Greeter { fn greet(&self, name: String) -> String; }
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let g: GreeterProxy = manager.create(Greeter { greeting: "hello".into() })?;
+    /// assert_eq!(g.greet("bob".into())?, "hello bob");
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy, ManagerError> {
+        if let Origin::Local(state) = &self.origin
+            && mark_registered(state, T::NAME)
+        {
+            let runner = sys::pack_runner(custom::register_runner::<T>);
+            state.post(&Control::Register { name: T::NAME.to_string(), runner })?;
+        }
+        let item = self.origin.encode(&value)?;
+        let core = self.make(Create::Custom { type_name: T::NAME.to_string(), value: item }, Kind::Custom)?;
+        Ok(T::Proxy::from(ObjectProxy::from_core(core)))
+    }
+
+    /// Publishes a proxy under `name`, for other clients to [`lookup`](Manager::lookup)
+    /// (what Python does with `register('name', callable=lambda: obj)` on a server
+    /// program). The server keeps the object while it is published.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ForeignProxy`] for a proxy of another manager, and as
+    /// [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().address("127.0.0.1:0").authkey(b"k").start()?;
+    /// manager.publish("jobs", &manager.queue::<String>()?)?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn publish<P: Serialize>(&self, name: &str, proxy: &P) -> Result<(), ManagerError> {
+        let op = Op::DictSet(self.origin.encode(name)?, self.origin.encode(proxy)?);
+        self.origin.call(&Request::Call { id: REGISTRY, kind: Kind::Dict, op }).map(drop)
+    }
+
+    /// The proxy published under `name`, `P` being its type.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::NotPublished`] if nothing is, [`ManagerError::Codec`] when what is published there is not a `P`, and as
+    /// [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let manager = multiproc::Manager::connect("127.0.0.1:50000", b"k")?;
+    /// let jobs = manager.lookup::<multiproc::QueueProxy<String>>("jobs")?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn lookup<P: DeserializeOwned>(&self, name: &str) -> Result<P, ManagerError> {
+        let op = Op::DictGet(self.origin.encode(name)?);
+        match self.origin.call(&Request::Call { id: REGISTRY, kind: Kind::Dict, op })? {
+            Out::MaybeItem(Some(item)) => self.origin.decode(item),
+            Out::MaybeItem(None) => Err(ManagerError::NotPublished(name.to_string())),
+            other => Err(link::unexpected(other)),
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

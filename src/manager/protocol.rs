@@ -1,0 +1,453 @@
+//! What clients and the server say to each other.
+//!
+//! Every request is one message: an [`Envelope`] (sequence number, thread, [`Request`]);
+//! every request that expects an answer gets exactly one [`Reply`] with the same sequence
+//! number, possibly much later (a blocking `acquire` or `get` is parked on the server and
+//! answered when it can be, or when its timeout passes).
+//!
+//! Values are opaque to the server: an [`Item`] is the value's encoding plus the objects it
+//! refers to (the proxies inside it), which the server counts as references while it keeps
+//! the item. Requests hold plain data only and are decoded with a bounded, handle-free
+//! decoder ([`decode_request`]): the same code reads a family client's message from shared
+//! memory and a remote client's frame from a socket, after authentication.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::CodecError;
+
+/// Names an object on the server.
+pub(crate) type ObjectId = u64;
+
+/// The object that the server creates at start: a dict of named, published objects.
+pub(crate) const REGISTRY: ObjectId = 1;
+
+/// What kind of object a proxy refers to; checked on every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+    Namespace,
+    Value,
+    Array,
+    Queue,
+    JoinableQueue,
+    Lock,
+    RLock,
+    Semaphore,
+    BoundedSemaphore,
+    Event,
+    Condition,
+    Barrier,
+    Custom,
+}
+
+impl Kind {
+    /// Python's name of the proxied type, for messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Dict => "dict",
+            Kind::List => "list",
+            Kind::Namespace => "Namespace",
+            Kind::Value => "Value",
+            Kind::Array => "Array",
+            Kind::Queue => "Queue",
+            Kind::JoinableQueue => "JoinableQueue",
+            Kind::Lock => "Lock",
+            Kind::RLock => "RLock",
+            Kind::Semaphore => "Semaphore",
+            Kind::BoundedSemaphore => "BoundedSemaphore",
+            Kind::Event => "Event",
+            Kind::Condition => "Condition",
+            Kind::Barrier => "Barrier",
+            Kind::Custom => "registered type",
+        }
+    }
+}
+
+/// A value as it travels: its encoding, and the objects it refers to (the proxies inside
+/// it, in the order they were encoded). `R` is an object id in requests; in replies it is
+/// whatever gives the receiver its reference (a family token, or an id handed out to a
+/// remote connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Item<R> {
+    #[serde(with = "serde_bytes")]
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) refs: Vec<R>,
+}
+
+impl<R> Item<R> {
+    /// The item with each reference mapped.
+    pub(crate) fn map_refs<S, E>(self, f: &mut impl FnMut(R) -> Result<S, E>) -> Result<Item<S>, E> {
+        Ok(Item { bytes: self.bytes, refs: self.refs.into_iter().map(f).collect::<Result<_, _>>()? })
+    }
+}
+
+/// A timeout in nanoseconds; `None` waits as long as it takes.
+pub(crate) type Wait = Option<u64>;
+
+/// How to make a new object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Create {
+    Dict(Vec<(Item<ObjectId>, Item<ObjectId>)>),
+    List(Vec<Item<ObjectId>>),
+    Namespace,
+    Value(Item<ObjectId>),
+    Array(Vec<Item<ObjectId>>),
+    Queue {
+        maxsize: u64,
+        joinable: bool,
+    },
+    Lock,
+    RLock,
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
+    Event,
+    Condition,
+    Barrier {
+        parties: u64,
+    },
+    /// A registered type, by name, from its encoded initial value.
+    Custom {
+        type_name: String,
+        value: Item<ObjectId>,
+    },
+}
+
+/// An operation on an existing object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Op {
+    // Containers.
+    Len,
+    Clear,
+    /// A copy of every item (list, array), with the list's version.
+    Snapshot,
+    Contains(Item<ObjectId>),
+
+    // dict
+    DictSet(Item<ObjectId>, Item<ObjectId>),
+    DictGet(Item<ObjectId>),
+    DictRemove(Item<ObjectId>),
+    DictUpdate(Vec<(Item<ObjectId>, Item<ObjectId>)>),
+    DictSetDefault(Item<ObjectId>, Item<ObjectId>),
+    DictPopItem,
+    Keys,
+    Values,
+    Items,
+
+    // list and array
+    ListPush(Item<ObjectId>),
+    ListExtend(Vec<Item<ObjectId>>),
+    ListInsert(i64, Item<ObjectId>),
+    ListGet(i64),
+    ListSet(i64, Item<ObjectId>),
+    ListPop(Option<i64>),
+    ListRemove(Item<ObjectId>),
+    ListIndex(Item<ObjectId>),
+    ListCount(Item<ObjectId>),
+    ListReverse,
+    /// Replaces every item if the list is still at `version` (a sort done by the client).
+    ListReplace {
+        version: u64,
+        items: Vec<Item<ObjectId>>,
+    },
+
+    // Namespace
+    AttrSet(String, Item<ObjectId>),
+    AttrGet(String),
+    AttrDel(String),
+    AttrNames,
+
+    // Value
+    ValueGet,
+    ValueSet(Item<ObjectId>),
+
+    // Queue and JoinableQueue
+    Put {
+        item: Item<ObjectId>,
+        wait: Wait,
+    },
+    Get {
+        wait: Wait,
+    },
+    QSize,
+    TaskDone,
+    Join {
+        wait: Wait,
+    },
+
+    // Lock, RLock, Semaphore, Condition (its lock)
+    Acquire {
+        wait: Wait,
+    },
+    Release,
+    Locked,
+    SemValue,
+
+    // Event
+    EventSet,
+    EventClear,
+    EventIsSet,
+    EventWait {
+        wait: Wait,
+    },
+
+    // Condition
+    CondWait {
+        wait: Wait,
+    },
+    CondNotify {
+        n: u64,
+    },
+
+    // Barrier
+    BarrierWait {
+        wait: Wait,
+    },
+    BarrierReset,
+    BarrierAbort,
+    BarrierState,
+
+    // Registered types
+    Method {
+        name: String,
+        args: Item<ObjectId>,
+    },
+    Copy,
+}
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Request {
+    Create(Create),
+    Call {
+        id: ObjectId,
+        kind: Kind,
+        op: Op,
+    },
+    /// A remote connection gives back `count` references to `id` it was handed (no reply).
+    Release {
+        id: ObjectId,
+        count: u64,
+    },
+    /// Is the server there? (Answers `Unit`.)
+    Ping,
+    /// How many objects the server keeps, its registry of published names aside.
+    CountObjects,
+}
+
+/// A request and who waits for its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    /// Matches the reply to the request; 0 for requests without a reply.
+    pub(crate) seq: u64,
+    /// The client thread (owner of an `RLock`, ...) within its connection.
+    pub(crate) thread: u64,
+    pub(crate) request: Request,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Out<R> {
+    Unit,
+    Bool(bool),
+    Count(u64),
+    Item(Item<R>),
+    MaybeItem(Option<Item<R>>),
+    Items(Vec<Item<R>>),
+    Pairs(Vec<(Item<R>, Item<R>)>),
+    Versioned { version: u64, items: Vec<Item<R>> },
+    Names(Vec<String>),
+    Created { id: ObjectId, kind: Kind, handout: R },
+    Barrier { parties: u64, waiting: u64, broken: bool },
+    Sizes { len: u64, max: u64 },
+}
+
+impl<R> Out<R> {
+    /// The answer with each reference mapped.
+    pub(crate) fn map_refs<S, E>(self, mut f: impl FnMut(R) -> Result<S, E>) -> Result<Out<S>, E> {
+        Ok(match self {
+            Out::Unit => Out::Unit,
+            Out::Bool(b) => Out::Bool(b),
+            Out::Count(n) => Out::Count(n),
+            Out::Item(item) => Out::Item(item.map_refs(&mut f)?),
+            Out::MaybeItem(item) => Out::MaybeItem(item.map(|i| i.map_refs(&mut f)).transpose()?),
+            Out::Items(items) => Out::Items(items.into_iter().map(|i| i.map_refs(&mut f)).collect::<Result<_, _>>()?),
+            Out::Pairs(pairs) => Out::Pairs(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| Ok((k.map_refs(&mut f)?, v.map_refs(&mut f)?)))
+                    .collect::<Result<_, E>>()?,
+            ),
+            Out::Versioned { version, items } => Out::Versioned {
+                version,
+                items: items.into_iter().map(|i| i.map_refs(&mut f)).collect::<Result<_, _>>()?,
+            },
+            Out::Names(names) => Out::Names(names),
+            Out::Created { id, kind, handout } => Out::Created { id, kind, handout: f(handout)? },
+            Out::Barrier { parties, waiting, broken } => Out::Barrier { parties, waiting, broken },
+            Out::Sizes { len, max } => Out::Sizes { len, max },
+        })
+    }
+
+    /// Every reference, in order.
+    pub(crate) fn refs(&self) -> Vec<&R> {
+        let mut out = Vec::new();
+        match self {
+            Out::Item(i) | Out::MaybeItem(Some(i)) => out.extend(i.refs.iter()),
+            Out::Items(items) | Out::Versioned { items, .. } => {
+                for i in items {
+                    out.extend(i.refs.iter());
+                }
+            }
+            Out::Pairs(pairs) => {
+                for (k, v) in pairs {
+                    out.extend(k.refs.iter());
+                    out.extend(v.refs.iter());
+                }
+            }
+            Out::Created { handout, .. } => out.push(handout),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Why the server did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Fault {
+    /// No object has this id (it was freed, or never existed).
+    NoSuchObject(ObjectId),
+    /// The object is not of the kind the proxy expects.
+    WrongKind {
+        expected: Kind,
+        found: Kind,
+    },
+    /// The operation does not apply to this kind of object.
+    Unsupported {
+        kind: Kind,
+    },
+    IndexOutOfRange {
+        index: i64,
+        len: u64,
+    },
+    KeyMissing,
+    NoSuchAttribute(String),
+    ValueMissing,
+    Empty,
+    Full,
+    TimedOut,
+    /// Released by a thread that does not own it (`RLock`, `Condition`).
+    NotOwner,
+    /// Released more often than acquired.
+    NotAcquired,
+    BrokenBarrier,
+    /// The list changed between a snapshot and its replacement.
+    VersionChanged,
+    UnknownType(String),
+    UnknownMethod {
+        type_name: String,
+        method: String,
+    },
+    /// A registered type's method or constructor failed (its panic message).
+    MethodFailed(String),
+    /// A reference inside a value names no object of this server.
+    BadReference(ObjectId),
+    /// The request could not be read.
+    Malformed(String),
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::NoSuchObject(id) => write!(f, "no object {id} on the manager's server"),
+            Fault::WrongKind { expected, found } => {
+                write!(f, "object is a {}, not a {}", found.name(), expected.name())
+            }
+            Fault::Unsupported { kind } => write!(f, "a {} does not support this operation", kind.name()),
+            Fault::IndexOutOfRange { index, len } => write!(f, "index {index} out of range for length {len}"),
+            Fault::KeyMissing => write!(f, "no such key"),
+            Fault::NoSuchAttribute(name) => write!(f, "no attribute '{name}'"),
+            Fault::ValueMissing => write!(f, "no such value"),
+            Fault::Empty => write!(f, "empty"),
+            Fault::Full => write!(f, "full"),
+            Fault::TimedOut => write!(f, "timed out"),
+            Fault::NotOwner => write!(f, "released by a thread that does not own it"),
+            Fault::NotAcquired => write!(f, "released more often than acquired"),
+            Fault::BrokenBarrier => write!(f, "the barrier is broken"),
+            Fault::VersionChanged => write!(f, "the list changed meanwhile"),
+            Fault::UnknownType(name) => write!(f, "no type '{name}' is registered with the manager"),
+            Fault::UnknownMethod { type_name, method } => write!(f, "'{type_name}' exposes no method '{method}'"),
+            Fault::MethodFailed(why) => write!(f, "the method failed on the server: {why}"),
+            Fault::BadReference(id) => write!(f, "a value refers to object {id}, which the server does not have"),
+            Fault::Malformed(why) => write!(f, "malformed request: {why}"),
+            Fault::ShuttingDown => write!(f, "the manager is shutting down"),
+        }
+    }
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Reply<R> {
+    pub(crate) seq: u64,
+    pub(crate) result: Result<Out<R>, Fault>,
+}
+
+/// Encodes a value that holds no family handle (requests, replies to remote clients, items).
+/// A multiproc handle inside fails to encode: it only travels through the family's own
+/// channels, never into a value the server keeps and copies.
+pub(crate) fn encode_plain<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    let result = postcard::to_io(value, &mut *out).map(|_| ());
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result.map_err(CodecError::encode)
+}
+
+/// Decodes a value that holds no family handle, using every byte. Decoding reads from the
+/// slice only, so what it allocates is bounded by the slice's length.
+pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(CodecError::decode(format_args!("{} bytes left over after the value", rest.len()))),
+        Err(e) => Err(CodecError::decode(e)),
+    }
+}
+
+/// The server's request decoder: what a client (family or remote) sent, as a request, or
+/// why not. Never panics, whatever the bytes.
+pub(crate) fn decode_request(bytes: &[u8]) -> Result<Envelope, Fault> {
+    decode_plain::<Envelope>(bytes).map_err(|e| Fault::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_garbage_is_malformed() {
+        let env = Envelope {
+            seq: 7,
+            thread: 3,
+            request: Request::Call {
+                id: 9,
+                kind: Kind::Dict,
+                op: Op::DictSet(Item { bytes: vec![1, 2], refs: vec![] }, Item { bytes: vec![3], refs: vec![4] }),
+            },
+        };
+        let mut bytes = Vec::new();
+        encode_plain(&env, &mut bytes).unwrap();
+        assert_eq!(decode_request(&bytes).unwrap(), env);
+        bytes.push(0);
+        assert!(matches!(decode_request(&bytes), Err(Fault::Malformed(_))));
+        assert!(matches!(decode_request(&[0xff; 3]), Err(Fault::Malformed(_))));
+        assert!(matches!(decode_request(&[]), Err(Fault::Malformed(_))));
+    }
+}

@@ -1,0 +1,356 @@
+//! Remote access over TCP: the server's listener, and the client's connection.
+//!
+//! After the handshake ([`super::auth`]), each side sends frames: a little-endian `u32`
+//! length, then that many bytes. A frame longer than the receiver's limit is refused
+//! before anything is allocated for it, and the connection is closed. The server turns
+//! each request frame into a message on its ring, so that its one dispatcher serves
+//! family and remote clients alike; a writer thread per connection sends the answers, so
+//! that a slow reader never holds up the dispatcher.
+//!
+//! A remote client multiplexes every thread's requests on one connection (each request
+//! carries its thread, for lock ownership); a reader thread hands each answer to the thread
+//! that waits for it. References the server hands out are counted per connection and
+//! given back when the last proxy of this process holding one drops; when the connection
+//! ends, the server gives back what it still counted and releases the locks it held.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
+use std::time::Duration;
+
+use super::auth;
+use super::error::ManagerError;
+use super::link::{Answer, EnvelopeRef, Ref};
+use super::protocol::{ObjectId, Reply, Request, decode_plain, encode_plain};
+use super::state::{Control, ManagerState};
+use crate::shm::{Deadline, Patient, Shared};
+
+/// The default limit of one message (either way), as Python has none: 64 MiB.
+pub(crate) const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes one frame.
+pub(crate) fn write_frame(stream: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("a frame above 4 GiB"))?;
+    let mut head = [0u8; 4];
+    head.copy_from_slice(&len.to_le_bytes());
+    stream.write_all(&head)?;
+    stream.write_all(payload)
+}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    /// The peer announced more than the limit (nothing was allocated for it).
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+/// Reads one frame of at most `max` bytes.
+pub(crate) fn read_frame(stream: &mut impl Read, max: u64) -> Result<Vec<u8>, FrameError> {
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).map_err(FrameError::Io)?;
+    let len = u64::from(u32::from_le_bytes(head));
+    if len > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    Ok(body)
+}
+
+// ---- the server's side --------------------------------------------------------------------
+
+/// The answer channels of the remote connections, shared by the dispatcher and the
+/// connection threads.
+pub(crate) type Writers = Arc<Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>>;
+
+/// Answers queued for a remote client that does not read them, at most: past that, the
+/// server closes the connection rather than hold ever more of them.
+const WRITER_BACKLOG: usize = 4096;
+
+/// Queues an answer frame for connection `conn`; false if it is gone, or so far behind
+/// that it should be closed.
+pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bool {
+    lock(writers).get(&conn).is_some_and(|tx| tx.try_send(frame).is_ok())
+}
+
+/// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket.
+pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
+    lock(writers).remove(&conn);
+}
+
+/// What the server needs to accept remote clients.
+pub(crate) struct ListenConfig {
+    pub(crate) authkey: Vec<u8>,
+    pub(crate) max_message: u64,
+}
+
+/// Binds `address` and accepts connections on a thread of their own; returns the bound
+/// address.
+pub(crate) fn listen(
+    address: &str,
+    config: ListenConfig,
+    state: Shared<ManagerState>,
+    writers: Writers,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(address)?;
+    let bound = listener.local_addr()?;
+    let config = Arc::new(config);
+    std::thread::Builder::new().name("manager-listener".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (config, state, writers) = (config.clone(), state.clone(), writers.clone());
+            let _ = std::thread::Builder::new()
+                .name("manager-conn".into())
+                .spawn(move || serve_connection(stream, &config, &state, &writers));
+        }
+    })?;
+    Ok(bound)
+}
+
+/// One remote client: authenticate, then forward its frames to the dispatcher.
+fn serve_connection(mut stream: TcpStream, config: &ListenConfig, state: &Shared<ManagerState>, writers: &Writers) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(auth::HANDSHAKE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(auth::HANDSHAKE_TIMEOUT));
+    if auth::accept(&mut stream, &config.authkey).is_err() {
+        // A wrong key or a silent peer: close, and nothing else happens.
+        return;
+    }
+    let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(None);
+    let Some(conn) = state.new_conn() else { return };
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
+    lock(writers).insert(conn, tx);
+    let _ = std::thread::Builder::new().name("manager-writer".into()).spawn(move || {
+        for frame in rx {
+            if write_frame(&mut writer, &frame).is_err() {
+                break;
+            }
+        }
+        // Forgotten by the dispatcher (the connection ended or misbehaved): close.
+        let _ = writer.shutdown(Shutdown::Both);
+    });
+    if state.post(&Control::RemoteOpened { conn }).is_ok() {
+        while let Ok(frame) = read_frame(&mut stream, config.max_message) {
+            if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = state.post(&Control::RemoteClosed { conn });
+}
+
+// ---- the client's side --------------------------------------------------------------------
+
+struct Pending {
+    replies: HashMap<u64, Reply<ObjectId>>,
+    closed: Option<String>,
+    held: HashMap<ObjectId, Weak<RemoteRef>>,
+}
+
+struct Inbox {
+    pending: Mutex<Pending>,
+    arrived: Condvar,
+}
+
+/// A client's connection to a remote manager.
+pub(crate) struct RemoteConn {
+    peer: SocketAddr,
+    writer: Mutex<TcpStream>,
+    shared: Arc<Inbox>,
+    next_seq: AtomicU64,
+    max_message: u64,
+}
+
+impl fmt::Debug for RemoteConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteConn").field("peer", &self.peer).finish()
+    }
+}
+
+impl Drop for RemoteConn {
+    fn drop(&mut self) {
+        // Ends the reader thread, and tells the server we are gone.
+        let _ = lock(&self.writer).shutdown(Shutdown::Both);
+    }
+}
+
+/// A reference to a server object handed to this process's connection; the server counts
+/// `absorbed` of them, given back when the last proxy holding this drops.
+pub(crate) struct RemoteRef {
+    id: ObjectId,
+    absorbed: AtomicU64,
+    conn: Arc<RemoteConn>,
+}
+
+impl fmt::Debug for RemoteRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteRef").field("id", &self.id).field("peer", &self.conn.peer).finish()
+    }
+}
+
+impl RemoteRef {
+    pub(crate) fn conn(&self) -> &Arc<RemoteConn> {
+        &self.conn
+    }
+}
+
+impl Drop for RemoteRef {
+    fn drop(&mut self) {
+        {
+            let mut pending = lock(&self.conn.shared.pending);
+            if pending.held.get(&self.id).is_some_and(|w| w.strong_count() == 0) {
+                pending.held.remove(&self.id);
+            }
+        }
+        let count = self.absorbed.load(Ordering::Relaxed);
+        let _ = self.conn.send(0, &Request::Release { id: self.id, count });
+    }
+}
+
+thread_local! {
+    static THREAD: u64 = {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+impl RemoteConn {
+    /// Connects and authenticates.
+    pub(crate) fn connect(address: impl ToSocketAddrs, authkey: &[u8]) -> Result<Arc<RemoteConn>, ManagerError> {
+        let mut last = None;
+        let mut stream = None;
+        for addr in address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, auth::HANDSHAKE_TIMEOUT) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let mut stream = match stream {
+            Some(s) => s,
+            None => return Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")).into()),
+        };
+        let peer = stream.peer_addr()?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(auth::HANDSHAKE_TIMEOUT))?;
+        stream.set_write_timeout(Some(auth::HANDSHAKE_TIMEOUT))?;
+        auth::connect(&mut stream, authkey)?;
+        stream.set_read_timeout(None)?;
+        stream.set_write_timeout(None)?;
+        let shared = Arc::new(Inbox {
+            pending: Mutex::new(Pending { replies: HashMap::new(), closed: None, held: HashMap::new() }),
+            arrived: Condvar::new(),
+        });
+        let mut reader = stream.try_clone()?;
+        let conn = Arc::new(RemoteConn {
+            peer,
+            writer: Mutex::new(stream),
+            shared: shared.clone(),
+            next_seq: AtomicU64::new(1),
+            max_message: DEFAULT_MAX_MESSAGE,
+        });
+        let max = conn.max_message;
+        std::thread::Builder::new().name("manager-client-reader".into()).spawn(move || {
+            let reason = loop {
+                let frame = match read_frame(&mut reader, max) {
+                    Ok(frame) => frame,
+                    Err(FrameError::TooLarge(len)) => break format!("the server sent a message of {len} bytes"),
+                    Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        break "the server closed the connection".to_string();
+                    }
+                    Err(FrameError::Io(e)) => break format!("the connection failed: {e}"),
+                };
+                let reply: Reply<ObjectId> = match decode_plain(&frame) {
+                    Ok(reply) => reply,
+                    Err(e) => break format!("the server sent a malformed message: {e}"),
+                };
+                let mut pending = lock(&shared.pending);
+                if reply.seq == 0 {
+                    // The server refused something it could not read: it closes.
+                    let why = match reply.result {
+                        Err(fault) => fault.to_string(),
+                        Ok(_) => "a stray answer".into(),
+                    };
+                    pending.closed = Some(format!("the server refused a request: {why}"));
+                    shared.arrived.notify_all();
+                    return;
+                }
+                pending.replies.insert(reply.seq, reply);
+                shared.arrived.notify_all();
+            };
+            let mut pending = lock(&shared.pending);
+            pending.closed.get_or_insert(reason);
+            shared.arrived.notify_all();
+        })?;
+        Ok(conn)
+    }
+
+    /// The server's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn send(&self, seq: u64, request: &Request) -> Result<(), ManagerError> {
+        let thread = THREAD.with(|t| *t);
+        let mut bytes = Vec::new();
+        encode_plain(&EnvelopeRef { seq, thread, request }, &mut bytes)?;
+        if bytes.len() as u64 > self.max_message {
+            return Err(ManagerError::TooLarge { len: bytes.len() as u64, max: self.max_message });
+        }
+        if let Some(reason) = &lock(&self.shared.pending).closed {
+            return Err(ManagerError::ServerGone { reason: reason.clone() });
+        }
+        write_frame(&mut *lock(&self.writer), &bytes)
+            .map_err(|e| ManagerError::ServerGone { reason: format!("the connection failed: {e}") })
+    }
+
+    /// One request and its answer; the references it carries become this process's.
+    pub(crate) fn call(self: &Arc<Self>, request: &Request) -> Result<Answer, ManagerError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.send(seq, request)?;
+        let mut pending = lock(&self.shared.pending);
+        let reply = loop {
+            if let Some(reply) = pending.replies.remove(&seq) {
+                break reply;
+            }
+            if let Some(reason) = &pending.closed {
+                return Err(ManagerError::ServerGone { reason: reason.clone() });
+            }
+            pending = self
+                .shared
+                .arrived
+                .wait_timeout(pending, Duration::from_secs(1))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        };
+        let out = match reply.result {
+            Ok(out) => out,
+            Err(fault) => return Ok(Err(fault)),
+        };
+        // Each reference in the answer was counted for this connection: adopt it.
+        Ok(Ok(out.map_refs(|id| Ok::<_, ManagerError>(Ref::Remote(self.adopt(&mut pending, id))))?))
+    }
+
+    fn adopt(self: &Arc<Self>, pending: &mut Pending, id: ObjectId) -> Arc<RemoteRef> {
+        if let Some(held) = pending.held.get(&id).and_then(Weak::upgrade) {
+            held.absorbed.fetch_add(1, Ordering::Relaxed);
+            return held;
+        }
+        let held = Arc::new(RemoteRef { id, absorbed: AtomicU64::new(1), conn: self.clone() });
+        pending.held.insert(id, Arc::downgrade(&held));
+        held
+    }
+}

@@ -1,0 +1,347 @@
+//! The server: one dispatcher thread that takes every request from the manager's ring
+//! (family clients put theirs there directly; the threads of remote connections put what
+//! they read from their sockets), runs it on the [`Store`], and sends each answer where
+//! its client waits: the client thread's reply ring, or the remote connection's writer.
+//!
+//! The dispatcher spins briefly before it sleeps, so a client making one request after
+//! another is answered in microseconds. Every [`SWEEP`] it checks that its family clients
+//! still run; a client that died loses its parked requests and the locks it held, and a
+//! barrier it waited at breaks.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::custom::Registration;
+use super::link::{LocalReply, Token};
+use super::protocol::{Fault, ObjectId, Out, Reply, Request, decode_request, encode_plain};
+use super::remote::{self, ListenConfig, Writers};
+use super::state::{CLOSED, CONTROL, Control, ManagerState, READY, ReplyState, TokenState};
+use super::store::{ConnId, Constructor, Outgoing, Store};
+use crate::codec;
+use crate::shm::{Deadline, Patient, Refused, Shared};
+use crate::sys::{self, Packed};
+
+/// How often the server checks that its family clients still run.
+pub(crate) const SWEEP: Duration = Duration::from_millis(100);
+
+/// What the server process starts with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ServerBoot {
+    pub(crate) state: Shared<ManagerState>,
+    /// Registered types: their names and constructor runners.
+    pub(crate) types: Vec<(String, Packed)>,
+    /// A TCP address to listen on, with the key remote clients must know.
+    pub(crate) listen: Option<(String, Vec<u8>)>,
+    pub(crate) max_message: u64,
+}
+
+/// Where a connection's answers go.
+enum Conn {
+    Local { replies: Shared<ReplyState>, pid: u32, start: u64 },
+    Remote { handouts: HashMap<ObjectId, u64> },
+}
+
+/// A message from the ring.
+enum Incoming {
+    Request(ConnId, super::protocol::Envelope),
+    /// A request that could not be read.
+    Malformed(ConnId, Fault),
+    Control(Control),
+    Nothing,
+}
+
+/// The server's state in its process.
+pub(crate) struct Server {
+    state: Shared<ManagerState>,
+    store: Store,
+    conns: HashMap<ConnId, Conn>,
+    writers: Writers,
+    last_sweep: Instant,
+    stopping: bool,
+    /// Remote connections to close once the answers being sent are out.
+    closing: Vec<ConnId>,
+}
+
+/// The server process's body (a `Process` target).
+pub(crate) fn server_main(boot: ServerBoot) -> Result<(), String> {
+    let mut server = Server::new(boot.state.clone());
+    for (name, runner) in boot.types {
+        server.register_packed(name, runner);
+    }
+    if let Some((address, authkey)) = boot.listen {
+        let config = ListenConfig { authkey, max_message: boot.max_message };
+        match remote::listen(&address, config, boot.state.clone(), server.writers.clone()) {
+            Ok(bound) => boot.state.port.store(u32::from(bound.port()), Ordering::Release),
+            Err(e) => {
+                boot.state.set_status(CLOSED);
+                return Err(format!("cannot listen on {address}: {e}"));
+            }
+        }
+    }
+    server.run();
+    Ok(())
+}
+
+impl Server {
+    pub(crate) fn new(state: Shared<ManagerState>) -> Self {
+        Self {
+            state,
+            store: Store::new(),
+            conns: HashMap::new(),
+            writers: Writers::default(),
+            last_sweep: Instant::now(),
+            stopping: false,
+            closing: Vec::new(),
+        }
+    }
+
+    pub(crate) fn writers(&self) -> Writers {
+        self.writers.clone()
+    }
+
+    /// Registers a type whose constructor is known in this process.
+    pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
+        self.store.register(name, constructor);
+    }
+
+    fn register_packed(&mut self, name: String, runner: Packed) {
+        let mut registration = Registration::default();
+        // A runner from another executable is refused by `unpack_and_run`.
+        if sys::unpack_and_run(runner, &mut registration).is_ok()
+            && let Some(constructor) = registration.constructor
+        {
+            self.store.register(&name, constructor);
+        }
+    }
+
+    /// Serves until told to stop.
+    pub(crate) fn run(&mut self) {
+        let me = sys::me();
+        self.state.server_start.store(me.start, Ordering::Release);
+        self.state.server_pid.store(me.pid, Ordering::Release);
+        self.state.set_status(READY);
+        while !self.stopping {
+            self.step();
+        }
+        self.state.set_status(CLOSED);
+        // Answer what is parked, and let the remote writers flush.
+        self.deliver();
+        self.conns.clear();
+    }
+
+    /// Takes one message (or times out), then delivers answers and does the chores.
+    fn step(&mut self) {
+        let now = Instant::now();
+        let mut until = self.last_sweep + SWEEP;
+        if let Some(next) = self.store.next_deadline() {
+            until = until.min(next);
+        }
+        let deadline = Deadline::after(until.saturating_duration_since(now));
+        let got = self.state.requests.get(deadline, &Patient, parse);
+        match got {
+            Ok(Incoming::Request(conn, envelope)) => match (&envelope.request, self.conns.get_mut(&conn)) {
+                (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
+                    // Only what this connection was handed can be given back.
+                    let held = handouts.get(&id).copied().unwrap_or(0);
+                    let given = count.min(held);
+                    if given == held {
+                        handouts.remove(&id);
+                    } else {
+                        handouts.insert(id, held - given);
+                    }
+                    self.store.decref(id, given);
+                }
+                // Family clients give references back through their tokens.
+                (Request::Release { .. }, _) | (_, None) => {}
+                (_, Some(_)) => self.store.handle(conn, envelope, Instant::now()),
+            },
+            Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
+            Ok(Incoming::Control(control)) => self.control(control),
+            Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}
+            Err(_) => {}
+        }
+        let now = Instant::now();
+        self.store.expire(now);
+        if self.store.has_replies() {
+            self.deliver();
+        }
+        if now >= self.last_sweep + SWEEP {
+            self.last_sweep = now;
+            self.sweep();
+        }
+    }
+
+    /// A request that could not be read: the client learns why (with sequence number 0,
+    /// which a family client takes as the answer to its one pending request); a remote
+    /// connection is closed, since its stream can no longer be trusted.
+    fn malformed(&mut self, conn: ConnId, fault: Fault) {
+        match self.conns.get(&conn) {
+            Some(Conn::Local { .. }) => self.send(conn, 0, Err(fault)),
+            Some(Conn::Remote { .. }) => {
+                self.send(conn, 0, Err(fault));
+                remote::forget_writer(&self.writers, conn);
+                self.close(conn);
+            }
+            None => {}
+        }
+    }
+
+    fn control(&mut self, control: Control) {
+        match control {
+            Control::Hello { conn, replies, pid, start } => {
+                self.conns.insert(conn, Conn::Local { replies, pid, start });
+            }
+            Control::Bye { conn } | Control::RemoteClosed { conn } => self.close(conn),
+            Control::RemoteOpened { conn } => {
+                self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
+            }
+            Control::Register { name, runner } => self.register_packed(name, runner),
+            Control::Release { id } => self.store.decref(id, 1),
+            Control::Shutdown => {
+                self.store.shut_down();
+                self.stopping = true;
+            }
+        }
+    }
+
+    /// Connection `conn` ended: its parked requests go, the locks it held are released,
+    /// the references a remote connection still held are given back.
+    fn close(&mut self, conn: ConnId) {
+        self.store.drop_conn(conn);
+        if let Some(Conn::Remote { handouts }) = self.conns.remove(&conn) {
+            for (id, count) in handouts {
+                self.store.decref(id, count);
+            }
+        }
+        remote::forget_writer(&self.writers, conn);
+    }
+
+    /// Closes the connections of family clients whose process ended.
+    fn sweep(&mut self) {
+        let mut verdicts: HashMap<u32, bool> = HashMap::new();
+        let dead: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter_map(|(&conn, c)| match c {
+                Conn::Local { pid, start, .. } => {
+                    let alive = *verdicts.entry(*pid).or_insert_with(|| sys::process_alive(*pid, *start));
+                    (!alive).then_some(conn)
+                }
+                Conn::Remote { .. } => None,
+            })
+            .collect();
+        for conn in dead {
+            self.close(conn);
+        }
+    }
+
+    fn deliver(&mut self) {
+        loop {
+            for Outgoing { conn, seq, result } in self.store.take_replies() {
+                self.send(conn, seq, result);
+            }
+            let closing = std::mem::take(&mut self.closing);
+            if closing.is_empty() {
+                break;
+            }
+            // Closing releases locks and answers other waiters: deliver those too.
+            for conn in closing {
+                self.close(conn);
+            }
+        }
+    }
+
+    /// Sends an answer; the references it carries are given back if it cannot be.
+    fn send(&mut self, conn: ConnId, seq: u64, result: Result<Out<ObjectId>, Fault>) {
+        let undelivered = match self.conns.get_mut(&conn) {
+            Some(Conn::Local { replies, .. }) => {
+                let replies = replies.clone();
+                send_local(&self.state, &replies, &mut self.store, Reply { seq, result });
+                None
+            }
+            Some(Conn::Remote { handouts }) => {
+                let refs: Vec<ObjectId> = match &result {
+                    Ok(out) => out.refs().into_iter().copied().collect(),
+                    Err(_) => Vec::new(),
+                };
+                let mut frame = Vec::new();
+                let reply = Reply { seq, result };
+                let sent =
+                    encode_plain(&reply, &mut frame).is_ok() && remote::send_to_writer(&self.writers, conn, frame);
+                if sent {
+                    for id in refs {
+                        *handouts.entry(id).or_insert(0) += 1;
+                    }
+                    None
+                } else {
+                    // Gone, or not reading its answers: the connection ends here.
+                    remote::forget_writer(&self.writers, conn);
+                    self.closing.push(conn);
+                    reply.result.ok()
+                }
+            }
+            None => result.ok(),
+        };
+        if let Some(out) = undelivered {
+            self.store.release_out(out);
+        }
+    }
+}
+
+/// Puts an answer on a family client's reply ring; each reference becomes a fresh token
+/// (whose last handle, wherever it goes, gives the reference back). An answer that cannot
+/// be put is dropped, and its tokens with it.
+fn send_local(state: &Shared<ManagerState>, replies: &ReplyState, store: &mut Store, reply: Reply<ObjectId>) {
+    let Reply { seq, result } = reply;
+    let result = match result {
+        Ok(out) => {
+            let ids: Vec<ObjectId> = out.refs().into_iter().copied().collect();
+            let mut tokens = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                let token = store.kind_of(id).and_then(|kind| Shared::new(TokenState::new(state, id, kind)).ok());
+                match token {
+                    Some(token) => tokens.push(token),
+                    None => break,
+                }
+            }
+            if tokens.len() < ids.len() {
+                for &id in &ids[tokens.len()..] {
+                    store.decref(id, 1);
+                }
+                drop(tokens);
+                Err(Fault::Malformed("the family's shared memory is exhausted".into()))
+            } else {
+                let mut tokens = tokens.into_iter();
+                out.map_refs(|_| tokens.next().map(Token).ok_or(()))
+                    .map_err(|()| Fault::Malformed("token count".into()))
+            }
+        }
+        Err(fault) => Err(fault),
+    };
+    let reply = LocalReply { seq, result };
+    let ring = &replies.ring;
+    let _ = codec::with_encoded(&reply, |bytes, handles| {
+        if handles {
+            ring.mark_handles();
+        }
+        let put = ring.put_bytes(bytes, 0, Deadline::NEVER, &Patient);
+        (put.is_ok(), ())
+    });
+}
+
+/// Reads a message of the ring.
+fn parse(bytes: &[u8], tag: u32) -> Incoming {
+    if tag == CONTROL {
+        return match codec::decode::<Control>(bytes) {
+            Ok(control) => Incoming::Control(control),
+            Err(_) => Incoming::Nothing,
+        };
+    }
+    match decode_request(bytes) {
+        Ok(envelope) => Incoming::Request(tag, envelope),
+        Err(fault) => Incoming::Malformed(tag, fault),
+    }
+}

@@ -1,0 +1,205 @@
+//! What a local manager keeps in the family heap: the server's inbox and status
+//! ([`ManagerState`]), each client thread's reply ring ([`ReplyState`]), and the family
+//! tokens that hold proxies' references ([`TokenState`]).
+//!
+//! A request of a family client is a message on the server's ring (tagged with the
+//! client's connection number); its answer comes back on the client's own reply ring.
+//! Both sides spin a little before they sleep, so a round trip costs a few microseconds
+//! while the two are busy.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{Kind, ObjectId};
+use crate::codec;
+use crate::shm::{Deadline, Embedded, Heap, HeapFull, Limits, Notify, Patient, Ring, Shared, ShmObject, kind};
+use crate::sys::{self, Packed};
+
+/// The tag of control messages on the server's ring (connection numbers start at 1).
+pub(crate) const CONTROL: u32 = 0;
+/// Connection numbers must fit a ring tag.
+pub(crate) const MAX_CONN: u32 = crate::shm::TAG_MASK;
+
+pub(crate) const STARTING: u32 = 0;
+pub(crate) const READY: u32 = 1;
+/// Shut down, or failed to start.
+pub(crate) const CLOSED: u32 = 2;
+
+/// The server's side of a local manager.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct ManagerState {
+    /// Requests of every family client, and control messages.
+    pub(crate) requests: Ring,
+    pub(crate) status: AtomicU32,
+    pub(crate) server_pid: AtomicU32,
+    pub(crate) server_start: AtomicU64,
+    pub(crate) next_conn: AtomicU32,
+    /// The TCP port the server listens on (0: none).
+    pub(crate) port: AtomicU32,
+    /// Rung when `status` changes.
+    pub(crate) changed: Notify,
+}
+
+impl ShmObject for ManagerState {
+    const KIND: u32 = kind::MANAGER;
+
+    fn destroy(&self, heap: &Heap) {
+        // Control messages may hold reply rings: release them with the ring.
+        drain::<Control>(&self.requests, |tag| tag == CONTROL);
+        self.requests.destroy(heap);
+    }
+}
+
+impl ManagerState {
+    pub(crate) fn new() -> Result<Self, HeapFull> {
+        Ok(Self {
+            requests: Ring::new(Limits::default())?,
+            status: AtomicU32::new(STARTING),
+            server_pid: AtomicU32::new(0),
+            server_start: AtomicU64::new(0),
+            next_conn: AtomicU32::new(1),
+            port: AtomicU32::new(0),
+            changed: Notify::new(),
+        })
+    }
+
+    /// A connection number for a new client.
+    pub(crate) fn new_conn(&self) -> Option<u32> {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        (conn != CONTROL && conn < MAX_CONN).then_some(conn)
+    }
+
+    /// Whether the server said it is done.
+    pub(crate) fn closed(&self) -> bool {
+        self.status.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Whether the server's process still runs (reads `/proc`).
+    pub(crate) fn server_alive(&self) -> bool {
+        let pid = self.server_pid.load(Ordering::Acquire);
+        pid != 0 && sys::process_alive(pid, self.server_start.load(Ordering::Acquire))
+    }
+
+    /// Marks the server's status and wakes whoever waits on it.
+    pub(crate) fn set_status(&self, status: u32) {
+        self.status.store(status, Ordering::Release);
+        self.changed.notify_all();
+        self.requests.wake_all();
+    }
+
+    /// Sends a control message to the server (never blocks: the ring is unbounded).
+    /// Messages without handles are encoded without touching thread-locals, so that they
+    /// can be sent from a thread-local's destructor (a connection closing as its thread
+    /// ends, a token whose last proxy lived in a thread-local).
+    pub(crate) fn post(&self, message: &Control) -> Result<(), crate::Error> {
+        if !matches!(message, Control::Hello { .. }) {
+            let mut bytes = Vec::new();
+            super::protocol::encode_plain(message, &mut bytes)?;
+            return self
+                .requests
+                .put_bytes(&bytes, CONTROL, Deadline::NEVER, &Patient)
+                .map_err(|refused| crate::Error::Io(std::io::Error::other(format!("{refused:?}"))));
+        }
+        let encoded = codec::encode(message)?;
+        if encoded.has_handles() {
+            self.requests.mark_handles();
+        }
+        match self.requests.put_bytes(&encoded.bytes, CONTROL, Deadline::NEVER, &Patient) {
+            Ok(()) => {
+                encoded.sent();
+                Ok(())
+            }
+            Err(refused) => Err(crate::Error::Io(std::io::Error::other(format!("{refused:?}")))),
+        }
+    }
+}
+
+/// A family client thread's reply ring.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct ReplyState {
+    pub(crate) ring: Ring,
+}
+
+impl ShmObject for ReplyState {
+    const KIND: u32 = kind::MANAGER_REPLIES;
+
+    fn destroy(&self, heap: &Heap) {
+        // Answers never read may hold tokens: release them.
+        drain::<super::link::LocalReply>(&self.ring, |_| true);
+        self.ring.destroy(heap);
+    }
+}
+
+/// One reference to a server object, held by the family: proxies hold handles to a token,
+/// and when the family's last handle goes, the token tells the server.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct TokenState {
+    pub(crate) id: AtomicU64,
+    pub(crate) kind: AtomicU32,
+    manager: Embedded<ManagerState>,
+}
+
+impl ShmObject for TokenState {
+    const KIND: u32 = kind::MANAGER_TOKEN;
+
+    fn destroy(&self, _heap: &Heap) {
+        if let Some(manager) = self.manager.take() {
+            // A manager that is gone reads nothing; the message goes with its ring.
+            let _ = manager.post(&Control::Release { id: self.id.load(Ordering::Relaxed) });
+        }
+    }
+}
+
+impl TokenState {
+    /// A token for one reference to object `id` of `manager`.
+    pub(crate) fn new(manager: &Shared<ManagerState>, id: ObjectId, kind: Kind) -> Self {
+        Self { id: AtomicU64::new(id), kind: AtomicU32::new(kind as u32), manager: Embedded::new(manager) }
+    }
+
+    pub(crate) fn id(&self) -> ObjectId {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn kind_code(&self) -> u32 {
+        self.kind.load(Ordering::Relaxed)
+    }
+}
+
+/// A message from a family process to the server, besides requests.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Control {
+    /// A client thread connects; answers go to `replies`.
+    Hello { conn: u32, replies: Shared<ReplyState>, pid: u32, start: u64 },
+    /// A client thread is done with its connection.
+    Bye { conn: u32 },
+    /// A registered type's constructor, as a runner of this binary.
+    Register { name: String, runner: Packed },
+    /// The family's last handle of a token went.
+    Release { id: ObjectId },
+    /// Stop serving.
+    Shutdown,
+    /// A remote connection passed authentication (posted by the server's own threads).
+    RemoteOpened { conn: u32 },
+    /// A remote connection ended.
+    RemoteClosed { conn: u32 },
+}
+
+/// Takes and drops every message left in `ring` that `wanted` says may hold handles, so
+/// that the handles are released.
+pub(crate) fn drain<T: DeserializeOwned>(ring: &Ring, wanted: impl Fn(u32) -> bool) {
+    // An empty ring (the usual case) is left without decoding anything, which matters in a
+    // thread-local's destructor, where the codec's own thread-locals may be gone.
+    if !ring.ever_had_handles() || ring.is_empty() {
+        return;
+    }
+    while let Ok(message) = ring
+        .get(Deadline::now(), &Patient, |bytes, tag| if wanted(tag) { codec::decode::<T>(bytes).ok() } else { None })
+    {
+        drop(message);
+    }
+}

@@ -1,0 +1,1680 @@
+//! The objects a manager's server keeps, and what every operation does to them.
+//!
+//! This is the server without its transports: requests go in ([`Store::handle`]), answers
+//! come out ([`Store::take_replies`]), time passes ([`Store::expire`]), clients go away
+//! ([`Store::drop_conn`]). No input can make it panic or block: a blocking operation that
+//! cannot complete now is *parked* on its object, and answered when another operation
+//! makes it possible or when its deadline passes.
+//!
+//! # References
+//!
+//! Every object counts its references: one per family token (what family proxies hold),
+//! one per id handed out to a remote connection, one per stored item that embeds a proxy
+//! of it (a list of dicts). An answer that carries an item copies its references (each
+//! counted anew, for the receiver); an item moved out of a container (a `pop`, a queue
+//! `get`) takes its references along. An object whose count falls to zero is deleted, and
+//! so are the references its own items held. Cycles (a list holding itself) live until the
+//! server ends, as in Python.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+
+use super::custom::{DynManaged, MethodError};
+use super::protocol::{Create, Envelope, Fault, Item, Kind, ObjectId, Op, Out, REGISTRY, Request, Wait};
+use crate::process::panics;
+
+/// A client connection as the server numbers them.
+pub(crate) type ConnId = u32;
+
+/// Who acquired a lock: a connection and a thread of its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Owner {
+    pub(crate) conn: ConnId,
+    pub(crate) thread: u64,
+}
+
+/// An answer for a connection.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) conn: ConnId,
+    pub(crate) seq: u64,
+    /// Each reference in it is counted for the receiver.
+    pub(crate) result: Result<Out<ObjectId>, Fault>,
+}
+
+/// Makes an object of a registered type from its encoded initial value.
+pub(crate) type Constructor = fn(&[u8]) -> Result<Box<dyn DynManaged>, String>;
+
+/// A value kept by the server: its encoding and the objects it refers to (each counted).
+#[derive(Debug)]
+struct Stored {
+    bytes: Box<[u8]>,
+    refs: Vec<ObjectId>,
+}
+
+/// A parked request.
+#[derive(Debug)]
+struct Waiter {
+    owner: Owner,
+    seq: u64,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct LockState {
+    owner: Option<Owner>,
+    /// Recursion depth (RLock, Condition); 1 for a held Lock.
+    count: u64,
+    /// Waiting to acquire; `Some((count, result))` for a condition waiter taking its lock
+    /// back (at its old depth, then answering `result`).
+    waiters: VecDeque<(Waiter, Option<(u64, bool)>)>,
+}
+
+#[derive(Debug)]
+struct QueueState {
+    items: VecDeque<Stored>,
+    maxsize: u64,
+    getters: VecDeque<Waiter>,
+    putters: VecDeque<(Waiter, Stored)>,
+    joinable: bool,
+    unfinished: u64,
+    joiners: Vec<Waiter>,
+}
+
+#[derive(Debug)]
+struct BarrierState {
+    parties: u64,
+    waiting: Vec<Waiter>,
+    broken: bool,
+}
+
+enum Body {
+    Dict(IndexMap<Box<[u8]>, Stored>),
+    List { items: Vec<Stored>, version: u64 },
+    Namespace(IndexMap<String, Stored>),
+    Value(Stored),
+    Array(Vec<Stored>),
+    Queue(QueueState),
+    Lock(LockState),
+    RLock(LockState),
+    Semaphore { value: u64, initial: u64, bounded: bool, waiters: VecDeque<Waiter> },
+    Event { flag: bool, waiters: Vec<Waiter> },
+    Condition { lock: LockState, waiters: VecDeque<(Waiter, u64)> },
+    Barrier(BarrierState),
+    Custom { type_name: String, value: Box<dyn DynManaged> },
+}
+
+impl Body {
+    fn kind(&self) -> Kind {
+        match self {
+            Body::Dict(_) => Kind::Dict,
+            Body::List { .. } => Kind::List,
+            Body::Namespace(_) => Kind::Namespace,
+            Body::Value(_) => Kind::Value,
+            Body::Array(_) => Kind::Array,
+            Body::Queue(q) if q.joinable => Kind::JoinableQueue,
+            Body::Queue(_) => Kind::Queue,
+            Body::Lock(_) => Kind::Lock,
+            Body::RLock(_) => Kind::RLock,
+            Body::Semaphore { bounded: true, .. } => Kind::BoundedSemaphore,
+            Body::Semaphore { .. } => Kind::Semaphore,
+            Body::Event { .. } => Kind::Event,
+            Body::Condition { .. } => Kind::Condition,
+            Body::Barrier(_) => Kind::Barrier,
+            Body::Custom { .. } => Kind::Custom,
+        }
+    }
+
+    /// Every stored item, taken out (the object is being deleted).
+    fn drain_items(&mut self) -> Vec<Stored> {
+        match self {
+            Body::Dict(map) => map.drain(..).map(|(_, v)| v).collect(),
+            Body::List { items, .. } | Body::Array(items) => std::mem::take(items),
+            Body::Namespace(map) => map.drain(..).map(|(_, v)| v).collect(),
+            Body::Value(v) => vec![std::mem::replace(v, Stored { bytes: Box::new([]), refs: Vec::new() })],
+            Body::Queue(q) => q.items.drain(..).chain(q.putters.drain(..).map(|(_, s)| s)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+struct Object {
+    refs: u64,
+    body: Body,
+}
+
+/// What a timer entry wakes: (deadline, object, connection, sequence number).
+type Timer = (Instant, ObjectId, ConnId, u64);
+
+/// The server's objects.
+pub(crate) struct Store {
+    objects: HashMap<ObjectId, Object>,
+    next_id: ObjectId,
+    types: HashMap<String, Constructor>,
+    timers: BTreeSet<Timer>,
+    out: Vec<Outgoing>,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("objects", &self.objects.len()).field("timers", &self.timers.len()).finish()
+    }
+}
+
+fn deadline_of(wait: Wait, now: Instant) -> Option<Instant> {
+    wait.map(|ns| now.checked_add(Duration::from_nanos(ns)).unwrap_or(now + Duration::from_secs(86400 * 365)))
+}
+
+/// Python's index rules: negative counts from the end.
+fn normalize(index: i64, len: usize) -> Option<usize> {
+    let len_i = len as i64;
+    let i = if index < 0 { index + len_i } else { index };
+    (0..len_i).contains(&i).then_some(i as usize)
+}
+
+impl Store {
+    /// A store holding only the registry of published objects.
+    pub(crate) fn new() -> Self {
+        let mut objects = HashMap::new();
+        // Pinned: one reference that nothing gives back.
+        objects.insert(REGISTRY, Object { refs: 1, body: Body::Dict(IndexMap::new()) });
+        Self {
+            objects,
+            next_id: REGISTRY + 1,
+            types: HashMap::new(),
+            timers: BTreeSet::new(),
+            out: Vec::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Makes a registered type available to `Create::Custom`.
+    pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
+        self.types.insert(name.to_string(), constructor);
+    }
+
+    /// How many objects exist (the registry included).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// The kind of object `id`, if it exists.
+    pub(crate) fn kind_of(&self, id: ObjectId) -> Option<Kind> {
+        self.objects.get(&id).map(|o| o.body.kind())
+    }
+
+    /// The answers produced so far.
+    pub(crate) fn take_replies(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether answers wait to be taken.
+    pub(crate) fn has_replies(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// From now on, every request is refused with [`Fault::ShuttingDown`], and parked ones
+    /// are answered so.
+    pub(crate) fn shut_down(&mut self) {
+        self.shutting_down = true;
+        let conns: Vec<ConnId> = self.parked_conns();
+        for conn in conns {
+            self.cancel_waiters(conn, Some(Fault::ShuttingDown));
+        }
+    }
+
+    fn parked_conns(&self) -> Vec<ConnId> {
+        let mut conns: Vec<ConnId> = self.timers.iter().map(|t| t.2).collect();
+        for obj in self.objects.values() {
+            visit_waiters(&obj.body, &mut |w| conns.push(w.owner.conn));
+        }
+        conns.sort_unstable();
+        conns.dedup();
+        conns
+    }
+
+    fn reply(&mut self, owner: Owner, seq: u64, result: Result<Out<ObjectId>, Fault>) {
+        if seq != 0 {
+            self.out.push(Outgoing { conn: owner.conn, seq, result });
+        } else if let Ok(out) = result {
+            // Nobody waits for this answer: give back what it carries.
+            self.release_out(out);
+        }
+    }
+
+    /// Gives back the references an answer carried (it could not be delivered).
+    pub(crate) fn release_out(&mut self, out: Out<ObjectId>) {
+        let refs: Vec<ObjectId> = out.refs().into_iter().copied().collect();
+        for id in refs {
+            self.decref(id, 1);
+        }
+    }
+
+    // ---- references ----------------------------------------------------------------------
+
+    /// One more reference to `id` (if it exists).
+    fn incref(&mut self, id: ObjectId) -> bool {
+        match self.objects.get_mut(&id) {
+            Some(obj) => {
+                obj.refs += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `count` references to `id` fewer; deletes what nothing refers to any more.
+    pub(crate) fn decref(&mut self, id: ObjectId, count: u64) {
+        let mut work = vec![(id, count)];
+        while let Some((id, count)) = work.pop() {
+            let Some(obj) = self.objects.get_mut(&id) else { continue };
+            obj.refs = obj.refs.saturating_sub(count);
+            if obj.refs > 0 || id == REGISTRY {
+                continue;
+            }
+            let mut obj = self.objects.remove(&id).expect("present");
+            for stored in obj.body.drain_items() {
+                work.extend(stored.refs.into_iter().map(|r| (r, 1)));
+            }
+            let mut orphans = Vec::new();
+            visit_waiters(&obj.body, &mut |w| orphans.push((w.owner, w.seq)));
+            for (owner, seq) in orphans {
+                self.reply(owner, seq, Err(Fault::NoSuchObject(id)));
+            }
+            self.timers.retain(|t| t.1 != id);
+        }
+    }
+
+    /// Turns a received item into a stored one, counting its references.
+    fn store(&mut self, item: Item<ObjectId>) -> Result<Stored, Fault> {
+        if let Some(&bad) = item.refs.iter().find(|r| !self.objects.contains_key(r)) {
+            return Err(Fault::BadReference(bad));
+        }
+        for &r in &item.refs {
+            self.incref(r);
+        }
+        Ok(Stored { bytes: item.bytes.into_boxed_slice(), refs: item.refs })
+    }
+
+    fn store_all(&mut self, items: Vec<Item<ObjectId>>) -> Result<Vec<Stored>, Fault> {
+        let mut stored = Vec::with_capacity(items.len());
+        for item in items {
+            match self.store(item) {
+                Ok(s) => stored.push(s),
+                Err(f) => {
+                    for s in stored {
+                        self.discard(s);
+                    }
+                    return Err(f);
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// A stored item that is dropped: its references go.
+    fn discard(&mut self, stored: Stored) {
+        for r in stored.refs {
+            self.decref(r, 1);
+        }
+    }
+
+    fn key(item: Item<ObjectId>) -> Result<Box<[u8]>, Fault> {
+        if item.refs.is_empty() {
+            Ok(item.bytes.into_boxed_slice())
+        } else {
+            Err(Fault::Malformed("a proxy cannot be a key".into()))
+        }
+    }
+
+    // ---- requests --------------------------------------------------------------------------
+
+    /// Handles one request of connection `conn`.
+    pub(crate) fn handle(&mut self, conn: ConnId, envelope: Envelope, now: Instant) {
+        let owner = Owner { conn, thread: envelope.thread };
+        let seq = envelope.seq;
+        if self.shutting_down {
+            if let Request::Release { id, count } = envelope.request {
+                self.decref(id, count);
+            }
+            self.reply(owner, seq, Err(Fault::ShuttingDown));
+            return;
+        }
+        match envelope.request {
+            Request::Ping => self.reply(owner, seq, Ok(Out::Unit)),
+            Request::CountObjects => {
+                let n = self.objects.len() as u64 - 1;
+                self.reply(owner, seq, Ok(Out::Count(n)));
+            }
+            Request::Release { id, count } => self.decref(id, count),
+            Request::Create(create) => {
+                let result = self.create(create);
+                self.reply(owner, seq, result);
+            }
+            Request::Call { id, kind, op } => {
+                let found = match self.objects.get(&id) {
+                    None => Err(Fault::NoSuchObject(id)),
+                    Some(obj) if obj.body.kind() != kind => {
+                        Err(Fault::WrongKind { expected: kind, found: obj.body.kind() })
+                    }
+                    Some(_) => Ok(()),
+                };
+                match found {
+                    Err(fault) => {
+                        // A value sent along is not kept: nothing to count.
+                        self.reply(owner, seq, Err(fault));
+                    }
+                    Ok(()) => {
+                        if let Some(result) = self.call(owner, seq, id, op, now) {
+                            self.reply(owner, seq, result);
+                        }
+                        self.settle(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn create(&mut self, create: Create) -> Result<Out<ObjectId>, Fault> {
+        let body = match create {
+            Create::Dict(pairs) => {
+                let mut map = IndexMap::with_capacity(pairs.len().min(1024));
+                for (k, v) in pairs {
+                    let key = match Self::key(k) {
+                        Ok(key) => key,
+                        Err(f) => {
+                            self.drop_map(map);
+                            return Err(f);
+                        }
+                    };
+                    match self.store(v) {
+                        Ok(v) => {
+                            if let Some(old) = map.insert(key, v) {
+                                self.discard(old);
+                            }
+                        }
+                        Err(f) => {
+                            self.drop_map(map);
+                            return Err(f);
+                        }
+                    }
+                }
+                Body::Dict(map)
+            }
+            Create::List(items) => Body::List { items: self.store_all(items)?, version: 0 },
+            Create::Namespace => Body::Namespace(IndexMap::new()),
+            Create::Value(item) => Body::Value(self.store(item)?),
+            Create::Array(items) => Body::Array(self.store_all(items)?),
+            Create::Queue { maxsize, joinable } => Body::Queue(QueueState {
+                items: VecDeque::new(),
+                maxsize,
+                getters: VecDeque::new(),
+                putters: VecDeque::new(),
+                joinable,
+                unfinished: 0,
+                joiners: Vec::new(),
+            }),
+            Create::Lock => Body::Lock(LockState::default()),
+            Create::RLock => Body::RLock(LockState::default()),
+            Create::Semaphore { value, bounded } => {
+                Body::Semaphore { value, initial: value, bounded, waiters: VecDeque::new() }
+            }
+            Create::Event => Body::Event { flag: false, waiters: Vec::new() },
+            Create::Condition => Body::Condition { lock: LockState::default(), waiters: VecDeque::new() },
+            Create::Barrier { parties } => {
+                if parties == 0 {
+                    return Err(Fault::Malformed("a barrier needs at least one party".into()));
+                }
+                Body::Barrier(BarrierState { parties, waiting: Vec::new(), broken: false })
+            }
+            Create::Custom { type_name, value } => {
+                if !value.refs.is_empty() {
+                    return Err(Fault::Malformed("a registered type's value cannot hold proxies".into()));
+                }
+                let Some(constructor) = self.types.get(&type_name).copied() else {
+                    return Err(Fault::UnknownType(type_name));
+                };
+                let made = panics::catching("manager", || constructor(&value.bytes));
+                match made {
+                    Ok(Ok(value)) => Body::Custom { type_name, value },
+                    Ok(Err(why)) => return Err(Fault::MethodFailed(why)),
+                    Err(info) => return Err(Fault::MethodFailed(info.message)),
+                }
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let kind = body.kind();
+        // The one reference travels with the answer.
+        self.objects.insert(id, Object { refs: 1, body });
+        Ok(Out::Created { id, kind, handout: id })
+    }
+
+    fn drop_map(&mut self, map: IndexMap<Box<[u8]>, Stored>) {
+        for (_, v) in map {
+            self.discard(v);
+        }
+    }
+
+    /// Runs `op` on object `id` (which exists, of the right kind). `None`: parked.
+    fn call(
+        &mut self,
+        owner: Owner,
+        seq: u64,
+        id: ObjectId,
+        mut op: Op,
+        now: Instant,
+    ) -> Option<Result<Out<ObjectId>, Fault>> {
+        // Items that the operation may keep are stored (their references counted) before the
+        // object is borrowed; those it does not keep are discarded after.
+        let items = take_items(&mut op);
+        let mut args: VecDeque<Stored> = match self.store_all(items) {
+            Ok(stored) => stored.into(),
+            Err(fault) => return Some(Err(fault)),
+        };
+        let mut fx = Effects::default();
+        let obj = self.objects.get_mut(&id).expect("checked by the caller");
+        let result = apply(&mut obj.body, Call { owner, seq, now, op }, &mut args, &mut fx);
+        fx.dropped.extend(args);
+        self.finish(id, fx);
+        result
+    }
+
+    /// Applies what an operation did besides answering.
+    fn finish(&mut self, id: ObjectId, fx: Effects) {
+        for r in fx.copies {
+            self.incref(r);
+        }
+        for s in fx.dropped {
+            self.discard(s);
+        }
+        if let Some((deadline, conn, seq)) = fx.timer {
+            self.timers.insert((deadline, id, conn, seq));
+        }
+        for (deadline, conn, seq) in fx.untimed {
+            self.timers.remove(&(deadline, id, conn, seq));
+        }
+        for (owner, seq, result) in fx.replies {
+            self.reply(owner, seq, result);
+        }
+    }
+
+    /// Answers the parked requests of `id` that can be answered now.
+    fn settle(&mut self, id: ObjectId) {
+        let mut fx = Effects::default();
+        let Some(obj) = self.objects.get_mut(&id) else { return };
+        settle(&mut obj.body, &mut fx);
+        self.finish(id, fx);
+    }
+
+    /// The earliest deadline of a parked request.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    /// Answers the parked requests whose deadline passed.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some(&timer) = self.timers.first() {
+            if timer.0 > now {
+                break;
+            }
+            self.timers.remove(&timer);
+            let (_, id, conn, seq) = timer;
+            let mut fx = Effects::default();
+            let Some(obj) = self.objects.get_mut(&id) else { continue };
+            time_out(&mut obj.body, conn, seq, &mut fx);
+            self.finish(id, fx);
+            self.settle(id);
+        }
+    }
+
+    /// Connection `conn` is gone: its parked requests are forgotten and the locks it held
+    /// released (a barrier it waited at breaks, so that the other parties do not wait for
+    /// it forever).
+    pub(crate) fn drop_conn(&mut self, conn: ConnId) {
+        let ids: Vec<ObjectId> = self.objects.keys().copied().collect();
+        for id in ids {
+            let mut fx = Effects::default();
+            let Some(obj) = self.objects.get_mut(&id) else { continue };
+            forget_conn(&mut obj.body, conn, &mut fx);
+            self.finish(id, fx);
+            self.settle(id);
+        }
+        self.timers.retain(|t| t.2 != conn);
+    }
+
+    /// Answers every parked request of `conn` with `fault` (or forgets them, for `None`).
+    fn cancel_waiters(&mut self, conn: ConnId, fault: Option<Fault>) {
+        let ids: Vec<ObjectId> = self.objects.keys().copied().collect();
+        for id in ids {
+            let mut fx = Effects::default();
+            let Some(obj) = self.objects.get_mut(&id) else { continue };
+            let mut cancelled = Vec::new();
+            take_waiters(&mut obj.body, &mut |w| w.owner.conn == conn, &mut cancelled, &mut fx);
+            if let Some(fault) = &fault {
+                for (owner, seq) in cancelled {
+                    fx.replies.push((owner, seq, Err(fault.clone())));
+                }
+            }
+            self.finish(id, fx);
+        }
+        self.timers.retain(|t| t.2 != conn);
+    }
+}
+
+/// What an operation did besides its answer, applied by [`Store::finish`] once the object
+/// is no longer borrowed.
+#[derive(Default)]
+struct Effects {
+    /// References copied into answers, to count anew.
+    copies: Vec<ObjectId>,
+    /// Stored items dropped: their references go.
+    dropped: Vec<Stored>,
+    /// The deadline of the request just parked.
+    timer: Option<(Instant, ConnId, u64)>,
+    /// Deadlines of parked requests answered.
+    untimed: Vec<(Instant, ConnId, u64)>,
+    /// Answers to parked requests.
+    replies: Vec<(Owner, u64, Result<Out<ObjectId>, Fault>)>,
+}
+
+impl Effects {
+    /// An answer's copy of a stored item.
+    fn copy(&mut self, stored: &Stored) -> Item<ObjectId> {
+        self.copies.extend_from_slice(&stored.refs);
+        Item { bytes: stored.bytes.to_vec(), refs: stored.refs.clone() }
+    }
+
+    /// Parks the request being handled.
+    fn park(&mut self, call: &Call, wait: Wait) -> Waiter {
+        let deadline = deadline_of(wait, call.now);
+        if let Some(d) = deadline {
+            self.timer = Some((d, call.owner.conn, call.seq));
+        }
+        Waiter { owner: call.owner, seq: call.seq, deadline }
+    }
+
+    /// Answers a parked request.
+    fn answer(&mut self, waiter: Waiter, result: Result<Out<ObjectId>, Fault>) {
+        if let Some(d) = waiter.deadline {
+            self.untimed.push((d, waiter.owner.conn, waiter.seq));
+        }
+        self.replies.push((waiter.owner, waiter.seq, result));
+    }
+}
+
+/// The request being handled.
+struct Call {
+    owner: Owner,
+    seq: u64,
+    now: Instant,
+    op: Op,
+}
+
+/// An answer's item, moved out of its container with its references.
+fn move_out(stored: Stored) -> Item<ObjectId> {
+    Item { bytes: stored.bytes.into_vec(), refs: stored.refs }
+}
+
+fn plain(bytes: &[u8]) -> Item<ObjectId> {
+    Item { bytes: bytes.to_vec(), refs: Vec::new() }
+}
+
+/// The next stored argument (one per item the request carried, in order).
+fn next(args: &mut VecDeque<Stored>) -> Stored {
+    args.pop_front().unwrap_or(Stored { bytes: Box::new([]), refs: Vec::new() })
+}
+
+/// A dict key: plain bytes (a proxy is no key).
+fn key(args: &mut VecDeque<Stored>, fx: &mut Effects) -> Result<Box<[u8]>, Fault> {
+    let k = next(args);
+    if k.refs.is_empty() {
+        Ok(k.bytes)
+    } else {
+        fx.dropped.push(k);
+        Err(Fault::Malformed("a proxy cannot be a key".into()))
+    }
+}
+
+/// Python's insertion index: negative counts from the end, out of range clamps.
+fn insertion_index(index: i64, len: usize) -> usize {
+    let len_i = len as i64;
+    let i = if index < 0 { (index + len_i).max(0) } else { index.min(len_i) };
+    i as usize
+}
+
+/// Takes the items out of a request, in order (leaving empty ones behind), so that the
+/// store can count their references before the object is borrowed.
+fn take_items(op: &mut Op) -> Vec<Item<ObjectId>> {
+    let mut out = Vec::new();
+    let mut take =
+        |item: &mut Item<ObjectId>| out.push(std::mem::replace(item, Item { bytes: Vec::new(), refs: Vec::new() }));
+    match op {
+        Op::Contains(i)
+        | Op::DictGet(i)
+        | Op::DictRemove(i)
+        | Op::ListPush(i)
+        | Op::ListInsert(_, i)
+        | Op::ListSet(_, i)
+        | Op::ListRemove(i)
+        | Op::ListIndex(i)
+        | Op::ListCount(i)
+        | Op::AttrSet(_, i)
+        | Op::ValueSet(i)
+        | Op::Put { item: i, .. }
+        | Op::Method { args: i, .. } => take(i),
+        Op::DictSet(k, v) | Op::DictSetDefault(k, v) => {
+            take(k);
+            take(v);
+        }
+        Op::DictUpdate(pairs) => {
+            for (k, v) in pairs {
+                take(k);
+                take(v);
+            }
+        }
+        Op::ListExtend(items) | Op::ListReplace { items, .. } => items.iter_mut().for_each(take),
+        _ => {}
+    }
+    out
+}
+
+fn lock_acquire(
+    l: &mut LockState,
+    call: &Call,
+    wait: Wait,
+    recursive: bool,
+    fx: &mut Effects,
+) -> Option<Result<Out<ObjectId>, Fault>> {
+    if recursive && l.owner == Some(call.owner) {
+        l.count += 1;
+        return Some(Ok(Out::Bool(true)));
+    }
+    if l.owner.is_none() && l.waiters.is_empty() {
+        l.owner = Some(call.owner);
+        l.count = 1;
+        return Some(Ok(Out::Bool(true)));
+    }
+    if wait == Some(0) {
+        return Some(Ok(Out::Bool(false)));
+    }
+    let waiter = fx.park(call, wait);
+    l.waiters.push_back((waiter, None));
+    None
+}
+
+fn lock_release(l: &mut LockState, owner: Owner, recursive: bool) -> Result<Out<ObjectId>, Fault> {
+    match l.owner {
+        None => Err(Fault::NotAcquired),
+        Some(o) if recursive && o != owner => Err(Fault::NotOwner),
+        Some(_) => {
+            l.count = l.count.saturating_sub(1);
+            if !recursive || l.count == 0 {
+                l.owner = None;
+                l.count = 0;
+            }
+            Ok(Out::Unit)
+        }
+    }
+}
+
+fn run_method(type_name: &str, value: &mut dyn DynManaged, method: &str, args: &[u8]) -> Result<Out<ObjectId>, Fault> {
+    match panics::catching("manager", || value.dispatch(method, args)) {
+        Ok(Ok(bytes)) => Ok(Out::Item(Item { bytes, refs: Vec::new() })),
+        Ok(Err(MethodError::Unknown)) => {
+            Err(Fault::UnknownMethod { type_name: type_name.to_string(), method: method.to_string() })
+        }
+        Ok(Err(MethodError::Codec(why))) => Err(Fault::MethodFailed(why)),
+        Err(info) => Err(Fault::MethodFailed(match info.location {
+            Some(at) => format!("panicked at {at}: {}", info.message),
+            None => format!("panicked: {}", info.message),
+        })),
+    }
+}
+
+/// Runs an operation on an object. `None`: the request was parked.
+fn apply(
+    body: &mut Body,
+    call: Call,
+    args: &mut VecDeque<Stored>,
+    fx: &mut Effects,
+) -> Option<Result<Out<ObjectId>, Fault>> {
+    let kind = body.kind();
+    let owner = call.owner;
+    let result = match (body, &call.op) {
+        // ---- containers
+        (Body::Dict(map), Op::Len) => Ok(Out::Count(map.len() as u64)),
+        (Body::List { items, .. } | Body::Array(items), Op::Len) => Ok(Out::Count(items.len() as u64)),
+        (Body::Namespace(map), Op::Len) => Ok(Out::Count(map.len() as u64)),
+        (Body::Dict(map), Op::Clear) => {
+            fx.dropped.extend(map.drain(..).map(|(_, v)| v));
+            Ok(Out::Unit)
+        }
+        (Body::List { items, version }, Op::Clear) => {
+            fx.dropped.append(items);
+            *version += 1;
+            Ok(Out::Unit)
+        }
+        (Body::Namespace(map), Op::Clear) => {
+            fx.dropped.extend(map.drain(..).map(|(_, v)| v));
+            Ok(Out::Unit)
+        }
+        (Body::List { items, version }, Op::Snapshot) => {
+            Ok(Out::Versioned { version: *version, items: items.iter().map(|s| fx.copy(s)).collect() })
+        }
+        (Body::Array(items), Op::Snapshot) => {
+            Ok(Out::Versioned { version: 0, items: items.iter().map(|s| fx.copy(s)).collect() })
+        }
+        (Body::Dict(map), Op::Contains(_)) => {
+            let k = next(args);
+            Ok(Out::Bool(map.contains_key(&k.bytes)))
+        }
+        (Body::List { items, .. } | Body::Array(items), Op::Contains(_)) => {
+            let x = next(args);
+            let found = items.iter().any(|s| s.bytes == x.bytes);
+            fx.dropped.push(x);
+            Ok(Out::Bool(found))
+        }
+
+        // ---- dict
+        (Body::Dict(map), Op::DictSet(..)) => match key(args, fx) {
+            Ok(k) => {
+                let v = next(args);
+                if let Some(old) = map.insert(k, v) {
+                    fx.dropped.push(old);
+                }
+                Ok(Out::Unit)
+            }
+            Err(f) => Err(f),
+        },
+        (Body::Dict(map), Op::DictGet(_)) => {
+            let k = next(args);
+            Ok(Out::MaybeItem(map.get(&k.bytes).map(|s| fx.copy(s))))
+        }
+        (Body::Dict(map), Op::DictRemove(_)) => {
+            let k = next(args);
+            Ok(Out::MaybeItem(map.shift_remove(&k.bytes).map(move_out)))
+        }
+        (Body::Dict(map), Op::DictUpdate(pairs)) => {
+            let mut result = Ok(Out::Unit);
+            for _ in 0..pairs.len() {
+                match key(args, fx) {
+                    Ok(k) => {
+                        if let Some(old) = map.insert(k, next(args)) {
+                            fx.dropped.push(old);
+                        }
+                    }
+                    Err(f) => {
+                        result = Err(f);
+                        break;
+                    }
+                }
+            }
+            result
+        }
+        (Body::Dict(map), Op::DictSetDefault(..)) => match key(args, fx) {
+            Ok(k) => {
+                let default = next(args);
+                let entry = map.entry(k).or_insert(default);
+                Ok(Out::Item(fx.copy(entry)))
+            }
+            Err(f) => Err(f),
+        },
+        (Body::Dict(map), Op::DictPopItem) => {
+            Ok(Out::Pairs(map.pop().map(|(k, v)| (plain(&k), move_out(v))).into_iter().collect()))
+        }
+        (Body::Dict(map), Op::Keys) => Ok(Out::Items(map.keys().map(|k| plain(k)).collect())),
+        (Body::Dict(map), Op::Values) => Ok(Out::Items(map.values().map(|v| fx.copy(v)).collect())),
+        (Body::Dict(map), Op::Items) => Ok(Out::Pairs(map.iter().map(|(k, v)| (plain(k), fx.copy(v))).collect())),
+
+        // ---- list and array
+        (Body::List { items, version }, Op::ListPush(_)) => {
+            items.push(next(args));
+            *version += 1;
+            Ok(Out::Unit)
+        }
+        (Body::List { items, version }, Op::ListExtend(_)) => {
+            items.extend(args.drain(..));
+            *version += 1;
+            Ok(Out::Unit)
+        }
+        (Body::List { items, version }, Op::ListInsert(index, _)) => {
+            let at = insertion_index(*index, items.len());
+            items.insert(at, next(args));
+            *version += 1;
+            Ok(Out::Unit)
+        }
+        (Body::List { items, .. } | Body::Array(items), Op::ListGet(index)) => match normalize(*index, items.len()) {
+            Some(i) => Ok(Out::Item(fx.copy(&items[i]))),
+            None => Err(Fault::IndexOutOfRange { index: *index, len: items.len() as u64 }),
+        },
+        (Body::List { items, version }, Op::ListSet(index, _)) => match normalize(*index, items.len()) {
+            Some(i) => {
+                fx.dropped.push(std::mem::replace(&mut items[i], next(args)));
+                *version += 1;
+                Ok(Out::Unit)
+            }
+            None => Err(Fault::IndexOutOfRange { index: *index, len: items.len() as u64 }),
+        },
+        (Body::Array(items), Op::ListSet(index, _)) => match normalize(*index, items.len()) {
+            Some(i) => {
+                fx.dropped.push(std::mem::replace(&mut items[i], next(args)));
+                Ok(Out::Unit)
+            }
+            None => Err(Fault::IndexOutOfRange { index: *index, len: items.len() as u64 }),
+        },
+        (Body::List { items, version }, Op::ListPop(index)) => {
+            let index = index.unwrap_or(-1);
+            match normalize(index, items.len()) {
+                Some(i) => {
+                    *version += 1;
+                    Ok(Out::Item(move_out(items.remove(i))))
+                }
+                None => Err(Fault::IndexOutOfRange { index, len: items.len() as u64 }),
+            }
+        }
+        (Body::List { items, version }, Op::ListRemove(_)) => {
+            let x = next(args);
+            let found = items.iter().position(|s| s.bytes == x.bytes);
+            fx.dropped.push(x);
+            match found {
+                Some(i) => {
+                    fx.dropped.push(items.remove(i));
+                    *version += 1;
+                    Ok(Out::Bool(true))
+                }
+                None => Ok(Out::Bool(false)),
+            }
+        }
+        (Body::List { items, .. } | Body::Array(items), Op::ListIndex(_)) => {
+            let x = next(args);
+            let found = items.iter().position(|s| s.bytes == x.bytes);
+            fx.dropped.push(x);
+            found.map(|i| Out::Count(i as u64)).ok_or(Fault::ValueMissing)
+        }
+        (Body::List { items, .. } | Body::Array(items), Op::ListCount(_)) => {
+            let x = next(args);
+            let n = items.iter().filter(|s| s.bytes == x.bytes).count();
+            fx.dropped.push(x);
+            Ok(Out::Count(n as u64))
+        }
+        (Body::List { items, version }, Op::ListReverse) => {
+            items.reverse();
+            *version += 1;
+            Ok(Out::Unit)
+        }
+        (Body::List { items, version }, Op::ListReplace { version: seen, .. }) => {
+            if *seen == *version {
+                let new: Vec<Stored> = args.drain(..).collect();
+                fx.dropped.extend(std::mem::replace(items, new));
+                *version += 1;
+                Ok(Out::Unit)
+            } else {
+                Err(Fault::VersionChanged)
+            }
+        }
+
+        // ---- Namespace
+        (Body::Namespace(map), Op::AttrSet(name, _)) => {
+            if let Some(old) = map.insert(name.clone(), next(args)) {
+                fx.dropped.push(old);
+            }
+            Ok(Out::Unit)
+        }
+        (Body::Namespace(map), Op::AttrGet(name)) => match map.get(name) {
+            Some(s) => Ok(Out::Item(fx.copy(s))),
+            None => Err(Fault::NoSuchAttribute(name.clone())),
+        },
+        (Body::Namespace(map), Op::AttrDel(name)) => match map.shift_remove(name) {
+            Some(s) => {
+                fx.dropped.push(s);
+                Ok(Out::Unit)
+            }
+            None => Err(Fault::NoSuchAttribute(name.clone())),
+        },
+        (Body::Namespace(map), Op::AttrNames) => Ok(Out::Names(map.keys().cloned().collect())),
+
+        // ---- Value
+        (Body::Value(v), Op::ValueGet) => Ok(Out::Item(fx.copy(v))),
+        (Body::Value(v), Op::ValueSet(_)) => {
+            fx.dropped.push(std::mem::replace(v, next(args)));
+            Ok(Out::Unit)
+        }
+
+        // ---- queues
+        (Body::Queue(q), Op::Put { wait, .. }) => {
+            let item = next(args);
+            if q.putters.is_empty() && (q.maxsize == 0 || (q.items.len() as u64) < q.maxsize) {
+                q.items.push_back(item);
+                if q.joinable {
+                    q.unfinished += 1;
+                }
+                Ok(Out::Unit)
+            } else if *wait == Some(0) {
+                fx.dropped.push(item);
+                Err(Fault::Full)
+            } else {
+                let waiter = fx.park(&call, *wait);
+                q.putters.push_back((waiter, item));
+                return None;
+            }
+        }
+        (Body::Queue(q), Op::Get { wait }) => {
+            if q.getters.is_empty()
+                && let Some(item) = q.items.pop_front()
+            {
+                Ok(Out::Item(move_out(item)))
+            } else if *wait == Some(0) {
+                Err(Fault::Empty)
+            } else {
+                let waiter = fx.park(&call, *wait);
+                q.getters.push_back(waiter);
+                return None;
+            }
+        }
+        (Body::Queue(q), Op::QSize) => Ok(Out::Sizes { len: q.items.len() as u64, max: q.maxsize }),
+        (Body::Queue(q), Op::TaskDone) if q.joinable => {
+            if q.unfinished == 0 {
+                Err(Fault::NotAcquired)
+            } else {
+                q.unfinished -= 1;
+                Ok(Out::Unit)
+            }
+        }
+        (Body::Queue(q), Op::Join { wait }) if q.joinable => {
+            if q.unfinished == 0 {
+                Ok(Out::Bool(true))
+            } else if *wait == Some(0) {
+                Ok(Out::Bool(false))
+            } else {
+                let waiter = fx.park(&call, *wait);
+                q.joiners.push(waiter);
+                return None;
+            }
+        }
+
+        // ---- locks
+        (Body::Lock(l), Op::Acquire { wait }) => return lock_acquire(l, &call, *wait, false, fx),
+        (Body::RLock(l), Op::Acquire { wait }) => return lock_acquire(l, &call, *wait, true, fx),
+        (Body::Condition { lock, .. }, Op::Acquire { wait }) => return lock_acquire(lock, &call, *wait, true, fx),
+        (Body::Lock(l), Op::Release) => lock_release(l, owner, false),
+        (Body::RLock(l), Op::Release) => lock_release(l, owner, true),
+        (Body::Condition { lock, .. }, Op::Release) => lock_release(lock, owner, true),
+        (Body::Lock(l) | Body::RLock(l), Op::Locked) => Ok(Out::Bool(l.owner.is_some())),
+        (Body::Condition { lock, .. }, Op::Locked) => Ok(Out::Bool(lock.owner.is_some())),
+        (Body::Semaphore { value, waiters, .. }, Op::Acquire { wait }) => {
+            if *value > 0 && waiters.is_empty() {
+                *value -= 1;
+                Ok(Out::Bool(true))
+            } else if *wait == Some(0) {
+                Ok(Out::Bool(false))
+            } else {
+                let waiter = fx.park(&call, *wait);
+                waiters.push_back(waiter);
+                return None;
+            }
+        }
+        (Body::Semaphore { value, initial, bounded, .. }, Op::Release) => {
+            if *bounded && *value >= *initial {
+                Err(Fault::NotAcquired)
+            } else {
+                *value += 1;
+                Ok(Out::Unit)
+            }
+        }
+        (Body::Semaphore { value, .. }, Op::SemValue) => Ok(Out::Count(*value)),
+        (Body::Semaphore { value, .. }, Op::Locked) => Ok(Out::Bool(*value == 0)),
+
+        // ---- Event
+        (Body::Event { flag, .. }, Op::EventSet) => {
+            *flag = true;
+            Ok(Out::Unit)
+        }
+        (Body::Event { flag, .. }, Op::EventClear) => {
+            *flag = false;
+            Ok(Out::Unit)
+        }
+        (Body::Event { flag, .. }, Op::EventIsSet) => Ok(Out::Bool(*flag)),
+        (Body::Event { flag, waiters }, Op::EventWait { wait }) => {
+            if *flag {
+                Ok(Out::Bool(true))
+            } else if *wait == Some(0) {
+                Ok(Out::Bool(false))
+            } else {
+                let waiter = fx.park(&call, *wait);
+                waiters.push(waiter);
+                return None;
+            }
+        }
+
+        // ---- Condition
+        (Body::Condition { lock, waiters }, Op::CondWait { wait }) => {
+            if lock.owner != Some(owner) {
+                Err(Fault::NotOwner)
+            } else {
+                let depth = lock.count;
+                lock.owner = None;
+                lock.count = 0;
+                let waiter = fx.park(&call, *wait);
+                waiters.push_back((waiter, depth));
+                return None;
+            }
+        }
+        (Body::Condition { lock, waiters }, Op::CondNotify { n }) => {
+            if lock.owner != Some(owner) {
+                Err(Fault::NotOwner)
+            } else {
+                for _ in 0..*n {
+                    let Some((mut waiter, depth)) = waiters.pop_front() else { break };
+                    if let Some(d) = waiter.deadline.take() {
+                        fx.untimed.push((d, waiter.owner.conn, waiter.seq));
+                    }
+                    lock.waiters.push_back((waiter, Some((depth, true))));
+                }
+                Ok(Out::Unit)
+            }
+        }
+
+        // ---- Barrier
+        (Body::Barrier(b), Op::BarrierWait { wait }) => {
+            if b.broken {
+                Err(Fault::BrokenBarrier)
+            } else if b.waiting.len() as u64 + 1 >= b.parties {
+                let index = b.waiting.len() as u64;
+                for (i, waiter) in b.waiting.drain(..).enumerate() {
+                    fx.answer(waiter, Ok(Out::Count(i as u64)));
+                }
+                Ok(Out::Count(index))
+            } else {
+                let waiter = fx.park(&call, *wait);
+                b.waiting.push(waiter);
+                return None;
+            }
+        }
+        (Body::Barrier(b), Op::BarrierReset) => {
+            for waiter in b.waiting.drain(..) {
+                fx.answer(waiter, Err(Fault::BrokenBarrier));
+            }
+            b.broken = false;
+            Ok(Out::Unit)
+        }
+        (Body::Barrier(b), Op::BarrierAbort) => {
+            b.broken = true;
+            for waiter in b.waiting.drain(..) {
+                fx.answer(waiter, Err(Fault::BrokenBarrier));
+            }
+            Ok(Out::Unit)
+        }
+        (Body::Barrier(b), Op::BarrierState) => {
+            Ok(Out::Barrier { parties: b.parties, waiting: b.waiting.len() as u64, broken: b.broken })
+        }
+
+        // ---- registered types
+        (Body::Custom { type_name, value }, Op::Method { name, .. }) => {
+            let a = next(args);
+            if a.refs.is_empty() {
+                run_method(type_name, value.as_mut(), name, &a.bytes)
+            } else {
+                fx.dropped.push(a);
+                Err(Fault::Malformed("a method's arguments cannot hold proxies".into()))
+            }
+        }
+        (Body::Custom { value, .. }, Op::Copy) => match panics::catching("manager", || value.encode()) {
+            Ok(Ok(bytes)) => Ok(Out::Item(Item { bytes, refs: Vec::new() })),
+            Ok(Err(why)) => Err(Fault::MethodFailed(why)),
+            Err(info) => Err(Fault::MethodFailed(info.message)),
+        },
+
+        _ => Err(Fault::Unsupported { kind }),
+    };
+    Some(result)
+}
+
+/// Answers what the object's state now allows.
+fn settle(body: &mut Body, fx: &mut Effects) {
+    match body {
+        Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } => {
+            while l.owner.is_none() {
+                let Some((waiter, back)) = l.waiters.pop_front() else { break };
+                l.owner = Some(waiter.owner);
+                let (depth, result) = back.unwrap_or((1, true));
+                l.count = depth.max(1);
+                fx.answer(waiter, Ok(Out::Bool(result)));
+            }
+        }
+        Body::Semaphore { value, waiters, .. } => {
+            while *value > 0 {
+                let Some(waiter) = waiters.pop_front() else { break };
+                *value -= 1;
+                fx.answer(waiter, Ok(Out::Bool(true)));
+            }
+        }
+        Body::Event { flag: true, waiters } => {
+            for waiter in waiters.drain(..) {
+                fx.answer(waiter, Ok(Out::Bool(true)));
+            }
+        }
+        Body::Queue(q) => loop {
+            let mut moved = false;
+            while !q.getters.is_empty()
+                && let Some(item) = q.items.pop_front()
+            {
+                let waiter = q.getters.pop_front().expect("checked");
+                fx.answer(waiter, Ok(Out::Item(move_out(item))));
+                moved = true;
+            }
+            while !q.putters.is_empty() && (q.maxsize == 0 || (q.items.len() as u64) < q.maxsize) {
+                let (waiter, item) = q.putters.pop_front().expect("checked");
+                q.items.push_back(item);
+                if q.joinable {
+                    q.unfinished += 1;
+                }
+                fx.answer(waiter, Ok(Out::Unit));
+                moved = true;
+            }
+            if q.joinable && q.unfinished == 0 {
+                for waiter in q.joiners.drain(..) {
+                    fx.answer(waiter, Ok(Out::Bool(true)));
+                }
+            }
+            if !moved {
+                break;
+            }
+        },
+        _ => {}
+    }
+}
+
+/// Takes out the parked request (`conn`, `seq`) whose deadline passed and answers it.
+fn time_out(body: &mut Body, conn: ConnId, seq: u64, fx: &mut Effects) {
+    let is = |w: &Waiter| w.owner.conn == conn && w.seq == seq;
+    match body {
+        Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } => {
+            if let Some(i) = l.waiters.iter().position(|(w, back)| back.is_none() && is(w)) {
+                let (waiter, _) = l.waiters.remove(i).expect("found");
+                fx.replies.push((waiter.owner, waiter.seq, Ok(Out::Bool(false))));
+                return;
+            }
+        }
+        _ => {}
+    }
+    match body {
+        Body::Condition { lock, waiters } => {
+            // Timed out waiting for a notification: take the lock back, then answer false.
+            if let Some(i) = waiters.iter().position(|(w, _)| is(w)) {
+                let (mut waiter, depth) = waiters.remove(i).expect("found");
+                waiter.deadline = None;
+                lock.waiters.push_back((waiter, Some((depth, false))));
+            }
+        }
+        Body::Semaphore { waiters, .. } => {
+            if let Some(i) = waiters.iter().position(is) {
+                let waiter = waiters.remove(i).expect("found");
+                fx.replies.push((waiter.owner, waiter.seq, Ok(Out::Bool(false))));
+            }
+        }
+        Body::Event { waiters, .. } => {
+            if let Some(i) = waiters.iter().position(is) {
+                let waiter = waiters.remove(i);
+                fx.replies.push((waiter.owner, waiter.seq, Ok(Out::Bool(false))));
+            }
+        }
+        Body::Queue(q) => {
+            if let Some(i) = q.getters.iter().position(is) {
+                let waiter = q.getters.remove(i).expect("found");
+                fx.replies.push((waiter.owner, waiter.seq, Err(Fault::Empty)));
+            } else if let Some(i) = q.putters.iter().position(|(w, _)| is(w)) {
+                let (waiter, item) = q.putters.remove(i).expect("found");
+                fx.dropped.push(item);
+                fx.replies.push((waiter.owner, waiter.seq, Err(Fault::Full)));
+            } else if let Some(i) = q.joiners.iter().position(is) {
+                let waiter = q.joiners.remove(i);
+                fx.replies.push((waiter.owner, waiter.seq, Ok(Out::Bool(false))));
+            }
+        }
+        // A party that gives up breaks the barrier for all (Python's rule).
+        Body::Barrier(b) if b.waiting.iter().any(is) => {
+            b.broken = true;
+            for mut waiter in b.waiting.drain(..) {
+                if waiter.owner.conn == conn && waiter.seq == seq {
+                    // Its timer is gone already.
+                    waiter.deadline = None;
+                }
+                fx.answer(waiter, Err(Fault::BrokenBarrier));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the parked requests for which `matches` holds; their (owner, seq) go to
+/// `taken`.
+fn take_waiters(
+    body: &mut Body,
+    matches: &mut impl FnMut(&Waiter) -> bool,
+    taken: &mut Vec<(Owner, u64)>,
+    fx: &mut Effects,
+) {
+    let mut keep = |w: &Waiter| {
+        if matches(w) {
+            taken.push((w.owner, w.seq));
+            false
+        } else {
+            true
+        }
+    };
+    match body {
+        Body::Lock(l) | Body::RLock(l) => l.waiters.retain(|(w, _)| keep(w)),
+        Body::Condition { lock, waiters } => {
+            lock.waiters.retain(|(w, _)| keep(w));
+            waiters.retain(|(w, _)| keep(w));
+        }
+        Body::Semaphore { waiters, .. } => waiters.retain(|w| keep(w)),
+        Body::Event { waiters, .. } => waiters.retain(|w| keep(w)),
+        Body::Queue(q) => {
+            q.getters.retain(|w| keep(w));
+            q.joiners.retain(|w| keep(w));
+            let mut kept = VecDeque::new();
+            for (w, item) in q.putters.drain(..) {
+                if keep(&w) {
+                    kept.push_back((w, item));
+                } else {
+                    fx.dropped.push(item);
+                }
+            }
+            q.putters = kept;
+        }
+        Body::Barrier(b) => b.waiting.retain(|w| keep(w)),
+        _ => {}
+    }
+}
+
+/// Forgets connection `conn`: its parked requests, the locks it holds; a barrier it waited
+/// at breaks.
+fn forget_conn(body: &mut Body, conn: ConnId, fx: &mut Effects) {
+    let mut taken = Vec::new();
+    take_waiters(body, &mut |w| w.owner.conn == conn, &mut taken, fx);
+    match body {
+        Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } if l.owner.is_some_and(|o| o.conn == conn) => {
+            l.owner = None;
+            l.count = 0;
+        }
+        Body::Barrier(b) if !taken.is_empty() => {
+            b.broken = true;
+            for waiter in b.waiting.drain(..) {
+                fx.answer(waiter, Err(Fault::BrokenBarrier));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Calls `f` for every parked request of an object.
+fn visit_waiters(body: &Body, f: &mut impl FnMut(&Waiter)) {
+    match body {
+        Body::Queue(q) => {
+            q.getters.iter().for_each(&mut *f);
+            q.putters.iter().for_each(|(w, _)| f(w));
+            q.joiners.iter().for_each(&mut *f);
+        }
+        Body::Lock(l) | Body::RLock(l) => l.waiters.iter().for_each(|(w, _)| f(w)),
+        Body::Semaphore { waiters, .. } => waiters.iter().for_each(&mut *f),
+        Body::Event { waiters, .. } => waiters.iter().for_each(&mut *f),
+        Body::Condition { lock, waiters } => {
+            lock.waiters.iter().for_each(|(w, _)| f(w));
+            waiters.iter().for_each(|(w, _)| f(w));
+        }
+        Body::Barrier(b) => b.waiting.iter().for_each(&mut *f),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::protocol::{Envelope, decode_request, encode_plain};
+
+    const A: ConnId = 1;
+    const B: ConnId = 2;
+
+    fn item(bytes: &[u8], refs: &[ObjectId]) -> Item<ObjectId> {
+        Item { bytes: bytes.to_vec(), refs: refs.to_vec() }
+    }
+
+    fn run(store: &mut Store, conn: ConnId, seq: u64, request: Request) -> Option<Result<Out<ObjectId>, Fault>> {
+        store.handle(conn, Envelope { seq, thread: 0, request }, Instant::now());
+        let mut replies = store.take_replies();
+        let pos = replies.iter().position(|o| o.conn == conn && o.seq == seq)?;
+        Some(replies.remove(pos).result)
+    }
+
+    fn create(store: &mut Store, create: Create) -> ObjectId {
+        match run(store, A, 1, Request::Create(create)) {
+            Some(Ok(Out::Created { id, .. })) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn call(
+        store: &mut Store,
+        conn: ConnId,
+        seq: u64,
+        id: ObjectId,
+        kind: Kind,
+        op: Op,
+    ) -> Option<Result<Out<ObjectId>, Fault>> {
+        run(store, conn, seq, Request::Call { id, kind, op })
+    }
+
+    #[test]
+    fn a_dict_in_a_list_lives_while_the_list_holds_it() {
+        let mut store = Store::new();
+        let list = create(&mut store, Create::List(Vec::new()));
+        let dict = create(&mut store, Create::Dict(Vec::new()));
+        assert_eq!(store.len(), 3);
+        call(&mut store, A, 2, list, Kind::List, Op::ListPush(item(b"d", &[dict]))).unwrap().unwrap();
+        // The creator's reference goes: the list still holds one.
+        store.decref(dict, 1);
+        assert_eq!(store.kind_of(dict), Some(Kind::Dict));
+        // A copy handed out counts one more reference, for the receiver.
+        let got = call(&mut store, A, 3, list, Kind::List, Op::ListGet(0)).unwrap().unwrap();
+        assert_eq!(got.refs(), vec![&dict]);
+        call(&mut store, A, 4, list, Kind::List, Op::Clear).unwrap().unwrap();
+        assert_eq!(store.kind_of(dict), Some(Kind::Dict), "the receiver's copy keeps it");
+        store.release_out(got);
+        assert_eq!(store.kind_of(dict), None, "nothing refers to it any more");
+        store.decref(list, 1);
+        assert_eq!(store.len(), 1, "only the registry is left");
+    }
+
+    #[test]
+    fn a_reference_to_nothing_is_refused() {
+        let mut store = Store::new();
+        let list = create(&mut store, Create::List(Vec::new()));
+        let refused = call(&mut store, A, 2, list, Kind::List, Op::ListPush(item(b"x", &[999]))).unwrap();
+        assert_eq!(refused, Err(Fault::BadReference(999)));
+        let wrong = call(&mut store, A, 3, list, Kind::Dict, Op::Len).unwrap();
+        assert!(matches!(wrong, Err(Fault::WrongKind { .. })));
+    }
+
+    #[test]
+    fn a_lock_is_handed_over_in_order_and_released_when_its_holder_goes() {
+        let mut store = Store::new();
+        let lock = create(&mut store, Create::Lock);
+        let acquire = |wait| Op::Acquire { wait };
+        assert_eq!(call(&mut store, A, 2, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        // B waits: parked, no answer yet.
+        assert_eq!(call(&mut store, B, 2, lock, Kind::Lock, acquire(None)), None);
+        // A's connection ends: B gets the lock.
+        store.drop_conn(A);
+        let replies = store.take_replies();
+        assert_eq!(replies.len(), 1);
+        assert_eq!((replies[0].conn, replies[0].seq), (B, 2));
+        assert_eq!(call(&mut store, A, 3, lock, Kind::Lock, Op::Locked), Some(Ok(Out::Bool(true))));
+    }
+
+    #[test]
+    fn parked_requests_time_out() {
+        let mut store = Store::new();
+        let q = create(&mut store, Create::Queue { maxsize: 1, joinable: false });
+        assert_eq!(call(&mut store, A, 2, q, Kind::Queue, Op::Get { wait: Some(1_000_000) }), None);
+        assert!(store.next_deadline().is_some());
+        store.expire(Instant::now() + Duration::from_secs(1));
+        let replies = store.take_replies();
+        assert!(matches!(replies[..], [Outgoing { result: Err(Fault::Empty), .. }]));
+        assert!(store.next_deadline().is_none());
+    }
+
+    #[test]
+    fn a_barrier_answers_every_party_with_its_index() {
+        let mut store = Store::new();
+        let b = create(&mut store, Create::Barrier { parties: 3 });
+        assert_eq!(call(&mut store, A, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
+        assert_eq!(call(&mut store, B, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
+        let last = Request::Call { id: b, kind: Kind::Barrier, op: Op::BarrierWait { wait: None } };
+        store.handle(3, Envelope { seq: 2, thread: 0, request: last }, Instant::now());
+        let mut indices: Vec<_> = store
+            .take_replies()
+            .into_iter()
+            .map(|o| match o.result {
+                Ok(Out::Count(n)) => n,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        indices.sort();
+        assert_eq!(indices, [0, 1, 2]);
+    }
+
+    // ---- fuzzing the request decoder and the store ----------------------------------------
+
+    /// A small deterministic generator (xorshift), so that a failure replays.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// One valid request of every shape, with ids and items drawn from `rng`.
+    fn sample_requests(rng: &mut Rng) -> Vec<Envelope> {
+        let id = |rng: &mut Rng| rng.below(12);
+        let it = |rng: &mut Rng| {
+            let refs = (0..rng.below(3)).map(|_| rng.below(12)).collect();
+            Item { bytes: (0..rng.below(6)).map(|_| rng.next() as u8).collect(), refs }
+        };
+        let wait = |rng: &mut Rng| match rng.below(3) {
+            0 => None,
+            1 => Some(0),
+            _ => Some(rng.below(2_000_000)),
+        };
+        let kinds = [
+            Kind::Dict,
+            Kind::List,
+            Kind::Namespace,
+            Kind::Value,
+            Kind::Array,
+            Kind::Queue,
+            Kind::JoinableQueue,
+            Kind::Lock,
+            Kind::RLock,
+            Kind::Semaphore,
+            Kind::BoundedSemaphore,
+            Kind::Event,
+            Kind::Condition,
+            Kind::Barrier,
+            Kind::Custom,
+        ];
+        let creates = vec![
+            Create::Dict(vec![(it(rng), it(rng))]),
+            Create::List(vec![it(rng), it(rng)]),
+            Create::Namespace,
+            Create::Value(it(rng)),
+            Create::Array(vec![it(rng)]),
+            Create::Queue { maxsize: rng.below(3), joinable: rng.below(2) == 0 },
+            Create::Lock,
+            Create::RLock,
+            Create::Semaphore { value: rng.below(3), bounded: rng.below(2) == 0 },
+            Create::Event,
+            Create::Condition,
+            Create::Barrier { parties: rng.below(4) },
+            Create::Custom { type_name: "nothing".into(), value: it(rng) },
+        ];
+        let ops = vec![
+            Op::Len,
+            Op::Clear,
+            Op::Snapshot,
+            Op::Contains(it(rng)),
+            Op::DictSet(it(rng), it(rng)),
+            Op::DictGet(it(rng)),
+            Op::DictRemove(it(rng)),
+            Op::DictUpdate(vec![(it(rng), it(rng))]),
+            Op::DictSetDefault(it(rng), it(rng)),
+            Op::DictPopItem,
+            Op::Keys,
+            Op::Values,
+            Op::Items,
+            Op::ListPush(it(rng)),
+            Op::ListExtend(vec![it(rng), it(rng)]),
+            Op::ListInsert(rng.next() as i64 % 5, it(rng)),
+            Op::ListGet(rng.next() as i64 % 5),
+            Op::ListSet(rng.next() as i64 % 5, it(rng)),
+            Op::ListPop(Some(rng.next() as i64 % 5)),
+            Op::ListPop(None),
+            Op::ListRemove(it(rng)),
+            Op::ListIndex(it(rng)),
+            Op::ListCount(it(rng)),
+            Op::ListReverse,
+            Op::ListReplace { version: rng.below(4), items: vec![it(rng)] },
+            Op::AttrSet("x".into(), it(rng)),
+            Op::AttrGet("x".into()),
+            Op::AttrDel("x".into()),
+            Op::AttrNames,
+            Op::ValueGet,
+            Op::ValueSet(it(rng)),
+            Op::Put { item: it(rng), wait: wait(rng) },
+            Op::Get { wait: wait(rng) },
+            Op::QSize,
+            Op::TaskDone,
+            Op::Join { wait: wait(rng) },
+            Op::Acquire { wait: wait(rng) },
+            Op::Release,
+            Op::Locked,
+            Op::SemValue,
+            Op::EventSet,
+            Op::EventClear,
+            Op::EventIsSet,
+            Op::EventWait { wait: wait(rng) },
+            Op::CondWait { wait: wait(rng) },
+            Op::CondNotify { n: rng.below(3) },
+            Op::BarrierWait { wait: wait(rng) },
+            Op::BarrierReset,
+            Op::BarrierAbort,
+            Op::BarrierState,
+            Op::Method { name: "m".into(), args: it(rng) },
+            Op::Copy,
+        ];
+        let mut out: Vec<Envelope> = Vec::new();
+        for c in creates {
+            out.push(Envelope { seq: rng.below(4), thread: rng.below(2), request: Request::Create(c) });
+        }
+        for op in ops {
+            let kind = kinds[rng.below(kinds.len() as u64) as usize];
+            out.push(Envelope {
+                seq: rng.below(4),
+                thread: rng.below(2),
+                request: Request::Call { id: id(rng), kind, op },
+            });
+        }
+        out.push(Envelope { seq: 0, thread: 0, request: Request::Release { id: id(rng), count: rng.below(3) } });
+        out.push(Envelope { seq: 1, thread: 0, request: Request::Ping });
+        out.push(Envelope { seq: 1, thread: 0, request: Request::CountObjects });
+        out
+    }
+
+    /// Flips, truncates, inserts or splices bytes.
+    fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
+        for _ in 0..=rng.below(4) {
+            match rng.below(5) {
+                0 if !bytes.is_empty() => {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] ^= 1 << rng.below(8);
+                }
+                1 if !bytes.is_empty() => {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] = rng.next() as u8;
+                }
+                2 => bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize),
+                3 => {
+                    let i = rng.below(bytes.len() as u64 + 1) as usize;
+                    bytes.insert(i, rng.next() as u8);
+                }
+                _ => {
+                    // A huge length prefix, where a length may be.
+                    let i = rng.below(bytes.len() as u64 + 1) as usize;
+                    bytes.splice(i..i, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+                }
+            }
+        }
+    }
+
+    /// What the fuzz runs count, for the record.
+    const FUZZ_INPUTS: u64 = 300_000;
+
+    #[test]
+    fn the_request_decoder_and_the_store_survive_any_input() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut store = Store::new();
+        let now = Instant::now();
+        let (mut decoded, mut refused) = (0u64, 0u64);
+        let mut corpus: Vec<Vec<u8>> = Vec::new();
+        for n in 0..FUZZ_INPUTS {
+            if corpus.is_empty() || n % 1000 == 0 {
+                corpus = sample_requests(&mut rng)
+                    .iter()
+                    .map(|e| {
+                        let mut b = Vec::new();
+                        encode_plain(e, &mut b).unwrap();
+                        b
+                    })
+                    .collect();
+            }
+            let mut bytes = corpus[rng.below(corpus.len() as u64) as usize].clone();
+            // A quarter go in intact (valid requests on random objects), the rest mutated.
+            if rng.below(4) != 0 {
+                mutate(&mut rng, &mut bytes);
+            }
+            let conn = 1 + rng.below(4) as ConnId;
+            match decode_request(&bytes) {
+                Ok(envelope) => {
+                    decoded += 1;
+                    store.handle(conn, envelope, now + Duration::from_micros(n));
+                }
+                Err(Fault::Malformed(_)) => refused += 1,
+                Err(other) => panic!("the decoder answered {other:?}"),
+            }
+            if n % 97 == 0 {
+                store.expire(now + Duration::from_micros(n));
+            }
+            if n % 1013 == 0 {
+                store.drop_conn(conn);
+            }
+            for out in store.take_replies() {
+                if let Ok(out) = out.result {
+                    store.release_out(out);
+                }
+            }
+        }
+        assert!(decoded > FUZZ_INPUTS / 10 && refused > FUZZ_INPUTS / 10, "decoded {decoded}, refused {refused}");
+        // Still serving.
+        assert_eq!(run(&mut store, 9, 77, Request::Ping), Some(Ok(Out::Unit)));
+        eprintln!("fuzz: {FUZZ_INPUTS} inputs, {decoded} decoded and handled, {refused} refused");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 100_000, failure_persistence: None, ..Default::default() })]
+
+        /// Arbitrary bytes: a request or a `Malformed` fault, never a panic.
+        #[test]
+        fn arbitrary_bytes_decode_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            match decode_request(&bytes) {
+                Ok(envelope) => {
+                    let mut store = Store::new();
+                    store.handle(A, envelope, Instant::now());
+                }
+                Err(fault) => proptest::prop_assert!(matches!(fault, Fault::Malformed(_))),
+            }
+        }
+    }
+}

@@ -1,0 +1,860 @@
+//! `Manager`: a server process keeping shared objects, used from any process through
+//! typed proxies, locally (shared memory) or remotely (TCP, after a mutual HMAC
+//! challenge).
+//!
+//! Proxies are handles: they travel to children, back as results, into pool tasks and
+//! into other managed containers, and what nothing refers to any more is freed. Nothing
+//! hangs: a killed server makes every call fail with `ServerGone`; a killed client has its
+//! locks released and the others go on; malformed frames, wrong keys, unknown methods are
+//! typed errors that leave the server serving.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{eventually, pid_running, watchdog};
+use multiproc::{
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
+    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, StartMethod, ValueProxy,
+};
+use serde::{Deserialize, Serialize};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn sigkill(pid: u32) {
+    // SAFETY: sending a signal to a process id has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+}
+
+// ---- containers ------------------------------------------------------------------------
+
+fn child_fills((d, l): (DictProxy<String, i32>, ListProxy<i32>)) {
+    d.insert("1".into(), 1).unwrap();
+    d.insert("two".into(), 2).unwrap();
+    l.reverse().unwrap();
+}
+
+#[test]
+fn a_child_changes_a_dict_and_a_list_the_parent_sees_with_every_start_method() {
+    let _w = watchdog(LIMIT);
+    for method in multiproc::get_all_start_methods() {
+        let manager = Manager::builder().start_method(method).start().unwrap();
+        let d = manager.dict::<String, i32>().unwrap();
+        let l = manager.list_from(0..10).unwrap();
+        Process::new(child_fills, (d.clone(), l.clone())).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(d.items().unwrap(), vec![("1".to_string(), 1), ("two".to_string(), 2)], "{method:?}");
+        assert_eq!(l.to_vec().unwrap(), (0..10).rev().collect::<Vec<_>>(), "{method:?}");
+    }
+}
+
+#[test]
+fn a_dict_behaves_as_a_python_dict() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<String, i64>().unwrap();
+    assert!(d.is_empty().unwrap());
+    d.insert("b".into(), 2).unwrap();
+    d.insert("a".into(), 1).unwrap();
+    d.insert("b".into(), 20).unwrap();
+    assert_eq!(d.get("b").unwrap(), Some(20), "a &str finds a String key");
+    assert_eq!(d.get("zz").unwrap(), None);
+    assert!(d.contains_key("a").unwrap());
+    assert_eq!(d.keys().unwrap(), ["b", "a"], "insertion order, as Python keeps it");
+    assert_eq!(d.values().unwrap(), [20, 1]);
+    assert_eq!(d.setdefault("c".into(), 3).unwrap(), 3);
+    assert_eq!(d.setdefault("c".into(), 99).unwrap(), 3);
+    d.update([("d".to_string(), 4), ("a".to_string(), 10)]).unwrap();
+    assert_eq!(d.len().unwrap(), 4);
+    assert_eq!(d.remove("b").unwrap(), Some(20));
+    assert_eq!(d.pop("b", -1).unwrap(), -1);
+    assert_eq!(d.popitem().unwrap(), Some(("d".to_string(), 4)));
+    assert_eq!(d.items().unwrap(), [("a".to_string(), 10), ("c".to_string(), 3)]);
+    d.clear().unwrap();
+    assert_eq!(d.popitem().unwrap(), None);
+
+    let made = manager.dict_from([(1u8, 'x'), (2, 'y')]).unwrap();
+    assert_eq!(made.get(&2).unwrap(), Some('y'));
+    // A value read as the wrong type is a codec error, not garbage.
+    let strings = manager.dict::<u8, String>().unwrap();
+    strings.insert(1, "hi".into()).unwrap();
+    manager.publish("strings", &strings).unwrap();
+    let as_bools: DictProxy<u8, bool> = manager.lookup("strings").unwrap();
+    assert!(matches!(as_bools.get(&1), Err(ManagerError::Codec(_))));
+}
+
+#[test]
+fn a_list_behaves_as_a_python_list() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let l = manager.list::<i32>().unwrap();
+    l.push(3).unwrap();
+    l.extend([1, 4, 1, 5]).unwrap();
+    l.insert(0, 9).unwrap();
+    l.insert(100, 2).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [9, 3, 1, 4, 1, 5, 2]);
+    assert_eq!(l.get(1).unwrap(), Some(3));
+    assert_eq!(l.get(7).unwrap(), None);
+    l.set(0, 6).unwrap();
+    assert!(matches!(l.set(70, 0), Err(ManagerError::IndexOutOfRange { index: 70, len: 7 })));
+    assert_eq!(l.count(&1).unwrap(), 2);
+    assert_eq!(l.index(&4).unwrap(), 3);
+    assert!(matches!(l.index(&42), Err(ManagerError::ValueNotFound)));
+    assert!(l.contains(&5).unwrap());
+    assert!(l.remove(&1).unwrap());
+    assert!(!l.remove(&42).unwrap());
+    assert_eq!(l.pop().unwrap(), Some(2));
+    assert_eq!(l.pop_at(0).unwrap(), 6);
+    l.sort().unwrap();
+    assert_eq!(l.iter().unwrap().collect::<Vec<_>>(), [1, 3, 4, 5]);
+    l.sort_by(|a, b| b.cmp(a)).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [5, 4, 3, 1]);
+    l.reverse().unwrap();
+    assert_eq!(l.to_vec().unwrap(), [1, 3, 4, 5]);
+    assert_eq!(l.len().unwrap(), 4);
+    l.clear().unwrap();
+    assert_eq!(l.pop().unwrap(), None);
+    assert!(l.is_empty().unwrap());
+}
+
+#[test]
+fn a_namespace_a_value_and_an_array() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let ns = manager.namespace().unwrap();
+    ns.set("x", &1).unwrap();
+    ns.set("name", "ada").unwrap();
+    ns.set("point", &(1.5f64, -2.0f64)).unwrap();
+    assert_eq!(ns.get::<i32>("x").unwrap(), 1);
+    assert_eq!(ns.get::<String>("name").unwrap(), "ada");
+    assert_eq!(ns.get::<(f64, f64)>("point").unwrap(), (1.5, -2.0));
+    assert_eq!(ns.names().unwrap(), ["x", "name", "point"]);
+    ns.remove("x").unwrap();
+    assert!(!ns.contains("x").unwrap());
+    assert!(matches!(ns.get::<i32>("x"), Err(ManagerError::NoSuchAttribute(name)) if name == "x"));
+    assert!(matches!(ns.remove("x"), Err(ManagerError::NoSuchAttribute(_))));
+
+    let v = manager.value(String::from("start")).unwrap();
+    v.set("end".into()).unwrap();
+    assert_eq!(v.get().unwrap(), "end");
+
+    let a = manager.array([1u16, 2, 3]).unwrap();
+    a.set(2, 30).unwrap();
+    assert_eq!(a.get(2).unwrap(), 30);
+    assert_eq!(a.len().unwrap(), 3);
+    assert!(matches!(a.get(3), Err(ManagerError::IndexOutOfRange { .. })));
+    assert_eq!(a.to_vec().unwrap(), [1, 2, 30]);
+}
+
+// ---- queues ------------------------------------------------------------------------------
+
+fn produce((q, n): (QueueProxy<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+fn work_through(q: JoinableQueueProxy<u64>) -> u64 {
+    let mut sum = 0;
+    while let Some(n) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+        sum += n;
+        q.task_done().unwrap();
+        if n == 1_000_000 {
+            break;
+        }
+    }
+    sum
+}
+
+#[test]
+fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let q = manager.queue_bounded::<u64>(2).unwrap();
+    assert!(q.empty().unwrap());
+    q.put(1).unwrap();
+    q.try_put(2).unwrap();
+    assert!(q.full().unwrap());
+    match q.try_put(3) {
+        Err(ProxyPutError::Full(item)) => assert_eq!(item, 3),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(q.put_timeout(4, Duration::from_millis(20)), Err(ProxyPutError::Full(4))));
+    assert_eq!(q.qsize().unwrap(), 2);
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.try_get().unwrap(), Some(2));
+    assert_eq!(q.try_get().unwrap(), None);
+    assert_eq!(q.get_timeout(Duration::from_millis(20)).unwrap(), None);
+
+    // A producer blocked on the full queue goes on as the parent takes.
+    let child = Process::new(produce, (q.clone(), 100)).start().unwrap();
+    let got: Vec<u64> = (0..100).map(|_| q.get().unwrap()).collect();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    child.join().unwrap();
+
+    let jq = manager.joinable_queue::<u64>().unwrap();
+    for n in 1..=10 {
+        jq.put(n).unwrap();
+    }
+    jq.put(1_000_000).unwrap();
+    let worker = Process::new(work_through, jq.clone()).start().unwrap();
+    jq.join().unwrap();
+    assert!(jq.join_timeout(Duration::from_millis(1)).unwrap());
+    assert_eq!(worker.join().unwrap(), 55 + 1_000_000);
+    assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
+}
+
+// ---- synchronization --------------------------------------------------------------------
+
+fn add_under_lock((lock, v, n): (LockProxy, ValueProxy<i64>, i64)) {
+    for _ in 0..n {
+        let _held = lock.lock().unwrap();
+        v.set(v.get().unwrap() + 1).unwrap();
+    }
+}
+
+fn wait_then_set((e, done): (EventProxy, EventProxy)) {
+    e.wait().unwrap();
+    done.set().unwrap();
+}
+
+fn notify_later((c, flag): (ConditionProxy, ValueProxy<bool>)) {
+    std::thread::sleep(Duration::from_millis(20));
+    let _held = c.lock().unwrap();
+    flag.set(true).unwrap();
+    c.notify_all().unwrap();
+}
+
+fn barrier_party(b: BarrierProxy) -> usize {
+    b.wait().unwrap()
+}
+
+#[test]
+fn locks_events_conditions_and_barriers_work_across_processes() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let v = manager.value(0i64).unwrap();
+    let kids: Vec<_> =
+        (0..3).map(|_| Process::new(add_under_lock, (lock.clone(), v.clone(), 50)).start().unwrap()).collect();
+    for k in kids {
+        k.join().unwrap();
+    }
+    assert_eq!(v.get().unwrap(), 150, "every read-modify-write under the managed lock");
+    assert!(matches!(lock.release(), Err(ManagerError::NotAcquired)));
+
+    let e = manager.event().unwrap();
+    let done = manager.event().unwrap();
+    let child = Process::new(wait_then_set, (e.clone(), done.clone())).start().unwrap();
+    assert!(!done.wait_timeout(Duration::from_millis(20)).unwrap());
+    e.set().unwrap();
+    done.wait().unwrap();
+    child.join().unwrap();
+    e.clear().unwrap();
+    assert!(!e.is_set().unwrap());
+
+    let c = manager.condition().unwrap();
+    let flag = manager.value(false).unwrap();
+    let child = Process::new(notify_later, (c.clone(), flag.clone())).start().unwrap();
+    {
+        let _held = c.lock().unwrap();
+        c.wait_for(|| flag.get().unwrap()).unwrap();
+        assert!(c.locked().unwrap(), "the lock is held again after the wait");
+    }
+    child.join().unwrap();
+    assert!(matches!(c.notify(), Err(ManagerError::NotOwner)), "notify needs the lock");
+
+    let b = manager.barrier(3).unwrap();
+    assert_eq!(b.parties().unwrap(), 3);
+    let kids: Vec<_> = (0..2).map(|_| Process::new(barrier_party, b.clone()).start().unwrap()).collect();
+    let mut indices = vec![b.wait().unwrap()];
+    indices.extend(kids.into_iter().map(|k| k.join().unwrap()));
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+    assert!(matches!(b.wait_timeout(Duration::from_millis(10)), Err(ManagerError::BrokenBarrier)));
+    assert!(b.broken().unwrap());
+    b.reset().unwrap();
+    assert!(!b.broken().unwrap());
+}
+
+#[test]
+fn rlocks_are_recursive_and_owned_semaphores_count() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let r: RLockProxy = manager.rlock().unwrap();
+    r.acquire().unwrap();
+    assert!(r.try_acquire().unwrap());
+    let other = r.clone();
+    let from_another_thread = std::thread::spawn(move || (other.try_acquire().unwrap(), other.release()));
+    let (got, released) = from_another_thread.join().unwrap();
+    assert!(!got, "another thread cannot take it");
+    assert!(matches!(released, Err(ManagerError::NotOwner)));
+    r.release().unwrap();
+    r.release().unwrap();
+    assert!(!r.locked().unwrap());
+
+    let s = manager.semaphore(2).unwrap();
+    assert!(!s.is_bounded());
+    s.acquire().unwrap();
+    assert!(s.acquire_timeout(Duration::from_millis(10)).unwrap());
+    assert!(!s.acquire_timeout(Duration::from_millis(10)).unwrap());
+    s.release().unwrap();
+    s.release().unwrap();
+    s.release().unwrap();
+    assert_eq!(s.get_value().unwrap(), 3, "a plain semaphore may go above its start");
+    let b = manager.bounded_semaphore(1).unwrap();
+    assert!(b.is_bounded());
+    assert!(matches!(b.release(), Err(ManagerError::NotAcquired)));
+}
+
+// ---- proxies as handles, and reference counting ------------------------------------------
+
+fn use_nested(outer: ListProxy<DictProxy<String, i32>>) -> usize {
+    let inner = outer.get(0).unwrap().unwrap();
+    inner.insert("from child".into(), 7).unwrap();
+    outer.len().unwrap()
+}
+
+fn return_a_proxy(q: QueueProxy<ListProxy<u8>>) -> ListProxy<u8> {
+    q.get().unwrap()
+}
+
+fn pool_task(d: DictProxy<u32, u32>) -> u32 {
+    let pid = std::process::id();
+    d.insert(pid, pid).unwrap();
+    pid
+}
+
+#[test]
+fn proxies_travel_everywhere_and_nest_in_containers() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let outer = manager.list::<DictProxy<String, i32>>().unwrap();
+    let inner = manager.dict::<String, i32>().unwrap();
+    outer.push(inner.clone()).unwrap();
+    let back = outer.get(0).unwrap().unwrap();
+    assert!(back.same_object(&inner), "a proxy read from a container is one to the same dict");
+    assert_eq!(Process::new(use_nested, outer.clone()).start().unwrap().join().unwrap(), 1);
+    assert_eq!(inner.get("from child").unwrap(), Some(7));
+
+    // Through a managed queue, and back to the parent as a child's result.
+    let q = manager.queue::<ListProxy<u8>>().unwrap();
+    let l = manager.list_from([1u8, 2]).unwrap();
+    q.put(l.clone()).unwrap();
+    let returned = Process::new(return_a_proxy, q.clone()).start().unwrap().join().unwrap();
+    returned.push(3).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [1, 2, 3]);
+
+    // Into pool tasks.
+    let d = manager.dict::<u32, u32>().unwrap();
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.map(pool_task, vec![d.clone(); 6]).unwrap();
+    for pid in pids {
+        assert_eq!(d.get(&pid).unwrap(), Some(pid));
+    }
+
+    // A proxy of another manager cannot be stored here.
+    let other = Manager::start().unwrap();
+    let foreign = other.dict::<String, i32>().unwrap();
+    assert!(matches!(outer.push(foreign), Err(ManagerError::ForeignProxy)));
+}
+
+#[test]
+fn what_nothing_refers_to_is_freed() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let settle = |n: usize| eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == n);
+    assert_eq!(manager.number_of_objects().unwrap(), 0);
+    let outer = manager.list::<DictProxy<u8, u8>>().unwrap();
+    for _ in 0..3 {
+        let d = manager.dict::<u8, u8>().unwrap();
+        outer.push(d).unwrap();
+        // The proxy is gone, the list holds the dict.
+    }
+    assert!(settle(4), "{}", manager.number_of_objects().unwrap());
+    let copy = outer.get(1).unwrap().unwrap();
+    outer.clear().unwrap();
+    assert!(settle(2), "the list and the dict still held by `copy`");
+    drop(copy);
+    assert!(settle(1));
+    drop(outer);
+    assert!(settle(0));
+
+    // A proxy held by a child only, and dropped there.
+    let d = manager.dict::<u8, u8>().unwrap();
+    Process::new(|d: DictProxy<u8, u8>| d.insert(1, 1).unwrap(), d.clone()).start().unwrap().join().unwrap();
+    assert_eq!(manager.number_of_objects().unwrap(), 1);
+    drop(d);
+    assert!(settle(0));
+
+    // Published objects live while published.
+    manager.publish("kept", &manager.lock().unwrap()).unwrap();
+    assert!(settle(1));
+    let again: LockProxy = manager.lookup("kept").unwrap();
+    again.acquire().unwrap();
+    assert!(matches!(manager.lookup::<LockProxy>("missing"), Err(ManagerError::NotPublished(_))));
+}
+
+// ---- registered types ---------------------------------------------------------------------
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    n: i64,
+    log: Vec<String>,
+}
+
+impl Counter {
+    fn incr(&mut self, by: i64) -> i64 {
+        self.n += by;
+        self.n
+    }
+
+    fn get(&self) -> i64 {
+        self.n
+    }
+
+    fn note(&mut self, who: String, what: String) {
+        self.log.push(format!("{who}: {what}"));
+    }
+
+    fn explode(&mut self) -> i64 {
+        panic!("the counter exploded");
+    }
+}
+
+multiproc::managed! {
+    /// A `Counter` kept by the manager.
+    pub proxy CounterProxy for Counter {
+        fn incr(&mut self, by: i64) -> i64;
+        fn get(&self) -> i64;
+        fn note(&mut self, who: String, what: String);
+        fn explode(&mut self) -> i64;
+    }
+}
+
+fn count_up(c: CounterProxy) {
+    for _ in 0..100 {
+        c.incr(1).unwrap();
+    }
+}
+
+#[test]
+fn a_registered_type_runs_its_methods_on_the_server() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let c: CounterProxy = manager.create(Counter::default()).unwrap();
+    assert_eq!(c.incr(5).unwrap(), 5);
+    let kids: Vec<_> = (0..3).map(|_| Process::new(count_up, c.clone()).start().unwrap()).collect();
+    for k in kids {
+        k.join().unwrap();
+    }
+    assert_eq!(c.get().unwrap(), 305, "one call at a time: no lost update");
+    c.note("test".into(), "hello".into()).unwrap();
+    assert_eq!(c.get_value().unwrap().log, ["test: hello"]);
+
+    // Failures are typed and leave the server serving.
+    assert!(matches!(c.explode(), Err(ManagerError::MethodFailed(why)) if why.contains("exploded")));
+    let raw: &ObjectProxy<Counter> = &c.0;
+    assert!(matches!(
+        raw.call::<_, i64>("nope", &()),
+        Err(ManagerError::UnknownMethod { type_name, method }) if type_name == "Counter" && method == "nope"
+    ));
+    assert!(matches!(raw.call::<_, i64>("incr", &("not a number",)), Err(ManagerError::MethodFailed(_))));
+    assert_eq!(c.incr(1).unwrap(), 306);
+}
+
+// ---- faults ---------------------------------------------------------------------------------
+
+fn hold_lock((lock, held): (LockProxy, EventProxy)) {
+    lock.acquire().unwrap();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_lock_held_by_a_killed_client_is_released() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let held = manager.event().unwrap();
+    let child = Process::new(hold_lock, (lock.clone(), held.clone())).start().unwrap();
+    held.wait().unwrap();
+    assert!(!lock.try_acquire().unwrap());
+    child.kill().unwrap();
+    child.wait();
+    assert!(lock.acquire_timeout(Duration::from_secs(60)).unwrap(), "the server released the dead client's lock");
+}
+
+fn hammer(d: DictProxy<u32, u64>) {
+    let me = std::process::id();
+    for i in 0.. {
+        d.insert(me, i).unwrap();
+    }
+}
+
+fn count_to((d, n): (DictProxy<u32, u64>, u64)) -> u64 {
+    let me = std::process::id();
+    for i in 0..n {
+        d.insert(me, i).unwrap();
+        assert_eq!(d.get(&me).unwrap(), Some(i));
+    }
+    n
+}
+
+#[test]
+fn a_client_killed_in_the_middle_of_requests_leaves_the_others_served() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u32, u64>().unwrap();
+    for round in 0..3 {
+        let victim = Process::new(hammer, d.clone()).start().unwrap();
+        let steady = Process::new(count_to, (d.clone(), 2000)).start().unwrap();
+        assert!(eventually(Duration::from_secs(30), || d.get(&victim.pid()).unwrap().is_some_and(|n| n > 100)));
+        victim.kill().unwrap();
+        victim.wait();
+        assert_eq!(steady.join().unwrap(), 2000, "round {round}");
+    }
+    assert!(d.len().unwrap() >= 6);
+}
+
+fn block_on_lock(lock: LockProxy) -> String {
+    match lock.acquire() {
+        Err(e @ ManagerError::ServerGone { .. }) => e.to_string(),
+        other => format!("unexpected: {other:?}"),
+    }
+}
+
+#[test]
+fn a_killed_server_makes_every_call_fail_instead_of_hanging() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    let q = manager.queue::<u8>().unwrap();
+    lock.acquire().unwrap();
+    // A child parked on the server, in `acquire`.
+    let blocked = Process::new(block_on_lock, lock.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let server = manager.pid().unwrap();
+    sigkill(server);
+    assert!(eventually(Duration::from_secs(10), || !pid_running(server)));
+    let message = blocked.join().unwrap();
+    assert!(message.contains("server"), "{message}");
+    assert!(matches!(d.insert(1, 1), Err(ManagerError::ServerGone { .. })));
+    assert!(matches!(q.get(), Err(ManagerError::ServerGone { .. })));
+    assert!(matches!(manager.dict::<u8, u8>(), Err(ManagerError::ServerGone { .. })));
+    manager.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_and_drop_end_the_server_and_answer_parked_calls() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let pid = manager.pid().unwrap();
+    let q = manager.queue::<u8>().unwrap();
+    let waiting = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    manager.shutdown().unwrap();
+    assert!(matches!(waiting.join().unwrap(), Err(ManagerError::ServerGone { .. })));
+    assert!(!pid_running(pid));
+    manager.shutdown().unwrap();
+
+    let dropped = Manager::start().unwrap();
+    let pid = dropped.pid().unwrap();
+    let d = dropped.dict::<u8, u8>().unwrap();
+    drop(dropped);
+    assert!(!pid_running(pid), "dropping the manager ends its server");
+    assert!(matches!(d.len(), Err(ManagerError::ServerGone { .. })));
+}
+
+// ---- remote access ------------------------------------------------------------------------
+
+const KEY: &[u8] = b"the shared secret";
+
+fn remote_manager() -> Manager {
+    Manager::builder().address("127.0.0.1:0").authkey(KEY).start().unwrap()
+}
+
+#[test]
+fn a_remote_client_uses_the_same_objects_and_a_wrong_key_is_refused() {
+    let _w = watchdog(LIMIT);
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    let jobs = manager.queue::<String>().unwrap();
+    let seen = manager.dict::<String, i32>().unwrap();
+    manager.publish("jobs", &jobs).unwrap();
+    manager.publish("seen", &seen).unwrap();
+
+    match Manager::connect(addr, b"a wrong key") {
+        Err(ManagerError::AuthenticationFailed(why)) => assert!(why.contains("refused"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+
+    let remote = Manager::connect(addr, KEY).unwrap();
+    assert_eq!(remote.address(), Some(addr));
+    let rjobs: QueueProxy<String> = remote.lookup("jobs").unwrap();
+    let rseen: DictProxy<String, i32> = remote.lookup("seen").unwrap();
+    jobs.put("from the family".into()).unwrap();
+    assert_eq!(rjobs.get().unwrap(), "from the family");
+    rseen.insert("remote".into(), 1).unwrap();
+    assert_eq!(seen.get("remote").unwrap(), Some(1));
+
+    // Objects created remotely, nested, and a registered type the server knows.
+    let l = remote.list::<DictProxy<String, i32>>().unwrap();
+    l.push(rseen.clone()).unwrap();
+    let back = l.get(0).unwrap().unwrap();
+    assert!(back.same_object(&rseen));
+    let lock = remote.lock().unwrap();
+    let r2 = remote.rlock().unwrap();
+    assert!(lock.try_acquire().unwrap());
+    let lock2 = lock.clone();
+    let other_thread = std::thread::spawn(move || (lock2.try_acquire().unwrap(), lock2.release().is_ok()));
+    assert_eq!(other_thread.join().unwrap(), (false, true), "any thread may release a Lock");
+    r2.acquire().unwrap();
+    let r3 = r2.clone();
+    assert!(matches!(std::thread::spawn(move || r3.release()).join().unwrap(), Err(ManagerError::NotOwner)));
+    r2.release().unwrap();
+    assert!(matches!(remote.create(Counter::default()), Err(ManagerError::UnknownType(t)) if t == "Counter"));
+
+    // Dropping remote proxies gives their references back.
+    let before = manager.number_of_objects().unwrap();
+    let temp = remote.dict::<u8, u8>().unwrap();
+    assert_eq!(manager.number_of_objects().unwrap(), before + 1);
+    drop(temp);
+    assert!(eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == before));
+
+    // The server was not disturbed by the wrong key.
+    assert_eq!(rjobs.qsize().unwrap(), 0);
+
+    // A remote client that goes away gives back what it held, and nothing more: the
+    // published objects stay.
+    let before = manager.number_of_objects().unwrap();
+    let second = Manager::connect(addr, KEY).unwrap();
+    let q2: QueueProxy<String> = second.lookup("jobs").unwrap();
+    let mine = second.list::<u8>().unwrap();
+    let also_q2 = q2.clone();
+    drop((q2, also_q2, mine));
+    drop(second);
+    assert!(eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == before));
+    jobs.put("still here".into()).unwrap();
+    assert_eq!(rjobs.get().unwrap(), "still here");
+    drop(manager);
+    assert!(matches!(rjobs.get(), Err(ManagerError::ServerGone { .. })));
+}
+
+/// The HMAC answer of a client that knows the key, computed here by hand.
+fn authenticate(stream: &mut TcpStream, key: &[u8]) {
+    use hmac::{KeyInit, Mac};
+    let mut hello = [0u8; 40];
+    stream.read_exact(&mut hello).unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    mac.update(b"client");
+    mac.update(&hello[8..]);
+    let mut answer = [0u8; 64];
+    answer[..32].copy_from_slice(&mac.finalize().into_bytes());
+    stream.write_all(&answer).unwrap();
+    let mut welcome = [0u8; 40];
+    stream.read_exact(&mut welcome).unwrap();
+    assert_eq!(&welcome[..8], b"#WELCOME");
+}
+
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    // Whatever the server says last, it ends with the end of the stream.
+    matches!(stream.read_to_end(&mut rest), Ok(_))
+}
+
+#[test]
+fn malformed_frames_oversized_frames_and_garbage_are_refused_without_harm() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_message_size(4096).start().unwrap();
+    let addr = manager.address().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    manager.publish("d", &d).unwrap();
+
+    // Garbage instead of an answer to the challenge.
+    let mut raw = TcpStream::connect(addr).unwrap();
+    let mut hello = [0u8; 40];
+    raw.read_exact(&mut hello).unwrap();
+    raw.write_all(&[0xAB; 64]).unwrap();
+    let mut verdict = [0u8; 8];
+    raw.read_exact(&mut verdict).unwrap();
+    assert_eq!(&verdict, b"#FAILURE");
+    assert!(closed_by_server(&mut raw));
+
+    // Authenticated, then a frame announcing 4 GiB: refused before any allocation.
+    let mut raw = TcpStream::connect(addr).unwrap();
+    authenticate(&mut raw, KEY);
+    raw.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    assert!(closed_by_server(&mut raw));
+
+    // Authenticated, then a frame that is no request: a typed refusal, then the end.
+    let mut raw = TcpStream::connect(addr).unwrap();
+    authenticate(&mut raw, KEY);
+    let junk = [0xFFu8; 16];
+    raw.write_all(&(junk.len() as u32).to_le_bytes()).unwrap();
+    raw.write_all(&junk).unwrap();
+    let mut len = [0u8; 4];
+    raw.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    raw.read_exact(&mut body).unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("cannot decode"), "{body:?}");
+    assert!(closed_by_server(&mut raw));
+
+    // A client sending more than the limit gets an error, and the server goes on.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let rd: DictProxy<u8, Vec<u8>> = remote.dict().unwrap();
+    assert!(rd.insert(1, vec![7; 100]).is_ok());
+    let too_big = rd.insert(2, vec![7; 10_000]);
+    assert!(
+        matches!(too_big, Err(ManagerError::ServerGone { .. }) | Err(ManagerError::TooLarge { .. })),
+        "{too_big:?}"
+    );
+
+    // Through all of it, the server served.
+    d.insert(1, 2).unwrap();
+    let again = Manager::connect(addr, KEY).unwrap();
+    let rd: DictProxy<u8, u8> = again.lookup("d").unwrap();
+    assert_eq!(rd.get(&1).unwrap(), Some(2));
+}
+
+fn connect_and_hold(addr: String) {
+    let remote = Manager::connect(addr.as_str(), KEY).unwrap();
+    let lock: LockProxy = remote.lookup("lock").unwrap();
+    let held: EventProxy = remote.lookup("held").unwrap();
+    lock.acquire().unwrap();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_remote_client_that_dies_releases_its_locks() {
+    let _w = watchdog(LIMIT);
+    let manager = remote_manager();
+    let lock = manager.lock().unwrap();
+    let held = manager.event().unwrap();
+    manager.publish("lock", &lock).unwrap();
+    manager.publish("held", &held).unwrap();
+    let addr = manager.address().unwrap().to_string();
+    let child = Process::new(connect_and_hold, addr).start().unwrap();
+    held.wait().unwrap();
+    assert!(!lock.try_acquire().unwrap());
+    child.kill().unwrap();
+    child.wait();
+    assert!(lock.acquire_timeout(Duration::from_secs(60)).unwrap());
+}
+
+/// Run by `an_unrelated_program_connects_over_tcp` in a process of its own (the test binary
+/// started again, so not a member of this family).
+#[test]
+#[ignore = "a helper: runs only when started by another test"]
+fn remote_client_helper() {
+    let Ok(addr) = std::env::var("MULTIPROC_TEST_MANAGER") else { return };
+    let remote = Manager::connect(addr.as_str(), KEY).unwrap();
+    let d: DictProxy<String, String> = remote.lookup("greetings").unwrap();
+    d.insert("helper".into(), format!("hello from pid {}", std::process::id())).unwrap();
+}
+
+#[test]
+fn an_unrelated_program_connects_over_tcp() {
+    let _w = watchdog(LIMIT);
+    let manager = remote_manager();
+    let d = manager.dict::<String, String>().unwrap();
+    manager.publish("greetings", &d).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "remote_client_helper", "--ignored", "--quiet"])
+        .env("MULTIPROC_TEST_MANAGER", manager.address().unwrap().to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let greeting = d.get("helper").unwrap().unwrap();
+    assert!(greeting.starts_with("hello from pid"), "{greeting}");
+}
+
+fn serve_forever(port: multiproc::Value<u16>) {
+    let ready = |addr: std::net::SocketAddr| port.set(addr.port());
+    let served = Manager::builder().address("127.0.0.1:0").authkey(KEY).register::<Counter>().serve(ready);
+    panic!("serve returned: {served:?}");
+}
+
+#[test]
+fn a_server_program_serves_its_registered_types_until_killed() {
+    let _w = watchdog(LIMIT);
+    let port = multiproc::Value::new(0u16).unwrap();
+    let server = Process::new(serve_forever, port.clone()).start().unwrap();
+    assert!(eventually(Duration::from_secs(30), || port.get() != 0));
+    let remote = Manager::connect(("127.0.0.1", port.get()), KEY).unwrap();
+    let c: CounterProxy = remote.create(Counter { n: 40, log: Vec::new() }).unwrap();
+    assert_eq!(c.incr(2).unwrap(), 42);
+    server.kill().unwrap();
+    server.wait();
+    assert!(matches!(c.get(), Err(ManagerError::ServerGone { .. })));
+}
+
+#[test]
+fn a_proxy_read_as_another_kind_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    manager.publish("lock", &manager.lock().unwrap()).unwrap();
+    assert!(matches!(manager.lookup::<DictProxy<u8, u8>>("lock"), Err(ManagerError::Codec(_))));
+    assert!(matches!(manager.barrier(0), Err(ManagerError::Protocol(_))));
+    let _ = StartMethod::Fork;
+}
+
+fn start_manager_and_wait((pid_out, method): (multiproc::Value<u32>, StartMethod)) {
+    let manager = Manager::builder().start_method(method).start().unwrap();
+    pid_out.set(manager.pid().unwrap());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn the_server_dies_with_the_process_that_started_it() {
+    let _w = watchdog(LIMIT);
+    for method in multiproc::get_all_start_methods() {
+        let pid = multiproc::Value::new(0u32).unwrap();
+        let owner = Process::new(start_manager_and_wait, (pid.clone(), method)).start().unwrap();
+        assert!(eventually(Duration::from_secs(30), || pid.get() != 0), "{method:?}");
+        let server = pid.get();
+        assert!(pid_running(server));
+        owner.kill().unwrap();
+        owner.wait();
+        assert!(
+            eventually(Duration::from_secs(30), || !pid_running(server)),
+            "{method:?}: the server outlived its owner"
+        );
+    }
+}
+
+#[test]
+fn managers_and_proxies_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Manager>();
+    send_sync::<DictProxy<String, std::rc::Rc<u8>>>();
+    send_sync::<ListProxy<std::cell::Cell<u8>>>();
+    send_sync::<QueueProxy<String>>();
+    send_sync::<LockProxy>();
+    send_sync::<CounterProxy>();
+}
+
+#[test]
+fn a_registered_type_is_known_to_every_new_server() {
+    let _w = watchdog(LIMIT);
+    // Servers come and go (their shared state may reuse the same memory): each learns the
+    // type from the client that first needs it.
+    for n in 0..5 {
+        let manager = Manager::start().unwrap();
+        let c: CounterProxy = manager.create(Counter { n, log: Vec::new() }).unwrap();
+        assert_eq!(c.incr(1).unwrap(), n + 1);
+    }
+}
