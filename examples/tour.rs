@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use multiproc::{
-    Array, Event, JoinError, Lock, MapOptions, Pool, Process, ShareableList, SharedMemory, StartMethod, TaskError,
-    Value,
+    Array, DictProxy, Event, JoinError, ListProxy, Lock, Manager, MapOptions, Pool, Process, ShareableList,
+    SharedMemory, StartMethod, TaskError, Value,
 };
 
 fn square(x: u64) -> u64 {
@@ -64,6 +64,12 @@ fn crash_on_seven(x: u64) -> u64 {
         std::process::abort();
     }
     x * 2
+}
+
+fn sign_in(args: (DictProxy<String, u32>, ListProxy<u64>)) {
+    let (visitors, numbers) = args;
+    visitors.insert(multiproc::current_process().name().to_string(), std::process::id()).unwrap();
+    numbers.reverse().unwrap();
 }
 
 fn section(title: &str) {
@@ -155,6 +161,15 @@ fn main() -> Result<(), multiproc::Error> {
         pool.stats()
     );
     drop(pool);
+
+    section("9. A manager: shared dicts and lists, proxies everywhere");
+    let manager = Manager::start()?;
+    let visitors = manager.dict::<String, u32>()?;
+    let numbers = manager.list_from(0..5u64)?;
+    Process::new(sign_in, (visitors.clone(), numbers.clone())).start()?.join()?;
+    println!("the child signed in {:?} and reversed the list: {:?}", visitors.items()?, numbers.to_vec()?);
+    println!("the manager serves from pid {}; it shuts down when dropped", manager.pid().unwrap_or(0));
+    drop(manager);
 
     println!("\nThat was multiproc. Every child is gone: {} left.", multiproc::active_children().len());
     Ok(())
