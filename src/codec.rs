@@ -177,16 +177,92 @@ pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
     })
 }
 
+/// Like [`with_encoded`] for messages that may be large: when the encoding would pass
+/// `limit` bytes, it stops there and returns `Ok(None)` without calling `f` (the caller
+/// then sizes the value with [`encoded_len`] and writes it once with [`encode_to_slice`]),
+/// so that a huge message is never built in a temporary buffer.
+pub(crate) fn with_small_encoding<T: Serialize + ?Sized, R>(
+    value: &T,
+    limit: usize,
+    f: impl FnOnce(&[u8], bool) -> (bool, R),
+) -> Result<Option<R>, CodecError> {
+    SCRATCH.with(|scratch| {
+        let mut own = Vec::new();
+        let mut guard = scratch.try_borrow_mut().ok();
+        let buf: &mut Vec<u8> = match guard.as_deref_mut() {
+            Some(b) => b,
+            None => &mut own,
+        };
+        buf.clear();
+        let scope = HandleScope::enter();
+        let mut over = false;
+        let result = postcard::serialize_with_flavor(value, Capped { out: &mut *buf, limit, over: &mut over });
+        let undo = scope.finish();
+        let outcome = match result {
+            Ok(()) => {
+                let (delivered, r) = f(buf, !undo.is_empty());
+                if !delivered {
+                    undo.into_iter().for_each(|u| u());
+                }
+                Ok(Some(r))
+            }
+            Err(e) => {
+                undo.into_iter().for_each(|u| u());
+                if over { Ok(None) } else { Err(CodecError::encode(e)) }
+            }
+        };
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        outcome
+    })
+}
+
+/// Encodes `value` into `out`, which must be exactly [`encoded_len`] long (a message
+/// written straight into shared memory). The returned [`Encoded`] (without bytes) holds
+/// the undo of the handles inside: call [`Encoded::sent`] once the message is delivered.
+pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<Encoded, CodecError> {
+    let scope = HandleScope::enter();
+    let len = out.len();
+    let result = postcard::to_slice(value, out).map(|used| used.len());
+    let undo = scope.finish();
+    match result {
+        Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
+        Ok(used) => {
+            undo.into_iter().for_each(|u| u());
+            Err(CodecError::encode(format_args!("the value encoded to {used} bytes after measuring {len}")))
+        }
+        Err(e) => {
+            undo.into_iter().for_each(|u| u());
+            Err(CodecError::encode(e))
+        }
+    }
+}
+
+/// Like [`decode`], and every byte must belong to the value: a message of another type
+/// that happens to start like a `T` is an error, not a truncated `T`.
+pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    DECODING.with(|d| d.set(d.get() + 1));
+    let _leave = LeaveDecoding;
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(CodecError::decode(format_args!("{} bytes left over after the value", rest.len()))),
+        Err(e) => Err(CodecError::decode(e)),
+    }
+}
+
+struct LeaveDecoding;
+
+impl Drop for LeaveDecoding {
+    fn drop(&mut self) {
+        DECODING.with(|d| d.set(d.get() - 1));
+    }
+}
+
 /// Decodes a `T` from `bytes`; handles in it become this process's.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     DECODING.with(|d| d.set(d.get() + 1));
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            DECODING.with(|d| d.set(d.get() - 1));
-        }
-    }
-    let _leave = Leave;
+    let _leave = LeaveDecoding;
     postcard::from_bytes(bytes).map_err(CodecError::decode)
 }
 
@@ -221,6 +297,43 @@ impl Flavor for Append<'_> {
     }
 }
 
+/// A postcard flavor appending to a borrowed `Vec`, up to a limit.
+struct Capped<'a> {
+    out: &'a mut Vec<u8>,
+    limit: usize,
+    over: &'a mut bool,
+}
+
+impl Capped<'_> {
+    fn room(&mut self, n: usize) -> postcard::Result<()> {
+        if self.out.len() + n > self.limit {
+            *self.over = true;
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        Ok(())
+    }
+}
+
+impl Flavor for Capped<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.room(1)?;
+        self.out.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.room(data.len())?;
+        self.out.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +351,26 @@ mod tests {
         let msg = encode(&vec![0xffu8; 3]).unwrap();
         let err = decode::<String>(&msg.bytes).unwrap_err();
         assert!(err.to_string().contains("cannot decode"), "{err}");
+    }
+
+    #[test]
+    fn small_encodings_stop_at_the_limit() {
+        let small = with_small_encoding(&vec![1u8; 10], 64, |b, _| (true, b.len())).unwrap();
+        assert_eq!(small, Some(11));
+        let big = with_small_encoding(&vec![1u8; 100], 64, |_, _| -> (bool, ()) { unreachable!() }).unwrap();
+        assert_eq!(big, None);
+        let value = vec![7u16; 300];
+        let mut out = vec![0; encoded_len(&value).unwrap()];
+        encode_to_slice(&value, &mut out).unwrap().sent();
+        assert_eq!(decode_exact::<Vec<u16>>(&out).unwrap(), value);
+    }
+
+    #[test]
+    fn exact_decoding_refuses_left_over_bytes() {
+        let msg = encode(&(5u8, 6u8)).unwrap();
+        assert_eq!(decode::<u8>(&msg.bytes).unwrap(), 5, "postcard alone ignores the rest");
+        assert!(decode_exact::<u8>(&msg.bytes).is_err());
+        msg.sent();
     }
 
     #[test]

@@ -365,6 +365,7 @@ mod tests {
 
     #[test]
     fn small_blocks_are_reused() {
+        let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let a = heap.alloc(100).unwrap();
         heap.free(a, 100);
@@ -375,6 +376,7 @@ mod tests {
 
     #[test]
     fn large_blocks_coalesce_and_read_zero() {
+        let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let a = heap.alloc(100_000).unwrap();
         let b = heap.alloc(200_000).unwrap();
@@ -394,6 +396,7 @@ mod tests {
 
     #[test]
     fn absurd_requests_fail_cleanly() {
+        let _serial = crate::shm::heap_test_lock();
         assert!(Heap::get().alloc(usize::MAX / 2).is_err());
     }
 }

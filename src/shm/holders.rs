@@ -153,7 +153,13 @@ impl Holders {
                 false
             }
         });
-        let empty = self.inflight.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free());
+        let mut empty = self.inflight.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free());
+        if !empty && self.inflight.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| e.is(me)) {
+            // This process let go of its last handle while others are recorded: forget the
+            // dead among them, so that a killed holder does not keep the object forever.
+            self.prune_dead(heap, me);
+            empty = !self.for_each(heap, |e| !e.is_free());
+        }
         if empty {
             self.free_blocks(heap);
         }
@@ -195,6 +201,25 @@ impl Holders {
         let me = sys::me();
         self.prune_dead(heap, me);
         self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free() && !e.is(me))
+    }
+
+    /// Whether a handle other than the caller's own exists: in flight, held by another live
+    /// process, or a second one in this process (which another thread may use). Prunes the
+    /// dead and reads `/proc`, as [`Holders::others_alive`].
+    pub(crate) fn other_handles(&self, heap: &Heap) -> bool {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        self.prune_dead(heap, me);
+        self.inflight.load(Ordering::Relaxed) > 0
+            || self.for_each(heap, |e| !e.is_free() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
+    }
+
+    /// Whether any handle exists: in flight, or held by a live process (this one included).
+    /// Prunes the dead and reads `/proc`, as [`Holders::others_alive`].
+    pub(crate) fn any_alive(&self, heap: &Heap) -> bool {
+        let _g = RawGuard::lock(&self.lock);
+        self.prune_dead(heap, sys::me());
+        self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free())
     }
 
     /// The live processes holding handles (pruning the dead), this one included.

@@ -12,6 +12,7 @@ mod holders;
 mod locked;
 mod mutex;
 mod object;
+mod ring;
 mod wait;
 
 pub(crate) use blob::Payload;
@@ -21,8 +22,17 @@ pub use heap::HeapFull;
 pub(crate) use holders::Holders;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawMutex};
-pub(crate) use object::{Shared, ShmObject, kind};
-pub(crate) use wait::{Deadline, Notify};
+pub(crate) use object::{Shared, ShmObject, Side, Sided, kind};
+pub(crate) use ring::{INLINE_MAX, Large, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
+pub(crate) use wait::{Deadline, Notify, SPIN};
+
+/// Serialises the unit tests that allocate from the family heap, so that those comparing
+/// `Heap::in_use` before and after see only their own allocations.
+#[cfg(test)]
+pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Plain data that may live in memory shared by the processes of a family.
 ///

@@ -141,6 +141,12 @@ impl<T: ShmObject> Shared<T> {
         self.header().holders.others_alive(Heap::get())
     }
 
+    /// Whether a handle other than this one exists: in flight, in another live process, or
+    /// a second one in this process. Reads `/proc`: for waits that lasted, as `others_alive`.
+    pub(crate) fn other_handles(&self) -> bool {
+        self.header().holders.other_handles(Heap::get())
+    }
+
     /// The live processes holding this object (pids), this one included.
     pub(crate) fn live_processes(&self) -> Vec<u32> {
         self.header().holders.live_processes(Heap::get())
@@ -254,5 +260,125 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         }
         header.holders.receive(heap);
         Ok(Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
+    }
+}
+
+/// A shared object with several sides, each with its own holders (the two ends of a pipe):
+/// who holds a side is tracked apart from who keeps the object alive, so that one end can
+/// tell that the other end is gone even when both sat in the same process.
+pub(crate) trait Sided: ShmObject {
+    /// How many sides.
+    const SIDES: usize;
+
+    /// The holder table of side `side`.
+    fn side_holders(&self, side: usize) -> &Holders;
+
+    /// Called once side `side` has no handle left anywhere (none held, none in flight); a
+    /// side never comes back.
+    fn side_gone(&self, _side: usize) {}
+}
+
+/// A handle to one side of a [`Sided`] object: it keeps the object alive like a
+/// [`Shared`], and counts as a holder of its side.
+pub(crate) struct Side<T: Sided> {
+    shared: Shared<T>,
+    side: usize,
+}
+
+impl<T: Sided> Side<T> {
+    /// Turns the creator's only handle of a new object, whose side tables each hold the
+    /// creator once (`Holders::new_held`), into one handle per side.
+    pub(crate) fn split(shared: Shared<T>) -> Vec<Side<T>> {
+        let mut sides = Vec::with_capacity(T::SIDES);
+        for side in 1..T::SIDES {
+            sides.push(Side { shared: shared.clone(), side });
+        }
+        sides.insert(0, Side { shared, side: 0 });
+        sides
+    }
+
+    /// Which side this handle holds.
+    pub(crate) fn index(&self) -> usize {
+        self.side
+    }
+
+    /// Whether side `side` still has a handle somewhere: in flight, or held by a live
+    /// process (this one included). Reads `/proc`: for waits that lasted.
+    pub(crate) fn side_alive(&self, side: usize) -> bool {
+        self.shared.side_holders(side).any_alive(Heap::get())
+    }
+
+    /// The handle to the whole object.
+    pub(crate) fn shared(&self) -> &Shared<T> {
+        &self.shared
+    }
+}
+
+impl<T: Sided> std::ops::Deref for Side<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.shared
+    }
+}
+
+impl<T: Sided> Clone for Side<T> {
+    fn clone(&self) -> Self {
+        self.shared.side_holders(self.side).join(Heap::get());
+        Self { shared: self.shared.clone(), side: self.side }
+    }
+}
+
+impl<T: Sided> Drop for Side<T> {
+    fn drop(&mut self) {
+        if self.shared.side_holders(self.side).leave(Heap::get()) {
+            self.shared.side_gone(self.side);
+        }
+        // `shared` drops next, possibly freeing the object.
+    }
+}
+
+impl<T: Sided> fmt::Debug for Side<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Side")
+            .field("kind", &T::KIND)
+            .field("offset", &self.shared.off)
+            .field("side", &self.side)
+            .finish()
+    }
+}
+
+impl<T: Sided> Serialize for Side<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        if !codec::encoding() {
+            return Err(S::Error::custom("a multiproc handle can only be sent through multiproc"));
+        }
+        // Registered before the object's own undo (undos run in order): the side's count
+        // is undone while the object's in-flight count still keeps it allocated.
+        self.shared.side_holders(self.side).send();
+        let (off, side) = (self.shared.off, self.side);
+        codec::on_abort(move || {
+            let heap = Heap::get();
+            // SAFETY: the object's own in-flight count, registered after this undo and
+            // undone after it, keeps the object at `off` allocated.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            if obj.value.side_holders(side).unsend(heap) {
+                obj.value.side_gone(side);
+            }
+        });
+        (&self.shared, self.side as u8).serialize(serializer)
+    }
+}
+
+impl<'de, T: Sided> Deserialize<'de> for Side<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (shared, side) = <(Shared<T>, u8)>::deserialize(deserializer)?;
+        let side = usize::from(side);
+        if side >= T::SIDES {
+            return Err(D::Error::custom(format_args!("side {side} of an object with {} sides", T::SIDES)));
+        }
+        shared.side_holders(side).receive(Heap::get());
+        Ok(Self { shared, side })
     }
 }

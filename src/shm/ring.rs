@@ -1,0 +1,1065 @@
+//! The byte-message channel in shared memory: what queues and pipes (and later pools and
+//! managers) carry their messages on.
+//!
+//! A [`Ring`] is many-producer, many-consumer and FIFO per producer. It lives inside a
+//! shared object (it is plain atomics, placed by value), and its messages live in
+//! *segments*: heap blocks chained into a list that grows as producers need room and
+//! shrinks as consumers move on, so an unbounded ring costs the memory of what it holds.
+//! A message up to [`INLINE_MAX`] bytes is copied into a segment; a larger one gets a heap
+//! block of its own, written before the producer takes any lock, so that a huge `put`
+//! never holds up the others, and a producer that exits right after it loses nothing.
+//!
+//! # Layout
+//!
+//! A segment is a 64-byte header (`next` segment, `cap`acity) followed by records, each an
+//! 8-byte header word `len << 32 | tag << 8 | kind` and, 8-aligned, its body: the bytes
+//! (`INLINE`), or the offset of a block that holds `len` then the bytes (`LARGE`). `JUMP`
+//! says "continue at the next segment". Segments are zeroed when allocated, so a zero
+//! header word means "nothing here yet".
+//!
+//! Each side (producers, consumers) has a robust lock and a position: segment, offset,
+//! count and bytes of the messages it has handled. Nothing is written by both sides per
+//! message: producers publish a record by its header word and consumers find it there, each
+//! side's counters are written by that side only, and a bounded producer reads the
+//! consumers' counters only when its cached copy says the ring is full.
+//!
+//! # Why a crash cannot corrupt it
+//!
+//! * A producer writes the body, then the header word with a release store: the record
+//!   exists for consumers from that store on, complete.
+//! * A side's position is kept twice and switched by one store (`current`): a process that
+//!   dies while writing the spare copy leaves the current one intact.
+//! * A producer that takes the lock from a dead one ([`Acquired::OwnerDied`]) walks from
+//!   the published position over the records the dead one committed but did not count,
+//!   frees a segment it linked but did not use, and zeroes what it left behind the last
+//!   record, so the next producer writes into clean memory.
+//! * A consumer that dies while reading leaves the record where it was: the next consumer
+//!   gets it. A consumer frees a segment only after taking (or recovering) the producers'
+//!   lock, so no producer can be reading it; what it was about to free is noted in its
+//!   position first (`retired`), and the next consumer finishes the job.
+//! * Blocks of large messages being written are noted in `pending` slots, so that those of
+//!   a producer killed while copying are freed with the ring.
+//!
+//! `destroy` frees the segments and the blocks of unread messages.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::heap::{Heap, HeapFull};
+use super::mutex::{Acquired, Owner, RawMutex};
+use super::wait::{Deadline, Interrupted, Notify, SPIN};
+
+/// Messages up to this size are copied into the ring's segments; larger ones get a heap
+/// block of their own.
+pub(crate) const INLINE_MAX: usize = 8 * 1024;
+
+const FIRST_SEGMENT: u64 = 4 * 1024;
+const MAX_SEGMENT: u64 = 64 * 1024;
+const SEG_HEADER: u64 = 64;
+const BLOCK_HEADER: u64 = 8;
+const PENDING: usize = 8;
+/// How long an operation that should not wait still waits for its side's lock, which is
+/// held for the copy of at most one small message (or a recovery).
+const LOCK_GRACE: Duration = Duration::from_millis(5);
+
+const JUMP: u64 = 1;
+const INLINE: u64 = 2;
+const LARGE: u64 = 3;
+/// Bits of a record's tag.
+pub(crate) const TAG_MASK: u32 = 0xff_ffff;
+
+fn record(kind: u64, tag: u32, len: u64) -> u64 {
+    (len.min(u64::from(u32::MAX)) << 32) | (u64::from(tag & TAG_MASK) << 8) | kind
+}
+
+fn kind_of(word: u64) -> u64 {
+    word & 0xff
+}
+
+fn tag_of(word: u64) -> u32 {
+    ((word >> 8) as u32) & TAG_MASK
+}
+
+fn len_of(word: u64) -> u64 {
+    word >> 32
+}
+
+fn align8(n: u64) -> u64 {
+    n.next_multiple_of(8)
+}
+
+/// The word at `off`.
+fn word(heap: &Heap, off: u64) -> &AtomicU64 {
+    debug_assert!(off.is_multiple_of(8));
+    // SAFETY: callers pass 8-aligned offsets inside a segment or block of this ring that
+    // stays allocated while they use it (see the module docs for who frees what, when);
+    // an AtomicU64 is valid for any bytes.
+    unsafe { &*heap.ptr(off).cast::<AtomicU64>() }
+}
+
+/// # Safety
+///
+/// `[off, off + len)` must be published bytes of a record or block of this ring that stays
+/// allocated while the slice lives: nobody writes them once published.
+unsafe fn published_bytes(heap: &Heap, off: u64, len: u64) -> &[u8] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(heap.ptr(off), len as usize) }
+}
+
+/// # Safety
+///
+/// `[off, off + len)` must be memory that only the caller may touch while the slice lives:
+/// past the producers' position under their lock, or a block not yet published.
+#[allow(clippy::mut_from_ref)]
+unsafe fn private_bytes(heap: &Heap, off: u64, len: u64) -> &mut [u8] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts_mut(heap.ptr(off), len as usize) }
+}
+
+fn segment_cap(heap: &Heap, seg: u64) -> u64 {
+    word(heap, seg + 8).load(Ordering::Relaxed)
+}
+
+fn block_len(heap: &Heap, block: u64) -> u64 {
+    word(heap, block).load(Ordering::Relaxed)
+}
+
+/// A position in the ring, as one side sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct At {
+    seg: u64,
+    pos: u64,
+    count: u64,
+    bytes: u64,
+    /// A segment or block this side is about to free (consumers only), and its length.
+    retired: u64,
+    retired_len: u64,
+}
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Position {
+    seg: AtomicU64,
+    pos: AtomicU64,
+    count: AtomicU64,
+    bytes: AtomicU64,
+    retired: AtomicU64,
+    retired_len: AtomicU64,
+}
+
+/// One side of the ring: its lock, its position (kept twice, see the module docs), and
+/// what the other side reads of it.
+#[derive(crate::ShmSafe)]
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct End {
+    lock: RawMutex,
+    current: AtomicU64,
+    copies: [Position; 2],
+    /// The count and bytes of the current position, for the other side to read.
+    done: AtomicU64,
+    done_bytes: AtomicU64,
+    /// Producers: the consumers' `done` and `done_bytes` as last read.
+    seen: AtomicU64,
+    seen_bytes: AtomicU64,
+    /// Producers: the size of the next segment (segments grow up to `MAX_SEGMENT`).
+    next_segment: AtomicU64,
+}
+
+impl End {
+    fn at(&self) -> At {
+        let c = &self.copies[(self.current.load(Ordering::Acquire) & 1) as usize];
+        At {
+            seg: c.seg.load(Ordering::Relaxed),
+            pos: c.pos.load(Ordering::Relaxed),
+            count: c.count.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            retired: c.retired.load(Ordering::Relaxed),
+            retired_len: c.retired_len.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Makes `at` the side's position: written into the spare copy, then switched to by one
+    /// store, so that a crash leaves one or the other whole.
+    fn publish(&self, at: &At) {
+        let spare = (self.current.load(Ordering::Relaxed) & 1) ^ 1;
+        let c = &self.copies[spare as usize];
+        c.seg.store(at.seg, Ordering::Relaxed);
+        c.pos.store(at.pos, Ordering::Relaxed);
+        c.count.store(at.count, Ordering::Relaxed);
+        c.bytes.store(at.bytes, Ordering::Relaxed);
+        c.retired.store(at.retired, Ordering::Relaxed);
+        c.retired_len.store(at.retired_len, Ordering::Relaxed);
+        self.current.store(spare, Ordering::Release);
+        self.done.store(at.count, Ordering::Release);
+        self.done_bytes.store(at.bytes, Ordering::Release);
+    }
+
+    /// The `retired` word of the current position.
+    fn retired(&self) -> &AtomicU64 {
+        &self.copies[(self.current.load(Ordering::Acquire) & 1) as usize].retired
+    }
+}
+
+#[derive(crate::ShmSafe)]
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct Padded<T> {
+    value: T,
+}
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Settings {
+    max_items: AtomicU64,
+    max_bytes: AtomicU64,
+    flags: AtomicU64,
+}
+
+const HAS_HANDLES: u64 = 1;
+
+/// How much a ring holds at most; zero means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Messages (Python's `maxsize`).
+    pub(crate) items: u64,
+    /// Bytes of encoded messages.
+    pub(crate) bytes: u64,
+}
+
+/// Why a ring operation did not happen.
+#[derive(Debug)]
+pub(crate) enum Refused<E> {
+    /// The deadline passed (for a zero deadline: the ring was full, or empty).
+    TimedOut,
+    /// The message alone is larger than the ring's byte capacity.
+    TooLarge {
+        /// The capacity in bytes.
+        capacity: u64,
+    },
+    /// The family heap is exhausted.
+    HeapFull(HeapFull),
+    /// The watch said the other side is gone.
+    Gone(E),
+}
+
+/// What a waiting side watches on the other side.
+pub(crate) trait Watch {
+    /// Why the other side is gone.
+    type Gone;
+
+    /// A cheap look (called while spinning): has the other side announced that it left?
+    fn left(&self) -> Option<Self::Gone> {
+        None
+    }
+
+    /// A thorough look, called when a wait has lasted (after each sleep): is the other side
+    /// still there? May read `/proc`.
+    fn check(&self) -> Result<(), Self::Gone>;
+}
+
+/// A watch that never gives up: the wait ends with a message or at the deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Patient;
+
+impl Watch for Patient {
+    type Gone = std::convert::Infallible;
+
+    fn check(&self) -> Result<(), Self::Gone> {
+        Ok(())
+    }
+}
+
+enum Wake<E> {
+    /// A message is there (seen by a locked look after a sleep): take it.
+    Look,
+    /// The other side is gone.
+    Gone(E),
+}
+
+/// The byte-message channel itself, placed by value in a shared object; its owner calls
+/// [`Ring::destroy`] from its own `destroy`.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Ring {
+    producers: End,
+    consumers: End,
+    not_empty: Padded<Notify>,
+    not_full: Padded<Notify>,
+    settings: Padded<Settings>,
+    pending: Padded<[AtomicU64; PENDING]>,
+}
+
+impl Ring {
+    /// An empty ring with its first (small) segment.
+    pub(crate) fn new(limits: Limits) -> Result<Ring, HeapFull> {
+        let heap = Heap::get();
+        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize)?;
+        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+        let ring = Ring {
+            producers: End::default(),
+            consumers: End::default(),
+            not_empty: Padded::default(),
+            not_full: Padded::default(),
+            settings: Padded::default(),
+            pending: Padded::default(),
+        };
+        let start = At { seg, pos: SEG_HEADER, ..At::default() };
+        for side in [&ring.producers, &ring.consumers] {
+            for copy in &side.copies {
+                copy.seg.store(start.seg, Ordering::Relaxed);
+                copy.pos.store(start.pos, Ordering::Relaxed);
+            }
+        }
+        ring.producers.next_segment.store(FIRST_SEGMENT * 2, Ordering::Relaxed);
+        ring.settings.value.max_items.store(limits.items, Ordering::Relaxed);
+        ring.settings.value.max_bytes.store(limits.bytes, Ordering::Relaxed);
+        Ok(ring)
+    }
+
+    /// The ring's limits.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            items: self.settings.value.max_items.load(Ordering::Relaxed),
+            bytes: self.settings.value.max_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn bounded(&self) -> bool {
+        self.limits() != Limits::default()
+    }
+
+    /// Messages put and not yet taken (a snapshot: other processes keep going).
+    pub(crate) fn len(&self) -> u64 {
+        let taken = self.consumers.done.load(Ordering::Acquire);
+        self.producers.done.load(Ordering::Acquire).saturating_sub(taken)
+    }
+
+    /// Whether no message waits (a snapshot).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a bounded ring holds as many messages or bytes as it may (a snapshot).
+    pub(crate) fn is_full(&self) -> bool {
+        let limits = self.limits();
+        let items = self.len();
+        let bytes = self
+            .producers
+            .done_bytes
+            .load(Ordering::Acquire)
+            .saturating_sub(self.consumers.done_bytes.load(Ordering::Acquire));
+        (limits.items != 0 && items >= limits.items) || (limits.bytes != 0 && bytes >= limits.bytes)
+    }
+
+    /// Messages ever put (a snapshot).
+    pub(crate) fn put_count(&self) -> u64 {
+        self.producers.done.load(Ordering::Acquire)
+    }
+
+    /// Notes that a message carrying handles was put (see [`Ring::ever_had_handles`]).
+    pub(crate) fn mark_handles(&self) {
+        if self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES == 0 {
+            self.settings.value.flags.fetch_or(HAS_HANDLES, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a message carrying handles was ever put: then the last holder should take
+    /// and drop what is left, so that those handles are released.
+    pub(crate) fn ever_had_handles(&self) -> bool {
+        self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES != 0
+    }
+
+    /// What consumers sleep on, for waits over several objects.
+    pub(crate) fn readable(&self) -> &Notify {
+        &self.not_empty.value
+    }
+
+    /// Wakes every waiter of both sides (the other side has left: let them see it).
+    pub(crate) fn wake_all(&self) {
+        self.not_empty.value.notify_all();
+        self.not_full.value.notify_all();
+    }
+
+    fn lock_deadline(deadline: Deadline) -> Deadline {
+        match deadline.remaining() {
+            Some(left) if left < LOCK_GRACE => Deadline::after(LOCK_GRACE),
+            _ => deadline,
+        }
+    }
+
+    fn check_size<E>(&self, len: u64) -> Result<(), Refused<E>> {
+        let capacity = self.settings.value.max_bytes.load(Ordering::Relaxed);
+        if capacity != 0 && len > capacity { Err(Refused::TooLarge { capacity }) } else { Ok(()) }
+    }
+
+    // ---- producers ----------------------------------------------------------------------
+
+    /// Puts a copy of `bytes`, with `tag` (24 bits, handed to the reader), waiting until
+    /// `deadline` for room in a bounded ring while `watch` says the consumers are there.
+    pub(crate) fn put_bytes<W: Watch>(
+        &self,
+        bytes: &[u8],
+        tag: u32,
+        deadline: Deadline,
+        watch: &W,
+    ) -> Result<(), Refused<W::Gone>> {
+        let len = bytes.len() as u64;
+        self.check_size(len)?;
+        if bytes.len() > INLINE_MAX {
+            let mut large = self.large(bytes.len())?;
+            large.bytes_mut().copy_from_slice(bytes);
+            return self.put_large(large, tag, deadline, watch);
+        }
+        let heap = Heap::get();
+        let mut body = Some(|at: &At| {
+            // SAFETY: past the producers' position, under their lock: ours alone until the
+            // header is stored.
+            unsafe { private_bytes(heap, at.seg + at.pos + 8, len) }.copy_from_slice(bytes);
+        });
+        self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
+    }
+
+    /// A block for a message of `len` bytes, to fill and then [`Ring::put_large`].
+    pub(crate) fn large<E>(&self, len: usize) -> Result<Large<'_>, Refused<E>> {
+        let len = len as u64;
+        self.check_size(len)?;
+        let heap = Heap::get();
+        let block = heap.alloc((BLOCK_HEADER + len) as usize).map_err(Refused::HeapFull)?;
+        word(heap, block).store(len, Ordering::Relaxed);
+        // Noted, so that the block is freed with the ring if this process dies before the
+        // message is in; with every slot taken, it goes unnoted (leaked only by a crash).
+        let slot = self
+            .pending
+            .value
+            .iter()
+            .position(|s| s.compare_exchange(0, block, Ordering::AcqRel, Ordering::Relaxed).is_ok());
+        Ok(Large { ring: self, block, len, slot, published: false })
+    }
+
+    /// Puts a message written into a [`Large`] block.
+    pub(crate) fn put_large<W: Watch>(
+        &self,
+        mut msg: Large<'_>,
+        tag: u32,
+        deadline: Deadline,
+        watch: &W,
+    ) -> Result<(), Refused<W::Gone>> {
+        debug_assert!(std::ptr::eq(msg.ring, self));
+        let heap = Heap::get();
+        let (block, len) = (msg.block, msg.len);
+        let mut body = Some(|at: &At| {
+            msg.release_slot();
+            msg.published = true;
+            word(heap, at.seg + at.pos + 8).store(block, Ordering::Relaxed);
+        });
+        self.put_record(LARGE, tag, len, 8, deadline, watch, &mut body)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put_record<W: Watch>(
+        &self,
+        kind: u64,
+        tag: u32,
+        len: u64,
+        body_len: u64,
+        deadline: Deadline,
+        watch: &W,
+        body: &mut Option<impl FnOnce(&At)>,
+    ) -> Result<(), Refused<W::Gone>> {
+        loop {
+            if let Some(gone) = watch.left() {
+                return Err(Refused::Gone(gone));
+            }
+            if self.try_put(kind, tag, len, body_len, deadline, body)? {
+                return Ok(());
+            }
+            // Full: wait for the consumers to make room.
+            let waited = self.not_full.value.wait(
+                deadline,
+                SPIN,
+                || (self.has_room_now(len) || watch.left().is_some()).then_some(()),
+                || watch.check(),
+            );
+            match waited {
+                Ok(()) => {}
+                Err(Interrupted::TimedOut) => return Err(Refused::TimedOut),
+                Err(Interrupted::Check(gone)) => return Err(Refused::Gone(gone)),
+            }
+        }
+    }
+
+    /// One attempt: `Ok(false)` when a bounded ring is full.
+    fn try_put<E>(
+        &self,
+        kind: u64,
+        tag: u32,
+        len: u64,
+        body_len: u64,
+        deadline: Deadline,
+        body: &mut Option<impl FnOnce(&At)>,
+    ) -> Result<bool, Refused<E>> {
+        let heap = Heap::get();
+        let lock = &self.producers.lock;
+        let acquired = lock.lock(Owner::process(), Self::lock_deadline(deadline)).map_err(|_| Refused::TimedOut)?;
+        let _unlock = Unlock(lock);
+        if acquired == Acquired::OwnerDied {
+            self.recover_producers(heap);
+        }
+        let mut at = self.producers.at();
+        if !self.has_room(&at, len) {
+            return Ok(false);
+        }
+        let need = 8 + body_len;
+        // Room for this record and a JUMP after it.
+        if at.pos + need + 8 > segment_cap(heap, at.seg) {
+            self.grow(heap, &mut at, need).map_err(Refused::HeapFull)?;
+        }
+        let body = body.take().expect("a record's body is written once");
+        body(&at);
+        word(heap, at.seg + at.pos).store(record(kind, tag, len), Ordering::Release);
+        at.pos += need;
+        at.count += 1;
+        at.bytes += len;
+        self.producers.publish(&at);
+        drop(_unlock);
+        self.not_empty.value.notify(1);
+        Ok(true)
+    }
+
+    /// Whether a message of `len` bytes fits, by the producers' cached view of the
+    /// consumers (refreshed only when it says no).
+    fn has_room(&self, at: &At, len: u64) -> bool {
+        let limits = self.limits();
+        if limits == Limits::default() {
+            return true;
+        }
+        let fits = |seen: u64, seen_bytes: u64| {
+            (limits.items == 0 || at.count.saturating_sub(seen) < limits.items)
+                && (limits.bytes == 0 || at.bytes.saturating_sub(seen_bytes) + len <= limits.bytes)
+        };
+        let p = &self.producers;
+        if fits(p.seen.load(Ordering::Relaxed), p.seen_bytes.load(Ordering::Relaxed)) {
+            return true;
+        }
+        let (seen, seen_bytes) =
+            (self.consumers.done.load(Ordering::Acquire), self.consumers.done_bytes.load(Ordering::Acquire));
+        p.seen.store(seen, Ordering::Relaxed);
+        p.seen_bytes.store(seen_bytes, Ordering::Relaxed);
+        fits(seen, seen_bytes)
+    }
+
+    /// [`Ring::has_room`] without the lock, for waiting.
+    fn has_room_now(&self, len: u64) -> bool {
+        let at = At {
+            count: self.producers.done.load(Ordering::Acquire),
+            bytes: self.producers.done_bytes.load(Ordering::Acquire),
+            ..At::default()
+        };
+        self.has_room(&at, len)
+    }
+
+    /// Links a new segment with room for `need` bytes and moves the producers there.
+    fn grow(&self, heap: &Heap, at: &mut At, need: u64) -> Result<(), HeapFull> {
+        let planned = self.producers.next_segment.load(Ordering::Relaxed).clamp(FIRST_SEGMENT, MAX_SEGMENT);
+        let size = planned.max((SEG_HEADER + need + 8).next_power_of_two());
+        let seg = heap.alloc_zeroed(size as usize)?;
+        word(heap, seg + 8).store(size, Ordering::Relaxed);
+        word(heap, at.seg).store(seg, Ordering::Release);
+        word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
+        at.seg = seg;
+        at.pos = SEG_HEADER;
+        self.producers.publish(at);
+        self.producers.next_segment.store((size * 2).min(MAX_SEGMENT), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes the producers' position true again after a producer died holding their lock.
+    fn recover_producers(&self, heap: &Heap) {
+        let mut at = self.producers.at();
+        // Records the dead producer committed without counting them.
+        loop {
+            let h = word(heap, at.seg + at.pos).load(Ordering::Acquire);
+            match kind_of(h) {
+                JUMP => {
+                    at.seg = word(heap, at.seg).load(Ordering::Acquire);
+                    at.pos = SEG_HEADER;
+                }
+                INLINE => {
+                    at.pos += 8 + align8(len_of(h));
+                    at.count += 1;
+                    at.bytes += len_of(h);
+                }
+                LARGE => {
+                    let block = word(heap, at.seg + at.pos + 8).load(Ordering::Relaxed);
+                    at.pos += 16;
+                    at.count += 1;
+                    at.bytes += block_len(heap, block);
+                }
+                _ => break,
+            }
+        }
+        // A segment it linked but never jumped to.
+        let orphan = word(heap, at.seg).swap(0, Ordering::AcqRel);
+        if orphan != 0 {
+            heap.free(orphan, segment_cap(heap, orphan) as usize);
+        }
+        // What it wrote past the last record must read as "nothing here" again.
+        let end = at.seg + segment_cap(heap, at.seg);
+        let mut off = at.seg + at.pos;
+        while off < end {
+            word(heap, off).store(0, Ordering::Relaxed);
+            off += 8;
+        }
+        self.producers.publish(&at);
+    }
+
+    // ---- consumers ----------------------------------------------------------------------
+
+    /// Takes the next message, waiting until `deadline` while `watch` says a producer may
+    /// still come; `read` gets its bytes and tag (under the consumers' lock: it should only
+    /// decode or copy). Messages that arrived before the producers left are delivered
+    /// before [`Refused::Gone`].
+    pub(crate) fn get<W: Watch, R>(
+        &self,
+        deadline: Deadline,
+        watch: &W,
+        read: impl FnOnce(&[u8], u32) -> R,
+    ) -> Result<R, Refused<W::Gone>> {
+        let mut read = Some(read);
+        loop {
+            if !self.is_empty()
+                && let Some(r) = self.take(deadline, &mut read)?
+            {
+                return Ok(r);
+            }
+            if let Some(gone) = watch.left() {
+                return self.take(deadline, &mut read)?.ok_or(Refused::Gone(gone));
+            }
+            if deadline.passed() {
+                return Err(Refused::TimedOut);
+            }
+            let waited = self.not_empty.value.wait(
+                deadline,
+                SPIN,
+                || (!self.is_empty() || watch.left().is_some()).then_some(()),
+                || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
+            );
+            match waited {
+                Ok(()) | Err(Interrupted::Check(Wake::Look)) => {}
+                Err(Interrupted::TimedOut) => return self.take(deadline, &mut read)?.ok_or(Refused::TimedOut),
+                Err(Interrupted::Check(Wake::Gone(gone))) => {
+                    return self.take(deadline, &mut read)?.ok_or(Refused::Gone(gone));
+                }
+            }
+        }
+    }
+
+    /// Whether a committed record waits at the consumers' position (a locked look, for
+    /// when the counters may lag: a producer died between its record and its count).
+    fn holds_message(&self) -> bool {
+        let lock = &self.consumers.lock;
+        let Ok(acquired) = lock.lock(Owner::process(), Deadline::after(LOCK_GRACE)) else { return false };
+        let _unlock = Unlock(lock);
+        let heap = Heap::get();
+        if acquired == Acquired::OwnerDied {
+            self.recover_consumers(heap);
+        }
+        let at = self.consumers.at();
+        kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
+    }
+
+    /// One locked attempt: the message, or `None` when there is none.
+    fn take<R, E>(
+        &self,
+        deadline: Deadline,
+        read: &mut Option<impl FnOnce(&[u8], u32) -> R>,
+    ) -> Result<Option<R>, Refused<E>> {
+        let heap = Heap::get();
+        let lock = &self.consumers.lock;
+        let acquired = lock.lock(Owner::process(), Self::lock_deadline(deadline)).map_err(|_| Refused::TimedOut)?;
+        let _unlock = Unlock(lock);
+        if acquired == Acquired::OwnerDied {
+            self.recover_consumers(heap);
+        }
+        let mut at = self.consumers.at();
+        loop {
+            let h = word(heap, at.seg + at.pos).load(Ordering::Acquire);
+            match kind_of(h) {
+                0 => return Ok(None),
+                JUMP => {
+                    let next = word(heap, at.seg).load(Ordering::Acquire);
+                    at.retired = at.seg;
+                    at.retired_len = segment_cap(heap, at.seg);
+                    at.seg = next;
+                    at.pos = SEG_HEADER;
+                    self.consumers.publish(&at);
+                    self.free_retired(heap, true);
+                    at.retired = 0;
+                    at.retired_len = 0;
+                }
+                INLINE => {
+                    let len = len_of(h);
+                    let read = read.take().expect("a message is read once");
+                    // SAFETY: a committed record: its bytes are never written again, and its
+                    // segment is freed only by a consumer, under the lock we hold.
+                    let r = read(unsafe { published_bytes(heap, at.seg + at.pos + 8, len) }, tag_of(h));
+                    at.pos += 8 + align8(len);
+                    at.count += 1;
+                    at.bytes += len;
+                    self.consumers.publish(&at);
+                    drop(_unlock);
+                    self.made_room();
+                    return Ok(Some(r));
+                }
+                LARGE => {
+                    let block = word(heap, at.seg + at.pos + 8).load(Ordering::Relaxed);
+                    let len = block_len(heap, block);
+                    let read = read.take().expect("a message is read once");
+                    // SAFETY: a published block: written once before its record was
+                    // committed, freed only by the consumer that takes it (under our lock).
+                    let r = read(unsafe { published_bytes(heap, block + BLOCK_HEADER, len) }, tag_of(h));
+                    at.pos += 16;
+                    at.count += 1;
+                    at.bytes += len;
+                    at.retired = block;
+                    at.retired_len = BLOCK_HEADER + len;
+                    self.consumers.publish(&at);
+                    self.free_retired(heap, false);
+                    drop(_unlock);
+                    self.made_room();
+                    return Ok(Some(r));
+                }
+                other => panic!("multiproc: corrupted ring (record kind {other} at offset {})", at.seg + at.pos),
+            }
+        }
+    }
+
+    fn made_room(&self) {
+        if self.bounded() {
+            self.not_full.value.notify(1);
+        }
+    }
+
+    /// Frees what the consumers' position marks as retired (consumers' lock held). A
+    /// segment waits until no producer can be reading it: a producer reads behind its own
+    /// position only while recovering, under the producers' lock, so taking that lock once
+    /// (and recovering if its holder died) is enough.
+    fn free_retired(&self, heap: &Heap, segment: bool) {
+        let retired = self.consumers.retired();
+        let off = retired.load(Ordering::Acquire);
+        if off == 0 {
+            return;
+        }
+        let len = self.consumers.at().retired_len;
+        if segment {
+            let lock = &self.producers.lock;
+            let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+            if acquired == Acquired::OwnerDied {
+                self.recover_producers(heap);
+            }
+            lock.unlock();
+        }
+        // Cleared first: a crash between the two leaks the block rather than freeing it twice.
+        retired.store(0, Ordering::Release);
+        heap.free(off, len as usize);
+    }
+
+    /// Finishes what a consumer that died holding the lock left undone.
+    fn recover_consumers(&self, heap: &Heap) {
+        let at = self.consumers.at();
+        if at.retired != 0 {
+            // Whether it was a segment or a block, the producers' lock dance is harmless.
+            self.free_retired(heap, true);
+        }
+        let at = self.consumers.at();
+        self.consumers.done.store(at.count, Ordering::Release);
+        self.consumers.done_bytes.store(at.bytes, Ordering::Release);
+    }
+
+    // ---- the end ------------------------------------------------------------------------
+
+    /// Frees the segments, the blocks of unread messages, and the blocks of puts that
+    /// never completed. Called once, when nobody holds the ring's object any more.
+    pub(crate) fn destroy(&self, heap: &Heap) {
+        for slot in &self.pending.value {
+            let block = slot.swap(0, Ordering::AcqRel);
+            if block != 0 {
+                heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
+            }
+        }
+        let at = self.consumers.at();
+        if at.retired != 0 {
+            heap.free(at.retired, at.retired_len as usize);
+        }
+        let (mut seg, mut pos) = (at.seg, at.pos);
+        while seg != 0 {
+            let cap = segment_cap(heap, seg);
+            while pos + 8 <= cap {
+                let h = word(heap, seg + pos).load(Ordering::Acquire);
+                match kind_of(h) {
+                    INLINE => pos += 8 + align8(len_of(h)),
+                    LARGE => {
+                        let block = word(heap, seg + pos + 8).load(Ordering::Relaxed);
+                        heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
+                        pos += 16;
+                    }
+                    _ => break,
+                }
+            }
+            let next = word(heap, seg).load(Ordering::Acquire);
+            heap.free(seg, cap as usize);
+            seg = next;
+            pos = SEG_HEADER;
+        }
+    }
+}
+
+/// Unlocks a ring lock on drop (also when a reader panics).
+struct Unlock<'a>(&'a RawMutex);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        self.0.unlock();
+    }
+}
+
+/// A heap block for one large message, being written by this process; freed on drop unless
+/// put.
+#[derive(Debug)]
+pub(crate) struct Large<'a> {
+    ring: &'a Ring,
+    block: u64,
+    len: u64,
+    slot: Option<usize>,
+    published: bool,
+}
+
+impl Large<'_> {
+    /// The message's bytes, to fill.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the block is ours alone until it is put, and `&mut self` makes this
+        // borrow the only one.
+        unsafe { private_bytes(Heap::get(), self.block + BLOCK_HEADER, self.len) }
+    }
+
+    fn release_slot(&mut self) {
+        if let Some(i) = self.slot.take() {
+            self.ring.pending.value[i].store(0, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Large<'_> {
+    fn drop(&mut self) {
+        if !self.published {
+            self.release_slot();
+            Heap::get().free(self.block, (BLOCK_HEADER + self.len) as usize);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::mutex::Owner;
+
+    fn ring(limits: Limits) -> Box<Ring> {
+        Box::new(Ring::new(limits).unwrap())
+    }
+
+    fn put(r: &Ring, bytes: &[u8]) -> Result<(), Refused<std::convert::Infallible>> {
+        r.put_bytes(bytes, 7, Deadline::now(), &Patient)
+    }
+
+    fn get(r: &Ring) -> Option<Vec<u8>> {
+        match r.get(Deadline::now(), &Patient, |b, tag| {
+            assert_eq!(tag, 7);
+            b.to_vec()
+        }) {
+            Ok(v) => Some(v),
+            Err(Refused::TimedOut) => None,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    fn message(i: usize) -> Vec<u8> {
+        let len = [0, 1, 7, 8, 9, 100, 1000, 5000, INLINE_MAX, INLINE_MAX + 1, 40_000][i % 11];
+        (0..len).map(|j| (i + j) as u8).collect()
+    }
+
+    /// A process id and start time that no live process has.
+    fn dead_owner() -> Owner {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        Owner { id: pid, start: 1 }
+    }
+
+    #[test]
+    fn messages_of_every_size_come_out_in_order_across_segments() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let before = heap.in_use();
+        for round in 0..3 {
+            for i in 0..500 {
+                put(&r, &message(i + round)).unwrap();
+            }
+            assert_eq!(r.len(), 500);
+            for i in 0..500 {
+                assert_eq!(get(&r).unwrap(), message(i + round), "message {i}");
+            }
+            assert!(get(&r).is_none());
+            assert!(r.is_empty());
+        }
+        // Consumed segments and blocks went back to the heap; the current segment stays.
+        assert!(heap.in_use() <= before + MAX_SEGMENT, "{} > {before}", heap.in_use());
+        r.destroy(heap);
+    }
+
+    #[test]
+    fn destroy_frees_unread_messages() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        for i in 0..300 {
+            put(&r, &message(i)).unwrap();
+        }
+        let mut pending = r.large::<()>(100_000).unwrap();
+        pending.bytes_mut().fill(1);
+        std::mem::forget(pending); // as if its writer had died
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn bounds_by_items_and_bytes() {
+        let _serial = crate::shm::heap_test_lock();
+        let r = ring(Limits { items: 3, bytes: 0 });
+        for _ in 0..3 {
+            put(&r, b"x").unwrap();
+        }
+        assert!(r.is_full());
+        assert!(matches!(put(&r, b"x"), Err(Refused::TimedOut)));
+        get(&r).unwrap();
+        put(&r, b"x").unwrap();
+        r.destroy(Heap::get());
+
+        let r = ring(Limits { items: 0, bytes: 100 });
+        assert!(matches!(put(&r, &[0; 101]), Err(Refused::TooLarge { capacity: 100 })));
+        put(&r, &[0; 60]).unwrap();
+        assert!(matches!(put(&r, &[0; 60]), Err(Refused::TimedOut)));
+        put(&r, &[0; 40]).unwrap();
+        assert_eq!(get(&r).unwrap().len(), 60);
+        put(&r, &[0; 60]).unwrap();
+        r.destroy(Heap::get());
+    }
+
+    #[test]
+    fn a_dead_producers_half_written_record_is_wiped() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        put(&r, b"first").unwrap();
+        // A producer dies after committing a record it did not count, and after scribbling
+        // the start of another one.
+        let dead = dead_owner();
+        assert!(r.producers.lock.try_lock(dead));
+        let at = r.producers.at();
+        // SAFETY: the test holds the producers' lock (for the dead owner).
+        unsafe { private_bytes(heap, at.seg + at.pos + 8, 3) }.copy_from_slice(b"bun");
+        word(heap, at.seg + at.pos).store(record(INLINE, 7, 3), Ordering::Release);
+        let junk = at.seg + at.pos + 16;
+        word(heap, junk).store(u64::MAX, Ordering::Relaxed);
+        word(heap, junk + 8).store(u64::MAX, Ordering::Relaxed);
+        // The next producer takes over, counts the committed record, and writes after it.
+        put(&r, b"second").unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(get(&r).unwrap(), b"first");
+        assert_eq!(get(&r).unwrap(), b"bun");
+        assert_eq!(get(&r).unwrap(), b"second");
+        assert!(get(&r).is_none());
+        r.destroy(heap);
+    }
+
+    #[test]
+    fn a_producer_dead_between_jump_and_position_is_followed() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        put(&r, b"a").unwrap();
+        let dead = dead_owner();
+        assert!(r.producers.lock.try_lock(dead));
+        // Link and jump to a new segment, as `grow` does, but die before publishing.
+        let at = r.producers.at();
+        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize).unwrap();
+        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+        word(heap, at.seg).store(seg, Ordering::Release);
+        word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
+        // A consumer follows the jump and retires the old segment, taking over the lock.
+        assert_eq!(get(&r).unwrap(), b"a");
+        assert!(get(&r).is_none());
+        put(&r, b"b").unwrap();
+        assert_eq!(get(&r).unwrap(), b"b");
+        r.destroy(heap);
+    }
+
+    #[test]
+    fn a_dead_producers_unused_segment_is_freed() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        let dead = dead_owner();
+        assert!(r.producers.lock.try_lock(dead));
+        let at = r.producers.at();
+        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize).unwrap();
+        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+        word(heap, at.seg).store(seg, Ordering::Release);
+        put(&r, b"c").unwrap();
+        assert_eq!(get(&r).unwrap(), b"c");
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn a_consumer_dead_while_reading_leaves_the_message() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        put(&r, b"one").unwrap();
+        put(&r, b"two").unwrap();
+        assert!(r.consumers.lock.try_lock(dead_owner()));
+        assert_eq!(get(&r).unwrap(), b"one");
+        assert_eq!(get(&r).unwrap(), b"two");
+        r.destroy(heap);
+    }
+
+    #[test]
+    fn a_consumer_dead_before_freeing_leaves_it_to_the_next() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        put(&r, &vec![5; INLINE_MAX * 2]).unwrap();
+        put(&r, b"after").unwrap();
+        // What `take` does with a large record, up to the free.
+        assert!(r.consumers.lock.try_lock(dead_owner()));
+        let mut at = r.consumers.at();
+        let block = word(heap, at.seg + at.pos + 8).load(Ordering::Relaxed);
+        at.pos += 16;
+        at.count += 1;
+        at.bytes += (INLINE_MAX * 2) as u64;
+        at.retired = block;
+        at.retired_len = BLOCK_HEADER + (INLINE_MAX * 2) as u64;
+        r.consumers.publish(&at);
+        assert_eq!(get(&r).unwrap(), b"after");
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before);
+    }
+}
