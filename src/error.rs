@@ -6,6 +6,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 pub use crate::codec::CodecError;
+use crate::queue::ChannelError;
 pub use crate::shm::HeapFull;
 
 /// Any error of multiproc, for `?` in functions that mix operations.
@@ -41,6 +42,9 @@ pub enum Error {
     /// The family's shared memory is exhausted.
     #[error(transparent)]
     HeapFull(#[from] HeapFull),
+    /// A queue or pipe operation failed (see the operation's own error type).
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
     /// The operating system refused.
     #[error(transparent)]
     Io(#[from] io::Error),

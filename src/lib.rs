@@ -10,6 +10,10 @@
 //! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
 //! | `set_start_method("spawn")` | [`set_start_method(StartMethod::Spawn)`](set_start_method) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
+//! | `Queue(maxsize)`, `q.put(x)`, `q.get(timeout=t)`, `q.get_nowait()`, `q.qsize()` | [`Queue::with_maxsize(n)?`](Queue::with_maxsize), [`q.put(x)?`](Queue::put), [`q.get_timeout(t)?`](Queue::get_timeout), [`q.try_get()`](Queue::try_get), [`q.len()`](Queue::len) |
+//! | `SimpleQueue()`, `JoinableQueue()`, `q.task_done()`, `q.join()` | [`SimpleQueue::new()?`](SimpleQueue::new), [`JoinableQueue::new()?`](JoinableQueue::new), [`task_done()`](JoinableQueue::task_done), [`join()`](JoinableQueue::join) |
+//! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(&x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`wait(&[&a, &q, &p], timeout)`](wait) |
 //!
 //! ```no_run
 //! use multiproc::Process;
@@ -44,6 +48,7 @@ extern crate self as multiproc;
 mod codec;
 mod error;
 mod process;
+mod queue;
 mod shared;
 mod shm;
 mod sys;
@@ -64,6 +69,11 @@ pub use process::{
     ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children, cpu_count,
     current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
     set_start_method, try_init,
+};
+pub use queue::{
+    ChannelError, Connection, GetError, GetTimeoutError, JoinableQueue, Pipe, PutError, PutTimeoutError, Queue,
+    QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError,
+    SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Waitable, wait,
 };
 pub use shared::{RawValue, Value, ValueGuard};
 pub use shm::ShmSafe;
@@ -101,5 +111,10 @@ macro_rules! test_support {
 
 #[doc(hidden)]
 pub mod __private {
-    //! Used by the macros; not part of the API.
+    //! Used by the macros and the tests; not part of the API.
+
+    /// Bytes allocated in the family's shared memory (the tests' leak check).
+    pub fn heap_in_use() -> u64 {
+        crate::shm::Heap::get().in_use()
+    }
 }

@@ -23,8 +23,8 @@ pub(crate) use holders::Holders;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawMutex};
 pub(crate) use object::{Shared, ShmObject, Side, Sided, kind};
-pub(crate) use ring::{INLINE_MAX, Large, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
-pub(crate) use wait::{Deadline, Notify, SPIN};
+pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
+pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, spin_for};
 
 /// Serialises the unit tests that allocate from the family heap, so that those comparing
 /// `Heap::in_use` before and after see only their own allocations.

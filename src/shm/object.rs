@@ -273,8 +273,8 @@ pub(crate) trait Sided: ShmObject {
     /// The holder table of side `side`.
     fn side_holders(&self, side: usize) -> &Holders;
 
-    /// Called once side `side` has no handle left anywhere (none held, none in flight); a
-    /// side never comes back.
+    /// Called when side `side` has no handle left anywhere (none held, none in flight), or
+    /// its holders were found dead; a side never comes back. May be called more than once.
     fn side_gone(&self, _side: usize) {}
 }
 

@@ -294,11 +294,10 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    /// An empty ring with its first (small) segment.
-    pub(crate) fn new(limits: Limits) -> Result<Ring, HeapFull> {
-        let heap = Heap::get();
-        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize)?;
-        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+    /// An empty ring, without memory yet: [`Ring::open`] it once in place, before any
+    /// other process can reach it. (Placed by value in a shared object, a ring must not own
+    /// memory before that object exists, or a failure to create the object would leak it.)
+    pub(crate) fn new(limits: Limits) -> Ring {
         let ring = Ring {
             producers: End::default(),
             consumers: End::default(),
@@ -307,17 +306,25 @@ impl Ring {
             settings: Padded::default(),
             pending: Padded::default(),
         };
-        let start = At { seg, pos: SEG_HEADER, ..At::default() };
-        for side in [&ring.producers, &ring.consumers] {
-            for copy in &side.copies {
-                copy.seg.store(start.seg, Ordering::Relaxed);
-                copy.pos.store(start.pos, Ordering::Relaxed);
-            }
-        }
         ring.producers.next_segment.store(FIRST_SEGMENT * 2, Ordering::Relaxed);
         ring.settings.value.max_items.store(limits.items, Ordering::Relaxed);
         ring.settings.value.max_bytes.store(limits.bytes, Ordering::Relaxed);
-        Ok(ring)
+        ring
+    }
+
+    /// Gives a new ring its first (small) segment.
+    pub(crate) fn open(&self) -> Result<(), HeapFull> {
+        let heap = Heap::get();
+        debug_assert_eq!(self.producers.at().seg, 0, "a ring is opened once");
+        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize)?;
+        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+        for side in [&self.producers, &self.consumers] {
+            for copy in &side.copies {
+                copy.seg.store(seg, Ordering::Relaxed);
+                copy.pos.store(SEG_HEADER, Ordering::Release);
+            }
+        }
+        Ok(())
     }
 
     /// The ring's limits.
@@ -658,9 +665,34 @@ impl Ring {
         }
     }
 
+    /// Waits until a message is there to take (without taking it), until `deadline`, or
+    /// until the watch says the other side is gone.
+    pub(crate) fn wait_message<W: Watch>(&self, deadline: Deadline, watch: &W) -> Result<(), Refused<W::Gone>> {
+        loop {
+            if !self.is_empty() {
+                return Ok(());
+            }
+            if let Some(gone) = watch.left() {
+                return Err(Refused::Gone(gone));
+            }
+            let waited = self.not_empty.value.wait(
+                deadline,
+                SPIN,
+                || (!self.is_empty() || watch.left().is_some()).then_some(()),
+                || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
+            );
+            match waited {
+                Ok(()) => {}
+                Err(Interrupted::Check(Wake::Look)) => return Ok(()),
+                Err(Interrupted::TimedOut) => return Err(Refused::TimedOut),
+                Err(Interrupted::Check(Wake::Gone(gone))) => return Err(Refused::Gone(gone)),
+            }
+        }
+    }
+
     /// Whether a committed record waits at the consumers' position (a locked look, for
     /// when the counters may lag: a producer died between its record and its count).
-    fn holds_message(&self) -> bool {
+    pub(crate) fn holds_message(&self) -> bool {
         let lock = &self.consumers.lock;
         let Ok(acquired) = lock.lock(Owner::process(), Deadline::after(LOCK_GRACE)) else { return false };
         let _unlock = Unlock(lock);
@@ -868,7 +900,9 @@ mod tests {
     use crate::shm::mutex::Owner;
 
     fn ring(limits: Limits) -> Box<Ring> {
-        Box::new(Ring::new(limits).unwrap())
+        let ring = Box::new(Ring::new(limits));
+        ring.open().unwrap();
+        ring
     }
 
     fn put(r: &Ring, bytes: &[u8]) -> Result<(), Refused<std::convert::Infallible>> {

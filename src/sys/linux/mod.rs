@@ -9,7 +9,7 @@ mod proc;
 mod socket;
 
 pub(crate) use call::{Packed, pack, unpack_and_run};
-pub(crate) use futex::{FutexWait, futex_wait, futex_wake};
+pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::SharedMapping;
 pub(crate) use proc::*;
 pub(crate) use socket::*;
