@@ -433,7 +433,7 @@ fn endless_producer(args: (Queue<ByteBuf>, u8)) {
     let mut i = 0u32;
     loop {
         // Sizes around and past the inline limit, each message self-checking.
-        let len = [5usize, 100, 5000, 9000, 20_000][i as usize % 5];
+        let len = [5usize, 40, 100, 1000, 5000, 9000, 20_000][i as usize % 7];
         let mut m = vec![id; len];
         m[..4].copy_from_slice(&i.to_le_bytes());
         q.put(ByteBuf::from(m)).unwrap();
@@ -457,7 +457,7 @@ fn producers_killed_in_the_middle_of_puts_do_not_corrupt_the_queue() {
     {
         let q = Queue::new().unwrap();
         let mut last = BTreeMap::new();
-        for round in 0..12u8 {
+        for round in 0..30u8 {
             let producers: Vec<_> = (0..2)
                 .map(|k| Process::new(endless_producer, (q.clone(), round * 2 + k + 1)).start().unwrap())
                 .collect();

@@ -4,6 +4,7 @@
 //! bench and variant names as the Python suite, so that `compare.py` can join the two.
 //! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
 
+mod queue;
 mod stats;
 
 use std::time::Instant;
@@ -31,7 +32,13 @@ fn spawn_join(report: &mut Report) {
 
 type Bench = (&'static str, fn(&mut Report));
 
-const BENCHES: &[Bench] = &[("spawn_join", spawn_join)];
+const BENCHES: &[Bench] = &[
+    ("spawn_join", spawn_join),
+    ("queue_throughput", queue::queue_throughput),
+    ("queue_pingpong", queue::queue_pingpong),
+    ("pipe_pingpong", queue::pipe_pingpong),
+    ("pipe_throughput", queue::pipe_throughput),
+];
 
 fn main() {
     multiproc::init();

@@ -638,9 +638,10 @@ impl Ring {
     ) -> Result<R, Refused<W::Gone>> {
         let mut read = Some(read);
         loop {
-            if !self.is_empty()
-                && let Some(r) = self.take(deadline, &mut read)?
-            {
+            // Straight to the record: the consumers' lock and position are on their own
+            // cache line, and the record's header says whether it is there; reading the
+            // producers' counters instead would pull their line over at every message.
+            if let Some(r) = self.take(deadline, &mut read)? {
                 return Ok(r);
             }
             if let Some(gone) = watch.left() {
@@ -652,7 +653,7 @@ impl Ring {
             let waited = self.not_empty.value.wait(
                 deadline,
                 SPIN,
-                || (!self.is_empty() || watch.left().is_some()).then_some(()),
+                || (self.peek() || watch.left().is_some()).then_some(()),
                 || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
             );
             match waited {
@@ -688,6 +689,19 @@ impl Ring {
                 Err(Interrupted::Check(Wake::Gone(gone))) => return Err(Refused::Gone(gone)),
             }
         }
+    }
+
+    /// Whether a record may be there to take, for spinning: a look at the header at the
+    /// consumers' position under their lock, taken without waiting (when another consumer
+    /// holds it, say yes: the caller will queue for the lock and look properly).
+    fn peek(&self) -> bool {
+        let lock = &self.consumers.lock;
+        if !lock.try_lock(Owner::process()) {
+            return true;
+        }
+        let _unlock = Unlock(lock);
+        let at = self.consumers.at();
+        kind_of(word(Heap::get(), at.seg + at.pos).load(Ordering::Acquire)) != 0
     }
 
     /// Whether a committed record waits at the consumers' position (a locked look, for
