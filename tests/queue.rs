@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{eventually, watchdog};
+use common::{eventually, heap_user, leak_check};
 use multiproc::{
     ChannelError, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError, Queue,
     QueueJoinError, QueueJoinTimeoutError, SimpleQueue, StartMethod, TaskDoneError, TooLarge, TryGetError, TryPutError,
@@ -29,7 +29,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn put_then_get_in_order_with_every_method_family() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = Queue::new().unwrap();
     assert!(q.is_empty());
     assert_eq!(q.maxsize(), None);
@@ -51,7 +51,7 @@ fn put_then_get_in_order_with_every_method_family() {
 
 #[test]
 fn values_of_any_serde_type_and_size_travel() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     enum Bun {
         Steamed { filling: String, weight: f64 },
@@ -78,7 +78,7 @@ fn values_of_any_serde_type_and_size_travel() {
 
 #[test]
 fn a_bounded_queue_waits_for_room_and_refuses_when_asked_not_to_wait() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = Queue::with_maxsize(2).unwrap();
     let other = q.clone(); // a consumer could exist: puts wait rather than fail
     assert_eq!(q.maxsize(), Some(2));
@@ -98,7 +98,7 @@ fn a_bounded_queue_waits_for_room_and_refuses_when_asked_not_to_wait() {
 
 #[test]
 fn a_full_queue_that_no_consumer_can_reach_refuses_instead_of_waiting() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = Queue::with_maxsize(1).unwrap();
     q.put(1).unwrap();
     match q.put(2) {
@@ -109,7 +109,7 @@ fn a_full_queue_that_no_consumer_can_reach_refuses_instead_of_waiting() {
 
 #[test]
 fn a_message_bigger_than_the_byte_capacity_is_a_typed_error() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q: Queue<ByteBuf> = Queue::builder().max_bytes(1000).build().unwrap();
     let big = ByteBuf::from(vec![0u8; 2000]);
     match q.put(big) {
@@ -133,7 +133,7 @@ fn a_message_bigger_than_the_byte_capacity_is_a_typed_error() {
 
 #[test]
 fn put_and_get_after_close_are_typed_errors() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let mut q = Queue::new().unwrap();
     let other = q.clone();
     q.put(1).unwrap();
@@ -155,7 +155,7 @@ fn put_and_get_after_close_are_typed_errors() {
 
 #[test]
 fn a_get_with_nobody_else_holding_the_queue_is_disconnected_not_a_hang() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = Queue::new().unwrap();
     q.put(1).unwrap();
     assert_eq!(q.get(), Ok(1), "what is there comes first");
@@ -176,7 +176,7 @@ fn a_get_with_nobody_else_holding_the_queue_is_disconnected_not_a_hang() {
 
 #[test]
 fn a_simple_queue_puts_gets_and_says_when_empty() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = SimpleQueue::new().unwrap();
     assert!(q.is_empty());
     q.put("x".to_string()).unwrap();
@@ -187,7 +187,7 @@ fn a_simple_queue_puts_gets_and_says_when_empty() {
 
 #[test]
 fn task_done_too_many_times_is_a_typed_error() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = JoinableQueue::new().unwrap();
     assert_eq!(q.task_done(), Err(TaskDoneError));
     q.put(1).unwrap();
@@ -211,7 +211,7 @@ fn eat_and_mark_done(q: JoinableQueue<u32>) {
 
 #[test]
 fn join_waits_until_every_item_is_done() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = JoinableQueue::new().unwrap();
     let consumers: Vec<_> =
         (0..2).map(|_| Process::new(eat_and_mark_done, q.clone()).daemon(true).start().unwrap()).collect();
@@ -234,7 +234,7 @@ fn take_one_then_die(q: JoinableQueue<u32>) {
 
 #[test]
 fn join_does_not_hang_when_every_consumer_died() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = JoinableQueue::new().unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
@@ -257,7 +257,7 @@ fn produce(args: (Queue<(u32, u32)>, u32, u32)) {
 
 #[test]
 fn many_producers_many_consumers_fifo_per_producer_with_every_start_method() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     for method in METHODS {
         let q = Queue::with_maxsize(50).unwrap();
         let n = 2000;
@@ -308,7 +308,7 @@ fn echo_queue(args: (Queue<Queue<String>>, Queue<String>)) {
 
 #[test]
 fn queue_handles_travel_through_queues_and_pipes_with_every_start_method() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     for method in METHODS {
         let inbox = Queue::new().unwrap();
         let outbox = Queue::new().unwrap();
@@ -348,7 +348,7 @@ fn put_and_leave(args: (Queue<ByteBuf>, usize)) {
 
 #[test]
 fn a_producer_that_exits_before_its_data_is_read_loses_nothing() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     let q = Queue::new().unwrap();
     // Python's classic deadlock: joining the producer before reading its data.
     Process::new(put_and_leave, (q.clone(), 20)).start().unwrap().join().unwrap();
@@ -366,7 +366,7 @@ fn producer_that_dies(q: Queue<u32>) {
 
 #[test]
 fn all_producers_gone_and_the_queue_drained_gives_a_typed_error() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     for method in METHODS {
         let q = Queue::new().unwrap();
         let p = Process::new(producer_that_dies, q.clone()).start_method(method).start().unwrap();
@@ -404,7 +404,7 @@ fn stuck_consumer(args: (Queue<Sticky>, Value<u32>)) {
 
 #[test]
 fn a_consumer_killed_in_the_middle_of_a_get_leaves_the_queue_to_the_others() {
-    let _w = watchdog(LIMIT);
+    let _t = heap_user(LIMIT);
     for method in METHODS {
         let q = Queue::new().unwrap();
         let started = Value::new(0u32).unwrap();
@@ -452,8 +452,7 @@ fn check_message(m: &[u8], last: &mut BTreeMap<u8, u32>) {
 
 #[test]
 fn producers_killed_in_the_middle_of_puts_do_not_corrupt_the_queue() {
-    let _w = watchdog(LIMIT);
-    let heap_before = multiproc_heap_in_use();
+    let leaks = leak_check(LIMIT);
     {
         let q = Queue::new().unwrap();
         let mut last = BTreeMap::new();
@@ -461,19 +460,16 @@ fn producers_killed_in_the_middle_of_puts_do_not_corrupt_the_queue() {
             let producers: Vec<_> = (0..2)
                 .map(|k| Process::new(endless_producer, (q.clone(), round * 2 + k + 1)).start().unwrap())
                 .collect();
-            // Let them run, reading meanwhile, then kill them mid-stream.
+            // Let them run, reading meanwhile, then kill them mid-stream: a kill lands
+            // inside a put (its lock held, a record half written) often enough.
+            // (Both must have started: a child killed before it decoded its argument
+            // leaves the handle in it counted in flight, and the queue would never be freed.)
             let mut got = 0;
-            while got < 200 + 37 * round as usize {
-                let m = match q.get_timeout(Duration::from_secs(30)) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        for p in producers {
-                            eprintln!("producer: {:?}", p.join());
-                        }
-                        panic!("round {round} after {got}: {e:?}");
-                    }
-                };
+            let mut seen = [false; 2];
+            while got < 200 + 37 * round as usize || !seen.iter().all(|&s| s) {
+                let m = q.get_timeout(Duration::from_secs(30)).unwrap();
                 check_message(&m, &mut last);
+                seen[((m[m.len() - 1] - 1) % 2) as usize] = true;
                 got += 1;
             }
             for p in &producers {
@@ -490,9 +486,86 @@ fn producers_killed_in_the_middle_of_puts_do_not_corrupt_the_queue() {
         q.put(ByteBuf::from(vec![0, 0, 0, 0, 0])).unwrap();
         assert_eq!(q.get().unwrap().len(), 5);
     }
-    let _ = heap_before;
+    // What the killed producers were writing (blocks of large messages, segments) went
+    // with the queue, except what a kill caught between the allocator handing out a block
+    // and the ring noting it: a window of nanoseconds, which 60 kills hit now and then.
+    leaks.assert_at_most(3 * 64 * 1024);
 }
 
-fn multiproc_heap_in_use() -> u64 {
-    0
+// ---- sizes, and nothing leaks -----------------------------------------------------------
+
+fn send_a_gigabyte(q: Queue<ByteBuf>) {
+    let mut big = vec![0u8; 1 << 30];
+    for (i, chunk) in big.chunks_mut(1 << 20).enumerate() {
+        chunk.fill(i as u8);
+    }
+    q.put(ByteBuf::from(big)).unwrap();
+}
+
+#[test]
+fn a_one_gigabyte_message_travels() {
+    // Alone (it needs a few GiB of memory at its peak), and it leaves nothing behind.
+    let leaks = leak_check(LIMIT);
+    {
+        let q = Queue::new().unwrap();
+        let p = Process::new(send_a_gigabyte, q.clone()).start().unwrap();
+        p.join().unwrap(); // the producer is gone before the message is read
+        let big = q.get().unwrap();
+        assert_eq!(big.len(), 1 << 30);
+        for (i, chunk) in big.chunks(1 << 20).enumerate() {
+            assert!(chunk[0] == i as u8 && chunk[chunk.len() - 1] == i as u8, "chunk {i}");
+        }
+    }
+    leaks.assert_no_leak();
+}
+
+fn consume_some(args: (Queue<ByteBuf>, usize)) {
+    let (q, n) = args;
+    for _ in 0..n {
+        q.get().unwrap();
+    }
+}
+
+#[test]
+fn the_last_handle_dropped_anywhere_frees_the_queue_and_what_is_in_it() {
+    let leaks = leak_check(LIMIT);
+    for method in METHODS {
+        let q = Queue::new().unwrap();
+        for i in 0..300usize {
+            q.put(ByteBuf::from(vec![i as u8; [1, 3000, 9000, 70_000][i % 4]])).unwrap();
+        }
+        Process::new(consume_some, (q.clone(), 100)).start_method(method).start().unwrap().join().unwrap();
+        let s = SimpleQueue::new().unwrap();
+        s.put(vec![1u8; 100_000]).unwrap();
+        let j = JoinableQueue::with_maxsize(3).unwrap();
+        j.put(1).unwrap();
+        // Handles inside unread messages are released with the queue that holds them.
+        let outer = Queue::new().unwrap();
+        outer.put((q, s, j)).unwrap();
+        let nested: Queue<Queue<Queue<u8>>> = Queue::new().unwrap();
+        let inner = Queue::new().unwrap();
+        let innermost = Queue::new().unwrap();
+        innermost.put(5).unwrap();
+        inner.put(innermost).unwrap();
+        nested.put(inner).unwrap();
+        drop((outer, nested));
+        leaks.assert_no_leak();
+    }
+}
+
+#[test]
+fn a_consumer_killed_while_holding_a_queue_does_not_keep_it_forever() {
+    let leaks = leak_check(LIMIT);
+    {
+        let q = Queue::new().unwrap();
+        let started = Value::new(0u32).unwrap();
+        let consumer = Process::new(stuck_consumer, (q.clone(), started.clone())).name("stuck").start().unwrap();
+        assert!(eventually(Duration::from_secs(30), || started.get() == 1));
+        q.put(Sticky(1)).unwrap();
+        q.put(Sticky(2)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        consumer.kill().unwrap();
+        consumer.wait();
+    }
+    leaks.assert_no_leak();
 }

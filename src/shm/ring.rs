@@ -37,8 +37,11 @@
 //!   gets it. A consumer frees a segment only after taking (or recovering) the producers'
 //!   lock, so no producer can be reading it; what it was about to free is noted in its
 //!   position first (`retired`), and the next consumer finishes the job.
-//! * Blocks of large messages being written are noted in `pending` slots, so that those of
-//!   a producer killed while copying are freed with the ring.
+//! * Blocks of large messages being written are noted in `pending` slots with the writer's
+//!   pid until their record is committed, so that those of a producer killed while copying
+//!   are freed: by a producer that finds the slots taken, or with the ring. A note whose
+//!   record was committed by a producer that then died is marked as the ring's (pid 0) by
+//!   the recovery, and forgotten by the consumer that takes the record.
 //!
 //! `destroy` frees the segments and the blocks of unread messages.
 
@@ -290,6 +293,7 @@ pub(crate) struct Ring {
     not_empty: Padded<Notify>,
     not_full: Padded<Notify>,
     settings: Padded<Settings>,
+    /// Blocks of large messages being written: `block >> 6 << 32 | pid` of the writer.
     pending: Padded<[AtomicU64; PENDING]>,
 }
 
@@ -426,6 +430,7 @@ impl Ring {
             // SAFETY: past the producers' position, under their lock: ours alone until the
             // header is stored.
             unsafe { private_bytes(heap, at.seg + at.pos + 8, len) }.copy_from_slice(bytes);
+            None
         });
         self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
     }
@@ -435,16 +440,88 @@ impl Ring {
         let len = len as u64;
         self.check_size(len)?;
         let heap = Heap::get();
-        let block = heap.alloc((BLOCK_HEADER + len) as usize).map_err(Refused::HeapFull)?;
+        // A slot first, reserved with our pid: the block is noted in it the moment the
+        // allocator hands it out, so that if this process dies before the message is in,
+        // the block is freed (by a producer that finds every slot taken, or with the ring).
+        // What a kill between the allocator and that note loses is this one block.
+        let pid = u64::from(crate::sys::my_pid());
+        let claim = || {
+            self.pending
+                .value
+                .iter()
+                .position(|s| s.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+        };
+        let slot = claim().or_else(|| {
+            self.reclaim_pending(heap);
+            claim()
+        });
+        let block = match heap.alloc((BLOCK_HEADER + len) as usize) {
+            Ok(block) => block,
+            Err(e) => {
+                if let Some(i) = slot {
+                    self.pending.value[i].store(0, Ordering::Release);
+                }
+                return Err(Refused::HeapFull(e));
+            }
+        };
         word(heap, block).store(len, Ordering::Relaxed);
-        // Noted, so that the block is freed with the ring if this process dies before the
-        // message is in; with every slot taken, it goes unnoted (leaked only by a crash).
-        let slot = self
-            .pending
-            .value
-            .iter()
-            .position(|s| s.compare_exchange(0, block, Ordering::AcqRel, Ordering::Relaxed).is_ok());
-        Ok(Large { ring: self, block, len, slot, published: false })
+        let note = (block >> 6) << 32 | pid;
+        if let Some(i) = slot {
+            self.pending.value[i].store(note, Ordering::Release);
+        }
+        Ok(Large { ring: self, block, len, slot: slot.map(|i| (i, note)), published: false })
+    }
+
+    /// Frees the pending blocks of producers that died while writing them. Under the
+    /// producers' lock, after any recovery: then a block noted by a dead producer is in no
+    /// committed record.
+    fn reclaim_pending(&self, heap: &Heap) {
+        let lock = &self.producers.lock;
+        let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+        let _unlock = Unlock(lock);
+        if acquired == Acquired::OwnerDied {
+            self.recover_producers(heap);
+        }
+        for slot in &self.pending.value {
+            let note = slot.load(Ordering::Acquire);
+            let writer = note as u32;
+            if note != 0
+                && writer != 0
+                && !crate::sys::process_alive(writer, 0)
+                && slot.compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            {
+                // (A note without a block is a reservation that never got one.)
+                let block = (note >> 32) << 6;
+                if block != 0 {
+                    heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
+                }
+            }
+        }
+    }
+
+    /// Forgets the pending note of `block`, if any: a consumer took its record (while
+    /// the record is there, no other note can name the block).
+    fn forget_pending(&self, block: u64) {
+        for slot in &self.pending.value {
+            let note = slot.load(Ordering::Acquire);
+            if note != 0 && (note >> 32) << 6 == block {
+                let _ = slot.compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Marks the notes of `block` as the ring's (pid 0): a dead producer committed its
+    /// record, so the block is no longer to be freed as unfinished; the consumer that takes
+    /// the record forgets the note. (Should the record be taken and the block reused by
+    /// another producer meanwhile, that producer's note is marked too: it is then freed by
+    /// the consumer of that producer's record, or with the ring; never twice.)
+    fn adopt_pending(&self, block: u64) {
+        for slot in &self.pending.value {
+            let note = slot.load(Ordering::Acquire);
+            if note != 0 && (note >> 32) << 6 == block && note as u32 != 0 {
+                let _ = slot.compare_exchange(note, (note >> 32) << 32, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Puts a message written into a [`Large`] block.
@@ -459,9 +536,10 @@ impl Ring {
         let heap = Heap::get();
         let (block, len) = (msg.block, msg.len);
         let mut body = Some(|at: &At| {
-            msg.release_slot();
             msg.published = true;
             word(heap, at.seg + at.pos + 8).store(block, Ordering::Relaxed);
+            // Noted until the record is committed (see `try_put`).
+            msg.slot.take()
         });
         self.put_record(LARGE, tag, len, 8, deadline, watch, &mut body)
     }
@@ -475,7 +553,7 @@ impl Ring {
         body_len: u64,
         deadline: Deadline,
         watch: &W,
-        body: &mut Option<impl FnOnce(&At)>,
+        body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
     ) -> Result<(), Refused<W::Gone>> {
         loop {
             if let Some(gone) = watch.left() {
@@ -507,7 +585,7 @@ impl Ring {
         len: u64,
         body_len: u64,
         deadline: Deadline,
-        body: &mut Option<impl FnOnce(&At)>,
+        body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
     ) -> Result<bool, Refused<E>> {
         let heap = Heap::get();
         let lock = &self.producers.lock;
@@ -526,8 +604,16 @@ impl Ring {
             self.grow(heap, &mut at, need).map_err(Refused::HeapFull)?;
         }
         let body = body.take().expect("a record's body is written once");
-        body(&at);
+        let pending = body(&at);
         word(heap, at.seg + at.pos).store(record(kind, tag, len), Ordering::Release);
+        // A large message's block stays noted as pending until its record is committed,
+        // and is forgotten before the position moves past the record: a producer dying in
+        // between leaves it noted, and the recovery (which walks from the position) sees the
+        // record and marks the note as the ring's, so the block is neither leaked nor freed
+        // twice.
+        if let Some((slot, note)) = pending {
+            let _ = self.pending.value[slot].compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
         at.pos += need;
         at.count += 1;
         at.bytes += len;
@@ -573,9 +659,15 @@ impl Ring {
     fn grow(&self, heap: &Heap, at: &mut At, need: u64) -> Result<(), HeapFull> {
         let planned = self.producers.next_segment.load(Ordering::Relaxed).clamp(FIRST_SEGMENT, MAX_SEGMENT);
         let size = planned.max((SEG_HEADER + need + 8).next_power_of_two());
-        let seg = heap.alloc_zeroed(size as usize)?;
+        let seg = heap.alloc(size as usize)?;
+        word(heap, seg).store(0, Ordering::Relaxed);
         word(heap, seg + 8).store(size, Ordering::Relaxed);
+        // Linked before it is zeroed: a producer dying from here on leaves a segment that
+        // the recovery finds (linked, never jumped to) and frees.
         word(heap, at.seg).store(seg, Ordering::Release);
+        // SAFETY: a new segment, linked but not jumped to: only this producer, under the
+        // producers' lock, touches it.
+        unsafe { private_bytes(heap, seg + 16, size - 16) }.fill(0);
         word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
         at.seg = seg;
         at.pos = SEG_HEADER;
@@ -602,6 +694,7 @@ impl Ring {
                 }
                 LARGE => {
                     let block = word(heap, at.seg + at.pos + 8).load(Ordering::Relaxed);
+                    self.adopt_pending(block);
                     at.pos += 16;
                     at.count += 1;
                     at.bytes += block_len(heap, block);
@@ -774,6 +867,7 @@ impl Ring {
                     at.retired = block;
                     at.retired_len = BLOCK_HEADER + len;
                     self.consumers.publish(&at);
+                    self.forget_pending(block);
                     self.free_retired(heap, false);
                     drop(_unlock);
                     self.made_room();
@@ -818,7 +912,8 @@ impl Ring {
     fn recover_consumers(&self, heap: &Heap) {
         let at = self.consumers.at();
         if at.retired != 0 {
-            // Whether it was a segment or a block, the producers' lock dance is harmless.
+            // Whether it was a segment or a block, these are harmless for the other kind.
+            self.forget_pending(at.retired);
             self.free_retired(heap, true);
         }
         let at = self.consumers.at();
@@ -831,14 +926,9 @@ impl Ring {
     /// Frees the segments, the blocks of unread messages, and the blocks of puts that
     /// never completed. Called once, when nobody holds the ring's object any more.
     pub(crate) fn destroy(&self, heap: &Heap) {
-        for slot in &self.pending.value {
-            let block = slot.swap(0, Ordering::AcqRel);
-            if block != 0 {
-                heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
-            }
-        }
         let at = self.consumers.at();
         if at.retired != 0 {
+            self.forget_pending(at.retired);
             heap.free(at.retired, at.retired_len as usize);
         }
         let (mut seg, mut pos) = (at.seg, at.pos);
@@ -850,6 +940,7 @@ impl Ring {
                     INLINE => pos += 8 + align8(len_of(h)),
                     LARGE => {
                         let block = word(heap, seg + pos + 8).load(Ordering::Relaxed);
+                        self.forget_pending(block);
                         heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
                         pos += 16;
                     }
@@ -860,6 +951,13 @@ impl Ring {
             heap.free(seg, cap as usize);
             seg = next;
             pos = SEG_HEADER;
+        }
+        // Blocks of puts that never completed (their records, if any, were seen above).
+        for slot in &self.pending.value {
+            let block = (slot.swap(0, Ordering::AcqRel) >> 32) << 6;
+            if block != 0 {
+                heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
+            }
         }
     }
 }
@@ -880,7 +978,8 @@ pub(crate) struct Large<'a> {
     ring: &'a Ring,
     block: u64,
     len: u64,
-    slot: Option<usize>,
+    /// The pending slot and the note in it.
+    slot: Option<(usize, u64)>,
     published: bool,
 }
 
@@ -892,17 +991,21 @@ impl Large<'_> {
         unsafe { private_bytes(Heap::get(), self.block + BLOCK_HEADER, self.len) }
     }
 
-    fn release_slot(&mut self) {
-        if let Some(i) = self.slot.take() {
-            self.ring.pending.value[i].store(0, Ordering::Release);
+    /// Forgets the note; whether it was still ours to forget (nobody reclaims the note
+    /// of a live writer, so it always is).
+    fn release_slot(&mut self) -> bool {
+        match self.slot.take() {
+            Some((i, note)) => {
+                self.ring.pending.value[i].compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            }
+            None => true,
         }
     }
 }
 
 impl Drop for Large<'_> {
     fn drop(&mut self) {
-        if !self.published {
-            self.release_slot();
+        if !self.published && self.release_slot() {
             Heap::get().free(self.block, (BLOCK_HEADER + self.len) as usize);
         }
     }
@@ -1109,5 +1212,61 @@ mod tests {
         assert_eq!(get(&r).unwrap(), b"after");
         r.destroy(heap);
         assert_eq!(heap.in_use(), before);
+    }
+
+    /// Makes `large`'s pending note look like a dead writer's, and forgets the `Large`.
+    fn abandon(r: &Ring, large: Large<'_>, dead: u32) {
+        let (slot, note) = large.slot.unwrap();
+        r.pending.value[slot].store((note >> 32) << 32 | u64::from(dead), Ordering::Release);
+        std::mem::forget(large);
+    }
+
+    #[test]
+    fn blocks_of_dead_writers_are_reclaimed_when_the_slots_run_out() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        let dead = dead_owner().id;
+        for _ in 0..PENDING {
+            abandon(&r, r.large::<()>(50_000).unwrap(), dead);
+        }
+        let full = heap.in_use();
+        // The next large message finds every slot taken, frees the dead writers' blocks.
+        let mut large = r.large::<std::convert::Infallible>(50_000).unwrap();
+        large.bytes_mut().fill(3);
+        r.put_large(large, 7, Deadline::now(), &Patient).unwrap();
+        assert!(heap.in_use() < full, "{} >= {full}", heap.in_use());
+        assert_eq!(get(&r).unwrap(), vec![3; 50_000]);
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn a_record_committed_by_a_producer_that_died_before_forgetting_its_note_is_freed_once() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        let dead = dead_owner();
+        // What `try_put` does for a large message, up to the header, by a producer that
+        // then dies: the record is committed, its block still noted, the position old.
+        let mut large = r.large::<()>(30_000).unwrap();
+        large.bytes_mut().fill(9);
+        let block = large.block;
+        abandon(&r, large, dead.id);
+        assert!(r.producers.lock.try_lock(dead));
+        let at = r.producers.at();
+        word(heap, at.seg + at.pos + 8).store(block, Ordering::Relaxed);
+        word(heap, at.seg + at.pos).store(record(LARGE, 7, 30_000), Ordering::Release);
+        // The next producer recovers (and marks the note as the ring's); reclaiming must not
+        // free the block under the record.
+        r.reclaim_pending(heap);
+        put(&r, b"next").unwrap();
+        assert_eq!(get(&r).unwrap(), vec![9; 30_000]);
+        assert_eq!(get(&r).unwrap(), b"next");
+        assert!(r.pending.value.iter().all(|s| s.load(Ordering::Relaxed) == 0), "the note was forgotten");
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before, "freed once, not twice, not never");
     }
 }
