@@ -264,3 +264,44 @@ impl<T> Serialize for Channel<T> {
         self.shared.serialize(serializer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::codec;
+    use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
+
+    #[test]
+    fn a_handle_decoded_as_another_type_is_an_error() {
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::new().unwrap();
+        // Another message type.
+        let msg = codec::encode(&q).unwrap();
+        let e = codec::decode::<Queue<String>>(&msg.bytes).unwrap_err();
+        assert!(e.to_string().contains("not a Queue<alloc::string::String>"), "{e}");
+        msg.sent(); // its handle was received (then dropped) by the failed decode
+        // Another queue type over the same kind of object.
+        let msg = codec::encode(&q).unwrap();
+        assert!(codec::decode::<SimpleQueue<u32>>(&msg.bytes).is_err());
+        msg.sent();
+        let msg = codec::encode(&q).unwrap();
+        assert!(codec::decode::<JoinableQueue<u32>>(&msg.bytes).is_err());
+        msg.sent();
+        // Another kind of object altogether: refused before it is received.
+        let msg = codec::encode(&q).unwrap();
+        let e = codec::decode::<Connection<u32>>(&msg.bytes).unwrap_err();
+        assert!(e.to_string().contains("kind"), "{e}");
+        drop(msg);
+        // The right type.
+        let msg = codec::encode(&q).unwrap();
+        let back: Queue<u32> = codec::decode(&msg.bytes).unwrap();
+        msg.sent();
+        back.put(5).unwrap();
+        assert_eq!(q.get().unwrap(), 5);
+
+        let (a, _b) = Pipe::<u8>::new().unwrap();
+        let msg = codec::encode(&a).unwrap();
+        let e = codec::decode::<Connection<i8>>(&msg.bytes).unwrap_err();
+        assert!(e.to_string().contains("not a Connection<i8>"), "{e}");
+        msg.sent();
+    }
+}

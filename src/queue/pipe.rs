@@ -5,11 +5,12 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::channel::{RAW, message_tag, recv_value, send_value, type_tag};
 use super::error::{Failure, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError, TryRecvError};
+use crate::codec;
 use crate::error::Error;
 use crate::shm::{
     Deadline, Heap, Holders, Limits, Patient, Refused, Ring, Shared, ShmObject, Side, Sided, Watch, kind,
@@ -564,7 +565,7 @@ impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.end {
             Some(end) => end.serialize(serializer),
-            None => Err(serde::ser::Error::custom("a closed connection cannot be sent")),
+            None => Err(codec::refuse_encoding("a closed connection cannot be sent")),
         }
     }
 }
@@ -573,7 +574,7 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let end = Side::<PipeState>::deserialize(deserializer)?;
         if end.type_tag.load(Ordering::Relaxed) != type_tag::<T>("Pipe") {
-            return Err(D::Error::custom(format_args!(
+            return Err(codec::refuse_decoding(format_args!(
                 "the handle is not a Connection<{}> (it was made for another message type)",
                 std::any::type_name::<T>()
             )));

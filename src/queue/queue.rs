@@ -5,12 +5,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::channel::{Channel, Flavor};
 use super::error::{Failure, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
 use super::joinable::JoinableQueue;
+use crate::codec;
 use crate::error::Error;
 use crate::shm::{Deadline, Limits, Shared};
 
@@ -385,7 +386,7 @@ impl<T> fmt::Debug for Queue<T> {
 pub(crate) fn serialize_handle<T, S: Serializer>(ch: Option<&Channel<T>>, serializer: S) -> Result<S::Ok, S::Error> {
     match ch {
         Some(ch) => ch.serialize(serializer),
-        None => Err(serde::ser::Error::custom("a closed queue cannot be sent")),
+        None => Err(codec::refuse_encoding("a closed queue cannot be sent")),
     }
 }
 
@@ -395,7 +396,7 @@ pub(crate) fn deserialize_handle<'de, T: Serialize + DeserializeOwned, D: Deseri
     flavor: Flavor,
 ) -> Result<Channel<T>, D::Error> {
     let shared = Shared::deserialize(deserializer)?;
-    Channel::from_shared(shared, flavor).map_err(D::Error::custom)
+    Channel::from_shared(shared, flavor).map_err(codec::refuse_decoding)
 }
 
 impl<T> Serialize for Queue<T> {
