@@ -152,7 +152,7 @@ macro_rules! put_error {
 put_error! {
     /// Why [`Queue::put`](crate::Queue::put) failed; the value comes back.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{PutError, Queue};
     ///
     /// multiproc::init();
@@ -173,13 +173,13 @@ put_error! {
 put_error! {
     /// Why [`Queue::try_put`](crate::Queue::try_put) failed; the value comes back.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{Queue, TryPutError};
     ///
     /// multiproc::init();
     /// let q = Queue::with_maxsize(1)?;
-    /// q.try_put("a")?;
-    /// assert!(matches!(q.try_put("b"), Err(TryPutError::Full("b"))));
+    /// q.try_put('a')?;
+    /// assert!(matches!(q.try_put('b'), Err(TryPutError::Full('b'))));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     TryPutError {
@@ -191,15 +191,17 @@ put_error! {
 put_error! {
     /// Why [`Queue::put_timeout`](crate::Queue::put_timeout) failed; the value comes back.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use multiproc::{PutTimeoutError, Queue};
     ///
     /// multiproc::init();
     /// let q = Queue::with_maxsize(1)?;
+    /// let consumer = q.clone(); // someone could make room: put waits
     /// q.put(1)?;
     /// let e = q.put_timeout(2, Duration::from_millis(10)).unwrap_err();
     /// assert!(matches!(e, PutTimeoutError::Timeout(2)));
+    /// # drop(consumer);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     PutTimeoutError {
@@ -268,7 +270,7 @@ macro_rules! take_error {
 take_error! {
     /// Why [`Queue::get`](crate::Queue::get) (or `SimpleQueue::get`) returned no message.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{GetError, Queue};
     ///
     /// multiproc::init();
@@ -283,7 +285,7 @@ take_error! {
 take_error! {
     /// Why [`Queue::try_get`](crate::Queue::try_get) returned no message.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{Queue, TryGetError};
     ///
     /// multiproc::init();
@@ -300,7 +302,7 @@ take_error! {
 take_error! {
     /// Why [`Queue::get_timeout`](crate::Queue::get_timeout) returned no message.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use multiproc::{GetTimeoutError, Queue};
     ///
@@ -320,7 +322,7 @@ take_error! {
 take_error! {
     /// Why [`Connection::recv`](crate::Connection::recv) returned no message.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{Pipe, RecvError};
     ///
     /// multiproc::init();
@@ -336,7 +338,7 @@ take_error! {
 take_error! {
     /// Why [`Connection::try_recv`](crate::Connection::try_recv) returned no message.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{Pipe, TryRecvError};
     ///
     /// multiproc::init();
@@ -353,7 +355,7 @@ take_error! {
 take_error! {
     /// Why [`Connection::recv_timeout`](crate::Connection::recv_timeout) returned no message.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use multiproc::{Pipe, RecvTimeoutError};
     ///
@@ -370,7 +372,7 @@ take_error! {
 
 /// Why [`Connection::send`](crate::Connection::send) or `send_bytes` failed.
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{Pipe, SendError};
 ///
 /// multiproc::init();
@@ -423,7 +425,7 @@ impl From<SendError> for Error {
 
 /// Why [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into) failed.
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{Pipe, RecvBytesIntoError};
 ///
 /// multiproc::init();

@@ -70,7 +70,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
     /// q.put(1)?;
@@ -89,7 +89,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::<u8>::with_maxsize(4)?;
     /// assert_eq!(q.maxsize(), Some(4));
@@ -101,7 +101,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 
     /// A builder for a joinable queue with limits.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::<String>::builder().maxsize(8).build()?;
     /// # Ok::<(), multiproc::Error>(())
@@ -116,10 +116,10 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::put`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
-    /// q.put("work")?;
+    /// q.put("work".to_string())?;
     /// assert_eq!(q.unfinished(), 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -133,7 +133,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::try_put`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::with_maxsize(1)?;
     /// q.try_put(1)?;
@@ -151,7 +151,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::put_timeout`].
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     ///
     /// multiproc::init();
@@ -170,7 +170,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::get`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
     /// q.put(3)?;
@@ -188,7 +188,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::try_get`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::<u8>::new()?;
     /// assert!(q.try_get().is_err());
@@ -205,7 +205,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`Queue::get_timeout`].
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     ///
     /// multiproc::init();
@@ -227,7 +227,7 @@ impl<T> JoinableQueue<T> {
     /// [`TaskDoneError`] when called more times than items were put (Python's
     /// `ValueError`); nothing is counted then.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{JoinableQueue, TaskDoneError};
     ///
     /// multiproc::init();
@@ -261,7 +261,7 @@ impl<T> JoinableQueue<T> {
 
     /// Items put and not yet marked done (a snapshot; 0 for a closed handle).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
     /// q.put('x')?;
@@ -281,7 +281,7 @@ impl<T> JoinableQueue<T> {
     /// exists any more (the consumers are gone, so nobody could finish them);
     /// [`QueueJoinError::Closed`] after [`JoinableQueue::close`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::<u8>::new()?;
     /// q.join()?; // nothing was put
@@ -302,7 +302,7 @@ impl<T> JoinableQueue<T> {
     /// [`QueueJoinTimeoutError::Timeout`] with the unfinished count, or as
     /// [`JoinableQueue::join`].
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use multiproc::{JoinableQueue, QueueJoinTimeoutError};
     ///
@@ -340,7 +340,7 @@ impl<T> JoinableQueue<T> {
 
     /// How many items are in the queue (a snapshot); see [`Queue::len`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
     /// q.put(1)?;
@@ -354,7 +354,7 @@ impl<T> JoinableQueue<T> {
 
     /// Whether the queue is empty (a snapshot).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// assert!(multiproc::JoinableQueue::<u8>::new()?.is_empty());
     /// # Ok::<(), multiproc::Error>(())
@@ -366,7 +366,7 @@ impl<T> JoinableQueue<T> {
 
     /// Whether a bounded queue is full (a snapshot).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::with_maxsize(1)?;
     /// q.put(0)?;
@@ -380,7 +380,7 @@ impl<T> JoinableQueue<T> {
 
     /// The bound on items, if any.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// assert_eq!(multiproc::JoinableQueue::<u8>::new()?.maxsize(), None);
     /// # Ok::<(), multiproc::Error>(())
@@ -391,7 +391,7 @@ impl<T> JoinableQueue<T> {
 
     /// Closes this handle; see [`Queue::close`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let mut q = multiproc::JoinableQueue::<u8>::new()?;
     /// q.close();
@@ -404,7 +404,7 @@ impl<T> JoinableQueue<T> {
 
     /// Whether [`JoinableQueue::close`] was called on this handle.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// assert!(!multiproc::JoinableQueue::<u8>::new()?.is_closed());
     /// # Ok::<(), multiproc::Error>(())

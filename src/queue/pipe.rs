@@ -114,7 +114,7 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
     /// a.send(&1)?;
@@ -135,12 +135,12 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (rx, tx) = multiproc::Pipe::one_way()?;
-    /// tx.send(&"one way")?;
-    /// assert_eq!(rx.recv()?, "one way");
-    /// assert!(rx.send(&"back").is_err());
+    /// tx.send(&'>')?;
+    /// assert_eq!(rx.recv()?, '>');
+    /// assert!(rx.send(&'<').is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[doc(alias = "duplex")]
@@ -267,7 +267,7 @@ impl<T> Connection<T> {
     /// [`SendError::Disconnected`] when the other end is gone; [`SendError::Closed`];
     /// [`SendError::HeapFull`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::<()>::new()?;
     /// a.send_bytes(b"raw")?;
@@ -295,7 +295,7 @@ impl<T> Connection<T> {
     /// [`RecvError::Disconnected`] once the other end is gone and everything it sent was
     /// received; [`RecvError::Closed`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::<u8>::new()?;
     /// a.send_bytes(&[1, 2, 3])?;
@@ -315,7 +315,7 @@ impl<T> Connection<T> {
     /// it is longer than `buf`; [`RecvBytesIntoError::Disconnected`];
     /// [`RecvBytesIntoError::Closed`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::<()>::new()?;
     /// a.send_bytes(b"four")?;
@@ -355,7 +355,7 @@ impl<T> Connection<T> {
     /// block), waiting at most `timeout` for it (Python's `poll`; `Duration::ZERO` looks
     /// once). A closed end, or the sending end of a one-way pipe, is never readable.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     ///
     /// multiproc::init();
@@ -373,7 +373,7 @@ impl<T> Connection<T> {
 
     /// Whether this end can receive: open, and not the sending end of a one-way pipe.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (rx, tx) = multiproc::Pipe::<u8>::one_way()?;
     /// assert!(rx.readable() && !tx.readable());
@@ -385,7 +385,7 @@ impl<T> Connection<T> {
 
     /// Whether this end can send: open, and not the receiving end of a one-way pipe.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (rx, tx) = multiproc::Pipe::<u8>::one_way()?;
     /// assert!(tx.writable() && !rx.writable());
@@ -399,7 +399,7 @@ impl<T> Connection<T> {
     /// `Closed`. Once no handle of this end is left anywhere, the other end sees the pipe
     /// disconnected. Dropping the handle does the same.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::RecvError;
     ///
     /// multiproc::init();
@@ -415,7 +415,7 @@ impl<T> Connection<T> {
 
     /// Whether [`Connection::close`] was called on this handle (Python's `closed`).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (mut a, _b) = multiproc::Pipe::<u8>::new()?;
     /// a.close();
@@ -455,7 +455,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`Connection::close`] (or on the receiving end of a one-way pipe);
     /// [`SendError::Encode`]; [`SendError::HeapFull`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
     /// a.send(&(42, "hello".to_string()))?;
@@ -478,10 +478,10 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// received (Python's `EOFError`); [`RecvError::Closed`]; [`RecvError::Decode`] when the
     /// message is not a `T` (raw bytes from `send_bytes`, say).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
-    /// a.send(&"hi")?;
+    /// a.send(&"hi".to_string())?;
     /// assert_eq!(b.recv()?, "hi");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -497,7 +497,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// the other end is known to be gone (a dead peer is noticed by waiting calls);
     /// [`TryRecvError::Closed`]; [`TryRecvError::Decode`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
     /// assert!(b.try_recv().is_err());
@@ -515,7 +515,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// [`RecvTimeoutError::Timeout`], or the errors of [`Connection::recv`].
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     ///
     /// multiproc::init();

@@ -81,7 +81,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::Queue::new()?;
     /// q.put(1u8)?;
@@ -101,7 +101,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::Queue::with_maxsize(2)?;
     /// q.put('a')?;
@@ -115,7 +115,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// A builder for a queue with limits.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::Queue;
     ///
     /// multiproc::init();
@@ -141,7 +141,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::Queue::new()?;
     /// q.put(vec![1, 2, 3])?;
@@ -160,7 +160,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{Queue, TryPutError};
     ///
     /// multiproc::init();
@@ -182,7 +182,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     ///
     /// multiproc::init();
@@ -212,7 +212,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::Queue::new()?;
     /// q.put("hello".to_string())?;
@@ -232,7 +232,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{Queue, TryGetError};
     ///
     /// multiproc::init();
@@ -255,7 +255,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     ///
     /// multiproc::init();
@@ -277,7 +277,7 @@ impl<T> Queue<T> {
     /// How many items are in the queue: a snapshot, which other processes may change at
     /// once (0 for a closed handle).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::Queue::new()?;
     /// q.put(1)?;
@@ -292,7 +292,7 @@ impl<T> Queue<T> {
 
     /// Whether the queue is empty (a snapshot).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::Queue::<u8>::new()?;
     /// assert!(q.is_empty());
@@ -305,7 +305,7 @@ impl<T> Queue<T> {
 
     /// Whether a bounded queue is full (a snapshot); never for an unbounded one.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::Queue::with_maxsize(1)?;
     /// q.put(())?;
@@ -319,7 +319,7 @@ impl<T> Queue<T> {
 
     /// The bound on items, if any (Python's `maxsize`; `None` for unbounded).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// assert_eq!(multiproc::Queue::<u8>::with_maxsize(3)?.maxsize(), Some(3));
     /// assert_eq!(multiproc::Queue::<u8>::new()?.maxsize(), None);
@@ -334,7 +334,7 @@ impl<T> Queue<T> {
     /// handle is left anywhere, consumers see the queue disconnected. Dropping a handle
     /// does the same.
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{GetError, Queue};
     ///
     /// multiproc::init();
@@ -349,7 +349,7 @@ impl<T> Queue<T> {
 
     /// Whether [`Queue::close`] was called on this handle.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let mut q = multiproc::Queue::<u8>::new()?;
     /// assert!(!q.is_closed());
@@ -413,7 +413,7 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
 
 /// Configures a [`Queue`] or a [`JoinableQueue`] before creating it.
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{JoinableQueue, Queue};
 ///
 /// multiproc::init();

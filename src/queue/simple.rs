@@ -46,7 +46,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::SimpleQueue::<u64>::new()?;
     /// assert!(q.is_empty());
@@ -63,7 +63,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// With the value back: [`PutError::Closed`] after [`SimpleQueue::close`],
     /// [`PutError::Encode`], [`PutError::HeapFull`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::SimpleQueue::new()?;
     /// q.put([1u8, 2])?;
@@ -81,7 +81,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// [`GetError::Disconnected`] when the queue is empty and no other handle exists;
     /// [`GetError::Closed`]; [`GetError::Decode`].
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::SimpleQueue::new()?;
     /// q.put('q')?;
@@ -101,7 +101,7 @@ impl<T> SimpleQueue<T> {
 
     /// Whether the queue is empty (a snapshot; true for a closed handle).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let q = multiproc::SimpleQueue::new()?;
     /// q.put(1)?;
@@ -116,7 +116,7 @@ impl<T> SimpleQueue<T> {
     /// Closes this handle: it lets go of the queue, and later calls on it fail with
     /// `Closed` (see [`Queue::close`](crate::Queue::close)).
     ///
-    /// ```no_run
+    /// ```
     /// multiproc::init();
     /// let mut q = multiproc::SimpleQueue::<u8>::new()?;
     /// q.close();
