@@ -395,11 +395,16 @@ impl Ring {
         self.not_full.value.notify_all();
     }
 
-    fn lock_deadline(deadline: Deadline) -> Deadline {
-        match deadline.remaining() {
+    /// Takes a side's lock, waiting until `deadline` but at least [`LOCK_GRACE`]; a holder
+    /// found dead when the wait ends is replaced even if the deadline passed meanwhile (the
+    /// lock notices a dead holder only between its sleeps).
+    fn lock_side(lock: &RawMutex, deadline: Deadline) -> Option<Acquired> {
+        let deadline = match deadline.remaining() {
             Some(left) if left < LOCK_GRACE => Deadline::after(LOCK_GRACE),
             _ => deadline,
-        }
+        };
+        let me = Owner::process();
+        lock.lock(me, deadline).ok().or_else(|| lock.recover_if_owner_dead(me))
     }
 
     fn check_size<E>(&self, len: u64) -> Result<(), Refused<E>> {
@@ -589,7 +594,7 @@ impl Ring {
     ) -> Result<bool, Refused<E>> {
         let heap = Heap::get();
         let lock = &self.producers.lock;
-        let acquired = lock.lock(Owner::process(), Self::lock_deadline(deadline)).map_err(|_| Refused::TimedOut)?;
+        let acquired = Self::lock_side(lock, deadline).ok_or(Refused::TimedOut)?;
         let _unlock = Unlock(lock);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(heap);
@@ -801,7 +806,7 @@ impl Ring {
     /// when the counters may lag: a producer died between its record and its count).
     pub(crate) fn holds_message(&self) -> bool {
         let lock = &self.consumers.lock;
-        let Ok(acquired) = lock.lock(Owner::process(), Deadline::after(LOCK_GRACE)) else { return false };
+        let Some(acquired) = Self::lock_side(lock, Deadline::now()) else { return false };
         let _unlock = Unlock(lock);
         let heap = Heap::get();
         if acquired == Acquired::OwnerDied {
@@ -819,7 +824,7 @@ impl Ring {
     ) -> Result<Option<R>, Refused<E>> {
         let heap = Heap::get();
         let lock = &self.consumers.lock;
-        let acquired = lock.lock(Owner::process(), Self::lock_deadline(deadline)).map_err(|_| Refused::TimedOut)?;
+        let acquired = Self::lock_side(lock, deadline).ok_or(Refused::TimedOut)?;
         let _unlock = Unlock(lock);
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
