@@ -190,6 +190,21 @@ fn a_killed_peer_ends_the_stream_instead_of_a_hang() {
     }
 }
 
+#[test]
+fn a_sender_to_a_killed_peer_is_told_before_it_fills_memory() {
+    let _t = heap_user(LIMIT);
+    let (mine, theirs) = Pipe::new().unwrap();
+    let started = Value::new(0).unwrap();
+    let child = Process::new(wait_forever, (theirs, started.clone())).start().unwrap();
+    assert!(common::eventually(Duration::from_secs(30), || started.get() == 1));
+    child.kill().unwrap();
+    child.wait();
+    // Nobody receives: the sender finds out within a few segments of backlog.
+    let sent = (0..1_000_000u32).take_while(|&i| mine.send(&i).is_ok()).count();
+    assert!(sent < 100_000, "{sent} messages sent to a dead process");
+    assert_eq!(mine.send(&0), Err(SendError::Disconnected));
+}
+
 fn relay(args: (Connection<Connection<String>>, Queue<Connection<String>>)) {
     let (pipe_in, queue_out) = args;
     // An end arrives through a pipe; it goes on through a queue.

@@ -16,6 +16,9 @@ use crate::shm::{
     Deadline, Heap, Holders, Limits, Patient, Refused, Ring, Shared, ShmObject, Side, Sided, Watch, kind,
 };
 
+/// Unread messages past which a sender looks whether the other end still lives.
+const BACKLOG_LOOK: u64 = 1024;
+
 /// The two ends of a pipe in shared memory; end `e` reads `rings[e]` and writes the other.
 #[derive(crate::ShmSafe)]
 #[repr(C)]
@@ -213,13 +216,21 @@ impl<T> fmt::Debug for Pipe<T> {
 pub struct Connection<T> {
     end: Option<Side<PipeState>>,
     tag: u32,
+    /// The sending ring's segment count when this handle last looked at the other end.
+    looked: AtomicU64,
     drain: fn(&PipeState, u32),
     _messages: PhantomData<fn(T) -> T>,
 }
 
 impl<T: Serialize + DeserializeOwned> Connection<T> {
     fn wrap(end: Side<PipeState>) -> Self {
-        Self { end: Some(end), tag: message_tag::<T>(), drain: drain::<T>, _messages: PhantomData }
+        Self {
+            end: Some(end),
+            tag: message_tag::<T>(),
+            looked: AtomicU64::new(0),
+            drain: drain::<T>,
+            _messages: PhantomData,
+        }
     }
 }
 
@@ -282,7 +293,8 @@ impl<T> Connection<T> {
                 Refused::HeapFull(e) => Failure::HeapFull(e),
                 Refused::Gone(()) => Failure::Gone,
                 Refused::TimedOut | Refused::TooLarge { .. } => unreachable!("a pipe has no capacity"),
-            })
+            })?;
+            self.look_at_peer(&open, ring)
         };
         send().map_err(SendError::from_failure)
     }
@@ -339,6 +351,21 @@ impl<T> Connection<T> {
             Err(Failure::Closed) => Err(RecvBytesIntoError::Closed),
             Err(_) => Err(RecvBytesIntoError::Disconnected),
         }
+    }
+
+    /// A sender does not read `/proc` per message, so a peer that died (rather than closed
+    /// its end) is noticed by a receive; but a sender whose messages pile up unread looks,
+    /// once per segment of backlog, so that it does not fill memory for nobody.
+    fn look_at_peer(&self, open: &Open<'_>, ring: &Ring) -> Result<(), Failure> {
+        let segments = ring.segments_linked();
+        if segments != self.looked.load(Ordering::Relaxed) {
+            self.looked.store(segments, Ordering::Relaxed);
+            let peer = open.peer();
+            if ring.len() >= BACKLOG_LOOK && peer.check().is_err() {
+                return Err(Failure::Gone);
+            }
+        }
+        Ok(())
     }
 
     fn take_raw<R>(&self, deadline: Deadline, read: impl FnOnce(&[u8]) -> R) -> Result<R, Failure> {
@@ -465,7 +492,9 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     pub fn send(&self, value: &T) -> Result<(), SendError> {
         let send = || {
             let open = self.open()?;
-            send_value(open.tx()?, value, self.tag, Deadline::NEVER, &open.peer())
+            let ring = open.tx()?;
+            send_value(ring, value, self.tag, Deadline::NEVER, &open.peer())?;
+            self.look_at_peer(&open, ring)
         };
         send().map_err(SendError::from_failure)
     }
@@ -542,7 +571,13 @@ impl<T> Drop for Connection<T> {
 
 impl<T> Clone for Connection<T> {
     fn clone(&self) -> Self {
-        Self { end: self.end.clone(), tag: self.tag, drain: self.drain, _messages: PhantomData }
+        Self {
+            end: self.end.clone(),
+            tag: self.tag,
+            looked: AtomicU64::new(0),
+            drain: self.drain,
+            _messages: PhantomData,
+        }
     }
 }
 

@@ -168,6 +168,8 @@ struct End {
     seen_bytes: AtomicU64,
     /// Producers: the size of the next segment (segments grow up to `MAX_SEGMENT`).
     next_segment: AtomicU64,
+    /// Producers: segments linked so far.
+    segments: AtomicU64,
 }
 
 impl End {
@@ -364,6 +366,12 @@ impl Ring {
             .load(Ordering::Acquire)
             .saturating_sub(self.consumers.done_bytes.load(Ordering::Acquire));
         (limits.items != 0 && items >= limits.items) || (limits.bytes != 0 && bytes >= limits.bytes)
+    }
+
+    /// Segments the producers have linked so far: a sender that sees it change knows that
+    /// some 64 KiB went by, a good moment for an occasional look at the other side.
+    pub(crate) fn segments_linked(&self) -> u64 {
+        self.producers.segments.load(Ordering::Relaxed)
     }
 
     /// Messages ever put (a snapshot).
@@ -678,6 +686,7 @@ impl Ring {
         at.pos = SEG_HEADER;
         self.producers.publish(at);
         self.producers.next_segment.store((size * 2).min(MAX_SEGMENT), Ordering::Relaxed);
+        self.producers.segments.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
