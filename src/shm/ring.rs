@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use super::heap::{Heap, HeapFull};
 use super::mutex::{Acquired, Owner, RawMutex};
-use super::wait::{Deadline, Interrupted, Notify, SPIN};
+use super::wait::{Deadline, Interrupted, Notify};
 
 /// Messages up to this size are copied into the ring's segments; larger ones get a heap
 /// block of their own.
@@ -64,6 +64,11 @@ const PENDING: usize = 8;
 /// How long an operation that should not wait still waits for its side's lock, which is
 /// held for the copy of at most one small message (or a recovery).
 const LOCK_GRACE: Duration = Duration::from_millis(5);
+/// How long a side waiting for the other spins before it sleeps: longer than the general
+/// `wait::SPIN`, because a sleeping consumer costs its producer a wake-up, and on a small
+/// machine the scheduler tends to pull a woken consumer onto its producer's processor,
+/// where the two then take turns instead of running side by side.
+const RING_SPIN: Duration = Duration::from_micros(200);
 
 const JUMP: u64 = 1;
 const INLINE: u64 = 2;
@@ -578,7 +583,7 @@ impl Ring {
             // Full: wait for the consumers to make room.
             let waited = self.not_full.value.wait(
                 deadline,
-                SPIN,
+                RING_SPIN,
                 || (self.has_room_now(len) || watch.left().is_some()).then_some(()),
                 || watch.check(),
             );
@@ -759,7 +764,7 @@ impl Ring {
             }
             let waited = self.not_empty.value.wait(
                 deadline,
-                SPIN,
+                RING_SPIN,
                 || (self.peek() || watch.left().is_some()).then_some(()),
                 || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
             );
@@ -785,7 +790,7 @@ impl Ring {
             }
             let waited = self.not_empty.value.wait(
                 deadline,
-                SPIN,
+                RING_SPIN,
                 || (!self.is_empty() || watch.left().is_some()).then_some(()),
                 || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
             );
