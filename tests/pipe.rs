@@ -403,7 +403,9 @@ fn handles_inside_unread_messages_are_released_too() {
         let (e, f) = Pipe::new().unwrap();
         e.send(&1).unwrap();
         c.send(&f).unwrap();
-        drop((a, b, c, d, e, f));
+        let (g, h) = Pipe::one_way().unwrap();
+        h.send(&Queue::<u8>::new().unwrap()).unwrap();
+        drop((a, b, c, d, e, f, g, h));
     }
     leaks.assert_no_leak();
 }

@@ -225,7 +225,7 @@ impl<T> JoinableQueue<T> {
     /// # Errors
     ///
     /// [`TaskDoneError`] when called more times than items were put (Python's
-    /// `ValueError`); nothing is counted then.
+    /// `ValueError`), or on a closed handle; nothing is counted then.
     ///
     /// ```
     /// use multiproc::{JoinableQueue, TaskDoneError};

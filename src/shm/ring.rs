@@ -613,6 +613,7 @@ impl Ring {
             self.recover_producers(heap);
         }
         let mut at = self.producers.at();
+        assert!(at.seg != 0, "multiproc: a ring is opened before it is written");
         if !self.has_room(&at, len) {
             return Ok(false);
         }
@@ -813,7 +814,7 @@ impl Ring {
         }
         let _unlock = Unlock(lock);
         let at = self.consumers.at();
-        kind_of(word(Heap::get(), at.seg + at.pos).load(Ordering::Acquire)) != 0
+        at.seg != 0 && kind_of(word(Heap::get(), at.seg + at.pos).load(Ordering::Acquire)) != 0
     }
 
     /// Whether a committed record waits at the consumers' position (a locked look, for
@@ -827,7 +828,7 @@ impl Ring {
             self.recover_consumers(heap);
         }
         let at = self.consumers.at();
-        kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
+        at.seg != 0 && kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
     }
 
     /// One locked attempt: the message, or `None` when there is none.
@@ -844,6 +845,10 @@ impl Ring {
             self.recover_consumers(heap);
         }
         let mut at = self.consumers.at();
+        if at.seg == 0 {
+            // Never opened (the unused direction of a one-way pipe): nothing there.
+            return Ok(None);
+        }
         loop {
             let h = word(heap, at.seg + at.pos).load(Ordering::Acquire);
             match kind_of(h) {
