@@ -581,9 +581,9 @@ impl Ring {
                 return Ok(());
             }
             // Full: wait for the consumers to make room.
-            let waited = self.not_full.value.wait(
+            let waited = wait_on(
+                &self.not_full.value,
                 deadline,
-                RING_SPIN,
                 || (self.has_room_now(len) || watch.left().is_some()).then_some(()),
                 || watch.check(),
             );
@@ -763,9 +763,9 @@ impl Ring {
             if deadline.passed() {
                 return Err(Refused::TimedOut);
             }
-            let waited = self.not_empty.value.wait(
+            let waited = wait_on(
+                &self.not_empty.value,
                 deadline,
-                RING_SPIN,
                 || (self.peek() || watch.left().is_some()).then_some(()),
                 || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
             );
@@ -789,9 +789,9 @@ impl Ring {
             if let Some(gone) = watch.left() {
                 return Err(Refused::Gone(gone));
             }
-            let waited = self.not_empty.value.wait(
+            let waited = wait_on(
+                &self.not_empty.value,
                 deadline,
-                RING_SPIN,
                 || (!self.is_empty() || watch.left().is_some()).then_some(()),
                 || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
             );
@@ -984,6 +984,41 @@ impl Ring {
             }
         }
     }
+}
+
+/// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up
+/// every few rounds (a peek costs a lock round trip, so a few microseconds), then sleeps
+/// as `Notify::wait` does. The yields matter on a machine with few processors: when the
+/// process we wait for shares ours, it runs only when we let it, and a spin that does not
+/// yield makes every round trip cost the whole spin; when it does not share ours, a yield
+/// is a cheap system call.
+fn wait_on<T, E>(
+    notify: &Notify,
+    deadline: Deadline,
+    mut ready: impl FnMut() -> Option<T>,
+    check: impl FnMut() -> Result<(), E>,
+) -> Result<T, Interrupted<E>> {
+    if !deadline.passed() {
+        let limit = deadline.slice(RING_SPIN);
+        let start = std::time::Instant::now();
+        let mut round: u32 = 0;
+        loop {
+            if let Some(v) = ready() {
+                return Ok(v);
+            }
+            round = round.wrapping_add(1);
+            if round.is_multiple_of(16) {
+                if start.elapsed() >= limit {
+                    break;
+                }
+                if round.is_multiple_of(64) {
+                    std::thread::yield_now();
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+    notify.wait(deadline, Duration::ZERO, ready, check)
 }
 
 /// Unlocks a ring lock on drop (also when a reader panics).
