@@ -487,6 +487,7 @@ impl Ring {
         if let Some(i) = slot {
             self.pending.value[i].store(note, Ordering::Release);
         }
+        heap.populate(block, (BLOCK_HEADER + len) as usize);
         Ok(Large { ring: self, block, len, slot: slot.map(|i| (i, note)), published: false })
     }
 
