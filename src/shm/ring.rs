@@ -988,8 +988,8 @@ impl Ring {
 }
 
 /// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up
-/// every few rounds (a peek costs a lock round trip, so a few microseconds), then sleeps
-/// as `Notify::wait` does. The yields matter on a machine with few processors: when the
+/// every 8 looks (a look costs a lock round trip: under a microsecond), then sleeps as
+/// `Notify::wait` does. The yields matter on a machine with few processors: when the
 /// process we wait for shares ours, it runs only when we let it, and a spin that does not
 /// yield makes every round trip cost the whole spin; when it does not share ours, a yield
 /// is a cheap system call.
@@ -1008,13 +1008,11 @@ fn wait_on<T, E>(
                 return Ok(v);
             }
             round = round.wrapping_add(1);
-            if round.is_multiple_of(16) {
+            if round.is_multiple_of(8) {
                 if start.elapsed() >= limit {
                     break;
                 }
-                if round.is_multiple_of(64) {
-                    std::thread::yield_now();
-                }
+                std::thread::yield_now();
             }
             std::hint::spin_loop();
         }
