@@ -8,6 +8,20 @@ use crate::error::Error;
 use crate::shm::HeapFull;
 
 /// What a channel operation's error becomes in the crate's [`Error`], without the message.
+///
+/// ```
+/// use multiproc::{ChannelError, Error, Queue};
+///
+/// fn drain(q: &Queue<u32>) -> Result<u32, Error> {
+///     Ok(q.try_get()? + q.try_get()?)
+/// }
+///
+/// multiproc::init();
+/// let q = Queue::new()?;
+/// q.put(1)?;
+/// assert!(matches!(drain(&q), Err(Error::Channel(ChannelError::Empty))));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChannelError {
@@ -42,6 +56,18 @@ pub enum ChannelError {
 }
 
 /// A message larger than a bounded queue's byte capacity: it could never fit.
+///
+/// ```
+/// use multiproc::{PutError, Queue, TooLarge};
+///
+/// multiproc::init();
+/// let q: Queue<String> = Queue::builder().max_bytes(16).build()?;
+/// match q.put("far too long for sixteen bytes".to_string()) {
+///     Err(PutError::TooLarge(_, TooLarge { capacity, .. })) => assert_eq!(capacity, 16),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a message of {size} bytes does not fit in a queue of {capacity} bytes")]
 pub struct TooLarge {
@@ -53,6 +79,15 @@ pub struct TooLarge {
 
 /// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done) was called more times than
 /// items were put (Python's `ValueError`).
+///
+/// ```
+/// use multiproc::{JoinableQueue, TaskDoneError};
+///
+/// multiproc::init();
+/// let q = JoinableQueue::<u8>::new()?;
+/// assert_eq!(q.task_done(), Err(TaskDoneError));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("task_done() called too many times")]
 pub struct TaskDoneError;
@@ -82,6 +117,14 @@ macro_rules! put_error {
 
         impl<T> $name<T> {
             /// The value that was not put.
+            ///
+            /// ```
+            /// multiproc::init();
+            /// let mut q = multiproc::Queue::new()?;
+            /// q.close();
+            /// assert_eq!(q.put(vec![1, 2]).unwrap_err().into_inner(), [1, 2]);
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
             pub fn into_inner(self) -> T {
                 match self {
                     Self::$wait(v) | Self::Disconnected(v) | Self::Closed(v) => v,
@@ -89,7 +132,18 @@ macro_rules! put_error {
                 }
             }
 
-            /// The error without the value.
+            /// The error without the value (what `?` turns it into).
+            ///
+            /// ```
+            /// use multiproc::{ChannelError, Error};
+            ///
+            /// multiproc::init();
+            /// let mut q = multiproc::Queue::new()?;
+            /// q.close();
+            /// let e = q.put(1).unwrap_err();
+            /// assert!(matches!(e.reason(), Error::Channel(ChannelError::Closed)));
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
             pub fn reason(&self) -> Error {
                 match self {
                     Self::$wait(_) => $wait_error,
@@ -465,6 +519,17 @@ impl From<RecvBytesIntoError> for Error {
 
 /// Why [`JoinableQueue::join`](crate::JoinableQueue::join) returned before every item was
 /// marked done.
+///
+/// ```
+/// use multiproc::{JoinableQueue, QueueJoinError};
+///
+/// multiproc::init();
+/// let q = JoinableQueue::new()?;
+/// q.put(1)?;
+/// // Nobody else holds the queue: nobody could ever mark the item done.
+/// assert_eq!(q.join(), Err(QueueJoinError::Disconnected { unfinished: 1 }));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueJoinError {
@@ -491,6 +556,17 @@ impl From<QueueJoinError> for Error {
 
 /// Why [`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout) returned before
 /// every item was marked done.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{JoinableQueue, QueueJoinTimeoutError};
+///
+/// multiproc::init();
+/// let mut q = JoinableQueue::<u8>::new()?;
+/// q.close();
+/// assert_eq!(q.join_timeout(Duration::from_secs(1)), Err(QueueJoinTimeoutError::Closed));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueJoinTimeoutError {

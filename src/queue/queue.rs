@@ -434,6 +434,13 @@ impl<Q> QueueBuilder<Q> {
 
     /// At most `maxsize` items in the queue (Python's `maxsize`); `0`, the default, means
     /// no bound on items.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::<u8>::builder().maxsize(5).build()?;
+    /// assert_eq!(q.maxsize(), Some(5));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn maxsize(mut self, maxsize: usize) -> Self {
         self.limits.items = maxsize as u64;
         self
@@ -442,6 +449,13 @@ impl<Q> QueueBuilder<Q> {
     /// At most `max_bytes` bytes of encoded messages in the queue; `0`, the default, means
     /// no bound on bytes. A message larger than this alone is refused with
     /// [`PutError::TooLarge`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::<Vec<u8>>::builder().max_bytes(1 << 20).build()?;
+    /// q.put(vec![0; 1000])?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
         self.limits.bytes = max_bytes as u64;
         self
@@ -454,6 +468,12 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<Queue<T>> {
     /// # Errors
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q: multiproc::Queue<char> = multiproc::Queue::builder().build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn build(self) -> Result<Queue<T>, Error> {
         Ok(Queue { ch: Some(Channel::new(Flavor::Queue, self.limits)?) })
     }
@@ -465,6 +485,12 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<JoinableQueue<T>> {
     /// # Errors
     ///
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q: multiproc::JoinableQueue<char> = multiproc::JoinableQueue::builder().build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn build(self) -> Result<JoinableQueue<T>, Error> {
         Ok(JoinableQueue::from_channel(Channel::new(Flavor::Joinable, self.limits)?))
     }

@@ -17,7 +17,20 @@ use crate::sys;
 /// Something [`wait`] can wait for: a [`Connection`] (ready when a message is waiting or
 /// the other end is gone), a [`Queue`], [`SimpleQueue`] or [`JoinableQueue`] (ready when
 /// not empty, or when no other handle exists), a [`ProcessHandle`] (ready when the process
-/// has ended), or a file descriptor (ready when readable).
+/// has ended), or a file descriptor (ready when readable). Sealed: the crate's types only.
+///
+/// ```
+/// use multiproc::{Pipe, Queue, Waitable, wait};
+///
+/// multiproc::init();
+/// let (a, b) = Pipe::<u8>::new()?;
+/// let q = Queue::<u8>::new()?;
+/// let _keep = q.clone();
+/// let watched: [&dyn Waitable; 2] = [&a, &q];
+/// b.send(&1)?;
+/// assert_eq!(wait(&watched, None), [0]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub trait Waitable: sealed::Sealed {}
 
 pub(crate) mod sealed {
