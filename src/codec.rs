@@ -23,12 +23,43 @@ pub struct CodecError {
 
 impl CodecError {
     pub(crate) fn encode(detail: impl fmt::Display) -> Self {
-        Self { what: "cannot encode the message", detail: detail.to_string() }
+        Self { what: "cannot encode the message", detail: take_detail().unwrap_or_else(|| detail.to_string()) }
     }
 
     pub(crate) fn decode(detail: impl fmt::Display) -> Self {
-        Self { what: "cannot decode the message (was it sent as another type?)", detail: detail.to_string() }
+        Self {
+            what: "cannot decode the message (was it sent as another type?)",
+            detail: take_detail().unwrap_or_else(|| detail.to_string()),
+        }
     }
+}
+
+thread_local! {
+    /// What a `Serialize` or `Deserialize` impl of ours said when it refused: postcard keeps
+    /// only "Serde Deserialization Error" of a custom error, so the reason travels here.
+    static DETAIL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn take_detail() -> Option<String> {
+    DETAIL.with(|d| d.borrow_mut().take())
+}
+
+/// A custom error for a `Deserialize` impl of the crate, whose message survives postcard
+/// into the [`CodecError`].
+pub(crate) fn refuse_decoding<E: serde::de::Error>(detail: impl fmt::Display) -> E {
+    let detail = detail.to_string();
+    let e = E::custom(&detail);
+    DETAIL.with(|d| *d.borrow_mut() = Some(detail));
+    e
+}
+
+/// A custom error for a `Serialize` impl of the crate, whose message survives postcard into
+/// the [`CodecError`].
+pub(crate) fn refuse_encoding<E: serde::ser::Error>(detail: impl fmt::Display) -> E {
+    let detail = detail.to_string();
+    let e = E::custom(&detail);
+    DETAIL.with(|d| *d.borrow_mut() = Some(detail));
+    e
 }
 
 type Undo = Box<dyn FnOnce()>;

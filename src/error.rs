@@ -6,6 +6,7 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 pub use crate::codec::CodecError;
+use crate::queue::ChannelError;
 use crate::shared::{ShareableListError, SharedMemoryError};
 pub use crate::shm::HeapFull;
 use crate::sync::{
@@ -54,6 +55,9 @@ pub enum Error {
     /// A manager or one of its proxies failed.
     #[error(transparent)]
     Manager(#[from] crate::ManagerError),
+    /// A queue or pipe operation failed (see the operation's own error type).
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
     /// The operating system refused.
     #[error(transparent)]
     Io(#[from] io::Error),

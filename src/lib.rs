@@ -26,6 +26,10 @@
 //! | `m.Lock()`, `m.Queue()`, `m.Value('i', 0)`, `m.Event()`, `m.Barrier(n)`, ... | [`m.lock()`](Manager::lock), [`m.queue()`](Manager::queue), [`m.value(0)`](Manager::value), [`m.event()`](Manager::event), [`m.barrier(n)`](Manager::barrier), ... |
 //! | `BaseManager.register('Counter', Counter)`, `m.Counter()` | [`managed!`] `{ pub proxy CounterProxy for Counter { ... } }`, [`m.create(Counter::new())`](Manager::create) |
 //! | `BaseManager(address, authkey).connect()`, `get_server().serve_forever()` | [`Manager::connect(addr, key)`](Manager::connect), [`Manager::builder().address(a).serve(...)`](ManagerBuilder::serve) |
+//! | `Queue(maxsize)`, `q.put(x)`, `q.get(timeout=t)`, `q.get_nowait()`, `q.qsize()` | [`Queue::with_maxsize(n)?`](Queue::with_maxsize), [`q.put(x)?`](Queue::put), [`q.get_timeout(t)?`](Queue::get_timeout), [`q.try_get()`](Queue::try_get), [`q.len()`](Queue::len) |
+//! | `SimpleQueue()`, `JoinableQueue()`, `q.task_done()`, `q.join()` | [`SimpleQueue::new()?`](SimpleQueue::new), [`JoinableQueue::new()?`](JoinableQueue::new), [`task_done()`](JoinableQueue::task_done), [`join()`](JoinableQueue::join) |
+//! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(&x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`wait(&[&a, &q, &p], timeout)`](wait) |
 //!
 //! ```no_run
 //! use multiproc::Process;
@@ -62,6 +66,7 @@ mod error;
 mod manager;
 mod pool;
 mod process;
+mod queue;
 mod shared;
 mod shm;
 mod sync;
@@ -85,13 +90,18 @@ pub use multiproc_macros::ShmSafe;
 /// ```
 pub use multiproc_macros::main;
 pub use pool::{
-    ApplyOptions, AsyncResult, GetTimeoutError, IMap, MapOptions, MapResult, NotReady, Pool, PoolBuilder, PoolError,
-    PoolStats, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
+    ApplyOptions, AsyncResult, IMap, MapOptions, MapResult, NotReady, Pool, PoolBuilder, PoolError, PoolStats,
+    ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
 };
 pub use process::{
     ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children, cpu_count,
     current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
     set_start_method, try_init,
+};
+pub use queue::{
+    ChannelError, Connection, GetError, GetTimeoutError, JoinableQueue, Pipe, PutError, PutTimeoutError, Queue,
+    QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError,
+    SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Waitable, wait,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory, SharedMemoryBuilder,
@@ -137,10 +147,15 @@ macro_rules! test_support {
 
 #[doc(hidden)]
 pub mod __private {
-    //! Used by the macros and in bounds; not part of the API.
+    //! Used by the macros, in bounds and by the tests; not part of the API.
     pub use crate::manager::{decode_args, encode_result};
     pub use crate::sys::Stateless;
     pub use serde;
+
+    /// Bytes allocated in the family's shared memory (the tests' leak check).
+    pub fn heap_in_use() -> u64 {
+        crate::shm::Heap::get().in_use()
+    }
 }
 
 /// The README's examples, compiled and run as doctests.

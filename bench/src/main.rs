@@ -6,6 +6,7 @@
 
 mod manager;
 mod pool;
+mod queue;
 mod stats;
 mod sync;
 
@@ -43,6 +44,10 @@ const BENCHES: &[Bench] = &[
     ("lock_contended", sync::lock_contended),
     ("shared_array", sync::shared_array),
     ("manager_dict", manager::manager_dict),
+    ("queue_throughput", queue::queue_throughput),
+    ("queue_pingpong", queue::queue_pingpong),
+    ("pipe_pingpong", queue::pipe_pingpong),
+    ("pipe_throughput", queue::pipe_throughput),
 ];
 
 fn main() {

@@ -384,7 +384,8 @@ fn connect_local(state: &Shared<ManagerState>) -> Result<LocalConn, ManagerError
         return Err(ManagerError::ServerGone { reason: "the manager was shut down".into() });
     }
     let conn = state.new_conn().ok_or_else(|| ManagerError::Protocol("out of connection numbers".into()))?;
-    let replies = Shared::new(ReplyState { ring: Ring::new(Limits::default())? })?;
+    let replies = Shared::new(ReplyState { ring: Ring::new(Limits::default()) })?;
+    replies.ring.open()?;
     let me = sys::me();
     state.post(&Control::Hello { conn, replies: replies.clone(), pid: me.pid, start: me.start })?;
     Ok(LocalConn { pid: me.pid, state: state.clone(), conn, replies, seq: 0, scratch: Vec::new() })

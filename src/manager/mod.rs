@@ -250,6 +250,7 @@ impl ManagerBuilder {
         };
         let listen_ip = self.address.as_deref().and_then(|a| a.to_socket_addrs().ok()?.next()).map(|a| a.ip());
         let state = Shared::new(ManagerState::new()?)?;
+        state.requests.open()?;
         let boot = ServerBoot {
             state: state.clone(),
             types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
@@ -325,6 +326,7 @@ impl ManagerBuilder {
         };
         let authkey = self.authkey_or_family()?;
         let state = Shared::new(ManagerState::new()?)?;
+        state.requests.open()?;
         let mut server = Server::new(state.clone());
         for (name, _, constructor) in &self.types {
             server.register(name, *constructor);

@@ -56,7 +56,7 @@ impl ShmObject for ManagerState {
 impl ManagerState {
     pub(crate) fn new() -> Result<Self, HeapFull> {
         Ok(Self {
-            requests: Ring::new(Limits::default())?,
+            requests: Ring::new(Limits::default()),
             status: AtomicU32::new(STARTING),
             server_pid: AtomicU32::new(0),
             server_start: AtomicU64::new(0),

@@ -57,7 +57,9 @@ impl Watch for Others<'_> {
 
 impl<T: Serialize + DeserializeOwned> Channel<T> {
     pub(crate) fn new() -> Result<Self, HeapFull> {
-        Ok(Self { shared: Shared::new(ChannelState { ring: Ring::new(Limits::default())? })?, _message: PhantomData })
+        let shared = Shared::new(ChannelState { ring: Ring::new(Limits::default()) })?;
+        shared.ring.open()?;
+        Ok(Self { shared, _message: PhantomData })
     }
 
     /// Sends `message` (never blocks: the channel is unbounded).

@@ -63,7 +63,7 @@ pub enum PoolError {
 /// Why [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) returned without a
 /// value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GetTimeoutError {
+pub enum ResultTimeoutError {
     /// Not ready yet; the result stays available.
     #[error("the result is not ready yet")]
     Timeout,

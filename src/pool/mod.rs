@@ -11,7 +11,7 @@ mod star;
 mod stats;
 mod thread;
 
-pub use error::{GetTimeoutError, NotReady, PoolError, TaskError};
+pub use error::{NotReady, PoolError, ResultTimeoutError, TaskError};
 pub use options::{ApplyOptions, MapOptions};
 pub use process::{Pool, PoolBuilder};
 pub use result::{AsyncResult, IMap, MapResult};

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::error::{GetTimeoutError, NotReady, TaskError};
+use super::error::{NotReady, ResultTimeoutError, TaskError};
 use super::options::Callbacks;
 use super::progress::Progress;
 use super::stats::Counters;
@@ -387,13 +387,13 @@ impl<R> AsyncResult<R> {
         self.slot.take().unwrap_or(Err(TaskError::Terminated))
     }
 
-    /// Waits at most `timeout`; on [`GetTimeoutError::Timeout`] the result stays
+    /// Waits at most `timeout`; on [`ResultTimeoutError::Timeout`] the result stays
     /// available (and the task keeps running: see the pool's `timeout` to kill it).
-    pub fn get_timeout(&mut self, timeout: Duration) -> Result<R, GetTimeoutError> {
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<R, ResultTimeoutError> {
         if !self.wait_until(Deadline::after(timeout)) {
-            return Err(GetTimeoutError::Timeout);
+            return Err(ResultTimeoutError::Timeout);
         }
-        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(GetTimeoutError::Task)
+        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(ResultTimeoutError::Task)
     }
 
     /// Waits until the result is ready.
@@ -448,11 +448,11 @@ impl<R> MapResult<R> {
     }
 
     /// Waits at most `timeout`; on timeout the result stays available.
-    pub fn get_timeout(&mut self, timeout: Duration) -> Result<Vec<R>, GetTimeoutError> {
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<Vec<R>, ResultTimeoutError> {
         if !self.wait_until(Deadline::after(timeout)) {
-            return Err(GetTimeoutError::Timeout);
+            return Err(ResultTimeoutError::Timeout);
         }
-        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(GetTimeoutError::Task)
+        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(ResultTimeoutError::Task)
     }
 
     /// Waits until ready.
@@ -557,8 +557,8 @@ impl<R: Send + 'static> IMap<R> {
 
     /// The next result, waiting at most `timeout` (Python's `next(timeout)`); `Ok(None)`
     /// at the end of the input.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R, TaskError>>, GetTimeoutError> {
-        self.next_until(Deadline::after(timeout)).ok_or(GetTimeoutError::Timeout)
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R, TaskError>>, ResultTimeoutError> {
+        self.next_until(Deadline::after(timeout)).ok_or(ResultTimeoutError::Timeout)
     }
 
     fn next_until(&mut self, deadline: Deadline) -> Option<Option<Result<R, TaskError>>> {

@@ -11,7 +11,6 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
@@ -227,9 +226,8 @@ struct Wire {
 
 impl<T: ShmObject> Serialize for Shared<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
         if !codec::encoding() {
-            return Err(S::Error::custom(
+            return Err(codec::refuse_encoding(
                 "a multiproc handle can only be sent through multiproc (a process argument, a queue, a pipe, a pool task)",
             ));
         }
@@ -251,29 +249,30 @@ impl<T: ShmObject> Serialize for Shared<T> {
 impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         if !codec::decoding() {
-            return Err(D::Error::custom("a multiproc handle can only be received through multiproc"));
+            return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
         }
         let wire = Wire::deserialize(deserializer)?;
-        let heap = Heap::try_get().ok_or_else(|| D::Error::custom("this process is not part of a multiproc family"))?;
+        let heap = Heap::try_get()
+            .ok_or_else(|| codec::refuse_decoding::<D::Error>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
-            return Err(D::Error::custom("the handle belongs to another multiproc family"));
+            return Err(codec::refuse_decoding("the handle belongs to another multiproc family"));
         }
         if wire.kind != T::KIND {
-            return Err(D::Error::custom(format_args!(
+            return Err(codec::refuse_decoding(format_args!(
                 "expected a handle of kind {}, got kind {}",
                 T::KIND,
                 wire.kind
             )));
         }
         if !heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
-            return Err(D::Error::custom("the handle points outside the family's shared memory"));
+            return Err(codec::refuse_decoding("the handle points outside the family's shared memory"));
         }
         let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
         // SAFETY: the range is inside the heap and aligned (checked above); the header is
         // atomics only, valid for any bytes.
         let header = unsafe { &(*obj).header };
         if header.tag.load(Ordering::Acquire) != TAG | u64::from(T::KIND) {
-            return Err(D::Error::custom("the handle's object no longer exists"));
+            return Err(codec::refuse_decoding("the handle's object no longer exists"));
         }
         header.holders.receive(heap);
         Ok(Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
@@ -331,8 +330,8 @@ pub(crate) trait Sided: ShmObject {
     /// The holder table of side `side`.
     fn side_holders(&self, side: usize) -> &Holders;
 
-    /// Called once side `side` has no handle left anywhere (none held, none in flight); a
-    /// side never comes back.
+    /// Called when side `side` has no handle left anywhere (none held, none in flight), or
+    /// its holders were found dead; a side never comes back. May be called more than once.
     fn side_gone(&self, _side: usize) {}
 }
 
@@ -408,9 +407,8 @@ impl<T: Sided> fmt::Debug for Side<T> {
 
 impl<T: Sided> Serialize for Side<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
         if !codec::encoding() {
-            return Err(S::Error::custom("a multiproc handle can only be sent through multiproc"));
+            return Err(codec::refuse_encoding("a multiproc handle can only be sent through multiproc"));
         }
         // Registered before the object's own undo (undos run in order): the side's count
         // is undone while the object's in-flight count still keeps it allocated.
@@ -434,7 +432,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         let (shared, side) = <(Shared<T>, u8)>::deserialize(deserializer)?;
         let side = usize::from(side);
         if side >= T::SIDES {
-            return Err(D::Error::custom(format_args!("side {side} of an object with {} sides", T::SIDES)));
+            return Err(codec::refuse_decoding(format_args!("side {side} of an object with {} sides", T::SIDES)));
         }
         shared.side_holders(side).receive(Heap::get());
         Ok(Self { shared, side })

@@ -37,8 +37,11 @@
 //!   gets it. A consumer frees a segment only after taking (or recovering) the producers'
 //!   lock, so no producer can be reading it; what it was about to free is noted in its
 //!   position first (`retired`), and the next consumer finishes the job.
-//! * Blocks of large messages being written are noted in `pending` slots, so that those of
-//!   a producer killed while copying are freed with the ring.
+//! * Blocks of large messages being written are noted in `pending` slots with the writer's
+//!   pid until their record is committed, so that those of a producer killed while copying
+//!   are freed: by a producer that finds the slots taken, or with the ring. A note whose
+//!   record was committed by a producer that then died is marked as the ring's (pid 0) by
+//!   the recovery, and forgotten by the consumer that takes the record.
 //!
 //! `destroy` frees the segments and the blocks of unread messages.
 
@@ -47,7 +50,7 @@ use std::time::Duration;
 
 use super::heap::{Heap, HeapFull};
 use super::mutex::{Acquired, Owner, RawMutex};
-use super::wait::{Deadline, Interrupted, Notify, SPIN};
+use super::wait::{Deadline, Interrupted, Notify};
 
 /// Messages up to this size are copied into the ring's segments; larger ones get a heap
 /// block of their own.
@@ -61,6 +64,11 @@ const PENDING: usize = 8;
 /// How long an operation that should not wait still waits for its side's lock, which is
 /// held for the copy of at most one small message (or a recovery).
 const LOCK_GRACE: Duration = Duration::from_millis(5);
+/// How long a side waiting for the other spins before it sleeps: longer than the general
+/// `wait::SPIN`, because a sleeping consumer costs its producer a wake-up, and on a small
+/// machine the scheduler tends to pull a woken consumer onto its producer's processor,
+/// where the two then take turns instead of running side by side.
+const RING_SPIN: Duration = Duration::from_micros(200);
 
 const JUMP: u64 = 1;
 const INLINE: u64 = 2;
@@ -165,6 +173,8 @@ struct End {
     seen_bytes: AtomicU64,
     /// Producers: the size of the next segment (segments grow up to `MAX_SEGMENT`).
     next_segment: AtomicU64,
+    /// Producers: segments linked so far.
+    segments: AtomicU64,
 }
 
 impl End {
@@ -290,15 +300,15 @@ pub(crate) struct Ring {
     not_empty: Padded<Notify>,
     not_full: Padded<Notify>,
     settings: Padded<Settings>,
+    /// Blocks of large messages being written: `block >> 6 << 32 | pid` of the writer.
     pending: Padded<[AtomicU64; PENDING]>,
 }
 
 impl Ring {
-    /// An empty ring with its first (small) segment.
-    pub(crate) fn new(limits: Limits) -> Result<Ring, HeapFull> {
-        let heap = Heap::get();
-        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize)?;
-        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+    /// An empty ring, without memory yet: [`Ring::open`] it once in place, before any
+    /// other process can reach it. (Placed by value in a shared object, a ring must not own
+    /// memory before that object exists, or a failure to create the object would leak it.)
+    pub(crate) fn new(limits: Limits) -> Ring {
         let ring = Ring {
             producers: End::default(),
             consumers: End::default(),
@@ -307,17 +317,25 @@ impl Ring {
             settings: Padded::default(),
             pending: Padded::default(),
         };
-        let start = At { seg, pos: SEG_HEADER, ..At::default() };
-        for side in [&ring.producers, &ring.consumers] {
-            for copy in &side.copies {
-                copy.seg.store(start.seg, Ordering::Relaxed);
-                copy.pos.store(start.pos, Ordering::Relaxed);
-            }
-        }
         ring.producers.next_segment.store(FIRST_SEGMENT * 2, Ordering::Relaxed);
         ring.settings.value.max_items.store(limits.items, Ordering::Relaxed);
         ring.settings.value.max_bytes.store(limits.bytes, Ordering::Relaxed);
-        Ok(ring)
+        ring
+    }
+
+    /// Gives a new ring its first (small) segment.
+    pub(crate) fn open(&self) -> Result<(), HeapFull> {
+        let heap = Heap::get();
+        debug_assert_eq!(self.producers.at().seg, 0, "a ring is opened once");
+        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize)?;
+        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+        for side in [&self.producers, &self.consumers] {
+            for copy in &side.copies {
+                copy.seg.store(seg, Ordering::Relaxed);
+                copy.pos.store(SEG_HEADER, Ordering::Release);
+            }
+        }
+        Ok(())
     }
 
     /// The ring's limits.
@@ -355,6 +373,12 @@ impl Ring {
         (limits.items != 0 && items >= limits.items) || (limits.bytes != 0 && bytes >= limits.bytes)
     }
 
+    /// Segments the producers have linked so far: a sender that sees it change knows that
+    /// some 64 KiB went by, a good moment for an occasional look at the other side.
+    pub(crate) fn segments_linked(&self) -> u64 {
+        self.producers.segments.load(Ordering::Relaxed)
+    }
+
     /// Messages ever put (a snapshot).
     pub(crate) fn put_count(&self) -> u64 {
         self.producers.done.load(Ordering::Acquire)
@@ -384,11 +408,16 @@ impl Ring {
         self.not_full.value.notify_all();
     }
 
-    fn lock_deadline(deadline: Deadline) -> Deadline {
-        match deadline.remaining() {
+    /// Takes a side's lock, waiting until `deadline` but at least [`LOCK_GRACE`]; a holder
+    /// found dead when the wait ends is replaced even if the deadline passed meanwhile (the
+    /// lock notices a dead holder only between its sleeps).
+    fn lock_side(lock: &RawMutex, deadline: Deadline) -> Option<Acquired> {
+        let deadline = match deadline.remaining() {
             Some(left) if left < LOCK_GRACE => Deadline::after(LOCK_GRACE),
             _ => deadline,
-        }
+        };
+        let me = Owner::process();
+        lock.lock(me, deadline).ok().or_else(|| lock.recover_if_owner_dead(me))
     }
 
     fn check_size<E>(&self, len: u64) -> Result<(), Refused<E>> {
@@ -419,6 +448,7 @@ impl Ring {
             // SAFETY: past the producers' position, under their lock: ours alone until the
             // header is stored.
             unsafe { private_bytes(heap, at.seg + at.pos + 8, len) }.copy_from_slice(bytes);
+            None
         });
         self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
     }
@@ -428,16 +458,89 @@ impl Ring {
         let len = len as u64;
         self.check_size(len)?;
         let heap = Heap::get();
-        let block = heap.alloc((BLOCK_HEADER + len) as usize).map_err(Refused::HeapFull)?;
+        // A slot first, reserved with our pid: the block is noted in it the moment the
+        // allocator hands it out, so that if this process dies before the message is in,
+        // the block is freed (by a producer that finds every slot taken, or with the ring).
+        // What a kill between the allocator and that note loses is this one block.
+        let pid = u64::from(crate::sys::my_pid());
+        let claim = || {
+            self.pending
+                .value
+                .iter()
+                .position(|s| s.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+        };
+        let slot = claim().or_else(|| {
+            self.reclaim_pending(heap);
+            claim()
+        });
+        let block = match heap.alloc((BLOCK_HEADER + len) as usize) {
+            Ok(block) => block,
+            Err(e) => {
+                if let Some(i) = slot {
+                    self.pending.value[i].store(0, Ordering::Release);
+                }
+                return Err(Refused::HeapFull(e));
+            }
+        };
         word(heap, block).store(len, Ordering::Relaxed);
-        // Noted, so that the block is freed with the ring if this process dies before the
-        // message is in; with every slot taken, it goes unnoted (leaked only by a crash).
-        let slot = self
-            .pending
-            .value
-            .iter()
-            .position(|s| s.compare_exchange(0, block, Ordering::AcqRel, Ordering::Relaxed).is_ok());
-        Ok(Large { ring: self, block, len, slot, published: false })
+        let note = (block >> 6) << 32 | pid;
+        if let Some(i) = slot {
+            self.pending.value[i].store(note, Ordering::Release);
+        }
+        heap.populate(block, (BLOCK_HEADER + len) as usize);
+        Ok(Large { ring: self, block, len, slot: slot.map(|i| (i, note)), published: false })
+    }
+
+    /// Frees the pending blocks of producers that died while writing them. Under the
+    /// producers' lock, after any recovery: then a block noted by a dead producer is in no
+    /// committed record.
+    fn reclaim_pending(&self, heap: &Heap) {
+        let lock = &self.producers.lock;
+        let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+        let _unlock = Unlock(lock);
+        if acquired == Acquired::OwnerDied {
+            self.recover_producers(heap);
+        }
+        for slot in &self.pending.value {
+            let note = slot.load(Ordering::Acquire);
+            let writer = note as u32;
+            if note != 0
+                && writer != 0
+                && !crate::sys::process_alive(writer, 0)
+                && slot.compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            {
+                // (A note without a block is a reservation that never got one.)
+                let block = (note >> 32) << 6;
+                if block != 0 {
+                    heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
+                }
+            }
+        }
+    }
+
+    /// Forgets the pending note of `block`, if any: a consumer took its record (while
+    /// the record is there, no other note can name the block).
+    fn forget_pending(&self, block: u64) {
+        for slot in &self.pending.value {
+            let note = slot.load(Ordering::Acquire);
+            if note != 0 && (note >> 32) << 6 == block {
+                let _ = slot.compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Marks the notes of `block` as the ring's (pid 0): a dead producer committed its
+    /// record, so the block is no longer to be freed as unfinished; the consumer that takes
+    /// the record forgets the note. (Should the record be taken and the block reused by
+    /// another producer meanwhile, that producer's note is marked too: it is then freed by
+    /// the consumer of that producer's record, or with the ring; never twice.)
+    fn adopt_pending(&self, block: u64) {
+        for slot in &self.pending.value {
+            let note = slot.load(Ordering::Acquire);
+            if note != 0 && (note >> 32) << 6 == block && note as u32 != 0 {
+                let _ = slot.compare_exchange(note, (note >> 32) << 32, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Puts a message written into a [`Large`] block.
@@ -452,9 +555,10 @@ impl Ring {
         let heap = Heap::get();
         let (block, len) = (msg.block, msg.len);
         let mut body = Some(|at: &At| {
-            msg.release_slot();
             msg.published = true;
             word(heap, at.seg + at.pos + 8).store(block, Ordering::Relaxed);
+            // Noted until the record is committed (see `try_put`).
+            msg.slot.take()
         });
         self.put_record(LARGE, tag, len, 8, deadline, watch, &mut body)
     }
@@ -468,7 +572,7 @@ impl Ring {
         body_len: u64,
         deadline: Deadline,
         watch: &W,
-        body: &mut Option<impl FnOnce(&At)>,
+        body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
     ) -> Result<(), Refused<W::Gone>> {
         loop {
             if let Some(gone) = watch.left() {
@@ -478,9 +582,9 @@ impl Ring {
                 return Ok(());
             }
             // Full: wait for the consumers to make room.
-            let waited = self.not_full.value.wait(
+            let waited = wait_on(
+                &self.not_full.value,
                 deadline,
-                SPIN,
                 || (self.has_room_now(len) || watch.left().is_some()).then_some(()),
                 || watch.check(),
             );
@@ -500,16 +604,17 @@ impl Ring {
         len: u64,
         body_len: u64,
         deadline: Deadline,
-        body: &mut Option<impl FnOnce(&At)>,
+        body: &mut Option<impl FnOnce(&At) -> Option<(usize, u64)>>,
     ) -> Result<bool, Refused<E>> {
         let heap = Heap::get();
         let lock = &self.producers.lock;
-        let acquired = lock.lock(Owner::process(), Self::lock_deadline(deadline)).map_err(|_| Refused::TimedOut)?;
+        let acquired = Self::lock_side(lock, deadline).ok_or(Refused::TimedOut)?;
         let _unlock = Unlock(lock);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(heap);
         }
         let mut at = self.producers.at();
+        assert!(at.seg != 0, "multiproc: a ring is opened before it is written");
         if !self.has_room(&at, len) {
             return Ok(false);
         }
@@ -519,8 +624,16 @@ impl Ring {
             self.grow(heap, &mut at, need).map_err(Refused::HeapFull)?;
         }
         let body = body.take().expect("a record's body is written once");
-        body(&at);
+        let pending = body(&at);
         word(heap, at.seg + at.pos).store(record(kind, tag, len), Ordering::Release);
+        // A large message's block stays noted as pending until its record is committed,
+        // and is forgotten before the position moves past the record: a producer dying in
+        // between leaves it noted, and the recovery (which walks from the position) sees the
+        // record and marks the note as the ring's, so the block is neither leaked nor freed
+        // twice.
+        if let Some((slot, note)) = pending {
+            let _ = self.pending.value[slot].compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
         at.pos += need;
         at.count += 1;
         at.bytes += len;
@@ -566,14 +679,21 @@ impl Ring {
     fn grow(&self, heap: &Heap, at: &mut At, need: u64) -> Result<(), HeapFull> {
         let planned = self.producers.next_segment.load(Ordering::Relaxed).clamp(FIRST_SEGMENT, MAX_SEGMENT);
         let size = planned.max((SEG_HEADER + need + 8).next_power_of_two());
-        let seg = heap.alloc_zeroed(size as usize)?;
+        let seg = heap.alloc(size as usize)?;
+        word(heap, seg).store(0, Ordering::Relaxed);
         word(heap, seg + 8).store(size, Ordering::Relaxed);
+        // Linked before it is zeroed: a producer dying from here on leaves a segment that
+        // the recovery finds (linked, never jumped to) and frees.
         word(heap, at.seg).store(seg, Ordering::Release);
+        // SAFETY: a new segment, linked but not jumped to: only this producer, under the
+        // producers' lock, touches it.
+        unsafe { private_bytes(heap, seg + 16, size - 16) }.fill(0);
         word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
         at.seg = seg;
         at.pos = SEG_HEADER;
         self.producers.publish(at);
         self.producers.next_segment.store((size * 2).min(MAX_SEGMENT), Ordering::Relaxed);
+        self.producers.segments.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -595,6 +715,7 @@ impl Ring {
                 }
                 LARGE => {
                     let block = word(heap, at.seg + at.pos + 8).load(Ordering::Relaxed);
+                    self.adopt_pending(block);
                     at.pos += 16;
                     at.count += 1;
                     at.bytes += block_len(heap, block);
@@ -631,9 +752,10 @@ impl Ring {
     ) -> Result<R, Refused<W::Gone>> {
         let mut read = Some(read);
         loop {
-            if !self.is_empty()
-                && let Some(r) = self.take(deadline, &mut read)?
-            {
+            // Straight to the record: the consumers' lock and position are on their own
+            // cache line, and the record's header says whether it is there; reading the
+            // producers' counters instead would pull their line over at every message.
+            if let Some(r) = self.take(deadline, &mut read)? {
                 return Ok(r);
             }
             if let Some(gone) = watch.left() {
@@ -642,10 +764,10 @@ impl Ring {
             if deadline.passed() {
                 return Err(Refused::TimedOut);
             }
-            let waited = self.not_empty.value.wait(
+            let waited = wait_on(
+                &self.not_empty.value,
                 deadline,
-                SPIN,
-                || (!self.is_empty() || watch.left().is_some()).then_some(()),
+                || (self.peek() || watch.left().is_some()).then_some(()),
                 || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
             );
             match waited {
@@ -658,18 +780,56 @@ impl Ring {
         }
     }
 
+    /// Waits until a message is there to take (without taking it), until `deadline`, or
+    /// until the watch says the other side is gone.
+    pub(crate) fn wait_message<W: Watch>(&self, deadline: Deadline, watch: &W) -> Result<(), Refused<W::Gone>> {
+        loop {
+            if !self.is_empty() {
+                return Ok(());
+            }
+            if let Some(gone) = watch.left() {
+                return Err(Refused::Gone(gone));
+            }
+            let waited = wait_on(
+                &self.not_empty.value,
+                deadline,
+                || (!self.is_empty() || watch.left().is_some()).then_some(()),
+                || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
+            );
+            match waited {
+                Ok(()) => {}
+                Err(Interrupted::Check(Wake::Look)) => return Ok(()),
+                Err(Interrupted::TimedOut) => return Err(Refused::TimedOut),
+                Err(Interrupted::Check(Wake::Gone(gone))) => return Err(Refused::Gone(gone)),
+            }
+        }
+    }
+
+    /// Whether a record may be there to take, for spinning: a look at the header at the
+    /// consumers' position under their lock, taken without waiting (when another consumer
+    /// holds it, say yes: the caller will queue for the lock and look properly).
+    fn peek(&self) -> bool {
+        let lock = &self.consumers.lock;
+        if !lock.try_lock(Owner::process()) {
+            return true;
+        }
+        let _unlock = Unlock(lock);
+        let at = self.consumers.at();
+        at.seg != 0 && kind_of(word(Heap::get(), at.seg + at.pos).load(Ordering::Acquire)) != 0
+    }
+
     /// Whether a committed record waits at the consumers' position (a locked look, for
     /// when the counters may lag: a producer died between its record and its count).
-    fn holds_message(&self) -> bool {
+    pub(crate) fn holds_message(&self) -> bool {
         let lock = &self.consumers.lock;
-        let Ok(acquired) = lock.lock(Owner::process(), Deadline::after(LOCK_GRACE)) else { return false };
+        let Some(acquired) = Self::lock_side(lock, Deadline::now()) else { return false };
         let _unlock = Unlock(lock);
         let heap = Heap::get();
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
         }
         let at = self.consumers.at();
-        kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
+        at.seg != 0 && kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
     }
 
     /// One locked attempt: the message, or `None` when there is none.
@@ -680,12 +840,16 @@ impl Ring {
     ) -> Result<Option<R>, Refused<E>> {
         let heap = Heap::get();
         let lock = &self.consumers.lock;
-        let acquired = lock.lock(Owner::process(), Self::lock_deadline(deadline)).map_err(|_| Refused::TimedOut)?;
+        let acquired = Self::lock_side(lock, deadline).ok_or(Refused::TimedOut)?;
         let _unlock = Unlock(lock);
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
         }
         let mut at = self.consumers.at();
+        if at.seg == 0 {
+            // Never opened (the unused direction of a one-way pipe): nothing there.
+            return Ok(None);
+        }
         loop {
             let h = word(heap, at.seg + at.pos).load(Ordering::Acquire);
             match kind_of(h) {
@@ -728,6 +892,7 @@ impl Ring {
                     at.retired = block;
                     at.retired_len = BLOCK_HEADER + len;
                     self.consumers.publish(&at);
+                    self.forget_pending(block);
                     self.free_retired(heap, false);
                     drop(_unlock);
                     self.made_room();
@@ -772,7 +937,8 @@ impl Ring {
     fn recover_consumers(&self, heap: &Heap) {
         let at = self.consumers.at();
         if at.retired != 0 {
-            // Whether it was a segment or a block, the producers' lock dance is harmless.
+            // Whether it was a segment or a block, these are harmless for the other kind.
+            self.forget_pending(at.retired);
             self.free_retired(heap, true);
         }
         let at = self.consumers.at();
@@ -785,14 +951,9 @@ impl Ring {
     /// Frees the segments, the blocks of unread messages, and the blocks of puts that
     /// never completed. Called once, when nobody holds the ring's object any more.
     pub(crate) fn destroy(&self, heap: &Heap) {
-        for slot in &self.pending.value {
-            let block = slot.swap(0, Ordering::AcqRel);
-            if block != 0 {
-                heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
-            }
-        }
         let at = self.consumers.at();
         if at.retired != 0 {
+            self.forget_pending(at.retired);
             heap.free(at.retired, at.retired_len as usize);
         }
         let (mut seg, mut pos) = (at.seg, at.pos);
@@ -804,6 +965,7 @@ impl Ring {
                     INLINE => pos += 8 + align8(len_of(h)),
                     LARGE => {
                         let block = word(heap, seg + pos + 8).load(Ordering::Relaxed);
+                        self.forget_pending(block);
                         heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
                         pos += 16;
                     }
@@ -815,7 +977,47 @@ impl Ring {
             seg = next;
             pos = SEG_HEADER;
         }
+        // Blocks of puts that never completed (their records, if any, were seen above).
+        for slot in &self.pending.value {
+            let block = (slot.swap(0, Ordering::AcqRel) >> 32) << 6;
+            if block != 0 {
+                heap.free(block, (BLOCK_HEADER + block_len(heap, block)) as usize);
+            }
+        }
     }
+}
+
+/// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up
+/// every 8 looks (a look costs a lock round trip: under a microsecond), then sleeps as
+/// `Notify::wait` does. The yields matter on a machine with few processors: when the
+/// process we wait for shares ours, it runs only when we let it, and a spin that does not
+/// yield makes every round trip cost the whole spin; when it does not share ours, a yield
+/// is a cheap system call.
+fn wait_on<T, E>(
+    notify: &Notify,
+    deadline: Deadline,
+    mut ready: impl FnMut() -> Option<T>,
+    check: impl FnMut() -> Result<(), E>,
+) -> Result<T, Interrupted<E>> {
+    if !deadline.passed() {
+        let limit = deadline.slice(RING_SPIN);
+        let start = std::time::Instant::now();
+        let mut round: u32 = 0;
+        loop {
+            if let Some(v) = ready() {
+                return Ok(v);
+            }
+            round = round.wrapping_add(1);
+            if round.is_multiple_of(8) {
+                if start.elapsed() >= limit {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            std::hint::spin_loop();
+        }
+    }
+    notify.wait(deadline, Duration::ZERO, ready, check)
 }
 
 /// Unlocks a ring lock on drop (also when a reader panics).
@@ -834,7 +1036,8 @@ pub(crate) struct Large<'a> {
     ring: &'a Ring,
     block: u64,
     len: u64,
-    slot: Option<usize>,
+    /// The pending slot and the note in it.
+    slot: Option<(usize, u64)>,
     published: bool,
 }
 
@@ -846,17 +1049,21 @@ impl Large<'_> {
         unsafe { private_bytes(Heap::get(), self.block + BLOCK_HEADER, self.len) }
     }
 
-    fn release_slot(&mut self) {
-        if let Some(i) = self.slot.take() {
-            self.ring.pending.value[i].store(0, Ordering::Release);
+    /// Forgets the note; whether it was still ours to forget (nobody reclaims the note
+    /// of a live writer, so it always is).
+    fn release_slot(&mut self) -> bool {
+        match self.slot.take() {
+            Some((i, note)) => {
+                self.ring.pending.value[i].compare_exchange(note, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            }
+            None => true,
         }
     }
 }
 
 impl Drop for Large<'_> {
     fn drop(&mut self) {
-        if !self.published {
-            self.release_slot();
+        if !self.published && self.release_slot() {
             Heap::get().free(self.block, (BLOCK_HEADER + self.len) as usize);
         }
     }
@@ -868,7 +1075,9 @@ mod tests {
     use crate::shm::mutex::Owner;
 
     fn ring(limits: Limits) -> Box<Ring> {
-        Box::new(Ring::new(limits).unwrap())
+        let ring = Box::new(Ring::new(limits));
+        ring.open().unwrap();
+        ring
     }
 
     fn put(r: &Ring, bytes: &[u8]) -> Result<(), Refused<std::convert::Infallible>> {
@@ -1061,5 +1270,61 @@ mod tests {
         assert_eq!(get(&r).unwrap(), b"after");
         r.destroy(heap);
         assert_eq!(heap.in_use(), before);
+    }
+
+    /// Makes `large`'s pending note look like a dead writer's, and forgets the `Large`.
+    fn abandon(r: &Ring, large: Large<'_>, dead: u32) {
+        let (slot, note) = large.slot.unwrap();
+        r.pending.value[slot].store((note >> 32) << 32 | u64::from(dead), Ordering::Release);
+        std::mem::forget(large);
+    }
+
+    #[test]
+    fn blocks_of_dead_writers_are_reclaimed_when_the_slots_run_out() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        let dead = dead_owner().id;
+        for _ in 0..PENDING {
+            abandon(&r, r.large::<()>(50_000).unwrap(), dead);
+        }
+        let full = heap.in_use();
+        // The next large message finds every slot taken, frees the dead writers' blocks.
+        let mut large = r.large::<std::convert::Infallible>(50_000).unwrap();
+        large.bytes_mut().fill(3);
+        r.put_large(large, 7, Deadline::now(), &Patient).unwrap();
+        assert!(heap.in_use() < full, "{} >= {full}", heap.in_use());
+        assert_eq!(get(&r).unwrap(), vec![3; 50_000]);
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn a_record_committed_by_a_producer_that_died_before_forgetting_its_note_is_freed_once() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        let dead = dead_owner();
+        // What `try_put` does for a large message, up to the header, by a producer that
+        // then dies: the record is committed, its block still noted, the position old.
+        let mut large = r.large::<()>(30_000).unwrap();
+        large.bytes_mut().fill(9);
+        let block = large.block;
+        abandon(&r, large, dead.id);
+        assert!(r.producers.lock.try_lock(dead));
+        let at = r.producers.at();
+        word(heap, at.seg + at.pos + 8).store(block, Ordering::Relaxed);
+        word(heap, at.seg + at.pos).store(record(LARGE, 7, 30_000), Ordering::Release);
+        // The next producer recovers (and marks the note as the ring's); reclaiming must not
+        // free the block under the record.
+        r.reclaim_pending(heap);
+        put(&r, b"next").unwrap();
+        assert_eq!(get(&r).unwrap(), vec![9; 30_000]);
+        assert_eq!(get(&r).unwrap(), b"next");
+        assert!(r.pending.value.iter().all(|s| s.load(Ordering::Relaxed) == 0), "the note was forgotten");
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before, "freed once, not twice, not never");
     }
 }

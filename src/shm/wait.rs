@@ -2,7 +2,7 @@
 //! word pair that any process of the family can sleep on and ring.
 
 use std::hint::spin_loop;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys;
@@ -94,31 +94,62 @@ pub(crate) enum Interrupted<E> {
 /// A sequence number to sleep on and a count of sleepers, in shared memory.
 ///
 /// Who changes a condition calls [`Notify::notify`] afterwards; who waits for it calls
-/// [`Notify::wait`] with a closure that tests the condition. A notification costs one
-/// atomic increment, plus a system call only when somebody sleeps.
+/// [`Notify::wait`] with a closure that tests the condition. A notification costs a fence
+/// and a load when nobody sleeps, and a system call only for sleepers not yet woken.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct Notify {
     seq: AtomicU32,
     sleepers: AtomicU32,
+    /// How many times a sleeper announced itself (wrapping).
+    arrivals: AtomicU64,
+    /// `arrivals` when every sleeper was last woken.
+    all_woken_at: AtomicU64,
 }
 
 impl Notify {
     /// A fresh one.
     pub(crate) const fn new() -> Self {
-        Self { seq: AtomicU32::new(0), sleepers: AtomicU32::new(0) }
+        Self {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+            arrivals: AtomicU64::new(0),
+            all_woken_at: AtomicU64::new(0),
+        }
     }
 
     /// Wakes up to `n` sleepers (after the condition changed). Costs a fence and a load
     /// when nobody sleeps: the sequence number is only bumped for sleepers.
+    ///
+    /// A woken sleeper counts as one until it runs, which on a busy machine may take a
+    /// while: a producer putting message after message would make a system call for each.
+    /// So when every sleeper was woken and none announced itself since, it is not woken
+    /// again: each of them either was in the kernel and got the wake-up, or had read the
+    /// sequence number before it was bumped (its sleep returns at once), or announced
+    /// itself after this notifier's fence (its own test sees the change).
     pub(crate) fn notify(&self, n: u32) {
         // Pairs with the sleeper's `sleepers += 1; test the condition`: either the
         // sleeper's test sees the change we made before this fence, or we see it counted.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            sys::futex_wake(&self.seq, n);
+        let sleepers = self.sleepers.load(Ordering::SeqCst);
+        if sleepers == 0 {
+            return;
         }
+        let arrivals = self.arrivals.load(Ordering::SeqCst);
+        if arrivals == self.all_woken_at.load(Ordering::SeqCst) {
+            return;
+        }
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(&self.seq, n);
+        if n >= sleepers {
+            self.all_woken_at.store(arrivals, Ordering::SeqCst);
+        }
+    }
+
+    /// Counts the caller as a sleeper (see [`Notify::notify`]).
+    fn arrive(&self) {
+        self.arrivals.fetch_add(1, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Wakes every sleeper.
@@ -135,7 +166,7 @@ impl Notify {
     /// and returns the word and the value to sleep on. Re-test the conditions after this
     /// and before sleeping, and call [`Notify::stop_sleeping`] after.
     pub(crate) fn start_sleeping(&self) -> (&AtomicU32, u32) {
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.arrive();
         (&self.seq, self.seq.load(Ordering::SeqCst))
     }
 
@@ -172,7 +203,7 @@ impl Notify {
             if deadline.passed() {
                 return Err(Interrupted::TimedOut);
             }
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            self.arrive();
             // Re-test after announcing ourselves: a notifier that changed the condition
             // before seeing us has bumped `seq`, so the futex wait below returns at once.
             let outcome = match ready() {

@@ -64,3 +64,43 @@ pub fn pid_running(pid: u32) -> bool {
 pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// Tests of a file that checks the family heap for leaks take one of these, so that a leak
+/// check (which needs the heap to itself) never runs beside another test.
+static HEAP: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A test that uses the heap: a watchdog, and a share of the heap.
+pub struct HeapUser {
+    _watchdog: Watchdog,
+    _shared: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+pub fn heap_user(limit: Duration) -> HeapUser {
+    let shared = HEAP.read().unwrap_or_else(|e| e.into_inner());
+    HeapUser { _watchdog: watchdog(limit), _shared: shared }
+}
+
+/// A test that checks that what it did leaves the heap as it found it.
+pub struct LeakCheck {
+    _watchdog: Watchdog,
+    _alone: std::sync::RwLockWriteGuard<'static, ()>,
+    before: u64,
+}
+
+pub fn leak_check(limit: Duration) -> LeakCheck {
+    let alone = HEAP.write().unwrap_or_else(|e| e.into_inner());
+    LeakCheck { _watchdog: watchdog(limit), _alone: alone, before: multiproc::__private::heap_in_use() }
+}
+
+impl LeakCheck {
+    /// Asserts that the heap is back to where it was (children may still be finishing).
+    pub fn assert_no_leak(&self) {
+        self.assert_at_most(0);
+    }
+
+    /// Asserts that at most `slack` bytes more are in use than before.
+    pub fn assert_at_most(&self, slack: u64) {
+        let back = eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() <= self.before + slack);
+        assert!(back, "heap in use: {} bytes before, {} after", self.before, multiproc::__private::heap_in_use());
+    }
+}

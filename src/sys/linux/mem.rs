@@ -122,6 +122,21 @@ impl SharedMapping {
     }
 }
 
+impl SharedMapping {
+    /// Faults in the pages of `[offset, offset + len)` for writing, in one call rather than
+    /// one fault per page (page-aligned, inside the mapping). Best effort: on kernels
+    /// without `MADV_POPULATE_WRITE` (5.14) the pages fault in as they are touched.
+    pub(crate) fn populate(&self, offset: usize, len: usize) {
+        debug_assert!(offset.is_multiple_of(page_size()) && len.is_multiple_of(page_size()));
+        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
+        // SAFETY: the range lies inside our own mapping (asserted above); populating only
+        // allocates the pages the memory file would allocate on first touch.
+        let _ = unsafe {
+            rustix::mm::madvise(self.ptr.as_ptr().add(offset).cast::<c_void>(), len, Advice::LinuxPopulateWrite)
+        };
+    }
+}
+
 impl Drop for SharedMapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` describe a mapping we created and nobody else unmaps; users of

@@ -1,0 +1,276 @@
+//! Queues and pipes: queue_throughput, queue_pingpong, pipe_pingpong, pipe_throughput, with
+//! the methodology of `mp_bench.py` (same N, repetitions, warm-up and timed region; fork
+//! children; timestamps on the monotonic clock, comparable across processes).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use multiproc::{Connection, Pipe, Process, ProcessHandle, Queue, SimpleQueue, StartMethod};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::stats::{self, Report};
+
+/// The benchmark process's start: fork children inherit it, so `now()` reads the same clock
+/// in every process.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now() -> u64 {
+    EPOCH.get().expect("set before the children fork").elapsed().as_nanos() as u64
+}
+
+fn fork<A, R>(target: fn(A) -> R, args: A) -> ProcessHandle<R>
+where
+    A: Serialize + serde::de::DeserializeOwned + 'static,
+    R: Serialize + serde::de::DeserializeOwned + 'static,
+{
+    Process::new(target, args).start_method(StartMethod::Fork).start().expect("start a child")
+}
+
+/// What is streamed: the loop index, or one payload over and over.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+enum Payload {
+    Int,
+    Bytes(usize),
+}
+
+/// A channel of either kind, as each end of a stream sees it.
+#[derive(Serialize, Deserialize)]
+enum Chan {
+    Queue(Queue<Msg>),
+    Simple(SimpleQueue<Msg>),
+    Send(Connection<Msg>),
+    SendBytes(Connection<()>),
+}
+
+/// The message type: an int or bytes (Python sends either through the same queue).
+#[derive(Serialize, Deserialize)]
+enum Msg {
+    Int(u64),
+    Bytes(ByteBuf),
+}
+
+impl Chan {
+    fn put(&self, msg: Msg, raw: &[u8]) {
+        match self {
+            Chan::Queue(q) => q.put(msg).map_err(|e| e.to_string()),
+            Chan::Simple(q) => q.put(msg).map_err(|e| e.to_string()),
+            Chan::Send(c) => c.send(&msg).map_err(|e| e.to_string()),
+            Chan::SendBytes(c) => c.send_bytes(raw).map_err(|e| e.to_string()),
+        }
+        .expect("put");
+    }
+
+    fn get(&self) -> Msg {
+        match self {
+            Chan::Queue(q) => q.get().map_err(|e| e.to_string()),
+            Chan::Simple(q) => q.get().map_err(|e| e.to_string()),
+            Chan::Send(c) => c.recv().map_err(|e| e.to_string()),
+            Chan::SendBytes(c) => c.recv_bytes().map(|b| Msg::Bytes(ByteBuf::from(b))).map_err(|e| e.to_string()),
+        }
+        .expect("get")
+    }
+}
+
+type Signals = (SimpleQueue<()>, SimpleQueue<()>, SimpleQueue<(char, u64, u64)>);
+
+fn stream_consumer(args: (Chan, u64, Signals)) {
+    let (chan, n, (ready, _go, out)) = args;
+    ready.put(()).unwrap();
+    let mut last = Msg::Int(0);
+    for _ in 0..n {
+        last = chan.get();
+    }
+    let t1 = now();
+    let check = match last {
+        Msg::Int(i) => i,
+        Msg::Bytes(b) => b.len() as u64,
+    };
+    out.put(('c', t1, check)).unwrap();
+}
+
+fn stream_producer(args: (Chan, u64, Payload, Signals)) {
+    let (chan, n, payload, (_ready, go, out)) = args;
+    go.get().unwrap();
+    let t0 = now();
+    match payload {
+        Payload::Int => {
+            for i in 0..n {
+                chan.put(Msg::Int(i), &[]);
+            }
+        }
+        Payload::Bytes(len) => {
+            let bytes = ByteBuf::from(vec![b'x'; len]);
+            for _ in 0..n {
+                chan.put(Msg::Bytes(bytes.clone()), &bytes);
+            }
+        }
+    }
+    out.put(('p', t0, 0)).unwrap();
+}
+
+/// One repetition: a fresh channel, consumer and producer; returns msg/s.
+fn stream_once(kind: &str, n: u64, payload: Payload) -> f64 {
+    let (rx, tx) = match kind {
+        "queue" => {
+            let q = Queue::new().unwrap();
+            (Chan::Queue(q.clone()), Chan::Queue(q))
+        }
+        "simplequeue" => {
+            let q = SimpleQueue::new().unwrap();
+            (Chan::Simple(q.clone()), Chan::Simple(q))
+        }
+        "send" => {
+            let (r, w) = Pipe::one_way().unwrap();
+            (Chan::Send(r), Chan::Send(w))
+        }
+        _ => {
+            let (r, w) = Pipe::one_way().unwrap();
+            (Chan::SendBytes(r), Chan::SendBytes(w))
+        }
+    };
+    let (ready, go, out) = (SimpleQueue::new().unwrap(), SimpleQueue::new().unwrap(), SimpleQueue::new().unwrap());
+    let signals = || -> Signals { (ready.clone(), go.clone(), out.clone()) };
+    let consumer = fork(stream_consumer, (rx, n, signals()));
+    let producer = fork(stream_producer, (tx, n, payload, signals()));
+    ready.get().unwrap();
+    go.put(()).unwrap();
+    let (mut t0, mut t1, mut last) = (0, 0, 0);
+    for _ in 0..2 {
+        match out.get().unwrap() {
+            ('p', t, _) => t0 = t,
+            (_, t, check) => (t1, last) = (t, check),
+        }
+    }
+    consumer.join().unwrap();
+    producer.join().unwrap();
+    let expected = match payload {
+        Payload::Int => n - 1,
+        Payload::Bytes(len) => len as u64,
+    };
+    assert_eq!(last, expected, "stream {kind}: bad last message");
+    n as f64 / ((t1 - t0) as f64 / 1e9)
+}
+
+fn stream_bench(report: &mut Report, bench: &str, plan: &[(&str, &str, Payload, u64)]) {
+    for &(variant, kind, payload, n) in plan {
+        let rates: Vec<f64> = (0..3).map(|_| stream_once(kind, n, payload)).collect();
+        report.emit(bench, variant, stats::median(&rates), "msg/s", &rates);
+    }
+}
+
+/// queue_throughput: one producer process → one consumer process, msg/s.
+pub fn queue_throughput(report: &mut Report) {
+    EPOCH.get_or_init(Instant::now);
+    stream_bench(
+        report,
+        "queue_throughput",
+        &[
+            ("queue.int", "queue", Payload::Int, 100_000),
+            ("queue.bytes1k", "queue", Payload::Bytes(1024), 50_000),
+            ("simplequeue.int", "simplequeue", Payload::Int, 100_000),
+            ("simplequeue.bytes1k", "simplequeue", Payload::Bytes(1024), 50_000),
+        ],
+    );
+}
+
+/// pipe_throughput: the same over a one-way pipe.
+pub fn pipe_throughput(report: &mut Report) {
+    EPOCH.get_or_init(Instant::now);
+    stream_bench(
+        report,
+        "pipe_throughput",
+        &[
+            ("send.int", "send", Payload::Int, 100_000),
+            ("send.bytes1k", "send", Payload::Bytes(1024), 50_000),
+            ("send_bytes.bytes8", "send_bytes", Payload::Bytes(8), 100_000),
+            ("send_bytes.bytes1k", "send_bytes", Payload::Bytes(1024), 50_000),
+        ],
+    );
+}
+
+const WARM: usize = 200;
+
+fn echo_queue(args: (Chan, Chan, usize)) {
+    let (qin, qout, n) = args;
+    for _ in 0..n {
+        qout.put(qin.get(), &[]);
+    }
+}
+
+/// queue_pingpong: parent → child → parent over two queues, median µs per round trip.
+pub fn queue_pingpong(report: &mut Report) {
+    let n = 5000;
+    for variant in ["queue.int", "simplequeue.int"] {
+        let make = || match variant {
+            "queue.int" => Chan::Queue(Queue::new().unwrap()),
+            _ => Chan::Simple(SimpleQueue::new().unwrap()),
+        };
+        let (qin, qout) = (make(), make());
+        let copy = |c: &Chan| match c {
+            Chan::Queue(q) => Chan::Queue(q.clone()),
+            Chan::Simple(q) => Chan::Simple(q.clone()),
+            _ => unreachable!(),
+        };
+        let child = fork(echo_queue, (copy(&qin), copy(&qout), WARM + n));
+        let mut samples = Vec::with_capacity(n);
+        let mut last = 0;
+        for i in 0..WARM + n {
+            let t0 = Instant::now();
+            qin.put(Msg::Int(i as u64), &[]);
+            let r = qout.get();
+            let dt = t0.elapsed();
+            if i >= WARM {
+                samples.push(dt.as_secs_f64() * 1e6);
+            }
+            if let Msg::Int(r) = r {
+                last = r;
+            }
+        }
+        assert_eq!(last, (WARM + n - 1) as u64, "pingpong: bad echo");
+        child.join().unwrap();
+        report.emit("queue_pingpong", variant, stats::median(&samples), "us", &samples);
+    }
+}
+
+fn echo_conn(args: (Connection<u64>, usize, bool)) {
+    let (conn, n, raw) = args;
+    for _ in 0..n {
+        if raw {
+            conn.send_bytes(&conn.recv_bytes().unwrap()).unwrap();
+        } else {
+            conn.send(&conn.recv().unwrap()).unwrap();
+        }
+    }
+}
+
+/// pipe_pingpong: parent → child → parent over one duplex pipe, median µs per round trip.
+pub fn pipe_pingpong(report: &mut Report) {
+    let n = 10_000;
+    for (variant, raw) in [("send.int", false), ("send_bytes.bytes8", true)] {
+        let (a, b) = Pipe::<u64>::new().unwrap();
+        let child = fork(echo_conn, (b, WARM + n, raw));
+        let mut samples = Vec::with_capacity(n);
+        let b8 = [0u8; 8];
+        let mut ok = true;
+        for i in 0..WARM + n {
+            let t0 = Instant::now();
+            if raw {
+                a.send_bytes(&b8).unwrap();
+                let r = a.recv_bytes().unwrap();
+                ok = r == b8;
+            } else {
+                a.send(&(i as u64)).unwrap();
+                let r = a.recv().unwrap();
+                ok = r == i as u64;
+            }
+            let dt = t0.elapsed();
+            if i >= WARM {
+                samples.push(dt.as_secs_f64() * 1e6);
+            }
+        }
+        assert!(ok, "pipe pingpong: bad echo");
+        child.join().unwrap();
+        report.emit("pipe_pingpong", variant, stats::median(&samples), "us", &samples);
+    }
+}

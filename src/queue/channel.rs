@@ -1,0 +1,307 @@
+//! What the queues and connections share: typed messages over a [`Ring`] (encoding straight
+//! into shared memory, a type tag per message), the queues' shared state, and the handle
+//! that [`Queue`](crate::Queue), [`SimpleQueue`](crate::SimpleQueue) and
+//! [`JoinableQueue`](crate::JoinableQueue) wrap.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::AtomicU64;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{Failure, TooLarge};
+use crate::codec::{self, CodecError};
+use crate::error::Error;
+use crate::shm::{Deadline, Heap, INLINE_MAX, Limits, Notify, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch, kind};
+
+/// The tag of messages sent with `send_bytes`.
+pub(crate) const RAW: u32 = 0;
+
+fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// A number naming the handle type `flavor` of messages `T`, stored in the shared object
+/// at creation and checked when a handle is decoded: a `Queue<u32>` received as a
+/// `Queue<String>` is an error, not a stream of misread messages. Type names are the same
+/// in every process of a family, which runs one binary.
+pub(crate) fn type_tag<T>(flavor: &str) -> u64 {
+    fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, flavor.as_bytes()), std::any::type_name::<T>().as_bytes())
+}
+
+/// The tag each message of type `T` carries (24 bits, never [`RAW`]).
+pub(crate) fn message_tag<T>() -> u32 {
+    let h = type_tag::<T>("message");
+    let folded = ((h >> 40) ^ (h >> 16) ^ h) as u32 & TAG_MASK;
+    if folded == RAW { 1 } else { folded }
+}
+
+fn refused<E>(r: Refused<E>, gone: impl FnOnce(E) -> Failure) -> Failure {
+    match r {
+        Refused::TimedOut => Failure::Wait,
+        Refused::TooLarge { capacity } => Failure::TooLarge(TooLarge { size: 0, capacity: capacity as usize }),
+        Refused::HeapFull(e) => Failure::HeapFull(e),
+        Refused::Gone(e) => gone(e),
+    }
+}
+
+/// Puts `value` on `ring`: small encodings through the thread's scratch buffer, large ones
+/// sized first and written once, straight into a heap block.
+pub(crate) fn send_value<T: Serialize + ?Sized, W: Watch>(
+    ring: &Ring,
+    value: &T,
+    tag: u32,
+    deadline: Deadline,
+    watch: &W,
+) -> Result<(), Failure> {
+    let too_large = |size: usize| {
+        move |f: Failure| match f {
+            Failure::TooLarge(e) => Failure::TooLarge(TooLarge { size, ..e }),
+            other => other,
+        }
+    };
+    let small = codec::with_small_encoding(value, INLINE_MAX, |bytes, has_handles| {
+        if has_handles {
+            ring.mark_handles();
+        }
+        let r = ring.put_bytes(bytes, tag, deadline, watch);
+        (r.is_ok(), r.map_err(|r| too_large(bytes.len())(refused(r, |_| Failure::Gone))))
+    })
+    .map_err(Failure::Encode)?;
+    if let Some(result) = small {
+        return result;
+    }
+    let len = codec::encoded_len(value).map_err(Failure::Encode)?;
+    let mut large = ring.large::<W::Gone>(len).map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)))?;
+    let encoded = codec::encode_to_slice(value, large.bytes_mut()).map_err(Failure::Encode)?;
+    if encoded.has_handles() {
+        ring.mark_handles();
+    }
+    ring.put_large(large, tag, deadline, watch).map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)))?;
+    encoded.sent();
+    Ok(())
+}
+
+/// Takes a message of type `T` (tagged `tag`) from `ring`.
+pub(crate) fn recv_value<T: DeserializeOwned, W: Watch>(
+    ring: &Ring,
+    tag: u32,
+    deadline: Deadline,
+    watch: &W,
+) -> Result<T, Failure> {
+    let decoded = ring
+        .get(deadline, watch, |bytes, got| {
+            if got == tag {
+                codec::decode_exact::<T>(bytes)
+            } else if got == RAW {
+                Err(CodecError::decode(format_args!(
+                    "a raw message (send_bytes) cannot be received as {}",
+                    std::any::type_name::<T>()
+                )))
+            } else {
+                Err(CodecError::decode(format_args!(
+                    "the message was sent as another type than {}",
+                    std::any::type_name::<T>()
+                )))
+            }
+        })
+        .map_err(|r| refused(r, |_| Failure::Gone))?;
+    decoded.map_err(Failure::Decode)
+}
+
+/// Which handle type a queue object was made for (part of its type tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    Queue,
+    Simple,
+    Joinable,
+}
+
+impl Flavor {
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::Queue => "Queue",
+            Flavor::Simple => "SimpleQueue",
+            Flavor::Joinable => "JoinableQueue",
+        }
+    }
+}
+
+/// A queue in shared memory: the ring, what it was made for, and `JoinableQueue`'s count.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct QueueState {
+    type_tag: AtomicU64,
+    /// Items marked done (`JoinableQueue::task_done`); unfinished = put - done.
+    pub(crate) tasks_done: AtomicU64,
+    /// Rung when `tasks_done` catches up with the puts.
+    pub(crate) all_done: Notify,
+    pub(crate) ring: Ring,
+}
+
+impl ShmObject for QueueState {
+    const KIND: u32 = kind::QUEUE;
+
+    fn destroy(&self, heap: &Heap) {
+        self.ring.destroy(heap);
+    }
+}
+
+/// Watches the other holders of a queue: gone when no other handle exists anywhere.
+pub(crate) struct Others<'a>(pub(crate) &'a Shared<QueueState>);
+
+impl Watch for Others<'_> {
+    type Gone = ();
+
+    fn check(&self) -> Result<(), ()> {
+        if self.0.other_handles() { Ok(()) } else { Err(()) }
+    }
+}
+
+/// A typed handle to a queue object: what the public queue types wrap.
+pub(crate) struct Channel<T> {
+    shared: Shared<QueueState>,
+    tag: u32,
+    /// Takes and drops what is left, as `T` (set where `T`'s bounds are known, for `Drop`).
+    drain: fn(&Shared<QueueState>, u32),
+    _messages: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Channel<T> {
+    /// A new queue object.
+    pub(crate) fn new(flavor: Flavor, limits: Limits) -> Result<Self, Error> {
+        let state = QueueState {
+            type_tag: AtomicU64::new(type_tag::<T>(flavor.name())),
+            tasks_done: AtomicU64::new(0),
+            all_done: Notify::new(),
+            ring: Ring::new(limits),
+        };
+        let shared = Shared::new(state)?;
+        // Ours alone until this returns; on failure, dropping `shared` frees it all.
+        shared.ring.open()?;
+        Ok(Self::wrap(shared))
+    }
+
+    fn wrap(shared: Shared<QueueState>) -> Self {
+        Self { shared, tag: message_tag::<T>(), drain: drain::<T>, _messages: PhantomData }
+    }
+
+    /// A handle just decoded, if it was made for this flavor and type.
+    pub(crate) fn from_shared(shared: Shared<QueueState>, flavor: Flavor) -> Result<Self, String> {
+        let expected = type_tag::<T>(flavor.name());
+        if shared.type_tag.load(std::sync::atomic::Ordering::Relaxed) != expected {
+            return Err(format!(
+                "the handle is not a {}<{}> (it was made for another handle or message type)",
+                flavor.name(),
+                std::any::type_name::<T>()
+            ));
+        }
+        Ok(Self::wrap(shared))
+    }
+
+    /// Puts `value`, waiting until `deadline` for room; gone when no consumer can exist.
+    pub(crate) fn put(&self, value: &T, deadline: Deadline) -> Result<(), Failure> {
+        send_value(&self.shared.ring, value, self.tag, deadline, &Others(&self.shared))
+    }
+
+    /// Takes a message, waiting until `deadline`; gone when the queue is empty and no other
+    /// handle exists.
+    pub(crate) fn get(&self, deadline: Deadline) -> Result<T, Failure> {
+        recv_value(&self.shared.ring, self.tag, deadline, &Others(&self.shared))
+    }
+}
+
+impl<T> Channel<T> {
+    pub(crate) fn state(&self) -> &QueueState {
+        &self.shared
+    }
+
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.shared.ring
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<QueueState> {
+        &self.shared
+    }
+
+    /// The maximum number of items, if bounded by items.
+    pub(crate) fn maxsize(&self) -> Option<usize> {
+        let items = self.ring().limits().items;
+        (items != 0).then_some(items as usize)
+    }
+}
+
+fn drain<T: DeserializeOwned>(shared: &Shared<QueueState>, tag: u32) {
+    while recv_value::<T, _>(&shared.ring, tag, Deadline::now(), &crate::shm::Patient).is_ok() {}
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone(), tag: self.tag, drain: self.drain, _messages: PhantomData }
+    }
+}
+
+impl<T> Drop for Channel<T> {
+    fn drop(&mut self) {
+        // The last handle anywhere: messages left unread may hold handles of their own,
+        // which must be released (decoded and dropped) before the ring's bytes go.
+        let ring = &self.shared.ring;
+        if ring.ever_had_handles() && !ring.is_empty() && !self.shared.other_handles() {
+            (self.drain)(&self.shared, self.tag);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel").field("offset", &self.shared.offset()).field("len", &self.ring().len()).finish()
+    }
+}
+
+impl<T> Serialize for Channel<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.shared.serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::codec;
+    use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
+
+    #[test]
+    fn a_handle_decoded_as_another_type_is_an_error() {
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::new().unwrap();
+        // Another message type.
+        let msg = codec::encode(&q).unwrap();
+        let e = codec::decode::<Queue<String>>(&msg.bytes).unwrap_err();
+        assert!(e.to_string().contains("not a Queue<alloc::string::String>"), "{e}");
+        msg.sent(); // its handle was received (then dropped) by the failed decode
+        // Another queue type over the same kind of object.
+        let msg = codec::encode(&q).unwrap();
+        assert!(codec::decode::<SimpleQueue<u32>>(&msg.bytes).is_err());
+        msg.sent();
+        let msg = codec::encode(&q).unwrap();
+        assert!(codec::decode::<JoinableQueue<u32>>(&msg.bytes).is_err());
+        msg.sent();
+        // Another kind of object altogether: refused before it is received.
+        let msg = codec::encode(&q).unwrap();
+        let e = codec::decode::<Connection<u32>>(&msg.bytes).unwrap_err();
+        assert!(e.to_string().contains("kind"), "{e}");
+        drop(msg);
+        // The right type.
+        let msg = codec::encode(&q).unwrap();
+        let back: Queue<u32> = codec::decode(&msg.bytes).unwrap();
+        msg.sent();
+        back.put(5).unwrap();
+        assert_eq!(q.get().unwrap(), 5);
+
+        let (a, _b) = Pipe::<u8>::new().unwrap();
+        let msg = codec::encode(&a).unwrap();
+        let e = codec::decode::<Connection<i8>>(&msg.bytes).unwrap_err();
+        assert!(e.to_string().contains("not a Connection<i8>"), "{e}");
+        msg.sent();
+    }
+}

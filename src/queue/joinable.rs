@@ -1,0 +1,448 @@
+//! [`JoinableQueue`]: a [`Queue`] whose consumers mark each item done, and whose producers
+//! can wait until every item put has been.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::channel::{Channel, Flavor};
+use super::error::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, QueueJoinError, QueueJoinTimeoutError, TaskDoneError,
+    TryGetError, TryPutError,
+};
+use super::queue::{Queue, QueueBuilder, deserialize_handle, serialize_handle};
+use crate::error::Error;
+use crate::shm::{Deadline, SPIN};
+
+/// A [`Queue`] plus [`task_done`](JoinableQueue::task_done) and
+/// [`join`](JoinableQueue::join) (Python's `multiprocessing.JoinableQueue`).
+///
+/// Every item put counts as unfinished until a consumer calls `task_done` for it; `join`
+/// waits until none is. It is a handle like [`Queue`], with the same capacity rules and
+/// the same guarantees; in addition, `join` does not wait forever for consumers that died:
+/// when no other handle to the queue exists any more, it returns
+/// [`QueueJoinError::Disconnected`] with the count of items never marked done.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{JoinableQueue, Process};
+///
+/// fn consumer(q: JoinableQueue<u32>) {
+///     loop {
+///         let n = q.get().unwrap();
+///         println!("ate bun {n}");
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// multiproc::init();
+/// let q = JoinableQueue::new()?;
+/// let _c = Process::new(consumer, q.clone()).daemon(true).start()?;
+/// for n in 0..10 {
+///     q.put(n)?;
+/// }
+/// q.join()?; // every bun eaten
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[doc(alias = "multiprocessing.JoinableQueue")]
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> JoinableQueue<T> {
+    pub(super) fn from_channel(ch: Channel<T>) -> Self {
+        Self { queue: Queue { ch: Some(ch) } }
+    }
+
+    pub(crate) fn channel(&self) -> Option<&Channel<T>> {
+        self.queue.channel()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue (see [`Queue`] for what that means).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self, Error> {
+        Self::builder().build()
+    }
+
+    /// A joinable queue of at most `maxsize` items (`0`: unbounded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::<u8>::with_maxsize(4)?;
+    /// assert_eq!(q.maxsize(), Some(4));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_maxsize(maxsize: usize) -> Result<Self, Error> {
+        Self::builder().maxsize(maxsize).build()
+    }
+
+    /// A builder for a joinable queue with limits.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::<String>::builder().maxsize(8).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> QueueBuilder<Self> {
+        QueueBuilder::new()
+    }
+
+    /// Puts `value`, counting it as unfinished; see [`Queue::put`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put("work".to_string())?;
+    /// assert_eq!(q.unfinished(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.queue.put(value)
+    }
+
+    /// Puts `value` if there is room now; see [`Queue::try_put`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_put`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::with_maxsize(1)?;
+    /// q.try_put(1)?;
+    /// assert!(q.try_put(2).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
+        self.queue.try_put(value)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room; see [`Queue::put_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put_timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put_timeout(1, Duration::from_secs(1))?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        self.queue.put_timeout(value, timeout)
+    }
+
+    /// Takes the next item; see [`Queue::get`]. Call [`JoinableQueue::task_done`] when
+    /// it is dealt with.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(3)?;
+    /// assert_eq!(q.get()?, 3);
+    /// q.task_done()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<T, GetError> {
+        self.queue.get()
+    }
+
+    /// Takes the next item if there is one; see [`Queue::try_get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_get`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::<u8>::new()?;
+    /// assert!(q.try_get().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        self.queue.try_get()
+    }
+
+    /// Takes the next item, waiting at most `timeout`; see [`Queue::get_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.get_timeout(Duration::from_secs(1))?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.queue.get_timeout(timeout)
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// Marks one item taken from the queue as done.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskDoneError`] when called more times than items were put (Python's
+    /// `ValueError`), or on a closed handle; nothing is counted then.
+    ///
+    /// ```
+    /// use multiproc::{JoinableQueue, TaskDoneError};
+    ///
+    /// multiproc::init();
+    /// let q = JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// assert_eq!(q.task_done(), Err(TaskDoneError));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        let Some(ch) = self.channel() else { return Err(TaskDoneError) };
+        let state = ch.state();
+        let mut done = state.tasks_done.load(Ordering::Acquire);
+        loop {
+            let put = ch.ring().put_count();
+            if done >= put {
+                return Err(TaskDoneError);
+            }
+            match state.tasks_done.compare_exchange_weak(done, done + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if done + 1 >= put {
+                        state.all_done.notify_all();
+                    }
+                    return Ok(());
+                }
+                Err(seen) => done = seen,
+            }
+        }
+    }
+
+    /// Items put and not yet marked done (a snapshot; 0 for a closed handle).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put('x')?;
+    /// assert_eq!(q.unfinished(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn unfinished(&self) -> u64 {
+        self.channel()
+            .map_or(0, |ch| ch.ring().put_count().saturating_sub(ch.state().tasks_done.load(Ordering::Acquire)))
+    }
+
+    /// Waits until every item put has been marked done.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueJoinError::Disconnected`] when items are unfinished and no other handle
+    /// exists any more (the consumers are gone, so nobody could finish them);
+    /// [`QueueJoinError::Closed`] after [`JoinableQueue::close`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::<u8>::new()?;
+    /// q.join()?; // nothing was put
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<(), QueueJoinError> {
+        self.join_until(Deadline::NEVER).map_err(|e| match e {
+            QueueJoinTimeoutError::Disconnected { unfinished } => QueueJoinError::Disconnected { unfinished },
+            QueueJoinTimeoutError::Closed => QueueJoinError::Closed,
+            QueueJoinTimeoutError::Timeout { .. } => unreachable!("an endless wait does not time out"),
+        })
+    }
+
+    /// Waits at most `timeout` until every item put has been marked done.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueJoinTimeoutError::Timeout`] with the unfinished count, or as
+    /// [`JoinableQueue::join`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{JoinableQueue, QueueJoinTimeoutError};
+    ///
+    /// multiproc::init();
+    /// let q = JoinableQueue::new()?;
+    /// let other = q.clone();
+    /// q.put(1)?;
+    /// let e = q.join_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(e, QueueJoinTimeoutError::Timeout { unfinished: 1 });
+    /// # drop(other);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), QueueJoinTimeoutError> {
+        self.join_until(Deadline::after(timeout))
+    }
+
+    fn join_until(&self, deadline: Deadline) -> Result<(), QueueJoinTimeoutError> {
+        let Some(ch) = self.channel() else { return Err(QueueJoinTimeoutError::Closed) };
+        let state = ch.state();
+        let finished = || (self.unfinished() == 0).then_some(());
+        let waited = state
+            .all_done
+            .wait(deadline, SPIN, finished, || if ch.shared().other_handles() { Ok(()) } else { Err(()) });
+        match waited {
+            Ok(()) => Ok(()),
+            Err(crate::shm::Interrupted::TimedOut) => {
+                Err(QueueJoinTimeoutError::Timeout { unfinished: self.unfinished() })
+            }
+            Err(crate::shm::Interrupted::Check(())) => match self.unfinished() {
+                0 => Ok(()),
+                unfinished => Err(QueueJoinTimeoutError::Disconnected { unfinished }),
+            },
+        }
+    }
+
+    /// How many items are in the queue (a snapshot); see [`Queue::len`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(multiproc::JoinableQueue::<u8>::new()?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether a bounded queue is full (a snapshot).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::with_maxsize(1)?;
+    /// q.put(0)?;
+    /// assert!(q.is_full());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
+        self.queue.is_full()
+    }
+
+    /// The bound on items, if any.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::JoinableQueue::<u8>::new()?.maxsize(), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn maxsize(&self) -> Option<usize> {
+        self.queue.maxsize()
+    }
+
+    /// Closes this handle; see [`Queue::close`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let mut q = multiproc::JoinableQueue::<u8>::new()?;
+    /// q.close();
+    /// assert!(q.put(1).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&mut self) {
+        self.queue.close();
+    }
+
+    /// Whether [`JoinableQueue::close`] was called on this handle.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(!multiproc::JoinableQueue::<u8>::new()?.is_closed());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        Self { queue: self.queue.clone() }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.channel() {
+            Some(ch) => f
+                .debug_struct("JoinableQueue")
+                .field("offset", &ch.shared().offset())
+                .field("len", &self.len())
+                .field("unfinished", &self.unfinished())
+                .field("maxsize", &self.maxsize())
+                .finish(),
+            None => f.write_str("JoinableQueue(closed)"),
+        }
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_handle(self.channel(), serializer)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_channel(deserialize_handle(deserializer, Flavor::Joinable)?))
+    }
+}

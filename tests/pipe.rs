@@ -1,0 +1,411 @@
+//! `Pipe` and `Connection`: two connected ends, typed messages and raw bytes, and `wait`.
+//!
+//! What a user may count on: what one end sends the other receives, in order; a one-way
+//! pipe refuses the wrong direction; the other end's close or death ends a receive with
+//! `Disconnected` (Python's `EOFError`) after what it sent, never a hang, even when both
+//! ends started in one process; ends travel everywhere; `wait` watches connections, queues
+//! and processes at once. Nothing leaks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{heap_user, leak_check};
+use multiproc::{
+    Connection, Error, Pipe, Process, Queue, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError, SimpleQueue,
+    StartMethod, TryRecvError, Value, wait,
+};
+use serde_bytes::ByteBuf;
+
+multiproc::test_support!();
+
+const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn a_duplex_pipe_carries_messages_both_ways_in_order() {
+    let _t = heap_user(LIMIT);
+    let (a, b) = Pipe::new().unwrap();
+    assert!(a.readable() && a.writable() && b.readable() && b.writable());
+    for i in 0..1000u32 {
+        a.send(&i).unwrap();
+    }
+    b.send(&7).unwrap();
+    assert_eq!(a.recv().unwrap(), 7);
+    for i in 0..1000u32 {
+        assert_eq!(b.recv().unwrap(), i);
+    }
+    assert_eq!(b.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(b.recv_timeout(Duration::from_millis(20)), Err(RecvTimeoutError::Timeout));
+}
+
+#[test]
+fn a_one_way_pipe_refuses_the_wrong_direction() {
+    let _t = heap_user(LIMIT);
+    let (rx, tx) = Pipe::one_way().unwrap();
+    assert!(rx.readable() && !rx.writable());
+    assert!(tx.writable() && !tx.readable());
+    tx.send(&"down".to_string()).unwrap();
+    assert_eq!(rx.recv().unwrap(), "down");
+    assert_eq!(rx.send(&"up".to_string()), Err(SendError::Closed));
+    assert_eq!(rx.send_bytes(b"up"), Err(SendError::Closed));
+    assert_eq!(tx.recv(), Err(RecvError::Closed));
+    assert!(!tx.poll(Duration::ZERO));
+}
+
+#[test]
+fn raw_bytes_travel_and_typed_receives_refuse_them() {
+    let _t = heap_user(LIMIT);
+    let (a, b) = Pipe::<u64>::new().unwrap();
+    a.send_bytes(b"hello").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"hello");
+    a.send_bytes(&[]).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+    // A message that was not sent as a u64 is a typed error, not a misread number (the
+    // bytes of "hello" would decode as the number 104).
+    a.send_bytes(b"hello").unwrap();
+    match b.recv() {
+        Err(RecvError::Decode(e)) => assert!(e.to_string().contains("raw message"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // recv_bytes of a typed message gives its encoding.
+    a.send(&300).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), [0xac, 0x02]);
+    // recv_bytes_into: the length, or the message back when it does not fit.
+    let mut buf = [0u8; 8];
+    a.send_bytes(b"four").unwrap();
+    assert_eq!(b.recv_bytes_into(&mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"four");
+    a.send_bytes(b"more than eight").unwrap();
+    assert_eq!(b.recv_bytes_into(&mut buf), Err(RecvBytesIntoError::BufferTooShort(b"more than eight".to_vec())));
+    let e: Error = RecvBytesIntoError::BufferTooShort(vec![0; 9]).into();
+    assert!(e.to_string().contains("9 bytes"), "{e}");
+    // Large raw messages too (past the inline size, through a heap block).
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+    a.send_bytes(&big).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), big);
+}
+
+#[test]
+fn poll_says_whether_a_receive_would_block() {
+    let _t = heap_user(LIMIT);
+    let (a, b) = Pipe::new().unwrap();
+    assert!(!b.poll(Duration::ZERO));
+    assert!(!b.poll(Duration::from_millis(20)));
+    a.send(&1u8).unwrap();
+    assert!(b.poll(Duration::ZERO));
+    assert!(b.poll(Duration::from_secs(1)), "poll does not take the message");
+    assert_eq!(b.recv().unwrap(), 1);
+    drop(a);
+    assert!(b.poll(Duration::ZERO), "at end of stream a receive does not block either");
+    assert_eq!(b.recv(), Err(RecvError::Disconnected));
+}
+
+#[test]
+fn the_peers_close_ends_the_stream_after_what_it_sent() {
+    let _t = heap_user(LIMIT);
+    let (mut a, b) = Pipe::new().unwrap();
+    a.send(&1).unwrap();
+    a.send(&2).unwrap();
+    let a2 = a.clone();
+    a.close();
+    assert!(a.is_closed());
+    assert_eq!(a.send(&3), Err(SendError::Closed));
+    assert_eq!(a.recv(), Err(RecvError::Closed));
+    // Another handle of the same end keeps it open.
+    a2.send(&3).unwrap();
+    drop(a2);
+    assert_eq!(b.recv(), Ok(1));
+    assert_eq!(b.recv(), Ok(2));
+    assert_eq!(b.recv(), Ok(3));
+    assert_eq!(b.recv(), Err(RecvError::Disconnected));
+    assert_eq!(b.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(b.recv_timeout(Duration::from_secs(30)), Err(RecvTimeoutError::Disconnected));
+    assert_eq!(b.send(&4), Err(SendError::Disconnected));
+    let mut buf = [0u8; 4];
+    assert_eq!(b.recv_bytes_into(&mut buf), Err(RecvBytesIntoError::Disconnected));
+}
+
+fn send_three(conn: Connection<String>) {
+    for word in ["one", "two", "three"] {
+        conn.send(&word.to_string()).unwrap();
+    }
+}
+
+#[test]
+fn both_ends_start_in_one_process_and_one_goes_to_a_child() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let (mine, theirs) = Pipe::new().unwrap();
+        let child = Process::new(send_three, theirs).start_method(method).start().unwrap();
+        let got: Vec<String> = std::iter::from_fn(|| mine.recv().ok()).collect();
+        assert_eq!(got, ["one", "two", "three"], "{method:?}");
+        assert_eq!(mine.recv(), Err(RecvError::Disconnected));
+        child.join().unwrap();
+    }
+}
+
+fn serve_until_eof(conn: Connection<u32>) -> u32 {
+    let mut n = 0;
+    while let Ok(x) = conn.recv() {
+        conn.send(&(x * 2)).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_child_blocked_in_recv_sees_the_parent_close_its_end() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let (mine, theirs) = Pipe::new().unwrap();
+        let child = Process::new(serve_until_eof, theirs).start_method(method).start().unwrap();
+        mine.send(&21).unwrap();
+        assert_eq!(mine.recv().unwrap(), 42);
+        drop(mine);
+        assert_eq!(child.join().unwrap(), 1, "{method:?}: the child's recv ended");
+    }
+}
+
+fn wait_forever(args: (Connection<u32>, Value<u32>)) {
+    let (conn, started) = args;
+    started.set(1);
+    let _ = conn.recv();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_killed_peer_ends_the_stream_instead_of_a_hang() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let (mine, theirs) = Pipe::new().unwrap();
+        let started = Value::new(0).unwrap();
+        let child = Process::new(wait_forever, (theirs, started.clone())).start_method(method).start().unwrap();
+        assert!(common::eventually(Duration::from_secs(30), || started.get() == 1));
+        mine.send(&1).unwrap();
+        child.kill().unwrap();
+        child.wait();
+        assert_eq!(mine.recv(), Err(RecvError::Disconnected), "{method:?}");
+        assert_eq!(mine.send(&2), Err(SendError::Disconnected), "the death is known now");
+    }
+}
+
+#[test]
+fn a_sender_to_a_killed_peer_is_told_before_it_fills_memory() {
+    let _t = heap_user(LIMIT);
+    let (mine, theirs) = Pipe::new().unwrap();
+    let started = Value::new(0).unwrap();
+    let child = Process::new(wait_forever, (theirs, started.clone())).start().unwrap();
+    assert!(common::eventually(Duration::from_secs(30), || started.get() == 1));
+    child.kill().unwrap();
+    child.wait();
+    // Nobody receives: the sender finds out within a few segments of backlog.
+    let sent = (0..1_000_000u32).take_while(|&i| mine.send(&i).is_ok()).count();
+    assert!(sent < 100_000, "{sent} messages sent to a dead process");
+    assert_eq!(mine.send(&0), Err(SendError::Disconnected));
+}
+
+fn relay(args: (Connection<Connection<String>>, Queue<Connection<String>>)) {
+    let (pipe_in, queue_out) = args;
+    // An end arrives through a pipe; it goes on through a queue.
+    let end = pipe_in.recv().unwrap();
+    end.send(&"hello through a pipe".to_string()).unwrap();
+    queue_out.put(end).unwrap();
+}
+
+#[test]
+fn connections_travel_through_pipes_and_queues_with_every_start_method() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let (to_child, from_parent) = Pipe::new().unwrap();
+        let q = Queue::new().unwrap();
+        let child = Process::new(relay, (from_parent, q.clone())).start_method(method).start().unwrap();
+        let (mine, travelling) = Pipe::new().unwrap();
+        to_child.send(&travelling).unwrap();
+        drop(travelling);
+        assert_eq!(mine.recv().unwrap(), "hello through a pipe");
+        let back = q.get().unwrap();
+        child.join().unwrap();
+        back.send(&"and back".to_string()).unwrap();
+        assert_eq!(mine.recv().unwrap(), "and back", "{method:?}");
+        drop(back);
+        assert_eq!(mine.recv(), Err(RecvError::Disconnected));
+    }
+}
+
+fn make_a_pipe(conn: Connection<Connection<u8>>) {
+    let (a, b) = Pipe::new().unwrap();
+    a.send(&9).unwrap();
+    conn.send(&b).unwrap();
+}
+
+#[test]
+fn an_end_made_in_a_child_outlives_the_child() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let (mine, theirs) = Pipe::new().unwrap();
+        Process::new(make_a_pipe, theirs).start_method(method).start().unwrap().join().unwrap();
+        let b = mine.recv().unwrap();
+        assert_eq!(b.recv(), Ok(9), "{method:?}");
+        assert_eq!(b.recv(), Err(RecvError::Disconnected), "the other end died with the child");
+    }
+}
+
+fn shared_sender(args: (Connection<(u32, u32)>, u32)) {
+    let (conn, id) = args;
+    for i in 0..2000 {
+        conn.send(&(id, i)).unwrap();
+    }
+}
+
+#[test]
+fn several_processes_may_share_one_end() {
+    let _t = heap_user(LIMIT);
+    let (rx, tx) = Pipe::one_way().unwrap();
+    let senders: Vec<_> = (0..3).map(|id| Process::new(shared_sender, (tx.clone(), id)).start().unwrap()).collect();
+    drop(tx);
+    let mut last = [None; 3];
+    let mut n = 0;
+    while let Ok((id, i)) = rx.recv() {
+        assert!(last[id as usize].is_none_or(|prev| i == prev + 1), "sender {id}: {last:?} then {i}");
+        last[id as usize] = Some(i);
+        n += 1;
+    }
+    assert_eq!(n, 6000);
+    for s in senders {
+        s.join().unwrap();
+    }
+}
+
+// ---- wait ---------------------------------------------------------------------------------
+
+fn reply_later(args: (Connection<u32>, u64)) {
+    let (conn, ms) = args;
+    std::thread::sleep(Duration::from_millis(ms));
+    conn.send(&(ms as u32)).ok();
+}
+
+#[test]
+fn wait_returns_the_ready_ones() {
+    let _t = heap_user(LIMIT);
+    let (a, a_far) = Pipe::<u32>::new().unwrap();
+    let (b, b_far) = Pipe::<u32>::new().unwrap();
+    let q: Queue<u8> = Queue::new().unwrap();
+    let q_far = q.clone();
+    assert!(wait(&[&a, &b, &q], Some(Duration::ZERO)).is_empty());
+    assert!(wait(&[&a, &b, &q], Some(Duration::from_millis(30))).is_empty());
+    b_far.send(&1).unwrap();
+    assert_eq!(wait(&[&a, &b, &q], None), [1]);
+    q_far.put(1).unwrap();
+    assert_eq!(wait(&[&a, &b, &q], None), [1, 2]);
+    b.recv().unwrap();
+    q.get().unwrap();
+    // A peer that closes makes its connection ready (a receive would not block).
+    drop(a_far);
+    assert_eq!(wait(&[&a, &b, &q], None), [0]);
+    // A queue nobody else holds is ready too: a get would fail at once.
+    drop(q_far);
+    assert_eq!(wait(&[&b, &q], None), [1]);
+    drop(b_far);
+}
+
+#[test]
+fn wait_watches_processes_and_connections_together() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let (a, a_far) = Pipe::<u32>::new().unwrap();
+        let (b, b_far) = Pipe::<u32>::new().unwrap();
+        let slow = Process::new(reply_later, (a_far, 200)).start_method(method).start().unwrap();
+        let quick = Process::new(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 50)
+            .start_method(method)
+            .start()
+            .unwrap();
+        // The quick process ends first: it is what wakes the wait.
+        let ready = wait(&[&a, &b, &slow, &quick], Some(Duration::from_secs(30)));
+        assert_eq!(ready, [3], "{method:?}");
+        quick.join().unwrap();
+        // Then the slow one's message, then its end.
+        let ready = wait(&[&a, &b, &slow], Some(Duration::from_secs(30)));
+        assert!(ready.contains(&0), "{method:?}: {ready:?}");
+        assert_eq!(a.recv().unwrap(), 200);
+        assert_eq!(wait(&[&slow], Some(Duration::from_secs(30))), [0]);
+        slow.join().unwrap();
+        drop(b_far);
+        assert_eq!(wait(&[&b], None), [0]);
+    }
+}
+
+#[test]
+fn wait_on_a_descriptor() {
+    let _t = heap_user(LIMIT);
+    let (r, w) = std::io::pipe().unwrap();
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let (c, _c_far) = Pipe::<u8>::new().unwrap();
+    assert!(wait(&[&r.as_fd(), &c], Some(Duration::from_millis(20))).is_empty());
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        (&w).write_all(b"x").unwrap();
+        w
+    });
+    assert_eq!(wait(&[&r.as_fd(), &c], Some(Duration::from_secs(30))), [0]);
+    drop(t.join().unwrap());
+}
+
+// ---- nothing leaks ----------------------------------------------------------------------
+
+fn take_some(args: (Connection<ByteBuf>, usize)) {
+    let (conn, n) = args;
+    for _ in 0..n {
+        conn.recv().unwrap();
+    }
+}
+
+#[test]
+fn a_pipe_and_its_unread_messages_are_freed_with_the_last_end() {
+    let leaks = leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::new().unwrap();
+        for i in 0..200usize {
+            a.send(&ByteBuf::from(vec![i as u8; [10, 5000, 40_000][i % 3]])).unwrap();
+        }
+        Process::new(take_some, (b.clone(), 50)).start().unwrap().join().unwrap();
+        drop(b);
+        // A killed child holding an end does not keep it forever.
+        let (c, d) = Pipe::<ByteBuf>::new().unwrap();
+        let started = Value::new(0u32).unwrap();
+        let child = Process::new(wait_and_die, (d, started.clone())).start().unwrap();
+        assert!(common::eventually(Duration::from_secs(30), || started.get() == 1));
+        c.send(&ByteBuf::from(vec![1; 100_000])).unwrap();
+        child.kill().unwrap();
+        child.wait();
+    }
+    leaks.assert_no_leak();
+}
+
+fn wait_and_die(args: (Connection<ByteBuf>, Value<u32>)) {
+    let (_keep, started) = args;
+    started.set(1);
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn handles_inside_unread_messages_are_released_too() {
+    let leaks = leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::new().unwrap();
+        for i in 0..10u32 {
+            let inner = SimpleQueue::new().unwrap();
+            inner.put(i).unwrap();
+            a.send(&inner).unwrap();
+        }
+        let (c, d) = Pipe::<Connection<u8>>::new().unwrap();
+        let (e, f) = Pipe::new().unwrap();
+        e.send(&1).unwrap();
+        c.send(&f).unwrap();
+        let (g, h) = Pipe::one_way().unwrap();
+        h.send(&Queue::<u8>::new().unwrap()).unwrap();
+        drop((a, b, c, d, e, f, g, h));
+    }
+    leaks.assert_no_leak();
+}
