@@ -127,9 +127,9 @@ fn a_namespace_a_value_and_an_array() {
     let _w = watchdog(LIMIT);
     let manager = Manager::start().unwrap();
     let ns = manager.namespace().unwrap();
-    ns.set("x", &1).unwrap();
+    ns.set("x", 1).unwrap();
     ns.set("name", "ada").unwrap();
-    ns.set("point", &(1.5f64, -2.0f64)).unwrap();
+    ns.set("point", (1.5f64, -2.0f64)).unwrap();
     assert_eq!(ns.get::<i32>("x").unwrap(), 1);
     assert_eq!(ns.get::<String>("name").unwrap(), "ada");
     assert_eq!(ns.get::<(f64, f64)>("point").unwrap(), (1.5, -2.0));
@@ -671,7 +671,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut rest = Vec::new();
     // Whatever the server says last, it ends with the end of the stream.
-    matches!(stream.read_to_end(&mut rest), Ok(_))
+    stream.read_to_end(&mut rest).is_ok()
 }
 
 #[test]

@@ -167,6 +167,9 @@ impl<R: Send> Sink<R> for ApplySink<R> {
     }
 }
 
+/// Where `map_async`'s caller waits: all the values, or the first error.
+pub(crate) type MapSlot<R> = Arc<Slot<Result<Vec<R>, TaskError>>>;
+
 /// The sink of `map_async`: every item, in order, or the first error.
 pub(crate) struct MapSink<R> {
     state: Mutex<MapState<R>>,
@@ -182,11 +185,7 @@ struct MapState<R> {
 }
 
 impl<R> MapSink<R> {
-    pub(crate) fn new(
-        chunks: usize,
-        callbacks: Callbacks<[R]>,
-        progress: Option<Progress>,
-    ) -> (Arc<Self>, Arc<Slot<Result<Vec<R>, TaskError>>>) {
+    pub(crate) fn new(chunks: usize, callbacks: Callbacks<[R]>, progress: Option<Progress>) -> (Arc<Self>, MapSlot<R>) {
         let slot = Slot::new();
         let sink = Arc::new(Self {
             state: Mutex::new(MapState {

@@ -26,15 +26,15 @@ pub(crate) fn install_hook() {
             // `try_with`/`try_borrow_mut`: a panic during thread teardown or inside the
             // recording itself must not panic again.
             let _ = CAPTURE.try_with(|capture| {
-                if let Ok(mut capture) = capture.try_borrow_mut() {
-                    if let Some((process, slot)) = capture.as_mut() {
-                        *slot = Some(PanicInfo {
-                            process: process.clone(),
-                            message: payload_message(info.payload()),
-                            location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
-                            backtrace: std::backtrace::Backtrace::force_capture().to_string(),
-                        });
-                    }
+                if let Ok(mut capture) = capture.try_borrow_mut()
+                    && let Some((process, slot)) = capture.as_mut()
+                {
+                    *slot = Some(PanicInfo {
+                        process: process.clone(),
+                        message: payload_message(info.payload()),
+                        location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+                        backtrace: std::backtrace::Backtrace::force_capture().to_string(),
+                    });
                 }
             });
             previous(info);

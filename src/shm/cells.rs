@@ -60,18 +60,6 @@ impl<'a, T: ShmSafe> Cells<'a, T> {
         unsafe { &*self.ptr.as_ptr().add(i) }
     }
 
-    /// Copies all values into `out` (of the same length).
-    pub(crate) fn read_into(&self, out: &mut [T])
-    where
-        T: Copy,
-    {
-        assert_eq!(out.len(), self.len);
-        for (i, o) in out.iter_mut().enumerate() {
-            // SAFETY: in bounds, as in `get`.
-            *o = unsafe { self.ptr.as_ptr().add(i).read_volatile() };
-        }
-    }
-
     /// Copies `src` (of the same length) into the values.
     pub(crate) fn write_from(&self, src: &[T])
     where

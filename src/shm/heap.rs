@@ -29,9 +29,6 @@ const SMALL_MAX: usize = 65536;
 /// larger ones).
 const SIZES: [usize; 4] = [1 << 38, 1 << 36, 1 << 34, 1 << 32];
 
-/// Room left for the layers above to publish family-wide objects by offset.
-pub(crate) const ROOT_SLOTS: usize = 8;
-
 /// The heap is full (or the request is absurd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the family's shared memory is exhausted ({requested} bytes requested)")]
@@ -58,7 +55,6 @@ struct Header {
     large_free: AtomicU64,
     /// Lock-free stacks of free small blocks, one per class: `tag << 40 | offset >> 6`.
     classes: [AtomicU64; CLASSES.len()],
-    roots: [AtomicU64; ROOT_SLOTS],
     in_use: AtomicU64,
 }
 
@@ -137,11 +133,6 @@ impl Heap {
     /// Bytes currently allocated (small blocks count their class size).
     pub(crate) fn in_use(&self) -> u64 {
         self.header().in_use.load(Ordering::Relaxed)
-    }
-
-    /// The family-wide root slot `i`, an offset published by an upper layer (0: unset).
-    pub(crate) fn root(&self, i: usize) -> &AtomicU64 {
-        &self.header().roots[i]
     }
 
     /// Whether `[offset, offset + len)` is a plausible object range: inside the heap,

@@ -222,20 +222,6 @@ impl Holders {
         self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free())
     }
 
-    /// The live processes holding handles (pruning the dead), this one included.
-    pub(crate) fn live_processes(&self, heap: &Heap) -> Vec<u32> {
-        let _g = RawGuard::lock(&self.lock);
-        self.prune_dead(heap, sys::me());
-        let mut pids = Vec::new();
-        self.for_each(heap, |e| {
-            if !e.is_free() {
-                pids.push(e.pid.load(Ordering::Relaxed));
-            }
-            false
-        });
-        pids
-    }
-
     /// Forgets the entries of dead processes; returns how many there were. A caller that
     /// must notice every death (a barrier breaks when a holder dies) counts them here.
     pub(crate) fn forget_dead(&self, heap: &Heap) -> usize {

@@ -51,11 +51,6 @@ impl<T: ShmSafe> Locked<T> {
         // SAFETY: the cell is valid shared memory; any bytes in it form a valid T.
         unsafe { self.value.get().read_volatile() }
     }
-
-    /// The mutex, for callers that manage it themselves.
-    pub(crate) fn mutex(&self) -> &RawMutex {
-        &self.mutex
-    }
 }
 
 /// Access to a [`Locked`] value; unlocks on drop.

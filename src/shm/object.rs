@@ -21,6 +21,7 @@ use crate::codec;
 /// The kinds of shared object, one number each, checked when a handle is decoded.
 pub(crate) mod kind {
     /// Test objects of the handle mechanism.
+    #[cfg(test)]
     pub(crate) const TEST: u32 = 1;
     pub(crate) const LOCK: u32 = 10;
     pub(crate) const RLOCK: u32 = 11;
@@ -32,7 +33,6 @@ pub(crate) mod kind {
     pub(crate) const RAW_VALUE: u32 = 21;
     pub(crate) const ARRAY: u32 = 22;
     pub(crate) const RAW_ARRAY: u32 = 23;
-    pub(crate) const RING: u32 = 30;
     pub(crate) const QUEUE: u32 = 31;
     pub(crate) const PIPE: u32 = 32;
     pub(crate) const BLOB: u32 = 33;
@@ -161,11 +161,6 @@ impl<T: ShmObject> Shared<T> {
     /// can change the object. Reads `/proc`.
     pub(crate) fn sole_handle(&self) -> bool {
         self.header().holders.sole_holder(Heap::get())
-    }
-
-    /// The live processes holding this object (pids), this one included.
-    pub(crate) fn live_processes(&self) -> Vec<u32> {
-        self.header().holders.live_processes(Heap::get())
     }
 
     /// Whether two handles name the same object.

@@ -157,11 +157,6 @@ impl Notify {
         self.notify(u32::MAX);
     }
 
-    /// Whether anybody sleeps here now.
-    pub(crate) fn has_sleepers(&self) -> bool {
-        self.sleepers.load(Ordering::SeqCst) != 0
-    }
-
     /// For a wait over several objects (`sys::futex_waitv`): counts the caller as a sleeper
     /// and returns the word and the value to sleep on. Re-test the conditions after this
     /// and before sleeping, and call [`Notify::stop_sleeping`] after.

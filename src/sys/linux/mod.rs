@@ -9,7 +9,7 @@ mod proc;
 mod socket;
 
 pub use call::Stateless;
-pub(crate) use call::{FnPtr, Packed, pack, pack_runner, remake, unpack_and_run};
+pub(crate) use call::{Packed, pack, pack_runner, remake, unpack_and_run};
 pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::SharedMapping;
 pub(crate) use proc::*;

@@ -330,14 +330,6 @@ pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Optio
     }
 }
 
-/// Reaps any ended child of this process without blocking; `None` when there is none.
-pub(crate) fn reap_any() -> Option<(u32, Ended)> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: waitpid writes the status word we own; no other memory is involved.
-    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-    (pid > 0).then(|| (pid as u32, Ended::from_raw(status)))
-}
-
 /// Makes the kernel SIGKILL this process when its parent (the thread that created it)
 /// ends, then checks the parent it expected is still the parent: `false` means the parent
 /// is already gone and the caller should exit.

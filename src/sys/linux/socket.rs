@@ -21,11 +21,6 @@ pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
 }
 
-/// A connected pair of unix sequenced-packet sockets (message boundaries kept), close-on-exec.
-pub(crate) fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
-}
-
 /// Sends `data` with `fds` attached; returns how many bytes went out (all of them for
 /// seqpacket sockets, possibly fewer for streams). Never raises `SIGPIPE`.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
