@@ -185,27 +185,7 @@ pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
     value: &T,
     f: impl FnOnce(&[u8], bool) -> (bool, R),
 ) -> Result<R, CodecError> {
-    SCRATCH.with(|scratch| {
-        // A re-entrant call (a Serialize impl that sends messages) gets its own buffer.
-        let mut own = Vec::new();
-        let mut guard = scratch.try_borrow_mut().ok();
-        let buf: &mut Vec<u8> = match guard.as_deref_mut() {
-            Some(b) => b,
-            None => &mut own,
-        };
-        buf.clear();
-        let undo = encode_into(value, buf)?;
-        let (delivered, r) = f(buf, !undo.is_empty());
-        if !delivered {
-            for u in undo {
-                u();
-            }
-        }
-        if buf.capacity() > 1 << 20 {
-            *buf = Vec::new();
-        }
-        Ok(r)
-    })
+    with_small_encoding(value, usize::MAX, f).map(|r| r.expect("an encoding without a limit is never too large"))
 }
 
 /// Like [`with_encoded`] for messages that may be large: when the encoding would pass

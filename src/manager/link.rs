@@ -314,26 +314,7 @@ impl<'de> Deserialize<'de> for ProxyCore {
 }
 
 fn kind_from_code(code: u32) -> Option<Kind> {
-    use Kind::*;
-    [
-        Dict,
-        List,
-        Namespace,
-        Value,
-        Array,
-        Queue,
-        JoinableQueue,
-        Lock,
-        RLock,
-        Semaphore,
-        BoundedSemaphore,
-        Event,
-        Condition,
-        Barrier,
-        Custom,
-    ]
-    .into_iter()
-    .find(|k| *k as u32 == code)
+    Kind::ALL.into_iter().find(|k| *k as u32 == code)
 }
 
 // ---- local connections --------------------------------------------------------------------
@@ -490,7 +471,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_through_their_codes() {
-        for kind in [Kind::Dict, Kind::Custom, Kind::Barrier] {
+        for kind in Kind::ALL {
             assert_eq!(kind_from_code(kind as u32), Some(kind));
         }
         assert_eq!(kind_from_code(999), None);

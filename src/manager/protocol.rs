@@ -45,6 +45,27 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (their code is their index).
+    pub(crate) const ALL: [Kind; 15] = [
+        Kind::Dict,
+        Kind::List,
+        Kind::Namespace,
+        Kind::Value,
+        Kind::Array,
+        Kind::Queue,
+        Kind::JoinableQueue,
+        Kind::Lock,
+        Kind::RLock,
+        Kind::Semaphore,
+        Kind::BoundedSemaphore,
+        Kind::Event,
+        Kind::Condition,
+        Kind::Barrier,
+        Kind::Custom,
+    ];
+}
+
+impl Kind {
     /// Python's name of the proxied type, for messages.
     pub(crate) fn name(self) -> &'static str {
         match self {

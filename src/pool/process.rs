@@ -1011,7 +1011,7 @@ impl Pool {
             let job = self.inner.chunk_job(call, chunk, index, options.timeout, sink.clone())?;
             self.inner.submit(job)?;
         }
-        Ok(MapResult::new(slot, self.helper()))
+        Ok(AsyncResult::new(slot, self.helper()))
     }
 
     /// Applies `f` lazily, results in order (Python's `imap`): at most a few chunks per

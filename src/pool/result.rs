@@ -340,7 +340,8 @@ impl<R: Send> Sink<R> for StreamSink<R> {
     }
 }
 
-/// The result of [`Pool::apply_async`](crate::Pool::apply_async) (Python's `AsyncResult`).
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async) (Python's `AsyncResult`),
+/// and of the `map_async` family as [`MapResult`].
 ///
 /// # Examples
 ///
@@ -419,62 +420,8 @@ impl<R> AsyncResult<R> {
 }
 
 /// The result of `map_async` / `starmap_async`: all the results in order, or the first
-/// error.
-pub struct MapResult<R> {
-    slot: Arc<Slot<Result<Vec<R>, TaskError>>>,
-    helper: Option<Arc<dyn Helper>>,
-}
-
-impl<R> fmt::Debug for MapResult<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapResult").field("ready", &self.slot.is_filled()).finish()
-    }
-}
-
-impl<R> MapResult<R> {
-    pub(crate) fn new(slot: Arc<Slot<Result<Vec<R>, TaskError>>>, helper: Option<Arc<dyn Helper>>) -> Self {
-        Self { slot, helper }
-    }
-
-    fn wait_until(&self, deadline: Deadline) -> bool {
-        self.slot.wait(deadline, self.helper.as_deref())
-    }
-
-    /// Waits for every result (or the first error).
-    pub fn get(self) -> Result<Vec<R>, TaskError> {
-        self.wait_until(Deadline::NEVER);
-        self.slot.take().unwrap_or(Err(TaskError::Terminated))
-    }
-
-    /// Waits at most `timeout`; on timeout the result stays available.
-    pub fn get_timeout(&mut self, timeout: Duration) -> Result<Vec<R>, ResultTimeoutError> {
-        if !self.wait_until(Deadline::after(timeout)) {
-            return Err(ResultTimeoutError::Timeout);
-        }
-        self.slot.take().unwrap_or(Err(TaskError::Terminated)).map_err(ResultTimeoutError::Task)
-    }
-
-    /// Waits until ready.
-    pub fn wait(&self) {
-        self.wait_until(Deadline::NEVER);
-    }
-
-    /// Waits at most `timeout`; whether ready.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Deadline::after(timeout))
-    }
-
-    /// Whether ready.
-    pub fn ready(&self) -> bool {
-        self.wait_until(Deadline::now())
-    }
-
-    /// Whether every item succeeded; an error when not ready yet.
-    pub fn successful(&self) -> Result<bool, NotReady> {
-        self.ready();
-        self.slot.with(|v| v.map(|r| r.is_ok()).ok_or(NotReady))
-    }
-}
+/// error (Python's `MapResult`, a kind of `AsyncResult` there too).
+pub type MapResult<R> = AsyncResult<Vec<R>>;
 
 /// Feeds an `imap` with chunks as its consumer goes (the pool side of [`IMap`]).
 pub(crate) trait Feeder<R>: Send {

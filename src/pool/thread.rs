@@ -294,7 +294,7 @@ impl ThreadPool {
             let chunk: Vec<A> = items.by_ref().take(chunksize).collect();
             self.submit_chunk(&f, chunk, index, sink.clone())?;
         }
-        Ok(MapResult::new(slot, None))
+        Ok(AsyncResult::new(slot, None))
     }
 
     /// Applies `f` to each item lazily, results in order (Python's `imap`). At most a few
