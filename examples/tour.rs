@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use multiproc::{
-    Array, DictProxy, Event, JoinError, ListProxy, Lock, Manager, MapOptions, Pool, Process, ShareableList,
-    SharedMemory, StartMethod, TaskError, Value,
+    Array, Connection, DictProxy, Event, JoinError, ListProxy, Lock, Manager, MapOptions, Pipe, Pool, Process, Queue,
+    ShareableList, SharedMemory, StartMethod, TaskError, Value,
 };
 
 fn square(x: u64) -> u64 {
@@ -64,6 +64,25 @@ fn crash_on_seven(x: u64) -> u64 {
         std::process::abort();
     }
     x * 2
+}
+
+fn produce((q, food): (Queue<Option<String>>, String)) {
+    for i in 0..3 {
+        q.put(Some(format!("{food} {i}"))).unwrap();
+    }
+}
+
+fn eat(q: Queue<Option<String>>) -> usize {
+    let mut eaten = 0;
+    while let Some(item) = q.get().unwrap() {
+        println!("ate {item}");
+        eaten += 1;
+    }
+    eaten
+}
+
+fn greet(conn: Connection<String>) {
+    conn.send(&"hello through a pipe".to_string()).unwrap();
 }
 
 fn sign_in(args: (DictProxy<String, u32>, ListProxy<u64>)) {
@@ -145,6 +164,26 @@ fn main() -> Result<(), multiproc::Error> {
     let shm = SharedMemory::create(4096)?;
     println!("a 4 KiB segment in /dev/shm: {} (unlinked by its tracker even after kill -9)", shm.name());
     shm.unlink()?;
+
+    section("7. Producers and consumers: queues and pipes between processes");
+    let q = Queue::new()?;
+    let bakers: Vec<_> = ["bun", "fried dough stick"]
+        .map(|food| Process::new(produce, (q.clone(), food.to_string())).start())
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let eater = Process::new(eat, q.clone()).start()?;
+    for baker in bakers {
+        baker.join()?;
+    }
+    q.put(None)?; // the sentinel: nothing more to eat
+    println!("the eater ate {} things", eater.join()?);
+    let (mine, theirs) = Pipe::new()?;
+    let child = Process::new(greet, theirs).start()?;
+    println!("{}", mine.recv()?);
+    child.join()?;
+    println!("and then: {:?} (Python's EOFError, not a hang)", mine.recv());
+    let lonely: Queue<u32> = Queue::new()?;
+    println!("a get nobody can answer: {:?}", lonely.get());
 
     section("8. A pool that never hangs");
     let pool = Pool::new(multiproc::cpu_count())?;
