@@ -30,6 +30,12 @@
 //! | `SimpleQueue()`, `JoinableQueue()`, `q.task_done()`, `q.join()` | [`SimpleQueue::new()?`](SimpleQueue::new), [`JoinableQueue::new()?`](JoinableQueue::new), [`task_done()`](JoinableQueue::task_done), [`join()`](JoinableQueue::join) |
 //! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(&x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
 //! | `multiprocessing.connection.wait(objects, timeout)` | [`wait(&[&a, &q, &p], timeout)`](wait) |
+//! | `Pool(4)`, `pool.map(f, xs)`, `pool.apply(f, (x,))` | [`Pool::new(4)?`](Pool::new), [`pool.map(f, xs)?`](Pool::map), [`pool.apply(f, x)?`](Pool::apply) |
+//! | `pool.apply_async(f, (x,), callback=cb, error_callback=eb)`, `r.get(timeout)` | [`pool.apply_async_with(f, x, ApplyOptions::new().callback(cb).error_callback(eb))?`](Pool::apply_async_with), [`r.get()?`](AsyncResult::get), [`r.get_timeout(d)`](AsyncResult::get_timeout) |
+//! | `pool.imap(f, xs, chunksize=n)`, `imap_unordered`, `starmap`, `map_async` | [`pool.imap(f, xs)?`](Pool::imap), [`MapOptions::new().chunksize(n)`](MapOptions::chunksize), [`imap_unordered`](Pool::imap_unordered), [`starmap`](Pool::starmap), [`map_async`](Pool::map_async) |
+//! | `Pool(initializer=f, initargs=(a,), maxtasksperchild=n)` | [`Pool::builder().initializer(f, a).max_tasks_per_child(n).timeout(d).build()?`](PoolBuilder) |
+//! | `pool.close()`, `pool.join()`, `pool.terminate()` | [`close()`](Pool::close), [`join()?`](Pool::join), [`terminate()`](Pool::terminate); dropping a pool terminates it |
+//! | `multiprocessing.pool.ThreadPool(4)` | [`ThreadPool::new(4)?`](ThreadPool::new), the same API on threads |
 //!
 //! ```no_run
 //! use multiproc::Process;
