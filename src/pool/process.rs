@@ -52,6 +52,8 @@ const TICK: Duration = Duration::from_millis(20);
 const MAX_WINDOW: usize = 256;
 /// The work a worker should have queued, in time, so it never idles between chunks.
 const WINDOW_TIME: Duration = Duration::from_millis(2);
+/// Chunks longer than this are sent one at a time per worker.
+const LONG_CHUNK: Duration = Duration::from_millis(20);
 
 /// A worker's shared status: the chunk it runs, since when.
 #[derive(crate::ShmSafe)]
@@ -561,6 +563,11 @@ impl Inner {
         if books.chunk_ns <= 0.0 {
             return 2;
         }
+        if books.chunk_ns > LONG_CHUNK.as_nanos() as f64 {
+            // The hand-over gap is noise next to such a chunk; a queued one could only
+            // wait behind a slow worker while another idles.
+            return 1;
+        }
         ((WINDOW_TIME.as_nanos() as f64 / books.chunk_ns).ceil() as usize).clamp(2, MAX_WINDOW)
     }
 
@@ -606,6 +613,43 @@ impl Inner {
                     job.delivery.deliver(job.chunk, Err(TaskError::Codec(crate::CodecError::encode(e))));
                 }
             }
+        }
+        if books.pending.is_empty() {
+            Self::steal(books);
+        }
+    }
+
+    /// Moves chunks that wait in a busy worker's inbox to idle workers: a slow worker (or a
+    /// slow processor) keeps only the chunk it runs, and nobody idles while work waits.
+    fn steal(books: &mut Books) {
+        loop {
+            let Some(idle) =
+                books.workers.iter().position(|w| w.sent.is_empty() && !w.stopping && w.killed_for.is_none())
+            else {
+                return;
+            };
+            let Some(busy) = books
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.sent.len() >= 2)
+                .max_by_key(|(_, w)| w.sent.len())
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            // The oldest message in the inbox is the next the worker would start; the
+            // worker may take it first, in which case there is nothing to move.
+            let Some(ToWorker::Task { id, call, args }) = books.workers[busy].inbox.try_recv() else { return };
+            let victim = &mut books.workers[busy];
+            victim.sent.retain(|&s| s != id);
+            victim.total_sent -= 1;
+            let thief = &mut books.workers[idle];
+            if thief.inbox.send(&ToWorker::Task { id, call, args }).is_err() {
+                return;
+            }
+            thief.sent.push_back(id);
+            thief.total_sent += 1;
         }
     }
 
