@@ -399,3 +399,20 @@ fn a_progress_bar_can_be_asked_for() {
     let stats = pool.stats();
     assert!(stats.tasks_done >= 200, "{stats:?}");
 }
+
+fn pid_after(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn chunks_waiting_behind_a_slow_task_move_to_an_idle_worker() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.map_with(pid_after, [2000, 0, 0, 0, 0, 0, 0, 0], MapOptions::new().chunksize(1)).unwrap();
+    let slow = pids[0];
+    assert!(
+        pids[1..].iter().all(|&p| p != slow),
+        "every quick task ran on the other worker, none waited behind the slow one: {pids:?}"
+    );
+}
