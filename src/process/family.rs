@@ -157,10 +157,14 @@ pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo) {
 
 /// Resets per-process state in a freshly forked child, whose copy of `st` still
 /// describes the parent. The caller holds the lock from before the fork.
+///
+/// The parent's entries are forgotten, not dropped: dropping would write to (and so copy)
+/// every page they touch and close descriptors one by one, for a process that usually
+/// exits soon. The descriptors stay open, as every descriptor does across a fork.
 pub(crate) fn forget_parent_state(st: &mut ProcState) {
-    st.children.clear();
-    st.forkserver_conn = None;
-    st.launcher = None;
+    std::mem::forget(std::mem::take(&mut st.children));
+    std::mem::forget(st.forkserver_conn.take());
+    std::mem::forget(st.launcher.take());
 }
 
 /// This process's description (the main process if nothing says otherwise).
