@@ -372,3 +372,59 @@ fn cpu_count_follows_the_affinity_mask() {
     let _w = watchdog(LIMIT);
     assert_eq!(Process::new(count_on_one_cpu, ()).start().unwrap().join().unwrap(), 1);
 }
+
+/// An argument whose serialization fails.
+struct Unsendable;
+
+impl Serialize for Unsendable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this value stays here"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unsendable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unsendable)
+    }
+}
+
+fn take_unsendable(_: Unsendable) {}
+
+#[test]
+fn an_argument_that_does_not_serialize_is_a_typed_error_and_starts_nothing() {
+    let _w = watchdog(LIMIT);
+    let before = active_children().len();
+    match Process::new(take_unsendable, Unsendable).start() {
+        Err(multiproc::Error::Codec(e)) => assert!(e.to_string().contains("cannot encode"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(active_children().len(), before);
+}
+
+fn start_without_descriptors(method: StartMethod) -> String {
+    // Leave this process no room for a new descriptor: the boot socket cannot be made.
+    // SAFETY: dup/close of a descriptor we own, and getrlimit/setrlimit, which only touch
+    // this process's limits.
+    unsafe {
+        // A new descriptor gets the lowest free number; a limit at that number refuses it.
+        let lowest_free = libc::dup(0);
+        libc::close(lowest_free);
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = lowest_free as u64;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    match Process::new(square, 2).start_method(method).start() {
+        Ok(child) => format!("started {:?}", child.join()),
+        Err(e) => format!("refused: {e}"),
+    }
+}
+
+#[test]
+fn a_start_the_system_refuses_is_an_error_not_a_hang() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let outcome = Process::new(start_without_descriptors, method).start().unwrap().join().unwrap();
+        assert!(outcome.starts_with("refused: ") && outcome.contains("Too many open files"), "{method:?}: {outcome}");
+    }
+}

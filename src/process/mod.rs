@@ -290,10 +290,27 @@ where
 
     /// Starts the process.
     ///
+    /// A `Process` starts once: `start` consumes it, so Python's "cannot start a process
+    /// twice" is a compile error here, and so is joining a process that was not started
+    /// (only the handle `start` returns can be joined):
+    ///
+    /// ```compile_fail
+    /// # fn work(_: ()) {}
+    /// let process = multiproc::Process::new(work, ());
+    /// let first = process.start();
+    /// let second = process.start(); // error: `process` was moved by the first start
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # fn work(_: ()) {}
+    /// multiproc::Process::new(work, ()).join(); // error: no `join` before `start`
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::NotInitialized`] without [`init`], [`Error::DaemonicParent`] in a daemonic
-    /// process, an encoding error for the argument, or what the OS said.
+    /// process, an encoding error for the argument, or what the OS said (out of processes,
+    /// out of descriptors).
     pub fn start(self) -> Result<ProcessHandle<R>, Error> {
         family::config()?;
         let packed = sys::pack(self.target, boot::runner::<A, R>);

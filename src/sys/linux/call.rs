@@ -172,3 +172,36 @@ pub(crate) fn unpack_and_run(packed: Packed, context: &mut dyn Any) -> Result<()
     shim(address(packed.target), address(packed.runner), context);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u32 {
+        x * 2
+    }
+
+    fn runner(f: fn(u32) -> u32, context: &mut dyn Any) {
+        if let Some(slot) = context.downcast_mut::<(u32, Option<u32>)>() {
+            slot.1 = Some(f(slot.0));
+        }
+    }
+
+    #[test]
+    fn a_packed_call_runs_in_the_same_binary() {
+        let packed = pack(double as fn(u32) -> u32, runner);
+        let mut slot = (21u32, None);
+        unpack_and_run(packed, &mut slot).unwrap();
+        assert_eq!(slot.1, Some(42));
+    }
+
+    #[test]
+    fn a_call_from_another_binary_is_refused_not_run() {
+        // Another executable: same offsets, another identity. Nothing may be called.
+        let mut packed = pack(double as fn(u32) -> u32, runner);
+        packed.identity ^= 1;
+        let mut slot = (21u32, None);
+        assert_eq!(unpack_and_run(packed, &mut slot), Err(WrongBinary));
+        assert_eq!(slot.1, None);
+    }
+}
