@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn a_packed_call_runs_in_the_same_binary() {
         let packed = pack(double as fn(u32) -> u32, runner);
-        let mut slot = (21u32, None);
+        let mut slot: (u32, Option<u32>) = (21, None);
         unpack_and_run(packed, &mut slot).unwrap();
         assert_eq!(slot.1, Some(42));
     }
@@ -200,7 +200,7 @@ mod tests {
         // Another executable: same offsets, another identity. Nothing may be called.
         let mut packed = pack(double as fn(u32) -> u32, runner);
         packed.identity ^= 1;
-        let mut slot = (21u32, None);
+        let mut slot: (u32, Option<u32>) = (21, None);
         assert_eq!(unpack_and_run(packed, &mut slot), Err(WrongBinary));
         assert_eq!(slot.1, None);
     }
