@@ -416,3 +416,53 @@ fn chunks_waiting_behind_a_slow_task_move_to_an_idle_worker() {
         "every quick task ran on the other worker, none waited behind the slow one: {pids:?}"
     );
 }
+
+fn exhaust_memory(_: ()) -> usize {
+    // A worker that runs out of memory: cap its address space, then ask for more.
+    // SAFETY: setrlimit only touches this (worker) process's limits.
+    unsafe {
+        let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: libc::RLIM_INFINITY };
+        libc::setrlimit(libc::RLIMIT_AS, &limit);
+    }
+    let hog: Vec<u8> = vec![1; 8 << 30];
+    hog.len()
+}
+
+#[test]
+fn a_worker_that_runs_out_of_memory_fails_its_task_only() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    match pool.apply(exhaust_memory, ()) {
+        // Rust aborts on a failed allocation; the kernel's OOM killer would send SIGKILL.
+        Err(Error::Task(TaskError::WorkerLost { signal: Some(6 | 9), .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9]);
+}
+
+fn announce(queue: multiproc::Queue<u32>) {
+    queue.put(std::process::id()).unwrap();
+}
+
+#[test]
+fn initializer_arguments_may_carry_handles() {
+    let _w = watchdog(LIMIT);
+    let queue = multiproc::Queue::new().unwrap();
+    let pool = Pool::builder().processes(3).initializer(announce, queue.clone()).build().unwrap();
+    let mut pids: Vec<u32> = (0..3).map(|_| queue.get().unwrap()).collect();
+    pids.sort();
+    let mut workers = pool.pids();
+    workers.sort();
+    assert_eq!(pids, workers, "each worker ran the initializer with the queue");
+}
+
+#[test]
+fn starmap_takes_a_chunk_size() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let pairs: Vec<(u64, u64)> = (0..100).map(|i| (i, i)).collect();
+    assert_eq!(
+        pool.starmap_with(add, pairs, MapOptions::new().chunksize(7)).unwrap(),
+        (0..100).map(|i| 2 * i).collect::<Vec<_>>()
+    );
+}

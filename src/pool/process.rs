@@ -1142,6 +1142,21 @@ impl Pool {
         Ok(self.starmap_async_with(f, items, MapOptions::new())?.get()?)
     }
 
+    /// [`Pool::starmap`] with options (chunk size, timeout, progress bar).
+    pub fn starmap_with<Args, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        options: MapOptions<F::Output>,
+    ) -> Result<Vec<F::Output>, Error>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args> + Stateless<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(self.starmap_async_with(f, items, options)?.get()?)
+    }
+
     /// Starts a `starmap` (Python's `starmap_async`).
     pub fn starmap_async<Args, F>(
         &self,

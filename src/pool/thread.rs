@@ -379,7 +379,22 @@ impl ThreadPool {
         F: StarFn<Args>,
         F::Output: Send + 'static,
     {
-        self.map(move |args| f.call(args), items)
+        self.starmap_with(f, items, MapOptions::new())
+    }
+
+    /// [`ThreadPool::starmap`] with options (chunk size, progress bar).
+    pub fn starmap_with<Args, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        options: MapOptions<F::Output>,
+    ) -> Result<Vec<F::Output>, Error>
+    where
+        Args: Send + 'static,
+        F: StarFn<Args>,
+        F::Output: Send + 'static,
+    {
+        Ok(self.starmap_async_with(f, items, options)?.get()?)
     }
 
     /// Starts a `starmap` (Python's `starmap_async`).
@@ -393,7 +408,22 @@ impl ThreadPool {
         F: StarFn<Args>,
         F::Output: Send + 'static,
     {
-        self.map_async(move |args| f.call(args), items)
+        self.starmap_async_with(f, items, MapOptions::new())
+    }
+
+    /// [`ThreadPool::starmap_async`] with options (chunk size, callbacks, progress bar).
+    pub fn starmap_async_with<Args, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        options: MapOptions<F::Output>,
+    ) -> Result<MapResult<F::Output>, PoolError>
+    where
+        Args: Send + 'static,
+        F: StarFn<Args>,
+        F::Output: Send + 'static,
+    {
+        self.map_async_with(move |args| f.call(args), items, options)
     }
 
     /// No more tasks; the threads exit once the queued ones are done (Python's `close`).
