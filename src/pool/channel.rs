@@ -100,11 +100,12 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         }
     }
 
-    /// Waits until a message is there (without taking it) or the deadline passes; spins a
-    /// little first.
-    pub(crate) fn wait_readable(&self, deadline: Deadline) {
+    /// Waits until a message is there (without taking it) or the deadline passes; spins
+    /// first when `spin` (a result expected soon), sleeps at once otherwise.
+    pub(crate) fn wait_readable(&self, deadline: Deadline, spin: bool) {
         let ring = &self.shared.ring;
-        let _ = ring.readable().wait(deadline, SPIN, || (!ring.is_empty()).then_some(()), || Ok::<(), ()>(()));
+        let spin = if spin { SPIN } else { std::time::Duration::ZERO };
+        let _ = ring.readable().wait(deadline, spin, || (!ring.is_empty()).then_some(()), || Ok::<(), ()>(()));
     }
 
     /// Wakes whoever waits for a message (something else they wait for happened).

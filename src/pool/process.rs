@@ -48,6 +48,9 @@ const TERMINATED: u8 = 2;
 
 /// How often the pool thread looks at its workers when nothing wakes it earlier.
 const TICK: Duration = Duration::from_millis(20);
+/// After the last waiting thread left, how long the pool thread leaves the results to the
+/// next one before collecting them itself.
+const HELPED_RECENTLY: Duration = Duration::from_millis(2);
 /// Chunks queued per worker at most, whatever their size.
 const MAX_WINDOW: usize = 256;
 /// The work a worker should have queued, in time, so it never idles between chunks.
@@ -322,6 +325,8 @@ struct Inner {
     counters: Counters,
     /// Threads waiting for a result and collecting meanwhile.
     helpers: AtomicUsize,
+    /// When the last helper left (`sys::monotonic_ns`).
+    helped_at: AtomicU64,
     doorbell: (Mutex<bool>, Condvar),
     pool_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -453,6 +458,7 @@ impl PoolBuilder {
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
             helpers: AtomicUsize::new(0),
+            helped_at: AtomicU64::new(0),
             doorbell: (Mutex::new(false), Condvar::new()),
             pool_thread: Mutex::new(None),
         });
@@ -870,18 +876,23 @@ impl Inner {
 impl Helper for Inner {
     fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline) {
         self.helpers.fetch_add(1, Ordering::SeqCst);
+        // Spin for the first result only: a long map must not burn a processor its
+        // workers need every time it wakes.
+        let mut spin = true;
         loop {
             self.collect();
             if done() || deadline.passed() {
                 break;
             }
-            // Sleep until a result arrives (the results channel), a slice at most: the
-            // pool thread may settle our result (a lost worker) without a message.
-            self.results.wait_readable(Deadline::after(deadline.slice(Duration::from_millis(10))));
+            // Sleep until a result arrives; the pool thread wakes us too when it settles a
+            // result without a message (a lost worker), and the slice bounds the rest.
+            self.results.wait_readable(Deadline::after(deadline.slice(Duration::from_millis(100))), spin);
+            spin = false;
         }
-        if self.helpers.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.ring_doorbell();
-        }
+        // No doorbell: the pool thread looks again within `HELPED_RECENTLY`, and ringing
+        // would cost every `get` a wake-up.
+        self.helped_at.store(sys::monotonic_ns(), Ordering::Relaxed);
+        self.helpers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -905,11 +916,17 @@ fn pool_thread(inner: Weak<Inner>) {
             }
         }
         let wake = pool.next_timeout().map_or(TICK, |t| t.saturating_duration_since(Instant::now()).min(TICK));
-        if pool.helpers.load(Ordering::SeqCst) == 0 {
+        // While threads wait for results they collect them: the pool thread keeps off the
+        // results channel then (a sleeper there would cost each result a wake-up), and
+        // for a moment after, since waiters tend to come back (a loop of `apply`).
+        let since_help = sys::monotonic_ns().saturating_sub(pool.helped_at.load(Ordering::Relaxed));
+        let helped_recently = since_help < HELPED_RECENTLY.as_nanos() as u64;
+        if pool.helpers.load(Ordering::SeqCst) == 0 && !helped_recently {
             let results = pool.results.clone();
             drop(pool);
-            results.wait_readable(Deadline::after(wake));
+            results.wait_readable(Deadline::after(wake), false);
         } else {
+            let wake = if helped_recently { wake.min(HELPED_RECENTLY) } else { wake };
             let (flag, cond) = &pool.doorbell;
             let mut rung = lock(flag);
             if !*rung {
