@@ -64,7 +64,9 @@ fn frame_in(buf: &[u8]) -> Option<usize> {
 /// Reads what a non-blocking socket has into `buf`; returns the frame once complete.
 /// End of stream before a whole frame is an error.
 pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
-    let mut chunk = [0u8; 16384];
+    // Small: outcomes are small (large results travel through the heap), and this runs
+    // on every look of a waiting parent.
+    let mut chunk = [0u8; 512];
     loop {
         if let Some(len) = frame_in(buf) {
             let frame = buf[4..4 + len].to_vec();
