@@ -24,12 +24,14 @@ pub(crate) struct Owner {
 
 impl Owner {
     /// This process.
+    #[inline]
     pub(crate) fn process() -> Self {
         let me = sys::me();
         Self { id: me.pid, start: me.start }
     }
 
     /// This thread (for locks owned by a thread, such as `RLock`).
+    #[inline]
     pub(crate) fn thread() -> Self {
         thread_local! {
             static ME: std::cell::Cell<(u32, u32, u64)> = const { std::cell::Cell::new((0, 0, 0)) };

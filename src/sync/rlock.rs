@@ -58,7 +58,7 @@ impl fmt::Debug for RLock {
         f.debug_struct("RLock")
             .field("locked", &self.locked())
             .field("owner_tid", &self.shared.mutex.owner())
-            .field("count", &self.shared.count.load(Ordering::Relaxed))
+            .field("levels", &(self.shared.count.load(Ordering::Relaxed) + u32::from(self.shared.mutex.is_locked())))
             .finish()
     }
 }
@@ -83,12 +83,14 @@ impl RLock {
     }
 
     /// Takes one more level of the lock for this thread, waiting until `deadline`.
+    #[inline]
     pub(crate) fn lock_level(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
         let me = Owner::thread();
         let state = &*self.shared;
         // The free lock first: the common case costs one atomic operation.
+        // `count` holds the levels beyond the first, and is 0 whenever the lock is free, so
+        // the first level writes nothing but the lock word.
         if state.mutex.try_lock(me) {
-            state.count.store(1, Ordering::Relaxed);
             return Ok(Acquired::Clean);
         }
         if state.mutex.is_held_by(me) {
@@ -97,7 +99,8 @@ impl RLock {
             return Ok(Acquired::Clean);
         }
         let acquired = state.mutex.lock(me, deadline)?;
-        state.count.store(1, Ordering::Relaxed);
+        // A dead holder may have left its levels behind.
+        state.count.store(0, Ordering::Relaxed);
         Ok(acquired)
     }
 
@@ -108,11 +111,10 @@ impl RLock {
             return self.lock_level(Deadline::now()).ok();
         }
         if state.mutex.try_lock(me) {
-            state.count.store(1, Ordering::Relaxed);
             return Some(Acquired::Clean);
         }
         let acquired = state.mutex.recover_if_owner_dead(me)?;
-        state.count.store(1, Ordering::Relaxed);
+        state.count.store(0, Ordering::Relaxed);
         Some(acquired)
     }
 
@@ -132,10 +134,9 @@ impl RLock {
         let state = &*self.shared;
         debug_assert!(state.mutex.is_held_by(Owner::thread()));
         let count = state.count.load(Ordering::Relaxed);
-        if count > 1 {
+        if count > 0 {
             state.count.store(count - 1, Ordering::Relaxed);
         } else {
-            state.count.store(0, Ordering::Relaxed);
             state.mutex.unlock();
         }
     }
@@ -144,19 +145,20 @@ impl RLock {
     pub(crate) fn unlock_all(&self) -> u32 {
         let state = &*self.shared;
         debug_assert!(state.mutex.is_held_by(Owner::thread()));
-        let count = state.count.swap(0, Ordering::Relaxed);
+        let levels = state.count.swap(0, Ordering::Relaxed) + 1;
         state.mutex.unlock();
-        count
+        levels
     }
 
-    /// Takes the lock back with `count` levels (after `unlock_all`).
-    pub(crate) fn relock_all(&self, count: u32) -> Acquired {
+    /// Takes the lock back with `levels` levels (after `unlock_all`).
+    pub(crate) fn relock_all(&self, levels: u32) -> Acquired {
         let state = &*self.shared;
         let acquired = state.mutex.lock(Owner::thread(), Deadline::NEVER).expect("an endless wait does not time out");
-        state.count.store(count.max(1), Ordering::Relaxed);
+        state.count.store(levels.max(1) - 1, Ordering::Relaxed);
         acquired
     }
 
+    #[inline]
     fn guard(&self, acquired: Acquired) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
         let guard = RLockGuard { lock: self, _not_send: PhantomData };
         match acquired {
@@ -185,6 +187,7 @@ impl RLock {
     /// assert!(!lock.locked());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[inline]
     #[inline]
     pub fn acquire(&self) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
         let acquired = self.lock_level(Deadline::NEVER).expect("an endless wait does not time out");
@@ -344,6 +347,7 @@ impl fmt::Debug for RLockGuard<'_> {
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     #[inline]
     fn drop(&mut self) {
         // The guard never leaves the thread that holds the level it stands for, so no
