@@ -188,7 +188,6 @@ impl RLock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[inline]
-    #[inline]
     pub fn acquire(&self) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
         let acquired = self.lock_level(Deadline::NEVER).expect("an endless wait does not time out");
         self.guard(acquired)
@@ -347,7 +346,6 @@ impl fmt::Debug for RLockGuard<'_> {
 }
 
 impl Drop for RLockGuard<'_> {
-    #[inline]
     #[inline]
     fn drop(&mut self) {
         // The guard never leaves the thread that holds the level it stands for, so no
