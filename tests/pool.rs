@@ -424,7 +424,8 @@ fn exhaust_memory(_: ()) -> usize {
         let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: libc::RLIM_INFINITY };
         libc::setrlimit(libc::RLIMIT_AS, &limit);
     }
-    let hog: Vec<u8> = vec![1; 8 << 30];
+    // black_box: an optimised build would otherwise skip the allocation.
+    let hog: Vec<u8> = std::hint::black_box(vec![1; 8 << 30]);
     hog.len()
 }
 

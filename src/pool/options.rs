@@ -187,6 +187,27 @@ pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
     len.div_ceil(4 * workers.max(1)).max(1)
 }
 
+/// The sizes of the chunks a `map` of `len` items is cut into.
+///
+/// A chunk size the caller chose is kept for every chunk. The automatic one is Python's,
+/// except at the end: no chunk is larger than half a worker's share of what remains, so
+/// the last chunks shrink to one item and the workers finish together instead of one
+/// idling while another runs a full chunk (guided self-scheduling).
+pub(crate) fn chunk_sizes(len: usize, workers: usize, chosen: Option<usize>) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut remaining = len;
+    let full = chosen.unwrap_or_else(|| auto_chunksize(len, workers)).max(1);
+    while remaining > 0 {
+        let size = match chosen {
+            Some(_) => full.min(remaining),
+            None => full.min(remaining.div_ceil(2 * workers.max(1))),
+        };
+        sizes.push(size);
+        remaining -= size;
+    }
+    sizes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +218,23 @@ mod tests {
         assert_eq!(auto_chunksize(16, 2), 2);
         assert_eq!(auto_chunksize(17, 2), 3);
         assert_eq!(auto_chunksize(0, 4), 1);
+    }
+
+    #[test]
+    fn a_chosen_chunk_size_is_kept() {
+        assert_eq!(chunk_sizes(7, 2, Some(3)), vec![3, 3, 1]);
+        assert_eq!(chunk_sizes(0, 2, Some(3)), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn automatic_chunks_are_pythons_then_shrink_to_one_item() {
+        assert_eq!(chunk_sizes(16, 2, None), vec![2, 2, 2, 2, 2, 2, 1, 1, 1, 1]);
+        let sizes = chunk_sizes(100_000, 2, None);
+        assert_eq!(sizes.iter().sum::<usize>(), 100_000);
+        assert_eq!(sizes[..4], [12_500; 4]);
+        assert!(sizes.windows(2).all(|w| w[0] >= w[1]));
+        assert_eq!(*sizes.last().unwrap(), 1);
+        assert!(sizes.len() < 60, "{} chunks", sizes.len());
+        assert_eq!(chunk_sizes(0, 2, None), Vec::<usize>::new());
     }
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::channel::Channel;
 use super::error::{PoolError, TaskError};
-use super::options::{ApplyOptions, MapOptions, auto_chunksize};
+use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{
     ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, Helper, IMap, MapResult, MapSink, Sink, StreamSink, count,
@@ -1008,8 +1008,8 @@ impl Pool {
     }
 
     /// Applies `f` to every item in the workers, results in order (Python's `map`). The
-    /// items go in chunks of Python's automatic size; the first failed item ends the call
-    /// with its error.
+    /// items go in chunks of Python's automatic size, the last ones smaller down to one item
+    /// so the workers finish together; the first failed item ends the call with its error.
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -1064,11 +1064,13 @@ impl Pool {
         if !self.inner.running() {
             return Err(PoolError::Closed);
         }
-        let chunksize = options.chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.inner.config.workers));
-        let chunks = items.len().div_ceil(chunksize);
+        let sizes = chunk_sizes(items.len(), self.inner.config.workers, options.chunksize);
         let progress = options.progress.then(|| Progress::new(Some(items.len())));
-        let (sink, slot) = MapSink::new(chunks, options.callbacks, progress);
-        for (index, chunk) in items.chunks(chunksize).enumerate() {
+        let (sink, slot) = MapSink::new(sizes.len(), options.callbacks, progress);
+        let mut rest = &items[..];
+        for (index, size) in sizes.into_iter().enumerate() {
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
             let job = self.inner.chunk_job(call, chunk, index, options.timeout, sink.clone())?;
             self.inner.submit(job)?;
         }

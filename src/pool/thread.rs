@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::error::{PoolError, TaskError};
-use super::options::{ApplyOptions, MapOptions, auto_chunksize};
+use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{
     ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, MapResult, MapSink, Sink, StreamSink, count,
@@ -284,14 +284,13 @@ impl ThreadPool {
         F: Fn(A) -> R + Send + Sync + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        let chunksize = options.chunksize.unwrap_or_else(|| auto_chunksize(items.len(), self.shared.workers));
-        let chunks = items.len().div_ceil(chunksize);
+        let sizes = chunk_sizes(items.len(), self.shared.workers, options.chunksize);
         let progress = options.progress.then(|| Progress::new(Some(items.len())));
-        let (sink, slot) = MapSink::new(chunks, options.callbacks, progress);
+        let (sink, slot) = MapSink::new(sizes.len(), options.callbacks, progress);
         let f = Arc::new(f);
         let mut items = items.into_iter();
-        for index in 0..chunks {
-            let chunk: Vec<A> = items.by_ref().take(chunksize).collect();
+        for (index, size) in sizes.into_iter().enumerate() {
+            let chunk: Vec<A> = items.by_ref().take(size).collect();
             self.submit_chunk(&f, chunk, index, sink.clone())?;
         }
         Ok(AsyncResult::new(slot, None))
