@@ -44,27 +44,27 @@ impl Report {
 
     /// One result line.
     pub fn emit(&mut self, bench: &str, variant: &str, value: f64, unit: &str, samples: &[f64]) {
+        let spread = (self.detail && !samples.is_empty()).then(|| {
+            let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (samples.len(), sig(min), sig(quantile(samples, 0.1)), sig(quantile(samples, 0.9)), sig(max))
+        });
         if self.json {
             let mut line = format!(
                 "{{\"bench\": \"{bench}\", \"variant\": \"{variant}\", \"value\": {}, \"unit\": \"{unit}\"",
                 sig(value)
             );
-            if self.detail && !samples.is_empty() {
-                let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                line += &format!(
-                    ", \"n\": {}, \"min\": {}, \"p10\": {}, \"p90\": {}, \"max\": {}",
-                    samples.len(),
-                    sig(min),
-                    sig(quantile(samples, 0.1)),
-                    sig(quantile(samples, 0.9)),
-                    sig(max)
-                );
+            if let Some((n, min, p10, p90, max)) = spread {
+                line += &format!(", \"n\": {n}, \"min\": {min}, \"p10\": {p10}, \"p90\": {p90}, \"max\": {max}");
             }
             line.push('}');
             println!("{line}");
         } else {
-            println!("{bench:<18} {variant:<22} {:>14.4} {unit:<8}", sig(value));
+            let mut line = format!("{bench:<18} {variant:<22} {:>14.4} {unit:<8}", sig(value));
+            if let Some((n, min, p10, p90, max)) = spread {
+                line += &format!(" n={n} min={min} p10={p10} p90={p90} max={max}");
+            }
+            println!("{line}");
         }
     }
 }
