@@ -1479,23 +1479,7 @@ mod tests {
             1 => Some(0),
             _ => Some(rng.below(2_000_000)),
         };
-        let kinds = [
-            Kind::Dict,
-            Kind::List,
-            Kind::Namespace,
-            Kind::Value,
-            Kind::Array,
-            Kind::Queue,
-            Kind::JoinableQueue,
-            Kind::Lock,
-            Kind::RLock,
-            Kind::Semaphore,
-            Kind::BoundedSemaphore,
-            Kind::Event,
-            Kind::Condition,
-            Kind::Barrier,
-            Kind::Custom,
-        ];
+        let kinds = Kind::ALL;
         let creates = vec![
             Create::Dict(vec![(it(rng), it(rng))]),
             Create::List(vec![it(rng), it(rng)]),
