@@ -60,10 +60,20 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
         }
     };
     let mut repr_c = false;
+    let mut too_aligned = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
         let _ = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("C") || meta.path.is_ident("transparent") {
                 repr_c = true;
+            }
+            if meta.path.is_ident("align") && meta.input.peek(syn::token::Paren) {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let align: syn::LitInt = content.parse()?;
+                if align.base10_parse::<u64>().is_ok_and(|a| a > MAX_ALIGN) {
+                    too_aligned = Some(align);
+                }
+                return Ok(());
             }
             if meta.input.peek(syn::token::Paren) {
                 let content;
@@ -78,6 +88,9 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
             .to_compile_error()
             .into();
     }
+    if let Some(align) = too_aligned {
+        return syn::Error::new(align.span(), TOO_ALIGNED).to_compile_error().into();
+    }
     let mut generics = input.generics.clone();
     for param in generics.type_params_mut() {
         param.bounds.push(syn::parse_quote!(::multiproc::ShmSafe));
@@ -88,12 +101,26 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
     for ty in &fields {
         predicates.push(quote!(#ty: ::multiproc::ShmSafe));
     }
+    // The `align` attribute is checked above; the fields' own alignment (each ShmSafe, so at
+    // most 64) bounds the rest. A non-generic struct is checked once more by the compiler.
+    let align_check = input.generics.params.is_empty().then(|| {
+        quote!(
+            const _: () = ::core::assert!(::core::mem::align_of::<#name>() <= #MAX_ALIGN as usize, #TOO_ALIGNED);
+        )
+    });
     quote!(
         // SAFETY: a #[repr(C)] struct whose every field is ShmSafe (the where clause makes
-        // the compiler check it) has the properties ShmSafe asks for.
+        // the compiler check it), aligned to at most 64 bytes (checked above), has the
+        // properties ShmSafe asks for.
         unsafe impl #impl_generics ::multiproc::ShmSafe for #name #ty_generics
         where #(#predicates,)*
         {}
+        #align_check
     )
     .into()
 }
+
+/// The family heap's alignment: the most a ShmSafe type may ask for.
+const MAX_ALIGN: u64 = 64;
+const TOO_ALIGNED: &str =
+    "ShmSafe types may be aligned to at most 64 bytes: the family heap places objects at 64-byte boundaries";

@@ -57,6 +57,35 @@ pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
 /// }
 /// ```
 ///
+/// The family heap places objects at 64-byte boundaries, so a type aligned to more than 64
+/// bytes cannot live in it; the derive refuses it at compile time:
+///
+/// ```compile_fail
+/// use multiproc::ShmSafe;
+///
+/// #[derive(Clone, Copy, ShmSafe)]
+/// #[repr(C, align(16384))]
+/// struct Page {
+///     bytes: [u8; 16384],
+/// }
+/// ```
+///
+/// Aligned to 64 or less is fine:
+///
+/// ```
+/// use multiproc::ShmSafe;
+///
+/// #[derive(Clone, Copy, ShmSafe)]
+/// #[repr(C, align(64))]
+/// struct CacheLine {
+///     counter: u64,
+/// }
+/// # multiproc::init();
+/// let a = multiproc::Array::from_slice(&[CacheLine { counter: 7 }; 3])?;
+/// assert_eq!(a.lock()[2].counter, 7);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
 /// # Safety
 ///
 /// A type may implement `ShmSafe` only if all of these hold:
@@ -69,8 +98,10 @@ pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
 /// 4. Any combination of the bytes of two valid values, field by field, is a valid value
 ///    (integers, floats, `bool`; no `char`, no enums): a reader that races a writer of
 ///    another process may see such a mix, and must not see undefined behaviour.
+/// 5. Its alignment is at most 64 bytes, the alignment of the family heap's blocks.
 ///
-/// The derive checks 3 and that every field is `ShmSafe` itself, which gives 1, 2 and 4.
+/// The derive checks 3 and 5 and that every field is `ShmSafe` itself, which gives 1, 2
+/// and 4.
 pub unsafe trait ShmSafe: Sized + 'static {}
 
 macro_rules! shm_safe {

@@ -90,6 +90,7 @@ impl<T: ShmObject> Shared<T> {
     /// Like [`Shared::new`], followed by `tail` zeroed bytes (64-byte aligned) for the
     /// object's variable part.
     pub(crate) fn with_tail(value: T, tail: usize) -> Result<Self, HeapFull> {
+        const { assert!(std::mem::align_of::<Obj<T>>() <= 64, "the heap aligns objects to 64 bytes") };
         let heap = Heap::get();
         let len = Self::tail_start() + tail;
         let off = heap.alloc_zeroed(len)?;
@@ -132,7 +133,7 @@ impl<T: ShmObject> Shared<T> {
     /// The variable part as elements of `E`: `len` of them, which must fit in the tail.
     pub(crate) fn tail<E: ShmSafe>(&self, len: usize) -> super::Cells<'_, E> {
         assert!(len * std::mem::size_of::<E>() <= self.tail_len(), "tail too short");
-        assert!(std::mem::align_of::<E>() <= 64);
+        const { assert!(std::mem::align_of::<E>() <= 64, "the heap aligns objects to 64 bytes") };
         let ptr = Heap::get().ptr(self.off + Self::tail_start() as u64).cast::<E>();
         // SAFETY: the tail lies inside this object's allocation, which outlives the
         // borrow of `self`; its bytes were zeroed at creation, a valid ShmSafe value.
