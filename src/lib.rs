@@ -162,6 +162,9 @@ pub mod __private {
     pub fn heap_in_use() -> u64 {
         crate::shm::Heap::get().in_use()
     }
+
+    /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
+    pub use crate::shm::test_hooks::{crash_at, heap_alloc, heap_check, heap_free};
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -14,6 +14,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::crash::crash_point;
 use super::mutex::{RawGuard, RawMutex};
 use crate::sys::{self, SharedMapping};
 
@@ -154,12 +155,18 @@ impl Heap {
     /// are unspecified: zero for fresh pages, old bytes for a reused small block.
     pub(crate) fn alloc(&self, len: usize) -> Result<u64, HeapFull> {
         let len = len.max(1);
+        // Counted before it is taken, so that a crash in between leaves the block counted
+        // (the dead process leaked it), never handed out uncounted.
+        let in_use = &self.header().in_use;
+        in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
         let off = match class_of(len) {
-            Some(class) => self.alloc_small(class)?,
-            None => self.alloc_large(round_up(len, PAGE))?,
+            Some(class) => self.alloc_small(class),
+            None => self.alloc_large(round_up(len, PAGE)),
         };
-        self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
-        Ok(off)
+        if off.is_err() {
+            in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
+        }
+        off
     }
 
     /// Allocates `len` zeroed bytes.
@@ -184,11 +191,12 @@ impl Heap {
     /// Frees a block from [`Heap::alloc`]; `len` is the length asked for then.
     pub(crate) fn free(&self, offset: u64, len: usize) {
         let len = len.max(1);
-        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
         match class_of(len) {
             Some(class) => self.push(class, offset),
             None => self.free_large(offset, round_up(len, PAGE)),
         }
+        // Uncounted once it is back: a crash before leaves it counted, as `alloc` does.
+        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
     }
 
     fn alloc_small(&self, class: usize) -> Result<u64, HeapFull> {
@@ -253,9 +261,13 @@ impl Heap {
         unsafe { &*self.ptr(off).cast::<FreeExtent>() }
     }
 
+    /// Takes `len` bytes (a multiple of the page) from the free extents or the untouched
+    /// space. Each store leaves the list well formed, so that a crash between two of them
+    /// (the `crash_point!`s) loses at most the range being taken, never hands it out twice.
     fn alloc_large(&self, len: usize) -> Result<u64, HeapFull> {
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
+        crash_point!("heap.alloc_large.locked");
         // First fit over the sorted free list.
         let mut link = &h.large_free;
         loop {
@@ -274,8 +286,10 @@ impl Heap {
                     let r = self.extent(rest);
                     r.size.store((size - len) as u64, Ordering::Relaxed);
                     r.next.store(next, Ordering::Relaxed);
+                    crash_point!("heap.alloc_large.rest_written");
                     link.store(rest, Ordering::Relaxed);
                 }
+                crash_point!("heap.alloc_large.unlinked");
                 // The extent's header bytes were ours; hand out zeroed memory.
                 // SAFETY: the first 16 bytes of the extent now belong to the caller.
                 unsafe { std::ptr::write_bytes(self.ptr(off), 0, std::mem::size_of::<FreeExtent>()) };
@@ -289,14 +303,22 @@ impl Heap {
             return Err(HeapFull { requested: len });
         }
         h.bump.store(end, Ordering::Relaxed);
+        crash_point!("heap.alloc_large.bumped");
         Ok(off)
     }
 
+    /// Gives `[off, off + len)` back, merged with its free neighbours. As in `alloc_large`,
+    /// every store leaves the list well formed: an extent leaves the list before its range
+    /// is handed to a neighbour or to the untouched space, and a new extent is written
+    /// whole before it is linked in. A crash between two stores leaks the range being
+    /// freed (and the neighbours merged with it), never hands a byte out twice.
     fn free_large(&self, off: u64, len: usize) {
         // Give the pages back first: the memory is zero when reused, and RSS falls now.
         self.map.release_pages(off as usize, len);
+        crash_point!("heap.free_large.released");
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
+        crash_point!("heap.free_large.locked");
         let mut off = off;
         let mut len = len as u64;
         // Find the neighbours: `prev_link` points at the link that will point at us.
@@ -321,22 +343,65 @@ impl Heap {
                 prev = self.find_prev(p);
             }
         }
-        // The last extent before the bump pointer goes back to the untouched space.
+        // The last extent before the bump pointer goes back to the untouched space: out of
+        // the list first (one store unlinks every merged neighbour), then below the bump.
         if off + len == h.bump.load(Ordering::Relaxed) {
-            h.bump.store(off, Ordering::Relaxed);
             match prev {
                 Some(p) => self.extent(p).next.store(next, Ordering::Relaxed),
                 None => h.large_free.store(next, Ordering::Relaxed),
             }
+            crash_point!("heap.free_large.unlinked");
+            h.bump.store(off, Ordering::Relaxed);
             return;
         }
+        // `off` is either our range (not linked yet) or the preceding extent (linked, and
+        // followed by the merged next extent if any): its `next` is written first, which
+        // unlinks a merged next extent before its range joins the preceding one.
         let e = self.extent(off);
-        e.size.store(len, Ordering::Relaxed);
         e.next.store(next, Ordering::Relaxed);
+        crash_point!("heap.free_large.next_written");
+        e.size.store(len, Ordering::Relaxed);
+        crash_point!("heap.free_large.size_written");
         match prev {
             Some(p) => self.extent(p).next.store(off, Ordering::Relaxed),
             None => h.large_free.store(off, Ordering::Relaxed),
         }
+    }
+
+    /// Checks the large allocator's free list (for the tests): sorted, non-overlapping,
+    /// page aligned, inside `[RESERVED, bump)`, and clear of every range in `live`
+    /// (blocks the caller knows to be allocated). Returns the free extents.
+    pub(crate) fn check(&self, live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
+        let h = self.header();
+        let _guard = RawGuard::lock(&h.large_lock);
+        let bump = h.bump.load(Ordering::Relaxed);
+        let mut extents = Vec::new();
+        let mut end_of_last = RESERVED as u64;
+        let mut cur = h.large_free.load(Ordering::Relaxed);
+        while cur != 0 {
+            let size = self.extent(cur).size.load(Ordering::Relaxed);
+            if cur < end_of_last || !cur.is_multiple_of(PAGE as u64) || size == 0 || !size.is_multiple_of(PAGE as u64) {
+                return Err(format!(
+                    "free extent [{cur:#x}, +{size:#x}) is misplaced (previous ends at {end_of_last:#x})"
+                ));
+            }
+            if cur + size > bump {
+                return Err(format!("free extent [{cur:#x}, +{size:#x}) reaches past the bump pointer {bump:#x}"));
+            }
+            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < cur + size && cur < o + l as u64) {
+                return Err(format!("free extent [{cur:#x}, +{size:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
+            }
+            if extents.len() > self.map.len() / PAGE {
+                return Err("the free list has a cycle".into());
+            }
+            extents.push((cur, size));
+            end_of_last = cur + size;
+            cur = self.extent(cur).next.load(Ordering::Relaxed);
+        }
+        if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o + l as u64 > bump) {
+            return Err(format!("the live block [{o:#x}, +{l:#x}) reaches past the bump pointer {bump:#x}"));
+        }
+        Ok(extents)
     }
 
     /// The free extent before `target` in the list (caller holds the lock).

@@ -7,6 +7,7 @@
 
 mod blob;
 mod cells;
+pub(crate) mod crash;
 mod heap;
 mod holders;
 mod locked;
@@ -147,3 +148,34 @@ shm_safe!(
 
 // SAFETY: an array of ShmSafe elements has the elements' properties and a fixed layout.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+
+/// What the crash tests reach through `multiproc::__private`; not part of the API.
+pub(crate) mod test_hooks {
+    use super::{Heap, HeapFull, crash};
+
+    /// Aborts this process when it reaches the `crash_point!` named `point`.
+    pub fn crash_at(point: &str) {
+        crash::arm(Some(point));
+    }
+
+    /// Allocates `len` bytes of the family heap; returns their offset.
+    pub fn heap_alloc(len: usize) -> Result<u64, HeapFull> {
+        Heap::get().alloc(len)
+    }
+
+    /// Frees a block from [`heap_alloc`].
+    ///
+    /// # Safety
+    ///
+    /// `offset` and `len` come from one `heap_alloc` call, the block is freed once, and
+    /// nothing uses it afterwards.
+    pub unsafe fn heap_free(offset: u64, len: usize) {
+        Heap::get().free(offset, len);
+    }
+
+    /// Checks the large allocator's free list (sorted, non-overlapping, below the bump
+    /// pointer, clear of the `live` blocks); returns the free extents as (offset, size).
+    pub fn heap_check(live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
+        Heap::get().check(live)
+    }
+}

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::crash::crash_point;
 use super::wait::{Deadline, FIRST_SLICE, MAX_SLICE, spin_for};
 use crate::sys;
 
@@ -151,6 +152,9 @@ impl RawMutex {
             return None;
         }
         if self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            // Killed here, the word names us with the dead holder's start time: whoever
+            // comes next sees a dead owner (our pid is gone) and takes over in turn.
+            crash_point!("mutex.take_over.claimed");
             self.owner_start.store(me.start, Ordering::Relaxed);
             Some(Acquired::OwnerDied)
         } else {

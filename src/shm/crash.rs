@@ -1,0 +1,57 @@
+//! Named crash points: the tests' way to kill a process at an exact step of a structure
+//! that claims to survive "a crash at any point".
+//!
+//! `crash_point!("heap.free_large.unlinked")` aborts the process when that name is armed:
+//! by the environment variable [`ENV`] (read once, at the first point reached) or by
+//! [`arm`] (the tests call it inside the child they mean to kill). Disarmed, a point costs
+//! one relaxed load of a static and a branch that is always taken the same way; points
+//! sit on paths that take a lock or make a system call anyway, never on a fast path.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The environment variable naming the point at which to abort.
+pub(crate) const ENV: &str = "MULTIPROC_CRASH_AT";
+
+const UNKNOWN: u8 = 0;
+const DISARMED: u8 = 1;
+const ARMED: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+static TARGET: Mutex<Option<String>> = Mutex::new(None);
+
+/// Aborts the process here if this point is armed.
+macro_rules! crash_point {
+    ($name:literal) => {
+        $crate::shm::crash::reached($name)
+    };
+}
+pub(crate) use crash_point;
+
+/// Aborts at the point named `name` from now on (`None`: at no point).
+pub(crate) fn arm(name: Option<&str>) {
+    let mut target = TARGET.lock().unwrap_or_else(|e| e.into_inner());
+    *target = name.map(str::to_owned);
+    STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
+}
+
+#[inline(always)]
+pub(crate) fn reached(name: &'static str) {
+    if STATE.load(Ordering::Relaxed) != DISARMED {
+        reached_armed(name);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn reached_armed(name: &'static str) {
+    let mut target = TARGET.lock().unwrap_or_else(|e| e.into_inner());
+    if STATE.load(Ordering::Relaxed) == UNKNOWN {
+        *target = std::env::var(ENV).ok();
+        STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
+    }
+    if target.as_deref() == Some(name) {
+        // As abrupt as `kill -9`: no destructor, no unlock, no unwinding.
+        std::process::abort();
+    }
+}
