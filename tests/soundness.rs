@@ -172,4 +172,64 @@ mod shm {
         crash_at_point("mutex.take_over.claimed", Step::Acquire(lock.clone()));
         assert!(lock.acquire().is_err(), "the lock comes back with OwnerDied");
     }
+
+    /// `Debug` of a `Value` or an `Array` whose lock is held (here by this very thread,
+    /// which holds the data as `&mut`) does not read the data: it says `<locked>`, as
+    /// std's `Mutex` does.
+    #[test]
+    fn debug_of_a_locked_value_or_array_does_not_read_it() {
+        let _heap = common::heap_user(LIMIT);
+        let value = multiproc::Value::new(7u64).unwrap();
+        assert_eq!(format!("{value:?}"), "Value(7)");
+        let mut guard = value.lock();
+        *guard = 8;
+        assert_eq!(format!("{value:?}"), "Value(<locked>)");
+        drop(guard);
+        assert_eq!(format!("{value:?}"), "Value(8)");
+
+        let array = multiproc::Array::from_slice(&[1u8, 2, 3]).unwrap();
+        assert_eq!(format!("{array:?}"), "[1, 2, 3]");
+        let guard = array.lock();
+        assert_eq!(format!("{array:?}"), "[<locked>]");
+        drop(guard);
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, multiproc::ShmSafe)]
+    #[repr(C)]
+    struct Padded {
+        small: u8,
+        wide: u64,
+        flag: bool,
+    }
+
+    /// Unlocked values and arrays written by one process and read by another at the same
+    /// time, with a type that has padding: every read is a mix of whole fields that were
+    /// written (the accesses are atomic per field, so there is no data race, and padding
+    /// is never read as an integer).
+    #[test]
+    fn racy_values_and_arrays_read_whole_fields_while_another_process_writes() {
+        let _heap = common::heap_user(LIMIT);
+        let value = multiproc::RawValue::new(Padded { small: 0, wide: 0, flag: false }).unwrap();
+        let array = multiproc::RawArray::<Padded>::new(16).unwrap();
+        let writer = Process::new(write_racy, (value.clone(), array.clone())).start().unwrap();
+        let mut seen = 0;
+        while writer.is_alive() || seen == 0 {
+            for p in std::iter::once(value.get()).chain(array.to_vec()) {
+                // Fields of different writes may mix; each field is one that was written.
+                assert!(p.wide < 10_000 && u8::from(p.flag) <= 1, "{p:?}");
+                seen += 1;
+            }
+        }
+        assert_eq!(writer.wait(), 0);
+        assert_eq!(value.get(), Padded { small: 255, wide: 9_999, flag: true });
+    }
+
+    fn write_racy((value, array): (multiproc::RawValue<Padded>, multiproc::RawArray<Padded>)) {
+        for i in 0..10_000u64 {
+            let p = Padded { small: (i % 256) as u8, wide: i, flag: i % 2 == 0 };
+            value.set(p);
+            array.set(i as usize % 16, p);
+        }
+        value.set(Padded { small: 255, wide: 9_999, flag: true });
+    }
 }

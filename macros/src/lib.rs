@@ -45,8 +45,10 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     let name = &input.ident;
-    let fields = match &input.data {
-        Data::Struct(s) => s.fields.iter().map(|f| f.ty.clone()).collect::<Vec<_>>(),
+    let (fields, members) = match &input.data {
+        Data::Struct(s) => {
+            (s.fields.iter().map(|f| f.ty.clone()).collect::<Vec<_>>(), s.fields.members().collect::<Vec<_>>())
+        }
         Data::Enum(_) => {
             return syn::Error::new(
                 input.span(),
@@ -61,10 +63,14 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
     };
     let mut repr_c = false;
     let mut too_aligned = None;
+    let mut packed = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
         let _ = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("C") || meta.path.is_ident("transparent") {
                 repr_c = true;
+            }
+            if meta.path.is_ident("packed") {
+                packed = Some(meta.path.span());
             }
             if meta.path.is_ident("align") && meta.input.peek(syn::token::Paren) {
                 let content;
@@ -91,6 +97,14 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
     if let Some(align) = too_aligned {
         return syn::Error::new(align.span(), TOO_ALIGNED).to_compile_error().into();
     }
+    if let Some(span) = packed {
+        return syn::Error::new(
+            span,
+            "ShmSafe types cannot be packed: their fields are read and written with atomic accesses, which need aligned fields",
+        )
+        .to_compile_error()
+        .into();
+    }
     let mut generics = input.generics.clone();
     for param in generics.type_params_mut() {
         param.bounds.push(syn::parse_quote!(::multiproc::ShmSafe));
@@ -114,7 +128,39 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
         // properties ShmSafe asks for.
         unsafe impl #impl_generics ::multiproc::ShmSafe for #name #ty_generics
         where #(#predicates,)*
-        {}
+        {
+            // Field by field, so that padding between them is never read as an integer.
+            #[inline]
+            unsafe fn load_racy(src: *const Self) -> Self {
+                let mut out = ::core::mem::MaybeUninit::<Self>::uninit();
+                let dst = out.as_mut_ptr();
+                // SAFETY: each field of `src` is valid and aligned as the whole is (the
+                // caller's contract, and the struct is not packed); every field of `out`
+                // is written before `assume_init`.
+                unsafe {
+                    #(
+                        ::core::ptr::addr_of_mut!((*dst).#members)
+                            .write(<#fields as ::multiproc::ShmSafe>::load_racy(::core::ptr::addr_of!((*src).#members)));
+                    )*
+                    out.assume_init()
+                }
+            }
+
+            #[inline]
+            unsafe fn store_racy(dst: *mut Self, value: Self) {
+                let value = ::core::mem::ManuallyDrop::new(value);
+                // SAFETY: as in `load_racy`; each field is read once out of `value`, which
+                // is never dropped (a ShmSafe type has no drop glue).
+                unsafe {
+                    #(
+                        <#fields as ::multiproc::ShmSafe>::store_racy(
+                            ::core::ptr::addr_of_mut!((*dst).#members),
+                            ::core::ptr::read(&value.#members),
+                        );
+                    )*
+                }
+            }
+        }
         #align_check
     )
     .into()

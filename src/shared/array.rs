@@ -65,12 +65,15 @@ impl<T: ShmSafe + Copy + Send + Sync> Clone for Array<T> {
 
 impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Without the lock: Debug must not wait, and a torn element is still a value.
-        let shown = self.len().min(32);
+        // As std's Mutex: never wait, never read what a guard may be changing.
+        let Some(guard) = self.try_lock() else {
+            return f.debug_list().entry(&format_args!("<locked>")).finish();
+        };
+        let shown = guard.len().min(32);
         let mut list = f.debug_list();
-        list.entries((0..shown).map(|i| self.shared.get_racy(i)));
-        if self.len() > shown {
-            list.entry(&format_args!("... {} more", self.len() - shown));
+        list.entries(&guard[..shown]);
+        if guard.len() > shown {
+            list.entry(&format_args!("... {} more", guard.len() - shown));
         }
         list.finish()
     }
@@ -317,9 +320,10 @@ impl<T: ShmSafe> DerefMut for ArrayGuard<'_, T> {
 
 /// A fixed-length array of `T` in shared memory without a lock (Python's `RawArray`).
 ///
-/// [`get`](RawArray::get) and [`set`](RawArray::set) are single volatile accesses:
-/// cheap, and unsynchronized, so a read racing another process's write may see part of
-/// each for a multi-word `T`. Borrowing all elements as a slice
+/// [`get`](RawArray::get) and [`set`](RawArray::set) are relaxed atomic accesses, one per
+/// field (per machine word within a field): cheap, unsynchronized, never a data race; a
+/// read racing another process's write may see some fields (words) of each for a
+/// multi-word `T`. Borrowing all elements as a slice
 /// ([`as_slice`](RawArray::as_slice), [`as_mut_slice`](RawArray::as_mut_slice)) is
 /// `unsafe`: the caller promises that nobody writes them meanwhile. Use [`Array`] when
 /// processes write concurrently.
@@ -443,7 +447,7 @@ impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
         self.len() == 0
     }
 
-    /// Element `i`, read once (volatile, unsynchronized).
+    /// Element `i`, read once (relaxed atomic loads, unsynchronized).
     ///
     /// # Panics
     ///
@@ -461,7 +465,7 @@ impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
         self.shared.cells().get(i)
     }
 
-    /// Writes element `i` once (volatile, unsynchronized).
+    /// Writes element `i` once (relaxed atomic stores, unsynchronized).
     ///
     /// # Panics
     ///

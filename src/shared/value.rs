@@ -59,7 +59,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Clone for Value<T> {
 
 impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Value").field(&self.shared.cell.get_racy()).finish()
+        // As std's Mutex: never wait, never read what a guard may be changing.
+        match self.try_lock() {
+            Some(guard) => f.debug_tuple("Value").field(&*guard).finish(),
+            None => f.debug_tuple("Value").field(&format_args!("<locked>")).finish(),
+        }
     }
 }
 
@@ -228,8 +232,9 @@ impl<T: ShmSafe + Copy + Send + Sync> ShmObject for RawState<T> {
 
 /// A value of `T` in shared memory without a lock (Python's `RawValue`).
 ///
-/// Reads and writes are single volatile accesses: cheap, and unsynchronized. A read that
-/// races a write of another process may see part of each for a multi-word `T`, and two
+/// Reads and writes are relaxed atomic accesses, one per field (per machine word within a
+/// field): cheap, unsynchronized, and never a data race. A read that races a write of
+/// another process may see some fields (words) of each for a multi-word `T`, and two
 /// read-modify-writes lose one. Use [`Value`] when that matters.
 ///
 /// # Examples

@@ -7,9 +7,10 @@ use super::ShmSafe;
 
 /// `len` values of `T` in shared memory, borrowed from the object that owns them.
 ///
-/// Element reads and writes are volatile: the compiler may not assume the memory holds
-/// what this process last wrote. Without a lock a read may race a write of another
-/// process and see a mix of old and new bytes, which `ShmSafe` makes a valid value.
+/// Element reads and writes are relaxed atomic accesses ([`ShmSafe::load_racy`]), field by
+/// field: without a lock a read may race a write of another process and see a mix of old
+/// and new fields, which `ShmSafe` makes a valid value, and the race is no data race.
+/// Every unlocked access to the elements goes through these methods.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cells<'a, T> {
     ptr: NonNull<T>,
@@ -37,16 +38,17 @@ impl<'a, T: ShmSafe> Cells<'a, T> {
         T: Copy,
     {
         assert!(i < self.len, "index {i} out of bounds for length {}", self.len);
-        // SAFETY: in bounds (asserted); `new`'s contract keeps the memory valid; any bytes
-        // a racing writer leaves are a valid T (ShmSafe rule 4).
-        unsafe { self.ptr.as_ptr().add(i).read_volatile() }
+        // SAFETY: in bounds (asserted); `new`'s contract keeps the memory valid and
+        // aligned; concurrent access goes through load_racy/store_racy too (above), and
+        // any mix a racing writer leaves is a valid T (ShmSafe rule 4).
+        unsafe { T::load_racy(self.ptr.as_ptr().add(i)) }
     }
 
     /// Sets value `i` (panics when out of bounds).
     pub(crate) fn set(&self, i: usize, value: T) {
         assert!(i < self.len, "index {i} out of bounds for length {}", self.len);
-        // SAFETY: in bounds; shared memory is written through raw pointers only.
-        unsafe { self.ptr.as_ptr().add(i).write_volatile(value) }
+        // SAFETY: in bounds; as in `get`.
+        unsafe { T::store_racy(self.ptr.as_ptr().add(i), value) }
     }
 
     /// A reference to value `i`, for types that are all atomics.
@@ -68,7 +70,7 @@ impl<'a, T: ShmSafe> Cells<'a, T> {
         assert_eq!(src.len(), self.len);
         for (i, v) in src.iter().enumerate() {
             // SAFETY: in bounds, as in `set`.
-            unsafe { self.ptr.as_ptr().add(i).write_volatile(*v) };
+            unsafe { T::store_racy(self.ptr.as_ptr().add(i), *v) };
         }
     }
 

@@ -1,5 +1,5 @@
 //! Plain data in shared memory: behind a robust mutex ([`Locked`]), or unguarded with
-//! volatile, possibly torn, access ([`Racy`]).
+//! relaxed atomic, possibly torn, access ([`Racy`]).
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
@@ -41,16 +41,6 @@ impl<T: ShmSafe> Locked<T> {
         // `then`, not `then_some`: a guard built eagerly would unlock the mutex on drop.
         self.mutex.try_lock(owner).then(|| LockedGuard { cell: self, acquired: Acquired::Clean })
     }
-
-    /// Reads the value without the lock (volatile; may see a write in progress, which
-    /// `ShmSafe` makes a valid value).
-    pub(crate) fn get_racy(&self) -> T
-    where
-        T: Copy,
-    {
-        // SAFETY: the cell is valid shared memory; any bytes in it form a valid T.
-        unsafe { self.value.get().read_volatile() }
-    }
 }
 
 /// Access to a [`Locked`] value; unlocks on drop.
@@ -83,15 +73,18 @@ impl<T> Drop for LockedGuard<'_, T> {
     }
 }
 
-/// A `T` in shared memory with no lock: reads and writes are volatile and may race.
+/// A `T` in shared memory with no lock: reads and writes are relaxed atomic accesses,
+/// field by field ([`ShmSafe::load_racy`]); a read racing a write may see a mix of old and
+/// new fields, never a data race.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Racy<T> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: concurrent access is volatile and every possible mix of bytes is a valid T
-// (ShmSafe rule 4), so sharing cannot produce an invalid value.
+// SAFETY: every access to the value is atomic (load_racy/store_racy), and every mix of
+// fields is a valid T (ShmSafe rule 4), so sharing is neither a data race nor a way to
+// produce an invalid value.
 unsafe impl<T: ShmSafe + Send> Sync for Racy<T> {}
 // SAFETY: a ShmSafe value in a cell.
 unsafe impl<T: ShmSafe> ShmSafe for Racy<T> {}
@@ -102,15 +95,16 @@ impl<T: ShmSafe + Copy> Racy<T> {
         Self { value: UnsafeCell::new(value) }
     }
 
-    /// Reads the value (volatile).
+    /// Reads the value (relaxed atomic loads).
     pub(crate) fn get(&self) -> T {
-        // SAFETY: valid shared memory; any bytes form a valid T.
-        unsafe { self.value.get().read_volatile() }
+        // SAFETY: valid, aligned shared memory; the cell is only accessed through `get`
+        // and `set` once shared; any mix of fields is a valid T.
+        unsafe { T::load_racy(self.value.get()) }
     }
 
-    /// Writes the value (volatile).
+    /// Writes the value (relaxed atomic stores).
     pub(crate) fn set(&self, value: T) {
-        // SAFETY: valid shared memory, written through a raw pointer only.
-        unsafe { self.value.get().write_volatile(value) }
+        // SAFETY: as in `get`.
+        unsafe { T::store_racy(self.value.get(), value) }
     }
 }

@@ -71,6 +71,20 @@ pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
 /// }
 /// ```
 ///
+/// Nor may it be packed (the unlocked containers access each field atomically, which needs
+/// aligned fields):
+///
+/// ```compile_fail
+/// use multiproc::ShmSafe;
+///
+/// #[derive(Clone, Copy, ShmSafe)]
+/// #[repr(C, packed)]
+/// struct Tight {
+///     tag: u8,
+///     count: u64,
+/// }
+/// ```
+///
 /// Aligned to 64 or less is fine:
 ///
 /// ```
@@ -100,10 +114,107 @@ pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
 ///    (integers, floats, `bool`; no `char`, no enums): a reader that races a writer of
 ///    another process may see such a mix, and must not see undefined behaviour.
 /// 5. Its alignment is at most 64 bytes, the alignment of the family heap's blocks.
+/// 6. It has no padding bytes, or it overrides the hidden `load_racy`/`store_racy` to
+///    copy field by field (the derive does, so a derived struct may have padding): the
+///    unlocked containers copy it with one atomic access per aligned word, and padding
+///    read as an integer would be undefined behaviour.
 ///
 /// The derive checks 3 and 5 and that every field is `ShmSafe` itself, which gives 1, 2
-/// and 4.
-pub unsafe trait ShmSafe: Sized + 'static {}
+/// and 4, and copies field by field, which gives 6.
+pub unsafe trait ShmSafe: Sized + 'static {
+    /// Reads a value that other threads or processes may write meanwhile: relaxed atomic
+    /// loads, each of the same size for every access to the same bytes (per field, in
+    /// words of the field's alignment up to 8 bytes), so concurrent access is no data race.
+    /// Used by the unlocked containers; not part of the API.
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reads and aligned, and every access to these bytes that may run
+    /// concurrently goes through `load_racy`/`store_racy` of `Self`.
+    #[doc(hidden)]
+    #[inline]
+    unsafe fn load_racy(src: *const Self) -> Self {
+        let mut out = std::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: the caller's contract covers `src`; `out` is ours; Self has no padding
+        // (rule 6, for a type that keeps this default), so every byte copied is initialised.
+        unsafe {
+            racy::copy_words::<Self>(src.cast(), out.as_mut_ptr().cast(), racy::Access::Load);
+            out.assume_init()
+        }
+    }
+
+    /// Writes a value that other threads or processes may read or write meanwhile (the
+    /// counterpart of `load_racy`). Not part of the API.
+    ///
+    /// # Safety
+    ///
+    /// As for `load_racy`, with `dst` valid for writes.
+    #[doc(hidden)]
+    #[inline]
+    unsafe fn store_racy(dst: *mut Self, value: Self) {
+        let value = std::mem::ManuallyDrop::new(value);
+        let src: *const Self = &*value;
+        // SAFETY: as in `load_racy`; `value` is a whole, initialised Self.
+        unsafe { racy::copy_words::<Self>(src.cast(), dst.cast(), racy::Access::Store) }
+    }
+}
+
+/// The word-by-word copies behind [`ShmSafe::load_racy`] and [`ShmSafe::store_racy`].
+mod racy {
+    use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
+
+    /// Which side of the copy is the shared memory.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Access {
+        /// From shared `src` (atomic loads) to private `dst`.
+        Load,
+        /// From private `src` to shared `dst` (atomic stores).
+        Store,
+    }
+
+    /// Copies one `T` (`size_of::<T>()` bytes, aligned for `T`) in words of `T`'s
+    /// alignment, at most 8 bytes; the shared side is accessed atomically.
+    ///
+    /// # Safety
+    ///
+    /// Both pointers are valid and aligned for `T`, the private side is this thread's
+    /// alone, and every byte of the source is initialised.
+    #[inline(always)]
+    pub(super) unsafe fn copy_words<T>(src: *const u8, dst: *mut u8, access: Access) {
+        macro_rules! copy {
+            ($int:ty, $atomic:ty) => {{
+                const W: usize = std::mem::size_of::<$int>();
+                let mut i = 0;
+                // A size is a multiple of the alignment, so the words tile the value.
+                while i < std::mem::size_of::<T>() {
+                    // SAFETY: `i` is inside the value and a multiple of W, which divides
+                    // T's alignment: each word is in bounds and aligned. The shared side
+                    // is only accessed atomically with words of this size (the caller's
+                    // contract), the private side is ours.
+                    unsafe {
+                        match access {
+                            Access::Load => {
+                                let word = <$atomic>::from_ptr(src.add(i).cast::<$int>().cast_mut());
+                                dst.add(i).cast::<$int>().write(word.load(Ordering::Relaxed));
+                            }
+                            Access::Store => {
+                                let word = <$atomic>::from_ptr(dst.add(i).cast::<$int>());
+                                word.store(src.add(i).cast::<$int>().read(), Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    i += W;
+                }
+            }};
+        }
+        match std::mem::align_of::<T>() {
+            1 => copy!(u8, AtomicU8),
+            2 => copy!(u16, AtomicU16),
+            4 => copy!(u32, AtomicU32),
+            _ => copy!(u64, AtomicU64),
+        }
+    }
+}
 
 macro_rules! shm_safe {
     ($($t:ty),* $(,)?) => { $(
@@ -146,8 +257,33 @@ shm_safe!(
     Holders,
 );
 
-// SAFETY: an array of ShmSafe elements has the elements' properties and a fixed layout.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+// SAFETY: an array of ShmSafe elements has the elements' properties and a fixed layout;
+// it has no padding of its own, and it is copied element by element, so the elements'
+// padding (if any) is handled by theirs.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
+    #[inline]
+    unsafe fn load_racy(src: *const Self) -> Self {
+        let mut out = std::mem::MaybeUninit::<Self>::uninit();
+        let dst = out.as_mut_ptr().cast::<T>();
+        for i in 0..N {
+            // SAFETY: element `i` is in bounds of both arrays; the caller's contract covers
+            // `src`, `out` is ours; every element is written before `assume_init`.
+            unsafe { dst.add(i).write(T::load_racy(src.cast::<T>().add(i))) };
+        }
+        // SAFETY: all N elements were written above.
+        unsafe { out.assume_init() }
+    }
+
+    #[inline]
+    unsafe fn store_racy(dst: *mut Self, value: Self) {
+        let value = std::mem::ManuallyDrop::new(value);
+        for i in 0..N {
+            // SAFETY: element `i` is in bounds; it is read once out of `value`, which is
+            // never dropped (ShmSafe has no drop glue anyway).
+            unsafe { T::store_racy(dst.cast::<T>().add(i), std::ptr::read(&value[i])) };
+        }
+    }
+}
 
 /// What the crash tests reach through `multiproc::__private`; not part of the API.
 pub(crate) mod test_hooks {

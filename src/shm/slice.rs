@@ -112,12 +112,6 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
             acquired: Acquired::Clean,
         })
     }
-
-    /// Reads one element without the lock (volatile; may see a write in progress, which
-    /// `ShmSafe` makes a valid value). For `Debug` output.
-    pub(crate) fn get_racy(&self, i: usize) -> E {
-        self.cells().get(i)
-    }
 }
 
 /// The locked elements of a [`LockedSlice`]; unlocks on drop.
