@@ -232,4 +232,64 @@ mod shm {
         }
         value.set(Padded { small: 255, wide: 9_999, flag: true });
     }
+
+    fn truncate_segment(name: &str) {
+        let file = std::fs::OpenOptions::new().write(true).open(format!("/dev/shm/{name}")).unwrap();
+        file.set_len(0).unwrap();
+    }
+
+    fn read_truncated((shm, mapped, cut): (multiproc::SharedMemory, multiproc::Event, multiproc::Event)) {
+        mapped.set();
+        cut.wait().unwrap();
+        let mut out = [0u8; 16];
+        shm.read_at(4096, &mut out);
+    }
+
+    /// A named segment truncated by another process: the safe `read_at` is not killed by
+    /// SIGBUS touching a page that no longer exists; it panics (here, in a child, so the
+    /// test sees how it ended).
+    #[test]
+    fn reading_a_segment_another_process_truncated_is_no_sigbus() {
+        let _watchdog = common::watchdog(LIMIT);
+        let shm = multiproc::SharedMemory::builder().size(2 * PAGE).track(false).create().unwrap();
+        shm.write_at(4096, b"before the cut");
+        let (mapped, cut) = (multiproc::Event::new().unwrap(), multiproc::Event::new().unwrap());
+        let args = (shm.clone_handle().unwrap(), mapped.clone(), cut.clone());
+        let reader = Process::new(read_truncated, args).start().unwrap();
+        mapped.wait().unwrap();
+        truncate_segment(shm.name());
+        cut.set();
+        let ended = reader.join();
+        shm.unlink().unwrap();
+        assert!(matches!(ended, Err(multiproc::JoinError::Panicked(_))), "{ended:?}");
+    }
+
+    /// The same, with the error-returning accessors: a typed error, and nothing written.
+    #[test]
+    fn a_segment_truncated_by_another_process_gives_a_typed_error() {
+        let _watchdog = common::watchdog(LIMIT);
+        let shm = multiproc::SharedMemory::builder().size(2 * PAGE).track(false).create().unwrap();
+        shm.write_at(10, b"kept");
+        Process::new(truncate_to_a_page, shm.name().to_owned()).start().unwrap().join().unwrap();
+        let mut out = [0u8; 4];
+        shm.try_read_at(10, &mut out).unwrap();
+        assert_eq!(&out, b"kept", "what is left is still readable");
+        let read = shm.try_read_at(PAGE, &mut out);
+        let write = shm.try_write_at(PAGE, b"gone");
+        let name = shm.name().to_owned();
+        shm.unlink().unwrap();
+        for result in [read, write] {
+            match result {
+                Err(multiproc::SharedMemoryError::Truncated { name: n, size, needed }) => {
+                    assert_eq!((n.as_str(), size, needed), (name.as_str(), PAGE, PAGE + 4));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    fn truncate_to_a_page(name: String) {
+        let file = std::fs::OpenOptions::new().write(true).open(format!("/dev/shm/{name}")).unwrap();
+        file.set_len(PAGE as u64).unwrap();
+    }
 }

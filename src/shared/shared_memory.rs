@@ -8,10 +8,10 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::process::tracker;
-use crate::shm::Segment;
+use crate::shm::{Segment, Truncated};
 use crate::sys;
 
-/// Why a [`SharedMemory`] could not be created or opened.
+/// Why a [`SharedMemory`] could not be created, opened or accessed.
 ///
 /// # Examples
 ///
@@ -57,6 +57,17 @@ pub enum SharedMemoryError {
     /// with `track(false)` to manage its life yourself.
     #[error("the resource tracker cannot track the segment: {0}")]
     Tracker(io::Error),
+    /// The segment is shorter than the access needs: another process truncated it since
+    /// it was mapped here.
+    #[error("the shared memory segment '{name}' was truncated to {size} bytes; {needed} are needed")]
+    Truncated {
+        /// The segment's name.
+        name: String,
+        /// The segment's size now.
+        size: usize,
+        /// The end of the range that was accessed.
+        needed: usize,
+    },
     /// The operating system refused.
     #[error(transparent)]
     Io(io::Error),
@@ -403,9 +414,13 @@ impl SharedMemory {
 
     /// Copies `out.len()` bytes at `offset` into `out` (Python's `buf[offset:...]`).
     ///
+    /// The copy is made by the kernel from the segment's file, so a segment that another
+    /// process truncated is a panic here (an error from
+    /// [`try_read_at`](SharedMemory::try_read_at)), never a SIGBUS.
+    ///
     /// # Panics
     ///
-    /// When the range is out of bounds.
+    /// When the range is out of bounds, or the segment was truncated short of it.
     #[doc(alias = "buf")]
     ///
     /// # Examples
@@ -420,14 +435,44 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
     pub fn read_at(&self, offset: usize, out: &mut [u8]) {
-        self.segment.read_at(offset, out);
+        if let Err(e) = self.try_read_at(offset, out) {
+            panic!("{e}");
+        }
+    }
+
+    /// Copies `out.len()` bytes at `offset` into `out`, or says that another process
+    /// truncated the segment short of them.
+    ///
+    /// # Errors
+    ///
+    /// [`SharedMemoryError::Truncated`] when the segment no longer holds the range.
+    ///
+    /// # Panics
+    ///
+    /// When the range is out of bounds of the segment's size when it was mapped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// let mut out = [9u8; 2];
+    /// shm.try_read_at(6, &mut out)?;
+    /// assert_eq!(out, [0, 0]);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn try_read_at(&self, offset: usize, out: &mut [u8]) -> Result<(), SharedMemoryError> {
+        self.segment.read_at(offset, out).map_err(|t| self.truncated(t, offset + out.len()))
     }
 
     /// Copies `data` to `offset`.
     ///
+    /// As [`read_at`](SharedMemory::read_at), a segment truncated by another process is a
+    /// panic here, never a SIGBUS.
+    ///
     /// # Panics
     ///
-    /// When the range is out of bounds.
+    /// When the range is out of bounds, or the segment was truncated short of it.
     ///
     /// # Examples
     ///
@@ -440,10 +485,44 @@ impl SharedMemory {
     /// ```
     #[doc(alias = "buf")]
     pub fn write_at(&self, offset: usize, data: &[u8]) {
-        self.segment.write_at(offset, data);
+        if let Err(e) = self.try_write_at(offset, data) {
+            panic!("{e}");
+        }
+    }
+
+    /// Copies `data` to `offset`, or says that another process truncated the segment short
+    /// of the range (and writes nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`SharedMemoryError::Truncated`] when the segment no longer holds the range.
+    ///
+    /// # Panics
+    ///
+    /// When the range is out of bounds of the segment's size when it was mapped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4)?;
+    /// shm.try_write_at(1, b"hi")?;
+    /// assert_eq!(shm.to_vec(), [0, b'h', b'i', 0]);
+    /// shm.unlink()?;
+    /// # Ok::<(), multiproc::SharedMemoryError>(())
+    /// ```
+    pub fn try_write_at(&self, offset: usize, data: &[u8]) -> Result<(), SharedMemoryError> {
+        self.segment.write_at(offset, data).map_err(|t| self.truncated(t, offset + data.len()))
+    }
+
+    fn truncated(&self, t: Truncated, needed: usize) -> SharedMemoryError {
+        SharedMemoryError::Truncated { name: self.name.clone(), size: t.size, needed }
     }
 
     /// A copy of all the bytes.
+    ///
+    /// # Panics
+    ///
+    /// When another process truncated the segment (see [`read_at`](SharedMemory::read_at)).
     ///
     /// # Examples
     ///
@@ -455,7 +534,7 @@ impl SharedMemory {
     /// ```
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0; self.size()];
-        self.segment.read_at(0, &mut out);
+        self.read_at(0, &mut out);
         out
     }
 

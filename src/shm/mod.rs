@@ -28,7 +28,7 @@ pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
-pub(crate) use segment::Segment;
+pub(crate) use segment::{Segment, Truncated};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
 pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, spin_for};
 

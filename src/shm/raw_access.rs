@@ -62,7 +62,8 @@ impl SharedMemory {
     /// # Safety
     ///
     /// While the slice lives, no process may write the segment (in this family or not:
-    /// anybody who knows the name can open it).
+    /// anybody who knows the name can open it), nor truncate it (a truncated mapping raises
+    /// SIGBUS where the slice reaches past the new end).
     ///
     /// # Examples
     ///
@@ -83,7 +84,8 @@ impl SharedMemory {
     ///
     /// # Safety
     ///
-    /// While the slice lives, no other process or thread may read or write the segment.
+    /// While the slice lives, no other process or thread may read or write the segment, nor
+    /// truncate it.
     #[allow(clippy::mut_from_ref)]
     ///
     /// # Examples

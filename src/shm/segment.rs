@@ -1,10 +1,12 @@
 //! The bytes of a named shared memory segment (`/dev/shm`), which processes outside the
 //! family (other programs, Python) may write at any time.
 //!
-//! Safe access copies in and out with volatile accesses, so the compiler never assumes the
-//! bytes hold what this process last wrote; a copy that races a writer sees some old and
-//! some new bytes, which is still valid data for bytes. Borrowing the bytes as a slice is
-//! `unsafe`: the caller promises nobody writes them meanwhile.
+//! Safe access copies in and out with `pread`/`pwrite` on the segment's file, not through
+//! the mapping: the kernel does the copy, so a copy that races a writer (which sees some
+//! old and some new bytes, valid data for bytes) is no data race in this process, and a
+//! segment that another process truncated gives [`Truncated`], never a SIGBUS. Borrowing
+//! the bytes as a slice is `unsafe`: the caller promises nobody writes them meanwhile and
+//! nobody truncates the segment.
 
 use std::io;
 
@@ -17,7 +19,12 @@ pub(crate) struct Segment {
     len: usize,
 }
 
-const WORD: usize = std::mem::size_of::<u64>();
+/// The segment's file is now shorter than the access needs (another process truncated it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Truncated {
+    /// The file's size now.
+    pub(crate) size: usize,
+}
 
 impl Segment {
     /// Creates the named segment (which must not exist) with `len` bytes.
@@ -51,53 +58,31 @@ impl Segment {
         );
     }
 
-    /// Copies `out.len()` bytes at `offset` into `out` (panics when out of bounds).
-    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) {
+    /// Copies `out.len()` bytes at `offset` into `out` (panics when out of the mapping's
+    /// bounds; [`Truncated`] when the file no longer holds them).
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<(), Truncated> {
         self.check(offset, out.len());
-        let base = self.map.as_ptr();
-        let mut i = 0;
-        // Bytes up to an 8-byte boundary of the segment, then whole words, then the rest.
-        while i < out.len() && !(offset + i).is_multiple_of(WORD) {
-            // SAFETY: in bounds (checked); the mapping lives as long as `self`; a byte is
-            // valid whatever a racing writer leaves in it.
-            out[i] = unsafe { base.add(offset + i).read_volatile() };
-            i += 1;
-        }
-        while i + WORD <= out.len() {
-            // SAFETY: in bounds and 8-byte aligned (the mapping is page-aligned and
-            // offset + i is a multiple of 8); any bits are a valid u64.
-            let word = unsafe { base.add(offset + i).cast::<u64>().read_volatile() };
-            out[i..i + WORD].copy_from_slice(&word.to_ne_bytes());
-            i += WORD;
-        }
-        while i < out.len() {
-            // SAFETY: as for the first bytes.
-            out[i] = unsafe { base.add(offset + i).read_volatile() };
-            i += 1;
+        match self.map.read_file_at(offset, out) {
+            Ok(n) if n == out.len() => Ok(()),
+            _ => Err(self.truncated()),
         }
     }
 
-    /// Copies `data` to `offset` (panics when out of bounds).
-    pub(crate) fn write_at(&self, offset: usize, data: &[u8]) {
+    /// Copies `data` to `offset` (panics when out of the mapping's bounds; [`Truncated`]
+    /// when the file no longer reaches that far, and then writes nothing). A truncation
+    /// that races the write is undone up to the end of the write (`pwrite` extends the file
+    /// with zeros), never a SIGBUS.
+    pub(crate) fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), Truncated> {
         self.check(offset, data.len());
-        let base = self.map.as_ptr();
-        let mut i = 0;
-        while i < data.len() && !(offset + i).is_multiple_of(WORD) {
-            // SAFETY: in bounds; shared memory is written through raw pointers only.
-            unsafe { base.add(offset + i).write_volatile(data[i]) };
-            i += 1;
+        let truncated = self.truncated();
+        if truncated.size < offset + data.len() {
+            return Err(truncated);
         }
-        while i + WORD <= data.len() {
-            let word = u64::from_ne_bytes(data[i..i + WORD].try_into().expect("a word"));
-            // SAFETY: in bounds and 8-byte aligned, as in `read_at`.
-            unsafe { base.add(offset + i).cast::<u64>().write_volatile(word) };
-            i += WORD;
-        }
-        while i < data.len() {
-            // SAFETY: as for the first bytes.
-            unsafe { base.add(offset + i).write_volatile(data[i]) };
-            i += 1;
-        }
+        self.map.write_file_at(offset, data).map_err(|_| self.truncated())
+    }
+
+    fn truncated(&self) -> Truncated {
+        Truncated { size: self.map.file_len().unwrap_or(0) }
     }
 
     /// The bytes as a slice.

@@ -107,6 +107,42 @@ impl SharedMapping {
         self.fd.as_fd()
     }
 
+    /// The memory file's current size, which another process may have changed since the
+    /// mapping was made.
+    pub(crate) fn file_len(&self) -> io::Result<usize> {
+        Ok(rustix::fs::fstat(&self.fd)?.st_size as usize)
+    }
+
+    /// Copies the file's bytes at `offset` into `out` with `pread`: the kernel copies, so
+    /// a file shrunk by another process gives a short count (returned), never a SIGBUS.
+    pub(crate) fn read_file_at(&self, offset: usize, out: &mut [u8]) -> io::Result<usize> {
+        let mut done = 0;
+        while done < out.len() {
+            match rustix::io::pread(&self.fd, &mut out[done..], (offset + done) as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Copies `data` into the file at `offset` with `pwrite` (see `read_file_at`); past the
+    /// file's end this extends it.
+    pub(crate) fn write_file_at(&self, offset: usize, data: &[u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < data.len() {
+            match rustix::io::pwrite(&self.fd, &data[done..], (offset + done) as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Gives the pages of `[offset, offset + len)` back to the kernel: they read as zero
     /// afterwards, in every process. Both bounds must be page-aligned and inside the mapping.
     pub(crate) fn release_pages(&self, offset: usize, len: usize) {
