@@ -258,9 +258,9 @@ mod shm {
         let reader = Process::new(read_truncated, args).start().unwrap();
         mapped.wait().unwrap();
         truncate_segment(shm.name());
+        shm.unlink().unwrap();
         cut.set();
         let ended = reader.join();
-        shm.unlink().unwrap();
         assert!(matches!(ended, Err(multiproc::JoinError::Panicked(_))), "{ended:?}");
     }
 
@@ -271,13 +271,13 @@ mod shm {
         let shm = multiproc::SharedMemory::builder().size(2 * PAGE).track(false).create().unwrap();
         shm.write_at(10, b"kept");
         Process::new(truncate_to_a_page, shm.name().to_owned()).start().unwrap().join().unwrap();
+        shm.unlink().unwrap();
         let mut out = [0u8; 4];
         shm.try_read_at(10, &mut out).unwrap();
         assert_eq!(&out, b"kept", "what is left is still readable");
         let read = shm.try_read_at(PAGE, &mut out);
         let write = shm.try_write_at(PAGE, b"gone");
         let name = shm.name().to_owned();
-        shm.unlink().unwrap();
         for result in [read, write] {
             match result {
                 Err(multiproc::SharedMemoryError::Truncated { name: n, size, needed }) => {
