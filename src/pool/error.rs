@@ -31,6 +31,11 @@ pub enum TaskError {
     /// The pool was terminated before the task finished.
     #[error("the pool was terminated before the task finished")]
     Terminated,
+    /// The input iterator of an `imap` panicked when asked for this item (Python's
+    /// `imap` raises the input's exception at the same position): the results before it
+    /// came first, and the iteration ends after it.
+    #[error("the input panicked: {0}")]
+    InputPanicked(PanicInfo),
 }
 
 fn lost_how(signal: Option<i32>, exit_code: Option<i32>) -> String {

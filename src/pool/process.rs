@@ -32,7 +32,8 @@ use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{
-    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, Helper, IMap, MapResult, MapSink, Sink, StreamSink, count,
+    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, Helper, IMap, Input, MapResult, MapSink, Sink, StreamSink,
+    count,
 };
 use super::star::StarFn;
 use super::stats::{Counters, PoolStats};
@@ -1146,7 +1147,13 @@ impl Pool {
         let lookahead = options.lookahead.unwrap_or(4 * self.inner.config.workers) * chunksize;
         let progress = options.progress.then(|| Progress::new(None));
         let sink = StreamSink::new(ordered, progress);
-        let feeder = PoolFeeder { inner: self.inner.clone(), call, items, chunksize, timeout: options.timeout };
+        let feeder = PoolFeeder {
+            inner: self.inner.clone(),
+            call,
+            items: Input::new(items),
+            chunksize,
+            timeout: options.timeout,
+        };
         Ok(IMap::new(sink, Box::new(feeder), self.helper(), lookahead))
     }
 
@@ -1254,7 +1261,7 @@ impl Drop for Pool {
 struct PoolFeeder<It> {
     inner: Arc<Inner>,
     call: Packed,
-    items: It,
+    items: Input<It>,
     chunksize: usize,
     timeout: Option<Duration>,
 }
@@ -1266,9 +1273,9 @@ where
     R: DeserializeOwned + Send + 'static,
 {
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
-        let chunk: Vec<A> = self.items.by_ref().take(self.chunksize).collect();
+        let chunk: Vec<A> = self.items.chunk(self.chunksize);
         if chunk.is_empty() {
-            return None;
+            return self.items.end(index, sink);
         }
         sink.expect(index, chunk.len());
         let sink_dyn: Arc<dyn Sink<R>> = sink.clone();

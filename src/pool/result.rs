@@ -10,6 +10,8 @@ use super::error::{NotReady, ResultTimeoutError, TaskError};
 use super::options::Callbacks;
 use super::progress::Progress;
 use super::stats::Counters;
+use crate::error::PanicInfo;
+use crate::process::panics;
 use crate::shm::Deadline;
 
 /// The results of one chunk: the values of the items that succeeded, in order, and the
@@ -429,6 +431,54 @@ pub(crate) trait Feeder<R>: Send {
     /// (`StreamSink::expect`) and sends it to the pool; the number of items sent, `None`
     /// when the input is exhausted.
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize>;
+}
+
+/// The input of an `imap`, read a chunk at a time on the consumer's thread. A panic of the
+/// input iterator is caught: the items read before it are sent as usual, the panic becomes
+/// the error of the position where it happened (as Python's `imap` raises the input's
+/// exception there, after the results before it), and the input ends.
+pub(crate) struct Input<I> {
+    items: I,
+    /// The input panicked; its error not yet handed to the sink.
+    broken: Option<PanicInfo>,
+    ended: bool,
+}
+
+impl<I: Iterator> Input<I> {
+    pub(crate) fn new(items: I) -> Self {
+        Self { items, broken: None, ended: false }
+    }
+
+    /// Up to `n` items; empty once the input ended (or panicked).
+    pub(crate) fn chunk(&mut self, n: usize) -> Vec<I::Item> {
+        let mut chunk = Vec::new();
+        if self.ended {
+            return chunk;
+        }
+        let name = crate::current_process().name().to_string();
+        let items = &mut self.items;
+        match panics::catching(&name, || chunk.extend(items.by_ref().take(n))) {
+            Ok(()) => self.ended = chunk.len() < n,
+            Err(info) => {
+                // An iterator that panicked is not asked again.
+                self.ended = true;
+                self.broken = Some(info);
+            }
+        }
+        chunk
+    }
+
+    /// After [`Input::chunk`] came back empty: when the input panicked, delivers its error
+    /// as chunk `index` (one item) and returns `Some(1)`; `None` at the end.
+    pub(crate) fn end<R>(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize>
+    where
+        R: Send,
+    {
+        let info = self.broken.take()?;
+        sink.expect(index, 1);
+        sink.deliver(index, Err(TaskError::InputPanicked(info)));
+        Some(1)
+    }
 }
 
 /// The iterator of `imap` / `imap_unordered`: results as they come, each item's result or

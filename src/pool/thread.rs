@@ -16,7 +16,7 @@ use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{
-    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, MapResult, MapSink, Sink, StreamSink, count,
+    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, Input, MapResult, MapSink, Sink, StreamSink, count,
 };
 use super::star::StarFn;
 use super::stats::{Counters, PoolStats};
@@ -363,7 +363,7 @@ impl ThreadPool {
         let feeder = ThreadFeeder {
             pool: ThreadPool { shared: self.shared.clone() },
             f: Arc::new(f),
-            items: items.into_iter(),
+            items: Input::new(items.into_iter()),
             chunksize,
             _types: std::marker::PhantomData,
         };
@@ -470,7 +470,7 @@ impl Drop for ThreadPool {
 struct ThreadFeeder<A, R, F, I> {
     pool: ThreadPool,
     f: Arc<F>,
-    items: I,
+    items: Input<I>,
     chunksize: usize,
     _types: std::marker::PhantomData<fn(A) -> R>,
 }
@@ -483,9 +483,9 @@ where
     I: Iterator<Item = A> + Send,
 {
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
-        let chunk: Vec<A> = self.items.by_ref().take(self.chunksize).collect();
+        let chunk: Vec<A> = self.items.chunk(self.chunksize);
         if chunk.is_empty() {
-            return None;
+            return self.items.end(index, sink);
         }
         let n = chunk.len();
         sink.expect(index, n);
