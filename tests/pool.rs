@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, pid_running, watchdog};
-use multiproc::{ApplyOptions, Error, MapOptions, Pool, PoolError, StartMethod, TaskError, Value};
+use multiproc::{ApplyOptions, Error, Event, MapOptions, Pool, PoolError, StartMethod, TaskError, Value};
 
 multiproc::test_support!();
 
@@ -527,4 +527,40 @@ fn imap_reports_a_panicking_input_after_the_results_before_it() {
             assert!(results.next().is_none(), "the input ended with its panic");
         }
     }
+}
+
+/// Item 0 fails at once; every other item counts itself in `started`, then waits for a
+/// gate that never opens (a task that would run forever).
+fn fail_first_or_block((x, started, gate): (u32, Value<u64>, Event)) -> u32 {
+    if x == 0 {
+        panic!("the first item fails");
+    }
+    *started.lock() += 1;
+    let _ = gate.wait();
+    x
+}
+
+#[test]
+fn a_failed_map_stops_its_other_tasks_and_the_next_call_runs_at_once() {
+    let _w = watchdog(LIMIT);
+    let started = Value::new(0u64).unwrap();
+    let gate = Event::new().unwrap();
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<_> = (0..40).map(|x| (x, started.clone(), gate.clone())).collect();
+    match pool.map_with(fail_first_or_block, items, MapOptions::new().chunksize(1)) {
+        Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "the first item fails"),
+        other => panic!("{other:?}"),
+    }
+    // The tasks still running block forever: the pool kills their workers shortly after
+    // the failure, so the next call runs.
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    // Only what was running or about to start when the map failed started (two per worker
+    // at most); the rest was dropped, not run.
+    let ran = started.get();
+    assert!(ran <= 4, "{ran} of the 39 blocking items started");
+    assert!(eventually(LIMIT, || pool.stats().tasks_cancelled == 39), "{:?}", pool.stats());
+    assert_eq!(pool.stats().tasks_done, 1, "only the apply returned");
+    // The pool goes on as before.
+    assert_eq!(pool.map(square, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(started.get(), ran, "nothing of the failed map ran later");
 }

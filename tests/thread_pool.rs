@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -254,4 +254,33 @@ fn imap_reports_a_panicking_input_after_the_results_before_it() {
             assert!(results.next().is_none(), "the input ended with its panic");
         }
     }
+}
+
+#[test]
+fn a_failed_map_drops_its_queued_tasks_and_the_next_call_runs_at_once() {
+    let _w = watchdog(LIMIT);
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(AtomicBool::new(false));
+    let pool = ThreadPool::new(2).unwrap();
+    let (counter, opened) = (started.clone(), gate.clone());
+    // Item 0 fails at once; the others count themselves and wait for the gate, so that
+    // those running when the map fails are still running when it has failed.
+    let fail_first_or_wait = move |x: u32| {
+        assert_ne!(x, 0, "the first item fails");
+        counter.fetch_add(1, Ordering::SeqCst);
+        while !opened.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        x
+    };
+    let failed = pool.map_with(fail_first_or_wait, 0..40, MapOptions::new().chunksize(1));
+    assert!(matches!(failed, Err(Error::Task(TaskError::Panicked(_)))), "{failed:?}");
+    // Threads cannot be stopped: the task running when the map failed finishes; what was
+    // queued is dropped, not run behind the apply.
+    gate.store(true, Ordering::SeqCst);
+    assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
+    let ran = started.load(Ordering::SeqCst);
+    assert!(ran <= 2, "{ran} of the 39 waiting items started");
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_cancelled as usize, 39 - ran, "{stats:?}");
 }

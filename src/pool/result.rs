@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -124,6 +125,12 @@ impl<T> Slot<T> {
 /// Receives the outcomes of one call's chunks, on the thread that collects them.
 pub(crate) trait Sink<R>: Send + Sync {
     fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>);
+
+    /// Whether the call no longer needs its chunks (a `map` that failed): the pool drops
+    /// those not started and stops those running.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Counts a chunk's items in the pool's counters.
@@ -175,6 +182,8 @@ pub(crate) type MapSlot<R> = Arc<Slot<Result<Vec<R>, TaskError>>>;
 /// The sink of `map_async`: every item, in order, or the first error.
 pub(crate) struct MapSink<R> {
     state: Mutex<MapState<R>>,
+    /// Set with `MapState::failed`, readable without the lock.
+    cancelled: AtomicBool,
     slot: Arc<Slot<Result<Vec<R>, TaskError>>>,
     progress: Option<Progress>,
 }
@@ -196,6 +205,7 @@ impl<R> MapSink<R> {
                 callbacks,
                 failed: false,
             }),
+            cancelled: AtomicBool::new(false),
             slot: slot.clone(),
             progress,
         });
@@ -240,8 +250,11 @@ impl<R: Send> Sink<R> for MapSink<R> {
                 }
             }
             Err(e) => {
-                // Fail fast, as Python's map: the first error ends the call.
+                // Fail fast, as Python's map: the first error ends the call, and (unlike
+                // Python) the call's other chunks are cancelled. Set before the caller can
+                // see the error, so that its next call never waits behind them.
                 state.failed = true;
+                self.cancelled.store(true, Ordering::Release);
                 if let Some(p) = &self.progress {
                     p.abandon();
                 }
@@ -250,6 +263,10 @@ impl<R: Send> Sink<R> for MapSink<R> {
                 self.slot.fill(Err(e));
             }
         }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
     }
 }
 

@@ -178,6 +178,14 @@ impl ThreadPool {
         let cancelled_pool = Arc::downgrade(&self.shared);
         self.submit(Job {
             run: Box::new(move || {
+                if run_sink.cancelled() {
+                    // The call failed: its queued chunks are dropped (running ones finish,
+                    // a thread cannot be stopped).
+                    if let Some(p) = pool.upgrade() {
+                        p.counters.cancelled(n as u64);
+                    }
+                    return;
+                }
                 let name = std::thread::current().name().unwrap_or("ThreadPoolWorker").to_string();
                 let outcome: ChunkOutcome<R> = Ok(Chunk::from_results(
                     items.into_iter().map(|a| panics::catching(&name, || f(a)).map_err(TaskError::Panicked)),
@@ -237,6 +245,10 @@ impl ThreadPool {
 
     /// Applies `f` to every item and returns the results in order (Python's `map`); the
     /// first failed item ends the call with its error.
+    ///
+    /// A failed call does not keep the pool busy: its chunks not yet started are dropped
+    /// (counted in [`PoolStats::tasks_cancelled`]); those running finish, since a thread
+    /// cannot be stopped. The same holds for `map_async` and `starmap`.
     pub fn map<A, R, F>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
     where
         A: Send + 'static,
