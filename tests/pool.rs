@@ -564,3 +564,38 @@ fn a_failed_map_stops_its_other_tasks_and_the_next_call_runs_at_once() {
     assert_eq!(pool.map(square, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
     assert_eq!(started.get(), ran, "nothing of the failed map ran later");
 }
+
+#[test]
+fn zero_processes_or_zero_tasks_per_child_are_errors_as_in_python() {
+    let _w = watchdog(LIMIT);
+    assert!(matches!(Pool::new(0), Err(Error::Pool(PoolError::NoProcesses))));
+    assert!(matches!(Pool::builder().processes(0).build(), Err(Error::Pool(PoolError::NoProcesses))));
+    assert!(matches!(
+        Pool::builder().processes(1).max_tasks_per_child(0).build(),
+        Err(Error::Pool(PoolError::NoTasksPerChild))
+    ));
+    let pool = Pool::builder().processes(1).max_tasks_per_child(1).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+/// Just past what `as_nanos() as u64` holds: 2^64 ns and 290 ms, which wrapped to 290 ms.
+const PAST_584_YEARS: Duration = Duration::from_secs(18_446_744_074);
+
+#[test]
+fn timeouts_past_584_years_mean_no_timeout() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    for timeout in [PAST_584_YEARS, Duration::MAX] {
+        let options = ApplyOptions::new().timeout(timeout);
+        let mut result = pool.apply_async_with(sleep_then, 500, options).unwrap();
+        assert_eq!(result.get_timeout(timeout), Ok(500), "timeout {timeout:?}");
+        assert!(pool.apply_async(square, 2).unwrap().wait_timeout(timeout));
+        let options = MapOptions::new().chunksize(1).timeout(timeout);
+        assert_eq!(pool.map_with(sleep_then, [300, 300], options).unwrap(), [300, 300], "timeout {timeout:?}");
+        let mut results = pool.imap(square, 0..3).unwrap();
+        assert_eq!(results.next_timeout(timeout), Ok(Some(Ok(0))));
+        let long = Pool::builder().processes(1).timeout(timeout).build().unwrap();
+        assert_eq!(long.apply(sleep_then, 300).unwrap(), 300, "timeout {timeout:?}");
+    }
+    assert_eq!(pool.stats().tasks_timed_out, 0);
+}

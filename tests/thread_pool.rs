@@ -284,3 +284,23 @@ fn a_failed_map_drops_its_queued_tasks_and_the_next_call_runs_at_once() {
     let stats = pool.stats();
     assert_eq!(stats.tasks_cancelled as usize, 39 - ran, "{stats:?}");
 }
+
+#[test]
+fn zero_threads_is_an_error_as_in_python() {
+    let _w = watchdog(LIMIT);
+    assert!(matches!(ThreadPool::new(0), Err(Error::Pool(PoolError::NoProcesses))));
+    assert!(matches!(ThreadPool::builder().processes(0).build(), Err(Error::Pool(PoolError::NoProcesses))));
+}
+
+#[test]
+fn timeouts_past_584_years_mean_no_timeout() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    for timeout in [Duration::from_secs(18_446_744_074), Duration::MAX] {
+        let mut result = pool.apply_async(|x: u32| x + 1, 1).unwrap();
+        assert_eq!(result.get_timeout(timeout), Ok(2));
+        assert!(pool.apply_async(|x: u32| x, 1).unwrap().wait_timeout(timeout));
+        let mut results = pool.imap(|x: u32| x * 2, 0..3).unwrap();
+        assert_eq!(results.next_timeout(timeout), Ok(Some(Ok(0))));
+    }
+}

@@ -57,6 +57,14 @@ pub enum PoolError {
     /// `ValueError: Pool is still running`).
     #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
+    /// A pool of no workers was asked for (Python's `ValueError: Number of processes must
+    /// be at least 1`).
+    #[error("a pool needs at least one worker")]
+    NoProcesses,
+    /// `max_tasks_per_child(0)` (Python's `ValueError: maxtasksperchild must be a positive
+    /// int or None`).
+    #[error("max_tasks_per_child must be at least 1")]
+    NoTasksPerChild,
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),

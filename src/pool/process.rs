@@ -426,9 +426,10 @@ impl fmt::Debug for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// The number of worker processes (default [`cpu_count`](crate::cpu_count)).
+    /// The number of worker processes (default [`cpu_count`](crate::cpu_count)); zero is
+    /// refused by [`PoolBuilder::build`] with [`PoolError::NoProcesses`].
     pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n.max(1));
+        self.processes = Some(n);
         self
     }
 
@@ -446,9 +447,10 @@ impl PoolBuilder {
     }
 
     /// A worker exits after this many tasks (chunks) and is replaced (Python's
-    /// `maxtasksperchild`). No task is lost by the change of workers.
+    /// `maxtasksperchild`). No task is lost by the change of workers. Zero is refused by
+    /// [`PoolBuilder::build`] with [`PoolError::NoTasksPerChild`].
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
-        self.max_tasks_per_child = Some(n.max(1));
+        self.max_tasks_per_child = Some(n);
         self
     }
 
@@ -469,9 +471,17 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// When multiproc is not initialized, the initializer's arguments do not encode, or a
-    /// worker cannot be started.
+    /// [`PoolError::NoProcesses`] for `processes(0)`, [`PoolError::NoTasksPerChild`] for
+    /// `max_tasks_per_child(0)` (Python's `ValueError`s); otherwise when multiproc is not
+    /// initialized, the initializer's arguments do not encode, or a worker cannot be
+    /// started.
     pub fn build(self) -> Result<Pool, Error> {
+        if self.processes == Some(0) {
+            return Err(PoolError::NoProcesses.into());
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return Err(PoolError::NoTasksPerChild.into());
+        }
         if let Some((_, encode)) = &self.initializer {
             // Arguments that do not encode are an error now, not in every worker.
             let _ = encode()?;
@@ -1067,7 +1077,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// When multiproc is not initialized or a worker cannot be started.
+    /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`); otherwise when
+    /// multiproc is not initialized or a worker cannot be started.
     pub fn new(processes: usize) -> Result<Pool, Error> {
         Self::builder().processes(processes).build()
     }

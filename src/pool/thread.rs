@@ -80,9 +80,10 @@ impl fmt::Debug for ThreadPoolBuilder {
 }
 
 impl ThreadPoolBuilder {
-    /// The number of threads (Python's `processes`; default [`cpu_count`](crate::cpu_count)).
+    /// The number of threads (Python's `processes`; default [`cpu_count`](crate::cpu_count));
+    /// zero is refused by [`ThreadPoolBuilder::build`] with [`PoolError::NoProcesses`].
     pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n.max(1));
+        self.processes = Some(n);
         self
     }
 
@@ -96,8 +97,12 @@ impl ThreadPoolBuilder {
     ///
     /// # Errors
     ///
-    /// When the system refuses a thread.
+    /// [`PoolError::NoProcesses`] for `processes(0)` (Python's `ValueError`), or when the
+    /// system refuses a thread.
     pub fn build(self) -> Result<ThreadPool, Error> {
+        if self.processes == Some(0) {
+            return Err(PoolError::NoProcesses.into());
+        }
         let workers = self.processes.unwrap_or_else(crate::cpu_count);
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let shared = Arc::new(Shared {
@@ -129,6 +134,11 @@ impl ThreadPoolBuilder {
 
 impl ThreadPool {
     /// A pool of `threads` threads.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`), or when the system
+    /// refuses a thread.
     pub fn new(threads: usize) -> Result<Self, Error> {
         Self::builder().processes(threads).build()
     }
