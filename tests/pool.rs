@@ -563,6 +563,8 @@ fn a_failed_map_stops_its_other_tasks_and_the_next_call_runs_at_once() {
     // The pool goes on as before.
     assert_eq!(pool.map(square, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
     assert_eq!(started.get(), ran, "nothing of the failed map ran later");
+    pool.close();
+    pool.join().unwrap();
 }
 
 #[test]
@@ -596,6 +598,8 @@ fn timeouts_past_584_years_mean_no_timeout() {
         assert_eq!(results.next_timeout(timeout), Ok(Some(Ok(0))));
         let long = Pool::builder().processes(1).timeout(timeout).build().unwrap();
         assert_eq!(long.apply(sleep_then, 300).unwrap(), 300, "timeout {timeout:?}");
+        let mut child = multiproc::Process::new(square, 5).start().unwrap();
+        assert_eq!(child.join_timeout(timeout).unwrap(), 25, "timeout {timeout:?}");
     }
     assert_eq!(pool.stats().tasks_timed_out, 0);
 }
