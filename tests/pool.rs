@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, pid_running, watchdog};
-use multiproc::{ApplyOptions, Error, MapOptions, Pool, PoolError, StartMethod, TaskError, Value};
+use multiproc::{ApplyOptions, Error, Event, MapOptions, Pool, PoolError, StartMethod, TaskError, Value};
 
 multiproc::test_support!();
 
@@ -466,4 +466,140 @@ fn starmap_takes_a_chunk_size() {
         pool.starmap_with(add, pairs, MapOptions::new().chunksize(7)).unwrap(),
         (0..100).map(|i| 2 * i).collect::<Vec<_>>()
     );
+}
+
+fn square_unless_three(x: u64) -> u64 {
+    if x == 3 {
+        panic!("three");
+    }
+    x * x
+}
+
+/// Takes an `imap` until its first error: the values before it, and whether an error came.
+fn until_error<R>(results: impl Iterator<Item = Result<R, TaskError>>) -> (Vec<R>, Option<TaskError>) {
+    let mut values = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => values.push(v),
+            Err(e) => return (values, Some(e)),
+        }
+    }
+    (values, None)
+}
+
+#[test]
+fn imap_reports_a_task_error_at_its_position_for_every_chunk_size() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    for chunksize in [1, 2, 3, 7] {
+        let results = pool.imap_with(square_unless_three, 0..20, MapOptions::new().chunksize(chunksize)).unwrap();
+        let all: Vec<Result<u64, TaskError>> = results.collect();
+        assert_eq!(all.len(), 20, "chunksize {chunksize}");
+        let (before, error) = until_error(all.into_iter());
+        assert_eq!(before, [0, 1, 4], "chunksize {chunksize}");
+        assert!(matches!(error, Some(TaskError::Panicked(ref p)) if p.message == "three"), "{error:?}");
+    }
+}
+
+/// An input that panics when asked for item `at`.
+fn input_panicking_at(at: u64) -> impl Iterator<Item = u64> + Send + 'static {
+    (0..100).inspect(move |&x| {
+        if x == at {
+            panic!("the input broke at {x}");
+        }
+    })
+}
+
+#[test]
+fn imap_reports_a_panicking_input_after_the_results_before_it() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    for chunksize in [1, 2, 3, 7] {
+        for at in [0, 3, 8] {
+            let mut results =
+                pool.imap_with(square, input_panicking_at(at), MapOptions::new().chunksize(chunksize)).unwrap();
+            let (before, error) = until_error(results.by_ref());
+            assert_eq!(before, (0..at).map(|x| x * x).collect::<Vec<_>>(), "chunksize {chunksize}, at {at}");
+            assert!(
+                matches!(error, Some(TaskError::InputPanicked(ref p)) if p.message.contains("the input broke")),
+                "{error:?}"
+            );
+            assert!(results.next().is_none(), "the input ended with its panic");
+        }
+    }
+}
+
+/// Item 0 fails at once; every other item counts itself in `started`, then waits for a
+/// gate that never opens (a task that would run forever).
+fn fail_first_or_block((x, started, gate): (u32, Value<u64>, Event)) -> u32 {
+    if x == 0 {
+        panic!("the first item fails");
+    }
+    *started.lock() += 1;
+    let _ = gate.wait();
+    x
+}
+
+#[test]
+fn a_failed_map_stops_its_other_tasks_and_the_next_call_runs_at_once() {
+    let _w = watchdog(LIMIT);
+    let started = Value::new(0u64).unwrap();
+    let gate = Event::new().unwrap();
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<_> = (0..40).map(|x| (x, started.clone(), gate.clone())).collect();
+    match pool.map_with(fail_first_or_block, items, MapOptions::new().chunksize(1)) {
+        Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "the first item fails"),
+        other => panic!("{other:?}"),
+    }
+    // The tasks still running block forever: the pool kills their workers shortly after
+    // the failure, so the next call runs.
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    // Only what was running or about to start when the map failed started (two per worker
+    // at most); the rest was dropped, not run.
+    let ran = started.get();
+    assert!(ran <= 4, "{ran} of the 39 blocking items started");
+    assert!(eventually(LIMIT, || pool.stats().tasks_cancelled == 39), "{:?}", pool.stats());
+    assert_eq!(pool.stats().tasks_done, 1, "only the apply returned");
+    // The pool goes on as before.
+    assert_eq!(pool.map(square, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(started.get(), ran, "nothing of the failed map ran later");
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[test]
+fn zero_processes_or_zero_tasks_per_child_are_errors_as_in_python() {
+    let _w = watchdog(LIMIT);
+    assert!(matches!(Pool::new(0), Err(Error::Pool(PoolError::NoProcesses))));
+    assert!(matches!(Pool::builder().processes(0).build(), Err(Error::Pool(PoolError::NoProcesses))));
+    assert!(matches!(
+        Pool::builder().processes(1).max_tasks_per_child(0).build(),
+        Err(Error::Pool(PoolError::NoTasksPerChild))
+    ));
+    let pool = Pool::builder().processes(1).max_tasks_per_child(1).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+/// Just past what `as_nanos() as u64` holds: 2^64 ns and 290 ms, which wrapped to 290 ms.
+const PAST_584_YEARS: Duration = Duration::from_secs(18_446_744_074);
+
+#[test]
+fn timeouts_past_584_years_mean_no_timeout() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    for timeout in [PAST_584_YEARS, Duration::MAX] {
+        let options = ApplyOptions::new().timeout(timeout);
+        let mut result = pool.apply_async_with(sleep_then, 500, options).unwrap();
+        assert_eq!(result.get_timeout(timeout), Ok(500), "timeout {timeout:?}");
+        assert!(pool.apply_async(square, 2).unwrap().wait_timeout(timeout));
+        let options = MapOptions::new().chunksize(1).timeout(timeout);
+        assert_eq!(pool.map_with(sleep_then, [300, 300], options).unwrap(), [300, 300], "timeout {timeout:?}");
+        let mut results = pool.imap(square, 0..3).unwrap();
+        assert_eq!(results.next_timeout(timeout), Ok(Some(Ok(0))));
+        let long = Pool::builder().processes(1).timeout(timeout).build().unwrap();
+        assert_eq!(long.apply(sleep_then, 300).unwrap(), 300, "timeout {timeout:?}");
+        let mut child = multiproc::Process::new(square, 5).start().unwrap();
+        assert_eq!(child.join_timeout(timeout).unwrap(), 25, "timeout {timeout:?}");
+    }
+    assert_eq!(pool.stats().tasks_timed_out, 0);
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -205,4 +205,102 @@ fn get_timeout_leaves_the_result_available() {
     assert!(r.wait_timeout(Duration::from_secs(10)));
     assert_eq!(r.successful(), Ok(true));
     assert!(r.get_timeout(Duration::from_secs(1)).is_ok());
+}
+
+/// Takes an `imap` until its first error: the values before it, and whether an error came.
+fn until_error<R>(results: impl Iterator<Item = Result<R, TaskError>>) -> (Vec<R>, Option<TaskError>) {
+    let mut values = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => values.push(v),
+            Err(e) => return (values, Some(e)),
+        }
+    }
+    (values, None)
+}
+
+#[test]
+fn imap_reports_a_task_error_at_its_position_for_every_chunk_size() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    for chunksize in [1, 2, 3, 7] {
+        let square_unless_three = |x: u64| {
+            assert_ne!(x, 3, "three");
+            x * x
+        };
+        let all: Vec<_> =
+            pool.imap_with(square_unless_three, 0..20, MapOptions::new().chunksize(chunksize)).unwrap().collect();
+        assert_eq!(all.len(), 20, "chunksize {chunksize}");
+        let (before, error) = until_error(all.into_iter());
+        assert_eq!(before, [0, 1, 4], "chunksize {chunksize}");
+        assert!(matches!(error, Some(TaskError::Panicked(_))), "{error:?}");
+    }
+}
+
+#[test]
+fn imap_reports_a_panicking_input_after_the_results_before_it() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    for chunksize in [1, 2, 3, 7] {
+        for at in [0u64, 3, 8] {
+            let input = (0..100u64).inspect(move |&x| assert_ne!(x, at, "the input broke"));
+            let mut results = pool.imap_with(|x: u64| x * x, input, MapOptions::new().chunksize(chunksize)).unwrap();
+            let (before, error) = until_error(results.by_ref());
+            assert_eq!(before, (0..at).map(|x| x * x).collect::<Vec<_>>(), "chunksize {chunksize}, at {at}");
+            assert!(
+                matches!(error, Some(TaskError::InputPanicked(ref p)) if p.message.contains("the input broke")),
+                "{error:?}"
+            );
+            assert!(results.next().is_none(), "the input ended with its panic");
+        }
+    }
+}
+
+#[test]
+fn a_failed_map_drops_its_queued_tasks_and_the_next_call_runs_at_once() {
+    let _w = watchdog(LIMIT);
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(AtomicBool::new(false));
+    let pool = ThreadPool::new(2).unwrap();
+    let (counter, opened) = (started.clone(), gate.clone());
+    // Item 0 fails at once; the others count themselves and wait for the gate, so that
+    // those running when the map fails are still running when it has failed.
+    let fail_first_or_wait = move |x: u32| {
+        assert_ne!(x, 0, "the first item fails");
+        counter.fetch_add(1, Ordering::SeqCst);
+        while !opened.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        x
+    };
+    let failed = pool.map_with(fail_first_or_wait, 0..40, MapOptions::new().chunksize(1));
+    assert!(matches!(failed, Err(Error::Task(TaskError::Panicked(_)))), "{failed:?}");
+    // Threads cannot be stopped: the task running when the map failed finishes; what was
+    // queued is dropped, not run behind the apply.
+    gate.store(true, Ordering::SeqCst);
+    assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
+    let ran = started.load(Ordering::SeqCst);
+    assert!(ran <= 2, "{ran} of the 39 waiting items started");
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_cancelled as usize, 39 - ran, "{stats:?}");
+}
+
+#[test]
+fn zero_threads_is_an_error_as_in_python() {
+    let _w = watchdog(LIMIT);
+    assert!(matches!(ThreadPool::new(0), Err(Error::Pool(PoolError::NoProcesses))));
+    assert!(matches!(ThreadPool::builder().processes(0).build(), Err(Error::Pool(PoolError::NoProcesses))));
+}
+
+#[test]
+fn timeouts_past_584_years_mean_no_timeout() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    for timeout in [Duration::from_secs(18_446_744_074), Duration::MAX] {
+        let mut result = pool.apply_async(|x: u32| x + 1, 1).unwrap();
+        assert_eq!(result.get_timeout(timeout), Ok(2));
+        assert!(pool.apply_async(|x: u32| x, 1).unwrap().wait_timeout(timeout));
+        let mut results = pool.imap(|x: u32| x * 2, 0..3).unwrap();
+        assert_eq!(results.next_timeout(timeout), Ok(Some(Ok(0))));
+    }
 }

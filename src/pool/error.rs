@@ -31,6 +31,11 @@ pub enum TaskError {
     /// The pool was terminated before the task finished.
     #[error("the pool was terminated before the task finished")]
     Terminated,
+    /// The input iterator of an `imap` panicked when asked for this item (Python's
+    /// `imap` raises the input's exception at the same position): the results before it
+    /// came first, and the iteration ends after it.
+    #[error("the input panicked: {0}")]
+    InputPanicked(PanicInfo),
 }
 
 fn lost_how(signal: Option<i32>, exit_code: Option<i32>) -> String {
@@ -52,6 +57,14 @@ pub enum PoolError {
     /// `ValueError: Pool is still running`).
     #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
+    /// A pool of no workers was asked for (Python's `ValueError: Number of processes must
+    /// be at least 1`).
+    #[error("a pool needs at least one worker")]
+    NoProcesses,
+    /// `max_tasks_per_child(0)` (Python's `ValueError: maxtasksperchild must be a positive
+    /// int or None`).
+    #[error("max_tasks_per_child must be at least 1")]
+    NoTasksPerChild,
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),

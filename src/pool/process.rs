@@ -19,7 +19,7 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,14 +32,15 @@ use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{
-    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, Helper, IMap, MapResult, MapSink, Sink, StreamSink, count,
+    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, Helper, IMap, Input, MapResult, MapSink, Sink, StreamSink,
+    count,
 };
 use super::star::StarFn;
 use super::stats::{Counters, PoolStats};
 use crate::codec;
 use crate::error::{Error, PanicInfo};
 use crate::process::{Process, ProcessHandle, StartMethod, panics};
-use crate::shm::{Deadline, Payload, Shared, ShmObject, kind};
+use crate::shm::{Deadline, Payload, Shared, ShmObject, kind, saturating_nanos as nanos};
 use crate::sys::{self, Packed, Stateless};
 
 const RUNNING: u8 = 0;
@@ -57,6 +58,9 @@ const MAX_WINDOW: usize = 256;
 const WINDOW_TIME: Duration = Duration::from_millis(2);
 /// Chunks longer than this are sent one at a time per worker.
 const LONG_CHUNK: Duration = Duration::from_millis(20);
+/// How long a chunk of a failed `map` may go on running before its worker is killed and
+/// replaced: a short task finishes, a long one does not hold the pool.
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// A worker's shared status: the chunk it runs, since when.
 #[derive(crate::ShmSafe)]
@@ -233,6 +237,15 @@ fn worker_main(boot: WorkerBoot) {
 /// Delivers a chunk's encoded results to a typed sink.
 trait Delivery: Send + Sync {
     fn deliver(&self, chunk: usize, outcome: Result<Payload, TaskError>);
+
+    /// Whether the call no longer needs its chunks ([`Sink::cancelled`]).
+    fn cancelled(&self) -> bool;
+}
+
+/// Decodes the arguments of a chunk that will not run, and drops them: handles among them
+/// were counted in flight when encoded, and give their holds back this way.
+fn discard_args<A: DeserializeOwned>(args: &Payload) {
+    let _ = codec::decode::<Vec<A>>(args.bytes());
 }
 
 /// Decodes `Vec<Result<R, PanicInfo>>` for a sink of `R`.
@@ -256,6 +269,10 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
         }
         self.sink.deliver(chunk, outcome);
     }
+
+    fn cancelled(&self) -> bool {
+        self.sink.cancelled()
+    }
 }
 
 /// A chunk on its way.
@@ -266,6 +283,7 @@ struct Job {
     args: Payload,
     timeout: Option<Duration>,
     delivery: Arc<dyn Delivery>,
+    discard: fn(&Payload),
 }
 
 /// A chunk that was sent to a worker (its arguments are in the worker's inbox, or being
@@ -276,6 +294,18 @@ struct Sent {
     call: Packed,
     timeout: Option<Duration>,
     delivery: Arc<dyn Delivery>,
+    discard: fn(&Payload),
+    /// When the pool thread first saw its call cancelled while it ran (`sys::monotonic_ns`).
+    cancel_seen: Option<u64>,
+}
+
+/// Why the pool killed a worker.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// Its chunk ran past this timeout.
+    TimedOut(Duration),
+    /// Its chunk's call failed and the chunk ran past [`CANCEL_GRACE`].
+    Cancelled,
 }
 
 struct Worker {
@@ -287,8 +317,8 @@ struct Worker {
     sent: VecDeque<u64>,
     /// Chunks sent over the worker's life (for `max_tasks_per_child`).
     total_sent: u64,
-    /// Why the pool killed it, if it did (the chunk id and its timeout).
-    killed_for: Option<(u64, Duration)>,
+    /// Why the pool killed it, if it did (the chunk id and why).
+    killed_for: Option<(u64, Kill)>,
     /// Sent `Stop`.
     stopping: bool,
 }
@@ -323,6 +353,8 @@ struct Inner {
     state: AtomicU8,
     next_id: AtomicU64,
     counters: Counters,
+    /// A call was cancelled since the inboxes were last purged of its chunks.
+    cancellations: AtomicBool,
     /// Threads waiting for a result and collecting meanwhile.
     helpers: AtomicUsize,
     /// When the last helper left (`sys::monotonic_ns`).
@@ -341,7 +373,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// may hold handles (queues, locks, values). A task that panics fails with its panic; a
 /// worker that dies (killed, crashed, out of memory) fails the task it was running with
 /// [`TaskError::WorkerLost`] and is replaced; a task past its timeout has its worker killed
-/// and fails with [`TaskError::TimedOut`]. Dropping the pool terminates it.
+/// and fails with [`TaskError::TimedOut`]. A `map` that failed stops its other tasks (see
+/// [`Pool::map`]). Dropping the pool terminates it.
 ///
 /// # Examples
 ///
@@ -393,9 +426,10 @@ impl fmt::Debug for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// The number of worker processes (default [`cpu_count`](crate::cpu_count)).
+    /// The number of worker processes (default [`cpu_count`](crate::cpu_count)); zero is
+    /// refused by [`PoolBuilder::build`] with [`PoolError::NoProcesses`].
     pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n.max(1));
+        self.processes = Some(n);
         self
     }
 
@@ -413,9 +447,10 @@ impl PoolBuilder {
     }
 
     /// A worker exits after this many tasks (chunks) and is replaced (Python's
-    /// `maxtasksperchild`). No task is lost by the change of workers.
+    /// `maxtasksperchild`). No task is lost by the change of workers. Zero is refused by
+    /// [`PoolBuilder::build`] with [`PoolError::NoTasksPerChild`].
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
-        self.max_tasks_per_child = Some(n.max(1));
+        self.max_tasks_per_child = Some(n);
         self
     }
 
@@ -436,9 +471,17 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// When multiproc is not initialized, the initializer's arguments do not encode, or a
-    /// worker cannot be started.
+    /// [`PoolError::NoProcesses`] for `processes(0)`, [`PoolError::NoTasksPerChild`] for
+    /// `max_tasks_per_child(0)` (Python's `ValueError`s); otherwise when multiproc is not
+    /// initialized, the initializer's arguments do not encode, or a worker cannot be
+    /// started.
     pub fn build(self) -> Result<Pool, Error> {
+        if self.processes == Some(0) {
+            return Err(PoolError::NoProcesses.into());
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return Err(PoolError::NoTasksPerChild.into());
+        }
         if let Some((_, encode)) = &self.initializer {
             // Arguments that do not encode are an error now, not in every worker.
             let _ = encode()?;
@@ -457,6 +500,7 @@ impl PoolBuilder {
             state: AtomicU8::new(RUNNING),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
+            cancellations: AtomicBool::new(false),
             helpers: AtomicUsize::new(0),
             helped_at: AtomicU64::new(0),
             doorbell: (Mutex::new(false), Condvar::new()),
@@ -523,7 +567,7 @@ impl Inner {
         self.state.load(Ordering::Acquire) == RUNNING
     }
 
-    fn chunk_job<A: Serialize, R: DeserializeOwned + Send + 'static>(
+    fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 'static>(
         self: &Arc<Self>,
         call: Packed,
         items: &[A],
@@ -543,6 +587,7 @@ impl Inner {
             args,
             timeout: timeout.or(self.config.timeout),
             delivery: Arc::new(Decoding { sink, counters: Arc::downgrade(self), items: items.len() }),
+            discard: discard_args::<A>,
         })
     }
 
@@ -569,19 +614,38 @@ impl Inner {
         if books.chunk_ns <= 0.0 {
             return 2;
         }
-        if books.chunk_ns > LONG_CHUNK.as_nanos() as f64 {
+        if books.chunk_ns > nanos(LONG_CHUNK) as f64 {
             // The hand-over gap is noise next to such a chunk; a queued one could only
             // wait behind a slow worker while another idles.
             return 1;
         }
-        ((WINDOW_TIME.as_nanos() as f64 / books.chunk_ns).ceil() as usize).clamp(2, MAX_WINDOW)
+        ((nanos(WINDOW_TIME) as f64 / books.chunk_ns).ceil() as usize).clamp(2, MAX_WINDOW)
     }
 
-    /// Sends pending chunks to the workers with room, least loaded first.
+    /// Delivers a chunk's outcome; when that cancelled its call (a `map`'s first error),
+    /// the inboxes are purged of the call's other chunks at the next look.
+    fn settle(&self, delivery: &Arc<dyn Delivery>, chunk: usize, outcome: Result<Payload, TaskError>) {
+        let was_cancelled = delivery.cancelled();
+        delivery.deliver(chunk, outcome);
+        if !was_cancelled && delivery.cancelled() {
+            self.cancellations.store(true, Ordering::Release);
+        }
+    }
+
+    /// Sends pending chunks to the workers with room, least loaded first. Chunks of a
+    /// cancelled call are dropped instead.
     fn dispatch(&self, books: &mut Books) {
+        if self.cancellations.swap(false, Ordering::AcqRel) {
+            self.take_back_cancelled(books);
+        }
         let window = Self::window(books);
         while let Some((_, job)) = books.pending.front() {
-            let _ = job;
+            if job.delivery.cancelled() {
+                let (_, job) = books.pending.pop_front().expect("peeked");
+                (job.discard)(&job.args);
+                self.counters.cancelled(job.items as u64);
+                continue;
+            }
             let max_tasks = self.config.max_tasks;
             let Some(w) = books
                 .workers
@@ -610,6 +674,8 @@ impl Inner {
                             call: job.call,
                             timeout: job.timeout,
                             delivery: job.delivery,
+                            discard: job.discard,
+                            cancel_seen: None,
                         },
                     );
                 }
@@ -622,6 +688,56 @@ impl Inner {
         }
         if books.pending.is_empty() {
             Self::steal(books);
+        }
+    }
+
+    /// Takes the chunks of cancelled calls out of the workers' inboxes (the worker may take
+    /// the oldest meanwhile: that one runs, and is stopped by `enforce_timeouts`); the
+    /// others go back in their order.
+    fn take_back_cancelled(&self, books: &mut Books) {
+        let Books { workers, sent, pending, .. } = books;
+        let mut unsendable = Vec::new();
+        for worker in workers.iter_mut() {
+            if !worker.sent.iter().any(|id| sent.get(id).is_some_and(|s| s.delivery.cancelled())) {
+                continue;
+            }
+            let mut queued = Vec::new();
+            while let Some(message) = worker.inbox.try_recv() {
+                queued.push(message);
+            }
+            for message in queued {
+                if let ToWorker::Task { id, ref args, .. } = message
+                    && let Some(s) = sent.get(&id).filter(|s| s.delivery.cancelled())
+                {
+                    (s.discard)(args);
+                    self.counters.cancelled(s.items as u64);
+                    sent.remove(&id);
+                    worker.sent.retain(|&s| s != id);
+                    worker.total_sent -= 1;
+                    continue;
+                }
+                if worker.inbox.send(&message).is_err()
+                    && let ToWorker::Task { id, call, args } = message
+                    && let Some(s) = sent.remove(&id)
+                {
+                    // Shared memory is exhausted: the chunk waits for another dispatch.
+                    worker.sent.retain(|&s| s != id);
+                    worker.total_sent -= 1;
+                    let job = Job {
+                        chunk: s.chunk,
+                        items: s.items,
+                        call,
+                        args,
+                        timeout: s.timeout,
+                        delivery: s.delivery,
+                        discard: s.discard,
+                    };
+                    unsendable.push((id, job));
+                }
+            }
+        }
+        for job in unsendable.into_iter().rev() {
+            pending.push_front(job);
         }
     }
 
@@ -690,7 +806,8 @@ impl Inner {
                 books.init_failures = 0;
                 let Some(sent) = books.sent.remove(&id) else { return };
                 drop(books);
-                sent.delivery.deliver(sent.chunk, outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e))));
+                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
+                self.settle(&sent.delivery, sent.chunk, outcome);
             }
             FromWorker::InitFailed { info, .. } => {
                 let mut books = lock(&self.books);
@@ -709,20 +826,32 @@ impl Inner {
         }
     }
 
-    /// Kills workers whose chunk ran past its timeout.
+    /// Kills workers whose chunk ran past its timeout, or past [`CANCEL_GRACE`] after its
+    /// call was cancelled; drops the cancelled calls' queued chunks.
     fn enforce_timeouts(&self) {
         let now = sys::monotonic_ns();
         let mut books = lock(&self.books);
+        if self.cancellations.load(Ordering::Acquire) {
+            self.dispatch(&mut books);
+        }
         let Books { workers, sent, .. } = &mut *books;
         for w in workers.iter_mut().filter(|w| w.killed_for.is_none()) {
             let job = w.status.job.load(Ordering::Acquire);
             if job == 0 {
                 continue;
             }
-            let Some(timeout) = sent.get(&job).and_then(|s| s.timeout) else { continue };
+            let Some(running) = sent.get_mut(&job) else { continue };
             let since = w.status.since.load(Ordering::Relaxed);
-            if w.status.job.load(Ordering::Acquire) == job && now.saturating_sub(since) > timeout.as_nanos() as u64 {
-                w.killed_for = Some((job, timeout));
+            let kill = if running.delivery.cancelled() {
+                let seen = *running.cancel_seen.get_or_insert(now);
+                (now.saturating_sub(seen) > nanos(CANCEL_GRACE)).then_some(Kill::Cancelled)
+            } else {
+                running.timeout.filter(|t| now.saturating_sub(since) > nanos(*t)).map(Kill::TimedOut)
+            };
+            if let Some(why) = kill
+                && w.status.job.load(Ordering::Acquire) == job
+            {
+                w.killed_for = Some((job, why));
                 let _ = w.handle.kill();
             }
         }
@@ -740,8 +869,8 @@ impl Inner {
                 let job = w.status.job.load(Ordering::Acquire);
                 let timeout = books.sent.get(&job)?.timeout?;
                 let since = w.status.since.load(Ordering::Relaxed);
-                let left = (since + timeout.as_nanos() as u64).saturating_sub(now_ns);
-                Some(now + Duration::from_nanos(left) + Duration::from_millis(1))
+                let left = since.saturating_add(nanos(timeout)).saturating_sub(now_ns);
+                now.checked_add(Duration::from_nanos(left) + Duration::from_millis(1))
             })
             .min()
     }
@@ -779,6 +908,7 @@ impl Inner {
                             args,
                             timeout: sent.timeout,
                             delivery: sent.delivery,
+                            discard: sent.discard,
                         };
                         books.pending.push_front((id, job));
                     }
@@ -788,7 +918,12 @@ impl Inner {
                 for id in worker.sent.drain(..) {
                     let Some(sent) = books.sent.remove(&id) else { continue };
                     let error = match worker.killed_for {
-                        Some((killed, timeout)) if killed == id => TaskError::TimedOut(timeout),
+                        Some((killed, Kill::TimedOut(timeout))) if killed == id => TaskError::TimedOut(timeout),
+                        Some((killed, Kill::Cancelled)) if killed == id => {
+                            // Its call failed already and wants nothing more from it.
+                            self.counters.cancelled(sent.items as u64);
+                            continue;
+                        }
                         _ => TaskError::WorkerLost {
                             pid: worker.handle.pid(),
                             signal: code.filter(|c| *c < 0).map(|c| -c),
@@ -829,7 +964,7 @@ impl Inner {
             self.dispatch(&mut books);
         }
         for (delivery, chunk, error) in failures {
-            delivery.deliver(chunk, Err(error));
+            self.settle(&delivery, chunk, Err(error));
         }
         self.results.wake_receivers();
     }
@@ -920,7 +1055,7 @@ fn pool_thread(inner: Weak<Inner>) {
         // results channel then (a sleeper there would cost each result a wake-up), and
         // for a moment after, since waiters tend to come back (a loop of `apply`).
         let since_help = sys::monotonic_ns().saturating_sub(pool.helped_at.load(Ordering::Relaxed));
-        let helped_recently = since_help < HELPED_RECENTLY.as_nanos() as u64;
+        let helped_recently = since_help < nanos(HELPED_RECENTLY);
         if pool.helpers.load(Ordering::SeqCst) == 0 && !helped_recently {
             let results = pool.results.clone();
             drop(pool);
@@ -942,7 +1077,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// When multiproc is not initialized or a worker cannot be started.
+    /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`); otherwise when
+    /// multiproc is not initialized or a worker cannot be started.
     pub fn new(processes: usize) -> Result<Pool, Error> {
         Self::builder().processes(processes).build()
     }
@@ -1010,6 +1146,12 @@ impl Pool {
     /// Applies `f` to every item in the workers, results in order (Python's `map`). The
     /// items go in chunks of Python's automatic size, the last ones smaller down to one item
     /// so the workers finish together; the first failed item ends the call with its error.
+    ///
+    /// A failed call does not keep the pool busy (Python's does): its chunks not yet
+    /// started are dropped, and a chunk still running 100 ms after the failure has its
+    /// worker killed and replaced, as a timeout does (so a task of a failed `map` may be
+    /// stopped part-way). [`PoolStats::tasks_cancelled`] counts these items. The same holds
+    /// for `map_async`, `starmap` and their forms with options.
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -1055,7 +1197,7 @@ impl Pool {
         self.map_packed(sys::pack(f, map_runner::<A, R>), items.into_iter().collect(), options)
     }
 
-    fn map_packed<A: Serialize, R: DeserializeOwned + Send + 'static>(
+    fn map_packed<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 'static>(
         &self,
         call: Packed,
         items: Vec<A>,
@@ -1135,7 +1277,7 @@ impl Pool {
         ordered: bool,
     ) -> Result<IMap<R>, PoolError>
     where
-        A: Serialize + 'static,
+        A: Serialize + DeserializeOwned + 'static,
         R: DeserializeOwned + Send + 'static,
         It: Iterator<Item = A> + Send + 'static,
     {
@@ -1146,7 +1288,13 @@ impl Pool {
         let lookahead = options.lookahead.unwrap_or(4 * self.inner.config.workers) * chunksize;
         let progress = options.progress.then(|| Progress::new(None));
         let sink = StreamSink::new(ordered, progress);
-        let feeder = PoolFeeder { inner: self.inner.clone(), call, items, chunksize, timeout: options.timeout };
+        let feeder = PoolFeeder {
+            inner: self.inner.clone(),
+            call,
+            items: Input::new(items),
+            chunksize,
+            timeout: options.timeout,
+        };
         Ok(IMap::new(sink, Box::new(feeder), self.helper(), lookahead))
     }
 
@@ -1254,7 +1402,7 @@ impl Drop for Pool {
 struct PoolFeeder<It> {
     inner: Arc<Inner>,
     call: Packed,
-    items: It,
+    items: Input<It>,
     chunksize: usize,
     timeout: Option<Duration>,
 }
@@ -1262,13 +1410,13 @@ struct PoolFeeder<It> {
 impl<It, A, R> Feeder<R> for PoolFeeder<It>
 where
     It: Iterator<Item = A> + Send,
-    A: Serialize + 'static,
+    A: Serialize + DeserializeOwned + 'static,
     R: DeserializeOwned + Send + 'static,
 {
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
-        let chunk: Vec<A> = self.items.by_ref().take(self.chunksize).collect();
+        let chunk: Vec<A> = self.items.chunk(self.chunksize);
         if chunk.is_empty() {
-            return None;
+            return self.items.end(index, sink);
         }
         sink.expect(index, chunk.len());
         let sink_dyn: Arc<dyn Sink<R>> = sink.clone();

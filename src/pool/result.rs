@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use super::error::{NotReady, ResultTimeoutError, TaskError};
 use super::options::Callbacks;
 use super::progress::Progress;
 use super::stats::Counters;
+use crate::error::PanicInfo;
+use crate::process::panics;
 use crate::shm::Deadline;
 
 /// The results of one chunk: the values of the items that succeeded, in order, and the
@@ -122,6 +125,12 @@ impl<T> Slot<T> {
 /// Receives the outcomes of one call's chunks, on the thread that collects them.
 pub(crate) trait Sink<R>: Send + Sync {
     fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>);
+
+    /// Whether the call no longer needs its chunks (a `map` that failed): the pool drops
+    /// those not started and stops those running.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Counts a chunk's items in the pool's counters.
@@ -173,6 +182,8 @@ pub(crate) type MapSlot<R> = Arc<Slot<Result<Vec<R>, TaskError>>>;
 /// The sink of `map_async`: every item, in order, or the first error.
 pub(crate) struct MapSink<R> {
     state: Mutex<MapState<R>>,
+    /// Set with `MapState::failed`, readable without the lock.
+    cancelled: AtomicBool,
     slot: Arc<Slot<Result<Vec<R>, TaskError>>>,
     progress: Option<Progress>,
 }
@@ -194,6 +205,7 @@ impl<R> MapSink<R> {
                 callbacks,
                 failed: false,
             }),
+            cancelled: AtomicBool::new(false),
             slot: slot.clone(),
             progress,
         });
@@ -238,8 +250,11 @@ impl<R: Send> Sink<R> for MapSink<R> {
                 }
             }
             Err(e) => {
-                // Fail fast, as Python's map: the first error ends the call.
+                // Fail fast, as Python's map: the first error ends the call, and (unlike
+                // Python) the call's other chunks are cancelled. Set before the caller can
+                // see the error, so that its next call never waits behind them.
                 state.failed = true;
+                self.cancelled.store(true, Ordering::Release);
                 if let Some(p) = &self.progress {
                     p.abandon();
                 }
@@ -248,6 +263,10 @@ impl<R: Send> Sink<R> for MapSink<R> {
                 self.slot.fill(Err(e));
             }
         }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
     }
 }
 
@@ -429,6 +448,54 @@ pub(crate) trait Feeder<R>: Send {
     /// (`StreamSink::expect`) and sends it to the pool; the number of items sent, `None`
     /// when the input is exhausted.
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize>;
+}
+
+/// The input of an `imap`, read a chunk at a time on the consumer's thread. A panic of the
+/// input iterator is caught: the items read before it are sent as usual, the panic becomes
+/// the error of the position where it happened (as Python's `imap` raises the input's
+/// exception there, after the results before it), and the input ends.
+pub(crate) struct Input<I> {
+    items: I,
+    /// The input panicked; its error not yet handed to the sink.
+    broken: Option<PanicInfo>,
+    ended: bool,
+}
+
+impl<I: Iterator> Input<I> {
+    pub(crate) fn new(items: I) -> Self {
+        Self { items, broken: None, ended: false }
+    }
+
+    /// Up to `n` items; empty once the input ended (or panicked).
+    pub(crate) fn chunk(&mut self, n: usize) -> Vec<I::Item> {
+        let mut chunk = Vec::new();
+        if self.ended {
+            return chunk;
+        }
+        let name = crate::current_process().name().to_string();
+        let items = &mut self.items;
+        match panics::catching(&name, || chunk.extend(items.by_ref().take(n))) {
+            Ok(()) => self.ended = chunk.len() < n,
+            Err(info) => {
+                // An iterator that panicked is not asked again.
+                self.ended = true;
+                self.broken = Some(info);
+            }
+        }
+        chunk
+    }
+
+    /// After [`Input::chunk`] came back empty: when the input panicked, delivers its error
+    /// as chunk `index` (one item) and returns `Some(1)`; `None` at the end.
+    pub(crate) fn end<R>(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize>
+    where
+        R: Send,
+    {
+        let info = self.broken.take()?;
+        sink.expect(index, 1);
+        sink.deliver(index, Err(TaskError::InputPanicked(info)));
+        Some(1)
+    }
 }
 
 /// The iterator of `imap` / `imap_unordered`: results as they come, each item's result or

@@ -19,6 +19,9 @@ pub struct PoolStats {
     pub tasks_lost: u64,
     /// Workers started to replace one that died, timed out or retired.
     pub workers_restarted: u64,
+    /// Items a failed `map` no longer needed: dropped before they ran, or stopped while
+    /// running (their worker killed). Counted in neither `tasks_done` nor `tasks_failed`.
+    pub tasks_cancelled: u64,
 }
 
 /// The live counters behind [`PoolStats`].
@@ -29,6 +32,7 @@ pub(crate) struct Counters {
     timed_out: AtomicU64,
     lost: AtomicU64,
     restarted: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +53,10 @@ impl Counters {
         }
     }
 
+    pub(crate) fn cancelled(&self, n: u64) {
+        self.cancelled.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn restarted(&self) {
         self.restarted.fetch_add(1, Ordering::Relaxed);
     }
@@ -60,6 +68,7 @@ impl Counters {
             tasks_timed_out: self.timed_out.load(Ordering::Relaxed),
             tasks_lost: self.lost.load(Ordering::Relaxed),
             workers_restarted: self.restarted.load(Ordering::Relaxed),
+            tasks_cancelled: self.cancelled.load(Ordering::Relaxed),
         }
     }
 }

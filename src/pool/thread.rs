@@ -16,7 +16,7 @@ use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{
-    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, MapResult, MapSink, Sink, StreamSink, count,
+    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, Input, MapResult, MapSink, Sink, StreamSink, count,
 };
 use super::star::StarFn;
 use super::stats::{Counters, PoolStats};
@@ -80,9 +80,10 @@ impl fmt::Debug for ThreadPoolBuilder {
 }
 
 impl ThreadPoolBuilder {
-    /// The number of threads (Python's `processes`; default [`cpu_count`](crate::cpu_count)).
+    /// The number of threads (Python's `processes`; default [`cpu_count`](crate::cpu_count));
+    /// zero is refused by [`ThreadPoolBuilder::build`] with [`PoolError::NoProcesses`].
     pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n.max(1));
+        self.processes = Some(n);
         self
     }
 
@@ -96,8 +97,12 @@ impl ThreadPoolBuilder {
     ///
     /// # Errors
     ///
-    /// When the system refuses a thread.
+    /// [`PoolError::NoProcesses`] for `processes(0)` (Python's `ValueError`), or when the
+    /// system refuses a thread.
     pub fn build(self) -> Result<ThreadPool, Error> {
+        if self.processes == Some(0) {
+            return Err(PoolError::NoProcesses.into());
+        }
         let workers = self.processes.unwrap_or_else(crate::cpu_count);
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let shared = Arc::new(Shared {
@@ -129,6 +134,11 @@ impl ThreadPoolBuilder {
 
 impl ThreadPool {
     /// A pool of `threads` threads.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`), or when the system
+    /// refuses a thread.
     pub fn new(threads: usize) -> Result<Self, Error> {
         Self::builder().processes(threads).build()
     }
@@ -178,6 +188,14 @@ impl ThreadPool {
         let cancelled_pool = Arc::downgrade(&self.shared);
         self.submit(Job {
             run: Box::new(move || {
+                if run_sink.cancelled() {
+                    // The call failed: its queued chunks are dropped (running ones finish,
+                    // a thread cannot be stopped).
+                    if let Some(p) = pool.upgrade() {
+                        p.counters.cancelled(n as u64);
+                    }
+                    return;
+                }
                 let name = std::thread::current().name().unwrap_or("ThreadPoolWorker").to_string();
                 let outcome: ChunkOutcome<R> = Ok(Chunk::from_results(
                     items.into_iter().map(|a| panics::catching(&name, || f(a)).map_err(TaskError::Panicked)),
@@ -237,6 +255,10 @@ impl ThreadPool {
 
     /// Applies `f` to every item and returns the results in order (Python's `map`); the
     /// first failed item ends the call with its error.
+    ///
+    /// A failed call does not keep the pool busy: its chunks not yet started are dropped
+    /// (counted in [`PoolStats::tasks_cancelled`]); those running finish, since a thread
+    /// cannot be stopped. The same holds for `map_async` and `starmap`.
     pub fn map<A, R, F>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
     where
         A: Send + 'static,
@@ -363,7 +385,7 @@ impl ThreadPool {
         let feeder = ThreadFeeder {
             pool: ThreadPool { shared: self.shared.clone() },
             f: Arc::new(f),
-            items: items.into_iter(),
+            items: Input::new(items.into_iter()),
             chunksize,
             _types: std::marker::PhantomData,
         };
@@ -470,7 +492,7 @@ impl Drop for ThreadPool {
 struct ThreadFeeder<A, R, F, I> {
     pool: ThreadPool,
     f: Arc<F>,
-    items: I,
+    items: Input<I>,
     chunksize: usize,
     _types: std::marker::PhantomData<fn(A) -> R>,
 }
@@ -483,9 +505,9 @@ where
     I: Iterator<Item = A> + Send,
 {
     fn feed(&mut self, index: usize, sink: &Arc<StreamSink<R>>) -> Option<usize> {
-        let chunk: Vec<A> = self.items.by_ref().take(self.chunksize).collect();
+        let chunk: Vec<A> = self.items.chunk(self.chunksize);
         if chunk.is_empty() {
-            return None;
+            return self.items.end(index, sink);
         }
         let n = chunk.len();
         sink.expect(index, n);

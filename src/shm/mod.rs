@@ -30,7 +30,7 @@ pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
 pub(crate) use segment::{Segment, Truncated};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
-pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, spin_for};
+pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, saturating_nanos, spin_for};
 
 /// Serialises the unit tests that allocate from the family heap, so that those comparing
 /// `Heap::in_use` before and after see only their own allocations.

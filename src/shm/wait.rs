@@ -49,6 +49,12 @@ impl Deadline {
     }
 }
 
+/// `d` in nanoseconds, saturating at `u64::MAX` (584 years) where `as_nanos() as u64`
+/// would wrap a long timeout to a short one.
+pub(crate) fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// How long a waiter spins before it parks. A futex wake-up costs tens of microseconds on
 /// virtual machines, so a reply that comes sooner than that is worth spinning for.
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
