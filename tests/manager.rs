@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{eventually, pid_running, watchdog};
+use common::{eventually, pid_running};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
     ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, StartMethod, ValueProxy,
@@ -42,7 +42,7 @@ fn child_fills((d, l): (DictProxy<String, i32>, ListProxy<i32>)) {
 
 #[test]
 fn a_child_changes_a_dict_and_a_list_the_parent_sees_with_every_start_method() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     for method in multiproc::get_all_start_methods() {
         let manager = Manager::builder().start_method(method).start().unwrap();
         let d = manager.dict::<String, i32>().unwrap();
@@ -55,7 +55,7 @@ fn a_child_changes_a_dict_and_a_list_the_parent_sees_with_every_start_method() {
 
 #[test]
 fn a_dict_behaves_as_a_python_dict() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let d = manager.dict::<String, i64>().unwrap();
     assert!(d.is_empty().unwrap());
@@ -90,7 +90,7 @@ fn a_dict_behaves_as_a_python_dict() {
 
 #[test]
 fn a_list_behaves_as_a_python_list() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let l = manager.list::<i32>().unwrap();
     l.push(3).unwrap();
@@ -124,7 +124,7 @@ fn a_list_behaves_as_a_python_list() {
 
 #[test]
 fn a_namespace_a_value_and_an_array() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let ns = manager.namespace().unwrap();
     ns.set("x", 1).unwrap();
@@ -173,7 +173,7 @@ fn work_through(q: JoinableQueueProxy<u64>) -> u64 {
 
 #[test]
 fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let q = manager.queue_bounded::<u64>(2).unwrap();
     assert!(q.empty().unwrap());
@@ -236,7 +236,7 @@ fn barrier_party(b: BarrierProxy) -> usize {
 
 #[test]
 fn locks_events_conditions_and_barriers_work_across_processes() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let lock = manager.lock().unwrap();
     let v = manager.value(0i64).unwrap();
@@ -284,7 +284,7 @@ fn locks_events_conditions_and_barriers_work_across_processes() {
 
 #[test]
 fn rlocks_are_recursive_and_owned_semaphores_count() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let r: RLockProxy = manager.rlock().unwrap();
     r.acquire().unwrap();
@@ -332,7 +332,7 @@ fn pool_task(d: DictProxy<u32, u32>) -> u32 {
 
 #[test]
 fn proxies_travel_everywhere_and_nest_in_containers() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let outer = manager.list::<DictProxy<String, i32>>().unwrap();
     let inner = manager.dict::<String, i32>().unwrap();
@@ -366,7 +366,7 @@ fn proxies_travel_everywhere_and_nest_in_containers() {
 
 #[test]
 fn what_nothing_refers_to_is_freed() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let settle = |n: usize| eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == n);
     assert_eq!(manager.number_of_objects().unwrap(), 0);
@@ -445,7 +445,7 @@ fn count_up(c: CounterProxy) {
 
 #[test]
 fn a_registered_type_runs_its_methods_on_the_server() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let c: CounterProxy = manager.create(Counter::default()).unwrap();
     assert_eq!(c.incr(5).unwrap(), 5);
@@ -478,7 +478,7 @@ fn hold_lock((lock, held): (LockProxy, EventProxy)) {
 
 #[test]
 fn a_lock_held_by_a_killed_client_is_released() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let lock = manager.lock().unwrap();
     let held = manager.event().unwrap();
@@ -508,7 +508,7 @@ fn count_to((d, n): (DictProxy<u32, u64>, u64)) -> u64 {
 
 #[test]
 fn a_client_killed_in_the_middle_of_requests_leaves_the_others_served() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let d = manager.dict::<u32, u64>().unwrap();
     for round in 0..3 {
@@ -531,7 +531,7 @@ fn block_on_lock(lock: LockProxy) -> String {
 
 #[test]
 fn a_killed_server_makes_every_call_fail_instead_of_hanging() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let lock = manager.lock().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
@@ -553,7 +553,7 @@ fn a_killed_server_makes_every_call_fail_instead_of_hanging() {
 
 #[test]
 fn shutdown_and_drop_end_the_server_and_answer_parked_calls() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let pid = manager.pid().unwrap();
     let q = manager.queue::<u8>().unwrap();
@@ -585,7 +585,7 @@ fn remote_manager() -> Manager {
 
 #[test]
 fn a_remote_client_uses_the_same_objects_and_a_wrong_key_is_refused() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = remote_manager();
     let addr = manager.address().unwrap();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
@@ -676,7 +676,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn malformed_frames_oversized_frames_and_garbage_are_refused_without_harm() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_message_size(4096).start().unwrap();
     let addr = manager.address().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
@@ -739,7 +739,7 @@ fn connect_and_hold(addr: String) {
 
 #[test]
 fn a_remote_client_that_dies_releases_its_locks() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = remote_manager();
     let lock = manager.lock().unwrap();
     let held = manager.event().unwrap();
@@ -767,7 +767,7 @@ fn remote_client_helper() {
 
 #[test]
 fn an_unrelated_program_connects_over_tcp() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = remote_manager();
     let d = manager.dict::<String, String>().unwrap();
     manager.publish("greetings", &d).unwrap();
@@ -790,7 +790,7 @@ fn serve_forever(port: multiproc::Value<u16>) {
 
 #[test]
 fn a_server_program_serves_its_registered_types_until_killed() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let port = multiproc::Value::new(0u16).unwrap();
     let server = Process::new(serve_forever, port.clone()).start().unwrap();
     assert!(eventually(Duration::from_secs(30), || port.get() != 0));
@@ -804,7 +804,7 @@ fn a_server_program_serves_its_registered_types_until_killed() {
 
 #[test]
 fn a_proxy_read_as_another_kind_is_a_typed_error() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     manager.publish("lock", &manager.lock().unwrap()).unwrap();
     assert!(matches!(manager.lookup::<DictProxy<u8, u8>>("lock"), Err(ManagerError::Codec(_))));
@@ -820,7 +820,7 @@ fn start_manager_and_wait((pid_out, method): (multiproc::Value<u32>, StartMethod
 
 #[test]
 fn the_server_dies_with_the_process_that_started_it() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     for method in multiproc::get_all_start_methods() {
         let pid = multiproc::Value::new(0u32).unwrap();
         let owner = Process::new(start_manager_and_wait, (pid.clone(), method)).start().unwrap();
@@ -849,7 +849,7 @@ fn managers_and_proxies_are_send_and_sync() {
 
 #[test]
 fn a_registered_type_is_known_to_every_new_server() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     // Servers come and go (their shared state may reuse the same memory): each learns the
     // type from the client that first needs it.
     for n in 0..5 {
@@ -857,4 +857,49 @@ fn a_registered_type_is_known_to_every_new_server() {
         let c: CounterProxy = manager.create(Counter { n, log: Vec::new() }).unwrap();
         assert_eq!(c.incr(1).unwrap(), n + 1);
     }
+}
+
+// ---- hostile or careless clients ------------------------------------------------------------
+
+#[test]
+fn a_semaphore_released_past_u64_max_is_a_typed_error_and_the_server_goes_on() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let s = manager.semaphore(u64::MAX).unwrap();
+    match s.release() {
+        Err(ManagerError::Overflow(what)) => assert!(what.contains("semaphore"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.get_value().unwrap(), u64::MAX, "the value did not wrap");
+    // An authenticated remote client, in two requests: the same, and the server serves.
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let rs = remote.semaphore(u64::MAX).unwrap();
+    assert!(matches!(rs.release(), Err(ManagerError::Overflow(_))));
+    assert_eq!(rs.get_value().unwrap(), u64::MAX);
+    assert!(s.try_acquire().unwrap());
+    assert_eq!(s.get_value().unwrap(), u64::MAX - 1);
+    s.release().unwrap();
+    assert_eq!(manager.number_of_objects().unwrap(), 2);
+}
+
+#[test]
+fn managers_started_and_shut_down_after_a_request_leave_the_heap_as_they_found_it() {
+    let cycle = || {
+        let manager = Manager::start().unwrap();
+        let d = manager.dict::<u8, u8>().unwrap();
+        d.insert(1, 2).unwrap();
+        drop(d);
+        manager.shutdown().unwrap();
+    };
+    // The first cycle sets up what every later one reuses (this thread's connection list).
+    {
+        let _w = common::heap_user(LIMIT);
+        cycle();
+    }
+    let check = common::leak_check(LIMIT);
+    for _ in 0..200 {
+        cycle();
+    }
+    // Before the fix, each cycle left a connection with its reply ring: 200 × 10 KiB.
+    check.assert_at_most(64 << 10);
 }

@@ -104,6 +104,12 @@ pub enum ManagerError {
         /// The limit.
         max: u64,
     },
+    /// A count kept by the server would pass its limit (a semaphore released past
+    /// `u64::MAX`, an `RLock` acquired recursively that often): refused, nothing changed
+    /// (Python's `OverflowError`).
+    #[doc(alias = "OverflowError")]
+    #[error("{0} would overflow")]
+    Overflow(String),
     /// The peer broke the protocol (a malformed message, an unexpected answer).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -142,6 +148,7 @@ impl From<Fault> for ManagerError {
             Fault::UnknownMethod { type_name, method } => ManagerError::UnknownMethod { type_name, method },
             Fault::MethodFailed(why) => ManagerError::MethodFailed(why),
             Fault::VersionChanged => ManagerError::Contended,
+            Fault::Overflow(what) => ManagerError::Overflow(what),
             Fault::ShuttingDown => ManagerError::ServerGone { reason: "the manager is shutting down".into() },
             other => ManagerError::Protocol(other.to_string()),
         }

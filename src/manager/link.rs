@@ -388,6 +388,8 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
                 std::mem::forget(stale);
             }
         }
+        // Connections to servers that ended hold a reply ring each: let them go.
+        conns.retain(|c| !c.state.closed());
         let at = match conns.iter().position(|c| c.state.same_object(state)) {
             Some(at) => at,
             None => {
@@ -401,6 +403,27 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
         }
         result
     })
+}
+
+/// Forgets this thread's connections to `state`'s server and to servers that ended (the
+/// manager is shutting down): their reply rings go back to the family heap now, not when a
+/// later call finds the server gone, which may never come.
+pub(crate) fn forget_local(state: &Shared<ManagerState>) {
+    // In a thread-local's destructor the list may be gone already, and a call in progress
+    // on this thread holds it: then there is nothing to do here.
+    let _ = CONNS.try_with(|conns| {
+        let Ok(mut conns) = conns.try_borrow_mut() else { return };
+        let me = sys::my_pid();
+        let gone: Vec<LocalConn> = {
+            let (gone, kept) = std::mem::take(&mut *conns)
+                .into_iter()
+                .partition(|c| c.pid == me && (c.state.same_object(state) || c.state.closed()));
+            *conns = kept;
+            gone
+        };
+        drop(conns);
+        drop(gone);
+    });
 }
 
 impl LocalConn {

@@ -503,6 +503,7 @@ impl Manager {
         if server.process.exitcode().is_some() {
             server.state.set_status(CLOSED);
             forget_registered(&server.state);
+            link::forget_local(&server.state);
             return Ok(());
         }
         if !server.state.closed() {
@@ -517,6 +518,7 @@ impl Manager {
         }
         server.state.set_status(CLOSED);
         forget_registered(&server.state);
+        link::forget_local(&server.state);
         Ok(())
     }
 

@@ -382,6 +382,11 @@ pub(crate) enum Fault {
     Malformed(String),
     /// The server is shutting down.
     ShuttingDown,
+    /// A count would pass its limit (a semaphore released past `u64::MAX`, a lock
+    /// acquired recursively that often): what would overflow.
+    Overflow(String),
+    /// The request would need more of the server's memory than one request may take.
+    TooLarge(String),
 }
 
 impl fmt::Display for Fault {
@@ -409,6 +414,8 @@ impl fmt::Display for Fault {
             Fault::BadReference(id) => write!(f, "a value refers to object {id}, which the server does not have"),
             Fault::Malformed(why) => write!(f, "malformed request: {why}"),
             Fault::ShuttingDown => write!(f, "the manager is shutting down"),
+            Fault::Overflow(what) => write!(f, "{what} would overflow"),
+            Fault::TooLarge(why) => write!(f, "request too large: {why}"),
         }
     }
 }

@@ -273,7 +273,8 @@ impl Server {
                     encode_plain(&reply, &mut frame).is_ok() && remote::send_to_writer(&self.writers, conn, frame);
                 if sent {
                     for id in refs {
-                        *handouts.entry(id).or_insert(0) += 1;
+                        let held = handouts.entry(id).or_insert(0);
+                        *held = held.saturating_add(1);
                     }
                     None
                 } else {

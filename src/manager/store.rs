@@ -260,7 +260,8 @@ impl Store {
     fn incref(&mut self, id: ObjectId) -> bool {
         match self.objects.get_mut(&id) {
             Some(obj) => {
-                obj.refs += 1;
+                // Saturates: an object counted `u64::MAX` times lives until the server ends.
+                obj.refs = obj.refs.saturating_add(1);
                 true
             }
             None => false,
@@ -447,7 +448,8 @@ impl Store {
             }
         };
         let id = self.next_id;
-        self.next_id += 1;
+        // One id per request: 2^64 of them take longer than any server runs.
+        self.next_id = self.next_id.wrapping_add(1);
         let kind = body.kind();
         // The one reference travels with the answer.
         self.objects.insert(id, Object { refs: 1, body });
@@ -691,8 +693,13 @@ fn lock_acquire(
     fx: &mut Effects,
 ) -> Option<Result<Out<ObjectId>, Fault>> {
     if recursive && l.owner == Some(call.owner) {
-        l.count += 1;
-        return Some(Ok(Out::Bool(true)));
+        return Some(match l.count.checked_add(1) {
+            Some(count) => {
+                l.count = count;
+                Ok(Out::Bool(true))
+            }
+            None => Err(Fault::Overflow("the lock's recursion depth".into())),
+        });
     }
     if l.owner.is_none() && l.waiters.is_empty() {
         l.owner = Some(call.owner);
@@ -756,7 +763,7 @@ fn apply(
         }
         (Body::List { items, version }, Op::Clear) => {
             fx.dropped.append(items);
-            *version += 1;
+            *version = version.wrapping_add(1);
             Ok(Out::Unit)
         }
         (Body::Namespace(map), Op::Clear) => {
@@ -834,18 +841,18 @@ fn apply(
         // ---- list and array
         (Body::List { items, version }, Op::ListPush(_)) => {
             items.push(next(args));
-            *version += 1;
+            *version = version.wrapping_add(1);
             Ok(Out::Unit)
         }
         (Body::List { items, version }, Op::ListExtend(_)) => {
             items.extend(args.drain(..));
-            *version += 1;
+            *version = version.wrapping_add(1);
             Ok(Out::Unit)
         }
         (Body::List { items, version }, Op::ListInsert(index, _)) => {
             let at = insertion_index(*index, items.len());
             items.insert(at, next(args));
-            *version += 1;
+            *version = version.wrapping_add(1);
             Ok(Out::Unit)
         }
         (Body::List { items, .. } | Body::Array(items), Op::ListGet(index)) => match normalize(*index, items.len()) {
@@ -855,7 +862,7 @@ fn apply(
         (Body::List { items, version }, Op::ListSet(index, _)) => match normalize(*index, items.len()) {
             Some(i) => {
                 fx.dropped.push(std::mem::replace(&mut items[i], next(args)));
-                *version += 1;
+                *version = version.wrapping_add(1);
                 Ok(Out::Unit)
             }
             None => Err(Fault::IndexOutOfRange { index: *index, len: items.len() as u64 }),
@@ -871,7 +878,7 @@ fn apply(
             let index = index.unwrap_or(-1);
             match normalize(index, items.len()) {
                 Some(i) => {
-                    *version += 1;
+                    *version = version.wrapping_add(1);
                     Ok(Out::Item(move_out(items.remove(i))))
                 }
                 None => Err(Fault::IndexOutOfRange { index, len: items.len() as u64 }),
@@ -884,7 +891,7 @@ fn apply(
             match found {
                 Some(i) => {
                     fx.dropped.push(items.remove(i));
-                    *version += 1;
+                    *version = version.wrapping_add(1);
                     Ok(Out::Bool(true))
                 }
                 None => Ok(Out::Bool(false)),
@@ -904,14 +911,14 @@ fn apply(
         }
         (Body::List { items, version }, Op::ListReverse) => {
             items.reverse();
-            *version += 1;
+            *version = version.wrapping_add(1);
             Ok(Out::Unit)
         }
         (Body::List { items, version }, Op::ListReplace { version: seen, .. }) => {
             if *seen == *version {
                 let new: Vec<Stored> = args.drain(..).collect();
                 fx.dropped.extend(std::mem::replace(items, new));
-                *version += 1;
+                *version = version.wrapping_add(1);
                 Ok(Out::Unit)
             } else {
                 Err(Fault::VersionChanged)
@@ -951,7 +958,7 @@ fn apply(
             if q.putters.is_empty() && (q.maxsize == 0 || (q.items.len() as u64) < q.maxsize) {
                 q.items.push_back(item);
                 if q.joinable {
-                    q.unfinished += 1;
+                    q.unfinished = q.unfinished.saturating_add(1);
                 }
                 Ok(Out::Unit)
             } else if *wait == Some(0) {
@@ -1022,8 +1029,13 @@ fn apply(
             if *bounded && *value >= *initial {
                 Err(Fault::NotAcquired)
             } else {
-                *value += 1;
-                Ok(Out::Unit)
+                match value.checked_add(1) {
+                    Some(v) => {
+                        *value = v;
+                        Ok(Out::Unit)
+                    }
+                    None => Err(Fault::Overflow("the semaphore's value".into())),
+                }
             }
         }
         (Body::Semaphore { value, .. }, Op::SemValue) => Ok(Out::Count(*value)),
@@ -1171,7 +1183,7 @@ fn settle(body: &mut Body, fx: &mut Effects) {
                 let (waiter, item) = q.putters.pop_front().expect("checked");
                 q.items.push_back(item);
                 if q.joinable {
-                    q.unfinished += 1;
+                    q.unfinished = q.unfinished.saturating_add(1);
                 }
                 fx.answer(waiter, Ok(Out::Unit));
                 moved = true;
@@ -1447,6 +1459,25 @@ mod tests {
             .collect();
         indices.sort();
         assert_eq!(indices, [0, 1, 2]);
+    }
+
+    #[test]
+    fn counts_at_their_limit_refuse_instead_of_wrapping() {
+        let mut store = Store::new();
+        let s = create(&mut store, Create::Semaphore { value: u64::MAX, bounded: false });
+        let refused = call(&mut store, A, 2, s, Kind::Semaphore, Op::Release).unwrap();
+        assert!(matches!(refused, Err(Fault::Overflow(_))), "{refused:?}");
+        assert_eq!(call(&mut store, A, 3, s, Kind::Semaphore, Op::SemValue), Some(Ok(Out::Count(u64::MAX))));
+        let r = create(&mut store, Create::RLock);
+        let acquire = Op::Acquire { wait: Some(0) };
+        assert_eq!(call(&mut store, A, 4, r, Kind::RLock, acquire.clone()), Some(Ok(Out::Bool(true))));
+        match &mut store.objects.get_mut(&r).unwrap().body {
+            Body::RLock(l) => l.count = u64::MAX,
+            _ => unreachable!(),
+        }
+        let refused = call(&mut store, A, 5, r, Kind::RLock, acquire).unwrap();
+        assert!(matches!(refused, Err(Fault::Overflow(_))), "{refused:?}");
+        assert_eq!(call(&mut store, A, 6, r, Kind::RLock, Op::Release), Some(Ok(Out::Unit)));
     }
 
     // ---- fuzzing the request decoder and the store ----------------------------------------

@@ -263,7 +263,8 @@ impl SemaphoreProxy {
     /// # Errors
     ///
     /// [`ManagerError::NotAcquired`] for a bounded semaphore already at its initial value
-    /// (Python's `ValueError`), and as [`SemaphoreProxy::acquire`].
+    /// (Python's `ValueError`), [`ManagerError::Overflow`] for one whose value is
+    /// `u64::MAX` already (nothing changes), and as [`SemaphoreProxy::acquire`].
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
