@@ -79,6 +79,53 @@ fn a_value_whose_lock_holder_is_killed_is_taken_over_and_says_so() {
     assert_eq!(v.get(), 42);
 }
 
+/// No wait, or waits shorter than the first check of the holder: each still takes a dead
+/// holder's lock over.
+const SHORT_TIMEOUTS: [Option<Duration>; 4] =
+    [None, Some(Duration::ZERO), Some(Duration::from_millis(1)), Some(Duration::from_millis(2))];
+
+#[test]
+fn try_lock_and_short_lock_timeouts_take_a_value_over_from_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    for timeout in SHORT_TIMEOUTS {
+        let v = Value::new(0i64).unwrap();
+        let held = Event::new().unwrap();
+        let child = Process::new(hold_value_until_killed, (v.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        let guard = match timeout {
+            None => v.try_lock(),
+            Some(t) => v.lock_timeout(t),
+        };
+        let guard = guard.unwrap_or_else(|| panic!("timeout {timeout:?}: the dead holder's lock is taken over"));
+        assert!(guard.owner_died(), "timeout {timeout:?}");
+        assert_eq!(*guard, 41);
+        drop(guard);
+        assert!(!v.try_lock().expect("free").owner_died());
+    }
+}
+
+#[test]
+fn try_lock_and_short_lock_timeouts_take_an_array_over_from_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    for timeout in SHORT_TIMEOUTS {
+        let a = Array::<u8>::new(2).unwrap();
+        let held = Event::new().unwrap();
+        let child = Process::new(hold_array_until_killed, (a.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        let guard = match timeout {
+            None => a.try_lock(),
+            Some(t) => a.lock_timeout(t),
+        };
+        let guard = guard.unwrap_or_else(|| panic!("timeout {timeout:?}: the dead holder's lock is taken over"));
+        assert!(guard.owner_died(), "timeout {timeout:?}");
+        assert_eq!(guard[0], 9);
+        drop(guard);
+        assert!(!a.try_lock().expect("free").owner_died());
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, ShmSafe)]
 #[repr(C)]
 struct Particle {

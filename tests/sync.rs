@@ -153,6 +153,26 @@ fn try_acquire_and_acquire_timeout_also_take_over_from_a_dead_holder() {
     }
 }
 
+/// The timeouts of the issue: zero, and the 1 ms and 2 ms that ended before the first
+/// check of the holder.
+const SHORT_TIMEOUTS: [Duration; 3] = [Duration::ZERO, Duration::from_millis(1), Duration::from_millis(2)];
+
+#[test]
+fn zero_and_short_timeouts_take_a_lock_over_from_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    for timeout in SHORT_TIMEOUTS {
+        let lock = Lock::new().unwrap();
+        let held = Event::new().unwrap();
+        let child = Process::new(hold_lock_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        let got = lock.acquire_timeout(timeout);
+        assert!(matches!(got, Err(AcquireTimeoutError::OwnerDied(_))), "timeout {timeout:?}: {got:?}");
+        drop(got);
+        assert!(!lock.locked());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // RLock
 
@@ -228,6 +248,25 @@ fn an_rlock_whose_owner_thread_ended_goes_to_the_next_acquirer_with_owner_died()
     std::thread::spawn(move || other.acquire().unwrap().leave_locked()).join().unwrap();
     assert!(lock.locked());
     assert!(matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(_))));
+}
+
+#[test]
+fn try_acquire_and_zero_and_short_timeouts_take_an_rlock_over_from_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    for timeout in [None].into_iter().chain(SHORT_TIMEOUTS.map(Some)) {
+        let lock = RLock::new().unwrap();
+        let held = Event::new().unwrap();
+        let child =
+            Process::new(hold_rlock_twice_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        let took_over = match timeout {
+            None => matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(_))),
+            Some(t) => matches!(lock.acquire_timeout(t), Err(AcquireTimeoutError::OwnerDied(_))),
+        };
+        assert!(took_over, "timeout {timeout:?}");
+        assert!(!lock.locked(), "the dead owner's levels are not inherited");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -340,6 +379,46 @@ fn acquire_timeout_and_bounded_semaphores_recover_dead_holders_too() {
     kill_9(child);
     assert!(matches!(sem.acquire_timeout(LIMIT), Err(AcquireTimeoutError::OwnerDied(_))));
     assert_eq!(sem.get_value(), 1);
+}
+
+#[test]
+fn zero_and_short_timeouts_take_back_the_permit_of_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    for timeout in SHORT_TIMEOUTS {
+        let sem = Semaphore::new(1).unwrap();
+        let held = Event::new().unwrap();
+        let child =
+            Process::new(hold_permits_until_killed, (sem.clone(), 1, held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        let got = sem.acquire_timeout(timeout);
+        assert!(matches!(got, Err(AcquireTimeoutError::OwnerDied(_))), "timeout {timeout:?}: {got:?}");
+        drop(got);
+        assert_eq!(sem.get_value(), 1);
+    }
+}
+
+fn hold_bounded_permit_until_killed(args: (BoundedSemaphore, Event)) {
+    args.0.acquire().unwrap().forget();
+    args.1.set();
+    sleep_forever();
+}
+
+#[test]
+fn zero_and_short_timeouts_take_back_the_permit_of_a_dead_holder_of_a_bounded_semaphore() {
+    let _w = watchdog(LIMIT);
+    for timeout in SHORT_TIMEOUTS {
+        let sem = BoundedSemaphore::new(1).unwrap();
+        let held = Event::new().unwrap();
+        let child =
+            Process::new(hold_bounded_permit_until_killed, (sem.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        kill_9(child);
+        let got = sem.acquire_timeout(timeout);
+        assert!(matches!(got, Err(AcquireTimeoutError::OwnerDied(_))), "timeout {timeout:?}: {got:?}");
+        drop(got);
+        assert_eq!(sem.get_value(), 1);
+    }
 }
 
 fn consume_items(args: (Semaphore, u32, Event)) {
@@ -534,6 +613,28 @@ fn condition_waits_time_out_and_a_timed_out_waiter_does_not_take_a_notification(
     assert!(!guard.wait_timeout(SHORT).unwrap());
     drop(guard);
     assert!(cond.acquire_timeout(SHORT).is_ok());
+}
+
+#[test]
+fn try_acquire_and_zero_and_short_timeouts_take_a_condition_over_from_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    for over_lock in [false, true] {
+        for timeout in [None].into_iter().chain(SHORT_TIMEOUTS.map(Some)) {
+            let cond =
+                if over_lock { Condition::with_lock(Lock::new().unwrap()).unwrap() } else { Condition::new().unwrap() };
+            let held = Event::new().unwrap();
+            let child =
+                Process::new(hold_condition_until_killed, (cond.clone(), held.clone())).daemon(true).start().unwrap();
+            assert!(held.wait_timeout(LIMIT));
+            kill_9(child);
+            let took_over = match timeout {
+                None => matches!(cond.try_acquire(), Err(TryAcquireError::OwnerDied(_))),
+                Some(t) => matches!(cond.acquire_timeout(t), Err(AcquireTimeoutError::OwnerDied(_))),
+            };
+            assert!(took_over, "over a Lock: {over_lock}, timeout {timeout:?}");
+            drop(cond.try_acquire().expect("released and clean"));
+        }
+    }
 }
 
 #[test]

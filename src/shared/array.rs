@@ -232,7 +232,8 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
         ArrayGuard { guard }
     }
 
-    /// Locks the array if nobody holds the lock.
+    /// Locks the array if nobody holds the lock, or its holder died (the guard's
+    /// `owner_died` says so); never waits.
     ///
     /// # Examples
     ///
@@ -248,7 +249,8 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
         self.shared.try_lock(Owner::process()).map(|guard| ArrayGuard { guard })
     }
 
-    /// Locks the array, waiting at most `timeout`.
+    /// Locks the array, waiting at most `timeout` (however short, a dead holder's lock is
+    /// taken over).
     ///
     /// # Examples
     ///

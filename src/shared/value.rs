@@ -133,7 +133,8 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
         ValueGuard { guard }
     }
 
-    /// Locks the value if nobody holds the lock.
+    /// Locks the value if nobody holds the lock, or its holder died (the guard's
+    /// `owner_died` says so); never waits.
     ///
     /// # Examples
     ///
@@ -150,7 +151,8 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
         self.shared.cell.try_lock(Owner::process()).map(|guard| ValueGuard { guard })
     }
 
-    /// Locks the value, waiting at most `timeout`.
+    /// Locks the value, waiting at most `timeout` (however short, a dead holder's lock is
+    /// taken over).
     ///
     /// # Examples
     ///

@@ -36,10 +36,9 @@ impl<T: ShmSafe> Locked<T> {
         Ok(LockedGuard { cell: self, acquired })
     }
 
-    /// Locks if free.
+    /// Locks if free or its holder is dead (then the guard says so); never waits.
     pub(crate) fn try_lock(&self, owner: Owner) -> Option<LockedGuard<'_, T>> {
-        // `then`, not `then_some`: a guard built eagerly would unlock the mutex on drop.
-        self.mutex.try_lock(owner).then(|| LockedGuard { cell: self, acquired: Acquired::Clean })
+        self.mutex.try_lock_or_take_over(owner).map(|acquired| LockedGuard { cell: self, acquired })
     }
 }
 

@@ -124,11 +124,13 @@ impl RawMutex {
                 continue;
             }
             if deadline.passed() {
-                return Err(TimedOut);
+                // However short the wait, a dead holder's lock is taken over: a timeout is
+                // no reason to report a lock that nobody holds any more as busy.
+                return self.take_from_dead_owner(me).ok_or(TimedOut);
             }
             if sys::futex_wait(&self.word, w | SLEEPERS, Some(deadline.slice(slice))) == sys::FutexWait::TimedOut {
                 if deadline.passed() {
-                    return Err(TimedOut);
+                    return self.take_from_dead_owner(me).ok_or(TimedOut);
                 }
                 slice = (slice * 2).min(MAX_SLICE);
                 if let Some(acquired) = self.take_from_dead_owner(me) {
@@ -205,6 +207,13 @@ impl RawMutex {
     /// must recover a lock outside `lock`.
     pub(crate) fn recover_if_owner_dead(&self, me: Owner) -> Option<Acquired> {
         self.take_from_dead_owner(me)
+    }
+
+    /// Takes the lock if it is free or its holder is dead; never waits. Reads `/proc` only
+    /// when the lock is held.
+    #[inline]
+    pub(crate) fn try_lock_or_take_over(&self, me: Owner) -> Option<Acquired> {
+        if self.try_lock(me) { Some(Acquired::Clean) } else { self.take_from_dead_owner(me) }
     }
 }
 

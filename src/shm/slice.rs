@@ -104,12 +104,13 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
         Ok(SliceGuard { mutex: &self.mutex, cells: self.cells(), acquired })
     }
 
-    /// Locks the slice if it is free.
+    /// Locks the slice if it is free or its holder is dead (then the guard says so); never
+    /// waits.
     pub(crate) fn try_lock(&self, owner: Owner) -> Option<SliceGuard<'_, E>> {
-        self.mutex.try_lock(owner).then(|| SliceGuard {
+        self.mutex.try_lock_or_take_over(owner).map(|acquired| SliceGuard {
             mutex: &self.mutex,
             cells: self.cells(),
-            acquired: Acquired::Clean,
+            acquired,
         })
     }
 }

@@ -94,14 +94,7 @@ impl Underlying {
 
     fn try_lock(&self) -> Option<Acquired> {
         match self {
-            Underlying::Lock(lock) => {
-                let me = Owner::process();
-                if lock.shared.mutex.try_lock(me) {
-                    Some(Acquired::Clean)
-                } else {
-                    lock.shared.mutex.recover_if_owner_dead(me)
-                }
-            }
+            Underlying::Lock(lock) => lock.shared.mutex.try_lock_or_take_over(Owner::process()),
             Underlying::RLock(rlock) => rlock.try_lock_level(),
         }
     }

@@ -137,11 +137,7 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
-        let me = Owner::process();
-        if self.shared.mutex.try_lock(me) {
-            return Ok(LockGuard { lock: self });
-        }
-        match self.shared.mutex.recover_if_owner_dead(me) {
+        match self.shared.mutex.try_lock_or_take_over(Owner::process()) {
             Some(acquired) => Ok(self.guard(acquired)?),
             None => Err(TryAcquireError::WouldBlock),
         }

@@ -264,6 +264,12 @@ impl Core {
         match waited {
             Ok(taken) => Ok(taken),
             Err(Interrupted::TimedOut) => {
+                // However short the wait, a dead holder's permit is taken back: the deadline
+                // may have passed before the first liveness check (a zero timeout always
+                // does).
+                if let Some(taken) = self.try_take_or_recover() {
+                    return Ok(taken);
+                }
                 // A wake-up meant for us may have come as we left: pass it on.
                 if state.value.load(Ordering::Acquire) > 0 {
                     state.changed.notify(1);
