@@ -34,6 +34,22 @@ pub enum Error {
     /// The start method is not available here.
     #[error("start method {0:?} is not available: {1}")]
     StartMethodUnavailable(crate::StartMethod, String),
+    /// [`StartMethod::Fork`](crate::StartMethod::Fork) was asked for while other threads
+    /// run: a copy of this process could inherit a lock one of them holds, locked forever
+    /// (see [`allow_fork_with_threads`](crate::allow_fork_with_threads)).
+    #[error(
+        "refusing StartMethod::Fork in a process with {threads} threads: a lock held by another thread would stay locked in the child; use ForkServer or Spawn, or see multiproc::allow_fork_with_threads"
+    )]
+    ForkWithThreads {
+        /// Threads running at the call (`usize::MAX` when they could not be counted).
+        threads: usize,
+    },
+    /// The target function is not in the program's executable (it belongs to a shared
+    /// library), so another process of the family could not find it by its place there.
+    #[error(
+        "the target function lives outside the executable (in a shared library): another process cannot locate it; use a function of the program itself (which may call the library)"
+    )]
+    NotInExecutable,
     /// The process-wide start method was already set to something else.
     #[error("the start method is already set to {0:?}; use force_start_method to change it")]
     StartMethodAlreadySet(crate::StartMethod),
@@ -184,6 +200,15 @@ pub enum JoinError {
         /// The process name.
         name: String,
         /// What went wrong.
+        reason: String,
+    },
+    /// The target returned, but its result could not be encoded in the child (its
+    /// `Serialize` refused).
+    #[error("the result of process '{name}' could not be encoded: {reason}")]
+    ResultNotEncoded {
+        /// The process name.
+        name: String,
+        /// What the encoder said.
         reason: String,
     },
     /// The result arrived but could not be decoded as the expected type.

@@ -119,6 +119,7 @@ pub use sync::{
     ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,
     SemaphoreGuard, TryAcquireError,
 };
+pub use sys::allow_fork_with_threads;
 
 /// One line of setup for a test crate (integration tests, or a binary's unit tests):
 /// runs [`init()`] before the test harness starts its threads, so tests may start

@@ -43,7 +43,7 @@ fn child_fills((d, l): (DictProxy<String, i32>, ListProxy<i32>)) {
 #[test]
 fn a_child_changes_a_dict_and_a_list_the_parent_sees_with_every_start_method() {
     let _w = common::heap_user(LIMIT);
-    for method in multiproc::get_all_start_methods() {
+    for method in common::METHODS {
         let manager = Manager::builder().start_method(method).start().unwrap();
         let d = manager.dict::<String, i32>().unwrap();
         let l = manager.list_from(0..10).unwrap();
@@ -821,7 +821,7 @@ fn start_manager_and_wait((pid_out, method): (multiproc::Value<u32>, StartMethod
 #[test]
 fn the_server_dies_with_the_process_that_started_it() {
     let _w = common::heap_user(LIMIT);
-    for method in multiproc::get_all_start_methods() {
+    for method in common::METHODS {
         let pid = multiproc::Value::new(0u32).unwrap();
         let owner = Process::new(start_manager_and_wait, (pid.clone(), method)).start().unwrap();
         assert!(eventually(Duration::from_secs(30), || pid.get() != 0), "{method:?}");

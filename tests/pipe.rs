@@ -19,7 +19,7 @@ use serde_bytes::ByteBuf;
 
 multiproc::test_support!();
 
-const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const METHODS: [StartMethod; 2] = common::METHODS;
 const LIMIT: Duration = Duration::from_secs(120);
 
 #[test]

@@ -169,7 +169,7 @@ fn a_panicking_task_fails_alone_and_the_pool_goes_on() {
 #[test]
 fn a_worker_that_dies_fails_exactly_its_task_and_is_replaced() {
     let _w = watchdog(LIMIT);
-    for method in [StartMethod::ForkServer, StartMethod::Fork, StartMethod::Spawn] {
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
         let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
         match pool.apply(die_with, 3) {
             Err(Error::Task(TaskError::WorkerLost { exit_code: Some(3), signal: None, .. })) => {}

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
 
-const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const METHODS: [StartMethod; 2] = common::METHODS;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn square(x: u64) -> u64 {
@@ -294,8 +294,8 @@ fn a_handle_passed_to_a_child_shares_the_object_with_every_start_method() {
         Process::new(add_one, counter.clone()).start_method(method).start().unwrap().join().unwrap();
         Process::new(set_raw, raw.clone()).start_method(method).start().unwrap().join().unwrap();
     }
-    assert_eq!(counter.get(), 3, "the children's changes are seen by the parent");
-    assert_eq!(raw.get(), 7000);
+    assert_eq!(counter.get(), METHODS.len() as i64, "the children's changes are seen by the parent");
+    assert_eq!(raw.get(), 7 * 10u32.pow(METHODS.len() as u32));
 }
 
 fn make_counter(start: i64) -> Value<i64> {
@@ -426,5 +426,53 @@ fn a_start_the_system_refuses_is_an_error_not_a_hang() {
     for method in METHODS {
         let outcome = Process::new(start_without_descriptors, method).start().unwrap().join().unwrap();
         assert!(outcome.starts_with("refused: ") && outcome.contains("Too many open files"), "{method:?}: {outcome}");
+    }
+}
+
+/// An argument whose decoding panics in the child.
+#[derive(Serialize)]
+struct PanicsWhenDecoded(u8);
+
+impl<'de> Deserialize<'de> for PanicsWhenDecoded {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("this argument refuses to be decoded");
+    }
+}
+
+fn never_called(_: PanicsWhenDecoded) {}
+
+#[test]
+fn a_panic_while_the_child_decodes_its_argument_comes_back_as_a_panic() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        match Process::new(never_called, PanicsWhenDecoded(1)).start_method(method).start().unwrap().join() {
+            Err(JoinError::Panicked(info)) => assert_eq!(info.message, "this argument refuses to be decoded"),
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+}
+
+/// A result that cannot be encoded.
+#[derive(Debug, Deserialize)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this result refuses to be encoded"))
+    }
+}
+
+fn make_unencodable(_: ()) -> Unencodable {
+    Unencodable
+}
+
+#[test]
+fn a_result_that_cannot_be_encoded_is_reported_as_such_not_as_a_decode_error() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        match Process::new(make_unencodable, ()).start_method(method).start().unwrap().join() {
+            Err(JoinError::ResultNotEncoded { .. }) => {}
+            other => panic!("{method:?}: {other:?}"),
+        }
     }
 }

@@ -20,7 +20,7 @@ use multiproc::{
 
 multiproc::test_support!();
 
-const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const METHODS: [StartMethod; 2] = common::METHODS;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn kill_9<R>(child: ProcessHandle<R>) {
@@ -421,7 +421,7 @@ fn a_shareable_list_travels_to_children_of_every_start_method() {
     let _w = watchdog(LIMIT);
     let list =
         ShareableList::create_named(&format!("mp-list-{}", std::process::id()), [Item::Int(41), "x".into()]).unwrap();
-    for (method, expected) in [(StartMethod::Spawn, 42), (StartMethod::ForkServer, 43), (StartMethod::Fork, 44)] {
+    for (method, expected) in [(StartMethod::Spawn, 42), (StartMethod::ForkServer, 43)] {
         // The list travels as its name and is opened again in the child.
         let handle = ShareableList::open(list.name()).unwrap();
         let child = Process::new(bump_first, handle).start_method(method).start().unwrap();

@@ -18,7 +18,7 @@ use multiproc::{
 
 multiproc::test_support!();
 
-const METHODS: [StartMethod; 3] = [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork];
+const METHODS: [StartMethod; 2] = common::METHODS;
 const LIMIT: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(30);
 

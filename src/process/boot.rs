@@ -41,8 +41,11 @@ pub(crate) struct Boot {
 pub(crate) enum Outcome {
     /// The target returned; the encoded return value.
     Returned(Payload),
-    /// The target panicked.
+    /// The target (or the decoding of its argument, or the encoding of its result)
+    /// panicked.
     Panicked(PanicInfo),
+    /// The target returned a result that could not be encoded.
+    NotEncoded(String),
     /// The target could not be run.
     Failed(String),
 }
@@ -117,6 +120,12 @@ pub(crate) fn dispatch_if_child() {
     // Grandchildren started with std::process::Command must not take themselves for
     // children of the family.
     sys::remove_env_single_threaded(BOOT_ENV);
+    if sys::secure_execution() {
+        // Set-user-ID, set-group-ID or with gained capabilities: the environment comes
+        // from a less trusted user, who must not make this program read a "boot message"
+        // from a descriptor of their choosing. A family member is never started so.
+        return;
+    }
     let value = value.to_string_lossy().into_owned();
     let parts: Vec<&str> = value.split(':').collect();
     match parts.as_slice() {
@@ -209,8 +218,9 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
 
     let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
     if sys::unpack_and_run(boot.call, &mut call).is_err() {
-        call.outcome =
-            Some(Outcome::Failed("the target belongs to a different executable than this child runs".into()));
+        call.outcome = Some(Outcome::Failed(
+            "the target belongs to a different executable than this child runs, or to a shared library".into(),
+        ));
     }
     // Python's rules at the end of a process: daemonic children are terminated, the
     // others joined.
@@ -248,29 +258,30 @@ pub(crate) struct ChildCall {
     name: String,
 }
 
-/// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, catches
-/// a panic, encodes the result.
+/// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, encodes
+/// the result; a panic in any of the three (user `Deserialize` and `Serialize` impls run
+/// in the first and last) is caught and reported as one.
 pub(crate) fn runner<A: DeserializeOwned, R: Serialize>(target: fn(A) -> R, context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
-    let args: A = match codec::decode(call.args.bytes()) {
-        Ok(a) => a,
-        Err(e) => {
-            call.outcome = Some(Outcome::Failed(format!("its argument could not be decoded: {e}")));
-            return;
-        }
-    };
-    call.args = Payload::Inline(Vec::new());
-    call.outcome = Some(match panics::catching(&call.name, || target(args)) {
-        Ok(result) => match codec::encode(&result) {
-            Ok(mut encoded) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
-                Ok(payload) => {
-                    call.encoded = Some(encoded);
-                    Outcome::Returned(payload)
-                }
-                Err(e) => Outcome::Failed(format!("its result does not fit in shared memory: {e}")),
-            },
-            Err(e) => Outcome::Failed(format!("its result could not be encoded: {e}")),
+    let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
+    let outcome = panics::catching(&call.name, || {
+        let args: A = match codec::decode(bytes.bytes()) {
+            Ok(a) => a,
+            Err(e) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),
+        };
+        drop(bytes);
+        let result = target(args);
+        codec::encode(&result).map_err(|e| Outcome::NotEncoded(e.to_string()))
+    });
+    call.outcome = Some(match outcome {
+        Ok(Ok(mut encoded)) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
+            Ok(payload) => {
+                call.encoded = Some(encoded);
+                Outcome::Returned(payload)
+            }
+            Err(e) => Outcome::Failed(format!("its result does not fit in shared memory: {e}")),
         },
+        Ok(Err(failed)) => failed,
         Err(info) => Outcome::Panicked(info),
     });
 }

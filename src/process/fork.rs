@@ -2,11 +2,12 @@
 //!
 //! Fastest, and able to run any code the parent has, but a copy of a multithreaded
 //! process has only the thread that forked: locks other threads held at that moment stay
-//! locked forever in the child. multiproc holds the locks its children need (stdout,
-//! stderr, its own state) across the fork and glibc resets its allocator's, so the child's
-//! boot is safe; what the target then touches is the caller's responsibility. Use it for
-//! single-threaded programs or targets that avoid locks shared with other threads; the
-//! fork server gives the same speed class without the risk.
+//! locked forever in the child. So `launch` refuses `Fork` while other threads run
+//! (`sys::fork_hazard`), unless the program took that on itself with the `unsafe`
+//! `allow_fork_with_threads`. With one thread, the caller holds every lock there is;
+//! multiproc holds the ones its children need (stdout, stderr, its own state) across the
+//! fork, and glibc resets its allocator's. The fork server gives the same speed class
+//! whatever threads run.
 
 use std::io::{self, Write as _};
 use std::os::fd::OwnedFd;

@@ -73,13 +73,14 @@ pub fn try_init() -> Result<(), InitError> {
 /// |---|---|---|---|
 /// | `ForkServer` (default) | a clean single-threaded server, forked at [`init`], forks the child | fast | safe |
 /// | `Spawn` | a fresh run of the current binary | slowest | safe |
-/// | `Fork` | a copy of the calling process | fastest | unsafe: see below |
+/// | `Fork` | a copy of the calling process | fastest | refused, unless [`allow_fork_with_threads`](crate::allow_fork_with_threads) |
 ///
 /// `ForkServer` is the default on Linux (as in Python 3.14): children start nearly as fast
 /// as with `Fork`, from a process in which no other thread ever ran, so no lock can be
-/// inherited in a locked state. `Fork` copies the caller, threads' locks included; use it
-/// only for single-threaded programs or targets that avoid locks shared with other
-/// threads. `Spawn` isolates most and costs an `exec`.
+/// inherited in a locked state. `Fork` copies the caller, threads' locks included, so it is
+/// refused with [`Error::ForkWithThreads`] while other threads run, unless the program
+/// promises, through the `unsafe` [`allow_fork_with_threads`](crate::allow_fork_with_threads), that no thread then holds
+/// a lock the child needs. `Spawn` isolates most and costs an `exec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum StartMethod {
@@ -309,11 +310,13 @@ where
     /// # Errors
     ///
     /// [`Error::NotInitialized`] without [`init`], [`Error::DaemonicParent`] in a daemonic
-    /// process, an encoding error for the argument, or what the OS said (out of processes,
-    /// out of descriptors).
+    /// process, [`Error::NotInExecutable`] for a target from a shared library,
+    /// [`Error::ForkWithThreads`] for [`StartMethod::Fork`] beside other threads, an
+    /// encoding error for the argument, or what the OS said (out of processes, out of
+    /// descriptors).
     pub fn start(self) -> Result<ProcessHandle<R>, Error> {
         family::config()?;
-        let packed = sys::pack(self.target, boot::runner::<A, R>);
+        let packed = sys::pack_checked(self.target, boot::runner::<A, R>).map_err(|_| Error::NotInExecutable)?;
         let args = codec::encode(&self.args)?;
         // The child gets its own copy; handles in ours are now counted as in flight.
         drop(self.args);
@@ -347,6 +350,14 @@ fn launch(
         Some(m) => m,
         None => family::start_method()?,
     };
+    if method == StartMethod::Fork
+        && let Some(threads) = sys::fork_hazard()
+    {
+        return Err(Error::ForkWithThreads { threads });
+    }
+    if method == StartMethod::Spawn && sys::secure_execution() {
+        return Err(Error::StartMethodUnavailable(method, sys::SECURE_NO_SPAWN.into()));
+    }
     let (mut me, parent) = family::next_child(name);
     me.daemon = daemon;
     me.may_have_children = may_have_children;
@@ -455,6 +466,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             }
             Ok(Some(Outcome::Panicked(info))) => Err(JoinError::Panicked(info)),
             Ok(Some(Outcome::Failed(reason))) => Err(JoinError::Failed { name, reason }),
+            Ok(Some(Outcome::NotEncoded(reason))) => Err(JoinError::ResultNotEncoded { name, reason }),
             Ok(None) => Err(match ended {
                 Ended::Exited(code) => JoinError::Exited { name, code },
                 Ended::Signaled(signal) => JoinError::Signaled { name, signal },

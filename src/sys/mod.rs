@@ -12,5 +12,5 @@ mod os;
 #[cfg(not(target_os = "linux"))]
 compile_error!("multiproc supports Linux only: it is the platform it is tested on");
 
-pub use os::Stateless;
 pub(crate) use os::*;
+pub use os::{Stateless, allow_fork_with_threads};

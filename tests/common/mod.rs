@@ -104,3 +104,8 @@ impl LeakCheck {
         assert!(back, "heap in use: {} bytes before, {} after", self.before, multiproc::__private::heap_in_use());
     }
 }
+
+/// The start methods a test on libtest's threads may use. `Fork` is refused while other
+/// threads run (they could hold a lock the copy needs); the fork cases run in
+/// `tests/fork.rs`, whose `main` is single-threaded.
+pub const METHODS: [multiproc::StartMethod; 2] = [multiproc::StartMethod::ForkServer, multiproc::StartMethod::Spawn];

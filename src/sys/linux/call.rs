@@ -6,6 +6,14 @@
 //! moves the whole image, never the distances. The executable's identity travels along and
 //! is compared before anything is called, so a mismatch is an error, not a jump into the
 //! unknown.
+//!
+//! Distances from the anchor mean the same in another process only for code of the
+//! anchor's own image, the main executable. A function of a shared library (a program
+//! built with `-C prefer-dynamic`, a library opened with `dlopen`) lies elsewhere, at an
+//! address the loader chose for this process alone. So [`pack`] looks where each address
+//! lies: [`pack_checked`] refuses a function outside the executable with
+//! [`NotInExecutable`], and a `Packed` that [`pack`] made of one is marked so that
+//! [`unpack_and_run`] refuses it instead of calling it.
 
 use std::any::Any;
 use std::sync::OnceLock;
@@ -16,6 +24,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Packed {
     identity: u64,
+    /// Every address lies in the executable's image (see the module docs).
+    in_executable: bool,
     shim: u64,
     target: u64,
     runner: u64,
@@ -133,14 +143,45 @@ fn address(offset: u64) -> usize {
     anchor_address().wrapping_add(offset as usize)
 }
 
-/// Packs `target` with its `runner` for a call in another process of the family.
+/// Packs `target` with its `runner` for a call in another process of the family. A
+/// function outside the executable makes a `Packed` that [`unpack_and_run`] refuses.
 pub(crate) fn pack<F: FnPtr>(target: F, runner: Runner<F>) -> Packed {
+    let shim = shim::<F> as fn(usize, usize, &mut dyn Any) as usize;
+    let (target, runner) = (target.addr(), runner as usize);
     Packed {
         identity: identity(),
-        shim: offset(shim::<F> as fn(usize, usize, &mut dyn Any) as usize),
-        target: offset(target.addr()),
-        runner: offset(runner as usize),
+        in_executable: [shim, target, runner].into_iter().all(in_executable),
+        shim: offset(shim),
+        target: offset(target),
+        runner: offset(runner),
     }
+}
+
+/// A function that is not part of the executable's image, so that another process of the
+/// family cannot locate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotInExecutable;
+
+/// Like [`pack`], refusing a function outside the executable.
+pub(crate) fn pack_checked<F: FnPtr>(target: F, runner: Runner<F>) -> Result<Packed, NotInExecutable> {
+    let packed = pack(target, runner);
+    if packed.in_executable { Ok(packed) } else { Err(NotInExecutable) }
+}
+
+/// The address ranges of the executable's loaded segments, if the anchor lies in them
+/// (empty otherwise: multiproc itself was linked into a shared library, and no address
+/// then has a meaning another process shares).
+fn executable_image() -> &'static [(usize, usize)] {
+    static IMAGE: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let segments = super::proc::main_program_segments();
+        let anchor = anchor_address();
+        if segments.iter().any(|&(start, end)| (start..end).contains(&anchor)) { segments } else { Vec::new() }
+    })
+}
+
+fn in_executable(address: usize) -> bool {
+    executable_image().iter().any(|&(start, end)| (start..end).contains(&address))
 }
 
 /// Restores the typed pointers that [`pack`] took apart and calls the runner.
@@ -149,6 +190,8 @@ fn shim<F: FnPtr>(target: usize, runner: usize, context: &mut dyn Any) {
     // `pack::<F>` took apart in a process running this very binary (checked in
     // `unpack_and_run`); this shim is the `shim::<F>` of the same `pack`, so the types
     // agree by construction.
+    // Both lay in the executable's image when packed (`in_executable`), so the distances
+    // lead to the same functions here.
     let (target, runner) = unsafe { (F::from_addr(target), std::mem::transmute::<usize, Runner<F>>(runner)) };
     runner(target, context);
 }
@@ -163,11 +206,13 @@ pub(crate) struct WrongBinary;
 /// the only source of the family's boot and task messages; a message from another
 /// executable is refused.
 pub(crate) fn unpack_and_run(packed: Packed, context: &mut dyn Any) -> Result<(), WrongBinary> {
-    if packed.identity != identity() {
+    if packed.identity != identity() || !packed.in_executable {
         return Err(WrongBinary);
     }
-    // SAFETY: same executable (checked above), so `address(packed.shim)` is the
-    // `shim::<A, R>` that `pack` recorded, whose signature is exactly this one.
+    // SAFETY: same executable (checked above), and every address `pack` took lies in the
+    // executable's image (also checked), which the loader placed as one block here as
+    // there, so `address(packed.shim)` is the `shim::<A, R>` that `pack` recorded, whose
+    // signature is exactly this one.
     let shim = unsafe { std::mem::transmute::<usize, fn(usize, usize, &mut dyn Any)>(address(packed.shim)) };
     shim(address(packed.target), address(packed.runner), context);
     Ok(())
@@ -193,6 +238,13 @@ mod tests {
         let mut slot: (u32, Option<u32>) = (21, None);
         unpack_and_run(packed, &mut slot).unwrap();
         assert_eq!(slot.1, Some(42));
+    }
+
+    #[test]
+    fn functions_of_the_executable_are_in_it_and_libc_is_not() {
+        assert!(pack_checked(double as fn(u32) -> u32, runner).is_ok());
+        assert!(in_executable(anchor_address()));
+        assert!(!in_executable(libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize));
     }
 
     #[test]

@@ -9,8 +9,9 @@ mod proc;
 mod socket;
 
 pub use call::Stateless;
-pub(crate) use call::{Packed, pack, pack_runner, remake, unpack_and_run};
+pub(crate) use call::{Packed, pack, pack_checked, pack_runner, remake, unpack_and_run};
 pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::SharedMapping;
+pub use proc::allow_fork_with_threads;
 pub(crate) use proc::*;
 pub(crate) use socket::*;

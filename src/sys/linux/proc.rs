@@ -5,7 +5,7 @@ use std::ffi::{CString, OsStr};
 use std::io::{self, Write as _};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
@@ -115,6 +115,44 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     process_stat(pid).map(|s| s.start)
 }
 
+/// The address ranges (`start..end`) of the main program's loaded segments: the first
+/// object the dynamic loader lists is the executable.
+pub(crate) fn main_program_segments() -> Vec<(usize, usize)> {
+    unsafe extern "C" fn first_object(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> i32 {
+        // SAFETY: the loader passes a valid `dl_phdr_info` whose `dlpi_phdr` points to
+        // `dlpi_phnum` program headers, for the duration of this call; `data` is the
+        // `&mut Vec` passed to `dl_iterate_phdr` below, used by no one else meanwhile.
+        unsafe {
+            let info = &*info;
+            let segments = &mut *data.cast::<Vec<(usize, usize)>>();
+            if !info.dlpi_phdr.is_null() {
+                let headers = std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum));
+                for h in headers.iter().filter(|h| h.p_type == libc::PT_LOAD) {
+                    let start = (info.dlpi_addr as usize).wrapping_add(h.p_vaddr as usize);
+                    segments.push((start, start.wrapping_add(h.p_memsz as usize)));
+                }
+            }
+        }
+        1 // The first object only.
+    }
+    let mut segments: Vec<(usize, usize)> = Vec::new();
+    // SAFETY: the callback matches the signature `dl_iterate_phdr` expects and only reads
+    // what the loader passes; `data` points to `segments`, alive for the call.
+    unsafe { libc::dl_iterate_phdr(Some(first_object), (&raw mut segments).cast()) };
+    segments
+}
+
+/// Whether the kernel started this program in secure mode (`AT_SECURE`: set-user-ID,
+/// set-group-ID, or with file capabilities), whose environment must not be trusted.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: getauxval reads the auxiliary vector the kernel gave the process; it has no
+    // preconditions.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Why a program in secure mode cannot start copies of itself.
+pub(crate) const SECURE_NO_SPAWN: &str = "a set-user-ID (or set-group-ID, or capability-raising) program does not trust its environment, so its re-executed copies could not find their boot message";
+
 /// How many threads this process has.
 pub(crate) fn thread_count() -> usize {
     process_stat(my_pid()).map_or(1, |s| s.threads)
@@ -155,6 +193,63 @@ pub(crate) enum Forked {
     Child,
 }
 
+/// Set by [`allow_fork_with_threads`].
+static FORK_WITH_THREADS: AtomicBool = AtomicBool::new(false);
+
+/// Lets this process use [`StartMethod::Fork`](crate::StartMethod::Fork) while other
+/// threads run; without it such a start is refused with
+/// [`Error::ForkWithThreads`](crate::Error::ForkWithThreads). Pools and managers whose
+/// start method is `Fork` follow the same rule. The fork server and `Spawn` never need it.
+///
+/// A fork copies only the calling thread. A lock another thread holds at that moment
+/// stays locked forever in the child, which blocks as soon as it takes it: the
+/// allocator's (glibc resets its own), one of std's (the panic hook's, the backtrace
+/// printer's, a captured output's), or the program's own `Mutex`es. multiproc itself holds
+/// the locks its boot code needs (stdout, stderr, its process table) across the fork.
+///
+/// # Safety
+///
+/// For every `Fork` start from now on in this process (and in fork children, which copy
+/// the setting), no other thread may hold, at the moment of the fork, a lock that the
+/// child (multiproc's boot code, the target, the destructors and exit handlers it runs)
+/// will take: not a lock of the allocator in use if it is not glibc's, not a lock of std,
+/// not a lock of the program or of a library. A lock in the family's shared memory does
+/// not count: its holder can still release it. If this cannot be shown, use
+/// [`StartMethod::ForkServer`](crate::StartMethod::ForkServer) (the default), which is as
+/// fast to the millisecond.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Process, StartMethod};
+///
+/// multiproc::init();
+/// // A thread that only computes: it never takes a lock.
+/// let worker = std::thread::spawn(|| (0..1_000_000u64).sum::<u64>());
+/// // SAFETY: the only other thread takes no lock, and the child takes only the locks of
+/// // multiproc's boot, which multiproc holds across the fork.
+/// unsafe { multiproc::allow_fork_with_threads() };
+/// let child = Process::new(|x: u32| x + 1, 1).start_method(StartMethod::Fork).start()?;
+/// assert_eq!(child.join()?, 2);
+/// worker.join().unwrap();
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub unsafe fn allow_fork_with_threads() {
+    FORK_WITH_THREADS.store(true, Ordering::Relaxed);
+}
+
+/// Whether a fork of this process now could copy a lock another thread holds: the number
+/// of threads when there are others (`usize::MAX` if they cannot be counted) and the
+/// program did not opt in with [`allow_fork_with_threads`]. A single thread is the caller,
+/// so no thread can appear between this check and the fork unless the caller makes one.
+pub(crate) fn fork_hazard() -> Option<usize> {
+    if FORK_WITH_THREADS.load(Ordering::Relaxed) {
+        return None;
+    }
+    let threads = std::fs::read_dir("/proc/self/task").map_or(usize::MAX, Iterator::count);
+    (threads != 1).then_some(threads)
+}
+
 /// Forks the calling process.
 ///
 /// The child has one thread, a copy of the caller. Until it exits it may only rely on what
@@ -178,7 +273,13 @@ pub(crate) fn fork() -> io::Result<Forked> {
 /// Starts a fresh copy of the running executable (`/proc/self/exe`, so even a replaced or
 /// deleted binary works) with `boot` at descriptor [`SPAWN_BOOT_FD`], `/dev/null` as stdin,
 /// default signal dispositions, and the environment plus `env`.
+///
+/// Refused in a program the kernel runs in secure mode ([`secure_execution`]): the copy
+/// would ignore the boot variable it relies on.
 pub(crate) fn spawn_self(boot: BorrowedFd<'_>, env: &[(&str, String)]) -> io::Result<u32> {
+    if secure_execution() {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, SECURE_NO_SPAWN));
+    }
     let path = c"/proc/self/exe";
     let argv0 = std::env::args_os().next().unwrap_or_else(|| "multiproc-child".into());
     let argv0 = CString::new(argv0.as_bytes()).unwrap_or_else(|_| c"multiproc-child".into());

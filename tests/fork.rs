@@ -1,0 +1,125 @@
+//! `StartMethod::Fork` from a single-threaded process, the only place where a fork needs
+//! no promise: this binary has its own `main` (`harness = false`), so no test harness
+//! thread runs beside the forks. The other test files start their children with the fork
+//! server and `Spawn` from libtest's threads, where `Fork` is refused.
+//!
+//! No watchdog thread either: `alarm` ends the process (and by the parent-death signal,
+//! its children) if a case hangs.
+
+use multiproc::{Error, JoinError, Manager, Pool, Process, Queue, StartMethod, Value};
+
+const FORK: StartMethod = StartMethod::Fork;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn explode(message: String) {
+    panic!("{message}");
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code);
+}
+
+fn add_one(v: Value<u64>) {
+    *v.lock() += 1;
+}
+
+fn echo_doubled(q: (Queue<u64>, Queue<u64>)) {
+    while let Ok(x) = q.0.get() {
+        if x == 0 {
+            break;
+        }
+        q.1.put(x * 2).unwrap();
+    }
+}
+
+fn grandchild_square(x: u64) -> u64 {
+    Process::new(square, x).start_method(FORK).start().unwrap().join().unwrap()
+}
+
+fn insert(d: multiproc::DictProxy<String, u64>) {
+    d.insert("forked".into(), 7).unwrap();
+}
+
+fn cases() -> Vec<(&'static str, fn())> {
+    vec![
+        ("the_result_comes_back", || {
+            assert_eq!(Process::new(square, 12).start_method(FORK).start().unwrap().join().unwrap(), 144);
+        }),
+        ("a_panic_is_a_typed_error", || match Process::new(explode, "boom".to_string()).start_method(FORK).start() {
+            Ok(child) => match child.join() {
+                Err(JoinError::Panicked(info)) => assert_eq!(info.message, "boom"),
+                other => panic!("{other:?}"),
+            },
+            Err(e) => panic!("{e}"),
+        }),
+        ("an_exit_code_is_a_typed_error", || {
+            match Process::new(exit_with, 3).start_method(FORK).start().unwrap().join() {
+                Err(JoinError::Exited { code: 3, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+        }),
+        ("a_value_is_shared", || {
+            let v = Value::new(41u64).unwrap();
+            Process::new(add_one, v.clone()).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(v.get(), 42);
+        }),
+        ("queues_carry_messages_both_ways", || {
+            let (to, from) = (Queue::new().unwrap(), Queue::new().unwrap());
+            let child = Process::new(echo_doubled, (to.clone(), from.clone())).start_method(FORK).start().unwrap();
+            for x in 1..=100u64 {
+                to.put(x).unwrap();
+                assert_eq!(from.get().unwrap(), x * 2);
+            }
+            to.put(0).unwrap();
+            child.join().unwrap();
+        }),
+        ("a_fork_child_forks_a_grandchild", || {
+            assert_eq!(Process::new(grandchild_square, 9).start_method(FORK).start().unwrap().join().unwrap(), 81);
+        }),
+        ("a_pool_forks_its_workers", || {
+            let pool = Pool::builder().processes(2).start_method(FORK).build().unwrap();
+            assert_eq!(pool.map(square, 0..5u64).unwrap(), [0, 1, 4, 9, 16]);
+        }),
+        ("a_manager_server_is_forked", || {
+            let manager = Manager::builder().start_method(FORK).start().unwrap();
+            let d = manager.dict::<String, u64>().unwrap();
+            Process::new(insert, d.clone()).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap();
+            assert_eq!(d.get("forked").unwrap(), Some(7));
+        }),
+        ("once_a_thread_runs_fork_is_refused", || {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let _ = rx.recv();
+            });
+            let started = Process::new(square, 2).start_method(FORK).start();
+            drop(tx);
+            thread.join().unwrap();
+            assert!(matches!(started, Err(Error::ForkWithThreads { .. })), "{started:?}");
+            // The thread is gone: forking is safe again.
+            assert!(multiproc::active_children().is_empty());
+        }),
+    ]
+}
+
+fn main() {
+    multiproc::init();
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut ran = 0;
+    for (name, case) in cases() {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        // SAFETY: `alarm` only arms a timer; SIGALRM's default action ends the process.
+        unsafe { libc::alarm(60) };
+        print!("test {name} ... ");
+        case();
+        println!("ok");
+        ran += 1;
+    }
+    // SAFETY: as above; 0 disarms it.
+    unsafe { libc::alarm(0) };
+    println!("\ntest result: ok. {ran} passed");
+}
