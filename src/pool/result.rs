@@ -456,6 +456,8 @@ pub(crate) trait Feeder<R>: Send {
 /// exception there, after the results before it), and the input ends.
 pub(crate) struct Input<I> {
     items: I,
+    /// This process's name, for a panic's report.
+    name: String,
     /// The input panicked; its error not yet handed to the sink.
     broken: Option<PanicInfo>,
     ended: bool,
@@ -463,7 +465,7 @@ pub(crate) struct Input<I> {
 
 impl<I: Iterator> Input<I> {
     pub(crate) fn new(items: I) -> Self {
-        Self { items, broken: None, ended: false }
+        Self { items, name: crate::current_process().name().to_string(), broken: None, ended: false }
     }
 
     /// Up to `n` items; empty once the input ended (or panicked).
@@ -472,9 +474,8 @@ impl<I: Iterator> Input<I> {
         if self.ended {
             return chunk;
         }
-        let name = crate::current_process().name().to_string();
         let items = &mut self.items;
-        match panics::catching(&name, || chunk.extend(items.by_ref().take(n))) {
+        match panics::catching(&self.name, || chunk.extend(items.by_ref().take(n))) {
             Ok(()) => self.ended = chunk.len() < n,
             Err(info) => {
                 // An iterator that panicked is not asked again.
