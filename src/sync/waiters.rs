@@ -201,13 +201,19 @@ impl Waiters {
         }
     }
 
-    /// The occupied slots of processes other than `me`: check that they live, outside the
-    /// guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
+    /// The slots of processes other than `me` worth checking: those holding a grant (a
+    /// dead waiter's grant must go on), and, once waiters overflowed the table, every
+    /// occupied one (dead waiters' slots are wanted back). Check that they live outside
+    /// the guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
     pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
+        let all = self.overflow.load(Ordering::Relaxed) > 0;
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.state.load(Ordering::Relaxed) != FREE && s.pid.load(Ordering::Relaxed) != me)
+            .filter(|(_, s)| {
+                let state = s.state.load(Ordering::Relaxed);
+                (state == GRANTED || (all && state != FREE)) && s.pid.load(Ordering::Relaxed) != me
+            })
             .map(|(slot, s)| Suspect {
                 slot,
                 pid: s.pid.load(Ordering::Relaxed),
@@ -491,7 +497,11 @@ mod tests {
     fn every_interleaving_keeps_each_grant_for_a_waiter_of_its_time_and_loses_none() {
         const FATES: [Fate; 3] = [Fate::Woken, Fate::TimesOut, Fate::Killed];
         let mut runs = 0;
-        for notifies in [vec![1, 1], vec![2, 1], vec![u32::MAX]] {
+        // Without overflow waiters, recovery looks at granted slots only; with them, at
+        // every slot.
+        for (overflowed, notifies) in
+            [false, true].into_iter().flat_map(|o| [vec![1, 1], vec![2, 1], vec![u32::MAX]].map(|n| (o, n)))
+        {
             for a in FATES {
                 for b in FATES {
                     for c in FATES {
@@ -504,12 +514,13 @@ mod tests {
                             taken: 0,
                             dropped: 0,
                         };
+                        world.table.overflow.store(u32::from(overflowed), Ordering::Relaxed);
                         explore(&world, &mut runs);
                     }
                 }
             }
         }
-        assert!(runs > 300_000, "{runs} interleavings");
+        assert!(runs > 500_000, "{runs} interleavings");
     }
 
     #[test]
