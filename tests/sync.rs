@@ -716,6 +716,102 @@ fn waiting_on_a_condition_nobody_else_holds_is_abandoned() {
     assert!(cond.clone().try_acquire().is_ok(), "the RLock is held again, recursively by us");
 }
 
+fn wait_for_four(args: (Condition, RawValue<i32>)) -> bool {
+    let (cond, state) = args;
+    let mut guard = cond.acquire().unwrap();
+    state.set(0);
+    guard.notify(1);
+    guard.wait_for(|| state.get() == 4).unwrap();
+    state.get() == 4
+}
+
+/// CPython's `test_waitfor` (`_test_multiprocessing.py`), with untimed waits: the child
+/// notifies and then waits itself; the notification is the parent's.
+#[test]
+fn cpython_test_waitfor_a_notifier_that_then_waits_leaves_the_notification_to_the_waiter() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let state = RawValue::new(-1i32).unwrap();
+    let child = Process::new(wait_for_four, (cond.clone(), state.clone())).daemon(true).start().unwrap();
+    {
+        let mut guard = cond.acquire().unwrap();
+        guard.wait_for(|| state.get() == 0).unwrap();
+        assert_eq!(state.get(), 0);
+    }
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(10));
+        let mut guard = cond.acquire().unwrap();
+        state.set(state.get() + 1);
+        guard.notify(1);
+    }
+    assert!(child.join().unwrap(), "the child saw 4");
+}
+
+const ROUNDS: u32 = 10_000;
+
+/// One player: waits for its turn (`turn % 2 == me`), passes it on, notifies one waiter.
+fn take_turns(args: (Condition, RawValue<u32>, u32)) {
+    let (cond, turn, me) = args;
+    let mut guard = cond.acquire().unwrap();
+    for _ in 0..ROUNDS {
+        guard.wait_for(|| turn.get() % 2 == me).unwrap();
+        turn.set(turn.get() + 1);
+        guard.notify(1);
+    }
+}
+
+#[test]
+fn two_processes_taking_turns_with_untimed_waits_lose_no_wake_up() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let turn = RawValue::new(0u32).unwrap();
+    let other = Process::new(take_turns, (cond.clone(), turn.clone(), 1)).daemon(true).start().unwrap();
+    take_turns((cond.clone(), turn.clone(), 0));
+    other.join().unwrap();
+    assert_eq!(turn.get(), 2 * ROUNDS);
+}
+
+#[test]
+fn a_notify_wakes_a_thread_already_waiting_never_the_notifier_waiting_after_it() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    let waiting = RawValue::new(false).unwrap();
+    let (c, w) = (cond.clone(), waiting.clone());
+    let waiter = std::thread::spawn(move || {
+        let mut guard = c.acquire().unwrap();
+        w.set(true);
+        guard.wait_timeout(LIMIT).unwrap()
+    });
+    assert!(common::eventually(LIMIT, || waiting.get()));
+    let mut guard = cond.acquire().unwrap();
+    guard.notify(1);
+    assert!(!guard.wait_timeout(SHORT).unwrap(), "the notification was the other thread's");
+    drop(guard);
+    assert!(waiter.join().unwrap(), "the thread that was waiting is woken");
+}
+
+#[test]
+fn a_notification_given_to_a_waiter_that_was_killed_goes_to_another_waiter_of_its_time() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let waiting = RawValue::new(0u32).unwrap();
+    let woken = RawValue::new(0u32).unwrap();
+    // The child waits first: the oldest waiter, the one a notify(1) goes to.
+    let child = Process::new(wait_once, (cond.clone(), waiting.clone(), woken.clone())).daemon(true).start().unwrap();
+    assert!(common::eventually(LIMIT, || waiting.get() == 1));
+    let (c, w) = (cond.clone(), waiting.clone());
+    let waiter = std::thread::spawn(move || {
+        let mut guard = c.acquire().unwrap();
+        w.set(w.get() + 1);
+        guard.wait_timeout(LIMIT).unwrap()
+    });
+    assert!(common::eventually(LIMIT, || waiting.get() == 2));
+    kill_9(child);
+    cond.acquire().unwrap().notify(1);
+    assert!(waiter.join().unwrap(), "the dead child's notification was passed on");
+    assert_eq!(woken.get(), 0);
+}
+
 // ---------------------------------------------------------------------------------------
 // Barrier
 

@@ -1,9 +1,10 @@
 //! A process-shared mutex that survives the death of its holder.
 //!
 //! The lock word holds the owner's id (a pid, or a thread id for recursive locks) and a
-//! "sleepers" bit. A waiter that sleeps too long checks whether the owner still runs; if
-//! it does not (killed, crashed, or a pid reused by a stranger, which the start time
-//! reveals), the waiter takes the lock over and is told the owner died.
+//! "sleepers" bit. A waiter that sleeps too long, or is about to give up (a `try_lock`,
+//! a passed deadline, however short), checks whether the owner still runs; if it does not
+//! (killed, crashed, or a pid reused by a stranger, which the start time reveals), the
+//! waiter takes the lock over and is told the owner died.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;

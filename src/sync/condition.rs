@@ -1,15 +1,13 @@
 //! `Condition`: waiting for a change announced under a lock.
 //!
-//! Waiters and notifications are counted in shared memory: a waiter announces itself
-//! (under the lock, so a notifier, also under the lock, sees it), `notify(n)` turns up to
-//! `n` announced waiters into *permits*, and each permit wakes exactly one waiter. A waiter
-//! whose timeout runs out takes a permit if one is left (it was notified after all) or
-//! withdraws its announcement, so that a later notification goes to somebody still
-//! waiting.
+//! The waiters are a table in shared memory (`waiters.rs`): a waiter takes a slot with a
+//! ticket under the lock, and `notify(n)` grants the `n` oldest slots, each of which wakes
+//! only its own waiter. So a notification goes to waiters that were waiting when it was
+//! called, never to a later one (not even to the notifier waiting right after), and one
+//! taken by a waiter that is killed is passed on to another waiter of that time.
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,21 +15,17 @@ use serde::{Deserialize, Serialize};
 use super::error::{Abandoned, AcquireTimeoutError, ConditionWaitError, OwnerDied, TryAcquireError};
 use super::lock::Lock;
 use super::rlock::RLock;
+use super::waiters::{Place, Waiters, Woken};
 use crate::error::Error;
-use crate::shm::{
-    Acquired, Deadline, Interrupted, Notify, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind,
-};
+use crate::shm::{Acquired, Deadline, Interrupted, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind};
+use crate::sys;
 
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct CondState {
-    /// Guards `waiters` and the withdrawal of a waiter.
+    /// Guards the table (each of its steps).
     guard: RawMutex,
-    /// Announced waiters not notified yet.
-    waiters: AtomicU32,
-    /// Notifications not taken by a waiter yet.
-    permits: AtomicU32,
-    wake: Notify,
+    waiters: Waiters,
 }
 
 impl ShmObject for CondState {
@@ -137,9 +131,14 @@ impl Underlying {
 /// notifying happen through the guard that [`acquire`](Condition::acquire) returns, so
 /// that they always happen under the lock, as Python requires.
 ///
-/// A process that dies holding the lock does not block the others: the next acquirer gets
-/// the lock inside [`OwnerDied`]. A process killed while *waiting* may take one
-/// notification with it; `notify_all` still wakes everybody.
+/// A notification wakes waiters that were waiting when it was called, the longest waiting
+/// first, never a later one: a process that notifies and then waits does not take its own
+/// notification. A process that dies holding the lock does not block the others: the next
+/// acquirer gets the lock inside [`OwnerDied`]. A notification given to a process killed
+/// while waiting is passed on to another waiter of that time (found when a wait has lasted
+/// a few milliseconds). With more than 64 waiters at once, a notification may also wake
+/// some of those beyond the 64th (a wake-up without a change, which the loop around every
+/// wait already handles).
 ///
 /// # Examples
 ///
@@ -177,7 +176,7 @@ impl fmt::Debug for Condition {
             Underlying::Lock(lock) => d.field("lock", lock),
             Underlying::RLock(rlock) => d.field("lock", rlock),
         };
-        d.field("waiters", &self.state.waiters.load(Ordering::Relaxed)).finish()
+        d.field("waiters", &self.state.waiters.waiting()).finish()
     }
 }
 
@@ -220,12 +219,7 @@ impl Condition {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn with_lock(lock: impl ConditionLock) -> Result<Self, Error> {
-        let state = CondState {
-            guard: RawMutex::new(),
-            waiters: AtomicU32::new(0),
-            permits: AtomicU32::new(0),
-            wake: Notify::new(),
-        };
+        let state = CondState { guard: RawMutex::new(), waiters: Waiters::new() };
         Ok(Self { state: Shared::new(state)?, lock: lock.into_underlying() })
     }
 
@@ -307,56 +301,72 @@ impl Condition {
         }
     }
 
-    /// Takes a notification if one is there.
-    fn take_permit(&self) -> Option<()> {
-        let permits = &self.state.permits;
-        let mut p = permits.load(Ordering::Acquire);
-        while p > 0 {
-            match permits.compare_exchange_weak(p, p - 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(()),
-                Err(now) => p = now,
-            }
+    /// Wakes what a notify (or the recovery of a dead waiter's grant) granted.
+    fn wake(&self, woken: Woken) {
+        let waiters = &self.state.waiters;
+        let mut slots = woken.slots;
+        while slots != 0 {
+            let i = slots.trailing_zeros() as usize;
+            slots &= slots - 1;
+            waiters.slot(i).wake.notify(1);
         }
-        None
+        if woken.overflow {
+            waiters.overflow_wake.notify_all();
+        }
     }
 
-    /// A waiter gives up: it takes a notification that is still there (it was notified
-    /// as it left) or withdraws. Returns whether it was notified.
-    fn withdraw(&self) -> bool {
-        let _g = RawGuard::lock(&self.state.guard);
-        if self.take_permit().is_some() {
-            return true;
+    /// Frees the slots of waiters that died and passes on the grants they held. Reads
+    /// `/proc` once per waiter of another process: call it when a wait has lasted.
+    fn recover_dead_waiters(&self) {
+        let state = &*self.state;
+        let me = sys::me();
+        let suspects = {
+            let _g = RawGuard::lock(&state.guard);
+            state.waiters.suspects(me.pid)
+        };
+        let dead: Vec<_> = suspects.into_iter().filter(|s| !sys::process_alive(s.pid, s.start)).collect();
+        if dead.is_empty() {
+            return;
         }
-        let waiters = self.state.waiters.load(Ordering::Relaxed);
-        self.state.waiters.store(waiters.saturating_sub(1), Ordering::Relaxed);
-        false
+        let (slots, _dropped) = {
+            let _g = RawGuard::lock(&state.guard);
+            state.waiters.recover(&dead)
+        };
+        self.wake(Woken { slots, overflow: false });
+    }
+
+    /// The periodic check of a wait: dead waiters' grants, and whether anybody is left.
+    fn check(&self) -> Result<(), Abandoned> {
+        self.recover_dead_waiters();
+        if self.state.sole_handle() { Err(Abandoned) } else { Ok(()) }
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<bool, ConditionWaitError> {
         let state = &*self.state;
-        {
+        let me = sys::me();
+        // Under the condition's lock still: a notify after this one is ours to get.
+        let place = {
             let _g = RawGuard::lock(&state.guard);
-            state.waiters.fetch_add(1, Ordering::Relaxed);
-        }
+            state.waiters.arrive(me.pid, me.start)
+        };
         let levels = self.lock.unlock_all();
-        let waited = state.wake.wait(
-            deadline,
-            SPIN,
-            || self.take_permit(),
-            || {
-                if self.state.sole_handle() { Err(Abandoned) } else { Ok(()) }
-            },
-        );
-        let outcome = match waited {
-            Ok(()) => Ok(true),
-            Err(Interrupted::TimedOut) => Ok(self.withdraw()),
-            Err(Interrupted::Check(abandoned)) => {
-                if self.withdraw() {
-                    Ok(true)
-                } else {
-                    Err(ConditionWaitError::Abandoned(abandoned))
-                }
+        let waiters = &state.waiters;
+        let waited = match place {
+            Place::Slot(i) => {
+                waiters.slot(i).wake.wait(deadline, SPIN, || waiters.is_granted(i).then_some(()), || self.check())
             }
+            Place::Overflow(epoch) => {
+                waiters.overflow_wake.wait(deadline, SPIN, || waiters.epoch_moved(epoch).then_some(()), || self.check())
+            }
+        };
+        // Leaving tells whether we were granted, even as the wait timed out.
+        let notified = {
+            let _g = RawGuard::lock(&state.guard);
+            waiters.leave(place)
+        };
+        let outcome = match waited {
+            Err(Interrupted::Check(abandoned)) if !notified => Err(ConditionWaitError::Abandoned(abandoned)),
+            _ => Ok(notified),
         };
         if self.lock.relock_all(levels) == Acquired::OwnerDied {
             return Err(ConditionWaitError::OwnerDied);
@@ -368,15 +378,9 @@ impl Condition {
         let state = &*self.state;
         let woken = {
             let _g = RawGuard::lock(&state.guard);
-            let waiters = state.waiters.load(Ordering::Relaxed);
-            let k = waiters.min(n);
-            state.waiters.store(waiters - k, Ordering::Relaxed);
-            state.permits.fetch_add(k, Ordering::AcqRel);
-            k
+            state.waiters.notify(n)
         };
-        if woken > 0 {
-            state.wake.notify(woken);
-        }
+        self.wake(woken);
     }
 }
 

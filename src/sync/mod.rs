@@ -14,6 +14,7 @@ mod event;
 mod lock;
 mod rlock;
 mod semaphore;
+mod waiters;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard, ConditionLock};

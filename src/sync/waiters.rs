@@ -1,0 +1,541 @@
+//! The waiters of a `Condition`: a table in shared memory, one slot per waiting thread.
+//!
+//! A waiter takes a slot *under the condition's lock*, before it releases the lock, and
+//! its slot gets a ticket: the arrival order. `notify(n)` (also under the lock) *grants*
+//! the `n` waiting slots with the lowest tickets and stamps each grant with a horizon, the
+//! first ticket not yet given out: a grant belongs to waiters that were waiting when the
+//! notify was called. Each slot has its own wake-up word, so a grant wakes its own waiter
+//! and nobody else can take it: a thread that notifies and then waits gets a new slot, and
+//! a notification that found nobody waiting is not kept for a later waiter.
+//!
+//! A waiter whose wait ends (notified, timed out, abandoned) frees its slot and learns
+//! whether it was granted, so a grant that came as it timed out counts as a wake-up.
+//! A waiter killed while waiting leaves its slot behind; the other waiters, each time their
+//! sleep lasted a slice, look for such slots ([`Waiters::recover`]): a grant found on a
+//! dead waiter's slot goes to the oldest slot still waiting that was waiting at the time
+//! of that notify (its ticket is below the grant's horizon), or is dropped if there is
+//! none; the dead slot is freed.
+//!
+//! Every function here except [`Waiters::is_granted`] runs under the condition's table
+//! guard, so they are steps of a state machine; `tests` below checks every interleaving of
+//! them for a few waiters and notifies. Each step writes a slot's `state` last when it
+//! claims it and first when it frees it, so a step cut short by a crash leaves a slot
+//! either free or whole.
+//!
+//! More waiters than slots at once: the extra ones wait on a shared epoch that every
+//! notify advances while they exist, so they may wake for a notification another waiter
+//! got (a wake-up without a change, which condition waits allow), never miss one.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::shm::Notify;
+
+/// Slots in the table: waiters beyond this many at once wait on the epoch.
+pub(crate) const SLOTS: usize = 64;
+
+const FREE: u32 = 0;
+const WAITING: u32 = 1;
+const GRANTED: u32 = 2;
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct Slot {
+    state: AtomicU32,
+    /// The waiting process (pid and start time): whether it still lives.
+    pid: AtomicU32,
+    start: AtomicU64,
+    /// Arrival order.
+    ticket: AtomicU64,
+    /// For a granted slot: the first ticket given out after the notify.
+    horizon: AtomicU64,
+    /// The waiter sleeps here.
+    pub(crate) wake: Notify,
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(FREE),
+            pid: AtomicU32::new(0),
+            start: AtomicU64::new(0),
+            ticket: AtomicU64::new(0),
+            horizon: AtomicU64::new(0),
+            wake: Notify::new(),
+        }
+    }
+}
+
+/// Where a waiter waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In slot `i` of the table.
+    Slot(usize),
+    /// Outside the table (it was full), having seen this epoch.
+    Overflow(u64),
+}
+
+/// A waiter that may be dead, as read under the guard: checked outside it, then given to
+/// [`Waiters::recover`] (which ignores it if the slot changed meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Suspect {
+    pub(crate) slot: usize,
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+    ticket: u64,
+}
+
+/// What a notify did: the slots to wake, and whether to wake the overflow waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Woken {
+    pub(crate) slots: u64,
+    pub(crate) overflow: bool,
+}
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct Waiters {
+    /// The next ticket.
+    next: AtomicU64,
+    /// Waiters outside the table.
+    overflow: AtomicU32,
+    _pad: u32,
+    /// Advanced by each notify while overflow waiters exist.
+    epoch: AtomicU64,
+    /// The overflow waiters sleep here.
+    pub(crate) overflow_wake: Notify,
+    slots: [Slot; SLOTS],
+}
+
+impl Waiters {
+    /// An empty table.
+    pub(crate) const fn new() -> Self {
+        Self {
+            next: AtomicU64::new(0),
+            overflow: AtomicU32::new(0),
+            _pad: 0,
+            epoch: AtomicU64::new(0),
+            overflow_wake: Notify::new(),
+            slots: [const { Slot::new() }; SLOTS],
+        }
+    }
+
+    /// Slot `i`.
+    pub(crate) fn slot(&self, i: usize) -> &Slot {
+        &self.slots[i]
+    }
+
+    /// A waiter (process `pid` started at `start`) arrives. Under the guard.
+    pub(crate) fn arrive(&self, pid: u32, start: u64) -> Place {
+        let Some(i) = self.slots.iter().position(|s| s.state.load(Ordering::Relaxed) == FREE) else {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            return Place::Overflow(self.epoch.load(Ordering::Relaxed));
+        };
+        let slot = &self.slots[i];
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        slot.pid.store(pid, Ordering::Relaxed);
+        slot.start.store(start, Ordering::Relaxed);
+        slot.ticket.store(ticket, Ordering::Relaxed);
+        slot.state.store(WAITING, Ordering::Relaxed);
+        Place::Slot(i)
+    }
+
+    /// Grants up to `n` waiting slots, the oldest first. Under the guard; wake what it
+    /// returns after.
+    pub(crate) fn notify(&self, n: u32) -> Woken {
+        let mut woken = Woken { slots: 0, overflow: false };
+        if self.overflow.load(Ordering::Relaxed) > 0 {
+            self.epoch.fetch_add(1, Ordering::Release);
+            woken.overflow = true;
+        }
+        if n == 0 {
+            return woken;
+        }
+        let mut waiting = [(0u64, 0u8); SLOTS];
+        let mut count = 0;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.state.load(Ordering::Relaxed) == WAITING {
+                waiting[count] = (s.ticket.load(Ordering::Relaxed), i as u8);
+                count += 1;
+            }
+        }
+        let waiting = &mut waiting[..count];
+        let take = (n as usize).min(count);
+        if take < count {
+            waiting.select_nth_unstable(take);
+        }
+        let horizon = self.next.load(Ordering::Relaxed);
+        for &(_, i) in &waiting[..take] {
+            self.grant(usize::from(i), horizon);
+            woken.slots |= 1 << i;
+        }
+        woken
+    }
+
+    fn grant(&self, i: usize, horizon: u64) {
+        let slot = &self.slots[i];
+        slot.horizon.store(horizon, Ordering::Relaxed);
+        // Release: pairs with `is_granted`, read by the waiter without the guard.
+        slot.state.store(GRANTED, Ordering::Release);
+    }
+
+    /// Whether slot `i` was granted (the waiter's test, without the guard).
+    pub(crate) fn is_granted(&self, i: usize) -> bool {
+        self.slots[i].state.load(Ordering::Acquire) == GRANTED
+    }
+
+    /// Whether the overflow waiter that saw `epoch` was notified since (without the guard).
+    pub(crate) fn epoch_moved(&self, epoch: u64) -> bool {
+        self.epoch.load(Ordering::Acquire) != epoch
+    }
+
+    /// A waiter leaves (woken, timed out, or giving up); returns whether it was notified.
+    /// Under the guard.
+    pub(crate) fn leave(&self, place: Place) -> bool {
+        match place {
+            Place::Slot(i) => self.slots[i].state.swap(FREE, Ordering::Relaxed) == GRANTED,
+            Place::Overflow(epoch) => {
+                let left = self.overflow.load(Ordering::Relaxed);
+                self.overflow.store(left.saturating_sub(1), Ordering::Relaxed);
+                self.epoch_moved(epoch)
+            }
+        }
+    }
+
+    /// The slots of processes other than `me` worth checking: those holding a grant (a
+    /// dead waiter's grant must go on), and, once waiters overflowed the table, every
+    /// occupied one (dead waiters' slots are wanted back). Check that they live outside
+    /// the guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
+    pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
+        let all = self.overflow.load(Ordering::Relaxed) > 0;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                let state = s.state.load(Ordering::Relaxed);
+                (state == GRANTED || (all && state != FREE)) && s.pid.load(Ordering::Relaxed) != me
+            })
+            .map(|(slot, s)| Suspect {
+                slot,
+                pid: s.pid.load(Ordering::Relaxed),
+                start: s.start.load(Ordering::Relaxed),
+                ticket: s.ticket.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Frees the slots of dead waiters and passes the grants they held to the oldest slots
+    /// that were waiting at the time of each grant's notify. Returns the slots granted
+    /// (to wake) and how many grants found nobody to go to. Under the guard.
+    pub(crate) fn recover(&self, dead: &[Suspect]) -> (u64, u32) {
+        let mut horizons = Vec::new();
+        for d in dead {
+            let slot = &self.slots[d.slot];
+            let state = slot.state.load(Ordering::Relaxed);
+            if state == FREE || slot.ticket.load(Ordering::Relaxed) != d.ticket {
+                continue; // it left, and the slot may have a new waiter
+            }
+            if state == GRANTED {
+                horizons.push(slot.horizon.load(Ordering::Relaxed));
+            }
+            slot.state.store(FREE, Ordering::Relaxed);
+        }
+        // The eligible waiters of a grant are those below its horizon: nested sets, so
+        // serving the lowest horizons first, each the oldest waiter, serves the most.
+        horizons.sort_unstable();
+        let (mut woken, mut dropped) = (0u64, 0u32);
+        for horizon in horizons {
+            let oldest = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.state.load(Ordering::Relaxed) == WAITING && s.ticket.load(Ordering::Relaxed) < horizon
+                })
+                .min_by_key(|(_, s)| s.ticket.load(Ordering::Relaxed));
+            match oldest {
+                Some((i, _)) => {
+                    self.grant(i, horizon);
+                    woken |= 1 << i;
+                }
+                None => dropped += 1,
+            }
+        }
+        (woken, dropped)
+    }
+
+    /// How many wait now (for `Debug`).
+    pub(crate) fn waiting(&self) -> u32 {
+        let in_table = self.slots.iter().filter(|s| s.state.load(Ordering::Relaxed) == WAITING).count();
+        in_table as u32 + self.overflow.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every interleaving of the table's steps, for three waiters (each of which waits for
+    //! its grant, times out at any moment, or is killed at any moment) and a notifier, with
+    //! the recovery of dead waiters' slots at any moment; after each step the table must
+    //! keep what the module promises.
+
+    use super::*;
+
+    /// The waiters of the model take the first free slots: these.
+    const USED: usize = 3;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Fate {
+        /// Waits (untimed) until granted.
+        Woken,
+        /// Gives up at some moment.
+        TimesOut,
+        /// Is killed at some moment.
+        Killed,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Waiter {
+        fate: Fate,
+        place: Option<Place>,
+        done: bool,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        Arrive(usize),
+        Finish(usize),
+        Notify,
+        Recover,
+    }
+
+    struct World {
+        table: Waiters,
+        waiters: Vec<Waiter>,
+        notifies: Vec<u32>,
+        /// Horizons of the notifies so far.
+        horizons: Vec<u64>,
+        granted: u64,
+        taken: u64,
+        dropped: u64,
+    }
+
+    fn copy(table: &Waiters) -> Waiters {
+        let t = Waiters::new();
+        let r = Ordering::Relaxed;
+        t.next.store(table.next.load(r), r);
+        t.overflow.store(table.overflow.load(r), r);
+        t.epoch.store(table.epoch.load(r), r);
+        for (a, b) in t.slots.iter().zip(&table.slots).take(USED) {
+            a.state.store(b.state.load(r), r);
+            a.pid.store(b.pid.load(r), r);
+            a.start.store(b.start.load(r), r);
+            a.ticket.store(b.ticket.load(r), r);
+            a.horizon.store(b.horizon.load(r), r);
+        }
+        t
+    }
+
+    fn pid(i: usize) -> u32 {
+        100 + i as u32
+    }
+
+    fn slot_of(w: &Waiter) -> usize {
+        match w.place {
+            Some(Place::Slot(i)) => i,
+            other => panic!("a waiter in the table, not {other:?}"),
+        }
+    }
+
+    impl World {
+        fn copy(&self) -> World {
+            World {
+                table: copy(&self.table),
+                waiters: self.waiters.clone(),
+                notifies: self.notifies.clone(),
+                horizons: self.horizons.clone(),
+                granted: self.granted,
+                taken: self.taken,
+                dropped: self.dropped,
+            }
+        }
+
+        fn state(&self, i: usize) -> (u32, u64, u64) {
+            let s = &self.table.slots[i];
+            let r = Ordering::Relaxed;
+            (s.state.load(r), s.ticket.load(r), s.horizon.load(r))
+        }
+
+        /// Killed waiters whose slot is still taken.
+        fn dead(&self) -> Vec<Suspect> {
+            let killed: Vec<u32> = (0..self.waiters.len())
+                .filter(|&i| self.waiters[i].fate == Fate::Killed && self.waiters[i].done)
+                .map(pid)
+                .collect();
+            self.table.suspects(0).into_iter().filter(|s| killed.contains(&s.pid)).collect()
+        }
+
+        fn enabled(&self) -> Vec<Step> {
+            let mut steps = Vec::new();
+            for (i, w) in self.waiters.iter().enumerate() {
+                match (w.place, w.done) {
+                    (None, _) => steps.push(Step::Arrive(i)),
+                    (Some(_), true) => {}
+                    (Some(_), false) => {
+                        if w.fate != Fate::Woken || self.table.is_granted(slot_of(w)) {
+                            steps.push(Step::Finish(i));
+                        }
+                    }
+                }
+            }
+            if !self.notifies.is_empty() {
+                steps.push(Step::Notify);
+            }
+            if !self.dead().is_empty() {
+                steps.push(Step::Recover);
+            }
+            steps
+        }
+
+        fn waiting_slots(&self) -> Vec<(u64, usize)> {
+            let mut w: Vec<_> =
+                (0..USED).filter(|&i| self.state(i).0 == WAITING).map(|i| (self.state(i).1, i)).collect();
+            w.sort_unstable();
+            w
+        }
+
+        fn apply(&mut self, step: Step) {
+            match step {
+                Step::Arrive(i) => {
+                    let place = self.table.arrive(pid(i), 1);
+                    assert!(matches!(place, Place::Slot(i) if i < USED));
+                    self.waiters[i].place = Some(place);
+                }
+                Step::Finish(i) => {
+                    let w = &mut self.waiters[i];
+                    w.done = true;
+                    if w.fate == Fate::Killed {
+                        return; // its slot stays as it is
+                    }
+                    let place = w.place.unwrap();
+                    let slot = slot_of(w);
+                    let was_granted = self.table.is_granted(slot);
+                    let notified = self.table.leave(place);
+                    assert_eq!(notified, was_granted, "a grant is a wake-up, even as the waiter times out");
+                    self.taken += u64::from(notified);
+                }
+                Step::Notify => {
+                    let n = self.notifies.remove(0);
+                    let waiting = self.waiting_slots();
+                    let horizon = self.table.next.load(Ordering::Relaxed);
+                    let woken = self.table.notify(n);
+                    let k = (n as usize).min(waiting.len());
+                    assert_eq!(woken.slots.count_ones() as usize, k, "notify({n}) of {} waiting", waiting.len());
+                    for &(_, i) in &waiting[..k] {
+                        assert!(woken.slots & (1 << i) != 0, "the oldest waiters first");
+                        assert_eq!(self.state(i), (GRANTED, self.state(i).1, horizon));
+                    }
+                    self.horizons.push(horizon);
+                    self.granted += k as u64;
+                }
+                Step::Recover => {
+                    let dead = self.dead();
+                    let mut held: Vec<u64> =
+                        dead.iter().map(|d| self.state(d.slot)).filter(|s| s.0 == GRANTED).map(|s| s.2).collect();
+                    let (woken, dropped) = self.table.recover(&dead);
+                    for d in &dead {
+                        assert_eq!(self.state(d.slot).0, FREE, "a dead waiter's slot is freed");
+                    }
+                    for i in 0..USED {
+                        if woken & (1 << i) != 0 {
+                            let (state, ticket, horizon) = self.state(i);
+                            assert!(state == GRANTED && ticket < horizon);
+                            let at =
+                                held.iter().position(|&h| h == horizon).expect("a grant passed on keeps its horizon");
+                            held.remove(at);
+                        }
+                    }
+                    assert_eq!(held.len() as u32, dropped);
+                    for h in held {
+                        let eligible = self.waiting_slots().into_iter().any(|(ticket, _)| ticket < h);
+                        assert!(!eligible, "a grant is dropped only when nobody waiting at its notify is left");
+                    }
+                    self.dropped += u64::from(dropped);
+                }
+            }
+        }
+
+        fn check(&self) {
+            let mut outstanding = 0;
+            for i in 0..USED {
+                let (state, ticket, horizon) = self.state(i);
+                if state == GRANTED {
+                    outstanding += 1;
+                    assert!(ticket < horizon && self.horizons.contains(&horizon), "granted to a waiter of that notify");
+                }
+            }
+            assert_eq!(self.granted, self.taken + self.dropped + outstanding, "every grant is accounted for");
+        }
+    }
+
+    fn explore(world: &World, runs: &mut u64) {
+        world.check();
+        let steps = world.enabled();
+        if steps.is_empty() {
+            *runs += 1;
+            for i in 0..USED {
+                assert_ne!(world.state(i).0, GRANTED, "no grant is left behind");
+            }
+            return;
+        }
+        for step in steps {
+            let mut next = world.copy();
+            next.apply(step);
+            explore(&next, runs);
+        }
+    }
+
+    #[test]
+    fn every_interleaving_keeps_each_grant_for_a_waiter_of_its_time_and_loses_none() {
+        const FATES: [Fate; 3] = [Fate::Woken, Fate::TimesOut, Fate::Killed];
+        let mut runs = 0;
+        // Without overflow waiters, recovery looks at granted slots only; with them, at
+        // every slot.
+        for (overflowed, notifies) in
+            [false, true].into_iter().flat_map(|o| [vec![1, 1], vec![2, 1], vec![u32::MAX]].map(|n| (o, n)))
+        {
+            for a in FATES {
+                for b in FATES {
+                    for c in FATES {
+                        let world = World {
+                            table: Waiters::new(),
+                            waiters: [a, b, c].map(|fate| Waiter { fate, place: None, done: false }).to_vec(),
+                            notifies: notifies.clone(),
+                            horizons: Vec::new(),
+                            granted: 0,
+                            taken: 0,
+                            dropped: 0,
+                        };
+                        world.table.overflow.store(u32::from(overflowed), Ordering::Relaxed);
+                        explore(&world, &mut runs);
+                    }
+                }
+            }
+        }
+        assert!(runs > 500_000, "{runs} interleavings");
+    }
+
+    #[test]
+    fn waiters_beyond_the_table_wake_on_any_notify_after_their_arrival() {
+        let table = Waiters::new();
+        let places: Vec<_> = (0..SLOTS as u32).map(|i| table.arrive(i + 1, 1)).collect();
+        assert!(places.iter().all(|p| matches!(p, Place::Slot(_))));
+        let before = table.notify(1);
+        assert!(!before.overflow);
+        let extra = table.arrive(1000, 1);
+        let Place::Overflow(epoch) = extra else { panic!("the table is full") };
+        assert!(!table.epoch_moved(epoch));
+        let woken = table.notify(1);
+        assert!(woken.overflow && woken.slots.count_ones() == 1);
+        assert!(table.leave(extra), "notified");
+        assert!(!table.notify(0).overflow, "nobody beyond the table any more");
+    }
+}
