@@ -903,3 +903,111 @@ fn managers_started_and_shut_down_after_a_request_leave_the_heap_as_they_found_i
     // Before the fix, each cycle left a connection with its reply ring: 200 × 10 KiB.
     check.assert_at_most(64 << 10);
 }
+
+/// Opens a connection and reads the server's challenge (what any TCP peer can do).
+fn unauthenticated(addr: std::net::SocketAddr) -> TcpStream {
+    let mut raw = TcpStream::connect(addr).unwrap();
+    let mut hello = [0u8; 40];
+    raw.read_exact(&mut hello).unwrap();
+    raw
+}
+
+#[test]
+fn slow_handshakes_are_closed_by_one_deadline_however_steadily_they_trickle() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    // Twenty peers each send a byte of their 64-byte answer every 20 ms, never finishing:
+    // each read is quick, the handshake as a whole is not.
+    let trickle = |addr| {
+        let mut raw = unauthenticated(addr);
+        for _ in 0..60 {
+            if raw.write_all(&[0]).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    let peers: Vec<_> = (0..20).map(|_| std::thread::spawn(move || trickle(addr))).collect();
+    let closed = peers.into_iter().map(|p| p.join().unwrap()).filter(|c| *c).count();
+    assert_eq!(closed, 20, "the server must close every peer still in the handshake after its deadline");
+    // The server serves.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    assert_eq!(remote.number_of_objects().unwrap(), 0);
+}
+
+#[test]
+fn idle_peers_beyond_the_handshake_cap_are_closed_and_a_client_with_the_key_gets_in() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_secs(3600))
+        .max_pending_handshakes(4)
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    // Twenty peers that say nothing after the challenge: all but the last four lose their
+    // place to newer ones.
+    let mut idle: Vec<TcpStream> = (0..20).map(|_| unauthenticated(addr)).collect();
+    for raw in &mut idle[..16] {
+        assert!(closed_by_server(raw));
+    }
+    // While the four places are taken, a client that knows the key gets in, and is served.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    // Its handshake took the place of the oldest idle peer; the three newest still hold
+    // theirs (their deadline is an hour away).
+    assert!(closed_by_server(&mut idle[16]));
+    for raw in &idle[17..] {
+        raw.set_nonblocking(true).unwrap();
+        let still_open = matches!(raw.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(still_open, "a peer within the cap and its deadline keeps its place");
+    }
+}
+
+/// A server program whose descriptors run out: 30 more than it has open when it starts.
+fn serve_with_few_descriptors(port: multiproc::Value<u16>) {
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = libc::rlimit { rlim_cur: open + 30, rlim_max: open + 30 };
+    // SAFETY: setrlimit reads the struct passed by reference; lowering our own descriptor
+    // limit has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let ready = |addr: std::net::SocketAddr| port.set(addr.port());
+    let served = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_secs(3600))
+        .max_pending_handshakes(1000)
+        .serve(ready);
+    panic!("serve returned: {served:?}");
+}
+
+#[test]
+fn a_server_out_of_descriptors_makes_room_for_a_client_with_the_key() {
+    let _w = common::heap_user(LIMIT);
+    let port = multiproc::Value::new(0u16).unwrap();
+    let server = Process::new(serve_with_few_descriptors, port.clone()).start().unwrap();
+    assert!(eventually(Duration::from_secs(30), || port.get() != 0));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port.get()).into();
+    // Sixty peers that never answer the challenge: more than the server has descriptors
+    // for (each handshake takes two), and within its cap and its deadline.
+    let idle: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Accept fails with EMFILE; the server closes its oldest handshakes to make room, so
+    // the client that knows the key gets in.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    drop(idle);
+    server.kill().unwrap();
+    server.wait();
+}

@@ -171,6 +171,7 @@ pub struct ManagerBuilder {
     types: Vec<(&'static str, Packed, store::Constructor)>,
     shutdown_timeout: Duration,
     max_message_size: u64,
+    limits: remote::Limits,
 }
 
 impl fmt::Debug for ManagerBuilder {
@@ -182,6 +183,7 @@ impl fmt::Debug for ManagerBuilder {
             .field("types", &self.types.iter().map(|t| t.0).collect::<Vec<_>>())
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_message_size", &self.max_message_size)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -229,6 +231,47 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a remote client may take over the whole authentication handshake, from
+    /// the moment its connection is accepted (default 10 s); a client still in it then is
+    /// disconnected, however steadily it trickles bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .handshake_timeout(Duration::from_secs(2))
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// How many connections may be in the authentication handshake at once (default 64,
+    /// at least 1). A connection accepted beyond that closes the one that has been in it
+    /// longest, so that clients who know the key get in while idle or slow peers hold
+    /// every place; each place costs a thread and two descriptors until it ends.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .max_pending_handshakes(16)
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_pending_handshakes(mut self, count: usize) -> Self {
+        self.limits.max_pending_handshakes = count.max(1);
+        self
+    }
+
     fn authkey_or_family(&self) -> Result<Vec<u8>, ManagerError> {
         match &self.authkey {
             Some(key) => Ok(key.clone()),
@@ -256,6 +299,7 @@ impl ManagerBuilder {
             types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
             listen,
             max_message: self.max_message_size,
+            limits: self.limits.clone(),
         };
         let mut process = Process::new(server_main, boot).name(format!("SyncManager-{}", next_manager_number()));
         process = process.daemon_with_children();
@@ -331,7 +375,7 @@ impl ManagerBuilder {
         for (name, _, constructor) in &self.types {
             server.register(name, *constructor);
         }
-        let config = remote::ListenConfig { authkey, max_message: self.max_message_size };
+        let config = remote::ListenConfig { authkey, max_message: self.max_message_size, limits: self.limits.clone() };
         let bound = remote::listen(&address, config, state, server.writers())
             .map_err(|e| ManagerError::Start(format!("cannot listen on {address}: {e}")))?;
         on_ready(bound);
@@ -406,6 +450,7 @@ impl Manager {
             types: Vec::new(),
             shutdown_timeout: Duration::from_secs(1),
             max_message_size: remote::DEFAULT_MAX_MESSAGE,
+            limits: remote::Limits::default(),
         }
     }
 

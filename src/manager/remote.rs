@@ -13,13 +13,15 @@
 //! given back when the last proxy of this process holding one drops; when the connection
 //! ends, the server gives back what it still counted and releases the locks it held.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::auth;
 use super::error::ManagerError;
@@ -90,10 +92,75 @@ pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
 pub(crate) struct ListenConfig {
     pub(crate) authkey: Vec<u8>,
     pub(crate) max_message: u64,
+    pub(crate) limits: Limits,
 }
+
+/// What the server lets remote peers hold (set on the builder).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Limits {
+    /// The whole handshake's time, from the accept.
+    pub(crate) handshake_timeout: Duration,
+    /// Connections in the handshake at once.
+    pub(crate) max_pending_handshakes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { handshake_timeout: auth::HANDSHAKE_TIMEOUT, max_pending_handshakes: 64 }
+    }
+}
+
+/// The connections in the authentication handshake, oldest first: a clone of each socket,
+/// so that the accept loop can close the oldest to make room.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    open: VecDeque<(u64, TcpStream)>,
+}
+
+type InHandshake = Arc<Mutex<Handshakes>>;
+
+impl Handshakes {
+    /// Closes the connection that has been in the handshake longest; false if none is.
+    fn close_oldest(&mut self) -> bool {
+        match self.open.pop_front() {
+            Some((_, stream)) => {
+                let _ = stream.shutdown(Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place among the handshakes, given up when dropped.
+struct Place {
+    id: u64,
+    pending: InHandshake,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        lock(&self.pending).open.retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// Whether `accept` failed for want of descriptors or memory (retrying at once would
+/// spin).
+fn exhausted(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// The longest pause of the accept loop while descriptors are exhausted.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Binds `address` and accepts connections on a thread of their own; returns the bound
 /// address.
+///
+/// Each accepted connection gets a thread for its handshake, which must end by one
+/// deadline; at most `max_pending_handshakes` are in it at once, and a newer one closes
+/// the oldest. When descriptors run out, the loop closes the oldest handshake and pauses
+/// (10 ms, doubling to 500 ms) instead of spinning.
 pub(crate) fn listen(
     address: &str,
     config: ListenConfig,
@@ -104,26 +171,62 @@ pub(crate) fn listen(
     let bound = listener.local_addr()?;
     let config = Arc::new(config);
     std::thread::Builder::new().name("manager-listener".into()).spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
+        let pending: InHandshake = Arc::default();
+        let mut backoff = Duration::ZERO;
+        loop {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if exhausted(&e) => {
+                    lock(&pending).close_oldest();
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_BACKOFF);
+                    std::thread::sleep(backoff);
+                    continue;
+                }
+                // A peer that gave up before its accept, an interrupted call.
+                Err(_) => continue,
+            };
+            backoff = Duration::ZERO;
+            // Out of descriptors for the clone: the oldest handshake makes room.
+            let watch = stream.try_clone().or_else(|_| {
+                lock(&pending).close_oldest();
+                stream.try_clone()
+            });
+            let Ok(watch) = watch else { continue };
+            let place = {
+                let mut handshakes = lock(&pending);
+                while handshakes.open.len() >= config.limits.max_pending_handshakes.max(1) {
+                    handshakes.close_oldest();
+                }
+                handshakes.next += 1;
+                let id = handshakes.next;
+                handshakes.open.push_back((id, watch));
+                Place { id, pending: pending.clone() }
+            };
             let (config, state, writers) = (config.clone(), state.clone(), writers.clone());
+            // A thread that cannot start drops its closure: the place and the socket go.
             let _ = std::thread::Builder::new()
                 .name("manager-conn".into())
-                .spawn(move || serve_connection(stream, &config, &state, &writers));
+                .spawn(move || serve_connection(stream, place, &config, &state, &writers));
         }
     })?;
     Ok(bound)
 }
 
 /// One remote client: authenticate, then forward its frames to the dispatcher.
-fn serve_connection(mut stream: TcpStream, config: &ListenConfig, state: &Shared<ManagerState>, writers: &Writers) {
+fn serve_connection(
+    mut stream: TcpStream,
+    place: Place,
+    config: &ListenConfig,
+    state: &Shared<ManagerState>,
+    writers: &Writers,
+) {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(auth::HANDSHAKE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(auth::HANDSHAKE_TIMEOUT));
-    if auth::accept(&mut stream, &config.authkey).is_err() {
-        // A wrong key or a silent peer: close, and nothing else happens.
+    let deadline = Instant::now() + config.limits.handshake_timeout;
+    if auth::accept(&mut auth::Bounded::new(&stream, deadline), &config.authkey).is_err() {
+        // A wrong key, a silent or slow peer: close, and nothing else happens.
         return;
     }
+    drop(place);
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(None);
     let Some(conn) = state.new_conn() else { return };

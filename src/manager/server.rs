@@ -36,6 +36,7 @@ pub(crate) struct ServerBoot {
     /// A TCP address to listen on, with the key remote clients must know.
     pub(crate) listen: Option<(String, Vec<u8>)>,
     pub(crate) max_message: u64,
+    pub(crate) limits: remote::Limits,
 }
 
 /// Where a connection's answers go.
@@ -72,7 +73,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), String> {
         server.register_packed(name, runner);
     }
     if let Some((address, authkey)) = boot.listen {
-        let config = ListenConfig { authkey, max_message: boot.max_message };
+        let config = ListenConfig { authkey, max_message: boot.max_message, limits: boot.limits };
         match remote::listen(&address, config, boot.state.clone(), server.writers.clone()) {
             Ok(bound) => boot.state.port.store(u32::from(bound.port()), Ordering::Release),
             Err(e) => {
