@@ -1011,3 +1011,17 @@ fn a_server_out_of_descriptors_makes_room_for_a_client_with_the_key() {
     server.kill().unwrap();
     server.wait();
 }
+
+#[test]
+fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
+    let _w = common::heap_user(LIMIT);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    // Accepts, then says nothing.
+    let holder = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    match Manager::connect_timeout(addr, KEY, Duration::from_millis(200)) {
+        Err(ManagerError::TimedOut(what)) => assert!(what.contains("handshake"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    drop(holder.join().unwrap());
+}

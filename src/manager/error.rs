@@ -110,6 +110,10 @@ pub enum ManagerError {
     #[doc(alias = "OverflowError")]
     #[error("{0} would overflow")]
     Overflow(String),
+    /// A remote server did not answer in time: nothing listening answered the connection,
+    /// or the peer did not complete the handshake (it may be no manager at all).
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// The peer broke the protocol (a malformed message, an unexpected answer).
     #[error("protocol error: {0}")]
     Protocol(String),

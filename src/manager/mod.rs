@@ -463,7 +463,9 @@ impl Manager {
     ///
     /// [`ManagerError::AuthenticationFailed`] for a wrong key (the server goes on,
     /// unaffected), [`ManagerError::Io`] when nothing listens there,
-    /// [`ManagerError::Protocol`] when what listens is not a manager.
+    /// [`ManagerError::Protocol`] when what listens is not a manager,
+    /// [`ManagerError::TimedOut`] when the peer does not complete the handshake within 10 s
+    /// (see [`Manager::connect_timeout`]).
     ///
     /// # Examples
     ///
@@ -474,7 +476,36 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn connect(address: impl ToSocketAddrs, authkey: impl AsRef<[u8]>) -> Result<Manager, ManagerError> {
-        let conn = remote::RemoteConn::connect(address, authkey.as_ref())?;
+        Self::connect_timeout(address, authkey, auth::HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`Manager::connect`], with the time the connection and the handshake may take
+    /// together (`connect` allows 10 s).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::TimedOut`] when nothing answered the connection, or the peer did
+    /// not complete the handshake, within `timeout`; otherwise as [`Manager::connect`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::{Manager, ManagerError};
+    ///
+    /// match Manager::connect_timeout("127.0.0.1:50000", b"secret", Duration::from_secs(2)) {
+    ///     Ok(manager) => println!("{} objects", manager.number_of_objects()?),
+    ///     Err(ManagerError::TimedOut(why)) => println!("no manager there: {why}"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn connect_timeout(
+        address: impl ToSocketAddrs,
+        authkey: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<Manager, ManagerError> {
+        let conn = remote::RemoteConn::connect(address, authkey.as_ref(), timeout)?;
         let manager = Manager { origin: Origin::Remote(conn), server: None };
         manager.origin.call(&Request::Ping)?;
         Ok(manager)

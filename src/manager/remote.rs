@@ -329,12 +329,22 @@ thread_local! {
 }
 
 impl RemoteConn {
-    /// Connects and authenticates.
-    pub(crate) fn connect(address: impl ToSocketAddrs, authkey: &[u8]) -> Result<Arc<RemoteConn>, ManagerError> {
+    /// Connects and authenticates, all of it by `timeout` from now.
+    pub(crate) fn connect(
+        address: impl ToSocketAddrs,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<Arc<RemoteConn>, ManagerError> {
+        let deadline = Instant::now() + timeout;
+        let timed_out = |what: &str| ManagerError::TimedOut(format!("{what} within {timeout:?}"));
         let mut last = None;
         let mut stream = None;
         for addr in address.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, auth::HANDSHAKE_TIMEOUT) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match TcpStream::connect_timeout(&addr, left) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -342,15 +352,28 @@ impl RemoteConn {
                 Err(e) => last = Some(e),
             }
         }
-        let mut stream = match stream {
+        let stream = match stream {
             Some(s) => s,
-            None => return Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")).into()),
+            None => {
+                return Err(match last {
+                    Some(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                        timed_out("no connection")
+                    }
+                    Some(e) => e.into(),
+                    None if Instant::now() >= deadline => timed_out("no connection"),
+                    None => io::Error::other("no address to connect to").into(),
+                });
+            }
         };
         let peer = stream.peer_addr()?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(auth::HANDSHAKE_TIMEOUT))?;
-        stream.set_write_timeout(Some(auth::HANDSHAKE_TIMEOUT))?;
-        auth::connect(&mut stream, authkey)?;
+        match auth::connect(&mut auth::Bounded::new(&stream, deadline), authkey) {
+            Ok(()) => {}
+            Err(ManagerError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(timed_out("the peer did not complete the handshake"));
+            }
+            Err(e) => return Err(e),
+        }
         stream.set_read_timeout(None)?;
         stream.set_write_timeout(None)?;
         let shared = Arc::new(Inbox {
