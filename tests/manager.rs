@@ -1025,3 +1025,20 @@ fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
     }
     drop(holder.join().unwrap());
 }
+
+#[test]
+fn a_request_that_would_expand_beyond_its_budget_is_refused_and_the_connection_goes_on() {
+    let _w = common::heap_user(LIMIT);
+    // 8 MiB: some 65 000 empty items. 300 000 of them make a frame of 600 KB.
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_request_memory(8 << 20).start().unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    for client in [&manager, &remote] {
+        match client.list_from(std::iter::repeat_n((), 300_000)) {
+            Err(ManagerError::TooLarge { len, max }) => assert!(len > max && max == 8 << 20, "{len} {max}"),
+            other => panic!("{:?}", other.map(|l| l.len())),
+        }
+        // The same connection goes on; what fits the budget is served.
+        let fits = client.list_from(std::iter::repeat_n((), 10_000)).unwrap();
+        assert_eq!(fits.len().unwrap(), 10_000);
+    }
+}

@@ -272,6 +272,46 @@ impl ManagerBuilder {
         self
     }
 
+    /// How much of the server's memory one request may take once decoded, estimated as
+    /// 128 bytes per item plus its bytes and references (default 256 MiB: two million
+    /// small items). A request beyond it is refused with [`ManagerError::TooLarge`] and
+    /// the connection goes on, so that a small frame of many empty items cannot make the
+    /// server allocate many times its size.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().max_request_memory(64 << 20).start()?;
+    /// let too_many = manager.list_from(std::iter::repeat(()).take(1_000_000));
+    /// assert!(matches!(too_many, Err(multiproc::ManagerError::TooLarge { .. })));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_request_memory(mut self, bytes: u64) -> Self {
+        self.limits.max_request_memory = bytes;
+        self
+    }
+
+    /// How many bytes of requests the server may be receiving from all its remote
+    /// connections at once (default 256 MiB). A frame is held as its bytes arrive, not as
+    /// announced; past the limit, connections in the middle of a frame above 64 KiB wait
+    /// for room before they read on (smaller frames always go on).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .max_frame_memory(64 << 20)
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_frame_memory(mut self, bytes: u64) -> Self {
+        self.limits.max_frame_memory = bytes;
+        self
+    }
+
     fn authkey_or_family(&self) -> Result<Vec<u8>, ManagerError> {
         match &self.authkey {
             Some(key) => Ok(key.clone()),
@@ -372,6 +412,7 @@ impl ManagerBuilder {
         let state = Shared::new(ManagerState::new()?)?;
         state.requests.open()?;
         let mut server = Server::new(state.clone());
+        server.limit_requests(self.limits.max_request_memory);
         for (name, _, constructor) in &self.types {
             server.register(name, *constructor);
         }

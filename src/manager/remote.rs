@@ -102,11 +102,26 @@ pub(crate) struct Limits {
     pub(crate) handshake_timeout: Duration,
     /// Connections in the handshake at once.
     pub(crate) max_pending_handshakes: usize,
+    /// What one request may decode to, estimated (see `protocol::Budget`).
+    pub(crate) max_request_memory: u64,
+    /// Bytes of request frames being received, across remote connections.
+    pub(crate) max_frame_memory: u64,
 }
+
+/// The default of [`Limits::max_request_memory`]: 256 MiB.
+pub(crate) const DEFAULT_MAX_REQUEST_MEMORY: u64 = super::protocol::DEFAULT_MAX_REQUEST_MEMORY;
+
+/// The default of [`Limits::max_frame_memory`]: 256 MiB.
+pub(crate) const DEFAULT_MAX_FRAME_MEMORY: u64 = 256 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { handshake_timeout: auth::HANDSHAKE_TIMEOUT, max_pending_handshakes: 64 }
+        Self {
+            handshake_timeout: auth::HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: 64,
+            max_request_memory: DEFAULT_MAX_REQUEST_MEMORY,
+            max_frame_memory: DEFAULT_MAX_FRAME_MEMORY,
+        }
     }
 }
 
