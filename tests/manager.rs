@@ -1042,3 +1042,57 @@ fn a_request_that_would_expand_beyond_its_budget_is_refused_and_the_connection_g
         assert_eq!(fits.len().unwrap(), 10_000);
     }
 }
+
+/// The resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn frames_being_received_share_one_memory_budget_and_small_requests_go_on() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: u64 = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_message_size(4 * MIB)
+        .max_frame_memory(4 * MIB)
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    let pid = manager.pid().unwrap();
+    let before = rss(pid);
+    // Eight authenticated peers each announce a frame of 4 MiB and send 3 MiB of it.
+    let peers: Vec<(TcpStream, std::thread::JoinHandle<()>)> = (0..8)
+        .map(|_| {
+            let mut raw = TcpStream::connect(addr).unwrap();
+            authenticate(&mut raw, KEY);
+            let mut writer = raw.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                let _ = writer.write_all(&(4 * MIB as u32 - 1).to_le_bytes());
+                let _ = writer.write_all(&vec![0xAB; 3 * MIB as usize]);
+            });
+            (raw, sender)
+        })
+        .collect();
+    // Unbounded, the server would hold all 24 MiB; give it the chance to.
+    let grew = eventually(Duration::from_secs(3), || rss(pid).saturating_sub(before) >= 20 * MIB);
+    let growth = rss(pid).saturating_sub(before);
+    eprintln!("server RSS grew by {} KiB with 8 frames of 3 MiB in flight", growth >> 10);
+    assert!(!grew && growth < 12 * MIB, "the server holds {growth} bytes more");
+    // Small requests are not held up by the budget.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    for (raw, sender) in peers {
+        raw.shutdown(std::net::Shutdown::Both).unwrap();
+        sender.join().unwrap();
+    }
+    // Whatever they held is given back: a large frame goes through.
+    let big: ListProxy<Vec<u8>> = remote.list().unwrap();
+    big.push(vec![7u8; 2 * MIB as usize]).unwrap();
+    assert_eq!(big.get(0).unwrap().unwrap().len(), 2 * MIB as usize);
+}

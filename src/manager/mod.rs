@@ -416,7 +416,7 @@ impl ManagerBuilder {
         for (name, _, constructor) in &self.types {
             server.register(name, *constructor);
         }
-        let config = remote::ListenConfig { authkey, max_message: self.max_message_size, limits: self.limits.clone() };
+        let config = remote::ListenConfig::new(authkey, self.max_message_size, self.limits.clone());
         let bound = remote::listen(&address, config, state, server.writers())
             .map_err(|e| ManagerError::Start(format!("cannot listen on {address}: {e}")))?;
         on_ready(bound);

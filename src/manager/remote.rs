@@ -69,6 +69,72 @@ pub(crate) fn read_frame(stream: &mut impl Read, max: u64) -> Result<Vec<u8>, Fr
 
 // ---- the server's side --------------------------------------------------------------------
 
+/// Frames up to this size are read at once, outside the shared budget.
+const SMALL_FRAME: u64 = 64 << 10;
+
+/// The memory of the request frames being received, across the remote connections.
+pub(crate) struct FrameMemory {
+    held: Mutex<u64>,
+    room: Condvar,
+    max: u64,
+}
+
+impl FrameMemory {
+    pub(crate) fn new(max: u64) -> Self {
+        Self { held: Mutex::new(0), room: Condvar::new(), max: max.max(1) }
+    }
+
+    /// Takes `bytes` (at most the whole budget), waiting until they fit; a connection
+    /// waits here holding nothing, so every one that holds a share can finish its frame.
+    fn take(&self, bytes: u64) -> Share<'_> {
+        let bytes = bytes.min(self.max);
+        let mut held = lock(&self.held);
+        while *held + bytes > self.max {
+            held = self.room.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        *held += bytes;
+        Share { memory: self, bytes }
+    }
+}
+
+/// A connection's share of the frame budget, given back when dropped.
+struct Share<'a> {
+    memory: &'a FrameMemory,
+    bytes: u64,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        *lock(&self.memory.held) -= self.bytes;
+        self.memory.room.notify_all();
+    }
+}
+
+/// Reads a request frame of at most `max` bytes: a small one at once; a larger one after
+/// taking its length from `memory`, held until the frame is dropped. (Its zeroed buffer
+/// comes from fresh pages, which take memory only as the bytes arrive.)
+fn read_request<'m>(
+    stream: &mut impl Read,
+    max: u64,
+    memory: &'m FrameMemory,
+) -> Result<(Vec<u8>, Option<Share<'m>>), FrameError> {
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).map_err(FrameError::Io)?;
+    let len = u64::from(u32::from_le_bytes(head));
+    if len > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    if len <= SMALL_FRAME {
+        let mut body = vec![0u8; len as usize];
+        stream.read_exact(&mut body).map_err(FrameError::Io)?;
+        return Ok((body, None));
+    }
+    let share = memory.take(len);
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    Ok((body, Some(share)))
+}
+
 /// The answer channels of the remote connections, shared by the dispatcher and the
 /// connection threads.
 pub(crate) type Writers = Arc<Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>>;
@@ -93,6 +159,14 @@ pub(crate) struct ListenConfig {
     pub(crate) authkey: Vec<u8>,
     pub(crate) max_message: u64,
     pub(crate) limits: Limits,
+    frames: FrameMemory,
+}
+
+impl ListenConfig {
+    pub(crate) fn new(authkey: Vec<u8>, max_message: u64, limits: Limits) -> Self {
+        let frames = FrameMemory::new(limits.max_frame_memory);
+        Self { authkey, max_message, limits, frames }
+    }
 }
 
 /// What the server lets remote peers hold (set on the builder).
@@ -258,7 +332,8 @@ fn serve_connection(
         let _ = writer.shutdown(Shutdown::Both);
     });
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
-        while let Ok(frame) = read_frame(&mut stream, config.max_message) {
+        // The frame and its share of the budget go once it is on the ring.
+        while let Ok((frame, _share)) = read_request(&mut stream, config.max_message, &config.frames) {
             if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
                 break;
             }

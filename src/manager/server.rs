@@ -78,7 +78,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), String> {
         server.register_packed(name, runner);
     }
     if let Some((address, authkey)) = boot.listen {
-        let config = ListenConfig { authkey, max_message: boot.max_message, limits: boot.limits };
+        let config = ListenConfig::new(authkey, boot.max_message, boot.limits);
         match remote::listen(&address, config, boot.state.clone(), server.writers.clone()) {
             Ok(bound) => boot.state.port.store(u32::from(bound.port()), Ordering::Release),
             Err(e) => {
