@@ -1096,3 +1096,53 @@ fn frames_being_received_share_one_memory_budget_and_small_requests_go_on() {
     big.push(vec![7u8; 2 * MIB as usize]).unwrap();
     assert_eq!(big.get(0).unwrap().unwrap().len(), 2 * MIB as usize);
 }
+
+/// The peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn a_frame_of_millions_of_empty_items_does_not_blow_the_server_up() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: u64 = 1 << 20;
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_request_memory(16 * MIB).start().unwrap();
+    let pid = manager.pid().unwrap();
+    let before = peak_rss(pid);
+    // By hand, as no client would build it: seq 1, thread 0, Create (0), List (1), then
+    // 16.7 million items of no bytes and no references, two bytes each: a 32 MiB frame.
+    let n: u64 = 16_700_000;
+    let mut frame = vec![1u8, 0, 0, 1];
+    let mut v = n;
+    while v >= 0x80 {
+        frame.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    frame.push(v as u8);
+    frame.resize(frame.len() + 2 * n as usize, 0);
+    let mut raw = TcpStream::connect(manager.address().unwrap()).unwrap();
+    authenticate(&mut raw, KEY);
+    raw.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
+    raw.write_all(&frame).unwrap();
+    drop(frame);
+    let mut len = [0u8; 4];
+    raw.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    raw.read_exact(&mut body).unwrap();
+    // Sequence number 1, an error (the fault: too large).
+    assert_eq!(&body[..2], [1, 1], "an error answers request 1: {body:?}");
+    let growth = peak_rss(pid).saturating_sub(before);
+    eprintln!("server peak RSS grew by {} MiB for a 32 MiB frame of 16.7 million empty items", growth >> 20);
+    // The frame is held twice (read, then on the request ring); its items are not.
+    assert!(growth < 160 * MIB, "{growth}");
+    // The connection goes on.
+    let ping = [2u8, 0, 3];
+    raw.write_all(&(ping.len() as u32).to_le_bytes()).unwrap();
+    raw.write_all(&ping).unwrap();
+    raw.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    raw.read_exact(&mut body).unwrap();
+    assert_eq!(body[0], 2, "the answer to the ping");
+}
