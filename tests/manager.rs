@@ -1146,3 +1146,62 @@ fn a_frame_of_millions_of_empty_items_does_not_blow_the_server_up() {
     raw.read_exact(&mut body).unwrap();
     assert_eq!(body[0], 2, "the answer to the ping");
 }
+
+// ---- the condition's wake-ups ----------------------------------------------------------------
+
+fn waitfor_child((cond, state): (ConditionProxy, ValueProxy<i64>)) -> bool {
+    let _held = cond.lock().unwrap();
+    state.set(0).unwrap();
+    // Notifies, then waits itself: the wake-up was for the parent, already waiting.
+    cond.notify().unwrap();
+    cond.wait_for(|| state.get().unwrap() == 4).unwrap();
+    state.get().unwrap() == 4
+}
+
+/// CPython's `test_waitfor` (`_test_waitfor_f`), with untimed waits: a lost wake-up hangs.
+#[test]
+fn a_manager_condition_passes_cpythons_test_waitfor() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let state = manager.value(-1i64).unwrap();
+    let child = Process::new(waitfor_child, (cond.clone(), state.clone())).start().unwrap();
+    {
+        let _held = cond.lock().unwrap();
+        cond.wait_for(|| state.get().unwrap() == 0).unwrap();
+        assert_eq!(state.get().unwrap(), 0);
+    }
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(10));
+        let _held = cond.lock().unwrap();
+        state.set(state.get().unwrap() + 1).unwrap();
+        cond.notify().unwrap();
+    }
+    assert!(child.join().unwrap());
+}
+
+fn take_turns((cond, turn, me, rounds): (ConditionProxy, ValueProxy<u8>, u8, u32)) {
+    for _ in 0..rounds {
+        let _held = cond.lock().unwrap();
+        cond.wait_for(|| turn.get().unwrap() == me).unwrap();
+        turn.set(1 - me).unwrap();
+        cond.notify().unwrap();
+    }
+}
+
+/// Two processes take turns with notify and untimed waits: one lost wake-up is a deadlock.
+#[test]
+fn two_processes_take_two_thousand_turns_on_a_manager_condition() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let turn = manager.value(0u8).unwrap();
+    let rounds = 2000;
+    let players: Vec<_> = (0..2u8)
+        .map(|me| Process::new(take_turns, (cond.clone(), turn.clone(), me, rounds)).start().unwrap())
+        .collect();
+    for p in players {
+        p.join().unwrap();
+    }
+    assert_eq!(turn.get().unwrap(), 0);
+}
