@@ -100,11 +100,14 @@ pub(crate) struct Item<R> {
     pub(crate) refs: Vec<R>,
 }
 
-/// [`Item`] as decoded, before it is charged to the request's budget.
+/// [`Item`] as decoded, before it is charged to the request's budget (its references are
+/// charged one by one as they decode, since each takes eight times its encoding).
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
 struct ItemRepr<R> {
     #[serde(with = "serde_bytes")]
     bytes: Vec<u8>,
+    #[serde(deserialize_with = "charged_seq")]
     refs: Vec<R>,
 }
 
@@ -112,12 +115,39 @@ impl<R> TryFrom<ItemRepr<R>> for Item<R> {
     type Error = &'static str;
 
     fn try_from(repr: ItemRepr<R>) -> Result<Self, Self::Error> {
-        let cost = ITEM_COST
-            .saturating_add(repr.bytes.len() as u64)
-            .saturating_add((repr.refs.len() as u64).saturating_mul(std::mem::size_of::<R>() as u64));
-        charge(cost)?;
+        charge(ITEM_COST.saturating_add(repr.bytes.len() as u64))?;
         Ok(Item { bytes: repr.bytes, refs: repr.refs })
     }
+}
+
+/// Decodes a sequence, charging each element to the request's budget before it is kept.
+fn charged_seq<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Charged<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Charged<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            loop {
+                charge(std::mem::size_of::<T>() as u64).map_err(serde::de::Error::custom)?;
+                match seq.next_element()? {
+                    Some(element) => out.push(element),
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
+
+    deserializer.deserialize_seq(Charged(std::marker::PhantomData))
 }
 
 /// What one decoded item is taken to cost the server besides its bytes and references:
@@ -578,5 +608,20 @@ mod tests {
         encode_plain(&Out::<u64>::Items(vec![Item { bytes: Vec::new(), refs: Vec::new() }; 100_000]), &mut reply)
             .unwrap();
         assert!(decode_plain::<Out<u64>>(&reply).is_ok());
+    }
+
+    #[test]
+    fn an_item_of_many_references_stops_decoding_at_the_budget() {
+        let item = Item { bytes: Vec::new(), refs: vec![5u64; 1_000_000] };
+        let env =
+            Envelope { seq: 7, thread: 0, request: Request::Call { id: 2, kind: Kind::List, op: Op::ListPush(item) } };
+        let mut bytes = Vec::new();
+        encode_plain(&env, &mut bytes).unwrap();
+        // 1 MB of frame, 8 MB of references: refused at 1 MiB, before they are all kept.
+        match decode_request_within(&bytes, 1 << 20) {
+            Err(Fault::TooLarge { len, max }) => assert!(len > max && len <= max + 8, "{len} {max}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(decode_request_within(&bytes, 16 << 20).unwrap(), env);
     }
 }
