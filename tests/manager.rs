@@ -1205,3 +1205,12 @@ fn two_processes_take_two_thousand_turns_on_a_manager_condition() {
     }
     assert_eq!(turn.get().unwrap(), 0);
 }
+
+#[test]
+fn an_endless_handshake_timeout_is_no_panic() {
+    let _w = common::heap_user(LIMIT);
+    let manager =
+        Manager::builder().address("127.0.0.1:0").authkey(KEY).handshake_timeout(Duration::MAX).start().unwrap();
+    let remote = Manager::connect_timeout(manager.address().unwrap(), KEY, Duration::MAX).unwrap();
+    assert_eq!(remote.number_of_objects().unwrap(), 0);
+}

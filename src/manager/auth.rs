@@ -33,6 +33,12 @@ const DIGEST: usize = 32;
 /// How long the whole handshake may take, either side (the default).
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The instant `timeout` from now; a timeout past what an `Instant` can hold is a year.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(365 * 86400))
+}
+
 /// A socket whose every read and write must end by one deadline, so that a peer sending a
 /// byte at a time cannot stretch the exchange (a timeout per read would restart with each
 /// byte). Past the deadline, reads and writes fail with `TimedOut`.
@@ -163,6 +169,12 @@ pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_too_long_for_an_instant_is_a_year() {
+        assert!(deadline_after(Duration::MAX) > Instant::now() + Duration::from_secs(300 * 86400));
+        assert!(deadline_after(Duration::from_millis(5)) <= Instant::now() + Duration::from_millis(5));
+    }
     use std::os::unix::net::UnixStream;
 
     fn exchange(

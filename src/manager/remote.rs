@@ -310,7 +310,7 @@ fn serve_connection(
     writers: &Writers,
 ) {
     let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + config.limits.handshake_timeout;
+    let deadline = auth::deadline_after(config.limits.handshake_timeout);
     if auth::accept(&mut auth::Bounded::new(&stream, deadline), &config.authkey).is_err() {
         // A wrong key, a silent or slow peer: close, and nothing else happens.
         return;
@@ -425,7 +425,7 @@ impl RemoteConn {
         authkey: &[u8],
         timeout: Duration,
     ) -> Result<Arc<RemoteConn>, ManagerError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = auth::deadline_after(timeout);
         let timed_out = |what: &str| ManagerError::TimedOut(format!("{what} within {timeout:?}"));
         let mut last = None;
         let mut stream = None;
