@@ -7,6 +7,14 @@
 //! family and remote clients alike; a writer thread per connection sends the answers, so
 //! that a slow reader never holds up the dispatcher.
 //!
+//! What an unauthenticated peer can hold is bounded: the whole handshake has one deadline
+//! ([`Limits::handshake_timeout`]), at most [`Limits::max_pending_handshakes`] connections
+//! are in it (a newer one closes the oldest), and when descriptors run out the accept loop
+//! closes the oldest handshake and pauses instead of spinning. What authenticated peers
+//! can make the server hold is bounded too: request frames above 64 KiB being received
+//! share [`Limits::max_frame_memory`], and one request decodes to at most
+//! [`Limits::max_request_memory`] (`protocol::decode_request_within`).
+//!
 //! A remote client multiplexes every thread's requests on one connection (each request
 //! carries its thread, for lock ownership); a reader thread hands each answer to the thread
 //! that waits for it. References the server hands out are counted per connection and
