@@ -903,3 +903,314 @@ fn managers_started_and_shut_down_after_a_request_leave_the_heap_as_they_found_i
     // Before the fix, each cycle left a connection with its reply ring: 200 × 10 KiB.
     check.assert_at_most(64 << 10);
 }
+
+/// Opens a connection and reads the server's challenge (what any TCP peer can do).
+fn unauthenticated(addr: std::net::SocketAddr) -> TcpStream {
+    let mut raw = TcpStream::connect(addr).unwrap();
+    let mut hello = [0u8; 40];
+    raw.read_exact(&mut hello).unwrap();
+    raw
+}
+
+#[test]
+fn slow_handshakes_are_closed_by_one_deadline_however_steadily_they_trickle() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    // Twenty peers each send a byte of their 64-byte answer every 20 ms, never finishing:
+    // each read is quick, the handshake as a whole is not.
+    let trickle = |addr| {
+        let mut raw = unauthenticated(addr);
+        for _ in 0..60 {
+            if raw.write_all(&[0]).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    let peers: Vec<_> = (0..20).map(|_| std::thread::spawn(move || trickle(addr))).collect();
+    let closed = peers.into_iter().map(|p| p.join().unwrap()).filter(|c| *c).count();
+    assert_eq!(closed, 20, "the server must close every peer still in the handshake after its deadline");
+    // The server serves.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    assert_eq!(remote.number_of_objects().unwrap(), 0);
+}
+
+#[test]
+fn idle_peers_beyond_the_handshake_cap_are_closed_and_a_client_with_the_key_gets_in() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_secs(3600))
+        .max_pending_handshakes(4)
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    // Twenty peers that say nothing after the challenge: all but the last four lose their
+    // place to newer ones.
+    let mut idle: Vec<TcpStream> = (0..20).map(|_| unauthenticated(addr)).collect();
+    for raw in &mut idle[..16] {
+        assert!(closed_by_server(raw));
+    }
+    // While the four places are taken, a client that knows the key gets in, and is served.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    // Its handshake took the place of the oldest idle peer; the three newest still hold
+    // theirs (their deadline is an hour away).
+    assert!(closed_by_server(&mut idle[16]));
+    for raw in &idle[17..] {
+        raw.set_nonblocking(true).unwrap();
+        let still_open = matches!(raw.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(still_open, "a peer within the cap and its deadline keeps its place");
+    }
+}
+
+/// A server program whose descriptors run out: 30 more than it has open when it starts.
+fn serve_with_few_descriptors(port: multiproc::Value<u16>) {
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = libc::rlimit { rlim_cur: open + 30, rlim_max: open + 30 };
+    // SAFETY: setrlimit reads the struct passed by reference; lowering our own descriptor
+    // limit has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let ready = |addr: std::net::SocketAddr| port.set(addr.port());
+    let served = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_secs(3600))
+        .max_pending_handshakes(1000)
+        .serve(ready);
+    panic!("serve returned: {served:?}");
+}
+
+#[test]
+fn a_server_out_of_descriptors_makes_room_for_a_client_with_the_key() {
+    let _w = common::heap_user(LIMIT);
+    let port = multiproc::Value::new(0u16).unwrap();
+    let server = Process::new(serve_with_few_descriptors, port.clone()).start().unwrap();
+    assert!(eventually(Duration::from_secs(30), || port.get() != 0));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port.get()).into();
+    // Sixty peers that never answer the challenge: more than the server has descriptors
+    // for (each handshake takes two), and within its cap and its deadline.
+    let idle: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Accept fails with EMFILE; the server closes its oldest handshakes to make room, so
+    // the client that knows the key gets in.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    drop(idle);
+    server.kill().unwrap();
+    server.wait();
+}
+
+#[test]
+fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
+    let _w = common::heap_user(LIMIT);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    // Accepts, then says nothing.
+    let holder = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    match Manager::connect_timeout(addr, KEY, Duration::from_millis(200)) {
+        Err(ManagerError::TimedOut(what)) => assert!(what.contains("handshake"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    drop(holder.join().unwrap());
+}
+
+#[test]
+fn a_request_that_would_expand_beyond_its_budget_is_refused_and_the_connection_goes_on() {
+    let _w = common::heap_user(LIMIT);
+    // 8 MiB: some 65 000 empty items. 300 000 of them make a frame of 600 KB.
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_request_memory(8 << 20).start().unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    for client in [&manager, &remote] {
+        match client.list_from(std::iter::repeat_n((), 300_000)) {
+            Err(ManagerError::TooLarge { len, max }) => assert!(len > max && max == 8 << 20, "{len} {max}"),
+            other => panic!("{:?}", other.map(|l| l.len())),
+        }
+        // The same connection goes on; what fits the budget is served.
+        let fits = client.list_from(std::iter::repeat_n((), 10_000)).unwrap();
+        assert_eq!(fits.len().unwrap(), 10_000);
+    }
+}
+
+/// The resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn frames_being_received_share_one_memory_budget_and_small_requests_go_on() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: u64 = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_message_size(4 * MIB)
+        .max_frame_memory(4 * MIB)
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    let pid = manager.pid().unwrap();
+    let before = rss(pid);
+    // Eight authenticated peers each announce a frame of 4 MiB and send 3 MiB of it.
+    let peers: Vec<(TcpStream, std::thread::JoinHandle<()>)> = (0..8)
+        .map(|_| {
+            let mut raw = TcpStream::connect(addr).unwrap();
+            authenticate(&mut raw, KEY);
+            let mut writer = raw.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                let _ = writer.write_all(&(4 * MIB as u32 - 1).to_le_bytes());
+                let _ = writer.write_all(&vec![0xAB; 3 * MIB as usize]);
+            });
+            (raw, sender)
+        })
+        .collect();
+    // Unbounded, the server would hold all 24 MiB; give it the chance to.
+    let grew = eventually(Duration::from_secs(3), || rss(pid).saturating_sub(before) >= 20 * MIB);
+    let growth = rss(pid).saturating_sub(before);
+    eprintln!("server RSS grew by {} KiB with 8 frames of 3 MiB in flight", growth >> 10);
+    assert!(!grew && growth < 12 * MIB, "the server holds {growth} bytes more");
+    // Small requests are not held up by the budget.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+    for (raw, sender) in peers {
+        raw.shutdown(std::net::Shutdown::Both).unwrap();
+        sender.join().unwrap();
+    }
+    // Whatever they held is given back: a large frame goes through.
+    let big: ListProxy<Vec<u8>> = remote.list().unwrap();
+    big.push(vec![7u8; 2 * MIB as usize]).unwrap();
+    assert_eq!(big.get(0).unwrap().unwrap().len(), 2 * MIB as usize);
+}
+
+/// The peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn a_frame_of_millions_of_empty_items_does_not_blow_the_server_up() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: u64 = 1 << 20;
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_request_memory(16 * MIB).start().unwrap();
+    let pid = manager.pid().unwrap();
+    let before = peak_rss(pid);
+    // By hand, as no client would build it: seq 1, thread 0, Create (0), List (1), then
+    // 16.7 million items of no bytes and no references, two bytes each: a 32 MiB frame.
+    let n: u64 = 16_700_000;
+    let mut frame = vec![1u8, 0, 0, 1];
+    let mut v = n;
+    while v >= 0x80 {
+        frame.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    frame.push(v as u8);
+    frame.resize(frame.len() + 2 * n as usize, 0);
+    let mut raw = TcpStream::connect(manager.address().unwrap()).unwrap();
+    authenticate(&mut raw, KEY);
+    raw.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
+    raw.write_all(&frame).unwrap();
+    drop(frame);
+    let mut len = [0u8; 4];
+    raw.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    raw.read_exact(&mut body).unwrap();
+    // Sequence number 1, an error (the fault: too large).
+    assert_eq!(&body[..2], [1, 1], "an error answers request 1: {body:?}");
+    let growth = peak_rss(pid).saturating_sub(before);
+    eprintln!("server peak RSS grew by {} MiB for a 32 MiB frame of 16.7 million empty items", growth >> 20);
+    // The frame is held twice (read, then on the request ring); its items are not.
+    assert!(growth < 160 * MIB, "{growth}");
+    // The connection goes on.
+    let ping = [2u8, 0, 3];
+    raw.write_all(&(ping.len() as u32).to_le_bytes()).unwrap();
+    raw.write_all(&ping).unwrap();
+    raw.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    raw.read_exact(&mut body).unwrap();
+    assert_eq!(body[0], 2, "the answer to the ping");
+}
+
+// ---- the condition's wake-ups ----------------------------------------------------------------
+
+fn waitfor_child((cond, state): (ConditionProxy, ValueProxy<i64>)) -> bool {
+    let _held = cond.lock().unwrap();
+    state.set(0).unwrap();
+    // Notifies, then waits itself: the wake-up was for the parent, already waiting.
+    cond.notify().unwrap();
+    cond.wait_for(|| state.get().unwrap() == 4).unwrap();
+    state.get().unwrap() == 4
+}
+
+/// CPython's `test_waitfor` (`_test_waitfor_f`), with untimed waits: a lost wake-up hangs.
+#[test]
+fn a_manager_condition_passes_cpythons_test_waitfor() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let state = manager.value(-1i64).unwrap();
+    let child = Process::new(waitfor_child, (cond.clone(), state.clone())).start().unwrap();
+    {
+        let _held = cond.lock().unwrap();
+        cond.wait_for(|| state.get().unwrap() == 0).unwrap();
+        assert_eq!(state.get().unwrap(), 0);
+    }
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(10));
+        let _held = cond.lock().unwrap();
+        state.set(state.get().unwrap() + 1).unwrap();
+        cond.notify().unwrap();
+    }
+    assert!(child.join().unwrap());
+}
+
+fn take_turns((cond, turn, me, rounds): (ConditionProxy, ValueProxy<u8>, u8, u32)) {
+    for _ in 0..rounds {
+        let _held = cond.lock().unwrap();
+        cond.wait_for(|| turn.get().unwrap() == me).unwrap();
+        turn.set(1 - me).unwrap();
+        cond.notify().unwrap();
+    }
+}
+
+/// Two processes take turns with notify and untimed waits: one lost wake-up is a deadlock.
+#[test]
+fn two_processes_take_two_thousand_turns_on_a_manager_condition() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let turn = manager.value(0u8).unwrap();
+    let rounds = 2000;
+    let players: Vec<_> = (0..2u8)
+        .map(|me| Process::new(take_turns, (cond.clone(), turn.clone(), me, rounds)).start().unwrap())
+        .collect();
+    for p in players {
+        p.join().unwrap();
+    }
+    assert_eq!(turn.get().unwrap(), 0);
+}
+
+#[test]
+fn an_endless_handshake_timeout_is_no_panic() {
+    let _w = common::heap_user(LIMIT);
+    let manager =
+        Manager::builder().address("127.0.0.1:0").authkey(KEY).handshake_timeout(Duration::MAX).start().unwrap();
+    let remote = Manager::connect_timeout(manager.address().unwrap(), KEY, Duration::MAX).unwrap();
+    assert_eq!(remote.number_of_objects().unwrap(), 0);
+}

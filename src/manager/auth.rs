@@ -12,8 +12,9 @@
 //! The key itself never travels; the role prefixes keep one side's answer from being
 //! replayed as the other's; comparisons are constant-time (`Mac::verify_slice`).
 
-use std::io::{Read, Write};
-use std::time::Duration;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -29,8 +30,63 @@ const FAILURE: &[u8; 8] = b"#FAILURE";
 const NONCE: usize = 32;
 const DIGEST: usize = 32;
 
-/// How long either side waits for the other during the handshake.
+/// How long the whole handshake may take, either side (the default).
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The instant `timeout` from now; a timeout past what an `Instant` can hold is a year.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(365 * 86400))
+}
+
+/// A socket whose every read and write must end by one deadline, so that a peer sending a
+/// byte at a time cannot stretch the exchange (a timeout per read would restart with each
+/// byte). Past the deadline, reads and writes fail with `TimedOut`.
+pub(crate) struct Bounded<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> Bounded<'a> {
+    pub(crate) fn new(stream: &'a TcpStream, deadline: Instant) -> Self {
+        Self { stream, deadline }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() { Err(timed_out()) } else { Ok(left) }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the handshake took too long")
+}
+
+/// A socket timeout shows as `WouldBlock` (or `TimedOut`): both are the deadline.
+fn past_deadline(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
+        _ => e,
+    }
+}
+
+impl Read for Bounded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf).map_err(past_deadline)
+    }
+}
+
+impl Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf).map_err(past_deadline)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 fn mac(key: &[u8], role: &[u8], challenge: &[u8]) -> HmacSha256 {
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
@@ -113,6 +169,12 @@ pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_too_long_for_an_instant_is_a_year() {
+        assert!(deadline_after(Duration::MAX) > Instant::now() + Duration::from_secs(300 * 86400));
+        assert!(deadline_after(Duration::from_millis(5)) <= Instant::now() + Duration::from_millis(5));
+    }
     use std::os::unix::net::UnixStream;
 
     fn exchange(

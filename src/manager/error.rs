@@ -96,7 +96,9 @@ pub enum ManagerError {
     /// that it knows the key).
     #[error("authentication failed: {0}")]
     AuthenticationFailed(String),
-    /// A message exceeds the size limit of the connection.
+    /// A message exceeds the size limit of the connection, or a request would take more
+    /// of the server's memory once decoded than one request may
+    /// ([`ManagerBuilder::max_request_memory`](crate::ManagerBuilder::max_request_memory)).
     #[error("a message of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge {
         /// The message's size.
@@ -110,6 +112,10 @@ pub enum ManagerError {
     #[doc(alias = "OverflowError")]
     #[error("{0} would overflow")]
     Overflow(String),
+    /// A remote server did not answer in time: nothing listening answered the connection,
+    /// or the peer did not complete the handshake (it may be no manager at all).
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// The peer broke the protocol (a malformed message, an unexpected answer).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -149,6 +155,7 @@ impl From<Fault> for ManagerError {
             Fault::MethodFailed(why) => ManagerError::MethodFailed(why),
             Fault::VersionChanged => ManagerError::Contended,
             Fault::Overflow(what) => ManagerError::Overflow(what),
+            Fault::TooLarge { len, max } => ManagerError::TooLarge { len, max },
             Fault::ShuttingDown => ManagerError::ServerGone { reason: "the manager is shutting down".into() },
             other => ManagerError::Protocol(other.to_string()),
         }

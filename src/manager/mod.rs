@@ -171,6 +171,7 @@ pub struct ManagerBuilder {
     types: Vec<(&'static str, Packed, store::Constructor)>,
     shutdown_timeout: Duration,
     max_message_size: u64,
+    limits: remote::Limits,
 }
 
 impl fmt::Debug for ManagerBuilder {
@@ -182,6 +183,7 @@ impl fmt::Debug for ManagerBuilder {
             .field("types", &self.types.iter().map(|t| t.0).collect::<Vec<_>>())
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_message_size", &self.max_message_size)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -229,6 +231,87 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a remote client may take over the whole authentication handshake, from
+    /// the moment its connection is accepted (default 10 s); a client still in it then is
+    /// disconnected, however steadily it trickles bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .handshake_timeout(Duration::from_secs(2))
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// How many connections may be in the authentication handshake at once (default 64,
+    /// at least 1). A connection accepted beyond that closes the one that has been in it
+    /// longest, so that clients who know the key get in while idle or slow peers hold
+    /// every place; each place costs a thread and two descriptors until it ends.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .max_pending_handshakes(16)
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_pending_handshakes(mut self, count: usize) -> Self {
+        self.limits.max_pending_handshakes = count.max(1);
+        self
+    }
+
+    /// How much of the server's memory one request may take once decoded, estimated as
+    /// 128 bytes per item plus its bytes and references (default 256 MiB: two million
+    /// small items). A request beyond it is refused with [`ManagerError::TooLarge`] and
+    /// the connection goes on, so that a small frame of many empty items cannot make the
+    /// server allocate many times its size.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().max_request_memory(64 << 20).start()?;
+    /// let too_many = manager.list_from(std::iter::repeat(()).take(1_000_000));
+    /// assert!(matches!(too_many, Err(multiproc::ManagerError::TooLarge { .. })));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_request_memory(mut self, bytes: u64) -> Self {
+        self.limits.max_request_memory = bytes;
+        self
+    }
+
+    /// How many bytes of requests the server may be receiving from all its remote
+    /// connections at once (default 256 MiB). A frame is held as its bytes arrive, not as
+    /// announced; past the limit, connections in the middle of a frame above 64 KiB wait
+    /// for room before they read on (smaller frames always go on).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .max_frame_memory(64 << 20)
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn max_frame_memory(mut self, bytes: u64) -> Self {
+        self.limits.max_frame_memory = bytes;
+        self
+    }
+
     fn authkey_or_family(&self) -> Result<Vec<u8>, ManagerError> {
         match &self.authkey {
             Some(key) => Ok(key.clone()),
@@ -256,6 +339,7 @@ impl ManagerBuilder {
             types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
             listen,
             max_message: self.max_message_size,
+            limits: self.limits.clone(),
         };
         let mut process = Process::new(server_main, boot).name(format!("SyncManager-{}", next_manager_number()));
         process = process.daemon_with_children();
@@ -328,10 +412,11 @@ impl ManagerBuilder {
         let state = Shared::new(ManagerState::new()?)?;
         state.requests.open()?;
         let mut server = Server::new(state.clone());
+        server.limit_requests(self.limits.max_request_memory);
         for (name, _, constructor) in &self.types {
             server.register(name, *constructor);
         }
-        let config = remote::ListenConfig { authkey, max_message: self.max_message_size };
+        let config = remote::ListenConfig::new(authkey, self.max_message_size, self.limits.clone());
         let bound = remote::listen(&address, config, state, server.writers())
             .map_err(|e| ManagerError::Start(format!("cannot listen on {address}: {e}")))?;
         on_ready(bound);
@@ -406,6 +491,7 @@ impl Manager {
             types: Vec::new(),
             shutdown_timeout: Duration::from_secs(1),
             max_message_size: remote::DEFAULT_MAX_MESSAGE,
+            limits: remote::Limits::default(),
         }
     }
 
@@ -418,7 +504,9 @@ impl Manager {
     ///
     /// [`ManagerError::AuthenticationFailed`] for a wrong key (the server goes on,
     /// unaffected), [`ManagerError::Io`] when nothing listens there,
-    /// [`ManagerError::Protocol`] when what listens is not a manager.
+    /// [`ManagerError::Protocol`] when what listens is not a manager,
+    /// [`ManagerError::TimedOut`] when the peer does not complete the handshake within 10 s
+    /// (see [`Manager::connect_timeout`]).
     ///
     /// # Examples
     ///
@@ -429,7 +517,36 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn connect(address: impl ToSocketAddrs, authkey: impl AsRef<[u8]>) -> Result<Manager, ManagerError> {
-        let conn = remote::RemoteConn::connect(address, authkey.as_ref())?;
+        Self::connect_timeout(address, authkey, auth::HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`Manager::connect`], with the time the connection and the handshake may take
+    /// together (`connect` allows 10 s).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::TimedOut`] when nothing answered the connection, or the peer did
+    /// not complete the handshake, within `timeout`; otherwise as [`Manager::connect`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::{Manager, ManagerError};
+    ///
+    /// match Manager::connect_timeout("127.0.0.1:50000", b"secret", Duration::from_secs(2)) {
+    ///     Ok(manager) => println!("{} objects", manager.number_of_objects()?),
+    ///     Err(ManagerError::TimedOut(why)) => println!("no manager there: {why}"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn connect_timeout(
+        address: impl ToSocketAddrs,
+        authkey: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<Manager, ManagerError> {
+        let conn = remote::RemoteConn::connect(address, authkey.as_ref(), timeout)?;
         let manager = Manager { origin: Origin::Remote(conn), server: None };
         manager.origin.call(&Request::Ping)?;
         Ok(manager)

@@ -93,10 +93,91 @@ impl Kind {
 /// whatever gives the receiver its reference (a family token, or an id handed out to a
 /// remote connection).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ItemRepr<R>")]
 pub(crate) struct Item<R> {
     #[serde(with = "serde_bytes")]
     pub(crate) bytes: Vec<u8>,
     pub(crate) refs: Vec<R>,
+}
+
+/// [`Item`] as decoded, before it is charged to the request's budget (its references are
+/// charged one by one as they decode, since each takes eight times its encoding).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+struct ItemRepr<R> {
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+    #[serde(deserialize_with = "charged_seq")]
+    refs: Vec<R>,
+}
+
+impl<R> TryFrom<ItemRepr<R>> for Item<R> {
+    type Error = &'static str;
+
+    fn try_from(repr: ItemRepr<R>) -> Result<Self, Self::Error> {
+        charge(ITEM_COST.saturating_add(repr.bytes.len() as u64))?;
+        Ok(Item { bytes: repr.bytes, refs: repr.refs })
+    }
+}
+
+/// Decodes a sequence, charging each element to the request's budget before it is kept.
+fn charged_seq<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Charged<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Charged<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            loop {
+                charge(std::mem::size_of::<T>() as u64).map_err(serde::de::Error::custom)?;
+                match seq.next_element()? {
+                    Some(element) => out.push(element),
+                    None => return Ok(out),
+                }
+            }
+        }
+    }
+
+    deserializer.deserialize_seq(Charged(std::marker::PhantomData))
+}
+
+/// What one decoded item is taken to cost the server besides its bytes and references:
+/// the item, the stored copy, their allocations.
+const ITEM_COST: u64 = 128;
+
+/// What one request may decode to by default (see [`decode_request_within`]).
+pub(crate) const DEFAULT_MAX_REQUEST_MEMORY: u64 = 256 << 20;
+
+/// The budget of the request being decoded on this thread: (charged, limit).
+#[derive(Clone, Copy)]
+struct Budget {
+    charged: u64,
+    max: u64,
+}
+
+thread_local! {
+    static BUDGET: std::cell::Cell<Option<Budget>> = const { std::cell::Cell::new(None) };
+}
+
+/// Charges `cost` to the request being decoded, if any; past its limit, decoding stops.
+fn charge(cost: u64) -> Result<(), &'static str> {
+    BUDGET.with(|b| match b.get() {
+        None => Ok(()),
+        Some(mut budget) => {
+            budget.charged = budget.charged.saturating_add(cost);
+            b.set(Some(budget));
+            if budget.charged > budget.max { Err("the request exceeds its memory budget") } else { Ok(()) }
+        }
+    })
 }
 
 impl<R> Item<R> {
@@ -385,8 +466,12 @@ pub(crate) enum Fault {
     /// A count would pass its limit (a semaphore released past `u64::MAX`, a lock
     /// acquired recursively that often): what would overflow.
     Overflow(String),
-    /// The request would need more of the server's memory than one request may take.
-    TooLarge(String),
+    /// The request would take more of the server's memory than one request may (`len`
+    /// bytes estimated when decoding stopped, `max` allowed).
+    TooLarge {
+        len: u64,
+        max: u64,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -415,7 +500,12 @@ impl fmt::Display for Fault {
             Fault::Malformed(why) => write!(f, "malformed request: {why}"),
             Fault::ShuttingDown => write!(f, "the manager is shutting down"),
             Fault::Overflow(what) => write!(f, "{what} would overflow"),
-            Fault::TooLarge(why) => write!(f, "request too large: {why}"),
+            Fault::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "the request would take more than {len} bytes of the server's memory, above its limit of {max}"
+                )
+            }
         }
     }
 }
@@ -451,8 +541,29 @@ pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
 
 /// The server's request decoder: what a client (family or remote) sent, as a request, or
 /// why not. Never panics, whatever the bytes.
+#[cfg(test)]
 pub(crate) fn decode_request(bytes: &[u8]) -> Result<Envelope, Fault> {
-    decode_plain::<Envelope>(bytes).map_err(|e| Fault::Malformed(e.to_string()))
+    decode_request_within(bytes, DEFAULT_MAX_REQUEST_MEMORY)
+}
+
+/// [`decode_request`], refusing with [`Fault::TooLarge`] a request whose items would take
+/// more than `max` bytes once decoded (each item counted as [`ITEM_COST`] plus its bytes
+/// and references), so that a frame of many empty items cannot make the server allocate
+/// many times its size. Decoding stops at the first item past the limit.
+pub(crate) fn decode_request_within(bytes: &[u8], max: u64) -> Result<Envelope, Fault> {
+    BUDGET.with(|b| b.set(Some(Budget { charged: 0, max })));
+    let decoded = decode_plain::<Envelope>(bytes);
+    let budget = BUDGET.with(|b| b.take());
+    match (decoded, budget) {
+        (Ok(envelope), _) => Ok(envelope),
+        (Err(_), Some(Budget { charged, max })) if charged > max => Err(Fault::TooLarge { len: charged, max }),
+        (Err(e), _) => Err(Fault::Malformed(e.to_string())),
+    }
+}
+
+/// The sequence number a request starts with (to answer one that was refused whole).
+pub(crate) fn request_seq(bytes: &[u8]) -> Option<u64> {
+    postcard::take_from_bytes::<u64>(bytes).ok().map(|(seq, _)| seq)
 }
 
 #[cfg(test)]
@@ -477,5 +588,40 @@ mod tests {
         assert!(matches!(decode_request(&bytes), Err(Fault::Malformed(_))));
         assert!(matches!(decode_request(&[0xff; 3]), Err(Fault::Malformed(_))));
         assert!(matches!(decode_request(&[]), Err(Fault::Malformed(_))));
+    }
+
+    #[test]
+    fn many_empty_items_stop_decoding_at_the_budget() {
+        let items = vec![Item { bytes: Vec::new(), refs: Vec::new() }; 100_000];
+        let env = Envelope { seq: 42, thread: 0, request: Request::Create(Create::List(items)) };
+        let mut bytes = Vec::new();
+        encode_plain(&env, &mut bytes).unwrap();
+        // 200 KB of frame, 12.8 MB at 128 bytes an item: refused at 1 MiB.
+        match decode_request_within(&bytes, 1 << 20) {
+            Err(Fault::TooLarge { len, max }) => assert!(len > max && len <= max + ITEM_COST, "{len} {max}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(request_seq(&bytes), Some(42));
+        assert_eq!(decode_request_within(&bytes, 64 << 20).unwrap(), env);
+        // Outside a request's decoding, nothing is charged.
+        let mut reply = Vec::new();
+        encode_plain(&Out::<u64>::Items(vec![Item { bytes: Vec::new(), refs: Vec::new() }; 100_000]), &mut reply)
+            .unwrap();
+        assert!(decode_plain::<Out<u64>>(&reply).is_ok());
+    }
+
+    #[test]
+    fn an_item_of_many_references_stops_decoding_at_the_budget() {
+        let item = Item { bytes: Vec::new(), refs: vec![5u64; 1_000_000] };
+        let env =
+            Envelope { seq: 7, thread: 0, request: Request::Call { id: 2, kind: Kind::List, op: Op::ListPush(item) } };
+        let mut bytes = Vec::new();
+        encode_plain(&env, &mut bytes).unwrap();
+        // 1 MB of frame, 8 MB of references: refused at 1 MiB, before they are all kept.
+        match decode_request_within(&bytes, 1 << 20) {
+            Err(Fault::TooLarge { len, max }) => assert!(len > max && len <= max + 8, "{len} {max}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(decode_request_within(&bytes, 16 << 20).unwrap(), env);
     }
 }

@@ -19,6 +19,13 @@ use super::protocol::{Fault, Kind, Op, Out, Wait};
 /// as it can be, or when its timeout passes. If the server goes away, it returns
 /// [`ManagerError::ServerGone`] instead of waiting forever.
 ///
+/// Unlike the family's [`Queue`](crate::Queue), a `get` does not end when nobody is left
+/// who could put: the server cannot know that, since a proxy may be anywhere (held in any
+/// process, stored in a managed container, published under a name for a client that has
+/// yet to connect), so every proxy of the queue waiting in `get` still waits, as in
+/// Python. Where producers may end without a word, wait with
+/// [`get_timeout`](QueueProxy::get_timeout) or have them put a sentinel.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -102,7 +109,8 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         self.put_wait(item, wait_for(timeout))
     }
 
-    /// Takes the next item, waiting for one.
+    /// Takes the next item, waiting for one (as long as it takes, even when no proxy is
+    /// left that could put: see the type's documentation).
     ///
     /// # Errors
     ///

@@ -7,19 +7,29 @@
 //! family and remote clients alike; a writer thread per connection sends the answers, so
 //! that a slow reader never holds up the dispatcher.
 //!
+//! What an unauthenticated peer can hold is bounded: the whole handshake has one deadline
+//! ([`Limits::handshake_timeout`]), at most [`Limits::max_pending_handshakes`] connections
+//! are in it (a newer one closes the oldest), and when descriptors run out the accept loop
+//! closes the oldest handshake and pauses instead of spinning. What authenticated peers
+//! can make the server hold is bounded too: request frames above 64 KiB being received
+//! share [`Limits::max_frame_memory`], and one request decodes to at most
+//! [`Limits::max_request_memory`] (`protocol::decode_request_within`).
+//!
 //! A remote client multiplexes every thread's requests on one connection (each request
 //! carries its thread, for lock ownership); a reader thread hands each answer to the thread
 //! that waits for it. References the server hands out are counted per connection and
 //! given back when the last proxy of this process holding one drops; when the connection
 //! ends, the server gives back what it still counted and releases the locks it held.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::auth;
 use super::error::ManagerError;
@@ -67,6 +77,72 @@ pub(crate) fn read_frame(stream: &mut impl Read, max: u64) -> Result<Vec<u8>, Fr
 
 // ---- the server's side --------------------------------------------------------------------
 
+/// Frames up to this size are read at once, outside the shared budget.
+const SMALL_FRAME: u64 = 64 << 10;
+
+/// The memory of the request frames being received, across the remote connections.
+pub(crate) struct FrameMemory {
+    held: Mutex<u64>,
+    room: Condvar,
+    max: u64,
+}
+
+impl FrameMemory {
+    pub(crate) fn new(max: u64) -> Self {
+        Self { held: Mutex::new(0), room: Condvar::new(), max: max.max(1) }
+    }
+
+    /// Takes `bytes` (at most the whole budget), waiting until they fit; a connection
+    /// waits here holding nothing, so every one that holds a share can finish its frame.
+    fn take(&self, bytes: u64) -> Share<'_> {
+        let bytes = bytes.min(self.max);
+        let mut held = lock(&self.held);
+        while *held + bytes > self.max {
+            held = self.room.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        *held += bytes;
+        Share { memory: self, bytes }
+    }
+}
+
+/// A connection's share of the frame budget, given back when dropped.
+struct Share<'a> {
+    memory: &'a FrameMemory,
+    bytes: u64,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        *lock(&self.memory.held) -= self.bytes;
+        self.memory.room.notify_all();
+    }
+}
+
+/// Reads a request frame of at most `max` bytes: a small one at once; a larger one after
+/// taking its length from `memory`, held until the frame is dropped. (Its zeroed buffer
+/// comes from fresh pages, which take memory only as the bytes arrive.)
+fn read_request<'m>(
+    stream: &mut impl Read,
+    max: u64,
+    memory: &'m FrameMemory,
+) -> Result<(Vec<u8>, Option<Share<'m>>), FrameError> {
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).map_err(FrameError::Io)?;
+    let len = u64::from(u32::from_le_bytes(head));
+    if len > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    if len <= SMALL_FRAME {
+        let mut body = vec![0u8; len as usize];
+        stream.read_exact(&mut body).map_err(FrameError::Io)?;
+        return Ok((body, None));
+    }
+    let share = memory.take(len);
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    Ok((body, Some(share)))
+}
+
 /// The answer channels of the remote connections, shared by the dispatcher and the
 /// connection threads.
 pub(crate) type Writers = Arc<Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>>;
@@ -90,10 +166,98 @@ pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
 pub(crate) struct ListenConfig {
     pub(crate) authkey: Vec<u8>,
     pub(crate) max_message: u64,
+    pub(crate) limits: Limits,
+    frames: FrameMemory,
 }
+
+impl ListenConfig {
+    pub(crate) fn new(authkey: Vec<u8>, max_message: u64, limits: Limits) -> Self {
+        let frames = FrameMemory::new(limits.max_frame_memory);
+        Self { authkey, max_message, limits, frames }
+    }
+}
+
+/// What the server lets remote peers hold (set on the builder).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Limits {
+    /// The whole handshake's time, from the accept.
+    pub(crate) handshake_timeout: Duration,
+    /// Connections in the handshake at once.
+    pub(crate) max_pending_handshakes: usize,
+    /// What one request may decode to, estimated (see `protocol::Budget`).
+    pub(crate) max_request_memory: u64,
+    /// Bytes of request frames being received, across remote connections.
+    pub(crate) max_frame_memory: u64,
+}
+
+/// The default of [`Limits::max_request_memory`]: 256 MiB.
+pub(crate) const DEFAULT_MAX_REQUEST_MEMORY: u64 = super::protocol::DEFAULT_MAX_REQUEST_MEMORY;
+
+/// The default of [`Limits::max_frame_memory`]: 256 MiB.
+pub(crate) const DEFAULT_MAX_FRAME_MEMORY: u64 = 256 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: auth::HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: 64,
+            max_request_memory: DEFAULT_MAX_REQUEST_MEMORY,
+            max_frame_memory: DEFAULT_MAX_FRAME_MEMORY,
+        }
+    }
+}
+
+/// The connections in the authentication handshake, oldest first: a clone of each socket,
+/// so that the accept loop can close the oldest to make room.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    open: VecDeque<(u64, TcpStream)>,
+}
+
+type InHandshake = Arc<Mutex<Handshakes>>;
+
+impl Handshakes {
+    /// Closes the connection that has been in the handshake longest; false if none is.
+    fn close_oldest(&mut self) -> bool {
+        match self.open.pop_front() {
+            Some((_, stream)) => {
+                let _ = stream.shutdown(Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place among the handshakes, given up when dropped.
+struct Place {
+    id: u64,
+    pending: InHandshake,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        lock(&self.pending).open.retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// Whether `accept` failed for want of descriptors or memory (retrying at once would
+/// spin).
+fn exhausted(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// The longest pause of the accept loop while descriptors are exhausted.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Binds `address` and accepts connections on a thread of their own; returns the bound
 /// address.
+///
+/// Each accepted connection gets a thread for its handshake, which must end by one
+/// deadline; at most `max_pending_handshakes` are in it at once, and a newer one closes
+/// the oldest. When descriptors run out, the loop closes the oldest handshake and pauses
+/// (10 ms, doubling to 500 ms) instead of spinning.
 pub(crate) fn listen(
     address: &str,
     config: ListenConfig,
@@ -104,26 +268,62 @@ pub(crate) fn listen(
     let bound = listener.local_addr()?;
     let config = Arc::new(config);
     std::thread::Builder::new().name("manager-listener".into()).spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
+        let pending: InHandshake = Arc::default();
+        let mut backoff = Duration::ZERO;
+        loop {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if exhausted(&e) => {
+                    lock(&pending).close_oldest();
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_BACKOFF);
+                    std::thread::sleep(backoff);
+                    continue;
+                }
+                // A peer that gave up before its accept, an interrupted call.
+                Err(_) => continue,
+            };
+            backoff = Duration::ZERO;
+            // Out of descriptors for the clone: the oldest handshake makes room.
+            let watch = stream.try_clone().or_else(|_| {
+                lock(&pending).close_oldest();
+                stream.try_clone()
+            });
+            let Ok(watch) = watch else { continue };
+            let place = {
+                let mut handshakes = lock(&pending);
+                while handshakes.open.len() >= config.limits.max_pending_handshakes.max(1) {
+                    handshakes.close_oldest();
+                }
+                handshakes.next += 1;
+                let id = handshakes.next;
+                handshakes.open.push_back((id, watch));
+                Place { id, pending: pending.clone() }
+            };
             let (config, state, writers) = (config.clone(), state.clone(), writers.clone());
+            // A thread that cannot start drops its closure: the place and the socket go.
             let _ = std::thread::Builder::new()
                 .name("manager-conn".into())
-                .spawn(move || serve_connection(stream, &config, &state, &writers));
+                .spawn(move || serve_connection(stream, place, &config, &state, &writers));
         }
     })?;
     Ok(bound)
 }
 
 /// One remote client: authenticate, then forward its frames to the dispatcher.
-fn serve_connection(mut stream: TcpStream, config: &ListenConfig, state: &Shared<ManagerState>, writers: &Writers) {
+fn serve_connection(
+    mut stream: TcpStream,
+    place: Place,
+    config: &ListenConfig,
+    state: &Shared<ManagerState>,
+    writers: &Writers,
+) {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(auth::HANDSHAKE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(auth::HANDSHAKE_TIMEOUT));
-    if auth::accept(&mut stream, &config.authkey).is_err() {
-        // A wrong key or a silent peer: close, and nothing else happens.
+    let deadline = auth::deadline_after(config.limits.handshake_timeout);
+    if auth::accept(&mut auth::Bounded::new(&stream, deadline), &config.authkey).is_err() {
+        // A wrong key, a silent or slow peer: close, and nothing else happens.
         return;
     }
+    drop(place);
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(None);
     let Some(conn) = state.new_conn() else { return };
@@ -140,7 +340,8 @@ fn serve_connection(mut stream: TcpStream, config: &ListenConfig, state: &Shared
         let _ = writer.shutdown(Shutdown::Both);
     });
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
-        while let Ok(frame) = read_frame(&mut stream, config.max_message) {
+        // The frame and its share of the budget go once it is on the ring.
+        while let Ok((frame, _share)) = read_request(&mut stream, config.max_message, &config.frames) {
             if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
                 break;
             }
@@ -226,12 +427,22 @@ thread_local! {
 }
 
 impl RemoteConn {
-    /// Connects and authenticates.
-    pub(crate) fn connect(address: impl ToSocketAddrs, authkey: &[u8]) -> Result<Arc<RemoteConn>, ManagerError> {
+    /// Connects and authenticates, all of it by `timeout` from now.
+    pub(crate) fn connect(
+        address: impl ToSocketAddrs,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<Arc<RemoteConn>, ManagerError> {
+        let deadline = auth::deadline_after(timeout);
+        let timed_out = |what: &str| ManagerError::TimedOut(format!("{what} within {timeout:?}"));
         let mut last = None;
         let mut stream = None;
         for addr in address.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, auth::HANDSHAKE_TIMEOUT) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match TcpStream::connect_timeout(&addr, left) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -239,15 +450,28 @@ impl RemoteConn {
                 Err(e) => last = Some(e),
             }
         }
-        let mut stream = match stream {
+        let stream = match stream {
             Some(s) => s,
-            None => return Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")).into()),
+            None => {
+                return Err(match last {
+                    Some(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                        timed_out("no connection")
+                    }
+                    Some(e) => e.into(),
+                    None if Instant::now() >= deadline => timed_out("no connection"),
+                    None => io::Error::other("no address to connect to").into(),
+                });
+            }
         };
         let peer = stream.peer_addr()?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(auth::HANDSHAKE_TIMEOUT))?;
-        stream.set_write_timeout(Some(auth::HANDSHAKE_TIMEOUT))?;
-        auth::connect(&mut stream, authkey)?;
+        match auth::connect(&mut auth::Bounded::new(&stream, deadline), authkey) {
+            Ok(()) => {}
+            Err(ManagerError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(timed_out("the peer did not complete the handshake"));
+            }
+            Err(e) => return Err(e),
+        }
         stream.set_read_timeout(None)?;
         stream.set_write_timeout(None)?;
         let shared = Arc::new(Inbox {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::custom::Registration;
 use super::link::{LocalReply, Token};
-use super::protocol::{Fault, ObjectId, Out, Reply, Request, decode_request, encode_plain};
+use super::protocol::{Fault, ObjectId, Out, Reply, Request, decode_request_within, encode_plain, request_seq};
 use super::remote::{self, ListenConfig, Writers};
 use super::state::{CLOSED, CONTROL, Control, ManagerState, READY, ReplyState, TokenState};
 use super::store::{ConnId, Constructor, Outgoing, Store};
@@ -36,6 +36,7 @@ pub(crate) struct ServerBoot {
     /// A TCP address to listen on, with the key remote clients must know.
     pub(crate) listen: Option<(String, Vec<u8>)>,
     pub(crate) max_message: u64,
+    pub(crate) limits: remote::Limits,
 }
 
 /// Where a connection's answers go.
@@ -49,6 +50,8 @@ enum Incoming {
     Request(ConnId, super::protocol::Envelope),
     /// A request that could not be read.
     Malformed(ConnId, Fault),
+    /// A request refused whole (too large once decoded): its answer.
+    Refused(ConnId, u64, Fault),
     Control(Control),
     Nothing,
 }
@@ -63,16 +66,19 @@ pub(crate) struct Server {
     stopping: bool,
     /// Remote connections to close once the answers being sent are out.
     closing: Vec<ConnId>,
+    /// What one request may decode to.
+    max_request_memory: u64,
 }
 
 /// The server process's body (a `Process` target).
 pub(crate) fn server_main(boot: ServerBoot) -> Result<(), String> {
     let mut server = Server::new(boot.state.clone());
+    server.limit_requests(boot.limits.max_request_memory);
     for (name, runner) in boot.types {
         server.register_packed(name, runner);
     }
     if let Some((address, authkey)) = boot.listen {
-        let config = ListenConfig { authkey, max_message: boot.max_message };
+        let config = ListenConfig::new(authkey, boot.max_message, boot.limits);
         match remote::listen(&address, config, boot.state.clone(), server.writers.clone()) {
             Ok(bound) => boot.state.port.store(u32::from(bound.port()), Ordering::Release),
             Err(e) => {
@@ -95,7 +101,13 @@ impl Server {
             last_sweep: Instant::now(),
             stopping: false,
             closing: Vec::new(),
+            max_request_memory: remote::DEFAULT_MAX_REQUEST_MEMORY,
         }
+    }
+
+    /// Refuses requests that would take more than `bytes` once decoded.
+    pub(crate) fn limit_requests(&mut self, bytes: u64) {
+        self.max_request_memory = bytes;
     }
 
     pub(crate) fn writers(&self) -> Writers {
@@ -140,7 +152,8 @@ impl Server {
             until = until.min(next);
         }
         let deadline = Deadline::after(until.saturating_duration_since(now));
-        let got = self.state.requests.get(deadline, &Patient, parse);
+        let max = self.max_request_memory;
+        let got = self.state.requests.get(deadline, &Patient, |bytes, tag| parse(bytes, tag, max));
         match got {
             Ok(Incoming::Request(conn, envelope)) => match (&envelope.request, self.conns.get_mut(&conn)) {
                 (&Request::Release { id, count }, Some(Conn::Remote { handouts })) => {
@@ -159,6 +172,11 @@ impl Server {
                 (_, Some(_)) => self.store.handle(conn, envelope, Instant::now()),
             },
             Ok(Incoming::Malformed(conn, fault)) => self.malformed(conn, fault),
+            Ok(Incoming::Refused(conn, seq, fault)) => {
+                if self.conns.contains_key(&conn) {
+                    self.send(conn, seq, Err(fault));
+                }
+            }
             Ok(Incoming::Control(control)) => self.control(control),
             Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}
             Err(_) => {}
@@ -334,15 +352,20 @@ fn send_local(state: &Shared<ManagerState>, replies: &ReplyState, store: &mut St
 }
 
 /// Reads a message of the ring.
-fn parse(bytes: &[u8], tag: u32) -> Incoming {
+fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
     if tag == CONTROL {
         return match codec::decode::<Control>(bytes) {
             Ok(control) => Incoming::Control(control),
             Err(_) => Incoming::Nothing,
         };
     }
-    match decode_request(bytes) {
+    match decode_request_within(bytes, max_request_memory) {
         Ok(envelope) => Incoming::Request(tag, envelope),
+        // Read whole, refused whole: the stream is intact, the connection goes on.
+        Err(fault @ Fault::TooLarge { .. }) => match request_seq(bytes) {
+            Some(seq) if seq != 0 => Incoming::Refused(tag, seq, fault),
+            _ => Incoming::Nothing,
+        },
         Err(fault) => Incoming::Malformed(tag, fault),
     }
 }

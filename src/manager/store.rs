@@ -1480,6 +1480,28 @@ mod tests {
         assert_eq!(call(&mut store, A, 6, r, Kind::RLock, Op::Release), Some(Ok(Out::Unit)));
     }
 
+    #[test]
+    fn a_notify_wakes_only_the_waiters_already_waiting() {
+        let mut store = Store::new();
+        let c = create(&mut store, Create::Condition);
+        let acquire = Op::Acquire { wait: None };
+        let wait = Op::CondWait { wait: None };
+        assert_eq!(call(&mut store, A, 2, c, Kind::Condition, acquire.clone()), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, A, 3, c, Kind::Condition, wait.clone()), None);
+        assert_eq!(call(&mut store, B, 2, c, Kind::Condition, acquire), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, B, 3, c, Kind::Condition, Op::CondNotify { n: 1 }), Some(Ok(Out::Unit)));
+        // B waits right after notifying: the wake-up stays A's.
+        store.handle(
+            B,
+            Envelope { seq: 4, thread: 0, request: Request::Call { id: c, kind: Kind::Condition, op: wait } },
+            Instant::now(),
+        );
+        let replies = store.take_replies();
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert_eq!((replies[0].conn, replies[0].seq), (A, 3));
+        assert_eq!(replies[0].result, Ok(Out::Bool(true)));
+    }
+
     // ---- fuzzing the request decoder and the store ----------------------------------------
 
     /// A small deterministic generator (xorshift), so that a failure replays.
