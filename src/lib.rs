@@ -82,7 +82,7 @@ pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutEr
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
     Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, ProxyPutError,
-    QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+    ProxyRLockGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
 pub use multiproc_macros::ShmSafe;
@@ -167,6 +167,9 @@ pub mod __private {
     /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
     pub use crate::shm::test_hooks::{crash_at, heap_alloc, heap_check, heap_free};
 }
+
+#[cfg(doctest)]
+mod compile_fail;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -58,7 +58,9 @@ pub use error::{ManagerError, ProxyPutError};
 pub use list::{ArrayProxy, ListProxy};
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::{JoinableQueueProxy, QueueProxy};
-pub use sync::{BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, RLockProxy, SemaphoreProxy};
+pub use sync::{
+    BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, ProxyRLockGuard, RLockProxy, SemaphoreProxy,
+};
 
 use link::{Origin, ProxyCore};
 use protocol::{Create, Kind, Op, Out, REGISTRY, Request};

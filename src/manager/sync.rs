@@ -7,6 +7,7 @@
 //! parties dies breaks, so no one waits forever.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::error::ManagerError;
@@ -25,8 +26,8 @@ fn acquire(core: &ProxyCore, wait: Wait) -> Result<bool, ManagerError> {
     flag(core.call(Op::Acquire { wait })?)
 }
 
-/// Releases a managed lock when dropped (from [`LockProxy::lock`], [`RLockProxy::lock`],
-/// [`ConditionProxy::lock`]).
+/// Releases a managed lock when dropped (from [`LockProxy::lock`]; any thread may release
+/// it, as in Python).
 ///
 /// # Examples
 ///
@@ -72,8 +73,51 @@ impl Drop for ProxyLockGuard<'_> {
     }
 }
 
+/// Releases a managed lock owned by a thread when dropped (from [`RLockProxy::lock`],
+/// [`ConditionProxy::lock`]). It stays on the thread that locked (it is not `Send`, as
+/// [`RLockGuard`](crate::RLockGuard)): the server refuses a release from another thread.
+///
+/// # Examples
+///
+/// ```no_run
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let lock = manager.rlock()?;
+/// let held = lock.lock()?;
+/// assert!(lock.locked()?);
+/// held.release()?;
+/// assert!(!lock.locked()?);
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
+#[must_use = "the lock is released when the guard drops"]
+pub struct ProxyRLockGuard<'a> {
+    guard: ProxyLockGuard<'a>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for ProxyRLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyRLockGuard").field("lock", self.guard.core).finish()
+    }
+}
+
+impl<'a> ProxyRLockGuard<'a> {
+    fn new(guard: ProxyLockGuard<'a>) -> Self {
+        Self { guard, _not_send: PhantomData }
+    }
+
+    /// Releases now, reporting a failure that dropping the guard would ignore.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    pub fn release(self) -> Result<(), ManagerError> {
+        self.guard.release()
+    }
+}
+
 macro_rules! lock_methods {
-    () => {
+    ($guard:ty, $wrap:expr) => {
         /// Acquires, waiting as long as it takes.
         ///
         /// # Errors
@@ -107,9 +151,9 @@ macro_rules! lock_methods {
         /// # Errors
         ///
         /// As `acquire`.
-        pub fn lock(&self) -> Result<ProxyLockGuard<'_>, ManagerError> {
+        pub fn lock(&self) -> Result<$guard, ManagerError> {
             self.acquire()?;
-            Ok(ProxyLockGuard { core: &self.core, released: false })
+            Ok(($wrap)(ProxyLockGuard { core: &self.core, released: false }))
         }
 
         /// Whether somebody holds it.
@@ -150,7 +194,7 @@ pub struct LockProxy {
 proxy_handle!(LockProxy, Kind::Lock);
 
 impl LockProxy {
-    lock_methods!();
+    lock_methods!(ProxyLockGuard<'_>, |guard| guard);
 
     /// Releases it.
     ///
@@ -190,7 +234,7 @@ pub struct RLockProxy {
 proxy_handle!(RLockProxy, Kind::RLock);
 
 impl RLockProxy {
-    lock_methods!();
+    lock_methods!(ProxyRLockGuard<'_>, ProxyRLockGuard::new);
 
     /// Releases one level.
     ///
@@ -384,7 +428,7 @@ pub struct ConditionProxy {
 proxy_handle!(ConditionProxy, Kind::Condition);
 
 impl ConditionProxy {
-    lock_methods!();
+    lock_methods!(ProxyRLockGuard<'_>, ProxyRLockGuard::new);
 
     /// Releases one level of the lock.
     ///

@@ -3,7 +3,8 @@
 //!
 //! `crash_point!("heap.free_large.unlinked")` aborts the process when that name is armed:
 //! by the environment variable [`ENV`] (read once, at the first point reached) or by
-//! [`arm`] (the tests call it inside the child they mean to kill). Disarmed, a point costs
+//! [`arm`] (the tests call it inside the child they mean to kill). Several names may be
+//! armed at once, separated by commas: the first one reached aborts. Disarmed, a point costs
 //! one relaxed load of a static and a branch that is always taken the same way; points
 //! sit on paths that take a lock or make a system call anyway, never on a fast path.
 
@@ -50,7 +51,7 @@ fn reached_armed(name: &'static str) {
         *target = std::env::var(ENV).ok();
         STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
     }
-    if target.as_deref() == Some(name) {
+    if target.as_deref().is_some_and(|points| points.split(',').any(|point| point == name)) {
         // As abrupt as `kill -9`: no destructor, no unlock, no unwinding.
         std::process::abort();
     }

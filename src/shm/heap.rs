@@ -155,18 +155,15 @@ impl Heap {
     /// are unspecified: zero for fresh pages, old bytes for a reused small block.
     pub(crate) fn alloc(&self, len: usize) -> Result<u64, HeapFull> {
         let len = len.max(1);
-        // Counted before it is taken, so that a crash in between leaves the block counted
-        // (the dead process leaked it), never handed out uncounted.
-        let in_use = &self.header().in_use;
-        in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+        // Counted once taken, uncounted (in `free`) before it is given back: a crash in
+        // between leaves a block neither free nor counted (leaked by the dead process), so
+        // `in_use` never exceeds what is allocated, which the leak checks rely on.
         let off = match class_of(len) {
-            Some(class) => self.alloc_small(class),
-            None => self.alloc_large(round_up(len, PAGE)),
+            Some(class) => self.alloc_small(class)?,
+            None => self.alloc_large(round_up(len, PAGE))?,
         };
-        if off.is_err() {
-            in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
-        }
-        off
+        self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+        Ok(off)
     }
 
     /// Allocates `len` zeroed bytes.
@@ -191,12 +188,11 @@ impl Heap {
     /// Frees a block from [`Heap::alloc`]; `len` is the length asked for then.
     pub(crate) fn free(&self, offset: u64, len: usize) {
         let len = len.max(1);
+        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
         match class_of(len) {
             Some(class) => self.push(class, offset),
             None => self.free_large(offset, round_up(len, PAGE)),
         }
-        // Uncounted once it is back: a crash before leaves it counted, as `alloc` does.
-        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
     }
 
     fn alloc_small(&self, class: usize) -> Result<u64, HeapFull> {

@@ -289,7 +289,8 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
 pub(crate) mod test_hooks {
     use super::{Heap, HeapFull, crash};
 
-    /// Aborts this process when it reaches the `crash_point!` named `point`.
+    /// Aborts this process when it reaches the `crash_point!` named `point` (or any of
+    /// several, separated by commas).
     pub fn crash_at(point: &str) {
         crash::arm(Some(point));
     }

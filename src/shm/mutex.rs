@@ -229,7 +229,8 @@ impl<'a> RawGuard<'a> {
     /// over, so this cannot hang on a crash).
     pub(crate) fn lock(mutex: &'a RawMutex) -> Self {
         // A dead holder's lock is taken over; the structures it guards are written so that
-        // a crash at any point leaves them usable.
+        // a crash at any point leaves them usable (the heap's crash points, killed at each
+        // step by the `shm` section of tests/soundness.rs).
         let _ = mutex.lock(Owner::process(), Deadline::NEVER);
         Self { mutex }
     }

@@ -1,0 +1,86 @@
+//! What the compiler refuses, proved with `compile_fail` doctests (as rayon does): the
+//! `Send`/`Sync` bounds of the guards and handles. Each block fails to compile for the
+//! one reason its comment gives; the last block shows what does compile.
+//!
+//! A guard of a lock owned by a thread (`RLock`, `Condition`, and the manager's `RLock`
+//! and `Condition` proxies) stays on that thread: released from another one, the lock
+//! would not be released (`RLock::release` from a non-owner is an error).
+//!
+//! ```compile_fail,E0277
+//! fn is_send<T: Send>(_: &T) {}
+//! let lock = multiproc::RLock::new().unwrap();
+//! is_send(&lock.acquire().unwrap()); // RLockGuard is not Send
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn is_send<T: Send>(_: &T) {}
+//! let cond = multiproc::Condition::new().unwrap();
+//! is_send(&cond.acquire().unwrap()); // ConditionGuard is not Send
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn is_send<T: Send>(_: &T) {}
+//! fn check(lock: &multiproc::RLockProxy) {
+//!     is_send(&lock.lock().unwrap()); // ProxyRLockGuard is not Send
+//! }
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn is_send<T: Send>(_: &T) {}
+//! fn check(cond: &multiproc::ConditionProxy) {
+//!     is_send(&cond.lock().unwrap()); // ProxyRLockGuard is not Send
+//! }
+//! ```
+//!
+//! A guard borrows its handle: it cannot outlive it, so the lock is never released
+//! through a freed object.
+//!
+//! ```compile_fail,E0597
+//! let guard;
+//! {
+//!     let value = multiproc::Value::new(1u32).unwrap();
+//!     guard = value.lock(); // `value` does not live long enough
+//! }
+//! drop(guard);
+//! ```
+//!
+//! ```compile_fail,E0597
+//! let guard;
+//! {
+//!     let array = multiproc::Array::<u8>::new(4).unwrap();
+//!     guard = array.lock(); // `array` does not live long enough
+//! }
+//! drop(guard);
+//! ```
+//!
+//! Only `ShmSafe` types live in shared memory: a type holding a pointer does not.
+//!
+//! ```compile_fail,E0277
+//! let boxed = multiproc::Value::new(Box::new(1u8)); // Box<u8> is not ShmSafe
+//! ```
+//!
+//! What does hold: handles are `Send + Sync` (share them between threads, or clone one
+//! per thread); the guards of process-owned locks (`Lock`, `Value`, `Array`, semaphores,
+//! the manager's `Lock`) are `Send` (Python lets any thread release a `Lock`) and `Sync`.
+//!
+//! ```
+//! fn send_sync<T: Send + Sync>() {}
+//! send_sync::<multiproc::Value<u64>>();
+//! send_sync::<multiproc::RawValue<u64>>();
+//! send_sync::<multiproc::Array<f64>>();
+//! send_sync::<multiproc::RawArray<f64>>();
+//! send_sync::<multiproc::SharedMemory>();
+//! send_sync::<multiproc::Lock>();
+//! send_sync::<multiproc::RLock>();
+//! send_sync::<multiproc::Condition>();
+//! send_sync::<multiproc::Semaphore>();
+//! send_sync::<multiproc::Event>();
+//! send_sync::<multiproc::Queue<String>>();
+//! send_sync::<multiproc::LockGuard<'static>>();
+//! send_sync::<multiproc::ValueGuard<'static, u64>>();
+//! send_sync::<multiproc::SemaphoreGuard<'static>>();
+//! send_sync::<multiproc::ProxyLockGuard<'static>>();
+//! ```
+//!
+//! (`ArrayGuard`, `RLockGuard`, `ConditionGuard` and `ProxyRLockGuard` are neither `Send`
+//! nor `Sync`: the first on the safe side, the others because they stay on their thread.)
