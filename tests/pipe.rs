@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{heap_user, leak_check};
 use multiproc::{
-    Connection, Error, Pipe, Process, Queue, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError, SimpleQueue,
-    StartMethod, TryRecvError, Value, wait,
+    Connection, Error, Pipe, Process, Queue, RawArray, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError,
+    SimpleQueue, StartMethod, TryRecvError, Value, wait,
 };
 use serde_bytes::ByteBuf;
 
@@ -408,4 +408,59 @@ fn handles_inside_unread_messages_are_released_too() {
         drop((a, b, c, d, e, f, g, h));
     }
     leaks.assert_no_leak();
+}
+
+// ---- a receiver killed inside recv loses nothing (issue 10, item 6) ---------------------
+
+fn number_of(m: &[u8]) -> usize {
+    u64::from_le_bytes(m[..8].try_into().unwrap()) as usize
+}
+
+/// Receives messages and marks each one in `got` the moment `recv` returned it.
+fn record_what_you_receive(args: (Connection<ByteBuf>, RawArray<u8>, Value<u32>)) {
+    let (conn, got, started) = args;
+    started.set(started.get() + 1);
+    while let Ok(m) = conn.recv() {
+        got.set(number_of(&m), 1);
+    }
+}
+
+#[test]
+fn a_receiver_killed_inside_recv_never_loses_a_large_message() {
+    let _t = heap_user(LIMIT);
+    const N: usize = 40;
+    let (rx, tx) = Pipe::<ByteBuf>::one_way().unwrap();
+    let got = RawArray::<u8>::new(N).unwrap();
+    let started = Value::new(0u32).unwrap();
+    let producer = {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            for i in 0..N {
+                // A few messages deep (for a while only: a lost one is never recorded).
+                common::eventually(Duration::from_millis(300), || (0..i).filter(|&j| got.get(j) == 0).count() < 4);
+                let mut m = vec![0u8; (1 << 20) << (i % 4)];
+                m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                tx.send(&ByteBuf::from(m)).unwrap();
+            }
+        })
+    };
+    let mut seed = u64::from(std::process::id());
+    let mut kills = 0;
+    while !producer.is_finished() {
+        let before = started.get();
+        let c = Process::new(record_what_you_receive, (rx.clone(), got.clone(), started.clone())).start().unwrap();
+        assert!(common::eventually(Duration::from_secs(30), || started.get() > before));
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        std::thread::sleep(Duration::from_micros((seed >> 33) % 40_000));
+        c.kill().unwrap();
+        c.wait();
+        kills += 1;
+    }
+    producer.join().unwrap();
+    // What a killed receiver was taking, and what came after, is still in the pipe.
+    while let Ok(m) = rx.try_recv() {
+        got.set(number_of(&m), 1);
+    }
+    let lost: Vec<usize> = (0..N).filter(|&i| got.get(i) == 0).collect();
+    assert!(lost.is_empty(), "{} of {N} messages lost after {kills} kills: {lost:?}", lost.len());
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::{eventually, heap_user, leak_check};
 use multiproc::{
     ChannelError, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError, Queue,
-    QueueJoinError, QueueJoinTimeoutError, SimpleQueue, StartMethod, TaskDoneError, TooLarge, TryGetError, TryPutError,
-    Value,
+    QueueJoinError, QueueJoinTimeoutError, RawArray, SimpleQueue, StartMethod, TaskDoneError, TooLarge, TryGetError,
+    TryPutError, Value,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
@@ -570,4 +570,80 @@ fn a_consumer_killed_while_holding_a_queue_does_not_keep_it_forever() {
         consumer.wait();
     }
     leaks.assert_no_leak();
+}
+
+// ---- a consumer killed inside get loses nothing (issue 10, item 6) ----------------------
+
+/// A large message carrying its number in its first bytes.
+fn numbered(i: usize, len: usize) -> ByteBuf {
+    let mut m = vec![0u8; len];
+    m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    ByteBuf::from(m)
+}
+
+fn number_of(m: &[u8]) -> usize {
+    u64::from_le_bytes(m[..8].try_into().unwrap()) as usize
+}
+
+/// Takes messages and marks each one in `got` the moment `get` returned it.
+fn record_what_you_get(args: (Queue<ByteBuf>, RawArray<u8>, Value<u32>)) {
+    let (q, got, started) = args;
+    started.set(started.get() + 1);
+    while let Ok(m) = q.get() {
+        got.set(number_of(&m), 1);
+    }
+}
+
+/// A small pseudo-random generator (the tests need no `rand`).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn a_consumer_killed_inside_get_never_loses_a_large_message() {
+    let _t = heap_user(LIMIT);
+    const N: usize = 60;
+    // Unbounded, kept a few messages deep by the producer itself: a bounded queue wakes a
+    // producer waiting for room right after the commit, a system call at which a loaded
+    // kernel may switch to the woken one, making the moment before `get` returns longer.
+    let q = Queue::new().unwrap();
+    let got = RawArray::<u8>::new(N).unwrap();
+    let started = Value::new(0u32).unwrap();
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            // 1 to 8 MiB: freeing such a block takes milliseconds.
+            for i in 0..N {
+                while q.len() >= 4 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                q.put(numbered(i, (1 << 20) << (i % 4))).unwrap();
+            }
+        })
+    };
+    let mut rng = Lcg(std::process::id().into());
+    let mut kills = 0;
+    while !producer.is_finished() {
+        let before = started.get();
+        let c = Process::new(record_what_you_get, (q.clone(), got.clone(), started.clone())).start().unwrap();
+        // Killed only once it runs (a child killed before it decoded its argument would
+        // leave the handle in it counted in flight), then at a random moment of its gets.
+        assert!(eventually(Duration::from_secs(30), || started.get() > before));
+        std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+        c.kill().unwrap();
+        c.wait();
+        kills += 1;
+    }
+    producer.join().unwrap();
+    // Whatever a killed consumer was taking is still in the queue.
+    while let Ok(m) = q.try_get() {
+        got.set(number_of(&m), 1);
+    }
+    let lost: Vec<usize> = (0..N).filter(|&i| got.get(i) == 0).collect();
+    assert!(lost.is_empty(), "{} of {N} messages lost after {kills} kills: {lost:?}", lost.len());
 }

@@ -42,7 +42,7 @@ use crate::shm::{Deadline, Limits, Shared};
 /// the queue lives while a handle does, and the process that drops the last one anywhere
 /// frees it (and the messages left in it). A process killed in the middle of a `put` or a
 /// `get` does not corrupt it: the others carry on (a message a consumer was killed while
-/// taking stays in the queue for the next one).
+/// taking, at any moment before its `get` returned, stays in the queue for the next one).
 ///
 /// Use `serde_bytes::ByteBuf` rather than `Vec<u8>` for raw bytes: serde encodes a
 /// `Vec<u8>` byte by byte, a `ByteBuf` as one copy.

@@ -34,9 +34,13 @@
 //!   frees a segment it linked but did not use, and zeroes what it left behind the last
 //!   record, so the next producer writes into clean memory.
 //! * A consumer that dies while reading leaves the record where it was: the next consumer
-//!   gets it. A consumer frees a segment only after taking (or recovering) the producers'
-//!   lock, so no producer can be reading it; what it was about to free is noted in its
-//!   position first (`retired`), and the next consumer finishes the job.
+//!   gets it. Taking a message is one store (the position's switch), and nothing slow comes
+//!   after it before `get` returns: the block of a large message is only noted in the
+//!   committing position (`retired`) and freed by the next take, so that a consumer killed
+//!   at any moment before `get` returned leaves the message to the next one.
+//! * A consumer frees a segment only after taking (or recovering) the producers' lock, so
+//!   no producer can be reading it; what it was about to free is noted in its position
+//!   first (`retired`), and the next consumer finishes the job.
 //! * Blocks of large messages being written are noted in `pending` slots with the writer's
 //!   pid until their record is committed, so that those of a producer killed while copying
 //!   are freed: by a producer that finds the slots taken, or with the ring. A note whose
@@ -850,6 +854,12 @@ impl Ring {
             // Never opened (the unused direction of a one-way pipe): nothing there.
             return Ok(None);
         }
+        if at.retired != 0 {
+            // The block of the last large message taken, left to this take (see `LARGE`).
+            self.forget_pending(at.retired);
+            self.free_retired(heap);
+            at = self.consumers.at();
+        }
         loop {
             let h = word(heap, at.seg + at.pos).load(Ordering::Acquire);
             match kind_of(h) {
@@ -861,7 +871,7 @@ impl Ring {
                     at.seg = next;
                     at.pos = SEG_HEADER;
                     self.consumers.publish(&at);
-                    self.free_retired(heap, true);
+                    self.free_retired(heap);
                     at.retired = 0;
                     at.retired_len = 0;
                 }
@@ -889,11 +899,14 @@ impl Ring {
                     at.pos += 16;
                     at.count += 1;
                     at.bytes += len;
+                    // The commit is the last thing before returning: a consumer killed
+                    // before it leaves the message to the next one. Freeing the block
+                    // (milliseconds for tens of MiB: the pages go back to the kernel) is
+                    // left to the next take, or to `destroy`; it is noted as retired in
+                    // the very position that commits the message.
                     at.retired = block;
                     at.retired_len = BLOCK_HEADER + len;
                     self.consumers.publish(&at);
-                    self.forget_pending(block);
-                    self.free_retired(heap, false);
                     drop(_unlock);
                     self.made_room();
                     return Ok(Some(r));
@@ -912,22 +925,21 @@ impl Ring {
     /// Frees what the consumers' position marks as retired (consumers' lock held). A
     /// segment waits until no producer can be reading it: a producer reads behind its own
     /// position only while recovering, under the producers' lock, so taking that lock once
-    /// (and recovering if its holder died) is enough.
-    fn free_retired(&self, heap: &Heap, segment: bool) {
+    /// (and recovering if its holder died) is enough. (A block needs no such wait; taking
+    /// the lock anyway costs little next to a large message.)
+    fn free_retired(&self, heap: &Heap) {
         let retired = self.consumers.retired();
         let off = retired.load(Ordering::Acquire);
         if off == 0 {
             return;
         }
         let len = self.consumers.at().retired_len;
-        if segment {
-            let lock = &self.producers.lock;
-            let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
-            if acquired == Acquired::OwnerDied {
-                self.recover_producers(heap);
-            }
-            lock.unlock();
+        let lock = &self.producers.lock;
+        let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+        if acquired == Acquired::OwnerDied {
+            self.recover_producers(heap);
         }
+        lock.unlock();
         // Cleared first: a crash between the two leaks the block rather than freeing it twice.
         retired.store(0, Ordering::Release);
         heap.free(off, len as usize);
@@ -939,7 +951,7 @@ impl Ring {
         if at.retired != 0 {
             // Whether it was a segment or a block, these are harmless for the other kind.
             self.forget_pending(at.retired);
-            self.free_retired(heap, true);
+            self.free_retired(heap);
         }
         let at = self.consumers.at();
         self.consumers.done.store(at.count, Ordering::Release);
