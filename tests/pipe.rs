@@ -464,3 +464,18 @@ fn a_receiver_killed_inside_recv_never_loses_a_large_message() {
     let lost: Vec<usize> = (0..N).filter(|&i| got.get(i) == 0).collect();
     assert!(lost.is_empty(), "{} of {N} messages lost after {kills} kills: {lost:?}", lost.len());
 }
+
+// ---- wait on nothing (issue 10, item 5) --------------------------------------------------
+
+#[test]
+fn wait_on_nothing_that_can_become_ready_returns_at_once() {
+    let _t = heap_user(Duration::from_secs(30));
+    assert_eq!(wait(&[], None), Vec::<usize>::new());
+    // Closed handles and a send-only end can never become ready either.
+    let (rx, tx) = Pipe::<u8>::one_way().unwrap();
+    let mut closed = rx.clone();
+    closed.close();
+    let mut q = Queue::<u8>::new().unwrap();
+    q.close();
+    assert_eq!(wait(&[&closed, &q, &tx], None), Vec::<usize>::new());
+}
