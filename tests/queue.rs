@@ -647,3 +647,106 @@ fn a_consumer_killed_inside_get_never_loses_a_large_message() {
     let lost: Vec<usize> = (0..N).filter(|&i| got.get(i) == 0).collect();
     assert!(lost.is_empty(), "{} of {N} messages lost after {kills} kills: {lost:?}", lost.len());
 }
+
+// ---- consumers with nobody left to put (issue 10, item 1) -------------------------------
+
+/// Gets until an error; counts the `Disconnected` ones in `disconnected`.
+fn get_until_disconnected(args: (Queue<u32>, Value<u32>)) {
+    let (q, disconnected) = args;
+    loop {
+        match q.get() {
+            Ok(_) => {}
+            Err(GetError::Disconnected) => {
+                *disconnected.lock() += 1;
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn simple_get_until_disconnected(args: (SimpleQueue<u32>, Value<u32>)) {
+    let (q, disconnected) = args;
+    while q.get().is_ok() {}
+    *disconnected.lock() += 1;
+}
+
+fn joinable_get_until_disconnected(args: (JoinableQueue<u32>, Value<u32>)) {
+    let (q, disconnected) = args;
+    while q.get().is_ok() {
+        q.task_done().unwrap();
+    }
+    *disconnected.lock() += 1;
+}
+
+/// Waits until both children ended; kills them if they do not (a hang) and says so.
+fn both_end(children: [multiproc::ProcessHandle<()>; 2]) -> bool {
+    let ended = eventually(Duration::from_secs(20), || children.iter().all(|c| !c.is_alive()));
+    for c in &children {
+        if !ended {
+            let _ = c.kill();
+        }
+        c.wait();
+    }
+    ended
+}
+
+#[test]
+fn two_consumers_and_no_producer_are_both_disconnected_not_hung() {
+    let _t = heap_user(LIMIT);
+    let disconnected = Value::new(0u32).unwrap();
+    // Queue: the producer (this process) puts, then lets go of its handle.
+    let q = Queue::new().unwrap();
+    let children =
+        [0, 1].map(|_| Process::new(get_until_disconnected, (q.clone(), disconnected.clone())).start().unwrap());
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    drop(q);
+    assert!(both_end(children), "Queue: two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 2);
+    // SimpleQueue.
+    let q = SimpleQueue::new().unwrap();
+    let children =
+        [0, 1].map(|_| Process::new(simple_get_until_disconnected, (q.clone(), disconnected.clone())).start().unwrap());
+    q.put(1).unwrap();
+    drop(q);
+    assert!(both_end(children), "SimpleQueue: two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 4);
+    // JoinableQueue.
+    let q = JoinableQueue::new().unwrap();
+    let children = [0, 1]
+        .map(|_| Process::new(joinable_get_until_disconnected, (q.clone(), disconnected.clone())).start().unwrap());
+    q.put(1).unwrap();
+    q.join().unwrap();
+    drop(q);
+    assert!(both_end(children), "JoinableQueue: two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 6);
+}
+
+/// Gets one item, records it, and puts it back plus one (a worker that also produces).
+fn take_and_pass_on(args: (Queue<u32>, Value<u32>)) {
+    let (q, seen) = args;
+    while let Ok(n) = q.get() {
+        *seen.lock() += 1;
+        if n < 20 {
+            q.put(n + 1).unwrap();
+        }
+    }
+}
+
+#[test]
+fn waiters_are_not_disconnected_while_a_handle_could_still_put() {
+    let _t = heap_user(LIMIT);
+    let seen = Value::new(0u32).unwrap();
+    let q = Queue::new().unwrap();
+    let children = [0, 1].map(|_| Process::new(take_and_pass_on, (q.clone(), seen.clone())).start().unwrap());
+    // Both wait (and are counted waiting) while this process holds a handle and is idle.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(children.iter().all(|c| c.is_alive()), "disconnected while a handle could put");
+    // Workers that take and put again: the chain goes on to the end, then both are told.
+    q.put(0).unwrap();
+    drop(q);
+    assert!(both_end(children));
+    assert_eq!(seen.get(), 21);
+}

@@ -3,9 +3,10 @@
 //! that [`Queue`](crate::Queue), [`SimpleQueue`](crate::SimpleQueue) and
 //! [`JoinableQueue`](crate::JoinableQueue) wrap.
 
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +14,11 @@ use serde::de::DeserializeOwned;
 use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
-use crate::shm::{Deadline, Heap, INLINE_MAX, Limits, Notify, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch, kind};
+use crate::shm::{
+    Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch,
+    kind,
+};
+use crate::sys;
 
 /// The tag of messages sent with `send_bytes`.
 pub(crate) const RAW: u32 = 0;
@@ -90,8 +95,20 @@ pub(crate) fn recv_value<T: DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
 ) -> Result<T, Failure> {
+    recv_value_then(ring, tag, deadline, watch, || {})
+}
+
+/// [`recv_value`], calling `taking` under the consumers' lock when a message is there.
+fn recv_value_then<T: DeserializeOwned, W: Watch>(
+    ring: &Ring,
+    tag: u32,
+    deadline: Deadline,
+    watch: &W,
+    taking: impl FnOnce(),
+) -> Result<T, Failure> {
     let decoded = ring
         .get(deadline, watch, |bytes, got| {
+            taking();
             if got == tag {
                 codec::decode_exact::<T>(bytes)
             } else if got == RAW {
@@ -128,7 +145,8 @@ impl Flavor {
     }
 }
 
-/// A queue in shared memory: the ring, what it was made for, and `JoinableQueue`'s count.
+/// A queue in shared memory: the ring, what it was made for, `JoinableQueue`'s count, and
+/// who waits in `get`.
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct QueueState {
@@ -138,6 +156,81 @@ pub(crate) struct QueueState {
     /// Rung when `tasks_done` catches up with the puts.
     pub(crate) all_done: Notify,
     pub(crate) ring: Ring,
+    getters: Getters,
+}
+
+/// How many processes at once are counted waiting in `get` (more wait, uncounted: they
+/// are then never told `Disconnected` by the count, only when no other handle exists).
+const GETTER_SLOTS: usize = 32;
+
+/// One process's count of gets waiting on an empty queue.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Getter {
+    pid: AtomicU32,
+    count: AtomicU32,
+    start: AtomicU64,
+}
+
+/// The gets waiting on an empty queue, per process, so that a waiter can tell when every
+/// live handle of the queue is waiting in `get` (nobody is left who could put). Entries of
+/// dead processes are ignored (their handles are no longer counted either) and reused.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Getters {
+    lock: RawMutex,
+    /// Bumped when every handle was found waiting: the waiters counted before it end with
+    /// `Disconnected`.
+    epoch: AtomicU64,
+    slots: [Getter; GETTER_SLOTS],
+}
+
+impl Getters {
+    /// Counts one get of this process as waiting; its epoch, or `None` when the table is
+    /// full.
+    fn enter(&self) -> Option<u64> {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        let mine = |g: &Getter| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start;
+        let slot = self.slots.iter().find(|g| mine(g)).or_else(|| {
+            let free = self.slots.iter().find(|g| {
+                let pid = g.pid.load(Ordering::Relaxed);
+                pid == 0
+                    || g.count.load(Ordering::Relaxed) == 0
+                    || !sys::process_alive(pid, g.start.load(Ordering::Relaxed))
+            })?;
+            free.pid.store(me.pid, Ordering::Relaxed);
+            free.start.store(me.start, Ordering::Relaxed);
+            free.count.store(0, Ordering::Relaxed);
+            Some(free)
+        })?;
+        slot.count.fetch_add(1, Ordering::Relaxed);
+        Some(self.epoch.load(Ordering::Acquire))
+    }
+
+    /// Ends what [`Getters::enter`] began.
+    fn leave(&self) {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        if let Some(g) = self
+            .slots
+            .iter()
+            .find(|g| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start)
+        {
+            let n = g.count.load(Ordering::Relaxed).saturating_sub(1);
+            g.count.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Gets of `process` counted waiting (caller holds the lock).
+    fn waiting(&self, process: sys::ProcId) -> u32 {
+        self.slots
+            .iter()
+            .find(|g| g.pid.load(Ordering::Relaxed) == process.pid && g.start.load(Ordering::Relaxed) == process.start)
+            .map_or(0, |g| g.count.load(Ordering::Relaxed))
+    }
 }
 
 impl ShmObject for QueueState {
@@ -159,6 +252,67 @@ impl Watch for Others<'_> {
     }
 }
 
+/// Watches a queue for a `get`: gone when no other handle exists, or when every live
+/// handle is waiting in `get` on the empty queue (counted from the first check on, that is
+/// once the get has slept a little).
+struct Getting<'a> {
+    shared: &'a Shared<QueueState>,
+    /// The epoch this get was counted in, once counted.
+    counted: Cell<Option<u64>>,
+}
+
+impl Getting<'_> {
+    /// Stops counting this get as waiting (it takes a message, or returns).
+    fn uncount(&self) {
+        if self.counted.take().is_some() {
+            self.shared.getters.leave();
+        }
+    }
+}
+
+impl Watch for Getting<'_> {
+    type Gone = ();
+
+    fn left(&self) -> Option<()> {
+        let epoch = self.counted.get()?;
+        (self.shared.getters.epoch.load(Ordering::Acquire) != epoch).then_some(())
+    }
+
+    fn check(&self) -> Result<(), ()> {
+        if self.left().is_some() {
+            return Err(());
+        }
+        if !self.shared.other_handles() {
+            return Err(());
+        }
+        if self.counted.get().is_none() {
+            self.counted.set(self.shared.getters.enter());
+        }
+        let getters = &self.shared.getters;
+        // Decided under the consumers' lock, on an empty queue: a waiter that takes a
+        // message stops being counted under that lock, before it could put again.
+        let all_waiting = self.shared.ring.when_empty(|| {
+            let _g = RawGuard::lock(&getters.lock);
+            let all = self.shared.all_holders(|process, handles| getters.waiting(process) >= handles);
+            if all {
+                getters.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+            all
+        });
+        if all_waiting == Some(true) {
+            self.shared.ring.wake_all();
+            return Err(());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Getting<'_> {
+    fn drop(&mut self) {
+        self.uncount();
+    }
+}
+
 /// A typed handle to a queue object: what the public queue types wrap.
 pub(crate) struct Channel<T> {
     shared: Shared<QueueState>,
@@ -176,6 +330,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             tasks_done: AtomicU64::new(0),
             all_done: Notify::new(),
             ring: Ring::new(limits),
+            getters: Getters::default(),
         };
         let shared = Shared::new(state)?;
         // Ours alone until this returns; on failure, dropping `shared` frees it all.
@@ -190,7 +345,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// A handle just decoded, if it was made for this flavor and type.
     pub(crate) fn from_shared(shared: Shared<QueueState>, flavor: Flavor) -> Result<Self, String> {
         let expected = type_tag::<T>(flavor.name());
-        if shared.type_tag.load(std::sync::atomic::Ordering::Relaxed) != expected {
+        if shared.type_tag.load(Ordering::Relaxed) != expected {
             return Err(format!(
                 "the handle is not a {}<{}> (it was made for another handle or message type)",
                 flavor.name(),
@@ -208,7 +363,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// Takes a message, waiting until `deadline`; gone when the queue is empty and no other
     /// handle exists.
     pub(crate) fn get(&self, deadline: Deadline) -> Result<T, Failure> {
-        recv_value(&self.shared.ring, self.tag, deadline, &Others(&self.shared))
+        let watch = Getting { shared: &self.shared, counted: Cell::new(None) };
+        recv_value_then(&self.shared.ring, self.tag, deadline, &watch, || watch.uncount())
     }
 }
 

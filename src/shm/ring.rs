@@ -836,6 +836,22 @@ impl Ring {
         at.seg != 0 && kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
     }
 
+    /// Runs `f` under the consumers' lock if no message waits (a decision that must not
+    /// race with a take: a take runs its `read` under the same lock); `None` when a
+    /// message waits or the lock could not be had at once.
+    pub(crate) fn when_empty<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let lock = &self.consumers.lock;
+        let acquired = Self::lock_side(lock, Deadline::now())?;
+        let _unlock = Unlock(lock);
+        let heap = Heap::get();
+        if acquired == Acquired::OwnerDied {
+            self.recover_consumers(heap);
+        }
+        let at = self.consumers.at();
+        let empty = at.seg == 0 || kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) == 0;
+        empty.then(f)
+    }
+
     /// One locked attempt: the message, or `None` when there is none.
     fn take<R, E>(
         &self,
