@@ -750,3 +750,57 @@ fn waiters_are_not_disconnected_while_a_handle_could_still_put() {
     assert!(both_end(children));
     assert_eq!(seen.get(), 21);
 }
+
+// ---- join with tasks nobody can finish (issue 10, item 2) -------------------------------
+
+#[test]
+fn two_threads_joining_after_the_only_consumer_died_both_return() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let c = Process::new(take_one_then_die, q.clone()).start().unwrap();
+    c.wait();
+    // Each thread with its own handle, and no other handle left.
+    let joiners: Vec<_> = [q.clone(), q].into_iter().map(|q| std::thread::spawn(move || q.join())).collect();
+    let ended = eventually(Duration::from_secs(20), || joiners.iter().all(|j| j.is_finished()));
+    assert!(ended, "two joins still waiting for tasks nobody can finish");
+    for j in joiners {
+        assert_eq!(j.join().unwrap(), Err(QueueJoinError::Disconnected { unfinished: 2 }));
+    }
+}
+
+/// Takes one task, says so, and never finishes it.
+fn take_one_and_hold_it(args: (JoinableQueue<u32>, Value<u32>)) {
+    let (q, took) = args;
+    q.get().unwrap();
+    took.set(1);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn join_reports_the_tasks_of_a_killed_consumer_while_another_lives() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    let took = Value::new(0u32).unwrap();
+    q.put(0).unwrap();
+    let holder = Process::new(take_one_and_hold_it, (q.clone(), took.clone())).start().unwrap();
+    assert!(eventually(Duration::from_secs(30), || took.get() == 1));
+    let worker = Process::new(eat_and_mark_done, q.clone()).daemon(true).start().unwrap();
+    for i in 1..10 {
+        q.put(i).unwrap();
+    }
+    holder.kill().unwrap();
+    holder.wait();
+    let joiner = {
+        let q = q.clone();
+        std::thread::spawn(move || q.join())
+    };
+    let ended = eventually(Duration::from_secs(20), || joiner.is_finished());
+    worker.kill().unwrap();
+    worker.wait();
+    assert!(ended, "join still waiting for the task of a killed consumer");
+    assert_eq!(joiner.join().unwrap(), Err(QueueJoinError::TasksLost { lost: 1 }));
+}

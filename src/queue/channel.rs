@@ -157,6 +157,83 @@ pub(crate) struct QueueState {
     pub(crate) all_done: Notify,
     pub(crate) ring: Ring,
     getters: Getters,
+    /// `JoinableQueue::join` calls waiting (the same table, for joins).
+    joiners: Getters,
+    tasks: Tasks,
+}
+
+/// One process's tasks taken and not marked done (may go below zero when another process
+/// marks them done).
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Held {
+    pid: AtomicU32,
+    _pad: u32,
+    start: AtomicU64,
+    held: AtomicU64,
+}
+
+/// Tasks held per process (`JoinableQueue`), so that `join` can tell the tasks of dead
+/// processes, which nobody can ever mark done.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Tasks {
+    lock: RawMutex,
+    /// Tasks held (a signed count) by dead processes whose slots were reused.
+    lost: AtomicU64,
+    slots: [Held; GETTER_SLOTS],
+}
+
+impl Tasks {
+    /// Adds `delta` to this process's count.
+    fn add(&self, delta: i64) {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        let mine = |h: &Held| h.pid.load(Ordering::Relaxed) == me.pid && h.start.load(Ordering::Relaxed) == me.start;
+        let slot = self.slots.iter().find(|h| mine(h)).or_else(|| {
+            let free = self.slots.iter().find(|h| {
+                let pid = h.pid.load(Ordering::Relaxed);
+                pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))
+            })?;
+            if free.pid.load(Ordering::Relaxed) != 0 {
+                self.lost.fetch_add(free.held.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            free.pid.store(me.pid, Ordering::Relaxed);
+            free.start.store(me.start, Ordering::Relaxed);
+            free.held.store(0, Ordering::Relaxed);
+            Some(free)
+        });
+        // (With every slot taken by a live process, this one's tasks go uncounted.)
+        if let Some(h) = slot {
+            h.held.fetch_add(delta as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Tasks taken by processes now dead and never marked done: what the dead hold, less
+    /// what live processes marked done beyond what they took (they may have finished
+    /// tasks of the dead). Reads `/proc`.
+    fn lost(&self) -> u64 {
+        let _g = RawGuard::lock(&self.lock);
+        let mut lost = self.lost.load(Ordering::Relaxed) as i64;
+        for h in &self.slots {
+            let pid = h.pid.load(Ordering::Relaxed);
+            let held = h.held.load(Ordering::Relaxed) as i64;
+            if pid != 0 && (held < 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))) {
+                lost = lost.wrapping_add(held);
+            }
+        }
+        lost.max(0) as u64
+    }
+}
+
+/// Why a `join` stops waiting before every task is done.
+pub(crate) enum JoinStop {
+    /// Nobody is left who could finish the tasks.
+    Disconnected,
+    /// Every unfinished task was taken by a dead process: this many.
+    Lost(u64),
 }
 
 /// How many processes at once are counted waiting in `get` (more wait, uncounted: they
@@ -331,6 +408,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             all_done: Notify::new(),
             ring: Ring::new(limits),
             getters: Getters::default(),
+            joiners: Getters::default(),
+            tasks: Tasks::default(),
         };
         let shared = Shared::new(state)?;
         // Ours alone until this returns; on failure, dropping `shared` frees it all.
@@ -369,6 +448,68 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 }
 
 impl<T> Channel<T> {
+    /// Notes that this process took a task (`JoinableQueue::get`).
+    pub(crate) fn took_task(&self) {
+        self.shared.tasks.add(1);
+    }
+
+    /// Notes that this process marked a task done.
+    pub(crate) fn did_task(&self) {
+        self.shared.tasks.add(-1);
+    }
+
+    /// Whether the `join` that counted itself in `counted` (`None` before its first
+    /// check) has been told to stop by another joiner's decision.
+    pub(crate) fn join_stopped(&self, counted: Option<u64>) -> bool {
+        counted.is_some_and(|epoch| self.shared.joiners.epoch.load(Ordering::Acquire) != epoch)
+    }
+
+    /// The periodic check of a waiting `join` (`unfinished` items left): stops it when
+    /// every unfinished task was taken by a dead process, or when nobody is left who could
+    /// finish them: no other handle, or every live handle waiting in `join` (or in `get`
+    /// on the empty queue). Counts the join as waiting from its first check on.
+    pub(crate) fn join_check(&self, counted: &Cell<Option<u64>>, unfinished: u64) -> Result<(), JoinStop> {
+        let s = &self.shared;
+        if self.join_stopped(counted.get()) || !s.other_handles() {
+            return Err(JoinStop::Disconnected);
+        }
+        let lost = s.tasks.lost();
+        if unfinished > 0 && lost >= unfinished && s.ring.is_empty() {
+            return Err(JoinStop::Lost(lost));
+        }
+        if counted.get().is_none() {
+            counted.set(s.joiners.enter());
+        }
+        // With messages waiting, only joiners count (a waiting get is about to take one).
+        let decide = |empty: bool| {
+            let _g = RawGuard::lock(&s.getters.lock);
+            let _j = RawGuard::lock(&s.joiners.lock);
+            let all = s.all_holders(|process, handles| {
+                let getters = if empty { s.getters.waiting(process) } else { 0 };
+                s.joiners.waiting(process) + getters >= handles
+            });
+            if all {
+                s.getters.epoch.fetch_add(1, Ordering::AcqRel);
+                s.joiners.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+            all
+        };
+        let all = s.ring.when_empty(|| decide(true)).unwrap_or_else(|| decide(false));
+        if all {
+            s.ring.wake_all();
+            s.all_done.notify_all();
+            return Err(JoinStop::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Ends the count of a `join` begun by [`Channel::join_check`].
+    pub(crate) fn join_ended(&self, counted: Option<u64>) {
+        if counted.is_some() {
+            self.shared.joiners.leave();
+        }
+    }
+
     pub(crate) fn state(&self) -> &QueueState {
         &self.shared
     }
