@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::{eventually, heap_user, leak_check};
 use multiproc::{
-    ChannelError, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError, Queue,
-    QueueJoinError, QueueJoinTimeoutError, RawArray, SimpleQueue, StartMethod, TaskDoneError, TooLarge, TryGetError,
-    TryPutError, Value,
+    ChannelError, Consumer, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError,
+    Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RecvError, SimpleQueue, StartMethod, TaskDoneError,
+    TooLarge, TryGetError, TryPutError, TryRecvError, Value,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
@@ -803,4 +803,37 @@ fn join_reports_the_tasks_of_a_killed_consumer_while_another_lives() {
     worker.wait();
     assert!(ended, "join still waiting for the task of a killed consumer");
     assert_eq!(joiner.join().unwrap(), Err(QueueJoinError::TasksLost { lost: 1 }));
+}
+
+/// Gets until an error; counts the `Disconnected` ones.
+fn consume_until_disconnected(args: (Consumer<u32>, Value<u32>)) {
+    let (rx, disconnected) = args;
+    loop {
+        match rx.get() {
+            Ok(_) => {}
+            Err(RecvError::Disconnected) => {
+                *disconnected.lock() += 1;
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn consumers_of_a_pair_are_disconnected_when_the_last_producer_ends() {
+    let _t = heap_user(LIMIT);
+    let disconnected = Value::new(0u32).unwrap();
+    let (tx, rx) = Queue::pair().unwrap();
+    let children =
+        [0, 1].map(|_| Process::new(consume_until_disconnected, (rx.clone(), disconnected.clone())).start().unwrap());
+    // This process keeps a consumer handle too: it does not count as a producer.
+    let tx2 = tx.clone();
+    tx.put(&1).unwrap();
+    drop(tx);
+    tx2.put(&2).unwrap();
+    drop(tx2);
+    assert!(both_end(children), "two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 2);
+    assert_eq!(rx.try_get(), Err(TryRecvError::Disconnected));
 }
