@@ -479,3 +479,43 @@ fn wait_on_nothing_that_can_become_ready_returns_at_once() {
     q.close();
     assert_eq!(wait(&[&closed, &q, &tx], None), Vec::<usize>::new());
 }
+
+// ---- receivers sharing an end, the sender gone (issue 10, item 1) -----------------------
+
+fn recv_until_disconnected(args: (Connection<u32>, Value<u32>)) {
+    let (conn, disconnected) = args;
+    loop {
+        match conn.recv() {
+            Ok(_) => {}
+            Err(RecvError::Disconnected) => {
+                *disconnected.lock() += 1;
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn two_processes_sharing_a_receiving_end_are_both_disconnected_when_the_sender_ends() {
+    let _t = heap_user(LIMIT);
+    let disconnected = Value::new(0u32).unwrap();
+    for duplex in [false, true] {
+        let (a, b) = if duplex { Pipe::new().unwrap() } else { Pipe::one_way().map(|(r, w)| (w, r)).unwrap() };
+        let children: Vec<_> = (0..2)
+            .map(|_| Process::new(recv_until_disconnected, (b.clone(), disconnected.clone())).start().unwrap())
+            .collect();
+        drop(b);
+        a.send(&1).unwrap();
+        drop(a);
+        let ended = common::eventually(Duration::from_secs(20), || children.iter().all(|c| !c.is_alive()));
+        for c in &children {
+            if !ended {
+                let _ = c.kill();
+            }
+            c.wait();
+        }
+        assert!(ended, "receivers still waiting with the sender gone (duplex: {duplex})");
+    }
+    assert_eq!(disconnected.get(), 4);
+}
