@@ -477,6 +477,9 @@ impl Ring {
             self.reclaim_pending(heap);
             claim()
         });
+        // The block of the last large message taken may wait for the next take: free it
+        // now if no consumer is busy, so that its memory can serve this one.
+        self.free_taken(heap);
         let block = match heap.alloc((BLOCK_HEADER + len) as usize) {
             Ok(block) => block,
             Err(e) => {
@@ -493,6 +496,21 @@ impl Ring {
         }
         heap.populate(block, (BLOCK_HEADER + len) as usize);
         Ok(Large { ring: self, block, len, slot: slot.map(|i| (i, note)), published: false })
+    }
+
+    /// Frees the block of the last large message taken, if the consumers' lock is free at
+    /// once (a take frees it too, first thing).
+    fn free_taken(&self, heap: &Heap) {
+        let lock = &self.consumers.lock;
+        if self.consumers.at().retired == 0 || !lock.try_lock(Owner::process()) {
+            return;
+        }
+        let _unlock = Unlock(lock);
+        let at = self.consumers.at();
+        if at.retired != 0 {
+            self.forget_pending(at.retired);
+            self.free_retired(heap);
+        }
     }
 
     /// Frees the pending blocks of producers that died while writing them. Under the
@@ -1298,6 +1316,25 @@ mod tests {
         assert_eq!(get(&r).unwrap(), b"after");
         r.destroy(heap);
         assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn the_block_of_the_last_large_message_taken_is_freed_by_the_next_take_or_put() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let before = heap.in_use();
+        put(&r, &vec![1; 100_000]).unwrap();
+        assert_eq!(get(&r).unwrap(), vec![1; 100_000]);
+        assert!(heap.in_use() > before, "kept until the next take: get returns right after its commit");
+        assert!(get(&r).is_none());
+        assert_eq!(heap.in_use(), before, "freed by the next take");
+        put(&r, &vec![2; 100_000]).unwrap();
+        assert_eq!(get(&r).unwrap(), vec![2; 100_000]);
+        let large = r.large::<()>(100_000).unwrap();
+        assert_eq!(heap.in_use(), before + 100_000_u64.next_multiple_of(4096), "freed by the next large put");
+        drop(large);
+        r.destroy(heap);
     }
 
     /// Makes `large`'s pending note look like a dead writer's, and forgets the `Large`.
