@@ -39,7 +39,9 @@ use crate::shm::{Deadline, Limits, Shared};
 /// waiting for room in a full queue that no consumer can reach. Give each thread that
 /// uses a queue its own clone: a process counts as waiting when as many of its gets wait
 /// as it holds handles. (Up to 32 processes at once are counted waiting; beyond that,
-/// a `get` is `Disconnected` only when no other handle exists.)
+/// a `get` is `Disconnected` only when no other handle exists.) For disconnection by
+/// construction, [`Queue::pair`] makes a queue whose handles are either
+/// [`Producer`](crate::Producer)s or [`Consumer`](crate::Consumer)s.
 ///
 /// **A handle.** Clone it, pass it to a child, send it through another queue or a pipe;
 /// the queue lives while a handle does, and the process that drops the last one anywhere
