@@ -105,9 +105,10 @@ pub use process::{
     set_start_method, try_init,
 };
 pub use queue::{
-    ChannelError, Connection, GetError, GetTimeoutError, JoinableQueue, Pipe, PutError, PutTimeoutError, Queue,
-    QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError,
-    SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Waitable, wait,
+    ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
+    PutTimeoutError, Queue, QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError,
+    RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError,
+    Waitable, wait,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory, SharedMemoryBuilder,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{heap_user, leak_check};
 use multiproc::{
-    Connection, Error, Pipe, Process, Queue, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError, SimpleQueue,
-    StartMethod, TryRecvError, Value, wait,
+    Connection, Error, Pipe, Process, Queue, RawArray, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError,
+    SimpleQueue, StartMethod, TryRecvError, Value, wait,
 };
 use serde_bytes::ByteBuf;
 
@@ -408,4 +408,114 @@ fn handles_inside_unread_messages_are_released_too() {
         drop((a, b, c, d, e, f, g, h));
     }
     leaks.assert_no_leak();
+}
+
+// ---- a receiver killed inside recv loses nothing (issue 10, item 6) ---------------------
+
+fn number_of(m: &[u8]) -> usize {
+    u64::from_le_bytes(m[..8].try_into().unwrap()) as usize
+}
+
+/// Receives messages and marks each one in `got` the moment `recv` returned it.
+fn record_what_you_receive(args: (Connection<ByteBuf>, RawArray<u8>, Value<u32>)) {
+    let (conn, got, started) = args;
+    started.set(started.get() + 1);
+    while let Ok(m) = conn.recv() {
+        got.set(number_of(&m), 1);
+    }
+}
+
+#[test]
+fn a_receiver_killed_inside_recv_never_loses_a_large_message() {
+    let _t = heap_user(LIMIT);
+    const N: usize = 40;
+    let (rx, tx) = Pipe::<ByteBuf>::one_way().unwrap();
+    let got = RawArray::<u8>::new(N).unwrap();
+    let started = Value::new(0u32).unwrap();
+    let producer = {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            for i in 0..N {
+                // A few messages deep (for a while only: a lost one is never recorded).
+                common::eventually(Duration::from_millis(300), || (0..i).filter(|&j| got.get(j) == 0).count() < 4);
+                let mut m = vec![0u8; (1 << 20) << (i % 4)];
+                m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                tx.send(&ByteBuf::from(m)).unwrap();
+            }
+        })
+    };
+    let mut seed = u64::from(std::process::id());
+    let mut kills = 0;
+    while !producer.is_finished() {
+        let before = started.get();
+        let c = Process::new(record_what_you_receive, (rx.clone(), got.clone(), started.clone())).start().unwrap();
+        assert!(common::eventually(Duration::from_secs(30), || started.get() > before));
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        std::thread::sleep(Duration::from_micros((seed >> 33) % 40_000));
+        c.kill().unwrap();
+        c.wait();
+        kills += 1;
+    }
+    producer.join().unwrap();
+    // What a killed receiver was taking, and what came after, is still in the pipe.
+    while let Ok(m) = rx.try_recv() {
+        got.set(number_of(&m), 1);
+    }
+    let lost: Vec<usize> = (0..N).filter(|&i| got.get(i) == 0).collect();
+    assert!(lost.is_empty(), "{} of {N} messages lost after {kills} kills: {lost:?}", lost.len());
+}
+
+// ---- wait on nothing (issue 10, item 5) --------------------------------------------------
+
+#[test]
+fn wait_on_nothing_that_can_become_ready_returns_at_once() {
+    let _t = heap_user(Duration::from_secs(30));
+    assert_eq!(wait(&[], None), Vec::<usize>::new());
+    // Closed handles and a send-only end can never become ready either.
+    let (rx, tx) = Pipe::<u8>::one_way().unwrap();
+    let mut closed = rx.clone();
+    closed.close();
+    let mut q = Queue::<u8>::new().unwrap();
+    q.close();
+    assert_eq!(wait(&[&closed, &q, &tx], None), Vec::<usize>::new());
+}
+
+// ---- receivers sharing an end, the sender gone (issue 10, item 1) -----------------------
+
+fn recv_until_disconnected(args: (Connection<u32>, Value<u32>)) {
+    let (conn, disconnected) = args;
+    loop {
+        match conn.recv() {
+            Ok(_) => {}
+            Err(RecvError::Disconnected) => {
+                *disconnected.lock() += 1;
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn two_processes_sharing_a_receiving_end_are_both_disconnected_when_the_sender_ends() {
+    let _t = heap_user(LIMIT);
+    let disconnected = Value::new(0u32).unwrap();
+    for duplex in [false, true] {
+        let (a, b) = if duplex { Pipe::new().unwrap() } else { Pipe::one_way().map(|(r, w)| (w, r)).unwrap() };
+        let children: Vec<_> = (0..2)
+            .map(|_| Process::new(recv_until_disconnected, (b.clone(), disconnected.clone())).start().unwrap())
+            .collect();
+        drop(b);
+        a.send(&1).unwrap();
+        drop(a);
+        let ended = common::eventually(Duration::from_secs(20), || children.iter().all(|c| !c.is_alive()));
+        for c in &children {
+            if !ended {
+                let _ = c.kill();
+            }
+            c.wait();
+        }
+        assert!(ended, "receivers still waiting with the sender gone (duplex: {duplex})");
+    }
+    assert_eq!(disconnected.get(), 4);
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::{eventually, heap_user, leak_check};
 use multiproc::{
-    ChannelError, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError, Queue,
-    QueueJoinError, QueueJoinTimeoutError, SimpleQueue, StartMethod, TaskDoneError, TooLarge, TryGetError, TryPutError,
-    Value,
+    ChannelError, Consumer, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError,
+    Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RecvError, SimpleQueue, StartMethod, TaskDoneError,
+    TooLarge, TryGetError, TryPutError, TryRecvError, Value,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
@@ -570,4 +570,270 @@ fn a_consumer_killed_while_holding_a_queue_does_not_keep_it_forever() {
         consumer.wait();
     }
     leaks.assert_no_leak();
+}
+
+// ---- a consumer killed inside get loses nothing (issue 10, item 6) ----------------------
+
+/// A large message carrying its number in its first bytes.
+fn numbered(i: usize, len: usize) -> ByteBuf {
+    let mut m = vec![0u8; len];
+    m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    ByteBuf::from(m)
+}
+
+fn number_of(m: &[u8]) -> usize {
+    u64::from_le_bytes(m[..8].try_into().unwrap()) as usize
+}
+
+/// Takes messages and marks each one in `got` the moment `get` returned it.
+fn record_what_you_get(args: (Queue<ByteBuf>, RawArray<u8>, Value<u32>)) {
+    let (q, got, started) = args;
+    started.set(started.get() + 1);
+    while let Ok(m) = q.get() {
+        got.set(number_of(&m), 1);
+    }
+}
+
+/// A small pseudo-random generator (the tests need no `rand`).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn a_consumer_killed_inside_get_never_loses_a_large_message() {
+    let _t = heap_user(LIMIT);
+    const N: usize = 60;
+    // Unbounded, kept a few messages deep by the producer itself: a bounded queue wakes a
+    // producer waiting for room right after the commit, a system call at which a loaded
+    // kernel may switch to the woken one, making the moment before `get` returns longer.
+    let q = Queue::new().unwrap();
+    let got = RawArray::<u8>::new(N).unwrap();
+    let started = Value::new(0u32).unwrap();
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            // 1 to 8 MiB: freeing such a block takes milliseconds.
+            for i in 0..N {
+                while q.len() >= 4 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                q.put(numbered(i, (1 << 20) << (i % 4))).unwrap();
+            }
+        })
+    };
+    let mut rng = Lcg(std::process::id().into());
+    let mut kills = 0;
+    while !producer.is_finished() {
+        let before = started.get();
+        let c = Process::new(record_what_you_get, (q.clone(), got.clone(), started.clone())).start().unwrap();
+        // Killed only once it runs (a child killed before it decoded its argument would
+        // leave the handle in it counted in flight), then at a random moment of its gets.
+        assert!(eventually(Duration::from_secs(30), || started.get() > before));
+        std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+        c.kill().unwrap();
+        c.wait();
+        kills += 1;
+    }
+    producer.join().unwrap();
+    // Whatever a killed consumer was taking is still in the queue.
+    while let Ok(m) = q.try_get() {
+        got.set(number_of(&m), 1);
+    }
+    let lost: Vec<usize> = (0..N).filter(|&i| got.get(i) == 0).collect();
+    assert!(lost.is_empty(), "{} of {N} messages lost after {kills} kills: {lost:?}", lost.len());
+}
+
+// ---- consumers with nobody left to put (issue 10, item 1) -------------------------------
+
+/// Gets until an error; counts the `Disconnected` ones in `disconnected`.
+fn get_until_disconnected(args: (Queue<u32>, Value<u32>)) {
+    let (q, disconnected) = args;
+    loop {
+        match q.get() {
+            Ok(_) => {}
+            Err(GetError::Disconnected) => {
+                *disconnected.lock() += 1;
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn simple_get_until_disconnected(args: (SimpleQueue<u32>, Value<u32>)) {
+    let (q, disconnected) = args;
+    while q.get().is_ok() {}
+    *disconnected.lock() += 1;
+}
+
+fn joinable_get_until_disconnected(args: (JoinableQueue<u32>, Value<u32>)) {
+    let (q, disconnected) = args;
+    while q.get().is_ok() {
+        q.task_done().unwrap();
+    }
+    *disconnected.lock() += 1;
+}
+
+/// Waits until both children ended; kills them if they do not (a hang) and says so.
+fn both_end(children: [multiproc::ProcessHandle<()>; 2]) -> bool {
+    let ended = eventually(Duration::from_secs(20), || children.iter().all(|c| !c.is_alive()));
+    for c in &children {
+        if !ended {
+            let _ = c.kill();
+        }
+        c.wait();
+    }
+    ended
+}
+
+#[test]
+fn two_consumers_and_no_producer_are_both_disconnected_not_hung() {
+    let _t = heap_user(LIMIT);
+    let disconnected = Value::new(0u32).unwrap();
+    // Queue: the producer (this process) puts, then lets go of its handle.
+    let q = Queue::new().unwrap();
+    let children =
+        [0, 1].map(|_| Process::new(get_until_disconnected, (q.clone(), disconnected.clone())).start().unwrap());
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    drop(q);
+    assert!(both_end(children), "Queue: two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 2);
+    // SimpleQueue.
+    let q = SimpleQueue::new().unwrap();
+    let children =
+        [0, 1].map(|_| Process::new(simple_get_until_disconnected, (q.clone(), disconnected.clone())).start().unwrap());
+    q.put(1).unwrap();
+    drop(q);
+    assert!(both_end(children), "SimpleQueue: two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 4);
+    // JoinableQueue.
+    let q = JoinableQueue::new().unwrap();
+    let children = [0, 1]
+        .map(|_| Process::new(joinable_get_until_disconnected, (q.clone(), disconnected.clone())).start().unwrap());
+    q.put(1).unwrap();
+    q.join().unwrap();
+    drop(q);
+    assert!(both_end(children), "JoinableQueue: two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 6);
+}
+
+/// Gets one item, records it, and puts it back plus one (a worker that also produces).
+fn take_and_pass_on(args: (Queue<u32>, Value<u32>)) {
+    let (q, seen) = args;
+    while let Ok(n) = q.get() {
+        *seen.lock() += 1;
+        if n < 20 {
+            q.put(n + 1).unwrap();
+        }
+    }
+}
+
+#[test]
+fn waiters_are_not_disconnected_while_a_handle_could_still_put() {
+    let _t = heap_user(LIMIT);
+    let seen = Value::new(0u32).unwrap();
+    let q = Queue::new().unwrap();
+    let children = [0, 1].map(|_| Process::new(take_and_pass_on, (q.clone(), seen.clone())).start().unwrap());
+    // Both wait (and are counted waiting) while this process holds a handle and is idle.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(children.iter().all(|c| c.is_alive()), "disconnected while a handle could put");
+    // Workers that take and put again: the chain goes on to the end, then both are told.
+    q.put(0).unwrap();
+    drop(q);
+    assert!(both_end(children));
+    assert_eq!(seen.get(), 21);
+}
+
+// ---- join with tasks nobody can finish (issue 10, item 2) -------------------------------
+
+#[test]
+fn two_threads_joining_after_the_only_consumer_died_both_return() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let c = Process::new(take_one_then_die, q.clone()).start().unwrap();
+    c.wait();
+    // Each thread with its own handle, and no other handle left.
+    let joiners: Vec<_> = [q.clone(), q].into_iter().map(|q| std::thread::spawn(move || q.join())).collect();
+    let ended = eventually(Duration::from_secs(20), || joiners.iter().all(|j| j.is_finished()));
+    assert!(ended, "two joins still waiting for tasks nobody can finish");
+    for j in joiners {
+        assert_eq!(j.join().unwrap(), Err(QueueJoinError::Disconnected { unfinished: 2 }));
+    }
+}
+
+/// Takes one task, says so, and never finishes it.
+fn take_one_and_hold_it(args: (JoinableQueue<u32>, Value<u32>)) {
+    let (q, took) = args;
+    q.get().unwrap();
+    took.set(1);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn join_reports_the_tasks_of_a_killed_consumer_while_another_lives() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    let took = Value::new(0u32).unwrap();
+    q.put(0).unwrap();
+    let holder = Process::new(take_one_and_hold_it, (q.clone(), took.clone())).start().unwrap();
+    assert!(eventually(Duration::from_secs(30), || took.get() == 1));
+    let worker = Process::new(eat_and_mark_done, q.clone()).daemon(true).start().unwrap();
+    for i in 1..10 {
+        q.put(i).unwrap();
+    }
+    holder.kill().unwrap();
+    holder.wait();
+    let joiner = {
+        let q = q.clone();
+        std::thread::spawn(move || q.join())
+    };
+    let ended = eventually(Duration::from_secs(20), || joiner.is_finished());
+    worker.kill().unwrap();
+    worker.wait();
+    assert!(ended, "join still waiting for the task of a killed consumer");
+    assert_eq!(joiner.join().unwrap(), Err(QueueJoinError::TasksLost { lost: 1 }));
+}
+
+/// Gets until an error; counts the `Disconnected` ones.
+fn consume_until_disconnected(args: (Consumer<u32>, Value<u32>)) {
+    let (rx, disconnected) = args;
+    loop {
+        match rx.get() {
+            Ok(_) => {}
+            Err(RecvError::Disconnected) => {
+                *disconnected.lock() += 1;
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn consumers_of_a_pair_are_disconnected_when_the_last_producer_ends() {
+    let _t = heap_user(LIMIT);
+    let disconnected = Value::new(0u32).unwrap();
+    let (tx, rx) = Queue::pair().unwrap();
+    let children =
+        [0, 1].map(|_| Process::new(consume_until_disconnected, (rx.clone(), disconnected.clone())).start().unwrap());
+    // This process keeps a consumer handle too: it does not count as a producer.
+    let tx2 = tx.clone();
+    tx.put(&1).unwrap();
+    drop(tx);
+    tx2.put(&2).unwrap();
+    drop(tx2);
+    assert!(both_end(children), "two consumers still waiting with no producer left");
+    assert_eq!(disconnected.get(), 2);
+    assert_eq!(rx.try_get(), Err(TryRecvError::Disconnected));
 }

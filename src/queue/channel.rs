@@ -3,9 +3,10 @@
 //! that [`Queue`](crate::Queue), [`SimpleQueue`](crate::SimpleQueue) and
 //! [`JoinableQueue`](crate::JoinableQueue) wrap.
 
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +14,11 @@ use serde::de::DeserializeOwned;
 use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
-use crate::shm::{Deadline, Heap, INLINE_MAX, Limits, Notify, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch, kind};
+use crate::shm::{
+    Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch,
+    kind,
+};
+use crate::sys;
 
 /// The tag of messages sent with `send_bytes`.
 pub(crate) const RAW: u32 = 0;
@@ -90,8 +95,20 @@ pub(crate) fn recv_value<T: DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
 ) -> Result<T, Failure> {
+    recv_value_then(ring, tag, deadline, watch, || {})
+}
+
+/// [`recv_value`], calling `taking` under the consumers' lock when a message is there.
+fn recv_value_then<T: DeserializeOwned, W: Watch>(
+    ring: &Ring,
+    tag: u32,
+    deadline: Deadline,
+    watch: &W,
+    taking: impl FnOnce(),
+) -> Result<T, Failure> {
     let decoded = ring
         .get(deadline, watch, |bytes, got| {
+            taking();
             if got == tag {
                 codec::decode_exact::<T>(bytes)
             } else if got == RAW {
@@ -128,7 +145,8 @@ impl Flavor {
     }
 }
 
-/// A queue in shared memory: the ring, what it was made for, and `JoinableQueue`'s count.
+/// A queue in shared memory: the ring, what it was made for, `JoinableQueue`'s count, and
+/// who waits in `get`.
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct QueueState {
@@ -138,6 +156,158 @@ pub(crate) struct QueueState {
     /// Rung when `tasks_done` catches up with the puts.
     pub(crate) all_done: Notify,
     pub(crate) ring: Ring,
+    getters: Getters,
+    /// `JoinableQueue::join` calls waiting (the same table, for joins).
+    joiners: Getters,
+    tasks: Tasks,
+}
+
+/// One process's tasks taken and not marked done (may go below zero when another process
+/// marks them done).
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Held {
+    pid: AtomicU32,
+    _pad: u32,
+    start: AtomicU64,
+    held: AtomicU64,
+}
+
+/// Tasks held per process (`JoinableQueue`), so that `join` can tell the tasks of dead
+/// processes, which nobody can ever mark done.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Tasks {
+    lock: RawMutex,
+    /// Tasks held (a signed count) by dead processes whose slots were reused.
+    lost: AtomicU64,
+    slots: [Held; GETTER_SLOTS],
+}
+
+impl Tasks {
+    /// Adds `delta` to this process's count.
+    fn add(&self, delta: i64) {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        let mine = |h: &Held| h.pid.load(Ordering::Relaxed) == me.pid && h.start.load(Ordering::Relaxed) == me.start;
+        let slot = self.slots.iter().find(|h| mine(h)).or_else(|| {
+            let free = self.slots.iter().find(|h| {
+                let pid = h.pid.load(Ordering::Relaxed);
+                pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))
+            })?;
+            if free.pid.load(Ordering::Relaxed) != 0 {
+                self.lost.fetch_add(free.held.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            free.pid.store(me.pid, Ordering::Relaxed);
+            free.start.store(me.start, Ordering::Relaxed);
+            free.held.store(0, Ordering::Relaxed);
+            Some(free)
+        });
+        // (With every slot taken by a live process, this one's tasks go uncounted.)
+        if let Some(h) = slot {
+            h.held.fetch_add(delta as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Tasks taken by processes now dead and never marked done: what the dead hold, less
+    /// what live processes marked done beyond what they took (they may have finished
+    /// tasks of the dead). Reads `/proc`.
+    fn lost(&self) -> u64 {
+        let _g = RawGuard::lock(&self.lock);
+        let mut lost = self.lost.load(Ordering::Relaxed) as i64;
+        for h in &self.slots {
+            let pid = h.pid.load(Ordering::Relaxed);
+            let held = h.held.load(Ordering::Relaxed) as i64;
+            if pid != 0 && (held < 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))) {
+                lost = lost.wrapping_add(held);
+            }
+        }
+        lost.max(0) as u64
+    }
+}
+
+/// Why a `join` stops waiting before every task is done.
+pub(crate) enum JoinStop {
+    /// Nobody is left who could finish the tasks.
+    Disconnected,
+    /// Every unfinished task was taken by a dead process: this many.
+    Lost(u64),
+}
+
+/// How many processes at once are counted waiting in `get` (more wait, uncounted: they
+/// are then never told `Disconnected` by the count, only when no other handle exists).
+const GETTER_SLOTS: usize = 32;
+
+/// One process's count of gets waiting on an empty queue.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Getter {
+    pid: AtomicU32,
+    count: AtomicU32,
+    start: AtomicU64,
+}
+
+/// The gets waiting on an empty queue, per process, so that a waiter can tell when every
+/// live handle of the queue is waiting in `get` (nobody is left who could put). Entries of
+/// dead processes are ignored (their handles are no longer counted either) and reused.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Getters {
+    lock: RawMutex,
+    /// Bumped when every handle was found waiting: the waiters counted before it end with
+    /// `Disconnected`.
+    epoch: AtomicU64,
+    slots: [Getter; GETTER_SLOTS],
+}
+
+impl Getters {
+    /// Counts one get of this process as waiting; its epoch, or `None` when the table is
+    /// full.
+    fn enter(&self) -> Option<u64> {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        let mine = |g: &Getter| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start;
+        let slot = self.slots.iter().find(|g| mine(g)).or_else(|| {
+            let free = self.slots.iter().find(|g| {
+                let pid = g.pid.load(Ordering::Relaxed);
+                pid == 0
+                    || g.count.load(Ordering::Relaxed) == 0
+                    || !sys::process_alive(pid, g.start.load(Ordering::Relaxed))
+            })?;
+            free.pid.store(me.pid, Ordering::Relaxed);
+            free.start.store(me.start, Ordering::Relaxed);
+            free.count.store(0, Ordering::Relaxed);
+            Some(free)
+        })?;
+        slot.count.fetch_add(1, Ordering::Relaxed);
+        Some(self.epoch.load(Ordering::Acquire))
+    }
+
+    /// Ends what [`Getters::enter`] began.
+    fn leave(&self) {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        if let Some(g) = self
+            .slots
+            .iter()
+            .find(|g| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start)
+        {
+            let n = g.count.load(Ordering::Relaxed).saturating_sub(1);
+            g.count.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Gets of `process` counted waiting (caller holds the lock).
+    fn waiting(&self, process: sys::ProcId) -> u32 {
+        self.slots
+            .iter()
+            .find(|g| g.pid.load(Ordering::Relaxed) == process.pid && g.start.load(Ordering::Relaxed) == process.start)
+            .map_or(0, |g| g.count.load(Ordering::Relaxed))
+    }
 }
 
 impl ShmObject for QueueState {
@@ -159,6 +329,67 @@ impl Watch for Others<'_> {
     }
 }
 
+/// Watches a queue for a `get`: gone when no other handle exists, or when every live
+/// handle is waiting in `get` on the empty queue (counted from the first check on, that is
+/// once the get has slept a little).
+struct Getting<'a> {
+    shared: &'a Shared<QueueState>,
+    /// The epoch this get was counted in, once counted.
+    counted: Cell<Option<u64>>,
+}
+
+impl Getting<'_> {
+    /// Stops counting this get as waiting (it takes a message, or returns).
+    fn uncount(&self) {
+        if self.counted.take().is_some() {
+            self.shared.getters.leave();
+        }
+    }
+}
+
+impl Watch for Getting<'_> {
+    type Gone = ();
+
+    fn left(&self) -> Option<()> {
+        let epoch = self.counted.get()?;
+        (self.shared.getters.epoch.load(Ordering::Acquire) != epoch).then_some(())
+    }
+
+    fn check(&self) -> Result<(), ()> {
+        if self.left().is_some() {
+            return Err(());
+        }
+        if !self.shared.other_handles() {
+            return Err(());
+        }
+        if self.counted.get().is_none() {
+            self.counted.set(self.shared.getters.enter());
+        }
+        let getters = &self.shared.getters;
+        // Decided under the consumers' lock, on an empty queue: a waiter that takes a
+        // message stops being counted under that lock, before it could put again.
+        let all_waiting = self.shared.ring.when_empty(|| {
+            let _g = RawGuard::lock(&getters.lock);
+            let all = self.shared.all_holders(|process, handles| getters.waiting(process) >= handles);
+            if all {
+                getters.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+            all
+        });
+        if all_waiting == Some(true) {
+            self.shared.ring.wake_all();
+            return Err(());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Getting<'_> {
+    fn drop(&mut self) {
+        self.uncount();
+    }
+}
+
 /// A typed handle to a queue object: what the public queue types wrap.
 pub(crate) struct Channel<T> {
     shared: Shared<QueueState>,
@@ -176,6 +407,9 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             tasks_done: AtomicU64::new(0),
             all_done: Notify::new(),
             ring: Ring::new(limits),
+            getters: Getters::default(),
+            joiners: Getters::default(),
+            tasks: Tasks::default(),
         };
         let shared = Shared::new(state)?;
         // Ours alone until this returns; on failure, dropping `shared` frees it all.
@@ -190,7 +424,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// A handle just decoded, if it was made for this flavor and type.
     pub(crate) fn from_shared(shared: Shared<QueueState>, flavor: Flavor) -> Result<Self, String> {
         let expected = type_tag::<T>(flavor.name());
-        if shared.type_tag.load(std::sync::atomic::Ordering::Relaxed) != expected {
+        if shared.type_tag.load(Ordering::Relaxed) != expected {
             return Err(format!(
                 "the handle is not a {}<{}> (it was made for another handle or message type)",
                 flavor.name(),
@@ -208,11 +442,74 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// Takes a message, waiting until `deadline`; gone when the queue is empty and no other
     /// handle exists.
     pub(crate) fn get(&self, deadline: Deadline) -> Result<T, Failure> {
-        recv_value(&self.shared.ring, self.tag, deadline, &Others(&self.shared))
+        let watch = Getting { shared: &self.shared, counted: Cell::new(None) };
+        recv_value_then(&self.shared.ring, self.tag, deadline, &watch, || watch.uncount())
     }
 }
 
 impl<T> Channel<T> {
+    /// Notes that this process took a task (`JoinableQueue::get`).
+    pub(crate) fn took_task(&self) {
+        self.shared.tasks.add(1);
+    }
+
+    /// Notes that this process marked a task done.
+    pub(crate) fn did_task(&self) {
+        self.shared.tasks.add(-1);
+    }
+
+    /// Whether the `join` that counted itself in `counted` (`None` before its first
+    /// check) has been told to stop by another joiner's decision.
+    pub(crate) fn join_stopped(&self, counted: Option<u64>) -> bool {
+        counted.is_some_and(|epoch| self.shared.joiners.epoch.load(Ordering::Acquire) != epoch)
+    }
+
+    /// The periodic check of a waiting `join` (`unfinished` items left): stops it when
+    /// every unfinished task was taken by a dead process, or when nobody is left who could
+    /// finish them: no other handle, or every live handle waiting in `join` (or in `get`
+    /// on the empty queue). Counts the join as waiting from its first check on.
+    pub(crate) fn join_check(&self, counted: &Cell<Option<u64>>, unfinished: u64) -> Result<(), JoinStop> {
+        let s = &self.shared;
+        if self.join_stopped(counted.get()) || !s.other_handles() {
+            return Err(JoinStop::Disconnected);
+        }
+        let lost = s.tasks.lost();
+        if unfinished > 0 && lost >= unfinished && s.ring.is_empty() {
+            return Err(JoinStop::Lost(lost));
+        }
+        if counted.get().is_none() {
+            counted.set(s.joiners.enter());
+        }
+        // With messages waiting, only joiners count (a waiting get is about to take one).
+        let decide = |empty: bool| {
+            let _g = RawGuard::lock(&s.getters.lock);
+            let _j = RawGuard::lock(&s.joiners.lock);
+            let all = s.all_holders(|process, handles| {
+                let getters = if empty { s.getters.waiting(process) } else { 0 };
+                s.joiners.waiting(process) + getters >= handles
+            });
+            if all {
+                s.getters.epoch.fetch_add(1, Ordering::AcqRel);
+                s.joiners.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+            all
+        };
+        let all = s.ring.when_empty(|| decide(true)).unwrap_or_else(|| decide(false));
+        if all {
+            s.ring.wake_all();
+            s.all_done.notify_all();
+            return Err(JoinStop::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Ends the count of a `join` begun by [`Channel::join_check`].
+    pub(crate) fn join_ended(&self, counted: Option<u64>) {
+        if counted.is_some() {
+            self.shared.joiners.leave();
+        }
+    }
+
     pub(crate) fn state(&self) -> &QueueState {
         &self.shared
     }

@@ -540,6 +540,14 @@ pub enum QueueJoinError {
         /// Items put and not marked done.
         unfinished: u64,
     },
+    /// Every item not marked done was taken by a process that died before marking it
+    /// done (killed, crashed): nobody can ever finish them, so `join` does not wait for
+    /// them. They stay unfinished (a later `join` says the same), and are not put back.
+    #[error("{lost} items were taken by processes that died before marking them done")]
+    TasksLost {
+        /// Items taken by dead processes and never marked done.
+        lost: u64,
+    },
     /// This handle was closed.
     #[error("the handle is closed")]
     Closed,
@@ -548,7 +556,7 @@ pub enum QueueJoinError {
 impl From<QueueJoinError> for Error {
     fn from(e: QueueJoinError) -> Error {
         match e {
-            QueueJoinError::Disconnected { .. } => ChannelError::Disconnected.into(),
+            QueueJoinError::Disconnected { .. } | QueueJoinError::TasksLost { .. } => ChannelError::Disconnected.into(),
             QueueJoinError::Closed => ChannelError::Closed.into(),
         }
     }
@@ -582,6 +590,13 @@ pub enum QueueJoinTimeoutError {
         /// Items put and not marked done.
         unfinished: u64,
     },
+    /// Every item not marked done was taken by a process that died before marking it
+    /// done; see [`QueueJoinError::TasksLost`].
+    #[error("{lost} items were taken by processes that died before marking them done")]
+    TasksLost {
+        /// Items taken by dead processes and never marked done.
+        lost: u64,
+    },
     /// This handle was closed.
     #[error("the handle is closed")]
     Closed,
@@ -591,7 +606,9 @@ impl From<QueueJoinTimeoutError> for Error {
     fn from(e: QueueJoinTimeoutError) -> Error {
         match e {
             QueueJoinTimeoutError::Timeout { .. } => ChannelError::Timeout.into(),
-            QueueJoinTimeoutError::Disconnected { .. } => ChannelError::Disconnected.into(),
+            QueueJoinTimeoutError::Disconnected { .. } | QueueJoinTimeoutError::TasksLost { .. } => {
+                ChannelError::Disconnected.into()
+            }
             QueueJoinTimeoutError::Closed => ChannelError::Closed.into(),
         }
     }

@@ -1,6 +1,7 @@
 //! [`JoinableQueue`]: a [`Queue`] whose consumers mark each item done, and whose producers
 //! can wait until every item put has been.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,14 +9,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::channel::{Channel, Flavor};
+use super::channel::{Channel, Flavor, JoinStop};
 use super::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, QueueJoinError, QueueJoinTimeoutError, TaskDoneError,
     TryGetError, TryPutError,
 };
 use super::queue::{Queue, QueueBuilder, deserialize_handle, serialize_handle};
 use crate::error::Error;
-use crate::shm::{Deadline, SPIN};
+use crate::shm::{Deadline, Interrupted, SPIN};
 
 /// A [`Queue`] plus [`task_done`](JoinableQueue::task_done) and
 /// [`join`](JoinableQueue::join) (Python's `multiprocessing.JoinableQueue`).
@@ -54,6 +55,13 @@ pub struct JoinableQueue<T> {
 }
 
 impl<T> JoinableQueue<T> {
+    /// Notes a task taken by this process (see [`JoinableQueue::join`]).
+    fn took(&self) {
+        if let Some(ch) = self.channel() {
+            ch.took_task();
+        }
+    }
+
     pub(super) fn from_channel(ch: Channel<T>) -> Self {
         Self { queue: Queue { ch: Some(ch) } }
     }
@@ -179,7 +187,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T, GetError> {
-        self.queue.get()
+        self.queue.get().inspect(|_| self.took())
     }
 
     /// Takes the next item if there is one; see [`Queue::try_get`].
@@ -196,7 +204,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// ```
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.queue.try_get()
+        self.queue.try_get().inspect(|_| self.took())
     }
 
     /// Takes the next item, waiting at most `timeout`; see [`Queue::get_timeout`].
@@ -215,7 +223,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.queue.get_timeout(timeout)
+        self.queue.get_timeout(timeout).inspect(|_| self.took())
     }
 }
 
@@ -249,6 +257,7 @@ impl<T> JoinableQueue<T> {
             }
             match state.tasks_done.compare_exchange_weak(done, done + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
+                    ch.did_task();
                     if done + 1 >= put {
                         state.all_done.notify_all();
                     }
@@ -277,9 +286,18 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueJoinError::Disconnected`] when items are unfinished and no other handle
-    /// exists any more (the consumers are gone, so nobody could finish them);
+    /// [`QueueJoinError::Disconnected`] when items are unfinished and nobody is left who
+    /// could finish them: no other handle exists any more, or every live handle is waiting
+    /// in `join` (or in `get` on the empty queue), as when two threads join after the
+    /// only consumer died; [`QueueJoinError::TasksLost`] when every unfinished item was
+    /// taken (by `get`) by a process that then died without marking it done: such a task
+    /// is not done and never can be, so `join` reports it instead of waiting for it (it
+    /// is not put back: the queue cannot know what the dead process had already done);
     /// [`QueueJoinError::Closed`] after [`JoinableQueue::close`].
+    ///
+    /// A task counts as held by the process whose `get` returned it, until that process
+    /// calls `task_done`; a process that marks done more tasks than it took is taken to
+    /// have finished those of others (of the dead first).
     ///
     /// ```
     /// multiproc::init();
@@ -290,6 +308,7 @@ impl<T> JoinableQueue<T> {
     pub fn join(&self) -> Result<(), QueueJoinError> {
         self.join_until(Deadline::NEVER).map_err(|e| match e {
             QueueJoinTimeoutError::Disconnected { unfinished } => QueueJoinError::Disconnected { unfinished },
+            QueueJoinTimeoutError::TasksLost { lost } => QueueJoinError::TasksLost { lost },
             QueueJoinTimeoutError::Closed => QueueJoinError::Closed,
             QueueJoinTimeoutError::Timeout { .. } => unreachable!("an endless wait does not time out"),
         })
@@ -322,19 +341,19 @@ impl<T> JoinableQueue<T> {
     fn join_until(&self, deadline: Deadline) -> Result<(), QueueJoinTimeoutError> {
         let Some(ch) = self.channel() else { return Err(QueueJoinTimeoutError::Closed) };
         let state = ch.state();
-        let finished = || (self.unfinished() == 0).then_some(());
-        let waited = state
-            .all_done
-            .wait(deadline, SPIN, finished, || if ch.shared().other_handles() { Ok(()) } else { Err(()) });
+        let counted = Cell::new(None);
+        // Done, or stopped by another joiner that found nobody left to finish the tasks.
+        let finished = || (self.unfinished() == 0 || ch.join_stopped(counted.get())).then_some(());
+        let waited = state.all_done.wait(deadline, SPIN, finished, || ch.join_check(&counted, self.unfinished()));
+        ch.join_ended(counted.get());
+        let unfinished = self.unfinished();
         match waited {
-            Ok(()) => Ok(()),
-            Err(crate::shm::Interrupted::TimedOut) => {
-                Err(QueueJoinTimeoutError::Timeout { unfinished: self.unfinished() })
+            _ if unfinished == 0 => Ok(()),
+            Ok(()) | Err(Interrupted::Check(JoinStop::Disconnected)) => {
+                Err(QueueJoinTimeoutError::Disconnected { unfinished })
             }
-            Err(crate::shm::Interrupted::Check(())) => match self.unfinished() {
-                0 => Ok(()),
-                unfinished => Err(QueueJoinTimeoutError::Disconnected { unfinished }),
-            },
+            Err(Interrupted::Check(JoinStop::Lost(lost))) => Err(QueueJoinTimeoutError::TasksLost { lost }),
+            Err(Interrupted::TimedOut) => Err(QueueJoinTimeoutError::Timeout { unfinished }),
         }
     }
 

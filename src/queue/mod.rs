@@ -19,6 +19,7 @@ mod pipe;
 #[allow(clippy::module_inception)] // Python's queues.py: the concept `Queue` has its own file
 mod queue;
 mod simple;
+mod split;
 mod wait;
 
 pub use error::{
@@ -30,4 +31,5 @@ pub use joinable::JoinableQueue;
 pub use pipe::{Connection, Pipe};
 pub use queue::{Queue, QueueBuilder};
 pub use simple::SimpleQueue;
+pub use split::{Consumer, Producer};
 pub use wait::{Waitable, wait};

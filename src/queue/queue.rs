@@ -30,19 +30,24 @@ use crate::shm::{Deadline, Limits, Shared};
 /// [`Queue::with_maxsize`] bounds it by items (Python's `maxsize`), and
 /// [`QueueBuilder::max_bytes`] by bytes; then `put` waits for room.
 ///
-/// **Nothing hangs.** A `get` on an empty queue waits while another handle exists
-/// somewhere: in another live process, in a message, or a second handle in this process.
-/// When none does (the producers dropped theirs, closed them, or died), nobody can ever
-/// put again, and `get` returns [`GetError::Disconnected`] once the queue is drained,
+/// **Nothing hangs.** A `get` on an empty queue waits while a handle exists that could
+/// still put: one in a message, or one held by a live process that is not itself waiting
+/// in `get` on this queue. When none does (the producers dropped their handles, closed
+/// them, or died, and every handle left is waiting in `get`), nobody can ever put again,
+/// and every waiting `get` returns [`GetError::Disconnected`] once the queue is drained,
 /// instead of waiting forever (checked while it waits, within ~100 ms). Likewise a `put`
 /// waiting for room in a full queue that no consumer can reach. Give each thread that
-/// uses a queue its own clone: a single handle shared by reference counts once.
+/// uses a queue its own clone: a process counts as waiting when as many of its gets wait
+/// as it holds handles. (Up to 32 processes at once are counted waiting; beyond that,
+/// a `get` is `Disconnected` only when no other handle exists.) For disconnection by
+/// construction, [`Queue::pair`] makes a queue whose handles are either
+/// [`Producer`](crate::Producer)s or [`Consumer`](crate::Consumer)s.
 ///
 /// **A handle.** Clone it, pass it to a child, send it through another queue or a pipe;
 /// the queue lives while a handle does, and the process that drops the last one anywhere
 /// frees it (and the messages left in it). A process killed in the middle of a `put` or a
 /// `get` does not corrupt it: the others carry on (a message a consumer was killed while
-/// taking stays in the queue for the next one).
+/// taking, at any moment before its `get` returned, stays in the queue for the next one).
 ///
 /// Use `serde_bytes::ByteBuf` rather than `Vec<u8>` for raw bytes: serde encodes a
 /// `Vec<u8>` byte by byte, a `ByteBuf` as one copy.
@@ -206,8 +211,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`GetError::Disconnected`] when the queue is empty and no other handle exists (see
-    /// the type's docs); [`GetError::Closed`] after [`Queue::close`];
+    /// [`GetError::Disconnected`] when the queue is empty and no handle that could put is
+    /// left: none exists but this one, or all are waiting in `get` (see the type's docs);
+    /// [`GetError::Closed`] after [`Queue::close`];
     /// [`GetError::Decode`] when the message does not decode as a `T`.
     ///
     /// # Examples

@@ -17,7 +17,8 @@ use crate::shm::{Deadline, Limits};
 ///
 /// The same shared-memory channel as [`Queue`](crate::Queue), with the same guarantees: a
 /// `put` never blocks, a `get` returns [`GetError::Disconnected`] instead of waiting
-/// forever once no other handle exists, and it is a handle that travels anywhere.
+/// forever once no handle that could put is left (none but the caller's, or all waiting in
+/// `get`: see [`Queue`](crate::Queue)), and it is a handle that travels anywhere.
 ///
 /// # Examples
 ///

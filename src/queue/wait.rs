@@ -132,7 +132,9 @@ impl Waitable for BorrowedFd<'_> {}
 /// A connection is ready when a receive would not block: a message is waiting, or the other
 /// end is gone. A queue is ready when it is not empty, or when no other handle to it exists
 /// (a `get` would fail at once). A process is ready once it has ended; a descriptor, when
-/// readable. Waiting costs no CPU after a short spin: connections and queues are watched
+/// readable. When none of `objects` can ever become ready (an empty slice, closed
+/// handles, send-only ends), `wait` returns an empty list at once, whatever the timeout.
+/// Waiting costs no CPU after a short spin: connections and queues are watched
 /// through their futexes, descriptors by a helper thread when both kinds are mixed.
 ///
 /// # Examples
@@ -161,6 +163,11 @@ impl Waitable for BorrowedFd<'_> {}
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> {
     let deadline = Deadline::from_timeout(timeout);
     let sources: Vec<Inner<'_>> = objects.iter().map(|o| o.source().0).collect();
+    if sources.iter().all(|s| matches!(s, Inner::Never)) {
+        // Nothing here can ever become ready (an empty list, closed handles, send-only
+        // ends): waiting would be forever.
+        return Vec::new();
+    }
     let fds: Vec<(usize, BorrowedFd<'_>)> = sources
         .iter()
         .enumerate()

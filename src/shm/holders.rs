@@ -222,6 +222,19 @@ impl Holders {
         self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free())
     }
 
+    /// Whether no handle is in flight and every live holder passes `covered(process,
+    /// handles it holds)` (a queue asks: "are all of its handles waiting in `get`?").
+    /// Prunes the dead and reads `/proc`, as [`Holders::others_alive`].
+    pub(crate) fn all_holders(&self, heap: &Heap, mut covered: impl FnMut(ProcId, u32) -> bool) -> bool {
+        let _g = RawGuard::lock(&self.lock);
+        self.prune_dead(heap, sys::me());
+        self.inflight.load(Ordering::Relaxed) == 0
+            && !self.for_each(heap, |e| {
+                let id = ProcId { pid: e.pid.load(Ordering::Relaxed), start: e.start.load(Ordering::Relaxed) };
+                !e.is_free() && !covered(id, e.count.load(Ordering::Relaxed))
+            })
+    }
+
     /// Forgets the entries of dead processes; returns how many there were. A caller that
     /// must notice every death (a barrier breaks when a holder dies) counts them here.
     pub(crate) fn forget_dead(&self, heap: &Heap) -> usize {

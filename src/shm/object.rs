@@ -151,6 +151,12 @@ impl<T: ShmObject> Shared<T> {
         self.header().holders.other_handles(Heap::get())
     }
 
+    /// Whether no handle is in a message and every live process holding handles passes
+    /// `covered(process, handles it holds)`. Reads `/proc`, like [`Shared::others_alive`].
+    pub(crate) fn all_holders(&self, covered: impl FnMut(crate::sys::ProcId, u32) -> bool) -> bool {
+        self.header().holders.all_holders(Heap::get(), covered)
+    }
+
     /// Forgets the holders that died without dropping their handles (killed, crashed);
     /// returns how many. Reads `/proc`, like [`Shared::others_alive`].
     pub(crate) fn forget_dead_holders(&self) -> usize {

@@ -34,9 +34,13 @@
 //!   frees a segment it linked but did not use, and zeroes what it left behind the last
 //!   record, so the next producer writes into clean memory.
 //! * A consumer that dies while reading leaves the record where it was: the next consumer
-//!   gets it. A consumer frees a segment only after taking (or recovering) the producers'
-//!   lock, so no producer can be reading it; what it was about to free is noted in its
-//!   position first (`retired`), and the next consumer finishes the job.
+//!   gets it. Taking a message is one store (the position's switch), and nothing slow comes
+//!   after it before `get` returns: the block of a large message is only noted in the
+//!   committing position (`retired`) and freed by the next take, so that a consumer killed
+//!   at any moment before `get` returned leaves the message to the next one.
+//! * A consumer frees a segment only after taking (or recovering) the producers' lock, so
+//!   no producer can be reading it; what it was about to free is noted in its position
+//!   first (`retired`), and the next consumer finishes the job.
 //! * Blocks of large messages being written are noted in `pending` slots with the writer's
 //!   pid until their record is committed, so that those of a producer killed while copying
 //!   are freed: by a producer that finds the slots taken, or with the ring. A note whose
@@ -473,6 +477,9 @@ impl Ring {
             self.reclaim_pending(heap);
             claim()
         });
+        // The block of the last large message taken may wait for the next take: free it
+        // now if no consumer is busy, so that its memory can serve this one.
+        self.free_taken(heap);
         let block = match heap.alloc((BLOCK_HEADER + len) as usize) {
             Ok(block) => block,
             Err(e) => {
@@ -489,6 +496,21 @@ impl Ring {
         }
         heap.populate(block, (BLOCK_HEADER + len) as usize);
         Ok(Large { ring: self, block, len, slot: slot.map(|i| (i, note)), published: false })
+    }
+
+    /// Frees the block of the last large message taken, if the consumers' lock is free at
+    /// once (a take frees it too, first thing).
+    fn free_taken(&self, heap: &Heap) {
+        let lock = &self.consumers.lock;
+        if self.consumers.at().retired == 0 || !lock.try_lock(Owner::process()) {
+            return;
+        }
+        let _unlock = Unlock(lock);
+        let at = self.consumers.at();
+        if at.retired != 0 {
+            self.forget_pending(at.retired);
+            self.free_retired(heap);
+        }
     }
 
     /// Frees the pending blocks of producers that died while writing them. Under the
@@ -832,6 +854,22 @@ impl Ring {
         at.seg != 0 && kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) != 0
     }
 
+    /// Runs `f` under the consumers' lock if no message waits (a decision that must not
+    /// race with a take: a take runs its `read` under the same lock); `None` when a
+    /// message waits or the lock could not be had at once.
+    pub(crate) fn when_empty<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let lock = &self.consumers.lock;
+        let acquired = Self::lock_side(lock, Deadline::now())?;
+        let _unlock = Unlock(lock);
+        let heap = Heap::get();
+        if acquired == Acquired::OwnerDied {
+            self.recover_consumers(heap);
+        }
+        let at = self.consumers.at();
+        let empty = at.seg == 0 || kind_of(word(heap, at.seg + at.pos).load(Ordering::Acquire)) == 0;
+        empty.then(f)
+    }
+
     /// One locked attempt: the message, or `None` when there is none.
     fn take<R, E>(
         &self,
@@ -850,6 +888,12 @@ impl Ring {
             // Never opened (the unused direction of a one-way pipe): nothing there.
             return Ok(None);
         }
+        if at.retired != 0 {
+            // The block of the last large message taken, left to this take (see `LARGE`).
+            self.forget_pending(at.retired);
+            self.free_retired(heap);
+            at = self.consumers.at();
+        }
         loop {
             let h = word(heap, at.seg + at.pos).load(Ordering::Acquire);
             match kind_of(h) {
@@ -861,7 +905,7 @@ impl Ring {
                     at.seg = next;
                     at.pos = SEG_HEADER;
                     self.consumers.publish(&at);
-                    self.free_retired(heap, true);
+                    self.free_retired(heap);
                     at.retired = 0;
                     at.retired_len = 0;
                 }
@@ -889,11 +933,14 @@ impl Ring {
                     at.pos += 16;
                     at.count += 1;
                     at.bytes += len;
+                    // The commit is the last thing before returning: a consumer killed
+                    // before it leaves the message to the next one. Freeing the block
+                    // (milliseconds for tens of MiB: the pages go back to the kernel) is
+                    // left to the next take, or to `destroy`; it is noted as retired in
+                    // the very position that commits the message.
                     at.retired = block;
                     at.retired_len = BLOCK_HEADER + len;
                     self.consumers.publish(&at);
-                    self.forget_pending(block);
-                    self.free_retired(heap, false);
                     drop(_unlock);
                     self.made_room();
                     return Ok(Some(r));
@@ -912,22 +959,21 @@ impl Ring {
     /// Frees what the consumers' position marks as retired (consumers' lock held). A
     /// segment waits until no producer can be reading it: a producer reads behind its own
     /// position only while recovering, under the producers' lock, so taking that lock once
-    /// (and recovering if its holder died) is enough.
-    fn free_retired(&self, heap: &Heap, segment: bool) {
+    /// (and recovering if its holder died) is enough. (A block needs no such wait; taking
+    /// the lock anyway costs little next to a large message.)
+    fn free_retired(&self, heap: &Heap) {
         let retired = self.consumers.retired();
         let off = retired.load(Ordering::Acquire);
         if off == 0 {
             return;
         }
         let len = self.consumers.at().retired_len;
-        if segment {
-            let lock = &self.producers.lock;
-            let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
-            if acquired == Acquired::OwnerDied {
-                self.recover_producers(heap);
-            }
-            lock.unlock();
+        let lock = &self.producers.lock;
+        let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+        if acquired == Acquired::OwnerDied {
+            self.recover_producers(heap);
         }
+        lock.unlock();
         // Cleared first: a crash between the two leaks the block rather than freeing it twice.
         retired.store(0, Ordering::Release);
         heap.free(off, len as usize);
@@ -939,7 +985,7 @@ impl Ring {
         if at.retired != 0 {
             // Whether it was a segment or a block, these are harmless for the other kind.
             self.forget_pending(at.retired);
-            self.free_retired(heap, true);
+            self.free_retired(heap);
         }
         let at = self.consumers.at();
         self.consumers.done.store(at.count, Ordering::Release);
@@ -1270,6 +1316,25 @@ mod tests {
         assert_eq!(get(&r).unwrap(), b"after");
         r.destroy(heap);
         assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn the_block_of_the_last_large_message_taken_is_freed_by_the_next_take_or_put() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let before = heap.in_use();
+        put(&r, &vec![1; 100_000]).unwrap();
+        assert_eq!(get(&r).unwrap(), vec![1; 100_000]);
+        assert!(heap.in_use() > before, "kept until the next take: get returns right after its commit");
+        assert!(get(&r).is_none());
+        assert_eq!(heap.in_use(), before, "freed by the next take");
+        put(&r, &vec![2; 100_000]).unwrap();
+        assert_eq!(get(&r).unwrap(), vec![2; 100_000]);
+        let large = r.large::<()>(100_000).unwrap();
+        assert_eq!(heap.in_use(), before + 100_000_u64.next_multiple_of(4096), "freed by the next large put");
+        drop(large);
+        r.destroy(heap);
     }
 
     /// Makes `large`'s pending note look like a dead writer's, and forgets the `Large`.
