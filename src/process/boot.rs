@@ -140,6 +140,9 @@ pub(crate) fn dispatch_if_child() {
             };
             sys::set_cloexec(sock.as_fd());
             sys::child_signal_dispositions();
+            // This process never returns to the loader: the constructors it has not
+            // called yet run now, before the target (see `sys::early`).
+            sys::finish_constructors();
             run(sock, parent, true)
         }
         ["tracker", fd] => {
