@@ -46,6 +46,8 @@ pub(crate) enum Outcome {
     Panicked(PanicInfo),
     /// The target returned a result that could not be encoded.
     NotEncoded(String),
+    /// The thread running the target overflowed its stack.
+    StackOverflow,
     /// The target could not be run.
     Failed(String),
 }
@@ -219,6 +221,12 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
     family::adopt(boot.family, boot.me, boot.parent);
     panics::install_hook();
 
+    // Encoded now: the signal handler that reports an overflow can only write bytes.
+    if let Ok(msg) = codec::encode(&Outcome::StackOverflow) {
+        let message = format!("\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
+        sys::report_stack_overflow(sock.as_fd(), frame(&msg.bytes), message);
+        msg.sent();
+    }
     let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
     if sys::unpack_and_run(boot.call, &mut call).is_err() {
         call.outcome = Some(Outcome::Failed(

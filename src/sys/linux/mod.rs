@@ -5,6 +5,7 @@ mod call;
 mod early;
 mod futex;
 mod mem;
+mod overflow;
 mod proc;
 mod socket;
 
@@ -14,6 +15,7 @@ pub(crate) use early::finish_constructors;
 pub use early::{InitEntry, in_init_array};
 pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::SharedMapping;
+pub(crate) use overflow::report_stack_overflow;
 pub use proc::allow_fork_with_threads;
 pub(crate) use proc::*;
 pub(crate) use socket::*;

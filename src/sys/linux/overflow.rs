@@ -1,0 +1,184 @@
+//! A child's stack overflow, reported as one.
+//!
+//! std reports a thread that overflows its stack ("has overflowed its stack", then an
+//! abort) from a `SIGSEGV` handler that its runtime start-up installs. A spawned child
+//! runs its target before that start-up (see `early`), and a fork-server child of a test
+//! binary is a copy of a process that had not reached it either: without a handler, an
+//! overflow is a bare `SIGSEGV`, which the parent cannot tell from a wild pointer.
+//!
+//! So every child, just before its target runs, installs this handler for the thread that
+//! runs the target: on an alternate signal stack, it recognises a fault near the end of
+//! that thread's stack, prints std's message, writes the "stack overflow" outcome (encoded
+//! beforehand) to the boot socket and aborts. Any other fault goes to the handler that was
+//! there before (std's, in a fork child), or to the default action.
+
+use std::ffi::c_void;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Where the report goes and what it says, fixed before the target runs.
+struct Report {
+    sock: i32,
+    frame: Vec<u8>,
+    message: Vec<u8>,
+    /// Faults at addresses in `guard.0..guard.1` are this thread's stack overflowing.
+    guard: (usize, usize),
+    /// The `SIGSEGV` and `SIGBUS` actions before ours.
+    previous: [libc::sigaction; 2],
+}
+
+static REPORT: OnceLock<Report> = OnceLock::new();
+/// Set once `REPORT` may be read from the handler.
+static ARMED: AtomicI32 = AtomicI32::new(0);
+
+/// How far below the lowest address of the main thread's stack an overflowing access may
+/// land: the kernel keeps a gap of 256 pages under a growing stack.
+const MAIN_GAP: usize = 1 << 20;
+const ALT_STACK_SIZE: usize = 64 * 1024;
+
+/// Arms the report for the calling thread (the one about to run the target): an overflow
+/// of its stack writes `frame` to `sock`, prints `message` to stderr and aborts. Once per
+/// process; later calls do nothing.
+pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, message: String) {
+    if REPORT.get().is_some() {
+        return;
+    }
+    let Some(guard) = guard_window() else { return };
+    if !alternate_stack() {
+        return;
+    }
+    let signals = [libc::SIGSEGV, libc::SIGBUS];
+    let mut previous = [empty_action(), empty_action()];
+    for (signal, previous) in signals.into_iter().zip(&mut previous) {
+        // SAFETY: a null new action only reads the current one into `previous`.
+        unsafe { libc::sigaction(signal, std::ptr::null(), previous) };
+    }
+    let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), guard, previous };
+    if REPORT.set(report).is_err() {
+        return;
+    }
+    ARMED.store(1, Ordering::Release);
+    let mut action = empty_action();
+    action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    for signal in signals {
+        // SAFETY: `action` is a fully initialised sigaction whose handler has the
+        // SA_SIGINFO signature and reads only the report set above.
+        unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+    }
+}
+
+fn empty_action() -> libc::sigaction {
+    // SAFETY: sigaction is plain data; all zeroes is SIG_DFL with an empty mask.
+    unsafe { std::mem::zeroed() }
+}
+
+/// The addresses whose fault means that the calling thread ran out of stack.
+fn guard_window() -> Option<(usize, usize)> {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread, which the getters
+    // then read; it is destroyed once read.
+    let (low, guard) = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let (mut addr, mut size, mut guard) = (std::ptr::null_mut(), 0usize, 0usize);
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0
+            && libc::pthread_attr_getguardsize(&attr, &mut guard) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        if !ok {
+            return None;
+        }
+        (addr as usize, guard)
+    };
+    let page = rustix::param::page_size();
+    if super::on_main_thread() {
+        // The main thread's stack grows on demand up to its limit, `low`; an access past
+        // it faults within the kernel's gap below, or just above if another mapping is
+        // in the way.
+        Some((low.saturating_sub(MAIN_GAP), low + MAIN_GAP))
+    } else {
+        Some((low.saturating_sub(guard.max(page)), low + page))
+    }
+}
+
+/// Gives the calling thread an alternate signal stack if it has none (std's threads
+/// and std's main thread have one), so the handler can run when the stack is exhausted.
+fn alternate_stack() -> bool {
+    // SAFETY: stack_t is plain data; all zeroes is a valid value.
+    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaltstack with a null new stack only reads the current one into `old`.
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut old) } != 0 {
+        return false;
+    }
+    if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= libc::MINSIGSTKSZ {
+        return true;
+    }
+    let page = rustix::param::page_size();
+    // SAFETY: a fresh private anonymous mapping, owned by nobody else; its lowest page
+    // becomes a guard. It is never unmapped: the process uses it until it exits.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            ALT_STACK_SIZE + page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if base == libc::MAP_FAILED {
+            return false;
+        }
+        libc::mprotect(base, page, libc::PROT_NONE);
+        let stack = libc::stack_t { ss_sp: base.cast::<u8>().add(page).cast(), ss_flags: 0, ss_size: ALT_STACK_SIZE };
+        if libc::sigaltstack(&stack, std::ptr::null_mut()) != 0 {
+            libc::munmap(base, ALT_STACK_SIZE + page);
+            return false;
+        }
+    }
+    true
+}
+
+extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
+    // Only async-signal-safe calls below: write, signal, abort, sigaction.
+    let report = if ARMED.load(Ordering::Acquire) == 1 { REPORT.get() } else { None };
+    let Some(report) = report else {
+        // SAFETY: restoring the default action is async-signal-safe; returning re-runs
+        // the faulting access, which the default action then ends.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+        return;
+    };
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS,
+    // whose si_addr is the faulting address.
+    let address = unsafe { (*info).si_addr() } as usize;
+    if (report.guard.0..report.guard.1).contains(&address) {
+        // SAFETY: write(2) of buffers that live as long as the process; SIGABRT's default
+        // action then ends it as std's overflow report does.
+        unsafe {
+            libc::write(2, report.message.as_ptr().cast(), report.message.len());
+            libc::write(report.sock, report.frame.as_ptr().cast(), report.frame.len());
+            libc::signal(libc::SIGABRT, libc::SIG_DFL);
+            libc::abort();
+        }
+    }
+    let previous = &report.previous[usize::from(signal == libc::SIGBUS)];
+    match previous.sa_sigaction {
+        libc::SIG_DFL | libc::SIG_IGN => {
+            // SAFETY: as above: the default action ends the process on the re-run access.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+        f if previous.sa_flags & libc::SA_SIGINFO != 0 => {
+            // SAFETY: the previous action was installed with SA_SIGINFO, so `f` is a
+            // handler of this signature, called as the kernel would have.
+            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void)>(f) };
+            f(signal, info, context);
+        }
+        f => {
+            // SAFETY: the previous action was installed without SA_SIGINFO, so `f` is a
+            // plain `void (*)(int)` handler.
+            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(f) };
+            f(signal);
+        }
+    }
+}
