@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,15 @@ fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Resu
     }
 }
 
+/// Set in a spawned child before it calls the constructors it had not run: one of them
+/// may be `test_support!`'s, whose `init()` must not make a new family here.
+static DISPATCHING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a spawned child on its way to its target.
+pub(crate) fn dispatching() -> bool {
+    DISPATCHING.load(Ordering::Relaxed)
+}
+
 /// Called before `main` (and again by `init()`): if this process is a spawned child of a
 /// family, or one of its helper processes, do that job and exit; otherwise return.
 pub(crate) fn dispatch_if_child() {
@@ -144,6 +154,7 @@ pub(crate) fn dispatch_if_child() {
             sys::child_signal_dispositions();
             // This process never returns to the loader: the constructors it has not
             // called yet run now, before the target (see `sys::early`).
+            DISPATCHING.store(true, Ordering::Relaxed);
             sys::finish_constructors();
             run(sock, parent, true)
         }
