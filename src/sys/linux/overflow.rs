@@ -6,11 +6,16 @@
 //! binary is a copy of a process that had not reached it either: without a handler, an
 //! overflow is a bare `SIGSEGV`, which the parent cannot tell from a wild pointer.
 //!
-//! So every child, just before its target runs, installs this handler for the thread that
-//! runs the target: on an alternate signal stack, it recognises a fault near the end of
-//! that thread's stack, prints std's message, writes the "stack overflow" outcome (encoded
+//! So every child, just before its target runs, installs this handler, with an alternate
+//! signal stack for the thread that runs the target. It recognises an overflow as a
+//! fault within a page of the faulting thread's stack pointer (a stack probe or a push
+//! below the last page the stack could have; memory near the stack pointer is otherwise
+//! always mapped), prints std's message, writes the "stack overflow" outcome (encoded
 //! beforehand) to the boot socket and aborts. Any other fault goes to the handler that was
-//! there before (std's, in a fork child), or to the default action.
+//! there before (std's, in a fork child), or to the default action. Reading the stack
+//! pointer from the signal context, rather than the stack's bounds from
+//! `pthread_getattr_np` (which reads `/proc/self/maps` for the main thread), keeps the
+//! arming to a few system calls per child.
 
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -22,8 +27,7 @@ struct Report {
     sock: i32,
     frame: Vec<u8>,
     message: Vec<u8>,
-    /// Faults at addresses in `guard.0..guard.1` are this thread's stack overflowing.
-    guard: (usize, usize),
+    page: usize,
     /// The `SIGSEGV` and `SIGBUS` actions before ours.
     previous: [libc::sigaction; 2],
 }
@@ -32,40 +36,33 @@ static REPORT: OnceLock<Report> = OnceLock::new();
 /// Set once `REPORT` may be read from the handler.
 static ARMED: AtomicI32 = AtomicI32::new(0);
 
-/// How far below the lowest address of the main thread's stack an overflowing access may
-/// land: the kernel keeps a gap of 256 pages under a growing stack.
-const MAIN_GAP: usize = 1 << 20;
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
-/// Arms the report for the calling thread (the one about to run the target): an overflow
-/// of its stack writes `frame` to `sock`, prints `message` to stderr and aborts. Once per
-/// process; later calls do nothing.
+/// Arms the report (with an alternate signal stack for the calling thread, the one about
+/// to run the target): a stack overflow writes `frame` to `sock`, prints `message` to
+/// stderr and aborts. Once per process; later calls do nothing.
 pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, message: String) {
     if REPORT.get().is_some() {
         return;
     }
-    let Some(guard) = guard_window() else { return };
     if !alternate_stack() {
         return;
     }
-    let signals = [libc::SIGSEGV, libc::SIGBUS];
-    let mut previous = [empty_action(), empty_action()];
-    for (signal, previous) in signals.into_iter().zip(&mut previous) {
-        // SAFETY: a null new action only reads the current one into `previous`.
-        unsafe { libc::sigaction(signal, std::ptr::null(), previous) };
-    }
-    let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), guard, previous };
-    if REPORT.set(report).is_err() {
-        return;
-    }
-    ARMED.store(1, Ordering::Release);
     let mut action = empty_action();
     action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) as usize;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    for signal in signals {
+    let mut previous = [empty_action(), empty_action()];
+    for (signal, previous) in [libc::SIGSEGV, libc::SIGBUS].into_iter().zip(&mut previous) {
         // SAFETY: `action` is a fully initialised sigaction whose handler has the
-        // SA_SIGINFO signature and reads only the report set above.
-        unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+        // SA_SIGINFO signature; until `ARMED` is set below it only restores the default
+        // action, so a fault in between ends the process as it would have.
+        unsafe { libc::sigaction(signal, &action, previous) };
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), page, previous };
+    if REPORT.set(report).is_ok() {
+        ARMED.store(1, Ordering::Release);
     }
 }
 
@@ -74,33 +71,22 @@ fn empty_action() -> libc::sigaction {
     unsafe { std::mem::zeroed() }
 }
 
-/// The addresses whose fault means that the calling thread ran out of stack.
-fn guard_window() -> Option<(usize, usize)> {
-    // SAFETY: pthread_getattr_np fills `attr` for the calling thread, which the getters
-    // then read; it is destroyed once read.
-    let (low, guard) = unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return None;
-        }
-        let (mut addr, mut size, mut guard) = (std::ptr::null_mut(), 0usize, 0usize);
-        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0
-            && libc::pthread_attr_getguardsize(&attr, &mut guard) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if !ok {
-            return None;
-        }
-        (addr as usize, guard)
-    };
-    let page = rustix::param::page_size();
-    if super::on_main_thread() {
-        // The main thread's stack grows on demand up to its limit, `low`; an access past
-        // it faults within the kernel's gap below, or just above if another mapping is
-        // in the way.
-        Some((low.saturating_sub(MAIN_GAP), low + MAIN_GAP))
-    } else {
-        Some((low.saturating_sub(guard.max(page)), low + page))
+/// The faulting thread's stack pointer, from the context the kernel passes a handler.
+fn stack_pointer(context: *mut c_void) -> Option<usize> {
+    let context = context.cast::<libc::ucontext_t>();
+    if context.is_null() {
+        return None;
     }
+    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid ucontext_t of the
+    // interrupted thread as the third argument.
+    #[cfg(target_arch = "x86_64")]
+    let sp = unsafe { (*context).uc_mcontext.gregs[libc::REG_RSP as usize] as usize };
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    let sp = unsafe { (*context).uc_mcontext.sp as usize };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let sp = return None;
+    Some(sp)
 }
 
 /// Gives the calling thread an alternate signal stack if it has none (std's threads
@@ -115,7 +101,8 @@ fn alternate_stack() -> bool {
     if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= libc::MINSIGSTKSZ {
         return true;
     }
-    let page = rustix::param::page_size();
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     // SAFETY: a fresh private anonymous mapping, owned by nobody else; its lowest page
     // becomes a guard. It is never unmapped: the process uses it until it exits.
     unsafe {
@@ -152,7 +139,8 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS,
     // whose si_addr is the faulting address.
     let address = unsafe { (*info).si_addr() } as usize;
-    if (report.guard.0..report.guard.1).contains(&address) {
+    let overflow = stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page);
+    if overflow {
         // SAFETY: write(2) of buffers that live as long as the process; SIGABRT's default
         // action then ends it as std's overflow report does.
         unsafe {
