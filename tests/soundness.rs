@@ -198,5 +198,3 @@ fn an_item_registered_by_a_constructor_is_visible_in_children() {
         assert_eq!(items, ["registered before main"], "{method:?}");
     }
 }
-
-// --- shm ---
