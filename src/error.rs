@@ -178,6 +178,13 @@ pub enum JoinError {
     /// The target panicked (exit code 1).
     #[error("{0}")]
     Panicked(PanicInfo),
+    /// The target overflowed the stack of the thread it ran on (the process was aborted,
+    /// as std aborts a program whose thread overflows its stack).
+    #[error("process '{name}' overflowed its stack")]
+    StackOverflow {
+        /// The process name.
+        name: String,
+    },
     /// The process exited with `code` before returning (`std::process::exit`).
     #[error("process '{name}' exited with code {code} without returning a result")]
     Exited {

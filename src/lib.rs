@@ -138,15 +138,23 @@ pub use sys::allow_fork_with_threads;
 /// ```
 ///
 /// It places an entry in the binary's `.init_array`, so a crate that denies `unsafe_code`
-/// needs `#[allow(unsafe_code)]` on the line.
+/// needs `#[allow(unsafe_code)]` on the line. Constructors that come after it in
+/// `.init_array` (`inventory`, `ctor`) run in the fork server and in spawned children
+/// before any target, as in the test process itself.
 #[macro_export]
 macro_rules! test_support {
     () => {
         #[used]
         #[unsafe(link_section = ".init_array")]
-        static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
-            extern "C" fn __multiproc_test_support() {
-                $crate::init();
+        static __MULTIPROC_TEST_SUPPORT: $crate::__private::InitEntry = {
+            extern "C" fn __multiproc_test_support(
+                argc: ::core::ffi::c_int,
+                argv: *const *const ::core::ffi::c_char,
+                envp: *const *const ::core::ffi::c_char,
+            ) {
+                // SAFETY: this is the entry stored in `__MULTIPROC_TEST_SUPPORT`, called by
+                // the loader with these arguments.
+                unsafe { $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, $crate::init) };
             }
             __multiproc_test_support
         };
@@ -157,7 +165,7 @@ macro_rules! test_support {
 pub mod __private {
     //! Used by the macros, in bounds and by the tests; not part of the API.
     pub use crate::manager::{decode_args, encode_result};
-    pub use crate::sys::Stateless;
+    pub use crate::sys::{InitEntry, Stateless, in_init_array};
     pub use serde;
 
     /// Bytes allocated in the family's shared memory (the tests' leak check).

@@ -39,6 +39,11 @@ fn grandchild_square(x: u64) -> u64 {
     Process::new(square, x).start_method(FORK).start().unwrap().join().unwrap()
 }
 
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 32]);
+    if depth == u64::MAX { 0 } else { recurse(depth + 1).wrapping_add(frame[7]) }
+}
+
 fn insert(d: multiproc::DictProxy<String, u64>) {
     d.insert("forked".into(), 7).unwrap();
 }
@@ -58,6 +63,12 @@ fn cases() -> Vec<(&'static str, fn())> {
         ("an_exit_code_is_a_typed_error", || {
             match Process::new(exit_with, 3).start_method(FORK).start().unwrap().join() {
                 Err(JoinError::Exited { code: 3, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+        }),
+        ("a_stack_overflow_is_reported_as_such", || {
+            match Process::new(recurse, 0).start_method(FORK).start().unwrap().join() {
+                Err(JoinError::StackOverflow { .. }) => {}
                 other => panic!("{other:?}"),
             }
         }),

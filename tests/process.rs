@@ -476,3 +476,20 @@ fn a_result_that_cannot_be_encoded_is_reported_as_such_not_as_a_decode_error() {
         }
     }
 }
+
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 32]);
+    if depth == u64::MAX { 0 } else { recurse(depth + 1).wrapping_add(frame[7]) }
+}
+
+#[test]
+fn a_child_that_overflows_its_stack_is_reported_as_a_stack_overflow() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(recurse, 0).start_method(method).start().unwrap();
+        match child.join() {
+            Err(JoinError::StackOverflow { name }) => assert!(name.starts_with("Process-"), "{name}"),
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+}

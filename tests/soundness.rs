@@ -175,6 +175,29 @@ fn a_set_user_id_program_ignores_multiproc_boot() {
     );
 }
 
+/// An item registered by a constructor (`inventory` runs `submit!` from `.init_array`).
+pub struct Registered(pub &'static str);
+
+inventory::collect!(Registered);
+
+mod zz_registrations {
+    inventory::submit! { super::Registered("registered before main") }
+}
+
+fn registered_items(_: ()) -> Vec<String> {
+    inventory::iter::<Registered>.into_iter().map(|r| r.0.to_string()).collect()
+}
+
+#[test]
+fn an_item_registered_by_a_constructor_is_visible_in_children() {
+    let _w = watchdog(LIMIT);
+    assert_eq!(registered_items(()), ["registered before main"]);
+    for method in common::METHODS {
+        let items = Process::new(registered_items, ()).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(items, ["registered before main"], "{method:?}");
+    }
+}
+
 // --- shm ---
 
 mod shm {

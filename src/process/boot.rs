@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub(crate) enum Outcome {
     Panicked(PanicInfo),
     /// The target returned a result that could not be encoded.
     NotEncoded(String),
+    /// The thread running the target overflowed its stack.
+    StackOverflow,
     /// The target could not be run.
     Failed(String),
 }
@@ -113,6 +116,15 @@ fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Resu
     }
 }
 
+/// Set in a spawned child before it calls the constructors it had not run: one of them
+/// may be `test_support!`'s, whose `init()` must not make a new family here.
+static DISPATCHING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a spawned child on its way to its target.
+pub(crate) fn dispatching() -> bool {
+    DISPATCHING.load(Ordering::Relaxed)
+}
+
 /// Called before `main` (and again by `init()`): if this process is a spawned child of a
 /// family, or one of its helper processes, do that job and exit; otherwise return.
 pub(crate) fn dispatch_if_child() {
@@ -140,6 +152,10 @@ pub(crate) fn dispatch_if_child() {
             };
             sys::set_cloexec(sock.as_fd());
             sys::child_signal_dispositions();
+            // This process never returns to the loader: the constructors it has not
+            // called yet run now, before the target (see `sys::early`).
+            DISPATCHING.store(true, Ordering::Relaxed);
+            sys::finish_constructors();
             run(sock, parent, true)
         }
         ["tracker", fd] => {
@@ -216,6 +232,12 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
     family::adopt(boot.family, boot.me, boot.parent);
     panics::install_hook();
 
+    // Encoded now: the signal handler that reports an overflow can only write bytes.
+    if let Ok(msg) = codec::encode(&Outcome::StackOverflow) {
+        let message = format!("\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
+        sys::report_stack_overflow(sock.as_fd(), frame(&msg.bytes), message);
+        msg.sent();
+    }
     let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
     if sys::unpack_and_run(boot.call, &mut call).is_err() {
         call.outcome = Some(Outcome::Failed(

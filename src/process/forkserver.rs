@@ -127,6 +127,8 @@ struct Kid {
 struct Server {
     listener: OwnedFd,
     token: [u8; 16],
+    /// Why this server cannot fork safely, if it cannot.
+    unsafe_to_fork: Option<String>,
     requesters: Vec<Requester>,
     kids: Vec<Kid>,
 }
@@ -142,10 +144,18 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     if !sys::die_with_parent(main) {
         sys::exit_now(0);
     }
+    // Forked from `test_support!`'s `.init_array` entry, the server calls the constructors
+    // that come after it, so that its children see what they registered (`sys::early`).
+    sys::finish_constructors();
+    let unsafe_to_fork = sys::fork_hazard_ignoring_opt_in().map(|threads| {
+        format!(
+            "a constructor left {threads} threads running in the fork server, which could hold locks its children need"
+        )
+    });
     sys::block_interrupts();
     sys::prepare_stdin_devnull();
     sys::stdin_from_devnull();
-    let mut server = Server { listener, token, requesters: Vec::new(), kids: Vec::new() };
+    let mut server = Server { listener, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
     loop {
         let events = server.poll();
         for event in events {
@@ -236,6 +246,10 @@ impl Server {
             self.reply(i, &Reply::Refused("no boot socket".into()), &[]);
             return None;
         };
+        if let Some(why) = self.unsafe_to_fork.clone() {
+            self.reply(i, &Reply::Refused(why), &[]);
+            return None;
+        }
         let me = sys::my_pid();
         let status = sys::pipe();
         match sys::fork() {

@@ -467,6 +467,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             Ok(Some(Outcome::Panicked(info))) => Err(JoinError::Panicked(info)),
             Ok(Some(Outcome::Failed(reason))) => Err(JoinError::Failed { name, reason }),
             Ok(Some(Outcome::NotEncoded(reason))) => Err(JoinError::ResultNotEncoded { name, reason }),
+            Ok(Some(Outcome::StackOverflow)) => Err(JoinError::StackOverflow { name }),
             Ok(None) => Err(match ended {
                 Ended::Exited(code) => JoinError::Exited { name, code },
                 Ended::Signaled(signal) => JoinError::Signaled { name, signal },

@@ -5,13 +5,17 @@ mod call;
 mod early;
 mod futex;
 mod mem;
+mod overflow;
 mod proc;
 mod socket;
 
 pub use call::Stateless;
 pub(crate) use call::{Packed, pack, pack_checked, pack_runner, remake, unpack_and_run};
+pub(crate) use early::finish_constructors;
+pub use early::{InitEntry, in_init_array};
 pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::SharedMapping;
+pub(crate) use overflow::report_stack_overflow;
 pub use proc::allow_fork_with_threads;
 pub(crate) use proc::*;
 pub(crate) use socket::*;

@@ -246,6 +246,12 @@ pub(crate) fn fork_hazard() -> Option<usize> {
     if FORK_WITH_THREADS.load(Ordering::Relaxed) {
         return None;
     }
+    fork_hazard_ignoring_opt_in()
+}
+
+/// The number of threads when there are others than the caller (`usize::MAX` if they
+/// cannot be counted), whatever the program opted in to.
+pub(crate) fn fork_hazard_ignoring_opt_in() -> Option<usize> {
     let threads = std::fs::read_dir("/proc/self/task").map_or(usize::MAX, Iterator::count);
     (threads != 1).then_some(threads)
 }

@@ -1,0 +1,172 @@
+//! A child's stack overflow, reported as one.
+//!
+//! std reports a thread that overflows its stack ("has overflowed its stack", then an
+//! abort) from a `SIGSEGV` handler that its runtime start-up installs. A spawned child
+//! runs its target before that start-up (see `early`), and a fork-server child of a test
+//! binary is a copy of a process that had not reached it either: without a handler, an
+//! overflow is a bare `SIGSEGV`, which the parent cannot tell from a wild pointer.
+//!
+//! So every child, just before its target runs, installs this handler, with an alternate
+//! signal stack for the thread that runs the target. It recognises an overflow as a
+//! fault within a page of the faulting thread's stack pointer (a stack probe or a push
+//! below the last page the stack could have; memory near the stack pointer is otherwise
+//! always mapped), prints std's message, writes the "stack overflow" outcome (encoded
+//! beforehand) to the boot socket and aborts. Any other fault goes to the handler that was
+//! there before (std's, in a fork child), or to the default action. Reading the stack
+//! pointer from the signal context, rather than the stack's bounds from
+//! `pthread_getattr_np` (which reads `/proc/self/maps` for the main thread), keeps the
+//! arming to a few system calls per child.
+
+use std::ffi::c_void;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Where the report goes and what it says, fixed before the target runs.
+struct Report {
+    sock: i32,
+    frame: Vec<u8>,
+    message: Vec<u8>,
+    page: usize,
+    /// The `SIGSEGV` and `SIGBUS` actions before ours.
+    previous: [libc::sigaction; 2],
+}
+
+static REPORT: OnceLock<Report> = OnceLock::new();
+/// Set once `REPORT` may be read from the handler.
+static ARMED: AtomicI32 = AtomicI32::new(0);
+
+const ALT_STACK_SIZE: usize = 64 * 1024;
+
+/// Arms the report (with an alternate signal stack for the calling thread, the one about
+/// to run the target): a stack overflow writes `frame` to `sock`, prints `message` to
+/// stderr and aborts. Once per process; later calls do nothing.
+pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, message: String) {
+    if REPORT.get().is_some() {
+        return;
+    }
+    if !alternate_stack() {
+        return;
+    }
+    let mut action = empty_action();
+    action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    let mut previous = [empty_action(), empty_action()];
+    for (signal, previous) in [libc::SIGSEGV, libc::SIGBUS].into_iter().zip(&mut previous) {
+        // SAFETY: `action` is a fully initialised sigaction whose handler has the
+        // SA_SIGINFO signature; until `ARMED` is set below it only restores the default
+        // action, so a fault in between ends the process as it would have.
+        unsafe { libc::sigaction(signal, &action, previous) };
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), page, previous };
+    if REPORT.set(report).is_ok() {
+        ARMED.store(1, Ordering::Release);
+    }
+}
+
+fn empty_action() -> libc::sigaction {
+    // SAFETY: sigaction is plain data; all zeroes is SIG_DFL with an empty mask.
+    unsafe { std::mem::zeroed() }
+}
+
+/// The faulting thread's stack pointer, from the context the kernel passes a handler.
+fn stack_pointer(context: *mut c_void) -> Option<usize> {
+    let context = context.cast::<libc::ucontext_t>();
+    if context.is_null() {
+        return None;
+    }
+    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid ucontext_t of the
+    // interrupted thread as the third argument.
+    #[cfg(target_arch = "x86_64")]
+    let sp = unsafe { (*context).uc_mcontext.gregs[libc::REG_RSP as usize] as usize };
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    let sp = unsafe { (*context).uc_mcontext.sp as usize };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let sp = return None;
+    Some(sp)
+}
+
+/// Gives the calling thread an alternate signal stack if it has none (std's threads
+/// and std's main thread have one), so the handler can run when the stack is exhausted.
+fn alternate_stack() -> bool {
+    // SAFETY: stack_t is plain data; all zeroes is a valid value.
+    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaltstack with a null new stack only reads the current one into `old`.
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut old) } != 0 {
+        return false;
+    }
+    if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= libc::MINSIGSTKSZ {
+        return true;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    // SAFETY: a fresh private anonymous mapping, owned by nobody else; its lowest page
+    // becomes a guard. It is never unmapped: the process uses it until it exits.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            ALT_STACK_SIZE + page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if base == libc::MAP_FAILED {
+            return false;
+        }
+        libc::mprotect(base, page, libc::PROT_NONE);
+        let stack = libc::stack_t { ss_sp: base.cast::<u8>().add(page).cast(), ss_flags: 0, ss_size: ALT_STACK_SIZE };
+        if libc::sigaltstack(&stack, std::ptr::null_mut()) != 0 {
+            libc::munmap(base, ALT_STACK_SIZE + page);
+            return false;
+        }
+    }
+    true
+}
+
+extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
+    // Only async-signal-safe calls below: write, signal, abort, sigaction.
+    let report = if ARMED.load(Ordering::Acquire) == 1 { REPORT.get() } else { None };
+    let Some(report) = report else {
+        // SAFETY: restoring the default action is async-signal-safe; returning re-runs
+        // the faulting access, which the default action then ends.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+        return;
+    };
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS,
+    // whose si_addr is the faulting address.
+    let address = unsafe { (*info).si_addr() } as usize;
+    let overflow = stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page);
+    if overflow {
+        // SAFETY: write(2) of buffers that live as long as the process; SIGABRT's default
+        // action then ends it as std's overflow report does.
+        unsafe {
+            libc::write(2, report.message.as_ptr().cast(), report.message.len());
+            libc::write(report.sock, report.frame.as_ptr().cast(), report.frame.len());
+            libc::signal(libc::SIGABRT, libc::SIG_DFL);
+            libc::abort();
+        }
+    }
+    let previous = &report.previous[usize::from(signal == libc::SIGBUS)];
+    match previous.sa_sigaction {
+        libc::SIG_DFL | libc::SIG_IGN => {
+            // SAFETY: as above: the default action ends the process on the re-run access.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+        f if previous.sa_flags & libc::SA_SIGINFO != 0 => {
+            // SAFETY: the previous action was installed with SA_SIGINFO, so `f` is a
+            // handler of this signature, called as the kernel would have.
+            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void)>(f) };
+            f(signal, info, context);
+        }
+        f => {
+            // SAFETY: the previous action was installed without SA_SIGINFO, so `f` is a
+            // plain `void (*)(int)` handler.
+            let f = unsafe { std::mem::transmute::<usize, extern "C" fn(i32)>(f) };
+            f(signal);
+        }
+    }
+}
