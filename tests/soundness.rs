@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::watchdog;
-use multiproc::{Error, JoinTimeoutError, Process, StartMethod};
+use multiproc::{Error, JoinTimeoutError, PoolError, Process, StartMethod};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -95,13 +95,18 @@ fn fork_beside_other_threads_needs_the_unsafe_opt_in() {
     assert_eq!(child.start().unwrap().join().unwrap(), (true, 2));
 }
 
-/// Builds a shared library with one `fn(u32) -> u32` and loads it; returns that function.
-fn function_from_a_shared_library() -> fn(u32) -> u32 {
+/// Builds a shared library with a `fn(u32) -> u32` and a `fn(u32)` and loads it; returns
+/// those functions.
+fn functions_from_a_shared_library() -> (fn(u32) -> u32, fn(u32)) {
     let dir = std::env::temp_dir().join(format!("multiproc-soundness-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let source = dir.join("foreign.rs");
-    std::fs::write(&source, "#[unsafe(no_mangle)]\npub fn multiproc_foreign_triple(x: u32) -> u32 { x * 3 }\n")
-        .unwrap();
+    std::fs::write(
+        &source,
+        "#[unsafe(no_mangle)]\npub fn multiproc_foreign_triple(x: u32) -> u32 { x * 3 }\n\
+         #[unsafe(no_mangle)]\npub fn multiproc_foreign_ignore(_: u32) {}\n",
+    )
+    .unwrap();
     let library = dir.join("libforeign.so");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let built = std::process::Command::new(rustc)
@@ -112,25 +117,29 @@ fn function_from_a_shared_library() -> fn(u32) -> u32 {
         .unwrap();
     assert!(built.success(), "rustc could not build the test library");
     let path = std::ffi::CString::new(library.to_str().unwrap()).unwrap();
-    // SAFETY: a library we just built, whose only code is the function below; it stays
-    // loaded (never dlclosed), so the pointer stays valid.
-    let function = unsafe {
+    // SAFETY: a library we just built, whose only code is the two functions below; it
+    // stays loaded (never dlclosed), so the pointers stay valid.
+    let functions = unsafe {
         let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW);
         assert!(!handle.is_null(), "dlopen failed");
-        let symbol = libc::dlsym(handle, c"multiproc_foreign_triple".as_ptr());
-        assert!(!symbol.is_null(), "dlsym failed");
-        // The symbol is a Rust-ABI `fn(u32) -> u32`, as declared in the source above.
-        std::mem::transmute::<*mut libc::c_void, fn(u32) -> u32>(symbol)
+        let triple = libc::dlsym(handle, c"multiproc_foreign_triple".as_ptr());
+        let ignore = libc::dlsym(handle, c"multiproc_foreign_ignore".as_ptr());
+        assert!(!triple.is_null() && !ignore.is_null(), "dlsym failed");
+        // The symbols are a Rust-ABI `fn(u32) -> u32` and `fn(u32)`, as declared above.
+        (
+            std::mem::transmute::<*mut libc::c_void, fn(u32) -> u32>(triple),
+            std::mem::transmute::<*mut libc::c_void, fn(u32)>(ignore),
+        )
     };
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(function(5), 15);
-    function
+    assert_eq!(functions.0(5), 15);
+    functions
 }
 
 #[test]
 fn a_function_from_a_shared_library_is_refused_before_anything_runs() {
     let _w = watchdog(LIMIT);
-    let triple = function_from_a_shared_library();
+    let (triple, initializer) = functions_from_a_shared_library();
     for method in common::METHODS {
         match Process::new(triple, 5).start_method(method).start() {
             Err(Error::NotInExecutable) => {}
@@ -138,6 +147,14 @@ fn a_function_from_a_shared_library_is_refused_before_anything_runs() {
             Ok(child) => panic!("{method:?}: the child ran something: {:?}", child.join()),
         }
     }
+    // A pool refuses it before queueing anything, as a task and as an initializer.
+    let pool = multiproc::Pool::new(1).unwrap();
+    assert!(matches!(pool.apply(triple, 5), Err(Error::Pool(PoolError::NotInExecutable))));
+    assert!(matches!(pool.map(triple, [1, 2]), Err(Error::Pool(PoolError::NotInExecutable))));
+    assert!(matches!(pool.imap(triple, [1, 2]), Err(PoolError::NotInExecutable)));
+    assert_eq!(pool.apply(|x: u32| x * 3, 5).unwrap(), 15, "the pool still works");
+    let built = multiproc::Pool::builder().processes(1).initializer(initializer, 1).build();
+    assert!(matches!(built, Err(Error::Pool(PoolError::NotInExecutable))), "{built:?}");
 }
 
 /// The test binary, copied and made set-user-ID `nobody`, so that the kernel runs it in

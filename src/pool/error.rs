@@ -65,6 +65,12 @@ pub enum PoolError {
     /// int or None`).
     #[error("max_tasks_per_child must be at least 1")]
     NoTasksPerChild,
+    /// The task's function (or the initializer) is not part of the program's executable (a
+    /// function from a shared library): a worker could not locate it, so nothing was queued.
+    #[error(
+        "the function is not part of the program's executable (a function from a shared library?): a worker cannot call it"
+    )]
+    NotInExecutable,
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),

@@ -338,6 +338,16 @@ struct Books {
 /// Encodes the initializer's arguments.
 type EncodeArgs = Arc<dyn Fn() -> Result<codec::Encoded, crate::CodecError> + Send + Sync>;
 
+/// Packs a task's function for the workers, refusing one they could not locate (a function
+/// from a shared library) before anything is queued.
+fn pack_task<A, R>(f: fn(A) -> R) -> Result<Packed, PoolError>
+where
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    sys::pack_checked(f, map_runner::<A, R>).map_err(|_| PoolError::NotInExecutable)
+}
+
 struct Config {
     workers: usize,
     initializer: Option<(Packed, EncodeArgs)>,
@@ -407,7 +417,7 @@ impl fmt::Debug for Pool {
 #[must_use]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    initializer: Option<(Packed, EncodeArgs)>,
+    initializer: Option<(Result<Packed, sys::NotInExecutable>, EncodeArgs)>,
     max_tasks_per_child: Option<u64>,
     start_method: Option<StartMethod>,
     timeout: Option<Duration>,
@@ -442,7 +452,8 @@ impl PoolBuilder {
     {
         // Encoded anew for every worker started, so that handles in the arguments are
         // counted for each of them.
-        self.initializer = Some((sys::pack(f, init_runner::<A>), Arc::new(move || codec::encode(&args))));
+        // A function outside the executable is refused by `build`.
+        self.initializer = Some((sys::pack_checked(f, init_runner::<A>), Arc::new(move || codec::encode(&args))));
         self
     }
 
@@ -482,11 +493,12 @@ impl PoolBuilder {
         if self.max_tasks_per_child == Some(0) {
             return Err(PoolError::NoTasksPerChild.into());
         }
-        if let Some((_, encode)) = &self.initializer {
+        if let Some((packed, encode)) = &self.initializer {
+            packed.map_err(|_| PoolError::NotInExecutable)?;
             // Arguments that do not encode are an error now, not in every worker.
             let _ = encode()?;
         }
-        let initializer = self.initializer;
+        let initializer = self.initializer.map(|(packed, encode)| (packed.expect("checked above"), encode));
         let inner = Arc::new(Inner {
             config: Config {
                 workers: self.processes.unwrap_or_else(crate::cpu_count),
@@ -1138,7 +1150,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let (sink, slot) = ApplySink::new(options.callbacks);
-        let job = self.inner.chunk_job(sys::pack(f, map_runner::<A, R>), &[args], 0, options.timeout, sink)?;
+        let job = self.inner.chunk_job(pack_task(f)?, &[args], 0, options.timeout, sink)?;
         self.inner.submit(job)?;
         Ok(AsyncResult::new(slot, self.helper()))
     }
@@ -1194,7 +1206,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_packed(sys::pack(f, map_runner::<A, R>), items.into_iter().collect(), options)
+        self.map_packed(pack_task(f)?, items.into_iter().collect(), options)
     }
 
     fn map_packed<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 'static>(
@@ -1228,7 +1240,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), MapOptions::new(), true)
+        self.stream(pack_task(f)?, items.into_iter(), MapOptions::new(), true)
     }
 
     /// [`Pool::imap`] with options (chunk size, look-ahead, timeout, progress bar).
@@ -1239,7 +1251,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), options, true)
+        self.stream(pack_task(f)?, items.into_iter(), options, true)
     }
 
     /// Like [`Pool::imap`], results in completion order (Python's `imap_unordered`).
@@ -1250,7 +1262,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), MapOptions::new(), false)
+        self.stream(pack_task(f)?, items.into_iter(), MapOptions::new(), false)
     }
 
     /// [`Pool::imap_unordered`] with options.
@@ -1266,7 +1278,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        self.stream(sys::pack(f, map_runner::<A, R>), items.into_iter(), options, false)
+        self.stream(pack_task(f)?, items.into_iter(), options, false)
     }
 
     fn stream<A, R, It>(

@@ -10,7 +10,7 @@ mod proc;
 mod socket;
 
 pub use call::Stateless;
-pub(crate) use call::{Packed, pack, pack_checked, pack_runner, remake, unpack_and_run};
+pub(crate) use call::{NotInExecutable, Packed, pack_checked, pack_runner, remake, unpack_and_run};
 pub(crate) use early::finish_constructors;
 pub use early::{InitEntry, in_init_array};
 pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
