@@ -580,6 +580,18 @@ fn zero_processes_or_zero_tasks_per_child_are_errors_as_in_python() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
+#[test]
+fn a_chunk_size_of_zero_is_an_error_as_in_python() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let zero = || MapOptions::new().chunksize(0);
+    assert!(matches!(pool.map_with(square, [1, 2], zero()), Err(Error::Pool(PoolError::NoChunkSize))));
+    assert!(matches!(pool.map_async_with(square, [1, 2], zero()), Err(PoolError::NoChunkSize)));
+    assert!(matches!(pool.imap_with(square, [1, 2], zero()), Err(PoolError::NoChunkSize)));
+    assert!(matches!(pool.imap_unordered_with(square, [1, 2], zero()), Err(PoolError::NoChunkSize)));
+    assert_eq!(pool.map_with(square, [1, 2], MapOptions::new().chunksize(1)).unwrap(), [1, 4]);
+}
+
 /// Just past what `as_nanos() as u64` holds: 2^64 ns and 290 ms, which wrapped to 290 ms.
 const PAST_584_YEARS: Duration = Duration::from_secs(18_446_744_074);
 

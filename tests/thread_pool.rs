@@ -293,6 +293,16 @@ fn zero_threads_is_an_error_as_in_python() {
 }
 
 #[test]
+fn a_chunk_size_of_zero_is_an_error_as_in_python() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    let zero = || MapOptions::new().chunksize(0);
+    assert!(matches!(pool.map_with(|x: u32| x * x, [1, 2], zero()), Err(Error::Pool(PoolError::NoChunkSize))));
+    assert!(matches!(pool.imap_with(|x: u32| x * x, [1, 2], zero()), Err(PoolError::NoChunkSize)));
+    assert_eq!(pool.map_with(|x: u32| x * x, [1, 2], MapOptions::new().chunksize(1)).unwrap(), [1, 4]);
+}
+
+#[test]
 fn timeouts_past_584_years_mean_no_timeout() {
     let _w = watchdog(LIMIT);
     let pool = ThreadPool::new(2).unwrap();

@@ -71,6 +71,9 @@ pub enum PoolError {
         "the function is not part of the program's executable (a function from a shared library?): a worker cannot call it"
     )]
     NotInExecutable,
+    /// `MapOptions::chunksize(0)` (Python's `ValueError: Chunksize must be 1+`).
+    #[error("a chunk size must be at least 1")]
+    NoChunkSize,
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),

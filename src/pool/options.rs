@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::error::TaskError;
+use super::error::{PoolError, TaskError};
 
 type Success<T> = Box<dyn FnOnce(&T) + Send>;
 type Failure = Box<dyn FnOnce(&TaskError) + Send>;
@@ -143,10 +143,19 @@ impl<R> MapOptions<R> {
         Self::default()
     }
 
-    /// Items per task sent to a worker (Python's `chunksize`).
+    /// Items per task sent to a worker (Python's `chunksize`). Zero is refused by the call
+    /// that takes the options, with [`PoolError::NoChunkSize`] (Python's `ValueError`).
     pub fn chunksize(mut self, chunksize: usize) -> Self {
-        self.chunksize = Some(chunksize.max(1));
+        self.chunksize = Some(chunksize);
         self
+    }
+
+    /// The chunk size asked for, `None` for automatic; zero is an error.
+    pub(crate) fn chosen_chunksize(&self) -> Result<Option<usize>, PoolError> {
+        match self.chunksize {
+            Some(0) => Err(PoolError::NoChunkSize),
+            chosen => Ok(chosen),
+        }
     }
 
     /// Runs `f` with all the results when every item succeeded (`map_async` only).

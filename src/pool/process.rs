@@ -1218,7 +1218,7 @@ impl Pool {
         if !self.inner.running() {
             return Err(PoolError::Closed);
         }
-        let sizes = chunk_sizes(items.len(), self.inner.config.workers, options.chunksize);
+        let sizes = chunk_sizes(items.len(), self.inner.config.workers, options.chosen_chunksize()?);
         let progress = options.progress.then(|| Progress::new(Some(items.len())));
         let (sink, slot) = MapSink::new(sizes.len(), options.callbacks, progress);
         let mut rest = &items[..];
@@ -1296,7 +1296,7 @@ impl Pool {
         if !self.inner.running() {
             return Err(PoolError::Closed);
         }
-        let chunksize = options.chunksize.unwrap_or(1);
+        let chunksize = options.chosen_chunksize()?.unwrap_or(1);
         let lookahead = options.lookahead.unwrap_or(4 * self.inner.config.workers) * chunksize;
         let progress = options.progress.then(|| Progress::new(None));
         let sink = StreamSink::new(ordered, progress);

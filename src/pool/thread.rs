@@ -306,7 +306,7 @@ impl ThreadPool {
         F: Fn(A) -> R + Send + Sync + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        let sizes = chunk_sizes(items.len(), self.shared.workers, options.chunksize);
+        let sizes = chunk_sizes(items.len(), self.shared.workers, options.chosen_chunksize()?);
         let progress = options.progress.then(|| Progress::new(Some(items.len())));
         let (sink, slot) = MapSink::new(sizes.len(), options.callbacks, progress);
         let f = Arc::new(f);
@@ -378,7 +378,7 @@ impl ThreadPool {
         if self.shared.state.load(Ordering::Acquire) != RUNNING {
             return Err(PoolError::Closed);
         }
-        let chunksize = options.chunksize.unwrap_or(1);
+        let chunksize = options.chosen_chunksize()?.unwrap_or(1);
         let lookahead = options.lookahead.unwrap_or(4 * self.shared.workers) * chunksize;
         let progress = options.progress.then(|| Progress::new(None));
         let sink = StreamSink::new(ordered, progress);
