@@ -1,6 +1,23 @@
 //! Who holds handles to a shared object: per process, how many; plus the handles in
 //! flight inside messages.
 //!
+//! Invariants (what makes a handle unable to outlive its object):
+//!
+//! * Every handle is counted exactly once: in the entry of the process that holds it, or
+//!   in the in-flight count while it is inside a message. A received handle consumes one
+//!   in-flight count; when there is none (a replayed or duplicated message) the receive
+//!   fails and no holder is made out of nothing, so the counts never exceed the handles.
+//! * Recording a holder never fails silently. A process that receives its first handle
+//!   needs an entry; when the table and the heap are both full, the receive fails
+//!   ([`Received::HeapFull`]) and the handle is dropped. A clone needs no new entry (its
+//!   process holds one already); should one be missing anyway, the object is marked
+//!   `leaked` and never freed: a leak, never a use after free.
+//! * The in-flight word also holds the low bits of the object's generation and the
+//!   receivers *pinned* between consuming their count and recording themselves, so one
+//!   compare-and-swap both checks that the word belongs to the expected object and keeps
+//!   that object allocated until the receiver is recorded. The object is free only when
+//!   no holder, no in-flight count and no pin is left.
+//!
 //! The table answers the two questions of a shared object's life: "was that the last
 //! handle anywhere?" (free it) and "is anybody else still there?" (a `get` on a queue
 //! whose every other holder died returns an error instead of waiting forever). Entries of
@@ -9,12 +26,36 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::heap::Heap;
+use super::heap::{Heap, HeapFull};
 use super::mutex::{RawGuard, RawMutex};
 use crate::sys::{self, ProcId};
 
 const INLINE: usize = 5;
 const PER_BLOCK: usize = 63;
+
+/// The in-flight word: `generation (24 bits) | pins (8 bits) | count (32 bits)`.
+const COUNT: u64 = 0xffff_ffff;
+const PIN: u64 = 1 << 32;
+const PINS: u64 = 0xff << 32;
+const GEN_SHIFT: u32 = 40;
+
+fn gen_bits(generation: u64) -> u64 {
+    (generation & 0xff_ffff) << GEN_SHIFT
+}
+
+/// Why a handle in a message could not become a holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// The table belongs to another object now (the handle's object was freed).
+    Stale,
+    /// No handle of this object is in flight: the message was received already (replayed
+    /// or duplicated bytes).
+    NotInFlight,
+    /// This process could not be recorded: the table is full and the heap has no room for
+    /// more. The handle's in-flight count is gone; `last` says that it was the object's
+    /// last reference, which the caller then frees.
+    HeapFull { last: bool },
+}
 
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -56,16 +97,26 @@ struct Block {
 #[derive(Debug, Default)]
 pub(crate) struct Holders {
     lock: RawMutex,
-    inflight: AtomicU32,
-    _pad: u32,
+    /// In-flight handles, pinned receivers and generation bits (see [`COUNT`]).
+    flight: AtomicU64,
     overflow: AtomicU64,
+    /// Nonzero once a handle exists that no entry counts: the object is never freed.
+    leaked: AtomicU32,
+    _pad: u32,
     entries: [Entry; INLINE],
 }
 
 impl Holders {
     /// A table with one holder: the calling process (the creator).
     pub(crate) fn new_held() -> Self {
+        Self::new_held_at(0)
+    }
+
+    /// A table with one holder, the calling process, of the object of `generation`
+    /// (receives must name it).
+    pub(crate) fn new_held_at(generation: u64) -> Self {
         let h = Holders::default();
+        h.flight.store(gen_bits(generation), Ordering::Relaxed);
         let me = sys::me();
         h.entries[0].pid.store(me.pid, Ordering::Relaxed);
         h.entries[0].start.store(me.start, Ordering::Relaxed);
@@ -92,13 +143,17 @@ impl Holders {
         false
     }
 
-    /// One more handle in this process.
+    /// One more handle in this process, which holds one already (a clone). Never fails:
+    /// the process's entry counts it; were there none and no room for one, the object is
+    /// marked leaked (never freed) rather than left with an uncounted handle.
     pub(crate) fn join(&self, heap: &Heap) {
         let _g = RawGuard::lock(&self.lock);
-        self.join_locked(heap);
+        if self.join_locked(heap).is_err() {
+            self.leaked.store(1, Ordering::Relaxed);
+        }
     }
 
-    fn join_locked(&self, heap: &Heap) {
+    fn join_locked(&self, heap: &Heap) -> Result<(), HeapFull> {
         let me = sys::me();
         if self.for_each(heap, |e| {
             if e.is(me) {
@@ -108,7 +163,7 @@ impl Holders {
                 false
             }
         }) {
-            return;
+            return Ok(());
         }
         let claim = |e: &Entry| {
             if e.is_free() {
@@ -121,21 +176,29 @@ impl Holders {
             }
         };
         if self.for_each(heap, claim) {
-            return;
+            return Ok(());
         }
         // Full: make room by forgetting the dead, else grow.
         self.prune_dead(heap, me);
         if self.for_each(heap, claim) {
-            return;
+            return Ok(());
         }
-        // Out of shared memory, the handle still works, but this process is not recorded,
-        // so the object may be freed early or another side's death go unnoticed.
-        if let Ok(off) = heap.alloc_zeroed(std::mem::size_of::<Block>()) {
-            let b = block_at(heap, off);
-            b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
-            claim(&b.entries[0]);
-            self.overflow.store(off, Ordering::Relaxed);
-        }
+        let off = heap.alloc_zeroed(std::mem::size_of::<Block>())?;
+        let b = block_at(heap, off);
+        b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
+        claim(&b.entries[0]);
+        self.overflow.store(off, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether a handle is in flight or a receiver pinned.
+    fn flying(&self) -> bool {
+        self.flight.load(Ordering::Relaxed) & (COUNT | PINS) != 0
+    }
+
+    /// Whether nothing holds the object: no entry, nothing in flight, nothing leaked.
+    fn unheld(&self, heap: &Heap) -> bool {
+        !self.flying() && self.leaked.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free())
     }
 
     /// One handle fewer in this process. Returns `true` when that was the last handle of
@@ -153,12 +216,12 @@ impl Holders {
                 false
             }
         });
-        let mut empty = self.inflight.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free());
-        if !empty && self.inflight.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| e.is(me)) {
+        let mut empty = self.unheld(heap);
+        if !empty && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
             // This process let go of its last handle while others are recorded: forget the
             // dead among them, so that a killed holder does not keep the object forever.
             self.prune_dead(heap, me);
-            empty = !self.for_each(heap, |e| !e.is_free());
+            empty = self.unheld(heap);
         }
         if empty {
             self.free_blocks(heap);
@@ -169,28 +232,85 @@ impl Holders {
     /// A handle was written into a message.
     pub(crate) fn send(&self) {
         let _g = RawGuard::lock(&self.lock);
-        self.inflight.fetch_add(1, Ordering::Relaxed);
+        let before = self.flight.fetch_add(1, Ordering::Relaxed);
+        assert!(before & COUNT != COUNT, "four billion handles of one object in flight");
     }
 
     /// A message holding a handle was never delivered. Returns `true` if nothing holds the
     /// object any more.
     pub(crate) fn unsend(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
-        let n = self.inflight.load(Ordering::Relaxed);
-        self.inflight.store(n.saturating_sub(1), Ordering::Relaxed);
-        let empty = n <= 1 && !self.for_each(heap, |e| !e.is_free());
+        // No count left means a replayed copy of the message consumed it: that copy's
+        // receiver holds the handle now, and counts it.
+        let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+        let empty = self.unheld(heap);
         if empty {
             self.free_blocks(heap);
         }
         empty
     }
 
-    /// A handle arrived in a message and now belongs to this process.
-    pub(crate) fn receive(&self, heap: &Heap) {
+    /// A handle arrived in a message and now belongs to this process: consumes one
+    /// in-flight count of the object of `generation` and records this process.
+    ///
+    /// The count is taken, and the object pinned, by one compare-and-swap that checks the
+    /// generation bits: a replayed handle of an object freed meanwhile finds another
+    /// object's word (or plain bytes) and fails without writing. The table's lock is taken
+    /// only once pinned.
+    pub(crate) fn receive(&self, heap: &Heap, generation: u64) -> Result<(), Received> {
+        self.pin(generation)?;
         let _g = RawGuard::lock(&self.lock);
-        let n = self.inflight.load(Ordering::Relaxed);
-        self.inflight.store(n.saturating_sub(1), Ordering::Relaxed);
-        self.join_locked(heap);
+        let joined = self.join_locked(heap);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        match joined {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let last = self.unheld(heap);
+                if last {
+                    self.free_blocks(heap);
+                }
+                Err(Received::HeapFull { last })
+            }
+        }
+    }
+
+    /// A handle arrived in a message that is dropped unreceived (it was decoded as another
+    /// type): consumes its in-flight count, unless it is the object's last reference (the
+    /// object would have to be destroyed by a process that does not know its type: the
+    /// count stays, and the object leaks).
+    pub(crate) fn discard(&self, heap: &Heap, generation: u64) {
+        if self.pin(generation).is_err() {
+            return;
+        }
+        let _g = RawGuard::lock(&self.lock);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        if self.unheld(heap) {
+            self.flight.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes one in-flight count of the object of `generation` and pins the object (see
+    /// [`Holders::receive`]); the caller unpins under the lock.
+    fn pin(&self, generation: u64) -> Result<(), Received> {
+        let expect = gen_bits(generation);
+        let mut w = self.flight.load(Ordering::Acquire);
+        loop {
+            if w & !(COUNT | PINS) != expect {
+                return Err(Received::Stale);
+            }
+            if w & COUNT == 0 {
+                return Err(Received::NotInFlight);
+            }
+            if w & PINS == PINS {
+                std::thread::yield_now();
+                w = self.flight.load(Ordering::Acquire);
+                continue;
+            }
+            match self.flight.compare_exchange_weak(w, w - 1 + PIN, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(now) => w = now,
+            }
+        }
     }
 
     /// Whether some other live process holds a handle, or a handle is in flight. Entries
@@ -200,7 +320,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free() && !e.is(me))
+        self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(me))
     }
 
     /// Whether a handle other than the caller's own exists: in flight, held by another live
@@ -210,8 +330,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.inflight.load(Ordering::Relaxed) > 0
-            || self.for_each(heap, |e| !e.is_free() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
+        self.flying() || self.for_each(heap, |e| !e.is_free() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
     }
 
     /// Whether any handle exists: in flight, or held by a live process (this one included).
@@ -219,7 +338,7 @@ impl Holders {
     pub(crate) fn any_alive(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me());
-        self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free())
+        self.flying() || self.for_each(heap, |e| !e.is_free())
     }
 
     /// Forgets the entries of dead processes; returns how many there were. A caller that
@@ -236,7 +355,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        if self.inflight.load(Ordering::Relaxed) > 0 {
+        if self.flying() {
             return false;
         }
         let mut mine = 0;
