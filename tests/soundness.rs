@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{heap_user, leak_check};
-use multiproc::{Array, Event, Pipe, Process, Queue, RawArray, StartMethod, Value};
+use multiproc::{Array, Connection, Event, Pipe, Process, Queue, RawArray, StartMethod, Value};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 multiproc::test_support!();
@@ -155,6 +155,28 @@ fn handle_bytes_replayed_while_the_object_lives_make_no_holder() {
         drop(value);
         assert_eq!(first.get(), 5);
         drop(first);
+    }
+    _check.assert_no_leak();
+}
+
+#[test]
+fn a_pipe_end_replayed_makes_no_holder_of_its_side() {
+    let _check = leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::<u8>::new().unwrap();
+        let bytes = {
+            let (x, y) = Pipe::<Connection<u8>>::new().unwrap();
+            x.send(&b).unwrap();
+            y.recv_bytes().unwrap()
+        };
+        let first = replay_as::<Connection<u8>>(&bytes).expect("the first delivery is genuine");
+        assert!(replay_as::<Connection<u8>>(&bytes).is_err(), "a second delivery must be refused");
+        drop(b);
+        a.send(&3).unwrap();
+        assert_eq!(first.recv().unwrap(), 3);
+        drop(first);
+        // The receiving side has no handle left anywhere: the sender learns it.
+        assert!(a.send(&4).is_err(), "the other end is gone");
     }
     _check.assert_no_leak();
 }
