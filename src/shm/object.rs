@@ -335,7 +335,10 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         // the receive changed be another object's with the same low generation bits: then
         // this process now holds that object, and gives it back.
         let handle = Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
-        if !sealed::<T>(heap, wire.offset, handle.header(), wire.generation, wire.seal) {
+        let header = handle.header();
+        if header.seal.load(Ordering::Acquire) != wire.seal
+            || header.generation.load(Ordering::Acquire) != wire.generation
+        {
             drop(handle);
             return Err(codec::refuse_decoding("the handle's object no longer exists"));
         }
