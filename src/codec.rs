@@ -69,6 +69,11 @@ thread_local! {
     /// no message is being built on this thread.
     static ENCODING: RefCell<Option<Vec<Undo>>> = const { RefCell::new(None) };
     static DECODING: Cell<u32> = const { Cell::new(0) };
+    /// What makes the handles received by the decoding in progress final, run last first
+    /// once the message is taken (see [`on_taken`]).
+    static TAKEN: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
+    /// Open [`TakeScope`]s: the channel commits the message after decoding it.
+    static TAKING: Cell<u32> = const { Cell::new(0) };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -80,6 +85,41 @@ pub(crate) fn encoding() -> bool {
 /// Whether a message is being decoded on this thread (so handles may deserialize).
 pub(crate) fn decoding() -> bool {
     DECODING.with(|d| d.get() > 0)
+}
+
+/// Registers what makes a handle just decoded final: run when the outermost decoding
+/// ends, or, inside a [`TakeScope`], when the channel has taken the message. Until then the
+/// receive is pending: a process killed in between gives the handle back in flight, for the
+/// consumer that gets the message again.
+pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
+    TAKEN.with(|t| t.borrow_mut().push(Box::new(settle)));
+}
+
+fn settle_if_done() {
+    if DECODING.with(Cell::get) == 0 && TAKING.with(Cell::get) == 0 {
+        let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        for settle in settles.into_iter().rev() {
+            settle();
+        }
+    }
+}
+
+/// Held by a channel around the decoding of a message and the store that takes it: the
+/// handles decoded stay pending until the scope ends (see [`on_taken`]).
+pub(crate) struct TakeScope(());
+
+impl TakeScope {
+    pub(crate) fn enter() -> Self {
+        TAKING.with(|t| t.set(t.get() + 1));
+        TakeScope(())
+    }
+}
+
+impl Drop for TakeScope {
+    fn drop(&mut self) {
+        TAKING.with(|t| t.set(t.get() - 1));
+        settle_if_done();
+    }
 }
 
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
@@ -267,6 +307,7 @@ struct LeaveDecoding;
 impl Drop for LeaveDecoding {
     fn drop(&mut self) {
         DECODING.with(|d| d.set(d.get() - 1));
+        settle_if_done();
     }
 }
 

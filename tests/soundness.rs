@@ -181,6 +181,86 @@ fn a_pipe_end_replayed_makes_no_holder_of_its_side() {
     _check.assert_no_leak();
 }
 
+/// Set in a consumer that must stop in the middle of decoding a message.
+static STALL: std::sync::OnceLock<Event> = std::sync::OnceLock::new();
+
+/// Encodes as one byte; decoding it in a process with [`STALL`] set signals and waits
+/// there forever (until killed), after the handles before it were decoded.
+struct Pause;
+
+impl Serialize for Pause {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        0u8.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pause {
+    fn deserialize<Z: Deserializer<'de>>(deserializer: Z) -> Result<Self, Z::Error> {
+        u8::deserialize(deserializer)?;
+        if let Some(stalled) = STALL.get() {
+            stalled.set();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Ok(Pause)
+    }
+}
+
+type Paused = (Value<u64>, Pause, Value<u64>);
+
+fn stall_in_decode(args: (Queue<Paused>, Event)) {
+    let (queue, stalled) = args;
+    STALL.set(stalled).unwrap();
+    let _ = queue.get();
+}
+
+#[test]
+fn a_consumer_killed_while_decoding_leaves_the_handles_to_the_next() {
+    let _check = leak_check(LIMIT);
+    {
+        let (first, second) = (Value::new(1u64).unwrap(), Value::new(2u64).unwrap());
+        let queue: Queue<Paused> = Queue::new().unwrap();
+        queue.put((first.clone(), Pause, second.clone())).unwrap();
+        let stalled = Event::new().unwrap();
+        let child = Process::new(stall_in_decode, (queue.clone(), stalled.clone())).start().unwrap();
+        assert!(stalled.wait_timeout(Duration::from_secs(30)), "the consumer did not reach the pause");
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -9);
+        // The message was not taken: it is delivered again, with the handle the dead
+        // consumer had received already.
+        let (a, _, b) = queue.get().expect("the message is delivered whole to the next consumer");
+        assert_eq!((a.get(), b.get()), (1, 2));
+        drop((first, second));
+        assert_eq!((a.get(), b.get()), (1, 2));
+    }
+    _check.assert_no_leak();
+}
+
+/// Decodes a handle and drops it at once, inside the decoding.
+struct Discard;
+
+impl<'de> Deserialize<'de> for Discard {
+    fn deserialize<Z: Deserializer<'de>>(deserializer: Z) -> Result<Self, Z::Error> {
+        drop(Value::<u64>::deserialize(deserializer)?);
+        Ok(Discard)
+    }
+}
+
+#[test]
+fn a_handle_dropped_while_its_message_is_decoded_is_freed_once() {
+    let _check = leak_check(LIMIT);
+    {
+        let queue: Queue<Liar<Value<u64>, Discard>> = Queue::new().unwrap();
+        for _ in 0..3 {
+            // The message holds the only handle: the receiver's drop is the last.
+            queue.put(Liar::send(Value::new(9u64).unwrap())).unwrap();
+            assert!(queue.get().unwrap().got.is_some());
+        }
+    }
+    _check.assert_no_leak();
+}
+
 /// Reads a postcard varint at `at`; returns it and where it ends.
 fn varint(bytes: &[u8], mut at: usize) -> (u64, usize) {
     let (mut value, mut shift) = (0u64, 0);

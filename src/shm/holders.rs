@@ -15,8 +15,19 @@
 //! * The in-flight word also holds the low bits of the object's generation and the
 //!   receivers *pinned* between consuming their count and recording themselves, so one
 //!   compare-and-swap both checks that the word belongs to the expected object and keeps
-//!   that object allocated until the receiver is recorded. The object is free only when
-//!   no holder, no in-flight count and no pin is left.
+//!   that object allocated until the receiver is recorded. The object is freed only when
+//!   no holder, no in-flight count and no pin is left, and the process that frees it first
+//!   marks the word released (a compare-and-swap that fails if a pin arrived), so no
+//!   receive can pin it afterwards.
+//! * A receive inside a message being decoded is *pending* (counted in its entry's
+//!   `pending` besides `count`) until the channel has taken the message
+//!   (`codec::TakeScope`) or the decoding ended. A consumer killed in between leaves the
+//!   message in its channel: pruning its entry puts the pending counts back in flight, and
+//!   the next consumer receives the same handles. A kill after the message was taken and
+//!   before the settle (a few stores) leaks the objects, never frees them early.
+//! * Residual: a process killed between its pin and its unpin (a few instructions, no user
+//!   code) leaves the pin, and the object is never freed (its liveness checks then see a
+//!   handle in flight).
 //!
 //! The table answers the two questions of a shared object's life: "was that the last
 //! handle anywhere?" (free it) and "is anybody else still there?" (a `get` on a queue
@@ -31,12 +42,16 @@ use super::mutex::{RawGuard, RawMutex};
 use crate::sys::{self, ProcId};
 
 const INLINE: usize = 5;
-const PER_BLOCK: usize = 63;
+const PER_BLOCK: usize = 42;
 
 /// The in-flight word: `generation (24 bits) | pins (8 bits) | count (32 bits)`.
 const COUNT: u64 = 0xffff_ffff;
 const PIN: u64 = 1 << 32;
 const PINS: u64 = 0xff << 32;
+/// The most receivers pinned at once (the all-ones value marks a released object).
+const MAX_PINS: u64 = 0xfe << 32;
+/// The word of a table whose object was released: no receive can pin it.
+const RELEASED: u64 = PINS;
 const GEN_SHIFT: u32 = 40;
 
 fn gen_bits(generation: u64) -> u64 {
@@ -49,8 +64,8 @@ pub(crate) enum Received {
     /// The table belongs to another object now (the handle's object was freed).
     Stale,
     /// No handle of this object is in flight: the message was received already (replayed
-    /// or duplicated bytes).
-    NotInFlight,
+    /// or duplicated bytes). `last` as for `HeapFull`.
+    NotInFlight { last: bool },
     /// This process could not be recorded: the table is full and the heap has no room for
     /// more. The handle's in-flight count is gone; `last` says that it was the object's
     /// last reference, which the caller then frees.
@@ -61,8 +76,13 @@ pub(crate) enum Received {
 #[derive(Debug, Default)]
 struct Entry {
     pid: AtomicU32,
+    /// Handles this process holds.
     count: AtomicU32,
     start: AtomicU64,
+    /// Handles received in messages this process is still taking (see `Holders::settle`):
+    /// each keeps the object alive, and goes back in flight if the process dies first.
+    pending: AtomicU32,
+    _pad: u32,
 }
 
 impl Entry {
@@ -78,6 +98,7 @@ impl Entry {
         self.pid.store(0, Ordering::Relaxed);
         self.count.store(0, Ordering::Relaxed);
         self.start.store(0, Ordering::Relaxed);
+        self.pending.store(0, Ordering::Relaxed);
     }
 
     fn alive(&self) -> bool {
@@ -148,16 +169,20 @@ impl Holders {
     /// marked leaked (never freed) rather than left with an uncounted handle.
     pub(crate) fn join(&self, heap: &Heap) {
         let _g = RawGuard::lock(&self.lock);
-        if self.join_locked(heap).is_err() {
+        if self.join_locked(heap, false).is_err() {
             self.leaked.store(1, Ordering::Relaxed);
         }
     }
 
-    fn join_locked(&self, heap: &Heap) -> Result<(), HeapFull> {
+    /// Records one more handle of this process; `pending` also counts it as received in a
+    /// message not yet taken (see [`Holders::settle`]).
+    fn join_locked(&self, heap: &Heap, pending: bool) -> Result<(), HeapFull> {
         let me = sys::me();
+        let extra = u32::from(pending);
         if self.for_each(heap, |e| {
             if e.is(me) {
                 e.count.fetch_add(1, Ordering::Relaxed);
+                e.pending.fetch_add(extra, Ordering::Relaxed);
                 true
             } else {
                 false
@@ -170,6 +195,7 @@ impl Holders {
                 e.pid.store(me.pid, Ordering::Relaxed);
                 e.start.store(me.start, Ordering::Relaxed);
                 e.count.store(1, Ordering::Relaxed);
+                e.pending.store(extra, Ordering::Relaxed);
                 true
             } else {
                 false
@@ -201,6 +227,23 @@ impl Holders {
         !self.flying() && self.leaked.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free())
     }
 
+    /// Under the lock: if nothing holds the object, marks the table released (no receive
+    /// can pin it from now on: the compare-and-swap fails if one just did) and frees the
+    /// overflow blocks. Returns whether the caller must free the object.
+    fn finish(&self, heap: &Heap) -> bool {
+        if !self.unheld(heap) {
+            return false;
+        }
+        let w = self.flight.load(Ordering::Relaxed);
+        if w & (COUNT | PINS) != 0
+            || self.flight.compare_exchange(w, RELEASED, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return false;
+        }
+        self.free_blocks(heap);
+        true
+    }
+
     /// One handle fewer in this process. Returns `true` when that was the last handle of
     /// the family (no holder, nothing in flight): the caller frees the object.
     pub(crate) fn leave(&self, heap: &Heap) -> bool {
@@ -208,7 +251,9 @@ impl Holders {
         let me = sys::me();
         self.for_each(heap, |e| {
             if e.is(me) {
-                if e.count.fetch_sub(1, Ordering::Relaxed) <= 1 {
+                let count = e.count.load(Ordering::Relaxed).saturating_sub(1);
+                e.count.store(count, Ordering::Relaxed);
+                if count == 0 && e.pending.load(Ordering::Relaxed) == 0 {
                     e.clear();
                 }
                 true
@@ -216,17 +261,12 @@ impl Holders {
                 false
             }
         });
-        let mut empty = self.unheld(heap);
-        if !empty && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
+        if !self.unheld(heap) && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
             // This process let go of its last handle while others are recorded: forget the
             // dead among them, so that a killed holder does not keep the object forever.
             self.prune_dead(heap, me);
-            empty = self.unheld(heap);
         }
-        if empty {
-            self.free_blocks(heap);
-        }
-        empty
+        self.finish(heap)
     }
 
     /// A handle was written into a message.
@@ -243,35 +283,64 @@ impl Holders {
         // No count left means a replayed copy of the message consumed it: that copy's
         // receiver holds the handle now, and counts it.
         let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
-        let empty = self.unheld(heap);
-        if empty {
-            self.free_blocks(heap);
-        }
-        empty
+        self.finish(heap)
     }
 
     /// A handle arrived in a message and now belongs to this process: consumes one
-    /// in-flight count of the object of `generation` and records this process.
+    /// in-flight count of the object of `generation` and records this process. With
+    /// `pending`, the receive is provisional until [`Holders::settle`]: should this process
+    /// die first (killed while decoding, the message then goes to another consumer), the
+    /// count goes back in flight when its entry is pruned.
     ///
     /// The count is taken, and the object pinned, by one compare-and-swap that checks the
     /// generation bits: a replayed handle of an object freed meanwhile finds another
-    /// object's word (or plain bytes) and fails without writing. The table's lock is taken
-    /// only once pinned.
-    pub(crate) fn receive(&self, heap: &Heap, generation: u64) -> Result<(), Received> {
-        self.pin(generation)?;
-        let _g = RawGuard::lock(&self.lock);
-        let joined = self.join_locked(heap);
+    /// object's word (or a released one) and fails without writing. The table's lock is
+    /// taken only once pinned. When no count is left, the dead are pruned first (a dead
+    /// receiver's pending counts come back), then the receive fails.
+    pub(crate) fn receive(&self, heap: &Heap, generation: u64, pending: bool) -> Result<(), Received> {
+        let _g = match self.pin(generation, true) {
+            Ok(()) => RawGuard::lock(&self.lock),
+            Err(Received::NotInFlight { .. }) => {
+                self.pin(generation, false)?;
+                let g = RawGuard::lock(&self.lock);
+                self.prune_dead(heap, sys::me());
+                let took =
+                    self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+                if took.is_err() {
+                    self.flight.fetch_sub(PIN, Ordering::Relaxed);
+                    return Err(Received::NotInFlight { last: self.finish(heap) });
+                }
+                g
+            }
+            Err(e) => return Err(e),
+        };
+        let joined = self.join_locked(heap, pending);
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
         match joined {
             Ok(()) => Ok(()),
-            Err(_) => {
-                let last = self.unheld(heap);
-                if last {
-                    self.free_blocks(heap);
-                }
-                Err(Received::HeapFull { last })
-            }
+            Err(_) => Err(Received::HeapFull { last: self.finish(heap) }),
         }
+    }
+
+    /// A message this process received handles from was taken (or its decoding ended):
+    /// one pending receive of this process becomes final. Returns `true` when nothing
+    /// holds the object any more (its handle was dropped meanwhile): the caller frees it.
+    pub(crate) fn settle(&self, heap: &Heap) -> bool {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        self.for_each(heap, |e| {
+            if e.is(me) {
+                let pending = e.pending.load(Ordering::Relaxed).saturating_sub(1);
+                e.pending.store(pending, Ordering::Relaxed);
+                if pending == 0 && e.count.load(Ordering::Relaxed) == 0 {
+                    e.clear();
+                }
+                true
+            } else {
+                false
+            }
+        });
+        self.finish(heap)
     }
 
     /// A handle arrived in a message that is dropped unreceived (it was decoded as another
@@ -279,7 +348,7 @@ impl Holders {
     /// object would have to be destroyed by a process that does not know its type: the
     /// count stays, and the object leaks).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64) {
-        if self.pin(generation).is_err() {
+        if self.pin(generation, true).is_err() {
             return;
         }
         let _g = RawGuard::lock(&self.lock);
@@ -289,24 +358,25 @@ impl Holders {
         }
     }
 
-    /// Takes one in-flight count of the object of `generation` and pins the object (see
-    /// [`Holders::receive`]); the caller unpins under the lock.
-    fn pin(&self, generation: u64) -> Result<(), Received> {
+    /// Pins the object of `generation` (see [`Holders::receive`]), taking one in-flight
+    /// count with `take`; the caller unpins under the lock.
+    fn pin(&self, generation: u64, take: bool) -> Result<(), Received> {
         let expect = gen_bits(generation);
         let mut w = self.flight.load(Ordering::Acquire);
         loop {
-            if w & !(COUNT | PINS) != expect {
+            if w & !(COUNT | PINS) != expect || w & PINS == PINS {
                 return Err(Received::Stale);
             }
-            if w & COUNT == 0 {
-                return Err(Received::NotInFlight);
+            if take && w & COUNT == 0 {
+                return Err(Received::NotInFlight { last: false });
             }
-            if w & PINS == PINS {
+            if w & PINS == MAX_PINS {
                 std::thread::yield_now();
                 w = self.flight.load(Ordering::Acquire);
                 continue;
             }
-            match self.flight.compare_exchange_weak(w, w - 1 + PIN, Ordering::AcqRel, Ordering::Acquire) {
+            let to = if take { w - 1 + PIN } else { w + PIN };
+            match self.flight.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(now) => w = now,
             }
@@ -374,6 +444,9 @@ impl Holders {
         let mut dead = 0;
         self.for_each(heap, |e| {
             if !e.is_free() && !e.is(me) && !e.alive() {
+                // Handles it was receiving from a message it had not taken go back in
+                // flight: the message is delivered again.
+                self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
                 e.clear();
                 dead += 1;
             }

@@ -328,9 +328,21 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
                 "the handle's object no longer exists, or the handle was forged (its seal does not match)",
             ));
         }
-        if let Err(e) = header.holders.receive(heap, wire.generation) {
+        if let Err(e) = header.holders.receive(heap, wire.generation, true) {
             return Err(codec::refuse_decoding(refused::<T>(wire.offset, e)));
         }
+        // Final once the message is taken (or the decoding ends); the pending receive keeps
+        // the object allocated until then.
+        let off = wire.offset;
+        codec::on_taken(move || {
+            let heap = Heap::get();
+            // SAFETY: this process's pending receive keeps the object at `off` allocated
+            // until this settle.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            if obj.header.holders.settle(heap) {
+                Self::release(off);
+            }
+        });
         // The object may have been freed between the check and the receive, and the word
         // the receive changed be another object's with the same low generation bits: then
         // this process now holds that object, and gives it back.
@@ -384,7 +396,12 @@ fn discard_foreign(heap: &Heap, wire: &Wire) {
 fn refused<T: ShmObject>(off: u64, why: Received) -> &'static str {
     match why {
         Received::Stale => "the handle's object no longer exists",
-        Received::NotInFlight => "the handle was received already (a replayed or duplicated message)",
+        Received::NotInFlight { last } => {
+            if last {
+                Shared::<T>::release(off);
+            }
+            "the handle was received already (a replayed or duplicated message)"
+        }
         Received::HeapFull { last } => {
             if last {
                 Shared::<T>::release(off);
@@ -425,7 +442,7 @@ impl<T: ShmObject> Embedded<T> {
         // SAFETY: the in-flight count taken by `new` kept the object allocated, and the
         // swap above made this call its only user.
         let header = unsafe { &(*obj).header };
-        match header.holders.receive(heap, header.generation.load(Ordering::Relaxed)) {
+        match header.holders.receive(heap, header.generation.load(Ordering::Relaxed), false) {
             Ok(()) => Some(Shared { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData }),
             // No room to record this process: the reference is given back, as if the
             // handle had been taken and dropped.
@@ -557,8 +574,8 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         if side >= T::SIDES {
             return Err(codec::refuse_decoding(format_args!("side {side} of an object with {} sides", T::SIDES)));
         }
-        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0) {
-            if why == (Received::HeapFull { last: true }) {
+        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0, true) {
+            if matches!(why, Received::HeapFull { last: true } | Received::NotInFlight { last: true }) {
                 shared.side_gone(side);
             }
             return Err(codec::refuse_decoding(match why {
@@ -568,6 +585,18 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
                 _ => "the handle's side was received already (a replayed or duplicated message)",
             }));
         }
+        // Registered after the object's own settle, so run before it (settles run last
+        // first): the object is still allocated.
+        let off = shared.off;
+        codec::on_taken(move || {
+            let heap = Heap::get();
+            // SAFETY: the object's own pending receive, settled after this one, keeps it
+            // allocated.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            if obj.value.side_holders(side).settle(heap) {
+                obj.value.side_gone(side);
+            }
+        });
         Ok(Self { shared, side })
     }
 }
