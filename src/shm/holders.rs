@@ -217,9 +217,11 @@ impl Holders {
         Ok(())
     }
 
-    /// Whether a handle is in flight or a receiver pinned.
+    /// Whether a handle is in flight or a receiver pinned (never, once released: a side
+    /// table outlives its release, and its side is then gone).
     fn flying(&self) -> bool {
-        self.flight.load(Ordering::Relaxed) & (COUNT | PINS) != 0
+        let w = self.flight.load(Ordering::Relaxed);
+        w & PINS != PINS && w & (COUNT | PINS) != 0
     }
 
     /// Whether nothing holds the object: no entry, nothing in flight, nothing leaked.
@@ -470,4 +472,20 @@ fn block_at(heap: &Heap, off: u64) -> &Block {
     // only freed by `free_blocks` under the table's lock, which every caller holds; a
     // Block is atomics only.
     unsafe { &*heap.ptr(off).cast::<Block>() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_table_has_nothing_in_flight() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held();
+        assert!(holders.any_alive(heap));
+        assert!(holders.leave(heap), "the creator's handle was the last");
+        assert!(!holders.any_alive(heap), "a released table (a pipe's side) is gone for good");
+        assert!(!holders.others_alive(heap));
+    }
 }
