@@ -5,6 +5,12 @@
 //! and counts as "in flight" until some process decodes it. Handles only serialize inside
 //! [`encode`] and only deserialize inside [`decode`], so a handle written to a file or to
 //! JSON by mistake is an error rather than a dangling reference.
+//!
+//! A handle's bytes are a sealed capability (see `shm::object`): decoding checks its
+//! type, its object's generation and a keyed seal, and consumes exactly one in-flight
+//! count. The receive stays pending until the decoding ends, or, inside a [`TakeScope`]
+//! (a channel's take), until the message is taken: a consumer killed in between leaves the
+//! handles to the next consumer of the message.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -19,18 +25,46 @@ use serde::de::DeserializeOwned;
 pub struct CodecError {
     what: &'static str,
     detail: String,
+    heap_full: bool,
 }
 
 impl CodecError {
     pub(crate) fn encode(detail: impl fmt::Display) -> Self {
-        Self { what: "cannot encode the message", detail: take_detail().unwrap_or_else(|| detail.to_string()) }
+        HEAP_FULL.with(|h| h.set(false));
+        Self {
+            what: "cannot encode the message",
+            detail: take_detail().unwrap_or_else(|| detail.to_string()),
+            heap_full: false,
+        }
     }
 
     pub(crate) fn decode(detail: impl fmt::Display) -> Self {
         Self {
             what: "cannot decode the message (was it sent as another type?)",
             detail: take_detail().unwrap_or_else(|| detail.to_string()),
+            heap_full: HEAP_FULL.with(|h| h.replace(false)),
         }
+    }
+
+    /// Whether the message was refused because the family's shared memory is exhausted: a
+    /// handle in it could not be recorded as this process's (the handle was given back, and
+    /// the object it names freed if that was its last reference). Nothing was wrong with
+    /// the message itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::<u32>::new()?;
+    /// a.send_bytes(&[0xff])?; // raw bytes, not a `u32` message
+    /// match b.recv() {
+    ///     Err(multiproc::RecvError::Decode(e)) => assert!(!e.is_heap_full()),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_heap_full(&self) -> bool {
+        self.heap_full
     }
 }
 
@@ -38,6 +72,18 @@ thread_local! {
     /// What a `Serialize` or `Deserialize` impl of ours said when it refused: postcard keeps
     /// only "Serde Deserialization Error" of a custom error, so the reason travels here.
     static DETAIL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    /// Set by [`refuse_decoding_heap_full`] for the [`CodecError`] being made.
+    static HEAP_FULL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// [`refuse_decoding`] for a handle that could not be recorded because the family's shared
+/// memory is exhausted ([`CodecError::is_heap_full`]).
+pub(crate) fn refuse_decoding_heap_full<E: serde::de::Error>(detail: impl fmt::Display) -> E {
+    HEAP_FULL.with(|h| h.set(true));
+    refuse_decoding(detail)
 }
 
 fn take_detail() -> Option<String> {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{heap_user, leak_check};
-use multiproc::{Array, Connection, Event, Pipe, Process, Queue, RawArray, StartMethod, Value};
+use multiproc::{Array, Connection, Event, Pipe, Process, Queue, RawArray, RecvError, StartMethod, Value};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 multiproc::test_support!();
@@ -338,6 +338,14 @@ fn forged_handle_bytes_are_refused() {
     _check.assert_no_leak();
 }
 
+fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
+    match from.recv() {
+        Ok(value) => Ok(value.get()),
+        Err(RecvError::Decode(e)) if e.is_heap_full() => Err("heap full".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn hold_until(args: (Value<u64>, Event, Event)) -> u64 {
     let (value, started, go) = args;
     started.set();
@@ -355,6 +363,7 @@ fn holders_of_a_full_heap_inner() {
     let value = Value::new(7u64).unwrap();
     let (go, go_last) = (Event::new().unwrap(), Event::new().unwrap());
     let started: Vec<Event> = (0..5).map(|_| Event::new().unwrap()).collect();
+    let (tx, rx) = Pipe::<Value<u64>>::new().unwrap();
     // Fill the heap: what is left of the address space, then every smaller block.
     let mut filler = Vec::new();
     let mut size = 1usize << 40;
@@ -377,6 +386,10 @@ fn holders_of_a_full_heap_inner() {
         children.push(start(i));
         assert!(s.wait_timeout(Duration::from_secs(30)), "child {i} did not start");
     }
+    // Received through a pipe, the value is refused with a typed error.
+    let receiver = Process::new(receive_value, rx).start_method(StartMethod::ForkServer).start().unwrap();
+    tx.send(&value).unwrap();
+    assert_eq!(receiver.join().unwrap(), Err("heap full".to_string()));
     children.push(start(4));
     let sixth = children.pop().unwrap();
     // It decodes its argument, or fails to and ends.

@@ -329,7 +329,9 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             ));
         }
         if let Err(e) = header.holders.receive(heap, wire.generation, true) {
-            return Err(codec::refuse_decoding(refused::<T>(wire.offset, e)));
+            let full = matches!(e, Received::HeapFull { .. });
+            let why = refused::<T>(wire.offset, e);
+            return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
         }
         // Final once the message is taken (or the decoding ends); the pending receive keeps
         // the object allocated until then.
@@ -578,12 +580,14 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             if matches!(why, Received::HeapFull { last: true } | Received::NotInFlight { last: true }) {
                 shared.side_gone(side);
             }
-            return Err(codec::refuse_decoding(match why {
-                Received::HeapFull { .. } => {
-                    "this process cannot be recorded as a holder: the family's shared memory is exhausted"
+            return Err(match why {
+                Received::HeapFull { .. } => codec::refuse_decoding_heap_full(
+                    "this process cannot be recorded as a holder: the family's shared memory is exhausted",
+                ),
+                _ => {
+                    codec::refuse_decoding("the handle's side was received already (a replayed or duplicated message)")
                 }
-                _ => "the handle's side was received already (a replayed or duplicated message)",
-            }));
+            });
         }
         // Registered after the object's own settle, so run before it (settles run last
         // first): the object is still allocated.
