@@ -5,6 +5,12 @@
 //! and counts as "in flight" until some process decodes it. Handles only serialize inside
 //! [`encode`] and only deserialize inside [`decode`], so a handle written to a file or to
 //! JSON by mistake is an error rather than a dangling reference.
+//!
+//! A handle's bytes are a sealed capability (see `shm::object`): decoding checks its
+//! type, its object's generation and a keyed seal, and consumes exactly one in-flight
+//! count. The receive stays pending until the decoding ends, or, inside a [`TakeScope`]
+//! (a channel's take), until the message is taken: a consumer killed in between leaves the
+//! handles to the next consumer of the message.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -19,18 +25,46 @@ use serde::de::DeserializeOwned;
 pub struct CodecError {
     what: &'static str,
     detail: String,
+    heap_full: bool,
 }
 
 impl CodecError {
     pub(crate) fn encode(detail: impl fmt::Display) -> Self {
-        Self { what: "cannot encode the message", detail: take_detail().unwrap_or_else(|| detail.to_string()) }
+        HEAP_FULL.with(|h| h.set(false));
+        Self {
+            what: "cannot encode the message",
+            detail: take_detail().unwrap_or_else(|| detail.to_string()),
+            heap_full: false,
+        }
     }
 
     pub(crate) fn decode(detail: impl fmt::Display) -> Self {
         Self {
             what: "cannot decode the message (was it sent as another type?)",
             detail: take_detail().unwrap_or_else(|| detail.to_string()),
+            heap_full: HEAP_FULL.with(|h| h.replace(false)),
         }
+    }
+
+    /// Whether the message was refused because the family's shared memory is exhausted: a
+    /// handle in it could not be recorded as this process's (the handle was given back, and
+    /// the object it names freed if that was its last reference). Nothing was wrong with
+    /// the message itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::<u32>::new()?;
+    /// a.send_bytes(&[0xff])?; // raw bytes, not a `u32` message
+    /// match b.recv() {
+    ///     Err(multiproc::RecvError::Decode(e)) => assert!(!e.is_heap_full()),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_heap_full(&self) -> bool {
+        self.heap_full
     }
 }
 
@@ -38,6 +72,18 @@ thread_local! {
     /// What a `Serialize` or `Deserialize` impl of ours said when it refused: postcard keeps
     /// only "Serde Deserialization Error" of a custom error, so the reason travels here.
     static DETAIL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    /// Set by [`refuse_decoding_heap_full`] for the [`CodecError`] being made.
+    static HEAP_FULL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// [`refuse_decoding`] for a handle that could not be recorded because the family's shared
+/// memory is exhausted ([`CodecError::is_heap_full`]).
+pub(crate) fn refuse_decoding_heap_full<E: serde::de::Error>(detail: impl fmt::Display) -> E {
+    HEAP_FULL.with(|h| h.set(true));
+    refuse_decoding(detail)
 }
 
 fn take_detail() -> Option<String> {
@@ -69,6 +115,11 @@ thread_local! {
     /// no message is being built on this thread.
     static ENCODING: RefCell<Option<Vec<Undo>>> = const { RefCell::new(None) };
     static DECODING: Cell<u32> = const { Cell::new(0) };
+    /// What makes the handles received by the decoding in progress final, run last first
+    /// once the message is taken (see [`on_taken`]).
+    static TAKEN: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
+    /// Open [`TakeScope`]s: the channel commits the message after decoding it.
+    static TAKING: Cell<u32> = const { Cell::new(0) };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -80,6 +131,41 @@ pub(crate) fn encoding() -> bool {
 /// Whether a message is being decoded on this thread (so handles may deserialize).
 pub(crate) fn decoding() -> bool {
     DECODING.with(|d| d.get() > 0)
+}
+
+/// Registers what makes a handle just decoded final: run when the outermost decoding
+/// ends, or, inside a [`TakeScope`], when the channel has taken the message. Until then the
+/// receive is pending: a process killed in between gives the handle back in flight, for the
+/// consumer that gets the message again.
+pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
+    TAKEN.with(|t| t.borrow_mut().push(Box::new(settle)));
+}
+
+fn settle_if_done() {
+    if DECODING.with(Cell::get) == 0 && TAKING.with(Cell::get) == 0 {
+        let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        for settle in settles.into_iter().rev() {
+            settle();
+        }
+    }
+}
+
+/// Held by a channel around the decoding of a message and the store that takes it: the
+/// handles decoded stay pending until the scope ends (see [`on_taken`]).
+pub(crate) struct TakeScope(());
+
+impl TakeScope {
+    pub(crate) fn enter() -> Self {
+        TAKING.with(|t| t.set(t.get() + 1));
+        TakeScope(())
+    }
+}
+
+impl Drop for TakeScope {
+    fn drop(&mut self) {
+        TAKING.with(|t| t.set(t.get() - 1));
+        settle_if_done();
+    }
 }
 
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
@@ -267,6 +353,7 @@ struct LeaveDecoding;
 impl Drop for LeaveDecoding {
     fn drop(&mut self) {
         DECODING.with(|d| d.set(d.get() - 1));
+        settle_if_done();
     }
 }
 

@@ -204,9 +204,17 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
     };
     // The heap first: the boot message may hold handles into it. The resource tracker's
     // pipe, if the family has one, comes second.
+    let mut frame = frame;
     if spawned {
+        // A spawned child's frame starts with the key of handle seals (see `launch`).
+        let Some(key) = frame.get(..16).and_then(|k| <[u8; 16]>::try_from(k).ok()) else {
+            report(sock.as_fd(), &Outcome::Failed("its boot message is too short".into()));
+            sys::exit_now(1);
+        };
+        frame.drain(..16);
         let mut fds = std::mem::take(&mut fds).into_iter();
-        let adopted = fds.next().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(Heap::adopt);
+        let adopted =
+            fds.next().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(|fd| Heap::adopt(fd, key));
         if let Err(e) = adopted {
             report(sock.as_fd(), &Outcome::Failed(format!("cannot map the family heap: {e}")));
             sys::exit_now(1);

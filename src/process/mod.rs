@@ -382,7 +382,13 @@ fn launch(
             let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &spawn_fds } else { &[] };
             // Small enough for the socket buffer: written before the child exists, so that
             // it finds its message at once.
-            sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), fds)?;
+            // A spawned child learns the key of handle seals first (the others inherit it).
+            let framed = if method == StartMethod::Spawn {
+                boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat())
+            } else {
+                boot::frame(&message.bytes)
+            };
+            sys::send_all(ours.as_fd(), &framed, fds)?;
             message.sent();
             if method == StartMethod::Spawn {
                 let (pid, pidfd) = spawn::start(theirs)?;

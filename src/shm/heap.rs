@@ -57,6 +57,8 @@ struct Header {
     /// Lock-free stacks of free small blocks, one per class: `tag << 40 | offset >> 6`.
     classes: [AtomicU64; CLASSES.len()],
     in_use: AtomicU64,
+    /// The last generation given to a shared object (see `Heap::next_generation`).
+    generation: AtomicU64,
 }
 
 /// A free extent of the large allocator, stored in its own first bytes.
@@ -70,6 +72,9 @@ struct FreeExtent {
 #[derive(Debug)]
 pub(crate) struct Heap {
     map: SharedMapping,
+    /// The family's secret key of handle seals: random at creation, held in the memory of
+    /// each process only (never in the heap), handed to spawned children at boot.
+    key: [u8; 16],
 }
 
 static HEAP: OnceLock<Heap> = OnceLock::new();
@@ -86,10 +91,10 @@ impl Heap {
     }
 
     /// Adopts the heap a parent passed down (a spawned child, at boot).
-    pub(crate) fn adopt(fd: OwnedFd) -> std::io::Result<&'static Heap> {
+    pub(crate) fn adopt(fd: OwnedFd, key: [u8; 16]) -> std::io::Result<&'static Heap> {
         let size = rustix::fs::fstat(&fd)?.st_size as usize;
         let map = SharedMapping::map(fd, size)?;
-        let heap = Heap { map };
+        let heap = Heap { map, key };
         if heap.header().magic.load(Ordering::Acquire) != MAGIC {
             return Err(std::io::Error::other("the memory passed down is not a multiproc heap"));
         }
@@ -101,7 +106,7 @@ impl Heap {
         for size in SIZES {
             match SharedMapping::anonymous("multiproc-family", size) {
                 Ok(map) => {
-                    let heap = Heap { map };
+                    let heap = Heap { map, key: sys::random_bytes::<16>() };
                     let h = heap.header();
                     h.family.store(u64::from_ne_bytes(sys::random_bytes::<8>()), Ordering::Relaxed);
                     h.size.store(size as u64, Ordering::Relaxed);
@@ -129,6 +134,27 @@ impl Heap {
     /// A random number naming this family.
     pub(crate) fn family_id(&self) -> u64 {
         self.header().family.load(Ordering::Relaxed)
+    }
+
+    /// The key of handle seals, to hand to a spawned child at boot (see [`Heap::adopt`]).
+    pub(crate) fn seal_key(&self) -> [u8; 16] {
+        self.key
+    }
+
+    /// A keyed hash (SipHash-2-4 under the family's secret key) of `words`: a seal that no
+    /// process without the key can compute. Never 0 (0 marks "no seal").
+    pub(crate) fn seal(&self, words: &[u64]) -> u64 {
+        use std::hash::Hasher as _;
+        let mut h = siphasher::sip::SipHasher24::new_with_key(&self.key);
+        for w in words {
+            h.write_u64(*w);
+        }
+        h.finish().max(1)
+    }
+
+    /// A number never given before in this family (the generation of a new shared object).
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.header().generation.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Bytes currently allocated (small blocks count their class size).

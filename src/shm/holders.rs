@@ -1,6 +1,34 @@
 //! Who holds handles to a shared object: per process, how many; plus the handles in
 //! flight inside messages.
 //!
+//! Invariants (what makes a handle unable to outlive its object):
+//!
+//! * Every handle is counted exactly once: in the entry of the process that holds it, or
+//!   in the in-flight count while it is inside a message. A received handle consumes one
+//!   in-flight count; when there is none (a replayed or duplicated message) the receive
+//!   fails and no holder is made out of nothing, so the counts never exceed the handles.
+//! * Recording a holder never fails silently. A process that receives its first handle
+//!   needs an entry; when the table and the heap are both full, the receive fails
+//!   ([`Received::HeapFull`]) and the handle is dropped. A clone needs no new entry (its
+//!   process holds one already); should one be missing anyway, the object is marked
+//!   `leaked` and never freed: a leak, never a use after free.
+//! * The in-flight word also holds the low bits of the object's generation and the
+//!   receivers *pinned* between consuming their count and recording themselves, so one
+//!   compare-and-swap both checks that the word belongs to the expected object and keeps
+//!   that object allocated until the receiver is recorded. The object is freed only when
+//!   no holder, no in-flight count and no pin is left, and the process that frees it first
+//!   marks the word released (a compare-and-swap that fails if a pin arrived), so no
+//!   receive can pin it afterwards.
+//! * A receive inside a message being decoded is *pending* (counted in its entry's
+//!   `pending` besides `count`) until the channel has taken the message
+//!   (`codec::TakeScope`) or the decoding ended. A consumer killed in between leaves the
+//!   message in its channel: pruning its entry puts the pending counts back in flight, and
+//!   the next consumer receives the same handles. A kill after the message was taken and
+//!   before the settle (a few stores) leaks the objects, never frees them early.
+//! * Residual: a process killed between its pin and its unpin (a few instructions, no user
+//!   code) leaves the pin, and the object is never freed (its liveness checks then see a
+//!   handle in flight).
+//!
 //! The table answers the two questions of a shared object's life: "was that the last
 //! handle anywhere?" (free it) and "is anybody else still there?" (a `get` on a queue
 //! whose every other holder died returns an error instead of waiting forever). Entries of
@@ -9,19 +37,52 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::heap::Heap;
+use super::heap::{Heap, HeapFull};
 use super::mutex::{RawGuard, RawMutex};
 use crate::sys::{self, ProcId};
 
 const INLINE: usize = 5;
-const PER_BLOCK: usize = 63;
+const PER_BLOCK: usize = 42;
+
+/// The in-flight word: `generation (24 bits) | pins (8 bits) | count (32 bits)`.
+const COUNT: u64 = 0xffff_ffff;
+const PIN: u64 = 1 << 32;
+const PINS: u64 = 0xff << 32;
+/// The most receivers pinned at once (the all-ones value marks a released object).
+const MAX_PINS: u64 = 0xfe << 32;
+/// The word of a table whose object was released: no receive can pin it.
+const RELEASED: u64 = PINS;
+const GEN_SHIFT: u32 = 40;
+
+fn gen_bits(generation: u64) -> u64 {
+    (generation & 0xff_ffff) << GEN_SHIFT
+}
+
+/// Why a handle in a message could not become a holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// The table belongs to another object now (the handle's object was freed).
+    Stale,
+    /// No handle of this object is in flight: the message was received already (replayed
+    /// or duplicated bytes). `last` as for `HeapFull`.
+    NotInFlight { last: bool },
+    /// This process could not be recorded: the table is full and the heap has no room for
+    /// more. The handle's in-flight count is gone; `last` says that it was the object's
+    /// last reference, which the caller then frees.
+    HeapFull { last: bool },
+}
 
 #[repr(C)]
 #[derive(Debug, Default)]
 struct Entry {
     pid: AtomicU32,
+    /// Handles this process holds.
     count: AtomicU32,
     start: AtomicU64,
+    /// Handles received in messages this process is still taking (see `Holders::settle`):
+    /// each keeps the object alive, and goes back in flight if the process dies first.
+    pending: AtomicU32,
+    _pad: u32,
 }
 
 impl Entry {
@@ -37,6 +98,7 @@ impl Entry {
         self.pid.store(0, Ordering::Relaxed);
         self.count.store(0, Ordering::Relaxed);
         self.start.store(0, Ordering::Relaxed);
+        self.pending.store(0, Ordering::Relaxed);
     }
 
     fn alive(&self) -> bool {
@@ -56,16 +118,26 @@ struct Block {
 #[derive(Debug, Default)]
 pub(crate) struct Holders {
     lock: RawMutex,
-    inflight: AtomicU32,
-    _pad: u32,
+    /// In-flight handles, pinned receivers and generation bits (see [`COUNT`]).
+    flight: AtomicU64,
     overflow: AtomicU64,
+    /// Nonzero once a handle exists that no entry counts: the object is never freed.
+    leaked: AtomicU32,
+    _pad: u32,
     entries: [Entry; INLINE],
 }
 
 impl Holders {
     /// A table with one holder: the calling process (the creator).
     pub(crate) fn new_held() -> Self {
+        Self::new_held_at(0)
+    }
+
+    /// A table with one holder, the calling process, of the object of `generation`
+    /// (receives must name it).
+    pub(crate) fn new_held_at(generation: u64) -> Self {
         let h = Holders::default();
+        h.flight.store(gen_bits(generation), Ordering::Relaxed);
         let me = sys::me();
         h.entries[0].pid.store(me.pid, Ordering::Relaxed);
         h.entries[0].start.store(me.start, Ordering::Relaxed);
@@ -92,50 +164,86 @@ impl Holders {
         false
     }
 
-    /// One more handle in this process.
+    /// One more handle in this process, which holds one already (a clone). Never fails:
+    /// the process's entry counts it; were there none and no room for one, the object is
+    /// marked leaked (never freed) rather than left with an uncounted handle.
     pub(crate) fn join(&self, heap: &Heap) {
         let _g = RawGuard::lock(&self.lock);
-        self.join_locked(heap);
+        if self.join_locked(heap, false).is_err() {
+            self.leaked.store(1, Ordering::Relaxed);
+        }
     }
 
-    fn join_locked(&self, heap: &Heap) {
+    /// Records one more handle of this process; `pending` also counts it as received in a
+    /// message not yet taken (see [`Holders::settle`]).
+    fn join_locked(&self, heap: &Heap, pending: bool) -> Result<(), HeapFull> {
         let me = sys::me();
+        let extra = u32::from(pending);
         if self.for_each(heap, |e| {
             if e.is(me) {
                 e.count.fetch_add(1, Ordering::Relaxed);
+                e.pending.fetch_add(extra, Ordering::Relaxed);
                 true
             } else {
                 false
             }
         }) {
-            return;
+            return Ok(());
         }
         let claim = |e: &Entry| {
             if e.is_free() {
                 e.pid.store(me.pid, Ordering::Relaxed);
                 e.start.store(me.start, Ordering::Relaxed);
                 e.count.store(1, Ordering::Relaxed);
+                e.pending.store(extra, Ordering::Relaxed);
                 true
             } else {
                 false
             }
         };
         if self.for_each(heap, claim) {
-            return;
+            return Ok(());
         }
         // Full: make room by forgetting the dead, else grow.
         self.prune_dead(heap, me);
         if self.for_each(heap, claim) {
-            return;
+            return Ok(());
         }
-        // Out of shared memory, the handle still works, but this process is not recorded,
-        // so the object may be freed early or another side's death go unnoticed.
-        if let Ok(off) = heap.alloc_zeroed(std::mem::size_of::<Block>()) {
-            let b = block_at(heap, off);
-            b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
-            claim(&b.entries[0]);
-            self.overflow.store(off, Ordering::Relaxed);
+        let off = heap.alloc_zeroed(std::mem::size_of::<Block>())?;
+        let b = block_at(heap, off);
+        b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
+        claim(&b.entries[0]);
+        self.overflow.store(off, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether a handle is in flight or a receiver pinned (never, once released: a side
+    /// table outlives its release, and its side is then gone).
+    fn flying(&self) -> bool {
+        let w = self.flight.load(Ordering::Relaxed);
+        w & PINS != PINS && w & (COUNT | PINS) != 0
+    }
+
+    /// Whether nothing holds the object: no entry, nothing in flight, nothing leaked.
+    fn unheld(&self, heap: &Heap) -> bool {
+        !self.flying() && self.leaked.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free())
+    }
+
+    /// Under the lock: if nothing holds the object, marks the table released (no receive
+    /// can pin it from now on: the compare-and-swap fails if one just did) and frees the
+    /// overflow blocks. Returns whether the caller must free the object.
+    fn finish(&self, heap: &Heap) -> bool {
+        if !self.unheld(heap) {
+            return false;
         }
+        let w = self.flight.load(Ordering::Relaxed);
+        if w & (COUNT | PINS) != 0
+            || self.flight.compare_exchange(w, RELEASED, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return false;
+        }
+        self.free_blocks(heap);
+        true
     }
 
     /// One handle fewer in this process. Returns `true` when that was the last handle of
@@ -145,7 +253,9 @@ impl Holders {
         let me = sys::me();
         self.for_each(heap, |e| {
             if e.is(me) {
-                if e.count.fetch_sub(1, Ordering::Relaxed) <= 1 {
+                let count = e.count.load(Ordering::Relaxed).saturating_sub(1);
+                e.count.store(count, Ordering::Relaxed);
+                if count == 0 && e.pending.load(Ordering::Relaxed) == 0 {
                     e.clear();
                 }
                 true
@@ -153,44 +263,126 @@ impl Holders {
                 false
             }
         });
-        let mut empty = self.inflight.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free());
-        if !empty && self.inflight.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| e.is(me)) {
+        if !self.unheld(heap) && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
             // This process let go of its last handle while others are recorded: forget the
             // dead among them, so that a killed holder does not keep the object forever.
             self.prune_dead(heap, me);
-            empty = !self.for_each(heap, |e| !e.is_free());
         }
-        if empty {
-            self.free_blocks(heap);
-        }
-        empty
+        self.finish(heap)
     }
 
     /// A handle was written into a message.
     pub(crate) fn send(&self) {
         let _g = RawGuard::lock(&self.lock);
-        self.inflight.fetch_add(1, Ordering::Relaxed);
+        let before = self.flight.fetch_add(1, Ordering::Relaxed);
+        assert!(before & COUNT != COUNT, "four billion handles of one object in flight");
     }
 
     /// A message holding a handle was never delivered. Returns `true` if nothing holds the
     /// object any more.
     pub(crate) fn unsend(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
-        let n = self.inflight.load(Ordering::Relaxed);
-        self.inflight.store(n.saturating_sub(1), Ordering::Relaxed);
-        let empty = n <= 1 && !self.for_each(heap, |e| !e.is_free());
-        if empty {
-            self.free_blocks(heap);
-        }
-        empty
+        // No count left means a replayed copy of the message consumed it: that copy's
+        // receiver holds the handle now, and counts it.
+        let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+        self.finish(heap)
     }
 
-    /// A handle arrived in a message and now belongs to this process.
-    pub(crate) fn receive(&self, heap: &Heap) {
+    /// A handle arrived in a message and now belongs to this process: consumes one
+    /// in-flight count of the object of `generation` and records this process. With
+    /// `pending`, the receive is provisional until [`Holders::settle`]: should this process
+    /// die first (killed while decoding, the message then goes to another consumer), the
+    /// count goes back in flight when its entry is pruned.
+    ///
+    /// The count is taken, and the object pinned, by one compare-and-swap that checks the
+    /// generation bits: a replayed handle of an object freed meanwhile finds another
+    /// object's word (or a released one) and fails without writing. The table's lock is
+    /// taken only once pinned. When no count is left, the dead are pruned first (a dead
+    /// receiver's pending counts come back), then the receive fails.
+    pub(crate) fn receive(&self, heap: &Heap, generation: u64, pending: bool) -> Result<(), Received> {
+        let _g = match self.pin(generation, true) {
+            Ok(()) => RawGuard::lock(&self.lock),
+            Err(Received::NotInFlight { .. }) => {
+                self.pin(generation, false)?;
+                let g = RawGuard::lock(&self.lock);
+                self.prune_dead(heap, sys::me());
+                let took =
+                    self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+                if took.is_err() {
+                    self.flight.fetch_sub(PIN, Ordering::Relaxed);
+                    return Err(Received::NotInFlight { last: self.finish(heap) });
+                }
+                g
+            }
+            Err(e) => return Err(e),
+        };
+        let joined = self.join_locked(heap, pending);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        match joined {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Received::HeapFull { last: self.finish(heap) }),
+        }
+    }
+
+    /// A message this process received handles from was taken (or its decoding ended):
+    /// one pending receive of this process becomes final. Returns `true` when nothing
+    /// holds the object any more (its handle was dropped meanwhile): the caller frees it.
+    pub(crate) fn settle(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
-        let n = self.inflight.load(Ordering::Relaxed);
-        self.inflight.store(n.saturating_sub(1), Ordering::Relaxed);
-        self.join_locked(heap);
+        let me = sys::me();
+        self.for_each(heap, |e| {
+            if e.is(me) {
+                let pending = e.pending.load(Ordering::Relaxed).saturating_sub(1);
+                e.pending.store(pending, Ordering::Relaxed);
+                if pending == 0 && e.count.load(Ordering::Relaxed) == 0 {
+                    e.clear();
+                }
+                true
+            } else {
+                false
+            }
+        });
+        self.finish(heap)
+    }
+
+    /// A handle arrived in a message that is dropped unreceived (it was decoded as another
+    /// type): consumes its in-flight count, unless it is the object's last reference (the
+    /// object would have to be destroyed by a process that does not know its type: the
+    /// count stays, and the object leaks).
+    pub(crate) fn discard(&self, heap: &Heap, generation: u64) {
+        if self.pin(generation, true).is_err() {
+            return;
+        }
+        let _g = RawGuard::lock(&self.lock);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        if self.unheld(heap) {
+            self.flight.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Pins the object of `generation` (see [`Holders::receive`]), taking one in-flight
+    /// count with `take`; the caller unpins under the lock.
+    fn pin(&self, generation: u64, take: bool) -> Result<(), Received> {
+        let expect = gen_bits(generation);
+        let mut w = self.flight.load(Ordering::Acquire);
+        loop {
+            if w & !(COUNT | PINS) != expect || w & PINS == PINS {
+                return Err(Received::Stale);
+            }
+            if take && w & COUNT == 0 {
+                return Err(Received::NotInFlight { last: false });
+            }
+            if w & PINS == MAX_PINS {
+                std::thread::yield_now();
+                w = self.flight.load(Ordering::Acquire);
+                continue;
+            }
+            let to = if take { w - 1 + PIN } else { w + PIN };
+            match self.flight.compare_exchange_weak(w, to, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(now) => w = now,
+            }
+        }
     }
 
     /// Whether some other live process holds a handle, or a handle is in flight. Entries
@@ -200,7 +392,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free() && !e.is(me))
+        self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(me))
     }
 
     /// Whether a handle other than the caller's own exists: in flight, held by another live
@@ -210,8 +402,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.inflight.load(Ordering::Relaxed) > 0
-            || self.for_each(heap, |e| !e.is_free() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
+        self.flying() || self.for_each(heap, |e| !e.is_free() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
     }
 
     /// Whether any handle exists: in flight, or held by a live process (this one included).
@@ -219,7 +410,7 @@ impl Holders {
     pub(crate) fn any_alive(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me());
-        self.inflight.load(Ordering::Relaxed) > 0 || self.for_each(heap, |e| !e.is_free())
+        self.flying() || self.for_each(heap, |e| !e.is_free())
     }
 
     /// Whether no handle is in flight and every live holder passes `covered(process,
@@ -228,7 +419,7 @@ impl Holders {
     pub(crate) fn all_holders(&self, heap: &Heap, mut covered: impl FnMut(ProcId, u32) -> bool) -> bool {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me());
-        self.inflight.load(Ordering::Relaxed) == 0
+        !self.flying()
             && !self.for_each(heap, |e| {
                 let id = ProcId { pid: e.pid.load(Ordering::Relaxed), start: e.start.load(Ordering::Relaxed) };
                 !e.is_free() && !covered(id, e.count.load(Ordering::Relaxed))
@@ -249,7 +440,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        if self.inflight.load(Ordering::Relaxed) > 0 {
+        if self.flying() {
             return false;
         }
         let mut mine = 0;
@@ -268,6 +459,9 @@ impl Holders {
         let mut dead = 0;
         self.for_each(heap, |e| {
             if !e.is_free() && !e.is(me) && !e.alive() {
+                // Handles it was receiving from a message it had not taken go back in
+                // flight: the message is delivered again.
+                self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
                 e.clear();
                 dead += 1;
             }
@@ -291,4 +485,20 @@ fn block_at(heap: &Heap, off: u64) -> &Block {
     // only freed by `free_blocks` under the table's lock, which every caller holds; a
     // Block is atomics only.
     unsafe { &*heap.ptr(off).cast::<Block>() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_table_has_nothing_in_flight() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held();
+        assert!(holders.any_alive(heap));
+        assert!(holders.leave(heap), "the creator's handle was the last");
+        assert!(!holders.any_alive(heap), "a released table (a pipe's side) is gone for good");
+        assert!(!holders.others_alive(heap));
+    }
 }

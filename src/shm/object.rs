@@ -5,6 +5,23 @@
 //! it and the holder table counts one more, drop it and the last handle of the whole
 //! family frees the object. Handles serialize as their offset, so they travel in any
 //! message of the family.
+//!
+//! A handle in a message is a capability, not a pointer. Invariants:
+//!
+//! * The header records what the object is: its kind, a fingerprint of its Rust type
+//!   (`TypeId` and layout: the same in every process of the family, which all run one
+//!   binary), its length (tail included), and a generation no other object of the family
+//!   ever had.
+//! * The header's *seal* is a keyed hash (SipHash-2-4) of family, offset, kind, type,
+//!   generation and length under the family's secret key, which lives in each process's
+//!   own memory, never in the heap. A handle carries the same seal. Decoding recomputes it
+//!   for the type asked for and the length found, and requires the message's seal, the
+//!   header's seal and the generation to agree: a handle of another type, bytes pointing
+//!   at a forged header (a fake length) and bytes naming an object that was freed (its
+//!   seal is cleared before its block is freed) are refused with a decode error, before
+//!   anything is written.
+//! * Receiving consumes exactly one in-flight count (see `holders`): replayed bytes of a
+//!   live object make no holder out of nothing.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -15,7 +32,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
 use super::heap::{Heap, HeapFull};
-use super::holders::Holders;
+use super::holders::{Holders, Received};
 use crate::codec;
 
 /// The kinds of shared object, one number each, checked when a handle is decoded.
@@ -49,7 +66,27 @@ const TAG: u64 = 0x4f42_4a00_0000_0000; // "OBJ\0"
 struct Header {
     tag: AtomicU64,
     len: AtomicU64,
+    /// Given at creation from the family's counter; never reused.
+    generation: AtomicU64,
+    /// The keyed hash of what the object is (see the module docs); 0 once released.
+    seal: AtomicU64,
     holders: Holders,
+}
+
+/// A fingerprint of the type `T`: the same in every process of one binary, different for
+/// two types of one binary (with their size and alignment, for good measure).
+fn fingerprint<T: 'static>() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = siphasher::sip::SipHasher13::new();
+    std::any::TypeId::of::<T>().hash(&mut h);
+    h.write_usize(std::mem::size_of::<T>());
+    h.write_usize(std::mem::align_of::<T>());
+    h.finish()
+}
+
+/// The seal of the object of kind and type `T` at `off`.
+fn seal_of<T: ShmObject>(heap: &Heap, off: u64, generation: u64, len: u64) -> u64 {
+    heap.seal(&[heap.family_id(), off, u64::from(T::KIND), fingerprint::<T>(), generation, len])
 }
 
 #[repr(C)]
@@ -94,6 +131,8 @@ impl<T: ShmObject> Shared<T> {
         let heap = Heap::get();
         let len = Self::tail_start() + tail;
         let off = heap.alloc_zeroed(len)?;
+        let generation = heap.next_generation();
+        let seal = seal_of::<T>(heap, off, generation, len as u64);
         let obj = heap.ptr(off).cast::<Obj<T>>();
         // SAFETY: `off` is a fresh allocation of `len >= size_of::<Obj<T>>()` bytes,
         // 64-byte aligned (enough for any ShmSafe type), owned by us alone until the
@@ -103,7 +142,9 @@ impl<T: ShmObject> Shared<T> {
                 header: Header {
                     tag: AtomicU64::new(TAG | u64::from(T::KIND)),
                     len: AtomicU64::new(len as u64),
-                    holders: Holders::new_held(),
+                    generation: AtomicU64::new(generation),
+                    seal: AtomicU64::new(seal),
+                    holders: Holders::new_held_at(generation),
                 },
                 value,
             });
@@ -182,6 +223,8 @@ impl<T: ShmObject> Shared<T> {
         let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
         obj.value.destroy(heap);
         let len = obj.header.len.load(Ordering::Relaxed) as usize;
+        // Before the block is freed: a handle to it can never be decoded again.
+        obj.header.seal.store(0, Ordering::Release);
         obj.header.tag.store(0, Ordering::Release);
         heap.free(off, len);
     }
@@ -224,6 +267,9 @@ struct Wire {
     family: u64,
     kind: u32,
     offset: u64,
+    generation: u64,
+    fingerprint: u64,
+    seal: u64,
 }
 
 impl<T: ShmObject> Serialize for Shared<T> {
@@ -244,7 +290,16 @@ impl<T: ShmObject> Serialize for Shared<T> {
                 Self::release(off);
             }
         });
-        Wire { family: Heap::get().family_id(), kind: T::KIND, offset: off }.serialize(serializer)
+        let header = self.header();
+        Wire {
+            family: Heap::get().family_id(),
+            kind: T::KIND,
+            offset: off,
+            generation: header.generation.load(Ordering::Relaxed),
+            fingerprint: fingerprint::<T>(),
+            seal: header.seal.load(Ordering::Relaxed),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -259,11 +314,13 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         if wire.family != heap.family_id() {
             return Err(codec::refuse_decoding("the handle belongs to another multiproc family"));
         }
-        if wire.kind != T::KIND {
+        if wire.kind != T::KIND || wire.fingerprint != fingerprint::<T>() {
+            discard_foreign(heap, &wire);
             return Err(codec::refuse_decoding(format_args!(
-                "expected a handle of kind {}, got kind {}",
-                T::KIND,
-                wire.kind
+                "the handle is of another type (kind {}) than the {} (kind {}) expected",
+                wire.kind,
+                std::any::type_name::<T>(),
+                T::KIND
             )));
         }
         if !heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
@@ -271,13 +328,95 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         }
         let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
         // SAFETY: the range is inside the heap and aligned (checked above); the header is
-        // atomics only, valid for any bytes.
+        // atomics only, valid for any bytes. Nothing is written before the seal is checked.
         let header = unsafe { &(*obj).header };
-        if header.tag.load(Ordering::Acquire) != TAG | u64::from(T::KIND) {
+        if !sealed::<T>(heap, wire.offset, header, wire.generation, wire.seal) {
+            return Err(codec::refuse_decoding(
+                "the handle's object no longer exists, or the handle was forged (its seal does not match)",
+            ));
+        }
+        if let Err(e) = header.holders.receive(heap, wire.generation, true) {
+            let full = matches!(e, Received::HeapFull { .. });
+            let why = refused::<T>(wire.offset, e);
+            return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
+        }
+        // Final once the message is taken (or the decoding ends); the pending receive keeps
+        // the object allocated until then.
+        let off = wire.offset;
+        codec::on_taken(move || {
+            let heap = Heap::get();
+            // SAFETY: this process's pending receive keeps the object at `off` allocated
+            // until this settle.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            if obj.header.holders.settle(heap) {
+                Self::release(off);
+            }
+        });
+        // The object may have been freed between the check and the receive, and the word
+        // the receive changed be another object's with the same low generation bits: then
+        // this process now holds that object, and gives it back.
+        let handle = Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
+        let header = handle.header();
+        if header.seal.load(Ordering::Acquire) != wire.seal
+            || header.generation.load(Ordering::Acquire) != wire.generation
+        {
+            drop(handle);
             return Err(codec::refuse_decoding("the handle's object no longer exists"));
         }
-        header.holders.receive(heap);
-        Ok(Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
+        Ok(handle)
+    }
+}
+
+/// Whether `header` (at `off`) is the live object of type `T`, generation `generation`,
+/// that a handle sealed with `seal` names.
+fn sealed<T: ShmObject>(heap: &Heap, off: u64, header: &Header, generation: u64, seal: u64) -> bool {
+    let what = (T::KIND, fingerprint::<T>(), std::mem::size_of::<Obj<T>>());
+    sealed_as(heap, off, header, what, generation, seal)
+}
+
+/// [`sealed`] for the type of kind, fingerprint and minimum length `what`.
+fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), generation: u64, seal: u64) -> bool {
+    let (kind, fingerprint, min) = what;
+    let len = header.len.load(Ordering::Acquire);
+    let fits = usize::try_from(len).is_ok_and(|len| len >= min && heap.contains(off, len));
+    fits && header.tag.load(Ordering::Acquire) == TAG | u64::from(kind)
+        && header.generation.load(Ordering::Acquire) == generation
+        && header.seal.load(Ordering::Acquire) == seal
+        && heap.seal(&[heap.family_id(), off, u64::from(kind), fingerprint, generation, len]) == seal
+}
+
+/// A genuine handle decoded as another type is dropped: its in-flight count is given back
+/// (see `Holders::discard`). Forged bytes change nothing.
+fn discard_foreign(heap: &Heap, wire: &Wire) {
+    if !heap.contains(wire.offset, std::mem::size_of::<Header>()) {
+        return;
+    }
+    // SAFETY: the range is inside the heap and aligned (checked above); every object
+    // starts with its header (`Obj` is `repr(C)`), which is atomics only, valid for any
+    // bytes. Nothing is written unless the seal matches.
+    let header = unsafe { &*heap.ptr(wire.offset).cast::<Header>() };
+    let what = (wire.kind, wire.fingerprint, std::mem::size_of::<Header>());
+    if sealed_as(heap, wire.offset, header, what, wire.generation, wire.seal) {
+        header.holders.discard(heap, wire.generation);
+    }
+}
+
+/// Handles a failed receive of the object at `off`; says why.
+fn refused<T: ShmObject>(off: u64, why: Received) -> &'static str {
+    match why {
+        Received::Stale => "the handle's object no longer exists",
+        Received::NotInFlight { last } => {
+            if last {
+                Shared::<T>::release(off);
+            }
+            "the handle was received already (a replayed or duplicated message)"
+        }
+        Received::HeapFull { last } => {
+            if last {
+                Shared::<T>::release(off);
+            }
+            "this process cannot be recorded as a holder: the family's shared memory is exhausted"
+        }
     }
 }
 
@@ -311,8 +450,16 @@ impl<T: ShmObject> Embedded<T> {
         let obj = heap.ptr(off).cast::<Obj<T>>();
         // SAFETY: the in-flight count taken by `new` kept the object allocated, and the
         // swap above made this call its only user.
-        unsafe { &(*obj).header }.holders.receive(heap);
-        Some(Shared { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
+        let header = unsafe { &(*obj).header };
+        match header.holders.receive(heap, header.generation.load(Ordering::Relaxed), false) {
+            Ok(()) => Some(Shared { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData }),
+            // No room to record this process: the reference is given back, as if the
+            // handle had been taken and dropped.
+            Err(why) => {
+                refused::<T>(off, why);
+                None
+            }
+        }
     }
 }
 
@@ -436,7 +583,31 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         if side >= T::SIDES {
             return Err(codec::refuse_decoding(format_args!("side {side} of an object with {} sides", T::SIDES)));
         }
-        shared.side_holders(side).receive(Heap::get());
+        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0, true) {
+            if matches!(why, Received::HeapFull { last: true } | Received::NotInFlight { last: true }) {
+                shared.side_gone(side);
+            }
+            return Err(match why {
+                Received::HeapFull { .. } => codec::refuse_decoding_heap_full(
+                    "this process cannot be recorded as a holder: the family's shared memory is exhausted",
+                ),
+                _ => {
+                    codec::refuse_decoding("the handle's side was received already (a replayed or duplicated message)")
+                }
+            });
+        }
+        // Registered after the object's own settle, so run before it (settles run last
+        // first): the object is still allocated.
+        let off = shared.off;
+        codec::on_taken(move || {
+            let heap = Heap::get();
+            // SAFETY: the object's own pending receive, settled after this one, keeps it
+            // allocated.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            if obj.value.side_holders(side).settle(heap) {
+                obj.value.side_gone(side);
+            }
+        });
         Ok(Self { shared, side })
     }
 }

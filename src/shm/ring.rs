@@ -877,6 +877,9 @@ impl Ring {
         read: &mut Option<impl FnOnce(&[u8], u32) -> R>,
     ) -> Result<Option<R>, Refused<E>> {
         let heap = Heap::get();
+        // Handles decoded by `read` stay pending until the message is taken (a consumer
+        // killed in between leaves them to the next one).
+        let _taking = crate::codec::TakeScope::enter();
         let lock = &self.consumers.lock;
         let acquired = Self::lock_side(lock, deadline).ok_or(Refused::TimedOut)?;
         let _unlock = Unlock(lock);
