@@ -216,10 +216,13 @@ impl<T: ShmObject> Shared<T> {
         self.off == other.off
     }
 
+    /// Destroys and frees the object at `off`. Called only by the one process whose
+    /// holder-table call returned "last" (`leave`, `unsend`, `settle`, a failed `receive`):
+    /// that call marked the table released under its lock, so nobody else frees it.
     fn release(off: u64) {
         let heap = Heap::get();
-        // SAFETY: called by the holder of a handle (or of an in-flight reference) to the
-        // object at `off`, which therefore is still allocated.
+        // SAFETY: the caller's table call just found the object unheld and marked it
+        // released (see above): it is still allocated, and this is its only release.
         let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
         obj.value.destroy(heap);
         let len = obj.header.len.load(Ordering::Relaxed) as usize;
