@@ -422,7 +422,7 @@ mod handles {
     fn a_holder_that_cannot_be_recorded_fails_typed_and_nothing_is_freed_early() {
         let _user = heap_user(LIMIT);
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["holders_of_a_full_heap_inner", "--exact", "--nocapture", "--test-threads=1"])
+            .args(["handles::holders_of_a_full_heap_inner", "--exact", "--nocapture", "--test-threads=1"])
             .env("MULTIPROC_SOUNDNESS_INNER", "1")
             .output()
             .unwrap();
