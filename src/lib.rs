@@ -165,7 +165,7 @@ macro_rules! test_support {
 pub mod __private {
     //! Used by the macros, in bounds and by the tests; not part of the API.
     pub use crate::manager::{decode_args, encode_result};
-    pub use crate::sys::{InitEntry, Stateless, in_init_array};
+    pub use crate::sys::{InitEntry, Stateless, in_init_array, main_dispatches};
     pub use serde;
 
     /// Bytes allocated in the family's shared memory (the tests' leak check).

@@ -617,6 +617,31 @@ fn a_set_user_id_program_ignores_multiproc_boot() {
     );
 }
 
+/// A `#[multiproc::main]` program (`examples/child_runtime.rs`, built by `cargo test` with
+/// the other examples): its spawned children run their targets after std's runtime
+/// start-up (a main thread named `main`; a thread of the target that overflows its stack is
+/// a `StackOverflow`, not a bare `SIGSEGV`), after every constructor, and never `main`.
+#[test]
+fn children_of_a_multiproc_main_program_run_in_a_normal_runtime() {
+    let _w = watchdog(LIMIT);
+    // target/<profile>/deps/soundness-<hash> -> target/<profile>/examples/child_runtime
+    let exe = std::env::current_exe().unwrap();
+    let program = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples").join("child_runtime");
+    assert!(
+        program.exists(),
+        "{} is missing: `cargo test --workspace` builds it (or `cargo build --example child_runtime`)",
+        program.display()
+    );
+    let out = std::process::Command::new(&program).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all 8 checks passed"),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An item registered by a constructor (`inventory` runs `submit!` from `.init_array`).
 pub struct Registered(pub &'static str);
 

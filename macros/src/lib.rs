@@ -6,7 +6,9 @@ use quote::quote;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, ItemFn, parse_macro_input};
 
-/// Makes `multiproc::init()` the first statement of `main`.
+/// Makes `multiproc::init()` the first statement of `main`. It also tells multiproc so
+/// before `main` (from an `.init_array` entry), which lets a spawned child run its target
+/// after std's runtime start-up, from that `init()`: the same runtime as any program.
 ///
 /// ```ignore
 /// #[multiproc::main]
@@ -36,7 +38,24 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
     let init: syn::Stmt = syn::parse_quote!(::multiproc::init(););
     function.block.stmts.insert(0, init);
-    quote!(#function).into()
+    // A prioritised `.init_array` entry runs before every unprioritised one (multiproc's
+    // included): it tells multiproc, before a spawned child decides where to dispatch,
+    // that `main` opens with `init()`, so the child's target can run from there, after
+    // std's runtime start-up. Not in a unit-test build, whose `main` is libtest's.
+    quote!(
+        #[cfg(not(test))]
+        #[allow(unsafe_code)]
+        #[used]
+        #[unsafe(link_section = ".init_array.00500")]
+        static __MULTIPROC_MAIN_DISPATCHES: extern "C" fn() = {
+            extern "C" fn __multiproc_main_dispatches() {
+                ::multiproc::__private::main_dispatches();
+            }
+            __multiproc_main_dispatches
+        };
+        #function
+    )
+    .into()
 }
 
 /// Implements `multiproc::ShmSafe` for a `#[repr(C)]` struct whose fields are all

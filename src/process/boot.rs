@@ -129,6 +129,12 @@ pub(crate) fn dispatching() -> bool {
 /// family, or one of its helper processes, do that job and exit; otherwise return.
 pub(crate) fn dispatch_if_child() {
     let Some(value) = std::env::var_os(BOOT_ENV) else { return };
+    if value.as_encoded_bytes().starts_with(b"spawn:") && sys::dispatch_from_main() {
+        // `#[multiproc::main]` made `init()` the first statement of `main`: dispatching from
+        // there runs the target after every constructor and std's runtime start-up (see
+        // `sys::early`). The variable stays for that call.
+        return;
+    }
     // Grandchildren started with std::process::Command must not take themselves for
     // children of the family.
     sys::remove_env_single_threaded(BOOT_ENV);

@@ -13,4 +13,4 @@ mod os;
 compile_error!("multiproc supports Linux only: it is the platform it is tested on");
 
 pub(crate) use os::*;
-pub use os::{InitEntry, Stateless, allow_fork_with_threads, in_init_array};
+pub use os::{InitEntry, Stateless, allow_fork_with_threads, in_init_array, main_dispatches};

@@ -24,13 +24,23 @@
 //! does: the main thread is not named `main`, and std's stack-overflow handler is not
 //! installed (`SIGPIPE` is ignored by `child_signal_dispositions`, standard descriptors are
 //! set by the parent). Every child installs multiproc's own stack-overflow report instead.
-//! Dispatching from `init()` instead (procspawn's way) would give the full runtime, but
-//! in a test binary no `main` of ours ever runs, and code before `init()` in `main` would
-//! run twice in the child; dispatching before `main` keeps "main never runs twice" true
-//! for every program.
+//!
+//! # Programs with `#[multiproc::main]`: the whole runtime
+//!
+//! Dispatching from `init()` (procspawn's way) gives a spawned child the whole runtime,
+//! but it is only sound where `init()` is surely the first thing `main` does: code before
+//! it would run twice, and in a test binary no `main` of ours ever runs. `#[multiproc::main]`
+//! is such a guarantee, so it says so before any of our entries runs: it places a
+//! prioritised entry (`.init_array.NNNNN`, which both GNU ld and lld put before every
+//! unprioritised one, ours included) that calls [`main_dispatches`]. A spawned child of such
+//! a program leaves its entry at once, lets the loader run the other constructors and std
+//! its start-up, and dispatches from the `init()` that opens `main`: its target runs in a
+//! normal runtime (a main thread named `main`, std's stack-overflow handler for every
+//! thread it starts). Every other program (`init()` called by hand, test binaries) keeps
+//! the dispatch before `main`, which keeps "main never runs twice" true for every program.
 
 use std::ffi::{c_char, c_int};
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 /// The type of an `.init_array` entry, called by the loader with `argc`, `argv`, `envp`.
 pub type InitEntry = extern "C" fn(c_int, *const *const c_char, *const *const c_char);
@@ -47,6 +57,24 @@ static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static ARGC: AtomicI32 = AtomicI32::new(0);
 static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());
 static ENVP: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Set by the entry that `#[multiproc::main]` places: `init()` is the first statement of
+/// this program's `main`.
+static MAIN_DISPATCHES: AtomicBool = AtomicBool::new(false);
+
+/// Says that this program's `main` opens with `init()` (called by the `.init_array` entry
+/// that `#[multiproc::main]` places, before any of ours): a spawned child then dispatches
+/// from there, in a normal runtime.
+pub fn main_dispatches() {
+    MAIN_DISPATCHES.store(true, Ordering::Relaxed);
+}
+
+/// Whether a spawned child should leave its dispatch to the `init()` that opens `main`:
+/// the program said `main` opens with it, and the loader is still running constructors (so
+/// std's runtime start-up and `main` are still to come).
+pub(crate) fn dispatch_from_main() -> bool {
+    MAIN_DISPATCHES.load(Ordering::Relaxed) && RUNNING.load(Ordering::Relaxed) != 0
+}
 
 /// Runs `f` as the body of the `.init_array` entry stored at `slot`, called by the loader
 /// with `argc`, `argv` and `envp`: [`finish_constructors`] called inside `f` knows where
