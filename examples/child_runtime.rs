@@ -44,7 +44,10 @@ fn main_body_ran(_: ()) -> bool {
     MAIN_BODY_RAN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn cases() -> Vec<(&'static str, fn(StartMethod))> {
+/// A named check, run with each start method.
+type Check = (&'static str, fn(StartMethod));
+
+fn cases() -> Vec<Check> {
     vec![
         ("the_main_thread_is_named_main", |method| {
             let name = Process::new(thread_name, ()).start_method(method).start().unwrap().join().unwrap();
