@@ -8,7 +8,6 @@ multiproc::test_support!();
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::watchdog;
 use multiproc::{Error, JoinTimeoutError, PoolError, Process, StartMethod};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -445,7 +444,7 @@ fn take_the_threads_lock(_: ()) -> u32 {
 
 #[test]
 fn fork_while_another_thread_holds_a_lock_is_refused_with_a_typed_error() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
@@ -511,7 +510,7 @@ fn fork_beside_a_thread_after_opting_in(_: ()) -> (bool, u32) {
 
 #[test]
 fn fork_beside_other_threads_needs_the_unsafe_opt_in() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     // In a single-threaded child, so that the opt-in does not reach this test process.
     let child = Process::new(fork_beside_a_thread_after_opting_in, ()).start_method(StartMethod::ForkServer);
     assert_eq!(child.start().unwrap().join().unwrap(), (true, 2));
@@ -563,7 +562,7 @@ fn functions_from_a_shared_library() -> (Triple, Ignore) {
 
 #[test]
 fn a_function_from_a_shared_library_is_refused_before_anything_runs() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     let (triple, initializer) = functions_from_a_shared_library();
     for method in common::METHODS {
         match Process::new(triple, 5).start_method(method).start() {
@@ -587,7 +586,7 @@ fn a_function_from_a_shared_library_is_refused_before_anything_runs() {
 #[test]
 fn a_set_user_id_program_ignores_multiproc_boot() {
     use std::os::unix::fs::PermissionsExt;
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: making a set-user-ID binary needs root");
@@ -623,7 +622,7 @@ fn a_set_user_id_program_ignores_multiproc_boot() {
 /// a `StackOverflow`, not a bare `SIGSEGV`), after every constructor, and never `main`.
 #[test]
 fn children_of_a_multiproc_main_program_run_in_a_normal_runtime() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     // target/<profile>/deps/soundness-<hash> -> target/<profile>/examples/child_runtime
     let exe = std::env::current_exe().unwrap();
     let program = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples").join("child_runtime");
@@ -657,7 +656,7 @@ fn registered_items(_: ()) -> Vec<String> {
 
 #[test]
 fn an_item_registered_by_a_constructor_is_visible_in_children() {
-    let _w = watchdog(LIMIT);
+    let _w = common::heap_user(LIMIT);
     assert_eq!(registered_items(()), ["registered before main"]);
     for method in common::METHODS {
         let items = Process::new(registered_items, ()).start_method(method).start().unwrap().join().unwrap();
@@ -930,7 +929,7 @@ mod shm {
     /// test sees how it ended).
     #[test]
     fn reading_a_segment_another_process_truncated_is_no_sigbus() {
-        let _watchdog = common::watchdog(LIMIT);
+        let _watchdog = common::heap_user(LIMIT);
         let shm = multiproc::SharedMemory::builder().size(2 * PAGE).track(false).create().unwrap();
         shm.write_at(4096, b"before the cut");
         let (mapped, cut) = (multiproc::Event::new().unwrap(), multiproc::Event::new().unwrap());
@@ -947,7 +946,7 @@ mod shm {
     /// The same, with the error-returning accessors: a typed error, and nothing written.
     #[test]
     fn a_segment_truncated_by_another_process_gives_a_typed_error() {
-        let _watchdog = common::watchdog(LIMIT);
+        let _watchdog = common::heap_user(LIMIT);
         let shm = multiproc::SharedMemory::builder().size(2 * PAGE).track(false).create().unwrap();
         shm.write_at(10, b"kept");
         Process::new(truncate_to_a_page, shm.name().to_owned()).start().unwrap().join().unwrap();
