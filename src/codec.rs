@@ -142,11 +142,16 @@ pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
 }
 
 fn settle_if_done() {
-    if DECODING.with(Cell::get) == 0 && TAKING.with(Cell::get) == 0 {
-        let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
-        for settle in settles.into_iter().rev() {
-            settle();
-        }
+    if DECODING.with(Cell::get) != 0 || TAKING.with(Cell::get) != 0 {
+        return;
+    }
+    // Most messages carry no handle: nothing to settle, nothing to move.
+    if TAKEN.with(|t| t.borrow().is_empty()) {
+        return;
+    }
+    let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    for settle in settles.into_iter().rev() {
+        settle();
     }
 }
 
