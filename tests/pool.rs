@@ -475,18 +475,6 @@ fn square_unless_three(x: u64) -> u64 {
     x * x
 }
 
-/// Takes an `imap` until its first error: the values before it, and whether an error came.
-fn until_error<R>(results: impl Iterator<Item = Result<R, TaskError>>) -> (Vec<R>, Option<TaskError>) {
-    let mut values = Vec::new();
-    for r in results {
-        match r {
-            Ok(v) => values.push(v),
-            Err(e) => return (values, Some(e)),
-        }
-    }
-    (values, None)
-}
-
 #[test]
 fn imap_reports_a_task_error_at_its_position_for_every_chunk_size() {
     let _w = watchdog(LIMIT);
@@ -495,7 +483,7 @@ fn imap_reports_a_task_error_at_its_position_for_every_chunk_size() {
         let results = pool.imap_with(square_unless_three, 0..20, MapOptions::new().chunksize(chunksize)).unwrap();
         let all: Vec<Result<u64, TaskError>> = results.collect();
         assert_eq!(all.len(), 20, "chunksize {chunksize}");
-        let (before, error) = until_error(all.into_iter());
+        let (before, error) = common::until_error(all.into_iter());
         assert_eq!(before, [0, 1, 4], "chunksize {chunksize}");
         assert!(matches!(error, Some(TaskError::Panicked(ref p)) if p.message == "three"), "{error:?}");
     }
@@ -518,7 +506,7 @@ fn imap_reports_a_panicking_input_after_the_results_before_it() {
         for at in [0, 3, 8] {
             let mut results =
                 pool.imap_with(square, input_panicking_at(at), MapOptions::new().chunksize(chunksize)).unwrap();
-            let (before, error) = until_error(results.by_ref());
+            let (before, error) = common::until_error(results.by_ref());
             assert_eq!(before, (0..at).map(|x| x * x).collect::<Vec<_>>(), "chunksize {chunksize}, at {at}");
             assert!(
                 matches!(error, Some(TaskError::InputPanicked(ref p)) if p.message.contains("the input broke")),

@@ -207,18 +207,6 @@ fn get_timeout_leaves_the_result_available() {
     assert!(r.get_timeout(Duration::from_secs(1)).is_ok());
 }
 
-/// Takes an `imap` until its first error: the values before it, and whether an error came.
-fn until_error<R>(results: impl Iterator<Item = Result<R, TaskError>>) -> (Vec<R>, Option<TaskError>) {
-    let mut values = Vec::new();
-    for r in results {
-        match r {
-            Ok(v) => values.push(v),
-            Err(e) => return (values, Some(e)),
-        }
-    }
-    (values, None)
-}
-
 #[test]
 fn imap_reports_a_task_error_at_its_position_for_every_chunk_size() {
     let _w = watchdog(LIMIT);
@@ -231,7 +219,7 @@ fn imap_reports_a_task_error_at_its_position_for_every_chunk_size() {
         let all: Vec<_> =
             pool.imap_with(square_unless_three, 0..20, MapOptions::new().chunksize(chunksize)).unwrap().collect();
         assert_eq!(all.len(), 20, "chunksize {chunksize}");
-        let (before, error) = until_error(all.into_iter());
+        let (before, error) = common::until_error(all.into_iter());
         assert_eq!(before, [0, 1, 4], "chunksize {chunksize}");
         assert!(matches!(error, Some(TaskError::Panicked(_))), "{error:?}");
     }
@@ -245,7 +233,7 @@ fn imap_reports_a_panicking_input_after_the_results_before_it() {
         for at in [0u64, 3, 8] {
             let input = (0..100u64).inspect(move |&x| assert_ne!(x, at, "the input broke"));
             let mut results = pool.imap_with(|x: u64| x * x, input, MapOptions::new().chunksize(chunksize)).unwrap();
-            let (before, error) = until_error(results.by_ref());
+            let (before, error) = common::until_error(results.by_ref());
             assert_eq!(before, (0..at).map(|x| x * x).collect::<Vec<_>>(), "chunksize {chunksize}, at {at}");
             assert!(
                 matches!(error, Some(TaskError::InputPanicked(ref p)) if p.message.contains("the input broke")),

@@ -109,3 +109,16 @@ impl LeakCheck {
 /// threads run (they could hold a lock the copy needs); the fork cases run in
 /// `tests/fork.rs`, whose `main` is single-threaded.
 pub const METHODS: [multiproc::StartMethod; 2] = [multiproc::StartMethod::ForkServer, multiproc::StartMethod::Spawn];
+
+/// Takes results (an `imap`) until the first error: the values before it, and the error if
+/// one came.
+pub fn until_error<R, E>(results: impl Iterator<Item = Result<R, E>>) -> (Vec<R>, Option<E>) {
+    let mut values = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => values.push(v),
+            Err(e) => return (values, Some(e)),
+        }
+    }
+    (values, None)
+}
