@@ -9,6 +9,7 @@
 //! | `p.exitcode`, `p.is_alive()`, `p.terminate()`, `p.kill()` | [`exitcode()`](ProcessHandle::exitcode), [`is_alive()`](ProcessHandle::is_alive), [`terminate()`](ProcessHandle::terminate), [`kill()`](ProcessHandle::kill) |
 //! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
 //! | `set_start_method("spawn")` | [`set_start_method(StartMethod::Spawn)`](set_start_method) |
+//! | `ctx = get_context("spawn")`, `ctx.Pool(4)`, `ctx.Process(...)`, `ctx.Queue()` | [`let ctx = get_context(Some(StartMethod::Spawn))`](get_context), [`ctx.pool(4)?`](Context::pool), [`ctx.process(f, x)`](Context::process), [`ctx.queue()?`](Context::queue) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
 //! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)`, `lock.release()` | [`Lock::new()?`](Lock), [`let _g = lock.acquire()?`](Lock::acquire), [`acquire_timeout(t)`](Lock::acquire_timeout), [`release()`](Lock::release) |
 //! | `RLock()` | [`RLock`] (guards stay on their thread; [`OwnerDied`] when the holder died) |
@@ -68,6 +69,7 @@
 extern crate self as multiproc;
 
 mod codec;
+mod context;
 mod error;
 mod manager;
 mod pool;
@@ -78,6 +80,7 @@ mod shm;
 mod sync;
 mod sys;
 
+pub use context::{Context, get_context};
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
