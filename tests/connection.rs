@@ -99,6 +99,7 @@ fn a_client_without_the_key_is_refused_and_accept_goes_on() {
     });
     std::thread::sleep(Duration::from_millis(50));
     let conn = listener.accept::<u32>().unwrap();
+    assert!(matches!(conn.peer_address(), Some(Address::Tcp(a)) if a.ip().is_loopback()));
     assert_eq!(conn.recv().unwrap(), 7);
     clients.join().unwrap();
 }

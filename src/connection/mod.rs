@@ -820,6 +820,25 @@ impl<T> SocketConnection<T> {
         sys::poll_readable(&[self.stream.as_fd()], timeout).map_or(true, |r| r[0])
     }
 
+    /// The address of the other end (Python's `listener.last_accepted`, for the
+    /// connection just accepted): its TCP address, or the path a unix client bound (most
+    /// bind none: then `None`).
+    ///
+    /// ```no_run
+    /// use multiproc::Listener;
+    ///
+    /// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 6000)), b"k")?;
+    /// let conn = listener.accept::<u32>()?;
+    /// println!("connection accepted from {:?}", conn.peer_address());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn peer_address(&self) -> Option<Address> {
+        match &self.stream {
+            Stream::Tcp(s) => s.peer_addr().ok().map(Address::Tcp),
+            Stream::Unix(s) => s.peer_addr().ok()?.as_pathname().map(Address::from),
+        }
+    }
+
     /// Closes the connection (Python's `conn.close()`); the other end's receive then fails
     /// with [`SocketRecvError::Disconnected`]. Dropping it does the same.
     ///
