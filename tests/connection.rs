@@ -105,6 +105,27 @@ fn a_client_without_the_key_is_refused_and_accept_goes_on() {
 }
 
 #[test]
+fn a_client_that_stalls_in_the_challenge_is_dropped_after_the_handshake_timeout() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap().handshake_timeout(Duration::from_millis(200));
+    let Address::Tcp(addr) = listener.address().clone() else { unreachable!() };
+    let silent = TcpStream::connect(addr).unwrap();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect::<u32>(addr, KEY).unwrap();
+        conn.send(&9).unwrap();
+        conn.recv()
+    });
+    let conn = listener.accept::<u32>().unwrap();
+    assert_eq!(conn.recv().unwrap(), 9);
+    drop(conn);
+    assert!(matches!(client.join().unwrap(), Err(SocketRecvError::Disconnected)));
+    // The silent one was closed by the listener (or, never accepted, with it).
+    drop(listener);
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &silent, &mut rest);
+}
+
+#[test]
 fn a_listener_that_does_not_know_the_key_is_refused_by_the_client() {
     let _w = watchdog(LIMIT);
     let listener = Listener::bind(loopback(), b"another key").unwrap();
@@ -184,7 +205,7 @@ fn a_message_above_the_limit_is_refused_and_closes_the_connection() {
     let listener = Listener::bind(loopback(), KEY).unwrap().max_message_size(1024);
     let address = listener.address().clone();
     let client = std::thread::spawn(move || {
-        let conn = Client::connect::<Vec<u8>>(address, KEY).unwrap();
+        let conn = Client::connect::<Vec<u8>>(address, KEY).unwrap().max_message_size(1 << 20);
         conn.send(&vec![1; 10]).unwrap();
         conn.send_bytes(&[0; 4096]).unwrap();
         // The listener closed the connection.

@@ -747,6 +747,20 @@ impl<T> SocketConnection<T> {
         Self { stream, max_message, sending: Mutex::new(()), receiving: Mutex::new(()), _type: PhantomData }
     }
 
+    /// The limit of one message received, and of one sent, on this connection (default:
+    /// the listener's, or 64 MiB for a client).
+    ///
+    /// ```no_run
+    /// use multiproc::Client;
+    ///
+    /// let conn = Client::connect::<Vec<u8>>(std::path::Path::new("/run/app.sock"), b"k")?.max_message_size(1 << 30);
+    /// # Ok::<(), multiproc::ConnectError>(())
+    /// ```
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
     /// Sends one message of raw bytes (Python's `send_bytes`); the other end takes it
     /// with [`recv_bytes`](Self::recv_bytes).
     ///
