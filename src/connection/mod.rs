@@ -317,8 +317,8 @@ impl Write for &Stream {
 /// [`SocketConnection`] per client that passes the challenge on the shared key (Python's
 /// `multiprocessing.connection.Listener(address, authkey=key)`).
 ///
-/// A unix socket's path is removed when the listener is closed or dropped. [`wait`]
-/// (crate::wait) sees a listener ready when a client is waiting to be accepted.
+/// A unix socket's path is removed when the listener is closed or dropped.
+/// [`wait`](crate::wait) sees a listener ready when a client is waiting to be accepted.
 ///
 /// # Examples
 ///
