@@ -9,6 +9,7 @@
 //! | `p.exitcode`, `p.is_alive()`, `p.terminate()`, `p.kill()` | [`exitcode()`](ProcessHandle::exitcode), [`is_alive()`](ProcessHandle::is_alive), [`terminate()`](ProcessHandle::terminate), [`kill()`](ProcessHandle::kill) |
 //! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
 //! | `set_start_method("spawn")` | [`set_start_method(StartMethod::Spawn)`](set_start_method) |
+//! | `ctx = get_context("spawn")`, `ctx.Pool(4)`, `ctx.Process(...)`, `ctx.Queue()` | [`let ctx = get_context(Some(StartMethod::Spawn))`](get_context), [`ctx.pool(4)?`](Context::pool), [`ctx.process(f, x)`](Context::process), [`ctx.queue()?`](Context::queue) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
 //! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)`, `lock.release()` | [`Lock::new()?`](Lock), [`let _g = lock.acquire()?`](Lock::acquire), [`acquire_timeout(t)`](Lock::acquire_timeout), [`release()`](Lock::release) |
 //! | `RLock()` | [`RLock`] (guards stay on their thread; [`OwnerDied`] when the holder died) |
@@ -30,6 +31,8 @@
 //! | `SimpleQueue()`, `JoinableQueue()`, `q.task_done()`, `q.join()` | [`SimpleQueue::new()?`](SimpleQueue::new), [`JoinableQueue::new()?`](JoinableQueue::new), [`task_done()`](JoinableQueue::task_done), [`join()`](JoinableQueue::join) |
 //! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(&x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
 //! | `multiprocessing.connection.wait(objects, timeout)` | [`wait(&[&a, &q, &p], timeout)`](wait) |
+//! | `Listener(address, authkey=k)`, `listener.accept()`, `Client(address, authkey=k)` | [`Listener::bind(addr, k)?`](Listener::bind), [`listener.accept()?`](Listener::accept) / [`accept_timeout(d)`](Listener::accept_timeout), [`Client::connect(addr, k)?`](Client::connect): a typed [`SocketConnection`] over TCP or a unix socket |
+//! | `conn.send(x)`, `conn.recv()`, `conn.poll(t)`, `send_bytes`, `AuthenticationError` | [`send(&x)?`](SocketConnection::send), [`recv()?`](SocketConnection::recv) / [`recv_timeout(d)`](SocketConnection::recv_timeout), [`poll(t)`](SocketConnection::poll), [`send_bytes`](SocketConnection::send_bytes), [`ConnectError::AuthenticationFailed`] |
 //! | `Pool(4)`, `pool.map(f, xs)`, `pool.apply(f, (x,))` | [`Pool::new(4)?`](Pool::new), [`pool.map(f, xs)?`](Pool::map), [`pool.apply(f, x)?`](Pool::apply) |
 //! | `pool.apply_async(f, (x,), callback=cb, error_callback=eb)`, `r.get(timeout)` | [`pool.apply_async_with(f, x, ApplyOptions::new().callback(cb).error_callback(eb))?`](Pool::apply_async_with), [`r.get()?`](AsyncResult::get), [`r.get_timeout(d)`](AsyncResult::get_timeout) |
 //! | `pool.imap(f, xs, chunksize=n)`, `imap_unordered`, `starmap`, `map_async` | [`pool.imap(f, xs)?`](Pool::imap), [`MapOptions::new().chunksize(n)`](MapOptions::chunksize), [`imap_unordered`](Pool::imap_unordered), [`starmap`](Pool::starmap), [`map_async`](Pool::map_async) |
@@ -68,6 +71,8 @@
 extern crate self as multiproc;
 
 mod codec;
+mod connection;
+mod context;
 mod error;
 mod manager;
 mod pool;
@@ -78,6 +83,10 @@ mod shm;
 mod sync;
 mod sys;
 
+pub use connection::{
+    AcceptError, Address, BindError, Client, ConnectError, Listener, SocketConnection, SocketRecvError, SocketSendError,
+};
+pub use context::{Context, get_context};
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,

@@ -20,7 +20,7 @@ mod pipe;
 mod queue;
 mod simple;
 mod split;
-mod wait;
+pub(crate) mod wait;
 
 pub use error::{
     ChannelError, GetError, GetTimeoutError, PutError, PutTimeoutError, QueueJoinError, QueueJoinTimeoutError,

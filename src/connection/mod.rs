@@ -1,0 +1,963 @@
+//! [`Listener`] and [`Client`]: typed connections between any two programs that link
+//! multiproc, over TCP (loopback or any address) or unix sockets, after a mutual HMAC
+//! challenge on a shared key (Python's `multiprocessing.connection`).
+//!
+//! No family relation is needed: the two ends share only the address and the key. After
+//! the handshake ([`auth`], the manager's, with a magic of its own), each message is a frame:
+//! a little-endian `u32` length, then that many bytes of postcard. A frame longer than the
+//! receiver's limit ([`Listener::max_message_size`], 64 MiB by default) is refused before
+//! anything is allocated for it, and a frame within it takes memory only as its bytes
+//! arrive. Values holding family handles (a `Queue`, a `Lock`) cannot be sent: they mean
+//! something only inside one family, so encoding them fails.
+
+pub(crate) mod auth;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::marker::PhantomData;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::CodecError;
+use crate::queue::wait::sealed::{Sealed, Source};
+use crate::queue::wait::{Inner, Waitable};
+use crate::sys;
+use auth::{Bounded, Magic};
+
+/// What a listener sends first: a multiproc connection, protocol version 1.
+const MAGIC: &Magic = b"MPCONN\x00\x01";
+
+/// The default limit of one received message: 64 MiB.
+const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
+
+/// A frame's bytes are read in steps of at most this much, so that memory follows the
+/// bytes that arrived, not the length announced.
+const READ_STEP: u64 = 64 << 10;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a [`Listener`] listens: a TCP address, or the path of a unix socket.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::path::Path;
+/// use multiproc::Address;
+///
+/// let tcp = Address::from(SocketAddr::from(([127, 0, 0, 1], 0)));
+/// let unix = Address::from(Path::new("/tmp/my-app.sock"));
+/// assert_eq!(unix.to_string(), "/tmp/my-app.sock");
+/// # let _ = tcp;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A TCP address (Python's `('host', port)`); port 0 picks a free one.
+    Tcp(SocketAddr),
+    /// A unix socket's path (Python's `AF_UNIX` address).
+    Unix(PathBuf),
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Self {
+        Address::Tcp(addr)
+    }
+}
+
+impl From<PathBuf> for Address {
+    fn from(path: PathBuf) -> Self {
+        Address::Unix(path)
+    }
+}
+
+impl From<&Path> for Address {
+    fn from(path: &Path) -> Self {
+        Address::Unix(path.to_path_buf())
+    }
+}
+
+impl From<&Address> for Address {
+    fn from(addr: &Address) -> Self {
+        addr.clone()
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => addr.fmt(f),
+            Address::Unix(path) => path.display().fmt(f),
+        }
+    }
+}
+
+/// Why [`Listener::bind`] failed.
+///
+/// ```
+/// use multiproc::{BindError, Listener};
+///
+/// let first = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"key")?;
+/// let again = Listener::bind(first.address(), b"key");
+/// assert!(matches!(again, Err(BindError::AddressInUse(_))));
+/// # Ok::<(), BindError>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// Something already listens there (for a unix socket: the path exists).
+    #[error("the address {0} is in use")]
+    AddressInUse(Address),
+    /// Any other failure of the socket.
+    #[error("cannot listen: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`Listener::accept`] or [`Listener::accept_timeout`] failed.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{AcceptError, Listener};
+///
+/// let mut listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"key")?;
+/// assert!(matches!(listener.accept_timeout::<u8>(Duration::ZERO), Err(AcceptError::TimedOut)));
+/// listener.close();
+/// assert!(matches!(listener.accept::<u8>(), Err(AcceptError::Closed)));
+/// # Ok::<(), multiproc::BindError>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The listener was closed.
+    #[error("the listener is closed")]
+    Closed,
+    /// No client completed the handshake within the timeout.
+    #[error("no client connected in time")]
+    TimedOut,
+    /// The listening socket failed.
+    #[error("accept failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`Client::connect`] or [`Client::connect_timeout`] failed.
+///
+/// ```
+/// use multiproc::{Client, ConnectError};
+///
+/// let nobody = std::path::Path::new("/nonexistent/multiproc.sock");
+/// assert!(matches!(Client::connect::<u8>(nobody, b"key"), Err(ConnectError::Io(_))));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The listener does not know the key, or this side does not know its key (Python's
+    /// `AuthenticationError`).
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(&'static str),
+    /// The peer is not a multiproc [`Listener`] (or speaks another version).
+    #[error("the peer is not a multiproc listener")]
+    NotAListener,
+    /// The connection or the handshake did not complete within the timeout.
+    #[error("the connection did not complete in time")]
+    TimedOut,
+    /// The socket failed: nothing listens there, the connection was refused, ...
+    #[error("cannot connect: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`SocketConnection::send`] or [`SocketConnection::send_bytes`] failed.
+///
+/// ```
+/// use multiproc::{SocketConnection, SocketSendError};
+///
+/// fn say(conn: &SocketConnection<String>) -> Result<(), SocketSendError> {
+///     conn.send(&"hello".to_string())
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketSendError {
+    /// The other end closed the connection.
+    #[error("the other end of the connection is gone")]
+    Disconnected,
+    /// The message is longer than this connection's limit (which the peer shares unless
+    /// it was set otherwise); nothing was sent.
+    #[error("a message of {len} bytes is above the limit of {max}")]
+    TooLarge {
+        /// The message's length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The value cannot be encoded (for instance, it holds a family handle).
+    #[error(transparent)]
+    Encode(CodecError),
+    /// The socket failed.
+    #[error("send failed: {0}")]
+    Io(io::Error),
+}
+
+/// Why [`SocketConnection::recv`], [`recv_timeout`](SocketConnection::recv_timeout) or
+/// [`recv_bytes`](SocketConnection::recv_bytes) failed.
+///
+/// ```
+/// use multiproc::{SocketConnection, SocketRecvError};
+///
+/// fn next(conn: &SocketConnection<u32>) -> Option<u32> {
+///     match conn.recv() {
+///         Ok(n) => Some(n),
+///         Err(SocketRecvError::Disconnected) => None, // Python's EOFError
+///         Err(e) => panic!("{e}"),
+///     }
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketRecvError {
+    /// The other end closed the connection (Python's `EOFError`).
+    #[error("the other end of the connection is gone")]
+    Disconnected,
+    /// The peer announced a message above this connection's limit; nothing was allocated
+    /// for it, and the connection is closed (what follows cannot be read in step).
+    #[error("the peer announced a message of {len} bytes, above the limit of {max}")]
+    TooLarge {
+        /// The length announced.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The message is not a value of the connection's type.
+    #[error(transparent)]
+    Decode(CodecError),
+    /// No message began within the timeout (only from `recv_timeout`).
+    #[error("no message within the timeout")]
+    TimedOut,
+    /// The socket failed.
+    #[error("receive failed: {0}")]
+    Io(io::Error),
+}
+
+enum ListenSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+
+    /// Runs the handshake, all of it by `deadline`, then clears the socket's timeouts.
+    fn handshake<R>(&self, deadline: Instant, run: impl FnOnce(&mut dyn ReadWrite) -> R) -> io::Result<R> {
+        let result = match self {
+            Stream::Tcp(s) => run(&mut Bounded::new(s, deadline)),
+            Stream::Unix(s) => run(&mut Bounded::new(s, deadline)),
+        };
+        match self {
+            Stream::Tcp(s) => {
+                s.set_read_timeout(None)?;
+                s.set_write_timeout(None)?;
+            }
+            Stream::Unix(s) => {
+                s.set_read_timeout(None)?;
+                s.set_write_timeout(None)?;
+            }
+        }
+        Ok(result)
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<S: Read + Write> ReadWrite for S {}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(s) => (&mut &*s).read(buf),
+            Stream::Unix(s) => (&mut &*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(s) => (&mut &*s).write(buf),
+            Stream::Unix(s) => (&mut &*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Listens for [`Client`]s on a TCP address or a unix socket, and hands out one typed
+/// [`SocketConnection`] per client that passes the challenge on the shared key (Python's
+/// `multiprocessing.connection.Listener(address, authkey=key)`).
+///
+/// A unix socket's path is removed when the listener is closed or dropped.
+/// [`wait`](crate::wait) sees a listener ready when a client is waiting to be accepted.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Client, Listener};
+///
+/// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"secret")?;
+/// let address = listener.address().clone();
+/// let client = std::thread::spawn(move || {
+///     let conn = Client::connect::<String>(address, b"secret").unwrap();
+///     conn.send(&"hello".to_string()).unwrap();
+///     conn.recv().unwrap()
+/// });
+/// let conn = listener.accept::<String>()?;
+/// let greeting = conn.recv()?;
+/// conn.send(&format!("{greeting} back"))?;
+/// assert_eq!(client.join().unwrap(), "hello back");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct Listener {
+    socket: Option<ListenSocket>,
+    address: Address,
+    authkey: Vec<u8>,
+    handshake_timeout: Duration,
+    max_message: u64,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("closed", &self.socket.is_none())
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_message_size", &self.max_message)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `accept` failures after which the next client may well succeed.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO | libc::EPERM | libc::ENETDOWN | libc::EHOSTUNREACH)
+    ) || e.kind() == io::ErrorKind::Interrupted
+}
+
+impl Listener {
+    /// Listens on `address` (port 0 picks a free port; see [`address`](Self::address)),
+    /// for clients that know `authkey`.
+    ///
+    /// # Errors
+    ///
+    /// [`BindError::AddressInUse`] when another socket listens there (for a unix socket,
+    /// when the path exists); [`BindError::Io`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Listener;
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-{}.sock", std::process::id()));
+    /// let listener = Listener::bind(path.as_path(), b"secret")?;
+    /// assert!(path.exists());
+    /// drop(listener);
+    /// assert!(!path.exists());
+    /// # Ok::<(), multiproc::BindError>(())
+    /// ```
+    pub fn bind(address: impl Into<Address>, authkey: &[u8]) -> Result<Listener, BindError> {
+        let address = address.into();
+        let in_use = |e: io::Error| match e.kind() {
+            io::ErrorKind::AddrInUse => BindError::AddressInUse(address.clone()),
+            _ => BindError::Io(e),
+        };
+        let (socket, bound) = match &address {
+            Address::Tcp(addr) => {
+                let listener = TcpListener::bind(addr).map_err(in_use)?;
+                let bound = listener.local_addr()?;
+                (ListenSocket::Tcp(listener), Address::Tcp(bound))
+            }
+            Address::Unix(path) => (ListenSocket::Unix(UnixListener::bind(path).map_err(in_use)?), address.clone()),
+        };
+        let listener = Listener {
+            socket: Some(socket),
+            address: bound,
+            authkey: authkey.to_vec(),
+            handshake_timeout: auth::HANDSHAKE_TIMEOUT,
+            max_message: DEFAULT_MAX_MESSAGE,
+        };
+        match &listener.socket {
+            Some(ListenSocket::Tcp(l)) => l.set_nonblocking(true)?,
+            Some(ListenSocket::Unix(l)) => l.set_nonblocking(true)?,
+            None => {}
+        }
+        Ok(listener)
+    }
+
+    /// The limit of one message received on the connections accepted from now on, and of
+    /// one sent (default 64 MiB).
+    ///
+    /// ```
+    /// use multiproc::Listener;
+    ///
+    /// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k")?
+    ///     .max_message_size(1 << 20);
+    /// # Ok::<(), multiproc::BindError>(())
+    /// ```
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// How long a client may take over the handshake (default 10 s); a slower one is
+    /// dropped and `accept` goes on with the next.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::Listener;
+    ///
+    /// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k")?
+    ///     .handshake_timeout(Duration::from_secs(2));
+    /// # Ok::<(), multiproc::BindError>(())
+    /// ```
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The address it listens on, with the port picked for port 0 (Python's
+    /// `listener.address`).
+    ///
+    /// ```
+    /// use multiproc::{Address, Listener};
+    ///
+    /// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k")?;
+    /// assert!(matches!(listener.address(), Address::Tcp(a) if a.port() != 0));
+    /// # Ok::<(), multiproc::BindError>(())
+    /// ```
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Waits for the next client that passes the challenge. A client that connects and
+    /// leaves, fails the challenge, or does not finish it within the handshake timeout is
+    /// dropped, and the wait goes on.
+    ///
+    /// # Errors
+    ///
+    /// [`AcceptError::Closed`] after [`close`](Self::close); [`AcceptError::Io`] when the
+    /// listening socket fails.
+    ///
+    /// # Examples
+    ///
+    /// See [`Listener`].
+    pub fn accept<T>(&self) -> Result<SocketConnection<T>, AcceptError> {
+        self.accept_until(None)
+    }
+
+    /// [`accept`](Self::accept), giving up after `timeout` (a handshake under way then is
+    /// dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`AcceptError::TimedOut`], or as [`accept`](Self::accept).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{AcceptError, Listener};
+    ///
+    /// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k")?;
+    /// let nobody = listener.accept_timeout::<u8>(Duration::from_millis(10));
+    /// assert!(matches!(nobody, Err(AcceptError::TimedOut)));
+    /// # Ok::<(), multiproc::BindError>(())
+    /// ```
+    pub fn accept_timeout<T>(&self, timeout: Duration) -> Result<SocketConnection<T>, AcceptError> {
+        self.accept_until(Some(auth::deadline_after(timeout)))
+    }
+
+    fn accept_until<T>(&self, deadline: Option<Instant>) -> Result<SocketConnection<T>, AcceptError> {
+        let socket = self.socket.as_ref().ok_or(AcceptError::Closed)?;
+        loop {
+            let accepted = match socket {
+                ListenSocket::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+                ListenSocket::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            };
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left == Some(Duration::ZERO) {
+                        return Err(AcceptError::TimedOut);
+                    }
+                    let fd = match socket {
+                        ListenSocket::Tcp(l) => l.as_fd(),
+                        ListenSocket::Unix(l) => l.as_fd(),
+                    };
+                    sys::poll_readable(&[fd], left)?;
+                    continue;
+                }
+                Err(e) if transient(&e) => continue,
+                Err(e) => return Err(AcceptError::Io(e)),
+            };
+            let mut handshake_by = auth::deadline_after(self.handshake_timeout);
+            if let Some(deadline) = deadline {
+                handshake_by = handshake_by.min(deadline);
+            }
+            // An accepted socket does not inherit the listener's non-blocking mode on Linux;
+            // a failure to set anything here is this client's, not the listener's.
+            let passed = match &stream {
+                Stream::Tcp(s) => s.set_nonblocking(false).and_then(|()| s.set_nodelay(true)),
+                Stream::Unix(s) => s.set_nonblocking(false),
+            }
+            .and_then(|()| stream.handshake(handshake_by, |mut s| auth::accept(&mut s, &self.authkey, MAGIC).is_ok()));
+            if let Ok(true) = passed {
+                return Ok(SocketConnection::new(stream, self.max_message));
+            }
+            // A client that left, knew no key or was too slow: the next one.
+            stream.shutdown();
+        }
+    }
+
+    /// Stops listening (Python's `listener.close()`): later `accept`s fail with
+    /// [`AcceptError::Closed`], a unix socket's path is removed, and connections already
+    /// accepted go on.
+    ///
+    /// ```
+    /// use multiproc::{AcceptError, Listener};
+    ///
+    /// let mut listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k")?;
+    /// listener.close();
+    /// assert!(matches!(listener.accept::<u8>(), Err(AcceptError::Closed)));
+    /// # Ok::<(), multiproc::BindError>(())
+    /// ```
+    pub fn close(&mut self) {
+        if let Some(ListenSocket::Unix(_)) = self.socket.take()
+            && let Address::Unix(path) = &self.address
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    ///
+    /// ```
+    /// use multiproc::Listener;
+    ///
+    /// let mut listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k")?;
+    /// assert!(!listener.is_closed());
+    /// listener.close();
+    /// assert!(listener.is_closed());
+    /// # Ok::<(), multiproc::BindError>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.socket.is_none()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Sealed for Listener {
+    fn source(&self) -> Source<'_> {
+        Source(match &self.socket {
+            Some(ListenSocket::Tcp(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| false) },
+            Some(ListenSocket::Unix(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| false) },
+            None => Inner::Never,
+        })
+    }
+}
+impl Waitable for Listener {}
+
+/// Connects to a [`Listener`] (Python's `multiprocessing.connection.Client(address,
+/// authkey=key)`). The connecting program need not belong to the listener's family, nor
+/// call [`init`](crate::init).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::net::SocketAddr;
+/// use multiproc::Client;
+///
+/// let conn = Client::connect::<String>(SocketAddr::from(([127, 0, 0, 1], 6000)), b"secret")?;
+/// conn.send(&"hello".to_string())?;
+/// println!("{}", conn.recv()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Client {
+    _not_constructed: (),
+}
+
+impl Client {
+    /// Connects to `address` and passes the challenge on `authkey`, within 10 s.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::AuthenticationFailed`] when the keys differ;
+    /// [`ConnectError::NotAListener`] when the peer is something else;
+    /// [`ConnectError::TimedOut`]; [`ConnectError::Io`] when nothing listens there.
+    ///
+    /// # Examples
+    ///
+    /// See [`Client`] and [`Listener`].
+    pub fn connect<T>(address: impl Into<Address>, authkey: &[u8]) -> Result<SocketConnection<T>, ConnectError> {
+        Self::connect_timeout(address, authkey, auth::HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`connect`](Self::connect), the connection and the handshake both done within
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::Client;
+    ///
+    /// let path = std::path::Path::new("/run/my-app.sock");
+    /// let conn = Client::connect_timeout::<u32>(path, b"secret", Duration::from_secs(1))?;
+    /// # Ok::<(), multiproc::ConnectError>(())
+    /// ```
+    pub fn connect_timeout<T>(
+        address: impl Into<Address>,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<SocketConnection<T>, ConnectError> {
+        let deadline = auth::deadline_after(timeout);
+        let timed_out = |e: io::Error| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ConnectError::TimedOut,
+            _ => ConnectError::Io(e),
+        };
+        let stream = match address.into() {
+            Address::Tcp(addr) => {
+                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let stream = TcpStream::connect_timeout(&addr, left).map_err(timed_out)?;
+                stream.set_nodelay(true)?;
+                Stream::Tcp(stream)
+            }
+            Address::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        };
+        let max_message = DEFAULT_MAX_MESSAGE;
+        match stream.handshake(deadline, |mut s| auth::connect(&mut s, authkey, MAGIC))? {
+            Ok(()) => Ok(SocketConnection::new(stream, max_message)),
+            Err(failure) => Err(match failure {
+                auth::Failure::NotThePeer | auth::Failure::Unexpected => ConnectError::NotAListener,
+                auth::Failure::Closed => ConnectError::AuthenticationFailed("the listener closed the connection"),
+                auth::Failure::Refused => ConnectError::AuthenticationFailed("the listener refused the key"),
+                auth::Failure::ServerUnknown => {
+                    ConnectError::AuthenticationFailed("the listener does not know the key")
+                }
+                auth::Failure::Io(e) => timed_out(e),
+            }),
+        }
+    }
+}
+
+/// One end of a connection made by [`Listener::accept`] or [`Client::connect`]: messages
+/// of type `T` both ways, in order (Python's `Connection` over a socket). Sending and
+/// receiving may happen on two threads at once; two senders (or two receivers) take
+/// turns. [`wait`](crate::wait) sees it ready when a message has begun to arrive or the
+/// other end is gone. Dropping it closes the connection.
+///
+/// # Examples
+///
+/// See [`Listener`].
+pub struct SocketConnection<T> {
+    stream: Stream,
+    max_message: u64,
+    sending: Mutex<()>,
+    receiving: Mutex<()>,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for SocketConnection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.stream {
+            Stream::Tcp(_) => "tcp",
+            Stream::Unix(_) => "unix",
+        };
+        f.debug_struct("SocketConnection")
+            .field("socket", &kind)
+            .field("max_message_size", &self.max_message)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+enum FrameError {
+    Eof,
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => FrameError::Eof,
+            _ => FrameError::Io(e),
+        }
+    }
+}
+
+/// Reads one frame of at most `max` bytes; the buffer grows with the bytes that arrive.
+fn read_frame(mut stream: impl Read, max: u64) -> Result<Vec<u8>, FrameError> {
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head)?;
+    let len = u64::from(u32::from_le_bytes(head));
+    if len > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = Vec::with_capacity(len.min(READ_STEP) as usize);
+    let read = stream.take(len).read_to_end(&mut body)?;
+    if (read as u64) < len {
+        return Err(FrameError::Eof);
+    }
+    Ok(body)
+}
+
+impl<T> SocketConnection<T> {
+    fn new(stream: Stream, max_message: u64) -> Self {
+        Self { stream, max_message, sending: Mutex::new(()), receiving: Mutex::new(()), _type: PhantomData }
+    }
+
+    /// The limit of one message received, and of one sent, on this connection (default:
+    /// the listener's, or 64 MiB for a client).
+    ///
+    /// ```no_run
+    /// use multiproc::Client;
+    ///
+    /// let conn = Client::connect::<Vec<u8>>(std::path::Path::new("/run/app.sock"), b"k")?.max_message_size(1 << 30);
+    /// # Ok::<(), multiproc::ConnectError>(())
+    /// ```
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Sends one message of raw bytes (Python's `send_bytes`); the other end takes it
+    /// with [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`SocketSendError::TooLarge`] above the limit (or 4 GiB);
+    /// [`SocketSendError::Disconnected`] when the other end is gone.
+    ///
+    /// ```no_run
+    /// use multiproc::Client;
+    ///
+    /// let conn = Client::connect::<()>(std::path::Path::new("/run/app.sock"), b"k")?;
+    /// conn.send_bytes(b"raw")?;
+    /// assert_eq!(conn.recv_bytes()?, b"raw back");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SocketSendError> {
+        let len = bytes.len() as u64;
+        let max = self.max_message.min(u64::from(u32::MAX));
+        if len > max {
+            return Err(SocketSendError::TooLarge { len, max });
+        }
+        let mut frame = Vec::with_capacity(4 + bytes.len());
+        frame.extend_from_slice(&(len as u32).to_le_bytes());
+        frame.extend_from_slice(bytes);
+        let _turn = lock(&self.sending);
+        (&self.stream).write_all(&frame).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected => {
+                SocketSendError::Disconnected
+            }
+            _ => SocketSendError::Io(e),
+        })
+    }
+
+    /// Receives one message as raw bytes (Python's `recv_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), without `Decode`.
+    ///
+    /// # Examples
+    ///
+    /// See [`send_bytes`](Self::send_bytes).
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, SocketRecvError> {
+        let _turn = lock(&self.receiving);
+        match read_frame(&self.stream, self.max_message) {
+            Ok(frame) => Ok(frame),
+            Err(FrameError::Eof) => Err(SocketRecvError::Disconnected),
+            Err(FrameError::TooLarge(len)) => {
+                self.stream.shutdown();
+                Err(SocketRecvError::TooLarge { len, max: self.max_message })
+            }
+            Err(FrameError::Io(e)) => Err(SocketRecvError::Io(e)),
+        }
+    }
+
+    /// Whether a message has begun to arrive (or the other end is gone), waiting up to
+    /// `timeout` for it (`None`: until then; Python's `conn.poll(timeout)`).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::Client;
+    ///
+    /// let conn = Client::connect::<u32>(std::path::Path::new("/run/app.sock"), b"k")?;
+    /// if conn.poll(Some(Duration::from_millis(100))) {
+    ///     println!("{}", conn.recv()?);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn poll(&self, timeout: Option<Duration>) -> bool {
+        sys::poll_readable(&[self.stream.as_fd()], timeout).map_or(true, |r| r[0])
+    }
+
+    /// The address of the other end (Python's `listener.last_accepted`, for the
+    /// connection just accepted): its TCP address, or the path a unix client bound (most
+    /// bind none: then `None`).
+    ///
+    /// ```no_run
+    /// use multiproc::Listener;
+    ///
+    /// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 6000)), b"k")?;
+    /// let conn = listener.accept::<u32>()?;
+    /// println!("connection accepted from {:?}", conn.peer_address());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn peer_address(&self) -> Option<Address> {
+        match &self.stream {
+            Stream::Tcp(s) => s.peer_addr().ok().map(Address::Tcp),
+            Stream::Unix(s) => s.peer_addr().ok()?.as_pathname().map(Address::from),
+        }
+    }
+
+    /// Closes the connection (Python's `conn.close()`); the other end's receive then fails
+    /// with [`SocketRecvError::Disconnected`]. Dropping it does the same.
+    ///
+    /// ```no_run
+    /// use multiproc::Client;
+    ///
+    /// let conn = Client::connect::<u32>(std::path::Path::new("/run/app.sock"), b"k")?;
+    /// conn.close();
+    /// # Ok::<(), multiproc::ConnectError>(())
+    /// ```
+    pub fn close(self) {
+        self.stream.shutdown();
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
+    /// Sends `value` (Python's `conn.send(obj)`).
+    ///
+    /// # Errors
+    ///
+    /// [`SocketSendError::Encode`] when `value` cannot be encoded (it holds a family
+    /// handle); otherwise as [`send_bytes`](Self::send_bytes).
+    ///
+    /// # Examples
+    ///
+    /// See [`Listener`].
+    pub fn send(&self, value: &T) -> Result<(), SocketSendError> {
+        let bytes = postcard::to_allocvec(value).map_err(|e| SocketSendError::Encode(CodecError::encode(e)))?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Receives the next message (Python's `conn.recv()`), waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// [`SocketRecvError::Disconnected`] when the other end is gone;
+    /// [`SocketRecvError::TooLarge`] when the peer announced more than the limit;
+    /// [`SocketRecvError::Decode`] when the bytes are not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// See [`Listener`].
+    pub fn recv(&self) -> Result<T, SocketRecvError> {
+        let bytes = self.recv_bytes()?;
+        match postcard::take_from_bytes(&bytes) {
+            Ok((value, [])) => Ok(value),
+            Ok((_, rest)) => Err(SocketRecvError::Decode(CodecError::decode(format_args!(
+                "{} bytes left over after the value",
+                rest.len()
+            )))),
+            Err(e) => Err(SocketRecvError::Decode(CodecError::decode(e))),
+        }
+    }
+
+    /// [`recv`](Self::recv), giving up when no message has begun to arrive within
+    /// `timeout`; once one has, the rest of it is waited for.
+    ///
+    /// # Errors
+    ///
+    /// [`SocketRecvError::TimedOut`], or as [`recv`](Self::recv).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::{Client, SocketRecvError};
+    ///
+    /// let conn = Client::connect::<u32>(std::path::Path::new("/run/app.sock"), b"k")?;
+    /// match conn.recv_timeout(Duration::from_secs(1)) {
+    ///     Ok(n) => println!("{n}"),
+    ///     Err(SocketRecvError::TimedOut) => println!("nothing yet"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, SocketRecvError> {
+        if !self.poll(Some(timeout)) {
+            return Err(SocketRecvError::TimedOut);
+        }
+        self.recv()
+    }
+}
+
+impl<T> Sealed for SocketConnection<T> {
+    fn source(&self) -> Source<'_> {
+        Source(Inner::Fd { fd: self.stream.as_fd(), ended: Box::new(|| false) })
+    }
+}
+impl<T> Waitable for SocketConnection<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_above_the_limit_is_refused_before_anything_is_allocated() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        assert!(matches!(read_frame(&b, 1 << 20), Err(FrameError::TooLarge(len)) if len == u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_the_end_and_takes_only_what_arrived() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
+        a.write_all(b"abc").unwrap();
+        drop(a);
+        assert!(matches!(read_frame(&b, u64::MAX), Err(FrameError::Eof)));
+    }
+}

@@ -1,0 +1,274 @@
+//! `Listener` and `Client`: typed connections between programs that share only an address
+//! and a key.
+//!
+//! Two independent programs talk (this test binary, run again as a client with an
+//! environment variable, belongs to no family of ours); a client without the key is
+//! refused with a typed error; `accept` survives clients that leave early or fail the
+//! challenge; an address in use, an `accept` after `close` and a message above the limit
+//! are typed errors; `wait` watches listeners and connections.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::watchdog;
+use multiproc::{
+    AcceptError, Address, BindError, Client, ConnectError, Listener, SocketRecvError, SocketSendError, Waitable, wait,
+};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+const KEY: &[u8] = b"a shared secret";
+const CLIENT_ADDRESS: &str = "MULTIPROC_TEST_CONNECTION_CLIENT";
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A unix socket path of this test's own, removed if a previous run left it.
+fn socket_path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("multiproc-test-{}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The client program: does nothing unless run by `two_independent_programs_talk` with the
+/// listener's address in its environment.
+#[test]
+fn client_program() {
+    let Ok(address) = std::env::var(CLIENT_ADDRESS) else { return };
+    let address: Address = match address.strip_prefix("unix:") {
+        Some(path) => PathBuf::from(path).into(),
+        None => address.parse::<SocketAddr>().unwrap().into(),
+    };
+    let conn = Client::connect::<(String, u32)>(address, KEY).unwrap();
+    let (greeting, n) = conn.recv().unwrap();
+    conn.send(&(format!("{greeting}, listener"), n * 2)).unwrap();
+    // Then waits for the listener to close: the end of the conversation.
+    assert!(matches!(conn.recv(), Err(SocketRecvError::Disconnected)));
+}
+
+fn run_client_program(address: String) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "client_program", "--test-threads=1", "--quiet"])
+        .env(CLIENT_ADDRESS, address)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_independent_programs_talk_over_tcp_and_unix_sockets() {
+    let _w = watchdog(LIMIT);
+    let path = socket_path("programs");
+    for listener in [Listener::bind(loopback(), KEY).unwrap(), Listener::bind(path.as_path(), KEY).unwrap()] {
+        let address = match listener.address() {
+            Address::Tcp(addr) => addr.to_string(),
+            Address::Unix(path) => format!("unix:{}", path.display()),
+        };
+        let mut program = run_client_program(address);
+        let conn = listener.accept::<(String, u32)>().unwrap();
+        conn.send(&("hello".to_string(), 21)).unwrap();
+        assert_eq!(conn.recv().unwrap(), ("hello, listener".to_string(), 42));
+        drop(conn);
+        assert!(program.wait().unwrap().success());
+    }
+    assert!(!path.exists(), "a dropped listener removes its socket's path");
+}
+
+#[test]
+fn a_client_without_the_key_is_refused_and_accept_goes_on() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let clients = std::thread::spawn(move || {
+        // One that connects and leaves before the accept runs; one with the wrong key;
+        // then one that knows it.
+        drop(TcpStream::connect(match &address {
+            Address::Tcp(a) => *a,
+            _ => unreachable!(),
+        }));
+        let wrong = Client::connect::<u32>(&address, b"a guess");
+        assert!(matches!(wrong, Err(ConnectError::AuthenticationFailed(_))), "{wrong:?}");
+        let right = Client::connect::<u32>(&address, KEY).unwrap();
+        right.send(&7).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let conn = listener.accept::<u32>().unwrap();
+    assert!(matches!(conn.peer_address(), Some(Address::Tcp(a)) if a.ip().is_loopback()));
+    assert_eq!(conn.recv().unwrap(), 7);
+    clients.join().unwrap();
+}
+
+#[test]
+fn a_client_that_stalls_in_the_challenge_is_dropped_after_the_handshake_timeout() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap().handshake_timeout(Duration::from_millis(200));
+    let Address::Tcp(addr) = listener.address().clone() else { unreachable!() };
+    let silent = TcpStream::connect(addr).unwrap();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect::<u32>(addr, KEY).unwrap();
+        conn.send(&9).unwrap();
+        conn.recv()
+    });
+    let conn = listener.accept::<u32>().unwrap();
+    assert_eq!(conn.recv().unwrap(), 9);
+    drop(conn);
+    assert!(matches!(client.join().unwrap(), Err(SocketRecvError::Disconnected)));
+    // The silent one was closed by the listener (or, never accepted, with it).
+    drop(listener);
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &silent, &mut rest);
+}
+
+#[test]
+fn a_listener_that_does_not_know_the_key_is_refused_by_the_client() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), b"another key").unwrap();
+    let address = listener.address().clone();
+    let server = std::thread::spawn(move || listener.accept::<u32>().unwrap().recv().unwrap());
+    let client = Client::connect::<u32>(&address, KEY);
+    assert!(matches!(client, Err(ConnectError::AuthenticationFailed(_))), "{client:?}");
+    // The listener went on to the next client, which knows its key.
+    Client::connect::<u32>(&address, b"another key").unwrap().send(&3).unwrap();
+    assert_eq!(server.join().unwrap(), 3);
+}
+
+#[test]
+fn a_manager_is_not_a_listener() {
+    let _w = watchdog(LIMIT);
+    let manager = multiproc::Manager::builder().address("127.0.0.1:0").authkey(KEY).start().unwrap();
+    let address = manager.address().expect("a manager with an address reports it");
+    let client = Client::connect::<u32>(address, KEY);
+    assert!(matches!(client, Err(ConnectError::NotAListener)), "{client:?}");
+    manager.shutdown().unwrap();
+}
+
+#[test]
+fn nothing_listening_is_an_io_error() {
+    let _w = watchdog(LIMIT);
+    let path = socket_path("nobody");
+    assert!(matches!(Client::connect::<u32>(path.as_path(), KEY), Err(ConnectError::Io(_))));
+    let port = Listener::bind(loopback(), KEY).unwrap().address().clone(); // closed at once
+    assert!(matches!(Client::connect::<u32>(port, KEY), Err(ConnectError::Io(_))));
+}
+
+#[test]
+fn binding_an_address_in_use_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let tcp = Listener::bind(loopback(), KEY).unwrap();
+    assert!(matches!(Listener::bind(tcp.address(), KEY), Err(BindError::AddressInUse(a)) if &a == tcp.address()));
+    let path = socket_path("in-use");
+    let unix = Listener::bind(path.as_path(), KEY).unwrap();
+    assert!(matches!(Listener::bind(path.as_path(), KEY), Err(BindError::AddressInUse(_))));
+    drop(unix);
+    assert!(Listener::bind(path.as_path(), KEY).is_ok(), "a closed listener's path is free again");
+}
+
+#[test]
+fn accept_after_close_is_a_typed_error_and_connections_go_on() {
+    let _w = watchdog(LIMIT);
+    let mut listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect::<String>(address, KEY).unwrap();
+        conn.recv().unwrap()
+    });
+    let conn = listener.accept::<String>().unwrap();
+    listener.close();
+    assert!(listener.is_closed());
+    assert!(matches!(listener.accept::<String>(), Err(AcceptError::Closed)));
+    assert!(matches!(listener.accept_timeout::<String>(Duration::from_secs(1)), Err(AcceptError::Closed)));
+    conn.send(&"still here".into()).unwrap();
+    assert_eq!(client.join().unwrap(), "still here");
+}
+
+#[test]
+fn accept_timeout_with_no_client_times_out() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    assert!(matches!(listener.accept_timeout::<u8>(Duration::from_millis(20)), Err(AcceptError::TimedOut)));
+    // A client that connects but never answers the challenge does not hold a timed
+    // accept past its timeout.
+    let Address::Tcp(addr) = listener.address().clone() else { unreachable!() };
+    let _silent = TcpStream::connect(addr).unwrap();
+    assert!(matches!(listener.accept_timeout::<u8>(Duration::from_millis(100)), Err(AcceptError::TimedOut)));
+}
+
+#[test]
+fn a_message_above_the_limit_is_refused_and_closes_the_connection() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap().max_message_size(1024);
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect::<Vec<u8>>(address, KEY).unwrap().max_message_size(1 << 20);
+        conn.send(&vec![1; 10]).unwrap();
+        conn.send_bytes(&[0; 4096]).unwrap();
+        // The listener closed the connection.
+        assert!(matches!(conn.recv(), Err(SocketRecvError::Disconnected)));
+    });
+    let conn = listener.accept::<Vec<u8>>().unwrap();
+    assert_eq!(conn.recv().unwrap(), vec![1; 10]);
+    assert!(matches!(conn.recv(), Err(SocketRecvError::TooLarge { len: 4096, max: 1024 })));
+    assert!(matches!(conn.send_bytes(&[0; 2048]), Err(SocketSendError::TooLarge { len: 2048, max: 1024 })));
+    client.join().unwrap();
+}
+
+#[test]
+fn bytes_poll_recv_timeout_and_the_end_of_the_other_side() {
+    let _w = watchdog(LIMIT);
+    let path = socket_path("bytes");
+    let listener = Listener::bind(path.as_path(), KEY).unwrap();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect::<u32>(path.as_path(), KEY).unwrap();
+        conn.send_bytes(b"raw").unwrap();
+        assert_eq!(conn.recv().unwrap(), 5);
+        conn.close();
+    });
+    let conn = listener.accept::<u32>().unwrap();
+    assert!(conn.poll(None));
+    assert_eq!(conn.recv_bytes().unwrap(), b"raw");
+    assert!(matches!(conn.recv_timeout(Duration::from_millis(20)), Err(SocketRecvError::TimedOut)));
+    conn.send(&5).unwrap();
+    client.join().unwrap();
+    assert!(conn.poll(Some(Duration::ZERO)), "the end of the other side makes it ready");
+    assert!(matches!(conn.recv(), Err(SocketRecvError::Disconnected)));
+    assert!(matches!(conn.send(&6), Err(SocketSendError::Disconnected) | Ok(())));
+}
+
+#[test]
+fn a_value_holding_a_family_handle_cannot_be_sent() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || Client::connect::<multiproc::Lock>(address, KEY).unwrap());
+    let conn = listener.accept::<multiproc::Lock>().unwrap();
+    let lock = multiproc::Lock::new().unwrap();
+    assert!(matches!(conn.send(&lock), Err(SocketSendError::Encode(_))));
+    drop(client.join().unwrap());
+}
+
+#[test]
+fn wait_sees_a_waiting_client_and_a_message() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    assert_eq!(wait(&[&listener], Some(Duration::from_millis(20))), Vec::<usize>::new());
+    let address = listener.address().clone();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect::<u32>(address, KEY).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        conn.send(&1).unwrap();
+        conn
+    });
+    assert_eq!(wait(&[&listener], None), [0]);
+    let conn = listener.accept::<u32>().unwrap();
+    let (a, _b) = multiproc::Pipe::<u32>::new().unwrap();
+    let watched: [&dyn Waitable; 3] = [&a, &listener, &conn];
+    assert_eq!(wait(&watched, None), [2]);
+    assert_eq!(conn.recv().unwrap(), 1);
+    drop(client.join().unwrap());
+}
