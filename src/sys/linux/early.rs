@@ -77,7 +77,7 @@ pub(crate) fn dispatch_from_main() -> bool {
 }
 
 /// Runs `f` as the body of the `.init_array` entry stored at `slot`, called by the loader
-/// with `argc`, `argv` and `envp`: [`finish_constructors`] called inside `f` knows where
+/// with `argc`, `argv` and `envp`: `finish_constructors` called inside `f` knows where
 /// the loader is.
 ///
 /// # Safety
