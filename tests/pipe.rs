@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{heap_user, leak_check};
 use multiproc::{
-    Connection, Error, Pipe, Process, Queue, RawArray, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError,
-    SimpleQueue, StartMethod, TryRecvError, Value, wait,
+    Connection, Error, Pipe, Process, Queue, RawArray, RawValue, RecvBytesIntoError, RecvError, RecvTimeoutError,
+    SendError, SimpleQueue, StartMethod, TryRecvError, Value, wait,
 };
 use serde_bytes::ByteBuf;
 
@@ -417,12 +417,16 @@ fn number_of(m: &[u8]) -> usize {
 }
 
 /// Receives messages and marks each one in `got` the moment `recv` returned it.
-fn record_what_you_receive(args: (Connection<ByteBuf>, RawArray<u8>, Value<u32>)) {
-    let (conn, got, started) = args;
+fn record_what_you_receive(args: (Connection<ByteBuf>, RawArray<u8>, Value<u32>, RawValue<u32>)) {
+    let (conn, got, started, in_recv) = args;
     started.set(started.get() + 1);
-    while let Ok(m) = conn.recv() {
+    loop {
+        in_recv.set(1);
+        let Ok(m) = conn.recv() else { break };
         got.set(number_of(&m), 1);
+        in_recv.set(0);
     }
+    in_recv.set(0);
 }
 
 #[test]
@@ -432,6 +436,7 @@ fn a_receiver_killed_inside_recv_never_loses_a_large_message() {
     let (rx, tx) = Pipe::<ByteBuf>::one_way().unwrap();
     let got = RawArray::<u8>::new(N).unwrap();
     let started = Value::new(0u32).unwrap();
+    let in_recv = RawValue::new(0u32).unwrap();
     let producer = {
         let got = got.clone();
         std::thread::spawn(move || {
@@ -448,10 +453,14 @@ fn a_receiver_killed_inside_recv_never_loses_a_large_message() {
     let mut kills = 0;
     while !producer.is_finished() {
         let before = started.get();
-        let c = Process::new(record_what_you_receive, (rx.clone(), got.clone(), started.clone())).start().unwrap();
+        let args = (rx.clone(), got.clone(), started.clone(), in_recv.clone());
+        let c = Process::new(record_what_you_receive, args).start().unwrap();
         assert!(common::eventually(Duration::from_secs(30), || started.get() > before));
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         std::thread::sleep(Duration::from_micros((seed >> 33) % 40_000));
+        // Inside a `recv`: the promise is about a receiver that dies before it returned
+        // (between the return and the mark in `got`, a kill would read as a loss).
+        let _ = common::eventually(Duration::from_secs(1), || in_recv.get() == 1);
         c.kill().unwrap();
         c.wait();
         kills += 1;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::{eventually, heap_user, leak_check};
 use multiproc::{
     ChannelError, Consumer, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError,
-    Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RecvError, SimpleQueue, StartMethod, TaskDoneError,
-    TooLarge, TryGetError, TryPutError, TryRecvError, Value,
+    Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RawValue, RecvError, SimpleQueue, StartMethod,
+    TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Value,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
@@ -585,13 +585,18 @@ fn number_of(m: &[u8]) -> usize {
     u64::from_le_bytes(m[..8].try_into().unwrap()) as usize
 }
 
-/// Takes messages and marks each one in `got` the moment `get` returned it.
-fn record_what_you_get(args: (Queue<ByteBuf>, RawArray<u8>, Value<u32>)) {
-    let (q, got, started) = args;
+/// Takes messages and marks each one in `got` the moment `get` returned it; `in_get` is 1
+/// while it is inside `get` (set before the call, cleared once the message is marked).
+fn record_what_you_get(args: (Queue<ByteBuf>, RawArray<u8>, Value<u32>, RawValue<u32>)) {
+    let (q, got, started, in_get) = args;
     started.set(started.get() + 1);
-    while let Ok(m) = q.get() {
+    loop {
+        in_get.set(1);
+        let Ok(m) = q.get() else { break };
         got.set(number_of(&m), 1);
+        in_get.set(0);
     }
+    in_get.set(0);
 }
 
 /// A small pseudo-random generator (the tests need no `rand`).
@@ -614,6 +619,7 @@ fn a_consumer_killed_inside_get_never_loses_a_large_message() {
     let q = Queue::new().unwrap();
     let got = RawArray::<u8>::new(N).unwrap();
     let started = Value::new(0u32).unwrap();
+    let in_get = RawValue::new(0u32).unwrap();
     let producer = {
         let q = q.clone();
         std::thread::spawn(move || {
@@ -630,11 +636,16 @@ fn a_consumer_killed_inside_get_never_loses_a_large_message() {
     let mut kills = 0;
     while !producer.is_finished() {
         let before = started.get();
-        let c = Process::new(record_what_you_get, (q.clone(), got.clone(), started.clone())).start().unwrap();
+        let args = (q.clone(), got.clone(), started.clone(), in_get.clone());
+        let c = Process::new(record_what_you_get, args).start().unwrap();
         // Killed only once it runs (a child killed before it decoded its argument would
-        // leave the handle in it counted in flight), then at a random moment of its gets.
+        // leave the handle in it counted in flight), then at a random moment inside a
+        // `get`: the promise is about a consumer that dies before `get` returned. (Between
+        // the return and its mark in `got` the message is the dead consumer's, and a kill
+        // there would read as a loss.)
         assert!(eventually(Duration::from_secs(30), || started.get() > before));
         std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+        let _ = eventually(Duration::from_secs(1), || in_get.get() == 1);
         c.kill().unwrap();
         c.wait();
         kills += 1;
