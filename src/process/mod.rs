@@ -50,6 +50,7 @@ use crate::sys::{self, Ended, Packed};
 ///     assert_eq!(child.join().unwrap(), 42);
 /// }
 /// ```
+#[track_caller]
 pub fn init() {
     if let Err(e) = try_init() {
         panic!("{e}");
