@@ -119,3 +119,13 @@ fn not_initialized_unwrapped_names_the_fix() {
     let debug = format!("{err:?}");
     assert!(debug.contains("multiproc::init()"), "{debug}");
 }
+
+#[test]
+fn a_child_panic_message_names_the_process() {
+    let _w = watchdog(Duration::from_secs(60));
+    let stderr = main_error_stderr("panic", None);
+    let child = &stderr[..stderr.rfind("Error: ").unwrap()];
+    assert!(child.contains("process 'Process-1' panicked at"), "{child}");
+    assert!(child.contains("the work failed"), "{child}");
+    assert!(!child.contains("thread 'main'"), "{child}");
+}

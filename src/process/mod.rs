@@ -653,11 +653,30 @@ impl CurrentProcess {
 
 /// This process: its name and pid (Python's `current_process()`).
 ///
+/// A panic in a child's target is printed with the process's name in place of the
+/// thread's (`process 'Process-1' panicked at src/main.rs:9:5:`). To put the name in log
+/// lines, read it in the logger's format; with `env_logger`, Python's
+/// `'[%(levelname)s/%(processName)s] %(message)s'` is:
+///
+/// ```ignore
+/// use std::io::Write;
+/// env_logger::Builder::from_default_env()
+///     .format(|buf, record| {
+///         let process = multiproc::current_process();
+///         writeln!(buf, "[{}/{}] {}", record.level(), process.name(), record.args())
+///     })
+///     .init();
+/// ```
+///
+/// and with `tracing`, a span entered once per process:
+/// `let _span = tracing::info_span!("process", name = %multiproc::current_process().name()).entered();`.
+///
 /// # Examples
 ///
 /// ```
 /// multiproc::init();
 /// assert_eq!(multiproc::current_process().name(), "MainProcess");
+/// eprintln!("[INFO/{}] starting", multiproc::current_process().name());
 /// ```
 pub fn current_process() -> CurrentProcess {
     let me = family::me();
