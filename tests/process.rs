@@ -493,3 +493,33 @@ fn a_child_that_overflows_its_stack_is_reported_as_a_stack_overflow() {
         }
     }
 }
+
+const INHERITED_VAR: &str = "MULTIPROC_TEST_SET_AFTER_INIT";
+
+/// What a child sees of the variable and its working directory.
+fn inherited(_: ()) -> (Option<String>, std::path::PathBuf) {
+    (std::env::var(INHERITED_VAR).ok(), std::env::current_dir().unwrap())
+}
+
+/// In a child of its own (single-threaded, so changing the environment is sound): changes
+/// the environment and the directory long after `init()`, then starts a child with `method`.
+fn change_then_start(method: StartMethod) -> (Option<String>, std::path::PathBuf) {
+    // SAFETY: this runs in a fresh child process on its only thread; no other thread
+    // reads the environment.
+    unsafe { std::env::set_var(INHERITED_VAR, "set after init") };
+    std::env::set_current_dir("/").unwrap();
+    Process::new(inherited, ()).start_method(method).start().unwrap().join().unwrap()
+}
+
+#[test]
+fn a_child_sees_the_environment_and_directory_of_its_start_not_of_init() {
+    let _w = watchdog(LIMIT);
+    for outer in METHODS {
+        for inner in METHODS {
+            let (var, dir) =
+                Process::new(change_then_start, inner).start_method(outer).start().unwrap().join().unwrap();
+            assert_eq!(var.as_deref(), Some("set after init"), "{outer:?} then {inner:?}");
+            assert_eq!(dir, std::path::Path::new("/"), "{outer:?} then {inner:?}");
+        }
+    }
+}

@@ -367,7 +367,8 @@ fn launch(
     // A fork child reads its argument from its copy of our memory; the others get large
     // arguments through the heap, so that the boot message always fits the socket buffer.
     let payload = if method == StartMethod::Fork { Payload::Inline(bytes) } else { Payload::new(bytes)? };
-    let boot = Boot { family: config.clone(), me, parent, call: packed, args: payload };
+    let surroundings = boot::surroundings(method)?;
+    let boot = Boot { family: config.clone(), me, parent, call: packed, args: payload, surroundings };
     let (ours, theirs) = sys::socketpair_stream()?;
     let (pid, pidfd, watch, ours) = match method {
         StartMethod::Fork => {
