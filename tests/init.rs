@@ -129,3 +129,17 @@ fn a_child_panic_message_names_the_process() {
     assert!(child.contains("the work failed"), "{child}");
     assert!(!child.contains("thread 'main'"), "{child}");
 }
+
+#[test]
+fn child_init_runs_in_every_child_whatever_the_start_method() {
+    let _w = watchdog(Duration::from_secs(60));
+    let binary = example("child_init");
+    assert!(binary.exists(), "{} is missing: `cargo test` builds the examples first", binary.display());
+    for method in ["forkserver", "spawn", "fork"] {
+        let out = Command::new(&binary).env("MULTIPROC_START_METHOD", method).output().unwrap();
+        assert!(out.status.success(), "{method}: {out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(stdout.contains("[INFO/MainProcess] starting a worker"), "{method}: {stdout}");
+        assert!(stdout.contains("[INFO/Process-1] doing some work on 7"), "{method}: {stdout}");
+    }
+}

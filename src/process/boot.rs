@@ -38,6 +38,8 @@ pub(crate) struct Boot {
     /// The parent's environment and working directory at the start, encoded
     /// ([`Surroundings`]), for a child that would not otherwise have them.
     pub(crate) surroundings: Option<Payload>,
+    /// The family's `child_init` function, run before the target.
+    pub(crate) child_init: Option<Packed>,
 }
 
 /// What a new process expects from its parent beyond the family: its environment and
@@ -310,6 +312,7 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
         sys::exit_now(1);
     }
     family::adopt(boot.family, boot.me, boot.parent);
+    super::init::adopt_child_init(boot.child_init);
     panics::install_hook();
 
     // Encoded now: the signal handler that reports an overflow can only write bytes.
@@ -319,7 +322,17 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
         msg.sent();
     }
     let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
-    if sys::unpack_and_run(boot.call, &mut call).is_err() {
+    let set_up = match boot.child_init {
+        Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Outcome::Failed("its child_init function belongs to a different executable".into())),
+            Err(info) => Err(Outcome::Panicked(info)),
+        },
+        None => Ok(()),
+    };
+    if let Err(outcome) = set_up {
+        call.outcome = Some(outcome);
+    } else if sys::unpack_and_run(boot.call, &mut call).is_err() {
         call.outcome = Some(Outcome::Failed(
             "the target belongs to a different executable than this child runs, or to a shared library".into(),
         ));
