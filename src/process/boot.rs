@@ -63,9 +63,9 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
         .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()))
         .collect();
     let cwd = std::env::current_dir().ok().map(|dir| dir.into_os_string().as_bytes().to_vec());
-    let encoded = codec::encode(&Surroundings { env, cwd })?;
+    let mut encoded = codec::encode(&Surroundings { env, cwd })?;
+    let bytes = std::mem::take(&mut encoded.bytes);
     // Plain bytes, no handles: nothing to undo.
-    let bytes = encoded.bytes.clone();
     encoded.sent();
     Ok(Some(Payload::new(bytes)?))
 }
