@@ -5,7 +5,8 @@
 //! `main` returns the `JoinError`: Rust prints it with `Debug`, which is a few lines
 //! (the child's backtrace only when `RUST_BACKTRACE` asks, as for a panic of the program
 //! itself). With `uninit`, `main` starts a process without `init()` and returns
-//! `Error::NotInitialized`, whose text names the fix.
+//! `Error::NotInitialized`, whose text names the fix. With `late`, a thread starts before
+//! `init()`, which panics at this file's line.
 
 use multiproc::Process;
 
@@ -18,6 +19,9 @@ fn work(fail: bool) -> u32 {
 
 fn main() -> Result<(), multiproc::Error> {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "late" {
+        std::thread::spawn(std::thread::park);
+    }
     if mode != "uninit" {
         multiproc::init();
     }

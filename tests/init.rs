@@ -61,6 +61,11 @@ fn main_never_runs_twice_whatever_the_start_method() {
 /// Runs the `main_error` example with `arg` and `RUST_BACKTRACE` (unset when `None`);
 /// returns its stderr.
 fn main_error_stderr(arg: &str, backtrace: Option<&str>) -> String {
+    main_error_ends(arg, backtrace, 1)
+}
+
+/// Like `main_error_stderr`, for a run that ends with exit code `code`.
+fn main_error_ends(arg: &str, backtrace: Option<&str>, code: i32) -> String {
     let binary = example("main_error");
     assert!(binary.exists(), "{} is missing: `cargo test` builds the examples first", binary.display());
     let mut command = Command::new(&binary);
@@ -69,7 +74,7 @@ fn main_error_stderr(arg: &str, backtrace: Option<&str>) -> String {
         command.env("RUST_BACKTRACE", value);
     }
     let out = command.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{arg}: {out:?}");
+    assert_eq!(out.status.code(), Some(code), "{arg}: {out:?}");
     String::from_utf8(out.stderr).unwrap()
 }
 
@@ -142,4 +147,13 @@ fn child_init_runs_in_every_child_whatever_the_start_method() {
         assert!(stdout.contains("[INFO/MainProcess] starting a worker"), "{method}: {stdout}");
         assert!(stdout.contains("[INFO/Process-1] doing some work on 7"), "{method}: {stdout}");
     }
+}
+
+#[test]
+fn init_after_threads_panics_at_the_callers_line() {
+    let _w = watchdog(Duration::from_secs(60));
+    // 101: Rust's exit code for a panic in `main`.
+    let stderr = main_error_ends("late", None, 101);
+    assert!(stderr.contains("panicked at examples/main_error.rs:"), "{stderr}");
+    assert!(stderr.contains("first line of `main`"), "{stderr}");
 }
