@@ -17,7 +17,19 @@ use crate::sync::{
 ///
 /// Operations whose failures a caller may want to tell apart return their own error types
 /// ([`JoinError`], ...), which convert into this one.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is what `fn main() -> Result<(), multiproc::Error>` prints: the message
+/// (with its hint, such as the fix for [`Error::NotInitialized`]), a child's panic on a
+/// few lines, and the child's backtrace only when `RUST_BACKTRACE` asks for one, as for a
+/// panic of the program itself. Match on the variants to inspect the details.
+///
+/// # Examples
+///
+/// ```
+/// let err = multiproc::Error::NotInitialized;
+/// assert!(format!("{err:?}").contains("multiproc::init()"));
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A process was started before the family was set up.
@@ -149,7 +161,24 @@ pub enum InitError {
 }
 
 /// A panic in a child process, as the child saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Display` is one line; `Debug` reads as Rust's own panic message, with the child's
+/// backtrace only when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asks for one in the
+/// process that prints it; `{:#?}` shows the fields.
+///
+/// # Examples
+///
+/// ```
+/// let info = multiproc::PanicInfo {
+///     process: "Process-1".into(),
+///     message: "boom".into(),
+///     location: Some("src/main.rs:3:5".into()),
+///     backtrace: String::new(),
+/// };
+/// assert_eq!(info.to_string(), "process 'Process-1' panicked at src/main.rs:3:5: boom");
+/// assert!(format!("{info:?}").starts_with("process 'Process-1' panicked at src/main.rs:3:5:\nboom"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PanicInfo {
     /// The process that panicked.
     pub process: String,
@@ -171,8 +200,85 @@ impl fmt::Display for PanicInfo {
     }
 }
 
+impl fmt::Debug for PanicInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return f
+                .debug_struct("PanicInfo")
+                .field("process", &self.process)
+                .field("message", &self.message)
+                .field("location", &self.location)
+                .field("backtrace", &self.backtrace)
+                .finish();
+        }
+        write!(f, "process '{}' panicked", self.process)?;
+        if let Some(loc) = &self.location {
+            write!(f, " at {loc}")?;
+        }
+        write!(f, ":\n{}", self.message)?;
+        if self.backtrace.is_empty() {
+            Ok(())
+        } else if backtrace_wanted() {
+            // From the panic's entry into std on, as std prints its own: the frames before
+            // it are the recording hook's.
+            let backtrace = self.backtrace.find("rust_begin_unwind").map_or(&self.backtrace[..], |at| {
+                let line = self.backtrace[..at].rfind('\n').map_or(0, |nl| nl + 1);
+                &self.backtrace[line..]
+            });
+            write!(f, "\nstack backtrace of process '{}':\n{}", self.process, backtrace.trim_end())
+        } else {
+            write!(f, "\nnote: run with `RUST_BACKTRACE=1` environment variable to display the child's backtrace")
+        }
+    }
+}
+
+/// Whether the user asked for backtraces, read as `std::backtrace::Backtrace::capture`
+/// reads it: `RUST_LIB_BACKTRACE` first, then `RUST_BACKTRACE`; set and not `0`.
+fn backtrace_wanted() -> bool {
+    let asked = std::env::var_os("RUST_LIB_BACKTRACE").or_else(|| std::env::var_os("RUST_BACKTRACE"));
+    asked.is_some_and(|v| v != "0")
+}
+
+/// `Debug` as the message and its causes, as `anyhow` prints an error from `main`.
+fn debug_as_message(error: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{error}")?;
+    let mut source = error.source();
+    if source.is_some() {
+        write!(f, "\n\nCaused by:")?;
+    }
+    while let Some(cause) = source {
+        write!(f, "\n    {cause}")?;
+        source = cause.source();
+    }
+    Ok(())
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Join(e) => fmt::Debug::fmt(e, f),
+            Error::Task(crate::TaskError::Panicked(info) | crate::TaskError::InputPanicked(info)) => {
+                fmt::Debug::fmt(info, f)
+            }
+            other => debug_as_message(other, f),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(info) => fmt::Debug::fmt(info, f),
+            other => debug_as_message(other, f),
+        }
+    }
+}
+
 /// How a child process failed to deliver its result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` is the message (a panic as [`PanicInfo`] shows it), so that `unwrap` and `?`
+/// from `main` print something short.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
     /// The target panicked (exit code 1).

@@ -109,9 +109,9 @@ pub use pool::{
     ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
 };
 pub use process::{
-    ChildProcess, CurrentProcess, ParentProcess, Process, ProcessHandle, Run, StartMethod, active_children, cpu_count,
-    current_process, force_start_method, get_all_start_methods, get_start_method, init, parent_process,
-    set_start_method, try_init,
+    ChildProcess, CurrentProcess, InitBuilder, ParentProcess, Process, ProcessHandle, Run, StartMethod,
+    active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method,
+    init, parent_process, set_start_method, try_init,
 };
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,

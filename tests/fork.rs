@@ -35,6 +35,28 @@ fn echo_doubled(q: (Queue<u64>, Queue<u64>)) {
     }
 }
 
+static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn set_up_child() {
+    SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What a grandchild sees: the variable, its directory, and whether its set-up ran.
+fn surroundings(_: ()) -> (Option<String>, std::path::PathBuf, bool) {
+    let set_up = SET_UP.load(std::sync::atomic::Ordering::Relaxed);
+    (std::env::var("MULTIPROC_TEST_SET_AFTER_INIT").ok(), std::env::current_dir().unwrap(), set_up)
+}
+
+/// In a fork child: changes the environment and directory, sets a `child_init` (which
+/// this child itself did not run), then forks a grandchild.
+fn change_then_fork(_: ()) -> (Option<String>, std::path::PathBuf, bool) {
+    // SAFETY: a fork child runs one thread.
+    unsafe { std::env::set_var("MULTIPROC_TEST_SET_AFTER_INIT", "set after init") };
+    std::env::set_current_dir("/").unwrap();
+    multiproc::builder().child_init(set_up_child).try_init().unwrap();
+    Process::new(surroundings, ()).start_method(FORK).start().unwrap().join().unwrap()
+}
+
 fn grandchild_square(x: u64) -> u64 {
     Process::new(square, x).start_method(FORK).start().unwrap().join().unwrap()
 }
@@ -89,6 +111,13 @@ fn cases() -> Vec<(&'static str, fn())> {
         }),
         ("a_fork_child_forks_a_grandchild", || {
             assert_eq!(Process::new(grandchild_square, 9).start_method(FORK).start().unwrap().join().unwrap(), 81);
+        }),
+        ("a_fork_child_has_the_environment_directory_and_child_init_of_its_start", || {
+            let (var, dir, set_up) =
+                Process::new(change_then_fork, ()).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(var.as_deref(), Some("set after init"));
+            assert_eq!(dir, std::path::Path::new("/"));
+            assert!(set_up, "child_init ran in the fork grandchild");
         }),
         ("a_pool_forks_its_workers", || {
             let pool = Pool::builder().processes(2).start_method(FORK).build().unwrap();

@@ -493,3 +493,87 @@ fn a_child_that_overflows_its_stack_is_reported_as_a_stack_overflow() {
         }
     }
 }
+
+const INHERITED_VAR: &str = "MULTIPROC_TEST_SET_AFTER_INIT";
+
+/// What a child sees of the variable and its working directory.
+fn inherited(_: ()) -> (Option<String>, std::path::PathBuf) {
+    (std::env::var(INHERITED_VAR).ok(), std::env::current_dir().unwrap())
+}
+
+/// In a child of its own (single-threaded, so changing the environment is sound): changes
+/// the environment and the directory long after `init()`, then starts a child with `method`.
+fn change_then_start(method: StartMethod) -> (Option<String>, std::path::PathBuf) {
+    // SAFETY: this runs in a fresh child process on its only thread; no other thread
+    // reads the environment.
+    unsafe { std::env::set_var(INHERITED_VAR, "set after init") };
+    std::env::set_current_dir("/").unwrap();
+    Process::new(inherited, ()).start_method(method).start().unwrap().join().unwrap()
+}
+
+#[test]
+fn a_child_sees_the_environment_and_directory_of_its_start_not_of_init() {
+    let _w = watchdog(LIMIT);
+    for outer in METHODS {
+        for inner in METHODS {
+            let (var, dir) =
+                Process::new(change_then_start, inner).start_method(outer).start().unwrap().join().unwrap();
+            assert_eq!(var.as_deref(), Some("set after init"), "{outer:?} then {inner:?}");
+            assert_eq!(dir, std::path::Path::new("/"), "{outer:?} then {inner:?}");
+        }
+    }
+}
+
+/// Set in a child by `set_up_child`, the `child_init` of this test binary.
+static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn set_up_child() {
+    SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `child_init` ran here, and in a child of ours started with `method`.
+fn set_up_here_and_below(method: StartMethod) -> (bool, bool) {
+    let here = SET_UP.load(std::sync::atomic::Ordering::Relaxed);
+    let below = Process::new(|_: ()| SET_UP.load(std::sync::atomic::Ordering::Relaxed), ())
+        .start_method(method)
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    (here, below)
+}
+
+#[test]
+fn child_init_runs_in_every_child_and_grandchild_before_the_target() {
+    let _w = watchdog(LIMIT);
+    // The family is set up already (test_support!): this sets the children's set-up.
+    multiproc::builder().child_init(set_up_child).try_init().unwrap();
+    for outer in METHODS {
+        for inner in METHODS {
+            let seen = Process::new(set_up_here_and_below, inner).start_method(outer).start().unwrap().join().unwrap();
+            assert_eq!(seen, (true, true), "{outer:?} then {inner:?}");
+        }
+    }
+}
+
+fn failing_set_up() {
+    panic!("the set-up failed");
+}
+
+/// In a child (so that its `child_init` is its own): a grandchild whose set-up panics.
+fn start_with_failing_set_up(method: StartMethod) -> Option<String> {
+    multiproc::builder().child_init(failing_set_up).try_init().unwrap();
+    match Process::new(|_: ()| (), ()).start_method(method).start().unwrap().join() {
+        Err(JoinError::Panicked(info)) => Some(info.message),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_panic_in_child_init_is_the_child_panic_and_the_target_does_not_run() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let message = Process::new(start_with_failing_set_up, method).start().unwrap().join().unwrap();
+        assert_eq!(message.as_deref(), Some("the set-up failed"), "{method:?}");
+    }
+}

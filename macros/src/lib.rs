@@ -10,6 +10,10 @@ use syn::{Data, DeriveInput, ItemFn, parse_macro_input};
 /// before `main` (from an `.init_array` entry), which lets a spawned child run its target
 /// after std's runtime start-up, from that `init()`: the same runtime as any program.
 ///
+/// `#[multiproc::main(child_init = setup)]` opens `main` with
+/// `multiproc::builder().child_init(setup).init()` instead: `setup`, a `fn()`, runs in
+/// every child before its target.
+///
 /// ```ignore
 /// #[multiproc::main]
 /// fn main() {
@@ -18,10 +22,16 @@ use syn::{Data, DeriveInput, ItemFn, parse_macro_input};
 /// ```
 #[proc_macro_attribute]
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        let attr = proc_macro2::TokenStream::from(attr);
-        return syn::Error::new(attr.span(), "#[multiproc::main] takes no arguments").to_compile_error().into();
-    }
+    let mut child_init: Option<syn::Expr> = None;
+    let options = syn::meta::parser(|meta| {
+        if meta.path.is_ident("child_init") {
+            child_init = Some(meta.value()?.parse()?);
+            Ok(())
+        } else {
+            Err(meta.error("#[multiproc::main] takes only `child_init = function`"))
+        }
+    });
+    parse_macro_input!(attr with options);
     let mut function = parse_macro_input!(item as ItemFn);
     if function.sig.ident != "main" {
         return syn::Error::new(function.sig.ident.span(), "#[multiproc::main] goes on `fn main`")
@@ -36,7 +46,10 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         .to_compile_error()
         .into();
     }
-    let init: syn::Stmt = syn::parse_quote!(::multiproc::init(););
+    let init: syn::Stmt = match &child_init {
+        Some(setup) => syn::parse_quote!(::multiproc::builder().child_init(#setup).init();),
+        None => syn::parse_quote!(::multiproc::init();),
+    };
     function.block.stmts.insert(0, init);
     // A prioritised `.init_array` entry runs before every unprioritised one (multiproc's
     // included): it tells multiproc, before a spawned child decides where to dispatch,

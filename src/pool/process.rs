@@ -1298,7 +1298,7 @@ impl Pool {
         }
         let chunksize = options.chosen_chunksize()?.unwrap_or(1);
         let lookahead = options.lookahead.unwrap_or(4 * self.inner.config.workers) * chunksize;
-        let progress = options.progress.then(|| Progress::new(None));
+        let progress = options.progress.then(|| Progress::for_items(&items));
         let sink = StreamSink::new(ordered, progress);
         let feeder = PoolFeeder {
             inner: self.inner.clone(),

@@ -1,21 +1,28 @@
 //! The opt-in progress bar of `map` and `imap`, drawn with indicatif on stderr when it is
 //! a terminal (and not at all otherwise).
 
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A progress bar over items.
-#[derive(Debug, Clone)]
+/// A progress bar over items. It ends (once) when its last item is counted, when the call
+/// fails, or when it is dropped, and then moves the cursor to a new line, so that what the
+/// program prints next is not written over the bar.
+#[derive(Debug)]
 pub(crate) struct Progress {
     bar: ProgressBar,
+    ended: AtomicBool,
 }
 
 impl Progress {
     /// A bar for `total` items (`None`: unknown, a counter).
     pub(crate) fn new(total: Option<usize>) -> Self {
-        let bar = match total {
-            Some(n) => ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr()),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-        };
+        // indicatif hides a bar on a non-terminal too; deciding here keeps that a fact of
+        // ours, whatever its version does.
+        let target =
+            if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(total.map(|n| n as u64), target);
         let template = if total.is_some() {
             "{bar:40.cyan/blue} {pos}/{len} tasks  {per_sec}  eta {eta}"
         } else {
@@ -24,18 +31,47 @@ impl Progress {
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style);
         }
-        Self { bar }
+        Self { bar, ended: AtomicBool::new(false) }
+    }
+
+    /// A bar for what `items` will yield: with a total when its size hint is exact (a
+    /// `Vec`, a range), a counter otherwise.
+    pub(crate) fn for_items<I: Iterator>(items: &I) -> Self {
+        let (low, high) = items.size_hint();
+        Self::new((high == Some(low)).then_some(low))
     }
 
     pub(crate) fn advance(&self, items: usize) {
         self.bar.inc(items as u64);
+        if self.bar.length().is_some_and(|total| self.bar.position() >= total) {
+            self.finish();
+        }
     }
 
     pub(crate) fn finish(&self) {
-        self.bar.finish();
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            self.bar.finish();
+            self.new_line();
+        }
     }
 
     pub(crate) fn abandon(&self) {
-        self.bar.abandon();
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            self.bar.abandon();
+            self.new_line();
+        }
+    }
+
+    /// indicatif leaves the cursor at the end of the bar's line.
+    fn new_line(&self) {
+        if !self.bar.is_hidden() {
+            eprintln!();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }

@@ -380,7 +380,8 @@ impl ThreadPool {
         }
         let chunksize = options.chosen_chunksize()?.unwrap_or(1);
         let lookahead = options.lookahead.unwrap_or(4 * self.shared.workers) * chunksize;
-        let progress = options.progress.then(|| Progress::new(None));
+        let items = items.into_iter();
+        let progress = options.progress.then(|| Progress::for_items(&items));
         let sink = StreamSink::new(ordered, progress);
         let feeder = ThreadFeeder {
             pool: ThreadPool { shared: self.shared.clone() },

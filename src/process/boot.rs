@@ -35,6 +35,68 @@ pub(crate) struct Boot {
     pub(crate) call: Packed,
     /// The target's encoded argument (handles inside are in flight until decoded).
     pub(crate) args: Payload,
+    /// The parent's environment and working directory at the start, encoded
+    /// ([`Surroundings`]), for a child that would not otherwise have them.
+    pub(crate) surroundings: Option<Payload>,
+    /// The family's `child_init` function, run before the target.
+    pub(crate) child_init: Option<Packed>,
+}
+
+/// What a new process expects from its parent beyond the family: its environment and
+/// working directory as they are when it starts. A spawned child gets them from `exec`
+/// and a fork child from the fork; a fork-server child is a copy of the server, which
+/// has those of `init()` time, so its boot message carries the parent's.
+#[derive(Debug, Serialize, Deserialize)]
+struct Surroundings {
+    env: Vec<(Vec<u8>, Vec<u8>)>,
+    cwd: Option<Vec<u8>>,
+}
+
+/// The surroundings a child started with `method` must be given, encoded.
+pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>, crate::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    if method != super::StartMethod::ForkServer {
+        return Ok(None);
+    }
+    let env = std::env::vars_os()
+        .filter(|(key, _)| key != BOOT_ENV)
+        .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()))
+        .collect();
+    let cwd = std::env::current_dir().ok().map(|dir| dir.into_os_string().as_bytes().to_vec());
+    let mut encoded = codec::encode(&Surroundings { env, cwd })?;
+    let bytes = std::mem::take(&mut encoded.bytes);
+    // Plain bytes, no handles: nothing to undo.
+    encoded.sent();
+    Ok(Some(Payload::new(bytes)?))
+}
+
+/// Makes this process's environment and working directory those of `surroundings`
+/// (at boot, single-threaded, before anything of the program runs).
+fn take_surroundings(surroundings: &Payload) -> Result<(), String> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let wanted: Surroundings =
+        codec::decode(surroundings.bytes()).map_err(|e| format!("its environment could not be decoded: {e}"))?;
+    let wanted_env: std::collections::HashMap<&OsStr, &OsStr> =
+        wanted.env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))).collect();
+    for (key, _) in std::env::vars_os() {
+        if !wanted_env.contains_key(key.as_os_str()) {
+            sys::set_env_single_threaded(&key, None);
+        }
+    }
+    for (key, value) in &wanted_env {
+        if std::env::var_os(key).as_deref() != Some(*value) {
+            sys::set_env_single_threaded(key, Some(value));
+        }
+    }
+    if let Some(cwd) = &wanted.cwd {
+        let cwd = std::path::Path::new(OsStr::from_bytes(cwd));
+        if std::env::current_dir().ok().as_deref() != Some(cwd) {
+            std::env::set_current_dir(cwd)
+                .map_err(|e| format!("cannot enter its parent's directory {}: {e}", cwd.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a child reports when its target is done.
@@ -243,7 +305,14 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
 /// Runs the target of `boot` and reports.
 fn execute(boot: Boot, sock: OwnedFd) -> ! {
     let name = boot.me.name.clone();
+    if let Some(surroundings) = &boot.surroundings
+        && let Err(why) = take_surroundings(surroundings)
+    {
+        report(sock.as_fd(), &Outcome::Failed(why));
+        sys::exit_now(1);
+    }
     family::adopt(boot.family, boot.me, boot.parent);
+    super::init::adopt_child_init(boot.child_init);
     panics::install_hook();
 
     // Encoded now: the signal handler that reports an overflow can only write bytes.
@@ -253,7 +322,17 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
         msg.sent();
     }
     let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
-    if sys::unpack_and_run(boot.call, &mut call).is_err() {
+    let set_up = match boot.child_init {
+        Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Outcome::Failed("its child_init function belongs to a different executable".into())),
+            Err(info) => Err(Outcome::Panicked(info)),
+        },
+        None => Ok(()),
+    };
+    if let Err(outcome) = set_up {
+        call.outcome = Some(outcome);
+    } else if sys::unpack_and_run(boot.call, &mut call).is_err() {
         call.outcome = Some(Outcome::Failed(
             "the target belongs to a different executable than this child runs, or to a shared library".into(),
         ));

@@ -6,6 +6,7 @@ mod child;
 pub(crate) mod family;
 mod fork;
 mod forkserver;
+mod init;
 pub(crate) mod panics;
 mod spawn;
 pub(crate) mod tracker;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use self::boot::{Boot, Outcome};
 use self::child::{ChildState, ExitWatch};
+pub use self::init::{InitBuilder, builder};
 use crate::codec::{self, Encoded};
 use crate::error::{Error, InitError, JoinError, JoinTimeoutError};
 use crate::shm::{Deadline, Heap, Payload};
@@ -50,6 +52,7 @@ use crate::sys::{self, Ended, Packed};
 ///     assert_eq!(child.join().unwrap(), 42);
 /// }
 /// ```
+#[track_caller]
 pub fn init() {
     if let Err(e) = try_init() {
         panic!("{e}");
@@ -81,6 +84,22 @@ pub fn try_init() -> Result<(), InitError> {
 /// refused with [`Error::ForkWithThreads`] while other threads run, unless the program
 /// promises, through the `unsafe` [`allow_fork_with_threads`](crate::allow_fork_with_threads), that no thread then holds
 /// a lock the child needs. `Spawn` isolates most and costs an `exec`.
+///
+/// What a child has of its parent when its target starts:
+///
+/// | | `ForkServer` | `Spawn` | `Fork` |
+/// |---|---|---|---|
+/// | environment, working directory | the parent's at start | the parent's at start | the parent's at start |
+/// | the [`child_init`](InitBuilder::child_init) set-up | run | run | run |
+/// | statics, loggers, subscribers set before [`init`] | yes | no (a fresh program) | yes |
+/// | statics, loggers, subscribers set after [`init`] | no (the server was forked at `init`) | no | yes (a copy) |
+/// | constructors (`.init_array`, `inventory`, `ctor`) | run | run | run |
+/// | the parent's other threads | no | no | no (only the copy of the starting thread) |
+/// | its argument, family objects it carries | yes | yes | yes |
+///
+/// So a set-up that every process needs (a logger, a tracing subscriber) goes in
+/// [`child_init`](InitBuilder::child_init) (`#[multiproc::main(child_init = setup)]`),
+/// and the main process calls it itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum StartMethod {
@@ -366,7 +385,16 @@ fn launch(
     // A fork child reads its argument from its copy of our memory; the others get large
     // arguments through the heap, so that the boot message always fits the socket buffer.
     let payload = if method == StartMethod::Fork { Payload::Inline(bytes) } else { Payload::new(bytes)? };
-    let boot = Boot { family: config.clone(), me, parent, call: packed, args: payload };
+    let surroundings = boot::surroundings(method)?;
+    let boot = Boot {
+        family: config.clone(),
+        me,
+        parent,
+        call: packed,
+        args: payload,
+        surroundings,
+        child_init: init::child_init(),
+    };
     let (ours, theirs) = sys::socketpair_stream()?;
     let (pid, pidfd, watch, ours) = match method {
         StartMethod::Fork => {
@@ -652,11 +680,31 @@ impl CurrentProcess {
 
 /// This process: its name and pid (Python's `current_process()`).
 ///
+/// A panic in a child's target is printed with the process's name in place of the
+/// thread's (`process 'Process-1' panicked at src/main.rs:9:5:`). To put the name in log
+/// lines, read it in the logger's format; with `env_logger`, Python's
+/// `'[%(levelname)s/%(processName)s] %(message)s'` is:
+///
+/// ```ignore
+/// use std::io::Write;
+/// env_logger::Builder::from_default_env()
+///     .format(|buf, record| {
+///         let process = multiproc::current_process();
+///         writeln!(buf, "[{}/{}] {}", record.level(), process.name(), record.args())
+///     })
+///     .init();
+/// ```
+///
+/// and with `tracing`, a span entered once per process:
+/// `let _span = tracing::info_span!("process", name = %multiproc::current_process().name()).entered();`.
+/// Install either in every child with [`child_init`](InitBuilder::child_init).
+///
 /// # Examples
 ///
 /// ```
 /// multiproc::init();
 /// assert_eq!(multiproc::current_process().name(), "MainProcess");
+/// eprintln!("[INFO/{}] starting", multiproc::current_process().name());
 /// ```
 pub fn current_process() -> CurrentProcess {
     let me = family::me();

@@ -17,27 +17,41 @@ thread_local! {
 static HOOK: Once = Once::new();
 
 /// Installs, once per executable image, the hook that records a panic of code run under
-/// [`catching`] before printing it as Rust always does. The main process installs it at
-/// `init()`, so fork and fork-server children inherit it without touching a page.
+/// [`catching`] and prints it naming the process (`process 'Process-1' panicked at ...`,
+/// where Rust would say `thread 'main'`); any other panic goes to the hook that was there
+/// before. The main process installs it at `init()`, so fork and fork-server children
+/// inherit it without touching a page.
 pub(crate) fn install_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             // `try_with`/`try_borrow_mut`: a panic during thread teardown or inside the
             // recording itself must not panic again.
-            let _ = CAPTURE.try_with(|capture| {
-                if let Ok(mut capture) = capture.try_borrow_mut()
-                    && let Some((process, slot)) = capture.as_mut()
-                {
-                    *slot = Some(PanicInfo {
+            let recorded = CAPTURE
+                .try_with(|capture| {
+                    let mut capture = capture.try_borrow_mut().ok()?;
+                    let (process, slot) = capture.as_mut()?;
+                    let panic = PanicInfo {
                         process: process.clone(),
                         message: payload_message(info.payload()),
                         location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
                         backtrace: std::backtrace::Backtrace::force_capture().to_string(),
-                    });
+                    };
+                    // Its `Debug` is Rust's panic message with the process for the thread,
+                    // and the backtrace when `RUST_BACKTRACE` asks. One write, so that
+                    // processes panicking together do not interleave their lines.
+                    let text = format!("\n{panic:?}\n");
+                    *slot = Some(panic);
+                    Some(text)
+                })
+                .ok()
+                .flatten();
+            match recorded {
+                Some(text) => {
+                    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
                 }
-            });
-            previous(info);
+                None => previous(info),
+            }
         }));
     });
 }

@@ -549,6 +549,19 @@ pub(crate) fn remove_env_single_threaded(key: &str) {
     unsafe { std::env::remove_var(key) }
 }
 
+/// Sets (`Some`) or removes (`None`) an environment variable, in a process that runs a
+/// single thread (a child at boot, before its target).
+pub(crate) fn set_env_single_threaded(key: &OsStr, value: Option<&OsStr>) {
+    debug_assert!(thread_count() <= 1);
+    match value {
+        // SAFETY: as in `remove_env_single_threaded`: no second thread exists to read the
+        // environment at the same time.
+        Some(value) => unsafe { std::env::set_var(key, value) },
+        // SAFETY: as above.
+        None => unsafe { std::env::remove_var(key) },
+    }
+}
+
 /// Closes descriptor `fd` if it is open (for descriptors inherited without an owner).
 pub(crate) fn take_fd(fd: i32) -> Option<OwnedFd> {
     use std::os::fd::FromRawFd;
