@@ -116,9 +116,9 @@ pub use shared::{
 };
 pub use shm::ShmSafe;
 pub use sync::{
-    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, BrokenBarrier, Condition, ConditionGuard,
-    ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,
-    SemaphoreGuard, TryAcquireError,
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BoundedSemaphore, BrokenBarrier, Condition,
+    ConditionGuard, ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
+    ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 
