@@ -111,8 +111,8 @@ pub use queue::{
     Waitable, wait,
 };
 pub use shared::{
-    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory, SharedMemoryBuilder,
-    SharedMemoryError, Value, ValueGuard,
+    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedLock, SharedMemory,
+    SharedMemoryBuilder, SharedMemoryError, Value, ValueGuard,
 };
 pub use shm::ShmSafe;
 pub use sync::{
