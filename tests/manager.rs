@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{eventually, pid_running};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
-    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, StartMethod, ValueProxy,
+    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, SetProxy, StartMethod, ValueProxy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +86,60 @@ fn a_dict_behaves_as_a_python_dict() {
     manager.publish("strings", &strings).unwrap();
     let as_bools: DictProxy<u8, bool> = manager.lookup("strings").unwrap();
     assert!(matches!(as_bools.get(&1), Err(ManagerError::Codec(_))));
+}
+
+fn child_tags((s, n): (SetProxy<String>, u32)) {
+    for i in 0..n {
+        s.add(format!("tag {}", i % 5)).unwrap();
+    }
+    s.discard("tag 0").unwrap();
+}
+
+#[test]
+fn a_set_behaves_as_a_python_set_across_processes() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let manager = Manager::builder().start_method(method).start().unwrap();
+        let s = manager.set::<String>().unwrap();
+        assert!(s.is_empty().unwrap());
+        Process::new(child_tags, (s.clone(), 20)).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(s.len().unwrap(), 4, "{method:?}: duplicates are one element");
+        assert!(s.contains("tag 1").unwrap(), "a &str finds a String element");
+        assert!(!s.contains("tag 0").unwrap());
+        assert_eq!(s.to_vec().unwrap(), ["tag 1", "tag 2", "tag 3", "tag 4"]);
+    }
+
+    let manager = Manager::start().unwrap();
+    let s = manager.set_from([1, 2, 3, 2]).unwrap();
+    assert_eq!(s.len().unwrap(), 3);
+    assert!(s.discard(&2).unwrap());
+    assert!(!s.discard(&2).unwrap());
+    assert!(matches!(s.remove(&2), Err(ManagerError::ValueNotFound)), "remove of an absent element: KeyError");
+    s.remove(&3).unwrap();
+    s.add(4).unwrap();
+    assert_eq!(s.iter().unwrap().collect::<Vec<_>>(), [1, 4]);
+    assert_eq!(s.union([4, 5]).unwrap(), [1, 4, 5]);
+    assert_eq!(s.intersection([4, 5]).unwrap(), [4]);
+    assert_eq!(s.difference([4, 5]).unwrap(), [1]);
+    assert_eq!(s.symmetric_difference([4, 5]).unwrap(), [1, 5]);
+    assert!(s.issubset([1, 4, 9]).unwrap());
+    assert!(!s.issubset([1]).unwrap());
+    assert!(s.issuperset([1]).unwrap());
+    assert!(s.isdisjoint([7, 8]).unwrap());
+    assert!(!s.isdisjoint([4]).unwrap());
+    assert_eq!(s.to_vec().unwrap(), [1, 4], "the algebra leaves the set alone");
+    s.update([5, 6]).unwrap();
+    s.difference_update([1]).unwrap();
+    s.intersection_update([4, 5, 6, 7]).unwrap();
+    s.symmetric_difference_update([6, 8]).unwrap();
+    assert_eq!(s.to_vec().unwrap(), [4, 5, 8]);
+    assert_eq!(s.pop().unwrap(), Some(8));
+    s.clear().unwrap();
+    assert_eq!(s.pop().unwrap(), None);
+    // A proxy cannot be an element (it is no plain value).
+    let proxies = manager.set::<ListProxy<u8>>().unwrap();
+    assert!(proxies.add(manager.list().unwrap()).is_err());
+    assert!(proxies.is_empty().unwrap());
 }
 
 #[test]

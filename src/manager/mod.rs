@@ -36,6 +36,7 @@ pub(crate) mod protocol;
 mod queue;
 mod remote;
 mod server;
+mod set;
 mod state;
 mod store;
 mod sync;
@@ -58,6 +59,7 @@ pub use error::{ManagerError, ProxyPutError};
 pub use list::{ArrayProxy, ListProxy};
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use set::SetProxy;
 pub use sync::{
     BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, ProxyRLockGuard, RLockProxy, SemaphoreProxy,
 };
@@ -696,6 +698,45 @@ impl Manager {
             .map(|(k, v)| Ok((self.origin.encode(&k)?, self.origin.encode(&v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         Ok(DictProxy::from_core(self.make(Create::Dict(pairs), Kind::Dict)?))
+    }
+
+    /// A new, empty set on the server (`manager.set()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set::<String>()?;
+    /// s.add("first".into())?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn set<T>(&self) -> Result<SetProxy<T>, ManagerError> {
+        Ok(SetProxy::from_core(self.make(Create::Set(Vec::new()), Kind::Set)?))
+    }
+
+    /// A new set holding `values`, each once (`manager.set(iterable)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict_from`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2, 2, 3])?;
+    /// assert_eq!(s.len()?, 3);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn set_from<T: Serialize>(&self, values: impl IntoIterator<Item = T>) -> Result<SetProxy<T>, ManagerError> {
+        let items = values.into_iter().map(|v| self.origin.encode(&v)).collect::<Result<Vec<_>, ManagerError>>()?;
+        Ok(SetProxy::from_core(self.make(Create::Set(items), Kind::Set)?))
     }
 
     /// A new, empty list on the server (`manager.list()`).

@@ -19,10 +19,12 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 
 use super::custom::{DynManaged, MethodError};
-use super::protocol::{Create, Envelope, Fault, Item, Kind, ObjectId, Op, Out, REGISTRY, Request, Wait};
+use super::protocol::{
+    Create, Envelope, Fault, Item, Kind, ObjectId, Op, Out, REGISTRY, Request, SetAlgebra, SetRelation, Wait,
+};
 use crate::process::panics;
 
 /// A client connection as the server numbers them.
@@ -92,18 +94,37 @@ struct BarrierState {
 
 enum Body {
     Dict(IndexMap<Box<[u8]>, Stored>),
-    List { items: Vec<Stored>, version: u64 },
+    List {
+        items: Vec<Stored>,
+        version: u64,
+    },
     Namespace(IndexMap<String, Stored>),
     Value(Stored),
     Array(Vec<Stored>),
     Queue(QueueState),
     Lock(LockState),
     RLock(LockState),
-    Semaphore { value: u64, initial: u64, bounded: bool, waiters: VecDeque<Waiter> },
-    Event { flag: bool, waiters: Vec<Waiter> },
-    Condition { lock: LockState, waiters: VecDeque<(Waiter, u64)> },
+    Semaphore {
+        value: u64,
+        initial: u64,
+        bounded: bool,
+        waiters: VecDeque<Waiter>,
+    },
+    Event {
+        flag: bool,
+        waiters: Vec<Waiter>,
+    },
+    Condition {
+        lock: LockState,
+        waiters: VecDeque<(Waiter, u64)>,
+    },
     Barrier(BarrierState),
-    Custom { type_name: String, value: Box<dyn DynManaged> },
+    Custom {
+        type_name: String,
+        value: Box<dyn DynManaged>,
+    },
+    /// Elements by their encoding, in insertion order (plain data: a proxy is no element).
+    Set(IndexSet<Box<[u8]>>),
 }
 
 impl Body {
@@ -124,6 +145,7 @@ impl Body {
             Body::Condition { .. } => Kind::Condition,
             Body::Barrier(_) => Kind::Barrier,
             Body::Custom { .. } => Kind::Custom,
+            Body::Set(_) => Kind::Set,
         }
     }
 
@@ -407,6 +429,7 @@ impl Store {
                 Body::Dict(map)
             }
             Create::List(items) => Body::List { items: self.store_all(items)?, version: 0 },
+            Create::Set(items) => Body::Set(items.into_iter().map(Self::key).collect::<Result<IndexSet<_>, _>>()?),
             Create::Namespace => Body::Namespace(IndexMap::new()),
             Create::Value(item) => Body::Value(self.store(item)?),
             Create::Array(items) => Body::Array(self.store_all(items)?),
@@ -642,6 +665,11 @@ fn key(args: &mut VecDeque<Stored>, fx: &mut Effects) -> Result<Box<[u8]>, Fault
     }
 }
 
+/// The next `n` arguments as set elements (plain bytes).
+fn set_elements(args: &mut VecDeque<Stored>, n: usize, fx: &mut Effects) -> Result<IndexSet<Box<[u8]>>, Fault> {
+    (0..n).map(|_| key(args, fx)).collect()
+}
+
 /// Python's insertion index: negative counts from the end, out of range clamps.
 fn insertion_index(index: i64, len: usize) -> usize {
     let len_i = len as i64;
@@ -679,7 +707,11 @@ fn take_items(op: &mut Op) -> Vec<Item<ObjectId>> {
                 take(v);
             }
         }
-        Op::ListExtend(items) | Op::ListReplace { items, .. } => items.iter_mut().for_each(take),
+        Op::SetAdd(i) | Op::SetDiscard(i) => take(i),
+        Op::ListExtend(items)
+        | Op::ListReplace { items, .. }
+        | Op::SetAlgebra { items, .. }
+        | Op::SetRelation { items, .. } => items.iter_mut().for_each(take),
         _ => {}
     }
     out
@@ -785,6 +817,68 @@ fn apply(
             let found = items.iter().any(|s| s.bytes == x.bytes);
             fx.dropped.push(x);
             Ok(Out::Bool(found))
+        }
+
+        // ---- set
+        (Body::Set(set), Op::Len) => Ok(Out::Count(set.len() as u64)),
+        (Body::Set(set), Op::Clear) => {
+            set.clear();
+            Ok(Out::Unit)
+        }
+        (Body::Set(set), Op::Snapshot) => {
+            Ok(Out::Versioned { version: 0, items: set.iter().map(|e| plain(e)).collect() })
+        }
+        (Body::Set(set), Op::Contains(_)) => {
+            let x = next(args);
+            let found = set.contains(&x.bytes);
+            fx.dropped.push(x);
+            Ok(Out::Bool(found))
+        }
+        (Body::Set(set), Op::SetAdd(_)) => key(args, fx).map(|e| {
+            set.insert(e);
+            Out::Unit
+        }),
+        (Body::Set(set), Op::SetDiscard(_)) => {
+            let x = next(args);
+            let found = set.shift_remove(&x.bytes);
+            fx.dropped.push(x);
+            Ok(Out::Bool(found))
+        }
+        (Body::Set(set), Op::SetPop) => Ok(Out::MaybeItem(set.pop().map(|e| plain(&e)))),
+        (Body::Set(set), Op::SetAlgebra { algebra, items, in_place }) => {
+            let (algebra, in_place) = (*algebra, *in_place);
+            match set_elements(args, items.len(), fx) {
+                Err(f) => Err(f),
+                Ok(other) => {
+                    let result: IndexSet<Box<[u8]>> = match algebra {
+                        SetAlgebra::Union => set.iter().chain(other.iter()).cloned().collect(),
+                        SetAlgebra::Intersection => set.iter().filter(|e| other.contains(*e)).cloned().collect(),
+                        SetAlgebra::Difference => set.iter().filter(|e| !other.contains(*e)).cloned().collect(),
+                        SetAlgebra::SymmetricDifference => set
+                            .iter()
+                            .filter(|e| !other.contains(*e))
+                            .chain(other.iter().filter(|e| !set.contains(*e)))
+                            .cloned()
+                            .collect(),
+                    };
+                    if in_place {
+                        *set = result;
+                        Ok(Out::Unit)
+                    } else {
+                        Ok(Out::Items(result.iter().map(|e| plain(e)).collect()))
+                    }
+                }
+            }
+        }
+        (Body::Set(set), Op::SetRelation { relation, items }) => {
+            let relation = *relation;
+            set_elements(args, items.len(), fx).map(|other| {
+                Out::Bool(match relation {
+                    SetRelation::Subset => set.iter().all(|e| other.contains(e)),
+                    SetRelation::Superset => other.iter().all(|e| set.contains(e)),
+                    SetRelation::Disjoint => set.iter().all(|e| !other.contains(e)),
+                })
+            })
         }
 
         // ---- dict
@@ -1547,6 +1641,7 @@ mod tests {
             Create::Condition,
             Create::Barrier { parties: rng.below(4) },
             Create::Custom { type_name: "nothing".into(), value: it(rng) },
+            Create::Set(vec![it(rng), it(rng)]),
         ];
         let ops = vec![
             Op::Len,
@@ -1601,6 +1696,15 @@ mod tests {
             Op::BarrierState,
             Op::Method { name: "m".into(), args: it(rng) },
             Op::Copy,
+            Op::SetAdd(it(rng)),
+            Op::SetDiscard(it(rng)),
+            Op::SetPop,
+            Op::SetAlgebra {
+                algebra: SetAlgebra::SymmetricDifference,
+                items: vec![it(rng)],
+                in_place: rng.below(2) == 0,
+            },
+            Op::SetRelation { relation: SetRelation::Subset, items: vec![it(rng), it(rng)] },
         ];
         let mut out: Vec<Envelope> = Vec::new();
         for c in creates {
