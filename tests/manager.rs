@@ -142,6 +142,41 @@ fn a_set_behaves_as_a_python_set_across_processes() {
     assert!(proxies.is_empty().unwrap());
 }
 
+fn record_server_pid(pid: multiproc::Value<u32>) {
+    pid.set(std::process::id());
+}
+
+#[test]
+fn the_initializer_runs_in_the_server_process_before_it_serves() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let seen = multiproc::Value::new(0u32).unwrap();
+        let manager =
+            Manager::builder().start_method(method).initializer(record_server_pid, seen.clone()).start().unwrap();
+        assert_eq!(Some(seen.get()), manager.pid(), "{method:?}: it ran in the server, before start returned");
+        assert_eq!(manager.list_from([1]).unwrap().len().unwrap(), 1, "and the server serves");
+    }
+}
+
+fn failing_initializer(why: String) {
+    panic!("{why}");
+}
+
+#[test]
+fn a_panicking_initializer_is_a_typed_start_error() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let started = Manager::builder()
+            .start_method(method)
+            .initializer(failing_initializer, "no configuration".to_string())
+            .start();
+        match started {
+            Err(ManagerError::InitializerPanicked(info)) => assert_eq!(info.message, "no configuration", "{method:?}"),
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_list_behaves_as_a_python_list() {
     let _w = common::heap_user(LIMIT);

@@ -66,7 +66,7 @@ pub use sync::{
 
 use link::{Origin, ProxyCore};
 use protocol::{Create, Kind, Op, Out, REGISTRY, Request};
-use server::{Server, ServerBoot, server_main};
+use server::{Server, ServerBoot, ServerFailure, initializer_runner, server_main};
 use state::{CLOSED, Control, ManagerState, STARTING};
 
 use crate::process::{Process, ProcessHandle, StartMethod};
@@ -79,7 +79,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The server process of a started manager.
 struct ServerProcess {
     state: Shared<ManagerState>,
-    process: ProcessHandle<Result<(), String>>,
+    process: ProcessHandle<Result<(), ServerFailure>>,
     listen_ip: Option<IpAddr>,
     shutdown_timeout: Duration,
 }
@@ -176,7 +176,11 @@ pub struct ManagerBuilder {
     shutdown_timeout: Duration,
     max_message_size: u64,
     limits: remote::Limits,
+    initializer: Option<(Result<Packed, sys::NotInExecutable>, EncodeArgs)>,
 }
+
+/// Encodes the initializer's arguments.
+type EncodeArgs = Box<dyn Fn() -> Result<crate::codec::Encoded, crate::CodecError> + Send + Sync>;
 
 impl fmt::Debug for ManagerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -188,6 +192,7 @@ impl fmt::Debug for ManagerBuilder {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_message_size", &self.max_message_size)
             .field("limits", &self.limits)
+            .field("initializer", &self.initializer.is_some())
             .finish()
     }
 }
@@ -210,6 +215,33 @@ impl ManagerBuilder {
     /// family's key (Python's `current_process().authkey`).
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// `f(args)` runs in the server process before it serves (Python's `initializer` and
+    /// `initargs` of `BaseManager.start`): `f` is a function of the program, since it
+    /// runs in another process. A panic in it makes [`start`](ManagerBuilder::start) fail
+    /// with [`ManagerError::InitializerPanicked`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn quiet(level: u8) {
+    ///     // e.g. ignore SIGINT in the server, set up logging at `level`, ...
+    ///     let _ = level;
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().initializer(quiet, 2).start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        // A function outside the executable is refused by `start`.
+        self.initializer =
+            Some((sys::pack_checked(f, initializer_runner::<A>), Box::new(move || crate::codec::encode(&args))));
         self
     }
 
@@ -336,9 +368,21 @@ impl ManagerBuilder {
             None => None,
         };
         let listen_ip = self.address.as_deref().and_then(|a| a.to_socket_addrs().ok()?.next()).map(|a| a.ip());
+        let mut encoded_args = None;
+        let initializer = match &self.initializer {
+            None => None,
+            Some((call, encode)) => {
+                let call = call.map_err(|_| ManagerError::Start(crate::Error::NotInExecutable.to_string()))?;
+                let mut encoded = encode()?;
+                let args = crate::shm::Payload::new(std::mem::take(&mut encoded.bytes))?;
+                encoded_args = Some(encoded);
+                Some((call, args))
+            }
+        };
         let state = Shared::new(ManagerState::new()?)?;
         state.requests.open()?;
         let boot = ServerBoot {
+            initializer,
             state: state.clone(),
             types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
             listen,
@@ -350,7 +394,10 @@ impl ManagerBuilder {
         if let Some(method) = self.start_method {
             process = process.start_method(method);
         }
-        let process = process.start()?;
+        let mut process = process.start()?;
+        if let Some(encoded) = encoded_args {
+            encoded.sent();
+        }
         let status = state.changed.wait(
             Deadline::after(START_TIMEOUT),
             SPIN,
@@ -363,12 +410,23 @@ impl ManagerBuilder {
         let started = matches!(status, Ok(s) if s != CLOSED);
         if !started {
             state.set_status(CLOSED);
-            let _ = process.kill();
-            return Err(ManagerError::Start(match process.join() {
-                Ok(Err(why)) => why,
-                Ok(Ok(())) => "the server ended at once".into(),
-                Err(e) => e.to_string(),
-            }));
+            // A server that said it could not serve is returning why: let it, rather than
+            // kill it and report the kill.
+            let reported = if matches!(status, Ok(CLOSED)) { START_TIMEOUT } else { Duration::ZERO };
+            let ended = match process.join_timeout(reported) {
+                Ok(outcome) => Ok(outcome),
+                Err(crate::JoinTimeoutError::Failed(e)) => Err(e),
+                Err(_) => {
+                    let _ = process.kill();
+                    process.join()
+                }
+            };
+            return Err(match ended {
+                Ok(Err(ServerFailure::Initializer(info))) => ManagerError::InitializerPanicked(info),
+                Ok(Err(ServerFailure::Start(why))) => ManagerError::Start(why),
+                Ok(Ok(())) => ManagerError::Start("the server ended at once".into()),
+                Err(e) => ManagerError::Start(e.to_string()),
+            });
         }
         let for_types = state.clone();
         for (name, _, _) in &self.types {
@@ -496,6 +554,7 @@ impl Manager {
             shutdown_timeout: Duration::from_secs(1),
             max_message_size: remote::DEFAULT_MAX_MESSAGE,
             limits: remote::Limits::default(),
+            initializer: None,
         }
     }
 
