@@ -17,7 +17,8 @@ use std::time::Duration;
 use common::{eventually, pid_running};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
-    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, SetProxy, StartMethod, ValueProxy,
+    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, SetProxy, SharedMemoryBlocks,
+    SharedMemoryManager, StartMethod, ValueProxy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +176,51 @@ fn a_panicking_initializer_is_a_typed_start_error() {
             other => panic!("{method:?}: {other:?}"),
         }
     }
+}
+
+fn make_block_then_hang((blocks, made): (SharedMemoryBlocks, multiproc::Event)) {
+    let shm = blocks.shared_memory(4096).unwrap();
+    shm.write_at(0, b"left by a killed process");
+    made.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+fn shm_exists(name: &str) -> bool {
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
+
+#[test]
+fn a_shared_memory_manager_unlinks_every_block_at_shutdown_even_of_a_killed_creator() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let smm = SharedMemoryManager::start_with(Manager::builder().start_method(method)).unwrap();
+        let shm = smm.shared_memory(64).unwrap();
+        let list = smm.shareable_list([1i64, 2, 3]).unwrap();
+        assert_eq!(list.to_vec().unwrap().len(), 3);
+        let made = multiproc::Event::new().unwrap();
+        let child = Process::new(make_block_then_hang, (smm.blocks(), made.clone()))
+            .start_method(method)
+            .daemon(true)
+            .start()
+            .unwrap();
+        assert!(made.wait_timeout(LIMIT));
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -9);
+        let names = smm.names().unwrap();
+        assert_eq!(names.len(), 3, "{method:?}");
+        assert!(names.iter().all(|n| shm_exists(n)), "{method:?}: the killed child's block outlives it");
+        smm.shutdown().unwrap();
+        assert!(names.iter().all(|n| !shm_exists(n)), "{method:?}: shutdown unlinked every block");
+        shm.write_at(0, b"still mapped"); // an open handle keeps its mapping
+        drop((shm, list));
+    }
+
+    // Dropping the manager unlinks too.
+    let name = {
+        let smm = SharedMemoryManager::start().unwrap();
+        smm.shared_memory(8).unwrap().name().to_string()
+    };
+    assert!(!shm_exists(&name));
 }
 
 #[test]

@@ -37,6 +37,7 @@ mod queue;
 mod remote;
 mod server;
 mod set;
+mod shared_memory;
 mod state;
 mod store;
 mod sync;
@@ -60,6 +61,7 @@ pub use list::{ArrayProxy, ListProxy};
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::{JoinableQueueProxy, QueueProxy};
 pub use set::SetProxy;
+pub use shared_memory::{SharedMemoryBlocks, SharedMemoryManager};
 pub use sync::{
     BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, ProxyRLockGuard, RLockProxy, SemaphoreProxy,
 };
