@@ -417,6 +417,84 @@ fn locks_events_conditions_and_barriers_work_across_processes() {
     assert!(!b.broken().unwrap());
 }
 
+/// In the server process, set by its initializer: (trips counted, pid of the action).
+static TRIPS: std::sync::OnceLock<(multiproc::Value<u32>, multiproc::Value<u32>)> = std::sync::OnceLock::new();
+
+fn remember_trip_counters(counters: (multiproc::Value<u32>, multiproc::Value<u32>)) {
+    let _ = TRIPS.set(counters);
+}
+
+fn count_trip() {
+    let (trips, ran_in) = TRIPS.get().expect("the initializer ran first");
+    *trips.lock() += 1;
+    ran_in.set(std::process::id());
+}
+
+fn panicking_action() {
+    panic!("the action fails");
+}
+
+fn barrier_rounds((b, rounds): (BarrierProxy, u32)) -> Result<(), String> {
+    for _ in 0..rounds {
+        b.wait().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_manager_barrier_runs_its_action_once_per_trip_in_the_server() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let counters = (multiproc::Value::new(0u32).unwrap(), multiproc::Value::new(0u32).unwrap());
+        let manager = Manager::builder()
+            .start_method(method)
+            .initializer(remember_trip_counters, counters.clone())
+            .barrier_action("count", count_trip)
+            .barrier_action("panic", panicking_action)
+            .start()
+            .unwrap();
+        const ROUNDS: u32 = 4;
+        let b = manager.barrier_with(3, Some("count"), None).unwrap();
+        let children: Vec<_> = (0..2)
+            .map(|_| Process::new(barrier_rounds, (b.clone(), ROUNDS)).start_method(method).start().unwrap())
+            .collect();
+        for round in 0..ROUNDS {
+            b.wait().unwrap();
+            assert!(counters.0.get() > round, "{method:?}: the action ran before the parties were released");
+        }
+        for child in children {
+            assert_eq!(child.join().unwrap(), Ok(()));
+        }
+        assert_eq!(counters.0.get(), ROUNDS, "{method:?}: once per trip");
+        assert_eq!(Some(counters.1.get()), manager.pid(), "{method:?}: in the server process");
+
+        let broken = manager.barrier_with(2, Some("panic"), None).unwrap();
+        let other = Process::new(barrier_rounds, (broken.clone(), 1)).start_method(method).start().unwrap();
+        assert!(matches!(broken.wait(), Err(ManagerError::BrokenBarrier)), "{method:?}");
+        assert!(other.join().unwrap().is_err(), "{method:?}: every party sees the break");
+        assert!(matches!(manager.barrier_with(2, Some("nobody"), None), Err(ManagerError::UnknownMethod { .. })));
+    }
+}
+
+#[test]
+fn a_manager_barrier_default_timeout_breaks_it_when_it_runs_out() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let b = manager.barrier_with(2, None, Some(Duration::from_millis(30))).unwrap();
+    // The default timeout lives with the barrier on the server: a child's plain wait uses it.
+    let alone = Process::new(barrier_rounds, (b.clone(), 1)).start().unwrap();
+    assert!(alone.join().unwrap().is_err());
+    assert!(matches!(b.wait(), Err(ManagerError::BrokenBarrier)));
+    b.reset().unwrap();
+    // An explicit timeout overrides the default one.
+    let patient = b.clone();
+    let waiter = std::thread::spawn(move || patient.wait_timeout(LIMIT).map_err(|e| e.to_string()));
+    assert!(eventually(LIMIT, || b.n_waiting().unwrap() == 1));
+    std::thread::sleep(Duration::from_millis(60)); // past the default timeout
+    b.wait().unwrap();
+    assert!(waiter.join().unwrap().is_ok());
+}
+
 #[test]
 fn rlocks_are_recursive_and_owned_semaphores_count() {
     let _w = common::heap_user(LIMIT);

@@ -175,6 +175,7 @@ pub struct ManagerBuilder {
     address: Option<String>,
     authkey: Option<Vec<u8>>,
     types: Vec<(&'static str, Packed, store::Constructor)>,
+    actions: Vec<(&'static str, Result<Packed, sys::NotInExecutable>)>,
     shutdown_timeout: Duration,
     max_message_size: u64,
     limits: remote::Limits,
@@ -244,6 +245,24 @@ impl ManagerBuilder {
         // A function outside the executable is refused by `start`.
         self.initializer =
             Some((sys::pack_checked(f, initializer_runner::<A>), Box::new(move || crate::codec::encode(&args))));
+        self
+    }
+
+    /// Registers `f` as the barrier action `name`, for
+    /// [`Manager::barrier_with`]: it runs in the server process each time such a barrier
+    /// trips (Python's `manager.Barrier(n, action=f)`, where `f` too must be found by name
+    /// in the server).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn tripped() {}
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().barrier_action("tripped", tripped).start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn barrier_action(mut self, name: &'static str, f: fn()) -> Self {
+        self.actions.push((name, sys::pack_checked(f, action_runner)));
         self
     }
 
@@ -374,7 +393,7 @@ impl ManagerBuilder {
         let initializer = match &self.initializer {
             None => None,
             Some((call, encode)) => {
-                let call = call.map_err(|_| ManagerError::Start(crate::Error::NotInExecutable.to_string()))?;
+                let call = call.map_err(|_| not_in_executable())?;
                 let mut encoded = encode()?;
                 let args = crate::shm::Payload::new(std::mem::take(&mut encoded.bytes))?;
                 encoded_args = Some(encoded);
@@ -387,6 +406,11 @@ impl ManagerBuilder {
             initializer,
             state: state.clone(),
             types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
+            actions: self
+                .actions
+                .iter()
+                .map(|(name, packed)| Ok((name.to_string(), (*packed).map_err(|_| not_in_executable())?)))
+                .collect::<Result<_, ManagerError>>()?,
             listen,
             max_message: self.max_message_size,
             limits: self.limits.clone(),
@@ -489,6 +513,17 @@ impl ManagerBuilder {
     }
 }
 
+fn not_in_executable() -> ManagerError {
+    ManagerError::Start(crate::Error::NotInExecutable.to_string())
+}
+
+/// Hands a barrier action over to the server that unpacks it (see `Server::register_action`).
+fn action_runner(f: fn(), context: &mut dyn std::any::Any) {
+    if let Some(slot) = context.downcast_mut::<Option<fn()>>() {
+        *slot = Some(f);
+    }
+}
+
 fn next_manager_number() -> u32 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -553,6 +588,7 @@ impl Manager {
             address: None,
             authkey: None,
             types: Vec::new(),
+            actions: Vec::new(),
             shutdown_timeout: Duration::from_secs(1),
             max_message_size: remote::DEFAULT_MAX_MESSAGE,
             limits: remote::Limits::default(),
@@ -1113,7 +1149,49 @@ impl Manager {
     /// ```
     #[doc(alias = "Barrier")]
     pub fn barrier(&self, parties: usize) -> Result<BarrierProxy, ManagerError> {
-        Ok(BarrierProxy::from_core(self.make(Create::Barrier { parties: parties as u64 }, Kind::Barrier)?))
+        self.barrier_with(parties, None, None)
+    }
+
+    /// A new barrier for `parties` parties with an action and a default timeout
+    /// (`manager.Barrier(parties, action, timeout)`). As in Python, the action runs in the
+    /// server process, when the last party arrives and before any is released; it is named
+    /// by what it was registered as with [`ManagerBuilder::barrier_action`] (only a
+    /// function of the server's own program can run there). A panicking action breaks the
+    /// barrier: every party gets [`ManagerError::BrokenBarrier`]. `wait()` waits at most
+    /// `timeout`, when given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::barrier`]; [`ManagerError::UnknownMethod`] when no action of that
+    /// name was registered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// fn tripped() {
+    ///     println!("everyone is here"); // printed by the server process
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().barrier_action("tripped", tripped).start()?;
+    /// let b = manager.barrier_with(1, Some("tripped"), Some(Duration::from_secs(5)))?;
+    /// assert_eq!(b.wait()?, 0);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn barrier_with(
+        &self,
+        parties: usize,
+        action: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<BarrierProxy, ManagerError> {
+        let create = Create::Barrier {
+            parties: parties as u64,
+            timeout: timeout.and_then(handle::wait_for),
+            action: action.map(str::to_string),
+        };
+        Ok(BarrierProxy::from_core(self.make(create, Kind::Barrier)?))
     }
 
     /// Moves `value` to the server and returns its proxy (Python's

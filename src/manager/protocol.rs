@@ -215,6 +215,10 @@ pub(crate) enum Create {
     Condition,
     Barrier {
         parties: u64,
+        /// What a `wait` without a timeout waits at most.
+        timeout: Wait,
+        /// The name of an action registered with the server, run when the barrier trips.
+        action: Option<String>,
     },
     /// A registered type, by name, from its encoded initial value.
     Custom {

@@ -37,6 +37,8 @@ pub(crate) struct ServerBoot {
     pub(crate) state: Shared<ManagerState>,
     /// Registered types: their names and constructor runners.
     pub(crate) types: Vec<(String, Packed)>,
+    /// Barrier actions: their names and runners handing the function over.
+    pub(crate) actions: Vec<(String, Packed)>,
     /// A TCP address to listen on, with the key remote clients must know.
     pub(crate) listen: Option<(String, Vec<u8>)>,
     pub(crate) max_message: u64,
@@ -123,6 +125,15 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
     server.limit_requests(boot.limits.max_request_memory);
     for (name, runner) in boot.types {
         server.register_packed(name, runner);
+    }
+    for (name, runner) in boot.actions {
+        let mut action: Option<fn()> = None;
+        // A runner from another executable is refused by `unpack_and_run`.
+        if sys::unpack_and_run(runner, &mut action).is_ok()
+            && let Some(action) = action
+        {
+            server.store.register_action(&name, action);
+        }
     }
     if let Some((address, authkey)) = boot.listen {
         let config = ListenConfig::new(authkey, boot.max_message, boot.limits);

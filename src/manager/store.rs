@@ -88,6 +88,9 @@ struct QueueState {
 #[derive(Debug)]
 struct BarrierState {
     parties: u64,
+    timeout: Wait,
+    /// Run in the server by the request that trips the barrier.
+    action: Option<fn()>,
     waiting: Vec<Waiter>,
     broken: bool,
 }
@@ -175,6 +178,8 @@ pub(crate) struct Store {
     objects: HashMap<ObjectId, Object>,
     next_id: ObjectId,
     types: HashMap<String, Constructor>,
+    /// Barrier actions, by name.
+    actions: HashMap<String, fn()>,
     timers: BTreeSet<Timer>,
     out: Vec<Outgoing>,
     shutting_down: bool,
@@ -207,6 +212,7 @@ impl Store {
             objects,
             next_id: REGISTRY + 1,
             types: HashMap::new(),
+            actions: HashMap::new(),
             timers: BTreeSet::new(),
             out: Vec::new(),
             shutting_down: false,
@@ -216,6 +222,11 @@ impl Store {
     /// Makes a registered type available to `Create::Custom`.
     pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
         self.types.insert(name.to_string(), constructor);
+    }
+
+    /// Registers a barrier action under `name`.
+    pub(crate) fn register_action(&mut self, name: &str, action: fn()) {
+        self.actions.insert(name.to_string(), action);
     }
 
     /// How many objects exist (the registry included).
@@ -449,11 +460,20 @@ impl Store {
             }
             Create::Event => Body::Event { flag: false, waiters: Vec::new() },
             Create::Condition => Body::Condition { lock: LockState::default(), waiters: VecDeque::new() },
-            Create::Barrier { parties } => {
+            Create::Barrier { parties, timeout, action } => {
                 if parties == 0 {
                     return Err(Fault::Malformed("a barrier needs at least one party".into()));
                 }
-                Body::Barrier(BarrierState { parties, waiting: Vec::new(), broken: false })
+                let action = match action {
+                    None => None,
+                    Some(name) => match self.actions.get(&name) {
+                        Some(action) => Some(*action),
+                        None => {
+                            return Err(Fault::UnknownMethod { type_name: "Barrier action".into(), method: name });
+                        }
+                    },
+                };
+                Body::Barrier(BarrierState { parties, timeout, action, waiting: Vec::new(), broken: false })
             }
             Create::Custom { type_name, value } => {
                 if !value.refs.is_empty() {
@@ -1190,13 +1210,24 @@ fn apply(
             if b.broken {
                 Err(Fault::BrokenBarrier)
             } else if b.waiting.len() as u64 + 1 >= b.parties {
+                // The action runs before any party is released; a panic breaks the
+                // barrier for all (Python's rule).
+                if let Some(action) = b.action
+                    && panics::catching("manager", action).is_err()
+                {
+                    b.broken = true;
+                    for waiter in b.waiting.drain(..) {
+                        fx.answer(waiter, Err(Fault::BrokenBarrier));
+                    }
+                    return Some(Err(Fault::BrokenBarrier));
+                }
                 let index = b.waiting.len() as u64;
                 for (i, waiter) in b.waiting.drain(..).enumerate() {
                     fx.answer(waiter, Ok(Out::Count(i as u64)));
                 }
                 Ok(Out::Count(index))
             } else {
-                let waiter = fx.park(&call, *wait);
+                let waiter = fx.park(&call, wait.or(b.timeout));
                 b.waiting.push(waiter);
                 return None;
             }
@@ -1538,7 +1569,7 @@ mod tests {
     #[test]
     fn a_barrier_answers_every_party_with_its_index() {
         let mut store = Store::new();
-        let b = create(&mut store, Create::Barrier { parties: 3 });
+        let b = create(&mut store, Create::Barrier { parties: 3, timeout: None, action: None });
         assert_eq!(call(&mut store, A, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
         assert_eq!(call(&mut store, B, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
         let last = Request::Call { id: b, kind: Kind::Barrier, op: Op::BarrierWait { wait: None } };
@@ -1639,7 +1670,7 @@ mod tests {
             Create::Semaphore { value: rng.below(3), bounded: rng.below(2) == 0 },
             Create::Event,
             Create::Condition,
-            Create::Barrier { parties: rng.below(4) },
+            Create::Barrier { parties: rng.below(4), timeout: wait(rng), action: None },
             Create::Custom { type_name: "nothing".into(), value: it(rng) },
             Create::Set(vec![it(rng), it(rng)]),
         ];
