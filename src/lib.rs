@@ -17,14 +17,18 @@
 //! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait`](Event::wait) / [`wait_timeout`](Event::wait_timeout) |
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]; through its guard: [`wait`](ConditionGuard::wait), [`wait_for`](ConditionGuard::wait_for), [`notify`](ConditionGuard::notify), [`notify_all`](ConditionGuard::notify_all) |
 //! | `Barrier(parties)`: `wait`, `abort`, `reset`, `BrokenBarrierError` | [`Barrier`]: [`wait`](Barrier::wait), [`abort`](Barrier::abort), [`reset`](Barrier::reset), [`BrokenBarrier`] |
+//! | `Barrier(parties, action=f, timeout=t)` | [`Barrier::builder(n).action(f).timeout(t).build()?`](BarrierBuilder) (the action runs in the process that trips it; [`action_with(f, args)`](BarrierBuilder::action_with)) |
 //! | `Value('i', 0)`, `with v.get_lock(): v.value += 1` | [`Value::new(0i32)?`](Value), [`*v.lock() += 1`](Value::lock) |
+//! | `Value('i', 0, lock=l)`, `Array('i', xs, lock=l)`, `v.get_lock()` | [`Value::with_lock(0, l)?`](Value::with_lock), [`Array::with_lock(&xs, l)?`](Array::with_lock) (`l`: a [`Lock`] or [`RLock`], see [`SharedLock`]), [`shared_lock()`](Value::shared_lock) |
 //! | `Array('d', 10)`, `Array('i', [0, 1, 2])`, `arr[:]` | [`Array::<f64>::new(10)?`](Array::new), [`Array::from_slice(&[0, 1, 2])?`](Array::from_slice), [`to_vec()`](Array::to_vec) |
 //! | `RawValue`, `RawArray`, `lock=False` | [`RawValue`], [`RawArray`] (`unsafe` [`as_slice`](RawArray::as_slice)) |
 //! | `ctypes.Structure` in a `Value` | `#[derive(ShmSafe)] #[repr(C)] struct`, see [`ShmSafe`] |
 //! | `SharedMemory(create=True, size=n)`, `SharedMemory(name)`, `.buf`, `close()`, `unlink()` | [`SharedMemory::create(n)?`](SharedMemory::create), [`SharedMemory::open(name)?`](SharedMemory::open), [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at), [`close()`](SharedMemory::close), [`unlink()`](SharedMemory::unlink) |
 //! | `ShareableList([1, 'a', None])` | [`ShareableList::new([Item::from(1), "a".into(), Item::None])?`](ShareableList) (Python's byte layout) |
+//! | `SharedMemoryManager()`, `smm.SharedMemory(n)`, `smm.ShareableList(xs)`, `smm.shutdown()` | [`SharedMemoryManager::start()?`](SharedMemoryManager), [`smm.shared_memory(n)?`](SharedMemoryManager::shared_memory), [`smm.shareable_list(xs)?`](SharedMemoryManager::shareable_list), [`smm.shutdown()?`](SharedMemoryManager::shutdown) (unlinks every block) |
 //! | `with Manager() as m:`, `m.dict()`, `m.list(range(10))`, `m.Namespace()` | [`let m = Manager::start()?`](Manager) (dropped: shut down), [`m.dict()`](Manager::dict), [`m.list_from(0..10)`](Manager::list_from), [`m.namespace()`](Manager::namespace) |
 //! | `m.Lock()`, `m.Queue()`, `m.Value('i', 0)`, `m.Event()`, `m.Barrier(n)`, ... | [`m.lock()`](Manager::lock), [`m.queue()`](Manager::queue), [`m.value(0)`](Manager::value), [`m.event()`](Manager::event), [`m.barrier(n)`](Manager::barrier), ... |
+//! | `m.set()`, `m.Barrier(n, action, timeout)`, `Manager(initializer=f, initargs=(a,))` | [`m.set()`](Manager::set) ([`SetProxy`]), [`m.barrier_with(n, Some("name"), Some(t))`](Manager::barrier_with) (with [`barrier_action`](ManagerBuilder::barrier_action)), [`Manager::builder().initializer(f, a)`](ManagerBuilder::initializer) |
 //! | `BaseManager.register('Counter', Counter)`, `m.Counter()` | [`managed!`] `{ pub proxy CounterProxy for Counter { ... } }`, [`m.create(Counter::new())`](Manager::create) |
 //! | `BaseManager(address, authkey).connect()`, `get_server().serve_forever()` | [`Manager::connect(addr, key)`](Manager::connect), [`Manager::builder().address(a).serve(...)`](ManagerBuilder::serve) |
 //! | `Queue(maxsize)`, `q.put(x)`, `q.get(timeout=t)`, `q.get_nowait()`, `q.qsize()` | [`Queue::with_maxsize(n)?`](Queue::with_maxsize), [`q.put(x)?`](Queue::put), [`q.get_timeout(t)?`](Queue::get_timeout), [`q.try_get()`](Queue::try_get), [`q.len()`](Queue::len) |
@@ -91,7 +95,8 @@ pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutEr
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
     Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, ProxyPutError,
-    ProxyRLockGuard, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+    ProxyRLockGuard, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy, SharedMemoryBlocks, SharedMemoryManager,
+    ValueProxy,
 };
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
 pub use multiproc_macros::ShmSafe;
@@ -120,14 +125,14 @@ pub use queue::{
     Waitable, wait,
 };
 pub use shared::{
-    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory, SharedMemoryBuilder,
-    SharedMemoryError, Value, ValueGuard,
+    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedLock, SharedMemory,
+    SharedMemoryBuilder, SharedMemoryError, Value, ValueGuard,
 };
 pub use shm::ShmSafe;
 pub use sync::{
-    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, BrokenBarrier, Condition, ConditionGuard,
-    ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard, ReleaseError, Semaphore,
-    SemaphoreGuard, TryAcquireError,
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BoundedSemaphore, BrokenBarrier, Condition,
+    ConditionGuard, ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
+    ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 

@@ -17,7 +17,8 @@ use std::time::Duration;
 use common::{eventually, pid_running};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
-    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, StartMethod, ValueProxy,
+    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, SetProxy, SharedMemoryBlocks,
+    SharedMemoryManager, StartMethod, ValueProxy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,140 @@ fn a_dict_behaves_as_a_python_dict() {
     manager.publish("strings", &strings).unwrap();
     let as_bools: DictProxy<u8, bool> = manager.lookup("strings").unwrap();
     assert!(matches!(as_bools.get(&1), Err(ManagerError::Codec(_))));
+}
+
+fn child_tags((s, n): (SetProxy<String>, u32)) {
+    for i in 0..n {
+        s.add(format!("tag {}", i % 5)).unwrap();
+    }
+    s.discard("tag 0").unwrap();
+}
+
+#[test]
+fn a_set_behaves_as_a_python_set_across_processes() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let manager = Manager::builder().start_method(method).start().unwrap();
+        let s = manager.set::<String>().unwrap();
+        assert!(s.is_empty().unwrap());
+        Process::new(child_tags, (s.clone(), 20)).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(s.len().unwrap(), 4, "{method:?}: duplicates are one element");
+        assert!(s.contains("tag 1").unwrap(), "a &str finds a String element");
+        assert!(!s.contains("tag 0").unwrap());
+        assert_eq!(s.to_vec().unwrap(), ["tag 1", "tag 2", "tag 3", "tag 4"]);
+    }
+
+    let manager = Manager::start().unwrap();
+    let s = manager.set_from([1, 2, 3, 2]).unwrap();
+    assert_eq!(s.len().unwrap(), 3);
+    assert!(s.discard(&2).unwrap());
+    assert!(!s.discard(&2).unwrap());
+    assert!(matches!(s.remove(&2), Err(ManagerError::ValueNotFound)), "remove of an absent element: KeyError");
+    s.remove(&3).unwrap();
+    s.add(4).unwrap();
+    assert_eq!(s.iter().unwrap().collect::<Vec<_>>(), [1, 4]);
+    assert_eq!(s.union([4, 5]).unwrap(), [1, 4, 5]);
+    assert_eq!(s.intersection([4, 5]).unwrap(), [4]);
+    assert_eq!(s.difference([4, 5]).unwrap(), [1]);
+    assert_eq!(s.symmetric_difference([4, 5]).unwrap(), [1, 5]);
+    assert!(s.issubset([1, 4, 9]).unwrap());
+    assert!(!s.issubset([1]).unwrap());
+    assert!(s.issuperset([1]).unwrap());
+    assert!(s.isdisjoint([7, 8]).unwrap());
+    assert!(!s.isdisjoint([4]).unwrap());
+    assert_eq!(s.to_vec().unwrap(), [1, 4], "the algebra leaves the set alone");
+    s.update([5, 6]).unwrap();
+    s.difference_update([1]).unwrap();
+    s.intersection_update([4, 5, 6, 7]).unwrap();
+    s.symmetric_difference_update([6, 8]).unwrap();
+    assert_eq!(s.to_vec().unwrap(), [4, 5, 8]);
+    assert_eq!(s.pop().unwrap(), Some(8));
+    s.clear().unwrap();
+    assert_eq!(s.pop().unwrap(), None);
+    // A proxy cannot be an element (it is no plain value).
+    let proxies = manager.set::<ListProxy<u8>>().unwrap();
+    assert!(proxies.add(manager.list().unwrap()).is_err());
+    assert!(proxies.is_empty().unwrap());
+}
+
+fn record_server_pid(pid: multiproc::Value<u32>) {
+    pid.set(std::process::id());
+}
+
+#[test]
+fn the_initializer_runs_in_the_server_process_before_it_serves() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let seen = multiproc::Value::new(0u32).unwrap();
+        let manager =
+            Manager::builder().start_method(method).initializer(record_server_pid, seen.clone()).start().unwrap();
+        assert_eq!(Some(seen.get()), manager.pid(), "{method:?}: it ran in the server, before start returned");
+        assert_eq!(manager.list_from([1]).unwrap().len().unwrap(), 1, "and the server serves");
+    }
+}
+
+fn failing_initializer(why: String) {
+    panic!("{why}");
+}
+
+#[test]
+fn a_panicking_initializer_is_a_typed_start_error() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let started = Manager::builder()
+            .start_method(method)
+            .initializer(failing_initializer, "no configuration".to_string())
+            .start();
+        match started {
+            Err(ManagerError::InitializerPanicked(info)) => assert_eq!(info.message, "no configuration", "{method:?}"),
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+}
+
+fn make_block_then_hang((blocks, made): (SharedMemoryBlocks, multiproc::Event)) {
+    let shm = blocks.shared_memory(4096).unwrap();
+    shm.write_at(0, b"left by a killed process");
+    made.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+fn shm_exists(name: &str) -> bool {
+    std::path::Path::new("/dev/shm").join(name).exists()
+}
+
+#[test]
+fn a_shared_memory_manager_unlinks_every_block_at_shutdown_even_of_a_killed_creator() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let smm = SharedMemoryManager::start_with(Manager::builder().start_method(method)).unwrap();
+        let shm = smm.shared_memory(64).unwrap();
+        let list = smm.shareable_list([1i64, 2, 3]).unwrap();
+        assert_eq!(list.to_vec().unwrap().len(), 3);
+        let made = multiproc::Event::new().unwrap();
+        let child = Process::new(make_block_then_hang, (smm.blocks(), made.clone()))
+            .start_method(method)
+            .daemon(true)
+            .start()
+            .unwrap();
+        assert!(made.wait_timeout(LIMIT));
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -9);
+        let names = smm.names().unwrap();
+        assert_eq!(names.len(), 3, "{method:?}");
+        assert!(names.iter().all(|n| shm_exists(n)), "{method:?}: the killed child's block outlives it");
+        smm.shutdown().unwrap();
+        assert!(names.iter().all(|n| !shm_exists(n)), "{method:?}: shutdown unlinked every block");
+        shm.write_at(0, b"still mapped"); // an open handle keeps its mapping
+        drop((shm, list));
+    }
+
+    // Dropping the manager unlinks too.
+    let name = {
+        let smm = SharedMemoryManager::start().unwrap();
+        smm.shared_memory(8).unwrap().name().to_string()
+    };
+    assert!(!shm_exists(&name));
 }
 
 #[test]
@@ -280,6 +415,84 @@ fn locks_events_conditions_and_barriers_work_across_processes() {
     assert!(b.broken().unwrap());
     b.reset().unwrap();
     assert!(!b.broken().unwrap());
+}
+
+/// In the server process, set by its initializer: (trips counted, pid of the action).
+static TRIPS: std::sync::OnceLock<(multiproc::Value<u32>, multiproc::Value<u32>)> = std::sync::OnceLock::new();
+
+fn remember_trip_counters(counters: (multiproc::Value<u32>, multiproc::Value<u32>)) {
+    let _ = TRIPS.set(counters);
+}
+
+fn count_trip() {
+    let (trips, ran_in) = TRIPS.get().expect("the initializer ran first");
+    *trips.lock() += 1;
+    ran_in.set(std::process::id());
+}
+
+fn panicking_action() {
+    panic!("the action fails");
+}
+
+fn barrier_rounds((b, rounds): (BarrierProxy, u32)) -> Result<(), String> {
+    for _ in 0..rounds {
+        b.wait().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_manager_barrier_runs_its_action_once_per_trip_in_the_server() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let counters = (multiproc::Value::new(0u32).unwrap(), multiproc::Value::new(0u32).unwrap());
+        let manager = Manager::builder()
+            .start_method(method)
+            .initializer(remember_trip_counters, counters.clone())
+            .barrier_action("count", count_trip)
+            .barrier_action("panic", panicking_action)
+            .start()
+            .unwrap();
+        const ROUNDS: u32 = 4;
+        let b = manager.barrier_with(3, Some("count"), None).unwrap();
+        let children: Vec<_> = (0..2)
+            .map(|_| Process::new(barrier_rounds, (b.clone(), ROUNDS)).start_method(method).start().unwrap())
+            .collect();
+        for round in 0..ROUNDS {
+            b.wait().unwrap();
+            assert!(counters.0.get() > round, "{method:?}: the action ran before the parties were released");
+        }
+        for child in children {
+            assert_eq!(child.join().unwrap(), Ok(()));
+        }
+        assert_eq!(counters.0.get(), ROUNDS, "{method:?}: once per trip");
+        assert_eq!(Some(counters.1.get()), manager.pid(), "{method:?}: in the server process");
+
+        let broken = manager.barrier_with(2, Some("panic"), None).unwrap();
+        let other = Process::new(barrier_rounds, (broken.clone(), 1)).start_method(method).start().unwrap();
+        assert!(matches!(broken.wait(), Err(ManagerError::BrokenBarrier)), "{method:?}");
+        assert!(other.join().unwrap().is_err(), "{method:?}: every party sees the break");
+        assert!(matches!(manager.barrier_with(2, Some("nobody"), None), Err(ManagerError::UnknownMethod { .. })));
+    }
+}
+
+#[test]
+fn a_manager_barrier_default_timeout_breaks_it_when_it_runs_out() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let b = manager.barrier_with(2, None, Some(Duration::from_millis(30))).unwrap();
+    // The default timeout lives with the barrier on the server: a child's plain wait uses it.
+    let alone = Process::new(barrier_rounds, (b.clone(), 1)).start().unwrap();
+    assert!(alone.join().unwrap().is_err());
+    assert!(matches!(b.wait(), Err(ManagerError::BrokenBarrier)));
+    b.reset().unwrap();
+    // An explicit timeout overrides the default one.
+    let patient = b.clone();
+    let waiter = std::thread::spawn(move || patient.wait_timeout(LIMIT).map_err(|e| e.to_string()));
+    assert!(eventually(LIMIT, || b.n_waiting().unwrap() == 1));
+    std::thread::sleep(Duration::from_millis(60)); // past the default timeout
+    b.wait().unwrap();
+    assert!(waiter.join().unwrap().is_ok());
 }
 
 #[test]

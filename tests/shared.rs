@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::{eventually, pid_running, watchdog};
 use multiproc::{
-    Array, Event, Item, Process, ProcessHandle, RawArray, RawValue, ShareableList, ShareableListError, SharedMemory,
-    SharedMemoryError, ShmSafe, StartMethod, Value,
+    Array, Event, Item, Lock, Process, ProcessHandle, RLock, RawArray, RawValue, ShareableList, ShareableListError,
+    SharedLock, SharedMemory, SharedMemoryError, ShmSafe, StartMethod, Value,
 };
 
 multiproc::test_support!();
@@ -77,6 +77,112 @@ fn a_value_whose_lock_holder_is_killed_is_taken_over_and_says_so() {
     drop(guard);
     assert!(!v.lock().owner_died());
     assert_eq!(v.get(), 42);
+}
+
+// Values and arrays guarded by a lock of the user's (`Value(typecode, v, lock=l)`)
+
+fn move_between(args: (Value<i64>, Value<i64>, Array<i64>, u32)) -> bool {
+    let (from, to, log, rounds) = args;
+    let mut consistent = true;
+    for _ in 0..rounds {
+        // One thread, one RLock, three guards of values that share it.
+        let mut f = from.lock();
+        let mut t = to.lock();
+        let mut l = log.lock();
+        consistent &= *f + *t == 1000 && l[0] == *t;
+        *f -= 1;
+        *t += 1;
+        l[0] += 1;
+    }
+    consistent
+}
+
+#[test]
+fn values_sharing_an_rlock_are_locked_together_across_processes() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let lock = RLock::new().unwrap();
+        let from = Value::with_lock(1000i64, lock.clone()).unwrap();
+        let to = Value::with_lock(0i64, lock.clone()).unwrap();
+        let log = Array::with_lock(&[0i64], lock.clone()).unwrap();
+        let args = (from.clone(), to.clone(), log.clone(), 200);
+        let children: Vec<_> =
+            (0..2).map(|_| Process::new(move_between, args.clone()).start_method(method).start().unwrap()).collect();
+        assert!(move_between(args.clone()), "{method:?}");
+        for child in children {
+            assert!(child.join().unwrap(), "{method:?}: every holder saw the three values agree");
+        }
+        assert_eq!((from.get(), to.get(), log.get(0)), (400, 600, 600), "{method:?}");
+        assert!(!lock.locked());
+    }
+}
+
+fn try_value(v: Value<i64>) -> bool {
+    v.try_lock().is_some()
+}
+
+#[test]
+fn a_value_made_with_a_lock_is_held_by_whoever_holds_that_lock() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    let v = Value::with_lock(0i64, lock.clone()).unwrap();
+    assert!(matches!(v.shared_lock(), Some(SharedLock::Lock(_))));
+    let held = lock.acquire().unwrap();
+    assert!(!Process::new(try_value, v.clone()).start().unwrap().join().unwrap());
+    drop(held);
+    assert!(Process::new(try_value, v.clone()).start().unwrap().join().unwrap());
+    {
+        let _g = v.lock();
+        assert!(lock.locked(), "locking the value takes the user's lock");
+    }
+    assert!(!lock.locked());
+}
+
+#[test]
+fn the_same_value_locked_twice_by_one_thread_through_an_rlock_is_refused() {
+    let _w = watchdog(LIMIT);
+    let lock = RLock::new().unwrap();
+    let v = Value::with_lock(0i64, lock.clone()).unwrap();
+    let first = v.lock();
+    assert!(v.try_lock().is_none());
+    assert!(v.lock_timeout(Duration::from_millis(10)).is_none());
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(v.lock())));
+    assert!(again.is_err(), "a second guard of the same value on one thread would alias the first");
+    drop(first);
+    assert!(!lock.locked(), "the refused attempts gave their levels back");
+    *v.lock() += 1;
+    assert_eq!(v.get(), 1);
+}
+
+fn hold_user_locked_value_until_killed(args: (Value<i64>, Event)) {
+    let mut guard = args.0.lock();
+    *guard = 41;
+    args.1.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_value_whose_shared_lock_holder_is_killed_is_taken_over_and_says_so() {
+    let _w = watchdog(LIMIT);
+    let locks: [SharedLock; 2] = [Lock::new().unwrap().into(), RLock::new().unwrap().into()];
+    for lock in locks {
+        let v = Value::with_lock(0i64, lock.clone()).unwrap();
+        let other = Value::with_lock(5i64, lock.clone()).unwrap();
+        let held = Event::new().unwrap();
+        let child =
+            Process::new(hold_user_locked_value_until_killed, (v.clone(), held.clone())).daemon(true).start().unwrap();
+        assert!(held.wait_timeout(LIMIT));
+        assert!(other.try_lock().is_none(), "{lock:?}: the other value shares the held lock");
+        kill_9(child);
+        let mut guard = v.lock();
+        assert!(guard.owner_died(), "{lock:?}");
+        assert_eq!(*guard, 41);
+        *guard += 1;
+        drop(guard);
+        assert!(!v.lock().owner_died());
+        assert!(!other.lock().owner_died());
+        assert_eq!((v.get(), other.get()), (42, 5));
+    }
 }
 
 /// No wait, or waits shorter than the first check of the holder: each still takes a dead

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::watchdog;
 use multiproc::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, Condition, ConditionWaitError, Event,
-    Lock, Process, ProcessHandle, RLock, RawValue, ReleaseError, Semaphore, StartMethod, TryAcquireError,
+    Lock, Process, ProcessHandle, RLock, RawValue, ReleaseError, Semaphore, StartMethod, TryAcquireError, Value,
 };
 
 multiproc::test_support!();
@@ -917,6 +917,89 @@ fn a_party_killed_while_waiting_breaks_the_barrier_for_the_others() {
     assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
     kill_9(doomed);
     assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::PartyDied);
+}
+
+fn count_trip(trips: Value<u32>) {
+    *trips.lock() += 1;
+}
+
+fn meet_rounds(args: (Barrier, u32)) -> Result<(), BarrierBreak> {
+    for _ in 0..args.1 {
+        args.0.wait().map_err(|e| e.cause())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_barrier_action_runs_exactly_once_per_trip_in_whichever_process_trips_it() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let trips = Value::new(0u32).unwrap();
+        let barrier = Barrier::builder(3).action_with(count_trip, trips.clone()).build().unwrap();
+        const ROUNDS: u32 = 5;
+        let a = Process::new(meet_rounds, (barrier.clone(), ROUNDS)).start_method(method).start().unwrap();
+        let b = Process::new(meet_rounds, (barrier.clone(), ROUNDS)).start_method(method).start().unwrap();
+        for round in 0..ROUNDS {
+            barrier.wait().unwrap();
+            // Every party is released only after the action ran.
+            assert!(trips.get() > round, "{method:?}");
+        }
+        assert_eq!(a.join().unwrap(), Ok(()));
+        assert_eq!(b.join().unwrap(), Ok(()));
+        assert_eq!(trips.get(), ROUNDS, "{method:?}");
+    }
+}
+
+static UNIT_TRIPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn count_unit_trip() {
+    UNIT_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[test]
+fn a_plain_fn_action_runs_in_the_tripping_process() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::builder(1).action(count_unit_trip).build().unwrap();
+    barrier.wait().unwrap();
+    barrier.wait().unwrap();
+    assert_eq!(UNIT_TRIPS.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+fn panic_in_action() {
+    panic!("the action fails");
+}
+
+#[test]
+fn a_panicking_action_breaks_the_barrier_for_every_party() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let barrier = Barrier::builder(3).action(panic_in_action).build().unwrap();
+        let a = Process::new(meet_or_break, barrier.clone()).start_method(method).start().unwrap();
+        let b = Process::new(meet_or_break, barrier.clone()).start_method(method).start().unwrap();
+        let mine = barrier.wait().map_err(|e| e.cause());
+        let all = [mine, a.join().unwrap(), b.join().unwrap()];
+        assert_eq!(all, [Err(BarrierBreak::ActionPanicked); 3], "{method:?}");
+        assert!(barrier.is_broken());
+        barrier.reset();
+        assert!(!barrier.is_broken());
+    }
+}
+
+#[test]
+fn a_default_timeout_travels_with_the_barrier_and_breaks_it_when_it_runs_out() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let barrier = Barrier::builder(2).timeout(SHORT).build().unwrap();
+        // The child's plain `wait` uses the barrier's default timeout.
+        let alone = Process::new(meet_or_break, barrier.clone()).start_method(method).start().unwrap();
+        assert_eq!(alone.join().unwrap(), Err(BarrierBreak::TimedOut), "{method:?}");
+        assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::TimedOut);
+        // An explicit timeout overrides the default one.
+        barrier.reset();
+        let other = Process::new(meet_or_break, barrier.clone()).start_method(method).start().unwrap();
+        barrier.wait_timeout(LIMIT).unwrap();
+        assert!(other.join().unwrap().is_ok(), "{method:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

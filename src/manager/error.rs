@@ -40,6 +40,11 @@ pub enum ManagerError {
     /// The server process could not be started.
     #[error("the manager's server could not start: {0}")]
     Start(String),
+    /// The initializer given to
+    /// [`ManagerBuilder::initializer`](crate::ManagerBuilder::initializer) panicked in the
+    /// server process, which then did not serve.
+    #[error("the manager's initializer panicked: {0}")]
+    InitializerPanicked(crate::PanicInfo),
     /// An index outside the list (Python's `IndexError`).
     #[doc(alias = "IndexError")]
     #[error("index {index} out of range for a sequence of length {len}")]

@@ -36,6 +36,8 @@ pub(crate) mod protocol;
 mod queue;
 mod remote;
 mod server;
+mod set;
+mod shared_memory;
 mod state;
 mod store;
 mod sync;
@@ -58,13 +60,15 @@ pub use error::{ManagerError, ProxyPutError};
 pub use list::{ArrayProxy, ListProxy};
 pub use namespace::{NamespaceProxy, ValueProxy};
 pub use queue::{JoinableQueueProxy, QueueProxy};
+pub use set::SetProxy;
+pub use shared_memory::{SharedMemoryBlocks, SharedMemoryManager};
 pub use sync::{
     BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, ProxyRLockGuard, RLockProxy, SemaphoreProxy,
 };
 
 use link::{Origin, ProxyCore};
 use protocol::{Create, Kind, Op, Out, REGISTRY, Request};
-use server::{Server, ServerBoot, server_main};
+use server::{Server, ServerBoot, ServerFailure, initializer_runner, server_main};
 use state::{CLOSED, Control, ManagerState, STARTING};
 
 use crate::process::{Process, ProcessHandle, StartMethod};
@@ -77,7 +81,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The server process of a started manager.
 struct ServerProcess {
     state: Shared<ManagerState>,
-    process: ProcessHandle<Result<(), String>>,
+    process: ProcessHandle<Result<(), ServerFailure>>,
     listen_ip: Option<IpAddr>,
     shutdown_timeout: Duration,
 }
@@ -171,10 +175,15 @@ pub struct ManagerBuilder {
     address: Option<String>,
     authkey: Option<Vec<u8>>,
     types: Vec<(&'static str, Packed, store::Constructor)>,
+    actions: Vec<(&'static str, Result<Packed, sys::NotInExecutable>)>,
     shutdown_timeout: Duration,
     max_message_size: u64,
     limits: remote::Limits,
+    initializer: Option<(Result<Packed, sys::NotInExecutable>, EncodeArgs)>,
 }
+
+/// Encodes the initializer's arguments.
+type EncodeArgs = Box<dyn Fn() -> Result<crate::codec::Encoded, crate::CodecError> + Send + Sync>;
 
 impl fmt::Debug for ManagerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,6 +195,7 @@ impl fmt::Debug for ManagerBuilder {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_message_size", &self.max_message_size)
             .field("limits", &self.limits)
+            .field("initializer", &self.initializer.is_some())
             .finish()
     }
 }
@@ -208,6 +218,51 @@ impl ManagerBuilder {
     /// family's key (Python's `current_process().authkey`).
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// `f(args)` runs in the server process before it serves (Python's `initializer` and
+    /// `initargs` of `BaseManager.start`): `f` is a function of the program, since it
+    /// runs in another process. A panic in it makes [`start`](ManagerBuilder::start) fail
+    /// with [`ManagerError::InitializerPanicked`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn quiet(level: u8) {
+    ///     // e.g. ignore SIGINT in the server, set up logging at `level`, ...
+    ///     let _ = level;
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().initializer(quiet, 2).start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        // A function outside the executable is refused by `start`.
+        self.initializer =
+            Some((sys::pack_checked(f, initializer_runner::<A>), Box::new(move || crate::codec::encode(&args))));
+        self
+    }
+
+    /// Registers `f` as the barrier action `name`, for
+    /// [`Manager::barrier_with`]: it runs in the server process each time such a barrier
+    /// trips (Python's `manager.Barrier(n, action=f)`, where `f` too must be found by name
+    /// in the server).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn tripped() {}
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().barrier_action("tripped", tripped).start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn barrier_action(mut self, name: &'static str, f: fn()) -> Self {
+        self.actions.push((name, sys::pack_checked(f, action_runner)));
         self
     }
 
@@ -334,11 +389,28 @@ impl ManagerBuilder {
             None => None,
         };
         let listen_ip = self.address.as_deref().and_then(|a| a.to_socket_addrs().ok()?.next()).map(|a| a.ip());
+        let mut encoded_args = None;
+        let initializer = match &self.initializer {
+            None => None,
+            Some((call, encode)) => {
+                let call = call.map_err(|_| not_in_executable())?;
+                let mut encoded = encode()?;
+                let args = crate::shm::Payload::new(std::mem::take(&mut encoded.bytes))?;
+                encoded_args = Some(encoded);
+                Some((call, args))
+            }
+        };
         let state = Shared::new(ManagerState::new()?)?;
         state.requests.open()?;
         let boot = ServerBoot {
+            initializer,
             state: state.clone(),
             types: self.types.iter().map(|(name, runner, _)| (name.to_string(), *runner)).collect(),
+            actions: self
+                .actions
+                .iter()
+                .map(|(name, packed)| Ok((name.to_string(), (*packed).map_err(|_| not_in_executable())?)))
+                .collect::<Result<_, ManagerError>>()?,
             listen,
             max_message: self.max_message_size,
             limits: self.limits.clone(),
@@ -348,7 +420,10 @@ impl ManagerBuilder {
         if let Some(method) = self.start_method {
             process = process.start_method(method);
         }
-        let process = process.start()?;
+        let mut process = process.start()?;
+        if let Some(encoded) = encoded_args {
+            encoded.sent();
+        }
         let status = state.changed.wait(
             Deadline::after(START_TIMEOUT),
             SPIN,
@@ -361,12 +436,23 @@ impl ManagerBuilder {
         let started = matches!(status, Ok(s) if s != CLOSED);
         if !started {
             state.set_status(CLOSED);
-            let _ = process.kill();
-            return Err(ManagerError::Start(match process.join() {
-                Ok(Err(why)) => why,
-                Ok(Ok(())) => "the server ended at once".into(),
-                Err(e) => e.to_string(),
-            }));
+            // A server that said it could not serve is returning why: let it, rather than
+            // kill it and report the kill.
+            let reported = if matches!(status, Ok(CLOSED)) { START_TIMEOUT } else { Duration::ZERO };
+            let ended = match process.join_timeout(reported) {
+                Ok(outcome) => Ok(outcome),
+                Err(crate::JoinTimeoutError::Failed(e)) => Err(e),
+                Err(_) => {
+                    let _ = process.kill();
+                    process.join()
+                }
+            };
+            return Err(match ended {
+                Ok(Err(ServerFailure::Initializer(info))) => ManagerError::InitializerPanicked(info),
+                Ok(Err(ServerFailure::Start(why))) => ManagerError::Start(why),
+                Ok(Ok(())) => ManagerError::Start("the server ended at once".into()),
+                Err(e) => ManagerError::Start(e.to_string()),
+            });
         }
         let for_types = state.clone();
         for (name, _, _) in &self.types {
@@ -424,6 +510,17 @@ impl ManagerBuilder {
         on_ready(bound);
         server.run();
         Ok(())
+    }
+}
+
+fn not_in_executable() -> ManagerError {
+    ManagerError::Start(crate::Error::NotInExecutable.to_string())
+}
+
+/// Hands a barrier action over to the server that unpacks it (see `Server::register_action`).
+fn action_runner(f: fn(), context: &mut dyn std::any::Any) {
+    if let Some(slot) = context.downcast_mut::<Option<fn()>>() {
+        *slot = Some(f);
     }
 }
 
@@ -491,9 +588,11 @@ impl Manager {
             address: None,
             authkey: None,
             types: Vec::new(),
+            actions: Vec::new(),
             shutdown_timeout: Duration::from_secs(1),
             max_message_size: remote::DEFAULT_MAX_MESSAGE,
             limits: remote::Limits::default(),
+            initializer: None,
         }
     }
 
@@ -696,6 +795,45 @@ impl Manager {
             .map(|(k, v)| Ok((self.origin.encode(&k)?, self.origin.encode(&v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         Ok(DictProxy::from_core(self.make(Create::Dict(pairs), Kind::Dict)?))
+    }
+
+    /// A new, empty set on the server (`manager.set()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set::<String>()?;
+    /// s.add("first".into())?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn set<T>(&self) -> Result<SetProxy<T>, ManagerError> {
+        Ok(SetProxy::from_core(self.make(Create::Set(Vec::new()), Kind::Set)?))
+    }
+
+    /// A new set holding `values`, each once (`manager.set(iterable)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::dict_from`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2, 2, 3])?;
+    /// assert_eq!(s.len()?, 3);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn set_from<T: Serialize>(&self, values: impl IntoIterator<Item = T>) -> Result<SetProxy<T>, ManagerError> {
+        let items = values.into_iter().map(|v| self.origin.encode(&v)).collect::<Result<Vec<_>, ManagerError>>()?;
+        Ok(SetProxy::from_core(self.make(Create::Set(items), Kind::Set)?))
     }
 
     /// A new, empty list on the server (`manager.list()`).
@@ -1011,7 +1149,49 @@ impl Manager {
     /// ```
     #[doc(alias = "Barrier")]
     pub fn barrier(&self, parties: usize) -> Result<BarrierProxy, ManagerError> {
-        Ok(BarrierProxy::from_core(self.make(Create::Barrier { parties: parties as u64 }, Kind::Barrier)?))
+        self.barrier_with(parties, None, None)
+    }
+
+    /// A new barrier for `parties` parties with an action and a default timeout
+    /// (`manager.Barrier(parties, action, timeout)`). As in Python, the action runs in the
+    /// server process, when the last party arrives and before any is released; it is named
+    /// by what it was registered as with [`ManagerBuilder::barrier_action`] (only a
+    /// function of the server's own program can run there). A panicking action breaks the
+    /// barrier: every party gets [`ManagerError::BrokenBarrier`]. `wait()` waits at most
+    /// `timeout`, when given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Manager::barrier`]; [`ManagerError::UnknownMethod`] when no action of that
+    /// name was registered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// fn tripped() {
+    ///     println!("everyone is here"); // printed by the server process
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().barrier_action("tripped", tripped).start()?;
+    /// let b = manager.barrier_with(1, Some("tripped"), Some(Duration::from_secs(5)))?;
+    /// assert_eq!(b.wait()?, 0);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn barrier_with(
+        &self,
+        parties: usize,
+        action: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<BarrierProxy, ManagerError> {
+        let create = Create::Barrier {
+            parties: parties as u64,
+            timeout: timeout.and_then(handle::wait_for),
+            action: action.map(str::to_string),
+        };
+        Ok(BarrierProxy::from_core(self.make(create, Kind::Barrier)?))
     }
 
     /// Moves `value` to the server and returns its proxy (Python's

@@ -42,11 +42,12 @@ pub(crate) enum Kind {
     Condition,
     Barrier,
     Custom,
+    Set,
 }
 
 impl Kind {
     /// Every kind, in declaration order (their code is their index).
-    pub(crate) const ALL: [Kind; 15] = [
+    pub(crate) const ALL: [Kind; 16] = [
         Kind::Dict,
         Kind::List,
         Kind::Namespace,
@@ -62,6 +63,7 @@ impl Kind {
         Kind::Condition,
         Kind::Barrier,
         Kind::Custom,
+        Kind::Set,
     ];
 }
 
@@ -84,6 +86,7 @@ impl Kind {
             Kind::Condition => "Condition",
             Kind::Barrier => "Barrier",
             Kind::Custom => "registered type",
+            Kind::Set => "set",
         }
     }
 }
@@ -212,12 +215,34 @@ pub(crate) enum Create {
     Condition,
     Barrier {
         parties: u64,
+        /// What a `wait` without a timeout waits at most.
+        timeout: Wait,
+        /// The name of an action registered with the server, run when the barrier trips.
+        action: Option<String>,
     },
     /// A registered type, by name, from its encoded initial value.
     Custom {
         type_name: String,
         value: Item<ObjectId>,
     },
+    Set(Vec<Item<ObjectId>>),
+}
+
+/// A set operation with another collection of elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum SetAlgebra {
+    Union,
+    Intersection,
+    Difference,
+    SymmetricDifference,
+}
+
+/// A question about a set and another collection of elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum SetRelation {
+    Subset,
+    Superset,
+    Disjoint,
 }
 
 /// An operation on an existing object.
@@ -313,6 +338,22 @@ pub(crate) enum Op {
     BarrierReset,
     BarrierAbort,
     BarrierState,
+
+    // set
+    SetAdd(Item<ObjectId>),
+    /// Answers whether the element was there.
+    SetDiscard(Item<ObjectId>),
+    SetPop,
+    /// The result as items, or (`in_place`) the set replaced by it.
+    SetAlgebra {
+        algebra: SetAlgebra,
+        items: Vec<Item<ObjectId>>,
+        in_place: bool,
+    },
+    SetRelation {
+        relation: SetRelation,
+        items: Vec<Item<ObjectId>>,
+    },
 
     // Registered types
     Method {

@@ -8,10 +8,12 @@
 //! still run; a client that died loses its parked requests and the locks it held, and a
 //! barrier it waited at breaks.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::custom::Registration;
@@ -21,7 +23,9 @@ use super::remote::{self, ListenConfig, Writers};
 use super::state::{CLOSED, CONTROL, Control, ManagerState, READY, ReplyState, TokenState};
 use super::store::{ConnId, Constructor, Outgoing, Store};
 use crate::codec;
-use crate::shm::{Deadline, Patient, Refused, Shared};
+use crate::error::PanicInfo;
+use crate::process::panics;
+use crate::shm::{Deadline, Patient, Payload, Refused, Shared};
 use crate::sys::{self, Packed};
 
 /// How often the server checks that its family clients still run.
@@ -33,10 +37,48 @@ pub(crate) struct ServerBoot {
     pub(crate) state: Shared<ManagerState>,
     /// Registered types: their names and constructor runners.
     pub(crate) types: Vec<(String, Packed)>,
+    /// Barrier actions: their names and runners handing the function over.
+    pub(crate) actions: Vec<(String, Packed)>,
     /// A TCP address to listen on, with the key remote clients must know.
     pub(crate) listen: Option<(String, Vec<u8>)>,
     pub(crate) max_message: u64,
     pub(crate) limits: remote::Limits,
+    /// `f(args)` to run before serving: a runner of [`initializer_runner`] and the encoded
+    /// arguments.
+    pub(crate) initializer: Option<(Packed, Payload)>,
+}
+
+/// Why the server process did not serve.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ServerFailure {
+    /// It could not listen, or another reason to give as a start error.
+    Start(String),
+    /// The initializer panicked.
+    Initializer(PanicInfo),
+}
+
+/// The initializer's call: its arguments, and what came of decoding them.
+struct InitializerCall {
+    args: Payload,
+    decoded: Result<(), String>,
+}
+
+/// Runs the manager's initializer `f(args)` (a panic goes to the caller's `catching`).
+pub(crate) fn initializer_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) {
+    let Some(call) = context.downcast_mut::<InitializerCall>() else { return };
+    match codec::decode::<A>(call.args.bytes()) {
+        Ok(args) => f(args),
+        Err(e) => call.decoded = Err(format!("the initializer's arguments could not be decoded: {e}")),
+    }
+}
+
+fn run_initializer(call: Packed, args: Payload) -> Result<(), ServerFailure> {
+    let mut context = InitializerCall { args, decoded: Ok(()) };
+    match panics::catching("manager", || sys::unpack_and_run(call, &mut context)) {
+        Err(info) => Err(ServerFailure::Initializer(info)),
+        Ok(Err(_)) => Err(ServerFailure::Start("the initializer belongs to another executable".into())),
+        Ok(Ok(())) => context.decoded.map_err(ServerFailure::Start),
+    }
 }
 
 /// Where a connection's answers go.
@@ -71,11 +113,27 @@ pub(crate) struct Server {
 }
 
 /// The server process's body (a `Process` target).
-pub(crate) fn server_main(boot: ServerBoot) -> Result<(), String> {
+pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
+    // Before anything serves, as Python's server process runs it.
+    if let Some((call, args)) = boot.initializer
+        && let Err(failure) = run_initializer(call, args)
+    {
+        boot.state.set_status(CLOSED);
+        return Err(failure);
+    }
     let mut server = Server::new(boot.state.clone());
     server.limit_requests(boot.limits.max_request_memory);
     for (name, runner) in boot.types {
         server.register_packed(name, runner);
+    }
+    for (name, runner) in boot.actions {
+        let mut action: Option<fn()> = None;
+        // A runner from another executable is refused by `unpack_and_run`.
+        if sys::unpack_and_run(runner, &mut action).is_ok()
+            && let Some(action) = action
+        {
+            server.store.register_action(&name, action);
+        }
     }
     if let Some((address, authkey)) = boot.listen {
         let config = ListenConfig::new(authkey, boot.max_message, boot.limits);
@@ -83,7 +141,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), String> {
             Ok(bound) => boot.state.port.store(u32::from(bound.port()), Ordering::Release),
             Err(e) => {
                 boot.state.set_status(CLOSED);
-                return Err(format!("cannot listen on {address}: {e}"));
+                return Err(ServerFailure::Start(format!("cannot listen on {address}: {e}")));
             }
         }
     }

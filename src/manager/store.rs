@@ -19,10 +19,12 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 
 use super::custom::{DynManaged, MethodError};
-use super::protocol::{Create, Envelope, Fault, Item, Kind, ObjectId, Op, Out, REGISTRY, Request, Wait};
+use super::protocol::{
+    Create, Envelope, Fault, Item, Kind, ObjectId, Op, Out, REGISTRY, Request, SetAlgebra, SetRelation, Wait,
+};
 use crate::process::panics;
 
 /// A client connection as the server numbers them.
@@ -86,24 +88,46 @@ struct QueueState {
 #[derive(Debug)]
 struct BarrierState {
     parties: u64,
+    timeout: Wait,
+    /// Run in the server by the request that trips the barrier.
+    action: Option<fn()>,
     waiting: Vec<Waiter>,
     broken: bool,
 }
 
 enum Body {
     Dict(IndexMap<Box<[u8]>, Stored>),
-    List { items: Vec<Stored>, version: u64 },
+    List {
+        items: Vec<Stored>,
+        version: u64,
+    },
     Namespace(IndexMap<String, Stored>),
     Value(Stored),
     Array(Vec<Stored>),
     Queue(QueueState),
     Lock(LockState),
     RLock(LockState),
-    Semaphore { value: u64, initial: u64, bounded: bool, waiters: VecDeque<Waiter> },
-    Event { flag: bool, waiters: Vec<Waiter> },
-    Condition { lock: LockState, waiters: VecDeque<(Waiter, u64)> },
+    Semaphore {
+        value: u64,
+        initial: u64,
+        bounded: bool,
+        waiters: VecDeque<Waiter>,
+    },
+    Event {
+        flag: bool,
+        waiters: Vec<Waiter>,
+    },
+    Condition {
+        lock: LockState,
+        waiters: VecDeque<(Waiter, u64)>,
+    },
     Barrier(BarrierState),
-    Custom { type_name: String, value: Box<dyn DynManaged> },
+    Custom {
+        type_name: String,
+        value: Box<dyn DynManaged>,
+    },
+    /// Elements by their encoding, in insertion order (plain data: a proxy is no element).
+    Set(IndexSet<Box<[u8]>>),
 }
 
 impl Body {
@@ -124,6 +148,7 @@ impl Body {
             Body::Condition { .. } => Kind::Condition,
             Body::Barrier(_) => Kind::Barrier,
             Body::Custom { .. } => Kind::Custom,
+            Body::Set(_) => Kind::Set,
         }
     }
 
@@ -153,6 +178,8 @@ pub(crate) struct Store {
     objects: HashMap<ObjectId, Object>,
     next_id: ObjectId,
     types: HashMap<String, Constructor>,
+    /// Barrier actions, by name.
+    actions: HashMap<String, fn()>,
     timers: BTreeSet<Timer>,
     out: Vec<Outgoing>,
     shutting_down: bool,
@@ -185,6 +212,7 @@ impl Store {
             objects,
             next_id: REGISTRY + 1,
             types: HashMap::new(),
+            actions: HashMap::new(),
             timers: BTreeSet::new(),
             out: Vec::new(),
             shutting_down: false,
@@ -194,6 +222,11 @@ impl Store {
     /// Makes a registered type available to `Create::Custom`.
     pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
         self.types.insert(name.to_string(), constructor);
+    }
+
+    /// Registers a barrier action under `name`.
+    pub(crate) fn register_action(&mut self, name: &str, action: fn()) {
+        self.actions.insert(name.to_string(), action);
     }
 
     /// How many objects exist (the registry included).
@@ -407,6 +440,7 @@ impl Store {
                 Body::Dict(map)
             }
             Create::List(items) => Body::List { items: self.store_all(items)?, version: 0 },
+            Create::Set(items) => Body::Set(items.into_iter().map(Self::key).collect::<Result<IndexSet<_>, _>>()?),
             Create::Namespace => Body::Namespace(IndexMap::new()),
             Create::Value(item) => Body::Value(self.store(item)?),
             Create::Array(items) => Body::Array(self.store_all(items)?),
@@ -426,11 +460,20 @@ impl Store {
             }
             Create::Event => Body::Event { flag: false, waiters: Vec::new() },
             Create::Condition => Body::Condition { lock: LockState::default(), waiters: VecDeque::new() },
-            Create::Barrier { parties } => {
+            Create::Barrier { parties, timeout, action } => {
                 if parties == 0 {
                     return Err(Fault::Malformed("a barrier needs at least one party".into()));
                 }
-                Body::Barrier(BarrierState { parties, waiting: Vec::new(), broken: false })
+                let action = match action {
+                    None => None,
+                    Some(name) => match self.actions.get(&name) {
+                        Some(action) => Some(*action),
+                        None => {
+                            return Err(Fault::UnknownMethod { type_name: "Barrier action".into(), method: name });
+                        }
+                    },
+                };
+                Body::Barrier(BarrierState { parties, timeout, action, waiting: Vec::new(), broken: false })
             }
             Create::Custom { type_name, value } => {
                 if !value.refs.is_empty() {
@@ -642,6 +685,11 @@ fn key(args: &mut VecDeque<Stored>, fx: &mut Effects) -> Result<Box<[u8]>, Fault
     }
 }
 
+/// The next `n` arguments as set elements (plain bytes).
+fn set_elements(args: &mut VecDeque<Stored>, n: usize, fx: &mut Effects) -> Result<IndexSet<Box<[u8]>>, Fault> {
+    (0..n).map(|_| key(args, fx)).collect()
+}
+
 /// Python's insertion index: negative counts from the end, out of range clamps.
 fn insertion_index(index: i64, len: usize) -> usize {
     let len_i = len as i64;
@@ -679,7 +727,11 @@ fn take_items(op: &mut Op) -> Vec<Item<ObjectId>> {
                 take(v);
             }
         }
-        Op::ListExtend(items) | Op::ListReplace { items, .. } => items.iter_mut().for_each(take),
+        Op::SetAdd(i) | Op::SetDiscard(i) => take(i),
+        Op::ListExtend(items)
+        | Op::ListReplace { items, .. }
+        | Op::SetAlgebra { items, .. }
+        | Op::SetRelation { items, .. } => items.iter_mut().for_each(take),
         _ => {}
     }
     out
@@ -785,6 +837,68 @@ fn apply(
             let found = items.iter().any(|s| s.bytes == x.bytes);
             fx.dropped.push(x);
             Ok(Out::Bool(found))
+        }
+
+        // ---- set
+        (Body::Set(set), Op::Len) => Ok(Out::Count(set.len() as u64)),
+        (Body::Set(set), Op::Clear) => {
+            set.clear();
+            Ok(Out::Unit)
+        }
+        (Body::Set(set), Op::Snapshot) => {
+            Ok(Out::Versioned { version: 0, items: set.iter().map(|e| plain(e)).collect() })
+        }
+        (Body::Set(set), Op::Contains(_)) => {
+            let x = next(args);
+            let found = set.contains(&x.bytes);
+            fx.dropped.push(x);
+            Ok(Out::Bool(found))
+        }
+        (Body::Set(set), Op::SetAdd(_)) => key(args, fx).map(|e| {
+            set.insert(e);
+            Out::Unit
+        }),
+        (Body::Set(set), Op::SetDiscard(_)) => {
+            let x = next(args);
+            let found = set.shift_remove(&x.bytes);
+            fx.dropped.push(x);
+            Ok(Out::Bool(found))
+        }
+        (Body::Set(set), Op::SetPop) => Ok(Out::MaybeItem(set.pop().map(|e| plain(&e)))),
+        (Body::Set(set), Op::SetAlgebra { algebra, items, in_place }) => {
+            let (algebra, in_place) = (*algebra, *in_place);
+            match set_elements(args, items.len(), fx) {
+                Err(f) => Err(f),
+                Ok(other) => {
+                    let result: IndexSet<Box<[u8]>> = match algebra {
+                        SetAlgebra::Union => set.iter().chain(other.iter()).cloned().collect(),
+                        SetAlgebra::Intersection => set.iter().filter(|e| other.contains(*e)).cloned().collect(),
+                        SetAlgebra::Difference => set.iter().filter(|e| !other.contains(*e)).cloned().collect(),
+                        SetAlgebra::SymmetricDifference => set
+                            .iter()
+                            .filter(|e| !other.contains(*e))
+                            .chain(other.iter().filter(|e| !set.contains(*e)))
+                            .cloned()
+                            .collect(),
+                    };
+                    if in_place {
+                        *set = result;
+                        Ok(Out::Unit)
+                    } else {
+                        Ok(Out::Items(result.iter().map(|e| plain(e)).collect()))
+                    }
+                }
+            }
+        }
+        (Body::Set(set), Op::SetRelation { relation, items }) => {
+            let relation = *relation;
+            set_elements(args, items.len(), fx).map(|other| {
+                Out::Bool(match relation {
+                    SetRelation::Subset => set.iter().all(|e| other.contains(e)),
+                    SetRelation::Superset => other.iter().all(|e| set.contains(e)),
+                    SetRelation::Disjoint => set.iter().all(|e| !other.contains(e)),
+                })
+            })
         }
 
         // ---- dict
@@ -1096,13 +1210,24 @@ fn apply(
             if b.broken {
                 Err(Fault::BrokenBarrier)
             } else if b.waiting.len() as u64 + 1 >= b.parties {
+                // The action runs before any party is released; a panic breaks the
+                // barrier for all (Python's rule).
+                if let Some(action) = b.action
+                    && panics::catching("manager", action).is_err()
+                {
+                    b.broken = true;
+                    for waiter in b.waiting.drain(..) {
+                        fx.answer(waiter, Err(Fault::BrokenBarrier));
+                    }
+                    return Some(Err(Fault::BrokenBarrier));
+                }
                 let index = b.waiting.len() as u64;
                 for (i, waiter) in b.waiting.drain(..).enumerate() {
                     fx.answer(waiter, Ok(Out::Count(i as u64)));
                 }
                 Ok(Out::Count(index))
             } else {
-                let waiter = fx.park(&call, *wait);
+                let waiter = fx.park(&call, wait.or(b.timeout));
                 b.waiting.push(waiter);
                 return None;
             }
@@ -1444,7 +1569,7 @@ mod tests {
     #[test]
     fn a_barrier_answers_every_party_with_its_index() {
         let mut store = Store::new();
-        let b = create(&mut store, Create::Barrier { parties: 3 });
+        let b = create(&mut store, Create::Barrier { parties: 3, timeout: None, action: None });
         assert_eq!(call(&mut store, A, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
         assert_eq!(call(&mut store, B, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
         let last = Request::Call { id: b, kind: Kind::Barrier, op: Op::BarrierWait { wait: None } };
@@ -1545,8 +1670,9 @@ mod tests {
             Create::Semaphore { value: rng.below(3), bounded: rng.below(2) == 0 },
             Create::Event,
             Create::Condition,
-            Create::Barrier { parties: rng.below(4) },
+            Create::Barrier { parties: rng.below(4), timeout: wait(rng), action: None },
             Create::Custom { type_name: "nothing".into(), value: it(rng) },
+            Create::Set(vec![it(rng), it(rng)]),
         ];
         let ops = vec![
             Op::Len,
@@ -1601,6 +1727,15 @@ mod tests {
             Op::BarrierState,
             Op::Method { name: "m".into(), args: it(rng) },
             Op::Copy,
+            Op::SetAdd(it(rng)),
+            Op::SetDiscard(it(rng)),
+            Op::SetPop,
+            Op::SetAlgebra {
+                algebra: SetAlgebra::SymmetricDifference,
+                items: vec![it(rng)],
+                in_place: rng.below(2) == 0,
+            },
+            Op::SetRelation { relation: SetRelation::Subset, items: vec![it(rng), it(rng)] },
         ];
         let mut out: Vec<Envelope> = Vec::new();
         for c in creates {

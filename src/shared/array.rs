@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::user_lock::{HeldLock, SharedLock};
 use crate::error::Error;
 use crate::shm::{Acquired, Deadline, LockedSlice, Owner, RacySlice, Shared, ShmSafe, SliceGuard};
 
@@ -45,21 +46,29 @@ use crate::shm::{Acquired, Deadline, LockedSlice, Owner, RacySlice, Shared, ShmS
 #[serde(bound = "")]
 pub struct Array<T: ShmSafe + Copy + Send + Sync> {
     shared: Shared<LockedSlice<T>>,
+    /// The user's lock, taken before the array's own (see [`Array::with_lock`]).
+    lock: Option<SharedLock>,
 }
 
 impl<'de, T: ShmSafe + Copy + Send + Sync> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let shared = Shared::<LockedSlice<T>>::deserialize(deserializer)?;
+        #[derive(Deserialize)]
+        #[serde(bound = "")]
+        struct Wire<T: ShmSafe + Copy + Send + Sync> {
+            shared: Shared<LockedSlice<T>>,
+            lock: Option<SharedLock>,
+        }
+        let Wire { shared, lock } = Wire::<T>::deserialize(deserializer)?;
         if !shared.holds_elements() {
             return Err(D::Error::custom("the Array handle was sent for elements of another type"));
         }
-        Ok(Self { shared })
+        Ok(Self { shared, lock })
     }
 }
 
 impl<T: ShmSafe + Copy + Send + Sync> Clone for Array<T> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone() }
+        Self { shared: self.shared.clone(), lock: self.lock.clone() }
     }
 }
 
@@ -95,7 +104,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new(len: usize) -> Result<Self, Error> {
-        Ok(Self { shared: LockedSlice::zeroed(len)? })
+        Ok(Self { shared: LockedSlice::zeroed(len)?, lock: None })
     }
 
     /// A copy of `values` (Python's `Array('i', [0, 1, 2])`).
@@ -113,7 +122,59 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn from_slice(values: &[T]) -> Result<Self, Error> {
-        Ok(Self { shared: LockedSlice::from_slice(values)? })
+        Ok(Self { shared: LockedSlice::from_slice(values)?, lock: None })
+    }
+
+    /// A copy of `values` guarded by a lock of the caller's, a [`Lock`](crate::Lock) or an
+    /// [`RLock`](crate::RLock) (Python's `Array(typecode, values, lock=l)`): what
+    /// [`Value::with_lock`](crate::Value::with_lock) says holds here too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Array, RLock, Value};
+    /// # multiproc::init();
+    /// let lock = RLock::new()?;
+    /// let items = Array::with_lock(&[0u32; 4], lock.clone())?;
+    /// let used = Value::with_lock(0usize, lock.clone())?;
+    /// {
+    ///     let _both = lock.acquire()?; // hold both at once, as one
+    ///     items.set(0, 7);
+    ///     used.set(1);
+    /// }
+    /// assert_eq!((items.get(0), used.get()), (7, 1));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_lock(values: &[T], lock: impl Into<SharedLock>) -> Result<Self, Error> {
+        Ok(Self { shared: LockedSlice::from_slice(values)?, lock: Some(lock.into()) })
+    }
+
+    /// The lock of the caller's that guards this array, if it was made with
+    /// [`Array::with_lock`] (Python's `get_lock()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert!(multiproc::Array::<u8>::new(1)?.shared_lock().is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shared_lock(&self) -> Option<&SharedLock> {
+        self.lock.as_ref()
+    }
+
+    fn lock_until(&self, deadline: Deadline) -> Option<ArrayGuard<'_, T>> {
+        let shared = &self.shared;
+        match &self.lock {
+            None => shared.lock(Owner::process(), deadline).ok().map(|guard| ArrayGuard { guard, user: None }),
+            Some(lock) => lock
+                .lock_value(deadline, |me| shared.is_held_by(me), |me, deadline| shared.lock(me, deadline).ok())
+                .map(|(guard, held)| ArrayGuard { guard, user: Some(held) }),
+        }
     }
 
     /// The number of elements.
@@ -228,8 +289,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     /// ```
     #[doc(alias = "get_lock")]
     pub fn lock(&self) -> ArrayGuard<'_, T> {
-        let guard = self.shared.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
-        ArrayGuard { guard }
+        self.lock_until(Deadline::NEVER).expect("an endless wait does not time out")
     }
 
     /// Locks the array if nobody holds the lock, or its holder died (the guard's
@@ -246,7 +306,13 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_lock(&self) -> Option<ArrayGuard<'_, T>> {
-        self.shared.try_lock(Owner::process()).map(|guard| ArrayGuard { guard })
+        let shared = &self.shared;
+        match &self.lock {
+            None => shared.try_lock(Owner::process()).map(|guard| ArrayGuard { guard, user: None }),
+            Some(lock) => lock
+                .try_lock_value(|me| shared.is_held_by(me), |me, deadline| shared.lock(me, deadline).ok())
+                .map(|(guard, held)| ArrayGuard { guard, user: Some(held) }),
+        }
     }
 
     /// Locks the array, waiting at most `timeout` (however short, a dead holder's lock is
@@ -263,7 +329,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Option<ArrayGuard<'_, T>> {
-        self.shared.lock(Owner::process(), Deadline::after(timeout)).ok().map(|guard| ArrayGuard { guard })
+        self.lock_until(Deadline::after(timeout))
     }
 }
 
@@ -281,7 +347,9 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ArrayGuard<'a, T: ShmSafe> {
+    // Released first: the array's own access, then the user's lock.
     guard: SliceGuard<'a, T>,
+    user: Option<HeldLock<'a>>,
 }
 
 impl<T: ShmSafe + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
@@ -304,6 +372,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     /// ```
     pub fn owner_died(&self) -> bool {
         self.guard.acquired == Acquired::OwnerDied
+            || self.user.as_ref().is_some_and(|held| held.acquired == Acquired::OwnerDied)
     }
 }
 

@@ -5,9 +5,12 @@
 mod array;
 mod shareable_list;
 mod shared_memory;
+mod user_lock;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
 pub use shareable_list::{Item, ShareableList, ShareableListError};
+pub(crate) use shared_memory::fresh_name;
 pub use shared_memory::{SharedMemory, SharedMemoryBuilder, SharedMemoryError};
+pub use user_lock::SharedLock;
 pub use value::{RawValue, Value, ValueGuard};

@@ -239,7 +239,7 @@ impl SharedMemoryBuilder {
     }
 }
 
-fn fresh_name() -> String {
+pub(crate) fn fresh_name() -> String {
     let suffix: String = sys::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
     format!("mp-{suffix}")
 }

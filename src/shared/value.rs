@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::user_lock::{HeldLock, SharedLock};
 use crate::error::Error;
 use crate::shm::{Acquired, Deadline, Locked, LockedGuard, Owner, Racy, Shared, ShmObject, ShmSafe, kind};
 
@@ -49,11 +50,13 @@ impl<T: ShmSafe + Copy + Send + Sync> ShmObject for ValueState<T> {
 #[serde(bound = "")]
 pub struct Value<T: ShmSafe + Copy + Send + Sync> {
     shared: Shared<ValueState<T>>,
+    /// The user's lock, taken before the value's own (see [`Value::with_lock`]).
+    lock: Option<SharedLock>,
 }
 
 impl<T: ShmSafe + Copy + Send + Sync> Clone for Value<T> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone() }
+        Self { shared: self.shared.clone(), lock: self.lock.clone() }
     }
 }
 
@@ -83,7 +86,70 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new(value: T) -> Result<Self, Error> {
-        Ok(Self { shared: Shared::new(ValueState { cell: Locked::new(value) })? })
+        Ok(Self { shared: Shared::new(ValueState { cell: Locked::new(value) })?, lock: None })
+    }
+
+    /// A new shared value guarded by a lock of the caller's, a [`Lock`](crate::Lock) or an
+    /// [`RLock`](crate::RLock) (Python's `Value(typecode, v, lock=l)`): several values
+    /// made with one lock are locked together, and holding that lock's guard does not
+    /// make `lock()` on a value wait for itself with an `RLock`. The lock travels with
+    /// every handle of the value. A holder of the lock that died is taken over, and the
+    /// next guard's [`owner_died`](ValueGuard::owner_died) says so.
+    ///
+    /// With an `RLock`, a thread may hold guards of several values sharing it; a second
+    /// guard of the *same* value on one thread panics in [`lock`](Value::lock) (it would
+    /// alias the first) and is `None` from `try_lock`/`lock_timeout`. Drop such a guard on
+    /// the thread that took it (an `RLock` level belongs to its thread).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeapFull`] when the family's shared memory is exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Lock, Value};
+    /// # multiproc::init();
+    /// let lock = Lock::new()?;
+    /// let balance = Value::with_lock(100i64, lock.clone())?;
+    /// let spent = Value::with_lock(0i64, lock.clone())?;
+    /// {
+    ///     let mut b = balance.lock();
+    ///     assert!(lock.locked()); // the value's lock is the caller's lock
+    ///     *b -= 30;
+    /// }
+    /// *spent.lock() += 30;
+    /// assert_eq!(balance.get() + spent.get(), 100);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn with_lock(value: T, lock: impl Into<SharedLock>) -> Result<Self, Error> {
+        Ok(Self { shared: Shared::new(ValueState { cell: Locked::new(value) })?, lock: Some(lock.into()) })
+    }
+
+    /// The lock of the caller's that guards this value, if it was made with
+    /// [`Value::with_lock`] (Python's `get_lock()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// assert!(multiproc::Value::new(0u8)?.shared_lock().is_none());
+    /// let with = multiproc::Value::with_lock(0u8, multiproc::Lock::new()?)?;
+    /// assert!(with.shared_lock().is_some());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shared_lock(&self) -> Option<&SharedLock> {
+        self.lock.as_ref()
+    }
+
+    fn lock_until(&self, deadline: Deadline) -> Option<ValueGuard<'_, T>> {
+        let cell = &self.shared.cell;
+        match &self.lock {
+            None => cell.lock(Owner::process(), deadline).ok().map(|guard| ValueGuard { guard, user: None }),
+            Some(lock) => lock
+                .lock_value(deadline, |me| cell.is_held_by(me), |me, deadline| cell.lock(me, deadline).ok())
+                .map(|(guard, held)| ValueGuard { guard, user: Some(held) }),
+        }
     }
 
     /// Reads the value (under the lock).
@@ -128,9 +194,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn lock(&self) -> ValueGuard<'_, T> {
-        let guard =
-            self.shared.cell.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
-        ValueGuard { guard }
+        self.lock_until(Deadline::NEVER).expect("an endless wait does not time out")
     }
 
     /// Locks the value if nobody holds the lock, or its holder died (the guard's
@@ -148,7 +212,13 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_lock(&self) -> Option<ValueGuard<'_, T>> {
-        self.shared.cell.try_lock(Owner::process()).map(|guard| ValueGuard { guard })
+        let cell = &self.shared.cell;
+        match &self.lock {
+            None => cell.try_lock(Owner::process()).map(|guard| ValueGuard { guard, user: None }),
+            Some(lock) => lock
+                .try_lock_value(|me| cell.is_held_by(me), |me, deadline| cell.lock(me, deadline).ok())
+                .map(|(guard, held)| ValueGuard { guard, user: Some(held) }),
+        }
     }
 
     /// Locks the value, waiting at most `timeout` (however short, a dead holder's lock is
@@ -165,7 +235,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Option<ValueGuard<'_, T>> {
-        self.shared.cell.lock(Owner::process(), Deadline::after(timeout)).ok().map(|guard| ValueGuard { guard })
+        self.lock_until(Deadline::after(timeout))
     }
 }
 
@@ -183,7 +253,9 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct ValueGuard<'a, T> {
+    // Released first: the value's own access, then the user's lock.
     guard: LockedGuard<'a, T>,
+    user: Option<HeldLock<'a>>,
 }
 
 impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
@@ -206,6 +278,7 @@ impl<T> ValueGuard<'_, T> {
     /// ```
     pub fn owner_died(&self) -> bool {
         self.guard.acquired == Acquired::OwnerDied
+            || self.user.as_ref().is_some_and(|held| held.acquired == Acquired::OwnerDied)
     }
 }
 

@@ -36,6 +36,11 @@ impl<T: ShmSafe> Locked<T> {
         Ok(LockedGuard { cell: self, acquired })
     }
 
+    /// Whether `me` holds the lock.
+    pub(crate) fn is_held_by(&self, me: Owner) -> bool {
+        self.mutex.is_held_by(me)
+    }
+
     /// Locks if free or its holder is dead (then the guard says so); never waits.
     pub(crate) fn try_lock(&self, owner: Owner) -> Option<LockedGuard<'_, T>> {
         self.mutex.try_lock_or_take_over(owner).map(|acquired| LockedGuard { cell: self, acquired })

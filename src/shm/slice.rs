@@ -104,6 +104,11 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
         Ok(SliceGuard { mutex: &self.mutex, cells: self.cells(), acquired })
     }
 
+    /// Whether `me` holds the lock.
+    pub(crate) fn is_held_by(&self, me: Owner) -> bool {
+        self.mutex.is_held_by(me)
+    }
+
     /// Locks the slice if it is free or its holder is dead (then the guard says so); never
     /// waits.
     pub(crate) fn try_lock(&self, owner: Owner) -> Option<SliceGuard<'_, E>> {

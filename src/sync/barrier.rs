@@ -1,14 +1,20 @@
 //! `Barrier`: a meeting point for a fixed number of parties.
 
+use std::any::Any;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{BarrierBreak, BrokenBarrier};
+use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::shm::{Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind};
+use crate::sys;
 
 #[derive(crate::ShmSafe)]
 #[repr(C)]
@@ -62,9 +68,144 @@ impl ShmObject for BarrierState {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[doc(alias = "multiprocessing.Barrier")]
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone)]
 pub struct Barrier {
     shared: Shared<BarrierState>,
+    /// The default timeout of [`Barrier::wait`].
+    timeout: Option<Duration>,
+    action: Option<Action>,
+}
+
+/// The action of a barrier: a function of the executable and its arguments. Every handle
+/// carries it, so whichever process trips the barrier can run it.
+#[derive(Clone)]
+struct Action {
+    /// The function with [`action_runner`] for its argument type.
+    call: sys::Packed,
+    args: Arc<dyn Any + Send + Sync>,
+}
+
+/// What [`action_runner`] is asked to do with the arguments, whose type only it knows.
+enum ActionOp {
+    Run(Arc<dyn Any + Send + Sync>, Option<Result<(), BarrierBreak>>),
+    /// Encodes the arguments inside the encoding of the barrier handle that carries them,
+    /// so that the handles among them travel (and are counted) with it.
+    Encode(Arc<dyn Any + Send + Sync>, Option<Result<Vec<u8>, CodecError>>),
+    Decode(Vec<u8>, Option<Result<Arc<dyn Any + Send + Sync>, CodecError>>),
+}
+
+fn action_runner<A>(f: fn(A), context: &mut dyn Any)
+where
+    A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    apply::<A>(f, context)
+}
+
+fn unit_runner(f: fn(), context: &mut dyn Any) {
+    apply::<()>(|()| f(), context)
+}
+
+/// Does what `context` (an [`ActionOp`]) asks with arguments of type `A`.
+fn apply<A>(f: impl FnOnce(A), context: &mut dyn Any)
+where
+    A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let Some(op) = context.downcast_mut::<ActionOp>() else { return };
+    match op {
+        ActionOp::Run(args, outcome) => {
+            if let Some(args) = args.downcast_ref::<A>() {
+                let args = args.clone();
+                *outcome = Some(catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|_| BarrierBreak::ActionPanicked));
+            }
+        }
+        ActionOp::Encode(args, outcome) => {
+            if let Some(args) = args.downcast_ref::<A>() {
+                // Inside the encoding of the barrier: the handles among the arguments are
+                // counted by the message that carries the barrier.
+                *outcome = Some(postcard::to_allocvec(args).map_err(CodecError::encode));
+            }
+        }
+        ActionOp::Decode(bytes, outcome) => {
+            *outcome = Some(
+                postcard::from_bytes::<A>(bytes)
+                    .map(|args| Arc::new(args) as Arc<dyn Any + Send + Sync>)
+                    .map_err(CodecError::decode),
+            );
+        }
+    }
+}
+
+impl Action {
+    fn of<A>(f: fn(A), args: A) -> Result<Self, Error>
+    where
+        A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let call = sys::pack_checked(f, action_runner::<A>).map_err(|_| Error::NotInExecutable)?;
+        Ok(Self { call, args: Arc::new(args) })
+    }
+
+    fn apply(&self, mut op: ActionOp) -> ActionOp {
+        // A `Packed` made by `pack_checked` in this family; a foreign one was refused when
+        // the handle was decoded.
+        let _ = sys::unpack_and_run(self.call, &mut op);
+        op
+    }
+
+    fn run(&self) -> Result<(), BarrierBreak> {
+        match self.apply(ActionOp::Run(self.args.clone(), None)) {
+            ActionOp::Run(_, Some(outcome)) => outcome,
+            _ => Err(BarrierBreak::ActionPanicked),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    shared: &'a Shared<BarrierState>,
+    timeout: Option<Duration>,
+    action: Option<(sys::Packed, Vec<u8>)>,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    shared: Shared<BarrierState>,
+    timeout: Option<Duration>,
+    action: Option<(sys::Packed, Vec<u8>)>,
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let action = match &self.action {
+            None => None,
+            Some(action) => match action.apply(ActionOp::Encode(action.args.clone(), None)) {
+                ActionOp::Encode(_, Some(Ok(bytes))) => Some((action.call, bytes)),
+                ActionOp::Encode(_, Some(Err(e))) => return Err(codec::refuse_encoding(e)),
+                _ => return Err(codec::refuse_encoding("the barrier's action could not be encoded")),
+            },
+        };
+        WireRef { shared: &self.shared, timeout: self.timeout, action }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = Wire::deserialize(deserializer)?;
+        let action = match wire.action {
+            None => None,
+            Some((call, bytes)) => {
+                let mut op = ActionOp::Decode(bytes, None);
+                if sys::unpack_and_run(call, &mut op).is_err() {
+                    return Err(codec::refuse_decoding("a barrier action from another executable"));
+                }
+                match op {
+                    ActionOp::Decode(_, Some(Ok(args))) => Some(Action { call, args }),
+                    ActionOp::Decode(_, Some(Err(e))) => return Err(codec::refuse_decoding(e)),
+                    _ => return Err(codec::refuse_decoding("a barrier action of another kind")),
+                }
+            }
+        };
+        Ok(Self { shared: wire.shared, timeout: wire.timeout, action })
+    }
 }
 
 impl fmt::Debug for Barrier {
@@ -97,8 +238,35 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new(parties: usize) -> Result<Self, Error> {
+        Self::builder(parties).build()
+    }
+
+    /// A builder for a barrier with an action or a default timeout (Python's
+    /// `Barrier(parties, action=None, timeout=None)`).
+    ///
+    /// # Panics
+    ///
+    /// When `parties` is 0 or above `u32::MAX`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # multiproc::init();
+    /// fn tripped() {
+    ///     println!("all here");
+    /// }
+    /// let barrier = multiproc::Barrier::builder(1).action(tripped).timeout(Duration::from_secs(5)).build()?;
+    /// assert_eq!(barrier.wait()?, 0); // prints "all here"
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder(parties: usize) -> BarrierBuilder {
         assert!(parties > 0, "a Barrier needs at least one party");
         let parties = u32::try_from(parties).expect("at most u32::MAX parties");
+        BarrierBuilder { parties, timeout: None, action: None }
+    }
+
+    fn create(parties: u32, timeout: Option<Duration>, action: Option<Action>) -> Result<Self, Error> {
         let state = BarrierState {
             guard: RawMutex::new(),
             parties: AtomicU32::new(parties),
@@ -108,7 +276,7 @@ impl Barrier {
             broken: AtomicU32::new(0),
             changed: Notify::new(),
         };
-        Ok(Self { shared: Shared::new(state)? })
+        Ok(Self { shared: Shared::new(state)?, timeout, action })
     }
 
     fn broken_error(&self) -> Option<BrokenBarrier> {
@@ -131,6 +299,16 @@ impl Barrier {
             let index = state.count.load(Ordering::Relaxed);
             let generation = state.generation.load(Ordering::Relaxed);
             if index + 1 >= state.parties.load(Ordering::Relaxed) {
+                // The action runs under the guard, as Python's runs under the barrier's
+                // condition: nobody enters the next round before it ended. A process killed
+                // while running it leaves the guard to be taken over, and the waiting
+                // parties see it die (`forget_dead_holders`) and break the barrier.
+                if let Some(Err(cause)) = self.action.as_ref().map(Action::run) {
+                    self.break_locked(cause);
+                    drop(_g);
+                    state.changed.notify_all();
+                    return Err(BrokenBarrier { cause });
+                }
                 state.count.store(0, Ordering::Relaxed);
                 state.generation.store(generation.wrapping_add(1), Ordering::Release);
                 drop(_g);
@@ -185,11 +363,16 @@ impl Barrier {
     }
 
     /// Waits until all parties have called `wait`; returns this party's arrival index,
-    /// `0` for the first to arrive up to `parties() - 1` for the last.
+    /// `0` for the first to arrive up to `parties() - 1` for the last. The last to arrive
+    /// runs the barrier's action, if it has one, before any party is released. A barrier
+    /// built with a [`timeout`](BarrierBuilder::timeout) waits at most that long, as
+    /// [`Barrier::wait_timeout`] does.
     ///
     /// # Errors
     ///
-    /// [`BrokenBarrier`] when the barrier is or becomes broken while waiting.
+    /// [`BrokenBarrier`] when the barrier is or becomes broken while waiting (cause
+    /// [`BarrierBreak::ActionPanicked`] for every party when the action panicked,
+    /// [`BarrierBreak::TimedOut`] when the default timeout ran out).
     ///
     /// # Examples
     ///
@@ -205,7 +388,7 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) -> Result<usize, BrokenBarrier> {
-        self.wait_until(Deadline::NEVER)
+        self.wait_until(self.timeout.map_or(Deadline::NEVER, Deadline::after))
     }
 
     /// Like [`Barrier::wait`], waiting at most `timeout`. If it runs out, the barrier
@@ -319,5 +502,143 @@ impl Barrier {
     /// ```
     pub fn n_waiting(&self) -> usize {
         if self.is_broken() { 0 } else { self.shared.count.load(Ordering::Relaxed) as usize }
+    }
+}
+
+/// Builds a [`Barrier`] with an action or a default timeout; made by [`Barrier::builder`].
+///
+/// The action runs in whichever process of the family trips the barrier (the last party
+/// to arrive), so it is a function of the program, never a closure with state: a `fn()`
+/// ([`action`](BarrierBuilder::action)), or a `fn(A)` with arguments that travel with
+/// every handle of the barrier ([`action_with`](BarrierBuilder::action_with)). It runs
+/// once per round, before any party is released; while it runs the barrier is held (as in
+/// Python, the action must not call `wait`, `abort` or `reset` on its own barrier). If it
+/// panics, the barrier breaks: every waiting party, the tripping one included, gets
+/// [`BrokenBarrier`] with cause [`BarrierBreak::ActionPanicked`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{Barrier, Process, Value};
+///
+/// fn count(trips: Value<u32>) {
+///     *trips.lock() += 1;
+/// }
+///
+/// fn party(barrier: Barrier) {
+///     barrier.wait().unwrap();
+/// }
+///
+/// multiproc::init();
+/// let trips = Value::new(0)?;
+/// let barrier = Barrier::builder(2).action_with(count, trips.clone()).build()?;
+/// let child = Process::new(party, barrier.clone()).start()?;
+/// barrier.wait()?;
+/// child.join()?;
+/// assert_eq!(trips.get(), 1); // run once, by whichever party came last
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct BarrierBuilder {
+    parties: u32,
+    timeout: Option<Duration>,
+    action: Option<Result<Action, Error>>,
+}
+
+impl fmt::Debug for BarrierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BarrierBuilder")
+            .field("parties", &self.parties)
+            .field("timeout", &self.timeout)
+            .field("action", &self.action.is_some())
+            .finish()
+    }
+}
+
+impl BarrierBuilder {
+    /// `f()` runs once each time the barrier trips, in the process of the last party to
+    /// arrive (Python's `action`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// fn tripped() {}
+    /// let barrier = multiproc::Barrier::builder(1).action(tripped).build()?;
+    /// barrier.wait()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn action(mut self, f: fn()) -> Self {
+        self.action = Some(
+            sys::pack_checked(f, unit_runner)
+                .map(|call| Action { call, args: Arc::new(()) })
+                .map_err(|_| Error::NotInExecutable),
+        );
+        self
+    }
+
+    /// `f(args)` runs once each time the barrier trips, in the process of the last party
+    /// to arrive; `args` travel with every handle of the barrier (handles among them, such
+    /// as a [`Value`](crate::Value) to count in, stay valid in every process).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// fn count(trips: multiproc::Value<u32>) {
+    ///     *trips.lock() += 1;
+    /// }
+    /// let trips = multiproc::Value::new(0)?;
+    /// let barrier = multiproc::Barrier::builder(1).action_with(count, trips.clone()).build()?;
+    /// barrier.wait()?;
+    /// barrier.wait()?;
+    /// assert_eq!(trips.get(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn action_with<A>(mut self, f: fn(A), args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.action = Some(Action::of(f, args));
+        self
+    }
+
+    /// The default timeout of [`Barrier::wait`] (Python's `timeout`); when it runs out the
+    /// barrier breaks with [`BarrierBreak::TimedOut`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Barrier, BarrierBreak};
+    /// # multiproc::init();
+    /// let barrier = Barrier::builder(2).timeout(Duration::from_millis(10)).build()?;
+    /// assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::TimedOut);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Makes the barrier.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInExecutable`] when the action lives in a shared library (another
+    /// process could not find it); [`Error::HeapFull`] when the family's shared memory is
+    /// exhausted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let barrier = multiproc::Barrier::builder(3).build()?;
+    /// assert_eq!(barrier.parties(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Barrier, Error> {
+        let action = self.action.transpose()?;
+        Barrier::create(self.parties, self.timeout, action)
     }
 }

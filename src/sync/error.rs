@@ -281,6 +281,8 @@ pub enum BarrierBreak {
     TimedOut,
     /// A process holding the barrier died without dropping it (killed, crashed).
     PartyDied,
+    /// The barrier's action panicked when the barrier tripped.
+    ActionPanicked,
 }
 
 impl BarrierBreak {
@@ -290,6 +292,7 @@ impl BarrierBreak {
             BarrierBreak::Reset => 2,
             BarrierBreak::TimedOut => 3,
             BarrierBreak::PartyDied => 4,
+            BarrierBreak::ActionPanicked => 5,
         }
     }
 
@@ -299,6 +302,7 @@ impl BarrierBreak {
             2 => Some(BarrierBreak::Reset),
             3 => Some(BarrierBreak::TimedOut),
             4 => Some(BarrierBreak::PartyDied),
+            5 => Some(BarrierBreak::ActionPanicked),
             _ => None,
         }
     }
@@ -311,6 +315,7 @@ impl BarrierBreak {
     BarrierBreak::Reset => "it was reset while parties waited",
     BarrierBreak::TimedOut => "a party's wait timed out",
     BarrierBreak::PartyDied => "a process holding it died",
+    BarrierBreak::ActionPanicked => "its action panicked",
 })]
 ///
 /// # Examples

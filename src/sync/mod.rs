@@ -16,7 +16,7 @@ mod rlock;
 mod semaphore;
 mod waiters;
 
-pub use barrier::Barrier;
+pub use barrier::{Barrier, BarrierBuilder};
 pub use condition::{Condition, ConditionGuard, ConditionLock};
 pub use error::{
     Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError,

@@ -1,0 +1,133 @@
+//! `SharedLock`: a lock of the user's that a `Value` or `Array` shares (Python's `lock=`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::shm::{Acquired, Deadline, Owner};
+use crate::sync::{Lock, RLock};
+
+/// A [`Lock`] or [`RLock`] given to [`Value::with_lock`](crate::Value::with_lock) or
+/// [`Array::with_lock`](crate::Array::with_lock) (Python's `Value(typecode, v, lock=l)`),
+/// so that several values are guarded by one lock.
+///
+/// Locking such a value takes the shared lock first, then the value's own access. With an
+/// `RLock`, one thread may hold the guards of several values that share it; locking the
+/// *same* value twice on one thread panics (as a second `borrow_mut` of a `RefCell`
+/// does), since two guards would give two `&mut` to the same data.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{RLock, SharedLock, Value};
+/// # multiproc::init();
+/// let lock = RLock::new()?;
+/// let x = Value::with_lock(1i32, lock.clone())?;
+/// let y = Value::with_lock(2i32, lock.clone())?;
+/// let (mut gx, mut gy) = (x.lock(), y.lock()); // one thread, one RLock, two values
+/// std::mem::swap(&mut *gx, &mut *gy);
+/// drop((gx, gy));
+/// assert_eq!((x.get(), y.get()), (2, 1));
+/// assert!(matches!(x.shared_lock(), Some(SharedLock::RLock(_))));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SharedLock {
+    /// A [`Lock`]: one process (one thread of it) holds it at a time.
+    Lock(Lock),
+    /// An [`RLock`]: one thread holds it, as many times as it likes.
+    RLock(RLock),
+}
+
+impl From<Lock> for SharedLock {
+    fn from(lock: Lock) -> Self {
+        SharedLock::Lock(lock)
+    }
+}
+
+impl From<RLock> for SharedLock {
+    fn from(lock: RLock) -> Self {
+        SharedLock::RLock(lock)
+    }
+}
+
+impl SharedLock {
+    /// Takes the lock (one level of an `RLock`), waiting until `deadline`; `None` when it
+    /// passed.
+    pub(crate) fn acquire(&self, deadline: Deadline) -> Option<HeldLock<'_>> {
+        let acquired = match self {
+            SharedLock::Lock(lock) => lock.shared.mutex.lock(Owner::process(), deadline).ok()?,
+            SharedLock::RLock(lock) => lock.lock_level(deadline).ok()?,
+        };
+        Some(HeldLock { lock: self, acquired })
+    }
+
+    /// Takes the lock if it is free (or ours, for an `RLock`) or its holder is dead.
+    pub(crate) fn try_acquire(&self) -> Option<HeldLock<'_>> {
+        let acquired = match self {
+            SharedLock::Lock(lock) => lock.shared.mutex.try_lock_or_take_over(Owner::process())?,
+            SharedLock::RLock(lock) => lock.try_lock_level()?,
+        };
+        Some(HeldLock { lock: self, acquired })
+    }
+
+    /// Takes this lock, then the value's own access (`access`, with `held_by` telling
+    /// whether an owner already holds it), both until `deadline`. The access is taken for
+    /// this thread, so that a second lock of the same value by the same thread (through an
+    /// `RLock`) is seen: it panics for an endless wait, which could never end, and fails
+    /// otherwise.
+    pub(crate) fn lock_value<G>(
+        &self,
+        deadline: Deadline,
+        held_by: impl FnOnce(Owner) -> bool,
+        access: impl FnOnce(Owner, Deadline) -> Option<G>,
+    ) -> Option<(G, HeldLock<'_>)> {
+        let held = self.acquire(deadline)?;
+        let me = Owner::thread();
+        if held_by(me) {
+            assert!(
+                deadline != Deadline::NEVER,
+                "this thread already holds a guard of this value (through the RLock it shares): a second one would wait forever"
+            );
+            return None;
+        }
+        // Held by a live other owner only if the shared lock was released by a process
+        // that did not hold it (a `Lock` may be); then wait for that holder, as a lock does.
+        let access = access(me, deadline)?;
+        Some((access, held))
+    }
+
+    /// Like [`SharedLock::lock_value`], never waiting.
+    pub(crate) fn try_lock_value<G>(
+        &self,
+        held_by: impl FnOnce(Owner) -> bool,
+        access: impl FnOnce(Owner, Deadline) -> Option<G>,
+    ) -> Option<(G, HeldLock<'_>)> {
+        let held = self.try_acquire()?;
+        let me = Owner::thread();
+        if held_by(me) {
+            return None;
+        }
+        let access = access(me, Deadline::now())?;
+        Some((access, held))
+    }
+}
+
+/// A held [`SharedLock`]; released on drop.
+#[derive(Debug)]
+pub(crate) struct HeldLock<'a> {
+    lock: &'a SharedLock,
+    pub(crate) acquired: Acquired,
+}
+
+impl Drop for HeldLock<'_> {
+    fn drop(&mut self) {
+        match self.lock {
+            SharedLock::Lock(lock) => lock.shared.mutex.unlock(),
+            // Fails only when the guard was dropped on another thread than the one that
+            // took the level: that level stays held by its thread (documented on the
+            // guards), which is a stuck lock, never two holders.
+            SharedLock::RLock(lock) => {
+                let _ = lock.unlock_level();
+            }
+        }
+    }
+}
