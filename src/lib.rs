@@ -67,6 +67,8 @@
 
 extern crate self as multiproc;
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod codec;
 mod error;
 mod manager;
