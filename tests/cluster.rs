@@ -125,6 +125,14 @@ fn cluster_role() {
             eprintln!("holding {}", *job);
             std::thread::sleep(Duration::from_secs(120));
         }
+        // Waits for a job (long past its lease), then takes it and never acknowledges it.
+        "waiting holder" => {
+            let jobs = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+            eprintln!("waiting");
+            let job = jobs.receive().unwrap();
+            eprintln!("holding {}", *job);
+            std::thread::sleep(Duration::from_secs(120));
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -166,6 +174,37 @@ fn an_item_held_by_a_killed_consumer_is_delivered_to_another() {
     holder.wait().unwrap();
     assert_eq!(jobs.get_timeout(Duration::from_secs(30)).unwrap(), "the only job");
     assert!(matches!(jobs.try_get(), Err(GetError::Empty)), "delivered again once, not twice");
+}
+
+/// Reads the other program's stderr up to a line that starts with `prefix`.
+fn read_until(out: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    while !line.starts_with(prefix) {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the other program ended before saying {prefix:?}");
+    }
+    line.trim_end().to_string()
+}
+
+#[test]
+fn a_consumer_that_waited_longer_than_its_lease_still_gives_back_what_it_held() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let jobs = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&redis.url, "jobs").unwrap();
+    let mut holder = other_program("waiting holder", &redis.url);
+    let mut out = BufReader::new(holder.stderr.take().unwrap());
+    read_until(&mut out, "waiting");
+    // The holder waits; meanwhile this consumer's gets run the reclaim, again and again.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(600) {
+        assert!(matches!(jobs.try_get(), Err(GetError::Empty)));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    jobs.put("the only job".to_string()).unwrap();
+    assert_eq!(read_until(&mut out, "holding"), "holding the only job");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(jobs.get_timeout(Duration::from_secs(20)).unwrap(), "the only job");
 }
 
 #[test]

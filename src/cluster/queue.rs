@@ -99,7 +99,6 @@ pub struct Queue<T> {
     lease: Duration,
     state: Mutex<State>,
     put_bounded: redis::Script,
-    beat: redis::Script,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -214,7 +213,6 @@ impl<T> QueueBuilder<T> {
             lease: self.lease,
             state: Mutex::new(State { link, beat: None }),
             put_bounded: redis::Script::new(PUT_BOUNDED),
-            beat: redis::Script::new(BEAT),
             _type: PhantomData,
         })
     }
@@ -240,14 +238,16 @@ impl Until {
         Instant::now().checked_add(timeout).map_or(Until::Never, Until::At)
     }
 
-    /// How long the next blocking command may wait; `None` once the deadline has passed.
-    fn slice(self) -> Option<Duration> {
+    /// How long the next blocking command may wait, at most `most`; `None` once the
+    /// deadline has passed.
+    fn slice(self, most: Duration) -> Option<Duration> {
+        let most = most.min(SLICE);
         match self {
             Until::Now => None,
-            Until::Never => Some(SLICE),
+            Until::Never => Some(most),
             Until::At(at) => {
                 let left = at.saturating_duration_since(Instant::now());
-                (left >= Duration::from_millis(1)).then(|| left.min(SLICE))
+                (left >= Duration::from_millis(1)).then(|| left.min(most))
             }
         }
     }
@@ -513,24 +513,37 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let processing = self.keys.processing(&self.consumer);
         let bytes = loop {
             let mut state = self.state();
-            self.beat_if_due(&mut state).map_err(GetError::Redis)?;
-            let slice = until.slice();
-            let taken = state.link.run(|c| match slice {
-                None => redis::cmd("LMOVE")
-                    .arg(&self.keys.items)
-                    .arg(&processing)
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .query::<Option<Vec<u8>>>(c),
-                Some(wait) => redis::cmd("BLMOVE")
-                    .arg(&self.keys.items)
-                    .arg(&processing)
-                    .arg("RIGHT")
-                    .arg("LEFT")
-                    .arg(format!("{:.3}", wait.as_secs_f64().max(0.001)))
-                    .query::<Option<Vec<u8>>>(c),
+            // A move may only land in our processing list while our heartbeat is fresh:
+            // else a reclaim may already have dropped us, and nobody would ever give back
+            // what we hold if we died. So the move is sent right behind the heartbeat (one
+            // pipeline) and blocks at most a third of the lease; a heartbeat younger than
+            // a third of the lease leaves two thirds for the move.
+            let sent = Instant::now();
+            let due = self.beat_due(&state);
+            let slice = until.slice(self.lease / 3);
+            let taken = state.link.run(|c| {
+                let mut pipe = redis::pipe();
+                if due {
+                    pipe.add_command(self.beat_command()).ignore();
+                }
+                match slice {
+                    None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&processing).arg("RIGHT").arg("LEFT"),
+                    Some(wait) => pipe
+                        .cmd("BLMOVE")
+                        .arg(&self.keys.items)
+                        .arg(&processing)
+                        .arg("RIGHT")
+                        .arg("LEFT")
+                        .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
+                };
+                pipe.query::<(Option<Vec<u8>>,)>(c).map(|(taken,)| taken)
             });
-            match taken.map_err(GetError::Redis)? {
+            let taken = taken.map_err(GetError::Redis)?;
+            if due {
+                state.beat = Some(sent);
+            }
+            drop(state);
+            match taken {
                 Some(bytes) => break bytes,
                 None if slice.is_none() => {
                     return Err(if matches!(until, Until::Now) { GetError::Empty } else { GetError::Timeout });
@@ -595,29 +608,30 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`ClusterError`] when Redis cannot be used.
     pub fn keep_alive(&self) -> Result<(), ClusterError> {
         let mut state = self.state();
-        state.beat = None;
-        self.beat_if_due(&mut state)
+        let sent = Instant::now();
+        state.link.run(|c| self.beat_command().query::<()>(c))?;
+        state.beat = Some(sent);
+        Ok(())
     }
 
-    /// The heartbeat and the reclaim of dead consumers' items, at most a third of the lease
-    /// apart.
-    fn beat_if_due(&self, state: &mut State) -> Result<(), ClusterError> {
-        if state.beat.is_some_and(|at| at.elapsed() < self.lease / 3) {
-            return Ok(());
-        }
+    /// Whether the heartbeat is a third of the lease old (or was never sent).
+    fn beat_due(&self, state: &State) -> bool {
+        state.beat.is_none_or(|at| at.elapsed() >= self.lease / 3)
+    }
+
+    /// The heartbeat, and the reclaim of dead consumers' items.
+    fn beat_command(&self) -> redis::Cmd {
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        state.link.run(|c| {
-            self.beat
-                .key(&self.keys.items)
-                .key(&self.keys.consumers)
-                .key(self.keys.alive(&self.consumer))
-                .arg(&self.consumer)
-                .arg(lease_ms)
-                .arg(&self.keys.prefix)
-                .invoke::<u64>(c)
-        })?;
-        state.beat = Some(Instant::now());
-        Ok(())
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(BEAT)
+            .arg(3)
+            .arg(&self.keys.items)
+            .arg(&self.keys.consumers)
+            .arg(self.keys.alive(&self.consumer))
+            .arg(&self.consumer)
+            .arg(lease_ms)
+            .arg(&self.keys.prefix);
+        cmd
     }
 
     /// How many items the queue holds (taken but unacknowledged items not counted).
