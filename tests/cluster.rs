@@ -273,6 +273,27 @@ fn credentials_come_with_the_url() {
 }
 
 #[test]
+fn an_acl_user_limited_to_the_mp_prefix_is_enough() {
+    let _w = watchdog(LIMIT);
+    #[rustfmt::skip]
+    let acl = [
+        "--user", "default", "off",
+        "--user", "worker", "on", ">pw", "~mp:*", "&*", "-@all", "+@list", "+@connection", "+@scripting",
+        "+sadd", "+srem", "+smembers", "+set", "+del", "+exists",
+    ];
+    let Some(redis) = Redis::start(&acl) else { return };
+    let url = format!("{}?user=worker&pass=pw", redis.url);
+    let producer = Queue::<String>::open(&url, "jobs").unwrap();
+    let consumer = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+    producer.put("a".into()).unwrap();
+    let held = consumer.receive().unwrap();
+    consumer.keep_alive().unwrap();
+    assert_eq!(held.ack().unwrap(), "a");
+    drop(consumer); // its retirement runs under the same rights
+    assert!(producer.is_empty().unwrap());
+}
+
+#[test]
 fn maxsize_bounds_puts() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };

@@ -5,7 +5,9 @@
 //! async runtime and no background thread, so a process holding these objects may still
 //! start children with any start method. The URL carries the credentials (`AUTH` with a
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
-//! `redis+unix:///run/redis.sock?pass=password`.
+//! `redis+unix:///run/redis.sock?pass=password`. Every key is under `mp:`; an ACL user
+//! limited to it needs `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set
+//! +del +exists`.
 //!
 //! | Python / the local crate | here |
 //! |---|---|
