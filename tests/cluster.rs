@@ -118,9 +118,10 @@ fn cluster_role() {
                 replies.put(n * 2).unwrap();
             }
         }
-        // Takes one job, says so, and never acknowledges it.
+        // Takes one job, says so, and never acknowledges it (a lease long enough that the job
+        // is surely still held when the test looks).
         "holder" => {
-            let jobs = Queue::<String>::builder().lease(Duration::from_millis(600)).open(&url, "jobs").unwrap();
+            let jobs = Queue::<String>::builder().lease(Duration::from_secs(3)).open(&url, "jobs").unwrap();
             let job = jobs.receive().unwrap();
             eprintln!("holding {}", *job);
             std::thread::sleep(Duration::from_secs(120));
@@ -159,7 +160,7 @@ fn round_trip_between_two_independent_programs() {
 fn an_item_held_by_a_killed_consumer_is_delivered_to_another() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let jobs = Queue::<String>::builder().lease(Duration::from_millis(600)).open(&redis.url, "jobs").unwrap();
+    let jobs = Queue::<String>::builder().lease(Duration::from_secs(3)).open(&redis.url, "jobs").unwrap();
     jobs.put("the only job".to_string()).unwrap();
     let mut holder = other_program("holder", &redis.url);
     let mut out = BufReader::new(holder.stderr.take().unwrap());
