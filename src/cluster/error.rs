@@ -69,6 +69,16 @@ pub enum PutError<T> {
 
 impl<T> PutError<T> {
     /// The value that was not put.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<String>::builder().maxsize(1).open("redis://127.0.0.1/", "q")?;
+    /// q.put("first".into())?;
+    /// let back: String = q.try_put("second".into()).unwrap_err().into_inner();
+    /// assert_eq!(back, "second");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn into_inner(self) -> T {
         match self {
             PutError::Full(v) | PutError::Timeout(v) | PutError::Encode(v, _) | PutError::Redis(v, _) => v,

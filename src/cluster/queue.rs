@@ -271,6 +271,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Options: `maxsize`, `lease`, `timeout`, `max_message_size`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let q = multiproc::cluster::Queue::<u32>::builder()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .max_message_size(1 << 20)
+    ///     .open("redis://127.0.0.1/", "q")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn builder() -> QueueBuilder<T> {
         QueueBuilder {
             maxsize: 0,
