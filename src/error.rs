@@ -117,6 +117,11 @@ pub enum Error {
     /// A `ShareableList` operation failed.
     #[error(transparent)]
     ShareableList(#[from] ShareableListError),
+
+    /// Redis, under a [`cluster`](crate::cluster) object, could not be used.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl<G> From<OwnerDied<G>> for Error {

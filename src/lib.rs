@@ -74,6 +74,8 @@
 
 extern crate self as multiproc;
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod codec;
 mod connection;
 mod context;

@@ -1,0 +1,154 @@
+//! The errors of the cluster queue: one per operation, each giving a refused value back,
+//! and all converting into the crate's [`Error`](crate::Error).
+
+use std::fmt;
+
+use crate::codec::CodecError;
+
+/// Redis could not be used: the server is unreachable, the connection was lost, the
+/// server did not answer within the queue's timeout, or it replied with an error (for
+/// example `NOAUTH` or `WRONGPASS` when the URL's credentials are missing or wrong).
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::cluster::{ClusterError, Queue};
+///
+/// match Queue::<u32>::open("redis://127.0.0.1:1/0", "jobs") {
+///     Err(ClusterError::Unreachable(why)) => eprintln!("no Redis: {why}"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// No connection could be made, or the connection broke (Redis stopped, killed,
+    /// restarted, or the network failed) or stayed silent past the timeout.
+    #[error("Redis is unreachable: {0}")]
+    Unreachable(String),
+    /// The URL could not be understood.
+    #[error("bad Redis URL: {0}")]
+    BadUrl(String),
+    /// Redis answered with an error (authentication refused, a key of another type...).
+    #[error("Redis refused the command: {0}")]
+    Refused(String),
+}
+
+impl ClusterError {
+    pub(crate) fn from_redis(e: &redis::RedisError) -> Self {
+        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+            ClusterError::Unreachable(e.to_string())
+        } else {
+            ClusterError::Refused(e.to_string())
+        }
+    }
+}
+
+/// Why a [`Queue::put`](super::Queue::put) (or `try_put`, `put_timeout`) did not put its
+/// value; the value comes back with [`PutError::into_inner`].
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum PutError<T> {
+    /// The queue holds `maxsize` items and the call was not to wait (`try_put`).
+    #[error("the queue is full")]
+    Full(T),
+    /// The queue stayed full until the timeout passed (`put_timeout`).
+    #[error("the queue stayed full until the timeout")]
+    Timeout(T),
+    /// The value cannot cross machines: it does not encode, it holds a handle of the local
+    /// family (a local `Queue`, `Lock`, `Value`...), or it is larger than the queue's
+    /// `max_message_size`.
+    #[error("the value cannot be sent: {1}")]
+    Encode(T, CodecError),
+    /// Redis could not be used. When the link failed after the command was sent (the
+    /// server stopped answering), the put may still take effect: a caller that puts again
+    /// may put the value twice, which at-least-once delivery allows.
+    #[error("{1}")]
+    Redis(T, ClusterError),
+}
+
+impl<T> PutError<T> {
+    /// The value that was not put.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<String>::builder().maxsize(1).open("redis://127.0.0.1/", "q")?;
+    /// q.put("first".into())?;
+    /// let back: String = q.try_put("second".into()).unwrap_err().into_inner();
+    /// assert_eq!(back, "second");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Full(v) | PutError::Timeout(v) | PutError::Encode(v, _) | PutError::Redis(v, _) => v,
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Timeout(_) => f.write_str("Timeout(..)"),
+            PutError::Encode(_, e) => f.debug_tuple("Encode").field(&"..").field(e).finish(),
+            PutError::Redis(_, e) => f.debug_tuple("Redis").field(&"..").field(e).finish(),
+        }
+    }
+}
+
+/// Why a [`Queue::get`](super::Queue::get) (or `try_get`, `get_timeout`, `receive`...)
+/// returned no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// The queue was empty and the call was not to wait (`try_get`).
+    #[error("the queue is empty")]
+    Empty,
+    /// The queue stayed empty until the timeout passed (`get_timeout`).
+    #[error("the queue stayed empty until the timeout")]
+    Timeout,
+    /// The item taken does not decode as a `T` (another program put another type, or it
+    /// is larger than the queue's `max_message_size`). It was moved to the queue's
+    /// dead-letter list (`<key>:dead`), so it is not delivered again.
+    #[error(transparent)]
+    Decode(CodecError),
+    /// Redis could not be used.
+    #[error(transparent)]
+    Redis(ClusterError),
+}
+
+/// Why [`Received::ack`](super::Received::ack) failed: Redis could not be used. The item
+/// stays in the consumer's processing list and is delivered again once this consumer's
+/// heartbeat expires.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the acknowledgement did not reach Redis: {0}")]
+pub struct AckError(pub ClusterError);
+
+impl<T> From<PutError<T>> for crate::Error {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Full(_) => crate::Error::WouldBlock,
+            PutError::Timeout(_) => crate::Error::Timeout,
+            PutError::Encode(_, e) => crate::Error::Codec(e),
+            PutError::Redis(_, e) => crate::Error::Cluster(e),
+        }
+    }
+}
+
+impl From<GetError> for crate::Error {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Empty => crate::Error::WouldBlock,
+            GetError::Timeout => crate::Error::Timeout,
+            GetError::Decode(e) => crate::Error::Codec(e),
+            GetError::Redis(e) => crate::Error::Cluster(e),
+        }
+    }
+}
+
+impl From<AckError> for crate::Error {
+    fn from(e: AckError) -> Self {
+        crate::Error::Cluster(e.0)
+    }
+}

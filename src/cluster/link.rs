@@ -1,0 +1,49 @@
+//! One blocking connection to Redis with bounded waits, opened again after a failure.
+
+use std::time::Duration;
+
+use super::ClusterError;
+
+/// The longest one blocking Redis command waits before the caller regains control (to
+/// keep its heartbeat, reclaim dead consumers' items, check its own deadline).
+pub(crate) const SLICE: Duration = Duration::from_secs(1);
+
+/// A connection that is opened lazily and dropped after any failure, so that the next
+/// call connects anew (Redis restarted) or fails fast with the reason (Redis gone).
+pub(crate) struct Link {
+    client: redis::Client,
+    conn: Option<redis::Connection>,
+    timeout: Duration,
+}
+
+impl Link {
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, ClusterError> {
+        let client = redis::Client::open(url).map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        Ok(Self { client, conn: None, timeout })
+    }
+
+    /// Runs `f` on the connection (connecting first if needed). Every read waits at most
+    /// [`SLICE`] plus the timeout, so a server that stops answering is an error, not a
+    /// hang. A connection-level failure drops the connection.
+    pub(crate) fn run<R>(
+        &mut self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+    ) -> Result<R, ClusterError> {
+        if self.conn.is_none() {
+            let conn =
+                self.client.get_connection_with_timeout(self.timeout).map_err(|e| ClusterError::from_redis(&e))?;
+            let limit = Some(SLICE + self.timeout);
+            conn.set_read_timeout(limit).map_err(|e| ClusterError::from_redis(&e))?;
+            conn.set_write_timeout(limit).map_err(|e| ClusterError::from_redis(&e))?;
+            self.conn = Some(conn);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        f(conn).map_err(|e| {
+            let err = ClusterError::from_redis(&e);
+            if matches!(err, ClusterError::Unreachable(_)) || e.is_unrecoverable_error() {
+                self.conn = None;
+            }
+            err
+        })
+    }
+}

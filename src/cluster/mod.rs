@@ -1,0 +1,42 @@
+//! Beyond one machine: objects that live in a Redis server, shared by programs on any
+//! machine that reaches it (feature `cluster`).
+//!
+//! The engine is Redis (or Valkey), reached with the `redis` crate's blocking API: no
+//! async runtime and no background thread, so a process holding these objects may still
+//! start children with any start method. The URL carries the credentials (`AUTH` with a
+//! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
+//! `redis+unix:///run/redis.sock?pass=password`. Every key is under `mp:`; an ACL user
+//! limited to it needs `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set
+//! +del +exists`.
+//!
+//! | Python / the local crate | here |
+//! |---|---|
+//! | `multiprocessing.Queue`, [`crate::Queue`] | [`Queue`]: a named Redis list, at-least-once |
+//!
+//! Handles of the local family (a local `Queue`, `Lock`, `Value`...) name shared memory
+//! of one machine: a message that holds one is refused when it is put
+//! ([`PutError::Encode`]).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use multiproc::cluster::Queue;
+//!
+//! // Program A, on one machine:
+//! let jobs = Queue::<String>::open("redis://redis.example:6379/0", "jobs")?;
+//! jobs.put("resize photo 17".to_string())?;
+//!
+//! // Program B, on another:
+//! let jobs = Queue::<String>::open("redis://redis.example:6379/0", "jobs")?;
+//! let job = jobs.receive()?; // moved to B's processing list
+//! println!("working on {}", *job);
+//! job.ack()?; // done: gone for good (B killed before this line: it goes back)
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+
+mod error;
+mod link;
+mod queue;
+
+pub use error::{AckError, ClusterError, GetError, PutError};
+pub use queue::{Queue, QueueBuilder, Received};

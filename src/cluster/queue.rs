@@ -1,0 +1,794 @@
+//! `cluster::Queue<T>`: a named Redis list that programs on any machine share.
+//!
+//! Keys, all under one hash tag so that they live on one Redis Cluster shard:
+//!
+//! ```text
+//! mp:{q:NAME}:items        the list: put pushes on the left, get takes from the right
+//! mp:{q:NAME}:proc:ID      consumer ID's processing list (taken, not yet acknowledged)
+//! mp:{q:NAME}:alive:ID     consumer ID's heartbeat, a key that expires after the lease
+//! mp:{q:NAME}:consumers    the set of consumer IDs that may hold a processing list
+//! mp:{q:NAME}:dead         items that did not decode, kept for inspection
+//! ```
+//!
+//! A get moves an item atomically (`BLMOVE`) from the list to the consumer's processing
+//! list; the acknowledgement removes it from there. Every consumer refreshes its heartbeat
+//! (at most a third of the lease apart, while it calls the queue) and, in the same script,
+//! moves back the processing lists of consumers whose heartbeat expired. So an item is
+//! lost only with Redis's own data, and delivered more than once only when its consumer
+//! died, or stopped calling the queue for longer than the lease, before acknowledging it.
+
+use std::hash::{BuildHasher, Hasher};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::link::{Link, SLICE};
+use super::{AckError, ClusterError, GetError, PutError};
+use crate::codec::{self, CodecError};
+
+/// Puts only when the list holds fewer than `ARGV[2]` items.
+const PUT_BOUNDED: &str = r"
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+return 1
+";
+
+/// The heartbeat of consumer `ARGV[1]`, and the return of every processing list whose
+/// consumer's heartbeat expired (oldest item first in line).
+const BEAT: &str = r"
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+local moved = 0
+for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', ARGV[3] .. ':alive:' .. c) == 0 then
+    local p = ARGV[3] .. ':proc:' .. c
+    while redis.call('LMOVE', p, KEYS[1], 'LEFT', 'RIGHT') do moved = moved + 1 end
+    redis.call('SREM', KEYS[2], c)
+  end
+end
+return moved
+";
+
+/// A consumer that leaves: its unacknowledged items go back first in line.
+const RETIRE: &str = r"
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do end
+redis.call('DEL', KEYS[3])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 0
+";
+
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+/// A FIFO queue in a Redis list, named so that independent programs, on any machines,
+/// share it: Python's `multiprocessing.Queue` beyond one machine.
+///
+/// Delivery is **at-least-once**: [`receive`](Queue::receive) moves an item to this
+/// consumer's processing list, where it stays until [`Received::ack`]; if the consumer
+/// dies first (or stops calling the queue for longer than the
+/// [`lease`](QueueBuilder::lease)), another consumer takes it back and it is delivered
+/// again. [`get`](Queue::get) is `receive` acknowledged as soon as the value is decoded.
+///
+/// Every call returns within a bounded time: when Redis is unreachable, killed or silent,
+/// the error is [`ClusterError::Unreachable`] after at most the
+/// [`timeout`](QueueBuilder::timeout) plus one second; the next call connects anew.
+///
+/// A `Queue` may be shared by the threads of a process (its calls take turns on one
+/// connection); open one per thread for parallel blocking gets.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::cluster::Queue;
+///
+/// let q = Queue::<(u32, String)>::open("redis://127.0.0.1:6379/0", "greetings")?;
+/// q.put((1, "hello".into()))?;
+/// assert_eq!(q.get()?, (1, "hello".into()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Queue<T> {
+    keys: Keys,
+    consumer: String,
+    maxsize: usize,
+    max_message_size: usize,
+    lease: Duration,
+    state: Mutex<State>,
+    put_bounded: redis::Script,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+struct State {
+    link: Link,
+    /// When this consumer last refreshed its heartbeat (`None`: never; it holds nothing).
+    beat: Option<Instant>,
+}
+
+struct Keys {
+    prefix: String,
+    items: String,
+    consumers: String,
+    dead: String,
+}
+
+impl Keys {
+    fn new(name: &str) -> Self {
+        let prefix = format!("mp:{{q:{name}}}");
+        Keys {
+            items: format!("{prefix}:items"),
+            consumers: format!("{prefix}:consumers"),
+            dead: format!("{prefix}:dead"),
+            prefix,
+        }
+    }
+
+    fn processing(&self, consumer: &str) -> String {
+        format!("{}:proc:{consumer}", self.prefix)
+    }
+
+    fn alive(&self, consumer: &str) -> String {
+        format!("{}:alive:{consumer}", self.prefix)
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("key", &self.keys.items).field("consumer", &self.consumer).finish()
+    }
+}
+
+/// Options of a [`Queue`], named after Python's where Python has them.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use multiproc::cluster::Queue;
+///
+/// let q = Queue::<u64>::builder()
+///     .maxsize(1000)
+///     .lease(Duration::from_secs(10))
+///     .open("redis://:secret@127.0.0.1:6379/0", "numbers")?;
+/// q.put(7)?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct QueueBuilder<T> {
+    maxsize: usize,
+    max_message_size: usize,
+    lease: Duration,
+    timeout: Duration,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> QueueBuilder<T> {
+    /// Puts wait (or fail, for `try_put`) while the list holds this many items; 0 (the
+    /// default) is no bound. Each program applies its own `maxsize` to its own puts.
+    pub fn maxsize(mut self, maxsize: usize) -> Self {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// The largest encoded message put or accepted (default 64 MiB): a larger item is
+    /// refused before it reaches Redis, or before it is decoded.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms): once it has
+    /// expired, other consumers deliver its unacknowledged items again. A consumer keeps
+    /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(3));
+        self
+    }
+
+    /// How long to wait for Redis to connect or to answer (default 5 s) before the call
+    /// fails with [`ClusterError::Unreachable`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Opens the queue `name` in the Redis server at `url` (created by the first put).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::BadUrl`]; [`ClusterError::Unreachable`] or
+    /// [`ClusterError::Refused`] (authentication) when Redis cannot be used.
+    pub fn open(self, url: &str, name: &str) -> Result<Queue<T>, ClusterError> {
+        let mut link = Link::new(url, self.timeout)?;
+        link.run(|c| redis::cmd("PING").query::<()>(c))?;
+        Ok(Queue {
+            keys: Keys::new(name),
+            consumer: consumer_id(),
+            maxsize: self.maxsize,
+            max_message_size: self.max_message_size,
+            lease: self.lease,
+            state: Mutex::new(State { link, beat: None }),
+            put_bounded: redis::Script::new(PUT_BOUNDED),
+            _type: PhantomData,
+        })
+    }
+}
+
+/// A unique name for this consumer: the pid, for people reading `KEYS`, and 64 random bits.
+fn consumer_id() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    format!("{}-{:016x}", std::process::id(), h.finish())
+}
+
+/// When a wait ends: now (`try_`), at an instant, or never.
+#[derive(Clone, Copy)]
+enum Until {
+    Now,
+    At(Instant),
+    Never,
+}
+
+impl Until {
+    fn after(timeout: Duration) -> Self {
+        Instant::now().checked_add(timeout).map_or(Until::Never, Until::At)
+    }
+
+    /// How long the next blocking command may wait, at most `most`; `None` once the
+    /// deadline has passed.
+    fn slice(self, most: Duration) -> Option<Duration> {
+        let most = most.min(SLICE);
+        match self {
+            Until::Now => None,
+            Until::Never => Some(most),
+            Until::At(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                (left >= Duration::from_millis(1)).then(|| left.min(most))
+            }
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Opens the queue `name` at `url` with the default options (see [`Queue::builder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis+unix:///run/redis.sock", "q")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`QueueBuilder::open`].
+    pub fn open(url: &str, name: &str) -> Result<Self, ClusterError> {
+        Self::builder().open(url, name)
+    }
+
+    /// Options: `maxsize`, `lease`, `timeout`, `max_message_size`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let q = multiproc::cluster::Queue::<u32>::builder()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .max_message_size(1 << 20)
+    ///     .open("redis://127.0.0.1/", "q")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder {
+            maxsize: 0,
+            max_message_size: DEFAULT_MAX_MESSAGE,
+            lease: DEFAULT_LEASE,
+            timeout: DEFAULT_TIMEOUT,
+            _type: PhantomData,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts `value` at the end of the queue, waiting while it is full.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// q.put(1)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Encode`] (the value cannot cross machines), [`PutError::Redis`]; the
+    /// value comes back with [`PutError::into_inner`].
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, Until::Never)
+    }
+
+    /// Puts `value` if the queue is not full, else fails with [`PutError::Full`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::builder().maxsize(1).open("redis://127.0.0.1/", "q")?;
+    /// q.try_put(1)?;
+    /// assert_eq!(q.try_put(2).unwrap_err().into_inner(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`], and [`PutError::Full`].
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, Until::Now)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// q.put_timeout(1, Duration::from_secs(1))?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`], and [`PutError::Timeout`].
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_until(value, Until::after(timeout))
+    }
+
+    fn put_until(&self, value: T, until: Until) -> Result<(), PutError<T>> {
+        let bytes = match self.encode(&value) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(PutError::Encode(value, e)),
+        };
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let mut state = self.state();
+            let put = if self.maxsize == 0 {
+                state.link.run(|c| redis::cmd("LPUSH").arg(&self.keys.items).arg(&bytes).query::<()>(c).map(|()| true))
+            } else {
+                state
+                    .link
+                    .run(|c| self.put_bounded.key(&self.keys.items).arg(&bytes).arg(self.maxsize).invoke::<bool>(c))
+            };
+            drop(state);
+            match put {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(PutError::Redis(value, e)),
+            }
+            // Full. Redis lists do not wake a waiting producer: poll, backing off to 100 ms.
+            match until {
+                Until::Now => return Err(PutError::Full(value)),
+                Until::At(at) if Instant::now() >= at => return Err(PutError::Timeout(value)),
+                Until::At(at) => std::thread::sleep(pause.min(at.saturating_duration_since(Instant::now()))),
+                Until::Never => std::thread::sleep(pause),
+            }
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError> {
+        let encoded = codec::encode(value)?;
+        if encoded.has_handles() {
+            // Dropping `encoded` gives the handles' counts back.
+            return Err(CodecError::encode(
+                "the message holds a handle of the local process family, which cannot cross machines",
+            ));
+        }
+        if encoded.bytes.len() > self.max_message_size {
+            return Err(CodecError::encode(format_args!(
+                "{} bytes, more than the queue's max_message_size ({})",
+                encoded.bytes.len(),
+                self.max_message_size
+            )));
+        }
+        let mut encoded = encoded;
+        let bytes = std::mem::take(&mut encoded.bytes);
+        encoded.sent();
+        Ok(bytes)
+    }
+
+    /// Takes the next value, waiting while the queue is empty; acknowledged at once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// q.put(5)?;
+    /// assert_eq!(q.get()?, 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Decode`] (the item is moved to the dead-letter list), [`GetError::Redis`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.receive_until(Until::Never)?.ack().map_err(|e| GetError::Redis(e.0))
+    }
+
+    /// Takes the next value if there is one, else fails with [`GetError::Empty`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "empty")?;
+    /// assert!(matches!(q.try_get(), Err(multiproc::cluster::GetError::Empty)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`], and [`GetError::Empty`].
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.receive_until(Until::Now)?.ack().map_err(|e| GetError::Redis(e.0))
+    }
+
+    /// Takes the next value, waiting at most `timeout` for one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// match q.get_timeout(Duration::from_secs(2)) {
+    ///     Ok(v) => println!("{v}"),
+    ///     Err(multiproc::cluster::GetError::Timeout) => println!("nothing yet"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`], and [`GetError::Timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.receive_until(Until::after(timeout))?.ack().map_err(|e| GetError::Redis(e.0))
+    }
+
+    /// Takes the next value, waiting while the queue is empty, and keeps it in this
+    /// consumer's processing list until [`Received::ack`]: if this process dies first, the
+    /// value is delivered to another consumer once the lease has passed. Dropping the
+    /// [`Received`] without acknowledging it puts the value back at the head of the queue.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<String>::open("redis://127.0.0.1/", "jobs")?;
+    /// let job = q.receive()?;
+    /// println!("doing {}", *job);
+    /// let done: String = job.ack()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    pub fn receive(&self) -> Result<Received<'_, T>, GetError> {
+        self.receive_until(Until::Never)
+    }
+
+    /// [`Queue::receive`], failing with [`GetError::Empty`] when the queue is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// if let Ok(v) = q.try_receive() {
+    ///     v.ack()?;
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_get`].
+    pub fn try_receive(&self) -> Result<Received<'_, T>, GetError> {
+        self.receive_until(Until::Now)
+    }
+
+    /// [`Queue::receive`], waiting at most `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// let v = q.receive_timeout(Duration::from_secs(1))?;
+    /// v.ack()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_timeout`].
+    pub fn receive_timeout(&self, timeout: Duration) -> Result<Received<'_, T>, GetError> {
+        self.receive_until(Until::after(timeout))
+    }
+
+    fn receive_until(&self, until: Until) -> Result<Received<'_, T>, GetError> {
+        let processing = self.keys.processing(&self.consumer);
+        let bytes = loop {
+            let mut state = self.state();
+            // A move may only land in our processing list while our heartbeat is fresh:
+            // else a reclaim may already have dropped us, and nobody would ever give back
+            // what we hold if we died. So the move is sent right behind the heartbeat (one
+            // pipeline) and blocks at most a third of the lease; a heartbeat younger than
+            // a third of the lease leaves two thirds for the move.
+            let sent = Instant::now();
+            let due = self.beat_due(&state);
+            let slice = until.slice(self.lease / 3);
+            let taken = state.link.run(|c| {
+                let mut pipe = redis::pipe();
+                if due {
+                    pipe.add_command(self.beat_command()).ignore();
+                }
+                match slice {
+                    None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&processing).arg("RIGHT").arg("LEFT"),
+                    Some(wait) => pipe
+                        .cmd("BLMOVE")
+                        .arg(&self.keys.items)
+                        .arg(&processing)
+                        .arg("RIGHT")
+                        .arg("LEFT")
+                        .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
+                };
+                pipe.query::<(Option<Vec<u8>>,)>(c).map(|(taken,)| taken)
+            });
+            let taken = taken.map_err(GetError::Redis)?;
+            if due {
+                state.beat = Some(sent);
+            }
+            drop(state);
+            match taken {
+                Some(bytes) => break bytes,
+                None if slice.is_none() => {
+                    return Err(if matches!(until, Until::Now) { GetError::Empty } else { GetError::Timeout });
+                }
+                None => {}
+            }
+        };
+        let decoded = if bytes.len() > self.max_message_size {
+            Err(CodecError::decode(format_args!(
+                "{} bytes, more than the queue's max_message_size ({})",
+                bytes.len(),
+                self.max_message_size
+            )))
+        } else {
+            codec::decode_exact::<T>(&bytes)
+        };
+        match decoded {
+            Ok(value) => Ok(Received { queue: self, bytes, value: Some(value) }),
+            Err(e) => {
+                // Out of the way for good, kept where a person can look at it.
+                self.state()
+                    .link
+                    .run(|c| {
+                        redis::pipe()
+                            .atomic()
+                            .cmd("LREM")
+                            .arg(&processing)
+                            .arg(1)
+                            .arg(&bytes)
+                            .ignore()
+                            .cmd("LPUSH")
+                            .arg(&self.keys.dead)
+                            .arg(&bytes)
+                            .ignore()
+                            .query::<()>(c)
+                    })
+                    .map_err(GetError::Redis)?;
+                Err(GetError::Decode(e))
+            }
+        }
+    }
+
+    /// Refreshes this consumer's heartbeat now, so that the values it holds unacknowledged
+    /// stay its own for another lease. Gets do this themselves; call it during work that
+    /// may last longer than a third of the lease.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// let job = q.receive()?;
+    /// for step in 0..100 {
+    ///     // ... a long piece of work ...
+    ///     q.keep_alive()?;
+    /// }
+    /// job.ack()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError`] when Redis cannot be used.
+    pub fn keep_alive(&self) -> Result<(), ClusterError> {
+        let mut state = self.state();
+        let sent = Instant::now();
+        state.link.run(|c| self.beat_command().query::<()>(c))?;
+        state.beat = Some(sent);
+        Ok(())
+    }
+
+    /// Whether the heartbeat is a third of the lease old (or was never sent).
+    fn beat_due(&self, state: &State) -> bool {
+        state.beat.is_none_or(|at| at.elapsed() >= self.lease / 3)
+    }
+
+    /// The heartbeat, and the reclaim of dead consumers' items.
+    fn beat_command(&self) -> redis::Cmd {
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(BEAT)
+            .arg(3)
+            .arg(&self.keys.items)
+            .arg(&self.keys.consumers)
+            .arg(self.keys.alive(&self.consumer))
+            .arg(&self.consumer)
+            .arg(lease_ms)
+            .arg(&self.keys.prefix);
+        cmd
+    }
+
+    /// How many items the queue holds (taken but unacknowledged items not counted).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// println!("{} waiting", q.len()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError`] when Redis cannot be used.
+    pub fn len(&self) -> Result<usize, ClusterError> {
+        self.state().link.run(|c| redis::cmd("LLEN").arg(&self.keys.items).query(c))
+    }
+
+    /// Whether the queue holds no item.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+    /// if q.is_empty()? { println!("idle") }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError`] when Redis cannot be used.
+    pub fn is_empty(&self) -> Result<bool, ClusterError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// This handle's bound on puts (`None`: unbounded).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::builder().maxsize(8).open("redis://127.0.0.1/", "q")?;
+    /// assert_eq!(q.maxsize(), Some(8));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn maxsize(&self) -> Option<usize> {
+        (self.maxsize > 0).then_some(self.maxsize)
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if state.beat.is_none() {
+            return;
+        }
+        // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead.
+        let processing = self.keys.processing(&self.consumer);
+        let alive = self.keys.alive(&self.consumer);
+        let _ = state.link.run(|c| {
+            redis::Script::new(RETIRE)
+                .key(&self.keys.items)
+                .key(&processing)
+                .key(&alive)
+                .key(&self.keys.consumers)
+                .arg(&self.consumer)
+                .invoke::<()>(c)
+        });
+    }
+}
+
+/// A value taken by [`Queue::receive`], held in the consumer's processing list until
+/// [`ack`](Received::ack). Dropping it unacknowledged puts the value back at the head of
+/// the queue. Derefs to the value.
+///
+/// # Examples
+///
+/// ```no_run
+/// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "q")?;
+/// let n = q.receive()?;
+/// if *n % 2 == 0 {
+///     n.ack()?; // ours
+/// } // else: dropped, back at the head of the queue for someone else
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "a received value is acknowledged with `ack`; dropping it gives it back"]
+pub struct Received<'q, T: Serialize + DeserializeOwned> {
+    queue: &'q Queue<T>,
+    bytes: Vec<u8>,
+    value: Option<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Received<'_, T> {
+    /// Acknowledges the value (it leaves the processing list for good) and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError`] when Redis cannot be used: the value stays in the processing list and
+    /// is delivered again after the lease, or when this queue handle is dropped.
+    pub fn ack(mut self) -> Result<T, AckError> {
+        let processing = self.queue.keys.processing(&self.queue.consumer);
+        let bytes = std::mem::take(&mut self.bytes);
+        self.queue
+            .state()
+            .link
+            .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&bytes).query::<()>(c))
+            .map_err(AckError)?;
+        Ok(self.value.take().expect("a Received holds its value until ack"))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Deref for Received<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("a Received holds its value until ack")
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
+    fn drop(&mut self) {
+        if self.value.is_none() {
+            return;
+        }
+        // Not acknowledged: first in line again. Best effort: if it fails the value stays
+        // in the processing list, returned when this consumer retires or dies.
+        let processing = self.queue.keys.processing(&self.queue.consumer);
+        let _ = self.queue.state().link.run(|c| {
+            redis::pipe()
+                .atomic()
+                .cmd("LREM")
+                .arg(&processing)
+                .arg(1)
+                .arg(&self.bytes)
+                .ignore()
+                .cmd("RPUSH")
+                .arg(&self.queue.keys.items)
+                .arg(&self.bytes)
+                .ignore()
+                .query::<()>(c)
+        });
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + std::fmt::Debug> std::fmt::Debug for Received<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Received").field(&self.value).finish()
+    }
+}

@@ -1,0 +1,344 @@
+//! `multiproc::cluster`: objects in a Redis server, shared by independent programs.
+//!
+//! Each test starts its own Redis (`redis-server` on a unix socket in a temporary
+//! directory, no persistence), stopped by pid at the end. Without `redis-server` the tests
+//! say so and pass, unless `MULTIPROC_REQUIRE_REDIS` is set (CI sets it).
+//!
+//! The "other program" of a test is this test binary run again with `--exact cluster_role`
+//! and a role in the environment: an independent process, not a child of the family.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, pid_running, watchdog};
+use multiproc::cluster::{ClusterError, GetError, PutError, Queue};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+const ROLE: &str = "MULTIPROC_TEST_CLUSTER_ROLE";
+const URL: &str = "MULTIPROC_TEST_CLUSTER_URL";
+
+/// A private Redis: unix socket, no persistence, killed and its directory removed on drop.
+/// Started under `setpriv --pdeathsig KILL`, so that a test that aborts (its watchdog)
+/// takes its server along; the same for the other programs.
+struct Redis {
+    dir: PathBuf,
+    server: Child,
+    pid: u32,
+    url: String,
+}
+
+impl Redis {
+    fn start(extra: &[&str]) -> Option<Redis> {
+        if Command::new("redis-server").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("MULTIPROC_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed and MULTIPROC_REQUIRE_REDIS is set"
+            );
+            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multiproc-redis-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let server = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "redis-server", "--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let redis = Redis { url: format!("redis+unix://{}", socket.display()), dir, pid: server.id(), server };
+        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not answer");
+        Some(redis)
+    }
+
+    fn kill(&self) {
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        assert!(eventually(Duration::from_secs(20), || !pid_running(self.pid)));
+    }
+}
+
+/// Any reply means the server is up (a `NOAUTH` error too).
+fn answers_ping(socket: &std::path::Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 1];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1)
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs this test binary again as another program playing `role` against `url`; it
+/// speaks on its stderr.
+fn other_program(role: &str, url: &str) -> Child {
+    Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, role)
+        .env(URL, url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The other programs' side; a no-op in a normal test run.
+#[test]
+fn cluster_role() {
+    let (Ok(role), Ok(url)) = (std::env::var(ROLE), std::env::var(URL)) else { return };
+    match role.as_str() {
+        // Doubles every request until it receives None.
+        "doubler" => {
+            let requests = Queue::<Option<u64>>::open(&url, "requests").unwrap();
+            let replies = Queue::<u64>::open(&url, "replies").unwrap();
+            while let Some(n) = requests.get().unwrap() {
+                replies.put(n * 2).unwrap();
+            }
+        }
+        // Takes one job, says so, and never acknowledges it (a lease long enough that the job
+        // is surely still held when the test looks).
+        "holder" => {
+            let jobs = Queue::<String>::builder().lease(Duration::from_secs(3)).open(&url, "jobs").unwrap();
+            let job = jobs.receive().unwrap();
+            eprintln!("holding {}", *job);
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        // Waits for a job (long past its lease), then takes it and never acknowledges it.
+        "waiting holder" => {
+            let jobs = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+            eprintln!("waiting");
+            let job = jobs.receive().unwrap();
+            eprintln!("holding {}", *job);
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn round_trip_between_two_independent_programs() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut doubler = other_program("doubler", &redis.url);
+    let requests = Queue::<Option<u64>>::open(&redis.url, "requests").unwrap();
+    let replies = Queue::<u64>::open(&redis.url, "replies").unwrap();
+    for n in 0..100 {
+        requests.put(Some(n)).unwrap();
+    }
+    let mut got: Vec<u64> = (0..100).map(|_| replies.get().unwrap()).collect();
+    requests.put(None).unwrap();
+    assert!(doubler.wait().unwrap().success());
+    got.sort_unstable();
+    assert_eq!(got, (0..100).map(|n| n * 2).collect::<Vec<_>>());
+    assert!(requests.is_empty().unwrap() && replies.is_empty().unwrap());
+}
+
+#[test]
+fn an_item_held_by_a_killed_consumer_is_delivered_to_another() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let jobs = Queue::<String>::builder().lease(Duration::from_secs(3)).open(&redis.url, "jobs").unwrap();
+    jobs.put("the only job".to_string()).unwrap();
+    let mut holder = other_program("holder", &redis.url);
+    let mut out = BufReader::new(holder.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("holding") {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the holder ended before taking the job");
+    }
+    assert_eq!(line.trim_end(), "holding the only job");
+    assert!(matches!(jobs.try_get(), Err(GetError::Empty)), "the job is held by the other consumer");
+    holder.kill().unwrap(); // SIGKILL: no destructor runs
+    holder.wait().unwrap();
+    assert_eq!(jobs.get_timeout(Duration::from_secs(30)).unwrap(), "the only job");
+    assert!(matches!(jobs.try_get(), Err(GetError::Empty)), "delivered again once, not twice");
+}
+
+/// Reads the other program's stderr up to a line that starts with `prefix`.
+fn read_until(out: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    while !line.starts_with(prefix) {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the other program ended before saying {prefix:?}");
+    }
+    line.trim_end().to_string()
+}
+
+#[test]
+fn a_consumer_that_waited_longer_than_its_lease_still_gives_back_what_it_held() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let jobs = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&redis.url, "jobs").unwrap();
+    let mut holder = other_program("waiting holder", &redis.url);
+    let mut out = BufReader::new(holder.stderr.take().unwrap());
+    read_until(&mut out, "waiting");
+    // The holder waits; meanwhile this consumer's gets run the reclaim, again and again.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(600) {
+        assert!(matches!(jobs.try_get(), Err(GetError::Empty)));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    jobs.put("the only job".to_string()).unwrap();
+    assert_eq!(read_until(&mut out, "holding"), "holding the only job");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(jobs.get_timeout(Duration::from_secs(20)).unwrap(), "the only job");
+}
+
+#[test]
+fn an_unacknowledged_value_that_is_dropped_goes_back_first_in_line() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    for n in 1..=3 {
+        q.put(n).unwrap();
+    }
+    let first = q.receive().unwrap();
+    assert_eq!(*first, 1);
+    drop(first);
+    let again = q.receive().unwrap();
+    assert_eq!(again.ack().unwrap(), 1);
+    assert_eq!((q.get().unwrap(), q.get().unwrap()), (2, 3));
+}
+
+#[test]
+fn redis_killed_is_a_typed_error_not_a_hang() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let url = redis.url.clone();
+    let q = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&url, "q").unwrap();
+    let waiting = std::thread::spawn(move || q.get());
+    std::thread::sleep(Duration::from_millis(200)); // usually inside BLMOVE; either way it must end
+    redis.kill();
+    assert!(matches!(waiting.join().unwrap(), Err(GetError::Redis(ClusterError::Unreachable(_)))));
+    let again = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&url, "q");
+    assert!(matches!(again, Err(ClusterError::Unreachable(_))), "{again:?}");
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    let _ = Command::new("kill").args(["-STOP", &redis.pid.to_string()]).status();
+    let put = q.put(1);
+    let get = q.get();
+    let _ = Command::new("kill").args(["-CONT", &redis.pid.to_string()]).status();
+    assert!(matches!(put, Err(PutError::Redis(1, ClusterError::Unreachable(_)))), "{put:?}");
+    assert!(matches!(get, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{get:?}");
+    q.put(2).unwrap(); // connects anew
+    // The stopped server may still have run the put it had received: 1 at most once.
+    let first = q.get().unwrap();
+    if first == 1 {
+        assert_eq!(q.get().unwrap(), 2);
+    } else {
+        assert_eq!(first, 2);
+    }
+    assert!(q.is_empty().unwrap());
+}
+
+#[test]
+fn credentials_come_with_the_url() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
+    let refused = Queue::<u32>::open(&redis.url, "q");
+    assert!(matches!(refused, Err(ClusterError::Refused(_))), "{refused:?}");
+    let wrong = Queue::<u32>::open(&format!("{}?pass=wrong", redis.url), "q");
+    assert!(matches!(wrong, Err(ClusterError::Refused(_))), "{wrong:?}");
+    let q = Queue::<u32>::open(&format!("{}?pass=s3cret", redis.url), "q").unwrap();
+    q.put(9).unwrap();
+    assert_eq!(q.get().unwrap(), 9);
+}
+
+#[test]
+fn an_acl_user_limited_to_the_mp_prefix_is_enough() {
+    let _w = watchdog(LIMIT);
+    #[rustfmt::skip]
+    let acl = [
+        "--user", "default", "off",
+        "--user", "worker", "on", ">pw", "~mp:*", "&*", "-@all", "+@list", "+@connection", "+@scripting",
+        "+sadd", "+srem", "+smembers", "+set", "+del", "+exists",
+    ];
+    let Some(redis) = Redis::start(&acl) else { return };
+    let url = format!("{}?user=worker&pass=pw", redis.url);
+    let producer = Queue::<String>::open(&url, "jobs").unwrap();
+    let consumer = Queue::<String>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+    producer.put("a".into()).unwrap();
+    let held = consumer.receive().unwrap();
+    consumer.keep_alive().unwrap();
+    assert_eq!(held.ack().unwrap(), "a");
+    drop(consumer); // its retirement runs under the same rights
+    assert!(producer.is_empty().unwrap());
+}
+
+#[test]
+fn maxsize_bounds_puts() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().maxsize(2).open(&redis.url, "q").unwrap();
+    q.try_put(1).unwrap();
+    q.put_timeout(2, Duration::from_secs(5)).unwrap();
+    assert!(matches!(q.try_put(3), Err(PutError::Full(3))));
+    assert!(matches!(q.put_timeout(3, Duration::from_millis(50)), Err(PutError::Timeout(3))));
+    let consumer = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let put = std::thread::spawn(move || q.put(3).map_err(PutError::into_inner));
+    assert_eq!(consumer.get().unwrap(), 1);
+    put.join().unwrap().unwrap();
+    assert_eq!((consumer.get().unwrap(), consumer.get().unwrap()), (2, 3));
+    assert!(matches!(consumer.get_timeout(Duration::from_millis(50)), Err(GetError::Timeout)));
+}
+
+#[test]
+fn a_message_of_another_type_is_a_typed_error_and_set_aside() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let texts = Queue::<String>::open(&redis.url, "mixed").unwrap();
+    let numbers = Queue::<u32>::open(&redis.url, "mixed").unwrap();
+    texts.put("not a number".into()).unwrap();
+    numbers.put(4).unwrap();
+    assert!(matches!(numbers.get(), Err(GetError::Decode(_))));
+    assert_eq!(numbers.get().unwrap(), 4, "the bad message is not delivered again");
+    let small = Queue::<Vec<u8>>::builder().max_message_size(16).open(&redis.url, "small").unwrap();
+    assert!(matches!(small.put(vec![0; 100]), Err(PutError::Encode(v, _)) if v.len() == 100));
+}
+
+#[test]
+fn a_handle_of_the_local_family_cannot_cross_machines() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<multiproc::Lock>::open(&redis.url, "locks").unwrap();
+    let lock = multiproc::Lock::new().unwrap();
+    assert!(matches!(q.put(lock), Err(PutError::Encode(..))));
+    assert!(q.is_empty().unwrap());
+}
+
+#[test]
+fn a_bad_url_or_no_server_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    assert!(matches!(Queue::<u32>::open("nonsense://x", "q"), Err(ClusterError::BadUrl(_))));
+    let gone = Queue::<u32>::open("redis+unix:///nonexistent/redis.sock", "q");
+    assert!(matches!(gone, Err(ClusterError::Unreachable(_))), "{gone:?}");
+}
