@@ -409,7 +409,9 @@ fn pid_after(ms: u64) -> u32 {
 fn chunks_waiting_behind_a_slow_task_move_to_an_idle_worker() {
     let _w = watchdog(LIMIT);
     let pool = Pool::new(2).unwrap();
-    let pids = pool.map_with(pid_after, [2000, 0, 0, 0, 0, 0, 0, 0], MapOptions::new().chunksize(1)).unwrap();
+    // Long enough for the second worker to start and take over the queue even on a loaded
+    // machine (a quick task can only run on the slow worker if the other never came up).
+    let pids = pool.map_with(pid_after, [4000, 0, 0, 0, 0, 0, 0, 0], MapOptions::new().chunksize(1)).unwrap();
     let slow = pids[0];
     assert!(
         pids[1..].iter().all(|&p| p != slow),
