@@ -53,7 +53,7 @@ fn refused<E>(r: Refused<E>, gone: impl FnOnce(E) -> Failure) -> Failure {
 
 /// Puts `value` on `ring`: small encodings through the thread's scratch buffer, large ones
 /// sized first and written once, straight into a heap block.
-pub(crate) fn send_value<T: Serialize + ?Sized, W: Watch>(
+pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
     ring: &Ring,
     value: &T,
     tag: u32,
