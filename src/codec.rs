@@ -294,12 +294,25 @@ thread_local! {
     /// Per type sent from this thread, by `type_name`: whether it needs the
     /// self-describing encoding (see `probe`).
     static PLANS: RefCell<Vec<(&'static str, bool)>> = const { RefCell::new(Vec::new()) };
+    /// The plan of the type sent last, the common case of a channel used in a loop.
+    static LAST_PLAN: Cell<Option<(&'static str, bool)>> = const { Cell::new(None) };
 }
 
 /// Whether a `T` is sent in the self-describing encoding from the start, probed once per
 /// type and thread.
 fn self_describing<T: DeserializeOwned>() -> bool {
     let name = std::any::type_name::<T>();
+    if let Some((last, plan)) = LAST_PLAN.with(Cell::get)
+        && std::ptr::eq(last, name)
+    {
+        return plan;
+    }
+    let plan = plan_of::<T>(name);
+    LAST_PLAN.with(|l| l.set(Some((name, plan))));
+    plan
+}
+
+fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
     let known = PLANS.with(|p| p.borrow().iter().find(|(n, _)| std::ptr::eq(*n, name) || *n == name).map(|p| p.1));
     if let Some(plan) = known {
         return plan;
@@ -335,6 +348,7 @@ impl Out for VecOut<'_> {
         self.out.len()
     }
 
+    #[inline]
     fn write(&mut self, data: &[u8]) -> bool {
         if self.out.len() + data.len() > self.limit {
             self.over = true;
@@ -398,10 +412,12 @@ struct Flavored<'a, O>(&'a mut O);
 impl<O: Out> Flavor for Flavored<'_, O> {
     type Output = ();
 
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.try_extend(&[data])
     }
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         if self.0.write(data) { Ok(()) } else { Err(postcard::Error::SerializeBufferFull) }
     }
@@ -433,7 +449,6 @@ impl<O: Out> std::io::Write for Written<'_, O> {
 fn write_message<T: DeserializeOwned, V: Serialize + ?Sized, O: Out>(value: &V, out: &mut O) -> Result<(), CodecError> {
     let start = out.len();
     if !self_describing::<T>() {
-        let handles = ENCODING.with(|e| e.borrow().as_ref().map_or(0, Vec::len));
         if !out.write(&[POSTCARD]) {
             return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
         }
@@ -441,9 +456,10 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized, O: Out>(value: &V, 
         match check::serialize(value, &mut serializer) {
             Ok(()) => return Ok(()),
             Err(check::Failure::SelfDescribe) => {
-                // Written again below: the handles encoded so far are given back first.
+                // Written again below: the handles encoded so far (every handle of the
+                // scope, which each caller opens for this one message) are given back first.
                 out.truncate(start);
-                let undo = ENCODING.with(|e| e.borrow_mut().as_mut().map(|l| l.split_off(handles)));
+                let undo = ENCODING.with(|e| e.borrow_mut().as_mut().map(std::mem::take));
                 undo.into_iter().flatten().for_each(|u| u());
             }
             Err(e) => return Err(CodecError::encode(e).of::<T>()),

@@ -56,7 +56,8 @@ fn stash(f: Failure) {
 
 /// Serializes `value` with `serializer` (postcard's) behind a [`Check`].
 pub(super) fn serialize<T: Serialize + ?Sized, S: Serializer>(value: &T, serializer: S) -> Result<(), Failure> {
-    STASHED.with(|s| s.borrow_mut().take());
+    // The stash is empty here: every failure that fills it ends a serialization, which
+    // takes it.
     match value.serialize(Check(serializer)) {
         Ok(_) => Ok(()),
         Err(top) => Err(STASHED.with(|s| s.borrow_mut().take()).unwrap_or(top)),

@@ -51,7 +51,8 @@ fn kept<E: fmt::Display>(e: E) -> Kept {
 /// Decodes a `T` with `deserializer` (postcard's) behind a [`Keep`]; the error is the
 /// innermost message.
 pub(super) fn deserialize<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<T, Kept> {
-    STASHED.with(|s| s.borrow_mut().take());
+    // The stash is empty here: every error that fills it ends a decoding (postcard cannot
+    // go back to try another way), which takes it.
     T::deserialize(Keep(deserializer)).map_err(|top| STASHED.with(|s| s.borrow_mut().take()).unwrap_or(top))
 }
 
