@@ -285,3 +285,65 @@ fn take_even(queue: Queue<Even>) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// A self-describing message with handles in it, the handle first: the probe gets past a
+/// handle's refusal of its made-up value.
+#[derive(Serialize, Deserialize)]
+struct HandlesFirst {
+    queue: Queue<u32>,
+    meta: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    back: Option<Connection<String>>,
+}
+
+fn use_handles(m: HandlesFirst) -> String {
+    let n = m.queue.get().unwrap();
+    if let Some(back) = m.back {
+        back.send(&format!("{n} {}", m.meta["k"])).unwrap();
+    }
+    m.meta.to_string()
+}
+
+/// Postcard would carry it, until a field is skipped: then written again self-described,
+/// the handle encoded in the first attempt given back.
+#[derive(Serialize, Deserialize)]
+struct HandleThenSkip {
+    queue: Queue<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<String>,
+}
+
+fn tuple_with_handle((queue, meta): (Queue<u32>, serde_json::Value)) -> String {
+    format!("{} {}", queue.get().unwrap(), meta["k"])
+}
+
+#[test]
+fn handles_travel_inside_self_describing_messages() {
+    let _t = heap_user(LIMIT);
+    let queue = Queue::<u32>::new().unwrap();
+    let (back, here) = Pipe::<String>::new().unwrap();
+    queue.put(41).unwrap();
+    let m = HandlesFirst { queue: queue.clone(), meta: json!({"k": "v"}), back: Some(back) };
+    let child = Process::new(use_handles, m).start().unwrap();
+    assert_eq!(child.join().unwrap(), r#"{"k":"v"}"#);
+    assert_eq!(here.recv().unwrap(), "41 \"v\"");
+    // In a tuple, where the probe cannot get past the handle: sent self-described.
+    queue.put(43).unwrap();
+    let child = Process::new(tuple_with_handle, (queue.clone(), json!({"k": [3]}))).start().unwrap();
+    assert_eq!(child.join().unwrap(), "43 [3]");
+    // Through a queue, and with the optional handle skipped (the fallback after postcard).
+    let carrier = Queue::<HandlesFirst>::new().unwrap();
+    queue.put(42).unwrap();
+    carrier.put(HandlesFirst { queue: queue.clone(), meta: json!([1]), back: None }).unwrap();
+    let got = carrier.get().unwrap();
+    assert_eq!(got.queue.get().unwrap(), 42);
+    assert_eq!(got.meta, json!([1]));
+    drop(got);
+    let carrier = Queue::<HandleThenSkip>::new().unwrap();
+    for (n, note) in [(44, None), (45, Some("n".to_string()))] {
+        queue.put(n).unwrap();
+        carrier.put(HandleThenSkip { queue: queue.clone(), note: note.clone() }).unwrap();
+        let got = carrier.get().unwrap();
+        assert_eq!((got.queue.get().unwrap(), got.note), (n, note));
+    }
+}

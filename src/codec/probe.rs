@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
-use serde::de::value::U32Deserializer;
+use serde::de::value::{StrDeserializer, U32Deserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
 /// How deep the made-up value goes: deep enough for the data of a message, finite for
@@ -33,8 +33,14 @@ pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
         if run.is_err() {
             return ctx.any.get();
         }
-        if ctx.any.get() {
+        if ctx.any.get() || ctx.blind.get() {
             return true;
+        }
+        // A field that refused is left out of the next runs: the run goes again with the
+        // same variants, to see the fields after it.
+        if ctx.skipped_now.replace(false) {
+            ctx.met.set(0);
+            continue;
         }
         if !ctx.next_run() {
             break;
@@ -50,6 +56,13 @@ struct Ctx {
     /// How many enums the current run has met.
     met: Cell<usize>,
     any: Cell<bool>,
+    /// Struct fields (by struct name and index) that refused their made-up value.
+    skipped: RefCell<Vec<(&'static str, usize)>>,
+    /// Whether this run added to `skipped` (the innermost refusal only).
+    skipped_now: Cell<bool>,
+    /// Whether a refusal hid what came after it in a tuple or sequence: the probe cannot
+    /// tell, and the type is sent self-described.
+    blind: Cell<bool>,
 }
 
 impl Ctx {
@@ -200,11 +213,13 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        visitor.visit_seq(Elements { probe: self.deeper()?, left: fields.len() })
+        // By name, so that a field that refuses (a handle) can be left out and the fields
+        // after it still be seen.
+        visitor.visit_map(Fields { probe: self.deeper()?, name, fields, next: 0, current: 0 })
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -244,7 +259,11 @@ impl<'de> de::SeqAccess<'de> for Elements<'_> {
             return Ok(None);
         }
         self.left -= 1;
-        seed.deserialize(self.probe).map(Some)
+        let element = seed.deserialize(self.probe);
+        if element.is_err() && self.left > 0 && !self.probe.ctx.skipped_now.get() {
+            self.probe.ctx.blind.set(true);
+        }
+        element.map(Some)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -305,5 +324,40 @@ impl<'de> de::VariantAccess<'de> for Probe<'_> {
 
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Stop> {
         visitor.visit_seq(Elements { probe: self, left: fields.len() })
+    }
+}
+
+/// The fields of a made-up struct, by name, less those that refused in an earlier run.
+struct Fields<'a> {
+    probe: Probe<'a>,
+    name: &'static str,
+    fields: &'static [&'static str],
+    next: usize,
+    current: usize,
+}
+
+impl<'de> de::MapAccess<'de> for Fields<'_> {
+    type Error = Stop;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
+        let ctx = self.probe.ctx;
+        while self.next < self.fields.len() && ctx.skipped.borrow().contains(&(self.name, self.next)) {
+            self.next += 1;
+        }
+        let Some(field) = self.fields.get(self.next) else { return Ok(None) };
+        self.current = self.next;
+        self.next += 1;
+        let key: StrDeserializer<'_, Stop> = field.into_deserializer();
+        seed.deserialize(key).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
+        let ctx = self.probe.ctx;
+        let value = seed.deserialize(self.probe);
+        if value.is_err() && !ctx.any.get() && !ctx.skipped_now.get() {
+            ctx.skipped.borrow_mut().push((self.name, self.current));
+            ctx.skipped_now.set(true);
+        }
+        value
     }
 }
