@@ -1,4 +1,21 @@
-//! Messages: serde values encoded with postcard, and the handles they may carry.
+//! Messages: serde values, and the handles they may carry.
+//!
+//! A message is one tag byte and the value's encoding: `0`, postcard (compact, no field
+//! names; the fast path), or `1`, MessagePack with field names (self-describing), which
+//! every receiver reads. The sender picks per value:
+//!
+//! - a type whose `Deserialize` asks for `deserialize_any` (`serde_json::Value`,
+//!   `#[serde(untagged)]` and internally tagged enums, `#[serde(flatten)]`) goes in
+//!   MessagePack; a probe (`probe`) finds out once per type and thread, by running the
+//!   type's `Deserialize` on made-up values, every combination of enum variants;
+//! - any other type goes in postcard behind a checking serializer (`check`), which stops
+//!   at what postcard would mis-encode (a skipped field, `skip_serializing_if`; a map of
+//!   unknown length, `flatten`): the handles encoded so far are given back and the value
+//!   is written again in MessagePack.
+//!
+//! A manager's items are always MessagePack ([`encode_kept`]). Errors keep the message of
+//! the serializer or of the `Serialize`/`Deserialize` impl that refused (postcard keeps
+//! none: `check` and `keep` stand in front of it) and name the message's type.
 //!
 //! A multiproc object inside a message (a queue sent through a pipe, a lock passed to a
 //! pool task) is a *handle*: it serializes as a reference into the family's shared memory

@@ -347,3 +347,27 @@ fn handles_travel_inside_self_describing_messages() {
         assert_eq!((got.queue.get().unwrap(), got.note), (n, note));
     }
 }
+
+/// Shared objects of every kind in a tuple, where the probe cannot see past the first
+/// handle: the message goes self-described, and each handle must read back what it wrote.
+type Objects =
+    (Connection<serde_bytes::ByteBuf>, multiproc::RawArray<u8>, multiproc::Array<i32>, multiproc::Value<u32>);
+
+fn touch_objects((conn, raw, array, value): Objects) -> (usize, u8, i32, u32) {
+    let m = conn.recv().unwrap();
+    (m.len(), raw.get(1), array.get(2), value.get())
+}
+
+#[test]
+fn every_kind_of_handle_travels_self_described() {
+    let _t = heap_user(LIMIT);
+    let (rx, tx) = Pipe::<serde_bytes::ByteBuf>::one_way().unwrap();
+    let raw = multiproc::RawArray::<u8>::new(4).unwrap();
+    raw.set(1, 7);
+    let array = multiproc::Array::<i32>::new(4).unwrap();
+    array.set(2, -3);
+    let value = multiproc::Value::new(9u32).unwrap();
+    tx.send(&serde_bytes::ByteBuf::from(vec![1, 2, 3])).unwrap();
+    let child = Process::new(touch_objects, (rx, raw, array, value)).start().unwrap();
+    assert_eq!(child.join().unwrap(), (3, 7, -3, 9));
+}

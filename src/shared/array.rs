@@ -42,7 +42,7 @@ use crate::shm::{Acquired, Deadline, LockedSlice, Owner, RacySlice, Shared, ShmS
 /// ```
 #[doc(alias = "multiprocessing.Array")]
 #[derive(Serialize)]
-#[serde(bound = "")]
+#[serde(bound = "", transparent)]
 pub struct Array<T: ShmSafe + Copy + Send + Sync> {
     shared: Shared<LockedSlice<T>>,
 }
@@ -350,7 +350,7 @@ impl<T: ShmSafe> DerefMut for ArrayGuard<'_, T> {
 /// ```
 #[doc(alias = "multiprocessing.RawArray")]
 #[derive(Serialize)]
-#[serde(bound = "")]
+#[serde(bound = "", transparent)]
 pub struct RawArray<T: ShmSafe + Copy + Send + Sync> {
     pub(crate) shared: Shared<RacySlice<T>>,
 }
