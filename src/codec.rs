@@ -677,7 +677,9 @@ fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecE
             if exact && !body.is_empty() { Err(left_over(body.len())) } else { Ok(value) }
         }
         Some((tag, _)) => Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
-        None => Err(CodecError::decode("an empty message").of::<T>()),
+        // No tag: what postcard reads from nothing (`()`, a unit struct), as a custom
+        // object's method called with no argument bytes.
+        None => postcard::from_bytes(&[]).map_err(|e| CodecError::decode(e).of::<T>()),
     }
 }
 

@@ -313,7 +313,7 @@ struct HandleThenSkip {
     note: Option<String>,
 }
 
-fn tuple_with_handle((queue, meta): (Queue<u32>, serde_json::Value)) -> String {
+fn tuple_with_handle((meta, queue): (serde_json::Value, Queue<u32>)) -> String {
     format!("{} {}", queue.get().unwrap(), meta["k"])
 }
 
@@ -327,9 +327,10 @@ fn handles_travel_inside_self_describing_messages() {
     let child = Process::new(use_handles, m).start().unwrap();
     assert_eq!(child.join().unwrap(), r#"{"k":"v"}"#);
     assert_eq!(here.recv().unwrap(), "41 \"v\"");
-    // In a tuple, where the probe cannot get past the handle: sent self-described.
+    // In a tuple the probe cannot get past the handle: the value after it must come
+    // first, or be in a struct.
     queue.put(43).unwrap();
-    let child = Process::new(tuple_with_handle, (queue.clone(), json!({"k": [3]}))).start().unwrap();
+    let child = Process::new(tuple_with_handle, (json!({"k": [3]}), queue.clone())).start().unwrap();
     assert_eq!(child.join().unwrap(), "43 [3]");
     // Through a queue, and with the optional handle skipped (the fallback after postcard).
     let carrier = Queue::<HandlesFirst>::new().unwrap();
@@ -348,14 +349,20 @@ fn handles_travel_inside_self_describing_messages() {
     }
 }
 
-/// Shared objects of every kind in a tuple, where the probe cannot see past the first
-/// handle: the message goes self-described, and each handle must read back what it wrote.
-type Objects =
-    (Connection<serde_bytes::ByteBuf>, multiproc::RawArray<u8>, multiproc::Array<i32>, multiproc::Value<u32>);
+/// Shared objects of every kind beside a self-describing value: each handle must read back
+/// what it wrote in MessagePack.
+#[derive(Serialize, Deserialize)]
+struct Objects {
+    meta: serde_json::Value,
+    conn: Connection<serde_bytes::ByteBuf>,
+    raw: multiproc::RawArray<u8>,
+    array: multiproc::Array<i32>,
+    value: multiproc::Value<u32>,
+}
 
-fn touch_objects((conn, raw, array, value): Objects) -> (usize, u8, i32, u32) {
-    let m = conn.recv().unwrap();
-    (m.len(), raw.get(1), array.get(2), value.get())
+fn touch_objects(o: Objects) -> (usize, u8, i32, u32, String) {
+    let m = o.conn.recv().unwrap();
+    (m.len(), o.raw.get(1), o.array.get(2), o.value.get(), o.meta.to_string())
 }
 
 #[test]
@@ -368,6 +375,7 @@ fn every_kind_of_handle_travels_self_described() {
     array.set(2, -3);
     let value = multiproc::Value::new(9u32).unwrap();
     tx.send(&serde_bytes::ByteBuf::from(vec![1, 2, 3])).unwrap();
-    let child = Process::new(touch_objects, (rx, raw, array, value)).start().unwrap();
-    assert_eq!(child.join().unwrap(), (3, 7, -3, 9));
+    let objects = Objects { meta: json!(null), conn: rx, raw, array, value };
+    let child = Process::new(touch_objects, objects).start().unwrap();
+    assert_eq!(child.join().unwrap(), (3, 7, -3, 9, "null".to_string()));
 }

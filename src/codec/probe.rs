@@ -5,8 +5,12 @@
 //! The probe runs `T::deserialize` against a deserializer that makes up a value of the
 //! shape asked for (zeros, empty strings, one element per sequence and map, down to
 //! [`MAX_DEPTH`]) and records a `deserialize_any`. Each enum is tried variant by variant,
-//! every combination, up to [`MAX_RUNS`] runs. A run that stops early because a type
-//! refused the made-up value (a handle, a `NonZeroU32`) sees nothing past that point.
+//! every combination, up to [`MAX_RUNS`] runs. A struct field that refuses the made-up
+//! value (a handle checks its seal, a `NonZeroU32` is not zero) is left out of the next
+//! runs, so that the fields after it are seen. A tuple or sequence element that refuses
+//! hides the elements after it: the probe does not see them. A handle's own
+//! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
+//! would send every pipe end self-described.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -33,7 +37,7 @@ pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
         if run.is_err() {
             return ctx.any.get();
         }
-        if ctx.any.get() || ctx.blind.get() {
+        if ctx.any.get() {
             return true;
         }
         // A field that refused is left out of the next runs: the run goes again with the
@@ -60,9 +64,6 @@ struct Ctx {
     skipped: RefCell<Vec<(&'static str, usize)>>,
     /// Whether this run added to `skipped` (the innermost refusal only).
     skipped_now: Cell<bool>,
-    /// Whether a refusal hid what came after it in a tuple or sequence: the probe cannot
-    /// tell, and the type is sent self-described.
-    blind: Cell<bool>,
 }
 
 impl Ctx {
@@ -259,11 +260,7 @@ impl<'de> de::SeqAccess<'de> for Elements<'_> {
             return Ok(None);
         }
         self.left -= 1;
-        let element = seed.deserialize(self.probe);
-        if element.is_err() && self.left > 0 && !self.probe.ctx.skipped_now.get() {
-            self.probe.ctx.blind.set(true);
-        }
-        element.map(Some)
+        seed.deserialize(self.probe).map(Some)
     }
 
     fn size_hint(&self) -> Option<usize> {

@@ -115,12 +115,14 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 Err(CodecError::decode(format_args!(
                     "a raw message (send_bytes) cannot be received as {}",
                     std::any::type_name::<T>()
-                )))
+                ))
+                .of::<T>())
             } else {
                 Err(CodecError::decode(format_args!(
                     "the message was sent as another type than {}",
                     std::any::type_name::<T>()
-                )))
+                ))
+                .of::<T>())
             }
         })
         .map_err(|r| refused(r, |_| Failure::Gone))?;
