@@ -52,18 +52,40 @@ struct Surroundings {
     cwd: Option<Vec<u8>>,
 }
 
-/// The surroundings a child started with `method` must be given, encoded.
+impl Surroundings {
+    /// This process's environment and working directory, now.
+    fn now() -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let env = std::env::vars_os()
+            .filter(|(key, _)| key != BOOT_ENV)
+            .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .collect();
+        let cwd = std::env::current_dir().ok().map(|dir| dir.into_os_string().as_bytes().to_vec());
+        Self { env, cwd }
+    }
+}
+
+/// The surroundings the fork server was forked with (taken by `init()` just before it
+/// forks the server; inherited by every fork of this process): a child is sent none while
+/// they are still the parent's.
+static SERVER_SURROUNDINGS: std::sync::OnceLock<Surroundings> = std::sync::OnceLock::new();
+
+/// Notes the surroundings the fork server is about to be forked with.
+pub(crate) fn remember_server_surroundings() {
+    let _ = SERVER_SURROUNDINGS.set(Surroundings::now());
+}
+
+/// The surroundings a child started with `method` must be given, encoded: none unless it
+/// is a fork-server child and the parent's differ from the server's.
 pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>, crate::Error> {
-    use std::os::unix::ffi::OsStrExt;
     if method != super::StartMethod::ForkServer {
         return Ok(None);
     }
-    let env = std::env::vars_os()
-        .filter(|(key, _)| key != BOOT_ENV)
-        .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()))
-        .collect();
-    let cwd = std::env::current_dir().ok().map(|dir| dir.into_os_string().as_bytes().to_vec());
-    let mut encoded = codec::encode(&Surroundings { env, cwd })?;
+    let now = Surroundings::now();
+    if SERVER_SURROUNDINGS.get().is_some_and(|server| server.env == now.env && server.cwd == now.cwd) {
+        return Ok(None);
+    }
+    let mut encoded = codec::encode(&now)?;
     let bytes = std::mem::take(&mut encoded.bytes);
     // Plain bytes, no handles: nothing to undo.
     encoded.sent();

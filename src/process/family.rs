@@ -116,6 +116,8 @@ pub(crate) fn init() -> Result<(), InitError> {
         eprintln!("multiproc: the resource tracker did not start ({e}); named shared memory cannot be tracked");
     }
     let token = sys::random_bytes::<16>();
+    // A fork-server child is sent its parent's environment only where it differs from these.
+    super::boot::remember_server_surroundings();
     let forkserver = forkserver::start(token).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
     let config = FamilyConfig {
         forkserver: Some(forkserver),
