@@ -221,6 +221,24 @@ pub(crate) fn connect<S: Read + Write>(stream: &mut S, key: &[u8], magic: &Magic
     }
     Ok(())
 }
+/// A fake server speaking `magic` that welcomes anyone but cannot answer the client's
+/// challenge (it does not know the key); the client connects through the returned stream.
+#[cfg(test)]
+pub(crate) fn fake_server_without_the_key(magic: &'static Magic) -> (std::thread::JoinHandle<()>, UnixStream) {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let fake = std::thread::spawn(move || {
+        let mut hello = [0u8; 40];
+        hello[..8].copy_from_slice(magic);
+        a.write_all(&hello).unwrap();
+        let mut answer = [0u8; 64];
+        a.read_exact(&mut answer).unwrap();
+        let mut welcome = [0u8; 40];
+        welcome[..8].copy_from_slice(WELCOME);
+        a.write_all(&welcome).unwrap();
+    });
+    (fake, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,18 +284,7 @@ mod tests {
 
     #[test]
     fn a_server_that_does_not_know_the_key_is_caught() {
-        // A fake server that welcomes anyone but cannot answer the client's challenge.
-        let (mut a, mut b) = UnixStream::pair().unwrap();
-        let fake = std::thread::spawn(move || {
-            let mut hello = [0u8; 40];
-            hello[..8].copy_from_slice(MAGIC);
-            a.write_all(&hello).unwrap();
-            let mut answer = [0u8; 64];
-            a.read_exact(&mut answer).unwrap();
-            let mut welcome = [0u8; 40];
-            welcome[..8].copy_from_slice(WELCOME);
-            a.write_all(&welcome).unwrap();
-        });
+        let (fake, mut b) = fake_server_without_the_key(MAGIC);
         let client = connect(&mut b, b"secret", MAGIC);
         fake.join().unwrap();
         assert!(matches!(client, Err(Failure::ServerUnknown)), "{client:?}");

@@ -61,18 +61,7 @@ mod tests {
 
     #[test]
     fn a_server_that_does_not_know_the_key_is_caught() {
-        // A fake server that welcomes anyone but cannot answer the client's challenge.
-        let (mut a, mut b) = UnixStream::pair().unwrap();
-        let fake = std::thread::spawn(move || {
-            let mut hello = [0u8; 40];
-            hello[..8].copy_from_slice(MAGIC);
-            a.write_all(&hello).unwrap();
-            let mut answer = [0u8; 64];
-            a.read_exact(&mut answer).unwrap();
-            let mut welcome = [0u8; 40];
-            welcome[..8].copy_from_slice(crate::connection::auth::WELCOME);
-            a.write_all(&welcome).unwrap();
-        });
+        let (fake, mut b) = crate::connection::auth::fake_server_without_the_key(MAGIC);
         let client = connect(&mut b, b"secret");
         fake.join().unwrap();
         assert!(matches!(client, Err(ManagerError::AuthenticationFailed(_))), "{client:?}");
