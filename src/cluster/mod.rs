@@ -36,7 +36,12 @@
 
 mod error;
 mod link;
+mod node;
+pub(crate) mod pool;
 mod queue;
+mod wire;
 
 pub use error::{AckError, ClusterError, GetError, PutError};
+pub use node::{ServeOptions, WORKER_ENV, serve};
+pub use pool::ClusterOptions;
 pub use queue::{Queue, QueueBuilder, Received};

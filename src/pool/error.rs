@@ -36,6 +36,19 @@ pub enum TaskError {
     /// came first, and the iteration ends after it.
     #[error("the input panicked: {0}")]
     InputPanicked(PanicInfo),
+    /// A worker node of a cluster pool refused the task without running it: it runs
+    /// another build of the program than the driver (the executables differ), so the
+    /// task's function may not be the same code there.
+    #[error("worker node {node} runs another build of the program and refused the task")]
+    WrongBuild {
+        /// The node's name (`host:pid`).
+        node: String,
+    },
+    /// Redis could not be used by a cluster pool, so the task's outcome cannot be known;
+    /// the pool was terminated.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(crate::cluster::ClusterError),
 }
 
 fn lost_how(signal: Option<i32>, exit_code: Option<i32>) -> String {
@@ -77,9 +90,18 @@ pub enum PoolError {
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),
-    /// The task's argument could not be encoded.
+    /// The task's argument could not be encoded (for a cluster pool: also when it holds
+    /// a handle of the local family, which cannot cross machines).
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A local pool's option was given to a cluster pool (`PoolBuilder::cluster`).
+    #[cfg(feature = "cluster")]
+    #[error("a cluster pool has no {0}: its workers run on the nodes")]
+    NotForCluster(&'static str),
+    /// A cluster pool could not reach Redis, or Redis refused its commands.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Why [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) returned without a

@@ -2,14 +2,17 @@
 //! API.
 
 mod channel;
+pub(crate) mod engine;
 mod error;
 mod options;
 mod process;
 mod progress;
-mod result;
+pub(crate) mod result;
 mod star;
-mod stats;
+pub(crate) mod stats;
+pub(crate) mod supervisor;
 mod thread;
+mod worker;
 
 pub use error::{NotReady, PoolError, ResultTimeoutError, TaskError};
 pub use options::{ApplyOptions, MapOptions};

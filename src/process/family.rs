@@ -108,6 +108,14 @@ pub(crate) fn init() -> Result<(), InitError> {
     if threads > 1 {
         return Err(InitError::Late { threads });
     }
+    // A worker node serves once the family is set up; its children, and programs its
+    // tasks start, must not take themselves for nodes.
+    #[cfg(feature = "cluster")]
+    let node = std::env::var(crate::cluster::WORKER_ENV).ok();
+    #[cfg(feature = "cluster")]
+    if node.is_some() {
+        sys::remove_env_single_threaded(crate::cluster::WORKER_ENV);
+    }
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
     super::panics::install_hook();
@@ -132,6 +140,12 @@ pub(crate) fn init() -> Result<(), InitError> {
     }
     sys::at_exit(exit_hook);
     INITIALIZED.store(true, Ordering::Release);
+    #[cfg(feature = "cluster")]
+    if let Some(url) = node {
+        let Err(e) = crate::cluster::serve(&url, crate::cluster::ServeOptions::new());
+        eprintln!("multiproc: cannot serve as a worker node of {url}: {e}");
+        std::process::exit(1);
+    }
     Ok(())
 }
 

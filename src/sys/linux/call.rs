@@ -143,6 +143,16 @@ fn address(offset: u64) -> usize {
     anchor_address().wrapping_add(offset as usize)
 }
 
+impl Packed {
+    /// The same functions, for this process's executable: for a `Packed` made on another
+    /// machine by a program whose build identity ([`super::proc::build_identity`]) the
+    /// caller checked to equal this one's (the per-file identity differs across machines).
+    pub(crate) fn for_this_executable(mut self) -> Packed {
+        self.identity = identity();
+        self
+    }
+}
+
 /// Packs `target` with its `runner` for a call in another process of the family. A
 /// function outside the executable makes a `Packed` that [`unpack_and_run`] refuses.
 pub(crate) fn pack<F: FnPtr>(target: F, runner: Runner<F>) -> Packed {

@@ -1,0 +1,372 @@
+//! A worker node of cluster pools: [`serve`]. It runs a local process pool and feeds it
+//! the tasks of every live pool on the Redis server.
+//!
+//! Two threads, each with its own connection: the reader takes entries from the pools'
+//! streams (`XREADGROUP`, as many as the local pool has room for) and submits them to the
+//! local pool; the writer sends each chunk's outcome (pushes the result and removes the
+//! entry, in one script) and heartbeats the entries in progress (`XCLAIM … JUSTID`, which
+//! resets their idle time), so the driver takes back only the entries of a node that died.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::ClusterError;
+use super::link::Link;
+use super::wire::{Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, key_ttl};
+use crate::codec;
+use crate::pool::TaskError;
+use crate::pool::engine::{Delivery, Engine, Job};
+use crate::pool::supervisor::{Config, Inner};
+use crate::shm::Payload;
+
+/// The environment variable that makes a program a worker node: `init()` (and
+/// `#[multiproc::main]`) of a program started with `MULTIPROC_WORKER=redis://…` serves
+/// that Redis with [`serve`] instead of returning, and never returns.
+pub const WORKER_ENV: &str = "MULTIPROC_WORKER";
+
+/// How a worker node runs (see [`serve`]).
+///
+/// # Examples
+///
+/// ```
+/// let options = multiproc::cluster::ServeOptions::new().processes(2);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ServeOptions {
+    processes: Option<usize>,
+    timeout: Option<Duration>,
+}
+
+impl ServeOptions {
+    /// The defaults: a worker process per CPU, a Redis timeout of 5 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of local worker processes (default [`cpu_count`](crate::cpu_count)).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n.max(1));
+        self
+    }
+
+    /// How long one Redis command may take before the node drops the connection and
+    /// tries again (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// An entry in progress: its pool, entry id and lease.
+type Running = HashMap<(String, String), Duration>;
+
+struct Shared {
+    running: Mutex<Running>,
+    room: Condvar,
+    capacity: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A finished chunk on its way to Redis.
+struct Finished {
+    pool: String,
+    entry: String,
+    message: Vec<u8>,
+    lease: Duration,
+}
+
+/// Sends a chunk's outcome from the local pool to the writer.
+struct Forward {
+    pool: String,
+    entry: String,
+    id: u64,
+    lease: Duration,
+    tx: Sender<Finished>,
+}
+
+impl Delivery for Forward {
+    fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
+        let outcome = match outcome {
+            Ok(payload) => Ok(serde_bytes::ByteBuf::from(payload.bytes().to_vec())),
+            Err(e) => Err(Failure::from_task_error(e)),
+        };
+        let result = ResultMsg { id: self.id, outcome };
+        let message = match codec::encode(&result) {
+            Ok(mut encoded) => {
+                let bytes = std::mem::take(&mut encoded.bytes);
+                encoded.sent();
+                bytes
+            }
+            Err(e) => {
+                let failed = ResultMsg { id: self.id, outcome: Err(Failure::Codec(e.to_string())) };
+                let mut encoded = codec::encode(&failed).expect("a failure encodes");
+                let bytes = std::mem::take(&mut encoded.bytes);
+                encoded.sent();
+                bytes
+            }
+        };
+        let _ =
+            self.tx.send(Finished { pool: self.pool.clone(), entry: self.entry.clone(), message, lease: self.lease });
+    }
+
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+fn node_name() -> String {
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    format!("{host}:{}", std::process::id())
+}
+
+/// Serves as a worker node of every cluster pool on the Redis server at `url`: runs their
+/// tasks in a local process pool (sized to the CPUs: a task that crashes kills one process,
+/// never the node) and writes their results. It returns only when it cannot start; Redis
+/// going away is waited out. A task from a driver whose executable differs from this one's
+/// is refused without running ([`TaskError::WrongBuild`] for the driver).
+///
+/// Programs usually become nodes through the environment instead: `MULTIPROC_WORKER=url`
+/// ([`WORKER_ENV`]) makes `init()` call this.
+///
+/// # Errors
+///
+/// When multiproc is not initialized, the local pool cannot start, or the URL is bad.
+///
+/// # Examples
+///
+/// ```no_run
+/// multiproc::init();
+/// if std::env::args().any(|a| a == "--node") {
+///     multiproc::cluster::serve("redis://redis.example:6379/0", Default::default())?;
+/// }
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Error> {
+    let timeout = options.timeout.unwrap_or(Duration::from_secs(5));
+    let mut reader_link = Link::new(url, timeout)?;
+    let writer_link = Link::new(url, timeout)?;
+    let workers = options.processes.unwrap_or_else(crate::cpu_count);
+    let local = Inner::start(Config { workers, initializer: None, max_tasks: None, method: None, timeout: None })?;
+    let build = crate::sys::build_identity();
+    let me = node_name();
+    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), room: Condvar::new(), capacity: 2 * workers });
+    let (tx, rx) = crossbeam_channel::unbounded();
+    {
+        let shared = shared.clone();
+        let me = me.clone();
+        std::thread::Builder::new()
+            .name("multiproc-node-writer".into())
+            .spawn(move || writer(writer_link, &me, &shared, &rx))?;
+    }
+    let mut pools: Vec<String> = Vec::new();
+    let mut looked = Instant::now() - Duration::from_secs(60);
+    loop {
+        if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
+            match find_pools(&mut reader_link) {
+                Ok(found) => pools = found,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+            looked = Instant::now();
+            if pools.is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        }
+        let room = {
+            let mut running = lock(&shared.running);
+            while running.len() >= shared.capacity {
+                running = shared
+                    .room
+                    .wait_timeout(running, Duration::from_millis(100))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            shared.capacity - running.len()
+        };
+        let block = (100 / pools.len()).max(5);
+        for pool in &pools {
+            let keys = PoolKeys::new(pool);
+            let read = reader_link.run(|c| {
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&me)
+                    .arg("COUNT")
+                    .arg(room)
+                    .arg("BLOCK")
+                    .arg(block)
+                    .arg("STREAMS")
+                    .arg(&keys.tasks)
+                    .arg(">")
+                    .query::<Option<Vec<(String, Vec<(String, Vec<(String, Vec<u8>)>)>)>>>(c)
+            });
+            let entries = match read {
+                Ok(Some(streams)) => streams.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>(),
+                Ok(None) => Vec::new(),
+                Err(ClusterError::Unreachable(_)) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    break;
+                }
+                // NOGROUP: the pool is gone or not set up yet.
+                Err(_) => continue,
+            };
+            for (entry, fields) in entries {
+                start_task(pool, entry, fields, build, &me, &local, &shared, &tx);
+            }
+        }
+    }
+}
+
+/// The live pools; the keys of those whose driver is gone are deleted.
+fn find_pools(link: &mut Link) -> Result<Vec<String>, ClusterError> {
+    let ids: Vec<String> = link.run(|c| redis::cmd("SMEMBERS").arg(POOLS).query(c))?;
+    let mut live = Vec::new();
+    for id in ids {
+        let keys = PoolKeys::new(&id);
+        let alive: bool = link.run(|c| redis::cmd("EXISTS").arg(&keys.alive).query(c))?;
+        if alive {
+            live.push(id);
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(&keys.tasks).arg(&keys.results).ignore();
+            pipe.cmd("SREM").arg(POOLS).arg(&id).ignore();
+            link.run(|c| pipe.query::<()>(c))?;
+        }
+    }
+    Ok(live)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_task(
+    pool: &str,
+    entry: String,
+    fields: Vec<(String, Vec<u8>)>,
+    build: Option<u128>,
+    me: &str,
+    local: &Arc<Inner>,
+    shared: &Shared,
+    tx: &Sender<Finished>,
+) {
+    let message = fields.into_iter().find(|(k, _)| k == "m").map(|(_, v)| v).unwrap_or_default();
+    let task = codec::decode_exact::<TaskMsg>(&message);
+    let (id, lease) = match &task {
+        Ok(t) => (t.id, Duration::from_millis(t.lease_ms)),
+        Err(_) => (0, Duration::from_secs(10)),
+    };
+    lock(&shared.running).insert((pool.to_string(), entry.clone()), lease);
+    let forward = Arc::new(Forward { pool: pool.to_string(), entry, id, lease, tx: tx.clone() });
+    let task = match task {
+        Ok(task) => task,
+        Err(e) => {
+            // Not a task of ours: answered so that the entry leaves the stream (the
+            // driver, if any, knows no task 0).
+            forward.deliver(0, Err(TaskError::Codec(e)));
+            return;
+        }
+    };
+    if build != Some(task.build) {
+        forward.deliver(0, Err(TaskError::WrongBuild { node: me.to_string() }));
+        return;
+    }
+    let args = match Payload::new(task.args) {
+        Ok(args) => args,
+        Err(e) => {
+            forward.deliver(0, Err(TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))));
+            return;
+        }
+    };
+    let job = Job {
+        chunk: 0,
+        items: 1,
+        call: task.call.for_this_executable(),
+        args,
+        timeout: task.timeout_ms.map(Duration::from_millis),
+        delivery: forward.clone(),
+        discard: |_| {},
+    };
+    if let Err(e) = local.submit(job) {
+        forward.deliver(0, Err(TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))));
+    }
+}
+
+/// Sends results, heartbeats the entries in progress.
+fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
+    let script = redis::Script::new(PUT_RESULT);
+    let mut unsent: Vec<Finished> = Vec::new();
+    let mut last_beat = Instant::now();
+    loop {
+        let beat_every = {
+            let running = lock(&shared.running);
+            running.values().min().map_or(Duration::from_secs(1), |lease| *lease / 3)
+        };
+        let wait =
+            if unsent.is_empty() { beat_every.saturating_sub(last_beat.elapsed()) } else { Duration::from_millis(50) };
+        match rx.recv_timeout(wait) {
+            Ok(f) => unsent.push(f),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        unsent.extend(rx.try_iter());
+        while let Some(f) = unsent.first() {
+            let keys = PoolKeys::new(&f.pool);
+            let sent = link.run(|c| {
+                script
+                    .key(&keys.tasks)
+                    .key(&keys.results)
+                    .key(&keys.alive)
+                    .arg(&f.entry)
+                    .arg(f.message.as_slice())
+                    .arg(key_ttl(f.lease).as_millis() as u64)
+                    .invoke::<i64>(c)
+            });
+            match sent {
+                Ok(_) => {
+                    let f = unsent.remove(0);
+                    lock(&shared.running).remove(&(f.pool, f.entry));
+                    shared.room.notify_one();
+                }
+                Err(ClusterError::Unreachable(_)) => break,
+                Err(_) => {
+                    // Refused (the pool's keys are gone): nobody waits for it.
+                    let f = unsent.remove(0);
+                    lock(&shared.running).remove(&(f.pool, f.entry));
+                    shared.room.notify_one();
+                }
+            }
+        }
+        if last_beat.elapsed() >= beat_every {
+            last_beat = Instant::now();
+            let mut by_pool: HashMap<String, Vec<String>> = HashMap::new();
+            let done: HashSet<(String, String)> = unsent.iter().map(|f| (f.pool.clone(), f.entry.clone())).collect();
+            for (pool, entry) in lock(&shared.running).keys() {
+                if !done.contains(&(pool.clone(), entry.clone())) {
+                    by_pool.entry(pool.clone()).or_default().push(entry.clone());
+                }
+            }
+            for (pool, entries) in by_pool {
+                let keys = PoolKeys::new(&pool);
+                let _ = link.run(|c| {
+                    redis::cmd("XCLAIM")
+                        .arg(&keys.tasks)
+                        .arg(GROUP)
+                        .arg(me)
+                        .arg(0)
+                        .arg(&entries)
+                        .arg("JUSTID")
+                        .query::<redis::Value>(c)
+                });
+            }
+        }
+    }
+}

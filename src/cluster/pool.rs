@@ -1,0 +1,488 @@
+//! The driver of a cluster [`Pool`](crate::Pool): the engine behind
+//! `Pool::builder().cluster(url)`. Chunks go to the pool's task stream (at most
+//! [`ClusterOptions::max_in_flight`] at once, the rest wait here), results come back on
+//! the pool's results list; the driver thread pops them, delivers each task's first
+//! result and drops later ones (delivery is at-least-once, results are deduplicated by
+//! task id), takes back the entries of nodes that stopped heartbeating (`XAUTOCLAIM`)
+//! and queues them again, up to [`ClusterOptions::max_deliveries`] times.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::ClusterError;
+use super::link::Link;
+use super::wire::{GROUP, POOLS, PoolKeys, ResultMsg, TaskMsg, key_ttl};
+use crate::codec;
+use crate::pool::engine::{Delivery, Engine, Job};
+use crate::pool::result::Helper;
+use crate::pool::stats::Counters;
+use crate::pool::{PoolError, TaskError};
+use crate::shm::{Deadline, Payload};
+
+const RUNNING: u8 = 0;
+const CLOSED: u8 = 1;
+const TERMINATED: u8 = 2;
+
+/// The longest the driver thread blocks on the results list before it looks at its
+/// heartbeat and its queue again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How a cluster pool's driver treats its tasks (see
+/// [`PoolBuilder::cluster_options`](crate::PoolBuilder::cluster_options)).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use multiproc::{Pool, cluster::ClusterOptions};
+///
+/// multiproc::init();
+/// let pool = Pool::builder()
+///     .cluster("redis://redis.example:6379/0")
+///     .cluster_options(ClusterOptions::new().lease(Duration::from_secs(5)).max_deliveries(2))
+///     .build()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClusterOptions {
+    lease: Duration,
+    max_deliveries: u32,
+    max_in_flight: Option<usize>,
+    timeout: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClusterOptions {
+    /// The defaults: a lease of 10 s, 3 deliveries, 64 chunks in flight per worker, a
+    /// Redis timeout of 5 s.
+    pub fn new() -> Self {
+        Self { lease: Duration::from_secs(10), max_deliveries: 3, max_in_flight: None, timeout: Duration::from_secs(5) }
+    }
+
+    /// A task whose node stopped heartbeating for this long (killed, cut off) is taken
+    /// back and queued again (nodes heartbeat every third of it). At least 100 ms.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// A task delivered this many times without an answer (its nodes died under it) fails
+    /// with [`TaskError::WorkerLost`] instead of being queued again. At least 1.
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = n.max(1);
+        self
+    }
+
+    /// Chunks in the task stream at most (default: 64 per worker of
+    /// [`PoolBuilder::processes`](crate::PoolBuilder::processes)); the others wait in the
+    /// driver, so an endless `imap` stays bounded in Redis too. At least 1.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = Some(n.max(1));
+        self
+    }
+
+    /// How long Redis may stay unreachable or silent before every unfinished task fails
+    /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+struct Sent {
+    chunk: usize,
+    items: usize,
+    delivery: Arc<dyn Delivery>,
+    entry: String,
+    /// The encoded [`TaskMsg`], to queue again.
+    message: Vec<u8>,
+    deliveries: u32,
+}
+
+#[derive(Default)]
+struct Books {
+    pending: VecDeque<(u64, usize, usize, Arc<dyn Delivery>, Vec<u8>)>,
+    sent: HashMap<u64, Sent>,
+    /// Stream entry id -> task id.
+    entries: HashMap<String, u64>,
+}
+
+pub(crate) struct Driver {
+    id: String,
+    keys: PoolKeys,
+    workers: usize,
+    default_timeout: Option<Duration>,
+    options: ClusterOptions,
+    in_flight: usize,
+    build: u128,
+    counters: Arc<Counters>,
+    state: AtomicU8,
+    next_id: AtomicU64,
+    books: Mutex<Books>,
+    /// The connection of the submitting threads (the driver thread has its own).
+    link: Mutex<Link>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+impl Driver {
+    /// Creates the pool's stream and group, announces the pool, starts the driver thread.
+    pub(crate) fn start(
+        url: &str,
+        workers: usize,
+        default_timeout: Option<Duration>,
+        options: ClusterOptions,
+    ) -> Result<Arc<Driver>, crate::Error> {
+        let build = crate::sys::build_identity()
+            .ok_or_else(|| PoolError::Cluster(ClusterError::Refused("cannot read this program's executable".into())))?;
+        let id = format!("{:032x}", u128::from_ne_bytes(crate::sys::random_bytes::<16>()));
+        let keys = PoolKeys::new(&id);
+        let mut thread_link = Link::new(url, options.timeout)?;
+        let in_flight = options.max_in_flight.unwrap_or(64 * workers.max(1));
+        let driver = Arc::new(Driver {
+            id,
+            keys,
+            workers,
+            default_timeout,
+            options: options.clone(),
+            in_flight,
+            build,
+            counters: Arc::default(),
+            state: AtomicU8::new(RUNNING),
+            next_id: AtomicU64::new(1),
+            books: Mutex::new(Books::default()),
+            link: Mutex::new(Link::new(url, options.timeout)?),
+            thread: Mutex::new(None),
+        });
+        driver.beat(&mut lock(&driver.link)).map_err(PoolError::Cluster)?;
+        // The thread holds the driver weakly: dropping the last `Pool` ends it.
+        let weak = Arc::downgrade(&driver);
+        let thread = std::thread::Builder::new()
+            .name("multiproc-cluster".into())
+            .spawn(move || driver_thread(weak, &mut thread_link))?;
+        *lock(&driver.thread) = Some(thread);
+        Ok(driver)
+    }
+
+    /// The heartbeat: the alive key, every key's expiry, the group (again, in case the
+    /// keys expired while this driver was stopped), the pool in the registry.
+    fn beat_commands(&self) -> redis::Pipeline {
+        let ttl = ms(key_ttl(self.options.lease));
+        let mut p = redis::pipe();
+        p.cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("$").arg("MKSTREAM").ignore();
+        p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
+        p.cmd("PEXPIRE").arg(&self.keys.tasks).arg(ttl).ignore();
+        p.cmd("PEXPIRE").arg(&self.keys.results).arg(ttl).ignore();
+        p.cmd("SADD").arg(POOLS).arg(&self.id).ignore();
+        p
+    }
+
+    fn beat(&self, link: &mut Link) -> Result<(), ClusterError> {
+        let pipe = self.beat_commands();
+        match link.run(|c| pipe.query::<()>(c)) {
+            Ok(()) => Ok(()),
+            // The group exists already: the rest of the pipeline ran.
+            Err(ClusterError::Refused(why)) if why.contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// Sends what waits while there is room in flight.
+    fn flush(&self, books: &mut Books, link: &mut Link) -> Result<(), ClusterError> {
+        while books.sent.len() < self.in_flight {
+            let Some(front) = books.pending.front() else { break };
+            if front.3.cancelled() {
+                let (_, _, items, _, _) = books.pending.pop_front().expect("peeked");
+                self.counters.cancelled(items as u64);
+                continue;
+            }
+            let room = self.in_flight - books.sent.len();
+            let batch: Vec<_> = (0..room.min(books.pending.len())).map_while(|_| books.pending.pop_front()).collect();
+            let mut pipe = redis::pipe();
+            for (_, _, _, _, message) in &batch {
+                pipe.cmd("XADD").arg(&self.keys.tasks).arg("*").arg("m").arg(message.as_slice());
+            }
+            match link.run(|c| pipe.query::<Vec<String>>(c)) {
+                Ok(entries) => {
+                    for ((id, chunk, items, delivery, message), entry) in batch.into_iter().zip(entries) {
+                        books.entries.insert(entry.clone(), id);
+                        books.sent.insert(id, Sent { chunk, items, delivery, entry, message, deliveries: 1 });
+                    }
+                }
+                Err(e) => {
+                    for job in batch.into_iter().rev() {
+                        books.pending.push_front(job);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles results; returns what to deliver.
+    fn take_results(&self, raw: Vec<Vec<u8>>) -> Vec<(Arc<dyn Delivery>, usize, Result<Payload, TaskError>)> {
+        let mut books = lock(&self.books);
+        let mut out = Vec::new();
+        for bytes in raw {
+            let Ok(msg) = codec::decode_exact::<ResultMsg>(&bytes) else { continue };
+            // A later answer for a task (its node was slow, not dead): the first counted.
+            let Some(sent) = books.sent.remove(&msg.id) else { continue };
+            books.entries.remove(&sent.entry);
+            let outcome = match msg.outcome {
+                Ok(bytes) => Payload::new(bytes.into_vec())
+                    .map_err(|e| TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))),
+                Err(failure) => Err(failure.into_task_error()),
+            };
+            let _ = sent.items;
+            out.push((sent.delivery, sent.chunk, outcome));
+        }
+        out
+    }
+
+    /// Takes back the entries of nodes that stopped heartbeating: queued again, or failed
+    /// with `WorkerLost` after `max_deliveries`.
+    fn reclaim(
+        &self,
+        link: &mut Link,
+    ) -> Result<Vec<(Arc<dyn Delivery>, usize, Result<Payload, TaskError>)>, ClusterError> {
+        let me = format!("driver-{}", self.id);
+        let lease = ms(self.options.lease);
+        let mut failures = Vec::new();
+        let mut cursor = "0-0".to_string();
+        for _ in 0..64 {
+            let (next, ids): (String, Vec<String>) = link.run(|c| {
+                let v: redis::Value = redis::cmd("XAUTOCLAIM")
+                    .arg(&self.keys.tasks)
+                    .arg(GROUP)
+                    .arg(&me)
+                    .arg(lease)
+                    .arg(&cursor)
+                    .arg("COUNT")
+                    .arg(256)
+                    .arg("JUSTID")
+                    .query(c)?;
+                let (next, ids, _deleted): (String, Vec<String>, redis::Value) = redis::from_redis_value(v)?;
+                Ok((next, ids))
+            })?;
+            if !ids.is_empty() {
+                let mut books = lock(&self.books);
+                let mut requeue = Vec::new();
+                for entry in &ids {
+                    let Some(id) = books.entries.remove(entry) else { continue };
+                    let Some(mut sent) = books.sent.remove(&id) else { continue };
+                    if sent.deliveries >= self.options.max_deliveries {
+                        let lost = TaskError::WorkerLost { pid: 0, signal: None, exit_code: None };
+                        failures.push((sent.delivery, sent.chunk, Err(lost)));
+                        continue;
+                    }
+                    sent.deliveries += 1;
+                    requeue.push((id, sent));
+                }
+                let mut pipe = redis::pipe();
+                for (_, sent) in &requeue {
+                    pipe.cmd("XADD").arg(&self.keys.tasks).arg("*").arg("m").arg(sent.message.as_slice());
+                }
+                pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&ids).ignore();
+                pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&ids).ignore();
+                let entries: Vec<String> = link.run(|c| pipe.query(c))?;
+                for ((id, mut sent), entry) in requeue.into_iter().zip(entries) {
+                    books.entries.insert(entry.clone(), id);
+                    sent.entry = entry;
+                    books.sent.insert(id, sent);
+                }
+            }
+            if next == "0-0" {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(failures)
+    }
+
+    /// Fails everything unfinished with `error`.
+    fn fail_all(&self, error: TaskError) {
+        let mut books = lock(&self.books);
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> =
+            books.pending.drain(..).map(|(_, chunk, _, d, _)| (d, chunk)).collect();
+        failures.extend(books.sent.drain().map(|(_, s)| (s.delivery, s.chunk)));
+        books.entries.clear();
+        drop(books);
+        for (delivery, chunk) in failures {
+            delivery.deliver(chunk, Err(error.clone()));
+        }
+    }
+
+    fn idle(&self) -> bool {
+        let books = lock(&self.books);
+        books.pending.is_empty() && books.sent.is_empty()
+    }
+
+    /// Deletes the pool's keys (best effort).
+    fn clean_up(&self, link: &mut Link) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&self.keys.tasks).arg(&self.keys.results).arg(&self.keys.alive).ignore();
+        pipe.cmd("SREM").arg(POOLS).arg(&self.id).ignore();
+        let _ = link.run(|c| pipe.query::<()>(c));
+    }
+}
+
+fn deliver_all(list: Vec<(Arc<dyn Delivery>, usize, Result<Payload, TaskError>)>) {
+    for (delivery, chunk, outcome) in list {
+        delivery.deliver(chunk, outcome);
+    }
+}
+
+fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
+    let mut next_beat = Instant::now();
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let Some(driver) = weak.upgrade() else { return };
+        let state = driver.state.load(Ordering::Acquire);
+        if state == TERMINATED || (state == CLOSED && driver.idle()) {
+            driver.clean_up(link);
+            return;
+        }
+        let step = (|| -> Result<(), ClusterError> {
+            if Instant::now() >= next_beat {
+                driver.beat(link)?;
+                let lost = driver.reclaim(link)?;
+                deliver_all(lost);
+                next_beat = Instant::now() + driver.options.lease / 3;
+            }
+            {
+                let mut books = lock(&driver.books);
+                driver.flush(&mut books, link)?;
+            }
+            let key = driver.keys.results.clone();
+            let mut raw: Vec<Vec<u8>> = link
+                .run(|c| redis::cmd("LPOP").arg(&key).arg(512).query::<Option<Vec<Vec<u8>>>>(c))?
+                .unwrap_or_default();
+            if raw.is_empty() {
+                let wait = POLL.min(next_beat.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
+                let popped: Option<(String, Vec<u8>)> =
+                    link.run(|c| redis::cmd("BLPOP").arg(&key).arg(format!("{:.3}", wait.as_secs_f64())).query(c))?;
+                raw.extend(popped.map(|(_, v)| v));
+            }
+            let done = driver.take_results(raw);
+            deliver_all(done);
+            Ok(())
+        })();
+        match step {
+            Ok(()) => failing_since = None,
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                let fatal = !matches!(e, ClusterError::Unreachable(_)) || since.elapsed() >= driver.options.timeout;
+                if fatal {
+                    driver.state.store(TERMINATED, Ordering::Release);
+                    driver.fail_all(TaskError::Cluster(e));
+                    return;
+                }
+                drop(driver);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Helper for Driver {
+    fn help(&self, _done: &dyn Fn() -> bool, _deadline: Deadline) {}
+}
+
+impl Engine for Driver {
+    fn workers(&self) -> usize {
+        self.workers
+    }
+
+    fn running(&self) -> bool {
+        Driver::running(self)
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        self.default_timeout
+    }
+
+    fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn helps(&self) -> bool {
+        false
+    }
+
+    fn submit(&self, job: Job) -> Result<(), PoolError> {
+        if !self.running() {
+            // Closed by the user, or stopped because Redis failed: say which.
+            return Err(PoolError::Closed);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = TaskMsg {
+            id,
+            build: self.build,
+            call: job.call,
+            timeout_ms: job.timeout.map(ms),
+            lease_ms: ms(self.options.lease),
+            args: job.args.bytes().to_vec(),
+        };
+        let mut encoded = codec::encode(&message)?;
+        let bytes = std::mem::take(&mut encoded.bytes);
+        encoded.sent();
+        let mut books = lock(&self.books);
+        books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes));
+        if books.sent.len() < self.in_flight {
+            let mut link = lock(&self.link);
+            // A failure leaves the chunk queued: the driver thread retries, and fails
+            // everything if Redis stays away.
+            let _ = self.flush(&mut books, &mut link);
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    fn close(&self) {
+        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn terminate(&self) {
+        self.state.store(TERMINATED, Ordering::Release);
+        self.fail_all(TaskError::Terminated);
+    }
+
+    fn join(&self) -> Result<(), PoolError> {
+        if self.running() {
+            return Err(PoolError::StillRunning);
+        }
+        let thread = lock(&self.thread).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! What a cluster pool's driver and its worker nodes write to Redis: the keys of a pool,
+//! a task entry and a result.
+//!
+//! Keys, all under one hash tag so that a pool lives on one Redis Cluster shard:
+//!
+//! ```text
+//! mp:pools               the set of pool ids that nodes serve (one key for all pools)
+//! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes`
+//! mp:{p:ID}:results      the list of results: nodes push, the driver pops
+//! mp:{p:ID}:alive        the driver's heartbeat, a key that expires after the lease
+//! ```
+//!
+//! The driver refreshes every key's expiry with its heartbeat, so the keys of a driver
+//! that died go away on their own; nodes that find a pool without its heartbeat delete its
+//! keys and forget it at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PanicInfo;
+use crate::pool::TaskError;
+use crate::sys::Packed;
+
+/// The set of live pool ids.
+pub(crate) const POOLS: &str = "mp:pools";
+/// The consumer group of the nodes on every task stream.
+pub(crate) const GROUP: &str = "nodes";
+
+/// Pushes a node's result (unless the driver is gone) and removes the task's entry.
+pub(crate) const PUT_RESULT: &str = r"
+redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+";
+
+pub(crate) struct PoolKeys {
+    pub(crate) tasks: String,
+    pub(crate) results: String,
+    pub(crate) alive: String,
+}
+
+impl PoolKeys {
+    pub(crate) fn new(id: &str) -> Self {
+        let prefix = format!("mp:{{p:{id}}}");
+        Self {
+            tasks: format!("{prefix}:tasks"),
+            results: format!("{prefix}:results"),
+            alive: format!("{prefix}:alive"),
+        }
+    }
+}
+
+/// How long a pool's keys outlive its driver's last heartbeat.
+pub(crate) fn key_ttl(lease: Duration) -> Duration {
+    lease * 3 + Duration::from_secs(10)
+}
+
+/// A chunk to run: the stream entry's one field, `m`.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TaskMsg {
+    pub(crate) id: u64,
+    /// The driver's [`crate::sys::build_identity`].
+    pub(crate) build: u128,
+    pub(crate) call: Packed,
+    pub(crate) timeout_ms: Option<u64>,
+    /// The driver takes back entries idle this long: the node heartbeats well within it.
+    pub(crate) lease_ms: u64,
+    #[serde(with = "serde_bytes")]
+    pub(crate) args: Vec<u8>,
+}
+
+/// Why a node has no results for a chunk.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    TimedOut { ms: u64 },
+    WorkerLost { pid: u32, signal: Option<i32>, exit_code: Option<i32> },
+    Codec(String),
+    Panicked(PanicInfo),
+    WrongBuild { node: String },
+    Terminated,
+}
+
+impl Failure {
+    pub(crate) fn from_task_error(e: TaskError) -> Failure {
+        match e {
+            TaskError::TimedOut(d) => Failure::TimedOut { ms: d.as_millis() as u64 },
+            TaskError::WorkerLost { pid, signal, exit_code } => Failure::WorkerLost { pid, signal, exit_code },
+            TaskError::Panicked(info) | TaskError::InputPanicked(info) => Failure::Panicked(info),
+            TaskError::WrongBuild { node } => Failure::WrongBuild { node },
+            TaskError::Terminated => Failure::Terminated,
+            other => Failure::Codec(other.to_string()),
+        }
+    }
+
+    pub(crate) fn into_task_error(self) -> TaskError {
+        match self {
+            Failure::TimedOut { ms } => TaskError::TimedOut(Duration::from_millis(ms)),
+            Failure::WorkerLost { pid, signal, exit_code } => TaskError::WorkerLost { pid, signal, exit_code },
+            Failure::Codec(s) => TaskError::Codec(crate::CodecError::decode(s)),
+            Failure::Panicked(info) => TaskError::Panicked(info),
+            Failure::WrongBuild { node } => TaskError::WrongBuild { node },
+            Failure::Terminated => TaskError::Terminated,
+        }
+    }
+}
+
+/// A node's answer for task `id`: the encoded results of the chunk, or why not.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ResultMsg {
+    pub(crate) id: u64,
+    pub(crate) outcome: Result<serde_bytes::ByteBuf, Failure>,
+}

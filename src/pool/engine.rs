@@ -1,0 +1,127 @@
+//! What the pool's API code asks of the machinery behind it: the local supervisor (worker
+//! processes of this machine) or the cluster driver (worker nodes reached through Redis).
+//! The API encodes a call's items into chunks ([`chunk_job`]) and submits them; the
+//! engine decides where they run and delivers each chunk's outcome once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{PoolError, TaskError};
+use super::result::{Chunk, ChunkOutcome, Helper, Sink, count};
+use super::stats::Counters;
+use super::worker::WorkerResults;
+use crate::codec;
+use crate::shm::Payload;
+use crate::sys::Packed;
+
+/// The machinery behind a [`Pool`](super::Pool).
+pub(crate) trait Engine: Helper + Send + Sync {
+    /// The number of workers (for chunk sizes and look-ahead).
+    fn workers(&self) -> usize;
+    /// Whether it takes tasks.
+    fn running(&self) -> bool;
+    /// The pool's default task timeout.
+    fn default_timeout(&self) -> Option<Duration>;
+    /// The live counters behind `stats()`.
+    fn counters(&self) -> &Arc<Counters>;
+    /// Whether arguments leave this machine (so handles of the local family are refused).
+    fn remote(&self) -> bool;
+    /// Whether threads waiting for results should lend their time ([`Helper::help`]).
+    fn helps(&self) -> bool;
+    /// Queues a chunk; its outcome is delivered exactly once.
+    fn submit(&self, job: Job) -> Result<(), PoolError>;
+    /// The pids of the local workers.
+    fn pids(&self) -> Vec<u32>;
+    /// No more tasks; the workers finish the submitted ones.
+    fn close(&self);
+    /// Stops at once; every unfinished task fails with [`TaskError::Terminated`].
+    fn terminate(&self);
+    /// Waits for the workers to end, after `close` or `terminate`.
+    fn join(&self) -> Result<(), PoolError>;
+}
+
+/// Delivers a chunk's encoded results to a typed sink.
+pub(crate) trait Delivery: Send + Sync {
+    /// Delivers the chunk's encoded results, or why it has none.
+    fn deliver(&self, chunk: usize, outcome: Result<Payload, TaskError>);
+
+    /// Whether the call no longer needs its chunks ([`Sink::cancelled`]).
+    fn cancelled(&self) -> bool;
+}
+
+/// Decodes the arguments of a chunk that will not run, and drops them: handles among them
+/// were counted in flight when encoded, and give their holds back this way.
+pub(crate) fn discard_args<A: DeserializeOwned>(args: &Payload) {
+    let _ = codec::decode::<Vec<A>>(args.bytes());
+}
+
+/// Decodes `Vec<Result<R, PanicInfo>>` for a sink of `R`.
+struct Decoding<R> {
+    sink: Arc<dyn Sink<R>>,
+    counters: Arc<Counters>,
+    items: usize,
+}
+
+impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
+    fn deliver(&self, chunk: usize, outcome: Result<Payload, TaskError>) {
+        let outcome: ChunkOutcome<R> = outcome.and_then(|payload| {
+            let results: WorkerResults<R> = codec::decode(payload.bytes())?;
+            Ok(Chunk {
+                values: results.values,
+                failures: results.panics.into_iter().map(|(i, info)| (i as usize, TaskError::Panicked(info))).collect(),
+            })
+        });
+        count(&self.counters, &outcome, self.items);
+        self.sink.deliver(chunk, outcome);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.sink.cancelled()
+    }
+}
+
+/// A chunk on its way.
+pub(crate) struct Job {
+    pub(crate) chunk: usize,
+    pub(crate) items: usize,
+    pub(crate) call: Packed,
+    pub(crate) args: Payload,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) delivery: Arc<dyn Delivery>,
+    pub(crate) discard: fn(&Payload),
+}
+
+/// Encodes a chunk of `items` for `engine`. A remote engine refuses items that hold a
+/// handle of the local family: it names shared memory of this machine.
+pub(crate) fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 'static>(
+    engine: &dyn Engine,
+    call: Packed,
+    items: &[A],
+    chunk: usize,
+    timeout: Option<Duration>,
+    sink: Arc<dyn Sink<R>>,
+) -> Result<Job, PoolError> {
+    let mut encoded = codec::encode(items)?;
+    if engine.remote() && encoded.has_handles() {
+        // Dropping `encoded` gives the handles' counts back.
+        return Err(PoolError::Codec(crate::CodecError::encode(
+            "the arguments hold a handle of the local process family, which cannot cross machines",
+        )));
+    }
+    let args =
+        Payload::new(std::mem::take(&mut encoded.bytes)).map_err(|e| PoolError::Codec(crate::CodecError::encode(e)))?;
+    // The handles in the arguments now travel in the job.
+    encoded.sent();
+    Ok(Job {
+        chunk,
+        items: items.len(),
+        call,
+        args,
+        timeout: timeout.or(engine.default_timeout()),
+        delivery: Arc::new(Decoding { sink, counters: engine.counters().clone(), items: items.len() }),
+        discard: discard_args::<A>,
+    })
+}

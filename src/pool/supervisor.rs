@@ -1,0 +1,753 @@
+//! The supervisor of a process [`Pool`](super::Pool): the books of what went where, the
+//! dispatch to the workers, and the pool thread that watches them.
+//!
+//! # How it works
+//!
+//! Each worker is a process of the family with its own inbox; all workers put their
+//! results on one results channel. The parent keeps the books: which chunk went to which
+//! worker, in order. Because each worker takes from its own inbox in order, the parent
+//! always knows what a worker was doing when it died: chunks still in its inbox were not
+//! started (they go to another worker), chunks sent to it that are neither in its inbox
+//! nor answered were running (they fail with [`TaskError::WorkerLost`], or
+//! [`TaskError::TimedOut`] when the pool killed the worker for running past the timeout).
+//! So every task ends with its result or a typed error, whatever happens to the workers.
+//!
+//! A worker writes the chunk it starts, and when, into a small shared status block; the
+//! pool thread compares that with the timeout. A parent thread waiting for a result
+//! collects results itself (no hop through another thread), and the pool thread collects
+//! when nobody waits (for callbacks), watches the workers and replaces those that end.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::channel::Channel;
+use super::engine::{Delivery, Engine, Job};
+use super::error::{PoolError, TaskError};
+use super::result::Helper;
+use super::stats::Counters;
+use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main};
+use crate::codec;
+use crate::error::{Error, PanicInfo};
+use crate::process::{Process, ProcessHandle, StartMethod};
+use crate::shm::{Deadline, Payload, Shared, saturating_nanos as nanos};
+use crate::sys::{self, Packed};
+
+const RUNNING: u8 = 0;
+const CLOSED: u8 = 1;
+const TERMINATED: u8 = 2;
+
+/// How often the pool thread looks at its workers when nothing wakes it earlier.
+const TICK: Duration = Duration::from_millis(20);
+/// After the last waiting thread left, how long the pool thread leaves the results to the
+/// next one before collecting them itself.
+const HELPED_RECENTLY: Duration = Duration::from_millis(2);
+/// Chunks queued per worker at most, whatever their size.
+const MAX_WINDOW: usize = 256;
+/// The work a worker should have queued, in time, so it never idles between chunks.
+const WINDOW_TIME: Duration = Duration::from_millis(2);
+/// Chunks longer than this are sent one at a time per worker.
+const LONG_CHUNK: Duration = Duration::from_millis(20);
+/// How long a chunk of a failed `map` may go on running before its worker is killed and
+/// replaced: a short task finishes, a long one does not hold the pool.
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
+
+/// A chunk that was sent to a worker (its arguments are in the worker's inbox, or being
+/// run).
+struct Sent {
+    chunk: usize,
+    items: usize,
+    call: Packed,
+    timeout: Option<Duration>,
+    delivery: Arc<dyn Delivery>,
+    discard: fn(&Payload),
+    /// When the pool thread first saw its call cancelled while it ran (`sys::monotonic_ns`).
+    cancel_seen: Option<u64>,
+}
+
+/// Why the pool killed a worker.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// Its chunk ran past this timeout.
+    TimedOut(Duration),
+    /// Its chunk's call failed and the chunk ran past [`CANCEL_GRACE`].
+    Cancelled,
+}
+
+struct Worker {
+    index: u32,
+    handle: ProcessHandle<()>,
+    inbox: Channel<ToWorker>,
+    status: Shared<WorkerStatus>,
+    /// Chunks sent, oldest first.
+    sent: VecDeque<u64>,
+    /// Chunks sent over the worker's life (for `max_tasks_per_child`).
+    total_sent: u64,
+    /// Why the pool killed it, if it did (the chunk id and why).
+    killed_for: Option<(u64, Kill)>,
+    /// Sent `Stop`.
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct Books {
+    pending: VecDeque<(u64, Job)>,
+    sent: HashMap<u64, Sent>,
+    workers: Vec<Worker>,
+    /// Average time a chunk keeps a worker busy (for the dispatch window).
+    chunk_ns: f64,
+    /// Workers started to replace others, and failed initializers in a row.
+    init_failures: u32,
+    init_error: Option<PanicInfo>,
+}
+
+/// Encodes the initializer's arguments.
+pub(crate) type EncodeArgs = Arc<dyn Fn() -> Result<codec::Encoded, crate::CodecError> + Send + Sync>;
+
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) initializer: Option<(Packed, EncodeArgs)>,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) method: Option<StartMethod>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+pub(crate) struct Inner {
+    config: Config,
+    results: Channel<FromWorker>,
+    books: Mutex<Books>,
+    state: AtomicU8,
+    next_id: AtomicU64,
+    counters: Arc<Counters>,
+    /// A call was cancelled since the inboxes were last purged of its chunks.
+    cancellations: AtomicBool,
+    /// Threads waiting for a result and collecting meanwhile.
+    helpers: AtomicUsize,
+    /// When the last helper left (`sys::monotonic_ns`).
+    helped_at: AtomicU64,
+    doorbell: (Mutex<bool>, Condvar),
+    pool_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    /// Starts the workers and the pool thread.
+    pub(crate) fn start(config: Config) -> Result<Arc<Inner>, Error> {
+        let inner = Arc::new(Inner {
+            config,
+            results: Channel::new()?,
+            books: Mutex::new(Books::default()),
+            state: AtomicU8::new(RUNNING),
+            next_id: AtomicU64::new(1),
+            counters: Arc::default(),
+            cancellations: AtomicBool::new(false),
+            helpers: AtomicUsize::new(0),
+            helped_at: AtomicU64::new(0),
+            doorbell: (Mutex::new(false), Condvar::new()),
+            pool_thread: Mutex::new(None),
+        });
+        {
+            let mut books = lock(&inner.books);
+            for i in 0..inner.config.workers {
+                let worker = inner.start_worker(i as u32)?;
+                books.workers.push(worker);
+            }
+        }
+        let weak = Arc::downgrade(&inner);
+        let thread = std::thread::Builder::new().name("multiproc-pool".into()).spawn(move || pool_thread(weak))?;
+        *lock(&inner.pool_thread) = Some(thread);
+        Ok(inner)
+    }
+
+    fn start_worker(&self, index: u32) -> Result<Worker, Error> {
+        let inbox = Channel::new()?;
+        let status = Shared::new(WorkerStatus { job: AtomicU64::new(0), since: AtomicU64::new(0) })?;
+        let mut encoded_args = None;
+        let initializer = match &self.config.initializer {
+            Some((call, encode)) => {
+                let mut encoded = encode()?;
+                let args = Payload::new(std::mem::take(&mut encoded.bytes))?;
+                encoded_args = Some(encoded);
+                Some((*call, args))
+            }
+            None => None,
+        };
+        let boot = WorkerBoot {
+            index,
+            inbox: inbox.clone(),
+            results: self.results.clone(),
+            status: status.clone(),
+            initializer,
+            max_tasks: self.config.max_tasks,
+        };
+        let mut process =
+            Process::new(worker_main, boot).name(format!("PoolWorker-{}", index + 1)).daemon_with_children();
+        if let Some(method) = self.config.method {
+            process = process.start_method(method);
+        }
+        let handle = process.start()?;
+        if let Some(encoded) = encoded_args {
+            encoded.sent();
+        }
+        Ok(Worker {
+            index,
+            handle,
+            inbox,
+            status,
+            sent: VecDeque::new(),
+            total_sent: 0,
+            killed_for: None,
+            stopping: false,
+        })
+    }
+
+    fn running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// Queues a chunk and sends what the workers have room for.
+    pub(crate) fn queue(&self, job: Job) -> Result<(), PoolError> {
+        if !self.running() {
+            return Err(PoolError::Closed);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut books = lock(&self.books);
+        if let Some(info) = books.init_error.clone() {
+            drop(books);
+            job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info)));
+            return Ok(());
+        }
+        books.pending.push_back((id, job));
+        self.dispatch(&mut books);
+        Ok(())
+    }
+
+    /// How many chunks a worker may have queued: enough to keep it busy for
+    /// [`WINDOW_TIME`], at least two.
+    fn window(books: &Books) -> usize {
+        if books.chunk_ns <= 0.0 {
+            return 2;
+        }
+        if books.chunk_ns > nanos(LONG_CHUNK) as f64 {
+            // The hand-over gap is noise next to such a chunk; a queued one could only
+            // wait behind a slow worker while another idles.
+            return 1;
+        }
+        ((nanos(WINDOW_TIME) as f64 / books.chunk_ns).ceil() as usize).clamp(2, MAX_WINDOW)
+    }
+
+    /// Delivers a chunk's outcome; when that cancelled its call (a `map`'s first error),
+    /// the inboxes are purged of the call's other chunks at the next look.
+    fn settle(&self, delivery: &Arc<dyn Delivery>, chunk: usize, outcome: Result<Payload, TaskError>) {
+        let was_cancelled = delivery.cancelled();
+        delivery.deliver(chunk, outcome);
+        if !was_cancelled && delivery.cancelled() {
+            self.cancellations.store(true, Ordering::Release);
+        }
+    }
+
+    /// Sends pending chunks to the workers with room, least loaded first. Chunks of a
+    /// cancelled call are dropped instead.
+    fn dispatch(&self, books: &mut Books) {
+        if self.cancellations.swap(false, Ordering::AcqRel) {
+            self.take_back_cancelled(books);
+        }
+        let window = Self::window(books);
+        while let Some((_, job)) = books.pending.front() {
+            if job.delivery.cancelled() {
+                let (_, job) = books.pending.pop_front().expect("peeked");
+                (job.discard)(&job.args);
+                self.counters.cancelled(job.items as u64);
+                continue;
+            }
+            let max_tasks = self.config.max_tasks;
+            let Some(w) = books
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.stopping && w.killed_for.is_none())
+                .filter(|(_, w)| w.sent.len() < window)
+                .filter(|(_, w)| max_tasks.is_none_or(|m| w.total_sent < m))
+                .min_by_key(|(_, w)| w.sent.len())
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let (id, job) = books.pending.pop_front().expect("peeked");
+            let message = ToWorker::Task { id, call: job.call, args: job.args };
+            let worker = &mut books.workers[w];
+            match worker.inbox.send(&message) {
+                Ok(()) => {
+                    worker.sent.push_back(id);
+                    worker.total_sent += 1;
+                    books.sent.insert(
+                        id,
+                        Sent {
+                            chunk: job.chunk,
+                            items: job.items,
+                            call: job.call,
+                            timeout: job.timeout,
+                            delivery: job.delivery,
+                            discard: job.discard,
+                            cancel_seen: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    // The inbox refused (shared memory exhausted): the chunk fails rather
+                    // than waiting forever.
+                    job.delivery.deliver(job.chunk, Err(TaskError::Codec(crate::CodecError::encode(e))));
+                }
+            }
+        }
+        if books.pending.is_empty() {
+            Self::steal(books);
+        }
+    }
+
+    /// Takes the chunks of cancelled calls out of the workers' inboxes (the worker may take
+    /// the oldest meanwhile: that one runs, and is stopped by `enforce_timeouts`); the
+    /// others go back in their order.
+    fn take_back_cancelled(&self, books: &mut Books) {
+        let Books { workers, sent, pending, .. } = books;
+        let mut unsendable = Vec::new();
+        for worker in workers.iter_mut() {
+            if !worker.sent.iter().any(|id| sent.get(id).is_some_and(|s| s.delivery.cancelled())) {
+                continue;
+            }
+            let mut queued = Vec::new();
+            while let Some(message) = worker.inbox.try_recv() {
+                queued.push(message);
+            }
+            for message in queued {
+                if let ToWorker::Task { id, ref args, .. } = message
+                    && let Some(s) = sent.get(&id).filter(|s| s.delivery.cancelled())
+                {
+                    (s.discard)(args);
+                    self.counters.cancelled(s.items as u64);
+                    sent.remove(&id);
+                    worker.sent.retain(|&s| s != id);
+                    worker.total_sent -= 1;
+                    continue;
+                }
+                if worker.inbox.send(&message).is_err()
+                    && let ToWorker::Task { id, call, args } = message
+                    && let Some(s) = sent.remove(&id)
+                {
+                    // Shared memory is exhausted: the chunk waits for another dispatch.
+                    worker.sent.retain(|&s| s != id);
+                    worker.total_sent -= 1;
+                    let job = Job {
+                        chunk: s.chunk,
+                        items: s.items,
+                        call,
+                        args,
+                        timeout: s.timeout,
+                        delivery: s.delivery,
+                        discard: s.discard,
+                    };
+                    unsendable.push((id, job));
+                }
+            }
+        }
+        for job in unsendable.into_iter().rev() {
+            pending.push_front(job);
+        }
+    }
+
+    /// Moves chunks that wait in a busy worker's inbox to idle workers: a slow worker (or a
+    /// slow processor) keeps only the chunk it runs, and nobody idles while work waits.
+    fn steal(books: &mut Books) {
+        loop {
+            let Some(idle) =
+                books.workers.iter().position(|w| w.sent.is_empty() && !w.stopping && w.killed_for.is_none())
+            else {
+                return;
+            };
+            let Some(busy) = books
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.sent.len() >= 2)
+                .max_by_key(|(_, w)| w.sent.len())
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            // The oldest message in the inbox is the next the worker would start; the
+            // worker may take it first, in which case there is nothing to move.
+            let Some(ToWorker::Task { id, call, args }) = books.workers[busy].inbox.try_recv() else { return };
+            let victim = &mut books.workers[busy];
+            victim.sent.retain(|&s| s != id);
+            victim.total_sent -= 1;
+            let thief = &mut books.workers[idle];
+            if thief.inbox.send(&ToWorker::Task { id, call, args }).is_err() {
+                return;
+            }
+            thief.sent.push_back(id);
+            thief.total_sent += 1;
+        }
+    }
+
+    /// Handles what came back; returns how many messages.
+    fn collect(&self) -> usize {
+        let mut handled = 0;
+        while let Some(message) = self.results.try_recv() {
+            handled += 1;
+            self.handle(message);
+        }
+        if handled > 0 {
+            let mut books = lock(&self.books);
+            self.dispatch(&mut books);
+        }
+        handled
+    }
+
+    fn handle(&self, message: FromWorker) {
+        match message {
+            FromWorker::Done { id, worker, busy_ns, outcome } => {
+                let mut books = lock(&self.books);
+                if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
+                    // A worker answers in order: the front, unless a resend reordered it.
+                    if w.sent.front() == Some(&id) {
+                        w.sent.pop_front();
+                    } else {
+                        w.sent.retain(|&s| s != id);
+                    }
+                }
+                books.chunk_ns =
+                    if books.chunk_ns <= 0.0 { busy_ns as f64 } else { 0.8 * books.chunk_ns + 0.2 * busy_ns as f64 };
+                books.init_failures = 0;
+                let Some(sent) = books.sent.remove(&id) else { return };
+                drop(books);
+                let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
+                self.settle(&sent.delivery, sent.chunk, outcome);
+            }
+            FromWorker::InitFailed { info, .. } => {
+                let mut books = lock(&self.books);
+                books.init_failures += 1;
+                // Every worker failed its initializer twice in a row: stop trying, fail the
+                // work with the initializer's panic.
+                if books.init_failures as usize >= 2 * self.config.workers {
+                    books.init_error = Some(info.clone());
+                    let pending: Vec<(u64, Job)> = books.pending.drain(..).collect();
+                    drop(books);
+                    for (_, job) in pending {
+                        job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills workers whose chunk ran past its timeout, or past [`CANCEL_GRACE`] after its
+    /// call was cancelled; drops the cancelled calls' queued chunks.
+    fn enforce_timeouts(&self) {
+        let now = sys::monotonic_ns();
+        let mut books = lock(&self.books);
+        if self.cancellations.load(Ordering::Acquire) {
+            self.dispatch(&mut books);
+        }
+        let Books { workers, sent, .. } = &mut *books;
+        for w in workers.iter_mut().filter(|w| w.killed_for.is_none()) {
+            let job = w.status.job.load(Ordering::Acquire);
+            if job == 0 {
+                continue;
+            }
+            let Some(running) = sent.get_mut(&job) else { continue };
+            let since = w.status.since.load(Ordering::Relaxed);
+            let kill = if running.delivery.cancelled() {
+                let seen = *running.cancel_seen.get_or_insert(now);
+                (now.saturating_sub(seen) > nanos(CANCEL_GRACE)).then_some(Kill::Cancelled)
+            } else {
+                running.timeout.filter(|t| now.saturating_sub(since) > nanos(*t)).map(Kill::TimedOut)
+            };
+            if let Some(why) = kill
+                && w.status.job.load(Ordering::Acquire) == job
+            {
+                w.killed_for = Some((job, why));
+                let _ = w.handle.kill();
+            }
+        }
+    }
+
+    /// The next moment a running chunk could time out.
+    fn next_timeout(&self) -> Option<Instant> {
+        let books = lock(&self.books);
+        let now_ns = sys::monotonic_ns();
+        let now = Instant::now();
+        books
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let job = w.status.job.load(Ordering::Acquire);
+                let timeout = books.sent.get(&job)?.timeout?;
+                let since = w.status.since.load(Ordering::Relaxed);
+                let left = since.saturating_add(nanos(timeout)).saturating_sub(now_ns);
+                now.checked_add(Duration::from_nanos(left) + Duration::from_millis(1))
+            })
+            .min()
+    }
+
+    /// Replaces the workers that ended; their chunks are resent or failed.
+    fn tend_workers(&self) {
+        let ended: Vec<usize> = {
+            let books = lock(&self.books);
+            books.workers.iter().enumerate().filter(|(_, w)| !w.handle.is_alive()).map(|(i, _)| i).collect()
+        };
+        if ended.is_empty() {
+            return;
+        }
+        // Results the workers sent before they ended count first.
+        self.collect();
+        let mut failures: Vec<(Arc<dyn Delivery>, usize, TaskError)> = Vec::new();
+        {
+            let mut books = lock(&self.books);
+            for &i in ended.iter().rev() {
+                let mut worker = books.workers.remove(i);
+                // What is still in its inbox was never started: send it again.
+                let mut unstarted = Vec::new();
+                while let Some(message) = worker.inbox.try_recv() {
+                    if let ToWorker::Task { id, args, .. } = message {
+                        unstarted.push((id, args));
+                    }
+                }
+                for (id, args) in unstarted.into_iter().rev() {
+                    worker.sent.retain(|&s| s != id);
+                    if let Some(sent) = books.sent.remove(&id) {
+                        let job = Job {
+                            chunk: sent.chunk,
+                            items: sent.items,
+                            call: sent.call,
+                            args,
+                            timeout: sent.timeout,
+                            delivery: sent.delivery,
+                            discard: sent.discard,
+                        };
+                        books.pending.push_front((id, job));
+                    }
+                }
+                // What it was sent and did not answer, it was running.
+                let code = worker.handle.exitcode();
+                for id in worker.sent.drain(..) {
+                    let Some(sent) = books.sent.remove(&id) else { continue };
+                    let error = match worker.killed_for {
+                        Some((killed, Kill::TimedOut(timeout))) if killed == id => TaskError::TimedOut(timeout),
+                        Some((killed, Kill::Cancelled)) if killed == id => {
+                            // Its call failed already and wants nothing more from it.
+                            self.counters.cancelled(sent.items as u64);
+                            continue;
+                        }
+                        _ => TaskError::WorkerLost {
+                            pid: worker.handle.pid(),
+                            signal: code.filter(|c| *c < 0).map(|c| -c),
+                            exit_code: code.filter(|c| *c >= 0),
+                        },
+                    };
+                    failures.push((sent.delivery, sent.chunk, error));
+                }
+                let replace = self.state.load(Ordering::Acquire) != TERMINATED
+                    && (self.running() || !books.pending.is_empty() || !books.sent.is_empty());
+                if replace && books.init_error.is_none() {
+                    match self.start_worker(worker.index) {
+                        Ok(new) => {
+                            books.workers.push(new);
+                            self.counters.restarted();
+                        }
+                        Err(e) => {
+                            // Could not replace: with no worker left, fail the waiting work.
+                            if books.workers.is_empty() {
+                                let info = PanicInfo {
+                                    process: format!("PoolWorker-{}", worker.index + 1),
+                                    message: format!("cannot start a worker: {e}"),
+                                    location: None,
+                                    backtrace: String::new(),
+                                };
+                                books.init_error = Some(info);
+                            }
+                        }
+                    }
+                }
+            }
+            books.workers.sort_by_key(|w| w.index);
+            if let Some(info) = books.init_error.clone() {
+                for (_, job) in books.pending.drain(..) {
+                    failures.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
+                }
+            }
+            self.dispatch(&mut books);
+        }
+        for (delivery, chunk, error) in failures {
+            self.settle(&delivery, chunk, Err(error));
+        }
+        self.results.wake_receivers();
+    }
+
+    /// After `close`: once every chunk is answered, tells the workers to exit.
+    fn stop_idle_workers(&self) {
+        let mut books = lock(&self.books);
+        if self.state.load(Ordering::Acquire) != CLOSED || !books.pending.is_empty() || !books.sent.is_empty() {
+            return;
+        }
+        for w in books.workers.iter_mut().filter(|w| !w.stopping) {
+            if w.inbox.send(&ToWorker::Stop).is_ok() {
+                w.stopping = true;
+            }
+        }
+    }
+
+    /// `terminate`: workers killed, everything unanswered fails.
+    fn kill_everything(&self) {
+        let mut books = lock(&self.books);
+        for w in &books.workers {
+            let _ = w.handle.kill();
+        }
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> =
+            books.pending.drain(..).map(|(_, j)| (j.delivery, j.chunk)).collect();
+        failures.extend(books.sent.drain().map(|(_, s)| (s.delivery, s.chunk)));
+        for w in &mut books.workers {
+            w.sent.clear();
+        }
+        drop(books);
+        for (delivery, chunk) in failures {
+            delivery.deliver(chunk, Err(TaskError::Terminated));
+        }
+        self.results.wake_receivers();
+    }
+
+    fn ring_doorbell(&self) {
+        let (flag, cond) = &self.doorbell;
+        *lock(flag) = true;
+        cond.notify_all();
+    }
+}
+
+impl Engine for Inner {
+    fn workers(&self) -> usize {
+        self.config.workers
+    }
+
+    fn running(&self) -> bool {
+        Inner::running(self)
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        self.config.timeout
+    }
+
+    fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    fn remote(&self) -> bool {
+        false
+    }
+
+    fn helps(&self) -> bool {
+        true
+    }
+
+    fn submit(&self, job: Job) -> Result<(), PoolError> {
+        self.queue(job)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        lock(&self.books).workers.iter().map(|w| w.handle.pid()).collect()
+    }
+
+    fn close(&self) {
+        let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        self.stop_idle_workers();
+        self.results.wake_receivers();
+    }
+
+    fn terminate(&self) {
+        self.state.store(TERMINATED, Ordering::Release);
+        self.kill_everything();
+        self.ring_doorbell();
+    }
+
+    fn join(&self) -> Result<(), PoolError> {
+        if self.running() {
+            return Err(PoolError::StillRunning);
+        }
+        let thread = lock(&self.pool_thread).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
+        for w in workers {
+            w.handle.wait();
+        }
+        Ok(())
+    }
+}
+
+impl Helper for Inner {
+    fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline) {
+        self.helpers.fetch_add(1, Ordering::SeqCst);
+        // Spin for the first result only: a long map must not burn a processor its
+        // workers need every time it wakes.
+        let mut spin = true;
+        loop {
+            self.collect();
+            if done() || deadline.passed() {
+                break;
+            }
+            // Sleep until a result arrives; the pool thread wakes us too when it settles a
+            // result without a message (a lost worker), and the slice bounds the rest.
+            self.results.wait_readable(Deadline::after(deadline.slice(Duration::from_millis(100))), spin);
+            spin = false;
+        }
+        // No doorbell: the pool thread looks again within `HELPED_RECENTLY`, and ringing
+        // would cost every `get` a wake-up.
+        self.helped_at.store(sys::monotonic_ns(), Ordering::Relaxed);
+        self.helpers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn pool_thread(inner: Weak<Inner>) {
+    loop {
+        let Some(pool) = inner.upgrade() else { return };
+        let state = pool.state.load(Ordering::Acquire);
+        if state == TERMINATED {
+            return;
+        }
+        pool.tend_workers();
+        pool.enforce_timeouts();
+        if pool.helpers.load(Ordering::SeqCst) == 0 {
+            pool.collect();
+        }
+        pool.stop_idle_workers();
+        {
+            let books = lock(&pool.books);
+            if state == CLOSED && books.workers.is_empty() {
+                return;
+            }
+        }
+        let wake = pool.next_timeout().map_or(TICK, |t| t.saturating_duration_since(Instant::now()).min(TICK));
+        // While threads wait for results they collect them: the pool thread keeps off the
+        // results channel then (a sleeper there would cost each result a wake-up), and
+        // for a moment after, since waiters tend to come back (a loop of `apply`).
+        let since_help = sys::monotonic_ns().saturating_sub(pool.helped_at.load(Ordering::Relaxed));
+        let helped_recently = since_help < nanos(HELPED_RECENTLY);
+        if pool.helpers.load(Ordering::SeqCst) == 0 && !helped_recently {
+            let results = pool.results.clone();
+            drop(pool);
+            results.wait_readable(Deadline::after(wake), false);
+        } else {
+            let wake = if helped_recently { wake.min(HELPED_RECENTLY) } else { wake };
+            let (flag, cond) = &pool.doorbell;
+            let mut rung = lock(flag);
+            if !*rung {
+                rung = cond.wait_timeout(rung, wake).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            }
+            *rung = false;
+        }
+    }
+}

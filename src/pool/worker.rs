@@ -1,0 +1,189 @@
+//! The worker side of a process [`Pool`](super::Pool): what a worker process is sent,
+//! what it answers, and its life (run chunks in order, report each one, record what it
+//! runs in its shared status).
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::channel::Channel;
+use super::star::StarFn;
+use crate::codec;
+use crate::error::PanicInfo;
+use crate::process::panics;
+use crate::shm::{Payload, Shared, ShmObject, kind};
+use crate::sys::{self, Packed, Stateless};
+
+/// A worker's shared status: the chunk it runs, since when.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+pub(crate) struct WorkerStatus {
+    /// The running chunk's id (0: none).
+    pub(crate) job: AtomicU64,
+    /// When it started (`sys::monotonic_ns`).
+    pub(crate) since: AtomicU64,
+}
+
+impl ShmObject for WorkerStatus {
+    const KIND: u32 = kind::POOL;
+}
+
+/// What the parent sends a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Run chunk `id`: `call` over the encoded items in `args`.
+    Task { id: u64, call: Packed, args: Payload },
+    /// Exit after the tasks before this one.
+    Stop,
+}
+
+/// What a worker sends back.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// Chunk `id` ran: the encoded [`WorkerResults<R>`], or why the chunk could not run
+    /// (its items did not decode, its results did not encode).
+    Done { id: u64, worker: u32, busy_ns: u64, outcome: Result<Payload, String> },
+    /// The initializer panicked: the worker exits.
+    InitFailed { worker: u32, info: PanicInfo },
+}
+
+/// A chunk's results as a worker sends them: the values of the items that returned, in
+/// order, and the panics of the others with their index.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkerResults<R> {
+    pub(crate) values: Vec<R>,
+    pub(crate) panics: Vec<(u32, PanicInfo)>,
+}
+
+/// Everything a worker process needs.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkerBoot {
+    pub(crate) index: u32,
+    pub(crate) inbox: Channel<ToWorker>,
+    pub(crate) results: Channel<FromWorker>,
+    pub(crate) status: Shared<WorkerStatus>,
+    pub(crate) initializer: Option<(Packed, Payload)>,
+    pub(crate) max_tasks: Option<u64>,
+}
+
+/// The context a task runner works in, inside the worker.
+pub(crate) struct TaskCall {
+    name: String,
+    args: Payload,
+    /// The encoded results (its handles are released unless sent), or why not.
+    output: Option<Result<codec::Encoded, String>>,
+}
+
+/// Runs `f` over a chunk of items (`map`, `apply`, `imap`).
+pub(crate) fn map_runner<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, context: &mut dyn Any) {
+    let Some(call) = context.downcast_mut::<TaskCall>() else { return };
+    call.output = Some(run_items(call, |a: A| f(a)));
+}
+
+/// Runs the stateless callable `F` over a chunk of argument tuples (`starmap`).
+pub(crate) fn star_runner<Args, F>(_: fn(), context: &mut dyn Any)
+where
+    Args: DeserializeOwned,
+    F: StarFn<Args> + Stateless<Args>,
+    F::Output: Serialize,
+{
+    let Some(call) = context.downcast_mut::<TaskCall>() else { return };
+    let f: F = sys::remake::<Args, F>();
+    call.output = Some(run_items(call, |args: Args| f.call(args)));
+}
+
+fn run_items<A: DeserializeOwned, R: Serialize>(call: &TaskCall, f: impl Fn(A) -> R) -> Result<codec::Encoded, String> {
+    let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
+    let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
+    let mut items = items.into_iter().enumerate();
+    // One unwinding guard per chunk, a new one only after a panic: the item that panicked
+    // was taken from the iterator and gets the panic as its result.
+    loop {
+        let mut current = 0;
+        match panics::catching(&call.name, || {
+            for (i, item) in items.by_ref() {
+                current = i;
+                results.values.push(f(item));
+            }
+        }) {
+            Ok(()) => break,
+            Err(info) => results.panics.push((current as u32, info)),
+        }
+    }
+    codec::encode(&results).map_err(|e| e.to_string())
+}
+
+/// Runs the initializer `f(args)`.
+pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) {
+    let Some(call) = context.downcast_mut::<TaskCall>() else { return };
+    call.output = Some(match codec::decode::<A>(call.args.bytes()) {
+        Ok(args) => {
+            f(args);
+            Ok(codec::encode(&()).expect("() encodes"))
+        }
+        Err(e) => Err(format!("the initializer's arguments could not be decoded: {e}")),
+    });
+}
+
+/// The life of a worker process.
+pub(crate) fn worker_main(boot: WorkerBoot) {
+    let name = crate::current_process().name().to_string();
+    if let Some((call, args)) = boot.initializer {
+        let mut context = TaskCall { name: name.clone(), args, output: None };
+        let outcome = panics::catching(&name, || sys::unpack_and_run(call, &mut context));
+        let failure = match outcome {
+            Err(info) => Some(info),
+            Ok(Err(_)) => Some(PanicInfo {
+                process: name.clone(),
+                message: "the initializer belongs to another executable".into(),
+                location: None,
+                backtrace: String::new(),
+            }),
+            Ok(Ok(())) => match context.output {
+                Some(Err(message)) => {
+                    Some(PanicInfo { process: name.clone(), message, location: None, backtrace: String::new() })
+                }
+                _ => None,
+            },
+        };
+        if let Some(info) = failure {
+            let _ = boot.results.send(&FromWorker::InitFailed { worker: boot.index, info });
+            return;
+        }
+    }
+    let mut done = 0u64;
+    loop {
+        let Ok(message) = boot.inbox.recv() else { return };
+        let ToWorker::Task { id, call, args } = message else { return };
+        let start = sys::monotonic_ns();
+        boot.status.since.store(start, Ordering::Relaxed);
+        boot.status.job.store(id, Ordering::Release);
+        let mut context = TaskCall { name: name.clone(), args, output: None };
+        let outcome = match sys::unpack_and_run(call, &mut context) {
+            Err(_) => Err("the task's function belongs to another executable".to_string()),
+            Ok(()) => match context.output.take() {
+                Some(Ok(mut encoded)) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
+                    Ok(payload) => {
+                        // The results, and their handles, now travel in the message.
+                        encoded.sent();
+                        Ok(payload)
+                    }
+                    Err(e) => Err(format!("the results do not fit in shared memory: {e}")),
+                },
+                Some(Err(e)) => Err(e),
+                None => Err("the task runner produced nothing".to_string()),
+            },
+        };
+        boot.status.job.store(0, Ordering::Release);
+        let busy_ns = sys::monotonic_ns().saturating_sub(start);
+        if boot.results.send(&FromWorker::Done { id, worker: boot.index, busy_ns, outcome }).is_err() {
+            return;
+        }
+        done += 1;
+        if boot.max_tasks.is_some_and(|max| done >= max) {
+            return;
+        }
+    }
+}
