@@ -1,0 +1,348 @@
+//! `Pool::builder().cluster(url)`: the same `Pool`, its workers on other machines.
+//!
+//! Each test starts its own Redis (`redis-server` on a unix socket in a temporary
+//! directory, no persistence), killed at the end. Without `redis-server` the tests say so
+//! and pass, unless `MULTIPROC_REQUIRE_REDIS` is set (CI sets it).
+//!
+//! Worker nodes are this test binary run again with `MULTIPROC_WORKER` set: independent
+//! programs (not children of the family), under `setpriv --pdeathsig KILL` so that they
+//! die with the test. Their `init()` (from `test_support!`) serves the pools and never
+//! returns.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, pid_running, watchdog};
+use multiproc::cluster::{ClusterError, ClusterOptions, WORKER_ENV};
+use multiproc::{MapOptions, Pool, PoolError, TaskError};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A private Redis: unix socket, no persistence, killed and its directory removed on drop.
+struct Redis {
+    dir: PathBuf,
+    server: Child,
+    pid: u32,
+    url: String,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        if Command::new("redis-server").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("MULTIPROC_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed and MULTIPROC_REQUIRE_REDIS is set"
+            );
+            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multiproc-redis-pool-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let server = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "redis-server", "--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let redis = Redis { url: format!("redis+unix://{}", socket.display()), dir, pid: server.id(), server };
+        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not answer");
+        Some(redis)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    fn kill(&self) {
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        assert!(eventually(Duration::from_secs(20), || !pid_running(self.pid)));
+    }
+
+    /// The keys under `mp:` (through `redis-cli`).
+    fn mp_keys(&self) -> Vec<String> {
+        let out = Command::new("redis-cli").arg("-s").arg(self.socket()).args(["--scan", "--pattern", "mp:*"]).output();
+        let out = out.expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+    }
+}
+
+fn answers_ping(socket: &Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 1];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1)
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A worker node: `exe` (this test binary, or a copy) with `MULTIPROC_WORKER=url`. Killed
+/// (with its workers, by their parent-death signal) on drop.
+struct Node {
+    child: Child,
+}
+
+impl Node {
+    fn start(url: &str) -> Node {
+        Self::start_exe(&std::env::current_exe().unwrap(), url)
+    }
+
+    fn start_exe(exe: &Path, url: &str) -> Node {
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL"])
+            .arg(exe)
+            .args(["--exact", "no_such_test"])
+            .env(WORKER_ENV, url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Node { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn pool(redis: &Redis, processes: usize) -> Pool {
+    Pool::builder()
+        .cluster(&redis.url)
+        .processes(processes)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)))
+        .build()
+        .unwrap()
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    x * x
+}
+
+fn whoami(_: u64) -> u32 {
+    std::process::id()
+}
+
+fn poison(_: u64) -> u64 {
+    std::process::abort()
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn boom(x: u64) -> u64 {
+    assert!(x != 3, "three is not allowed");
+    x
+}
+
+fn queue_len(q: multiproc::Queue<u64>) -> usize {
+    q.len()
+}
+
+#[test]
+fn the_whole_api_across_two_nodes() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let _nodes = [Node::start(&redis.url), Node::start(&redis.url)];
+    let pool = pool(&redis, 4);
+
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    assert_eq!(pool.map(square, 0..100).unwrap(), (0..100).map(|x| x * x).collect::<Vec<_>>());
+    let chunked = pool.map_with(square, 0..50, MapOptions::new().chunksize(7)).unwrap();
+    assert_eq!(chunked, (0..50).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.starmap(|a: u64, b: u64| a + b, [(1, 2), (3, 4)]).unwrap(), [3, 7]);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = pool
+        .apply_async_with(square, 9, multiproc::ApplyOptions::new().callback(move |v: &u64| tx.send(*v).unwrap()))
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 81);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), 81);
+
+    let ordered: Vec<u64> = pool.imap(square, 0..200u64).unwrap().map(Result::unwrap).collect();
+    assert_eq!(ordered, (0..200).map(|x| x * x).collect::<Vec<_>>());
+    let mut unordered: Vec<u64> = pool.imap_unordered(square, 0..200u64).unwrap().map(Result::unwrap).collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, (0..200).map(|x| x * x).collect::<Vec<_>>());
+    // Lazy: an endless input, taken as far as needed.
+    let first: Vec<u64> = pool.imap(square, 0u64..).unwrap().take(10).map(Result::unwrap).collect();
+    assert_eq!(first, (0..10).map(|x| x * x).collect::<Vec<_>>());
+
+    // A panic is the item's error, as locally; the map ends with it.
+    match pool.map(boom, 0..6) {
+        Err(multiproc::Error::Task(TaskError::Panicked(info))) => assert!(info.message.contains("three")),
+        other => panic!("{other:?}"),
+    }
+    // Both nodes took part (each runs its tasks in worker processes of its own).
+    let pids: std::collections::HashSet<u32> =
+        pool.map_with(whoami, 0..400, MapOptions::new().chunksize(1)).unwrap().into_iter().collect();
+    assert!(pids.len() >= 2, "the tasks ran in {pids:?}");
+    assert!(!pids.contains(&std::process::id()));
+    let stats = pool.stats();
+    assert!(stats.tasks_done >= 960 && stats.tasks_failed >= 1, "{stats:?}");
+    drop(pool);
+    assert!(eventually(Duration::from_secs(10), || redis.mp_keys().is_empty()), "left behind: {:?}", redis.mp_keys());
+}
+
+#[test]
+fn a_node_killed_mid_map_has_its_tasks_run_elsewhere_each_result_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let mut doomed = Node::start(&redis.url);
+    let _survivor = Node::start(&redis.url);
+    let pool = pool(&redis, 4);
+    let mut results = pool.imap_unordered_with(slow_square, 0..300u64, MapOptions::new().chunksize(1)).unwrap();
+    let mut got: Vec<u64> = (&mut results).take(40).map(Result::unwrap).collect();
+    doomed.kill(); // SIGKILL, mid-map
+    got.extend(results.map(Result::unwrap));
+    got.sort_unstable();
+    assert_eq!(got, (0..300).map(|x| x * x).collect::<Vec<_>>(), "every result, each once");
+}
+
+#[test]
+fn a_task_that_kills_its_worker_fails_with_worker_lost() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    match pool.apply(poison, 1) {
+        Err(multiproc::Error::Task(TaskError::WorkerLost { signal, .. })) => assert_eq!(signal, Some(libc::SIGABRT)),
+        other => panic!("{other:?}"),
+    }
+    // The node survived it.
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+#[test]
+fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(300)).max_deliveries(2))
+        .build()
+        .unwrap();
+    let result = pool.apply_async(sleep_ms, 600_000).unwrap();
+    // Each node takes the task and is killed under it.
+    for _ in 0..2 {
+        let mut node = Node::start(&redis.url);
+        std::thread::sleep(Duration::from_millis(1500));
+        node.kill();
+    }
+    let _idle = Node::start(&redis.url);
+    assert!(matches!(result.get(), Err(TaskError::WorkerLost { .. })));
+}
+
+#[test]
+fn a_task_past_its_timeout_is_killed_on_its_node_and_fails_with_timed_out() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    let r = pool
+        .apply_async_with(sleep_ms, 600_000, multiproc::ApplyOptions::new().timeout(Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(r.get(), Err(TaskError::TimedOut(Duration::from_millis(300))));
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+#[test]
+fn a_node_running_another_build_refuses_the_task() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    // The same program with one more byte at the end: another build.
+    let other = redis.dir.join("other-build");
+    std::fs::copy(std::env::current_exe().unwrap(), &other).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&other).unwrap().write_all(b"\0").unwrap();
+    let _node = Node::start_exe(&other, &redis.url);
+    let pool = pool(&redis, 2);
+    match pool.apply(square, 2) {
+        Err(multiproc::Error::Task(TaskError::WrongBuild { node })) => assert!(node.contains(':')),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    let result = pool.map_async_with(sleep_ms, vec![50u64; 200], MapOptions::new().chunksize(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.kill();
+    match result.get() {
+        Err(TaskError::Cluster(ClusterError::Unreachable(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Closed)));
+}
+
+#[test]
+fn an_argument_holding_a_local_handle_is_refused_at_submission() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let pool = pool(&redis, 2);
+    let q = multiproc::Queue::<u64>::new().unwrap();
+    assert!(matches!(pool.apply_async(queue_len, q), Err(PoolError::Codec(_))));
+}
+
+#[test]
+fn ten_thousand_tasks_over_three_nodes_killed_and_restarted() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let url = redis.url.clone();
+    let mut nodes = vec![Node::start(&url), Node::start(&url), Node::start(&url)];
+    let pool = pool(&redis, 6);
+    let mut results = pool.imap_unordered_with(square, 0..10_000u64, MapOptions::new().chunksize(1)).unwrap();
+    let mut got = Vec::with_capacity(10_000);
+    let mut round = 0;
+    while let Some(r) = results.next() {
+        got.push(r.unwrap());
+        // Every 2 000 results, one node is killed and a new one started.
+        if got.len() % 2_000 == 0 && got.len() < 10_000 {
+            let i = round % nodes.len();
+            nodes[i].kill();
+            nodes[i] = Node::start(&url);
+            round += 1;
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..10_000).map(|x| x * x).collect::<Vec<_>>(), "every result, each once");
+}
