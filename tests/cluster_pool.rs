@@ -24,6 +24,7 @@ use multiproc::{MapOptions, Pool, PoolError, TaskError};
 multiproc::test_support!();
 
 const LIMIT: Duration = Duration::from_secs(120);
+const ROLE: &str = "MULTIPROC_TEST_CLUSTER_POOL_ROLE";
 
 /// A private Redis: unix socket, no persistence, killed and its directory removed on drop.
 struct Redis {
@@ -118,6 +119,21 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Node { child }
+    }
+
+    /// A driver: this test binary playing `cluster_pool_role`.
+    fn driver(url: &str) -> Node {
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "cluster_pool_role", "--nocapture", "--test-threads", "1"])
+            .env(ROLE, url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         Node { child }
@@ -311,7 +327,7 @@ fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
         Err(TaskError::Cluster(ClusterError::Unreachable(_))) => {}
         other => panic!("{other:?}"),
     }
-    assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Closed)));
+    assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Cluster(ClusterError::Unreachable(_)))));
 }
 
 #[test]
@@ -345,4 +361,52 @@ fn ten_thousand_tasks_over_three_nodes_killed_and_restarted() {
     }
     got.sort_unstable();
     assert_eq!(got, (0..10_000).map(|x| x * x).collect::<Vec<_>>(), "every result, each once");
+}
+
+/// The driver that dies: submits tasks no node takes, says so, waits to be killed. A
+/// no-op in a normal run.
+#[test]
+fn cluster_pool_role() {
+    let Ok(url) = std::env::var(ROLE) else { return };
+    let pool = Pool::builder()
+        .cluster(&url)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let _pending = pool.map_async(sleep_ms, vec![1u64; 50]).unwrap();
+    eprintln!("submitted");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn a_driver_killed_leaves_nothing_behind() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let mut driver = Node::driver(&redis.url);
+    let mut out = std::io::BufReader::new(driver.child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("submitted") {
+        line.clear();
+        assert_ne!(std::io::BufRead::read_line(&mut out, &mut line).unwrap(), 0, "the driver ended");
+    }
+    assert!(!redis.mp_keys().is_empty());
+    driver.kill();
+    // A node finds the pool without its heartbeat and deletes its keys (else they expire).
+    let _node = Node::start(&redis.url);
+    assert!(eventually(Duration::from_secs(30), || redis.mp_keys().is_empty()), "left behind: {:?}", redis.mp_keys());
+}
+
+#[test]
+fn the_driver_bounds_the_tasks_in_flight() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start() else { return };
+    let pool =
+        Pool::builder().cluster(&redis.url).cluster_options(ClusterOptions::new().max_in_flight(5)).build().unwrap();
+    // No node: everything waits, in the driver beyond the first five.
+    let result = pool.map_async_with(square, 0..1000, MapOptions::new().chunksize(1)).unwrap();
+    let stream = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).expect("the task stream");
+    let len = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["XLEN", &stream]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&len.stdout).trim(), "5");
+    let _node = Node::start(&redis.url);
+    assert_eq!(result.get().unwrap(), (0..1000).map(|x| x * x).collect::<Vec<_>>());
 }

@@ -131,6 +131,8 @@ pub(crate) struct Driver {
     /// The connection of the submitting threads (the driver thread has its own).
     link: Mutex<Link>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Why the driver stopped by itself (Redis failed).
+    failure: Mutex<Option<ClusterError>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,6 +171,7 @@ impl Driver {
             books: Mutex::new(Books::default()),
             link: Mutex::new(Link::new(url, options.timeout)?),
             thread: Mutex::new(None),
+            failure: Mutex::new(None),
         });
         driver.beat(&mut lock(&driver.link)).map_err(PoolError::Cluster)?;
         // The thread holds the driver weakly: dropping the last `Pool` ends it.
@@ -394,6 +397,7 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 let fatal = !matches!(e, ClusterError::Unreachable(_)) || since.elapsed() >= driver.options.timeout;
                 if fatal {
+                    *lock(&driver.failure) = Some(e.clone());
                     driver.state.store(TERMINATED, Ordering::Release);
                     driver.fail_all(TaskError::Cluster(e));
                     return;
@@ -436,8 +440,8 @@ impl Engine for Driver {
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
         if !self.running() {
-            // Closed by the user, or stopped because Redis failed: say which.
-            return Err(PoolError::Closed);
+            // Stopped because Redis failed, or closed by the user.
+            return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let message = TaskMsg {
