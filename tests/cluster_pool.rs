@@ -331,6 +331,18 @@ fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
 }
 
 #[test]
+fn a_pool_on_an_unreachable_redis_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let refused = Pool::builder()
+        .cluster("redis://127.0.0.1:1/0")
+        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(1)))
+        .build();
+    assert!(matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Unreachable(_))))));
+    let bad = Pool::builder().cluster("not a url").build();
+    assert!(matches!(bad, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::BadUrl(_))))));
+}
+
+#[test]
 fn an_argument_holding_a_local_handle_is_refused_at_submission() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start() else { return };

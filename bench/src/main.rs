@@ -4,6 +4,8 @@
 //! bench and variant names as the Python suite, so that `compare.py` can join the two.
 //! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod manager;
 mod pool;
 mod queue;
@@ -48,10 +50,20 @@ const BENCHES: &[Bench] = &[
     ("queue_pingpong", queue::queue_pingpong),
     ("pipe_pingpong", queue::pipe_pingpong),
     ("pipe_throughput", queue::pipe_throughput),
+    #[cfg(feature = "cluster")]
+    ("cluster_overhead", cluster::cluster_overhead),
+    #[cfg(feature = "cluster")]
+    ("cluster_roundtrip", cluster::cluster_roundtrip),
 ];
 
 fn main() {
     multiproc::init();
+    #[cfg(feature = "cluster")]
+    if let [_, flag, url] = std::env::args().collect::<Vec<_>>().as_slice()
+        && flag == "--cluster-node"
+    {
+        cluster::node(url);
+    }
     let mut json = false;
     let mut detail = false;
     let mut names = Vec::new();

@@ -7,11 +7,18 @@
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`. Every key is under `mp:`; an ACL user
 //! limited to it needs `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set
-//! +del +exists`.
+//! +del +exists`, and for pools also `+@stream +pexpire`.
 //!
 //! | Python / the local crate | here |
 //! |---|---|
 //! | `multiprocessing.Queue`, [`crate::Queue`] | [`Queue`]: a named Redis list, at-least-once |
+//! | `multiprocessing.Pool`, [`crate::Pool`] | the same [`crate::Pool`], built with [`PoolBuilder::cluster`](crate::PoolBuilder::cluster); its workers are nodes: the same program with `MULTIPROC_WORKER` set ([`WORKER_ENV`]), or [`serve`] |
+//!
+//! A cluster pool's tasks go to a Redis stream read by the nodes' consumer group; every
+//! task resolves once for the caller (results are deduplicated by task id), a node that
+//! dies has its tasks taken back after a lease and run elsewhere, a bounded number of
+//! times. Whoever can write to the pool's keys can make the nodes call any function of
+//! the program with arguments of their choosing: protect Redis (ACL user, TLS).
 //!
 //! Handles of the local family (a local `Queue`, `Lock`, `Value`...) name shared memory
 //! of one machine: a message that holds one is refused when it is put

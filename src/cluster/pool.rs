@@ -155,7 +155,7 @@ impl Driver {
             .ok_or_else(|| PoolError::Cluster(ClusterError::Refused("cannot read this program's executable".into())))?;
         let id = format!("{:032x}", u128::from_ne_bytes(crate::sys::random_bytes::<16>()));
         let keys = PoolKeys::new(&id);
-        let mut thread_link = Link::new(url, options.timeout)?;
+        let mut thread_link = Link::new(url, options.timeout).map_err(PoolError::Cluster)?;
         let in_flight = options.max_in_flight.unwrap_or(64 * workers.max(1));
         let driver = Arc::new(Driver {
             id,
@@ -169,7 +169,7 @@ impl Driver {
             state: AtomicU8::new(RUNNING),
             next_id: AtomicU64::new(1),
             books: Mutex::new(Books::default()),
-            link: Mutex::new(Link::new(url, options.timeout)?),
+            link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
             thread: Mutex::new(None),
             failure: Mutex::new(None),
         });

@@ -12,7 +12,8 @@ pub enum TaskError {
     #[error("{0}")]
     Panicked(PanicInfo),
     /// The worker process died while running the task (killed, crashed, out of memory);
-    /// it was replaced.
+    /// it was replaced. In a cluster pool, `pid` 0 (and no signal or exit code) means the
+    /// task's nodes died under it as many times as its deliveries allow.
     #[error("worker {pid} was lost while running the task: {}", lost_how(*.signal, *.exit_code))]
     WorkerLost {
         /// The worker's pid.
