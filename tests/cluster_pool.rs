@@ -356,12 +356,12 @@ fn ten_thousand_tasks_over_three_nodes_killed_and_restarted() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start() else { return };
     let url = redis.url.clone();
-    let mut nodes = vec![Node::start(&url), Node::start(&url), Node::start(&url)];
+    let mut nodes = [Node::start(&url), Node::start(&url), Node::start(&url)];
     let pool = pool(&redis, 6);
-    let mut results = pool.imap_unordered_with(square, 0..10_000u64, MapOptions::new().chunksize(1)).unwrap();
+    let results = pool.imap_unordered_with(square, 0..10_000u64, MapOptions::new().chunksize(1)).unwrap();
     let mut got = Vec::with_capacity(10_000);
     let mut round = 0;
-    while let Some(r) = results.next() {
+    for r in results {
         got.push(r.unwrap());
         // Every 2 000 results, one node is killed and a new one started.
         if got.len() % 2_000 == 0 && got.len() < 10_000 {

@@ -108,9 +108,15 @@ struct Sent {
     deliveries: u32,
 }
 
+/// A chunk that waits in the driver: task id, chunk, items, delivery, encoded [`TaskMsg`].
+type Waiting = (u64, usize, usize, Arc<dyn Delivery>, Vec<u8>);
+
+/// An outcome to deliver.
+type Outcome = (Arc<dyn Delivery>, usize, Result<Payload, TaskError>);
+
 #[derive(Default)]
 struct Books {
-    pending: VecDeque<(u64, usize, usize, Arc<dyn Delivery>, Vec<u8>)>,
+    pending: VecDeque<Waiting>,
     sent: HashMap<u64, Sent>,
     /// Stream entry id -> task id.
     entries: HashMap<String, u64>,
@@ -244,7 +250,7 @@ impl Driver {
     }
 
     /// Handles results; returns what to deliver.
-    fn take_results(&self, raw: Vec<Vec<u8>>) -> Vec<(Arc<dyn Delivery>, usize, Result<Payload, TaskError>)> {
+    fn take_results(&self, raw: Vec<Vec<u8>>) -> Vec<Outcome> {
         let mut books = lock(&self.books);
         let mut out = Vec::new();
         for bytes in raw {
@@ -265,10 +271,7 @@ impl Driver {
 
     /// Takes back the entries of nodes that stopped heartbeating: queued again, or failed
     /// with `WorkerLost` after `max_deliveries`.
-    fn reclaim(
-        &self,
-        link: &mut Link,
-    ) -> Result<Vec<(Arc<dyn Delivery>, usize, Result<Payload, TaskError>)>, ClusterError> {
+    fn reclaim(&self, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let me = format!("driver-{}", self.id);
         let lease = ms(self.options.lease);
         let mut failures = Vec::new();
@@ -350,7 +353,7 @@ impl Driver {
     }
 }
 
-fn deliver_all(list: Vec<(Arc<dyn Delivery>, usize, Result<Payload, TaskError>)>) {
+fn deliver_all(list: Vec<Outcome>) {
     for (delivery, chunk, outcome) in list {
         delivery.deliver(chunk, outcome);
     }

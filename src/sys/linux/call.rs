@@ -147,6 +147,7 @@ impl Packed {
     /// The same functions, for this process's executable: for a `Packed` made on another
     /// machine by a program whose build identity ([`super::proc::build_identity`]) the
     /// caller checked to equal this one's (the per-file identity differs across machines).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn for_this_executable(mut self) -> Packed {
         self.identity = identity();
         self

@@ -174,6 +174,7 @@ pub(crate) fn executable_identity() -> u64 {
 /// hash of its contents, computed once (reading the file takes a few milliseconds per
 /// 10 MB). Two machines agree on it only when they run the same bytes. `None` when
 /// `/proc/self/exe` cannot be read.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) fn build_identity() -> Option<u128> {
     use std::hash::Hasher;
     use std::io::Read;
