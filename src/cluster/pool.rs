@@ -100,7 +100,6 @@ impl ClusterOptions {
 
 struct Sent {
     chunk: usize,
-    items: usize,
     delivery: Arc<dyn Delivery>,
     entry: String,
     /// The encoded [`TaskMsg`], to queue again.
@@ -233,9 +232,9 @@ impl Driver {
             }
             match link.run(|c| pipe.query::<Vec<String>>(c)) {
                 Ok(entries) => {
-                    for ((id, chunk, items, delivery, message), entry) in batch.into_iter().zip(entries) {
+                    for ((id, chunk, _, delivery, message), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
-                        books.sent.insert(id, Sent { chunk, items, delivery, entry, message, deliveries: 1 });
+                        books.sent.insert(id, Sent { chunk, delivery, entry, message, deliveries: 1 });
                     }
                 }
                 Err(e) => {
@@ -263,7 +262,6 @@ impl Driver {
                     .map_err(|e| TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))),
                 Err(failure) => Err(failure.into_task_error()),
             };
-            let _ = sent.items;
             out.push((sent.delivery, sent.chunk, outcome));
         }
         out

@@ -260,7 +260,8 @@ impl Pool {
         self.inner.workers()
     }
 
-    /// The process ids of the current workers (they change as workers are replaced).
+    /// The process ids of the current workers (they change as workers are replaced); none
+    /// for a cluster pool, whose workers run on the nodes.
     pub fn pids(&self) -> Vec<u32> {
         self.inner.pids()
     }
