@@ -1,0 +1,185 @@
+//! `multiproc::cluster` over the network: Redis on TCP with AUTH and TLS, and programs on
+//! other "machines" (network and PID namespaces, `common::machine`).
+//!
+//! Each test starts its own Redis (`redis-server` on a free TCP port, no persistence),
+//! stopped at the end. Without `redis-server` (or where namespaces are not allowed, for the
+//! machine tests) the tests say so and pass, unless `MULTIPROC_REQUIRE_REDIS` (or
+//! `MULTIPROC_REQUIRE_NAMESPACES`) is set; CI sets both.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::time::Duration;
+
+use common::machine::{Machine, TcpRedis};
+use common::watchdog;
+use multiproc::cluster::{ClusterError, GetError, Queue, Tls};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+const ROLE: &str = "MULTIPROC_TEST_CLUSTER_NET_ROLE";
+const URL: &str = "MULTIPROC_TEST_CLUSTER_NET_URL";
+
+/// The ACL the module documentation gives a user limited to the `mp:` prefix.
+const MP_USER: [&str; 19] = [
+    "--user",
+    "default",
+    "off",
+    "--user",
+    "worker",
+    "on",
+    ">pw",
+    "~mp:*",
+    "&*",
+    "-@all",
+    "+@list",
+    "+@connection",
+    "+@scripting",
+    "+sadd",
+    "+srem",
+    "+smembers",
+    "+set",
+    "+del",
+    "+exists",
+];
+
+// --- AUTH through the URL ------------------------------------------------------------
+
+#[test]
+fn a_password_in_the_url_opens_the_queue_and_a_wrong_one_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = TcpRedis::start(&["--requirepass", "s3cret"]) else { return };
+    let port = redis.port;
+    let q = Queue::<String>::open(&format!("redis://:s3cret@127.0.0.1:{port}/0"), "jobs").unwrap();
+    q.put("through AUTH".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "through AUTH");
+
+    let wrong = Queue::<String>::open(&format!("redis://:wrong@127.0.0.1:{port}/0"), "jobs");
+    assert!(matches!(&wrong, Err(ClusterError::Auth(why)) if why.contains("wrong password")), "{wrong:?}");
+    let none = Queue::<String>::open(&format!("redis://127.0.0.1:{port}/0"), "jobs");
+    assert!(matches!(&none, Err(ClusterError::Auth(why)) if why.contains("requires a password")), "{none:?}");
+    let err: multiproc::Error = wrong.unwrap_err().into();
+    assert!(err.to_string().contains("credentials"), "{err}");
+}
+
+#[test]
+fn an_acl_user_limited_to_the_mp_prefix_works_through_the_url() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = TcpRedis::start(&MP_USER) else { return };
+    let url = format!("redis://worker:pw@127.0.0.1:{}/0", redis.port);
+    let producer = Queue::<u32>::builder().maxsize(10).open(&url, "jobs").unwrap(); // puts by script
+    let consumer = Queue::<u32>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+    for n in 0..3 {
+        producer.put(n).unwrap();
+    }
+    let held = consumer.receive().unwrap();
+    consumer.keep_alive().unwrap();
+    assert_eq!(held.ack().unwrap(), 0);
+    assert_eq!((consumer.get().unwrap(), consumer.try_get().unwrap()), (1, 2));
+    drop(consumer);
+    assert!(producer.is_empty().unwrap());
+
+    let wrong = Queue::<u32>::open(&format!("redis://worker:nope@127.0.0.1:{}/0", redis.port), "jobs");
+    assert!(matches!(&wrong, Err(ClusterError::Auth(why)) if why.contains("wrong password")), "{wrong:?}");
+    let nobody = Queue::<u32>::open(&format!("redis://nobody:pw@127.0.0.1:{}/0", redis.port), "jobs");
+    assert!(matches!(nobody, Err(ClusterError::Auth(_))), "{nobody:?}");
+}
+
+#[test]
+fn a_user_whose_acl_does_not_cover_the_queue_gets_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    #[rustfmt::skip]
+    let acl = ["--user", "default", "off", "--user", "other", "on", ">pw", "~other:*", "+@all"];
+    let Some(redis) = TcpRedis::start(&acl) else { return };
+    let q = Queue::<u32>::open(&format!("redis://other:pw@127.0.0.1:{}/0", redis.port), "jobs").unwrap();
+    let put = q.put(1);
+    assert!(
+        matches!(&put, Err(multiproc::cluster::PutError::Redis(1, ClusterError::Auth(why))) if why.contains("may not")),
+        "{put:?}"
+    );
+    let get = q.try_get();
+    assert!(matches!(get, Err(GetError::Redis(ClusterError::Auth(_)))), "{get:?}");
+}
+
+// --- TLS (rediss://) -----------------------------------------------------------------
+
+/// A CA, and a certificate for 127.0.0.1 and localhost signed by it, written to `dir`;
+/// returns the CA's PEM.
+fn certificates(dir: &std::path::Path) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "multiproc test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    ca.pem()
+}
+
+/// A Redis that speaks TLS only, with a certificate signed by a fresh CA (its PEM).
+fn tls_redis() -> Option<(TcpRedis, String, std::path::PathBuf)> {
+    if !common::machine::redis_installed() {
+        return None;
+    }
+    let dir = TcpRedis::scratch_dir();
+    let ca = certificates(&dir);
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let redis = TcpRedis::start_tls(&[
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--requirepass",
+        "s3cret",
+    ])?;
+    Some((redis, ca, dir))
+}
+
+#[test]
+fn a_queue_over_tls_round_trips_with_the_ca_trusted() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, ca, dir)) = tls_redis() else { return };
+    let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
+    let producer = Queue::<(u32, String)>::builder().tls(Tls::new().ca_pem(ca.clone())).open(&url, "secure").unwrap();
+    let consumer = Queue::<(u32, String)>::builder().tls(Tls::new().ca_pem(ca)).open(&url, "secure").unwrap();
+    for n in 0..20 {
+        producer.put((n, format!("item {n}"))).unwrap();
+    }
+    let got: Vec<_> = (0..20).map(|_| consumer.get().unwrap()).collect();
+    assert_eq!(got, (0..20).map(|n| (n, format!("item {n}"))).collect::<Vec<_>>());
+    let held = consumer.receive_timeout(Duration::from_millis(50));
+    assert!(matches!(held, Err(GetError::Timeout)), "{held:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_untrusted_certificate_or_no_tls_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _ca, dir)) = tls_redis() else { return };
+    let port = redis.port;
+    // The system's authorities do not know the test CA.
+    let untrusted = Queue::<u32>::open(&format!("rediss://:s3cret@127.0.0.1:{port}/0"), "q");
+    assert!(matches!(&untrusted, Err(ClusterError::Tls(why)) if why.contains("certificate")), "{untrusted:?}");
+    // Another CA, made for the occasion, is not the one that signed the server's.
+    let other_ca = certificates(&dir);
+    let wrong_ca =
+        Queue::<u32>::builder().tls(Tls::new().ca_pem(other_ca)).open(&format!("rediss://127.0.0.1:{port}"), "q");
+    assert!(matches!(wrong_ca, Err(ClusterError::Tls(_))), "{wrong_ca:?}");
+    // Certificates that do not parse, or given for a URL without TLS.
+    let garbage =
+        Queue::<u32>::builder().tls(Tls::new().ca_pem("not a PEM")).open(&format!("rediss://127.0.0.1:{port}"), "q");
+    assert!(matches!(garbage, Err(ClusterError::Tls(_) | ClusterError::BadUrl(_))), "{garbage:?}");
+    let plain = Queue::<u32>::builder().tls(Tls::new()).open(&format!("redis://127.0.0.1:{port}"), "q");
+    assert!(matches!(plain, Err(ClusterError::BadUrl(_))), "{plain:?}");
+    // A plain client against the TLS port: an error, not a hang.
+    let mixed = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&format!("redis://127.0.0.1:{port}"), "q");
+    assert!(mixed.is_err(), "{mixed:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
