@@ -183,3 +183,82 @@ fn an_untrusted_certificate_or_no_tls_is_a_typed_error() {
     assert!(mixed.is_err(), "{mixed:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// --- Programs on other machines ------------------------------------------------------
+
+/// The other programs' side; a no-op in a normal test run.
+#[test]
+fn cluster_net_role() {
+    let (Ok(role), Ok(url)) = (std::env::var(ROLE), std::env::var(URL)) else { return };
+    // On another machine this machine's loopback is not reachable: the namespace is real.
+    let port = url.rsplit(':').next().unwrap().trim_end_matches("/0");
+    let local =
+        Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&format!("redis://127.0.0.1:{port}"), "x");
+    assert!(matches!(local, Err(ClusterError::Unreachable(_))), "{local:?}");
+    let shm = std::fs::read_dir("/dev/shm").unwrap().count();
+    assert_eq!(shm, 0, "a fresh /dev/shm: nothing of this machine's is visible");
+    eprintln!("up as pid {}", std::process::id());
+    let jobs = Queue::<u32>::builder().lease(Duration::from_secs(1)).open(&url, "jobs").unwrap();
+    let done = Queue::<u32>::open(&url, "done").unwrap();
+    // "worker stuck at N": works until job N, then holds it forever (to be killed).
+    let stuck_at: Option<u32> = role.strip_prefix("worker stuck at ").map(|n| n.parse().unwrap());
+    loop {
+        let job = jobs.receive().unwrap();
+        if Some(*job) == stuck_at {
+            eprintln!("working on {}", *job);
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        done.put(*job).unwrap();
+        job.ack().unwrap();
+    }
+}
+
+fn worker_on_another_machine(redis: &TcpRedis, role: &str) -> Option<Machine> {
+    Machine::start(redis.port, |addr| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "cluster_net_role", "--nocapture", "--test-threads", "1"])
+            .env(ROLE, role)
+            .env(URL, format!("redis://:pw@{addr}/0"));
+        c
+    })
+}
+
+/// Reads the other program's stderr up to a line that starts with `prefix`.
+fn read_until(out: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    while !line.starts_with(prefix) {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the other program ended before saying {prefix:?}");
+    }
+    line.trim_end().to_string()
+}
+
+#[test]
+fn a_consumer_machine_killed_mid_work_gives_its_items_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = TcpRedis::start(&["--requirepass", "pw"]) else { return };
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    let url = format!("redis://:pw@127.0.0.1:{}/0", redis.port);
+    let jobs = Queue::<u32>::open(&url, "jobs").unwrap();
+    let done = Queue::<u32>::open(&url, "done").unwrap();
+    for n in 0..10 {
+        jobs.put(n).unwrap();
+    }
+    let Some(mut first) = worker_on_another_machine(&redis, "worker stuck at 4") else { return };
+    let mut out = BufReader::new(first.stderr.take().unwrap());
+    let up = read_until(&mut out, "up as pid");
+    let pid: u32 = up.trim_start_matches("up as pid ").parse().unwrap();
+    assert!(pid < 10, "{up}: one of the first processes of its own PID namespace");
+    assert_eq!(read_until(&mut out, "working on"), "working on 4");
+    first.kill(); // the machine's init: everything on it dies at once, no destructor runs
+    let Some(mut second) = worker_on_another_machine(&redis, "worker") else { return };
+    let mut got: Vec<u32> = (0..10).map(|_| done.get_timeout(Duration::from_secs(30)).unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..10).collect::<Vec<_>>(), "every job done once, job 4 after the first machine died");
+    assert!(matches!(done.try_get(), Err(GetError::Empty)));
+    second.kill();
+}
