@@ -105,9 +105,16 @@ fn a_user_whose_acl_does_not_cover_the_queue_gets_a_typed_error() {
 
 // --- TLS (rediss://) -----------------------------------------------------------------
 
-/// A CA, and a certificate for 127.0.0.1 and localhost signed by it, written to `dir`;
-/// returns the CA's PEM.
-fn certificates(dir: &std::path::Path) -> String {
+/// What a test CA made: its PEM, and a client certificate and key it signed.
+struct Pki {
+    ca: String,
+    client_cert: String,
+    client_key: String,
+}
+
+/// A CA, and a server certificate for 127.0.0.1 and localhost signed by it, written to
+/// `dir` (`ca.pem`, `server.pem`, `server.key`), and a client certificate.
+fn certificates(dir: &std::path::Path) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -118,34 +125,45 @@ fn certificates(dir: &std::path::Path) -> String {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
     std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    ca.pem()
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(DnType::CommonName, "a worker node");
+    let client = client.signed_by(&client_key, &ca).unwrap();
+    Pki { ca: ca.pem(), client_cert: client.pem(), client_key: client_key.serialize_pem() }
 }
 
-/// A Redis that speaks TLS only, with a certificate signed by a fresh CA (its PEM).
-fn tls_redis() -> Option<(TcpRedis, String, std::path::PathBuf)> {
+/// A Redis that speaks TLS only, with a certificate signed by a fresh CA; `extra` are more
+/// arguments (they override the defaults).
+fn tls_redis(extra: &[&str]) -> Option<(TcpRedis, Pki, std::path::PathBuf)> {
     if !common::machine::redis_installed() {
         return None;
     }
     let dir = TcpRedis::scratch_dir();
-    let ca = certificates(&dir);
-    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
-    let redis = TcpRedis::start_tls(&[
+    let pki = certificates(&dir);
+    let (cert, key, ca) = (dir.join("server.pem"), dir.join("server.key"), dir.join("ca.pem"));
+    let mut args = vec![
         "--tls-cert-file",
         cert.to_str().unwrap(),
         "--tls-key-file",
         key.to_str().unwrap(),
+        "--tls-ca-cert-file",
+        ca.to_str().unwrap(),
         "--requirepass",
         "s3cret",
-    ])?;
-    Some((redis, ca, dir))
+    ];
+    args.extend_from_slice(extra);
+    let redis = TcpRedis::start_tls(&args)?;
+    Some((redis, pki, dir))
 }
 
 #[test]
 fn a_queue_over_tls_round_trips_with_the_ca_trusted() {
     let _w = watchdog(LIMIT);
-    let Some((redis, ca, dir)) = tls_redis() else { return };
+    let Some((redis, pki, dir)) = tls_redis(&[]) else { return };
+    let ca = pki.ca;
     let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
     let producer = Queue::<(u32, String)>::builder().tls(Tls::new().ca_pem(ca.clone())).open(&url, "secure").unwrap();
     let consumer = Queue::<(u32, String)>::builder().tls(Tls::new().ca_pem(ca)).open(&url, "secure").unwrap();
@@ -162,13 +180,13 @@ fn a_queue_over_tls_round_trips_with_the_ca_trusted() {
 #[test]
 fn an_untrusted_certificate_or_no_tls_is_a_typed_error() {
     let _w = watchdog(LIMIT);
-    let Some((redis, _ca, dir)) = tls_redis() else { return };
+    let Some((redis, _pki, dir)) = tls_redis(&[]) else { return };
     let port = redis.port;
     // The system's authorities do not know the test CA.
     let untrusted = Queue::<u32>::open(&format!("rediss://:s3cret@127.0.0.1:{port}/0"), "q");
     assert!(matches!(&untrusted, Err(ClusterError::Tls(why)) if why.contains("certificate")), "{untrusted:?}");
     // Another CA, made for the occasion, is not the one that signed the server's.
-    let other_ca = certificates(&dir);
+    let other_ca = certificates(&dir).ca;
     let wrong_ca =
         Queue::<u32>::builder().tls(Tls::new().ca_pem(other_ca)).open(&format!("rediss://127.0.0.1:{port}"), "q");
     assert!(matches!(wrong_ca, Err(ClusterError::Tls(_))), "{wrong_ca:?}");
@@ -181,6 +199,22 @@ fn an_untrusted_certificate_or_no_tls_is_a_typed_error() {
     // A plain client against the TLS port: an error, not a hang.
     let mixed = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&format!("redis://127.0.0.1:{port}"), "q");
     assert!(mixed.is_err(), "{mixed:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_server_that_authenticates_its_clients_takes_the_client_certificate() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, pki, dir)) = tls_redis(&["--tls-auth-clients", "yes"]) else { return };
+    let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
+    let with = Tls::new().ca_pem(pki.ca.clone()).client_pem(pki.client_cert, pki.client_key);
+    let q = Queue::<String>::builder().tls(with).open(&url, "mtls").unwrap();
+    q.put("mutual".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "mutual");
+    // Without a client certificate the server ends the handshake: an error, not a hang.
+    let without =
+        Queue::<String>::builder().timeout(Duration::from_secs(2)).tls(Tls::new().ca_pem(pki.ca)).open(&url, "mtls");
+    assert!(matches!(without, Err(ClusterError::Tls(_) | ClusterError::Unreachable(_))), "{without:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
