@@ -196,6 +196,9 @@ fn an_untrusted_certificate_or_no_tls_is_a_typed_error() {
     assert!(matches!(garbage, Err(ClusterError::Tls(_) | ClusterError::BadUrl(_))), "{garbage:?}");
     let plain = Queue::<u32>::builder().tls(Tls::new()).open(&format!("redis://127.0.0.1:{port}"), "q");
     assert!(matches!(plain, Err(ClusterError::BadUrl(_))), "{plain:?}");
+    // Skipping the checks is refused on purpose.
+    let insecure = Queue::<u32>::open(&format!("rediss://:s3cret@127.0.0.1:{port}/#insecure"), "q");
+    assert!(matches!(&insecure, Err(ClusterError::BadUrl(why)) if why.contains("insecure")), "{insecure:?}");
     // A plain client against the TLS port: an error, not a hang.
     let mixed = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&format!("redis://127.0.0.1:{port}"), "q");
     assert!(mixed.is_err(), "{mixed:?}");

@@ -49,6 +49,9 @@ impl ClusterError {
     pub(crate) fn from_redis(e: &redis::RedisError) -> Self {
         if is_tls(e) {
             ClusterError::Tls(e.to_string())
+        } else if e.kind() == redis::ErrorKind::InvalidClientConfig {
+            // Seen only on connecting: e.g. `rediss://...#insecure`, refused on purpose.
+            ClusterError::BadUrl(e.to_string())
         } else if e.kind() == redis::ErrorKind::AuthenticationFailed || e.code() == Some("WRONGPASS") {
             ClusterError::Auth(format!("wrong password, or unknown or disabled user ({e})"))
         } else if e.code() == Some("NOAUTH") {

@@ -9,6 +9,8 @@ use std::fmt;
 /// Without a `Tls`, a `rediss://` URL trusts the system's authorities
 /// (`/etc/ssl/certs`). Either way the server's certificate must name the URL's host, and a
 /// certificate that is not trusted fails with [`ClusterError::Tls`](super::ClusterError::Tls).
+/// A URL that asks to skip the checks (`rediss://host/#insecure`) is refused
+/// ([`ClusterError::BadUrl`](super::ClusterError::BadUrl)): give the authority instead.
 /// TLS is rustls with the ring provider: no OpenSSL.
 ///
 /// # Examples
