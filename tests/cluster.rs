@@ -265,9 +265,9 @@ fn credentials_come_with_the_url() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--requirepass", "s3cret"]) else { return };
     let refused = Queue::<u32>::open(&redis.url, "q");
-    assert!(matches!(refused, Err(ClusterError::Refused(_))), "{refused:?}");
+    assert!(matches!(&refused, Err(ClusterError::Auth(why)) if why.contains("requires a password")), "{refused:?}");
     let wrong = Queue::<u32>::open(&format!("{}?pass=wrong", redis.url), "q");
-    assert!(matches!(wrong, Err(ClusterError::Refused(_))), "{wrong:?}");
+    assert!(matches!(&wrong, Err(ClusterError::Auth(why)) if why.contains("wrong password")), "{wrong:?}");
     let q = Queue::<u32>::open(&format!("{}?pass=s3cret", redis.url), "q").unwrap();
     q.put(9).unwrap();
     assert_eq!(q.get().unwrap(), 9);
@@ -341,4 +341,67 @@ fn a_bad_url_or_no_server_is_a_typed_error() {
     assert!(matches!(Queue::<u32>::open("nonsense://x", "q"), Err(ClusterError::BadUrl(_))));
     let gone = Queue::<u32>::open("redis+unix:///nonexistent/redis.sock", "q");
     assert!(matches!(gone, Err(ClusterError::Unreachable(_))), "{gone:?}");
+}
+
+// --- Bounds on what comes from Redis -------------------------------------------------
+
+/// Sends one command to the server over its socket (as another program would) and returns
+/// the raw reply.
+fn raw(redis: &Redis, args: &[&[u8]]) -> Vec<u8> {
+    let mut s = UnixStream::connect(redis.dir.join("redis.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&common::machine::resp(args)).unwrap();
+    let mut reply = vec![0; 4096];
+    let n = s.read(&mut reply).unwrap();
+    reply.truncate(n);
+    reply
+}
+
+#[test]
+fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
+    let _w = watchdog(LIMIT);
+    // A reply above 1 MiB would make the server drop the connection: the huge item must
+    // not even be sent.
+    let Some(redis) = Redis::start(&["--client-output-buffer-limit", "normal 1mb 1mb 0"]) else { return };
+    let q = Queue::<Vec<u8>>::builder().max_message_size(64 << 10).open(&redis.url, "big").unwrap();
+    let huge = vec![7u8; 8 << 20];
+    assert_eq!(raw(&redis, &[b"LPUSH", b"mp:{q:big}:items", &huge]), b":1\r\n");
+    q.put(vec![1, 2, 3]).unwrap();
+    let got = q.get();
+    assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("more than")), "{got:?}");
+    assert_eq!(q.get().unwrap(), vec![1, 2, 3], "the queue goes on after it");
+    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:big}:dead"]), b":1\r\n", "kept in the dead-letter list");
+    let again = q.receive_timeout(Duration::from_millis(50));
+    assert!(matches!(again, Err(GetError::Timeout)), "{again:?}");
+}
+
+#[test]
+fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<(String, Vec<u64>)>::open(&redis.url, "g").unwrap();
+    #[rustfmt::skip]
+    let garbage: [&[u8]; 5] = [
+        b"",                                                     // nothing
+        &[0xff; 64],                                             // no valid encoding
+        &[0x02, 0xc3, 0x28],                                     // a string that is not UTF-8
+        &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], // a vector of 2^56 items
+        b"{\"json\": true}",                                     // another encoding
+    ];
+    for g in garbage {
+        raw(&redis, &[b"LPUSH", b"mp:{q:g}:items", g]);
+    }
+    q.put(("fine".into(), vec![1])).unwrap();
+    for _ in garbage {
+        let got = q.get();
+        assert!(matches!(got, Err(GetError::Decode(_))), "{got:?}");
+    }
+    assert_eq!(q.get().unwrap(), ("fine".to_string(), vec![1]));
+    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:g}:dead"]), b":5\r\n");
+    raw(&redis, &[b"SET", b"mp:{q:s}:items", b"a string, not a list"]);
+    let wrong = Queue::<u32>::open(&redis.url, "s").unwrap().get_timeout(Duration::from_secs(1));
+    assert!(
+        matches!(&wrong, Err(GetError::Redis(ClusterError::Refused(why))) if why.contains("WRONGTYPE")),
+        "{wrong:?}"
+    );
 }

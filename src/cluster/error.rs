@@ -29,19 +29,63 @@ pub enum ClusterError {
     /// The URL could not be understood.
     #[error("bad Redis URL: {0}")]
     BadUrl(String),
-    /// Redis answered with an error (authentication refused, a key of another type...).
+    /// Redis answered with an error (a key of another type, a command the server does not
+    /// know...).
     #[error("Redis refused the command: {0}")]
     Refused(String),
+    /// Redis refused the URL's credentials (`NOAUTH`: none given, `WRONGPASS`: a wrong
+    /// password or user, a disabled user), or what they allow (`NOPERM`: an ACL user
+    /// without a command or key the object needs). Trying again does not help.
+    #[error("Redis refused the credentials: {0}")]
+    Auth(String),
+    /// The TLS session (`rediss://`) could not be set up: the server's certificate is not
+    /// signed by a trusted authority or does not name the host, the certificates given to
+    /// [`Tls`](super::Tls) do not parse, or the server does not speak TLS.
+    #[error("TLS failed: {0}")]
+    Tls(String),
 }
 
 impl ClusterError {
     pub(crate) fn from_redis(e: &redis::RedisError) -> Self {
-        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        if is_tls(e) {
+            ClusterError::Tls(e.to_string())
+        } else if e.kind() == redis::ErrorKind::InvalidClientConfig {
+            // Seen only on connecting: e.g. `rediss://...#insecure`, refused on purpose.
+            ClusterError::BadUrl(e.to_string())
+        } else if e.kind() == redis::ErrorKind::AuthenticationFailed || e.code() == Some("WRONGPASS") {
+            ClusterError::Auth(format!("wrong password, or unknown or disabled user ({e})"))
+        } else if e.code() == Some("NOAUTH") {
+            ClusterError::Auth(format!("the server requires a password and the URL gives none ({e})"))
+        } else if e.code() == Some("NOPERM") {
+            ClusterError::Auth(format!("the user may not run this command or use this key ({e})"))
+        } else if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
             ClusterError::Unreachable(e.to_string())
         } else {
             ClusterError::Refused(e.to_string())
         }
     }
+}
+
+/// Whether a rustls error is somewhere in the error's causes (a handshake that failed).
+fn is_tls(e: &redis::RedisError) -> bool {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(mut c) = cause {
+        // The redis crate keeps its causes behind an `Arc`.
+        if let Some(shared) = c.downcast_ref::<Shared>() {
+            c = &**shared;
+        }
+        if c.is::<rustls::Error>() || c.is::<rustls::pki_types::InvalidDnsNameError>() {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Why a [`Queue::put`](super::Queue::put) (or `try_put`, `put_timeout`) did not put its
@@ -108,9 +152,10 @@ pub enum GetError {
     /// The queue stayed empty until the timeout passed (`get_timeout`).
     #[error("the queue stayed empty until the timeout")]
     Timeout,
-    /// The item taken does not decode as a `T` (another program put another type, or it
-    /// is larger than the queue's `max_message_size`). It was moved to the queue's
-    /// dead-letter list (`<key>:dead`), so it is not delivered again.
+    /// The item taken does not decode as a `T` (another program put another type, or
+    /// garbage), or it is larger than the queue's `max_message_size` (then it was never
+    /// read from Redis). It was moved to the queue's dead-letter list (`<key>:dead`), so
+    /// it is not delivered again.
     #[error(transparent)]
     Decode(CodecError),
     /// Redis could not be used.

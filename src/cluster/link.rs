@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::ClusterError;
+use super::{ClusterError, Tls};
 
 /// The longest one blocking Redis command waits before the caller regains control (to
 /// keep its heartbeat, reclaim dead consumers' items, check its own deadline).
@@ -17,8 +17,23 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    #[allow(dead_code)] // for objects that take no certificates
     pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, ClusterError> {
+        Self::with_tls(url, timeout, None)
+    }
+
+    /// A link whose `rediss://` connections use `tls`'s certificates (`None`: the
+    /// system's authorities). Certificates that do not parse are [`ClusterError::Tls`].
+    pub(crate) fn with_tls(url: &str, timeout: Duration, tls: Option<&Tls>) -> Result<Self, ClusterError> {
         let client = redis::Client::open(url).map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        let client = match tls {
+            None => client,
+            Some(_) if !matches!(client.get_connection_info().addr(), redis::ConnectionAddr::TcpTls { .. }) => {
+                return Err(ClusterError::BadUrl("TLS certificates were given for a URL that is not rediss://".into()));
+            }
+            Some(tls) => redis::Client::build_with_tls(url, tls.certificates())
+                .map_err(|e| ClusterError::Tls(format!("the certificates given do not parse: {e}")))?,
+        };
         Ok(Self { client, conn: None, timeout })
     }
 

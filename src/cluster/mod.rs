@@ -5,9 +5,17 @@
 //! async runtime and no background thread, so a process holding these objects may still
 //! start children with any start method. The URL carries the credentials (`AUTH` with a
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
-//! `redis+unix:///run/redis.sock?pass=password`. Every key is under `mp:`; an ACL user
-//! limited to it needs `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set
-//! +del +exists`, and for pools also `+@stream +pexpire`.
+//! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
+//! [`ClusterError::Auth`]. Every key is under `mp:`; an ACL user limited to it needs
+//! `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set +del +exists`, and for pools also `+@stream +pexpire`.
+//!
+//! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an
+//! authority of the system's, or by one given with [`Tls`] (a private CA, and a client
+//! certificate for servers that ask for one); else [`ClusterError::Tls`].
+//!
+//! What comes from Redis is bounded as the manager's remote frames are: an item larger
+//! than the queue's `max_message_size` is never read (Redis moves it to a dead-letter list
+//! itself), and one that does not decode is a [`GetError::Decode`], never a panic.
 //!
 //! | Python / the local crate | here |
 //! |---|---|
@@ -46,9 +54,11 @@ mod link;
 mod node;
 pub(crate) mod pool;
 mod queue;
+mod tls;
 mod wire;
 
 pub use error::{AckError, ClusterError, GetError, PutError};
 pub use node::{ServeOptions, WORKER_ENV, serve};
 pub use pool::ClusterOptions;
 pub use queue::{Queue, QueueBuilder, Received};
+pub use tls::Tls;

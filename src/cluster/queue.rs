@@ -4,14 +4,19 @@
 //!
 //! ```text
 //! mp:{q:NAME}:items        the list: put pushes on the left, get takes from the right
+//! mp:{q:NAME}:take:ID      consumer ID's landing list: an item between the list and proc
 //! mp:{q:NAME}:proc:ID      consumer ID's processing list (taken, not yet acknowledged)
 //! mp:{q:NAME}:alive:ID     consumer ID's heartbeat, a key that expires after the lease
 //! mp:{q:NAME}:consumers    the set of consumer IDs that may hold a processing list
-//! mp:{q:NAME}:dead         items that did not decode, kept for inspection
+//! mp:{q:NAME}:dead         items that did not decode or were too large, kept for inspection
 //! ```
 //!
-//! A get moves an item atomically (`BLMOVE`) from the list to the consumer's processing
-//! list; the acknowledgement removes it from there. Every consumer refreshes its heartbeat
+//! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
+//! its reply suppressed (`CLIENT REPLY SKIP`), and a script in the same pipeline moves it
+//! on to the processing list and returns it only if it is at most `max_message_size`
+//! bytes: a larger item (put there by another program) goes to the dead-letter list
+//! without ever crossing the network, so what a consumer reads from Redis is bounded. The
+//! acknowledgement removes the item from the processing list. Every consumer refreshes its heartbeat
 //! (at most a third of the lease apart, while it calls the queue) and, in the same script,
 //! moves back the processing lists of consumers whose heartbeat expired. So an item is
 //! lost only with Redis's own data, and delivered more than once only when its consumer
@@ -23,11 +28,12 @@ use std::ops::Deref;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use redis::ConnectionLike as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::link::{Link, SLICE};
-use super::{AckError, ClusterError, GetError, PutError};
+use super::{AckError, ClusterError, GetError, PutError, Tls};
 use crate::codec::{self, CodecError};
 
 /// Puts only when the list holds fewer than `ARGV[2]` items.
@@ -47,6 +53,8 @@ for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if redis.call('EXISTS', ARGV[3] .. ':alive:' .. c) == 0 then
     local p = ARGV[3] .. ':proc:' .. c
     while redis.call('LMOVE', p, KEYS[1], 'LEFT', 'RIGHT') do moved = moved + 1 end
+    local t = ARGV[3] .. ':take:' .. c
+    while redis.call('LMOVE', t, KEYS[1], 'LEFT', 'RIGHT') do moved = moved + 1 end
     redis.call('SREM', KEYS[2], c)
   end
 end
@@ -56,9 +64,28 @@ return moved
 /// A consumer that leaves: its unacknowledged items go back first in line.
 const RETIRE: &str = r"
 while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do end
+while redis.call('LMOVE', KEYS[5], KEYS[1], 'LEFT', 'RIGHT') do end
 redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[1])
 return 0
+";
+
+/// After a (B)LMOVE from the list (`KEYS[4]`) to the landing list (`KEYS[1]`), whose reply
+/// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
+/// returned, or, if larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`)
+/// and only its size is returned. Nothing landed: nil (or the error the skipped move hid).
+const TAKE: &str = r"
+local v = redis.call('LINDEX', KEYS[1], -1)
+if not v then
+  redis.call('LLEN', KEYS[4])
+  return false
+end
+if #v > tonumber(ARGV[1]) then
+  redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'LEFT')
+  return #v
+end
+redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+return v
 ";
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -130,6 +157,10 @@ impl Keys {
         format!("{}:proc:{consumer}", self.prefix)
     }
 
+    fn landing(&self, consumer: &str) -> String {
+        format!("{}:take:{consumer}", self.prefix)
+    }
+
     fn alive(&self, consumer: &str) -> String {
         format!("{}:alive:{consumer}", self.prefix)
     }
@@ -163,6 +194,7 @@ pub struct QueueBuilder<T> {
     max_message_size: usize,
     lease: Duration,
     timeout: Duration,
+    tls: Option<Tls>,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -175,7 +207,9 @@ impl<T> QueueBuilder<T> {
     }
 
     /// The largest encoded message put or accepted (default 64 MiB): a larger item is
-    /// refused before it reaches Redis, or before it is decoded.
+    /// refused before it reaches Redis, or, put there by another program, moved to the
+    /// dead-letter list by Redis itself, without crossing the network
+    /// ([`GetError::Decode`]).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -196,14 +230,22 @@ impl<T> QueueBuilder<T> {
         self
     }
 
+    /// The certificates of a `rediss://` URL (default: the system's authorities, no
+    /// client certificate).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Opens the queue `name` in the Redis server at `url` (created by the first put).
     ///
     /// # Errors
     ///
-    /// [`ClusterError::BadUrl`]; [`ClusterError::Unreachable`] or
-    /// [`ClusterError::Refused`] (authentication) when Redis cannot be used.
+    /// [`ClusterError::BadUrl`]; [`ClusterError::Unreachable`],
+    /// [`ClusterError::Auth`] (credentials) or [`ClusterError::Tls`] when Redis cannot be
+    /// used.
     pub fn open(self, url: &str, name: &str) -> Result<Queue<T>, ClusterError> {
-        let mut link = Link::new(url, self.timeout)?;
+        let mut link = Link::with_tls(url, self.timeout, self.tls.as_ref())?;
         link.run(|c| redis::cmd("PING").query::<()>(c))?;
         Ok(Queue {
             keys: Keys::new(name),
@@ -288,6 +330,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             max_message_size: DEFAULT_MAX_MESSAGE,
             lease: DEFAULT_LEASE,
             timeout: DEFAULT_TIMEOUT,
+            tls: None,
             _type: PhantomData,
         }
     }
@@ -522,32 +565,53 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn receive_until(&self, until: Until) -> Result<Received<'_, T>, GetError> {
         let processing = self.keys.processing(&self.consumer);
-        let bytes = loop {
+        let landing = self.keys.landing(&self.consumer);
+        let max = self.max_message_size;
+        let taken = loop {
             let mut state = self.state();
-            // A move may only land in our processing list while our heartbeat is fresh:
-            // else a reclaim may already have dropped us, and nobody would ever give back
-            // what we hold if we died. So the move is sent right behind the heartbeat (one
+            // A move may only land in our lists while our heartbeat is fresh: else a
+            // reclaim may already have dropped us, and nobody would ever give back what we
+            // hold if we died. So the move is sent right behind the heartbeat (one
             // pipeline) and blocks at most a third of the lease; a heartbeat younger than
             // a third of the lease leaves two thirds for the move.
             let sent = Instant::now();
             let due = self.beat_due(&state);
             let slice = until.slice(self.lease / 3);
+            let mut pipe = redis::pipe();
+            if due {
+                pipe.add_command(self.beat_command());
+            }
+            // The move's reply would carry the item, of any size: skipped; TAKE returns it
+            // only within bounds.
+            pipe.cmd("CLIENT").arg("REPLY").arg("SKIP");
+            match slice {
+                None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&landing).arg("RIGHT").arg("LEFT"),
+                Some(wait) => pipe
+                    .cmd("BLMOVE")
+                    .arg(&self.keys.items)
+                    .arg(&landing)
+                    .arg("RIGHT")
+                    .arg("LEFT")
+                    .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
+            };
+            pipe.cmd("EVAL")
+                .arg(TAKE)
+                .arg(4)
+                .arg(&landing)
+                .arg(&processing)
+                .arg(&self.keys.dead)
+                .arg(&self.keys.items)
+                .arg(max);
+            let packed = pipe.get_packed_pipeline();
+            let replies = usize::from(due) + 1;
             let taken = state.link.run(|c| {
-                let mut pipe = redis::pipe();
-                if due {
-                    pipe.add_command(self.beat_command()).ignore();
+                let mut values = c.req_packed_commands(&packed, 0, replies)?;
+                for v in &mut values {
+                    if let redis::Value::ServerError(e) = v {
+                        return Err(e.clone().into());
+                    }
                 }
-                match slice {
-                    None => pipe.cmd("LMOVE").arg(&self.keys.items).arg(&processing).arg("RIGHT").arg("LEFT"),
-                    Some(wait) => pipe
-                        .cmd("BLMOVE")
-                        .arg(&self.keys.items)
-                        .arg(&processing)
-                        .arg("RIGHT")
-                        .arg("LEFT")
-                        .arg(format!("{:.3}", wait.as_secs_f64().max(0.001))),
-                };
-                pipe.query::<(Option<Vec<u8>>,)>(c).map(|(taken,)| taken)
+                Ok(values.pop())
             });
             let taken = taken.map_err(GetError::Redis)?;
             if due {
@@ -555,22 +619,30 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             drop(state);
             match taken {
-                Some(bytes) => break bytes,
-                None if slice.is_none() => {
+                Some(redis::Value::BulkString(bytes)) => break Ok(bytes),
+                Some(redis::Value::Int(size)) => break Err(size),
+                Some(redis::Value::Nil) | None if slice.is_none() => {
                     return Err(if matches!(until, Until::Now) { GetError::Empty } else { GetError::Timeout });
                 }
-                None => {}
+                Some(redis::Value::Nil) | None => {}
+                Some(other) => {
+                    return Err(GetError::Redis(ClusterError::Refused(format!(
+                        "unexpected reply to a take: {other:?}"
+                    ))));
+                }
             }
         };
-        let decoded = if bytes.len() > self.max_message_size {
-            Err(CodecError::decode(format_args!(
-                "{} bytes, more than the queue's max_message_size ({})",
-                bytes.len(),
-                self.max_message_size
-            )))
-        } else {
-            codec::decode_exact::<T>(&bytes)
+        let bytes = match taken {
+            Ok(bytes) => bytes,
+            Err(size) => {
+                // Already in the dead-letter list, and never read.
+                return Err(GetError::Decode(CodecError::decode(format_args!(
+                    "{size} bytes, more than the queue's max_message_size ({max}); moved to {}",
+                    self.keys.dead
+                ))));
+            }
         };
+        let decoded = codec::decode_exact::<T>(&bytes);
         match decoded {
             Ok(value) => Ok(Received { queue: self, bytes, value: Some(value) }),
             Err(e) => {
@@ -702,12 +774,14 @@ impl<T> Drop for Queue<T> {
         // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead.
         let processing = self.keys.processing(&self.consumer);
         let alive = self.keys.alive(&self.consumer);
+        let landing = self.keys.landing(&self.consumer);
         let _ = state.link.run(|c| {
             redis::Script::new(RETIRE)
                 .key(&self.keys.items)
                 .key(&processing)
                 .key(&alive)
                 .key(&self.keys.consumers)
+                .key(&landing)
                 .arg(&self.consumer)
                 .invoke::<()>(c)
         });

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod machine;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

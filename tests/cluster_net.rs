@@ -1,0 +1,301 @@
+//! `multiproc::cluster` over the network: Redis on TCP with AUTH and TLS, and programs on
+//! other "machines" (network and PID namespaces, `common::machine`).
+//!
+//! Each test starts its own Redis (`redis-server` on a free TCP port, no persistence),
+//! stopped at the end. Without `redis-server` (or where namespaces are not allowed, for the
+//! machine tests) the tests say so and pass, unless `MULTIPROC_REQUIRE_REDIS` (or
+//! `MULTIPROC_REQUIRE_NAMESPACES`) is set; CI sets both.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::time::Duration;
+
+use common::machine::{Machine, TcpRedis};
+use common::watchdog;
+use multiproc::cluster::{ClusterError, GetError, Queue, Tls};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+const ROLE: &str = "MULTIPROC_TEST_CLUSTER_NET_ROLE";
+const URL: &str = "MULTIPROC_TEST_CLUSTER_NET_URL";
+
+/// The ACL the module documentation gives a user limited to the `mp:` prefix.
+const MP_USER: [&str; 19] = [
+    "--user",
+    "default",
+    "off",
+    "--user",
+    "worker",
+    "on",
+    ">pw",
+    "~mp:*",
+    "&*",
+    "-@all",
+    "+@list",
+    "+@connection",
+    "+@scripting",
+    "+sadd",
+    "+srem",
+    "+smembers",
+    "+set",
+    "+del",
+    "+exists",
+];
+
+// --- AUTH through the URL ------------------------------------------------------------
+
+#[test]
+fn a_password_in_the_url_opens_the_queue_and_a_wrong_one_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = TcpRedis::start(&["--requirepass", "s3cret"]) else { return };
+    let port = redis.port;
+    let q = Queue::<String>::open(&format!("redis://:s3cret@127.0.0.1:{port}/0"), "jobs").unwrap();
+    q.put("through AUTH".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "through AUTH");
+
+    let wrong = Queue::<String>::open(&format!("redis://:wrong@127.0.0.1:{port}/0"), "jobs");
+    assert!(matches!(&wrong, Err(ClusterError::Auth(why)) if why.contains("wrong password")), "{wrong:?}");
+    let none = Queue::<String>::open(&format!("redis://127.0.0.1:{port}/0"), "jobs");
+    assert!(matches!(&none, Err(ClusterError::Auth(why)) if why.contains("requires a password")), "{none:?}");
+    let err: multiproc::Error = wrong.unwrap_err().into();
+    assert!(err.to_string().contains("credentials"), "{err}");
+}
+
+#[test]
+fn an_acl_user_limited_to_the_mp_prefix_works_through_the_url() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = TcpRedis::start(&MP_USER) else { return };
+    let url = format!("redis://worker:pw@127.0.0.1:{}/0", redis.port);
+    let producer = Queue::<u32>::builder().maxsize(10).open(&url, "jobs").unwrap(); // puts by script
+    let consumer = Queue::<u32>::builder().lease(Duration::from_millis(300)).open(&url, "jobs").unwrap();
+    for n in 0..3 {
+        producer.put(n).unwrap();
+    }
+    let held = consumer.receive().unwrap();
+    consumer.keep_alive().unwrap();
+    assert_eq!(held.ack().unwrap(), 0);
+    assert_eq!((consumer.get().unwrap(), consumer.try_get().unwrap()), (1, 2));
+    drop(consumer);
+    assert!(producer.is_empty().unwrap());
+
+    let wrong = Queue::<u32>::open(&format!("redis://worker:nope@127.0.0.1:{}/0", redis.port), "jobs");
+    assert!(matches!(&wrong, Err(ClusterError::Auth(why)) if why.contains("wrong password")), "{wrong:?}");
+    let nobody = Queue::<u32>::open(&format!("redis://nobody:pw@127.0.0.1:{}/0", redis.port), "jobs");
+    assert!(matches!(nobody, Err(ClusterError::Auth(_))), "{nobody:?}");
+}
+
+#[test]
+fn a_user_whose_acl_does_not_cover_the_queue_gets_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    #[rustfmt::skip]
+    let acl = ["--user", "default", "off", "--user", "other", "on", ">pw", "~other:*", "+@all"];
+    let Some(redis) = TcpRedis::start(&acl) else { return };
+    let q = Queue::<u32>::open(&format!("redis://other:pw@127.0.0.1:{}/0", redis.port), "jobs").unwrap();
+    let put = q.put(1);
+    assert!(
+        matches!(&put, Err(multiproc::cluster::PutError::Redis(1, ClusterError::Auth(why))) if why.contains("may not")),
+        "{put:?}"
+    );
+    let get = q.try_get();
+    assert!(matches!(get, Err(GetError::Redis(ClusterError::Auth(_)))), "{get:?}");
+}
+
+// --- TLS (rediss://) -----------------------------------------------------------------
+
+/// What a test CA made: its PEM, and a client certificate and key it signed.
+struct Pki {
+    ca: String,
+    client_cert: String,
+    client_key: String,
+}
+
+/// A CA, and a server certificate for 127.0.0.1 and localhost signed by it, written to
+/// `dir` (`ca.pem`, `server.pem`, `server.key`), and a client certificate.
+fn certificates(dir: &std::path::Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "multiproc test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(DnType::CommonName, "a worker node");
+    let client = client.signed_by(&client_key, &ca).unwrap();
+    Pki { ca: ca.pem(), client_cert: client.pem(), client_key: client_key.serialize_pem() }
+}
+
+/// A Redis that speaks TLS only, with a certificate signed by a fresh CA; `extra` are more
+/// arguments (they override the defaults).
+fn tls_redis(extra: &[&str]) -> Option<(TcpRedis, Pki, std::path::PathBuf)> {
+    if !common::machine::redis_installed() {
+        return None;
+    }
+    let dir = TcpRedis::scratch_dir();
+    let pki = certificates(&dir);
+    let (cert, key, ca) = (dir.join("server.pem"), dir.join("server.key"), dir.join("ca.pem"));
+    let mut args = vec![
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--tls-ca-cert-file",
+        ca.to_str().unwrap(),
+        "--requirepass",
+        "s3cret",
+    ];
+    args.extend_from_slice(extra);
+    let redis = TcpRedis::start_tls(&args)?;
+    Some((redis, pki, dir))
+}
+
+#[test]
+fn a_queue_over_tls_round_trips_with_the_ca_trusted() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, pki, dir)) = tls_redis(&[]) else { return };
+    let ca = pki.ca;
+    let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
+    let producer = Queue::<(u32, String)>::builder().tls(Tls::new().ca_pem(ca.clone())).open(&url, "secure").unwrap();
+    let consumer = Queue::<(u32, String)>::builder().tls(Tls::new().ca_pem(ca)).open(&url, "secure").unwrap();
+    for n in 0..20 {
+        producer.put((n, format!("item {n}"))).unwrap();
+    }
+    let got: Vec<_> = (0..20).map(|_| consumer.get().unwrap()).collect();
+    assert_eq!(got, (0..20).map(|n| (n, format!("item {n}"))).collect::<Vec<_>>());
+    let held = consumer.receive_timeout(Duration::from_millis(50));
+    assert!(matches!(held, Err(GetError::Timeout)), "{held:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_untrusted_certificate_or_no_tls_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _pki, dir)) = tls_redis(&[]) else { return };
+    let port = redis.port;
+    // The system's authorities do not know the test CA.
+    let untrusted = Queue::<u32>::open(&format!("rediss://:s3cret@127.0.0.1:{port}/0"), "q");
+    assert!(matches!(&untrusted, Err(ClusterError::Tls(why)) if why.contains("certificate")), "{untrusted:?}");
+    // Another CA, made for the occasion, is not the one that signed the server's.
+    let other_ca = certificates(&dir).ca;
+    let wrong_ca =
+        Queue::<u32>::builder().tls(Tls::new().ca_pem(other_ca)).open(&format!("rediss://127.0.0.1:{port}"), "q");
+    assert!(matches!(wrong_ca, Err(ClusterError::Tls(_))), "{wrong_ca:?}");
+    // Certificates that do not parse, or given for a URL without TLS.
+    let garbage =
+        Queue::<u32>::builder().tls(Tls::new().ca_pem("not a PEM")).open(&format!("rediss://127.0.0.1:{port}"), "q");
+    assert!(matches!(garbage, Err(ClusterError::Tls(_) | ClusterError::BadUrl(_))), "{garbage:?}");
+    let plain = Queue::<u32>::builder().tls(Tls::new()).open(&format!("redis://127.0.0.1:{port}"), "q");
+    assert!(matches!(plain, Err(ClusterError::BadUrl(_))), "{plain:?}");
+    // Skipping the checks is refused on purpose.
+    let insecure = Queue::<u32>::open(&format!("rediss://:s3cret@127.0.0.1:{port}/#insecure"), "q");
+    assert!(matches!(&insecure, Err(ClusterError::BadUrl(why)) if why.contains("insecure")), "{insecure:?}");
+    // A plain client against the TLS port: an error, not a hang.
+    let mixed = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&format!("redis://127.0.0.1:{port}"), "q");
+    assert!(mixed.is_err(), "{mixed:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_server_that_authenticates_its_clients_takes_the_client_certificate() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, pki, dir)) = tls_redis(&["--tls-auth-clients", "yes"]) else { return };
+    let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
+    let with = Tls::new().ca_pem(pki.ca.clone()).client_pem(pki.client_cert, pki.client_key);
+    let q = Queue::<String>::builder().tls(with).open(&url, "mtls").unwrap();
+    q.put("mutual".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "mutual");
+    // Without a client certificate the server ends the handshake: an error, not a hang.
+    let without =
+        Queue::<String>::builder().timeout(Duration::from_secs(2)).tls(Tls::new().ca_pem(pki.ca)).open(&url, "mtls");
+    assert!(matches!(without, Err(ClusterError::Tls(_) | ClusterError::Unreachable(_))), "{without:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// --- Programs on other machines ------------------------------------------------------
+
+/// The other programs' side; a no-op in a normal test run.
+#[test]
+fn cluster_net_role() {
+    let (Ok(role), Ok(url)) = (std::env::var(ROLE), std::env::var(URL)) else { return };
+    // On another machine this machine's loopback is not reachable: the namespace is real.
+    let port = url.rsplit(':').next().unwrap().trim_end_matches("/0");
+    let local =
+        Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&format!("redis://127.0.0.1:{port}"), "x");
+    assert!(matches!(local, Err(ClusterError::Unreachable(_))), "{local:?}");
+    let shm = std::fs::read_dir("/dev/shm").unwrap().count();
+    assert_eq!(shm, 0, "a fresh /dev/shm: nothing of this machine's is visible");
+    eprintln!("up as pid {}", std::process::id());
+    let jobs = Queue::<u32>::builder().lease(Duration::from_secs(1)).open(&url, "jobs").unwrap();
+    let done = Queue::<u32>::open(&url, "done").unwrap();
+    // "worker stuck at N": works until job N, then holds it forever (to be killed).
+    let stuck_at: Option<u32> = role.strip_prefix("worker stuck at ").map(|n| n.parse().unwrap());
+    loop {
+        let job = jobs.receive().unwrap();
+        if Some(*job) == stuck_at {
+            eprintln!("working on {}", *job);
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        done.put(*job).unwrap();
+        job.ack().unwrap();
+    }
+}
+
+fn worker_on_another_machine(redis: &TcpRedis, role: &str) -> Option<Machine> {
+    Machine::start(redis.port, |addr| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "cluster_net_role", "--nocapture", "--test-threads", "1"])
+            .env(ROLE, role)
+            .env(URL, format!("redis://:pw@{addr}/0"));
+        c
+    })
+}
+
+/// Reads the other program's stderr up to a line that starts with `prefix`.
+fn read_until(out: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    while !line.starts_with(prefix) {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the other program ended before saying {prefix:?}");
+    }
+    line.trim_end().to_string()
+}
+
+#[test]
+fn a_consumer_machine_killed_mid_work_gives_its_items_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = TcpRedis::start(&["--requirepass", "pw"]) else { return };
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    let url = format!("redis://:pw@127.0.0.1:{}/0", redis.port);
+    let jobs = Queue::<u32>::open(&url, "jobs").unwrap();
+    let done = Queue::<u32>::open(&url, "done").unwrap();
+    for n in 0..10 {
+        jobs.put(n).unwrap();
+    }
+    let Some(mut first) = worker_on_another_machine(&redis, "worker stuck at 4") else { return };
+    let mut out = BufReader::new(first.stderr.take().unwrap());
+    let up = read_until(&mut out, "up as pid");
+    let pid: u32 = up.trim_start_matches("up as pid ").parse().unwrap();
+    assert!(pid < 10, "{up}: one of the first processes of its own PID namespace");
+    assert_eq!(read_until(&mut out, "working on"), "working on 4");
+    first.kill(); // the machine's init: everything on it dies at once, no destructor runs
+    let Some(mut second) = worker_on_another_machine(&redis, "worker") else { return };
+    let mut got: Vec<u32> = (0..10).map(|_| done.get_timeout(Duration::from_secs(30)).unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..10).collect::<Vec<_>>(), "every job done once, job 4 after the first machine died");
+    assert!(matches!(done.try_get(), Err(GetError::Empty)));
+    second.kill();
+}
