@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
+use crate::shm::crash::crash_point;
 use crate::shm::{
     Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch,
     kind,
@@ -521,6 +522,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         if flags & SHUT_DOWN == 0 {
             // From here on no put can commit: a get that finds the queue empty ends.
             s.ring.refuse_puts();
+            crash_point!("queue.shutdown.puts_refused");
             s.shutdown.fetch_or(SHUT_DOWN, Ordering::AcqRel);
             s.ring.wake_all();
         }
@@ -545,12 +547,14 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                     s.tasks_done.fetch_add(1, Ordering::AcqRel);
                     s.drained_at.store(past, Ordering::Release);
                 }
+                crash_point!("queue.shutdown.drain_counted");
                 (decode && got == self.tag).then(|| codec::decode_exact::<T>(bytes))
             });
             match taken {
                 Ok(value) => drop(value),
                 Err(_) => break,
             }
+            crash_point!("queue.shutdown.draining");
         }
         s.ring.free_last_taken();
     }
