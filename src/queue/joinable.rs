@@ -234,8 +234,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
-    /// q.put("a")?;
-    /// q.put("b")?;
+    /// q.put('a')?;
+    /// q.put('b')?;
     /// q.shutdown(true);
     /// assert_eq!(q.unfinished(), 0);
     /// q.join()?;
