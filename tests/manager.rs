@@ -344,6 +344,72 @@ fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
     assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
 }
 
+fn get_until_shut_down(q: QueueProxy<u64>) -> Vec<u64> {
+    let mut got = Vec::new();
+    loop {
+        match q.get() {
+            Ok(n) => got.push(n),
+            Err(ManagerError::ShutDown) => return got,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn put_until_shut_down(q: QueueProxy<u64>) -> u64 {
+    match q.put(7) {
+        Err(ManagerError::ShutDown) => 1,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn join_then_answer(q: JoinableQueueProxy<u64>) -> bool {
+    q.join().is_ok()
+}
+
+#[test]
+fn a_managed_queue_shut_down_refuses_puts_and_answers_every_waiter() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).start().unwrap();
+    let q = manager.queue_bounded::<u64>(1).unwrap();
+    // Getters waiting in another process and in a remote client.
+    manager.publish("q", &q).unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let rq: QueueProxy<u64> = remote.lookup("q").unwrap();
+    let remote_getter = std::thread::spawn(move || get_until_shut_down(rq));
+    let getter = Process::new(get_until_shut_down, q.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!q.is_shutdown().unwrap());
+    q.shutdown(false).unwrap();
+    assert!(q.is_shutdown().unwrap());
+    assert_eq!(getter.join().unwrap(), Vec::<u64>::new());
+    assert_eq!(remote_getter.join().unwrap(), Vec::<u64>::new());
+    assert!(matches!(q.try_put(1), Err(ProxyPutError::ShutDown(1))));
+    assert!(matches!(q.put(1), Err(ManagerError::ShutDown)));
+    assert!(matches!(q.try_get(), Err(ManagerError::ShutDown)));
+
+    // A putter waiting for room is answered; what was in the queue is still taken.
+    let q = manager.queue_bounded::<u64>(1).unwrap();
+    q.put(1).unwrap();
+    let putter = Process::new(put_until_shut_down, q.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    q.shutdown(false).unwrap();
+    assert_eq!(putter.join().unwrap(), 1);
+    assert_eq!(get_until_shut_down(q), [1]);
+
+    // Immediate: the items are dropped and counted done, so a waiting join returns.
+    let jq = manager.joinable_queue::<u64>().unwrap();
+    for n in 0..3 {
+        jq.put(n).unwrap();
+    }
+    let joiner = Process::new(join_then_answer, jq.clone()).start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    jq.shutdown(true).unwrap();
+    assert!(joiner.join().unwrap());
+    assert!(jq.empty().unwrap());
+    assert!(matches!(jq.get_timeout(Duration::from_secs(10)), Err(ManagerError::ShutDown)));
+    assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
+}
+
 // ---- synchronization --------------------------------------------------------------------
 
 fn add_under_lock((lock, v, n): (LockProxy, ValueProxy<i64>, i64)) {

@@ -848,3 +848,223 @@ fn consumers_of_a_pair_are_disconnected_when_the_last_producer_ends() {
     assert_eq!(disconnected.get(), 2);
     assert_eq!(rx.try_get(), Err(TryRecvError::Disconnected));
 }
+
+// ---- shutdown (issue 11, item 1) --------------------------------------------------------
+
+#[test]
+fn after_shutdown_puts_fail_and_gets_take_what_is_left_then_fail() {
+    let _t = heap_user(LIMIT);
+    let q = Queue::with_maxsize(3).unwrap();
+    let other = q.clone();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert!(!other.is_shutdown());
+    other.shutdown(false);
+    assert!(q.is_shutdown() && other.is_shutdown());
+    // Every put family refuses, giving the value back.
+    assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+    assert!(matches!(q.try_put(4), Err(TryPutError::ShutDown(4))));
+    assert!(matches!(q.put_timeout(5, Duration::from_secs(1)), Err(PutTimeoutError::ShutDown(5))));
+    assert!(matches!(Error::from(q.put(6).unwrap_err()), Error::Channel(ChannelError::ShutDown)));
+    // What was put before is still taken, in order; then every get family says ShutDown.
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.try_get(), Ok(2));
+    assert_eq!(q.get(), Err(GetError::ShutDown));
+    assert_eq!(q.try_get(), Err(TryGetError::ShutDown));
+    assert_eq!(q.get_timeout(Duration::from_secs(1)), Err(GetTimeoutError::ShutDown));
+    assert!(matches!(Error::from(q.get().unwrap_err()), Error::Channel(ChannelError::ShutDown)));
+    // A shut-down queue is ready for `wait` (a get would not block).
+    assert_eq!(multiproc::wait(&[&q], Some(Duration::from_secs(10))), [0]);
+    // SimpleQueue and JoinableQueue alike.
+    let s = SimpleQueue::new().unwrap();
+    s.put(1).unwrap();
+    s.shutdown(false);
+    assert!(s.is_shutdown());
+    assert!(matches!(s.put(2), Err(PutError::ShutDown(2))));
+    assert_eq!(s.get(), Ok(1));
+    assert_eq!(s.get(), Err(GetError::ShutDown));
+    let j = JoinableQueue::new().unwrap();
+    j.put(1).unwrap();
+    j.shutdown(false);
+    assert!(matches!(j.put(2), Err(PutError::ShutDown(2))));
+    assert_eq!(j.unfinished(), 1, "a shutdown that is not immediate leaves the tasks to do");
+    assert_eq!(j.get(), Ok(1));
+    j.task_done().unwrap();
+    j.join().unwrap();
+    assert_eq!(j.get(), Err(GetError::ShutDown));
+}
+
+#[test]
+fn an_immediate_shutdown_empties_the_queue_at_once_and_frees_what_was_in_it() {
+    let leaks = leak_check(LIMIT);
+    let q: Queue<(Option<Value<u64>>, ByteBuf)> = Queue::new().unwrap();
+    // The queue's own first segment, and the ring's memory at rest.
+    q.put((None, ByteBuf::new())).unwrap();
+    q.get().unwrap();
+    let at_rest = multiproc::__private::heap_in_use();
+    for i in 0..40u64 {
+        let value = Value::new(i).unwrap();
+        // Small messages and large ones (a heap block each), each holding a handle.
+        let len = if i % 2 == 0 { 16 } else { 100_000 };
+        q.put((Some(value), ByteBuf::from(vec![i as u8; len]))).unwrap();
+    }
+    assert_eq!(q.len(), 40);
+    q.shutdown(true);
+    assert_eq!(q.len(), 0);
+    assert!(matches!(q.get(), Err(GetError::ShutDown)));
+    assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
+    // The messages' blocks and the values inside them are freed while the queue lives (at
+    // most the segment the producers grew to is still there).
+    let now = multiproc::__private::heap_in_use();
+    assert!(now <= at_rest + 64 * 1024, "{} bytes still in use after the drain", now - at_rest);
+    drop(q);
+    leaks.assert_no_leak();
+}
+
+fn get_once_and_record(args: (Queue<u32>, Value<u32>)) {
+    let (q, outcome) = args;
+    *outcome.lock() += match q.get() {
+        Err(GetError::ShutDown) => 1,
+        Ok(_) => 100,
+        Err(_) => 10_000,
+    };
+}
+
+fn put_once_and_record(args: (Queue<u32>, Value<u32>)) {
+    let (q, outcome) = args;
+    *outcome.lock() += match q.put(7) {
+        Err(PutError::ShutDown(7)) => 1,
+        Ok(()) => 100,
+        Err(_) => 10_000,
+    };
+}
+
+fn join_and_record(args: (JoinableQueue<u32>, Value<u32>)) {
+    let (q, outcome) = args;
+    *outcome.lock() += match q.join() {
+        Ok(()) => 1,
+        Err(_) => 100,
+    };
+}
+
+/// Waits until `n` children are counted waiting on the queue's futexes, as well as a test
+/// can tell: they started and stayed alive a while.
+fn started(children: &[multiproc::ProcessHandle<()>]) {
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(children.iter().all(|c| c.is_alive()), "a waiter ended before the shutdown");
+}
+
+#[test]
+fn shutdown_wakes_getters_and_putters_waiting_in_other_processes() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let outcome = Value::new(0u32).unwrap();
+        // Getters waiting on an empty queue (this process holds a handle: no disconnection).
+        let q = Queue::new().unwrap();
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                Process::new(get_once_and_record, (q.clone(), outcome.clone())).start_method(method).start().unwrap()
+            })
+            .collect();
+        started(&getters);
+        q.shutdown(false);
+        for g in getters {
+            g.join().unwrap();
+        }
+        assert_eq!(outcome.get(), 2, "{method:?}: each getter ends with ShutDown");
+        // Putters waiting for room in a full queue.
+        let q = Queue::with_maxsize(1).unwrap();
+        q.put(1).unwrap();
+        let putters: Vec<_> = (0..2)
+            .map(|_| {
+                Process::new(put_once_and_record, (q.clone(), outcome.clone())).start_method(method).start().unwrap()
+            })
+            .collect();
+        started(&putters);
+        q.shutdown(false);
+        for p in putters {
+            p.join().unwrap();
+        }
+        assert_eq!(outcome.get(), 4, "{method:?}: each putter ends with ShutDown");
+        // The item put before is still there, then nothing.
+        assert_eq!(q.get(), Ok(1));
+        assert_eq!(q.get(), Err(GetError::ShutDown));
+    }
+}
+
+#[test]
+fn an_immediate_shutdown_lets_join_return_in_other_processes() {
+    let _t = heap_user(LIMIT);
+    let outcome = Value::new(0u32).unwrap();
+    let q = JoinableQueue::new().unwrap();
+    for i in 0..5 {
+        q.put(i).unwrap();
+    }
+    // One task taken here and not done yet: join waits for it even after the shutdown.
+    assert_eq!(q.get(), Ok(0));
+    let joiner = Process::new(join_and_record, (q.clone(), outcome.clone())).start().unwrap();
+    started(std::slice::from_ref(&joiner));
+    q.shutdown(true);
+    assert!(q.is_empty());
+    assert_eq!(q.unfinished(), 1, "the four left were counted done, the one taken was not");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(joiner.is_alive(), "join returned with a task still held");
+    q.task_done().unwrap();
+    joiner.join().unwrap();
+    assert_eq!(outcome.get(), 1);
+    q.join().unwrap();
+    // A getter that came after finds nothing.
+    assert_eq!(q.get(), Err(GetError::ShutDown));
+}
+
+fn shut_down_at((point, q, immediate): (String, JoinableQueue<u32>, bool)) {
+    multiproc::__private::crash_at(&point);
+    q.shutdown(immediate);
+}
+
+#[test]
+fn a_process_killed_inside_shutdown_leaves_the_queue_shut_down_and_nothing_hangs() {
+    let _t = heap_user(LIMIT);
+    const SIGABRT: i32 = 6;
+    // Killed after refusing puts, before telling the getters: a getter waiting in another
+    // process still ends, and the next caller finishes the shutdown.
+    let outcome = Value::new(0u32).unwrap();
+    let q = JoinableQueue::<u32>::new().unwrap();
+    let getter = Process::new(
+        |(q, outcome): (JoinableQueue<u32>, Value<u32>)| {
+            *outcome.lock() += u32::from(q.get() == Err(GetError::ShutDown));
+        },
+        (q.clone(), outcome.clone()),
+    )
+    .start()
+    .unwrap();
+    started(std::slice::from_ref(&getter));
+    let killer =
+        Process::new(shut_down_at, ("queue.shutdown.puts_refused".to_owned(), q.clone(), false)).start().unwrap();
+    assert_eq!(killer.wait(), -SIGABRT);
+    getter.join().unwrap();
+    assert_eq!(outcome.get(), 1);
+    assert!(q.is_shutdown());
+    assert!(matches!(q.put(1), Err(PutError::ShutDown(1))));
+    assert_eq!(q.get(), Err(GetError::ShutDown));
+    // Killed while draining (after counting a message done, before taking it; after
+    // taking one): the next get finishes the drain, each message counted done once.
+    for point in ["queue.shutdown.drain_counted", "queue.shutdown.draining", "queue.shutdown.puts_refused"] {
+        let q = JoinableQueue::<u32>::new().unwrap();
+        for i in 0..5 {
+            q.put(i).unwrap();
+        }
+        // One task held here: the only one left unfinished once the other four are drained.
+        assert_eq!(q.get(), Ok(0));
+        let killer = Process::new(shut_down_at, (point.to_owned(), q.clone(), true)).start().unwrap();
+        assert_eq!(killer.wait(), -SIGABRT, "the child did not die at {point}");
+        assert!(q.is_shutdown(), "{point}");
+        assert!(matches!(q.try_put(9), Err(TryPutError::ShutDown(9))), "{point}");
+        assert_eq!(q.get(), Err(GetError::ShutDown), "{point}");
+        assert!(q.is_empty(), "{point}");
+        assert_eq!(q.unfinished(), 1, "{point}: a drained message counted done twice, or not at all");
+        q.task_done().unwrap();
+        q.join().unwrap();
+        assert_eq!(q.task_done(), Err(TaskDoneError), "{point}");
+    }
+}

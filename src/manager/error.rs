@@ -117,6 +117,10 @@ pub enum ManagerError {
     #[doc(alias = "OverflowError")]
     #[error("{0} would overflow")]
     Overflow(String),
+    /// The queue was shut down ([`QueueProxy::shutdown`](crate::QueueProxy::shutdown)): a
+    /// put is refused, and a get finds nothing left (Python's `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
     /// A remote server did not answer in time: nothing listening answered the connection,
     /// or the peer did not complete the handshake (it may be no manager at all).
     #[error("timed out: {0}")]
@@ -161,6 +165,7 @@ impl From<Fault> for ManagerError {
             Fault::VersionChanged => ManagerError::Contended,
             Fault::Overflow(what) => ManagerError::Overflow(what),
             Fault::TooLarge { len, max } => ManagerError::TooLarge { len, max },
+            Fault::ShutDown => ManagerError::ShutDown,
             Fault::ShuttingDown => ManagerError::ServerGone { reason: "the manager is shutting down".into() },
             other => ManagerError::Protocol(other.to_string()),
         }
@@ -190,16 +195,19 @@ pub enum ProxyPutError<T> {
     /// The queue was full (for the whole timeout).
     #[error("the queue is full")]
     Full(T),
+    /// The queue was shut down ([`QueueProxy::shutdown`](crate::QueueProxy::shutdown)).
+    #[error("the queue is shut down")]
+    ShutDown(T),
     /// The manager failed.
     #[error(transparent)]
     Manager(ManagerError),
 }
 
 impl<T> ProxyPutError<T> {
-    /// The item that was not put, if the queue was full.
+    /// The item that was not put, if the queue was full or shut down.
     pub fn into_inner(self) -> Option<T> {
         match self {
-            ProxyPutError::Full(item) => Some(item),
+            ProxyPutError::Full(item) | ProxyPutError::ShutDown(item) => Some(item),
             ProxyPutError::Manager(_) => None,
         }
     }

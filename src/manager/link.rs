@@ -465,6 +465,7 @@ fn refused(refused: Refused<ManagerError>) -> ManagerError {
         Refused::HeapFull(e) => ManagerError::HeapFull(e),
         Refused::TooLarge { capacity } => ManagerError::Protocol(format!("a message above {capacity} bytes")),
         Refused::TimedOut => ManagerError::Protocol("an endless wait timed out".into()),
+        Refused::ShutDown => ManagerError::Protocol("a manager's ring is never shut down".into()),
     }
 }
 

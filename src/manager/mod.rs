@@ -115,6 +115,60 @@ struct ServerProcess {
 /// the locks it held are released, its waits forgotten, a barrier it waited at broken.
 /// Objects live while a proxy, a container or a name refers to them.
 ///
+/// # No `manager.Pool()`
+///
+/// Python's `manager.Pool()` is not provided, on purpose. A pool runs the functions it is
+/// given; a pool kept by the server would run functions named by requests, from any
+/// client. Here a function travels as a reference into the executable, which means
+/// something only to a process of the same binary (a call into another executable is
+/// refused); a remote client may be any program that links multiproc, so it could not
+/// name one, and a server that ran whatever function of its binary an authenticated
+/// request names would be a far wider door than the data operations it serves now. The
+/// server runs code only from its boot message (registered types, barrier actions, the
+/// initializer), never code a request names. What to use instead:
+///
+/// * In the family, start a [`Pool`](crate::Pool) where the work is submitted: proxies
+///   travel into its tasks like any argument, so the tasks share the manager's objects.
+/// * For clients anywhere (remote ones included), share the work through the manager: a
+///   [`joinable_queue`](Manager::joinable_queue) of jobs and a queue or a dict of
+///   results, served by workers (processes, or a `Pool` running a worker loop) started by
+///   a program that has the functions. `join` tells when the jobs are done, and
+///   [`shutdown`](QueueProxy::shutdown) stops the workers.
+/// * For work the server itself should do, one call at a time, register a type of your
+///   own ([`managed!`](crate::managed)): its methods are code of the server's binary.
+///
+/// ```no_run
+/// use multiproc::{JoinableQueueProxy, Manager, ManagerError, Pool, QueueProxy};
+///
+/// fn worker((jobs, results): (JoinableQueueProxy<u64>, QueueProxy<u64>)) {
+///     // Ends when the queue is shut down and drained.
+///     while let Ok(n) = jobs.get() {
+///         results.put(n * n).unwrap();
+///         jobs.task_done().unwrap();
+///     }
+/// }
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let jobs = manager.joinable_queue::<u64>()?;
+/// let results = manager.queue::<u64>()?;
+/// let pool = Pool::new(2)?;
+/// let workers: Vec<_> =
+///     (0..2).map(|_| pool.apply_async(worker, (jobs.clone(), results.clone()))).collect::<Result<_, _>>()?;
+/// for n in 0..10 {
+///     jobs.put(n)?; // or from a remote client that looked `jobs` up
+/// }
+/// jobs.join()?;
+/// jobs.shutdown(false)?;
+/// for w in workers {
+///     w.get()?;
+/// }
+/// let mut squares: Vec<u64> = (0..10).map(|_| results.get()).collect::<Result<_, ManagerError>>()?;
+/// squares.sort();
+/// assert_eq!(squares[3], 9);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Examples
 ///
 /// ```no_run

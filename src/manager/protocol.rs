@@ -361,6 +361,12 @@ pub(crate) enum Op {
         args: Item<ObjectId>,
     },
     Copy,
+
+    // Queue and JoinableQueue (Python 3.13's `shutdown`)
+    QueueShutdown {
+        immediate: bool,
+    },
+    QueueIsShutdown,
 }
 
 /// A request.
@@ -513,6 +519,8 @@ pub(crate) enum Fault {
         len: u64,
         max: u64,
     },
+    /// The queue was shut down (and, for a get, is empty).
+    ShutDown,
 }
 
 impl fmt::Display for Fault {
@@ -541,6 +549,7 @@ impl fmt::Display for Fault {
             Fault::Malformed(why) => write!(f, "malformed request: {why}"),
             Fault::ShuttingDown => write!(f, "the manager is shutting down"),
             Fault::Overflow(what) => write!(f, "{what} would overflow"),
+            Fault::ShutDown => write!(f, "the queue is shut down"),
             Fault::TooLarge { len, max } => {
                 write!(
                     f,

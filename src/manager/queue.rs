@@ -61,6 +61,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         match self.core.call_fault(Op::Put { item: encoded, wait }) {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(Fault::Full)) => Err(ProxyPutError::Full(item)),
+            Ok(Err(Fault::ShutDown)) => Err(ProxyPutError::ShutDown(item)),
             Ok(Err(fault)) => Err(ProxyPutError::Manager(fault.into())),
             Err(e) => Err(ProxyPutError::Manager(e)),
         }
@@ -79,11 +80,13 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// # Errors
     ///
+    /// [`ManagerError::ShutDown`] after [`QueueProxy::shutdown`],
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the item does not encode.
     pub fn put(&self, item: T) -> Result<(), ManagerError> {
         self.put_wait(item, None).map_err(|e| match e {
             ProxyPutError::Full(_) => ManagerError::Protocol("an endless put found the queue full".into()),
+            ProxyPutError::ShutDown(_) => ManagerError::ShutDown,
             ProxyPutError::Manager(e) => e,
         })
     }
@@ -114,6 +117,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// # Errors
     ///
+    /// [`ManagerError::ShutDown`] after [`QueueProxy::shutdown`] once the queue is empty,
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the item is not a `T`.
     pub fn get(&self) -> Result<T, ManagerError> {
@@ -137,6 +141,49 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// As [`QueueProxy::get`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
         self.get_wait(wait_for(timeout))
+    }
+
+    /// Shuts the queue down for every proxy (Python 3.13's `Queue.shutdown`): puts fail
+    /// with `ShutDown` from now on ([`ProxyPutError::ShutDown`] gives the item back); gets
+    /// take what is left, then fail with [`ManagerError::ShutDown`]. With `immediate`, the
+    /// items left are dropped at once (counted done on a joinable queue, so a `join`
+    /// returns once the tasks taken are done). Every waiting get and put, in any process
+    /// or remote client, is answered with `ShutDown`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::{Manager, ManagerError, ProxyPutError};
+    ///
+    /// multiproc::init();
+    /// let manager = Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// q.put(1)?;
+    /// q.shutdown(false)?;
+    /// assert!(matches!(q.try_put(2), Err(ProxyPutError::ShutDown(2))));
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(matches!(q.get(), Err(ManagerError::ShutDown)));
+    /// assert!(q.is_shutdown()?);
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> Result<(), ManagerError> {
+        self.core.call(Op::QueueShutdown { immediate }).map(drop)
+    }
+
+    /// Whether [`QueueProxy::shutdown`] was called (through any proxy).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    pub fn is_shutdown(&self) -> Result<bool, ManagerError> {
+        match self.core.call(Op::QueueIsShutdown)? {
+            Out::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn sizes(&self) -> Result<(u64, u64), ManagerError> {

@@ -83,6 +83,8 @@ struct QueueState {
     joinable: bool,
     unfinished: u64,
     joiners: Vec<Waiter>,
+    /// `shutdown` was called: puts are refused, gets end on the empty queue.
+    shutdown: bool,
 }
 
 #[derive(Debug)]
@@ -452,6 +454,7 @@ impl Store {
                 joinable,
                 unfinished: 0,
                 joiners: Vec::new(),
+                shutdown: false,
             }),
             Create::Lock => Body::Lock(LockState::default()),
             Create::RLock => Body::RLock(LockState::default()),
@@ -1069,7 +1072,10 @@ fn apply(
         // ---- queues
         (Body::Queue(q), Op::Put { wait, .. }) => {
             let item = next(args);
-            if q.putters.is_empty() && (q.maxsize == 0 || (q.items.len() as u64) < q.maxsize) {
+            if q.shutdown {
+                fx.dropped.push(item);
+                Err(Fault::ShutDown)
+            } else if q.putters.is_empty() && (q.maxsize == 0 || (q.items.len() as u64) < q.maxsize) {
                 q.items.push_back(item);
                 if q.joinable {
                     q.unfinished = q.unfinished.saturating_add(1);
@@ -1089,6 +1095,8 @@ fn apply(
                 && let Some(item) = q.items.pop_front()
             {
                 Ok(Out::Item(move_out(item)))
+            } else if q.shutdown && q.items.is_empty() {
+                Err(Fault::ShutDown)
             } else if *wait == Some(0) {
                 Err(Fault::Empty)
             } else {
@@ -1098,6 +1106,23 @@ fn apply(
             }
         }
         (Body::Queue(q), Op::QSize) => Ok(Out::Sizes { len: q.items.len() as u64, max: q.maxsize }),
+        (Body::Queue(q), Op::QueueIsShutdown) => Ok(Out::Bool(q.shutdown)),
+        (Body::Queue(q), Op::QueueShutdown { immediate }) => {
+            q.shutdown = true;
+            for (waiter, item) in q.putters.drain(..) {
+                fx.dropped.push(item);
+                fx.answer(waiter, Err(Fault::ShutDown));
+            }
+            if *immediate {
+                let drained = q.items.len() as u64;
+                fx.dropped.extend(q.items.drain(..));
+                if q.joinable {
+                    q.unfinished = q.unfinished.saturating_sub(drained);
+                }
+            }
+            // (The waiting getters and joiners are answered by `settle`.)
+            Ok(Out::Unit)
+        }
         (Body::Queue(q), Op::TaskDone) if q.joinable => {
             if q.unfinished == 0 {
                 Err(Fault::NotAcquired)
@@ -1316,6 +1341,11 @@ fn settle(body: &mut Body, fx: &mut Effects) {
             if q.joinable && q.unfinished == 0 {
                 for waiter in q.joiners.drain(..) {
                     fx.answer(waiter, Ok(Out::Bool(true)));
+                }
+            }
+            if q.shutdown && q.items.is_empty() {
+                for waiter in q.getters.drain(..) {
+                    fx.answer(waiter, Err(Fault::ShutDown));
                 }
             }
             if !moved {
@@ -1727,6 +1757,8 @@ mod tests {
             Op::BarrierState,
             Op::Method { name: "m".into(), args: it(rng) },
             Op::Copy,
+            Op::QueueShutdown { immediate: rng.below(2) == 0 },
+            Op::QueueIsShutdown,
             Op::SetAdd(it(rng)),
             Op::SetDiscard(it(rng)),
             Op::SetPop,

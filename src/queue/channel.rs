@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
+use crate::shm::crash::crash_point;
 use crate::shm::{
     Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch,
     kind,
@@ -48,6 +49,7 @@ fn refused<E>(r: Refused<E>, gone: impl FnOnce(E) -> Failure) -> Failure {
         Refused::TooLarge { capacity } => Failure::TooLarge(TooLarge { size: 0, capacity: capacity as usize }),
         Refused::HeapFull(e) => Failure::HeapFull(e),
         Refused::Gone(e) => gone(e),
+        Refused::ShutDown => Failure::ShutDown,
     }
 }
 
@@ -95,15 +97,17 @@ pub(crate) fn recv_value<T: DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
 ) -> Result<T, Failure> {
-    recv_value_then(ring, tag, deadline, watch, || {})
+    recv_value_then(ring, tag, deadline, watch, |_| Failure::Gone, || {})
 }
 
-/// [`recv_value`], calling `taking` under the consumers' lock when a message is there.
+/// [`recv_value`], calling `taking` under the consumers' lock when a message is there,
+/// and telling why the other side is gone with `gone`.
 fn recv_value_then<T: DeserializeOwned, W: Watch>(
     ring: &Ring,
     tag: u32,
     deadline: Deadline,
     watch: &W,
+    gone: impl FnOnce(W::Gone) -> Failure,
     taking: impl FnOnce(),
 ) -> Result<T, Failure> {
     let decoded = ring
@@ -123,7 +127,7 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 )))
             }
         })
-        .map_err(|r| refused(r, |_| Failure::Gone))?;
+        .map_err(|r| refused(r, gone))?;
     decoded.map_err(Failure::Decode)
 }
 
@@ -160,6 +164,34 @@ pub(crate) struct QueueState {
     /// `JoinableQueue::join` calls waiting (the same table, for joins).
     joiners: Getters,
     tasks: Tasks,
+    /// `shutdown`'s progress: [`IMMEDIATE`] (asked for), [`SHUT_DOWN`] (puts refused for
+    /// good: a get on the empty queue ends), [`DRAINED`] (an immediate shutdown emptied it).
+    shutdown: AtomicU64,
+    /// The consumers' count just past the message a drain last counted done, so that a
+    /// drainer killed between counting and taking a message does not have it counted twice.
+    drained_at: AtomicU64,
+}
+
+/// `QueueState::shutdown` bits.
+const IMMEDIATE: u64 = 1;
+const SHUT_DOWN: u64 = 2;
+const DRAINED: u64 = 4;
+
+/// Why a `get` stops waiting.
+enum Stop {
+    /// Nobody is left who could put.
+    Disconnected,
+    /// The queue was shut down.
+    ShutDown,
+}
+
+impl From<Stop> for Failure {
+    fn from(stop: Stop) -> Failure {
+        match stop {
+            Stop::Disconnected => Failure::Gone,
+            Stop::ShutDown => Failure::ShutDown,
+        }
+    }
 }
 
 /// One process's tasks taken and not marked done (may go below zero when another process
@@ -331,11 +363,14 @@ impl Watch for Others<'_> {
 
 /// Watches a queue for a `get`: gone when no other handle exists, or when every live
 /// handle is waiting in `get` on the empty queue (counted from the first check on, that is
-/// once the get has slept a little).
+/// once the get has slept a little); shut down when the queue is (finishing a shutdown
+/// that its caller left half done).
 struct Getting<'a> {
     shared: &'a Shared<QueueState>,
     /// The epoch this get was counted in, once counted.
     counted: Cell<Option<u64>>,
+    /// Finishes a shutdown ([`Channel::finish_shutdown`], which knows `T`).
+    finish_shutdown: &'a dyn Fn(),
 }
 
 impl Getting<'_> {
@@ -348,19 +383,30 @@ impl Getting<'_> {
 }
 
 impl Watch for Getting<'_> {
-    type Gone = ();
+    type Gone = Stop;
 
-    fn left(&self) -> Option<()> {
+    fn left(&self) -> Option<Stop> {
+        let s = self.shared;
+        match s.shutdown.load(Ordering::Acquire) {
+            flags if flags & SHUT_DOWN != 0 && (flags & IMMEDIATE == 0 || flags & DRAINED != 0) => {
+                return Some(Stop::ShutDown);
+            }
+            flags if flags & IMMEDIATE != 0 || s.ring.refuses_puts() => {
+                (self.finish_shutdown)();
+                return Some(Stop::ShutDown);
+            }
+            _ => {}
+        }
         let epoch = self.counted.get()?;
-        (self.shared.getters.epoch.load(Ordering::Acquire) != epoch).then_some(())
+        (s.getters.epoch.load(Ordering::Acquire) != epoch).then_some(Stop::Disconnected)
     }
 
-    fn check(&self) -> Result<(), ()> {
-        if self.left().is_some() {
-            return Err(());
+    fn check(&self) -> Result<(), Stop> {
+        if let Some(stop) = self.left() {
+            return Err(stop);
         }
         if !self.shared.other_handles() {
-            return Err(());
+            return Err(Stop::Disconnected);
         }
         if self.counted.get().is_none() {
             self.counted.set(self.shared.getters.enter());
@@ -378,7 +424,7 @@ impl Watch for Getting<'_> {
         });
         if all_waiting == Some(true) {
             self.shared.ring.wake_all();
-            return Err(());
+            return Err(Stop::Disconnected);
         }
         Ok(())
     }
@@ -410,6 +456,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             getters: Getters::default(),
             joiners: Getters::default(),
             tasks: Tasks::default(),
+            shutdown: AtomicU64::new(0),
+            drained_at: AtomicU64::new(0),
         };
         let shared = Shared::new(state)?;
         // Ours alone until this returns; on failure, dropping `shared` frees it all.
@@ -436,14 +484,79 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 
     /// Puts `value`, waiting until `deadline` for room; gone when no consumer can exist.
     pub(crate) fn put(&self, value: &T, deadline: Deadline) -> Result<(), Failure> {
+        if self.shared.ring.refuses_puts() {
+            return Err(Failure::ShutDown);
+        }
         send_value(&self.shared.ring, value, self.tag, deadline, &Others(&self.shared))
     }
 
     /// Takes a message, waiting until `deadline`; gone when the queue is empty and no other
     /// handle exists.
     pub(crate) fn get(&self, deadline: Deadline) -> Result<T, Failure> {
-        let watch = Getting { shared: &self.shared, counted: Cell::new(None) };
-        recv_value_then(&self.shared.ring, self.tag, deadline, &watch, || watch.uncount())
+        if self.shared.shutdown.load(Ordering::Acquire) & IMMEDIATE != 0 {
+            // Shut down immediately: nothing is to be taken any more (what a shutdown
+            // killed half way left is drained here).
+            self.finish_shutdown();
+            return Err(Failure::ShutDown);
+        }
+        let finish_shutdown = || self.finish_shutdown();
+        let watch = Getting { shared: &self.shared, counted: Cell::new(None), finish_shutdown: &finish_shutdown };
+        recv_value_then(&self.shared.ring, self.tag, deadline, &watch, Failure::from, || watch.uncount())
+    }
+
+    /// Shuts the queue down (Python 3.13's `Queue.shutdown`): puts are refused from now on
+    /// and gets end once the queue is empty; with `immediate`, what is in it is taken out
+    /// and dropped at once, each item counted done. Wakes every waiter in every process.
+    pub(crate) fn shutdown(&self, immediate: bool) {
+        if immediate {
+            self.shared.shutdown.fetch_or(IMMEDIATE, Ordering::AcqRel);
+        }
+        self.finish_shutdown();
+    }
+
+    /// Does what is left of a shutdown: every step is idempotent, so that anyone who finds
+    /// a shutdown half done (its caller was killed) finishes it.
+    fn finish_shutdown(&self) {
+        let s = &self.shared;
+        let flags = s.shutdown.load(Ordering::Acquire);
+        if flags & SHUT_DOWN == 0 {
+            // From here on no put can commit: a get that finds the queue empty ends.
+            s.ring.refuse_puts();
+            crash_point!("queue.shutdown.puts_refused");
+            s.shutdown.fetch_or(SHUT_DOWN, Ordering::AcqRel);
+            s.ring.wake_all();
+        }
+        if flags & IMMEDIATE != 0 && flags & DRAINED == 0 {
+            self.drain_counting_done();
+            s.shutdown.fetch_or(DRAINED, Ordering::AcqRel);
+            s.all_done.notify_all();
+            s.ring.wake_all();
+        }
+    }
+
+    /// Takes every message left and drops it, counting each as a task done; the handles
+    /// inside are released (decoded and dropped) and the ring keeps no block of theirs.
+    fn drain_counting_done(&self) {
+        let s = &self.shared;
+        let decode = s.ring.ever_had_handles();
+        loop {
+            let taken = s.ring.get(Deadline::now(), &crate::shm::Patient, |bytes, got| {
+                // Under the consumers' lock, before the take commits.
+                let past = s.ring.taken() + 1;
+                if s.drained_at.load(Ordering::Acquire) != past {
+                    s.tasks_done.fetch_add(1, Ordering::AcqRel);
+                    s.drained_at.store(past, Ordering::Release);
+                }
+                crash_point!("queue.shutdown.drain_counted");
+                (decode && got == self.tag).then(|| codec::decode_exact::<T>(bytes))
+            });
+            match taken {
+                Ok(value) => drop(value),
+                Err(_) => break,
+            }
+            crash_point!("queue.shutdown.draining");
+        }
+        s.ring.free_last_taken();
     }
 }
 
@@ -508,6 +621,11 @@ impl<T> Channel<T> {
         if counted.is_some() {
             self.shared.joiners.leave();
         }
+    }
+
+    /// Whether `shutdown` was called on the queue (by any process).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shared.ring.refuses_puts()
     }
 
     pub(crate) fn state(&self) -> &QueueState {

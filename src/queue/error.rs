@@ -41,6 +41,10 @@ pub enum ChannelError {
     /// This handle was closed (or this end of a one-way pipe cannot do that).
     #[error("the handle is closed")]
     Closed,
+    /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown)): no put is
+    /// taken any more, and nothing is left to get (Python's `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
     /// A message larger than the queue's byte capacity.
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
@@ -107,6 +111,9 @@ macro_rules! put_error {
             Disconnected(T),
             /// This handle was closed.
             Closed(T),
+            /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown)):
+            /// it takes no more puts (Python's `queue.ShutDown`).
+            ShutDown(T),
             /// The message is larger than the queue's byte capacity.
             TooLarge(T, TooLarge),
             /// The message could not be encoded.
@@ -127,7 +134,7 @@ macro_rules! put_error {
             /// ```
             pub fn into_inner(self) -> T {
                 match self {
-                    Self::$wait(v) | Self::Disconnected(v) | Self::Closed(v) => v,
+                    Self::$wait(v) | Self::Disconnected(v) | Self::Closed(v) | Self::ShutDown(v) => v,
                     Self::TooLarge(v, _) | Self::Encode(v, _) | Self::HeapFull(v, _) => v,
                 }
             }
@@ -149,6 +156,7 @@ macro_rules! put_error {
                     Self::$wait(_) => $wait_error,
                     Self::Disconnected(_) => ChannelError::Disconnected.into(),
                     Self::Closed(_) => ChannelError::Closed.into(),
+                    Self::ShutDown(_) => ChannelError::ShutDown.into(),
                     Self::TooLarge(_, e) => ChannelError::TooLarge(*e).into(),
                     Self::Encode(_, e) => e.clone().into(),
                     Self::HeapFull(_, e) => (*e).into(),
@@ -160,6 +168,7 @@ macro_rules! put_error {
                     Self::$wait(_) => stringify!($wait),
                     Self::Disconnected(_) => "Disconnected",
                     Self::Closed(_) => "Closed",
+                    Self::ShutDown(_) => "ShutDown",
                     Self::TooLarge(..) => "TooLarge",
                     Self::Encode(..) => "Encode",
                     Self::HeapFull(..) => "HeapFull",
@@ -171,6 +180,7 @@ macro_rules! put_error {
                     Failure::Wait => Self::$wait(value),
                     Failure::Gone => Self::Disconnected(value),
                     Failure::Closed => Self::Closed(value),
+                    Failure::ShutDown => Self::ShutDown(value),
                     Failure::TooLarge(e) => Self::TooLarge(value, e),
                     Failure::Encode(e) | Failure::Decode(e) => Self::Encode(value, e),
                     Failure::HeapFull(e) => Self::HeapFull(value, e),
@@ -274,13 +284,19 @@ macro_rules! take_error {
     };
     (
         $(#[$meta:meta])*
-        $name:ident { $( $(#[$v_meta:meta])* $variant:ident => $msg:literal, $channel:expr; )? }
+        $name:ident $([$shut:ident])? { $( $(#[$v_meta:meta])* $variant:ident => $msg:literal, $channel:expr; )? }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
         #[non_exhaustive]
         pub enum $name {
             $( $(#[$v_meta])* #[error($msg)] $variant, )?
+            $(
+                /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown))
+                /// and nothing is left in it (Python's `queue.ShutDown`).
+                #[error("the queue is shut down")]
+                $shut,
+            )?
             /// The other side is gone and nothing is left to take: every other handle was
             /// dropped, closed, or died with its process (Python's `EOFError` for a pipe).
             #[error("the other side of the channel is gone")]
@@ -301,7 +317,9 @@ macro_rules! take_error {
                     Failure::Gone => Self::Disconnected,
                     Failure::Closed => Self::Closed,
                     Failure::Decode(e) | Failure::Encode(e) => Self::Decode(e),
-                    Failure::TooLarge(_) | Failure::HeapFull(_) => {
+                    $( Failure::ShutDown => Self::$shut, )?
+                    #[allow(unreachable_patterns)]
+                    Failure::TooLarge(_) | Failure::HeapFull(_) | Failure::ShutDown => {
                         unreachable!("taking a message cannot fail with {failure:?}")
                     }
                 }
@@ -312,6 +330,7 @@ macro_rules! take_error {
             fn from(e: $name) -> Error {
                 match e {
                     $( $name::$variant => $channel.into(), )?
+                    $( $name::$shut => ChannelError::ShutDown.into(), )?
                     $name::Disconnected => ChannelError::Disconnected.into(),
                     $name::Closed => ChannelError::Closed.into(),
                     $name::Decode(e) => e.into(),
@@ -333,7 +352,7 @@ take_error! {
     /// assert_eq!(q.get(), Err(GetError::Disconnected));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    GetError {}
+    GetError [ShutDown] {}
 }
 
 take_error! {
@@ -347,7 +366,7 @@ take_error! {
     /// assert_eq!(q.try_get(), Err(TryGetError::Empty));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    TryGetError {
+    TryGetError [ShutDown] {
         /// The queue is empty.
         Empty => "the queue is empty", ChannelError::Empty;
     }
@@ -367,7 +386,7 @@ take_error! {
     /// # drop(keep);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    GetTimeoutError {
+    GetTimeoutError [ShutDown] {
         /// Nothing came before the timeout.
         Timeout => "timed out waiting for a message", ChannelError::Timeout;
     }
@@ -462,6 +481,7 @@ impl SendError {
             Failure::Encode(e) | Failure::Decode(e) => Self::Encode(e),
             Failure::HeapFull(e) => Self::HeapFull(e),
             Failure::Wait | Failure::TooLarge(_) => unreachable!("a pipe has no capacity: {failure:?}"),
+            Failure::ShutDown => unreachable!("a pipe is never shut down"),
         }
     }
 }
@@ -636,6 +656,8 @@ pub(crate) enum Failure {
     Gone,
     /// The handle is closed.
     Closed,
+    /// The queue is shut down.
+    ShutDown,
     TooLarge(TooLarge),
     Encode(CodecError),
     Decode(CodecError),

@@ -225,6 +225,25 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         self.queue.get_timeout(timeout).inspect(|_| self.took())
     }
+
+    /// Shuts the queue down; see [`Queue::shutdown`]. With `immediate`, every item still
+    /// in the queue is dropped and counted done (Python's rule), so a `join` waiting
+    /// returns as soon as the tasks already taken are marked done (at once when none is
+    /// held); without it, the items left are still to be taken and marked done.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put('a')?;
+    /// q.put('b')?;
+    /// q.shutdown(true);
+    /// assert_eq!(q.unfinished(), 0);
+    /// q.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        self.queue.shutdown(immediate);
+    }
 }
 
 impl<T> JoinableQueue<T> {
@@ -355,6 +374,19 @@ impl<T> JoinableQueue<T> {
             Err(Interrupted::Check(JoinStop::Lost(lost))) => Err(QueueJoinTimeoutError::TasksLost { lost }),
             Err(Interrupted::TimedOut) => Err(QueueJoinTimeoutError::Timeout { unfinished }),
         }
+    }
+
+    /// Whether the queue was shut down; see [`Queue::is_shutdown`].
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::<u8>::new()?;
+    /// q.shutdown(false);
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.queue.is_shutdown()
     }
 
     /// How many items are in the queue (a snapshot); see [`Queue::len`].

@@ -293,6 +293,7 @@ impl<T> Connection<T> {
                 Refused::HeapFull(e) => Failure::HeapFull(e),
                 Refused::Gone(()) => Failure::Gone,
                 Refused::TimedOut | Refused::TooLarge { .. } => unreachable!("a pipe has no capacity"),
+                Refused::ShutDown => unreachable!("a pipe is never shut down"),
             })?;
             self.look_at_peer(&open, ring)
         };
@@ -375,6 +376,7 @@ impl<T> Connection<T> {
             Refused::Gone(()) => Failure::Gone,
             Refused::HeapFull(e) => Failure::HeapFull(e),
             Refused::TooLarge { .. } => unreachable!("receiving has no size limit"),
+            Refused::ShutDown => unreachable!("receiving is never refused"),
         })
     }
 

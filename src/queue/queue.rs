@@ -140,6 +140,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     ///
     /// With the value back: [`PutError::Closed`] after [`Queue::close`];
+    /// [`PutError::ShutDown`] after [`Queue::shutdown`];
     /// [`PutError::Disconnected`] when the queue is full and no other handle exists (nobody
     /// could make room); [`PutError::TooLarge`] when the message exceeds the queue's byte
     /// capacity; [`PutError::Encode`]; [`PutError::HeapFull`].
@@ -214,6 +215,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`GetError::Disconnected`] when the queue is empty and no handle that could put is
     /// left: none exists but this one, or all are waiting in `get` (see the type's docs);
     /// [`GetError::Closed`] after [`Queue::close`];
+    /// [`GetError::ShutDown`] after [`Queue::shutdown`], once the queue is empty;
     /// [`GetError::Decode`] when the message does not decode as a `T`.
     ///
     /// # Examples
@@ -273,6 +275,47 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         self.ch().and_then(|ch| ch.get(Deadline::after(timeout))).map_err(GetTimeoutError::from_failure)
     }
+
+    /// Shuts the queue down, for every handle in every process (Python 3.13's
+    /// `Queue.shutdown(immediate)`): from now on every put fails with `ShutDown`
+    /// ([`PutError::ShutDown`], the value given back), and a get takes what is left, then
+    /// fails with [`GetError::ShutDown`] once the queue is empty. Every waiter wakes: a
+    /// put waiting for room with `ShutDown`, a get waiting on the empty queue with
+    /// `ShutDown`.
+    ///
+    /// With `immediate`, the items left are taken out and dropped at once (their memory
+    /// freed, the handles inside them released), so every get fails with `ShutDown` right
+    /// away; on a [`JoinableQueue`] each of them counts as a task done, so a `join`
+    /// returns once the tasks taken before are marked done (see
+    /// [`JoinableQueue::shutdown`]). A second call does nothing more, except that
+    /// `immediate` drains a queue shut down without it.
+    ///
+    /// A process killed inside `shutdown` leaves the queue shut down or not, never half:
+    /// puts are refused from its first step on, and the first get, put or `shutdown` that
+    /// finds the rest undone finishes it. Does nothing on a closed handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{GetError, PutError, Queue};
+    ///
+    /// multiproc::init();
+    /// let q = Queue::new()?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// q.shutdown(false);
+    /// assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+    /// assert_eq!(q.get()?, 1); // what is left is still there
+    /// q.shutdown(true); // now drop it
+    /// assert_eq!(q.get(), Err(GetError::ShutDown));
+    /// assert!(q.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        if let Some(ch) = &self.ch {
+            ch.shutdown(immediate);
+        }
+    }
 }
 
 impl<T> Queue<T> {
@@ -307,6 +350,22 @@ impl<T> Queue<T> {
     #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether [`Queue::shutdown`] was called on the queue, through any handle in any
+    /// process (false for a closed handle).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// let other = q.clone();
+    /// assert!(!q.is_shutdown());
+    /// other.shutdown(false);
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.ch.as_ref().is_some_and(Channel::is_shut_down)
     }
 
     /// Whether a bounded queue is full (a snapshot); never for an unbounded one.

@@ -62,7 +62,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Errors
     ///
     /// With the value back: [`PutError::Closed`] after [`SimpleQueue::close`],
-    /// [`PutError::Encode`], [`PutError::HeapFull`].
+    /// [`PutError::ShutDown`] after [`SimpleQueue::shutdown`], [`PutError::Encode`], [`PutError::HeapFull`].
     ///
     /// ```
     /// multiproc::init();
@@ -80,7 +80,8 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Errors
     ///
     /// [`GetError::Disconnected`] when the queue is empty and no other handle exists;
-    /// [`GetError::Closed`]; [`GetError::Decode`].
+    /// [`GetError::Closed`]; [`GetError::ShutDown`] once shut down and empty;
+    /// [`GetError::Decode`].
     ///
     /// ```
     /// multiproc::init();
@@ -92,6 +93,25 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     pub fn get(&self) -> Result<T, GetError> {
         let Some(ch) = &self.ch else { return Err(GetError::Closed) };
         ch.get(Deadline::NEVER).map_err(GetError::from_failure)
+    }
+
+    /// Shuts the queue down; see [`Queue::shutdown`](crate::Queue::shutdown) (Python's
+    /// `SimpleQueue` has no `shutdown`; this one is the same queue underneath, so it has).
+    ///
+    /// ```
+    /// use multiproc::{GetError, SimpleQueue};
+    ///
+    /// multiproc::init();
+    /// let q = SimpleQueue::new()?;
+    /// q.put(1)?;
+    /// q.shutdown(true);
+    /// assert_eq!(q.get(), Err(GetError::ShutDown));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        if let Some(ch) = &self.ch {
+            ch.shutdown(immediate);
+        }
     }
 }
 
@@ -112,6 +132,20 @@ impl<T> SimpleQueue<T> {
     #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.ch.as_ref().is_none_or(|ch| ch.ring().is_empty())
+    }
+
+    /// Whether the queue was shut down; see
+    /// [`Queue::is_shutdown`](crate::Queue::is_shutdown).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::SimpleQueue::<u8>::new()?;
+    /// q.shutdown(false);
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.ch.as_ref().is_some_and(Channel::is_shut_down)
     }
 
     /// Closes this handle: it lets go of the queue, and later calls on it fail with

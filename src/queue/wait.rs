@@ -16,8 +16,9 @@ use crate::sys;
 
 /// Something [`wait`] can wait for: a [`Connection`] (ready when a message is waiting or
 /// the other end is gone), a [`Queue`], [`SimpleQueue`] or [`JoinableQueue`] (ready when
-/// not empty, or when no other handle exists), a [`ProcessHandle`] (ready when the process
-/// has ended), or a file descriptor (ready when readable). Sealed: the crate's types only.
+/// not empty, when shut down, or when no other handle exists), a [`ProcessHandle`] (ready
+/// when the process has ended), or a file descriptor (ready when readable). Sealed: the
+/// crate's types only.
 ///
 /// ```
 /// use multiproc::{Pipe, Queue, Waitable, wait};
@@ -69,7 +70,12 @@ pub(crate) enum Inner<'a> {
 fn queue_source<T>(ch: Option<&Channel<T>>) -> Source<'_> {
     Source(match ch {
         Some(ch) => {
-            Inner::Ring { ring: ch.ring(), left: Box::new(|| false), gone: Box::new(|| !ch.shared().other_handles()) }
+            Inner::Ring {
+                ring: ch.ring(),
+                // A shut-down queue is ready: a get ends at once (with an item or `ShutDown`).
+                left: Box::new(|| ch.is_shut_down()),
+                gone: Box::new(|| !ch.shared().other_handles()),
+            }
         }
         None => Inner::Never,
     })

@@ -233,6 +233,8 @@ struct Settings {
 }
 
 const HAS_HANDLES: u64 = 1;
+/// Puts are refused ([`Ring::refuse_puts`]): checked under the producers' lock.
+const NO_PUTS: u64 = 2;
 
 /// How much a ring holds at most; zero means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -257,6 +259,8 @@ pub(crate) enum Refused<E> {
     HeapFull(HeapFull),
     /// The watch said the other side is gone.
     Gone(E),
+    /// The ring refuses puts for good ([`Ring::refuse_puts`]).
+    ShutDown,
 }
 
 /// What a waiting side watches on the other side.
@@ -399,6 +403,41 @@ impl Ring {
     /// and drop what is left, so that those handles are released.
     pub(crate) fn ever_had_handles(&self) -> bool {
         self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES != 0
+    }
+
+    /// Refuses every put from now on (a queue's `shutdown`): once this returns, no put
+    /// can commit a record any more (a put that held the producers' lock when the flag
+    /// was set has committed or given up), and waiting producers are woken to see it.
+    /// Idempotent; a process killed inside it leaves puts refused, and whoever calls it
+    /// again finishes it.
+    pub(crate) fn refuse_puts(&self) {
+        self.settings.value.flags.fetch_or(NO_PUTS, Ordering::AcqRel);
+        let lock = &self.producers.lock;
+        let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
+        let _unlock = Unlock(lock);
+        if acquired == Acquired::OwnerDied {
+            self.recover_producers(Heap::get());
+        }
+        drop(_unlock);
+        self.wake_all();
+    }
+
+    /// Whether [`Ring::refuse_puts`] was called (its flag at least: a put may still be
+    /// committing until it returns).
+    pub(crate) fn refuses_puts(&self) -> bool {
+        self.settings.value.flags.load(Ordering::Acquire) & NO_PUTS != 0
+    }
+
+    /// Messages taken so far, as the consumers' position says: exact under their lock (in
+    /// a `get`'s `read`), where it counts the messages before the one being read.
+    pub(crate) fn taken(&self) -> u64 {
+        self.consumers.at().count
+    }
+
+    /// Frees the block of the last large message taken now rather than at the next take
+    /// (after a drain: nothing of the messages stays allocated).
+    pub(crate) fn free_last_taken(&self) {
+        self.free_taken(Heap::get());
     }
 
     /// What consumers sleep on, for waits over several objects.
@@ -607,7 +646,7 @@ impl Ring {
             let waited = wait_on(
                 &self.not_full.value,
                 deadline,
-                || (self.has_room_now(len) || watch.left().is_some()).then_some(()),
+                || (self.has_room_now(len) || self.refuses_puts() || watch.left().is_some()).then_some(()),
                 || watch.check(),
             );
             match waited {
@@ -634,6 +673,9 @@ impl Ring {
         let _unlock = Unlock(lock);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(heap);
+        }
+        if self.refuses_puts() {
+            return Err(Refused::ShutDown);
         }
         let mut at = self.producers.at();
         assert!(at.seg != 0, "multiproc: a ring is opened before it is written");
