@@ -97,7 +97,7 @@ impl ManagerState {
     pub(crate) fn post(&self, message: &Control) -> Result<(), crate::Error> {
         if !matches!(message, Control::Hello { .. }) {
             let mut bytes = Vec::new();
-            super::protocol::encode_plain(message, &mut bytes)?;
+            codec::encode_untracked(message, &mut bytes)?;
             return self
                 .requests
                 .put_bytes(&bytes, CONTROL, Deadline::NEVER, &Patient)

@@ -123,7 +123,7 @@ struct TaskCall {
 }
 
 /// Runs `f` over a chunk of items (`map`, `apply`, `imap`).
-fn map_runner<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, context: &mut dyn Any) {
+fn map_runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(f: fn(A) -> R, context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
     call.output = Some(run_items(call, |a: A| f(a)));
 }
@@ -133,14 +133,17 @@ fn star_runner<Args, F>(_: fn(), context: &mut dyn Any)
 where
     Args: DeserializeOwned,
     F: StarFn<Args> + Stateless<Args>,
-    F::Output: Serialize,
+    F::Output: Serialize + DeserializeOwned,
 {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
     let f: F = sys::remake::<Args, F>();
     call.output = Some(run_items(call, |args: Args| f.call(args)));
 }
 
-fn run_items<A: DeserializeOwned, R: Serialize>(call: &TaskCall, f: impl Fn(A) -> R) -> Result<codec::Encoded, String> {
+fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
+    call: &TaskCall,
+    f: impl Fn(A) -> R,
+) -> Result<codec::Encoded, String> {
     let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
     let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
     let mut items = items.into_iter().enumerate();
@@ -343,7 +346,7 @@ type EncodeArgs = Arc<dyn Fn() -> Result<codec::Encoded, crate::CodecError> + Se
 fn pack_task<A, R>(f: fn(A) -> R) -> Result<Packed, PoolError>
 where
     A: DeserializeOwned + 'static,
-    R: Serialize + 'static,
+    R: Serialize + DeserializeOwned + 'static,
 {
     sys::pack_checked(f, map_runner::<A, R>).map_err(|_| PoolError::NotInExecutable)
 }
@@ -587,7 +590,7 @@ impl Inner {
         timeout: Option<Duration>,
         sink: Arc<dyn Sink<R>>,
     ) -> Result<Job, PoolError> {
-        let mut encoded = codec::encode(items)?;
+        let mut encoded = codec::encode_as::<Vec<A>, _>(items)?;
         let args = Payload::new(std::mem::take(&mut encoded.bytes))
             .map_err(|e| PoolError::Codec(crate::CodecError::encode(e)))?;
         // The handles in the arguments now travel in the job.

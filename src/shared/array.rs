@@ -43,7 +43,7 @@ use crate::shm::{Acquired, Deadline, LockedSlice, Owner, RacySlice, Shared, ShmS
 /// ```
 #[doc(alias = "multiprocessing.Array")]
 #[derive(Serialize)]
-#[serde(bound = "")]
+#[serde(bound = "", transparent)]
 pub struct Array<T: ShmSafe + Copy + Send + Sync> {
     shared: Shared<LockedSlice<T>>,
     /// The user's lock, taken before the array's own (see [`Array::with_lock`]).
@@ -419,7 +419,7 @@ impl<T: ShmSafe> DerefMut for ArrayGuard<'_, T> {
 /// ```
 #[doc(alias = "multiprocessing.RawArray")]
 #[derive(Serialize)]
-#[serde(bound = "")]
+#[serde(bound = "", transparent)]
 pub struct RawArray<T: ShmSafe + Copy + Send + Sync> {
     pub(crate) shared: Shared<RacySlice<T>>,
 }
