@@ -43,7 +43,7 @@ use crate::shm::{Acquired, Deadline, LockedSlice, Owner, RacySlice, Shared, ShmS
 /// ```
 #[doc(alias = "multiprocessing.Array")]
 #[derive(Serialize)]
-#[serde(bound = "", transparent)]
+#[serde(bound = "")]
 pub struct Array<T: ShmSafe + Copy + Send + Sync> {
     shared: Shared<LockedSlice<T>>,
     /// The user's lock, taken before the array's own (see [`Array::with_lock`]).
