@@ -329,11 +329,35 @@ fn self_describing<T: DeserializeOwned>() -> bool {
     plan
 }
 
+/// Whether a `T` is sent self-described (see [`self_describing`]), for a process that will
+/// encode `T`s and can be told ([`assume_plan`]) rather than probe: a child's result.
+pub(crate) fn plan<T: DeserializeOwned>() -> bool {
+    self_describing::<T>()
+}
+
+/// Records the plan of `T` found by another process of the family (one binary, one answer),
+/// so that this one never runs the probe for it: a child started to return an `R` learns
+/// `R`'s plan with its boot message, and its start stays free of the probe's work.
+pub(crate) fn assume_plan<T>(self_describing: bool) {
+    let name = std::any::type_name::<T>();
+    if PLANS.with(|p| p.borrow().iter().all(|(n, _)| *n != name)) {
+        PLANS.with(|p| p.borrow_mut().push((name, self_describing)));
+    }
+    LAST_PLAN.with(|l| l.set(Some((name, self_describing))));
+}
+
 fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
     let known = PLANS.with(|p| p.borrow().iter().find(|(n, _)| std::ptr::eq(*n, name) || *n == name).map(|p| p.1));
     if let Some(plan) = known {
         return plan;
     }
+    probe_plan::<T>(name)
+}
+
+/// Runs the probe (out of line: once per type and thread, never on a message's path).
+#[cold]
+#[inline(never)]
+fn probe_plan<T: DeserializeOwned>(name: &'static str) -> bool {
     // A handle refuses the probe's made-up value before reading it, and must never see
     // it as a message being decoded.
     let decoding = DECODING.with(|d| d.replace(0));
@@ -344,89 +368,68 @@ fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
     plan
 }
 
-/// Where a message is written: a growing buffer, a buffer with a limit, a slice, or a
-/// count of bytes.
-trait Out {
-    fn len(&self) -> usize;
-    /// Appends `data`, or returns false when there is no room.
-    fn write(&mut self, data: &[u8]) -> bool;
-    fn truncate(&mut self, len: usize);
+/// Where a message is written: a `Vec` appended to up to a limit, a slice, or a count of
+/// bytes. One type, not a trait: each message type's serializers are compiled once, not
+/// once per destination.
+enum Out<'a> {
+    Vec { out: &'a mut Vec<u8>, limit: usize, over: bool },
+    Slice { out: &'a mut [u8], len: usize },
+    Count(usize),
 }
 
-/// A `Vec` appended to, up to `limit` bytes.
-struct VecOut<'a> {
-    out: &'a mut Vec<u8>,
-    limit: usize,
-    over: bool,
-}
-
-impl Out for VecOut<'_> {
+impl Out<'_> {
     fn len(&self) -> usize {
-        self.out.len()
+        match self {
+            Out::Vec { out, .. } => out.len(),
+            Out::Slice { len, .. } => *len,
+            Out::Count(n) => *n,
+        }
     }
 
+    /// Appends `data`, or returns false when there is no room.
     #[inline]
     fn write(&mut self, data: &[u8]) -> bool {
-        if self.out.len() + data.len() > self.limit {
-            self.over = true;
-            return false;
-        }
-        self.out.extend_from_slice(data);
-        true
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.out.truncate(len);
-    }
-}
-
-struct SliceOut<'a> {
-    out: &'a mut [u8],
-    len: usize,
-}
-
-impl Out for SliceOut<'_> {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn write(&mut self, data: &[u8]) -> bool {
-        match self.out.get_mut(self.len..self.len + data.len()) {
-            Some(room) => {
-                room.copy_from_slice(data);
-                self.len += data.len();
+        match self {
+            Out::Vec { out, limit, over } => {
+                if out.len() + data.len() > *limit {
+                    *over = true;
+                    return false;
+                }
+                out.extend_from_slice(data);
                 true
             }
-            None => false,
+            Out::Slice { out, len } => match out.get_mut(*len..*len + data.len()) {
+                Some(room) => {
+                    room.copy_from_slice(data);
+                    *len += data.len();
+                    true
+                }
+                None => false,
+            },
+            Out::Count(n) => {
+                *n += data.len();
+                true
+            }
         }
     }
 
     fn truncate(&mut self, len: usize) {
-        self.len = len;
-    }
-}
-
-struct CountOut(usize);
-
-impl Out for CountOut {
-    fn len(&self) -> usize {
-        self.0
+        match self {
+            Out::Vec { out, .. } => out.truncate(len),
+            Out::Slice { len: used, .. } => *used = len,
+            Out::Count(n) => *n = len,
+        }
     }
 
-    fn write(&mut self, data: &[u8]) -> bool {
-        self.0 += data.len();
-        true
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.0 = len;
+    fn over(&self) -> bool {
+        matches!(self, Out::Vec { over: true, .. })
     }
 }
 
 /// An [`Out`] as a postcard flavor.
-struct Flavored<'a, O>(&'a mut O);
+struct Flavored<'a, 'b>(&'a mut Out<'b>);
 
-impl<O: Out> Flavor for Flavored<'_, O> {
+impl Flavor for Flavored<'_, '_> {
     type Output = ();
 
     #[inline]
@@ -445,9 +448,9 @@ impl<O: Out> Flavor for Flavored<'_, O> {
 }
 
 /// An [`Out`] as an `io::Write`, for MessagePack.
-struct Written<'a, O>(&'a mut O);
+struct Written<'a, 'b>(&'a mut Out<'b>);
 
-impl<O: Out> std::io::Write for Written<'_, O> {
+impl std::io::Write for Written<'_, '_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.write_all(data).map(|()| data.len())
     }
@@ -463,25 +466,37 @@ impl<O: Out> std::io::Write for Written<'_, O> {
 
 /// Writes the message of `value` (its tag byte and encoding) to `out`. Handles inside
 /// register their undo in the current [`HandleScope`].
-fn write_message<T: DeserializeOwned, V: Serialize + ?Sized, O: Out>(value: &V, out: &mut O) -> Result<(), CodecError> {
-    let start = out.len();
-    if !self_describing::<T>() {
-        if !out.write(&[POSTCARD]) {
-            return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
-        }
-        let mut serializer = postcard::Serializer { output: Flavored(&mut *out) };
-        match check::serialize(value, &mut serializer) {
-            Ok(()) => return Ok(()),
-            Err(check::Failure::SelfDescribe) => {
-                // Written again below: the handles encoded so far (every handle of the
-                // scope, which each caller opens for this one message) are given back first.
-                out.truncate(start);
-                let undo = ENCODING.with(|e| e.borrow_mut().as_mut().map(std::mem::take));
-                undo.into_iter().flatten().for_each(|u| u());
-            }
-            Err(e) => return Err(CodecError::encode(e).of::<T>()),
-        }
+fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V, out: &mut Out<'_>) -> Result<(), CodecError> {
+    if self_describing::<T>() {
+        return write_self_described::<T, V>(value, out);
     }
+    let start = out.len();
+    if !out.write(&[POSTCARD]) {
+        return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
+    }
+    let mut serializer = postcard::Serializer { output: Flavored(&mut *out) };
+    match check::serialize(value, &mut serializer) {
+        Ok(()) => Ok(()),
+        Err(check::Failure::SelfDescribe) => {
+            // Written again: the handles encoded so far (every handle of the scope, which
+            // each caller opens for this one message) are given back first.
+            out.truncate(start);
+            let undo = ENCODING.with(|e| e.borrow_mut().as_mut().map(std::mem::take));
+            undo.into_iter().flatten().for_each(|u| u());
+            write_self_described::<T, V>(value, out)
+        }
+        Err(e) => Err(CodecError::encode(e).of::<T>()),
+    }
+}
+
+/// The self-describing encoding: out of line, so that the fast path of every message type
+/// stays small.
+#[cold]
+#[inline(never)]
+fn write_self_described<T: DeserializeOwned, V: Serialize + ?Sized>(
+    value: &V,
+    out: &mut Out<'_>,
+) -> Result<(), CodecError> {
     if !out.write(&[MESSAGEPACK]) {
         return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
     }
@@ -498,7 +513,7 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<Encod
 pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<Encoded, CodecError> {
     let mut bytes = Vec::new();
     let scope = HandleScope::enter();
-    let result = write_message::<T, V, _>(value, &mut VecOut { out: &mut bytes, limit: usize::MAX, over: false });
+    let result = write_message::<T, V>(value, &mut Out::Vec { out: &mut bytes, limit: usize::MAX, over: false });
     let undo = scope.finish();
     match result {
         Ok(()) => Ok(Encoded { bytes, undo }),
@@ -509,17 +524,9 @@ pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -
     }
 }
 
-/// Encodes `value` into a thread-local scratch buffer and hands the bytes to `f`, which
-/// returns whether it delivered them. Saves an allocation per message on hot paths.
-/// The handles in the message are released unless `f` delivered it.
-pub(crate) fn with_encoded<T: Serialize + DeserializeOwned, R>(
-    value: &T,
-    f: impl FnOnce(&[u8], bool) -> (bool, R),
-) -> Result<R, CodecError> {
-    with_small_encoding(value, usize::MAX, f).map(|r| r.expect("an encoding without a limit is never too large"))
-}
-
-/// Like [`with_encoded`] for messages that may be large: when the encoding would pass
+/// Encodes `value` into a thread-local scratch buffer (saving an allocation per message on
+/// hot paths) and hands the bytes to `f`, which returns whether it delivered them; the
+/// handles in the message are released unless it did. When the encoding would pass
 /// `limit` bytes, it stops there and returns `Ok(None)` without calling `f` (the caller
 /// then sizes the value with [`encoded_len`] and writes it once with [`encode_to_slice`]),
 /// so that a huge message is never built in a temporary buffer.
@@ -537,9 +544,9 @@ pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, R>(
         };
         buf.clear();
         let scope = HandleScope::enter();
-        let mut out = VecOut { out: &mut *buf, limit, over: false };
-        let result = write_message::<T, T, _>(value, &mut out);
-        let over = out.over;
+        let mut out = Out::Vec { out: &mut *buf, limit, over: false };
+        let result = write_message::<T, T>(value, &mut out);
+        let over = out.over();
         let undo = scope.finish();
         let outcome = match result {
             Ok(()) => {
@@ -575,8 +582,8 @@ pub(crate) fn encode_to_slice<T: Serialize + DeserializeOwned>(
 ) -> Result<Encoded, CodecError> {
     let scope = HandleScope::enter();
     let len = out.len();
-    let mut slice = SliceOut { out, len: 0 };
-    let result = write_message::<T, T, _>(value, &mut slice).map(|()| slice.len);
+    let mut slice = Out::Slice { out, len: 0 };
+    let result = write_message::<T, T>(value, &mut slice).map(|()| slice.len());
     let undo = scope.finish();
     match result {
         Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
@@ -671,11 +678,7 @@ fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecE
             let rest = deserializer.finalize().map_err(|e| CodecError::decode(e).of::<T>())?;
             if exact && !rest.is_empty() { Err(left_over(rest.len())) } else { Ok(value) }
         }
-        Some((&MESSAGEPACK, mut body)) => {
-            let mut deserializer = rmp_serde::Deserializer::new(&mut body);
-            let value = T::deserialize(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
-            if exact && !body.is_empty() { Err(left_over(body.len())) } else { Ok(value) }
-        }
+        Some((&MESSAGEPACK, body)) => read_self_described(body, exact),
         Some((tag, _)) => Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
         // No tag: what postcard reads from nothing (`()`, a unit struct), as a custom
         // object's method called with no argument bytes.
@@ -683,15 +686,98 @@ fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecE
     }
 }
 
+/// Reads a self-described body: out of line, as [`write_self_described`].
+#[cold]
+#[inline(never)]
+fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Result<T, CodecError> {
+    let mut deserializer = rmp_serde::Deserializer::new(&mut body);
+    let value = T::deserialize(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
+    if exact && !body.is_empty() {
+        Err(CodecError::decode(format_args!("{} bytes left over after the value", body.len())).of::<T>())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Encodes one of the crate's own messages (a boot message, a child's outcome, a fork
+/// server's request and reply): plain postcard behind the tag byte, without the probe and
+/// the checking serializer, whose work and code a fresh child would otherwise pay for at
+/// every start. Only for types made of the crate's own structs, plain data and handles,
+/// none of which needs self-description. Handles inside travel as with [`encode`].
+pub(crate) fn encode_own<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
+    let mut bytes = vec![POSTCARD];
+    let scope = HandleScope::enter();
+    let result = postcard::to_io(value, &mut bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
+    let undo = scope.finish();
+    match result {
+        Ok(()) => Ok(Encoded { bytes, undo }),
+        Err(e) => {
+            undo.into_iter().for_each(|u| u());
+            Err(e)
+        }
+    }
+}
+
+/// [`with_small_encoding`] for the crate's own messages ([`encode_own`]): a pool's tasks and
+/// results, a manager's replies.
+pub(crate) fn with_own_encoded<T: Serialize + ?Sized, R>(
+    value: &T,
+    f: impl FnOnce(&[u8], bool) -> (bool, R),
+) -> Result<R, CodecError> {
+    SCRATCH.with(|scratch| {
+        let mut own = Vec::new();
+        let mut guard = scratch.try_borrow_mut().ok();
+        let buf: &mut Vec<u8> = match guard.as_deref_mut() {
+            Some(b) => b,
+            None => &mut own,
+        };
+        buf.clear();
+        buf.push(POSTCARD);
+        let scope = HandleScope::enter();
+        let result = postcard::to_io(value, &mut *buf).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
+        let undo = scope.finish();
+        let outcome = match result {
+            Ok(()) => {
+                let (delivered, r) = f(buf, !undo.is_empty());
+                if !delivered {
+                    undo.into_iter().for_each(|u| u());
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                undo.into_iter().for_each(|u| u());
+                Err(e)
+            }
+        };
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        outcome
+    })
+}
+
+/// Decodes a message written by [`encode_own`] (plain postcard: the messages of the crate's
+/// own `Deserialize` impls keep their message through [`refuse_decoding`]).
+pub(crate) fn decode_own<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    DECODING.with(|d| d.set(d.get() + 1));
+    let _leave = LeaveDecoding;
+    match bytes.split_first() {
+        Some((&POSTCARD, body)) => postcard::take_from_bytes(body).map(|(value, _)| value),
+        Some((tag, _)) => return Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
+        None => postcard::from_bytes(&[]),
+    }
+    .map_err(|e| CodecError::decode(e).of::<T>())
+}
+
 /// The exact encoded size of `value` (without touching handles' counts).
 pub(crate) fn encoded_len<T: Serialize + DeserializeOwned>(value: &T) -> Result<usize, CodecError> {
     let scope = HandleScope::enter();
-    let mut count = CountOut(0);
-    let result = write_message::<T, T, _>(value, &mut count);
+    let mut count = Out::Count(0);
+    let result = write_message::<T, T>(value, &mut count);
     for u in scope.finish() {
         u();
     }
-    result.map(|()| count.0)
+    result.map(|()| count.len())
 }
 
 #[cfg(test)]
@@ -735,7 +821,7 @@ mod tests {
 
     #[test]
     fn scratch_encoding_is_reused() {
-        let len = with_encoded(&7u64, |b, handles| (true, (b.len(), handles))).unwrap();
-        assert_eq!(len, (2, false));
+        let len = with_small_encoding(&7u64, usize::MAX, |b, handles| (true, (b.len(), handles))).unwrap();
+        assert_eq!(len, Some((2, false)));
     }
 }

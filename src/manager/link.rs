@@ -444,7 +444,7 @@ impl LocalConn {
             let reply = self
                 .replies
                 .ring
-                .get(Deadline::NEVER, &watch, |bytes, _| codec::decode::<LocalReply>(bytes))
+                .get(Deadline::NEVER, &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes))
                 .map_err(refused)??;
             if reply.seq != seq && reply.seq != 0 {
                 // The answer to a request given up on (never happens with endless waits).

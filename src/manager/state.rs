@@ -103,7 +103,7 @@ impl ManagerState {
                 .put_bytes(&bytes, CONTROL, Deadline::NEVER, &Patient)
                 .map_err(|refused| crate::Error::Io(std::io::Error::other(format!("{refused:?}"))));
         }
-        let encoded = codec::encode(message)?;
+        let encoded = codec::encode_own(message)?;
         if encoded.has_handles() {
             self.requests.mark_handles();
         }
@@ -197,8 +197,12 @@ pub(crate) fn drain<T: DeserializeOwned>(ring: &Ring, wanted: impl Fn(u32) -> bo
     if !ring.ever_had_handles() || ring.is_empty() {
         return;
     }
-    while let Ok(message) = ring
-        .get(Deadline::now(), &Patient, |bytes, tag| if wanted(tag) { codec::decode::<T>(bytes).ok() } else { None })
+    while let Ok(message) =
+        ring.get(
+            Deadline::now(),
+            &Patient,
+            |bytes, tag| if wanted(tag) { codec::decode_own::<T>(bytes).ok() } else { None },
+        )
     {
         drop(message);
     }
