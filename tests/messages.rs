@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use common::{heap_user, watchdog};
-use multiproc::{Connection, Manager, Pipe, Pool, Process, Queue};
+use multiproc::{Connection, Manager, Pipe, Pool, Process, Queue, ThreadPool};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -111,7 +111,7 @@ fn relay<T: Message>((queue, back): (Queue<T>, Connection<T>)) -> T {
 }
 
 /// Sends `value` through every channel and checks it arrives equal.
-fn through_every_channel<T: Message>(value: T, pool: &Pool, manager: &Manager) {
+fn through_every_channel<T: Message + Sync>(value: T, pool: &Pool, manager: &Manager) {
     let json = serde_json::to_string(&value).unwrap();
     assert_eq!(serde_json::from_str::<T>(&json).unwrap(), value, "serde_json carries it");
     let what = std::any::type_name::<T>();
@@ -129,13 +129,19 @@ fn through_every_channel<T: Message>(value: T, pool: &Pool, manager: &Manager) {
     assert_eq!(pool.apply(echo::<T>, value.clone()).unwrap(), value, "a pool task: {what}");
     let many = vec![value.clone(), value.clone(), value.clone()];
     assert_eq!(pool.map(echo::<T>, many.clone()).unwrap(), many, "a pool map: {what}");
+    let threads = ThreadPool::new(1).unwrap();
+    assert_eq!(threads.apply(echo::<T>, value.clone()).unwrap(), value, "a thread pool task: {what}");
+    assert_eq!(threads.map(echo::<T>, many.clone()).unwrap(), many, "a thread pool map: {what}");
 
     let dict = manager.dict::<String, T>().unwrap();
     dict.insert("k".to_string(), value.clone()).unwrap();
     assert_eq!(dict.get("k").unwrap(), Some(value.clone()), "a manager dict's value: {what}");
     let list = manager.list::<T>().unwrap();
     list.push(value.clone()).unwrap();
-    assert_eq!(list.to_vec().unwrap(), vec![value], "a manager list: {what}");
+    assert_eq!(list.to_vec().unwrap(), vec![value.clone()], "a manager list: {what}");
+    let queue = manager.queue::<T>().unwrap();
+    queue.put(value.clone()).unwrap();
+    assert_eq!(queue.get().unwrap(), value, "a manager queue: {what}");
 }
 
 #[test]
@@ -271,6 +277,60 @@ fn a_message_that_cannot_be_decoded_says_why_and_names_its_type() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+fn make_picky(n: u32) -> Picky {
+    Picky(n)
+}
+
+fn make_even(n: u32) -> Even {
+    Even(n)
+}
+
+/// Asserts that `error` says `why` and names `type_name`.
+fn says(error: impl std::fmt::Display, why: &str, type_name: &str, channel: &str) {
+    let said = error.to_string();
+    assert!(said.contains(why) && said.contains(type_name), "{channel}: {said}");
+}
+
+#[test]
+fn every_channel_says_why_a_message_failed_and_names_its_type_on_both_sides() {
+    let _t = heap_user(LIMIT);
+    // A process: its argument (sender: the parent; receiver: the child) and its result
+    // (sender: the child; receiver: the parent).
+    says(Process::new(echo::<Picky>, Picky(3)).start().unwrap_err(), "3 is odd", "Picky", "argument, sent");
+    let child = Process::new(echo::<Even>, Even(5)).start().unwrap();
+    says(child.join().unwrap_err(), "5 is not even", "Even", "argument, received");
+    let child = Process::new(make_picky, 7).start().unwrap();
+    says(child.join().unwrap_err(), "7 is odd", "Picky", "result, sent");
+    let child = Process::new(make_even, 9).start().unwrap();
+    says(child.join().unwrap_err(), "9 is not even", "Even", "result, received");
+
+    // A pool: the task's argument and its result, each on both sides.
+    let pool = Pool::new(1).unwrap();
+    says(pool.apply(echo::<Picky>, Picky(3)).unwrap_err(), "3 is odd", "Picky", "pool task, sent");
+    says(pool.apply(echo::<Even>, Even(5)).unwrap_err(), "5 is not even", "Even", "pool task, received");
+    says(pool.apply(make_picky, 7).unwrap_err(), "7 is odd", "Picky", "pool result, sent");
+    says(pool.apply(make_even, 9).unwrap_err(), "9 is not even", "Even", "pool result, received");
+    says(pool.map(make_even, [2, 11]).unwrap_err(), "11 is not even", "Even", "pool map result, received");
+
+    // A manager's containers: the item sent to the server, and the item read back.
+    let manager = Manager::start().unwrap();
+    let dict = manager.dict::<String, Picky>().unwrap();
+    says(dict.insert("k".into(), Picky(3)).unwrap_err(), "3 is odd", "Picky", "manager dict, sent");
+    let dict = manager.dict::<String, Even>().unwrap();
+    dict.insert("k".into(), Even(5)).unwrap();
+    says(dict.get("k").unwrap_err(), "5 is not even", "Even", "manager dict, received");
+    let list = manager.list::<Picky>().unwrap();
+    says(list.push(Picky(7)).unwrap_err(), "7 is odd", "Picky", "manager list, sent");
+    let list = manager.list::<Even>().unwrap();
+    list.push(Even(9)).unwrap();
+    says(list.get(0).unwrap_err(), "9 is not even", "Even", "manager list, received");
+    let queue = manager.queue::<Picky>().unwrap();
+    says(queue.put(Picky(11)).unwrap_err(), "11 is odd", "Picky", "manager queue, sent");
+    let queue = manager.queue::<Even>().unwrap();
+    queue.put(Even(13)).unwrap();
+    says(queue.get().unwrap_err(), "13 is not even", "Even", "manager queue, received");
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
