@@ -347,7 +347,15 @@ pub(crate) fn assume_plan<T>(self_describing: bool) {
 }
 
 fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
-    let known = PLANS.with(|p| p.borrow().iter().find(|(n, _)| std::ptr::eq(*n, name) || *n == name).map(|p| p.1));
+    // By address first: one binary, one `type_name` string per type, usually.
+    let known = PLANS.with(|p| {
+        let plans = p.borrow();
+        plans
+            .iter()
+            .find(|(n, _)| std::ptr::eq(*n, name))
+            .or_else(|| plans.iter().find(|(n, _)| *n == name))
+            .map(|p| p.1)
+    });
     if let Some(plan) = known {
         return plan;
     }

@@ -48,6 +48,7 @@ const BENCHES: &[Bench] = &[
     ("queue_pingpong", queue::queue_pingpong),
     ("pipe_pingpong", queue::pipe_pingpong),
     ("pipe_throughput", queue::pipe_throughput),
+    ("message_cost", queue::message_cost),
 ];
 
 fn main() {

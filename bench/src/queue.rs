@@ -336,3 +336,41 @@ pub fn pipe_pingpong(report: &mut Report) {
     }
     pipe_pingpong_1k(report, n);
 }
+
+/// message_cost (not in `mp_bench.py`): what a message costs its two ends, with no other
+/// process and no wait in the way: median ns of a `send` and a `recv` of the same message
+/// on one pipe in one thread, per variant (`typed1k`: [`Typed1k`]; `bytes1k`: 1 KiB with
+/// `send_bytes`/`recv_bytes`; `int`: a `u64`). Robust to a busy machine, where the round
+/// trips of `pipe_pingpong` mostly measure the scheduler.
+pub fn message_cost(report: &mut Report) {
+    const BATCH: usize = 100;
+    const BATCHES: usize = 300;
+    let typed = Pipe::<Typed1k>::new().unwrap();
+    let raw = Pipe::<u64>::new().unwrap();
+    let message = Typed1k { id: 7, seq: 0, flags: 3, text: "x".repeat(1024) };
+    let bytes = vec![b'x'; 1024];
+    let mut samples: [Vec<f64>; 3] = Default::default();
+    for _ in 0..BATCHES {
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            typed.0.send(&message).unwrap();
+            std::hint::black_box(typed.1.recv().unwrap());
+        }
+        samples[0].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            raw.0.send_bytes(&bytes).unwrap();
+            std::hint::black_box(raw.1.recv_bytes().unwrap());
+        }
+        samples[1].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        let t0 = Instant::now();
+        for i in 0..BATCH as u64 {
+            raw.0.send(&i).unwrap();
+            std::hint::black_box(raw.1.recv().unwrap());
+        }
+        samples[2].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+    }
+    for (variant, s) in ["typed1k", "bytes1k", "int"].iter().zip(&samples) {
+        report.emit("message_cost", variant, stats::median(s), "ns", s);
+    }
+}
