@@ -170,9 +170,12 @@ pub(crate) fn refuse_encoding<E: serde::ser::Error>(detail: impl fmt::Display) -
 type Undo = Box<dyn FnOnce()>;
 
 thread_local! {
-    /// Undo actions of the handles encoded into the message being built, or `None` when
-    /// no message is being built on this thread.
-    static ENCODING: RefCell<Option<Vec<Undo>>> = const { RefCell::new(None) };
+    /// Undo actions of the handles encoded into the messages being built on this thread,
+    /// a nested message's after its outer's.
+    static ENCODING: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
+    /// Where the undo actions of the innermost open [`HandleScope`] start in `ENCODING`, or
+    /// `None` when no message is being built on this thread.
+    static SCOPE: Cell<Option<usize>> = const { Cell::new(None) };
     static DECODING: Cell<u32> = const { Cell::new(0) };
     /// What makes the handles received by the decoding in progress final, run last first
     /// once the message is taken (see [`on_taken`]).
@@ -184,7 +187,7 @@ thread_local! {
 
 /// Whether a message is being encoded on this thread (so handles may serialize).
 pub(crate) fn encoding() -> bool {
-    ENCODING.with(|e| e.borrow().is_some())
+    SCOPE.with(|s| s.get().is_some())
 }
 
 /// Whether a message is being decoded on this thread (so handles may deserialize).
@@ -235,11 +238,9 @@ impl Drop for TakeScope {
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
 /// never be sent.
 pub(crate) fn on_abort(undo: impl FnOnce() + 'static) {
-    ENCODING.with(|e| {
-        if let Some(list) = e.borrow_mut().as_mut() {
-            list.push(Box::new(undo));
-        }
-    });
+    if encoding() {
+        ENCODING.with(|e| e.borrow_mut().push(Box::new(undo)));
+    }
 }
 
 /// An encoded message. Dropping it without [`Encoded::sent`] releases the handles it holds.
@@ -275,27 +276,47 @@ impl Drop for Encoded {
     }
 }
 
+/// The encoding of one message: the handles encoded inside register their undo in it. Two
+/// thread-local steps each way and no allocation for a message without handles.
 struct HandleScope {
-    outer: Option<Vec<Undo>>,
+    /// The scope this one is nested in (`SCOPE` before `enter`).
+    outer: Option<usize>,
+    open: bool,
 }
 
 impl HandleScope {
     fn enter() -> Self {
-        Self { outer: ENCODING.with(|e| e.borrow_mut().replace(Vec::new())) }
+        let start = ENCODING.with(|e| e.borrow().len());
+        Self { outer: SCOPE.with(|s| s.replace(Some(start))), open: true }
+    }
+
+    /// The undo actions registered so far in the innermost scope, taken out of it.
+    fn take_so_far() -> Vec<Undo> {
+        let Some(start) = SCOPE.with(Cell::get) else { return Vec::new() };
+        ENCODING.with(|e| {
+            let mut e = e.borrow_mut();
+            if e.len() > start { e.split_off(start) } else { Vec::new() }
+        })
+    }
+
+    fn close(&mut self) -> Vec<Undo> {
+        let undo = Self::take_so_far();
+        SCOPE.with(|s| s.set(self.outer));
+        self.open = false;
+        undo
     }
 
     fn finish(mut self) -> Vec<Undo> {
-        let outer = self.outer.take();
-        ENCODING.with(|e| std::mem::replace(&mut *e.borrow_mut(), outer)).unwrap_or_default()
+        self.close()
     }
 }
 
 impl Drop for HandleScope {
     fn drop(&mut self) {
-        // Reached only when `finish` was not called (a panic while encoding): undo.
-        if let Some(outer) = self.outer.take() {
-            let undo = ENCODING.with(|e| (*e.borrow_mut()).replace(outer));
-            for u in undo.into_iter().flatten() {
+        // Reached open only when `finish` was not called (a panic while encoding): the
+        // handles encoded so far are given back, and handles no longer serialize.
+        if self.open {
+            for u in self.close() {
                 u();
             }
         }
@@ -489,8 +510,7 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V, out: &mu
             // Written again: the handles encoded so far (every handle of the scope, which
             // each caller opens for this one message) are given back first.
             out.truncate(start);
-            let undo = ENCODING.with(|e| e.borrow_mut().as_mut().map(std::mem::take));
-            undo.into_iter().flatten().for_each(|u| u());
+            HandleScope::take_so_far().into_iter().for_each(|u| u());
             write_self_described::<T, V>(value, out)
         }
         Err(e) => Err(CodecError::encode(e).of::<T>()),

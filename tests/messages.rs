@@ -439,3 +439,36 @@ fn every_kind_of_handle_travels_self_described() {
     let child = Process::new(touch_objects, objects).start().unwrap();
     assert_eq!(child.join().unwrap(), (3, 7, -3, 9, "null".to_string()));
 }
+
+/// Panics when serialized.
+#[derive(Debug, Deserialize)]
+struct Boom;
+
+impl Serialize for Boom {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("boom while serializing");
+    }
+}
+
+/// A handle, then a field whose `Serialize` panics.
+#[derive(Serialize, Deserialize)]
+struct PanicsAfterHandle {
+    queue: Queue<u32>,
+    boom: Boom,
+}
+
+#[test]
+fn a_panic_while_encoding_ends_the_encoding_and_gives_the_handles_back() {
+    let _t = heap_user(LIMIT);
+    let queue = Queue::<u32>::new().unwrap();
+    let carrier = Queue::<PanicsAfterHandle>::new().unwrap();
+    let message = PanicsAfterHandle { queue: queue.clone(), boom: Boom };
+    let put = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| carrier.put(message)));
+    assert!(put.is_err(), "the panic reaches the caller");
+    // Outside a message again: a handle refuses to serialize to anything else.
+    let json = serde_json::to_string(&queue);
+    assert!(json.is_err(), "a handle serialized to JSON after the panic: {json:?}");
+    // And the handle encoded before the panic was given back: the queue works as before.
+    queue.put(1).unwrap();
+    assert_eq!(queue.get().unwrap(), 1);
+}
