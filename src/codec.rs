@@ -13,6 +13,13 @@
 //!   unknown length, `flatten`): the handles encoded so far are given back and the value
 //!   is written again in MessagePack.
 //!
+//! The crate's own messages (a child's boot message and outcome, the fork server's request
+//! and reply, a pool's task and result envelopes, a manager's control messages and
+//! replies) are plain postcard behind the same tag byte (`encode_own`, `decode_own`,
+//! `with_own_encoded`): no probe, no checking serializer, and no MessagePack code for
+//! their types, which every fresh child would otherwise fault in at its start. A child
+//! is told the plan of its result type with its boot message (`plan`, `assume_plan`).
+//!
 //! A manager's items are always MessagePack ([`encode_kept`]). Errors keep the message of
 //! the serializer or of the `Serialize`/`Deserialize` impl that refused (postcard keeps
 //! none: `check` and `keep` stand in front of it) and name the message's type.
