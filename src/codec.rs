@@ -1,4 +1,28 @@
-//! Messages: serde values encoded with postcard, and the handles they may carry.
+//! Messages: serde values, and the handles they may carry.
+//!
+//! A message is one tag byte and the value's encoding: `0`, postcard (compact, no field
+//! names; the fast path), or `1`, MessagePack with field names (self-describing), which
+//! every receiver reads. The sender picks per value:
+//!
+//! - a type whose `Deserialize` asks for `deserialize_any` (`serde_json::Value`,
+//!   `#[serde(untagged)]` and internally tagged enums, `#[serde(flatten)]`) goes in
+//!   MessagePack; a probe (`probe`) finds out once per type and thread, by running the
+//!   type's `Deserialize` on made-up values, every combination of enum variants;
+//! - any other type goes in postcard behind a checking serializer (`check`), which stops
+//!   at what postcard would mis-encode (a skipped field, `skip_serializing_if`; a map of
+//!   unknown length, `flatten`): the handles encoded so far are given back and the value
+//!   is written again in MessagePack.
+//!
+//! The crate's own messages (a child's boot message and outcome, the fork server's request
+//! and reply, a pool's task and result envelopes, a manager's control messages and
+//! replies) are plain postcard behind the same tag byte (`encode_own`, `decode_own`,
+//! `with_own_encoded`): no probe, no checking serializer, and no MessagePack code for
+//! their types, which every fresh child would otherwise fault in at its start. A child
+//! is told the plan of its result type with its boot message (`plan`, `assume_plan`).
+//!
+//! A manager's items are always MessagePack ([`encode_kept`]). Errors keep the message of
+//! the serializer or of the `Serialize`/`Deserialize` impl that refused (postcard keeps
+//! none: `check` and `keep` stand in front of it) and name the message's type.
 //!
 //! A multiproc object inside a message (a queue sent through a pipe, a lock passed to a
 //! pool task) is a *handle*: it serializes as a reference into the family's shared memory
@@ -12,6 +36,10 @@
 //! (a channel's take), until the message is taken: a consumer killed in between leaves the
 //! handles to the next consumer of the message.
 
+mod check;
+mod keep;
+mod probe;
+
 use std::cell::{Cell, RefCell};
 use std::fmt;
 
@@ -19,20 +47,33 @@ use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A message that could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what}: {detail}")]
+/// A message that could not be encoded or decoded: says which type, and why (the message
+/// of the serializer, or of the `Serialize` or `Deserialize` impl that refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecError {
     what: &'static str,
+    type_name: Option<&'static str>,
     detail: String,
     heap_full: bool,
 }
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.type_name {
+            Some(name) => write!(f, "{} ({name}): {}", self.what, self.detail),
+            None => write!(f, "{}: {}", self.what, self.detail),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
 
 impl CodecError {
     pub(crate) fn encode(detail: impl fmt::Display) -> Self {
         HEAP_FULL.with(|h| h.set(false));
         Self {
             what: "cannot encode the message",
+            type_name: None,
             detail: take_detail().unwrap_or_else(|| detail.to_string()),
             heap_full: false,
         }
@@ -41,9 +82,34 @@ impl CodecError {
     pub(crate) fn decode(detail: impl fmt::Display) -> Self {
         Self {
             what: "cannot decode the message (was it sent as another type?)",
+            type_name: None,
             detail: take_detail().unwrap_or_else(|| detail.to_string()),
             heap_full: HEAP_FULL.with(|h| h.replace(false)),
         }
+    }
+
+    /// The error names `T`, the type of the message.
+    pub(crate) fn of<T: ?Sized>(mut self) -> Self {
+        self.type_name = Some(std::any::type_name::<T>());
+        self
+    }
+
+    /// The type of the message, as `std::any::type_name` spells it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (a, b) = multiproc::Pipe::<u32>::new()?;
+    /// a.send_bytes(&[0xff])?;
+    /// match b.recv() {
+    ///     Err(multiproc::RecvError::Decode(e)) => assert_eq!(e.type_name(), Some("u32")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn type_name(&self) -> Option<&'static str> {
+        self.type_name
     }
 
     /// Whether the message was refused because the family's shared memory is exhausted: a
@@ -111,9 +177,12 @@ pub(crate) fn refuse_encoding<E: serde::ser::Error>(detail: impl fmt::Display) -
 type Undo = Box<dyn FnOnce()>;
 
 thread_local! {
-    /// Undo actions of the handles encoded into the message being built, or `None` when
-    /// no message is being built on this thread.
-    static ENCODING: RefCell<Option<Vec<Undo>>> = const { RefCell::new(None) };
+    /// Undo actions of the handles encoded into the messages being built on this thread,
+    /// a nested message's after its outer's.
+    static ENCODING: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
+    /// Where the undo actions of the innermost open [`HandleScope`] start in `ENCODING`, or
+    /// `None` when no message is being built on this thread.
+    static SCOPE: Cell<Option<usize>> = const { Cell::new(None) };
     static DECODING: Cell<u32> = const { Cell::new(0) };
     /// What makes the handles received by the decoding in progress final, run last first
     /// once the message is taken (see [`on_taken`]).
@@ -125,7 +194,7 @@ thread_local! {
 
 /// Whether a message is being encoded on this thread (so handles may serialize).
 pub(crate) fn encoding() -> bool {
-    ENCODING.with(|e| e.borrow().is_some())
+    SCOPE.with(|s| s.get().is_some())
 }
 
 /// Whether a message is being decoded on this thread (so handles may deserialize).
@@ -176,11 +245,9 @@ impl Drop for TakeScope {
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
 /// never be sent.
 pub(crate) fn on_abort(undo: impl FnOnce() + 'static) {
-    ENCODING.with(|e| {
-        if let Some(list) = e.borrow_mut().as_mut() {
-            list.push(Box::new(undo));
-        }
-    });
+    if encoding() {
+        ENCODING.with(|e| e.borrow_mut().push(Box::new(undo)));
+    }
 }
 
 /// An encoded message. Dropping it without [`Encoded::sent`] releases the handles it holds.
@@ -216,74 +283,289 @@ impl Drop for Encoded {
     }
 }
 
+/// The encoding of one message: the handles encoded inside register their undo in it. Two
+/// thread-local steps each way and no allocation for a message without handles.
 struct HandleScope {
-    outer: Option<Vec<Undo>>,
+    /// The scope this one is nested in (`SCOPE` before `enter`).
+    outer: Option<usize>,
+    open: bool,
 }
 
 impl HandleScope {
     fn enter() -> Self {
-        Self { outer: ENCODING.with(|e| e.borrow_mut().replace(Vec::new())) }
+        let start = ENCODING.with(|e| e.borrow().len());
+        Self { outer: SCOPE.with(|s| s.replace(Some(start))), open: true }
+    }
+
+    /// The undo actions registered so far in the innermost scope, taken out of it.
+    fn take_so_far() -> Vec<Undo> {
+        let Some(start) = SCOPE.with(Cell::get) else { return Vec::new() };
+        ENCODING.with(|e| {
+            let mut e = e.borrow_mut();
+            if e.len() > start { e.split_off(start) } else { Vec::new() }
+        })
+    }
+
+    fn close(&mut self) -> Vec<Undo> {
+        let undo = Self::take_so_far();
+        SCOPE.with(|s| s.set(self.outer));
+        self.open = false;
+        undo
     }
 
     fn finish(mut self) -> Vec<Undo> {
-        let outer = self.outer.take();
-        ENCODING.with(|e| std::mem::replace(&mut *e.borrow_mut(), outer)).unwrap_or_default()
+        self.close()
     }
 }
 
 impl Drop for HandleScope {
     fn drop(&mut self) {
-        // Reached only when `finish` was not called (a panic while encoding): undo.
-        if let Some(outer) = self.outer.take() {
-            let undo = ENCODING.with(|e| (*e.borrow_mut()).replace(outer));
-            for u in undo.into_iter().flatten() {
+        // Reached open only when `finish` was not called (a panic while encoding): the
+        // handles encoded so far are given back, and handles no longer serialize.
+        if self.open {
+            for u in self.close() {
                 u();
             }
         }
     }
+}
+
+/// The first byte of a message: how the rest is encoded.
+const POSTCARD: u8 = 0;
+/// MessagePack with field names, for the types postcard cannot carry.
+const MESSAGEPACK: u8 = 1;
+
+thread_local! {
+    /// Per type sent from this thread, by `type_name`: whether it needs the
+    /// self-describing encoding (see `probe`).
+    static PLANS: RefCell<Vec<(&'static str, bool)>> = const { RefCell::new(Vec::new()) };
+    /// The plan of the type sent last, the common case of a channel used in a loop.
+    static LAST_PLAN: Cell<Option<(&'static str, bool)>> = const { Cell::new(None) };
+}
+
+/// Whether a `T` is sent in the self-describing encoding from the start, probed once per
+/// type and thread.
+fn self_describing<T: DeserializeOwned>() -> bool {
+    let name = std::any::type_name::<T>();
+    if let Some((last, plan)) = LAST_PLAN.with(Cell::get)
+        && std::ptr::eq(last, name)
+    {
+        return plan;
+    }
+    let plan = plan_of::<T>(name);
+    LAST_PLAN.with(|l| l.set(Some((name, plan))));
+    plan
+}
+
+/// Whether a `T` is sent self-described (see [`self_describing`]), for a process that will
+/// encode `T`s and can be told ([`assume_plan`]) rather than probe: a child's result.
+pub(crate) fn plan<T: DeserializeOwned>() -> bool {
+    self_describing::<T>()
+}
+
+/// Records the plan of `T` found by another process of the family (one binary, one answer),
+/// so that this one never runs the probe for it: a child started to return an `R` learns
+/// `R`'s plan with its boot message, and its start stays free of the probe's work.
+pub(crate) fn assume_plan<T>(self_describing: bool) {
+    let name = std::any::type_name::<T>();
+    if PLANS.with(|p| p.borrow().iter().all(|(n, _)| *n != name)) {
+        PLANS.with(|p| p.borrow_mut().push((name, self_describing)));
+    }
+    LAST_PLAN.with(|l| l.set(Some((name, self_describing))));
+}
+
+fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
+    // By address first: one binary, one `type_name` string per type, usually.
+    let known = PLANS.with(|p| {
+        let plans = p.borrow();
+        plans
+            .iter()
+            .find(|(n, _)| std::ptr::eq(*n, name))
+            .or_else(|| plans.iter().find(|(n, _)| *n == name))
+            .map(|p| p.1)
+    });
+    if let Some(plan) = known {
+        return plan;
+    }
+    probe_plan::<T>(name)
+}
+
+/// Runs the probe (out of line: once per type and thread, never on a message's path).
+#[cold]
+#[inline(never)]
+fn probe_plan<T: DeserializeOwned>(name: &'static str) -> bool {
+    // A handle refuses the probe's made-up value before reading it, and must never see
+    // it as a message being decoded.
+    let decoding = DECODING.with(|d| d.replace(0));
+    let plan = probe::needs_self_description::<T>();
+    DECODING.with(|d| d.set(decoding));
+    take_detail();
+    PLANS.with(|p| p.borrow_mut().push((name, plan)));
+    plan
+}
+
+/// Where a message is written: a `Vec` appended to up to a limit, a slice, or a count of
+/// bytes. One type, not a trait: each message type's serializers are compiled once, not
+/// once per destination.
+enum Out<'a> {
+    Vec { out: &'a mut Vec<u8>, limit: usize, over: bool },
+    Slice { out: &'a mut [u8], len: usize },
+    Count(usize),
+}
+
+impl Out<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Out::Vec { out, .. } => out.len(),
+            Out::Slice { len, .. } => *len,
+            Out::Count(n) => *n,
+        }
+    }
+
+    /// Appends `data`, or returns false when there is no room.
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> bool {
+        match self {
+            Out::Vec { out, limit, over } => {
+                if out.len() + data.len() > *limit {
+                    *over = true;
+                    return false;
+                }
+                out.extend_from_slice(data);
+                true
+            }
+            Out::Slice { out, len } => match out.get_mut(*len..*len + data.len()) {
+                Some(room) => {
+                    room.copy_from_slice(data);
+                    *len += data.len();
+                    true
+                }
+                None => false,
+            },
+            Out::Count(n) => {
+                *n += data.len();
+                true
+            }
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Out::Vec { out, .. } => out.truncate(len),
+            Out::Slice { len: used, .. } => *used = len,
+            Out::Count(n) => *n = len,
+        }
+    }
+
+    fn over(&self) -> bool {
+        matches!(self, Out::Vec { over: true, .. })
+    }
+}
+
+/// An [`Out`] as a postcard flavor.
+struct Flavored<'a, 'b>(&'a mut Out<'b>);
+
+impl Flavor for Flavored<'_, '_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.0.write(data) { Ok(()) } else { Err(postcard::Error::SerializeBufferFull) }
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// An [`Out`] as an `io::Write`, for MessagePack.
+struct Written<'a, 'b>(&'a mut Out<'b>);
+
+impl std::io::Write for Written<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.write_all(data).map(|()| data.len())
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.0.write(data) { Ok(()) } else { Err(std::io::ErrorKind::WriteZero.into()) }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the message of `value` (its tag byte and encoding) to `out`. Handles inside
+/// register their undo in the current [`HandleScope`].
+fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V, out: &mut Out<'_>) -> Result<(), CodecError> {
+    if self_describing::<T>() {
+        return write_self_described::<T, V>(value, out);
+    }
+    let start = out.len();
+    if !out.write(&[POSTCARD]) {
+        return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
+    }
+    let mut serializer = postcard::Serializer { output: Flavored(&mut *out) };
+    match check::serialize(value, &mut serializer) {
+        Ok(()) => Ok(()),
+        Err(check::Failure::SelfDescribe) => {
+            // Written again: the handles encoded so far (every handle of the scope, which
+            // each caller opens for this one message) are given back first.
+            out.truncate(start);
+            HandleScope::take_so_far().into_iter().for_each(|u| u());
+            write_self_described::<T, V>(value, out)
+        }
+        Err(e) => Err(CodecError::encode(e).of::<T>()),
+    }
+}
+
+/// The self-describing encoding: out of line, so that the fast path of every message type
+/// stays small.
+#[cold]
+#[inline(never)]
+fn write_self_described<T: DeserializeOwned, V: Serialize + ?Sized>(
+    value: &V,
+    out: &mut Out<'_>,
+) -> Result<(), CodecError> {
+    if !out.write(&[MESSAGEPACK]) {
+        return Err(CodecError::encode(postcard::Error::SerializeBufferFull).of::<T>());
+    }
+    let mut serializer = rmp_serde::Serializer::new(Written(&mut *out)).with_struct_map();
+    value.serialize(&mut serializer).map_err(|e| CodecError::encode(e).of::<T>())
 }
 
 /// Encodes `value` into a fresh buffer.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
-    let mut bytes = Vec::new();
-    let undo = encode_into(value, &mut bytes)?;
-    Ok(Encoded { bytes, undo })
+pub(crate) fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<Encoded, CodecError> {
+    encode_as::<T, T>(value)
 }
 
-/// Encodes `value`, appending to `out`; returns the undo actions of its handles (empty for
-/// plain data).
-fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<Undo>, CodecError> {
+/// Encodes `value` as a message to be decoded as a `T` (a slice sent as a `Vec`).
+pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<Encoded, CodecError> {
+    let mut bytes = Vec::new();
     let scope = HandleScope::enter();
-    let start = out.len();
-    let result = postcard::serialize_with_flavor(value, Append(out));
+    let result = write_message::<T, V>(value, &mut Out::Vec { out: &mut bytes, limit: usize::MAX, over: false });
     let undo = scope.finish();
     match result {
-        Ok(()) => Ok(undo),
+        Ok(()) => Ok(Encoded { bytes, undo }),
         Err(e) => {
-            out.truncate(start);
-            for u in undo {
-                u();
-            }
-            Err(CodecError::encode(e))
+            undo.into_iter().for_each(|u| u());
+            Err(e)
         }
     }
 }
 
-/// Encodes `value` into a thread-local scratch buffer and hands the bytes to `f`, which
-/// returns whether it delivered them. Saves an allocation per message on hot paths.
-/// The handles in the message are released unless `f` delivered it.
-pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
-    value: &T,
-    f: impl FnOnce(&[u8], bool) -> (bool, R),
-) -> Result<R, CodecError> {
-    with_small_encoding(value, usize::MAX, f).map(|r| r.expect("an encoding without a limit is never too large"))
-}
-
-/// Like [`with_encoded`] for messages that may be large: when the encoding would pass
+/// Encodes `value` into a thread-local scratch buffer (saving an allocation per message on
+/// hot paths) and hands the bytes to `f`, which returns whether it delivered them; the
+/// handles in the message are released unless it did. When the encoding would pass
 /// `limit` bytes, it stops there and returns `Ok(None)` without calling `f` (the caller
 /// then sizes the value with [`encoded_len`] and writes it once with [`encode_to_slice`]),
 /// so that a huge message is never built in a temporary buffer.
-pub(crate) fn with_small_encoding<T: Serialize + ?Sized, R>(
+pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, R>(
     value: &T,
     limit: usize,
     f: impl FnOnce(&[u8], bool) -> (bool, R),
@@ -297,8 +579,9 @@ pub(crate) fn with_small_encoding<T: Serialize + ?Sized, R>(
         };
         buf.clear();
         let scope = HandleScope::enter();
-        let mut over = false;
-        let result = postcard::serialize_with_flavor(value, Capped { out: &mut *buf, limit, over: &mut over });
+        let mut out = Out::Vec { out: &mut *buf, limit, over: false };
+        let result = write_message::<T, T>(value, &mut out);
+        let over = out.over();
         let undo = scope.finish();
         let outcome = match result {
             Ok(()) => {
@@ -310,7 +593,12 @@ pub(crate) fn with_small_encoding<T: Serialize + ?Sized, R>(
             }
             Err(e) => {
                 undo.into_iter().for_each(|u| u());
-                if over { Ok(None) } else { Err(CodecError::encode(e)) }
+                if over {
+                    take_detail();
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         };
         if buf.capacity() > 1 << 20 {
@@ -323,20 +611,24 @@ pub(crate) fn with_small_encoding<T: Serialize + ?Sized, R>(
 /// Encodes `value` into `out`, which must be exactly [`encoded_len`] long (a message
 /// written straight into shared memory). The returned [`Encoded`] (without bytes) holds
 /// the undo of the handles inside: call [`Encoded::sent`] once the message is delivered.
-pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<Encoded, CodecError> {
+pub(crate) fn encode_to_slice<T: Serialize + DeserializeOwned>(
+    value: &T,
+    out: &mut [u8],
+) -> Result<Encoded, CodecError> {
     let scope = HandleScope::enter();
     let len = out.len();
-    let result = postcard::to_slice(value, out).map(|used| used.len());
+    let mut slice = Out::Slice { out, len: 0 };
+    let result = write_message::<T, T>(value, &mut slice).map(|()| slice.len());
     let undo = scope.finish();
     match result {
         Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
         Ok(used) => {
             undo.into_iter().for_each(|u| u());
-            Err(CodecError::encode(format_args!("the value encoded to {used} bytes after measuring {len}")))
+            Err(CodecError::encode(format_args!("the value encoded to {used} bytes after measuring {len}")).of::<T>())
         }
         Err(e) => {
             undo.into_iter().for_each(|u| u());
-            Err(CodecError::encode(e))
+            Err(e)
         }
     }
 }
@@ -344,13 +636,7 @@ pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) 
 /// Like [`decode`], and every byte must belong to the value: a message of another type
 /// that happens to start like a `T` is an error, not a truncated `T`.
 pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    DECODING.with(|d| d.set(d.get() + 1));
-    let _leave = LeaveDecoding;
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(CodecError::decode(format_args!("{} bytes left over after the value", rest.len()))),
-        Err(e) => Err(CodecError::decode(e)),
-    }
+    read_message(bytes, true)
 }
 
 struct LeaveDecoding;
@@ -364,77 +650,169 @@ impl Drop for LeaveDecoding {
 
 /// Decodes a `T` from `bytes`; handles in it become this process's.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    read_message(bytes, false)
+}
+
+fn read_message<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecError> {
     DECODING.with(|d| d.set(d.get() + 1));
     let _leave = LeaveDecoding;
-    postcard::from_bytes(bytes).map_err(CodecError::decode)
+    read_body(bytes, exact)
+}
+
+/// Encodes a message of the crate's own, one with no handle and no need of
+/// self-description, without touching this thread's state (it may run in a thread-local's
+/// destructor). [`decode`] reads it.
+pub(crate) fn encode_untracked<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    out.push(POSTCARD);
+    let result = postcard::to_io(value, &mut *out).map(drop);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result.map_err(|e| CodecError::encode(e).of::<T>())
+}
+
+/// Encodes a value kept by a manager's server (an item of a dict, a list, a custom object),
+/// always in the self-describing encoding: the server compares keys by their bytes, which
+/// must not depend on the type a key is looked up with (`String` or `str`), and a round
+/// trip to the server costs far more than the encoding. A family handle inside refuses to
+/// encode: it never travels into a value the server keeps and copies.
+pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    out.push(MESSAGEPACK);
+    let mut serializer = rmp_serde::Serializer::new(&mut *out).with_struct_map();
+    let result = value.serialize(&mut serializer).map_err(|e| CodecError::encode(e).of::<V>());
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Decodes a value written by [`encode_kept`], using every byte; a family handle inside
+/// refuses to decode.
+pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    read_body(bytes, true)
+}
+
+fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecError> {
+    let left_over = |n: usize| CodecError::decode(format_args!("{n} bytes left over after the value")).of::<T>();
+    match bytes.split_first() {
+        Some((&POSTCARD, body)) => {
+            let mut deserializer = postcard::Deserializer::from_bytes(body);
+            let value = keep::deserialize::<T, _>(&mut deserializer).map_err(|e| {
+                if e.0 == postcard::Error::WontImplement.to_string() {
+                    CodecError::decode(
+                        "the type asks for deserialize_any (a self-describing encoding) and the message was \
+                         sent in postcard: was it sent as another type?",
+                    )
+                    .of::<T>()
+                } else {
+                    CodecError::decode(e).of::<T>()
+                }
+            })?;
+            let rest = deserializer.finalize().map_err(|e| CodecError::decode(e).of::<T>())?;
+            if exact && !rest.is_empty() { Err(left_over(rest.len())) } else { Ok(value) }
+        }
+        Some((&MESSAGEPACK, body)) => read_self_described(body, exact),
+        Some((tag, _)) => Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
+        // No tag: what postcard reads from nothing (`()`, a unit struct), as a custom
+        // object's method called with no argument bytes.
+        None => postcard::from_bytes(&[]).map_err(|e| CodecError::decode(e).of::<T>()),
+    }
+}
+
+/// Reads a self-described body: out of line, as [`write_self_described`].
+#[cold]
+#[inline(never)]
+fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Result<T, CodecError> {
+    let mut deserializer = rmp_serde::Deserializer::new(&mut body);
+    let value = T::deserialize(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
+    if exact && !body.is_empty() {
+        Err(CodecError::decode(format_args!("{} bytes left over after the value", body.len())).of::<T>())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Encodes one of the crate's own messages (a boot message, a child's outcome, a fork
+/// server's request and reply): plain postcard behind the tag byte, without the probe and
+/// the checking serializer, whose work and code a fresh child would otherwise pay for at
+/// every start. Only for types made of the crate's own structs, plain data and handles,
+/// none of which needs self-description. Handles inside travel as with [`encode`].
+pub(crate) fn encode_own<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
+    let mut bytes = vec![POSTCARD];
+    let scope = HandleScope::enter();
+    let result = postcard::to_io(value, &mut bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
+    let undo = scope.finish();
+    match result {
+        Ok(()) => Ok(Encoded { bytes, undo }),
+        Err(e) => {
+            undo.into_iter().for_each(|u| u());
+            Err(e)
+        }
+    }
+}
+
+/// [`with_small_encoding`] for the crate's own messages ([`encode_own`]): a pool's tasks and
+/// results, a manager's replies.
+pub(crate) fn with_own_encoded<T: Serialize + ?Sized, R>(
+    value: &T,
+    f: impl FnOnce(&[u8], bool) -> (bool, R),
+) -> Result<R, CodecError> {
+    SCRATCH.with(|scratch| {
+        let mut own = Vec::new();
+        let mut guard = scratch.try_borrow_mut().ok();
+        let buf: &mut Vec<u8> = match guard.as_deref_mut() {
+            Some(b) => b,
+            None => &mut own,
+        };
+        buf.clear();
+        buf.push(POSTCARD);
+        let scope = HandleScope::enter();
+        let result = postcard::to_io(value, &mut *buf).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
+        let undo = scope.finish();
+        let outcome = match result {
+            Ok(()) => {
+                let (delivered, r) = f(buf, !undo.is_empty());
+                if !delivered {
+                    undo.into_iter().for_each(|u| u());
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                undo.into_iter().for_each(|u| u());
+                Err(e)
+            }
+        };
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        outcome
+    })
+}
+
+/// Decodes a message written by [`encode_own`] (plain postcard: the messages of the crate's
+/// own `Deserialize` impls keep their message through [`refuse_decoding`]).
+pub(crate) fn decode_own<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    DECODING.with(|d| d.set(d.get() + 1));
+    let _leave = LeaveDecoding;
+    match bytes.split_first() {
+        Some((&POSTCARD, body)) => postcard::take_from_bytes(body).map(|(value, _)| value),
+        Some((tag, _)) => return Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
+        None => postcard::from_bytes(&[]),
+    }
+    .map_err(|e| CodecError::decode(e).of::<T>())
 }
 
 /// The exact encoded size of `value` (without touching handles' counts).
-pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+pub(crate) fn encoded_len<T: Serialize + DeserializeOwned>(value: &T) -> Result<usize, CodecError> {
     let scope = HandleScope::enter();
-    let result = postcard::experimental::serialized_size(value);
+    let mut count = Out::Count(0);
+    let result = write_message::<T, T>(value, &mut count);
     for u in scope.finish() {
         u();
     }
-    result.map_err(CodecError::encode)
-}
-
-/// A postcard flavor appending to a borrowed `Vec`.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl Flavor for Append<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// A postcard flavor appending to a borrowed `Vec`, up to a limit.
-struct Capped<'a> {
-    out: &'a mut Vec<u8>,
-    limit: usize,
-    over: &'a mut bool,
-}
-
-impl Capped<'_> {
-    fn room(&mut self, n: usize) -> postcard::Result<()> {
-        if self.out.len() + n > self.limit {
-            *self.over = true;
-            return Err(postcard::Error::SerializeBufferFull);
-        }
-        Ok(())
-    }
-}
-
-impl Flavor for Capped<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.room(1)?;
-        self.out.push(data);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.room(data.len())?;
-        self.out.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
+    result.map(|()| count.len())
 }
 
 #[cfg(test)]
@@ -459,7 +837,7 @@ mod tests {
     #[test]
     fn small_encodings_stop_at_the_limit() {
         let small = with_small_encoding(&vec![1u8; 10], 64, |b, _| (true, b.len())).unwrap();
-        assert_eq!(small, Some(11));
+        assert_eq!(small, Some(12), "a tag byte and 11 bytes of postcard");
         let big = with_small_encoding(&vec![1u8; 100], 64, |_, _| -> (bool, ()) { unreachable!() }).unwrap();
         assert_eq!(big, None);
         let value = vec![7u16; 300];
@@ -478,7 +856,7 @@ mod tests {
 
     #[test]
     fn scratch_encoding_is_reused() {
-        let len = with_encoded(&7u64, |b, handles| (true, (b.len(), handles))).unwrap();
-        assert_eq!(len, (1, false));
+        let len = with_small_encoding(&7u64, usize::MAX, |b, handles| (true, (b.len(), handles))).unwrap();
+        assert_eq!(len, Some((2, false)));
     }
 }

@@ -61,6 +61,59 @@
 //! }
 //! ```
 //!
+//! # Messages
+//!
+//! A message (a process's argument and result, an item of a [`Queue`] or a [`Pipe`], a
+//! [`Pool`] task and its result, a value in a [`Manager`]'s containers) is any type that
+//! is `Serialize + DeserializeOwned`: every type that round-trips through `serde_json`
+//! round-trips here, `serde_json::Value`, `#[serde(untagged)]` and internally tagged enums,
+//! `#[serde(flatten)]` and `skip_serializing_if` included. Handles to the crate's objects
+//! ([`Queue`], [`Lock`], [`Value`], a [`Connection`], ...) may be inside: they travel as
+//! references into the family's shared memory, never as copies.
+//!
+//! What it costs:
+//!
+//! - **The compact path** (most types: structs, tuples, plain enums, numbers, strings,
+//!   vectors, maps, options): [postcard](https://docs.rs/postcard), no field names, written
+//!   straight into the channel's shared memory and read from there; about the cost of
+//!   copying the bytes once each way. A type's `Deserialize` is looked at once per type
+//!   and thread (a probe that runs it on made-up input, never on a message's path) to see
+//!   whether it needs the other path.
+//! - **The self-describing path**, for a type whose `Deserialize` asks the format what
+//!   comes next (`serde_json::Value`, untagged and internally tagged enums, `flatten`) or
+//!   whose `Serialize` skips fields or writes maps of unknown length: MessagePack with
+//!   field names ([rmp-serde](https://docs.rs/rmp-serde)). Larger and slower (field names,
+//!   a tag per value), chosen per type and per value by the sender; every receiver reads
+//!   both. A [`Manager`]'s containers always keep their items self-described.
+//! - A message that cannot be encoded or decoded is a [`CodecError`] naming the type and
+//!   keeping the message of the serializer or of the `Serialize`/`Deserialize` impl that
+//!   refused, on the sending and on the receiving side.
+//!
+//! Big data is best passed as bytes: a `serde_bytes::ByteBuf` (or `#[serde(with =
+//! "serde_bytes")]` on a `Vec<u8>` field) is copied as one block, where a plain `Vec<u8>`
+//! goes through serde element by element. A message above a few KiB travels in a block of
+//! the family's shared memory of its own, written once by the sender. Data that several
+//! processes read, or that is too large to copy per task, belongs in an [`Array`] or a
+//! [`RawArray`] (or a [`SharedMemory`] block): pass the handle in the message and let the
+//! receiver read it in place.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! #[serde(untagged)]
+//! enum Reading {
+//!     Number(f64),
+//!     Text(String),
+//! }
+//!
+//! multiproc::init();
+//! let (a, b) = multiproc::Pipe::<Reading>::new()?;
+//! a.send(&Reading::Text("warm".into()))?;
+//! assert_eq!(b.recv()?, Reading::Text("warm".into()));
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
 //! # How it works
 //!
 //! Every process started here belongs to a *family*: the main process and its descendants.

@@ -70,7 +70,7 @@ fn raw_bytes_travel_and_typed_receives_refuse_them() {
     }
     // recv_bytes of a typed message gives its encoding.
     a.send(&300).unwrap();
-    assert_eq!(b.recv_bytes().unwrap(), [0xac, 0x02]);
+    assert_eq!(b.recv_bytes().unwrap(), [0, 0xac, 0x02], "tag 0 (postcard), then 300");
     // recv_bytes_into: the length, or the message back when it does not fit.
     let mut buf = [0u8; 8];
     a.send_bytes(b"four").unwrap();

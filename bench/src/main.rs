@@ -54,6 +54,7 @@ const BENCHES: &[Bench] = &[
     ("cluster_overhead", cluster::cluster_overhead),
     #[cfg(feature = "cluster")]
     ("cluster_roundtrip", cluster::cluster_roundtrip),
+    ("message_cost", queue::message_cost),
 ];
 
 fn main() {

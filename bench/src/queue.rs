@@ -244,7 +244,68 @@ fn echo_conn(args: (Connection<u64>, usize, bool)) {
     }
 }
 
+/// A typed message of about 1 KiB: a 1 KiB text and a few integers, what a program sends
+/// as a record (the `send.typed1k` variant; `send_bytes.bytes1k` is the same size raw).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+struct Typed1k {
+    id: u64,
+    seq: u32,
+    flags: u16,
+    text: String,
+}
+
+fn echo_typed(args: (Connection<Typed1k>, usize)) {
+    let (conn, n) = args;
+    for _ in 0..n {
+        conn.send(&conn.recv().unwrap()).unwrap();
+    }
+}
+
+/// The typed 1 KiB round trips against raw 1 KiB ones, alternating in blocks so that both
+/// see the same machine.
+fn pipe_pingpong_1k(report: &mut Report, n: usize) {
+    let (typed, typed_child) = Pipe::<Typed1k>::new().unwrap();
+    let (raw, raw_child) = Pipe::<u64>::new().unwrap();
+    let block = 500;
+    let rounds = (WARM + n).div_ceil(block);
+    let typed_echo = fork(echo_typed, (typed_child, rounds * block));
+    let raw_echo = fork(echo_conn, (raw_child, rounds * block, true));
+    let message = Typed1k { id: 7, seq: 0, flags: 3, text: "x".repeat(1024) };
+    let bytes = vec![b'x'; 1024];
+    let (mut typed_samples, mut raw_samples) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut ok = true;
+    for round in 0..rounds {
+        for i in 0..block {
+            let t0 = Instant::now();
+            typed.send(&message).unwrap();
+            let r = typed.recv().unwrap();
+            let dt = t0.elapsed();
+            ok &= r == message;
+            if round * block + i >= WARM {
+                typed_samples.push(dt.as_secs_f64() * 1e6);
+            }
+        }
+        for i in 0..block {
+            let t0 = Instant::now();
+            raw.send_bytes(&bytes).unwrap();
+            let r = raw.recv_bytes().unwrap();
+            let dt = t0.elapsed();
+            ok &= r.len() == bytes.len();
+            if round * block + i >= WARM {
+                raw_samples.push(dt.as_secs_f64() * 1e6);
+            }
+        }
+    }
+    assert!(ok, "pipe pingpong 1k: bad echo");
+    typed_echo.join().unwrap();
+    raw_echo.join().unwrap();
+    report.emit("pipe_pingpong", "send.typed1k", stats::median(&typed_samples), "us", &typed_samples);
+    report.emit("pipe_pingpong", "send_bytes.bytes1k", stats::median(&raw_samples), "us", &raw_samples);
+}
+
 /// pipe_pingpong: parent → child → parent over one duplex pipe, median µs per round trip.
+/// Beyond `mp_bench.py`'s variants: `send.typed1k` (a struct of a 1 KiB `String` and
+/// three integers) against `send_bytes.bytes1k` (1 KiB raw), measured in alternating blocks.
 pub fn pipe_pingpong(report: &mut Report) {
     let n = 10_000;
     for (variant, raw) in [("send.int", false), ("send_bytes.bytes8", true)] {
@@ -272,5 +333,44 @@ pub fn pipe_pingpong(report: &mut Report) {
         assert!(ok, "pipe pingpong: bad echo");
         child.join().unwrap();
         report.emit("pipe_pingpong", variant, stats::median(&samples), "us", &samples);
+    }
+    pipe_pingpong_1k(report, n);
+}
+
+/// message_cost (not in `mp_bench.py`): what a message costs its two ends, with no other
+/// process and no wait in the way: median ns of a `send` and a `recv` of the same message
+/// on one pipe in one thread, per variant (`typed1k`: [`Typed1k`]; `bytes1k`: 1 KiB with
+/// `send_bytes`/`recv_bytes`; `int`: a `u64`). Robust to a busy machine, where the round
+/// trips of `pipe_pingpong` mostly measure the scheduler.
+pub fn message_cost(report: &mut Report) {
+    const BATCH: usize = 100;
+    const BATCHES: usize = 300;
+    let typed = Pipe::<Typed1k>::new().unwrap();
+    let raw = Pipe::<u64>::new().unwrap();
+    let message = Typed1k { id: 7, seq: 0, flags: 3, text: "x".repeat(1024) };
+    let bytes = vec![b'x'; 1024];
+    let mut samples: [Vec<f64>; 3] = Default::default();
+    for _ in 0..BATCHES {
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            typed.0.send(&message).unwrap();
+            std::hint::black_box(typed.1.recv().unwrap());
+        }
+        samples[0].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            raw.0.send_bytes(&bytes).unwrap();
+            std::hint::black_box(raw.1.recv_bytes().unwrap());
+        }
+        samples[1].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        let t0 = Instant::now();
+        for i in 0..BATCH as u64 {
+            raw.0.send(&i).unwrap();
+            std::hint::black_box(raw.1.recv().unwrap());
+        }
+        samples[2].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+    }
+    for (variant, s) in ["typed1k", "bytes1k", "int"].iter().zip(&samples) {
+        report.emit("message_cost", variant, stats::median(s), "ns", s);
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::ManagerError;
 use super::link::{ProxyCore, unexpected};
-use super::protocol::{Kind, Op, Out, decode_plain, encode_plain};
+use super::protocol::{Kind, Op, Out};
 use super::store::Constructor;
 
 /// A type whose values live on a manager's server and are used through a proxy (Python's
@@ -120,14 +120,14 @@ impl<T: Managed> DynManaged for T {
 
     fn encode(&self) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
-        encode_plain(self, &mut out).map_err(|e| e.to_string())?;
+        crate::codec::encode_kept(self, &mut out).map_err(|e| e.to_string())?;
         Ok(out)
     }
 }
 
 /// Makes a `T` on the server from its encoded value.
 pub(crate) fn construct<T: Managed>(bytes: &[u8]) -> Result<Box<dyn DynManaged>, String> {
-    match decode_plain::<T>(bytes) {
+    match crate::codec::decode_kept::<T>(bytes) {
         Ok(value) => Ok(Box::new(value)),
         Err(e) => Err(format!("the {} value could not be decoded: {e}", T::NAME)),
     }
@@ -408,12 +408,13 @@ macro_rules! __managed_method {
 
 /// Decodes a method's arguments (used by [`managed!`](crate::managed)).
 pub fn decode_args<A: DeserializeOwned>(args: &[u8]) -> Result<A, MethodError> {
-    decode_plain(args).map_err(|e| MethodError::Codec(format!("the arguments did not decode: {e}")))
+    crate::codec::decode_kept(args).map_err(|e| MethodError::Codec(format!("the arguments did not decode: {e}")))
 }
 
 /// Encodes a method's result (used by [`managed!`](crate::managed)).
 pub fn encode_result<R: Serialize>(result: &R) -> Result<Vec<u8>, MethodError> {
     let mut out = Vec::new();
-    encode_plain(result, &mut out).map_err(|e| MethodError::Codec(format!("the result did not encode: {e}")))?;
+    crate::codec::encode_kept(result, &mut out)
+        .map_err(|e| MethodError::Codec(format!("the result did not encode: {e}")))?;
     Ok(out)
 }

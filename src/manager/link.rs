@@ -29,7 +29,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::ManagerError;
-use super::protocol::{Item, Kind, ObjectId, Out, Reply, Request, decode_plain, encode_plain};
+use super::protocol::{Item, Kind, ObjectId, Out, Reply, Request, encode_plain};
 use super::remote::{RemoteConn, RemoteRef};
 use super::state::{Control, ManagerState, ReplyState, TokenState};
 use crate::codec;
@@ -167,7 +167,7 @@ pub(crate) fn encode_item<T: Serialize + ?Sized>(
     let mut bytes = Vec::new();
     let encoded = {
         let pop_on_panic = PopCtx;
-        let encoded = encode_plain(value, &mut bytes);
+        let encoded = codec::encode_kept(value, &mut bytes);
         std::mem::forget(pop_on_panic);
         encoded
     };
@@ -187,7 +187,7 @@ pub(crate) fn decode_item<T: DeserializeOwned>(origin: &Origin, item: Item<Ref>)
         v.borrow_mut().push(ValueCtx::Decoding { origin: origin.clone(), refs: item.refs.into_iter().collect() })
     });
     let _pop = PopCtx;
-    Ok(decode_plain::<T>(&item.bytes)?)
+    Ok(codec::decode_kept::<T>(&item.bytes)?)
 }
 
 /// A proxy's shared part: which object, of what kind, through which link.
@@ -444,7 +444,7 @@ impl LocalConn {
             let reply = self
                 .replies
                 .ring
-                .get(Deadline::NEVER, &watch, |bytes, _| codec::decode::<LocalReply>(bytes))
+                .get(Deadline::NEVER, &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes))
                 .map_err(refused)??;
             if reply.seq != seq && reply.seq != 0 {
                 // The answer to a request given up on (never happens with endless waits).

@@ -400,7 +400,7 @@ fn send_local(state: &Shared<ManagerState>, replies: &ReplyState, store: &mut St
     };
     let reply = LocalReply { seq, result };
     let ring = &replies.ring;
-    let _ = codec::with_encoded(&reply, |bytes, handles| {
+    let _ = codec::with_own_encoded(&reply, |bytes, handles| {
         if handles {
             ring.mark_handles();
         }
@@ -412,7 +412,7 @@ fn send_local(state: &Shared<ManagerState>, replies: &ReplyState, store: &mut St
 /// Reads a message of the ring.
 fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
     if tag == CONTROL {
-        return match codec::decode::<Control>(bytes) {
+        return match codec::decode_own::<Control>(bytes) {
             Ok(control) => Incoming::Control(control),
             Err(_) => Incoming::Nothing,
         };

@@ -97,13 +97,13 @@ impl ManagerState {
     pub(crate) fn post(&self, message: &Control) -> Result<(), crate::Error> {
         if !matches!(message, Control::Hello { .. }) {
             let mut bytes = Vec::new();
-            super::protocol::encode_plain(message, &mut bytes)?;
+            codec::encode_untracked(message, &mut bytes)?;
             return self
                 .requests
                 .put_bytes(&bytes, CONTROL, Deadline::NEVER, &Patient)
                 .map_err(|refused| crate::Error::Io(std::io::Error::other(format!("{refused:?}"))));
         }
-        let encoded = codec::encode(message)?;
+        let encoded = codec::encode_own(message)?;
         if encoded.has_handles() {
             self.requests.mark_handles();
         }
@@ -197,8 +197,12 @@ pub(crate) fn drain<T: DeserializeOwned>(ring: &Ring, wanted: impl Fn(u32) -> bo
     if !ring.ever_had_handles() || ring.is_empty() {
         return;
     }
-    while let Ok(message) = ring
-        .get(Deadline::now(), &Patient, |bytes, tag| if wanted(tag) { codec::decode::<T>(bytes).ok() } else { None })
+    while let Ok(message) =
+        ring.get(
+            Deadline::now(),
+            &Patient,
+            |bytes, tag| if wanted(tag) { codec::decode_own::<T>(bytes).ok() } else { None },
+        )
     {
         drop(message);
     }

@@ -65,7 +65,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// Sends `message` (never blocks: the channel is unbounded).
     pub(crate) fn send(&self, message: &T) -> Result<(), String> {
         let ring = &self.shared.ring;
-        codec::with_encoded(message, |bytes, handles| {
+        codec::with_own_encoded(message, |bytes, handles| {
             if handles {
                 ring.mark_handles();
             }
@@ -80,7 +80,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// pool's own messages always do).
     pub(crate) fn try_recv(&self) -> Option<T> {
         loop {
-            match self.shared.ring.get(Deadline::now(), &Patient, |bytes, _| codec::decode::<T>(bytes)) {
+            match self.shared.ring.get(Deadline::now(), &Patient, |bytes, _| codec::decode_own::<T>(bytes)) {
                 Ok(Ok(message)) => return Some(message),
                 Ok(Err(_)) => continue,
                 Err(_) => return None,
@@ -92,7 +92,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// gone (a worker whose pool died).
     pub(crate) fn recv(&self) -> Result<T, ()> {
         loop {
-            match self.shared.ring.get(Deadline::NEVER, &Others(&self.shared), |bytes, _| codec::decode::<T>(bytes)) {
+            match self.shared.ring.get(Deadline::NEVER, &Others(&self.shared), |bytes, _| codec::decode_own::<T>(bytes))
+            {
                 Ok(Ok(message)) => return Ok(message),
                 Ok(Err(_)) => continue,
                 Err(_) => return Err(()),

@@ -104,7 +104,7 @@ pub(crate) fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + S
     timeout: Option<Duration>,
     sink: Arc<dyn Sink<R>>,
 ) -> Result<Job, PoolError> {
-    let mut encoded = codec::encode(items)?;
+    let mut encoded = codec::encode_as::<Vec<A>, _>(items)?;
     if engine.remote() && encoded.has_handles() {
         // Dropping `encoded` gives the handles' counts back.
         return Err(PoolError::Codec(crate::CodecError::encode(

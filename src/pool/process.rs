@@ -27,7 +27,7 @@ use crate::sys::{self, Packed, Stateless};
 pub(crate) fn pack_task<A, R>(f: fn(A) -> R) -> Result<Packed, PoolError>
 where
     A: DeserializeOwned + 'static,
-    R: Serialize + 'static,
+    R: Serialize + DeserializeOwned + 'static,
 {
     sys::pack_checked(f, map_runner::<A, R>).map_err(|_| PoolError::NotInExecutable)
 }

@@ -77,7 +77,7 @@ pub(crate) struct TaskCall {
 }
 
 /// Runs `f` over a chunk of items (`map`, `apply`, `imap`).
-pub(crate) fn map_runner<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, context: &mut dyn Any) {
+pub(crate) fn map_runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(f: fn(A) -> R, context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
     call.output = Some(run_items(call, |a: A| f(a)));
 }
@@ -87,14 +87,14 @@ pub(crate) fn star_runner<Args, F>(_: fn(), context: &mut dyn Any)
 where
     Args: DeserializeOwned,
     F: StarFn<Args> + Stateless<Args>,
-    F::Output: Serialize,
+    F::Output: Serialize + DeserializeOwned,
 {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
     let f: F = sys::remake::<Args, F>();
     call.output = Some(run_items(call, |args: Args| f.call(args)));
 }
 
-fn run_items<A: DeserializeOwned, R: Serialize>(call: &TaskCall, f: impl Fn(A) -> R) -> Result<codec::Encoded, String> {
+fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(call: &TaskCall, f: impl Fn(A) -> R) -> Result<codec::Encoded, String> {
     let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
     let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
     let mut items = items.into_iter().enumerate();

@@ -35,6 +35,9 @@ pub(crate) struct Boot {
     pub(crate) call: Packed,
     /// The target's encoded argument (handles inside are in flight until decoded).
     pub(crate) args: Payload,
+    /// Whether the target's result is sent self-described (`codec::plan`): the parent
+    /// knows, and the child need not probe the type at its start.
+    pub(crate) result_plan: bool,
     /// The parent's environment and working directory at the start, encoded
     /// ([`Surroundings`]), for a child that would not otherwise have them.
     pub(crate) surroundings: Option<Payload>,
@@ -85,7 +88,7 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
     if SERVER_SURROUNDINGS.get().is_some_and(|server| server.env == now.env && server.cwd == now.cwd) {
         return Ok(None);
     }
-    let mut encoded = codec::encode(&now)?;
+    let mut encoded = codec::encode_own(&now)?;
     let bytes = std::mem::take(&mut encoded.bytes);
     // Plain bytes, no handles: nothing to undo.
     encoded.sent();
@@ -98,7 +101,7 @@ fn take_surroundings(surroundings: &Payload) -> Result<(), String> {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     let wanted: Surroundings =
-        codec::decode(surroundings.bytes()).map_err(|e| format!("its environment could not be decoded: {e}"))?;
+        codec::decode_own(surroundings.bytes()).map_err(|e| format!("its environment could not be decoded: {e}"))?;
     let wanted_env: std::collections::HashMap<&OsStr, &OsStr> =
         wanted.env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))).collect();
     for (key, _) in std::env::vars_os() {
@@ -314,7 +317,7 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
         }
     }
     drop(fds);
-    let boot: Boot = match codec::decode(&frame) {
+    let boot: Boot = match codec::decode_own(&frame) {
         Ok(boot) => boot,
         Err(e) => {
             report(sock.as_fd(), &Outcome::Failed(format!("its boot message could not be decoded: {e}")));
@@ -338,12 +341,12 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
     panics::install_hook();
 
     // Encoded now: the signal handler that reports an overflow can only write bytes.
-    if let Ok(msg) = codec::encode(&Outcome::StackOverflow) {
+    if let Ok(msg) = codec::encode_own(&Outcome::StackOverflow) {
         let message = format!("\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
         sys::report_stack_overflow(sock.as_fd(), frame(&msg.bytes), message);
         msg.sent();
     }
-    let mut call = ChildCall { args: boot.args, outcome: None, encoded: None, name };
+    let mut call = ChildCall { args: boot.args, result_plan: boot.result_plan, outcome: None, encoded: None, name };
     let set_up = match boot.child_init {
         Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
             Ok(Ok(())) => Ok(()),
@@ -376,7 +379,7 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
 }
 
 fn report(sock: BorrowedFd<'_>, outcome: &Outcome) -> bool {
-    match codec::encode(outcome) {
+    match codec::encode_own(outcome) {
         Ok(msg) => {
             let ok = sys::send_all(sock, &frame(&msg.bytes), &[]).is_ok();
             msg.sent();
@@ -389,6 +392,7 @@ fn report(sock: BorrowedFd<'_>, outcome: &Outcome) -> bool {
 /// Where a runner finds its argument and leaves its outcome.
 pub(crate) struct ChildCall {
     args: Payload,
+    result_plan: bool,
     outcome: Option<Outcome>,
     /// The encoded return value, kept until it has been sent (it may hold handles).
     encoded: Option<Encoded>,
@@ -398,8 +402,9 @@ pub(crate) struct ChildCall {
 /// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, encodes
 /// the result; a panic in any of the three (user `Deserialize` and `Serialize` impls run
 /// in the first and last) is caught and reported as one.
-pub(crate) fn runner<A: DeserializeOwned, R: Serialize>(target: fn(A) -> R, context: &mut dyn Any) {
+pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(target: fn(A) -> R, context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
+    codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
     let outcome = panics::catching(&call.name, || {
         let args: A = match codec::decode(bytes.bytes()) {

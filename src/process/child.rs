@@ -78,7 +78,7 @@ impl ChildState {
         match read_frame_nonblocking(sock.as_fd(), &mut inner.buf) {
             Ok(Some(frame)) => {
                 inner.outcome = Some(
-                    crate::codec::decode::<Outcome>(&frame)
+                    crate::codec::decode_own::<Outcome>(&frame)
                         .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}"))),
                 );
                 inner.sock = None;

@@ -70,7 +70,7 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, OwnedFd), Error> {
     }
     let conn = st.forkserver_conn.as_ref().expect("connected above").as_fd();
     let me = sys::me();
-    let request = codec::encode(&Request { token: config.token, pid: me.pid, start: me.start })?;
+    let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })?;
     let result = (|| {
         sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
         let mut buf = [0u8; 512];
@@ -98,7 +98,7 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, OwnedFd), Error> {
             return Err(unavailable(format!("the fork server did not answer: {e}")));
         }
     };
-    match codec::decode::<Reply>(&reply)? {
+    match codec::decode_own::<Reply>(&reply)? {
         Reply::Forked { pid } => {
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
@@ -228,7 +228,7 @@ impl Server {
             self.requesters[i].sock = None;
             return None;
         }
-        let request = match codec::decode::<Request>(&buf[..n]) {
+        let request = match codec::decode_own::<Request>(&buf[..n]) {
             Ok(r) if r.token == self.token => r,
             _ => {
                 self.reply(i, &Reply::Refused("not a member of this family".into()), &[]);
@@ -284,7 +284,7 @@ impl Server {
 
     fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {
         let Some(sock) = self.requesters[i].sock.as_ref() else { return };
-        if let Ok(msg) = codec::encode(reply) {
+        if let Ok(msg) = codec::encode_own(reply) {
             if sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_err() {
                 self.requesters[i].sock = None;
             }

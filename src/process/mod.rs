@@ -339,7 +339,8 @@ where
         let args = codec::encode(&self.args)?;
         // The child gets its own copy; handles in ours are now counted as in flight.
         drop(self.args);
-        let child = launch(packed, args, self.name, (self.daemon, self.may_have_children), self.method)?;
+        let result_plan = codec::plan::<R>();
+        let child = launch(packed, (args, result_plan), self.name, (self.daemon, self.may_have_children), self.method)?;
         Ok(ProcessHandle { child, _result: PhantomData })
     }
 }
@@ -353,7 +354,7 @@ impl<T: Run> Process<T, T::Output> {
 
 fn launch(
     packed: Packed,
-    mut args: Encoded,
+    (mut args, result_plan): (Encoded, bool),
     name: Option<String>,
     (daemon, may_have_children): (bool, bool),
     method: Option<StartMethod>,
@@ -392,6 +393,7 @@ fn launch(
         parent,
         call: packed,
         args: payload,
+        result_plan,
         surroundings,
         child_init: init::child_init(),
     };
@@ -402,7 +404,7 @@ fn launch(
             (pid, pidfd, ExitWatch::Own, ours)
         }
         StartMethod::Spawn | StartMethod::ForkServer => {
-            let message = codec::encode(&boot)?;
+            let message = codec::encode_own(&boot)?;
             drop(boot);
             // A spawned child gets the heap and the resource tracker's pipe; the others
             // inherit both.

@@ -55,7 +55,7 @@ fn refused<E>(r: Refused<E>, gone: impl FnOnce(E) -> Failure) -> Failure {
 
 /// Puts `value` on `ring`: small encodings through the thread's scratch buffer, large ones
 /// sized first and written once, straight into a heap block.
-pub(crate) fn send_value<T: Serialize + ?Sized, W: Watch>(
+pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
     ring: &Ring,
     value: &T,
     tag: u32,
@@ -119,12 +119,14 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 Err(CodecError::decode(format_args!(
                     "a raw message (send_bytes) cannot be received as {}",
                     std::any::type_name::<T>()
-                )))
+                ))
+                .of::<T>())
             } else {
                 Err(CodecError::decode(format_args!(
                     "the message was sent as another type than {}",
                     std::any::type_name::<T>()
-                )))
+                ))
+                .of::<T>())
             }
         })
         .map_err(|r| refused(r, gone))?;

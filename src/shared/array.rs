@@ -419,7 +419,7 @@ impl<T: ShmSafe> DerefMut for ArrayGuard<'_, T> {
 /// ```
 #[doc(alias = "multiprocessing.RawArray")]
 #[derive(Serialize)]
-#[serde(bound = "")]
+#[serde(bound = "", transparent)]
 pub struct RawArray<T: ShmSafe + Copy + Send + Sync> {
     pub(crate) shared: Shared<RacySlice<T>>,
 }

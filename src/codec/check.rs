@@ -1,0 +1,274 @@
+//! A serializer in front of postcard's that notices what postcard would mis-encode, and
+//! keeps the message of a custom error (postcard keeps only "Serde Serialization Error").
+//!
+//! Postcard writes no field names and no lengths it is not told, so a struct that skips a
+//! field (`skip_serializing_if`) or a map of unknown length (`flatten`) cannot be read
+//! back. Such a message stops with [`Failure::SelfDescribe`] and is written again in the
+//! self-describing encoding.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::ser::{self, Serialize, Serializer};
+
+/// Why [`Check`] stopped.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The value needs the self-describing encoding.
+    SelfDescribe,
+    /// A `Serialize` impl refused, with its message.
+    Custom(String),
+    /// The serializer behind refused (its own error, such as a full buffer).
+    Inner(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::SelfDescribe => f.write_str("the value needs a self-describing encoding"),
+            Failure::Custom(m) | Failure::Inner(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl ser::Error for Failure {
+    fn custom<M: fmt::Display>(msg: M) -> Self {
+        Failure::Custom(msg.to_string())
+    }
+}
+
+thread_local! {
+    /// The innermost [`Failure`] of the value being serialized: a nested value's failure
+    /// crosses postcard's compound types as postcard's own error, which keeps no message.
+    static STASHED: RefCell<Option<Failure>> = const { RefCell::new(None) };
+}
+
+fn stash(f: Failure) {
+    STASHED.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            *s = Some(f);
+        }
+    });
+}
+
+/// Serializes `value` with `serializer` (postcard's) behind a [`Check`].
+pub(super) fn serialize<T: Serialize + ?Sized, S: Serializer>(value: &T, serializer: S) -> Result<(), Failure> {
+    // The stash is empty here: every failure that fills it ends a serialization, which
+    // takes it.
+    match value.serialize(Check(serializer)) {
+        Ok(_) => Ok(()),
+        Err(top) => Err(STASHED.with(|s| s.borrow_mut().take()).unwrap_or(top)),
+    }
+}
+
+/// A serializer (or one of its compound states) in front of another.
+pub(super) struct Check<S>(S);
+
+/// A value serialized through a [`Check`] by the serializer behind.
+struct Checked<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> Serialize for Checked<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(Check(serializer)).map_err(|f| {
+            let e = <S::Error as ser::Error>::custom(&f);
+            stash(f);
+            e
+        })
+    }
+}
+
+fn inner<E: fmt::Display>(e: E) -> Failure {
+    Failure::Inner(e.to_string())
+}
+
+macro_rules! forward {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method(self, v: $ty) -> Result<S::Ok, Failure> {
+            self.0.$method(v).map_err(inner)
+        })*
+    };
+}
+
+impl<S: Serializer> Serializer for Check<S> {
+    type Ok = S::Ok;
+    type Error = Failure;
+    type SerializeSeq = Check<S::SerializeSeq>;
+    type SerializeTuple = Check<S::SerializeTuple>;
+    type SerializeTupleStruct = Check<S::SerializeTupleStruct>;
+    type SerializeTupleVariant = Check<S::SerializeTupleVariant>;
+    type SerializeMap = Check<S::SerializeMap>;
+    type SerializeStruct = Check<S::SerializeStruct>;
+    type SerializeStructVariant = Check<S::SerializeStructVariant>;
+
+    forward!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit_struct(&'static str),
+    );
+
+    fn serialize_none(self) -> Result<S::Ok, Failure> {
+        self.0.serialize_none().map_err(inner)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, Failure> {
+        self.0.serialize_some(&Checked(value)).map_err(inner)
+    }
+
+    fn serialize_unit(self) -> Result<S::Ok, Failure> {
+        self.0.serialize_unit().map_err(inner)
+    }
+
+    fn serialize_unit_variant(self, name: &'static str, index: u32, variant: &'static str) -> Result<S::Ok, Failure> {
+        self.0.serialize_unit_variant(name, index, variant).map_err(inner)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<S::Ok, Failure> {
+        self.0.serialize_newtype_struct(name, &Checked(value)).map_err(inner)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, Failure> {
+        self.0.serialize_newtype_variant(name, index, variant, &Checked(value)).map_err(inner)
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Failure> {
+        if len.is_none() {
+            return Err(Failure::SelfDescribe);
+        }
+        self.0.serialize_seq(len).map(Check).map_err(inner)
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Failure> {
+        self.0.serialize_tuple(len).map(Check).map_err(inner)
+    }
+
+    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, Failure> {
+        self.0.serialize_tuple_struct(name, len).map(Check).map_err(inner)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Failure> {
+        self.0.serialize_tuple_variant(name, index, variant, len).map(Check).map_err(inner)
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Failure> {
+        if len.is_none() {
+            return Err(Failure::SelfDescribe);
+        }
+        self.0.serialize_map(len).map(Check).map_err(inner)
+    }
+
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, Failure> {
+        self.0.serialize_struct(name, len).map(Check).map_err(inner)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, Failure> {
+        self.0.serialize_struct_variant(name, index, variant, len).map(Check).map_err(inner)
+    }
+
+    fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<S::Ok, Failure> {
+        self.0.collect_str(value).map_err(inner)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+macro_rules! compound {
+    ($trait:ident, $method:ident) => {
+        impl<S: ser::$trait> ser::$trait for Check<S> {
+            type Ok = S::Ok;
+            type Error = Failure;
+
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Failure> {
+                self.0.$method(&Checked(value)).map_err(inner)
+            }
+
+            fn end(self) -> Result<S::Ok, Failure> {
+                self.0.end().map_err(inner)
+            }
+        }
+    };
+}
+
+compound!(SerializeSeq, serialize_element);
+compound!(SerializeTuple, serialize_element);
+compound!(SerializeTupleStruct, serialize_field);
+compound!(SerializeTupleVariant, serialize_field);
+
+impl<S: ser::SerializeMap> ser::SerializeMap for Check<S> {
+    type Ok = S::Ok;
+    type Error = Failure;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Failure> {
+        self.0.serialize_key(&Checked(key)).map_err(inner)
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Failure> {
+        self.0.serialize_value(&Checked(value)).map_err(inner)
+    }
+
+    fn end(self) -> Result<S::Ok, Failure> {
+        self.0.end().map_err(inner)
+    }
+}
+
+macro_rules! fields {
+    ($trait:ident) => {
+        impl<S: ser::$trait> ser::$trait for Check<S> {
+            type Ok = S::Ok;
+            type Error = Failure;
+
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Failure> {
+                self.0.serialize_field(key, &Checked(value)).map_err(inner)
+            }
+
+            fn skip_field(&mut self, _key: &'static str) -> Result<(), Failure> {
+                // Postcard writes nothing for a skipped field, and its reader would take the
+                // next field's bytes for it.
+                Err(Failure::SelfDescribe)
+            }
+
+            fn end(self) -> Result<S::Ok, Failure> {
+                self.0.end().map_err(inner)
+            }
+        }
+    };
+}
+
+fields!(SerializeStruct);
+fields!(SerializeStructVariant);

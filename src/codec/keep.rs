@@ -1,0 +1,279 @@
+//! A deserializer in front of postcard's that keeps the message of a custom error: postcard
+//! turns `Error::custom("3 is not even")` into "Serde Deserialization Error". The
+//! `Deserialize` impls and visitors behind it make their errors as [`Kept`], which holds
+//! the message; where such an error must cross postcard's own access types it travels in
+//! a thread-local beside postcard's error.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+
+/// An error of the decoding, with its message.
+#[derive(Debug)]
+pub(super) struct Kept(pub(super) String);
+
+impl fmt::Display for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Kept {}
+
+impl de::Error for Kept {
+    fn custom<M: fmt::Display>(msg: M) -> Self {
+        Kept(msg.to_string())
+    }
+}
+
+thread_local! {
+    /// The innermost [`Kept`] error of the value being decoded.
+    static STASHED: RefCell<Option<Kept>> = const { RefCell::new(None) };
+}
+
+/// `e` as the error type `E` of the deserializer behind, its message stashed.
+fn cross<E: de::Error>(e: Kept) -> E {
+    let out = E::custom(&e.0);
+    STASHED.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            *s = Some(e);
+        }
+    });
+    out
+}
+
+fn kept<E: fmt::Display>(e: E) -> Kept {
+    Kept(e.to_string())
+}
+
+/// Decodes a `T` with `deserializer` (postcard's) behind a [`Keep`]; the error is the
+/// innermost message.
+pub(super) fn deserialize<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<T, Kept> {
+    // The stash is empty here: every error that fills it ends a decoding (postcard cannot
+    // go back to try another way), which takes it.
+    T::deserialize(Keep(deserializer)).map_err(|top| STASHED.with(|s| s.borrow_mut().take()).unwrap_or(top))
+}
+
+/// A deserializer, or one of its access types, in front of another.
+pub(super) struct Keep<D>(D);
+
+/// A visitor or seed given to the deserializer behind, which runs the one it wraps with
+/// [`Kept`] errors.
+struct Wrapped<V>(V);
+
+macro_rules! forward {
+    ($($method:ident),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
+            self.0.$method(Wrapped(visitor)).map_err(kept)
+        })*
+    };
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
+    type Error = Kept;
+
+    forward!(
+        deserialize_any,
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_str,
+        deserialize_string,
+        deserialize_bytes,
+        deserialize_byte_buf,
+        deserialize_option,
+        deserialize_unit,
+        deserialize_seq,
+        deserialize_map,
+        deserialize_identifier,
+        deserialize_ignored_any,
+    );
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Kept> {
+        self.0.deserialize_unit_struct(name, Wrapped(visitor)).map_err(kept)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Kept> {
+        self.0.deserialize_newtype_struct(name, Wrapped(visitor)).map_err(kept)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Kept> {
+        self.0.deserialize_tuple(len, Wrapped(visitor)).map_err(kept)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Kept> {
+        self.0.deserialize_tuple_struct(name, len, Wrapped(visitor)).map_err(kept)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Kept> {
+        self.0.deserialize_struct(name, fields, Wrapped(visitor)).map_err(kept)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Kept> {
+        self.0.deserialize_enum(name, variants, Wrapped(visitor)).map_err(kept)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrapped<T> {
+    type Value = T::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T::Value, D::Error> {
+        self.0.deserialize(Keep(deserializer)).map_err(cross)
+    }
+}
+
+macro_rules! visit {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+            self.0.$method::<Kept>(v).map_err(cross)
+        })*
+    };
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrapped<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    visit!(
+        visit_bool(bool),
+        visit_i8(i8),
+        visit_i16(i16),
+        visit_i32(i32),
+        visit_i64(i64),
+        visit_i128(i128),
+        visit_u8(u8),
+        visit_u16(u16),
+        visit_u32(u32),
+        visit_u64(u64),
+        visit_u128(u128),
+        visit_f32(f32),
+        visit_f64(f64),
+        visit_char(char),
+        visit_str(&str),
+        visit_borrowed_str(&'de str),
+        visit_string(String),
+        visit_bytes(&[u8]),
+        visit_borrowed_bytes(&'de [u8]),
+        visit_byte_buf(Vec<u8>),
+    );
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_none::<Kept>().map_err(cross)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_unit::<Kept>().map_err(cross)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+        self.0.visit_some(Keep(deserializer)).map_err(cross)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+        self.0.visit_newtype_struct(Keep(deserializer)).map_err(cross)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.0.visit_seq(Keep(seq)).map_err(cross)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.0.visit_map(Keep(map)).map_err(cross)
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.0.visit_enum(Keep(data)).map_err(cross)
+    }
+}
+
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Keep<A> {
+    type Error = Kept;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Kept> {
+        self.0.next_element_seed(Wrapped(seed)).map_err(kept)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Keep<A> {
+    type Error = Kept;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Kept> {
+        self.0.next_key_seed(Wrapped(seed)).map_err(kept)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Kept> {
+        self.0.next_value_seed(Wrapped(seed)).map_err(kept)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Keep<A> {
+    type Error = Kept;
+    type Variant = Keep<A::Variant>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Keep<A::Variant>), Kept> {
+        self.0.variant_seed(Wrapped(seed)).map(|(v, rest)| (v, Keep(rest))).map_err(kept)
+    }
+}
+
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Keep<A> {
+    type Error = Kept;
+
+    fn unit_variant(self) -> Result<(), Kept> {
+        self.0.unit_variant().map_err(kept)
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Kept> {
+        self.0.newtype_variant_seed(Wrapped(seed)).map_err(kept)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Kept> {
+        self.0.tuple_variant(len, Wrapped(visitor)).map_err(kept)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Kept> {
+        self.0.struct_variant(fields, Wrapped(visitor)).map_err(kept)
+    }
+}

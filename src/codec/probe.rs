@@ -1,0 +1,360 @@
+//! Whether a type's `Deserialize` needs a self-describing encoding: it asks its
+//! deserializer to say what comes next (`deserialize_any`), as `serde_json::Value`,
+//! `#[serde(untagged)]` and internally tagged enums and `#[serde(flatten)]` structs do.
+//!
+//! The probe runs `T::deserialize` against a deserializer that makes up a value of the
+//! shape asked for (zeros, empty strings, one element per sequence and map, down to
+//! [`MAX_DEPTH`]) and records a `deserialize_any`. Each enum is tried variant by variant,
+//! every combination, up to [`MAX_RUNS`] runs. A struct field that refuses the made-up
+//! value (a handle checks its seal, a `NonZeroU32` is not zero) is left out of the next
+//! runs, so that the fields after it are seen. A tuple or sequence element that refuses
+//! hides the elements after it: the probe does not see them. A handle's own
+//! `Deserialize` reads a tuple (a pipe end is an object and a side), so a guess there
+//! would send every pipe end self-described.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+use serde::de::value::{StrDeserializer, U32Deserializer};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
+
+/// How deep the made-up value goes: deep enough for the data of a message, finite for
+/// recursive types.
+const MAX_DEPTH: u32 = 12;
+/// How many combinations of enum variants are tried.
+const MAX_RUNS: usize = 512;
+
+/// Whether decoding a `T` asks for `deserialize_any` (or `deserialize_ignored_any`) along
+/// some path the probe reaches.
+pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
+    let ctx = Ctx::default();
+    for _ in 0..MAX_RUNS {
+        // A `Deserialize` impl that panics on the made-up value ends the run, not the
+        // sender; the message then goes in postcard, and its receiver meets the same panic.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = T::deserialize(Probe { ctx: &ctx, depth: 0 });
+        }));
+        if run.is_err() {
+            return ctx.any.get();
+        }
+        if ctx.any.get() {
+            return true;
+        }
+        // A field that refused is left out of the next runs: the run goes again with the
+        // same variants, to see the fields after it.
+        if ctx.skipped_now.replace(false) {
+            ctx.met.set(0);
+            continue;
+        }
+        if !ctx.next_run() {
+            break;
+        }
+    }
+    false
+}
+
+#[derive(Default)]
+struct Ctx {
+    /// Per enum met in a run, in order: the variant taken and how many there are.
+    choices: RefCell<Vec<(u32, u32)>>,
+    /// How many enums the current run has met.
+    met: Cell<usize>,
+    any: Cell<bool>,
+    /// Struct fields (by struct name and index) that refused their made-up value.
+    skipped: RefCell<Vec<(&'static str, usize)>>,
+    /// Whether this run added to `skipped` (the innermost refusal only).
+    skipped_now: Cell<bool>,
+}
+
+impl Ctx {
+    fn choose(&self, variants: usize) -> u32 {
+        let at = self.met.replace(self.met.get() + 1);
+        let mut choices = self.choices.borrow_mut();
+        match choices.get(at) {
+            Some(&(taken, _)) => taken,
+            None => {
+                choices.push((0, u32::try_from(variants).unwrap_or(u32::MAX)));
+                0
+            }
+        }
+    }
+
+    /// Moves to the next combination of variants; false when all were tried.
+    fn next_run(&self) -> bool {
+        self.met.set(0);
+        let mut choices = self.choices.borrow_mut();
+        while let Some(last) = choices.last_mut() {
+            if last.0 + 1 < last.1 {
+                last.0 += 1;
+                return true;
+            }
+            choices.pop();
+        }
+        false
+    }
+}
+
+/// The probe's error: the run stops (why does not matter, only whether `any` was seen).
+#[derive(Debug)]
+pub(super) struct Stop;
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("probe stopped")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl de::Error for Stop {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Stop
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Probe<'a> {
+    ctx: &'a Ctx,
+    depth: u32,
+}
+
+impl<'a> Probe<'a> {
+    fn deeper(self) -> Result<Self, Stop> {
+        if self.depth >= MAX_DEPTH {
+            return Err(Stop);
+        }
+        Ok(Probe { ctx: self.ctx, depth: self.depth + 1 })
+    }
+
+    /// How many elements a sequence or map of unknown length gets: one to look inside,
+    /// none past the depth limit.
+    fn some_elements(self) -> usize {
+        usize::from(self.depth < MAX_DEPTH)
+    }
+}
+
+macro_rules! made_up {
+    ($($method:ident => $visit:ident($($value:expr)?)),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+            visitor.$visit($($value)?)
+        })*
+    };
+}
+
+impl<'de> de::Deserializer<'de> for Probe<'_> {
+    type Error = Stop;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Stop> {
+        self.ctx.any.set(true);
+        Err(Stop)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Stop> {
+        self.ctx.any.set(true);
+        Err(Stop)
+    }
+
+    made_up!(
+        deserialize_bool => visit_bool(false),
+        deserialize_i8 => visit_i8(0),
+        deserialize_i16 => visit_i16(0),
+        deserialize_i32 => visit_i32(0),
+        deserialize_i64 => visit_i64(0),
+        deserialize_i128 => visit_i128(0),
+        deserialize_u8 => visit_u8(0),
+        deserialize_u16 => visit_u16(0),
+        deserialize_u32 => visit_u32(0),
+        deserialize_u64 => visit_u64(0),
+        deserialize_u128 => visit_u128(0),
+        deserialize_f32 => visit_f32(0.0),
+        deserialize_f64 => visit_f64(0.0),
+        deserialize_char => visit_char('a'),
+        deserialize_str => visit_str(""),
+        deserialize_string => visit_str(""),
+        deserialize_bytes => visit_bytes(&[]),
+        deserialize_byte_buf => visit_bytes(&[]),
+        deserialize_unit => visit_unit(),
+        // A key no struct has: a flattened struct keeps it for its flattened fields, which
+        // read it with `deserialize_any`.
+        deserialize_identifier => visit_str("\u{0}multiproc probe"),
+    );
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        if self.depth < MAX_DEPTH { visitor.visit_some(self.deeper()?) } else { visitor.visit_none() }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_newtype_struct(self.deeper()?)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_seq(Elements { probe: self.deeper_or_same(), left: self.some_elements() })
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_seq(Elements { probe: self.deeper()?, left: len })
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Stop> {
+        visitor.visit_seq(Elements { probe: self.deeper()?, left: len })
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_map(Elements { probe: self.deeper_or_same(), left: self.some_elements() })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Stop> {
+        // By name, so that a field that refuses (a handle) can be left out and the fields
+        // after it still be seen.
+        visitor.visit_map(Fields { probe: self.deeper()?, name, fields, next: 0, current: 0 })
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Stop> {
+        let variant = self.ctx.choose(variants.len());
+        visitor.visit_enum(Variant { probe: self.deeper()?, variant })
+    }
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+}
+
+impl Probe<'_> {
+    /// The probe for the elements of a sequence or map: past the depth limit there are
+    /// none, so it is never used.
+    fn deeper_or_same(self) -> Self {
+        self.deeper().unwrap_or(self)
+    }
+}
+
+/// The elements of a made-up sequence, tuple, struct or map.
+struct Elements<'a> {
+    probe: Probe<'a>,
+    left: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for Elements<'_> {
+    type Error = Stop;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Stop> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(self.probe).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
+    }
+}
+
+impl<'de> de::MapAccess<'de> for Elements<'_> {
+    type Error = Stop;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(self.probe).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
+        seed.deserialize(self.probe)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
+    }
+}
+
+/// The variant a run takes of a made-up enum.
+struct Variant<'a> {
+    probe: Probe<'a>,
+    variant: u32,
+}
+
+impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
+    type Error = Stop;
+    type Variant = Probe<'a>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Probe<'a>), Stop> {
+        let index: U32Deserializer<Stop> = self.variant.into_deserializer();
+        Ok((seed.deserialize(index)?, self.probe))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for Probe<'_> {
+    type Error = Stop;
+
+    fn unit_variant(self) -> Result<(), Stop> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Stop> {
+        seed.deserialize(self)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_seq(Elements { probe: self, left: len })
+    }
+
+    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_seq(Elements { probe: self, left: fields.len() })
+    }
+}
+
+/// The fields of a made-up struct, by name, less those that refused in an earlier run.
+struct Fields<'a> {
+    probe: Probe<'a>,
+    name: &'static str,
+    fields: &'static [&'static str],
+    next: usize,
+    current: usize,
+}
+
+impl<'de> de::MapAccess<'de> for Fields<'_> {
+    type Error = Stop;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
+        let ctx = self.probe.ctx;
+        while self.next < self.fields.len() && ctx.skipped.borrow().contains(&(self.name, self.next)) {
+            self.next += 1;
+        }
+        let Some(field) = self.fields.get(self.next) else { return Ok(None) };
+        self.current = self.next;
+        self.next += 1;
+        let key: StrDeserializer<'_, Stop> = field.into_deserializer();
+        seed.deserialize(key).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Stop> {
+        let ctx = self.probe.ctx;
+        let value = seed.deserialize(self.probe);
+        if value.is_err() && !ctx.any.get() && !ctx.skipped_now.get() {
+            ctx.skipped.borrow_mut().push((self.name, self.current));
+            ctx.skipped_now.set(true);
+        }
+        value
+    }
+}

@@ -1,0 +1,474 @@
+//! Messages: what a message may be, through every channel.
+//!
+//! What a user may count on: every type that round-trips through `serde_json` round-trips
+//! through a `Queue`, a `Pipe`, a process argument and result, a pool task and result, and
+//! a manager container: self-describing types (`serde_json::Value`, untagged and
+//! internally tagged enums, `flatten`, `skip_serializing_if`) included, handles inside
+//! them still travel, and plain types keep the compact encoding. A message that cannot be
+//! encoded or decoded says why and names its type, on both sides.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use common::{heap_user, watchdog};
+use multiproc::{Connection, Manager, Pipe, Pool, Process, Queue, ThreadPool};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Mixed {
+    Point { x: i64, y: i64 },
+    Named { name: String, tags: Vec<String> },
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+enum Event {
+    Click { x: u32, y: u32 },
+    Key { code: String },
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Flattened {
+    id: u64,
+    #[serde(flatten)]
+    extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sparse {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    items: Vec<u32>,
+    id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Optional {
+    a: Option<u32>,
+    b: Option<String>,
+    c: Option<Vec<u8>>,
+}
+
+/// A self-describing value only in its second variant: every variant is looked at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Late {
+    Nothing,
+    Data(serde_json::Value),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Nested {
+    events: Vec<Event>,
+    mixed: Option<Mixed>,
+    flat: Flattened,
+    sparse: Vec<Sparse>,
+    late: Vec<Late>,
+    value: serde_json::Value,
+}
+
+fn nested() -> Nested {
+    Nested {
+        events: vec![Event::Click { x: 1, y: 2 }, Event::Key { code: "q".into() }, Event::Quit],
+        mixed: Some(Mixed::Named { name: "n".into(), tags: vec!["a".into()] }),
+        flat: Flattened { id: 9, extra: BTreeMap::from([("k".to_string(), json!([1, "two", null]))]) },
+        sparse: vec![
+            Sparse { note: None, items: vec![], id: 1 },
+            Sparse { note: Some("x".into()), items: vec![3], id: 2 },
+        ],
+        late: vec![Late::Nothing, Late::Data(json!({"deep": {"er": [true, 1.5]}}))],
+        value: json!({"a": [1, -2, 3.5], "b": {"c": null, "d": "e"}}),
+    }
+}
+
+/// What every channel is asked to carry: the value, and that `serde_json` carries it too.
+trait Message: Serialize + DeserializeOwned + Clone + PartialEq + Debug + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug + Send + 'static> Message for T {}
+
+fn echo<T>(value: T) -> T {
+    value
+}
+
+/// The child's side: takes a value from the queue, sends it back through the pipe, and
+/// returns it as its result.
+fn relay<T: Message>((queue, back): (Queue<T>, Connection<T>)) -> T {
+    let value = queue.get().unwrap();
+    back.send(&value).unwrap();
+    value
+}
+
+/// Sends `value` through every channel and checks it arrives equal.
+fn through_every_channel<T: Message + Sync>(value: T, pool: &Pool, manager: &Manager) {
+    let json = serde_json::to_string(&value).unwrap();
+    assert_eq!(serde_json::from_str::<T>(&json).unwrap(), value, "serde_json carries it");
+    let what = std::any::type_name::<T>();
+
+    let queue = Queue::<T>::new().unwrap();
+    let (back, here) = Pipe::<T>::new().unwrap();
+    let child = Process::new(relay::<T>, (queue.clone(), back)).start().unwrap();
+    queue.put(value.clone()).unwrap();
+    assert_eq!(here.recv().unwrap(), value, "a queue to a child, then a pipe back: {what}");
+    assert_eq!(child.join().unwrap(), value, "the child's result: {what}");
+
+    let child = Process::new(echo::<T>, value.clone()).start().unwrap();
+    assert_eq!(child.join().unwrap(), value, "a process argument and result: {what}");
+
+    assert_eq!(pool.apply(echo::<T>, value.clone()).unwrap(), value, "a pool task: {what}");
+    let many = vec![value.clone(), value.clone(), value.clone()];
+    assert_eq!(pool.map(echo::<T>, many.clone()).unwrap(), many, "a pool map: {what}");
+    let threads = ThreadPool::new(1).unwrap();
+    assert_eq!(threads.apply(echo::<T>, value.clone()).unwrap(), value, "a thread pool task: {what}");
+    assert_eq!(threads.map(echo::<T>, many.clone()).unwrap(), many, "a thread pool map: {what}");
+
+    let dict = manager.dict::<String, T>().unwrap();
+    dict.insert("k".to_string(), value.clone()).unwrap();
+    assert_eq!(dict.get("k").unwrap(), Some(value.clone()), "a manager dict's value: {what}");
+    let list = manager.list::<T>().unwrap();
+    list.push(value.clone()).unwrap();
+    assert_eq!(list.to_vec().unwrap(), vec![value.clone()], "a manager list: {what}");
+    let queue = manager.queue::<T>().unwrap();
+    queue.put(value.clone()).unwrap();
+    assert_eq!(queue.get().unwrap(), value, "a manager queue: {what}");
+}
+
+#[test]
+fn every_type_serde_json_carries_goes_through_every_channel() {
+    let _t = heap_user(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let manager = Manager::start().unwrap();
+    through_every_channel(json!({"a": [1, 2, {"b": null}], "c": "d", "e": -1.5, "f": true}), &pool, &manager);
+    through_every_channel(json!(42), &pool, &manager);
+    for mixed in [
+        Mixed::Point { x: -1, y: 2 },
+        Mixed::Named { name: "x".into(), tags: vec!["t".into(), "u".into()] },
+        Mixed::Number(0.5),
+        Mixed::Text("hello".into()),
+    ] {
+        through_every_channel(mixed, &pool, &manager);
+    }
+    for event in [Event::Click { x: 3, y: 4 }, Event::Key { code: "Enter".into() }, Event::Quit] {
+        through_every_channel(event, &pool, &manager);
+    }
+    through_every_channel(
+        Flattened { id: 7, extra: BTreeMap::from([("a".into(), json!(1)), ("b".into(), json!({"c": [2]}))]) },
+        &pool,
+        &manager,
+    );
+    through_every_channel(Sparse { note: None, items: vec![], id: 5 }, &pool, &manager);
+    through_every_channel(Sparse { note: Some("n".into()), items: vec![], id: 6 }, &pool, &manager);
+    through_every_channel(Sparse { note: None, items: vec![1, 2], id: 7 }, &pool, &manager);
+    through_every_channel(Optional { a: None, b: Some("b".into()), c: None }, &pool, &manager);
+    through_every_channel(Late::Data(json!(["x"])), &pool, &manager);
+    through_every_channel(nested(), &pool, &manager);
+    through_every_channel(Some(vec![nested(), nested()]), &pool, &manager);
+}
+
+#[test]
+fn a_plain_type_keeps_the_compact_encoding() {
+    let _w = watchdog(LIMIT);
+    multiproc::init();
+    // A `u32` and a struct of options, through a raw pipe end: postcard's bytes behind one
+    // tag byte, no field names.
+    let (a, b) = Pipe::<Optional>::new().unwrap();
+    a.send(&Optional { a: Some(300), b: None, c: Some(vec![1, 2]) }).unwrap();
+    let bytes = b.recv_bytes().unwrap();
+    assert_eq!(bytes, [0, 1, 0xac, 0x02, 0, 1, 2, 1, 2], "tag 0 (postcard), then the fields");
+    // A self-describing one carries its field names.
+    let (a, b) = Pipe::<Sparse>::new().unwrap();
+    a.send(&Sparse { note: None, items: vec![], id: 5 }).unwrap();
+    let bytes = b.recv_bytes().unwrap();
+    assert_eq!(bytes[0], 1, "tag 1 (MessagePack)");
+    assert!(bytes.windows(2).any(|w| w == b"id"), "{bytes:?}");
+}
+
+/// Serializes only while it holds an even number.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct Picky(u32);
+
+impl Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !self.0.is_multiple_of(2) {
+            return Err(serde::ser::Error::custom(format_args!("{} is odd", self.0)));
+        }
+        serializer.serialize_u32(self.0)
+    }
+}
+
+/// Decodes only an even number (and encodes any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+struct Even(u32);
+
+impl TryFrom<u32> for Even {
+    type Error = String;
+    fn try_from(v: u32) -> Result<Self, String> {
+        if v.is_multiple_of(2) { Ok(Even(v)) } else { Err(format!("{v} is not even")) }
+    }
+}
+
+impl From<Even> for u32 {
+    fn from(e: Even) -> u32 {
+        e.0
+    }
+}
+
+#[test]
+fn a_message_that_cannot_be_encoded_says_why_and_names_its_type() {
+    let _t = heap_user(LIMIT);
+    let queue = Queue::<Picky>::new().unwrap();
+    match queue.put(Picky(3)) {
+        Err(multiproc::PutError::Encode(Picky(3), e)) => {
+            assert!(e.to_string().contains("3 is odd"), "{e}");
+            assert!(e.to_string().contains("Picky"), "{e}");
+            assert!(e.type_name().unwrap().ends_with("Picky"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (a, _b) = Pipe::<Vec<Picky>>::new().unwrap();
+    match a.send(&vec![Picky(2), Picky(5)]) {
+        Err(multiproc::SendError::Encode(e)) => {
+            assert!(e.to_string().contains("5 is odd"), "{e}");
+            assert!(e.type_name().unwrap().contains("Vec") && e.type_name().unwrap().contains("Picky"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = Process::new(echo::<Picky>, Picky(7)).start().unwrap_err();
+    assert!(err.to_string().contains("7 is odd") && err.to_string().contains("Picky"), "{err}");
+}
+
+#[test]
+fn a_message_that_cannot_be_decoded_says_why_and_names_its_type() {
+    let _t = heap_user(LIMIT);
+    let (a, b) = Pipe::<Even>::new().unwrap();
+    a.send(&Even(3)).unwrap();
+    match b.recv() {
+        Err(multiproc::RecvError::Decode(e)) => {
+            assert!(e.to_string().contains("3 is not even"), "{e}");
+            assert!(e.type_name().unwrap().ends_with("Even"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same in a child, through a queue.
+    let queue = Queue::<Even>::new().unwrap();
+    queue.put(Even(5)).unwrap();
+    let child = Process::new(take_even, queue.clone()).start().unwrap();
+    let said = child.join().unwrap();
+    assert!(said.contains("5 is not even") && said.contains("Even"), "{said}");
+    // The same in the self-describing encoding.
+    let (a, b) = Pipe::<EvenInJson>::new().unwrap();
+    a.send(&EvenInJson { v: json!({"a": 1}), e: Even(9) }).unwrap();
+    match b.recv() {
+        Err(multiproc::RecvError::Decode(e)) => {
+            assert!(e.to_string().contains("9 is not even"), "{e}");
+            assert!(e.type_name().unwrap().ends_with("EvenInJson"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn make_picky(n: u32) -> Picky {
+    Picky(n)
+}
+
+fn make_even(n: u32) -> Even {
+    Even(n)
+}
+
+/// Asserts that `error` says `why` and names `type_name`.
+fn says(error: impl std::fmt::Display, why: &str, type_name: &str, channel: &str) {
+    let said = error.to_string();
+    assert!(said.contains(why) && said.contains(type_name), "{channel}: {said}");
+}
+
+#[test]
+fn every_channel_says_why_a_message_failed_and_names_its_type_on_both_sides() {
+    let _t = heap_user(LIMIT);
+    // A process: its argument (sender: the parent; receiver: the child) and its result
+    // (sender: the child; receiver: the parent).
+    says(Process::new(echo::<Picky>, Picky(3)).start().unwrap_err(), "3 is odd", "Picky", "argument, sent");
+    let child = Process::new(echo::<Even>, Even(5)).start().unwrap();
+    says(child.join().unwrap_err(), "5 is not even", "Even", "argument, received");
+    let child = Process::new(make_picky, 7).start().unwrap();
+    says(child.join().unwrap_err(), "7 is odd", "Picky", "result, sent");
+    let child = Process::new(make_even, 9).start().unwrap();
+    says(child.join().unwrap_err(), "9 is not even", "Even", "result, received");
+
+    // A pool: the task's argument and its result, each on both sides.
+    let pool = Pool::new(1).unwrap();
+    says(pool.apply(echo::<Picky>, Picky(3)).unwrap_err(), "3 is odd", "Picky", "pool task, sent");
+    says(pool.apply(echo::<Even>, Even(5)).unwrap_err(), "5 is not even", "Even", "pool task, received");
+    says(pool.apply(make_picky, 7).unwrap_err(), "7 is odd", "Picky", "pool result, sent");
+    says(pool.apply(make_even, 9).unwrap_err(), "9 is not even", "Even", "pool result, received");
+    says(pool.map(make_even, [2, 11]).unwrap_err(), "11 is not even", "Even", "pool map result, received");
+
+    // A manager's containers: the item sent to the server, and the item read back.
+    let manager = Manager::start().unwrap();
+    let dict = manager.dict::<String, Picky>().unwrap();
+    says(dict.insert("k".into(), Picky(3)).unwrap_err(), "3 is odd", "Picky", "manager dict, sent");
+    let dict = manager.dict::<String, Even>().unwrap();
+    dict.insert("k".into(), Even(5)).unwrap();
+    says(dict.get("k").unwrap_err(), "5 is not even", "Even", "manager dict, received");
+    let list = manager.list::<Picky>().unwrap();
+    says(list.push(Picky(7)).unwrap_err(), "7 is odd", "Picky", "manager list, sent");
+    let list = manager.list::<Even>().unwrap();
+    list.push(Even(9)).unwrap();
+    says(list.get(0).unwrap_err(), "9 is not even", "Even", "manager list, received");
+    let queue = manager.queue::<Picky>().unwrap();
+    says(queue.put(Picky(11)).unwrap_err(), "11 is odd", "Picky", "manager queue, sent");
+    let queue = manager.queue::<Even>().unwrap();
+    queue.put(Even(13)).unwrap();
+    says(queue.get().unwrap_err(), "13 is not even", "Even", "manager queue, received");
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EvenInJson {
+    v: serde_json::Value,
+    e: Even,
+}
+
+fn take_even(queue: Queue<Even>) -> String {
+    match queue.get() {
+        Err(multiproc::GetError::Decode(e)) => e.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A self-describing message with handles in it, the handle first: the probe gets past a
+/// handle's refusal of its made-up value.
+#[derive(Serialize, Deserialize)]
+struct HandlesFirst {
+    queue: Queue<u32>,
+    meta: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    back: Option<Connection<String>>,
+}
+
+fn use_handles(m: HandlesFirst) -> String {
+    let n = m.queue.get().unwrap();
+    if let Some(back) = m.back {
+        back.send(&format!("{n} {}", m.meta["k"])).unwrap();
+    }
+    m.meta.to_string()
+}
+
+/// Postcard would carry it, until a field is skipped: then written again self-described,
+/// the handle encoded in the first attempt given back.
+#[derive(Serialize, Deserialize)]
+struct HandleThenSkip {
+    queue: Queue<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<String>,
+}
+
+fn tuple_with_handle((meta, queue): (serde_json::Value, Queue<u32>)) -> String {
+    format!("{} {}", queue.get().unwrap(), meta["k"])
+}
+
+#[test]
+fn handles_travel_inside_self_describing_messages() {
+    let _t = heap_user(LIMIT);
+    let queue = Queue::<u32>::new().unwrap();
+    let (back, here) = Pipe::<String>::new().unwrap();
+    queue.put(41).unwrap();
+    let m = HandlesFirst { queue: queue.clone(), meta: json!({"k": "v"}), back: Some(back) };
+    let child = Process::new(use_handles, m).start().unwrap();
+    assert_eq!(child.join().unwrap(), r#"{"k":"v"}"#);
+    assert_eq!(here.recv().unwrap(), "41 \"v\"");
+    // In a tuple the probe cannot get past the handle: the value after it must come
+    // first, or be in a struct.
+    queue.put(43).unwrap();
+    let child = Process::new(tuple_with_handle, (json!({"k": [3]}), queue.clone())).start().unwrap();
+    assert_eq!(child.join().unwrap(), "43 [3]");
+    // Through a queue, and with the optional handle skipped (the fallback after postcard).
+    let carrier = Queue::<HandlesFirst>::new().unwrap();
+    queue.put(42).unwrap();
+    carrier.put(HandlesFirst { queue: queue.clone(), meta: json!([1]), back: None }).unwrap();
+    let got = carrier.get().unwrap();
+    assert_eq!(got.queue.get().unwrap(), 42);
+    assert_eq!(got.meta, json!([1]));
+    drop(got);
+    let carrier = Queue::<HandleThenSkip>::new().unwrap();
+    for (n, note) in [(44, None), (45, Some("n".to_string()))] {
+        queue.put(n).unwrap();
+        carrier.put(HandleThenSkip { queue: queue.clone(), note: note.clone() }).unwrap();
+        let got = carrier.get().unwrap();
+        assert_eq!((got.queue.get().unwrap(), got.note), (n, note));
+    }
+}
+
+/// Shared objects of every kind beside a self-describing value: each handle must read back
+/// what it wrote in MessagePack.
+#[derive(Serialize, Deserialize)]
+struct Objects {
+    meta: serde_json::Value,
+    conn: Connection<serde_bytes::ByteBuf>,
+    raw: multiproc::RawArray<u8>,
+    array: multiproc::Array<i32>,
+    value: multiproc::Value<u32>,
+}
+
+fn touch_objects(o: Objects) -> (usize, u8, i32, u32, String) {
+    let m = o.conn.recv().unwrap();
+    (m.len(), o.raw.get(1), o.array.get(2), o.value.get(), o.meta.to_string())
+}
+
+#[test]
+fn every_kind_of_handle_travels_self_described() {
+    let _t = heap_user(LIMIT);
+    let (rx, tx) = Pipe::<serde_bytes::ByteBuf>::one_way().unwrap();
+    let raw = multiproc::RawArray::<u8>::new(4).unwrap();
+    raw.set(1, 7);
+    let array = multiproc::Array::<i32>::new(4).unwrap();
+    array.set(2, -3);
+    let value = multiproc::Value::new(9u32).unwrap();
+    tx.send(&serde_bytes::ByteBuf::from(vec![1, 2, 3])).unwrap();
+    let objects = Objects { meta: json!(null), conn: rx, raw, array, value };
+    let child = Process::new(touch_objects, objects).start().unwrap();
+    assert_eq!(child.join().unwrap(), (3, 7, -3, 9, "null".to_string()));
+}
+
+/// Panics when serialized.
+#[derive(Debug, Deserialize)]
+struct Boom;
+
+impl Serialize for Boom {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("boom while serializing");
+    }
+}
+
+/// A handle, then a field whose `Serialize` panics.
+#[derive(Serialize, Deserialize)]
+struct PanicsAfterHandle {
+    queue: Queue<u32>,
+    boom: Boom,
+}
+
+#[test]
+fn a_panic_while_encoding_ends_the_encoding_and_gives_the_handles_back() {
+    let _t = heap_user(LIMIT);
+    let queue = Queue::<u32>::new().unwrap();
+    let carrier = Queue::<PanicsAfterHandle>::new().unwrap();
+    let message = PanicsAfterHandle { queue: queue.clone(), boom: Boom };
+    let put = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| carrier.put(message)));
+    assert!(put.is_err(), "the panic reaches the caller");
+    // Outside a message again: a handle refuses to serialize to anything else.
+    let json = serde_json::to_string(&queue);
+    assert!(json.is_err(), "a handle serialized to JSON after the panic: {json:?}");
+    // And the handle encoded before the panic was given back: the queue works as before.
+    queue.put(1).unwrap();
+    assert_eq!(queue.get().unwrap(), 1);
+}
