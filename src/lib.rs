@@ -116,15 +116,15 @@ pub use pool::{
     ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
 };
 pub use process::{
-    ChildProcess, CurrentProcess, InitBuilder, ParentProcess, Process, ProcessHandle, Run, StartMethod,
+    ChildProcess, CurrentProcess, InitBuilder, JoinFuture, ParentProcess, Process, ProcessHandle, Run, StartMethod,
     active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method,
     init, parent_process, set_start_method, try_init,
 };
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
     PutTimeoutError, Queue, QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError,
-    RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError,
-    Waitable, wait,
+    RecvFuture, RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError,
+    TryRecvError, Waitable, wait,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedLock, SharedMemory,
@@ -191,6 +191,9 @@ pub mod __private {
 
     /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
     pub use crate::shm::test_hooks::{crash_at, heap_alloc, heap_check, heap_free};
+
+    /// The async tests: how many waker threads this process runs.
+    pub use crate::shm::reactor::waker_threads;
 }
 
 #[cfg(doctest)]

@@ -36,6 +36,10 @@ pub enum TaskError {
     /// came first, and the iteration ends after it.
     #[error("the input panicked: {0}")]
     InputPanicked(PanicInfo),
+    /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) was called before the result
+    /// came: the task was dropped, or its worker stopped.
+    #[error("the task was cancelled")]
+    Cancelled,
 }
 
 fn lost_how(signal: Option<i32>, exit_code: Option<i32>) -> String {

@@ -7,6 +7,7 @@ mod options;
 mod process;
 mod progress;
 mod result;
+mod result_async;
 mod star;
 mod stats;
 mod thread;

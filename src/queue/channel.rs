@@ -20,6 +20,9 @@ use crate::shm::{
 };
 use crate::sys;
 
+#[path = "channel_async.rs"]
+mod channel_async;
+
 /// The tag of messages sent with `send_bytes`.
 pub(crate) const RAW: u32 = 0;
 
