@@ -133,7 +133,7 @@ pub use shared::{
 pub use shm::ShmSafe;
 pub use sync::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BoundedSemaphore, BrokenBarrier, Condition,
-    ConditionGuard, ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
+    ConditionGuard, ConditionLock, ConditionWaitError, Event, EventWait, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
     ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
