@@ -56,10 +56,11 @@ impl<R> AsyncResult<R> {
 
 /// Waits for the result without blocking a thread: `pool.apply_async(f, x)?.await`.
 ///
-/// Cancellation: dropping the future part-way does not cancel the task (see
-/// [`AsyncResult::cancel`]); it keeps running and its result is dropped. A timeout through
-/// the runtime's own timer (`tokio::time::timeout(d, result)`) is such a drop; to stop the
-/// task as well, keep the `AsyncResult` and `await` a `&mut` to it... or cancel it.
+/// Cancellation: dropping the future part-way does not cancel the task; it keeps running
+/// and its result is dropped when it comes. A timeout through the runtime's own timer
+/// (`tokio::time::timeout(d, result)`) is such a drop. To keep the result reachable, await
+/// a `&mut` to the `AsyncResult` (`timeout(d, &mut result)`); to stop the task, call
+/// [`AsyncResult::cancel`] (or give the task a pool timeout, which kills its worker).
 ///
 /// # Examples
 ///

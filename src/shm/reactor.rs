@@ -66,19 +66,19 @@ impl Word {
 /// The `Notify` a future waits on, if it lives in the family heap (every shared object
 /// does). A `Notify` elsewhere (in a test's stack frame) gets `None`: its waiters are
 /// woken by their check timer only.
-fn in_heap(notify: &Notify) -> Option<&'static Notify> {
+fn in_heap<T>(value: &T) -> Option<&'static T> {
     let heap = Heap::try_get()?;
     let start = heap.ptr(0) as usize;
-    let at = notify as *const Notify as usize;
+    let at = value as *const T as usize;
     let offset = at.checked_sub(start)?;
-    if !heap.contains(offset as u64 & !63, offset % 64 + size_of::<Notify>()) {
+    if !heap.contains(offset as u64 & !63, offset % 64 + size_of::<T>()) {
         return None;
     }
     // SAFETY: the family heap is mapped once and never unmapped while the process lives
     // (`Heap` sits in a `static`); freeing an object gives its pages back with
     // `MADV_REMOVE` but leaves them mapped, and `Notify` is all atomics, valid for any
-    // bytes. So a reference into it is valid for `'static`.
-    Some(unsafe { &*(at as *const Notify) })
+    // bytes (as is a futex word). So a reference into it is valid for `'static`.
+    Some(unsafe { &*(at as *const T) })
 }
 
 struct Registration {
@@ -397,10 +397,12 @@ impl Waiting {
         self.register(word, cx);
     }
 
-    /// Registers `cx`'s waker for the next check only (something with no futex word).
-    pub(crate) fn arm_timer(&mut self, cx: &Context<'_>) {
+    /// Registers `cx`'s waker to be woken when `word` no longer holds `seen` (a futex word
+    /// in the family heap that its writer wakes, such as a mutex's), or its next check is
+    /// due. Test the condition again after this, before returning `Pending`.
+    pub(crate) fn arm_word(&mut self, word: &AtomicU32, seen: u32, cx: &Context<'_>) {
         self.withdraw();
-        self.register(None, cx);
+        self.register(in_heap(word).map(|w| (Word(w), seen)), cx);
     }
 
     fn register(&mut self, word: Option<(Word, u32)>, cx: &Context<'_>) {

@@ -23,6 +23,6 @@ pub use error::{
     TryAcquireError,
 };
 pub use event::{Event, EventWait};
-pub use lock::{Lock, LockGuard};
+pub use lock::{Lock, LockAcquire, LockGuard};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
