@@ -150,7 +150,7 @@ pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
     PutTimeoutError, Queue, QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError,
     RecvFuture, RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError,
-    TryRecvError, Waitable, wait,
+    TryRecvError, WaitFuture, Waitable, wait, wait_async,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedLock, SharedMemory,

@@ -405,3 +405,64 @@ fn a_pending_future_polled_by_hand_is_woken() {
     assert_eq!(got, Ok(5));
     putter.join().unwrap();
 }
+
+fn hold_lock_then_release(lock: multiproc::Lock) {
+    let guard = lock.acquire().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    drop(guard);
+}
+
+fn hold_lock_and_die(lock: multiproc::Lock) {
+    let guard = lock.acquire().unwrap();
+    guard.leave_locked();
+    std::process::abort();
+}
+
+#[test]
+fn acquire_async_waits_for_a_holder_in_another_process() {
+    let _w = watchdog(LIMIT);
+    let lock = multiproc::Lock::new().unwrap();
+    let child = Process::new(hold_lock_then_release, lock.clone()).start().unwrap();
+    assert!(common::eventually(Duration::from_secs(30), || lock.locked()));
+    current_thread().block_on(async {
+        let guard = lock.acquire_async().await.unwrap();
+        assert_eq!(lock.holder(), Some(std::process::id()));
+        drop(guard);
+    });
+    child.join().unwrap();
+    // A holder that dies: its lock is taken over, and the future says so.
+    let child = Process::new(hold_lock_and_die, lock.clone()).start().unwrap();
+    let _ = child.join();
+    assert!(lock.locked());
+    let r = smol::block_on(lock.acquire_async());
+    assert!(r.is_err(), "the holder died: OwnerDied");
+    drop(r);
+    assert!(!lock.locked());
+}
+
+#[test]
+fn wait_async_is_ready_with_the_objects_ready() {
+    let _w = watchdog(LIMIT);
+    let (a, b) = Pipe::<u8>::new().unwrap();
+    let q: Queue<u8> = Queue::new().unwrap();
+    let _other = q.clone();
+    let mut child = Process::new(double_later, 1).start().unwrap();
+    let ready = multi_thread().block_on(async {
+        let watched: [&(dyn multiproc::Waitable + Sync); 3] = [&a, &q, &child];
+        // Nothing ready: the runtime's timeout passes.
+        assert!(tokio::time::timeout(Duration::from_millis(20), multiproc::wait_async(&watched)).await.is_err());
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            b.send(&1).unwrap();
+            b
+        });
+        let ready = multiproc::wait_async(&watched).await;
+        drop(sender.join().unwrap());
+        ready
+    });
+    assert!(ready.contains(&0) || ready.contains(&2), "{ready:?}");
+    // The child's end, through its pidfd.
+    let watched: [&(dyn multiproc::Waitable + Sync); 1] = [&child];
+    assert_eq!(current_thread().block_on(multiproc::wait_async(&watched)), [0]);
+    assert_eq!(smol::block_on(child.join_async()).unwrap(), 2);
+}

@@ -33,4 +33,4 @@ pub use pipe::{Connection, Pipe, RecvFuture};
 pub use queue::{Queue, QueueBuilder};
 pub use simple::SimpleQueue;
 pub use split::{Consumer, Producer};
-pub use wait::{Waitable, wait};
+pub use wait::{WaitFuture, Waitable, wait, wait_async};

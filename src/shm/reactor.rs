@@ -397,6 +397,12 @@ impl Waiting {
         self.register(word, cx);
     }
 
+    /// Registers `cx`'s waker for the next check only (something with no futex word).
+    pub(crate) fn arm_timer(&mut self, cx: &Context<'_>) {
+        self.withdraw();
+        self.register(None, cx);
+    }
+
     /// Registers `cx`'s waker to be woken when `word` no longer holds `seen` (a futex word
     /// in the family heap that its writer wakes, such as a mutex's), or its next check is
     /// due. Test the condition again after this, before returning `Pending`.
