@@ -144,8 +144,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// ```
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
-    /// // In an async fn: `q.put_async("work").await?;`
-    /// # q.put("work")?;
+    /// // In an async fn: `q.put_async("work".to_string()).await?;`
+    /// # q.put("work".to_string())?;
     /// assert_eq!(q.unfinished(), 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
