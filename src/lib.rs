@@ -123,6 +123,32 @@
 //! Children get `PR_SET_PDEATHSIG`, so they never outlive a killed parent.
 //!
 //! Only Linux is supported: it is the platform this crate is tested on.
+//!
+//! # Async
+//!
+//! Every waiting operation has a future, usable from any runtime (the crate depends on
+//! none; it is tested on tokio, current-thread and multi-thread, and on smol):
+//! [`AsyncResult`] and [`MapResult`] are futures (`pool.apply_async(f, x)?.await`),
+//! [`IMap`] is a `futures_core::Stream`, and there are [`Queue::get_async`] /
+//! [`Queue::put_async`] (and on [`SimpleQueue`] and [`JoinableQueue`]),
+//! [`Connection::recv_async`] / [`Connection::send_async`],
+//! [`ProcessHandle::join_async`] and [`Event::wait_async`]. They end with the same typed
+//! errors as the blocking calls (a dead worker is `WorkerLost`, a dead producer
+//! `Disconnected`); a timeout is the runtime's (`tokio::time::timeout(d, fut)`).
+//!
+//! Cancellation: a `get_async` or `recv_async` dropped part-way took nothing (an item is
+//! taken in the poll that returns it); a `put_async` dropped part-way put nothing; an
+//! `AsyncResult` dropped part-way leaves its task running ([`AsyncResult::cancel`] stops
+//! it).
+//!
+//! No thread per waiting future: a pool's results wake their futures from the thread that
+//! collects them; futures that wait on shared memory are woken by *waker threads*, each of
+//! which sleeps in one `futex_waitv` on up to 127 distinct futex words (futures waiting on
+//! one object share its word), started when a future first returns `Pending`, one more
+//! per 127 distinct objects waited on at once; `join_async` is woken by one thread that
+//! polls the children's pidfds with epoll. Like any thread, a waker thread makes
+//! [`StartMethod::Fork`] refuse to start children unless [`allow_fork_with_threads`] was
+//! called; a child forked anyway starts its own waker threads when it needs them.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -171,15 +197,15 @@ pub use pool::{
     ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
 };
 pub use process::{
-    ChildProcess, CurrentProcess, InitBuilder, ParentProcess, Process, ProcessHandle, Run, StartMethod,
+    ChildProcess, CurrentProcess, InitBuilder, JoinFuture, ParentProcess, Process, ProcessHandle, Run, StartMethod,
     active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method,
     init, parent_process, set_start_method, try_init,
 };
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
     PutTimeoutError, Queue, QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError,
-    RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError,
-    Waitable, wait,
+    RecvFuture, RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError,
+    TryRecvError, WaitFuture, Waitable, wait, wait_async,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedLock, SharedMemory,
@@ -188,8 +214,8 @@ pub use shared::{
 pub use shm::ShmSafe;
 pub use sync::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BoundedSemaphore, BrokenBarrier, Condition,
-    ConditionGuard, ConditionLock, ConditionWaitError, Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard,
-    ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
+    ConditionGuard, ConditionLock, ConditionWaitError, Event, EventWait, Lock, LockAcquire, LockGuard, OwnerDied,
+    RLock, RLockGuard, ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 
@@ -246,6 +272,9 @@ pub mod __private {
 
     /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
     pub use crate::shm::test_hooks::{crash_at, heap_alloc, heap_check, heap_free};
+
+    /// The async tests: how many waker threads this process runs.
+    pub use crate::shm::reactor::waker_threads;
 }
 
 #[cfg(doctest)]

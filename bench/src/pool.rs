@@ -51,21 +51,40 @@ pub fn pool_overhead(report: &mut Report) {
     }
 }
 
-/// pool_apply_async: median µs of `apply_async(identity, i).get()`.
+/// pool_apply_async: median µs of `apply_async(identity, i).get()` (`roundtrip`), and of
+/// `apply_async(identity, i)?.await` on a tokio current-thread runtime (`await.roundtrip`),
+/// in alternating blocks of 100 in one run so that the two see the same machine.
 pub fn pool_apply_async(report: &mut Report) {
     let pool = pool2();
-    let (warm, n) = (200, 3000);
-    let mut samples = Vec::with_capacity(n);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    let (warm, n, block) = (200, 3000, 100);
+    let mut blocking = Vec::with_capacity(n);
+    let mut awaited = Vec::with_capacity(n);
     for i in 0..(warm + n) as u64 {
         let t0 = Instant::now();
         let r = pool.apply_async(identity, i).expect("submit").get().expect("result");
         let dt = t0.elapsed();
         assert_eq!(r, i);
         if i >= warm as u64 {
-            samples.push(dt.as_secs_f64() * 1e6);
+            blocking.push(dt.as_secs_f64() * 1e6);
+        }
+        if (i + 1) % block == 0 {
+            // The same number of awaited round trips, on the one runtime thread.
+            runtime.block_on(async {
+                for j in 0..block {
+                    let t0 = Instant::now();
+                    let a = pool.apply_async(identity, j).expect("submit").await.expect("result");
+                    let da = t0.elapsed();
+                    assert_eq!(a, j);
+                    if i >= warm as u64 {
+                        awaited.push(da.as_secs_f64() * 1e6);
+                    }
+                }
+            });
         }
     }
-    report.emit("pool_apply_async", "roundtrip", stats::median(&samples), "us", &samples);
+    report.emit("pool_apply_async", "roundtrip", stats::median(&blocking), "us", &blocking);
+    report.emit("pool_apply_async", "await.roundtrip", stats::median(&awaited), "us", &awaited);
 }
 
 /// pool_cpu_scaling: 16 tasks of ~50 ms, serial against `Pool(2).map` (default chunk size).

@@ -50,6 +50,10 @@ pub enum TaskError {
     #[cfg(feature = "cluster")]
     #[error(transparent)]
     Cluster(crate::cluster::ClusterError),
+    /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) was called before the result
+    /// came: the task was dropped, or its worker stopped.
+    #[error("the task was cancelled")]
+    Cancelled,
 }
 
 fn lost_how(signal: Option<i32>, exit_code: Option<i32>) -> String {

@@ -8,6 +8,7 @@ mod options;
 mod process;
 mod progress;
 pub(crate) mod result;
+mod result_async;
 mod star;
 pub(crate) mod stats;
 pub(crate) mod supervisor;

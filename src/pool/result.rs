@@ -68,20 +68,43 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A value to come, and the threads waiting for it.
+/// A value to come, and the threads and futures waiting for it.
 pub(crate) struct Slot<T> {
     value: Mutex<Option<T>>,
     filled: Condvar,
+    /// The futures waiting (`AsyncResult` as a `Future`), woken by `fill`.
+    pub(crate) wakers: Wakers,
+    /// `AsyncResult::cancel` was called: the pool drops the task, or stops its worker.
+    pub(crate) cancelled: AtomicBool,
 }
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self { value: Mutex::new(None), filled: Condvar::new() })
+        Arc::new(Self {
+            value: Mutex::new(None),
+            filled: Condvar::new(),
+            wakers: Wakers::default(),
+            cancelled: AtomicBool::new(false),
+        })
     }
 
     pub(crate) fn fill(&self, value: T) {
         *lock(&self.value) = Some(value);
         self.filled.notify_all();
+        self.wakers.wake_all();
+    }
+
+    /// Fills the slot unless it already holds a value; whether it did.
+    pub(crate) fn fill_if_empty(&self, value: T) -> bool {
+        let mut guard = lock(&self.value);
+        if guard.is_some() {
+            return false;
+        }
+        *guard = Some(value);
+        drop(guard);
+        self.filled.notify_all();
+        self.wakers.wake_all();
+        true
     }
 
     pub(crate) fn is_filled(&self) -> bool {
@@ -119,6 +142,30 @@ impl<T> Slot<T> {
 
     pub(crate) fn with<U>(&self, f: impl FnOnce(Option<&T>) -> U) -> U {
         f(lock(&self.value).as_ref())
+    }
+}
+
+/// The wakers of the futures waiting for something of this process (a slot, a stream's
+/// next item): registered before the future looks again, woken by whoever fills it.
+#[derive(Default)]
+pub(crate) struct Wakers(Mutex<Vec<std::task::Waker>>);
+
+impl Wakers {
+    /// Registers `waker` (once: a waker that would wake the same task replaces it).
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        let mut wakers = lock(&self.0);
+        if let Some(w) = wakers.iter_mut().find(|w| w.will_wake(waker)) {
+            w.clone_from(waker);
+        } else {
+            wakers.push(waker.clone());
+        }
+    }
+
+    pub(crate) fn wake_all(&self) {
+        let wakers = std::mem::take(&mut *lock(&self.0));
+        for w in wakers {
+            w.wake();
+        }
     }
 }
 
@@ -172,7 +219,11 @@ impl<R: Send> Sink<R> for ApplySink<R> {
                 .unwrap_or_else(|| Err(TaskError::Codec(crate::CodecError::decode("an empty chunk"))))
         });
         lock(&self.callbacks).run(result.as_ref());
-        self.slot.fill(result);
+        self.slot.fill_if_empty(result);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.slot.cancelled.load(Ordering::Acquire)
     }
 }
 
@@ -246,7 +297,7 @@ impl<R: Send> Sink<R> for MapSink<R> {
                     }
                     state.callbacks.run(Ok(&all));
                     drop(state);
-                    self.slot.fill(Ok(all));
+                    self.slot.fill_if_empty(Ok(all));
                 }
             }
             Err(e) => {
@@ -260,13 +311,13 @@ impl<R: Send> Sink<R> for MapSink<R> {
                 }
                 state.callbacks.run(Err(&e));
                 drop(state);
-                self.slot.fill(Err(e));
+                self.slot.fill_if_empty(Err(e));
             }
         }
     }
 
     fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        self.cancelled.load(Ordering::Acquire) || self.slot.cancelled.load(Ordering::Acquire)
     }
 }
 
@@ -275,6 +326,8 @@ impl<R: Send> Sink<R> for MapSink<R> {
 pub(crate) struct StreamSink<R> {
     state: Mutex<StreamState<R>>,
     ready: Condvar,
+    /// `IMap`'s `poll_next` waiting.
+    pub(crate) wakers: Wakers,
     ordered: bool,
     progress: Option<Progress>,
 }
@@ -301,6 +354,7 @@ impl<R> StreamSink<R> {
                 arrived: VecDeque::new(),
             }),
             ready: Condvar::new(),
+            wakers: Wakers::default(),
             ordered,
             progress,
         })
@@ -312,7 +366,7 @@ impl<R> StreamSink<R> {
     }
 
     /// The next item if one is ready.
-    fn pop(&self) -> Option<Result<R, TaskError>> {
+    pub(crate) fn pop(&self) -> Option<Result<R, TaskError>> {
         let mut state = lock(&self.state);
         if !self.ordered {
             return state.arrived.pop_front();
@@ -356,6 +410,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
         }
         drop(state);
         self.ready.notify_all();
+        self.wakers.wake_all();
     }
 }
 
@@ -380,7 +435,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct AsyncResult<R> {
-    slot: Arc<Slot<Result<R, TaskError>>>,
+    pub(crate) slot: Arc<Slot<Result<R, TaskError>>>,
     helper: Option<Arc<dyn Helper>>,
 }
 
@@ -518,15 +573,15 @@ impl<I: Iterator> Input<I> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct IMap<R> {
-    sink: Arc<StreamSink<R>>,
+    pub(crate) sink: Arc<StreamSink<R>>,
     feeder: Box<dyn Feeder<R>>,
     helper: Option<Arc<dyn Helper>>,
     /// Items fed and not yet handed to the consumer may not exceed this.
     max_in_flight: usize,
     fed_chunks: usize,
-    fed_items: usize,
-    taken_items: usize,
-    exhausted: bool,
+    pub(crate) fed_items: usize,
+    pub(crate) taken_items: usize,
+    pub(crate) exhausted: bool,
 }
 
 impl<R> fmt::Debug for IMap<R> {
@@ -557,7 +612,7 @@ impl<R: Send + 'static> IMap<R> {
         }
     }
 
-    fn top_up(&mut self) {
+    pub(crate) fn top_up(&mut self) {
         while !self.exhausted && self.fed_items - self.taken_items < self.max_in_flight {
             match self.feeder.feed(self.fed_chunks, &self.sink) {
                 Some(items) => {

@@ -94,7 +94,10 @@ where
     call.output = Some(run_items(call, |args: Args| f.call(args)));
 }
 
-fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(call: &TaskCall, f: impl Fn(A) -> R) -> Result<codec::Encoded, String> {
+fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
+    call: &TaskCall,
+    f: impl Fn(A) -> R,
+) -> Result<codec::Encoded, String> {
     let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
     let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
     let mut items = items.into_iter().enumerate();

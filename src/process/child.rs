@@ -157,6 +157,21 @@ impl ChildState {
         }
     }
 
+    /// Calls `f` with the descriptors a wait for the child's end watches (its exit, and the
+    /// socket its outcome comes on, which must be read for a child with a large result to
+    /// finish).
+    pub(crate) fn with_wait_fds<R>(&self, f: impl FnOnce(&[BorrowedFd<'_>]) -> R) -> R {
+        let sock = self.lock().sock.clone();
+        let mut fds = vec![self.sentinel()];
+        if let ExitWatch::Server(_) = self.watch {
+            fds.push(self.pidfd.as_fd());
+        }
+        if let Some(s) = sock.as_ref() {
+            fds.push(s.as_fd());
+        }
+        f(&fds)
+    }
+
     /// Takes the outcome (once), after the child ended.
     pub(crate) fn take_outcome(&self) -> Result<Option<Outcome>, ()> {
         let mut inner = self.lock();

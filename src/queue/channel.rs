@@ -21,6 +21,9 @@ use crate::shm::{
 };
 use crate::sys;
 
+#[path = "channel_async.rs"]
+mod channel_async;
+
 /// The tag of messages sent with `send_bytes`.
 pub(crate) const RAW: u32 = 0;
 
@@ -495,10 +498,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// Takes a message, waiting until `deadline`; gone when the queue is empty and no other
     /// handle exists.
     pub(crate) fn get(&self, deadline: Deadline) -> Result<T, Failure> {
-        if self.shared.shutdown.load(Ordering::Acquire) & IMMEDIATE != 0 {
-            // Shut down immediately: nothing is to be taken any more (what a shutdown
-            // killed half way left is drained here).
-            self.finish_shutdown();
+        if self.shut_down_immediately() {
             return Err(Failure::ShutDown);
         }
         let finish_shutdown = || self.finish_shutdown();
@@ -516,9 +516,19 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         self.finish_shutdown();
     }
 
+    /// Whether the queue was shut down immediately: nothing is to be taken any more (what a
+    /// shutdown killed half way left is drained here first).
+    pub(crate) fn shut_down_immediately(&self) -> bool {
+        if self.shared.shutdown.load(Ordering::Acquire) & IMMEDIATE == 0 {
+            return false;
+        }
+        self.finish_shutdown();
+        true
+    }
+
     /// Does what is left of a shutdown: every step is idempotent, so that anyone who finds
     /// a shutdown half done (its caller was killed) finishes it.
-    fn finish_shutdown(&self) {
+    pub(crate) fn finish_shutdown(&self) {
         let s = &self.shared;
         let flags = s.shutdown.load(Ordering::Acquire);
         if flags & SHUT_DOWN == 0 {

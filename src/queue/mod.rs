@@ -12,6 +12,7 @@
 //! Python's `Queue.join_thread` and `cancel_join_thread` have no counterpart: there is no
 //! feeder thread to wait for; a `put` is complete when it returns.
 
+mod asynch;
 mod channel;
 mod error;
 mod joinable;
@@ -28,8 +29,8 @@ pub use error::{
     TryRecvError,
 };
 pub use joinable::JoinableQueue;
-pub use pipe::{Connection, Pipe};
+pub use pipe::{Connection, Pipe, RecvFuture};
 pub use queue::{Queue, QueueBuilder};
 pub use simple::SimpleQueue;
 pub use split::{Consumer, Producer};
-pub use wait::{Waitable, wait};
+pub use wait::{WaitFuture, Waitable, wait, wait_async};

@@ -1,5 +1,9 @@
 //! [`Pipe`] and [`Connection`]: Python's `multiprocessing.Pipe`, two connected ends.
 
+#[path = "pipe_async.rs"]
+mod pipe_async;
+pub use pipe_async::RecvFuture;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};

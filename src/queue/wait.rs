@@ -1,6 +1,10 @@
 //! [`wait`]: waits until one of several connections, queues or processes is ready (Python's
 //! `multiprocessing.connection.wait`).
 
+#[path = "wait_async.rs"]
+mod wait_async;
+pub use wait_async::{WaitFuture, wait_async};
+
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

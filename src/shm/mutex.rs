@@ -218,6 +218,51 @@ impl RawMutex {
     }
 }
 
+impl RawMutex {
+    /// One poll of an async acquire: the lock, or `Pending` with `cx`'s waker registered
+    /// (through `waiting`, a waker thread sleeps on the word; the sleepers' bit is set, so
+    /// that the holder's unlock wakes it). A dead holder's lock is taken over when the
+    /// future's liveness check is due.
+    pub(crate) fn poll_lock(
+        &self,
+        me: Owner,
+        waiting: &mut super::Waiting,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<Acquired> {
+        use std::task::Poll;
+        if self.try_lock(me) {
+            waiting.reset();
+            return Poll::Ready(Acquired::Clean);
+        }
+        if waiting.check_due()
+            && let Some(acquired) = self.take_from_dead_owner(me)
+        {
+            waiting.reset();
+            return Poll::Ready(acquired);
+        }
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            if w == 0 {
+                // Others may sleep too: keep the bit so that our unlock wakes one of them.
+                if self.word.compare_exchange(0, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    self.owner_start.store(me.start, Ordering::Relaxed);
+                    waiting.reset();
+                    return Poll::Ready(Acquired::Clean);
+                }
+                continue;
+            }
+            if w & SLEEPERS == 0
+                && self.word.compare_exchange(w, w | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            {
+                continue;
+            }
+            // The waker thread sleeps while the word is `w | SLEEPERS`: an unlock changes it.
+            waiting.arm_word(&self.word, w | SLEEPERS, cx);
+            return Poll::Pending;
+        }
+    }
+}
+
 /// A guard for internal critical sections of the shm layer, released on drop.
 #[derive(Debug)]
 pub(crate) struct RawGuard<'a> {

@@ -445,6 +445,11 @@ impl Ring {
         &self.not_empty.value
     }
 
+    /// What producers of a bounded ring sleep on while it is full (for futures).
+    pub(crate) fn writable(&self) -> &Notify {
+        &self.not_full.value
+    }
+
     /// Wakes every waiter of both sides (the other side has left: let them see it).
     pub(crate) fn wake_all(&self) {
         self.not_empty.value.notify_all();

@@ -1,5 +1,9 @@
 //! `Event`: a flag that processes wait for.
 
+#[path = "event_async.rs"]
+mod event_async;
+pub use event_async::EventWait;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -1,5 +1,9 @@
 //! `Lock`: a mutual-exclusion lock shared by the processes of a family.
 
+#[path = "lock_async.rs"]
+mod lock_async;
+pub use lock_async::LockAcquire;
+
 use std::fmt;
 use std::time::Duration;
 

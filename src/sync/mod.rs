@@ -22,7 +22,7 @@ pub use error::{
     Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError,
     TryAcquireError,
 };
-pub use event::Event;
-pub use lock::{Lock, LockGuard};
+pub use event::{Event, EventWait};
+pub use lock::{Lock, LockAcquire, LockGuard};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};

@@ -3,6 +3,7 @@
 
 mod call;
 mod early;
+mod epoll;
 mod futex;
 mod mem;
 mod overflow;
@@ -13,6 +14,7 @@ pub use call::Stateless;
 pub(crate) use call::{NotInExecutable, Packed, pack_checked, pack_runner, remake, unpack_and_run};
 pub use early::{InitEntry, in_init_array, main_dispatches};
 pub(crate) use early::{dispatch_from_main, finish_constructors};
+pub(crate) use epoll::Poller;
 pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::SharedMapping;
 pub(crate) use overflow::report_stack_overflow;

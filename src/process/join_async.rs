@@ -1,0 +1,68 @@
+//! `ProcessHandle::join_async`: the child's end as a future, woken by its pidfd.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use serde::de::DeserializeOwned;
+
+use super::{JoinError, ProcessHandle};
+use crate::shm::{Deadline, FdWaiting};
+
+impl<R: DeserializeOwned> ProcessHandle<R> {
+    /// [`ProcessHandle::join`] as a future: waits for the child's end without blocking a
+    /// thread (a waker thread watches the child's pidfd, which becomes readable when it
+    /// ends, and the socket its result comes on).
+    ///
+    /// Cancellation: dropping the future part-way leaves the handle as it was (the child
+    /// runs on; join it later, or drop the handle).
+    ///
+    /// # Errors
+    ///
+    /// As [`ProcessHandle::join`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn double(x: u32) -> u32 {
+    ///     x * 2
+    /// }
+    ///
+    /// multiproc::init();
+    /// let mut child = multiproc::Process::new(double, 21).start()?;
+    /// // In an async fn: `let value = child.join_async().await?;`
+    /// # let value = child.join()?;
+    /// assert_eq!(value, 42);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join_async(&mut self) -> JoinFuture<'_, R> {
+        JoinFuture { handle: self, waiting: FdWaiting::default() }
+    }
+}
+
+/// The future of [`ProcessHandle::join_async`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct JoinFuture<'a, R> {
+    handle: &'a mut ProcessHandle<R>,
+    waiting: FdWaiting,
+}
+
+impl<R: DeserializeOwned> Future for JoinFuture<'_, R> {
+    type Output = Result<R, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        for armed in [false, true] {
+            if let Some(ended) = this.handle.child.wait(Deadline::now()) {
+                this.waiting.withdraw();
+                return Poll::Ready(this.handle.result(ended));
+            }
+            if !armed {
+                let waiting = &mut this.waiting;
+                this.handle.child.with_wait_fds(|fds| waiting.arm(fds, cx));
+            }
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,513 @@
+//! The waker threads behind every future of the crate that waits on shared memory.
+//!
+//! # Design
+//!
+//! A blocking wait sleeps on a [`Notify`]'s futex word (`seq`), announced as a sleeper so
+//! that the party that changes the condition bumps the word and wakes it. An async wait
+//! cannot sleep: its future registers with this module instead, and returns `Pending`.
+//!
+//! * **Registration** ([`Waiting::arm`]): the future announces itself on the `Notify`
+//!   exactly as a blocking sleeper would (`start_sleeping`: counted as a sleeper, one more
+//!   arrival), reads the word's value, hands `(word, value, waker, next check)` to a waker
+//!   thread, and then tests its condition once more before returning `Pending`. A notifier
+//!   that changed the condition before the announcement is seen by that test; one after it
+//!   bumps the word, so the waker thread's `futex_waitv` returns at once or is woken.
+//! * **Waker threads**: each waits with one `futex_waitv` call on up to 127 distinct
+//!   futex words plus a word of its own (rung when a registration arrives). Futures
+//!   waiting on the same object share its word, so ten thousand futures waiting on one
+//!   queue cost one slot. When a word changes, every `Waker` registered on it is woken
+//!   (and forgotten: a future that is still not ready registers again). The first thread
+//!   starts lazily, when a future first pends; another starts only when 127 distinct words
+//!   are watched at once. Futures that wait on something in this process (a pool's
+//!   results, a thread's `Slot`) never come here: whoever fills the slot wakes them.
+//! * **Liveness**: a blocking wait checks after each sleep slice (2 ms doubling to
+//!   100 ms) that the other side still lives. A registration carries the moment of its
+//!   next check, and the waker thread wakes the future then even if its word did not
+//!   change; the future runs the same check ([`Waiting::check_due`]).
+//! * **No deadline of its own**: a future's timeout is the runtime's timer
+//!   (`tokio::time::timeout`); dropping the future drops its registration.
+//!
+//! The words live in the family heap, which stays mapped for the life of the process: a
+//! waker thread that still waits on the word of an object freed meanwhile reads zeroed or
+//! reused memory, which at worst wakes a future for nothing.
+//!
+//! **Fork.** A waker thread is a thread: once one runs, `StartMethod::Fork` is refused
+//! (as beside any other thread) unless `allow_fork_with_threads` was called. A child
+//! forked anyway inherits no waker thread and none of their locks: the reactor is tied to
+//! the process that built it, and a forked child builds its own at its first `Pending`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
+
+use super::heap::Heap;
+use super::wait::{FIRST_SLICE, MAX_SLICE, Notify};
+use crate::sys;
+
+/// Distinct words one waker thread watches, besides its own (`futex_waitv` takes 128).
+const WORDS_PER_THREAD: usize = 127;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A futex word that stays valid for the life of the process.
+#[derive(Clone, Copy)]
+struct Word(&'static AtomicU32);
+
+impl Word {
+    fn key(self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+/// The `Notify` a future waits on, if it lives in the family heap (every shared object
+/// does). A `Notify` elsewhere (in a test's stack frame) gets `None`: its waiters are
+/// woken by their check timer only.
+fn in_heap<T>(value: &T) -> Option<&'static T> {
+    let heap = Heap::try_get()?;
+    let start = heap.ptr(0) as usize;
+    let at = value as *const T as usize;
+    let offset = at.checked_sub(start)?;
+    if !heap.contains(offset as u64 & !63, offset % 64 + size_of::<T>()) {
+        return None;
+    }
+    // SAFETY: the family heap is mapped once and never unmapped while the process lives
+    // (`Heap` sits in a `static`); freeing an object gives its pages back with
+    // `MADV_REMOVE` but leaves them mapped, and `Notify` is all atomics, valid for any
+    // bytes (as is a futex word). So a reference into it is valid for `'static`.
+    Some(unsafe { &*(at as *const T) })
+}
+
+struct Registration {
+    word: Option<Word>,
+    seen: u32,
+    waker: Waker,
+    check_at: Instant,
+}
+
+#[derive(Default)]
+struct ShardState {
+    registrations: HashMap<u64, Registration>,
+    /// Registrations per distinct word.
+    words: HashMap<usize, usize>,
+}
+
+/// One waker thread and what it watches.
+struct Shard {
+    state: Mutex<ShardState>,
+    /// Rung when a registration arrives, so that the thread waits on the new word too.
+    bell: AtomicU32,
+}
+
+impl Shard {
+    fn ring(&self) {
+        self.bell.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(&self.bell, 1);
+    }
+
+    fn run(&self) {
+        let mut due: Vec<Waker> = Vec::new();
+        loop {
+            let bell = self.bell.load(Ordering::SeqCst);
+            let mut words: Vec<(&AtomicU32, u32)> = Vec::with_capacity(WORDS_PER_THREAD + 1);
+            let mut next: Option<Instant> = None;
+            {
+                let mut state = lock(&self.state);
+                let now = Instant::now();
+                let ShardState { registrations, words: counts } = &mut *state;
+                registrations.retain(|_, r| {
+                    let changed = r.word.is_some_and(|w| w.0.load(Ordering::SeqCst) != r.seen);
+                    if changed || r.check_at <= now {
+                        if let Some(w) = r.word {
+                            release_word(counts, w.key());
+                        }
+                        due.push(r.waker.clone());
+                        return false;
+                    }
+                    next = Some(next.map_or(r.check_at, |n| n.min(r.check_at)));
+                    true
+                });
+                let mut listed = std::collections::HashSet::new();
+                for r in registrations.values() {
+                    if let Some(w) = r.word
+                        && listed.insert(w.key())
+                    {
+                        words.push((w.0, r.seen));
+                    }
+                }
+            }
+            for waker in due.drain(..) {
+                waker.wake();
+            }
+            words.push((&self.bell, bell));
+            let timeout = next.map(|n| n.saturating_duration_since(Instant::now()));
+            sys::futex_waitv(&words, Some(timeout.unwrap_or(Duration::from_secs(60))));
+        }
+    }
+}
+
+fn release_word(counts: &mut HashMap<usize, usize>, key: usize) {
+    if let Some(n) = counts.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&key);
+        }
+    }
+}
+
+/// The waker threads of this process.
+struct Reactor {
+    pid: u32,
+    shards: Mutex<Vec<Arc<Shard>>>,
+    next_id: AtomicU64,
+    /// The thread watching descriptors, once a future waited on one.
+    fds: std::sync::OnceLock<Option<Arc<FdWaker>>>,
+}
+
+/// The waker thread for descriptors (a child's pidfd): one epoll set.
+struct FdWaker {
+    poller: sys::Poller,
+    wakers: Mutex<HashMap<u64, Waker>>,
+}
+
+impl FdWaker {
+    fn run(&self) {
+        loop {
+            for key in self.poller.wait(Duration::from_secs(60)) {
+                let waker = lock(&self.wakers).remove(&key);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+static REACTOR: AtomicPtr<Reactor> = AtomicPtr::new(std::ptr::null_mut());
+
+impl Reactor {
+    /// This process's reactor, built at the first call (and again in a forked child,
+    /// which must not touch its parent's locks: the parent's reactor is leaked there).
+    fn get() -> &'static Reactor {
+        let pid = std::process::id();
+        loop {
+            let current = REACTOR.load(Ordering::Acquire);
+            // SAFETY: a non-null pointer here came from `Box::leak` below and is never
+            // freed.
+            if let Some(r) = unsafe { current.as_ref() }
+                && r.pid == pid
+            {
+                return r;
+            }
+            let fresh = Box::into_raw(Box::new(Reactor {
+                pid,
+                shards: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(1),
+                fds: std::sync::OnceLock::new(),
+            }));
+            match REACTOR.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+                // SAFETY: just leaked, never freed.
+                Ok(_) => return unsafe { &*fresh },
+                Err(_) => {
+                    // SAFETY: ours, never shared.
+                    drop(unsafe { Box::from_raw(fresh) });
+                }
+            }
+        }
+    }
+
+    /// Hands a registration to a waker thread with room for its word; starts one if none
+    /// has room. `None` when no thread could be started.
+    fn register(&self, registration: Registration) -> Option<(Arc<Shard>, u64)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let key = registration.word.map(Word::key);
+        let mut shards = lock(&self.shards);
+        let mut chosen = None;
+        for shard in shards.iter() {
+            let state = lock(&shard.state);
+            let fits = match key {
+                Some(k) => state.words.contains_key(&k) || state.words.len() < WORDS_PER_THREAD,
+                None => true,
+            };
+            if fits {
+                chosen = Some(shard.clone());
+                if key.is_none_or(|k| state.words.contains_key(&k)) {
+                    break;
+                }
+            }
+        }
+        let shard = match chosen {
+            Some(s) => s,
+            None => {
+                let shard = Arc::new(Shard { state: Mutex::new(ShardState::default()), bell: AtomicU32::new(0) });
+                let running = shard.clone();
+                std::thread::Builder::new().name("multiproc-waker".into()).spawn(move || running.run()).ok()?;
+                shards.push(shard.clone());
+                shard
+            }
+        };
+        {
+            // Under the list's lock still, so that no other registration fills the
+            // thread's last slot meanwhile.
+            let mut state = lock(&shard.state);
+            if let Some(k) = key {
+                *state.words.entry(k).or_insert(0) += 1;
+            }
+            state.registrations.insert(id, registration);
+        }
+        drop(shards);
+        shard.ring();
+        Some((shard, id))
+    }
+}
+
+impl Reactor {
+    fn fd_waker(&self) -> Option<&Arc<FdWaker>> {
+        self.fds
+            .get_or_init(|| {
+                let waker = Arc::new(FdWaker { poller: sys::Poller::new().ok()?, wakers: Mutex::new(HashMap::new()) });
+                let running = waker.clone();
+                std::thread::Builder::new().name("multiproc-fd-waker".into()).spawn(move || running.run()).ok()?;
+                Some(waker)
+            })
+            .as_ref()
+    }
+}
+
+/// A future's registration on descriptors' readability (see [`Waiting`]). Dropping it
+/// withdraws it.
+#[derive(Default)]
+pub(crate) struct FdWaiting {
+    registered: Vec<(u64, std::os::fd::OwnedFd)>,
+}
+
+impl std::fmt::Debug for FdWaiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FdWaiting").field("registered", &self.registered.len()).finish()
+    }
+}
+
+impl FdWaiting {
+    /// Registers `cx`'s waker to be woken once one of `fds` is readable. Test the
+    /// condition again after this, before returning `Pending`.
+    pub(crate) fn arm(&mut self, fds: &[std::os::fd::BorrowedFd<'_>], cx: &Context<'_>) {
+        self.withdraw();
+        let reactor = Reactor::get();
+        let Some(waker) = reactor.fd_waker() else {
+            cx.waker().wake_by_ref();
+            return;
+        };
+        for fd in fds {
+            let key = reactor.next_id.fetch_add(1, Ordering::Relaxed);
+            lock(&waker.wakers).insert(key, cx.waker().clone());
+            match waker.poller.add(*fd, key) {
+                Ok(dup) => self.registered.push((key, dup)),
+                Err(_) => {
+                    lock(&waker.wakers).remove(&key);
+                    cx.waker().wake_by_ref();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn withdraw(&mut self) {
+        if self.registered.is_empty() {
+            return;
+        }
+        if let Some(waker) = Reactor::get().fd_waker() {
+            for (key, dup) in self.registered.drain(..) {
+                waker.poller.remove(&dup);
+                lock(&waker.wakers).remove(&key);
+            }
+        }
+    }
+}
+
+impl Drop for FdWaiting {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+/// Threads the waker threads of this process (for tests counting threads).
+#[doc(hidden)]
+pub fn waker_threads() -> usize {
+    let current = REACTOR.load(Ordering::Acquire);
+    // SAFETY: see `Reactor::get`.
+    match unsafe { current.as_ref() } {
+        Some(r) if r.pid == std::process::id() => {
+            lock(&r.shards).len() + r.fds.get().is_some_and(Option::is_some) as usize
+        }
+        _ => 0,
+    }
+}
+
+/// A future's standing with the waker threads: at most one registration at a time, its
+/// announcement as a sleeper on a `Notify`, and the schedule of its liveness checks.
+/// Dropping it withdraws both.
+pub(crate) struct Waiting {
+    registered: Option<(Arc<Shard>, u64)>,
+    sleeping_on: Option<&'static Notify>,
+    slice: Duration,
+    next_check: Option<Instant>,
+}
+
+impl Default for Waiting {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting").field("registered", &self.registered.is_some()).finish()
+    }
+}
+
+impl Waiting {
+    pub(crate) const fn new() -> Self {
+        Self { registered: None, sleeping_on: None, slice: FIRST_SLICE, next_check: None }
+    }
+
+    /// Whether the liveness check is due: the future has waited a slice since it first
+    /// pended or since the last check (then the next slice doubles, up to 100 ms).
+    pub(crate) fn check_due(&mut self) -> bool {
+        match self.next_check {
+            Some(at) if Instant::now() >= at => {
+                self.slice = (self.slice * 2).min(MAX_SLICE);
+                self.next_check = Some(Instant::now() + self.slice);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Registers `cx`'s waker to be woken when `notify` is rung (or its next check is
+    /// due). Test the condition again after this, before returning `Pending`.
+    pub(crate) fn arm(&mut self, notify: &Notify, cx: &Context<'_>) {
+        self.withdraw();
+        let word = in_heap(notify).map(|n| {
+            let (word, seen) = n.start_sleeping();
+            self.sleeping_on = Some(n);
+            (Word(word), seen)
+        });
+        self.register(word, cx);
+    }
+
+    /// Registers `cx`'s waker for the next check only (something with no futex word).
+    pub(crate) fn arm_timer(&mut self, cx: &Context<'_>) {
+        self.withdraw();
+        self.register(None, cx);
+    }
+
+    /// Registers `cx`'s waker to be woken when `word` no longer holds `seen` (a futex word
+    /// in the family heap that its writer wakes, such as a mutex's), or its next check is
+    /// due. Test the condition again after this, before returning `Pending`.
+    pub(crate) fn arm_word(&mut self, word: &AtomicU32, seen: u32, cx: &Context<'_>) {
+        self.withdraw();
+        self.register(in_heap(word).map(|w| (Word(w), seen)), cx);
+    }
+
+    fn register(&mut self, word: Option<(Word, u32)>, cx: &Context<'_>) {
+        let check_at = *self.next_check.get_or_insert_with(|| Instant::now() + self.slice);
+        let registration = Registration {
+            word: word.map(|(w, _)| w),
+            seen: word.map_or(0, |(_, s)| s),
+            waker: cx.waker().clone(),
+            check_at,
+        };
+        self.registered = Reactor::get().register(registration);
+        if self.registered.is_none() {
+            // No thread could be started: poll again soon rather than hang.
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// Withdraws the registration and the announcement (the future completed, or is about
+    /// to register again).
+    pub(crate) fn withdraw(&mut self) {
+        if let Some((shard, id)) = self.registered.take() {
+            let mut state = lock(&shard.state);
+            if let Some(r) = state.registrations.remove(&id)
+                && let Some(w) = r.word
+            {
+                release_word(&mut state.words, w.key());
+            }
+        }
+        if let Some(n) = self.sleeping_on.take() {
+            n.stop_sleeping();
+        }
+    }
+
+    /// Back to a fresh start (the future completed): the next wait checks after a first
+    /// short slice again.
+    pub(crate) fn reset(&mut self) {
+        self.withdraw();
+        self.slice = FIRST_SLICE;
+        self.next_check = None;
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+/// One poll of a future that waits on `notify`: `attempt(check)` tries the operation
+/// without waiting (`check`: the liveness check is due, run it) and returns `None` to
+/// wait on. Registers with a waker thread before the second attempt, so that a change
+/// between the two is never missed.
+pub(crate) fn poll_on<T>(
+    waiting: &mut Waiting,
+    notify: &Notify,
+    cx: &Context<'_>,
+    mut attempt: impl FnMut(bool) -> Option<T>,
+) -> std::task::Poll<T> {
+    let check = waiting.check_due();
+    if let Some(v) = attempt(check) {
+        waiting.reset();
+        return std::task::Poll::Ready(v);
+    }
+    waiting.arm(notify, cx);
+    if let Some(v) = attempt(false) {
+        waiting.reset();
+        return std::task::Poll::Ready(v);
+    }
+    std::task::Poll::Pending
+}
+
+/// A [`Watch`](super::Watch) whose cheap look runs the thorough one when `check` is set:
+/// an attempt that does not wait (deadline now) then ends with the other side's absence as
+/// a blocking wait would after its sleep.
+pub(crate) struct CheckNow<'a, W> {
+    pub(crate) watch: &'a W,
+    pub(crate) check: std::cell::Cell<bool>,
+}
+
+impl<'a, W> CheckNow<'a, W> {
+    pub(crate) fn new(watch: &'a W, check: bool) -> Self {
+        Self { watch, check: std::cell::Cell::new(check) }
+    }
+}
+
+impl<W: super::Watch> super::Watch for CheckNow<'_, W> {
+    type Gone = W::Gone;
+
+    fn left(&self) -> Option<W::Gone> {
+        if let Some(gone) = self.watch.left() {
+            return Some(gone);
+        }
+        if self.check.replace(false) {
+            return self.watch.check().err();
+        }
+        None
+    }
+
+    fn check(&self) -> Result<(), W::Gone> {
+        self.watch.check()
+    }
+}
