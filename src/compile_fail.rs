@@ -84,3 +84,37 @@
 //!
 //! (`ArrayGuard`, `RLockGuard`, `ConditionGuard` and `ProxyRLockGuard` are neither `Send`
 //! nor `Sync`: the first on the safe side, the others because they stay on their thread.)
+//!
+//! A process target's arguments cross a process boundary: they are owned serde values. A
+//! borrowed argument is refused (the compiler says that `Deserialize` is "not general
+//! enough": the argument borrows; take a `String`):
+//!
+//! ```compile_fail
+//! fn greet(name: &str) {
+//!     println!("hello {name}");
+//! }
+//! let _ = multiproc::Process::new(greet, "bob");
+//! ```
+//!
+//! Several arguments travel as one tuple, of as many elements as the function takes:
+//!
+//! ```compile_fail,E0308
+//! fn add(a: u32, b: u32) -> u32 {
+//!     a + b
+//! }
+//! let _ = multiproc::Process::new(add, 1); // expected `(u32, u32)`
+//! ```
+//!
+//! What is not a function is not a target ("`&str` is not a process target for the
+//! arguments `u32`"):
+//!
+//! ```compile_fail,E0277
+//! let _ = multiproc::Process::new("add", 1u32);
+//! ```
+//!
+//! A closure that captures something cannot be rebuilt in another process:
+//!
+//! ```compile_fail,E0277
+//! let name = String::from("bob");
+//! let _ = multiproc::Process::new(move |_: ()| name.len(), ());
+//! ```

@@ -116,7 +116,7 @@ pub use pool::{
     ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
 };
 pub use process::{
-    ChildProcess, CurrentProcess, InitBuilder, ParentProcess, Process, ProcessHandle, Run, StartMethod,
+    ChildProcess, CurrentProcess, InitBuilder, ParentProcess, Process, ProcessHandle, Run, StartMethod, Target,
     active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method,
     init, parent_process, set_start_method, try_init,
 };

@@ -626,3 +626,30 @@ fn a_joined_child_s_cpu_time_counts_in_the_parent_s_rusage() {
         );
     }
 }
+
+fn describe(name: String, age: u32, tags: Vec<String>) -> String {
+    format!("{name} ({age}): {}", tags.join(", "))
+}
+
+fn pair(a: u8, b: u8) -> (u8, u8) {
+    (b, a)
+}
+
+fn takes_a_tuple(pair: (u8, u8)) -> u16 {
+    u16::from(pair.0) + u16::from(pair.1)
+}
+
+#[test]
+fn a_target_of_several_arguments_takes_them_as_a_tuple() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let args = ("ann".to_string(), 36, vec!["admin".to_string(), "ops".to_string()]);
+        let said = Process::new(describe, args).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(said, "ann (36): admin, ops", "{method:?}");
+        assert_eq!(Process::new(pair, (1, 2)).start_method(method).start().unwrap().join().unwrap(), (2, 1));
+        // A function of one tuple takes the tuple itself.
+        assert_eq!(Process::new(takes_a_tuple, (1, 2)).start_method(method).start().unwrap().join().unwrap(), 3);
+        let sum = Process::new(|a: u32, b: u32, c: u32| a + b + c, (1, 2, 3)).start_method(method).start().unwrap();
+        assert_eq!(sum.join().unwrap(), 6);
+    }
+}

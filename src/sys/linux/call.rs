@@ -103,7 +103,12 @@ stateless!(A, B, C, D, E, G);
 /// Makes the callable `F` from its type alone. A callable with state (a closure that
 /// captures something) does not compile: it cannot travel to another process this way.
 pub(crate) fn remake<Args, F: Stateless<Args>>() -> F {
-    const { assert!(std::mem::size_of::<F>() == 0, "a process pool needs a function or a closure that captures nothing") };
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process target or a pool's function must be a function or a closure that captures nothing"
+        )
+    };
     // SAFETY: `F` is zero-sized (asserted at compile time) and a stateless callable
     // (`Stateless`), so it has exactly one value, which reading from any aligned pointer
     // produces.
