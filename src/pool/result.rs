@@ -379,6 +379,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
 /// assert_eq!(pending.get()?, 49);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "the task runs anyway; keep its AsyncResult to get its result or error (`let _ =` to drop it)"]
 pub struct AsyncResult<R> {
     slot: Arc<Slot<Result<R, TaskError>>>,
     helper: Option<Arc<dyn Helper>>,
@@ -517,6 +518,7 @@ impl<I: Iterator> Input<I> {
 /// assert_eq!(firsts, [0, 1, 4, 9, 16]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "an IMap is lazy: iterate it to get the results"]
 pub struct IMap<R> {
     sink: Arc<StreamSink<R>>,
     feeder: Box<dyn Feeder<R>>,
