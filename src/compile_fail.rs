@@ -112,6 +112,14 @@
 //! let _ = multiproc::Process::new("add", 1u32);
 //! ```
 //!
+//! A process target is rebuilt in the child from its type, so a function pointer (a
+//! value, not a type) is refused when the program is built: pass the function itself.
+//!
+//! ```compile_fail,E0080
+//! let f: fn(u32) -> u32 = |x| x + 1;
+//! let _ = multiproc::Process::new(f, 1);
+//! ```
+//!
 //! A closure that captures something cannot be rebuilt in another process:
 //!
 //! ```compile_fail,E0277
