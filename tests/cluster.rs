@@ -11,11 +11,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, pid_running, watchdog};
+use common::redis::Redis;
+use common::watchdog;
 use multiproc::cluster::{ClusterError, GetError, PutError, Queue};
 
 multiproc::test_support!();
@@ -23,72 +23,6 @@ multiproc::test_support!();
 const LIMIT: Duration = Duration::from_secs(60);
 const ROLE: &str = "MULTIPROC_TEST_CLUSTER_ROLE";
 const URL: &str = "MULTIPROC_TEST_CLUSTER_URL";
-
-/// A private Redis: unix socket, no persistence, killed and its directory removed on drop.
-/// Started under `setpriv --pdeathsig KILL`, so that a test that aborts (its watchdog)
-/// takes its server along; the same for the other programs.
-struct Redis {
-    dir: PathBuf,
-    server: Child,
-    pid: u32,
-    url: String,
-}
-
-impl Redis {
-    fn start(extra: &[&str]) -> Option<Redis> {
-        if Command::new("redis-server").arg("--version").output().is_err() {
-            assert!(
-                std::env::var_os("MULTIPROC_REQUIRE_REDIS").is_none(),
-                "redis-server is not installed and MULTIPROC_REQUIRE_REDIS is set"
-            );
-            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-            return None;
-        }
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("multiproc-redis-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("redis.sock");
-        let server = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "redis-server", "--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let redis = Redis { url: format!("redis+unix://{}", socket.display()), dir, pid: server.id(), server };
-        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not answer");
-        Some(redis)
-    }
-
-    fn kill(&self) {
-        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
-        assert!(eventually(Duration::from_secs(20), || !pid_running(self.pid)));
-    }
-}
-
-/// Any reply means the server is up (a `NOAUTH` error too).
-fn answers_ping(socket: &std::path::Path) -> bool {
-    let Ok(mut s) = UnixStream::connect(socket) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut reply = [0u8; 1];
-    s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1)
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Runs this test binary again as another program playing `role` against `url`; it
 /// speaks on its stderr.

@@ -11,13 +11,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, pid_running, watchdog};
+use common::redis::Redis;
+use common::{eventually, watchdog};
 use multiproc::cluster::{ClusterError, ClusterOptions, WORKER_ENV};
 use multiproc::{MapOptions, Pool, PoolError, TaskError};
 
@@ -25,79 +25,6 @@ multiproc::test_support!();
 
 const LIMIT: Duration = Duration::from_secs(120);
 const ROLE: &str = "MULTIPROC_TEST_CLUSTER_POOL_ROLE";
-
-/// A private Redis: unix socket, no persistence, killed and its directory removed on drop.
-struct Redis {
-    dir: PathBuf,
-    server: Child,
-    pid: u32,
-    url: String,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        if Command::new("redis-server").arg("--version").output().is_err() {
-            assert!(
-                std::env::var_os("MULTIPROC_REQUIRE_REDIS").is_none(),
-                "redis-server is not installed and MULTIPROC_REQUIRE_REDIS is set"
-            );
-            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-            return None;
-        }
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("multiproc-redis-pool-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("redis.sock");
-        let server = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "redis-server", "--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let redis = Redis { url: format!("redis+unix://{}", socket.display()), dir, pid: server.id(), server };
-        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not answer");
-        Some(redis)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("redis.sock")
-    }
-
-    fn kill(&self) {
-        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
-        assert!(eventually(Duration::from_secs(20), || !pid_running(self.pid)));
-    }
-
-    /// The keys under `mp:` (through `redis-cli`).
-    fn mp_keys(&self) -> Vec<String> {
-        let out = Command::new("redis-cli").arg("-s").arg(self.socket()).args(["--scan", "--pattern", "mp:*"]).output();
-        let out = out.expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
-    }
-}
-
-fn answers_ping(socket: &Path) -> bool {
-    let Ok(mut s) = UnixStream::connect(socket) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut reply = [0u8; 1];
-    s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1)
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A worker node: `exe` (this test binary, or a copy) with `MULTIPROC_WORKER=url`. Killed
 /// (with its workers, by their parent-death signal) on drop.
@@ -194,7 +121,7 @@ fn queue_len(q: multiproc::Queue<u64>) -> usize {
 #[test]
 fn the_whole_api_across_two_nodes() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let _nodes = [Node::start(&redis.url), Node::start(&redis.url)];
     let pool = pool(&redis, 4);
 
@@ -239,7 +166,7 @@ fn the_whole_api_across_two_nodes() {
 #[test]
 fn a_node_killed_mid_map_has_its_tasks_run_elsewhere_each_result_once() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let mut doomed = Node::start(&redis.url);
     let _survivor = Node::start(&redis.url);
     let pool = pool(&redis, 4);
@@ -254,7 +181,7 @@ fn a_node_killed_mid_map_has_its_tasks_run_elsewhere_each_result_once() {
 #[test]
 fn a_task_that_kills_its_worker_fails_with_worker_lost() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let pool = pool(&redis, 2);
     match pool.apply(poison, 1) {
@@ -268,7 +195,7 @@ fn a_task_that_kills_its_worker_fails_with_worker_lost() {
 #[test]
 fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let pool = Pool::builder()
         .cluster(&redis.url)
         .cluster_options(ClusterOptions::new().lease(Duration::from_millis(300)).max_deliveries(2))
@@ -288,7 +215,7 @@ fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries
 #[test]
 fn a_task_past_its_timeout_is_killed_on_its_node_and_fails_with_timed_out() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let pool = pool(&redis, 2);
     let r = pool
@@ -301,7 +228,7 @@ fn a_task_past_its_timeout_is_killed_on_its_node_and_fails_with_timed_out() {
 #[test]
 fn a_node_running_another_build_refuses_the_task() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     // The same program with one more byte at the end: another build.
     let other = redis.dir.join("other-build");
     std::fs::copy(std::env::current_exe().unwrap(), &other).unwrap();
@@ -317,7 +244,7 @@ fn a_node_running_another_build_refuses_the_task() {
 #[test]
 fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let pool = pool(&redis, 2);
     let result = pool.map_async_with(sleep_ms, vec![50u64; 200], MapOptions::new().chunksize(1)).unwrap();
@@ -345,7 +272,7 @@ fn a_pool_on_an_unreachable_redis_is_a_typed_error() {
 #[test]
 fn an_argument_holding_a_local_handle_is_refused_at_submission() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let pool = pool(&redis, 2);
     let q = multiproc::Queue::<u64>::new().unwrap();
     assert!(matches!(pool.apply_async(queue_len, q), Err(PoolError::Codec(_))));
@@ -354,7 +281,7 @@ fn an_argument_holding_a_local_handle_is_refused_at_submission() {
 #[test]
 fn ten_thousand_tasks_over_three_nodes_killed_and_restarted() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let url = redis.url.clone();
     let mut nodes = [Node::start(&url), Node::start(&url), Node::start(&url)];
     let pool = pool(&redis, 6);
@@ -393,7 +320,7 @@ fn cluster_pool_role() {
 #[test]
 fn a_driver_killed_leaves_nothing_behind() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let mut driver = Node::driver(&redis.url);
     let mut out = std::io::BufReader::new(driver.child.stderr.take().unwrap());
     let mut line = String::new();
@@ -411,7 +338,7 @@ fn a_driver_killed_leaves_nothing_behind() {
 #[test]
 fn the_driver_bounds_the_tasks_in_flight() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start(&[]) else { return };
     let pool =
         Pool::builder().cluster(&redis.url).cluster_options(ClusterOptions::new().max_in_flight(5)).build().unwrap();
     // No node: everything waits, in the driver beyond the first five.

@@ -1,0 +1,86 @@
+//! A private redis-server for the cluster tests: on a unix socket in a temporary directory,
+//! no persistence, killed with the test process (`setpriv --pdeathsig`) and on drop.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{eventually, pid_running};
+
+pub struct Redis {
+    pub dir: PathBuf,
+    server: Child,
+    pub pid: u32,
+    pub url: String,
+}
+
+impl Redis {
+    /// Starts a server with `extra` arguments; `None` (the test skips) where redis-server
+    /// is not installed, unless `MULTIPROC_REQUIRE_REDIS` is set.
+    pub fn start(extra: &[&str]) -> Option<Redis> {
+        if Command::new("redis-server").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("MULTIPROC_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed and MULTIPROC_REQUIRE_REDIS is set"
+            );
+            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multiproc-redis-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let server = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "redis-server", "--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let redis = Redis { url: format!("redis+unix://{}", socket.display()), dir, pid: server.id(), server };
+        assert!(eventually(Duration::from_secs(20), || answers_ping(&socket)), "redis-server did not answer");
+        Some(redis)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    pub fn kill(&self) {
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        assert!(eventually(Duration::from_secs(20), || !pid_running(self.pid)));
+    }
+
+    /// The keys under `mp:` (through `redis-cli`).
+    pub fn mp_keys(&self) -> Vec<String> {
+        let out = Command::new("redis-cli").arg("-s").arg(self.socket()).args(["--scan", "--pattern", "mp:*"]).output();
+        let out = out.expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+    }
+}
+
+/// Any reply means the server is up (a `NOAUTH` error too).
+fn answers_ping(socket: &Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 1];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut reply).is_ok_and(|n| n == 1)
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
