@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use common::machine::{Machine, TcpRedis};
 use common::watchdog;
-use multiproc::cluster::{ClusterError, GetError, Queue, Tls};
+use multiproc::Pool;
+use multiproc::cluster::{ClusterError, ClusterOptions, GetError, Queue, Tls, WORKER_ENV};
 
 multiproc::test_support!();
 
@@ -297,5 +298,63 @@ fn a_consumer_machine_killed_mid_work_gives_its_items_back() {
     got.sort_unstable();
     assert_eq!(got, (0..10).collect::<Vec<_>>(), "every job done once, job 4 after the first machine died");
     assert!(matches!(done.try_get(), Err(GetError::Empty)));
+    second.kill();
+}
+
+// --- A pool whose nodes are other machines -------------------------------------------
+
+/// The task's result and the network namespace it ran in.
+fn square_where(x: u64) -> (u64, String) {
+    std::thread::sleep(Duration::from_millis(3));
+    (x * x, net_namespace())
+}
+
+fn net_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string()
+}
+
+/// A worker node on another machine: this test binary with `MULTIPROC_WORKER` set, which
+/// its `init()` recognises (it serves pools and never returns).
+fn node_on_another_machine(redis: &TcpRedis) -> Option<Machine> {
+    Machine::start(redis.port, |addr| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "no_such_test"]).env(WORKER_ENV, format!("redis://:pw@{addr}/0"));
+        c
+    })
+}
+
+#[test]
+fn a_pool_runs_on_nodes_on_other_machines_and_loses_nothing_when_one_dies() {
+    let _w = watchdog(Duration::from_secs(120));
+    let Some(redis) = TcpRedis::start(&["--requirepass", "pw"]) else { return };
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    let (Some(mut first), Some(mut second)) = (node_on_another_machine(&redis), node_on_another_machine(&redis)) else {
+        return;
+    };
+    let url = format!("redis://:pw@127.0.0.1:{}/0", redis.port);
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(4)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let here = net_namespace();
+
+    let warm = pool.map(square_where, 0..40).unwrap();
+    assert_eq!(warm.iter().map(|r| r.0).collect::<Vec<_>>(), (0..40).map(|x| x * x).collect::<Vec<_>>());
+    assert!(warm.iter().all(|r| r.1 != here), "every task ran on another machine: {warm:?}");
+
+    // One machine is cut off (its init killed: every process on it dies at once) while a
+    // map is under way; its tasks are taken back after the lease and run on the other.
+    let n = 400;
+    let mut results = pool.imap(square_where, 0..n).unwrap();
+    let mut got: Vec<(u64, String)> = results.by_ref().take(50).map(Result::unwrap).collect();
+    first.kill();
+    got.extend(results.map(Result::unwrap));
+    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), (0..n).map(|x| x * x).collect::<Vec<_>>());
+    assert!(got.iter().all(|r| r.1 != here));
+    drop(pool);
     second.kill();
 }
