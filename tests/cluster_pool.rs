@@ -278,6 +278,26 @@ fn an_argument_holding_a_local_handle_is_refused_at_submission() {
     assert!(matches!(pool.apply_async(queue_len, q), Err(PoolError::Codec(_))));
 }
 
+fn make_queue(_: u64) -> multiproc::Queue<u64> {
+    multiproc::Queue::new().unwrap()
+}
+
+#[test]
+fn a_result_holding_a_handle_of_the_nodes_family_is_a_typed_error_and_the_node_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    // The queue lives in the node's shared memory: its handle means nothing here.
+    match pool.apply(make_queue, 0) {
+        Err(multiproc::Error::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains("cannot cross machines"), "{e}")
+        }
+        other => panic!("expected a codec error, got {:?}", other.map(|_| "a queue")),
+    }
+    assert_eq!(pool.apply(square, 5).unwrap(), 25, "the node serves on");
+}
+
 #[test]
 fn ten_thousand_tasks_over_three_nodes_killed_and_restarted() {
     let _w = watchdog(LIMIT);

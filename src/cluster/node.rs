@@ -154,7 +154,14 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut reader_link = Link::new(url, timeout)?;
     let writer_link = Link::new(url, timeout)?;
     let workers = options.processes.unwrap_or_else(crate::cpu_count);
-    let local = Inner::start(Config { workers, initializer: None, max_tasks: None, method: None, timeout: None })?;
+    let local = Inner::start(Config {
+        workers,
+        initializer: None,
+        max_tasks: None,
+        method: None,
+        timeout: None,
+        remote_results: true,
+    })?;
     let build = crate::sys::build_identity();
     let me = node_name();
     let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), room: Condvar::new(), capacity: 2 * workers });

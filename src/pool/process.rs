@@ -223,6 +223,7 @@ impl PoolBuilder {
             max_tasks: self.max_tasks_per_child,
             method: self.start_method,
             timeout: self.timeout,
+            remote_results: false,
         })?;
         Ok(Pool { inner })
     }

@@ -112,6 +112,9 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) method: Option<StartMethod>,
     pub(crate) timeout: Option<Duration>,
+    /// Results leave this machine (a cluster node's pool): a result that holds a handle
+    /// of this family is refused in the worker, its holds given back.
+    pub(crate) remote_results: bool,
 }
 
 pub(crate) struct Inner {
@@ -184,6 +187,7 @@ impl Inner {
             status: status.clone(),
             initializer,
             max_tasks: self.config.max_tasks,
+            remote_results: self.config.remote_results,
         };
         let mut process =
             Process::new(worker_main, boot).name(format!("PoolWorker-{}", index + 1)).daemon_with_children();

@@ -66,6 +66,8 @@ pub(crate) struct WorkerBoot {
     pub(crate) status: Shared<WorkerStatus>,
     pub(crate) initializer: Option<(Packed, Payload)>,
     pub(crate) max_tasks: Option<u64>,
+    /// The results leave this machine (see `Config::remote_results`).
+    pub(crate) remote_results: bool,
 }
 
 /// The context a task runner works in, inside the worker.
@@ -167,6 +169,11 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         let outcome = match sys::unpack_and_run(call, &mut context) {
             Err(_) => Err("the task's function belongs to another executable".to_string()),
             Ok(()) => match context.output.take() {
+                // Dropping `encoded` gives the handles' holds back.
+                Some(Ok(encoded)) if boot.remote_results && encoded.has_handles() => {
+                    Err("the results hold a handle of the worker node's process family, which cannot cross machines"
+                        .to_string())
+                }
                 Some(Ok(mut encoded)) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
                     Ok(payload) => {
                         // The results, and their handles, now travel in the message.
