@@ -278,6 +278,32 @@ fn an_argument_holding_a_local_handle_is_refused_at_submission() {
     assert!(matches!(pool.apply_async(queue_len, q), Err(PoolError::Codec(_))));
 }
 
+fn zero_fails_the_rest_sleep(x: u64) -> u64 {
+    assert!(x != 0, "zero fails");
+    std::thread::sleep(Duration::from_millis(100));
+    x
+}
+
+#[test]
+fn a_failed_map_withdraws_its_chunks_still_in_redis() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    // Every chunk is in Redis at once (fewer than the pool keeps in flight); the first one
+    // fails, and the map with it: the others are taken out of the stream, not run.
+    let failed = pool.map_with(zero_fails_the_rest_sleep, 0..120, MapOptions::new().chunksize(1));
+    assert!(matches!(failed, Err(multiproc::Error::Task(TaskError::Panicked(_)))), "{failed:?}");
+    assert!(
+        eventually(Duration::from_secs(30), || pool.stats().tasks_cancelled > 0),
+        "no chunk withdrawn: {:?}",
+        pool.stats()
+    );
+    let stats = pool.stats();
+    assert!(stats.tasks_done + stats.tasks_failed + stats.tasks_cancelled <= 120, "{stats:?}");
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+}
+
 fn make_queue(_: u64) -> multiproc::Queue<u64> {
     multiproc::Queue::new().unwrap()
 }

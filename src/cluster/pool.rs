@@ -4,7 +4,9 @@
 //! the pool's results list; the driver thread pops them, delivers each task's first
 //! result and drops later ones (delivery is at-least-once, results are deduplicated by
 //! task id), takes back the entries of nodes that stopped heartbeating (`XAUTOCLAIM`)
-//! and queues them again, up to [`ClusterOptions::max_deliveries`] times.
+//! and queues them again, up to [`ClusterOptions::max_deliveries`] times. The chunks of a
+//! cancelled call (a `map` whose first task failed, `AsyncResult::cancel`) are taken out
+//! of the stream; a node already running one finishes it and its result is dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -100,6 +102,7 @@ impl ClusterOptions {
 
 struct Sent {
     chunk: usize,
+    items: usize,
     delivery: Arc<dyn Delivery>,
     entry: String,
     /// The encoded [`TaskMsg`], to queue again.
@@ -232,9 +235,9 @@ impl Driver {
             }
             match link.run(|c| pipe.query::<Vec<String>>(c)) {
                 Ok(entries) => {
-                    for ((id, chunk, _, delivery, message), entry) in batch.into_iter().zip(entries) {
+                    for ((id, chunk, items, delivery, message), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
-                        books.sent.insert(id, Sent { chunk, delivery, entry, message, deliveries: 1 });
+                        books.sent.insert(id, Sent { chunk, items, delivery, entry, message, deliveries: 1 });
                     }
                 }
                 Err(e) => {
@@ -324,6 +327,30 @@ impl Driver {
         Ok(failures)
     }
 
+    /// Takes the chunks of cancelled calls (a `map` that failed, a cancelled
+    /// `AsyncResult`) out of the stream: a node that has not read one yet never will; one
+    /// already running it finishes it, and its result is ignored.
+    fn withdraw_cancelled(&self, link: &mut Link) -> Result<(), ClusterError> {
+        let mut books = lock(&self.books);
+        let cancelled: Vec<u64> =
+            books.sent.iter().filter(|(_, s)| s.delivery.cancelled()).map(|(id, _)| *id).collect();
+        if cancelled.is_empty() {
+            return Ok(());
+        }
+        let mut entries = Vec::with_capacity(cancelled.len());
+        for id in cancelled {
+            let sent = books.sent.remove(&id).expect("listed above");
+            books.entries.remove(&sent.entry);
+            self.counters.cancelled(sent.items as u64);
+            entries.push(sent.entry);
+        }
+        drop(books);
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&entries).ignore();
+        pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&entries).ignore();
+        link.run(|c| pipe.query::<()>(c))
+    }
+
     /// Fails everything unfinished with `error`.
     fn fail_all(&self, error: TaskError) {
         let mut books = lock(&self.books);
@@ -390,7 +417,7 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             }
             let done = driver.take_results(raw);
             deliver_all(done);
-            Ok(())
+            driver.withdraw_cancelled(link)
         })();
         match step {
             Ok(()) => failing_since = None,
