@@ -47,6 +47,7 @@ const BENCHES: &[Bench] = &[
     ("shared_array", sync::shared_array),
     ("manager_dict", manager::manager_dict),
     ("queue_throughput", queue::queue_throughput),
+    ("queue_fan", queue::queue_fan),
     ("queue_pingpong", queue::queue_pingpong),
     ("pipe_pingpong", queue::pipe_pingpong),
     ("pipe_throughput", queue::pipe_throughput),

@@ -49,6 +49,26 @@ pub fn pool_overhead(report: &mut Report) {
         }
         report.emit("pool_overhead", variant, stats::median(&rates), "tasks/s", &rates);
     }
+    drop(pool);
+    // The per-task cost as the worker count grows past the CPUs (issue 14: 16 workers on
+    // 2 CPUs at least 0.8x the 2-worker rate): alternating runs of the two pools (fork
+    // server workers: this process has threads now, and fork would be refused).
+    let build = |n| Pool::builder().processes(n).start_method(StartMethod::ForkServer).build().expect("pool");
+    let (narrow, wide) = (build(2), build(16));
+    let mut rates = [Vec::new(), Vec::new()];
+    for pool in [&narrow, &wide] {
+        pool.map_with(identity, 0..2000, MapOptions::new().chunksize(1)).expect("warm-up");
+    }
+    for _ in 0..3 {
+        for (i, pool) in [&narrow, &wide].into_iter().enumerate() {
+            let t0 = Instant::now();
+            let out = pool.map_with(identity, 0..n, MapOptions::new().chunksize(1)).expect("map");
+            rates[i].push(n as f64 / t0.elapsed().as_secs_f64());
+            assert_eq!(out.len(), n as usize);
+        }
+    }
+    report.emit("pool_overhead", "map.chunksize1.workers2", stats::median(&rates[0]), "tasks/s", &rates[0]);
+    report.emit("pool_overhead", "map.chunksize1.workers16", stats::median(&rates[1]), "tasks/s", &rates[1]);
 }
 
 /// pool_apply_async: median µs of `apply_async(identity, i).get()` (`roundtrip`), and of

@@ -174,6 +174,47 @@ pub fn queue_throughput(report: &mut Report) {
     );
 }
 
+fn produce_ints(args: (Queue<u64>, u64)) {
+    for i in 0..args.1 {
+        args.0.put(i).expect("put");
+    }
+}
+
+fn consume_ints(args: (Queue<u64>, u64)) -> u64 {
+    (0..args.1).map(|_| args.0.get().expect("get")).sum()
+}
+
+/// `queue.int` with `p` producer and `p` consumer processes on one queue: msg/s from the
+/// start of the first process to the end of the last.
+fn fan_once(p: u64, n: u64) -> f64 {
+    let q = Queue::<u64>::new().expect("queue");
+    let each = n / p;
+    let t0 = Instant::now();
+    let consumers: Vec<_> = (0..p).map(|_| fork(consume_ints, (q.clone(), each))).collect();
+    let producers: Vec<_> = (0..p).map(|_| fork(produce_ints, (q.clone(), each))).collect();
+    for h in producers {
+        h.join().expect("producer");
+    }
+    let sum: u64 = consumers.into_iter().map(|h| h.join().expect("consumer")).sum();
+    let rate = (each * p) as f64 / t0.elapsed().as_secs_f64();
+    assert_eq!(sum, p * (each * (each - 1) / 2), "fan: bad sum");
+    rate
+}
+
+/// queue_fan: the cost of a queue as its users grow (issue 14: 8 producers and 8
+/// consumers at least 0.8x the 1-to-1 figure), measured the same way for both, in
+/// alternating runs; process start-up is inside the timed region for both.
+pub fn queue_fan(report: &mut Report) {
+    let n = 400_000;
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..3 {
+        rates[0].push(fan_once(1, n));
+        rates[1].push(fan_once(8, n));
+    }
+    report.emit("queue_fan", "queue.int.p1c1", stats::median(&rates[0]), "msg/s", &rates[0]);
+    report.emit("queue_fan", "queue.int.p8c8", stats::median(&rates[1]), "msg/s", &rates[1]);
+}
+
 /// pipe_throughput: the same over a one-way pipe.
 pub fn pipe_throughput(report: &mut Report) {
     EPOCH.get_or_init(Instant::now);
