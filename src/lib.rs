@@ -213,10 +213,10 @@ pub use shared::{
 };
 pub use shm::ShmSafe;
 pub use sync::{
-    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BarrierWait, BoundedSemaphore, BrokenBarrier,
-    Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait, ConditionWaitError, Event, EventWait, Lock,
-    LockAcquire, LockGuard, OwnerDied, RLock, RLockAcquire, RLockGuard, ReleaseError, Semaphore, SemaphoreAcquire,
-    SemaphoreGuard, TryAcquireError,
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BarrierWait, BoundedSemaphore,
+    BrokenBarrier, Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait, ConditionWaitError,
+    Event, EventWait, Lock, LockAcquire, LockGuard, OwnerDied, RLock, RLockAcquire, RLockGuard, ReleaseError,
+    Semaphore, SemaphoreAcquire, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 

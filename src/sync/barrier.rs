@@ -387,8 +387,7 @@ impl Barrier {
             Arrival::Ended(result) => return result,
             Arrival::Waiting(round) => round,
         };
-        let waited =
-            self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_parties());
+        let waited = self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_parties());
         let completed = match waited {
             Ok(completed) => completed,
             Err(interrupted) => self.give_up(

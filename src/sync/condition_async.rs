@@ -159,9 +159,7 @@ impl<'a> Future for ConditionWait<'a> {
                         let _g = RawGuard::lock(&state.guard);
                         state.waiters.arrive(me.pid, me.start)
                     };
-                    let Step::Holding(guard) = std::mem::replace(&mut this.step, Step::Done) else {
-                        unreachable!()
-                    };
+                    let Step::Holding(guard) = std::mem::replace(&mut this.step, Step::Done) else { unreachable!() };
                     // The guard's release is `unlock_all`'s, and the lock is the future's
                     // to take back.
                     std::mem::forget(guard);
@@ -201,7 +199,8 @@ impl<'a> Future for ConditionWait<'a> {
                         return Poll::Pending;
                     };
                     this.step = Step::Done;
-                    let outcome = if acquired == Acquired::OwnerDied { Err(ConditionWaitError::OwnerDied) } else { outcome };
+                    let outcome =
+                        if acquired == Acquired::OwnerDied { Err(ConditionWaitError::OwnerDied) } else { outcome };
                     return Poll::Ready((ConditionGuard { cond, _not_send: PhantomData }, outcome));
                 }
                 Step::Done => return Poll::Pending,
