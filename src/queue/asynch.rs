@@ -194,11 +194,14 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// multiproc::init();
     /// let q = multiproc::JoinableQueue::new()?;
     /// q.put(1)?;
-    /// q.get()?;
-    /// q.task_done()?;
-    /// // In an async fn: `q.join_async().await?;`
-    /// # q.join()?;
+    /// let worker = q.clone(); // a handle of its own
+    /// let done = std::thread::spawn(move || {
+    ///     worker.get().unwrap();
+    ///     worker.task_done().unwrap();
+    /// });
+    /// smol::block_on(q.join_async())?;
     /// assert_eq!(q.unfinished(), 0);
+    /// # done.join().unwrap();
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn join_async(&self) -> Result<(), QueueJoinError> {

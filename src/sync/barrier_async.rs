@@ -32,8 +32,8 @@ impl Barrier {
     /// ```
     /// multiproc::init();
     /// let barrier = multiproc::Barrier::new(1)?;
-    /// // In an async fn: `let index = barrier.wait_async().await?;`
-    /// # let index = barrier.wait()?;
+    /// // Any runtime; smol here.
+    /// let index = smol::block_on(async { barrier.wait_async().await })?;
     /// assert_eq!(index, 0);
     /// # Ok::<(), multiproc::Error>(())
     /// ```

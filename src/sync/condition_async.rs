@@ -46,9 +46,11 @@ impl Condition {
     /// ```
     /// multiproc::init();
     /// let cond = multiproc::Condition::new()?;
-    /// // In an async fn: `let mut guard = cond.acquire_async().await?;`
-    /// # let mut guard = cond.acquire()?;
-    /// guard.notify_all();
+    /// smol::block_on(async {
+    ///     let mut guard = cond.acquire_async().await?;
+    ///     guard.notify_all();
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_async(&self) -> ConditionAcquire<'_> {
@@ -97,12 +99,21 @@ impl<'a> ConditionGuard<'a> {
     /// multiproc::init();
     /// let cond = multiproc::Condition::new()?;
     /// let ready = multiproc::RawValue::new(false)?;
-    /// let mut guard = cond.acquire()?;
-    /// while !ready.get() {
-    ///     // In an async fn: `let (g, outcome) = guard.wait_async().await; guard = g; outcome?;`
-    ///     # ready.set(true);
-    /// }
-    /// # drop(guard);
+    /// let (c, r) = (cond.clone(), ready.clone());
+    /// std::thread::spawn(move || {
+    ///     let mut guard = c.acquire().unwrap();
+    ///     r.set(true);
+    ///     guard.notify_all();
+    /// });
+    /// smol::block_on(async {
+    ///     let mut guard = cond.acquire_async().await?;
+    ///     while !ready.get() {
+    ///         let (again, outcome) = guard.wait_async().await;
+    ///         guard = again;
+    ///         outcome?;
+    ///     }
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_async(self) -> ConditionWait<'a> {

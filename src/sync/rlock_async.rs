@@ -29,9 +29,13 @@ impl RLock {
     /// ```
     /// multiproc::init();
     /// let lock = multiproc::RLock::new()?;
-    /// // In an async fn: `let _guard = lock.acquire_async().await?;`
-    /// # let _guard = lock.acquire()?;
-    /// assert!(lock.is_owned());
+    /// smol::block_on(async {
+    ///     let _outer = lock.acquire_async().await?;
+    ///     let _inner = lock.acquire_async().await?; // the same thread: one more level
+    ///     assert!(lock.is_owned());
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
+    /// assert!(!lock.locked());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_async(&self) -> RLockAcquire<'_> {

@@ -32,9 +32,12 @@ impl Semaphore {
     /// ```
     /// multiproc::init();
     /// let rooms = multiproc::Semaphore::new(2)?;
-    /// // In an async fn: `let _room = rooms.acquire_async().await?;`
-    /// # let _room = rooms.acquire()?;
-    /// assert_eq!(rooms.get_value(), 1);
+    /// smol::block_on(async {
+    ///     let _room = rooms.acquire_async().await?;
+    ///     assert_eq!(rooms.get_value(), 1);
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
+    /// assert_eq!(rooms.get_value(), 2);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_async(&self) -> SemaphoreAcquire<'_> {
@@ -55,9 +58,11 @@ impl BoundedSemaphore {
     /// ```
     /// multiproc::init();
     /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// // In an async fn: `let _permit = sem.acquire_async().await?;`
-    /// # let _permit = sem.acquire()?;
-    /// assert_eq!(sem.get_value(), 0);
+    /// smol::block_on(async {
+    ///     let _permit = sem.acquire_async().await?;
+    ///     assert_eq!(sem.get_value(), 0);
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn acquire_async(&self) -> SemaphoreAcquire<'_> {
