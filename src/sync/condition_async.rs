@@ -31,8 +31,10 @@ impl Underlying {
 
 impl Condition {
     /// [`Condition::acquire`] as a future: waits for the condition's lock without blocking
-    /// a thread. Over an [`RLock`](crate::RLock), the lock belongs to the thread that polls
-    /// the future to completion.
+    /// a thread. Over an [`RLock`](crate::RLock) (the default), the lock belongs to the
+    /// thread that polls the future to completion, and two tasks on one thread share it
+    /// (see [`RLock::acquire_async`](crate::RLock::acquire_async)); for exclusion between
+    /// tasks, build the condition over a [`Lock`](crate::Lock) ([`Condition::with_lock`]).
     ///
     /// Cancellation: dropped before it completes, the future holds nothing (the lock is
     /// taken in the poll that returns the guard).

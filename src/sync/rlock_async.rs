@@ -17,6 +17,11 @@ impl RLock {
     /// stays there (it is not `Send`): await it in a task that does not hold the guard
     /// across another `.await` on a work-stealing runtime, or on a current-thread one.
     ///
+    /// Tasks are not threads: two tasks polled by one thread are one owner to an `RLock`,
+    /// so the second one's acquire is one more level, not a wait. For exclusion between
+    /// tasks use a [`Lock`](crate::Lock) (owned by the process: a task waits while another
+    /// task of the process holds it).
+    ///
     /// Cancellation: dropped before it completes, the future holds nothing (the lock is
     /// taken in the poll that returns the guard).
     ///
