@@ -668,6 +668,9 @@ fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
         let acquired = smol::future::or(async { Some(cond.acquire_async().await) }, timer).await;
         assert!(acquired.is_none(), "the lock is held: the timer wins");
     });
+    current_thread().block_on(async {
+        assert!(tokio::time::timeout(Duration::from_millis(20), cond.acquire_async()).await.is_err());
+    });
     release_tx.send(()).unwrap();
     holder.join().unwrap();
     assert!(!lock.locked());
@@ -802,4 +805,35 @@ fn the_futures_that_hold_no_guard_are_send() {
         tokio::spawn(async move { drop(sem2.acquire_async().await.unwrap()) }).await.unwrap();
         tokio::spawn(async move { barrier2.wait_async().await.unwrap() }).await.unwrap();
     });
+}
+
+#[test]
+fn tasks_of_one_thread_share_an_rlock_but_wait_for_a_lock() {
+    let _w = watchdog(LIMIT);
+    let rlock = multiproc::RLock::new().unwrap();
+    let lock = multiproc::Lock::new().unwrap();
+    let local = tokio::task::LocalSet::new();
+    current_thread().block_on(local.run_until(async {
+        let held = rlock.acquire_async().await.unwrap();
+        let (r, l) = (rlock.clone(), lock.clone());
+        // Another task on this thread: the RLock's owner already, so one more level.
+        let other = tokio::task::spawn_local(async move { drop(r.acquire_async().await.unwrap()) });
+        other.await.unwrap();
+        drop(held);
+        // A Lock belongs to the process: the other task waits until this one releases.
+        let held = lock.acquire_async().await.unwrap();
+        let other = tokio::task::spawn_local(async move { drop(l.acquire_async().await.unwrap()) });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(30), async {
+                while !other.is_finished() {
+                    tokio::task::yield_now().await
+                }
+            })
+            .await
+            .is_err()
+        );
+        drop(held);
+        other.await.unwrap();
+    }));
+    assert!(!rlock.locked() && !lock.locked());
 }
