@@ -471,6 +471,35 @@ fn wait_async_is_ready_with_the_objects_ready() {
 // part-way by the runtime's timeout, holds nothing: a blocking call after it (under the
 // watchdog) gets what the future did not.
 
+/// A thread that holds something (`critical` acquires it, then calls `hold`) until
+/// [`HeldElsewhere::release`].
+struct HeldElsewhere {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HeldElsewhere {
+    /// Returns once `critical` holds.
+    fn start(critical: impl FnOnce(&dyn Fn()) + Send + 'static) -> Self {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            critical(&|| {
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        });
+        held_rx.recv().unwrap();
+        Self { release, thread }
+    }
+
+    /// Lets the thread release what it holds and end.
+    fn release(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
 fn hold_rlock_and_die(lock: multiproc::RLock) {
     lock.acquire().unwrap().leave_locked();
     std::process::abort();
@@ -480,28 +509,22 @@ fn hold_rlock_and_die(lock: multiproc::RLock) {
 fn rlock_acquire_async_waits_for_another_thread_and_takes_over_a_dead_holder() {
     let _w = watchdog(LIMIT);
     let lock = multiproc::RLock::new().unwrap();
-    let (holding_tx, holding_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let other = lock.clone();
-    let holder = std::thread::spawn(move || {
-        let guard = other.acquire().unwrap();
-        holding_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-        drop(guard);
+    let holder = HeldElsewhere::start(move |hold| {
+        let _guard = other.acquire().unwrap();
+        hold();
     });
-    holding_rx.recv().unwrap();
     current_thread().block_on(async {
         // Held by another thread: the timeout passes and the dropped future holds nothing.
         assert!(tokio::time::timeout(Duration::from_millis(20), lock.acquire_async()).await.is_err());
         assert!(!lock.is_owned());
-        release_tx.send(()).unwrap();
+        holder.release();
         let outer = lock.acquire_async().await.unwrap();
         // Recursive: the polling thread holds it already.
         let inner = lock.acquire_async().await.unwrap();
         assert!(lock.is_owned());
         drop((inner, outer));
     });
-    holder.join().unwrap();
     assert!(!lock.locked());
     drop(lock.acquire().unwrap());
     // A holder that dies: the future gets the lock inside `OwnerDied`.
@@ -650,16 +673,11 @@ fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
     }
     // The lock held by another thread: an acquire dropped by the timeout took nothing.
     let cond = &conditions[0];
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let other = cond.clone();
-    let holder = std::thread::spawn(move || {
-        let guard = other.acquire().unwrap();
-        held_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-        drop(guard);
+    let holder = HeldElsewhere::start(move |hold| {
+        let _guard = other.acquire().unwrap();
+        hold();
     });
-    held_rx.recv().unwrap();
     smol::block_on(async {
         let timer = async {
             smol::Timer::after(Duration::from_millis(20)).await;
@@ -671,8 +689,7 @@ fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
     current_thread().block_on(async {
         assert!(tokio::time::timeout(Duration::from_millis(20), cond.acquire_async()).await.is_err());
     });
-    release_tx.send(()).unwrap();
-    holder.join().unwrap();
+    holder.release();
     assert!(!lock.locked());
     drop(cond.acquire().unwrap());
     // A notification given to a future that is then dropped goes to the other waiter.
