@@ -802,6 +802,7 @@ fn join_async_waits_until_every_task_is_done() {
 
 #[test]
 fn the_futures_that_hold_no_guard_are_send() {
+    let _w = watchdog(LIMIT);
     fn send<T: Send>(_: &T) {}
     let lock = multiproc::RLock::new().unwrap();
     let sem = multiproc::Semaphore::new(1).unwrap();
