@@ -130,16 +130,28 @@
 //! none; it is tested on tokio, current-thread and multi-thread, and on smol):
 //! [`AsyncResult`] and [`MapResult`] are futures (`pool.apply_async(f, x)?.await`),
 //! [`IMap`] is a `futures_core::Stream`, and there are [`Queue::get_async`] /
-//! [`Queue::put_async`] (and on [`SimpleQueue`] and [`JoinableQueue`]),
-//! [`Connection::recv_async`] / [`Connection::send_async`],
-//! [`ProcessHandle::join_async`] and [`Event::wait_async`]. They end with the same typed
-//! errors as the blocking calls (a dead worker is `WorkerLost`, a dead producer
-//! `Disconnected`); a timeout is the runtime's (`tokio::time::timeout(d, fut)`).
+//! [`Queue::put_async`] (and on [`SimpleQueue`] and [`JoinableQueue`], with
+//! [`JoinableQueue::join_async`]), [`Connection::recv_async`] / [`Connection::send_async`],
+//! [`ProcessHandle::join_async`], [`Event::wait_async`], the locks' `acquire_async`
+//! ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`]),
+//! [`ConditionGuard::wait_async`] and [`Barrier::wait_async`]. They end with the same
+//! typed errors as the blocking calls (a dead worker is `WorkerLost`, a dead producer
+//! `Disconnected`, a lock whose holder died comes inside `OwnerDied`); a timeout is the
+//! runtime's (`tokio::time::timeout(d, fut)`).
 //!
 //! Cancellation: a `get_async` or `recv_async` dropped part-way took nothing (an item is
 //! taken in the poll that returns it); a `put_async` dropped part-way put nothing; an
-//! `AsyncResult` dropped part-way leaves its task running ([`AsyncResult::cancel`] stops
-//! it).
+//! `acquire_async` dropped part-way holds no lock and no permit (a permit's wake-up it did
+//! not use goes to another waiter); a `ConditionGuard::wait_async` dropped part-way leaves
+//! the lock released and passes a notification it got on; a `Barrier::wait_async` dropped
+//! while it waits breaks the barrier ([`BarrierBreak::Cancelled`]), as a timed-out wait
+//! does; a `join_async` dropped part-way changes nothing; an `AsyncResult` dropped part-way
+//! leaves its task running ([`AsyncResult::cancel`] stops it).
+//!
+//! The guards of [`RLock`] and [`Condition`] stay on the thread that acquired them (not
+//! `Send`): hold them between two `.await`s on a current-thread runtime (or a `LocalSet`)
+//! only. The acquire futures themselves are `Send`. An `RLock` is owned by a thread, so
+//! two tasks on one thread share it: use a `Lock` between tasks.
 //!
 //! No thread per waiting future: a pool's results wake their futures from the thread that
 //! collects them; futures that wait on shared memory are woken by *waker threads*, each of
@@ -213,9 +225,10 @@ pub use shared::{
 };
 pub use shm::ShmSafe;
 pub use sync::{
-    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BoundedSemaphore, BrokenBarrier, Condition,
-    ConditionGuard, ConditionLock, ConditionWaitError, Event, EventWait, Lock, LockAcquire, LockGuard, OwnerDied,
-    RLock, RLockGuard, ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
+    Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BarrierWait, BoundedSemaphore,
+    BrokenBarrier, Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait, ConditionWaitError,
+    Event, EventWait, Lock, LockAcquire, LockGuard, OwnerDied, RLock, RLockAcquire, RLockGuard, ReleaseError,
+    Semaphore, SemaphoreAcquire, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 

@@ -466,3 +466,392 @@ fn wait_async_is_ready_with_the_objects_ready() {
     assert_eq!(current_thread().block_on(multiproc::wait_async(&watched)), [0]);
     assert_eq!(smol::block_on(child.join_async()).unwrap(), 2);
 }
+
+// The other locks, the condition, the barrier and `join_async`. Each future, dropped
+// part-way by the runtime's timeout, holds nothing: a blocking call after it (under the
+// watchdog) gets what the future did not.
+
+/// A thread that holds something (`critical` acquires it, then calls `hold`) until
+/// [`HeldElsewhere::release`].
+struct HeldElsewhere {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HeldElsewhere {
+    /// Returns once `critical` holds.
+    fn start(critical: impl FnOnce(&dyn Fn()) + Send + 'static) -> Self {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            critical(&|| {
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        });
+        held_rx.recv().unwrap();
+        Self { release, thread }
+    }
+
+    /// Lets the thread release what it holds and end.
+    fn release(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
+fn hold_rlock_and_die(lock: multiproc::RLock) {
+    lock.acquire().unwrap().leave_locked();
+    std::process::abort();
+}
+
+#[test]
+fn rlock_acquire_async_waits_for_another_thread_and_takes_over_a_dead_holder() {
+    let _w = watchdog(LIMIT);
+    let lock = multiproc::RLock::new().unwrap();
+    let other = lock.clone();
+    let holder = HeldElsewhere::start(move |hold| {
+        let _guard = other.acquire().unwrap();
+        hold();
+    });
+    current_thread().block_on(async {
+        // Held by another thread: the timeout passes and the dropped future holds nothing.
+        assert!(tokio::time::timeout(Duration::from_millis(20), lock.acquire_async()).await.is_err());
+        assert!(!lock.is_owned());
+        holder.release();
+        let outer = lock.acquire_async().await.unwrap();
+        // Recursive: the polling thread holds it already.
+        let inner = lock.acquire_async().await.unwrap();
+        assert!(lock.is_owned());
+        drop((inner, outer));
+    });
+    assert!(!lock.locked());
+    drop(lock.acquire().unwrap());
+    // A holder that dies: the future gets the lock inside `OwnerDied`.
+    Process::new(hold_rlock_and_die, lock.clone()).start().unwrap().join().unwrap_err();
+    assert!(lock.locked());
+    let r = smol::block_on(lock.acquire_async());
+    let guard = r.expect_err("the holder died").into_guard();
+    assert!(lock.is_owned());
+    drop(guard);
+    assert!(!lock.locked());
+}
+
+fn take_permit_and_die(sem: multiproc::Semaphore) {
+    sem.acquire().unwrap().forget();
+    std::process::abort();
+}
+
+fn take_bounded_permit_and_die(sem: multiproc::BoundedSemaphore) {
+    sem.acquire().unwrap().forget();
+    std::process::abort();
+}
+
+#[test]
+fn semaphore_acquire_async_takes_no_permit_when_dropped() {
+    let _w = watchdog(LIMIT);
+    let sem = multiproc::Semaphore::new(1).unwrap();
+    let bounded = multiproc::BoundedSemaphore::new(1).unwrap();
+    current_thread().block_on(async {
+        let permit = sem.acquire_async().await.unwrap();
+        let bounded_permit = bounded.acquire_async().await.unwrap();
+        assert_eq!((sem.get_value(), bounded.get_value()), (0, 0));
+        assert!(tokio::time::timeout(Duration::from_millis(20), sem.acquire_async()).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(20), bounded.acquire_async()).await.is_err());
+        drop((permit, bounded_permit));
+    });
+    assert_eq!((sem.get_value(), bounded.get_value()), (1, 1));
+    // Against threads that take and give back the permit all the time, futures dropped by
+    // short timeouts at every point of their wait: none keeps a permit.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churners: Vec<_> = (0..2)
+        .map(|_| {
+            let (sem, bounded, stop) = (sem.clone(), bounded.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let a = sem.acquire().unwrap();
+                    let b = bounded.acquire().unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                    drop((a, b));
+                }
+            })
+        })
+        .collect();
+    let taken = multi_thread().block_on(async {
+        let mut taken = 0u32;
+        for i in 0..400u64 {
+            let wait = Duration::from_micros(20 + (i % 9) * 60);
+            if let Ok(permit) = tokio::time::timeout(wait, sem.acquire_async()).await {
+                drop(permit.unwrap());
+                taken += 1;
+            }
+            if let Ok(permit) = tokio::time::timeout(wait, bounded.acquire_async()).await {
+                drop(permit.unwrap());
+            }
+        }
+        taken
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in churners {
+        c.join().unwrap();
+    }
+    assert!(taken > 0);
+    assert_eq!((sem.get_value(), bounded.get_value()), (1, 1));
+    // Blocking acquires after them get the permits (the watchdog would end a hang).
+    drop((sem.acquire().unwrap(), bounded.acquire().unwrap()));
+    // A holder that dies: its permit comes back to the future, inside `OwnerDied`.
+    Process::new(take_permit_and_die, sem.clone()).start().unwrap().join().unwrap_err();
+    Process::new(take_bounded_permit_and_die, bounded.clone()).start().unwrap().join().unwrap_err();
+    assert_eq!((sem.get_value(), bounded.get_value()), (0, 0));
+    smol::block_on(async {
+        let permit = sem.acquire_async().await.expect_err("the holder died").into_guard();
+        let bounded_permit = bounded.acquire_async().await.expect_err("the holder died").into_guard();
+        drop((permit, bounded_permit));
+    });
+    assert_eq!((sem.get_value(), bounded.get_value()), (1, 1));
+}
+
+fn set_and_notify(args: (multiproc::Condition, multiproc::RawValue<bool>)) {
+    let (cond, ready) = args;
+    std::thread::sleep(Duration::from_millis(100));
+    let mut guard = cond.acquire().unwrap();
+    ready.set(true);
+    guard.notify_all();
+}
+
+/// Waits under `cond` until `ready`, with the futures.
+async fn wait_until_ready(cond: &multiproc::Condition, ready: &multiproc::RawValue<bool>) {
+    let mut guard = cond.acquire_async().await.unwrap();
+    while !ready.get() {
+        let (again, outcome) = guard.wait_async().await;
+        guard = again;
+        outcome.unwrap();
+    }
+}
+
+#[test]
+fn condition_wait_async_is_woken_by_a_notify_from_another_process() {
+    let _w = watchdog(LIMIT);
+    let over_lock = multiproc::Condition::with_lock(multiproc::Lock::new().unwrap()).unwrap();
+    for cond in [multiproc::Condition::new().unwrap(), over_lock] {
+        let ready = multiproc::RawValue::new(false).unwrap();
+        let child = Process::new(set_and_notify, (cond.clone(), ready.clone())).start().unwrap();
+        current_thread().block_on(wait_until_ready(&cond, &ready));
+        child.join().unwrap();
+        ready.set(false);
+        let child = Process::new(set_and_notify, (cond.clone(), ready.clone())).start().unwrap();
+        smol::block_on(wait_until_ready(&cond, &ready));
+        child.join().unwrap();
+        // The lock is free again: the guards were dropped.
+        drop(cond.try_acquire().unwrap());
+    }
+}
+
+#[test]
+fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
+    let _w = watchdog(LIMIT);
+    let lock = multiproc::Lock::new().unwrap();
+    let rlock = multiproc::RLock::new().unwrap();
+    let conditions = [
+        multiproc::Condition::with_lock(lock.clone()).unwrap(),
+        multiproc::Condition::with_lock(rlock.clone()).unwrap(),
+    ];
+    // Somebody else could notify: the waits are not abandoned.
+    let _others = conditions.clone();
+    for cond in &conditions {
+        current_thread().block_on(async {
+            let guard = cond.acquire_async().await.unwrap();
+            assert!(tokio::time::timeout(Duration::from_millis(20), guard.wait_async()).await.is_err());
+        });
+        // Neither the wait nor its guard holds the lock any more.
+        assert!(!lock.locked() && !rlock.locked());
+        // A blocking acquire after it (the watchdog would end a hang).
+        drop(cond.acquire().unwrap());
+        // Never polled: dropping the future drops the guard.
+        drop(cond.acquire().unwrap().wait_async());
+        assert!(!lock.locked() && !rlock.locked());
+    }
+    // The lock held by another thread: an acquire dropped by the timeout took nothing.
+    let cond = &conditions[0];
+    let other = cond.clone();
+    let holder = HeldElsewhere::start(move |hold| {
+        let _guard = other.acquire().unwrap();
+        hold();
+    });
+    smol::block_on(async {
+        let timer = async {
+            smol::Timer::after(Duration::from_millis(20)).await;
+            None
+        };
+        let acquired = smol::future::or(async { Some(cond.acquire_async().await) }, timer).await;
+        assert!(acquired.is_none(), "the lock is held: the timer wins");
+    });
+    current_thread().block_on(async {
+        assert!(tokio::time::timeout(Duration::from_millis(20), cond.acquire_async()).await.is_err());
+    });
+    holder.release();
+    assert!(!lock.locked());
+    drop(cond.acquire().unwrap());
+    // A notification given to a future that is then dropped goes to the other waiter.
+    let cond = &conditions[1];
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut first = Box::pin(cond.acquire().unwrap().wait_async());
+    assert!(first.as_mut().poll(&mut cx).is_pending(), "waiting, the lock released");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = cond.clone();
+    let second = std::thread::spawn(move || {
+        let mut guard = other.acquire().unwrap();
+        tx.send(()).unwrap();
+        guard.wait_timeout(Duration::from_secs(100)).unwrap()
+    });
+    rx.recv().unwrap();
+    // Taken once the second waiter released it in its wait: both wait now.
+    let mut guard = cond.acquire().unwrap();
+    guard.notify(1); // to the oldest waiter: the future
+    drop(guard);
+    drop(first);
+    assert!(second.join().unwrap(), "the dropped future's notification was passed on");
+}
+
+fn wait_at(barrier: multiproc::Barrier) -> usize {
+    std::thread::sleep(Duration::from_millis(100));
+    barrier.wait().unwrap()
+}
+
+fn hold_barrier_forever(barrier: multiproc::Barrier) {
+    let _b = barrier;
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn barrier_wait_async_meets_another_process_and_breaks_when_dropped() {
+    let _w = watchdog(LIMIT);
+    let barrier = multiproc::Barrier::new(2).unwrap();
+    for round in 0..2 {
+        let child = Process::new(wait_at, barrier.clone()).start().unwrap();
+        let index = if round == 0 {
+            current_thread().block_on(barrier.wait_async()).unwrap()
+        } else {
+            smol::block_on(barrier.wait_async()).unwrap()
+        };
+        let other = child.join().unwrap();
+        assert_eq!(index + other, 1, "indices 0 and 1");
+    }
+    // Dropped while it waits: the barrier breaks, as a timed-out wait breaks it.
+    current_thread().block_on(async {
+        assert!(tokio::time::timeout(Duration::from_millis(20), barrier.wait_async()).await.is_err());
+    });
+    assert!(barrier.is_broken());
+    assert_eq!(barrier.wait().unwrap_err().cause(), multiproc::BarrierBreak::Cancelled);
+    barrier.reset();
+    // Never polled: it never arrived.
+    drop(barrier.wait_async());
+    assert!(!barrier.is_broken() && barrier.n_waiting() == 0);
+    // A party that dies: the future ends with `PartyDied`.
+    let child = Process::new(hold_barrier_forever, barrier.clone()).start().unwrap();
+    let r = multi_thread().block_on(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        child.kill().unwrap();
+        barrier.wait_async().await
+    });
+    assert_eq!(r.unwrap_err().cause(), multiproc::BarrierBreak::PartyDied);
+    // The barrier's own timeout applies to the future too.
+    let timed = multiproc::Barrier::builder(2).timeout(Duration::from_millis(30)).build().unwrap();
+    let _other = timed.clone();
+    let r = smol::block_on(timed.wait_async());
+    assert_eq!(r.unwrap_err().cause(), multiproc::BarrierBreak::TimedOut);
+}
+
+fn finish_tasks(q: JoinableQueue<u32>) {
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..3 {
+        q.get().unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn join_async_waits_until_every_task_is_done() {
+    let _w = watchdog(LIMIT);
+    let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    let child = Process::new(finish_tasks, q.clone()).start().unwrap();
+    multi_thread().block_on(q.join_async()).unwrap();
+    assert_eq!(q.unfinished(), 0);
+    child.join().unwrap();
+    // Dropped part-way by a timeout: it changed nothing, and a blocking join after it
+    // ends when the task is done.
+    let _other = q.clone();
+    q.put(9).unwrap();
+    current_thread().block_on(async {
+        assert!(tokio::time::timeout(Duration::from_millis(20), q.join_async()).await.is_err());
+    });
+    assert_eq!(q.unfinished(), 1);
+    assert_eq!(q.get().unwrap(), 9);
+    q.task_done().unwrap();
+    q.join().unwrap();
+    smol::block_on(q.join_async()).unwrap();
+    // Unfinished, and nobody else could finish it: `Disconnected`, not a hang.
+    let alone: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+    alone.put(1).unwrap();
+    assert_eq!(smol::block_on(alone.join_async()), Err(multiproc::QueueJoinError::Disconnected { unfinished: 1 }));
+}
+
+#[test]
+fn the_futures_that_hold_no_guard_are_send() {
+    let _w = watchdog(LIMIT);
+    fn send<T: Send>(_: &T) {}
+    let lock = multiproc::RLock::new().unwrap();
+    let sem = multiproc::Semaphore::new(1).unwrap();
+    let bounded = multiproc::BoundedSemaphore::new(1).unwrap();
+    let cond = multiproc::Condition::new().unwrap();
+    let barrier = multiproc::Barrier::new(1).unwrap();
+    let q: JoinableQueue<u8> = JoinableQueue::new().unwrap();
+    send(&lock.acquire_async());
+    send(&sem.acquire_async());
+    send(&bounded.acquire_async());
+    send(&cond.acquire_async());
+    send(&barrier.wait_async());
+    send(&q.join_async());
+    // So they run in spawned tasks of a work-stealing runtime.
+    let rt = multi_thread();
+    let (sem2, barrier2) = (sem.clone(), barrier.clone());
+    rt.block_on(async move {
+        tokio::spawn(async move { drop(sem2.acquire_async().await.unwrap()) }).await.unwrap();
+        tokio::spawn(async move { barrier2.wait_async().await.unwrap() }).await.unwrap();
+    });
+}
+
+#[test]
+fn tasks_of_one_thread_share_an_rlock_but_wait_for_a_lock() {
+    let _w = watchdog(LIMIT);
+    let rlock = multiproc::RLock::new().unwrap();
+    let lock = multiproc::Lock::new().unwrap();
+    let local = tokio::task::LocalSet::new();
+    current_thread().block_on(local.run_until(async {
+        let held = rlock.acquire_async().await.unwrap();
+        let (r, l) = (rlock.clone(), lock.clone());
+        // Another task on this thread: the RLock's owner already, so one more level.
+        let other = tokio::task::spawn_local(async move { drop(r.acquire_async().await.unwrap()) });
+        other.await.unwrap();
+        drop(held);
+        // A Lock belongs to the process: the other task waits until this one releases.
+        let held = lock.acquire_async().await.unwrap();
+        let other = tokio::task::spawn_local(async move { drop(l.acquire_async().await.unwrap()) });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(30), async {
+                while !other.is_finished() {
+                    tokio::task::yield_now().await
+                }
+            })
+            .await
+            .is_err()
+        );
+        drop(held);
+        other.await.unwrap();
+    }));
+    assert!(!rlock.locked() && !lock.locked());
+}

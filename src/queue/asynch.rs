@@ -1,14 +1,40 @@
 //! The queues' async operations: `get_async` and `put_async` on [`Queue`],
-//! [`SimpleQueue`] and [`JoinableQueue`]. Each attempt is the non-waiting form of the
-//! blocking call; between attempts the future sleeps on the queue's notifier through a
-//! waker thread (see the crate's `Async` section), and runs the same liveness checks as a
-//! blocking call, at the same pace.
+//! [`SimpleQueue`] and [`JoinableQueue`], and [`JoinableQueue::join_async`]. Each attempt
+//! is the non-waiting form of the blocking call; between attempts the future sleeps on the
+//! queue's notifier through a waker thread (see the crate's `Async` section), and runs the
+//! same liveness checks as a blocking call, at the same pace.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::{GetError, PutError};
+use super::channel::{Channel, JoinStop};
+use super::error::{GetError, PutError, QueueJoinError};
+use super::joinable::endless_join;
 use super::{JoinableQueue, Queue, SimpleQueue};
+use crate::shm::{Interrupted, Waiting, poll_on};
+
+/// The get of all three queues, on a handle's channel (`None` once the handle is closed);
+/// `took` runs in the poll that returns the item.
+async fn get_from<T: Serialize + DeserializeOwned>(
+    channel: Option<&Channel<T>>,
+    took: impl FnOnce(&Channel<T>),
+) -> Result<T, GetError> {
+    let Some(ch) = channel else { return Err(GetError::Closed) };
+    let item = ch.get_async().await.map_err(GetError::from_failure)?;
+    took(ch);
+    Ok(item)
+}
+
+/// The put of all three queues, on a handle's channel.
+async fn put_into<T: Serialize + DeserializeOwned>(channel: Option<&Channel<T>>, value: T) -> Result<(), PutError<T>> {
+    let Some(ch) = channel else { return Err(PutError::Closed(value)) };
+    ch.put_async(value).await.map_err(|(v, f)| PutError::from_failure(v, f))
+}
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`Queue::get`] as a future: waits for an item without blocking a thread.
@@ -34,8 +60,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn get_async(&self) -> Result<T, GetError> {
-        let Some(ch) = self.channel() else { return Err(GetError::Closed) };
-        ch.get_async().await.map_err(GetError::from_failure)
+        get_from(self.channel(), |_| {}).await
     }
 
     /// [`Queue::put`] as a future: waits for room in a bounded queue without blocking a
@@ -59,8 +84,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn put_async(&self, value: T) -> Result<(), PutError<T>> {
-        let Some(ch) = self.channel() else { return Err(PutError::Closed(value)) };
-        ch.put_async(value).await.map_err(|(v, f)| PutError::from_failure(v, f))
+        put_into(self.channel(), value).await
     }
 }
 
@@ -82,8 +106,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn get_async(&self) -> Result<T, GetError> {
-        let Some(ch) = self.channel() else { return Err(GetError::Closed) };
-        ch.get_async().await.map_err(GetError::from_failure)
+        get_from(self.channel(), |_| {}).await
     }
 
     /// [`SimpleQueue::put`] as a future (a `SimpleQueue` is unbounded: ready at once).
@@ -102,8 +125,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn put_async(&self, value: T) -> Result<(), PutError<T>> {
-        let Some(ch) = self.channel() else { return Err(PutError::Closed(value)) };
-        ch.put_async(value).await.map_err(|(v, f)| PutError::from_failure(v, f))
+        put_into(self.channel(), value).await
     }
 }
 
@@ -127,10 +149,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn get_async(&self) -> Result<T, GetError> {
-        let Some(ch) = self.channel() else { return Err(GetError::Closed) };
-        let item = ch.get_async().await.map_err(GetError::from_failure)?;
-        ch.took_task();
-        Ok(item)
+        get_from(self.channel(), Channel::took_task).await
     }
 
     /// [`JoinableQueue::put`] as a future: waits for room in a bounded queue.
@@ -150,7 +169,83 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn put_async(&self, value: T) -> Result<(), PutError<T>> {
-        let Some(ch) = self.channel() else { return Err(PutError::Closed(value)) };
-        ch.put_async(value).await.map_err(|(v, f)| PutError::from_failure(v, f))
+        put_into(self.channel(), value).await
+    }
+
+    /// [`JoinableQueue::join`] as a future: waits until every item put has been marked
+    /// done, without blocking a thread.
+    ///
+    /// Like a blocking `join`, a pending future counts its handle as waiting in `join`, so
+    /// that joins that nobody is left to end stop with `Disconnected`: a task that takes
+    /// items to finish them should hold a handle of its own (a clone), not share the
+    /// joining task's.
+    ///
+    /// Cancellation: dropped part-way, the future changes nothing (it stops counting its
+    /// handle as waiting).
+    ///
+    /// # Errors
+    ///
+    /// As [`JoinableQueue::join`]: [`QueueJoinError::Disconnected`],
+    /// [`QueueJoinError::TasksLost`], [`QueueJoinError::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// let worker = q.clone(); // a handle of its own
+    /// let done = std::thread::spawn(move || {
+    ///     worker.get().unwrap();
+    ///     worker.task_done().unwrap();
+    /// });
+    /// smol::block_on(q.join_async())?;
+    /// assert_eq!(q.unfinished(), 0);
+    /// # done.join().unwrap();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub async fn join_async(&self) -> Result<(), QueueJoinError> {
+        let Some(channel) = self.channel() else { return Err(QueueJoinError::Closed) };
+        let waited = JoinFuture { queue: self, channel, counted: Cell::new(None), waiting: Waiting::new() }.await;
+        self.join_outcome(waited).map_err(endless_join)
+    }
+}
+
+/// The wait of [`JoinableQueue::join_async`]: ends when no task is unfinished or when the
+/// periodic check (`Channel::join_check`) stops it.
+struct JoinFuture<'a, T> {
+    queue: &'a JoinableQueue<T>,
+    channel: &'a Channel<T>,
+    /// The epoch this join was counted in as waiting, once counted.
+    counted: Cell<Option<u64>>,
+    waiting: Waiting,
+}
+
+impl<T> Future for JoinFuture<'_, T> {
+    type Output = Result<(), Interrupted<JoinStop>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (queue, channel, counted) = (this.queue, this.channel, &this.counted);
+        let waited = poll_on(&mut this.waiting, &channel.state().all_done, cx, |check| {
+            // Done, or stopped by another joiner that found nobody left to finish the tasks.
+            if queue.unfinished() == 0 || channel.join_stopped(counted.get()) {
+                return Some(Ok(()));
+            }
+            if !check {
+                return None;
+            }
+            channel.join_check(counted, queue.unfinished()).err().map(|stop| Err(Interrupted::Check(stop)))
+        });
+        if waited.is_ready() {
+            channel.join_ended(counted.take());
+        }
+        waited
+    }
+}
+
+impl<T> Drop for JoinFuture<'_, T> {
+    fn drop(&mut self) {
+        self.channel.join_ended(self.counted.take());
     }
 }

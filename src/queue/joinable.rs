@@ -18,6 +18,16 @@ use super::queue::{Queue, QueueBuilder, deserialize_handle, serialize_handle};
 use crate::error::Error;
 use crate::shm::{Deadline, Interrupted, SPIN};
 
+/// The error of a join without a deadline.
+pub(crate) fn endless_join(e: QueueJoinTimeoutError) -> QueueJoinError {
+    match e {
+        QueueJoinTimeoutError::Disconnected { unfinished } => QueueJoinError::Disconnected { unfinished },
+        QueueJoinTimeoutError::TasksLost { lost } => QueueJoinError::TasksLost { lost },
+        QueueJoinTimeoutError::Closed => QueueJoinError::Closed,
+        QueueJoinTimeoutError::Timeout { .. } => unreachable!("an endless wait does not time out"),
+    }
+}
+
 /// A [`Queue`] plus [`task_done`](JoinableQueue::task_done) and
 /// [`join`](JoinableQueue::join) (Python's `multiprocessing.JoinableQueue`).
 ///
@@ -325,12 +335,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn join(&self) -> Result<(), QueueJoinError> {
-        self.join_until(Deadline::NEVER).map_err(|e| match e {
-            QueueJoinTimeoutError::Disconnected { unfinished } => QueueJoinError::Disconnected { unfinished },
-            QueueJoinTimeoutError::TasksLost { lost } => QueueJoinError::TasksLost { lost },
-            QueueJoinTimeoutError::Closed => QueueJoinError::Closed,
-            QueueJoinTimeoutError::Timeout { .. } => unreachable!("an endless wait does not time out"),
-        })
+        self.join_until(Deadline::NEVER).map_err(endless_join)
     }
 
     /// Waits at most `timeout` until every item put has been marked done.
@@ -365,6 +370,11 @@ impl<T> JoinableQueue<T> {
         let finished = || (self.unfinished() == 0 || ch.join_stopped(counted.get())).then_some(());
         let waited = state.all_done.wait(deadline, SPIN, finished, || ch.join_check(&counted, self.unfinished()));
         ch.join_ended(counted.get());
+        self.join_outcome(waited)
+    }
+
+    /// What a join returns once its wait ended (`Ok` when `finished` held).
+    pub(crate) fn join_outcome(&self, waited: Result<(), Interrupted<JoinStop>>) -> Result<(), QueueJoinTimeoutError> {
         let unfinished = self.unfinished();
         match waited {
             _ if unfinished == 0 => Ok(()),

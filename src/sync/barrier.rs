@@ -1,5 +1,9 @@
 //! `Barrier`: a meeting point for a fixed number of parties.
 
+#[path = "barrier_async.rs"]
+mod barrier_async;
+pub use barrier_async::BarrierWait;
+
 use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -208,6 +212,22 @@ impl<'de> Deserialize<'de> for Barrier {
     }
 }
 
+/// What a party's arrival at the barrier found.
+enum Arrival {
+    /// The round ended for it at once (it was the last party, or the barrier is broken).
+    Ended(Result<usize, BrokenBarrier>),
+    /// It waits for this round to end.
+    Waiting(Round),
+}
+
+/// The round a waiting party joined, as it found it.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    index: usize,
+    generation: u32,
+    resets: u32,
+}
+
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Barrier")
@@ -289,77 +309,96 @@ impl Barrier {
         self.shared.count.store(0, Ordering::Relaxed);
     }
 
-    fn wait_until(&self, deadline: Deadline) -> Result<usize, BrokenBarrier> {
+    /// A party arrives: it ends the round (the last one, after the action), finds the
+    /// barrier broken, or is to wait for the round it joined.
+    fn arrive(&self) -> Arrival {
         let state = &*self.shared;
-        let (index, generation, resets) = {
-            let _g = RawGuard::lock(&state.guard);
-            if let Some(broken) = self.broken_error() {
-                return Err(broken);
-            }
-            let index = state.count.load(Ordering::Relaxed);
-            let generation = state.generation.load(Ordering::Relaxed);
-            if index + 1 >= state.parties.load(Ordering::Relaxed) {
-                // The action runs under the guard, as Python's runs under the barrier's
-                // condition: nobody enters the next round before it ended. A process killed
-                // while running it leaves the guard to be taken over, and the waiting
-                // parties see it die (`forget_dead_holders`) and break the barrier.
-                if let Some(Err(cause)) = self.action.as_ref().map(Action::run) {
-                    self.break_locked(cause);
-                    drop(_g);
-                    state.changed.notify_all();
-                    return Err(BrokenBarrier { cause });
-                }
-                state.count.store(0, Ordering::Relaxed);
-                state.generation.store(generation.wrapping_add(1), Ordering::Release);
+        let _g = RawGuard::lock(&state.guard);
+        if let Some(broken) = self.broken_error() {
+            return Arrival::Ended(Err(broken));
+        }
+        let index = state.count.load(Ordering::Relaxed);
+        let generation = state.generation.load(Ordering::Relaxed);
+        if index + 1 >= state.parties.load(Ordering::Relaxed) {
+            // The action runs under the guard, as Python's runs under the barrier's
+            // condition: nobody enters the next round before it ended. A process killed
+            // while running it leaves the guard to be taken over, and the waiting
+            // parties see it die (`forget_dead_holders`) and break the barrier.
+            if let Some(Err(cause)) = self.action.as_ref().map(Action::run) {
+                self.break_locked(cause);
                 drop(_g);
                 state.changed.notify_all();
-                return Ok(index as usize);
+                return Arrival::Ended(Err(BrokenBarrier { cause }));
             }
-            state.count.store(index + 1, Ordering::Relaxed);
-            (index as usize, generation, state.resets.load(Ordering::Relaxed))
-        };
-        // Ok(true): the round completed; Ok(false): it was broken or reset.
-        let outcome = |state: &BarrierState| {
-            if state.generation.load(Ordering::Acquire) != generation {
-                Some(true)
-            } else if state.resets.load(Ordering::Acquire) != resets || state.broken.load(Ordering::Acquire) != 0 {
-                Some(false)
-            } else {
-                None
+            state.count.store(0, Ordering::Relaxed);
+            state.generation.store(generation.wrapping_add(1), Ordering::Release);
+            drop(_g);
+            state.changed.notify_all();
+            return Arrival::Ended(Ok(index as usize));
+        }
+        state.count.store(index + 1, Ordering::Relaxed);
+        Arrival::Waiting(Round { index: index as usize, generation, resets: state.resets.load(Ordering::Relaxed) })
+    }
+
+    /// How `round` ended, if it did: `Some(true)` completed, `Some(false)` broken or reset.
+    fn round_outcome(&self, round: Round) -> Option<bool> {
+        let state = &*self.shared;
+        if state.generation.load(Ordering::Acquire) != round.generation {
+            Some(true)
+        } else if state.resets.load(Ordering::Acquire) != round.resets || state.broken.load(Ordering::Acquire) != 0 {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The periodic check of a waiting party: a holder that died breaks the barrier.
+    fn check_parties(&self) -> Result<(), BarrierBreak> {
+        if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
+    }
+
+    /// A party stops waiting for `round` (`cause`) before it ended: the barrier breaks,
+    /// unless the round ended meanwhile. Returns whether the round completed.
+    fn give_up(&self, round: Round, cause: BarrierBreak) -> bool {
+        let state = &*self.shared;
+        let _g = RawGuard::lock(&state.guard);
+        match self.round_outcome(round) {
+            Some(completed) => completed,
+            None => {
+                self.break_locked(cause);
+                drop(_g);
+                state.changed.notify_all();
+                false
             }
+        }
+    }
+
+    /// What a party's wait for `round` returns.
+    fn round_result(&self, round: Round, completed: bool) -> Result<usize, BrokenBarrier> {
+        if completed {
+            return Ok(round.index);
+        }
+        let cause = BarrierBreak::from_code(self.shared.broken.load(Ordering::Acquire)).unwrap_or(BarrierBreak::Reset);
+        Err(BrokenBarrier { cause })
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> Result<usize, BrokenBarrier> {
+        let round = match self.arrive() {
+            Arrival::Ended(result) => return result,
+            Arrival::Waiting(round) => round,
         };
-        let waited = state.changed.wait(
-            deadline,
-            SPIN,
-            || outcome(state),
-            || {
-                if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
-            },
-        );
+        let waited = self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_parties());
         let completed = match waited {
             Ok(completed) => completed,
-            Err(interrupted) => {
-                let cause = match interrupted {
+            Err(interrupted) => self.give_up(
+                round,
+                match interrupted {
                     Interrupted::TimedOut => BarrierBreak::TimedOut,
                     Interrupted::Check(cause) => cause,
-                };
-                let _g = RawGuard::lock(&state.guard);
-                match outcome(state) {
-                    Some(completed) => completed,
-                    None => {
-                        self.break_locked(cause);
-                        drop(_g);
-                        state.changed.notify_all();
-                        false
-                    }
-                }
-            }
+                },
+            ),
         };
-        if completed {
-            return Ok(index);
-        }
-        let cause = BarrierBreak::from_code(state.broken.load(Ordering::Acquire)).unwrap_or(BarrierBreak::Reset);
-        Err(BrokenBarrier { cause })
+        self.round_result(round, completed)
     }
 
     /// Waits until all parties have called `wait`; returns this party's arrival index,

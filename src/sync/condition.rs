@@ -6,6 +6,10 @@
 //! called, never to a later one (not even to the notifier waiting right after), and one
 //! taken by a waiter that is killed is passed on to another waiter of that time.
 
+#[path = "condition_async.rs"]
+mod condition_async;
+pub use condition_async::{ConditionAcquire, ConditionWait};
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;

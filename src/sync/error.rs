@@ -283,6 +283,9 @@ pub enum BarrierBreak {
     PartyDied,
     /// The barrier's action panicked when the barrier tripped.
     ActionPanicked,
+    /// A party's [`wait_async`](crate::Barrier::wait_async) future was dropped while it
+    /// waited (a runtime's timeout, a `select!` branch not taken).
+    Cancelled,
 }
 
 impl BarrierBreak {
@@ -293,6 +296,7 @@ impl BarrierBreak {
             BarrierBreak::TimedOut => 3,
             BarrierBreak::PartyDied => 4,
             BarrierBreak::ActionPanicked => 5,
+            BarrierBreak::Cancelled => 6,
         }
     }
 
@@ -303,6 +307,7 @@ impl BarrierBreak {
             3 => Some(BarrierBreak::TimedOut),
             4 => Some(BarrierBreak::PartyDied),
             5 => Some(BarrierBreak::ActionPanicked),
+            6 => Some(BarrierBreak::Cancelled),
             _ => None,
         }
     }
@@ -316,6 +321,7 @@ impl BarrierBreak {
     BarrierBreak::TimedOut => "a party's wait timed out",
     BarrierBreak::PartyDied => "a process holding it died",
     BarrierBreak::ActionPanicked => "its action panicked",
+    BarrierBreak::Cancelled => "a party's async wait was dropped",
 })]
 ///
 /// # Examples

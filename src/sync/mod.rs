@@ -16,13 +16,13 @@ mod rlock;
 mod semaphore;
 mod waiters;
 
-pub use barrier::{Barrier, BarrierBuilder};
-pub use condition::{Condition, ConditionGuard, ConditionLock};
+pub use barrier::{Barrier, BarrierBuilder, BarrierWait};
+pub use condition::{Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait};
 pub use error::{
     Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError,
     TryAcquireError,
 };
 pub use event::{Event, EventWait};
 pub use lock::{Lock, LockAcquire, LockGuard};
-pub use rlock::{RLock, RLockGuard};
-pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use rlock::{RLock, RLockAcquire, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphoreGuard};

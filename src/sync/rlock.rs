@@ -1,5 +1,9 @@
 //! `RLock`: a recursive lock, owned by one thread of one process of the family.
 
+#[path = "rlock_async.rs"]
+mod rlock_async;
+pub use rlock_async::RLockAcquire;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -14,6 +14,10 @@
 //! * a release by a process that holds none gives back one held by another process (a
 //!   handed-over permit) if there is such a one, else it makes an extra permit.
 
+#[path = "semaphore_async.rs"]
+mod semaphore_async;
+pub use semaphore_async::SemaphoreAcquire;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -1,0 +1,100 @@
+//! `Barrier::wait_async`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::{Arrival, Barrier, Round};
+use crate::shm::{Deadline, Waiting, poll_on};
+use crate::sync::error::{BarrierBreak, BrokenBarrier};
+
+impl Barrier {
+    /// [`Barrier::wait`] as a future: arrives at the barrier at the first poll, then waits
+    /// for the other parties without blocking a thread. The last party to arrive runs the
+    /// barrier's action (if any) inside that poll.
+    ///
+    /// The barrier's own timeout ([`BarrierBuilder::timeout`](crate::BarrierBuilder::timeout))
+    /// applies, checked on the schedule of the liveness checks (so it may pass up to about
+    /// 100 ms late); the runtime's timeout (`tokio::time::timeout(d, fut)`) is exact.
+    ///
+    /// Cancellation: a future dropped before its first poll never arrived and changes
+    /// nothing. Dropped while it waits, the party leaves a round it cannot complete any
+    /// more: the barrier breaks ([`BarrierBreak::Cancelled`]), as a timed-out
+    /// [`Barrier::wait_timeout`] breaks it, unless the round completed meanwhile; the other
+    /// parties get [`BrokenBarrier`] and [`Barrier::reset`] makes it usable again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::wait`]: [`BrokenBarrier`] with its cause.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let barrier = multiproc::Barrier::new(1)?;
+    /// // Any runtime; smol here.
+    /// let index = smol::block_on(async { barrier.wait_async().await })?;
+    /// assert_eq!(index, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn wait_async(&self) -> BarrierWait<'_> {
+        BarrierWait { barrier: self, round: None, deadline: Deadline::NEVER, waiting: Waiting::new() }
+    }
+}
+
+/// The future of [`Barrier::wait_async`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct BarrierWait<'a> {
+    barrier: &'a Barrier,
+    /// The round this party waits for, once it arrived.
+    round: Option<Round>,
+    /// The barrier's own timeout, from the arrival.
+    deadline: Deadline,
+    waiting: Waiting,
+}
+
+impl Future for BarrierWait<'_> {
+    type Output = Result<usize, BrokenBarrier>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let barrier = this.barrier;
+        let round = match this.round {
+            Some(round) => round,
+            None => match barrier.arrive() {
+                Arrival::Ended(result) => return Poll::Ready(result),
+                Arrival::Waiting(round) => {
+                    this.deadline = barrier.timeout.map_or(Deadline::NEVER, Deadline::after);
+                    *this.round.insert(round)
+                }
+            },
+        };
+        let deadline = this.deadline;
+        let waited = poll_on(&mut this.waiting, &barrier.shared.changed, cx, |check| {
+            if let Some(completed) = barrier.round_outcome(round) {
+                return Some(Ok(completed));
+            }
+            if !check {
+                return None;
+            }
+            if deadline.passed() {
+                return Some(Err(BarrierBreak::TimedOut));
+            }
+            barrier.check_parties().err().map(Err)
+        });
+        let Poll::Ready(waited) = waited else { return Poll::Pending };
+        this.round = None;
+        let completed = waited.unwrap_or_else(|cause| barrier.give_up(round, cause));
+        Poll::Ready(barrier.round_result(round, completed))
+    }
+}
+
+impl Drop for BarrierWait<'_> {
+    fn drop(&mut self) {
+        if let Some(round) = self.round.take() {
+            self.waiting.withdraw();
+            self.barrier.give_up(round, BarrierBreak::Cancelled);
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `Condition::acquire_async` and `ConditionGuard::wait_async`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::{Condition, ConditionGuard, Underlying};
+use crate::shm::{Acquired, Owner, RawGuard, Waiting, poll_on};
+use crate::sync::error::{ConditionWaitError, OwnerDied};
+use crate::sync::waiters::Place;
+use crate::sys;
+
+impl Underlying {
+    /// One poll of an async acquire (one more level of an `RLock` held by this thread).
+    fn poll_lock(&self, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<Acquired> {
+        match self {
+            Underlying::Lock(lock) => lock.shared.mutex.poll_lock(Owner::process(), waiting, cx),
+            Underlying::RLock(rlock) => rlock.poll_lock_level(waiting, cx),
+        }
+    }
+
+    /// One poll of taking the lock back after `unlock_all`.
+    fn poll_relock_all(&self, levels: u32, waiting: &mut Waiting, cx: &Context<'_>) -> Poll<Acquired> {
+        match self {
+            Underlying::Lock(lock) => lock.shared.mutex.poll_lock(Owner::process(), waiting, cx),
+            Underlying::RLock(rlock) => rlock.poll_relock_all(levels, waiting, cx),
+        }
+    }
+}
+
+impl Condition {
+    /// [`Condition::acquire`] as a future: waits for the condition's lock without blocking
+    /// a thread. Over an [`RLock`](crate::RLock) (the default), the lock belongs to the
+    /// thread that polls the future to completion, and two tasks on one thread share it
+    /// (see [`RLock::acquire_async`](crate::RLock::acquire_async)); for exclusion between
+    /// tasks, build the condition over a [`Lock`](crate::Lock) ([`Condition::with_lock`]).
+    ///
+    /// Cancellation: dropped before it completes, the future holds nothing (the lock is
+    /// taken in the poll that returns the guard).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the lock was taken over from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// smol::block_on(async {
+    ///     let mut guard = cond.acquire_async().await?;
+    ///     guard.notify_all();
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_async(&self) -> ConditionAcquire<'_> {
+        ConditionAcquire { cond: self, waiting: Waiting::new() }
+    }
+}
+
+/// The future of [`Condition::acquire_async`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct ConditionAcquire<'a> {
+    cond: &'a Condition,
+    waiting: Waiting,
+}
+
+impl<'a> Future for ConditionAcquire<'a> {
+    type Output = Result<ConditionGuard<'a>, OwnerDied<ConditionGuard<'a>>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let cond: &'a Condition = this.cond;
+        cond.lock.poll_lock(&mut this.waiting, cx).map(|acquired| cond.guard(acquired))
+    }
+}
+
+impl<'a> ConditionGuard<'a> {
+    /// [`ConditionGuard::wait`] as a future: releases the lock, waits for a notification
+    /// without blocking a thread, and takes the lock back (all its levels, for an `RLock`).
+    /// It takes the guard and gives it back with the outcome, the lock held again in every
+    /// case (as [`ConditionGuard::wait`]). Like every condition wait, it may end without
+    /// the awaited change: check the state in a loop.
+    ///
+    /// Cancellation: a future dropped before its first poll drops the guard (the lock is
+    /// released); dropped later, it leaves the waiters and holds nothing (the lock stays
+    /// released, and the guard is gone with the future). A notification it was given and
+    /// did not return is passed on to the oldest waiter (a wake-up without a change for
+    /// that one if it came later than the notify).
+    ///
+    /// Outcome: `Ok(())` when notified; [`ConditionWaitError::OwnerDied`] when the lock was
+    /// re-acquired from a holder that died holding it; [`ConditionWaitError::Abandoned`]
+    /// when nobody else could notify.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// let ready = multiproc::RawValue::new(false)?;
+    /// let (c, r) = (cond.clone(), ready.clone());
+    /// std::thread::spawn(move || {
+    ///     let mut guard = c.acquire().unwrap();
+    ///     r.set(true);
+    ///     guard.notify_all();
+    /// });
+    /// smol::block_on(async {
+    ///     let mut guard = cond.acquire_async().await?;
+    ///     while !ready.get() {
+    ///         let (again, outcome) = guard.wait_async().await;
+    ///         guard = again;
+    ///         outcome?;
+    ///     }
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn wait_async(self) -> ConditionWait<'a> {
+        ConditionWait { cond: self.cond, step: Step::Holding(self), waiting: Waiting::new() }
+    }
+}
+
+/// Where a [`ConditionWait`] is.
+enum Step<'a> {
+    /// Not polled yet: the guard holds the lock.
+    Holding(ConditionGuard<'a>),
+    /// A waiter at `place`, the lock released (it had `levels` levels).
+    Waiting { place: Place, levels: u32 },
+    /// The wait ended with `outcome`: taking the lock back.
+    Relocking { levels: u32, outcome: Result<(), ConditionWaitError> },
+    /// The guard was given back.
+    Done,
+}
+
+/// The future of [`ConditionGuard::wait_async`]: gives back the guard, the lock held
+/// again, and the outcome of the wait.
+#[must_use = "futures do nothing unless awaited"]
+pub struct ConditionWait<'a> {
+    cond: &'a Condition,
+    step: Step<'a>,
+    waiting: Waiting,
+}
+
+impl std::fmt::Debug for ConditionWait<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match self.step {
+            Step::Holding(_) => "holding",
+            Step::Waiting { .. } => "waiting",
+            Step::Relocking { .. } => "relocking",
+            Step::Done => "done",
+        };
+        f.debug_struct("ConditionWait").field("condition", self.cond).field("step", &step).finish()
+    }
+}
+
+impl<'a> Future for ConditionWait<'a> {
+    type Output = (ConditionGuard<'a>, Result<(), ConditionWaitError>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let cond: &'a Condition = this.cond;
+        let state = &*cond.state;
+        loop {
+            match this.step {
+                Step::Holding(_) => {
+                    let me = sys::me();
+                    // Under the condition's lock still: a notify after this one is ours.
+                    let place = {
+                        let _g = RawGuard::lock(&state.guard);
+                        state.waiters.arrive(me.pid, me.start)
+                    };
+                    let Step::Holding(guard) = std::mem::replace(&mut this.step, Step::Done) else { unreachable!() };
+                    // The guard's release is `unlock_all`'s, and the lock is the future's
+                    // to take back.
+                    std::mem::forget(guard);
+                    let levels = cond.lock.unlock_all();
+                    this.step = Step::Waiting { place, levels };
+                }
+                Step::Waiting { place, levels } => {
+                    let waiters = &state.waiters;
+                    let notify = match place {
+                        Place::Slot(i) => &waiters.slot(i).wake,
+                        Place::Overflow(_) => &waiters.overflow_wake,
+                    };
+                    let waited = poll_on(&mut this.waiting, notify, cx, |check| {
+                        let notified = match place {
+                            Place::Slot(i) => waiters.is_granted(i),
+                            Place::Overflow(epoch) => waiters.epoch_moved(epoch),
+                        };
+                        if notified {
+                            return Some(Ok(()));
+                        }
+                        if check { cond.check().err().map(Err) } else { None }
+                    });
+                    let Poll::Ready(waited) = waited else { return Poll::Pending };
+                    // Leaving tells whether we were granted, even as the wait was abandoned.
+                    let notified = {
+                        let _g = RawGuard::lock(&state.guard);
+                        waiters.leave(place)
+                    };
+                    let outcome = match waited {
+                        Err(abandoned) if !notified => Err(ConditionWaitError::Abandoned(abandoned)),
+                        _ => Ok(()),
+                    };
+                    this.step = Step::Relocking { levels, outcome };
+                }
+                Step::Relocking { levels, outcome } => {
+                    let Poll::Ready(acquired) = cond.lock.poll_relock_all(levels, &mut this.waiting, cx) else {
+                        return Poll::Pending;
+                    };
+                    this.step = Step::Done;
+                    let outcome =
+                        if acquired == Acquired::OwnerDied { Err(ConditionWaitError::OwnerDied) } else { outcome };
+                    return Poll::Ready((ConditionGuard { cond, _not_send: PhantomData }, outcome));
+                }
+                Step::Done => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for ConditionWait<'_> {
+    fn drop(&mut self) {
+        if let Step::Waiting { place, .. } = self.step {
+            self.waiting.withdraw();
+            let state = &*self.cond.state;
+            let notified = {
+                let _g = RawGuard::lock(&state.guard);
+                state.waiters.leave(place)
+            };
+            if notified {
+                // A notification this waiter will never return: somebody else's now.
+                self.cond.notify(1);
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `Semaphore::acquire_async` and `BoundedSemaphore::acquire_async`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use super::{BoundedSemaphore, Core, Semaphore, SemaphoreGuard};
+use crate::shm::{Waiting, poll_on};
+use crate::sync::error::OwnerDied;
+
+impl Core {
+    fn acquire_async(&self) -> SemaphoreAcquire<'_> {
+        SemaphoreAcquire { core: self, waiting: Waiting::new(), pending: false }
+    }
+}
+
+impl Semaphore {
+    /// [`Semaphore::acquire`] as a future: waits for a permit without blocking a thread.
+    ///
+    /// Cancellation: dropped before it completes, the future took no permit (a permit is
+    /// taken in the poll that returns the guard); a wake-up it was given and did not use
+    /// is passed on to another waiter.
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::acquire`]: [`OwnerDied`] (with the guard) when the permit was taken
+    /// back from a process that died holding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let rooms = multiproc::Semaphore::new(2)?;
+    /// smol::block_on(async {
+    ///     let _room = rooms.acquire_async().await?;
+    ///     assert_eq!(rooms.get_value(), 1);
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
+    /// assert_eq!(rooms.get_value(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_async(&self) -> SemaphoreAcquire<'_> {
+        self.core.acquire_async()
+    }
+}
+
+impl BoundedSemaphore {
+    /// [`BoundedSemaphore::acquire`] as a future; cancellation as
+    /// [`Semaphore::acquire_async`] (a dropped future took no permit).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] when the permit was taken back from a dead holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let sem = multiproc::BoundedSemaphore::new(1)?;
+    /// smol::block_on(async {
+    ///     let _permit = sem.acquire_async().await?;
+    ///     assert_eq!(sem.get_value(), 0);
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn acquire_async(&self) -> SemaphoreAcquire<'_> {
+        self.core.acquire_async()
+    }
+}
+
+/// The future of [`Semaphore::acquire_async`] and [`BoundedSemaphore::acquire_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct SemaphoreAcquire<'a> {
+    core: &'a Core,
+    waiting: Waiting,
+    /// It returned `Pending`: a release may have woken it.
+    pending: bool,
+}
+
+impl std::fmt::Debug for SemaphoreAcquire<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SemaphoreAcquire").field("value", &self.core.value()).finish()
+    }
+}
+
+impl<'a> Future for SemaphoreAcquire<'a> {
+    type Output = Result<SemaphoreGuard<'a>, OwnerDied<SemaphoreGuard<'a>>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let core: &'a Core = this.core;
+        // The check, due as in a blocking acquire: take back the permits of dead holders.
+        let polled = poll_on(&mut this.waiting, &core.shared.changed, cx, |check| {
+            if check {
+                core.recover_dead();
+            }
+            core.try_take()
+        });
+        this.pending = polled.is_pending();
+        polled.map(|taken| core.guard(taken))
+    }
+}
+
+impl Drop for SemaphoreAcquire<'_> {
+    fn drop(&mut self) {
+        // A release's `notify(1)` may have woken this future, which leaves without its
+        // permit: pass the wake-up on, as a blocking acquire that times out does.
+        if self.pending && self.core.shared.value.load(Ordering::Acquire) > 0 {
+            self.waiting.withdraw();
+            self.core.shared.changed.notify(1);
+        }
+    }
+}
