@@ -577,3 +577,52 @@ fn a_panic_in_child_init_is_the_child_panic_and_the_target_does_not_run() {
         assert_eq!(message.as_deref(), Some("the set-up failed"), "{method:?}");
     }
 }
+
+fn my_os_parent(_: ()) -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+#[test]
+fn the_process_that_started_a_child_is_its_os_parent() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let parent = Process::new(my_os_parent, ()).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(parent, std::process::id(), "{method:?}: getppid() in the child");
+    }
+}
+
+fn user_time(who: i32) -> Duration {
+    // SAFETY: a zeroed rusage is valid; getrusage only writes it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(who, &mut usage), 0);
+        usage
+    };
+    Duration::from_secs(usage.ru_utime.tv_sec as u64) + Duration::from_micros(usage.ru_utime.tv_usec as u64)
+}
+
+/// Spins until this process has used `ms` of user time; returns the user time it used.
+fn burn_cpu(ms: u64) -> Duration {
+    let mut x = 0u64;
+    while user_time(libc::RUSAGE_SELF) < Duration::from_millis(ms) {
+        for i in 0..100_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+    }
+    user_time(libc::RUSAGE_SELF)
+}
+
+#[test]
+fn a_joined_child_s_cpu_time_counts_in_the_parent_s_rusage() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let before = user_time(libc::RUSAGE_CHILDREN);
+        let used = Process::new(burn_cpu, 100).start_method(method).start().unwrap().join().unwrap();
+        let after = user_time(libc::RUSAGE_CHILDREN);
+        assert!(
+            after - before >= used,
+            "{method:?}: the child used {used:?}, RUSAGE_CHILDREN grew by {:?}",
+            after - before
+        );
+    }
+}

@@ -427,7 +427,7 @@ fn launch(
                 (pid, pidfd, ExitWatch::Own, ours)
             } else {
                 let (pid, pidfd, status) = forkserver::request(theirs)?;
-                (pid, pidfd, ExitWatch::Server(status), ours)
+                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), ours)
             }
         }
     };
