@@ -29,7 +29,7 @@
 use multiproc::{ApplyOptions, Lock, Pool, Value};
 
 fn func((num, lock): (Value<i32>, Lock)) -> u32 {
-    let _guard = lock.acquire().unwrap_or_else(|died| died.into_guard());
+    let _guard = lock.acquire().unwrap();
     for _ in 0..10 {
         *num.lock() -= 1;
     }

@@ -12,7 +12,7 @@
 //! | `ctx = get_context("spawn")`, `ctx.Pool(4)`, `ctx.Process(...)`, `ctx.Queue()` | [`let ctx = get_context(Some(StartMethod::Spawn))`](get_context), [`ctx.pool(4)?`](Context::pool), [`ctx.process(f, x)`](Context::process), [`ctx.queue()?`](Context::queue) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
 //! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)`, `lock.release()` | [`Lock::new()?`](Lock), [`let _g = lock.acquire()?`](Lock::acquire), [`acquire_timeout(t)`](Lock::acquire_timeout), [`release()`](Lock::release) |
-//! | `RLock()` | [`RLock`] (guards stay on their thread; [`OwnerDied`] when the holder died) |
+//! | `RLock()` | [`RLock`] (guards stay on their thread; [`RLockGuard::owner_died`] when the holder died) |
 //! | `Semaphore(n)`, `BoundedSemaphore(n)`, `get_value()` | [`Semaphore::new(n)`](Semaphore), [`BoundedSemaphore`], [`get_value()`](Semaphore::get_value) |
 //! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait`](Event::wait) / [`wait_timeout`](Event::wait_timeout) |
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]; through its guard: [`wait`](ConditionGuard::wait), [`wait_for`](ConditionGuard::wait_for), [`notify`](ConditionGuard::notify), [`notify_all`](ConditionGuard::notify_all) |
@@ -214,8 +214,8 @@ pub use shared::{
 pub use shm::ShmSafe;
 pub use sync::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BoundedSemaphore, BrokenBarrier, Condition,
-    ConditionGuard, ConditionLock, ConditionWaitError, Event, EventWait, Lock, LockAcquire, LockGuard, OwnerDied,
-    RLock, RLockGuard, ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
+    ConditionGuard, ConditionLock, ConditionWaitError, Event, EventWait, Lock, LockAcquire, LockGuard, RLock,
+    RLockGuard, ReleaseError, Semaphore, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 
