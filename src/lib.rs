@@ -198,8 +198,8 @@ pub use pool::{
 };
 pub use process::{
     ChildProcess, CurrentProcess, InitBuilder, JoinFuture, ParentProcess, Process, ProcessHandle, Run, StartMethod,
-    active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method,
-    init, parent_process, set_start_method, try_init,
+    Target, active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods,
+    get_start_method, init, parent_process, set_start_method, try_init,
 };
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,

@@ -626,3 +626,62 @@ fn a_joined_child_s_cpu_time_counts_in_the_parent_s_rusage() {
         );
     }
 }
+
+fn describe(name: String, age: u32, tags: Vec<String>) -> String {
+    format!("{name} ({age}): {}", tags.join(", "))
+}
+
+fn pair(a: u8, b: u8) -> (u8, u8) {
+    (b, a)
+}
+
+fn takes_a_tuple(pair: (u8, u8)) -> u16 {
+    u16::from(pair.0) + u16::from(pair.1)
+}
+
+#[test]
+fn a_target_of_several_arguments_takes_them_as_a_tuple() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let args = ("ann".to_string(), 36, vec!["admin".to_string(), "ops".to_string()]);
+        let said = Process::new(describe, args).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(said, "ann (36): admin, ops", "{method:?}");
+        assert_eq!(Process::new(pair, (1, 2)).start_method(method).start().unwrap().join().unwrap(), (2, 1));
+        // A function of one tuple takes the tuple itself.
+        assert_eq!(Process::new(takes_a_tuple, (1, 2)).start_method(method).start().unwrap().join().unwrap(), 3);
+        let sum = Process::new(|a: u32, b: u32, c: u32| a + b + c, (1, 2, 3)).start_method(method).start().unwrap();
+        assert_eq!(sum.join().unwrap(), 6);
+    }
+}
+
+fn double(x: u32) -> u32 {
+    x * 2
+}
+
+fn triple(x: u32) -> u32 {
+    x * 3
+}
+
+#[test]
+fn a_function_pointer_chosen_at_run_time_is_a_target() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        for (pick_double, expected) in [(true, 14), (false, 21)] {
+            // A value, not a type: the child cannot rebuild it from its type, so it
+            // crosses as its address, checked against the executable.
+            let f: fn(u32) -> u32 = if std::hint::black_box(pick_double) { double } else { triple };
+            let child = Process::new(f, 7).start_method(method).start().unwrap();
+            assert_eq!(child.join().unwrap(), expected, "{method:?}");
+        }
+    }
+}
+
+#[test]
+fn a_closure_that_captures_a_pointer_s_worth_is_refused_before_anything_runs() {
+    let _w = watchdog(LIMIT);
+    let n = std::hint::black_box(5u64);
+    let refused = std::panic::catch_unwind(|| Process::new(move |x: u64| x + n, 1));
+    let message = refused.expect_err("a capturing closure is not a target");
+    let message = message.downcast_ref::<&str>().copied().or(message.downcast_ref::<String>().map(|s| s.as_str()));
+    assert!(message.is_some_and(|m| m.contains("captures nothing")), "{message:?}");
+}

@@ -66,10 +66,9 @@ impl ShmObject for LockState {
 /// ```no_run
 /// use multiproc::{Lock, Process};
 ///
-/// fn report(lock: Lock) -> Result<(), multiproc::Error> {
-///     let _guard = lock.acquire()?;
+/// fn report(lock: Lock) {
+///     let _guard = lock.acquire().unwrap(); // cannot fail
 ///     println!("only one process prints at a time");
-///     Ok(())
 /// }
 ///
 /// multiproc::init();
