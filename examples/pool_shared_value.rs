@@ -45,7 +45,7 @@ fn main() -> Result<(), multiproc::Error> {
         let options = ApplyOptions::new()
             .callback(|pid: &u32| println!("done in {pid}"))
             .error_callback(|e| println!("error {e}"));
-        pool.apply_async_with(func, (num.clone(), lock.clone()), options)?;
+        drop(pool.apply_async_with(func, (num.clone(), lock.clone()), options)?); // the callbacks get the result
     }
     pool.close();
     pool.join()?;
