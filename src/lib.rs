@@ -1,10 +1,42 @@
 //! Python's `multiprocessing` for Rust: real operating-system processes running Rust
 //! functions, with the names Python users know and the shapes Rust users expect.
 //!
+//! A child runs a function of your program — `Process::new(f, args)`, a [`Pool`] of worker
+//! processes, a [`Manager`] serving shared dicts and lists — and the processes talk through
+//! queues, pipes, locks, events, barriers and values that live in shared memory. Arguments,
+//! results and messages are serde values; a handle to a shared object (a [`Queue`], a
+//! [`Lock`], a [`Value`]) is itself such a value, so it travels to a child or through a
+//! queue and means the same object there.
+//!
+//! **When to pick it over threads or rayon.** Threads and rayon share one address space,
+//! which is cheaper (no copying, no process start-up) and what
+//! most parallel work wants. Processes are for what a thread cannot give:
+//!
+//! * *isolation*: a child that panics, aborts, runs out of memory, overflows its stack or
+//!   is killed takes nothing else down; its parent gets a typed error ([`JoinError`],
+//!   [`TaskError`]) and a pool replaces the worker and goes on;
+//! * *work you can stop*: a process can be terminated or killed at any point, and a pool
+//!   task past its timeout is ([`ApplyOptions::timeout`]); a thread cannot be stopped;
+//! * *state per process*: globals, thread-locals, C libraries that are not thread-safe,
+//!   `std::env::set_current_dir`, signal handlers and resource limits are each process's
+//!   own;
+//! * *other machines*: a manager serves its objects over TCP to clients that know its key,
+//!   and (feature `cluster`) a pool's tasks can run on worker nodes through Redis.
+//!
+//! **Limits.** Linux only (it is built on pidfds, futexes, `memfd` and `clone3`). Every
+//! argument, result and message is encoded and decoded (postcard), so what crosses a
+//! process boundary is an owned serde value, not a borrow, and large data is better kept
+//! in an [`Array`] or a [`SharedMemory`] than sent. A target is a function, a function
+//! pointer or a closure that captures nothing (the child finds it in its copy of the
+//! program; see [`Target`]). Call [`init()`]
+//! first in `main` (or use [`#[multiproc::main]`](main)): children start from there.
+//! Doctests and tests work too: `multiproc::init()` in a doctest, and
+//! [`test_support!()`](test_support) in an integration test file.
+//!
 //! | Python | multiproc |
 //! |---|---|
 //! | `if __name__ == "__main__":` | [`init()`] first in `main`, or [`#[multiproc::main]`](main) |
-//! | `Process(target=f, args=(x,)).start()` | [`Process::new(f, x).start()?`](Process) |
+//! | `Process(target=f, args=(x,)).start()`, `args=(x, y)` | [`Process::new(f, x).start()?`](Process), [`Process::new(f, (x, y))`](Process::new) |
 //! | `p.join()`, `p.join(timeout)` | [`p.join()?`](ProcessHandle::join) (returns the result), [`p.wait_timeout(d)`](ProcessHandle::wait_timeout) |
 //! | `p.exitcode`, `p.is_alive()`, `p.terminate()`, `p.kill()` | [`exitcode()`](ProcessHandle::exitcode), [`is_alive()`](ProcessHandle::is_alive), [`terminate()`](ProcessHandle::terminate), [`kill()`](ProcessHandle::kill) |
 //! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
