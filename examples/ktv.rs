@@ -30,9 +30,9 @@ const ROOMS: u32 = 4;
 type Tally = (RawValue<u32>, RawValue<u32>, Lock);
 
 fn ktv((i, rooms, (inside, most, count_lock)): (u32, Semaphore, Tally)) {
-    let room = rooms.acquire().unwrap_or_else(|died| died.into_guard());
+    let room = rooms.acquire().unwrap();
     {
-        let _g = count_lock.acquire().unwrap_or_else(|died| died.into_guard());
+        let _g = count_lock.acquire().unwrap();
         inside.set(inside.get() + 1);
         most.set(most.get().max(inside.get()));
     }
@@ -42,7 +42,7 @@ fn ktv((i, rooms, (inside, most, count_lock)): (u32, Semaphore, Tally)) {
     std::thread::sleep(Duration::from_secs(u64::from(seconds)));
     println!("guest {i} walks out");
     {
-        let _g = count_lock.acquire().unwrap_or_else(|died| died.into_guard());
+        let _g = count_lock.acquire().unwrap();
         inside.set(inside.get() - 1);
     }
     drop(room);

@@ -56,7 +56,7 @@ fn peek_then_add((path, lock, i): (PathBuf, Lock, u32)) {
         Some(count) => println!("process {i} sees count {count}"),
         None => println!("process {i} could not read the count"),
     }
-    let _guard = lock.acquire().unwrap_or_else(|died| died.into_guard());
+    let _guard = lock.acquire().unwrap();
     let count = read_count(&path).expect("the counter, under the lock");
     write_count(&path, count + 1);
 }

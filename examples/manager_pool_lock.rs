@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let options = ApplyOptions::new()
             .callback(|result: &i64| println!("task done, value was {result}"))
             .error_callback(|error| println!("task failed: {error}"));
-        pool.apply_async_with(task, (lock.clone(), value.clone()), options)?;
+        drop(pool.apply_async_with(task, (lock.clone(), value.clone()), options)?); // the callbacks get the result
     }
     pool.close();
     pool.join()?;

@@ -29,7 +29,7 @@
 use multiproc::{ApplyOptions, Lock, Pool, Value};
 
 fn func((num, lock): (Value<i32>, Lock)) -> u32 {
-    let _guard = lock.acquire().unwrap_or_else(|died| died.into_guard());
+    let _guard = lock.acquire().unwrap();
     for _ in 0..10 {
         *num.lock() -= 1;
     }
@@ -45,7 +45,7 @@ fn main() -> Result<(), multiproc::Error> {
         let options = ApplyOptions::new()
             .callback(|pid: &u32| println!("done in {pid}"))
             .error_callback(|e| println!("error {e}"));
-        pool.apply_async_with(func, (num.clone(), lock.clone()), options)?;
+        drop(pool.apply_async_with(func, (num.clone(), lock.clone()), options)?); // the callbacks get the result
     }
     pool.close();
     pool.join()?;

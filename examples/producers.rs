@@ -38,7 +38,7 @@ fn produce((name, counter, print_lock): (String, Value<i32>, Lock)) {
             *count
         };
         {
-            let _g = print_lock.acquire().unwrap_or_else(|died| died.into_guard());
+            let _g = print_lock.acquire().unwrap();
             // Written in pieces on purpose: only the lock keeps them on one line.
             let mut out = std::io::stdout().lock();
             write!(out, "{name} ").and_then(|_| out.flush()).expect("stdout");

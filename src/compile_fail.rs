@@ -84,3 +84,58 @@
 //!
 //! (`ArrayGuard`, `RLockGuard`, `ConditionGuard` and `ProxyRLockGuard` are neither `Send`
 //! nor `Sync`: the first on the safe side, the others because they stay on their thread.)
+//!
+//! A process target's arguments cross a process boundary: they are owned serde values. A
+//! borrowed argument is refused (the compiler says that `Deserialize` is "not general
+//! enough": the argument borrows; take a `String`):
+//!
+//! ```compile_fail
+//! fn greet(name: &str) {
+//!     println!("hello {name}");
+//! }
+//! let _ = multiproc::Process::new(greet, "bob");
+//! ```
+//!
+//! Several arguments travel as one tuple, of as many elements as the function takes:
+//!
+//! ```compile_fail,E0308
+//! fn add(a: u32, b: u32) -> u32 {
+//!     a + b
+//! }
+//! let _ = multiproc::Process::new(add, 1); // expected `(u32, u32)`
+//! ```
+//!
+//! What is not a function is not a target ("`&str` is not a process target for the
+//! arguments `u32`"):
+//!
+//! ```compile_fail,E0277
+//! let _ = multiproc::Process::new("add", 1u32);
+//! ```
+//!
+//! A closure that captures something cannot be rebuilt in another process:
+//!
+//! ```compile_fail,E0277
+//! let name = String::from("bob");
+//! let _ = multiproc::Process::new(move |_: ()| name.len(), ());
+//! ```
+//!
+//! Nor can one whose captures are `Copy`: it is refused when the program is built (one that
+//! captures exactly a pointer's worth, which the compiler cannot tell from a function
+//! pointer, is refused by `Process::new`'s panic):
+//!
+//! ```compile_fail,E0080
+//! let (a, b) = (1u64, 2u64);
+//! let _ = multiproc::Process::new(move |x: u64| x + a + b, 1);
+//! ```
+//!
+//! A function pointer crosses by its address, checked against the executable, for a target
+//! of one argument (`Process::new(f, a)` with `f: fn(A) -> R`); a target of several
+//! arguments is rebuilt in the child from its type, so it must be the function itself:
+//!
+//! ```compile_fail,E0080
+//! fn add(a: u32, b: u32) -> u32 {
+//!     a + b
+//! }
+//! let f: fn(u32, u32) -> u32 = add;
+//! let _ = multiproc::Process::new(f, (1, 2));
+//! ```

@@ -90,10 +90,11 @@ impl Context {
     /// assert_eq!(child.join()?, 2);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn process<A, R>(&self, target: fn(A) -> R, args: A) -> Process<A, R>
+    pub fn process<A, R, F, M>(&self, target: F, args: A) -> Process<A, R>
     where
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
+        F: crate::Target<A, M, Output = R>,
     {
         Process::new(target, args).start_method(self.method)
     }

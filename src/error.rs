@@ -9,9 +9,7 @@ pub use crate::codec::CodecError;
 use crate::queue::ChannelError;
 use crate::shared::{ShareableListError, SharedMemoryError};
 pub use crate::shm::HeapFull;
-use crate::sync::{
-    Abandoned, AcquireTimeoutError, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError, TryAcquireError,
-};
+use crate::sync::{Abandoned, AcquireTimeoutError, BrokenBarrier, ConditionWaitError, ReleaseError, TryAcquireError};
 
 /// Any error of multiproc, for `?` in functions that mix operations.
 ///
@@ -89,10 +87,6 @@ pub enum Error {
     /// The operating system refused.
     #[error(transparent)]
     Io(#[from] io::Error),
-    /// A lock or permit was taken over from a process that died holding it, and the
-    /// [`OwnerDied`] carrying its guard was turned into this error (which released it).
-    #[error("the previous holder of a lock died while holding it")]
-    OwnerDied,
     /// A `try_` operation found the object busy.
     #[error("the operation would block")]
     WouldBlock,
@@ -124,26 +118,26 @@ pub enum Error {
     Cluster(#[from] crate::cluster::ClusterError),
 }
 
-impl<G> From<OwnerDied<G>> for Error {
-    fn from(_: OwnerDied<G>) -> Self {
-        Error::OwnerDied
+/// `acquire()` of a lock cannot fail: its error type is `Infallible`, so that `?` works
+/// in any function.
+impl From<std::convert::Infallible> for Error {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }
 
-impl<G> From<TryAcquireError<G>> for Error {
-    fn from(e: TryAcquireError<G>) -> Self {
+impl From<TryAcquireError> for Error {
+    fn from(e: TryAcquireError) -> Self {
         match e {
             TryAcquireError::WouldBlock => Error::WouldBlock,
-            TryAcquireError::OwnerDied(_) => Error::OwnerDied,
         }
     }
 }
 
-impl<G> From<AcquireTimeoutError<G>> for Error {
-    fn from(e: AcquireTimeoutError<G>) -> Self {
+impl From<AcquireTimeoutError> for Error {
+    fn from(e: AcquireTimeoutError) -> Self {
         match e {
             AcquireTimeoutError::Timeout => Error::Timeout,
-            AcquireTimeoutError::OwnerDied(_) => Error::OwnerDied,
         }
     }
 }

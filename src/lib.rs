@@ -1,10 +1,42 @@
 //! Python's `multiprocessing` for Rust: real operating-system processes running Rust
 //! functions, with the names Python users know and the shapes Rust users expect.
 //!
+//! A child runs a function of your program — `Process::new(f, args)`, a [`Pool`] of worker
+//! processes, a [`Manager`] serving shared dicts and lists — and the processes talk through
+//! queues, pipes, locks, events, barriers and values that live in shared memory. Arguments,
+//! results and messages are serde values; a handle to a shared object (a [`Queue`], a
+//! [`Lock`], a [`Value`]) is itself such a value, so it travels to a child or through a
+//! queue and means the same object there.
+//!
+//! **When to pick it over threads or rayon.** Threads and rayon share one address space,
+//! which is cheaper (no copying, no process start-up) and what
+//! most parallel work wants. Processes are for what a thread cannot give:
+//!
+//! * *isolation*: a child that panics, aborts, runs out of memory, overflows its stack or
+//!   is killed takes nothing else down; its parent gets a typed error ([`JoinError`],
+//!   [`TaskError`]) and a pool replaces the worker and goes on;
+//! * *work you can stop*: a process can be terminated or killed at any point, and a pool
+//!   task past its timeout is ([`ApplyOptions::timeout`]); a thread cannot be stopped;
+//! * *state per process*: globals, thread-locals, C libraries that are not thread-safe,
+//!   `std::env::set_current_dir`, signal handlers and resource limits are each process's
+//!   own;
+//! * *other machines*: a manager serves its objects over TCP to clients that know its key,
+//!   and (feature `cluster`) a pool's tasks can run on worker nodes through Redis.
+//!
+//! **Limits.** Linux only (it is built on pidfds, futexes, `memfd` and `clone3`). Every
+//! argument, result and message is encoded and decoded (postcard), so what crosses a
+//! process boundary is an owned serde value, not a borrow, and large data is better kept
+//! in an [`Array`] or a [`SharedMemory`] than sent. A target is a function, a function
+//! pointer or a closure that captures nothing (the child finds it in its copy of the
+//! program; see [`Target`]). Call [`init()`]
+//! first in `main` (or use [`#[multiproc::main]`](main)): children start from there.
+//! Doctests and tests work too: `multiproc::init()` in a doctest, and
+//! [`test_support!()`](test_support) in an integration test file.
+//!
 //! | Python | multiproc |
 //! |---|---|
 //! | `if __name__ == "__main__":` | [`init()`] first in `main`, or [`#[multiproc::main]`](main) |
-//! | `Process(target=f, args=(x,)).start()` | [`Process::new(f, x).start()?`](Process) |
+//! | `Process(target=f, args=(x,)).start()`, `args=(x, y)` | [`Process::new(f, x).start()?`](Process), [`Process::new(f, (x, y))`](Process::new) |
 //! | `p.join()`, `p.join(timeout)` | [`p.join()?`](ProcessHandle::join) (returns the result), [`p.wait_timeout(d)`](ProcessHandle::wait_timeout) |
 //! | `p.exitcode`, `p.is_alive()`, `p.terminate()`, `p.kill()` | [`exitcode()`](ProcessHandle::exitcode), [`is_alive()`](ProcessHandle::is_alive), [`terminate()`](ProcessHandle::terminate), [`kill()`](ProcessHandle::kill) |
 //! | `class P(Process): def run(self)` | `impl` [`Run`] for a serde struct, [`Process::from_run`] |
@@ -12,7 +44,7 @@
 //! | `ctx = get_context("spawn")`, `ctx.Pool(4)`, `ctx.Process(...)`, `ctx.Queue()` | [`let ctx = get_context(Some(StartMethod::Spawn))`](get_context), [`ctx.pool(4)?`](Context::pool), [`ctx.process(f, x)`](Context::process), [`ctx.queue()?`](Context::queue) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
 //! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)`, `lock.release()` | [`Lock::new()?`](Lock), [`let _g = lock.acquire()?`](Lock::acquire), [`acquire_timeout(t)`](Lock::acquire_timeout), [`release()`](Lock::release) |
-//! | `RLock()` | [`RLock`] (guards stay on their thread; [`OwnerDied`] when the holder died) |
+//! | `RLock()` | [`RLock`] (guards stay on their thread; [`RLockGuard::owner_died`] when the holder died) |
 //! | `Semaphore(n)`, `BoundedSemaphore(n)`, `get_value()` | [`Semaphore::new(n)`](Semaphore), [`BoundedSemaphore`], [`get_value()`](Semaphore::get_value) |
 //! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: [`set`](Event::set), [`clear`](Event::clear), [`is_set`](Event::is_set), [`wait`](Event::wait) / [`wait_timeout`](Event::wait_timeout) |
 //! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition`]; through its guard: [`wait`](ConditionGuard::wait), [`wait_for`](ConditionGuard::wait_for), [`notify`](ConditionGuard::notify), [`notify_all`](ConditionGuard::notify_all) |
@@ -210,8 +242,8 @@ pub use pool::{
 };
 pub use process::{
     ChildProcess, CurrentProcess, InitBuilder, JoinFuture, ParentProcess, Process, ProcessHandle, Run, StartMethod,
-    active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods, get_start_method,
-    init, parent_process, set_start_method, try_init,
+    Target, active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods,
+    get_start_method, init, parent_process, set_start_method, try_init,
 };
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
@@ -227,7 +259,7 @@ pub use shm::ShmSafe;
 pub use sync::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BarrierWait, BoundedSemaphore,
     BrokenBarrier, Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait, ConditionWaitError,
-    Event, EventWait, Lock, LockAcquire, LockGuard, OwnerDied, RLock, RLockAcquire, RLockGuard, ReleaseError,
+    Event, EventWait, Lock, LockAcquire, LockGuard, RLock, RLockAcquire, RLockGuard, ReleaseError,
     Semaphore, SemaphoreAcquire, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;

@@ -434,9 +434,9 @@ fn acquire_async_waits_for_a_holder_in_another_process() {
     let child = Process::new(hold_lock_and_die, lock.clone()).start().unwrap();
     let _ = child.join();
     assert!(lock.locked());
-    let r = smol::block_on(lock.acquire_async());
-    assert!(r.is_err(), "the holder died: OwnerDied");
-    drop(r);
+    let guard = smol::block_on(lock.acquire_async()).unwrap();
+    assert!(guard.owner_died(), "the holder died: the guard says so");
+    drop(guard);
     assert!(!lock.locked());
 }
 
@@ -527,11 +527,11 @@ fn rlock_acquire_async_waits_for_another_thread_and_takes_over_a_dead_holder() {
     });
     assert!(!lock.locked());
     drop(lock.acquire().unwrap());
-    // A holder that dies: the future gets the lock inside `OwnerDied`.
+    // A holder that dies: the future gets the lock, and its guard says so.
     Process::new(hold_rlock_and_die, lock.clone()).start().unwrap().join().unwrap_err();
     assert!(lock.locked());
-    let r = smol::block_on(lock.acquire_async());
-    let guard = r.expect_err("the holder died").into_guard();
+    let Ok(guard) = smol::block_on(lock.acquire_async());
+    assert!(guard.owner_died(), "the holder died");
     assert!(lock.is_owned());
     drop(guard);
     assert!(!lock.locked());
@@ -599,13 +599,14 @@ fn semaphore_acquire_async_takes_no_permit_when_dropped() {
     assert_eq!((sem.get_value(), bounded.get_value()), (1, 1));
     // Blocking acquires after them get the permits (the watchdog would end a hang).
     drop((sem.acquire().unwrap(), bounded.acquire().unwrap()));
-    // A holder that dies: its permit comes back to the future, inside `OwnerDied`.
+    // A holder that dies: its permit comes back to the future, whose guard says so.
     Process::new(take_permit_and_die, sem.clone()).start().unwrap().join().unwrap_err();
     Process::new(take_bounded_permit_and_die, bounded.clone()).start().unwrap().join().unwrap_err();
     assert_eq!((sem.get_value(), bounded.get_value()), (0, 0));
     smol::block_on(async {
-        let permit = sem.acquire_async().await.expect_err("the holder died").into_guard();
-        let bounded_permit = bounded.acquire_async().await.expect_err("the holder died").into_guard();
+        let Ok(permit) = sem.acquire_async().await;
+        let Ok(bounded_permit) = bounded.acquire_async().await;
+        assert!(permit.owner_died() && bounded_permit.owner_died(), "the holders died");
         drop((permit, bounded_permit));
     });
     assert_eq!((sem.get_value(), bounded.get_value()), (1, 1));

@@ -1,9 +1,10 @@
 //! `get_context`: the crate's constructors bound to one start method.
 //!
-//! A spawned child is started by the process that asks for it, so its parent is the test
-//! process; a fork-server child is forked by the fork server, so its parent is not. A
-//! child reports its parent's pid, and that tells how it was started. The family's default
-//! (fork server in these tests) stays as it was.
+//! A spawned child is a fresh program: the kernel gave it new `AT_RANDOM` bytes at `exec`;
+//! a fork-server child is a copy of the fork server, itself a copy of the test process, so
+//! its `AT_RANDOM` bytes are the test's. A child reports them, and that tells how it was
+//! started (both are the test process's children). The family's default (fork server in
+//! these tests) stays as it was.
 
 mod common;
 
@@ -16,8 +17,14 @@ multiproc::test_support!();
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn parent_pid(_: u32) -> u32 {
-    std::os::unix::process::parent_id()
+/// The 16 random bytes the kernel gave this program at `exec` (`AT_RANDOM`).
+fn exec_random(_: u32) -> [u8; 16] {
+    // SAFETY: AT_RANDOM is the address of 16 bytes that live as long as the process, or 0.
+    unsafe {
+        let at = libc::getauxval(libc::AT_RANDOM) as *const [u8; 16];
+        assert!(!at.is_null());
+        at.read_unaligned()
+    }
 }
 
 fn ppid_of(pid: u32) -> u32 {
@@ -32,11 +39,12 @@ fn a_spawn_context_spawns_its_processes_and_the_default_is_unchanged() {
     let before = get_start_method();
     let spawn = get_context(Some(StartMethod::Spawn));
     assert_eq!(spawn.start_method(), StartMethod::Spawn);
-    let child = spawn.process(parent_pid, 0).start().unwrap();
-    assert_eq!(child.join().unwrap(), std::process::id(), "a spawned child is the test's own");
+    let mine = exec_random(0);
+    let child = spawn.process(exec_random, 0).start().unwrap();
+    assert_ne!(child.join().unwrap(), mine, "a spawned child is a fresh program");
 
-    let default = Process::new(parent_pid, 0).start().unwrap();
-    assert_ne!(default.join().unwrap(), std::process::id(), "the default context forks from the fork server");
+    let default = Process::new(exec_random, 0).start().unwrap();
+    assert_eq!(default.join().unwrap(), mine, "the default context forks from the fork server");
     assert_eq!(get_start_method(), before);
     assert_eq!(get_context(None).start_method(), before);
 }
@@ -46,9 +54,9 @@ fn a_spawn_context_pool_has_spawned_workers_beside_a_default_pool() {
     let _w = watchdog(LIMIT);
     let spawned = get_context(Some(StartMethod::Spawn)).pool(2).unwrap();
     let default = Pool::new(2).unwrap();
-    let me = std::process::id();
-    assert!(spawned.map(parent_pid, vec![0; 8]).unwrap().iter().all(|&p| p == me));
-    assert!(default.map(parent_pid, vec![0; 8]).unwrap().iter().all(|&p| p != me));
+    let mine = exec_random(0);
+    assert!(spawned.map(exec_random, vec![0; 8]).unwrap().iter().all(|&r| r != mine));
+    assert!(default.map(exec_random, vec![0; 8]).unwrap().iter().all(|&r| r == mine));
     spawned.close();
     spawned.join().unwrap();
     default.close();

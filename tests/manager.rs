@@ -468,7 +468,7 @@ fn locks_events_conditions_and_barriers_work_across_processes() {
         assert!(c.locked().unwrap(), "the lock is held again after the wait");
     }
     child.join().unwrap();
-    assert!(matches!(c.notify(), Err(ManagerError::NotOwner)), "notify needs the lock");
+    assert!(matches!(c.notify(1), Err(ManagerError::NotOwner)), "notify needs the lock");
 
     let b = manager.barrier(3).unwrap();
     assert_eq!(b.parties().unwrap(), 3);
@@ -478,9 +478,9 @@ fn locks_events_conditions_and_barriers_work_across_processes() {
     indices.sort();
     assert_eq!(indices, [0, 1, 2]);
     assert!(matches!(b.wait_timeout(Duration::from_millis(10)), Err(ManagerError::BrokenBarrier)));
-    assert!(b.broken().unwrap());
+    assert!(b.is_broken().unwrap());
     b.reset().unwrap();
-    assert!(!b.broken().unwrap());
+    assert!(!b.is_broken().unwrap());
 }
 
 /// In the server process, set by its initializer: (trips counted, pid of the action).
@@ -1432,7 +1432,7 @@ fn waitfor_child((cond, state): (ConditionProxy, ValueProxy<i64>)) -> bool {
     let _held = cond.lock().unwrap();
     state.set(0).unwrap();
     // Notifies, then waits itself: the wake-up was for the parent, already waiting.
-    cond.notify().unwrap();
+    cond.notify(1).unwrap();
     cond.wait_for(|| state.get().unwrap() == 4).unwrap();
     state.get().unwrap() == 4
 }
@@ -1454,7 +1454,7 @@ fn a_manager_condition_passes_cpythons_test_waitfor() {
         std::thread::sleep(Duration::from_millis(10));
         let _held = cond.lock().unwrap();
         state.set(state.get().unwrap() + 1).unwrap();
-        cond.notify().unwrap();
+        cond.notify(1).unwrap();
     }
     assert!(child.join().unwrap());
 }
@@ -1464,7 +1464,7 @@ fn take_turns((cond, turn, me, rounds): (ConditionProxy, ValueProxy<u8>, u8, u32
         let _held = cond.lock().unwrap();
         cond.wait_for(|| turn.get().unwrap() == me).unwrap();
         turn.set(1 - me).unwrap();
-        cond.notify().unwrap();
+        cond.notify(1).unwrap();
     }
 }
 

@@ -605,3 +605,49 @@ fn timeouts_past_584_years_mean_no_timeout() {
     }
     assert_eq!(pool.stats().tasks_timed_out, 0);
 }
+
+fn children_user_time() -> Duration {
+    // SAFETY: a zeroed rusage is valid; getrusage only writes it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage), 0);
+        usage
+    };
+    Duration::from_secs(usage.ru_utime.tv_sec as u64) + Duration::from_micros(usage.ru_utime.tv_usec as u64)
+}
+
+/// Spins until this worker has used `ms` more of user time.
+fn burn_cpu(ms: u64) -> u32 {
+    let own = || {
+        // SAFETY: as above.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+            usage
+        };
+        Duration::from_secs(usage.ru_utime.tv_sec as u64) + Duration::from_micros(usage.ru_utime.tv_usec as u64)
+    };
+    let until = own() + Duration::from_millis(ms);
+    let mut x = 0u64;
+    while own() < until {
+        for i in 0..100_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+    }
+    std::process::id()
+}
+
+#[test]
+fn the_workers_cpu_time_counts_in_the_parent_s_rusage_once_the_pool_is_joined() {
+    let _w = watchdog(LIMIT);
+    let before = children_user_time();
+    let pool = Pool::new(2).unwrap();
+    let workers: HashSet<u32> =
+        pool.map_with(burn_cpu, [100, 100], MapOptions::new().chunksize(1)).unwrap().into_iter().collect();
+    pool.close();
+    pool.join().unwrap();
+    let grown = children_user_time() - before;
+    // Each item used 100 ms of a worker's user time, whichever worker ran it.
+    assert!(!workers.is_empty());
+    assert!(grown >= Duration::from_millis(200), "RUSAGE_CHILDREN grew by {grown:?} after the pool's 200 ms");
+}

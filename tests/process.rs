@@ -577,3 +577,111 @@ fn a_panic_in_child_init_is_the_child_panic_and_the_target_does_not_run() {
         assert_eq!(message.as_deref(), Some("the set-up failed"), "{method:?}");
     }
 }
+
+fn my_os_parent(_: ()) -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+#[test]
+fn the_process_that_started_a_child_is_its_os_parent() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let parent = Process::new(my_os_parent, ()).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(parent, std::process::id(), "{method:?}: getppid() in the child");
+    }
+}
+
+fn user_time(who: i32) -> Duration {
+    // SAFETY: a zeroed rusage is valid; getrusage only writes it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(who, &mut usage), 0);
+        usage
+    };
+    Duration::from_secs(usage.ru_utime.tv_sec as u64) + Duration::from_micros(usage.ru_utime.tv_usec as u64)
+}
+
+/// Spins until this process has used `ms` of user time; returns the user time it used.
+fn burn_cpu(ms: u64) -> Duration {
+    let mut x = 0u64;
+    while user_time(libc::RUSAGE_SELF) < Duration::from_millis(ms) {
+        for i in 0..100_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+    }
+    user_time(libc::RUSAGE_SELF)
+}
+
+#[test]
+fn a_joined_child_s_cpu_time_counts_in_the_parent_s_rusage() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let before = user_time(libc::RUSAGE_CHILDREN);
+        let used = Process::new(burn_cpu, 100).start_method(method).start().unwrap().join().unwrap();
+        let after = user_time(libc::RUSAGE_CHILDREN);
+        assert!(
+            after - before >= used,
+            "{method:?}: the child used {used:?}, RUSAGE_CHILDREN grew by {:?}",
+            after - before
+        );
+    }
+}
+
+fn describe(name: String, age: u32, tags: Vec<String>) -> String {
+    format!("{name} ({age}): {}", tags.join(", "))
+}
+
+fn pair(a: u8, b: u8) -> (u8, u8) {
+    (b, a)
+}
+
+fn takes_a_tuple(pair: (u8, u8)) -> u16 {
+    u16::from(pair.0) + u16::from(pair.1)
+}
+
+#[test]
+fn a_target_of_several_arguments_takes_them_as_a_tuple() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let args = ("ann".to_string(), 36, vec!["admin".to_string(), "ops".to_string()]);
+        let said = Process::new(describe, args).start_method(method).start().unwrap().join().unwrap();
+        assert_eq!(said, "ann (36): admin, ops", "{method:?}");
+        assert_eq!(Process::new(pair, (1, 2)).start_method(method).start().unwrap().join().unwrap(), (2, 1));
+        // A function of one tuple takes the tuple itself.
+        assert_eq!(Process::new(takes_a_tuple, (1, 2)).start_method(method).start().unwrap().join().unwrap(), 3);
+        let sum = Process::new(|a: u32, b: u32, c: u32| a + b + c, (1, 2, 3)).start_method(method).start().unwrap();
+        assert_eq!(sum.join().unwrap(), 6);
+    }
+}
+
+fn double(x: u32) -> u32 {
+    x * 2
+}
+
+fn triple(x: u32) -> u32 {
+    x * 3
+}
+
+#[test]
+fn a_function_pointer_chosen_at_run_time_is_a_target() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        for (pick_double, expected) in [(true, 14), (false, 21)] {
+            // A value, not a type: the child cannot rebuild it from its type, so it
+            // crosses as its address, checked against the executable.
+            let f: fn(u32) -> u32 = if std::hint::black_box(pick_double) { double } else { triple };
+            let child = Process::new(f, 7).start_method(method).start().unwrap();
+            assert_eq!(child.join().unwrap(), expected, "{method:?}");
+        }
+    }
+}
+
+#[test]
+fn a_closure_that_captures_a_pointer_s_worth_is_refused_before_anything_runs() {
+    let _w = watchdog(LIMIT);
+    let n = std::hint::black_box(5u64);
+    let refused = std::panic::catch_unwind(|| Process::new(move |x: u64| x + n, 1));
+    let message = refused.expect_err("a capturing closure is not a target");
+    let message = message.downcast_ref::<&str>().copied().or(message.downcast_ref::<String>().map(|s| s.as_str()));
+    assert!(message.is_some_and(|m| m.contains("captures nothing")), "{message:?}");
+}

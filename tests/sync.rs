@@ -123,10 +123,8 @@ fn a_lock_whose_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
         std::thread::sleep(Duration::from_millis(50));
         kill_9(child);
     });
-    let guard = match lock.acquire() {
-        Err(died) => died.into_guard(),
-        Ok(_) => panic!("the takeover must be reported"),
-    };
+    let guard = lock.acquire().unwrap();
+    assert!(guard.owner_died(), "the takeover must be reported");
     assert_eq!(lock.holder(), Some(std::process::id()));
     killer.join().unwrap();
     drop(guard);
@@ -144,9 +142,9 @@ fn try_acquire_and_acquire_timeout_also_take_over_from_a_dead_holder() {
         assert!(held.wait_timeout(LIMIT));
         kill_9(child);
         let took_over = if timed {
-            matches!(lock.acquire_timeout(LIMIT), Err(AcquireTimeoutError::OwnerDied(_)))
+            lock.acquire_timeout(LIMIT).is_ok_and(|g| g.owner_died())
         } else {
-            matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(_)))
+            lock.try_acquire().is_ok_and(|g| g.owner_died())
         };
         assert!(took_over, "timed={timed}");
         assert!(!lock.locked(), "the guard inside the error was dropped");
@@ -167,7 +165,7 @@ fn zero_and_short_timeouts_take_a_lock_over_from_a_dead_holder() {
         assert!(held.wait_timeout(LIMIT));
         kill_9(child);
         let got = lock.acquire_timeout(timeout);
-        assert!(matches!(got, Err(AcquireTimeoutError::OwnerDied(_))), "timeout {timeout:?}: {got:?}");
+        assert!(got.as_ref().is_ok_and(|g| g.owner_died()), "timeout {timeout:?}: {got:?}");
         drop(got);
         assert!(!lock.locked());
     }
@@ -235,7 +233,8 @@ fn an_rlock_whose_holder_is_killed_goes_to_the_next_acquirer_with_owner_died() {
     let child = Process::new(hold_rlock_twice_until_killed, (lock.clone(), held.clone())).daemon(true).start().unwrap();
     assert!(held.wait_timeout(LIMIT));
     kill_9(child);
-    let guard = lock.acquire().expect_err("the takeover must be reported").into_guard();
+    let guard = lock.acquire().unwrap();
+    assert!(guard.owner_died(), "the takeover must be reported");
     assert!(lock.is_owned());
     drop(guard);
     assert!(!lock.locked(), "the dead owner's two levels are not inherited");
@@ -247,7 +246,7 @@ fn an_rlock_whose_owner_thread_ended_goes_to_the_next_acquirer_with_owner_died()
     let other = lock.clone();
     std::thread::spawn(move || other.acquire().unwrap().leave_locked()).join().unwrap();
     assert!(lock.locked());
-    assert!(matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(_))));
+    assert!(lock.try_acquire().is_ok_and(|g| g.owner_died()));
 }
 
 #[test]
@@ -261,8 +260,8 @@ fn try_acquire_and_zero_and_short_timeouts_take_an_rlock_over_from_a_dead_holder
         assert!(held.wait_timeout(LIMIT));
         kill_9(child);
         let took_over = match timeout {
-            None => matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(_))),
-            Some(t) => matches!(lock.acquire_timeout(t), Err(AcquireTimeoutError::OwnerDied(_))),
+            None => lock.try_acquire().is_ok_and(|g| g.owner_died()),
+            Some(t) => lock.acquire_timeout(t).is_ok_and(|g| g.owner_died()),
         };
         assert!(took_over, "timeout {timeout:?}");
         assert!(!lock.locked(), "the dead owner's levels are not inherited");
@@ -360,9 +359,11 @@ fn the_permits_of_a_killed_holder_come_back_with_owner_died() {
         std::thread::sleep(Duration::from_millis(50));
         kill_9(child);
     });
-    let recovered = sem.acquire().expect_err("a recovered permit is reported").into_guard();
+    let recovered = sem.acquire().unwrap();
+    assert!(recovered.owner_died(), "a recovered permit is reported");
     killer.join().unwrap();
-    let second = sem.try_acquire().expect_err("so is the second one").into_guard();
+    let second = sem.try_acquire().unwrap();
+    assert!(second.owner_died(), "so is the second one");
     drop((mine, recovered, second));
     assert_eq!(sem.get_value(), 3, "every permit is back");
     drop(sem.acquire().expect("clean permits afterwards"));
@@ -377,7 +378,7 @@ fn acquire_timeout_and_bounded_semaphores_recover_dead_holders_too() {
     assert!(held.wait_timeout(LIMIT));
     assert!(matches!(sem.acquire_timeout(SHORT), Err(AcquireTimeoutError::Timeout)), "the holder lives");
     kill_9(child);
-    assert!(matches!(sem.acquire_timeout(LIMIT), Err(AcquireTimeoutError::OwnerDied(_))));
+    assert!(sem.acquire_timeout(LIMIT).is_ok_and(|g| g.owner_died()));
     assert_eq!(sem.get_value(), 1);
 }
 
@@ -392,7 +393,7 @@ fn zero_and_short_timeouts_take_back_the_permit_of_a_dead_holder() {
         assert!(held.wait_timeout(LIMIT));
         kill_9(child);
         let got = sem.acquire_timeout(timeout);
-        assert!(matches!(got, Err(AcquireTimeoutError::OwnerDied(_))), "timeout {timeout:?}: {got:?}");
+        assert!(got.as_ref().is_ok_and(|g| g.owner_died()), "timeout {timeout:?}: {got:?}");
         drop(got);
         assert_eq!(sem.get_value(), 1);
     }
@@ -415,7 +416,7 @@ fn zero_and_short_timeouts_take_back_the_permit_of_a_dead_holder_of_a_bounded_se
         assert!(held.wait_timeout(LIMIT));
         kill_9(child);
         let got = sem.acquire_timeout(timeout);
-        assert!(matches!(got, Err(AcquireTimeoutError::OwnerDied(_))), "timeout {timeout:?}: {got:?}");
+        assert!(got.as_ref().is_ok_and(|g| g.owner_died()), "timeout {timeout:?}: {got:?}");
         drop(got);
         assert_eq!(sem.get_value(), 1);
     }
@@ -628,8 +629,8 @@ fn try_acquire_and_zero_and_short_timeouts_take_a_condition_over_from_a_dead_hol
             assert!(held.wait_timeout(LIMIT));
             kill_9(child);
             let took_over = match timeout {
-                None => matches!(cond.try_acquire(), Err(TryAcquireError::OwnerDied(_))),
-                Some(t) => matches!(cond.acquire_timeout(t), Err(AcquireTimeoutError::OwnerDied(_))),
+                None => cond.try_acquire().is_ok_and(|g| g.owner_died()),
+                Some(t) => cond.acquire_timeout(t).is_ok_and(|g| g.owner_died()),
             };
             assert!(took_over, "over a Lock: {over_lock}, timeout {timeout:?}");
             drop(cond.try_acquire().expect("released and clean"));
@@ -681,7 +682,8 @@ fn a_condition_whose_lock_holder_is_killed_goes_to_the_next_acquirer_with_owner_
         assert!(held.wait_timeout(LIMIT));
         assert!(matches!(cond.try_acquire(), Err(TryAcquireError::WouldBlock)));
         kill_9(child);
-        let mut guard = cond.acquire().expect_err("the takeover must be reported").into_guard();
+        let mut guard = cond.acquire().unwrap();
+        assert!(guard.owner_died(), "the takeover must be reported");
         guard.notify_all();
     }
 }
@@ -703,7 +705,9 @@ fn a_waiter_that_gets_the_lock_back_from_a_dead_notifier_is_told() {
     let child = Process::new(notify_then_die_holding, (cond.clone(), waiting.clone())).start().unwrap();
     let mut guard = cond.acquire().unwrap();
     waiting.set();
-    assert_eq!(guard.wait(), Err(ConditionWaitError::OwnerDied));
+    assert!(!guard.owner_died());
+    assert_eq!(guard.wait(), Ok(()));
+    assert!(guard.owner_died(), "the lock came back from a dead notifier");
     drop(guard);
     assert!(child.join().is_err());
 }
@@ -1052,4 +1056,60 @@ fn every_primitive_travels_as_a_process_argument_with_every_start_method() {
         assert_eq!(bounded.get_value(), 1);
         assert!(!rlock.locked());
     }
+}
+
+/// Every lock's acquire family works with `?` in a function returning a boxed error (or
+/// `anyhow::Error`): the errors hold no guard, and owner death is the guard's flag.
+fn acquire_everything(
+    lock: &Lock,
+    rlock: &RLock,
+    sem: &Semaphore,
+    bounded: &BoundedSemaphore,
+    cond: &Condition,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync + 'static>> {
+    let mut died = false;
+    {
+        let a = lock.acquire()?;
+        let b = rlock.acquire()?;
+        let c = sem.acquire()?;
+        let d = bounded.acquire()?;
+        let e = cond.acquire()?;
+        died |= a.owner_died() || b.owner_died() || c.owner_died() || d.owner_died() || e.owner_died();
+    }
+    {
+        let a = lock.try_acquire()?;
+        let b = rlock.try_acquire()?;
+        let c = sem.try_acquire()?;
+        let d = bounded.try_acquire()?;
+        let e = cond.try_acquire()?;
+        died |= a.owner_died() || b.owner_died() || c.owner_died() || d.owner_died() || e.owner_died();
+    }
+    let a = lock.acquire_timeout(SHORT)?;
+    let b = rlock.acquire_timeout(SHORT)?;
+    let c = sem.acquire_timeout(SHORT)?;
+    let d = bounded.acquire_timeout(SHORT)?;
+    let e = cond.acquire_timeout(SHORT)?;
+    died |= a.owner_died() || b.owner_died() || c.owner_died() || d.owner_died() || e.owner_died();
+    // A busy lock is an error that `?` carries, typed.
+    let busy = lock.try_acquire().map(drop);
+    assert_eq!(busy, Err(TryAcquireError::WouldBlock));
+    let late = lock.acquire_timeout(SHORT).map(drop);
+    assert_eq!(late, Err(AcquireTimeoutError::Timeout));
+    let boxed: Box<dyn std::error::Error + Send + Sync> = busy.unwrap_err().into();
+    assert_eq!(boxed.to_string(), "the lock is held by another thread or process");
+    Ok(died)
+}
+
+#[test]
+fn question_mark_on_any_acquire_works_in_a_boxed_error_function() {
+    let _w = watchdog(LIMIT);
+    let died = acquire_everything(
+        &Lock::new().unwrap(),
+        &RLock::new().unwrap(),
+        &Semaphore::new(1).unwrap(),
+        &BoundedSemaphore::new(1).unwrap(),
+        &Condition::new().unwrap(),
+    )
+    .unwrap();
+    assert!(!died);
 }

@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn apply_and_apply_async_return_results() {
     let _w = watchdog(LIMIT);
     let pool = ThreadPool::new(3).unwrap();
-    assert_eq!(pool.workers(), 3);
+    assert_eq!(pool.processes(), 3);
     assert_eq!(pool.apply(|x: u32| x + 1, 41).unwrap(), 42);
     let pending: Vec<_> = (0..10).map(|i| pool.apply_async(|x: u64| x * x, i).unwrap()).collect();
     let results: Vec<u64> = pending.into_iter().map(|r| r.get().unwrap()).collect();

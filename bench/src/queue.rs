@@ -19,10 +19,11 @@ fn now() -> u64 {
     EPOCH.get().expect("set before the children fork").elapsed().as_nanos() as u64
 }
 
-fn fork<A, R>(target: fn(A) -> R, args: A) -> ProcessHandle<R>
+fn fork<A, R, F, M>(target: F, args: A) -> ProcessHandle<R>
 where
     A: Serialize + serde::de::DeserializeOwned + 'static,
     R: Serialize + serde::de::DeserializeOwned + 'static,
+    F: multiproc::Target<A, M, Output = R>,
 {
     Process::new(target, args).start_method(StartMethod::Fork).start().expect("start a child")
 }

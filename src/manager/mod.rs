@@ -190,6 +190,7 @@ struct ServerProcess {
 /// ```
 #[doc(alias = "SyncManager")]
 #[doc(alias = "BaseManager")]
+#[must_use = "the manager's server stops when the Manager is dropped"]
 pub struct Manager {
     origin: Origin,
     server: Option<ServerProcess>,
@@ -1178,7 +1179,7 @@ impl Manager {
     /// let manager = multiproc::Manager::start()?;
     /// let c = manager.condition()?;
     /// let _held = c.lock()?;
-    /// c.notify()?;
+    /// c.notify(1)?;
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     #[doc(alias = "Condition")]

@@ -471,21 +471,14 @@ impl ConditionProxy {
         Ok(())
     }
 
-    /// Wakes one waiter (the lock must be held).
+    /// Wakes up to `n` waiters (the lock must be held), as
+    /// [`ConditionGuard::notify`](crate::ConditionGuard::notify) does; Python's `notify()`
+    /// is `notify(1)`.
     ///
     /// # Errors
     ///
     /// As [`ConditionProxy::wait`].
-    pub fn notify(&self) -> Result<(), ManagerError> {
-        self.notify_n(1)
-    }
-
-    /// Wakes up to `n` waiters (the lock must be held).
-    ///
-    /// # Errors
-    ///
-    /// As [`ConditionProxy::wait`].
-    pub fn notify_n(&self, n: usize) -> Result<(), ManagerError> {
+    pub fn notify(&self, n: usize) -> Result<(), ManagerError> {
         self.core.call(Op::CondNotify { n: n as u64 }).map(drop)
     }
 
@@ -598,12 +591,12 @@ impl BarrierProxy {
         Ok(self.state()?.1 as usize)
     }
 
-    /// Whether it is broken.
+    /// Whether it is broken (Python's `broken`), as [`Barrier::is_broken`](crate::Barrier::is_broken).
     ///
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
-    pub fn broken(&self) -> Result<bool, ManagerError> {
+    pub fn is_broken(&self) -> Result<bool, ManagerError> {
         Ok(self.state()?.2)
     }
 }

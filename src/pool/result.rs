@@ -434,6 +434,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
 /// assert_eq!(pending.get()?, 49);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "the task runs anyway; keep its AsyncResult to get its result or error (`drop(...)` it when the callbacks are enough)"]
 pub struct AsyncResult<R> {
     pub(crate) slot: Arc<Slot<Result<R, TaskError>>>,
     helper: Option<Arc<dyn Helper>>,
@@ -572,6 +573,7 @@ impl<I: Iterator> Input<I> {
 /// assert_eq!(firsts, [0, 1, 4, 9, 16]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "an IMap is lazy: iterate it to get the results"]
 pub struct IMap<R> {
     pub(crate) sink: Arc<StreamSink<R>>,
     feeder: Box<dyn Feeder<R>>,

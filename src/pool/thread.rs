@@ -148,8 +148,9 @@ impl ThreadPool {
         ThreadPoolBuilder { processes: None, initializer: None }
     }
 
-    /// The number of worker threads.
-    pub fn workers(&self) -> usize {
+    /// The number of worker threads (named as [`Pool::processes`](crate::Pool::processes),
+    /// Python's `_processes`).
+    pub fn processes(&self) -> usize {
         self.shared.workers
     }
 

@@ -402,7 +402,10 @@ pub(crate) struct ChildCall {
 /// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, encodes
 /// the result; a panic in any of the three (user `Deserialize` and `Serialize` impls run
 /// in the first and last) is caught and reported as one.
-pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(target: fn(A) -> R, context: &mut dyn Any) {
+pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
+    target: impl FnOnce(A) -> R,
+    context: &mut dyn Any,
+) {
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));

@@ -15,7 +15,8 @@ const EXIT_SPIN: Duration = Duration::from_micros(300);
 /// How the parent learns that a child ended.
 #[derive(Debug)]
 pub(crate) enum ExitWatch {
-    /// Our own child (spawn, fork): reaped through its pidfd.
+    /// Our own child (spawn, fork, and the fork server's children of the main process):
+    /// reaped through its pidfd.
     Own,
     /// A child of the fork server, which reaps it and writes the raw wait status into
     /// this pipe.

@@ -4,9 +4,13 @@
 //! Its children are copies of a small, clean process (nothing but `main`'s first line had
 //! run), so they start fast and safely whatever threads the requester runs. The server
 //! listens on an abstract unix socket (no file to clean up), accepts only the family's user
-//! and token, reaps its children and tells each requester how its children ended. When a
-//! requester dies, the server kills that requester's children; when the main process dies,
-//! the server dies (parent-death signal), and its children with it.
+//! and token. The children of the main process, its parent, it forks as its siblings
+//! (`CLONE_PARENT`), so that they are the main process's own children: their `getppid()`
+//! is main, main reaps them and collects their CPU time (`time`, `getrusage`). Other
+//! requesters' children are the server's: it reaps them and tells each requester how its
+//! children ended, and when a requester dies, the server kills that requester's children.
+//! When the main process dies, the server dies (parent-death signal), and its children
+//! with it.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -35,6 +39,11 @@ enum Reply {
     Forked {
         pid: u32,
     },
+    /// Forked as the requester's own child (the requester is the server's parent): the
+    /// pidfd comes along, and the requester reaps it.
+    Yours {
+        pid: u32,
+    },
     Refused(String),
 }
 
@@ -58,8 +67,9 @@ fn flush_stdio() {
 }
 
 /// Asks the fork server for a child whose boot socket end is `boot`.
-/// Returns its pid, a pidfd and the status pipe.
-pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, OwnedFd), Error> {
+/// Returns its pid, a pidfd and, unless the child is the caller's own (to reap), the
+/// status pipe on which the server reports how it ended.
+pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), Error> {
     let config = family::config()?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
     let address = config.forkserver.as_deref().ok_or_else(|| unavailable("no fork server in this family".into()))?;
@@ -102,10 +112,14 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, OwnedFd), Error> {
         Reply::Forked { pid } => {
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
-                (Some(pidfd), Some(status)) => Ok((pid, pidfd, status)),
+                (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
                 _ => Err(unavailable("the fork server's answer lacked descriptors".into())),
             }
         }
+        Reply::Yours { pid } => match fds.into_iter().next() {
+            Some(pidfd) => Ok((pid, pidfd, None)),
+            None => Err(unavailable("the fork server's answer lacked descriptors".into())),
+        },
         Reply::Refused(why) => Err(unavailable(why)),
     }
 }
@@ -126,6 +140,10 @@ struct Kid {
 
 struct Server {
     listener: OwnedFd,
+    /// The main process, the server's parent: its children are forked as its own.
+    main: sys::ProcId,
+    /// Whether `clone3(CLONE_PARENT)` works here (until it fails once).
+    siblings: bool,
     token: [u8; 16],
     /// Why this server cannot fork safely, if it cannot.
     unsafe_to_fork: Option<String>,
@@ -155,7 +173,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     sys::block_interrupts();
     sys::prepare_stdin_devnull();
     sys::stdin_from_devnull();
-    let mut server = Server { listener, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
+    let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
+    let mut server =
+        Server { listener, main, siblings: true, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
     loop {
         let events = server.poll();
         for event in events {
@@ -249,6 +269,24 @@ impl Server {
         if let Some(why) = self.unsafe_to_fork.clone() {
             self.reply(i, &Reply::Refused(why), &[]);
             return None;
+        }
+        if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
+            match sys::fork_as_sibling() {
+                Ok(sys::Sibling::Child) => return Some((boot_sock, self.main.pid)),
+                Ok(sys::Sibling::Forker { pid, pidfd }) => {
+                    drop(boot_sock);
+                    self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    // No clone3 or no CLONE_PARENT here: the server's own children.
+                    self.siblings = false;
+                }
+                Err(e) => {
+                    self.reply(i, &Reply::Refused(format!("fork failed: {e}")), &[]);
+                    return None;
+                }
+            }
         }
         let me = sys::my_pid();
         let status = sys::pipe();

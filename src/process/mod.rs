@@ -232,11 +232,125 @@ fn run_object<T: Run>(task: T) -> T::Output {
     task.run()
 }
 
-/// A process to start: a target function, its argument, and options.
+/// What a [`Process`] runs: a function or a closure that captures nothing, of one argument
+/// (`Args` = `A` for `fn(A) -> R`) or of several, up to six (`Args` = `(A, B)` for
+/// `fn(A, B) -> R`, ...), or a function pointer `fn(A) -> R` (one chosen at run time, say).
+/// `Marker` is the function's signature, which lets the compiler tell one argument from
+/// several; it is inferred. Implemented for every such function; not meant to be
+/// implemented.
 ///
-/// The target is a function or a non-capturing closure `fn(A) -> R`; several arguments
-/// travel as a tuple. `A` and `R` are serde types, and may contain multiproc handles
-/// (queues, locks, values, ...), which the child then shares with the parent.
+/// A function or a closure that captures nothing is rebuilt in the child from its type; a
+/// function pointer is a value, which crosses as its address, checked against the
+/// executable (a function of a shared library is refused with
+/// [`Error::NotInExecutable`](crate::Error::NotInExecutable) when the process starts).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Target;
+///
+/// fn add(a: u32, b: u32) -> u32 {
+///     a + b
+/// }
+///
+/// fn takes_target<Args, M, F: Target<Args, M>>(_: F, _: Args) {}
+/// takes_target(add, (2, 3)); // several arguments: a tuple
+/// takes_target(|x: u32| x + 1, 2); // one argument: itself
+/// let chosen: fn(u32) -> u32 = if add(1, 1) == 2 { |x| x + 1 } else { |x| x - 1 };
+/// takes_target(chosen, 2); // a function pointer
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a process target for the arguments `{Args}`",
+    label = "not a function of `{Args}` that can run in another process",
+    note = "a target is a function, a function pointer of one argument or a closure that captures nothing; several arguments travel as a tuple: `Process::new(f, (a, b))` for `fn f(a: A, b: B)`",
+    note = "arguments cross a process boundary: they are owned serde types (take a `String`, not a `&str`)"
+)]
+pub trait Target<Args, Marker>: Copy + 'static {
+    /// What the target returns.
+    type Output;
+
+    /// Calls the target with `args` unpacked.
+    #[doc(hidden)]
+    fn call_with(self, args: Args) -> Self::Output;
+
+    /// The target, from its type alone (it has no state); `None` for a function pointer,
+    /// which is a value its type does not give.
+    #[doc(hidden)]
+    fn remade() -> Option<Self>;
+}
+
+impl<F, A, R> Target<A, fn(A) -> R> for F
+where
+    F: Fn(A) -> R + Copy + 'static,
+{
+    type Output = R;
+
+    fn call_with(self, args: A) -> R {
+        self(args)
+    }
+
+    fn remade() -> Option<Self> {
+        sys::remake_zero_sized::<(A,), F>()
+    }
+}
+
+macro_rules! target {
+    ($($arg:ident),+) => {
+        impl<F, R, $($arg),+> Target<($($arg,)+), fn($($arg),+) -> R> for F
+        where
+            F: Fn($($arg),+) -> R + Copy + 'static,
+        {
+            type Output = R;
+
+            #[allow(non_snake_case)]
+            fn call_with(self, ($($arg,)+): ($($arg,)+)) -> R {
+                self($($arg),+)
+            }
+
+            fn remade() -> Option<Self> {
+                Some(sys::remake::<($($arg,)+), F>())
+            }
+        }
+    };
+}
+
+target!(A, B);
+target!(A, B, C);
+target!(A, B, C, D);
+target!(A, B, C, D, E);
+target!(A, B, C, D, E, G);
+
+fn no_target() {}
+
+/// Runs the stateless target `F` in the child.
+fn target_runner<A, M, F>(_: fn(), context: &mut dyn std::any::Any)
+where
+    A: DeserializeOwned,
+    F: Target<A, M>,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let target = F::remade().expect("a function pointer crosses by its address, not by its type");
+    boot::runner(|args: A| target.call_with(args), context);
+}
+
+/// A process to start: a target function, its arguments, and options.
+///
+/// The target is a function or a closure that captures nothing ([`Target`]): of one
+/// argument, `Process::new(f, a)` calls `f(a)`; of several (up to six),
+/// `Process::new(f, (a, b))` calls `f(a, b)`. The arguments and the result are serde types,
+/// and may contain multiproc handles (queues, locks, values, ...), which the child then
+/// shares with the parent.
+///
+/// Arguments cross a process boundary, so they are owned: a target `fn greet(name: &str)`
+/// does not compile (the compiler says "implementation of `Deserialize` is not general
+/// enough", meaning the argument borrows): take a `String` (a `Vec<T>` for `&[T]`).
+///
+/// ```compile_fail
+/// fn greet(name: &str) {
+///     println!("hello {name}");
+/// }
+/// multiproc::Process::new(greet, "bob"); // error: the argument borrows
+/// ```
 ///
 /// # Examples
 ///
@@ -255,8 +369,11 @@ fn run_object<T: Run>(task: T) -> T::Output {
 /// ```
 #[must_use = "a Process does nothing until started"]
 pub struct Process<A, R> {
-    target: fn(A) -> R,
+    /// The target and its runner, packed for the child; `Err` for a target outside the
+    /// executable.
+    packed: Result<Packed, sys::NotInExecutable>,
     args: A,
+    _result: PhantomData<fn() -> R>,
     name: Option<String>,
     daemon: bool,
     may_have_children: bool,
@@ -278,9 +395,51 @@ where
     A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + 'static,
 {
-    /// A process that will run `target(args)`.
-    pub fn new(target: fn(A) -> R, args: A) -> Self {
-        Self { target, args, name: None, daemon: false, may_have_children: true, method: None }
+    /// A process that will run `target(args)`, or `target(a, b, ...)` for `args` =
+    /// `(a, b, ...)` and a target of several arguments.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::Process;
+    ///
+    /// fn greet(name: String, times: usize) -> String {
+    ///     format!("hello {name}").repeat(times)
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(greet, ("bob".to_string(), 2)).start()?;
+    /// assert_eq!(child.join()?, "hello bobhello bob");
+    /// let square = Process::new(|x: u64| x * x, 7).start()?;
+    /// assert_eq!(square.join()?, 49);
+    /// let pick: fn(u64) -> u64 = if std::env::args().count() > 5 { |x| x + 1 } else { |x| x * 2 };
+    /// assert_eq!(Process::new(pick, 7).start()?.join()?, 14);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `target` is a closure that captures exactly a pointer's worth of `Copy` state
+    /// (such as a `u64`): it cannot be rebuilt in the child. A closure that captures
+    /// anything else does not compile.
+    #[track_caller]
+    pub fn new<F, M>(target: F, args: A) -> Self
+    where
+        F: Target<A, M, Output = R>,
+    {
+        let packed = match (&target as &dyn std::any::Any).downcast_ref::<fn(A) -> R>() {
+            // A value that its type does not give (a pointer chosen at run time, say): it
+            // crosses as its address, checked against the executable, and `R`'s runner.
+            Some(&pointer) => sys::pack_checked(pointer, boot::runner::<A, R>),
+            None => {
+                assert!(
+                    std::mem::size_of::<F>() == 0,
+                    "a process target must be a function, a function pointer or a closure that captures nothing"
+                );
+                sys::pack_checked::<fn()>(no_target, target_runner::<A, M, F>)
+            }
+        };
+        Self { packed, args, _result: PhantomData, name: None, daemon: false, may_have_children: true, method: None }
     }
 
     /// Names the process (default `Process-N`, `Process-N:M` for grandchildren...).
@@ -337,7 +496,7 @@ where
     /// descriptors).
     pub fn start(self) -> Result<ProcessHandle<R>, Error> {
         family::config()?;
-        let packed = sys::pack_checked(self.target, boot::runner::<A, R>).map_err(|_| Error::NotInExecutable)?;
+        let packed = self.packed.map_err(|_| Error::NotInExecutable)?;
         let args = codec::encode(&self.args)?;
         // The child gets its own copy; handles in ours are now counted as in flight.
         drop(self.args);
@@ -427,7 +586,7 @@ fn launch(
                 (pid, pidfd, ExitWatch::Own, ours)
             } else {
                 let (pid, pidfd, status) = forkserver::request(theirs)?;
-                (pid, pidfd, ExitWatch::Server(status), ours)
+                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), ours)
             }
         }
     };

@@ -346,6 +346,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
 /// assert_eq!((&*guard, total), (&[3, 2, 1][..], 6));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: ShmSafe> {
     // Released first: the array's own access, then the user's lock.
     guard: SliceGuard<'a, T>,

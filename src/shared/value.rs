@@ -252,6 +252,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
 /// assert_eq!(v.get(), 21);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T> {
     // Released first: the value's own access, then the user's lock.
     guard: LockedGuard<'a, T>,

@@ -10,13 +10,14 @@
 mod condition_async;
 pub use condition_async::{ConditionAcquire, ConditionWait};
 
+use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{Abandoned, AcquireTimeoutError, ConditionWaitError, OwnerDied, TryAcquireError};
+use super::error::{Abandoned, AcquireTimeoutError, ConditionWaitError, TryAcquireError};
 use super::lock::Lock;
 use super::rlock::RLock;
 use super::waiters::{Place, Waiters, Woken};
@@ -138,7 +139,8 @@ impl Underlying {
 /// A notification wakes waiters that were waiting when it was called, the longest waiting
 /// first, never a later one: a process that notifies and then waits does not take its own
 /// notification. A process that dies holding the lock does not block the others: the next
-/// acquirer gets the lock inside [`OwnerDied`]. A notification given to a process killed
+/// acquirer takes the lock over and its guard's [`owner_died`](ConditionGuard::owner_died)
+/// says so (as for every lock: see [`Lock`](crate::Lock)). A notification given to a process killed
 /// while waiting is passed on to another waiter of that time (found when a wait has lasted
 /// a few milliseconds). With more than 64 waiters at once, a notification may also wake
 /// some of those beyond the 64th (a wake-up without a change, which the loop around every
@@ -227,19 +229,16 @@ impl Condition {
         Ok(Self { state: Shared::new(state)?, lock: lock.into_underlying() })
     }
 
-    fn guard(&self, acquired: Acquired) -> Result<ConditionGuard<'_>, OwnerDied<ConditionGuard<'_>>> {
-        let guard = ConditionGuard { cond: self, _not_send: PhantomData };
-        match acquired {
-            Acquired::Clean => Ok(guard),
-            Acquired::OwnerDied => Err(OwnerDied::new(guard)),
-        }
+    fn guard(&self, acquired: Acquired) -> ConditionGuard<'_> {
+        ConditionGuard { cond: self, owner_died: acquired == Acquired::OwnerDied, _not_send: PhantomData }
     }
 
     /// Acquires the condition's lock.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard) when the lock was taken over from a dead holder.
+    /// None: the error type is [`Infallible`], so that `?` works in any function. A lock
+    /// taken over from a dead holder is told by [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -250,16 +249,16 @@ impl Condition {
     /// guard.notify(1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire(&self) -> Result<ConditionGuard<'_>, OwnerDied<ConditionGuard<'_>>> {
+    pub fn acquire(&self) -> Result<ConditionGuard<'_>, Infallible> {
         let acquired = self.lock.lock(Deadline::NEVER).expect("an endless wait does not time out");
-        self.guard(acquired)
+        Ok(self.guard(acquired))
     }
 
     /// Acquires the lock if it is free; never waits.
     ///
     /// # Errors
     ///
-    /// [`TryAcquireError::WouldBlock`] or [`TryAcquireError::OwnerDied`].
+    /// [`TryAcquireError::WouldBlock`].
     ///
     /// # Examples
     ///
@@ -271,9 +270,9 @@ impl Condition {
     /// assert!(matches!(cond.try_acquire(), Err(TryAcquireError::WouldBlock)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, TryAcquireError<ConditionGuard<'_>>> {
+    pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, TryAcquireError> {
         match self.lock.try_lock() {
-            Some(acquired) => Ok(self.guard(acquired)?),
+            Some(acquired) => Ok(self.guard(acquired)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
@@ -282,7 +281,7 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`AcquireTimeoutError::Timeout`] or [`AcquireTimeoutError::OwnerDied`].
+    /// [`AcquireTimeoutError::Timeout`].
     ///
     /// # Examples
     ///
@@ -295,12 +294,9 @@ impl Condition {
     /// assert!(matches!(cond.acquire_timeout(Duration::from_millis(10)), Err(AcquireTimeoutError::Timeout)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ConditionGuard<'_>, AcquireTimeoutError<ConditionGuard<'_>>> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, AcquireTimeoutError> {
         match self.lock.lock(Deadline::after(timeout)) {
-            Ok(acquired) => Ok(self.guard(acquired)?),
+            Ok(acquired) => Ok(self.guard(acquired)),
             Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
         }
     }
@@ -345,7 +341,8 @@ impl Condition {
         if self.state.sole_handle() { Err(Abandoned) } else { Ok(()) }
     }
 
-    fn wait_until(&self, deadline: Deadline) -> Result<bool, ConditionWaitError> {
+    /// Sets `owner_died` when the lock is taken back from a dead holder.
+    fn wait_until(&self, deadline: Deadline, owner_died: &mut bool) -> Result<bool, ConditionWaitError> {
         let state = &*self.state;
         let me = sys::me();
         // Under the condition's lock still: a notify after this one is ours to get.
@@ -373,7 +370,7 @@ impl Condition {
             _ => Ok(notified),
         };
         if self.lock.relock_all(levels) == Acquired::OwnerDied {
-            return Err(ConditionWaitError::OwnerDied);
+            *owner_died = true;
         }
         outcome
     }
@@ -404,6 +401,7 @@ impl Condition {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
+    owner_died: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -414,15 +412,30 @@ impl fmt::Debug for ConditionGuard<'_> {
 }
 
 impl ConditionGuard<'_> {
+    /// Whether the lock was taken over from a holder that died holding it, when it was
+    /// acquired or taken back after a wait: what it protects may be half-updated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// assert!(!cond.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
     /// Releases the lock, waits for a notification, and takes the lock back (all its
     /// levels, for an `RLock`). Like every condition wait, it may return without the
     /// awaited change: check the state in a loop, or use [`ConditionGuard::wait_for`].
     ///
     /// # Errors
     ///
-    /// [`ConditionWaitError::OwnerDied`] when the lock was re-acquired from a holder that
-    /// died holding it, [`ConditionWaitError::Abandoned`] when nobody else could notify.
-    /// The guard holds the lock again in both cases.
+    /// [`ConditionWaitError::Abandoned`] when nobody else could notify; the guard holds
+    /// the lock again. A lock taken back from a holder that died holding it is told by
+    /// [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -443,7 +456,7 @@ impl ConditionGuard<'_> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&mut self) -> Result<(), ConditionWaitError> {
-        self.cond.wait_until(Deadline::NEVER).map(|_| ())
+        self.cond.wait_until(Deadline::NEVER, &mut self.owner_died).map(|_| ())
     }
 
     /// Like [`ConditionGuard::wait`], waiting at most `timeout`; returns whether a
@@ -451,7 +464,7 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`ConditionWaitError::OwnerDied`] when the lock was re-acquired from a dead holder.
+    /// None today (the type leaves room for more); see [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -464,7 +477,7 @@ impl ConditionGuard<'_> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ConditionWaitError> {
-        match self.cond.wait_until(Deadline::after(timeout)) {
+        match self.cond.wait_until(Deadline::after(timeout), &mut self.owner_died) {
             Err(ConditionWaitError::Abandoned(_)) => Ok(false),
             other => other,
         }
@@ -505,7 +518,7 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`ConditionWaitError::OwnerDied`] when the lock was re-acquired from a dead holder.
+    /// None today (the type leaves room for more); see [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -531,10 +544,8 @@ impl ConditionGuard<'_> {
             if deadline.passed() {
                 return Ok(false);
             }
-            match self.cond.wait_until(deadline) {
-                Ok(_) | Err(ConditionWaitError::Abandoned(_)) => {}
-                Err(e) => return Err(e),
-            }
+            // Notified, timed out or abandoned: the predicate and the deadline decide.
+            let _ = self.cond.wait_until(deadline, &mut self.owner_died);
         }
     }
 

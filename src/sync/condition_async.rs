@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use super::{Condition, ConditionGuard, Underlying};
 use crate::shm::{Acquired, Owner, RawGuard, Waiting, poll_on};
-use crate::sync::error::{ConditionWaitError, OwnerDied};
+use crate::sync::error::ConditionWaitError;
 use crate::sync::waiters::Place;
 use crate::sys;
 
@@ -41,7 +41,8 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard) when the lock was taken over from a dead holder.
+    /// None ([`Infallible`], so that `?` works in any function); a lock taken over from a
+    /// dead holder is told by [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -69,12 +70,12 @@ pub struct ConditionAcquire<'a> {
 }
 
 impl<'a> Future for ConditionAcquire<'a> {
-    type Output = Result<ConditionGuard<'a>, OwnerDied<ConditionGuard<'a>>>;
+    type Output = Result<ConditionGuard<'a>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let cond: &'a Condition = this.cond;
-        cond.lock.poll_lock(&mut this.waiting, cx).map(|acquired| cond.guard(acquired))
+        cond.lock.poll_lock(&mut this.waiting, cx).map(|acquired| Ok(cond.guard(acquired)))
     }
 }
 
@@ -91,9 +92,9 @@ impl<'a> ConditionGuard<'a> {
     /// did not return is passed on to the oldest waiter (a wake-up without a change for
     /// that one if it came later than the notify).
     ///
-    /// Outcome: `Ok(())` when notified; [`ConditionWaitError::OwnerDied`] when the lock was
-    /// re-acquired from a holder that died holding it; [`ConditionWaitError::Abandoned`]
-    /// when nobody else could notify.
+    /// Outcome: `Ok(())` when notified; [`ConditionWaitError::Abandoned`] when nobody else
+    /// could notify. A lock re-acquired from a holder that died holding it is told by the
+    /// returned guard's [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -212,9 +213,8 @@ impl<'a> Future for ConditionWait<'a> {
                         return Poll::Pending;
                     };
                     this.step = Step::Done;
-                    let outcome =
-                        if acquired == Acquired::OwnerDied { Err(ConditionWaitError::OwnerDied) } else { outcome };
-                    return Poll::Ready((ConditionGuard { cond, _not_send: PhantomData }, outcome));
+                    let owner_died = acquired == Acquired::OwnerDied;
+                    return Poll::Ready((ConditionGuard { cond, owner_died, _not_send: PhantomData }, outcome));
                 }
                 Step::Done => return Poll::Pending,
             }

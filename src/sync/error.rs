@@ -1,102 +1,11 @@
 //! The errors of the synchronization primitives, one per operation family.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-/// The lock was acquired, from a holder that died holding it: what it protected may be
-/// half-updated (like std's `PoisonError`, which this mirrors).
-///
-/// The guard inside is a real one: the lock is held. Take it with [`OwnerDied::into_guard`]
-/// after checking or repairing the protected state; dropping the error releases the lock.
-/// Only the acquirer that took the lock over is told; later acquirers get a clean lock.
-///
-/// # Examples
-///
-/// ```no_run
-/// use multiproc::Lock;
-///
-/// multiproc::init();
-/// let lock = Lock::new()?;
-/// let guard = lock.acquire().unwrap_or_else(|died| {
-///     eprintln!("the previous holder died; checking the shared state");
-///     died.into_guard()
-/// });
-/// drop(guard);
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-pub struct OwnerDied<G> {
-    guard: G,
-}
-
-impl<G> OwnerDied<G> {
-    pub(crate) fn new(guard: G) -> Self {
-        Self { guard }
-    }
-
-    /// The guard: the lock is held.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # multiproc::init();
-    /// let lock = multiproc::Lock::new()?;
-    /// let guard = lock.acquire().unwrap_or_else(multiproc::OwnerDied::into_guard);
-    /// # drop(guard);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn into_guard(self) -> G {
-        self.guard
-    }
-
-    /// The guard, borrowed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # multiproc::init();
-    /// let lock = multiproc::Lock::new()?;
-    /// if let Err(died) = lock.acquire() {
-    ///     let _guard: &multiproc::LockGuard<'_> = died.get_ref();
-    /// }
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn get_ref(&self) -> &G {
-        &self.guard
-    }
-
-    /// The guard, borrowed mutably.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # multiproc::init();
-    /// let lock = multiproc::Lock::new()?;
-    /// if let Err(mut died) = lock.acquire() {
-    ///     let _guard: &mut multiproc::LockGuard<'_> = died.get_mut();
-    /// }
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn get_mut(&mut self) -> &mut G {
-        &mut self.guard
-    }
-}
-
-impl<G> fmt::Debug for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnerDied").finish_non_exhaustive()
-    }
-}
-
-impl<G> fmt::Display for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the previous holder died while holding the lock; the lock was taken over")
-    }
-}
-
-impl<G> std::error::Error for OwnerDied<G> {}
-
 /// Why `try_acquire` returned without the lock.
+///
+/// Owner death is not an error: a lock or permit held by a process that died is taken over
+/// and the guard's `owner_died()` says so (see [`Lock`](crate::Lock)).
 ///
 /// # Examples
 ///
@@ -105,21 +14,18 @@ impl<G> std::error::Error for OwnerDied<G> {}
 /// # multiproc::init();
 /// let lock = multiproc::Lock::new()?;
 /// let _held = lock.acquire()?;
-/// match lock.try_acquire() {
-///     Ok(_) => unreachable!(),
-///     Err(TryAcquireError::WouldBlock) => println!("busy"),
-///     Err(TryAcquireError::OwnerDied(died)) => drop(died.into_guard()),
-/// }
+/// assert_eq!(lock.try_acquire().unwrap_err(), TryAcquireError::WouldBlock);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub enum TryAcquireError<G> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryAcquireError {
     /// Somebody (alive) holds it.
+    #[error("the lock is held by another thread or process")]
     WouldBlock,
-    /// It was acquired from a holder that died (see [`OwnerDied`]).
-    OwnerDied(OwnerDied<G>),
 }
 
-/// Why `acquire_timeout` returned without a clean lock.
+/// Why `acquire_timeout` returned without the lock.
 ///
 /// # Examples
 ///
@@ -128,62 +34,17 @@ pub enum TryAcquireError<G> {
 /// use multiproc::AcquireTimeoutError;
 /// # multiproc::init();
 /// let sem = multiproc::Semaphore::new(0)?;
-/// match sem.acquire_timeout(Duration::from_millis(10)) {
-///     Err(AcquireTimeoutError::Timeout) => println!("no permit in time"),
-///     Err(AcquireTimeoutError::OwnerDied(died)) => drop(died.into_guard()),
-///     Ok(_permit) => {}
-/// }
+/// let late = sem.acquire_timeout(Duration::from_millis(10));
+/// assert_eq!(late.unwrap_err(), AcquireTimeoutError::Timeout);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub enum AcquireTimeoutError<G> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcquireTimeoutError {
     /// The timeout passed; the lock is not held.
+    #[error("the lock was not acquired within the timeout")]
     Timeout,
-    /// It was acquired from a holder that died (see [`OwnerDied`]).
-    OwnerDied(OwnerDied<G>),
 }
-
-macro_rules! guard_error_impls {
-    ($name:ident, $blocked:ident, $blocked_msg:literal) => {
-        impl<G> $name<G> {
-            /// The guard if the lock was acquired (from a dead holder), else `None`.
-            pub fn into_guard(self) -> Option<G> {
-                match self {
-                    $name::$blocked => None,
-                    $name::OwnerDied(died) => Some(died.into_guard()),
-                }
-            }
-        }
-
-        impl<G> fmt::Debug for $name<G> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    $name::$blocked => f.write_str(stringify!($blocked)),
-                    $name::OwnerDied(died) => f.debug_tuple("OwnerDied").field(died).finish(),
-                }
-            }
-        }
-
-        impl<G> fmt::Display for $name<G> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    $name::$blocked => f.write_str($blocked_msg),
-                    $name::OwnerDied(died) => fmt::Display::fmt(died, f),
-                }
-            }
-        }
-
-        impl<G> std::error::Error for $name<G> {}
-
-        impl<G> From<OwnerDied<G>> for $name<G> {
-            fn from(died: OwnerDied<G>) -> Self {
-                $name::OwnerDied(died)
-            }
-        }
-    };
-}
-
-guard_error_impls!(TryAcquireError, WouldBlock, "the lock is held by another thread or process");
-guard_error_impls!(AcquireTimeoutError, Timeout, "the lock was not acquired within the timeout");
 
 /// A release that the lock's state does not allow (Python raises `ValueError` or
 /// `AssertionError` for these).
@@ -249,10 +110,6 @@ pub struct Abandoned;
 /// ```
 #[non_exhaustive]
 pub enum ConditionWaitError {
-    /// The lock was re-acquired from a holder that died holding it: the guard holds the
-    /// lock, but what it protects may be half-updated.
-    #[error("the condition's lock was re-acquired from a holder that died holding it")]
-    OwnerDied,
     /// Nobody else can notify (see [`Abandoned`]); the guard holds the lock again.
     #[error(transparent)]
     Abandoned(#[from] Abandoned),

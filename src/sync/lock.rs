@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{AcquireTimeoutError, OwnerDied, ReleaseError, TryAcquireError};
+use std::convert::Infallible;
+
+use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
 use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, kind};
 
@@ -31,10 +33,30 @@ impl ShmObject for LockState {
 /// (a lock used as a signal); pair that with [`LockGuard::leave_locked`].
 ///
 /// The lock belongs to the *process* that acquired it. If that process dies holding it
-/// (killed, crashed), the next acquirer is not blocked forever: it gets the lock inside
-/// [`OwnerDied`], so it knows the protected state may be half-updated. A process that ends
-/// while holding the lock counts as dead too, even if it meant another process to release
-/// it.
+/// (killed, crashed), the next acquirer is not blocked forever: it takes the lock over, and
+/// its guard's [`owner_died`](LockGuard::owner_died) says that the protected state may be
+/// half-updated. A process that ends while holding the lock counts as dead too, even if it
+/// meant another process to release it.
+///
+/// Owner death is told the same way by every lock of the crate (`Lock`, `RLock`,
+/// `Semaphore`, `BoundedSemaphore`, `Condition`, the locks of `Value` and `Array`): the
+/// guard's `owner_died()`, never an error. So `acquire` cannot fail (its error type is
+/// [`Infallible`]), and `lock.acquire()?` works in a function returning any error type,
+/// `Box<dyn Error>` and `anyhow::Error` included:
+///
+/// ```
+/// fn count(lock: &multiproc::Lock) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///     let guard = lock.acquire()?;
+///     if guard.owner_died() {
+///         eprintln!("the previous holder died mid-update: checking the counter");
+///     }
+///     let _again = lock.try_acquire().err(); // `TryAcquireError::WouldBlock`
+///     Ok(())
+/// }
+/// # multiproc::init();
+/// # count(&multiproc::Lock::new()?)?;
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
 ///
 /// Acquiring and releasing an uncontended lock costs two atomic operations and no system
 /// call.
@@ -45,7 +67,7 @@ impl ShmObject for LockState {
 /// use multiproc::{Lock, Process};
 ///
 /// fn report(lock: Lock) {
-///     let _guard = lock.acquire().unwrap_or_else(|died| died.into_guard());
+///     let _guard = lock.acquire().unwrap(); // cannot fail
 ///     println!("only one process prints at a time");
 /// }
 ///
@@ -88,20 +110,16 @@ impl Lock {
         Ok(Self { shared: Shared::new(LockState { mutex: RawMutex::new() })? })
     }
 
-    fn guard(&self, acquired: Acquired) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
-        let guard = LockGuard { lock: self };
-        match acquired {
-            Acquired::Clean => Ok(guard),
-            Acquired::OwnerDied => Err(OwnerDied::new(guard)),
-        }
+    fn guard(&self, acquired: Acquired) -> LockGuard<'_> {
+        LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied }
     }
 
-    /// Acquires the lock, waiting as long as another live process holds it.
+    /// Acquires the lock, waiting as long as another live process holds it. A lock whose
+    /// holder died is taken over ([`LockGuard::owner_died`]).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard) when the lock was taken over from a process that
-    /// died holding it.
+    /// None: the error type is [`Infallible`], so that `?` works in any function.
     ///
     /// # Examples
     ///
@@ -116,18 +134,17 @@ impl Lock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[inline]
-    pub fn acquire(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
+    pub fn acquire(&self) -> Result<LockGuard<'_>, Infallible> {
         let acquired =
             self.shared.mutex.lock(Owner::process(), Deadline::NEVER).expect("an endless wait does not time out");
-        self.guard(acquired)
+        Ok(self.guard(acquired))
     }
 
     /// Acquires the lock if it is free (or its holder is dead); never waits.
     ///
     /// # Errors
     ///
-    /// [`TryAcquireError::WouldBlock`] when a live process holds it;
-    /// [`TryAcquireError::OwnerDied`] when it was taken over from a dead holder.
+    /// [`TryAcquireError::WouldBlock`] when a live process holds it.
     ///
     /// # Examples
     ///
@@ -140,9 +157,9 @@ impl Lock {
     /// drop(guard);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError<LockGuard<'_>>> {
+    pub fn try_acquire(&self) -> Result<LockGuard<'_>, TryAcquireError> {
         match self.shared.mutex.try_lock_or_take_over(Owner::process()) {
-            Some(acquired) => Ok(self.guard(acquired)?),
+            Some(acquired) => Ok(self.guard(acquired)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
@@ -151,8 +168,7 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`AcquireTimeoutError::Timeout`] when the timeout passed first;
-    /// [`AcquireTimeoutError::OwnerDied`] when it was taken over from a dead holder.
+    /// [`AcquireTimeoutError::Timeout`] when the timeout passed first.
     ///
     /// # Examples
     ///
@@ -166,9 +182,9 @@ impl Lock {
     /// assert!(matches!(again, Err(AcquireTimeoutError::Timeout)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError<LockGuard<'_>>> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, AcquireTimeoutError> {
         match self.shared.mutex.lock(Owner::process(), Deadline::after(timeout)) {
-            Ok(acquired) => Ok(self.guard(acquired)?),
+            Ok(acquired) => Ok(self.guard(acquired)),
             Err(_) => Err(AcquireTimeoutError::Timeout),
         }
     }
@@ -246,9 +262,25 @@ impl Lock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    owner_died: bool,
 }
 
 impl LockGuard<'_> {
+    /// Whether the lock was taken over from a process that died holding it: what it
+    /// protects may be half-updated. Only the acquirer that took it over is told.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::Lock::new()?;
+    /// assert!(!lock.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
     /// Ends the guard without releasing the lock: it stays held until somebody calls
     /// [`Lock::release`] (maybe another process), as Python's `acquire()` without `with`.
     ///
@@ -269,7 +301,7 @@ impl LockGuard<'_> {
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard").field("lock", self.lock).finish()
+        f.debug_struct("LockGuard").field("lock", self.lock).field("owner_died", &self.owner_died).finish()
     }
 }
 

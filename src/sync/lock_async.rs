@@ -1,12 +1,12 @@
 //! `Lock::acquire_async`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Lock, LockGuard};
 use crate::shm::{Owner, Waiting};
-use crate::sync::error::OwnerDied;
 
 impl Lock {
     /// [`Lock::acquire`] as a future: waits for the lock without blocking a thread.
@@ -19,7 +19,9 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// As [`Lock::acquire`]: [`OwnerDied`] (with the guard) when the holder died holding it.
+    /// None, as [`Lock::acquire`]: the error type is [`Infallible`], so that `?` works in any
+    /// function. A lock whose holder died is taken over and the guard says so
+    /// ([`LockGuard::owner_died`]).
     ///
     /// # Examples
     ///
@@ -45,11 +47,11 @@ pub struct LockAcquire<'a> {
 }
 
 impl<'a> Future for LockAcquire<'a> {
-    type Output = Result<LockGuard<'a>, OwnerDied<LockGuard<'a>>>;
+    type Output = Result<LockGuard<'a>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let lock: &'a Lock = this.lock;
-        lock.shared.mutex.poll_lock(Owner::process(), &mut this.waiting, cx).map(|acquired| lock.guard(acquired))
+        lock.shared.mutex.poll_lock(Owner::process(), &mut this.waiting, cx).map(|acquired| Ok(lock.guard(acquired)))
     }
 }

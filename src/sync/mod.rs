@@ -3,8 +3,8 @@
 //!
 //! Each is a handle to state in the family's shared memory: clone it, pass it to a child,
 //! send it through a queue. Each survives the death of the processes using it: a lock or
-//! a permit held by a process that died is taken over by the next acquirer, who is told
-//! ([`OwnerDied`]); a barrier breaks when a party dies; a wait that nobody is left to end
+//! a permit held by a process that died is taken over by the next acquirer, whose guard
+//! says so (`owner_died()`); a barrier breaks when a party dies; a wait that nobody is left to end
 //! returns [`Abandoned`].
 
 mod barrier;
@@ -19,8 +19,7 @@ mod waiters;
 pub use barrier::{Barrier, BarrierBuilder, BarrierWait};
 pub use condition::{Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait};
 pub use error::{
-    Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, OwnerDied, ReleaseError,
-    TryAcquireError,
+    Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, ReleaseError, TryAcquireError,
 };
 pub use event::{Event, EventWait};
 pub use lock::{Lock, LockAcquire, LockGuard};

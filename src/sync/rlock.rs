@@ -4,6 +4,7 @@
 mod rlock_async;
 pub use rlock_async::RLockAcquire;
 
+use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{AcquireTimeoutError, OwnerDied, ReleaseError, TryAcquireError};
+use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
 use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TimedOut, kind};
 
@@ -33,7 +34,8 @@ impl ShmObject for RLockState {
 /// It belongs to a *thread* of a process: only that thread may release it
 /// ([`ReleaseError::NotOwner`] otherwise), and its guards cannot move to another thread.
 /// If the owning thread or its process dies holding it, the next acquirer takes it over
-/// and gets it inside [`OwnerDied`].
+/// and its guard's [`owner_died`](RLockGuard::owner_died) says so (as for every lock: see
+/// [`Lock`](crate::Lock)).
 ///
 /// # Examples
 ///
@@ -163,20 +165,16 @@ impl RLock {
     }
 
     #[inline]
-    fn guard(&self, acquired: Acquired) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
-        let guard = RLockGuard { lock: self, _not_send: PhantomData };
-        match acquired {
-            Acquired::Clean => Ok(guard),
-            Acquired::OwnerDied => Err(OwnerDied::new(guard)),
-        }
+    fn guard(&self, acquired: Acquired) -> RLockGuard<'_> {
+        RLockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, _not_send: PhantomData }
     }
 
     /// Acquires the lock (one more level if this thread holds it already).
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard) when the lock was taken over from a thread or
-    /// process that died holding it.
+    /// None: the error type is [`Infallible`], so that `?` works in any function. A lock
+    /// whose holder died is taken over ([`RLockGuard::owner_died`]).
     ///
     /// # Examples
     ///
@@ -192,9 +190,9 @@ impl RLock {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[inline]
-    pub fn acquire(&self) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
+    pub fn acquire(&self) -> Result<RLockGuard<'_>, Infallible> {
         let acquired = self.lock_level(Deadline::NEVER).expect("an endless wait does not time out");
-        self.guard(acquired)
+        Ok(self.guard(acquired))
     }
 
     /// Acquires the lock if this thread holds it or it is free (or its holder is dead);
@@ -202,8 +200,7 @@ impl RLock {
     ///
     /// # Errors
     ///
-    /// [`TryAcquireError::WouldBlock`] when another live thread holds it;
-    /// [`TryAcquireError::OwnerDied`] when it was taken over from a dead holder.
+    /// [`TryAcquireError::WouldBlock`] when another live thread holds it.
     ///
     /// # Examples
     ///
@@ -215,9 +212,9 @@ impl RLock {
     /// # drop((first, second));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError<RLockGuard<'_>>> {
+    pub fn try_acquire(&self) -> Result<RLockGuard<'_>, TryAcquireError> {
         match self.try_lock_level() {
-            Some(acquired) => Ok(self.guard(acquired)?),
+            Some(acquired) => Ok(self.guard(acquired)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
@@ -226,8 +223,7 @@ impl RLock {
     ///
     /// # Errors
     ///
-    /// [`AcquireTimeoutError::Timeout`] when the timeout passed first;
-    /// [`AcquireTimeoutError::OwnerDied`] when it was taken over from a dead holder.
+    /// [`AcquireTimeoutError::Timeout`] when the timeout passed first.
     ///
     /// # Examples
     ///
@@ -238,9 +234,9 @@ impl RLock {
     /// let _guard = lock.acquire_timeout(Duration::from_millis(10))?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, AcquireTimeoutError<RLockGuard<'_>>> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, AcquireTimeoutError> {
         match self.lock_level(Deadline::after(timeout)) {
-            Ok(acquired) => Ok(self.guard(acquired)?),
+            Ok(acquired) => Ok(self.guard(acquired)),
             Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
         }
     }
@@ -321,10 +317,26 @@ impl RLock {
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
+    owner_died: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 impl RLockGuard<'_> {
+    /// Whether the lock was taken over from a thread or process that died holding it:
+    /// what it protects may be half-updated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let lock = multiproc::RLock::new()?;
+    /// assert!(!lock.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
     /// Ends the guard without releasing its level: call [`RLock::release`] later, on this
     /// thread.
     ///

@@ -1,5 +1,6 @@
 //! `RLock::acquire_async`, and the polls a `Condition` over an `RLock` takes it back with.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -7,7 +8,6 @@ use std::task::{Context, Poll};
 
 use super::{RLock, RLockGuard};
 use crate::shm::{Acquired, Deadline, Owner, Waiting};
-use crate::sync::error::OwnerDied;
 
 impl RLock {
     /// [`RLock::acquire`] as a future: one more level if the polling thread holds the lock
@@ -27,7 +27,9 @@ impl RLock {
     ///
     /// # Errors
     ///
-    /// As [`RLock::acquire`]: [`OwnerDied`] (with the guard) when the holder died holding it.
+    /// None, as [`RLock::acquire`] (the error type is [`Infallible`], so that `?` works in
+    /// any function): a lock taken over from a dead holder is told by
+    /// [`RLockGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -82,11 +84,11 @@ pub struct RLockAcquire<'a> {
 }
 
 impl<'a> Future for RLockAcquire<'a> {
-    type Output = Result<RLockGuard<'a>, OwnerDied<RLockGuard<'a>>>;
+    type Output = Result<RLockGuard<'a>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let lock: &'a RLock = this.lock;
-        lock.poll_lock_level(&mut this.waiting, cx).map(|acquired| lock.guard(acquired))
+        lock.poll_lock_level(&mut this.waiting, cx).map(|acquired| Ok(lock.guard(acquired)))
     }
 }

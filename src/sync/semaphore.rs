@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{AcquireTimeoutError, OwnerDied, ReleaseError, TryAcquireError};
+use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
 use crate::shm::{Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind};
 use crate::sys;
@@ -291,29 +291,25 @@ impl Core {
         })
     }
 
-    fn guard(&self, (permit, owner_died): (Permit, bool)) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
-        let guard = SemaphoreGuard { core: self, permit };
-        if owner_died { Err(OwnerDied::new(guard)) } else { Ok(guard) }
+    fn guard(&self, (permit, owner_died): (Permit, bool)) -> SemaphoreGuard<'_> {
+        SemaphoreGuard { core: self, permit, owner_died }
     }
 
-    fn acquire(&self) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
+    fn acquire(&self) -> Result<SemaphoreGuard<'_>, Infallible> {
         let taken = self.take_until(Deadline::NEVER).expect("an endless wait does not time out");
-        self.guard(taken)
+        Ok(self.guard(taken))
     }
 
-    fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError<SemaphoreGuard<'_>>> {
+    fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError> {
         match self.try_take_or_recover() {
-            Some(taken) => Ok(self.guard(taken)?),
+            Some(taken) => Ok(self.guard(taken)),
             None => Err(TryAcquireError::WouldBlock),
         }
     }
 
-    fn acquire_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+    fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError> {
         match self.take_until(Deadline::after(timeout)) {
-            Ok(taken) => Ok(self.guard(taken)?),
+            Ok(taken) => Ok(self.guard(taken)),
             Err(TimedOut) => Err(AcquireTimeoutError::Timeout),
         }
     }
@@ -331,8 +327,9 @@ impl Core {
 /// acquired or not (a semaphore as a counter of available items).
 ///
 /// The permits a process holds are counted in shared memory: when a holder dies (killed,
-/// crashed), a waiting acquirer takes its permits back, and gets the first of them inside
-/// [`OwnerDied`]. Up to 256 holding processes are tracked at once.
+/// crashed), a waiting acquirer takes its permits back, and the guard of the first of
+/// them says so ([`SemaphoreGuard::owner_died`], as for every lock: see
+/// [`Lock`](crate::Lock)). Up to 256 holding processes are tracked at once.
 ///
 /// # Examples
 ///
@@ -340,7 +337,7 @@ impl Core {
 /// use multiproc::{Process, Semaphore};
 ///
 /// fn use_a_room(rooms: Semaphore) {
-///     let _room = rooms.acquire().unwrap_or_else(|died| died.into_guard());
+///     let _room = rooms.acquire().unwrap();
 ///     // at most four processes are here at once
 /// }
 ///
@@ -388,8 +385,8 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard) when the permit was taken back from a process
-    /// that died holding it.
+    /// None: the error type is [`Infallible`], so that `?` works in any function. A
+    /// permit taken back from a dead holder is told by [`SemaphoreGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -402,7 +399,7 @@ impl Semaphore {
     /// assert_eq!(sem.get_value(), 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
+    pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, Infallible> {
         self.core.acquire()
     }
 
@@ -410,8 +407,7 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`TryAcquireError::WouldBlock`] when there is none; [`TryAcquireError::OwnerDied`]
-    /// when it was taken back from a dead holder.
+    /// [`TryAcquireError::WouldBlock`] when there is none.
     ///
     /// # Examples
     ///
@@ -422,7 +418,7 @@ impl Semaphore {
     /// assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError<SemaphoreGuard<'_>>> {
+    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError> {
         self.core.try_acquire()
     }
 
@@ -430,8 +426,7 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`AcquireTimeoutError::Timeout`] when none came in time;
-    /// [`AcquireTimeoutError::OwnerDied`] when it was taken back from a dead holder.
+    /// [`AcquireTimeoutError::Timeout`] when none came in time.
     ///
     /// # Examples
     ///
@@ -444,10 +439,7 @@ impl Semaphore {
     /// assert!(matches!(r, Err(AcquireTimeoutError::Timeout)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError> {
         self.core.acquire_timeout(timeout)
     }
 
@@ -544,7 +536,7 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] when the permit was taken back from a dead holder.
+    /// None (see [`Semaphore::acquire`]).
     ///
     /// # Examples
     ///
@@ -557,7 +549,7 @@ impl BoundedSemaphore {
     /// assert_eq!(sem.get_value(), 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, OwnerDied<SemaphoreGuard<'_>>> {
+    pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, Infallible> {
         self.core.acquire()
     }
 
@@ -565,7 +557,7 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`TryAcquireError::WouldBlock`] or [`TryAcquireError::OwnerDied`].
+    /// [`TryAcquireError::WouldBlock`].
     ///
     /// # Examples
     ///
@@ -577,7 +569,7 @@ impl BoundedSemaphore {
     /// assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError<SemaphoreGuard<'_>>> {
+    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError> {
         self.core.try_acquire()
     }
 
@@ -585,7 +577,7 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`AcquireTimeoutError::Timeout`] or [`AcquireTimeoutError::OwnerDied`].
+    /// [`AcquireTimeoutError::Timeout`].
     ///
     /// # Examples
     ///
@@ -596,10 +588,7 @@ impl BoundedSemaphore {
     /// let _permit = sem.acquire_timeout(Duration::from_secs(1))?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn acquire_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError<SemaphoreGuard<'_>>> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError> {
         self.core.acquire_timeout(timeout)
     }
 
@@ -670,9 +659,24 @@ impl BoundedSemaphore {
 pub struct SemaphoreGuard<'a> {
     core: &'a Core,
     permit: Permit,
+    owner_died: bool,
 }
 
 impl SemaphoreGuard<'_> {
+    /// Whether the permit was taken back from a process that died holding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let sem = multiproc::Semaphore::new(1)?;
+    /// assert!(!sem.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
     /// Keeps the permit: it is not given back (a consumed item), or it is given back later
     /// by a plain `release`, maybe by another process.
     ///

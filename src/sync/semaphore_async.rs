@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use super::{BoundedSemaphore, Core, Semaphore, SemaphoreGuard};
 use crate::shm::{Waiting, poll_on};
-use crate::sync::error::OwnerDied;
+use std::convert::Infallible;
 
 impl Core {
     fn acquire_async(&self) -> SemaphoreAcquire<'_> {
@@ -24,8 +24,9 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// As [`Semaphore::acquire`]: [`OwnerDied`] (with the guard) when the permit was taken
-    /// back from a process that died holding it.
+    /// None, as [`Semaphore::acquire`] (the error type is [`Infallible`], so that `?` works
+    /// in any function): a permit taken back from a process that died holding it is told
+    /// by [`SemaphoreGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -51,7 +52,8 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] when the permit was taken back from a dead holder.
+    /// None ([`Infallible`]); a permit taken back from a dead holder is told by
+    /// [`SemaphoreGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -86,7 +88,7 @@ impl std::fmt::Debug for SemaphoreAcquire<'_> {
 }
 
 impl<'a> Future for SemaphoreAcquire<'a> {
-    type Output = Result<SemaphoreGuard<'a>, OwnerDied<SemaphoreGuard<'a>>>;
+    type Output = Result<SemaphoreGuard<'a>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -99,7 +101,7 @@ impl<'a> Future for SemaphoreAcquire<'a> {
             core.try_take()
         });
         this.pending = polled.is_pending();
-        polled.map(|taken| core.guard(taken))
+        polled.map(|taken| Ok(core.guard(taken)))
     }
 }
 

@@ -103,11 +103,36 @@ stateless!(A, B, C, D, E, G);
 /// Makes the callable `F` from its type alone. A callable with state (a closure that
 /// captures something) does not compile: it cannot travel to another process this way.
 pub(crate) fn remake<Args, F: Stateless<Args>>() -> F {
-    const { assert!(std::mem::size_of::<F>() == 0, "a process pool needs a function or a closure that captures nothing") };
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process target or a pool's function must be a function or a closure that captures nothing"
+        )
+    };
     // SAFETY: `F` is zero-sized (asserted at compile time) and a stateless callable
     // (`Stateless`), so it has exactly one value, which reading from any aligned pointer
     // produces.
     unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+/// Like [`remake`] for a callable that may also be a function pointer (which
+/// `Process::new` sends by its address instead): the callable if it is zero-sized, `None`
+/// for a pointer-sized one. A callable of any other size carries state and does not
+/// compile.
+pub(crate) fn remake_zero_sized<Args, F: Stateless<Args>>() -> Option<F> {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0 || std::mem::size_of::<F>() == std::mem::size_of::<fn()>(),
+            "a process target must be a function, a function pointer or a closure that captures nothing"
+        )
+    };
+    if std::mem::size_of::<F>() == 0 {
+        // SAFETY: as in `remake`: `F` is zero-sized (just checked) and a stateless
+        // callable, so it has exactly one value.
+        Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })
+    } else {
+        None
+    }
 }
 
 fn no_target() {}

@@ -301,6 +301,81 @@ pub(crate) fn fork() -> io::Result<Forked> {
     }
 }
 
+/// The result of [`fork_as_sibling`].
+#[derive(Debug)]
+pub(crate) enum Sibling {
+    /// In the forking process, with the child's pid and a pidfd for it.
+    Forker { pid: u32, pidfd: OwnedFd },
+    /// In the child.
+    Child,
+}
+
+/// `struct clone_args` up to `tls` (`CLONE_ARGS_SIZE_VER0`): every field is a 64-bit
+/// word on every architecture.
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// Forks the calling process as a *sibling*: the child's parent is the caller's parent
+/// (`clone3` with `CLONE_PARENT`), which receives its exit signal (`SIGCHLD`, inherited
+/// from the caller), reaps it and collects its resource usage; the caller gets a pidfd
+/// for it. Otherwise as [`fork`], with what a bare `clone3` leaves out of glibc's `fork`:
+/// no `pthread_atfork` handlers run and the child's first thread has no robust-mutex list
+/// registered with the kernel. Call it from a single-threaded process that registered
+/// neither (the fork server).
+///
+/// # Errors
+///
+/// [`io::ErrorKind::Unsupported`] where `clone3` or `CLONE_PARENT` is unavailable (an old
+/// kernel, a seccomp filter, the init of a pid namespace: `ENOSYS`, `EPERM`, `EINVAL`):
+/// the caller falls back to [`fork`].
+pub(crate) fn fork_as_sibling() -> io::Result<Sibling> {
+    let mut pidfd: libc::c_int = -1;
+    let args = CloneArgs {
+        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD) as u64,
+        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        // CLONE_PARENT takes the caller's own exit signal; clone3 wants 0 here.
+        exit_signal: 0,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    // SAFETY: without CLONE_VM the child gets a copy of the address space and returns
+    // here on its copy of this stack, as from fork; `args` and `pidfd` outlive the call,
+    // which writes only `pidfd`. What the child may do afterwards is the contract
+    // documented above.
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of!(args), std::mem::size_of::<CloneArgs>()) };
+    match rc {
+        -1 => {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOSYS | libc::EPERM | libc::EINVAL) => Err(io::Error::new(io::ErrorKind::Unsupported, e)),
+                _ => Err(e),
+            }
+        }
+        0 => {
+            forget_identity();
+            Ok(Sibling::Child)
+        }
+        pid => {
+            // SAFETY: clone3 succeeded with CLONE_PIDFD, so `pidfd` is a descriptor it
+            // opened for us and nothing else owns.
+            let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+            Ok(Sibling::Forker { pid: pid as u32, pidfd })
+        }
+    }
+}
+
 /// Starts a fresh copy of the running executable (`/proc/self/exe`, so even a replaced or
 /// deleted binary works) with `boot` at descriptor [`SPAWN_BOOT_FD`], `/dev/null` as stdin,
 /// default signal dispositions, and the environment plus `env`.
