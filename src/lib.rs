@@ -168,7 +168,8 @@
 //! ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`]),
 //! [`ConditionGuard::wait_async`] and [`Barrier::wait_async`]. They end with the same
 //! typed errors as the blocking calls (a dead worker is `WorkerLost`, a dead producer
-//! `Disconnected`, a lock whose holder died comes inside `OwnerDied`); a timeout is the
+//! `Disconnected`, a lock whose holder died is taken over and its guard's `owner_died()`
+//! says so); a timeout is the
 //! runtime's (`tokio::time::timeout(d, fut)`).
 //!
 //! Cancellation: a `get_async` or `recv_async` dropped part-way took nothing (an item is
@@ -259,8 +260,8 @@ pub use shm::ShmSafe;
 pub use sync::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BarrierWait, BoundedSemaphore,
     BrokenBarrier, Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait, ConditionWaitError,
-    Event, EventWait, Lock, LockAcquire, LockGuard, RLock, RLockAcquire, RLockGuard, ReleaseError,
-    Semaphore, SemaphoreAcquire, SemaphoreGuard, TryAcquireError,
+    Event, EventWait, Lock, LockAcquire, LockGuard, RLock, RLockAcquire, RLockGuard, ReleaseError, Semaphore,
+    SemaphoreAcquire, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 
