@@ -7,6 +7,7 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 mod manager;
+mod memory;
 mod pool;
 mod queue;
 mod stats;
@@ -56,6 +57,7 @@ const BENCHES: &[Bench] = &[
     #[cfg(feature = "cluster")]
     ("cluster_roundtrip", cluster::cluster_roundtrip),
     ("message_cost", queue::message_cost),
+    ("memory", memory::memory),
 ];
 
 fn main() {
