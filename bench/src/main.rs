@@ -49,6 +49,7 @@ const BENCHES: &[Bench] = &[
     ("manager_dict", manager::manager_dict),
     ("queue_throughput", queue::queue_throughput),
     ("queue_fan", queue::queue_fan),
+    ("queue_cpu", queue::queue_cpu),
     ("queue_pingpong", queue::queue_pingpong),
     ("pipe_pingpong", queue::pipe_pingpong),
     ("pipe_throughput", queue::pipe_throughput),

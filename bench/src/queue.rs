@@ -216,6 +216,53 @@ pub fn queue_fan(report: &mut Report) {
     report.emit("queue_fan", "queue.int.p8c8", stats::median(&rates[1]), "msg/s", &rates[1]);
 }
 
+/// CPU time of this process and its waited-for children so far, ns (`/proc/self/stat`:
+/// utime, stime, cutime, cstime, in clock ticks of 10 ms).
+fn cpu_ns() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name (field 2) may hold spaces: count fields after its ')'.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14-17 of stat are 12-15 here (field 3, the state, is index 0).
+    let ticks: f64 = fields[11..15].iter().map(|f| f.parse::<f64>().expect("ticks")).sum();
+    ticks * 1e7
+}
+
+fn echo_u64(args: (Queue<u64>, Queue<u64>, u64)) {
+    for _ in 0..args.2 {
+        args.1.put(args.0.get().expect("get")).expect("put");
+    }
+}
+
+/// queue_cpu: the CPU time spinning costs (issue 14): CPU ns spent per message by both
+/// processes together, and how many CPUs were busy on average (CPU time over wall time),
+/// for a 1-to-1 stream of 2 M ints and 100 000 ping-pong round trips. Long runs, because
+/// the kernel counts CPU time in 10 ms ticks.
+pub fn queue_cpu(report: &mut Report) {
+    let n = 2_000_000u64;
+    let q = Queue::<u64>::new().expect("queue");
+    let (c0, t0) = (cpu_ns(), Instant::now());
+    let consumer = fork(consume_ints, (q.clone(), n));
+    produce_ints((q.clone(), n));
+    consumer.join().expect("consumer");
+    let (cpu, wall) = (cpu_ns() - c0, t0.elapsed().as_nanos() as f64);
+    report.emit("queue_cpu", "throughput.int.cpu_per_msg", cpu / n as f64, "ns", &[cpu / n as f64]);
+    report.emit("queue_cpu", "throughput.int.cpus_busy", cpu / wall, "CPUs", &[cpu / wall]);
+
+    let rounds = 100_000u64;
+    let (there, back) = (Queue::<u64>::new().expect("queue"), Queue::<u64>::new().expect("queue"));
+    let (c0, t0) = (cpu_ns(), Instant::now());
+    let child = fork(echo_u64, (there.clone(), back.clone(), rounds));
+    for i in 0..rounds {
+        there.put(i).expect("put");
+        assert_eq!(back.get().expect("get"), i);
+    }
+    child.join().expect("echo");
+    let (cpu, wall) = (cpu_ns() - c0, t0.elapsed().as_nanos() as f64);
+    report.emit("queue_cpu", "pingpong.int.cpu_per_round_trip", cpu / rounds as f64, "ns", &[cpu / rounds as f64]);
+    report.emit("queue_cpu", "pingpong.int.cpus_busy", cpu / wall, "CPUs", &[cpu / wall]);
+}
+
 /// pipe_throughput: the same over a one-way pipe.
 pub fn pipe_throughput(report: &mut Report) {
     EPOCH.get_or_init(Instant::now);
