@@ -239,7 +239,7 @@ fn backtrace_wanted() -> bool {
 }
 
 /// `Debug` as the message and its causes, as `anyhow` prints an error from `main`.
-fn debug_as_message(error: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+pub(crate) fn debug_as_message(error: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     write!(f, "{error}")?;
     let mut source = error.source();
     if source.is_some() {
@@ -256,9 +256,7 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Join(e) => fmt::Debug::fmt(e, f),
-            Error::Task(crate::TaskError::Panicked(info) | crate::TaskError::InputPanicked(info)) => {
-                fmt::Debug::fmt(info, f)
-            }
+            Error::Task(e) => fmt::Debug::fmt(e, f),
             other => debug_as_message(other, f),
         }
     }
@@ -337,7 +335,9 @@ pub enum JoinError {
 }
 
 /// Why [`crate::ProcessHandle::join_timeout`] returned without a result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` is the message, as for [`JoinError`].
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinTimeoutError {
     /// The process is still running; the handle stays usable.
     #[error("the process is still running")]
@@ -345,6 +345,15 @@ pub enum JoinTimeoutError {
     /// The process ended without a result.
     #[error(transparent)]
     Failed(#[from] JoinError),
+}
+
+impl fmt::Debug for JoinTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinTimeoutError::Failed(e) => fmt::Debug::fmt(e, f),
+            other => debug_as_message(other, f),
+        }
+    }
 }
 
 /// The conventional name of a signal, for messages.
