@@ -8,6 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::watchdog;
+use multiproc::{JoinError, Pool, Process, StartMethod, TaskError};
+
+multiproc::test_support!();
 
 const START_METHODS: [&str; 3] = ["forkserver", "spawn", "fork"];
 
@@ -109,4 +112,32 @@ fn a_childs_panic_message_names_the_process_whatever_the_start_method() {
             assert!(!child.contains("thread '"), "{mode} ({method}): {child}");
         }
     }
+}
+
+fn fail(message: String) -> u32 {
+    panic!("{message}");
+}
+
+#[test]
+fn a_panic_names_the_process_by_its_given_name() {
+    let _w = watchdog(Duration::from_secs(60));
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        let child = Process::new(fail, "no input".to_string()).name("reader").start_method(method).start().unwrap();
+        let Err(JoinError::Panicked(info)) = child.join() else { panic!("{method:?}: the child did not panic") };
+        assert_eq!(info.process, "reader", "{method:?}");
+        assert!(info.to_string().starts_with("process 'reader' panicked at tests/errors.rs:"), "{method:?}: {info}");
+    }
+}
+
+#[test]
+fn a_task_panic_shows_its_fields_with_the_alternate_debug() {
+    let _w = watchdog(Duration::from_secs(60));
+    let pool = Pool::new(1).unwrap();
+    let err = pool.apply_async(fail, "bad item".to_string()).unwrap().get().unwrap_err();
+    let TaskError::Panicked(info) = &err else { panic!("{err:?}") };
+    assert_eq!(info.process, "PoolWorker-1");
+    assert!(format!("{err:?}").starts_with("process 'PoolWorker-1' panicked at tests/errors.rs:"), "{err:?}");
+    // `{:#?}` is for a program that wants every field, the backtrace among them.
+    let alternate = format!("{err:#?}");
+    assert!(alternate.contains("PanicInfo {") && alternate.contains("backtrace:"), "{alternate}");
 }
