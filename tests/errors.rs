@@ -80,6 +80,25 @@ fn a_panic_returned_from_main_shows_the_childs_backtrace_when_rust_backtrace_ask
 }
 
 #[test]
+fn the_childs_backtrace_is_short_unless_rust_backtrace_is_full() {
+    let _w = watchdog(Duration::from_secs(120));
+    for mode in ["panic", "pool"] {
+        // As std's own short backtrace: from the panic to the target, none of the frames
+        // of multiproc's start-up that ran the target.
+        let stderr = run(mode, "forkserver", Some("1"), 1);
+        let error = returned_error(&stderr);
+        assert!(error.contains("main_error::work"), "{mode}: {error}");
+        assert!(!error.contains("panics::catching"), "{mode}: {error}");
+        assert!(!error.contains("lang_start"), "{mode}: {error}");
+        assert!(error.contains("RUST_BACKTRACE=full"), "{mode}: the hint: {error}");
+        let stderr = run(mode, "forkserver", Some("full"), 1);
+        let error = returned_error(&stderr);
+        assert!(error.contains("main_error::work"), "{mode}: {error}");
+        assert!(error.contains("panics::catching"), "{mode}: {error}");
+    }
+}
+
+#[test]
 fn a_panic_unwrapped_in_main_prints_a_few_lines() {
     let _w = watchdog(Duration::from_secs(120));
     for method in START_METHODS {
