@@ -224,14 +224,16 @@ impl fmt::Debug for PanicInfo {
                 let shown = shown_backtrace(&self.backtrace, style);
                 write!(f, "\nstack backtrace of process '{}':\n{}", self.process, shown.trim_end())?;
                 if style == BacktraceStyle::Short {
-                    write!(f, "\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.")?;
+                    write!(
+                        f,
+                        "\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace."
+                    )?;
                 }
                 Ok(())
             }
-            None => write!(
-                f,
-                "\nnote: run with `RUST_BACKTRACE=1` environment variable to display the child's backtrace"
-            ),
+            None => {
+                write!(f, "\nnote: run with `RUST_BACKTRACE=1` environment variable to display the child's backtrace")
+            }
         }
     }
 }
@@ -263,7 +265,8 @@ fn shown_backtrace(backtrace: &str, style: BacktraceStyle) -> String {
     // A frame is its `  N: name` line and the `at file:line` lines after it.
     let mut frames: Vec<(&str, String)> = Vec::new();
     for line in backtrace.lines() {
-        let numbered = line.trim_start().split_once(": ").filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        let numbered =
+            line.trim_start().split_once(": ").filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
         match (numbered, frames.last_mut()) {
             (Some((_, name)), _) => frames.push((name, format!("{line}\n"))),
             (None, Some((_, text))) => {

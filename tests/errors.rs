@@ -56,7 +56,10 @@ fn a_panic_returned_from_main_prints_a_few_lines_whatever_the_start_method() {
             assert!(stderr.len() < 1024, "{mode} ({method}): {} bytes of stderr: {stderr}", stderr.len());
             let error = returned_error(&stderr);
             let process = process_of(mode);
-            assert!(error.starts_with(&format!("Error: process '{process}' panicked at ")), "{mode} ({method}): {error}");
+            assert!(
+                error.starts_with(&format!("Error: process '{process}' panicked at ")),
+                "{mode} ({method}): {error}"
+            );
             assert!(error.contains("main_error.rs:"), "{mode} ({method}): the location: {error}");
             assert!(error.contains("the work failed"), "{mode} ({method}): {error}");
             assert!(error.lines().count() <= 4, "{mode} ({method}): {error}");
