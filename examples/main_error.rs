@@ -4,11 +4,16 @@
 //! Run as is, the child's work succeeds. With the argument `panic` the child panics and
 //! `main` returns the `JoinError`: Rust prints it with `Debug`, which is a few lines
 //! (the child's backtrace only when `RUST_BACKTRACE` asks, as for a panic of the program
-//! itself). With `uninit`, `main` starts a process without `init()` and returns
+//! itself). With `pool`, a pool task panics and `main` returns the `TaskError` the same
+//! way; with `unwrap-join` and `unwrap-task`, `main` unwraps those errors instead. With
+//! `uninit`, `main` starts a process without `init()` and returns
 //! `Error::NotInitialized`, whose text names the fix. With `late`, a thread starts before
 //! `init()`, which panics at this file's line.
+//!
+//! `MULTIPROC_START_METHOD=spawn|fork|forkserver` picks the start method of the child
+//! and of the pool's workers.
 
-use multiproc::Process;
+use multiproc::{Pool, Process, StartMethod};
 
 fn work(fail: bool) -> u32 {
     if fail {
@@ -25,7 +30,24 @@ fn main() -> Result<(), multiproc::Error> {
     if mode != "uninit" {
         multiproc::init();
     }
-    let result = Process::new(work, mode == "panic").start()?.join()?;
+    let method = match std::env::var("MULTIPROC_START_METHOD").as_deref() {
+        Ok("spawn") => StartMethod::Spawn,
+        Ok("fork") => StartMethod::Fork,
+        _ => StartMethod::ForkServer,
+    };
+    let fail = !mode.is_empty() && mode != "uninit";
+    let result = match mode.as_str() {
+        "pool" | "unwrap-task" => {
+            let pool = Pool::builder().processes(1).start_method(method).build()?;
+            if mode == "pool" {
+                pool.map(work, vec![false, fail])?.iter().sum()
+            } else {
+                pool.apply_async(work, fail)?.get().unwrap()
+            }
+        }
+        "unwrap-join" => Process::new(work, fail).start_method(method).start()?.join().unwrap(),
+        _ => Process::new(work, fail).start_method(method).start()?.join()?,
+    };
     println!("the child returned {result}");
     Ok(())
 }

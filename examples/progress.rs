@@ -1,6 +1,7 @@
 //! A progress bar over a pool call: `imap` over a `Vec` knows its length, so the bar has
 //! a total; after `map` the next line starts on a line of its own. On a non-terminal (a
-//! CI log, a pipe) nothing is drawn.
+//! CI log, a pipe) nothing is drawn. With the argument `fail`, a task of a `map` panics:
+//! the bar stops there and the error is printed on a line of its own.
 //!
 //! Python (with `tqdm`):
 //! ```python
@@ -18,9 +19,19 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+fn square_but_100(x: u64) -> u64 {
+    assert_ne!(x, 100, "no square for 100");
+    square(x)
+}
+
 #[multiproc::main]
 fn main() -> Result<(), multiproc::Error> {
     let pool = Pool::new(2)?;
+    if std::env::args().nth(1).as_deref() == Some("fail") {
+        let failed = pool.map_with(square_but_100, 0..200u64, MapOptions::new().progress(true)).unwrap_err();
+        println!("map failed: {failed}");
+        return Ok(());
+    }
     let items: Vec<u64> = (0..200).collect();
     let squares: Vec<u64> =
         pool.imap_with(square, items, MapOptions::new().progress(true))?.collect::<Result<_, _>>()?;

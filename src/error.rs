@@ -163,7 +163,8 @@ pub enum InitError {
 ///
 /// `Display` is one line; `Debug` reads as Rust's own panic message, with the child's
 /// backtrace only when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asks for one in the
-/// process that prints it; `{:#?}` shows the fields.
+/// process that prints it: from the panic to the target with `RUST_BACKTRACE=1`, every
+/// frame with `RUST_BACKTRACE=full`, as std prints its own; `{:#?}` shows the fields.
 ///
 /// # Examples
 ///
@@ -216,30 +217,83 @@ impl fmt::Debug for PanicInfo {
         }
         write!(f, ":\n{}", self.message)?;
         if self.backtrace.is_empty() {
-            Ok(())
-        } else if backtrace_wanted() {
-            // From the panic's entry into std on, as std prints its own: the frames before
-            // it are the recording hook's.
-            let backtrace = self.backtrace.find("rust_begin_unwind").map_or(&self.backtrace[..], |at| {
-                let line = self.backtrace[..at].rfind('\n').map_or(0, |nl| nl + 1);
-                &self.backtrace[line..]
-            });
-            write!(f, "\nstack backtrace of process '{}':\n{}", self.process, backtrace.trim_end())
-        } else {
-            write!(f, "\nnote: run with `RUST_BACKTRACE=1` environment variable to display the child's backtrace")
+            return Ok(());
+        }
+        match backtrace_style() {
+            Some(style) => {
+                let shown = shown_backtrace(&self.backtrace, style);
+                write!(f, "\nstack backtrace of process '{}':\n{}", self.process, shown.trim_end())?;
+                if style == BacktraceStyle::Short {
+                    write!(
+                        f,
+                        "\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace."
+                    )?;
+                }
+                Ok(())
+            }
+            None => {
+                write!(f, "\nnote: run with `RUST_BACKTRACE=1` environment variable to display the child's backtrace")
+            }
         }
     }
 }
 
-/// Whether the user asked for backtraces, read as `std::backtrace::Backtrace::capture`
-/// reads it: `RUST_LIB_BACKTRACE` first, then `RUST_BACKTRACE`; set and not `0`.
-fn backtrace_wanted() -> bool {
-    let asked = std::env::var_os("RUST_LIB_BACKTRACE").or_else(|| std::env::var_os("RUST_BACKTRACE"));
-    asked.is_some_and(|v| v != "0")
+/// How much of a child's backtrace to print, as std decides for a panic of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BacktraceStyle {
+    Short,
+    Full,
+}
+
+/// What the user asked for, read as `std::backtrace::Backtrace::capture` reads it:
+/// `RUST_LIB_BACKTRACE` first, then `RUST_BACKTRACE`; unset or `0` is none, `full` all of
+/// it, anything else the short form.
+fn backtrace_style() -> Option<BacktraceStyle> {
+    let asked = std::env::var_os("RUST_LIB_BACKTRACE").or_else(|| std::env::var_os("RUST_BACKTRACE"))?;
+    match asked.to_str() {
+        Some("0") => None,
+        Some("full") => Some(BacktraceStyle::Full),
+        _ => Some(BacktraceStyle::Short),
+    }
+}
+
+/// The frames of a child's backtrace worth printing. Both styles start at the panic's entry
+/// into std, as std prints its own (the frames before it are the recording hook's). The
+/// short one also stops where multiproc caught the panic: the frames after the target are
+/// the catching and the child's start-up, the same in every child.
+fn shown_backtrace(backtrace: &str, style: BacktraceStyle) -> String {
+    // A frame is its `  N: name` line and the `at file:line` lines after it.
+    let mut frames: Vec<(&str, String)> = Vec::new();
+    for line in backtrace.lines() {
+        let numbered =
+            line.trim_start().split_once(": ").filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        match (numbered, frames.last_mut()) {
+            (Some((_, name)), _) => frames.push((name, format!("{line}\n"))),
+            (None, Some((_, text))) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    let start = frames.iter().position(|(name, _)| name.contains("rust_begin_unwind")).unwrap_or(0);
+    let mut frames = frames.split_off(start);
+    if style == BacktraceStyle::Short
+        && let Some(end) = frames.iter().position(|(name, _)| name.starts_with("multiproc::process::panics::catching"))
+    {
+        frames.truncate(end);
+        // `catch_unwind`'s own frames, between the catching and the target.
+        while frames.last().is_some_and(|(name, _)| {
+            name.contains("catch_unwind") || name.contains("__rust_try") || name.contains("AssertUnwindSafe")
+        }) {
+            frames.pop();
+        }
+    }
+    frames.into_iter().map(|(_, text)| text).collect()
 }
 
 /// `Debug` as the message and its causes, as `anyhow` prints an error from `main`.
-fn debug_as_message(error: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+pub(crate) fn debug_as_message(error: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     write!(f, "{error}")?;
     let mut source = error.source();
     if source.is_some() {
@@ -256,9 +310,7 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Join(e) => fmt::Debug::fmt(e, f),
-            Error::Task(crate::TaskError::Panicked(info) | crate::TaskError::InputPanicked(info)) => {
-                fmt::Debug::fmt(info, f)
-            }
+            Error::Task(e) => fmt::Debug::fmt(e, f),
             other => debug_as_message(other, f),
         }
     }
@@ -337,7 +389,9 @@ pub enum JoinError {
 }
 
 /// Why [`crate::ProcessHandle::join_timeout`] returned without a result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` is the message, as for [`JoinError`].
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinTimeoutError {
     /// The process is still running; the handle stays usable.
     #[error("the process is still running")]
@@ -345,6 +399,15 @@ pub enum JoinTimeoutError {
     /// The process ended without a result.
     #[error(transparent)]
     Failed(#[from] JoinError),
+}
+
+impl fmt::Debug for JoinTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinTimeoutError::Failed(e) => fmt::Debug::fmt(e, f),
+            other => debug_as_message(other, f),
+        }
+    }
 }
 
 /// The conventional name of a signal, for messages.

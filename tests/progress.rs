@@ -34,10 +34,16 @@ fn pty() -> (std::fs::File, OwnedFd) {
 
 /// Runs the example with stdout and stderr on one terminal; returns what it showed.
 fn on_a_terminal() -> String {
+    on_a_terminal_with(&[])
+}
+
+/// Like `on_a_terminal`, with the example's arguments.
+fn on_a_terminal_with(args: &[&str]) -> String {
     let binary = example("progress");
     assert!(binary.exists(), "{} is missing: `cargo test` builds the examples first", binary.display());
     let (mut controller, terminal) = pty();
     let mut child = Command::new(&binary)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(terminal.try_clone().unwrap())
         .stderr(terminal)
@@ -73,6 +79,15 @@ fn the_output_after_a_bar_starts_on_a_line_of_its_own() {
         let at = shown.rfind(line).expect(&shown);
         assert!(shown[..at].ends_with('\n'), "{line} is glued to the bar: {:?}", &shown[at.saturating_sub(80)..]);
     }
+}
+
+#[test]
+fn the_error_after_a_failed_map_starts_on_a_line_of_its_own() {
+    let _w = watchdog(Duration::from_secs(60));
+    let shown = on_a_terminal_with(&["fail"]);
+    let at = shown.rfind("map failed: ").expect(&shown);
+    assert!(shown[..at].ends_with('\n'), "the error is glued to the bar: {:?}", &shown[at.saturating_sub(80)..]);
+    assert!(shown[at..].contains("no square for 100"), "{shown:?}");
 }
 
 #[test]

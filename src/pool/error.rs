@@ -1,11 +1,32 @@
 //! What can go wrong with a pool and its tasks.
 
+use std::fmt;
 use std::time::Duration;
 
-use crate::error::{CodecError, PanicInfo, signal_name};
+use crate::error::{CodecError, PanicInfo, debug_as_message, signal_name};
 
 /// Why a task did not produce its result. Every task ends with its result or one of these.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` is the message (a panic as [`PanicInfo`] shows it: a few lines, the worker's
+/// backtrace only when `RUST_BACKTRACE` asks), so that `unwrap` and `?` from `main` print
+/// something short.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{PanicInfo, TaskError};
+///
+/// let info = PanicInfo {
+///     process: "PoolWorker-1".into(),
+///     message: "boom".into(),
+///     location: Some("src/main.rs:3:5".into()),
+///     backtrace: String::new(),
+/// };
+/// let err = TaskError::Panicked(info);
+/// assert_eq!(err.to_string(), "process 'PoolWorker-1' panicked at src/main.rs:3:5: boom");
+/// assert!(format!("{err:?}").starts_with("process 'PoolWorker-1' panicked at src/main.rs:3:5:\nboom"));
+/// ```
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; its worker went on with the next task.
@@ -54,6 +75,19 @@ pub enum TaskError {
     /// came: the task was dropped, or its worker stopped.
     #[error("the task was cancelled")]
     Cancelled,
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(info) => fmt::Debug::fmt(info, f),
+            TaskError::InputPanicked(info) => {
+                write!(f, "the input panicked: ")?;
+                fmt::Debug::fmt(info, f)
+            }
+            other => debug_as_message(other, f),
+        }
+    }
 }
 
 fn lost_how(signal: Option<i32>, exit_code: Option<i32>) -> String {
@@ -111,7 +145,9 @@ pub enum PoolError {
 
 /// Why [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) returned without a
 /// value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` is the message, as for [`TaskError`].
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResultTimeoutError {
     /// Not ready yet; the result stays available.
     #[error("the result is not ready yet")]
@@ -119,6 +155,15 @@ pub enum ResultTimeoutError {
     /// The task failed.
     #[error(transparent)]
     Task(#[from] TaskError),
+}
+
+impl fmt::Debug for ResultTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResultTimeoutError::Task(e) => fmt::Debug::fmt(e, f),
+            other => debug_as_message(other, f),
+        }
+    }
 }
 
 /// [`AsyncResult::successful`](crate::AsyncResult::successful) on a result that is not ready

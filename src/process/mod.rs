@@ -858,9 +858,18 @@ impl CurrentProcess {
 ///     .init();
 /// ```
 ///
-/// and with `tracing`, a span entered once per process:
-/// `let _span = tracing::info_span!("process", name = %multiproc::current_process().name()).entered();`.
-/// Install either in every child with [`child_init`](InitBuilder::child_init).
+/// and with `tracing`, a span entered for the rest of the process, which `tracing_subscriber`'s
+/// `fmt` output shows as `process{name=Process-1}:` on every event of that thread (the
+/// one that runs the target; a thread the target starts enters the span again):
+///
+/// ```ignore
+/// let span = tracing::info_span!("process", name = %multiproc::current_process().name());
+/// // Never left: dropping the guard at the end of the set-up would leave the span.
+/// std::mem::forget(span.entered());
+/// ```
+///
+/// Install either in every child with [`child_init`](InitBuilder::child_init) (it runs
+/// on the thread that then runs the target), and in `main`.
 ///
 /// # Examples
 ///
