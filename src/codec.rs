@@ -559,6 +559,33 @@ pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -
     }
 }
 
+/// [`encode_as`] into a buffer of at most `limit` bytes: `Ok(None)` when the message is
+/// larger (the caller then sizes it with [`encoded_len_as`] and writes it once with
+/// [`encode_to_slice_as`]), so that a large message is never built in a growing `Vec`.
+pub(crate) fn encode_within<T: DeserializeOwned, V: Serialize + ?Sized>(
+    value: &V,
+    limit: usize,
+) -> Result<Option<Encoded>, CodecError> {
+    let mut bytes = Vec::new();
+    let scope = HandleScope::enter();
+    let mut out = Out::Vec { out: &mut bytes, limit, over: false };
+    let result = write_message::<T, V>(value, &mut out);
+    let over = out.over();
+    let undo = scope.finish();
+    match result {
+        Ok(()) => Ok(Some(Encoded { bytes, undo })),
+        Err(e) => {
+            undo.into_iter().for_each(|u| u());
+            if over {
+                take_detail();
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Encodes `value` into a thread-local scratch buffer (saving an allocation per message on
 /// hot paths) and hands the bytes to `f`, which returns whether it delivered them; the
 /// handles in the message are released unless it did. When the encoding would pass
@@ -615,10 +642,18 @@ pub(crate) fn encode_to_slice<T: Serialize + DeserializeOwned>(
     value: &T,
     out: &mut [u8],
 ) -> Result<Encoded, CodecError> {
+    encode_to_slice_as::<T, T>(value, out)
+}
+
+/// [`encode_to_slice`] of a message to be decoded as a `T` (a slice sent as a `Vec`).
+pub(crate) fn encode_to_slice_as<T: DeserializeOwned, V: Serialize + ?Sized>(
+    value: &V,
+    out: &mut [u8],
+) -> Result<Encoded, CodecError> {
     let scope = HandleScope::enter();
     let len = out.len();
     let mut slice = Out::Slice { out, len: 0 };
-    let result = write_message::<T, T>(value, &mut slice).map(|()| slice.len());
+    let result = write_message::<T, V>(value, &mut slice).map(|()| slice.len());
     let undo = scope.finish();
     match result {
         Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
@@ -806,9 +841,14 @@ pub(crate) fn decode_own<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecEr
 
 /// The exact encoded size of `value` (without touching handles' counts).
 pub(crate) fn encoded_len<T: Serialize + DeserializeOwned>(value: &T) -> Result<usize, CodecError> {
+    encoded_len_as::<T, T>(value)
+}
+
+/// [`encoded_len`] of a message to be decoded as a `T`.
+pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<usize, CodecError> {
     let scope = HandleScope::enter();
     let mut count = Out::Count(0);
-    let result = write_message::<T, T>(value, &mut count);
+    let result = write_message::<T, V>(value, &mut count);
     for u in scope.finish() {
         u();
     }

@@ -73,7 +73,7 @@ pub(crate) struct TaskCall {
     name: String,
     args: Payload,
     /// The encoded results (its handles are released unless sent), or why not.
-    output: Option<Result<codec::Encoded, String>>,
+    output: Option<Result<(Payload, codec::Encoded), String>>,
 }
 
 /// Runs `f` over a chunk of items (`map`, `apply`, `imap`).
@@ -97,7 +97,7 @@ where
 fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     call: &TaskCall,
     f: impl Fn(A) -> R,
-) -> Result<codec::Encoded, String> {
+) -> Result<(Payload, codec::Encoded), String> {
     let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
     let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
     let mut items = items.into_iter().enumerate();
@@ -115,7 +115,7 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             Err(info) => results.panics.push((current as u32, info)),
         }
     }
-    codec::encode(&results).map_err(|e| e.to_string())
+    Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
 }
 
 /// Runs the initializer `f(args)`.
@@ -124,7 +124,7 @@ pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) 
     call.output = Some(match codec::decode::<A>(call.args.bytes()) {
         Ok(args) => {
             f(args);
-            Ok(codec::encode(&()).expect("() encodes"))
+            Ok(Payload::encode::<(), _>(&()).expect("() encodes"))
         }
         Err(e) => Err(format!("the initializer's arguments could not be decoded: {e}")),
     });
@@ -167,14 +167,11 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         let outcome = match sys::unpack_and_run(call, &mut context) {
             Err(_) => Err("the task's function belongs to another executable".to_string()),
             Ok(()) => match context.output.take() {
-                Some(Ok(mut encoded)) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
-                    Ok(payload) => {
-                        // The results, and their handles, now travel in the message.
-                        encoded.sent();
-                        Ok(payload)
-                    }
-                    Err(e) => Err(format!("the results do not fit in shared memory: {e}")),
-                },
+                Some(Ok((payload, encoded))) => {
+                    // The results, and their handles, now travel in the message.
+                    encoded.sent();
+                    Ok(payload)
+                }
                 Some(Err(e)) => Err(e),
                 None => Err("the task runner produced nothing".to_string()),
             },

@@ -3,7 +3,10 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
 
 use super::object::{Shared, ShmObject, kind};
 use super::{HeapFull, ShmSafe};
@@ -44,6 +47,21 @@ impl Blob {
         Ok(Self { shared })
     }
 
+    /// A blob of `len` bytes written by `fill`, straight into the heap (no copy).
+    pub(crate) fn fill<R, E: From<HeapFull>>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<R, E>,
+    ) -> Result<(Self, R), E> {
+        let shared = Shared::with_tail(BlobState { len: len as u64 }, len)?;
+        // Every page is about to be written: fault them in with one call.
+        shared.populate_tail();
+        let cells = shared.tail::<u8>(len);
+        // SAFETY: the blob was just created; no other process has its handle yet, so we
+        // have the only access to its bytes.
+        let r = fill(unsafe { cells.as_mut_slice() })?;
+        Ok((Self { shared }, r))
+    }
+
     /// The length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.shared.len as usize
@@ -67,6 +85,18 @@ pub(crate) enum Payload {
     Heap(Blob),
 }
 
+/// Why [`Payload::encode`] failed inside [`Blob::fill`].
+enum PayloadError {
+    Codec(CodecError),
+    Full(HeapFull),
+}
+
+impl From<HeapFull> for PayloadError {
+    fn from(e: HeapFull) -> Self {
+        PayloadError::Full(e)
+    }
+}
+
 /// Payloads up to this size travel inline.
 pub(crate) const INLINE_MAX: usize = 16 * 1024;
 
@@ -74,6 +104,27 @@ impl Payload {
     /// Wraps `bytes`, moving large ones to the heap.
     pub(crate) fn new(bytes: Vec<u8>) -> Result<Self, HeapFull> {
         if bytes.len() <= INLINE_MAX { Ok(Payload::Inline(bytes)) } else { Ok(Payload::Heap(Blob::new(&bytes)?)) }
+    }
+
+    /// Encodes `value` as a message to be decoded as a `T`: inline when small, otherwise
+    /// written once, straight into a blob (measured first, never built in a growing `Vec`
+    /// and then copied). The [`codec::Encoded`] holds the handles inside until
+    /// [`codec::Encoded::sent`].
+    pub(crate) fn encode<T: DeserializeOwned, V: Serialize + ?Sized>(
+        value: &V,
+    ) -> Result<(Self, codec::Encoded), CodecError> {
+        if let Some(mut encoded) = codec::encode_within::<T, V>(value, INLINE_MAX)? {
+            return Ok((Payload::Inline(std::mem::take(&mut encoded.bytes)), encoded));
+        }
+        let len = codec::encoded_len_as::<T, V>(value)?;
+        let filled = Blob::fill(len, |out| codec::encode_to_slice_as::<T, V>(value, out).map_err(PayloadError::Codec));
+        match filled {
+            Ok((blob, encoded)) => Ok((Payload::Heap(blob), encoded)),
+            Err(PayloadError::Codec(e)) => Err(e),
+            Err(PayloadError::Full(e)) => {
+                Err(CodecError::encode(format_args!("the message does not fit in shared memory: {e}")).of::<T>())
+            }
+        }
     }
 
     /// The bytes.

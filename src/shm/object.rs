@@ -171,6 +171,12 @@ impl<T: ShmObject> Shared<T> {
         self.header().len.load(Ordering::Relaxed) as usize - Self::tail_start()
     }
 
+    /// Faults in the pages of an object whose large tail is about to be written whole: one
+    /// call rather than a fault per page.
+    pub(crate) fn populate_tail(&self) {
+        Heap::get().populate(self.off, Self::tail_start() + self.tail_len());
+    }
+
     /// The variable part as elements of `E`: `len` of them, which must fit in the tail.
     pub(crate) fn tail<E: ShmSafe>(&self, len: usize) -> super::Cells<'_, E> {
         assert!(len * std::mem::size_of::<E>() <= self.tail_len(), "tail too short");
