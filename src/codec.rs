@@ -895,6 +895,21 @@ mod tests {
     }
 
     #[test]
+    fn byte_runs_encode_as_postcard_does_element_by_element() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let nested = (vec![bytes.clone(), Vec::new()], bytes.clone().into_boxed_slice(), vec![7i8; 3]);
+        let msg = encode(&nested).unwrap();
+        assert_eq!(msg.bytes[1..], postcard::to_allocvec(&nested).unwrap()[..]);
+        assert_eq!(decode_exact::<(Vec<Vec<u8>>, Box<[u8]>, Vec<i8>)>(&msg.bytes).unwrap(), nested);
+        let slice = encode_as::<Vec<u8>, [u8]>(&bytes[..10]).unwrap();
+        assert_eq!(decode_exact::<Vec<u8>>(&slice.bytes).unwrap(), bytes[..10]);
+        let short = [POSTCARD, 5, 1, 2];
+        assert!(decode::<Vec<u8>>(&short).is_err(), "a run longer than the message is an error");
+        msg.sent();
+        slice.sent();
+    }
+
+    #[test]
     fn scratch_encoding_is_reused() {
         let len = with_small_encoding(&7u64, usize::MAX, |b, handles| (true, (b.len(), handles))).unwrap();
         assert_eq!(len, Some((2, false)));

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, pid_running, watchdog};
-use multiproc::{ApplyOptions, Error, Event, MapOptions, Pool, PoolError, StartMethod, TaskError, Value};
+use multiproc::{ApplyOptions, Error, Event, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value};
 
 multiproc::test_support!();
 
@@ -604,4 +604,80 @@ fn timeouts_past_584_years_mean_no_timeout() {
         assert_eq!(child.join_timeout(timeout).unwrap(), 25, "timeout {timeout:?}");
     }
     assert_eq!(pool.stats().tasks_timed_out, 0);
+}
+
+// ---- big arguments and results (issue 12, item 3) -----------------------------------------
+
+/// A buffer of `len` bytes whose contents say which one it is.
+fn big(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i.wrapping_mul(131) ^ j.wrapping_mul(7)) as u8).collect()
+}
+
+fn reversed(mut b: Vec<u8>) -> Vec<u8> {
+    b.reverse();
+    b
+}
+
+fn sum_then_sleep(b: Vec<u8>) -> u64 {
+    std::thread::sleep(Duration::from_millis(50));
+    b.iter().map(|&x| u64::from(x)).sum()
+}
+
+#[test]
+fn big_vec_u8_arguments_and_results_cross_intact_and_leave_nothing_in_shared_memory() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(2).build().unwrap();
+        // Sizes around the inline limits and well past them; chunks of several MiB.
+        let sizes = [0, 1, 8 * 1024, 16 * 1024 + 1, 64 * 1024 + 3, 1 << 20, (3 << 20) + 5];
+        let bufs: Vec<Vec<u8>> = (0..24).map(|i| big(i, sizes[i % sizes.len()])).collect();
+        let expect: Vec<Vec<u8>> = bufs.iter().cloned().map(reversed).collect();
+        assert_eq!(pool.map(reversed, bufs.clone()).unwrap(), expect);
+        assert_eq!(pool.map_with(reversed, bufs.clone(), MapOptions::new().chunksize(1)).unwrap(), expect);
+        assert_eq!(pool.apply(reversed, bufs[6].clone()).unwrap(), expect[6]);
+        pool.close();
+        pool.join();
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+#[ignore = "known leak, before issue 12 too: the chunks in a terminated worker's inbox keep their blobs (2-8 MiB here)"]
+fn a_pool_terminated_in_the_middle_of_big_chunks_leaves_nothing_in_shared_memory() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(2).build().unwrap();
+        let bufs: Vec<Vec<u8>> = (0..32).map(|i| big(i, 1 << 20)).collect();
+        let pending = pool.map_async_with(sum_then_sleep, bufs, MapOptions::new().chunksize(2)).unwrap();
+        // Killed while chunks are queued, running, and being sent back.
+        std::thread::sleep(Duration::from_millis(150));
+        pool.terminate();
+        let _ = pending.get();
+    }
+    leaks.assert_no_leak();
+}
+
+fn sum_shared(b: SharedBytes) -> u64 {
+    b.iter().map(|&x| u64::from(x)).sum()
+}
+
+fn share_back(len: usize) -> SharedBytes {
+    SharedBytes::with_len(len, |buf| buf.fill(3)).unwrap()
+}
+
+#[test]
+fn shared_bytes_cross_as_handles_read_in_place_and_leave_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(2).build().unwrap();
+        let bufs: Vec<SharedBytes> = (0..8).map(|i| SharedBytes::new(&big(i, (1 << 20) + i)).unwrap()).collect();
+        let expect: Vec<u64> = bufs.iter().map(|b| b.iter().map(|&x| u64::from(x)).sum()).collect();
+        assert_eq!(pool.map(sum_shared, bufs.clone()).unwrap(), expect);
+        let back = pool.apply(share_back, 3 << 20).unwrap();
+        assert!(back.len() == 3 << 20 && back.iter().all(|&x| x == 3));
+        assert!(SharedBytes::new(&[]).unwrap().is_empty());
+        pool.close();
+        pool.join();
+    }
+    leaks.assert_no_leak();
 }

@@ -5,7 +5,8 @@
 //!
 //! Variants (wall time of the job, s; the buffers are made before the clock starts):
 //! `vec_u8` (`Vec<u8>` items), `bytebuf` (`serde_bytes::ByteBuf` items), `rayon`,
-//! `sequential`. Memory, as extra lines per variant: `<variant>.rss_parent` (the parent's
+//! `shared_bytes` (`multiproc::SharedBytes` made in the parent: a handle crosses, the
+//! worker reads in place), `sequential`. Memory, as extra lines per variant: `<variant>.rss_parent` (the parent's
 //! peak RSS during the job: `VmHWM` of `/proc/self/status`, reset before each job by
 //! writing 5 to `/proc/self/clear_refs`) and `<variant>.rss_workers` (the sum of the
 //! workers' `VmHWM`, read before the pool closes; each job gets a fresh pool). Shared
@@ -13,7 +14,7 @@
 
 use std::time::Instant;
 
-use multiproc::{Pool, StartMethod};
+use multiproc::{Pool, SharedBytes, StartMethod};
 use rayon::prelude::*;
 use serde_bytes::ByteBuf;
 
@@ -36,6 +37,10 @@ fn sum_vec(b: Vec<u8>) -> u64 {
 }
 
 fn sum_bytebuf(b: ByteBuf) -> u64 {
+    sum(&b)
+}
+
+fn sum_shared(b: SharedBytes) -> u64 {
     sum(&b)
 }
 
@@ -67,11 +72,19 @@ fn run(variant: &str, expect: &[u64]) -> (f64, f64, f64) {
         pool.map(sum_vec, vec![vec![1u8; 16]; 8]).expect("warm-up");
     }
     let bufs = buffers();
+    // Made in shared memory by the parent (the buffers above then dropped).
+    let shared: Vec<SharedBytes> = if variant == "shared_bytes" {
+        bufs.iter().map(|b| SharedBytes::new(b).expect("shared bytes")).collect()
+    } else {
+        Vec::new()
+    };
+    let bufs = if variant == "shared_bytes" { Vec::new() } else { bufs };
     reset_peak_rss();
     let t0 = Instant::now();
     let sums: Vec<u64> = match (variant, &pool) {
         ("vec_u8", Some(pool)) => pool.map(sum_vec, bufs).expect("map"),
         ("bytebuf", Some(pool)) => pool.map(sum_bytebuf, bufs.into_iter().map(ByteBuf::from)).expect("map"),
+        ("shared_bytes", Some(pool)) => pool.map(sum_shared, shared).expect("map"),
         ("rayon", _) => bufs.par_iter().map(|b| sum(b)).collect(),
         ("sequential", _) => bufs.iter().map(|b| sum(b)).collect(),
         _ => unreachable!("{variant}"),
@@ -86,7 +99,7 @@ fn run(variant: &str, expect: &[u64]) -> (f64, f64, f64) {
 pub fn pool_bigdata(report: &mut Report) {
     rayon::ThreadPoolBuilder::new().num_threads(2).build_global().ok();
     let expect: Vec<u64> = buffers().iter().map(|b| sum(b)).collect();
-    const VARIANTS: [&str; 4] = ["vec_u8", "bytebuf", "rayon", "sequential"];
+    const VARIANTS: [&str; 5] = ["vec_u8", "bytebuf", "shared_bytes", "rayon", "sequential"];
     let mut results: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); VARIANTS.len()];
     // Alternating: A B C D A B C D ...
     let only = only();

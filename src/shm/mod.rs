@@ -21,7 +21,7 @@ mod segment;
 mod slice;
 mod wait;
 
-pub(crate) use blob::Payload;
+pub(crate) use blob::{Blob, Payload};
 pub(crate) use bytes::{byte_run, byte_vec_as};
 pub(crate) use cells::Cells;
 pub(crate) use heap::Heap;
