@@ -636,7 +636,7 @@ fn big_vec_u8_arguments_and_results_cross_intact_and_leave_nothing_in_shared_mem
         assert_eq!(pool.map_with(reversed, bufs.clone(), MapOptions::new().chunksize(1)).unwrap(), expect);
         assert_eq!(pool.apply(reversed, bufs[6].clone()).unwrap(), expect[6]);
         pool.close();
-        pool.join();
+        pool.join().unwrap();
     }
     leaks.assert_no_leak();
 }
@@ -677,7 +677,7 @@ fn shared_bytes_cross_as_handles_read_in_place_and_leave_nothing() {
         assert!(back.len() == 3 << 20 && back.iter().all(|&x| x == 3));
         assert!(SharedBytes::new(&[]).unwrap().is_empty());
         pool.close();
-        pool.join();
+        pool.join().unwrap();
     }
     leaks.assert_no_leak();
 }
