@@ -729,22 +729,25 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
     read_body(bytes, true)
 }
 
+/// The [`CodecError`] of a postcard decoding of a `T` that failed with `e`.
+fn postcard_failure<T: ?Sized>(e: keep::Kept) -> CodecError {
+    if e.0 == postcard::Error::WontImplement.to_string() {
+        CodecError::decode(
+            "the type asks for deserialize_any (a self-describing encoding) and the message was \
+             sent in postcard: was it sent as another type?",
+        )
+        .of::<T>()
+    } else {
+        CodecError::decode(e).of::<T>()
+    }
+}
+
 fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecError> {
     let left_over = |n: usize| CodecError::decode(format_args!("{n} bytes left over after the value")).of::<T>();
     match bytes.split_first() {
         Some((&POSTCARD, body)) => {
             let mut deserializer = postcard::Deserializer::from_bytes(body);
-            let value = keep::deserialize::<T, _>(&mut deserializer).map_err(|e| {
-                if e.0 == postcard::Error::WontImplement.to_string() {
-                    CodecError::decode(
-                        "the type asks for deserialize_any (a self-describing encoding) and the message was \
-                         sent in postcard: was it sent as another type?",
-                    )
-                    .of::<T>()
-                } else {
-                    CodecError::decode(e).of::<T>()
-                }
-            })?;
+            let value = keep::deserialize::<T, _>(&mut deserializer).map_err(postcard_failure::<T>)?;
             let rest = deserializer.finalize().map_err(|e| CodecError::decode(e).of::<T>())?;
             if exact && !rest.is_empty() { Err(left_over(rest.len())) } else { Ok(value) }
         }
@@ -753,6 +756,67 @@ fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecE
         // No tag: what postcard reads from nothing (`()`, a unit struct), as a custom
         // object's method called with no argument bytes.
         None => postcard::from_bytes(&[]).map_err(|e| CodecError::decode(e).of::<T>()),
+    }
+}
+
+/// The elements of a message encoded as a `Vec<A>`, decoded one at a time as they are
+/// taken (see [`decode_each`]).
+pub(crate) struct Elements<'a, A> {
+    left: usize,
+    source: Source<'a, A>,
+}
+
+enum Source<'a, A> {
+    /// Postcard: the elements follow each other, each read where the last one ended.
+    Postcard(postcard::Deserializer<'a, postcard::de_flavors::Slice<'a>>),
+    /// The self-describing encoding: decoded whole (the rare path).
+    Whole(std::vec::IntoIter<A>),
+}
+
+/// Decodes a message encoded as a `Vec<A>` element by element, so that a consumer that
+/// drops each element before taking the next (a pool worker running a chunk) keeps one
+/// element in memory at a time, in the same pages, instead of the whole vector. Handles in
+/// an element become this process's when it is taken.
+pub(crate) fn decode_each<A: DeserializeOwned>(bytes: &[u8]) -> Result<Elements<'_, A>, CodecError> {
+    match bytes.split_first() {
+        Some((&POSTCARD, body)) => {
+            let mut deserializer = postcard::Deserializer::from_bytes(body);
+            // A sequence's length is a varint, as a `usize` is.
+            let left = keep::deserialize::<usize, _>(&mut deserializer).map_err(postcard_failure::<Vec<A>>)?;
+            Ok(Elements { left, source: Source::Postcard(deserializer) })
+        }
+        _ => {
+            let all = decode::<Vec<A>>(bytes)?;
+            Ok(Elements { left: all.len(), source: Source::Whole(all.into_iter()) })
+        }
+    }
+}
+
+impl<A: DeserializeOwned> Iterator for Elements<'_, A> {
+    type Item = Result<A, CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        match &mut self.source {
+            Source::Postcard(deserializer) => {
+                DECODING.with(|d| d.set(d.get() + 1));
+                let _leave = LeaveDecoding;
+                let element = keep::deserialize::<A, _>(&mut *deserializer).map_err(postcard_failure::<A>);
+                if element.is_err() {
+                    // Where the next element starts is unknown now.
+                    self.left = 0;
+                }
+                Some(element)
+            }
+            Source::Whole(elements) => elements.next().map(Ok),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 

@@ -98,9 +98,13 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     call: &TaskCall,
     f: impl Fn(A) -> R,
 ) -> Result<(Payload, codec::Encoded), String> {
-    let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
-    let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
-    let mut items = items.into_iter().enumerate();
+    // Decoded one item at a time, each dropped before the next is decoded: a chunk of big
+    // items never sits whole in the worker's memory, and the allocator hands the next item
+    // the pages the last one left.
+    let items = codec::decode_each::<A>(call.args.bytes()).map_err(|e| e.to_string())?;
+    let mut results = WorkerResults { values: Vec::with_capacity(items.size_hint().0), panics: Vec::new() };
+    let mut items = items.enumerate();
+    let mut failed = None;
     // One unwinding guard per chunk, a new one only after a panic: the item that panicked
     // was taken from the iterator and gets the panic as its result.
     loop {
@@ -108,12 +112,21 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         match panics::catching(&call.name, || {
             for (i, item) in items.by_ref() {
                 current = i;
-                results.values.push(f(item));
+                match item {
+                    Ok(item) => results.values.push(f(item)),
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        return;
+                    }
+                }
             }
         }) {
             Ok(()) => break,
             Err(info) => results.panics.push((current as u32, info)),
         }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
 }
