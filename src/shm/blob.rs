@@ -127,6 +127,14 @@ impl Payload {
         }
     }
 
+    /// Another handle to the blob of a large payload.
+    pub(crate) fn blob(&self) -> Option<Blob> {
+        match self {
+            Payload::Inline(_) => None,
+            Payload::Heap(b) => Some(b.clone()),
+        }
+    }
+
     /// The bytes.
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
