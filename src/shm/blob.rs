@@ -22,6 +22,9 @@ unsafe impl ShmSafe for BlobState {}
 
 impl ShmObject for BlobState {
     const KIND: u32 = kind::BLOB;
+    // Only `fill_whole` makes blobs of unspecified bytes; the others write zeroed ones,
+    // which may come warm all the same: no blob is ever read before it is written whole.
+    const WARM: bool = true;
 }
 
 /// Bytes written once, then shared read-only by every process holding the handle.
@@ -47,12 +50,26 @@ impl Blob {
         Ok(Self { shared })
     }
 
-    /// A blob of `len` bytes written by `fill`, straight into the heap (no copy).
+    /// A blob of `len` bytes, zeroed, then written by `fill`, straight into the heap (no
+    /// copy).
     pub(crate) fn fill<R, E: From<HeapFull>>(
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<R, E>,
     ) -> Result<(Self, R), E> {
-        let shared = Shared::with_tail(BlobState { len: len as u64 }, len)?;
+        Self::filled(Shared::with_tail(BlobState { len: len as u64 }, len)?, fill)
+    }
+
+    /// [`Blob::fill`] for a `fill` that writes every byte: the blob may reuse a warm block
+    /// of an earlier large message, its pages already there.
+    pub(crate) fn fill_whole<R, E: From<HeapFull>>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<R, E>,
+    ) -> Result<(Self, R), E> {
+        Self::filled(Shared::with_dirty_tail(BlobState { len: len as u64 }, len)?, fill)
+    }
+
+    fn filled<R, E>(shared: Shared<BlobState>, fill: impl FnOnce(&mut [u8]) -> Result<R, E>) -> Result<(Self, R), E> {
+        let len = shared.len as usize;
         // Every page is about to be written: fault them in with one call.
         shared.populate_tail();
         let cells = shared.tail::<u8>(len);
@@ -117,7 +134,9 @@ impl Payload {
             return Ok((Payload::Inline(std::mem::take(&mut encoded.bytes)), encoded));
         }
         let len = codec::encoded_len_as::<T, V>(value)?;
-        let filled = Blob::fill(len, |out| codec::encode_to_slice_as::<T, V>(value, out).map_err(PayloadError::Codec));
+        // `encode_to_slice_as` writes every byte or fails (the blob then dropped unread).
+        let filled =
+            Blob::fill_whole(len, |out| codec::encode_to_slice_as::<T, V>(value, out).map_err(PayloadError::Codec));
         match filled {
             Ok((blob, encoded)) => Ok((Payload::Heap(blob), encoded)),
             Err(PayloadError::Codec(e)) => Err(e),
