@@ -244,24 +244,47 @@ impl Heap {
         }
     }
 
-    /// Keeps `[off, off + len)` warm if a slot and the budget allow.
+    /// Keeps `[off, off + len)` warm if a slot and the budget allow, making room by freeing
+    /// smaller warm blocks (a big message's block is worth more than small ones).
     fn park(&self, off: u64, len: usize) -> bool {
-        let h = self.header();
-        let _guard = RawGuard::lock(&h.large_lock);
-        let mut kept = 0;
-        let mut empty = None;
-        for (i, slot) in h.warm.iter().enumerate() {
-            if slot.load(Ordering::Relaxed) == 0 {
-                empty = empty.or(Some(i));
-            } else {
-                kept += h.warm_len[i].load(Ordering::Relaxed);
-            }
+        if len as u64 > WARM_BUDGET {
+            return false;
         }
-        let Some(i) = empty.filter(|_| kept + len as u64 <= WARM_BUDGET) else { return false };
-        h.warm_len[i].store(len as u64, Ordering::Relaxed);
-        crash_point!("heap.park.len_written");
-        h.warm[i].store(off, Ordering::Relaxed);
-        true
+        let h = self.header();
+        let mut evicted = [(0u64, 0usize); WARM_SLOTS];
+        let mut n = 0;
+        let parked = {
+            let _guard = RawGuard::lock(&h.large_lock);
+            loop {
+                let mut kept = 0;
+                let mut empty = None;
+                for (i, slot) in h.warm.iter().enumerate() {
+                    if slot.load(Ordering::Relaxed) == 0 {
+                        empty = empty.or(Some(i));
+                    } else {
+                        kept += h.warm_len[i].load(Ordering::Relaxed);
+                    }
+                }
+                if let Some(i) = empty.filter(|_| kept + len as u64 <= WARM_BUDGET) {
+                    h.warm_len[i].store(len as u64, Ordering::Relaxed);
+                    crash_point!("heap.park.len_written");
+                    h.warm[i].store(off, Ordering::Relaxed);
+                    break true;
+                }
+                let smaller = (0..WARM_SLOTS)
+                    .filter(|&i| h.warm[i].load(Ordering::Relaxed) != 0)
+                    .filter(|&i| h.warm_len[i].load(Ordering::Relaxed) < len as u64)
+                    .min_by_key(|&i| h.warm_len[i].load(Ordering::Relaxed));
+                let Some(i) = smaller else { break false };
+                evicted[n] = (h.warm[i].swap(0, Ordering::Relaxed), h.warm_len[i].load(Ordering::Relaxed) as usize);
+                n += 1;
+            }
+        };
+        // A crash before these frees leaks the evicted blocks, never hands them out twice.
+        for &(o, l) in &evicted[..n] {
+            self.free_large(o, l);
+        }
+        parked
     }
 
     /// Takes the smallest warm block of at least `len` bytes (whole pages); what it has
