@@ -773,13 +773,18 @@ enum Source<'a, A> {
     Whole(std::vec::IntoIter<A>),
 }
 
+/// Messages up to this size are decoded whole by [`decode_each`].
+const EACH_ABOVE: usize = 64 * 1024;
+
 /// Decodes a message encoded as a `Vec<A>` element by element, so that a consumer that
 /// drops each element before taking the next (a pool worker running a chunk) keeps one
 /// element in memory at a time, in the same pages, instead of the whole vector. Handles in
 /// an element become this process's when it is taken.
 pub(crate) fn decode_each<A: DeserializeOwned>(bytes: &[u8]) -> Result<Elements<'_, A>, CodecError> {
     match bytes.split_first() {
-        Some((&POSTCARD, body)) => {
+        // A small message is decoded whole: one decoding's bookkeeping, not one per element
+        // (a chunk of many small items).
+        Some((&POSTCARD, body)) if bytes.len() > EACH_ABOVE => {
             let mut deserializer = postcard::Deserializer::from_bytes(body);
             // A sequence's length is a varint, as a `usize` is.
             let left = keep::deserialize::<usize, _>(&mut deserializer).map_err(postcard_failure::<Vec<A>>)?;
