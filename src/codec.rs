@@ -559,6 +559,33 @@ pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -
     }
 }
 
+/// [`encode_as`] into a buffer of at most `limit` bytes: `Ok(None)` when the message is
+/// larger (the caller then sizes it with [`encoded_len_as`] and writes it once with
+/// [`encode_to_slice_as`]), so that a large message is never built in a growing `Vec`.
+pub(crate) fn encode_within<T: DeserializeOwned, V: Serialize + ?Sized>(
+    value: &V,
+    limit: usize,
+) -> Result<Option<Encoded>, CodecError> {
+    let mut bytes = Vec::new();
+    let scope = HandleScope::enter();
+    let mut out = Out::Vec { out: &mut bytes, limit, over: false };
+    let result = write_message::<T, V>(value, &mut out);
+    let over = out.over();
+    let undo = scope.finish();
+    match result {
+        Ok(()) => Ok(Some(Encoded { bytes, undo })),
+        Err(e) => {
+            undo.into_iter().for_each(|u| u());
+            if over {
+                take_detail();
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Encodes `value` into a thread-local scratch buffer (saving an allocation per message on
 /// hot paths) and hands the bytes to `f`, which returns whether it delivered them; the
 /// handles in the message are released unless it did. When the encoding would pass
@@ -615,10 +642,18 @@ pub(crate) fn encode_to_slice<T: Serialize + DeserializeOwned>(
     value: &T,
     out: &mut [u8],
 ) -> Result<Encoded, CodecError> {
+    encode_to_slice_as::<T, T>(value, out)
+}
+
+/// [`encode_to_slice`] of a message to be decoded as a `T` (a slice sent as a `Vec`).
+pub(crate) fn encode_to_slice_as<T: DeserializeOwned, V: Serialize + ?Sized>(
+    value: &V,
+    out: &mut [u8],
+) -> Result<Encoded, CodecError> {
     let scope = HandleScope::enter();
     let len = out.len();
     let mut slice = Out::Slice { out, len: 0 };
-    let result = write_message::<T, T>(value, &mut slice).map(|()| slice.len());
+    let result = write_message::<T, V>(value, &mut slice).map(|()| slice.len());
     let undo = scope.finish();
     match result {
         Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
@@ -694,22 +729,25 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
     read_body(bytes, true)
 }
 
+/// The [`CodecError`] of a postcard decoding of a `T` that failed with `e`.
+fn postcard_failure<T: ?Sized>(e: keep::Kept) -> CodecError {
+    if e.0 == postcard::Error::WontImplement.to_string() {
+        CodecError::decode(
+            "the type asks for deserialize_any (a self-describing encoding) and the message was \
+             sent in postcard: was it sent as another type?",
+        )
+        .of::<T>()
+    } else {
+        CodecError::decode(e).of::<T>()
+    }
+}
+
 fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecError> {
     let left_over = |n: usize| CodecError::decode(format_args!("{n} bytes left over after the value")).of::<T>();
     match bytes.split_first() {
         Some((&POSTCARD, body)) => {
             let mut deserializer = postcard::Deserializer::from_bytes(body);
-            let value = keep::deserialize::<T, _>(&mut deserializer).map_err(|e| {
-                if e.0 == postcard::Error::WontImplement.to_string() {
-                    CodecError::decode(
-                        "the type asks for deserialize_any (a self-describing encoding) and the message was \
-                         sent in postcard: was it sent as another type?",
-                    )
-                    .of::<T>()
-                } else {
-                    CodecError::decode(e).of::<T>()
-                }
-            })?;
+            let value = keep::deserialize::<T, _>(&mut deserializer).map_err(postcard_failure::<T>)?;
             let rest = deserializer.finalize().map_err(|e| CodecError::decode(e).of::<T>())?;
             if exact && !rest.is_empty() { Err(left_over(rest.len())) } else { Ok(value) }
         }
@@ -718,6 +756,72 @@ fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecE
         // No tag: what postcard reads from nothing (`()`, a unit struct), as a custom
         // object's method called with no argument bytes.
         None => postcard::from_bytes(&[]).map_err(|e| CodecError::decode(e).of::<T>()),
+    }
+}
+
+/// The elements of a message encoded as a `Vec<A>`, decoded one at a time as they are
+/// taken (see [`decode_each`]).
+pub(crate) struct Elements<'a, A> {
+    left: usize,
+    source: Source<'a, A>,
+}
+
+enum Source<'a, A> {
+    /// Postcard: the elements follow each other, each read where the last one ended.
+    Postcard(postcard::Deserializer<'a, postcard::de_flavors::Slice<'a>>),
+    /// The self-describing encoding: decoded whole (the rare path).
+    Whole(std::vec::IntoIter<A>),
+}
+
+/// Messages up to this size are decoded whole by [`decode_each`].
+const EACH_ABOVE: usize = 64 * 1024;
+
+/// Decodes a message encoded as a `Vec<A>` element by element, so that a consumer that
+/// drops each element before taking the next (a pool worker running a chunk) keeps one
+/// element in memory at a time, in the same pages, instead of the whole vector. Handles in
+/// an element become this process's when it is taken.
+pub(crate) fn decode_each<A: DeserializeOwned>(bytes: &[u8]) -> Result<Elements<'_, A>, CodecError> {
+    match bytes.split_first() {
+        // A small message is decoded whole: one decoding's bookkeeping, not one per element
+        // (a chunk of many small items).
+        Some((&POSTCARD, body)) if bytes.len() > EACH_ABOVE => {
+            let mut deserializer = postcard::Deserializer::from_bytes(body);
+            // A sequence's length is a varint, as a `usize` is.
+            let left = keep::deserialize::<usize, _>(&mut deserializer).map_err(postcard_failure::<Vec<A>>)?;
+            Ok(Elements { left, source: Source::Postcard(deserializer) })
+        }
+        _ => {
+            let all = decode::<Vec<A>>(bytes)?;
+            Ok(Elements { left: all.len(), source: Source::Whole(all.into_iter()) })
+        }
+    }
+}
+
+impl<A: DeserializeOwned> Iterator for Elements<'_, A> {
+    type Item = Result<A, CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        match &mut self.source {
+            Source::Postcard(deserializer) => {
+                DECODING.with(|d| d.set(d.get() + 1));
+                let _leave = LeaveDecoding;
+                let element = keep::deserialize::<A, _>(&mut *deserializer).map_err(postcard_failure::<A>);
+                if element.is_err() {
+                    // Where the next element starts is unknown now.
+                    self.left = 0;
+                }
+                Some(element)
+            }
+            Source::Whole(elements) => elements.next().map(Ok),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 
@@ -806,9 +910,14 @@ pub(crate) fn decode_own<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecEr
 
 /// The exact encoded size of `value` (without touching handles' counts).
 pub(crate) fn encoded_len<T: Serialize + DeserializeOwned>(value: &T) -> Result<usize, CodecError> {
+    encoded_len_as::<T, T>(value)
+}
+
+/// [`encoded_len`] of a message to be decoded as a `T`.
+pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<usize, CodecError> {
     let scope = HandleScope::enter();
     let mut count = Out::Count(0);
-    let result = write_message::<T, T>(value, &mut count);
+    let result = write_message::<T, V>(value, &mut count);
     for u in scope.finish() {
         u();
     }
@@ -852,6 +961,21 @@ mod tests {
         assert_eq!(decode::<u8>(&msg.bytes).unwrap(), 5, "postcard alone ignores the rest");
         assert!(decode_exact::<u8>(&msg.bytes).is_err());
         msg.sent();
+    }
+
+    #[test]
+    fn byte_runs_encode_as_postcard_does_element_by_element() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let nested = (vec![bytes.clone(), Vec::new()], bytes.clone().into_boxed_slice(), vec![7i8; 3]);
+        let msg = encode(&nested).unwrap();
+        assert_eq!(msg.bytes[1..], postcard::to_allocvec(&nested).unwrap()[..]);
+        assert_eq!(decode_exact::<(Vec<Vec<u8>>, Box<[u8]>, Vec<i8>)>(&msg.bytes).unwrap(), nested);
+        let slice = encode_as::<Vec<u8>, [u8]>(&bytes[..10]).unwrap();
+        assert_eq!(decode_exact::<Vec<u8>>(&slice.bytes).unwrap(), bytes[..10]);
+        let short = [POSTCARD, 5, 1, 2];
+        assert!(decode::<Vec<u8>>(&short).is_err(), "a run longer than the message is an error");
+        msg.sent();
+        slice.sent();
     }
 
     #[test]

@@ -253,8 +253,8 @@ pub use queue::{
     TryRecvError, WaitFuture, Waitable, wait, wait_async,
 };
 pub use shared::{
-    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedLock, SharedMemory,
-    SharedMemoryBuilder, SharedMemoryError, Value, ValueGuard,
+    Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedBytes, SharedLock,
+    SharedMemory, SharedMemoryBuilder, SharedMemoryError, Value, ValueGuard,
 };
 pub use shm::ShmSafe;
 pub use sync::{

@@ -659,6 +659,71 @@ fn a_consumer_killed_inside_get_never_loses_a_large_message() {
     assert!(lost.is_empty(), "{} of {N} messages lost after {kills} kills: {lost:?}", lost.len());
 }
 
+// ---- big messages (issue 12, item 3) ------------------------------------------------------
+
+/// Big values of the shapes users send: plain byte vectors (which cross as one copy of
+/// their bytes), vectors of them, and bytes inside structs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Frame {
+    id: u32,
+    pixels: Vec<u8>,
+    boxed: Box<[u8]>,
+    rows: Vec<Vec<u8>>,
+    wide: Vec<u16>,
+}
+
+fn frame(i: usize, len: usize) -> Frame {
+    let bytes = |k: usize| (0..len).map(|j| (i * 31 + j * k) as u8).collect::<Vec<u8>>();
+    Frame {
+        id: i as u32,
+        pixels: bytes(7),
+        boxed: bytes(3).into_boxed_slice(),
+        rows: (0..3).map(|k| bytes(k + 1)[..len / (k + 1)].to_vec()).collect(),
+        wide: (0..len / 2).map(|j| j as u16).collect(),
+    }
+}
+
+fn echo_frames(args: (Queue<Frame>, Queue<Frame>, multiproc::Connection<Vec<u8>>)) {
+    let (inbox, outbox, conn) = args;
+    while let Ok(f) = inbox.get() {
+        if f.id == u32::MAX {
+            break;
+        }
+        outbox.put(f).unwrap();
+    }
+    while let Ok(b) = conn.recv() {
+        if b.is_empty() {
+            break;
+        }
+        conn.send(&b).unwrap();
+    }
+}
+
+#[test]
+fn big_byte_vectors_cross_queues_and_pipes_intact_and_leave_nothing() {
+    let leaks = leak_check(LIMIT);
+    for method in METHODS {
+        let (inbox, outbox) = (Queue::new().unwrap(), Queue::new().unwrap());
+        let (here, there) = Pipe::<Vec<u8>>::new().unwrap();
+        let args = (inbox.clone(), outbox.clone(), there);
+        let child = Process::new(echo_frames, args).start_method(method).start().unwrap();
+        for (i, len) in [0, 1, 9 * 1024, 100_000, (2 << 20) + 7].into_iter().enumerate() {
+            let f = frame(i, len);
+            inbox.put(f.clone()).unwrap();
+            assert_eq!(outbox.get().unwrap(), f, "frame of {len} bytes");
+        }
+        inbox.put(Frame { id: u32::MAX, ..frame(0, 0) }).unwrap();
+        for len in [1, 8 * 1024 + 1, 5 << 20] {
+            let b: Vec<u8> = (0..len).map(|j| (j * 13) as u8).collect();
+            here.send(&b).unwrap();
+            assert_eq!(here.recv().unwrap(), b);
+        }
+        here.send(&Vec::new()).unwrap();
+        child.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
 // ---- consumers with nobody left to put (issue 10, item 1) -------------------------------
 
 /// Gets until an error; counts the `Disconnected` ones in `disconnected`.

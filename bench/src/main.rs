@@ -4,6 +4,7 @@
 //! bench and variant names as the Python suite, so that `compare.py` can join the two.
 //! Usage: `mp-bench [--json] [--detail] [BENCH ...]` (default: every benchmark).
 
+mod bigdata;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod manager;
@@ -43,6 +44,7 @@ const BENCHES: &[Bench] = &[
     ("pool_overhead", pool::pool_overhead),
     ("pool_apply_async", pool::pool_apply_async),
     ("pool_cpu_scaling", pool::pool_cpu_scaling),
+    ("pool_bigdata", bigdata::pool_bigdata),
     ("lock_uncontended", sync::lock_uncontended),
     ("lock_contended", sync::lock_contended),
     ("shared_array", sync::shared_array),

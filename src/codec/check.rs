@@ -64,6 +64,14 @@ pub(super) fn serialize<T: Serialize + ?Sized, S: Serializer>(value: &T, seriali
     }
 }
 
+/// The length an iterator promises, as serde's default `collect_seq` takes it.
+fn iterator_len_hint<I: Iterator>(iter: &I) -> Option<usize> {
+    match iter.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    }
+}
+
 /// A serializer (or one of its compound states) in front of another.
 pub(super) struct Check<S>(S);
 
@@ -151,6 +159,20 @@ impl<S: Serializer> Serializer for Check<S> {
         value: &T,
     ) -> Result<S::Ok, Failure> {
         self.0.serialize_newtype_variant(name, index, variant, &Checked(value)).map_err(inner)
+    }
+
+    fn collect_seq<I: IntoIterator<Item: Serialize>>(self, iter: I) -> Result<S::Ok, Failure> {
+        // A run of bytes (`Vec<u8>`, `[u8]`) as one copy: postcard writes a sequence of
+        // `u8` exactly as bytes, its length then the bytes themselves.
+        if let Some(bytes) = crate::shm::byte_run(&iter) {
+            return self.0.serialize_bytes(bytes).map_err(inner);
+        }
+        let iter = iter.into_iter();
+        let mut seq = self.serialize_seq(iterator_len_hint(&iter))?;
+        for item in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+        }
+        ser::SerializeSeq::end(seq)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Failure> {

@@ -4,8 +4,10 @@
 //! the message; where such an error must cross postcard's own access types it travels in
 //! a thread-local beside postcard's error.
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
@@ -56,6 +58,59 @@ pub(super) fn deserialize<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(de
     T::deserialize(Keep(deserializer)).map_err(|top| STASHED.with(|s| s.borrow_mut().take()).unwrap_or(top))
 }
 
+/// The type of the visitor `Vec<u8>`'s `Deserialize` gives `deserialize_seq` (serde's
+/// private `VecVisitor<u8>`), learnt once by asking it.
+fn byte_vec_visitor() -> TypeId {
+    static ID: OnceLock<TypeId> = OnceLock::new();
+    *ID.get_or_init(|| {
+        let mut seen = None;
+        let _ = <Vec<u8> as de::Deserialize>::deserialize(VisitorOf(&mut seen));
+        seen.expect("Vec<u8> deserializes as a sequence")
+    })
+}
+
+/// A deserializer that notes the type of the visitor given to `deserialize_seq`, and
+/// refuses everything.
+struct VisitorOf<'a>(&'a mut Option<TypeId>);
+
+impl<'de> Deserializer<'de> for VisitorOf<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("only asked for its visitor"))
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        *self.0 = Some(typeid::of::<V>());
+        Err(de::Error::custom("only asked for its visitor"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+/// Reads a byte string into a `Vec<u8>`.
+struct ByteVec;
+
+impl<'de> Visitor<'de> for ByteVec {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+}
+
 /// A deserializer, or one of its access types, in front of another.
 pub(super) struct Keep<D>(D);
 
@@ -96,11 +151,21 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         deserialize_byte_buf,
         deserialize_option,
         deserialize_unit,
-        deserialize_seq,
         deserialize_map,
         deserialize_identifier,
         deserialize_ignored_any,
     );
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
+        // `Vec<u8>`'s own visitor: the run of bytes as one copy (postcard writes a sequence
+        // of `u8` exactly as bytes), not one element at a time.
+        if typeid::of::<V>() == byte_vec_visitor() {
+            let bytes = self.0.deserialize_byte_buf(ByteVec).map_err(kept)?;
+            return crate::shm::byte_vec_as::<V::Value>(bytes)
+                .or_else(|bytes| visitor.visit_byte_buf(bytes).map_err(|e: Kept| e));
+        }
+        self.0.deserialize_seq(Wrapped(visitor)).map_err(kept)
+    }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Kept> {
         self.0.deserialize_unit_struct(name, Wrapped(visitor)).map_err(kept)

@@ -104,15 +104,14 @@ pub(crate) fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + S
     timeout: Option<Duration>,
     sink: Arc<dyn Sink<R>>,
 ) -> Result<Job, PoolError> {
-    let mut encoded = codec::encode_as::<Vec<A>, _>(items)?;
+    // Written once: inline when small, straight into shared memory when large.
+    let (args, encoded) = Payload::encode::<Vec<A>, _>(items)?;
     if engine.remote() && encoded.has_handles() {
         // Dropping `encoded` gives the handles' counts back.
         return Err(PoolError::Codec(crate::CodecError::encode(
             "the arguments hold a handle of the local process family, which cannot cross machines",
         )));
     }
-    let args =
-        Payload::new(std::mem::take(&mut encoded.bytes)).map_err(|e| PoolError::Codec(crate::CodecError::encode(e)))?;
     // The handles in the arguments now travel in the job.
     encoded.sent();
     Ok(Job {

@@ -32,7 +32,7 @@ use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main}
 use crate::codec;
 use crate::error::{Error, PanicInfo};
 use crate::process::{Process, ProcessHandle, StartMethod};
-use crate::shm::{Deadline, Payload, Shared, saturating_nanos as nanos};
+use crate::shm::{Blob, Deadline, Payload, Shared, saturating_nanos as nanos};
 use crate::sys::{self, Packed};
 
 const RUNNING: u8 = 0;
@@ -63,6 +63,10 @@ struct Sent {
     timeout: Option<Duration>,
     delivery: Arc<dyn Delivery>,
     discard: fn(&Payload),
+    /// A large chunk's blob, held until the chunk is answered: a worker killed while it runs
+    /// the chunk leaves its handle recorded as a dead process's, which only the drop of the
+    /// last live holder forgets.
+    held: Option<Blob>,
     /// When the pool thread first saw its call cancelled while it ran (`sys::monotonic_ns`).
     cancel_seen: Option<u64>,
 }
@@ -101,6 +105,8 @@ struct Books {
     /// Workers started to replace others, and failed initializers in a row.
     init_failures: u32,
     init_error: Option<PanicInfo>,
+    /// The blobs of chunks whose workers `terminate` killed, dropped once they are dead.
+    orphans: Vec<Blob>,
 }
 
 /// Encodes the initializer's arguments.
@@ -283,6 +289,7 @@ impl Inner {
                 break;
             };
             let (id, job) = books.pending.pop_front().expect("peeked");
+            let held = job.args.blob();
             let message = ToWorker::Task { id, call: job.call, args: job.args };
             let worker = &mut books.workers[w];
             match worker.inbox.send(&message) {
@@ -298,6 +305,7 @@ impl Inner {
                             timeout: job.timeout,
                             delivery: job.delivery,
                             discard: job.discard,
+                            held,
                             cancel_seen: None,
                         },
                     );
@@ -611,9 +619,31 @@ impl Inner {
         for w in &books.workers {
             let _ = w.handle.kill();
         }
-        let mut failures: Vec<(Arc<dyn Delivery>, usize)> =
-            books.pending.drain(..).map(|(_, j)| (j.delivery, j.chunk)).collect();
-        failures.extend(books.sent.drain().map(|(_, s)| (s.delivery, s.chunk)));
+        // The chunks still queued hold their arguments (a large chunk's blob, the handles
+        // inside): taken, decoded and dropped here, or the inbox's end would leave them
+        // counted in flight for ever.
+        for w in &books.workers {
+            while let Some(message) = w.inbox.try_recv() {
+                if let ToWorker::Task { id, args, .. } = message
+                    && let Some(sent) = books.sent.get(&id)
+                {
+                    (sent.discard)(&args);
+                }
+            }
+        }
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = books
+            .pending
+            .drain(..)
+            .map(|(_, j)| {
+                (j.discard)(&j.args);
+                (j.delivery, j.chunk)
+            })
+            .collect();
+        let sent: Vec<Sent> = books.sent.drain().map(|(_, s)| s).collect();
+        for s in sent {
+            books.orphans.extend(s.held);
+            failures.push((s.delivery, s.chunk));
+        }
         for w in &mut books.workers {
             w.sent.clear();
         }
@@ -687,7 +717,11 @@ impl Engine for Inner {
         let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
         for w in workers {
             w.handle.wait();
+            // A chunk the worker was taking when it was killed is back in its inbox.
+            while w.inbox.try_recv().is_some() {}
         }
+        // Every worker is gone: the last handles of their chunks' blobs are ours.
+        drop(std::mem::take(&mut lock(&self.books).orphans));
         Ok(())
     }
 }

@@ -75,7 +75,7 @@ pub(crate) struct TaskCall {
     name: String,
     args: Payload,
     /// The encoded results (its handles are released unless sent), or why not.
-    output: Option<Result<codec::Encoded, String>>,
+    output: Option<Result<(Payload, codec::Encoded), String>>,
 }
 
 /// Runs `f` over a chunk of items (`map`, `apply`, `imap`).
@@ -99,10 +99,14 @@ where
 fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     call: &TaskCall,
     f: impl Fn(A) -> R,
-) -> Result<codec::Encoded, String> {
-    let items: Vec<A> = codec::decode(call.args.bytes()).map_err(|e| e.to_string())?;
-    let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
-    let mut items = items.into_iter().enumerate();
+) -> Result<(Payload, codec::Encoded), String> {
+    // Decoded one item at a time, each dropped before the next is decoded: a chunk of big
+    // items never sits whole in the worker's memory, and the allocator hands the next item
+    // the pages the last one left.
+    let items = codec::decode_each::<A>(call.args.bytes()).map_err(|e| e.to_string())?;
+    let mut results = WorkerResults { values: Vec::with_capacity(items.size_hint().0), panics: Vec::new() };
+    let mut items = items.enumerate();
+    let mut failed = None;
     // One unwinding guard per chunk, a new one only after a panic: the item that panicked
     // was taken from the iterator and gets the panic as its result.
     loop {
@@ -110,14 +114,23 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         match panics::catching(&call.name, || {
             for (i, item) in items.by_ref() {
                 current = i;
-                results.values.push(f(item));
+                match item {
+                    Ok(item) => results.values.push(f(item)),
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        return;
+                    }
+                }
             }
         }) {
             Ok(()) => break,
             Err(info) => results.panics.push((current as u32, info)),
         }
     }
-    codec::encode(&results).map_err(|e| e.to_string())
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
 }
 
 /// Runs the initializer `f(args)`.
@@ -126,7 +139,7 @@ pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) 
     call.output = Some(match codec::decode::<A>(call.args.bytes()) {
         Ok(args) => {
             f(args);
-            Ok(codec::encode(&()).expect("() encodes"))
+            Ok(Payload::encode::<(), _>(&()).expect("() encodes"))
         }
         Err(e) => Err(format!("the initializer's arguments could not be decoded: {e}")),
     });
@@ -169,19 +182,16 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         let outcome = match sys::unpack_and_run(call, &mut context) {
             Err(_) => Err("the task's function belongs to another executable".to_string()),
             Ok(()) => match context.output.take() {
-                // Dropping `encoded` gives the handles' holds back.
-                Some(Ok(encoded)) if boot.remote_results && encoded.has_handles() => {
+                // Dropping them gives the blob and the handles' holds back.
+                Some(Ok((_, encoded))) if boot.remote_results && encoded.has_handles() => {
                     Err("the results hold a handle of the worker node's process family, which cannot cross machines"
                         .to_string())
                 }
-                Some(Ok(mut encoded)) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
-                    Ok(payload) => {
-                        // The results, and their handles, now travel in the message.
-                        encoded.sent();
-                        Ok(payload)
-                    }
-                    Err(e) => Err(format!("the results do not fit in shared memory: {e}")),
-                },
+                Some(Ok((payload, encoded))) => {
+                    // The results, and their handles, now travel in the message.
+                    encoded.sent();
+                    Ok(payload)
+                }
                 Some(Err(e)) => Err(e),
                 None => Err("the task runner produced nothing".to_string()),
             },

@@ -49,8 +49,9 @@ use crate::shm::{Deadline, Limits, Shared};
 /// `get` does not corrupt it: the others carry on (a message a consumer was killed while
 /// taking, at any moment before its `get` returned, stays in the queue for the next one).
 ///
-/// Use `serde_bytes::ByteBuf` rather than `Vec<u8>` for raw bytes: serde encodes a
-/// `Vec<u8>` byte by byte, a `ByteBuf` as one copy.
+/// Raw bytes, as `Vec<u8>` or `serde_bytes::ByteBuf`, travel as one copy into shared
+/// memory and one out. Big data read by many, or sent often, is best made a
+/// [`SharedBytes`](crate::SharedBytes): its handle crosses, and the bytes are read in place.
 ///
 /// # Examples
 ///

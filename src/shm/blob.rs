@@ -3,7 +3,10 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
 
 use super::object::{Shared, ShmObject, kind};
 use super::{HeapFull, ShmSafe};
@@ -19,6 +22,9 @@ unsafe impl ShmSafe for BlobState {}
 
 impl ShmObject for BlobState {
     const KIND: u32 = kind::BLOB;
+    // Only `fill_whole` makes blobs of unspecified bytes; the others write zeroed ones,
+    // which may come warm all the same: no blob is ever read before it is written whole.
+    const WARM: bool = true;
 }
 
 /// Bytes written once, then shared read-only by every process holding the handle.
@@ -44,6 +50,35 @@ impl Blob {
         Ok(Self { shared })
     }
 
+    /// A blob of `len` bytes, zeroed, then written by `fill`, straight into the heap (no
+    /// copy).
+    pub(crate) fn fill<R, E: From<HeapFull>>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<R, E>,
+    ) -> Result<(Self, R), E> {
+        Self::filled(Shared::with_tail(BlobState { len: len as u64 }, len)?, fill)
+    }
+
+    /// [`Blob::fill`] for a `fill` that writes every byte: the blob may reuse a warm block
+    /// of an earlier large message, its pages already there.
+    pub(crate) fn fill_whole<R, E: From<HeapFull>>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<R, E>,
+    ) -> Result<(Self, R), E> {
+        Self::filled(Shared::with_dirty_tail(BlobState { len: len as u64 }, len)?, fill)
+    }
+
+    fn filled<R, E>(shared: Shared<BlobState>, fill: impl FnOnce(&mut [u8]) -> Result<R, E>) -> Result<(Self, R), E> {
+        let len = shared.len as usize;
+        // Every page is about to be written: fault them in with one call.
+        shared.populate_tail();
+        let cells = shared.tail::<u8>(len);
+        // SAFETY: the blob was just created; no other process has its handle yet, so we
+        // have the only access to its bytes.
+        let r = fill(unsafe { cells.as_mut_slice() })?;
+        Ok((Self { shared }, r))
+    }
+
     /// The length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.shared.len as usize
@@ -67,6 +102,18 @@ pub(crate) enum Payload {
     Heap(Blob),
 }
 
+/// Why [`Payload::encode`] failed inside [`Blob::fill`].
+enum PayloadError {
+    Codec(CodecError),
+    Full(HeapFull),
+}
+
+impl From<HeapFull> for PayloadError {
+    fn from(e: HeapFull) -> Self {
+        PayloadError::Full(e)
+    }
+}
+
 /// Payloads up to this size travel inline.
 pub(crate) const INLINE_MAX: usize = 16 * 1024;
 
@@ -74,6 +121,37 @@ impl Payload {
     /// Wraps `bytes`, moving large ones to the heap.
     pub(crate) fn new(bytes: Vec<u8>) -> Result<Self, HeapFull> {
         if bytes.len() <= INLINE_MAX { Ok(Payload::Inline(bytes)) } else { Ok(Payload::Heap(Blob::new(&bytes)?)) }
+    }
+
+    /// Encodes `value` as a message to be decoded as a `T`: inline when small, otherwise
+    /// written once, straight into a blob (measured first, never built in a growing `Vec`
+    /// and then copied). The [`codec::Encoded`] holds the handles inside until
+    /// [`codec::Encoded::sent`].
+    pub(crate) fn encode<T: DeserializeOwned, V: Serialize + ?Sized>(
+        value: &V,
+    ) -> Result<(Self, codec::Encoded), CodecError> {
+        if let Some(mut encoded) = codec::encode_within::<T, V>(value, INLINE_MAX)? {
+            return Ok((Payload::Inline(std::mem::take(&mut encoded.bytes)), encoded));
+        }
+        let len = codec::encoded_len_as::<T, V>(value)?;
+        // `encode_to_slice_as` writes every byte or fails (the blob then dropped unread).
+        let filled =
+            Blob::fill_whole(len, |out| codec::encode_to_slice_as::<T, V>(value, out).map_err(PayloadError::Codec));
+        match filled {
+            Ok((blob, encoded)) => Ok((Payload::Heap(blob), encoded)),
+            Err(PayloadError::Codec(e)) => Err(e),
+            Err(PayloadError::Full(e)) => {
+                Err(CodecError::encode(format_args!("the message does not fit in shared memory: {e}")).of::<T>())
+            }
+        }
+    }
+
+    /// Another handle to the blob of a large payload.
+    pub(crate) fn blob(&self) -> Option<Blob> {
+        match self {
+            Payload::Inline(_) => None,
+            Payload::Heap(b) => Some(b.clone()),
+        }
     }
 
     /// The bytes.

@@ -26,6 +26,13 @@ const RESERVED: usize = 64 * 1024;
 const CLASSES: [usize; 11] = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 /// The largest small-object class.
 const SMALL_MAX: usize = 65536;
+/// Freed blocks of large messages kept with their pages for the next one (see
+/// [`Heap::free_warm`]): at most this many blocks,
+const WARM_SLOTS: usize = 32;
+/// of at least this size,
+const WARM_MIN: usize = 1 << 20;
+/// and this many bytes in all.
+const WARM_BUDGET: u64 = 256 << 20;
 /// Address space reserved for the heap, tried in this order (a `ulimit -v` may refuse the
 /// larger ones).
 const SIZES: [usize; 4] = [1 << 38, 1 << 36, 1 << 34, 1 << 32];
@@ -59,6 +66,12 @@ struct Header {
     in_use: AtomicU64,
     /// The last generation given to a shared object (see `Heap::next_generation`).
     generation: AtomicU64,
+    /// Blocks kept warm (under `large_lock`): offset (0: an empty slot), written last when
+    /// a block is parked and first when it is taken, so that a crash in between leaks the
+    /// block, never hands it out twice.
+    warm: [AtomicU64; WARM_SLOTS],
+    /// Their lengths (whole pages).
+    warm_len: [AtomicU64; WARM_SLOTS],
 }
 
 /// A free extent of the large allocator, stored in its own first bytes.
@@ -201,6 +214,97 @@ impl Heap {
         }
         // Large blocks come from fresh or released pages, which read as zero.
         Ok(off)
+    }
+
+    /// Allocates `len` bytes whose contents are unspecified even when large: a block of a
+    /// large message freed with [`Heap::free_warm`] is reused with its pages, which spares
+    /// the kernel allocating and zeroing them again. For a caller that writes every byte.
+    pub(crate) fn alloc_dirty(&self, len: usize) -> Result<u64, HeapFull> {
+        let len = len.max(1);
+        if class_of(len).is_none()
+            && let Some(off) = self.unpark(round_up(len, PAGE))
+        {
+            self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+            return Ok(off);
+        }
+        self.alloc(len)
+    }
+
+    /// Like [`Heap::free`], but a large block (a large message's) keeps its pages for the
+    /// next [`Heap::alloc_dirty`] while the warm blocks stay within their budget.
+    pub(crate) fn free_warm(&self, offset: u64, len: usize) {
+        let len = len.max(1);
+        if len < WARM_MIN {
+            return self.free(offset, len);
+        }
+        self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
+        let pages = round_up(len, PAGE);
+        if !self.park(offset, pages) {
+            self.free_large(offset, pages);
+        }
+    }
+
+    /// Keeps `[off, off + len)` warm if a slot and the budget allow, making room by freeing
+    /// smaller warm blocks (a big message's block is worth more than small ones).
+    fn park(&self, off: u64, len: usize) -> bool {
+        if len as u64 > WARM_BUDGET {
+            return false;
+        }
+        let h = self.header();
+        let mut evicted = [(0u64, 0usize); WARM_SLOTS];
+        let mut n = 0;
+        let parked = {
+            let _guard = RawGuard::lock(&h.large_lock);
+            loop {
+                let mut kept = 0;
+                let mut empty = None;
+                for (i, slot) in h.warm.iter().enumerate() {
+                    if slot.load(Ordering::Relaxed) == 0 {
+                        empty = empty.or(Some(i));
+                    } else {
+                        kept += h.warm_len[i].load(Ordering::Relaxed);
+                    }
+                }
+                if let Some(i) = empty.filter(|_| kept + len as u64 <= WARM_BUDGET) {
+                    h.warm_len[i].store(len as u64, Ordering::Relaxed);
+                    crash_point!("heap.park.len_written");
+                    h.warm[i].store(off, Ordering::Relaxed);
+                    break true;
+                }
+                let smaller = (0..WARM_SLOTS)
+                    .filter(|&i| h.warm[i].load(Ordering::Relaxed) != 0)
+                    .filter(|&i| h.warm_len[i].load(Ordering::Relaxed) < len as u64)
+                    .min_by_key(|&i| h.warm_len[i].load(Ordering::Relaxed));
+                let Some(i) = smaller else { break false };
+                evicted[n] = (h.warm[i].swap(0, Ordering::Relaxed), h.warm_len[i].load(Ordering::Relaxed) as usize);
+                n += 1;
+            }
+        };
+        // A crash before these frees leaks the evicted blocks, never hands them out twice.
+        for &(o, l) in &evicted[..n] {
+            self.free_large(o, l);
+        }
+        parked
+    }
+
+    /// Takes the smallest warm block of at least `len` bytes (whole pages); what it has
+    /// beyond `len` is freed.
+    fn unpark(&self, len: usize) -> Option<u64> {
+        let h = self.header();
+        let (off, size) = {
+            let _guard = RawGuard::lock(&h.large_lock);
+            let i = (0..WARM_SLOTS)
+                .filter(|&i| h.warm[i].load(Ordering::Relaxed) != 0)
+                .filter(|&i| h.warm_len[i].load(Ordering::Relaxed) >= len as u64)
+                .min_by_key(|&i| h.warm_len[i].load(Ordering::Relaxed))?;
+            let off = h.warm[i].swap(0, Ordering::Relaxed);
+            (off, h.warm_len[i].load(Ordering::Relaxed) as usize)
+        };
+        crash_point!("heap.unpark.taken");
+        if size > len {
+            self.free_large(off + len as u64, size - len);
+        }
+        Some(off)
     }
 
     /// Faults in the pages of a large block (from [`Heap::alloc`], above 64 KiB) that is

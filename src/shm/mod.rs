@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 mod blob;
+mod bytes;
 mod cells;
 pub(crate) mod crash;
 mod heap;
@@ -20,7 +21,8 @@ mod segment;
 mod slice;
 mod wait;
 
-pub(crate) use blob::Payload;
+pub(crate) use blob::{Blob, Payload};
+pub(crate) use bytes::{byte_run, byte_vec_as};
 pub(crate) use cells::Cells;
 pub(crate) use heap::Heap;
 pub use heap::HeapFull;

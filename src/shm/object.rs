@@ -103,6 +103,10 @@ pub(crate) trait ShmObject: ShmSafe + Sync + Send {
     /// Releases what the object owns elsewhere in the heap. Called once, by whichever
     /// process drops the family's last handle.
     fn destroy(&self, _heap: &Heap) {}
+
+    /// The object is a large message written whole at creation ([`Shared::with_dirty_tail`]):
+    /// its block is freed warm ([`Heap::free_warm`]), its pages kept for the next one.
+    const WARM: bool = false;
 }
 
 /// A handle to a shared object of type `T`.
@@ -127,10 +131,20 @@ impl<T: ShmObject> Shared<T> {
     /// Like [`Shared::new`], followed by `tail` zeroed bytes (64-byte aligned) for the
     /// object's variable part.
     pub(crate) fn with_tail(value: T, tail: usize) -> Result<Self, HeapFull> {
+        Self::place(value, tail, true)
+    }
+
+    /// Like [`Shared::with_tail`], but the tail's bytes are unspecified (a warm block's old
+    /// bytes): for an object whose creator writes its whole tail before sharing it.
+    pub(crate) fn with_dirty_tail(value: T, tail: usize) -> Result<Self, HeapFull> {
+        Self::place(value, tail, false)
+    }
+
+    fn place(value: T, tail: usize, zeroed: bool) -> Result<Self, HeapFull> {
         const { assert!(std::mem::align_of::<Obj<T>>() <= 64, "the heap aligns objects to 64 bytes") };
         let heap = Heap::get();
         let len = Self::tail_start() + tail;
-        let off = heap.alloc_zeroed(len)?;
+        let off = if zeroed { heap.alloc_zeroed(len)? } else { heap.alloc_dirty(len)? };
         let generation = heap.next_generation();
         let seal = seal_of::<T>(heap, off, generation, len as u64);
         let obj = heap.ptr(off).cast::<Obj<T>>();
@@ -169,6 +183,12 @@ impl<T: ShmObject> Shared<T> {
     /// Bytes of the variable part after the state.
     pub(crate) fn tail_len(&self) -> usize {
         self.header().len.load(Ordering::Relaxed) as usize - Self::tail_start()
+    }
+
+    /// Faults in the pages of an object whose large tail is about to be written whole: one
+    /// call rather than a fault per page.
+    pub(crate) fn populate_tail(&self) {
+        Heap::get().populate(self.off, Self::tail_start() + self.tail_len());
     }
 
     /// The variable part as elements of `E`: `len` of them, which must fit in the tail.
@@ -229,7 +249,7 @@ impl<T: ShmObject> Shared<T> {
         // Before the block is freed: a handle to it can never be decoded again.
         obj.header.seal.store(0, Ordering::Release);
         obj.header.tag.store(0, Ordering::Release);
-        heap.free(off, len);
+        if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
     }
 }
 
