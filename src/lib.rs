@@ -284,8 +284,39 @@ pub use sys::allow_fork_with_threads;
 /// needs `#[allow(unsafe_code)]` on the line. Constructors that come after it in
 /// `.init_array` (`inventory`, `ctor`) run in the fork server and in spawned children
 /// before any target, as in the test process itself.
+///
+/// `test_support!(child_init = setup)` is the test crate's
+/// [`#[multiproc::main(child_init = setup)]`](main): `setup` runs in every child before
+/// its target (see [`InitBuilder::child_init`]), and in worker nodes' pool workers when
+/// the test binary serves a cluster.
+///
+/// ```ignore
+/// // tests/my_test.rs
+/// fn setup() { /* a logger, a tracing subscriber */ }
+/// multiproc::test_support!(child_init = setup);
+/// ```
 #[macro_export]
 macro_rules! test_support {
+    (child_init = $setup:expr) => {
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROC_TEST_SUPPORT: $crate::__private::InitEntry = {
+            extern "C" fn __multiproc_test_support(
+                argc: ::core::ffi::c_int,
+                argv: *const *const ::core::ffi::c_char,
+                envp: *const *const ::core::ffi::c_char,
+            ) {
+                // SAFETY: this is the entry stored in `__MULTIPROC_TEST_SUPPORT`, called by
+                // the loader with these arguments.
+                unsafe {
+                    $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, || {
+                        $crate::builder().child_init($setup).init()
+                    })
+                };
+            }
+            __multiproc_test_support
+        };
+    };
     () => {
         #[used]
         #[unsafe(link_section = ".init_array")]
