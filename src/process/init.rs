@@ -114,8 +114,10 @@ impl InitBuilder {
             })?),
             None => None,
         };
-        super::family::init()?;
+        // Adopted before the family is set up: a worker node's `init()` serves from
+        // there and never returns, and its pool workers need the set-up.
+        let before = child_init();
         adopt_child_init(packed);
-        Ok(())
+        super::family::init().inspect_err(|_| adopt_child_init(before))
     }
 }
