@@ -87,21 +87,9 @@ pub fn try_init() -> Result<(), InitError> {
 /// promises, through the `unsafe` [`allow_fork_with_threads`](crate::allow_fork_with_threads), that no thread then holds
 /// a lock the child needs. `Spawn` isolates most and costs an `exec`.
 ///
-/// What a child has of its parent when its target starts:
-///
-/// | | `ForkServer` | `Spawn` | `Fork` |
-/// |---|---|---|---|
-/// | environment, working directory | the parent's at start | the parent's at start | the parent's at start |
-/// | the [`child_init`](InitBuilder::child_init) set-up | run | run | run |
-/// | statics, loggers, subscribers set before [`init`] | yes | no (a fresh program) | yes |
-/// | statics, loggers, subscribers set after [`init`] | no (the server was forked at `init`) | no | yes (a copy) |
-/// | constructors (`.init_array`, `inventory`, `ctor`) | run | run | run |
-/// | the parent's other threads | no | no | no (only the copy of the starting thread) |
-/// | its argument, family objects it carries | yes | yes | yes |
-///
-/// So a set-up that every process needs (a logger, a tracing subscriber) goes in
-/// [`child_init`](InitBuilder::child_init) (`#[multiproc::main(child_init = setup)]`),
-/// and the main process calls it itself.
+/// What a child has of its parent with each method (environment, directory, statics,
+/// descriptors, signals, the [`child_init`](InitBuilder::child_init) set-up) is in one
+/// table in the [crate docs](crate#start-methods-and-what-a-child-inherits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum StartMethod {

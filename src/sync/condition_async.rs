@@ -41,7 +41,7 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// None ([`Infallible`], so that `?` works in any function); a lock taken over from a
+    /// None ([`Infallible`](std::convert::Infallible), so that `?` works in any function); a lock taken over from a
     /// dead holder is told by [`ConditionGuard::owner_died`].
     ///
     /// # Examples
