@@ -249,6 +249,19 @@ impl PoolBuilder {
 
     /// How a [cluster](PoolBuilder::cluster) pool treats its tasks: lease, deliveries,
     /// tasks in flight, Redis timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::Pool;
+    /// use multiproc::cluster::ClusterOptions;
+    ///
+    /// multiproc::init();
+    /// let options = ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10));
+    /// let pool = Pool::builder().cluster("redis://redis.example:6379/0").cluster_options(options).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[cfg(feature = "cluster")]
     pub fn cluster_options(mut self, options: crate::cluster::ClusterOptions) -> Self {
         self.cluster_options = options;
