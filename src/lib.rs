@@ -156,6 +156,70 @@
 //!
 //! Only Linux is supported: it is the platform this crate is tested on.
 //!
+//! # Start methods and what a child inherits
+//!
+//! A child is started with one of three [start methods](StartMethod): `ForkServer` (the
+//! default), `Spawn`, `Fork`. The fork server is a single-threaded copy of the main
+//! process forked by [`init()`], so what the program sets up *after* `init()` in its own
+//! memory is not in the server's children. What a child has of the process that starts it
+//! when its target runs:
+//!
+//! | | `ForkServer` (default) | `Spawn` | `Fork` |
+//! |---|---|---|---|
+//! | environment (`std::env::set_var` included), working directory | the parent's at the start | the parent's at the start | the parent's at the start |
+//! | the [`child_init`](InitBuilder::child_init) set-up | runs | runs | runs |
+//! | statics, loggers, subscribers set before [`init()`] | yes | no (a fresh run of the program) | yes |
+//! | statics, loggers, subscribers set after [`init()`] | no (the server was forked at `init()`) | no | yes (a copy) |
+//! | constructors (`.init_array`, `inventory`, `ctor`) | ran before `init()` (a copy) | run again | ran (a copy) |
+//! | the parent's other threads | no | no | no (only a copy of the starting thread) |
+//! | stdin | `/dev/null` | `/dev/null` | `/dev/null` |
+//! | stdout, stderr | those of `init()` time | the parent's | the parent's |
+//! | other descriptors | those of `init()` time, not the parent's | none (every descriptor Rust opens is close-on-exec) | copies of all the parent's |
+//! | `SIGINT`, `SIGTERM`, `SIGPIPE` | default, default, ignored (as a Rust program starts) | default, default, ignored | the parent's dispositions |
+//! | other signal handlers, the signal mask | those of `init()` time | defaults, mask empty | the parent's |
+//! | its argument, family objects it carries | yes | yes | yes |
+//! | OS parent (`getppid()`, rusage, `wait`) | the main process for its children; the fork server for a child's children | the parent | the parent |
+//!
+//! So a set-up that every process needs (a logger, a tracing subscriber, a static) goes in
+//! one `fn()` given to [`#[multiproc::main(child_init = setup)]`](main) (or
+//! [`builder().child_init(setup).init()`](InitBuilder::child_init); in a test crate
+//! [`test_support!(child_init = setup)`](test_support)): it runs in every child of every
+//! start method before its target, pool workers, a manager's server, grandchildren and a
+//! worker node's workers included. It does not run in the main process: call it there.
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//!
+//! static VERBOSE: AtomicBool = AtomicBool::new(false);
+//!
+//! fn setup() {
+//!     // e.g. `let _ = env_logger::try_init();`
+//!     VERBOSE.store(true, Ordering::Relaxed);
+//! }
+//!
+//! fn is_verbose(_: ()) -> bool {
+//!     VERBOSE.load(Ordering::Relaxed)
+//! }
+//!
+//! #[multiproc::main(child_init = setup)]
+//! fn main() -> Result<(), multiproc::Error> {
+//!     setup();
+//!     let child = multiproc::Process::new(is_verbose, ()).start()?;
+//!     assert!(child.join()?);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Tests and doctests
+//!
+//! Both start processes. A doctest calls `multiproc::init()` first, as `main` would (the
+//! examples of this crate's docs do, and run). An integration test file (or a binary's
+//! unit tests) puts [`multiproc::test_support!()`](test_support) at its top level, which
+//! runs `init()` before the test harness starts its threads. Tests run on the harness's
+//! threads, where [`StartMethod::Fork`] is refused (see [`allow_fork_with_threads`]):
+//! test with the fork server and `Spawn`, or fork from a test binary with its own
+//! single-threaded `main` (`harness = false`).
+//!
 //! # Async
 //!
 //! Every waiting operation has a future, usable from any runtime (the crate depends on
@@ -284,8 +348,39 @@ pub use sys::allow_fork_with_threads;
 /// needs `#[allow(unsafe_code)]` on the line. Constructors that come after it in
 /// `.init_array` (`inventory`, `ctor`) run in the fork server and in spawned children
 /// before any target, as in the test process itself.
+///
+/// `test_support!(child_init = setup)` is the test crate's
+/// [`#[multiproc::main(child_init = setup)]`](main): `setup` runs in every child before
+/// its target (see [`InitBuilder::child_init`]), and in worker nodes' pool workers when
+/// the test binary serves a cluster.
+///
+/// ```ignore
+/// // tests/my_test.rs
+/// fn setup() { /* a logger, a tracing subscriber */ }
+/// multiproc::test_support!(child_init = setup);
+/// ```
 #[macro_export]
 macro_rules! test_support {
+    (child_init = $setup:expr) => {
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROC_TEST_SUPPORT: $crate::__private::InitEntry = {
+            extern "C" fn __multiproc_test_support(
+                argc: ::core::ffi::c_int,
+                argv: *const *const ::core::ffi::c_char,
+                envp: *const *const ::core::ffi::c_char,
+            ) {
+                // SAFETY: this is the entry stored in `__MULTIPROC_TEST_SUPPORT`, called by
+                // the loader with these arguments.
+                unsafe {
+                    $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, || {
+                        $crate::builder().child_init($setup).init()
+                    })
+                };
+            }
+            __multiproc_test_support
+        };
+    };
     () => {
         #[used]
         #[unsafe(link_section = ".init_array")]

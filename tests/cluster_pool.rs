@@ -21,7 +21,14 @@ use common::{eventually, watchdog};
 use multiproc::cluster::{ClusterError, ClusterOptions, WORKER_ENV};
 use multiproc::{MapOptions, Pool, PoolError, TaskError};
 
-multiproc::test_support!();
+/// Set by `mark_set_up`, this test binary's `child_init`.
+static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn mark_set_up() {
+    SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+multiproc::test_support!(child_init = mark_set_up);
 
 const LIMIT: Duration = Duration::from_secs(120);
 const ROLE: &str = "MULTIPROC_TEST_CLUSTER_POOL_ROLE";
@@ -116,6 +123,20 @@ fn boom(x: u64) -> u64 {
 
 fn queue_len(q: multiproc::Queue<u64>) -> usize {
     q.len()
+}
+
+/// Whether this binary's `child_init` ran in the worker that runs the task.
+fn was_set_up(_: u64) -> bool {
+    SET_UP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn child_init_runs_in_the_workers_of_a_worker_node() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 2);
+    assert_eq!(pool.map(was_set_up, 0..8).unwrap(), [true; 8]);
 }
 
 #[test]

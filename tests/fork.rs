@@ -57,6 +57,10 @@ fn change_then_fork(_: ()) -> (Option<String>, std::path::PathBuf, bool) {
     Process::new(surroundings, ()).start_method(FORK).start().unwrap().join().unwrap()
 }
 
+fn was_set_up(_: u64) -> bool {
+    SET_UP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn grandchild_square(x: u64) -> u64 {
     Process::new(square, x).start_method(FORK).start().unwrap().join().unwrap()
 }
@@ -122,6 +126,13 @@ fn cases() -> Vec<(&'static str, fn())> {
         ("a_pool_forks_its_workers", || {
             let pool = Pool::builder().processes(2).start_method(FORK).build().unwrap();
             assert_eq!(pool.map(square, 0..5u64).unwrap(), [0, 1, 4, 9, 16]);
+        }),
+        ("child_init_runs_in_forked_pool_workers", || {
+            // Not run here: only a worker that ran it has the static set.
+            multiproc::builder().child_init(set_up_child).try_init().unwrap();
+            assert!(!SET_UP.load(std::sync::atomic::Ordering::Relaxed));
+            let pool = Pool::builder().processes(2).start_method(FORK).build().unwrap();
+            assert_eq!(pool.map(was_set_up, 0..6u64).unwrap(), [true; 6]);
         }),
         ("a_manager_server_is_forked", || {
             let manager = Manager::builder().start_method(FORK).start().unwrap();

@@ -747,6 +747,43 @@ fn a_registered_type_runs_its_methods_on_the_server() {
     assert_eq!(c.incr(1).unwrap(), 306);
 }
 
+/// Set by `mark_set_up`, the `child_init` this test binary sets.
+static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn mark_set_up() {
+    SET_UP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Asks the server whether its `child_init` ran.
+#[derive(Default, Serialize, Deserialize)]
+struct SetUpProbe;
+
+impl SetUpProbe {
+    fn was_set_up(&self) -> bool {
+        SET_UP.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+multiproc::managed! {
+    /// A `SetUpProbe` on the server.
+    pub proxy SetUpProbeProxy for SetUpProbe {
+        fn was_set_up(&self) -> bool;
+    }
+}
+
+#[test]
+fn child_init_runs_in_the_server_whatever_its_start_method() {
+    let _w = common::heap_user(LIMIT);
+    // The family is set up already (test_support!): this sets the children's set-up.
+    multiproc::builder().child_init(mark_set_up).try_init().unwrap();
+    // Fork is refused on libtest's threads; `tests/fork.rs` forks a server.
+    for method in common::METHODS {
+        let manager = Manager::builder().start_method(method).start().unwrap();
+        let probe: SetUpProbeProxy = manager.create(SetUpProbe).unwrap();
+        assert!(probe.was_set_up().unwrap(), "{method:?}");
+    }
+}
+
 // ---- faults ---------------------------------------------------------------------------------
 
 fn hold_lock((lock, held): (LockProxy, EventProxy)) {

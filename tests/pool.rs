@@ -727,3 +727,58 @@ fn shared_bytes_cross_as_handles_read_in_place_and_leave_nothing() {
     }
     leaks.assert_no_leak();
 }
+
+// ---- what the workers inherit ------------------------------------------------------------
+
+/// Set by `mark_set_up`, the `child_init` this test binary sets.
+static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn mark_set_up() {
+    SET_UP.store(true, Ordering::Relaxed);
+}
+
+fn was_set_up(_: u32) -> bool {
+    SET_UP.load(Ordering::Relaxed)
+}
+
+/// Fork is refused on libtest's threads: the fork case is in `tests/fork.rs`.
+const METHODS: [StartMethod; 2] = common::METHODS;
+
+#[test]
+fn child_init_runs_in_the_workers_of_every_start_method() {
+    let _w = heap_user(LIMIT);
+    // The family is set up already (test_support!): this sets the children's set-up.
+    multiproc::builder().child_init(mark_set_up).try_init().unwrap();
+    for method in METHODS {
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.map(was_set_up, 0..6).unwrap(), [true; 6], "{method:?}");
+    }
+}
+
+const SET_AFTER_INIT: &str = "MULTIPROC_TEST_POOL_SET_AFTER_INIT";
+
+fn what_a_worker_sees(_: ()) -> (Option<String>, std::path::PathBuf) {
+    (std::env::var(SET_AFTER_INIT).ok(), std::env::current_dir().unwrap())
+}
+
+/// In a child of its own (single-threaded, so changing the environment is sound, and a pool
+/// may fork its workers): changes the environment and the directory, then asks a worker of
+/// a new pool what it sees.
+fn change_then_ask_a_worker(method: StartMethod) -> (Option<String>, std::path::PathBuf) {
+    // SAFETY: this runs in a fresh child process on its only thread.
+    unsafe { std::env::set_var(SET_AFTER_INIT, "set after init") };
+    std::env::set_current_dir("/").unwrap();
+    let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+    pool.apply(what_a_worker_sees, ()).unwrap()
+}
+
+#[test]
+fn workers_see_the_environment_and_directory_of_the_pool_s_start() {
+    let _w = heap_user(LIMIT);
+    for method in [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork] {
+        let child = multiproc::Process::new(change_then_ask_a_worker, method).start().unwrap();
+        let (var, dir) = child.join().unwrap();
+        assert_eq!(var.as_deref(), Some("set after init"), "{method:?}");
+        assert_eq!(dir, std::path::Path::new("/"), "{method:?}");
+    }
+}

@@ -76,17 +76,41 @@ impl<R> fmt::Debug for ApplyOptions<R> {
 
 impl<R> ApplyOptions<R> {
     /// No callbacks, the pool's timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ApplyOptions;
+    ///
+    /// let options: ApplyOptions<u64> = ApplyOptions::new();
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Runs `f` with the result when the task succeeds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ApplyOptions;
+    ///
+    /// let options = ApplyOptions::new().callback(|result: &u64| println!("done: {result}"));
+    /// ```
     pub fn callback(mut self, f: impl FnOnce(&R) + Send + 'static) -> Self {
         self.callbacks.success = Some(Box::new(f));
         self
     }
 
     /// Runs `f` with the error when the task fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ApplyOptions;
+    ///
+    /// let options: ApplyOptions<u64> = ApplyOptions::new().error_callback(|e| eprintln!("failed: {e}"));
+    /// ```
     pub fn error_callback(mut self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         self.callbacks.failure = Some(Box::new(f));
         self
@@ -94,6 +118,15 @@ impl<R> ApplyOptions<R> {
 
     /// Kills the task's worker when the task runs longer (process pools only; the pool's
     /// own `timeout` otherwise).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::ApplyOptions;
+    ///
+    /// let options: ApplyOptions<u64> = ApplyOptions::new().timeout(Duration::from_secs(10));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -139,12 +172,28 @@ impl<R> fmt::Debug for MapOptions<R> {
 
 impl<R> MapOptions<R> {
     /// Python's defaults: an automatic chunk size for `map`, 1 for `imap`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// let options: MapOptions<u64> = MapOptions::new();
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Items per task sent to a worker (Python's `chunksize`). Zero is refused by the call
     /// that takes the options, with [`PoolError::NoChunkSize`] (Python's `ValueError`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// let options: MapOptions<u64> = MapOptions::new().chunksize(100);
+    /// ```
     pub fn chunksize(mut self, chunksize: usize) -> Self {
         self.chunksize = Some(chunksize);
         self
@@ -159,18 +208,43 @@ impl<R> MapOptions<R> {
     }
 
     /// Runs `f` with all the results when every item succeeded (`map_async` only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// let options = MapOptions::new().callback(|all: &[u64]| println!("{} results", all.len()));
+    /// ```
     pub fn callback(mut self, f: impl FnOnce(&[R]) + Send + 'static) -> Self {
         self.callbacks.success = Some(Box::new(f));
         self
     }
 
     /// Runs `f` with the first error (`map_async` only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// let options: MapOptions<u64> = MapOptions::new().error_callback(|e| eprintln!("failed: {e}"));
+    /// ```
     pub fn error_callback(mut self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         self.callbacks.failure = Some(Box::new(f));
         self
     }
 
     /// Kills the worker of a chunk that runs longer (process pools only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::MapOptions;
+    ///
+    /// let options: MapOptions<u64> = MapOptions::new().timeout(Duration::from_secs(10));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -178,6 +252,14 @@ impl<R> MapOptions<R> {
 
     /// Draws a progress bar on the terminal (stderr) while the call runs; nothing is drawn
     /// when stderr is not a terminal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// let options: MapOptions<u64> = MapOptions::new().progress(true);
+    /// ```
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
         self
@@ -185,6 +267,14 @@ impl<R> MapOptions<R> {
 
     /// For `imap`: how many chunks may be in flight ahead of the consumer (default: four
     /// per worker). Bounds memory, so an endless input works.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// let options: MapOptions<u64> = MapOptions::new().chunksize(10).lookahead(2);
+    /// ```
     pub fn lookahead(mut self, chunks: usize) -> Self {
         self.lookahead = Some(chunks.max(1));
         self

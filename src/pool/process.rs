@@ -97,6 +97,15 @@ impl fmt::Debug for PoolBuilder {
 impl PoolBuilder {
     /// The number of worker processes (default [`cpu_count`](crate::cpu_count)); zero is
     /// refused by [`PoolBuilder::build`] with [`PoolError::NoProcesses`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
@@ -105,6 +114,23 @@ impl PoolBuilder {
     /// `f(args)` runs once in each worker before its first task (Python's `initializer`
     /// and `initargs`). A worker whose initializer panics exits; when every attempt
     /// fails, the pool's tasks fail with the initializer's panic instead of looping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// fn greet(word: String) {
+    ///     let _ = word; // e.g. open a connection, load a model
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(1).initializer(greet, "ready".to_string()).build()?;
+    /// assert_eq!(pool.apply(square, 3)?, 9);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn initializer<A>(mut self, f: fn(A), args: A) -> Self
     where
         A: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -119,12 +145,42 @@ impl PoolBuilder {
     /// A worker exits after this many tasks (chunks) and is replaced (Python's
     /// `maxtasksperchild`). No task is lost by the change of workers. Zero is refused by
     /// [`PoolBuilder::build`] with [`PoolError::NoTasksPerChild`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn pid(_: u32) -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(1).max_tasks_per_child(2).build()?;
+    /// // Each chunk of one item is a task: the worker is replaced along the way.
+    /// let pids = pool.map_with(pid, 0..4, multiproc::MapOptions::new().chunksize(1))?;
+    /// assert!(pids.iter().collect::<std::collections::HashSet<_>>().len() >= 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
         self.max_tasks_per_child = Some(n);
         self
     }
 
     /// How the workers are started (default: [`get_start_method`](crate::get_start_method)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// use multiproc::{Pool, StartMethod};
+    ///
+    /// let pool = Pool::builder().processes(1).start_method(StartMethod::Spawn).build()?;
+    /// assert_eq!(pool.apply(square, 4)?, 16);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = Some(method);
         self
@@ -132,6 +188,24 @@ impl PoolBuilder {
 
     /// A task (chunk) running longer has its worker killed and replaced, and fails with
     /// [`TaskError::TimedOut`]. Calls may set their own with their options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn sleep_ms(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// multiproc::init();
+    /// use std::time::Duration;
+    /// use multiproc::{Error, Pool, TaskError};
+    ///
+    /// let pool = Pool::builder().processes(1).timeout(Duration::from_millis(200)).build()?;
+    /// assert!(matches!(pool.apply(sleep_ms, 60_000), Err(Error::Task(TaskError::TimedOut(_)))));
+    /// assert_eq!(pool.apply(sleep_ms, 1)?, 1); // a new worker took its place
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -175,6 +249,19 @@ impl PoolBuilder {
 
     /// How a [cluster](PoolBuilder::cluster) pool treats its tasks: lease, deliveries,
     /// tasks in flight, Redis timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::Pool;
+    /// use multiproc::cluster::ClusterOptions;
+    ///
+    /// multiproc::init();
+    /// let options = ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10));
+    /// let pool = Pool::builder().cluster("redis://redis.example:6379/0").cluster_options(options).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     #[cfg(feature = "cluster")]
     pub fn cluster_options(mut self, options: crate::cluster::ClusterOptions) -> Self {
         self.cluster_options = options;
@@ -189,6 +276,19 @@ impl PoolBuilder {
     /// `max_tasks_per_child(0)` (Python's `ValueError`s); otherwise when multiproc is not
     /// initialized, the initializer's arguments do not encode, or a worker cannot be
     /// started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn build(self) -> Result<Pool, Error> {
         if self.processes == Some(0) {
             return Err(PoolError::NoProcesses.into());
@@ -236,12 +336,34 @@ impl Pool {
     ///
     /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`); otherwise when
     /// multiproc is not initialized or a worker cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert_eq!(pool.apply(square, 5)?, 25);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new(processes: usize) -> Result<Pool, Error> {
         Self::builder().processes(processes).build()
     }
 
     /// A builder with Python's options: `processes`, `initializer`,
     /// `max_tasks_per_child`, plus `start_method` and a task `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder {
             processes: None,
@@ -257,17 +379,50 @@ impl Pool {
     }
 
     /// The number of workers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(3)?;
+    /// assert_eq!(pool.processes(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn processes(&self) -> usize {
         self.inner.workers()
     }
 
     /// The process ids of the current workers (they change as workers are replaced); none
     /// for a cluster pool, whose workers run on the nodes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let pids = pool.pids();
+    /// assert!(pids.len() <= 2 && !pids.contains(&std::process::id()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn pids(&self) -> Vec<u32> {
         self.inner.pids()
     }
 
     /// What the pool has done so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// pool.map(square, 0..10)?;
+    /// assert_eq!(pool.stats().tasks_done, 10);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn stats(&self) -> PoolStats {
         self.inner.counters().snapshot()
     }
@@ -277,6 +432,19 @@ impl Pool {
     }
 
     /// Runs `f(args)` in a worker and waits for the result (Python's `apply`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// assert_eq!(pool.apply(square, 7)?, 49);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R, Error>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -286,6 +454,21 @@ impl Pool {
     }
 
     /// Starts `f(args)` in a worker (Python's `apply_async`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let pending = pool.apply_async(square, 8)?;
+    /// // ... other work here ...
+    /// assert_eq!(pending.get()?, 64);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>, PoolError>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -295,6 +478,25 @@ impl Pool {
     }
 
     /// [`Pool::apply_async`] with callbacks and a timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::ApplyOptions;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let options = ApplyOptions::new().timeout(Duration::from_secs(60)).callback(move |r: &u64| tx.send(*r).unwrap());
+    /// assert_eq!(pool.apply_async_with(square, 9, options)?.get()?, 81);
+    /// assert_eq!(rx.recv().unwrap(), 81);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply_async_with<A, R>(
         &self,
         f: fn(A) -> R,
@@ -320,6 +522,19 @@ impl Pool {
     /// worker killed and replaced, as a timeout does (so a task of a failed `map` may be
     /// stopped part-way). [`PoolStats::tasks_cancelled`] counts these items. The same holds
     /// for `map_async`, `starmap` and their forms with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert_eq!(pool.map(square, 0..5)?, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -329,6 +544,21 @@ impl Pool {
     }
 
     /// [`Pool::map`] with options (chunk size, timeout, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert_eq!(pool.map_with(square, 0..100, MapOptions::new().chunksize(10))?.len(), 100);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map_with<A, R>(
         &self,
         f: fn(A) -> R,
@@ -343,6 +573,20 @@ impl Pool {
     }
 
     /// Starts a `map` (Python's `map_async`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let pending = pool.map_async(square, 0..4)?;
+    /// assert_eq!(pending.get()?, [0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map_async<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<MapResult<R>, PoolError>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -352,6 +596,24 @@ impl Pool {
     }
 
     /// [`Pool::map_async`] with options (chunk size, callbacks, timeout, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let options = MapOptions::new().callback(move |all: &[u64]| tx.send(all.iter().sum::<u64>()).unwrap());
+    /// assert_eq!(pool.map_async_with(square, 0..4, options)?.get()?, [0, 1, 4, 9]);
+    /// assert_eq!(rx.recv().unwrap(), 14);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map_async_with<A, R>(
         &self,
         f: fn(A) -> R,
@@ -389,6 +651,21 @@ impl Pool {
 
     /// Applies `f` lazily, results in order (Python's `imap`): at most a few chunks per
     /// worker run ahead of the consumer, so `items` may be endless.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// // An endless input: only what is taken is computed (and a little ahead).
+    /// let first: Vec<u64> = pool.imap(square, 0..)?.take(4).collect::<Result<_, _>>()?;
+    /// assert_eq!(first, [0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMap<R>, PoolError>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -400,6 +677,22 @@ impl Pool {
     }
 
     /// [`Pool::imap`] with options (chunk size, look-ahead, timeout, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let results = pool.imap_with(square, 0..20, MapOptions::new().chunksize(5).lookahead(2))?;
+    /// assert_eq!(results.collect::<Result<Vec<_>, _>>()?.len(), 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap_with<A, R, I>(&self, f: fn(A) -> R, items: I, options: MapOptions<R>) -> Result<IMap<R>, PoolError>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -411,6 +704,21 @@ impl Pool {
     }
 
     /// Like [`Pool::imap`], results in completion order (Python's `imap_unordered`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let mut all: Vec<u64> = pool.imap_unordered(square, 0..5)?.collect::<Result<_, _>>()?;
+    /// all.sort_unstable();
+    /// assert_eq!(all, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap_unordered<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMap<R>, PoolError>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -422,6 +730,22 @@ impl Pool {
     }
 
     /// [`Pool::imap_unordered`] with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let results = pool.imap_unordered_with(square, 0..20, MapOptions::new().chunksize(4))?;
+    /// assert_eq!(results.collect::<Result<Vec<_>, _>>()?.len(), 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap_unordered_with<A, R, I>(
         &self,
         f: fn(A) -> R,
@@ -468,6 +792,19 @@ impl Pool {
 
     /// Calls `f` with each tuple's elements as arguments, results in order (Python's
     /// `starmap`). `f` is a function or a closure that captures nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap<Args, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<F::Output>, Error>
     where
         Args: Serialize + DeserializeOwned + 'static,
@@ -478,6 +815,22 @@ impl Pool {
     }
 
     /// [`Pool::starmap`] with options (chunk size, timeout, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::MapOptions;
+    ///
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let sums = pool.starmap_with(add, (0..10).map(|i| (i, i)), MapOptions::new().chunksize(5))?;
+    /// assert_eq!(sums[9], 18);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap_with<Args, F>(
         &self,
         f: F,
@@ -493,6 +846,20 @@ impl Pool {
     }
 
     /// Starts a `starmap` (Python's `starmap_async`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let pending = pool.starmap_async(add, [(1, 2), (3, 4)])?;
+    /// assert_eq!(pending.get()?, [3, 7]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap_async<Args, F>(
         &self,
         f: F,
@@ -507,6 +874,23 @@ impl Pool {
     }
 
     /// [`Pool::starmap_async`] with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::MapOptions;
+    ///
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let options = MapOptions::new().timeout(Duration::from_secs(60));
+    /// assert_eq!(pool.starmap_async_with(add, [(1, 2)], options)?.get()?, [3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap_async_with<Args, F>(
         &self,
         f: F,
@@ -524,12 +908,47 @@ impl Pool {
 
     /// No more tasks; the workers exit once the submitted ones are done (Python's
     /// `close`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let pending = pool.map_async(square, 0..4)?;
+    /// pool.close(); // no more tasks; the submitted ones finish
+    /// pool.join()?;
+    /// assert_eq!(pending.get()?, [0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn close(&self) {
         self.inner.close();
     }
 
     /// Stops at once: the workers are killed and every unfinished task fails with
     /// [`TaskError::Terminated`] (Python's `terminate`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::TaskError;
+    ///
+    /// fn sleep_ms(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let pending = pool.apply_async(sleep_ms, 60_000)?;
+    /// pool.terminate();
+    /// pool.join()?;
+    /// assert!(matches!(pending.get(), Err(TaskError::Terminated)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn terminate(&self) {
         self.inner.terminate();
     }
@@ -539,6 +958,19 @@ impl Pool {
     /// # Errors
     ///
     /// [`PoolError::StillRunning`] before `close` or `terminate` (Python's `ValueError`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::PoolError;
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+    /// pool.close();
+    /// pool.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn join(&self) -> Result<(), PoolError> {
         self.inner.join()
     }

@@ -457,6 +457,20 @@ impl<R> AsyncResult<R> {
 
     /// Waits for the result. Never hangs: a task whose worker dies fails with
     /// [`TaskError::WorkerLost`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let pending = pool.apply_async(square, 3)?;
+    /// assert_eq!(pending.get()?, 9);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get(self) -> Result<R, TaskError> {
         self.wait_until(Deadline::NEVER);
         self.slot.take().unwrap_or(Err(TaskError::Terminated))
@@ -464,6 +478,26 @@ impl<R> AsyncResult<R> {
 
     /// Waits at most `timeout`; on [`ResultTimeoutError::Timeout`] the result stays
     /// available (and the task keeps running: see the pool's `timeout` to kill it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::ResultTimeoutError;
+    ///
+    /// fn sleep_ms(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let mut pending = pool.apply_async(sleep_ms, 300)?;
+    /// // Too early: the result stays available for a later call.
+    /// assert!(matches!(pending.get_timeout(Duration::from_millis(1)), Err(ResultTimeoutError::Timeout)));
+    /// assert_eq!(pending.get_timeout(Duration::from_secs(60)).unwrap(), 300);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<R, ResultTimeoutError> {
         if !self.wait_until(Deadline::after(timeout)) {
             return Err(ResultTimeoutError::Timeout);
@@ -472,22 +506,84 @@ impl<R> AsyncResult<R> {
     }
 
     /// Waits until the result is ready.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let pending = pool.apply_async(square, 3)?;
+    /// pending.wait();
+    /// assert!(pending.ready());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait(&self) {
         self.wait_until(Deadline::NEVER);
     }
 
     /// Waits at most `timeout`; whether the result is ready.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let pending = pool.apply_async(square, 3)?;
+    /// assert!(pending.wait_timeout(Duration::from_secs(60)));
+    /// assert_eq!(pending.get()?, 9);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Deadline::after(timeout))
     }
 
     /// Whether the result is ready (collecting what already arrived).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let pending = pool.apply_async(square, 3)?;
+    /// pending.wait();
+    /// assert!(pending.ready());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn ready(&self) -> bool {
         self.wait_until(Deadline::now())
     }
 
     /// Whether the task succeeded; an error when it is not ready yet (Python's
     /// `ValueError`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn fail(_: ()) {
+    ///     panic!("no");
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let pending = pool.apply_async(fail, ())?;
+    /// pending.wait();
+    /// assert_eq!(pending.successful(), Ok(false));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn successful(&self) -> Result<bool, NotReady> {
         self.ready();
         self.slot.with(|v| v.map(|r| r.is_ok()).ok_or(NotReady))
@@ -628,6 +724,22 @@ impl<R: Send + 'static> IMap<R> {
 
     /// The next result, waiting at most `timeout` (Python's `next(timeout)`); `Ok(None)`
     /// at the end of the input.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let mut results = pool.imap(square, [2, 3])?;
+    /// assert_eq!(results.next_timeout(Duration::from_secs(60)).unwrap().transpose()?, Some(4));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R, TaskError>>, ResultTimeoutError> {
         self.next_until(Deadline::after(timeout)).ok_or(ResultTimeoutError::Timeout)
     }

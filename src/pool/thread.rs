@@ -82,12 +82,39 @@ impl fmt::Debug for ThreadPoolBuilder {
 impl ThreadPoolBuilder {
     /// The number of threads (Python's `processes`; default [`cpu_count`](crate::cpu_count));
     /// zero is refused by [`ThreadPoolBuilder::build`] with [`PoolError::NoProcesses`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::builder().processes(2).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
     }
 
     /// Runs once in each thread before its first task (Python's `initializer`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    ///
+    /// static STARTED: AtomicUsize = AtomicUsize::new(0);
+    /// let pool = multiproc::ThreadPool::builder()
+    ///     .processes(2)
+    ///     .initializer(|| {
+    ///         STARTED.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .build()?;
+    /// pool.map(|x: u32| x, 0..10)?;
+    /// assert!(STARTED.load(Ordering::Relaxed) >= 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn initializer(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         self.initializer = Some(Arc::new(f));
         self
@@ -99,6 +126,16 @@ impl ThreadPoolBuilder {
     ///
     /// [`PoolError::NoProcesses`] for `processes(0)` (Python's `ValueError`), or when the
     /// system refuses a thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::builder().processes(2).build()?;
+    /// assert_eq!(pool.map(|x: u64| x * x, [1, 2, 3])?, [1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn build(self) -> Result<ThreadPool, Error> {
         if self.processes == Some(0) {
             return Err(PoolError::NoProcesses.into());
@@ -139,22 +176,63 @@ impl ThreadPool {
     ///
     /// [`PoolError::NoProcesses`] for zero (Python's `ValueError`), or when the system
     /// refuses a thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// assert_eq!(pool.apply(|x: u64| x * x, 5)?, 25);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new(threads: usize) -> Result<Self, Error> {
         Self::builder().processes(threads).build()
     }
 
     /// A builder for the options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::builder().processes(2).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn builder() -> ThreadPoolBuilder {
         ThreadPoolBuilder { processes: None, initializer: None }
     }
 
     /// The number of worker threads (named as [`Pool::processes`](crate::Pool::processes),
     /// Python's `_processes`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(3)?;
+    /// assert_eq!(pool.processes(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn processes(&self) -> usize {
         self.shared.workers
     }
 
     /// What the pool has done so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// pool.map(|x: u64| x * x, 0..10)?;
+    /// assert_eq!(pool.stats().tasks_done, 10);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn stats(&self) -> PoolStats {
         self.shared.counters.snapshot()
     }
@@ -217,6 +295,16 @@ impl ThreadPool {
     }
 
     /// Runs `f(args)` on a worker and waits for the result (Python's `apply`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(1)?;
+    /// assert_eq!(pool.apply(|x: u64| x * x, 7)?, 49);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply<A, R, F>(&self, f: F, args: A) -> Result<R, Error>
     where
         A: Send + 'static,
@@ -227,6 +315,17 @@ impl ThreadPool {
     }
 
     /// Starts `f(args)` on a worker (Python's `apply_async`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let pending = pool.apply_async(|x: u64| x * x, 8)?;
+    /// assert_eq!(pending.get()?, 64);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply_async<A, R, F>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
     where
         A: Send + 'static,
@@ -238,6 +337,19 @@ impl ThreadPool {
 
     /// [`ThreadPool::apply_async`] with callbacks (a timeout is ignored: threads cannot be
     /// killed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{ApplyOptions, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let options = ApplyOptions::new().callback(move |r: &u64| tx.send(*r).unwrap());
+    /// assert_eq!(pool.apply_async_with(|x: u64| x * x, 9, options)?.get()?, 81);
+    /// assert_eq!(rx.recv().unwrap(), 81);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn apply_async_with<A, R, F>(
         &self,
         f: F,
@@ -260,6 +372,16 @@ impl ThreadPool {
     /// A failed call does not keep the pool busy: its chunks not yet started are dropped
     /// (counted in [`PoolStats::tasks_cancelled`]); those running finish, since a thread
     /// cannot be stopped. The same holds for `map_async` and `starmap`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// assert_eq!(pool.map(|x: u64| x * x, 0..5)?, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map<A, R, F>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
     where
         A: Send + 'static,
@@ -270,6 +392,16 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::map`] with options (chunk size, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{MapOptions, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// assert_eq!(pool.map_with(|x: u64| x * x, 0..100, MapOptions::new().chunksize(10))?.len(), 100);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map_with<A, R, F>(
         &self,
         f: F,
@@ -285,6 +417,17 @@ impl ThreadPool {
     }
 
     /// Starts a `map` (Python's `map_async`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let pending = pool.map_async(|x: u64| x * x, 0..4)?;
+    /// assert_eq!(pending.get()?, [0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map_async<A, R, F>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<MapResult<R>, PoolError>
     where
         A: Send + 'static,
@@ -295,6 +438,19 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::map_async`] with options (chunk size, callbacks, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{MapOptions, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let options = MapOptions::new().callback(move |all: &[u64]| tx.send(all.iter().sum::<u64>()).unwrap());
+    /// assert_eq!(pool.map_async_with(|x: u64| x * x, 0..4, options)?.get()?, [0, 1, 4, 9]);
+    /// assert_eq!(rx.recv().unwrap(), 14);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn map_async_with<A, R, F>(
         &self,
         f: F,
@@ -321,6 +477,17 @@ impl ThreadPool {
 
     /// Applies `f` to each item lazily, results in order (Python's `imap`). At most a few
     /// chunks per worker run ahead of the consumer, so `items` may be endless.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let first: Vec<u64> = pool.imap(|x: u64| x * x, 0..)?.take(4).collect::<Result<_, _>>()?;
+    /// assert_eq!(first, [0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap<A, R, F, I>(&self, f: F, items: I) -> Result<IMap<R>, PoolError>
     where
         A: Send + 'static,
@@ -333,6 +500,17 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::imap`] with options (chunk size, look-ahead, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{MapOptions, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let results = pool.imap_with(|x: u64| x * x, 0..20, MapOptions::new().chunksize(5))?;
+    /// assert_eq!(results.collect::<Result<Vec<_>, _>>()?.len(), 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap_with<A, R, F, I>(&self, f: F, items: I, options: MapOptions<R>) -> Result<IMap<R>, PoolError>
     where
         A: Send + 'static,
@@ -345,6 +523,18 @@ impl ThreadPool {
     }
 
     /// Like [`ThreadPool::imap`], results in completion order (Python's `imap_unordered`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let mut all: Vec<u64> = pool.imap_unordered(|x: u64| x * x, 0..5)?.collect::<Result<_, _>>()?;
+    /// all.sort_unstable();
+    /// assert_eq!(all, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap_unordered<A, R, F, I>(&self, f: F, items: I) -> Result<IMap<R>, PoolError>
     where
         A: Send + 'static,
@@ -357,6 +547,17 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::imap_unordered`] with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{MapOptions, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let results = pool.imap_unordered_with(|x: u64| x * x, 0..20, MapOptions::new().chunksize(4))?;
+    /// assert_eq!(results.collect::<Result<Vec<_>, _>>()?.len(), 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn imap_unordered_with<A, R, F, I>(&self, f: F, items: I, options: MapOptions<R>) -> Result<IMap<R>, PoolError>
     where
         A: Send + 'static,
@@ -396,6 +597,16 @@ impl ThreadPool {
 
     /// Calls `f` with each tuple's elements as arguments, results in order (Python's
     /// `starmap`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// assert_eq!(pool.starmap(|a: u64, b: u64| a + b, [(1, 2), (3, 4)])?, [3, 7]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap<Args, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<F::Output>, Error>
     where
         Args: Send + 'static,
@@ -406,6 +617,17 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::starmap`] with options (chunk size, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{MapOptions, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let sums = pool.starmap_with(|a: u64, b: u64| a + b, (0..10).map(|i| (i, i)), MapOptions::new().chunksize(5))?;
+    /// assert_eq!(sums[9], 18);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap_with<Args, F>(
         &self,
         f: F,
@@ -421,6 +643,17 @@ impl ThreadPool {
     }
 
     /// Starts a `starmap` (Python's `starmap_async`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let pending = pool.starmap_async(|a: u64, b: u64| a + b, [(1, 2), (3, 4)])?;
+    /// assert_eq!(pending.get()?, [3, 7]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap_async<Args, F>(
         &self,
         f: F,
@@ -435,6 +668,17 @@ impl ThreadPool {
     }
 
     /// [`ThreadPool::starmap_async`] with options (chunk size, callbacks, progress bar).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{MapOptions, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let options = MapOptions::new().chunksize(1);
+    /// assert_eq!(pool.starmap_async_with(|a: u64, b: u64| a + b, [(1, 2)], options)?.get()?, [3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn starmap_async_with<Args, F>(
         &self,
         f: F,
@@ -450,6 +694,19 @@ impl ThreadPool {
     }
 
     /// No more tasks; the threads exit once the queued ones are done (Python's `close`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// let pending = pool.map_async(|x: u64| x * x, 0..4)?;
+    /// pool.close();
+    /// pool.join()?;
+    /// assert_eq!(pending.get()?, [0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn close(&self) {
         let _ = self.shared.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
         self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -457,6 +714,18 @@ impl ThreadPool {
 
     /// No more tasks; queued tasks fail with [`TaskError::Terminated`]; running tasks
     /// finish (threads cannot be killed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ThreadPool;
+    ///
+    /// let pool = ThreadPool::new(1)?;
+    /// pool.terminate();
+    /// pool.join()?;
+    /// assert!(pool.apply(|x: u64| x, 1).is_err()); // no more tasks
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn terminate(&self) {
         self.shared.state.store(TERMINATED, Ordering::Release);
         self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -468,6 +737,18 @@ impl ThreadPool {
     /// # Errors
     ///
     /// [`PoolError::StillRunning`] before `close` or `terminate`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{PoolError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2)?;
+    /// assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+    /// pool.close();
+    /// pool.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn join(&self) -> Result<(), PoolError> {
         if self.shared.state.load(Ordering::Acquire) == RUNNING {
             return Err(PoolError::StillRunning);

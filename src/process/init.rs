@@ -59,8 +59,10 @@ impl InitBuilder {
     /// joined the family and before its target (Python's `initializer`, for every process
     /// rather than a pool's): install a logger or a tracing subscriber there, so that
     /// children log as the main process does. It runs in pool workers and a manager's
-    /// server too, and in grandchildren. It does not run in the main process: call it
-    /// there yourself.
+    /// server too, in grandchildren, and in the pool workers of a worker node (feature
+    /// `cluster`). It does not run in the main process: call it there yourself. What else
+    /// a child inherits, per start method, is in the
+    /// [crate docs](crate#start-methods-and-what-a-child-inherits).
     ///
     /// A fork child starts as a copy of its parent, whose set-up it may already have: use
     /// the `try_` forms of one-time set-ups (`env_logger::try_init`). A panic in it is the
@@ -114,8 +116,10 @@ impl InitBuilder {
             })?),
             None => None,
         };
-        super::family::init()?;
+        // Adopted before the family is set up: a worker node's `init()` serves from
+        // there and never returns, and its pool workers need the set-up.
+        let before = child_init();
         adopt_child_init(packed);
-        Ok(())
+        super::family::init().inspect_err(|_| adopt_child_init(before))
     }
 }

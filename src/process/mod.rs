@@ -87,21 +87,9 @@ pub fn try_init() -> Result<(), InitError> {
 /// promises, through the `unsafe` [`allow_fork_with_threads`](crate::allow_fork_with_threads), that no thread then holds
 /// a lock the child needs. `Spawn` isolates most and costs an `exec`.
 ///
-/// What a child has of its parent when its target starts:
-///
-/// | | `ForkServer` | `Spawn` | `Fork` |
-/// |---|---|---|---|
-/// | environment, working directory | the parent's at start | the parent's at start | the parent's at start |
-/// | the [`child_init`](InitBuilder::child_init) set-up | run | run | run |
-/// | statics, loggers, subscribers set before [`init`] | yes | no (a fresh program) | yes |
-/// | statics, loggers, subscribers set after [`init`] | no (the server was forked at `init`) | no | yes (a copy) |
-/// | constructors (`.init_array`, `inventory`, `ctor`) | run | run | run |
-/// | the parent's other threads | no | no | no (only the copy of the starting thread) |
-/// | its argument, family objects it carries | yes | yes | yes |
-///
-/// So a set-up that every process needs (a logger, a tracing subscriber) goes in
-/// [`child_init`](InitBuilder::child_init) (`#[multiproc::main(child_init = setup)]`),
-/// and the main process calls it itself.
+/// What a child has of its parent with each method (environment, directory, statics,
+/// descriptors, signals, the [`child_init`](InitBuilder::child_init) set-up) is in one
+/// table in the [crate docs](crate#start-methods-and-what-a-child-inherits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum StartMethod {
@@ -443,6 +431,22 @@ where
     }
 
     /// Names the process (default `Process-N`, `Process-N:M` for grandchildren...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn my_name(_: ()) -> String {
+    ///     multiproc::current_process().name().to_string()
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(my_name, ()).name("worker").start()?;
+    /// assert_eq!(child.name(), "worker");
+    /// assert_eq!(child.join()?, "worker");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -450,6 +454,21 @@ where
 
     /// A daemonic process is terminated when its parent's `main` (or target) ends, and may
     /// not start children; a non-daemonic one is waited for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn is_daemon(_: ()) -> bool {
+    ///     multiproc::current_process().is_daemon()
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(is_daemon, ()).daemon(true).start()?;
+    /// assert!(child.join()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self.may_have_children = !daemon;
@@ -464,6 +483,21 @@ where
     }
 
     /// How to create this process (default: [`get_start_method`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, StartMethod};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(square, 4).start_method(StartMethod::Spawn).start()?;
+    /// assert_eq!(child.join()?, 16);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
@@ -647,6 +681,25 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
 
     /// Like [`ProcessHandle::join`], waiting at most `timeout`. On
     /// [`JoinTimeoutError::Timeout`] the handle stays usable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{JoinTimeoutError, Process};
+    ///
+    /// fn sleep_ms(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// multiproc::init();
+    /// let mut child = Process::new(sleep_ms, 300).start()?;
+    /// // Still running: the handle stays usable.
+    /// assert!(matches!(child.join_timeout(Duration::from_millis(1)), Err(JoinTimeoutError::Timeout)));
+    /// assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 300);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, JoinTimeoutError> {
         match self.child.wait(Deadline::after(timeout)) {
             Some(ended) => self.result(ended).map_err(JoinTimeoutError::Failed),
@@ -675,62 +728,261 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
 
 impl<R> ProcessHandle<R> {
     /// Waits for the process to end (Python's `join()`); returns its exit code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(square, 2).start()?;
+    /// assert_eq!(child.wait(), 0);
+    /// assert_eq!(child.join()?, 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait(&self) -> i32 {
         child::exitcode(self.child.wait(Deadline::NEVER).expect("an endless wait returns an end"))
     }
 
     /// Waits at most `timeout` for the process to end; its exit code if it did.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::Process;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(nap, 60_000).start()?;
+    /// assert_eq!(child.wait_timeout(Duration::from_millis(1)), None);
+    /// child.kill()?;
+    /// assert_eq!(child.wait_timeout(Duration::from_secs(60)), Some(-9));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<i32> {
         self.child.wait(Deadline::after(timeout)).map(child::exitcode)
     }
 
     /// Whether the process is still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(nap, 60_000).start()?;
+    /// assert!(child.is_alive());
+    /// child.kill()?;
+    /// child.wait();
+    /// assert!(!child.is_alive());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.child.ended().is_none()
     }
 
     /// The process id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn my_pid(_: ()) -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(my_pid, ()).start()?;
+    /// let pid = child.pid();
+    /// assert_eq!(child.join()?, pid);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.child.pid
     }
 
     /// The process name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(square, 1).name("squarer").start()?;
+    /// assert_eq!(child.name(), "squarer");
+    /// child.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.child.name
     }
 
     /// Whether the process is daemonic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(square, 1).daemon(true).start()?;
+    /// assert!(child.is_daemon());
+    /// child.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.child.daemon
     }
 
     /// Python's exit code: `None` while running, `0` on success, `N` after
     /// `std::process::exit(N)`, `1` after a panic, `-N` after signal `N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn exit_with(code: i32) {
+    ///     std::process::exit(code);
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(exit_with, 3).start()?;
+    /// child.wait();
+    /// assert_eq!(child.exitcode(), Some(3));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         self.child.exitcode()
     }
 
     /// Asks the process to stop (`SIGTERM`): it ends at once, without unwinding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(nap, 60_000).start()?;
+    /// child.terminate()?;
+    /// assert_eq!(child.wait(), -15);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn terminate(&self) -> std::io::Result<()> {
         self.child.signal(sys::SIGTERM)
     }
 
     /// Stops the process at once (`SIGKILL`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(nap, 60_000).start()?;
+    /// child.kill()?;
+    /// assert_eq!(child.wait(), -9);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn kill(&self) -> std::io::Result<()> {
         self.child.signal(sys::SIGKILL)
     }
 
     /// Sends `SIGINT` (Python 3.14's `interrupt()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(nap, 60_000).start()?;
+    /// child.interrupt()?;
+    /// assert_eq!(child.wait(), -2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn interrupt(&self) -> std::io::Result<()> {
         self.child.signal(sys::SIGINT)
     }
 
     /// A descriptor that becomes readable when the process ends (Python's `sentinel`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// use multiproc::Process;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(square, 2).start()?;
+    /// assert!(child.sentinel().as_raw_fd() >= 0); // poll it with other descriptors
+    /// child.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         self.child.sentinel()
     }
 
     /// A non-generic view of the process (what [`active_children`] returns).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(nap, 60_000).start()?;
+    /// let view = child.as_child();
+    /// assert_eq!(view.pid(), child.pid());
+    /// view.kill()?;
+    /// assert_eq!(child.wait(), -9);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn as_child(&self) -> ChildProcess {
         ChildProcess { child: self.child.clone() }
     }
@@ -821,21 +1073,59 @@ pub struct CurrentProcess {
 
 impl CurrentProcess {
     /// `MainProcess`, `Process-1`, `Process-1:2`, or the name it was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::current_process().name(), "MainProcess");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The process id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert_eq!(multiproc::current_process().pid(), std::process::id());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Whether this process is daemonic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// assert!(!multiproc::current_process().is_daemon());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
 
     /// The path of child indices from the main process (empty for it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn identity(_: ()) -> Vec<u32> {
+    ///     multiproc::current_process().identity().to_vec()
+    /// }
+    ///
+    /// multiproc::init();
+    /// assert!(multiproc::current_process().identity().is_empty());
+    /// let first = multiproc::Process::new(identity, ()).start()?.join()?;
+    /// assert_eq!(first.len(), 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn identity(&self) -> &[u32] {
         &self.identity
     }
@@ -893,16 +1183,52 @@ pub struct ParentProcess {
 
 impl ParentProcess {
     /// Its name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn parent_name(_: ()) -> Option<String> {
+    ///     multiproc::parent_process().map(|p| p.name().to_string())
+    /// }
+    ///
+    /// multiproc::init();
+    /// assert_eq!(multiproc::Process::new(parent_name, ()).start()?.join()?.as_deref(), Some("MainProcess"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Its process id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn parent_pid(_: ()) -> Option<u32> {
+    ///     multiproc::parent_process().map(|p| p.pid())
+    /// }
+    ///
+    /// multiproc::init();
+    /// assert_eq!(multiproc::Process::new(parent_pid, ()).start()?.join()?, Some(std::process::id()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Whether it is still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn parent_alive(_: ()) -> bool {
+    ///     multiproc::parent_process().is_some_and(|p| p.is_alive())
+    /// }
+    ///
+    /// multiproc::init();
+    /// assert!(multiproc::Process::new(parent_alive, ()).start()?.join()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         sys::process_alive(self.pid, self.start)
     }
