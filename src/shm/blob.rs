@@ -117,21 +117,30 @@ impl From<HeapFull> for PayloadError {
 /// Payloads up to this size travel inline.
 pub(crate) const INLINE_MAX: usize = 16 * 1024;
 
+/// Payloads up to this size are encoded once into a `Vec` and copied into their blob;
+/// larger ones are measured, then encoded straight into it (see [`Payload::encode`]).
+pub(crate) const COPY_MAX: usize = 1024 * 1024;
+
 impl Payload {
     /// Wraps `bytes`, moving large ones to the heap.
     pub(crate) fn new(bytes: Vec<u8>) -> Result<Self, HeapFull> {
         if bytes.len() <= INLINE_MAX { Ok(Payload::Inline(bytes)) } else { Ok(Payload::Heap(Blob::new(&bytes)?)) }
     }
 
-    /// Encodes `value` as a message to be decoded as a `T`: inline when small, otherwise
-    /// written once, straight into a blob (measured first, never built in a growing `Vec`
-    /// and then copied). The [`codec::Encoded`] holds the handles inside until
-    /// [`codec::Encoded::sent`].
+    /// Encodes `value` as a message to be decoded as a `T`: inline when small; up to
+    /// [`COPY_MAX`] encoded once in a `Vec` and copied into a blob (a copy of that size
+    /// costs less than encoding twice); larger ones written once, straight into a blob
+    /// (measured first, never built in a growing `Vec` and then copied). The
+    /// [`codec::Encoded`] holds the handles inside until [`codec::Encoded::sent`].
     pub(crate) fn encode<T: DeserializeOwned, V: Serialize + ?Sized>(
         value: &V,
     ) -> Result<(Self, codec::Encoded), CodecError> {
-        if let Some(mut encoded) = codec::encode_within::<T, V>(value, INLINE_MAX)? {
-            return Ok((Payload::Inline(std::mem::take(&mut encoded.bytes)), encoded));
+        if let Some(mut encoded) = codec::encode_within::<T, V>(value, COPY_MAX)? {
+            let bytes = std::mem::take(&mut encoded.bytes);
+            let payload = Payload::new(bytes).map_err(|e| {
+                CodecError::encode(format_args!("the message does not fit in shared memory: {e}")).of::<T>()
+            })?;
+            return Ok((payload, encoded));
         }
         let len = codec::encoded_len_as::<T, V>(value)?;
         // `encode_to_slice_as` writes every byte or fails (the blob then dropped unread).
