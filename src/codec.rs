@@ -574,15 +574,19 @@ pub(crate) fn encode_within<T: DeserializeOwned, V: Serialize + ?Sized>(
     let undo = scope.finish();
     match result {
         Ok(()) => Ok(Some(Encoded { bytes, undo })),
-        Err(e) => {
-            undo.into_iter().for_each(|u| u());
-            if over {
-                take_detail();
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
+        Err(e) => stopped(e, over, undo),
+    }
+}
+
+/// An encoding that failed: its handles released; `Ok(None)` when it only stopped at its
+/// size limit (`over`), the error otherwise.
+fn stopped<R>(e: CodecError, over: bool, undo: Vec<Undo>) -> Result<Option<R>, CodecError> {
+    undo.into_iter().for_each(|u| u());
+    if over {
+        take_detail();
+        Ok(None)
+    } else {
+        Err(e)
     }
 }
 
@@ -618,15 +622,7 @@ pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, R>(
                 }
                 Ok(Some(r))
             }
-            Err(e) => {
-                undo.into_iter().for_each(|u| u());
-                if over {
-                    take_detail();
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => stopped(e, over, undo),
         };
         if buf.capacity() > 1 << 20 {
             *buf = Vec::new();

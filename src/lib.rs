@@ -362,26 +362,12 @@ pub use sys::allow_fork_with_threads;
 #[macro_export]
 macro_rules! test_support {
     (child_init = $setup:expr) => {
-        #[used]
-        #[unsafe(link_section = ".init_array")]
-        static __MULTIPROC_TEST_SUPPORT: $crate::__private::InitEntry = {
-            extern "C" fn __multiproc_test_support(
-                argc: ::core::ffi::c_int,
-                argv: *const *const ::core::ffi::c_char,
-                envp: *const *const ::core::ffi::c_char,
-            ) {
-                // SAFETY: this is the entry stored in `__MULTIPROC_TEST_SUPPORT`, called by
-                // the loader with these arguments.
-                unsafe {
-                    $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, || {
-                        $crate::builder().child_init($setup).init()
-                    })
-                };
-            }
-            __multiproc_test_support
-        };
+        $crate::test_support!(@entry || $crate::builder().child_init($setup).init());
     };
     () => {
+        $crate::test_support!(@entry $crate::init);
+    };
+    (@entry $init:expr) => {
         #[used]
         #[unsafe(link_section = ".init_array")]
         static __MULTIPROC_TEST_SUPPORT: $crate::__private::InitEntry = {
@@ -392,7 +378,7 @@ macro_rules! test_support {
             ) {
                 // SAFETY: this is the entry stored in `__MULTIPROC_TEST_SUPPORT`, called by
                 // the loader with these arguments.
-                unsafe { $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, $crate::init) };
+                unsafe { $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, $init) };
             }
             __multiproc_test_support
         };
