@@ -102,7 +102,7 @@ pub(crate) enum Payload {
     Heap(Blob),
 }
 
-/// Why [`Payload::encode`] failed inside [`Blob::fill`].
+/// Why [`Payload::encode`] failed inside [`Blob::fill_whole`].
 enum PayloadError {
     Codec(CodecError),
     Full(HeapFull),
@@ -112,6 +112,11 @@ impl From<HeapFull> for PayloadError {
     fn from(e: HeapFull) -> Self {
         PayloadError::Full(e)
     }
+}
+
+/// A message of type `T` that the heap has no room for.
+fn too_big<T>(e: HeapFull) -> CodecError {
+    CodecError::encode(format_args!("the message does not fit in shared memory: {e}")).of::<T>()
 }
 
 /// Payloads up to this size travel inline.
@@ -137,10 +142,7 @@ impl Payload {
     ) -> Result<(Self, codec::Encoded), CodecError> {
         if let Some(mut encoded) = codec::encode_within::<T, V>(value, COPY_MAX)? {
             let bytes = std::mem::take(&mut encoded.bytes);
-            let payload = Payload::new(bytes).map_err(|e| {
-                CodecError::encode(format_args!("the message does not fit in shared memory: {e}")).of::<T>()
-            })?;
-            return Ok((payload, encoded));
+            return Ok((Payload::new(bytes).map_err(too_big::<T>)?, encoded));
         }
         let len = codec::encoded_len_as::<T, V>(value)?;
         // `encode_to_slice_as` writes every byte or fails (the blob then dropped unread).
@@ -149,9 +151,7 @@ impl Payload {
         match filled {
             Ok((blob, encoded)) => Ok((Payload::Heap(blob), encoded)),
             Err(PayloadError::Codec(e)) => Err(e),
-            Err(PayloadError::Full(e)) => {
-                Err(CodecError::encode(format_args!("the message does not fit in shared memory: {e}")).of::<T>())
-            }
+            Err(PayloadError::Full(e)) => Err(too_big::<T>(e)),
         }
     }
 
