@@ -287,8 +287,8 @@ pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutEr
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
     Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, ProxyPutError,
-    ProxyRLockGuard, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy, SharedMemoryBlocks, SharedMemoryManager,
-    ValueProxy,
+    ProxyRLockGuard, ProxySemaphoreGuard, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy, SharedMemoryBlocks,
+    SharedMemoryManager, ValueProxy,
 };
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
 pub use multiproc_macros::ShmSafe;

@@ -97,16 +97,23 @@ pub struct TooLarge {
 pub struct TaskDoneError;
 
 /// Writes the `put` family's error types: each gives the value back.
+/// A blocking `put` has no waiting variant: it waits while the queue is full, so only the
+/// `try_` and `_timeout` forms name one.
 macro_rules! put_error {
+    (@wait $value:ident) => {
+        unreachable!("a put without a deadline waits for room")
+    };
+    (@wait $value:ident $wait:ident) => {
+        Self::$wait($value)
+    };
     (
         $(#[$meta:meta])*
-        $name:ident { $(#[$wait_meta:meta])* $wait:ident => $wait_error:expr, $wait_msg:literal }
+        $name:ident { $( $(#[$wait_meta:meta])* $wait:ident => $wait_error:expr, $wait_msg:literal )? }
     ) => {
         $(#[$meta])*
         #[non_exhaustive]
         pub enum $name<T> {
-            $(#[$wait_meta])*
-            $wait(T),
+            $( $(#[$wait_meta])* $wait(T), )?
             /// The other side is gone (see [`ChannelError::Disconnected`]).
             Disconnected(T),
             /// This handle was closed.
@@ -134,7 +141,8 @@ macro_rules! put_error {
             /// ```
             pub fn into_inner(self) -> T {
                 match self {
-                    Self::$wait(v) | Self::Disconnected(v) | Self::Closed(v) | Self::ShutDown(v) => v,
+                    $( Self::$wait(v) => v, )?
+                    Self::Disconnected(v) | Self::Closed(v) | Self::ShutDown(v) => v,
                     Self::TooLarge(v, _) | Self::Encode(v, _) | Self::HeapFull(v, _) => v,
                 }
             }
@@ -153,7 +161,7 @@ macro_rules! put_error {
             /// ```
             pub fn reason(&self) -> Error {
                 match self {
-                    Self::$wait(_) => $wait_error,
+                    $( Self::$wait(_) => $wait_error, )?
                     Self::Disconnected(_) => ChannelError::Disconnected.into(),
                     Self::Closed(_) => ChannelError::Closed.into(),
                     Self::ShutDown(_) => ChannelError::ShutDown.into(),
@@ -165,7 +173,7 @@ macro_rules! put_error {
 
             fn variant(&self) -> &'static str {
                 match self {
-                    Self::$wait(_) => stringify!($wait),
+                    $( Self::$wait(_) => stringify!($wait), )?
                     Self::Disconnected(_) => "Disconnected",
                     Self::Closed(_) => "Closed",
                     Self::ShutDown(_) => "ShutDown",
@@ -177,7 +185,7 @@ macro_rules! put_error {
 
             pub(crate) fn from_failure(value: T, failure: Failure) -> Self {
                 match failure {
-                    Failure::Wait => Self::$wait(value),
+                    Failure::Wait => put_error!(@wait value $($wait)?),
                     Failure::Gone => Self::Disconnected(value),
                     Failure::Closed => Self::Closed(value),
                     Failure::ShutDown => Self::ShutDown(value),
@@ -197,7 +205,7 @@ macro_rules! put_error {
         impl<T> fmt::Display for $name<T> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
-                    Self::$wait(_) => f.write_str($wait_msg),
+                    $( Self::$wait(_) => f.write_str($wait_msg), )?
                     _ => write!(f, "{}", self.reason()),
                 }
             }
@@ -228,10 +236,7 @@ put_error! {
     /// }
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    PutError {
-        /// Never returned by `put` (which waits while the queue is full).
-        Full => ChannelError::Full.into(), "the queue is full"
-    }
+    PutError {}
 }
 
 put_error! {
