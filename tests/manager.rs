@@ -812,7 +812,10 @@ fn a_lock_held_by_a_killed_client_is_released() {
     assert!(matches!(lock.try_acquire(), Err(ManagerError::WouldBlock)));
     child.kill().unwrap();
     child.wait();
-    assert!(lock.acquire_timeout(Duration::from_secs(60)).is_ok(), "the server released the dead client's lock");
+    let taken = lock.acquire_timeout(Duration::from_secs(60)).expect("the server released the dead client's lock");
+    assert!(taken.owner_died(), "the next holder is told, as with the family's locks");
+    drop(taken);
+    assert!(!lock.acquire().unwrap().owner_died(), "told once");
 }
 
 fn hammer(d: DictProxy<u32, u64>) {
@@ -1078,7 +1081,7 @@ fn a_remote_client_that_dies_releases_its_locks() {
     assert!(matches!(lock.try_acquire(), Err(ManagerError::WouldBlock)));
     child.kill().unwrap();
     child.wait();
-    assert!(lock.acquire_timeout(Duration::from_secs(60)).is_ok());
+    assert!(lock.acquire_timeout(Duration::from_secs(60)).unwrap().owner_died());
 }
 
 /// Run by `an_unrelated_program_connects_over_tcp` in a process of its own (the test binary

@@ -24,8 +24,14 @@ fn flag(out: Out<Ref>) -> Result<bool, ManagerError> {
 
 /// An acquire that waits `wait`; `waited` is what its wait running out is called
 /// (`WouldBlock` for `try_acquire`, `Timeout` for `acquire_timeout`).
-fn acquire(core: &ProxyCore, wait: Wait, waited: ManagerError) -> Result<(), ManagerError> {
-    if flag(core.call(Op::Acquire { wait })?)? { Ok(()) } else { Err(waited) }
+/// `Ok(true)` when the last holder died holding it.
+fn acquire(core: &ProxyCore, wait: Wait, waited: ManagerError) -> Result<bool, ManagerError> {
+    match core.call(Op::Acquire { wait })? {
+        Out::AcquiredFromDead => Ok(true),
+        Out::Bool(true) => Ok(false),
+        Out::Bool(false) => Err(waited),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// What an endless acquire that returned without the lock is: a server that broke the
@@ -54,6 +60,7 @@ fn endless() -> ManagerError {
 pub struct ProxyLockGuard<'a> {
     core: &'a ProxyCore,
     released: bool,
+    owner_died: bool,
 }
 
 impl fmt::Debug for ProxyLockGuard<'_> {
@@ -62,7 +69,29 @@ impl fmt::Debug for ProxyLockGuard<'_> {
     }
 }
 
-impl ProxyLockGuard<'_> {
+impl<'a> ProxyLockGuard<'a> {
+    fn new(core: &'a ProxyCore, owner_died: bool) -> Self {
+        Self { core, released: false, owner_died }
+    }
+
+    /// Whether the lock's last holder died holding it (its process was killed or crashed,
+    /// or its remote connection ended): the server released it, and what it guarded may
+    /// be half updated. As [`LockGuard::owner_died`](crate::LockGuard::owner_died), the
+    /// flag is told to the one acquire that took the lock next.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// assert!(!lock.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
     /// Releases now, reporting a failure that dropping the guard would ignore.
     ///
     /// # Errors
@@ -154,6 +183,22 @@ impl<'a> ProxyRLockGuard<'a> {
         self.guard.release()
     }
 
+    /// Whether the lock's last holder died holding it, as
+    /// [`ProxyLockGuard::owner_died`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// assert!(!lock.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died
+    }
+
     /// Keeps the lock held past the guard, as
     /// [`RLockGuard::leave_locked`](crate::RLockGuard::leave_locked); release it with the
     /// proxy's `release`, from this thread.
@@ -199,8 +244,8 @@ macro_rules! lock_methods {
         /// # Ok::<(), multiproc::ManagerError>(())
         /// ```
         pub fn acquire(&self) -> Result<$guard, ManagerError> {
-            acquire(&self.core, None, endless())?;
-            Ok(($wrap)(ProxyLockGuard { core: &self.core, released: false }))
+            let died = acquire(&self.core, None, endless())?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
         }
 
         /// Acquires if free now (`acquire(False)`).
@@ -227,8 +272,8 @@ macro_rules! lock_methods {
         /// # Ok::<(), ManagerError>(())
         /// ```
         pub fn try_acquire(&self) -> Result<$guard, ManagerError> {
-            acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
-            Ok(($wrap)(ProxyLockGuard { core: &self.core, released: false }))
+            let died = acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
         }
 
         /// Acquires, waiting at most `timeout`.
@@ -251,8 +296,8 @@ macro_rules! lock_methods {
         /// # Ok::<(), multiproc::ManagerError>(())
         /// ```
         pub fn acquire_timeout(&self, timeout: Duration) -> Result<$guard, ManagerError> {
-            acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
-            Ok(($wrap)(ProxyLockGuard { core: &self.core, released: false }))
+            let died = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
         }
 
         /// Whether somebody holds it.
@@ -384,7 +429,7 @@ impl fmt::Debug for ProxySemaphoreGuard<'_> {
 
 impl<'a> ProxySemaphoreGuard<'a> {
     fn new(core: &'a ProxyCore) -> Self {
-        Self { guard: ProxyLockGuard { core, released: false } }
+        Self { guard: ProxyLockGuard::new(core, false) }
     }
 
     /// Gives the unit back now, reporting a failure that dropping the guard would ignore.
