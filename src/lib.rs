@@ -242,7 +242,8 @@
 //! not use goes to another waiter); a `ConditionGuard::wait_async` dropped part-way leaves
 //! the lock released and passes a notification it got on; a `Barrier::wait_async` dropped
 //! while it waits breaks the barrier ([`BarrierBreak::Cancelled`]), as a timed-out wait
-//! does; a `join_async` dropped part-way changes nothing; an `AsyncResult` dropped part-way
+//! does; a `join_async` dropped part-way drops its handle (the child runs on, as with any
+//! dropped handle); an `AsyncResult` dropped part-way
 //! leaves its task running ([`AsyncResult::cancel`] stops it).
 //!
 //! The guards of [`RLock`] and [`Condition`] stay on the thread that acquired them (not

@@ -319,10 +319,10 @@ fn big_result(n: usize) -> Vec<u8> {
 fn join_async_waits_for_the_end_of_a_child() {
     let _w = watchdog(LIMIT);
     for method in common::METHODS {
-        let mut child = Process::new(double_later, 21).start_method(method).start().unwrap();
+        let child = Process::new(double_later, 21).start_method(method).start().unwrap();
         assert_eq!(current_thread().block_on(child.join_async()).unwrap(), 42);
         // A result larger than a socket's buffer: the future reads it as it comes.
-        let mut child = Process::new(big_result, 4 << 20).start_method(method).start().unwrap();
+        let child = Process::new(big_result, 4 << 20).start_method(method).start().unwrap();
         assert_eq!(multi_thread().block_on(child.join_async()).unwrap().len(), 4 << 20);
     }
 }
@@ -446,7 +446,7 @@ fn wait_async_is_ready_with_the_objects_ready() {
     let (a, b) = Pipe::<u8>::new().unwrap();
     let q: Queue<u8> = Queue::new().unwrap();
     let _other = q.clone();
-    let mut child = Process::new(double_later, 1).start().unwrap();
+    let child = Process::new(double_later, 1).start().unwrap();
     let ready = multi_thread().block_on(async {
         let watched: [&(dyn multiproc::Waitable + Sync); 3] = [&a, &q, &child];
         // Nothing ready: the runtime's timeout passes.

@@ -460,14 +460,13 @@ fn fork_while_another_thread_holds_a_lock_is_refused_with_a_typed_error() {
     let outcome = match started {
         Err(Error::ForkWithThreads { threads }) => Ok(threads),
         Err(other) => Err(format!("another error: {other}")),
-        Ok(mut child) => {
-            let waited = child.join_timeout(Duration::from_secs(4));
-            let _ = child.kill();
-            Err(match waited {
-                Err(JoinTimeoutError::Timeout) => "the fork child is still blocked after 4 s".to_string(),
-                other => format!("the fork child ended: {other:?}"),
-            })
-        }
+        Ok(child) => Err(match child.join_timeout(Duration::from_secs(4)) {
+            Err(JoinTimeoutError::Timeout(child)) => {
+                let _ = child.kill();
+                "the fork child is still blocked after 4 s".to_string()
+            }
+            other => format!("the fork child ended: {other:?}"),
+        }),
     };
     done_tx.send(()).unwrap();
     holder.join().unwrap();

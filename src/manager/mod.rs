@@ -476,7 +476,7 @@ impl ManagerBuilder {
         if let Some(method) = self.start_method {
             process = process.start_method(method);
         }
-        let mut process = process.start()?;
+        let process = process.start()?;
         if let Some(encoded) = encoded_args {
             encoded.sent();
         }
@@ -498,7 +498,7 @@ impl ManagerBuilder {
             let ended = match process.join_timeout(reported) {
                 Ok(outcome) => Ok(outcome),
                 Err(crate::JoinTimeoutError::Failed(e)) => Err(e),
-                Err(_) => {
+                Err(crate::JoinTimeoutError::Timeout(process)) => {
                     let _ = process.kill();
                     process.join()
                 }
