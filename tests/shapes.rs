@@ -297,3 +297,30 @@ fn a_barrier_is_broken_by_abort_and_mended_by_reset_the_same_way() {
         assert!(!barrier.is_broken().plain());
     });
 }
+
+// ---- pools --------------------------------------------------------------------------------
+
+fn explode(n: u32) -> u32 {
+    if n == 3 {
+        panic!("boom at {n}");
+    }
+    n
+}
+
+#[test]
+fn a_task_panic_reads_the_same_from_a_pool_and_a_thread_pool() {
+    let _w = watchdog(LIMIT);
+    let pool = multiproc::Pool::builder().processes(1).build().unwrap();
+    let threads = multiproc::ThreadPool::builder().processes(1).build().unwrap();
+    let from_pool = pool.map(explode, 0..5).unwrap_err();
+    let from_threads = threads.map(explode, 0..5).unwrap_err();
+    let (pool_text, thread_text) = (from_pool.to_string(), from_threads.to_string());
+    assert_eq!(pool_text.replace("PoolWorker-1", "WORKER"), thread_text.replace("ThreadPoolWorker-1", "WORKER"));
+    // Debug: the same lines, up to the backtrace (shown when RUST_BACKTRACE asks; its
+    // frames are each pool's own).
+    let head = |debug: String, worker: &str| {
+        debug.replace(worker, "WORKER").split("\nstack backtrace").next().unwrap().to_string()
+    };
+    assert_eq!(head(format!("{from_pool:?}"), "PoolWorker-1"), head(format!("{from_threads:?}"), "ThreadPoolWorker-1"));
+    assert!(pool_text.ends_with("boom at 3"), "{pool_text}");
+}
