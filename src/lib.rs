@@ -259,6 +259,14 @@
 //! polls the children's pidfds with epoll. Like any thread, a waker thread makes
 //! [`StartMethod::Fork`] refuse to start children unless [`allow_fork_with_threads`] was
 //! called; a child forked anyway starts its own waker threads when it needs them.
+//!
+//! # Features
+//!
+//! - `progress` (on by default): [`MapOptions::progress`], a progress bar on the terminal
+//!   for `map`, `imap` and their kind, drawn with `indicatif`. Without it (`default-features
+//!   = false`) the crate builds without `indicatif` and its dependencies.
+//! - `cluster`: [`cluster`], a pool's tasks run on worker nodes through Redis.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -266,6 +274,7 @@
 extern crate self as multiproc;
 
 #[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
 mod codec;
 mod connection;

@@ -390,6 +390,7 @@ fn chaos_every_task_ends_with_its_result_or_a_typed_error() {
     }
 }
 
+#[cfg(feature = "progress")]
 #[test]
 fn a_progress_bar_can_be_asked_for() {
     let _w = heap_user(LIMIT);
