@@ -262,10 +262,10 @@
 //!
 //! # Features
 //!
-//! - `progress` (on by default): [`MapOptions::progress`], a progress bar on the terminal
+//! - `progress` (on by default): `MapOptions::progress`, a progress bar on the terminal
 //!   for `map`, `imap` and their kind, drawn with `indicatif`. Without it (`default-features
 //!   = false`) the crate builds without `indicatif` and its dependencies.
-//! - `cluster`: [`cluster`], a pool's tasks run on worker nodes through Redis.
+//! - `cluster`: `multiproc::cluster`, a pool's tasks run on worker nodes through Redis.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
