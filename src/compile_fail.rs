@@ -28,7 +28,7 @@
 //! ```compile_fail,E0277
 //! fn is_send<T: Send>(_: &T) {}
 //! fn check(cond: &multiproc::ConditionProxy) {
-//!     is_send(&cond.acquire().unwrap()); // ProxyRLockGuard is not Send
+//!     is_send(&cond.acquire().unwrap()); // ProxyConditionGuard is not Send
 //! }
 //! ```
 //!

@@ -296,9 +296,9 @@ pub use context::{Context, get_context};
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
-    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, ProxyPutError,
-    ProxyRLockGuard, ProxySemaphoreGuard, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy, SharedMemoryBlocks,
-    SharedMemoryManager, ValueProxy,
+    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyConditionGuard,
+    ProxyLockGuard, ProxyPutError, ProxyRLockGuard, ProxySemaphoreGuard, QueueProxy, RLockProxy, SemaphoreProxy,
+    SetProxy, SharedMemoryBlocks, SharedMemoryManager, ValueProxy,
 };
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
 pub use multiproc_macros::ShmSafe;

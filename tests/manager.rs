@@ -434,9 +434,9 @@ fn wait_then_set((e, done): (EventProxy, EventProxy)) {
 
 fn notify_later((c, flag): (ConditionProxy, ValueProxy<bool>)) {
     std::thread::sleep(Duration::from_millis(20));
-    let _held = c.acquire().unwrap();
+    let mut held = c.acquire().unwrap();
     flag.set(true).unwrap();
-    c.notify_all().unwrap();
+    held.notify_all().unwrap();
 }
 
 fn barrier_party(b: BarrierProxy) -> usize {
@@ -471,12 +471,12 @@ fn locks_events_conditions_and_barriers_work_across_processes() {
     let flag = manager.value(false).unwrap();
     let child = Process::new(notify_later, (c.clone(), flag.clone())).start().unwrap();
     {
-        let _held = c.acquire().unwrap();
-        c.wait_for(|| flag.get().unwrap()).unwrap();
+        let mut held = c.acquire().unwrap();
+        held.wait_for(|| flag.get().unwrap()).unwrap();
         assert!(c.locked().unwrap(), "the lock is held again after the wait");
     }
     child.join().unwrap();
-    assert!(matches!(c.notify(1), Err(ManagerError::NotOwner)), "notify needs the lock");
+    // Waits and notifications are methods of the held lock (the guard): none without it.
 
     let b = manager.barrier(3).unwrap();
     assert_eq!(b.parties().unwrap(), 3);
@@ -1480,11 +1480,11 @@ fn a_frame_of_millions_of_empty_items_does_not_blow_the_server_up() {
 // ---- the condition's wake-ups ----------------------------------------------------------------
 
 fn waitfor_child((cond, state): (ConditionProxy, ValueProxy<i64>)) -> bool {
-    let _held = cond.acquire().unwrap();
+    let mut held = cond.acquire().unwrap();
     state.set(0).unwrap();
     // Notifies, then waits itself: the wake-up was for the parent, already waiting.
-    cond.notify(1).unwrap();
-    cond.wait_for(|| state.get().unwrap() == 4).unwrap();
+    held.notify(1).unwrap();
+    held.wait_for(|| state.get().unwrap() == 4).unwrap();
     state.get().unwrap() == 4
 }
 
@@ -1497,25 +1497,25 @@ fn a_manager_condition_passes_cpythons_test_waitfor() {
     let state = manager.value(-1i64).unwrap();
     let child = Process::new(waitfor_child, (cond.clone(), state.clone())).start().unwrap();
     {
-        let _held = cond.acquire().unwrap();
-        cond.wait_for(|| state.get().unwrap() == 0).unwrap();
+        let mut held = cond.acquire().unwrap();
+        held.wait_for(|| state.get().unwrap() == 0).unwrap();
         assert_eq!(state.get().unwrap(), 0);
     }
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(10));
-        let _held = cond.acquire().unwrap();
+        let mut held = cond.acquire().unwrap();
         state.set(state.get().unwrap() + 1).unwrap();
-        cond.notify(1).unwrap();
+        held.notify(1).unwrap();
     }
     assert!(child.join().unwrap());
 }
 
 fn take_turns((cond, turn, me, rounds): (ConditionProxy, ValueProxy<u8>, u8, u32)) {
     for _ in 0..rounds {
-        let _held = cond.acquire().unwrap();
-        cond.wait_for(|| turn.get().unwrap() == me).unwrap();
+        let mut held = cond.acquire().unwrap();
+        held.wait_for(|| turn.get().unwrap() == me).unwrap();
         turn.set(1 - me).unwrap();
-        cond.notify(1).unwrap();
+        held.notify(1).unwrap();
     }
 }
 

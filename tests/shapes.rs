@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use common::{eventually, watchdog};
 use multiproc::{
-    AcquireTimeoutError, Barrier, Event, GetTimeoutError, JoinableQueue, Lock, Manager, ManagerError, Process,
-    QueueJoinTimeoutError, RLock, Semaphore, TryAcquireError, TryGetError,
+    AcquireTimeoutError, Barrier, Condition, Event, GetTimeoutError, JoinableQueue, Lock, Manager, ManagerError,
+    Process, QueueJoinTimeoutError, RLock, Semaphore, TryAcquireError, TryGetError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -266,6 +266,26 @@ fn the_next_holder_is_told_once_that_the_last_one_died_holding_the_lock() {
         assert!(taken.owner_died());
         drop(taken);
         assert!(!lock.acquire().unwrap().owner_died());
+    });
+}
+
+#[test]
+fn a_condition_waits_and_notifies_through_its_held_lock() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let local = Condition::new().unwrap();
+    let _notifier = local.clone(); // somebody could still notify: the family's wait waits
+    on_both!(local, (); manager.condition().unwrap(); |cond| {
+        let mut held = cond.acquire().unwrap();
+        assert!(!held.owner_died());
+        assert!(!held.wait_timeout(SHORT).unwrap());
+        assert!(!held.wait_for_timeout(SHORT, || false).unwrap());
+        assert!(held.wait_for_timeout(SHORT, || true).unwrap());
+        held.wait_for(|| true).unwrap();
+        held.notify(1).plain();
+        held.notify_all().plain();
+        drop(held);
+        assert!(!cond.acquire().unwrap().owner_died());
     });
 }
 

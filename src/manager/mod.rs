@@ -63,8 +63,8 @@ pub use queue::{JoinableQueueProxy, QueueProxy};
 pub use set::SetProxy;
 pub use shared_memory::{SharedMemoryBlocks, SharedMemoryManager};
 pub use sync::{
-    BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, ProxyRLockGuard, ProxySemaphoreGuard,
-    RLockProxy, SemaphoreProxy,
+    BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyConditionGuard, ProxyLockGuard, ProxyRLockGuard,
+    ProxySemaphoreGuard, RLockProxy, SemaphoreProxy,
 };
 
 use link::{Origin, ProxyCore};
@@ -1179,8 +1179,7 @@ impl Manager {
     /// multiproc::init();
     /// let manager = multiproc::Manager::start()?;
     /// let c = manager.condition()?;
-    /// let _held = c.acquire()?;
-    /// c.notify(1)?;
+    /// c.acquire()?.notify(1)?;
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     #[doc(alias = "Condition")]

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::ManagerError;
 use super::handle::{proxy_handle, wait_for};
@@ -141,8 +141,8 @@ impl Drop for ProxyLockGuard<'_> {
     }
 }
 
-/// Releases a managed lock owned by a thread when dropped (from [`RLockProxy::acquire`],
-/// [`ConditionProxy::acquire`] and their `try_` and `_timeout` forms). It stays on the thread that locked (it is not `Send`, as
+/// Releases a managed lock owned by a thread when dropped (from [`RLockProxy::acquire`]
+/// and its `try_` and `_timeout` forms). It stays on the thread that locked (it is not `Send`, as
 /// [`RLockGuard`](crate::RLockGuard)): the server refuses a release from another thread.
 ///
 /// # Examples
@@ -689,10 +689,10 @@ impl EventProxy {
 /// multiproc::init();
 /// let manager = Manager::start()?;
 /// let cond = manager.condition()?;
-/// let _held = cond.acquire()?;
+/// let mut held = cond.acquire()?;
 /// // Nobody notifies: the wait times out, with the lock held again.
-/// assert!(!cond.wait_timeout(Duration::from_millis(10))?);
-/// cond.notify_all()?;
+/// assert!(!held.wait_timeout(Duration::from_millis(10))?);
+/// held.notify_all()?;
 /// # Ok::<(), multiproc::ManagerError>(())
 /// ```
 #[doc(alias = "Condition")]
@@ -703,7 +703,7 @@ pub struct ConditionProxy {
 proxy_handle!(ConditionProxy, Kind::Condition);
 
 impl ConditionProxy {
-    lock_methods!(ProxyRLockGuard<'_>, ProxyRLockGuard::new, "condition");
+    lock_methods!(ProxyConditionGuard<'_>, ProxyConditionGuard::new, "condition");
 
     /// Releases one level of the lock.
     ///
@@ -711,59 +711,277 @@ impl ConditionProxy {
     ///
     /// [`ManagerError::NotOwner`] from a thread that does not hold it, and as
     /// [`ConditionProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.leave_locked();
+    /// cond.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
+}
 
-    /// Releases the lock, waits for a notification, and takes the lock back.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError::NotOwner`] without the lock, and as [`ConditionProxy::acquire`].
-    pub fn wait(&self) -> Result<(), ManagerError> {
-        self.core.call(Op::CondWait { wait: None }).map(drop)
+/// The held lock of a managed condition (from [`ConditionProxy::acquire`] and its `try_`
+/// and `_timeout` forms): wait and notify through it, as through a
+/// [`ConditionGuard`](crate::ConditionGuard), so that nobody waits or notifies without the
+/// lock. It releases the lock when dropped, and stays on the thread that locked (it is not
+/// `Send`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{ConditionProxy, Manager, Process, ValueProxy};
+///
+/// fn ready((cond, flag): (ConditionProxy, ValueProxy<bool>)) {
+///     let mut held = cond.acquire().unwrap();
+///     flag.set(true).unwrap();
+///     held.notify_all().unwrap();
+/// }
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let cond = manager.condition()?;
+/// let flag = manager.value(false)?;
+/// let child = Process::new(ready, (cond.clone(), flag.clone())).start()?;
+/// let mut held = cond.acquire()?;
+/// held.wait_for(|| flag.get().unwrap())?;
+/// drop(held);
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "the lock is released when the guard drops"]
+pub struct ProxyConditionGuard<'a> {
+    guard: ProxyRLockGuard<'a>,
+}
+
+impl fmt::Debug for ProxyConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConditionGuard").field("condition", self.guard.guard.core).finish()
+    }
+}
+
+impl<'a> ProxyConditionGuard<'a> {
+    fn new(guard: ProxyLockGuard<'a>) -> Self {
+        Self { guard: ProxyRLockGuard::new(guard) }
     }
 
-    /// Like [`ConditionProxy::wait`], waiting at most `timeout` for the notification;
-    /// whether one came. The lock is held again either way.
+    fn core(&self) -> &ProxyCore {
+        self.guard.guard.core
+    }
+
+    /// Whether the lock's last holder died holding it, as
+    /// [`ProxyLockGuard::owner_died`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// assert!(!cond.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died()
+    }
+
+    /// Releases now, reporting a failure that dropping the guard would ignore.
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
-        flag(self.core.call(Op::CondWait { wait: wait_for(timeout) })?)
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn release(self) -> Result<(), ManagerError> {
+        self.guard.release()
+    }
+
+    /// Keeps the lock held past the guard; release it with
+    /// [`ConditionProxy::release`], from this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.leave_locked();
+    /// cond.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn leave_locked(self) {
+        self.guard.leave_locked();
+    }
+
+    /// Releases the lock, waits for a notification, and takes the lock back, as
+    /// [`ConditionGuard::wait`](crate::ConditionGuard::wait).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone; the same for every method.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::{ConditionProxy, Manager, Process};
+    ///
+    /// fn wake(cond: ConditionProxy) {
+    ///     cond.acquire().unwrap().notify(1).unwrap();
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// let mut held = cond.acquire()?;
+    /// // The child can only notify once this wait released the lock.
+    /// let child = Process::new(wake, cond.clone()).start()?;
+    /// held.wait()?;
+    /// drop(held);
+    /// child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait(&mut self) -> Result<(), ManagerError> {
+        self.core().call(Op::CondWait { wait: None }).map(drop)
+    }
+
+    /// Like [`wait`](Self::wait), waiting at most `timeout` for the notification; whether
+    /// one came. The lock is held again either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// let mut held = cond.acquire()?;
+    /// assert!(!held.wait_timeout(Duration::from_millis(10))?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ManagerError> {
+        flag(self.core().call(Op::CondWait { wait: wait_for(timeout) })?)
     }
 
     /// Waits until `predicate` holds (checked with the lock held, before each wait).
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn wait_for(&self, mut predicate: impl FnMut() -> bool) -> Result<(), ManagerError> {
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.wait_for(|| true)?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool) -> Result<(), ManagerError> {
         while !predicate() {
             self.wait()?;
         }
         Ok(())
     }
 
-    /// Wakes up to `n` waiters (the lock must be held), as
-    /// [`ConditionGuard::notify`](crate::ConditionGuard::notify) does; Python's `notify()`
-    /// is `notify(1)`.
+    /// Waits at most `timeout` for `predicate` to hold; its last value (Python's
+    /// `wait_for(predicate, timeout)`), as
+    /// [`ConditionGuard::wait_for_timeout`](crate::ConditionGuard::wait_for_timeout).
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn notify(&self, n: u32) -> Result<(), ManagerError> {
-        self.core.call(Op::CondNotify { n: n as u64 }).map(drop)
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// let mut held = cond.acquire()?;
+    /// assert!(!held.wait_for_timeout(Duration::from_millis(10), || false)?);
+    /// assert!(held.wait_for_timeout(Duration::from_millis(10), || true)?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn wait_for_timeout(
+        &mut self,
+        timeout: Duration,
+        mut predicate: impl FnMut() -> bool,
+    ) -> Result<bool, ManagerError> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => timeout,
+            };
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.wait_timeout(left)?;
+        }
     }
 
-    /// Wakes every waiter (the lock must be held).
+    /// Wakes up to `n` waiters, as [`ConditionGuard::notify`](crate::ConditionGuard::notify);
+    /// Python's `notify()` is `notify(1)`.
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn notify_all(&self) -> Result<(), ManagerError> {
-        self.core.call(Op::CondNotify { n: u64::MAX }).map(drop)
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.notify(2)?; // nobody waits: nothing happens
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn notify(&mut self, n: u32) -> Result<(), ManagerError> {
+        self.core().call(Op::CondNotify { n: u64::from(n) }).map(drop)
+    }
+
+    /// Wakes every waiter.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.notify_all()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn notify_all(&mut self) -> Result<(), ManagerError> {
+        self.core().call(Op::CondNotify { n: u64::MAX }).map(drop)
     }
 }
 
