@@ -546,6 +546,12 @@ impl Inner {
                 }
                 // What it was sent and did not answer, it was running.
                 let code = worker.handle.exitcode();
+                log::debug!(
+                    "PoolWorker-{} (pid {}) ended with exit code {code:?}, {} chunk(s) unanswered",
+                    worker.index + 1,
+                    worker.handle.pid(),
+                    worker.sent.len()
+                );
                 for id in worker.sent.drain(..) {
                     let Some(sent) = books.sent.remove(&id) else { continue };
                     let error = match worker.killed_for {
@@ -568,6 +574,7 @@ impl Inner {
                 if replace && books.init_error.is_none() {
                     match self.start_worker(worker.index) {
                         Ok(new) => {
+                            log::debug!("added worker PoolWorker-{} (pid {})", new.index + 1, new.handle.pid());
                             books.workers.push(new);
                             self.counters.restarted();
                         }
@@ -695,12 +702,14 @@ impl Engine for Inner {
     }
 
     fn close(&self) {
+        log::debug!("closing pool");
         let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
         self.stop_idle_workers();
         self.results.wake_receivers();
     }
 
     fn terminate(&self) {
+        log::debug!("terminating pool");
         self.state.store(TERMINATED, Ordering::Release);
         self.kill_everything();
         self.ring_doorbell();
@@ -715,6 +724,7 @@ impl Engine for Inner {
             let _ = t.join();
         }
         let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
+        log::debug!("joining pool workers");
         for w in workers {
             w.handle.wait();
             // A chunk the worker was taking when it was killed is back in its inbox.

@@ -8,6 +8,7 @@ mod fork;
 mod forkserver;
 mod init;
 mod join_async;
+mod logging;
 pub(crate) mod panics;
 mod spawn;
 pub(crate) mod tracker;
@@ -25,6 +26,7 @@ use self::boot::{Boot, Outcome};
 use self::child::{ChildState, ExitWatch};
 pub use self::init::{InitBuilder, builder};
 pub use self::join_async::JoinFuture;
+pub use self::logging::log_to_stderr;
 use crate::codec::{self, Encoded};
 use crate::error::{Error, InitError, JoinError, JoinTimeoutError};
 use crate::shm::{Deadline, Heap, Payload};
@@ -591,6 +593,7 @@ fn launch(
         result_plan,
         surroundings,
         child_init: init::child_init(),
+        log: logging::asked(),
     };
     let (ours, theirs) = sys::socketpair_stream()?;
     let (pid, pidfd, watch, ours) = match method {
@@ -626,6 +629,7 @@ fn launch(
     };
     // The argument is with the child now: its handles belong to the child.
     args.sent();
+    log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, ours));
     family::register(child.clone());
     Ok(child)
