@@ -341,6 +341,7 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
     family::adopt(boot.family, boot.me, boot.parent);
     super::init::adopt_child_init(boot.child_init);
     super::logging::adopt(&name, boot.log);
+    panics::name_process(&name);
     panics::install_hook();
 
     // Encoded now: the signal handler that reports an overflow can only write bytes.
