@@ -372,6 +372,13 @@ impl Waiting {
         Self { registered: None, sleeping_on: None, slice: FIRST_SLICE, next_check: None }
     }
 
+    /// One whose first liveness check comes after `slice` (a test that needs the waker
+    /// thread to keep its place in a futex queue meanwhile).
+    #[cfg(test)]
+    pub(crate) const fn first_check_after(slice: Duration) -> Self {
+        Self { registered: None, sleeping_on: None, slice, next_check: None }
+    }
+
     /// Whether the liveness check is due: the future has waited a slice since it first
     /// pended or since the last check (then the next slice doubles, up to 100 ms).
     pub(crate) fn check_due(&mut self) -> bool {
