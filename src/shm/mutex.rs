@@ -222,7 +222,8 @@ impl RawMutex {
     /// One poll of an async acquire: the lock, or `Pending` with `cx`'s waker registered
     /// (through `waiting`, a waker thread sleeps on the word; the sleepers' bit is set, so
     /// that the holder's unlock wakes it). A dead holder's lock is taken over when the
-    /// future's liveness check is due.
+    /// future's liveness check is due. A future dropped after an unlock woke it passes
+    /// the wake-up on (`Waiting`'s drop).
     pub(crate) fn poll_lock(
         &self,
         me: Owner,
@@ -230,7 +231,9 @@ impl RawMutex {
         cx: &std::task::Context<'_>,
     ) -> std::task::Poll<Acquired> {
         use std::task::Poll;
-        if self.try_lock(me) {
+        // Woken by an unlock, others may sleep too: the lock is taken below with the
+        // sleepers' bit, as `lock_slow` does after a sleep, so that our unlock wakes one.
+        if !waiting.has_waited() && self.try_lock(me) {
             waiting.reset();
             return Poll::Ready(Acquired::Clean);
         }
