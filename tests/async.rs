@@ -649,6 +649,30 @@ fn condition_wait_async_is_woken_by_a_notify_from_another_process() {
 }
 
 #[test]
+fn condition_wait_for_async_returns_once_the_predicate_holds() {
+    let _w = watchdog(LIMIT);
+    let over_lock = multiproc::Condition::with_lock(multiproc::Lock::new().unwrap()).unwrap();
+    for cond in [multiproc::Condition::new().unwrap(), over_lock] {
+        let ready = multiproc::RawValue::new(false).unwrap();
+        let child = Process::new(set_and_notify, (cond.clone(), ready.clone())).start().unwrap();
+        let (guard, outcome) = current_thread().block_on(async {
+            let guard = cond.acquire_async().await.unwrap();
+            guard.wait_for_async(|| ready.get()).await
+        });
+        outcome.unwrap();
+        // Given back with the lock held, the predicate true under it.
+        assert!(ready.get());
+        drop(guard);
+        child.join().unwrap();
+        // Already true: no wait at all, and the guard comes back.
+        let (guard, outcome) = smol::block_on(cond.acquire().unwrap().wait_for_async(|| ready.get()));
+        outcome.unwrap();
+        drop(guard);
+        drop(cond.try_acquire().unwrap());
+    }
+}
+
+#[test]
 fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
     let _w = watchdog(LIMIT);
     let lock = multiproc::Lock::new().unwrap();
