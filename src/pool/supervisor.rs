@@ -786,9 +786,11 @@ impl Helper for Inner {
 impl Inner {
     /// [`Helper::help_briefly`]; whether a spin was tried is remembered for the next polls.
     fn help_polled(&self, done: &dyn Fn() -> bool) {
-        self.collect();
-        if done() {
-            return;
+        if !self.results.is_empty() {
+            self.collect();
+            if done() {
+                return;
+            }
         }
         if !self.worth_spinning() {
             let since_help = sys::monotonic_ns().saturating_sub(self.helped_at.load(Ordering::Relaxed));
