@@ -64,6 +64,34 @@ async fn ten_thousand(pool: &Pool) -> (u64, usize) {
 
 const SUM_OF_SQUARES: u64 = 9999 * 10_000 * 19_999 / 6;
 
+/// Round trips awaited one at a time (the poll collects and spins for a short task),
+/// then tasks too long for a spin (the pool thread collects them and wakes the runtime),
+/// then more tasks at once than workers (nobody spins), then short ones again.
+async fn short_long_crowded_short(pool: &Pool) {
+    for i in 0..200u64 {
+        assert_eq!(pool.apply_async(square, i).unwrap().await.unwrap(), i * i);
+    }
+    for _ in 0..3 {
+        assert_eq!(pool.apply_async(sleep_then, 30).unwrap().await.unwrap(), 30);
+    }
+    let crowd: Vec<_> = (0..50u64).map(|i| pool.apply_async(square, i).unwrap()).collect();
+    for (i, r) in crowd.into_iter().enumerate() {
+        assert_eq!(r.await.unwrap(), (i * i) as u64);
+    }
+    for i in 0..200u64 {
+        assert_eq!(pool.apply_async(square, i).unwrap().await.unwrap(), i * i);
+    }
+}
+
+#[test]
+fn awaited_results_come_whether_the_poll_spins_for_them_or_not() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    current_thread().block_on(short_long_crowded_short(&pool));
+    smol::block_on(short_long_crowded_short(&pool));
+    multi_thread().block_on(short_long_crowded_short(&pool));
+}
+
 #[test]
 fn ten_thousand_apply_async_awaited_on_tokio_current_thread_use_bounded_threads() {
     let _w = watchdog(LIMIT);
