@@ -8,12 +8,20 @@
 //! way; with `unwrap-join` and `unwrap-task`, `main` unwraps those errors instead. With
 //! `uninit`, `main` starts a process without `init()` and returns
 //! `Error::NotInitialized`, whose text names the fix. With `late`, a thread starts before
-//! `init()`, which panics at this file's line.
+//! `init()`, which panics at this file's line. With `thread`, a thread the child starts
+//! panics (its message names the process) and the child still succeeds.
 //!
 //! `MULTIPROC_START_METHOD=spawn|fork|forkserver` picks the start method of the child
 //! and of the pool's workers.
 
 use multiproc::{Pool, Process, StartMethod};
+
+/// A child whose helper thread panics; the child itself succeeds.
+fn helper_panics(_: ()) -> u32 {
+    let helper = std::thread::Builder::new().name("helper".into()).spawn(|| panic!("the helper failed"));
+    assert!(helper.unwrap().join().is_err());
+    42
+}
 
 fn work(fail: bool) -> u32 {
     if fail {
@@ -35,7 +43,7 @@ fn main() -> Result<(), multiproc::Error> {
         Ok("fork") => StartMethod::Fork,
         _ => StartMethod::ForkServer,
     };
-    let fail = !mode.is_empty() && mode != "uninit";
+    let fail = !mode.is_empty() && mode != "uninit" && mode != "thread";
     let result = match mode.as_str() {
         "pool" | "unwrap-task" => {
             let pool = Pool::builder().processes(1).start_method(method).build()?;
@@ -45,6 +53,7 @@ fn main() -> Result<(), multiproc::Error> {
                 pool.apply_async(work, fail)?.get().unwrap()
             }
         }
+        "thread" => Process::new(helper_panics, ()).start_method(method).start()?.join()?,
         "unwrap-join" => Process::new(work, fail).start_method(method).start()?.join().unwrap(),
         _ => Process::new(work, fail).start_method(method).start()?.join()?,
     };

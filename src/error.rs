@@ -257,6 +257,17 @@ fn backtrace_style() -> Option<BacktraceStyle> {
     }
 }
 
+/// A backtrace as printed for a panic in a child (`RUST_BACKTRACE` as std reads it), with
+/// the note std prints after a short one; `None` when none is asked for.
+pub(crate) fn shown_if_asked(backtrace: &str) -> Option<String> {
+    let style = backtrace_style()?;
+    let mut text = shown_backtrace(backtrace, style);
+    if style == BacktraceStyle::Short {
+        text.push_str("note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n");
+    }
+    Some(text)
+}
+
 /// The frames of a child's backtrace worth printing. Both styles start at the panic's entry
 /// into std, as std prints its own (the frames before it are the recording hook's). The
 /// short one also stops where multiproc caught the panic: the frames after the target are
@@ -279,7 +290,10 @@ fn shown_backtrace(backtrace: &str, style: BacktraceStyle) -> String {
     let start = frames.iter().position(|(name, _)| name.contains("rust_begin_unwind")).unwrap_or(0);
     let mut frames = frames.split_off(start);
     if style == BacktraceStyle::Short
-        && let Some(end) = frames.iter().position(|(name, _)| name.starts_with("multiproc::process::panics::catching"))
+        && let Some(end) = frames.iter().position(|(name, _)| {
+            // Where multiproc caught the target's panic, or where std started the thread.
+            name.starts_with("multiproc::process::panics::catching") || name.contains("__rust_begin_short_backtrace")
+        })
     {
         frames.truncate(end);
         // `catch_unwind`'s own frames, between the catching and the target.

@@ -43,6 +43,7 @@
 //! | `set_start_method("spawn")` | [`set_start_method(StartMethod::Spawn)`](set_start_method) |
 //! | `ctx = get_context("spawn")`, `ctx.Pool(4)`, `ctx.Process(...)`, `ctx.Queue()` | [`let ctx = get_context(Some(StartMethod::Spawn))`](get_context), [`ctx.pool(4)?`](Context::pool), [`ctx.process(f, x)`](Context::process), [`ctx.queue()?`](Context::queue) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process()`], [`parent_process()`], [`active_children()`], [`cpu_count()`] |
+//! | `log_to_stderr(logging.INFO)` | [`log_to_stderr(log::LevelFilter::Info)`](log_to_stderr) (a `log` logger in every process: `[INFO/Process-1] ...`) |
 //! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)`, `lock.release()` | [`Lock::new()?`](Lock), [`let _g = lock.acquire()?`](Lock::acquire), [`acquire_timeout(t)`](Lock::acquire_timeout), [`release()`](Lock::release) |
 //! | `RLock()` | [`RLock`] (guards stay on their thread; [`RLockGuard::owner_died`] when the holder died) |
 //! | `Semaphore(n)`, `BoundedSemaphore(n)`, `get_value()` | [`Semaphore::new(n)`](Semaphore), [`BoundedSemaphore`], [`get_value()`](Semaphore::get_value) |
@@ -230,7 +231,8 @@
 //! [`JoinableQueue::join_async`]), [`Connection::recv_async`] / [`Connection::send_async`],
 //! [`ProcessHandle::join_async`], [`Event::wait_async`], the locks' `acquire_async`
 //! ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`]),
-//! [`ConditionGuard::wait_async`] and [`Barrier::wait_async`]. They end with the same
+//! [`ConditionGuard::wait_async`] (and [`ConditionGuard::wait_for_async`]) and
+//! [`Barrier::wait_async`]. They end with the same
 //! typed errors as the blocking calls (a dead worker is `WorkerLost`, a dead producer
 //! `Disconnected`, a lock whose holder died is taken over and its guard's `owner_died()`
 //! says so); a timeout is the
@@ -238,8 +240,8 @@
 //!
 //! Cancellation: a `get_async` or `recv_async` dropped part-way took nothing (an item is
 //! taken in the poll that returns it); a `put_async` dropped part-way put nothing; an
-//! `acquire_async` dropped part-way holds no lock and no permit (a permit's wake-up it did
-//! not use goes to another waiter); a `ConditionGuard::wait_async` dropped part-way leaves
+//! `acquire_async` dropped part-way holds no lock and no permit (a permit's or an unlock's
+//! wake-up it did not use goes to another waiter); a `ConditionGuard::wait_async` dropped part-way leaves
 //! the lock released and passes a notification it got on; a `Barrier::wait_async` dropped
 //! while it waits breaks the barrier ([`BarrierBreak::Cancelled`]), as a timed-out wait
 //! does; a `join_async` dropped part-way drops its handle (the child runs on, as with any
@@ -259,6 +261,13 @@
 //! polls the children's pidfds with epoll. Like any thread, a waker thread makes
 //! [`StartMethod::Fork`] refuse to start children unless [`allow_fork_with_threads`] was
 //! called; a child forked anyway starts its own waker threads when it needs them.
+//!
+//! Cost of an awaited result: a polled [`AsyncResult`] first collects the results that
+//! arrived itself, as a blocking `get` does; when its task should be back within
+//! microseconds (no more chunks in flight than workers, short ones, and the last spins
+//! paid off) it spins up to 20 µs for it, which keeps the runtime's thread from other
+//! tasks that long at most. So awaiting a short task costs about what `get` does;
+//! otherwise the result takes two wake-ups (the pool's thread, then the runtime's).
 //!
 //! # Features
 //!
@@ -318,7 +327,7 @@ pub use pool::{
 pub use process::{
     ChildProcess, CurrentProcess, InitBuilder, JoinFuture, ParentProcess, Process, ProcessHandle, Run, StartMethod,
     Target, active_children, builder, cpu_count, current_process, force_start_method, get_all_start_methods,
-    get_start_method, init, parent_process, set_start_method, try_init,
+    get_start_method, init, log_to_stderr, parent_process, set_start_method, try_init,
 };
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
@@ -334,8 +343,8 @@ pub use shm::ShmSafe;
 pub use sync::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BarrierBuilder, BarrierWait, BoundedSemaphore,
     BrokenBarrier, Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait, ConditionWaitError,
-    Event, EventWait, Lock, LockAcquire, LockGuard, RLock, RLockAcquire, RLockGuard, ReleaseError, Semaphore,
-    SemaphoreAcquire, SemaphoreGuard, TryAcquireError,
+    ConditionWaitFor, Event, EventWait, Lock, LockAcquire, LockGuard, RLock, RLockAcquire, RLockGuard, ReleaseError,
+    Semaphore, SemaphoreAcquire, SemaphoreGuard, TryAcquireError,
 };
 pub use sys::allow_fork_with_threads;
 
@@ -408,7 +417,7 @@ pub mod __private {
     }
 
     /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
-    pub use crate::shm::test_hooks::{crash_at, heap_alloc, heap_check, heap_free};
+    pub use crate::shm::test_hooks::{crash_at, heap_alloc, heap_alloc_dirty, heap_check, heap_free, heap_free_warm};
 
     /// The async tests: how many waker threads this process runs.
     pub use crate::shm::reactor::waker_threads;

@@ -163,3 +163,16 @@ fn a_task_panic_shows_its_fields_with_the_alternate_debug() {
     let alternate = format!("{err:#?}");
     assert!(alternate.contains("PanicInfo {") && alternate.contains("backtrace:"), "{alternate}");
 }
+
+/// A thread a child starts panics: its message names the thread and the process, as
+/// std's names the thread.
+#[test]
+fn a_panic_of_a_thread_in_a_child_names_the_process() {
+    let _w = watchdog(Duration::from_secs(120));
+    for method in START_METHODS {
+        let stderr = run("thread", method, None, 0);
+        let header = "thread 'helper' of process 'Process-1' panicked at examples/main_error.rs:";
+        assert!(stderr.contains(header), "{method}: {stderr}");
+        assert!(stderr.contains("the helper failed\nnote: run with `RUST_BACKTRACE=1`"), "{method}: {stderr}");
+    }
+}

@@ -670,7 +670,9 @@ fn an_item_registered_by_a_constructor_is_visible_in_children() {
 mod shm {
     use std::time::Duration;
 
-    use multiproc::__private::{crash_at, heap_alloc, heap_check, heap_free, heap_in_use};
+    use multiproc::__private::{
+        crash_at, heap_alloc, heap_alloc_dirty, heap_check, heap_free, heap_free_warm, heap_in_use,
+    };
     use multiproc::{Lock, Process};
     use serde::{Deserialize, Serialize};
 
@@ -685,6 +687,10 @@ mod shm {
     enum Step {
         Alloc(usize),
         Free(u64, usize),
+        /// Allocates as a large message does (a warm block if one fits).
+        AllocDirty(usize),
+        /// Frees as a large message does (kept warm).
+        FreeWarm(u64, usize),
         Acquire(Lock),
         AcquireAndDie(Lock),
     }
@@ -697,6 +703,11 @@ mod shm {
             }
             // SAFETY: the parent allocated this block for the child to free, and forgets it.
             Step::Free(off, len) => unsafe { heap_free(off, len) },
+            Step::AllocDirty(len) => {
+                heap_alloc_dirty(len).unwrap();
+            }
+            // SAFETY: as for `Free`.
+            Step::FreeWarm(off, len) => unsafe { heap_free_warm(off, len) },
             Step::Acquire(lock) => drop(lock.acquire()),
             Step::AcquireAndDie(lock) => {
                 std::mem::forget(lock.acquire());
@@ -822,6 +833,57 @@ mod shm {
             assert_eq!(heap_in_use(), before, "in_use after an allocation cut short at {point}");
             // SAFETY: allocated above, freed once, unused.
             unsafe { heap_free(g, len) };
+        }
+    }
+
+    /// Large enough that parking it evicts smaller warm blocks rather than finding no room,
+    /// and not a whole number of MiB, so that no other warm block is a closer fit.
+    const WARM_LEN: usize = (32 << 20) + 3 * PAGE;
+
+    fn overlaps((a, a_len): (u64, usize), (b, b_len): (u64, usize)) -> bool {
+        a < b + b_len as u64 && b < a + a_len as u64
+    }
+
+    /// A large message's block freed to the warm slots by a process killed half-way: the
+    /// block is lost (neither free nor warm), never handed out twice.
+    #[test]
+    fn a_block_parked_warm_by_a_process_killed_half_way_is_never_handed_out_twice() {
+        let _alone = common::leak_check(LIMIT);
+        let point = "heap.park.len_written";
+        let block = heap_alloc(WARM_LEN).unwrap();
+        let before = heap_in_use();
+        crash_at_point(point, Step::FreeWarm(block, WARM_LEN));
+        // Still ours as far as the heap knows: a leak, not a free block or a warm one.
+        assert_heap_sound(point, &[(block, WARM_LEN)]);
+        // Uncounted first, then parked: cut short, it is neither (leaked).
+        assert_eq!(heap_in_use(), before - WARM_LEN as u64, "in_use after a park cut short");
+        let next = heap_alloc_dirty(WARM_LEN).unwrap();
+        assert!(!overlaps((next, WARM_LEN), (block, WARM_LEN)), "the lost block was handed out");
+        // SAFETY: allocated just above, unused.
+        unsafe { heap_free(next, WARM_LEN) };
+    }
+
+    /// A warm block taken for a large message by a process killed before it counted it:
+    /// the block (and what it had beyond the request) is lost, never handed out twice.
+    #[test]
+    fn a_warm_block_taken_by_a_process_killed_half_way_is_never_handed_out_twice() {
+        let _alone = common::leak_check(LIMIT);
+        let point = "heap.unpark.taken";
+        // Taken whole, and taken for less than its size (the rest is freed after the point).
+        for (parked, asked) in [(WARM_LEN, WARM_LEN), (WARM_LEN, WARM_LEN - 2 * PAGE)] {
+            let block = heap_alloc(parked).unwrap();
+            // SAFETY: allocated just above, freed once, unused.
+            unsafe { heap_free_warm(block, parked) };
+            heap_check(&[]).expect("the block is parked soundly");
+            let before = heap_in_use();
+            crash_at_point(point, Step::AllocDirty(asked));
+            assert_heap_sound(point, &[(block, parked)]);
+            // Taken, then counted: cut short, it is taken and not counted (leaked).
+            assert_eq!(heap_in_use(), before, "in_use after a take cut short");
+            let next = heap_alloc_dirty(parked).unwrap();
+            assert!(!overlaps((next, parked), (block, parked)), "the lost block was handed out");
+            // SAFETY: allocated just above, unused.
+            unsafe { heap_free(next, parked) };
         }
     }
 

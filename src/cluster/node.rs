@@ -44,11 +44,24 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// The defaults: a worker process per CPU, a Redis timeout of 5 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A worker per CPU, Redis commands of up to 5 s.
+    /// let options = multiproc::cluster::ServeOptions::new();
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The number of local worker processes (default [`cpu_count`](crate::cpu_count)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = multiproc::cluster::ServeOptions::new().processes(4);
+    /// ```
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n.max(1));
         self
@@ -56,6 +69,14 @@ impl ServeOptions {
 
     /// How long one Redis command may take before the node drops the connection and
     /// tries again (default 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let options = multiproc::cluster::ServeOptions::new().timeout(Duration::from_secs(2));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

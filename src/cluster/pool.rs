@@ -66,12 +66,33 @@ impl Default for ClusterOptions {
 impl ClusterOptions {
     /// The defaults: a lease of 10 s, 3 deliveries, 64 chunks in flight per worker, a
     /// Redis timeout of 5 s.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::ClusterOptions;
+    ///
+    /// let pool = multiproc::Pool::builder()
+    ///     .cluster("redis://127.0.0.1/")
+    ///     .cluster_options(ClusterOptions::new())
+    ///     .build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self { lease: Duration::from_secs(10), max_deliveries: 3, max_in_flight: None, timeout: Duration::from_secs(5) }
     }
 
     /// A task whose node stopped heartbeating for this long (killed, cut off) is taken
     /// back and queued again (nodes heartbeat every third of it). At least 100 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A node silent for 2 s has its tasks queued again for the others.
+    /// let options = multiproc::cluster::ClusterOptions::new().lease(Duration::from_secs(2));
+    /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(100));
         self
@@ -79,6 +100,13 @@ impl ClusterOptions {
 
     /// A task delivered this many times without an answer (its nodes died under it) fails
     /// with [`TaskError::WorkerLost`] instead of being queued again. At least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A task that killed two nodes fails with `WorkerLost` instead of killing a third.
+    /// let options = multiproc::cluster::ClusterOptions::new().max_deliveries(2);
+    /// ```
     pub fn max_deliveries(mut self, n: u32) -> Self {
         self.max_deliveries = n.max(1);
         self
@@ -87,6 +115,12 @@ impl ClusterOptions {
     /// Chunks in the task stream at most (default: 64 per worker of
     /// [`PoolBuilder::processes`](crate::PoolBuilder::processes)); the others wait in the
     /// driver, so an endless `imap` stays bounded in Redis too. At least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = multiproc::cluster::ClusterOptions::new().max_in_flight(16);
+    /// ```
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = Some(n.max(1));
         self
@@ -94,6 +128,14 @@ impl ClusterOptions {
 
     /// How long Redis may stay unreachable or silent before every unfinished task fails
     /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let options = multiproc::cluster::ClusterOptions::new().timeout(Duration::from_secs(30));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -439,6 +481,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
 
 impl Helper for Driver {
     fn help(&self, _done: &dyn Fn() -> bool, _deadline: Deadline) {}
+
+    fn help_briefly(&self, _done: &dyn Fn() -> bool) {}
 }
 
 impl Engine for Driver {

@@ -201,6 +201,14 @@ pub struct QueueBuilder<T> {
 impl<T> QueueBuilder<T> {
     /// Puts wait (or fail, for `try_put`) while the list holds this many items; 0 (the
     /// default) is no bound. Each program applies its own `maxsize` to its own puts.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::builder().maxsize(100).open("redis://127.0.0.1/", "jobs")?;
+    /// assert_eq!(q.maxsize(), Some(100));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn maxsize(mut self, maxsize: usize) -> Self {
         self.maxsize = maxsize;
         self
@@ -210,6 +218,15 @@ impl<T> QueueBuilder<T> {
     /// refused before it reaches Redis, or, put there by another program, moved to the
     /// dead-letter list by Redis itself, without crossing the network
     /// ([`GetError::Decode`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<Vec<u8>>::builder()
+    ///     .max_message_size(1 << 20)
+    ///     .open("redis://127.0.0.1/", "blobs")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -218,6 +235,18 @@ impl<T> QueueBuilder<T> {
     /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms): once it has
     /// expired, other consumers deliver its unacknowledged items again. A consumer keeps
     /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// // Items this consumer took and did not ack go to others 5 s after it stops calling.
+    /// let q = multiproc::cluster::Queue::<u32>::builder()
+    ///     .lease(Duration::from_secs(5))
+    ///     .open("redis://127.0.0.1/", "jobs")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(3));
         self
@@ -225,6 +254,17 @@ impl<T> QueueBuilder<T> {
 
     /// How long to wait for Redis to connect or to answer (default 5 s) before the call
     /// fails with [`ClusterError::Unreachable`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let q = multiproc::cluster::Queue::<u32>::builder()
+    ///     .timeout(Duration::from_millis(500))
+    ///     .open("redis://127.0.0.1/", "jobs")?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -232,12 +272,30 @@ impl<T> QueueBuilder<T> {
 
     /// The certificates of a `rediss://` URL (default: the system's authorities, no
     /// client certificate).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::{Queue, Tls};
+    ///
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let q = Queue::<u32>::builder().tls(Tls::new().ca_pem(ca)).open("rediss://redis.example:6380/", "jobs")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
         self
     }
 
     /// Opens the queue `name` in the Redis server at `url` (created by the first put).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<String>::builder().maxsize(10).open("redis://127.0.0.1/", "names")?;
+    /// q.put("ada".to_string())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -811,6 +869,17 @@ pub struct Received<'q, T: Serialize + DeserializeOwned> {
 
 impl<T: Serialize + DeserializeOwned> Received<'_, T> {
     /// Acknowledges the value (it leaves the processing list for good) and returns it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::cluster::Queue::<u32>::open("redis://127.0.0.1/", "jobs")?;
+    /// let job = q.receive()?;
+    /// println!("working on {}", *job);
+    /// // Done: the job leaves the queue for good (dropped instead, it would go back).
+    /// let n = job.ack()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///

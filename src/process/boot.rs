@@ -43,6 +43,8 @@ pub(crate) struct Boot {
     pub(crate) surroundings: Option<Payload>,
     /// The family's `child_init` function, run before the target.
     pub(crate) child_init: Option<Packed>,
+    /// The level of [`log_to_stderr`](crate::log_to_stderr), if the parent called it.
+    pub(crate) log: Option<u8>,
 }
 
 /// What a new process expects from its parent beyond the family: its environment and
@@ -338,6 +340,8 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
     }
     family::adopt(boot.family, boot.me, boot.parent);
     super::init::adopt_child_init(boot.child_init);
+    super::logging::adopt(&name, boot.log);
+    panics::name_process(&name);
     panics::install_hook();
 
     // Encoded now: the signal handler that reports an overflow can only write bytes.
@@ -355,12 +359,16 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
         },
         None => Ok(()),
     };
-    if let Err(outcome) = set_up {
-        call.outcome = Some(outcome);
-    } else if sys::unpack_and_run(boot.call, &mut call).is_err() {
-        call.outcome = Some(Outcome::Failed(
-            "the target belongs to a different executable than this child runs, or to a shared library".into(),
-        ));
+    match set_up {
+        Err(outcome) => call.outcome = Some(outcome),
+        Ok(()) => {
+            log::info!("child process calling its target");
+            if sys::unpack_and_run(boot.call, &mut call).is_err() {
+                call.outcome = Some(Outcome::Failed(
+                    "the target belongs to a different executable than this child runs, or to a shared library".into(),
+                ));
+            }
+        }
     }
     // Python's rules at the end of a process: daemonic children are terminated, the
     // others joined.
@@ -370,6 +378,7 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
         Outcome::Returned(_) => 0,
         _ => 1,
     };
+    log::info!("process exiting with exit code {code}");
     if report(sock.as_fd(), &outcome)
         && let Some(encoded) = call.encoded.take()
     {

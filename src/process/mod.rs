@@ -8,6 +8,7 @@ mod fork;
 mod forkserver;
 mod init;
 mod join_async;
+mod logging;
 pub(crate) mod panics;
 mod spawn;
 pub(crate) mod tracker;
@@ -25,6 +26,7 @@ use self::boot::{Boot, Outcome};
 use self::child::{ChildState, ExitWatch};
 pub use self::init::{InitBuilder, builder};
 pub use self::join_async::JoinFuture;
+pub use self::logging::log_to_stderr;
 use crate::codec::{self, Encoded};
 use crate::error::{Error, InitError, JoinError, JoinTimeoutError};
 use crate::shm::{Deadline, Heap, Payload};
@@ -115,6 +117,16 @@ impl StartMethod {
     }
 
     /// Python's name of the method (`"fork"`, `"spawn"`, `"forkserver"`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::StartMethod;
+    ///
+    /// assert_eq!(StartMethod::ForkServer.name(), "forkserver");
+    /// let names: Vec<_> = multiproc::get_all_start_methods().iter().map(|m| m.name()).collect();
+    /// assert!(names.contains(&"spawn"));
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             StartMethod::Fork => "fork",
@@ -542,6 +554,29 @@ where
 
 impl<T: Run> Process<T, T::Output> {
     /// A process that will call `task.run()` (Python's `Process` subclass with `run`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Countdown {
+    ///     from: u32,
+    /// }
+    ///
+    /// impl multiproc::Run for Countdown {
+    ///     type Output = u32;
+    ///     fn run(self) -> u32 {
+    ///         (1..=self.from).sum()
+    ///     }
+    /// }
+    ///
+    /// multiproc::init();
+    /// let total = multiproc::Process::from_run(Countdown { from: 4 }).start()?.join()?;
+    /// assert_eq!(total, 10);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn from_run(task: T) -> Self {
         Process::new(run_object::<T>, task)
     }
@@ -591,6 +626,7 @@ fn launch(
         result_plan,
         surroundings,
         child_init: init::child_init(),
+        log: logging::asked(),
     };
     let (ours, theirs) = sys::socketpair_stream()?;
     let (pid, pidfd, watch, ours) = match method {
@@ -626,6 +662,7 @@ fn launch(
     };
     // The argument is with the child now: its handles belong to the child.
     args.sent();
+    log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, ours));
     family::register(child.clone());
     Ok(child)
@@ -1010,46 +1047,181 @@ impl fmt::Debug for ChildProcess {
 
 impl ChildProcess {
     /// The process id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let handle = multiproc::Process::new(nap, 50).start()?;
+    /// let child = handle.as_child();
+    /// assert_eq!(child.pid(), handle.pid());
+    /// # handle.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.child.pid
     }
 
     /// The process name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let handle = multiproc::Process::new(nap, 50).name("napper").start()?;
+    /// assert_eq!(handle.as_child().name(), "napper");
+    /// # handle.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.child.name
     }
 
     /// Whether the process is daemonic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let handle = multiproc::Process::new(nap, 50).daemon(true).start()?;
+    /// assert!(handle.as_child().is_daemon());
+    /// # handle.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.child.daemon
     }
 
     /// Whether the process is still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let handle = multiproc::Process::new(nap, 60_000).start()?;
+    /// let child = handle.as_child();
+    /// assert!(child.is_alive());
+    /// child.kill()?;
+    /// child.wait();
+    /// assert!(!child.is_alive());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.child.ended().is_none()
     }
 
     /// Python's exit code (see [`ProcessHandle::exitcode`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let handle = multiproc::Process::new(nap, 10).start()?;
+    /// let child = handle.as_child();
+    /// child.wait();
+    /// assert_eq!(child.exitcode(), Some(0));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         self.child.exitcode()
     }
 
     /// Waits for the process to end; returns its exit code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// for child in multiproc::active_children() {
+    ///     let code = child.wait();
+    ///     println!("{} ended with {code}", child.name());
+    /// }
+    /// ```
     pub fn wait(&self) -> i32 {
         child::exitcode(self.child.wait(Deadline::NEVER).expect("an endless wait returns an end"))
     }
 
     /// Waits at most `timeout`; the exit code if the process ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let handle = multiproc::Process::new(nap, 60_000).start()?;
+    /// let child = handle.as_child();
+    /// assert_eq!(child.wait_timeout(std::time::Duration::from_millis(10)), None);
+    /// child.kill()?;
+    /// assert_eq!(child.wait_timeout(std::time::Duration::from_secs(60)), Some(-9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<i32> {
         self.child.wait(Deadline::after(timeout)).map(child::exitcode)
     }
 
     /// `SIGTERM`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// // Stop every child still running (SIGTERM), then wait for them.
+    /// for child in multiproc::active_children() {
+    ///     child.terminate()?;
+    ///     child.wait();
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn terminate(&self) -> std::io::Result<()> {
         self.child.signal(sys::SIGTERM)
     }
 
     /// `SIGKILL`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let handle = multiproc::Process::new(nap, 60_000).start()?;
+    /// handle.as_child().kill()?;
+    /// assert_eq!(handle.wait(), -9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kill(&self) -> std::io::Result<()> {
         self.child.signal(sys::SIGKILL)
     }

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 
 use crate::error::PanicInfo;
 
@@ -16,10 +16,40 @@ thread_local! {
 
 static HOOK: Once = Once::new();
 
+/// This child's name (empty in the main process), for panics of threads it starts.
+static PROCESS: Mutex<String> = Mutex::new(String::new());
+
+/// A child learns its name at boot.
+pub(crate) fn name_process(name: &str) {
+    *PROCESS.lock().unwrap_or_else(|e| e.into_inner()) = name.to_owned();
+}
+
+/// A panic of a thread of a child outside [`catching`] (a thread the target started),
+/// printed as std prints it with the process named: `thread 'x' of process 'Process-1'
+/// panicked at ...`. `None` in the main process (std's own message is right there), and
+/// when the thread is being torn down.
+fn thread_panic_text(info: &std::panic::PanicHookInfo<'_>) -> Option<String> {
+    let process = PROCESS.try_lock().ok().filter(|name| !name.is_empty())?.clone();
+    // `thread::current` may panic once the thread's locals are gone; ours tell.
+    CAPTURE.try_with(|_| ()).ok()?;
+    let thread = std::thread::current();
+    let mut text = format!("\nthread '{}' of process '{process}' panicked", thread.name().unwrap_or("<unnamed>"));
+    if let Some(l) = info.location() {
+        text.push_str(&format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
+    }
+    text.push_str(&format!(":\n{}\n", payload_message(info.payload())));
+    match crate::error::shown_if_asked(&std::backtrace::Backtrace::force_capture().to_string()) {
+        Some(backtrace) => text.push_str(&format!("stack backtrace:\n{backtrace}")),
+        None => text.push_str("note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n"),
+    }
+    Some(text)
+}
+
 /// Installs, once per executable image, the hook that records a panic of code run under
 /// [`catching`] and prints it naming the process (`process 'Process-1' panicked at ...`,
-/// where Rust would say `thread 'main'`); any other panic goes to the hook that was there
-/// before. The main process installs it at `init()`, so fork and fork-server children
+/// where Rust would say `thread 'main'`); in a child, a panic of another thread is printed
+/// naming the process too (`thread 'x' of process 'Process-1' panicked at ...`); any other
+/// panic goes to the hook that was there before. The main process installs it at `init()`, so fork and fork-server children
 /// inherit it without touching a page.
 pub(crate) fn install_hook() {
     HOOK.call_once(|| {
@@ -46,7 +76,7 @@ pub(crate) fn install_hook() {
                 })
                 .ok()
                 .flatten();
-            match recorded {
+            match recorded.or_else(|| thread_panic_text(info)) {
                 Some(text) => {
                     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
                 }

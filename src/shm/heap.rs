@@ -496,7 +496,9 @@ impl Heap {
 
     /// Checks the large allocator's free list (for the tests): sorted, non-overlapping,
     /// page aligned, inside `[RESERVED, bump)`, and clear of every range in `live`
-    /// (blocks the caller knows to be allocated). Returns the free extents.
+    /// (blocks the caller knows to be allocated); and the warm blocks: inside the same
+    /// bounds, clear of the free list, of `live` and of each other. Returns the free
+    /// extents.
     pub(crate) fn check(&self, live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
@@ -526,6 +528,30 @@ impl Heap {
         }
         if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o + l as u64 > bump) {
             return Err(format!("the live block [{o:#x}, +{l:#x}) reaches past the bump pointer {bump:#x}"));
+        }
+        // The warm blocks: each whole pages below the bump pointer, and none of them also
+        // free, live or warm twice over.
+        let mut warm: Vec<(u64, u64)> = Vec::new();
+        for i in 0..WARM_SLOTS {
+            let off = h.warm[i].load(Ordering::Relaxed);
+            if off == 0 {
+                continue;
+            }
+            let len = h.warm_len[i].load(Ordering::Relaxed);
+            let overlaps = |&&(o, l): &&(u64, u64)| o < off + len && off < o + l;
+            if off < RESERVED as u64 || !off.is_multiple_of(PAGE as u64) || len == 0 || off + len > bump {
+                return Err(format!("warm block [{off:#x}, +{len:#x}) is misplaced (bump pointer {bump:#x})"));
+            }
+            if let Some((o, l)) = extents.iter().find(overlaps) {
+                return Err(format!("warm block [{off:#x}, +{len:#x}) overlaps the free extent [{o:#x}, +{l:#x})"));
+            }
+            if let Some((o, l)) = warm.iter().find(overlaps) {
+                return Err(format!("warm block [{off:#x}, +{len:#x}) overlaps the warm block [{o:#x}, +{l:#x})"));
+            }
+            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < off + len && off < o + l as u64) {
+                return Err(format!("warm block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
+            }
+            warm.push((off, len));
         }
         Ok(extents)
     }

@@ -314,8 +314,25 @@ pub(crate) mod test_hooks {
         Heap::get().free(offset, len);
     }
 
+    /// Frees a large block the way a large message's block is freed: kept warm, with its
+    /// pages, for the next [`heap_alloc_dirty`] if the budget allows.
+    ///
+    /// # Safety
+    ///
+    /// As for [`heap_free`].
+    pub unsafe fn heap_free_warm(offset: u64, len: usize) {
+        Heap::get().free_warm(offset, len);
+    }
+
+    /// Allocates `len` bytes the way a large message's block is allocated: a warm block if
+    /// one is big enough (its contents unspecified), else as [`heap_alloc`].
+    pub fn heap_alloc_dirty(len: usize) -> Result<u64, HeapFull> {
+        Heap::get().alloc_dirty(len)
+    }
+
     /// Checks the large allocator's free list (sorted, non-overlapping, below the bump
-    /// pointer, clear of the `live` blocks); returns the free extents as (offset, size).
+    /// pointer, clear of the `live` blocks) and its warm blocks (clear of the free list, of
+    /// `live` and of each other); returns the free extents as (offset, size).
     pub fn heap_check(live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
         Heap::get().check(live)
     }

@@ -1,0 +1,107 @@
+//! [`log_to_stderr`]: Python's `multiprocessing.log_to_stderr`, on the `log` crate.
+//!
+//! The crate reports what it does (a child started, a target called, a process exiting, a
+//! pool worker replaced) as `log` records with targets under `multiproc`. A program with a
+//! logger of its own sees them there; [`log_to_stderr`] is the logger for a program without
+//! one, and it follows the program into every child.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use log::{LevelFilter, Log, Metadata, Record};
+
+/// The level [`log_to_stderr`] asked for (0: it was not called), passed to every child.
+static ASKED: AtomicU8 = AtomicU8::new(0);
+
+/// This process's name as the records show it.
+static NAME: Mutex<String> = Mutex::new(String::new());
+
+struct Stderr;
+
+static LOGGER: Stderr = Stderr;
+
+impl Log for Stderr {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let name = NAME.lock().unwrap_or_else(|e| e.into_inner());
+        let name = if name.is_empty() { "MainProcess" } else { &name };
+        // One write per record, so that processes logging together do not mix their lines.
+        let line = format!("[{}/{}] {}\n", record.level(), name, record.args());
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+fn encode(level: LevelFilter) -> u8 {
+    level as u8 + 1
+}
+
+fn decode(code: u8) -> Option<LevelFilter> {
+    LevelFilter::iter().nth(usize::from(code.checked_sub(1)?))
+}
+
+fn install(level: LevelFilter) -> Result<(), log::SetLoggerError> {
+    log::set_logger(&LOGGER)?;
+    log::set_max_level(level);
+    Ok(())
+}
+
+/// Logs to stderr, as `[LEVEL/process name] message`, in this process and in every child it
+/// starts from now on (of any start method, and their children): Python's
+/// `multiprocessing.log_to_stderr(level)`.
+///
+/// It installs a logger of the [`log`](https://docs.rs/log) crate for the whole program
+/// (the records of every crate, multiproc's own among them: a child started, its target
+/// called, its exit code, a pool worker replaced); `level` is the most verbose level
+/// shown. A program that has a logger already (`env_logger`, `tracing`'s `log` bridge)
+/// gets an error and keeps its own, where multiproc's records go too (their targets start
+/// with `multiproc`); to have that logger in children as well, install it in
+/// [`child_init`](crate::InitBuilder::child_init).
+///
+/// # Examples
+///
+/// ```
+/// fn work(x: u32) -> u32 {
+///     log::info!("working on {x}"); // printed as "[INFO/Process-1] working on 7"
+///     x * 2
+/// }
+///
+/// multiproc::init();
+/// multiproc::log_to_stderr(log::LevelFilter::Info).unwrap();
+/// log::info!("starting"); // "[INFO/MainProcess] starting"
+/// assert_eq!(multiproc::Process::new(work, 7).start()?.join()?, 14);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn log_to_stderr(level: LevelFilter) -> Result<(), log::SetLoggerError> {
+    install(level)?;
+    ASKED.store(encode(level), Ordering::Relaxed);
+    Ok(())
+}
+
+/// What a new child must know: the level, if [`log_to_stderr`] was called.
+pub(crate) fn asked() -> Option<u8> {
+    match ASKED.load(Ordering::Relaxed) {
+        0 => None,
+        code => Some(code),
+    }
+}
+
+/// A child takes its name and, if its parent logged to stderr, the same logger (at boot,
+/// before its `child_init`).
+pub(crate) fn adopt(name: &str, asked: Option<u8>) {
+    *NAME.lock().unwrap_or_else(|e| e.into_inner()) = name.to_owned();
+    if let Some(level) = asked.and_then(decode) {
+        ASKED.store(encode(level), Ordering::Relaxed);
+        // A fork child has its parent's logger already: that error is expected.
+        let _ = install(level);
+        log::set_max_level(level);
+    }
+}

@@ -1,0 +1,79 @@
+//! `log_to_stderr`: Python's `multiprocessing.log_to_stderr()`. One call in `main` and every
+//! process of the program, of every start method, logs to stderr as
+//! `[LEVEL/process name] message`, with multiproc's own records among the program's. Each
+//! case runs the `log_to_stderr` example and reads its stderr.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::watchdog;
+
+multiproc::test_support!();
+
+const START_METHODS: [&str; 3] = ["forkserver", "spawn", "fork"];
+
+/// Runs the `log_to_stderr` example with `arg` and the start method `method`; checks that
+/// it succeeded and returns its stderr.
+fn run(arg: &str, method: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("examples").join("log_to_stderr");
+    assert!(binary.exists(), "{} is missing: `cargo test` builds the examples first", binary.display());
+    let out =
+        Command::new(&binary).arg(arg).env("MULTIPROC_START_METHOD", method).env_remove("RUST_LOG").output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{arg} ({method}): {stderr}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "squares: [1, 4, 9]\n", "{arg} ({method})");
+    stderr
+}
+
+fn has_line(stderr: &str, line: &str) -> bool {
+    stderr.lines().any(|l| l == line)
+}
+
+#[test]
+fn every_process_logs_under_its_own_name_whatever_the_start_method() {
+    let _w = watchdog(Duration::from_secs(120));
+    for method in START_METHODS {
+        let stderr = run("info", method);
+        for line in [
+            "[INFO/MainProcess] starting",
+            "[INFO/Process-1] child process calling its target",
+            "[INFO/Process-1] hello, world",
+            "[INFO/Process-1] process exiting with exit code 0",
+            "[INFO/PoolWorker-1] child process calling its target",
+        ] {
+            assert!(has_line(&stderr, line), "{method}: no line {line:?} in\n{stderr}");
+        }
+        assert!(!stderr.contains("[DEBUG/"), "{method}: debug records at level info:\n{stderr}");
+    }
+}
+
+#[test]
+fn the_level_reaches_the_children_and_shows_what_multiproc_does() {
+    let _w = watchdog(Duration::from_secs(120));
+    for method in START_METHODS {
+        let stderr = run("debug", method);
+        for line in ["[DEBUG/PoolWorker-1] squaring 2", "[DEBUG/MainProcess] terminating pool"] {
+            assert!(has_line(&stderr, line), "{method}: no line {line:?} in\n{stderr}");
+        }
+        let started = "[DEBUG/MainProcess] started Process-1 (pid ";
+        assert!(stderr.lines().any(|l| l.starts_with(started)), "{method}: no start record in\n{stderr}");
+    }
+}
+
+#[test]
+fn without_it_nothing_is_logged() {
+    let _w = watchdog(Duration::from_secs(60));
+    let stderr = run("quiet", "forkserver");
+    assert_eq!(stderr, "", "a program without a logger printed records");
+}
+
+/// The program's own logger stays: `log_to_stderr` then says no (the `log` crate has one
+/// logger per program).
+#[test]
+fn a_second_logger_is_refused() {
+    multiproc::log_to_stderr(log::LevelFilter::Warn).expect("the first logger is installed");
+    assert!(multiproc::log_to_stderr(log::LevelFilter::Info).is_err());
+}
