@@ -68,7 +68,7 @@
 //! | `Queue(maxsize)`, `q.put(x)`, `q.get(timeout=t)`, `q.get_nowait()`, `q.qsize()` | [`Queue::with_maxsize(n)?`](Queue::with_maxsize), [`q.put(x)?`](Queue::put), [`q.get_timeout(t)?`](Queue::get_timeout), [`q.try_get()`](Queue::try_get), [`q.len()`](Queue::len) |
 //! | `SimpleQueue()`, `JoinableQueue()`, `q.task_done()`, `q.join()` | [`SimpleQueue::new()?`](SimpleQueue::new), [`JoinableQueue::new()?`](JoinableQueue::new), [`task_done()`](JoinableQueue::task_done), [`join()`](JoinableQueue::join) |
 //! | `q.shutdown(immediate=False)`, `q.is_shutdown`, `queue.ShutDown` (3.13) | [`q.shutdown(immediate)`](Queue::shutdown), [`q.is_shutdown()`](Queue::is_shutdown), [`PutError::ShutDown`] / [`GetError::ShutDown`]; the same on [`JoinableQueue`], [`SimpleQueue`] and the manager's [`QueueProxy::shutdown`] ([`ManagerError::ShutDown`]) |
-//! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(&x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
+//! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
 //! | `multiprocessing.connection.wait(objects, timeout)` | [`wait(&[&a, &q, &p], timeout)`](wait) |
 //! | `Listener(address, authkey=k)`, `listener.accept()`, `Client(address, authkey=k)` | [`Listener::bind(addr, k)?`](Listener::bind), [`listener.accept()?`](Listener::accept) / [`accept_timeout(d)`](Listener::accept_timeout), [`Client::connect(addr, k)?`](Client::connect): a typed [`SocketConnection`] over TCP or a unix socket |
 //! | `conn.send(x)`, `conn.recv()`, `conn.poll(t)`, `send_bytes`, `AuthenticationError` | [`send(&x)?`](SocketConnection::send), [`recv()?`](SocketConnection::recv) / [`recv_timeout(d)`](SocketConnection::recv_timeout), [`poll(t)`](SocketConnection::poll), [`send_bytes`](SocketConnection::send_bytes), [`ConnectError::AuthenticationFailed`] |
@@ -142,7 +142,7 @@
 //!
 //! multiproc::init();
 //! let (a, b) = multiproc::Pipe::<Reading>::new()?;
-//! a.send(&Reading::Text("warm".into()))?;
+//! a.send(Reading::Text("warm".into()))?;
 //! assert_eq!(b.recv()?, Reading::Text("warm".into()));
 //! # Ok::<(), multiproc::Error>(())
 //! ```
@@ -332,8 +332,8 @@ pub use process::{
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
     PutTimeoutError, Queue, QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError,
-    RecvFuture, RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError,
-    TryRecvError, WaitFuture, Waitable, wait, wait_async,
+    RecvFuture, RecvTimeoutError, SendBytesError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError,
+    TryPutError, TryRecvError, WaitFuture, Waitable, wait, wait_async,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedBytes, SharedLock,

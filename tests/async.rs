@@ -309,7 +309,7 @@ fn simple_and_joinable_queues_have_the_same_futures() {
 
 fn send_later(conn: multiproc::Connection<String>) {
     std::thread::sleep(Duration::from_millis(100));
-    conn.send(&"late".to_string()).unwrap();
+    conn.send("late".to_string()).unwrap();
 }
 
 #[test]
@@ -329,7 +329,7 @@ fn recv_async_gets_a_message_then_disconnected_when_the_peer_is_gone() {
     current_thread().block_on(async {
         // (The other end is open: nothing comes, the timeout passes.)
         assert!(tokio::time::timeout(Duration::from_millis(20), a.recv_async()).await.is_err());
-        b.send_async(&9).await.unwrap();
+        b.send_async(9).await.unwrap();
         assert_eq!(a.recv(), Ok(9));
     });
 }
@@ -481,7 +481,7 @@ fn wait_async_is_ready_with_the_objects_ready() {
         assert!(tokio::time::timeout(Duration::from_millis(20), multiproc::wait_async(&watched)).await.is_err());
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            b.send(&1).unwrap();
+            b.send(1).unwrap();
             b
         });
         let ready = multiproc::wait_async(&watched).await;

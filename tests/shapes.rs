@@ -347,3 +347,23 @@ fn a_task_panic_reads_the_same_from_a_pool_and_a_thread_pool() {
     assert_eq!(head(format!("{from_pool:?}"), "PoolWorker-1"), head(format!("{from_threads:?}"), "ThreadPoolWorker-1"));
     assert!(pool_text.ends_with("boom at 3"), "{pool_text}");
 }
+
+// ---- sending --------------------------------------------------------------------------------
+
+#[test]
+fn a_connection_send_and_a_queue_put_take_the_value_and_give_it_back() {
+    let _w = watchdog(LIMIT);
+    let manager = Manager::start().unwrap();
+    let (mut pipe_end, _other) = multiproc::Pipe::<String>::new().unwrap();
+    pipe_end.close();
+    let mut queue = multiproc::Queue::<String>::new().unwrap();
+    queue.close();
+    let proxy = manager.queue::<String>().unwrap();
+    proxy.shutdown(false).unwrap();
+    let refused = [
+        pipe_end.send("pipe".to_string()).unwrap_err().into_inner(),
+        queue.put("queue".to_string()).unwrap_err().into_inner(),
+        proxy.put("proxy".to_string()).unwrap_err().into_inner(),
+    ];
+    assert_eq!(refused, ["pipe", "queue", "proxy"]);
+}

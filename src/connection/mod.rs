@@ -177,7 +177,7 @@ pub enum ConnectError {
 /// use multiproc::{SocketConnection, SocketSendError};
 ///
 /// fn say(conn: &SocketConnection<String>) -> Result<(), SocketSendError> {
-///     conn.send(&"hello".to_string())
+///     conn.send("hello".to_string())
 /// }
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -329,12 +329,12 @@ impl Write for &Stream {
 /// let address = listener.address().clone();
 /// let client = std::thread::spawn(move || {
 ///     let conn = Client::connect::<String>(address, b"secret").unwrap();
-///     conn.send(&"hello".to_string()).unwrap();
+///     conn.send("hello".to_string()).unwrap();
 ///     conn.recv().unwrap()
 /// });
 /// let conn = listener.accept::<String>()?;
 /// let greeting = conn.recv()?;
-/// conn.send(&format!("{greeting} back"))?;
+/// conn.send(format!("{greeting} back"))?;
 /// assert_eq!(client.join().unwrap(), "hello back");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -604,7 +604,7 @@ impl Waitable for Listener {}
 /// use multiproc::Client;
 ///
 /// let conn = Client::connect::<String>(SocketAddr::from(([127, 0, 0, 1], 6000)), b"secret")?;
-/// conn.send(&"hello".to_string())?;
+/// conn.send("hello".to_string())?;
 /// println!("{}", conn.recv()?);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -869,7 +869,10 @@ impl<T> SocketConnection<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
-    /// Sends `value` (Python's `conn.send(obj)`).
+    /// Sends `value` (Python's `conn.send(obj)`). It takes the value, as
+    /// [`Connection::send`](crate::Connection::send) does; a failure here ends the
+    /// connection or is about the value itself (too large, not encodable), so the error
+    /// does not carry it back.
     ///
     /// # Errors
     ///
@@ -879,8 +882,8 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     /// # Examples
     ///
     /// See [`Listener`].
-    pub fn send(&self, value: &T) -> Result<(), SocketSendError> {
-        let bytes = postcard::to_allocvec(value).map_err(|e| SocketSendError::Encode(CodecError::encode(e)))?;
+    pub fn send(&self, value: T) -> Result<(), SocketSendError> {
+        let bytes = postcard::to_allocvec(&value).map_err(|e| SocketSendError::Encode(CodecError::encode(e)))?;
         self.send_bytes(&bytes)
     }
 
