@@ -1192,22 +1192,22 @@ fn a_registered_type_is_known_to_every_new_server() {
 // ---- hostile or careless clients ------------------------------------------------------------
 
 #[test]
-fn a_semaphore_released_past_u64_max_is_a_typed_error_and_the_server_goes_on() {
+fn a_semaphore_released_past_u32_max_is_a_typed_error_and_the_server_goes_on() {
     let _w = common::heap_user(LIMIT);
     let manager = remote_manager();
-    let s = manager.semaphore(u64::MAX).unwrap();
+    let s = manager.semaphore(u32::MAX).unwrap();
     match s.release() {
         Err(ManagerError::Overflow(what)) => assert!(what.contains("semaphore"), "{what}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.get_value().unwrap(), u64::MAX, "the value did not wrap");
+    assert_eq!(s.get_value().unwrap(), u32::MAX, "the value did not wrap");
     // An authenticated remote client, in two requests: the same, and the server serves.
     let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
-    let rs = remote.semaphore(u64::MAX).unwrap();
+    let rs = remote.semaphore(u32::MAX).unwrap();
     assert!(matches!(rs.release(), Err(ManagerError::Overflow(_))));
-    assert_eq!(rs.get_value().unwrap(), u64::MAX);
+    assert_eq!(rs.get_value().unwrap(), u32::MAX);
     s.try_acquire().unwrap().forget();
-    assert_eq!(s.get_value().unwrap(), u64::MAX - 1);
+    assert_eq!(s.get_value().unwrap(), u32::MAX - 1);
     s.release().unwrap();
     assert_eq!(manager.number_of_objects().unwrap(), 2);
 }

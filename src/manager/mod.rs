@@ -1120,8 +1120,9 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     #[doc(alias = "Semaphore")]
-    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy, ManagerError> {
-        Ok(SemaphoreProxy::from_core(self.make(Create::Semaphore { value, bounded: false }, Kind::Semaphore)?))
+    pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy, ManagerError> {
+        let create = Create::Semaphore { value: value.into(), bounded: false };
+        Ok(SemaphoreProxy::from_core(self.make(create, Kind::Semaphore)?))
     }
 
     /// A new bounded semaphore (`manager.BoundedSemaphore(value)`): releasing above
@@ -1141,8 +1142,8 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     #[doc(alias = "BoundedSemaphore")]
-    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy, ManagerError> {
-        let create = Create::Semaphore { value, bounded: true };
+    pub fn bounded_semaphore(&self, value: u32) -> Result<SemaphoreProxy, ManagerError> {
+        let create = Create::Semaphore { value: value.into(), bounded: true };
         Ok(SemaphoreProxy::from_core(self.make(create, Kind::BoundedSemaphore)?))
     }
 

@@ -27,6 +27,9 @@ use super::protocol::{
 };
 use crate::process::panics;
 
+/// A semaphore's largest value, as the family's [`Semaphore`](crate::Semaphore) has.
+const SEMAPHORE_MAX: u64 = u32::MAX as u64;
+
 /// A client connection as the server numbers them.
 pub(crate) type ConnId = u32;
 
@@ -469,6 +472,9 @@ impl Store {
             Create::Lock => Body::Lock(LockState::default()),
             Create::RLock => Body::RLock(LockState::default()),
             Create::Semaphore { value, bounded } => {
+                if value > SEMAPHORE_MAX {
+                    return Err(Fault::Overflow("the semaphore's value".into()));
+                }
                 Body::Semaphore { value, initial: value, bounded, waiters: VecDeque::new() }
             }
             Create::Event => Body::Event { flag: false, waiters: Vec::new() },
@@ -1178,7 +1184,7 @@ fn apply(
             if *bounded && *value >= *initial {
                 Err(Fault::NotAcquired)
             } else {
-                match value.checked_add(1) {
+                match value.checked_add(1).filter(|&v| v <= SEMAPHORE_MAX) {
                     Some(v) => {
                         *value = v;
                         Ok(Out::Unit)
@@ -1650,10 +1656,13 @@ mod tests {
     #[test]
     fn counts_at_their_limit_refuse_instead_of_wrapping() {
         let mut store = Store::new();
-        let s = create(&mut store, Create::Semaphore { value: u64::MAX, bounded: false });
+        let s = create(&mut store, Create::Semaphore { value: SEMAPHORE_MAX, bounded: false });
         let refused = call(&mut store, A, 2, s, Kind::Semaphore, Op::Release).unwrap();
         assert!(matches!(refused, Err(Fault::Overflow(_))), "{refused:?}");
-        assert_eq!(call(&mut store, A, 3, s, Kind::Semaphore, Op::SemValue), Some(Ok(Out::Count(u64::MAX))));
+        assert_eq!(call(&mut store, A, 3, s, Kind::Semaphore, Op::SemValue), Some(Ok(Out::Count(SEMAPHORE_MAX))));
+        let above =
+            run(&mut store, A, 4, Request::Create(Create::Semaphore { value: SEMAPHORE_MAX + 1, bounded: false }));
+        assert!(matches!(above, Some(Err(Fault::Overflow(_)))), "{above:?}");
         let r = create(&mut store, Create::RLock);
         let acquire = Op::Acquire { wait: Some(0) };
         assert_eq!(call(&mut store, A, 4, r, Kind::RLock, acquire.clone()), Some(Ok(Out::Bool(true))));

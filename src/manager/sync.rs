@@ -583,7 +583,7 @@ impl SemaphoreProxy {
     ///
     /// [`ManagerError::NotAcquired`] for a bounded semaphore already at its initial value
     /// (Python's `ValueError`), [`ManagerError::Overflow`] for one whose value is
-    /// `u64::MAX` already (nothing changes), and as [`SemaphoreProxy::acquire`].
+    /// `u32::MAX` already (nothing changes), and as [`SemaphoreProxy::acquire`].
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
@@ -593,9 +593,10 @@ impl SemaphoreProxy {
     /// # Errors
     ///
     /// As [`SemaphoreProxy::acquire`].
-    pub fn get_value(&self) -> Result<u64, ManagerError> {
+    pub fn get_value(&self) -> Result<u32, ManagerError> {
         match self.core.call(Op::SemValue)? {
-            Out::Count(n) => Ok(n),
+            // The server keeps a semaphore within `u32` (see `store::SEMAPHORE_MAX`).
+            Out::Count(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
             other => Err(unexpected(other)),
         }
     }
