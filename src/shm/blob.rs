@@ -79,6 +79,12 @@ impl Blob {
         Ok((Self { shared }, r))
     }
 
+    /// See [`Shared::forget_lost_messages`]: for the sender of a blob that travelled in one
+    /// message, once that message is known to be gone.
+    pub(crate) fn forget_lost_messages(&self) -> u32 {
+        self.shared.forget_lost_messages()
+    }
+
     /// The length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.shared.len as usize

@@ -224,6 +224,15 @@ impl<T: ShmObject> Shared<T> {
         self.header().holders.forget_dead(Heap::get())
     }
 
+    /// Forgets the handles of this object counted in messages, after forgetting its dead
+    /// holders; returns how many. Only for a caller that knows every message that held one
+    /// is gone (its channels drained, their receivers dead): a receiver killed after its
+    /// channel committed the take and before the receive settled leaves the count in flight
+    /// for ever, and the object unfreed. Reads `/proc`, like [`Shared::others_alive`].
+    pub(crate) fn forget_lost_messages(&self) -> u32 {
+        self.header().holders.forget_in_flight(Heap::get())
+    }
+
     /// Whether this is the family's only handle to the object: no other live process
     /// holds one, none is in a message, and this process holds no other. Then nobody else
     /// can change the object. Reads `/proc`.
