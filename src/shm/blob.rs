@@ -79,6 +79,11 @@ impl Blob {
         Ok((Self { shared }, r))
     }
 
+    /// See [`Shared::drop_trusting_others`].
+    pub(crate) fn drop_trusting_others(self) {
+        self.shared.drop_trusting_others();
+    }
+
     /// See [`Shared::forget_lost_messages`]: for the sender of a blob that travelled in one
     /// message, once that message is known to be gone.
     pub(crate) fn forget_lost_messages(&self) -> u32 {
@@ -158,6 +163,14 @@ impl Payload {
             Ok((blob, encoded)) => Ok((Payload::Heap(blob), encoded)),
             Err(PayloadError::Codec(e)) => Err(e),
             Err(PayloadError::Full(e)) => Err(too_big::<T>(e)),
+        }
+    }
+
+    /// Drops the payload; a blob's handle as [`Blob::drop_trusting_others`]: for a receiver
+    /// whose sender holds the blob until answered (a pool chunk's).
+    pub(crate) fn drop_trusting_sender(self) {
+        if let Payload::Heap(blob) = self {
+            blob.drop_trusting_others();
         }
     }
 

@@ -252,6 +252,16 @@ impl Holders {
     /// One handle fewer in this process. Returns `true` when that was the last handle of
     /// the family (no holder, nothing in flight): the caller frees the object.
     pub(crate) fn leave(&self, heap: &Heap) -> bool {
+        self.leave_looking(heap, true)
+    }
+
+    /// [`Holders::leave`] without looking for dead holders among the others (no `/proc`
+    /// read): for a process that knows another holder outlives its handle.
+    pub(crate) fn leave_trusting(&self, heap: &Heap) -> bool {
+        self.leave_looking(heap, false)
+    }
+
+    fn leave_looking(&self, heap: &Heap, look: bool) -> bool {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.for_each(heap, |e| {
@@ -266,7 +276,7 @@ impl Holders {
                 false
             }
         });
-        if !self.unheld(heap) && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
+        if look && !self.unheld(heap) && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
             // This process let go of its last handle while others are recorded: forget the
             // dead among them, so that a killed holder does not keep the object forever.
             self.prune_dead(heap, me);
