@@ -755,41 +755,40 @@ fn read_body<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecE
     }
 }
 
-/// The elements of a message encoded as a `Vec<A>`, decoded one at a time as they are
-/// taken (see [`decode_each`]).
-pub(crate) struct Elements<'a, A> {
-    left: usize,
-    source: Source<'a, A>,
+/// A message encoded as a `Vec<A>`, as [`decode_each`] reads it.
+pub(crate) enum Each<'a, A> {
+    /// Decoded whole: a small message (one decoding's bookkeeping for all its elements, a
+    /// chunk of many small items), or a self-described one (the rare path).
+    Whole(Vec<A>),
+    /// Decoded one element at a time, as they are taken.
+    Elements(Elements<'a, A>),
 }
 
-enum Source<'a, A> {
-    /// Postcard: the elements follow each other, each read where the last one ended.
-    Postcard(postcard::Deserializer<'a, postcard::de_flavors::Slice<'a>>),
-    /// The self-describing encoding: decoded whole (the rare path).
-    Whole(std::vec::IntoIter<A>),
+/// The elements of a large postcard message encoded as a `Vec<A>`, decoded one at a time
+/// as they are taken (see [`decode_each`]): they follow each other, each read where the
+/// last one ended.
+pub(crate) struct Elements<'a, A> {
+    left: usize,
+    deserializer: postcard::Deserializer<'a, postcard::de_flavors::Slice<'a>>,
+    element: std::marker::PhantomData<A>,
 }
 
 /// Messages up to this size are decoded whole by [`decode_each`].
 const EACH_ABOVE: usize = 64 * 1024;
 
-/// Decodes a message encoded as a `Vec<A>` element by element, so that a consumer that
-/// drops each element before taking the next (a pool worker running a chunk) keeps one
-/// element in memory at a time, in the same pages, instead of the whole vector. Handles in
-/// an element become this process's when it is taken.
-pub(crate) fn decode_each<A: DeserializeOwned>(bytes: &[u8]) -> Result<Elements<'_, A>, CodecError> {
+/// Decodes a message encoded as a `Vec<A>`; a large one element by element, so that a
+/// consumer that drops each element before taking the next (a pool worker running a chunk)
+/// keeps one element in memory at a time, in the same pages, instead of the whole vector.
+/// Handles in an element become this process's when it is taken.
+pub(crate) fn decode_each<A: DeserializeOwned>(bytes: &[u8]) -> Result<Each<'_, A>, CodecError> {
     match bytes.split_first() {
-        // A small message is decoded whole: one decoding's bookkeeping, not one per element
-        // (a chunk of many small items).
         Some((&POSTCARD, body)) if bytes.len() > EACH_ABOVE => {
             let mut deserializer = postcard::Deserializer::from_bytes(body);
             // A sequence's length is a varint, as a `usize` is.
             let left = keep::deserialize::<usize, _>(&mut deserializer).map_err(postcard_failure::<Vec<A>>)?;
-            Ok(Elements { left, source: Source::Postcard(deserializer) })
+            Ok(Each::Elements(Elements { left, deserializer, element: std::marker::PhantomData }))
         }
-        _ => {
-            let all = decode::<Vec<A>>(bytes)?;
-            Ok(Elements { left: all.len(), source: Source::Whole(all.into_iter()) })
-        }
+        _ => decode::<Vec<A>>(bytes).map(Each::Whole),
     }
 }
 
@@ -801,25 +800,22 @@ impl<A: DeserializeOwned> Iterator for Elements<'_, A> {
             return None;
         }
         self.left -= 1;
-        match &mut self.source {
-            Source::Postcard(deserializer) => {
-                DECODING.with(|d| d.set(d.get() + 1));
-                let _leave = LeaveDecoding;
-                let element = keep::deserialize::<A, _>(&mut *deserializer).map_err(postcard_failure::<A>);
-                if element.is_err() {
-                    // Where the next element starts is unknown now.
-                    self.left = 0;
-                }
-                Some(element)
-            }
-            Source::Whole(elements) => elements.next().map(Ok),
+        DECODING.with(|d| d.set(d.get() + 1));
+        let _leave = LeaveDecoding;
+        let element = keep::deserialize::<A, _>(&mut self.deserializer).map_err(postcard_failure::<A>);
+        if element.is_err() {
+            // Where the next element starts is unknown now.
+            self.left = 0;
         }
+        Some(element)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left, Some(self.left))
     }
 }
+
+impl<A: DeserializeOwned> ExactSizeIterator for Elements<'_, A> {}
 
 /// Reads a self-described body: out of line, as [`write_self_described`].
 #[cold]

@@ -343,6 +343,16 @@ struct Typed1k {
     text: String,
 }
 
+/// [`Typed1k`] with its kilobyte as bytes rather than text (`message_cost`'s
+/// `typed1k.vec_u8`): the codec's own cost, without UTF-8 validation.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+struct Typed1kBytes {
+    id: u64,
+    seq: u32,
+    flags: u16,
+    data: Vec<u8>,
+}
+
 fn echo_typed(args: (Connection<Typed1k>, usize)) {
     let (conn, n) = args;
     for _ in 0..n {
@@ -431,16 +441,19 @@ pub fn pipe_pingpong(report: &mut Report) {
 /// message_cost (not in `mp_bench.py`): what a message costs its two ends, with no other
 /// process and no wait in the way: median ns of a `send` and a `recv` of the same message
 /// on one pipe in one thread, per variant (`typed1k`: [`Typed1k`]; `bytes1k`: 1 KiB with
-/// `send_bytes`/`recv_bytes`; `int`: a `u64`). Robust to a busy machine, where the round
-/// trips of `pipe_pingpong` mostly measure the scheduler.
+/// `send_bytes`/`recv_bytes`; `int`: a `u64`; `typed1k.vec_u8`: [`Typed1kBytes`]). Robust
+/// to a busy machine, where the round trips of `pipe_pingpong` mostly measure the
+/// scheduler.
 pub fn message_cost(report: &mut Report) {
     const BATCH: usize = 100;
     const BATCHES: usize = 300;
     let typed = Pipe::<Typed1k>::new().unwrap();
     let raw = Pipe::<u64>::new().unwrap();
+    let typed_bytes = Pipe::<Typed1kBytes>::new().unwrap();
     let message = Typed1k { id: 7, seq: 0, flags: 3, text: "x".repeat(1024) };
+    let message_bytes = Typed1kBytes { id: 7, seq: 0, flags: 3, data: vec![b'x'; 1024] };
     let bytes = vec![b'x'; 1024];
-    let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut samples: [Vec<f64>; 4] = Default::default();
     for _ in 0..BATCHES {
         // `send` takes its message: the copies are made before the clock starts.
         let copies = vec![message.clone(); BATCH];
@@ -462,8 +475,14 @@ pub fn message_cost(report: &mut Report) {
             std::hint::black_box(raw.1.recv().unwrap());
         }
         samples[2].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            typed_bytes.0.send(&message_bytes).unwrap();
+            std::hint::black_box(typed_bytes.1.recv().unwrap());
+        }
+        samples[3].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
     }
-    for (variant, s) in ["typed1k", "bytes1k", "int"].iter().zip(&samples) {
+    for (variant, s) in ["typed1k", "bytes1k", "int", "typed1k.vec_u8"].iter().zip(&samples) {
         report.emit("message_cost", variant, stats::median(s), "ns", s);
     }
 }

@@ -567,6 +567,11 @@ impl Inner {
                 );
                 for id in worker.sent.drain(..) {
                     let Some(sent) = books.sent.remove(&id) else { continue };
+                    if let Some(blob) = &sent.held {
+                        // Its message is out of the inbox, its receiver dead: a count left
+                        // in flight was lost with a take not yet settled.
+                        blob.forget_lost_messages();
+                    }
                     let error = match worker.killed_for {
                         Some((killed, Kill::TimedOut(timeout))) if killed == id => TaskError::TimedOut(timeout),
                         Some((killed, Kill::Cancelled)) if killed == id => {
@@ -760,8 +765,12 @@ impl Engine for Inner {
             // A chunk the worker was taking when it was killed is back in its inbox.
             while w.inbox.try_recv().is_some() {}
         }
-        // Every worker is gone: the last handles of their chunks' blobs are ours.
-        drop(std::mem::take(&mut lock(&self.books).orphans));
+        // Every worker is gone and every inbox empty: the last handles of their chunks'
+        // blobs are ours, and a count still in flight was lost with a worker killed after
+        // taking its chunk and before settling the blob's handle.
+        for blob in std::mem::take(&mut lock(&self.books).orphans) {
+            blob.forget_lost_messages();
+        }
         Ok(())
     }
 }

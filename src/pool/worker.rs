@@ -100,11 +100,25 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     call: &TaskCall,
     f: impl Fn(A) -> R,
 ) -> Result<(Payload, codec::Encoded), String> {
-    // Decoded one item at a time, each dropped before the next is decoded: a chunk of big
-    // items never sits whole in the worker's memory, and the allocator hands the next item
-    // the pages the last one left.
-    let items = codec::decode_each::<A>(call.args.bytes()).map_err(|e| e.to_string())?;
-    let mut results = WorkerResults { values: Vec::with_capacity(items.size_hint().0), panics: Vec::new() };
+    let results = match codec::decode_each::<A>(call.args.bytes()).map_err(|e| e.to_string())? {
+        // A small chunk, decoded whole: its loop has no decoding error to look for.
+        codec::Each::Whole(items) => run_over(call, items.into_iter().map(Ok), f),
+        // Decoded one item at a time, each dropped before the next is decoded: a chunk of
+        // big items never sits whole in the worker's memory, and the allocator hands the
+        // next item the pages the last one left.
+        codec::Each::Elements(items) => run_over(call, items, f),
+    }?;
+    Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
+}
+
+/// Runs `f` over `items`, each the item or why it could not be decoded (which ends the
+/// chunk).
+fn run_over<A, R>(
+    call: &TaskCall,
+    items: impl ExactSizeIterator<Item = Result<A, codec::CodecError>>,
+    f: impl Fn(A) -> R,
+) -> Result<WorkerResults<R>, String> {
+    let mut results = WorkerResults { values: Vec::with_capacity(items.len()), panics: Vec::new() };
     let mut items = items.enumerate();
     let mut failed = None;
     // One unwinding guard per chunk, a new one only after a panic: the item that panicked
@@ -127,10 +141,10 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             Err(info) => results.panics.push((current as u32, info)),
         }
     }
-    if let Some(e) = failed {
-        return Err(e);
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(results),
     }
-    Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
 }
 
 /// Runs the initializer `f(args)`.
@@ -201,6 +215,9 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         if boot.results.send(&FromWorker::Done { id, worker: boot.index, busy_ns, outcome }).is_err() {
             return;
         }
+        // The pool holds a large chunk's blob until it has the answer: no need to look for
+        // dead holders (a `/proc` read per chunk).
+        context.args.drop_trusting_sender();
         done += 1;
         if boot.max_tasks.is_some_and(|max| done >= max) {
             return;

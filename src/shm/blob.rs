@@ -79,6 +79,17 @@ impl Blob {
         Ok((Self { shared }, r))
     }
 
+    /// See [`Shared::drop_trusting_others`].
+    pub(crate) fn drop_trusting_others(self) {
+        self.shared.drop_trusting_others();
+    }
+
+    /// See [`Shared::forget_lost_messages`]: for the sender of a blob that travelled in one
+    /// message, once that message is known to be gone.
+    pub(crate) fn forget_lost_messages(&self) -> u32 {
+        self.shared.forget_lost_messages()
+    }
+
     /// The length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.shared.len as usize
@@ -137,13 +148,29 @@ impl Payload {
     /// costs less than encoding twice); larger ones written once, straight into a blob
     /// (measured first, never built in a growing `Vec` and then copied). The
     /// [`codec::Encoded`] holds the handles inside until [`codec::Encoded::sent`].
+    #[inline]
     pub(crate) fn encode<T: DeserializeOwned, V: Serialize + ?Sized>(
         value: &V,
     ) -> Result<(Self, codec::Encoded), CodecError> {
-        if let Some(mut encoded) = codec::encode_within::<T, V>(value, COPY_MAX)? {
-            let bytes = std::mem::take(&mut encoded.bytes);
-            return Ok((Payload::new(bytes).map_err(too_big::<T>)?, encoded));
+        match codec::encode_within::<T, V>(value, COPY_MAX)? {
+            Some(mut encoded) if encoded.bytes.len() <= INLINE_MAX => {
+                Ok((Payload::Inline(std::mem::take(&mut encoded.bytes)), encoded))
+            }
+            Some(mut encoded) => {
+                let blob = Blob::new(&encoded.bytes).map_err(too_big::<T>)?;
+                encoded.bytes = Vec::new();
+                Ok((Payload::Heap(blob), encoded))
+            }
+            None => Self::encode_large::<T, V>(value),
         }
+    }
+
+    /// [`Payload::encode`] of a message over [`COPY_MAX`]: out of line, so that the small
+    /// messages' path (a pool's chunk of a few items) stays short.
+    #[inline(never)]
+    fn encode_large<T: DeserializeOwned, V: Serialize + ?Sized>(
+        value: &V,
+    ) -> Result<(Self, codec::Encoded), CodecError> {
         let len = codec::encoded_len_as::<T, V>(value)?;
         // `encode_to_slice_as` writes every byte or fails (the blob then dropped unread).
         let filled =
@@ -152,6 +179,14 @@ impl Payload {
             Ok((blob, encoded)) => Ok((Payload::Heap(blob), encoded)),
             Err(PayloadError::Codec(e)) => Err(e),
             Err(PayloadError::Full(e)) => Err(too_big::<T>(e)),
+        }
+    }
+
+    /// Drops the payload; a blob's handle as [`Blob::drop_trusting_others`]: for a receiver
+    /// whose sender holds the blob until answered (a pool chunk's).
+    pub(crate) fn drop_trusting_sender(self) {
+        if let Payload::Heap(blob) = self {
+            blob.drop_trusting_others();
         }
     }
 

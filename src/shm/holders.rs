@@ -24,7 +24,10 @@
 //!   (`codec::TakeScope`) or the decoding ended. A consumer killed in between leaves the
 //!   message in its channel: pruning its entry puts the pending counts back in flight, and
 //!   the next consumer receives the same handles. A kill after the message was taken and
-//!   before the settle (a few stores) leaks the objects, never frees them early.
+//!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
+//!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
+//!   its worker is dead and its inbox drained) forgets the lost count
+//!   ([`Holders::forget_in_flight`]).
 //! * Residual: a process killed between its pin and its unpin (a few instructions, no user
 //!   code) leaves the pin, and the object is never freed (its liveness checks then see a
 //!   handle in flight).
@@ -249,6 +252,16 @@ impl Holders {
     /// One handle fewer in this process. Returns `true` when that was the last handle of
     /// the family (no holder, nothing in flight): the caller frees the object.
     pub(crate) fn leave(&self, heap: &Heap) -> bool {
+        self.leave_looking(heap, true)
+    }
+
+    /// [`Holders::leave`] without looking for dead holders among the others (no `/proc`
+    /// read): for a process that knows another holder outlives its handle.
+    pub(crate) fn leave_trusting(&self, heap: &Heap) -> bool {
+        self.leave_looking(heap, false)
+    }
+
+    fn leave_looking(&self, heap: &Heap, look: bool) -> bool {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.for_each(heap, |e| {
@@ -263,7 +276,7 @@ impl Holders {
                 false
             }
         });
-        if !self.unheld(heap) && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
+        if look && !self.unheld(heap) && !self.flying() && !self.for_each(heap, |e| e.is(me)) {
             // This process let go of its last handle while others are recorded: forget the
             // dead among them, so that a killed holder does not keep the object forever.
             self.prune_dead(heap, me);
@@ -431,6 +444,21 @@ impl Holders {
     pub(crate) fn forget_dead(&self, heap: &Heap) -> usize {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me())
+    }
+
+    /// Forgets the handles counted in flight, once the dead are pruned (which puts their
+    /// pending receives back in flight first): for a caller that knows no message holding
+    /// one is left anywhere, so that what is counted was lost with a receiver killed after
+    /// its channel committed the take and before the receive was settled. Returns how many.
+    /// Never frees: the caller holds a handle.
+    pub(crate) fn forget_in_flight(&self, heap: &Heap) -> u32 {
+        let _g = RawGuard::lock(&self.lock);
+        self.prune_dead(heap, sys::me());
+        let before = self
+            .flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & PINS != PINS).then_some(w & !COUNT))
+            .unwrap_or(0);
+        (before & COUNT) as u32
     }
 
     /// Whether the calling process holds the only handle of the family: no other live

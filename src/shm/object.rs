@@ -224,6 +224,26 @@ impl<T: ShmObject> Shared<T> {
         self.header().holders.forget_dead(Heap::get())
     }
 
+    /// Forgets the handles of this object counted in messages, after forgetting its dead
+    /// holders; returns how many. Only for a caller that knows every message that held one
+    /// is gone (its channels drained, their receivers dead): a receiver killed after its
+    /// channel committed the take and before the receive settled leaves the count in flight
+    /// for ever, and the object unfreed. Reads `/proc`, like [`Shared::others_alive`].
+    pub(crate) fn forget_lost_messages(&self) -> u32 {
+        self.header().holders.forget_in_flight(Heap::get())
+    }
+
+    /// Drops this handle without looking for dead holders among the others (a drop reads
+    /// `/proc` when it leaves others recorded and none of its own): for a process that
+    /// knows another holder outlives this handle and drops its own in time (a pool worker's
+    /// chunk blob, which the pool holds until the chunk is answered or its worker is dead).
+    pub(crate) fn drop_trusting_others(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        if this.header().holders.leave_trusting(Heap::get()) {
+            Self::release(this.off);
+        }
+    }
+
     /// Whether this is the family's only handle to the object: no other live process
     /// holds one, none is in a message, and this process holds no other. Then nobody else
     /// can change the object. Reads `/proc`.

@@ -52,6 +52,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::mutex::{Acquired, Owner, RawMutex};
 use super::wait::{Deadline, Interrupted, Notify};
@@ -969,6 +970,8 @@ impl Ring {
                     at.count += 1;
                     at.bytes += len;
                     self.consumers.publish(&at);
+                    // Taken, its handles not yet settled (`_taking` ends after the return).
+                    crash_point!("ring.take.committed");
                     drop(_unlock);
                     self.made_room();
                     return Ok(Some(r));
@@ -991,6 +994,7 @@ impl Ring {
                     at.retired = block;
                     at.retired_len = BLOCK_HEADER + len;
                     self.consumers.publish(&at);
+                    crash_point!("ring.take.committed");
                     drop(_unlock);
                     self.made_room();
                     return Ok(Some(r));
