@@ -410,8 +410,24 @@ impl Inner {
             let victim = &mut books.workers[busy];
             victim.sent.retain(|&s| s != id);
             victim.total_sent -= 1;
+            let message = ToWorker::Task { id, call, args };
             let thief = &mut books.workers[idle];
-            if thief.inbox.send(&ToWorker::Task { id, call, args }).is_err() {
+            if thief.inbox.send(&message).is_err() {
+                // Shared memory is exhausted: the chunk waits for another dispatch rather
+                // than being lost with its call never answered.
+                let ToWorker::Task { id, call, args } = message else { unreachable!("built above") };
+                if let Some(s) = books.sent.remove(&id) {
+                    let job = Job {
+                        chunk: s.chunk,
+                        items: s.items,
+                        call,
+                        args,
+                        timeout: s.timeout,
+                        delivery: s.delivery,
+                        discard: s.discard,
+                    };
+                    books.pending.push_front((id, job));
+                }
                 return;
             }
             thief.sent.push_back(id);
