@@ -274,6 +274,10 @@ impl Inner {
             self.take_back_cancelled(books);
         }
         let window = Self::window(books);
+        // A deep window is refilled once half of it has run, in one share: the scan over
+        // the workers and each inbox's hand-over happen per half window, not per chunk
+        // (a small window keeps a chunk queued behind the running one: no slack).
+        let refill_below = if window >= 8 { window / 2 } else { window };
         let max_tasks = self.config.max_tasks;
         loop {
             while let Some((_, job)) = books.pending.front()
@@ -291,7 +295,7 @@ impl Inner {
             for (i, w) in books.workers.iter().enumerate() {
                 let room = !w.stopping
                     && w.killed_for.is_none()
-                    && w.sent.len() < window
+                    && w.sent.len() < refill_below
                     && max_tasks.is_none_or(|m| w.total_sent < m);
                 if room {
                     open += 1;
