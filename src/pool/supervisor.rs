@@ -140,6 +140,12 @@ pub(crate) struct Inner {
     pool_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The processors this process may run on, read once (the dispatch asks per call).
+fn processors() -> usize {
+    static PROCESSORS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PROCESSORS.get_or_init(crate::cpu_count)
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -261,8 +267,9 @@ impl Inner {
         }
     }
 
-    /// Sends pending chunks to the workers with room: the least loaded one takes its share
-    /// of what waits (up to its window) in one go, then the next. Chunks of a cancelled
+    /// Sends pending chunks to the workers with room, the least loaded first: one chunk at
+    /// a time while each worker has a processor of its own, an even share of what waits
+    /// (up to the worker's window) in one go when they take turns. Chunks of a cancelled
     /// call are dropped instead.
     ///
     /// One look over the workers per share, not per chunk: with 16 workers, choosing a
@@ -274,10 +281,14 @@ impl Inner {
             self.take_back_cancelled(books);
         }
         let window = Self::window(books);
-        // A deep window is refilled once half of it has run, in one share: the scan over
-        // the workers and each inbox's hand-over happen per half window, not per chunk
-        // (a small window keeps a chunk queued behind the running one: no slack).
-        let refill_below = if window >= 8 { window / 2 } else { window };
+        // More workers than processors take turns on them, a time slice each: each gets
+        // a share of the work at once, and a deep window (8 chunks or more) is refilled
+        // once half of it has run, so that the scan over the workers and each inbox's
+        // hand-over happen per half window, not per chunk (a small window keeps a chunk
+        // queued behind the running one: no slack). A worker with a processor of its own
+        // gets its chunks one at a time, the least loaded first, so each starts soonest.
+        let in_turns = books.workers.len() > processors();
+        let refill_below = if in_turns && window >= 8 { window / 2 } else { window };
         let max_tasks = self.config.max_tasks;
         loop {
             while let Some((_, job)) = books.pending.front()
@@ -306,7 +317,7 @@ impl Inner {
             }
             let Some((w, load)) = least else { break };
             // An even share of what waits, so that a short map starts on every worker.
-            let mut share = books.pending.len().div_ceil(open).min(window - load);
+            let mut share = if in_turns { books.pending.len().div_ceil(open).min(window - load) } else { 1 };
             if let Some(m) = max_tasks {
                 share = share.min((m - books.workers[w].total_sent) as usize);
             }
