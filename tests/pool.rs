@@ -420,6 +420,20 @@ fn chunks_waiting_behind_a_slow_task_move_to_an_idle_worker() {
     );
 }
 
+#[test]
+fn a_short_map_starts_on_every_worker_at_once() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(4).unwrap();
+    // The first map measures nothing yet; the second is sent with what the pool learnt
+    // of its chunks. Each time the four chunks go to four workers, none queued behind
+    // another while a worker idles.
+    for ms in [300, 300] {
+        let pids: HashSet<u32> =
+            pool.map_with(pid_after, [ms; 4], MapOptions::new().chunksize(1)).unwrap().into_iter().collect();
+        assert_eq!(pids.len(), 4, "four chunks on four workers: {pids:?}");
+    }
+}
+
 fn exhaust_memory(_: ()) -> usize {
     // A worker that runs out of memory: cap its address space, then ask for more.
     // SAFETY: setrlimit only touches this (worker) process's limits.

@@ -151,6 +151,12 @@ pub(crate) struct Inner {
     pool_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The processors this process may run on, read once (the dispatch asks per call).
+fn processors() -> usize {
+    static PROCESSORS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PROCESSORS.get_or_init(crate::cpu_count)
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -274,64 +280,103 @@ impl Inner {
         }
     }
 
-    /// Sends pending chunks to the workers with room, least loaded first. Chunks of a
-    /// cancelled call are dropped instead.
+    /// Sends pending chunks to the workers with room, the least loaded first: one chunk at
+    /// a time while each worker has a processor of its own, an even share of what waits
+    /// (up to the worker's window) in one go when they take turns. Chunks of a cancelled
+    /// call are dropped instead.
+    ///
+    /// One look over the workers per share, not per chunk: with 16 workers, choosing a
+    /// worker for each chunk of a `chunksize(1)` map cost the parent more than sending it,
+    /// and spread every refill over all the workers, each of them then woken for a chunk
+    /// or two.
     fn dispatch(&self, books: &mut Books) {
         if self.cancellations.swap(false, Ordering::AcqRel) {
             self.take_back_cancelled(books);
         }
         let window = Self::window(books);
-        while let Some((_, job)) = books.pending.front() {
-            if job.delivery.cancelled() {
+        // More workers than processors take turns on them, a time slice each: each gets
+        // a share of the work at once, and a deep window (8 chunks or more) is refilled
+        // once half of it has run, so that the scan over the workers and each inbox's
+        // hand-over happen per half window, not per chunk (a small window keeps a chunk
+        // queued behind the running one: no slack). A worker with a processor of its own
+        // gets its chunks one at a time, the least loaded first, so each starts soonest.
+        let in_turns = books.workers.len() > processors();
+        let refill_below = if in_turns && window >= 8 { window / 2 } else { window };
+        let max_tasks = self.config.max_tasks;
+        loop {
+            while let Some((_, job)) = books.pending.front()
+                && job.delivery.cancelled()
+            {
                 let (_, job) = books.pending.pop_front().expect("peeked");
                 (job.discard)(&job.args);
                 self.counters.cancelled(job.items as u64);
-                continue;
             }
-            let max_tasks = self.config.max_tasks;
-            let Some(w) = books
-                .workers
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| !w.stopping && w.killed_for.is_none())
-                .filter(|(_, w)| w.sent.len() < window)
-                .filter(|(_, w)| max_tasks.is_none_or(|m| w.total_sent < m))
-                .min_by_key(|(_, w)| w.sent.len())
-                .map(|(i, _)| i)
-            else {
+            if books.pending.is_empty() {
                 break;
-            };
-            let (id, job) = books.pending.pop_front().expect("peeked");
-            let held = job.args.blob();
-            let message = ToWorker::Task { id, call: job.call, args: job.args };
-            let worker = &mut books.workers[w];
-            match worker.inbox.send(&message) {
-                Ok(()) => {
-                    worker.sent.push_back(id);
-                    worker.total_sent += 1;
-                    books.sent.insert(
-                        id,
-                        Sent {
-                            chunk: job.chunk,
-                            items: job.items,
-                            call: job.call,
-                            timeout: job.timeout,
-                            delivery: job.delivery,
-                            discard: job.discard,
-                            held,
-                            cancel_seen: None,
-                        },
-                    );
+            }
+            let mut open = 0;
+            let mut least: Option<(usize, usize)> = None;
+            for (i, w) in books.workers.iter().enumerate() {
+                let room = !w.stopping
+                    && w.killed_for.is_none()
+                    && w.sent.len() < refill_below
+                    && max_tasks.is_none_or(|m| w.total_sent < m);
+                if room {
+                    open += 1;
+                    if least.is_none_or(|(_, load)| w.sent.len() < load) {
+                        least = Some((i, w.sent.len()));
+                    }
                 }
-                Err(e) => {
-                    // The inbox refused (shared memory exhausted): the chunk fails rather
-                    // than waiting forever.
-                    job.delivery.deliver(job.chunk, Err(TaskError::Codec(crate::CodecError::encode(e))));
+            }
+            let Some((w, load)) = least else { break };
+            // An even share of what waits, so that a short map starts on every worker.
+            let mut share = if in_turns { books.pending.len().div_ceil(open).min(window - load) } else { 1 };
+            if let Some(m) = max_tasks {
+                share = share.min((m - books.workers[w].total_sent) as usize);
+            }
+            for _ in 0..share {
+                let Some((id, job)) = books.pending.pop_front() else { break };
+                if job.delivery.cancelled() {
+                    (job.discard)(&job.args);
+                    self.counters.cancelled(job.items as u64);
+                    continue;
                 }
+                self.send(books, w, id, job);
             }
         }
         if books.pending.is_empty() {
             Self::steal(books);
+        }
+    }
+
+    /// Sends one chunk to worker `w` and books it.
+    fn send(&self, books: &mut Books, w: usize, id: u64, job: Job) {
+        let held = job.args.blob();
+        let message = ToWorker::Task { id, call: job.call, args: job.args };
+        let worker = &mut books.workers[w];
+        match worker.inbox.send(&message) {
+            Ok(()) => {
+                worker.sent.push_back(id);
+                worker.total_sent += 1;
+                books.sent.insert(
+                    id,
+                    Sent {
+                        chunk: job.chunk,
+                        items: job.items,
+                        call: job.call,
+                        timeout: job.timeout,
+                        delivery: job.delivery,
+                        discard: job.discard,
+                        held,
+                        cancel_seen: None,
+                    },
+                );
+            }
+            Err(e) => {
+                // The inbox refused (shared memory exhausted): the chunk fails rather
+                // than waiting forever.
+                job.delivery.deliver(job.chunk, Err(TaskError::Codec(crate::CodecError::encode(e))));
+            }
         }
     }
 

@@ -109,8 +109,9 @@ pub(crate) struct Notify {
     sleepers: AtomicU32,
     /// How many times a sleeper announced itself (wrapping).
     arrivals: AtomicU64,
-    /// `arrivals` when every sleeper was last woken.
-    all_woken_at: AtomicU64,
+    /// How many of those arrivals have had their wake-up (wrapping; never ahead of
+    /// `arrivals` as last read by the notifier that moved it).
+    served: AtomicU64,
 }
 
 impl Notify {
@@ -120,7 +121,7 @@ impl Notify {
             seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
             arrivals: AtomicU64::new(0),
-            all_woken_at: AtomicU64::new(0),
+            served: AtomicU64::new(0),
         }
     }
 
@@ -128,28 +129,48 @@ impl Notify {
     /// when nobody sleeps: the sequence number is only bumped for sleepers.
     ///
     /// A woken sleeper counts as one until it runs, which on a busy machine may take a
-    /// while: a producer putting message after message would make a system call for each.
-    /// So when every sleeper was woken and none announced itself since, it is not woken
-    /// again: each of them either was in the kernel and got the wake-up, or had read the
-    /// sequence number before it was bumped (its sleep returns at once), or announced
-    /// itself after this notifier's fence (its own test sees the change).
+    /// while: a producer putting message after message would make a system call for each,
+    /// waking nobody (eight consumers on two processors made a system call per message).
+    /// So each wake-up serves one arrival, and arrivals already served are not woken
+    /// again: each of them either was in the kernel and got its wake-up (the kernel wakes
+    /// one queued sleeper per wake-up while there is one), or had read the sequence number
+    /// before it was bumped (its sleep returns at once), or announced itself after this
+    /// notifier's fence (its own test sees the change). Arrivals of sleepers that left
+    /// unserved (a sleep slice that ran out) are owed nothing beyond the sleepers there
+    /// now, so a long wait's many slices cost no run of empty wake-ups.
     pub(crate) fn notify(&self, n: u32) {
         // Pairs with the sleeper's `sleepers += 1; test the condition`: either the
         // sleeper's test sees the change we made before this fence, or we see it counted.
         std::sync::atomic::fence(Ordering::SeqCst);
-        let sleepers = self.sleepers.load(Ordering::SeqCst);
-        if sleepers == 0 {
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
             return;
         }
+        // Arrivals first: the sleepers read after them include every arrival among them
+        // that is still there.
         let arrivals = self.arrivals.load(Ordering::SeqCst);
-        if arrivals == self.all_woken_at.load(Ordering::SeqCst) {
-            return;
+        let sleepers = u64::from(self.sleepers.load(Ordering::SeqCst));
+        let mut served = self.served.load(Ordering::SeqCst);
+        loop {
+            let unserved = arrivals.wrapping_sub(served);
+            // Zero, or "negative": another notifier served past what we read.
+            if unserved == 0 || unserved > u64::MAX / 2 {
+                return;
+            }
+            let still_owed = unserved.saturating_sub(u64::from(n)).min(sleepers.saturating_sub(u64::from(n)));
+            match self.served.compare_exchange_weak(
+                served,
+                arrivals.wrapping_sub(still_owed),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => served = now,
+            }
         }
         self.seq.fetch_add(1, Ordering::SeqCst);
+        #[cfg(test)]
+        tests::WAKE_CALLS.with(|c| c.set(c.get() + 1));
         sys::futex_wake(&self.seq, n);
-        if n >= sleepers {
-            self.all_woken_at.store(arrivals, Ordering::SeqCst);
-        }
     }
 
     /// Counts the caller as a sleeper (see [`Notify::notify`]).
@@ -228,5 +249,71 @@ impl Notify {
                 return Ok(v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::Notify;
+
+    thread_local! {
+        /// Wake-up system calls made by this thread's `notify` calls.
+        pub(super) static WAKE_CALLS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn wake_calls() -> u64 {
+        WAKE_CALLS.with(Cell::get)
+    }
+
+    /// Eight consumers sleep on an empty queue; a producer puts message after message
+    /// before any of them runs (two processors, sixteen processes). Each sleeper needs one
+    /// wake-up: a system call per message would wake nobody, and costs the producer.
+    #[test]
+    fn a_sleeper_is_woken_once_until_it_sleeps_again() {
+        let notify = Notify::new();
+        for _ in 0..8 {
+            notify.start_sleeping();
+        }
+        let before = wake_calls();
+        for _ in 0..1000 {
+            notify.notify(1);
+        }
+        assert_eq!(wake_calls() - before, 8, "one wake-up per sleeper, not per notification");
+        // A sleeper that announces itself again is woken again.
+        notify.stop_sleeping();
+        notify.start_sleeping();
+        let before = wake_calls();
+        notify.notify(1);
+        notify.notify(1);
+        assert_eq!(wake_calls() - before, 1);
+        // Every sleeper that left and came back: all of them are served by one call.
+        for _ in 0..8 {
+            notify.stop_sleeping();
+            notify.start_sleeping();
+        }
+        let before = wake_calls();
+        notify.notify_all();
+        notify.notify(1);
+        assert_eq!(wake_calls() - before, 1);
+    }
+
+    /// Sleepers that left without being woken (their sleep timed out) are not owed a
+    /// wake-up when they come back as fewer: the debt is bounded by who sleeps now.
+    #[test]
+    fn wake_ups_owed_never_exceed_the_sleepers() {
+        let notify = Notify::new();
+        notify.start_sleeping();
+        // A hundred timed-out slices of the one sleeper.
+        for _ in 0..100 {
+            notify.stop_sleeping();
+            notify.start_sleeping();
+        }
+        let before = wake_calls();
+        for _ in 0..50 {
+            notify.notify(1);
+        }
+        assert_eq!(wake_calls() - before, 1);
     }
 }
