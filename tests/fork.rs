@@ -101,6 +101,23 @@ fn drop_copied_guard(_: ()) {
     drop(HELD.lock().unwrap().take());
 }
 
+thread_local! {
+    /// The same for an `Array` made with a lock of the user's (its guard is not `Send`).
+    static HELD_ARRAY: std::cell::RefCell<Option<multiproc::ArrayGuard<'static, u64>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: writes through the copy of the parent's array guard, or drops it.
+fn use_copied_array_guard(write: bool) {
+    HELD_ARRAY.with_borrow_mut(|held| {
+        if write {
+            held.as_mut().unwrap()[0] = 2;
+        } else {
+            drop(held.take());
+        }
+    });
+}
+
 /// A `Value` whose guard can live in a static.
 fn leaked_value(v: u64) -> &'static Value<u64> {
     Box::leak(Box::new(Value::new(v).unwrap()))
@@ -202,6 +219,24 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(second);
             drop(HELD.lock().unwrap().take());
             assert!(!unlocked, "a fork child released the lock this process holds: two guards of one value");
+        }),
+        ("an_array_guard_copied_by_fork_neither_writes_nor_unlocks", || {
+            let lock = multiproc::Lock::new().unwrap();
+            let array: &'static multiproc::Array<u64> =
+                Box::leak(Box::new(multiproc::Array::with_lock(&[1, 1], lock.clone()).unwrap()));
+            HELD_ARRAY.set(Some(array.lock()));
+            let wrote = Process::new(use_copied_array_guard, true).start_method(FORK).start().unwrap().join();
+            assert!(matches!(wrote, Err(JoinError::Panicked(_))), "{wrote:?}");
+            Process::new(use_copied_array_guard, false).start_method(FORK).start().unwrap().join().unwrap();
+            assert!(lock.locked(), "the user's lock is still held by this process");
+            let second = array.try_lock();
+            let unlocked = second.is_some();
+            drop(second);
+            let seen = HELD_ARRAY.with_borrow(|held| held.as_ref().unwrap()[0]);
+            HELD_ARRAY.set(None);
+            assert!(!unlocked, "a fork child released the array this process holds");
+            assert_eq!(seen, 1, "a fork child wrote the array while this process held it");
+            assert!(!lock.locked(), "dropping the guard here released both locks");
         }),
     ]
 }
