@@ -52,6 +52,43 @@ impl Owner {
     }
 }
 
+/// The process a guard was taken in. Fork copies a process's memory, guards kept in a
+/// static or a thread-local included; the copy in the child must neither reach the data
+/// nor release the lock that the original, in the parent, still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TakenIn(sys::ProcId);
+
+impl TakenIn {
+    /// This process.
+    #[inline]
+    pub(crate) fn here() -> Self {
+        Self(sys::me())
+    }
+
+    /// Whether this is the process the guard was taken in (two cached loads).
+    #[inline]
+    pub(crate) fn is_here(self) -> bool {
+        sys::me() == self.0
+    }
+
+    /// Panics in a copy of the guard made by fork.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn check(self) {
+        if !self.is_here() {
+            copied_guard(self.0.pid);
+        }
+    }
+}
+
+#[cold]
+#[track_caller]
+fn copied_guard(pid: u32) -> ! {
+    panic!(
+        "this guard was taken by process {pid} and copied by fork: the lock belongs to that process (pass the value to the child and lock it there)"
+    )
+}
+
 /// How a lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
