@@ -410,6 +410,24 @@ fn handles_inside_unread_messages_are_released_too() {
     leaks.assert_no_leak();
 }
 
+#[test]
+fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
+    let leaks = leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::new().unwrap();
+        let inner = SimpleQueue::<u32>::new().unwrap();
+        a.send(&inner).unwrap();
+        a.send(&inner).unwrap();
+        // The bytes cannot become a handle again: the handles they carried are gone with
+        // the message, as with a message nobody reads.
+        assert!(!b.recv_bytes().unwrap().is_empty());
+        let mut buf = [0u8; 4096];
+        assert!(b.recv_bytes_into(&mut buf).unwrap() > 0);
+        drop((a, b, inner));
+    }
+    leaks.assert_no_leak();
+}
+
 // ---- a receiver killed inside recv loses nothing (issue 10, item 6) ---------------------
 
 fn number_of(m: &[u8]) -> usize {
