@@ -185,12 +185,14 @@ impl RawMutex {
         if owner == 0 {
             return None;
         }
+        interleave("read the word");
         // Read after the word: if the word names the current owner, the previous owner's
         // reset of `owner_start` is visible, so this is the current owner's or zero.
         let start = self.owner_start.load(Ordering::Relaxed);
         if sys::process_alive(owner, start) {
             return None;
         }
+        interleave("found the owner dead");
         if self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             // Killed here, the word names us with the dead holder's start time: whoever
             // comes next sees a dead owner (our pid is gone) and takes over in turn.
@@ -300,6 +302,17 @@ impl RawMutex {
     }
 }
 
+/// Runs a unit test's moves of "other processes" at a step of `take_from_dead_owner`.
+#[inline(always)]
+fn interleave(_step: &'static str) {
+    #[cfg(test)]
+    tests::INTERLEAVE.with_borrow_mut(|moves| {
+        if let Some(moves) = moves {
+            moves(_step);
+        }
+    });
+}
+
 /// A guard for internal critical sections of the shm layer, released on drop.
 #[derive(Debug)]
 pub(crate) struct RawGuard<'a> {
@@ -321,5 +334,47 @@ impl<'a> RawGuard<'a> {
 impl Drop for RawGuard<'_> {
     fn drop(&mut self) {
         self.mutex.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Moves = Box<dyn FnMut(&'static str)>;
+
+    thread_local! {
+        /// What other processes do at each step of this thread's `take_from_dead_owner`.
+        pub(super) static INTERLEAVE: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_lock_that_changed_hands_and_came_back_during_the_check_is_not_taken_over() {
+        let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
+        // B holds the lock (this process); D is another live process (our parent).
+        let b = Owner::process();
+        let parent = std::os::unix::process::parent_id();
+        let d = Owner { id: parent, start: sys::process_start_time(parent).expect("the parent runs") };
+        assert!(mutex.try_lock(b));
+        mutex.word.fetch_or(SLEEPERS, Ordering::Relaxed);
+        INTERLEAVE.set(Some(Box::new(move |step| match step {
+            // After the taker read the word: B lets go, D takes the lock.
+            "read the word" => {
+                mutex.unlock();
+                assert!(mutex.try_lock(d));
+            }
+            // After the taker checked (B, D's start time): D lets go, B takes it again.
+            "found the owner dead" => {
+                mutex.unlock();
+                assert!(mutex.word.compare_exchange(0, b.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok());
+                mutex.owner_start.store(b.start, Ordering::Relaxed);
+            }
+            _ => {}
+        })));
+        let taker = Owner { id: ID - 1, start: 1 };
+        let taken = mutex.take_from_dead_owner(taker);
+        INTERLEAVE.set(None);
+        assert_eq!(taken, None, "B, alive, holds the lock: a second holder would race it");
+        assert!(mutex.is_held_by(b));
     }
 }
