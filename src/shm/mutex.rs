@@ -193,7 +193,15 @@ impl RawMutex {
             return None;
         }
         interleave("found the owner dead");
+        // The lock may have changed hands during the check and come back to the same id:
+        // then the start time read was another owner's, and the owner named now is alive.
+        // Read again, the start time is that owner's or zero (the argument above), never
+        // the one checked, unless the word is still the dead owner's.
+        if self.word.load(Ordering::Acquire) != w || self.owner_start.load(Ordering::Relaxed) != start {
+            return None;
+        }
         if self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            interleave("claimed");
             // Killed here, the word names us with the dead holder's start time: whoever
             // comes next sees a dead owner (our pid is gone) and takes over in turn.
             crash_point!("mutex.take_over.claimed");
@@ -306,8 +314,11 @@ impl RawMutex {
 #[inline(always)]
 fn interleave(_step: &'static str) {
     #[cfg(test)]
-    tests::INTERLEAVE.with_borrow_mut(|moves| {
-        if let Some(moves) = moves {
+    tests::INTERLEAVE.with(|moves| {
+        // Not from inside the moves themselves (another taker they play).
+        if let Ok(mut moves) = moves.try_borrow_mut()
+            && let Some(moves) = moves.as_mut()
+        {
             moves(_step);
         }
     });
@@ -376,5 +387,29 @@ mod tests {
         INTERLEAVE.set(None);
         assert_eq!(taken, None, "B, alive, holds the lock: a second holder would race it");
         assert!(mutex.is_held_by(b));
+    }
+
+    #[test]
+    fn a_lock_just_taken_over_is_not_taken_over_again_from_its_live_taker() {
+        let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
+        // B held the lock and ended.
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let b = ended.id();
+        ended.wait().unwrap();
+        mutex.word.store(b | SLEEPERS, Ordering::Relaxed);
+        mutex.owner_start.store(12345, Ordering::Relaxed);
+        // Another taker comes between this process's claim and its start time's store.
+        let second = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = second.clone();
+        INTERLEAVE.set(Some(Box::new(move |step| {
+            if step == "claimed" {
+                seen.set(Some(mutex.take_from_dead_owner(Owner { id: ID - 1, start: 1 })));
+            }
+        })));
+        let taken = mutex.take_from_dead_owner(Owner::process());
+        INTERLEAVE.set(None);
+        assert_eq!(taken, Some(Acquired::OwnerDied), "B is dead: its lock is taken over");
+        assert_eq!(second.get(), Some(None), "the taker, alive, holds the lock: a second holder would race it");
+        assert!(mutex.is_held_by(Owner::process()));
     }
 }
