@@ -193,23 +193,32 @@ impl RawMutex {
             return None;
         }
         interleave("found the owner dead");
-        // The lock may have changed hands during the check and come back to the same id:
-        // then the start time read was another owner's, and the owner named now is alive.
-        // Read again, the start time is that owner's or zero (the argument above), never
-        // the one checked, unless the word is still the dead owner's.
-        if self.word.load(Ordering::Acquire) != w || self.owner_start.load(Ordering::Relaxed) != start {
+        // Claim the dead owner's start time (zero it) before the word. Every change of the
+        // word's owner zeroes the start time first (an unlock stores zero, a takeover claims
+        // it here), and the word's CAS publishes that, so a word naming a live owner never
+        // comes with another process's start time. A claim fails when the lock changed hands
+        // during the check, even back to the same id (then the start time is that owner's
+        // or zero, not the one checked), and when another taker claimed it first.
+        if self.owner_start.compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
             return None;
         }
-        if self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            interleave("claimed");
-            // Killed here, the word names us with the dead holder's start time: whoever
-            // comes next sees a dead owner (our pid is gone) and takes over in turn.
-            crash_point!("mutex.take_over.claimed");
-            self.owner_start.store(me.start, Ordering::Relaxed);
-            Some(Acquired::OwnerDied)
-        } else {
-            None
+        let mut w = w;
+        loop {
+            match self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                // Only the sleepers' bit changed: the dead owner cannot come back.
+                Err(now) if now & ID == owner => w = now,
+                // Released meanwhile (a `Lock` may be, by anybody): the next owner stores
+                // its own start time over our zero.
+                Err(_) => return None,
+            }
         }
+        interleave("claimed");
+        // Killed here, the word names us with a zero start time: whoever comes next sees
+        // our pid gone and takes over in turn.
+        crash_point!("mutex.take_over.claimed");
+        self.owner_start.store(me.start, Ordering::Relaxed);
+        Some(Acquired::OwnerDied)
     }
 
     /// Releases the lock (whoever holds it: a `Lock` may be released by another process).
