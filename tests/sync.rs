@@ -880,6 +880,20 @@ fn abort_and_reset_break_the_waiting_parties() {
     assert!(!barrier.is_broken(), "reset leaves it usable");
 }
 
+/// A party that takes its handle and ends without waiting at the barrier.
+fn leave_without_waiting(_: Barrier) {}
+
+#[test]
+fn a_barrier_nobody_else_holds_breaks_instead_of_waiting_forever() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(2).unwrap();
+    Process::new(leave_without_waiting, barrier.clone()).start().unwrap().join().unwrap();
+    // No other handle anywhere: no other party can ever arrive (as `Event::wait`'s
+    // `Abandoned`).
+    assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::Abandoned);
+    assert!(barrier.is_broken());
+}
+
 fn wait_at_barrier_until_killed(args: (Barrier, Event)) {
     args.1.set();
     let _ = args.0.wait();
