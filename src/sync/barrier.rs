@@ -51,9 +51,7 @@ impl ShmObject for BarrierState {
 /// holds the barrier any more: the waiting parties, and every later `wait` until `reset`,
 /// get [`BrokenBarrier`], whose [`cause`](BrokenBarrier::cause) says which. So a party
 /// killed before it arrived, or the end of every other party, does not leave a waiter
-/// waiting forever. Another thread of this process is seen as a party through a handle of
-/// its own: give each thread a clone (as for an [`Event`](crate::Event)), not a reference
-/// to one handle.
+/// waiting forever.
 ///
 /// # Examples
 ///
