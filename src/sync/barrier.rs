@@ -47,11 +47,10 @@ impl ShmObject for BarrierState {
 ///
 /// A barrier *breaks* when a party's wait times out, on [`abort`](Barrier::abort), on
 /// [`reset`](Barrier::reset) while parties wait, and when a process holding the barrier
-/// dies without dropping it (killed, crashed), or when a party waits while nobody else
-/// holds the barrier any more: the waiting parties, and every later `wait` until `reset`,
-/// get [`BrokenBarrier`], whose [`cause`](BrokenBarrier::cause) says which. So a party
-/// killed before it arrived, or the end of every other party, does not leave a waiter
-/// waiting forever.
+/// dies without dropping it (killed, crashed): the waiting parties, and every later
+/// `wait` until `reset`, get [`BrokenBarrier`], whose [`cause`](BrokenBarrier::cause)
+/// says which. So a party killed before it arrived does not leave the others waiting
+/// forever.
 ///
 /// # Examples
 ///
@@ -353,16 +352,9 @@ impl Barrier {
         }
     }
 
-    /// The periodic check of a waiting party: a holder that died breaks the barrier, and so
-    /// does the end of every other handle (no other party could ever arrive).
+    /// The periodic check of a waiting party: a holder that died breaks the barrier.
     fn check_parties(&self) -> Result<(), BarrierBreak> {
-        if self.shared.forget_dead_holders() > 0 {
-            Err(BarrierBreak::PartyDied)
-        } else if self.shared.sole_handle() {
-            Err(BarrierBreak::Abandoned)
-        } else {
-            Ok(())
-        }
+        if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
     }
 
     /// A party stops waiting for `round` (`cause`) before it ended: the barrier breaks,
