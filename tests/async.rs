@@ -64,6 +64,34 @@ async fn ten_thousand(pool: &Pool) -> (u64, usize) {
 
 const SUM_OF_SQUARES: u64 = 9999 * 10_000 * 19_999 / 6;
 
+/// Round trips awaited one at a time (the poll collects and spins for a short task),
+/// then tasks too long for a spin (the pool thread collects them and wakes the runtime),
+/// then more tasks at once than workers (nobody spins), then short ones again.
+async fn short_long_crowded_short(pool: &Pool) {
+    for i in 0..200u64 {
+        assert_eq!(pool.apply_async(square, i).unwrap().await.unwrap(), i * i);
+    }
+    for _ in 0..3 {
+        assert_eq!(pool.apply_async(sleep_then, 30).unwrap().await.unwrap(), 30);
+    }
+    let crowd: Vec<_> = (0..50u64).map(|i| pool.apply_async(square, i).unwrap()).collect();
+    for (i, r) in crowd.into_iter().enumerate() {
+        assert_eq!(r.await.unwrap(), (i * i) as u64);
+    }
+    for i in 0..200u64 {
+        assert_eq!(pool.apply_async(square, i).unwrap().await.unwrap(), i * i);
+    }
+}
+
+#[test]
+fn awaited_results_come_whether_the_poll_spins_for_them_or_not() {
+    let _w = watchdog(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    current_thread().block_on(short_long_crowded_short(&pool));
+    smol::block_on(short_long_crowded_short(&pool));
+    multi_thread().block_on(short_long_crowded_short(&pool));
+}
+
 #[test]
 fn ten_thousand_apply_async_awaited_on_tokio_current_thread_use_bounded_threads() {
     let _w = watchdog(LIMIT);
@@ -644,6 +672,30 @@ fn condition_wait_async_is_woken_by_a_notify_from_another_process() {
         smol::block_on(wait_until_ready(&cond, &ready));
         child.join().unwrap();
         // The lock is free again: the guards were dropped.
+        drop(cond.try_acquire().unwrap());
+    }
+}
+
+#[test]
+fn condition_wait_for_async_returns_once_the_predicate_holds() {
+    let _w = watchdog(LIMIT);
+    let over_lock = multiproc::Condition::with_lock(multiproc::Lock::new().unwrap()).unwrap();
+    for cond in [multiproc::Condition::new().unwrap(), over_lock] {
+        let ready = multiproc::RawValue::new(false).unwrap();
+        let child = Process::new(set_and_notify, (cond.clone(), ready.clone())).start().unwrap();
+        let (guard, outcome) = current_thread().block_on(async {
+            let guard = cond.acquire_async().await.unwrap();
+            guard.wait_for_async(|| ready.get()).await
+        });
+        outcome.unwrap();
+        // Given back with the lock held, the predicate true under it.
+        assert!(ready.get());
+        drop(guard);
+        child.join().unwrap();
+        // Already true: no wait at all, and the guard comes back.
+        let (guard, outcome) = smol::block_on(cond.acquire().unwrap().wait_for_async(|| ready.get()));
+        outcome.unwrap();
+        drop(guard);
         drop(cond.try_acquire().unwrap());
     }
 }

@@ -481,6 +481,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
 
 impl Helper for Driver {
     fn help(&self, _done: &dyn Fn() -> bool, _deadline: Deadline) {}
+
+    fn help_briefly(&self, _done: &dyn Fn() -> bool) {}
 }
 
 impl Engine for Driver {

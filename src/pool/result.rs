@@ -62,6 +62,11 @@ pub(crate) type ChunkOutcome<R> = Result<Chunk<R>, TaskError>;
 pub(crate) trait Helper: Send + Sync {
     /// Works until `done()` holds or the deadline passes; may return earlier.
     fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline);
+
+    /// Lends a polling future a moment, never long: collects what arrived and, when the
+    /// result should come within microseconds, spins for it a little. The awaited twin of
+    /// [`Helper::help`]; afterwards, the results it leaves are the pool thread's again.
+    fn help_briefly(&self, done: &dyn Fn() -> bool);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -437,7 +442,7 @@ impl<R: Send> Sink<R> for StreamSink<R> {
 #[must_use = "the task runs anyway; keep its AsyncResult to get its result or error (`drop(...)` it when the callbacks are enough)"]
 pub struct AsyncResult<R> {
     pub(crate) slot: Arc<Slot<Result<R, TaskError>>>,
-    helper: Option<Arc<dyn Helper>>,
+    pub(crate) helper: Option<Arc<dyn Helper>>,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {

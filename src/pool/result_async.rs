@@ -87,6 +87,15 @@ impl<R> Future for AsyncResult<R> {
         if let Some(v) = slot.take() {
             return Poll::Ready(v);
         }
+        // As a blocking `get` does, collect the results here rather than wait for the
+        // pool thread to collect them and wake the runtime (two wake-ups): a short task's
+        // result is worth a few microseconds of spinning.
+        if let Some(helper) = &self.helper {
+            helper.help_briefly(&|| slot.is_filled());
+            if let Some(v) = slot.take() {
+                return Poll::Ready(v);
+            }
+        }
         // Registered before the second look: a fill after the first look wakes us.
         slot.wakers.register(cx.waker());
         match slot.take() {

@@ -18,7 +18,7 @@
 //! when nobody waits (for callbacks), watches the workers and replaces those that end.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main}
 use crate::codec;
 use crate::error::{Error, PanicInfo};
 use crate::process::{Process, ProcessHandle, StartMethod};
-use crate::shm::{Blob, Deadline, Payload, Shared, saturating_nanos as nanos};
+use crate::shm::{Blob, Deadline, Payload, Shared, saturating_nanos as nanos, spin_for};
 use crate::sys::{self, Packed};
 
 const RUNNING: u8 = 0;
@@ -44,6 +44,13 @@ const TICK: Duration = Duration::from_millis(20);
 /// After the last waiting thread left, how long the pool thread leaves the results to the
 /// next one before collecting them itself.
 const HELPED_RECENTLY: Duration = Duration::from_millis(2);
+/// How long a polled future may spin for its result ([`Helper::help_briefly`]): the
+/// executor's thread runs nothing else meanwhile, so a fraction of what a blocking `get`
+/// spins, enough for a short task's round trip on an idle worker.
+const ASYNC_SPIN: Duration = Duration::from_micros(20);
+/// After this many spins in a row that missed, a future spins once in `2^MAX_SPIN_MISSES`
+/// polls (the results come later than a spin lasts: a slow or crowded machine).
+const MAX_SPIN_MISSES: u32 = 6;
 /// Chunks queued per worker at most, whatever their size.
 const MAX_WINDOW: usize = 256;
 /// The work a worker should have queued, in time, so it never idles between chunks.
@@ -136,6 +143,10 @@ pub(crate) struct Inner {
     helpers: AtomicUsize,
     /// When the last helper left (`sys::monotonic_ns`).
     helped_at: AtomicU64,
+    /// Spins of polled futures in a row that missed their result.
+    spin_misses: AtomicU32,
+    /// Polls that will not spin before one tries again (after a miss).
+    spin_skips: AtomicU32,
     doorbell: (Mutex<bool>, Condvar),
     pool_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -157,6 +168,8 @@ impl Inner {
             cancellations: AtomicBool::new(false),
             helpers: AtomicUsize::new(0),
             helped_at: AtomicU64::new(0),
+            spin_misses: AtomicU32::new(0),
+            spin_skips: AtomicU32::new(0),
             doorbell: (Mutex::new(false), Condvar::new()),
             pool_thread: Mutex::new(None),
         });
@@ -661,6 +674,23 @@ impl Inner {
         self.results.wake_receivers();
     }
 
+    /// Whether a polled future should spin for its result: the recent spins paid off, no
+    /// chunk waits for a worker, and chunks are short.
+    fn worth_spinning(&self) -> bool {
+        if self.spin_skips.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1)).is_ok() {
+            return false;
+        }
+        let books = lock(&self.books);
+        books.pending.len() + books.sent.len() <= self.config.workers && books.chunk_ns < nanos(ASYNC_SPIN) as f64 / 2.0
+    }
+
+    /// Puts the pool thread back on the results channel at once: it keeps off it while a
+    /// thread helps and for [`HELPED_RECENTLY`] after, which a registered waker cannot wait.
+    fn hand_back(&self) {
+        self.helped_at.store(0, Ordering::Relaxed);
+        self.ring_doorbell();
+    }
+
     fn ring_doorbell(&self) {
         let (flag, cond) = &self.doorbell;
         *lock(flag) = true;
@@ -756,6 +786,54 @@ impl Helper for Inner {
         // would cost every `get` a wake-up.
         self.helped_at.store(sys::monotonic_ns(), Ordering::Relaxed);
         self.helpers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn help_briefly(&self, done: &dyn Fn() -> bool) {
+        self.help_polled(done);
+    }
+}
+
+impl Inner {
+    /// [`Helper::help_briefly`]; whether a spin was tried is remembered for the next polls.
+    fn help_polled(&self, done: &dyn Fn() -> bool) {
+        if !self.results.is_empty() {
+            self.collect();
+            if done() {
+                return;
+            }
+        }
+        if !self.worth_spinning() {
+            let since_help = sys::monotonic_ns().saturating_sub(self.helped_at.load(Ordering::Relaxed));
+            if since_help < nanos(HELPED_RECENTLY) {
+                self.hand_back();
+            }
+            return;
+        }
+        self.helpers.fetch_add(1, Ordering::SeqCst);
+        let came = spin_for(ASYNC_SPIN, || {
+            if !self.results.is_empty() {
+                self.collect();
+            }
+            done().then_some(())
+        })
+        .is_some();
+        self.helpers.fetch_sub(1, Ordering::SeqCst);
+        if came {
+            self.spin_misses.store(0, Ordering::Relaxed);
+            let books = lock(&self.books);
+            if books.pending.is_empty() && books.sent.is_empty() {
+                // Nothing else is awaited: as after a blocking `get`, the pool thread keeps
+                // off the results a moment, so that the next round trip's result does not
+                // wake it.
+                self.helped_at.store(sys::monotonic_ns(), Ordering::Relaxed);
+                return;
+            }
+        } else {
+            let misses = (self.spin_misses.load(Ordering::Relaxed) + 1).min(MAX_SPIN_MISSES);
+            self.spin_misses.store(misses, Ordering::Relaxed);
+            self.spin_skips.store((1 << misses) - 1, Ordering::Relaxed);
+        }
+        self.hand_back();
     }
 }
 

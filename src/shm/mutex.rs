@@ -278,7 +278,8 @@ impl RawMutex {
     /// One poll of an async acquire: the lock, or `Pending` with `cx`'s waker registered
     /// (through `waiting`, a waker thread sleeps on the word; the sleepers' bit is set, so
     /// that the holder's unlock wakes it). A dead holder's lock is taken over when the
-    /// future's liveness check is due.
+    /// future's liveness check is due. A future dropped after an unlock woke it passes
+    /// the wake-up on (`Waiting`'s drop).
     pub(crate) fn poll_lock(
         &self,
         me: Owner,
@@ -286,7 +287,9 @@ impl RawMutex {
         cx: &std::task::Context<'_>,
     ) -> std::task::Poll<Acquired> {
         use std::task::Poll;
-        if self.try_lock(me) {
+        // Woken by an unlock, others may sleep too: the lock is taken below with the
+        // sleepers' bit, as `lock_slow` does after a sleep, so that our unlock wakes one.
+        if !waiting.has_waited() && self.try_lock(me) {
             waiting.reset();
             return Poll::Ready(Acquired::Clean);
         }
@@ -359,7 +362,116 @@ impl Drop for RawGuard<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
     use super::*;
+    use crate::shm::{Heap, Waiting};
+
+    /// Generous: only a lost wake-up makes these tests wait that long.
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    /// A mutex in the family heap (a waker thread watches only words there), unlocked.
+    fn mutex_in_heap() -> &'static RawMutex {
+        let heap = Heap::get();
+        let offset = heap.alloc(size_of::<RawMutex>()).expect("heap space");
+        let ptr = heap.ptr(offset).cast::<RawMutex>();
+        // SAFETY: a fresh 64-byte aligned block of the family heap, which stays mapped for
+        // the life of the process and is never freed here; `RawMutex` is all atomics.
+        unsafe {
+            ptr.write(RawMutex::new());
+            &*ptr
+        }
+    }
+
+    /// Sends on each wake.
+    struct Signal(Mutex<mpsc::Sender<()>>);
+
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.lock().unwrap_or_else(|e| e.into_inner()).send(());
+        }
+    }
+
+    /// A sleeper that counts on wake-ups alone (a blocking `lock` between two liveness
+    /// checks, made endless so that a lost wake-up shows as a hang, not as a delay).
+    fn lock_by_wake_ups_only(m: &RawMutex, me: u32) {
+        loop {
+            let w = m.word.load(Ordering::Acquire);
+            if w & ID == 0 {
+                if m.word.compare_exchange(w, me | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    return;
+                }
+                continue;
+            }
+            if w & SLEEPERS == 0
+                && m.word.compare_exchange(w, w | SLEEPERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            {
+                continue;
+            }
+            sys::futex_wait(&m.word, w | SLEEPERS, None);
+        }
+    }
+
+    /// The holder's unlock goes to the async waiter, which sleeps first (its waker thread
+    /// is ahead in the futex queue); the blocking sleeper started after it.
+    struct Scene {
+        m: &'static RawMutex,
+        waiting: Waiting,
+        waker: Waker,
+        woken: mpsc::Receiver<()>,
+        sleeper_locked: mpsc::Receiver<()>,
+        async_owner: Owner,
+    }
+
+    /// One scene at a time: another test's registration would move the waker thread
+    /// behind the sleeper in the futex queue.
+    static SCENES: Mutex<()> = Mutex::new(());
+
+    fn unlock_to_the_async_waiter() -> Scene {
+        let m = mutex_in_heap();
+        let holder = Owner { id: 0x7000_0001, start: 0 };
+        assert!(m.try_lock(holder));
+        let (tx, woken) = mpsc::channel();
+        let waker = Waker::from(Arc::new(Signal(Mutex::new(tx))));
+        let async_owner = Owner::process();
+        // No liveness check (a timer wake-up) while the scene plays.
+        let mut waiting = Waiting::first_check_after(LIMIT);
+        let pending = m.poll_lock(async_owner, &mut waiting, &Context::from_waker(&waker));
+        assert!(pending.is_pending());
+        // Ordering only (the futex queue is first come, first woken), nothing measured.
+        std::thread::sleep(Duration::from_millis(50));
+        let (tx, sleeper_locked) = mpsc::channel();
+        std::thread::spawn(move || {
+            lock_by_wake_ups_only(m, 0x7000_0002);
+            let _ = tx.send(());
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        m.unlock();
+        woken.recv_timeout(LIMIT).expect("the async waiter is woken by the unlock");
+        Scene { m, waiting, waker, woken, sleeper_locked, async_owner }
+    }
+
+    #[test]
+    fn an_async_waiter_dropped_after_its_wake_up_passes_it_on() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let scene = unlock_to_the_async_waiter();
+        // The future is dropped without another poll (a `select!` took another branch).
+        drop(scene.waiting);
+        scene.sleeper_locked.recv_timeout(LIMIT).expect("the sleeper gets the free lock");
+        drop(scene.woken);
+    }
+
+    #[test]
+    fn an_async_waiter_that_takes_the_lock_after_sleeping_wakes_the_next_sleeper_on_unlock() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scene = unlock_to_the_async_waiter();
+        let got = scene.m.poll_lock(scene.async_owner, &mut scene.waiting, &Context::from_waker(&scene.waker));
+        assert_eq!(got, Poll::Ready(Acquired::Clean));
+        scene.m.unlock();
+        scene.sleeper_locked.recv_timeout(LIMIT).expect("the sleeper gets the lock after the async waiter");
+    }
 
     type Moves = Box<dyn FnMut(&'static str)>;
 

@@ -351,6 +351,9 @@ pub fn waker_threads() -> usize {
 pub(crate) struct Waiting {
     registered: Option<(Arc<Shard>, u64)>,
     sleeping_on: Option<&'static Notify>,
+    /// The futex word (and the value seen) of the last [`Waiting::arm_word`], until the
+    /// future completes: dropped after the word changed, it passes the wake-up on.
+    word: Option<(Word, u32)>,
     slice: Duration,
     next_check: Option<Instant>,
 }
@@ -369,7 +372,14 @@ impl std::fmt::Debug for Waiting {
 
 impl Waiting {
     pub(crate) const fn new() -> Self {
-        Self { registered: None, sleeping_on: None, slice: FIRST_SLICE, next_check: None }
+        Self { registered: None, sleeping_on: None, word: None, slice: FIRST_SLICE, next_check: None }
+    }
+
+    /// One whose first liveness check comes after `slice` (a test that needs the waker
+    /// thread to keep its place in a futex queue meanwhile).
+    #[cfg(test)]
+    pub(crate) const fn first_check_after(slice: Duration) -> Self {
+        Self { registered: None, sleeping_on: None, word: None, slice, next_check: None }
     }
 
     /// Whether the liveness check is due: the future has waited a slice since it first
@@ -389,6 +399,7 @@ impl Waiting {
     /// due). Test the condition again after this, before returning `Pending`.
     pub(crate) fn arm(&mut self, notify: &Notify, cx: &Context<'_>) {
         self.withdraw();
+        self.word = None;
         let word = in_heap(notify).map(|n| {
             let (word, seen) = n.start_sleeping();
             self.sleeping_on = Some(n);
@@ -400,6 +411,7 @@ impl Waiting {
     /// Registers `cx`'s waker for the next check only (something with no futex word).
     pub(crate) fn arm_timer(&mut self, cx: &Context<'_>) {
         self.withdraw();
+        self.word = None;
         self.register(None, cx);
     }
 
@@ -408,7 +420,13 @@ impl Waiting {
     /// due. Test the condition again after this, before returning `Pending`.
     pub(crate) fn arm_word(&mut self, word: &AtomicU32, seen: u32, cx: &Context<'_>) {
         self.withdraw();
-        self.register(in_heap(word).map(|w| (Word(w), seen)), cx);
+        self.word = in_heap(word).map(|w| (Word(w), seen));
+        self.register(self.word, cx);
+    }
+
+    /// Whether the future waited since it started or last completed (it registered).
+    pub(crate) fn has_waited(&self) -> bool {
+        self.next_check.is_some()
     }
 
     fn register(&mut self, word: Option<(Word, u32)>, cx: &Context<'_>) {
@@ -446,6 +464,7 @@ impl Waiting {
     /// short slice again.
     pub(crate) fn reset(&mut self) {
         self.withdraw();
+        self.word = None;
         self.slice = FIRST_SLICE;
         self.next_check = None;
     }
@@ -454,6 +473,15 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.withdraw();
+        // The word changed since the future registered, and the waker thread may have
+        // taken the one wake-up its writer gave (a mutex's unlock wakes one sleeper): the
+        // future will not use it, so the next sleeper gets one. At worst a sleeper wakes,
+        // finds nothing for it, and sleeps again.
+        if let Some((word, seen)) = self.word.take()
+            && word.0.load(Ordering::Acquire) != seen
+        {
+            sys::futex_wake(word.0, 1);
+        }
     }
 }
 

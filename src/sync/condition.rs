@@ -8,7 +8,7 @@
 
 #[path = "condition_async.rs"]
 mod condition_async;
-pub use condition_async::{ConditionAcquire, ConditionWait};
+pub use condition_async::{ConditionAcquire, ConditionWait, ConditionWaitFor};
 
 use std::convert::Infallible;
 use std::fmt;

@@ -124,6 +124,86 @@ impl<'a> ConditionGuard<'a> {
     }
 }
 
+impl<'a> ConditionGuard<'a> {
+    /// [`ConditionGuard::wait_for`] as a future: waits without blocking a thread until
+    /// `predicate` holds (checked under the lock, before the first wait and after each
+    /// notification), and gives the guard back with the outcome, the lock held in every
+    /// case.
+    ///
+    /// Cancellation: as [`ConditionGuard::wait_async`]; dropped while it waits, the
+    /// future leaves the waiters and holds nothing (the lock stays released), and a
+    /// notification it was given is passed on.
+    ///
+    /// Outcome: `Ok(())` once the predicate holds; [`ConditionWaitError::Abandoned`] when
+    /// nobody else could notify.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let cond = multiproc::Condition::new()?;
+    /// let items = multiproc::RawValue::new(0u32)?;
+    /// let (c, i) = (cond.clone(), items.clone());
+    /// std::thread::spawn(move || {
+    ///     for _ in 0..3 {
+    ///         let mut guard = c.acquire().unwrap();
+    ///         i.set(i.get() + 1);
+    ///         guard.notify_all();
+    ///     }
+    /// });
+    /// smol::block_on(async {
+    ///     let guard = cond.acquire_async().await?;
+    ///     let (_guard, outcome) = guard.wait_for_async(|| items.get() == 3).await;
+    ///     outcome?;
+    ///     Ok::<(), multiproc::Error>(())
+    /// })?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn wait_for_async<P: FnMut() -> bool + Unpin>(self, predicate: P) -> ConditionWaitFor<'a, P> {
+        ConditionWaitFor { holding: Some(self), wait: None, predicate }
+    }
+}
+
+/// The future of [`ConditionGuard::wait_for_async`]: gives back the guard, the lock held
+/// again, and the outcome.
+#[must_use = "futures do nothing unless awaited"]
+pub struct ConditionWaitFor<'a, P> {
+    /// The lock held, the predicate to look at.
+    holding: Option<ConditionGuard<'a>>,
+    /// Waiting for a notification.
+    wait: Option<ConditionWait<'a>>,
+    predicate: P,
+}
+
+impl<P> std::fmt::Debug for ConditionWaitFor<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConditionWaitFor").field("wait", &self.wait).finish_non_exhaustive()
+    }
+}
+
+impl<'a, P: FnMut() -> bool + Unpin> Future for ConditionWaitFor<'a, P> {
+    type Output = (ConditionGuard<'a>, Result<(), ConditionWaitError>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            if let Some(guard) = this.holding.take() {
+                if (this.predicate)() {
+                    return Poll::Ready((guard, Ok(())));
+                }
+                this.wait = Some(guard.wait_async());
+            }
+            let Some(wait) = this.wait.as_mut() else { return Poll::Pending };
+            let Poll::Ready((guard, outcome)) = Pin::new(wait).poll(cx) else { return Poll::Pending };
+            this.wait = None;
+            if outcome.is_err() {
+                return Poll::Ready((guard, outcome));
+            }
+            this.holding = Some(guard);
+        }
+    }
+}
+
 /// Where a [`ConditionWait`] is.
 enum Step<'a> {
     /// Not polled yet: the guard holds the lock.

@@ -17,7 +17,7 @@ mod semaphore;
 mod waiters;
 
 pub use barrier::{Barrier, BarrierBuilder, BarrierWait};
-pub use condition::{Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait};
+pub use condition::{Condition, ConditionAcquire, ConditionGuard, ConditionLock, ConditionWait, ConditionWaitFor};
 pub use error::{
     Abandoned, AcquireTimeoutError, BarrierBreak, BrokenBarrier, ConditionWaitError, ReleaseError, TryAcquireError,
 };
