@@ -374,6 +374,8 @@ mod tests {
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.
     fn mutex_in_heap() -> &'static RawMutex {
+        // Not while another unit test compares `Heap::in_use` before and after.
+        let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let offset = heap.alloc(size_of::<RawMutex>()).expect("heap space");
         let ptr = heap.ptr(offset).cast::<RawMutex>();
