@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let p = Process::new(client, address).start()?;
     let conn = listener.accept::<Message>()?;
     println!("connection accepted from {:?}", conn.peer_address());
-    conn.send(&(2.25, None, "junk".to_string()))?;
+    conn.send((2.25, None, "junk".to_string()))?;
     conn.send_bytes(b"hello")?;
     conn.send_bytes(&[42i32, 1729].iter().flat_map(|i| i.to_ne_bytes()).collect::<Vec<u8>>())?;
     p.join()?;

@@ -41,7 +41,7 @@ use multiproc::{ApplyOptions, LockProxy, Manager, Pool, ValueProxy};
 
 fn task((lock, value): (LockProxy, ValueProxy<i64>)) -> i64 {
     for _ in 0..10 {
-        let _held = lock.lock().unwrap();
+        let _held = lock.acquire().unwrap();
         value.set(value.get().unwrap() - 1).unwrap();
     }
     value.get().unwrap()

@@ -45,7 +45,7 @@ fn write(mut conn: Connection<char>) {
     println!("Process to write: {}", std::process::id());
     for (i, value) in ['A', 'B', 'C'].into_iter().enumerate() {
         println!("Send {value} to pipe...");
-        conn.send(&value).unwrap();
+        conn.send(value).unwrap();
         std::thread::sleep(Duration::from_millis(100 + (u64::from(std::process::id()) + i as u64 * 37) % 200));
     }
     conn.close();

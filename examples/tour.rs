@@ -82,7 +82,7 @@ fn eat(q: Queue<Option<String>>) -> usize {
 }
 
 fn greet(conn: Connection<String>) {
-    conn.send(&"hello through a pipe".to_string()).unwrap();
+    conn.send("hello through a pipe".to_string()).unwrap();
 }
 
 fn sign_in(args: (DictProxy<String, u32>, ListProxy<u64>)) {

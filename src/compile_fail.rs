@@ -21,14 +21,14 @@
 //! ```compile_fail,E0277
 //! fn is_send<T: Send>(_: &T) {}
 //! fn check(lock: &multiproc::RLockProxy) {
-//!     is_send(&lock.lock().unwrap()); // ProxyRLockGuard is not Send
+//!     is_send(&lock.acquire().unwrap()); // ProxyRLockGuard is not Send
 //! }
 //! ```
 //!
 //! ```compile_fail,E0277
 //! fn is_send<T: Send>(_: &T) {}
 //! fn check(cond: &multiproc::ConditionProxy) {
-//!     is_send(&cond.lock().unwrap()); // ProxyRLockGuard is not Send
+//!     is_send(&cond.acquire().unwrap()); // ProxyConditionGuard is not Send
 //! }
 //! ```
 //!

@@ -397,29 +397,83 @@ pub enum JoinError {
         /// The decoding error.
         error: CodecError,
     },
-    /// The result was already taken by an earlier join.
-    #[error("process '{0}' was already joined")]
-    AlreadyJoined(String),
 }
 
-/// Why [`crate::ProcessHandle::join_timeout`] returned without a result.
+/// Why [`crate::ProcessHandle::join_timeout`] returned without a result: a timeout gives
+/// the handle back (as crossbeam's `SendTimeoutError` gives its message back), so that a
+/// handle is joined once, by value, as `join` does.
 ///
-/// `Debug` is the message, as for [`JoinError`].
-#[derive(Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JoinTimeoutError {
-    /// The process is still running; the handle stays usable.
+/// `Debug` is the message, as for [`JoinError`]; `?` turns it into
+/// [`Error::Timeout`] or [`Error::Join`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::{JoinTimeoutError, Process};
+///
+/// fn nap(ms: u64) {
+///     std::thread::sleep(Duration::from_millis(ms));
+/// }
+///
+/// multiproc::init();
+/// let child = Process::new(nap, 60_000).start()?;
+/// let Err(JoinTimeoutError::Timeout(child)) = child.join_timeout(Duration::from_millis(1)) else {
+///     panic!("it sleeps for a minute");
+/// };
+/// child.kill()?;
+/// assert!(matches!(child.join_timeout(Duration::from_secs(60)), Err(JoinTimeoutError::Failed(_))));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(thiserror::Error)]
+pub enum JoinTimeoutError<R> {
+    /// The process is still running; here is its handle.
     #[error("the process is still running")]
-    Timeout,
+    Timeout(crate::ProcessHandle<R>),
     /// The process ended without a result.
     #[error(transparent)]
     Failed(#[from] JoinError),
 }
 
-impl fmt::Debug for JoinTimeoutError {
+impl<R> JoinTimeoutError<R> {
+    /// The handle, if the process is still running.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::Process;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    /// }
+    ///
+    /// multiproc::init();
+    /// let child = Process::new(nap, 60_000).start()?;
+    /// let child = child.join_timeout(Duration::from_millis(1)).unwrap_err().into_handle().unwrap();
+    /// child.kill()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn into_handle(self) -> Option<crate::ProcessHandle<R>> {
+        match self {
+            JoinTimeoutError::Timeout(handle) => Some(handle),
+            JoinTimeoutError::Failed(_) => None,
+        }
+    }
+}
+
+impl<R> fmt::Debug for JoinTimeoutError<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JoinTimeoutError::Failed(e) => fmt::Debug::fmt(e, f),
             other => debug_as_message(other, f),
+        }
+    }
+}
+
+impl<R> From<JoinTimeoutError<R>> for Error {
+    fn from(e: JoinTimeoutError<R>) -> Error {
+        match e {
+            JoinTimeoutError::Timeout(_) => Error::Timeout,
+            JoinTimeoutError::Failed(e) => Error::Join(e),
         }
     }
 }

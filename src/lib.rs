@@ -68,10 +68,10 @@
 //! | `Queue(maxsize)`, `q.put(x)`, `q.get(timeout=t)`, `q.get_nowait()`, `q.qsize()` | [`Queue::with_maxsize(n)?`](Queue::with_maxsize), [`q.put(x)?`](Queue::put), [`q.get_timeout(t)?`](Queue::get_timeout), [`q.try_get()`](Queue::try_get), [`q.len()`](Queue::len) |
 //! | `SimpleQueue()`, `JoinableQueue()`, `q.task_done()`, `q.join()` | [`SimpleQueue::new()?`](SimpleQueue::new), [`JoinableQueue::new()?`](JoinableQueue::new), [`task_done()`](JoinableQueue::task_done), [`join()`](JoinableQueue::join) |
 //! | `q.shutdown(immediate=False)`, `q.is_shutdown`, `queue.ShutDown` (3.13) | [`q.shutdown(immediate)`](Queue::shutdown), [`q.is_shutdown()`](Queue::is_shutdown), [`PutError::ShutDown`] / [`GetError::ShutDown`]; the same on [`JoinableQueue`], [`SimpleQueue`] and the manager's [`QueueProxy::shutdown`] ([`ManagerError::ShutDown`]) |
-//! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(&x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
+//! | `a, b = Pipe()`, `Pipe(duplex=False)`, `conn.send(x)`, `conn.recv()`, `EOFError` | [`Pipe::new()?`](Pipe::new), [`Pipe::one_way()?`](Pipe::one_way), [`conn.send(x)?`](Connection::send), [`conn.recv()?`](Connection::recv), [`RecvError::Disconnected`] |
 //! | `multiprocessing.connection.wait(objects, timeout)` | [`wait(&[&a, &q, &p], timeout)`](wait) |
 //! | `Listener(address, authkey=k)`, `listener.accept()`, `Client(address, authkey=k)` | [`Listener::bind(addr, k)?`](Listener::bind), [`listener.accept()?`](Listener::accept) / [`accept_timeout(d)`](Listener::accept_timeout), [`Client::connect(addr, k)?`](Client::connect): a typed [`SocketConnection`] over TCP or a unix socket |
-//! | `conn.send(x)`, `conn.recv()`, `conn.poll(t)`, `send_bytes`, `AuthenticationError` | [`send(&x)?`](SocketConnection::send), [`recv()?`](SocketConnection::recv) / [`recv_timeout(d)`](SocketConnection::recv_timeout), [`poll(t)`](SocketConnection::poll), [`send_bytes`](SocketConnection::send_bytes), [`ConnectError::AuthenticationFailed`] |
+//! | `conn.send(x)`, `conn.recv()`, `conn.poll(t)`, `send_bytes`, `AuthenticationError` | [`send(x)?`](SocketConnection::send), [`recv()?`](SocketConnection::recv) / [`recv_timeout(d)`](SocketConnection::recv_timeout), [`poll(t)`](SocketConnection::poll), [`send_bytes`](SocketConnection::send_bytes), [`ConnectError::AuthenticationFailed`] |
 //! | `Pool(4)`, `pool.map(f, xs)`, `pool.apply(f, (x,))` | [`Pool::new(4)?`](Pool::new), [`pool.map(f, xs)?`](Pool::map), [`pool.apply(f, x)?`](Pool::apply) |
 //! | `pool.apply_async(f, (x,), callback=cb, error_callback=eb)`, `r.get(timeout)` | [`pool.apply_async_with(f, x, ApplyOptions::new().callback(cb).error_callback(eb))?`](Pool::apply_async_with), [`r.get()?`](AsyncResult::get), [`r.get_timeout(d)`](AsyncResult::get_timeout) |
 //! | `pool.imap(f, xs, chunksize=n)`, `imap_unordered`, `starmap`, `map_async` | [`pool.imap(f, xs)?`](Pool::imap), [`MapOptions::new().chunksize(n)`](MapOptions::chunksize), [`imap_unordered`](Pool::imap_unordered), [`starmap`](Pool::starmap), [`map_async`](Pool::map_async) |
@@ -142,7 +142,7 @@
 //!
 //! multiproc::init();
 //! let (a, b) = multiproc::Pipe::<Reading>::new()?;
-//! a.send(&Reading::Text("warm".into()))?;
+//! a.send(Reading::Text("warm".into()))?;
 //! assert_eq!(b.recv()?, Reading::Text("warm".into()));
 //! # Ok::<(), multiproc::Error>(())
 //! ```
@@ -244,7 +244,8 @@
 //! wake-up it did not use goes to another waiter); a `ConditionGuard::wait_async` dropped part-way leaves
 //! the lock released and passes a notification it got on; a `Barrier::wait_async` dropped
 //! while it waits breaks the barrier ([`BarrierBreak::Cancelled`]), as a timed-out wait
-//! does; a `join_async` dropped part-way changes nothing; an `AsyncResult` dropped part-way
+//! does; a `join_async` dropped part-way drops its handle (the child runs on, as with any
+//! dropped handle); an `AsyncResult` dropped part-way
 //! leaves its task running ([`AsyncResult::cancel`] stops it).
 //!
 //! The guards of [`RLock`] and [`Condition`] stay on the thread that acquired them (not
@@ -267,6 +268,14 @@
 //! paid off) it spins up to 20 µs for it, which keeps the runtime's thread from other
 //! tasks that long at most. So awaiting a short task costs about what `get` does;
 //! otherwise the result takes two wake-ups (the pool's thread, then the runtime's).
+//!
+//! # Features
+//!
+//! - `progress` (on by default): `MapOptions::progress`, a progress bar on the terminal
+//!   for `map`, `imap` and their kind, drawn with `indicatif`. Without it (`default-features
+//!   = false`) the crate builds without `indicatif` and its dependencies.
+//! - `cluster`: `multiproc::cluster`, a pool's tasks run on worker nodes through Redis.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -274,6 +283,7 @@
 extern crate self as multiproc;
 
 #[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
 mod codec;
 mod connection;
@@ -295,9 +305,9 @@ pub use context::{Context, get_context};
 pub use error::{CodecError, Error, HeapFull, InitError, JoinError, JoinTimeoutError, PanicInfo};
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Managed,
-    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyLockGuard, ProxyPutError,
-    ProxyRLockGuard, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy, SharedMemoryBlocks, SharedMemoryManager,
-    ValueProxy,
+    Manager, ManagerBuilder, ManagerError, MethodError, NamespaceProxy, ObjectProxy, ProxyConditionGuard,
+    ProxyLockGuard, ProxyPutError, ProxyRLockGuard, ProxySemaphoreGuard, QueueProxy, RLockProxy, SemaphoreProxy,
+    SetProxy, SharedMemoryBlocks, SharedMemoryManager, ValueProxy,
 };
 /// Derives [`ShmSafe`] for a `#[repr(C)]` struct of `ShmSafe` fields.
 pub use multiproc_macros::ShmSafe;
@@ -322,8 +332,8 @@ pub use process::{
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
     PutTimeoutError, Queue, QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError,
-    RecvFuture, RecvTimeoutError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError, TryPutError,
-    TryRecvError, WaitFuture, Waitable, wait, wait_async,
+    RecvFuture, RecvTimeoutError, SendBytesError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError,
+    TryPutError, TryRecvError, WaitFuture, Waitable, wait, wait_async,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedBytes, SharedLock,

@@ -309,7 +309,7 @@ fn simple_and_joinable_queues_have_the_same_futures() {
 
 fn send_later(conn: multiproc::Connection<String>) {
     std::thread::sleep(Duration::from_millis(100));
-    conn.send(&"late".to_string()).unwrap();
+    conn.send("late".to_string()).unwrap();
 }
 
 #[test]
@@ -329,7 +329,7 @@ fn recv_async_gets_a_message_then_disconnected_when_the_peer_is_gone() {
     current_thread().block_on(async {
         // (The other end is open: nothing comes, the timeout passes.)
         assert!(tokio::time::timeout(Duration::from_millis(20), a.recv_async()).await.is_err());
-        b.send_async(&9).await.unwrap();
+        b.send_async(9).await.unwrap();
         assert_eq!(a.recv(), Ok(9));
     });
 }
@@ -347,10 +347,10 @@ fn big_result(n: usize) -> Vec<u8> {
 fn join_async_waits_for_the_end_of_a_child() {
     let _w = watchdog(LIMIT);
     for method in common::METHODS {
-        let mut child = Process::new(double_later, 21).start_method(method).start().unwrap();
+        let child = Process::new(double_later, 21).start_method(method).start().unwrap();
         assert_eq!(current_thread().block_on(child.join_async()).unwrap(), 42);
         // A result larger than a socket's buffer: the future reads it as it comes.
-        let mut child = Process::new(big_result, 4 << 20).start_method(method).start().unwrap();
+        let child = Process::new(big_result, 4 << 20).start_method(method).start().unwrap();
         assert_eq!(multi_thread().block_on(child.join_async()).unwrap().len(), 4 << 20);
     }
 }
@@ -474,14 +474,14 @@ fn wait_async_is_ready_with_the_objects_ready() {
     let (a, b) = Pipe::<u8>::new().unwrap();
     let q: Queue<u8> = Queue::new().unwrap();
     let _other = q.clone();
-    let mut child = Process::new(double_later, 1).start().unwrap();
+    let child = Process::new(double_later, 1).start().unwrap();
     let ready = multi_thread().block_on(async {
         let watched: [&(dyn multiproc::Waitable + Sync); 3] = [&a, &q, &child];
         // Nothing ready: the runtime's timeout passes.
         assert!(tokio::time::timeout(Duration::from_millis(20), multiproc::wait_async(&watched)).await.is_err());
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            b.send(&1).unwrap();
+            b.send(1).unwrap();
             b
         });
         let ready = multiproc::wait_async(&watched).await;

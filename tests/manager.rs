@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{eventually, pid_running};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
-    ManagerError, ObjectProxy, Pool, Process, ProxyPutError, QueueProxy, RLockProxy, SetProxy, SharedMemoryBlocks,
+    ManagerError, ObjectProxy, Pool, Process, QueueProxy, RLockProxy, SetProxy, SharedMemoryBlocks,
     SharedMemoryManager, StartMethod, ValueProxy,
 };
 use serde::{Deserialize, Serialize};
@@ -296,7 +296,12 @@ fn produce((q, n): (QueueProxy<u64>, u64)) {
 
 fn work_through(q: JoinableQueueProxy<u64>) -> u64 {
     let mut sum = 0;
-    while let Some(n) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+    loop {
+        let n = match q.get_timeout(Duration::from_secs(30)) {
+            Ok(n) => n,
+            Err(ManagerError::Timeout) => break,
+            Err(e) => panic!("{e:?}"),
+        };
         sum += n;
         q.task_done().unwrap();
         if n == 1_000_000 {
@@ -311,20 +316,21 @@ fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
     let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let q = manager.queue_bounded::<u64>(2).unwrap();
-    assert!(q.empty().unwrap());
+    assert!(q.is_empty().unwrap());
     q.put(1).unwrap();
     q.try_put(2).unwrap();
-    assert!(q.full().unwrap());
-    match q.try_put(3) {
-        Err(ProxyPutError::Full(item)) => assert_eq!(item, 3),
-        other => panic!("{other:?}"),
-    }
-    assert!(matches!(q.put_timeout(4, Duration::from_millis(20)), Err(ProxyPutError::Full(4))));
-    assert_eq!(q.qsize().unwrap(), 2);
+    assert!(q.is_full().unwrap());
+    let refused = q.try_put(3).unwrap_err();
+    assert!(matches!(refused.reason(), ManagerError::Full));
+    assert_eq!(refused.into_inner(), 3);
+    let refused = q.put_timeout(4, Duration::from_millis(20)).unwrap_err();
+    assert!(matches!(refused.reason(), ManagerError::Timeout));
+    assert_eq!(refused.into_inner(), 4);
+    assert_eq!(q.len().unwrap(), 2);
     assert_eq!(q.get().unwrap(), 1);
-    assert_eq!(q.try_get().unwrap(), Some(2));
-    assert_eq!(q.try_get().unwrap(), None);
-    assert_eq!(q.get_timeout(Duration::from_millis(20)).unwrap(), None);
+    assert_eq!(q.try_get().unwrap(), 2);
+    assert!(matches!(q.try_get(), Err(ManagerError::Empty)));
+    assert!(matches!(q.get_timeout(Duration::from_millis(20)), Err(ManagerError::Timeout)));
 
     // A producer blocked on the full queue goes on as the parent takes.
     let child = Process::new(produce, (q.clone(), 100)).start().unwrap();
@@ -339,7 +345,7 @@ fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
     jq.put(1_000_000).unwrap();
     let worker = Process::new(work_through, jq.clone()).start().unwrap();
     jq.join().unwrap();
-    assert!(jq.join_timeout(Duration::from_millis(1)).unwrap());
+    jq.join_timeout(Duration::from_millis(1)).unwrap();
     assert_eq!(worker.join().unwrap(), 55 + 1_000_000);
     assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
 }
@@ -357,7 +363,7 @@ fn get_until_shut_down(q: QueueProxy<u64>) -> Vec<u64> {
 
 fn put_until_shut_down(q: QueueProxy<u64>) -> u64 {
     match q.put(7) {
-        Err(ManagerError::ShutDown) => 1,
+        Err(e) if matches!(e.reason(), ManagerError::ShutDown) => e.into_inner() - 6,
         other => panic!("{other:?}"),
     }
 }
@@ -383,8 +389,10 @@ fn a_managed_queue_shut_down_refuses_puts_and_answers_every_waiter() {
     assert!(q.is_shutdown().unwrap());
     assert_eq!(getter.join().unwrap(), Vec::<u64>::new());
     assert_eq!(remote_getter.join().unwrap(), Vec::<u64>::new());
-    assert!(matches!(q.try_put(1), Err(ProxyPutError::ShutDown(1))));
-    assert!(matches!(q.put(1), Err(ManagerError::ShutDown)));
+    let refused = q.try_put(1).unwrap_err();
+    assert!(matches!(refused.reason(), ManagerError::ShutDown));
+    assert_eq!(refused.into_inner(), 1);
+    assert!(matches!(q.put(1).map_err(ManagerError::from), Err(ManagerError::ShutDown)));
     assert!(matches!(q.try_get(), Err(ManagerError::ShutDown)));
 
     // A putter waiting for room is answered; what was in the queue is still taken.
@@ -405,7 +413,7 @@ fn a_managed_queue_shut_down_refuses_puts_and_answers_every_waiter() {
     std::thread::sleep(Duration::from_millis(300));
     jq.shutdown(true).unwrap();
     assert!(joiner.join().unwrap());
-    assert!(jq.empty().unwrap());
+    assert!(jq.is_empty().unwrap());
     assert!(matches!(jq.get_timeout(Duration::from_secs(10)), Err(ManagerError::ShutDown)));
     assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
 }
@@ -414,7 +422,7 @@ fn a_managed_queue_shut_down_refuses_puts_and_answers_every_waiter() {
 
 fn add_under_lock((lock, v, n): (LockProxy, ValueProxy<i64>, i64)) {
     for _ in 0..n {
-        let _held = lock.lock().unwrap();
+        let _held = lock.acquire().unwrap();
         v.set(v.get().unwrap() + 1).unwrap();
     }
 }
@@ -426,9 +434,9 @@ fn wait_then_set((e, done): (EventProxy, EventProxy)) {
 
 fn notify_later((c, flag): (ConditionProxy, ValueProxy<bool>)) {
     std::thread::sleep(Duration::from_millis(20));
-    let _held = c.lock().unwrap();
+    let mut held = c.acquire().unwrap();
     flag.set(true).unwrap();
-    c.notify_all().unwrap();
+    held.notify_all().unwrap();
 }
 
 fn barrier_party(b: BarrierProxy) -> usize {
@@ -463,12 +471,12 @@ fn locks_events_conditions_and_barriers_work_across_processes() {
     let flag = manager.value(false).unwrap();
     let child = Process::new(notify_later, (c.clone(), flag.clone())).start().unwrap();
     {
-        let _held = c.lock().unwrap();
-        c.wait_for(|| flag.get().unwrap()).unwrap();
+        let mut held = c.acquire().unwrap();
+        held.wait_for(|| flag.get().unwrap()).unwrap();
         assert!(c.locked().unwrap(), "the lock is held again after the wait");
     }
     child.join().unwrap();
-    assert!(matches!(c.notify(1), Err(ManagerError::NotOwner)), "notify needs the lock");
+    // Waits and notifications are methods of the held lock (the guard): none without it.
 
     let b = manager.barrier(3).unwrap();
     assert_eq!(b.parties().unwrap(), 3);
@@ -566,12 +574,13 @@ fn rlocks_are_recursive_and_owned_semaphores_count() {
     let _w = common::heap_user(LIMIT);
     let manager = Manager::start().unwrap();
     let r: RLockProxy = manager.rlock().unwrap();
-    r.acquire().unwrap();
-    assert!(r.try_acquire().unwrap());
+    r.acquire().unwrap().leave_locked();
+    r.try_acquire().unwrap().leave_locked();
     let other = r.clone();
-    let from_another_thread = std::thread::spawn(move || (other.try_acquire().unwrap(), other.release()));
-    let (got, released) = from_another_thread.join().unwrap();
-    assert!(!got, "another thread cannot take it");
+    let from_another_thread =
+        std::thread::spawn(move || (matches!(other.try_acquire(), Err(ManagerError::WouldBlock)), other.release()));
+    let (refused, released) = from_another_thread.join().unwrap();
+    assert!(refused, "another thread cannot take it");
     assert!(matches!(released, Err(ManagerError::NotOwner)));
     r.release().unwrap();
     r.release().unwrap();
@@ -579,9 +588,9 @@ fn rlocks_are_recursive_and_owned_semaphores_count() {
 
     let s = manager.semaphore(2).unwrap();
     assert!(!s.is_bounded());
-    s.acquire().unwrap();
-    assert!(s.acquire_timeout(Duration::from_millis(10)).unwrap());
-    assert!(!s.acquire_timeout(Duration::from_millis(10)).unwrap());
+    s.acquire().unwrap().forget();
+    s.acquire_timeout(Duration::from_millis(10)).unwrap().forget();
+    assert!(matches!(s.acquire_timeout(Duration::from_millis(10)), Err(ManagerError::Timeout)));
     s.release().unwrap();
     s.release().unwrap();
     s.release().unwrap();
@@ -675,7 +684,7 @@ fn what_nothing_refers_to_is_freed() {
     manager.publish("kept", &manager.lock().unwrap()).unwrap();
     assert!(settle(1));
     let again: LockProxy = manager.lookup("kept").unwrap();
-    again.acquire().unwrap();
+    again.acquire().unwrap().leave_locked();
     assert!(matches!(manager.lookup::<LockProxy>("missing"), Err(ManagerError::NotPublished(_))));
 }
 
@@ -787,7 +796,7 @@ fn child_init_runs_in_the_server_whatever_its_start_method() {
 // ---- faults ---------------------------------------------------------------------------------
 
 fn hold_lock((lock, held): (LockProxy, EventProxy)) {
-    lock.acquire().unwrap();
+    lock.acquire().unwrap().leave_locked();
     held.set().unwrap();
     std::thread::sleep(Duration::from_secs(600));
 }
@@ -800,10 +809,13 @@ fn a_lock_held_by_a_killed_client_is_released() {
     let held = manager.event().unwrap();
     let child = Process::new(hold_lock, (lock.clone(), held.clone())).start().unwrap();
     held.wait().unwrap();
-    assert!(!lock.try_acquire().unwrap());
+    assert!(matches!(lock.try_acquire(), Err(ManagerError::WouldBlock)));
     child.kill().unwrap();
     child.wait();
-    assert!(lock.acquire_timeout(Duration::from_secs(60)).unwrap(), "the server released the dead client's lock");
+    let taken = lock.acquire_timeout(Duration::from_secs(60)).expect("the server released the dead client's lock");
+    assert!(taken.owner_died(), "the next holder is told, as with the family's locks");
+    drop(taken);
+    assert!(!lock.acquire().unwrap().owner_died(), "told once");
 }
 
 fn hammer(d: DictProxy<u32, u64>) {
@@ -852,7 +864,7 @@ fn a_killed_server_makes_every_call_fail_instead_of_hanging() {
     let lock = manager.lock().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     let q = manager.queue::<u8>().unwrap();
-    lock.acquire().unwrap();
+    lock.acquire().unwrap().leave_locked();
     // A child parked on the server, in `acquire`.
     let blocked = Process::new(block_on_lock, lock.clone()).start().unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -931,11 +943,13 @@ fn a_remote_client_uses_the_same_objects_and_a_wrong_key_is_refused() {
     assert!(back.same_object(&rseen));
     let lock = remote.lock().unwrap();
     let r2 = remote.rlock().unwrap();
-    assert!(lock.try_acquire().unwrap());
+    lock.try_acquire().unwrap().leave_locked();
     let lock2 = lock.clone();
-    let other_thread = std::thread::spawn(move || (lock2.try_acquire().unwrap(), lock2.release().is_ok()));
-    assert_eq!(other_thread.join().unwrap(), (false, true), "any thread may release a Lock");
-    r2.acquire().unwrap();
+    let other_thread = std::thread::spawn(move || {
+        (matches!(lock2.try_acquire(), Err(ManagerError::WouldBlock)), lock2.release().is_ok())
+    });
+    assert_eq!(other_thread.join().unwrap(), (true, true), "any thread may release a Lock");
+    r2.acquire().unwrap().leave_locked();
     let r3 = r2.clone();
     assert!(matches!(std::thread::spawn(move || r3.release()).join().unwrap(), Err(ManagerError::NotOwner)));
     r2.release().unwrap();
@@ -949,7 +963,7 @@ fn a_remote_client_uses_the_same_objects_and_a_wrong_key_is_refused() {
     assert!(eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == before));
 
     // The server was not disturbed by the wrong key.
-    assert_eq!(rjobs.qsize().unwrap(), 0);
+    assert_eq!(rjobs.len().unwrap(), 0);
 
     // A remote client that goes away gives back what it held, and nothing more: the
     // published objects stay.
@@ -1048,7 +1062,7 @@ fn connect_and_hold(addr: String) {
     let remote = Manager::connect(addr.as_str(), KEY).unwrap();
     let lock: LockProxy = remote.lookup("lock").unwrap();
     let held: EventProxy = remote.lookup("held").unwrap();
-    lock.acquire().unwrap();
+    lock.acquire().unwrap().leave_locked();
     held.set().unwrap();
     std::thread::sleep(Duration::from_secs(600));
 }
@@ -1064,10 +1078,10 @@ fn a_remote_client_that_dies_releases_its_locks() {
     let addr = manager.address().unwrap().to_string();
     let child = Process::new(connect_and_hold, addr).start().unwrap();
     held.wait().unwrap();
-    assert!(!lock.try_acquire().unwrap());
+    assert!(matches!(lock.try_acquire(), Err(ManagerError::WouldBlock)));
     child.kill().unwrap();
     child.wait();
-    assert!(lock.acquire_timeout(Duration::from_secs(60)).unwrap());
+    assert!(lock.acquire_timeout(Duration::from_secs(60)).unwrap().owner_died());
 }
 
 /// Run by `an_unrelated_program_connects_over_tcp` in a process of its own (the test binary
@@ -1192,7 +1206,7 @@ fn a_semaphore_released_past_u64_max_is_a_typed_error_and_the_server_goes_on() {
     let rs = remote.semaphore(u64::MAX).unwrap();
     assert!(matches!(rs.release(), Err(ManagerError::Overflow(_))));
     assert_eq!(rs.get_value().unwrap(), u64::MAX);
-    assert!(s.try_acquire().unwrap());
+    s.try_acquire().unwrap().forget();
     assert_eq!(s.get_value().unwrap(), u64::MAX - 1);
     s.release().unwrap();
     assert_eq!(manager.number_of_objects().unwrap(), 2);
@@ -1336,7 +1350,7 @@ fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
     // Accepts, then says nothing.
     let holder = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
     match Manager::connect_timeout(addr, KEY, Duration::from_millis(200)) {
-        Err(ManagerError::TimedOut(what)) => assert!(what.contains("handshake"), "{what}"),
+        Err(ManagerError::HandshakeTimeout(what)) => assert!(what.contains("handshake"), "{what}"),
         other => panic!("{other:?}"),
     }
     drop(holder.join().unwrap());
@@ -1466,11 +1480,11 @@ fn a_frame_of_millions_of_empty_items_does_not_blow_the_server_up() {
 // ---- the condition's wake-ups ----------------------------------------------------------------
 
 fn waitfor_child((cond, state): (ConditionProxy, ValueProxy<i64>)) -> bool {
-    let _held = cond.lock().unwrap();
+    let mut held = cond.acquire().unwrap();
     state.set(0).unwrap();
     // Notifies, then waits itself: the wake-up was for the parent, already waiting.
-    cond.notify(1).unwrap();
-    cond.wait_for(|| state.get().unwrap() == 4).unwrap();
+    held.notify(1).unwrap();
+    held.wait_for(|| state.get().unwrap() == 4).unwrap();
     state.get().unwrap() == 4
 }
 
@@ -1483,25 +1497,25 @@ fn a_manager_condition_passes_cpythons_test_waitfor() {
     let state = manager.value(-1i64).unwrap();
     let child = Process::new(waitfor_child, (cond.clone(), state.clone())).start().unwrap();
     {
-        let _held = cond.lock().unwrap();
-        cond.wait_for(|| state.get().unwrap() == 0).unwrap();
+        let mut held = cond.acquire().unwrap();
+        held.wait_for(|| state.get().unwrap() == 0).unwrap();
         assert_eq!(state.get().unwrap(), 0);
     }
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(10));
-        let _held = cond.lock().unwrap();
+        let mut held = cond.acquire().unwrap();
         state.set(state.get().unwrap() + 1).unwrap();
-        cond.notify(1).unwrap();
+        held.notify(1).unwrap();
     }
     assert!(child.join().unwrap());
 }
 
 fn take_turns((cond, turn, me, rounds): (ConditionProxy, ValueProxy<u8>, u8, u32)) {
     for _ in 0..rounds {
-        let _held = cond.lock().unwrap();
-        cond.wait_for(|| turn.get().unwrap() == me).unwrap();
+        let mut held = cond.acquire().unwrap();
+        held.wait_for(|| turn.get().unwrap() == me).unwrap();
         turn.set(1 - me).unwrap();
-        cond.notify(1).unwrap();
+        held.notify(1).unwrap();
     }
 }
 

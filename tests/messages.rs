@@ -106,7 +106,7 @@ fn echo<T>(value: T) -> T {
 /// returns it as its result.
 fn relay<T: Message>((queue, back): (Queue<T>, Connection<T>)) -> T {
     let value = queue.get().unwrap();
-    back.send(&value).unwrap();
+    back.send(value.clone()).unwrap();
     value
 }
 
@@ -183,12 +183,12 @@ fn a_plain_type_keeps_the_compact_encoding() {
     // A `u32` and a struct of options, through a raw pipe end: postcard's bytes behind one
     // tag byte, no field names.
     let (a, b) = Pipe::<Optional>::new().unwrap();
-    a.send(&Optional { a: Some(300), b: None, c: Some(vec![1, 2]) }).unwrap();
+    a.send(Optional { a: Some(300), b: None, c: Some(vec![1, 2]) }).unwrap();
     let bytes = b.recv_bytes().unwrap();
     assert_eq!(bytes, [0, 1, 0xac, 0x02, 0, 1, 2, 1, 2], "tag 0 (postcard), then the fields");
     // A self-describing one carries its field names.
     let (a, b) = Pipe::<Sparse>::new().unwrap();
-    a.send(&Sparse { note: None, items: vec![], id: 5 }).unwrap();
+    a.send(Sparse { note: None, items: vec![], id: 5 }).unwrap();
     let bytes = b.recv_bytes().unwrap();
     assert_eq!(bytes[0], 1, "tag 1 (MessagePack)");
     assert!(bytes.windows(2).any(|w| w == b"id"), "{bytes:?}");
@@ -238,8 +238,8 @@ fn a_message_that_cannot_be_encoded_says_why_and_names_its_type() {
         other => panic!("{other:?}"),
     }
     let (a, _b) = Pipe::<Vec<Picky>>::new().unwrap();
-    match a.send(&vec![Picky(2), Picky(5)]) {
-        Err(multiproc::SendError::Encode(e)) => {
+    match a.send(vec![Picky(2), Picky(5)]) {
+        Err(multiproc::SendError::Encode(_, e)) => {
             assert!(e.to_string().contains("5 is odd"), "{e}");
             assert!(e.type_name().unwrap().contains("Vec") && e.type_name().unwrap().contains("Picky"), "{e:?}");
         }
@@ -253,7 +253,7 @@ fn a_message_that_cannot_be_encoded_says_why_and_names_its_type() {
 fn a_message_that_cannot_be_decoded_says_why_and_names_its_type() {
     let _t = heap_user(LIMIT);
     let (a, b) = Pipe::<Even>::new().unwrap();
-    a.send(&Even(3)).unwrap();
+    a.send(Even(3)).unwrap();
     match b.recv() {
         Err(multiproc::RecvError::Decode(e)) => {
             assert!(e.to_string().contains("3 is not even"), "{e}");
@@ -269,7 +269,7 @@ fn a_message_that_cannot_be_decoded_says_why_and_names_its_type() {
     assert!(said.contains("5 is not even") && said.contains("Even"), "{said}");
     // The same in the self-describing encoding.
     let (a, b) = Pipe::<EvenInJson>::new().unwrap();
-    a.send(&EvenInJson { v: json!({"a": 1}), e: Even(9) }).unwrap();
+    a.send(EvenInJson { v: json!({"a": 1}), e: Even(9) }).unwrap();
     match b.recv() {
         Err(multiproc::RecvError::Decode(e)) => {
             assert!(e.to_string().contains("9 is not even"), "{e}");
@@ -359,7 +359,7 @@ struct HandlesFirst {
 fn use_handles(m: HandlesFirst) -> String {
     let n = m.queue.get().unwrap();
     if let Some(back) = m.back {
-        back.send(&format!("{n} {}", m.meta["k"])).unwrap();
+        back.send(format!("{n} {}", m.meta["k"])).unwrap();
     }
     m.meta.to_string()
 }
@@ -434,7 +434,7 @@ fn every_kind_of_handle_travels_self_described() {
     let array = multiproc::Array::<i32>::new(4).unwrap();
     array.set(2, -3);
     let value = multiproc::Value::new(9u32).unwrap();
-    tx.send(&serde_bytes::ByteBuf::from(vec![1, 2, 3])).unwrap();
+    tx.send(serde_bytes::ByteBuf::from(vec![1, 2, 3])).unwrap();
     let objects = Objects { meta: json!(null), conn: rx, raw, array, value };
     let child = Process::new(touch_objects, objects).start().unwrap();
     assert_eq!(child.join().unwrap(), (3, 7, -3, 9, "null".to_string()));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{heap_user, leak_check};
 use multiproc::{
     Connection, Error, Pipe, Process, Queue, RawArray, RawValue, RecvBytesIntoError, RecvError, RecvTimeoutError,
-    SendError, SimpleQueue, StartMethod, TryRecvError, Value, wait,
+    SendBytesError, SendError, SimpleQueue, StartMethod, TryRecvError, Value, wait,
 };
 use serde_bytes::ByteBuf;
 
@@ -28,9 +28,9 @@ fn a_duplex_pipe_carries_messages_both_ways_in_order() {
     let (a, b) = Pipe::new().unwrap();
     assert!(a.readable() && a.writable() && b.readable() && b.writable());
     for i in 0..1000u32 {
-        a.send(&i).unwrap();
+        a.send(i).unwrap();
     }
-    b.send(&7).unwrap();
+    b.send(7).unwrap();
     assert_eq!(a.recv().unwrap(), 7);
     for i in 0..1000u32 {
         assert_eq!(b.recv().unwrap(), i);
@@ -45,10 +45,10 @@ fn a_one_way_pipe_refuses_the_wrong_direction() {
     let (rx, tx) = Pipe::one_way().unwrap();
     assert!(rx.readable() && !rx.writable());
     assert!(tx.writable() && !tx.readable());
-    tx.send(&"down".to_string()).unwrap();
+    tx.send("down".to_string()).unwrap();
     assert_eq!(rx.recv().unwrap(), "down");
-    assert_eq!(rx.send(&"up".to_string()), Err(SendError::Closed));
-    assert_eq!(rx.send_bytes(b"up"), Err(SendError::Closed));
+    assert_eq!(rx.send("up".to_string()), Err(SendError::Closed("up".to_string())));
+    assert_eq!(rx.send_bytes(b"up"), Err(SendBytesError::Closed));
     assert_eq!(tx.recv(), Err(RecvError::Closed));
     assert!(!tx.poll(Duration::ZERO));
 }
@@ -69,7 +69,7 @@ fn raw_bytes_travel_and_typed_receives_refuse_them() {
         other => panic!("{other:?}"),
     }
     // recv_bytes of a typed message gives its encoding.
-    a.send(&300).unwrap();
+    a.send(300).unwrap();
     assert_eq!(b.recv_bytes().unwrap(), [0, 0xac, 0x02], "tag 0 (postcard), then 300");
     // recv_bytes_into: the length, or the message back when it does not fit.
     let mut buf = [0u8; 8];
@@ -92,7 +92,7 @@ fn poll_says_whether_a_receive_would_block() {
     let (a, b) = Pipe::new().unwrap();
     assert!(!b.poll(Duration::ZERO));
     assert!(!b.poll(Duration::from_millis(20)));
-    a.send(&1u8).unwrap();
+    a.send(1u8).unwrap();
     assert!(b.poll(Duration::ZERO));
     assert!(b.poll(Duration::from_secs(1)), "poll does not take the message");
     assert_eq!(b.recv().unwrap(), 1);
@@ -105,15 +105,15 @@ fn poll_says_whether_a_receive_would_block() {
 fn the_peers_close_ends_the_stream_after_what_it_sent() {
     let _t = heap_user(LIMIT);
     let (mut a, b) = Pipe::new().unwrap();
-    a.send(&1).unwrap();
-    a.send(&2).unwrap();
+    a.send(1).unwrap();
+    a.send(2).unwrap();
     let a2 = a.clone();
     a.close();
     assert!(a.is_closed());
-    assert_eq!(a.send(&3), Err(SendError::Closed));
+    assert_eq!(a.send(3), Err(SendError::Closed(3)));
     assert_eq!(a.recv(), Err(RecvError::Closed));
     // Another handle of the same end keeps it open.
-    a2.send(&3).unwrap();
+    a2.send(3).unwrap();
     drop(a2);
     assert_eq!(b.recv(), Ok(1));
     assert_eq!(b.recv(), Ok(2));
@@ -121,14 +121,14 @@ fn the_peers_close_ends_the_stream_after_what_it_sent() {
     assert_eq!(b.recv(), Err(RecvError::Disconnected));
     assert_eq!(b.try_recv(), Err(TryRecvError::Disconnected));
     assert_eq!(b.recv_timeout(Duration::from_secs(30)), Err(RecvTimeoutError::Disconnected));
-    assert_eq!(b.send(&4), Err(SendError::Disconnected));
+    assert_eq!(b.send(4), Err(SendError::Disconnected(4)));
     let mut buf = [0u8; 4];
     assert_eq!(b.recv_bytes_into(&mut buf), Err(RecvBytesIntoError::Disconnected));
 }
 
 fn send_three(conn: Connection<String>) {
     for word in ["one", "two", "three"] {
-        conn.send(&word.to_string()).unwrap();
+        conn.send(word.to_string()).unwrap();
     }
 }
 
@@ -148,7 +148,7 @@ fn both_ends_start_in_one_process_and_one_goes_to_a_child() {
 fn serve_until_eof(conn: Connection<u32>) -> u32 {
     let mut n = 0;
     while let Ok(x) = conn.recv() {
-        conn.send(&(x * 2)).unwrap();
+        conn.send(x * 2).unwrap();
         n += 1;
     }
     n
@@ -160,7 +160,7 @@ fn a_child_blocked_in_recv_sees_the_parent_close_its_end() {
     for method in METHODS {
         let (mine, theirs) = Pipe::new().unwrap();
         let child = Process::new(serve_until_eof, theirs).start_method(method).start().unwrap();
-        mine.send(&21).unwrap();
+        mine.send(21).unwrap();
         assert_eq!(mine.recv().unwrap(), 42);
         drop(mine);
         assert_eq!(child.join().unwrap(), 1, "{method:?}: the child's recv ended");
@@ -182,11 +182,11 @@ fn a_killed_peer_ends_the_stream_instead_of_a_hang() {
         let started = Value::new(0).unwrap();
         let child = Process::new(wait_forever, (theirs, started.clone())).start_method(method).start().unwrap();
         assert!(common::eventually(Duration::from_secs(30), || started.get() == 1));
-        mine.send(&1).unwrap();
+        mine.send(1).unwrap();
         child.kill().unwrap();
         child.wait();
         assert_eq!(mine.recv(), Err(RecvError::Disconnected), "{method:?}");
-        assert_eq!(mine.send(&2), Err(SendError::Disconnected), "the death is known now");
+        assert_eq!(mine.send(2), Err(SendError::Disconnected(2)), "the death is known now");
     }
 }
 
@@ -200,16 +200,16 @@ fn a_sender_to_a_killed_peer_is_told_before_it_fills_memory() {
     child.kill().unwrap();
     child.wait();
     // Nobody receives: the sender finds out within a few segments of backlog.
-    let sent = (0..1_000_000u32).take_while(|&i| mine.send(&i).is_ok()).count();
+    let sent = (0..1_000_000u32).take_while(|&i| mine.send(i).is_ok()).count();
     assert!(sent < 100_000, "{sent} messages sent to a dead process");
-    assert_eq!(mine.send(&0), Err(SendError::Disconnected));
+    assert_eq!(mine.send(0), Err(SendError::Disconnected(0)));
 }
 
 fn relay(args: (Connection<Connection<String>>, Queue<Connection<String>>)) {
     let (pipe_in, queue_out) = args;
     // An end arrives through a pipe; it goes on through a queue.
     let end = pipe_in.recv().unwrap();
-    end.send(&"hello through a pipe".to_string()).unwrap();
+    end.send("hello through a pipe".to_string()).unwrap();
     queue_out.put(end).unwrap();
 }
 
@@ -221,12 +221,12 @@ fn connections_travel_through_pipes_and_queues_with_every_start_method() {
         let q = Queue::new().unwrap();
         let child = Process::new(relay, (from_parent, q.clone())).start_method(method).start().unwrap();
         let (mine, travelling) = Pipe::new().unwrap();
-        to_child.send(&travelling).unwrap();
-        drop(travelling);
+        // The parent's handle of that end travels (send takes it): only the child's is left.
+        to_child.send(travelling).unwrap();
         assert_eq!(mine.recv().unwrap(), "hello through a pipe");
         let back = q.get().unwrap();
         child.join().unwrap();
-        back.send(&"and back".to_string()).unwrap();
+        back.send("and back".to_string()).unwrap();
         assert_eq!(mine.recv().unwrap(), "and back", "{method:?}");
         drop(back);
         assert_eq!(mine.recv(), Err(RecvError::Disconnected));
@@ -235,8 +235,8 @@ fn connections_travel_through_pipes_and_queues_with_every_start_method() {
 
 fn make_a_pipe(conn: Connection<Connection<u8>>) {
     let (a, b) = Pipe::new().unwrap();
-    a.send(&9).unwrap();
-    conn.send(&b).unwrap();
+    a.send(9).unwrap();
+    conn.send(b).unwrap();
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn an_end_made_in_a_child_outlives_the_child() {
 fn shared_sender(args: (Connection<(u32, u32)>, u32)) {
     let (conn, id) = args;
     for i in 0..2000 {
-        conn.send(&(id, i)).unwrap();
+        conn.send((id, i)).unwrap();
     }
 }
 
@@ -282,7 +282,7 @@ fn several_processes_may_share_one_end() {
 fn reply_later(args: (Connection<u32>, u64)) {
     let (conn, ms) = args;
     std::thread::sleep(Duration::from_millis(ms));
-    conn.send(&(ms as u32)).ok();
+    conn.send(ms as u32).ok();
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn wait_returns_the_ready_ones() {
     let q_far = q.clone();
     assert!(wait(&[&a, &b, &q], Some(Duration::ZERO)).is_empty());
     assert!(wait(&[&a, &b, &q], Some(Duration::from_millis(30))).is_empty());
-    b_far.send(&1).unwrap();
+    b_far.send(1).unwrap();
     assert_eq!(wait(&[&a, &b, &q], None), [1]);
     q_far.put(1).unwrap();
     assert_eq!(wait(&[&a, &b, &q], None), [1, 2]);
@@ -367,7 +367,7 @@ fn a_pipe_and_its_unread_messages_are_freed_with_the_last_end() {
     {
         let (a, b) = Pipe::new().unwrap();
         for i in 0..200usize {
-            a.send(&ByteBuf::from(vec![i as u8; [10, 5000, 40_000][i % 3]])).unwrap();
+            a.send(ByteBuf::from(vec![i as u8; [10, 5000, 40_000][i % 3]])).unwrap();
         }
         Process::new(take_some, (b.clone(), 50)).start().unwrap().join().unwrap();
         drop(b);
@@ -376,7 +376,7 @@ fn a_pipe_and_its_unread_messages_are_freed_with_the_last_end() {
         let started = Value::new(0u32).unwrap();
         let child = Process::new(wait_and_die, (d, started.clone())).start().unwrap();
         assert!(common::eventually(Duration::from_secs(30), || started.get() == 1));
-        c.send(&ByteBuf::from(vec![1; 100_000])).unwrap();
+        c.send(ByteBuf::from(vec![1; 100_000])).unwrap();
         child.kill().unwrap();
         child.wait();
     }
@@ -397,15 +397,15 @@ fn handles_inside_unread_messages_are_released_too() {
         for i in 0..10u32 {
             let inner = SimpleQueue::new().unwrap();
             inner.put(i).unwrap();
-            a.send(&inner).unwrap();
+            a.send(inner).unwrap();
         }
         let (c, d) = Pipe::<Connection<u8>>::new().unwrap();
         let (e, f) = Pipe::new().unwrap();
-        e.send(&1).unwrap();
-        c.send(&f).unwrap();
+        e.send(1).unwrap();
+        c.send(f).unwrap();
         let (g, h) = Pipe::one_way().unwrap();
-        h.send(&Queue::<u8>::new().unwrap()).unwrap();
-        drop((a, b, c, d, e, f, g, h));
+        h.send(Queue::<u8>::new().unwrap()).unwrap();
+        drop((a, b, c, d, e, g, h));
     }
     leaks.assert_no_leak();
 }
@@ -464,7 +464,7 @@ fn a_receiver_killed_inside_recv_never_loses_a_large_message() {
                 common::eventually(Duration::from_millis(300), || (0..i).filter(|&j| got.get(j) == 0).count() < 4);
                 let mut m = vec![0u8; (1 << 20) << (i % 4)];
                 m[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                tx.send(&ByteBuf::from(m)).unwrap();
+                tx.send(ByteBuf::from(m)).unwrap();
             }
         })
     };
@@ -534,7 +534,7 @@ fn two_processes_sharing_a_receiving_end_are_both_disconnected_when_the_sender_e
             .map(|_| Process::new(recv_until_disconnected, (b.clone(), disconnected.clone())).start().unwrap())
             .collect();
         drop(b);
-        a.send(&1).unwrap();
+        a.send(1).unwrap();
         drop(a);
         let ended = common::eventually(Duration::from_secs(20), || children.iter().all(|c| !c.is_alive()));
         for c in &children {

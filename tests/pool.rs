@@ -390,6 +390,7 @@ fn chaos_every_task_ends_with_its_result_or_a_typed_error() {
     }
 }
 
+#[cfg(feature = "progress")]
 #[test]
 fn a_progress_bar_can_be_asked_for() {
     let _w = heap_user(LIMIT);
@@ -600,7 +601,7 @@ fn timeouts_past_584_years_mean_no_timeout() {
         assert_eq!(results.next_timeout(timeout), Ok(Some(Ok(0))));
         let long = Pool::builder().processes(1).timeout(timeout).build().unwrap();
         assert_eq!(long.apply(sleep_then, 300).unwrap(), 300, "timeout {timeout:?}");
-        let mut child = multiproc::Process::new(square, 5).start().unwrap();
+        let child = multiproc::Process::new(square, 5).start().unwrap();
         assert_eq!(child.join_timeout(timeout).unwrap(), 25, "timeout {timeout:?}");
     }
     assert_eq!(pool.stats().tasks_timed_out, 0);

@@ -325,7 +325,7 @@ fn queue_handles_travel_through_queues_and_pipes_with_every_start_method() {
             |conn: multiproc::Connection<SimpleQueue<u32>>| {
                 let q = SimpleQueue::new().unwrap();
                 q.put(42).unwrap();
-                conn.send(&q).unwrap();
+                conn.send(q).unwrap();
             },
             theirs,
         )
@@ -695,7 +695,7 @@ fn echo_frames(args: (Queue<Frame>, Queue<Frame>, multiproc::Connection<Vec<u8>>
         if b.is_empty() {
             break;
         }
-        conn.send(&b).unwrap();
+        conn.send(b).unwrap();
     }
 }
 
@@ -715,10 +715,10 @@ fn big_byte_vectors_cross_queues_and_pipes_intact_and_leave_nothing() {
         inbox.put(Frame { id: u32::MAX, ..frame(0, 0) }).unwrap();
         for len in [1, 8 * 1024 + 1, 5 << 20] {
             let b: Vec<u8> = (0..len).map(|j| (j * 13) as u8).collect();
-            here.send(&b).unwrap();
+            here.send(b.clone()).unwrap();
             assert_eq!(here.recv().unwrap(), b);
         }
-        here.send(&Vec::new()).unwrap();
+        here.send(Vec::new()).unwrap();
         child.join().unwrap();
     }
     leaks.assert_no_leak();
@@ -905,9 +905,9 @@ fn consumers_of_a_pair_are_disconnected_when_the_last_producer_ends() {
         [0, 1].map(|_| Process::new(consume_until_disconnected, (rx.clone(), disconnected.clone())).start().unwrap());
     // This process keeps a consumer handle too: it does not count as a producer.
     let tx2 = tx.clone();
-    tx.put(&1).unwrap();
+    tx.put(1).unwrap();
     drop(tx);
-    tx2.put(&2).unwrap();
+    tx2.put(2).unwrap();
     drop(tx2);
     assert!(both_end(children), "two consumers still waiting with no producer left");
     assert_eq!(disconnected.get(), 2);

@@ -64,7 +64,7 @@ mod handles {
             assert!(err.to_string().contains("type"), "{err}");
 
             let (a, b) = Pipe::<Liar<Value<u8>, Value<[u64; 512]>>>::new().unwrap();
-            a.send(&Liar::send(small.clone())).unwrap();
+            a.send(Liar::send(small.clone())).unwrap();
             let err = b.recv().err().expect("through a pipe neither");
             assert!(err.to_string().contains("type"), "{err}");
 
@@ -99,7 +99,7 @@ mod handles {
     /// flight, as for any message not yet received.
     fn capture(value: &Value<u64>) -> Vec<u8> {
         let (a, b) = Pipe::<Value<u64>>::new().unwrap();
-        a.send(value).unwrap();
+        a.send(value.clone()).unwrap();
         b.recv_bytes().unwrap()
     }
 
@@ -125,7 +125,7 @@ mod handles {
     fn replay_as<T: Serialize + serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, multiproc::RecvError> {
         let (a, b) = Pipe::<Liar<Verbatim, T>>::new().unwrap();
         // `bytes` is a whole message: its tag byte is left out, the codec writes one.
-        a.send(&Liar::send(Verbatim(bytes[1..].to_vec()))).unwrap();
+        a.send(Liar::send(Verbatim(bytes[1..].to_vec()))).unwrap();
         b.recv().map(|liar| liar.got.expect("decoded"))
     }
 
@@ -173,17 +173,17 @@ mod handles {
             let (a, b) = Pipe::<u8>::new().unwrap();
             let bytes = {
                 let (x, y) = Pipe::<Connection<u8>>::new().unwrap();
-                x.send(&b).unwrap();
+                x.send(b.clone()).unwrap();
                 y.recv_bytes().unwrap()
             };
             let first = replay_as::<Connection<u8>>(&bytes).expect("the first delivery is genuine");
             assert!(replay_as::<Connection<u8>>(&bytes).is_err(), "a second delivery must be refused");
             drop(b);
-            a.send(&3).unwrap();
+            a.send(3).unwrap();
             assert_eq!(first.recv().unwrap(), 3);
             drop(first);
             // The receiving side has no handle left anywhere: the sender learns it.
-            assert!(a.send(&4).is_err(), "the other end is gone");
+            assert!(a.send(4).is_err(), "the other end is gone");
         }
         _check.assert_no_leak();
     }
@@ -322,7 +322,7 @@ mod handles {
             let fake = RawArray::<u64>::new(4096).unwrap();
             let array_bytes = {
                 let (a, b) = Pipe::<RawArray<u64>>::new().unwrap();
-                a.send(&fake).unwrap();
+                a.send(fake.clone()).unwrap();
                 b.recv_bytes().unwrap()
             };
             let fake_offset = offset_of(&array_bytes);
@@ -396,7 +396,7 @@ mod handles {
         }
         // Received through a pipe, the value is refused with a typed error.
         let receiver = Process::new(receive_value, rx).start_method(StartMethod::ForkServer).start().unwrap();
-        tx.send(&value).unwrap();
+        tx.send(value.clone()).unwrap();
         assert_eq!(receiver.join().unwrap(), Err("heap full".to_string()));
         children.push(start(4));
         let sixth = children.pop().unwrap();
@@ -460,14 +460,13 @@ fn fork_while_another_thread_holds_a_lock_is_refused_with_a_typed_error() {
     let outcome = match started {
         Err(Error::ForkWithThreads { threads }) => Ok(threads),
         Err(other) => Err(format!("another error: {other}")),
-        Ok(mut child) => {
-            let waited = child.join_timeout(Duration::from_secs(4));
-            let _ = child.kill();
-            Err(match waited {
-                Err(JoinTimeoutError::Timeout) => "the fork child is still blocked after 4 s".to_string(),
-                other => format!("the fork child ended: {other:?}"),
-            })
-        }
+        Ok(child) => Err(match child.join_timeout(Duration::from_secs(4)) {
+            Err(JoinTimeoutError::Timeout(child)) => {
+                let _ = child.kill();
+                "the fork child is still blocked after 4 s".to_string()
+            }
+            other => format!("the fork child ended: {other:?}"),
+        }),
     };
     done_tx.send(()).unwrap();
     holder.join().unwrap();

@@ -126,7 +126,7 @@ pub enum BindError {
 /// use multiproc::{AcceptError, Listener};
 ///
 /// let mut listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"key")?;
-/// assert!(matches!(listener.accept_timeout::<u8>(Duration::ZERO), Err(AcceptError::TimedOut)));
+/// assert!(matches!(listener.accept_timeout::<u8>(Duration::ZERO), Err(AcceptError::Timeout)));
 /// listener.close();
 /// assert!(matches!(listener.accept::<u8>(), Err(AcceptError::Closed)));
 /// # Ok::<(), multiproc::BindError>(())
@@ -139,7 +139,7 @@ pub enum AcceptError {
     Closed,
     /// No client completed the handshake within the timeout.
     #[error("no client connected in time")]
-    TimedOut,
+    Timeout,
     /// The listening socket failed.
     #[error("accept failed: {0}")]
     Io(#[from] io::Error),
@@ -165,7 +165,7 @@ pub enum ConnectError {
     NotAListener,
     /// The connection or the handshake did not complete within the timeout.
     #[error("the connection did not complete in time")]
-    TimedOut,
+    Timeout,
     /// The socket failed: nothing listens there, the connection was refused, ...
     #[error("cannot connect: {0}")]
     Io(#[from] io::Error),
@@ -177,7 +177,7 @@ pub enum ConnectError {
 /// use multiproc::{SocketConnection, SocketSendError};
 ///
 /// fn say(conn: &SocketConnection<String>) -> Result<(), SocketSendError> {
-///     conn.send(&"hello".to_string())
+///     conn.send("hello".to_string())
 /// }
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +237,7 @@ pub enum SocketRecvError {
     Decode(CodecError),
     /// No message began within the timeout (only from `recv_timeout`).
     #[error("no message within the timeout")]
-    TimedOut,
+    Timeout,
     /// The socket failed.
     #[error("receive failed: {0}")]
     Io(io::Error),
@@ -329,12 +329,12 @@ impl Write for &Stream {
 /// let address = listener.address().clone();
 /// let client = std::thread::spawn(move || {
 ///     let conn = Client::connect::<String>(address, b"secret").unwrap();
-///     conn.send(&"hello".to_string()).unwrap();
+///     conn.send("hello".to_string()).unwrap();
 ///     conn.recv().unwrap()
 /// });
 /// let conn = listener.accept::<String>()?;
 /// let greeting = conn.recv()?;
-/// conn.send(&format!("{greeting} back"))?;
+/// conn.send(format!("{greeting} back"))?;
 /// assert_eq!(client.join().unwrap(), "hello back");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -482,7 +482,7 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// [`AcceptError::TimedOut`], or as [`accept`](Self::accept).
+    /// [`AcceptError::Timeout`], or as [`accept`](Self::accept).
     ///
     /// ```
     /// use std::time::Duration;
@@ -490,7 +490,7 @@ impl Listener {
     ///
     /// let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"k")?;
     /// let nobody = listener.accept_timeout::<u8>(Duration::from_millis(10));
-    /// assert!(matches!(nobody, Err(AcceptError::TimedOut)));
+    /// assert!(matches!(nobody, Err(AcceptError::Timeout)));
     /// # Ok::<(), multiproc::BindError>(())
     /// ```
     pub fn accept_timeout<T>(&self, timeout: Duration) -> Result<SocketConnection<T>, AcceptError> {
@@ -509,7 +509,7 @@ impl Listener {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                     if left == Some(Duration::ZERO) {
-                        return Err(AcceptError::TimedOut);
+                        return Err(AcceptError::Timeout);
                     }
                     let fd = match socket {
                         ListenSocket::Tcp(l) => l.as_fd(),
@@ -604,7 +604,7 @@ impl Waitable for Listener {}
 /// use multiproc::Client;
 ///
 /// let conn = Client::connect::<String>(SocketAddr::from(([127, 0, 0, 1], 6000)), b"secret")?;
-/// conn.send(&"hello".to_string())?;
+/// conn.send("hello".to_string())?;
 /// println!("{}", conn.recv()?);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -620,7 +620,7 @@ impl Client {
     ///
     /// [`ConnectError::AuthenticationFailed`] when the keys differ;
     /// [`ConnectError::NotAListener`] when the peer is something else;
-    /// [`ConnectError::TimedOut`]; [`ConnectError::Io`] when nothing listens there.
+    /// [`ConnectError::Timeout`]; [`ConnectError::Io`] when nothing listens there.
     ///
     /// # Examples
     ///
@@ -651,7 +651,7 @@ impl Client {
     ) -> Result<SocketConnection<T>, ConnectError> {
         let deadline = auth::deadline_after(timeout);
         let timed_out = |e: io::Error| match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ConnectError::TimedOut,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ConnectError::Timeout,
             _ => ConnectError::Io(e),
         };
         let stream = match address.into() {
@@ -869,7 +869,10 @@ impl<T> SocketConnection<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
-    /// Sends `value` (Python's `conn.send(obj)`).
+    /// Sends `value` (Python's `conn.send(obj)`). It takes the value, as
+    /// [`Connection::send`](crate::Connection::send) does; a failure here ends the
+    /// connection or is about the value itself (too large, not encodable), so the error
+    /// does not carry it back.
     ///
     /// # Errors
     ///
@@ -879,8 +882,8 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     /// # Examples
     ///
     /// See [`Listener`].
-    pub fn send(&self, value: &T) -> Result<(), SocketSendError> {
-        let bytes = postcard::to_allocvec(value).map_err(|e| SocketSendError::Encode(CodecError::encode(e)))?;
+    pub fn send(&self, value: T) -> Result<(), SocketSendError> {
+        let bytes = postcard::to_allocvec(&value).map_err(|e| SocketSendError::Encode(CodecError::encode(e)))?;
         self.send_bytes(&bytes)
     }
 
@@ -912,7 +915,7 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     ///
     /// # Errors
     ///
-    /// [`SocketRecvError::TimedOut`], or as [`recv`](Self::recv).
+    /// [`SocketRecvError::Timeout`], or as [`recv`](Self::recv).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -921,14 +924,14 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     /// let conn = Client::connect::<u32>(std::path::Path::new("/run/app.sock"), b"k")?;
     /// match conn.recv_timeout(Duration::from_secs(1)) {
     ///     Ok(n) => println!("{n}"),
-    ///     Err(SocketRecvError::TimedOut) => println!("nothing yet"),
+    ///     Err(SocketRecvError::Timeout) => println!("nothing yet"),
     ///     Err(e) => return Err(e.into()),
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, SocketRecvError> {
         if !self.poll(Some(timeout)) {
-            return Err(SocketRecvError::TimedOut);
+            return Err(SocketRecvError::Timeout);
         }
         self.recv()
     }

@@ -1,9 +1,11 @@
 //! What can go wrong with a manager or one of its proxies.
 
+use std::fmt;
 use std::io;
 
 use super::protocol::Fault;
 use crate::codec::CodecError;
+use crate::error::debug_as_message;
 use crate::shm::HeapFull;
 
 /// Why a manager, or a call through one of its proxies, failed.
@@ -11,7 +13,15 @@ use crate::shm::HeapFull;
 /// The variants named after a Python exception are what the server answered
 /// (`IndexOutOfRange` is Python's `IndexError`, ...); [`ManagerError::ServerGone`] is what
 /// every call returns once the server has been shut down or its process has ended, instead
-/// of waiting forever.
+/// of waiting forever. It is the one error type of the proxies, as `io::Error` is of a
+/// socket: a `try_` call that would wait is [`ManagerError::WouldBlock`] (a lock, a
+/// semaphore), [`ManagerError::Empty`] (a queue's get) or [`ManagerError::Full`] (a queue's
+/// put), and a `_timeout` call whose time ran out is [`ManagerError::Timeout`], the
+/// variants the family's own objects name the same way. Each method's `# Errors` says
+/// which it returns.
+///
+/// `Debug` is the message (an initializer's panic as [`PanicInfo`](crate::PanicInfo)
+/// shows it), so that `unwrap` and `?` from `main` print a few lines.
 ///
 /// # Examples
 ///
@@ -27,7 +37,7 @@ use crate::shm::HeapFull;
 /// }
 /// # Ok::<(), ManagerError>(())
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagerError {
     /// The server was shut down, or its process ended (killed, crashed), or the remote
@@ -124,7 +134,22 @@ pub enum ManagerError {
     /// A remote server did not answer in time: nothing listening answered the connection,
     /// or the peer did not complete the handshake (it may be no manager at all).
     #[error("timed out: {0}")]
-    TimedOut(String),
+    HandshakeTimeout(String),
+    /// A `try_acquire` found the lock or semaphore taken (the family's
+    /// [`TryAcquireError::WouldBlock`](crate::TryAcquireError::WouldBlock)).
+    #[error("the lock is held by another thread or process")]
+    WouldBlock,
+    /// A `try_get` found the queue empty (the family's
+    /// [`TryGetError::Empty`](crate::TryGetError::Empty)).
+    #[error("the queue is empty")]
+    Empty,
+    /// A `try_put` found the queue full (the family's
+    /// [`TryPutError::Full`](crate::TryPutError::Full)).
+    #[error("the queue is full")]
+    Full,
+    /// A `_timeout` call's time ran out first (the family's `Timeout` variants).
+    #[error("the operation timed out")]
+    Timeout,
     /// The peer broke the protocol (a malformed message, an unexpected answer).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -137,6 +162,18 @@ pub enum ManagerError {
     /// The operating system refused (sockets, processes).
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl fmt::Debug for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManagerError::InitializerPanicked(info) => {
+                write!(f, "the manager's initializer panicked: ")?;
+                fmt::Debug::fmt(info, f)
+            }
+            other => debug_as_message(other, f),
+        }
+    }
 }
 
 impl From<crate::Error> for ManagerError {
@@ -166,49 +203,97 @@ impl From<Fault> for ManagerError {
             Fault::Overflow(what) => ManagerError::Overflow(what),
             Fault::TooLarge { len, max } => ManagerError::TooLarge { len, max },
             Fault::ShutDown => ManagerError::ShutDown,
+            Fault::Empty => ManagerError::Empty,
+            Fault::Full => ManagerError::Full,
             Fault::ShuttingDown => ManagerError::ServerGone { reason: "the manager is shutting down".into() },
             other => ManagerError::Protocol(other.to_string()),
         }
     }
 }
 
-/// Why [`QueueProxy::try_put`](crate::QueueProxy::try_put) or
-/// [`put_timeout`](crate::QueueProxy::put_timeout) did not put: the item comes back.
+/// Why a [`QueueProxy`](crate::QueueProxy) put did not put: the item comes back, with
+/// the reason ([`ManagerError::Full`] from `try_put`, [`ManagerError::Timeout`] from
+/// `put_timeout`, [`ManagerError::ShutDown`], [`ManagerError::ServerGone`], ...), as the
+/// family's [`PutError`](crate::PutError) gives its value back. `?` turns it into its
+/// reason.
 ///
 /// # Examples
 ///
 /// ```no_run
-/// use multiproc::{Manager, ProxyPutError};
+/// use multiproc::{Manager, ManagerError};
 ///
 /// multiproc::init();
 /// let manager = Manager::start()?;
 /// let q = manager.queue_bounded::<String>(1)?;
 /// q.put("first".into())?;
-/// match q.try_put("second".into()) {
-///     Err(ProxyPutError::Full(item)) => assert_eq!(item, "second"),
-///     other => panic!("{other:?}"),
-/// }
-/// # Ok::<(), multiproc::ManagerError>(())
+/// let e = q.try_put("second".into()).unwrap_err();
+/// assert!(matches!(e.reason(), ManagerError::Full));
+/// assert_eq!(e.into_inner(), "second");
+/// # Ok::<(), ManagerError>(())
 /// ```
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyPutError<T> {
-    /// The queue was full (for the whole timeout).
-    #[error("the queue is full")]
-    Full(T),
-    /// The queue was shut down ([`QueueProxy::shutdown`](crate::QueueProxy::shutdown)).
-    #[error("the queue is shut down")]
-    ShutDown(T),
-    /// The manager failed.
-    #[error(transparent)]
-    Manager(ManagerError),
+pub struct ProxyPutError<T> {
+    item: T,
+    reason: ManagerError,
 }
 
 impl<T> ProxyPutError<T> {
-    /// The item that was not put, if the queue was full or shut down.
-    pub fn into_inner(self) -> Option<T> {
-        match self {
-            ProxyPutError::Full(item) | ProxyPutError::ShutDown(item) => Some(item),
-            ProxyPutError::Manager(_) => None,
-        }
+    pub(crate) fn new(item: T, reason: ManagerError) -> Self {
+        Self { item, reason }
+    }
+
+    /// The item that was not put.
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// q.shutdown(false)?;
+    /// assert_eq!(q.put(7).unwrap_err().into_inner(), 7);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+
+    /// Why it was not put.
+    ///
+    /// ```no_run
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// q.shutdown(false)?;
+    /// assert!(matches!(q.put(7).unwrap_err().reason(), ManagerError::ShutDown));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn reason(&self) -> &ManagerError {
+        &self.reason
+    }
+}
+
+impl<T> fmt::Debug for ProxyPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.reason, f)
+    }
+}
+
+impl<T> fmt::Display for ProxyPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.reason, f)
+    }
+}
+
+impl<T> std::error::Error for ProxyPutError<T> {}
+
+impl<T> From<ProxyPutError<T>> for ManagerError {
+    fn from(e: ProxyPutError<T>) -> ManagerError {
+        e.reason
+    }
+}
+
+impl<T> From<ProxyPutError<T>> for crate::Error {
+    fn from(e: ProxyPutError<T>) -> crate::Error {
+        e.reason.into()
     }
 }

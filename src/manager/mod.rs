@@ -63,7 +63,8 @@ pub use queue::{JoinableQueueProxy, QueueProxy};
 pub use set::SetProxy;
 pub use shared_memory::{SharedMemoryBlocks, SharedMemoryManager};
 pub use sync::{
-    BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyLockGuard, ProxyRLockGuard, RLockProxy, SemaphoreProxy,
+    BarrierProxy, ConditionProxy, EventProxy, LockProxy, ProxyConditionGuard, ProxyLockGuard, ProxyRLockGuard,
+    ProxySemaphoreGuard, RLockProxy, SemaphoreProxy,
 };
 
 use link::{Origin, ProxyCore};
@@ -475,7 +476,7 @@ impl ManagerBuilder {
         if let Some(method) = self.start_method {
             process = process.start_method(method);
         }
-        let mut process = process.start()?;
+        let process = process.start()?;
         if let Some(encoded) = encoded_args {
             encoded.sent();
         }
@@ -497,7 +498,7 @@ impl ManagerBuilder {
             let ended = match process.join_timeout(reported) {
                 Ok(outcome) => Ok(outcome),
                 Err(crate::JoinTimeoutError::Failed(e)) => Err(e),
-                Err(_) => {
+                Err(crate::JoinTimeoutError::Timeout(process)) => {
                     let _ = process.kill();
                     process.join()
                 }
@@ -661,7 +662,7 @@ impl Manager {
     /// [`ManagerError::AuthenticationFailed`] for a wrong key (the server goes on,
     /// unaffected), [`ManagerError::Io`] when nothing listens there,
     /// [`ManagerError::Protocol`] when what listens is not a manager,
-    /// [`ManagerError::TimedOut`] when the peer does not complete the handshake within 10 s
+    /// [`ManagerError::HandshakeTimeout`] when the peer does not complete the handshake within 10 s
     /// (see [`Manager::connect_timeout`]).
     ///
     /// # Examples
@@ -681,7 +682,7 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::TimedOut`] when nothing answered the connection, or the peer did
+    /// [`ManagerError::HandshakeTimeout`] when nothing answered the connection, or the peer did
     /// not complete the handshake, within `timeout`; otherwise as [`Manager::connect`].
     ///
     /// # Examples
@@ -692,7 +693,7 @@ impl Manager {
     ///
     /// match Manager::connect_timeout("127.0.0.1:50000", b"secret", Duration::from_secs(2)) {
     ///     Ok(manager) => println!("{} objects", manager.number_of_objects()?),
-    ///     Err(ManagerError::TimedOut(why)) => println!("no manager there: {why}"),
+    ///     Err(ManagerError::HandshakeTimeout(why)) => println!("no manager there: {why}"),
     ///     Err(other) => return Err(other),
     /// }
     /// # Ok::<(), ManagerError>(())
@@ -1071,7 +1072,7 @@ impl Manager {
     /// multiproc::init();
     /// let manager = multiproc::Manager::start()?;
     /// let lock = manager.lock()?;
-    /// let _held = lock.lock()?;
+    /// let _held = lock.acquire()?;
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     #[doc(alias = "Lock")]
@@ -1178,8 +1179,7 @@ impl Manager {
     /// multiproc::init();
     /// let manager = multiproc::Manager::start()?;
     /// let c = manager.condition()?;
-    /// let _held = c.lock()?;
-    /// c.notify(1)?;
+    /// c.acquire()?.notify(1)?;
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     #[doc(alias = "Condition")]

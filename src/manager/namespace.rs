@@ -110,7 +110,7 @@ impl NamespaceProxy {
 /// let v = manager.value(10i64)?;
 /// let lock = manager.lock()?;
 /// {
-///     let _held = lock.lock()?;
+///     let _held = lock.acquire()?;
 ///     v.set(v.get()? - 1)?;
 /// }
 /// assert_eq!(v.get()?, 9);

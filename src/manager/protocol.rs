@@ -409,11 +409,28 @@ pub(crate) enum Out<R> {
     MaybeItem(Option<Item<R>>),
     Items(Vec<Item<R>>),
     Pairs(Vec<(Item<R>, Item<R>)>),
-    Versioned { version: u64, items: Vec<Item<R>> },
+    Versioned {
+        version: u64,
+        items: Vec<Item<R>>,
+    },
     Names(Vec<String>),
-    Created { id: ObjectId, kind: Kind, handout: R },
-    Barrier { parties: u64, waiting: u64, broken: bool },
-    Sizes { len: u64, max: u64 },
+    Created {
+        id: ObjectId,
+        kind: Kind,
+        handout: R,
+    },
+    Barrier {
+        parties: u64,
+        waiting: u64,
+        broken: bool,
+    },
+    Sizes {
+        len: u64,
+        max: u64,
+    },
+    /// A lock acquired from a holder whose client died (or whose connection ended)
+    /// holding it: the server released it (the family's `owner_died()`).
+    AcquiredFromDead,
 }
 
 impl<R> Out<R> {
@@ -440,6 +457,7 @@ impl<R> Out<R> {
             Out::Created { id, kind, handout } => Out::Created { id, kind, handout: f(handout)? },
             Out::Barrier { parties, waiting, broken } => Out::Barrier { parties, waiting, broken },
             Out::Sizes { len, max } => Out::Sizes { len, max },
+            Out::AcquiredFromDead => Out::AcquiredFromDead,
         })
     }
 

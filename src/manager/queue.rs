@@ -56,22 +56,28 @@ pub struct QueueProxy<T> {
 proxy_handle!(QueueProxy<T>, Kind::Queue);
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
-    fn put_wait(&self, item: T, wait: Wait) -> Result<(), ProxyPutError<T>> {
-        let encoded = self.core.encode(&item).map_err(ProxyPutError::Manager)?;
+    /// A put that waits `wait`; `waited` is what its wait running out is called (`Full`
+    /// for `try_put`, `Timeout` for `put_timeout`).
+    fn put_wait(&self, item: T, wait: Wait, waited: ManagerError) -> Result<(), ProxyPutError<T>> {
+        let encoded = match self.core.encode(&item) {
+            Ok(encoded) => encoded,
+            Err(e) => return Err(ProxyPutError::new(item, e)),
+        };
         match self.core.call_fault(Op::Put { item: encoded, wait }) {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(Fault::Full)) => Err(ProxyPutError::Full(item)),
-            Ok(Err(Fault::ShutDown)) => Err(ProxyPutError::ShutDown(item)),
-            Ok(Err(fault)) => Err(ProxyPutError::Manager(fault.into())),
-            Err(e) => Err(ProxyPutError::Manager(e)),
+            Ok(Err(Fault::Full)) => Err(ProxyPutError::new(item, waited)),
+            Ok(Err(fault)) => Err(ProxyPutError::new(item, fault.into())),
+            Err(e) => Err(ProxyPutError::new(item, e)),
         }
     }
 
-    fn get_wait(&self, wait: Wait) -> Result<Option<T>, ManagerError> {
+    /// A get that waits `wait`; `waited` is what its wait running out is called (`Empty`
+    /// for `try_get`, `Timeout` for `get_timeout`).
+    fn get_wait(&self, wait: Wait, waited: ManagerError) -> Result<T, ManagerError> {
         match self.core.call_fault(Op::Get { wait })? {
-            Ok(Out::Item(item)) => Ok(Some(self.core.decode(item)?)),
+            Ok(Out::Item(item)) => Ok(self.core.decode(item)?),
             Ok(other) => Err(unexpected(other)),
-            Err(Fault::Empty) => Ok(None),
+            Err(Fault::Empty) => Err(waited),
             Err(fault) => Err(fault.into()),
         }
     }
@@ -80,36 +86,74 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// # Errors
     ///
+    /// The item comes back in a [`ProxyPutError`] whose reason is
     /// [`ManagerError::ShutDown`] after [`QueueProxy::shutdown`],
-    /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
-    /// the item does not encode.
-    pub fn put(&self, item: T) -> Result<(), ManagerError> {
-        self.put_wait(item, None).map_err(|e| match e {
-            ProxyPutError::Full(_) => ManagerError::Protocol("an endless put found the queue full".into()),
-            ProxyPutError::ShutDown(_) => ManagerError::ShutDown,
-            ProxyPutError::Manager(e) => e,
-        })
+    /// [`ManagerError::ServerGone`] when the server is gone, or [`ManagerError::Codec`]
+    /// when the item does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<String>()?;
+    /// q.put("hello".to_string())?;
+    /// assert_eq!(q.get()?, "hello");
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn put(&self, item: T) -> Result<(), ProxyPutError<T>> {
+        self.put_wait(item, None, ManagerError::Protocol("an endless put found the queue full".into()))
     }
 
-    /// Puts `item` if there is room now (`put_nowait`); else gives it back in
-    /// [`ProxyPutError::Full`].
+    /// Puts `item` if there is room now (`put_nowait`).
     ///
     /// # Errors
     ///
-    /// [`ProxyPutError::Full`] with the item, or [`ProxyPutError::Manager`].
+    /// [`ManagerError::Full`] when there is no room (the item comes back in the
+    /// [`ProxyPutError`]), or as [`QueueProxy::put`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue_bounded::<u32>(1)?;
+    /// q.try_put(1)?;
+    /// let e = q.try_put(2).unwrap_err();
+    /// assert!(matches!(e.reason(), ManagerError::Full));
+    /// assert_eq!(e.into_inner(), 2);
+    /// # Ok::<(), ManagerError>(())
+    /// ```
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), ProxyPutError<T>> {
-        self.put_wait(item, Some(0))
+        self.put_wait(item, Some(0), ManagerError::Full)
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
     ///
     /// # Errors
     ///
-    /// [`ProxyPutError::Full`] with the item when there was no room in time, or
-    /// [`ProxyPutError::Manager`].
+    /// [`ManagerError::Timeout`] when there was no room in time (the item comes back in
+    /// the [`ProxyPutError`]), or as [`QueueProxy::put`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue_bounded::<u32>(1)?;
+    /// q.put(1)?;
+    /// let e = q.put_timeout(2, Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(e.reason(), ManagerError::Timeout));
+    /// # Ok::<(), ManagerError>(())
+    /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), ProxyPutError<T>> {
-        self.put_wait(item, wait_for(timeout))
+        self.put_wait(item, wait_for(timeout), ManagerError::Timeout)
     }
 
     /// Takes the next item, waiting for one (as long as it takes, even when no proxy is
@@ -120,31 +164,70 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// [`ManagerError::ShutDown`] after [`QueueProxy::shutdown`] once the queue is empty,
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the item is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// q.put(5)?;
+    /// assert_eq!(q.get()?, 5);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn get(&self) -> Result<T, ManagerError> {
-        self.get_wait(None)?.ok_or_else(|| ManagerError::Protocol("an endless get found the queue empty".into()))
+        self.get_wait(None, ManagerError::Protocol("an endless get found the queue empty".into()))
     }
 
     /// Takes the next item if there is one now (`get_nowait`).
     ///
     /// # Errors
     ///
-    /// As [`QueueProxy::get`].
+    /// [`ManagerError::Empty`] when there is none (the family's
+    /// [`TryGetError::Empty`](crate::TryGetError::Empty)), or as [`QueueProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// assert!(matches!(q.try_get(), Err(ManagerError::Empty)));
+    /// q.put(1)?;
+    /// assert_eq!(q.try_get()?, 1);
+    /// # Ok::<(), ManagerError>(())
+    /// ```
     #[doc(alias = "get_nowait")]
-    pub fn try_get(&self) -> Result<Option<T>, ManagerError> {
-        self.get_wait(Some(0))
+    pub fn try_get(&self) -> Result<T, ManagerError> {
+        self.get_wait(Some(0), ManagerError::Empty)
     }
 
-    /// Takes the next item, waiting at most `timeout`; `None` if none came.
+    /// Takes the next item, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`QueueProxy::get`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
-        self.get_wait(wait_for(timeout))
+    /// [`ManagerError::Timeout`] when none came in time, or as [`QueueProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(ManagerError::Timeout)));
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, ManagerError> {
+        self.get_wait(wait_for(timeout), ManagerError::Timeout)
     }
 
     /// Shuts the queue down for every proxy (Python 3.13's `Queue.shutdown`): puts fail
-    /// with `ShutDown` from now on ([`ProxyPutError::ShutDown`] gives the item back); gets
+    /// with `ShutDown` from now on (the [`ProxyPutError`] gives the item back); gets
     /// take what is left, then fail with [`ManagerError::ShutDown`]. With `immediate`, the
     /// items left are dropped at once (counted done on a joinable queue, so a `join`
     /// returns once the tasks taken are done). Every waiting get and put, in any process
@@ -157,14 +240,14 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// # Examples
     ///
     /// ```no_run
-    /// use multiproc::{Manager, ManagerError, ProxyPutError};
+    /// use multiproc::{Manager, ManagerError};
     ///
     /// multiproc::init();
     /// let manager = Manager::start()?;
     /// let q = manager.queue::<u32>()?;
     /// q.put(1)?;
     /// q.shutdown(false)?;
-    /// assert!(matches!(q.try_put(2), Err(ProxyPutError::ShutDown(2))));
+    /// assert!(matches!(q.try_put(2).unwrap_err().reason(), ManagerError::ShutDown));
     /// assert_eq!(q.get()?, 1);
     /// assert!(matches!(q.get(), Err(ManagerError::ShutDown)));
     /// assert!(q.is_shutdown()?);
@@ -193,32 +276,90 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         }
     }
 
-    /// How many items wait (a snapshot: other processes keep going).
+    /// How many items wait (a snapshot: other processes keep going), as
+    /// [`Queue::len`](crate::Queue::len).
     ///
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
-    pub fn qsize(&self) -> Result<usize, ManagerError> {
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.len()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> Result<usize, ManagerError> {
         Ok(self.sizes()?.0 as usize)
     }
 
-    /// Whether no item waits (a snapshot).
+    /// Whether no item waits (a snapshot), as [`Queue::is_empty`](crate::Queue::is_empty).
     ///
     /// # Errors
     ///
-    /// As [`QueueProxy::qsize`].
-    pub fn empty(&self) -> Result<bool, ManagerError> {
+    /// As [`QueueProxy::len`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// assert!(q.is_empty()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
         Ok(self.sizes()?.0 == 0)
     }
 
-    /// Whether a bounded queue is full (a snapshot).
+    /// Whether a bounded queue is full (a snapshot), as
+    /// [`Queue::is_full`](crate::Queue::is_full).
     ///
     /// # Errors
     ///
-    /// As [`QueueProxy::qsize`].
-    pub fn full(&self) -> Result<bool, ManagerError> {
+    /// As [`QueueProxy::len`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue_bounded::<u32>(1)?;
+    /// q.put(1)?;
+    /// assert!(q.is_full()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> Result<bool, ManagerError> {
         let (len, max) = self.sizes()?;
         Ok(max != 0 && len >= max)
+    }
+
+    /// The bound given at creation (`None`: unbounded), as
+    /// [`Queue::maxsize`](crate::Queue::maxsize).
+    ///
+    /// # Errors
+    ///
+    /// As [`QueueProxy::len`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert_eq!(manager.queue_bounded::<u32>(3)?.maxsize()?, Some(3));
+    /// assert_eq!(manager.queue::<u32>()?.maxsize()?, None);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn maxsize(&self) -> Result<Option<usize>, ManagerError> {
+        let (_, max) = self.sizes()?;
+        Ok((max != 0).then_some(max as usize))
     }
 }
 
@@ -298,15 +439,34 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
         self.core.call(Op::Join { wait: None }).map(drop)
     }
 
-    /// Like [`join`](JoinableQueueProxy::join), waiting at most `timeout`; whether every
-    /// item was confirmed.
+    /// Like [`join`](JoinableQueueProxy::join), waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`join`](JoinableQueueProxy::join).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
+    /// [`ManagerError::Timeout`] when items were still unfinished at the timeout (the
+    /// family's [`QueueJoinTimeoutError::Timeout`](crate::QueueJoinTimeoutError::Timeout)),
+    /// or as [`join`](JoinableQueueProxy::join).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>()?;
+    /// q.put(1)?;
+    /// assert!(matches!(q.join_timeout(Duration::from_millis(10)), Err(ManagerError::Timeout)));
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join_timeout(Duration::from_secs(10))?;
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), ManagerError> {
         match self.core.call(Op::Join { wait: wait_for(timeout) })? {
-            Out::Bool(b) => Ok(b),
+            Out::Bool(true) => Ok(()),
+            Out::Bool(false) => Err(ManagerError::Timeout),
             other => Err(unexpected(other)),
         }
     }

@@ -434,7 +434,7 @@ impl RemoteConn {
         timeout: Duration,
     ) -> Result<Arc<RemoteConn>, ManagerError> {
         let deadline = auth::deadline_after(timeout);
-        let timed_out = |what: &str| ManagerError::TimedOut(format!("{what} within {timeout:?}"));
+        let timed_out = |what: &str| ManagerError::HandshakeTimeout(format!("{what} within {timeout:?}"));
         let mut last = None;
         let mut stream = None;
         for addr in address.to_socket_addrs()? {

@@ -72,6 +72,16 @@ struct LockState {
     /// Waiting to acquire; `Some((count, result))` for a condition waiter taking its lock
     /// back (at its old depth, then answering `result`).
     waiters: VecDeque<(Waiter, Option<(u64, bool)>)>,
+    /// The last holder's client died (or its connection ended) holding it: the next
+    /// acquire is told so, as a robust lock's `owner_died()`.
+    owner_died: bool,
+}
+
+impl LockState {
+    /// The answer of an acquire that took the lock: told once that its holder died.
+    fn granted(&mut self) -> Out<ObjectId> {
+        if std::mem::take(&mut self.owner_died) { Out::AcquiredFromDead } else { Out::Bool(true) }
+    }
 }
 
 #[derive(Debug)]
@@ -759,7 +769,7 @@ fn lock_acquire(
     if l.owner.is_none() && l.waiters.is_empty() {
         l.owner = Some(call.owner);
         l.count = 1;
-        return Some(Ok(Out::Bool(true)));
+        return Some(Ok(l.granted()));
     }
     if wait == Some(0) {
         return Some(Ok(Out::Bool(false)));
@@ -1303,9 +1313,14 @@ fn settle(body: &mut Body, fx: &mut Effects) {
             while l.owner.is_none() {
                 let Some((waiter, back)) = l.waiters.pop_front() else { break };
                 l.owner = Some(waiter.owner);
-                let (depth, result) = back.unwrap_or((1, true));
-                l.count = depth.max(1);
-                fx.answer(waiter, Ok(Out::Bool(result)));
+                l.count = back.map_or(1, |(depth, _)| depth.max(1));
+                // A condition waiter taking its lock back answers its wait (whether it was
+                // notified); only an acquire is told of a dead holder.
+                let answer = match back {
+                    Some((_, notified)) => Out::Bool(notified),
+                    None => l.granted(),
+                };
+                fx.answer(waiter, Ok(answer));
             }
         }
         Body::Semaphore { value, waiters, .. } => {
@@ -1469,6 +1484,7 @@ fn forget_conn(body: &mut Body, conn: ConnId, fx: &mut Effects) {
         Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } if l.owner.is_some_and(|o| o.conn == conn) => {
             l.owner = None;
             l.count = 0;
+            l.owner_died = true;
         }
         Body::Barrier(b) if !taken.is_empty() => {
             b.broken = true;
@@ -1576,12 +1592,27 @@ mod tests {
         assert_eq!(call(&mut store, A, 2, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
         // B waits: parked, no answer yet.
         assert_eq!(call(&mut store, B, 2, lock, Kind::Lock, acquire(None)), None);
-        // A's connection ends: B gets the lock.
+        // A's connection ends: B gets the lock, and is told that its holder died.
         store.drop_conn(A);
         let replies = store.take_replies();
         assert_eq!(replies.len(), 1);
         assert_eq!((replies[0].conn, replies[0].seq), (B, 2));
+        assert_eq!(replies[0].result, Ok(Out::AcquiredFromDead));
         assert_eq!(call(&mut store, A, 3, lock, Kind::Lock, Op::Locked), Some(Ok(Out::Bool(true))));
+        // Told once: the next holder took it from a live one.
+        assert_eq!(call(&mut store, B, 3, lock, Kind::Lock, Op::Release), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 4, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+    }
+
+    #[test]
+    fn a_lock_released_by_a_dead_holder_tells_the_next_acquire() {
+        let mut store = Store::new();
+        let lock = create(&mut store, Create::RLock);
+        let acquire = Op::Acquire { wait: Some(0) };
+        assert_eq!(call(&mut store, A, 2, lock, Kind::RLock, acquire.clone()), Some(Ok(Out::Bool(true))));
+        store.drop_conn(A);
+        assert_eq!(call(&mut store, B, 2, lock, Kind::RLock, acquire.clone()), Some(Ok(Out::AcquiredFromDead)));
+        assert_eq!(call(&mut store, B, 3, lock, Kind::RLock, acquire), Some(Ok(Out::Bool(true))), "recursive");
     }
 
     #[test]

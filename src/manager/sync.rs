@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::ManagerError;
 use super::handle::{proxy_handle, wait_for};
@@ -22,12 +22,27 @@ fn flag(out: Out<Ref>) -> Result<bool, ManagerError> {
     }
 }
 
-fn acquire(core: &ProxyCore, wait: Wait) -> Result<bool, ManagerError> {
-    flag(core.call(Op::Acquire { wait })?)
+/// An acquire that waits `wait`; `waited` is what its wait running out is called
+/// (`WouldBlock` for `try_acquire`, `Timeout` for `acquire_timeout`).
+/// `Ok(true)` when the last holder died holding it.
+fn acquire(core: &ProxyCore, wait: Wait, waited: ManagerError) -> Result<bool, ManagerError> {
+    match core.call(Op::Acquire { wait })? {
+        Out::AcquiredFromDead => Ok(true),
+        Out::Bool(true) => Ok(false),
+        Out::Bool(false) => Err(waited),
+        other => Err(unexpected(other)),
+    }
 }
 
-/// Releases a managed lock when dropped (from [`LockProxy::lock`]; any thread may release
-/// it, as in Python).
+/// What an endless acquire that returned without the lock is: a server that broke the
+/// protocol.
+fn endless() -> ManagerError {
+    ManagerError::Protocol("an endless acquire returned without the lock".into())
+}
+
+/// Releases a managed lock when dropped (from [`LockProxy::acquire`] and its `try_` and
+/// `_timeout` forms, as [`LockGuard`](crate::LockGuard); any thread may release it, as in
+/// Python).
 ///
 /// # Examples
 ///
@@ -35,7 +50,7 @@ fn acquire(core: &ProxyCore, wait: Wait) -> Result<bool, ManagerError> {
 /// multiproc::init();
 /// let manager = multiproc::Manager::start()?;
 /// let lock = manager.lock()?;
-/// let held = lock.lock()?;
+/// let held = lock.acquire()?;
 /// assert!(lock.locked()?);
 /// held.release()?;
 /// assert!(!lock.locked()?);
@@ -45,6 +60,7 @@ fn acquire(core: &ProxyCore, wait: Wait) -> Result<bool, ManagerError> {
 pub struct ProxyLockGuard<'a> {
     core: &'a ProxyCore,
     released: bool,
+    owner_died: bool,
 }
 
 impl fmt::Debug for ProxyLockGuard<'_> {
@@ -53,15 +69,67 @@ impl fmt::Debug for ProxyLockGuard<'_> {
     }
 }
 
-impl ProxyLockGuard<'_> {
+impl<'a> ProxyLockGuard<'a> {
+    fn new(core: &'a ProxyCore, owner_died: bool) -> Self {
+        Self { core, released: false, owner_died }
+    }
+
+    /// Whether the lock's last holder died holding it (its process was killed or crashed,
+    /// or its remote connection ended): the server released it, and what it guarded may
+    /// be half updated. As [`LockGuard::owner_died`](crate::LockGuard::owner_died), the
+    /// flag is told to the one acquire that took the lock next.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// assert!(!lock.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
     /// Releases now, reporting a failure that dropping the guard would ignore.
     ///
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// lock.acquire()?.release()?;
+    /// assert!(!lock.locked()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(mut self) -> Result<(), ManagerError> {
         self.released = true;
         self.core.call(Op::Release).map(drop)
+    }
+
+    /// Keeps the lock held past the guard (Python's `acquire()` without `release()`),
+    /// as [`LockGuard::leave_locked`](crate::LockGuard::leave_locked); release it with
+    /// the proxy's `release`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// lock.acquire()?.leave_locked();
+    /// assert!(lock.locked()?);
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn leave_locked(mut self) {
+        self.released = true;
     }
 }
 
@@ -73,8 +141,8 @@ impl Drop for ProxyLockGuard<'_> {
     }
 }
 
-/// Releases a managed lock owned by a thread when dropped (from [`RLockProxy::lock`],
-/// [`ConditionProxy::lock`]). It stays on the thread that locked (it is not `Send`, as
+/// Releases a managed lock owned by a thread when dropped (from [`RLockProxy::acquire`]
+/// and its `try_` and `_timeout` forms). It stays on the thread that locked (it is not `Send`, as
 /// [`RLockGuard`](crate::RLockGuard)): the server refuses a release from another thread.
 ///
 /// # Examples
@@ -83,7 +151,7 @@ impl Drop for ProxyLockGuard<'_> {
 /// multiproc::init();
 /// let manager = multiproc::Manager::start()?;
 /// let lock = manager.rlock()?;
-/// let held = lock.lock()?;
+/// let held = lock.acquire()?;
 /// assert!(lock.locked()?);
 /// held.release()?;
 /// assert!(!lock.locked()?);
@@ -114,46 +182,122 @@ impl<'a> ProxyRLockGuard<'a> {
     pub fn release(self) -> Result<(), ManagerError> {
         self.guard.release()
     }
+
+    /// Whether the lock's last holder died holding it, as
+    /// [`ProxyLockGuard::owner_died`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// assert!(!lock.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died
+    }
+
+    /// Keeps the lock held past the guard, as
+    /// [`RLockGuard::leave_locked`](crate::RLockGuard::leave_locked); release it with the
+    /// proxy's `release`, from this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// lock.acquire()?.leave_locked();
+    /// assert!(lock.locked()?);
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn leave_locked(self) {
+        self.guard.leave_locked();
+    }
 }
 
+/// The acquire family of a proxy whose guard is `$guard` (made from a
+/// [`ProxyLockGuard`] by `$wrap`), shaped as the family's own locks: a guard, or why not.
 macro_rules! lock_methods {
-    ($guard:ty, $wrap:expr) => {
-        /// Acquires, waiting as long as it takes.
+    ($guard:ty, $wrap:expr, $name:literal) => {
+        #[doc = concat!("Acquires, waiting as long as it takes; released when the guard drops (Python's `with ", $name, ":`).")]
         ///
         /// # Errors
         ///
         /// [`ManagerError::ServerGone`] when the server is gone (a wait never outlives
         /// it); the same for every method.
-        pub fn acquire(&self) -> Result<(), ManagerError> {
-            acquire(&self.core, None).map(drop)
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// multiproc::init();
+        /// let manager = multiproc::Manager::start()?;
+        #[doc = concat!("let lock = manager.", $name, "()?;")]
+        /// {
+        ///     let _held = lock.acquire()?;
+        ///     assert!(lock.locked()?);
+        /// }
+        /// assert!(!lock.locked()?);
+        /// # Ok::<(), multiproc::ManagerError>(())
+        /// ```
+        pub fn acquire(&self) -> Result<$guard, ManagerError> {
+            let died = acquire(&self.core, None, endless())?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
         }
 
-        /// Acquires if free now (`acquire(False)`); whether it did.
+        /// Acquires if free now (`acquire(False)`).
         ///
         /// # Errors
         ///
-        /// As `acquire`.
-        pub fn try_acquire(&self) -> Result<bool, ManagerError> {
-            acquire(&self.core, Some(0))
+        /// [`ManagerError::WouldBlock`] when another holds it (the family's
+        /// [`TryAcquireError::WouldBlock`](crate::TryAcquireError::WouldBlock)), and as
+        /// `acquire`.
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// use multiproc::ManagerError;
+        ///
+        /// multiproc::init();
+        /// let manager = multiproc::Manager::start()?;
+        #[doc = concat!("let lock = manager.", $name, "()?;")]
+        /// let held = lock.try_acquire()?;
+        /// let same = lock.clone();
+        /// let other = std::thread::spawn(move || matches!(same.try_acquire(), Err(ManagerError::WouldBlock)));
+        /// assert!(other.join().unwrap());
+        /// # drop(held);
+        /// # Ok::<(), ManagerError>(())
+        /// ```
+        pub fn try_acquire(&self) -> Result<$guard, ManagerError> {
+            let died = acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
         }
 
-        /// Acquires, waiting at most `timeout`; whether it did.
+        /// Acquires, waiting at most `timeout`.
         ///
         /// # Errors
         ///
-        /// As `acquire`.
-        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
-            acquire(&self.core, wait_for(timeout))
-        }
-
-        /// Acquires, and releases when the guard drops (Python's `with lock:`).
+        /// [`ManagerError::Timeout`] when it stayed held (the family's
+        /// [`AcquireTimeoutError::Timeout`](crate::AcquireTimeoutError::Timeout)), and as
+        /// `acquire`.
         ///
-        /// # Errors
+        /// # Examples
         ///
-        /// As `acquire`.
-        pub fn lock(&self) -> Result<$guard, ManagerError> {
-            self.acquire()?;
-            Ok(($wrap)(ProxyLockGuard { core: &self.core, released: false }))
+        /// ```no_run
+        /// use std::time::Duration;
+        ///
+        /// multiproc::init();
+        /// let manager = multiproc::Manager::start()?;
+        #[doc = concat!("let lock = manager.", $name, "()?;")]
+        /// let _held = lock.acquire_timeout(Duration::from_secs(1))?;
+        /// # Ok::<(), multiproc::ManagerError>(())
+        /// ```
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<$guard, ManagerError> {
+            let died = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
+            Ok(($wrap)(ProxyLockGuard::new(&self.core, died)))
         }
 
         /// Whether somebody holds it.
@@ -161,6 +305,16 @@ macro_rules! lock_methods {
         /// # Errors
         ///
         /// As `acquire`.
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// multiproc::init();
+        /// let manager = multiproc::Manager::start()?;
+        #[doc = concat!("let lock = manager.", $name, "()?;")]
+        /// assert!(!lock.locked()?);
+        /// # Ok::<(), multiproc::ManagerError>(())
+        /// ```
         pub fn locked(&self) -> Result<bool, ManagerError> {
             flag(self.core.call(Op::Locked)?)
         }
@@ -179,10 +333,10 @@ macro_rules! lock_methods {
 /// let manager = Manager::start()?;
 /// let lock = manager.lock()?;
 /// {
-///     let _held = lock.lock()?;
-///     assert!(!lock.try_acquire()?);
+///     let _held = lock.acquire()?;
+///     assert!(lock.locked()?);
 /// }
-/// assert!(lock.try_acquire()?);
+/// lock.try_acquire()?.leave_locked();
 /// lock.release()?;
 /// # Ok::<(), multiproc::ManagerError>(())
 /// ```
@@ -194,7 +348,7 @@ pub struct LockProxy {
 proxy_handle!(LockProxy, Kind::Lock);
 
 impl LockProxy {
-    lock_methods!(ProxyLockGuard<'_>, |guard| guard);
+    lock_methods!(ProxyLockGuard<'_>, |guard| guard, "lock");
 
     /// Releases it.
     ///
@@ -219,8 +373,8 @@ impl LockProxy {
 /// multiproc::init();
 /// let manager = Manager::start()?;
 /// let lock = manager.rlock()?;
-/// let outer = lock.lock()?;
-/// let inner = lock.lock()?;
+/// let outer = lock.acquire()?;
+/// let inner = lock.acquire()?;
 /// drop(inner);
 /// drop(outer);
 /// assert!(!lock.locked()?);
@@ -234,7 +388,7 @@ pub struct RLockProxy {
 proxy_handle!(RLockProxy, Kind::RLock);
 
 impl RLockProxy {
-    lock_methods!(ProxyRLockGuard<'_>, ProxyRLockGuard::new);
+    lock_methods!(ProxyRLockGuard<'_>, ProxyRLockGuard::new, "rlock");
 
     /// Releases one level.
     ///
@@ -244,6 +398,77 @@ impl RLockProxy {
     /// [`ManagerError::NotAcquired`] if nobody does, and as [`RLockProxy::acquire`].
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
+    }
+}
+
+/// Gives a unit of a managed semaphore back when dropped (from [`SemaphoreProxy::acquire`]
+/// and its `try_` and `_timeout` forms), as [`SemaphoreGuard`](crate::SemaphoreGuard).
+///
+/// # Examples
+///
+/// ```no_run
+/// multiproc::init();
+/// let manager = multiproc::Manager::start()?;
+/// let slots = manager.semaphore(2)?;
+/// let slot = slots.acquire()?;
+/// assert_eq!(slots.get_value()?, 1);
+/// slot.release()?;
+/// assert_eq!(slots.get_value()?, 2);
+/// # Ok::<(), multiproc::ManagerError>(())
+/// ```
+#[must_use = "the unit is given back when the guard drops"]
+pub struct ProxySemaphoreGuard<'a> {
+    guard: ProxyLockGuard<'a>,
+}
+
+impl fmt::Debug for ProxySemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxySemaphoreGuard").field("semaphore", self.guard.core).finish()
+    }
+}
+
+impl<'a> ProxySemaphoreGuard<'a> {
+    fn new(core: &'a ProxyCore) -> Self {
+        Self { guard: ProxyLockGuard::new(core, false) }
+    }
+
+    /// Gives the unit back now, reporting a failure that dropping the guard would ignore.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let slots = manager.semaphore(1)?;
+    /// slots.acquire()?.release()?;
+    /// assert_eq!(slots.get_value()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn release(self) -> Result<(), ManagerError> {
+        self.guard.release()
+    }
+
+    /// Keeps the unit past the guard, as
+    /// [`SemaphoreGuard::forget`](crate::SemaphoreGuard::forget); give it back with the
+    /// proxy's `release`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let slots = manager.semaphore(1)?;
+    /// slots.acquire()?.forget();
+    /// assert_eq!(slots.get_value()?, 0);
+    /// slots.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn forget(self) {
+        self.guard.leave_locked();
     }
 }
 
@@ -258,9 +483,10 @@ impl RLockProxy {
 /// multiproc::init();
 /// let manager = Manager::start()?;
 /// let slots = manager.bounded_semaphore(2)?;
-/// slots.acquire()?;
-/// slots.acquire()?;
-/// assert!(!slots.try_acquire()?);
+/// let first = slots.acquire()?;
+/// slots.acquire()?.forget();
+/// assert!(slots.try_acquire().is_err());
+/// drop(first);
 /// slots.release()?;
 /// slots.release()?;
 /// assert!(slots.release().is_err(), "bounded: not above its initial value");
@@ -275,31 +501,80 @@ pub struct SemaphoreProxy {
 proxy_handle!(SemaphoreProxy, Kind::Semaphore | Kind::BoundedSemaphore);
 
 impl SemaphoreProxy {
-    /// Takes one unit, waiting as long as it takes.
+    /// Takes one unit, waiting as long as it takes; given back when the guard drops, as
+    /// [`Semaphore::acquire`](crate::Semaphore::acquire).
     ///
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone; the same for every method.
-    pub fn acquire(&self) -> Result<(), ManagerError> {
-        acquire(&self.core, None).map(drop)
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let slots = manager.semaphore(1)?;
+    /// {
+    ///     let _slot = slots.acquire()?;
+    ///     assert_eq!(slots.get_value()?, 0);
+    /// }
+    /// assert_eq!(slots.get_value()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
+        acquire(&self.core, None, endless())?;
+        Ok(ProxySemaphoreGuard::new(&self.core))
     }
 
-    /// Takes one unit if there is one now; whether it did.
+    /// Takes one unit if there is one now.
     ///
     /// # Errors
     ///
-    /// As [`SemaphoreProxy::acquire`].
-    pub fn try_acquire(&self) -> Result<bool, ManagerError> {
-        acquire(&self.core, Some(0))
+    /// [`ManagerError::WouldBlock`] when none is left (the family's
+    /// [`TryAcquireError::WouldBlock`](crate::TryAcquireError::WouldBlock)), and as
+    /// [`SemaphoreProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let slots = manager.semaphore(1)?;
+    /// let _slot = slots.try_acquire()?;
+    /// assert!(matches!(slots.try_acquire(), Err(ManagerError::WouldBlock)));
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
+        acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
+        Ok(ProxySemaphoreGuard::new(&self.core))
     }
 
-    /// Takes one unit, waiting at most `timeout`; whether it did.
+    /// Takes one unit, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`SemaphoreProxy::acquire`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
-        acquire(&self.core, wait_for(timeout))
+    /// [`ManagerError::Timeout`] when none was given back in time (the family's
+    /// [`AcquireTimeoutError::Timeout`](crate::AcquireTimeoutError::Timeout)), and as
+    /// [`SemaphoreProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::ManagerError;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let slots = manager.semaphore(1)?;
+    /// let _slot = slots.acquire()?;
+    /// assert!(matches!(slots.acquire_timeout(Duration::from_millis(10)), Err(ManagerError::Timeout)));
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
+        acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
+        Ok(ProxySemaphoreGuard::new(&self.core))
     }
 
     /// Gives one unit back.
@@ -414,10 +689,10 @@ impl EventProxy {
 /// multiproc::init();
 /// let manager = Manager::start()?;
 /// let cond = manager.condition()?;
-/// let _held = cond.lock()?;
+/// let mut held = cond.acquire()?;
 /// // Nobody notifies: the wait times out, with the lock held again.
-/// assert!(!cond.wait_timeout(Duration::from_millis(10))?);
-/// cond.notify_all()?;
+/// assert!(!held.wait_timeout(Duration::from_millis(10))?);
+/// held.notify_all()?;
 /// # Ok::<(), multiproc::ManagerError>(())
 /// ```
 #[doc(alias = "Condition")]
@@ -428,7 +703,7 @@ pub struct ConditionProxy {
 proxy_handle!(ConditionProxy, Kind::Condition);
 
 impl ConditionProxy {
-    lock_methods!(ProxyRLockGuard<'_>, ProxyRLockGuard::new);
+    lock_methods!(ProxyConditionGuard<'_>, ProxyConditionGuard::new, "condition");
 
     /// Releases one level of the lock.
     ///
@@ -436,59 +711,277 @@ impl ConditionProxy {
     ///
     /// [`ManagerError::NotOwner`] from a thread that does not hold it, and as
     /// [`ConditionProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.leave_locked();
+    /// cond.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
+}
 
-    /// Releases the lock, waits for a notification, and takes the lock back.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError::NotOwner`] without the lock, and as [`ConditionProxy::acquire`].
-    pub fn wait(&self) -> Result<(), ManagerError> {
-        self.core.call(Op::CondWait { wait: None }).map(drop)
+/// The held lock of a managed condition (from [`ConditionProxy::acquire`] and its `try_`
+/// and `_timeout` forms): wait and notify through it, as through a
+/// [`ConditionGuard`](crate::ConditionGuard), so that nobody waits or notifies without the
+/// lock. It releases the lock when dropped, and stays on the thread that locked (it is not
+/// `Send`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::{ConditionProxy, Manager, Process, ValueProxy};
+///
+/// fn ready((cond, flag): (ConditionProxy, ValueProxy<bool>)) {
+///     let mut held = cond.acquire().unwrap();
+///     flag.set(true).unwrap();
+///     held.notify_all().unwrap();
+/// }
+///
+/// multiproc::init();
+/// let manager = Manager::start()?;
+/// let cond = manager.condition()?;
+/// let flag = manager.value(false)?;
+/// let child = Process::new(ready, (cond.clone(), flag.clone())).start()?;
+/// let mut held = cond.acquire()?;
+/// held.wait_for(|| flag.get().unwrap())?;
+/// drop(held);
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "the lock is released when the guard drops"]
+pub struct ProxyConditionGuard<'a> {
+    guard: ProxyRLockGuard<'a>,
+}
+
+impl fmt::Debug for ProxyConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConditionGuard").field("condition", self.guard.guard.core).finish()
+    }
+}
+
+impl<'a> ProxyConditionGuard<'a> {
+    fn new(guard: ProxyLockGuard<'a>) -> Self {
+        Self { guard: ProxyRLockGuard::new(guard) }
     }
 
-    /// Like [`ConditionProxy::wait`], waiting at most `timeout` for the notification;
-    /// whether one came. The lock is held again either way.
+    fn core(&self) -> &ProxyCore {
+        self.guard.guard.core
+    }
+
+    /// Whether the lock's last holder died holding it, as
+    /// [`ProxyLockGuard::owner_died`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// assert!(!cond.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died()
+    }
+
+    /// Releases now, reporting a failure that dropping the guard would ignore.
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
-        flag(self.core.call(Op::CondWait { wait: wait_for(timeout) })?)
+    /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn release(self) -> Result<(), ManagerError> {
+        self.guard.release()
+    }
+
+    /// Keeps the lock held past the guard; release it with
+    /// [`ConditionProxy::release`], from this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.leave_locked();
+    /// cond.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn leave_locked(self) {
+        self.guard.leave_locked();
+    }
+
+    /// Releases the lock, waits for a notification, and takes the lock back, as
+    /// [`ConditionGuard::wait`](crate::ConditionGuard::wait).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`] when the server is gone; the same for every method.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::{ConditionProxy, Manager, Process};
+    ///
+    /// fn wake(cond: ConditionProxy) {
+    ///     cond.acquire().unwrap().notify(1).unwrap();
+    /// }
+    ///
+    /// multiproc::init();
+    /// let manager = Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// let mut held = cond.acquire()?;
+    /// // The child can only notify once this wait released the lock.
+    /// let child = Process::new(wake, cond.clone()).start()?;
+    /// held.wait()?;
+    /// drop(held);
+    /// child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait(&mut self) -> Result<(), ManagerError> {
+        self.core().call(Op::CondWait { wait: None }).map(drop)
+    }
+
+    /// Like [`wait`](Self::wait), waiting at most `timeout` for the notification; whether
+    /// one came. The lock is held again either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// let mut held = cond.acquire()?;
+    /// assert!(!held.wait_timeout(Duration::from_millis(10))?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ManagerError> {
+        flag(self.core().call(Op::CondWait { wait: wait_for(timeout) })?)
     }
 
     /// Waits until `predicate` holds (checked with the lock held, before each wait).
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn wait_for(&self, mut predicate: impl FnMut() -> bool) -> Result<(), ManagerError> {
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.wait_for(|| true)?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool) -> Result<(), ManagerError> {
         while !predicate() {
             self.wait()?;
         }
         Ok(())
     }
 
-    /// Wakes up to `n` waiters (the lock must be held), as
-    /// [`ConditionGuard::notify`](crate::ConditionGuard::notify) does; Python's `notify()`
-    /// is `notify(1)`.
+    /// Waits at most `timeout` for `predicate` to hold; its last value (Python's
+    /// `wait_for(predicate, timeout)`), as
+    /// [`ConditionGuard::wait_for_timeout`](crate::ConditionGuard::wait_for_timeout).
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn notify(&self, n: usize) -> Result<(), ManagerError> {
-        self.core.call(Op::CondNotify { n: n as u64 }).map(drop)
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// let mut held = cond.acquire()?;
+    /// assert!(!held.wait_for_timeout(Duration::from_millis(10), || false)?);
+    /// assert!(held.wait_for_timeout(Duration::from_millis(10), || true)?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn wait_for_timeout(
+        &mut self,
+        timeout: Duration,
+        mut predicate: impl FnMut() -> bool,
+    ) -> Result<bool, ManagerError> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => timeout,
+            };
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.wait_timeout(left)?;
+        }
     }
 
-    /// Wakes every waiter (the lock must be held).
+    /// Wakes up to `n` waiters, as [`ConditionGuard::notify`](crate::ConditionGuard::notify);
+    /// Python's `notify()` is `notify(1)`.
     ///
     /// # Errors
     ///
-    /// As [`ConditionProxy::wait`].
-    pub fn notify_all(&self) -> Result<(), ManagerError> {
-        self.core.call(Op::CondNotify { n: u64::MAX }).map(drop)
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.notify(2)?; // nobody waits: nothing happens
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn notify(&mut self, n: u32) -> Result<(), ManagerError> {
+        self.core().call(Op::CondNotify { n: u64::from(n) }).map(drop)
+    }
+
+    /// Wakes every waiter.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let cond = manager.condition()?;
+    /// cond.acquire()?.notify_all()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn notify_all(&mut self) -> Result<(), ManagerError> {
+        self.core().call(Op::CondNotify { n: u64::MAX }).map(drop)
     }
 }
 

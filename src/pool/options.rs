@@ -140,7 +140,7 @@ impl<R> ApplyOptions<R> {
 /// ```
 /// use multiproc::MapOptions;
 ///
-/// let options = MapOptions::<u64>::new().chunksize(100).progress(true).callback(|all| println!("{} results", all.len()));
+/// let options = MapOptions::<u64>::new().chunksize(100).callback(|all| println!("{} results", all.len()));
 /// ```
 #[must_use]
 pub struct MapOptions<R> {
@@ -251,7 +251,7 @@ impl<R> MapOptions<R> {
     }
 
     /// Draws a progress bar on the terminal (stderr) while the call runs; nothing is drawn
-    /// when stderr is not a terminal.
+    /// when stderr is not a terminal. Needs the `progress` feature (on by default).
     ///
     /// # Examples
     ///
@@ -260,6 +260,8 @@ impl<R> MapOptions<R> {
     ///
     /// let options: MapOptions<u64> = MapOptions::new().progress(true);
     /// ```
+    #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
         self

@@ -29,7 +29,6 @@ struct Inner {
     sock: Option<Arc<OwnedFd>>,
     buf: Vec<u8>,
     outcome: Option<Outcome>,
-    outcome_taken: bool,
     ended: Option<Ended>,
 }
 
@@ -173,14 +172,9 @@ impl ChildState {
         f(&fds)
     }
 
-    /// Takes the outcome (once), after the child ended.
-    pub(crate) fn take_outcome(&self) -> Result<Option<Outcome>, ()> {
-        let mut inner = self.lock();
-        if inner.outcome_taken {
-            return Err(());
-        }
-        inner.outcome_taken = true;
-        Ok(inner.outcome.take())
+    /// Takes the outcome, after the child ended (a join, which consumes its handle).
+    pub(crate) fn take_outcome(&self) -> Option<Outcome> {
+        self.lock().outcome.take()
     }
 
     /// Sends `signal` to the child (nothing happens if it already ended).

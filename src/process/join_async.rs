@@ -14,8 +14,10 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// thread (a waker thread watches the child's pidfd, which becomes readable when it
     /// ends, and the socket its result comes on).
     ///
-    /// Cancellation: dropping the future part-way leaves the handle as it was (the child
-    /// runs on; join it later, or drop the handle).
+    /// It takes the handle, as `join` does, and owns it (so it can be spawned on a
+    /// runtime). Cancellation: dropping the future part-way drops the handle, and the child
+    /// runs on, as when a handle is dropped (see [`ProcessHandle`]); join with a timeout
+    /// instead to keep the handle.
     ///
     /// # Errors
     ///
@@ -29,13 +31,13 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// }
     ///
     /// multiproc::init();
-    /// let mut child = multiproc::Process::new(double, 21).start()?;
+    /// let child = multiproc::Process::new(double, 21).start()?;
     /// // In an async fn: `let value = child.join_async().await?;`
     /// # let value = child.join()?;
     /// assert_eq!(value, 42);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn join_async(&mut self) -> JoinFuture<'_, R> {
+    pub fn join_async(self) -> JoinFuture<R> {
         JoinFuture { handle: self, waiting: FdWaiting::default() }
     }
 }
@@ -43,12 +45,12 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
 /// The future of [`ProcessHandle::join_async`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
-pub struct JoinFuture<'a, R> {
-    handle: &'a mut ProcessHandle<R>,
+pub struct JoinFuture<R> {
+    handle: ProcessHandle<R>,
     waiting: FdWaiting,
 }
 
-impl<R: DeserializeOwned> Future for JoinFuture<'_, R> {
+impl<R: DeserializeOwned> Future for JoinFuture<R> {
     type Output = Result<R, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -717,7 +717,12 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     }
 
     /// Like [`ProcessHandle::join`], waiting at most `timeout`. On
-    /// [`JoinTimeoutError::Timeout`] the handle stays usable.
+    /// [`JoinTimeoutError::Timeout`] the handle comes back, to join again later.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError::Timeout`] with the handle while the process runs;
+    /// [`JoinTimeoutError::Failed`] with what [`ProcessHandle::join`] would return.
     ///
     /// # Examples
     ///
@@ -731,31 +736,34 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// }
     ///
     /// multiproc::init();
-    /// let mut child = Process::new(sleep_ms, 300).start()?;
-    /// // Still running: the handle stays usable.
-    /// assert!(matches!(child.join_timeout(Duration::from_millis(1)), Err(JoinTimeoutError::Timeout)));
+    /// let child = Process::new(sleep_ms, 300).start()?;
+    /// // Still running: the handle comes back.
+    /// let child = match child.join_timeout(Duration::from_millis(1)) {
+    ///     Err(JoinTimeoutError::Timeout(child)) => child,
+    ///     other => panic!("{other:?}"),
+    /// };
     /// assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 300);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, JoinTimeoutError> {
+    pub fn join_timeout(self, timeout: Duration) -> Result<R, JoinTimeoutError<R>> {
         match self.child.wait(Deadline::after(timeout)) {
             Some(ended) => self.result(ended).map_err(JoinTimeoutError::Failed),
-            None => Err(JoinTimeoutError::Timeout),
+            None => Err(JoinTimeoutError::Timeout(self)),
         }
     }
 
     fn result(&self, ended: Ended) -> Result<R, JoinError> {
         let name = self.child.name.clone();
+        // Every join consumes its handle, so the outcome is taken once.
         match self.child.take_outcome() {
-            Err(()) => Err(JoinError::AlreadyJoined(name)),
-            Ok(Some(Outcome::Returned(payload))) => {
+            Some(Outcome::Returned(payload)) => {
                 codec::decode(payload.bytes()).map_err(|error| JoinError::Decode { name, error })
             }
-            Ok(Some(Outcome::Panicked(info))) => Err(JoinError::Panicked(info)),
-            Ok(Some(Outcome::Failed(reason))) => Err(JoinError::Failed { name, reason }),
-            Ok(Some(Outcome::NotEncoded(reason))) => Err(JoinError::ResultNotEncoded { name, reason }),
-            Ok(Some(Outcome::StackOverflow)) => Err(JoinError::StackOverflow { name }),
-            Ok(None) => Err(match ended {
+            Some(Outcome::Panicked(info)) => Err(JoinError::Panicked(info)),
+            Some(Outcome::Failed(reason)) => Err(JoinError::Failed { name, reason }),
+            Some(Outcome::NotEncoded(reason)) => Err(JoinError::ResultNotEncoded { name, reason }),
+            Some(Outcome::StackOverflow) => Err(JoinError::StackOverflow { name }),
+            None => Err(match ended {
                 Ended::Exited(code) => JoinError::Exited { name, code },
                 Ended::Signaled(signal) => JoinError::Signaled { name, signal },
             }),

@@ -97,16 +97,23 @@ pub struct TooLarge {
 pub struct TaskDoneError;
 
 /// Writes the `put` family's error types: each gives the value back.
+/// A blocking `put` has no waiting variant: it waits while the queue is full, so only the
+/// `try_` and `_timeout` forms name one.
 macro_rules! put_error {
+    (@wait $value:ident) => {
+        unreachable!("a put without a deadline waits for room")
+    };
+    (@wait $value:ident $wait:ident) => {
+        Self::$wait($value)
+    };
     (
         $(#[$meta:meta])*
-        $name:ident { $(#[$wait_meta:meta])* $wait:ident => $wait_error:expr, $wait_msg:literal }
+        $name:ident { $( $(#[$wait_meta:meta])* $wait:ident => $wait_error:expr, $wait_msg:literal )? }
     ) => {
         $(#[$meta])*
         #[non_exhaustive]
         pub enum $name<T> {
-            $(#[$wait_meta])*
-            $wait(T),
+            $( $(#[$wait_meta])* $wait(T), )?
             /// The other side is gone (see [`ChannelError::Disconnected`]).
             Disconnected(T),
             /// This handle was closed.
@@ -134,7 +141,8 @@ macro_rules! put_error {
             /// ```
             pub fn into_inner(self) -> T {
                 match self {
-                    Self::$wait(v) | Self::Disconnected(v) | Self::Closed(v) | Self::ShutDown(v) => v,
+                    $( Self::$wait(v) => v, )?
+                    Self::Disconnected(v) | Self::Closed(v) | Self::ShutDown(v) => v,
                     Self::TooLarge(v, _) | Self::Encode(v, _) | Self::HeapFull(v, _) => v,
                 }
             }
@@ -153,7 +161,7 @@ macro_rules! put_error {
             /// ```
             pub fn reason(&self) -> Error {
                 match self {
-                    Self::$wait(_) => $wait_error,
+                    $( Self::$wait(_) => $wait_error, )?
                     Self::Disconnected(_) => ChannelError::Disconnected.into(),
                     Self::Closed(_) => ChannelError::Closed.into(),
                     Self::ShutDown(_) => ChannelError::ShutDown.into(),
@@ -165,7 +173,7 @@ macro_rules! put_error {
 
             fn variant(&self) -> &'static str {
                 match self {
-                    Self::$wait(_) => stringify!($wait),
+                    $( Self::$wait(_) => stringify!($wait), )?
                     Self::Disconnected(_) => "Disconnected",
                     Self::Closed(_) => "Closed",
                     Self::ShutDown(_) => "ShutDown",
@@ -177,7 +185,7 @@ macro_rules! put_error {
 
             pub(crate) fn from_failure(value: T, failure: Failure) -> Self {
                 match failure {
-                    Failure::Wait => Self::$wait(value),
+                    Failure::Wait => put_error!(@wait value $($wait)?),
                     Failure::Gone => Self::Disconnected(value),
                     Failure::Closed => Self::Closed(value),
                     Failure::ShutDown => Self::ShutDown(value),
@@ -197,7 +205,7 @@ macro_rules! put_error {
         impl<T> fmt::Display for $name<T> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
-                    Self::$wait(_) => f.write_str($wait_msg),
+                    $( Self::$wait(_) => f.write_str($wait_msg), )?
                     _ => write!(f, "{}", self.reason()),
                 }
             }
@@ -228,10 +236,7 @@ put_error! {
     /// }
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    PutError {
-        /// Never returned by `put` (which waits while the queue is full).
-        Full => ChannelError::Full.into(), "the queue is full"
-    }
+    PutError {}
 }
 
 put_error! {
@@ -443,7 +448,9 @@ take_error! {
     }
 }
 
-/// Why [`Connection::send`](crate::Connection::send) or `send_bytes` failed.
+/// Why [`Connection::send`](crate::Connection::send) (or a queue pair's
+/// [`Producer::put`](crate::Producer::put)) failed; the value comes back, as from
+/// [`Queue::put`](crate::Queue::put) (crossbeam's `SendError<T>`).
 ///
 /// ```
 /// use multiproc::{Pipe, SendError};
@@ -451,48 +458,133 @@ take_error! {
 /// multiproc::init();
 /// let (a, b) = Pipe::<u8>::new()?;
 /// drop(b);
-/// assert!(matches!(a.send(&1), Err(SendError::Disconnected)));
+/// assert_eq!(a.send(1), Err(SendError::Disconnected(1)));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[doc(alias = "BrokenPipeError")]
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SendError {
+pub enum SendError<T> {
     /// The other end is gone: its every handle was dropped, closed, or died with its
     /// process (Python's `BrokenPipeError`).
+    Disconnected(T),
+    /// This handle was closed (or is the receiving end of a one-way pipe).
+    Closed(T),
+    /// The message could not be encoded.
+    Encode(T, CodecError),
+    /// The family's shared memory is exhausted.
+    HeapFull(T, HeapFull),
+}
+
+impl<T> SendError<T> {
+    pub(crate) fn from_failure(value: T, failure: Failure) -> Self {
+        match failure {
+            Failure::Gone => Self::Disconnected(value),
+            Failure::Closed => Self::Closed(value),
+            Failure::Encode(e) | Failure::Decode(e) => Self::Encode(value, e),
+            Failure::HeapFull(e) => Self::HeapFull(value, e),
+            Failure::Wait | Failure::TooLarge(_) => unreachable!("a pipe has no capacity: {failure:?}"),
+            Failure::ShutDown => unreachable!("a pipe is never shut down"),
+        }
+    }
+
+    /// The value that was not sent.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let (mut a, _b) = multiproc::Pipe::new()?;
+    /// a.close();
+    /// assert_eq!(a.send(vec![1, 2]).unwrap_err().into_inner(), [1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Disconnected(v) | Self::Closed(v) | Self::Encode(v, _) | Self::HeapFull(v, _) => v,
+        }
+    }
+
+    /// The error without the value (what `?` turns it into).
+    ///
+    /// ```
+    /// use multiproc::{ChannelError, Error};
+    ///
+    /// multiproc::init();
+    /// let (mut a, _b) = multiproc::Pipe::new()?;
+    /// a.close();
+    /// assert!(matches!(a.send(1).unwrap_err().reason(), Error::Channel(ChannelError::Closed)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn reason(&self) -> Error {
+        match self {
+            Self::Disconnected(_) => ChannelError::Disconnected.into(),
+            Self::Closed(_) => ChannelError::Closed.into(),
+            Self::Encode(_, e) => e.clone().into(),
+            Self::HeapFull(_, e) => (*e).into(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            Self::Disconnected(_) => "Disconnected",
+            Self::Closed(_) => "Closed",
+            Self::Encode(..) => "Encode",
+            Self::HeapFull(..) => "HeapFull",
+        };
+        write!(f, "SendError::{variant}(..)")
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Disconnected(_) => f.write_str("the other end of the pipe is gone"),
+            _ => write!(f, "{}", self.reason()),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+impl<T> From<SendError<T>> for Error {
+    fn from(e: SendError<T>) -> Error {
+        e.reason()
+    }
+}
+
+/// Why [`Connection::send_bytes`](crate::Connection::send_bytes) failed (the bytes stay
+/// the caller's).
+///
+/// ```
+/// use multiproc::{Pipe, SendBytesError};
+///
+/// multiproc::init();
+/// let (a, b) = Pipe::<u8>::new()?;
+/// drop(b);
+/// assert_eq!(a.send_bytes(b"gone"), Err(SendBytesError::Disconnected));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendBytesError {
+    /// The other end is gone (see [`SendError::Disconnected`]).
     #[error("the other end of the pipe is gone")]
     Disconnected,
     /// This handle was closed (or is the receiving end of a one-way pipe).
     #[error("the handle is closed")]
     Closed,
-    /// The message could not be encoded.
-    #[error(transparent)]
-    Encode(CodecError),
     /// The family's shared memory is exhausted.
     #[error(transparent)]
     HeapFull(HeapFull),
 }
 
-impl SendError {
-    pub(crate) fn from_failure(failure: Failure) -> Self {
-        match failure {
-            Failure::Gone => Self::Disconnected,
-            Failure::Closed => Self::Closed,
-            Failure::Encode(e) | Failure::Decode(e) => Self::Encode(e),
-            Failure::HeapFull(e) => Self::HeapFull(e),
-            Failure::Wait | Failure::TooLarge(_) => unreachable!("a pipe has no capacity: {failure:?}"),
-            Failure::ShutDown => unreachable!("a pipe is never shut down"),
-        }
-    }
-}
-
-impl From<SendError> for Error {
-    fn from(e: SendError) -> Error {
+impl From<SendBytesError> for Error {
+    fn from(e: SendBytesError) -> Error {
         match e {
-            SendError::Disconnected => ChannelError::Disconnected.into(),
-            SendError::Closed => ChannelError::Closed.into(),
-            SendError::Encode(e) => e.into(),
-            SendError::HeapFull(e) => e.into(),
+            SendBytesError::Disconnected => ChannelError::Disconnected.into(),
+            SendBytesError::Closed => ChannelError::Closed.into(),
+            SendBytesError::HeapFull(e) => e.into(),
         }
     }
 }

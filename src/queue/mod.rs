@@ -25,8 +25,8 @@ pub(crate) mod wait;
 
 pub use error::{
     ChannelError, GetError, GetTimeoutError, PutError, PutTimeoutError, QueueJoinError, QueueJoinTimeoutError,
-    RecvBytesIntoError, RecvError, RecvTimeoutError, SendError, TaskDoneError, TooLarge, TryGetError, TryPutError,
-    TryRecvError,
+    RecvBytesIntoError, RecvError, RecvTimeoutError, SendBytesError, SendError, TaskDoneError, TooLarge, TryGetError,
+    TryPutError, TryRecvError,
 };
 pub use joinable::JoinableQueue;
 pub use pipe::{Connection, Pipe, RecvFuture};

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::channel::{RAW, message_tag, recv_value, send_value, type_tag};
-use super::error::{Failure, RecvBytesIntoError, RecvError, RecvTimeoutError, SendError, TryRecvError};
+use super::error::{Failure, RecvBytesIntoError, RecvError, RecvTimeoutError, SendBytesError, SendError, TryRecvError};
 use crate::codec;
 use crate::error::Error;
 use crate::shm::{
@@ -97,7 +97,7 @@ impl Watch for Peer<'_> {
 /// use multiproc::{Pipe, Process, Connection};
 ///
 /// fn child(conn: Connection<String>) {
-///     conn.send(&"hello from the child".to_string()).unwrap();
+///     conn.send("hello from the child".to_string()).unwrap();
 /// }
 ///
 /// multiproc::init();
@@ -124,8 +124,8 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
-    /// a.send(&1)?;
-    /// b.send(&2)?;
+    /// a.send(1)?;
+    /// b.send(2)?;
     /// assert_eq!((b.recv()?, a.recv()?), (1, 2));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -145,9 +145,9 @@ impl<T: Serialize + DeserializeOwned> Pipe<T> {
     /// ```
     /// multiproc::init();
     /// let (rx, tx) = multiproc::Pipe::one_way()?;
-    /// tx.send(&'>')?;
+    /// tx.send('>')?;
     /// assert_eq!(rx.recv()?, '>');
-    /// assert!(rx.send(&'<').is_err());
+    /// assert!(rx.send('<').is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[doc(alias = "duplex")]
@@ -203,14 +203,14 @@ impl<T> fmt::Debug for Pipe<T> {
 ///
 /// fn echo(conn: Connection<Vec<u32>>) {
 ///     while let Ok(v) = conn.recv() {
-///         conn.send(&v).unwrap();
+///         conn.send(v).unwrap();
 ///     }
 /// }
 ///
 /// multiproc::init();
 /// let (mine, theirs) = Pipe::new()?;
 /// let child = Process::new(echo, theirs).start()?;
-/// mine.send(&vec![1, 2, 3])?;
+/// mine.send(vec![1, 2, 3])?;
 /// assert_eq!(mine.recv()?, [1, 2, 3]);
 /// drop(mine); // the child's recv now ends, and so does the child
 /// child.join()?;
@@ -279,8 +279,8 @@ impl<T> Connection<T> {
     ///
     /// # Errors
     ///
-    /// [`SendError::Disconnected`] when the other end is gone; [`SendError::Closed`];
-    /// [`SendError::HeapFull`].
+    /// [`SendBytesError::Disconnected`] when the other end is gone;
+    /// [`SendBytesError::Closed`]; [`SendBytesError::HeapFull`].
     ///
     /// ```
     /// multiproc::init();
@@ -289,7 +289,7 @@ impl<T> Connection<T> {
     /// assert_eq!(b.recv_bytes()?, b"raw");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendBytesError> {
         let send = || {
             let open = self.open()?;
             let ring = open.tx()?;
@@ -301,7 +301,12 @@ impl<T> Connection<T> {
             })?;
             self.look_at_peer(&open, ring)
         };
-        send().map_err(SendError::from_failure)
+        send().map_err(|failure| match failure {
+            Failure::Gone => SendBytesError::Disconnected,
+            Failure::Closed => SendBytesError::Closed,
+            Failure::HeapFull(e) => SendBytesError::HeapFull(e),
+            other => unreachable!("raw bytes are not encoded, and a pipe has no capacity: {other:?}"),
+        })
     }
 
     /// Receives the next message as raw bytes (Python's `recv_bytes`): what
@@ -394,7 +399,7 @@ impl<T> Connection<T> {
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
     /// assert!(!b.poll(Duration::ZERO));
-    /// a.send(&1)?;
+    /// a.send(1)?;
     /// assert!(b.poll(Duration::from_secs(1)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -480,7 +485,9 @@ impl<T> Connection<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Connection<T> {
-    /// Sends `value` to the other end (Python's `send`); never waits.
+    /// Sends `value` to the other end (Python's `send`); never waits. It takes the value,
+    /// as [`Queue::put`](crate::Queue::put) and crossbeam's `send` do, and gives it back
+    /// in the error when it could not be sent.
     ///
     /// # Errors
     ///
@@ -491,18 +498,18 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
-    /// a.send(&(42, "hello".to_string()))?;
+    /// a.send((42, "hello".to_string()))?;
     /// assert_eq!(b.recv()?, (42, "hello".to_string()));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn send(&self, value: &T) -> Result<(), SendError> {
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         let send = || {
             let open = self.open()?;
             let ring = open.tx()?;
-            send_value(ring, value, self.tag, Deadline::NEVER, &open.peer())?;
+            send_value(ring, &value, self.tag, Deadline::NEVER, &open.peer())?;
             self.look_at_peer(&open, ring)
         };
-        send().map_err(SendError::from_failure)
+        send().map_err(|failure| SendError::from_failure(value, failure))
     }
 
     /// Receives the next message, waiting until one comes (Python's `recv`).
@@ -516,7 +523,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
-    /// a.send(&"hi".to_string())?;
+    /// a.send("hi".to_string())?;
     /// assert_eq!(b.recv()?, "hi");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -536,7 +543,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
     /// assert!(b.try_recv().is_err());
-    /// a.send(&1)?;
+    /// a.send(1)?;
     /// assert_eq!(b.try_recv()?, 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -555,7 +562,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
-    /// a.send(&7)?;
+    /// a.send(7)?;
     /// assert_eq!(b.recv_timeout(Duration::from_secs(1))?, 7);
     /// # Ok::<(), multiproc::Error>(())
     /// ```

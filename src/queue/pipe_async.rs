@@ -29,7 +29,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
-    /// a.send(&"hi".to_string())?;
+    /// a.send("hi".to_string())?;
     /// # let rt = || -> Result<(), multiproc::RecvError> {
     /// # let fut = b.recv_async();
     /// // In an async fn: `let msg = b.recv_async().await?;`
@@ -56,12 +56,12 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// ```
     /// multiproc::init();
     /// let (a, b) = multiproc::Pipe::new()?;
-    /// // In an async fn: `a.send_async(&5).await?;`
-    /// # a.send(&5)?;
+    /// // In an async fn: `a.send_async(5).await?;`
+    /// # a.send(5)?;
     /// assert_eq!(b.recv()?, 5);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub async fn send_async(&self, value: &T) -> Result<(), SendError> {
+    pub async fn send_async(self, value: T) -> Result<(), SendError<T>> {
         self.send(value)
     }
 }

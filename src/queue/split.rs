@@ -35,7 +35,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// multiproc::init();
     /// let (tx, rx) = Queue::pair()?;
     /// let rx2 = rx.clone(); // a second consumer
-    /// tx.put(&1u32)?;
+    /// tx.put(1u32)?;
     /// drop(tx);
     /// assert_eq!(rx.get(), Ok(1));
     /// assert_eq!(rx2.get(), Err(RecvError::Disconnected));
@@ -53,7 +53,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 /// ```
 /// multiproc::init();
 /// let (tx, rx) = multiproc::Queue::pair()?;
-/// tx.put(&"bun".to_string())?;
+/// tx.put("bun".to_string())?;
 /// assert_eq!(rx.get()?, "bun");
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -73,11 +73,11 @@ impl<T: Serialize + DeserializeOwned> Producer<T> {
     /// ```
     /// multiproc::init();
     /// let (tx, rx) = multiproc::Queue::pair()?;
-    /// tx.put(&[1u8, 2])?;
+    /// tx.put([1u8, 2])?;
     /// assert_eq!(rx.get()?, [1, 2]);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn put(&self, value: &T) -> Result<(), SendError> {
+    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
         self.conn.send(value)
     }
 }
@@ -103,7 +103,7 @@ impl<T> Producer<T> {
 /// ```
 /// multiproc::init();
 /// let (tx, rx) = multiproc::Queue::pair()?;
-/// tx.put(&5)?;
+/// tx.put(5)?;
 /// assert_eq!(rx.get()?, 5);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -123,7 +123,7 @@ impl<T: Serialize + DeserializeOwned> Consumer<T> {
     /// ```
     /// multiproc::init();
     /// let (tx, rx) = multiproc::Queue::pair()?;
-    /// tx.put(&'a')?;
+    /// tx.put('a')?;
     /// assert_eq!(rx.get()?, 'a');
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -160,7 +160,7 @@ impl<T: Serialize + DeserializeOwned> Consumer<T> {
     ///
     /// multiproc::init();
     /// let (tx, rx) = multiproc::Queue::pair()?;
-    /// tx.put(&1)?;
+    /// tx.put(1)?;
     /// assert_eq!(rx.get_timeout(Duration::from_secs(1))?, 1);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -177,7 +177,7 @@ impl<T> Consumer<T> {
     /// multiproc::init();
     /// let (tx, mut rx) = multiproc::Queue::<u8>::pair()?;
     /// rx.close();
-    /// assert_eq!(tx.put(&1), Err(multiproc::SendError::Disconnected));
+    /// assert_eq!(tx.put(1), Err(multiproc::SendError::Disconnected(1)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn close(&mut self) {

@@ -32,7 +32,7 @@ use crate::sys;
 /// let q = Queue::<u8>::new()?;
 /// let _keep = q.clone();
 /// let watched: [&dyn Waitable; 2] = [&a, &q];
-/// b.send(&1)?;
+/// b.send(1)?;
 /// assert_eq!(wait(&watched, None), [0]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -155,7 +155,7 @@ impl Waitable for BorrowedFd<'_> {}
 ///
 /// fn reply(conn: Connection<u32>) {
 ///     std::thread::sleep(Duration::from_millis(50));
-///     conn.send(&7).unwrap();
+///     conn.send(7).unwrap();
 /// }
 ///
 /// multiproc::init();

@@ -25,7 +25,7 @@ use crate::sys;
 /// let (a, b) = Pipe::<u8>::new()?;
 /// let q = Queue::<u8>::new()?;
 /// let watched: [&(dyn Waitable + Sync); 2] = [&a, &q];
-/// b.send(&1)?;
+/// b.send(1)?;
 /// // In an async fn: `let ready = wait_async(&watched).await;` ([0] here)
 /// # let _ = wait_async(&watched);
 /// # Ok::<(), multiproc::Error>(())
