@@ -417,8 +417,8 @@ fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
     {
         let (a, b) = Pipe::new().unwrap();
         let inner = SimpleQueue::<u32>::new().unwrap();
-        a.send(&inner).unwrap();
-        a.send(&inner).unwrap();
+        a.send(inner.clone()).unwrap();
+        a.send(inner.clone()).unwrap();
         // The bytes cannot become a handle again: the handles they carried are gone with
         // the message, as with a message nobody reads.
         assert!(!b.recv_bytes().unwrap().is_empty());
