@@ -410,6 +410,25 @@ fn handles_inside_unread_messages_are_released_too() {
     leaks.assert_no_leak();
 }
 
+#[test]
+#[ignore = "audit F4: a handle inside a message taken with recv_bytes stays in flight forever (the object leaks, its other holders never learn they are alone); decoding and dropping it in recv_bytes fixes that but takes away what tests/soundness.rs's `capture` relies on (raw bytes still in flight, replayable once): a decision for the lead, see notes/audit.md"]
+fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
+    let leaks = leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::new().unwrap();
+        let inner = SimpleQueue::<u32>::new().unwrap();
+        a.send(inner.clone()).unwrap();
+        a.send(inner.clone()).unwrap();
+        // The bytes cannot become a handle again: the handles they carried are gone with
+        // the message, as with a message nobody reads.
+        assert!(!b.recv_bytes().unwrap().is_empty());
+        let mut buf = [0u8; 4096];
+        assert!(b.recv_bytes_into(&mut buf).unwrap() > 0);
+        drop((a, b, inner));
+    }
+    leaks.assert_no_leak();
+}
+
 // ---- a receiver killed inside recv loses nothing (issue 10, item 6) ---------------------
 
 fn number_of(m: &[u8]) -> usize {

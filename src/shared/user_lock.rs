@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::shm::{Acquired, Deadline, Owner};
+use crate::shm::{Acquired, Deadline, Owner, TakenIn};
 use crate::sync::{Lock, RLock};
 
 /// A [`Lock`] or [`RLock`] given to [`Value::with_lock`](crate::Value::with_lock) or
@@ -57,7 +57,7 @@ impl SharedLock {
             SharedLock::Lock(lock) => lock.shared.mutex.lock(Owner::process(), deadline).ok()?,
             SharedLock::RLock(lock) => lock.lock_level(deadline).ok()?,
         };
-        Some(HeldLock { lock: self, acquired })
+        Some(HeldLock { lock: self, acquired, taken_in: TakenIn::here() })
     }
 
     /// Takes the lock if it is free (or ours, for an `RLock`) or its holder is dead.
@@ -66,7 +66,7 @@ impl SharedLock {
             SharedLock::Lock(lock) => lock.shared.mutex.try_lock_or_take_over(Owner::process())?,
             SharedLock::RLock(lock) => lock.try_lock_level()?,
         };
-        Some(HeldLock { lock: self, acquired })
+        Some(HeldLock { lock: self, acquired, taken_in: TakenIn::here() })
     }
 
     /// Takes this lock, then the value's own access (`access`, with `held_by` telling
@@ -116,10 +116,16 @@ impl SharedLock {
 pub(crate) struct HeldLock<'a> {
     lock: &'a SharedLock,
     pub(crate) acquired: Acquired,
+    /// A copy made by fork holds nothing (see [`TakenIn`]).
+    taken_in: TakenIn,
 }
 
 impl Drop for HeldLock<'_> {
     fn drop(&mut self) {
+        if !self.taken_in.is_here() {
+            // A copy made by fork: the lock is the parent's to release.
+            return;
+        }
         match self.lock {
             SharedLock::Lock(lock) => lock.shared.mutex.unlock(),
             // Fails only when the guard was dropped on another thread than the one that

@@ -5,7 +5,7 @@ use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 
 use super::ShmSafe;
-use super::mutex::{Acquired, Owner, RawMutex, TimedOut};
+use super::mutex::{Acquired, Owner, RawMutex, TakenIn, TimedOut};
 use super::wait::Deadline;
 
 /// A `T` and the robust mutex that guards it, in shared memory.
@@ -33,7 +33,7 @@ impl<T: ShmSafe> Locked<T> {
     /// the caller's to keep), waiting until `deadline`. A holder that died is replaced.
     pub(crate) fn lock(&self, owner: Owner, deadline: Deadline) -> Result<LockedGuard<'_, T>, TimedOut> {
         let acquired = self.mutex.lock(owner, deadline)?;
-        Ok(LockedGuard { cell: self, acquired })
+        Ok(LockedGuard { cell: self, acquired, taken_in: TakenIn::here() })
     }
 
     /// Whether `me` holds the lock.
@@ -43,7 +43,11 @@ impl<T: ShmSafe> Locked<T> {
 
     /// Locks if free or its holder is dead (then the guard says so); never waits.
     pub(crate) fn try_lock(&self, owner: Owner) -> Option<LockedGuard<'_, T>> {
-        self.mutex.try_lock_or_take_over(owner).map(|acquired| LockedGuard { cell: self, acquired })
+        self.mutex.try_lock_or_take_over(owner).map(|acquired| LockedGuard {
+            cell: self,
+            acquired,
+            taken_in: TakenIn::here(),
+        })
     }
 }
 
@@ -53,19 +57,24 @@ pub(crate) struct LockedGuard<'a, T> {
     cell: &'a Locked<T>,
     /// Whether the previous holder died holding the lock.
     pub(crate) acquired: Acquired,
+    /// A copy made by fork holds nothing (see [`TakenIn`]).
+    taken_in: TakenIn,
 }
 
 impl<T> Deref for LockedGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: we hold the mutex, so no other thread or process accesses the value.
+        self.taken_in.check();
+        // SAFETY: this process holds the mutex (checked above: not a copy made by fork),
+        // so no other thread or process accesses the value.
         unsafe { &*self.cell.value.get() }
     }
 }
 
 impl<T> DerefMut for LockedGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        self.taken_in.check();
         // SAFETY: as above, and `&mut self` makes this borrow the only one.
         unsafe { &mut *self.cell.value.get() }
     }
@@ -73,7 +82,10 @@ impl<T> DerefMut for LockedGuard<'_, T> {
 
 impl<T> Drop for LockedGuard<'_, T> {
     fn drop(&mut self) {
-        self.cell.mutex.unlock();
+        // A copy made by fork: the lock is the parent's to release.
+        if self.taken_in.is_here() {
+            self.cell.mutex.unlock();
+        }
     }
 }
 

@@ -28,7 +28,7 @@ pub(crate) use heap::Heap;
 pub use heap::HeapFull;
 pub(crate) use holders::Holders;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
-pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TimedOut};
+pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, TAG_MASK, Watch};

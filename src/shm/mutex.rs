@@ -52,6 +52,43 @@ impl Owner {
     }
 }
 
+/// The process a guard was taken in. Fork copies a process's memory, guards kept in a
+/// static or a thread-local included; the copy in the child must neither reach the data
+/// nor release the lock that the original, in the parent, still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TakenIn(sys::ProcId);
+
+impl TakenIn {
+    /// This process.
+    #[inline]
+    pub(crate) fn here() -> Self {
+        Self(sys::me())
+    }
+
+    /// Whether this is the process the guard was taken in (two cached loads).
+    #[inline]
+    pub(crate) fn is_here(self) -> bool {
+        sys::me() == self.0
+    }
+
+    /// Panics in a copy of the guard made by fork.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn check(self) {
+        if !self.is_here() {
+            copied_guard(self.0.pid);
+        }
+    }
+}
+
+#[cold]
+#[track_caller]
+fn copied_guard(pid: u32) -> ! {
+    panic!(
+        "this guard was taken by process {pid} and copied by fork: the lock belongs to that process (pass the value to the child and lock it there)"
+    )
+}
+
 /// How a lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -148,21 +185,40 @@ impl RawMutex {
         if owner == 0 {
             return None;
         }
+        interleave("read the word");
         // Read after the word: if the word names the current owner, the previous owner's
         // reset of `owner_start` is visible, so this is the current owner's or zero.
         let start = self.owner_start.load(Ordering::Relaxed);
         if sys::process_alive(owner, start) {
             return None;
         }
-        if self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            // Killed here, the word names us with the dead holder's start time: whoever
-            // comes next sees a dead owner (our pid is gone) and takes over in turn.
-            crash_point!("mutex.take_over.claimed");
-            self.owner_start.store(me.start, Ordering::Relaxed);
-            Some(Acquired::OwnerDied)
-        } else {
-            None
+        interleave("found the owner dead");
+        // Claim the dead owner's start time (zero it) before the word. Every change of the
+        // word's owner zeroes the start time first (an unlock stores zero, a takeover claims
+        // it here), and the word's CAS publishes that, so a word naming a live owner never
+        // comes with another process's start time. A claim fails when the lock changed hands
+        // during the check, even back to the same id (then the start time is that owner's
+        // or zero, not the one checked), and when another taker claimed it first.
+        if self.owner_start.compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return None;
         }
+        let mut w = w;
+        loop {
+            match self.word.compare_exchange(w, me.id | SLEEPERS, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                // Only the sleepers' bit changed: the dead owner cannot come back.
+                Err(now) if now & ID == owner => w = now,
+                // Released meanwhile (a `Lock` may be, by anybody): the next owner stores
+                // its own start time over our zero.
+                Err(_) => return None,
+            }
+        }
+        interleave("claimed");
+        // Killed here, the word names us with a zero start time: whoever comes next sees
+        // our pid gone and takes over in turn.
+        crash_point!("mutex.take_over.claimed");
+        self.owner_start.store(me.start, Ordering::Relaxed);
+        Some(Acquired::OwnerDied)
     }
 
     /// Releases the lock (whoever holds it: a `Lock` may be released by another process).
@@ -266,6 +322,20 @@ impl RawMutex {
     }
 }
 
+/// Runs a unit test's moves of "other processes" at a step of `take_from_dead_owner`.
+#[inline(always)]
+fn interleave(_step: &'static str) {
+    #[cfg(test)]
+    tests::INTERLEAVE.with(|moves| {
+        // Not from inside the moves themselves (another taker they play).
+        if let Ok(mut moves) = moves.try_borrow_mut()
+            && let Some(moves) = moves.as_mut()
+        {
+            moves(_step);
+        }
+    });
+}
+
 /// A guard for internal critical sections of the shm layer, released on drop.
 #[derive(Debug)]
 pub(crate) struct RawGuard<'a> {
@@ -304,6 +374,8 @@ mod tests {
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.
     fn mutex_in_heap() -> &'static RawMutex {
+        // Not while another unit test compares `Heap::in_use` before and after.
+        let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let offset = heap.alloc(size_of::<RawMutex>()).expect("heap space");
         let ptr = heap.ptr(offset).cast::<RawMutex>();
@@ -401,5 +473,66 @@ mod tests {
         assert_eq!(got, Poll::Ready(Acquired::Clean));
         scene.m.unlock();
         scene.sleeper_locked.recv_timeout(LIMIT).expect("the sleeper gets the lock after the async waiter");
+    }
+
+    type Moves = Box<dyn FnMut(&'static str)>;
+
+    thread_local! {
+        /// What other processes do at each step of this thread's `take_from_dead_owner`.
+        pub(super) static INTERLEAVE: std::cell::RefCell<Option<Moves>> = const { std::cell::RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_lock_that_changed_hands_and_came_back_during_the_check_is_not_taken_over() {
+        let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
+        // B holds the lock (this process); D is another live process (our parent).
+        let b = Owner::process();
+        let parent = std::os::unix::process::parent_id();
+        let d = Owner { id: parent, start: sys::process_start_time(parent).expect("the parent runs") };
+        assert!(mutex.try_lock(b));
+        mutex.word.fetch_or(SLEEPERS, Ordering::Relaxed);
+        INTERLEAVE.set(Some(Box::new(move |step| match step {
+            // After the taker read the word: B lets go, D takes the lock.
+            "read the word" => {
+                mutex.unlock();
+                assert!(mutex.try_lock(d));
+            }
+            // After the taker checked (B, D's start time): D lets go, B takes it again.
+            "found the owner dead" => {
+                mutex.unlock();
+                assert!(mutex.word.compare_exchange(0, b.id | SLEEPERS, Ordering::Acquire, Ordering::Relaxed).is_ok());
+                mutex.owner_start.store(b.start, Ordering::Relaxed);
+            }
+            _ => {}
+        })));
+        let taker = Owner { id: ID - 1, start: 1 };
+        let taken = mutex.take_from_dead_owner(taker);
+        INTERLEAVE.set(None);
+        assert_eq!(taken, None, "B, alive, holds the lock: a second holder would race it");
+        assert!(mutex.is_held_by(b));
+    }
+
+    #[test]
+    fn a_lock_just_taken_over_is_not_taken_over_again_from_its_live_taker() {
+        let mutex: &'static RawMutex = Box::leak(Box::new(RawMutex::new()));
+        // B held the lock and ended.
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let b = ended.id();
+        ended.wait().unwrap();
+        mutex.word.store(b | SLEEPERS, Ordering::Relaxed);
+        mutex.owner_start.store(12345, Ordering::Relaxed);
+        // Another taker comes between this process's claim and its start time's store.
+        let second = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = second.clone();
+        INTERLEAVE.set(Some(Box::new(move |step| {
+            if step == "claimed" {
+                seen.set(Some(mutex.take_from_dead_owner(Owner { id: ID - 1, start: 1 })));
+            }
+        })));
+        let taken = mutex.take_from_dead_owner(Owner::process());
+        INTERLEAVE.set(None);
+        assert_eq!(taken, Some(Acquired::OwnerDied), "B is dead: its lock is taken over");
+        assert_eq!(second.get(), Some(None), "the taker, alive, holds the lock: a second holder would race it");
+        assert!(mutex.is_held_by(Owner::process()));
     }
 }

@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::heap::HeapFull;
-use super::mutex::{Acquired, Owner, RawMutex, TimedOut};
+use super::mutex::{Acquired, Owner, RawMutex, TakenIn, TimedOut};
 use super::object::{Shared, ShmObject, kind};
 use super::wait::Deadline;
 use super::{Cells, ShmSafe};
@@ -101,7 +101,7 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
     /// Locks the slice for `owner`, waiting until `deadline`; a dead holder is replaced.
     pub(crate) fn lock(&self, owner: Owner, deadline: Deadline) -> Result<SliceGuard<'_, E>, TimedOut> {
         let acquired = self.mutex.lock(owner, deadline)?;
-        Ok(SliceGuard { mutex: &self.mutex, cells: self.cells(), acquired })
+        Ok(SliceGuard { mutex: &self.mutex, cells: self.cells(), acquired, taken_in: TakenIn::here() })
     }
 
     /// Whether `me` holds the lock.
@@ -116,6 +116,7 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
             mutex: &self.mutex,
             cells: self.cells(),
             acquired,
+            taken_in: TakenIn::here(),
         })
     }
 }
@@ -127,20 +128,25 @@ pub(crate) struct SliceGuard<'a, E> {
     cells: Cells<'a, E>,
     /// Whether the previous holder died holding the lock.
     pub(crate) acquired: Acquired,
+    /// A copy made by fork holds nothing (see [`TakenIn`]).
+    taken_in: TakenIn,
 }
 
 impl<E: ShmSafe> Deref for SliceGuard<'_, E> {
     type Target = [E];
 
     fn deref(&self) -> &[E] {
+        self.taken_in.check();
         // SAFETY: the elements of a LockedSlice are only reached through a SliceGuard,
-        // and one exists only while the mutex is held, so nobody writes them meanwhile.
+        // and one exists only while its process holds the mutex (checked above: not a copy
+        // made by fork), so nobody writes them meanwhile.
         unsafe { self.cells.as_slice() }
     }
 }
 
 impl<E: ShmSafe> DerefMut for SliceGuard<'_, E> {
     fn deref_mut(&mut self) -> &mut [E] {
+        self.taken_in.check();
         // SAFETY: as above, and `&mut self` makes this borrow the only one.
         unsafe { self.cells.as_mut_slice() }
     }
@@ -148,7 +154,10 @@ impl<E: ShmSafe> DerefMut for SliceGuard<'_, E> {
 
 impl<E> Drop for SliceGuard<'_, E> {
     fn drop(&mut self) {
-        self.mutex.unlock();
+        // A copy made by fork: the lock is the parent's to release.
+        if self.taken_in.is_here() {
+            self.mutex.unlock();
+        }
     }
 }
 

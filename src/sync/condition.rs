@@ -433,8 +433,9 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`ConditionWaitError::Abandoned`] when nobody else could notify; the guard holds
-    /// the lock again. A lock taken back from a holder that died holding it is told by
+    /// [`ConditionWaitError::Abandoned`] when nobody else could notify (another thread of
+    /// this process counts through a clone of its own, not a reference to this handle);
+    /// the guard holds the lock again. A lock taken back from a holder that died holding it is told by
     /// [`ConditionGuard::owner_died`].
     ///
     /// # Examples

@@ -168,7 +168,9 @@ impl Event {
     /// # Errors
     ///
     /// [`Abandoned`] when nobody else could ever set it: no other live process holds the
-    /// event and this process holds no other handle to it.
+    /// event and this process holds no other handle to it. Another thread of this process
+    /// counts through a handle of its own: give each thread a clone, not a reference to
+    /// this handle (an `Arc<Event>` shared by a setting thread looks like nobody).
     ///
     /// # Examples
     ///
