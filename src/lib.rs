@@ -332,8 +332,8 @@ pub use process::{
 pub use queue::{
     ChannelError, Connection, Consumer, GetError, GetTimeoutError, JoinableQueue, Pipe, Producer, PutError,
     PutTimeoutError, Queue, QueueBuilder, QueueJoinError, QueueJoinTimeoutError, RecvBytesIntoError, RecvError,
-    RecvFuture, RecvTimeoutError, SendBytesError, SendError, SimpleQueue, TaskDoneError, TooLarge, TryGetError,
-    TryPutError, TryRecvError, WaitFuture, Waitable, wait, wait_async,
+    RecvFuture, RecvTimeoutError, SendArg, SendBytesError, SendError, SimpleQueue, TaskDoneError, TooLarge,
+    TryGetError, TryPutError, TryRecvError, WaitFuture, Waitable, wait, wait_async,
 };
 pub use shared::{
     Array, ArrayGuard, Item, RawArray, RawValue, ShareableList, ShareableListError, SharedBytes, SharedLock,

@@ -29,7 +29,7 @@ pub use error::{
     TryPutError, TryRecvError,
 };
 pub use joinable::JoinableQueue;
-pub use pipe::{Connection, Pipe, RecvFuture};
+pub use pipe::{Connection, Pipe, RecvFuture, SendArg};
 pub use queue::{Queue, QueueBuilder};
 pub use simple::SimpleQueue;
 pub use split::{Consumer, Producer};

@@ -484,10 +484,49 @@ impl<T> Connection<T> {
     }
 }
 
+/// What [`Connection::send`] takes: the message (`send(x)`, given back in the error) or a
+/// reference to it (`send(&x)`, which keeps `x`). Implemented for `T` and `&T` only, so
+/// that a pipe's type is still inferred from what is sent to it.
+///
+/// # Examples
+///
+/// ```
+/// multiproc::init();
+/// let (a, b) = multiproc::Pipe::new()?;
+/// let greeting = "hello".to_string();
+/// a.send(&greeting)?; // kept
+/// a.send(greeting)?; // moved
+/// assert_eq!((b.recv()?, b.recv()?), ("hello".to_string(), "hello".to_string()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub trait SendArg<T>: sealed::Sealed<T> {
+    /// The message.
+    fn message(&self) -> &T;
+}
+
+mod sealed {
+    pub trait Sealed<T> {}
+    impl<T> Sealed<T> for T {}
+    impl<T> Sealed<T> for &T {}
+}
+
+impl<T> SendArg<T> for T {
+    fn message(&self) -> &T {
+        self
+    }
+}
+
+impl<T> SendArg<T> for &T {
+    fn message(&self) -> &T {
+        self
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Sends `value` to the other end (Python's `send`); never waits. It takes the value,
-    /// as [`Queue::put`](crate::Queue::put) and crossbeam's `send` do, and gives it back
-    /// in the error when it could not be sent.
+    /// as [`Queue::put`](crate::Queue::put) and crossbeam's `send` do, or a reference to
+    /// it (`send(&x)` keeps `x`: the message is an encoded copy either way), and gives back
+    /// what it was given in the error when it could not be sent.
     ///
     /// # Errors
     ///
@@ -500,13 +539,16 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// let (a, b) = multiproc::Pipe::new()?;
     /// a.send((42, "hello".to_string()))?;
     /// assert_eq!(b.recv()?, (42, "hello".to_string()));
+    /// let kept = (7, "kept".to_string());
+    /// a.send(&kept)?;
+    /// assert_eq!(b.recv()?, kept);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+    pub fn send<V: SendArg<T>>(&self, value: V) -> Result<(), SendError<V>> {
         let send = || {
             let open = self.open()?;
             let ring = open.tx()?;
-            send_value(ring, &value, self.tag, Deadline::NEVER, &open.peer())?;
+            send_value(ring, value.message(), self.tag, Deadline::NEVER, &open.peer())?;
             self.look_at_peer(&open, ring)
         };
         send().map_err(|failure| SendError::from_failure(value, failure))
