@@ -78,6 +78,21 @@ struct Sent {
     cancel_seen: Option<u64>,
 }
 
+impl Sent {
+    /// The chunk, with its arguments taken back from an inbox, queued again.
+    fn into_job(self, args: Payload) -> Job {
+        Job {
+            chunk: self.chunk,
+            items: self.items,
+            call: self.call,
+            args,
+            timeout: self.timeout,
+            delivery: self.delivery,
+            discard: self.discard,
+        }
+    }
+}
+
 /// Why the pool killed a worker.
 #[derive(Debug, Clone, Copy)]
 enum Kill {
@@ -406,22 +421,13 @@ impl Inner {
                     continue;
                 }
                 if worker.inbox.send(&message).is_err()
-                    && let ToWorker::Task { id, call, args } = message
+                    && let ToWorker::Task { id, args, .. } = message
                     && let Some(s) = sent.remove(&id)
                 {
                     // Shared memory is exhausted: the chunk waits for another dispatch.
                     worker.sent.retain(|&s| s != id);
                     worker.total_sent -= 1;
-                    let job = Job {
-                        chunk: s.chunk,
-                        items: s.items,
-                        call,
-                        args,
-                        timeout: s.timeout,
-                        delivery: s.delivery,
-                        discard: s.discard,
-                    };
-                    unsendable.push((id, job));
+                    unsendable.push((id, s.into_job(args)));
                 }
             }
         }
@@ -460,18 +466,9 @@ impl Inner {
             if thief.inbox.send(&message).is_err() {
                 // Shared memory is exhausted: the chunk waits for another dispatch rather
                 // than being lost with its call never answered.
-                let ToWorker::Task { id, call, args } = message else { unreachable!("built above") };
+                let ToWorker::Task { id, args, .. } = message else { unreachable!("built above") };
                 if let Some(s) = books.sent.remove(&id) {
-                    let job = Job {
-                        chunk: s.chunk,
-                        items: s.items,
-                        call,
-                        args,
-                        timeout: s.timeout,
-                        delivery: s.delivery,
-                        discard: s.discard,
-                    };
-                    books.pending.push_front((id, job));
+                    books.pending.push_front((id, s.into_job(args)));
                 }
                 return;
             }
@@ -606,16 +603,7 @@ impl Inner {
                 for (id, args) in unstarted.into_iter().rev() {
                     worker.sent.retain(|&s| s != id);
                     if let Some(sent) = books.sent.remove(&id) {
-                        let job = Job {
-                            chunk: sent.chunk,
-                            items: sent.items,
-                            call: sent.call,
-                            args,
-                            timeout: sent.timeout,
-                            delivery: sent.delivery,
-                            discard: sent.discard,
-                        };
-                        books.pending.push_front((id, job));
+                        books.pending.push_front((id, sent.into_job(args)));
                     }
                 }
                 // What it was sent and did not answer, it was running.
