@@ -846,14 +846,8 @@ impl Helper for Inner {
         self.helpers.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Whether a spin was tried, and paid off, is remembered for the next polls.
     fn help_briefly(&self, done: &dyn Fn() -> bool) {
-        self.help_polled(done);
-    }
-}
-
-impl Inner {
-    /// [`Helper::help_briefly`]; whether a spin was tried is remembered for the next polls.
-    fn help_polled(&self, done: &dyn Fn() -> bool) {
         if !self.results.is_empty() {
             self.collect();
             if done() {
