@@ -428,8 +428,26 @@ impl fmt::Debug for ProxySemaphoreGuard<'_> {
 }
 
 impl<'a> ProxySemaphoreGuard<'a> {
-    fn new(core: &'a ProxyCore) -> Self {
-        Self { guard: ProxyLockGuard::new(core, false) }
+    fn new(core: &'a ProxyCore, owner_died: bool) -> Self {
+        Self { guard: ProxyLockGuard::new(core, owner_died) }
+    }
+
+    /// Whether this permit was taken back from a holder that died holding it (its process
+    /// was killed or crashed, or its remote connection ended), as
+    /// [`SemaphoreGuard::owner_died`](crate::SemaphoreGuard::owner_died): told to one
+    /// acquire per permit taken back.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let slots = manager.semaphore(1)?;
+    /// assert!(!slots.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died
     }
 
     /// Gives the unit back now, reporting a failure that dropping the guard would ignore.
@@ -522,8 +540,8 @@ impl SemaphoreProxy {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        acquire(&self.core, None, endless())?;
-        Ok(ProxySemaphoreGuard::new(&self.core))
+        let died = acquire(&self.core, None, endless())?;
+        Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
     /// Takes one unit if there is one now.
@@ -547,8 +565,8 @@ impl SemaphoreProxy {
     /// # Ok::<(), ManagerError>(())
     /// ```
     pub fn try_acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
-        Ok(ProxySemaphoreGuard::new(&self.core))
+        let died = acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
+        Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
     /// Takes one unit, waiting at most `timeout`.
@@ -573,8 +591,8 @@ impl SemaphoreProxy {
     /// # Ok::<(), ManagerError>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
-        Ok(ProxySemaphoreGuard::new(&self.core))
+        let died = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
+        Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
     /// Gives one unit back.
