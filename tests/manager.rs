@@ -842,6 +842,39 @@ fn a_semaphore_permit_held_by_a_killed_client_comes_back() {
     assert!(!slots.acquire().unwrap().owner_died(), "told once");
 }
 
+fn hold_condition((cond, held): (ConditionProxy, EventProxy)) {
+    let guard = cond.acquire().unwrap();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+    drop(guard);
+}
+
+#[test]
+fn a_condition_wait_that_takes_the_lock_back_from_a_killed_holder_is_told() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let held = manager.event().unwrap();
+    let mut guard = cond.acquire().unwrap();
+    // The child waits for the lock; the first wait below gives it up, the child takes it
+    // and is killed holding it, while this wait waits to take the lock back.
+    let child = Process::new(hold_condition, (cond.clone(), held.clone())).start().unwrap();
+    let killer = std::thread::spawn(move || {
+        held.wait().unwrap();
+        child.kill().unwrap();
+        child.wait();
+    });
+    let mut waits = 0;
+    while !guard.owner_died() {
+        assert!(!guard.wait_timeout(Duration::from_millis(100)).unwrap(), "nobody notifies");
+        waits += 1;
+        assert!(waits < 600, "the wait never learnt that it took the lock back from a dead holder");
+    }
+    killer.join().unwrap();
+    drop(guard);
+    assert!(!cond.acquire().unwrap().owner_died(), "told once");
+}
+
 fn hand_over_permit((slots, handed): (SemaphoreProxy, EventProxy)) {
     // Acquired here, released by the parent: the permit is not this process's any more.
     slots.acquire().unwrap().forget();
