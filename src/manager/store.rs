@@ -1442,8 +1442,9 @@ fn settle(body: &mut Body, fx: &mut Effects) {
                 l.owner = Some(waiter.owner);
                 l.count = back.map_or(1, |(depth, _)| depth.max(1));
                 // A condition waiter taking its lock back answers its wait (whether it was
-                // notified); only an acquire is told of a dead holder.
+                // notified), and is told of a dead holder as an acquire is.
                 let answer = match back {
+                    Some((_, notified)) if std::mem::take(&mut l.owner_died) => Out::RetookFromDead(notified),
                     Some((_, notified)) => Out::Bool(notified),
                     None => l.granted(),
                 };

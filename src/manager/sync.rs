@@ -794,8 +794,9 @@ impl<'a> ProxyConditionGuard<'a> {
         self.guard.guard.core
     }
 
-    /// Whether the lock's last holder died holding it, as
-    /// [`ProxyLockGuard::owner_died`].
+    /// Whether the lock was taken, by the acquire or by a later wait taking it back, from a
+    /// holder that died holding it, as [`ProxyLockGuard::owner_died`] and
+    /// [`ConditionGuard::owner_died`](crate::ConditionGuard::owner_died).
     ///
     /// # Examples
     ///
@@ -874,7 +875,19 @@ impl<'a> ProxyConditionGuard<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&mut self) -> Result<(), ManagerError> {
-        self.core().call(Op::CondWait { wait: None }).map(drop)
+        self.cond_wait(None).map(drop)
+    }
+
+    /// A wait of at most `wait`; whether it was notified. Notes a lock taken back from a
+    /// dead holder.
+    fn cond_wait(&mut self, wait: Wait) -> Result<bool, ManagerError> {
+        match self.core().call(Op::CondWait { wait })? {
+            Out::RetookFromDead(notified) => {
+                self.guard.guard.owner_died = true;
+                Ok(notified)
+            }
+            out => flag(out),
+        }
     }
 
     /// Like [`wait`](Self::wait), waiting at most `timeout` for the notification; whether
@@ -897,7 +910,7 @@ impl<'a> ProxyConditionGuard<'a> {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ManagerError> {
-        flag(self.core().call(Op::CondWait { wait: wait_for(timeout) })?)
+        self.cond_wait(wait_for(timeout))
     }
 
     /// Waits until `predicate` holds (checked with the lock held, before each wait).
