@@ -493,6 +493,11 @@ impl<'a> ProxySemaphoreGuard<'a> {
 /// A semaphore kept by a manager's server (Python's `manager.Semaphore(value)` and
 /// `manager.BoundedSemaphore(value)`).
 ///
+/// As the family's [`Semaphore`](crate::Semaphore), it gives back the permits of a holder
+/// that died (a family process that ended, a remote client whose connection ended) and
+/// tells their next takers ([`ProxySemaphoreGuard::owner_died`]); a permit acquired in one
+/// process and released by another is handed over, and never comes back twice.
+///
 /// # Examples
 ///
 /// ```no_run
