@@ -411,7 +411,6 @@ fn handles_inside_unread_messages_are_released_too() {
 }
 
 #[test]
-#[ignore = "audit F4: a handle inside a message taken with recv_bytes stays in flight forever (the object leaks, its other holders never learn they are alone); decoding and dropping it in recv_bytes fixes that but takes away what tests/soundness.rs's `capture` relies on (raw bytes still in flight, replayable once): a decision for the lead, see notes/audit.md"]
 fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
     let leaks = leak_check(LIMIT);
     {
