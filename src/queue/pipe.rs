@@ -223,6 +223,7 @@ pub struct Connection<T> {
     /// The sending ring's segment count when this handle last looked at the other end.
     looked: AtomicU64,
     drain: fn(&PipeState, u32),
+    release: fn(&[u8]),
     _messages: PhantomData<fn(T) -> T>,
 }
 
@@ -233,6 +234,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             tag: message_tag::<T>(),
             looked: AtomicU64::new(0),
             drain: drain::<T>,
+            release: release::<T>,
             _messages: PhantomData,
         }
     }
@@ -242,6 +244,12 @@ fn drain<T: DeserializeOwned>(pipe: &PipeState, tag: u32) {
     for ring in &pipe.rings {
         while recv_value::<T, _>(ring, tag, Deadline::now(), &Patient).is_ok() {}
     }
+}
+
+/// Decodes a message of `T` taken as raw bytes and drops it: the handles inside are
+/// released, since the bytes can never become handles again.
+fn release<T: DeserializeOwned>(bytes: &[u8]) {
+    drop(codec::decode_exact::<T>(bytes));
 }
 
 /// The parts of an open end that an operation needs.
@@ -310,7 +318,9 @@ impl<T> Connection<T> {
     }
 
     /// Receives the next message as raw bytes (Python's `recv_bytes`): what
-    /// [`Connection::send_bytes`] sent, or the encoding of what `send` sent.
+    /// [`Connection::send_bytes`] sent, or the encoding of what `send` sent. Handles inside
+    /// a message that `send` sent (a `Queue`, a `Lock`) are released as the message is
+    /// taken, as if it were received and dropped: the bytes can never become handles again.
     ///
     /// # Errors
     ///
@@ -380,7 +390,16 @@ impl<T> Connection<T> {
 
     fn take_raw<R>(&self, deadline: Deadline, read: impl FnOnce(&[u8]) -> R) -> Result<R, Failure> {
         let open = self.open()?;
-        open.rx()?.get(deadline, &open.peer(), |bytes, _| read(bytes)).map_err(|r| match r {
+        let ring = open.rx()?;
+        let handles = ring.ever_had_handles();
+        ring.get(deadline, &open.peer(), |bytes, got| {
+            // What `send` sent may hold handles (a message of `T`, not `send_bytes`'s).
+            if handles && got == self.tag {
+                (self.release)(bytes);
+            }
+            read(bytes)
+        })
+        .map_err(|r| match r {
             Refused::TimedOut => Failure::Wait,
             Refused::Gone(()) => Failure::Gone,
             Refused::HeapFull(e) => Failure::HeapFull(e),
@@ -631,6 +650,7 @@ impl<T> Clone for Connection<T> {
             tag: self.tag,
             looked: AtomicU64::new(0),
             drain: self.drain,
+            release: self.release,
             _messages: PhantomData,
         }
     }
