@@ -428,6 +428,54 @@ fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
     leaks.assert_no_leak();
 }
 
+/// Sent as a pair of queues; its decoding reads the first, then refuses: the second is
+/// never reached (audit F7).
+struct RefusedAfterFirst(Option<(SimpleQueue<u32>, SimpleQueue<u32>)>);
+
+impl serde::Serialize for RefusedAfterFirst {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_ref().expect("only the sender serializes").serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RefusedAfterFirst {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstOnly;
+        impl<'de> serde::de::Visitor<'de> for FirstOnly {
+            type Value = RefusedAfterFirst;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("two queues")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let _first: Option<SimpleQueue<u32>> = seq.next_element()?;
+                Err(serde::de::Error::custom("refused after the first field"))
+            }
+        }
+        deserializer.deserialize_tuple(2, FirstOnly)
+    }
+}
+
+#[test]
+fn handles_after_the_point_where_a_decoding_failed_are_released() {
+    let _w = common::watchdog(LIMIT);
+    let leaks = leak_check(LIMIT);
+    {
+        let (first, second) = (SimpleQueue::<u32>::new().unwrap(), SimpleQueue::<u32>::new().unwrap());
+        let (a, b) = Pipe::new().unwrap();
+        a.send(RefusedAfterFirst(Some((first.clone(), second.clone())))).unwrap();
+        assert!(matches!(b.recv(), Err(RecvError::Decode(_))));
+        let queue = Queue::new().unwrap();
+        queue.put(RefusedAfterFirst(Some((first.clone(), second.clone())))).unwrap();
+        assert!(queue.get().is_err(), "the decoding refuses");
+        // The messages are gone, and the handles they held with them: the last holder of
+        // each queue is alone, rather than waiting for a handle that never comes.
+        assert_eq!(first.get(), Err(multiproc::GetError::Disconnected));
+        assert_eq!(second.get(), Err(multiproc::GetError::Disconnected));
+        drop((a, b, queue, first, second));
+    }
+    leaks.assert_no_leak();
+}
+
 // ---- a receiver killed inside recv loses nothing (issue 10, item 6) ---------------------
 
 fn number_of(m: &[u8]) -> usize {
