@@ -440,18 +440,36 @@ impl serde::Serialize for RefusedAfterFirst {
 
 impl<'de> serde::Deserialize<'de> for RefusedAfterFirst {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FirstOnly;
-        impl<'de> serde::de::Visitor<'de> for FirstOnly {
-            type Value = RefusedAfterFirst;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("two queues")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let _first: Option<SimpleQueue<u32>> = seq.next_element()?;
-                Err(serde::de::Error::custom("refused after the first field"))
-            }
-        }
         deserializer.deserialize_tuple(2, FirstOnly)
+    }
+}
+
+/// [`RefusedAfterFirst`] read with `deserialize_any`: sent self-described (MessagePack).
+struct SelfDescribedRefusedAfterFirst(RefusedAfterFirst);
+
+impl serde::Serialize for SelfDescribedRefusedAfterFirst {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SelfDescribedRefusedAfterFirst {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FirstOnly).map(SelfDescribedRefusedAfterFirst)
+    }
+}
+
+/// Reads the first queue of two, then refuses.
+struct FirstOnly;
+
+impl<'de> serde::de::Visitor<'de> for FirstOnly {
+    type Value = RefusedAfterFirst;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("two queues")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let _first: Option<SimpleQueue<u32>> = seq.next_element()?;
+        Err(serde::de::Error::custom("refused after the first field"))
     }
 }
 
@@ -467,11 +485,14 @@ fn handles_after_the_point_where_a_decoding_failed_are_released() {
         let queue = Queue::new().unwrap();
         queue.put(RefusedAfterFirst(Some((first.clone(), second.clone())))).unwrap();
         assert!(queue.get().is_err(), "the decoding refuses");
+        let (c, d) = Pipe::new().unwrap();
+        c.send(SelfDescribedRefusedAfterFirst(RefusedAfterFirst(Some((first.clone(), second.clone()))))).unwrap();
+        assert!(matches!(d.recv(), Err(RecvError::Decode(_))));
         // The messages are gone, and the handles they held with them: the last holder of
         // each queue is alone, rather than waiting for a handle that never comes.
         assert_eq!(first.get(), Err(multiproc::GetError::Disconnected));
         assert_eq!(second.get(), Err(multiproc::GetError::Disconnected));
-        drop((a, b, queue, first, second));
+        drop((a, b, c, d, queue, first, second));
     }
     leaks.assert_no_leak();
 }

@@ -767,8 +767,10 @@ struct ByDeadline<'a> {
 impl Read for ByDeadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // A blocking stream socket that polls readable has bytes (or its end) to read now.
-        while !sys::poll_readable(&[self.stream.as_fd()], Some(self.deadline.saturating_duration_since(Instant::now())))?
-            [0]
+        while !sys::poll_readable(
+            &[self.stream.as_fd()],
+            Some(self.deadline.saturating_duration_since(Instant::now())),
+        )?[0]
         {
             if Instant::now() >= self.deadline {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "the message did not arrive in time"));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::channel::{RAW, message_tag, recv_value, send_value, type_tag};
+use super::channel::{RAW, Undecoded, decode_taken, message_tag, recv_value, send_value, settle_decoded, type_tag};
 use super::error::{Failure, RecvBytesIntoError, RecvError, RecvTimeoutError, SendBytesError, SendError, TryRecvError};
 use crate::codec;
 use crate::error::Error;
@@ -223,7 +223,7 @@ pub struct Connection<T> {
     /// The sending ring's segment count when this handle last looked at the other end.
     looked: AtomicU64,
     drain: fn(&PipeState, u32),
-    release: fn(&[u8]),
+    release: fn(&[u8]) -> Option<Undecoded>,
     _messages: PhantomData<fn(T) -> T>,
 }
 
@@ -247,9 +247,10 @@ fn drain<T: DeserializeOwned>(pipe: &PipeState, tag: u32) {
 }
 
 /// Decodes a message of `T` taken as raw bytes and drops it: the handles inside are
-/// released, since the bytes can never become handles again.
-fn release<T: DeserializeOwned>(bytes: &[u8]) {
-    drop(codec::decode_exact::<T>(bytes));
+/// released, since the bytes can never become handles again. A decoding that failed gives
+/// what [`settle_decoded`] needs once the message is taken.
+fn release<T: DeserializeOwned>(bytes: &[u8]) -> Option<Undecoded> {
+    decode_taken::<T>(bytes, true).err()
 }
 
 /// The parts of an open end that an operation needs.
@@ -392,20 +393,23 @@ impl<T> Connection<T> {
         let open = self.open()?;
         let ring = open.rx()?;
         let handles = ring.ever_had_handles();
-        ring.get(deadline, &open.peer(), |bytes, got| {
-            // What `send` sent may hold handles (a message of `T`, not `send_bytes`'s).
-            if handles && got == self.tag {
-                (self.release)(bytes);
-            }
-            read(bytes)
-        })
-        .map_err(|r| match r {
-            Refused::TimedOut => Failure::Wait,
-            Refused::Gone(()) => Failure::Gone,
-            Refused::HeapFull(e) => Failure::HeapFull(e),
-            Refused::TooLarge { .. } => unreachable!("receiving has no size limit"),
-            Refused::ShutDown => unreachable!("receiving is never refused"),
-        })
+        let (undecoded, r) = ring
+            .get(deadline, &open.peer(), |bytes, got| {
+                // What `send` sent may hold handles (a message of `T`, not `send_bytes`'s).
+                let undecoded = (handles && got == self.tag).then(|| (self.release)(bytes)).flatten();
+                (undecoded, read(bytes))
+            })
+            .map_err(|r| match r {
+                Refused::TimedOut => Failure::Wait,
+                Refused::Gone(()) => Failure::Gone,
+                Refused::HeapFull(e) => Failure::HeapFull(e),
+                Refused::TooLarge { .. } => unreachable!("receiving has no size limit"),
+                Refused::ShutDown => unreachable!("receiving is never refused"),
+            })?;
+        if let Some(undecoded) = undecoded {
+            let _ = settle_decoded::<()>(Err(undecoded));
+        }
+        Ok(r)
     }
 
     /// Whether a message is waiting, or the other end is gone (so that a receive would not
