@@ -497,6 +497,28 @@ fn handles_after_the_point_where_a_decoding_failed_are_released() {
     leaks.assert_no_leak();
 }
 
+#[test]
+fn a_failed_decoding_gives_back_only_the_handles_of_its_own_message() {
+    let _w = common::watchdog(LIMIT);
+    let leaks = leak_check(LIMIT);
+    {
+        let queue = SimpleQueue::<u32>::new().unwrap();
+        let (a, b) = Pipe::new().unwrap();
+        let (c, d) = Pipe::new().unwrap();
+        // The same object, in flight twice in one message and once in another.
+        c.send(queue.clone()).unwrap();
+        a.send(RefusedAfterFirst(Some((queue.clone(), queue.clone())))).unwrap();
+        assert!(matches!(b.recv(), Err(RecvError::Decode(_))));
+        // The other message's handle is still its own: it is received, and works.
+        let received = d.recv().expect("the other message's handle was left in flight");
+        queue.put(5).unwrap();
+        assert_eq!(received.get().unwrap(), 5);
+        drop((a, b, c, d, received));
+        assert_eq!(queue.get(), Err(multiproc::GetError::Disconnected), "nothing else holds it");
+    }
+    leaks.assert_no_leak();
+}
+
 // ---- a receiver killed inside recv loses nothing (issue 10, item 6) ---------------------
 
 fn number_of(m: &[u8]) -> usize {
