@@ -76,11 +76,14 @@ pub enum ReleaseError {
 }
 
 /// A wait that nothing can end: no other live process holds a handle to the object, none
-/// is in a message, and the waiting process holds no other handle, so nobody is left to
-/// set the event or notify the condition.
+/// is in a message, the waiting process holds no other handle, and it runs no thread but
+/// the waiting one (multiproc's own threads aside), so nobody is left to set the event or
+/// notify the condition.
 ///
-/// A thread of the waiting process that is meant to end the wait must hold its own clone
-/// of the handle (not a borrow), or its presence cannot be seen.
+/// Never told falsely: where the waiting process runs another thread, that thread could
+/// act through a reference to the waiter's handle (an `Arc`, a scoped thread, a static),
+/// so the wait waits, as Python's does. Futures (`wait_async`) never answer it: another
+/// task of the polling thread could hold such a reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 ///
 /// # Examples
