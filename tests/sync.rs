@@ -978,16 +978,45 @@ fn an_event_shared_by_reference_with_a_setting_thread_is_not_abandoned() {
 /// A party that takes its handle and ends without waiting at the barrier.
 fn leave_without_waiting(_: Barrier) {}
 
+/// In a child: waits at the barrier; how the wait ended, and whether the barrier is broken.
+fn wait_at_barrier(barrier: Barrier) -> (Result<usize, BarrierBreak>, bool) {
+    (barrier.wait().map_err(|e| e.cause()), barrier.is_broken())
+}
+
 #[test]
-#[ignore = "audit F8: a Barrier whose other parties all ended without waiting waits forever (Event and Condition say Abandoned); the fix, sole_handle in check_parties, shares F9's blind spot (threads sharing one handle by reference), so it waits for the lead's choice on F9; see notes/audit.md"]
 fn a_barrier_nobody_else_holds_breaks_instead_of_waiting_forever() {
     let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let barrier = Barrier::new(2).unwrap();
+        Process::new(leave_without_waiting, barrier.clone()).start_method(method).start().unwrap().join().unwrap();
+        let waiter = Process::new(wait_at_barrier, barrier.clone()).start_method(method).start().unwrap();
+        // Once ours is gone, no other handle anywhere: no other party can ever arrive (as
+        // `Event::wait`'s `Abandoned`).
+        drop(barrier);
+        assert_eq!(waiter.join().unwrap(), (Err(BarrierBreak::Abandoned), true), "{method:?}");
+    }
+}
+
+/// In a child: the only handle to a barrier of two, shared by reference with a thread
+/// that arrives once the first party's liveness checks have begun; both indices.
+fn meet_a_thread_sharing_the_handle(_: ()) -> Vec<usize> {
     let barrier = Barrier::new(2).unwrap();
-    Process::new(leave_without_waiting, barrier.clone()).start().unwrap().join().unwrap();
-    // No other handle anywhere: no other party can ever arrive (as `Event::wait`'s
-    // `Abandoned`).
-    assert!(barrier.wait().is_err(), "no other party can ever arrive");
-    assert!(barrier.is_broken());
+    let mut indices = std::thread::scope(|s| {
+        let late = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            barrier.wait().unwrap()
+        });
+        vec![barrier.wait().unwrap(), late.join().unwrap()]
+    });
+    indices.sort();
+    indices
+}
+
+#[test]
+fn a_barrier_shared_by_reference_with_a_late_thread_is_not_abandoned() {
+    let _w = watchdog(LIMIT);
+    let indices = Process::new(meet_a_thread_sharing_the_handle, ()).start().unwrap().join().unwrap();
+    assert_eq!(indices, [0, 1]);
 }
 
 fn wait_at_barrier_until_killed(args: (Barrier, Event)) {

@@ -146,6 +146,10 @@ pub enum BarrierBreak {
     /// A party's [`wait_async`](crate::Barrier::wait_async) future was dropped while it
     /// waited (a runtime's timeout, a `select!` branch not taken).
     Cancelled,
+    /// A party waited while nobody else held the barrier (no other live process, no
+    /// handle in a message, no other handle in its own process): no other party could
+    /// ever arrive (as [`Abandoned`](crate::Abandoned) for an `Event`).
+    Abandoned,
 }
 
 impl BarrierBreak {
@@ -157,6 +161,7 @@ impl BarrierBreak {
             BarrierBreak::PartyDied => 4,
             BarrierBreak::ActionPanicked => 5,
             BarrierBreak::Cancelled => 6,
+            BarrierBreak::Abandoned => 7,
         }
     }
 
@@ -168,6 +173,7 @@ impl BarrierBreak {
             4 => Some(BarrierBreak::PartyDied),
             5 => Some(BarrierBreak::ActionPanicked),
             6 => Some(BarrierBreak::Cancelled),
+            7 => Some(BarrierBreak::Abandoned),
             _ => None,
         }
     }
@@ -182,6 +188,7 @@ impl BarrierBreak {
     BarrierBreak::PartyDied => "a process holding it died",
     BarrierBreak::ActionPanicked => "its action panicked",
     BarrierBreak::Cancelled => "a party's async wait was dropped",
+    BarrierBreak::Abandoned => "nobody else holds it, so no other party can arrive",
 })]
 ///
 /// # Examples
