@@ -47,10 +47,20 @@ impl ShmObject for BarrierState {
 ///
 /// A barrier *breaks* when a party's wait times out, on [`abort`](Barrier::abort), on
 /// [`reset`](Barrier::reset) while parties wait, and when a process holding the barrier
-/// dies without dropping it (killed, crashed): the waiting parties, and every later
-/// `wait` until `reset`, get [`BrokenBarrier`], whose [`cause`](BrokenBarrier::cause)
-/// says which. So a party killed before it arrived does not leave the others waiting
+/// dies without dropping it (killed, crashed), or when a party waits while nobody else
+/// could ever arrive: the waiting parties, and every later `wait` until `reset`, get
+/// [`BrokenBarrier`], whose [`cause`](BrokenBarrier::cause) says which. So a party killed
+/// before it arrived, or the end of every other party, does not leave a waiter waiting
 /// forever.
+///
+/// "Nobody else could ever arrive" ([`BarrierBreak::Abandoned`]) means: no other live
+/// process holds the barrier, no handle to it is in a message, the waiting process holds
+/// no other handle, and it runs no thread but the waiting one (multiproc's own threads
+/// aside). Where another thread runs, it could arrive through a reference to this handle
+/// (an `Arc<Barrier>`, a scoped thread, a static), so the wait waits, as Python's does; a
+/// [`wait_async`](Barrier::wait_async) future never breaks so, since another task of its
+/// thread could. Parties that all wait in other processes while the rest ended are not
+/// seen either: give such waits a timeout.
 ///
 /// # Examples
 ///
@@ -357,6 +367,15 @@ impl Barrier {
         if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
     }
 
+    /// The periodic check of a blocked party: [`Barrier::check_parties`], and no other party
+    /// could ever arrive: no other handle anywhere, and no other thread of this process
+    /// (multiproc's own aside), which could arrive through a reference to this handle.
+    /// Futures do not make this check: another task of the polling thread could arrive so.
+    fn check_blocked_party(&self) -> Result<(), BarrierBreak> {
+        self.check_parties()?;
+        if self.shared.sole_handle() && sys::alone_but_for_own_threads() { Err(BarrierBreak::Abandoned) } else { Ok(()) }
+    }
+
     /// A party stops waiting for `round` (`cause`) before it ended: the barrier breaks,
     /// unless the round ended meanwhile. Returns whether the round completed.
     fn give_up(&self, round: Round, cause: BarrierBreak) -> bool {
@@ -387,7 +406,8 @@ impl Barrier {
             Arrival::Ended(result) => return result,
             Arrival::Waiting(round) => round,
         };
-        let waited = self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_parties());
+        let waited =
+            self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_blocked_party());
         let completed = match waited {
             Ok(completed) => completed,
             Err(interrupted) => self.give_up(
@@ -411,7 +431,8 @@ impl Barrier {
     ///
     /// [`BrokenBarrier`] when the barrier is or becomes broken while waiting (cause
     /// [`BarrierBreak::ActionPanicked`] for every party when the action panicked,
-    /// [`BarrierBreak::TimedOut`] when the default timeout ran out).
+    /// [`BarrierBreak::TimedOut`] when the default timeout ran out,
+    /// [`BarrierBreak::Abandoned`] when nobody else could ever arrive: see [`Barrier`]).
     ///
     /// # Examples
     ///

@@ -146,9 +146,10 @@ pub enum BarrierBreak {
     /// A party's [`wait_async`](crate::Barrier::wait_async) future was dropped while it
     /// waited (a runtime's timeout, a `select!` branch not taken).
     Cancelled,
-    /// A party waited while nobody else held the barrier (no other live process, no
-    /// handle in a message, no other handle in its own process): no other party could
-    /// ever arrive (as [`Abandoned`](crate::Abandoned) for an `Event`).
+    /// A party's blocking wait found that nobody else could ever arrive: no other live
+    /// process holds the barrier, no handle is in a message, its process holds no other
+    /// handle and runs no other thread of the program's (as
+    /// [`Abandoned`](crate::Abandoned) for an `Event`; see [`Barrier`](crate::Barrier)).
     Abandoned,
 }
 
