@@ -373,7 +373,11 @@ impl Barrier {
     /// Futures do not make this check: another task of the polling thread could arrive so.
     fn check_blocked_party(&self) -> Result<(), BarrierBreak> {
         self.check_parties()?;
-        if self.shared.sole_handle() && sys::alone_but_for_own_threads() { Err(BarrierBreak::Abandoned) } else { Ok(()) }
+        if self.shared.sole_handle() && sys::alone_but_for_own_threads() {
+            Err(BarrierBreak::Abandoned)
+        } else {
+            Ok(())
+        }
     }
 
     /// A party stops waiting for `round` (`cause`) before it ended: the barrier breaks,
