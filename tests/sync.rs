@@ -1013,6 +1013,48 @@ fn meet_a_thread_sharing_the_handle(_: ()) -> Vec<usize> {
 }
 
 #[test]
+fn a_barrier_whose_holders_all_wait_alone_breaks_instead_of_waiting_forever() {
+    let _w = watchdog(LIMIT);
+    // Three parties: one ended without waiting, the two left both wait, each alone in its
+    // process: nobody else could ever arrive.
+    let barrier = Barrier::new(3).unwrap();
+    Process::new(leave_without_waiting, barrier.clone()).start().unwrap().join().unwrap();
+    let waiters: Vec<_> =
+        METHODS.iter().map(|&m| Process::new(wait_at_barrier, barrier.clone()).start_method(m).start().unwrap()).collect();
+    drop(barrier);
+    for waiter in waiters {
+        assert_eq!(waiter.join().unwrap(), (Err(BarrierBreak::Abandoned), true));
+    }
+}
+
+/// In a child: waits at the barrier beside a thread that arrives through a reference to
+/// the same handle once the liveness checks have begun; both indices.
+fn wait_beside_a_late_thread(barrier: Barrier) -> Vec<usize> {
+    std::thread::scope(|s| {
+        let late = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            barrier.wait().unwrap()
+        });
+        vec![barrier.wait().unwrap(), late.join().unwrap()]
+    })
+}
+
+#[test]
+fn a_holder_process_with_another_thread_keeps_the_waits_of_others_alive() {
+    let _w = watchdog(LIMIT);
+    // Three parties: a child waiting alone, and a child whose two threads share one
+    // handle; the second thread arrives late, and nobody is told `Abandoned` meanwhile.
+    let barrier = Barrier::new(3).unwrap();
+    let alone = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    let pair = Process::new(wait_beside_a_late_thread, barrier.clone()).start().unwrap();
+    drop(barrier);
+    let mut indices = pair.join().unwrap();
+    indices.push(alone.join().unwrap().unwrap());
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+}
+
+#[test]
 fn a_barrier_shared_by_reference_with_a_late_thread_is_not_abandoned() {
     let _w = watchdog(LIMIT);
     let indices = Process::new(meet_a_thread_sharing_the_handle, ()).start().unwrap().join().unwrap();
