@@ -1019,8 +1019,10 @@ fn a_barrier_whose_holders_all_wait_alone_breaks_instead_of_waiting_forever() {
     // process: nobody else could ever arrive.
     let barrier = Barrier::new(3).unwrap();
     Process::new(leave_without_waiting, barrier.clone()).start().unwrap().join().unwrap();
-    let waiters: Vec<_> =
-        METHODS.iter().map(|&m| Process::new(wait_at_barrier, barrier.clone()).start_method(m).start().unwrap()).collect();
+    let waiters: Vec<_> = METHODS
+        .iter()
+        .map(|&m| Process::new(wait_at_barrier, barrier.clone()).start_method(m).start().unwrap())
+        .collect();
     drop(barrier);
     for waiter in waiters {
         assert_eq!(waiter.join().unwrap(), (Err(BarrierBreak::Abandoned), true));

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -35,6 +35,53 @@ pub(crate) struct BarrierState {
     /// 0, or the [`BarrierBreak`] code that broke the barrier.
     broken: AtomicU32,
     changed: Notify,
+    /// Processes whose only thread of the program's is a party blocked in this round (see
+    /// [`Barrier::check_blocked_party`]).
+    alone: [AloneParty; ALONE_SLOTS],
+}
+
+/// How many processes waiting alone a barrier records; more are not recorded, and a
+/// barrier waited on by more of them is never found abandoned (it waits, as Python's).
+const ALONE_SLOTS: usize = 8;
+
+/// A process whose only thread of the program's is blocked waiting at the barrier in
+/// round (`generation`, `resets`). Only while that round lasts and the barrier is not
+/// broken: the slot is stale, and free, as soon as the round ends in any way. Written
+/// under the barrier's guard.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct AloneParty {
+    pid: AtomicU32,
+    generation: AtomicU32,
+    resets: AtomicU32,
+    _pad: u32,
+    start: AtomicU64,
+}
+
+impl AloneParty {
+    const fn new() -> Self {
+        Self {
+            pid: AtomicU32::new(0),
+            generation: AtomicU32::new(0),
+            resets: AtomicU32::new(0),
+            _pad: 0,
+            start: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether it records `process` waiting in `round`.
+    fn is(&self, process: sys::ProcId, round: Round) -> bool {
+        self.holds(round)
+            && self.pid.load(Ordering::Relaxed) == process.pid
+            && self.start.load(Ordering::Relaxed) == process.start
+    }
+
+    /// Whether it records a party of `round` (else it is free).
+    fn holds(&self, round: Round) -> bool {
+        self.pid.load(Ordering::Relaxed) != 0
+            && self.generation.load(Ordering::Relaxed) == round.generation
+            && self.resets.load(Ordering::Relaxed) == round.resets
+    }
 }
 
 impl ShmObject for BarrierState {
@@ -53,14 +100,15 @@ impl ShmObject for BarrierState {
 /// before it arrived, or the end of every other party, does not leave a waiter waiting
 /// forever.
 ///
-/// "Nobody else could ever arrive" ([`BarrierBreak::Abandoned`]) means: no other live
-/// process holds the barrier, no handle to it is in a message, the waiting process holds
-/// no other handle, and it runs no thread but the waiting one (multiproc's own threads
-/// aside). Where another thread runs, it could arrive through a reference to this handle
-/// (an `Arc<Barrier>`, a scoped thread, a static), so the wait waits, as Python's does; a
-/// [`wait_async`](Barrier::wait_async) future never breaks so, since another task of its
-/// thread could. Parties that all wait in other processes while the rest ended are not
-/// seen either: give such waits a timeout.
+/// "Nobody else could ever arrive" ([`BarrierBreak::Abandoned`]) means: no handle to the
+/// barrier is in a message, and every live process holding it holds one handle and runs
+/// no thread but a party blocked in this round (multiproc's own threads aside): say, of
+/// three parties, one ended and the two left wait, each alone in its process. Where a
+/// holder runs another thread, that thread could arrive through a reference to its handle
+/// (an `Arc<Barrier>`, a scoped thread, a static), so the waits wait, as Python's do; a
+/// [`wait_async`](Barrier::wait_async) future never breaks so and keeps the others
+/// waiting, since another task of its thread could arrive. (Up to eight processes waiting
+/// alone are recorded; beyond, the waits wait.)
 ///
 /// # Examples
 ///
@@ -305,6 +353,7 @@ impl Barrier {
             resets: AtomicU32::new(0),
             broken: AtomicU32::new(0),
             changed: Notify::new(),
+            alone: [const { AloneParty::new() }; ALONE_SLOTS],
         };
         Ok(Self { shared: Shared::new(state)?, timeout, action })
     }
@@ -367,17 +416,40 @@ impl Barrier {
         if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
     }
 
-    /// The periodic check of a blocked party: [`Barrier::check_parties`], and no other party
-    /// could ever arrive: no other handle anywhere, and no other thread of this process
-    /// (multiproc's own aside), which could arrive through a reference to this handle.
-    /// Futures do not make this check: another task of the polling thread could arrive so.
-    fn check_blocked_party(&self) -> Result<(), BarrierBreak> {
+    /// The periodic check of a party blocked in `round`: [`Barrier::check_parties`], and
+    /// whether another party could ever arrive.
+    ///
+    /// Nobody could when no handle is in a message and every live holder is a process
+    /// that holds one handle and whose only thread of the program's (multiproc's own
+    /// aside) is a party blocked in this round: such a process cannot act until the round
+    /// ends, and a thread it ran besides could arrive through a reference to its handle,
+    /// which no count sees. Each blocked party records its process here when it finds
+    /// itself alone (it stays alone while it waits: only the program's threads start the
+    /// program's threads). Decided under the guard, so no party arrives or leaves meanwhile.
+    /// Futures do not make this check, and never count as alone: another task of the
+    /// polling thread could arrive through a reference.
+    fn check_blocked_party(&self, round: Round) -> Result<(), BarrierBreak> {
         self.check_parties()?;
-        if self.shared.sole_handle() && sys::alone_but_for_own_threads() {
-            Err(BarrierBreak::Abandoned)
-        } else {
-            Ok(())
+        if !sys::alone_but_for_own_threads() {
+            return Ok(());
         }
+        let state = &*self.shared;
+        let me = sys::me();
+        let _g = RawGuard::lock(&state.guard);
+        if self.round_outcome(round).is_some() {
+            return Ok(());
+        }
+        if !state.alone.iter().any(|slot| slot.is(me, round)) {
+            let Some(free) = state.alone.iter().find(|slot| !slot.holds(round)) else { return Ok(()) };
+            free.generation.store(round.generation, Ordering::Relaxed);
+            free.resets.store(round.resets, Ordering::Relaxed);
+            free.start.store(me.start, Ordering::Relaxed);
+            free.pid.store(me.pid, Ordering::Relaxed);
+        }
+        let stuck = self
+            .shared
+            .all_holders(|process, handles| handles == 1 && state.alone.iter().any(|slot| slot.is(process, round)));
+        if stuck { Err(BarrierBreak::Abandoned) } else { Ok(()) }
     }
 
     /// A party stops waiting for `round` (`cause`) before it ended: the barrier breaks,
@@ -411,7 +483,7 @@ impl Barrier {
             Arrival::Waiting(round) => round,
         };
         let waited =
-            self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_blocked_party());
+            self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_blocked_party(round));
         let completed = match waited {
             Ok(completed) => completed,
             Err(interrupted) => self.give_up(

@@ -146,9 +146,9 @@ pub enum BarrierBreak {
     /// A party's [`wait_async`](crate::Barrier::wait_async) future was dropped while it
     /// waited (a runtime's timeout, a `select!` branch not taken).
     Cancelled,
-    /// A party's blocking wait found that nobody else could ever arrive: no other live
-    /// process holds the barrier, no handle is in a message, its process holds no other
-    /// handle and runs no other thread of the program's (as
+    /// A party's blocking wait found that nobody else could ever arrive: no handle is in a
+    /// message, and every process holding the barrier holds one handle and runs no thread
+    /// of the program's but a party blocked in this round (as
     /// [`Abandoned`](crate::Abandoned) for an `Event`; see [`Barrier`](crate::Barrier)).
     Abandoned,
 }
