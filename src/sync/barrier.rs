@@ -107,8 +107,9 @@ impl ShmObject for BarrierState {
 /// holder runs another thread, that thread could arrive through a reference to its handle
 /// (an `Arc<Barrier>`, a scoped thread, a static), so the waits wait, as Python's do; a
 /// [`wait_async`](Barrier::wait_async) future never breaks so and keeps the others
-/// waiting, since another task of its thread could arrive. (Up to eight processes waiting
-/// alone are recorded; beyond, the waits wait.)
+/// waiting, since another task of its thread could arrive. Only waits without a timeout
+/// break so (a timed wait times out, as Python's). (Up to eight processes waiting alone
+/// are recorded; beyond, the waits wait.)
 ///
 /// # Examples
 ///
@@ -416,8 +417,8 @@ impl Barrier {
         if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
     }
 
-    /// The periodic check of a party blocked in `round`: [`Barrier::check_parties`], and
-    /// whether another party could ever arrive.
+    /// The periodic check of a party blocked in `round` without a deadline:
+    /// [`Barrier::check_parties`], and whether another party could ever arrive.
     ///
     /// Nobody could when no handle is in a message and every live holder is a process
     /// that holds one handle and whose only thread of the program's (multiproc's own
@@ -482,8 +483,9 @@ impl Barrier {
             Arrival::Ended(result) => return result,
             Arrival::Waiting(round) => round,
         };
-        let waited =
-            self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_blocked_party(round));
+        // A timed wait ends anyway, and times out as Python's does (`TimedOut`).
+        let check = || if deadline == Deadline::NEVER { self.check_blocked_party(round) } else { self.check_parties() };
+        let waited = self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), check);
         let completed = match waited {
             Ok(completed) => completed,
             Err(interrupted) => self.give_up(

@@ -146,7 +146,7 @@ pub enum BarrierBreak {
     /// A party's [`wait_async`](crate::Barrier::wait_async) future was dropped while it
     /// waited (a runtime's timeout, a `select!` branch not taken).
     Cancelled,
-    /// A party's blocking wait found that nobody else could ever arrive: no handle is in a
+    /// A party's blocking wait without a timeout found that nobody else could ever arrive: no handle is in a
     /// message, and every process holding the barrier holds one handle and runs no thread
     /// of the program's but a party blocked in this round (as
     /// [`Abandoned`](crate::Abandoned) for an `Event`; see [`Barrier`](crate::Barrier)).
@@ -189,7 +189,7 @@ impl BarrierBreak {
     BarrierBreak::PartyDied => "a process holding it died",
     BarrierBreak::ActionPanicked => "its action panicked",
     BarrierBreak::Cancelled => "a party's async wait was dropped",
-    BarrierBreak::Abandoned => "nobody else holds it, so no other party can arrive",
+    BarrierBreak::Abandoned => "no other party could ever arrive",
 })]
 ///
 /// # Examples
