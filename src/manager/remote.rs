@@ -494,7 +494,7 @@ impl RemoteConn {
             max_message: DEFAULT_MAX_MESSAGE,
         });
         let max = conn.max_message;
-        std::thread::Builder::new().name("manager-client-reader".into()).spawn(move || {
+        crate::sys::spawn_own("manager-client-reader", move || {
             let reason = loop {
                 let frame = match read_frame(&mut reader, max) {
                     Ok(frame) => frame,
