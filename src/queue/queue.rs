@@ -214,7 +214,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     ///
     /// [`GetError::Disconnected`] when the queue is empty and no handle that could put is
-    /// left: none exists but this one, or all are waiting in `get` (see the type's docs);
+    /// left: none exists but this one, or all are waiting in `get` (see the type's docs).
+    /// Handles are counted, not threads: a thread that puts through a reference to this
+    /// very handle (an `Arc`, a scoped thread) is not seen, so give each thread a clone of
+    /// its own;
     /// [`GetError::Closed`] after [`Queue::close`];
     /// [`GetError::ShutDown`] after [`Queue::shutdown`], once the queue is empty;
     /// [`GetError::Decode`] when the message does not decode as a `T`.
