@@ -115,6 +115,38 @@ impl<'de> Visitor<'de> for ByteVec {
     }
 }
 
+/// Reads postcard's bytes of a `str` as text, for the visitor of a `str` (`borrow`: it is
+/// given the message's own bytes when it can keep them) or of a `String`.
+struct Text<V> {
+    visitor: V,
+    borrow: bool,
+}
+
+impl<V> Text<V> {
+    fn check<E: de::Error>(v: &[u8]) -> Result<&str, E> {
+        crate::shm::utf8(v).map_err(|e| cross(Kept(format!("the text is not UTF-8: {e}"))))
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Text<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+
+    #[inline]
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<V::Value, E> {
+        let text = Self::check(v)?;
+        if self.borrow { self.visitor.visit_borrowed_str(text) } else { self.visitor.visit_str(text) }
+    }
+
+    #[inline]
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<V::Value, E> {
+        self.visitor.visit_str(Self::check(v)?)
+    }
+}
+
 /// A deserializer, or one of its access types, in front of another.
 pub(super) struct Keep<D>(D);
 
@@ -150,8 +182,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         deserialize_f32,
         deserialize_f64,
         deserialize_char,
-        deserialize_str,
-        deserialize_string,
         deserialize_bytes,
         deserialize_byte_buf,
         deserialize_option,
@@ -160,6 +190,18 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         deserialize_identifier,
         deserialize_ignored_any,
     );
+
+    #[inline]
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
+        // Postcard writes text as it writes bytes; read as bytes, it is checked by
+        // `shm::utf8`, faster than postcard's own check for ASCII.
+        self.0.deserialize_bytes(Text { visitor: Wrapped(visitor), borrow: true }).map_err(kept)
+    }
+
+    #[inline]
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
+        self.0.deserialize_bytes(Text { visitor: Wrapped(visitor), borrow: false }).map_err(kept)
+    }
 
     #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
