@@ -998,6 +998,19 @@ mod tests {
     }
 
     #[test]
+    fn text_is_checked_as_utf8() {
+        for text in ["", "ascii", "h\u{e9}llo \u{1f980}", &"x".repeat(1000)] {
+            let msg = encode(&(text.to_string(), 7u8)).unwrap();
+            assert_eq!(decode_exact::<(String, u8)>(&msg.bytes).unwrap(), (text.to_string(), 7));
+            msg.sent();
+        }
+        let not_utf8 = [POSTCARD, 2, 0xc3, 0x28];
+        let err = decode::<String>(&not_utf8).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert_eq!(err.type_name(), Some("alloc::string::String"));
+    }
+
+    #[test]
     fn scratch_encoding_is_reused() {
         let len = with_small_encoding(&7u64, usize::MAX, |b, handles| (true, (b.len(), handles))).unwrap();
         assert_eq!(len, Some((2, false)));
