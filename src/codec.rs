@@ -183,10 +183,17 @@ thread_local! {
     /// Where the undo actions of the innermost open [`HandleScope`] start in `ENCODING`, or
     /// `None` when no message is being built on this thread.
     static SCOPE: Cell<Option<usize>> = const { Cell::new(None) };
+    /// How many undo actions `ENCODING` holds: a plain `Cell`, so that a message without
+    /// handles never touches `ENCODING` (a thread-local with a destructor, reached through
+    /// a call that checks its registration).
+    static ENCODING_LEN: Cell<usize> = const { Cell::new(0) };
     static DECODING: Cell<u32> = const { Cell::new(0) };
     /// What makes the handles received by the decoding in progress final, run last first
     /// once the message is taken (see [`on_taken`]).
     static TAKEN: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
+    /// Whether `TAKEN` may hold something (as `ENCODING_LEN`, for the messages without
+    /// handles).
+    static TAKEN_ANY: Cell<bool> = const { Cell::new(false) };
     /// Open [`TakeScope`]s: the channel commits the message after decoding it.
     static TAKING: Cell<u32> = const { Cell::new(0) };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -225,6 +232,7 @@ pub(crate) fn decoding() -> bool {
 /// consumer that gets the message again.
 pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
     TAKEN.with(|t| t.borrow_mut().push(Box::new(settle)));
+    TAKEN_ANY.with(|a| a.set(true));
 }
 
 fn settle_if_done() {
@@ -232,7 +240,7 @@ fn settle_if_done() {
         return;
     }
     // Most messages carry no handle: nothing to settle, nothing to move.
-    if TAKEN.with(|t| t.borrow().is_empty()) {
+    if !TAKEN_ANY.with(|a| a.replace(false)) {
         return;
     }
     let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
@@ -263,7 +271,11 @@ impl Drop for TakeScope {
 /// never be sent.
 pub(crate) fn on_abort(undo: impl FnOnce() + 'static) {
     if encoding() {
-        ENCODING.with(|e| e.borrow_mut().push(Box::new(undo)));
+        ENCODING.with(|e| {
+            let mut e = e.borrow_mut();
+            e.push(Box::new(undo));
+            ENCODING_LEN.with(|n| n.set(e.len()));
+        });
     }
 }
 
@@ -309,20 +321,34 @@ struct HandleScope {
 }
 
 impl HandleScope {
+    #[inline]
     fn enter() -> Self {
-        let start = ENCODING.with(|e| e.borrow().len());
+        let start = ENCODING_LEN.with(Cell::get);
         Self { outer: SCOPE.with(|s| s.replace(Some(start))), open: true }
     }
 
     /// The undo actions registered so far in the innermost scope, taken out of it.
+    #[inline]
     fn take_so_far() -> Vec<Undo> {
         let Some(start) = SCOPE.with(Cell::get) else { return Vec::new() };
+        if ENCODING_LEN.with(Cell::get) <= start {
+            return Vec::new();
+        }
+        Self::split_off(start)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn split_off(start: usize) -> Vec<Undo> {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();
-            if e.len() > start { e.split_off(start) } else { Vec::new() }
+            let undo = e.split_off(start);
+            ENCODING_LEN.with(|n| n.set(e.len()));
+            undo
         })
     }
 
+    #[inline]
     fn close(&mut self) -> Vec<Undo> {
         let undo = Self::take_so_far();
         SCOPE.with(|s| s.set(self.outer));
@@ -330,6 +356,7 @@ impl HandleScope {
         undo
     }
 
+    #[inline]
     fn finish(mut self) -> Vec<Undo> {
         self.close()
     }
@@ -1008,6 +1035,19 @@ mod tests {
         assert!(decode::<Vec<u8>>(&short).is_err(), "a run longer than the message is an error");
         msg.sent();
         slice.sent();
+    }
+
+    #[test]
+    fn text_is_checked_as_utf8() {
+        for text in ["", "ascii", "h\u{e9}llo \u{1f980}", &"x".repeat(1000)] {
+            let msg = encode(&(text.to_string(), 7u8)).unwrap();
+            assert_eq!(decode_exact::<(String, u8)>(&msg.bytes).unwrap(), (text.to_string(), 7));
+            msg.sent();
+        }
+        let not_utf8 = [POSTCARD, 2, 0xc3, 0x28];
+        let err = decode::<String>(&not_utf8).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert_eq!(err.type_name(), Some("alloc::string::String"));
     }
 
     #[test]

@@ -468,7 +468,9 @@ pub fn pipe_pingpong(report: &mut Report) {
 /// message_cost (not in `mp_bench.py`): what a message costs its two ends, with no other
 /// process and no wait in the way: median ns of a `send` and a `recv` of the same message
 /// on one pipe in one thread, per variant (`typed1k`: [`Typed1k`]; `bytes1k`: 1 KiB with
-/// `send_bytes`/`recv_bytes`; `int`: a `u64`; `typed1k.vec_u8`: [`Typed1kBytes`]). Robust
+/// `send_bytes`/`recv_bytes`; `int`: a `u64`; `typed1k.vec_u8`: [`Typed1kBytes`];
+/// `typed1k.ref`: [`Typed1k`] sent by reference, as `send_bytes` sends its bytes, so that
+/// no sent message is dropped inside the clock). Robust
 /// to a busy machine, where the round trips of `pipe_pingpong` mostly measure the
 /// scheduler.
 pub fn message_cost(report: &mut Report) {
@@ -480,7 +482,7 @@ pub fn message_cost(report: &mut Report) {
     let message = Typed1k { id: 7, seq: 0, flags: 3, text: "x".repeat(1024) };
     let message_bytes = Typed1kBytes { id: 7, seq: 0, flags: 3, data: vec![b'x'; 1024] };
     let bytes = vec![b'x'; 1024];
-    let mut samples: [Vec<f64>; 4] = Default::default();
+    let mut samples: [Vec<f64>; 5] = Default::default();
     for _ in 0..BATCHES {
         // `send` takes its message: the copies are made before the clock starts.
         let copies = vec![message.clone(); BATCH];
@@ -509,8 +511,15 @@ pub fn message_cost(report: &mut Report) {
             std::hint::black_box(typed_bytes.1.recv().unwrap());
         }
         samples[3].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        // Sent by reference, as `send_bytes` sends: no message is dropped inside the clock.
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            typed.0.send(&message).unwrap();
+            std::hint::black_box(typed.1.recv().unwrap());
+        }
+        samples[4].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
     }
-    for (variant, s) in ["typed1k", "bytes1k", "int", "typed1k.vec_u8"].iter().zip(&samples) {
+    for (variant, s) in ["typed1k", "bytes1k", "int", "typed1k.vec_u8", "typed1k.ref"].iter().zip(&samples) {
         report.emit("message_cost", variant, stats::median(s), "ns", s);
     }
 }

@@ -79,6 +79,7 @@ pub(super) struct Check<S>(S);
 struct Checked<'a, T: ?Sized>(&'a T);
 
 impl<T: Serialize + ?Sized> Serialize for Checked<'_, T> {
+    #[inline]
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(Check(serializer)).map_err(|f| {
             let e = <S::Error as ser::Error>::custom(&f);
@@ -94,7 +95,8 @@ fn inner<E: fmt::Display>(e: E) -> Failure {
 
 macro_rules! forward {
     ($($method:ident($ty:ty)),* $(,)?) => {
-        $(fn $method(self, v: $ty) -> Result<S::Ok, Failure> {
+        $(#[inline]
+        fn $method(self, v: $ty) -> Result<S::Ok, Failure> {
             self.0.$method(v).map_err(inner)
         })*
     };
@@ -131,26 +133,32 @@ impl<S: Serializer> Serializer for Check<S> {
         serialize_unit_struct(&'static str),
     );
 
+    #[inline]
     fn serialize_none(self) -> Result<S::Ok, Failure> {
         self.0.serialize_none().map_err(inner)
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, Failure> {
         self.0.serialize_some(&Checked(value)).map_err(inner)
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result<S::Ok, Failure> {
         self.0.serialize_unit().map_err(inner)
     }
 
+    #[inline]
     fn serialize_unit_variant(self, name: &'static str, index: u32, variant: &'static str) -> Result<S::Ok, Failure> {
         self.0.serialize_unit_variant(name, index, variant).map_err(inner)
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<S::Ok, Failure> {
         self.0.serialize_newtype_struct(name, &Checked(value)).map_err(inner)
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         name: &'static str,
@@ -161,6 +169,7 @@ impl<S: Serializer> Serializer for Check<S> {
         self.0.serialize_newtype_variant(name, index, variant, &Checked(value)).map_err(inner)
     }
 
+    #[inline]
     fn collect_seq<I: IntoIterator<Item: Serialize>>(self, iter: I) -> Result<S::Ok, Failure> {
         // A run of bytes (`Vec<u8>`, `[u8]`) as one copy: postcard writes a sequence of
         // `u8` exactly as bytes, its length then the bytes themselves.
@@ -175,6 +184,7 @@ impl<S: Serializer> Serializer for Check<S> {
         ser::SerializeSeq::end(seq)
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Failure> {
         if len.is_none() {
             return Err(Failure::SelfDescribe);
@@ -182,14 +192,17 @@ impl<S: Serializer> Serializer for Check<S> {
         self.0.serialize_seq(len).map(Check).map_err(inner)
     }
 
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Failure> {
         self.0.serialize_tuple(len).map(Check).map_err(inner)
     }
 
+    #[inline]
     fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, Failure> {
         self.0.serialize_tuple_struct(name, len).map(Check).map_err(inner)
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         name: &'static str,
@@ -200,6 +213,7 @@ impl<S: Serializer> Serializer for Check<S> {
         self.0.serialize_tuple_variant(name, index, variant, len).map(Check).map_err(inner)
     }
 
+    #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Failure> {
         if len.is_none() {
             return Err(Failure::SelfDescribe);
@@ -207,10 +221,12 @@ impl<S: Serializer> Serializer for Check<S> {
         self.0.serialize_map(len).map(Check).map_err(inner)
     }
 
+    #[inline]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, Failure> {
         self.0.serialize_struct(name, len).map(Check).map_err(inner)
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         name: &'static str,
@@ -221,10 +237,12 @@ impl<S: Serializer> Serializer for Check<S> {
         self.0.serialize_struct_variant(name, index, variant, len).map(Check).map_err(inner)
     }
 
+    #[inline]
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<S::Ok, Failure> {
         self.0.collect_str(value).map_err(inner)
     }
 
+    #[inline]
     fn is_human_readable(&self) -> bool {
         self.0.is_human_readable()
     }
@@ -240,6 +258,7 @@ macro_rules! compound {
                 self.0.$method(&Checked(value)).map_err(inner)
             }
 
+            #[inline]
             fn end(self) -> Result<S::Ok, Failure> {
                 self.0.end().map_err(inner)
             }
@@ -256,14 +275,17 @@ impl<S: ser::SerializeMap> ser::SerializeMap for Check<S> {
     type Ok = S::Ok;
     type Error = Failure;
 
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Failure> {
         self.0.serialize_key(&Checked(key)).map_err(inner)
     }
 
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Failure> {
         self.0.serialize_value(&Checked(value)).map_err(inner)
     }
 
+    #[inline]
     fn end(self) -> Result<S::Ok, Failure> {
         self.0.end().map_err(inner)
     }
@@ -275,16 +297,19 @@ macro_rules! fields {
             type Ok = S::Ok;
             type Error = Failure;
 
+            #[inline]
             fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Failure> {
                 self.0.serialize_field(key, &Checked(value)).map_err(inner)
             }
 
+            #[inline]
             fn skip_field(&mut self, _key: &'static str) -> Result<(), Failure> {
                 // Postcard writes nothing for a skipped field, and its reader would take the
                 // next field's bytes for it.
                 Err(Failure::SelfDescribe)
             }
 
+            #[inline]
             fn end(self) -> Result<S::Ok, Failure> {
                 self.0.end().map_err(inner)
             }

@@ -76,10 +76,12 @@ struct VisitorOf<'a>(&'a mut Option<TypeId>);
 impl<'de> Deserializer<'de> for VisitorOf<'_> {
     type Error = de::value::Error;
 
+    #[inline]
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
         Err(de::Error::custom("only asked for its visitor"))
     }
 
+    #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
         *self.0 = Some(typeid::of::<V>());
         Err(de::Error::custom("only asked for its visitor"))
@@ -102,12 +104,46 @@ impl<'de> Visitor<'de> for ByteVec {
         f.write_str("bytes")
     }
 
+    #[inline]
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
         Ok(v.to_vec())
     }
 
+    #[inline]
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
         Ok(v)
+    }
+}
+
+/// Reads postcard's bytes of a `str` as text, for the visitor of a `str` (`borrow`: it is
+/// given the message's own bytes when it can keep them) or of a `String`.
+struct Text<V> {
+    visitor: V,
+    borrow: bool,
+}
+
+impl<V> Text<V> {
+    fn check<E: de::Error>(v: &[u8]) -> Result<&str, E> {
+        crate::shm::utf8(v).map_err(|e| cross(Kept(format!("the text is not UTF-8: {e}"))))
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Text<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+
+    #[inline]
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<V::Value, E> {
+        let text = Self::check(v)?;
+        if self.borrow { self.visitor.visit_borrowed_str(text) } else { self.visitor.visit_str(text) }
+    }
+
+    #[inline]
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<V::Value, E> {
+        self.visitor.visit_str(Self::check(v)?)
     }
 }
 
@@ -120,7 +156,8 @@ struct Wrapped<V>(V);
 
 macro_rules! forward {
     ($($method:ident),* $(,)?) => {
-        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
+        $(#[inline]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
             self.0.$method(Wrapped(visitor)).map_err(kept)
         })*
     };
@@ -145,8 +182,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         deserialize_f32,
         deserialize_f64,
         deserialize_char,
-        deserialize_str,
-        deserialize_string,
         deserialize_bytes,
         deserialize_byte_buf,
         deserialize_option,
@@ -156,6 +191,19 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         deserialize_ignored_any,
     );
 
+    #[inline]
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
+        // Postcard writes text as it writes bytes; read as bytes, it is checked by
+        // `shm::utf8`, faster than postcard's own check for ASCII.
+        self.0.deserialize_bytes(Text { visitor: Wrapped(visitor), borrow: true }).map_err(kept)
+    }
+
+    #[inline]
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
+        self.0.deserialize_bytes(Text { visitor: Wrapped(visitor), borrow: false }).map_err(kept)
+    }
+
+    #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Kept> {
         // `Vec<u8>`'s own visitor: the run of bytes as one copy (postcard writes a sequence
         // of `u8` exactly as bytes), not one element at a time.
@@ -167,18 +215,22 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         self.0.deserialize_seq(Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Kept> {
         self.0.deserialize_unit_struct(name, Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Kept> {
         self.0.deserialize_newtype_struct(name, Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Kept> {
         self.0.deserialize_tuple(len, Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -188,6 +240,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         self.0.deserialize_tuple_struct(name, len, Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -197,6 +250,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         self.0.deserialize_struct(name, fields, Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -206,6 +260,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         self.0.deserialize_enum(name, variants, Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn is_human_readable(&self) -> bool {
         self.0.is_human_readable()
     }
@@ -214,6 +269,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
 impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrapped<T> {
     type Value = T::Value;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T::Value, D::Error> {
         self.0.deserialize(Keep(deserializer)).map_err(cross)
     }
@@ -221,7 +277,8 @@ impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrapped<T> {
 
 macro_rules! visit {
     ($($method:ident($ty:ty)),* $(,)?) => {
-        $(fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+        $(#[inline]
+        fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
             self.0.$method::<Kept>(v).map_err(cross)
         })*
     };
@@ -257,30 +314,37 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrapped<V> {
         visit_byte_buf(Vec<u8>),
     );
 
+    #[inline]
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
         self.0.visit_none::<Kept>().map_err(cross)
     }
 
+    #[inline]
     fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
         self.0.visit_unit::<Kept>().map_err(cross)
     }
 
+    #[inline]
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
         self.0.visit_some(Keep(deserializer)).map_err(cross)
     }
 
+    #[inline]
     fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
         self.0.visit_newtype_struct(Keep(deserializer)).map_err(cross)
     }
 
+    #[inline]
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         self.0.visit_seq(Keep(seq)).map_err(cross)
     }
 
+    #[inline]
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
         self.0.visit_map(Keep(map)).map_err(cross)
     }
 
+    #[inline]
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         self.0.visit_enum(Keep(data)).map_err(cross)
     }
@@ -289,10 +353,12 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrapped<V> {
 impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Keep<A> {
     type Error = Kept;
 
+    #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Kept> {
         self.0.next_element_seed(Wrapped(seed)).map_err(kept)
     }
 
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         self.0.size_hint()
     }
@@ -301,14 +367,17 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Keep<A> {
 impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Keep<A> {
     type Error = Kept;
 
+    #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Kept> {
         self.0.next_key_seed(Wrapped(seed)).map_err(kept)
     }
 
+    #[inline]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Kept> {
         self.0.next_value_seed(Wrapped(seed)).map_err(kept)
     }
 
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         self.0.size_hint()
     }
@@ -318,6 +387,7 @@ impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Keep<A> {
     type Error = Kept;
     type Variant = Keep<A::Variant>;
 
+    #[inline]
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Keep<A::Variant>), Kept> {
         self.0.variant_seed(Wrapped(seed)).map(|(v, rest)| (v, Keep(rest))).map_err(kept)
     }
@@ -326,18 +396,22 @@ impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Keep<A> {
 impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Keep<A> {
     type Error = Kept;
 
+    #[inline]
     fn unit_variant(self) -> Result<(), Kept> {
         self.0.unit_variant().map_err(kept)
     }
 
+    #[inline]
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Kept> {
         self.0.newtype_variant_seed(Wrapped(seed)).map_err(kept)
     }
 
+    #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Kept> {
         self.0.tuple_variant(len, Wrapped(visitor)).map_err(kept)
     }
 
+    #[inline]
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Kept> {
         self.0.struct_variant(fields, Wrapped(visitor)).map_err(kept)
     }

@@ -23,7 +23,7 @@ mod unread;
 mod wait;
 
 pub(crate) use blob::{Blob, Payload};
-pub(crate) use bytes::{byte_run, byte_vec_as};
+pub(crate) use bytes::{byte_run, byte_vec_as, utf8};
 pub(crate) use cells::Cells;
 pub(crate) use heap::Heap;
 pub use heap::HeapFull;
