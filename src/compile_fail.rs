@@ -230,8 +230,7 @@
 //! fn add(a: u32, b: u32) -> u32 {
 //!     a + b
 //! }
-//! fn check(pool: &multiproc::Pool) {
-//!     let f: fn(u32, u32) -> u32 = add;
-//!     let _ = pool.apply(f, (1, 2));
-//! }
+//! let pool = multiproc::Pool::new(1).unwrap();
+//! let f: fn(u32, u32) -> u32 = add;
+//! let _ = pool.apply(f, (1, 2));
 //! ```

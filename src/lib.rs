@@ -286,6 +286,7 @@ extern crate self as multiproc;
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
 mod codec;
+#[cfg(feature = "remote")]
 mod connection;
 mod context;
 mod error;
@@ -298,6 +299,8 @@ mod shm;
 mod sync;
 mod sys;
 
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub use connection::{
     AcceptError, Address, BindError, Client, ConnectError, Listener, SocketConnection, SocketRecvError, SocketSendError,
 };

@@ -24,6 +24,7 @@
 //! holds a reference to each proxy inside it (a list of dicts). An object nothing refers
 //! to is freed.
 
+#[cfg(feature = "remote")]
 mod auth;
 mod custom;
 mod dict;
@@ -69,7 +70,9 @@ pub use sync::{
 
 use link::{Origin, ProxyCore};
 use protocol::{Create, Kind, Op, Out, REGISTRY, Request};
-use server::{Server, ServerBoot, ServerFailure, initializer_runner, server_main};
+#[cfg(feature = "remote")]
+use server::Server;
+use server::{ServerBoot, ServerFailure, initializer_runner, server_main};
 use state::{CLOSED, Control, ManagerState, STARTING};
 
 use crate::process::{Process, ProcessHandle, StartMethod};
@@ -263,6 +266,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// Also serve remote clients on this TCP address (Python's `address`), e.g.
     /// `"127.0.0.1:50000"`; port 0 picks a free port (see [`Manager::address`]).
     pub fn address(mut self, address: impl Into<String>) -> Self {
@@ -270,6 +275,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// The key remote clients must prove they know (Python's `authkey`); default: the
     /// family's key (Python's `current_process().authkey`).
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
@@ -337,6 +344,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// The largest message a remote client may send (default 64 MiB); a larger frame
     /// closes its connection before anything is allocated for it.
     pub fn max_message_size(mut self, bytes: u64) -> Self {
@@ -344,6 +353,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How long a remote client may take over the whole authentication handshake, from
     /// the moment its connection is accepted (default 10 s); a client still in it then is
     /// disconnected, however steadily it trickles bytes.
@@ -365,6 +376,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How many connections may be in the authentication handshake at once (default 64,
     /// at least 1). A connection accepted beyond that closes the one that has been in it
     /// longest, so that clients who know the key get in while idle or slow peers hold
@@ -405,6 +418,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How many bytes of requests the server may be receiving from all its remote
     /// connections at once (default 256 MiB). A frame is held as its bytes arrive, not as
     /// announced; past the limit, connections in the middle of a frame above 64 KiB wait
@@ -520,6 +535,8 @@ impl ManagerBuilder {
         })
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// Runs the server in this process, serving remote clients on the
     /// [`address`](ManagerBuilder::address), until the process ends (Python's
     /// `manager.get_server().serve_forever()`): the body of a standalone server program.
@@ -652,6 +669,8 @@ impl Manager {
         }
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// Connects to a manager serving on `address` (from another process, another
     /// program, another machine), proving knowledge of `authkey` (Python's
     /// `BaseManager(address, authkey).connect()`). The process need not belong to a
@@ -677,6 +696,8 @@ impl Manager {
         Self::connect_timeout(address, authkey, auth::HANDSHAKE_TIMEOUT)
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// [`Manager::connect`], with the time the connection and the handshake may take
     /// together (`connect` allows 10 s).
     ///
@@ -718,6 +739,7 @@ impl Manager {
     /// that listens, the server's address for a connected one.
     pub fn address(&self) -> Option<SocketAddr> {
         match (&self.origin, &self.server) {
+            #[cfg(feature = "remote")]
             (Origin::Remote(conn), _) => Some(conn.peer()),
             (_, Some(server)) => {
                 let port = server.state.port.load(Ordering::Acquire) as u16;
