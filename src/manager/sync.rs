@@ -179,6 +179,16 @@ impl<'a> ProxyRLockGuard<'a> {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Manager::start()?.rlock()?;
+    /// let guard = lock.acquire()?;
+    /// guard.release()?; // a failure here is reported, where a drop would ignore it
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(self) -> Result<(), ManagerError> {
         self.guard.release()
     }
@@ -356,6 +366,18 @@ impl LockProxy {
     ///
     /// [`ManagerError::NotAcquired`] if it was not held (Python's `ValueError`), and as
     /// [`LockProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let lock = multiproc::Manager::start()?.lock()?;
+    /// lock.acquire()?.leave_locked(); // Python's lock.acquire() without a guard
+    /// lock.release()?;
+    /// assert!(matches!(lock.release(), Err(ManagerError::NotAcquired)));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
@@ -396,6 +418,18 @@ impl RLockProxy {
     ///
     /// [`ManagerError::NotOwner`] from a thread that does not hold it,
     /// [`ManagerError::NotAcquired`] if nobody does, and as [`RLockProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let lock = multiproc::Manager::start()?.rlock()?;
+    /// lock.acquire()?.leave_locked();
+    /// lock.acquire()?.leave_locked(); // twice: the thread holds two levels
+    /// lock.release()?;
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
@@ -584,6 +618,16 @@ impl SemaphoreProxy {
     /// [`ManagerError::NotAcquired`] for a bounded semaphore already at its initial value
     /// (Python's `ValueError`), [`ManagerError::Overflow`] for one whose value is
     /// `u32::MAX` already (nothing changes), and as [`SemaphoreProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let sem = multiproc::Manager::start()?.semaphore(0)?;
+    /// sem.release()?;
+    /// assert_eq!(sem.get_value()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
@@ -593,6 +637,16 @@ impl SemaphoreProxy {
     /// # Errors
     ///
     /// As [`SemaphoreProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let sem = multiproc::Manager::start()?.semaphore(2)?;
+    /// let _unit = sem.acquire()?;
+    /// assert_eq!(sem.get_value()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn get_value(&self) -> Result<u32, ManagerError> {
         match self.core.call(Op::SemValue)? {
             // The server keeps a semaphore within `u32` (see `store::SEMAPHORE_MAX`).
@@ -602,6 +656,16 @@ impl SemaphoreProxy {
     }
 
     /// Whether this is a bounded semaphore.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert!(manager.bounded_semaphore(1)?.is_bounded());
+    /// assert!(!manager.semaphore(1)?.is_bounded());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_bounded(&self) -> bool {
         self.core.kind == Kind::BoundedSemaphore
     }
@@ -637,6 +701,16 @@ impl EventProxy {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone; the same for every method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let event = multiproc::Manager::start()?.event()?;
+    /// event.set()?;
+    /// assert!(event.is_set()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn set(&self) -> Result<(), ManagerError> {
         self.core.call(Op::EventSet).map(drop)
     }
@@ -646,6 +720,17 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let event = multiproc::Manager::start()?.event()?;
+    /// event.set()?;
+    /// event.clear()?;
+    /// assert!(!event.is_set()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn clear(&self) -> Result<(), ManagerError> {
         self.core.call(Op::EventClear).map(drop)
     }
@@ -655,6 +740,15 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let event = multiproc::Manager::start()?.event()?;
+    /// assert!(!event.is_set()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_set(&self) -> Result<bool, ManagerError> {
         flag(self.core.call(Op::EventIsSet)?)
     }
@@ -664,6 +758,16 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let event = multiproc::Manager::start()?.event()?;
+    /// event.set()?;
+    /// event.wait()?; // set: returns at once
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait(&self) -> Result<(), ManagerError> {
         self.core.call(Op::EventWait { wait: None }).map(drop)
     }
@@ -673,6 +777,18 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// multiproc::init();
+    /// let event = multiproc::Manager::start()?.event()?;
+    /// assert!(!event.wait_timeout(Duration::from_millis(10))?); // not set: timed out
+    /// event.set()?;
+    /// assert!(event.wait_timeout(Duration::from_secs(60))?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
         flag(self.core.call(Op::EventWait { wait: wait_for(timeout) })?)
     }
@@ -1021,6 +1137,15 @@ impl BarrierProxy {
     /// [`ManagerError::BrokenBarrier`] when the barrier was aborted, reset, or broken by
     /// a party that timed out or died; [`ManagerError::ServerGone`] when the server is
     /// gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let barrier = multiproc::Manager::start()?.barrier(1)?;
+    /// assert_eq!(barrier.wait()?, 0); // one party: passes at once
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait(&self) -> Result<usize, ManagerError> {
         self.wait_with(None)
     }
@@ -1031,6 +1156,19 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// let alone = barrier.wait_timeout(Duration::from_millis(10));
+    /// assert!(matches!(alone, Err(ManagerError::BrokenBarrier))); // the other party never came
+    /// assert!(barrier.is_broken()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, ManagerError> {
         self.wait_with(wait_for(timeout))
     }
@@ -1047,6 +1185,17 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// barrier.abort()?;
+    /// barrier.reset()?;
+    /// assert!(!barrier.is_broken()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn reset(&self) -> Result<(), ManagerError> {
         self.core.call(Op::BarrierReset).map(drop)
     }
@@ -1056,6 +1205,17 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// barrier.abort()?;
+    /// assert!(matches!(barrier.wait(), Err(ManagerError::BrokenBarrier)));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn abort(&self) -> Result<(), ManagerError> {
         self.core.call(Op::BarrierAbort).map(drop)
     }
@@ -1072,6 +1232,15 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let barrier = multiproc::Manager::start()?.barrier(3)?;
+    /// assert_eq!(barrier.parties()?, 3);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn parties(&self) -> Result<usize, ManagerError> {
         Ok(self.state()?.0 as usize)
     }
@@ -1081,6 +1250,15 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let barrier = multiproc::Manager::start()?.barrier(3)?;
+    /// assert_eq!(barrier.n_waiting()?, 0);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn n_waiting(&self) -> Result<usize, ManagerError> {
         Ok(self.state()?.1 as usize)
     }
@@ -1090,6 +1268,17 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// assert!(!barrier.is_broken()?);
+    /// barrier.abort()?;
+    /// assert!(barrier.is_broken()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_broken(&self) -> Result<bool, ManagerError> {
         Ok(self.state()?.2)
     }
