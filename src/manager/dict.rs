@@ -79,7 +79,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.get("a")?, Some(1));
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -99,7 +100,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.get("a")?, Some(1));
     /// assert_eq!(d.get("b")?, None);
@@ -125,7 +127,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// assert!(d.contains_key("a")?);
     /// assert!(!d.contains_key("b")?);
@@ -153,7 +156,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.remove("a")?, Some(1));
     /// assert_eq!(d.remove("a")?, None);
@@ -180,7 +184,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.pop("a", 0)?, 1);
     /// assert_eq!(d.pop("a", 0)?, 0); // absent: the default
@@ -204,7 +209,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// d.insert("b".into(), 2)?;
     /// assert_eq!(d.popitem()?, Some(("b".to_string(), 2))); // the last inserted
@@ -231,7 +237,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// assert_eq!(d.setdefault("a".into(), 5)?, 5);
     /// assert_eq!(d.setdefault("a".into(), 9)?, 5); // already there
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -253,7 +260,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
     /// assert_eq!(d.len()?, 2);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -276,7 +284,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.len()?, 1);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -299,7 +308,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// assert!(d.is_empty()?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -317,7 +327,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// d.clear()?;
     /// assert!(d.is_empty()?);
@@ -337,7 +348,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("b".into(), 2)?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.keys()?, ["b", "a"]); // insertion order
@@ -360,7 +372,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("b".into(), 2)?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.values()?, [2, 1]);
@@ -383,7 +396,8 @@ where
     ///
     /// ```
     /// multiproc::init();
-    /// let d = multiproc::Manager::start()?.dict::<String, i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
     /// d.insert("a".into(), 1)?;
     /// assert_eq!(d.items()?, [("a".to_string(), 1)]);
     /// # Ok::<(), multiproc::ManagerError>(())

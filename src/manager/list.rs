@@ -89,7 +89,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.push(4)?;
     /// assert_eq!(l.to_vec()?, [3, 1, 2, 4]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -109,7 +110,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.extend([5, 6])?;
     /// assert_eq!(l.len()?, 5);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -129,7 +131,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.insert(0, 0)?;
     /// l.insert(99, 9)?; // past the end: appended
     /// assert_eq!(l.to_vec()?, [0, 3, 1, 2, 9]);
@@ -149,7 +152,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// assert_eq!(l.get(0)?, Some(3));
     /// assert_eq!(l.get(3)?, None);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -175,7 +179,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.set(0, 30)?;
     /// assert_eq!(l.get(0)?, Some(30));
     /// assert!(matches!(l.set(3, 0), Err(ManagerError::IndexOutOfRange { .. })));
@@ -196,7 +201,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// assert_eq!(l.pop()?, Some(2));
     /// assert_eq!(l.len()?, 2);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -220,7 +226,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// assert_eq!(l.pop_at(0)?, 3);
     /// assert_eq!(l.to_vec()?, [1, 2]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -243,7 +250,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// assert!(l.remove(&1)?);
     /// assert!(!l.remove(&1)?);
     /// assert_eq!(l.to_vec()?, [3, 2]);
@@ -264,7 +272,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// assert_eq!(l.index(&2)?, 2);
     /// assert!(matches!(l.index(&7), Err(ManagerError::ValueNotFound)));
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -283,7 +292,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([1, 2, 1])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([1, 2, 1])?;
     /// assert_eq!(l.count(&1)?, 2);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -301,7 +311,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// assert!(l.contains(&3)?);
     /// assert!(!l.contains(&7)?);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -321,7 +332,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// assert_eq!(l.len()?, 3);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -340,7 +352,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list::<u32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list::<u32>()?;
     /// assert!(l.is_empty()?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -358,7 +371,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.reverse()?;
     /// assert_eq!(l.to_vec()?, [2, 1, 3]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -377,7 +391,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.clear()?;
     /// assert!(l.is_empty()?);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -396,7 +411,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// let copy: Vec<i32> = l.to_vec()?;
     /// assert_eq!(copy, [3, 1, 2]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -417,7 +433,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// let total: i32 = l.iter()?.sum();
     /// assert_eq!(total, 6);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -439,7 +456,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.sort_by(|a, b| b.cmp(a))?; // descending
     /// assert_eq!(l.to_vec()?, [3, 2, 1]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -468,7 +486,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let l = multiproc::Manager::start()?.list_from([3, 1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
     /// l.sort()?;
     /// assert_eq!(l.to_vec()?, [1, 2, 3]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -517,7 +536,8 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let a = multiproc::Manager::start()?.array([1.0, 2.0, 3.0])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
     /// assert_eq!(a.get(1)?, 2.0);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -539,7 +559,8 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let a = multiproc::Manager::start()?.array([1.0, 2.0, 3.0])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
     /// a.set(1, 20.0)?;
     /// assert_eq!(a.to_vec()?, [1.0, 20.0, 3.0]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -559,7 +580,8 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let a = multiproc::Manager::start()?.array([1.0, 2.0, 3.0])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
     /// assert_eq!(a.len()?, 3); // fixed
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -578,7 +600,8 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let a = multiproc::Manager::start()?.array([1.0, 2.0, 3.0])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
     /// assert!(!a.is_empty()?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -596,7 +619,8 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let a = multiproc::Manager::start()?.array([1.0, 2.0, 3.0])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
     /// assert_eq!(a.to_vec()?, [1.0, 2.0, 3.0]);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```

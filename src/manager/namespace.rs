@@ -48,7 +48,8 @@ impl NamespaceProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let ns = multiproc::Manager::start()?.namespace()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
     /// ns.set("x", 1.5)?;
     /// assert_eq!(ns.get::<f64>("x")?, 1.5);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -70,7 +71,8 @@ impl NamespaceProxy {
     /// ```
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let ns = multiproc::Manager::start()?.namespace()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
     /// ns.set("name", "run-7")?;
     /// assert_eq!(ns.get::<String>("name")?, "run-7");
     /// assert!(matches!(ns.get::<u8>("missing"), Err(ManagerError::NoSuchAttribute(_))));
@@ -94,7 +96,8 @@ impl NamespaceProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let ns = multiproc::Manager::start()?.namespace()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
     /// ns.set("x", 1)?;
     /// ns.remove("x")?;
     /// assert!(!ns.contains("x")?);
@@ -115,7 +118,8 @@ impl NamespaceProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let ns = multiproc::Manager::start()?.namespace()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
     /// ns.set("x", 1)?;
     /// assert!(ns.contains("x")?);
     /// assert!(!ns.contains("y")?);
@@ -135,7 +139,8 @@ impl NamespaceProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let ns = multiproc::Manager::start()?.namespace()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
     /// ns.set("b", 1)?;
     /// ns.set("a", 2)?;
     /// assert_eq!(ns.names()?, ["b", "a"]);
@@ -191,7 +196,8 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let v = multiproc::Manager::start()?.value(10i64)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(10i64)?;
     /// assert_eq!(v.get()?, 10);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -214,7 +220,8 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let v = multiproc::Manager::start()?.value(10i64)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(10i64)?;
     /// v.set(11)?;
     /// assert_eq!(v.get()?, 11);
     /// # Ok::<(), multiproc::ManagerError>(())

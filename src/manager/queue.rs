@@ -267,7 +267,8 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let q = multiproc::Manager::start()?.queue::<u32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
     /// assert!(!q.is_shutdown()?);
     /// q.shutdown(false)?;
     /// assert!(q.is_shutdown()?);
@@ -454,7 +455,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// ```
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let q = multiproc::Manager::start()?.joinable_queue::<u32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>()?;
     /// q.put(1)?;
     /// let _item = q.get()?;
     /// q.task_done()?;
@@ -475,7 +477,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     ///
     /// ```
     /// multiproc::init();
-    /// let q = multiproc::Manager::start()?.joinable_queue::<u32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>()?;
     /// q.put(1)?;
     /// assert_eq!(q.get()?, 1);
     /// q.task_done()?;

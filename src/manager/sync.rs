@@ -184,7 +184,8 @@ impl<'a> ProxyRLockGuard<'a> {
     ///
     /// ```
     /// multiproc::init();
-    /// let lock = multiproc::Manager::start()?.rlock()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
     /// let guard = lock.acquire()?;
     /// guard.release()?; // a failure here is reported, where a drop would ignore it
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -372,7 +373,8 @@ impl LockProxy {
     /// ```
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let lock = multiproc::Manager::start()?.lock()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
     /// lock.acquire()?.leave_locked(); // Python's lock.acquire() without a guard
     /// lock.release()?;
     /// assert!(matches!(lock.release(), Err(ManagerError::NotAcquired)));
@@ -423,7 +425,8 @@ impl RLockProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let lock = multiproc::Manager::start()?.rlock()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
     /// lock.acquire()?.leave_locked();
     /// lock.acquire()?.leave_locked(); // twice: the thread holds two levels
     /// lock.release()?;
@@ -623,7 +626,8 @@ impl SemaphoreProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let sem = multiproc::Manager::start()?.semaphore(0)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let sem = manager.semaphore(0)?;
     /// sem.release()?;
     /// assert_eq!(sem.get_value()?, 1);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -642,7 +646,8 @@ impl SemaphoreProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let sem = multiproc::Manager::start()?.semaphore(2)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let sem = manager.semaphore(2)?;
     /// let _unit = sem.acquire()?;
     /// assert_eq!(sem.get_value()?, 1);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -706,7 +711,8 @@ impl EventProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let event = multiproc::Manager::start()?.event()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
     /// event.set()?;
     /// assert!(event.is_set()?);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -725,7 +731,8 @@ impl EventProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let event = multiproc::Manager::start()?.event()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
     /// event.set()?;
     /// event.clear()?;
     /// assert!(!event.is_set()?);
@@ -745,7 +752,8 @@ impl EventProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let event = multiproc::Manager::start()?.event()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
     /// assert!(!event.is_set()?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -763,7 +771,8 @@ impl EventProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let event = multiproc::Manager::start()?.event()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
     /// event.set()?;
     /// event.wait()?; // set: returns at once
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -783,7 +792,8 @@ impl EventProxy {
     /// ```
     /// use std::time::Duration;
     /// multiproc::init();
-    /// let event = multiproc::Manager::start()?.event()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
     /// assert!(!event.wait_timeout(Duration::from_millis(10))?); // not set: timed out
     /// event.set()?;
     /// assert!(event.wait_timeout(Duration::from_secs(60))?);
@@ -1142,7 +1152,8 @@ impl BarrierProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let barrier = multiproc::Manager::start()?.barrier(1)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(1)?;
     /// assert_eq!(barrier.wait()?, 0); // one party: passes at once
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -1163,7 +1174,8 @@ impl BarrierProxy {
     /// use std::time::Duration;
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
     /// let alone = barrier.wait_timeout(Duration::from_millis(10));
     /// assert!(matches!(alone, Err(ManagerError::BrokenBarrier))); // the other party never came
     /// assert!(barrier.is_broken()?);
@@ -1190,7 +1202,8 @@ impl BarrierProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
     /// barrier.abort()?;
     /// barrier.reset()?;
     /// assert!(!barrier.is_broken()?);
@@ -1211,7 +1224,8 @@ impl BarrierProxy {
     /// ```
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
     /// barrier.abort()?;
     /// assert!(matches!(barrier.wait(), Err(ManagerError::BrokenBarrier)));
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -1237,7 +1251,8 @@ impl BarrierProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let barrier = multiproc::Manager::start()?.barrier(3)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(3)?;
     /// assert_eq!(barrier.parties()?, 3);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -1255,7 +1270,8 @@ impl BarrierProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let barrier = multiproc::Manager::start()?.barrier(3)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(3)?;
     /// assert_eq!(barrier.n_waiting()?, 0);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -1273,7 +1289,8 @@ impl BarrierProxy {
     ///
     /// ```
     /// multiproc::init();
-    /// let barrier = multiproc::Manager::start()?.barrier(2)?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
     /// assert!(!barrier.is_broken()?);
     /// barrier.abort()?;
     /// assert!(barrier.is_broken()?);
