@@ -60,7 +60,10 @@ pub(crate) enum Ref {
 /// Where a proxy's requests go.
 #[derive(Clone)]
 pub(crate) enum Link {
-    Local { manager: Shared<ManagerState>, token: Shared<TokenState> },
+    Local {
+        manager: Shared<ManagerState>,
+        token: Shared<TokenState>,
+    },
     #[cfg(feature = "remote")]
     Remote(Arc<RemoteRef>),
 }
