@@ -190,6 +190,23 @@ thread_local! {
     /// Open [`TakeScope`]s: the channel commits the message after decoding it.
     static TAKING: Cell<u32> = const { Cell::new(0) };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The handles read by the [`decode_exact_noting`] in progress, or `None` when no
+    /// decoding notes them.
+    static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
+}
+
+/// A handle a decoding read from its message (whether it was then received or refused):
+/// its object's offset, generation and seal, as written.
+pub(crate) type HandleRead = [u64; 3];
+
+/// Notes that the decoding in progress read the handle `read` from its message (called by
+/// a handle's `Deserialize` once it has read its fields, before anything else).
+pub(crate) fn handle_read(read: HandleRead) {
+    READ.with(|r| {
+        if let Some(noted) = r.borrow_mut().as_mut() {
+            noted.push(read);
+        }
+    });
 }
 
 /// Whether a message is being encoded on this thread (so handles may serialize).
@@ -668,6 +685,29 @@ pub(crate) fn encode_to_slice_as<T: DeserializeOwned, V: Serialize + ?Sized>(
 /// that happens to start like a `T` is an error, not a truncated `T`.
 pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     read_message(bytes, true)
+}
+
+/// [`decode_exact`], which says on failure which handles the decoding read: a message
+/// whose decoding stopped part-way (a `Deserialize` that refused, a holder that could not
+/// be recorded) still holds the handles after that point, in flight, and its taker gives
+/// them back (`shm::give_back_unread`), knowing which ones the decoding dealt with.
+pub(crate) fn decode_exact_noting<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (CodecError, Vec<HandleRead>)> {
+    /// Puts back what noted before (`None` mostly), also when a `Deserialize` panics.
+    struct Noting(Option<Option<Vec<HandleRead>>>);
+
+    impl Drop for Noting {
+        fn drop(&mut self) {
+            if let Some(outer) = self.0.take() {
+                READ.with(|r| *r.borrow_mut() = outer);
+            }
+        }
+    }
+
+    let mut noting = Noting(Some(READ.with(|r| r.borrow_mut().replace(Vec::new()))));
+    let decoded = decode_exact::<T>(bytes);
+    let outer = noting.0.take().expect("put back once");
+    let read = READ.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer)).unwrap_or_default();
+    decoded.map_err(|e| (e, read))
 }
 
 struct LeaveDecoding;

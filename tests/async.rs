@@ -368,9 +368,52 @@ fn event_wait_async_wakes_when_another_process_sets_it() {
     current_thread().block_on(e.wait_async()).unwrap();
     assert!(e.is_set());
     child.join().unwrap();
-    // Nobody else could set it: abandoned, not a hang.
+    // Nobody else holds it, but a future is never told `Abandoned` (another task could
+    // hold a reference): it waits, as Python's would, and a timeout ends it.
     let alone = Event::new().unwrap();
-    assert!(smol::block_on(alone.wait_async()).is_err());
+    let waited =
+        current_thread().block_on(async { tokio::time::timeout(Duration::from_millis(300), alone.wait_async()).await });
+    assert!(waited.is_err(), "still waiting when the timeout ended it");
+}
+
+/// In a child whose only thread runs a current-thread runtime: a waiting future and,
+/// beside it, a task that sets the event (then notifies the condition) through a reference
+/// to the only handle once the waiter's liveness checks have begun (audit F9, for
+/// futures). Whether each wait ended with its event or notification.
+fn wait_beside_a_task_acting_by_reference(_: ()) -> (bool, bool) {
+    let runtime = current_thread();
+    let event = Event::new().unwrap();
+    let set_later = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        event.set();
+    };
+    let (waited, ()) = runtime.block_on(async { tokio::join!(event.wait_async(), set_later) });
+    let cond = multiproc::Condition::new().unwrap();
+    let ready = multiproc::RawValue::new(false).unwrap();
+    let notify_later = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut guard = cond.acquire_async().await.unwrap();
+        ready.set(true);
+        guard.notify_all();
+    };
+    let waiting = async {
+        let mut guard = cond.acquire_async().await.unwrap();
+        while !ready.get() {
+            let (again, outcome) = guard.wait_async().await;
+            guard = again;
+            outcome?;
+        }
+        Ok::<(), multiproc::ConditionWaitError>(())
+    };
+    let (notified, ()) = runtime.block_on(async { tokio::join!(waiting, notify_later) });
+    (waited.is_ok(), notified.is_ok())
+}
+
+#[test]
+fn a_future_beside_a_task_that_acts_through_a_reference_is_not_abandoned() {
+    let _w = watchdog(LIMIT);
+    let outcome = Process::new(wait_beside_a_task_acting_by_reference, ()).start().unwrap().join().unwrap();
+    assert_eq!(outcome, (true, true), "(event set, condition notified)");
 }
 
 #[test]

@@ -272,3 +272,96 @@ fn wait_sees_a_waiting_client_and_a_message() {
     assert_eq!(conn.recv().unwrap(), 1);
     drop(client.join().unwrap());
 }
+
+// ---- a message that stops part-way (audit F6) --------------------------------------------
+
+const STALLING_ADDRESS: &str = "MULTIPROC_TEST_CONNECTION_STALLING_CLIENT";
+
+/// Larger than any socket buffer: its sender is still writing it when stopped.
+const STALLED_FRAME: usize = 48 << 20;
+
+/// The stalling client program: does nothing unless run by
+/// `a_message_that_stops_part_way_breaks_recv_timeout_instead_of_waiting_forever`; sends one
+/// message larger than the socket can hold, and is stopped (`SIGSTOP`) while it writes it.
+#[test]
+fn stalling_client_program() {
+    let Ok(address) = std::env::var(STALLING_ADDRESS) else { return };
+    // Stopped, it cannot exit: it dies with the test that started it, whatever happens.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) }, 0);
+    let address: Address = match address.strip_prefix("unix:") {
+        Some(path) => PathBuf::from(path).into(),
+        None => address.parse::<SocketAddr>().unwrap().into(),
+    };
+    let conn = Client::connect::<()>(address, KEY).unwrap();
+    let _ = conn.send_bytes(&vec![7; STALLED_FRAME]);
+}
+
+/// A child process, killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The state letter of a process (`T`: stopped).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+#[test]
+fn a_message_that_stops_part_way_breaks_recv_timeout_instead_of_waiting_forever() {
+    let _w = watchdog(LIMIT);
+    let path = socket_path("stalling");
+    for listener in [Listener::bind(loopback(), KEY).unwrap(), Listener::bind(path.as_path(), KEY).unwrap()] {
+        let address = match listener.address() {
+            Address::Tcp(addr) => addr.to_string(),
+            Address::Unix(path) => format!("unix:{}", path.display()),
+        };
+        let program = Killed(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "stalling_client_program", "--test-threads=1", "--quiet"])
+                .env(STALLING_ADDRESS, address)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let conn = listener.accept::<()>().unwrap();
+        // The message has begun to arrive; its sender stops in the middle of it.
+        assert!(conn.poll(None));
+        let pid = program.0.id();
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        assert!(common::eventually(LIMIT, || process_state(pid) == Some('T')), "the sender did not stop");
+        let err = conn.recv_timeout(Duration::from_millis(200)).expect_err("the rest never comes");
+        assert!(matches!(err, SocketRecvError::Broken), "{err:?}");
+        // The stream is out of step: the connection is closed, and says so from then on.
+        assert!(matches!(conn.recv(), Err(SocketRecvError::Broken)));
+        assert!(matches!(conn.recv_bytes_timeout(Duration::ZERO), Err(SocketRecvError::Broken)));
+        assert!(matches!(conn.send(()), Err(SocketSendError::Broken)));
+        drop(program);
+    }
+}
+
+#[test]
+fn recv_timeout_with_nothing_begun_leaves_the_connection_usable() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let (go, went) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect::<u32>(address, KEY).unwrap();
+        went.recv().unwrap();
+        conn.send(8).unwrap();
+        conn
+    });
+    let conn = listener.accept::<u32>().unwrap();
+    assert!(matches!(conn.recv_timeout(Duration::from_millis(20)), Err(SocketRecvError::Timeout)));
+    go.send(()).unwrap();
+    assert!(conn.poll(None));
+    // A whole message already there is taken even with no time left.
+    assert_eq!(conn.recv_timeout(Duration::ZERO).unwrap(), 8);
+    drop(client.join().unwrap());
+}

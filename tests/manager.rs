@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{eventually, pid_running};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
-    ManagerError, ObjectProxy, Pool, Process, QueueProxy, RLockProxy, SetProxy, SharedMemoryBlocks,
+    ManagerError, ObjectProxy, Pool, Process, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy, SharedMemoryBlocks,
     SharedMemoryManager, StartMethod, ValueProxy,
 };
 use serde::{Deserialize, Serialize};
@@ -816,6 +816,85 @@ fn a_lock_held_by_a_killed_client_is_released() {
     assert!(taken.owner_died(), "the next holder is told, as with the family's locks");
     drop(taken);
     assert!(!lock.acquire().unwrap().owner_died(), "told once");
+}
+
+fn hold_permit((slots, held): (SemaphoreProxy, EventProxy)) {
+    slots.acquire().unwrap().forget();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_semaphore_permit_held_by_a_killed_client_comes_back() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let slots = manager.bounded_semaphore(1).unwrap();
+    let held = manager.event().unwrap();
+    let child = Process::new(hold_permit, (slots.clone(), held.clone())).start().unwrap();
+    held.wait().unwrap();
+    assert!(matches!(slots.try_acquire(), Err(ManagerError::WouldBlock)));
+    child.kill().unwrap();
+    child.wait();
+    let taken = slots.acquire_timeout(Duration::from_secs(60)).expect("the server took the dead client's permit back");
+    assert!(taken.owner_died(), "the next holder is told, as with the family's semaphores");
+    drop(taken);
+    assert_eq!(slots.get_value().unwrap(), 1, "the permit came back once");
+    assert!(!slots.acquire().unwrap().owner_died(), "told once");
+}
+
+fn hold_condition((cond, held): (ConditionProxy, EventProxy)) {
+    let guard = cond.acquire().unwrap();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+    drop(guard);
+}
+
+#[test]
+fn a_condition_wait_that_takes_the_lock_back_from_a_killed_holder_is_told() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let cond = manager.condition().unwrap();
+    let held = manager.event().unwrap();
+    let mut guard = cond.acquire().unwrap();
+    // The child waits for the lock; the first wait below gives it up, the child takes it
+    // and is killed holding it, while this wait waits to take the lock back.
+    let child = Process::new(hold_condition, (cond.clone(), held.clone())).start().unwrap();
+    let killer = std::thread::spawn(move || {
+        held.wait().unwrap();
+        child.kill().unwrap();
+        child.wait();
+    });
+    let mut waits = 0;
+    while !guard.owner_died() {
+        assert!(!guard.wait_timeout(Duration::from_millis(100)).unwrap(), "nobody notifies");
+        waits += 1;
+        assert!(waits < 600, "the wait never learnt that it took the lock back from a dead holder");
+    }
+    killer.join().unwrap();
+    drop(guard);
+    assert!(!cond.acquire().unwrap().owner_died(), "told once");
+}
+
+fn hand_over_permit((slots, handed): (SemaphoreProxy, EventProxy)) {
+    // Acquired here, released by the parent: the permit is not this process's any more.
+    slots.acquire().unwrap().forget();
+    handed.set().unwrap();
+}
+
+#[test]
+fn a_permit_handed_over_and_released_does_not_come_back_twice() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let slots = manager.bounded_semaphore(1).unwrap();
+    let handed = manager.event().unwrap();
+    let child = Process::new(hand_over_permit, (slots.clone(), handed.clone())).start().unwrap();
+    handed.wait().unwrap();
+    slots.release().unwrap();
+    child.join().unwrap();
+    // The child ended after the release: nothing of it is held, nothing comes back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(slots.get_value().unwrap(), 1);
+    assert!(!slots.acquire().unwrap().owner_died());
 }
 
 fn hammer(d: DictProxy<u32, u64>) {

@@ -411,7 +411,6 @@ fn handles_inside_unread_messages_are_released_too() {
 }
 
 #[test]
-#[ignore = "audit F4: a handle inside a message taken with recv_bytes stays in flight forever (the object leaks, its other holders never learn they are alone); decoding and dropping it in recv_bytes fixes that but takes away what tests/soundness.rs's `capture` relies on (raw bytes still in flight, replayable once): a decision for the lead, see notes/audit.md"]
 fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
     let leaks = leak_check(LIMIT);
     {
@@ -425,6 +424,97 @@ fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
         let mut buf = [0u8; 4096];
         assert!(b.recv_bytes_into(&mut buf).unwrap() > 0);
         drop((a, b, inner));
+    }
+    leaks.assert_no_leak();
+}
+
+/// Sent as a pair of queues; its decoding reads the first, then refuses: the second is
+/// never reached (audit F7).
+struct RefusedAfterFirst(Option<(SimpleQueue<u32>, SimpleQueue<u32>)>);
+
+impl serde::Serialize for RefusedAfterFirst {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_ref().expect("only the sender serializes").serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RefusedAfterFirst {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_tuple(2, FirstOnly)
+    }
+}
+
+/// [`RefusedAfterFirst`] read with `deserialize_any`: sent self-described (MessagePack).
+struct SelfDescribedRefusedAfterFirst(RefusedAfterFirst);
+
+impl serde::Serialize for SelfDescribedRefusedAfterFirst {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SelfDescribedRefusedAfterFirst {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FirstOnly).map(SelfDescribedRefusedAfterFirst)
+    }
+}
+
+/// Reads the first queue of two, then refuses.
+struct FirstOnly;
+
+impl<'de> serde::de::Visitor<'de> for FirstOnly {
+    type Value = RefusedAfterFirst;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("two queues")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let _first: Option<SimpleQueue<u32>> = seq.next_element()?;
+        Err(serde::de::Error::custom("refused after the first field"))
+    }
+}
+
+#[test]
+fn handles_after_the_point_where_a_decoding_failed_are_released() {
+    let _w = common::watchdog(LIMIT);
+    let leaks = leak_check(LIMIT);
+    {
+        let (first, second) = (SimpleQueue::<u32>::new().unwrap(), SimpleQueue::<u32>::new().unwrap());
+        let (a, b) = Pipe::new().unwrap();
+        a.send(RefusedAfterFirst(Some((first.clone(), second.clone())))).unwrap();
+        assert!(matches!(b.recv(), Err(RecvError::Decode(_))));
+        let queue = Queue::new().unwrap();
+        queue.put(RefusedAfterFirst(Some((first.clone(), second.clone())))).unwrap();
+        assert!(queue.get().is_err(), "the decoding refuses");
+        let (c, d) = Pipe::new().unwrap();
+        c.send(SelfDescribedRefusedAfterFirst(RefusedAfterFirst(Some((first.clone(), second.clone()))))).unwrap();
+        assert!(matches!(d.recv(), Err(RecvError::Decode(_))));
+        // The messages are gone, and the handles they held with them: the last holder of
+        // each queue is alone, rather than waiting for a handle that never comes.
+        assert_eq!(first.get(), Err(multiproc::GetError::Disconnected));
+        assert_eq!(second.get(), Err(multiproc::GetError::Disconnected));
+        drop((a, b, c, d, queue, first, second));
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn a_failed_decoding_gives_back_only_the_handles_of_its_own_message() {
+    let _w = common::watchdog(LIMIT);
+    let leaks = leak_check(LIMIT);
+    {
+        let queue = SimpleQueue::<u32>::new().unwrap();
+        let (a, b) = Pipe::new().unwrap();
+        let (c, d) = Pipe::new().unwrap();
+        // The same object, in flight twice in one message and once in another.
+        c.send(queue.clone()).unwrap();
+        a.send(RefusedAfterFirst(Some((queue.clone(), queue.clone())))).unwrap();
+        assert!(matches!(b.recv(), Err(RecvError::Decode(_))));
+        // The other message's handle is still its own: it is received, and works.
+        let received = d.recv().expect("the other message's handle was left in flight");
+        queue.put(5).unwrap();
+        assert_eq!(received.get().unwrap(), 5);
+        drop((a, b, c, d, received));
+        assert_eq!(queue.get(), Err(multiproc::GetError::Disconnected), "nothing else holds it");
     }
     leaks.assert_no_leak();
 }

@@ -710,7 +710,7 @@ mod readiness {
 }
 
 #[test]
-#[ignore = "audit F3: a closure capturing only zero-sized Copy values is zero-sized, so it passes as a closure that captures nothing, and the child conjures what it captured; see notes/audit.md"]
+#[ignore = "audit F3, the documented residual: a closure capturing only zero-sized Copy values is zero-sized, so it passes as a closure that captures nothing and the child conjures what it captured; stable Rust cannot refuse it while keeping closures, so Stateless, Target, Process::new and Pool say: never capture a proof token"]
 fn a_closure_capturing_a_zero_sized_proof_does_not_carry_it_where_it_was_never_made() {
     let _w = watchdog(LIMIT);
     let proved = readiness::prove();

@@ -95,12 +95,40 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// The fields a handle is written as (`shm::object::Wire`), read as plain numbers:
+    /// decoding it copies a handle's bytes without receiving the handle.
+    #[derive(Serialize, Deserialize)]
+    struct WireCopy {
+        family: u64,
+        kind: u32,
+        offset: u64,
+        generation: u64,
+        fingerprint: u64,
+        seal: u64,
+    }
+
     /// The bytes of a message carrying `value`, captured as they travel: its handle stays in
     /// flight, as for any message not yet received.
     fn capture(value: &Value<u64>) -> Vec<u8> {
-        let (a, b) = Pipe::<Value<u64>>::new().unwrap();
-        a.send(value.clone()).unwrap();
-        b.recv_bytes().unwrap()
+        // A `Value` is its object's handle and its user lock's (`None` here).
+        capture_as::<_, (WireCopy, Option<WireCopy>)>(value.clone())
+    }
+
+    /// The bytes of a message carrying `value` (whose handles are written as a `W`), read
+    /// as a `W` on the way: its handles stay in flight. (A raw receive, `recv_bytes`,
+    /// releases them.)
+    fn capture_as<T, W>(value: T) -> Vec<u8>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        W: Serialize + serde::de::DeserializeOwned,
+    {
+        let (a, b) = Pipe::<Liar<T, W>>::new().unwrap();
+        a.send(Liar::send(value)).unwrap();
+        let wire = b.recv().unwrap().got.expect("decoded");
+        // A postcard message: its tag byte, then the fields as they travelled.
+        let mut bytes = vec![0];
+        bytes.extend(postcard::to_allocvec(&wire).unwrap());
+        bytes
     }
 
     /// Bytes written as they are: postcard writes a tuple of `u8`s byte for byte.
@@ -171,11 +199,8 @@ mod handles {
         let _check = leak_check(LIMIT);
         {
             let (a, b) = Pipe::<u8>::new().unwrap();
-            let bytes = {
-                let (x, y) = Pipe::<Connection<u8>>::new().unwrap();
-                x.send(b.clone()).unwrap();
-                y.recv_bytes().unwrap()
-            };
+            // A pipe end is its object's handle and the side's number.
+            let bytes = capture_as::<_, (WireCopy, u8)>(b.clone());
             let first = replay_as::<Connection<u8>>(&bytes).expect("the first delivery is genuine");
             assert!(replay_as::<Connection<u8>>(&bytes).is_err(), "a second delivery must be refused");
             drop(b);
@@ -320,11 +345,7 @@ mod handles {
             // A fake object in plain data: headers claiming to be a `Value` with a huge
             // length, at every 64-byte position of an array's elements.
             let fake = RawArray::<u64>::new(4096).unwrap();
-            let array_bytes = {
-                let (a, b) = Pipe::<RawArray<u64>>::new().unwrap();
-                a.send(fake.clone()).unwrap();
-                b.recv_bytes().unwrap()
-            };
+            let array_bytes = capture_as::<_, WireCopy>(fake.clone());
             let fake_offset = offset_of(&array_bytes);
             for i in 0..fake.len() {
                 fake.set(i, if i % 8 == 0 { 0x4f42_4a00_0000_0000 | 20 } else { 1 << 30 });

@@ -506,21 +506,62 @@ fn a_waiter_sees_a_set_even_if_a_clear_follows_at_once() {
     assert!(!event.is_set());
 }
 
+// The waiting part of every `Abandoned` case runs in a child process: this one runs
+// libtest's threads, any of which could end the wait through a reference to the waiter's
+// handle, so here such a wait waits (as Python's does).
+
+/// Waits on `event` in a child whose only thread (besides multiproc's own) is this one.
+fn wait_on(event: Event) -> Result<(), Abandoned> {
+    event.wait()
+}
+
 #[test]
 fn waiting_on_an_event_nobody_else_holds_is_abandoned() {
     let _w = watchdog(LIMIT);
-    let event = Event::new().unwrap();
-    let child = Process::new(|e: Event| drop(e), event.clone()).start().unwrap();
-    child.join().unwrap();
-    assert_eq!(event.wait(), Err(Abandoned));
-    // A second handle in this process (another thread may set it) keeps the wait alive.
+    for method in METHODS {
+        let event = Event::new().unwrap();
+        let child = Process::new(wait_on, event.clone()).start_method(method).start().unwrap();
+        // Once ours is gone, the child's handle is the family's only one.
+        drop(event);
+        assert_eq!(child.join().unwrap(), Err(Abandoned), "{method:?}");
+    }
+}
+
+/// A second handle in this process, held by a thread that sets it later.
+fn wait_with_a_setting_thread(event: Event) -> Result<(), Abandoned> {
     let setter = event.clone();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         setter.set();
     });
-    event.wait().unwrap();
+    let waited = event.wait();
     t.join().unwrap();
+    waited
+}
+
+/// The only handle, shared by reference with a thread that sets it once the waiter has
+/// reached its liveness checks (audit F9).
+fn wait_with_a_thread_sharing_the_handle(event: Event) -> Result<(), Abandoned> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            event.set();
+        });
+        event.wait()
+    })
+}
+
+#[test]
+fn a_thread_that_could_set_the_event_keeps_the_wait_alive() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        for waiter in [wait_with_a_setting_thread, wait_with_a_thread_sharing_the_handle] {
+            let event = Event::new().unwrap();
+            let child = Process::new(waiter, event.clone()).start_method(method).start().unwrap();
+            drop(event);
+            assert_eq!(child.join().unwrap(), Ok(()), "{method:?}");
+        }
+    }
 }
 
 fn hold_event_until_killed(args: (Event, Event)) {
@@ -533,10 +574,12 @@ fn waiting_on_an_event_whose_other_holders_were_killed_is_abandoned() {
     let _w = watchdog(LIMIT);
     let event = Event::new().unwrap();
     let ready = Event::new().unwrap();
-    let child = Process::new(hold_event_until_killed, (event.clone(), ready.clone())).daemon(true).start().unwrap();
+    let holder = Process::new(hold_event_until_killed, (event.clone(), ready.clone())).daemon(true).start().unwrap();
     assert!(ready.wait_timeout(LIMIT));
-    kill_9(child);
-    assert_eq!(event.wait(), Err(Abandoned));
+    let waiter = Process::new(wait_on, event.clone()).start().unwrap();
+    drop(event);
+    kill_9(holder);
+    assert_eq!(waiter.join().unwrap(), Err(Abandoned));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -712,12 +755,50 @@ fn a_waiter_that_gets_the_lock_back_from_a_dead_notifier_is_told() {
     assert!(child.join().is_err());
 }
 
-#[test]
-fn waiting_on_a_condition_nobody_else_holds_is_abandoned() {
+/// In a child: waits on a condition of its own; whether the wait was abandoned, and whether
+/// the guard holds the lock again.
+fn wait_on_a_condition_of_its_own(_: ()) -> (bool, bool) {
     let cond = Condition::new().unwrap();
     let mut guard = cond.acquire().unwrap();
-    assert!(matches!(guard.wait(), Err(ConditionWaitError::Abandoned(Abandoned))));
-    assert!(cond.clone().try_acquire().is_ok(), "the RLock is held again, recursively by us");
+    let abandoned = matches!(guard.wait(), Err(ConditionWaitError::Abandoned(Abandoned)));
+    (abandoned, cond.clone().try_acquire().is_ok())
+}
+
+#[test]
+fn waiting_on_a_condition_nobody_else_holds_is_abandoned() {
+    let _w = watchdog(LIMIT);
+    let (abandoned, relocked) = Process::new(wait_on_a_condition_of_its_own, ()).start().unwrap().join().unwrap();
+    assert!(abandoned);
+    assert!(relocked, "the RLock is held again, recursively by the waiter");
+}
+
+/// In a child: the only handle to a condition, shared by reference with a thread that
+/// notifies once the waiter has reached its liveness checks (audit F9); whether the
+/// waiter was notified.
+fn wait_on_a_condition_shared_by_reference(_: ()) -> bool {
+    let cond = Condition::new().unwrap();
+    let ready = RawValue::new(false).unwrap();
+    std::thread::scope(|s| {
+        let mut guard = cond.acquire().unwrap();
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            let mut guard = cond.acquire().unwrap();
+            ready.set(true);
+            guard.notify_all();
+        });
+        while !ready.get() {
+            if guard.wait().is_err() {
+                return false;
+            }
+        }
+        true
+    })
+}
+
+#[test]
+fn a_condition_shared_by_reference_with_a_notifying_thread_is_not_abandoned() {
+    let _w = watchdog(LIMIT);
+    assert!(Process::new(wait_on_a_condition_shared_by_reference, ()).start().unwrap().join().unwrap());
 }
 
 fn wait_for_four(args: (Condition, RawValue<i32>)) -> bool {
@@ -881,7 +962,6 @@ fn abort_and_reset_break_the_waiting_parties() {
 }
 
 #[test]
-#[ignore = "audit F9: `sole_handle` cannot see a thread that shares this process's only handle by reference (Arc, scoped threads, a static): the waiter is told Abandoned while that thread is about to set the event; see notes/audit.md"]
 fn an_event_shared_by_reference_with_a_setting_thread_is_not_abandoned() {
     let _w = watchdog(LIMIT);
     let event = Event::new().unwrap();
@@ -898,16 +978,89 @@ fn an_event_shared_by_reference_with_a_setting_thread_is_not_abandoned() {
 /// A party that takes its handle and ends without waiting at the barrier.
 fn leave_without_waiting(_: Barrier) {}
 
+/// In a child: waits at the barrier; how the wait ended, and whether the barrier is broken.
+fn wait_at_barrier(barrier: Barrier) -> (Result<usize, BarrierBreak>, bool) {
+    (barrier.wait().map_err(|e| e.cause()), barrier.is_broken())
+}
+
 #[test]
-#[ignore = "audit F8: a Barrier whose other parties all ended without waiting waits forever (Event and Condition say Abandoned); the fix, sole_handle in check_parties, shares F9's blind spot (threads sharing one handle by reference), so it waits for the lead's choice on F9; see notes/audit.md"]
 fn a_barrier_nobody_else_holds_breaks_instead_of_waiting_forever() {
     let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let barrier = Barrier::new(2).unwrap();
+        Process::new(leave_without_waiting, barrier.clone()).start_method(method).start().unwrap().join().unwrap();
+        let waiter = Process::new(wait_at_barrier, barrier.clone()).start_method(method).start().unwrap();
+        // Once ours is gone, no other handle anywhere: no other party can ever arrive (as
+        // `Event::wait`'s `Abandoned`).
+        drop(barrier);
+        assert_eq!(waiter.join().unwrap(), (Err(BarrierBreak::Abandoned), true), "{method:?}");
+    }
+}
+
+/// In a child: the only handle to a barrier of two, shared by reference with a thread
+/// that arrives once the first party's liveness checks have begun; both indices.
+fn meet_a_thread_sharing_the_handle(_: ()) -> Vec<usize> {
     let barrier = Barrier::new(2).unwrap();
+    let mut indices = std::thread::scope(|s| {
+        let late = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            barrier.wait().unwrap()
+        });
+        vec![barrier.wait().unwrap(), late.join().unwrap()]
+    });
+    indices.sort();
+    indices
+}
+
+#[test]
+fn a_barrier_whose_holders_all_wait_alone_breaks_instead_of_waiting_forever() {
+    let _w = watchdog(LIMIT);
+    // Three parties: one ended without waiting, the two left both wait, each alone in its
+    // process: nobody else could ever arrive.
+    let barrier = Barrier::new(3).unwrap();
     Process::new(leave_without_waiting, barrier.clone()).start().unwrap().join().unwrap();
-    // No other handle anywhere: no other party can ever arrive (as `Event::wait`'s
-    // `Abandoned`).
-    assert!(barrier.wait().is_err(), "no other party can ever arrive");
-    assert!(barrier.is_broken());
+    let waiters: Vec<_> = METHODS
+        .iter()
+        .map(|&m| Process::new(wait_at_barrier, barrier.clone()).start_method(m).start().unwrap())
+        .collect();
+    drop(barrier);
+    for waiter in waiters {
+        assert_eq!(waiter.join().unwrap(), (Err(BarrierBreak::Abandoned), true));
+    }
+}
+
+/// In a child: waits at the barrier beside a thread that arrives through a reference to
+/// the same handle once the liveness checks have begun; both indices.
+fn wait_beside_a_late_thread(barrier: Barrier) -> Vec<usize> {
+    std::thread::scope(|s| {
+        let late = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            barrier.wait().unwrap()
+        });
+        vec![barrier.wait().unwrap(), late.join().unwrap()]
+    })
+}
+
+#[test]
+fn a_holder_process_with_another_thread_keeps_the_waits_of_others_alive() {
+    let _w = watchdog(LIMIT);
+    // Three parties: a child waiting alone, and a child whose two threads share one
+    // handle; the second thread arrives late, and nobody is told `Abandoned` meanwhile.
+    let barrier = Barrier::new(3).unwrap();
+    let alone = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    let pair = Process::new(wait_beside_a_late_thread, barrier.clone()).start().unwrap();
+    drop(barrier);
+    let mut indices = pair.join().unwrap();
+    indices.push(alone.join().unwrap().unwrap());
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+}
+
+#[test]
+fn a_barrier_shared_by_reference_with_a_late_thread_is_not_abandoned() {
+    let _w = watchdog(LIMIT);
+    let indices = Process::new(meet_a_thread_sharing_the_handle, ()).start().unwrap().join().unwrap();
+    assert_eq!(indices, [0, 1]);
 }
 
 fn wait_at_barrier_until_killed(args: (Barrier, Event)) {

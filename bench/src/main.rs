@@ -35,6 +35,35 @@ fn spawn_join(report: &mut Report) {
         }
         report.emit("spawn_join", method.name(), stats::median(&samples), "us", &samples);
     }
+    fork_floor(report);
+}
+
+/// spawn_join `fork.raw` (not in `mp_bench.py`): the floor of a fork start + join for this
+/// very process (its size and mappings, which a fork copies and an exit tears down): a raw
+/// `fork`, a child that calls `_exit(0)` at once, and a `waitpid`. The machine's floor of
+/// `limits.c` forks a small C program.
+fn fork_floor(report: &mut Report) {
+    let runs = 200;
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs + 2 {
+        let t0 = Instant::now();
+        // SAFETY: the child calls only `_exit`, which is async-signal-safe; this process has
+        // no other thread here (spawn_join runs before any bench that starts one).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: ends the child without running anything of the parent's.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: waits for the child just forked; `status` is a valid place to write.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid, "waitpid failed");
+        if i >= 2 {
+            samples.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    report.emit("spawn_join", "fork.raw", stats::median(&samples), "us", &samples);
 }
 
 type Bench = (&'static str, fn(&mut Report));

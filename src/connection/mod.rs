@@ -9,6 +9,13 @@
 //! anything is allocated for it, and a frame within it takes memory only as its bytes
 //! arrive. Values holding family handles (a `Queue`, a `Lock`) cannot be sent: they mean
 //! something only inside one family, so encoding them fails.
+//!
+//! A receive with a timeout bounds the whole message, not only its start: a message that
+//! began and stalled (a peer stopped part-way) closes the connection with
+//! [`SocketRecvError::Broken`]. TCP connections probe a silent peer (keepalive: 10 s idle,
+//! then 3 probes 5 s apart), so that a peer cut off without FIN or RST (a dead host, a
+//! network partition) ends even a receive without a timeout, as
+//! [`SocketRecvError::Disconnected`], within about 25 s.
 
 pub(crate) mod auth;
 
@@ -19,6 +26,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,6 +41,9 @@ use auth::{Bounded, Magic};
 
 /// What a listener sends first: a multiproc connection, protocol version 1.
 const MAGIC: &Magic = b"MPCONN\x00\x01";
+
+/// What `Broken` says, on either side of a connection.
+const BROKEN: &str = "the connection was closed: a message stopped arriving part-way, past the timeout";
 
 /// The default limit of one received message: 64 MiB.
 const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
@@ -198,6 +209,10 @@ pub enum SocketSendError {
     /// The value cannot be encoded (for instance, it holds a family handle).
     #[error(transparent)]
     Encode(CodecError),
+    /// The connection was closed after a message stopped arriving part-way (see
+    /// [`SocketRecvError::Broken`]).
+    #[error("{BROKEN}")]
+    Broken,
     /// The socket failed.
     #[error("send failed: {0}")]
     Io(io::Error),
@@ -238,6 +253,12 @@ pub enum SocketRecvError {
     /// No message began within the timeout (only from `recv_timeout`).
     #[error("no message within the timeout")]
     Timeout,
+    /// A message began to arrive but did not end within the timeout of
+    /// [`recv_timeout`](SocketConnection::recv_timeout): the rest of the stream can no
+    /// longer be read in step, so the connection was closed, and every later call on it
+    /// fails with `Broken` too.
+    #[error("{BROKEN}")]
+    Broken,
     /// The socket failed.
     #[error("receive failed: {0}")]
     Io(io::Error),
@@ -528,7 +549,10 @@ impl Listener {
             // An accepted socket does not inherit the listener's non-blocking mode on Linux;
             // a failure to set anything here is this client's, not the listener's.
             let passed = match &stream {
-                Stream::Tcp(s) => s.set_nonblocking(false).and_then(|()| s.set_nodelay(true)),
+                Stream::Tcp(s) => s
+                    .set_nonblocking(false)
+                    .and_then(|()| s.set_nodelay(true))
+                    .and_then(|()| sys::keep_alive(s.as_fd())),
                 Stream::Unix(s) => s.set_nonblocking(false),
             }
             .and_then(|()| stream.handshake(handshake_by, |mut s| auth::accept(&mut s, &self.authkey, MAGIC).is_ok()));
@@ -659,6 +683,7 @@ impl Client {
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
                 let stream = TcpStream::connect_timeout(&addr, left).map_err(timed_out)?;
                 stream.set_nodelay(true)?;
+                sys::keep_alive(stream.as_fd())?;
                 Stream::Tcp(stream)
             }
             Address::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
@@ -691,6 +716,9 @@ impl Client {
 pub struct SocketConnection<T> {
     stream: Stream,
     max_message: u64,
+    /// Set when a bounded receive stopped part-way through a frame (the connection is
+    /// closed then).
+    broken: AtomicBool,
     sending: Mutex<()>,
     receiving: Mutex<()>,
     _type: PhantomData<fn(T) -> T>,
@@ -726,6 +754,34 @@ impl From<io::Error> for FrameError {
     }
 }
 
+/// A stream whose reads wait for bytes until one deadline, then fail with `TimedOut`:
+/// the whole frame by the deadline, so a peer sending a byte at a time cannot stretch the
+/// wait (a timeout per read would restart with each byte). Bytes already there are read
+/// even past the deadline. Counts what it read.
+struct ByDeadline<'a> {
+    stream: &'a Stream,
+    deadline: Instant,
+    read: u64,
+}
+
+impl Read for ByDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // A blocking stream socket that polls readable has bytes (or its end) to read now.
+        while !sys::poll_readable(
+            &[self.stream.as_fd()],
+            Some(self.deadline.saturating_duration_since(Instant::now())),
+        )?[0]
+        {
+            if Instant::now() >= self.deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the message did not arrive in time"));
+            }
+        }
+        let n = (&mut &*self.stream).read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads one frame of at most `max` bytes; the buffer grows with the bytes that arrive.
 fn read_frame(mut stream: impl Read, max: u64) -> Result<Vec<u8>, FrameError> {
     let mut head = [0u8; 4];
@@ -744,7 +800,14 @@ fn read_frame(mut stream: impl Read, max: u64) -> Result<Vec<u8>, FrameError> {
 
 impl<T> SocketConnection<T> {
     fn new(stream: Stream, max_message: u64) -> Self {
-        Self { stream, max_message, sending: Mutex::new(()), receiving: Mutex::new(()), _type: PhantomData }
+        Self {
+            stream,
+            max_message,
+            broken: AtomicBool::new(false),
+            sending: Mutex::new(()),
+            receiving: Mutex::new(()),
+            _type: PhantomData,
+        }
     }
 
     /// The limit of one message received, and of one sent, on this connection (default:
@@ -786,6 +849,9 @@ impl<T> SocketConnection<T> {
         let mut frame = Vec::with_capacity(4 + bytes.len());
         frame.extend_from_slice(&(len as u32).to_le_bytes());
         frame.extend_from_slice(bytes);
+        if self.is_broken() {
+            return Err(SocketSendError::Broken);
+        }
         let _turn = lock(&self.sending);
         (&self.stream).write_all(&frame).map_err(|e| match e.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected => {
@@ -805,16 +871,73 @@ impl<T> SocketConnection<T> {
     ///
     /// See [`send_bytes`](Self::send_bytes).
     pub fn recv_bytes(&self) -> Result<Vec<u8>, SocketRecvError> {
+        self.recv_bytes_until(None)
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes), giving up when no message has begun to arrive
+    /// within `timeout`, and closing the connection when one began but did not end within
+    /// it (a peer that stalls part-way, or went silent with no FIN or RST).
+    ///
+    /// # Errors
+    ///
+    /// [`SocketRecvError::Timeout`] (nothing began: the connection goes on);
+    /// [`SocketRecvError::Broken`] (a message began and stalled: the connection is
+    /// closed); or as [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::{Client, SocketRecvError};
+    ///
+    /// let conn = Client::connect::<()>(std::path::Path::new("/run/app.sock"), b"k")?;
+    /// match conn.recv_bytes_timeout(Duration::from_secs(1)) {
+    ///     Ok(bytes) => println!("{} bytes", bytes.len()),
+    ///     Err(SocketRecvError::Timeout) => println!("nothing yet"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, SocketRecvError> {
+        self.recv_bytes_until(Some(auth::deadline_after(timeout)))
+    }
+
+    fn recv_bytes_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, SocketRecvError> {
+        if self.is_broken() {
+            return Err(SocketRecvError::Broken);
+        }
         let _turn = lock(&self.receiving);
-        match read_frame(&self.stream, self.max_message) {
+        let frame = match deadline {
+            None => read_frame(&self.stream, self.max_message),
+            Some(deadline) => {
+                let mut bounded = ByDeadline { stream: &self.stream, deadline, read: 0 };
+                match read_frame(&mut bounded, self.max_message) {
+                    Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                        if bounded.read == 0 {
+                            return Err(SocketRecvError::Timeout);
+                        }
+                        // Part of a frame was read: what follows cannot be read in step.
+                        self.broken.store(true, Ordering::Release);
+                        self.stream.shutdown();
+                        return Err(SocketRecvError::Broken);
+                    }
+                    frame => frame,
+                }
+            }
+        };
+        match frame {
             Ok(frame) => Ok(frame),
             Err(FrameError::Eof) => Err(SocketRecvError::Disconnected),
             Err(FrameError::TooLarge(len)) => {
                 self.stream.shutdown();
                 Err(SocketRecvError::TooLarge { len, max: self.max_message })
             }
+            // A TCP peer that stopped answering the keepalive probes.
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => Err(SocketRecvError::Disconnected),
             Err(FrameError::Io(e)) => Err(SocketRecvError::Io(e)),
         }
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     /// Whether a message has begun to arrive (or the other end is gone), waiting up to
@@ -899,8 +1022,11 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     ///
     /// See [`Listener`].
     pub fn recv(&self) -> Result<T, SocketRecvError> {
-        let bytes = self.recv_bytes()?;
-        match postcard::take_from_bytes(&bytes) {
+        Self::decode(&self.recv_bytes()?)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T, SocketRecvError> {
+        match postcard::take_from_bytes(bytes) {
             Ok((value, [])) => Ok(value),
             Ok((_, rest)) => Err(SocketRecvError::Decode(CodecError::decode(format_args!(
                 "{} bytes left over after the value",
@@ -911,11 +1037,15 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     }
 
     /// [`recv`](Self::recv), giving up when no message has begun to arrive within
-    /// `timeout`; once one has, the rest of it is waited for.
+    /// `timeout`. The whole message must arrive within it: one that began and stalled
+    /// (a peer stopped part-way, or cut off by the network) closes the connection, whose
+    /// stream can no longer be read in step.
     ///
     /// # Errors
     ///
-    /// [`SocketRecvError::Timeout`], or as [`recv`](Self::recv).
+    /// [`SocketRecvError::Timeout`] when no message began (the connection goes on);
+    /// [`SocketRecvError::Broken`] when one began and did not end in time (then and for
+    /// every later call); or as [`recv`](Self::recv).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -930,10 +1060,7 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, SocketRecvError> {
-        if !self.poll(Some(timeout)) {
-            return Err(SocketRecvError::Timeout);
-        }
-        self.recv()
+        Self::decode(&self.recv_bytes_timeout(timeout)?)
     }
 }
 
@@ -953,6 +1080,18 @@ mod tests {
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&u32::MAX.to_le_bytes()).unwrap();
         assert!(matches!(read_frame(&b, 1 << 20), Err(FrameError::TooLarge(len)) if len == u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn tcp_connections_probe_a_silent_peer_on_both_sides() {
+        let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), b"k").unwrap();
+        let address = listener.address().clone();
+        let client = std::thread::spawn(move || Client::connect::<u8>(address, b"k").unwrap());
+        let accepted = listener.accept::<u8>().unwrap();
+        let connected = client.join().unwrap();
+        for conn in [&accepted, &connected] {
+            assert!(sys::kept_alive(conn.stream.as_fd()).unwrap());
+        }
     }
 
     #[test]

@@ -431,6 +431,9 @@ pub(crate) enum Out<R> {
     /// A lock acquired from a holder whose client died (or whose connection ended)
     /// holding it: the server released it (the family's `owner_died()`).
     AcquiredFromDead,
+    /// A condition wait's answer (whether it was notified) when it took its lock back from
+    /// a holder whose client died holding it.
+    RetookFromDead(bool),
 }
 
 impl<R> Out<R> {
@@ -458,6 +461,7 @@ impl<R> Out<R> {
             Out::Barrier { parties, waiting, broken } => Out::Barrier { parties, waiting, broken },
             Out::Sizes { len, max } => Out::Sizes { len, max },
             Out::AcquiredFromDead => Out::AcquiredFromDead,
+            Out::RetookFromDead(notified) => Out::RetookFromDead(notified),
         })
     }
 

@@ -31,6 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
 use std::time::{Duration, Instant};
@@ -350,6 +351,9 @@ fn serve_connection(
     writers: &Writers,
 ) {
     let _ = stream.set_nodelay(true);
+    // A client cut off without FIN or RST ends this connection (and gives back its locks
+    // and references) once it stops answering the probes, instead of never.
+    let _ = crate::sys::keep_alive(stream.as_fd());
     let deadline = auth::deadline_after(config.limits.handshake_timeout);
     if auth::accept(&mut auth::Bounded::new(&stream, deadline), &config.authkey).is_err() {
         // A wrong key, a silent or slow peer: close, and nothing else happens.
@@ -508,6 +512,9 @@ impl RemoteConn {
         };
         let peer = stream.peer_addr()?;
         stream.set_nodelay(true)?;
+        // A server cut off without FIN or RST ends the reader, and so every call waiting
+        // for an answer, once it stops answering the probes.
+        crate::sys::keep_alive(stream.as_fd())?;
         match auth::connect(&mut auth::Bounded::new(&stream, deadline), authkey) {
             Ok(()) => {}
             Err(ManagerError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
@@ -530,7 +537,7 @@ impl RemoteConn {
             max_message: DEFAULT_MAX_MESSAGE,
         });
         let max = conn.max_message;
-        std::thread::Builder::new().name("manager-client-reader".into()).spawn(move || {
+        crate::sys::spawn_own("manager-client-reader", move || {
             let reason = loop {
                 let frame = match read_frame(&mut reader, max) {
                     Ok(frame) => frame,

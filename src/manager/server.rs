@@ -275,6 +275,7 @@ impl Server {
     fn control(&mut self, control: Control) {
         match control {
             Control::Hello { conn, replies, pid, start } => {
+                self.store.conn_opened(conn, pid, start);
                 self.conns.insert(conn, Conn::Local { replies, pid, start });
             }
             Control::Bye { conn } | Control::RemoteClosed { conn } => self.close(conn),
@@ -302,7 +303,8 @@ impl Server {
         remote::forget_writer(&self.writers, conn);
     }
 
-    /// Closes the connections of family clients whose process ended.
+    /// Closes the connections of family clients whose process ended, and takes back the
+    /// semaphore permits of those that held some.
     fn sweep(&mut self) {
         let mut verdicts: HashMap<u32, bool> = HashMap::new();
         let dead: Vec<ConnId> = self
@@ -318,6 +320,16 @@ impl Server {
             .collect();
         for conn in dead {
             self.close(conn);
+        }
+        // A process may hold permits after its last connection ended (its threads are
+        // gone, it is not): it is watched for as long as it holds them.
+        for (pid, start) in self.store.permit_holders() {
+            if !sys::process_alive(pid, start) {
+                self.store.holder_died(pid, start);
+            }
+        }
+        if self.store.has_replies() {
+            self.deliver();
         }
     }
 

@@ -38,6 +38,17 @@ pub(crate) type ConnId = u32;
 pub(crate) struct Owner {
     pub(crate) conn: ConnId,
     pub(crate) thread: u64,
+    /// Whose semaphore permits its acquires take (a function of `conn`).
+    pub(crate) holder: Holder,
+}
+
+/// Who holds a semaphore's permits: a family process (all its connections together, so that
+/// a permit acquired on one thread and released on another is one process's), or a
+/// connection whose process the server cannot watch (a remote client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Holder {
+    Process { pid: u32, start: u64 },
+    Conn(ConnId),
 }
 
 /// An answer for a connection.
@@ -100,6 +111,69 @@ struct QueueState {
     shutdown: bool,
 }
 
+/// A semaphore. Permits are counted per holder, so that a dead holder's come back; a release
+/// follows the family's [`Semaphore`](crate::Semaphore) rules, so that a permit handed over
+/// never comes back twice: a holder's release gives back one of its own, a non-holder's one
+/// held by another holder (handed over to it) or, if none is held, makes an *extra* permit,
+/// which an acquire takes first and which nobody holds once taken.
+#[derive(Debug)]
+struct SemState {
+    value: u64,
+    initial: u64,
+    bounded: bool,
+    waiters: VecDeque<Waiter>,
+    held: HashMap<Holder, u64>,
+    /// Permits in `value` that a non-holder released.
+    extra: u64,
+    /// Permits in `value` taken back from dead holders: each tells its next taker.
+    recovered: u64,
+}
+
+impl SemState {
+    /// Takes a permit for `holder` (`value > 0`).
+    fn take(&mut self, holder: Holder) -> Out<ObjectId> {
+        self.value -= 1;
+        if self.extra > 0 {
+            self.extra -= 1;
+            return Out::Bool(true);
+        }
+        *self.held.entry(holder).or_insert(0) += 1;
+        if self.recovered > 0 {
+            self.recovered -= 1;
+            Out::AcquiredFromDead
+        } else {
+            Out::Bool(true)
+        }
+    }
+
+    /// Gives a permit back on behalf of `holder` (the bound checked by the caller).
+    fn give(&mut self, holder: Holder) {
+        let mine = match self.held.get(&holder) {
+            Some(_) => Some(holder),
+            None => self.held.keys().min().copied(),
+        };
+        match mine {
+            Some(h) => {
+                let n = self.held.get_mut(&h).expect("listed");
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(&h);
+                }
+            }
+            None => self.extra += 1,
+        }
+        self.value += 1;
+    }
+
+    /// Takes back the permits `holder` held (it died); whether it held any.
+    fn take_back(&mut self, holder: Holder) -> bool {
+        let Some(n) = self.held.remove(&holder) else { return false };
+        self.value += n;
+        self.recovered += n;
+        true
+    }
+}
+
 #[derive(Debug)]
 struct BarrierState {
     parties: u64,
@@ -122,12 +196,7 @@ enum Body {
     Queue(QueueState),
     Lock(LockState),
     RLock(LockState),
-    Semaphore {
-        value: u64,
-        initial: u64,
-        bounded: bool,
-        waiters: VecDeque<Waiter>,
-    },
+    Semaphore(SemState),
     Event {
         flag: bool,
         waiters: Vec<Waiter>,
@@ -157,8 +226,8 @@ impl Body {
             Body::Queue(_) => Kind::Queue,
             Body::Lock(_) => Kind::Lock,
             Body::RLock(_) => Kind::RLock,
-            Body::Semaphore { bounded: true, .. } => Kind::BoundedSemaphore,
-            Body::Semaphore { .. } => Kind::Semaphore,
+            Body::Semaphore(SemState { bounded: true, .. }) => Kind::BoundedSemaphore,
+            Body::Semaphore(_) => Kind::Semaphore,
             Body::Event { .. } => Kind::Event,
             Body::Condition { .. } => Kind::Condition,
             Body::Barrier(_) => Kind::Barrier,
@@ -198,6 +267,8 @@ pub(crate) struct Store {
     timers: BTreeSet<Timer>,
     out: Vec<Outgoing>,
     shutting_down: bool,
+    /// The process behind each family connection (others hold permits as themselves).
+    holders: HashMap<ConnId, Holder>,
 }
 
 impl std::fmt::Debug for Store {
@@ -231,6 +302,7 @@ impl Store {
             timers: BTreeSet::new(),
             out: Vec::new(),
             shutting_down: false,
+            holders: HashMap::new(),
         }
     }
 
@@ -384,7 +456,8 @@ impl Store {
 
     /// Handles one request of connection `conn`.
     pub(crate) fn handle(&mut self, conn: ConnId, envelope: Envelope, now: Instant) {
-        let owner = Owner { conn, thread: envelope.thread };
+        let holder = self.holders.get(&conn).copied().unwrap_or(Holder::Conn(conn));
+        let owner = Owner { conn, thread: envelope.thread, holder };
         let seq = envelope.seq;
         if self.shutting_down {
             if let Request::Release { id, count } = envelope.request {
@@ -475,7 +548,15 @@ impl Store {
                 if value > SEMAPHORE_MAX {
                     return Err(Fault::Overflow("the semaphore's value".into()));
                 }
-                Body::Semaphore { value, initial: value, bounded, waiters: VecDeque::new() }
+                Body::Semaphore(SemState {
+                    value,
+                    initial: value,
+                    bounded,
+                    waiters: VecDeque::new(),
+                    held: HashMap::new(),
+                    extra: 0,
+                    recovered: 0,
+                })
             }
             Create::Event => Body::Event { flag: false, waiters: Vec::new() },
             Create::Condition => Body::Condition { lock: LockState::default(), waiters: VecDeque::new() },
@@ -596,10 +677,54 @@ impl Store {
         }
     }
 
+    /// Connection `conn` belongs to a family process: the semaphore permits its requests
+    /// take are that process's, and come back when [`Store::holder_died`] says it died.
+    pub(crate) fn conn_opened(&mut self, conn: ConnId, pid: u32, start: u64) {
+        self.holders.insert(conn, Holder::Process { pid, start });
+    }
+
+    /// The family processes that hold semaphore permits, for the server to watch.
+    pub(crate) fn permit_holders(&self) -> Vec<(u32, u64)> {
+        let mut found = BTreeSet::new();
+        for obj in self.objects.values() {
+            if let Body::Semaphore(sem) = &obj.body {
+                found.extend(sem.held.keys().filter_map(|h| match *h {
+                    Holder::Process { pid, start } => Some((pid, start)),
+                    Holder::Conn(_) => None,
+                }));
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// Family process `pid` (started at `start`) died: the semaphore permits it held come
+    /// back, each telling its next taker.
+    pub(crate) fn holder_died(&mut self, pid: u32, start: u64) {
+        self.take_back(Holder::Process { pid, start });
+    }
+
+    fn take_back(&mut self, holder: Holder) {
+        let ids: Vec<ObjectId> = self
+            .objects
+            .iter_mut()
+            .filter_map(|(&id, obj)| match &mut obj.body {
+                Body::Semaphore(sem) => sem.take_back(holder).then_some(id),
+                _ => None,
+            })
+            .collect();
+        for id in ids {
+            self.settle(id);
+        }
+    }
+
     /// Connection `conn` is gone: its parked requests are forgotten and the locks it held
     /// released (a barrier it waited at breaks, so that the other parties do not wait for
-    /// it forever).
+    /// it forever); a connection that held semaphore permits as itself (a remote client's)
+    /// gives them back.
     pub(crate) fn drop_conn(&mut self, conn: ConnId) {
+        if self.holders.remove(&conn).is_none() {
+            self.take_back(Holder::Conn(conn));
+        }
         let ids: Vec<ObjectId> = self.objects.keys().copied().collect();
         for id in ids {
             let mut fx = Effects::default();
@@ -1168,33 +1293,29 @@ fn apply(
         (Body::Condition { lock, .. }, Op::Release) => lock_release(lock, owner, true),
         (Body::Lock(l) | Body::RLock(l), Op::Locked) => Ok(Out::Bool(l.owner.is_some())),
         (Body::Condition { lock, .. }, Op::Locked) => Ok(Out::Bool(lock.owner.is_some())),
-        (Body::Semaphore { value, waiters, .. }, Op::Acquire { wait }) => {
-            if *value > 0 && waiters.is_empty() {
-                *value -= 1;
-                Ok(Out::Bool(true))
+        (Body::Semaphore(sem), Op::Acquire { wait }) => {
+            if sem.value > 0 && sem.waiters.is_empty() {
+                Ok(sem.take(call.owner.holder))
             } else if *wait == Some(0) {
                 Ok(Out::Bool(false))
             } else {
                 let waiter = fx.park(&call, *wait);
-                waiters.push_back(waiter);
+                sem.waiters.push_back(waiter);
                 return None;
             }
         }
-        (Body::Semaphore { value, initial, bounded, .. }, Op::Release) => {
-            if *bounded && *value >= *initial {
+        (Body::Semaphore(sem), Op::Release) => {
+            if sem.bounded && sem.value >= sem.initial {
                 Err(Fault::NotAcquired)
+            } else if sem.value >= SEMAPHORE_MAX {
+                Err(Fault::Overflow("the semaphore's value".into()))
             } else {
-                match value.checked_add(1).filter(|&v| v <= SEMAPHORE_MAX) {
-                    Some(v) => {
-                        *value = v;
-                        Ok(Out::Unit)
-                    }
-                    None => Err(Fault::Overflow("the semaphore's value".into())),
-                }
+                sem.give(call.owner.holder);
+                Ok(Out::Unit)
             }
         }
-        (Body::Semaphore { value, .. }, Op::SemValue) => Ok(Out::Count(*value)),
-        (Body::Semaphore { value, .. }, Op::Locked) => Ok(Out::Bool(*value == 0)),
+        (Body::Semaphore(sem), Op::SemValue) => Ok(Out::Count(sem.value)),
+        (Body::Semaphore(sem), Op::Locked) => Ok(Out::Bool(sem.value == 0)),
 
         // ---- Event
         (Body::Event { flag, .. }, Op::EventSet) => {
@@ -1321,19 +1442,20 @@ fn settle(body: &mut Body, fx: &mut Effects) {
                 l.owner = Some(waiter.owner);
                 l.count = back.map_or(1, |(depth, _)| depth.max(1));
                 // A condition waiter taking its lock back answers its wait (whether it was
-                // notified); only an acquire is told of a dead holder.
+                // notified), and is told of a dead holder as an acquire is.
                 let answer = match back {
+                    Some((_, notified)) if std::mem::take(&mut l.owner_died) => Out::RetookFromDead(notified),
                     Some((_, notified)) => Out::Bool(notified),
                     None => l.granted(),
                 };
                 fx.answer(waiter, Ok(answer));
             }
         }
-        Body::Semaphore { value, waiters, .. } => {
-            while *value > 0 {
-                let Some(waiter) = waiters.pop_front() else { break };
-                *value -= 1;
-                fx.answer(waiter, Ok(Out::Bool(true)));
+        Body::Semaphore(sem) => {
+            while sem.value > 0 {
+                let Some(waiter) = sem.waiters.pop_front() else { break };
+                let answer = sem.take(waiter.owner.holder);
+                fx.answer(waiter, Ok(answer));
             }
         }
         Body::Event { flag: true, waiters } => {
@@ -1399,7 +1521,7 @@ fn time_out(body: &mut Body, conn: ConnId, seq: u64, fx: &mut Effects) {
                 lock.waiters.push_back((waiter, Some((depth, false))));
             }
         }
-        Body::Semaphore { waiters, .. } => {
+        Body::Semaphore(SemState { waiters, .. }) => {
             if let Some(i) = waiters.iter().position(is) {
                 let waiter = waiters.remove(i).expect("found");
                 fx.replies.push((waiter.owner, waiter.seq, Ok(Out::Bool(false))));
@@ -1461,7 +1583,7 @@ fn take_waiters(
             lock.waiters.retain(|(w, _)| keep(w));
             waiters.retain(|(w, _)| keep(w));
         }
-        Body::Semaphore { waiters, .. } => waiters.retain(|w| keep(w)),
+        Body::Semaphore(SemState { waiters, .. }) => waiters.retain(|w| keep(w)),
         Body::Event { waiters, .. } => waiters.retain(|w| keep(w)),
         Body::Queue(q) => {
             q.getters.retain(|w| keep(w));
@@ -1511,7 +1633,7 @@ fn visit_waiters(body: &Body, f: &mut impl FnMut(&Waiter)) {
             q.joiners.iter().for_each(&mut *f);
         }
         Body::Lock(l) | Body::RLock(l) => l.waiters.iter().for_each(|(w, _)| f(w)),
-        Body::Semaphore { waiters, .. } => waiters.iter().for_each(&mut *f),
+        Body::Semaphore(SemState { waiters, .. }) => waiters.iter().for_each(&mut *f),
         Body::Event { waiters, .. } => waiters.iter().for_each(&mut *f),
         Body::Condition { lock, waiters } => {
             lock.waiters.iter().for_each(|(w, _)| f(w));
@@ -1529,6 +1651,8 @@ mod tests {
 
     const A: ConnId = 1;
     const B: ConnId = 2;
+    const C: ConnId = 3;
+    const D: ConnId = 4;
 
     fn item(bytes: &[u8], refs: &[ObjectId]) -> Item<ObjectId> {
         Item { bytes: bytes.to_vec(), refs: refs.to_vec() }
@@ -1619,6 +1743,50 @@ mod tests {
         store.drop_conn(A);
         assert_eq!(call(&mut store, B, 2, lock, Kind::RLock, acquire.clone()), Some(Ok(Out::AcquiredFromDead)));
         assert_eq!(call(&mut store, B, 3, lock, Kind::RLock, acquire), Some(Ok(Out::Bool(true))), "recursive");
+    }
+
+    #[test]
+    fn a_dead_holders_permits_come_back_once_and_a_handed_over_one_never() {
+        let mut store = Store::new();
+        let sem = create(&mut store, Create::Semaphore { value: 2, bounded: true });
+        let kind = Kind::BoundedSemaphore;
+        let acquire = |wait| Op::Acquire { wait };
+        let value = |store: &mut Store, seq| call(store, D, seq, sem, kind, Op::SemValue);
+        // C takes a permit and hands it over: D releases it. C's connection ending then
+        // gives nothing back.
+        assert_eq!(call(&mut store, C, 2, sem, kind, acquire(Some(0))), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, D, 2, sem, kind, Op::Release), Some(Ok(Out::Unit)));
+        store.drop_conn(C);
+        assert_eq!(value(&mut store, 3), Some(Ok(Out::Count(2))));
+        // A (a connection as itself) and B (family process 42) take one each; D parks.
+        store.conn_opened(B, 42, 7);
+        assert_eq!(call(&mut store, A, 2, sem, kind, acquire(Some(0))), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, B, 2, sem, kind, acquire(Some(0))), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, D, 4, sem, kind, acquire(None)), None);
+        // A's connection ends: its permit comes back, to D, who is told.
+        store.drop_conn(A);
+        let replies = store.take_replies();
+        assert_eq!((replies[0].conn, replies[0].seq), (D, 4));
+        assert_eq!(replies[0].result, Ok(Out::AcquiredFromDead));
+        // B's connection ends, not its process: the permit stays held until the server says
+        // the process died; then it comes back once.
+        store.drop_conn(B);
+        assert_eq!(store.permit_holders(), vec![(42, 7)]);
+        assert_eq!(value(&mut store, 5), Some(Ok(Out::Count(0))));
+        store.holder_died(42, 7);
+        store.holder_died(42, 7);
+        assert_eq!(value(&mut store, 6), Some(Ok(Out::Count(1))));
+        assert!(store.permit_holders().is_empty());
+        // D gives its own back; a further release is refused at the bound.
+        assert_eq!(call(&mut store, D, 7, sem, kind, Op::Release), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, D, 8, sem, kind, Op::Release), Some(Err(Fault::NotAcquired)));
+        // A release by a non-holder with nothing held makes an extra permit, taken first and
+        // held by nobody: its taker's connection ending gives nothing back.
+        let counter = create(&mut store, Create::Semaphore { value: 0, bounded: false });
+        assert_eq!(call(&mut store, C, 3, counter, Kind::Semaphore, Op::Release), Some(Ok(Out::Unit)));
+        assert_eq!(call(&mut store, A, 3, counter, Kind::Semaphore, acquire(Some(0))), Some(Ok(Out::Bool(true))));
+        store.drop_conn(A);
+        assert_eq!(call(&mut store, D, 9, counter, Kind::Semaphore, Op::SemValue), Some(Ok(Out::Count(0))));
     }
 
     #[test]

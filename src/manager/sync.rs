@@ -465,8 +465,26 @@ impl fmt::Debug for ProxySemaphoreGuard<'_> {
 }
 
 impl<'a> ProxySemaphoreGuard<'a> {
-    fn new(core: &'a ProxyCore) -> Self {
-        Self { guard: ProxyLockGuard::new(core, false) }
+    fn new(core: &'a ProxyCore, owner_died: bool) -> Self {
+        Self { guard: ProxyLockGuard::new(core, owner_died) }
+    }
+
+    /// Whether this permit was taken back from a holder that died holding it (its process
+    /// was killed or crashed, or its remote connection ended), as
+    /// [`SemaphoreGuard::owner_died`](crate::SemaphoreGuard::owner_died): told to one
+    /// acquire per permit taken back.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let slots = manager.semaphore(1)?;
+    /// assert!(!slots.acquire()?.owner_died());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.guard.owner_died
     }
 
     /// Gives the unit back now, reporting a failure that dropping the guard would ignore.
@@ -511,6 +529,11 @@ impl<'a> ProxySemaphoreGuard<'a> {
 
 /// A semaphore kept by a manager's server (Python's `manager.Semaphore(value)` and
 /// `manager.BoundedSemaphore(value)`).
+///
+/// As the family's [`Semaphore`](crate::Semaphore), it gives back the permits of a holder
+/// that died (a family process that ended, a remote client whose connection ended) and
+/// tells their next takers ([`ProxySemaphoreGuard::owner_died`]); a permit acquired in one
+/// process and released by another is handed over, and never comes back twice.
 ///
 /// # Examples
 ///
@@ -559,8 +582,8 @@ impl SemaphoreProxy {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        acquire(&self.core, None, endless())?;
-        Ok(ProxySemaphoreGuard::new(&self.core))
+        let died = acquire(&self.core, None, endless())?;
+        Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
     /// Takes one unit if there is one now.
@@ -584,8 +607,8 @@ impl SemaphoreProxy {
     /// # Ok::<(), ManagerError>(())
     /// ```
     pub fn try_acquire(&self) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
-        Ok(ProxySemaphoreGuard::new(&self.core))
+        let died = acquire(&self.core, Some(0), ManagerError::WouldBlock)?;
+        Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
     /// Takes one unit, waiting at most `timeout`.
@@ -610,8 +633,8 @@ impl SemaphoreProxy {
     /// # Ok::<(), ManagerError>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<ProxySemaphoreGuard<'_>, ManagerError> {
-        acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
-        Ok(ProxySemaphoreGuard::new(&self.core))
+        let died = acquire(&self.core, wait_for(timeout), ManagerError::Timeout)?;
+        Ok(ProxySemaphoreGuard::new(&self.core, died))
     }
 
     /// Gives one unit back.
@@ -902,8 +925,9 @@ impl<'a> ProxyConditionGuard<'a> {
         self.guard.guard.core
     }
 
-    /// Whether the lock's last holder died holding it, as
-    /// [`ProxyLockGuard::owner_died`].
+    /// Whether the lock was taken, by the acquire or by a later wait taking it back, from a
+    /// holder that died holding it, as [`ProxyLockGuard::owner_died`] and
+    /// [`ConditionGuard::owner_died`](crate::ConditionGuard::owner_died).
     ///
     /// # Examples
     ///
@@ -982,7 +1006,19 @@ impl<'a> ProxyConditionGuard<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&mut self) -> Result<(), ManagerError> {
-        self.core().call(Op::CondWait { wait: None }).map(drop)
+        self.cond_wait(None).map(drop)
+    }
+
+    /// A wait of at most `wait`; whether it was notified. Notes a lock taken back from a
+    /// dead holder.
+    fn cond_wait(&mut self, wait: Wait) -> Result<bool, ManagerError> {
+        match self.core().call(Op::CondWait { wait })? {
+            Out::RetookFromDead(notified) => {
+                self.guard.guard.owner_died = true;
+                Ok(notified)
+            }
+            out => flag(out),
+        }
     }
 
     /// Like [`wait`](Self::wait), waiting at most `timeout` for the notification; whether
@@ -1005,7 +1041,7 @@ impl<'a> ProxyConditionGuard<'a> {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ManagerError> {
-        flag(self.core().call(Op::CondWait { wait: wait_for(timeout) })?)
+        self.cond_wait(wait_for(timeout))
     }
 
     /// Waits until `predicate` holds (checked with the lock held, before each wait).

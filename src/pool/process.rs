@@ -58,7 +58,9 @@ where
 /// A pool of worker processes (Python's `multiprocessing.Pool`), which never hangs.
 ///
 /// Tasks are functions (or non-capturing closures) of serde types; arguments and results
-/// may hold handles (queues, locks, values). A task that panics fails with its panic; a
+/// may hold handles (queues, locks, values). A closure must capture nothing; zero-sized
+/// values it captures are made again in the workers: never capture a proof token (see
+/// [`Target`](crate::Target)). A task that panics fails with its panic; a
 /// worker that dies (killed, crashed, out of memory) fails the task it was running with
 /// [`TaskError::WorkerLost`] and is replaced; a task past its timeout has its worker killed
 /// and fails with [`TaskError::TimedOut`]. A `map` that failed stops its other tasks (see

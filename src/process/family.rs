@@ -280,14 +280,12 @@ pub(crate) fn on_lasting_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send 
         st.launcher
             .get_or_insert_with(|| {
                 let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-                std::thread::Builder::new()
-                    .name("multiproc-launcher".into())
-                    .spawn(move || {
-                        for job in jobs_rx {
-                            job();
-                        }
-                    })
-                    .expect("cannot start the launcher thread");
+                sys::spawn_own("multiproc-launcher", move || {
+                    for job in jobs_rx {
+                        job();
+                    }
+                })
+                .expect("cannot start the launcher thread");
                 jobs_tx
             })
             .clone()

@@ -244,6 +244,11 @@ fn run_object<T: Run>(task: T) -> T::Output {
 /// executable (a function of a shared library is refused with
 /// [`Error::NotInExecutable`](crate::Error::NotInExecutable) when the process starts).
 ///
+/// A closure must capture nothing: zero-sized values it captures (which keep it
+/// zero-sized, so nothing can refuse it) are made again in the child, where they were
+/// never made. Never capture a proof token (a CPU-feature token, an "initialised" marker):
+/// make the proof again in the target.
+///
 /// # Examples
 ///
 /// ```
@@ -417,11 +422,14 @@ where
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
+    /// A closure must capture nothing; zero-sized values it captures are made again in the
+    /// child: never capture a proof token (see [`Target`]).
+    ///
     /// # Panics
     ///
     /// When `target` is a closure that captures exactly a pointer's worth of `Copy` state
     /// (such as a `u64`): it cannot be rebuilt in the child. A closure that captures
-    /// anything else does not compile.
+    /// anything else but zero-sized values does not compile.
     #[track_caller]
     pub fn new<F, M>(target: F, args: A) -> Self
     where

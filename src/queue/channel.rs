@@ -113,27 +113,61 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     gone: impl FnOnce(W::Gone) -> Failure,
     taking: impl FnOnce(),
 ) -> Result<T, Failure> {
+    let handles = ring.ever_had_handles();
     let decoded = ring
         .get(deadline, watch, |bytes, got| {
             taking();
             if got == tag {
-                codec::decode_exact::<T>(bytes)
+                decode_taken::<T>(bytes, handles)
             } else if got == RAW {
-                Err(CodecError::decode(format_args!(
-                    "a raw message (send_bytes) cannot be received as {}",
-                    std::any::type_name::<T>()
+                Err((
+                    CodecError::decode(format_args!(
+                        "a raw message (send_bytes) cannot be received as {}",
+                        std::any::type_name::<T>()
+                    ))
+                    .of::<T>(),
+                    None,
                 ))
-                .of::<T>())
             } else {
-                Err(CodecError::decode(format_args!(
-                    "the message was sent as another type than {}",
-                    std::any::type_name::<T>()
+                Err((
+                    CodecError::decode(format_args!(
+                        "the message was sent as another type than {}",
+                        std::any::type_name::<T>()
+                    ))
+                    .of::<T>(),
+                    None,
                 ))
-                .of::<T>())
             }
         })
         .map_err(|r| refused(r, gone))?;
-    decoded.map_err(Failure::Decode)
+    settle_decoded(decoded).map_err(Failure::Decode)
+}
+
+/// A message whose decoding failed, and what it may still hold: its bytes and the handles
+/// the decoding read (see [`settle_decoded`]).
+pub(crate) type Undecoded = (CodecError, Option<(Vec<u8>, Vec<codec::HandleRead>)>);
+
+/// Decodes a message of a ring that `handles` says ever carried handles, inside its take;
+/// on failure keeps what [`settle_decoded`] needs once the message is taken.
+pub(crate) fn decode_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Undecoded> {
+    if !handles {
+        return codec::decode_exact::<T>(bytes).map_err(|e| (e, None));
+    }
+    codec::decode_exact_noting::<T>(bytes).map_err(|(e, read)| (e, Some((bytes.to_vec(), read))))
+}
+
+/// The outcome of [`decode_taken`], once the message is taken: a decoding that stopped
+/// part-way never reached the handles after that point, which are given back (otherwise
+/// they would stay in flight forever, and their objects' other holders never learn they
+/// are alone). After the take, not inside it: a consumer killed in between leaves them to
+/// the next consumer of the message rather than giving them back twice.
+pub(crate) fn settle_decoded<T>(decoded: Result<T, Undecoded>) -> Result<T, CodecError> {
+    decoded.map_err(|(e, left)| {
+        if let Some((bytes, read)) = left {
+            crate::shm::give_back_unread(&bytes, &read);
+        }
+        e
+    })
 }
 
 /// Which handle type a queue object was made for (part of its type tag).
@@ -560,10 +594,10 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                     s.drained_at.store(past, Ordering::Release);
                 }
                 crash_point!("queue.shutdown.drain_counted");
-                (decode && got == self.tag).then(|| codec::decode_exact::<T>(bytes))
+                (decode && got == self.tag).then(|| decode_taken::<T>(bytes, true))
             });
             match taken {
-                Ok(value) => drop(value),
+                Ok(value) => drop(value.map(settle_decoded)),
                 Err(_) => break,
             }
             crash_point!("queue.shutdown.draining");

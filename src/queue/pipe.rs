@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::channel::{RAW, message_tag, recv_value, send_value, type_tag};
+use super::channel::{RAW, Undecoded, decode_taken, message_tag, recv_value, send_value, settle_decoded, type_tag};
 use super::error::{Failure, RecvBytesIntoError, RecvError, RecvTimeoutError, SendBytesError, SendError, TryRecvError};
 use crate::codec;
 use crate::error::Error;
@@ -223,6 +223,7 @@ pub struct Connection<T> {
     /// The sending ring's segment count when this handle last looked at the other end.
     looked: AtomicU64,
     drain: fn(&PipeState, u32),
+    release: fn(&[u8]) -> Option<Undecoded>,
     _messages: PhantomData<fn(T) -> T>,
 }
 
@@ -233,6 +234,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             tag: message_tag::<T>(),
             looked: AtomicU64::new(0),
             drain: drain::<T>,
+            release: release::<T>,
             _messages: PhantomData,
         }
     }
@@ -242,6 +244,13 @@ fn drain<T: DeserializeOwned>(pipe: &PipeState, tag: u32) {
     for ring in &pipe.rings {
         while recv_value::<T, _>(ring, tag, Deadline::now(), &Patient).is_ok() {}
     }
+}
+
+/// Decodes a message of `T` taken as raw bytes and drops it: the handles inside are
+/// released, since the bytes can never become handles again. A decoding that failed gives
+/// what [`settle_decoded`] needs once the message is taken.
+fn release<T: DeserializeOwned>(bytes: &[u8]) -> Option<Undecoded> {
+    decode_taken::<T>(bytes, true).err()
 }
 
 /// The parts of an open end that an operation needs.
@@ -310,7 +319,9 @@ impl<T> Connection<T> {
     }
 
     /// Receives the next message as raw bytes (Python's `recv_bytes`): what
-    /// [`Connection::send_bytes`] sent, or the encoding of what `send` sent.
+    /// [`Connection::send_bytes`] sent, or the encoding of what `send` sent. Handles inside
+    /// a message that `send` sent (a `Queue`, a `Lock`) are released as the message is
+    /// taken, as if it were received and dropped: the bytes can never become handles again.
     ///
     /// # Errors
     ///
@@ -380,13 +391,25 @@ impl<T> Connection<T> {
 
     fn take_raw<R>(&self, deadline: Deadline, read: impl FnOnce(&[u8]) -> R) -> Result<R, Failure> {
         let open = self.open()?;
-        open.rx()?.get(deadline, &open.peer(), |bytes, _| read(bytes)).map_err(|r| match r {
-            Refused::TimedOut => Failure::Wait,
-            Refused::Gone(()) => Failure::Gone,
-            Refused::HeapFull(e) => Failure::HeapFull(e),
-            Refused::TooLarge { .. } => unreachable!("receiving has no size limit"),
-            Refused::ShutDown => unreachable!("receiving is never refused"),
-        })
+        let ring = open.rx()?;
+        let handles = ring.ever_had_handles();
+        let (undecoded, r) = ring
+            .get(deadline, &open.peer(), |bytes, got| {
+                // What `send` sent may hold handles (a message of `T`, not `send_bytes`'s).
+                let undecoded = (handles && got == self.tag).then(|| (self.release)(bytes)).flatten();
+                (undecoded, read(bytes))
+            })
+            .map_err(|r| match r {
+                Refused::TimedOut => Failure::Wait,
+                Refused::Gone(()) => Failure::Gone,
+                Refused::HeapFull(e) => Failure::HeapFull(e),
+                Refused::TooLarge { .. } => unreachable!("receiving has no size limit"),
+                Refused::ShutDown => unreachable!("receiving is never refused"),
+            })?;
+        if let Some(undecoded) = undecoded {
+            let _ = settle_decoded::<()>(Err(undecoded));
+        }
+        Ok(r)
     }
 
     /// Whether a message is waiting, or the other end is gone (so that a receive would not
@@ -631,6 +654,7 @@ impl<T> Clone for Connection<T> {
             tag: self.tag,
             looked: AtomicU64::new(0),
             drain: self.drain,
+            release: self.release,
             _messages: PhantomData,
         }
     }

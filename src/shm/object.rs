@@ -306,13 +306,13 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
 
 /// The message a handle is written as.
 #[derive(Serialize, Deserialize)]
-struct Wire {
-    family: u64,
+pub(super) struct Wire {
+    pub(super) family: u64,
     kind: u32,
-    offset: u64,
-    generation: u64,
+    pub(super) offset: u64,
+    pub(super) generation: u64,
     fingerprint: u64,
-    seal: u64,
+    pub(super) seal: u64,
 }
 
 impl<T: ShmObject> Serialize for Shared<T> {
@@ -352,6 +352,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
         }
         let wire = Wire::deserialize(deserializer)?;
+        codec::handle_read([wire.offset, wire.generation, wire.seal]);
         let heap = Heap::try_get()
             .ok_or_else(|| codec::refuse_decoding::<D::Error>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
@@ -430,7 +431,7 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
 /// (see `Holders::discard`). Forged bytes change nothing.
-fn discard_foreign(heap: &Heap, wire: &Wire) {
+pub(super) fn discard_foreign(heap: &Heap, wire: &Wire) {
     if !heap.contains(wire.offset, std::mem::size_of::<Header>()) {
         return;
     }

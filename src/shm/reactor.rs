@@ -244,7 +244,7 @@ impl Reactor {
             None => {
                 let shard = Arc::new(Shard { state: Mutex::new(ShardState::default()), bell: AtomicU32::new(0) });
                 let running = shard.clone();
-                std::thread::Builder::new().name("multiproc-waker".into()).spawn(move || running.run()).ok()?;
+                sys::spawn_own("multiproc-waker", move || running.run()).ok()?;
                 shards.push(shard.clone());
                 shard
             }
@@ -270,7 +270,7 @@ impl Reactor {
             .get_or_init(|| {
                 let waker = Arc::new(FdWaker { poller: sys::Poller::new().ok()?, wakers: Mutex::new(HashMap::new()) });
                 let running = waker.clone();
-                std::thread::Builder::new().name("multiproc-fd-waker".into()).spawn(move || running.run()).ok()?;
+                sys::spawn_own("multiproc-fd-waker", move || running.run()).ok()?;
                 Some(waker)
             })
             .as_ref()

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -35,6 +35,53 @@ pub(crate) struct BarrierState {
     /// 0, or the [`BarrierBreak`] code that broke the barrier.
     broken: AtomicU32,
     changed: Notify,
+    /// Processes whose only thread of the program's is a party blocked in this round (see
+    /// [`Barrier::check_blocked_party`]).
+    alone: [AloneParty; ALONE_SLOTS],
+}
+
+/// How many processes waiting alone a barrier records; more are not recorded, and a
+/// barrier waited on by more of them is never found abandoned (it waits, as Python's).
+const ALONE_SLOTS: usize = 8;
+
+/// A process whose only thread of the program's is blocked waiting at the barrier in
+/// round (`generation`, `resets`). Only while that round lasts and the barrier is not
+/// broken: the slot is stale, and free, as soon as the round ends in any way. Written
+/// under the barrier's guard.
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct AloneParty {
+    pid: AtomicU32,
+    generation: AtomicU32,
+    resets: AtomicU32,
+    _pad: u32,
+    start: AtomicU64,
+}
+
+impl AloneParty {
+    const fn new() -> Self {
+        Self {
+            pid: AtomicU32::new(0),
+            generation: AtomicU32::new(0),
+            resets: AtomicU32::new(0),
+            _pad: 0,
+            start: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether it records `process` waiting in `round`.
+    fn is(&self, process: sys::ProcId, round: Round) -> bool {
+        self.holds(round)
+            && self.pid.load(Ordering::Relaxed) == process.pid
+            && self.start.load(Ordering::Relaxed) == process.start
+    }
+
+    /// Whether it records a party of `round` (else it is free).
+    fn holds(&self, round: Round) -> bool {
+        self.pid.load(Ordering::Relaxed) != 0
+            && self.generation.load(Ordering::Relaxed) == round.generation
+            && self.resets.load(Ordering::Relaxed) == round.resets
+    }
 }
 
 impl ShmObject for BarrierState {
@@ -47,10 +94,22 @@ impl ShmObject for BarrierState {
 ///
 /// A barrier *breaks* when a party's wait times out, on [`abort`](Barrier::abort), on
 /// [`reset`](Barrier::reset) while parties wait, and when a process holding the barrier
-/// dies without dropping it (killed, crashed): the waiting parties, and every later
-/// `wait` until `reset`, get [`BrokenBarrier`], whose [`cause`](BrokenBarrier::cause)
-/// says which. So a party killed before it arrived does not leave the others waiting
+/// dies without dropping it (killed, crashed), or when a party waits while nobody else
+/// could ever arrive: the waiting parties, and every later `wait` until `reset`, get
+/// [`BrokenBarrier`], whose [`cause`](BrokenBarrier::cause) says which. So a party killed
+/// before it arrived, or the end of every other party, does not leave a waiter waiting
 /// forever.
+///
+/// "Nobody else could ever arrive" ([`BarrierBreak::Abandoned`]) means: no handle to the
+/// barrier is in a message, and every live process holding it holds one handle and runs
+/// no thread but a party blocked in this round (multiproc's own threads aside): say, of
+/// three parties, one ended and the two left wait, each alone in its process. Where a
+/// holder runs another thread, that thread could arrive through a reference to its handle
+/// (an `Arc<Barrier>`, a scoped thread, a static), so the waits wait, as Python's do; a
+/// [`wait_async`](Barrier::wait_async) future never breaks so and keeps the others
+/// waiting, since another task of its thread could arrive. Only waits without a timeout
+/// break so (a timed wait times out, as Python's). (Up to eight processes waiting alone
+/// are recorded; beyond, the waits wait.)
 ///
 /// # Examples
 ///
@@ -295,6 +354,7 @@ impl Barrier {
             resets: AtomicU32::new(0),
             broken: AtomicU32::new(0),
             changed: Notify::new(),
+            alone: [const { AloneParty::new() }; ALONE_SLOTS],
         };
         Ok(Self { shared: Shared::new(state)?, timeout, action })
     }
@@ -357,6 +417,42 @@ impl Barrier {
         if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
     }
 
+    /// The periodic check of a party blocked in `round` without a deadline:
+    /// [`Barrier::check_parties`], and whether another party could ever arrive.
+    ///
+    /// Nobody could when no handle is in a message and every live holder is a process
+    /// that holds one handle and whose only thread of the program's (multiproc's own
+    /// aside) is a party blocked in this round: such a process cannot act until the round
+    /// ends, and a thread it ran besides could arrive through a reference to its handle,
+    /// which no count sees. Each blocked party records its process here when it finds
+    /// itself alone (it stays alone while it waits: only the program's threads start the
+    /// program's threads). Decided under the guard, so no party arrives or leaves meanwhile.
+    /// Futures do not make this check, and never count as alone: another task of the
+    /// polling thread could arrive through a reference.
+    fn check_blocked_party(&self, round: Round) -> Result<(), BarrierBreak> {
+        self.check_parties()?;
+        if !sys::alone_but_for_own_threads() {
+            return Ok(());
+        }
+        let state = &*self.shared;
+        let me = sys::me();
+        let _g = RawGuard::lock(&state.guard);
+        if self.round_outcome(round).is_some() {
+            return Ok(());
+        }
+        if !state.alone.iter().any(|slot| slot.is(me, round)) {
+            let Some(free) = state.alone.iter().find(|slot| !slot.holds(round)) else { return Ok(()) };
+            free.generation.store(round.generation, Ordering::Relaxed);
+            free.resets.store(round.resets, Ordering::Relaxed);
+            free.start.store(me.start, Ordering::Relaxed);
+            free.pid.store(me.pid, Ordering::Relaxed);
+        }
+        let stuck = self
+            .shared
+            .all_holders(|process, handles| handles == 1 && state.alone.iter().any(|slot| slot.is(process, round)));
+        if stuck { Err(BarrierBreak::Abandoned) } else { Ok(()) }
+    }
+
     /// A party stops waiting for `round` (`cause`) before it ended: the barrier breaks,
     /// unless the round ended meanwhile. Returns whether the round completed.
     fn give_up(&self, round: Round, cause: BarrierBreak) -> bool {
@@ -387,7 +483,9 @@ impl Barrier {
             Arrival::Ended(result) => return result,
             Arrival::Waiting(round) => round,
         };
-        let waited = self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), || self.check_parties());
+        // A timed wait ends anyway, and times out as Python's does (`TimedOut`).
+        let check = || if deadline == Deadline::NEVER { self.check_blocked_party(round) } else { self.check_parties() };
+        let waited = self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), check);
         let completed = match waited {
             Ok(completed) => completed,
             Err(interrupted) => self.give_up(
@@ -411,7 +509,8 @@ impl Barrier {
     ///
     /// [`BrokenBarrier`] when the barrier is or becomes broken while waiting (cause
     /// [`BarrierBreak::ActionPanicked`] for every party when the action panicked,
-    /// [`BarrierBreak::TimedOut`] when the default timeout ran out).
+    /// [`BarrierBreak::TimedOut`] when the default timeout ran out,
+    /// [`BarrierBreak::Abandoned`] when nobody else could ever arrive: see [`Barrier`]).
     ///
     /// # Examples
     ///

@@ -317,7 +317,7 @@ impl Condition {
 
     /// Frees the slots of waiters that died and passes on the grants they held. Reads
     /// `/proc` once per waiter of another process: call it when a wait has lasted.
-    fn recover_dead_waiters(&self) {
+    pub(super) fn recover_dead_waiters(&self) {
         let state = &*self.state;
         let me = sys::me();
         let suspects = {
@@ -335,10 +335,13 @@ impl Condition {
         self.wake(Woken { slots, overflow: false });
     }
 
-    /// The periodic check of a wait: dead waiters' grants, and whether anybody is left.
+    /// The periodic check of a blocking wait: dead waiters' grants, and whether anybody is
+    /// left who could notify: another handle anywhere, or another thread of this process
+    /// (not multiproc's own), which could notify through a reference to this handle while
+    /// the waiting thread is blocked.
     fn check(&self) -> Result<(), Abandoned> {
         self.recover_dead_waiters();
-        if self.state.sole_handle() { Err(Abandoned) } else { Ok(()) }
+        if self.state.sole_handle() && sys::alone_but_for_own_threads() { Err(Abandoned) } else { Ok(()) }
     }
 
     /// Sets `owner_died` when the lock is taken back from a dead holder.
@@ -433,9 +436,12 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`ConditionWaitError::Abandoned`] when nobody else could notify (another thread of
-    /// this process counts through a clone of its own, not a reference to this handle);
-    /// the guard holds the lock again. A lock taken back from a holder that died holding it is told by
+    /// [`ConditionWaitError::Abandoned`] when nobody else could ever notify: no other live
+    /// process holds the condition, no handle to it is in a message, this process holds no
+    /// other handle, and this process runs no thread but the waiting one (multiproc's own
+    /// threads aside). Where another thread runs, it could notify through a reference to
+    /// this handle (an `Arc`, a scoped thread, a static), so the wait waits, as Python's
+    /// does. The guard holds the lock again. A lock taken back from a holder that died holding it is told by
     /// [`ConditionGuard::owner_died`].
     ///
     /// # Examples

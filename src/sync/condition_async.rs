@@ -92,9 +92,12 @@ impl<'a> ConditionGuard<'a> {
     /// did not return is passed on to the oldest waiter (a wake-up without a change for
     /// that one if it came later than the notify).
     ///
-    /// Outcome: `Ok(())` when notified; [`ConditionWaitError::Abandoned`] when nobody else
-    /// could notify. A lock re-acquired from a holder that died holding it is told by the
-    /// returned guard's [`ConditionGuard::owner_died`].
+    /// Outcome: `Ok(())` when notified. Unlike [`ConditionGuard::wait`], it is never
+    /// [`ConditionWaitError::Abandoned`]: another task polled by the same thread may hold a
+    /// reference to the condition and notify, and nothing can see it, so a future nobody
+    /// will notify waits (as Python's would); give it a timeout where that matters. A lock
+    /// re-acquired from a holder that died holding it is told by the returned guard's
+    /// [`ConditionGuard::owner_died`].
     ///
     /// # Examples
     ///
@@ -134,8 +137,8 @@ impl<'a> ConditionGuard<'a> {
     /// future leaves the waiters and holds nothing (the lock stays released), and a
     /// notification it was given is passed on.
     ///
-    /// Outcome: `Ok(())` once the predicate holds; [`ConditionWaitError::Abandoned`] when
-    /// nobody else could notify.
+    /// Outcome: `Ok(())` once the predicate holds; never [`ConditionWaitError::Abandoned`]
+    /// (see [`ConditionGuard::wait_async`]).
     ///
     /// # Examples
     ///
@@ -274,7 +277,12 @@ impl<'a> Future for ConditionWait<'a> {
                         if notified {
                             return Some(Ok(()));
                         }
-                        if check { cond.check().err().map(Err) } else { None }
+                        // Never `Abandoned`: another task of the polling thread may hold a
+                        // reference to the condition and notify (see `wait_async`).
+                        if check {
+                            cond.recover_dead_waiters();
+                        }
+                        None
                     });
                     let Poll::Ready(waited) = waited else { return Poll::Pending };
                     // Leaving tells whether we were granted, even as the wait was abandoned.

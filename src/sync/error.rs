@@ -76,11 +76,14 @@ pub enum ReleaseError {
 }
 
 /// A wait that nothing can end: no other live process holds a handle to the object, none
-/// is in a message, and the waiting process holds no other handle, so nobody is left to
-/// set the event or notify the condition.
+/// is in a message, the waiting process holds no other handle, and it runs no thread but
+/// the waiting one (multiproc's own threads aside), so nobody is left to set the event or
+/// notify the condition.
 ///
-/// A thread of the waiting process that is meant to end the wait must hold its own clone
-/// of the handle (not a borrow), or its presence cannot be seen.
+/// Never told falsely: where the waiting process runs another thread, that thread could
+/// act through a reference to the waiter's handle (an `Arc`, a scoped thread, a static),
+/// so the wait waits, as Python's does. Futures (`wait_async`) never answer it: another
+/// task of the polling thread could hold such a reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 ///
 /// # Examples
@@ -143,6 +146,11 @@ pub enum BarrierBreak {
     /// A party's [`wait_async`](crate::Barrier::wait_async) future was dropped while it
     /// waited (a runtime's timeout, a `select!` branch not taken).
     Cancelled,
+    /// A party's blocking wait without a timeout found that nobody else could ever arrive: no handle is in a
+    /// message, and every process holding the barrier holds one handle and runs no thread
+    /// of the program's but a party blocked in this round (as
+    /// [`Abandoned`](crate::Abandoned) for an `Event`; see [`Barrier`](crate::Barrier)).
+    Abandoned,
 }
 
 impl BarrierBreak {
@@ -154,6 +162,7 @@ impl BarrierBreak {
             BarrierBreak::PartyDied => 4,
             BarrierBreak::ActionPanicked => 5,
             BarrierBreak::Cancelled => 6,
+            BarrierBreak::Abandoned => 7,
         }
     }
 
@@ -165,6 +174,7 @@ impl BarrierBreak {
             4 => Some(BarrierBreak::PartyDied),
             5 => Some(BarrierBreak::ActionPanicked),
             6 => Some(BarrierBreak::Cancelled),
+            7 => Some(BarrierBreak::Abandoned),
             _ => None,
         }
     }
@@ -179,6 +189,7 @@ impl BarrierBreak {
     BarrierBreak::PartyDied => "a process holding it died",
     BarrierBreak::ActionPanicked => "its action panicked",
     BarrierBreak::Cancelled => "a party's async wait was dropped",
+    BarrierBreak::Abandoned => "no other party could ever arrive",
 })]
 ///
 /// # Examples

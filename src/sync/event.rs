@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::error::Abandoned;
 use crate::error::Error;
 use crate::shm::{Deadline, Interrupted, Notify, SPIN, Shared, ShmObject, kind};
+use crate::sys;
 
 /// The low bit of the word is the flag; the rest counts the times it was set, so that a
 /// waiter sees a `set` even when a `clear` follows at once.
@@ -154,7 +155,10 @@ impl Event {
             (now & SET != 0 || now >> 1 != seen >> 1).then_some(())
         };
         let check = || {
-            if watch_others && self.shared.sole_handle() { Err(Abandoned) } else { Ok(()) }
+            // Another thread (not multiproc's own) could set it through a reference to this
+            // handle, which no holder count sees: then the wait waits.
+            let nobody_else = watch_others && self.shared.sole_handle() && sys::alone_but_for_own_threads();
+            if nobody_else { Err(Abandoned) } else { Ok(()) }
         };
         match state.changed.wait(deadline, SPIN, ready, check) {
             Ok(()) => Ok(true),
@@ -168,9 +172,11 @@ impl Event {
     /// # Errors
     ///
     /// [`Abandoned`] when nobody else could ever set it: no other live process holds the
-    /// event and this process holds no other handle to it. Another thread of this process
-    /// counts through a handle of its own: give each thread a clone, not a reference to
-    /// this handle (an `Arc<Event>` shared by a setting thread looks like nobody).
+    /// event, no handle to it is in a message, this process holds no other handle to it,
+    /// and this process runs no thread but the waiting one (multiproc's own threads aside).
+    /// Where another thread runs, it could set the event through a reference to this
+    /// handle (an `Arc<Event>`, a scoped thread, a static), so the wait waits, as Python's
+    /// does; a multithreaded program that wants `Abandoned` must not count on it.
     ///
     /// # Examples
     ///

@@ -15,8 +15,10 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`Abandoned`] when no other handle to the event exists anywhere (nobody could set
-    /// it), as [`Event::wait`].
+    /// None today: unlike [`Event::wait`], it is never [`Abandoned`], since another task
+    /// polled by the same thread may hold a reference to the event and set it, and nothing
+    /// can see it. A future nobody will set waits (as Python's would): give it a timeout
+    /// where that matters.
     ///
     /// # Examples
     ///
@@ -50,13 +52,10 @@ impl Future for EventWait<'_> {
         let this = self.get_mut();
         let state = &*this.event.shared;
         let seen = *this.seen.get_or_insert_with(|| state.word.load(Ordering::SeqCst));
-        let shared = &this.event.shared;
-        poll_on(&mut this.waiting, &state.changed, cx, |check| {
+        // Never `Abandoned` (see `wait_async`): the check has nothing to look at.
+        poll_on(&mut this.waiting, &state.changed, cx, |_check| {
             let now = state.word.load(Ordering::SeqCst);
-            if now & SET != 0 || now >> 1 != seen >> 1 {
-                return Some(Ok(()));
-            }
-            (check && shared.sole_handle()).then_some(Err(Abandoned))
+            (now & SET != 0 || now >> 1 != seen >> 1).then_some(Ok(()))
         })
     }
 }

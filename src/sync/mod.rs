@@ -4,8 +4,9 @@
 //! Each is a handle to state in the family's shared memory: clone it, pass it to a child,
 //! send it through a queue. Each survives the death of the processes using it: a lock or
 //! a permit held by a process that died is taken over by the next acquirer, whose guard
-//! says so (`owner_died()`); a barrier breaks when a party dies; a wait that nobody is left to end
-//! returns [`Abandoned`].
+//! says so (`owner_died()`); a barrier breaks when a party dies; a blocking wait that
+//! nobody is left to end returns [`Abandoned`] (never while another thread of the waiting
+//! process could end it: then it waits, as Python's does).
 
 mod barrier;
 mod condition;

@@ -76,11 +76,21 @@ fn_ptr!(A);
 /// A callable that carries no state — a function item, or a closure that captures
 /// nothing — so any process of the family can make it again from its type alone.
 ///
+/// **A closure must capture nothing.** Rust cannot tell a closure that captures nothing
+/// from one that captures only zero-sized `Copy` values: both are zero-sized callables,
+/// and both qualify. The values such a closure captured are made again in the other
+/// process, where they were never made: never capture a proof token (a zero-sized value
+/// whose existence proves something, such as a CPU-feature token or an "initialised"
+/// marker that `unsafe` code relies on). Make the proof again in the target instead (audit
+/// F3).
+///
 /// # Safety
 ///
 /// Only callables (types implementing `Fn`) qualify: they hold no invariants beyond their
-/// type, so a zero-sized one may be conjured. The blanket implementations below are the
-/// only ones.
+/// type, so a zero-sized one may be conjured, with one exception the type system cannot
+/// express: the zero-sized values a closure captured are conjured with it. Callers of the
+/// public APIs are told so (above, [`Target`](crate::Target), `Process::new` and `Pool`).
+/// The blanket implementations below are the only ones.
 ///
 /// Public only so that `Pool::starmap` can name it; it is not meant to be implemented.
 pub unsafe trait Stateless<Args>: Copy + 'static {}

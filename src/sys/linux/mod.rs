@@ -9,6 +9,7 @@ mod mem;
 mod overflow;
 mod proc;
 mod socket;
+mod threads;
 
 pub use call::Stateless;
 pub(crate) use call::{NotInExecutable, Packed, pack_checked, pack_runner, remake, remake_zero_sized, unpack_and_run};
@@ -21,3 +22,4 @@ pub(crate) use overflow::report_stack_overflow;
 pub use proc::allow_fork_with_threads;
 pub(crate) use proc::*;
 pub(crate) use socket::*;
+pub(crate) use threads::{alone_but_for_own_threads, spawn_own};

@@ -226,3 +226,30 @@ pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize>
 pub(crate) fn dup(fd: impl AsFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
 }
+
+/// How long a TCP connection stays silent before its peer is probed, the time between
+/// probes, and how many unanswered probes mean the peer is gone: a peer cut off without
+/// FIN or RST (a host that died, a network partition) is found within about 25 s, instead
+/// of never for a reader (the kernel sends no keepalive by default).
+const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(10), Duration::from_secs(5), 3);
+
+/// Turns on TCP keepalive with short probes ([`KEEPALIVE`]) on a connected TCP socket: a
+/// blocked read then fails with `TimedOut` once the peer stops answering.
+pub(crate) fn keep_alive(sock: BorrowedFd<'_>) -> io::Result<()> {
+    let (idle, interval, probes) = KEEPALIVE;
+    rustix::net::sockopt::set_tcp_keepidle(sock, idle)?;
+    rustix::net::sockopt::set_tcp_keepintvl(sock, interval)?;
+    rustix::net::sockopt::set_tcp_keepcnt(sock, probes)?;
+    rustix::net::sockopt::set_socket_keepalive(sock, true)?;
+    Ok(())
+}
+
+/// Whether keepalive is on, with the probes of [`keep_alive`].
+#[cfg(test)]
+pub(crate) fn kept_alive(sock: BorrowedFd<'_>) -> io::Result<bool> {
+    let (idle, interval, probes) = KEEPALIVE;
+    Ok(rustix::net::sockopt::socket_keepalive(sock)?
+        && rustix::net::sockopt::tcp_keepidle(sock)? == idle
+        && rustix::net::sockopt::tcp_keepintvl(sock)? == interval
+        && rustix::net::sockopt::tcp_keepcnt(sock)? == probes)
+}
