@@ -286,7 +286,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 // The docs link `Listener`, `Manager::connect`...: without `remote` those links have no
 // target (the default build, which CI documents with `-D warnings`, checks every link).
-#![cfg_attr(not(feature = "remote"), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(not(feature = "remote"), allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links))]
 
 extern crate self as multiproc;
 
