@@ -139,3 +139,98 @@
 //! let f: fn(u32, u32) -> u32 = add;
 //! let _ = multiproc::Process::new(f, (1, 2));
 //! ```
+//!
+//! A pool's functions take the same owned arguments, on every entry point: `apply` (and
+//! its async forms), `map` (and `imap`, `map_async`...), `starmap`. A borrowed argument is
+//! refused with "`&u32` cannot cross a process boundary" and the hint to take it owned
+//! ([`Argument`](crate::Argument)'s message):
+//!
+//! ```compile_fail,E0277
+//! fn double(x: &u32) -> u32 {
+//!     x * 2
+//! }
+//! fn check(pool: &multiproc::Pool) {
+//!     let _ = pool.apply(double, &3); // `&u32` cannot cross a process boundary
+//! }
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn double(x: &u32) -> u32 {
+//!     x * 2
+//! }
+//! fn check(pool: &multiproc::Pool) {
+//!     let _ = pool.map(double, [&1, &2]); // `&u32` cannot cross a process boundary
+//! }
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn scale(x: &u32, by: u32) -> u32 {
+//!     x * by
+//! }
+//! fn check(pool: &multiproc::Pool) {
+//!     let _ = pool.starmap(scale, [(&1, 2)]); // the tuple borrows: "`&u32: Deserialize` is not satisfied"
+//! }
+//! ```
+//!
+//! A `&str` (or `&[u8]`) is refused too, but in the compiler's words ("implementation of
+//! `Deserialize` is not general enough"): serde can read a `&str` borrowed from its input,
+//! so the refusal is about the borrow's lifetime, which `#[diagnostic::on_unimplemented]`
+//! cannot word. Take a `String` (a `Vec<u8>`):
+//!
+//! ```compile_fail
+//! fn shout(name: &str) -> String {
+//!     name.to_uppercase()
+//! }
+//! fn check(pool: &multiproc::Pool) {
+//!     let _ = pool.apply(shout, "bob"); // the argument borrows: take a `String`
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! fn shout(name: &str) -> String {
+//!     name.to_uppercase()
+//! }
+//! fn check(pool: &multiproc::Pool) {
+//!     let _ = pool.map(shout, ["bob", "ann"]); // the items borrow: take `String`s
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! fn greet(name: &str, times: usize) -> String {
+//!     name.repeat(times)
+//! }
+//! fn check(pool: &multiproc::Pool) {
+//!     let _ = pool.starmap(greet, [("bob", 2)]); // the tuples borrow: take `String`s
+//! }
+//! ```
+//!
+//! Owned, all three compile (`map` stays Python's one-argument shape; `apply` and `starmap`
+//! take several as a tuple):
+//!
+//! ```
+//! fn shout(name: String) -> String {
+//!     name.to_uppercase()
+//! }
+//! fn greet(name: String, times: usize) -> String {
+//!     name.repeat(times)
+//! }
+//! fn check(pool: &multiproc::Pool) -> Result<(), multiproc::Error> {
+//!     pool.apply(shout, "bob".to_string())?;
+//!     pool.apply(greet, ("bob".to_string(), 2))?;
+//!     pool.map(shout, ["bob".to_string(), "ann".to_string()])?;
+//!     pool.starmap(greet, [("bob".to_string(), 2)])?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A pool's `apply` ships a function pointer by its address only for one argument, as
+//! `Process::new`:
+//!
+//! ```compile_fail,E0080
+//! fn add(a: u32, b: u32) -> u32 {
+//!     a + b
+//! }
+//! let pool = multiproc::Pool::new(1).unwrap();
+//! let f: fn(u32, u32) -> u32 = add;
+//! let _ = pool.apply(f, (1, 2));
+//! ```

@@ -274,11 +274,19 @@
 //! - `progress` (on by default): `MapOptions::progress`, a progress bar on the terminal
 //!   for `map`, `imap` and their kind, drawn with `indicatif`. Without it (`default-features
 //!   = false`) the crate builds without `indicatif` and its dependencies.
+//! - `remote` (on by default): sockets between programs, each behind an HMAC-SHA256
+//!   challenge on a shared key: [`Listener`], [`Client`] and [`SocketConnection`], and the
+//!   manager's remote access ([`ManagerBuilder::address`], [`ManagerBuilder::serve`],
+//!   [`Manager::connect`]). Without it the crate builds without `hmac` and `sha2`; the
+//!   manager still serves the processes of its family.
 //! - `cluster`: `multiproc::cluster`, a pool's tasks run on worker nodes through Redis.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+// The docs link `Listener`, `Manager::connect`...: without `remote` those links have no
+// target (the default build, which CI documents with `-D warnings`, checks every link).
+#![cfg_attr(not(feature = "remote"), allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links))]
 
 extern crate self as multiproc;
 
@@ -286,6 +294,7 @@ extern crate self as multiproc;
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
 mod codec;
+#[cfg(feature = "remote")]
 mod connection;
 mod context;
 mod error;
@@ -298,6 +307,8 @@ mod shm;
 mod sync;
 mod sys;
 
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub use connection::{
     AcceptError, Address, BindError, Client, ConnectError, Listener, SocketConnection, SocketRecvError, SocketSendError,
 };
@@ -321,8 +332,8 @@ pub use multiproc_macros::ShmSafe;
 /// ```
 pub use multiproc_macros::main;
 pub use pool::{
-    ApplyOptions, AsyncResult, IMap, MapOptions, MapResult, NotReady, Pool, PoolBuilder, PoolError, PoolStats,
-    ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder,
+    ApplyOptions, Argument, AsyncResult, IMap, MapOptions, MapResult, NotReady, Pool, PoolBuilder, PoolError,
+    PoolStats, ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder, ThreadTarget,
 };
 pub use process::{
     ChildProcess, CurrentProcess, InitBuilder, JoinFuture, ParentProcess, Process, ProcessHandle, Run, StartMethod,

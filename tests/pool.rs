@@ -816,3 +816,74 @@ fn workers_see_the_environment_and_directory_of_the_pool_s_start() {
         assert_eq!(dir, std::path::Path::new("/"), "{method:?}");
     }
 }
+
+fn describe(name: String, times: usize, shout: bool) -> String {
+    let line = format!("{name} ").repeat(times);
+    if shout { line.to_uppercase() } else { line }
+}
+
+fn divide(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        panic!("divide {a} by zero");
+    }
+    a / b
+}
+
+/// Records its worker's pid, then sleeps: the test kills the worker mid-task.
+fn report_then_sleep(pid: Value<u32>, ms: u64, tag: u64) -> u64 {
+    pid.set(std::process::id());
+    std::thread::sleep(Duration::from_millis(ms));
+    tag
+}
+
+#[test]
+fn apply_takes_functions_of_several_arguments_as_a_tuple() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5);
+    assert_eq!(pool.apply(describe, ("bob".to_string(), 2, true)).unwrap(), "BOB BOB ");
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "one argument is itself, as before");
+    assert_eq!(pool.apply(|a: u64, b: u64| a * b, (6, 7)).unwrap(), 42, "a closure that captures nothing");
+    let chosen: fn(u64) -> u64 = if pool.processes() == 2 { square } else { |x| x };
+    assert_eq!(pool.apply(chosen, 5).unwrap(), 25, "a function pointer");
+    let pending = pool.apply_async(add, (20, 22)).unwrap();
+    let three = pool.apply_async(describe, ("ann".to_string(), 1, false)).unwrap();
+    assert_eq!(pending.get().unwrap(), 42);
+    assert_eq!(three.get().unwrap(), "ann ");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = ApplyOptions::new().callback(move |r: &u64| tx.send(*r).unwrap());
+    assert_eq!(pool.apply_async_with(add, (1, 1), options).unwrap().get().unwrap(), 2);
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), 2);
+}
+
+#[test]
+fn a_task_of_several_arguments_that_panics_or_loses_its_worker_fails_alone() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    match pool.apply(divide, (7, 0)) {
+        Err(Error::Task(TaskError::Panicked(info))) => {
+            assert_eq!(info.message, "divide 7 by zero");
+            assert!(info.location.unwrap().starts_with("tests/pool.rs:"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match pool.apply_async(divide, (9, 0)).unwrap().get() {
+        Err(TaskError::Panicked(info)) => assert_eq!(info.message, "divide 9 by zero"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(divide, (9, 3)).unwrap(), 3);
+
+    let pid = Value::new(0u32).unwrap();
+    let running = pool.apply_async(report_then_sleep, (pid.clone(), 60_000, 1)).unwrap();
+    assert!(eventually(LIMIT, || pid.get() != 0), "the task started");
+    // SAFETY (test): killing our own pool's worker.
+    unsafe {
+        libc::kill(pid.get() as i32, libc::SIGKILL);
+    }
+    match running.get() {
+        Err(TaskError::WorkerLost { signal: Some(9), .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    pid.set(0);
+    assert_eq!(pool.apply(report_then_sleep, (pid.clone(), 1, 7)).unwrap(), 7, "a new worker took its place");
+}

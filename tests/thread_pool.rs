@@ -302,3 +302,58 @@ fn timeouts_past_584_years_mean_no_timeout() {
         assert_eq!(results.next_timeout(timeout), Ok(Some(Ok(0))));
     }
 }
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn describe(name: String, times: usize, shout: bool) -> String {
+    let line = format!("{name} ").repeat(times);
+    if shout { line.to_uppercase() } else { line }
+}
+
+fn divide(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        panic!("divide {a} by zero");
+    }
+    a / b
+}
+
+#[test]
+fn apply_takes_functions_of_several_arguments_as_a_tuple() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    assert_eq!(pool.apply(add, (2, 3)).unwrap(), 5);
+    assert_eq!(pool.apply(describe, ("bob".to_string(), 2, true)).unwrap(), "BOB BOB ");
+    assert_eq!(pool.apply(|x: u64| x * x, 4).unwrap(), 16, "one argument is itself, as before");
+    let factor = Arc::new(3u64);
+    assert_eq!(pool.apply(move |a: u64, b: u64| (a + b) * *factor, (1, 2)).unwrap(), 9, "closures may capture");
+    let chosen: fn(u64, u64) -> u64 = add;
+    assert_eq!(pool.apply(chosen, (1, 1)).unwrap(), 2, "a function pointer");
+    let pending = pool.apply_async(add, (20, 22)).unwrap();
+    let three = pool.apply_async(describe, ("ann".to_string(), 1, false)).unwrap();
+    assert_eq!(pending.get().unwrap(), 42);
+    assert_eq!(three.get().unwrap(), "ann ");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = ApplyOptions::new().callback(move |r: &u64| tx.send(*r).unwrap());
+    assert_eq!(pool.apply_async_with(add, (1, 1), options).unwrap().get().unwrap(), 2);
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), 2);
+}
+
+#[test]
+fn a_task_of_several_arguments_that_panics_fails_alone() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(2).unwrap();
+    match pool.apply(divide, (7, 0)) {
+        Err(Error::Task(TaskError::Panicked(info))) => {
+            assert_eq!(info.message, "divide 7 by zero");
+            assert!(info.location.unwrap().starts_with("tests/thread_pool.rs:"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match pool.apply_async(divide, (9, 0)).unwrap().get() {
+        Err(TaskError::Panicked(info)) => assert_eq!(info.message, "divide 9 by zero"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(divide, (9, 3)).unwrap(), 3, "the pool goes on");
+}

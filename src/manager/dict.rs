@@ -74,6 +74,17 @@ where
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// a key or value does not encode, [`ManagerError::ForeignProxy`] for a proxy of
     /// another manager inside the value; the same for every method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.get("a")?, Some(1));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__setitem__")]
     pub fn insert(&self, key: K, value: V) -> Result<(), ManagerError> {
         self.core.call(Op::DictSet(self.item(&key)?, self.item(&value)?)).map(drop)
@@ -84,6 +95,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::insert`]; [`ManagerError::Codec`] when the stored value is not a `V`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.get("a")?, Some(1));
+    /// assert_eq!(d.get("b")?, None);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__getitem__")]
     pub fn get<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
     where
@@ -99,6 +122,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::insert`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert!(d.contains_key("a")?);
+    /// assert!(!d.contains_key("b")?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__contains__")]
     pub fn contains_key<Q>(&self, key: &Q) -> Result<bool, ManagerError>
     where
@@ -116,6 +151,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.remove("a")?, Some(1));
+    /// assert_eq!(d.remove("a")?, None);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__delitem__")]
     pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
     where
@@ -132,6 +179,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.pop("a", 0)?, 1);
+    /// assert_eq!(d.pop("a", 0)?, 0); // absent: the default
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn pop<Q>(&self, key: &Q, default: V) -> Result<V, ManagerError>
     where
         K: Borrow<Q>,
@@ -145,6 +204,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// d.insert("b".into(), 2)?;
+    /// assert_eq!(d.popitem()?, Some(("b".to_string(), 2))); // the last inserted
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
         match self.core.call(Op::DictPopItem)? {
             Out::Pairs(pairs) => match pairs.into_iter().next() {
@@ -161,6 +232,17 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// assert_eq!(d.setdefault("a".into(), 5)?, 5);
+    /// assert_eq!(d.setdefault("a".into(), 9)?, 5); // already there
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn setdefault(&self, key: K, default: V) -> Result<V, ManagerError> {
         match self.core.call(Op::DictSetDefault(self.item(&key)?, self.item(&default)?))? {
             Out::Item(item) => self.core.decode(item),
@@ -173,6 +255,17 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::insert`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.update([("a".to_string(), 1), ("b".to_string(), 2)])?;
+    /// assert_eq!(d.len()?, 2);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
         let pairs = pairs
             .into_iter()
@@ -186,6 +279,17 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::insert`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.len()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__len__")]
     pub fn len(&self) -> Result<usize, ManagerError> {
         match self.core.call(Op::Len)? {
@@ -199,6 +303,16 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::insert`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// assert!(d.is_empty()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool, ManagerError> {
         Ok(self.len()? == 0)
     }
@@ -208,6 +322,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::insert`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// d.clear()?;
+    /// assert!(d.is_empty()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn clear(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Clear).map(drop)
     }
@@ -217,6 +343,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("b".into(), 2)?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.keys()?, ["b", "a"]); // insertion order
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
         match self.core.call(Op::Keys)? {
             Out::Items(items) => items.into_iter().map(|i| self.core.decode(i)).collect(),
@@ -229,6 +367,18 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("b".into(), 2)?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.values()?, [2, 1]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn values(&self) -> Result<Vec<V>, ManagerError> {
         match self.core.call(Op::Values)? {
             Out::Items(items) => items.into_iter().map(|i| self.core.decode(i)).collect(),
@@ -241,6 +391,17 @@ where
     /// # Errors
     ///
     /// As [`DictProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let d = manager.dict::<String, i32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.items()?, [("a".to_string(), 1)]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "copy")]
     #[doc(alias = "_getvalue")]
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {

@@ -22,6 +22,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+#[cfg(feature = "remote")]
 use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -30,6 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::ManagerError;
 use super::protocol::{Item, Kind, ObjectId, Out, Reply, Request, encode_plain};
+#[cfg(feature = "remote")]
 use super::remote::{RemoteConn, RemoteRef};
 use super::state::{Control, ManagerState, ReplyState, TokenState};
 use crate::codec;
@@ -51,13 +53,18 @@ pub(crate) type Answer = Result<Out<Ref>, super::protocol::Fault>;
 #[derive(Debug)]
 pub(crate) enum Ref {
     Local(Shared<TokenState>),
+    #[cfg(feature = "remote")]
     Remote(Arc<RemoteRef>),
 }
 
 /// Where a proxy's requests go.
 #[derive(Clone)]
 pub(crate) enum Link {
-    Local { manager: Shared<ManagerState>, token: Shared<TokenState> },
+    Local {
+        manager: Shared<ManagerState>,
+        token: Shared<TokenState>,
+    },
+    #[cfg(feature = "remote")]
     Remote(Arc<RemoteRef>),
 }
 
@@ -65,6 +72,7 @@ pub(crate) enum Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ManagerKey {
     Local(u64),
+    #[cfg(feature = "remote")]
     Remote(usize),
 }
 
@@ -73,6 +81,7 @@ pub(crate) enum ManagerKey {
 #[derive(Clone)]
 pub(crate) enum Origin {
     Local(Shared<ManagerState>),
+    #[cfg(feature = "remote")]
     Remote(Arc<RemoteConn>),
 }
 
@@ -80,6 +89,7 @@ impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Local(state) => f.debug_tuple("Local").field(&state.offset()).finish(),
+            #[cfg(feature = "remote")]
             Origin::Remote(conn) => f.debug_tuple("Remote").field(&conn.peer()).finish(),
         }
     }
@@ -89,6 +99,7 @@ impl Origin {
     pub(crate) fn key(&self) -> ManagerKey {
         match self {
             Origin::Local(state) => ManagerKey::Local(state.offset()),
+            #[cfg(feature = "remote")]
             Origin::Remote(conn) => ManagerKey::Remote(Arc::as_ptr(conn) as usize),
         }
     }
@@ -98,6 +109,7 @@ impl Origin {
     pub(crate) fn call(&self, request: &Request) -> Result<Out<Ref>, ManagerError> {
         let answer = match self {
             Origin::Local(state) => call_local(state, request),
+            #[cfg(feature = "remote")]
             Origin::Remote(conn) => conn.call(request),
         };
         Ok(answer??)
@@ -107,7 +119,9 @@ impl Origin {
     pub(crate) fn link(&self, handout: Ref) -> Result<Link, ManagerError> {
         match (self, handout) {
             (Origin::Local(state), Ref::Local(token)) => Ok(Link::Local { manager: state.clone(), token }),
+            #[cfg(feature = "remote")]
             (Origin::Remote(_), Ref::Remote(held)) => Ok(Link::Remote(held)),
+            #[cfg(feature = "remote")]
             _ => Err(ManagerError::Protocol("a reference of the wrong transport".into())),
         }
     }
@@ -127,6 +141,7 @@ impl Link {
     pub(crate) fn origin(&self) -> Origin {
         match self {
             Link::Local { manager, .. } => Origin::Local(manager.clone()),
+            #[cfg(feature = "remote")]
             Link::Remote(held) => Origin::Remote(held.conn().clone()),
         }
     }
@@ -134,6 +149,7 @@ impl Link {
     fn key(&self) -> ManagerKey {
         match self {
             Link::Local { manager, .. } => ManagerKey::Local(manager.offset()),
+            #[cfg(feature = "remote")]
             Link::Remote(held) => ManagerKey::Remote(Arc::as_ptr(held.conn()) as usize),
         }
     }
@@ -202,6 +218,7 @@ impl fmt::Debug for ProxyCore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let transport = match &self.link {
             Link::Local { .. } => "local".to_string(),
+            #[cfg(feature = "remote")]
             Link::Remote(held) => format!("remote {}", held.conn().peer()),
         };
         write!(f, "<{} proxy, object {}, {transport}>", self.kind.name(), self.id)
@@ -233,6 +250,7 @@ impl ProxyCore {
         let request = Request::Call { id: self.id, kind: self.kind, op };
         match &self.link {
             Link::Local { manager, .. } => call_local(manager, &request),
+            #[cfg(feature = "remote")]
             Link::Remote(held) => held.conn().call(&request),
         }
     }
@@ -282,6 +300,7 @@ impl Serialize for ProxyCore {
                 Link::Local { .. } => Err(S::Error::custom(
                     "a manager proxy can only be sent through multiproc (a process argument, a queue, a pipe, a manager container)",
                 )),
+                #[cfg(feature = "remote")]
                 Link::Remote(_) => Err(S::Error::custom(
                     "a proxy of a remote manager cannot be sent to another process: connect from there",
                 )),

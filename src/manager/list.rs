@@ -84,6 +84,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the element does not encode; the same for every method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.push(4)?;
+    /// assert_eq!(l.to_vec()?, [3, 1, 2, 4]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "append")]
     pub fn push(&self, value: T) -> Result<(), ManagerError> {
         self.core.call(Op::ListPush(self.item(&value)?)).map(drop)
@@ -94,6 +105,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.extend([5, 6])?;
+    /// assert_eq!(l.len()?, 5);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
         let items = values.into_iter().map(|v| self.item(&v)).collect::<Result<Vec<_>, _>>()?;
         self.core.call(Op::ListExtend(items)).map(drop)
@@ -104,6 +126,18 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.insert(0, 0)?;
+    /// l.insert(99, 9)?; // past the end: appended
+    /// assert_eq!(l.to_vec()?, [0, 3, 1, 2, 9]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn insert(&self, i: usize, value: T) -> Result<(), ManagerError> {
         self.core.call(Op::ListInsert(index(i), self.item(&value)?)).map(drop)
     }
@@ -113,6 +147,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`]; [`ManagerError::Codec`] when the element is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// assert_eq!(l.get(0)?, Some(3));
+    /// assert_eq!(l.get(3)?, None);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__getitem__")]
     pub fn get(&self, i: usize) -> Result<Option<T>, ManagerError> {
         match self.core.call(Op::ListGet(index(i))) {
@@ -128,6 +173,19 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// [`ManagerError::IndexOutOfRange`] past the end, and as [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.set(0, 30)?;
+    /// assert_eq!(l.get(0)?, Some(30));
+    /// assert!(matches!(l.set(3, 0), Err(ManagerError::IndexOutOfRange { .. })));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__setitem__")]
     pub fn set(&self, i: usize, value: T) -> Result<(), ManagerError> {
         self.core.call(Op::ListSet(index(i), self.item(&value)?)).map(drop)
@@ -138,6 +196,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// assert_eq!(l.pop()?, Some(2));
+    /// assert_eq!(l.len()?, 2);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn pop(&self) -> Result<Option<T>, ManagerError> {
         match self.core.call(Op::ListPop(None)) {
             Ok(Out::Item(item)) => Ok(Some(self.core.decode(item)?)),
@@ -152,6 +221,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// [`ManagerError::IndexOutOfRange`] past the end, and as [`ListProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// assert_eq!(l.pop_at(0)?, 3);
+    /// assert_eq!(l.to_vec()?, [1, 2]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn pop_at(&self, i: usize) -> Result<T, ManagerError> {
         match self.core.call(Op::ListPop(Some(index(i))))? {
             Out::Item(item) => self.core.decode(item),
@@ -165,6 +245,18 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// assert!(l.remove(&1)?);
+    /// assert!(!l.remove(&1)?);
+    /// assert_eq!(l.to_vec()?, [3, 2]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn remove(&self, value: &T) -> Result<bool, ManagerError> {
         flag(self.core.call(Op::ListRemove(self.item(value)?))?)
     }
@@ -174,6 +266,18 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// [`ManagerError::ValueNotFound`] when there is none, and as [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// assert_eq!(l.index(&2)?, 2);
+    /// assert!(matches!(l.index(&7), Err(ManagerError::ValueNotFound)));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn index(&self, value: &T) -> Result<usize, ManagerError> {
         count(self.core.call(Op::ListIndex(self.item(value)?))?)
     }
@@ -183,6 +287,16 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([1, 2, 1])?;
+    /// assert_eq!(l.count(&1)?, 2);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn count(&self, value: &T) -> Result<usize, ManagerError> {
         count(self.core.call(Op::ListCount(self.item(value)?))?)
     }
@@ -192,6 +306,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// assert!(l.contains(&3)?);
+    /// assert!(!l.contains(&7)?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__contains__")]
     pub fn contains(&self, value: &T) -> Result<bool, ManagerError> {
         flag(self.core.call(Op::Contains(self.item(value)?))?)
@@ -202,6 +327,16 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// assert_eq!(l.len()?, 3);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__len__")]
     pub fn len(&self) -> Result<usize, ManagerError> {
         count(self.core.call(Op::Len)?)
@@ -212,6 +347,16 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list::<u32>()?;
+    /// assert!(l.is_empty()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool, ManagerError> {
         Ok(self.len()? == 0)
     }
@@ -221,6 +366,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.reverse()?;
+    /// assert_eq!(l.to_vec()?, [2, 1, 3]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn reverse(&self) -> Result<(), ManagerError> {
         self.core.call(Op::ListReverse).map(drop)
     }
@@ -230,6 +386,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::push`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.clear()?;
+    /// assert!(l.is_empty()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn clear(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Clear).map(drop)
     }
@@ -239,6 +406,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// let copy: Vec<i32> = l.to_vec()?;
+    /// assert_eq!(copy, [3, 1, 2]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "copy")]
     #[doc(alias = "_getvalue")]
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
@@ -250,6 +428,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// let total: i32 = l.iter()?.sum();
+    /// assert_eq!(total, 6);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__iter__")]
     pub fn iter(&self) -> Result<std::vec::IntoIter<T>, ManagerError> {
         Ok(self.to_vec()?.into_iter())
@@ -262,6 +451,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     ///
     /// [`ManagerError::Contended`] if other processes kept changing the list through many
     /// attempts, and as [`ListProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.sort_by(|a, b| b.cmp(a))?; // descending
+    /// assert_eq!(l.to_vec()?, [3, 2, 1]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> Ordering) -> Result<(), ManagerError> {
         for _ in 0..SORT_ATTEMPTS {
             let (version, mut values) = snapshot::<T>(&self.core)?;
@@ -281,6 +481,17 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     ///
     /// As [`ListProxy::sort_by`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let l = manager.list_from([3, 1, 2])?;
+    /// l.sort()?;
+    /// assert_eq!(l.to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn sort(&self) -> Result<(), ManagerError>
     where
         T: Ord,
@@ -320,6 +531,16 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     ///
     /// [`ManagerError::IndexOutOfRange`] past the end, [`ManagerError::ServerGone`] when
     /// the server is gone, [`ManagerError::Codec`] when the element is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
+    /// assert_eq!(a.get(1)?, 2.0);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__getitem__")]
     pub fn get(&self, i: usize) -> Result<T, ManagerError> {
         match self.core.call(Op::ListGet(index(i)))? {
@@ -333,6 +554,17 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// # Errors
     ///
     /// As [`ArrayProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
+    /// a.set(1, 20.0)?;
+    /// assert_eq!(a.to_vec()?, [1.0, 20.0, 3.0]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__setitem__")]
     pub fn set(&self, i: usize, value: T) -> Result<(), ManagerError> {
         self.core.call(Op::ListSet(index(i), self.core.encode(&value)?)).map(drop)
@@ -343,6 +575,16 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
+    /// assert_eq!(a.len()?, 3); // fixed
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__len__")]
     pub fn len(&self) -> Result<usize, ManagerError> {
         count(self.core.call(Op::Len)?)
@@ -353,6 +595,16 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// # Errors
     ///
     /// As [`ArrayProxy::len`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
+    /// assert!(!a.is_empty()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool, ManagerError> {
         Ok(self.len()? == 0)
     }
@@ -362,6 +614,16 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// # Errors
     ///
     /// As [`ArrayProxy::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let a = manager.array([1.0, 2.0, 3.0])?;
+    /// assert_eq!(a.to_vec()?, [1.0, 2.0, 3.0]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
         Ok(snapshot(&self.core)?.1)
     }

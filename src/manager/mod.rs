@@ -24,6 +24,7 @@
 //! holds a reference to each proxy inside it (a list of dicts). An object nothing refers
 //! to is freed.
 
+#[cfg(feature = "remote")]
 mod auth;
 mod custom;
 mod dict;
@@ -69,7 +70,9 @@ pub use sync::{
 
 use link::{Origin, ProxyCore};
 use protocol::{Create, Kind, Op, Out, REGISTRY, Request};
-use server::{Server, ServerBoot, ServerFailure, initializer_runner, server_main};
+#[cfg(feature = "remote")]
+use server::Server;
+use server::{ServerBoot, ServerFailure, initializer_runner, server_main};
 use state::{CLOSED, Control, ManagerState, STARTING};
 
 use crate::process::{Process, ProcessHandle, StartMethod};
@@ -258,20 +261,55 @@ impl fmt::Debug for ManagerBuilder {
 
 impl ManagerBuilder {
     /// How the server process is started (default: the family's method).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().start_method(multiproc::StartMethod::Spawn).start()?;
+    /// assert!(manager.pid().is_some());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = Some(method);
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// Also serve remote clients on this TCP address (Python's `address`), e.g.
     /// `"127.0.0.1:50000"`; port 0 picks a free port (see [`Manager::address`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().address("127.0.0.1:0").authkey(b"secret").start()?;
+    /// let address = manager.address().expect("it listens"); // the port picked
+    /// let remote = multiproc::Manager::connect(address, b"secret")?;
+    /// assert_eq!(remote.number_of_objects()?, 0);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn address(mut self, address: impl Into<String>) -> Self {
         self.address = Some(address.into());
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// The key remote clients must prove they know (Python's `authkey`); default: the
     /// family's key (Python's `current_process().authkey`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Manager, ManagerError};
+    /// multiproc::init();
+    /// let manager = Manager::builder().address("127.0.0.1:0").authkey(b"secret").start()?;
+    /// let address = manager.address().expect("it listens");
+    /// assert!(matches!(Manager::connect(address, b"guess"), Err(ManagerError::AuthenticationFailed(_))));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(key.as_ref().to_vec());
         self
@@ -325,6 +363,31 @@ impl ManagerBuilder {
     /// Makes the registered type `T` available to clients that know it by name (remote
     /// clients, other binaries); family clients register their types by themselves on
     /// first use (Python's `BaseManager.register`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Counter {
+    ///     n: i64,
+    /// }
+    ///
+    /// impl Counter {
+    ///     fn get(&self) -> i64 {
+    ///         self.n
+    ///     }
+    /// }
+    ///
+    /// multiproc::managed! { pub proxy CounterProxy for Counter { fn get(&self) -> i64; } }
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().register::<Counter>().start()?;
+    /// let counter = manager.create(Counter { n: 5 })?;
+    /// assert_eq!(counter.get()?, 5);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn register<T: Managed>(mut self) -> Self {
         self.types.push((T::NAME, sys::pack_runner(custom::register_runner::<T>), custom::construct::<T>));
         self
@@ -332,18 +395,41 @@ impl ManagerBuilder {
 
     /// How long [`Manager::shutdown`] waits for the server before killing it (Python's
     /// `shutdown_timeout`, default 1 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().shutdown_timeout(Duration::from_secs(5)).start()?;
+    /// manager.shutdown()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// The largest message a remote client may send (default 64 MiB); a larger frame
     /// closes its connection before anything is allocated for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().address("127.0.0.1:0").max_message_size(1 << 20).start()?;
+    /// assert!(manager.address().is_some());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn max_message_size(mut self, bytes: u64) -> Self {
         self.max_message_size = bytes;
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How long a remote client may take over the whole authentication handshake, from
     /// the moment its connection is accepted (default 10 s); a client still in it then is
     /// disconnected, however steadily it trickles bytes.
@@ -365,6 +451,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How many connections may be in the authentication handshake at once (default 64,
     /// at least 1). A connection accepted beyond that closes the one that has been in it
     /// longest, so that clients who know the key get in while idle or slow peers hold
@@ -405,6 +493,8 @@ impl ManagerBuilder {
         self
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How many bytes of requests the server may be receiving from all its remote
     /// connections at once (default 256 MiB). A frame is held as its bytes arrive, not as
     /// announced; past the limit, connections in the middle of a frame above 64 KiB wait
@@ -438,6 +528,17 @@ impl ManagerBuilder {
     ///
     /// [`ManagerError::Start`] when multiproc is not initialized, the process cannot be
     /// started, or the address cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder().start()?;
+    /// let d = manager.dict::<String, u32>()?;
+    /// d.insert("a".into(), 1)?;
+    /// assert_eq!(d.len()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn start(self) -> Result<Manager, ManagerError> {
         crate::process::family::config()?;
         let listen = match &self.address {
@@ -520,6 +621,8 @@ impl ManagerBuilder {
         })
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// Runs the server in this process, serving remote clients on the
     /// [`address`](ManagerBuilder::address), until the process ends (Python's
     /// `manager.get_server().serve_forever()`): the body of a standalone server program.
@@ -652,6 +755,8 @@ impl Manager {
         }
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// Connects to a manager serving on `address` (from another process, another
     /// program, another machine), proving knowledge of `authkey` (Python's
     /// `BaseManager(address, authkey).connect()`). The process need not belong to a
@@ -677,6 +782,8 @@ impl Manager {
         Self::connect_timeout(address, authkey, auth::HANDSHAKE_TIMEOUT)
     }
 
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// [`Manager::connect`], with the time the connection and the handshake may take
     /// together (`connect` allows 10 s).
     ///
@@ -710,14 +817,33 @@ impl Manager {
     }
 
     /// The server's process id (a started manager).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert_ne!(manager.pid(), Some(std::process::id())); // its own process
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(|s| s.process.pid())
     }
 
     /// The TCP address remote clients connect to: the bound address of a started manager
     /// that listens, the server's address for a connected one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert_eq!(manager.address(), None); // no `ManagerBuilder::address`: family clients only
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn address(&self) -> Option<SocketAddr> {
         match (&self.origin, &self.server) {
+            #[cfg(feature = "remote")]
             (Origin::Remote(conn), _) => Some(conn.peer()),
             (_, Some(server)) => {
                 let port = server.state.port.load(Ordering::Acquire) as u16;

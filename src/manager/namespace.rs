@@ -43,6 +43,17 @@ impl NamespaceProxy {
     ///
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the value does not encode; the same for every method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", 1.5)?;
+    /// assert_eq!(ns.get::<f64>("x")?, 1.5);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__setattr__")]
     pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<(), ManagerError> {
         self.core.call(Op::AttrSet(name.to_string(), self.core.encode(&value)?)).map(drop)
@@ -54,6 +65,19 @@ impl NamespaceProxy {
     ///
     /// [`ManagerError::NoSuchAttribute`] when it is not set, [`ManagerError::Codec`] when
     /// it is not a `T`, and as [`NamespaceProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("name", "run-7")?;
+    /// assert_eq!(ns.get::<String>("name")?, "run-7");
+    /// assert!(matches!(ns.get::<u8>("missing"), Err(ManagerError::NoSuchAttribute(_))));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__getattr__")]
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, ManagerError> {
         match self.core.call(Op::AttrGet(name.to_string()))? {
@@ -67,6 +91,18 @@ impl NamespaceProxy {
     /// # Errors
     ///
     /// [`ManagerError::NoSuchAttribute`] when it is not set, and as [`NamespaceProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", 1)?;
+    /// ns.remove("x")?;
+    /// assert!(!ns.contains("x")?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "__delattr__")]
     pub fn remove(&self, name: &str) -> Result<(), ManagerError> {
         self.core.call(Op::AttrDel(name.to_string())).map(drop)
@@ -77,6 +113,18 @@ impl NamespaceProxy {
     /// # Errors
     ///
     /// As [`NamespaceProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("x", 1)?;
+    /// assert!(ns.contains("x")?);
+    /// assert!(!ns.contains("y")?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn contains(&self, name: &str) -> Result<bool, ManagerError> {
         Ok(self.names()?.iter().any(|n| n == name))
     }
@@ -86,6 +134,18 @@ impl NamespaceProxy {
     /// # Errors
     ///
     /// As [`NamespaceProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let ns = manager.namespace()?;
+    /// ns.set("b", 1)?;
+    /// ns.set("a", 2)?;
+    /// assert_eq!(ns.names()?, ["b", "a"]);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn names(&self) -> Result<Vec<String>, ManagerError> {
         match self.core.call(Op::AttrNames)? {
             Out::Names(names) => Ok(names),
@@ -131,6 +191,16 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     ///
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the value is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(10i64)?;
+    /// assert_eq!(v.get()?, 10);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     #[doc(alias = "value")]
     pub fn get(&self) -> Result<T, ManagerError> {
         match self.core.call(Op::ValueGet)? {
@@ -145,6 +215,17 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     ///
     /// [`ManagerError::ServerGone`] when the server is gone, [`ManagerError::Codec`] when
     /// the value does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let v = manager.value(10i64)?;
+    /// v.set(11)?;
+    /// assert_eq!(v.get()?, 11);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn set(&self, value: T) -> Result<(), ManagerError> {
         self.core.call(Op::ValueSet(self.core.encode(&value)?)).map(drop)
     }

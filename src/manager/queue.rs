@@ -262,6 +262,18 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// assert!(!q.is_shutdown()?);
+    /// q.shutdown(false)?;
+    /// assert!(q.is_shutdown()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_shutdown(&self) -> Result<bool, ManagerError> {
         match self.core.call(Op::QueueIsShutdown)? {
             Out::Bool(b) => Ok(b),
@@ -404,6 +416,17 @@ impl<T> JoinableQueueProxy<T> {
     }
 
     /// Whether two proxies refer to the same queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>()?;
+    /// assert!(q.same_object(&q.clone()));
+    /// assert!(!q.same_object(&manager.joinable_queue::<u32>()?));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn same_object(&self, other: &Self) -> bool {
         self.core.same(&other.core)
     }
@@ -426,6 +449,20 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     ///
     /// [`ManagerError::NotAcquired`] when called more often than items were put (Python's
     /// `ValueError`), [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>()?;
+    /// q.put(1)?;
+    /// let _item = q.get()?;
+    /// q.task_done()?;
+    /// assert!(matches!(q.task_done(), Err(ManagerError::NotAcquired))); // one more than put
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn task_done(&self) -> Result<(), ManagerError> {
         self.core.call(Op::TaskDone).map(drop)
     }
@@ -435,6 +472,19 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let q = manager.joinable_queue::<u32>()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// q.task_done()?;
+    /// q.join()?; // every item put was confirmed: returns at once
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn join(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Join { wait: None }).map(drop)
     }

@@ -20,6 +20,12 @@
 //! that waits for it. References the server hands out are counted per connection and
 //! given back when the last proxy of this process holding one drops; when the connection
 //! ends, the server gives back what it still counted and releases the locks it held.
+//!
+//! Without the feature `remote` only what the server's dispatcher names stays (the
+//! writers, the limits): nothing listens and nothing connects.
+
+// Without `remote`, most imports serve only the gated items.
+#![cfg_attr(not(feature = "remote"), allow(unused_imports))]
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -32,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "remote")]
 use super::auth;
 use super::error::ManagerError;
 use super::link::{Answer, EnvelopeRef, Ref};
@@ -46,6 +53,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+#[cfg(feature = "remote")]
 /// Writes one frame.
 pub(crate) fn write_frame(stream: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("a frame above 4 GiB"))?;
@@ -55,6 +63,7 @@ pub(crate) fn write_frame(stream: &mut impl Write, payload: &[u8]) -> io::Result
     stream.write_all(payload)
 }
 
+#[cfg(feature = "remote")]
 /// Why a frame could not be read.
 #[derive(Debug)]
 pub(crate) enum FrameError {
@@ -63,6 +72,7 @@ pub(crate) enum FrameError {
     Io(io::Error),
 }
 
+#[cfg(feature = "remote")]
 /// Reads one frame of at most `max` bytes.
 pub(crate) fn read_frame(stream: &mut impl Read, max: u64) -> Result<Vec<u8>, FrameError> {
     let mut head = [0u8; 4];
@@ -78,9 +88,11 @@ pub(crate) fn read_frame(stream: &mut impl Read, max: u64) -> Result<Vec<u8>, Fr
 
 // ---- the server's side --------------------------------------------------------------------
 
+#[cfg(feature = "remote")]
 /// Frames up to this size are read at once, outside the shared budget.
 const SMALL_FRAME: u64 = 64 << 10;
 
+#[cfg(feature = "remote")]
 /// The memory of the request frames being received, across the remote connections.
 pub(crate) struct FrameMemory {
     held: Mutex<u64>,
@@ -88,6 +100,7 @@ pub(crate) struct FrameMemory {
     max: u64,
 }
 
+#[cfg(feature = "remote")]
 impl FrameMemory {
     pub(crate) fn new(max: u64) -> Self {
         Self { held: Mutex::new(0), room: Condvar::new(), max: max.max(1) }
@@ -106,12 +119,14 @@ impl FrameMemory {
     }
 }
 
+#[cfg(feature = "remote")]
 /// A connection's share of the frame budget, given back when dropped.
 struct Share<'a> {
     memory: &'a FrameMemory,
     bytes: u64,
 }
 
+#[cfg(feature = "remote")]
 impl Drop for Share<'_> {
     fn drop(&mut self) {
         *lock(&self.memory.held) -= self.bytes;
@@ -119,6 +134,7 @@ impl Drop for Share<'_> {
     }
 }
 
+#[cfg(feature = "remote")]
 /// Reads a request frame of at most `max` bytes: a small one at once; a larger one after
 /// taking its length from `memory`, held until the frame is dropped. (Its zeroed buffer
 /// comes from fresh pages, which take memory only as the bytes arrive.)
@@ -148,6 +164,7 @@ fn read_request<'m>(
 /// connection threads.
 pub(crate) type Writers = Arc<Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>>;
 
+#[cfg(feature = "remote")]
 /// Answers queued for a remote client that does not read them, at most: past that, the
 /// server closes the connection rather than hold ever more of them.
 const WRITER_BACKLOG: usize = 4096;
@@ -163,6 +180,7 @@ pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
     lock(writers).remove(&conn);
 }
 
+#[cfg(feature = "remote")]
 /// What the server needs to accept remote clients.
 pub(crate) struct ListenConfig {
     pub(crate) authkey: Vec<u8>,
@@ -171,6 +189,7 @@ pub(crate) struct ListenConfig {
     frames: FrameMemory,
 }
 
+#[cfg(feature = "remote")]
 impl ListenConfig {
     pub(crate) fn new(authkey: Vec<u8>, max_message: u64, limits: Limits) -> Self {
         let frames = FrameMemory::new(limits.max_frame_memory);
@@ -200,7 +219,11 @@ pub(crate) const DEFAULT_MAX_FRAME_MEMORY: u64 = 256 << 20;
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            #[cfg(feature = "remote")]
             handshake_timeout: auth::HANDSHAKE_TIMEOUT,
+            // No handshakes: nothing listens.
+            #[cfg(not(feature = "remote"))]
+            handshake_timeout: Duration::ZERO,
             max_pending_handshakes: 64,
             max_request_memory: DEFAULT_MAX_REQUEST_MEMORY,
             max_frame_memory: DEFAULT_MAX_FRAME_MEMORY,
@@ -208,6 +231,7 @@ impl Default for Limits {
     }
 }
 
+#[cfg(feature = "remote")]
 /// The connections in the authentication handshake, oldest first: a clone of each socket,
 /// so that the accept loop can close the oldest to make room.
 #[derive(Default)]
@@ -216,8 +240,10 @@ struct Handshakes {
     open: VecDeque<(u64, TcpStream)>,
 }
 
+#[cfg(feature = "remote")]
 type InHandshake = Arc<Mutex<Handshakes>>;
 
+#[cfg(feature = "remote")]
 impl Handshakes {
     /// Closes the connection that has been in the handshake longest; false if none is.
     fn close_oldest(&mut self) -> bool {
@@ -231,27 +257,32 @@ impl Handshakes {
     }
 }
 
+#[cfg(feature = "remote")]
 /// A connection's place among the handshakes, given up when dropped.
 struct Place {
     id: u64,
     pending: InHandshake,
 }
 
+#[cfg(feature = "remote")]
 impl Drop for Place {
     fn drop(&mut self) {
         lock(&self.pending).open.retain(|(id, _)| *id != self.id);
     }
 }
 
+#[cfg(feature = "remote")]
 /// Whether `accept` failed for want of descriptors or memory (retrying at once would
 /// spin).
 fn exhausted(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
+#[cfg(feature = "remote")]
 /// The longest pause of the accept loop while descriptors are exhausted.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+#[cfg(feature = "remote")]
 /// Binds `address` and accepts connections on a thread of their own; returns the bound
 /// address.
 ///
@@ -310,6 +341,7 @@ pub(crate) fn listen(
     Ok(bound)
 }
 
+#[cfg(feature = "remote")]
 /// One remote client: authenticate, then forward its frames to the dispatcher.
 fn serve_connection(
     mut stream: TcpStream,
@@ -357,17 +389,20 @@ fn serve_connection(
 
 // ---- the client's side --------------------------------------------------------------------
 
+#[cfg(feature = "remote")]
 struct Pending {
     replies: HashMap<u64, Reply<ObjectId>>,
     closed: Option<String>,
     held: HashMap<ObjectId, Weak<RemoteRef>>,
 }
 
+#[cfg(feature = "remote")]
 struct Inbox {
     pending: Mutex<Pending>,
     arrived: Condvar,
 }
 
+#[cfg(feature = "remote")]
 /// A client's connection to a remote manager.
 pub(crate) struct RemoteConn {
     peer: SocketAddr,
@@ -377,12 +412,14 @@ pub(crate) struct RemoteConn {
     max_message: u64,
 }
 
+#[cfg(feature = "remote")]
 impl fmt::Debug for RemoteConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteConn").field("peer", &self.peer).finish()
     }
 }
 
+#[cfg(feature = "remote")]
 impl Drop for RemoteConn {
     fn drop(&mut self) {
         // Ends the reader thread, and tells the server we are gone.
@@ -390,6 +427,7 @@ impl Drop for RemoteConn {
     }
 }
 
+#[cfg(feature = "remote")]
 /// A reference to a server object handed to this process's connection; the server counts
 /// `absorbed` of them, given back when the last proxy holding this drops.
 pub(crate) struct RemoteRef {
@@ -398,18 +436,21 @@ pub(crate) struct RemoteRef {
     conn: Arc<RemoteConn>,
 }
 
+#[cfg(feature = "remote")]
 impl fmt::Debug for RemoteRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteRef").field("id", &self.id).field("peer", &self.conn.peer).finish()
     }
 }
 
+#[cfg(feature = "remote")]
 impl RemoteRef {
     pub(crate) fn conn(&self) -> &Arc<RemoteConn> {
         &self.conn
     }
 }
 
+#[cfg(feature = "remote")]
 impl Drop for RemoteRef {
     fn drop(&mut self) {
         {
@@ -423,6 +464,7 @@ impl Drop for RemoteRef {
     }
 }
 
+#[cfg(feature = "remote")]
 thread_local! {
     static THREAD: u64 = {
         static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -430,6 +472,7 @@ thread_local! {
     };
 }
 
+#[cfg(feature = "remote")]
 impl RemoteConn {
     /// Connects and authenticates, all of it by `timeout` from now.
     pub(crate) fn connect(

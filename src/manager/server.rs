@@ -19,9 +19,13 @@ use serde::{Deserialize, Serialize};
 use super::custom::Registration;
 use super::link::{LocalReply, Token};
 use super::protocol::{Fault, ObjectId, Out, Reply, Request, decode_request_within, encode_plain, request_seq};
-use super::remote::{self, ListenConfig, Writers};
+#[cfg(feature = "remote")]
+use super::remote::ListenConfig;
+use super::remote::{self, Writers};
 use super::state::{CLOSED, CONTROL, Control, ManagerState, READY, ReplyState, TokenState};
-use super::store::{ConnId, Constructor, Outgoing, Store};
+#[cfg(feature = "remote")]
+use super::store::Constructor;
+use super::store::{ConnId, Outgoing, Store};
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::panics;
@@ -135,6 +139,7 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
             server.store.register_action(&name, action);
         }
     }
+    #[cfg(feature = "remote")]
     if let Some((address, authkey)) = boot.listen {
         let config = ListenConfig::new(authkey, boot.max_message, boot.limits);
         match remote::listen(&address, config, boot.state.clone(), server.writers.clone()) {
@@ -168,11 +173,13 @@ impl Server {
         self.max_request_memory = bytes;
     }
 
+    #[cfg(feature = "remote")]
     pub(crate) fn writers(&self) -> Writers {
         self.writers.clone()
     }
 
-    /// Registers a type whose constructor is known in this process.
+    /// Registers a type whose constructor is known in this process (`serve`).
+    #[cfg(feature = "remote")]
     pub(crate) fn register(&mut self, name: &str, constructor: Constructor) {
         self.store.register(name, constructor);
     }

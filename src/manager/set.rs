@@ -99,7 +99,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set::<i32>()?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set::<i32>()?;
     /// s.add(1)?;
     /// s.add(1)?;
     /// assert_eq!(s.len()?, 1);
@@ -119,7 +120,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// assert!(s.discard(&1)?);
     /// assert!(!s.discard(&1)?);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -140,7 +142,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     /// ```no_run
     /// use multiproc::ManagerError;
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1])?;
     /// s.remove(&1)?;
     /// assert!(matches!(s.remove(&1), Err(ManagerError::ValueNotFound)));
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -159,7 +162,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([7])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([7])?;
     /// assert_eq!(s.pop()?, Some(7));
     /// assert_eq!(s.pop()?, None);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -181,7 +185,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from(["a".to_string()])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from(["a".to_string()])?;
     /// assert!(s.contains("a")?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -238,7 +243,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// s.clear()?;
     /// assert!(s.is_empty()?);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -257,7 +263,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([3, 1, 3])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([3, 1, 3])?;
     /// assert_eq!(s.to_vec()?, [3, 1]);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -280,7 +287,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2, 3])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2, 3])?;
     /// assert_eq!(s.iter()?.sum::<i32>(), 6);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -300,7 +308,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// assert_eq!(s.union([2, 3])?, [1, 2, 3]);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -320,7 +329,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// assert_eq!(s.intersection([2, 3])?, [2]);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -340,7 +350,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// assert_eq!(s.difference([2, 3])?, [1]);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -361,7 +372,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// assert_eq!(s.symmetric_difference([2, 3])?, [1, 3]);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -381,7 +393,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1])?;
     /// s.update([2, 3])?;
     /// assert_eq!(s.len()?, 3);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -401,7 +414,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// s.intersection_update([2, 3])?;
     /// assert_eq!(s.to_vec()?, [2]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -421,7 +435,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// s.difference_update([2, 3])?;
     /// assert_eq!(s.to_vec()?, [1]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -441,7 +456,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// s.symmetric_difference_update([2, 3])?;
     /// assert_eq!(s.to_vec()?, [1, 3]);
     /// # Ok::<(), multiproc::ManagerError>(())
@@ -461,7 +477,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1])?;
     /// assert!(s.issubset([1, 2])?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -480,7 +497,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// assert!(s.issuperset([2])?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
@@ -499,7 +517,8 @@ impl<T: Serialize + DeserializeOwned> SetProxy<T> {
     ///
     /// ```no_run
     /// multiproc::init();
-    /// let s = multiproc::Manager::start()?.set_from([1, 2])?;
+    /// let manager = multiproc::Manager::start()?;
+    /// let s = manager.set_from([1, 2])?;
     /// assert!(s.isdisjoint([3])?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```

@@ -179,6 +179,17 @@ impl<'a> ProxyRLockGuard<'a> {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// let guard = lock.acquire()?;
+    /// guard.release()?; // a failure here is reported, where a drop would ignore it
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(self) -> Result<(), ManagerError> {
         self.guard.release()
     }
@@ -356,6 +367,19 @@ impl LockProxy {
     ///
     /// [`ManagerError::NotAcquired`] if it was not held (Python's `ValueError`), and as
     /// [`LockProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.lock()?;
+    /// lock.acquire()?.leave_locked(); // Python's lock.acquire() without a guard
+    /// lock.release()?;
+    /// assert!(matches!(lock.release(), Err(ManagerError::NotAcquired)));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
@@ -396,6 +420,19 @@ impl RLockProxy {
     ///
     /// [`ManagerError::NotOwner`] from a thread that does not hold it,
     /// [`ManagerError::NotAcquired`] if nobody does, and as [`RLockProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let lock = manager.rlock()?;
+    /// lock.acquire()?.leave_locked();
+    /// lock.acquire()?.leave_locked(); // twice: the thread holds two levels
+    /// lock.release()?;
+    /// lock.release()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
@@ -607,6 +644,17 @@ impl SemaphoreProxy {
     /// [`ManagerError::NotAcquired`] for a bounded semaphore already at its initial value
     /// (Python's `ValueError`), [`ManagerError::Overflow`] for one whose value is
     /// `u32::MAX` already (nothing changes), and as [`SemaphoreProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let sem = manager.semaphore(0)?;
+    /// sem.release()?;
+    /// assert_eq!(sem.get_value()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn release(&self) -> Result<(), ManagerError> {
         self.core.call(Op::Release).map(drop)
     }
@@ -616,6 +664,17 @@ impl SemaphoreProxy {
     /// # Errors
     ///
     /// As [`SemaphoreProxy::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let sem = manager.semaphore(2)?;
+    /// let _unit = sem.acquire()?;
+    /// assert_eq!(sem.get_value()?, 1);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn get_value(&self) -> Result<u32, ManagerError> {
         match self.core.call(Op::SemValue)? {
             // The server keeps a semaphore within `u32` (see `store::SEMAPHORE_MAX`).
@@ -625,6 +684,16 @@ impl SemaphoreProxy {
     }
 
     /// Whether this is a bounded semaphore.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// assert!(manager.bounded_semaphore(1)?.is_bounded());
+    /// assert!(!manager.semaphore(1)?.is_bounded());
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_bounded(&self) -> bool {
         self.core.kind == Kind::BoundedSemaphore
     }
@@ -660,6 +729,17 @@ impl EventProxy {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone; the same for every method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
+    /// event.set()?;
+    /// assert!(event.is_set()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn set(&self) -> Result<(), ManagerError> {
         self.core.call(Op::EventSet).map(drop)
     }
@@ -669,6 +749,18 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
+    /// event.set()?;
+    /// event.clear()?;
+    /// assert!(!event.is_set()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn clear(&self) -> Result<(), ManagerError> {
         self.core.call(Op::EventClear).map(drop)
     }
@@ -678,6 +770,16 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
+    /// assert!(!event.is_set()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_set(&self) -> Result<bool, ManagerError> {
         flag(self.core.call(Op::EventIsSet)?)
     }
@@ -687,6 +789,17 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
+    /// event.set()?;
+    /// event.wait()?; // set: returns at once
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait(&self) -> Result<(), ManagerError> {
         self.core.call(Op::EventWait { wait: None }).map(drop)
     }
@@ -696,6 +809,19 @@ impl EventProxy {
     /// # Errors
     ///
     /// As [`EventProxy::set`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let event = manager.event()?;
+    /// assert!(!event.wait_timeout(Duration::from_millis(10))?); // not set: timed out
+    /// event.set()?;
+    /// assert!(event.wait_timeout(Duration::from_secs(60))?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
         flag(self.core.call(Op::EventWait { wait: wait_for(timeout) })?)
     }
@@ -1057,6 +1183,16 @@ impl BarrierProxy {
     /// [`ManagerError::BrokenBarrier`] when the barrier was aborted, reset, or broken by
     /// a party that timed out or died; [`ManagerError::ServerGone`] when the server is
     /// gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(1)?;
+    /// assert_eq!(barrier.wait()?, 0); // one party: passes at once
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait(&self) -> Result<usize, ManagerError> {
         self.wait_with(None)
     }
@@ -1067,6 +1203,20 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::wait`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
+    /// let alone = barrier.wait_timeout(Duration::from_millis(10));
+    /// assert!(matches!(alone, Err(ManagerError::BrokenBarrier))); // the other party never came
+    /// assert!(barrier.is_broken()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, ManagerError> {
         self.wait_with(wait_for(timeout))
     }
@@ -1083,6 +1233,18 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
+    /// barrier.abort()?;
+    /// barrier.reset()?;
+    /// assert!(!barrier.is_broken()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn reset(&self) -> Result<(), ManagerError> {
         self.core.call(Op::BarrierReset).map(drop)
     }
@@ -1092,6 +1254,18 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::ManagerError;
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
+    /// barrier.abort()?;
+    /// assert!(matches!(barrier.wait(), Err(ManagerError::BrokenBarrier)));
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn abort(&self) -> Result<(), ManagerError> {
         self.core.call(Op::BarrierAbort).map(drop)
     }
@@ -1108,6 +1282,16 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(3)?;
+    /// assert_eq!(barrier.parties()?, 3);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn parties(&self) -> Result<usize, ManagerError> {
         Ok(self.state()?.0 as usize)
     }
@@ -1117,6 +1301,16 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(3)?;
+    /// assert_eq!(barrier.n_waiting()?, 0);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn n_waiting(&self) -> Result<usize, ManagerError> {
         Ok(self.state()?.1 as usize)
     }
@@ -1126,6 +1320,18 @@ impl BarrierProxy {
     /// # Errors
     ///
     /// As [`BarrierProxy::reset`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::start()?;
+    /// let barrier = manager.barrier(2)?;
+    /// assert!(!barrier.is_broken()?);
+    /// barrier.abort()?;
+    /// assert!(barrier.is_broken()?);
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
     pub fn is_broken(&self) -> Result<bool, ManagerError> {
         Ok(self.state()?.2)
     }

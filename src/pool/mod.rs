@@ -19,6 +19,6 @@ pub use error::{NotReady, PoolError, ResultTimeoutError, TaskError};
 pub use options::{ApplyOptions, MapOptions};
 pub use process::{Pool, PoolBuilder};
 pub use result::{AsyncResult, IMap, MapResult};
-pub use star::StarFn;
+pub use star::{Argument, StarFn, ThreadTarget};
 pub use stats::PoolStats;
 pub use thread::{ThreadPool, ThreadPoolBuilder};

@@ -14,14 +14,15 @@ use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{ApplySink, AsyncResult, Feeder, Helper, IMap, Input, MapResult, MapSink, Sink, StreamSink};
-use super::star::StarFn;
+use super::star::{Argument, StarFn};
 use super::stats::PoolStats;
 use super::supervisor::{Config, EncodeArgs, Inner};
-use super::worker::{init_runner, map_runner, star_runner};
+use super::worker::{init_runner, map_runner, star_runner, target_runner};
 use crate::codec;
 use crate::error::Error;
-use crate::process::StartMethod;
+use crate::process::{StartMethod, Target};
 use crate::sys::{self, Packed, Stateless};
+
 /// Packs a task's function for the workers, refusing one they could not locate (a function
 /// from a shared library) before anything is queued.
 pub(crate) fn pack_task<A, R>(f: fn(A) -> R) -> Result<Packed, PoolError>
@@ -30,6 +31,28 @@ where
     R: Serialize + DeserializeOwned + 'static,
 {
     sys::pack_checked(f, map_runner::<A, R>).map_err(|_| PoolError::NotInExecutable)
+}
+
+/// Packs `apply`'s target as `Process::new` does: a function pointer `fn(A) -> R` (one
+/// chosen at run time) by its address, as [`pack_task`]; a function or a closure that
+/// captures nothing, of one argument or several, by its type, as `starmap`'s.
+#[track_caller]
+fn pack_target<A, M, F>(f: F) -> Result<Packed, PoolError>
+where
+    A: DeserializeOwned + 'static,
+    F: Target<A, M>,
+    F::Output: Serialize + DeserializeOwned + 'static,
+{
+    match (&f as &dyn std::any::Any).downcast_ref::<fn(A) -> F::Output>() {
+        Some(&pointer) => pack_task(pointer),
+        None => {
+            assert!(
+                std::mem::size_of::<F>() == 0,
+                "a pool's function must be a function, a function pointer or a closure that captures nothing"
+            );
+            Ok(sys::pack_runner(target_runner::<A, M, F>))
+        }
+    }
 }
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`), which never hangs.
@@ -435,27 +458,50 @@ impl Pool {
 
     /// Runs `f(args)` in a worker and waits for the result (Python's `apply`).
     ///
+    /// `f` is a [`Target`], as for [`Process::new`](crate::Process::new): a function or a
+    /// closure that captures nothing, of one argument (`pool.apply(square, 4)`) or of
+    /// several, which travel as a tuple (`pool.apply(add, (2, 3))` for `fn add(a: u32, b:
+    /// u32)`, Python's `apply(add, (2, 3))`), or a function pointer of one argument.
+    ///
+    /// # Panics
+    ///
+    /// When `f` is a closure that captures exactly a pointer's worth of `Copy` state (as
+    /// `Process::new`); a closure that captures anything else does not compile.
+    ///
     /// # Examples
     ///
     /// ```
     /// fn square(x: u64) -> u64 {
     ///     x * x
+    /// }
+    ///
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
     /// }
     ///
     /// multiproc::init();
     /// let pool = multiproc::Pool::new(1)?;
     /// assert_eq!(pool.apply(square, 7)?, 49);
+    /// assert_eq!(pool.apply(add, (2, 3))?, 5); // several arguments: a tuple
+    /// assert_eq!(pool.apply(|a: u64, b: u64, c: u64| a * b * c, (2, 3, 4))?, 24);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn apply<A, R>(&self, f: fn(A) -> R, args: A) -> Result<R, Error>
+    #[track_caller]
+    pub fn apply<A, R, F, M>(&self, f: F, args: A) -> Result<R, Error>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<A, M, Output = R>,
     {
         Ok(self.apply_async(f, args)?.get()?)
     }
 
-    /// Starts `f(args)` in a worker (Python's `apply_async`).
+    /// Starts `f(args)` in a worker (Python's `apply_async`); `f` as for [`Pool::apply`]:
+    /// the arguments of a function of several travel as a tuple.
+    ///
+    /// # Panics
+    ///
+    /// As [`Pool::apply`].
     ///
     /// # Examples
     ///
@@ -464,22 +510,34 @@ impl Pool {
     ///     x * x
     /// }
     ///
+    /// fn greet(name: String, times: usize) -> String {
+    ///     format!("hello {name} ").repeat(times)
+    /// }
+    ///
     /// multiproc::init();
     /// let pool = multiproc::Pool::new(2)?;
     /// let pending = pool.apply_async(square, 8)?;
+    /// let greeting = pool.apply_async(greet, ("bob".to_string(), 2))?;
     /// // ... other work here ...
     /// assert_eq!(pending.get()?, 64);
+    /// assert_eq!(greeting.get()?, "hello bob hello bob ");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn apply_async<A, R>(&self, f: fn(A) -> R, args: A) -> Result<AsyncResult<R>, PoolError>
+    #[track_caller]
+    pub fn apply_async<A, R, F, M>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<A, M, Output = R>,
     {
         self.apply_async_with(f, args, ApplyOptions::new())
     }
 
     /// [`Pool::apply_async`] with callbacks and a timeout.
+    ///
+    /// # Panics
+    ///
+    /// As [`Pool::apply`].
     ///
     /// # Examples
     ///
@@ -487,30 +545,33 @@ impl Pool {
     /// use std::time::Duration;
     /// use multiproc::ApplyOptions;
     ///
-    /// fn square(x: u64) -> u64 {
-    ///     x * x
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
     /// }
     ///
     /// multiproc::init();
     /// let pool = multiproc::Pool::new(1)?;
     /// let (tx, rx) = std::sync::mpsc::channel();
     /// let options = ApplyOptions::new().timeout(Duration::from_secs(60)).callback(move |r: &u64| tx.send(*r).unwrap());
-    /// assert_eq!(pool.apply_async_with(square, 9, options)?.get()?, 81);
+    /// assert_eq!(pool.apply_async_with(add, (40, 41), options)?.get()?, 81);
     /// assert_eq!(rx.recv().unwrap(), 81);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn apply_async_with<A, R>(
+    #[track_caller]
+    pub fn apply_async_with<A, R, F, M>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         args: A,
         options: ApplyOptions<R>,
     ) -> Result<AsyncResult<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<A, M, Output = R>,
     {
+        let call = pack_target(f)?;
         let (sink, slot) = ApplySink::new(options.callbacks);
-        let job = chunk_job(&*self.inner, pack_task(f)?, &[args], 0, options.timeout, sink)?;
+        let job = chunk_job(&*self.inner, call, &[args], 0, options.timeout, sink)?;
         self.inner.submit(job)?;
         Ok(AsyncResult::new(slot, self.helper()))
     }
@@ -539,7 +600,7 @@ impl Pool {
     /// ```
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, Error>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Ok(self.map_async_with(f, items, MapOptions::new())?.get()?)
@@ -568,7 +629,7 @@ impl Pool {
         options: MapOptions<R>,
     ) -> Result<Vec<R>, Error>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         Ok(self.map_async_with(f, items, options)?.get()?)
@@ -591,7 +652,7 @@ impl Pool {
     /// ```
     pub fn map_async<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<MapResult<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async_with(f, items, MapOptions::new())
@@ -623,7 +684,7 @@ impl Pool {
         options: MapOptions<R>,
     ) -> Result<MapResult<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_packed(pack_task(f)?, items.into_iter().collect(), options)
@@ -670,7 +731,7 @@ impl Pool {
     /// ```
     pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMap<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
@@ -697,7 +758,7 @@ impl Pool {
     /// ```
     pub fn imap_with<A, R, I>(&self, f: fn(A) -> R, items: I, options: MapOptions<R>) -> Result<IMap<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
@@ -723,7 +784,7 @@ impl Pool {
     /// ```
     pub fn imap_unordered<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<IMap<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
@@ -755,7 +816,7 @@ impl Pool {
         options: MapOptions<R>,
     ) -> Result<IMap<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
@@ -771,7 +832,7 @@ impl Pool {
         ordered: bool,
     ) -> Result<IMap<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
+        A: Argument,
         R: DeserializeOwned + Send + 'static,
         It: Iterator<Item = A> + Send + 'static,
     {
@@ -809,7 +870,7 @@ impl Pool {
     /// ```
     pub fn starmap<Args, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<F::Output>, Error>
     where
-        Args: Serialize + DeserializeOwned + 'static,
+        Args: Argument,
         F: StarFn<Args> + Stateless<Args>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -840,7 +901,7 @@ impl Pool {
         options: MapOptions<F::Output>,
     ) -> Result<Vec<F::Output>, Error>
     where
-        Args: Serialize + DeserializeOwned + 'static,
+        Args: Argument,
         F: StarFn<Args> + Stateless<Args>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -868,7 +929,7 @@ impl Pool {
         items: impl IntoIterator<Item = Args>,
     ) -> Result<MapResult<F::Output>, PoolError>
     where
-        Args: Serialize + DeserializeOwned + 'static,
+        Args: Argument,
         F: StarFn<Args> + Stateless<Args>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
@@ -900,7 +961,7 @@ impl Pool {
         options: MapOptions<F::Output>,
     ) -> Result<MapResult<F::Output>, PoolError>
     where
-        Args: Serialize + DeserializeOwned + 'static,
+        Args: Argument,
         F: StarFn<Args> + Stateless<Args>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {

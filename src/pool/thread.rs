@@ -18,7 +18,7 @@ use super::progress::Progress;
 use super::result::{
     ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, Input, MapResult, MapSink, Sink, StreamSink, count,
 };
-use super::star::StarFn;
+use super::star::{StarFn, ThreadTarget};
 use super::stats::{Counters, PoolStats};
 use crate::error::Error;
 use crate::process::panics;
@@ -296,25 +296,35 @@ impl ThreadPool {
 
     /// Runs `f(args)` on a worker and waits for the result (Python's `apply`).
     ///
+    /// `f` is a [`ThreadTarget`]: a function or closure of one argument
+    /// (`pool.apply(square, 4)`) or of several, which travel as a tuple
+    /// (`pool.apply(add, (2, 3))` for `fn add(a: u32, b: u32)`), as with [`Pool::apply`](crate::Pool::apply).
+    ///
     /// # Examples
     ///
     /// ```
     /// use multiproc::ThreadPool;
     ///
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    ///
     /// let pool = ThreadPool::new(1)?;
     /// assert_eq!(pool.apply(|x: u64| x * x, 7)?, 49);
+    /// assert_eq!(pool.apply(add, (2, 3))?, 5); // several arguments: a tuple
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn apply<A, R, F>(&self, f: F, args: A) -> Result<R, Error>
+    pub fn apply<A, R, F, M>(&self, f: F, args: A) -> Result<R, Error>
     where
         A: Send + 'static,
         R: Send + 'static,
-        F: Fn(A) -> R + Send + Sync + 'static,
+        F: ThreadTarget<A, M, Output = R>,
     {
         Ok(self.apply_async(f, args)?.get()?)
     }
 
-    /// Starts `f(args)` on a worker (Python's `apply_async`).
+    /// Starts `f(args)` on a worker (Python's `apply_async`); `f` as for
+    /// [`ThreadPool::apply`].
     ///
     /// # Examples
     ///
@@ -323,14 +333,16 @@ impl ThreadPool {
     ///
     /// let pool = ThreadPool::new(2)?;
     /// let pending = pool.apply_async(|x: u64| x * x, 8)?;
+    /// let sum = pool.apply_async(|a: u64, b: u64, c: u64| a + b + c, (1, 2, 3))?;
     /// assert_eq!(pending.get()?, 64);
+    /// assert_eq!(sum.get()?, 6);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn apply_async<A, R, F>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
+    pub fn apply_async<A, R, F, M>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
     where
         A: Send + 'static,
         R: Send + 'static,
-        F: Fn(A) -> R + Send + Sync + 'static,
+        F: ThreadTarget<A, M, Output = R>,
     {
         self.apply_async_with(f, args, ApplyOptions::new())
     }
@@ -346,11 +358,11 @@ impl ThreadPool {
     /// let pool = ThreadPool::new(1)?;
     /// let (tx, rx) = std::sync::mpsc::channel();
     /// let options = ApplyOptions::new().callback(move |r: &u64| tx.send(*r).unwrap());
-    /// assert_eq!(pool.apply_async_with(|x: u64| x * x, 9, options)?.get()?, 81);
+    /// assert_eq!(pool.apply_async_with(|a: u64, b: u64| a * b, (9, 9), options)?.get()?, 81);
     /// assert_eq!(rx.recv().unwrap(), 81);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn apply_async_with<A, R, F>(
+    pub fn apply_async_with<A, R, F, M>(
         &self,
         f: F,
         args: A,
@@ -359,10 +371,10 @@ impl ThreadPool {
     where
         A: Send + 'static,
         R: Send + 'static,
-        F: Fn(A) -> R + Send + Sync + 'static,
+        F: ThreadTarget<A, M, Output = R>,
     {
         let (sink, slot) = ApplySink::new(options.callbacks);
-        self.submit_chunk(&Arc::new(f), vec![args], 0, sink)?;
+        self.submit_chunk(&Arc::new(move |args: A| f.call_unpacked(args)), vec![args], 0, sink)?;
         Ok(AsyncResult::new(slot, None))
     }
 

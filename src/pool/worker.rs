@@ -12,7 +12,7 @@ use super::channel::Channel;
 use super::star::StarFn;
 use crate::codec;
 use crate::error::PanicInfo;
-use crate::process::panics;
+use crate::process::{Target, panics};
 use crate::shm::{Payload, Shared, ShmObject, kind};
 use crate::sys::{self, Packed, Stateless};
 
@@ -82,6 +82,19 @@ pub(crate) struct TaskCall {
 pub(crate) fn map_runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(f: fn(A) -> R, context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
     call.output = Some(run_items(call, |a: A| f(a)));
+}
+
+/// Runs the stateless target `F` over a chunk of its arguments (`apply` of a function or a
+/// closure that captures nothing).
+pub(crate) fn target_runner<A, M, F>(_: fn(), context: &mut dyn Any)
+where
+    A: DeserializeOwned,
+    F: Target<A, M>,
+    F::Output: Serialize + DeserializeOwned,
+{
+    let Some(call) = context.downcast_mut::<TaskCall>() else { return };
+    let f = F::remade().expect("a function pointer crosses by its address, not by its type");
+    call.output = Some(run_items(call, |args: A| f.call_with(args)));
 }
 
 /// Runs the stateless callable `F` over a chunk of argument tuples (`starmap`).

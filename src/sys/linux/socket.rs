@@ -231,10 +231,12 @@ pub(crate) fn dup(fd: impl AsFd) -> io::Result<OwnedFd> {
 /// probes, and how many unanswered probes mean the peer is gone: a peer cut off without
 /// FIN or RST (a host that died, a network partition) is found within about 25 s, instead
 /// of never for a reader (the kernel sends no keepalive by default).
+#[cfg(feature = "remote")]
 const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(10), Duration::from_secs(5), 3);
 
 /// Turns on TCP keepalive with short probes ([`KEEPALIVE`]) on a connected TCP socket: a
 /// blocked read then fails with `TimedOut` once the peer stops answering.
+#[cfg(feature = "remote")]
 pub(crate) fn keep_alive(sock: BorrowedFd<'_>) -> io::Result<()> {
     let (idle, interval, probes) = KEEPALIVE;
     rustix::net::sockopt::set_tcp_keepidle(sock, idle)?;
@@ -245,7 +247,7 @@ pub(crate) fn keep_alive(sock: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Whether keepalive is on, with the probes of [`keep_alive`].
-#[cfg(test)]
+#[cfg(all(test, feature = "remote"))]
 pub(crate) fn kept_alive(sock: BorrowedFd<'_>) -> io::Result<bool> {
     let (idle, interval, probes) = KEEPALIVE;
     Ok(rustix::net::sockopt::socket_keepalive(sock)?
