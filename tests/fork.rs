@@ -86,6 +86,50 @@ fn read_kept_after_parent_let_go(parent_let_go: Event) -> u64 {
     KEPT.lock().unwrap().as_ref().expect("the static was copied").get(0)
 }
 
+thread_local! {
+    /// A thread-local that a fork copies (the forking thread's), handle and all.
+    static KEPT_HERE: std::cell::RefCell<Option<RawArray<u64>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: the same through this thread's copy of `KEPT_HERE`.
+fn read_kept_here_after_parent_let_go(parent_let_go: Event) -> u64 {
+    parent_let_go.wait().unwrap();
+    KEPT_HERE.with_borrow(|kept| kept.as_ref().expect("the thread-local was copied").get(0))
+}
+
+/// In a fork child: drops its copy of the array in `KEPT`, first thing.
+fn drop_kept(_: ()) {
+    drop(KEPT.lock().unwrap().take());
+}
+
+/// In a fork child: tells the parent it is there, then waits to be killed, holding its copy
+/// of `KEPT`.
+fn hold_kept_until_killed(started: Event) {
+    assert!(KEPT.lock().unwrap().is_some());
+    started.set();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+thread_local! {
+    // Guards of `sync` locks that the forking thread keeps, for a fork to copy.
+    static LOCK_HELD: std::cell::RefCell<Option<multiproc::LockGuard<'static>>> = const { std::cell::RefCell::new(None) };
+    static RLOCK_HELD: std::cell::RefCell<Option<multiproc::RLockGuard<'static>>> = const { std::cell::RefCell::new(None) };
+    static PERMIT_HELD: std::cell::RefCell<Option<multiproc::SemaphoreGuard<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: drops its copies of the parent's guards.
+fn drop_copied_sync_guards(_: ()) {
+    LOCK_HELD.set(None);
+    RLOCK_HELD.set(None);
+    PERMIT_HELD.set(None);
+}
+
+fn leaked<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
 /// A guard that a fork copies: the parent holds the value's lock.
 static HELD: Mutex<Option<ValueGuard<'static, u64>>> = Mutex::new(None);
 
@@ -238,15 +282,8 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(seen, 1, "a fork child wrote the array while this process held it");
             assert!(!lock.locked(), "dropping the guard here released both locks");
         }),
-    ]
-}
-
-/// Cases of known defects, run with `--ignored` (as libtest's ignored tests).
-fn ignored_cases() -> Vec<(&'static str, &'static str, fn())> {
-    vec![(
-        "a_handle_copied_by_fork_keeps_its_object",
-        "a fork child's copies of the parent's handles (in statics) are not counted as holders: the parent's last drop frees the object under them (audit F1)",
-        || {
+        ("a_handle_copied_by_fork_keeps_its_object", || {
+            let before = multiproc::__private::heap_in_use();
             *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
             let let_go = Event::new().unwrap();
             let child = Process::new(read_kept_after_parent_let_go, let_go.clone()).start_method(FORK).start().unwrap();
@@ -256,9 +293,87 @@ fn ignored_cases() -> Vec<(&'static str, &'static str, fn())> {
             let_go.set();
             let read = child.join();
             drop(others);
+            drop(let_go);
             assert_eq!(read.unwrap(), 7, "the child read the array through its copy after the parent's last drop");
-        },
-    )]
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the child's copy was given back when it ended");
+        }),
+        ("a_handle_in_a_thread_local_copied_by_fork_keeps_its_object", || {
+            let before = multiproc::__private::heap_in_use();
+            KEPT_HERE.set(Some(RawArray::from_slice(&[7u64; 64]).unwrap()));
+            let let_go = Event::new().unwrap();
+            let child =
+                Process::new(read_kept_here_after_parent_let_go, let_go.clone()).start_method(FORK).start().unwrap();
+            KEPT_HERE.set(None);
+            let others: Vec<RawArray<u64>> = (0..8).map(|_| RawArray::from_slice(&[99u64; 64]).unwrap()).collect();
+            let_go.set();
+            let read = child.join();
+            drop(others);
+            drop(let_go);
+            assert_eq!(read.unwrap(), 7, "the child read the array through its copy after the parent's last drop");
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+        }),
+        ("a_handle_copied_by_fork_and_dropped_by_the_child_first_stays_the_parents", || {
+            let before = multiproc::__private::heap_in_use();
+            *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
+            Process::new(drop_kept, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let others: Vec<RawArray<u64>> = (0..8).map(|_| RawArray::from_slice(&[99u64; 64]).unwrap()).collect();
+            {
+                let kept = KEPT.lock().unwrap();
+                let kept = kept.as_ref().unwrap();
+                assert_eq!(kept.get(0), 7, "the child's drop freed the parent's array");
+                kept.set(0, 8);
+                assert_eq!(kept.get(0), 8);
+            }
+            assert!(others.iter().all(|o| o.get(0) == 99), "another array shares the parent's block");
+            drop(others);
+            drop(KEPT.lock().unwrap().take());
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+        }),
+        ("a_killed_fork_child_gives_its_copied_handles_back", || {
+            let before = multiproc::__private::heap_in_use();
+            *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
+            let started = Event::new().unwrap();
+            let child = Process::new(hold_kept_until_killed, started.clone()).start_method(FORK).start().unwrap();
+            started.wait().unwrap();
+            child.kill().unwrap();
+            assert!(matches!(child.join(), Err(JoinError::Signaled { .. })));
+            drop(KEPT.lock().unwrap().take());
+            drop(started);
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the dead child's copy keeps the array");
+        }),
+        ("a_lock_guard_copied_by_fork_does_not_release_the_parents_lock", || {
+            let lock = leaked(multiproc::Lock::new().unwrap());
+            LOCK_HELD.set(Some(lock.acquire().unwrap()));
+            Process::new(drop_copied_sync_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = lock.locked();
+            LOCK_HELD.set(None);
+            assert!(still, "a fork child's drop of a copied guard released the parent's lock");
+            assert!(!lock.locked());
+        }),
+        ("an_rlock_guard_copied_by_fork_does_not_release_the_parents_level", || {
+            let rlock = leaked(multiproc::RLock::new().unwrap());
+            RLOCK_HELD.set(Some(rlock.acquire().unwrap()));
+            Process::new(drop_copied_sync_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = rlock.locked();
+            RLOCK_HELD.set(None);
+            assert!(still, "a fork child's drop of a copied guard released the parent's level");
+            assert!(!rlock.locked());
+        }),
+        ("a_semaphore_guard_copied_by_fork_does_not_give_the_parents_permit_back", || {
+            let sem = leaked(multiproc::Semaphore::new(1).unwrap());
+            PERMIT_HELD.set(Some(sem.acquire().unwrap()));
+            Process::new(drop_copied_sync_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let value = sem.get_value();
+            PERMIT_HELD.set(None);
+            assert_eq!(value, 0, "a fork child's drop of a copied guard gave the parent's permit back");
+            assert_eq!(sem.get_value(), 1);
+        }),
+    ]
+}
+
+/// Cases of known defects, run with `--ignored` (as libtest's ignored tests).
+fn ignored_cases() -> Vec<(&'static str, &'static str, fn())> {
+    Vec::new()
 }
 
 fn main() {
