@@ -48,6 +48,9 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
         match sys::fork() {
             Ok(Forked::Child) => {
                 record.in_child();
+                // Our copy of the parent's end first: the parent's death is then an end of
+                // stream here.
+                drop(ours);
                 if wait_for_record && !go_on_told(theirs.as_fd()) {
                     // The parent could not record this process: it must not run.
                     sys::exit_now(1);
@@ -56,7 +59,6 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
                 drop(state);
                 drop(err);
                 drop(out);
-                drop(ours);
                 boot::run_in_fork(boot, theirs, parent)
             }
             Ok(Forked::Parent(pid)) => {

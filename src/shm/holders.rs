@@ -196,15 +196,15 @@ pub(crate) fn fork_child_ended(pid: u32) {
         if table.pin(let_go.generation, false).is_err() {
             continue;
         }
-        {
-            // SAFETY: the object holding this side table is pinned, hence allocated; a
-            // table is atomics only.
-            let side = unsafe { &*heap.ptr(*off).cast::<Holders>() };
-            let _g = RawGuard::lock(&side.lock);
-            side.prune_dead(heap, me);
-            if side.finish(heap) {
-                (let_go.gone)(let_go.object, let_go.side.unwrap_or(0));
-            }
+        // SAFETY: the object holding this side table is pinned, hence allocated; a table is
+        // atomics only.
+        let side = unsafe { &*heap.ptr(*off).cast::<Holders>() };
+        let g = RawGuard::lock(&side.lock);
+        side.prune_dead(heap, me);
+        let gone = side.finish(heap);
+        drop(g);
+        if gone {
+            (let_go.gone)(let_go.object, let_go.side.unwrap_or(0));
         }
         // Unpinned without freeing: the object's own turn comes below.
         let _g = RawGuard::lock(&table.lock);
