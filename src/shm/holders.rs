@@ -80,7 +80,10 @@ static HELD_HERE: Mutex<BTreeMap<u64, LetGo>> = Mutex::new(BTreeMap::new());
 
 /// For each fork child that may still run: the tables it was recorded in and how to let go
 /// of them once it ended ([`fork_child_ended`]).
-static FORKED: Mutex<Vec<(ProcId, Vec<(u64, LetGo)>)>> = Mutex::new(Vec::new());
+static FORKED: Mutex<Vec<(ProcId, Recorded)>> = Mutex::new(Vec::new());
+
+/// The tables a fork child was recorded in (their offsets) and how to free their objects.
+type Recorded = Vec<(u64, LetGo)>;
 
 /// How a process frees the object of a table it holds when nothing holds it any more
 /// (functions of this process: valid in its fork children, never sent elsewhere).
@@ -533,13 +536,7 @@ impl Holders {
     /// object's word (or a released one) and fails without writing. The table's lock is
     /// taken only once pinned. When no count is left, the dead are pruned first (a dead
     /// receiver's pending counts come back), then the receive fails.
-    pub(crate) fn receive(
-        &self,
-        heap: &Heap,
-        generation: u64,
-        pending: bool,
-        let_go: LetGo,
-    ) -> Result<(), Received> {
+    pub(crate) fn receive(&self, heap: &Heap, generation: u64, pending: bool, let_go: LetGo) -> Result<(), Received> {
         let _gate = gate();
         let _g = match self.pin(generation, true) {
             Ok(()) => RawGuard::lock(&self.lock),
