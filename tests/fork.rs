@@ -126,6 +126,15 @@ fn drop_copied_sync_guards(_: ()) {
     PERMIT_HELD.set(None);
 }
 
+/// In a fork child: counts what arrives on its end until the parent's end is gone.
+fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
+    let mut n = 0;
+    while end.recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
 fn leaked<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
 }
@@ -340,6 +349,16 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(KEPT.lock().unwrap().take());
             drop(started);
             assert_eq!(multiproc::__private::heap_in_use(), before, "the dead child's copy keeps the array");
+        }),
+        ("a_fork_childs_copy_of_the_parents_pipe_end_does_not_keep_that_end_open", || {
+            // The child copies `ours` with the parent's memory and cannot drop that copy; it
+            // must still see the end of the stream once the parent drops its end.
+            let (ours, theirs) = multiproc::Pipe::<u64>::new().unwrap();
+            let child = Process::new(count_until_closed, theirs).start_method(FORK).start().unwrap();
+            ours.send(1).unwrap();
+            ours.send(2).unwrap();
+            drop(ours);
+            assert_eq!(child.join().unwrap(), 2);
         }),
         ("a_lock_guard_copied_by_fork_does_not_release_the_parents_lock", || {
             let lock = leaked(multiproc::Lock::new().unwrap());

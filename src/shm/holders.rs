@@ -34,7 +34,10 @@
 //!   the parent's counts before the child runs ([`before_fork`], [`ForkRecord::record`]),
 //!   so the child's copies are counted as its own. Some of them it cannot reach (the
 //!   parent's locals): those are counted until the child ends, when its entry is pruned
-//!   like any dead holder's. A leak for the child's life, never a use after free.
+//!   like any dead holder's (its parent does that when it reaps it, freeing what nobody
+//!   else holds). A leak for the child's life, never a use after free. Side tables (a
+//!   pipe's ends) are not recorded: they tell whether an end is there, not whether memory
+//!   is, and a child cannot drop its copy of the parent's end to end the stream.
 //!   Pending receives and in-flight counts are not copied: a message is received once,
 //!   whoever holds a copy of its bytes.
 //! * Residual: a process killed between its pin and its unpin (a few instructions, no user
@@ -141,7 +144,12 @@ impl ForkRecord {
         let Some(heap) = Heap::try_get() else { return };
         let me = sys::me();
         let mut recorded = Vec::with_capacity(self.tables.len());
-        for (&off, &let_go) in self.tables.iter() {
+        // A side's table says whether an end is still there (a pipe's end of stream), nothing
+        // about memory: the copy of an end the parent held (in a local the child never
+        // returns to, or a static) does not keep that end open for the child, or a child
+        // waiting for the end of its pipe would wait for itself. The object's own table
+        // counts the copy (what keeps the memory); `in_child` drops the sides likewise.
+        for (&off, &let_go) in self.tables.iter().filter(|(_, l)| l.side.is_none()) {
             // SAFETY: this process has an entry in the table at `off` (the registry lists
             // it until the entry is cleared, and no entry of ours changes while the record
             // is held), so its object is allocated; a table is atomics only.
@@ -165,8 +173,10 @@ impl ForkRecord {
         FORKED.lock().unwrap_or_else(PoisonError::into_inner).push((child, recorded));
     }
 
-    /// In the child, after the fork: the parent's other children are not this one's.
-    pub(crate) fn in_child(self) {
+    /// In the child, after the fork: the parent's other children are not this one's, nor
+    /// are the sides it was not recorded in (see `record`).
+    pub(crate) fn in_child(mut self) {
+        self.tables.retain(|_, let_go| let_go.side.is_none());
         drop(self);
         FORKED.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
@@ -186,34 +196,7 @@ pub(crate) fn fork_child_ended(pid: u32) {
     };
     let Some(heap) = Heap::try_get() else { return };
     let me = sys::me();
-    // Sides before their objects: the object's pin keeps it allocated while its sides are
-    // looked at.
-    let (sides, objects): (Vec<_>, Vec<_>) = tables.into_iter().partition(|(_, l)| l.side.is_some());
-    let header_of = |l: &LetGo| objects.iter().find(|(_, o)| o.object == l.object).map(|&(off, _)| off);
-    for (off, let_go) in &sides {
-        // A side's child entry comes with one in its object's table (a side handle holds
-        // the object), which is pinned while the side is looked at.
-        let Some(object_table) = header_of(let_go) else { continue };
-        // SAFETY: as for the objects below.
-        let table = unsafe { &*heap.ptr(object_table).cast::<Holders>() };
-        if table.pin(let_go.generation, false).is_err() {
-            continue;
-        }
-        // SAFETY: the object holding this side table is pinned, hence allocated; a table is
-        // atomics only.
-        let side = unsafe { &*heap.ptr(*off).cast::<Holders>() };
-        let g = RawGuard::lock(&side.lock);
-        side.prune_dead(heap, me);
-        let gone = side.finish(heap);
-        drop(g);
-        if gone {
-            (let_go.gone)(let_go.object, let_go.side.unwrap_or(0));
-        }
-        // Unpinned without freeing: the object's own turn comes below.
-        let _g = RawGuard::lock(&table.lock);
-        table.flight.fetch_sub(PIN, Ordering::Relaxed);
-    }
-    for (off, let_go) in &objects {
+    for (off, let_go) in &tables {
         // SAFETY: `off` was a table of the object `let_go` names when the child was
         // recorded; `pin` reads only its in-flight word (an atomic in the heap, which stays
         // mapped) and pins it only if it still belongs to that generation's object, which
