@@ -50,7 +50,8 @@
 //! processes that died without dropping their handles are recognised by their pid and
 //! start time and pruned when a waiter asks.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -79,7 +80,11 @@ fn gen_bits(generation: u64) -> u64 {
 /// a handle: what a fork child gets a copy of. Changed under the table's lock when that
 /// count leaves or reaches 0 (not per handle). A table is listed only while its object is
 /// allocated (the entry keeps it).
-static HELD_HERE: Mutex<BTreeMap<u64, LetGo>> = Mutex::new(BTreeMap::new());
+static HELD_HERE: Mutex<Registry> = Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()));
+
+/// A hash map keeps its room when emptied: a process that receives and drops one handle
+/// at a time does not allocate per message.
+type Registry = HashMap<u64, LetGo, BuildHasherDefault<DefaultHasher>>;
 
 /// For each fork child that may still run: the tables it was recorded in and how to let go
 /// of them once it ended ([`fork_child_ended`]).
@@ -107,7 +112,7 @@ pub(crate) struct LetGo {
 /// those of one instant, and no handle of the parent is freed before the child is counted.
 static FORK_GATE: RwLock<()> = RwLock::new(());
 
-fn held_here() -> MutexGuard<'static, BTreeMap<u64, LetGo>> {
+fn held_here() -> MutexGuard<'static, Registry> {
     HELD_HERE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -120,7 +125,7 @@ fn gate() -> Option<RwLockReadGuard<'static, ()>> {
 /// parent) or running (in the child, which just drops its copy).
 #[derive(Debug)]
 pub(crate) struct ForkRecord {
-    tables: MutexGuard<'static, BTreeMap<u64, LetGo>>,
+    tables: MutexGuard<'static, Registry>,
     _gate: RwLockWriteGuard<'static, ()>,
 }
 
