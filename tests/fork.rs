@@ -135,6 +135,14 @@ fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     n
 }
 
+/// A value a thread of the parent clones and drops while fork children start.
+static CHURNED: Mutex<Option<Value<u64>>> = Mutex::new(None);
+
+/// In a fork child: reads the value through its copy of `CHURNED`.
+fn read_churned(_: ()) -> u64 {
+    CHURNED.lock().unwrap().as_ref().expect("the static was copied").get()
+}
+
 fn leaked<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
 }
@@ -386,6 +394,35 @@ fn cases() -> Vec<(&'static str, fn())> {
             PERMIT_HELD.set(None);
             assert_eq!(value, 0, "a fork child's drop of a copied guard gave the parent's permit back");
             assert_eq!(sem.get_value(), 1);
+        }),
+        // Last: it opts in to forks beside threads for the rest of this process.
+        ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
+            let before = multiproc::__private::heap_in_use();
+            let value = Value::new(5u64).unwrap();
+            *CHURNED.lock().unwrap() = Some(value.clone());
+            // SAFETY: the other thread takes no lock a child needs (it clones and drops a
+            // handle, and changes of this process's holder entries wait while a fork
+            // records its child).
+            unsafe { multiproc::allow_fork_with_threads() };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let churn = {
+                let (value, stop) = (value.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        drop(std::hint::black_box(value.clone()));
+                    }
+                })
+            };
+            let children: Vec<_> =
+                (0..4).map(|_| Process::new(read_churned, ()).start_method(FORK).start().unwrap()).collect();
+            drop(CHURNED.lock().unwrap().take());
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            churn.join().unwrap();
+            drop(value);
+            for child in children {
+                assert_eq!(child.join().unwrap(), 5);
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before);
         }),
     ]
 }
