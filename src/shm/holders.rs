@@ -194,13 +194,12 @@ impl ForkRecord {
 /// dead process nobody looks at. Each object is pinned by its generation first, so one
 /// freed meanwhile (and its block reused) is left alone.
 pub(crate) fn fork_child_ended(pid: u32) {
-    let tables = {
+    let (child, tables) = {
         let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
-        forked.swap_remove(at).1
+        forked.swap_remove(at)
     };
     let Some(heap) = Heap::try_get() else { return };
-    let me = sys::me();
     for (off, let_go) in &tables {
         // SAFETY: `off` was a table of the object `let_go` names when the child was
         // recorded; `pin` reads only its in-flight word (an atomic in the heap, which stays
@@ -212,7 +211,16 @@ pub(crate) fn fork_child_ended(pid: u32) {
         }
         let g = RawGuard::lock(&table.lock);
         table.flight.fetch_sub(PIN, Ordering::Relaxed);
-        table.prune_dead(heap, me);
+        // Only the child's entry: it is known dead (reaped), and checking the others would
+        // read `/proc` once per holder of each object.
+        table.for_each(heap, |e| {
+            let found = e.is(child);
+            if found {
+                table.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                e.clear();
+            }
+            found
+        });
         let last = table.finish(heap);
         drop(g);
         if last {
