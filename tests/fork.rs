@@ -37,6 +37,14 @@ fn echo_doubled(q: (Queue<u64>, Queue<u64>)) {
     }
 }
 
+fn count_until_disconnected(q: Queue<u64>) -> u64 {
+    let mut n = 0;
+    while q.get().is_ok() {
+        n += 1;
+    }
+    n
+}
+
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn set_up_child() {
@@ -186,6 +194,16 @@ fn leaked_value(v: u64) -> &'static Value<u64> {
 
 fn cases() -> Vec<(&'static str, fn())> {
     vec![
+        ("a_consumer_learns_that_every_producer_is_gone", || {
+            let q = Queue::new().unwrap();
+            q.put(1).unwrap();
+            q.put(2).unwrap();
+            let child = Process::new(count_until_disconnected, q.clone()).start_method(FORK).start().unwrap();
+            // The parent's handle, copied into the child's memory where nothing reaches it,
+            // must not keep the child waiting for a producer that is gone.
+            drop(q);
+            assert_eq!(child.join().unwrap(), 2);
+        }),
         ("the_result_comes_back", || {
             assert_eq!(Process::new(square, 12).start_method(FORK).start().unwrap().join().unwrap(), 144);
         }),
