@@ -31,13 +31,20 @@
 //! * A fork copies every handle of the forking process, wherever it is kept (a static, a
 //!   thread-local, the heap). Each process keeps a registry of the tables in which it has
 //!   an entry; a `Fork` start records the child, under each of those tables' locks, with
-//!   the parent's counts before the child runs ([`before_fork`], [`ForkRecord::record`]),
-//!   so the child's copies are counted as its own. Some of them it cannot reach (the
-//!   parent's locals): those are counted until the child ends, when its entry is pruned
-//!   like any dead holder's (its parent does that when it reaps it, freeing what nobody
-//!   else holds). A leak for the child's life, never a use after free. Side tables (a
-//!   pipe's ends) are not recorded: they tell whether an end is there, not whether memory
-//!   is, and a child cannot drop its copy of the parent's end to end the stream.
+//!   the parent's counts before the child runs ([`before_fork`], [`ForkRecord::record`]).
+//!   The child's copies are *fork pins*, not handles: they keep the object's memory (the
+//!   decision to free counts them), but no liveness answer does (`others_alive`,
+//!   `other_handles`, `sole_holder`, `all_holders`, `any_alive`, the deaths `forget_dead`
+//!   counts), since most of them the child cannot reach (the parent's locals). A drop in
+//!   the child takes a handle off its count while it has one, else a pin. The pins last
+//!   until the child drops them or ends, when its entry is pruned like any dead holder's
+//!   (its parent does that when it reaps it, freeing what nobody else holds): a leak for
+//!   the child's life, never a use after free. So a handle a fork child finds in a static
+//!   is kept alive for it but not counted as a holder: the others may learn that nobody
+//!   is there although the child could still use it (pass handles as arguments). Side
+//!   tables (a pipe's ends) are not recorded: they tell whether an end is there, not
+//!   whether memory is, and a child cannot drop its copy of the parent's end to end the
+//!   stream.
 //!   Pending receives and in-flight counts are not copied: a message is received once,
 //!   whoever holds a copy of its bytes.
 //! * Residual: a process killed between its pin and its unpin (a few instructions, no user
@@ -142,9 +149,10 @@ impl ForkRecord {
         self.tables.is_empty()
     }
 
-    /// In the parent, after the fork: records `child` as a holder of everything this
-    /// process holds, with its counts (what the child's copy of its memory holds). A table
-    /// with no room for the child's entry is marked leaked: never freed, never freed early.
+    /// In the parent, after the fork: records `child` with fork pins on everything this
+    /// process holds, as many as its handles and pins (what the child's copy of its memory
+    /// holds). A table with no room for the child's entry is marked leaked: never freed,
+    /// never freed early.
     pub(crate) fn record(self, child: ProcId) {
         let Some(heap) = Heap::try_get() else { return };
         let me = sys::me();
@@ -164,12 +172,15 @@ impl ForkRecord {
             table.for_each(heap, |e| {
                 let found = e.is(me);
                 if found {
-                    mine = e.count.load(Ordering::Relaxed);
+                    mine = e.copies();
                 }
                 found
             });
             if mine > 0 {
-                if table.join_as(heap, child, mine, 0, None).is_err() {
+                // Pins, not handles: the child's copies keep the memory, but most of them
+                // it cannot reach, so they must not answer "somebody else is there".
+                let pins = Counts { count: 0, pending: 0, fork_pins: mine };
+                if table.join_as(heap, child, pins, None).is_err() {
                     table.leaked.store(1, Ordering::Relaxed);
                 }
                 recorded.push((off, let_go));
@@ -249,6 +260,14 @@ pub(crate) enum Received {
     HeapFull { last: bool },
 }
 
+/// What [`Holders::join_as`] adds to a process's entry.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    count: u32,
+    pending: u32,
+    fork_pins: u32,
+}
+
 #[repr(C)]
 #[derive(Debug, Default)]
 struct Entry {
@@ -259,7 +278,10 @@ struct Entry {
     /// Handles received in messages this process is still taking (see `Holders::settle`):
     /// each keeps the object alive, and goes back in flight if the process dies first.
     pending: AtomicU32,
-    _pad: u32,
+    /// Fork pins: copies of its parent's handles (and pins) that a fork child found in its
+    /// memory. They keep the object's memory alive, but no liveness answer counts them:
+    /// most are unreachable (the parent's locals).
+    fork_pins: AtomicU32,
 }
 
 impl Entry {
@@ -276,6 +298,19 @@ impl Entry {
         self.count.store(0, Ordering::Relaxed);
         self.start.store(0, Ordering::Relaxed);
         self.pending.store(0, Ordering::Relaxed);
+        self.fork_pins.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether this entry counts a handle its process may use (held, or being received):
+    /// what liveness answers count. An entry of fork pins alone keeps only the memory.
+    fn holds(&self) -> bool {
+        !self.is_free() && (self.count.load(Ordering::Relaxed) > 0 || self.pending.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Handles and fork pins: the copies this process's memory holds (a fork child of it
+    /// gets as many).
+    fn copies(&self) -> u32 {
+        self.count.load(Ordering::Relaxed) + self.fork_pins.load(Ordering::Relaxed)
     }
 
     fn alive(&self) -> bool {
@@ -355,25 +390,20 @@ impl Holders {
     /// Records one more handle of this process; `pending` also counts it as received in a
     /// message not yet taken (see [`Holders::settle`]).
     fn join_locked(&self, heap: &Heap, pending: bool, let_go: LetGo) -> Result<(), HeapFull> {
-        self.join_as(heap, sys::me(), 1, u32::from(pending), Some(let_go))
+        self.join_as(heap, sys::me(), Counts { count: 1, pending: u32::from(pending), fork_pins: 0 }, Some(let_go))
     }
 
-    /// Records `count` more handles of process `who`, `pending` of them pending. This
-    /// process's table goes into its registry (with `let_go`) when its count leaves 0.
-    fn join_as(
-        &self,
-        heap: &Heap,
-        who: ProcId,
-        count: u32,
-        pending: u32,
-        let_go: Option<LetGo>,
-    ) -> Result<(), HeapFull> {
+    /// Records `add` for process `who`. This process's table goes into its registry (with
+    /// `let_go`) when its copies (handles and fork pins) leave 0.
+    fn join_as(&self, heap: &Heap, who: ProcId, add: Counts, let_go: Option<LetGo>) -> Result<(), HeapFull> {
         let me = sys::me();
         let mut was = None;
         if self.for_each(heap, |e| {
             if e.is(who) {
-                was = Some(e.count.fetch_add(count, Ordering::Relaxed));
-                e.pending.fetch_add(pending, Ordering::Relaxed);
+                was = Some(e.copies());
+                e.count.fetch_add(add.count, Ordering::Relaxed);
+                e.pending.fetch_add(add.pending, Ordering::Relaxed);
+                e.fork_pins.fetch_add(add.fork_pins, Ordering::Relaxed);
                 true
             } else {
                 false
@@ -388,8 +418,9 @@ impl Holders {
             if e.is_free() {
                 e.pid.store(who.pid, Ordering::Relaxed);
                 e.start.store(who.start, Ordering::Relaxed);
-                e.count.store(count, Ordering::Relaxed);
-                e.pending.store(pending, Ordering::Relaxed);
+                e.count.store(add.count, Ordering::Relaxed);
+                e.pending.store(add.pending, Ordering::Relaxed);
+                e.fork_pins.store(add.fork_pins, Ordering::Relaxed);
                 true
             } else {
                 false
@@ -483,9 +514,14 @@ impl Holders {
         let me = sys::me();
         self.for_each(heap, |e| {
             if e.is(me) {
-                let count = e.count.load(Ordering::Relaxed).saturating_sub(1);
-                e.count.store(count, Ordering::Relaxed);
-                if count == 0 {
+                // A handle counted as held, else (in a fork child) one of the copies pinned.
+                let count = e.count.load(Ordering::Relaxed);
+                if count > 0 {
+                    e.count.store(count - 1, Ordering::Relaxed);
+                } else {
+                    e.fork_pins.store(e.fork_pins.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+                }
+                if e.copies() == 0 {
                     self.note_mine(heap, None);
                     if e.pending.load(Ordering::Relaxed) == 0 {
                         e.clear();
@@ -569,7 +605,7 @@ impl Holders {
             if e.is(me) {
                 let pending = e.pending.load(Ordering::Relaxed).saturating_sub(1);
                 e.pending.store(pending, Ordering::Relaxed);
-                if pending == 0 && e.count.load(Ordering::Relaxed) == 0 {
+                if pending == 0 && e.copies() == 0 {
                     e.clear();
                 }
                 true
@@ -627,7 +663,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(me))
+        self.flying() || self.for_each(heap, |e| e.holds() && !e.is(me))
     }
 
     /// Whether a handle other than the caller's own exists: in flight, held by another live
@@ -637,7 +673,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.flying() || self.for_each(heap, |e| !e.is_free() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
+        self.flying() || self.for_each(heap, |e| e.holds() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
     }
 
     /// Whether any handle exists: in flight, or held by a live process (this one included).
@@ -645,7 +681,7 @@ impl Holders {
     pub(crate) fn any_alive(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me());
-        self.flying() || self.for_each(heap, |e| !e.is_free())
+        self.flying() || self.for_each(heap, Entry::holds)
     }
 
     /// Whether no handle is in flight and every live holder passes `covered(process,
@@ -657,12 +693,13 @@ impl Holders {
         !self.flying()
             && !self.for_each(heap, |e| {
                 let id = ProcId { pid: e.pid.load(Ordering::Relaxed), start: e.start.load(Ordering::Relaxed) };
-                !e.is_free() && !covered(id, e.count.load(Ordering::Relaxed))
+                e.holds() && !covered(id, e.count.load(Ordering::Relaxed))
             })
     }
 
-    /// Forgets the entries of dead processes; returns how many there were. A caller that
-    /// must notice every death (a barrier breaks when a holder dies) counts them here.
+    /// Forgets the entries of dead processes; returns how many of them held handles (not
+    /// a fork child's pins alone). A caller that must notice every death (a barrier breaks
+    /// when a holder dies) counts them here.
     pub(crate) fn forget_dead(&self, heap: &Heap) -> usize {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me())
@@ -699,12 +736,14 @@ impl Holders {
                 mine = e.count.load(Ordering::Relaxed);
                 false
             } else {
-                !e.is_free()
+                e.holds()
             }
         });
         !others && mine <= 1
     }
 
+    /// Forgets the entries of dead processes; returns how many of them held handles (a
+    /// fork child's entry of pins alone is forgotten, not counted: it was nobody's party).
     fn prune_dead(&self, heap: &Heap, me: ProcId) -> usize {
         let mut dead = 0;
         self.for_each(heap, |e| {
@@ -712,8 +751,8 @@ impl Holders {
                 // Handles it was receiving from a message it had not taken go back in
                 // flight: the message is delivered again.
                 self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                dead += usize::from(e.holds());
                 e.clear();
-                dead += 1;
             }
             false
         });
