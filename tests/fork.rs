@@ -8,7 +8,9 @@
 
 use std::sync::Mutex;
 
-use multiproc::{Error, Event, JoinError, Manager, Pool, Process, Queue, RawArray, StartMethod, Value, ValueGuard};
+use multiproc::{
+    Barrier, Error, Event, JoinError, Manager, Pool, Process, Queue, RawArray, StartMethod, Value, ValueGuard,
+};
 
 const FORK: StartMethod = StartMethod::Fork;
 
@@ -43,6 +45,16 @@ fn count_until_disconnected(q: Queue<u64>) -> u64 {
         n += 1;
     }
     n
+}
+
+fn wait_for(go: Event) {
+    go.wait().unwrap();
+}
+
+fn arrive_late(barrier: Barrier) -> usize {
+    // Late enough for the waiting parent to check its parties many times over.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    barrier.wait().unwrap()
 }
 
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -203,6 +215,25 @@ fn cases() -> Vec<(&'static str, fn())> {
             // must not keep the child waiting for a producer that is gone.
             drop(q);
             assert_eq!(child.join().unwrap(), 2);
+        }),
+        ("an_event_that_only_a_fork_childs_unreachable_copy_could_set_is_abandoned", || {
+            let event = Event::new().unwrap();
+            let go = Event::new().unwrap();
+            let child = Process::new(wait_for, go.clone()).start_method(FORK).start().unwrap();
+            // The child's copy of `event` is in this frame, which it never returns to.
+            assert!(event.wait().is_err(), "nobody else can set it");
+            go.set();
+            child.join().unwrap();
+        }),
+        ("a_fork_child_that_held_only_copies_ends_without_breaking_a_barrier", || {
+            let barrier = Barrier::new(2).unwrap();
+            // It ends at once and is reaped only after the wait: its entry (copies of this
+            // frame's `barrier`) is found dead by the waiting party's checks.
+            let bystander = Process::new(square, 3).start_method(FORK).start().unwrap();
+            let party = Process::new(arrive_late, barrier.clone()).start_method(FORK).start().unwrap();
+            assert!(barrier.wait().is_ok(), "no party died");
+            assert!(party.join().is_ok());
+            assert_eq!(bystander.join().unwrap(), 9);
         }),
         ("the_result_comes_back", || {
             assert_eq!(Process::new(square, 12).start_method(FORK).start().unwrap().join().unwrap(), 144);
