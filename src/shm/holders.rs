@@ -790,4 +790,20 @@ mod tests {
         assert!(!holders.any_alive(heap), "a released table (a pipe's side) is gone for good");
         assert!(!holders.others_alive(heap));
     }
+
+    #[test]
+    fn fork_pins_keep_the_memory_but_answer_no_liveness_question() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held();
+        // As a fork child whose parent held two handles, and which received one of its own.
+        let pins = Counts { count: 0, pending: 0, fork_pins: 2 };
+        holders.join_as(heap, sys::me(), pins, None).unwrap();
+        assert!(!holders.other_handles(heap), "its one handle is the only one counted");
+        assert!(holders.sole_holder(heap));
+        assert!(!holders.leave(heap), "the handle goes, the pins keep the memory");
+        assert!(!holders.any_alive(heap), "pins alone are nobody's handle");
+        assert!(!holders.leave(heap));
+        assert!(holders.leave(heap), "the last pin was the last reference");
+    }
 }
