@@ -403,7 +403,10 @@ impl Holders {
                 was = Some(e.copies());
                 e.count.fetch_add(add.count, Ordering::Relaxed);
                 e.pending.fetch_add(add.pending, Ordering::Relaxed);
-                e.fork_pins.fetch_add(add.fork_pins, Ordering::Relaxed);
+                // Only a fork record adds pins: a clone pays no third read-modify-write.
+                if add.fork_pins > 0 {
+                    e.fork_pins.fetch_add(add.fork_pins, Ordering::Relaxed);
+                }
                 true
             } else {
                 false
