@@ -179,6 +179,7 @@
 //! | `SIGINT`, `SIGTERM`, `SIGPIPE` | default, default, ignored (as a Rust program starts) | default, default, ignored | the parent's dispositions |
 //! | other signal handlers, the signal mask | those of `init()` time | defaults, mask empty | the parent's |
 //! | its argument, family objects it carries | yes | yes | yes |
+//! | other family handles of the parent (in its statics, thread-locals, locals) | no | no | copies: each keeps its object alive for the child until the child drops it or ends, but is not counted as a holder, so the parent's `get` may answer `Disconnected` although the child could still `put` through a copy it finds in a static (pass handles as the argument to be counted) |
 //! | OS parent (`getppid()`, rusage, `wait`) | the main process for its children; the fork server for a child's children | the parent | the parent |
 //!
 //! So a set-up that every process needs (a logger, a tracing subscriber, a static) goes in

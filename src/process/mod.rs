@@ -96,6 +96,14 @@ pub fn try_init() -> Result<(), InitError> {
 #[repr(u8)]
 pub enum StartMethod {
     /// A copy of the calling process.
+    ///
+    /// The child's copies of the caller's family handles (a `Queue` in a static, a
+    /// thread-local or a local variable) keep their objects alive for the child until it
+    /// drops them or ends, but they are not counted as holders: most of them it cannot
+    /// reach, and counting them would keep every "nobody else holds it" answer from coming
+    /// while it runs. So the parent's `get` may answer `Disconnected` although the child
+    /// could still `put` through a copy it finds in a static. Pass the handles a child
+    /// uses as its argument: those are counted.
     Fork = 1,
     /// A fresh execution of the current binary.
     Spawn = 2,
