@@ -37,6 +37,14 @@ fn echo_doubled(q: (Queue<u64>, Queue<u64>)) {
     }
 }
 
+fn count_until_disconnected(q: Queue<u64>) -> u64 {
+    let mut n = 0;
+    while q.get().is_ok() {
+        n += 1;
+    }
+    n
+}
+
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn set_up_child() {
@@ -86,6 +94,67 @@ fn read_kept_after_parent_let_go(parent_let_go: Event) -> u64 {
     KEPT.lock().unwrap().as_ref().expect("the static was copied").get(0)
 }
 
+thread_local! {
+    /// A thread-local that a fork copies (the forking thread's), handle and all.
+    static KEPT_HERE: std::cell::RefCell<Option<RawArray<u64>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: the same through this thread's copy of `KEPT_HERE`.
+fn read_kept_here_after_parent_let_go(parent_let_go: Event) -> u64 {
+    parent_let_go.wait().unwrap();
+    KEPT_HERE.with_borrow(|kept| kept.as_ref().expect("the thread-local was copied").get(0))
+}
+
+/// In a fork child: drops its copy of the array in `KEPT`, first thing.
+fn drop_kept(_: ()) {
+    drop(KEPT.lock().unwrap().take());
+}
+
+/// In a fork child: tells the parent it is there, then waits to be killed, holding its copy
+/// of `KEPT`.
+fn hold_kept_until_killed(started: Event) {
+    assert!(KEPT.lock().unwrap().is_some());
+    started.set();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+thread_local! {
+    // Guards of `sync` locks that the forking thread keeps, for a fork to copy.
+    static LOCK_HELD: std::cell::RefCell<Option<multiproc::LockGuard<'static>>> = const { std::cell::RefCell::new(None) };
+    static RLOCK_HELD: std::cell::RefCell<Option<multiproc::RLockGuard<'static>>> = const { std::cell::RefCell::new(None) };
+    static PERMIT_HELD: std::cell::RefCell<Option<multiproc::SemaphoreGuard<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: drops its copies of the parent's guards.
+fn drop_copied_sync_guards(_: ()) {
+    LOCK_HELD.set(None);
+    RLOCK_HELD.set(None);
+    PERMIT_HELD.set(None);
+}
+
+/// In a fork child: counts what arrives on its end until the parent's end is gone.
+fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
+    let mut n = 0;
+    while end.recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+/// A value a thread of the parent clones and drops while fork children start.
+static CHURNED: Mutex<Option<Value<u64>>> = Mutex::new(None);
+
+/// In a fork child: reads the value through its copy of `CHURNED`.
+fn read_churned(_: ()) -> u64 {
+    CHURNED.lock().unwrap().as_ref().expect("the static was copied").get()
+}
+
+fn leaked<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
 /// A guard that a fork copies: the parent holds the value's lock.
 static HELD: Mutex<Option<ValueGuard<'static, u64>>> = Mutex::new(None);
 
@@ -125,6 +194,16 @@ fn leaked_value(v: u64) -> &'static Value<u64> {
 
 fn cases() -> Vec<(&'static str, fn())> {
     vec![
+        ("a_consumer_learns_that_every_producer_is_gone", || {
+            let q = Queue::new().unwrap();
+            q.put(1).unwrap();
+            q.put(2).unwrap();
+            let child = Process::new(count_until_disconnected, q.clone()).start_method(FORK).start().unwrap();
+            // The parent's handle, copied into the child's memory where nothing reaches it,
+            // must not keep the child waiting for a producer that is gone.
+            drop(q);
+            assert_eq!(child.join().unwrap(), 2);
+        }),
         ("the_result_comes_back", || {
             assert_eq!(Process::new(square, 12).start_method(FORK).start().unwrap().join().unwrap(), 144);
         }),
@@ -238,15 +317,8 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(seen, 1, "a fork child wrote the array while this process held it");
             assert!(!lock.locked(), "dropping the guard here released both locks");
         }),
-    ]
-}
-
-/// Cases of known defects, run with `--ignored` (as libtest's ignored tests).
-fn ignored_cases() -> Vec<(&'static str, &'static str, fn())> {
-    vec![(
-        "a_handle_copied_by_fork_keeps_its_object",
-        "a fork child's copies of the parent's handles (in statics) are not counted as holders: the parent's last drop frees the object under them (audit F1)",
-        || {
+        ("a_handle_copied_by_fork_keeps_its_object", || {
+            let before = multiproc::__private::heap_in_use();
             *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
             let let_go = Event::new().unwrap();
             let child = Process::new(read_kept_after_parent_let_go, let_go.clone()).start_method(FORK).start().unwrap();
@@ -256,9 +328,126 @@ fn ignored_cases() -> Vec<(&'static str, &'static str, fn())> {
             let_go.set();
             let read = child.join();
             drop(others);
+            drop(let_go);
             assert_eq!(read.unwrap(), 7, "the child read the array through its copy after the parent's last drop");
-        },
-    )]
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the child's copy was given back when it ended");
+        }),
+        ("a_handle_in_a_thread_local_copied_by_fork_keeps_its_object", || {
+            let before = multiproc::__private::heap_in_use();
+            KEPT_HERE.set(Some(RawArray::from_slice(&[7u64; 64]).unwrap()));
+            let let_go = Event::new().unwrap();
+            let child =
+                Process::new(read_kept_here_after_parent_let_go, let_go.clone()).start_method(FORK).start().unwrap();
+            KEPT_HERE.set(None);
+            let others: Vec<RawArray<u64>> = (0..8).map(|_| RawArray::from_slice(&[99u64; 64]).unwrap()).collect();
+            let_go.set();
+            let read = child.join();
+            drop(others);
+            drop(let_go);
+            assert_eq!(read.unwrap(), 7, "the child read the array through its copy after the parent's last drop");
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+        }),
+        ("a_handle_copied_by_fork_and_dropped_by_the_child_first_stays_the_parents", || {
+            let before = multiproc::__private::heap_in_use();
+            *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
+            Process::new(drop_kept, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let others: Vec<RawArray<u64>> = (0..8).map(|_| RawArray::from_slice(&[99u64; 64]).unwrap()).collect();
+            {
+                let kept = KEPT.lock().unwrap();
+                let kept = kept.as_ref().unwrap();
+                assert_eq!(kept.get(0), 7, "the child's drop freed the parent's array");
+                kept.set(0, 8);
+                assert_eq!(kept.get(0), 8);
+            }
+            assert!(others.iter().all(|o| o.get(0) == 99), "another array shares the parent's block");
+            drop(others);
+            drop(KEPT.lock().unwrap().take());
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+        }),
+        ("a_killed_fork_child_gives_its_copied_handles_back", || {
+            let before = multiproc::__private::heap_in_use();
+            *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
+            let started = Event::new().unwrap();
+            let child = Process::new(hold_kept_until_killed, started.clone()).start_method(FORK).start().unwrap();
+            started.wait().unwrap();
+            child.kill().unwrap();
+            assert!(matches!(child.join(), Err(JoinError::Signaled { .. })));
+            drop(KEPT.lock().unwrap().take());
+            drop(started);
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the dead child's copy keeps the array");
+        }),
+        ("a_fork_childs_copy_of_the_parents_pipe_end_does_not_keep_that_end_open", || {
+            // The child copies `ours` with the parent's memory and cannot drop that copy; it
+            // must still see the end of the stream once the parent drops its end.
+            let (ours, theirs) = multiproc::Pipe::<u64>::new().unwrap();
+            let child = Process::new(count_until_closed, theirs).start_method(FORK).start().unwrap();
+            ours.send(1).unwrap();
+            ours.send(2).unwrap();
+            drop(ours);
+            assert_eq!(child.join().unwrap(), 2);
+        }),
+        ("a_lock_guard_copied_by_fork_does_not_release_the_parents_lock", || {
+            let lock = leaked(multiproc::Lock::new().unwrap());
+            LOCK_HELD.set(Some(lock.acquire().unwrap()));
+            Process::new(drop_copied_sync_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = lock.locked();
+            LOCK_HELD.set(None);
+            assert!(still, "a fork child's drop of a copied guard released the parent's lock");
+            assert!(!lock.locked());
+        }),
+        ("an_rlock_guard_copied_by_fork_does_not_release_the_parents_level", || {
+            let rlock = leaked(multiproc::RLock::new().unwrap());
+            RLOCK_HELD.set(Some(rlock.acquire().unwrap()));
+            Process::new(drop_copied_sync_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = rlock.locked();
+            RLOCK_HELD.set(None);
+            assert!(still, "a fork child's drop of a copied guard released the parent's level");
+            assert!(!rlock.locked());
+        }),
+        ("a_semaphore_guard_copied_by_fork_does_not_give_the_parents_permit_back", || {
+            let sem = leaked(multiproc::Semaphore::new(1).unwrap());
+            PERMIT_HELD.set(Some(sem.acquire().unwrap()));
+            Process::new(drop_copied_sync_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let value = sem.get_value();
+            PERMIT_HELD.set(None);
+            assert_eq!(value, 0, "a fork child's drop of a copied guard gave the parent's permit back");
+            assert_eq!(sem.get_value(), 1);
+        }),
+        // Last: it opts in to forks beside threads for the rest of this process.
+        ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
+            let before = multiproc::__private::heap_in_use();
+            let value = Value::new(5u64).unwrap();
+            *CHURNED.lock().unwrap() = Some(value.clone());
+            // SAFETY: the other thread takes no lock a child needs (it clones and drops a
+            // handle, and changes of this process's holder entries wait while a fork
+            // records its child).
+            unsafe { multiproc::allow_fork_with_threads() };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let churn = {
+                let (value, stop) = (value.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        drop(std::hint::black_box(value.clone()));
+                    }
+                })
+            };
+            let children: Vec<_> =
+                (0..4).map(|_| Process::new(read_churned, ()).start_method(FORK).start().unwrap()).collect();
+            drop(CHURNED.lock().unwrap().take());
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            churn.join().unwrap();
+            drop(value);
+            for child in children {
+                assert_eq!(child.join().unwrap(), 5);
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+        }),
+    ]
+}
+
+/// Cases of known defects, run with `--ignored` (as libtest's ignored tests).
+fn ignored_cases() -> Vec<(&'static str, &'static str, fn())> {
+    Vec::new()
 }
 
 fn main() {

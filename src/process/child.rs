@@ -99,7 +99,14 @@ impl ChildState {
     fn try_reap(&self, inner: &mut Inner) -> Option<Ended> {
         if inner.ended.is_none() {
             inner.ended = match &self.watch {
-                ExitWatch::Own => sys::reap_pidfd(self.pidfd.as_fd(), false).ok().flatten(),
+                ExitWatch::Own => {
+                    let ended = sys::reap_pidfd(self.pidfd.as_fd(), false).ok().flatten();
+                    if ended.is_some() {
+                        // A fork child's copies of this process's handles are let go of.
+                        crate::shm::fork_child_ended(self.pid);
+                    }
+                    ended
+                }
                 ExitWatch::Server(fd) => {
                     let mut word = [0u8; 4];
                     match sys::read_some(fd.as_fd(), &mut word) {

@@ -8,13 +8,29 @@
 //! multiproc holds the ones its children need (stdout, stderr, its own state) across the
 //! fork, and glibc resets its allocator's. The fork server gives the same speed class
 //! whatever threads run.
+//!
+//! The child's copy of memory holds copies of the parent's handles (in statics,
+//! thread-locals, anywhere): before it runs, the parent records it as a holder of every
+//! object it holds, with its counts (`shm::before_fork`), then tells it to go on with one
+//! byte on the boot socket. A child whose parent holds nothing is not made to wait.
 
 use std::io::{self, Write as _};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
 use super::boot::{self, Boot};
 use super::family;
+use crate::shm;
 use crate::sys::{self, Forked};
+
+/// The byte that tells a fork child that it is recorded as a holder of its copies.
+const GO_ON: u8 = 0x47;
+
+/// In the child: waits until the parent has recorded it. False when the parent said
+/// nothing (its start failed, or it died).
+fn go_on_told(sock: BorrowedFd<'_>) -> bool {
+    let mut byte = [0u8];
+    matches!(sys::read_some(sock, &mut byte), Ok(1)) && byte[0] == GO_ON
+}
 
 /// Forks a child that runs `boot`, reporting on `theirs`; the child drops its copy of
 /// `ours`. Returns its pid and pidfd, and `ours`.
@@ -27,16 +43,38 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
         let _ = out.flush();
         let _ = err.flush();
         let mut state = family::state();
+        let record = shm::before_fork();
+        let wait_for_record = !record.holds_nothing();
         match sys::fork() {
             Ok(Forked::Child) => {
+                record.in_child();
+                // Our copy of the parent's end first: the parent's death is then an end of
+                // stream here.
+                drop(ours);
+                if wait_for_record && !go_on_told(theirs.as_fd()) {
+                    // The parent could not record this process: it must not run.
+                    sys::exit_now(1);
+                }
                 family::forget_parent_state(&mut state);
                 drop(state);
                 drop(err);
                 drop(out);
-                drop(ours);
                 boot::run_in_fork(boot, theirs, parent)
             }
             Ok(Forked::Parent(pid)) => {
+                if wait_for_record {
+                    let Some(start) = sys::process_start(pid) else {
+                        // Not even a zombie: nothing of it can run.
+                        drop(record);
+                        return Err(io::Error::other("the fork child vanished before it was recorded"));
+                    };
+                    record.record(sys::ProcId { pid, start });
+                    // Should the byte not arrive, the child exits at once without touching
+                    // anything: the start still reports that.
+                    let _ = sys::send_all(ours.as_fd(), &[GO_ON], &[]);
+                } else {
+                    drop(record);
+                }
                 drop(state);
                 drop(err);
                 drop(out);

@@ -51,6 +51,9 @@ pub(crate) fn start(token: [u8; 16]) -> io::Result<String> {
     let address = format!("multiproc-forkserver-{main}-{suffix}");
     let listener = sys::listen_abstract(&address, true)?;
     flush_stdio();
+    // Its children are copies of it: a handle it copied from this process would be theirs
+    // too, and uncounted (a `Fork` start records its child; this fork does not need to).
+    debug_assert!(crate::shm::holds_nothing(), "the fork server would copy handles of the main process");
     match sys::fork()? {
         Forked::Child => serve(listener, token, main),
         Forked::Parent(_) => Ok(address),

@@ -28,6 +28,18 @@
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
 //!   ([`Holders::forget_in_flight`]).
+//! * A fork copies every handle of the forking process, wherever it is kept (a static, a
+//!   thread-local, the heap). Each process keeps a registry of the tables in which it has
+//!   an entry; a `Fork` start records the child, under each of those tables' locks, with
+//!   the parent's counts before the child runs ([`before_fork`], [`ForkRecord::record`]),
+//!   so the child's copies are counted as its own. Some of them it cannot reach (the
+//!   parent's locals): those are counted until the child ends, when its entry is pruned
+//!   like any dead holder's (its parent does that when it reaps it, freeing what nobody
+//!   else holds). A leak for the child's life, never a use after free. Side tables (a
+//!   pipe's ends) are not recorded: they tell whether an end is there, not whether memory
+//!   is, and a child cannot drop its copy of the parent's end to end the stream.
+//!   Pending receives and in-flight counts are not copied: a message is received once,
+//!   whoever holds a copy of its bytes.
 //! * Residual: a process killed between its pin and its unpin (a few instructions, no user
 //!   code) leaves the pin, and the object is never freed (its liveness checks then see a
 //!   handle in flight).
@@ -38,7 +50,10 @@
 //! processes that died without dropping their handles are recognised by their pid and
 //! start time and pruned when a waiter asks.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::heap::{Heap, HeapFull};
 use super::mutex::{RawGuard, RawMutex};
@@ -59,6 +74,165 @@ const GEN_SHIFT: u32 = 40;
 
 fn gen_bits(generation: u64) -> u64 {
     (generation & 0xff_ffff) << GEN_SHIFT
+}
+
+/// The holder tables (their offsets in the family heap) whose entry of this process counts
+/// a handle: what a fork child gets a copy of. Changed under the table's lock when that
+/// count leaves or reaches 0 (not per handle). A table is listed only while its object is
+/// allocated (the entry keeps it).
+static HELD_HERE: Mutex<Registry> = Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()));
+
+/// A hash map keeps its room when emptied: a process that receives and drops one handle
+/// at a time does not allocate per message.
+type Registry = HashMap<u64, LetGo, BuildHasherDefault<DefaultHasher>>;
+
+/// For each fork child that may still run: the tables it was recorded in and how to let go
+/// of them once it ended ([`fork_child_ended`]).
+static FORKED: Mutex<Vec<(ProcId, Recorded)>> = Mutex::new(Vec::new());
+
+/// The tables a fork child was recorded in (their offsets) and how to free their objects.
+type Recorded = Vec<(u64, LetGo)>;
+
+/// How a process frees the object of a table it holds when nothing holds it any more
+/// (functions of this process: valid in its fork children, never sent elsewhere).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LetGo {
+    /// The object's offset and generation.
+    pub(crate) object: u64,
+    pub(crate) generation: u64,
+    /// The side whose table this is (`None`: the object's own table).
+    pub(crate) side: Option<usize>,
+    /// Destroys and frees the object, or tells it that a side is gone.
+    pub(crate) gone: fn(u64, usize),
+}
+
+/// Taken (shared) around the changes of this process's entries when other threads may
+/// run beside a `Fork` start (`allow_fork_with_threads`), and (exclusive) by the start
+/// from before the fork until the child is recorded: the child's copies and counts are
+/// those of one instant, and no handle of the parent is freed before the child is counted.
+static FORK_GATE: RwLock<()> = RwLock::new(());
+
+fn held_here() -> MutexGuard<'static, Registry> {
+    HELD_HERE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The gate for a change of this process's entries: only when a fork may run beside it.
+fn gate() -> Option<RwLockReadGuard<'static, ()>> {
+    sys::fork_with_threads_allowed().then(|| FORK_GATE.read().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// What a `Fork` start holds from before the fork until the child is recorded (in the
+/// parent) or running (in the child, which just drops its copy).
+#[derive(Debug)]
+pub(crate) struct ForkRecord {
+    tables: MutexGuard<'static, Registry>,
+    _gate: RwLockWriteGuard<'static, ()>,
+}
+
+/// Call just before a `Fork`: no entry of this process changes until the record is used
+/// or dropped. Take it after every other lock the start holds across the fork.
+pub(crate) fn before_fork() -> ForkRecord {
+    let gate = FORK_GATE.write().unwrap_or_else(PoisonError::into_inner);
+    ForkRecord { tables: held_here(), _gate: gate }
+}
+
+impl ForkRecord {
+    /// Whether this process holds no handle: a fork child has nothing to wait for.
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// In the parent, after the fork: records `child` as a holder of everything this
+    /// process holds, with its counts (what the child's copy of its memory holds). A table
+    /// with no room for the child's entry is marked leaked: never freed, never freed early.
+    pub(crate) fn record(self, child: ProcId) {
+        let Some(heap) = Heap::try_get() else { return };
+        let me = sys::me();
+        let mut recorded = Vec::with_capacity(self.tables.len());
+        // A side's table says whether an end is still there (a pipe's end of stream), nothing
+        // about memory: the copy of an end the parent held (in a local the child never
+        // returns to, or a static) does not keep that end open for the child, or a child
+        // waiting for the end of its pipe would wait for itself. The object's own table
+        // counts the copy (what keeps the memory); `in_child` drops the sides likewise.
+        for (&off, &let_go) in self.tables.iter().filter(|(_, l)| l.side.is_none()) {
+            // SAFETY: this process has an entry in the table at `off` (the registry lists
+            // it until the entry is cleared, and no entry of ours changes while the record
+            // is held), so its object is allocated; a table is atomics only.
+            let table = unsafe { &*heap.ptr(off).cast::<Holders>() };
+            let _g = RawGuard::lock(&table.lock);
+            let mut mine = 0;
+            table.for_each(heap, |e| {
+                let found = e.is(me);
+                if found {
+                    mine = e.count.load(Ordering::Relaxed);
+                }
+                found
+            });
+            if mine > 0 {
+                if table.join_as(heap, child, mine, 0, None).is_err() {
+                    table.leaked.store(1, Ordering::Relaxed);
+                }
+                recorded.push((off, let_go));
+            }
+        }
+        FORKED.lock().unwrap_or_else(PoisonError::into_inner).push((child, recorded));
+    }
+
+    /// In the child, after the fork: the parent's other children are not this one's, nor
+    /// are the sides it was not recorded in (see `record`).
+    pub(crate) fn in_child(mut self) {
+        self.tables.retain(|_, let_go| let_go.side.is_none());
+        drop(self);
+        FORKED.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+/// A fork child of this process has ended: its entries in the tables it was recorded in
+/// are forgotten, and what nobody else holds any more is freed. The child died with copies
+/// it never dropped (a static's, or a local's of the parent that it never returned to);
+/// without this, an object the parent let go of while the child ran would be held by a
+/// dead process nobody looks at. Each object is pinned by its generation first, so one
+/// freed meanwhile (and its block reused) is left alone.
+pub(crate) fn fork_child_ended(pid: u32) {
+    let (child, tables) = {
+        let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
+        forked.swap_remove(at)
+    };
+    let Some(heap) = Heap::try_get() else { return };
+    for (off, let_go) in &tables {
+        // SAFETY: `off` was a table of the object `let_go` names when the child was
+        // recorded; `pin` reads only its in-flight word (an atomic in the heap, which stays
+        // mapped) and pins it only if it still belongs to that generation's object, which
+        // then stays allocated until unpinned.
+        let table = unsafe { &*heap.ptr(*off).cast::<Holders>() };
+        if table.pin(let_go.generation, false).is_err() {
+            continue;
+        }
+        let g = RawGuard::lock(&table.lock);
+        table.flight.fetch_sub(PIN, Ordering::Relaxed);
+        // Only the child's entry: it is known dead (reaped), and checking the others would
+        // read `/proc` once per holder of each object.
+        table.for_each(heap, |e| {
+            let found = e.is(child);
+            if found {
+                table.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                e.clear();
+            }
+            found
+        });
+        let last = table.finish(heap);
+        drop(g);
+        if last {
+            (let_go.gone)(let_go.object, 0);
+        }
+    }
+}
+
+/// Whether this process holds no handle of any object (the fork server's copy of the main
+/// process, made at `init()`, must not).
+pub(crate) fn holds_nothing() -> bool {
+    held_here().is_empty()
 }
 
 /// Why a handle in a message could not become a holder.
@@ -170,54 +344,96 @@ impl Holders {
     /// One more handle in this process, which holds one already (a clone). Never fails:
     /// the process's entry counts it; were there none and no room for one, the object is
     /// marked leaked (never freed) rather than left with an uncounted handle.
-    pub(crate) fn join(&self, heap: &Heap) {
+    pub(crate) fn join(&self, heap: &Heap, let_go: LetGo) {
+        let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
-        if self.join_locked(heap, false).is_err() {
+        if self.join_locked(heap, false, let_go).is_err() {
             self.leaked.store(1, Ordering::Relaxed);
         }
     }
 
     /// Records one more handle of this process; `pending` also counts it as received in a
     /// message not yet taken (see [`Holders::settle`]).
-    fn join_locked(&self, heap: &Heap, pending: bool) -> Result<(), HeapFull> {
+    fn join_locked(&self, heap: &Heap, pending: bool, let_go: LetGo) -> Result<(), HeapFull> {
+        self.join_as(heap, sys::me(), 1, u32::from(pending), Some(let_go))
+    }
+
+    /// Records `count` more handles of process `who`, `pending` of them pending. This
+    /// process's table goes into its registry (with `let_go`) when its count leaves 0.
+    fn join_as(
+        &self,
+        heap: &Heap,
+        who: ProcId,
+        count: u32,
+        pending: u32,
+        let_go: Option<LetGo>,
+    ) -> Result<(), HeapFull> {
         let me = sys::me();
-        let extra = u32::from(pending);
+        let mut was = None;
         if self.for_each(heap, |e| {
-            if e.is(me) {
-                e.count.fetch_add(1, Ordering::Relaxed);
-                e.pending.fetch_add(extra, Ordering::Relaxed);
+            if e.is(who) {
+                was = Some(e.count.fetch_add(count, Ordering::Relaxed));
+                e.pending.fetch_add(pending, Ordering::Relaxed);
                 true
             } else {
                 false
             }
         }) {
+            if who == me && was == Some(0) {
+                self.note_mine(heap, let_go);
+            }
             return Ok(());
         }
         let claim = |e: &Entry| {
             if e.is_free() {
-                e.pid.store(me.pid, Ordering::Relaxed);
-                e.start.store(me.start, Ordering::Relaxed);
-                e.count.store(1, Ordering::Relaxed);
-                e.pending.store(extra, Ordering::Relaxed);
+                e.pid.store(who.pid, Ordering::Relaxed);
+                e.start.store(who.start, Ordering::Relaxed);
+                e.count.store(count, Ordering::Relaxed);
+                e.pending.store(pending, Ordering::Relaxed);
                 true
             } else {
                 false
             }
         };
-        if self.for_each(heap, claim) {
-            return Ok(());
+        let claimed = self.for_each(heap, claim) || {
+            // Full: make room by forgetting the dead, else grow.
+            self.prune_dead(heap, me);
+            self.for_each(heap, claim)
+        };
+        if !claimed {
+            let off = heap.alloc_zeroed(std::mem::size_of::<Block>())?;
+            let b = block_at(heap, off);
+            b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
+            claim(&b.entries[0]);
+            self.overflow.store(off, Ordering::Relaxed);
         }
-        // Full: make room by forgetting the dead, else grow.
-        self.prune_dead(heap, me);
-        if self.for_each(heap, claim) {
-            return Ok(());
+        if who == me {
+            self.note_mine(heap, let_go);
         }
-        let off = heap.alloc_zeroed(std::mem::size_of::<Block>())?;
-        let b = block_at(heap, off);
-        b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
-        claim(&b.entries[0]);
-        self.overflow.store(off, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Adds this table to this process's registry (`mine`: its entry counts a handle now) or
+    /// takes it out (its count fell to 0). Tables outside the family heap (tests) are not
+    /// listed.
+    fn note_mine(&self, heap: &Heap, mine: Option<LetGo>) {
+        let off = (std::ptr::from_ref(self) as usize).wrapping_sub(heap.ptr(0) as usize) as u64;
+        // A table sits inside an object's header, not at its 64-byte aligned start.
+        let inside = off % 64;
+        if !heap.contains(off - inside, inside as usize + std::mem::size_of::<Self>()) {
+            return;
+        }
+        let mut tables = held_here();
+        match mine {
+            Some(let_go) => tables.insert(off, let_go),
+            None => tables.remove(&off),
+        };
+    }
+
+    /// A table made by [`Holders::new_held`] has been placed in the family heap: its
+    /// creator's entry goes into the creator's registry.
+    pub(crate) fn placed(&self, heap: &Heap, let_go: LetGo) {
+        self.note_mine(heap, Some(let_go));
     }
 
     /// Whether a handle is in flight or a receiver pinned (never, once released: a side
@@ -262,14 +478,18 @@ impl Holders {
     }
 
     fn leave_looking(&self, heap: &Heap, look: bool) -> bool {
+        let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.for_each(heap, |e| {
             if e.is(me) {
                 let count = e.count.load(Ordering::Relaxed).saturating_sub(1);
                 e.count.store(count, Ordering::Relaxed);
-                if count == 0 && e.pending.load(Ordering::Relaxed) == 0 {
-                    e.clear();
+                if count == 0 {
+                    self.note_mine(heap, None);
+                    if e.pending.load(Ordering::Relaxed) == 0 {
+                        e.clear();
+                    }
                 }
                 true
             } else {
@@ -312,7 +532,8 @@ impl Holders {
     /// object's word (or a released one) and fails without writing. The table's lock is
     /// taken only once pinned. When no count is left, the dead are pruned first (a dead
     /// receiver's pending counts come back), then the receive fails.
-    pub(crate) fn receive(&self, heap: &Heap, generation: u64, pending: bool) -> Result<(), Received> {
+    pub(crate) fn receive(&self, heap: &Heap, generation: u64, pending: bool, let_go: LetGo) -> Result<(), Received> {
+        let _gate = gate();
         let _g = match self.pin(generation, true) {
             Ok(()) => RawGuard::lock(&self.lock),
             Err(Received::NotInFlight { .. }) => {
@@ -329,7 +550,7 @@ impl Holders {
             }
             Err(e) => return Err(e),
         };
-        let joined = self.join_locked(heap, pending);
+        let joined = self.join_locked(heap, pending, let_go);
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
         match joined {
             Ok(()) => Ok(()),
@@ -341,6 +562,7 @@ impl Holders {
     /// one pending receive of this process becomes final. Returns `true` when nothing
     /// holds the object any more (its handle was dropped meanwhile): the caller frees it.
     pub(crate) fn settle(&self, heap: &Heap) -> bool {
+        let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.for_each(heap, |e| {

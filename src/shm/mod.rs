@@ -27,7 +27,7 @@ pub(crate) use bytes::{byte_run, byte_vec_as};
 pub(crate) use cells::Cells;
 pub(crate) use heap::Heap;
 pub use heap::HeapFull;
-pub(crate) use holders::Holders;
+pub(crate) use holders::{Holders, before_fork, fork_child_ended, holds_nothing};
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};

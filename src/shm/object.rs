@@ -32,7 +32,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
 use super::heap::{Heap, HeapFull};
-use super::holders::{Holders, Received};
+use super::holders::{Holders, LetGo, Received};
 use crate::codec;
 
 /// The kinds of shared object, one number each, checked when a handle is decoded.
@@ -163,7 +163,19 @@ impl<T: ShmObject> Shared<T> {
                 value,
             });
         }
-        Ok(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
+        let handle = Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
+        handle.header().holders.placed(heap, Self::let_go(off, generation));
+        Ok(handle)
+    }
+
+    /// How a process that finds the object at `off` (of `generation`) unheld frees it
+    /// (the registry of what this process holds keeps it for its fork children).
+    fn let_go(off: u64, generation: u64) -> LetGo {
+        LetGo { object: off, generation, side: None, gone: |off, _| Self::release(off) }
+    }
+
+    fn generation(&self) -> u64 {
+        self.header().generation.load(Ordering::Relaxed)
     }
 
     fn tail_start() -> usize {
@@ -285,7 +297,7 @@ impl<T: ShmObject> std::ops::Deref for Shared<T> {
 
 impl<T: ShmObject> Clone for Shared<T> {
     fn clone(&self) -> Self {
-        self.header().holders.join(Heap::get());
+        self.header().holders.join(Heap::get(), Self::let_go(self.off, self.generation()));
         Self { off: self.off, obj: self.obj, _marker: PhantomData }
     }
 }
@@ -379,7 +391,8 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
                 "the handle's object no longer exists, or the handle was forged (its seal does not match)",
             ));
         }
-        if let Err(e) = header.holders.receive(heap, wire.generation, true) {
+        let let_go = Self::let_go(wire.offset, wire.generation);
+        if let Err(e) = header.holders.receive(heap, wire.generation, true, let_go) {
             let full = matches!(e, Received::HeapFull { .. });
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
@@ -495,7 +508,8 @@ impl<T: ShmObject> Embedded<T> {
         // SAFETY: the in-flight count taken by `new` kept the object allocated, and the
         // swap above made this call its only user.
         let header = unsafe { &(*obj).header };
-        match header.holders.receive(heap, header.generation.load(Ordering::Relaxed), false) {
+        let generation = header.generation.load(Ordering::Relaxed);
+        match header.holders.receive(heap, generation, false, Shared::<T>::let_go(off, generation)) {
             Ok(()) => Some(Shared { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData }),
             // No room to record this process: the reference is given back, as if the
             // handle had been taken and dropped.
@@ -539,12 +553,30 @@ impl<T: Sided> Side<T> {
     /// Turns the creator's only handle of a new object, whose side tables each hold the
     /// creator once (`Holders::new_held`), into one handle per side.
     pub(crate) fn split(shared: Shared<T>) -> Vec<Side<T>> {
+        for side in 0..T::SIDES {
+            shared.side_holders(side).placed(Heap::get(), Self::let_go(&shared, side));
+        }
         let mut sides = Vec::with_capacity(T::SIDES);
         for side in 1..T::SIDES {
             sides.push(Side { shared: shared.clone(), side });
         }
         sides.insert(0, Side { shared, side: 0 });
         sides
+    }
+
+    /// How a process that finds side `side` unheld tells the object.
+    fn let_go(shared: &Shared<T>, side: usize) -> LetGo {
+        LetGo {
+            object: shared.off,
+            generation: shared.generation(),
+            side: Some(side),
+            gone: |off, side| {
+                // SAFETY: called by the process that found the side unheld, while the
+                // object's own table (pinned, or held by a handle) keeps it allocated.
+                let obj = unsafe { &*Heap::get().ptr(off).cast::<Obj<T>>() };
+                obj.value.side_gone(side);
+            },
+        }
     }
 
     /// Which side this handle holds.
@@ -574,7 +606,7 @@ impl<T: Sided> std::ops::Deref for Side<T> {
 
 impl<T: Sided> Clone for Side<T> {
     fn clone(&self) -> Self {
-        self.shared.side_holders(self.side).join(Heap::get());
+        self.shared.side_holders(self.side).join(Heap::get(), Self::let_go(&self.shared, self.side));
         Self { shared: self.shared.clone(), side: self.side }
     }
 }
@@ -627,7 +659,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         if side >= T::SIDES {
             return Err(codec::refuse_decoding(format_args!("side {side} of an object with {} sides", T::SIDES)));
         }
-        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0, true) {
+        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0, true, Self::let_go(&shared, side)) {
             if matches!(why, Received::HeapFull { last: true } | Received::NotInFlight { last: true }) {
                 shared.side_gone(side);
             }

@@ -13,7 +13,7 @@ use std::convert::Infallible;
 
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
-use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, kind};
+use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TakenIn, kind};
 
 #[derive(crate::ShmSafe)]
 #[repr(C)]
@@ -111,7 +111,7 @@ impl Lock {
     }
 
     fn guard(&self, acquired: Acquired) -> LockGuard<'_> {
-        LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied }
+        LockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, taken_in: TakenIn::here() }
     }
 
     /// Acquires the lock, waiting as long as another live process holds it. A lock whose
@@ -247,6 +247,10 @@ impl Lock {
 
 /// A held [`Lock`]; dropping it releases the lock.
 ///
+/// Only in the process that acquired it: a copy that a `Fork` child got with its parent's
+/// memory (a guard kept in a static or a thread-local) releases nothing when dropped
+/// there; the parent still holds the lock. The child may call [`Lock::release`].
+///
 /// # Examples
 ///
 /// ```
@@ -263,6 +267,9 @@ impl Lock {
 pub struct LockGuard<'a> {
     lock: &'a Lock,
     owner_died: bool,
+    /// A copy made by fork (a guard kept in a static or a thread-local) releases nothing:
+    /// the lock is the parent's.
+    taken_in: TakenIn,
 }
 
 impl LockGuard<'_> {
@@ -308,6 +315,8 @@ impl fmt::Debug for LockGuard<'_> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.shared.mutex.unlock();
+        if self.taken_in.is_here() {
+            self.lock.shared.mutex.unlock();
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
-use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TimedOut, kind};
+use crate::shm::{Acquired, Deadline, Owner, RawMutex, Shared, ShmObject, TakenIn, TimedOut, kind};
 
 #[derive(crate::ShmSafe)]
 #[repr(C)]
@@ -166,7 +166,12 @@ impl RLock {
 
     #[inline]
     fn guard(&self, acquired: Acquired) -> RLockGuard<'_> {
-        RLockGuard { lock: self, owner_died: acquired == Acquired::OwnerDied, _not_send: PhantomData }
+        RLockGuard {
+            lock: self,
+            owner_died: acquired == Acquired::OwnerDied,
+            taken_in: TakenIn::here(),
+            _not_send: PhantomData,
+        }
     }
 
     /// Acquires the lock (one more level if this thread holds it already).
@@ -300,7 +305,8 @@ impl RLock {
 }
 
 /// One held level of an [`RLock`]; dropping it releases that level. It stays on the
-/// thread that acquired it.
+/// thread that acquired it, and in its process: a copy that a `Fork` child got with its
+/// parent's memory releases nothing when dropped there.
 ///
 /// # Examples
 ///
@@ -318,6 +324,9 @@ impl RLock {
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
     owner_died: bool,
+    /// A copy made by fork (a guard kept in a thread-local) releases nothing: the level is
+    /// the parent thread's.
+    taken_in: TakenIn,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -364,8 +373,10 @@ impl fmt::Debug for RLockGuard<'_> {
 impl Drop for RLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // The guard never leaves the thread that holds the level it stands for, so no
-        // ownership check is needed (it would cost a thread-local lookup and two loads).
-        self.lock.unlock_owned_level();
+        // The guard never leaves the thread that holds the level it stands for (no thread
+        // check), but fork copies it with the thread's memory: the copy holds nothing.
+        if self.taken_in.is_here() {
+            self.lock.unlock_owned_level();
+        }
     }
 }

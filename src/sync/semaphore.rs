@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
-use crate::shm::{Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind};
+use crate::shm::{Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind};
 use crate::sys;
 
 /// At most this many processes are tracked as holders at once; further holders still get
@@ -292,7 +292,7 @@ impl Core {
     }
 
     fn guard(&self, (permit, owner_died): (Permit, bool)) -> SemaphoreGuard<'_> {
-        SemaphoreGuard { core: self, permit, owner_died }
+        SemaphoreGuard { core: self, permit, owner_died, taken_in: TakenIn::here() }
     }
 
     fn acquire(&self) -> Result<SemaphoreGuard<'_>, Infallible> {
@@ -643,6 +643,10 @@ impl BoundedSemaphore {
 
 /// A permit of a [`Semaphore`] or [`BoundedSemaphore`]; dropping it gives the permit back.
 ///
+/// Only in the process that acquired it: a copy that a `Fork` child got with its parent's
+/// memory (a guard kept in a static or a thread-local) gives nothing back when dropped
+/// there; the permit stays the parent's. The child may call `release`.
+///
 /// # Examples
 ///
 /// ```
@@ -660,6 +664,9 @@ pub struct SemaphoreGuard<'a> {
     core: &'a Core,
     permit: Permit,
     owner_died: bool,
+    /// A copy made by fork (a guard kept in a static or a thread-local) gives nothing back:
+    /// the permit is the parent's.
+    taken_in: TakenIn,
 }
 
 impl SemaphoreGuard<'_> {
@@ -705,6 +712,8 @@ impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
         // A bounded semaphore released meanwhile by a plain `release` may refuse: the
         // permit is back already.
-        let _ = self.core.give(Some(self.permit));
+        if self.taken_in.is_here() {
+            let _ = self.core.give(Some(self.permit));
+        }
     }
 }

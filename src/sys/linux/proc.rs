@@ -274,6 +274,17 @@ pub(crate) fn fork_hazard() -> Option<usize> {
     fork_hazard_ignoring_opt_in()
 }
 
+/// Whether the program called [`allow_fork_with_threads`]: a `Fork` start may then copy
+/// a process whose other threads are busy.
+pub(crate) fn fork_with_threads_allowed() -> bool {
+    FORK_WITH_THREADS.load(Ordering::Relaxed)
+}
+
+/// The start time of process `pid` (as [`ProcId::start`]), if it exists.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    process_stat(pid).map(|s| s.start)
+}
+
 /// The number of threads when there are others than the caller (`usize::MAX` if they
 /// cannot be counted), whatever the program opted in to.
 pub(crate) fn fork_hazard_ignoring_opt_in() -> Option<usize> {
