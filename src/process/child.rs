@@ -3,16 +3,14 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::boot::{Outcome, read_frame_nonblocking};
 use crate::shm::Deadline;
 use crate::sys::{self, Ended};
 
-/// The first slice a waiting parent sleeps before it reads the child's socket again.
-const EXIT_SLICE_FIRST: Duration = Duration::from_millis(1);
-/// The longest slice.
-const EXIT_SLICE_MAX: Duration = Duration::from_millis(250);
+/// How long a waiting parent polls before it sleeps.
+const EXIT_SPIN: Duration = Duration::from_micros(300);
 
 /// How the parent learns that a child ended.
 #[derive(Debug)]
@@ -74,10 +72,9 @@ impl ChildState {
         }
     }
 
-    /// Reads whatever the child sent so far; returns whether a part of its outcome came.
-    fn pump(inner: &mut Inner) -> bool {
-        let Some(sock) = inner.sock.as_ref() else { return false };
-        let before = inner.buf.len();
+    /// Reads whatever the child sent so far.
+    fn pump(inner: &mut Inner) {
+        let Some(sock) = inner.sock.as_ref() else { return };
         match read_frame_nonblocking(sock.as_fd(), &mut inner.buf) {
             Ok(Some(frame)) => {
                 inner.outcome = Some(
@@ -85,14 +82,10 @@ impl ChildState {
                         .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}"))),
                 );
                 inner.sock = None;
-                true
             }
-            Ok(None) => inner.buf.len() != before,
+            Ok(None) => {}
             // End of stream or a broken socket: nothing more will come.
-            Err(_) => {
-                inner.sock = None;
-                false
-            }
+            Err(_) => inner.sock = None,
         }
     }
 
@@ -131,44 +124,43 @@ impl ChildState {
     /// How the child ended, if it has (reaping it).
     pub(crate) fn ended(&self) -> Option<Ended> {
         let mut inner = self.lock();
-        let _ = Self::pump(&mut inner);
+        Self::pump(&mut inner);
         self.try_reap(&mut inner)
     }
 
     /// Waits until the child ended or the deadline passed, reading its outcome meanwhile
     /// (a child blocked writing its report must not wait for us to wait for it).
     ///
-    /// It sleeps on the child's end only, not on its socket: a child writes its outcome
-    /// just before it exits, so one wake gives both (watching the socket too woke the
-    /// parent once for the outcome and again for the exit). An outcome larger than the
-    /// socket buffer keeps the child from exiting until it is read: the socket is read
-    /// after every slice of sleep, and the slice starts again short while it brings
-    /// something. No polling before the sleep: a waiting parent that spins takes the CPU
-    /// a starting child needs when the machine is busy, and its `waitid` calls contend
-    /// with the child's fork and exit for the kernel's task list.
+    /// Short-lived children are common, and a sleeping parent takes tens of microseconds
+    /// to wake on a virtual machine, so the first [`EXIT_SPIN`] is spent polling.
     pub(crate) fn wait(&self, deadline: Deadline) -> Option<Ended> {
-        let mut slice = EXIT_SLICE_FIRST;
+        let spin_until = Instant::now() + EXIT_SPIN;
         loop {
             let mut inner = self.lock();
-            if Self::pump(&mut inner) {
-                slice = EXIT_SLICE_FIRST;
-            }
+            Self::pump(&mut inner);
             if let Some(ended) = self.try_reap(&mut inner) {
                 // Everything the child wrote is in the socket now.
-                let _ = Self::pump(&mut inner);
+                Self::pump(&mut inner);
                 inner.sock = None;
                 return Some(ended);
             }
             if deadline.passed() {
                 return None;
             }
+            let sock = inner.sock.clone();
             drop(inner);
+            if Instant::now() < spin_until {
+                std::hint::spin_loop();
+                continue;
+            }
             let mut fds = vec![self.sentinel()];
             if let ExitWatch::Server(_) = self.watch {
                 fds.push(self.pidfd.as_fd());
             }
-            let _ = sys::poll_readable(&fds, Some(deadline.slice(slice)));
-            slice = (slice * 2).min(EXIT_SLICE_MAX);
+            if let Some(s) = sock.as_ref() {
+                fds.push(s.as_fd());
+            }
+            let _ = sys::poll_readable(&fds, Some(deadline.slice(Duration::from_millis(250))));
         }
     }
 

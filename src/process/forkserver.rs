@@ -23,6 +23,9 @@ use crate::codec;
 use crate::error::Error;
 use crate::sys::{self, Forked};
 
+/// How long a requester polls for the server's answer before it sleeps.
+const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(500);
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
     token: [u8; 16],
@@ -85,9 +88,16 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
-        // Asleep until the server answers: a requester that polls for the answer takes
-        // the CPU the server needs to fork when the machine is busy.
-        let n = sys::recv_with_fds(conn, &mut buf, &mut fds)?;
+        // The server answers within a fork's time; waiting for it awake saves a wake-up.
+        let spin_until = std::time::Instant::now() + REPLY_SPIN;
+        let n = loop {
+            match sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds) {
+                Ok(Some(n)) => break n,
+                Ok(None) if std::time::Instant::now() < spin_until => std::hint::spin_loop(),
+                Ok(None) => break sys::recv_with_fds(conn, &mut buf, &mut fds)?,
+                Err(e) => return Err(e),
+            }
+        };
         if n == 0 {
             return Err(io::Error::other("the fork server closed the connection"));
         }
