@@ -477,6 +477,36 @@ fn a_result_that_cannot_be_encoded_is_reported_as_such_not_as_a_decode_error() {
     }
 }
 
+/// A result whose encoding fails with a message larger than a socket's buffer.
+#[derive(Debug, Deserialize)]
+struct LoudlyUnencodable;
+
+/// Far above the default unix socket buffer (about 200 KiB).
+const LOUD: usize = 4 << 20;
+
+impl Serialize for LoudlyUnencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("x".repeat(LOUD)))
+    }
+}
+
+fn make_loudly_unencodable(_: ()) -> LoudlyUnencodable {
+    LoudlyUnencodable
+}
+
+/// The child cannot finish writing such an outcome, and so cannot exit, until its parent
+/// reads it: a parent that waited for the child's exit before reading would wait forever.
+#[test]
+fn an_outcome_larger_than_the_socket_buffer_comes_back_whole() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        match Process::new(make_loudly_unencodable, ()).start_method(method).start().unwrap().join() {
+            Err(JoinError::ResultNotEncoded { reason, .. }) => assert!(reason.len() >= LOUD, "{method:?}"),
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+}
+
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 32]);
     if depth == u64::MAX { 0 } else { recurse(depth + 1).wrapping_add(frame[7]) }
