@@ -119,24 +119,13 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
             taking();
             if got == tag {
                 decode_taken::<T>(bytes, handles)
-            } else if got == RAW {
-                Err((
-                    CodecError::decode(format_args!(
-                        "a raw message (send_bytes) cannot be received as {}",
-                        std::any::type_name::<T>()
-                    ))
-                    .of::<T>(),
-                    None,
-                ))
             } else {
-                Err((
-                    CodecError::decode(format_args!(
-                        "the message was sent as another type than {}",
-                        std::any::type_name::<T>()
-                    ))
-                    .of::<T>(),
-                    None,
-                ))
+                let sent = if got == RAW {
+                    "a raw message (send_bytes) cannot be received as"
+                } else {
+                    "the message was sent as another type than"
+                };
+                Err((CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(), None))
             }
         })
         .map_err(|r| refused(r, gone))?;
