@@ -43,15 +43,9 @@ where
     F: Target<A, M>,
     F::Output: Serialize + DeserializeOwned + 'static,
 {
-    match (&f as &dyn std::any::Any).downcast_ref::<fn(A) -> F::Output>() {
-        Some(&pointer) => pack_task(pointer),
-        None => {
-            assert!(
-                std::mem::size_of::<F>() == 0,
-                "a pool's function must be a function, a function pointer or a closure that captures nothing"
-            );
-            Ok(sys::pack_runner(target_runner::<A, M, F>))
-        }
+    match crate::process::as_pointer(&f, "a pool's function") {
+        Some(pointer) => pack_task(pointer),
+        None => Ok(sys::pack_runner(target_runner::<A, M, F>)),
     }
 }
 

@@ -335,6 +335,25 @@ target!(A, B, C, D, E, G);
 
 fn no_target() {}
 
+/// How a target crosses a process boundary: a function pointer `fn(A) -> R` (a value its
+/// type does not give) by its address, returned here; anything else by its type alone
+/// (`None`), which it must then be zero-sized to be remade from (`what` names the target
+/// in the panic otherwise). `Process::new` and `Pool::apply` decide so.
+#[track_caller]
+pub(crate) fn as_pointer<A: 'static, M, F>(target: &F, what: &str) -> Option<fn(A) -> F::Output>
+where
+    F: Target<A, M, Output: 'static>,
+{
+    if let Some(&pointer) = (target as &dyn std::any::Any).downcast_ref::<fn(A) -> F::Output>() {
+        return Some(pointer);
+    }
+    assert!(
+        std::mem::size_of::<F>() == 0,
+        "{what} must be a function, a function pointer or a closure that captures nothing"
+    );
+    None
+}
+
 /// Runs the stateless target `F` in the child.
 fn target_runner<A, M, F>(_: fn(), context: &mut dyn std::any::Any)
 where
@@ -443,17 +462,11 @@ where
     where
         F: Target<A, M, Output = R>,
     {
-        let packed = match (&target as &dyn std::any::Any).downcast_ref::<fn(A) -> R>() {
+        let packed = match as_pointer(&target, "a process target") {
             // A value that its type does not give (a pointer chosen at run time, say): it
             // crosses as its address, checked against the executable, and `R`'s runner.
-            Some(&pointer) => sys::pack_checked(pointer, boot::runner::<A, R>),
-            None => {
-                assert!(
-                    std::mem::size_of::<F>() == 0,
-                    "a process target must be a function, a function pointer or a closure that captures nothing"
-                );
-                sys::pack_checked::<fn()>(no_target, target_runner::<A, M, F>)
-            }
+            Some(pointer) => sys::pack_checked(pointer, boot::runner::<A, R>),
+            None => sys::pack_checked::<fn()>(no_target, target_runner::<A, M, F>),
         };
         Self { packed, args, _result: PhantomData, name: None, daemon: false, may_have_children: true, method: None }
     }
