@@ -976,10 +976,118 @@ fn shutdown_and_drop_end_the_server_and_answer_parked_calls() {
 
     let dropped = Manager::start().unwrap();
     let pid = dropped.pid().unwrap();
-    let d = dropped.dict::<u8, u8>().unwrap();
     drop(dropped);
     assert!(!pid_running(pid), "dropping the manager ends its server");
+}
+
+#[test]
+fn a_proxy_keeps_its_manager_alive_in_the_process_that_started_it() {
+    let _w = common::heap_user(LIMIT);
+    // Python's `Manager().dict()`: the manager is a temporary, its proxy is what is kept.
+    let d = Manager::start().unwrap().dict::<String, u32>().unwrap();
+    d.insert("a".into(), 1).unwrap();
+    assert_eq!(d.get("a").unwrap(), Some(1));
+
+    let manager = Manager::start().unwrap();
+    let pid = manager.pid().unwrap();
+    let outer = manager.list::<DictProxy<String, u32>>().unwrap();
+    outer.push(manager.dict().unwrap()).unwrap();
+    drop(manager);
+    assert!(pid_running(pid), "a proxy left keeps the server");
+    // A proxy decoded from an item keeps it too.
+    let inner = outer.get(0).unwrap().expect("stored");
+    drop(outer);
+    inner.insert("b".into(), 2).unwrap();
+    assert_eq!(inner.len().unwrap(), 1);
+    // The child's copy goes with the child; the parent's proxy goes on.
+    Process::new(child_inserts, inner.clone()).start().unwrap().join().unwrap();
+    assert_eq!(inner.len().unwrap(), 2);
+    drop(inner);
+    assert!(!pid_running(pid), "the last proxy ends the server");
+
+    // An explicit shutdown still ends it, and the proxies say so.
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    manager.shutdown().unwrap();
     assert!(matches!(d.len(), Err(ManagerError::ServerGone { .. })));
+    drop(manager);
+    assert!(matches!(d.insert(1, 1), Err(ManagerError::ServerGone { .. })));
+}
+
+fn child_inserts(d: DictProxy<String, u32>) {
+    d.insert("child".into(), 3).unwrap();
+}
+
+// ---- a server that stops answering ---------------------------------------------------------
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to a process id has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Long enough for a loaded machine's healthy server to answer a ping.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[test]
+fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
+    let (a, b) = (manager.value(1u32).unwrap(), manager.value(2u32).unwrap());
+    let q = manager.queue::<u8>().unwrap();
+    // A call parked on a server that answers is no timeout: it waits as its operation does.
+    let getter = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    std::thread::sleep(CALL_TIMEOUT * 2);
+    q.put(7).unwrap();
+    assert_eq!(getter.join().unwrap().unwrap(), 7);
+
+    // SIGSTOP: the process is alive, and nothing answers.
+    let server = manager.pid().unwrap();
+    signal(server, libc::SIGSTOP);
+    let stopped = a.get();
+    let parked = q.get_timeout(Duration::from_millis(10));
+    signal(server, libc::SIGCONT);
+    assert!(matches!(stopped, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{stopped:?}");
+    assert!(matches!(parked, Err(ManagerError::CallTimeout(_))), "{parked:?}");
+    // The late answers (1, then Timeout) are never read as these calls' answers.
+    assert_eq!(b.get().unwrap(), 2);
+    assert!(matches!(q.try_get(), Err(ManagerError::Empty)));
+    assert_eq!(a.get().unwrap(), 1);
+}
+
+#[test]
+fn a_remote_call_to_a_stopped_server_times_out_and_closes_its_connection() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let server = manager.pid().unwrap();
+    let address = manager.address().unwrap().to_string();
+    let connect = || Manager::builder().address(address.clone()).authkey(KEY).call_timeout(CALL_TIMEOUT).connect();
+    let remote = connect().unwrap();
+    let d = remote.dict::<u8, u8>().unwrap();
+    let q = remote.queue::<u8>().unwrap();
+    let getter = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    std::thread::sleep(CALL_TIMEOUT * 2);
+    q.put(7).unwrap();
+    assert_eq!(getter.join().unwrap().unwrap(), 7);
+    d.insert(1, 1).unwrap();
+
+    signal(server, libc::SIGSTOP);
+    let stopped = d.len();
+    signal(server, libc::SIGCONT);
+    assert!(matches!(stopped, Err(ManagerError::CallTimeout(_))), "{stopped:?}");
+    // Closed: the late answer is never read as another call's.
+    assert!(matches!(d.len(), Err(ManagerError::ServerGone { .. })));
+    assert!(matches!(remote.number_of_objects(), Err(ManagerError::ServerGone { .. })));
+    // The server gave back what the connection held, and serves new connections.
+    assert!(eventually(Duration::from_secs(30), || manager.number_of_objects().unwrap() == 0));
+    assert_eq!(connect().unwrap().number_of_objects().unwrap(), 0);
 }
 
 // ---- remote access ------------------------------------------------------------------------

@@ -239,6 +239,7 @@ pub struct ManagerBuilder {
     max_message_size: u64,
     limits: remote::Limits,
     initializer: Option<(Result<Packed, sys::NotInExecutable>, EncodeArgs)>,
+    call_timeout: Option<Duration>,
 }
 
 /// Encodes the initializer's arguments.
@@ -255,6 +256,7 @@ impl fmt::Debug for ManagerBuilder {
             .field("max_message_size", &self.max_message_size)
             .field("limits", &self.limits)
             .field("initializer", &self.initializer.is_some())
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }
@@ -515,6 +517,50 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a call may wait without a sign of life from the server (default: no
+    /// limit, as in Python), for every client of a started manager, in every process, and
+    /// for a client that [`connect`](ManagerBuilder::connect)s.
+    ///
+    /// A call waits for its answer as long as its operation takes (an `acquire` without a
+    /// timeout waits until the lock is free, a `get_timeout(t)` about `t`) while the server
+    /// shows it is alive: a call that has waited half the call timeout asks the server
+    /// whether it is there, on the same connection, so the server answers after the
+    /// requests before it. A call that has heard nothing for the whole timeout (a server
+    /// stopped with `SIGSTOP`, hung in a registered method, cut off by the network without a
+    /// reset, which TCP keepalive never notices while the peer's kernel answers) returns
+    /// [`ManagerError::CallTimeout`]. What it asked for may or may not have happened, and
+    /// the connection it waited on is closed, so that its late answer is never taken for
+    /// another call's:
+    ///
+    /// * a family client's connection is its thread's: it ends as if the thread had ended
+    ///   (the server forgets its parked calls and releases the locks this thread held
+    ///   through this manager; their guards then release nothing), and the thread's next
+    ///   call opens a new one and gets its own answer;
+    /// * a remote client has one connection: every later call of that `Manager` and its
+    ///   proxies returns [`ManagerError::ServerGone`], and the server gives back the
+    ///   connection's objects and locks once it reads the close. Connect again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Manager, ManagerError};
+    ///
+    /// multiproc::init();
+    /// let manager = Manager::builder().call_timeout(Duration::from_secs(5)).start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// match q.get_timeout(Duration::from_millis(10)) {
+    ///     Err(ManagerError::Timeout) => {}               // the queue stayed empty
+    ///     Err(ManagerError::CallTimeout(_)) => {}        // the server did not answer
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
     fn authkey_or_family(&self) -> Result<Vec<u8>, ManagerError> {
         match &self.authkey {
             Some(key) => Ok(key.clone()),
@@ -619,6 +665,44 @@ impl ManagerBuilder {
             origin: Origin::Local(state.clone()),
             server: Some(ServerProcess { state, process, listen_ip, shutdown_timeout: self.shutdown_timeout }),
         })
+    }
+
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    /// Connects to the manager serving on the [`address`](ManagerBuilder::address)
+    /// (Python's `BaseManager(address, authkey).connect()`), proving knowledge of the
+    /// [`authkey`](ManagerBuilder::authkey) (default: the family's), with the connection
+    /// and the handshake bounded by the
+    /// [`handshake_timeout`](ManagerBuilder::handshake_timeout) and every call by the
+    /// [`call_timeout`](ManagerBuilder::call_timeout). The other options are the server's.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when no address was given (or, without an authkey, when
+    /// multiproc is not initialized), and as [`Manager::connect_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:50000")
+    ///     .authkey(b"secret")
+    ///     .call_timeout(Duration::from_secs(30))
+    ///     .connect()?;
+    /// let jobs = manager.lookup::<multiproc::QueueProxy<String>>("jobs")?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn connect(self) -> Result<Manager, ManagerError> {
+        let Some(address) = self.address.as_deref() else {
+            return Err(ManagerError::Start("connect() needs the address of a server".into()));
+        };
+        let authkey = self.authkey_or_family()?;
+        let conn = remote::RemoteConn::connect(address, &authkey, self.limits.handshake_timeout, self.call_timeout)?;
+        let manager = Manager { origin: Origin::Remote(conn), server: None };
+        manager.origin.call(&Request::Ping)?;
+        Ok(manager)
     }
 
     #[cfg(feature = "remote")]
@@ -752,6 +836,7 @@ impl Manager {
             max_message_size: remote::DEFAULT_MAX_MESSAGE,
             limits: remote::Limits::default(),
             initializer: None,
+            call_timeout: None,
         }
     }
 
@@ -810,7 +895,7 @@ impl Manager {
         authkey: impl AsRef<[u8]>,
         timeout: Duration,
     ) -> Result<Manager, ManagerError> {
-        let conn = remote::RemoteConn::connect(address, authkey.as_ref(), timeout)?;
+        let conn = remote::RemoteConn::connect(address, authkey.as_ref(), timeout, None)?;
         let manager = Manager { origin: Origin::Remote(conn), server: None };
         manager.origin.call(&Request::Ping)?;
         Ok(manager)

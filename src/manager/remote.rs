@@ -479,7 +479,9 @@ impl RemoteConn {
         address: impl ToSocketAddrs,
         authkey: &[u8],
         timeout: Duration,
+        call_timeout: Option<Duration>,
     ) -> Result<Arc<RemoteConn>, ManagerError> {
+        let _ = call_timeout;
         let deadline = auth::deadline_after(timeout);
         let timed_out = |what: &str| ManagerError::HandshakeTimeout(format!("{what} within {timeout:?}"));
         let mut last = None;
