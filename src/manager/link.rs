@@ -22,7 +22,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-#[cfg(feature = "remote")]
 use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -57,12 +56,19 @@ pub(crate) enum Ref {
     Remote(Arc<RemoteRef>),
 }
 
+/// What keeps a started manager's server running in the process that started it: the
+/// [`Manager`](crate::Manager) and every proxy made through it there hold one, and the
+/// server is shut down when the last goes. `None` elsewhere (a proxy received from another
+/// process keeps nothing alive, as the server is its starter's).
+pub(crate) type Keep = Option<Arc<super::ServerProcess>>;
+
 /// Where a proxy's requests go.
 #[derive(Clone)]
 pub(crate) enum Link {
     Local {
         manager: Shared<ManagerState>,
         token: Shared<TokenState>,
+        keep: Keep,
     },
     #[cfg(feature = "remote")]
     Remote(Arc<RemoteRef>),
@@ -80,7 +86,7 @@ pub(crate) enum ManagerKey {
 /// remote connection.
 #[derive(Clone)]
 pub(crate) enum Origin {
-    Local(Shared<ManagerState>),
+    Local(Shared<ManagerState>, Keep),
     #[cfg(feature = "remote")]
     Remote(Arc<RemoteConn>),
 }
@@ -88,7 +94,7 @@ pub(crate) enum Origin {
 impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::Local(state) => f.debug_tuple("Local").field(&state.offset()).finish(),
+            Origin::Local(state, _) => f.debug_tuple("Local").field(&state.offset()).finish(),
             #[cfg(feature = "remote")]
             Origin::Remote(conn) => f.debug_tuple("Remote").field(&conn.peer()).finish(),
         }
@@ -98,7 +104,7 @@ impl fmt::Debug for Origin {
 impl Origin {
     pub(crate) fn key(&self) -> ManagerKey {
         match self {
-            Origin::Local(state) => ManagerKey::Local(state.offset()),
+            Origin::Local(state, _) => ManagerKey::Local(state.offset()),
             #[cfg(feature = "remote")]
             Origin::Remote(conn) => ManagerKey::Remote(Arc::as_ptr(conn) as usize),
         }
@@ -108,7 +114,7 @@ impl Origin {
     /// process's.
     pub(crate) fn call(&self, request: &Request) -> Result<Out<Ref>, ManagerError> {
         let answer = match self {
-            Origin::Local(state) => call_local(state, request),
+            Origin::Local(state, _) => call_local(state, request),
             #[cfg(feature = "remote")]
             Origin::Remote(conn) => conn.call(request),
         };
@@ -118,7 +124,9 @@ impl Origin {
     /// The link of a proxy made from `handout`.
     pub(crate) fn link(&self, handout: Ref) -> Result<Link, ManagerError> {
         match (self, handout) {
-            (Origin::Local(state), Ref::Local(token)) => Ok(Link::Local { manager: state.clone(), token }),
+            (Origin::Local(state, keep), Ref::Local(token)) => {
+                Ok(Link::Local { manager: state.clone(), token, keep: keep.clone() })
+            }
             #[cfg(feature = "remote")]
             (Origin::Remote(_), Ref::Remote(held)) => Ok(Link::Remote(held)),
             #[cfg(feature = "remote")]
@@ -140,7 +148,7 @@ impl Origin {
 impl Link {
     pub(crate) fn origin(&self) -> Origin {
         match self {
-            Link::Local { manager, .. } => Origin::Local(manager.clone()),
+            Link::Local { manager, keep, .. } => Origin::Local(manager.clone(), keep.clone()),
             #[cfg(feature = "remote")]
             Link::Remote(held) => Origin::Remote(held.conn().clone()),
         }
@@ -296,7 +304,7 @@ impl Serialize for ProxyCore {
             Some(true) => Err(S::Error::custom("a proxy can only be stored by its own manager")),
             Some(false) => (self.id, self.kind).serialize(serializer),
             None => match &self.link {
-                Link::Local { manager, token } if codec::encoding() => (manager, token).serialize(serializer),
+                Link::Local { manager, token, .. } if codec::encoding() => (manager, token).serialize(serializer),
                 Link::Local { .. } => Err(S::Error::custom(
                     "a manager proxy can only be sent through multiproc (a process argument, a queue, a pipe, a manager container)",
                 )),
@@ -328,7 +336,7 @@ impl<'de> Deserialize<'de> for ProxyCore {
         }
         let (manager, token) = <(Shared<ManagerState>, Shared<TokenState>)>::deserialize(deserializer)?;
         let kind = kind_from_code(token.kind_code()).ok_or_else(|| D::Error::custom("a token of an unknown kind"))?;
-        Ok(ProxyCore { id: token.id(), kind, link: Link::Local { manager, token } })
+        Ok(ProxyCore { id: token.id(), kind, link: Link::Local { manager, token, keep: None } })
     }
 }
 

@@ -47,7 +47,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -82,12 +82,53 @@ use crate::sys::{self, Packed};
 /// How long `start` waits for the server to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The server process of a started manager.
-struct ServerProcess {
+/// The server process of a started manager, shared by the [`Manager`] and the proxies
+/// made through it in the process that started it (`link::Keep`): the last of them to go
+/// shuts the server down.
+pub(crate) struct ServerProcess {
     state: Shared<ManagerState>,
     process: ProcessHandle<Result<(), ServerFailure>>,
     listen_ip: Option<IpAddr>,
     shutdown_timeout: Duration,
+    /// The process that started the server: only there does the last holder stop it.
+    starter: u32,
+}
+
+impl ServerProcess {
+    /// Stops the server (see [`Manager::shutdown`]).
+    fn shutdown(&self) -> Result<(), ManagerError> {
+        if self.process.exitcode().is_some() {
+            self.closed();
+            return Ok(());
+        }
+        if !self.state.closed() {
+            let _ = self.state.post(&Control::Shutdown);
+        }
+        if self.process.wait_timeout(self.shutdown_timeout).is_none() {
+            self.process.terminate()?;
+            if self.process.wait_timeout(self.shutdown_timeout).is_none() {
+                self.process.kill()?;
+                self.process.wait();
+            }
+        }
+        self.closed();
+        Ok(())
+    }
+
+    fn closed(&self) {
+        self.state.set_status(CLOSED);
+        forget_registered(&self.state);
+        link::forget_local(&self.state);
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // A copy that fork made in a child (a proxy in a static) stops nothing.
+        if self.starter == sys::my_pid() {
+            let _ = self.shutdown();
+        }
+    }
 }
 
 /// A manager: a server process keeping shared objects, and the factory of their proxies
@@ -104,8 +145,12 @@ struct ServerProcess {
 /// [`condition`](Manager::condition), [`barrier`](Manager::barrier), and
 /// [`create`](Manager::create) for a registered type of your own.
 ///
-/// Dropping a started manager shuts its server down (Python's `with Manager() as m:`);
-/// proxies left anywhere then return [`ManagerError::ServerGone`].
+/// A started manager's server runs while the `Manager` or a proxy made through it lives
+/// in the process that started it: as in Python, where a proxy keeps a reference to its
+/// manager, `Manager::start()?.dict()?` is a dict that works. When the last of them is
+/// dropped, the server is shut down, and proxies left in other processes then return
+/// [`ManagerError::ServerGone`]. [`shutdown`](Manager::shutdown) stops it at once
+/// (Python's `with Manager() as m:`), whatever proxies are left.
 ///
 /// # How it works
 ///
@@ -194,10 +239,10 @@ struct ServerProcess {
 /// ```
 #[doc(alias = "SyncManager")]
 #[doc(alias = "BaseManager")]
-#[must_use = "the manager's server stops when the Manager is dropped"]
+#[must_use = "the manager's server stops when the Manager and the proxies it made are dropped"]
 pub struct Manager {
     origin: Origin,
-    server: Option<ServerProcess>,
+    server: Option<Arc<ServerProcess>>,
 }
 
 impl fmt::Debug for Manager {
@@ -661,10 +706,14 @@ impl ManagerBuilder {
         for (name, _, _) in &self.types {
             mark_registered(&for_types, name);
         }
-        Ok(Manager {
-            origin: Origin::Local(state.clone()),
-            server: Some(ServerProcess { state, process, listen_ip, shutdown_timeout: self.shutdown_timeout }),
-        })
+        let server = Arc::new(ServerProcess {
+            state: state.clone(),
+            process,
+            listen_ip,
+            shutdown_timeout: self.shutdown_timeout,
+            starter: sys::my_pid(),
+        });
+        Ok(Manager { origin: Origin::Local(state, Some(server.clone())), server: Some(server) })
     }
 
     #[cfg(feature = "remote")]
@@ -984,27 +1033,10 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn shutdown(&self) -> Result<(), ManagerError> {
-        let Some(server) = &self.server else { return Ok(()) };
-        if server.process.exitcode().is_some() {
-            server.state.set_status(CLOSED);
-            forget_registered(&server.state);
-            link::forget_local(&server.state);
-            return Ok(());
+        match &self.server {
+            Some(server) => server.shutdown(),
+            None => Ok(()),
         }
-        if !server.state.closed() {
-            let _ = server.state.post(&Control::Shutdown);
-        }
-        if server.process.wait_timeout(server.shutdown_timeout).is_none() {
-            server.process.terminate()?;
-            if server.process.wait_timeout(server.shutdown_timeout).is_none() {
-                server.process.kill()?;
-                server.process.wait();
-            }
-        }
-        server.state.set_status(CLOSED);
-        forget_registered(&server.state);
-        link::forget_local(&server.state);
-        Ok(())
     }
 
     fn make(&self, create: Create, kind: Kind) -> Result<ProxyCore, ManagerError> {
@@ -1493,7 +1525,7 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy, ManagerError> {
-        if let Origin::Local(state) = &self.origin
+        if let Origin::Local(state, _) = &self.origin
             && mark_registered(state, T::NAME)
         {
             let runner = sys::pack_runner(custom::register_runner::<T>);
@@ -1550,8 +1582,4 @@ impl Manager {
     }
 }
 
-impl Drop for Manager {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
+
