@@ -23,6 +23,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
@@ -425,7 +426,14 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
             }
         };
         let result = conns[at].call(request);
-        if matches!(result, Err(ManagerError::ServerGone { .. }) | Ok(Err(super::protocol::Fault::ShuttingDown))) {
+        // A call that timed out ends its connection (see `ManagerBuilder::call_timeout`):
+        // the server forgets it once it reads the `Bye`, and the answer it may still send
+        // goes with the reply ring, never to another call.
+        if matches!(
+            result,
+            Err(ManagerError::ServerGone { .. } | ManagerError::CallTimeout(_))
+                | Ok(Err(super::protocol::Fault::ShuttingDown))
+        ) {
             conns.remove(at);
         }
         result
@@ -454,27 +462,41 @@ pub(crate) fn forget_local(state: &Shared<ManagerState>) {
 }
 
 impl LocalConn {
-    fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
+    /// Puts one request on the server's ring; returns its sequence number.
+    fn send(&mut self, request: &Request, watch: &ServerWatch<'_>) -> Result<u64, ManagerError> {
         self.seq += 1;
         let seq = self.seq;
         self.scratch.clear();
         encode_plain(&EnvelopeRef { seq, thread: 0, request }, &mut self.scratch)?;
-        let watch = ServerWatch(&self.state);
         if let Some(gone) = watch.left() {
             return Err(gone);
         }
-        self.state.requests.put_bytes(&self.scratch, self.conn, Deadline::NEVER, &watch).map_err(refused)?;
+        self.state.requests.put_bytes(&self.scratch, self.conn, Deadline::NEVER, watch).map_err(refused)?;
         if self.scratch.capacity() > 1 << 20 {
             self.scratch = Vec::new();
         }
+        Ok(seq)
+    }
+
+    fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
+        let state = self.state.clone();
+        let watch = ServerWatch(&state);
+        let seq = self.send(request, &watch)?;
+        let mut alive = Liveness::new(state.call_timeout());
         loop {
-            let reply = self
+            let got = self
                 .replies
                 .ring
-                .get(Deadline::NEVER, &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes))
-                .map_err(refused)??;
-            if reply.seq != seq && reply.seq != 0 {
-                // The answer to a request given up on (never happens with endless waits).
+                .get(alive.deadline(), &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes));
+            let reply = match got {
+                Err(Refused::TimedOut) => {
+                    alive.no_news(|| self.send(&Request::Ping, &watch))?;
+                    continue;
+                }
+                other => other.map_err(refused)??,
+            };
+            if alive.heard(reply.seq) || (reply.seq != seq && reply.seq != 0) {
+                // A sign of life, or the answer to a ping of an earlier call.
                 continue;
             }
             // Sequence number 0: the server could not read our request.
@@ -483,6 +505,60 @@ impl LocalConn {
                 Err(fault) => Err(fault),
             });
         }
+    }
+}
+
+/// What a call knows of the server's life while it waits (see
+/// `ManagerBuilder::call_timeout`): when it last heard from it, and the ping it sent since.
+pub(crate) struct Liveness {
+    timeout: Option<Duration>,
+    heard: Instant,
+    ping: Option<u64>,
+}
+
+impl Liveness {
+    pub(crate) fn new(timeout: Option<Duration>) -> Self {
+        Self { timeout, heard: Instant::now(), ping: None }
+    }
+
+    /// When to look again: half the timeout after the last news (then send a ping), the
+    /// whole timeout once a ping is out (then give up).
+    pub(crate) fn deadline(&self) -> Deadline {
+        let Some(timeout) = self.timeout else { return Deadline::NEVER };
+        let wait = if self.ping.is_some() { timeout } else { timeout / 2 };
+        Deadline::after((self.heard + wait).saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the answer numbered `seq` is to the ping out, which says the server is there.
+    pub(crate) fn heard(&mut self, seq: u64) -> bool {
+        if self.ping.is_some_and(|p| p == seq) {
+            self.ping = None;
+            self.heard = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Nothing came by [`Liveness::deadline`]: pings the server with `ping` (which sends one
+    /// and returns its number) or, when a ping is out already, gives up.
+    pub(crate) fn no_news(&mut self, ping: impl FnOnce() -> Result<u64, ManagerError>) -> Result<(), ManagerError> {
+        let Some(timeout) = self.timeout else { return Ok(()) };
+        if self.ping.is_some() {
+            if Instant::now() >= self.heard + timeout {
+                return Err(ManagerError::CallTimeout(timeout));
+            }
+            return Ok(());
+        }
+        if Instant::now() >= self.heard + timeout / 2 {
+            self.ping = Some(ping()?);
+        }
+        Ok(())
+    }
+
+    /// The ping still out, whose answer nobody will read.
+    pub(crate) fn ping_out(&self) -> Option<u64> {
+        self.ping
     }
 }
 

@@ -479,7 +479,9 @@ impl ManagerBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How long a remote client may take over the whole authentication handshake, from
     /// the moment its connection is accepted (default 10 s); a client still in it then is
-    /// disconnected, however steadily it trickles bytes.
+    /// disconnected, however steadily it trickles bytes. For
+    /// [`connect`](ManagerBuilder::connect): how long the connection and the handshake may
+    /// take together.
     ///
     /// # Examples
     ///
@@ -650,6 +652,7 @@ impl ManagerBuilder {
         };
         let state = Shared::new(ManagerState::new()?)?;
         state.requests.open()?;
+        state.set_call_timeout(self.call_timeout);
         let boot = ServerBoot {
             initializer,
             state: state.clone(),
