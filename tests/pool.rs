@@ -892,7 +892,7 @@ fn a_task_of_several_arguments_that_panics_or_loses_its_worker_fails_alone() {
 
 /// Sent as padding and a pair of queues; its decoding reads the padding and the first
 /// queue, then refuses: the second queue is never reached.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct RefusedAfterFirst(Vec<u8>, multiproc::Queue<u32>, multiproc::Queue<u32>);
 
 impl serde::Serialize for RefusedAfterFirst {
@@ -942,4 +942,20 @@ fn handles_after_the_point_where_a_task_argument_failed_to_decode_are_released()
         assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
         assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
     }
+}
+
+fn refused_result(first: multiproc::Queue<u32>, second: multiproc::Queue<u32>) -> RefusedAfterFirst {
+    RefusedAfterFirst(Vec::new(), first, second)
+}
+
+#[test]
+fn handles_after_the_point_where_a_task_result_failed_to_decode_are_released() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+    let result = pool.apply(refused_result, (first.clone(), second.clone()));
+    assert!(matches!(result, Err(Error::Task(TaskError::Codec(_)))), "{result:?}");
+    let alone = Duration::from_secs(20);
+    assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
+    assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
 }
