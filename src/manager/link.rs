@@ -353,6 +353,12 @@ struct LocalConn {
     state: Shared<ManagerState>,
     conn: u32,
     replies: Shared<ReplyState>,
+    outbox: Outbox,
+}
+
+/// A connection's requests as they go out: the last sequence number, and the encoding's
+/// buffer.
+struct Outbox {
     seq: u64,
     scratch: Vec<u8>,
 }
@@ -397,7 +403,7 @@ fn connect_local(state: &Shared<ManagerState>) -> Result<LocalConn, ManagerError
     replies.ring.open()?;
     let me = sys::me();
     state.post(&Control::Hello { conn, replies: replies.clone(), pid: me.pid, start: me.start })?;
-    Ok(LocalConn { pid: me.pid, state: state.clone(), conn, replies, seq: 0, scratch: Vec::new() })
+    Ok(LocalConn { pid: me.pid, state: state.clone(), conn, replies, outbox: Outbox { seq: 0, scratch: Vec::new() } })
 }
 
 /// One request and its answer on this thread's connection to `state`'s server.
@@ -461,9 +467,10 @@ pub(crate) fn forget_local(state: &Shared<ManagerState>) {
     });
 }
 
-impl LocalConn {
-    /// Puts one request on the server's ring; returns its sequence number.
-    fn send(&mut self, request: &Request, watch: &ServerWatch<'_>) -> Result<u64, ManagerError> {
+impl Outbox {
+    /// Puts one request of connection `conn` on the server's ring; returns its sequence
+    /// number.
+    fn send(&mut self, conn: u32, request: &Request, watch: &ServerWatch<'_>) -> Result<u64, ManagerError> {
         self.seq += 1;
         let seq = self.seq;
         self.scratch.clear();
@@ -471,18 +478,19 @@ impl LocalConn {
         if let Some(gone) = watch.left() {
             return Err(gone);
         }
-        self.state.requests.put_bytes(&self.scratch, self.conn, Deadline::NEVER, watch).map_err(refused)?;
+        watch.0.requests.put_bytes(&self.scratch, conn, Deadline::NEVER, watch).map_err(refused)?;
         if self.scratch.capacity() > 1 << 20 {
             self.scratch = Vec::new();
         }
         Ok(seq)
     }
+}
 
+impl LocalConn {
     fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
-        let state = self.state.clone();
-        let watch = ServerWatch(&state);
-        let seq = self.send(request, &watch)?;
-        let mut alive = Liveness::new(state.call_timeout());
+        let watch = ServerWatch(&self.state);
+        let seq = self.outbox.send(self.conn, request, &watch)?;
+        let mut alive = Liveness::new(self.state.call_timeout());
         loop {
             let got = self
                 .replies
@@ -490,7 +498,7 @@ impl LocalConn {
                 .get(alive.deadline(), &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes));
             let reply = match got {
                 Err(Refused::TimedOut) => {
-                    alive.no_news(|| self.send(&Request::Ping, &watch))?;
+                    alive.no_news(|| self.outbox.send(self.conn, &Request::Ping, &watch))?;
                     continue;
                 }
                 other => other.map_err(refused)??,
@@ -557,6 +565,7 @@ impl Liveness {
     }
 
     /// The ping still out, whose answer nobody will read.
+    #[cfg(feature = "remote")]
     pub(crate) fn ping_out(&self) -> Option<u64> {
         self.ping
     }
