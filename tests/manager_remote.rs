@@ -10,7 +10,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::eventually;
-use multiproc::{DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager, ManagerError, Process, QueueProxy};
+use multiproc::{
+    DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager, ManagerError, Process, QueueProxy,
+};
 use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();

@@ -492,10 +492,8 @@ impl LocalConn {
         let seq = self.outbox.send(self.conn, request, &watch)?;
         let mut alive = Liveness::new(self.state.call_timeout());
         loop {
-            let got = self
-                .replies
-                .ring
-                .get(alive.deadline(), &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes));
+            let got =
+                self.replies.ring.get(alive.deadline(), &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes));
             let reply = match got {
                 Err(Refused::TimedOut) => {
                     alive.no_news(|| self.outbox.send(self.conn, &Request::Ping, &watch))?;

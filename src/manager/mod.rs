@@ -1584,5 +1584,3 @@ impl Manager {
         }
     }
 }
-
-
