@@ -976,6 +976,9 @@ fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() 
     q.put(7).unwrap();
     assert_eq!(getter.join().unwrap().unwrap(), 7);
 
+    let lock = manager.lock().unwrap();
+    lock.acquire().unwrap().leave_locked();
+
     // SIGSTOP: the process is alive, and nothing answers.
     let server = manager.pid().unwrap();
     signal(server, libc::SIGSTOP);
@@ -988,6 +991,10 @@ fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() 
     assert_eq!(b.get().unwrap(), 2);
     assert!(matches!(q.try_get(), Err(ManagerError::Empty)));
     assert_eq!(a.get().unwrap(), 1);
+    // The connection that timed out ended as its thread would have: the lock this thread
+    // held through it was released.
+    let other = std::thread::spawn(move || lock.acquire_timeout(LIMIT / 2).map(|held| held.owner_died()));
+    assert!(matches!(other.join().unwrap(), Ok(true)), "released, as a dead holder's lock");
 }
 
 // ---- kinds, registrations and the server's life ---------------------------------------------

@@ -517,29 +517,32 @@ impl LocalConn {
 /// What a call knows of the server's life while it waits (see
 /// `ManagerBuilder::call_timeout`): when it last heard from it, and the ping it sent since.
 pub(crate) struct Liveness {
-    timeout: Option<Duration>,
-    heard: Instant,
+    /// The call timeout, and when the call last heard from the server (`None`: no timeout,
+    /// and nothing to keep).
+    limit: Option<(Duration, Instant)>,
     ping: Option<u64>,
 }
 
 impl Liveness {
     pub(crate) fn new(timeout: Option<Duration>) -> Self {
-        Self { timeout, heard: Instant::now(), ping: None }
+        Self { limit: timeout.map(|t| (t, Instant::now())), ping: None }
     }
 
     /// When to look again: half the timeout after the last news (then send a ping), the
     /// whole timeout once a ping is out (then give up).
     pub(crate) fn deadline(&self) -> Deadline {
-        let Some(timeout) = self.timeout else { return Deadline::NEVER };
+        let Some((timeout, heard)) = self.limit else { return Deadline::NEVER };
         let wait = if self.ping.is_some() { timeout } else { timeout / 2 };
-        Deadline::after((self.heard + wait).saturating_duration_since(Instant::now()))
+        Deadline::after((heard + wait).saturating_duration_since(Instant::now()))
     }
 
     /// Whether the answer numbered `seq` is to the ping out, which says the server is there.
     pub(crate) fn heard(&mut self, seq: u64) -> bool {
         if self.ping.is_some_and(|p| p == seq) {
             self.ping = None;
-            self.heard = Instant::now();
+            if let Some((_, heard)) = &mut self.limit {
+                *heard = Instant::now();
+            }
             true
         } else {
             false
@@ -549,17 +552,17 @@ impl Liveness {
     /// Nothing came by [`Liveness::deadline`]: pings the server with `ping` (which sends one
     /// and returns its number) or, when a ping is out already, gives up.
     pub(crate) fn no_news(&mut self, ping: impl FnOnce() -> Result<u64, ManagerError>) -> Result<(), ManagerError> {
-        let Some(timeout) = self.timeout else { return Ok(()) };
-        if self.ping.is_some() {
-            if Instant::now() >= self.heard + timeout {
-                return Err(ManagerError::CallTimeout(timeout));
+        let Some((timeout, heard)) = self.limit else { return Ok(()) };
+        let now = Instant::now();
+        match self.ping {
+            Some(_) if now >= heard + timeout => Err(ManagerError::CallTimeout(timeout)),
+            Some(_) => Ok(()),
+            None if now >= heard + timeout / 2 => {
+                self.ping = Some(ping()?);
+                Ok(())
             }
-            return Ok(());
+            None => Ok(()),
         }
-        if Instant::now() >= self.heard + timeout / 2 {
-            self.ping = Some(ping()?);
-        }
-        Ok(())
     }
 
     /// The ping still out, whose answer nobody will read.
@@ -601,6 +604,24 @@ mod tests {
         let mut b = Vec::new();
         encode_plain(&Envelope { seq: 5, thread: 6, request }, &mut b).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_call_pings_after_silence_and_times_out_only_when_the_ping_goes_unanswered() {
+        let mut endless = Liveness::new(None);
+        assert_eq!(endless.deadline(), Deadline::NEVER);
+        assert!(endless.no_news(|| unreachable!("no timeout, no ping")).is_ok());
+
+        // A zero timeout: every look finds the silence long enough.
+        let mut alive = Liveness::new(Some(Duration::ZERO));
+        alive.no_news(|| Ok(7)).unwrap();
+        assert!(!alive.heard(6), "the answer of another request is no sign of life");
+        assert!(alive.heard(7));
+        alive.no_news(|| Ok(8)).unwrap();
+        assert!(matches!(
+            alive.no_news(|| unreachable!("one ping at a time")),
+            Err(ManagerError::CallTimeout(t)) if t.is_zero()
+        ));
     }
 
     #[test]
