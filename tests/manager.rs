@@ -1,17 +1,16 @@
-//! `Manager`: a server process keeping shared objects, used from any process through
-//! typed proxies, locally (shared memory) or remotely (TCP, after a mutual HMAC
-//! challenge).
+//! `Manager`: a server process keeping shared objects, used from any process of the family
+//! through typed proxies (shared memory). Remote clients (TCP, feature `remote`) are in
+//! `manager_remote.rs`.
 //!
 //! Proxies are handles: they travel to children, back as results, into pool tasks and
-//! into other managed containers, and what nothing refers to any more is freed. Nothing
-//! hangs: a killed server makes every call fail with `ServerGone`; a killed client has its
-//! locks released and the others go on; malformed frames, wrong keys, unknown methods are
-//! typed errors that leave the server serving.
+//! into other managed containers, and what nothing refers to any more is freed; a proxy
+//! keeps its manager's server running in the process that started it. Nothing hangs: a
+//! killed server makes every call fail with `ServerGone`, a stopped one with
+//! `CallTimeout` when a call timeout is set; a killed client has its locks released and
+//! the others go on; unknown methods are typed errors that leave the server serving.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{eventually, pid_running};
@@ -347,74 +346,6 @@ fn queues_block_on_the_server_time_out_and_give_refused_items_back() {
     jq.join().unwrap();
     jq.join_timeout(Duration::from_millis(1)).unwrap();
     assert_eq!(worker.join().unwrap(), 55 + 1_000_000);
-    assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
-}
-
-fn get_until_shut_down(q: QueueProxy<u64>) -> Vec<u64> {
-    let mut got = Vec::new();
-    loop {
-        match q.get() {
-            Ok(n) => got.push(n),
-            Err(ManagerError::ShutDown) => return got,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-fn put_until_shut_down(q: QueueProxy<u64>) -> u64 {
-    match q.put(7) {
-        Err(e) if matches!(e.reason(), ManagerError::ShutDown) => e.into_inner() - 6,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn join_then_answer(q: JoinableQueueProxy<u64>) -> bool {
-    q.join().is_ok()
-}
-
-#[test]
-fn a_managed_queue_shut_down_refuses_puts_and_answers_every_waiter() {
-    let _w = common::heap_user(LIMIT);
-    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).start().unwrap();
-    let q = manager.queue_bounded::<u64>(1).unwrap();
-    // Getters waiting in another process and in a remote client.
-    manager.publish("q", &q).unwrap();
-    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
-    let rq: QueueProxy<u64> = remote.lookup("q").unwrap();
-    let remote_getter = std::thread::spawn(move || get_until_shut_down(rq));
-    let getter = Process::new(get_until_shut_down, q.clone()).start().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!q.is_shutdown().unwrap());
-    q.shutdown(false).unwrap();
-    assert!(q.is_shutdown().unwrap());
-    assert_eq!(getter.join().unwrap(), Vec::<u64>::new());
-    assert_eq!(remote_getter.join().unwrap(), Vec::<u64>::new());
-    let refused = q.try_put(1).unwrap_err();
-    assert!(matches!(refused.reason(), ManagerError::ShutDown));
-    assert_eq!(refused.into_inner(), 1);
-    assert!(matches!(q.put(1).map_err(ManagerError::from), Err(ManagerError::ShutDown)));
-    assert!(matches!(q.try_get(), Err(ManagerError::ShutDown)));
-
-    // A putter waiting for room is answered; what was in the queue is still taken.
-    let q = manager.queue_bounded::<u64>(1).unwrap();
-    q.put(1).unwrap();
-    let putter = Process::new(put_until_shut_down, q.clone()).start().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    q.shutdown(false).unwrap();
-    assert_eq!(putter.join().unwrap(), 1);
-    assert_eq!(get_until_shut_down(q), [1]);
-
-    // Immediate: the items are dropped and counted done, so a waiting join returns.
-    let jq = manager.joinable_queue::<u64>().unwrap();
-    for n in 0..3 {
-        jq.put(n).unwrap();
-    }
-    let joiner = Process::new(join_then_answer, jq.clone()).start().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    jq.shutdown(true).unwrap();
-    assert!(joiner.join().unwrap());
-    assert!(jq.is_empty().unwrap());
-    assert!(matches!(jq.get_timeout(Duration::from_secs(10)), Err(ManagerError::ShutDown)));
     assert!(matches!(jq.task_done(), Err(ManagerError::NotAcquired)));
 }
 
@@ -976,240 +907,97 @@ fn shutdown_and_drop_end_the_server_and_answer_parked_calls() {
 
     let dropped = Manager::start().unwrap();
     let pid = dropped.pid().unwrap();
-    let d = dropped.dict::<u8, u8>().unwrap();
     drop(dropped);
     assert!(!pid_running(pid), "dropping the manager ends its server");
-    assert!(matches!(d.len(), Err(ManagerError::ServerGone { .. })));
-}
-
-// ---- remote access ------------------------------------------------------------------------
-
-const KEY: &[u8] = b"the shared secret";
-
-fn remote_manager() -> Manager {
-    Manager::builder().address("127.0.0.1:0").authkey(KEY).start().unwrap()
 }
 
 #[test]
-fn a_remote_client_uses_the_same_objects_and_a_wrong_key_is_refused() {
+fn a_proxy_keeps_its_manager_alive_in_the_process_that_started_it() {
     let _w = common::heap_user(LIMIT);
-    let manager = remote_manager();
-    let addr = manager.address().unwrap();
-    assert_eq!(addr.ip().to_string(), "127.0.0.1");
-    let jobs = manager.queue::<String>().unwrap();
-    let seen = manager.dict::<String, i32>().unwrap();
-    manager.publish("jobs", &jobs).unwrap();
-    manager.publish("seen", &seen).unwrap();
+    // Python's `Manager().dict()`: the manager is a temporary, its proxy is what is kept.
+    let d = Manager::start().unwrap().dict::<String, u32>().unwrap();
+    d.insert("a".into(), 1).unwrap();
+    assert_eq!(d.get("a").unwrap(), Some(1));
 
-    match Manager::connect(addr, b"a wrong key") {
-        Err(ManagerError::AuthenticationFailed(why)) => assert!(why.contains("refused"), "{why}"),
-        other => panic!("{other:?}"),
-    }
-
-    let remote = Manager::connect(addr, KEY).unwrap();
-    assert_eq!(remote.address(), Some(addr));
-    let rjobs: QueueProxy<String> = remote.lookup("jobs").unwrap();
-    let rseen: DictProxy<String, i32> = remote.lookup("seen").unwrap();
-    jobs.put("from the family".into()).unwrap();
-    assert_eq!(rjobs.get().unwrap(), "from the family");
-    rseen.insert("remote".into(), 1).unwrap();
-    assert_eq!(seen.get("remote").unwrap(), Some(1));
-
-    // Objects created remotely, nested, and a registered type the server knows.
-    let l = remote.list::<DictProxy<String, i32>>().unwrap();
-    l.push(rseen.clone()).unwrap();
-    let back = l.get(0).unwrap().unwrap();
-    assert!(back.same_object(&rseen));
-    let lock = remote.lock().unwrap();
-    let r2 = remote.rlock().unwrap();
-    lock.try_acquire().unwrap().leave_locked();
-    let lock2 = lock.clone();
-    let other_thread = std::thread::spawn(move || {
-        (matches!(lock2.try_acquire(), Err(ManagerError::WouldBlock)), lock2.release().is_ok())
-    });
-    assert_eq!(other_thread.join().unwrap(), (true, true), "any thread may release a Lock");
-    r2.acquire().unwrap().leave_locked();
-    let r3 = r2.clone();
-    assert!(matches!(std::thread::spawn(move || r3.release()).join().unwrap(), Err(ManagerError::NotOwner)));
-    r2.release().unwrap();
-    assert!(matches!(remote.create(Counter::default()), Err(ManagerError::UnknownType(t)) if t == "Counter"));
-
-    // Dropping remote proxies gives their references back.
-    let before = manager.number_of_objects().unwrap();
-    let temp = remote.dict::<u8, u8>().unwrap();
-    assert_eq!(manager.number_of_objects().unwrap(), before + 1);
-    drop(temp);
-    assert!(eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == before));
-
-    // The server was not disturbed by the wrong key.
-    assert_eq!(rjobs.len().unwrap(), 0);
-
-    // A remote client that goes away gives back what it held, and nothing more: the
-    // published objects stay.
-    let before = manager.number_of_objects().unwrap();
-    let second = Manager::connect(addr, KEY).unwrap();
-    let q2: QueueProxy<String> = second.lookup("jobs").unwrap();
-    let mine = second.list::<u8>().unwrap();
-    let also_q2 = q2.clone();
-    drop((q2, also_q2, mine));
-    drop(second);
-    assert!(eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == before));
-    jobs.put("still here".into()).unwrap();
-    assert_eq!(rjobs.get().unwrap(), "still here");
+    let manager = Manager::start().unwrap();
+    let pid = manager.pid().unwrap();
+    let outer = manager.list::<DictProxy<String, u32>>().unwrap();
+    outer.push(manager.dict().unwrap()).unwrap();
     drop(manager);
-    assert!(matches!(rjobs.get(), Err(ManagerError::ServerGone { .. })));
-}
+    assert!(pid_running(pid), "a proxy left keeps the server");
+    // A proxy decoded from an item keeps it too.
+    let inner = outer.get(0).unwrap().expect("stored");
+    drop(outer);
+    inner.insert("b".into(), 2).unwrap();
+    assert_eq!(inner.len().unwrap(), 1);
+    // The child's copy goes with the child; the parent's proxy goes on.
+    Process::new(child_inserts, inner.clone()).start().unwrap().join().unwrap();
+    assert_eq!(inner.len().unwrap(), 2);
+    drop(inner);
+    assert!(!pid_running(pid), "the last proxy ends the server");
 
-/// The HMAC answer of a client that knows the key, computed here by hand.
-fn authenticate(stream: &mut TcpStream, key: &[u8]) {
-    use hmac::{KeyInit, Mac};
-    let mut hello = [0u8; 40];
-    stream.read_exact(&mut hello).unwrap();
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
-    mac.update(b"client");
-    mac.update(&hello[8..]);
-    let mut answer = [0u8; 64];
-    answer[..32].copy_from_slice(&mac.finalize().into_bytes());
-    stream.write_all(&answer).unwrap();
-    let mut welcome = [0u8; 40];
-    stream.read_exact(&mut welcome).unwrap();
-    assert_eq!(&welcome[..8], b"#WELCOME");
-}
-
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut rest = Vec::new();
-    // Whatever the server says last, it ends with the end of the stream.
-    stream.read_to_end(&mut rest).is_ok()
-}
-
-#[test]
-fn malformed_frames_oversized_frames_and_garbage_are_refused_without_harm() {
-    let _w = common::heap_user(LIMIT);
-    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_message_size(4096).start().unwrap();
-    let addr = manager.address().unwrap();
+    // An explicit shutdown still ends it, and the proxies say so.
+    let manager = Manager::start().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
-    manager.publish("d", &d).unwrap();
-
-    // Garbage instead of an answer to the challenge.
-    let mut raw = TcpStream::connect(addr).unwrap();
-    let mut hello = [0u8; 40];
-    raw.read_exact(&mut hello).unwrap();
-    raw.write_all(&[0xAB; 64]).unwrap();
-    let mut verdict = [0u8; 8];
-    raw.read_exact(&mut verdict).unwrap();
-    assert_eq!(&verdict, b"#FAILURE");
-    assert!(closed_by_server(&mut raw));
-
-    // Authenticated, then a frame announcing 4 GiB: refused before any allocation.
-    let mut raw = TcpStream::connect(addr).unwrap();
-    authenticate(&mut raw, KEY);
-    raw.write_all(&u32::MAX.to_le_bytes()).unwrap();
-    assert!(closed_by_server(&mut raw));
-
-    // Authenticated, then a frame that is no request: a typed refusal, then the end.
-    let mut raw = TcpStream::connect(addr).unwrap();
-    authenticate(&mut raw, KEY);
-    let junk = [0xFFu8; 16];
-    raw.write_all(&(junk.len() as u32).to_le_bytes()).unwrap();
-    raw.write_all(&junk).unwrap();
-    let mut len = [0u8; 4];
-    raw.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-    raw.read_exact(&mut body).unwrap();
-    assert!(String::from_utf8_lossy(&body).contains("cannot decode"), "{body:?}");
-    assert!(closed_by_server(&mut raw));
-
-    // A client sending more than the limit gets an error, and the server goes on.
-    let remote = Manager::connect(addr, KEY).unwrap();
-    let rd: DictProxy<u8, Vec<u8>> = remote.dict().unwrap();
-    assert!(rd.insert(1, vec![7; 100]).is_ok());
-    let too_big = rd.insert(2, vec![7; 10_000]);
-    assert!(
-        matches!(too_big, Err(ManagerError::ServerGone { .. }) | Err(ManagerError::TooLarge { .. })),
-        "{too_big:?}"
-    );
-
-    // Through all of it, the server served.
-    d.insert(1, 2).unwrap();
-    let again = Manager::connect(addr, KEY).unwrap();
-    let rd: DictProxy<u8, u8> = again.lookup("d").unwrap();
-    assert_eq!(rd.get(&1).unwrap(), Some(2));
+    manager.shutdown().unwrap();
+    assert!(matches!(d.len(), Err(ManagerError::ServerGone { .. })));
+    drop(manager);
+    assert!(matches!(d.insert(1, 1), Err(ManagerError::ServerGone { .. })));
 }
 
-fn connect_and_hold(addr: String) {
-    let remote = Manager::connect(addr.as_str(), KEY).unwrap();
-    let lock: LockProxy = remote.lookup("lock").unwrap();
-    let held: EventProxy = remote.lookup("held").unwrap();
-    lock.acquire().unwrap().leave_locked();
-    held.set().unwrap();
-    std::thread::sleep(Duration::from_secs(600));
+fn child_inserts(d: DictProxy<String, u32>) {
+    d.insert("child".into(), 3).unwrap();
 }
+
+// ---- a server that stops answering ---------------------------------------------------------
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to a process id has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// Long enough for a loaded machine's healthy server to answer a ping.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[test]
-fn a_remote_client_that_dies_releases_its_locks() {
+fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() {
     let _w = common::heap_user(LIMIT);
-    let manager = remote_manager();
+    let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
+    let (a, b) = (manager.value(1u32).unwrap(), manager.value(2u32).unwrap());
+    let q = manager.queue::<u8>().unwrap();
+    // A call parked on a server that answers is no timeout: it waits as its operation does.
+    let getter = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    std::thread::sleep(CALL_TIMEOUT * 2);
+    q.put(7).unwrap();
+    assert_eq!(getter.join().unwrap().unwrap(), 7);
+
     let lock = manager.lock().unwrap();
-    let held = manager.event().unwrap();
-    manager.publish("lock", &lock).unwrap();
-    manager.publish("held", &held).unwrap();
-    let addr = manager.address().unwrap().to_string();
-    let child = Process::new(connect_and_hold, addr).start().unwrap();
-    held.wait().unwrap();
-    assert!(matches!(lock.try_acquire(), Err(ManagerError::WouldBlock)));
-    child.kill().unwrap();
-    child.wait();
-    assert!(lock.acquire_timeout(Duration::from_secs(60)).unwrap().owner_died());
+    lock.acquire().unwrap().leave_locked();
+
+    // SIGSTOP: the process is alive, and nothing answers.
+    let server = manager.pid().unwrap();
+    signal(server, libc::SIGSTOP);
+    let stopped = a.get();
+    let parked = q.get_timeout(Duration::from_millis(10));
+    signal(server, libc::SIGCONT);
+    assert!(matches!(stopped, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{stopped:?}");
+    assert!(matches!(parked, Err(ManagerError::CallTimeout(_))), "{parked:?}");
+    // The late answers (1, then Timeout) are never read as these calls' answers.
+    assert_eq!(b.get().unwrap(), 2);
+    assert!(matches!(q.try_get(), Err(ManagerError::Empty)));
+    assert_eq!(a.get().unwrap(), 1);
+    // The connection that timed out ended as its thread would have: the lock this thread
+    // held through it was released.
+    let other = std::thread::spawn(move || lock.acquire_timeout(LIMIT / 2).map(|held| held.owner_died()));
+    assert!(matches!(other.join().unwrap(), Ok(true)), "released, as a dead holder's lock");
 }
 
-/// Run by `an_unrelated_program_connects_over_tcp` in a process of its own (the test binary
-/// started again, so not a member of this family).
-#[test]
-#[ignore = "a helper: runs only when started by another test"]
-fn remote_client_helper() {
-    let Ok(addr) = std::env::var("MULTIPROC_TEST_MANAGER") else { return };
-    let remote = Manager::connect(addr.as_str(), KEY).unwrap();
-    let d: DictProxy<String, String> = remote.lookup("greetings").unwrap();
-    d.insert("helper".into(), format!("hello from pid {}", std::process::id())).unwrap();
-}
-
-#[test]
-fn an_unrelated_program_connects_over_tcp() {
-    let _w = common::heap_user(LIMIT);
-    let manager = remote_manager();
-    let d = manager.dict::<String, String>().unwrap();
-    manager.publish("greetings", &d).unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "remote_client_helper", "--ignored", "--quiet"])
-        .env("MULTIPROC_TEST_MANAGER", manager.address().unwrap().to_string())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let greeting = d.get("helper").unwrap().unwrap();
-    assert!(greeting.starts_with("hello from pid"), "{greeting}");
-}
-
-fn serve_forever(port: multiproc::Value<u16>) {
-    let ready = |addr: std::net::SocketAddr| port.set(addr.port());
-    let served = Manager::builder().address("127.0.0.1:0").authkey(KEY).register::<Counter>().serve(ready);
-    panic!("serve returned: {served:?}");
-}
-
-#[test]
-fn a_server_program_serves_its_registered_types_until_killed() {
-    let _w = common::heap_user(LIMIT);
-    let port = multiproc::Value::new(0u16).unwrap();
-    let server = Process::new(serve_forever, port.clone()).start().unwrap();
-    assert!(eventually(Duration::from_secs(30), || port.get() != 0));
-    let remote = Manager::connect(("127.0.0.1", port.get()), KEY).unwrap();
-    let c: CounterProxy = remote.create(Counter { n: 40, log: Vec::new() }).unwrap();
-    assert_eq!(c.incr(2).unwrap(), 42);
-    server.kill().unwrap();
-    server.wait();
-    assert!(matches!(c.get(), Err(ManagerError::ServerGone { .. })));
-}
+// ---- kinds, registrations and the server's life ---------------------------------------------
 
 #[test]
 fn a_proxy_read_as_another_kind_is_a_typed_error() {
@@ -1268,28 +1056,7 @@ fn a_registered_type_is_known_to_every_new_server() {
     }
 }
 
-// ---- hostile or careless clients ------------------------------------------------------------
-
-#[test]
-fn a_semaphore_released_past_u32_max_is_a_typed_error_and_the_server_goes_on() {
-    let _w = common::heap_user(LIMIT);
-    let manager = remote_manager();
-    let s = manager.semaphore(u32::MAX).unwrap();
-    match s.release() {
-        Err(ManagerError::Overflow(what)) => assert!(what.contains("semaphore"), "{what}"),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(s.get_value().unwrap(), u32::MAX, "the value did not wrap");
-    // An authenticated remote client, in two requests: the same, and the server serves.
-    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
-    let rs = remote.semaphore(u32::MAX).unwrap();
-    assert!(matches!(rs.release(), Err(ManagerError::Overflow(_))));
-    assert_eq!(rs.get_value().unwrap(), u32::MAX);
-    s.try_acquire().unwrap().forget();
-    assert_eq!(s.get_value().unwrap(), u32::MAX - 1);
-    s.release().unwrap();
-    assert_eq!(manager.number_of_objects().unwrap(), 2);
-}
+// ---- the heap ------------------------------------------------------------------------------
 
 #[test]
 fn managers_started_and_shut_down_after_a_request_leave_the_heap_as_they_found_it() {
@@ -1311,249 +1078,6 @@ fn managers_started_and_shut_down_after_a_request_leave_the_heap_as_they_found_i
     }
     // Before the fix, each cycle left a connection with its reply ring: 200 × 10 KiB.
     check.assert_at_most(64 << 10);
-}
-
-/// Opens a connection and reads the server's challenge (what any TCP peer can do).
-fn unauthenticated(addr: std::net::SocketAddr) -> TcpStream {
-    let mut raw = TcpStream::connect(addr).unwrap();
-    let mut hello = [0u8; 40];
-    raw.read_exact(&mut hello).unwrap();
-    raw
-}
-
-#[test]
-fn slow_handshakes_are_closed_by_one_deadline_however_steadily_they_trickle() {
-    let _w = common::heap_user(LIMIT);
-    let manager = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .handshake_timeout(Duration::from_millis(200))
-        .start()
-        .unwrap();
-    let addr = manager.address().unwrap();
-    // Twenty peers each send a byte of their 64-byte answer every 20 ms, never finishing:
-    // each read is quick, the handshake as a whole is not.
-    let trickle = |addr| {
-        let mut raw = unauthenticated(addr);
-        for _ in 0..60 {
-            if raw.write_all(&[0]).is_err() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    };
-    let peers: Vec<_> = (0..20).map(|_| std::thread::spawn(move || trickle(addr))).collect();
-    let closed = peers.into_iter().map(|p| p.join().unwrap()).filter(|c| *c).count();
-    assert_eq!(closed, 20, "the server must close every peer still in the handshake after its deadline");
-    // The server serves.
-    let remote = Manager::connect(addr, KEY).unwrap();
-    assert_eq!(remote.number_of_objects().unwrap(), 0);
-}
-
-#[test]
-fn idle_peers_beyond_the_handshake_cap_are_closed_and_a_client_with_the_key_gets_in() {
-    let _w = common::heap_user(LIMIT);
-    let manager = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .handshake_timeout(Duration::from_secs(3600))
-        .max_pending_handshakes(4)
-        .start()
-        .unwrap();
-    let addr = manager.address().unwrap();
-    // Twenty peers that say nothing after the challenge: all but the last four lose their
-    // place to newer ones.
-    let mut idle: Vec<TcpStream> = (0..20).map(|_| unauthenticated(addr)).collect();
-    for raw in &mut idle[..16] {
-        assert!(closed_by_server(raw));
-    }
-    // While the four places are taken, a client that knows the key gets in, and is served.
-    let remote = Manager::connect(addr, KEY).unwrap();
-    let d = remote.dict::<u8, u8>().unwrap();
-    d.insert(1, 2).unwrap();
-    assert_eq!(d.get(&1).unwrap(), Some(2));
-    // Its handshake took the place of the oldest idle peer; the three newest still hold
-    // theirs (their deadline is an hour away).
-    assert!(closed_by_server(&mut idle[16]));
-    for raw in &idle[17..] {
-        raw.set_nonblocking(true).unwrap();
-        let still_open = matches!(raw.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-        assert!(still_open, "a peer within the cap and its deadline keeps its place");
-    }
-}
-
-/// A server program whose descriptors run out: 30 more than it has open when it starts.
-fn serve_with_few_descriptors(port: multiproc::Value<u16>) {
-    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    let limit = libc::rlimit { rlim_cur: open + 30, rlim_max: open + 30 };
-    // SAFETY: setrlimit reads the struct passed by reference; lowering our own descriptor
-    // limit has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-    let ready = |addr: std::net::SocketAddr| port.set(addr.port());
-    let served = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .handshake_timeout(Duration::from_secs(3600))
-        .max_pending_handshakes(1000)
-        .serve(ready);
-    panic!("serve returned: {served:?}");
-}
-
-#[test]
-fn a_server_out_of_descriptors_makes_room_for_a_client_with_the_key() {
-    let _w = common::heap_user(LIMIT);
-    let port = multiproc::Value::new(0u16).unwrap();
-    let server = Process::new(serve_with_few_descriptors, port.clone()).start().unwrap();
-    assert!(eventually(Duration::from_secs(30), || port.get() != 0));
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port.get()).into();
-    // Sixty peers that never answer the challenge: more than the server has descriptors
-    // for (each handshake takes two), and within its cap and its deadline.
-    let idle: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    // Accept fails with EMFILE; the server closes its oldest handshakes to make room, so
-    // the client that knows the key gets in.
-    let remote = Manager::connect(addr, KEY).unwrap();
-    let d = remote.dict::<u8, u8>().unwrap();
-    d.insert(1, 2).unwrap();
-    assert_eq!(d.get(&1).unwrap(), Some(2));
-    drop(idle);
-    server.kill().unwrap();
-    server.wait();
-}
-
-#[test]
-fn connecting_to_a_peer_that_never_speaks_times_out_with_a_typed_error() {
-    let _w = common::heap_user(LIMIT);
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = silent.local_addr().unwrap();
-    // Accepts, then says nothing.
-    let holder = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
-    match Manager::connect_timeout(addr, KEY, Duration::from_millis(200)) {
-        Err(ManagerError::HandshakeTimeout(what)) => assert!(what.contains("handshake"), "{what}"),
-        other => panic!("{other:?}"),
-    }
-    drop(holder.join().unwrap());
-}
-
-#[test]
-fn a_request_that_would_expand_beyond_its_budget_is_refused_and_the_connection_goes_on() {
-    let _w = common::heap_user(LIMIT);
-    // 8 MiB: some 65 000 empty items. 300 000 of them make a frame of 600 KB.
-    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_request_memory(8 << 20).start().unwrap();
-    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
-    for client in [&manager, &remote] {
-        match client.list_from(std::iter::repeat_n((), 300_000)) {
-            Err(ManagerError::TooLarge { len, max }) => assert!(len > max && max == 8 << 20, "{len} {max}"),
-            other => panic!("{:?}", other.map(|l| l.len())),
-        }
-        // The same connection goes on; what fits the budget is served.
-        let fits = client.list_from(std::iter::repeat_n((), 10_000)).unwrap();
-        assert_eq!(fits.len().unwrap(), 10_000);
-    }
-}
-
-/// The resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
-#[test]
-fn frames_being_received_share_one_memory_budget_and_small_requests_go_on() {
-    let _w = common::heap_user(LIMIT);
-    const MIB: u64 = 1 << 20;
-    let manager = Manager::builder()
-        .address("127.0.0.1:0")
-        .authkey(KEY)
-        .max_message_size(4 * MIB)
-        .max_frame_memory(4 * MIB)
-        .start()
-        .unwrap();
-    let addr = manager.address().unwrap();
-    let pid = manager.pid().unwrap();
-    let before = rss(pid);
-    // Eight authenticated peers each announce a frame of 4 MiB and send 3 MiB of it.
-    let peers: Vec<(TcpStream, std::thread::JoinHandle<()>)> = (0..8)
-        .map(|_| {
-            let mut raw = TcpStream::connect(addr).unwrap();
-            authenticate(&mut raw, KEY);
-            let mut writer = raw.try_clone().unwrap();
-            let sender = std::thread::spawn(move || {
-                let _ = writer.write_all(&(4 * MIB as u32 - 1).to_le_bytes());
-                let _ = writer.write_all(&vec![0xAB; 3 * MIB as usize]);
-            });
-            (raw, sender)
-        })
-        .collect();
-    // Unbounded, the server would hold all 24 MiB; give it the chance to.
-    let grew = eventually(Duration::from_secs(3), || rss(pid).saturating_sub(before) >= 20 * MIB);
-    let growth = rss(pid).saturating_sub(before);
-    eprintln!("server RSS grew by {} KiB with 8 frames of 3 MiB in flight", growth >> 10);
-    assert!(!grew && growth < 12 * MIB, "the server holds {growth} bytes more");
-    // Small requests are not held up by the budget.
-    let remote = Manager::connect(addr, KEY).unwrap();
-    let d = remote.dict::<u8, u8>().unwrap();
-    d.insert(1, 2).unwrap();
-    assert_eq!(d.get(&1).unwrap(), Some(2));
-    for (raw, sender) in peers {
-        raw.shutdown(std::net::Shutdown::Both).unwrap();
-        sender.join().unwrap();
-    }
-    // Whatever they held is given back: a large frame goes through.
-    let big: ListProxy<Vec<u8>> = remote.list().unwrap();
-    big.push(vec![7u8; 2 * MIB as usize]).unwrap();
-    assert_eq!(big.get(0).unwrap().unwrap().len(), 2 * MIB as usize);
-}
-
-/// The peak resident memory of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
-#[test]
-fn a_frame_of_millions_of_empty_items_does_not_blow_the_server_up() {
-    let _w = common::heap_user(LIMIT);
-    const MIB: u64 = 1 << 20;
-    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_request_memory(16 * MIB).start().unwrap();
-    let pid = manager.pid().unwrap();
-    let before = peak_rss(pid);
-    // By hand, as no client would build it: seq 1, thread 0, Create (0), List (1), then
-    // 16.7 million items of no bytes and no references, two bytes each: a 32 MiB frame.
-    let n: u64 = 16_700_000;
-    let mut frame = vec![1u8, 0, 0, 1];
-    let mut v = n;
-    while v >= 0x80 {
-        frame.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    frame.push(v as u8);
-    frame.resize(frame.len() + 2 * n as usize, 0);
-    let mut raw = TcpStream::connect(manager.address().unwrap()).unwrap();
-    authenticate(&mut raw, KEY);
-    raw.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
-    raw.write_all(&frame).unwrap();
-    drop(frame);
-    let mut len = [0u8; 4];
-    raw.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-    raw.read_exact(&mut body).unwrap();
-    // Sequence number 1, an error (the fault: too large).
-    assert_eq!(&body[..2], [1, 1], "an error answers request 1: {body:?}");
-    let growth = peak_rss(pid).saturating_sub(before);
-    eprintln!("server peak RSS grew by {} MiB for a 32 MiB frame of 16.7 million empty items", growth >> 20);
-    // The frame is held twice (read, then on the request ring); its items are not.
-    assert!(growth < 160 * MIB, "{growth}");
-    // The connection goes on.
-    let ping = [2u8, 0, 3];
-    raw.write_all(&(ping.len() as u32).to_le_bytes()).unwrap();
-    raw.write_all(&ping).unwrap();
-    raw.read_exact(&mut len).unwrap();
-    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-    raw.read_exact(&mut body).unwrap();
-    assert_eq!(body[0], 2, "the answer to the ping");
 }
 
 // ---- the condition's wake-ups ----------------------------------------------------------------
@@ -1613,13 +1137,4 @@ fn two_processes_take_two_thousand_turns_on_a_manager_condition() {
         p.join().unwrap();
     }
     assert_eq!(turn.get().unwrap(), 0);
-}
-
-#[test]
-fn an_endless_handshake_timeout_is_no_panic() {
-    let _w = common::heap_user(LIMIT);
-    let manager =
-        Manager::builder().address("127.0.0.1:0").authkey(KEY).handshake_timeout(Duration::MAX).start().unwrap();
-    let remote = Manager::connect_timeout(manager.address().unwrap(), KEY, Duration::MAX).unwrap();
-    assert_eq!(remote.number_of_objects().unwrap(), 0);
 }

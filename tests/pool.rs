@@ -887,3 +887,75 @@ fn a_task_of_several_arguments_that_panics_or_loses_its_worker_fails_alone() {
     pid.set(0);
     assert_eq!(pool.apply(report_then_sleep, (pid.clone(), 1, 7)).unwrap(), 7, "a new worker took its place");
 }
+
+// ---- a task whose arguments stop decoding part-way (audit F7) -----------------------------
+
+/// Sent as padding and a pair of queues; its decoding reads the padding and the first
+/// queue, then refuses: the second queue is never reached.
+#[derive(Clone, Debug)]
+struct RefusedAfterFirst(Vec<u8>, multiproc::Queue<u32>, multiproc::Queue<u32>);
+
+impl serde::Serialize for RefusedAfterFirst {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (serde_bytes::Bytes::new(&self.0), &self.1, &self.2).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RefusedAfterFirst {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstOnly;
+
+        impl<'de> serde::de::Visitor<'de> for FirstOnly {
+            type Value = RefusedAfterFirst;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("padding and two queues")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let _padding: Option<serde_bytes::ByteBuf> = seq.next_element()?;
+                let _first: Option<multiproc::Queue<u32>> = seq.next_element()?;
+                Err(serde::de::Error::custom("refused after the first queue"))
+            }
+        }
+
+        deserializer.deserialize_tuple(3, FirstOnly)
+    }
+}
+
+fn never_runs(_: RefusedAfterFirst) -> u32 {
+    unreachable!("its argument does not decode")
+}
+
+#[test]
+fn handles_after_the_point_where_a_task_argument_failed_to_decode_are_released() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    // A small task (its chunk decoded whole), then a chunk of two large items (decoded one
+    // at a time: the second item is never reached).
+    for (padding, items) in [(0, 1), (48 << 10, 2)] {
+        let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+        let arg = RefusedAfterFirst(vec![7; padding], first.clone(), second.clone());
+        let options = MapOptions::new().chunksize(items);
+        assert!(pool.map_with(never_runs, vec![arg; items], options).is_err(), "the decoding refuses");
+        // The chunk is gone, and the handles it held with it: this handle of each queue is
+        // the last, rather than one waiting for a handle that never comes.
+        let alone = Duration::from_secs(20);
+        assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
+        assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
+    }
+}
+
+fn refused_result(first: multiproc::Queue<u32>, second: multiproc::Queue<u32>) -> RefusedAfterFirst {
+    RefusedAfterFirst(Vec::new(), first, second)
+}
+
+#[test]
+fn handles_after_the_point_where_a_task_result_failed_to_decode_are_released() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+    let result = pool.apply(refused_result, (first.clone(), second.clone()));
+    assert!(matches!(result, Err(Error::Task(TaskError::Codec(_)))), "{result:?}");
+    let alone = Duration::from_secs(20);
+    assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
+    assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use super::protocol::Fault;
 use crate::codec::CodecError;
@@ -150,6 +151,14 @@ pub enum ManagerError {
     /// A `_timeout` call's time ran out first (the family's `Timeout` variants).
     #[error("the operation timed out")]
     Timeout,
+    /// The server gave no sign of life for the call timeout
+    /// ([`ManagerBuilder::call_timeout`](crate::ManagerBuilder::call_timeout)) while a call
+    /// waited: it is stopped, hung in a registered method, or cut off. What the call did is
+    /// unknown (a put may have happened); the connection it was made on is closed (see
+    /// `call_timeout` for what that means), so that its late answer is never taken for
+    /// another call's.
+    #[error("the manager's server did not answer within the call timeout of {0:?}")]
+    CallTimeout(Duration),
     /// The peer broke the protocol (a malformed message, an unexpected answer).
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -22,8 +22,8 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-#[cfg(feature = "remote")]
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
@@ -57,12 +57,19 @@ pub(crate) enum Ref {
     Remote(Arc<RemoteRef>),
 }
 
+/// What keeps a started manager's server running in the process that started it: the
+/// [`Manager`](crate::Manager) and every proxy made through it there hold one, and the
+/// server is shut down when the last goes. `None` elsewhere (a proxy received from another
+/// process keeps nothing alive, as the server is its starter's).
+pub(crate) type Keep = Option<Arc<super::ServerProcess>>;
+
 /// Where a proxy's requests go.
 #[derive(Clone)]
 pub(crate) enum Link {
     Local {
         manager: Shared<ManagerState>,
         token: Shared<TokenState>,
+        keep: Keep,
     },
     #[cfg(feature = "remote")]
     Remote(Arc<RemoteRef>),
@@ -80,7 +87,7 @@ pub(crate) enum ManagerKey {
 /// remote connection.
 #[derive(Clone)]
 pub(crate) enum Origin {
-    Local(Shared<ManagerState>),
+    Local(Shared<ManagerState>, Keep),
     #[cfg(feature = "remote")]
     Remote(Arc<RemoteConn>),
 }
@@ -88,7 +95,7 @@ pub(crate) enum Origin {
 impl fmt::Debug for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::Local(state) => f.debug_tuple("Local").field(&state.offset()).finish(),
+            Origin::Local(state, _) => f.debug_tuple("Local").field(&state.offset()).finish(),
             #[cfg(feature = "remote")]
             Origin::Remote(conn) => f.debug_tuple("Remote").field(&conn.peer()).finish(),
         }
@@ -98,7 +105,7 @@ impl fmt::Debug for Origin {
 impl Origin {
     pub(crate) fn key(&self) -> ManagerKey {
         match self {
-            Origin::Local(state) => ManagerKey::Local(state.offset()),
+            Origin::Local(state, _) => ManagerKey::Local(state.offset()),
             #[cfg(feature = "remote")]
             Origin::Remote(conn) => ManagerKey::Remote(Arc::as_ptr(conn) as usize),
         }
@@ -108,7 +115,7 @@ impl Origin {
     /// process's.
     pub(crate) fn call(&self, request: &Request) -> Result<Out<Ref>, ManagerError> {
         let answer = match self {
-            Origin::Local(state) => call_local(state, request),
+            Origin::Local(state, _) => call_local(state, request),
             #[cfg(feature = "remote")]
             Origin::Remote(conn) => conn.call(request),
         };
@@ -118,7 +125,9 @@ impl Origin {
     /// The link of a proxy made from `handout`.
     pub(crate) fn link(&self, handout: Ref) -> Result<Link, ManagerError> {
         match (self, handout) {
-            (Origin::Local(state), Ref::Local(token)) => Ok(Link::Local { manager: state.clone(), token }),
+            (Origin::Local(state, keep), Ref::Local(token)) => {
+                Ok(Link::Local { manager: state.clone(), token, keep: keep.clone() })
+            }
             #[cfg(feature = "remote")]
             (Origin::Remote(_), Ref::Remote(held)) => Ok(Link::Remote(held)),
             #[cfg(feature = "remote")]
@@ -140,7 +149,7 @@ impl Origin {
 impl Link {
     pub(crate) fn origin(&self) -> Origin {
         match self {
-            Link::Local { manager, .. } => Origin::Local(manager.clone()),
+            Link::Local { manager, keep, .. } => Origin::Local(manager.clone(), keep.clone()),
             #[cfg(feature = "remote")]
             Link::Remote(held) => Origin::Remote(held.conn().clone()),
         }
@@ -296,7 +305,7 @@ impl Serialize for ProxyCore {
             Some(true) => Err(S::Error::custom("a proxy can only be stored by its own manager")),
             Some(false) => (self.id, self.kind).serialize(serializer),
             None => match &self.link {
-                Link::Local { manager, token } if codec::encoding() => (manager, token).serialize(serializer),
+                Link::Local { manager, token, .. } if codec::encoding() => (manager, token).serialize(serializer),
                 Link::Local { .. } => Err(S::Error::custom(
                     "a manager proxy can only be sent through multiproc (a process argument, a queue, a pipe, a manager container)",
                 )),
@@ -328,7 +337,7 @@ impl<'de> Deserialize<'de> for ProxyCore {
         }
         let (manager, token) = <(Shared<ManagerState>, Shared<TokenState>)>::deserialize(deserializer)?;
         let kind = kind_from_code(token.kind_code()).ok_or_else(|| D::Error::custom("a token of an unknown kind"))?;
-        Ok(ProxyCore { id: token.id(), kind, link: Link::Local { manager, token } })
+        Ok(ProxyCore { id: token.id(), kind, link: Link::Local { manager, token, keep: None } })
     }
 }
 
@@ -344,6 +353,12 @@ struct LocalConn {
     state: Shared<ManagerState>,
     conn: u32,
     replies: Shared<ReplyState>,
+    outbox: Outbox,
+}
+
+/// A connection's requests as they go out: the last sequence number, and the encoding's
+/// buffer.
+struct Outbox {
     seq: u64,
     scratch: Vec<u8>,
 }
@@ -388,7 +403,7 @@ fn connect_local(state: &Shared<ManagerState>) -> Result<LocalConn, ManagerError
     replies.ring.open()?;
     let me = sys::me();
     state.post(&Control::Hello { conn, replies: replies.clone(), pid: me.pid, start: me.start })?;
-    Ok(LocalConn { pid: me.pid, state: state.clone(), conn, replies, seq: 0, scratch: Vec::new() })
+    Ok(LocalConn { pid: me.pid, state: state.clone(), conn, replies, outbox: Outbox { seq: 0, scratch: Vec::new() } })
 }
 
 /// One request and its answer on this thread's connection to `state`'s server.
@@ -417,7 +432,14 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
             }
         };
         let result = conns[at].call(request);
-        if matches!(result, Err(ManagerError::ServerGone { .. }) | Ok(Err(super::protocol::Fault::ShuttingDown))) {
+        // A call that timed out ends its connection (see `ManagerBuilder::call_timeout`):
+        // the server forgets it once it reads the `Bye`, and the answer it may still send
+        // goes with the reply ring, never to another call.
+        if matches!(
+            result,
+            Err(ManagerError::ServerGone { .. } | ManagerError::CallTimeout(_))
+                | Ok(Err(super::protocol::Fault::ShuttingDown))
+        ) {
             conns.remove(at);
         }
         result
@@ -445,28 +467,42 @@ pub(crate) fn forget_local(state: &Shared<ManagerState>) {
     });
 }
 
-impl LocalConn {
-    fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
+impl Outbox {
+    /// Puts one request of connection `conn` on the server's ring; returns its sequence
+    /// number.
+    fn send(&mut self, conn: u32, request: &Request, watch: &ServerWatch<'_>) -> Result<u64, ManagerError> {
         self.seq += 1;
         let seq = self.seq;
         self.scratch.clear();
         encode_plain(&EnvelopeRef { seq, thread: 0, request }, &mut self.scratch)?;
-        let watch = ServerWatch(&self.state);
         if let Some(gone) = watch.left() {
             return Err(gone);
         }
-        self.state.requests.put_bytes(&self.scratch, self.conn, Deadline::NEVER, &watch).map_err(refused)?;
+        watch.0.requests.put_bytes(&self.scratch, conn, Deadline::NEVER, watch).map_err(refused)?;
         if self.scratch.capacity() > 1 << 20 {
             self.scratch = Vec::new();
         }
+        Ok(seq)
+    }
+}
+
+impl LocalConn {
+    fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
+        let watch = ServerWatch(&self.state);
+        let seq = self.outbox.send(self.conn, request, &watch)?;
+        let mut alive = Liveness::new(self.state.call_timeout());
         loop {
-            let reply = self
-                .replies
-                .ring
-                .get(Deadline::NEVER, &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes))
-                .map_err(refused)??;
-            if reply.seq != seq && reply.seq != 0 {
-                // The answer to a request given up on (never happens with endless waits).
+            let got =
+                self.replies.ring.get(alive.deadline(), &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes));
+            let reply = match got {
+                Err(Refused::TimedOut) => {
+                    alive.no_news(|| self.outbox.send(self.conn, &Request::Ping, &watch))?;
+                    continue;
+                }
+                other => other.map_err(refused)??,
+            };
+            if alive.heard(reply.seq) || (reply.seq != seq && reply.seq != 0) {
+                // A sign of life, or the answer to a ping of an earlier call.
                 continue;
             }
             // Sequence number 0: the server could not read our request.
@@ -475,6 +511,64 @@ impl LocalConn {
                 Err(fault) => Err(fault),
             });
         }
+    }
+}
+
+/// What a call knows of the server's life while it waits (see
+/// `ManagerBuilder::call_timeout`): when it last heard from it, and the ping it sent since.
+pub(crate) struct Liveness {
+    /// The call timeout, and when the call last heard from the server (`None`: no timeout,
+    /// and nothing to keep).
+    limit: Option<(Duration, Instant)>,
+    ping: Option<u64>,
+}
+
+impl Liveness {
+    pub(crate) fn new(timeout: Option<Duration>) -> Self {
+        Self { limit: timeout.map(|t| (t, Instant::now())), ping: None }
+    }
+
+    /// When to look again: half the timeout after the last news (then send a ping), the
+    /// whole timeout once a ping is out (then give up).
+    pub(crate) fn deadline(&self) -> Deadline {
+        let Some((timeout, heard)) = self.limit else { return Deadline::NEVER };
+        let wait = if self.ping.is_some() { timeout } else { timeout / 2 };
+        Deadline::after((heard + wait).saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the answer numbered `seq` is to the ping out, which says the server is there.
+    pub(crate) fn heard(&mut self, seq: u64) -> bool {
+        if self.ping.is_some_and(|p| p == seq) {
+            self.ping = None;
+            if let Some((_, heard)) = &mut self.limit {
+                *heard = Instant::now();
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Nothing came by [`Liveness::deadline`]: pings the server with `ping` (which sends one
+    /// and returns its number) or, when a ping is out already, gives up.
+    pub(crate) fn no_news(&mut self, ping: impl FnOnce() -> Result<u64, ManagerError>) -> Result<(), ManagerError> {
+        let Some((timeout, heard)) = self.limit else { return Ok(()) };
+        let now = Instant::now();
+        match self.ping {
+            Some(_) if now >= heard + timeout => Err(ManagerError::CallTimeout(timeout)),
+            Some(_) => Ok(()),
+            None if now >= heard + timeout / 2 => {
+                self.ping = Some(ping()?);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The ping still out, whose answer nobody will read.
+    #[cfg(feature = "remote")]
+    pub(crate) fn ping_out(&self) -> Option<u64> {
+        self.ping
     }
 }
 
@@ -510,6 +604,24 @@ mod tests {
         let mut b = Vec::new();
         encode_plain(&Envelope { seq: 5, thread: 6, request }, &mut b).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_call_pings_after_silence_and_times_out_only_when_the_ping_goes_unanswered() {
+        let mut endless = Liveness::new(None);
+        assert_eq!(endless.deadline(), Deadline::NEVER);
+        assert!(endless.no_news(|| unreachable!("no timeout, no ping")).is_ok());
+
+        // A zero timeout: every look finds the silence long enough.
+        let mut alive = Liveness::new(Some(Duration::ZERO));
+        alive.no_news(|| Ok(7)).unwrap();
+        assert!(!alive.heard(6), "the answer of another request is no sign of life");
+        assert!(alive.heard(7));
+        alive.no_news(|| Ok(8)).unwrap();
+        assert!(matches!(
+            alive.no_news(|| unreachable!("one ping at a time")),
+            Err(ManagerError::CallTimeout(t)) if t.is_zero()
+        ));
     }
 
     #[test]

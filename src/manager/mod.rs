@@ -47,7 +47,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -82,12 +82,53 @@ use crate::sys::{self, Packed};
 /// How long `start` waits for the server to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The server process of a started manager.
-struct ServerProcess {
+/// The server process of a started manager, shared by the [`Manager`] and the proxies
+/// made through it in the process that started it (`link::Keep`): the last of them to go
+/// shuts the server down.
+pub(crate) struct ServerProcess {
     state: Shared<ManagerState>,
     process: ProcessHandle<Result<(), ServerFailure>>,
     listen_ip: Option<IpAddr>,
     shutdown_timeout: Duration,
+    /// The process that started the server: only there does the last holder stop it.
+    starter: u32,
+}
+
+impl ServerProcess {
+    /// Stops the server (see [`Manager::shutdown`]).
+    fn shutdown(&self) -> Result<(), ManagerError> {
+        if self.process.exitcode().is_some() {
+            self.closed();
+            return Ok(());
+        }
+        if !self.state.closed() {
+            let _ = self.state.post(&Control::Shutdown);
+        }
+        if self.process.wait_timeout(self.shutdown_timeout).is_none() {
+            self.process.terminate()?;
+            if self.process.wait_timeout(self.shutdown_timeout).is_none() {
+                self.process.kill()?;
+                self.process.wait();
+            }
+        }
+        self.closed();
+        Ok(())
+    }
+
+    fn closed(&self) {
+        self.state.set_status(CLOSED);
+        forget_registered(&self.state);
+        link::forget_local(&self.state);
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // A copy that fork made in a child (a proxy in a static) stops nothing.
+        if self.starter == sys::my_pid() {
+            let _ = self.shutdown();
+        }
+    }
 }
 
 /// A manager: a server process keeping shared objects, and the factory of their proxies
@@ -104,8 +145,12 @@ struct ServerProcess {
 /// [`condition`](Manager::condition), [`barrier`](Manager::barrier), and
 /// [`create`](Manager::create) for a registered type of your own.
 ///
-/// Dropping a started manager shuts its server down (Python's `with Manager() as m:`);
-/// proxies left anywhere then return [`ManagerError::ServerGone`].
+/// A started manager's server runs while the `Manager` or a proxy made through it lives
+/// in the process that started it: as in Python, where a proxy keeps a reference to its
+/// manager, `Manager::start()?.dict()?` is a dict that works. When the last of them is
+/// dropped, the server is shut down, and proxies left in other processes then return
+/// [`ManagerError::ServerGone`]. [`shutdown`](Manager::shutdown) stops it at once
+/// (Python's `with Manager() as m:`), whatever proxies are left.
 ///
 /// # How it works
 ///
@@ -194,10 +239,10 @@ struct ServerProcess {
 /// ```
 #[doc(alias = "SyncManager")]
 #[doc(alias = "BaseManager")]
-#[must_use = "the manager's server stops when the Manager is dropped"]
+#[must_use = "the manager's server stops when the Manager and the proxies it made are dropped"]
 pub struct Manager {
     origin: Origin,
-    server: Option<ServerProcess>,
+    server: Option<Arc<ServerProcess>>,
 }
 
 impl fmt::Debug for Manager {
@@ -239,6 +284,7 @@ pub struct ManagerBuilder {
     max_message_size: u64,
     limits: remote::Limits,
     initializer: Option<(Result<Packed, sys::NotInExecutable>, EncodeArgs)>,
+    call_timeout: Option<Duration>,
 }
 
 /// Encodes the initializer's arguments.
@@ -255,6 +301,7 @@ impl fmt::Debug for ManagerBuilder {
             .field("max_message_size", &self.max_message_size)
             .field("limits", &self.limits)
             .field("initializer", &self.initializer.is_some())
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }
@@ -432,7 +479,9 @@ impl ManagerBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
     /// How long a remote client may take over the whole authentication handshake, from
     /// the moment its connection is accepted (default 10 s); a client still in it then is
-    /// disconnected, however steadily it trickles bytes.
+    /// disconnected, however steadily it trickles bytes. For
+    /// [`connect`](ManagerBuilder::connect): how long the connection and the handshake may
+    /// take together.
     ///
     /// # Examples
     ///
@@ -515,6 +564,50 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a call may wait without a sign of life from the server (default: no
+    /// limit, as in Python), for every client of a started manager, in every process, and
+    /// for a client that [`connect`](ManagerBuilder::connect)s.
+    ///
+    /// A call waits for its answer as long as its operation takes (an `acquire` without a
+    /// timeout waits until the lock is free, a `get_timeout(t)` about `t`) while the server
+    /// shows it is alive: a call that has waited half the call timeout asks the server
+    /// whether it is there, on the same connection, so the server answers after the
+    /// requests before it. A call that has heard nothing for the whole timeout (a server
+    /// stopped with `SIGSTOP`, hung in a registered method, cut off by the network without a
+    /// reset, which TCP keepalive never notices while the peer's kernel answers) returns
+    /// [`ManagerError::CallTimeout`]. What it asked for may or may not have happened, and
+    /// the connection it waited on is closed, so that its late answer is never taken for
+    /// another call's:
+    ///
+    /// * a family client's connection is its thread's: it ends as if the thread had ended
+    ///   (the server forgets its parked calls and releases the locks this thread held
+    ///   through this manager; their guards then release nothing), and the thread's next
+    ///   call opens a new one and gets its own answer;
+    /// * a remote client has one connection: every later call of that `Manager` and its
+    ///   proxies returns [`ManagerError::ServerGone`], and the server gives back the
+    ///   connection's objects and locks once it reads the close. Connect again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Manager, ManagerError};
+    ///
+    /// multiproc::init();
+    /// let manager = Manager::builder().call_timeout(Duration::from_secs(5)).start()?;
+    /// let q = manager.queue::<u32>()?;
+    /// match q.get_timeout(Duration::from_millis(10)) {
+    ///     Err(ManagerError::Timeout) => {}               // the queue stayed empty
+    ///     Err(ManagerError::CallTimeout(_)) => {}        // the server did not answer
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
     fn authkey_or_family(&self) -> Result<Vec<u8>, ManagerError> {
         match &self.authkey {
             Some(key) => Ok(key.clone()),
@@ -559,6 +652,7 @@ impl ManagerBuilder {
         };
         let state = Shared::new(ManagerState::new()?)?;
         state.requests.open()?;
+        state.set_call_timeout(self.call_timeout);
         let boot = ServerBoot {
             initializer,
             state: state.clone(),
@@ -615,10 +709,52 @@ impl ManagerBuilder {
         for (name, _, _) in &self.types {
             mark_registered(&for_types, name);
         }
-        Ok(Manager {
-            origin: Origin::Local(state.clone()),
-            server: Some(ServerProcess { state, process, listen_ip, shutdown_timeout: self.shutdown_timeout }),
-        })
+        let server = Arc::new(ServerProcess {
+            state: state.clone(),
+            process,
+            listen_ip,
+            shutdown_timeout: self.shutdown_timeout,
+            starter: sys::my_pid(),
+        });
+        Ok(Manager { origin: Origin::Local(state, Some(server.clone())), server: Some(server) })
+    }
+
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    /// Connects to the manager serving on the [`address`](ManagerBuilder::address)
+    /// (Python's `BaseManager(address, authkey).connect()`), proving knowledge of the
+    /// [`authkey`](ManagerBuilder::authkey) (default: the family's), with the connection
+    /// and the handshake bounded by the
+    /// [`handshake_timeout`](ManagerBuilder::handshake_timeout) and every call by the
+    /// [`call_timeout`](ManagerBuilder::call_timeout). The other options are the server's.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when no address was given (or, without an authkey, when
+    /// multiproc is not initialized), and as [`Manager::connect_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:50000")
+    ///     .authkey(b"secret")
+    ///     .call_timeout(Duration::from_secs(30))
+    ///     .connect()?;
+    /// let jobs = manager.lookup::<multiproc::QueueProxy<String>>("jobs")?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn connect(self) -> Result<Manager, ManagerError> {
+        let Some(address) = self.address.as_deref() else {
+            return Err(ManagerError::Start("connect() needs the address of a server".into()));
+        };
+        let authkey = self.authkey_or_family()?;
+        let conn = remote::RemoteConn::connect(address, &authkey, self.limits.handshake_timeout, self.call_timeout)?;
+        let manager = Manager { origin: Origin::Remote(conn), server: None };
+        manager.origin.call(&Request::Ping)?;
+        Ok(manager)
     }
 
     #[cfg(feature = "remote")]
@@ -752,6 +888,7 @@ impl Manager {
             max_message_size: remote::DEFAULT_MAX_MESSAGE,
             limits: remote::Limits::default(),
             initializer: None,
+            call_timeout: None,
         }
     }
 
@@ -810,7 +947,7 @@ impl Manager {
         authkey: impl AsRef<[u8]>,
         timeout: Duration,
     ) -> Result<Manager, ManagerError> {
-        let conn = remote::RemoteConn::connect(address, authkey.as_ref(), timeout)?;
+        let conn = remote::RemoteConn::connect(address, authkey.as_ref(), timeout, None)?;
         let manager = Manager { origin: Origin::Remote(conn), server: None };
         manager.origin.call(&Request::Ping)?;
         Ok(manager)
@@ -899,27 +1036,10 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn shutdown(&self) -> Result<(), ManagerError> {
-        let Some(server) = &self.server else { return Ok(()) };
-        if server.process.exitcode().is_some() {
-            server.state.set_status(CLOSED);
-            forget_registered(&server.state);
-            link::forget_local(&server.state);
-            return Ok(());
+        match &self.server {
+            Some(server) => server.shutdown(),
+            None => Ok(()),
         }
-        if !server.state.closed() {
-            let _ = server.state.post(&Control::Shutdown);
-        }
-        if server.process.wait_timeout(server.shutdown_timeout).is_none() {
-            server.process.terminate()?;
-            if server.process.wait_timeout(server.shutdown_timeout).is_none() {
-                server.process.kill()?;
-                server.process.wait();
-            }
-        }
-        server.state.set_status(CLOSED);
-        forget_registered(&server.state);
-        link::forget_local(&server.state);
-        Ok(())
     }
 
     fn make(&self, create: Create, kind: Kind) -> Result<ProxyCore, ManagerError> {
@@ -1408,7 +1528,7 @@ impl Manager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn create<T: Managed>(&self, value: T) -> Result<T::Proxy, ManagerError> {
-        if let Origin::Local(state) = &self.origin
+        if let Origin::Local(state, _) = &self.origin
             && mark_registered(state, T::NAME)
         {
             let runner = sys::pack_runner(custom::register_runner::<T>);
@@ -1462,11 +1582,5 @@ impl Manager {
             Out::MaybeItem(None) => Err(ManagerError::NotPublished(name.to_string())),
             other => Err(link::unexpected(other)),
         }
-    }
-}
-
-impl Drop for Manager {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
     }
 }

@@ -27,7 +27,7 @@
 // Without `remote`, most imports serve only the gated items.
 #![cfg_attr(not(feature = "remote"), allow(unused_imports))]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "remote")]
 use super::auth;
 use super::error::ManagerError;
-use super::link::{Answer, EnvelopeRef, Ref};
+use super::link::{Answer, EnvelopeRef, Liveness, Ref};
 use super::protocol::{ObjectId, Reply, Request, decode_plain, encode_plain};
 use super::state::{Control, ManagerState};
 use crate::shm::{Deadline, Patient, Shared};
@@ -394,6 +394,8 @@ struct Pending {
     replies: HashMap<u64, Reply<ObjectId>>,
     closed: Option<String>,
     held: HashMap<ObjectId, Weak<RemoteRef>>,
+    /// Pings whose answers nobody waits for any more (their call was answered first).
+    unread: HashSet<u64>,
 }
 
 #[cfg(feature = "remote")]
@@ -407,6 +409,10 @@ struct Inbox {
 pub(crate) struct RemoteConn {
     peer: SocketAddr,
     writer: Mutex<TcpStream>,
+    /// The socket again, to close it while a write may hold `writer`.
+    closer: TcpStream,
+    /// See `ManagerBuilder::call_timeout`.
+    call_timeout: Option<Duration>,
     shared: Arc<Inbox>,
     next_seq: AtomicU64,
     max_message: u64,
@@ -479,6 +485,7 @@ impl RemoteConn {
         address: impl ToSocketAddrs,
         authkey: &[u8],
         timeout: Duration,
+        call_timeout: Option<Duration>,
     ) -> Result<Arc<RemoteConn>, ManagerError> {
         let deadline = auth::deadline_after(timeout);
         let timed_out = |what: &str| ManagerError::HandshakeTimeout(format!("{what} within {timeout:?}"));
@@ -523,15 +530,25 @@ impl RemoteConn {
             Err(e) => return Err(e),
         }
         stream.set_read_timeout(None)?;
-        stream.set_write_timeout(None)?;
+        // A request that cannot be written (a server that stopped reading) fails as a call
+        // that hears nothing does.
+        stream.set_write_timeout(call_timeout.map(|t| t.max(Duration::from_millis(1))))?;
         let shared = Arc::new(Inbox {
-            pending: Mutex::new(Pending { replies: HashMap::new(), closed: None, held: HashMap::new() }),
+            pending: Mutex::new(Pending {
+                replies: HashMap::new(),
+                closed: None,
+                held: HashMap::new(),
+                unread: HashSet::new(),
+            }),
             arrived: Condvar::new(),
         });
         let mut reader = stream.try_clone()?;
+        let closer = stream.try_clone()?;
         let conn = Arc::new(RemoteConn {
             peer,
             writer: Mutex::new(stream),
+            closer,
+            call_timeout,
             shared: shared.clone(),
             next_seq: AtomicU64::new(1),
             max_message: DEFAULT_MAX_MESSAGE,
@@ -562,8 +579,10 @@ impl RemoteConn {
                     shared.arrived.notify_all();
                     return;
                 }
-                pending.replies.insert(reply.seq, reply);
-                shared.arrived.notify_all();
+                if !pending.unread.remove(&reply.seq) {
+                    pending.replies.insert(reply.seq, reply);
+                    shared.arrived.notify_all();
+                }
             };
             let mut pending = lock(&shared.pending);
             pending.closed.get_or_insert(reason);
@@ -587,14 +606,32 @@ impl RemoteConn {
         if let Some(reason) = &lock(&self.shared.pending).closed {
             return Err(ManagerError::ServerGone { reason: reason.clone() });
         }
-        write_frame(&mut *lock(&self.writer), &bytes)
-            .map_err(|e| ManagerError::ServerGone { reason: format!("the connection failed: {e}") })
+        let written = write_frame(&mut *lock(&self.writer), &bytes);
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                // Part of a frame may be out: the stream cannot go on.
+                let timeout = self.call_timeout.unwrap_or_default();
+                self.close(format!("a request could not be sent within the call timeout of {timeout:?}"));
+                Err(ManagerError::CallTimeout(timeout))
+            }
+            Err(e) => Err(ManagerError::ServerGone { reason: format!("the connection failed: {e}") }),
+        }
+    }
+
+    /// Closes the connection: every call from now on fails with `reason`, and the server
+    /// releases what this connection held once it reads the close.
+    fn close(&self, reason: String) {
+        lock(&self.shared.pending).closed.get_or_insert(reason);
+        self.shared.arrived.notify_all();
+        let _ = self.closer.shutdown(Shutdown::Both);
     }
 
     /// One request and its answer; the references it carries become this process's.
     pub(crate) fn call(self: &Arc<Self>, request: &Request) -> Result<Answer, ManagerError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         self.send(seq, request)?;
+        let mut alive = Liveness::new(self.call_timeout);
         let mut pending = lock(&self.shared.pending);
         let reply = loop {
             if let Some(reply) = pending.replies.remove(&seq) {
@@ -603,13 +640,40 @@ impl RemoteConn {
             if let Some(reason) = &pending.closed {
                 return Err(ManagerError::ServerGone { reason: reason.clone() });
             }
+            if let Some(ping) = alive.ping_out()
+                && pending.replies.remove(&ping).is_some()
+            {
+                alive.heard(ping);
+            }
+            let deadline = alive.deadline();
+            if deadline.passed() {
+                drop(pending);
+                let noticed = alive.no_news(|| {
+                    let ping = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                    self.send(ping, &Request::Ping).map(|()| ping)
+                });
+                if let Err(e) = noticed {
+                    if let ManagerError::CallTimeout(timeout) = e {
+                        // Its answer may still come: on a connection closed, never read.
+                        self.close(format!("a call got no answer within the call timeout of {timeout:?}"));
+                    }
+                    return Err(e);
+                }
+                pending = lock(&self.shared.pending);
+                continue;
+            }
             pending = self
                 .shared
                 .arrived
-                .wait_timeout(pending, Duration::from_secs(1))
+                .wait_timeout(pending, deadline.slice(Duration::from_secs(1)))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         };
+        if let Some(ping) = alive.ping_out()
+            && pending.replies.remove(&ping).is_none()
+        {
+            pending.unread.insert(ping);
+        }
         let out = match reply.result {
             Ok(out) => out,
             Err(fault) => return Ok(Err(fault)),

@@ -8,6 +8,7 @@
 //! while the two are busy.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub(crate) struct ManagerState {
     pub(crate) port: AtomicU32,
     /// Rung when `status` changes.
     pub(crate) changed: Notify,
+    /// Every family client's call timeout in nanoseconds (0: none); see
+    /// `ManagerBuilder::call_timeout`.
+    call_timeout_ns: AtomicU64,
 }
 
 impl ShmObject for ManagerState {
@@ -63,7 +67,22 @@ impl ManagerState {
             next_conn: AtomicU32::new(1),
             port: AtomicU32::new(0),
             changed: Notify::new(),
+            call_timeout_ns: AtomicU64::new(0),
         })
+    }
+
+    /// Sets the family clients' call timeout (before the manager is shared).
+    pub(crate) fn set_call_timeout(&self, timeout: Option<Duration>) {
+        let nanos = timeout.map_or(0, |t| crate::shm::saturating_nanos(t).max(1));
+        self.call_timeout_ns.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The family clients' call timeout.
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        match self.call_timeout_ns.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
     }
 
     /// A connection number for a new client.

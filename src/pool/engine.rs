@@ -14,7 +14,7 @@ use super::result::{Chunk, ChunkOutcome, Helper, Sink, count};
 use super::stats::Counters;
 use super::worker::WorkerResults;
 use crate::codec;
-use crate::shm::Payload;
+use crate::shm::{self, Payload};
 use crate::sys::Packed;
 
 /// The machinery behind a [`Pool`](super::Pool).
@@ -68,7 +68,11 @@ struct Decoding<R> {
 impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
     fn deliver(&self, chunk: usize, outcome: Result<Payload, TaskError>) {
         let outcome: ChunkOutcome<R> = outcome.and_then(|payload| {
-            let results: WorkerResults<R> = codec::decode(payload.bytes())?;
+            // The results were taken from the worker's channel: the handles a decoding that
+            // stopped part-way did not read are given back (audit F7).
+            let mut read = Vec::new();
+            let results: WorkerResults<R> = shm::noting_reads(&mut read, || codec::decode(payload.bytes()))
+                .inspect_err(|_| shm::give_back_unread(payload.bytes(), &read))?;
             Ok(Chunk {
                 values: results.values,
                 failures: results.panics.into_iter().map(|(i, info)| (i as usize, TaskError::Panicked(info))).collect(),

@@ -13,7 +13,7 @@ use super::star::StarFn;
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::{Target, panics};
-use crate::shm::{Payload, Shared, ShmObject, kind};
+use crate::shm::{self, Payload, Shared, ShmObject, kind};
 use crate::sys::{self, Packed, Stateless};
 
 /// A worker's shared status: the chunk it runs, since when.
@@ -113,16 +113,43 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     call: &TaskCall,
     f: impl Fn(A) -> R,
 ) -> Result<(Payload, codec::Encoded), String> {
-    let results = match codec::decode_each::<A>(call.args.bytes()).map_err(|e| e.to_string())? {
+    let bytes = call.args.bytes();
+    // The handles the decoding read: those it did not, if it stops part-way, are given
+    // back (the chunk was taken from the inbox, and goes with this call).
+    let mut read = Vec::new();
+    let results = match shm::noting_reads(&mut read, || codec::decode_each::<A>(bytes)) {
+        Err(e) => Err(e.to_string()),
         // A small chunk, decoded whole: its loop has no decoding error to look for.
-        codec::Each::Whole(items) => run_over(call, items.into_iter().map(Ok), f),
+        Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
         // Decoded one item at a time, each dropped before the next is decoded: a chunk of
         // big items never sits whole in the worker's memory, and the allocator hands the
         // next item the pages the last one left.
-        codec::Each::Elements(items) => run_over(call, items, f),
-    }?;
+        Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read }, f),
+    };
+    let results = results.inspect_err(|_| shm::give_back_unread(bytes, &read))?;
     Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
 }
+
+/// Items decoded one at a time, noting the handles each decoding reads (and only that: the
+/// task that runs between two items is not noted).
+struct Noted<'a, I> {
+    items: I,
+    read: &'a mut Vec<codec::HandleRead>,
+}
+
+impl<I: Iterator> Iterator for Noted<'_, I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        shm::noting_reads(self.read, || self.items.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
+impl<I: ExactSizeIterator> ExactSizeIterator for Noted<'_, I> {}
 
 /// Runs `f` over `items`, each the item or why it could not be decoded (which ends the
 /// chunk).
