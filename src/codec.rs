@@ -1028,7 +1028,16 @@ mod tests {
     #[test]
     fn small_encodings_stop_at_the_limit() {
         let mut len = 0;
-        let small = with_small_encoding(&vec![1u8; 10], 64, |e| e, |b, _| Ok(len = b.len())).unwrap();
+        let small = with_small_encoding(
+            &vec![1u8; 10],
+            64,
+            |e| e,
+            |b, _| {
+                len = b.len();
+                Ok(())
+            },
+        )
+        .unwrap();
         assert!(small);
         assert_eq!(len, 12, "a tag byte and 11 bytes of postcard");
         let big = with_small_encoding(&vec![1u8; 100], 64, |e| e, |_, _| unreachable!()).unwrap();
@@ -1078,7 +1087,15 @@ mod tests {
     #[test]
     fn scratch_encoding_is_reused() {
         let mut seen = None;
-        let sent = with_small_encoding(&7u64, usize::MAX, |e| e, |b, handles| Ok(seen = Some((b.len(), handles))));
+        let sent = with_small_encoding(
+            &7u64,
+            usize::MAX,
+            |e| e,
+            |b, handles| {
+                seen = Some((b.len(), handles));
+                Ok(())
+            },
+        );
         assert_eq!(sent, Ok(true));
         assert_eq!(seen, Some((2, false)));
     }
