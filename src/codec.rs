@@ -49,19 +49,35 @@ use serde::de::DeserializeOwned;
 
 /// A message that could not be encoded or decoded: says which type, and why (the message
 /// of the serializer, or of the `Serialize` or `Deserialize` impl that refused).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodecError(Box<Cause>);
+
+/// What a [`CodecError`] says, boxed: the error is one pointer, so that the results of
+/// every send and receive, which carry it on their error side, stay small to move.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodecError {
+struct Cause {
     what: &'static str,
     type_name: Option<&'static str>,
     detail: String,
     heap_full: bool,
 }
 
+impl fmt::Debug for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodecError")
+            .field("what", &self.0.what)
+            .field("type_name", &self.0.type_name)
+            .field("detail", &self.0.detail)
+            .field("heap_full", &self.0.heap_full)
+            .finish()
+    }
+}
+
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.type_name {
-            Some(name) => write!(f, "{} ({name}): {}", self.what, self.detail),
-            None => write!(f, "{}: {}", self.what, self.detail),
+        match self.0.type_name {
+            Some(name) => write!(f, "{} ({name}): {}", self.0.what, self.0.detail),
+            None => write!(f, "{}: {}", self.0.what, self.0.detail),
         }
     }
 }
@@ -71,26 +87,26 @@ impl std::error::Error for CodecError {}
 impl CodecError {
     pub(crate) fn encode(detail: impl fmt::Display) -> Self {
         HEAP_FULL.with(|h| h.set(false));
-        Self {
+        Self(Box::new(Cause {
             what: "cannot encode the message",
             type_name: None,
             detail: take_detail().unwrap_or_else(|| detail.to_string()),
             heap_full: false,
-        }
+        }))
     }
 
     pub(crate) fn decode(detail: impl fmt::Display) -> Self {
-        Self {
+        Self(Box::new(Cause {
             what: "cannot decode the message (was it sent as another type?)",
             type_name: None,
             detail: take_detail().unwrap_or_else(|| detail.to_string()),
             heap_full: HEAP_FULL.with(|h| h.replace(false)),
-        }
+        }))
     }
 
     /// The error names `T`, the type of the message.
     pub(crate) fn of<T: ?Sized>(mut self) -> Self {
-        self.type_name = Some(std::any::type_name::<T>());
+        self.0.type_name = Some(std::any::type_name::<T>());
         self
     }
 
@@ -109,7 +125,7 @@ impl CodecError {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn type_name(&self) -> Option<&'static str> {
-        self.type_name
+        self.0.type_name
     }
 
     /// Whether the message was refused because the family's shared memory is exhausted: a
@@ -130,7 +146,7 @@ impl CodecError {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn is_heap_full(&self) -> bool {
-        self.heap_full
+        self.0.heap_full
     }
 }
 
@@ -635,16 +651,20 @@ fn stopped<R>(e: CodecError, over: bool, undo: Vec<Undo>) -> Result<Option<R>, C
 }
 
 /// Encodes `value` into a thread-local scratch buffer (saving an allocation per message on
-/// hot paths) and hands the bytes to `f`, which returns whether it delivered them; the
-/// handles in the message are released unless it did. When the encoding would pass
-/// `limit` bytes, it stops there and returns `Ok(None)` without calling `f` (the caller
+/// hot paths) and hands the bytes to `f`, which delivers them or fails; the handles in the
+/// message are released unless it delivered. `Ok(true)`: delivered. `Ok(false)`: the
+/// encoding would pass `limit` bytes, so it stopped there without calling `f` (the caller
 /// then sizes the value with [`encoded_len`] and writes it once with [`encode_to_slice`]),
-/// so that a huge message is never built in a temporary buffer.
-pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, R>(
+/// so that a huge message is never built in a temporary buffer. An encoding error is
+/// turned into `f`'s error type by `failed`: one flat result, which the hot path moves
+/// around cheaply (a nested `Result<Option<Result<..>>>` cost some 200 instructions of
+/// moves per message).
+pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, E>(
     value: &T,
     limit: usize,
-    f: impl FnOnce(&[u8], bool) -> (bool, R),
-) -> Result<Option<R>, CodecError> {
+    failed: impl FnOnce(CodecError) -> E,
+    f: impl FnOnce(&[u8], bool) -> Result<(), E>,
+) -> Result<bool, E> {
     SCRATCH.with(|scratch| {
         let mut own = Vec::new();
         let mut guard = scratch.try_borrow_mut().ok();
@@ -660,13 +680,16 @@ pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, R>(
         let undo = scope.finish();
         let outcome = match result {
             Ok(()) => {
-                let (delivered, r) = f(buf, !undo.is_empty());
-                if !delivered {
+                let delivered = f(buf, !undo.is_empty());
+                if delivered.is_err() {
                     undo.into_iter().for_each(|u| u());
                 }
-                Ok(Some(r))
+                delivered.map(|()| true)
             }
-            Err(e) => stopped(e, over, undo),
+            Err(e) => match stopped::<()>(e, over, undo) {
+                Ok(_) => Ok(false),
+                Err(e) => Err(failed(e)),
+            },
         };
         if buf.capacity() > 1 << 20 {
             *buf = Vec::new();
@@ -1004,10 +1027,21 @@ mod tests {
 
     #[test]
     fn small_encodings_stop_at_the_limit() {
-        let small = with_small_encoding(&vec![1u8; 10], 64, |b, _| (true, b.len())).unwrap();
-        assert_eq!(small, Some(12), "a tag byte and 11 bytes of postcard");
-        let big = with_small_encoding(&vec![1u8; 100], 64, |_, _| -> (bool, ()) { unreachable!() }).unwrap();
-        assert_eq!(big, None);
+        let mut len = 0;
+        let small = with_small_encoding(
+            &vec![1u8; 10],
+            64,
+            |e| e,
+            |b, _| {
+                len = b.len();
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(small);
+        assert_eq!(len, 12, "a tag byte and 11 bytes of postcard");
+        let big = with_small_encoding(&vec![1u8; 100], 64, |e| e, |_, _| unreachable!()).unwrap();
+        assert!(!big);
         let value = vec![7u16; 300];
         let mut out = vec![0; encoded_len(&value).unwrap()];
         encode_to_slice(&value, &mut out).unwrap().sent();
@@ -1052,7 +1086,17 @@ mod tests {
 
     #[test]
     fn scratch_encoding_is_reused() {
-        let len = with_small_encoding(&7u64, usize::MAX, |b, handles| (true, (b.len(), handles))).unwrap();
-        assert_eq!(len, Some((2, false)));
+        let mut seen = None;
+        let sent = with_small_encoding(
+            &7u64,
+            usize::MAX,
+            |e| e,
+            |b, handles| {
+                seen = Some((b.len(), handles));
+                Ok(())
+            },
+        );
+        assert_eq!(sent, Ok(true));
+        assert_eq!(seen, Some((2, false)));
     }
 }

@@ -71,16 +71,14 @@ pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
             other => other,
         }
     };
-    let small = codec::with_small_encoding(value, INLINE_MAX, |bytes, has_handles| {
+    let sent = codec::with_small_encoding(value, INLINE_MAX, Failure::Encode, |bytes, has_handles| {
         if has_handles {
             ring.mark_handles();
         }
-        let r = ring.put_bytes(bytes, tag, deadline, watch);
-        (r.is_ok(), r.map_err(|r| too_large(bytes.len())(refused(r, |_| Failure::Gone))))
-    })
-    .map_err(Failure::Encode)?;
-    if let Some(result) = small {
-        return result;
+        ring.put_bytes(bytes, tag, deadline, watch).map_err(|r| too_large(bytes.len())(refused(r, |_| Failure::Gone)))
+    })?;
+    if sent {
+        return Ok(());
     }
     let len = codec::encoded_len(value).map_err(Failure::Encode)?;
     let mut large = ring.large::<W::Gone>(len).map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)))?;
