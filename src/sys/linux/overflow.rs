@@ -58,7 +58,8 @@ pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, messag
         // action, so a fault in between ends the process as it would have.
         unsafe { libc::sigaction(signal, &action, previous) };
     }
-    let page = super::mem::page_size();
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), page, previous };
     if REPORT.set(report).is_ok() {
         ARMED.store(1, Ordering::Release);
@@ -100,7 +101,8 @@ fn alternate_stack() -> bool {
     if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= libc::MINSIGSTKSZ {
         return true;
     }
-    let page = super::mem::page_size();
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     // SAFETY: a fresh private anonymous mapping, owned by nobody else; its lowest page
     // becomes a guard. It is never unmapped: the process uses it until it exits.
     unsafe {
