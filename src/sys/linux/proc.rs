@@ -85,8 +85,9 @@ fn process_stat(pid: u32) -> Option<Stat> {
     let mut cursor = &mut path[..];
     write!(cursor, "/proc/{pid}/stat\0").ok()?;
     let path = std::ffi::CStr::from_bytes_until_nul(&path).ok()?;
-    let file = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .ok()?;
+    let file =
+        rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+            .ok()?;
     // 52 fields of at most 20 digits and a name of at most 64 bytes.
     let mut raw = [0u8; 1280];
     let mut len = 0;
