@@ -36,6 +36,7 @@ fn spawn_join(report: &mut Report) {
         report.emit("spawn_join", method.name(), stats::median(&samples), "us", &samples);
     }
     fork_floor(report);
+    spawn_floor(report);
 }
 
 /// spawn_join `fork.raw` (not in `mp_bench.py`): the floor of a fork start + join for this
@@ -64,6 +65,46 @@ fn fork_floor(report: &mut Report) {
         }
     }
     report.emit("spawn_join", "fork.raw", stats::median(&samples), "us", &samples);
+}
+
+/// The argument that makes mp-bench exit at once (`spawn.raw`'s child).
+const EXIT_AT_ONCE: &str = "--exit";
+
+/// spawn_join `spawn.raw` (not in `mp_bench.py`): the floor of a spawn start + join for this
+/// very binary (its size, its relocations, std's start-up): `posix_spawn` of mp-bench itself
+/// with `--exit`, which returns from the top of `main`, and a `waitpid`. `limits`'
+/// `posix_spawn_self_exec` does the same with a small C program.
+fn spawn_floor(report: &mut Report) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+    let runs = 30;
+    let exe = CString::new("/proc/self/exe").expect("no NUL");
+    let arg = CString::new(EXIT_AT_ONCE).expect("no NUL");
+    let argv = [exe.as_ptr().cast_mut(), arg.as_ptr().cast_mut(), std::ptr::null_mut()];
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).expect("no NUL in the environment"))
+        .collect();
+    let envp: Vec<*mut libc::c_char> =
+        env.iter().map(|e| e.as_ptr().cast_mut()).chain(std::iter::once(std::ptr::null_mut())).collect();
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs + 2 {
+        let t0 = Instant::now();
+        let mut pid = 0;
+        // SAFETY: `exe`, `argv` and `envp` are NUL-terminated arrays of C strings that outlive
+        // the call; no file actions or attributes.
+        let failed = unsafe {
+            libc::posix_spawn(&mut pid, exe.as_ptr(), std::ptr::null(), std::ptr::null(), argv.as_ptr(), envp.as_ptr())
+        };
+        assert_eq!(failed, 0, "posix_spawn failed");
+        let mut status = 0;
+        // SAFETY: waits for the child just spawned; `status` is a valid place to write.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid, "waitpid failed");
+        if i >= 2 {
+            samples.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    report.emit("spawn_join", "spawn.raw", stats::median(&samples), "us", &samples);
 }
 
 type Bench = (&'static str, fn(&mut Report));
@@ -95,6 +136,9 @@ const BENCHES: &[Bench] = &[
 ];
 
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == EXIT_AT_ONCE) {
+        return;
+    }
     multiproc::init();
     #[cfg(feature = "cluster")]
     if let [_, flag, url] = std::env::args().collect::<Vec<_>>().as_slice()

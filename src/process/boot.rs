@@ -156,7 +156,7 @@ fn frame_in(buf: &[u8]) -> Option<usize> {
     (buf.len() >= 4 + len).then_some(len)
 }
 
-/// Reads what a non-blocking socket has into `buf`; returns the frame once complete.
+/// Reads what a socket has into `buf` without waiting; returns the frame once complete.
 /// End of stream before a whole frame is an error.
 pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
     // Small: outcomes are small (large results travel through the heap), and this runs
@@ -168,7 +168,7 @@ pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) ->
             buf.drain(..4 + len);
             return Ok(Some(frame));
         }
-        match sys::read_some(sock, &mut chunk) {
+        match sys::recv_nonblocking(sock, &mut chunk) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -177,32 +177,33 @@ pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) ->
     }
 }
 
-/// Reads one frame from a blocking socket, collecting descriptors sent along. Reads in
-/// page-sized steps until the length is known, then exactly the rest: a fresh child should
-/// not fault in a large buffer it does not need.
+/// Reads one frame from a blocking socket, collecting descriptors sent along. The first
+/// read goes to the stack, and the heap is asked for the frame's size only: a fresh
+/// child should not fault in a large buffer it does not need, nor ask glibc for a large
+/// block, which makes it consolidate its fast bins, writing pages of the heap it shares
+/// with its parent (a copy of each).
 fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
+    let mut first = [0u8; 4096];
     let mut filled = 0;
-    loop {
-        if let Some(len) = frame_in(&buf[..filled]) {
-            buf.truncate(4 + len);
-            buf.drain(..4);
-            return Ok(buf);
-        }
-        if filled >= 4 {
-            let want = 4 + u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-            if buf.len() < want {
-                buf.resize(want, 0);
-            }
-        }
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match sys::recv_with_fds(sock, &mut buf[filled..], fds)? {
+    while filled < 4 {
+        match sys::recv_with_fds(sock, &mut first[filled..], fds)? {
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
             n => filled += n,
         }
     }
+    let len = u32::from_le_bytes(first[..4].try_into().expect("4 bytes")) as usize;
+    let have = (filled - 4).min(len);
+    let mut frame = Vec::with_capacity(len);
+    frame.extend_from_slice(&first[4..4 + have]);
+    frame.resize(len, 0);
+    let mut got = have;
+    while got < len {
+        match sys::recv_with_fds(sock, &mut frame[got..], fds)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    Ok(frame)
 }
 
 /// Set in a spawned child before it calls the constructors it had not run: one of them
@@ -276,12 +277,12 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32) -> ! {
 
 /// The life of a fork child, which finds its boot message in its copy of the parent's
 /// memory.
-pub(crate) fn run_in_fork(boot: Boot, sock: OwnedFd, parent: u32) -> ! {
+pub(crate) fn run_in_fork(boot: Boot, sock: OwnedFd, parent: u32, overflow: Option<OverflowReport>) -> ! {
     sys::stdin_from_devnull();
     if !sys::die_with_parent(parent) {
         sys::exit_now(1);
     }
-    execute(boot, sock)
+    execute(boot, sock, overflow)
 }
 
 fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
@@ -326,11 +327,33 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
             sys::exit_now(1);
         }
     };
-    execute(boot, sock)
+    execute(boot, sock, None)
 }
 
-/// Runs the target of `boot` and reports.
-fn execute(boot: Boot, sock: OwnedFd) -> ! {
+/// What a child reports when its target overflows its stack: made before the target
+/// runs, since the signal handler that reports it can only write bytes.
+pub(crate) struct OverflowReport {
+    /// The framed [`Outcome::StackOverflow`].
+    frame: Vec<u8>,
+    /// std's message, naming the child.
+    message: String,
+}
+
+impl OverflowReport {
+    /// The report of the child named `name`. The fork start method makes it in the parent
+    /// before the fork: the child then writes no heap page for it (each is one more copy).
+    pub(crate) fn new(name: &str) -> Option<Self> {
+        let msg = codec::encode_own(&Outcome::StackOverflow).ok()?;
+        let framed = frame(&msg.bytes);
+        msg.sent();
+        let message = format!("\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
+        Some(Self { frame: framed, message })
+    }
+}
+
+/// Runs the target of `boot` and reports; `overflow` is the stack overflow report, if
+/// the parent made it.
+fn execute(boot: Boot, sock: OwnedFd, overflow: Option<OverflowReport>) -> ! {
     let name = boot.me.name.clone();
     if let Some(surroundings) = &boot.surroundings
         && let Err(why) = take_surroundings(surroundings)
@@ -344,11 +367,8 @@ fn execute(boot: Boot, sock: OwnedFd) -> ! {
     panics::name_process(&name);
     panics::install_hook();
 
-    // Encoded now: the signal handler that reports an overflow can only write bytes.
-    if let Ok(msg) = codec::encode_own(&Outcome::StackOverflow) {
-        let message = format!("\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
-        sys::report_stack_overflow(sock.as_fd(), frame(&msg.bytes), message);
-        msg.sent();
+    if let Some(overflow) = overflow.or_else(|| OverflowReport::new(&name)) {
+        sys::report_stack_overflow(sock.as_fd(), overflow.frame, overflow.message);
     }
     let mut call = ChildCall { args: boot.args, result_plan: boot.result_plan, outcome: None, encoded: None, name };
     let set_up = match boot.child_init {

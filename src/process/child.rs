@@ -3,14 +3,18 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::boot::{Outcome, read_frame_nonblocking};
+use super::spin::LoadSpin;
 use crate::shm::Deadline;
 use crate::sys::{self, Ended};
 
-/// How long a waiting parent polls before it sleeps.
+/// How long a waiting parent polls for its child's end before it sleeps (unless the
+/// machine is busy: [`LoadSpin`]).
 const EXIT_SPIN: Duration = Duration::from_micros(300);
+/// This process's record of its spins for children's ends.
+static EXIT_SPINS: LoadSpin = LoadSpin::new();
 
 /// How the parent learns that a child ended.
 #[derive(Debug)]
@@ -48,7 +52,6 @@ impl ChildState {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
         }
-        let _ = sys::set_nonblocking(sock.as_fd(), true);
         Self {
             pid,
             name,
@@ -132,16 +135,23 @@ impl ChildState {
     /// (a child blocked writing its report must not wait for us to wait for it).
     ///
     /// Short-lived children are common, and a sleeping parent takes tens of microseconds
-    /// to wake on a virtual machine, so the first [`EXIT_SPIN`] is spent polling.
+    /// to wake on a virtual machine, so the first [`EXIT_SPIN`] is spent polling, unless
+    /// the machine is too busy for that to pay ([`LoadSpin`]).
     pub(crate) fn wait(&self, deadline: Deadline) -> Option<Ended> {
-        let spin_until = Instant::now() + EXIT_SPIN;
+        let reaped = |inner: &mut Inner| {
+            Self::pump(inner);
+            let ended = self.try_reap(inner)?;
+            // Everything the child wrote is in the socket now.
+            Self::pump(inner);
+            inner.sock = None;
+            Some(ended)
+        };
+        if let Some(ended) = EXIT_SPINS.spin(deadline.slice(EXIT_SPIN), || reaped(&mut self.lock())) {
+            return Some(ended);
+        }
         loop {
             let mut inner = self.lock();
-            Self::pump(&mut inner);
-            if let Some(ended) = self.try_reap(&mut inner) {
-                // Everything the child wrote is in the socket now.
-                Self::pump(&mut inner);
-                inner.sock = None;
+            if let Some(ended) = reaped(&mut inner) {
                 return Some(ended);
             }
             if deadline.passed() {
@@ -149,10 +159,6 @@ impl ChildState {
             }
             let sock = inner.sock.clone();
             drop(inner);
-            if Instant::now() < spin_until {
-                std::hint::spin_loop();
-                continue;
-            }
             let mut fds = vec![self.sentinel()];
             if let ExitWatch::Server(_) = self.watch {
                 fds.push(self.pidfd.as_fd());

@@ -118,7 +118,8 @@ pub(crate) fn init() -> Result<(), InitError> {
     }
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
-    super::panics::install_hook();
+    super::panics::prepare_for_forks();
+    sys::prepare_for_forks();
     // Before the fork server, so that every process of the family inherits its pipe.
     if let Err(e) = super::tracker::start() {
         eprintln!("multiproc: the resource tracker did not start ({e}); named shared memory cannot be tracked");

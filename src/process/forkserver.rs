@@ -19,12 +19,16 @@ use serde::{Deserialize, Serialize};
 
 use super::boot;
 use super::family;
+use super::spin::LoadSpin;
 use crate::codec;
 use crate::error::Error;
 use crate::sys::{self, Forked};
 
-/// How long a requester polls for the server's answer before it sleeps.
+/// How long a requester polls for the server's answer before it sleeps (unless the
+/// machine is busy: [`LoadSpin`]).
 const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(500);
+/// This process's record of its spins for the server's answers.
+static REPLY_SPINS: LoadSpin = LoadSpin::new();
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
@@ -88,15 +92,13 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
-        // The server answers within a fork's time; waiting for it awake saves a wake-up.
-        let spin_until = std::time::Instant::now() + REPLY_SPIN;
-        let n = loop {
-            match sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds) {
-                Ok(Some(n)) => break n,
-                Ok(None) if std::time::Instant::now() < spin_until => std::hint::spin_loop(),
-                Ok(None) => break sys::recv_with_fds(conn, &mut buf, &mut fds)?,
-                Err(e) => return Err(e),
-            }
+        // The server answers within a fork's time; waiting for it awake saves a wake-up,
+        // unless the machine is busy (then the server needs the processor).
+        let spun =
+            REPLY_SPINS.spin(REPLY_SPIN, || sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds).transpose());
+        let n = match spun {
+            Some(received) => received?,
+            None => sys::recv_with_fds(conn, &mut buf, &mut fds)?,
         };
         if n == 0 {
             return Err(io::Error::other("the fork server closed the connection"));

@@ -86,6 +86,17 @@ pub(crate) fn install_hook() {
     });
 }
 
+/// What a child's first [`catching`] does on its thread, done by `init()` on the main
+/// thread before the fork server is forked: the hook, and the thread's first local with a
+/// destructor. Every child forked from this thread (by the fork server, or a `Fork` start
+/// on it) inherits both. Registering the thread's local destructors goes through the
+/// dynamic loader, which resolves libc's call to it lazily: otherwise every child would
+/// look the symbol up and copy pages of libc and of the heap for it.
+pub(crate) fn prepare_for_forks() {
+    install_hook();
+    CAPTURE.with(|_| ());
+}
+
 /// Runs `f`, turning a panic into a `PanicInfo` that names `process`.
 pub(crate) fn catching<T>(process: &str, f: impl FnOnce() -> T) -> Result<T, PanicInfo> {
     install_hook();

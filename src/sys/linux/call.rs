@@ -165,7 +165,9 @@ fn anchor_address() -> usize {
     anchor as fn() as usize
 }
 
-fn identity() -> u64 {
+/// The running executable's identity, which [`unpack_and_run`] checks (worked out once per
+/// process, and inherited by its forks).
+pub(crate) fn identity() -> u64 {
     static IDENTITY: OnceLock<u64> = OnceLock::new();
     *IDENTITY.get_or_init(super::proc::executable_identity)
 }

@@ -77,20 +77,39 @@ struct Stat {
     start: u64,
 }
 
-/// Reads `/proc/<pid>/stat`: state, thread count and start time.
+/// Reads `/proc/<pid>/stat`: state, thread count and start time. Allocates nothing: it
+/// runs before and after every fork start (the fork hazard, the child's record), where
+/// each heap page the parent writes is one more page fault.
 fn process_stat(pid: u32) -> Option<Stat> {
-    let raw = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let mut path = [0u8; 32];
+    let mut cursor = &mut path[..];
+    write!(cursor, "/proc/{pid}/stat\0").ok()?;
+    let path = std::ffi::CStr::from_bytes_until_nul(&path).ok()?;
+    let file =
+        rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+            .ok()?;
+    // 52 fields of at most 20 digits and a name of at most 64 bytes.
+    let mut raw = [0u8; 1280];
+    let mut len = 0;
+    while len < raw.len() {
+        match rustix::io::read(&file, &mut raw[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    let raw = &raw[..len];
     // The command name (field 2) is in parentheses and may contain anything: split after
     // the last ')'.
     let close = raw.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(raw.get(close + 2..)?).ok()?;
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let mut fields = rest.split_ascii_whitespace();
     // rest starts at field 3 (state); num_threads is field 20, starttime field 22.
-    Some(Stat {
-        state: fields.first()?.as_bytes()[0],
-        threads: fields.get(17)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
+    let state = fields.next()?.as_bytes()[0];
+    let threads = fields.nth(16)?.parse().ok()?;
+    let start = fields.nth(1)?.parse().ok()?;
+    Some(Stat { state, threads, start })
 }
 
 /// Whether the process `pid` is running (not gone, not a zombie). With a non-zero `start`,
@@ -288,8 +307,15 @@ pub(crate) fn process_start(pid: u32) -> Option<u64> {
 /// The number of threads when there are others than the caller (`usize::MAX` if they
 /// cannot be counted), whatever the program opted in to.
 pub(crate) fn fork_hazard_ignoring_opt_in() -> Option<usize> {
-    let threads = std::fs::read_dir("/proc/self/task").map_or(usize::MAX, Iterator::count);
+    let threads = process_stat(my_pid()).map_or(usize::MAX, |s| s.threads);
     (threads != 1).then_some(threads)
+}
+
+/// Works out now what every copy of this process would otherwise work out for itself (the
+/// executable's identity, checked before every child's target): called before the fork
+/// server is forked, whose children would each do it.
+pub(crate) fn prepare_for_forks() {
+    super::call::identity();
 }
 
 /// Forks the calling process.

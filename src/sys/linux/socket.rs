@@ -222,6 +222,18 @@ pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize>
     }
 }
 
+/// Reads what a socket has into `buf` without waiting (`MSG_DONTWAIT`, so the socket
+/// itself may stay blocking): `WouldBlock` when nothing is there, 0 at end of stream.
+pub(crate) fn recv_nonblocking(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::recv(sock, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Duplicates `fd` (close-on-exec).
 pub(crate) fn dup(fd: impl AsFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
