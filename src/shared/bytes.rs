@@ -57,7 +57,13 @@ impl SharedBytes {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new(bytes: &[u8]) -> Result<Self, Error> {
-        Self::with_len(bytes.len(), |buf| buf.copy_from_slice(bytes))
+        // Every byte is written: the block may be one a large message left warm, its pages
+        // already there (no zeroing, no fault).
+        let (blob, ()) = Blob::fill_whole(bytes.len(), |buf| {
+            buf.copy_from_slice(bytes);
+            Ok::<(), HeapFull>(())
+        })?;
+        Ok(Self { blob })
     }
 
     /// `len` bytes written by `fill` straight into shared memory (they start zeroed).
