@@ -252,7 +252,8 @@ impl Heap {
         }
         self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
         let pages = round_up(len, PAGE);
-        if !self.park(offset, pages) && !(self.defers_releases() && self.defer(offset, pages)) {
+        let kept = self.park(offset, pages) || (self.defers_releases() && self.defer(offset, pages));
+        if !kept {
             self.free_large(offset, pages);
         }
     }
