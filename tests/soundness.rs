@@ -952,6 +952,28 @@ mod shm {
         unsafe { heap_free(next, len) };
     }
 
+    /// A waiting block whose pages a process was giving back when it was killed: still
+    /// waiting, and released whole by the next releaser (nothing lost).
+    #[test]
+    fn a_waiting_block_whose_releaser_was_killed_while_punching_it_stays_listed() {
+        let _alone = common::leak_check(LIMIT);
+        let point = "heap.later.punched";
+        let len = later_len();
+        let block = heap_alloc(len).unwrap();
+        in_child(Step::FreeLater(block, len));
+        crash_at_point(point, Step::ReleaseDeferred);
+        assert!(heap_deferred() >= len as u64, "the block still waits");
+        assert!(heap_check(&[(block, len)]).is_err(), "the block is still listed");
+        heap_check(&[]).expect("sound with the block still listed");
+        assert!(heap_release_deferred() >= 1, "the next releaser (a dead one's lock taken over) frees it");
+        assert_eq!(heap_deferred(), 0);
+        assert_heap_sound(point, &[]);
+        let next = heap_alloc(len).unwrap();
+        heap_check(&[(next, len)]).expect("sound after the release");
+        // SAFETY: allocated just above, unused.
+        unsafe { heap_free(next, len) };
+    }
+
     /// A waiting block taken for its release by a process killed before it freed it: lost,
     /// never handed out twice.
     #[test]

@@ -205,7 +205,8 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
     let mut done = 0u64;
     loop {
         if boot.inbox.is_empty() {
-            heap.release_deferred(|| !boot.inbox.is_empty());
+            // Not waiting for another releaser: it will release these too.
+            heap.release_deferred(false, || !boot.inbox.is_empty());
         }
         let Ok(message) = boot.inbox.recv() else { return };
         let ToWorker::Task { id, call, args } = message else { return };

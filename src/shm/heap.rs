@@ -81,6 +81,8 @@ struct Header {
     later: AtomicU64,
     /// Their bytes in all.
     later_bytes: AtomicU64,
+    /// Held by the one process releasing them (see [`Heap::release_deferred`]).
+    release_lock: RawMutex,
 }
 
 /// The process whose frees of large blocks wait for it to be idle ([`Heap::defer_releases`]);
@@ -293,24 +295,55 @@ impl Heap {
 
     /// Gives back the pages of the blocks whose release was deferred, and frees them, one
     /// block at a time until none is left or `stop()` (new work arrived) says so. Returns
-    /// how many it released. Any process may call it.
-    pub(crate) fn release_deferred(&self, mut stop: impl FnMut() -> bool) -> usize {
+    /// how many it released. Any process may call it; one at a time releases, and when
+    /// another is at it, `wait` says whether to wait for it or to return at once.
+    ///
+    /// A block's pages go back while it is still listed (the slow part): a releaser killed
+    /// then leaves it listed, and the next one punches it again, which is harmless. Only
+    /// the releaser takes blocks off the list, so nobody else can free the block meanwhile.
+    pub(crate) fn release_deferred(&self, wait: bool, mut stop: impl FnMut() -> bool) -> usize {
         let h = self.header();
+        if h.later.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let _releasing = if wait {
+            RawGuard::lock(&h.release_lock)
+        } else {
+            match RawGuard::try_lock(&h.release_lock) {
+                Some(guard) => guard,
+                None => return 0,
+            }
+        };
         let mut released = 0;
-        while h.later.load(Ordering::Relaxed) != 0 && !stop() {
+        while !stop() {
             let (off, len) = {
                 let _guard = RawGuard::lock(&h.large_lock);
                 let off = h.later.load(Ordering::Relaxed);
                 if off == 0 {
                     break;
                 }
-                let e = self.extent(off);
-                let len = e.size.load(Ordering::Relaxed);
-                h.later.store(e.next.load(Ordering::Relaxed), Ordering::Relaxed);
-                h.later_bytes.store(h.later_bytes.load(Ordering::Relaxed).saturating_sub(len), Ordering::Relaxed);
-                (off, len as usize)
+                (off, self.extent(off).size.load(Ordering::Relaxed) as usize)
             };
-            // A crash here leaks the block, never hands it out twice.
+            // All but the first page, which holds the list's link.
+            self.map.release_pages(off as usize + PAGE, len - PAGE);
+            crash_point!("heap.later.punched");
+            {
+                let _guard = RawGuard::lock(&h.large_lock);
+                // Other processes may have pushed blocks in front of it meanwhile.
+                let mut link = &h.later;
+                loop {
+                    let cur = link.load(Ordering::Relaxed);
+                    assert!(cur != 0, "a deferred block left the list while its releaser held it");
+                    if cur == off {
+                        link.store(self.extent(off).next.load(Ordering::Relaxed), Ordering::Relaxed);
+                        break;
+                    }
+                    link = &self.extent(cur).next;
+                }
+                let bytes = h.later_bytes.load(Ordering::Relaxed);
+                h.later_bytes.store(bytes.saturating_sub(len as u64), Ordering::Relaxed);
+            }
+            // A crash here leaks the block, never hands it out twice; its pages are gone.
             crash_point!("heap.later.taken");
             self.free_large(off, len);
             released += 1;
@@ -479,7 +512,7 @@ impl Heap {
                 Ok(None) => {
                     // One block at a time: its range may be enough.
                     let mut taken = false;
-                    self.release_deferred(|| std::mem::replace(&mut taken, true));
+                    self.release_deferred(true, || std::mem::replace(&mut taken, true));
                 }
                 Err(e) => return Err(e),
             }

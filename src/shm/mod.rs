@@ -340,7 +340,7 @@ pub(crate) mod test_hooks {
 
     /// Releases every block whose release was deferred; returns how many.
     pub fn heap_release_deferred() -> usize {
-        Heap::get().release_deferred(|| false)
+        Heap::get().release_deferred(true, || false)
     }
 
     /// Bytes of the blocks whose release is deferred.
