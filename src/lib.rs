@@ -429,7 +429,10 @@ pub mod __private {
     }
 
     /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
-    pub use crate::shm::test_hooks::{crash_at, heap_alloc, heap_alloc_dirty, heap_check, heap_free, heap_free_warm};
+    pub use crate::shm::test_hooks::{
+        crash_at, heap_alloc, heap_alloc_dirty, heap_check, heap_defer_releases, heap_deferred, heap_free,
+        heap_free_warm, heap_release_deferred,
+    };
 
     /// The async tests: how many waker threads this process runs.
     pub use crate::shm::reactor::waker_threads;

@@ -692,7 +692,8 @@ mod shm {
     use std::time::Duration;
 
     use multiproc::__private::{
-        crash_at, heap_alloc, heap_alloc_dirty, heap_check, heap_free, heap_free_warm, heap_in_use,
+        crash_at, heap_alloc, heap_alloc_dirty, heap_check, heap_defer_releases, heap_deferred, heap_free,
+        heap_free_warm, heap_in_use, heap_release_deferred,
     };
     use multiproc::{Lock, Process};
     use serde::{Deserialize, Serialize};
@@ -712,6 +713,10 @@ mod shm {
         AllocDirty(usize),
         /// Frees as a large message does (kept warm).
         FreeWarm(u64, usize),
+        /// Frees as a busy pool worker frees a large message: the release left for later.
+        FreeLater(u64, usize),
+        /// Releases what waits for its release, as an idle pool worker does.
+        ReleaseDeferred,
         Acquire(Lock),
         AcquireAndDie(Lock),
     }
@@ -729,6 +734,14 @@ mod shm {
             }
             // SAFETY: as for `Free`.
             Step::FreeWarm(off, len) => unsafe { heap_free_warm(off, len) },
+            Step::FreeLater(off, len) => {
+                heap_defer_releases();
+                // SAFETY: as for `Free`.
+                unsafe { heap_free_warm(off, len) };
+            }
+            Step::ReleaseDeferred => {
+                heap_release_deferred();
+            }
             Step::Acquire(lock) => drop(lock.acquire()),
             Step::AcquireAndDie(lock) => {
                 std::mem::forget(lock.acquire());
@@ -882,6 +895,101 @@ mod shm {
         assert!(!overlaps((next, WARM_LEN), (block, WARM_LEN)), "the lost block was handed out");
         // SAFETY: allocated just above, unused.
         unsafe { heap_free(next, WARM_LEN) };
+    }
+
+    /// Over the warm budget (256 MiB), so that it is never parked warm, and larger than
+    /// every free extent, so that an allocation of its size finds no free room.
+    fn later_len() -> usize {
+        let largest = heap_check(&[]).unwrap().iter().map(|&(_, size)| size as usize).max().unwrap_or(0);
+        (largest + PAGE).max((256 << 20) + 4 * PAGE)
+    }
+
+    /// Runs `step` in a child that is not armed; panics unless it exited cleanly.
+    fn in_child(step: Step) {
+        let child = Process::new(armed_child, ("none".to_owned(), step)).start().unwrap();
+        assert_eq!(child.wait(), 0, "the child failed");
+    }
+
+    /// A block freed by a busy pool worker waits for its release: neither free nor handed
+    /// out meanwhile, and released (its range free again) when an allocation finds no free
+    /// room.
+    #[test]
+    fn a_block_whose_release_waits_is_not_handed_out_until_released() {
+        let _alone = common::leak_check(LIMIT);
+        let len = later_len();
+        let block = heap_alloc(len).unwrap();
+        let before = heap_in_use();
+        in_child(Step::FreeLater(block, len));
+        assert_eq!(heap_in_use(), before - len as u64, "uncounted once freed");
+        assert!(heap_deferred() >= len as u64, "the release waits");
+        heap_check(&[]).expect("the waiting block is sound");
+        assert!(heap_check(&[(block, len)]).is_err(), "the waiting block is no longer the caller's");
+        // No free extent fits: the waiting blocks are released first, and the range is reused.
+        let next = heap_alloc(len).unwrap();
+        assert_eq!(heap_deferred(), 0, "released when the room was needed");
+        heap_check(&[(next, len)]).expect("sound after the release");
+        // SAFETY: allocated just above, unused.
+        unsafe { heap_free(next, len) };
+    }
+
+    /// A block whose release is being deferred by a process killed half-way: the block is
+    /// lost (neither free nor waiting), never handed out twice.
+    #[test]
+    fn a_block_deferred_by_a_process_killed_half_way_is_never_handed_out_twice() {
+        let _alone = common::leak_check(LIMIT);
+        let point = "heap.later.written";
+        let len = later_len();
+        let block = heap_alloc(len).unwrap();
+        let waiting = heap_deferred();
+        let before = heap_in_use();
+        crash_at_point(point, Step::FreeLater(block, len));
+        assert_heap_sound(point, &[(block, len)]);
+        assert_eq!(heap_deferred(), waiting, "the block never joined the waiting ones");
+        assert_eq!(heap_in_use(), before - len as u64, "in_use after a deferral cut short");
+        let next = heap_alloc(len).unwrap();
+        assert!(!overlaps((next, len), (block, len)), "the lost block was handed out");
+        // SAFETY: allocated just above, unused.
+        unsafe { heap_free(next, len) };
+    }
+
+    /// A waiting block whose pages a process was giving back when it was killed: still
+    /// waiting, and released whole by the next releaser (nothing lost).
+    #[test]
+    fn a_waiting_block_whose_releaser_was_killed_while_punching_it_stays_listed() {
+        let _alone = common::leak_check(LIMIT);
+        let point = "heap.later.punched";
+        let len = later_len();
+        let block = heap_alloc(len).unwrap();
+        in_child(Step::FreeLater(block, len));
+        crash_at_point(point, Step::ReleaseDeferred);
+        assert!(heap_deferred() >= len as u64, "the block still waits");
+        assert!(heap_check(&[(block, len)]).is_err(), "the block is still listed");
+        heap_check(&[]).expect("sound with the block still listed");
+        assert!(heap_release_deferred() >= 1, "the next releaser (a dead one's lock taken over) frees it");
+        assert_eq!(heap_deferred(), 0);
+        assert_heap_sound(point, &[]);
+        let next = heap_alloc(len).unwrap();
+        heap_check(&[(next, len)]).expect("sound after the release");
+        // SAFETY: allocated just above, unused.
+        unsafe { heap_free(next, len) };
+    }
+
+    /// A waiting block taken for its release by a process killed before it freed it: lost,
+    /// never handed out twice.
+    #[test]
+    fn a_waiting_block_released_by_a_process_killed_half_way_is_never_handed_out_twice() {
+        let _alone = common::leak_check(LIMIT);
+        let point = "heap.later.taken";
+        let len = later_len();
+        let block = heap_alloc(len).unwrap();
+        in_child(Step::FreeLater(block, len));
+        heap_check(&[]).expect("the block waits soundly");
+        crash_at_point(point, Step::ReleaseDeferred);
+        assert_heap_sound(point, &[(block, len)]);
+        let next = heap_alloc(len).unwrap();
+        assert!(!overlaps((next, len), (block, len)), "the lost block was handed out");
+        // SAFETY: allocated just above, unused.
+        unsafe { heap_free(next, len) };
     }
 
     /// A warm block taken for a large message by a process killed before it counted it:

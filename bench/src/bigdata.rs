@@ -6,7 +6,10 @@
 //! Variants (wall time of the job, s; the buffers are made before the clock starts):
 //! `vec_u8` (`Vec<u8>` items), `bytebuf` (`serde_bytes::ByteBuf` items), `rayon`,
 //! `shared_bytes` (`multiproc::SharedBytes` made in the parent: a handle crosses, the
-//! worker reads in place), `sequential`. Memory, as extra lines per variant: `<variant>.rss_parent` (the parent's
+//! worker reads in place; the `Vec` of handles moves into `map`, so the workers drop the
+//! last handles), `shared_bytes.kept` (the same, but the parent keeps its handles and maps
+//! over clones: `pool.map(sum_shared, shared.iter().cloned())`, as rayon borrows; the
+//! parent frees after the clock), `sequential`. Memory, as extra lines per variant: `<variant>.rss_parent` (the parent's
 //! peak RSS during the job: `VmHWM` of `/proc/self/status`, reset before each job by
 //! writing 5 to `/proc/self/clear_refs`) and `<variant>.rss_workers` (the sum of the
 //! workers' `VmHWM`, read before the pool closes; each job gets a fresh pool). Shared
@@ -73,23 +76,24 @@ fn run(variant: &str, expect: &[u64]) -> (f64, f64, f64) {
     }
     let bufs = buffers();
     // Made in shared memory by the parent (the buffers above then dropped).
-    let shared: Vec<SharedBytes> = if variant == "shared_bytes" {
-        bufs.iter().map(|b| SharedBytes::new(b).expect("shared bytes")).collect()
-    } else {
-        Vec::new()
-    };
-    let bufs = if variant == "shared_bytes" { Vec::new() } else { bufs };
+    let in_shm = variant.starts_with("shared_bytes");
+    let mut shared: Vec<SharedBytes> =
+        if in_shm { bufs.iter().map(|b| SharedBytes::new(b).expect("shared bytes")).collect() } else { Vec::new() };
+    let bufs = if in_shm { Vec::new() } else { bufs };
     reset_peak_rss();
     let t0 = Instant::now();
     let sums: Vec<u64> = match (variant, &pool) {
         ("vec_u8", Some(pool)) => pool.map(sum_vec, bufs).expect("map"),
         ("bytebuf", Some(pool)) => pool.map(sum_bytebuf, bufs.into_iter().map(ByteBuf::from)).expect("map"),
-        ("shared_bytes", Some(pool)) => pool.map(sum_shared, shared).expect("map"),
+        ("shared_bytes", Some(pool)) => pool.map(sum_shared, std::mem::take(&mut shared)).expect("map"),
+        ("shared_bytes.kept", Some(pool)) => pool.map(sum_shared, shared.iter().cloned()).expect("map"),
         ("rayon", _) => bufs.par_iter().map(|b| sum(b)).collect(),
         ("sequential", _) => bufs.iter().map(|b| sum(b)).collect(),
         _ => unreachable!("{variant}"),
     };
     let dt = t0.elapsed().as_secs_f64();
+    // The kept handles, freed after the clock as rayon frees its buffers.
+    drop(shared);
     assert_eq!(sums, expect, "pool_bigdata {variant}: bad sums");
     let parent = peak_rss_mb("self");
     let workers = pool.map_or(0.0, |p| p.pids().iter().map(|pid| peak_rss_mb(&pid.to_string())).sum());
@@ -99,7 +103,7 @@ fn run(variant: &str, expect: &[u64]) -> (f64, f64, f64) {
 pub fn pool_bigdata(report: &mut Report) {
     rayon::ThreadPoolBuilder::new().num_threads(2).build_global().ok();
     let expect: Vec<u64> = buffers().iter().map(|b| sum(b)).collect();
-    const VARIANTS: [&str; 5] = ["vec_u8", "bytebuf", "shared_bytes", "rayon", "sequential"];
+    const VARIANTS: [&str; 6] = ["vec_u8", "bytebuf", "shared_bytes", "shared_bytes.kept", "rayon", "sequential"];
     let mut results: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); VARIANTS.len()];
     // Alternating: A B C D A B C D ...
     let only = only();

@@ -13,7 +13,7 @@ use super::star::StarFn;
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::{Target, panics};
-use crate::shm::{self, Payload, Shared, ShmObject, kind};
+use crate::shm::{self, Heap, Payload, Shared, ShmObject, kind};
 use crate::sys::{self, Packed, Stateless};
 
 /// A worker's shared status: the chunk it runs, since when.
@@ -225,8 +225,16 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
             return;
         }
     }
+    // Pages of the big arguments this worker frees go back when it is idle, not before it
+    // answers (see `Heap::defer_releases`).
+    let heap = Heap::get();
+    heap.defer_releases();
     let mut done = 0u64;
     loop {
+        if boot.inbox.is_empty() {
+            // Not waiting for another releaser: it will release these too.
+            heap.release_deferred(false, || !boot.inbox.is_empty());
+        }
         let Ok(message) = boot.inbox.recv() else { return };
         let ToWorker::Task { id, call, args } = message else { return };
         let start = sys::monotonic_ns();

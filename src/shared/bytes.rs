@@ -21,6 +21,12 @@ use crate::shm::{Blob, HeapFull};
 /// once (`Deref<Target = [u8]>`); the memory goes back when the family's last handle is
 /// dropped.
 ///
+/// To keep your data while a pool reads it (as rayon's `par_iter` borrows), map over
+/// clones: `pool.map(f, data.iter().cloned())`. A clone is another handle to the same
+/// bytes (no copy); the workers drop theirs and the bytes stay yours. Moved into the tasks
+/// instead, the bytes are freed by the workers, which give the pages back to the kernel
+/// once they are idle rather than before they answer.
+///
 /// # Examples
 ///
 /// ```
@@ -33,6 +39,13 @@ use crate::shm::{Blob, HeapFull};
 /// let data = multiproc::SharedBytes::with_len(1 << 20, |buf| buf.fill(1))?;
 /// let pool = multiproc::Pool::new(2)?;
 /// assert_eq!(pool.apply(sum, data.clone())?, 1 << 20);
+///
+/// // Many buffers, kept by the caller: the workers get handles, read in place.
+/// let buffers: Vec<multiproc::SharedBytes> =
+///     (1..=4u8).map(|i| multiproc::SharedBytes::with_len(1 << 20, |b| b.fill(i))).collect::<Result<_, _>>()?;
+/// let sums = pool.map(sum, buffers.iter().cloned())?;
+/// assert_eq!(sums, [1 << 20, 2 << 20, 3 << 20, 4 << 20]);
+/// assert_eq!(buffers[3][0], 4, "still ours");
 /// # Ok(())
 /// # }
 /// ```
@@ -57,7 +70,13 @@ impl SharedBytes {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new(bytes: &[u8]) -> Result<Self, Error> {
-        Self::with_len(bytes.len(), |buf| buf.copy_from_slice(bytes))
+        // Every byte is written: the block may be one a large message left warm, its pages
+        // already there (no zeroing, no fault).
+        let (blob, ()) = Blob::fill_whole(bytes.len(), |buf| {
+            buf.copy_from_slice(bytes);
+            Ok::<(), HeapFull>(())
+        })?;
+        Ok(Self { blob })
     }
 
     /// `len` bytes written by `fill` straight into shared memory (they start zeroed).

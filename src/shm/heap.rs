@@ -12,7 +12,7 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::crash::crash_point;
 use super::mutex::{RawGuard, RawMutex};
@@ -33,6 +33,9 @@ const WARM_SLOTS: usize = 32;
 const WARM_MIN: usize = 1 << 20;
 /// and this many bytes in all.
 const WARM_BUDGET: u64 = 256 << 20;
+/// Freed large blocks a pool worker leaves for later (see [`Heap::defer_releases`]): at most
+/// this many bytes in all, beyond which it gives pages back at once.
+const LATER_BUDGET: u64 = 1 << 30;
 /// Address space reserved for the heap, tried in this order (a `ulimit -v` may refuse the
 /// larger ones).
 const SIZES: [usize; 4] = [1 << 38, 1 << 36, 1 << 34, 1 << 32];
@@ -72,7 +75,19 @@ struct Header {
     warm: [AtomicU64; WARM_SLOTS],
     /// Their lengths (whole pages).
     warm_len: [AtomicU64; WARM_SLOTS],
+    /// Freed large blocks whose pages are not given back yet (see [`Heap::defer_releases`]),
+    /// under `large_lock`: a list linked through the blocks' first bytes (a [`FreeExtent`]),
+    /// the head written last when a block joins and first when one leaves (0: none).
+    later: AtomicU64,
+    /// Their bytes in all.
+    later_bytes: AtomicU64,
+    /// Held by the one process releasing them (see [`Heap::release_deferred`]).
+    release_lock: RawMutex,
 }
+
+/// The process whose frees of large blocks wait for it to be idle ([`Heap::defer_releases`]);
+/// a copy that fork makes of it is another process, and frees at once.
+static DEFERRING: AtomicU32 = AtomicU32::new(0);
 
 /// A free extent of the large allocator, stored in its own first bytes.
 #[repr(C)]
@@ -239,9 +254,106 @@ impl Heap {
         }
         self.header().in_use.fetch_sub(allocated_len(len) as u64, Ordering::Relaxed);
         let pages = round_up(len, PAGE);
-        if !self.park(offset, pages) {
+        let kept = self.park(offset, pages) || (self.defers_releases() && self.defer(offset, pages));
+        if !kept {
             self.free_large(offset, pages);
         }
+    }
+
+    /// From now on this process (a pool worker) leaves the pages of the large messages it
+    /// frees beyond the warm budget (a `SharedBytes` argument moved into its task, most
+    /// often) for [`Heap::release_deferred`], which it calls when idle: giving pages back
+    /// costs about as much as reading them, and would delay the task's result. At most
+    /// [`LATER_BUDGET`] bytes wait so; the blocks are not free meanwhile, and an allocation
+    /// that finds no free room releases them first (see [`Heap::alloc_large`]).
+    pub(crate) fn defer_releases(&self) {
+        DEFERRING.store(sys::me().pid, Ordering::Relaxed);
+    }
+
+    fn defers_releases(&self) -> bool {
+        let pid = DEFERRING.load(Ordering::Relaxed);
+        pid != 0 && pid == sys::me().pid
+    }
+
+    /// Adds `[off, off + len)` (whole pages, off every list) to the blocks released later,
+    /// if the budget allows.
+    fn defer(&self, off: u64, len: usize) -> bool {
+        let h = self.header();
+        let _guard = RawGuard::lock(&h.large_lock);
+        let bytes = h.later_bytes.load(Ordering::Relaxed);
+        if bytes + len as u64 > LATER_BUDGET {
+            return false;
+        }
+        let e = self.extent(off);
+        e.size.store(len as u64, Ordering::Relaxed);
+        e.next.store(h.later.load(Ordering::Relaxed), Ordering::Relaxed);
+        crash_point!("heap.later.written");
+        h.later.store(off, Ordering::Relaxed);
+        h.later_bytes.store(bytes + len as u64, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives back the pages of the blocks whose release was deferred, and frees them, one
+    /// block at a time until none is left or `stop()` (new work arrived) says so. Returns
+    /// how many it released. Any process may call it; one at a time releases, and when
+    /// another is at it, `wait` says whether to wait for it or to return at once.
+    ///
+    /// A block's pages go back while it is still listed (the slow part): a releaser killed
+    /// then leaves it listed, and the next one punches it again, which is harmless. Only
+    /// the releaser takes blocks off the list, so nobody else can free the block meanwhile.
+    pub(crate) fn release_deferred(&self, wait: bool, mut stop: impl FnMut() -> bool) -> usize {
+        let h = self.header();
+        if h.later.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let _releasing = if wait {
+            RawGuard::lock(&h.release_lock)
+        } else {
+            match RawGuard::try_lock(&h.release_lock) {
+                Some(guard) => guard,
+                None => return 0,
+            }
+        };
+        let mut released = 0;
+        while !stop() {
+            let (off, len) = {
+                let _guard = RawGuard::lock(&h.large_lock);
+                let off = h.later.load(Ordering::Relaxed);
+                if off == 0 {
+                    break;
+                }
+                (off, self.extent(off).size.load(Ordering::Relaxed) as usize)
+            };
+            // All but the first page, which holds the list's link.
+            self.map.release_pages(off as usize + PAGE, len - PAGE);
+            crash_point!("heap.later.punched");
+            {
+                let _guard = RawGuard::lock(&h.large_lock);
+                // Other processes may have pushed blocks in front of it meanwhile.
+                let mut link = &h.later;
+                loop {
+                    let cur = link.load(Ordering::Relaxed);
+                    assert!(cur != 0, "a deferred block left the list while its releaser held it");
+                    if cur == off {
+                        link.store(self.extent(off).next.load(Ordering::Relaxed), Ordering::Relaxed);
+                        break;
+                    }
+                    link = &self.extent(cur).next;
+                }
+                let bytes = h.later_bytes.load(Ordering::Relaxed);
+                h.later_bytes.store(bytes.saturating_sub(len as u64), Ordering::Relaxed);
+            }
+            // A crash here leaks the block, never hands it out twice; its pages are gone.
+            crash_point!("heap.later.taken");
+            self.free_large(off, len);
+            released += 1;
+        }
+        released
+    }
+
+    /// Bytes of the blocks whose release is deferred.
+    pub(crate) fn deferred(&self) -> u64 {
+        self.header().later_bytes.load(Ordering::Relaxed)
     }
 
     /// Keeps `[off, off + len)` warm if a slot and the budget allow, making room by freeing
@@ -390,7 +502,26 @@ impl Heap {
     /// Takes `len` bytes (a multiple of the page) from the free extents or the untouched
     /// space. Each store leaves the list well formed, so that a crash between two of them
     /// (the `crash_point!`s) loses at most the range being taken, never hands it out twice.
+    ///
+    /// When no free extent fits and blocks wait for their release ([`Heap::defer_releases`]),
+    /// they are released first: the heap does not grow while memory waits to go back.
     fn alloc_large(&self, len: usize) -> Result<u64, HeapFull> {
+        loop {
+            match self.alloc_large_once(len) {
+                Ok(Some(off)) => return Ok(off),
+                Ok(None) => {
+                    // One block at a time: its range may be enough.
+                    let mut taken = false;
+                    self.release_deferred(true, || std::mem::replace(&mut taken, true));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Heap::alloc_large`]'s one pass; `None` when only the untouched end had room while
+    /// blocks wait for their release.
+    fn alloc_large_once(&self, len: usize) -> Result<Option<u64>, HeapFull> {
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
         crash_point!("heap.alloc_large.locked");
@@ -419,9 +550,12 @@ impl Heap {
                 // The extent's header bytes were ours; hand out zeroed memory.
                 // SAFETY: the first 16 bytes of the extent now belong to the caller.
                 unsafe { std::ptr::write_bytes(self.ptr(off), 0, std::mem::size_of::<FreeExtent>()) };
-                return Ok(off);
+                return Ok(Some(off));
             }
             link = &ext.next;
+        }
+        if h.later.load(Ordering::Relaxed) != 0 {
+            return Ok(None);
         }
         let off = h.bump.load(Ordering::Relaxed);
         let end = off.checked_add(len as u64).ok_or(HeapFull { requested: len })?;
@@ -430,7 +564,7 @@ impl Heap {
         }
         h.bump.store(end, Ordering::Relaxed);
         crash_point!("heap.alloc_large.bumped");
-        Ok(off)
+        Ok(Some(off))
     }
 
     /// Gives `[off, off + len)` back, merged with its free neighbours. As in `alloc_large`,
@@ -497,8 +631,8 @@ impl Heap {
     /// Checks the large allocator's free list (for the tests): sorted, non-overlapping,
     /// page aligned, inside `[RESERVED, bump)`, and clear of every range in `live`
     /// (blocks the caller knows to be allocated); and the warm blocks: inside the same
-    /// bounds, clear of the free list, of `live` and of each other. Returns the free
-    /// extents.
+    /// bounds, clear of the free list, of `live` and of each other; and the blocks waiting
+    /// for their release, likewise. Returns the free extents.
     pub(crate) fn check(&self, live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
         let h = self.header();
         let _guard = RawGuard::lock(&h.large_lock);
@@ -552,6 +686,29 @@ impl Heap {
                 return Err(format!("warm block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
             }
             warm.push((off, len));
+        }
+        // The blocks waiting for their release: likewise, and clear of the warm ones.
+        let mut later: Vec<(u64, u64)> = Vec::new();
+        let mut off = h.later.load(Ordering::Relaxed);
+        while off != 0 {
+            let len = self.extent(off).size.load(Ordering::Relaxed);
+            let overlaps = |&&(o, l): &&(u64, u64)| o < off + len && off < o + l;
+            if off < RESERVED as u64 || !off.is_multiple_of(PAGE as u64) || len == 0 || off + len > bump {
+                return Err(format!("deferred block [{off:#x}, +{len:#x}) is misplaced (bump pointer {bump:#x})"));
+            }
+            if let Some((o, l)) = extents.iter().chain(&warm).chain(&later).find(overlaps) {
+                return Err(format!(
+                    "deferred block [{off:#x}, +{len:#x}) overlaps the free or warm block [{o:#x}, +{l:#x})"
+                ));
+            }
+            if let Some(&(o, l)) = live.iter().find(|&&(o, l)| o < off + len && off < o + l as u64) {
+                return Err(format!("deferred block [{off:#x}, +{len:#x}) overlaps the live block [{o:#x}, +{l:#x})"));
+            }
+            if later.len() > self.map.len() / PAGE {
+                return Err("the deferred list has a cycle".into());
+            }
+            later.push((off, len));
+            off = self.extent(off).next.load(Ordering::Relaxed);
         }
         Ok(extents)
     }

@@ -332,9 +332,26 @@ pub(crate) mod test_hooks {
         Heap::get().alloc_dirty(len)
     }
 
+    /// From now on this process frees large blocks as a pool worker does: beyond the warm
+    /// budget, their pages wait for [`heap_release_deferred`].
+    pub fn heap_defer_releases() {
+        Heap::get().defer_releases();
+    }
+
+    /// Releases every block whose release was deferred; returns how many.
+    pub fn heap_release_deferred() -> usize {
+        Heap::get().release_deferred(true, || false)
+    }
+
+    /// Bytes of the blocks whose release is deferred.
+    pub fn heap_deferred() -> u64 {
+        Heap::get().deferred()
+    }
+
     /// Checks the large allocator's free list (sorted, non-overlapping, below the bump
-    /// pointer, clear of the `live` blocks) and its warm blocks (clear of the free list, of
-    /// `live` and of each other); returns the free extents as (offset, size).
+    /// pointer, clear of the `live` blocks), its warm blocks and the blocks waiting for
+    /// their release (clear of the free list, of `live` and of each other); returns the free
+    /// extents as (offset, size).
     pub fn heap_check(live: &[(u64, usize)]) -> Result<Vec<(u64, u64)>, String> {
         Heap::get().check(live)
     }

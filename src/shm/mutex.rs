@@ -354,6 +354,13 @@ impl<'a> RawGuard<'a> {
     }
 }
 
+impl<'a> RawGuard<'a> {
+    /// Locks `mutex` for this process if it is free or its holder is dead; never waits.
+    pub(crate) fn try_lock(mutex: &'a RawMutex) -> Option<Self> {
+        mutex.try_lock_or_take_over(Owner::process()).map(|_| Self { mutex })
+    }
+}
+
 impl Drop for RawGuard<'_> {
     fn drop(&mut self) {
         self.mutex.unlock();
