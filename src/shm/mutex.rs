@@ -6,8 +6,8 @@
 //! (killed, crashed, or a pid reused by a stranger, which the start time reveals), the
 //! waiter takes the lock over and is told the owner died.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::hint::spin_loop;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::crash::crash_point;
