@@ -882,7 +882,8 @@ impl Ring {
     /// holds it, say yes: the caller will queue for the lock and look properly).
     fn peek(&self) -> bool {
         let lock = &self.consumers.lock;
-        if !lock.try_lock(Owner::process()) {
+        // A held lock is a yes without a CAS, which would take the line from its holder.
+        if lock.is_locked() || !lock.try_lock(Owner::process()) {
             return true;
         }
         let _unlock = Unlock(lock);
