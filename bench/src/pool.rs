@@ -16,6 +16,10 @@ fn identity(x: u64) -> u64 {
 /// a wrapping sum the optimizer cannot fold into a formula.
 const CPU_N: u64 = 140_000_000;
 
+/// Not inlined: the serial loop and the workers must run one copy of this code (an inlined
+/// copy in the serial loop ran 1.5x faster than the workers' one in one build and not in
+/// another, from code placement alone, which made `speedup` swing from 1.2 to 1.9).
+#[inline(never)]
 fn cpu_task(n: u64) -> u64 {
     let mut acc = 0u64;
     for i in 0..n {
