@@ -122,13 +122,17 @@
 //!   keeping the message of the serializer or of the `Serialize`/`Deserialize` impl that
 //!   refused, on the sending and on the receiving side.
 //!
-//! Big data is best passed as bytes: a `serde_bytes::ByteBuf` (or `#[serde(with =
-//! "serde_bytes")]` on a `Vec<u8>` field) is copied as one block, where a plain `Vec<u8>`
-//! goes through serde element by element. A message above a few KiB travels in a block of
-//! the family's shared memory of its own, written once by the sender. Data that several
-//! processes read, or that is too large to copy per task, belongs in an [`Array`] or a
-//! [`RawArray`] (or a [`SharedMemory`] block): pass the handle in the message and let the
-//! receiver read it in place.
+//! Big data is best passed as bytes or as shared memory. A `Vec<u8>`, a `[u8]` or a
+//! `serde_bytes::ByteBuf` is copied as one block (a typed 1 KiB message costs about a
+//! quarter more than a raw one in a ping-pong). A message above a few KiB travels in a
+//! block of the family's shared memory of its own, written once by the sender and read
+//! once by the receiver. Data that several processes read, or that is too large to copy
+//! per task, belongs in a [`SharedBytes`], an [`Array`] or a [`RawArray`] (or a
+//! [`SharedMemory`] block): pass the handle in the message and let the receiver read it in
+//! place. Summing 512 buffers of 1 MiB that the parent made, a [`Pool`] of two over
+//! `SharedBytes` takes about rayon's time (1.05x in one run), against 3-4x for the same
+//! buffers sent as bytes; to keep the data while the pool reads it, map over clones of
+//! the handles (`pool.map(f, data.iter().cloned())`).
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
