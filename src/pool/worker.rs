@@ -13,6 +13,7 @@ use super::star::StarFn;
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::{Target, panics};
+use crate::shm::crash::crash_point;
 use crate::shm::{self, Heap, Payload, Shared, ShmObject, kind};
 use crate::sys::{self, Packed, Stateless};
 
@@ -263,6 +264,7 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         if boot.results.send(&FromWorker::Done { id, worker: boot.index, busy_ns, outcome }).is_err() {
             return;
         }
+        crash_point!("pool.worker.answered");
         // The pool holds a large chunk's blob until it has the answer: no need to look for
         // dead holders (a `/proc` read per chunk).
         context.args.drop_trusting_sender();
