@@ -737,6 +737,27 @@ fn a_worker_killed_between_taking_a_big_chunk_and_settling_its_handles_leaves_no
     leaks.assert_no_leak();
 }
 
+/// A pool initializer: the worker stops itself (`SIGSTOP`) right after it sends its next
+/// answer, before it goes on to the next chunk.
+fn stop_after_next_answer(_: ()) {
+    multiproc::__private::crash_at("stop:pool.worker.answered");
+}
+
+#[test]
+fn a_worker_killed_right_after_answering_a_big_chunk_leaves_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(1).initializer(stop_after_next_answer, ()).build().unwrap();
+        // One chunk of 1 MiB, answered: the pool has given its hold of the chunk's blob
+        // back. The worker, frozen right after its answer, is then killed by `terminate`.
+        let r = pool.map_with(sum_then_sleep, vec![big(1, 1 << 20)], MapOptions::new().chunksize(1));
+        assert!(r.is_ok(), "{r:?}");
+        pool.terminate();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
 fn sum_shared(b: SharedBytes) -> u64 {
     b.iter().map(|&x| u64::from(x)).sum()
 }

@@ -506,10 +506,13 @@ impl Inner {
                 books.chunk_ns =
                     if books.chunk_ns <= 0.0 { busy_ns as f64 } else { 0.8 * books.chunk_ns + 0.2 * busy_ns as f64 };
                 books.init_failures = 0;
-                let Some(sent) = books.sent.remove(&id) else { return };
+                let Some(Sent { delivery, chunk, held, .. }) = books.sent.remove(&id) else { return };
                 drop(books);
+                // The chunk's blob goes before its answer is delivered: a caller that has
+                // its result finds the pool's hold given back.
+                drop(held);
                 let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
-                self.settle(&sent.delivery, sent.chunk, outcome);
+                self.settle(&delivery, chunk, outcome);
             }
             FromWorker::InitFailed { info, .. } => {
                 let mut books = lock(&self.books);

@@ -13,6 +13,7 @@ use super::star::StarFn;
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::{Target, panics};
+use crate::shm::crash::crash_point;
 use crate::shm::{self, Heap, Payload, Shared, ShmObject, kind};
 use crate::sys::{self, Packed, Stateless};
 
@@ -259,13 +260,17 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
             },
         };
         boot.status.job.store(0, Ordering::Release);
+        // The chunk's blob is given back before the answer, never after: once the pool has
+        // the answer it drops its own hold, and a worker killed between its answer and its
+        // own drop (`terminate`) would be left the blob's last holder, dead, which nobody
+        // frees. The pool holds a large chunk's blob until it has the answer, so this drop
+        // never frees it and need not look for dead holders (a `/proc` read per chunk).
+        context.args.drop_trusting_sender();
         let busy_ns = sys::monotonic_ns().saturating_sub(start);
         if boot.results.send(&FromWorker::Done { id, worker: boot.index, busy_ns, outcome }).is_err() {
             return;
         }
-        // The pool holds a large chunk's blob until it has the answer: no need to look for
-        // dead holders (a `/proc` read per chunk).
-        context.args.drop_trusting_sender();
+        crash_point!("pool.worker.answered");
         done += 1;
         if boot.max_tasks.is_some_and(|max| done >= max) {
             return;

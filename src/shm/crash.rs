@@ -4,7 +4,9 @@
 //! `crash_point!("heap.free_large.unlinked")` aborts the process when that name is armed:
 //! by the environment variable [`ENV`] (read once, at the first point reached) or by
 //! [`arm`] (the tests call it inside the child they mean to kill). Several names may be
-//! armed at once, separated by commas: the first one reached aborts. Disarmed, a point costs
+//! armed at once, separated by commas: the first one reached aborts. A name armed as
+//! `stop:NAME` stops the process there instead (`SIGSTOP`, as `kill -STOP`): the test then
+//! orders what happens while it is frozen at that step, and kills it. Disarmed, a point costs
 //! one relaxed load of a static and a branch that is always taken the same way; points
 //! sit on paths that take a lock or make a system call anyway, never on a fast path.
 
@@ -54,5 +56,11 @@ fn reached_armed(name: &'static str) {
     if target.as_deref().is_some_and(|points| points.split(',').any(|point| point == name)) {
         // As abrupt as `kill -9`: no destructor, no unlock, no unwinding.
         std::process::abort();
+    }
+    if target.as_deref().is_some_and(|points| points.split(',').any(|point| point.strip_prefix("stop:") == Some(name)))
+    {
+        drop(target);
+        // Frozen here until killed (or continued, and then it goes on as if disarmed).
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
     }
 }

@@ -296,7 +296,8 @@ pub(crate) mod test_hooks {
     use super::{Heap, HeapFull, crash};
 
     /// Aborts this process when it reaches the `crash_point!` named `point` (or any of
-    /// several, separated by commas).
+    /// several, separated by commas); a name written `stop:NAME` stops the process there
+    /// (`SIGSTOP`) instead, for the test to kill.
     pub fn crash_at(point: &str) {
         crash::arm(Some(point));
     }
