@@ -406,18 +406,39 @@ fn pid_after(ms: u64) -> u32 {
     std::process::id()
 }
 
+/// Item 0 is the slow one: it waits until every quick item has run, for
+/// [`QUICK_ONES_BOUND`] at most, and says whether they all did; a quick item counts itself
+/// in `quick_done` and opens `quick_all_done` when it is the last.
+fn slow_until_the_quick_ones_ran((item, quick_done, quick_all_done): (u64, Value<u64>, Event)) -> bool {
+    if item == 0 {
+        return quick_all_done.wait_timeout(QUICK_ONES_BOUND);
+    }
+    let mut done = quick_done.lock();
+    *done += 1;
+    if *done == QUICK_ONES {
+        quick_all_done.set();
+    }
+    true
+}
+
+const QUICK_ONES: u64 = 7;
+/// Far more than seven empty tasks take on a loaded machine: the bound only turns a
+/// failure to steal into a failed assertion rather than a hang.
+const QUICK_ONES_BOUND: Duration = Duration::from_secs(30);
+
 #[test]
 fn chunks_waiting_behind_a_slow_task_move_to_an_idle_worker() {
     let _w = heap_user(LIMIT);
     let pool = Pool::new(2).unwrap();
-    // Long enough for the second worker to start and take over the queue even on a loaded
-    // machine (a quick task can only run on the slow worker if the other never came up).
-    let pids = pool.map_with(pid_after, [4000, 0, 0, 0, 0, 0, 0, 0], MapOptions::new().chunksize(1)).unwrap();
-    let slow = pids[0];
-    assert!(
-        pids[1..].iter().all(|&p| p != slow),
-        "every quick task ran on the other worker, none waited behind the slow one: {pids:?}"
-    );
+    // The slow task ends only once the quick ones ran: a quick one queued behind it must
+    // move to the other worker, whatever the timing. (Which worker runs the slow one is
+    // not the point: a worker not yet started has its first chunk taken too.)
+    let quick_done = Value::new(0u64).unwrap();
+    let quick_all_done = Event::new().unwrap();
+    let items = (0..=QUICK_ONES).map(|item| (item, quick_done.clone(), quick_all_done.clone()));
+    let ran = pool.map_with(slow_until_the_quick_ones_ran, items, MapOptions::new().chunksize(1)).unwrap();
+    assert!(ran[0], "a quick task waited behind the slow one while the other worker idled");
+    assert_eq!(quick_done.get(), QUICK_ONES);
 }
 
 #[test]

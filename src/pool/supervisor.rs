@@ -477,6 +477,16 @@ impl Inner {
         }
     }
 
+    /// Steals what a steal after a result could not take (the busy worker's inbox held
+    /// past the lock's grace by a worker the scheduler paused): otherwise only the next
+    /// result would try, and that may be the slow chunk's own, seconds later.
+    fn steal_again(&self) {
+        let mut books = lock(&self.books);
+        if books.pending.is_empty() {
+            Self::steal(&mut books);
+        }
+    }
+
     /// Handles what came back; returns how many messages.
     fn collect(&self) -> usize {
         let mut handled = 0;
@@ -904,6 +914,7 @@ fn pool_thread(inner: Weak<Inner>) {
         if pool.helpers.load(Ordering::SeqCst) == 0 {
             pool.collect();
         }
+        pool.steal_again();
         pool.stop_idle_workers();
         {
             let books = lock(&pool.books);
