@@ -10,10 +10,13 @@
 //! the others go on; unknown methods are typed errors that leave the server serving.
 
 mod common;
+#[path = "common/managed.rs"]
+mod managed;
 
 use std::time::Duration;
 
 use common::{eventually, pid_running};
+use managed::{CALL_TIMEOUT, Counter, CounterProxy, signal};
 use multiproc::{
     BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager,
     ManagerError, ObjectProxy, Pool, Process, QueueProxy, RLockProxy, SemaphoreProxy, SetProxy, SharedMemoryBlocks,
@@ -621,41 +624,6 @@ fn what_nothing_refers_to_is_freed() {
 
 // ---- registered types ---------------------------------------------------------------------
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Counter {
-    n: i64,
-    log: Vec<String>,
-}
-
-impl Counter {
-    fn incr(&mut self, by: i64) -> i64 {
-        self.n += by;
-        self.n
-    }
-
-    fn get(&self) -> i64 {
-        self.n
-    }
-
-    fn note(&mut self, who: String, what: String) {
-        self.log.push(format!("{who}: {what}"));
-    }
-
-    fn explode(&mut self) -> i64 {
-        panic!("the counter exploded");
-    }
-}
-
-multiproc::managed! {
-    /// A `Counter` kept by the manager.
-    pub proxy CounterProxy for Counter {
-        fn incr(&mut self, by: i64) -> i64;
-        fn get(&self) -> i64;
-        fn note(&mut self, who: String, what: String);
-        fn explode(&mut self) -> i64;
-    }
-}
-
 fn count_up(c: CounterProxy) {
     for _ in 0..100 {
         c.incr(1).unwrap();
@@ -950,16 +918,6 @@ fn child_inserts(d: DictProxy<String, u32>) {
 }
 
 // ---- a server that stops answering ---------------------------------------------------------
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: sending a signal to a process id has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
-}
-
-/// Long enough for a loaded machine's healthy server to answer a ping.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[test]
 fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() {

@@ -4,65 +4,22 @@
 //! server; a client that dies or stops answering gives back what it held.
 
 mod common;
+#[path = "common/managed.rs"]
+mod managed;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use common::eventually;
+use managed::{CALL_TIMEOUT, Counter, CounterProxy, signal};
 use multiproc::{
     DictProxy, EventProxy, JoinableQueueProxy, ListProxy, LockProxy, Manager, ManagerError, Process, QueueProxy,
 };
-use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Counter {
-    n: i64,
-    log: Vec<String>,
-}
-
-impl Counter {
-    fn incr(&mut self, by: i64) -> i64 {
-        self.n += by;
-        self.n
-    }
-
-    fn get(&self) -> i64 {
-        self.n
-    }
-
-    fn note(&mut self, who: String, what: String) {
-        self.log.push(format!("{who}: {what}"));
-    }
-
-    fn explode(&mut self) -> i64 {
-        panic!("the counter exploded");
-    }
-}
-
-multiproc::managed! {
-    /// A `Counter` kept by the manager.
-    pub proxy CounterProxy for Counter {
-        fn incr(&mut self, by: i64) -> i64;
-        fn get(&self) -> i64;
-        fn note(&mut self, who: String, what: String);
-        fn explode(&mut self) -> i64;
-    }
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: sending a signal to a process id has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
-}
-
-/// Long enough for a loaded machine's healthy server to answer a ping.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 // ---- queues ------------------------------------------------------------------------------
 
