@@ -213,8 +213,8 @@ thread_local! {
     /// Open [`TakeScope`]s: the channel commits the message after decoding it.
     static TAKING: Cell<u32> = const { Cell::new(0) };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The handles read by the [`decode_exact_noting`] in progress, or `None` when no
-    /// decoding notes them.
+    /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
+    /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
 }
 
@@ -742,22 +742,33 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
 /// be recorded) still holds the handles after that point, in flight, and its taker gives
 /// them back (`shm::give_back_unread`), knowing which ones the decoding dealt with.
 pub(crate) fn decode_exact_noting<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (CodecError, Vec<HandleRead>)> {
-    /// Puts back what noted before (`None` mostly), also when a `Deserialize` panics.
-    struct Noting(Option<Option<Vec<HandleRead>>>);
+    let mut read = Vec::new();
+    noting_reads(&mut read, || decode_exact::<T>(bytes)).map_err(|e| (e, read))
+}
 
-    impl Drop for Noting {
+/// Runs `decode` (a decoding, or a step of one that goes on over several calls, such as a
+/// pool worker's chunk read one item at a time), adding the handles it reads to `read`,
+/// which `shm::give_back_unread` needs if it, or a later step, stops part-way. Only
+/// `decode` is noted: what runs between the steps (a task, which may receive handles of
+/// other messages) is not.
+pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() -> R) -> R {
+    /// Puts back what noted before (`None` mostly), also when a `Deserialize` panics.
+    struct Restore<'a> {
+        read: &'a mut Vec<HandleRead>,
+        outer: Option<Option<Vec<HandleRead>>>,
+    }
+
+    impl Drop for Restore<'_> {
         fn drop(&mut self) {
-            if let Some(outer) = self.0.take() {
-                READ.with(|r| *r.borrow_mut() = outer);
+            if let Some(outer) = self.outer.take() {
+                *self.read = READ.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer)).unwrap_or_default();
             }
         }
     }
 
-    let mut noting = Noting(Some(READ.with(|r| r.borrow_mut().replace(Vec::new()))));
-    let decoded = decode_exact::<T>(bytes);
-    let outer = noting.0.take().expect("put back once");
-    let read = READ.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer)).unwrap_or_default();
-    decoded.map_err(|e| (e, read))
+    let noted = std::mem::take(read);
+    let _restore = Restore { outer: Some(READ.with(|r| r.borrow_mut().replace(noted))), read };
+    decode()
 }
 
 struct LeaveDecoding;
@@ -1009,6 +1020,27 @@ pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {
+        let mut outer = Vec::new();
+        let mut inner = vec![[9, 9, 9]];
+        noting_reads(&mut outer, || {
+            handle_read([1, 1, 1]);
+            noting_reads(&mut inner, || handle_read([2, 2, 2]));
+            handle_read([3, 3, 3]);
+        });
+        handle_read([4, 4, 4]);
+        assert_eq!(outer, [[1, 1, 1], [3, 3, 3]]);
+        assert_eq!(inner, [[9, 9, 9], [2, 2, 2]]);
+        let panicked = std::panic::catch_unwind(|| {
+            let mut read = Vec::new();
+            noting_reads(&mut read, || panic!("a Deserialize panicked"));
+        });
+        assert!(panicked.is_err());
+        handle_read([5, 5, 5]);
+        assert!(READ.with(|r| r.borrow().is_none()), "nothing notes after a panic");
+    }
 
     #[test]
     fn round_trip() {

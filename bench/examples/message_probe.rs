@@ -2,23 +2,10 @@
 //! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, int).
 
 use multiproc::Pipe;
-use serde::{Deserialize, Serialize};
+#[path = "../src/typed.rs"]
+mod typed;
 
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-struct Typed1k {
-    id: u64,
-    seq: u32,
-    flags: u16,
-    text: String,
-}
-
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-struct Typed1kBytes {
-    id: u64,
-    seq: u32,
-    flags: u16,
-    data: Vec<u8>,
-}
+use typed::{Typed1k, Typed1kBytes};
 
 fn main() {
     multiproc::init();

@@ -13,6 +13,7 @@ mod pool;
 mod queue;
 mod stats;
 mod sync;
+mod typed;
 
 use std::time::Instant;
 

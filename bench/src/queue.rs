@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::stats::{self, Report};
+use crate::typed::{Typed1k, Typed1kBytes};
 
 /// The benchmark process's start: fork children inherit it, so `now()` reads the same clock
 /// in every process.
@@ -358,26 +359,6 @@ fn echo_conn(args: (Connection<u64>, usize, bool)) {
             conn.send(conn.recv().unwrap()).unwrap();
         }
     }
-}
-
-/// A typed message of about 1 KiB: a 1 KiB text and a few integers, what a program sends
-/// as a record (the `send.typed1k` variant; `send_bytes.bytes1k` is the same size raw).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-struct Typed1k {
-    id: u64,
-    seq: u32,
-    flags: u16,
-    text: String,
-}
-
-/// [`Typed1k`] with its kilobyte as bytes rather than text (`message_cost`'s
-/// `typed1k.vec_u8`): the codec's own cost, without UTF-8 validation.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-struct Typed1kBytes {
-    id: u64,
-    seq: u32,
-    flags: u16,
-    data: Vec<u8>,
 }
 
 fn echo_typed(args: (Connection<Typed1k>, usize)) {

@@ -71,7 +71,7 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
             // The results were taken from the worker's channel: the handles a decoding that
             // stopped part-way did not read are given back (audit F7).
             let mut read = Vec::new();
-            let results: WorkerResults<R> = shm::noting_reads(&mut read, || codec::decode(payload.bytes()))
+            let results: WorkerResults<R> = codec::noting_reads(&mut read, || codec::decode(payload.bytes()))
                 .inspect_err(|_| shm::give_back_unread(payload.bytes(), &read))?;
             Ok(Chunk {
                 values: results.values,

@@ -18,7 +18,7 @@
 //! when nobody waits (for callbacks), watches the workers and replaces those that end.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ use super::stats::Counters;
 use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main};
 use crate::codec;
 use crate::error::{Error, PanicInfo};
+use crate::process::spin::LoadSpin;
 use crate::process::{Process, ProcessHandle, StartMethod};
 use crate::shm::{Blob, Deadline, Payload, Shared, saturating_nanos as nanos, spin_for};
 use crate::sys::{self, Packed};
@@ -48,9 +49,6 @@ const HELPED_RECENTLY: Duration = Duration::from_millis(2);
 /// executor's thread runs nothing else meanwhile, so a fraction of what a blocking `get`
 /// spins, enough for a short task's round trip on an idle worker.
 const ASYNC_SPIN: Duration = Duration::from_micros(20);
-/// After this many spins in a row that missed, a future spins once in `2^MAX_SPIN_MISSES`
-/// polls (the results come later than a spin lasts: a slow or crowded machine).
-const MAX_SPIN_MISSES: u32 = 6;
 /// Chunks queued per worker at most, whatever their size.
 const MAX_WINDOW: usize = 256;
 /// The work a worker should have queued, in time, so it never idles between chunks.
@@ -158,10 +156,9 @@ pub(crate) struct Inner {
     helpers: AtomicUsize,
     /// When the last helper left (`sys::monotonic_ns`).
     helped_at: AtomicU64,
-    /// Spins of polled futures in a row that missed their result.
-    spin_misses: AtomicU32,
-    /// Polls that will not spin before one tries again (after a miss).
-    spin_skips: AtomicU32,
+    /// How the spins of polled futures went: after misses in a row (the results come later
+    /// than a spin lasts: a slow or crowded machine), one poll in `2^k` spins.
+    spin: LoadSpin,
     doorbell: (Mutex<bool>, Condvar),
     pool_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -189,8 +186,7 @@ impl Inner {
             cancellations: AtomicBool::new(false),
             helpers: AtomicUsize::new(0),
             helped_at: AtomicU64::new(0),
-            spin_misses: AtomicU32::new(0),
-            spin_skips: AtomicU32::new(0),
+            spin: LoadSpin::new(),
             doorbell: (Mutex::new(false), Condvar::new()),
             pool_thread: Mutex::new(None),
         });
@@ -744,7 +740,7 @@ impl Inner {
     /// Whether a polled future should spin for its result: the recent spins paid off, no
     /// chunk waits for a worker, and chunks are short.
     fn worth_spinning(&self) -> bool {
-        if self.spin_skips.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1)).is_ok() {
+        if self.spin.skip() {
             return false;
         }
         let books = lock(&self.books);
@@ -883,8 +879,8 @@ impl Helper for Inner {
         })
         .is_some();
         self.helpers.fetch_sub(1, Ordering::SeqCst);
+        self.spin.record(came);
         if came {
-            self.spin_misses.store(0, Ordering::Relaxed);
             let books = lock(&self.books);
             if books.pending.is_empty() && books.sent.is_empty() {
                 // Nothing else is awaited: as after a blocking `get`, the pool thread keeps
@@ -893,10 +889,6 @@ impl Helper for Inner {
                 self.helped_at.store(sys::monotonic_ns(), Ordering::Relaxed);
                 return;
             }
-        } else {
-            let misses = (self.spin_misses.load(Ordering::Relaxed) + 1).min(MAX_SPIN_MISSES);
-            self.spin_misses.store(misses, Ordering::Relaxed);
-            self.spin_skips.store((1 << misses) - 1, Ordering::Relaxed);
         }
         self.hand_back();
     }

@@ -118,7 +118,7 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     // The handles the decoding read: those it did not, if it stops part-way, are given
     // back (the chunk was taken from the inbox, and goes with this call).
     let mut read = Vec::new();
-    let results = match shm::noting_reads(&mut read, || codec::decode_each::<A>(bytes)) {
+    let results = match codec::noting_reads(&mut read, || codec::decode_each::<A>(bytes)) {
         Err(e) => Err(e.to_string()),
         // A small chunk, decoded whole: its loop has no decoding error to look for.
         Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
@@ -142,7 +142,7 @@ impl<I: Iterator> Iterator for Noted<'_, I> {
     type Item = I::Item;
 
     fn next(&mut self) -> Option<I::Item> {
-        shm::noting_reads(self.read, || self.items.next())
+        codec::noting_reads(self.read, || self.items.next())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -232,10 +232,9 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
     heap.defer_releases();
     let mut done = 0u64;
     loop {
-        if boot.inbox.is_empty() {
-            // Not waiting for another releaser: it will release these too.
-            heap.release_deferred(false, || !boot.inbox.is_empty());
-        }
+        // Only while the inbox is empty; not waiting for another releaser: it will release
+        // these too.
+        heap.release_deferred(false, || !boot.inbox.is_empty());
         let Ok(message) = boot.inbox.recv() else { return };
         let ToWorker::Task { id, call, args } = message else { return };
         let start = sys::monotonic_ns();

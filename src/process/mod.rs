@@ -11,7 +11,7 @@ mod join_async;
 mod logging;
 pub(crate) mod panics;
 mod spawn;
-mod spin;
+pub(crate) mod spin;
 pub(crate) mod tracker;
 
 use std::fmt;

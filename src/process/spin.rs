@@ -48,9 +48,7 @@ impl LoadSpin {
         if let Some(v) = ready() {
             return Some(v);
         }
-        if limit.is_zero()
-            || self.skips.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1)).is_ok()
-        {
+        if limit.is_zero() || self.skip() {
             return None;
         }
         let start = Instant::now();
@@ -66,14 +64,26 @@ impl LoadSpin {
             }
             last = now;
         };
-        if caught.is_some() && !busy {
+        self.record(caught.is_some() && !busy);
+        caught
+    }
+
+    /// Whether this wait skips its spin (recent spins missed); counts it as skipped. For a
+    /// caller that spins its own way (the pool's polled futures), with [`LoadSpin::record`].
+    pub(crate) fn skip(&self) -> bool {
+        self.skips.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1)).is_ok()
+    }
+
+    /// Records how a spin ended: one that caught its answer makes every later wait spin;
+    /// after `k` misses in a row, one wait in `2^k` does.
+    pub(crate) fn record(&self, caught: bool) {
+        if caught {
             self.misses.store(0, Ordering::Relaxed);
         } else {
             let misses = (self.misses.load(Ordering::Relaxed) + 1).min(MAX_MISSES);
             self.misses.store(misses, Ordering::Relaxed);
             self.skips.store((1 << misses) - 1, Ordering::Relaxed);
         }
-        caught
     }
 }
 

@@ -35,7 +35,7 @@ pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
 pub(crate) use segment::{Segment, Truncated};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
-pub(crate) use unread::{give_back_unread, noting_reads};
+pub(crate) use unread::give_back_unread;
 pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, saturating_nanos, spin_for};
 
 /// Serialises the unit tests that allocate from the family heap, so that those comparing

@@ -364,7 +364,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
         }
         let wire = Wire::deserialize(deserializer)?;
-        super::unread::handle_read([wire.offset, wire.generation, wire.seal]);
+        codec::handle_read([wire.offset, wire.generation, wire.seal]);
         let heap = Heap::try_get()
             .ok_or_else(|| codec::refuse_decoding::<D::Error>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {

@@ -8,52 +8,9 @@
 //! instead: a handle's fields begin with the family's id, and only a genuine handle of a
 //! live object carries its keyed seal, so nothing else can be taken for one.
 
-use std::cell::RefCell;
-
 use super::Heap;
 use super::object::{Wire, discard_foreign};
-use crate::codec::{self, HandleRead};
-
-thread_local! {
-    /// The handles read inside the [`noting_reads`] in progress (`None`: none is).
-    static NOTED: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
-}
-
-/// Notes that a decoding read the handle `read` from its message, for the decoding's own
-/// noting (`codec::decode_exact_noting`) and for [`noting_reads`] (`Shared::deserialize`
-/// calls it once it has read a handle's fields, before anything else).
-pub(crate) fn handle_read(read: HandleRead) {
-    codec::handle_read(read);
-    NOTED.with(|n| {
-        if let Some(noted) = n.borrow_mut().as_mut() {
-            noted.push(read);
-        }
-    });
-}
-
-/// Runs `decode` (a step of a decoding that goes on over several calls, such as a pool
-/// worker's chunk read one item at a time), adding the handles it reads to `read`, which
-/// [`give_back_unread`] needs if a later step fails. Only `decode` is noted: what runs
-/// between the steps (a task, which may receive handles of other messages) is not.
-pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() -> R) -> R {
-    /// Puts back what noted before (`None` mostly), also when a `Deserialize` panics.
-    struct Restore<'a> {
-        read: &'a mut Vec<HandleRead>,
-        outer: Option<Option<Vec<HandleRead>>>,
-    }
-
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            if let Some(outer) = self.outer.take() {
-                *self.read = NOTED.with(|n| std::mem::replace(&mut *n.borrow_mut(), outer)).unwrap_or_default();
-            }
-        }
-    }
-
-    let noted = std::mem::take(read);
-    let _restore = Restore { outer: Some(NOTED.with(|n| n.borrow_mut().replace(noted))), read };
-    decode()
-}
+use crate::codec::HandleRead;
 
 /// The first byte of a postcard message, and of a MessagePack one (see `codec`).
 const POSTCARD: u8 = 0;
@@ -115,27 +72,6 @@ fn starts_of<'a>(bytes: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {
-        let mut outer = Vec::new();
-        let mut inner = vec![[9, 9, 9]];
-        noting_reads(&mut outer, || {
-            handle_read([1, 1, 1]);
-            noting_reads(&mut inner, || handle_read([2, 2, 2]));
-            handle_read([3, 3, 3]);
-        });
-        handle_read([4, 4, 4]);
-        assert_eq!(outer, [[1, 1, 1], [3, 3, 3]]);
-        assert_eq!(inner, [[9, 9, 9], [2, 2, 2]]);
-        let panicked = std::panic::catch_unwind(|| {
-            let mut read = Vec::new();
-            noting_reads(&mut read, || panic!("a Deserialize panicked"));
-        });
-        assert!(panicked.is_err());
-        handle_read([5, 5, 5]);
-        assert!(NOTED.with(|n| n.borrow().is_none()), "nothing notes after a panic");
-    }
 
     #[test]
     fn every_start_of_a_needle_is_found() {
