@@ -267,6 +267,61 @@ mod tests {
         WAKE_CALLS.with(Cell::get)
     }
 
+    /// Pins the calling thread to `cpu`.
+    fn pin_to(cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity only touch it
+        // and the calling thread's own affinity.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+        }
+    }
+
+    /// The first processor this thread may run on.
+    fn first_allowed_cpu() -> usize {
+        // SAFETY: as in `pin_to`; sched_getaffinity writes the calling thread's mask.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set), 0);
+            (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)).expect("a processor")
+        }
+    }
+
+    /// Both ends on one processor: the answer can only come while the spinner is off it,
+    /// so a spin must give the processor up after a few looks, not after a thousand.
+    #[test]
+    fn a_spin_lets_an_answer_that_shares_its_processor_come_after_a_few_looks() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        const ROUNDS: u32 = 50;
+        let cpu = first_allowed_cpu();
+        let turn = Arc::new(AtomicU32::new(0));
+        // Each side waits for its turn (even: the first thread's, odd: the second's),
+        // then passes it on; the most looks one wait took.
+        let play = |turn: Arc<AtomicU32>, mine: u32| {
+            std::thread::spawn(move || {
+                pin_to(cpu);
+                let mut most = 0u32;
+                for round in 0..ROUNDS {
+                    let mut looks = 0u32;
+                    let came = super::spin_for(std::time::Duration::from_secs(10), || {
+                        looks += 1;
+                        (turn.load(Ordering::SeqCst) == 2 * round + mine).then_some(())
+                    });
+                    assert!(came.is_some(), "the turn came within the spin");
+                    most = most.max(looks);
+                    turn.fetch_add(1, Ordering::SeqCst);
+                }
+                most
+            })
+        };
+        let (first, second) = (play(turn.clone(), 0), play(turn, 1));
+        let most = first.join().unwrap().max(second.join().unwrap());
+        assert!(most < 512, "a wait took {most} looks for a turn that shares its processor");
+    }
+
     /// Eight consumers sleep on an empty queue; a producer puts message after message
     /// before any of them runs (two processors, sixteen processes). Each sleeper needs one
     /// wake-up: a system call per message would wake nobody, and costs the producer.
