@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,6 +77,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Slot<T> {
     value: Mutex<Option<T>>,
     filled: Condvar,
+    /// Threads asleep on `filled` (changed under `value`'s lock): a fill with none there
+    /// makes no wake-up call, which the thread that collects its own result would make
+    /// every time (std's `notify_all` always enters the kernel).
+    sleepers: AtomicUsize,
     /// The futures waiting (`AsyncResult` as a `Future`), woken by `fill`.
     pub(crate) wakers: Wakers,
     /// `AsyncResult::cancel` was called: the pool drops the task, or stops its worker.
@@ -88,15 +92,27 @@ impl<T> Slot<T> {
         Arc::new(Self {
             value: Mutex::new(None),
             filled: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             wakers: Wakers::default(),
             cancelled: AtomicBool::new(false),
         })
     }
 
     pub(crate) fn fill(&self, value: T) {
-        *lock(&self.value) = Some(value);
-        self.filled.notify_all();
+        let mut guard = lock(&self.value);
+        *guard = Some(value);
+        self.wake_sleepers(guard);
         self.wakers.wake_all();
+    }
+
+    /// Wakes the threads asleep on `filled`, if any, after `guard`'s change. Read under the
+    /// lock: a sleeper counted itself before it released it in `wait_timeout`.
+    fn wake_sleepers(&self, guard: MutexGuard<'_, Option<T>>) {
+        let sleepers = self.sleepers.load(Ordering::Relaxed);
+        drop(guard);
+        if sleepers > 0 {
+            self.filled.notify_all();
+        }
     }
 
     /// Fills the slot unless it already holds a value; whether it did.
@@ -106,8 +122,7 @@ impl<T> Slot<T> {
             return false;
         }
         *guard = Some(value);
-        drop(guard);
-        self.filled.notify_all();
+        self.wake_sleepers(guard);
         self.wakers.wake_all();
         true
     }
@@ -137,7 +152,10 @@ impl<T> Slot<T> {
             }
             let slice =
                 deadline.slice(if helper.is_some() { Duration::from_millis(1) } else { Duration::from_millis(50) });
-            let _ = self.filled.wait_timeout(guard, slice);
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
+            let (guard, _) = self.filled.wait_timeout(guard, slice).unwrap_or_else(|e| e.into_inner());
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            drop(guard);
         }
     }
 
