@@ -17,6 +17,10 @@
 //! (a same-run A/B at load 10-11: some runs' median fork start + join was 3.3 ms with a
 //! yielding spin), where a sleeper woken by the child's end runs at once. At load 7-8
 //! yielding was no better than not.
+//!
+//! A process that may run on one processor only (`taskset -c 0`, a one-processor
+//! container) never spins: the child or the server it waits for inherited that processor
+//! and can only run once the spinner stops, so every such spin would be a miss.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +30,13 @@ use std::time::{Duration, Instant};
 const BUSY_GAP: Duration = Duration::from_micros(50);
 /// After this many missed spins in a row, one wait in `2^MAX_MISSES` spins.
 const MAX_MISSES: u32 = 6;
+
+/// Whether this process may run on one processor only (read once: its affinity mask and
+/// cgroup quota, as [`crate::cpu_count`]).
+fn one_processor() -> bool {
+    static ONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONE.get_or_init(|| crate::cpu_count() == 1)
+}
 
 /// The spinning record of one kind of wait in this process.
 #[derive(Debug)]
@@ -48,7 +59,7 @@ impl LoadSpin {
         if let Some(v) = ready() {
             return Some(v);
         }
-        if limit.is_zero() || self.skip() {
+        if limit.is_zero() || one_processor() || self.skip() {
             return None;
         }
         let start = Instant::now();
@@ -115,6 +126,9 @@ mod tests {
 
     #[test]
     fn after_a_missed_spin_the_next_wait_looks_once_then_spins_again() {
+        if one_processor() {
+            return; // No wait spins there.
+        }
         let record = LoadSpin::new();
         assert!(looks_without_answer(&record, Duration::from_micros(200)) > 1, "the first wait spins");
         assert_eq!(looks_without_answer(&record, Duration::from_micros(200)), 1, "one miss: the next wait skips");
@@ -141,6 +155,9 @@ mod tests {
 
     #[test]
     fn a_wait_that_must_not_wait_looks_once_and_leaves_the_record_alone() {
+        if one_processor() {
+            return; // No wait spins there.
+        }
         let record = LoadSpin::new();
         assert_eq!(looks_without_answer(&record, Duration::ZERO), 1);
         assert!(looks_without_answer(&record, Duration::from_micros(200)) > 1, "no miss was recorded");
