@@ -1,7 +1,9 @@
 //! A probe for `perf stat` / `perf record`: one `message_cost` variant in a loop, nothing
-//! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, int).
+//! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, int,
+//! queue_int (a `Queue<u64>` put and get), pingpong2 and pingpong1 (8-byte round trips
+//! between two processes pinned to two CPUs, or to one)).
 
-use multiproc::Pipe;
+use multiproc::{Connection, Pipe, Process, StartMethod};
 #[path = "../src/typed.rs"]
 mod typed;
 
@@ -44,6 +46,53 @@ fn main() {
                 std::hint::black_box(b.recv().unwrap());
             }
         }
+        "queue_int" => {
+            let q = multiproc::Queue::<u64>::new().unwrap();
+            for i in 0..n as u64 {
+                q.put(i).unwrap();
+                std::hint::black_box(q.get().unwrap());
+            }
+        }
+        "pingpong2" | "pingpong1" => {
+            // Round trips of 8 raw bytes with the two processes pinned to CPUs 0 and 1
+            // (`pingpong2`) or both to CPU 0 (`pingpong1`); prints the median in µs.
+            let other_cpu = usize::from(variant == "pingpong2");
+            pin(0);
+            let (a, b) = Pipe::<u64>::new().unwrap();
+            let child = Process::new(echo_pinned, (b, n, other_cpu)).start_method(StartMethod::Fork).start().unwrap();
+            let mut samples = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t0 = std::time::Instant::now();
+                a.send_bytes(&[0u8; 8]).unwrap();
+                std::hint::black_box(a.recv_bytes().unwrap());
+                samples.push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+            child.join().unwrap();
+            samples.sort_by(f64::total_cmp);
+            println!(
+                "{variant} median {:.3} us p10 {:.3} p90 {:.3}",
+                samples[n / 2],
+                samples[n / 10],
+                samples[n * 9 / 10]
+            );
+        }
         other => panic!("unknown variant {other}"),
+    }
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn echo_pinned(args: (Connection<u64>, usize, usize)) {
+    let (conn, n, cpu) = args;
+    pin(cpu);
+    for _ in 0..n {
+        conn.send_bytes(&conn.recv_bytes().unwrap()).unwrap();
     }
 }
