@@ -167,8 +167,16 @@ impl Link {
 // ---- values -------------------------------------------------------------------------------
 
 enum ValueCtx {
-    Encoding { manager: ManagerKey, refs: Vec<ObjectId>, foreign: bool },
-    Decoding { origin: Origin, refs: VecDeque<Ref> },
+    Encoding {
+        manager: ManagerKey,
+        refs: Vec<ObjectId>,
+        foreign: bool,
+    },
+    /// `origin` is `None` for an item without references (no proxy inside may decode).
+    Decoding {
+        origin: Option<Origin>,
+        refs: VecDeque<Ref>,
+    },
 }
 
 thread_local! {
@@ -208,9 +216,14 @@ pub(crate) fn encode_item<T: Serialize + ?Sized>(
 
 /// Decodes an item handed back by the server of `origin`.
 pub(crate) fn decode_item<T: DeserializeOwned>(origin: &Origin, item: Item<Ref>) -> Result<T, ManagerError> {
-    VALUE.with(|v| {
-        v.borrow_mut().push(ValueCtx::Decoding { origin: origin.clone(), refs: item.refs.into_iter().collect() })
-    });
+    decode_item_from(|| origin.clone(), item)
+}
+
+/// [`decode_item`] with the origin made only when the item carries references (a clone of
+/// an origin counts a handle in the family heap: not for every plain value).
+fn decode_item_from<T: DeserializeOwned>(origin: impl FnOnce() -> Origin, item: Item<Ref>) -> Result<T, ManagerError> {
+    let origin = (!item.refs.is_empty()).then(origin);
+    VALUE.with(|v| v.borrow_mut().push(ValueCtx::Decoding { origin, refs: item.refs.into_iter().collect() }));
     let _pop = PopCtx;
     Ok(codec::decode_kept::<T>(&item.bytes)?)
 }
@@ -271,7 +284,7 @@ impl ProxyCore {
 
     /// Decodes an item this proxy's server handed back.
     pub(crate) fn decode<T: DeserializeOwned>(&self, item: Item<Ref>) -> Result<T, ManagerError> {
-        decode_item(&self.origin(), item)
+        decode_item_from(|| self.origin(), item)
     }
 
     /// Whether two proxies refer to the same object.
@@ -324,7 +337,9 @@ impl<'de> Deserialize<'de> for ProxyCore {
         if decoding_value {
             let (id, kind) = <(ObjectId, Kind)>::deserialize(deserializer)?;
             let taken = VALUE.with(|v| match v.borrow_mut().last_mut() {
-                Some(ValueCtx::Decoding { origin, refs }) => refs.pop_front().map(|r| (origin.clone(), r)),
+                Some(ValueCtx::Decoding { origin: Some(origin), refs }) => {
+                    refs.pop_front().map(|r| (origin.clone(), r))
+                }
                 _ => None,
             });
             let (origin, reference) =

@@ -25,7 +25,7 @@ use super::remote::{self, Writers};
 use super::state::{CLOSED, CONTROL, Control, ManagerState, READY, ReplyState, TokenState};
 #[cfg(feature = "remote")]
 use super::store::Constructor;
-use super::store::{ConnId, Outgoing, Store};
+use super::store::{ConnId, IdMap, Outgoing, Store};
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::panics;
@@ -106,7 +106,7 @@ enum Incoming {
 pub(crate) struct Server {
     state: Shared<ManagerState>,
     store: Store,
-    conns: HashMap<ConnId, Conn>,
+    conns: IdMap<ConnId, Conn>,
     writers: Writers,
     last_sweep: Instant,
     stopping: bool,
@@ -159,7 +159,7 @@ impl Server {
         Self {
             state,
             store: Store::new(),
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             writers: Writers::default(),
             last_sweep: Instant::now(),
             stopping: false,
@@ -335,9 +335,11 @@ impl Server {
 
     fn deliver(&mut self) {
         loop {
-            for Outgoing { conn, seq, result } in self.store.take_replies() {
+            let mut replies = self.store.take_replies();
+            for Outgoing { conn, seq, result } in replies.drain(..) {
                 self.send(conn, seq, result);
             }
+            self.store.reuse_replies(replies);
             let closing = std::mem::take(&mut self.closing);
             if closing.is_empty() {
                 break;
@@ -353,8 +355,7 @@ impl Server {
     fn send(&mut self, conn: ConnId, seq: u64, result: Result<Out<ObjectId>, Fault>) {
         let undelivered = match self.conns.get_mut(&conn) {
             Some(Conn::Local { replies, .. }) => {
-                let replies = replies.clone();
-                send_local(&self.state, &replies, &mut self.store, Reply { seq, result });
+                send_local(&self.state, replies, &mut self.store, Reply { seq, result });
                 None
             }
             Some(Conn::Remote { handouts }) => {

@@ -17,6 +17,7 @@
 //! server ends, as in Python.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use indexmap::{IndexMap, IndexSet};
@@ -32,6 +33,35 @@ const SEMAPHORE_MAX: u64 = u32::MAX as u64;
 
 /// A client connection as the server numbers them.
 pub(crate) type ConnId = u32;
+
+/// A map keyed by a number the server hands out (an object id, a connection number): the
+/// keys are never a client's choice, so a multiply-and-rotate hash serves where SipHash
+/// would cost more than the lookup (three lookups a call).
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`] (FxHash's step).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 /// Who acquired a lock: a connection and a thread of its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -259,7 +289,7 @@ type Timer = (Instant, ObjectId, ConnId, u64);
 
 /// The server's objects.
 pub(crate) struct Store {
-    objects: HashMap<ObjectId, Object>,
+    objects: IdMap<ObjectId, Object>,
     next_id: ObjectId,
     types: HashMap<String, Constructor>,
     /// Barrier actions, by name.
@@ -268,7 +298,7 @@ pub(crate) struct Store {
     out: Vec<Outgoing>,
     shutting_down: bool,
     /// The process behind each family connection (others hold permits as themselves).
-    holders: HashMap<ConnId, Holder>,
+    holders: IdMap<ConnId, Holder>,
 }
 
 impl std::fmt::Debug for Store {
@@ -291,7 +321,7 @@ fn normalize(index: i64, len: usize) -> Option<usize> {
 impl Store {
     /// A store holding only the registry of published objects.
     pub(crate) fn new() -> Self {
-        let mut objects = HashMap::new();
+        let mut objects = IdMap::default();
         // Pinned: one reference that nothing gives back.
         objects.insert(REGISTRY, Object { refs: 1, body: Body::Dict(IndexMap::new()) });
         Self {
@@ -302,7 +332,7 @@ impl Store {
             timers: BTreeSet::new(),
             out: Vec::new(),
             shutting_down: false,
-            holders: HashMap::new(),
+            holders: IdMap::default(),
         }
     }
 
@@ -330,6 +360,15 @@ impl Store {
     /// The answers produced so far.
     pub(crate) fn take_replies(&mut self) -> Vec<Outgoing> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Hands back the emptied list of [`Store::take_replies`], so that the next answer
+    /// does not allocate one.
+    pub(crate) fn reuse_replies(&mut self, mut emptied: Vec<Outgoing>) {
+        if self.out.is_empty() {
+            emptied.clear();
+            self.out = emptied;
+        }
     }
 
     /// Whether answers wait to be taken.
