@@ -17,7 +17,6 @@
 //! server ends, as in Python.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use indexmap::{IndexMap, IndexSet};
@@ -35,33 +34,9 @@ const SEMAPHORE_MAX: u64 = u32::MAX as u64;
 pub(crate) type ConnId = u32;
 
 /// A map keyed by a number the server hands out (an object id, a connection number): the
-/// keys are never a client's choice, so a multiply-and-rotate hash serves where SipHash
-/// would cost more than the lookup (three lookups a call).
-pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-
-/// The hasher of [`IdMap`] (FxHash's step).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
+/// keys are never a client's choice, so FxHash serves where SipHash would cost more than
+/// the lookup (three lookups a call).
+pub(crate) type IdMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Who acquired a lock: a connection and a thread of its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
