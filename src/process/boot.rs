@@ -337,17 +337,20 @@ pub(crate) struct OverflowReport {
     frame: Vec<u8>,
     /// std's message, naming the child.
     message: String,
+    /// What arming it takes on the thread that runs the target.
+    arming: sys::OverflowArming,
 }
 
 impl OverflowReport {
-    /// The report of the child named `name`. The fork start method makes it in the parent
-    /// before the fork: the child then writes no heap page for it (each is one more copy).
+    /// The report of the child named `name`, for the calling thread. The fork start method
+    /// makes it in the parent before the fork: the child then writes no heap page for it
+    /// (each is one more copy) and touches none of the code that works out its arming.
     pub(crate) fn new(name: &str) -> Option<Self> {
         let msg = codec::encode_own(&Outcome::StackOverflow).ok()?;
         let framed = frame(&msg.bytes);
         msg.sent();
         let message = format!("\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
-        Some(Self { frame: framed, message })
+        Some(Self { frame: framed, message, arming: sys::OverflowArming::here() })
     }
 }
 
@@ -368,7 +371,7 @@ fn execute(boot: Boot, sock: OwnedFd, overflow: Option<OverflowReport>) -> ! {
     panics::install_hook();
 
     if let Some(overflow) = overflow.or_else(|| OverflowReport::new(&name)) {
-        sys::report_stack_overflow(sock.as_fd(), overflow.frame, overflow.message);
+        sys::report_stack_overflow(sock.as_fd(), overflow.frame, overflow.message, overflow.arming);
     }
     let mut call = ChildCall { args: boot.args, result_plan: boot.result_plan, outcome: None, encoded: None, name };
     let set_up = match boot.child_init {

@@ -15,6 +15,11 @@ use crate::sys::{self, Ended};
 const EXIT_SPIN: Duration = Duration::from_micros(300);
 /// This process's record of its spins for children's ends.
 static EXIT_SPINS: LoadSpin = LoadSpin::new();
+/// How long a waiting parent first sleeps on its child's end before it reads the boot
+/// socket (where a large outcome may be waiting for it), and how long at most once
+/// nothing came for a while.
+const FIRST_SLICE: Duration = Duration::from_millis(1);
+const LAST_SLICE: Duration = Duration::from_millis(250);
 
 /// How the parent learns that a child ended.
 #[derive(Debug)]
@@ -149,24 +154,32 @@ impl ChildState {
         if let Some(ended) = EXIT_SPINS.spin(deadline.slice(EXIT_SPIN), || reaped(&mut self.lock())) {
             return Some(ended);
         }
+        // The sleep watches the child's end only, not its boot socket: the child writes its
+        // outcome just before it exits, and a wake for the outcome would mostly find the
+        // child not yet ended, and sleep again (two wakes per join; on a busy machine each
+        // is a wait for a CPU). An outcome larger than the socket buffer keeps the child
+        // from exiting until it is read: the socket is read after every slice, which
+        // starts short and doubles while nothing comes.
+        let fds: &[BorrowedFd<'_>] = match self.watch {
+            ExitWatch::Own => &[self.sentinel()],
+            ExitWatch::Server(_) => &[self.sentinel(), self.pidfd.as_fd()],
+        };
+        let mut slice = FIRST_SLICE;
         loop {
             let mut inner = self.lock();
+            let had = (inner.buf.len(), inner.sock.is_some());
             if let Some(ended) = reaped(&mut inner) {
                 return Some(ended);
             }
             if deadline.passed() {
                 return None;
             }
-            let sock = inner.sock.clone();
+            if (inner.buf.len(), inner.sock.is_some()) != had {
+                slice = FIRST_SLICE;
+            }
             drop(inner);
-            let mut fds = vec![self.sentinel()];
-            if let ExitWatch::Server(_) = self.watch {
-                fds.push(self.pidfd.as_fd());
-            }
-            if let Some(s) = sock.as_ref() {
-                fds.push(s.as_fd());
-            }
-            let _ = sys::poll_readable(&fds, Some(deadline.slice(Duration::from_millis(250))));
+            let _ = sys::poll_readable(fds, Some(deadline.slice(slice)));
+            slice = (slice * 2).min(LAST_SLICE);
         }
     }
 

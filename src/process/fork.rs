@@ -51,7 +51,7 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
                 record.in_child();
                 // Our copy of the parent's end first: the parent's death is then an end of
                 // stream here.
-                drop(ours);
+                sys::close_in_fork_child(ours);
                 if wait_for_record && !go_on_told(theirs.as_fd()) {
                     // The parent could not record this process: it must not run.
                     sys::exit_now(1);

@@ -38,14 +38,36 @@ static ARMED: AtomicI32 = AtomicI32::new(0);
 
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
+/// What arming the report needs to know of the thread that will run the target: worked
+/// out by whoever is on that thread first. A fork child's thread is a copy of its
+/// parent's, so the parent works it out before the fork: the child then touches no page
+/// of `sigaltstack` and `sysconf` (each page of code or data a fork child touches first is
+/// one more page fault) and makes one system call fewer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OverflowArming {
+    page: usize,
+    /// Whether the thread has an alternate signal stack already.
+    stack_ready: bool,
+}
+
+impl OverflowArming {
+    /// The calling thread's (and so a fork child's) arming.
+    pub(crate) fn here() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        Self { page, stack_ready: has_alternate_stack() }
+    }
+}
+
 /// Arms the report (with an alternate signal stack for the calling thread, the one about
-/// to run the target): a stack overflow writes `frame` to `sock`, prints `message` to
-/// stderr and aborts. Once per process; later calls do nothing.
-pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, message: String) {
+/// to run the target, unless `arming` says it has one): a stack overflow writes `frame`
+/// to `sock`, prints `message` to stderr and aborts. Once per process; later calls do
+/// nothing.
+pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, message: String, arming: OverflowArming) {
     if REPORT.get().is_some() {
         return;
     }
-    if !alternate_stack() {
+    if !arming.stack_ready && !make_alternate_stack(arming.page) {
         return;
     }
     let mut action = empty_action();
@@ -58,9 +80,7 @@ pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, messag
         // action, so a fault in between ends the process as it would have.
         unsafe { libc::sigaction(signal, &action, previous) };
     }
-    // SAFETY: sysconf has no preconditions.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), page, previous };
+    let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), page: arming.page, previous };
     if REPORT.set(report).is_ok() {
         ARMED.store(1, Ordering::Release);
     }
@@ -89,20 +109,21 @@ fn stack_pointer(context: *mut c_void) -> Option<usize> {
     Some(sp)
 }
 
-/// Gives the calling thread an alternate signal stack if it has none (std's threads
-/// and std's main thread have one), so the handler can run when the stack is exhausted.
-fn alternate_stack() -> bool {
+/// Whether the calling thread has an alternate signal stack (std's threads and std's
+/// main thread have one) big enough for the handler.
+fn has_alternate_stack() -> bool {
     // SAFETY: stack_t is plain data; all zeroes is a valid value.
     let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
     // SAFETY: sigaltstack with a null new stack only reads the current one into `old`.
     if unsafe { libc::sigaltstack(std::ptr::null(), &mut old) } != 0 {
         return false;
     }
-    if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= libc::MINSIGSTKSZ {
-        return true;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= libc::MINSIGSTKSZ
+}
+
+/// Gives the calling thread an alternate signal stack, so the handler can run when the
+/// stack is exhausted; `page` is the page size.
+fn make_alternate_stack(page: usize) -> bool {
     // SAFETY: a fresh private anonymous mapping, owned by nobody else; its lowest page
     // becomes a guard. It is never unmapped: the process uses it until it exits.
     unsafe {
