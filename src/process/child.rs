@@ -15,11 +15,11 @@ use crate::sys::{self, Ended};
 const EXIT_SPIN: Duration = Duration::from_micros(300);
 /// This process's record of its spins for children's ends.
 static EXIT_SPINS: LoadSpin = LoadSpin::new();
-/// How long a waiting parent first sleeps on its child's end before it reads the boot
-/// socket (where a large outcome may be waiting for it), and how long at most once
-/// nothing came for a while.
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const LAST_SLICE: Duration = Duration::from_millis(250);
+/// How long a waiting parent first sleeps on its child's end alone, before it watches the
+/// boot socket too (where a large outcome may be waiting for it).
+const FIRST_SLEEP: Duration = Duration::from_millis(1);
+/// The longest sleep of a waiting parent between two looks at its child.
+const SLEEP: Duration = Duration::from_millis(250);
 
 /// How the parent learns that a child ended.
 #[derive(Debug)]
@@ -154,32 +154,31 @@ impl ChildState {
         if let Some(ended) = EXIT_SPINS.spin(deadline.slice(EXIT_SPIN), || reaped(&mut self.lock())) {
             return Some(ended);
         }
-        // The sleep watches the child's end only, not its boot socket: the child writes its
-        // outcome just before it exits, and a wake for the outcome would mostly find the
-        // child not yet ended, and sleep again (two wakes per join; on a busy machine each
-        // is a wait for a CPU). An outcome larger than the socket buffer keeps the child
-        // from exiting until it is read: the socket is read after every slice, which
-        // starts short and doubles while nothing comes.
-        let fds: &[BorrowedFd<'_>] = match self.watch {
-            ExitWatch::Own => &[self.sentinel()],
-            ExitWatch::Server(_) => &[self.sentinel(), self.pidfd.as_fd()],
-        };
-        let mut slice = FIRST_SLICE;
+        // The first sleep watches the child's end only, not its boot socket: the child
+        // writes its outcome just before it exits, and a wake for the outcome would mostly
+        // find the child not yet ended, and sleep again (two wakes per join; on a busy
+        // machine each is a wait for a CPU). A child still running after that slice may
+        // have an outcome larger than the socket buffer, which keeps it from exiting until
+        // it is read: later sleeps watch the socket too, so it streams at full speed.
+        let mut first = true;
         loop {
             let mut inner = self.lock();
-            let had = (inner.buf.len(), inner.sock.is_some());
             if let Some(ended) = reaped(&mut inner) {
                 return Some(ended);
             }
             if deadline.passed() {
                 return None;
             }
-            if (inner.buf.len(), inner.sock.is_some()) != had {
-                slice = FIRST_SLICE;
-            }
             drop(inner);
-            let _ = sys::poll_readable(fds, Some(deadline.slice(slice)));
-            slice = (slice * 2).min(LAST_SLICE);
+            if std::mem::take(&mut first) {
+                let fds: &[BorrowedFd<'_>] = match self.watch {
+                    ExitWatch::Own => &[self.sentinel()],
+                    ExitWatch::Server(_) => &[self.sentinel(), self.pidfd.as_fd()],
+                };
+                let _ = sys::poll_readable(fds, Some(deadline.slice(FIRST_SLEEP)));
+            } else {
+                let _ = self.with_wait_fds(|fds| sys::poll_readable(fds, Some(deadline.slice(SLEEP))));
+            }
         }
     }
 
