@@ -52,9 +52,7 @@ pub(crate) fn submit<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send
     items: &[A],
     sink: Arc<dyn Sink<R>>,
 ) -> Result<(), PoolError> {
-    let t0 = std::time::Instant::now();
     let (bytes, ends, handles) = encode_items(items)?;
-    let t1 = t0.elapsed();
     let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles) {
         Ok(table) => table,
         Err(e) => {
@@ -72,7 +70,6 @@ pub(crate) fn submit<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send
         finished: AtomicBool::new(false),
         drop_item: drop_item::<A>,
     });
-    if std::env::var_os("CLAIMS_TRACE").is_some() { eprintln!("encode {t1:?} table {:?}", t0.elapsed()); }
     for sent in 0..seats {
         let job = claimed.seat(call, &table);
         if let Err(e) = engine.submit(job) {
@@ -94,10 +91,12 @@ struct Settled {
     /// The first worker lost while in the call (for the item it held, if it held one).
     lost: Option<TaskError>,
     terminated: bool,
+    /// The item whose failure was delivered before every seat answered.
+    failed_early: Option<usize>,
 }
 
 /// One call on the claims path: the delivery of each of its seats.
-struct Claimed<R> {
+struct Claimed<R: DeserializeOwned + Send + 'static> {
     table: ClaimTable,
     sink: Arc<dyn Sink<R>>,
     counters: Arc<Counters>,
@@ -126,6 +125,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
 
     /// A seat's answer.
     fn settle(&self, outcome: Result<(), TaskError>) {
+        let answered = outcome.is_ok();
         {
             let mut settled = super::supervisor::lock(&self.settled);
             match outcome {
@@ -136,9 +136,37 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
                 }
             }
         }
+        if answered && self.table.stopped() {
+            // A task failed (its worker stopped the claims and answered): the call fails at
+            // once, as on the message path, without waiting for the tasks still running.
+            self.fail_early();
+        }
         if self.seats.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.finish();
         }
+    }
+
+    /// Delivers the first failure written, if the call has not failed already.
+    fn fail_early(&self) {
+        if self.sink.cancelled() {
+            return;
+        }
+        let first = (0..self.table.claimed()).find_map(|i| match self.table.result(i) {
+            Some((Written::Value, _)) | None => None,
+            Some(_) => Some(i),
+        });
+        let Some(i) = first else { return };
+        let mut failed = Chunk { values: Vec::new(), failures: Vec::new() };
+        self.sort(&mut failed, i, None, &Settled::default());
+        let Some((_, e)) = failed.failures.pop() else { return };
+        let mut settled = super::supervisor::lock(&self.settled);
+        if settled.failed_early.is_some() {
+            return;
+        }
+        settled.failed_early = Some(i);
+        drop(settled);
+        self.counters.failed(&e);
+        self.sink.deliver(0, Err(e));
     }
 
     /// Every seat answered: no live worker is in the call.
@@ -146,24 +174,23 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
-        let t0 = std::time::Instant::now();
         let settled = std::mem::take(&mut *super::supervisor::lock(&self.settled));
         let items = self.table.items();
+        if settled.terminated {
+            self.wrap_up(settled.failed_early);
+            let outcome: ChunkOutcome<R> = Err(TaskError::Terminated);
+            count(&self.counters, &outcome, items);
+            self.sink.deliver(0, outcome);
+            return;
+        }
+        if self.sink.cancelled() {
+            self.wrap_up(settled.failed_early);
+            return;
+        }
         let rest = self.table.take_rest();
         let unclaimed = rest.len();
         for i in rest {
             (self.drop_item)(self.table.input(i));
-        }
-        if settled.terminated || self.sink.cancelled() {
-            self.drop_results();
-            if settled.terminated {
-                let outcome: ChunkOutcome<R> = Err(TaskError::Terminated);
-                count(&self.counters, &outcome, items);
-                self.sink.deliver(0, outcome);
-            } else {
-                self.counters.cancelled(unclaimed as u64);
-            }
-            return;
         }
         let mut chunk = Chunk { values: Vec::with_capacity(items), failures: Vec::new() };
         let claimed = items - unclaimed;
@@ -195,7 +222,6 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         let outcome: ChunkOutcome<R> = Ok(chunk);
         count(&self.counters, &outcome, items);
         self.sink.deliver(0, outcome);
-        if std::env::var_os("CLAIMS_TRACE").is_some() { eprintln!("finish {:?}", t0.elapsed()); }
     }
 
     /// Adds item `i`'s outcome to `chunk`: its decoded `value`, or the failure its entry
@@ -221,15 +247,33 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         chunk.failures.push((i, failure));
     }
 
-    /// Decodes and drops the results nobody will read, when some hold handles.
-    fn drop_results(&self) {
-        if self.table.results_hold_handles() {
-            for i in 0..self.table.claimed() {
-                if let Some((Written::Value, bytes)) = self.table.result(i) {
-                    let _ = decode_result::<R>(bytes);
+    /// Ends a call whose outcome is delivered already (failed, cancelled) or will not be
+    /// read: the items nobody claimed are dropped, the results nobody reads decoded and
+    /// dropped when they hold handles, and the books kept as the message path keeps them
+    /// (a value done, a failure failed, except `failed_early` which was counted when
+    /// delivered, anything else cancelled).
+    fn wrap_up(&self, failed_early: Option<usize>) {
+        for i in self.table.take_rest() {
+            (self.drop_item)(self.table.input(i));
+        }
+        let handles = self.table.results_hold_handles();
+        let (mut done, mut cancelled) = (0, 0);
+        for i in 0..self.table.items() {
+            match self.table.result(i) {
+                Some((Written::Value, bytes)) => {
+                    done += 1;
+                    if handles {
+                        let _ = decode_result::<R>(bytes);
+                    }
                 }
+                Some(_) if failed_early == Some(i) => {}
+                // Neither lost nor timed out: which failure does not matter to the books.
+                Some(_) => self.counters.failed(&TaskError::Terminated),
+                None => cancelled += 1,
             }
         }
+        self.counters.done_many(done);
+        self.counters.cancelled(cancelled);
         self.table.release_results();
     }
 }
@@ -264,14 +308,13 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
     }
 }
 
-impl<R> Drop for Claimed<R> {
+impl<R: DeserializeOwned + Send + 'static> Drop for Claimed<R> {
     fn drop(&mut self) {
-        // A call whose seats were all dropped unsent (cancelled): nobody claims any more.
-        if !self.finished.load(Ordering::Acquire) {
-            for i in self.table.take_rest() {
-                (self.drop_item)(self.table.input(i));
-            }
-            self.table.release_results();
+        // A call whose seats went without an answer (dropped unsent once cancelled, or
+        // their workers killed for running on after the call failed).
+        if !self.finished.swap(true, Ordering::AcqRel) {
+            let failed_early = std::mem::take(&mut *super::supervisor::lock(&self.settled)).failed_early;
+            self.wrap_up(failed_early);
         }
     }
 }
