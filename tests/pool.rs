@@ -265,6 +265,11 @@ fn the_initializer_runs_in_each_worker_and_its_failure_does_not_hang() {
         Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "no initialization today"),
         other => panic!("{other:?}"),
     }
+    // A map whose workers claim their items (chunk size 1) fails the same way.
+    match broken.map_with(square, 0..4, MapOptions::new().chunksize(1)) {
+        Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "no initialization today"),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn bump(v: Value<u64>) {
@@ -1102,7 +1107,8 @@ fn kill_the_worker_frozen_at(point: &str) -> (Result<Vec<u64>, TaskError>, multi
     let flag = Value::new(0u32).unwrap();
     let gate = std::env::temp_dir().join(format!("mp-pool-gate-{}-{}", std::process::id(), point));
     let _ = std::fs::remove_file(&gate);
-    let pool = Pool::builder().processes(2).initializer(arm_once, (flag.clone(), format!("stop:{point}"))).build().unwrap();
+    let pool =
+        Pool::builder().processes(2).initializer(arm_once, (flag.clone(), format!("stop:{point}"))).build().unwrap();
     let items: Vec<(u64, String)> = (0..200).map(|x| (x, gate.to_string_lossy().into_owned())).collect();
     let pending = pool.map_async_with(square_after_gate, items, MapOptions::new().chunksize(1)).unwrap();
     assert!(eventually(LIMIT, || flag.get() != 0 && stopped(flag.get())), "a worker stopped at {point}");
@@ -1117,7 +1123,10 @@ fn kill_the_worker_frozen_at(point: &str) -> (Result<Vec<u64>, TaskError>, multi
     let outcome = pending.get();
     let _ = std::fs::remove_file(&gate);
     // The pool goes on, with the worker replaced (the flag is taken: it runs freely).
-    assert_eq!(pool.map_with(square, 0..50, MapOptions::new().chunksize(1)).unwrap(), (0..50).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(
+        pool.map_with(square, 0..50, MapOptions::new().chunksize(1)).unwrap(),
+        (0..50).map(|x| x * x).collect::<Vec<_>>()
+    );
     let stats = pool.stats();
     pool.close();
     pool.join().unwrap();
@@ -1191,7 +1200,10 @@ fn chunksize1_terminate_mid_map_fails_it_and_leaves_nothing() {
         pool.terminate();
         assert!(matches!(pending.get(), Err(TaskError::Terminated)));
         pool.join().unwrap();
-        assert!(pool.map_with(square, 0..4, MapOptions::new().chunksize(1)).is_err(), "a terminated pool takes nothing");
+        assert!(
+            pool.map_with(square, 0..4, MapOptions::new().chunksize(1)).is_err(),
+            "a terminated pool takes nothing"
+        );
     }
     for pid in pids {
         assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived terminate");
@@ -1237,7 +1249,8 @@ fn chunksize1_results_of_any_size_come_back_in_order() {
         let out = pool.map_with(big_result, sizes.clone(), MapOptions::new().chunksize(1)).unwrap();
         assert_eq!(out, sizes.iter().map(|&n| big_result(n)).collect::<Vec<_>>());
         let (tx, rx) = std::sync::mpsc::channel();
-        let options = MapOptions::new().chunksize(1).error_callback(move |e: &TaskError| tx.send(e.to_string()).unwrap());
+        let options =
+            MapOptions::new().chunksize(1).error_callback(move |e: &TaskError| tx.send(e.to_string()).unwrap());
         assert!(pool.map_async_with(fail_on, 0..40, options).unwrap().get().is_err());
         assert!(rx.recv().unwrap().contains("unlucky 13"));
         pool.close();

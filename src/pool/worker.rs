@@ -181,9 +181,12 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                 };
                 let value = f(item);
                 let put = |bytes: &[u8], handles: bool| table.put(i, Written::Value, bytes, handles);
-                let small = codec::with_small_encoding(&value, CLAIMED_SCRATCH, |e| e.to_string(), |bytes, handles| {
-                    put(bytes, handles).map_err(|e| e.to_string())
-                });
+                let small = codec::with_small_encoding(
+                    &value,
+                    CLAIMED_SCRATCH,
+                    |e| e.to_string(),
+                    |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
+                );
                 let outcome = match small {
                     Ok(true) => Ok(()),
                     Ok(false) => codec::encode(&value).map_err(|e| e.to_string()).and_then(|encoded| {

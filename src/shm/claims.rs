@@ -55,6 +55,8 @@ struct ClaimState {
     handles: AtomicU32,
     /// Some item holds handles (the workers note what their decodings read).
     input_handles: AtomicU32,
+    /// Some result has a block of its own (set before the block is allocated).
+    spilled: AtomicU32,
 }
 
 impl ClaimState {
@@ -124,6 +126,7 @@ impl ClaimTable {
             stopped: AtomicU32::new(0),
             handles: AtomicU32::new(0),
             input_handles: AtomicU32::new(u32::from(handles)),
+            spilled: AtomicU32::new(0),
         };
         let words = state.words().2;
         let shared = Shared::with_tail(state, words * 8 + input.len())?;
@@ -162,8 +165,10 @@ impl ClaimTable {
         assert!(i < items, "item {i} of {items}");
         let cells = self.words();
         let starts = seats + items * ENTRY_WORDS;
-        let (start, end) =
-            (cells.at(starts + i).load(Ordering::Relaxed) as usize, cells.at(starts + 1 + i).load(Ordering::Relaxed) as usize);
+        let (start, end) = (
+            cells.at(starts + i).load(Ordering::Relaxed) as usize,
+            cells.at(starts + 1 + i).load(Ordering::Relaxed) as usize,
+        );
         let input_len = self.shared.input_len.load(Ordering::Relaxed) as usize;
         assert!(start <= end && end <= input_len, "a claim table's offsets are out of order");
         let bytes = self.shared.tail::<u8>(words * 8 + input_len);
@@ -222,7 +227,8 @@ impl ClaimTable {
     pub(crate) fn put(&self, i: usize, written: Written, bytes: &[u8], handles: bool) -> Result<(), HeapFull> {
         let (items, seats, _) = self.shared.words();
         assert!(i < items, "item {i} of {items}");
-        let len = u64::try_from(bytes.len()).ok().filter(|len| *len <= LEN_MASK).ok_or(HeapFull::requested(bytes.len()))?;
+        let len =
+            u64::try_from(bytes.len()).ok().filter(|len| *len <= LEN_MASK).ok_or(HeapFull::requested(bytes.len()))?;
         if handles {
             self.shared.handles.store(1, Ordering::Release);
         }
@@ -237,6 +243,7 @@ impl ClaimTable {
             all[(entry + 1) * 8..(entry + 1) * 8 + bytes.len()].copy_from_slice(bytes);
         } else {
             let heap = Heap::get();
+            self.shared.spilled.store(1, Ordering::Release);
             let off = heap.alloc(bytes.len())?;
             // SAFETY: a fresh block of `bytes.len()` bytes, ours alone until published.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), heap.ptr(off), bytes.len()) };
@@ -285,8 +292,12 @@ impl ClaimTable {
     }
 
     /// Frees the results' own blocks (those too large for their entry): called once, by the
-    /// parent, after it read the results; the entries read as unwritten after.
+    /// parent, after it read the results; the entries read as unwritten after (when some
+    /// result had a block).
     pub(crate) fn release_results(&self) {
+        if self.shared.spilled.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let (items, seats, _) = self.shared.words();
         let heap = Heap::get();
         let cells = self.words();
