@@ -151,10 +151,8 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         if self.sink.cancelled() {
             return;
         }
-        let first = (0..self.table.claimed()).find_map(|i| match self.table.result(i) {
-            Some((Written::Value, _)) | None => None,
-            Some(_) => Some(i),
-        });
+        let first = (0..self.table.claimed())
+            .find(|&i| matches!(self.table.result(i), Some((Written::Panicked | Written::Failed, _))));
         let Some(i) = first else { return };
         let mut failed = Chunk { values: Vec::new(), failures: Vec::new() };
         self.sort(&mut failed, i, None, &Settled::default());
@@ -215,6 +213,16 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             });
         }
         self.table.release_results();
+        if unclaimed > 0 && chunk.failures.is_empty() {
+            // Items left that no worker will run, and no task failed: the seats could not
+            // run (a pool whose initializer fails answers every task with its panic).
+            let e = settled.lost.unwrap_or(TaskError::Terminated);
+            self.counters.done_many(chunk.values.len() as u64);
+            let outcome: ChunkOutcome<R> = Err(e);
+            count(&self.counters, &outcome, unclaimed);
+            self.sink.deliver(0, outcome);
+            return;
+        }
         if unclaimed > 0 {
             // A task failed, which stopped the claims: the rest were never run.
             self.counters.cancelled(unclaimed as u64);
