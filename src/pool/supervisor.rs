@@ -536,16 +536,16 @@ impl Inner {
                         w.sent.retain(|&s| s != id);
                     }
                 }
+                books.init_failures = 0;
+                let Some(Sent { delivery, chunk, held, claims, .. }) = books.sent.remove(&id) else { return };
                 // A seat's time is a whole call's, not a chunk's.
-                if books.sent.get(&id).is_some_and(|s| s.claims.is_none()) {
+                if claims.is_none() {
                     books.chunk_ns = if books.chunk_ns <= 0.0 {
                         busy_ns as f64
                     } else {
                         0.8 * books.chunk_ns + 0.2 * busy_ns as f64
                     };
                 }
-                books.init_failures = 0;
-                let Some(Sent { delivery, chunk, held, .. }) = books.sent.remove(&id) else { return };
                 drop(books);
                 // The chunk's blob goes before its answer is delivered: a caller that has
                 // its result finds the pool's hold given back.
