@@ -137,10 +137,9 @@ impl ClaimTable {
         for (i, end) in ends.iter().enumerate() {
             cells.set(starts + 1 + i, *end);
         }
-        let bytes = table.shared.tail::<u8>(words * 8 + input.len());
+        let bytes = table.shared.tail::<u8>(words * 8 + input.len()).range(words * 8, input.len());
         // SAFETY: the table was just created; no other process has its handle yet.
-        let all = unsafe { bytes.as_mut_slice() };
-        all[words * 8..].copy_from_slice(input);
+        unsafe { bytes.as_mut_slice() }.copy_from_slice(input);
         Ok(table)
     }
 
@@ -171,11 +170,10 @@ impl ClaimTable {
         );
         let input_len = self.shared.input_len.load(Ordering::Relaxed) as usize;
         assert!(start <= end && end <= input_len, "a claim table's offsets are out of order");
-        let bytes = self.shared.tail::<u8>(words * 8 + input_len);
+        let bytes = self.shared.tail::<u8>(words * 8 + input_len).range(words * 8 + start, end - start);
         // SAFETY: the input bytes were written whole before the table's handle was shared
         // (`new`) and nobody writes them again.
-        let all = unsafe { bytes.as_slice() };
-        &all[words * 8 + start..words * 8 + end]
+        unsafe { bytes.as_slice() }
     }
 
     /// Claims the next index for the worker in `seat`: `None` once every index is claimed
@@ -236,11 +234,10 @@ impl ClaimTable {
         let cells = self.words();
         let mut state = DONE | written.code() << KIND_SHIFT | len;
         if bytes.len() <= INLINE {
-            let all = self.shared.tail::<u8>((entry + ENTRY_WORDS) * 8);
+            let inline = self.shared.tail::<u8>((entry + ENTRY_WORDS) * 8).range((entry + 1) * 8, bytes.len());
             // SAFETY: the entry's inline bytes belong to the claimer of index `i` (this
             // process) until its state word says done; nobody reads them before that.
-            let all = unsafe { all.as_mut_slice() };
-            all[(entry + 1) * 8..(entry + 1) * 8 + bytes.len()].copy_from_slice(bytes);
+            unsafe { inline.as_mut_slice() }.copy_from_slice(bytes);
         } else {
             let heap = Heap::get();
             self.shared.spilled.store(1, Ordering::Release);
@@ -273,10 +270,9 @@ impl ClaimTable {
             // acquired here) and is freed only by `destroy`, after every handle is gone.
             unsafe { std::slice::from_raw_parts(Heap::get().ptr(off), len) }
         } else {
-            let all = self.shared.tail::<u8>((entry + ENTRY_WORDS) * 8);
+            let inline = self.shared.tail::<u8>((entry + ENTRY_WORDS) * 8).range((entry + 1) * 8, len.min(INLINE));
             // SAFETY: written before the state word, never again.
-            let all = unsafe { all.as_slice() };
-            &all[(entry + 1) * 8..(entry + 1) * 8 + len]
+            unsafe { inline.as_slice() }
         };
         Some((written, bytes))
     }
