@@ -731,6 +731,46 @@ pub(crate) fn encode_to_slice_as<T: DeserializeOwned, V: Serialize + ?Sized>(
     }
 }
 
+/// Encodes each of `items` as a message of its own, one after the other, appended to
+/// `out`, pushing where each ends to `ends` (the items of a pool call whose workers claim
+/// them by index). One buffer for all; the returned [`Encoded`] (without bytes) holds the
+/// undo of every handle inside.
+pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
+    items: &[A],
+    out: &mut Vec<u8>,
+    ends: &mut Vec<u64>,
+) -> Result<Encoded, CodecError> {
+    let mut undo = Vec::new();
+    let mut out = Out::Vec { out, limit: usize::MAX, over: false };
+    for item in items {
+        // A scope per item: a fallback to the self-describing encoding gives back the
+        // handles of its own item only.
+        let scope = HandleScope::enter();
+        let result = write_message::<A, A>(item, &mut out);
+        undo.extend(scope.finish());
+        if let Err(e) = result {
+            undo.into_iter().for_each(|u| u());
+            return Err(e);
+        }
+        ends.push(out.len() as u64);
+    }
+    Ok(Encoded { bytes: Vec::new(), undo })
+}
+
+/// Decodes messages of type `T` one after the other, within one decoding (the handles
+/// they hold settle once, after the last): `each` gets each message's value, `None` where
+/// `messages` had none.
+pub(crate) fn decode_all<'a, T: DeserializeOwned>(
+    messages: impl Iterator<Item = Option<&'a [u8]>>,
+    mut each: impl FnMut(Option<Result<T, CodecError>>),
+) {
+    DECODING.with(|d| d.set(d.get() + 1));
+    let _leave = LeaveDecoding;
+    for bytes in messages {
+        each(bytes.map(|bytes| read_body(bytes, false)));
+    }
+}
+
 /// Like [`decode`], and every byte must belong to the value: a message of another type
 /// that happens to start like a `T` is an error, not a truncated `T`.
 pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

@@ -265,6 +265,11 @@ fn the_initializer_runs_in_each_worker_and_its_failure_does_not_hang() {
         Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "no initialization today"),
         other => panic!("{other:?}"),
     }
+    // A map whose workers claim their items (chunk size 1) fails the same way.
+    match broken.map_with(square, 0..4, MapOptions::new().chunksize(1)) {
+        Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "no initialization today"),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn bump(v: Value<u64>) {
@@ -1060,4 +1065,196 @@ fn handles_after_the_point_where_a_task_result_failed_to_decode_are_released() {
     let alone = Duration::from_secs(20);
     assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
     assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
+}
+
+// ---- chunk size 1: the workers claim the items from one table ---------------------------
+//
+// A `map` with chunk size 1 (no timeout, no `max_tasks_per_child`, no progress bar) sends no
+// message per task: the items are written once, each worker claims the next index itself
+// (writing the index into its seat before the claim), and the results are read by index
+// once every worker has answered. These are its crash cases; the message path's promises
+// hold the same.
+
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
+}
+
+/// A pool initializer: the first worker to run it (the flag was 0) arms the crash point
+/// `point`, the others run freely.
+fn arm_once((flag, point): (Value<u32>, String)) {
+    let mut armed = flag.lock();
+    if *armed == 0 {
+        *armed = std::process::id();
+        multiproc::__private::crash_at(&point);
+    }
+}
+
+/// Squares `x` once the file `gate` exists (a gate that holds no handle: an item a killed
+/// worker held but never decoded leaves nothing counted).
+fn square_after_gate((x, gate): (u64, String)) -> u64 {
+    while !std::path::Path::new(&gate).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    x * x
+}
+
+/// Freezes the worker that armed `point` in a `map` of 200 items with chunk size 1 over two
+/// workers, lets the other worker finish the rest, kills the frozen one and returns the
+/// map's outcome. The items wait for a gate opened once the worker is frozen: the other
+/// worker cannot finish the map before the armed one claims.
+fn kill_the_worker_frozen_at(point: &str) -> (Result<Vec<u64>, TaskError>, multiproc::PoolStats) {
+    let flag = Value::new(0u32).unwrap();
+    let gate = std::env::temp_dir().join(format!("mp-pool-gate-{}-{}", std::process::id(), point));
+    let _ = std::fs::remove_file(&gate);
+    let pool =
+        Pool::builder().processes(2).initializer(arm_once, (flag.clone(), format!("stop:{point}"))).build().unwrap();
+    let items: Vec<(u64, String)> = (0..200).map(|x| (x, gate.to_string_lossy().into_owned())).collect();
+    let pending = pool.map_async_with(square_after_gate, items, MapOptions::new().chunksize(1)).unwrap();
+    assert!(eventually(LIMIT, || flag.get() != 0 && stopped(flag.get())), "a worker stopped at {point}");
+    std::fs::write(&gate, b"open").unwrap();
+    // The other worker takes every other item; the frozen one's seat stays unanswered.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!pending.ready(), "the map waits for the frozen worker");
+    // SAFETY (test): killing our own pool's worker.
+    unsafe {
+        libc::kill(flag.get() as i32, libc::SIGKILL);
+    }
+    let outcome = pending.get();
+    let _ = std::fs::remove_file(&gate);
+    // The pool goes on, with the worker replaced (the flag is taken: it runs freely).
+    assert_eq!(
+        pool.map_with(square, 0..50, MapOptions::new().chunksize(1)).unwrap(),
+        (0..50).map(|x| x * x).collect::<Vec<_>>()
+    );
+    let stats = pool.stats();
+    pool.close();
+    pool.join().unwrap();
+    (outcome, stats)
+}
+
+#[test]
+fn chunksize1_a_worker_killed_holding_a_claim_fails_that_item_only() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (outcome, stats) = kill_the_worker_frozen_at("pool.claims.claimed");
+        assert!(matches!(outcome, Err(TaskError::WorkerLost { signal: Some(9), .. })), "{outcome:?}");
+        // The 199 other items ran once each, on the other worker.
+        assert_eq!(stats.tasks_lost, 1, "{stats:?}");
+        assert_eq!(stats.tasks_done, 199 + 50, "{stats:?}");
+        assert!(stats.workers_restarted >= 1, "{stats:?}");
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn chunksize1_a_worker_killed_about_to_claim_costs_no_item() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        // Frozen after naming the index in its seat, before the claim: it held nothing.
+        let (outcome, stats) = kill_the_worker_frozen_at("pool.claims.seated");
+        assert_eq!(outcome.unwrap(), (0..200).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(stats.tasks_lost, 0, "{stats:?}");
+    }
+    leaks.assert_no_leak();
+}
+
+fn die_on_7(x: u64) -> u64 {
+    if x == 7 {
+        // SAFETY (test): the worker kills itself under this task.
+        unsafe {
+            libc::kill(std::process::id() as i32, libc::SIGKILL);
+        }
+    }
+    x
+}
+
+#[test]
+fn chunksize1_a_worker_killed_under_a_task_fails_the_map_with_worker_lost_and_the_pool_goes_on() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        // One worker: its replacement takes its seat and runs the items after the lost one.
+        let pool = Pool::new(1).unwrap();
+        match pool.map_with(die_on_7, 0..100, MapOptions::new().chunksize(1)) {
+            Err(Error::Task(TaskError::WorkerLost { signal: Some(9), .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        let stats = pool.stats();
+        assert_eq!((stats.tasks_lost, stats.tasks_done), (1, 99), "{stats:?}");
+        assert_eq!(pool.map_with(square, 0..10, MapOptions::new().chunksize(1)).unwrap().len(), 10);
+        pool.close();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn chunksize1_terminate_mid_map_fails_it_and_leaves_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    let pids;
+    {
+        let pool = Pool::new(2).unwrap();
+        pids = pool.pids();
+        let pending = pool.map_async_with(sleep_then, vec![20u64; 400], MapOptions::new().chunksize(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        pool.terminate();
+        assert!(matches!(pending.get(), Err(TaskError::Terminated)));
+        pool.join().unwrap();
+        assert!(
+            pool.map_with(square, 0..4, MapOptions::new().chunksize(1)).is_err(),
+            "a terminated pool takes nothing"
+        );
+    }
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived terminate");
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn chunksize1_handles_cross_both_ways_and_leave_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::new(2).unwrap();
+        let bufs: Vec<SharedBytes> = (0..6).map(|i| SharedBytes::new(&big(i, 1000 + i)).unwrap()).collect();
+        let expect: Vec<u64> = bufs.iter().map(|b| b.iter().map(|&x| u64::from(x)).sum()).collect();
+        assert_eq!(pool.map_with(sum_shared, bufs, MapOptions::new().chunksize(1)).unwrap(), expect);
+        let back = pool.map_with(share_back, vec![100usize, 70_000, 3], MapOptions::new().chunksize(1)).unwrap();
+        assert_eq!(back.iter().map(|b| b.len()).collect::<Vec<_>>(), [100, 70_000, 3]);
+        drop(back);
+        // Results that hold handles, of a map that fails: decoded and dropped.
+        let failing = pool.map_with(share_back_or_fail, vec![10usize, 20, 0, 30], MapOptions::new().chunksize(1));
+        assert!(matches!(failing, Err(Error::Task(TaskError::Panicked(_)))), "{failing:?}");
+        pool.close();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
+fn share_back_or_fail(len: usize) -> SharedBytes {
+    assert!(len != 0, "no empty buffers");
+    share_back(len)
+}
+
+fn big_result(n: usize) -> Vec<u64> {
+    (0..n as u64).collect()
+}
+
+#[test]
+fn chunksize1_results_of_any_size_come_back_in_order() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::new(2).unwrap();
+        let sizes = vec![0usize, 1, 3, 100, 10_000, 200_000, 2];
+        let out = pool.map_with(big_result, sizes.clone(), MapOptions::new().chunksize(1)).unwrap();
+        assert_eq!(out, sizes.iter().map(|&n| big_result(n)).collect::<Vec<_>>());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let options =
+            MapOptions::new().chunksize(1).error_callback(move |e: &TaskError| tx.send(e.to_string()).unwrap());
+        assert!(pool.map_async_with(fail_on, 0..40, options).unwrap().get().is_err());
+        assert!(rx.recv().unwrap().contains("unlucky 13"));
+        pool.close();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
 }

@@ -322,6 +322,7 @@ fn start_task(
         timeout: task.timeout_ms.map(Duration::from_millis),
         delivery: forward.clone(),
         discard: |_| {},
+        claims: None,
     };
     if let Err(e) = local.submit(job) {
         forward.deliver(0, Err(TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))));

@@ -14,7 +14,7 @@ use super::result::{Chunk, ChunkOutcome, Helper, Sink, count};
 use super::stats::Counters;
 use super::worker::WorkerResults;
 use crate::codec;
-use crate::shm::{self, Payload};
+use crate::shm::{self, ClaimTable, Payload};
 use crate::sys::Packed;
 
 /// The machinery behind a [`Pool`](super::Pool).
@@ -31,6 +31,11 @@ pub(crate) trait Engine: Helper + Send + Sync {
     fn remote(&self) -> bool;
     /// Whether threads waiting for results should lend their time ([`Helper::help`]).
     fn helps(&self) -> bool;
+    /// Whether a `map` with chunk size 1 and this task timeout may take the claims path
+    /// (`super::claims`): the workers claim the items from one table.
+    fn claims(&self, _timeout: Option<Duration>) -> bool {
+        false
+    }
     /// Queues a chunk; its outcome is delivered exactly once.
     fn submit(&self, job: Job) -> Result<(), PoolError>;
     /// The pids of the local workers.
@@ -50,6 +55,12 @@ pub(crate) trait Delivery: Send + Sync {
 
     /// Whether the call no longer needs its chunks ([`Sink::cancelled`]).
     fn cancelled(&self) -> bool;
+
+    /// A seat of a call on the claims path was lost with its worker: whether another seat
+    /// should take its place (then counted as sent).
+    fn reseat(&self) -> bool {
+        false
+    }
 }
 
 /// Decodes the arguments of a chunk that will not run, and drops them: handles among them
@@ -96,6 +107,8 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
     pub(crate) delivery: Arc<dyn Delivery>,
     pub(crate) discard: fn(&Payload),
+    /// A seat of a call on the claims path: the table the worker claims from.
+    pub(crate) claims: Option<ClaimTable>,
 }
 
 /// Encodes a chunk of `items` for `engine`. A remote engine refuses items that hold a
@@ -126,5 +139,6 @@ pub(crate) fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + S
         timeout: timeout.or(engine.default_timeout()),
         delivery: Arc::new(Decoding { sink, counters: engine.counters().clone(), items: items.len() }),
         discard: discard_args::<A>,
+        claims: None,
     })
 }

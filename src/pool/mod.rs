@@ -2,6 +2,7 @@
 //! API.
 
 mod channel;
+mod claims;
 pub(crate) mod engine;
 mod error;
 mod options;

@@ -187,6 +187,15 @@ impl<R> MapOptions<R> {
     /// Items per task sent to a worker (Python's `chunksize`). Zero is refused by the call
     /// that takes the options, with [`PoolError::NoChunkSize`] (Python's `ValueError`).
     ///
+    /// With `chunksize(1)`, a process pool's `map` and `starmap` (and their `_async` forms)
+    /// without a timeout, `max_tasks_per_child` or progress bar send no message per item:
+    /// the items are written once into shared memory and each worker claims the next one
+    /// itself, so a call of many short tasks costs a fraction of one message per task. A
+    /// worker killed under a task fails that item with [`TaskError::WorkerLost`], as when
+    /// each item is its own message.
+    ///
+    /// [`TaskError::WorkerLost`]: crate::TaskError::WorkerLost
+    ///
     /// # Examples
     ///
     /// ```

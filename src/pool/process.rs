@@ -693,7 +693,14 @@ impl Pool {
         if !self.inner.running() {
             return Err(PoolError::Closed);
         }
-        let sizes = chunk_sizes(items.len(), self.inner.workers(), options.chosen_chunksize()?);
+        let chosen = options.chosen_chunksize()?;
+        if chosen == Some(1) && items.len() > 1 && !options.progress && self.inner.claims(options.timeout) {
+            // No message per task: the workers claim the items from one table.
+            let (sink, slot) = MapSink::new(1, options.callbacks, None);
+            super::claims::submit(&*self.inner, call, &items, sink)?;
+            return Ok(AsyncResult::new(slot, self.helper()));
+        }
+        let sizes = chunk_sizes(items.len(), self.inner.workers(), chosen);
         let progress = options.progress.then(|| Progress::new(Some(items.len())));
         let (sink, slot) = MapSink::new(sizes.len(), options.callbacks, progress);
         let mut rest = &items[..];

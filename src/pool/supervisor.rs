@@ -33,7 +33,7 @@ use crate::codec;
 use crate::error::{Error, PanicInfo};
 use crate::process::spin::LoadSpin;
 use crate::process::{Process, ProcessHandle, StartMethod};
-use crate::shm::{Blob, Deadline, Payload, Shared, saturating_nanos as nanos, spin_for};
+use crate::shm::{Blob, ClaimTable, Deadline, Payload, Shared, saturating_nanos as nanos, spin_for};
 use crate::sys::{self, Packed};
 
 const RUNNING: u8 = 0;
@@ -74,6 +74,8 @@ struct Sent {
     held: Option<Blob>,
     /// When the pool thread first saw its call cancelled while it ran (`sys::monotonic_ns`).
     cancel_seen: Option<u64>,
+    /// A seat of a call on the claims path: its table, held until answered (as `held`).
+    claims: Option<ClaimTable>,
 }
 
 impl Sent {
@@ -87,6 +89,25 @@ impl Sent {
             timeout: self.timeout,
             delivery: self.delivery,
             discard: self.discard,
+            claims: self.claims,
+        }
+    }
+}
+
+impl ToWorker {
+    /// The chunk's id (0 for `Stop`).
+    fn id(&self) -> u64 {
+        match self {
+            ToWorker::Task { id, .. } | ToWorker::Claims { id, .. } => *id,
+            ToWorker::Stop => 0,
+        }
+    }
+
+    /// The arguments of a chunk (none for a seat of a call on the claims path).
+    fn into_args(self) -> Payload {
+        match self {
+            ToWorker::Task { args, .. } => args,
+            _ => Payload::Inline(Vec::new()),
         }
     }
 }
@@ -127,6 +148,8 @@ struct Books {
     init_error: Option<PanicInfo>,
     /// The blobs of chunks whose workers `terminate` killed, dropped once they are dead.
     orphans: Vec<Blob>,
+    /// The same for the tables of calls on the claims path.
+    claim_orphans: Vec<ClaimTable>,
 }
 
 /// Encodes the initializer's arguments.
@@ -363,7 +386,11 @@ impl Inner {
     /// Sends one chunk to worker `w` and books it.
     fn send(&self, books: &mut Books, w: usize, id: u64, job: Job) {
         let held = job.args.blob();
-        let message = ToWorker::Task { id, call: job.call, args: job.args };
+        let claims = job.claims.clone();
+        let message = match &job.claims {
+            Some(table) => ToWorker::Claims { id, call: job.call, table: table.clone() },
+            None => ToWorker::Task { id, call: job.call, args: job.args },
+        };
         let worker = &mut books.workers[w];
         match worker.inbox.send(&message) {
             Ok(()) => {
@@ -380,6 +407,7 @@ impl Inner {
                         discard: job.discard,
                         held,
                         cancel_seen: None,
+                        claims,
                     },
                 );
             }
@@ -416,14 +444,14 @@ impl Inner {
                     worker.total_sent -= 1;
                     continue;
                 }
+                let id = message.id();
                 if worker.inbox.send(&message).is_err()
-                    && let ToWorker::Task { id, args, .. } = message
                     && let Some(s) = sent.remove(&id)
                 {
                     // Shared memory is exhausted: the chunk waits for another dispatch.
                     worker.sent.retain(|&s| s != id);
                     worker.total_sent -= 1;
-                    unsendable.push((id, s.into_job(args)));
+                    unsendable.push((id, s.into_job(message.into_args())));
                 }
             }
         }
@@ -453,18 +481,17 @@ impl Inner {
             };
             // The oldest message in the inbox is the next the worker would start; the
             // worker may take it first, in which case there is nothing to move.
-            let Some(ToWorker::Task { id, call, args }) = books.workers[busy].inbox.try_recv() else { return };
+            let Some(message) = books.workers[busy].inbox.try_recv() else { return };
+            let id = message.id();
             let victim = &mut books.workers[busy];
             victim.sent.retain(|&s| s != id);
             victim.total_sent -= 1;
-            let message = ToWorker::Task { id, call, args };
             let thief = &mut books.workers[idle];
             if thief.inbox.send(&message).is_err() {
                 // Shared memory is exhausted: the chunk waits for another dispatch rather
                 // than being lost with its call never answered.
-                let ToWorker::Task { id, args, .. } = message else { unreachable!("built above") };
                 if let Some(s) = books.sent.remove(&id) {
-                    books.pending.push_front((id, s.into_job(args)));
+                    books.pending.push_front((id, s.into_job(message.into_args())));
                 }
                 return;
             }
@@ -509,10 +536,16 @@ impl Inner {
                         w.sent.retain(|&s| s != id);
                     }
                 }
-                books.chunk_ns =
-                    if books.chunk_ns <= 0.0 { busy_ns as f64 } else { 0.8 * books.chunk_ns + 0.2 * busy_ns as f64 };
                 books.init_failures = 0;
-                let Some(Sent { delivery, chunk, held, .. }) = books.sent.remove(&id) else { return };
+                let Some(Sent { delivery, chunk, held, claims, .. }) = books.sent.remove(&id) else { return };
+                // A seat's time is a whole call's, not a chunk's.
+                if claims.is_none() {
+                    books.chunk_ns = if books.chunk_ns <= 0.0 {
+                        busy_ns as f64
+                    } else {
+                        0.8 * books.chunk_ns + 0.2 * busy_ns as f64
+                    };
+                }
                 drop(books);
                 // The chunk's blob goes before its answer is delivered: a caller that has
                 // its result finds the pool's hold given back.
@@ -605,8 +638,8 @@ impl Inner {
                 // What is still in its inbox was never started: send it again.
                 let mut unstarted = Vec::new();
                 while let Some(message) = worker.inbox.try_recv() {
-                    if let ToWorker::Task { id, args, .. } = message {
-                        unstarted.push((id, args));
+                    if !matches!(message, ToWorker::Stop) {
+                        unstarted.push((message.id(), message.into_args()));
                     }
                 }
                 for (id, args) in unstarted.into_iter().rev() {
@@ -625,6 +658,22 @@ impl Inner {
                 );
                 for id in worker.sent.drain(..) {
                     let Some(sent) = books.sent.remove(&id) else { continue };
+                    if let Some(table) = &sent.claims
+                        && sent.delivery.reseat()
+                    {
+                        // The call goes on: another worker takes the seat.
+                        let seat = Job {
+                            chunk: sent.chunk,
+                            items: 0,
+                            call: sent.call,
+                            args: Payload::Inline(Vec::new()),
+                            timeout: None,
+                            delivery: sent.delivery.clone(),
+                            discard: sent.discard,
+                            claims: Some(table.clone()),
+                        };
+                        books.pending.push_back((self.next_id.fetch_add(1, Ordering::Relaxed), seat));
+                    }
                     if let Some(blob) = &sent.held {
                         // Its message is out of the inbox, its receiver dead: a count left
                         // in flight was lost with a take not yet settled.
@@ -725,6 +774,7 @@ impl Inner {
         let sent: Vec<Sent> = books.sent.drain().map(|(_, s)| s).collect();
         for s in sent {
             books.orphans.extend(s.held);
+            books.claim_orphans.extend(s.claims);
             failures.push((s.delivery, s.chunk));
         }
         for w in &mut books.workers {
@@ -786,6 +836,10 @@ impl Engine for Inner {
         true
     }
 
+    fn claims(&self, timeout: Option<Duration>) -> bool {
+        self.config.max_tasks.is_none() && !self.config.remote_results && timeout.or(self.config.timeout).is_none()
+    }
+
     fn submit(&self, job: Job) -> Result<(), PoolError> {
         self.queue(job)
     }
@@ -828,6 +882,9 @@ impl Engine for Inner {
         // taking its chunk and before settling the blob's handle.
         for blob in std::mem::take(&mut lock(&self.books).orphans) {
             blob.forget_lost_messages();
+        }
+        for table in std::mem::take(&mut lock(&self.books).claim_orphans) {
+            table.forget_lost_messages();
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::{Target, panics};
 use crate::shm::crash::crash_point;
-use crate::shm::{self, Heap, Payload, Shared, ShmObject, kind};
+use crate::shm::{self, ClaimTable, Heap, Payload, Shared, ShmObject, Written, kind};
 use crate::sys::{self, Packed, Stateless};
 
 /// A worker's shared status: the chunk it runs, since when.
@@ -36,6 +36,9 @@ impl ShmObject for WorkerStatus {
 pub(crate) enum ToWorker {
     /// Run chunk `id`: `call` over the encoded items in `args`.
     Task { id: u64, call: Packed, args: Payload },
+    /// Take part in call `id`: claim the items of `table` one at a time and run `call`
+    /// over each (a `map` with chunk size 1, see [`ClaimTable`]).
+    Claims { id: u64, call: Packed, table: ClaimTable },
     /// Exit after the tasks before this one.
     Stop,
 }
@@ -75,6 +78,8 @@ pub(crate) struct WorkerBoot {
 pub(crate) struct TaskCall {
     name: String,
     args: Payload,
+    /// Items claimed from a table instead of `args`, by the worker in this seat.
+    claims: Option<(ClaimTable, usize)>,
     /// The encoded results (its handles are released unless sent), or why not.
     output: Option<Result<(Payload, codec::Encoded), String>>,
 }
@@ -114,6 +119,10 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     call: &TaskCall,
     f: impl Fn(A) -> R,
 ) -> Result<(Payload, codec::Encoded), String> {
+    if let Some((table, seat)) = &call.claims {
+        run_claimed(&call.name, table, *seat, f);
+        return Payload::encode::<(), _>(&()).map_err(|e| e.to_string());
+    }
     let bytes = call.args.bytes();
     // The handles the decoding read: those it did not, if it stops part-way, are given
     // back (the chunk was taken from the inbox, and goes with this call).
@@ -129,6 +138,79 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     };
     let results = results.inspect_err(|_| shm::give_back_unread(bytes, &read))?;
     Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
+}
+
+/// Results up to this size are encoded in the thread's scratch buffer; larger ones once,
+/// measured.
+const CLAIMED_SCRATCH: usize = 64 * 1024;
+
+/// Claims the items of `table` one at a time from `seat`, runs `f` over each and writes
+/// its result (or its panic, or why it could not be decoded or encoded) in the item's
+/// entry. A failure stops the table: the call fails with its first error, as a `map` does.
+fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
+    name: &str,
+    table: &ClaimTable,
+    seat: usize,
+    f: impl Fn(A) -> R,
+) {
+    let failed = |i: usize, written: Written, bytes: &[u8]| {
+        table.stop();
+        let _ = table.put(i, written, bytes, false);
+    };
+    // One unwinding guard for many items, a new one only after a panic (as `run_over`).
+    loop {
+        let mut current = None;
+        let outcome = panics::catching(name, || {
+            while let Some(i) = table.claim(seat) {
+                current = Some(i);
+                crash_point!("pool.claims.claimed");
+                let bytes = table.input(i);
+                let mut read = Vec::new();
+                let decoded = if table.inputs_hold_handles() {
+                    codec::noting_reads(&mut read, || codec::decode::<A>(bytes))
+                } else {
+                    codec::decode::<A>(bytes)
+                };
+                let item = match decoded {
+                    Ok(item) => item,
+                    Err(e) => {
+                        shm::give_back_unread(bytes, &read);
+                        failed(i, Written::Failed, e.to_string().as_bytes());
+                        continue;
+                    }
+                };
+                let value = f(item);
+                let put = |bytes: &[u8], handles: bool| table.put(i, Written::Value, bytes, handles);
+                let small = codec::with_small_encoding(
+                    &value,
+                    CLAIMED_SCRATCH,
+                    |e| e.to_string(),
+                    |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
+                );
+                let outcome = match small {
+                    Ok(true) => Ok(()),
+                    Ok(false) => codec::encode(&value).map_err(|e| e.to_string()).and_then(|encoded| {
+                        put(&encoded.bytes, encoded.has_handles()).map_err(|e| e.to_string())?;
+                        encoded.sent();
+                        Ok(())
+                    }),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    failed(i, Written::Failed, e.as_bytes());
+                }
+            }
+        });
+        match (outcome, current) {
+            (Ok(()), _) => return,
+            (Err(info), Some(i)) if table.result(i).is_none() => match codec::encode_own(&info) {
+                Ok(encoded) => failed(i, Written::Panicked, &encoded.bytes),
+                Err(e) => failed(i, Written::Failed, e.to_string().as_bytes()),
+            },
+            // A panic outside a task (a result's `Serialize`, after its entry was written).
+            (Err(_), _) => {}
+        }
+    }
 }
 
 /// Items decoded one at a time, noting the handles each decoding reads (and only that: the
@@ -204,7 +286,7 @@ pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) 
 pub(crate) fn worker_main(boot: WorkerBoot) {
     let name = crate::current_process().name().to_string();
     if let Some((call, args)) = boot.initializer {
-        let mut context = TaskCall { name: name.clone(), args, output: None };
+        let mut context = TaskCall { name: name.clone(), args, claims: None, output: None };
         let outcome = panics::catching(&name, || sys::unpack_and_run(call, &mut context));
         let failure = match outcome {
             Err(info) => Some(info),
@@ -236,11 +318,17 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         // these too.
         heap.release_deferred(false, || !boot.inbox.is_empty());
         let Ok(message) = boot.inbox.recv() else { return };
-        let ToWorker::Task { id, call, args } = message else { return };
+        let (id, call, args, claims) = match message {
+            ToWorker::Task { id, call, args } => (id, call, args, None),
+            ToWorker::Claims { id, call, table } => {
+                (id, call, Payload::Inline(Vec::new()), Some((table, boot.index as usize)))
+            }
+            ToWorker::Stop => return,
+        };
         let start = sys::monotonic_ns();
         boot.status.since.store(start, Ordering::Relaxed);
         boot.status.job.store(id, Ordering::Release);
-        let mut context = TaskCall { name: name.clone(), args, output: None };
+        let mut context = TaskCall { name: name.clone(), args, claims, output: None };
         let outcome = match sys::unpack_and_run(call, &mut context) {
             Err(_) => Err("the task's function belongs to another executable".to_string()),
             Ok(()) => match context.output.take() {

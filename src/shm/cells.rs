@@ -62,6 +62,14 @@ impl<'a, T: ShmSafe> Cells<'a, T> {
         unsafe { &*self.ptr.as_ptr().add(i) }
     }
 
+    /// The `len` values from `start` (panics when out of bounds): a view narrow enough to
+    /// borrow as a slice while other processes use the values around it.
+    pub(crate) fn range(&self, start: usize, len: usize) -> Self {
+        assert!(start.checked_add(len).is_some_and(|end| end <= self.len), "range out of bounds");
+        // SAFETY: in bounds (asserted), inside the values `new` vouched for.
+        unsafe { Self::new(NonNull::new_unchecked(self.ptr.as_ptr().add(start)), len) }
+    }
+
     /// Copies `src` (of the same length) into the values.
     pub(crate) fn write_from(&self, src: &[T])
     where

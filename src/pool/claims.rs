@@ -1,0 +1,328 @@
+//! A `map` with chunk size 1 without a message per task: the items written once into a
+//! [`ClaimTable`], one message per worker (a *seat*), the workers claiming the items one
+//! at a time and writing the results by index, and one delivery once every seat has
+//! answered. The outcome is the one the message path gives: the values in order, or the
+//! first failing item's error; a worker killed while it held an item fails that item with
+//! [`TaskError::WorkerLost`], one killed between items costs nothing (its seat is taken
+//! by another worker), `terminate` fails the call with [`TaskError::Terminated`].
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::engine::{Delivery, Engine, Job};
+use super::error::{PoolError, TaskError};
+use super::result::{Chunk, ChunkOutcome, Sink, count};
+use super::stats::Counters;
+use crate::codec;
+use crate::error::PanicInfo;
+use crate::shm::{self, ClaimTable, Payload, Written};
+use crate::sys::Packed;
+
+/// Encodes `items` one after the other, with where each ends; the handles among them are
+/// counted in flight (an item never claimed is decoded and dropped).
+fn encode_items<A: Serialize + DeserializeOwned>(items: &[A]) -> Result<(Vec<u8>, Vec<u64>, bool), PoolError> {
+    let mut bytes = Vec::with_capacity(items.len() * 4);
+    let mut ends = Vec::with_capacity(items.len());
+    let encoded = codec::encode_items(items, &mut bytes, &mut ends)?;
+    let handles = encoded.has_handles();
+    // The handles now travel in the table.
+    encoded.sent();
+    Ok((bytes, ends, handles))
+}
+
+fn drop_item<A: DeserializeOwned>(bytes: &[u8]) {
+    let _ = codec::decode::<A>(bytes);
+}
+
+fn discard(bytes: &[u8], ends: &[u64], range: std::ops::Range<usize>, drop: fn(&[u8])) {
+    for i in range {
+        let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+        drop(&bytes[start..ends[i] as usize]);
+    }
+}
+
+/// Starts `call` over `items` on the claims path of `engine`, delivering to `sink` as one
+/// chunk (index 0).
+pub(crate) fn submit<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 'static>(
+    engine: &dyn Engine,
+    call: Packed,
+    items: &[A],
+    sink: Arc<dyn Sink<R>>,
+) -> Result<(), PoolError> {
+    let (bytes, ends, handles) = encode_items(items)?;
+    let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles) {
+        Ok(table) => table,
+        Err(e) => {
+            discard(&bytes, &ends, 0..items.len(), drop_item::<A>);
+            return Err(PoolError::Codec(crate::CodecError::encode(format_args!("{e}"))));
+        }
+    };
+    let seats = engine.workers().min(items.len()).max(1);
+    let claimed = Arc::new(Claimed::<R> {
+        table: table.clone(),
+        sink,
+        counters: engine.counters().clone(),
+        seats: AtomicUsize::new(seats),
+        settled: Mutex::new(Settled::default()),
+        finished: AtomicBool::new(false),
+        drop_item: drop_item::<A>,
+    });
+    for sent in 0..seats {
+        let job = claimed.seat(call, &table);
+        if let Err(e) = engine.submit(job) {
+            // The seats already sent are answered; these never will be. The caller has the
+            // error, and nobody the outcome.
+            claimed.table.stop();
+            for _ in sent..seats {
+                claimed.settle(Ok(()));
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// What the seats' answers said.
+#[derive(Default)]
+struct Settled {
+    /// The first worker lost while in the call (for the item it held, if it held one).
+    lost: Option<TaskError>,
+    terminated: bool,
+    /// The item whose failure was delivered before every seat answered.
+    failed_early: Option<usize>,
+}
+
+/// One call on the claims path: the delivery of each of its seats.
+struct Claimed<R: DeserializeOwned + Send + 'static> {
+    table: ClaimTable,
+    sink: Arc<dyn Sink<R>>,
+    counters: Arc<Counters>,
+    /// Seats not answered yet.
+    seats: AtomicUsize,
+    settled: Mutex<Settled>,
+    /// Delivered (or found cancelled) and cleaned up.
+    finished: AtomicBool,
+    /// Decodes and drops an encoded item (an item nobody will run).
+    drop_item: fn(&[u8]),
+}
+
+impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
+    fn seat(self: &Arc<Self>, call: Packed, table: &ClaimTable) -> Job {
+        Job {
+            chunk: 0,
+            items: 0,
+            call,
+            args: Payload::Inline(Vec::new()),
+            timeout: None,
+            delivery: self.clone(),
+            discard: |_| {},
+            claims: Some(table.clone()),
+        }
+    }
+
+    /// A seat's answer.
+    fn settle(&self, outcome: Result<(), TaskError>) {
+        let answered = outcome.is_ok();
+        {
+            let mut settled = super::supervisor::lock(&self.settled);
+            match outcome {
+                Ok(()) => {}
+                Err(TaskError::Terminated) => settled.terminated = true,
+                Err(e) => {
+                    settled.lost.get_or_insert(e);
+                }
+            }
+        }
+        if answered && self.table.stopped() {
+            // A task failed (its worker stopped the claims and answered): the call fails at
+            // once, as on the message path, without waiting for the tasks still running.
+            self.fail_early();
+        }
+        if self.seats.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish();
+        }
+    }
+
+    /// Delivers the first failure written, if the call has not failed already.
+    fn fail_early(&self) {
+        if self.sink.cancelled() {
+            return;
+        }
+        let first = (0..self.table.claimed())
+            .find(|&i| matches!(self.table.result(i), Some((Written::Panicked | Written::Failed, _))));
+        let Some(i) = first else { return };
+        let mut failed = Chunk { values: Vec::new(), failures: Vec::new() };
+        self.sort(&mut failed, i, None, &Settled::default());
+        let Some((_, e)) = failed.failures.pop() else { return };
+        let mut settled = super::supervisor::lock(&self.settled);
+        if settled.failed_early.is_some() {
+            return;
+        }
+        settled.failed_early = Some(i);
+        drop(settled);
+        self.counters.failed(&e);
+        self.sink.deliver(0, Err(e));
+    }
+
+    /// Every seat answered: no live worker is in the call.
+    fn finish(&self) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let settled = std::mem::take(&mut *super::supervisor::lock(&self.settled));
+        let items = self.table.items();
+        if settled.terminated {
+            self.wrap_up(settled.failed_early);
+            let outcome: ChunkOutcome<R> = Err(TaskError::Terminated);
+            count(&self.counters, &outcome, items);
+            self.sink.deliver(0, outcome);
+            return;
+        }
+        if self.sink.cancelled() {
+            self.wrap_up(settled.failed_early);
+            return;
+        }
+        let rest = self.table.take_rest();
+        let unclaimed = rest.len();
+        for i in rest {
+            (self.drop_item)(self.table.input(i));
+        }
+        let mut chunk = Chunk { values: Vec::with_capacity(items), failures: Vec::new() };
+        let claimed = items - unclaimed;
+        if self.table.results_hold_handles() {
+            for i in 0..claimed {
+                let value = match self.table.result(i) {
+                    Some((Written::Value, bytes)) => Some(decode_result::<R>(bytes)),
+                    _ => None,
+                };
+                self.sort(&mut chunk, i, value, &settled);
+            }
+        } else {
+            // No handle to give back if a decoding stops part-way: one decoding for all.
+            let mut i = 0;
+            let values = (0..claimed).map(|i| match self.table.result(i) {
+                Some((Written::Value, bytes)) => Some(bytes),
+                _ => None,
+            });
+            codec::decode_all::<R>(values, |value| {
+                self.sort(&mut chunk, i, value, &settled);
+                i += 1;
+            });
+        }
+        self.table.release_results();
+        if unclaimed > 0 && chunk.failures.is_empty() {
+            // Items left that no worker will run, and no task failed: the seats could not
+            // run (a pool whose initializer fails answers every task with its panic).
+            let e = settled.lost.unwrap_or(TaskError::Terminated);
+            self.counters.done_many(chunk.values.len() as u64);
+            let outcome: ChunkOutcome<R> = Err(e);
+            count(&self.counters, &outcome, unclaimed);
+            self.sink.deliver(0, outcome);
+            return;
+        }
+        if unclaimed > 0 {
+            // A task failed, which stopped the claims: the rest were never run.
+            self.counters.cancelled(unclaimed as u64);
+        }
+        let outcome: ChunkOutcome<R> = Ok(chunk);
+        count(&self.counters, &outcome, items);
+        self.sink.deliver(0, outcome);
+    }
+
+    /// Adds item `i`'s outcome to `chunk`: its decoded `value`, or the failure its entry
+    /// holds, or the loss of the worker that held it.
+    fn sort(&self, chunk: &mut Chunk<R>, i: usize, value: Option<Result<R, crate::CodecError>>, settled: &Settled) {
+        let failure = match value {
+            Some(Ok(value)) => return chunk.values.push(value),
+            Some(Err(e)) => TaskError::Codec(e),
+            None => match self.table.result(i) {
+                Some((Written::Panicked, bytes)) => {
+                    TaskError::Panicked(codec::decode_own::<PanicInfo>(bytes).unwrap_or_else(|e| PanicInfo {
+                        process: String::new(),
+                        message: format!("a task panicked and its report did not decode: {e}"),
+                        location: None,
+                        backtrace: String::new(),
+                    }))
+                }
+                Some((_, bytes)) => TaskError::Codec(crate::CodecError::decode(String::from_utf8_lossy(bytes))),
+                // Claimed, never written: its worker died holding it.
+                None => settled.lost.clone().unwrap_or(TaskError::Terminated),
+            },
+        };
+        chunk.failures.push((i, failure));
+    }
+
+    /// Ends a call whose outcome is delivered already (failed, cancelled) or will not be
+    /// read: the items nobody claimed are dropped, the results nobody reads decoded and
+    /// dropped when they hold handles, and the books kept as the message path keeps them
+    /// (a value done, a failure failed, except `failed_early` which was counted when
+    /// delivered, anything else cancelled).
+    fn wrap_up(&self, failed_early: Option<usize>) {
+        for i in self.table.take_rest() {
+            (self.drop_item)(self.table.input(i));
+        }
+        let handles = self.table.results_hold_handles();
+        let (mut done, mut cancelled) = (0, 0);
+        for i in 0..self.table.items() {
+            match self.table.result(i) {
+                Some((Written::Value, bytes)) => {
+                    done += 1;
+                    if handles {
+                        let _ = decode_result::<R>(bytes);
+                    }
+                }
+                Some(_) if failed_early == Some(i) => {}
+                // Neither lost nor timed out: which failure does not matter to the books.
+                Some(_) => self.counters.failed(&TaskError::Terminated),
+                None => cancelled += 1,
+            }
+        }
+        self.counters.done_many(done);
+        self.counters.cancelled(cancelled);
+        self.table.release_results();
+    }
+}
+
+/// Decodes one result; the handles a decoding that stopped part-way did not read are
+/// given back (audit F7).
+fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, crate::CodecError> {
+    let mut read = Vec::new();
+    codec::noting_reads(&mut read, || codec::decode::<R>(bytes)).inspect_err(|_| shm::give_back_unread(bytes, &read))
+}
+
+impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
+    fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
+        self.settle(outcome.map(drop));
+    }
+
+    fn cancelled(&self) -> bool {
+        let cancelled = self.sink.cancelled();
+        if cancelled {
+            // The workers in the call stop claiming; the items they hold finish.
+            self.table.stop();
+        }
+        cancelled
+    }
+
+    fn reseat(&self) -> bool {
+        if self.table.exhausted() || self.finished.load(Ordering::Acquire) {
+            return false;
+        }
+        self.seats.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Drop for Claimed<R> {
+    fn drop(&mut self) {
+        // A call whose seats went without an answer (dropped unsent once cancelled, or
+        // their workers killed for running on after the call failed).
+        if !self.finished.swap(true, Ordering::AcqRel) {
+            let failed_early = std::mem::take(&mut *super::supervisor::lock(&self.settled)).failed_early;
+            self.wrap_up(failed_early);
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! A claim table: the inputs of a pool call written once, which the workers take one index
+//! at a time with a compare-and-swap, and the results they write back by index.
+//!
+//! A `map` with chunk size 1 sent each item as its own message and each result as another:
+//! about 2.5 µs a task. Here the parent writes the encoded items into one object (an offset
+//! table and the bytes), sends every worker one message naming it, and each worker claims
+//! the next index, decodes the item, runs the task and writes the result in the index's
+//! entry; the parent reads the entries once every worker has answered.
+//!
+//! # Crashes
+//!
+//! A worker writes the index it is about to claim into its own seat *before* the claim's
+//! compare-and-swap, and keeps it there until the result is written; so the index of every
+//! claim is known to the others at every moment. Once every worker of the call has answered
+//! or is dead, an index below the claim counter whose entry was never written was held by
+//! a dead worker, and nothing else. The parent takes the indices
+//! nobody claimed with the same compare-and-swap ([`ClaimTable::take_rest`]), so a worker
+//! still claiming (one being killed) never takes an item whose arguments the parent drops.
+//!
+//! A result larger than an entry's inline bytes gets a heap block of its own, published in
+//! the entry with the result; the parent frees them once it read them
+//! ([`ClaimTable::release_results`]). A worker killed between the block's
+//! allocation and the entry leaks the block, as a crash in the heap does.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::crash::crash_point;
+use super::heap::{Heap, HeapFull};
+use super::object::{Shared, ShmObject, kind};
+
+/// Result bytes kept in the entry itself.
+const INLINE: usize = 24;
+/// Words per entry: the state word and the inline bytes (or a spilled block's offset).
+const ENTRY_WORDS: usize = 1 + INLINE / 8;
+const DONE: u64 = 1 << 63;
+const SPILLED: u64 = 1 << 62;
+const KIND_SHIFT: u32 = 32;
+const LEN_MASK: u64 = u32::MAX as u64;
+
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct ClaimState {
+    /// The next index to claim.
+    next: AtomicU64,
+    items: AtomicU64,
+    seats: AtomicU64,
+    /// Bytes of encoded items.
+    input_len: AtomicU64,
+    /// No more claims (a task failed, the call was cancelled).
+    stopped: AtomicU32,
+    /// Some result holds handles (the parent decodes what it does not deliver).
+    handles: AtomicU32,
+    /// Some item holds handles (the workers note what their decodings read).
+    input_handles: AtomicU32,
+    /// Some result has a block of its own (set before the block is allocated).
+    spilled: AtomicU32,
+}
+
+impl ClaimState {
+    fn words(&self) -> (usize, usize, usize) {
+        let items = self.items.load(Ordering::Relaxed) as usize;
+        let seats = self.seats.load(Ordering::Relaxed) as usize;
+        (items, seats, seats + items * ENTRY_WORDS + items + 1)
+    }
+}
+
+impl ShmObject for ClaimState {
+    const KIND: u32 = kind::POOL + 2;
+}
+
+/// How a result entry was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// The task's value, encoded.
+    Value,
+    /// The task panicked: its `PanicInfo`, encoded.
+    Panicked,
+    /// The item or its result could not be (de)coded: the message, as UTF-8.
+    Failed,
+}
+
+impl Written {
+    fn code(self) -> u64 {
+        match self {
+            Written::Value => 0,
+            Written::Panicked => 1,
+            Written::Failed => 2,
+        }
+    }
+
+    fn of(code: u64) -> Self {
+        match code {
+            0 => Written::Value,
+            1 => Written::Panicked,
+            _ => Written::Failed,
+        }
+    }
+}
+
+/// The shared state of one call's claims (see the module docs).
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct ClaimTable {
+    shared: Shared<ClaimState>,
+}
+
+impl std::fmt::Debug for ClaimTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimTable").field("items", &self.items()).field("claimed", &self.claimed()).finish()
+    }
+}
+
+impl ClaimTable {
+    /// A table for the items encoded in `input`, item `i` in `input[ends[i - 1]..ends[i]]`
+    /// (from 0 for the first), claimed by up to `seats` workers (a worker's seat is its
+    /// index in the pool).
+    pub(crate) fn new(input: &[u8], ends: &[u64], seats: usize, handles: bool) -> Result<Self, HeapFull> {
+        let items = ends.len();
+        let state = ClaimState {
+            next: AtomicU64::new(0),
+            items: AtomicU64::new(items as u64),
+            seats: AtomicU64::new(seats as u64),
+            input_len: AtomicU64::new(input.len() as u64),
+            stopped: AtomicU32::new(0),
+            handles: AtomicU32::new(0),
+            input_handles: AtomicU32::new(u32::from(handles)),
+            spilled: AtomicU32::new(0),
+        };
+        let words = state.words().2;
+        let shared = Shared::with_tail(state, words * 8 + input.len())?;
+        let table = Self { shared };
+        let cells = table.shared.tail::<u64>(words);
+        let starts = seats + items * ENTRY_WORDS;
+        cells.set(starts, 0);
+        for (i, end) in ends.iter().enumerate() {
+            cells.set(starts + 1 + i, *end);
+        }
+        let bytes = table.shared.tail::<u8>(words * 8 + input.len()).range(words * 8, input.len());
+        // SAFETY: the table was just created; no other process has its handle yet.
+        unsafe { bytes.as_mut_slice() }.copy_from_slice(input);
+        Ok(table)
+    }
+
+    fn words(&self) -> super::Cells<'_, AtomicU64> {
+        self.shared.tail::<AtomicU64>(self.shared.words().2)
+    }
+
+    /// How many items.
+    pub(crate) fn items(&self) -> usize {
+        self.shared.items.load(Ordering::Relaxed) as usize
+    }
+
+    /// How many indices were claimed (by workers, or taken back by [`ClaimTable::take_rest`]).
+    pub(crate) fn claimed(&self) -> usize {
+        (self.shared.next.load(Ordering::Acquire) as usize).min(self.items())
+    }
+
+    /// The encoded item `i`. Its bytes are written before the table is shared and never
+    /// again.
+    pub(crate) fn input(&self, i: usize) -> &[u8] {
+        let (items, seats, words) = self.shared.words();
+        assert!(i < items, "item {i} of {items}");
+        let cells = self.words();
+        let starts = seats + items * ENTRY_WORDS;
+        let (start, end) = (
+            cells.at(starts + i).load(Ordering::Relaxed) as usize,
+            cells.at(starts + 1 + i).load(Ordering::Relaxed) as usize,
+        );
+        let input_len = self.shared.input_len.load(Ordering::Relaxed) as usize;
+        assert!(start <= end && end <= input_len, "a claim table's offsets are out of order");
+        let bytes = self.shared.tail::<u8>(words * 8 + input_len).range(words * 8 + start, end - start);
+        // SAFETY: the input bytes were written whole before the table's handle was shared
+        // (`new`) and nobody writes them again.
+        unsafe { bytes.as_slice() }
+    }
+
+    /// Claims the next index for the worker in `seat`: `None` once every index is claimed
+    /// or the table is stopped. The seat names the index before the claim is made, and
+    /// keeps it until the next claim ([`ClaimTable::leave`] clears it).
+    pub(crate) fn claim(&self, seat: usize) -> Option<usize> {
+        let (items, seats, _) = self.shared.words();
+        let seat = self.words().at(seat % seats.max(1));
+        let mut next = self.shared.next.load(Ordering::Acquire);
+        loop {
+            if next as usize >= items || self.stopped() {
+                seat.store(0, Ordering::Release);
+                return None;
+            }
+            seat.store(next + 1, Ordering::SeqCst);
+            crash_point!("pool.claims.seated");
+            match self.shared.next.compare_exchange_weak(next, next + 1, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => return Some(next as usize),
+                Err(now) => next = now,
+            }
+        }
+    }
+
+    /// No more claims.
+    pub(crate) fn stop(&self) {
+        self.shared.stopped.store(1, Ordering::Release);
+    }
+
+    /// Whether [`ClaimTable::stop`] was called.
+    pub(crate) fn stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether every index was claimed or the table stopped: a new worker would find
+    /// nothing to do.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.stopped() || self.claimed() >= self.items()
+    }
+
+    /// Takes every index nobody claimed yet: no worker will claim them.
+    pub(crate) fn take_rest(&self) -> Range<usize> {
+        let items = self.items();
+        let first = self.shared.next.swap(items as u64, Ordering::AcqRel) as usize;
+        first.min(items)..items
+    }
+
+    /// Writes the result of index `i`, claimed by this process; `handles`: its bytes hold
+    /// handles.
+    pub(crate) fn put(&self, i: usize, written: Written, bytes: &[u8], handles: bool) -> Result<(), HeapFull> {
+        let (items, seats, _) = self.shared.words();
+        assert!(i < items, "item {i} of {items}");
+        let len =
+            u64::try_from(bytes.len()).ok().filter(|len| *len <= LEN_MASK).ok_or(HeapFull::requested(bytes.len()))?;
+        if handles {
+            self.shared.handles.store(1, Ordering::Release);
+        }
+        let entry = seats + i * ENTRY_WORDS;
+        let cells = self.words();
+        let mut state = DONE | written.code() << KIND_SHIFT | len;
+        if bytes.len() <= INLINE {
+            let inline = self.shared.tail::<u8>((entry + ENTRY_WORDS) * 8).range((entry + 1) * 8, bytes.len());
+            // SAFETY: the entry's inline bytes belong to the claimer of index `i` (this
+            // process) until its state word says done; nobody reads them before that.
+            unsafe { inline.as_mut_slice() }.copy_from_slice(bytes);
+        } else {
+            let heap = Heap::get();
+            self.shared.spilled.store(1, Ordering::Release);
+            let off = heap.alloc(bytes.len())?;
+            // SAFETY: a fresh block of `bytes.len()` bytes, ours alone until published.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), heap.ptr(off), bytes.len()) };
+            cells.at(entry + 1).store(off, Ordering::Relaxed);
+            state |= SPILLED;
+        }
+        crash_point!("pool.claims.written");
+        cells.at(entry).store(state, Ordering::Release);
+        Ok(())
+    }
+
+    /// The result of index `i` once written: how, and its bytes.
+    pub(crate) fn result(&self, i: usize) -> Option<(Written, &[u8])> {
+        let (items, seats, _) = self.shared.words();
+        assert!(i < items, "item {i} of {items}");
+        let entry = seats + i * ENTRY_WORDS;
+        let cells = self.words();
+        let state = cells.at(entry).load(Ordering::Acquire);
+        if state & DONE == 0 {
+            return None;
+        }
+        let len = (state & LEN_MASK) as usize;
+        let written = Written::of((state >> KIND_SHIFT) & 0xff);
+        let bytes = if state & SPILLED != 0 {
+            let off = cells.at(entry + 1).load(Ordering::Relaxed);
+            // SAFETY: the block was written whole before the state word (released above,
+            // acquired here) and is freed only by `destroy`, after every handle is gone.
+            unsafe { std::slice::from_raw_parts(Heap::get().ptr(off), len) }
+        } else {
+            let inline = self.shared.tail::<u8>((entry + ENTRY_WORDS) * 8).range((entry + 1) * 8, len.min(INLINE));
+            // SAFETY: written before the state word, never again.
+            unsafe { inline.as_slice() }
+        };
+        Some((written, bytes))
+    }
+
+    /// Whether some item holds handles.
+    pub(crate) fn inputs_hold_handles(&self) -> bool {
+        self.shared.input_handles.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether some result holds handles.
+    pub(crate) fn results_hold_handles(&self) -> bool {
+        self.shared.handles.load(Ordering::Acquire) != 0
+    }
+
+    /// Frees the results' own blocks (those too large for their entry): called once, by the
+    /// parent, after it read the results; the entries read as unwritten after (when some
+    /// result had a block).
+    pub(crate) fn release_results(&self) {
+        if self.shared.spilled.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let (items, seats, _) = self.shared.words();
+        let heap = Heap::get();
+        let cells = self.words();
+        for i in 0..items {
+            let entry = cells.at(seats + i * ENTRY_WORDS);
+            let state = entry.swap(0, Ordering::AcqRel);
+            if state & (DONE | SPILLED) == DONE | SPILLED {
+                heap.free(cells.at(seats + i * ENTRY_WORDS + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
+            }
+        }
+    }
+
+    /// Forgets the handles counted in messages (see [`Shared::forget_lost_messages`]).
+    pub(crate) fn forget_lost_messages(&self) -> u32 {
+        self.shared.forget_lost_messages()
+    }
+}
