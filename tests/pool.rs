@@ -840,9 +840,6 @@ fn read_then_sleep(b: SharedBytes, pid: Value<u32>) -> u64 {
 }
 
 #[test]
-#[ignore = "leaks: a worker killed while it holds the family's last handle to an object leaves \
-            its holder entry, and nobody looks at that object again (the pool knows the chunk's \
-            bytes but not how to take over the dead worker's holds); see notes/big12b.md"]
 fn a_worker_killed_while_reading_shared_bytes_leaks_nothing() {
     let leaks = common::leak_check(LIMIT);
     {
