@@ -779,6 +779,38 @@ fn a_worker_killed_right_after_answering_a_big_chunk_leaves_nothing() {
     leaks.assert_no_leak();
 }
 
+fn sum_both(args: (SharedBytes, Vec<u8>)) -> u64 {
+    let (shared, bytes) = args;
+    sum_shared(shared) + bytes.iter().map(|&x| u64::from(x)).sum::<u64>()
+}
+
+#[test]
+fn a_chunk_queued_while_the_pool_terminates_fails_terminated_and_leaves_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(1).build().unwrap();
+        assert_eq!(pool.map(square, [3]).unwrap(), [9], "the worker is up");
+        // The feeding thread is held after its check that the pool runs, before it takes
+        // the pool's books: `terminate` runs in that gap.
+        multiproc::__private::crash_at("hold:pool.queue.checked");
+        std::thread::scope(|s| {
+            let feeding = s.spawn(|| {
+                // A handle and a large chunk (its blob): both must be given back.
+                let item = (SharedBytes::new(&big(5, 1 << 20)).unwrap(), big(6, 1 << 20));
+                let mut results = pool.imap(sum_both, std::iter::once(item)).unwrap();
+                results.next_timeout(Duration::from_secs(20))
+            });
+            assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the feeder reached the gap");
+            pool.terminate();
+            multiproc::__private::crash_disarm();
+            let got = feeding.join().unwrap();
+            assert!(matches!(got, Ok(Some(Err(TaskError::Terminated)))), "{got:?}");
+        });
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
 fn sum_shared(b: SharedBytes) -> u64 {
     b.iter().map(|&x| u64::from(x)).sum()
 }

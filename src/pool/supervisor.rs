@@ -28,6 +28,7 @@ use super::engine::{Delivery, Engine, Job};
 use super::error::{PoolError, TaskError};
 use super::result::Helper;
 use super::stats::Counters;
+use crate::shm::crash::crash_point;
 use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main};
 use crate::codec;
 use crate::error::{Error, PanicInfo};
@@ -255,6 +256,7 @@ impl Inner {
         if !self.running() {
             return Err(PoolError::Closed);
         }
+        crash_point!("pool.queue.checked");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut books = lock(&self.books);
         if let Some(info) = books.init_error.clone() {
