@@ -252,13 +252,23 @@ impl Inner {
     }
 
     /// Queues a chunk and sends what the workers have room for.
+    /// A chunk refused (the pool closed or terminated) has its arguments decoded and
+    /// dropped, so that the handles in them are given back.
     pub(crate) fn queue(&self, job: Job) -> Result<(), PoolError> {
         if !self.running() {
+            (job.discard)(&job.args);
             return Err(PoolError::Closed);
         }
         crash_point!("pool.queue.checked");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut books = lock(&self.books);
+        // Again under the books' lock: a `terminate` since the check above has cleared the
+        // books already, and would never see this chunk.
+        if self.state.load(Ordering::Acquire) == TERMINATED {
+            drop(books);
+            (job.discard)(&job.args);
+            return Err(PoolError::Closed);
+        }
         if let Some(info) = books.init_error.clone() {
             drop(books);
             job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info)));
