@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::refused::RefusedAfterFirst;
 use common::{eventually, heap_user, pid_running};
 use multiproc::{ApplyOptions, Error, Event, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value};
 
@@ -1021,37 +1022,6 @@ fn a_task_of_several_arguments_that_panics_or_loses_its_worker_fails_alone() {
 
 // ---- a task whose arguments stop decoding part-way (audit F7) -----------------------------
 
-/// Sent as padding and a pair of queues; its decoding reads the padding and the first
-/// queue, then refuses: the second queue is never reached.
-#[derive(Clone, Debug)]
-struct RefusedAfterFirst(Vec<u8>, multiproc::Queue<u32>, multiproc::Queue<u32>);
-
-impl serde::Serialize for RefusedAfterFirst {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (serde_bytes::Bytes::new(&self.0), &self.1, &self.2).serialize(serializer)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for RefusedAfterFirst {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FirstOnly;
-
-        impl<'de> serde::de::Visitor<'de> for FirstOnly {
-            type Value = RefusedAfterFirst;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("padding and two queues")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let _padding: Option<serde_bytes::ByteBuf> = seq.next_element()?;
-                let _first: Option<multiproc::Queue<u32>> = seq.next_element()?;
-                Err(serde::de::Error::custom("refused after the first queue"))
-            }
-        }
-
-        deserializer.deserialize_tuple(3, FirstOnly)
-    }
-}
-
 fn never_runs(_: RefusedAfterFirst) -> u32 {
     unreachable!("its argument does not decode")
 }
@@ -1073,6 +1043,24 @@ fn handles_after_the_point_where_a_task_argument_failed_to_decode_are_released()
         assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
         assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
     }
+}
+
+fn refused_initializer(_: RefusedAfterFirst) {
+    unreachable!("its argument does not decode")
+}
+
+#[test]
+fn handles_after_the_point_where_an_initializer_argument_failed_to_decode_are_released() {
+    let _w = heap_user(LIMIT);
+    let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+    {
+        let arg = RefusedAfterFirst(Vec::new(), first.clone(), second.clone());
+        let pool = Pool::builder().processes(1).initializer(refused_initializer, arg).build().unwrap();
+        assert!(pool.apply(square, 2).is_err(), "the initializer's arguments do not decode");
+    }
+    let alone = Duration::from_secs(20);
+    assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
+    assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
 }
 
 fn refused_result(first: multiproc::Queue<u32>, second: multiproc::Queue<u32>) -> RefusedAfterFirst {
