@@ -28,12 +28,12 @@ use super::engine::{Delivery, Engine, Job};
 use super::error::{PoolError, TaskError};
 use super::result::Helper;
 use super::stats::Counters;
-use crate::shm::crash::crash_point;
 use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main};
 use crate::codec;
 use crate::error::{Error, PanicInfo};
 use crate::process::spin::LoadSpin;
 use crate::process::{Process, ProcessHandle, StartMethod};
+use crate::shm::crash::crash_point;
 use crate::shm::{Blob, Deadline, Payload, Shared, saturating_nanos as nanos, spin_for};
 use crate::sys::{self, Packed};
 
