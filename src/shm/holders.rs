@@ -236,7 +236,7 @@ pub(crate) fn fork_child_ended(pid: u32) {
         // mapped) and pins it only if it still belongs to that generation's object, which
         // then stays allocated until unpinned.
         let table = unsafe { &*heap.ptr(*off).cast::<Holders>() };
-        if table.let_go_of_dead(heap, child, let_go.generation) {
+        if table.let_go_of_dead(heap, child, let_go.generation, false) {
             (let_go.gone)(let_go.object, 0);
         }
     }
@@ -485,12 +485,23 @@ impl Holders {
     /// pending receives go back in flight. Returns whether nothing holds the object any more:
     /// the caller frees it. Only that entry is looked at: checking the others would read
     /// `/proc` once per holder.
-    pub(crate) fn let_go_of_dead(&self, heap: &Heap, dead: ProcId, generation: u64) -> bool {
+    ///
+    /// With `only_if_last`, nothing changes while another live process has an entry, or a
+    /// handle is in flight: that holder may still have to learn of the death (a barrier
+    /// breaks when a party dies, `forget_dead`), and its own last drop prunes the dead.
+    /// Otherwise every dead entry is forgotten (reading `/proc` once per entry).
+    pub(crate) fn let_go_of_dead(&self, heap: &Heap, dead: ProcId, generation: u64, only_if_last: bool) -> bool {
         if self.pin(generation, false).is_err() {
             return false;
         }
         let _g = RawGuard::lock(&self.lock);
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        if only_if_last {
+            if self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(dead) && e.alive()) {
+                return false;
+            }
+            self.prune_dead(heap, sys::me());
+        }
         self.for_each(heap, |e| {
             let found = e.is(dead);
             if found {

@@ -4,7 +4,9 @@
 //! in the object's holder table, and nobody looks at that table again: the object stayed
 //! until the whole family ended. So every process lists, in blocks of the heap that carry
 //! its pid and start time, the objects in whose table it has an entry; whoever reaps it
-//! (its parent, [`process_ended`]) forgets its entries and frees what nobody else holds.
+//! (its parent, [`process_ended`]) frees those that no live process holds any more (and
+//! none in flight). An object another live process holds keeps the dead entry, for that
+//! holder to learn of the death (a barrier breaks) and prune it, as before.
 //!
 //! Crash safety: an object's slot is written before the process's entry is made (its
 //! object offset last: the slot counts from then on), and cleared after the entry is

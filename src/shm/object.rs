@@ -444,8 +444,9 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 }
 
 /// Forgets the entry of `dead` (a process known to have ended) in the holder table of the
-/// object at `off`, if that is still the object of `generation`; returns whether that was
-/// the object's last reference (the caller frees it, with the `LetGo::gone` it knows).
+/// object at `off`, if that is still the object of `generation` and no other live process
+/// holds it (see `Holders::let_go_of_dead`); returns whether that was the object's last
+/// reference (the caller frees it, with the `LetGo::gone` it knows).
 pub(super) fn let_go_of_dead(heap: &Heap, off: u64, generation: u64, dead: crate::sys::ProcId) -> bool {
     if !heap.contains(off, std::mem::size_of::<Header>()) {
         return false;
@@ -462,7 +463,7 @@ pub(super) fn let_go_of_dead(heap: &Heap, off: u64, generation: u64, dead: crate
     {
         return false;
     }
-    header.holders.let_go_of_dead(heap, dead, generation)
+    header.holders.let_go_of_dead(heap, dead, generation, true)
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
