@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::refused::RefusedAfterFirst;
 use common::{eventually, heap_user, pid_running};
 use multiproc::{ApplyOptions, Error, Event, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value};
 
@@ -784,6 +785,38 @@ fn a_worker_killed_right_after_answering_a_big_chunk_leaves_nothing() {
     leaks.assert_no_leak();
 }
 
+fn sum_both(args: (SharedBytes, Vec<u8>)) -> u64 {
+    let (shared, bytes) = args;
+    sum_shared(shared) + bytes.iter().map(|&x| u64::from(x)).sum::<u64>()
+}
+
+#[test]
+fn a_chunk_queued_while_the_pool_terminates_fails_terminated_and_leaves_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(1).build().unwrap();
+        assert_eq!(pool.map(square, [3]).unwrap(), [9], "the worker is up");
+        // The feeding thread is held after its check that the pool runs, before it takes
+        // the pool's books: `terminate` runs in that gap.
+        multiproc::__private::crash_at("hold:pool.queue.checked");
+        std::thread::scope(|s| {
+            let feeding = s.spawn(|| {
+                // A handle and a large chunk (its blob): both must be given back.
+                let item = (SharedBytes::new(&big(5, 1 << 20)).unwrap(), big(6, 1 << 20));
+                let mut results = pool.imap(sum_both, std::iter::once(item)).unwrap();
+                results.next_timeout(Duration::from_secs(20))
+            });
+            assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the feeder reached the gap");
+            pool.terminate();
+            multiproc::__private::crash_disarm();
+            let got = feeding.join().unwrap();
+            assert!(matches!(got, Ok(Some(Err(TaskError::Terminated)))), "{got:?}");
+        });
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
 fn sum_shared(b: SharedBytes) -> u64 {
     b.iter().map(|&x| u64::from(x)).sum()
 }
@@ -845,9 +878,6 @@ fn read_then_sleep(b: SharedBytes, pid: Value<u32>) -> u64 {
 }
 
 #[test]
-#[ignore = "leaks: a worker killed while it holds the family's last handle to an object leaves \
-            its holder entry, and nobody looks at that object again (the pool knows the chunk's \
-            bytes but not how to take over the dead worker's holds); see notes/big12b.md"]
 fn a_worker_killed_while_reading_shared_bytes_leaks_nothing() {
     let leaks = common::leak_check(LIMIT);
     {
@@ -997,37 +1027,6 @@ fn a_task_of_several_arguments_that_panics_or_loses_its_worker_fails_alone() {
 
 // ---- a task whose arguments stop decoding part-way (audit F7) -----------------------------
 
-/// Sent as padding and a pair of queues; its decoding reads the padding and the first
-/// queue, then refuses: the second queue is never reached.
-#[derive(Clone, Debug)]
-struct RefusedAfterFirst(Vec<u8>, multiproc::Queue<u32>, multiproc::Queue<u32>);
-
-impl serde::Serialize for RefusedAfterFirst {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (serde_bytes::Bytes::new(&self.0), &self.1, &self.2).serialize(serializer)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for RefusedAfterFirst {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FirstOnly;
-
-        impl<'de> serde::de::Visitor<'de> for FirstOnly {
-            type Value = RefusedAfterFirst;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("padding and two queues")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let _padding: Option<serde_bytes::ByteBuf> = seq.next_element()?;
-                let _first: Option<multiproc::Queue<u32>> = seq.next_element()?;
-                Err(serde::de::Error::custom("refused after the first queue"))
-            }
-        }
-
-        deserializer.deserialize_tuple(3, FirstOnly)
-    }
-}
-
 fn never_runs(_: RefusedAfterFirst) -> u32 {
     unreachable!("its argument does not decode")
 }
@@ -1049,6 +1048,24 @@ fn handles_after_the_point_where_a_task_argument_failed_to_decode_are_released()
         assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
         assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{items} items");
     }
+}
+
+fn refused_initializer(_: RefusedAfterFirst) {
+    unreachable!("its argument does not decode")
+}
+
+#[test]
+fn handles_after_the_point_where_an_initializer_argument_failed_to_decode_are_released() {
+    let _w = heap_user(LIMIT);
+    let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+    {
+        let arg = RefusedAfterFirst(Vec::new(), first.clone(), second.clone());
+        let pool = Pool::builder().processes(1).initializer(refused_initializer, arg).build().unwrap();
+        assert!(pool.apply(square, 2).is_err(), "the initializer's arguments do not decode");
+    }
+    let alone = Duration::from_secs(20);
+    assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
+    assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected));
 }
 
 fn refused_result(first: multiproc::Queue<u32>, second: multiproc::Queue<u32>) -> RefusedAfterFirst {

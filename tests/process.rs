@@ -752,3 +752,33 @@ fn a_closure_capturing_a_zero_sized_proof_does_not_carry_it_where_it_was_never_m
         assert!(child.join().unwrap(), "the child was handed a proof of something that never happened in it");
     }
 }
+
+// ---- an argument or result whose decoding stops part-way (audit F7) ----------------------
+
+fn never_runs(_: common::refused::RefusedAfterFirst) -> u32 {
+    unreachable!("its argument does not decode")
+}
+
+fn refused_result(queues: (multiproc::Queue<u32>, multiproc::Queue<u32>)) -> common::refused::RefusedAfterFirst {
+    common::refused::RefusedAfterFirst(Vec::new(), queues.0, queues.1)
+}
+
+#[test]
+fn handles_after_the_point_where_a_process_argument_or_result_failed_to_decode_are_released() {
+    let _w = watchdog(LIMIT);
+    let alone = Duration::from_secs(20);
+    for method in common::METHODS {
+        let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+        let arg = common::refused::RefusedAfterFirst(Vec::new(), first.clone(), second.clone());
+        let child = Process::new(never_runs, arg).start_method(method).start().unwrap();
+        assert!(child.join().is_err(), "{method:?}: the argument does not decode");
+        assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{method:?} argument");
+        assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{method:?} argument");
+
+        let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+        let child = Process::new(refused_result, (first.clone(), second.clone())).start_method(method).start().unwrap();
+        assert!(child.join().is_err(), "{method:?}: the result does not decode");
+        assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{method:?} result");
+        assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{method:?} result");
+    }
+}

@@ -269,6 +269,32 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Holds the queue (the family's only handle once the parent dropped its own) until
+    /// killed.
+    fn hold_the_queue(args: (Queue<Vec<u8>>, Event)) {
+        let (queue, started) = args;
+        started.set();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(queue);
+    }
+
+    #[test]
+    fn a_queue_whose_every_holder_was_killed_is_freed_when_its_holders_are_reaped() {
+        let _check = leak_check(LIMIT);
+        for method in common::METHODS {
+            let queue: Queue<Vec<u8>> = Queue::new().unwrap();
+            // A small message in its ring and a large one in a block of its own.
+            queue.put(vec![1; 10]).unwrap();
+            queue.put(vec![2; 1 << 20]).unwrap();
+            let started = Event::new().unwrap();
+            let child = Process::new(hold_the_queue, (queue, started.clone())).start_method(method).start().unwrap();
+            assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
+            child.kill().unwrap();
+            assert_eq!(child.wait(), -9, "{method:?}");
+        }
+        _check.assert_no_leak();
+    }
+
     /// Decodes a handle and drops it at once, inside the decoding.
     struct Discard;
 

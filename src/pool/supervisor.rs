@@ -33,6 +33,7 @@ use crate::codec;
 use crate::error::{Error, PanicInfo};
 use crate::process::spin::LoadSpin;
 use crate::process::{Process, ProcessHandle, StartMethod};
+use crate::shm::crash::crash_point;
 use crate::shm::{Blob, ClaimTable, Deadline, Payload, Shared, saturating_nanos as nanos, spin_for};
 use crate::sys::{self, Packed};
 
@@ -274,12 +275,23 @@ impl Inner {
     }
 
     /// Queues a chunk and sends what the workers have room for.
+    /// A chunk refused (the pool closed or terminated) has its arguments decoded and
+    /// dropped, so that the handles in them are given back.
     pub(crate) fn queue(&self, job: Job) -> Result<(), PoolError> {
         if !self.running() {
+            (job.discard)(&job.args);
             return Err(PoolError::Closed);
         }
+        crash_point!("pool.queue.checked");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut books = lock(&self.books);
+        // Again under the books' lock: a `terminate` since the check above has cleared the
+        // books already, and would never see this chunk.
+        if self.state.load(Ordering::Acquire) == TERMINATED {
+            drop(books);
+            (job.discard)(&job.args);
+            return Err(PoolError::Closed);
+        }
         if let Some(info) = books.init_error.clone() {
             drop(books);
             job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info)));

@@ -273,12 +273,17 @@ fn run_over<A, R>(
 /// Runs the initializer `f(args)`.
 pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
-    call.output = Some(match codec::decode::<A>(call.args.bytes()) {
+    let mut read = Vec::new();
+    call.output = Some(match codec::noting_reads(&mut read, || codec::decode::<A>(call.args.bytes())) {
         Ok(args) => {
             f(args);
             Ok(Payload::encode::<(), _>(&()).expect("() encodes"))
         }
-        Err(e) => Err(format!("the initializer's arguments could not be decoded: {e}")),
+        Err(e) => {
+            // The handles after the point where the decoding stopped are given back.
+            shm::give_back_unread(call.args.bytes(), &read);
+            Err(format!("the initializer's arguments could not be decoded: {e}"))
+        }
     });
 }
 

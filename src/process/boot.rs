@@ -442,9 +442,14 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
     let outcome = panics::catching(&call.name, || {
-        let args: A = match codec::decode(bytes.bytes()) {
+        // The handles a decoding that stops part-way did not read are given back.
+        let mut read = Vec::new();
+        let args: A = match codec::noting_reads(&mut read, || codec::decode(bytes.bytes())) {
             Ok(a) => a,
-            Err(e) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),
+            Err(e) => {
+                crate::shm::give_back_unread(bytes.bytes(), &read);
+                return Err(Outcome::Failed(format!("its argument could not be decoded: {e}")));
+            }
         };
         drop(bytes);
         let result = target(args);

@@ -100,14 +100,7 @@ impl ChildState {
     fn try_reap(&self, inner: &mut Inner) -> Option<Ended> {
         if inner.ended.is_none() {
             inner.ended = match &self.watch {
-                ExitWatch::Own => {
-                    let ended = sys::reap_pidfd(self.pidfd.as_fd(), false).ok().flatten();
-                    if ended.is_some() {
-                        // A fork child's copies of this process's handles are let go of.
-                        crate::shm::fork_child_ended(self.pid);
-                    }
-                    ended
-                }
+                ExitWatch::Own => sys::reap_pidfd(self.pidfd.as_fd(), false).ok().flatten(),
                 ExitWatch::Server(fd) => {
                     let mut word = [0u8; 4];
                     match sys::read_some(fd.as_fd(), &mut word) {
@@ -125,6 +118,13 @@ impl ChildState {
                     }
                 }
             };
+            if inner.ended.is_some() {
+                // What the child held and never let go of (killed, or exited without
+                // dropping): a fork child's copies of this process's handles, and every hold
+                // it listed in the heap.
+                crate::shm::fork_child_ended(self.pid);
+                crate::shm::process_ended(self.pid);
+            }
         }
         inner.ended
     }

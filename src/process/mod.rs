@@ -787,7 +787,12 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
         // Every join consumes its handle, so the outcome is taken once.
         match self.child.take_outcome() {
             Some(Outcome::Returned(payload)) => {
-                codec::decode(payload.bytes()).map_err(|error| JoinError::Decode { name, error })
+                // The handles a decoding that stops part-way did not read are given back.
+                let mut read = Vec::new();
+                codec::noting_reads(&mut read, || codec::decode(payload.bytes())).map_err(|error| {
+                    crate::shm::give_back_unread(payload.bytes(), &read);
+                    JoinError::Decode { name, error }
+                })
             }
             Some(Outcome::Panicked(info)) => Err(JoinError::Panicked(info)),
             Some(Outcome::Failed(reason)) => Err(JoinError::Failed { name, reason }),

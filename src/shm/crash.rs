@@ -6,12 +6,15 @@
 //! [`arm`] (the tests call it inside the child they mean to kill). Several names may be
 //! armed at once, separated by commas: the first one reached aborts. A name armed as
 //! `stop:NAME` stops the process there instead (`SIGSTOP`, as `kill -STOP`): the test then
-//! orders what happens while it is frozen at that step, and kills it. Disarmed, a point costs
-//! one relaxed load of a static and a branch that is always taken the same way; points
+//! orders what happens while it is frozen at that step, and kills it. A name armed as
+//! `hold:NAME` holds the *thread* that reaches it (the rest of the process goes on) until the
+//! point is armed otherwise ([`arm`], `__private::crash_at` or `crash_disarm`): a test then
+//! runs another thread of the process through the gap ([`holding`] says a thread waits
+//! there). Disarmed, a point costs one relaxed load of a static and a branch that is always taken the same way; points
 //! sit on paths that take a lock or make a system call anyway, never on a fast path.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// The environment variable naming the point at which to abort.
 pub(crate) const ENV: &str = "MULTIPROC_CRASH_AT";
@@ -22,6 +25,10 @@ const ARMED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 static TARGET: Mutex<Option<String>> = Mutex::new(None);
+/// Told when `TARGET` changes: a thread held at a `hold:` point looks again.
+static CHANGED: Condvar = Condvar::new();
+/// Threads held at a `hold:` point.
+static HOLDING: AtomicUsize = AtomicUsize::new(0);
 
 /// Aborts the process here if this point is armed.
 macro_rules! crash_point {
@@ -36,6 +43,12 @@ pub(crate) fn arm(name: Option<&str>) {
     let mut target = TARGET.lock().unwrap_or_else(|e| e.into_inner());
     *target = name.map(str::to_owned);
     STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
+    CHANGED.notify_all();
+}
+
+/// How many threads of this process a `hold:NAME` point holds now.
+pub(crate) fn holding() -> usize {
+    HOLDING.load(Ordering::Acquire)
 }
 
 #[inline(always)]
@@ -62,5 +75,16 @@ fn reached_armed(name: &'static str) {
         drop(target);
         // Frozen here until killed (or continued, and then it goes on as if disarmed).
         let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+        return;
+    }
+    let held = |target: &Option<String>| {
+        target.as_deref().is_some_and(|points| points.split(',').any(|point| point.strip_prefix("hold:") == Some(name)))
+    };
+    if held(&target) {
+        HOLDING.fetch_add(1, Ordering::Release);
+        while held(&target) {
+            target = CHANGED.wait(target).unwrap_or_else(|e| e.into_inner());
+        }
+        HOLDING.fetch_sub(1, Ordering::Release);
     }
 }

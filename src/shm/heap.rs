@@ -83,6 +83,10 @@ struct Header {
     later_bytes: AtomicU64,
     /// Held by the one process releasing them (see [`Heap::release_deferred`]).
     release_lock: RawMutex,
+    /// The blocks in which each process lists what it holds (see `holds`): linked through
+    /// their first words, changed under `holds_lock` (0: none).
+    holds: AtomicU64,
+    holds_lock: RawMutex,
 }
 
 /// The process whose frees of large blocks wait for it to be idle ([`Heap::defer_releases`]);
@@ -218,6 +222,31 @@ impl Heap {
         };
         self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
         Ok(off)
+    }
+
+    /// Allocates `len` zeroed bytes (at most [`SMALL_MAX`]) that [`Heap::in_use`] does not
+    /// count: the heap's own books (a process's list of what it holds), which live as long
+    /// as their process and say nothing about what the family's objects use. Freed with
+    /// [`Heap::free_uncounted`].
+    pub(crate) fn alloc_uncounted(&self, len: usize) -> Result<u64, HeapFull> {
+        let class = class_of(len.max(1)).expect("a small block");
+        let off = self.alloc_small(class)?;
+        // SAFETY: the block [off, off + len) was just allocated to us alone.
+        unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
+        Ok(off)
+    }
+
+    /// Frees a block of [`Heap::alloc_uncounted`].
+    pub(crate) fn free_uncounted(&self, offset: u64, len: usize) {
+        let class = class_of(len.max(1)).expect("a small block");
+        self.push(class, offset);
+    }
+
+    /// The head of the list of blocks in which the processes list what they hold, and the
+    /// lock its changes take.
+    pub(crate) fn holds_directory(&self) -> (&AtomicU64, &RawMutex) {
+        let h = self.header();
+        (&h.holds, &h.holds_lock)
     }
 
     /// Allocates `len` zeroed bytes.

@@ -63,6 +63,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::heap::{Heap, HeapFull};
+use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
 use crate::sys::{self, ProcId};
 
@@ -87,11 +88,25 @@ fn gen_bits(generation: u64) -> u64 {
 /// a handle: what a fork child gets a copy of. Changed under the table's lock when that
 /// count leaves or reaches 0 (not per handle). A table is listed only while its object is
 /// allocated (the entry keeps it).
-static HELD_HERE: Mutex<Registry> = Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()));
+static HELD_HERE: Mutex<Registry> =
+    Mutex::new(Registry { tables: HashMap::with_hasher(BuildHasherDefault::new()), listed: List::new() });
 
-/// A hash map keeps its room when emptied: a process that receives and drops one handle
-/// at a time does not allocate per message.
-type Registry = HashMap<u64, LetGo, BuildHasherDefault<DefaultHasher>>;
+/// What this process holds: in its own memory, and (objects' own tables) in the family heap
+/// for its reaper (`holds`).
+#[derive(Debug)]
+struct Registry {
+    /// A hash map keeps its room when emptied: a process that receives and drops one handle
+    /// at a time does not allocate per message.
+    tables: HashMap<u64, Held, BuildHasherDefault<DefaultHasher>>,
+    listed: List,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    let_go: LetGo,
+    /// Its slot in the heap's list of what this process holds (`None`: a side, or unlisted).
+    listed: Option<Listed>,
+}
 
 /// For each fork child that may still run: the tables it was recorded in and how to let go
 /// of them once it ended ([`fork_child_ended`]).
@@ -132,7 +147,7 @@ fn gate() -> Option<RwLockReadGuard<'static, ()>> {
 /// parent) or running (in the child, which just drops its copy).
 #[derive(Debug)]
 pub(crate) struct ForkRecord {
-    tables: MutexGuard<'static, Registry>,
+    registry: MutexGuard<'static, Registry>,
     _gate: RwLockWriteGuard<'static, ()>,
 }
 
@@ -140,13 +155,13 @@ pub(crate) struct ForkRecord {
 /// or dropped. Take it after every other lock the start holds across the fork.
 pub(crate) fn before_fork() -> ForkRecord {
     let gate = FORK_GATE.write().unwrap_or_else(PoisonError::into_inner);
-    ForkRecord { tables: held_here(), _gate: gate }
+    ForkRecord { registry: held_here(), _gate: gate }
 }
 
 impl ForkRecord {
     /// Whether this process holds no handle: a fork child has nothing to wait for.
     pub(crate) fn holds_nothing(&self) -> bool {
-        self.tables.is_empty()
+        self.registry.tables.is_empty()
     }
 
     /// In the parent, after the fork: records `child` with fork pins on everything this
@@ -156,13 +171,13 @@ impl ForkRecord {
     pub(crate) fn record(self, child: ProcId) {
         let Some(heap) = Heap::try_get() else { return };
         let me = sys::me();
-        let mut recorded = Vec::with_capacity(self.tables.len());
+        let mut recorded = Vec::with_capacity(self.registry.tables.len());
         // A side's table says whether an end is still there (a pipe's end of stream), nothing
         // about memory: the copy of an end the parent held (in a local the child never
         // returns to, or a static) does not keep that end open for the child, or a child
         // waiting for the end of its pipe would wait for itself. The object's own table
         // counts the copy (what keeps the memory); `in_child` drops the sides likewise.
-        for (&off, &let_go) in self.tables.iter().filter(|(_, l)| l.side.is_none()) {
+        for (&off, held) in self.registry.tables.iter().filter(|(_, h)| h.let_go.side.is_none()) {
             // SAFETY: this process has an entry in the table at `off` (the registry lists
             // it until the entry is cleared, and no entry of ours changes while the record
             // is held), so its object is allocated; a table is atomics only.
@@ -183,7 +198,7 @@ impl ForkRecord {
                 if table.join_as(heap, child, pins, None).is_err() {
                     table.leaked.store(1, Ordering::Relaxed);
                 }
-                recorded.push((off, let_go));
+                recorded.push((off, held.let_go));
             }
         }
         FORKED.lock().unwrap_or_else(PoisonError::into_inner).push((child, recorded));
@@ -192,7 +207,11 @@ impl ForkRecord {
     /// In the child, after the fork: the parent's other children are not this one's, nor
     /// are the sides it was not recorded in (see `record`).
     pub(crate) fn in_child(mut self) {
-        self.tables.retain(|_, let_go| let_go.side.is_none());
+        self.registry.tables.retain(|_, held| held.let_go.side.is_none());
+        // The heap's list of what the parent holds is the parent's (the child's own starts
+        // empty); the child's copies are in its parent's books (`fork_child_ended`).
+        self.registry.tables.values_mut().for_each(|held| held.listed = None);
+        self.registry.listed = List::new();
         drop(self);
         FORKED.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
@@ -217,24 +236,7 @@ pub(crate) fn fork_child_ended(pid: u32) {
         // mapped) and pins it only if it still belongs to that generation's object, which
         // then stays allocated until unpinned.
         let table = unsafe { &*heap.ptr(*off).cast::<Holders>() };
-        if table.pin(let_go.generation, false).is_err() {
-            continue;
-        }
-        let g = RawGuard::lock(&table.lock);
-        table.flight.fetch_sub(PIN, Ordering::Relaxed);
-        // Only the child's entry: it is known dead (reaped), and checking the others would
-        // read `/proc` once per holder of each object.
-        table.for_each(heap, |e| {
-            let found = e.is(child);
-            if found {
-                table.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
-                e.clear();
-            }
-            found
-        });
-        let last = table.finish(heap);
-        drop(g);
-        if last {
+        if table.let_go_of_dead(heap, child, let_go.generation, false) {
             (let_go.gone)(let_go.object, 0);
         }
     }
@@ -243,7 +245,7 @@ pub(crate) fn fork_child_ended(pid: u32) {
 /// Whether this process holds no handle of any object (the fork server's copy of the main
 /// process, made at `init()`, must not).
 pub(crate) fn holds_nothing() -> bool {
-    held_here().is_empty()
+    held_here().tables.is_empty()
 }
 
 /// Why a handle in a message could not become a holder.
@@ -397,10 +399,13 @@ impl Holders {
     /// `let_go`) when its copies (handles and fork pins) leave 0.
     fn join_as(&self, heap: &Heap, who: ProcId, add: Counts, let_go: Option<LetGo>) -> Result<(), HeapFull> {
         let me = sys::me();
-        let mut was = None;
+        // Listed before the hold is taken (see `holds`), when this is a first one.
+        let listing = who == me && !self.for_each(heap, |e| e.is(me) && e.copies() > 0);
+        if listing {
+            self.note_mine(heap, let_go);
+        }
         if self.for_each(heap, |e| {
             if e.is(who) {
-                was = Some(e.copies());
                 e.count.fetch_add(add.count, Ordering::Relaxed);
                 e.pending.fetch_add(add.pending, Ordering::Relaxed);
                 // Only a fork record adds pins: a clone pays no third read-modify-write.
@@ -412,9 +417,6 @@ impl Holders {
                 false
             }
         }) {
-            if who == me && was == Some(0) {
-                self.note_mine(heap, let_go);
-            }
             return Ok(());
         }
         let claim = |e: &Entry| {
@@ -435,14 +437,19 @@ impl Holders {
             self.for_each(heap, claim)
         };
         if !claimed {
-            let off = heap.alloc_zeroed(std::mem::size_of::<Block>())?;
+            let off = match heap.alloc_zeroed(std::mem::size_of::<Block>()) {
+                Ok(off) => off,
+                Err(full) => {
+                    if listing {
+                        self.note_mine(heap, None);
+                    }
+                    return Err(full);
+                }
+            };
             let b = block_at(heap, off);
             b.next.store(self.overflow.load(Ordering::Relaxed), Ordering::Relaxed);
             claim(&b.entries[0]);
             self.overflow.store(off, Ordering::Relaxed);
-        }
-        if who == me {
-            self.note_mine(heap, let_go);
         }
         Ok(())
     }
@@ -457,17 +464,53 @@ impl Holders {
         if !heap.contains(off - inside, inside as usize + std::mem::size_of::<Self>()) {
             return;
         }
-        let mut tables = held_here();
-        match mine {
-            Some(let_go) => tables.insert(off, let_go),
-            None => tables.remove(&off),
-        };
+        note_at(heap, off, mine);
     }
 
     /// A table made by [`Holders::new_held`] has been placed in the family heap: its
     /// creator's entry goes into the creator's registry.
     pub(crate) fn placed(&self, heap: &Heap, let_go: LetGo) {
         self.note_mine(heap, Some(let_go));
+    }
+
+    /// The table at `off` (in the family heap) is about to be written by
+    /// [`Holders::new_held_at`] with this process's entry: it goes into the registry first
+    /// (what `placed` does afterwards for a table that is not listed in the heap).
+    pub(crate) fn will_hold(heap: &Heap, off: u64, let_go: LetGo) {
+        note_at(heap, off, Some(let_go));
+    }
+
+    /// Forgets the entry of `dead`, a process known to have ended (reaped), in this table of
+    /// the object of `generation` (pinned first, so one freed meanwhile is left alone); its
+    /// pending receives go back in flight. Returns whether nothing holds the object any more:
+    /// the caller frees it. Only that entry is looked at: checking the others would read
+    /// `/proc` once per holder.
+    ///
+    /// With `only_if_last`, nothing changes while another live process has an entry, or a
+    /// handle is in flight: that holder may still have to learn of the death (a barrier
+    /// breaks when a party dies, `forget_dead`), and its own last drop prunes the dead.
+    /// Otherwise every dead entry is forgotten (reading `/proc` once per entry).
+    pub(crate) fn let_go_of_dead(&self, heap: &Heap, dead: ProcId, generation: u64, only_if_last: bool) -> bool {
+        if self.pin(generation, false).is_err() {
+            return false;
+        }
+        let _g = RawGuard::lock(&self.lock);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        if only_if_last {
+            if self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(dead) && e.alive()) {
+                return false;
+            }
+            self.prune_dead(heap, sys::me());
+        }
+        self.for_each(heap, |e| {
+            let found = e.is(dead);
+            if found {
+                self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                e.clear();
+            }
+            found
+        });
+        self.finish(heap)
     }
 
     /// Whether a handle is in flight or a receiver pinned (never, once released: a side
@@ -525,10 +568,11 @@ impl Holders {
                     e.fork_pins.store(e.fork_pins.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
                 }
                 if e.copies() == 0 {
-                    self.note_mine(heap, None);
+                    // Cleared before it leaves the heap's list (see `holds`).
                     if e.pending.load(Ordering::Relaxed) == 0 {
                         e.clear();
                     }
+                    self.note_mine(heap, None);
                 }
                 true
             } else {
@@ -768,6 +812,28 @@ impl Holders {
             let next = block_at(heap, block).next.load(Ordering::Relaxed);
             heap.free(block, std::mem::size_of::<Block>());
             block = next;
+        }
+    }
+}
+
+/// Adds the table at `off` to this process's registry (`mine`: its entry counts a handle, or
+/// is about to) or takes it out; an object's own table is listed in the heap too.
+fn note_at(heap: &Heap, off: u64, mine: Option<LetGo>) {
+    let mut registry = held_here();
+    let registry = &mut *registry;
+    match mine {
+        Some(let_go) => {
+            let listed = match registry.tables.get(&off) {
+                Some(Held { listed: Some(listed), .. }) => Some(*listed),
+                _ if let_go.side.is_none() => registry.listed.add(heap, &let_go),
+                _ => None,
+            };
+            registry.tables.insert(off, Held { let_go, listed });
+        }
+        None => {
+            if let Some(Held { listed: Some(listed), .. }) = registry.tables.remove(&off) {
+                registry.listed.remove(heap, listed);
+            }
         }
     }
 }

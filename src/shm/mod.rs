@@ -12,6 +12,7 @@ mod claims;
 pub(crate) mod crash;
 mod heap;
 mod holders;
+mod holds;
 mod locked;
 mod mutex;
 mod object;
@@ -30,6 +31,7 @@ pub(crate) use claims::{ClaimTable, Written};
 pub(crate) use heap::Heap;
 pub use heap::HeapFull;
 pub(crate) use holders::{Holders, before_fork, fork_child_ended, holds_nothing};
+pub(crate) use holds::process_ended;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
@@ -299,9 +301,20 @@ pub(crate) mod test_hooks {
 
     /// Aborts this process when it reaches the `crash_point!` named `point` (or any of
     /// several, separated by commas); a name written `stop:NAME` stops the process there
-    /// (`SIGSTOP`) instead, for the test to kill.
+    /// (`SIGSTOP`) instead, for the test to kill, and `hold:NAME` holds the thread that
+    /// reaches it until the points are armed otherwise.
     pub fn crash_at(point: &str) {
         crash::arm(Some(point));
+    }
+
+    /// Disarms every crash point of this process (a thread held at a `hold:` point goes on).
+    pub fn crash_disarm() {
+        crash::arm(None);
+    }
+
+    /// How many threads of this process a `hold:NAME` crash point holds now.
+    pub fn crash_holding() -> usize {
+        crash::holding()
     }
 
     /// Allocates `len` bytes of the family heap; returns their offset.

@@ -148,6 +148,9 @@ impl<T: ShmObject> Shared<T> {
         let generation = heap.next_generation();
         let seal = seal_of::<T>(heap, off, generation, len as u64);
         let obj = heap.ptr(off).cast::<Obj<T>>();
+        // Listed before the creator's entry exists (see `holds`).
+        let table = off + (std::mem::offset_of!(Obj<T>, header) + std::mem::offset_of!(Header, holders)) as u64;
+        Holders::will_hold(heap, table, Self::let_go(off, generation));
         // SAFETY: `off` is a fresh allocation of `len >= size_of::<Obj<T>>()` bytes,
         // 64-byte aligned (enough for any ShmSafe type), owned by us alone until the
         // handle is shared.
@@ -163,9 +166,7 @@ impl<T: ShmObject> Shared<T> {
                 value,
             });
         }
-        let handle = Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
-        handle.header().holders.placed(heap, Self::let_go(off, generation));
-        Ok(handle)
+        Ok(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
     }
 
     /// How a process that finds the object at `off` (of `generation`) unheld frees it
@@ -440,6 +441,29 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
         && header.generation.load(Ordering::Acquire) == generation
         && header.seal.load(Ordering::Acquire) == seal
         && heap.seal(&[heap.family_id(), off, u64::from(kind), fingerprint, generation, len]) == seal
+}
+
+/// Forgets the entry of `dead` (a process known to have ended) in the holder table of the
+/// object at `off`, if that is still the object of `generation` and no other live process
+/// holds it (see `Holders::let_go_of_dead`); returns whether that was the object's last
+/// reference (the caller frees it, with the `LetGo::gone` it knows).
+pub(super) fn let_go_of_dead(heap: &Heap, off: u64, generation: u64, dead: crate::sys::ProcId) -> bool {
+    if !heap.contains(off, std::mem::size_of::<Header>()) {
+        return false;
+    }
+    // SAFETY: the range is inside the heap and aligned (checked above); a header is atomics
+    // only, valid for any bytes. A block freed and reused meanwhile is told apart by its
+    // tag and generation before anything is written, and the holder table's own pin checks
+    // the generation again.
+    let header = unsafe { &*heap.ptr(off).cast::<Header>() };
+    let tag = header.tag.load(Ordering::Acquire);
+    if tag & !0xffff_ffff != TAG
+        || header.seal.load(Ordering::Acquire) == 0
+        || header.generation.load(Ordering::Acquire) != generation
+    {
+        return false;
+    }
+    header.holders.let_go_of_dead(heap, dead, generation, true)
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back

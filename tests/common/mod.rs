@@ -4,6 +4,7 @@
 
 pub mod machine;
 pub mod redis;
+pub mod refused;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -205,6 +205,25 @@ pub(crate) fn pack<F: FnPtr>(target: F, runner: Runner<F>) -> Packed {
     }
 }
 
+/// Where `f` lies, as a distance another process of the family can call it by
+/// ([`function_at`]); `None` for a function outside the executable (see the module docs).
+pub(crate) fn function_offset<F: FnPtr>(f: F) -> Option<u64> {
+    let address = f.addr();
+    in_executable(address).then(|| offset(address))
+}
+
+/// The function that [`function_offset`] named in another process of the family.
+///
+/// # Safety
+///
+/// `offset` was returned by `function_offset::<F>` in a process of this family (which runs
+/// this very executable), for a function of exactly the type `F`.
+pub(crate) unsafe fn function_at<F: FnPtr>(offset: u64) -> F {
+    // SAFETY: the caller's contract: the same executable, whose image the loader placed as
+    // one block here as there, so the distance leads to the same function of type `F`.
+    unsafe { F::from_addr(address(offset)) }
+}
+
 /// A function that is not part of the executable's image, so that another process of the
 /// family cannot locate it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

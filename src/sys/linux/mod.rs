@@ -12,7 +12,10 @@ mod socket;
 mod threads;
 
 pub use call::Stateless;
-pub(crate) use call::{NotInExecutable, Packed, pack_checked, pack_runner, remake, remake_zero_sized, unpack_and_run};
+pub(crate) use call::{
+    NotInExecutable, Packed, function_at, function_offset, pack_checked, pack_runner, remake, remake_zero_sized,
+    unpack_and_run,
+};
 pub use early::{InitEntry, in_init_array, main_dispatches};
 pub(crate) use early::{dispatch_from_main, finish_constructors};
 pub(crate) use epoll::Poller;
