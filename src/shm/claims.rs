@@ -310,7 +310,10 @@ impl ClaimTable {
             let entry = cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS);
             let state = entry.swap(0, Ordering::AcqRel);
             if state & (DONE | SPILLED) == DONE | SPILLED {
-                heap.free(cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
+                heap.free(
+                    cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS + 1).load(Ordering::Relaxed),
+                    (state & LEN_MASK) as usize,
+                );
             }
         }
     }
