@@ -31,10 +31,13 @@ use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::object::{Shared, ShmObject, kind};
 
-/// Result bytes kept in the entry itself.
-const INLINE: usize = 24;
 /// Words per entry: the state word and the inline bytes (or a spilled block's offset).
-const ENTRY_WORDS: usize = 1 + INLINE / 8;
+const ENTRY_WORDS: usize = 4;
+/// Result bytes kept in the entry itself.
+const INLINE: usize = (ENTRY_WORDS - 1) * 8;
+/// Words per seat: one cache line each, so that a worker's seat store does not take the
+/// line of another worker's seat.
+const SEAT_WORDS: usize = 8;
 const DONE: u64 = 1 << 63;
 const SPILLED: u64 = 1 << 62;
 const KIND_SHIFT: u32 = 32;
@@ -43,8 +46,6 @@ const LEN_MASK: u64 = u32::MAX as u64;
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 struct ClaimState {
-    /// The next index to claim.
-    next: AtomicU64,
     items: AtomicU64,
     seats: AtomicU64,
     /// Bytes of encoded items.
@@ -57,13 +58,18 @@ struct ClaimState {
     input_handles: AtomicU32,
     /// Some result has a block of its own (set before the block is allocated).
     spilled: AtomicU32,
+    /// Keeps `next` off the line of the fields above, which every claim reads.
+    _apart: [u64; 8],
+    /// The next index to claim: the one word every claim writes, on a line of its own
+    /// (the tail starts on the next line).
+    next: AtomicU64,
 }
 
 impl ClaimState {
     fn words(&self) -> (usize, usize, usize) {
         let items = self.items.load(Ordering::Relaxed) as usize;
         let seats = self.seats.load(Ordering::Relaxed) as usize;
-        (items, seats, seats + items * ENTRY_WORDS + items + 1)
+        (items, seats, seats * SEAT_WORDS + items * ENTRY_WORDS + items + 1)
     }
 }
 
@@ -119,7 +125,6 @@ impl ClaimTable {
     pub(crate) fn new(input: &[u8], ends: &[u64], seats: usize, handles: bool) -> Result<Self, HeapFull> {
         let items = ends.len();
         let state = ClaimState {
-            next: AtomicU64::new(0),
             items: AtomicU64::new(items as u64),
             seats: AtomicU64::new(seats as u64),
             input_len: AtomicU64::new(input.len() as u64),
@@ -127,12 +132,14 @@ impl ClaimTable {
             handles: AtomicU32::new(0),
             input_handles: AtomicU32::new(u32::from(handles)),
             spilled: AtomicU32::new(0),
+            _apart: [0; 8],
+            next: AtomicU64::new(0),
         };
         let words = state.words().2;
         let shared = Shared::with_tail(state, words * 8 + input.len())?;
         let table = Self { shared };
         let cells = table.shared.tail::<u64>(words);
-        let starts = seats + items * ENTRY_WORDS;
+        let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
         cells.set(starts, 0);
         for (i, end) in ends.iter().enumerate() {
             cells.set(starts + 1 + i, *end);
@@ -163,7 +170,7 @@ impl ClaimTable {
         let (items, seats, words) = self.shared.words();
         assert!(i < items, "item {i} of {items}");
         let cells = self.words();
-        let starts = seats + items * ENTRY_WORDS;
+        let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
         let (start, end) = (
             cells.at(starts + i).load(Ordering::Relaxed) as usize,
             cells.at(starts + 1 + i).load(Ordering::Relaxed) as usize,
@@ -181,14 +188,16 @@ impl ClaimTable {
     /// keeps it until the next claim ([`ClaimTable::leave`] clears it).
     pub(crate) fn claim(&self, seat: usize) -> Option<usize> {
         let (items, seats, _) = self.shared.words();
-        let seat = self.words().at(seat % seats.max(1));
+        let seat = self.words().at(seat % seats.max(1) * SEAT_WORDS);
         let mut next = self.shared.next.load(Ordering::Acquire);
         loop {
             if next as usize >= items || self.stopped() {
                 seat.store(0, Ordering::Release);
                 return None;
             }
-            seat.store(next + 1, Ordering::SeqCst);
+            // Release is enough: the claim's CAS below comes after it in this process, and
+            // whoever reads `next` past this index (Acquire) sees the seat too.
+            seat.store(next + 1, Ordering::Release);
             crash_point!("pool.claims.seated");
             match self.shared.next.compare_exchange_weak(next, next + 1, Ordering::SeqCst, Ordering::Acquire) {
                 Ok(_) => return Some(next as usize),
@@ -230,7 +239,7 @@ impl ClaimTable {
         if handles {
             self.shared.handles.store(1, Ordering::Release);
         }
-        let entry = seats + i * ENTRY_WORDS;
+        let entry = seats * SEAT_WORDS + i * ENTRY_WORDS;
         let cells = self.words();
         let mut state = DONE | written.code() << KIND_SHIFT | len;
         if bytes.len() <= INLINE {
@@ -256,7 +265,7 @@ impl ClaimTable {
     pub(crate) fn result(&self, i: usize) -> Option<(Written, &[u8])> {
         let (items, seats, _) = self.shared.words();
         assert!(i < items, "item {i} of {items}");
-        let entry = seats + i * ENTRY_WORDS;
+        let entry = seats * SEAT_WORDS + i * ENTRY_WORDS;
         let cells = self.words();
         let state = cells.at(entry).load(Ordering::Acquire);
         if state & DONE == 0 {
@@ -298,10 +307,13 @@ impl ClaimTable {
         let heap = Heap::get();
         let cells = self.words();
         for i in 0..items {
-            let entry = cells.at(seats + i * ENTRY_WORDS);
+            let entry = cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS);
             let state = entry.swap(0, Ordering::AcqRel);
             if state & (DONE | SPILLED) == DONE | SPILLED {
-                heap.free(cells.at(seats + i * ENTRY_WORDS + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
+                heap.free(
+                    cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS + 1).load(Ordering::Relaxed),
+                    (state & LEN_MASK) as usize,
+                );
             }
         }
     }
