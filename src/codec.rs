@@ -413,16 +413,38 @@ impl<'s> HandleScope<'s> {
     fn finish(mut self) -> Vec<Undo> {
         self.close()
     }
+
+    /// Whether a handle registered its undo in this scope (the flag the handle serializer
+    /// sets: `encoding_len` moved past the scope's start).
+    #[inline]
+    fn holds_handles(&self) -> bool {
+        self.state.scope.get().is_some_and(|start| self.state.encoding_len.get() > start)
+    }
+
+    /// Closes a scope that holds no handle ([`Self::holds_handles`] said so): no undo
+    /// vector to take out.
+    #[inline]
+    fn close_empty(mut self) {
+        self.state.scope.set(self.outer);
+        self.open = false;
+    }
+
+    /// A scope left open (a panic while encoding): the handles encoded so far are given
+    /// back, and handles no longer serialize.
+    #[cold]
+    #[inline(never)]
+    fn abandon(&mut self) {
+        for u in self.close() {
+            u();
+        }
+    }
 }
 
 impl Drop for HandleScope<'_> {
+    #[inline]
     fn drop(&mut self) {
-        // Reached open only when `finish` was not called (a panic while encoding): the
-        // handles encoded so far are given back, and handles no longer serialize.
         if self.open {
-            for u in self.close() {
-                u();
-            }
+            self.abandon();
         }
     }
 }
@@ -440,6 +462,7 @@ thread_local! {
 
 /// Whether a `T` is sent in the self-describing encoding from the start, probed once per
 /// type and thread.
+#[inline(always)]
 fn self_describing<T: DeserializeOwned>(state: &State) -> bool {
     let name = std::any::type_name::<T>();
     if let Some((last, plan)) = state.last_plan.get()
@@ -469,6 +492,8 @@ pub(crate) fn assume_plan<T>(self_describing: bool) {
     STATE.with(|s| s.last_plan.set(Some((name, self_describing))));
 }
 
+#[cold]
+#[inline(never)]
 fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
     // By address first: one binary, one `type_name` string per type, usually.
     let known = PLANS.with(|p| {
@@ -711,38 +736,59 @@ pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, E>(
     f: impl FnOnce(&[u8], bool) -> Result<(), E>,
 ) -> Result<bool, E> {
     SCRATCH.with(|scratch| {
-        STATE.with(|state| {
-            let mut own = Vec::new();
-            let mut guard = scratch.try_borrow_mut().ok();
-            let buf: &mut Vec<u8> = match guard.as_deref_mut() {
-                Some(b) => b,
-                None => &mut own,
-            };
-            buf.clear();
-            let scope = HandleScope::enter(state);
-            let mut out = Out::Vec { out: &mut *buf, limit, over: false };
-            let result = write_message::<T, T>(state, value, &mut out);
-            let over = out.over();
-            let undo = scope.finish();
-            let outcome = match result {
-                Ok(()) => {
-                    let delivered = f(buf, !undo.is_empty());
-                    if delivered.is_err() {
-                        undo.into_iter().for_each(|u| u());
-                    }
-                    delivered.map(|()| true)
-                }
-                Err(e) => match stopped::<()>(e, over, undo) {
-                    Ok(_) => Ok(false),
-                    Err(e) => Err(failed(e)),
-                },
-            };
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
-            }
-            outcome
+        STATE.with(|state| match scratch.try_borrow_mut() {
+            Ok(mut buf) => encode_small(state, &mut buf, value, limit, failed, f),
+            // A message encoded while another is (a `Serialize` impl that sends): a buffer
+            // of its own.
+            Err(_) => encode_small(state, &mut Vec::new(), value, limit, failed, f),
         })
     })
+}
+
+/// [`with_small_encoding`] into `buf`. A message without handles (the handle serializer
+/// did not register an undo) takes no undo vector: nothing to give back, nothing to drop.
+#[inline]
+fn encode_small<T: Serialize + DeserializeOwned, E>(
+    state: &State,
+    buf: &mut Vec<u8>,
+    value: &T,
+    limit: usize,
+    failed: impl FnOnce(CodecError) -> E,
+    f: impl FnOnce(&[u8], bool) -> Result<(), E>,
+) -> Result<bool, E> {
+    buf.clear();
+    let scope = HandleScope::enter(state);
+    let mut out = Out::Vec { out: &mut *buf, limit, over: false };
+    let result = write_message::<T, T>(state, value, &mut out);
+    let over = out.over();
+    if !scope.holds_handles() {
+        scope.close_empty();
+        return match result {
+            Ok(()) => f(buf, false).map(|()| true),
+            Err(e) => match stopped::<()>(e, over, Vec::new()) {
+                Ok(_) => Ok(false),
+                Err(e) => Err(failed(e)),
+            },
+        };
+    }
+    let undo = scope.finish();
+    let outcome = match result {
+        Ok(()) => {
+            let delivered = f(buf, true);
+            if delivered.is_err() {
+                undo.into_iter().for_each(|u| u());
+            }
+            delivered.map(|()| true)
+        }
+        Err(e) => match stopped::<()>(e, over, undo) {
+            Ok(_) => Ok(false),
+            Err(e) => Err(failed(e)),
+        },
+    };
+    if buf.capacity() > 1 << 20 {
+        *buf = Vec::new();
+    }
+    outcome
 }
 
 /// Encodes `value` into `out`, which must be exactly [`encoded_len`] long (a message
@@ -889,6 +935,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
     read_message(bytes, false)
 }
 
+#[inline]
 fn read_message<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecError> {
     let _leave = LeaveDecoding::enter();
     read_body(bytes, exact)
