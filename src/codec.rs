@@ -196,26 +196,72 @@ thread_local! {
     /// Undo actions of the handles encoded into the messages being built on this thread,
     /// a nested message's after its outer's.
     static ENCODING: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
-    /// Where the undo actions of the innermost open [`HandleScope`] start in `ENCODING`, or
-    /// `None` when no message is being built on this thread.
-    static SCOPE: Cell<Option<usize>> = const { Cell::new(None) };
-    /// How many undo actions `ENCODING` holds: a plain `Cell`, so that a message without
-    /// handles never touches `ENCODING` (a thread-local with a destructor, reached through
-    /// a call that checks its registration).
-    static ENCODING_LEN: Cell<usize> = const { Cell::new(0) };
-    static DECODING: Cell<u32> = const { Cell::new(0) };
     /// What makes the handles received by the decoding in progress final, run last first
     /// once the message is taken (see [`on_taken`]).
     static TAKEN: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
-    /// Whether `TAKEN` may hold something (as `ENCODING_LEN`, for the messages without
-    /// handles).
-    static TAKEN_ANY: Cell<bool> = const { Cell::new(false) };
-    /// Open [`TakeScope`]s: the channel commits the message after decoding it.
-    static TAKING: Cell<u32> = const { Cell::new(0) };
+    /// The codec's per-message state (see [`State`]): one thread-local of plain `Cell`s,
+    /// without a destructor, so that reaching it is one address computation and no
+    /// registration check.
+    static STATE: State = const { State::new() };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
+}
+
+/// What a message's encoding and decoding need on every message, in one place: a message
+/// without handles reads and writes these few words and nothing else of the thread's.
+struct State {
+    /// Where the undo actions of the innermost open [`HandleScope`] start in `ENCODING`, or
+    /// `None` when no message is being built on this thread.
+    scope: Cell<Option<usize>>,
+    /// How many undo actions `ENCODING` holds: set by the handle serializer
+    /// ([`on_abort`]), so that a message without handles never touches `ENCODING`.
+    encoding_len: Cell<usize>,
+    /// Open decodings (handles may deserialize).
+    decoding: Cell<u32>,
+    /// Open [`TakeScope`]s: the channel commits the message after decoding it.
+    taking: Cell<u32>,
+    /// Whether `TAKEN` may hold something: set by the handle deserializer ([`on_taken`]),
+    /// so that a message without handles has nothing to settle.
+    taken_any: Cell<bool>,
+    /// The plan of the type sent last, the common case of a channel used in a loop.
+    last_plan: Cell<Option<(&'static str, bool)>>,
+}
+
+impl State {
+    const fn new() -> Self {
+        Self {
+            scope: Cell::new(None),
+            encoding_len: Cell::new(0),
+            decoding: Cell::new(0),
+            taking: Cell::new(0),
+            taken_any: Cell::new(false),
+            last_plan: Cell::new(None),
+        }
+    }
+
+    /// Ends a decoding or a take: settles the handles received, if any, once the last
+    /// one ends. A message without handles costs one flag's test.
+    #[inline(always)]
+    fn settle_if_done(&self) {
+        if self.taken_any.get() {
+            self.settle_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_slow(&self) {
+        if self.decoding.get() != 0 || self.taking.get() != 0 {
+            return;
+        }
+        self.taken_any.set(false);
+        let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        for settle in settles.into_iter().rev() {
+            settle();
+        }
+    }
 }
 
 /// A handle a decoding read from its message (whether it was then received or refused):
@@ -234,12 +280,12 @@ pub(crate) fn handle_read(read: HandleRead) {
 
 /// Whether a message is being encoded on this thread (so handles may serialize).
 pub(crate) fn encoding() -> bool {
-    SCOPE.with(|s| s.get().is_some())
+    STATE.with(|s| s.scope.get().is_some())
 }
 
 /// Whether a message is being decoded on this thread (so handles may deserialize).
 pub(crate) fn decoding() -> bool {
-    DECODING.with(|d| d.get() > 0)
+    STATE.with(|s| s.decoding.get() > 0)
 }
 
 /// Registers what makes a handle just decoded final: run when the outermost decoding
@@ -248,21 +294,7 @@ pub(crate) fn decoding() -> bool {
 /// consumer that gets the message again.
 pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
     TAKEN.with(|t| t.borrow_mut().push(Box::new(settle)));
-    TAKEN_ANY.with(|a| a.set(true));
-}
-
-fn settle_if_done() {
-    if DECODING.with(Cell::get) != 0 || TAKING.with(Cell::get) != 0 {
-        return;
-    }
-    // Most messages carry no handle: nothing to settle, nothing to move.
-    if !TAKEN_ANY.with(|a| a.replace(false)) {
-        return;
-    }
-    let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    for settle in settles.into_iter().rev() {
-        settle();
-    }
+    STATE.with(|s| s.taken_any.set(true));
 }
 
 /// Held by a channel around the decoding of a message and the store that takes it: the
@@ -270,16 +302,20 @@ fn settle_if_done() {
 pub(crate) struct TakeScope(());
 
 impl TakeScope {
+    #[inline]
     pub(crate) fn enter() -> Self {
-        TAKING.with(|t| t.set(t.get() + 1));
+        STATE.with(|s| s.taking.set(s.taking.get() + 1));
         TakeScope(())
     }
 }
 
 impl Drop for TakeScope {
+    #[inline]
     fn drop(&mut self) {
-        TAKING.with(|t| t.set(t.get() - 1));
-        settle_if_done();
+        STATE.with(|s| {
+            s.taking.set(s.taking.get() - 1);
+            s.settle_if_done();
+        });
     }
 }
 
@@ -290,7 +326,7 @@ pub(crate) fn on_abort(undo: impl FnOnce() + 'static) {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();
             e.push(Box::new(undo));
-            ENCODING_LEN.with(|n| n.set(e.len()));
+            STATE.with(|s| s.encoding_len.set(e.len()));
         });
     }
 }
@@ -328,46 +364,47 @@ impl Drop for Encoded {
     }
 }
 
-/// The encoding of one message: the handles encoded inside register their undo in it. Two
-/// thread-local steps each way and no allocation for a message without handles.
-struct HandleScope {
-    /// The scope this one is nested in (`SCOPE` before `enter`).
+/// The encoding of one message: the handles encoded inside register their undo in it. A
+/// few `Cell`s of [`State`] each way and no allocation for a message without handles.
+struct HandleScope<'s> {
+    state: &'s State,
+    /// The scope this one is nested in (`scope` before `enter`).
     outer: Option<usize>,
     open: bool,
 }
 
-impl HandleScope {
+impl<'s> HandleScope<'s> {
     #[inline]
-    fn enter() -> Self {
-        let start = ENCODING_LEN.with(Cell::get);
-        Self { outer: SCOPE.with(|s| s.replace(Some(start))), open: true }
+    fn enter(state: &'s State) -> Self {
+        let start = state.encoding_len.get();
+        Self { state, outer: state.scope.replace(Some(start)), open: true }
     }
 
     /// The undo actions registered so far in the innermost scope, taken out of it.
     #[inline]
-    fn take_so_far() -> Vec<Undo> {
-        let Some(start) = SCOPE.with(Cell::get) else { return Vec::new() };
-        if ENCODING_LEN.with(Cell::get) <= start {
+    fn take_so_far(state: &State) -> Vec<Undo> {
+        let Some(start) = state.scope.get() else { return Vec::new() };
+        if state.encoding_len.get() <= start {
             return Vec::new();
         }
-        Self::split_off(start)
+        Self::split_off(state, start)
     }
 
     #[cold]
     #[inline(never)]
-    fn split_off(start: usize) -> Vec<Undo> {
+    fn split_off(state: &State, start: usize) -> Vec<Undo> {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();
             let undo = e.split_off(start);
-            ENCODING_LEN.with(|n| n.set(e.len()));
+            state.encoding_len.set(e.len());
             undo
         })
     }
 
     #[inline]
     fn close(&mut self) -> Vec<Undo> {
-        let undo = Self::take_so_far();
-        SCOPE.with(|s| s.set(self.outer));
+        let undo = Self::take_so_far(self.state);
+        self.state.scope.set(self.outer);
         self.open = false;
         undo
     }
@@ -376,16 +413,38 @@ impl HandleScope {
     fn finish(mut self) -> Vec<Undo> {
         self.close()
     }
+
+    /// Whether a handle registered its undo in this scope (the flag the handle serializer
+    /// sets: `encoding_len` moved past the scope's start).
+    #[inline]
+    fn holds_handles(&self) -> bool {
+        self.state.scope.get().is_some_and(|start| self.state.encoding_len.get() > start)
+    }
+
+    /// Closes a scope that holds no handle ([`Self::holds_handles`] said so): no undo
+    /// vector to take out.
+    #[inline]
+    fn close_empty(mut self) {
+        self.state.scope.set(self.outer);
+        self.open = false;
+    }
+
+    /// A scope left open (a panic while encoding): the handles encoded so far are given
+    /// back, and handles no longer serialize.
+    #[cold]
+    #[inline(never)]
+    fn abandon(&mut self) {
+        for u in self.close() {
+            u();
+        }
+    }
 }
 
-impl Drop for HandleScope {
+impl Drop for HandleScope<'_> {
+    #[inline]
     fn drop(&mut self) {
-        // Reached open only when `finish` was not called (a panic while encoding): the
-        // handles encoded so far are given back, and handles no longer serialize.
         if self.open {
-            for u in self.close() {
-                u();
-            }
+            self.abandon();
         }
     }
 }
@@ -399,28 +458,27 @@ thread_local! {
     /// Per type sent from this thread, by `type_name`: whether it needs the
     /// self-describing encoding (see `probe`).
     static PLANS: RefCell<Vec<(&'static str, bool)>> = const { RefCell::new(Vec::new()) };
-    /// The plan of the type sent last, the common case of a channel used in a loop.
-    static LAST_PLAN: Cell<Option<(&'static str, bool)>> = const { Cell::new(None) };
 }
 
 /// Whether a `T` is sent in the self-describing encoding from the start, probed once per
 /// type and thread.
-fn self_describing<T: DeserializeOwned>() -> bool {
+#[inline(always)]
+fn self_describing<T: DeserializeOwned>(state: &State) -> bool {
     let name = std::any::type_name::<T>();
-    if let Some((last, plan)) = LAST_PLAN.with(Cell::get)
+    if let Some((last, plan)) = state.last_plan.get()
         && std::ptr::eq(last, name)
     {
         return plan;
     }
     let plan = plan_of::<T>(name);
-    LAST_PLAN.with(|l| l.set(Some((name, plan))));
+    state.last_plan.set(Some((name, plan)));
     plan
 }
 
 /// Whether a `T` is sent self-described (see [`self_describing`]), for a process that will
 /// encode `T`s and can be told ([`assume_plan`]) rather than probe: a child's result.
 pub(crate) fn plan<T: DeserializeOwned>() -> bool {
-    self_describing::<T>()
+    STATE.with(self_describing::<T>)
 }
 
 /// Records the plan of `T` found by another process of the family (one binary, one answer),
@@ -431,9 +489,11 @@ pub(crate) fn assume_plan<T>(self_describing: bool) {
     if PLANS.with(|p| p.borrow().iter().all(|(n, _)| *n != name)) {
         PLANS.with(|p| p.borrow_mut().push((name, self_describing)));
     }
-    LAST_PLAN.with(|l| l.set(Some((name, self_describing))));
+    STATE.with(|s| s.last_plan.set(Some((name, self_describing))));
 }
 
+#[cold]
+#[inline(never)]
 fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
     // By address first: one binary, one `type_name` string per type, usually.
     let known = PLANS.with(|p| {
@@ -456,9 +516,9 @@ fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
 fn probe_plan<T: DeserializeOwned>(name: &'static str) -> bool {
     // A handle refuses the probe's made-up value before reading it, and must never see
     // it as a message being decoded.
-    let decoding = DECODING.with(|d| d.replace(0));
+    let decoding = STATE.with(|s| s.decoding.replace(0));
     let plan = probe::needs_self_description::<T>();
-    DECODING.with(|d| d.set(decoding));
+    STATE.with(|s| s.decoding.set(decoding));
     take_detail();
     PLANS.with(|p| p.borrow_mut().push((name, plan)));
     plan
@@ -561,9 +621,14 @@ impl std::io::Write for Written<'_, '_> {
 }
 
 /// Writes the message of `value` (its tag byte and encoding) to `out`. Handles inside
-/// register their undo in the current [`HandleScope`].
-fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V, out: &mut Out<'_>) -> Result<(), CodecError> {
-    if self_describing::<T>() {
+/// register their undo in the current [`HandleScope`] (of `state`, this thread's).
+#[inline]
+fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(
+    state: &State,
+    value: &V,
+    out: &mut Out<'_>,
+) -> Result<(), CodecError> {
+    if self_describing::<T>(state) {
         return write_self_described::<T, V>(value, out);
     }
     let start = out.len();
@@ -577,7 +642,7 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V, out: &mu
             // Written again: the handles encoded so far (every handle of the scope, which
             // each caller opens for this one message) are given back first.
             out.truncate(start);
-            HandleScope::take_so_far().into_iter().for_each(|u| u());
+            HandleScope::take_so_far(state).into_iter().for_each(|u| u());
             write_self_described::<T, V>(value, out)
         }
         Err(e) => Err(CodecError::encode(e).of::<T>()),
@@ -606,17 +671,20 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<Encod
 
 /// Encodes `value` as a message to be decoded as a `T` (a slice sent as a `Vec`).
 pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<Encoded, CodecError> {
-    let mut bytes = Vec::new();
-    let scope = HandleScope::enter();
-    let result = write_message::<T, V>(value, &mut Out::Vec { out: &mut bytes, limit: usize::MAX, over: false });
-    let undo = scope.finish();
-    match result {
-        Ok(()) => Ok(Encoded { bytes, undo }),
-        Err(e) => {
-            undo.into_iter().for_each(|u| u());
-            Err(e)
+    STATE.with(|state| {
+        let mut bytes = Vec::new();
+        let scope = HandleScope::enter(state);
+        let result =
+            write_message::<T, V>(state, value, &mut Out::Vec { out: &mut bytes, limit: usize::MAX, over: false });
+        let undo = scope.finish();
+        match result {
+            Ok(()) => Ok(Encoded { bytes, undo }),
+            Err(e) => {
+                undo.into_iter().for_each(|u| u());
+                Err(e)
+            }
         }
-    }
+    })
 }
 
 /// [`encode_as`] into a buffer of at most `limit` bytes: `Ok(None)` when the message is
@@ -626,16 +694,18 @@ pub(crate) fn encode_within<T: DeserializeOwned, V: Serialize + ?Sized>(
     value: &V,
     limit: usize,
 ) -> Result<Option<Encoded>, CodecError> {
-    let mut bytes = Vec::new();
-    let scope = HandleScope::enter();
-    let mut out = Out::Vec { out: &mut bytes, limit, over: false };
-    let result = write_message::<T, V>(value, &mut out);
-    let over = out.over();
-    let undo = scope.finish();
-    match result {
-        Ok(()) => Ok(Some(Encoded { bytes, undo })),
-        Err(e) => stopped(e, over, undo),
-    }
+    STATE.with(|state| {
+        let mut bytes = Vec::new();
+        let scope = HandleScope::enter(state);
+        let mut out = Out::Vec { out: &mut bytes, limit, over: false };
+        let result = write_message::<T, V>(state, value, &mut out);
+        let over = out.over();
+        let undo = scope.finish();
+        match result {
+            Ok(()) => Ok(Some(Encoded { bytes, undo })),
+            Err(e) => stopped(e, over, undo),
+        }
+    })
 }
 
 /// An encoding that failed: its handles released; `Ok(None)` when it only stopped at its
@@ -666,36 +736,59 @@ pub(crate) fn with_small_encoding<T: Serialize + DeserializeOwned, E>(
     f: impl FnOnce(&[u8], bool) -> Result<(), E>,
 ) -> Result<bool, E> {
     SCRATCH.with(|scratch| {
-        let mut own = Vec::new();
-        let mut guard = scratch.try_borrow_mut().ok();
-        let buf: &mut Vec<u8> = match guard.as_deref_mut() {
-            Some(b) => b,
-            None => &mut own,
-        };
-        buf.clear();
-        let scope = HandleScope::enter();
-        let mut out = Out::Vec { out: &mut *buf, limit, over: false };
-        let result = write_message::<T, T>(value, &mut out);
-        let over = out.over();
-        let undo = scope.finish();
-        let outcome = match result {
-            Ok(()) => {
-                let delivered = f(buf, !undo.is_empty());
-                if delivered.is_err() {
-                    undo.into_iter().for_each(|u| u());
-                }
-                delivered.map(|()| true)
-            }
-            Err(e) => match stopped::<()>(e, over, undo) {
+        STATE.with(|state| match scratch.try_borrow_mut() {
+            Ok(mut buf) => encode_small(state, &mut buf, value, limit, failed, f),
+            // A message encoded while another is (a `Serialize` impl that sends): a buffer
+            // of its own.
+            Err(_) => encode_small(state, &mut Vec::new(), value, limit, failed, f),
+        })
+    })
+}
+
+/// [`with_small_encoding`] into `buf`. A message without handles (the handle serializer
+/// did not register an undo) takes no undo vector: nothing to give back, nothing to drop.
+#[inline]
+fn encode_small<T: Serialize + DeserializeOwned, E>(
+    state: &State,
+    buf: &mut Vec<u8>,
+    value: &T,
+    limit: usize,
+    failed: impl FnOnce(CodecError) -> E,
+    f: impl FnOnce(&[u8], bool) -> Result<(), E>,
+) -> Result<bool, E> {
+    buf.clear();
+    let scope = HandleScope::enter(state);
+    let mut out = Out::Vec { out: &mut *buf, limit, over: false };
+    let result = write_message::<T, T>(state, value, &mut out);
+    let over = out.over();
+    if !scope.holds_handles() {
+        scope.close_empty();
+        return match result {
+            Ok(()) => f(buf, false).map(|()| true),
+            Err(e) => match stopped::<()>(e, over, Vec::new()) {
                 Ok(_) => Ok(false),
                 Err(e) => Err(failed(e)),
             },
         };
-        if buf.capacity() > 1 << 20 {
-            *buf = Vec::new();
+    }
+    let undo = scope.finish();
+    let outcome = match result {
+        Ok(()) => {
+            let delivered = f(buf, true);
+            if delivered.is_err() {
+                undo.into_iter().for_each(|u| u());
+            }
+            delivered.map(|()| true)
         }
-        outcome
-    })
+        Err(e) => match stopped::<()>(e, over, undo) {
+            Ok(_) => Ok(false),
+            Err(e) => Err(failed(e)),
+        },
+    };
+    if buf.capacity() > 1 << 20 {
+        *buf = Vec::new();
+    }
+    outcome
 }
 
 /// Encodes `value` into `out`, which must be exactly [`encoded_len`] long (a message
@@ -713,22 +806,25 @@ pub(crate) fn encode_to_slice_as<T: DeserializeOwned, V: Serialize + ?Sized>(
     value: &V,
     out: &mut [u8],
 ) -> Result<Encoded, CodecError> {
-    let scope = HandleScope::enter();
-    let len = out.len();
-    let mut slice = Out::Slice { out, len: 0 };
-    let result = write_message::<T, V>(value, &mut slice).map(|()| slice.len());
-    let undo = scope.finish();
-    match result {
-        Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
-        Ok(used) => {
-            undo.into_iter().for_each(|u| u());
-            Err(CodecError::encode(format_args!("the value encoded to {used} bytes after measuring {len}")).of::<T>())
+    STATE.with(|state| {
+        let scope = HandleScope::enter(state);
+        let len = out.len();
+        let mut slice = Out::Slice { out, len: 0 };
+        let result = write_message::<T, V>(state, value, &mut slice).map(|()| slice.len());
+        let undo = scope.finish();
+        match result {
+            Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
+            Ok(used) => {
+                undo.into_iter().for_each(|u| u());
+                Err(CodecError::encode(format_args!("the value encoded to {used} bytes after measuring {len}"))
+                    .of::<T>())
+            }
+            Err(e) => {
+                undo.into_iter().for_each(|u| u());
+                Err(e)
+            }
         }
-        Err(e) => {
-            undo.into_iter().for_each(|u| u());
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Encodes each of `items` as a message of its own, one after the other, appended to
@@ -740,21 +836,23 @@ pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
     out: &mut Vec<u8>,
     ends: &mut Vec<u64>,
 ) -> Result<Encoded, CodecError> {
-    let mut undo = Vec::new();
-    let mut out = Out::Vec { out, limit: usize::MAX, over: false };
-    for item in items {
-        // A scope per item: a fallback to the self-describing encoding gives back the
-        // handles of its own item only.
-        let scope = HandleScope::enter();
-        let result = write_message::<A, A>(item, &mut out);
-        undo.extend(scope.finish());
-        if let Err(e) = result {
-            undo.into_iter().for_each(|u| u());
-            return Err(e);
+    STATE.with(|state| {
+        let mut undo = Vec::new();
+        let mut out = Out::Vec { out, limit: usize::MAX, over: false };
+        for item in items {
+            // A scope per item: a fallback to the self-describing encoding gives back the
+            // handles of its own item only.
+            let scope = HandleScope::enter(state);
+            let result = write_message::<A, A>(state, item, &mut out);
+            undo.extend(scope.finish());
+            if let Err(e) = result {
+                undo.into_iter().for_each(|u| u());
+                return Err(e);
+            }
+            ends.push(out.len() as u64);
         }
-        ends.push(out.len() as u64);
-    }
-    Ok(Encoded { bytes: Vec::new(), undo })
+        Ok(Encoded { bytes: Vec::new(), undo })
+    })
 }
 
 /// Decodes messages of type `T` one after the other, within one decoding (the handles
@@ -764,8 +862,7 @@ pub(crate) fn decode_all<'a, T: DeserializeOwned>(
     messages: impl Iterator<Item = Option<&'a [u8]>>,
     mut each: impl FnMut(Option<Result<T, CodecError>>),
 ) {
-    DECODING.with(|d| d.set(d.get() + 1));
-    let _leave = LeaveDecoding;
+    let _leave = LeaveDecoding::enter();
     for bytes in messages {
         each(bytes.map(|bytes| read_body(bytes, false)));
     }
@@ -811,12 +908,25 @@ pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() 
     decode()
 }
 
+/// An open decoding of this thread's: entered by [`LeaveDecoding::enter`], left (and the
+/// handles received settled, once the last one ends) when dropped.
 struct LeaveDecoding;
 
+impl LeaveDecoding {
+    #[inline]
+    fn enter() -> Self {
+        STATE.with(|s| s.decoding.set(s.decoding.get() + 1));
+        LeaveDecoding
+    }
+}
+
 impl Drop for LeaveDecoding {
+    #[inline]
     fn drop(&mut self) {
-        DECODING.with(|d| d.set(d.get() - 1));
-        settle_if_done();
+        STATE.with(|s| {
+            s.decoding.set(s.decoding.get() - 1);
+            s.settle_if_done();
+        });
     }
 }
 
@@ -825,9 +935,9 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
     read_message(bytes, false)
 }
 
+#[inline]
 fn read_message<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Result<T, CodecError> {
-    DECODING.with(|d| d.set(d.get() + 1));
-    let _leave = LeaveDecoding;
+    let _leave = LeaveDecoding::enter();
     read_body(bytes, exact)
 }
 
@@ -941,8 +1051,7 @@ impl<A: DeserializeOwned> Iterator for Elements<'_, A> {
             return None;
         }
         self.left -= 1;
-        DECODING.with(|d| d.set(d.get() + 1));
-        let _leave = LeaveDecoding;
+        let _leave = LeaveDecoding::enter();
         let element = keep::deserialize::<A, _>(&mut self.deserializer).map_err(postcard_failure::<A>);
         if element.is_err() {
             // Where the next element starts is unknown now.
@@ -977,17 +1086,19 @@ fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Res
 /// every start. Only for types made of the crate's own structs, plain data and handles,
 /// none of which needs self-description. Handles inside travel as with [`encode`].
 pub(crate) fn encode_own<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
-    let mut bytes = vec![POSTCARD];
-    let scope = HandleScope::enter();
-    let result = postcard::to_io(value, &mut bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
-    let undo = scope.finish();
-    match result {
-        Ok(()) => Ok(Encoded { bytes, undo }),
-        Err(e) => {
-            undo.into_iter().for_each(|u| u());
-            Err(e)
+    STATE.with(|state| {
+        let mut bytes = vec![POSTCARD];
+        let scope = HandleScope::enter(state);
+        let result = postcard::to_io(value, &mut bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
+        let undo = scope.finish();
+        match result {
+            Ok(()) => Ok(Encoded { bytes, undo }),
+            Err(e) => {
+                undo.into_iter().for_each(|u| u());
+                Err(e)
+            }
         }
-    }
+    })
 }
 
 /// [`with_small_encoding`] for the crate's own messages ([`encode_own`]): a pool's tasks and
@@ -997,42 +1108,43 @@ pub(crate) fn with_own_encoded<T: Serialize + ?Sized, R>(
     f: impl FnOnce(&[u8], bool) -> (bool, R),
 ) -> Result<R, CodecError> {
     SCRATCH.with(|scratch| {
-        let mut own = Vec::new();
-        let mut guard = scratch.try_borrow_mut().ok();
-        let buf: &mut Vec<u8> = match guard.as_deref_mut() {
-            Some(b) => b,
-            None => &mut own,
-        };
-        buf.clear();
-        buf.push(POSTCARD);
-        let scope = HandleScope::enter();
-        let result = postcard::to_io(value, &mut *buf).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
-        let undo = scope.finish();
-        let outcome = match result {
-            Ok(()) => {
-                let (delivered, r) = f(buf, !undo.is_empty());
-                if !delivered {
-                    undo.into_iter().for_each(|u| u());
+        STATE.with(|state| {
+            let mut own = Vec::new();
+            let mut guard = scratch.try_borrow_mut().ok();
+            let buf: &mut Vec<u8> = match guard.as_deref_mut() {
+                Some(b) => b,
+                None => &mut own,
+            };
+            buf.clear();
+            buf.push(POSTCARD);
+            let scope = HandleScope::enter(state);
+            let result = postcard::to_io(value, &mut *buf).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
+            let undo = scope.finish();
+            let outcome = match result {
+                Ok(()) => {
+                    let (delivered, r) = f(buf, !undo.is_empty());
+                    if !delivered {
+                        undo.into_iter().for_each(|u| u());
+                    }
+                    Ok(r)
                 }
-                Ok(r)
+                Err(e) => {
+                    undo.into_iter().for_each(|u| u());
+                    Err(e)
+                }
+            };
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
             }
-            Err(e) => {
-                undo.into_iter().for_each(|u| u());
-                Err(e)
-            }
-        };
-        if buf.capacity() > 1 << 20 {
-            *buf = Vec::new();
-        }
-        outcome
+            outcome
+        })
     })
 }
 
 /// Decodes a message written by [`encode_own`] (plain postcard: the messages of the crate's
 /// own `Deserialize` impls keep their message through [`refuse_decoding`]).
 pub(crate) fn decode_own<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    DECODING.with(|d| d.set(d.get() + 1));
-    let _leave = LeaveDecoding;
+    let _leave = LeaveDecoding::enter();
     match bytes.split_first() {
         Some((&POSTCARD, body)) => postcard::take_from_bytes(body).map(|(value, _)| value),
         Some((tag, _)) => return Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
@@ -1048,13 +1160,15 @@ pub(crate) fn encoded_len<T: Serialize + DeserializeOwned>(value: &T) -> Result<
 
 /// [`encoded_len`] of a message to be decoded as a `T`.
 pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<usize, CodecError> {
-    let scope = HandleScope::enter();
-    let mut count = Out::Count(0);
-    let result = write_message::<T, V>(value, &mut count);
-    for u in scope.finish() {
-        u();
-    }
-    result.map(|()| count.len())
+    STATE.with(|state| {
+        let scope = HandleScope::enter(state);
+        let mut count = Out::Count(0);
+        let result = write_message::<T, V>(state, value, &mut count);
+        for u in scope.finish() {
+            u();
+        }
+        result.map(|()| count.len())
+    })
 }
 
 #[cfg(test)]

@@ -136,6 +136,7 @@ pub(crate) type Undecoded = (CodecError, Option<(Vec<u8>, Vec<codec::HandleRead>
 
 /// Decodes a message of a ring that `handles` says ever carried handles, inside its take;
 /// on failure keeps what [`settle_decoded`] needs once the message is taken.
+#[inline]
 pub(crate) fn decode_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Undecoded> {
     if !handles {
         return codec::decode_exact::<T>(bytes).map_err(|e| (e, None));
