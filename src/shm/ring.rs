@@ -464,14 +464,11 @@ impl Ring {
     /// found dead when the wait ends is replaced even if the deadline passed meanwhile (the
     /// lock notices a dead holder only between its sleeps).
     fn lock_side(lock: &RawMutex, deadline: Deadline) -> Option<Acquired> {
-        let me = Owner::process();
-        if lock.try_lock(me) {
-            return Some(Acquired::Clean);
-        }
         let deadline = match deadline.remaining() {
             Some(left) if left < LOCK_GRACE => Deadline::after(LOCK_GRACE),
             _ => deadline,
         };
+        let me = Owner::process();
         lock.lock(me, deadline).ok().or_else(|| lock.recover_if_owner_dead(me))
     }
 
