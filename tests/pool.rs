@@ -612,6 +612,38 @@ fn zero_processes_or_zero_tasks_per_child_are_errors_as_in_python() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
+fn square_after_a_while(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    x * x
+}
+
+/// A worker that ends right after it answered (here: retired after its one task) ran its
+/// chunk to the end: the answer counts, even while the thread that took it from the
+/// results (the caller, helping) has not yet put it off the books. Before, the pool thread
+/// read the ended worker's chunk as one it died running, failed it with `WorkerLost`, and
+/// the answer was dropped (seen once in a full run of this file, on
+/// `zero_processes_or_zero_tasks_per_child_are_errors_as_in_python`).
+#[test]
+fn an_answer_taken_while_its_worker_retires_is_not_read_as_a_lost_worker() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(1).max_tasks_per_child(1).build().unwrap();
+    let first = pool.pids();
+    // The caller collects its own result (it is waiting when the slow task answers) and
+    // is held between taking the answer and putting its chunk off the books.
+    multiproc::__private::crash_at("hold:pool.collect.taken");
+    std::thread::scope(|s| {
+        let caller = s.spawn(|| pool.apply(square_after_a_while, 3));
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the answer was taken");
+        assert!(eventually(LIMIT, || !pid_running(first[0])), "the worker retired");
+        // The pool thread tends the ended worker meanwhile: it replaced it (before the fix)
+        // or waits for the answer in hand (after); a bounded look either way.
+        let _ = eventually(Duration::from_secs(1), || pool.pids() != first);
+        multiproc::__private::crash_disarm();
+        assert_eq!(caller.join().unwrap().unwrap(), 9);
+    });
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the worker was replaced");
+}
+
 #[test]
 fn a_chunk_size_of_zero_is_an_error_as_in_python() {
     let _w = heap_user(LIMIT);

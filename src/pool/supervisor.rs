@@ -178,6 +178,10 @@ pub(crate) struct Inner {
     cancellations: AtomicBool,
     /// Threads waiting for a result and collecting meanwhile.
     helpers: AtomicUsize,
+    /// Results taken from the results channel whose chunk is not yet off the books (see
+    /// [`Inner::collect`]): while one is, a worker that ended may look as if it died
+    /// running the chunk it had answered.
+    in_hand: AtomicUsize,
     /// When the last helper left (`sys::monotonic_ns`).
     helped_at: AtomicU64,
     /// How the spins of polled futures went: after misses in a row (the results come later
@@ -209,6 +213,7 @@ impl Inner {
             counters: Arc::default(),
             cancellations: AtomicBool::new(false),
             helpers: AtomicUsize::new(0),
+            in_hand: AtomicUsize::new(0),
             helped_at: AtomicU64::new(0),
             spin: LoadSpin::new(),
             doorbell: (Mutex::new(false), Condvar::new()),
@@ -523,11 +528,19 @@ impl Inner {
     }
 
     /// Handles what came back; returns how many messages.
+    ///
+    /// Any thread may collect (the pool thread, a caller waiting for its result). A result
+    /// is counted in hand from before it is taken until its chunk is off the books, so
+    /// that [`Inner::tend_workers`] never reads a worker's answered chunk as one it died
+    /// running.
     fn collect(&self) -> usize {
         let mut handled = 0;
-        while let Some(message) = self.results.try_recv() {
+        loop {
+            let hand = InHand::take(&self.in_hand);
+            let Some(message) = self.results.try_recv() else { break };
+            crash_point!("pool.collect.taken");
             handled += 1;
-            self.handle(message);
+            self.handle(message, hand);
         }
         if handled > 0 {
             let mut books = lock(&self.books);
@@ -536,7 +549,7 @@ impl Inner {
         handled
     }
 
-    fn handle(&self, message: FromWorker) {
+    fn handle(&self, message: FromWorker, hand: InHand<'_>) {
         match message {
             FromWorker::Done { id, worker, busy_ns, outcome } => {
                 let mut books = lock(&self.books);
@@ -559,6 +572,7 @@ impl Inner {
                     };
                 }
                 drop(books);
+                drop(hand);
                 // The chunk's blob goes before its answer is delivered: a caller that has
                 // its result finds the pool's hold given back.
                 drop(held);
@@ -574,6 +588,7 @@ impl Inner {
                     books.init_error = Some(info.clone());
                     let pending: Vec<(u64, Job)> = books.pending.drain(..).collect();
                     drop(books);
+                    drop(hand);
                     for (_, job) in pending {
                         job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info.clone())));
                     }
@@ -640,11 +655,19 @@ impl Inner {
         if ended.is_empty() {
             return;
         }
-        // Results the workers sent before they ended count first.
-        self.collect();
         let mut failures: Vec<(Arc<dyn Delivery>, usize, TaskError)> = Vec::new();
         {
-            let mut books = lock(&self.books);
+            // Results the workers sent before they ended count first: every one of them,
+            // also those another thread has taken and not yet put off the books.
+            let mut books = loop {
+                self.collect();
+                let books = lock(&self.books);
+                if self.in_hand.load(Ordering::SeqCst) == 0 {
+                    break books;
+                }
+                drop(books);
+                std::thread::yield_now();
+            };
             for &i in ended.iter().rev() {
                 let mut worker = books.workers.remove(i);
                 // What is still in its inbox was never started: send it again.
@@ -960,6 +983,22 @@ impl Helper for Inner {
             }
         }
         self.hand_back();
+    }
+}
+
+/// One result counted in [`Inner::in_hand`] while it lives.
+struct InHand<'a>(&'a AtomicUsize);
+
+impl<'a> InHand<'a> {
+    fn take(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InHand(count)
+    }
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
