@@ -672,19 +672,29 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<Encod
 /// Encodes `value` as a message to be decoded as a `T` (a slice sent as a `Vec`).
 pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<Encoded, CodecError> {
     STATE.with(|state| {
-        let mut bytes = Vec::new();
-        let scope = HandleScope::enter(state);
-        let result =
-            write_message::<T, V>(state, value, &mut Out::Vec { out: &mut bytes, limit: usize::MAX, over: false });
-        let undo = scope.finish();
-        match result {
-            Ok(()) => Ok(Encoded { bytes, undo }),
-            Err(e) => {
-                undo.into_iter().for_each(|u| u());
-                Err(e)
-            }
-        }
+        encode_scoped(state, Vec::new(), |bytes| {
+            write_message::<T, V>(state, value, &mut Out::Vec { out: bytes, limit: usize::MAX, over: false })
+        })
     })
+}
+
+/// Runs `write` into `bytes` inside a handle scope: the message, or `write`'s error with
+/// every handle it registered given back.
+fn encode_scoped(
+    state: &State,
+    mut bytes: Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+) -> Result<Encoded, CodecError> {
+    let scope = HandleScope::enter(state);
+    let result = write(&mut bytes);
+    let undo = scope.finish();
+    match result {
+        Ok(()) => Ok(Encoded { bytes, undo }),
+        Err(e) => {
+            undo.into_iter().for_each(|u| u());
+            Err(e)
+        }
+    }
 }
 
 /// [`encode_as`] into a buffer of at most `limit` bytes: `Ok(None)` when the message is
@@ -1087,17 +1097,9 @@ fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Res
 /// none of which needs self-description. Handles inside travel as with [`encode`].
 pub(crate) fn encode_own<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
     STATE.with(|state| {
-        let mut bytes = vec![POSTCARD];
-        let scope = HandleScope::enter(state);
-        let result = postcard::to_io(value, &mut bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>());
-        let undo = scope.finish();
-        match result {
-            Ok(()) => Ok(Encoded { bytes, undo }),
-            Err(e) => {
-                undo.into_iter().for_each(|u| u());
-                Err(e)
-            }
-        }
+        encode_scoped(state, vec![POSTCARD], |bytes| {
+            postcard::to_io(value, bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>())
+        })
     })
 }
 
