@@ -442,7 +442,11 @@ fn chunks_waiting_behind_a_slow_task_move_to_an_idle_worker() {
     let quick_done = Value::new(0u64).unwrap();
     let quick_all_done = Event::new().unwrap();
     let items = (0..=QUICK_ONES).map(|item| (item, quick_done.clone(), quick_all_done.clone()));
-    let ran = pool.map_with(slow_until_the_quick_ones_ran, items, MapOptions::new().chunksize(1)).unwrap();
+    // A timeout keeps the map on the message path (chunks queued in the workers' inboxes,
+    // which is what a steal moves); without one, a chunk-size-1 map's workers claim the
+    // items from a shared table and nothing waits behind the slow task.
+    let options = MapOptions::new().chunksize(1).timeout(Duration::from_secs(600));
+    let ran = pool.map_with(slow_until_the_quick_ones_ran, items, options).unwrap();
     assert!(ran[0], "a quick task waited behind the slow one while the other worker idled");
     assert_eq!(quick_done.get(), QUICK_ONES);
 }
