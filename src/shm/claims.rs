@@ -75,6 +75,10 @@ impl ClaimState {
 
 impl ShmObject for ClaimState {
     const KIND: u32 = kind::POOL + 2;
+    // Written whole at creation (`ClaimTable::new`): a large table's block keeps its pages
+    // for the next one, so the next map's table costs neither the kernel's zeroing nor a
+    // page fault per page in the parent and in each worker.
+    const WARM: bool = true;
 }
 
 /// How a result entry was written.
@@ -136,16 +140,19 @@ impl ClaimTable {
             next: AtomicU64::new(0),
         };
         let words = state.words().2;
-        let shared = Shared::with_tail(state, words * 8 + input.len())?;
+        // A warm block (a former table's, or a large message's) when one is free: every
+        // byte of the tail is written below.
+        let shared = Shared::with_dirty_tail(state, words * 8 + input.len())?;
+        shared.populate_tail();
         let table = Self { shared };
         let cells = table.shared.tail::<u64>(words);
         let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
-        cells.set(starts, 0);
-        for (i, end) in ends.iter().enumerate() {
-            cells.set(starts + 1 + i, *end);
-        }
-        let bytes = table.shared.tail::<u8>(words * 8 + input.len()).range(words * 8, input.len());
         // SAFETY: the table was just created; no other process has its handle yet.
+        unsafe { cells.range(0, starts + 1).as_mut_slice() }.fill(0);
+        // SAFETY: as above.
+        unsafe { cells.range(starts + 1, items).as_mut_slice() }.copy_from_slice(ends);
+        let bytes = table.shared.tail::<u8>(words * 8 + input.len()).range(words * 8, input.len());
+        // SAFETY: as above.
         unsafe { bytes.as_mut_slice() }.copy_from_slice(input);
         Ok(table)
     }
@@ -286,6 +293,19 @@ impl ClaimTable {
         Some((written, bytes))
     }
 
+    /// The results as the parent reads them: the table's layout looked up once, not per
+    /// index as [`ClaimTable::result`] does.
+    pub(crate) fn results(&self) -> Results<'_> {
+        let (items, seats, _) = self.shared.words();
+        let first = seats * SEAT_WORDS;
+        let end = (first + items * ENTRY_WORDS) * 8;
+        Results {
+            states: self.words().range(first, items * ENTRY_WORDS),
+            bytes: self.shared.tail::<u8>(end).range(first * 8, items * ENTRY_WORDS * 8),
+            heap: Heap::get(),
+        }
+    }
+
     /// Whether some item holds handles.
     pub(crate) fn inputs_hold_handles(&self) -> bool {
         self.shared.input_handles.load(Ordering::Relaxed) != 0
@@ -321,5 +341,43 @@ impl ClaimTable {
     /// Forgets the handles counted in messages (see [`Shared::forget_lost_messages`]).
     pub(crate) fn forget_lost_messages(&self) -> u32 {
         self.shared.forget_lost_messages()
+    }
+}
+
+/// The result entries of a [`ClaimTable`] (see [`ClaimTable::results`]).
+pub(crate) struct Results<'a> {
+    /// The entries' words.
+    states: super::Cells<'a, AtomicU64>,
+    /// The same entries, as bytes (for the inline results).
+    bytes: super::Cells<'a, u8>,
+    heap: &'static Heap,
+}
+
+impl<'a> Results<'a> {
+    /// How many entries.
+    pub(crate) fn len(&self) -> usize {
+        self.states.len() / ENTRY_WORDS
+    }
+
+    /// The result of index `i` once written: how, and its bytes (as
+    /// [`ClaimTable::result`]).
+    pub(crate) fn get(&self, i: usize) -> Option<(Written, &'a [u8])> {
+        let state = self.states.at(i * ENTRY_WORDS).load(Ordering::Acquire);
+        if state & DONE == 0 {
+            return None;
+        }
+        let len = (state & LEN_MASK) as usize;
+        let written = Written::of((state >> KIND_SHIFT) & 0xff);
+        let bytes = if state & SPILLED != 0 {
+            let off = self.states.at(i * ENTRY_WORDS + 1).load(Ordering::Relaxed);
+            // SAFETY: as in `ClaimTable::result`: written whole before the state word,
+            // freed only after the parent read it.
+            unsafe { std::slice::from_raw_parts(self.heap.ptr(off), len) }
+        } else {
+            let inline = self.bytes.range((i * ENTRY_WORDS + 1) * 8, len.min(INLINE));
+            // SAFETY: written before the state word, never again.
+            unsafe { inline.as_slice() }
+        };
+        Some((written, bytes))
     }
 }
