@@ -18,7 +18,7 @@ use super::result::{Chunk, ChunkOutcome, Sink, count};
 use super::stats::Counters;
 use crate::codec;
 use crate::error::PanicInfo;
-use crate::shm::{self, ClaimTable, Payload, Written};
+use crate::shm::{self, ClaimTable, Payload, Results, Written};
 use crate::sys::Packed;
 
 /// Encodes `items` one after the other, with where each ends; the handles among them are
@@ -151,11 +151,12 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         if self.sink.cancelled() {
             return;
         }
-        let first = (0..self.table.claimed())
-            .find(|&i| matches!(self.table.result(i), Some((Written::Panicked | Written::Failed, _))));
+        let results = self.table.results();
+        let first =
+            (0..self.table.claimed()).find(|&i| matches!(results.get(i), Some((Written::Panicked | Written::Failed, _))));
         let Some(i) = first else { return };
         let mut failed = Chunk { values: Vec::new(), failures: Vec::new() };
-        self.sort(&mut failed, i, None, &Settled::default());
+        self.sort(&mut failed, &results, i, None, &Settled::default());
         let Some((_, e)) = failed.failures.pop() else { return };
         let mut settled = super::supervisor::lock(&self.settled);
         if settled.failed_early.is_some() {
@@ -192,23 +193,24 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         }
         let mut chunk = Chunk { values: Vec::with_capacity(items), failures: Vec::new() };
         let claimed = items - unclaimed;
+        let results = self.table.results();
         if self.table.results_hold_handles() {
             for i in 0..claimed {
-                let value = match self.table.result(i) {
+                let value = match results.get(i) {
                     Some((Written::Value, bytes)) => Some(decode_result::<R>(bytes)),
                     _ => None,
                 };
-                self.sort(&mut chunk, i, value, &settled);
+                self.sort(&mut chunk, &results, i, value, &settled);
             }
         } else {
             // No handle to give back if a decoding stops part-way: one decoding for all.
             let mut i = 0;
-            let values = (0..claimed).map(|i| match self.table.result(i) {
+            let values = (0..claimed).map(|i| match results.get(i) {
                 Some((Written::Value, bytes)) => Some(bytes),
                 _ => None,
             });
             codec::decode_all::<R>(values, |value| {
-                self.sort(&mut chunk, i, value, &settled);
+                self.sort(&mut chunk, &results, i, value, &settled);
                 i += 1;
             });
         }
@@ -234,11 +236,18 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
 
     /// Adds item `i`'s outcome to `chunk`: its decoded `value`, or the failure its entry
     /// holds, or the loss of the worker that held it.
-    fn sort(&self, chunk: &mut Chunk<R>, i: usize, value: Option<Result<R, crate::CodecError>>, settled: &Settled) {
+    fn sort(
+        &self,
+        chunk: &mut Chunk<R>,
+        results: &Results<'_>,
+        i: usize,
+        value: Option<Result<R, crate::CodecError>>,
+        settled: &Settled,
+    ) {
         let failure = match value {
             Some(Ok(value)) => return chunk.values.push(value),
             Some(Err(e)) => TaskError::Codec(e),
-            None => match self.table.result(i) {
+            None => match results.get(i) {
                 Some((Written::Panicked, bytes)) => {
                     TaskError::Panicked(codec::decode_own::<PanicInfo>(bytes).unwrap_or_else(|e| PanicInfo {
                         process: String::new(),
@@ -265,9 +274,10 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             (self.drop_item)(self.table.input(i));
         }
         let handles = self.table.results_hold_handles();
+        let results = self.table.results();
         let (mut done, mut cancelled) = (0, 0);
-        for i in 0..self.table.items() {
-            match self.table.result(i) {
+        for i in 0..results.len() {
+            match results.get(i) {
                 Some((Written::Value, bytes)) => {
                     done += 1;
                     if handles {
