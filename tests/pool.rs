@@ -1311,3 +1311,88 @@ fn chunksize1_results_of_any_size_come_back_in_order() {
     }
     leaks.assert_no_leak();
 }
+
+// A large map is cut into a few tables (pieces), each delivered as a chunk of the call, so
+// that the parent encodes and decodes while the workers run: the outcome stays the one map's.
+
+/// Items enough for the largest number of pieces.
+const LARGE: u64 = 40_000;
+
+fn fail_on_20000(x: u64) -> u64 {
+    if x == 20_000 {
+        panic!("unlucky {x}");
+    }
+    x * x
+}
+
+#[test]
+fn chunksize1_a_large_map_in_pieces_comes_back_in_order_and_fails_on_its_item() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::new(2).unwrap();
+        let options = || MapOptions::new().chunksize(1);
+        assert_eq!(pool.map_with(square, 0..LARGE, options()).unwrap(), (0..LARGE).map(|x| x * x).collect::<Vec<_>>());
+        let pairs = pool.starmap_with(add, (0..LARGE).map(|x| (x, 1)), options()).unwrap();
+        assert_eq!(pairs, (1..=LARGE).collect::<Vec<_>>());
+        // A failure in a middle piece is the call's error; the other pieces stop.
+        match pool.map_with(fail_on_20000, 0..LARGE, options()) {
+            Err(Error::Task(TaskError::Panicked(info))) => assert!(info.message.contains("unlucky 20000"), "{info:?}"),
+            other => panic!("{:?}", other.map(|v| v.len())),
+        }
+        // The pool goes on, and its books add up once every piece has wrapped up.
+        assert_eq!(pool.map_with(square, 0..LARGE, options()).unwrap().len(), LARGE as usize);
+        pool.close();
+        pool.join().unwrap();
+        let stats = pool.stats();
+        assert_eq!(stats.tasks_failed, 1, "{stats:?}");
+        assert_eq!(stats.tasks_done + stats.tasks_failed + stats.tasks_cancelled, 4 * LARGE, "{stats:?}");
+    }
+    leaks.assert_no_leak();
+}
+
+fn die_on_20000(x: u64) -> u64 {
+    if x == 20_000 {
+        // SAFETY (test): the worker kills itself under this task.
+        unsafe {
+            libc::kill(std::process::id() as i32, libc::SIGKILL);
+        }
+    }
+    x
+}
+
+#[test]
+fn chunksize1_a_worker_killed_in_a_large_map_fails_it_with_worker_lost_and_the_pool_goes_on() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::new(1).unwrap();
+        match pool.map_with(die_on_20000, 0..LARGE, MapOptions::new().chunksize(1)) {
+            Err(Error::Task(TaskError::WorkerLost { signal: Some(9), .. })) => {}
+            other => panic!("{:?}", other.map(|v| v.len())),
+        }
+        assert_eq!(pool.map_with(square, 0..LARGE, MapOptions::new().chunksize(1)).unwrap().len(), LARGE as usize);
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!(pool.stats().tasks_lost, 1, "{:?}", pool.stats());
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn chunksize1_terminate_mid_large_map_fails_it_and_leaves_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    let pids;
+    {
+        let pool = Pool::new(2).unwrap();
+        pids = pool.pids();
+        let items = vec![1u64; LARGE as usize];
+        let pending = pool.map_async_with(sleep_then, items, MapOptions::new().chunksize(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        pool.terminate();
+        assert!(matches!(pending.get(), Err(TaskError::Terminated)));
+        pool.join().unwrap();
+    }
+    for pid in pids {
+        assert!(eventually(Duration::from_secs(10), || !pid_running(pid)), "worker {pid} outlived terminate");
+    }
+    leaks.assert_no_leak();
+}

@@ -1,7 +1,9 @@
 //! A `map` with chunk size 1 without a message per task: the items written once into a
 //! [`ClaimTable`], one message per worker (a *seat*), the workers claiming the items one
 //! at a time and writing the results by index, and one delivery once every seat has
-//! answered. The outcome is the one the message path gives: the values in order, or the
+//! answered. A large map is cut into a few pieces, a table each, delivered as chunks of its
+//! sink ([`piece_ends`]): the parent encodes the next pieces while the workers run the
+//! first, and decodes each piece while they run the next. The outcome is the one the message path gives: the values in order, or the
 //! first failing item's error; a worker killed while it held an item fails that item with
 //! [`TaskError::WorkerLost`], one killed between items costs nothing (its seat is taken
 //! by another worker), `terminate` fails the call with [`TaskError::Terminated`].
@@ -44,14 +46,72 @@ fn discard(bytes: &[u8], ends: &[u64], range: std::ops::Range<usize>, drop: fn(&
     }
 }
 
-/// Starts `call` over `items` on the claims path of `engine`, delivering to `sink` as one
-/// chunk (index 0).
+/// Items below which a map is one table: a piece's own messages (a seat and its answer per
+/// worker) are worth it only over some thousands of items.
+const PIECE_MIN: usize = 4096;
+/// At most this many tables for one map.
+const PIECES_MAX: usize = 8;
+
+/// Where each piece of a map of `items` ends: one piece up to `2 * PIECE_MIN` items, else
+/// up to [`PIECES_MAX`] whose first and last are half the size of the others (the
+/// parent's serial work is encoding the first and decoding the last; it encodes the
+/// others while the workers run the first, and decodes each while they run the next).
+fn piece_ends(items: usize) -> Vec<usize> {
+    let pieces = (items / PIECE_MIN).clamp(1, PIECES_MAX);
+    if pieces <= 2 {
+        return vec![items];
+    }
+    let units = 2 * (pieces - 1);
+    let mut ends = Vec::with_capacity(pieces);
+    let mut unit = 0;
+    for piece in 0..pieces {
+        unit += if piece == 0 || piece == pieces - 1 { 1 } else { 2 };
+        ends.push(items * unit / units);
+    }
+    ends
+}
+
+/// How many pieces (tables, and chunks of the sink) a map of `items` takes.
+pub(crate) fn pieces(items: usize) -> usize {
+    piece_ends(items).len()
+}
+
+/// Starts `call` over `items` on the claims path of `engine`, delivering to `sink` (made
+/// with one chunk per piece of [`piece_ends`]`(items.len())`): a table per piece, each
+/// delivered as its own chunk, the workers running one while the parent encodes the next.
 pub(crate) fn submit<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 'static>(
     engine: &dyn Engine,
     call: Packed,
     items: &[A],
     sink: Arc<dyn Sink<R>>,
 ) -> Result<(), PoolError> {
+    let mut started: Vec<ClaimTable> = Vec::new();
+    let mut from = 0;
+    for (chunk, end) in piece_ends(items.len()).into_iter().enumerate() {
+        match submit_piece(engine, call, &items[from..end], chunk, sink.clone()) {
+            Ok(table) => started.push(table),
+            Err(e) => {
+                // The caller has the error, and nobody the pieces started: their workers
+                // stop claiming.
+                for table in &started {
+                    table.stop();
+                }
+                return Err(e);
+            }
+        }
+        from = end;
+    }
+    Ok(())
+}
+
+/// One piece of [`submit`]: its table, delivered to `sink` as chunk `chunk`.
+fn submit_piece<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 'static>(
+    engine: &dyn Engine,
+    call: Packed,
+    items: &[A],
+    chunk: usize,
+    sink: Arc<dyn Sink<R>>,
+) -> Result<ClaimTable, PoolError> {
     let (bytes, ends, handles) = encode_items(items)?;
     let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles) {
         Ok(table) => table,
@@ -63,6 +123,7 @@ pub(crate) fn submit<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send
     let seats = engine.workers().min(items.len()).max(1);
     let claimed = Arc::new(Claimed::<R> {
         table: table.clone(),
+        chunk,
         sink,
         counters: engine.counters().clone(),
         seats: AtomicUsize::new(seats),
@@ -82,7 +143,7 @@ pub(crate) fn submit<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send
             return Err(e);
         }
     }
-    Ok(())
+    Ok(table)
 }
 
 /// What the seats' answers said.
@@ -98,6 +159,8 @@ struct Settled {
 /// One call on the claims path: the delivery of each of its seats.
 struct Claimed<R: DeserializeOwned + Send + 'static> {
     table: ClaimTable,
+    /// The sink's chunk this table's outcome is.
+    chunk: usize,
     sink: Arc<dyn Sink<R>>,
     counters: Arc<Counters>,
     /// Seats not answered yet.
@@ -112,7 +175,7 @@ struct Claimed<R: DeserializeOwned + Send + 'static> {
 impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
     fn seat(self: &Arc<Self>, call: Packed, table: &ClaimTable) -> Job {
         Job {
-            chunk: 0,
+            chunk: self.chunk,
             items: 0,
             call,
             args: Payload::Inline(Vec::new()),
@@ -152,8 +215,8 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             return;
         }
         let results = self.table.results();
-        let first =
-            (0..self.table.claimed()).find(|&i| matches!(results.get(i), Some((Written::Panicked | Written::Failed, _))));
+        let first = (0..self.table.claimed())
+            .find(|&i| matches!(results.get(i), Some((Written::Panicked | Written::Failed, _))));
         let Some(i) = first else { return };
         let mut failed = Chunk { values: Vec::new(), failures: Vec::new() };
         self.sort(&mut failed, &results, i, None, &Settled::default());
@@ -165,7 +228,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         settled.failed_early = Some(i);
         drop(settled);
         self.counters.failed(&e);
-        self.sink.deliver(0, Err(e));
+        self.sink.deliver(self.chunk, Err(e));
     }
 
     /// Every seat answered: no live worker is in the call.
@@ -179,7 +242,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             self.wrap_up(settled.failed_early);
             let outcome: ChunkOutcome<R> = Err(TaskError::Terminated);
             count(&self.counters, &outcome, items);
-            self.sink.deliver(0, outcome);
+            self.sink.deliver(self.chunk, outcome);
             return;
         }
         if self.sink.cancelled() {
@@ -222,7 +285,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             self.counters.done_many(chunk.values.len() as u64);
             let outcome: ChunkOutcome<R> = Err(e);
             count(&self.counters, &outcome, unclaimed);
-            self.sink.deliver(0, outcome);
+            self.sink.deliver(self.chunk, outcome);
             return;
         }
         if unclaimed > 0 {
@@ -231,7 +294,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         }
         let outcome: ChunkOutcome<R> = Ok(chunk);
         count(&self.counters, &outcome, items);
-        self.sink.deliver(0, outcome);
+        self.sink.deliver(self.chunk, outcome);
     }
 
     /// Adds item `i`'s outcome to `chunk`: its decoded `value`, or the failure its entry

@@ -696,7 +696,7 @@ impl Pool {
         let chosen = options.chosen_chunksize()?;
         if chosen == Some(1) && items.len() > 1 && !options.progress && self.inner.claims(options.timeout) {
             // No message per task: the workers claim the items from one table.
-            let (sink, slot) = MapSink::new(1, options.callbacks, None);
+            let (sink, slot) = MapSink::new(super::claims::pieces(items.len()), options.callbacks, None);
             super::claims::submit(&*self.inner, call, &items, sink)?;
             return Ok(AsyncResult::new(slot, self.helper()));
         }
