@@ -1315,8 +1315,8 @@ fn chunksize1_results_of_any_size_come_back_in_order() {
 // A large map is cut into a few tables (pieces), each delivered as a chunk of the call, so
 // that the parent encodes and decodes while the workers run: the outcome stays the one map's.
 
-/// Items enough for the largest number of pieces.
-const LARGE: u64 = 40_000;
+/// Items enough for several pieces (five).
+const LARGE: u64 = 100_000;
 
 fn fail_on_20000(x: u64) -> u64 {
     if x == 20_000 {

@@ -46,13 +46,14 @@ fn discard(bytes: &[u8], ends: &[u64], range: std::ops::Range<usize>, drop: fn(&
     }
 }
 
-/// Items below which a map is one table: a piece's own messages (a seat and its answer per
-/// worker) are worth it only over some thousands of items.
-const PIECE_MIN: usize = 4096;
+/// Items per piece, about, at least: a piece costs a seat and its answer per worker, and
+/// a table under 1 MiB (about 25 000 items) is not kept warm by the heap, so the middle
+/// pieces (twice this) should be larger than that.
+const PIECE_MIN: usize = 20_000;
 /// At most this many tables for one map.
 const PIECES_MAX: usize = 8;
 
-/// Where each piece of a map of `items` ends: one piece up to `2 * PIECE_MIN` items, else
+/// Where each piece of a map of `items` ends: one piece below `3 * PIECE_MIN` items, else
 /// up to [`PIECES_MAX`] whose first and last are half the size of the others (the
 /// parent's serial work is encoding the first and decoding the last; it encodes the
 /// others while the workers run the first, and decodes each while they run the next).
