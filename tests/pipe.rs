@@ -428,6 +428,27 @@ fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
     leaks.assert_no_leak();
 }
 
+#[test]
+fn handles_inside_the_first_such_message_taken_as_raw_bytes_by_a_waiting_receiver_are_released() {
+    // The receiver is already waiting when the ring's first message with handles comes:
+    // whether the ring ever had handles must be read with the message, not before the wait.
+    let leaks = leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::new().unwrap();
+        let inner = SimpleQueue::<u32>::new().unwrap();
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| b.recv_bytes().unwrap());
+            // Give the receiver time to start waiting (were it late, the test would pass
+            // without having looked at the case).
+            std::thread::sleep(Duration::from_millis(200));
+            a.send(inner.clone()).unwrap();
+            assert!(!receiver.join().unwrap().is_empty());
+        });
+        drop((a, b, inner));
+    }
+    leaks.assert_no_leak();
+}
+
 /// Sent as a pair of queues; its decoding reads the first, then refuses: the second is
 /// never reached (audit F7).
 struct RefusedAfterFirst(Option<(SimpleQueue<u32>, SimpleQueue<u32>)>);
