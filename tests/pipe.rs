@@ -519,6 +519,30 @@ fn handles_after_the_point_where_a_decoding_failed_are_released() {
 }
 
 #[test]
+fn a_recv_already_waiting_when_the_first_message_with_handles_fails_to_decode_releases_the_rest() {
+    // As above, but the receiver waits before the pipe's first message with handles is
+    // sent: whether the ring ever had handles is read with the message, not before the wait.
+    let _w = common::watchdog(LIMIT);
+    let leaks = leak_check(LIMIT);
+    {
+        let (first, second) = (SimpleQueue::<u32>::new().unwrap(), SimpleQueue::<u32>::new().unwrap());
+        let (a, b) = Pipe::new().unwrap();
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| matches!(b.recv(), Err(RecvError::Decode(_))));
+            // Give the receiver time to start waiting (were it late, the test would pass
+            // without having looked at the case).
+            std::thread::sleep(Duration::from_millis(200));
+            a.send(RefusedAfterFirst(Some((first.clone(), second.clone())))).unwrap();
+            assert!(receiver.join().unwrap(), "the decoding refuses");
+        });
+        assert_eq!(first.get(), Err(multiproc::GetError::Disconnected));
+        assert_eq!(second.get(), Err(multiproc::GetError::Disconnected));
+        drop((a, b, first, second));
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
 fn a_failed_decoding_gives_back_only_the_handles_of_its_own_message() {
     let _w = common::watchdog(LIMIT);
     let leaks = leak_check(LIMIT);
