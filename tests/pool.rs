@@ -1202,9 +1202,9 @@ where
     assert!(eventually(LIMIT, || flag.get() != 0 && stopped(flag.get())), "a worker stopped at {point}");
     std::fs::write(&gate, b"open").unwrap();
     // The other worker runs every other item (the frozen one ran its first item when it
-    // stopped after the task, holds it unrun at `claimed`, holds none at `seated`); the
-    // frozen one's seat stays unanswered.
-    let others = if point == "pool.claims.claimed" { 199 } else { 200 };
+    // stopped after the task, holds it unrun at `taken` and `claimed`, holds none at
+    // `seated`); the frozen one's seat stays unanswered.
+    let others = if matches!(point, "pool.claims.taken" | "pool.claims.claimed") { 199 } else { 200 };
     let all_ran = |n| std::fs::metadata(&done).is_ok_and(|m| m.len() >= n);
     assert!(eventually(LIMIT, || all_ran(others)), "the other worker ran the other items");
     assert!(!pending.ready(), "the map waits for the frozen worker");
@@ -1267,14 +1267,15 @@ fn die_on_7(x: u64) -> u64 {
 fn chunksize1_a_worker_killed_under_a_task_fails_the_map_with_worker_lost_and_the_pool_goes_on() {
     let leaks = common::leak_check(LIMIT);
     {
-        // One worker: its replacement takes its seat and runs the items after the lost one.
+        // One worker: the map fails at once with the loss, as on the message path; the
+        // items after the lost one are cancelled, not run.
         let pool = Pool::new(1).unwrap();
         match pool.map_with(die_on_7, 0..100, MapOptions::new().chunksize(1)) {
             Err(Error::Task(TaskError::WorkerLost { signal: Some(9), .. })) => {}
             other => panic!("{other:?}"),
         }
         let stats = pool.stats();
-        assert_eq!((stats.tasks_lost, stats.tasks_done), (1, 99), "{stats:?}");
+        assert_eq!((stats.tasks_lost, stats.tasks_done, stats.tasks_cancelled), (1, 7, 92), "{stats:?}");
         assert_eq!(pool.map_with(square, 0..10, MapOptions::new().chunksize(1)).unwrap().len(), 10);
         pool.close();
         pool.join().unwrap();
@@ -1357,7 +1358,9 @@ fn chunksize1_results_of_any_size_come_back_in_order() {
 fn chunksize1_a_worker_killed_at_each_claims_crash_point_loses_at_most_its_item_and_leaks_nothing() {
     // Results too large for their entry: a worker killed between its result's block and
     // the entry's publication must leave the block to the reaper, not leak it.
-    for point in ["pool.claims.seated", "pool.claims.claimed", "pool.claims.written"] {
+    for point in
+        ["pool.claims.seated", "pool.claims.taken", "pool.claims.claimed", "pool.claims.allocated", "pool.claims.written"]
+    {
         let leaks = common::leak_check(LIMIT);
         {
             let (outcome, stats, pid) = kill_the_worker_frozen_in(point, large_after_gate);
