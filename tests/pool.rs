@@ -1419,3 +1419,38 @@ fn chunksize1_a_lost_worker_fails_the_map_at_once_with_its_own_pid() {
     assert_ne!(named[0], named[1]);
     leaks.assert_no_leak();
 }
+
+fn add_one((x, count): (u64, Value<u64>)) -> u64 {
+    *count.lock() += 1;
+    x
+}
+
+#[test]
+fn chunksize1_the_handles_of_items_lost_workers_never_decoded_are_given_back() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(arm_every, "stop:pool.claims.claimed".to_string())
+            .build()
+            .unwrap();
+        let pids = pool.pids();
+        let count = Value::new(0u64).unwrap();
+        let items: Vec<(u64, Value<u64>)> = (0..20).map(|x| (x, count.clone())).collect();
+        let pending = pool.map_async_with(add_one, items, MapOptions::new().chunksize(1)).unwrap();
+        // Each worker holds an item, frozen before decoding it: its handle is still counted
+        // in flight in the table.
+        assert!(eventually(LIMIT, || pids.iter().all(|&p| stopped(p))), "both workers stopped");
+        for pid in &pids {
+            // SAFETY (test): killing our own pool's workers.
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGKILL);
+            }
+        }
+        assert!(matches!(pending.get(), Err(TaskError::WorkerLost { signal: Some(9), .. })));
+        assert_eq!(count.get(), 0);
+        pool.terminate();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
