@@ -99,6 +99,9 @@ struct Settled {
     /// Items a dead worker may have held ([`Reaped::Unsure`]): its own if still unwritten
     /// once no worker is in the call.
     unsure: Vec<(usize, TaskError)>,
+    /// Items held by dead workers that never decoded them: their handles are still counted
+    /// in flight, and given back when the call ends.
+    undecoded: Vec<usize>,
 }
 
 impl Settled {
@@ -202,6 +205,13 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         self.sink.deliver(0, Err(e));
     }
 
+    /// Gives back the handles of the items dead workers held and never decoded.
+    fn drop_undecoded(&self, settled: &Settled) {
+        for &i in &settled.undecoded {
+            (self.drop_item)(self.table.input(i));
+        }
+    }
+
     /// Every seat answered: no live worker is in the call.
     fn finish(&self) {
         if self.finished.swap(true, Ordering::AcqRel) {
@@ -220,6 +230,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             self.wrap_up(&settled);
             return;
         }
+        self.drop_undecoded(&settled);
         let rest = self.table.take_rest();
         let unclaimed = rest.len();
         for i in rest {
@@ -296,6 +307,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
     /// (a value done, a failure failed, except `failed_early` which was counted when
     /// delivered, anything else cancelled).
     fn wrap_up(&self, settled: &Settled) {
+        self.drop_undecoded(settled);
         let failed_early = settled.failed_early;
         for i in self.table.take_rest() {
             (self.drop_item)(self.table.input(i));
@@ -351,10 +363,13 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
             return false;
         }
         let reaped = self.table.reap_seat(seat);
+        let mut settled = super::supervisor::lock(&self.settled);
+        if let Reaped::Held { index, undecoded: true } = reaped {
+            settled.undecoded.push(index);
+        }
         if let Some(e) = error {
-            let mut settled = super::supervisor::lock(&self.settled);
             match reaped {
-                Reaped::Held(i) => {
+                Reaped::Held { index: i, .. } => {
                     // The call fails with it (when the seat's error is settled): no more
                     // claims.
                     self.table.stop();
@@ -364,6 +379,7 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
                 Reaped::Nothing => {}
             }
         }
+        drop(settled);
         if self.table.exhausted() {
             return false;
         }

@@ -57,6 +57,8 @@ const HELD: u64 = 1 << 61;
 const FILLING: u64 = 1 << 60;
 /// Its worker died holding it ([`ClaimTable::reap_seat`]).
 const LOST: u64 = 1 << 59;
+/// Held, and its worker started decoding the item (marked only when items hold handles).
+const DECODING: u64 = 1 << 58;
 const OWNER_SHIFT: u32 = 40;
 const OWNER_MASK: u64 = 0xffff << OWNER_SHIFT;
 const KIND_SHIFT: u32 = 32;
@@ -130,8 +132,10 @@ impl Written {
 pub(crate) enum Reaped {
     /// No index: it died between items, or before its claim, or after its result.
     Nothing,
-    /// This index, now marked lost (its result block, if it was filling one, freed).
-    Held(usize),
+    /// This index, now marked lost (its result block, if it was filling one, freed);
+    /// `undecoded`: the item holds handles its worker never started to decode (they are
+    /// still counted in flight: whoever drops the item decodes it).
+    Held { index: usize, undecoded: bool },
     /// This index was claimed and is not marked: the dead worker died between its claim
     /// and the mark, or it died before its claim and another seat that names the index is
     /// between its own claim and mark. Once no worker is in the call, an unwritten entry
@@ -332,6 +336,15 @@ impl ClaimTable {
         Some((written, bytes))
     }
 
+    /// Notes that this process (which holds index `i`) starts decoding its item: from here
+    /// on, the item's handles are this process's to settle ([`Reaped::Held`]).
+    pub(crate) fn decoding(&self, i: usize) {
+        let (items, seats, _) = self.shared.words();
+        assert!(i < items, "item {i} of {items}");
+        let entry = self.words().at(seats * SEAT_WORDS + i * ENTRY_WORDS);
+        entry.store(entry.load(Ordering::Relaxed) | DECODING, Ordering::Release);
+    }
+
     /// Whether some item holds handles.
     pub(crate) fn inputs_hold_handles(&self) -> bool {
         self.shared.input_handles.load(Ordering::Relaxed) != 0
@@ -383,6 +396,7 @@ impl ClaimTable {
         if state & (DONE | LOST) != 0 {
             return Reaped::Nothing;
         }
+        let undecoded = self.inputs_hold_handles() && state & DECODING == 0;
         if state & HELD != 0 {
             if (state & OWNER_MASK) >> OWNER_SHIFT != owner {
                 // Another seat claimed it after this one named it.
@@ -404,7 +418,7 @@ impl ClaimTable {
             }
         }
         cells.at(entry).store(LOST, Ordering::Release);
-        Reaped::Held(i)
+        Reaped::Held { index: i, undecoded }
     }
 
     /// Frees every result block left in the table: those of workers killed while filling
