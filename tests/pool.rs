@@ -1358,9 +1358,13 @@ fn chunksize1_results_of_any_size_come_back_in_order() {
 fn chunksize1_a_worker_killed_at_each_claims_crash_point_loses_at_most_its_item_and_leaks_nothing() {
     // Results too large for their entry: a worker killed between its result's block and
     // the entry's publication must leave the block to the reaper, not leak it.
-    for point in
-        ["pool.claims.seated", "pool.claims.taken", "pool.claims.claimed", "pool.claims.allocated", "pool.claims.written"]
-    {
+    for point in [
+        "pool.claims.seated",
+        "pool.claims.taken",
+        "pool.claims.claimed",
+        "pool.claims.allocated",
+        "pool.claims.written",
+    ] {
         let leaks = common::leak_check(LIMIT);
         {
             let (outcome, stats, pid) = kill_the_worker_frozen_in(point, large_after_gate);
