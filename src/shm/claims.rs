@@ -445,3 +445,84 @@ impl ClaimTable {
         self.shared.forget_lost_messages()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table of `items` one-byte items for `seats` seats.
+    fn table(items: usize, seats: usize) -> ClaimTable {
+        let input: Vec<u8> = (0..items as u8).collect();
+        let ends: Vec<u64> = (1..=items as u64).collect();
+        ClaimTable::new(&input, &ends, seats, false).unwrap()
+    }
+
+    impl ClaimTable {
+        fn seat_word(&self, seat: usize) -> &AtomicU64 {
+            self.words().at(seat * SEAT_WORDS)
+        }
+
+        fn entry_word(&self, i: usize, word: usize) -> &AtomicU64 {
+            let (_, seats, _) = self.shared.words();
+            self.words().at(seats * SEAT_WORDS + i * ENTRY_WORDS + word)
+        }
+    }
+
+    #[test]
+    fn a_dead_seat_is_reaped_for_what_it_held_and_nothing_else() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        {
+            let t = table(8, 3);
+            // Seat 0 holds index 0 (claimed and marked): reaped once, then nothing.
+            assert_eq!(t.claim(0), Some(0));
+            assert_eq!(t.reap_seat(0), Reaped::Held { index: 0, undecoded: false });
+            assert_eq!(t.reap_seat(0), Reaped::Nothing);
+            // Seat 1 published its result: nothing.
+            assert_eq!(t.claim(1), Some(1));
+            t.put(1, Written::Value, &[1], false).unwrap();
+            assert_eq!(t.reap_seat(1), Reaped::Nothing);
+            // Seat 2 died filling a result block (as `put` leaves it at
+            // `pool.claims.allocated`): reaped, and the block freed.
+            assert_eq!(t.claim(2), Some(2));
+            let with_table = heap.in_use();
+            let off = heap.alloc(100).unwrap();
+            t.entry_word(2, 1).store(off, Ordering::Relaxed);
+            let held = t.entry_word(2, 0).load(Ordering::Relaxed);
+            t.entry_word(2, 0).store(held | FILLING | 100, Ordering::Release);
+            assert_eq!(t.reap_seat(2), Reaped::Held { index: 2, undecoded: false });
+            assert_eq!(heap.in_use(), with_table, "the block was freed");
+            // Seat 0 died between its claim of 3 and the mark, no other seat naming 3.
+            assert_eq!(t.claim(0), Some(3));
+            t.entry_word(3, 0).store(0, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(0), Reaped::Held { index: 3, undecoded: false });
+            // Seat 1 is between its claim of 4 and the mark, while seat 0 (dead) names 4
+            // too, as before a failed CAS: either may hold it.
+            assert_eq!(t.claim(1), Some(4));
+            let mark = t.entry_word(4, 0).swap(0, Ordering::Relaxed);
+            t.seat_word(0).store(5, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(0), Reaped::Unsure(4));
+            // Once seat 1 marked it, it is seat 1's alone.
+            t.entry_word(4, 0).store(mark, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(0), Reaped::Nothing);
+            // Seat 2 named 5 and died before its claim: nothing.
+            t.seat_word(2).store(6, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(2), Reaped::Nothing);
+            assert_eq!(t.claim(2), Some(5), "5 is still there to claim");
+            t.release_results();
+        }
+        assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn an_undecoded_item_with_handles_is_reported_as_such() {
+        let _serial = crate::shm::heap_test_lock();
+        let t = ClaimTable::new(&[0, 1], &[1, 2], 2, true).unwrap();
+        assert_eq!(t.claim(0), Some(0));
+        assert_eq!(t.claim(1), Some(1));
+        t.decoding(1);
+        assert_eq!(t.reap_seat(0), Reaped::Held { index: 0, undecoded: true });
+        assert_eq!(t.reap_seat(1), Reaped::Held { index: 1, undecoded: false });
+    }
+}
