@@ -428,6 +428,27 @@ fn handles_inside_a_message_taken_as_raw_bytes_are_released() {
     leaks.assert_no_leak();
 }
 
+#[test]
+fn handles_inside_the_first_such_message_taken_as_raw_bytes_by_a_waiting_receiver_are_released() {
+    // The receiver is already waiting when the ring's first message with handles comes:
+    // whether the ring ever had handles must be read with the message, not before the wait.
+    let leaks = leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::new().unwrap();
+        let inner = SimpleQueue::<u32>::new().unwrap();
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| b.recv_bytes().unwrap());
+            // Give the receiver time to start waiting (were it late, the test would pass
+            // without having looked at the case).
+            std::thread::sleep(Duration::from_millis(200));
+            a.send(inner.clone()).unwrap();
+            assert!(!receiver.join().unwrap().is_empty());
+        });
+        drop((a, b, inner));
+    }
+    leaks.assert_no_leak();
+}
+
 /// Sent as a pair of queues; its decoding reads the first, then refuses: the second is
 /// never reached (audit F7).
 struct RefusedAfterFirst(Option<(SimpleQueue<u32>, SimpleQueue<u32>)>);
@@ -493,6 +514,30 @@ fn handles_after_the_point_where_a_decoding_failed_are_released() {
         assert_eq!(first.get(), Err(multiproc::GetError::Disconnected));
         assert_eq!(second.get(), Err(multiproc::GetError::Disconnected));
         drop((a, b, c, d, queue, first, second));
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn a_recv_already_waiting_when_the_first_message_with_handles_fails_to_decode_releases_the_rest() {
+    // As above, but the receiver waits before the pipe's first message with handles is
+    // sent: whether the ring ever had handles is read with the message, not before the wait.
+    let _w = common::watchdog(LIMIT);
+    let leaks = leak_check(LIMIT);
+    {
+        let (first, second) = (SimpleQueue::<u32>::new().unwrap(), SimpleQueue::<u32>::new().unwrap());
+        let (a, b) = Pipe::new().unwrap();
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| matches!(b.recv(), Err(RecvError::Decode(_))));
+            // Give the receiver time to start waiting (were it late, the test would pass
+            // without having looked at the case).
+            std::thread::sleep(Duration::from_millis(200));
+            a.send(RefusedAfterFirst(Some((first.clone(), second.clone())))).unwrap();
+            assert!(receiver.join().unwrap(), "the decoding refuses");
+        });
+        assert_eq!(first.get(), Err(multiproc::GetError::Disconnected));
+        assert_eq!(second.get(), Err(multiproc::GetError::Disconnected));
+        drop((a, b, first, second));
     }
     leaks.assert_no_leak();
 }

@@ -1139,17 +1139,38 @@ fn arm_once((flag, point): (Value<u32>, String)) {
     let mut armed = flag.lock();
     if *armed == 0 {
         *armed = std::process::id();
+        ARMED.store(true, Ordering::Relaxed);
         multiproc::__private::crash_at(&point);
     }
 }
 
-/// Squares `x` once the file `gate` exists (a gate that holds no handle: an item a killed
-/// worker held but never decoded leaves nothing counted).
-fn square_after_gate((x, gate): (u64, String)) -> u64 {
-    while !std::path::Path::new(&gate).exists() {
+/// Whether this worker armed a crash point (its tasks do not wait at the gate: it must
+/// reach a point after its first task while the gate is still shut).
+static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Waits until the file `gate` exists (a gate that holds no handle: an item a killed worker
+/// held but never decoded leaves nothing counted), then notes one more item done in the
+/// file `gate.done` (one byte per item).
+fn pass_gate(gate: &str) {
+    while !ARMED.load(Ordering::Relaxed) && !std::path::Path::new(gate).exists() {
         std::thread::sleep(Duration::from_millis(1));
     }
+    use std::io::Write;
+    let mut done = std::fs::OpenOptions::new().create(true).append(true).open(format!("{gate}.done")).unwrap();
+    done.write_all(b"x").unwrap();
+}
+
+/// Squares `x` once past the gate (see [`pass_gate`]).
+fn square_after_gate((x, gate): (u64, String)) -> u64 {
+    pass_gate(&gate);
     x * x
+}
+
+/// A result too large for its entry's inline bytes (it gets a heap block of its own), once
+/// past the gate.
+fn large_after_gate((x, gate): (u64, String)) -> Vec<u64> {
+    pass_gate(&gate);
+    vec![x; 100]
 }
 
 /// Freezes the worker that armed `point` in a `map` of 200 items with chunk size 1 over two
@@ -1157,24 +1178,44 @@ fn square_after_gate((x, gate): (u64, String)) -> u64 {
 /// map's outcome. The items wait for a gate opened once the worker is frozen: the other
 /// worker cannot finish the map before the armed one claims.
 fn kill_the_worker_frozen_at(point: &str) -> (Result<Vec<u64>, TaskError>, multiproc::PoolStats) {
+    let (outcome, stats, _) = kill_the_worker_frozen_in(point, square_after_gate);
+    (outcome, stats)
+}
+
+/// [`kill_the_worker_frozen_at`] with the task `f`; also returns the killed worker's pid.
+fn kill_the_worker_frozen_in<R>(
+    point: &str,
+    f: fn((u64, String)) -> R,
+) -> (Result<Vec<R>, TaskError>, multiproc::PoolStats, u32)
+where
+    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
     let flag = Value::new(0u32).unwrap();
     let gate = std::env::temp_dir().join(format!("mp-pool-gate-{}-{}", std::process::id(), point));
+    let done = format!("{}.done", gate.display());
     let _ = std::fs::remove_file(&gate);
+    let _ = std::fs::remove_file(&done);
     let pool =
         Pool::builder().processes(2).initializer(arm_once, (flag.clone(), format!("stop:{point}"))).build().unwrap();
     let items: Vec<(u64, String)> = (0..200).map(|x| (x, gate.to_string_lossy().into_owned())).collect();
-    let pending = pool.map_async_with(square_after_gate, items, MapOptions::new().chunksize(1)).unwrap();
+    let pending = pool.map_async_with(f, items, MapOptions::new().chunksize(1)).unwrap();
     assert!(eventually(LIMIT, || flag.get() != 0 && stopped(flag.get())), "a worker stopped at {point}");
     std::fs::write(&gate, b"open").unwrap();
-    // The other worker takes every other item; the frozen one's seat stays unanswered.
-    std::thread::sleep(Duration::from_millis(200));
+    // The other worker runs every other item (the frozen one ran its first item when it
+    // stopped after the task, holds it unrun at `taken` and `claimed`, holds none at
+    // `seated`); the frozen one's seat stays unanswered.
+    let others = if matches!(point, "pool.claims.taken" | "pool.claims.claimed") { 199 } else { 200 };
+    let all_ran = |n| std::fs::metadata(&done).is_ok_and(|m| m.len() >= n);
+    assert!(eventually(LIMIT, || all_ran(others)), "the other worker ran the other items");
     assert!(!pending.ready(), "the map waits for the frozen worker");
+    let pid = flag.get();
     // SAFETY (test): killing our own pool's worker.
     unsafe {
-        libc::kill(flag.get() as i32, libc::SIGKILL);
+        libc::kill(pid as i32, libc::SIGKILL);
     }
     let outcome = pending.get();
     let _ = std::fs::remove_file(&gate);
+    let _ = std::fs::remove_file(&done);
     // The pool goes on, with the worker replaced (the flag is taken: it runs freely).
     assert_eq!(
         pool.map_with(square, 0..50, MapOptions::new().chunksize(1)).unwrap(),
@@ -1183,7 +1224,7 @@ fn kill_the_worker_frozen_at(point: &str) -> (Result<Vec<u64>, TaskError>, multi
     let stats = pool.stats();
     pool.close();
     pool.join().unwrap();
-    (outcome, stats)
+    (outcome, stats, pid)
 }
 
 #[test]
@@ -1226,14 +1267,15 @@ fn die_on_7(x: u64) -> u64 {
 fn chunksize1_a_worker_killed_under_a_task_fails_the_map_with_worker_lost_and_the_pool_goes_on() {
     let leaks = common::leak_check(LIMIT);
     {
-        // One worker: its replacement takes its seat and runs the items after the lost one.
+        // One worker: the map fails at once with the loss, as on the message path; the
+        // items after the lost one are cancelled, not run.
         let pool = Pool::new(1).unwrap();
         match pool.map_with(die_on_7, 0..100, MapOptions::new().chunksize(1)) {
             Err(Error::Task(TaskError::WorkerLost { signal: Some(9), .. })) => {}
             other => panic!("{other:?}"),
         }
         let stats = pool.stats();
-        assert_eq!((stats.tasks_lost, stats.tasks_done), (1, 99), "{stats:?}");
+        assert_eq!((stats.tasks_lost, stats.tasks_done, stats.tasks_cancelled), (1, 7, 92), "{stats:?}");
         assert_eq!(pool.map_with(square, 0..10, MapOptions::new().chunksize(1)).unwrap().len(), 10);
         pool.close();
         pool.join().unwrap();
@@ -1306,6 +1348,112 @@ fn chunksize1_results_of_any_size_come_back_in_order() {
             MapOptions::new().chunksize(1).error_callback(move |e: &TaskError| tx.send(e.to_string()).unwrap());
         assert!(pool.map_async_with(fail_on, 0..40, options).unwrap().get().is_err());
         assert!(rx.recv().unwrap().contains("unlucky 13"));
+        pool.close();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn chunksize1_a_worker_killed_at_each_claims_crash_point_loses_at_most_its_item_and_leaks_nothing() {
+    // Results too large for their entry: a worker killed between its result's block and
+    // the entry's publication must leave the block to the reaper, not leak it.
+    for point in [
+        "pool.claims.seated",
+        "pool.claims.taken",
+        "pool.claims.claimed",
+        "pool.claims.allocated",
+        "pool.claims.written",
+    ] {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let (outcome, stats, pid) = kill_the_worker_frozen_in(point, large_after_gate);
+            match (point, &outcome) {
+                ("pool.claims.seated", Ok(all)) => assert_eq!(all.len(), 200, "{point}"),
+                ("pool.claims.seated", _) => panic!("{point}: {outcome:?}"),
+                (_, Err(TaskError::WorkerLost { pid: lost, signal: Some(9), .. })) if *lost == pid => {}
+                _ => panic!("{point}: {outcome:?}"),
+            }
+            assert_eq!(stats.tasks_lost, u64::from(point != "pool.claims.seated"), "{point}: {stats:?}");
+        }
+        leaks.assert_no_leak();
+    }
+}
+
+/// A pool initializer: every worker (replacements too) stops at `point`.
+fn arm_every(point: String) {
+    ARMED.store(true, Ordering::Relaxed);
+    multiproc::__private::crash_at(&point);
+}
+
+#[test]
+fn chunksize1_a_lost_worker_fails_the_map_at_once_with_its_own_pid() {
+    // As on the message path: the first failed item ends the call with its error when it
+    // fails, while the other workers still run; and that error is the lost worker's own.
+    let leaks = common::leak_check(LIMIT);
+    let mut named = Vec::new();
+    for victim in 0..2 {
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(arm_every, "stop:pool.claims.claimed".to_string())
+            .build()
+            .unwrap();
+        let pids = pool.pids();
+        let pending = pool.map_async_with(square, 0..200u64, MapOptions::new().chunksize(1)).unwrap();
+        // Both workers hold an item each, frozen before running it.
+        assert!(eventually(LIMIT, || pids.iter().all(|&p| stopped(p))), "both workers stopped");
+        let (killed, other) = (pids[victim], pids[1 - victim]);
+        // SAFETY (test): killing our own pool's worker.
+        unsafe {
+            libc::kill(killed as i32, libc::SIGKILL);
+        }
+        assert!(pending.wait_timeout(Duration::from_secs(60)), "the map failed without waiting for worker {other}");
+        assert!(stopped(other), "the other worker still holds its item");
+        match pending.get() {
+            Err(TaskError::WorkerLost { pid, signal: Some(9), .. }) if pid == killed => named.push(pid),
+            outcome => panic!("killed {killed}, other {other}: {outcome:?}"),
+        }
+        // SAFETY (test): as above.
+        unsafe {
+            libc::kill(other as i32, libc::SIGKILL);
+        }
+        // Not `terminate`: a replacement killed while it boots is not what this test is about.
+        pool.close();
+        pool.join().unwrap();
+    }
+    assert_ne!(named[0], named[1]);
+    leaks.assert_no_leak();
+}
+
+fn add_one((x, count): (u64, Value<u64>)) -> u64 {
+    *count.lock() += 1;
+    x
+}
+
+#[test]
+fn chunksize1_the_handles_of_items_lost_workers_never_decoded_are_given_back() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(arm_every, "stop:pool.claims.claimed".to_string())
+            .build()
+            .unwrap();
+        let pids = pool.pids();
+        let count = Value::new(0u64).unwrap();
+        let items: Vec<(u64, Value<u64>)> = (0..20).map(|x| (x, count.clone())).collect();
+        let pending = pool.map_async_with(add_one, items, MapOptions::new().chunksize(1)).unwrap();
+        // Each worker holds an item, frozen before decoding it: its handle is still counted
+        // in flight in the table.
+        assert!(eventually(LIMIT, || pids.iter().all(|&p| stopped(p))), "both workers stopped");
+        for pid in &pids {
+            // SAFETY (test): killing our own pool's workers.
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGKILL);
+            }
+        }
+        assert!(matches!(pending.get(), Err(TaskError::WorkerLost { signal: Some(9), .. })));
+        assert_eq!(count.get(), 0);
         pool.close();
         pool.join().unwrap();
     }

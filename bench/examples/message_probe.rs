@@ -1,5 +1,5 @@
 //! A probe for `perf stat` / `perf record`: one `message_cost` variant in a loop, nothing
-//! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, int,
+//! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, bytes8, int,
 //! queue_int (a `Queue<u64>` put and get), pingpong2 and pingpong1 (8-byte round trips
 //! between two processes pinned to two CPUs, or to one)).
 
@@ -36,6 +36,15 @@ fn main() {
             let bytes = vec![b'x'; 1024];
             for _ in 0..n {
                 a.send_bytes(&bytes).unwrap();
+                std::hint::black_box(b.recv_bytes().unwrap());
+            }
+        }
+        "bytes8" => {
+            // 8 raw bytes sent and received in one process: the raw path without a wait
+            // (for callgrind).
+            let (a, b) = Pipe::<u64>::new().unwrap();
+            for i in 0..n as u64 {
+                a.send_bytes(&i.to_le_bytes()).unwrap();
                 std::hint::black_box(b.recv_bytes().unwrap());
             }
         }

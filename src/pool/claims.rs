@@ -1,12 +1,13 @@
 //! A `map` with chunk size 1 without a message per task: the items written once into a
 //! [`ClaimTable`], one message per worker (a *seat*), the workers claiming the items one
 //! at a time and writing the results by index, and one delivery once every seat has
-//! answered. A large map is cut into a few pieces, a table each, delivered as chunks of its
-//! sink ([`piece_ends`]): the parent encodes the next pieces while the workers run the
-//! first, and decodes each piece while they run the next. The outcome is the one the message path gives: the values in order, or the
-//! first failing item's error; a worker killed while it held an item fails that item with
-//! [`TaskError::WorkerLost`], one killed between items costs nothing (its seat is taken
-//! by another worker), `terminate` fails the call with [`TaskError::Terminated`].
+//! answered. The outcome is the one the message path gives: the values in order, or the
+//! first failing item's error; a worker killed while it held an item fails the call at once
+//! with its own [`TaskError::WorkerLost`] (as a chunk's loss does), one killed between items
+//! costs nothing (its seat is taken by another worker), `terminate` fails the call with
+//! [`TaskError::Terminated`]. A large map is cut into a few pieces, a table each, delivered
+//! as chunks of its sink ([`piece_ends`]): the parent encodes the next pieces while the
+//! workers run the first, and decodes each piece while they run the next.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use super::result::{Chunk, ChunkOutcome, Sink, count};
 use super::stats::Counters;
 use crate::codec;
 use crate::error::PanicInfo;
-use crate::shm::{self, ClaimTable, Payload, Results, Written};
+use crate::shm::{self, ClaimTable, Payload, Reaped, Results, Written};
 use crate::sys::Packed;
 
 /// Encodes `items` one after the other, with where each ends; the handles among them are
@@ -155,6 +156,22 @@ struct Settled {
     terminated: bool,
     /// The item whose failure was delivered before every seat answered.
     failed_early: Option<usize>,
+    /// Items held by workers that died, each with its own worker's error.
+    held: Vec<(usize, TaskError)>,
+    /// Items a dead worker may have held ([`Reaped::Unsure`]): its own if still unwritten
+    /// once no worker is in the call.
+    unsure: Vec<(usize, TaskError)>,
+    /// Items held by dead workers that never decoded them: their handles are still counted
+    /// in flight, and given back when the call ends.
+    undecoded: Vec<usize>,
+}
+
+impl Settled {
+    /// The error of item `i`, claimed and never written: its dead worker's.
+    fn lost_error(&self, i: usize) -> TaskError {
+        let own = self.held.iter().chain(&self.unsure).find(|(held, _)| *held == i);
+        own.map(|(_, e)| e.clone()).or_else(|| self.lost.clone()).unwrap_or(TaskError::Terminated)
+    }
 }
 
 /// One call on the claims path: the delivery of each of its seats.
@@ -190,6 +207,9 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
     /// A seat's answer.
     fn settle(&self, outcome: Result<(), TaskError>) {
         let answered = outcome.is_ok();
+        if outcome.is_err() {
+            self.fail_held();
+        }
         {
             let mut settled = super::supervisor::lock(&self.settled);
             match outcome {
@@ -232,6 +252,31 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         self.sink.deliver(self.chunk, Err(e));
     }
 
+    /// Delivers the failure of the first item held by a dead worker, with that worker's
+    /// error, if the call has not failed already: at once, as the message path delivers a
+    /// lost chunk, not once the other workers are done.
+    fn fail_held(&self) {
+        let mut settled = super::supervisor::lock(&self.settled);
+        if settled.failed_early.is_some() || self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        let Some((i, e)) = settled.held.iter().min_by_key(|(i, _)| *i).cloned() else { return };
+        if self.sink.cancelled() {
+            return;
+        }
+        settled.failed_early = Some(i);
+        drop(settled);
+        self.counters.failed(&e);
+        self.sink.deliver(self.chunk, Err(e));
+    }
+
+    /// Gives back the handles of the items dead workers held and never decoded.
+    fn drop_undecoded(&self, settled: &Settled) {
+        for &i in &settled.undecoded {
+            (self.drop_item)(self.table.input(i));
+        }
+    }
+
     /// Every seat answered: no live worker is in the call.
     fn finish(&self) {
         if self.finished.swap(true, Ordering::AcqRel) {
@@ -240,16 +285,17 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         let settled = std::mem::take(&mut *super::supervisor::lock(&self.settled));
         let items = self.table.items();
         if settled.terminated {
-            self.wrap_up(settled.failed_early);
+            self.wrap_up(&settled);
             let outcome: ChunkOutcome<R> = Err(TaskError::Terminated);
             count(&self.counters, &outcome, items);
             self.sink.deliver(self.chunk, outcome);
             return;
         }
         if self.sink.cancelled() {
-            self.wrap_up(settled.failed_early);
+            self.wrap_up(&settled);
             return;
         }
+        self.drop_undecoded(&settled);
         let rest = self.table.take_rest();
         let unclaimed = rest.len();
         for i in rest {
@@ -322,7 +368,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
                 }
                 Some((_, bytes)) => TaskError::Codec(crate::CodecError::decode(String::from_utf8_lossy(bytes))),
                 // Claimed, never written: its worker died holding it.
-                None => settled.lost.clone().unwrap_or(TaskError::Terminated),
+                None => settled.lost_error(i),
             },
         };
         chunk.failures.push((i, failure));
@@ -333,7 +379,9 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
     /// dropped when they hold handles, and the books kept as the message path keeps them
     /// (a value done, a failure failed, except `failed_early` which was counted when
     /// delivered, anything else cancelled).
-    fn wrap_up(&self, failed_early: Option<usize>) {
+    fn wrap_up(&self, settled: &Settled) {
+        self.drop_undecoded(settled);
+        let failed_early = settled.failed_early;
         for i in self.table.take_rest() {
             (self.drop_item)(self.table.input(i));
         }
@@ -348,10 +396,13 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
                         let _ = decode_result::<R>(bytes);
                     }
                 }
-                Some(_) if failed_early == Some(i) => {}
+                Some(_) | None if failed_early == Some(i) => {}
                 // Neither lost nor timed out: which failure does not matter to the books.
                 Some(_) => self.counters.failed(&TaskError::Terminated),
-                None => cancelled += 1,
+                None => match settled.held.iter().find(|(held, _)| *held == i) {
+                    Some((_, e)) => self.counters.failed(e),
+                    None => cancelled += 1,
+                },
             }
         }
         self.counters.done_many(done);
@@ -381,8 +432,29 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
         cancelled
     }
 
-    fn reseat(&self) -> bool {
-        if self.table.exhausted() || self.finished.load(Ordering::Acquire) {
+    fn reseat(&self, seat: usize, error: Option<&TaskError>) -> bool {
+        if self.finished.load(Ordering::Acquire) {
+            return false;
+        }
+        let reaped = self.table.reap_seat(seat);
+        let mut settled = super::supervisor::lock(&self.settled);
+        if let Reaped::Held { index, undecoded: true } = reaped {
+            settled.undecoded.push(index);
+        }
+        if let Some(e) = error {
+            match reaped {
+                Reaped::Held { index: i, .. } => {
+                    // The call fails with it (when the seat's error is settled): no more
+                    // claims.
+                    self.table.stop();
+                    settled.held.push((i, e.clone()));
+                }
+                Reaped::Unsure(i) => settled.unsure.push((i, e.clone())),
+                Reaped::Nothing => {}
+            }
+        }
+        drop(settled);
+        if self.table.exhausted() {
             return false;
         }
         self.seats.fetch_add(1, Ordering::AcqRel);
@@ -395,8 +467,8 @@ impl<R: DeserializeOwned + Send + 'static> Drop for Claimed<R> {
         // A call whose seats went without an answer (dropped unsent once cancelled, or
         // their workers killed for running on after the call failed).
         if !self.finished.swap(true, Ordering::AcqRel) {
-            let failed_early = std::mem::take(&mut *super::supervisor::lock(&self.settled)).failed_early;
-            self.wrap_up(failed_early);
+            let settled = std::mem::take(&mut *super::supervisor::lock(&self.settled));
+            self.wrap_up(&settled);
         }
     }
 }

@@ -56,9 +56,12 @@ pub(crate) trait Delivery: Send + Sync {
     /// Whether the call no longer needs its chunks ([`Sink::cancelled`]).
     fn cancelled(&self) -> bool;
 
-    /// A seat of a call on the claims path was lost with its worker: whether another seat
-    /// should take its place (then counted as sent).
-    fn reseat(&self) -> bool {
+    /// A seat of a call on the claims path was lost with its worker, which sat in `seat`
+    /// (dead, not yet replaced) and is reported with `error` (none when it was killed
+    /// because its call no longer needs it): whether another seat should take its place
+    /// (then counted as sent).
+    fn reseat(&self, seat: usize, error: Option<&TaskError>) -> bool {
+        let _ = (seat, error);
         false
     }
 }

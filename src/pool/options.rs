@@ -191,8 +191,9 @@ impl<R> MapOptions<R> {
     /// without a timeout, `max_tasks_per_child` or progress bar send no message per item:
     /// the items are written once into shared memory and each worker claims the next one
     /// itself, so a call of many short tasks costs a fraction of one message per task. A
-    /// worker killed under a task fails that item with [`TaskError::WorkerLost`], as when
-    /// each item is its own message.
+    /// worker killed under a task fails that item, and so the call, at once with its own
+    /// [`TaskError::WorkerLost`] (its pid, signal or exit code), as when each item is its
+    /// own message; a worker killed between two items costs no item.
     ///
     /// [`TaskError::WorkerLost`]: crate::TaskError::WorkerLost
     ///

@@ -693,8 +693,19 @@ impl Inner {
                 );
                 for id in worker.sent.drain(..) {
                     let Some(sent) = books.sent.remove(&id) else { continue };
+                    let error = match worker.killed_for {
+                        Some((killed, Kill::TimedOut(timeout))) if killed == id => Some(TaskError::TimedOut(timeout)),
+                        // Its call failed already and wants nothing more from it.
+                        Some((killed, Kill::Cancelled)) if killed == id => None,
+                        _ => Some(TaskError::WorkerLost {
+                            pid: worker.handle.pid(),
+                            signal: code.filter(|c| *c < 0).map(|c| -c),
+                            exit_code: code.filter(|c| *c >= 0),
+                        }),
+                    };
+                    // Asked before the replacement (the same seat) starts.
                     if let Some(table) = &sent.claims
-                        && sent.delivery.reseat()
+                        && sent.delivery.reseat(worker.index as usize, error.as_ref())
                     {
                         // The call goes on: another worker takes the seat.
                         let seat = Job {
@@ -714,18 +725,9 @@ impl Inner {
                         // in flight was lost with a take not yet settled.
                         blob.forget_lost_messages();
                     }
-                    let error = match worker.killed_for {
-                        Some((killed, Kill::TimedOut(timeout))) if killed == id => TaskError::TimedOut(timeout),
-                        Some((killed, Kill::Cancelled)) if killed == id => {
-                            // Its call failed already and wants nothing more from it.
-                            self.counters.cancelled(sent.items as u64);
-                            continue;
-                        }
-                        _ => TaskError::WorkerLost {
-                            pid: worker.handle.pid(),
-                            signal: code.filter(|c| *c < 0).map(|c| -c),
-                            exit_code: code.filter(|c| *c >= 0),
-                        },
+                    let Some(error) = error else {
+                        self.counters.cancelled(sent.items as u64);
+                        continue;
                     };
                     failures.push((sent.delivery, sent.chunk, error));
                 }
@@ -919,6 +921,9 @@ impl Engine for Inner {
             blob.forget_lost_messages();
         }
         for table in std::mem::take(&mut lock(&self.books).claim_orphans) {
+            // Result blocks that killed workers were filling, or published too late to be
+            // read.
+            table.reap_all();
             table.forget_lost_messages();
         }
         Ok(())

@@ -167,6 +167,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                 let bytes = table.input(i);
                 let mut read = Vec::new();
                 let decoded = if table.inputs_hold_handles() {
+                    table.decoding(i);
                     codec::noting_reads(&mut read, || codec::decode::<A>(bytes))
                 } else {
                     codec::decode::<A>(bytes)

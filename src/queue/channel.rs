@@ -111,12 +111,13 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     gone: impl FnOnce(W::Gone) -> Failure,
     taking: impl FnOnce(),
 ) -> Result<T, Failure> {
-    let handles = ring.ever_had_handles();
     let decoded = ring
         .get(deadline, watch, |bytes, got| {
             taking();
             if got == tag {
-                decode_taken::<T>(bytes, handles)
+                // Read with the message (see `Connection::take_raw`): a get that waited
+                // may take the ring's first message with handles.
+                decode_taken::<T>(bytes, ring.ever_had_handles())
             } else {
                 let sent = if got == RAW {
                     "a raw message (send_bytes) cannot be received as"

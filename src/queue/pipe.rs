@@ -392,11 +392,13 @@ impl<T> Connection<T> {
     fn take_raw<R>(&self, deadline: Deadline, read: impl FnOnce(&[u8]) -> R) -> Result<R, Failure> {
         let open = self.open()?;
         let ring = open.rx()?;
-        let handles = ring.ever_had_handles();
         let (undecoded, r) = ring
             .get(deadline, &open.peer(), |bytes, got| {
                 // What `send` sent may hold handles (a message of `T`, not `send_bytes`'s).
-                let undecoded = (handles && got == self.tag).then(|| (self.release)(bytes)).flatten();
+                // The flag is read with the message, not before the wait: the producer
+                // sets it before it commits the record that the take read (Acquire).
+                let handles = got == self.tag && ring.ever_had_handles();
+                let undecoded = handles.then(|| (self.release)(bytes)).flatten();
                 (undecoded, read(bytes))
             })
             .map_err(|r| match r {

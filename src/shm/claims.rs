@@ -17,10 +17,20 @@
 //! nobody claimed with the same compare-and-swap ([`ClaimTable::take_rest`]), so a worker
 //! still claiming (one being killed) never takes an item whose arguments the parent drops.
 //!
-//! A result larger than an entry's inline bytes gets a heap block of its own, published in
-//! the entry with the result; the parent frees them once it read them
-//! ([`ClaimTable::release_results`]). A worker killed between the block's
-//! allocation and the entry leaks the block, as a crash in the heap does.
+//! Right after its claim, the worker marks the index's entry *held* by its seat. When a
+//! worker dies in the call, the pool (before it starts the replacement, which takes the same
+//! seat) asks the table what the dead seat held ([`ClaimTable::reap_seat`]): the index its
+//! seat names, if the entry is held by that seat, or unmarked while claimed and no other
+//! seat names it (the worker died between its claim and the mark). That index fails at
+//! once with that worker's own error; the entry is marked lost.
+//!
+//! A result larger than an entry's inline bytes gets a heap block of its own. The block's
+//! offset and length are written in the entry (state *filling*) before the block is
+//! filled, so the reaper frees the block of a worker killed while filling it; the parent
+//! frees the published ones once it read them ([`ClaimTable::release_results`]), and
+//! [`ClaimTable::reap_all`] what workers killed by `terminate` left. Only a kill between
+//! `Heap::alloc`'s return and the store of its offset (a few instructions, no crash point)
+//! leaks the block, as a crash in the heap does.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -40,6 +50,17 @@ const INLINE: usize = (ENTRY_WORDS - 1) * 8;
 const SEAT_WORDS: usize = 8;
 const DONE: u64 = 1 << 63;
 const SPILLED: u64 = 1 << 62;
+/// Claimed by the worker in the seat of the `OWNER` bits, result not published.
+const HELD: u64 = 1 << 61;
+/// Held, and the block whose offset is the entry's second word (length in the `LEN_MASK`
+/// bits) is being filled.
+const FILLING: u64 = 1 << 60;
+/// Its worker died holding it ([`ClaimTable::reap_seat`]).
+const LOST: u64 = 1 << 59;
+/// Held, and its worker started decoding the item (marked only when items hold handles).
+const DECODING: u64 = 1 << 58;
+const OWNER_SHIFT: u32 = 40;
+const OWNER_MASK: u64 = 0xffff << OWNER_SHIFT;
 const KIND_SHIFT: u32 = 32;
 const LEN_MASK: u64 = u32::MAX as u64;
 
@@ -108,6 +129,22 @@ impl Written {
             _ => Written::Failed,
         }
     }
+}
+
+/// What a dead worker's seat held ([`ClaimTable::reap_seat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reaped {
+    /// No index: it died between items, or before its claim, or after its result.
+    Nothing,
+    /// This index, now marked lost (its result block, if it was filling one, freed);
+    /// `undecoded`: the item holds handles its worker never started to decode (they are
+    /// still counted in flight: whoever drops the item decodes it).
+    Held { index: usize, undecoded: bool },
+    /// This index was claimed and is not marked: the dead worker died between its claim
+    /// and the mark, or it died before its claim and another seat that names the index is
+    /// between its own claim and mark. Once no worker is in the call, an unwritten entry
+    /// below the claim counter is the dead one's.
+    Unsure(usize),
 }
 
 /// The shared state of one call's claims (see the module docs).
@@ -195,7 +232,8 @@ impl ClaimTable {
     /// keeps it until the next claim ([`ClaimTable::leave`] clears it).
     pub(crate) fn claim(&self, seat: usize) -> Option<usize> {
         let (items, seats, _) = self.shared.words();
-        let seat = self.words().at(seat % seats.max(1) * SEAT_WORDS);
+        let owner = (seat % seats.max(1)) as u64;
+        let seat = self.words().at(owner as usize * SEAT_WORDS);
         let mut next = self.shared.next.load(Ordering::Acquire);
         loop {
             if next as usize >= items || self.stopped() {
@@ -207,7 +245,13 @@ impl ClaimTable {
             seat.store(next + 1, Ordering::Release);
             crash_point!("pool.claims.seated");
             match self.shared.next.compare_exchange_weak(next, next + 1, Ordering::SeqCst, Ordering::Acquire) {
-                Ok(_) => return Some(next as usize),
+                Ok(_) => {
+                    crash_point!("pool.claims.taken");
+                    // The claim is ours alone until marked: the reaper looks for the mark.
+                    let entry = seats * SEAT_WORDS + next as usize * ENTRY_WORDS;
+                    self.words().at(entry).store(HELD | owner << OWNER_SHIFT, Ordering::Release);
+                    return Some(next as usize);
+                }
                 Err(now) => next = now,
             }
         }
@@ -258,9 +302,15 @@ impl ClaimTable {
             let heap = Heap::get();
             self.shared.spilled.store(1, Ordering::Release);
             let off = heap.alloc(bytes.len())?;
-            // SAFETY: a fresh block of `bytes.len()` bytes, ours alone until published.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), heap.ptr(off), bytes.len()) };
+            // The block is findable before it is filled: the reaper frees it if this
+            // worker dies before publishing it.
             cells.at(entry + 1).store(off, Ordering::Relaxed);
+            let held = cells.at(entry).load(Ordering::Relaxed) & (HELD | OWNER_MASK);
+            cells.at(entry).store(held | FILLING | len, Ordering::Release);
+            crash_point!("pool.claims.allocated");
+            // SAFETY: a fresh block of `bytes.len()` bytes, ours alone until published (the
+            // reaper frees it only once this process is dead).
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), heap.ptr(off), bytes.len()) };
             state |= SPILLED;
         }
         crash_point!("pool.claims.written");
@@ -306,6 +356,15 @@ impl ClaimTable {
         }
     }
 
+    /// Notes that this process (which holds index `i`) starts decoding its item: from here
+    /// on, the item's handles are this process's to settle ([`Reaped::Held`]).
+    pub(crate) fn decoding(&self, i: usize) {
+        let (items, seats, _) = self.shared.words();
+        assert!(i < items, "item {i} of {items}");
+        let entry = self.words().at(seats * SEAT_WORDS + i * ENTRY_WORDS);
+        entry.store(entry.load(Ordering::Relaxed) | DECODING, Ordering::Release);
+    }
+
     /// Whether some item holds handles.
     pub(crate) fn inputs_hold_handles(&self) -> bool {
         self.shared.input_handles.load(Ordering::Relaxed) != 0
@@ -328,12 +387,75 @@ impl ClaimTable {
         let cells = self.words();
         for i in 0..items {
             let entry = cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS);
+            // A block still filling is a worker's (one `terminate` killed, maybe not dead
+            // yet): `reap_all` frees it once every worker is gone.
+            if entry.load(Ordering::Acquire) & DONE == 0 {
+                continue;
+            }
             let state = entry.swap(0, Ordering::AcqRel);
             if state & (DONE | SPILLED) == DONE | SPILLED {
                 heap.free(
                     cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS + 1).load(Ordering::Relaxed),
                     (state & LEN_MASK) as usize,
                 );
+            }
+        }
+    }
+
+    /// What the worker in `seat` held when it died (see [`Reaped`]). Called once its death
+    /// is known and before another worker takes the same seat; a block it was filling is
+    /// freed.
+    pub(crate) fn reap_seat(&self, seat: usize) -> Reaped {
+        let (items, seats, _) = self.shared.words();
+        let owner = (seat % seats.max(1)) as u64;
+        let cells = self.words();
+        let named = cells.at(owner as usize * SEAT_WORDS).load(Ordering::Acquire) as usize;
+        let Some(i) = named.checked_sub(1).filter(|i| *i < items) else { return Reaped::Nothing };
+        let entry = seats * SEAT_WORDS + i * ENTRY_WORDS;
+        let state = cells.at(entry).load(Ordering::Acquire);
+        if state & (DONE | LOST) != 0 {
+            return Reaped::Nothing;
+        }
+        let undecoded = self.inputs_hold_handles() && state & DECODING == 0;
+        if state & HELD != 0 {
+            if (state & OWNER_MASK) >> OWNER_SHIFT != owner {
+                // Another seat claimed it after this one named it.
+                return Reaped::Nothing;
+            }
+            if state & FILLING != 0 {
+                Heap::get().free(cells.at(entry + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
+            }
+        } else {
+            if (self.shared.next.load(Ordering::Acquire) as usize) <= i {
+                // Named, never claimed.
+                return Reaped::Nothing;
+            }
+            let others_name_it = (0..seats)
+                .filter(|s| *s as u64 != owner)
+                .any(|s| cells.at(s * SEAT_WORDS).load(Ordering::Acquire) as usize == i + 1);
+            if others_name_it {
+                return Reaped::Unsure(i);
+            }
+        }
+        cells.at(entry).store(LOST, Ordering::Release);
+        Reaped::Held { index: i, undecoded }
+    }
+
+    /// Frees every result block left in the table: those of workers killed while filling
+    /// them, and those published after [`ClaimTable::release_results`]. Only once no worker
+    /// of the call can be running (after `terminate`, every worker waited for).
+    pub(crate) fn reap_all(&self) {
+        if self.shared.spilled.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let (items, seats, _) = self.shared.words();
+        let heap = Heap::get();
+        let cells = self.words();
+        for i in 0..items {
+            let entry = seats * SEAT_WORDS + i * ENTRY_WORDS;
+            let state = cells.at(entry).swap(0, Ordering::AcqRel);
+            if state & FILLING != 0 || state & (DONE | SPILLED) == DONE | SPILLED {
+                heap.free(cells.at(entry + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
             }
         }
     }
@@ -379,5 +501,86 @@ impl<'a> Results<'a> {
             unsafe { inline.as_slice() }
         };
         Some((written, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table of `items` one-byte items for `seats` seats.
+    fn table(items: usize, seats: usize) -> ClaimTable {
+        let input: Vec<u8> = (0..items as u8).collect();
+        let ends: Vec<u64> = (1..=items as u64).collect();
+        ClaimTable::new(&input, &ends, seats, false).unwrap()
+    }
+
+    impl ClaimTable {
+        fn seat_word(&self, seat: usize) -> &AtomicU64 {
+            self.words().at(seat * SEAT_WORDS)
+        }
+
+        fn entry_word(&self, i: usize, word: usize) -> &AtomicU64 {
+            let (_, seats, _) = self.shared.words();
+            self.words().at(seats * SEAT_WORDS + i * ENTRY_WORDS + word)
+        }
+    }
+
+    #[test]
+    fn a_dead_seat_is_reaped_for_what_it_held_and_nothing_else() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        {
+            let t = table(8, 3);
+            // Seat 0 holds index 0 (claimed and marked): reaped once, then nothing.
+            assert_eq!(t.claim(0), Some(0));
+            assert_eq!(t.reap_seat(0), Reaped::Held { index: 0, undecoded: false });
+            assert_eq!(t.reap_seat(0), Reaped::Nothing);
+            // Seat 1 published its result: nothing.
+            assert_eq!(t.claim(1), Some(1));
+            t.put(1, Written::Value, &[1], false).unwrap();
+            assert_eq!(t.reap_seat(1), Reaped::Nothing);
+            // Seat 2 died filling a result block (as `put` leaves it at
+            // `pool.claims.allocated`): reaped, and the block freed.
+            assert_eq!(t.claim(2), Some(2));
+            let with_table = heap.in_use();
+            let off = heap.alloc(100).unwrap();
+            t.entry_word(2, 1).store(off, Ordering::Relaxed);
+            let held = t.entry_word(2, 0).load(Ordering::Relaxed);
+            t.entry_word(2, 0).store(held | FILLING | 100, Ordering::Release);
+            assert_eq!(t.reap_seat(2), Reaped::Held { index: 2, undecoded: false });
+            assert_eq!(heap.in_use(), with_table, "the block was freed");
+            // Seat 0 died between its claim of 3 and the mark, no other seat naming 3.
+            assert_eq!(t.claim(0), Some(3));
+            t.entry_word(3, 0).store(0, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(0), Reaped::Held { index: 3, undecoded: false });
+            // Seat 1 is between its claim of 4 and the mark, while seat 0 (dead) names 4
+            // too, as before a failed CAS: either may hold it.
+            assert_eq!(t.claim(1), Some(4));
+            let mark = t.entry_word(4, 0).swap(0, Ordering::Relaxed);
+            t.seat_word(0).store(5, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(0), Reaped::Unsure(4));
+            // Once seat 1 marked it, it is seat 1's alone.
+            t.entry_word(4, 0).store(mark, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(0), Reaped::Nothing);
+            // Seat 2 named 5 and died before its claim: nothing.
+            t.seat_word(2).store(6, Ordering::Relaxed);
+            assert_eq!(t.reap_seat(2), Reaped::Nothing);
+            assert_eq!(t.claim(2), Some(5), "5 is still there to claim");
+            t.release_results();
+        }
+        assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn an_undecoded_item_with_handles_is_reported_as_such() {
+        let _serial = crate::shm::heap_test_lock();
+        let t = ClaimTable::new(&[0, 1], &[1, 2], 2, true).unwrap();
+        assert_eq!(t.claim(0), Some(0));
+        assert_eq!(t.claim(1), Some(1));
+        t.decoding(1);
+        assert_eq!(t.reap_seat(0), Reaped::Held { index: 0, undecoded: true });
+        assert_eq!(t.reap_seat(1), Reaped::Held { index: 1, undecoded: false });
     }
 }

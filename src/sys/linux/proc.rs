@@ -627,11 +627,12 @@ pub(crate) fn close_in_fork_child(fd: OwnedFd) {
     unsafe { rustix::io::close(fd.into_raw_fd()) };
 }
 
-/// Flushes Rust's stdout and stderr and ends the process at once with `code`, without
-/// running `atexit` handlers inherited from the parent.
+/// Flushes Rust's stdout and ends the process at once with `code`, without running
+/// `atexit` handlers inherited from the parent. std's stderr is unbuffered: there is
+/// nothing of it to flush, and a fork child that never wrote to it does not touch (copy)
+/// its lock or run its flush code for nothing.
 pub(crate) fn exit_now(code: i32) -> ! {
     let _ = std::io::stdout().lock().flush();
-    let _ = std::io::stderr().lock().flush();
     // SAFETY: _exit ends the process; nothing runs after it.
     unsafe { libc::_exit(code) }
 }
@@ -644,14 +645,13 @@ pub(crate) fn prepare_stdin_devnull() {
     DEV_NULL.get_or_init(|| std::fs::File::open("/dev/null").expect("/dev/null"));
 }
 
-/// Makes descriptor 0 read from `/dev/null`, as Python does for its children.
+/// Makes descriptor 0 read from `/dev/null`, as Python does for its children. A direct
+/// system call, not libc's `dup2`: in a fork child each 64 KiB window of libc's code run
+/// first is a page fault (see [`close_in_fork_child`]).
 pub(crate) fn stdin_from_devnull() {
     let Some(null) = DEV_NULL.get() else { return };
-    // SAFETY: dup2 onto descriptor 0 replaces stdin atomically; the File keeps its own
-    // descriptor.
-    unsafe {
-        libc::dup2(null.as_raw_fd(), 0);
-    }
+    // dup2 onto descriptor 0 replaces stdin atomically; the File keeps its own descriptor.
+    let _ = rustix::stdio::dup2_stdin(null);
 }
 
 /// Whether the process behind `pidfd` has ended (without reaping it).
