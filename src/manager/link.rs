@@ -411,7 +411,9 @@ impl Watch for ServerWatch<'_> {
     type Gone = ManagerError;
 
     fn left(&self) -> Option<ManagerError> {
-        self.0.closed().then_some(ManagerError::ServerGone { reason: "the manager was shut down".into() })
+        // `then`, not `then_some`: the error (a `String`) is made only when it is the answer;
+        // a wait asks at every look.
+        self.0.closed().then(|| ManagerError::ServerGone { reason: "the manager was shut down".into() })
     }
 
     fn check(&self) -> Result<(), ManagerError> {
