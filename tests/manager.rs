@@ -180,6 +180,26 @@ fn a_panicking_initializer_is_a_typed_start_error() {
     }
 }
 
+fn refused_initializer(_: common::refused::RefusedAfterFirst) {
+    unreachable!("its argument does not decode")
+}
+
+#[test]
+fn handles_after_the_point_where_the_initializer_argument_failed_to_decode_are_released() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+        let arg = common::refused::RefusedAfterFirst(Vec::new(), first.clone(), second.clone());
+        let started = Manager::builder().start_method(method).initializer(refused_initializer, arg).start();
+        assert!(matches!(started, Err(ManagerError::Start(_))), "{method:?}: {:?}", started.err());
+        // The server read the first queue and never reached the second: both handles it was
+        // sent are gone with it, so this one of each queue is the last.
+        let alone = Duration::from_secs(20);
+        assert_eq!(first.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{method:?}");
+        assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{method:?}");
+    }
+}
+
 fn make_block_then_hang((blocks, made): (SharedMemoryBlocks, multiproc::Event)) {
     let shm = blocks.shared_memory(4096).unwrap();
     shm.write_at(0, b"left by a killed process");
@@ -620,6 +640,41 @@ fn what_nothing_refers_to_is_freed() {
     let again: LockProxy = manager.lookup("kept").unwrap();
     again.acquire().unwrap().leave_locked();
     assert!(matches!(manager.lookup::<LockProxy>("missing"), Err(ManagerError::NotPublished(_))));
+}
+
+/// A value holding two proxies, and a type that reads only the second of them back.
+#[derive(Serialize, Deserialize)]
+struct TwoLists {
+    a: ListProxy<u8>,
+    b: ListProxy<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecondList {
+    b: ListProxy<u8>,
+}
+
+#[test]
+fn a_proxy_read_from_a_value_whose_other_proxies_are_skipped_holds_its_own_object() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let settle = |n| eventually(Duration::from_secs(10), || manager.number_of_objects().unwrap() == n);
+    let pairs = manager.dict::<u8, TwoLists>().unwrap();
+    let (a, b) = (manager.list_from([1u8]).unwrap(), manager.list_from([2u8, 2]).unwrap());
+    pairs.insert(1, TwoLists { a, b }).unwrap();
+    manager.publish("pairs", &pairs).unwrap();
+    // Read as a type without `a`: the decoding skips that field, and the proxy it makes
+    // for `b` must hold `b`'s reference, not the first one the reply carried.
+    let seconds: DictProxy<u8, SecondList> = manager.lookup("pairs").unwrap();
+    let b = seconds.get(&1).unwrap().expect("the item is there").b;
+    pairs.clear().unwrap();
+    assert!(settle(2), "the dict and `b`: {}", manager.number_of_objects().unwrap());
+    for _ in 0..20 {
+        assert_eq!(b.len().unwrap(), 2, "`b` lives while its proxy does");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(b);
+    assert!(settle(1), "only the published dict: {}", manager.number_of_objects().unwrap());
 }
 
 // ---- registered types ---------------------------------------------------------------------

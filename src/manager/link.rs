@@ -33,7 +33,7 @@ use super::error::ManagerError;
 use super::protocol::{Item, Kind, ObjectId, Out, Reply, Request, encode_plain};
 #[cfg(feature = "remote")]
 use super::remote::{RemoteConn, RemoteRef};
-use super::state::{Control, ManagerState, ReplyState, TokenState};
+use super::state::{Control, ManagerState, ReplyState, TokenState, Unread, decode_own_taken};
 use crate::codec;
 use crate::shm::{Deadline, Limits, Refused, Ring, Shared, Watch};
 use crate::sys;
@@ -55,6 +55,17 @@ pub(crate) enum Ref {
     Local(Shared<TokenState>),
     #[cfg(feature = "remote")]
     Remote(Arc<RemoteRef>),
+}
+
+impl Ref {
+    /// The object referred to.
+    fn id(&self) -> ObjectId {
+        match self {
+            Ref::Local(token) => token.id(),
+            #[cfg(feature = "remote")]
+            Ref::Remote(held) => held.id(),
+        }
+    }
 }
 
 /// What keeps a started manager's server running in the process that started it: the
@@ -338,7 +349,10 @@ impl<'de> Deserialize<'de> for ProxyCore {
             let (id, kind) = <(ObjectId, Kind)>::deserialize(deserializer)?;
             let taken = VALUE.with(|v| match v.borrow_mut().last_mut() {
                 Some(ValueCtx::Decoding { origin: Some(origin), refs }) => {
-                    refs.pop_front().map(|r| (origin.clone(), r))
+                    // By id, not in order: a decoding may skip a proxy (a struct field the
+                    // type read back does not have), whose reference is then not this one's.
+                    let at = refs.iter().position(|r| r.id() == id)?;
+                    refs.remove(at).map(|r| (origin.clone(), r))
                 }
                 _ => None,
             });
@@ -397,7 +411,9 @@ impl Watch for ServerWatch<'_> {
     type Gone = ManagerError;
 
     fn left(&self) -> Option<ManagerError> {
-        self.0.closed().then_some(ManagerError::ServerGone { reason: "the manager was shut down".into() })
+        // `then`, not `then_some`: the error (a `String`) is made only when it is the answer;
+        // a wait asks at every look.
+        self.0.closed().then(|| ManagerError::ServerGone { reason: "the manager was shut down".into() })
     }
 
     fn check(&self) -> Result<(), ManagerError> {
@@ -507,14 +523,19 @@ impl LocalConn {
         let seq = self.outbox.send(self.conn, request, &watch)?;
         let mut alive = Liveness::new(self.state.call_timeout());
         loop {
-            let got =
-                self.replies.ring.get(alive.deadline(), &watch, |bytes, _| codec::decode_own::<LocalReply>(bytes));
+            // A reply that holds tokens and stops decoding part-way gives back the ones after
+            // that point (F7); a ring that never carried one notes nothing.
+            // (The server marks the ring before it puts such a reply.)
+            let ring = &self.replies.ring;
+            let got = ring.get(alive.deadline(), &watch, |bytes, _| {
+                decode_own_taken::<LocalReply>(bytes, ring.ever_had_handles())
+            });
             let reply = match got {
                 Err(Refused::TimedOut) => {
                     alive.no_news(|| self.outbox.send(self.conn, &Request::Ping, &watch))?;
                     continue;
                 }
-                other => other.map_err(refused)??,
+                other => other.map_err(refused)?.map_err(Unread::give_back)?,
             };
             if alive.heard(reply.seq) || (reply.seq != seq && reply.seq != 0) {
                 // A sign of life, or the answer to a ping of an earlier call.

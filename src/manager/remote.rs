@@ -454,6 +454,11 @@ impl RemoteRef {
     pub(crate) fn conn(&self) -> &Arc<RemoteConn> {
         &self.conn
     }
+
+    /// The object referred to.
+    pub(crate) fn id(&self) -> ObjectId {
+        self.id
+    }
 }
 
 #[cfg(feature = "remote")]

@@ -70,9 +70,14 @@ struct InitializerCall {
 /// Runs the manager's initializer `f(args)` (a panic goes to the caller's `catching`).
 pub(crate) fn initializer_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<InitializerCall>() else { return };
-    match codec::decode::<A>(call.args.bytes()) {
+    // A decoding that stops part-way gives back the handles after that point (F7).
+    let mut read = Vec::new();
+    match codec::noting_reads(&mut read, || codec::decode::<A>(call.args.bytes())) {
         Ok(args) => f(args),
-        Err(e) => call.decoded = Err(format!("the initializer's arguments could not be decoded: {e}")),
+        Err(e) => {
+            crate::shm::give_back_unread(call.args.bytes(), &read);
+            call.decoded = Err(format!("the initializer's arguments could not be decoded: {e}"));
+        }
     }
 }
 
@@ -99,6 +104,8 @@ enum Incoming {
     /// A request refused whole (too large once decoded): its answer.
     Refused(ConnId, u64, Fault),
     Control(Control),
+    /// A control message that did not decode: the handles in it it did not read go back.
+    Undecoded(super::state::Unread),
     Nothing,
 }
 
@@ -243,6 +250,7 @@ impl Server {
                 }
             }
             Ok(Incoming::Control(control)) => self.control(control),
+            Ok(Incoming::Undecoded(unread)) => drop(unread.give_back()),
             Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}
             Err(_) => {}
         }
@@ -432,9 +440,9 @@ fn send_local(state: &Shared<ManagerState>, replies: &ReplyState, store: &mut St
 /// Reads a message of the ring.
 fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
     if tag == CONTROL {
-        return match codec::decode_own::<Control>(bytes) {
+        return match super::state::decode_own_taken::<Control>(bytes, true) {
             Ok(control) => Incoming::Control(control),
-            Err(_) => Incoming::Nothing,
+            Err(unread) => Incoming::Undecoded(unread),
         };
     }
     match decode_request_within(bytes, max_request_memory) {

@@ -208,6 +208,38 @@ pub(crate) enum Control {
     RemoteClosed { conn: u32 },
 }
 
+/// A message of the crate's own whose decoding (inside a ring's take) failed, and, when the
+/// ring ever carried handles, its bytes and the handles the decoding read: the handles after
+/// the point where it stopped are given back once the message is taken (F7, as
+/// `channel::settle_decoded` does for queues).
+pub(crate) struct Unread {
+    error: codec::CodecError,
+    left: Option<(Vec<u8>, Vec<codec::HandleRead>)>,
+}
+
+impl Unread {
+    /// Gives back the handles the decoding did not read (after the take); its error.
+    pub(crate) fn give_back(self) -> codec::CodecError {
+        if let Some((bytes, read)) = self.left {
+            crate::shm::give_back_unread(&bytes, &read);
+        }
+        self.error
+    }
+}
+
+/// Decodes a message written by `codec::encode_own` inside a take from a ring that
+/// `handles` says ever carried handles (only then are the handles read noted: a ring
+/// without them pays nothing).
+#[inline]
+pub(crate) fn decode_own_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Unread> {
+    if !handles {
+        return codec::decode_own::<T>(bytes).map_err(|error| Unread { error, left: None });
+    }
+    let mut read = Vec::new();
+    codec::noting_reads(&mut read, || codec::decode_own::<T>(bytes))
+        .map_err(|error| Unread { error, left: Some((bytes.to_vec(), read)) })
+}
+
 /// Takes and drops every message left in `ring` that `wanted` says may hold handles, so
 /// that the handles are released.
 pub(crate) fn drain<T: DeserializeOwned>(ring: &Ring, wanted: impl Fn(u32) -> bool) {
@@ -217,12 +249,10 @@ pub(crate) fn drain<T: DeserializeOwned>(ring: &Ring, wanted: impl Fn(u32) -> bo
         return;
     }
     while let Ok(message) =
-        ring.get(
-            Deadline::now(),
-            &Patient,
-            |bytes, tag| if wanted(tag) { codec::decode_own::<T>(bytes).ok() } else { None },
-        )
+        ring.get(Deadline::now(), &Patient, |bytes, tag| wanted(tag).then(|| decode_own_taken::<T>(bytes, true)))
     {
-        drop(message);
+        if let Some(Err(unread)) = message {
+            unread.give_back();
+        }
     }
 }
