@@ -28,6 +28,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::crash::crash_point;
 use super::heap::Heap;
 use super::holders::LetGo;
 use super::mutex::RawGuard;
@@ -109,6 +110,7 @@ impl List {
         slot.generation.store(let_go.generation, Ordering::Relaxed);
         slot.gone.store(gone, Ordering::Relaxed);
         slot.object.store(let_go.object, Ordering::Release);
+        crash_point!("holds.slot.written");
         Some(Listed { owner: me.pid, block, index })
     }
 
@@ -117,6 +119,7 @@ impl List {
         if listed.owner != self.owner || listed.owner != sys::me().pid {
             return;
         }
+        crash_point!("holds.slot.clearing");
         block_at(heap, listed.block).slots[listed.index as usize].object.store(0, Ordering::Release);
         self.free.push((listed.block, listed.index));
     }
@@ -127,12 +130,14 @@ impl List {
         let block = block_at(heap, off);
         block.pid.store(me.pid, Ordering::Relaxed);
         block.start.store(me.start, Ordering::Relaxed);
+        crash_point!("holds.block.written");
         let (head, lock) = heap.holds_directory();
         {
             let _g = RawGuard::lock(lock);
             block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
             head.store(off, Ordering::Release);
         }
+        crash_point!("holds.block.linked");
         self.free.extend((0..SLOTS as u32).rev().map(|i| (off, i)));
         Some(())
     }
