@@ -227,6 +227,30 @@ fn join_waits_until_every_item_is_done() {
     }
 }
 
+/// A message can be taken from the moment its record is written, a little before its
+/// producer counts it put (consumers go straight to the record): a consumer that takes it
+/// then and marks it done at once is not refused as one marking done more than was put
+/// (it was refused, the consumer's `unwrap` panicked, and `join` reported the task lost).
+#[test]
+fn a_task_taken_before_its_put_is_counted_can_be_marked_done() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    multiproc::__private::crash_at("hold:ring.put.recorded");
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || q.put(5u32).unwrap())
+    };
+    let reached = eventually(LIMIT, || multiproc::__private::crash_holding() >= 1);
+    let got = q.get_timeout(LIMIT);
+    let done = q.task_done();
+    multiproc::__private::crash_disarm();
+    producer.join().unwrap();
+    assert!(reached, "the put never reached its record");
+    assert_eq!(got, Ok(5));
+    assert_eq!(done, Ok(()));
+    q.join().unwrap();
+}
+
 /// Takes one task and holds it, alive, until told to mark it done.
 fn hold_one_task(args: (JoinableQueue<u32>, Event, Event)) {
     let (q, took, release) = args;
