@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::{eventually, heap_user, leak_check};
 use multiproc::{
-    ChannelError, Consumer, Error, Event, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError,
-    Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RawValue, RecvError, SimpleQueue, StartMethod,
-    TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Value,
+    ChannelError, Consumer, Error, Event, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError,
+    PutTimeoutError, Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RawValue, RecvError, SimpleQueue,
+    StartMethod, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Value,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
