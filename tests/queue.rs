@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::{eventually, heap_user, leak_check};
 use multiproc::{
-    ChannelError, Consumer, Error, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError, PutTimeoutError,
-    Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RawValue, RecvError, SimpleQueue, StartMethod,
-    TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Value,
+    ChannelError, Consumer, Error, Event, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError,
+    PutTimeoutError, Queue, QueueJoinError, QueueJoinTimeoutError, RawArray, RawValue, RecvError, SimpleQueue,
+    StartMethod, TaskDoneError, TooLarge, TryGetError, TryPutError, TryRecvError, Value,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
@@ -224,6 +224,80 @@ fn join_waits_until_every_item_is_done() {
     for c in consumers {
         c.kill().unwrap();
         c.wait();
+    }
+}
+
+/// A message can be taken from the moment its record is written, a little before its
+/// producer counts it put (consumers go straight to the record): a consumer that takes it
+/// then and marks it done at once is not refused as one marking done more than was put
+/// (it was refused, the consumer's `unwrap` panicked, and `join` reported the task lost).
+#[test]
+fn a_task_taken_before_its_put_is_counted_can_be_marked_done() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    multiproc::__private::crash_at("hold:ring.put.recorded");
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || q.put(5u32).unwrap())
+    };
+    let reached = eventually(LIMIT, || multiproc::__private::crash_holding() >= 1);
+    let got = q.get_timeout(LIMIT);
+    let done = q.task_done();
+    multiproc::__private::crash_disarm();
+    producer.join().unwrap();
+    assert!(reached, "the put never reached its record");
+    assert_eq!(got, Ok(5));
+    assert_eq!(done, Ok(()));
+    q.join().unwrap();
+}
+
+/// Takes one task and holds it, alive, until told to mark it done.
+fn hold_one_task(args: (JoinableQueue<u32>, Event, Event)) {
+    let (q, took, release) = args;
+    q.get().unwrap();
+    took.set();
+    assert!(release.wait_timeout(Duration::from_secs(60)), "never released");
+    q.task_done().unwrap();
+}
+
+/// Joins with no descriptor left to open (`/proc` cannot be read): what the join says.
+fn join_without_descriptors(q: JoinableQueue<u32>) -> String {
+    let limit = libc::rlimit { rlim_cur: 0, rlim_max: libc::RLIM_INFINITY };
+    let mut before = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit write or read only the structs passed, alive for the
+    // calls.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut before), 0);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_max: before.rlim_max, ..limit }), 0);
+    }
+    assert!(std::fs::File::open("/proc/self/stat").is_err(), "a descriptor could still be opened");
+    let joined = q.join_timeout(Duration::from_millis(300));
+    // SAFETY: as above.
+    unsafe { assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &before), 0) };
+    format!("{joined:?}")
+}
+
+/// A consumer whose `/proc` entry cannot be read (here: the joiner has no descriptor left;
+/// elsewhere a transient failure) is not known to be dead: `join` keeps waiting for its
+/// task, it does not report it lost (nor the queue disconnected).
+#[test]
+fn a_live_consumer_whose_proc_entry_cannot_be_read_is_not_taken_for_dead() {
+    let _t = heap_user(LIMIT);
+    for method in METHODS {
+        let q = JoinableQueue::new().unwrap();
+        q.put(7).unwrap();
+        let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+        let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert!(took.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder took nothing");
+        let joiner = Process::new(join_without_descriptors, q.clone()).start_method(method).start().unwrap();
+        let said = joiner.join().unwrap();
+        release.set();
+        assert_eq!(holder.join().unwrap(), ());
+        assert_eq!(said, "Err(Timeout { unfinished: 1 })", "{method:?}");
+        q.join().unwrap();
     }
 }
 

@@ -483,6 +483,60 @@ mod handles {
     }
 }
 
+// --- holds: what each process lists for its reaper ---
+
+mod holds {
+    use std::time::Duration;
+
+    use multiproc::__private::crash_at;
+    use multiproc::{Process, Value};
+
+    use crate::common::{self, leak_check};
+
+    const LIMIT: Duration = Duration::from_secs(180);
+    const SIGABRT: i32 = 6;
+    /// More objects than one block of the registry lists (127): the child's list grows.
+    const MADE: u64 = 300;
+    //
+    // A process lists what it holds in blocks of the family heap; its reaper frees what it
+    // alone held. Killed at each step of taking and releasing a hold: nothing a live
+    // process holds is freed, nothing is left once the family reaped it.
+
+    /// Armed at `point`: makes objects of its own (its list grows), reads `kept` (which
+    /// the parent holds too), drops `last` (which it alone holds), then the rest.
+    fn armed((point, kept, last): (String, Value<u64>, Value<u64>)) {
+        crash_at(&point);
+        let made: Vec<Value<u64>> = (0..MADE).map(|i| Value::new(i).unwrap()).collect();
+        assert_eq!(kept.get(), 41);
+        drop(last);
+        drop(kept);
+        drop(made);
+    }
+
+    #[test]
+    fn a_process_killed_at_each_step_of_listing_a_hold_frees_nothing_held_and_leaks_nothing() {
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            for point in ["holds.block.written", "holds.block.linked", "holds.slot.written", "holds.slot.clearing"] {
+                let kept = Value::new(41u64).unwrap();
+                let last = Value::new(42u64).unwrap();
+                let child =
+                    Process::new(armed, (point.to_owned(), kept.clone(), last)).start_method(method).start().unwrap();
+                assert_eq!(child.wait(), -SIGABRT, "{method:?}: the child did not die at {point}");
+                // The survivor's object was not freed: it reads, and what the heap hands out
+                // next is elsewhere.
+                assert_eq!(kept.get(), 41, "{method:?} {point}");
+                let next = Value::new(43u64).unwrap();
+                kept.set(44);
+                assert_eq!((kept.get(), next.get()), (44, 43), "{method:?} {point}");
+                drop((kept, next));
+                eprintln!("{method:?}: after a child killed at {point}");
+                check.assert_no_leak();
+            }
+        }
+    }
+}
+
 // --- process ---
 
 static SHARED_WITH_A_THREAD: Mutex<u32> = Mutex::new(0);

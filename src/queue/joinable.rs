@@ -64,6 +64,13 @@ pub struct JoinableQueue<T> {
     queue: Queue<T>,
 }
 
+/// Items put, as far as this process can tell: a message can be taken (and marked done)
+/// from the moment its record is written, a little before its producer counts it put
+/// (consumers go straight to the record), and what was taken was put.
+fn puts_seen<T>(ch: &Channel<T>) -> u64 {
+    ch.ring().put_count().max(ch.ring().taken())
+}
+
 impl<T> JoinableQueue<T> {
     /// Notes a task taken by this process (see [`JoinableQueue::join`]).
     fn took(&self) {
@@ -280,7 +287,7 @@ impl<T> JoinableQueue<T> {
         let state = ch.state();
         let mut done = state.tasks_done.load(Ordering::Acquire);
         loop {
-            let put = ch.ring().put_count();
+            let put = puts_seen(ch);
             if done >= put {
                 return Err(TaskDoneError);
             }
@@ -307,8 +314,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn unfinished(&self) -> u64 {
-        self.channel()
-            .map_or(0, |ch| ch.ring().put_count().saturating_sub(ch.state().tasks_done.load(Ordering::Acquire)))
+        self.channel().map_or(0, |ch| puts_seen(ch).saturating_sub(ch.state().tasks_done.load(Ordering::Acquire)))
     }
 
     /// Waits until every item put has been marked done.

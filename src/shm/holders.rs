@@ -473,11 +473,19 @@ impl Holders {
         self.note_mine(heap, Some(let_go));
     }
 
-    /// The table at `off` (in the family heap) is about to be written by
-    /// [`Holders::new_held_at`] with this process's entry: it goes into the registry first
-    /// (what `placed` does afterwards for a table that is not listed in the heap).
-    pub(crate) fn will_hold(heap: &Heap, off: u64, let_go: LetGo) {
+    /// A new object's table at `off` (in the family heap) was written by
+    /// [`Holders::new_held_at`] with this process's entry: it goes into the registry, and
+    /// the object into the heap's list of what this process holds (see `holds`: written
+    /// whole first, the object is one its reaper recognises and frees).
+    pub(crate) fn new_object_held(heap: &Heap, off: u64, let_go: LetGo) {
         note_at(heap, off, Some(let_go));
+    }
+
+    /// Before a new object is allocated: room in this process's list for it, so that the
+    /// list grows (and a crash while it grows happens) before any memory is taken whose
+    /// only record would be that list.
+    pub(crate) fn reserve_listing(heap: &Heap) {
+        let _ = held_here().listed.reserve(heap);
     }
 
     /// Forgets the entry of `dead`, a process known to have ended (reaped), in this table of

@@ -10,7 +10,14 @@
 //!
 //! Crash safety: an object's slot is written before the process's entry is made (its
 //! object offset last: the slot counts from then on), and cleared after the entry is
-//! cleared, so a process killed at any point is listed wherever it has an entry. A slot
+//! cleared, so a process killed at any point is listed wherever it has an entry. A new
+//! object is the exception: it is written whole (its header, with its creator's entry)
+//! and then listed, since a slot naming memory whose header is not written yet is one its
+//! reaper cannot recognise (it leaves it, leaked), whereas a written object is found and
+//! freed; and the list grows before the object is allocated, so that nothing is taken
+//! while a block of the list is made. A process killed between an allocation and its
+//! listing (a few stores, no system call) leaks that object, as a process killed between
+//! any allocation and its record does. A slot
 //! left without an entry (killed in between) is harmless: the reaper finds no entry of the
 //! dead process, and an object freed meanwhile is recognised by its header and generation
 //! before anything is written. A block is written whole before it is linked, and unlinked
@@ -28,6 +35,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::crash::crash_point;
 use super::heap::Heap;
 use super::holders::LetGo;
 use super::mutex::RawGuard;
@@ -96,6 +104,19 @@ impl List {
     /// or a function another process cannot call): the hold is then only unlisted.
     pub(super) fn add(&mut self, heap: &Heap, let_go: &LetGo) -> Option<Listed> {
         let gone = sys::function_offset(let_go.gone)?;
+        let me = self.reserve(heap)?;
+        let (block, index) = self.free.pop()?;
+        let slot = &block_at(heap, block).slots[index as usize];
+        slot.generation.store(let_go.generation, Ordering::Relaxed);
+        slot.gone.store(gone, Ordering::Relaxed);
+        slot.object.store(let_go.object, Ordering::Release);
+        crash_point!("holds.slot.written");
+        Some(Listed { owner: me.pid, block, index })
+    }
+
+    /// Makes sure the next [`List::add`] finds a free slot, growing the list now if it
+    /// must (`None`: the heap is full); this process.
+    pub(super) fn reserve(&mut self, heap: &Heap) -> Option<ProcId> {
         let me = sys::me();
         if self.owner != me.pid {
             // A fork child: the blocks are its parent's.
@@ -104,12 +125,7 @@ impl List {
         if self.free.is_empty() {
             self.grow(heap, me)?;
         }
-        let (block, index) = self.free.pop()?;
-        let slot = &block_at(heap, block).slots[index as usize];
-        slot.generation.store(let_go.generation, Ordering::Relaxed);
-        slot.gone.store(gone, Ordering::Relaxed);
-        slot.object.store(let_go.object, Ordering::Release);
-        Some(Listed { owner: me.pid, block, index })
+        Some(me)
     }
 
     /// The object listed at `listed` is held no more (its entry is cleared).
@@ -117,6 +133,7 @@ impl List {
         if listed.owner != self.owner || listed.owner != sys::me().pid {
             return;
         }
+        crash_point!("holds.slot.clearing");
         block_at(heap, listed.block).slots[listed.index as usize].object.store(0, Ordering::Release);
         self.free.push((listed.block, listed.index));
     }
@@ -127,12 +144,14 @@ impl List {
         let block = block_at(heap, off);
         block.pid.store(me.pid, Ordering::Relaxed);
         block.start.store(me.start, Ordering::Relaxed);
+        crash_point!("holds.block.written");
         let (head, lock) = heap.holds_directory();
         {
             let _g = RawGuard::lock(lock);
             block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
             head.store(off, Ordering::Release);
         }
+        crash_point!("holds.block.linked");
         self.free.extend((0..SLOTS as u32).rev().map(|i| (off, i)));
         Some(())
     }

@@ -144,13 +144,12 @@ impl<T: ShmObject> Shared<T> {
         const { assert!(std::mem::align_of::<Obj<T>>() <= 64, "the heap aligns objects to 64 bytes") };
         let heap = Heap::get();
         let len = Self::tail_start() + tail;
+        // The list of what this process holds grows before anything is taken (see `holds`).
+        Holders::reserve_listing(heap);
         let off = if zeroed { heap.alloc_zeroed(len)? } else { heap.alloc_dirty(len)? };
         let generation = heap.next_generation();
         let seal = seal_of::<T>(heap, off, generation, len as u64);
         let obj = heap.ptr(off).cast::<Obj<T>>();
-        // Listed before the creator's entry exists (see `holds`).
-        let table = off + (std::mem::offset_of!(Obj<T>, header) + std::mem::offset_of!(Header, holders)) as u64;
-        Holders::will_hold(heap, table, Self::let_go(off, generation));
         // SAFETY: `off` is a fresh allocation of `len >= size_of::<Obj<T>>()` bytes,
         // 64-byte aligned (enough for any ShmSafe type), owned by us alone until the
         // handle is shared.
@@ -166,6 +165,9 @@ impl<T: ShmObject> Shared<T> {
                 value,
             });
         }
+        // Listed once written whole: a reaper recognises it by its header (see `holds`).
+        let table = off + (std::mem::offset_of!(Obj<T>, header) + std::mem::offset_of!(Header, holders)) as u64;
+        Holders::new_object_held(heap, table, Self::let_go(off, generation));
         Ok(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
     }
 

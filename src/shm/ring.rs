@@ -702,6 +702,9 @@ impl Ring {
         // module docs: segments are not zeroed).
         word(heap, at.seg + at.pos + need).store(0, Ordering::Relaxed);
         word(heap, at.seg + at.pos).store(record(kind, tag, len), Ordering::Release);
+        // Takeable from here on (consumers go straight to the record), counted put only
+        // once published below.
+        crash_point!("ring.put.recorded");
         // A large message's block stays noted as pending until its record is committed,
         // and is forgotten before the position moves past the record: a producer dying in
         // between leaves it noted, and the recovery (which walks from the position) sees the

@@ -114,19 +114,31 @@ fn process_stat(pid: u32) -> Option<Stat> {
 
 /// Whether the process `pid` is running (not gone, not a zombie). With a non-zero `start`,
 /// a different process that reuses the pid counts as gone.
+///
+/// Only what is known counts as gone: the kernel says no such process, or its `/proc`
+/// entry says zombie, dead, or another start time. An entry that cannot be read while the
+/// process exists (no descriptor left, no memory, a format not understood) leaves its
+/// liveness unknown, and unknown is alive: the callers take "dead" as final (a lock taken
+/// over, a task counted lost, a slot reused, an object freed), so a live process read as
+/// dead once is a broken lock or a use after free, whereas one read as alive is looked at
+/// again at the next check.
 pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
     if pid == 0 {
         return false;
     }
     let Some(target) = Pid::from_raw(pid as i32) else { return false };
-    if let Err(Errno::SRCH) = rustix::process::test_kill_process(target) {
-        return false;
+    // Twice: an entry that vanished between the two looks is a process that ended then,
+    // which the second `kill` sees.
+    for _ in 0..2 {
+        if let Err(Errno::SRCH) = rustix::process::test_kill_process(target) {
+            return false;
+        }
+        if let Some(s) = process_stat(pid) {
+            // 'Z' zombie, 'X' dead, 'x' dead (old kernels).
+            return !matches!(s.state, b'Z' | b'X' | b'x') && (start == 0 || s.start == start);
+        }
     }
-    match process_stat(pid) {
-        // 'Z' zombie, 'X' dead, 'x' dead (old kernels).
-        Some(s) => !matches!(s.state, b'Z' | b'X' | b'x') && (start == 0 || s.start == start),
-        None => false,
-    }
+    true
 }
 
 /// The start time of `pid`, if it exists.
