@@ -574,9 +574,12 @@ impl<'de> serde::Deserialize<'de> for Numbered {
     }
 }
 
+/// A receiver's arguments: the pipe's end, `got`, `started`, `in_recv`, `step`.
+type Receiving = (Connection<Numbered>, RawArray<u8>, Value<u32>, RawValue<u32>, RawValue<u64>);
+
 /// Receives messages and marks each one in `got` the moment `recv` returned it, recording
 /// each step in `step`.
-fn record_what_you_receive(args: (Connection<Numbered>, RawArray<u8>, Value<u32>, RawValue<u32>, RawValue<u64>)) {
+fn record_what_you_receive(args: Receiving) {
     let (conn, got, started, in_recv, step) = args;
     let _ = STEP.set(step);
     started.set(started.get() + 1);
