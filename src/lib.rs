@@ -438,6 +438,14 @@ pub mod __private {
         heap_deferred, heap_free, heap_free_warm, heap_release_deferred,
     };
 
+    /// Crash tests of a pipe: how many messages the receivers of `conn`'s end have taken,
+    /// all processes together, as the ring counts them; a take is committed (the message is
+    /// the receiver's, even if it dies before `recv` returns) when this counts it. 0 for a
+    /// closed end or one that only sends.
+    pub fn connection_taken<T>(conn: &crate::Connection<T>) -> u64 {
+        conn.taken().unwrap_or(0)
+    }
+
     /// The async tests: how many waker threads this process runs.
     pub use crate::shm::reactor::waker_threads;
 }

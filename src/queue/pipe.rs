@@ -283,6 +283,13 @@ impl<T> Connection<T> {
         Ok(Open { end, me: end.index() })
     }
 
+    /// Messages taken so far by this end's receivers, all processes together: a take is
+    /// committed when this counts it (`None`: the end is closed or only sends).
+    pub(crate) fn taken(&self) -> Option<u64> {
+        let open = self.open().ok()?;
+        open.rx().ok().map(Ring::taken)
+    }
+
     /// Sends raw bytes, as one message (Python's `send_bytes`); the other end gets them with
     /// [`Connection::recv_bytes`].
     ///
