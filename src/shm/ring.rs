@@ -40,7 +40,10 @@
 //!   gets it. Taking a message is one store (the position's switch), and nothing slow comes
 //!   after it before `get` returns: the block of a large message is only noted in the
 //!   committing position (`retired`) and freed by the next take, so that a consumer killed
-//!   at any moment before `get` returned leaves the message to the next one.
+//!   at any moment before that store leaves the message to the next one. One killed in the
+//!   few instructions after it (the unlock, waking a producer, the return) had the message
+//!   and takes it with it: the promise ends at the commit, which no design can move past
+//!   the return (tests/pipe.rs's kill test tells the two apart by the ring's taken count).
 //! * A consumer frees a segment only after taking (or recovering) the producers' lock, so
 //!   no producer can be reading it; what it was about to free is noted in its position
 //!   first (`retired`), and the next consumer finishes the job.
