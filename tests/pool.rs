@@ -1481,7 +1481,9 @@ fn a_replacement_worker_terminated_while_it_boots_inner() {
     if std::env::var_os(BOOT_INNER).is_none() {
         return;
     }
-    for method in METHODS {
+    // The frozen replacement is ended by `terminate`, or killed and replaced in turn (the
+    // pool then closed once the new one has run a map).
+    for (method, terminate) in METHODS.into_iter().flat_map(|m| [(m, true), (m, false)]) {
         let leaks = common::leak_check(LIMIT);
         {
             let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
@@ -1493,13 +1495,27 @@ fn a_replacement_worker_terminated_while_it_boots_inner() {
                 libc::kill(old[0] as i32, libc::SIGKILL);
             }
             // Its replacement is frozen before it has received its boot's handles.
+            let mut frozen = None;
             assert!(
-                eventually(LIMIT, || pool.pids().iter().any(|p| !old.contains(p) && stopped(*p))),
+                eventually(LIMIT, || {
+                    frozen = pool.pids().into_iter().find(|p| !old.contains(p) && stopped(*p));
+                    frozen.is_some()
+                }),
                 "{method:?}: the replacement stopped while it boots"
             );
-            pool.terminate();
-            pool.join().unwrap();
             multiproc::builder().try_init().unwrap();
+            if terminate {
+                pool.terminate();
+            } else {
+                // SAFETY (test): as above.
+                unsafe {
+                    libc::kill(frozen.unwrap() as i32, libc::SIGKILL);
+                }
+                assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>(), "{method:?}");
+                assert!(!pool.pids().contains(&frozen.unwrap()), "{method:?}: the frozen worker was replaced");
+                pool.close();
+            }
+            pool.join().unwrap();
         }
         leaks.assert_no_leak();
     }
