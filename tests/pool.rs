@@ -1544,3 +1544,82 @@ fn chunksize1_terminate_mid_large_map_fails_it_and_leaves_nothing() {
     }
     leaks.assert_no_leak();
 }
+
+// ---- terminate while a worker boots ----------------------------------------------------
+
+/// Set for the inner test's process (run by the outer one, alone, so that its `child_init`
+/// stops no other test's workers).
+const BOOT_INNER: &str = "MULTIPROC_TEST_POOL_BOOT_INNER";
+
+/// The inner test's `child_init`: every child started from then on stops itself
+/// (`SIGSTOP`) before it decodes its argument. For a pool worker that argument holds the
+/// handles of its inbox, its status block and the results channel, counted in flight.
+fn stop_before_decoding() {
+    // SAFETY (test): stopping this process, which the test then kills.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+    }
+}
+
+#[test]
+fn a_replacement_worker_terminated_while_it_boots_inner() {
+    if std::env::var_os(BOOT_INNER).is_none() {
+        return;
+    }
+    // The frozen replacement is ended by `terminate`, or killed and replaced in turn (the
+    // pool then closed once the new one has run a map).
+    for (method, terminate) in METHODS.into_iter().flat_map(|m| [(m, true), (m, false)]) {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+            assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9], "{method:?}");
+            let old = pool.pids();
+            multiproc::builder().child_init(stop_before_decoding).try_init().unwrap();
+            // SAFETY (test): killing our own pool's worker.
+            unsafe {
+                libc::kill(old[0] as i32, libc::SIGKILL);
+            }
+            // Its replacement is frozen before it has received its boot's handles.
+            let mut frozen = None;
+            assert!(
+                eventually(LIMIT, || {
+                    frozen = pool.pids().into_iter().find(|p| !old.contains(p) && stopped(*p));
+                    frozen.is_some()
+                }),
+                "{method:?}: the replacement stopped while it boots"
+            );
+            multiproc::builder().try_init().unwrap();
+            if terminate {
+                pool.terminate();
+            } else {
+                // SAFETY (test): as above.
+                unsafe {
+                    libc::kill(frozen.unwrap() as i32, libc::SIGKILL);
+                }
+                assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>(), "{method:?}");
+                assert!(!pool.pids().contains(&frozen.unwrap()), "{method:?}: the frozen worker was replaced");
+                pool.close();
+            }
+            pool.join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_replacement_worker_terminated_while_it_boots_leaves_nothing() {
+    // Another process: the inner test's `child_init` applies to every child of its family.
+    let _w = common::watchdog(LIMIT);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["a_replacement_worker_terminated_while_it_boots_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .env(BOOT_INNER, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("INNER-DONE"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

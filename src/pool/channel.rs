@@ -114,6 +114,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         self.shared.ring.is_empty()
     }
 
+    /// Forgets the handles of this channel counted in messages that are gone (see
+    /// [`Shared::forget_lost_messages`]); returns how many. For the pool, once the workers
+    /// whose boot messages held them are dead.
+    pub(crate) fn forget_lost_messages(&self) -> u32 {
+        self.shared.forget_lost_messages()
+    }
+
     /// Wakes whoever waits for a message (something else they wait for happened).
     pub(crate) fn wake_receivers(&self) {
         self.shared.ring.readable().notify_all();

@@ -137,6 +137,17 @@ struct Worker {
     stopping: bool,
 }
 
+impl Worker {
+    /// Once the worker is dead and its inbox drained: forgets the handles of its inbox and
+    /// status block still counted in its boot message, which a worker killed before it
+    /// decoded that message leaves in flight (the message died with it; no other one
+    /// holds them).
+    fn forget_boot(&self) {
+        self.inbox.forget_lost_messages();
+        self.status.forget_lost_messages();
+    }
+}
+
 #[derive(Default)]
 struct Books {
     pending: VecDeque<(u64, Job)>,
@@ -683,6 +694,10 @@ impl Inner {
                         books.pending.push_front((id, sent.into_job(args)));
                     }
                 }
+                // A worker that died before it decoded its boot message (still starting)
+                // took the handles of its inbox and status block in it: counted in flight
+                // for ever, they would keep both allocated after the last drop.
+                worker.forget_boot();
                 // What it was sent and did not answer, it was running.
                 let code = worker.handle.exitcode();
                 log::debug!(
@@ -913,7 +928,13 @@ impl Engine for Inner {
             w.handle.wait();
             // A chunk the worker was taking when it was killed is back in its inbox.
             while w.inbox.try_recv().is_some() {}
+            // A worker `terminate` killed while it was starting (a replacement) may not
+            // have decoded its boot message.
+            w.forget_boot();
         }
+        // The same for the results channel, whose handle every boot message held: no
+        // worker is left to start, and no other message holds one.
+        self.results.forget_lost_messages();
         // Every worker is gone and every inbox empty: the last handles of their chunks'
         // blobs are ours, and a count still in flight was lost with a worker killed after
         // taking its chunk and before settling the blob's handle.
