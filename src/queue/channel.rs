@@ -261,7 +261,9 @@ impl Tasks {
                 self.lost.fetch_add(free.held.load(Ordering::Relaxed), Ordering::Relaxed);
             }
             free.pid.store(me.pid, Ordering::Relaxed);
+            crash_point!("queue.tasks.moved");
             free.start.store(me.start, Ordering::Relaxed);
+            crash_point!("queue.tasks.started");
             free.held.store(0, Ordering::Relaxed);
             Some(free)
         });
