@@ -231,7 +231,13 @@ struct Held {
     pid: AtomicU32,
     _pad: u32,
     start: AtomicU64,
+    /// Tasks taken less tasks marked done by every process that had this slot (a signed
+    /// count); never reset, so that a slot's takeover moves no count.
     held: AtomicU64,
+    /// What `held` was when the present process took the slot over from a dead one: the
+    /// dead processes' part, counted lost for good (the present process holds
+    /// `held - base`).
+    base: AtomicU64,
 }
 
 /// Tasks held per process (`JoinableQueue`), so that `join` can tell the tasks of dead
@@ -241,8 +247,6 @@ struct Held {
 #[derive(Debug, Default)]
 struct Tasks {
     lock: RawMutex,
-    /// Tasks held (a signed count) by dead processes whose slots were reused.
-    lost: AtomicU64,
     slots: [Held; GETTER_SLOTS],
 }
 
@@ -257,12 +261,15 @@ impl Tasks {
                 let pid = h.pid.load(Ordering::Relaxed);
                 pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))
             })?;
-            if free.pid.load(Ordering::Relaxed) != 0 {
-                self.lost.fetch_add(free.held.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-            free.pid.store(me.pid, Ordering::Relaxed);
+            // A process killed at any step here (the table's lock is then taken over) leaves
+            // a slot counted right: the dead's count moves to `base` in one store (again the
+            // same value if a later process redoes it), and until `pid` is written last the
+            // slot names no live process, with nothing held beyond `base`.
+            free.base.store(free.held.load(Ordering::Relaxed), Ordering::Relaxed);
+            crash_point!("queue.tasks.moved");
             free.start.store(me.start, Ordering::Relaxed);
-            free.held.store(0, Ordering::Relaxed);
+            crash_point!("queue.tasks.started");
+            free.pid.store(me.pid, Ordering::Relaxed);
             Some(free)
         });
         // (With every slot taken by a live process, this one's tasks go uncounted.)
@@ -276,12 +283,14 @@ impl Tasks {
     /// tasks of the dead). Reads `/proc`.
     fn lost(&self) -> u64 {
         let _g = RawGuard::lock(&self.lock);
-        let mut lost = self.lost.load(Ordering::Relaxed) as i64;
+        let mut lost = 0i64;
         for h in &self.slots {
             let pid = h.pid.load(Ordering::Relaxed);
-            let held = h.held.load(Ordering::Relaxed) as i64;
-            if pid != 0 && (held < 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))) {
-                lost = lost.wrapping_add(held);
+            let base = h.base.load(Ordering::Relaxed);
+            let own = h.held.load(Ordering::Relaxed).wrapping_sub(base) as i64;
+            lost = lost.wrapping_add(base as i64);
+            if pid != 0 && (own < 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))) {
+                lost = lost.wrapping_add(own);
             }
         }
         lost.max(0) as u64

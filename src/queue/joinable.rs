@@ -16,6 +16,7 @@ use super::error::{
 };
 use super::queue::{Queue, QueueBuilder, deserialize_handle, serialize_handle};
 use crate::error::Error;
+use crate::shm::crash::crash_point;
 use crate::shm::{Deadline, Interrupted, SPIN};
 
 /// The error of a join without a deadline.
@@ -293,6 +294,7 @@ impl<T> JoinableQueue<T> {
             }
             match state.tasks_done.compare_exchange_weak(done, done + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
+                    crash_point!("queue.task_done.counted");
                     ch.did_task();
                     if done + 1 >= put {
                         state.all_done.notify_all();
