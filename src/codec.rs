@@ -190,7 +190,7 @@ pub(crate) fn refuse_encoding<E: serde::ser::Error>(detail: impl fmt::Display) -
     e
 }
 
-type Undo = Box<dyn FnOnce()>;
+type Undo = Box<dyn FnOnce() + Send>;
 
 thread_local! {
     /// Undo actions of the handles encoded into the messages being built on this thread,
@@ -198,7 +198,7 @@ thread_local! {
     static ENCODING: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
     /// What makes the handles received by the decoding in progress final, run last first
     /// once the message is taken (see [`on_taken`]).
-    static TAKEN: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
+    static TAKEN: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
     /// The codec's per-message state (see [`State`]): one thread-local of plain `Cell`s,
     /// without a destructor, so that reaching it is one address computation and no
     /// registration check.
@@ -321,7 +321,7 @@ impl Drop for TakeScope {
 
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
 /// never be sent.
-pub(crate) fn on_abort(undo: impl FnOnce() + 'static) {
+pub(crate) fn on_abort(undo: impl FnOnce() + Send + 'static) {
     if encoding() {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();

@@ -782,3 +782,75 @@ fn handles_after_the_point_where_a_process_argument_or_result_failed_to_decode_a
         assert_eq!(second.get_timeout(alone), Err(multiproc::GetTimeoutError::Disconnected), "{method:?} result");
     }
 }
+
+const ARGS_INNER: &str = "MULTIPROC_TEST_PROCESS_ARGS_INNER";
+
+/// The inner test's `child_init`: every child started from then on stops itself
+/// (`SIGSTOP`) before it decodes its argument.
+fn stop_before_decoding() {
+    // SAFETY (test): stopping this process, which the test then kills.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+    }
+}
+
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
+}
+
+fn put_one(queue: multiproc::Queue<u32>) {
+    queue.put(7).unwrap();
+}
+
+#[test]
+fn a_child_killed_before_it_decodes_its_argument_inner() {
+    if std::env::var_os(ARGS_INNER).is_none() {
+        return;
+    }
+    // The parent drops its queue before the join (`keep` false), or keeps using it after
+    // (the give-back must not take a count it does not own).
+    for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, false), (m, true)]) {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            multiproc::builder().child_init(stop_before_decoding).try_init().unwrap();
+            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped before decoding");
+            // SAFETY (test): killing our own child.
+            unsafe {
+                libc::kill(child.pid() as i32, libc::SIGKILL);
+            }
+            if keep {
+                assert!(child.join().is_err(), "{method:?}");
+                // A sound child can still use it, and the queue is freed at the last drop.
+                Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join().unwrap();
+                assert_eq!(queue.get().unwrap(), 7);
+                drop(queue);
+            } else {
+                drop(queue);
+                assert!(child.join().is_err(), "{method:?}");
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_child_killed_before_it_decodes_its_argument_gives_its_handles_back() {
+    // Another process: the inner test's `child_init` applies to every child of its family.
+    let _w = watchdog(LIMIT);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["a_child_killed_before_it_decodes_its_argument_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ARGS_INNER, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("INNER-DONE"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

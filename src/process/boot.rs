@@ -45,7 +45,16 @@ pub(crate) struct Boot {
     pub(crate) child_init: Option<Packed>,
     /// The level of [`log_to_stderr`](crate::log_to_stderr), if the parent called it.
     pub(crate) log: Option<u8>,
+    /// Whether the parent keeps the undo of the argument's handles until the child says
+    /// it took them ([`DECODED`]): set when the argument holds handles.
+    pub(crate) note_decoded: bool,
 }
+
+/// The child's early note, sent before its [`Outcome`] when the parent asked for it: the
+/// handles of its argument are its own now (or given back by a failed decoding). An empty
+/// frame: an encoded outcome never is. A child that ends without it never took them, and
+/// its parent gives them back.
+pub(crate) const DECODED: [u8; 4] = [0; 4];
 
 /// What a new process expects from its parent beyond the family: its environment and
 /// working directory as they are when it starts. A spawned child gets them from `exec`
@@ -373,7 +382,15 @@ fn execute(boot: Boot, sock: OwnedFd, overflow: Option<OverflowReport>) -> ! {
     if let Some(overflow) = overflow.or_else(|| OverflowReport::new(&name)) {
         sys::report_stack_overflow(sock.as_fd(), overflow.frame, overflow.message, overflow.arming);
     }
-    let mut call = ChildCall { args: boot.args, result_plan: boot.result_plan, outcome: None, encoded: None, name };
+    let mut call = ChildCall {
+        args: boot.args,
+        result_plan: boot.result_plan,
+        outcome: None,
+        encoded: None,
+        name,
+        // A copy of the boot socket for the note (only when asked: one more descriptor).
+        note: if boot.note_decoded { sock.try_clone().ok() } else { None },
+    };
     let set_up = match boot.child_init {
         Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
             Ok(Ok(())) => Ok(()),
@@ -429,6 +446,8 @@ pub(crate) struct ChildCall {
     /// The encoded return value, kept until it has been sent (it may hold handles).
     encoded: Option<Encoded>,
     name: String,
+    /// Where to send [`DECODED`] once the argument is decoded, if the parent asked.
+    note: Option<OwnedFd>,
 }
 
 /// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, encodes
@@ -441,15 +460,25 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
+    let note = call.note.take();
     let outcome = panics::catching(&call.name, || {
+        // The handles received stay pending (a process killed now gives them back in
+        // flight) until the parent has the note that they are ours: it gives back those
+        // of a child that ended without it.
+        let taking = codec::TakeScope::enter();
         // The handles a decoding that stops part-way did not read are given back.
         let mut read = Vec::new();
-        let args: A = match codec::noting_reads(&mut read, || codec::decode(bytes.bytes())) {
+        let decoded = codec::noting_reads(&mut read, || codec::decode(bytes.bytes()));
+        if decoded.is_err() {
+            crate::shm::give_back_unread(bytes.bytes(), &read);
+        }
+        if let Some(sock) = note {
+            let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
+        }
+        drop(taking);
+        let args: A = match decoded {
             Ok(a) => a,
-            Err(e) => {
-                crate::shm::give_back_unread(bytes.bytes(), &read);
-                return Err(Outcome::Failed(format!("its argument could not be decoded: {e}")));
-            }
+            Err(e) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),
         };
         drop(bytes);
         let result = target(args);

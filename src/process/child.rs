@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
+use crate::codec::Encoded;
 use crate::shm::Deadline;
 use crate::sys::{self, Ended};
 
@@ -32,13 +33,26 @@ pub(crate) enum ExitWatch {
     Server(OwnedFd),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// The boot socket, open until the outcome arrived or the child is gone.
     sock: Option<Arc<OwnedFd>>,
     buf: Vec<u8>,
     outcome: Option<Outcome>,
     ended: Option<Ended>,
+    /// The undo of the handles in the child's argument, kept until the child says it
+    /// decoded them ([`super::boot::DECODED`]): a child that ended without that note took
+    /// them with it, and they are given back, exactly this message's counts.
+    args: Option<Encoded>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Not known to be lost (the child may still run): they stay the child's.
+        if let Some(args) = self.args.take() {
+            args.sent();
+        }
+    }
 }
 
 /// One started child process.
@@ -53,7 +67,14 @@ pub(crate) struct ChildState {
 }
 
 impl ChildState {
-    pub(crate) fn new(pid: u32, name: String, daemon: bool, pidfd: OwnedFd, watch: ExitWatch, sock: OwnedFd) -> Self {
+    pub(crate) fn new(
+        pid: u32,
+        name: String,
+        daemon: bool,
+        pidfd: OwnedFd,
+        watch: ExitWatch,
+        (sock, args): (OwnedFd, Option<Encoded>),
+    ) -> Self {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
         }
@@ -63,7 +84,7 @@ impl ChildState {
             daemon,
             pidfd,
             watch,
-            inner: Mutex::new(Inner { sock: Some(Arc::new(sock)), ..Inner::default() }),
+            inner: Mutex::new(Inner { sock: Some(Arc::new(sock)), buf: Vec::new(), outcome: None, ended: None, args }),
         }
     }
 
@@ -83,7 +104,15 @@ impl ChildState {
     /// Reads whatever the child sent so far.
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
-        match read_frame_nonblocking(sock.as_fd(), &mut inner.buf) {
+        let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
+        while matches!(&read, Ok(Some(frame)) if frame.is_empty()) {
+            // The note that the child decoded its argument: its handles are its own.
+            if let Some(args) = inner.args.take() {
+                args.sent();
+            }
+            read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
+        }
+        match read {
             Ok(Some(frame)) => {
                 inner.outcome = Some(
                     crate::codec::decode_own::<Outcome>(&frame)
@@ -119,11 +148,17 @@ impl ChildState {
                 }
             };
             if inner.ended.is_some() {
+                // Everything the child wrote is in the socket now: the note, if it sent one.
+                Self::pump(inner);
                 // What the child held and never let go of (killed, or exited without
                 // dropping): a fork child's copies of this process's handles, and every hold
-                // it listed in the heap.
+                // it listed in the heap (its pending receives of its argument's handles go
+                // back in flight, first).
                 crate::shm::fork_child_ended(self.pid);
                 crate::shm::process_ended(self.pid);
+                // A child that ended without the note never took its argument's handles:
+                // the message is gone, and its counts are given back.
+                drop(inner.args.take());
             }
         }
         inner.ended

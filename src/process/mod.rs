@@ -657,6 +657,7 @@ fn launch(
         surroundings,
         child_init: init::child_init(),
         log: logging::asked(),
+        note_decoded: args.has_handles(),
     };
     let (ours, theirs) = sys::socketpair_stream()?;
     let (pid, pidfd, watch, ours) = match method {
@@ -690,10 +691,11 @@ fn launch(
             }
         }
     };
-    // The argument is with the child now: its handles belong to the child.
-    args.sent();
+    // The argument is with the child now: its handles are the child's once it says it
+    // decoded them. Until then we keep their undo, for a child that ends before.
+    let args = args.has_handles().then_some(args);
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
-    let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, ours));
+    let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args)));
     family::register(child.clone());
     Ok(child)
 }
