@@ -1611,15 +1611,5 @@ fn a_replacement_worker_terminated_while_it_boots_inner() {
 fn a_replacement_worker_terminated_while_it_boots_leaves_nothing() {
     // Another process: the inner test's `child_init` applies to every child of its family.
     let _w = common::watchdog(LIMIT);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["a_replacement_worker_terminated_while_it_boots_inner", "--exact", "--nocapture", "--test-threads=1"])
-        .env(BOOT_INNER, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("INNER-DONE"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_inner_test("a_replacement_worker_terminated_while_it_boots_inner", BOOT_INNER);
 }

@@ -842,15 +842,5 @@ fn a_child_killed_before_it_decodes_its_argument_inner() {
 fn a_child_killed_before_it_decodes_its_argument_gives_its_handles_back() {
     // Another process: the inner test's `child_init` applies to every child of its family.
     let _w = watchdog(LIMIT);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["a_child_killed_before_it_decodes_its_argument_inner", "--exact", "--nocapture", "--test-threads=1"])
-        .env(ARGS_INNER, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("INNER-DONE"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_inner_test("a_child_killed_before_it_decodes_its_argument_inner", ARGS_INNER);
 }

@@ -469,17 +469,7 @@ mod handles {
     #[test]
     fn a_holder_that_cannot_be_recorded_fails_typed_and_nothing_is_freed_early() {
         let _user = heap_user(LIMIT);
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["handles::holders_of_a_full_heap_inner", "--exact", "--nocapture", "--test-threads=1"])
-            .env("MULTIPROC_SOUNDNESS_INNER", "1")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("INNER-DONE"),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::run_inner_test("handles::holders_of_a_full_heap_inner", "MULTIPROC_SOUNDNESS_INNER");
     }
 }
 

@@ -126,3 +126,21 @@ pub fn until_error<R, E>(results: impl Iterator<Item = Result<R, E>>) -> (Vec<R>
     }
     (values, None)
 }
+
+/// Runs the test `name` of this test binary alone in a process of its own, with `env` set
+/// (the inner test does nothing without it), and fails unless it passed and printed
+/// `INNER-DONE`: for a test whose process-wide setting (a `child_init`, a full heap) must
+/// touch no other test's processes.
+pub fn run_inner_test(name: &str, env: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("INNER-DONE"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
