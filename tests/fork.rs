@@ -163,6 +163,21 @@ fn read_churned(_: ()) -> u64 {
     CHURNED.lock().unwrap().as_ref().expect("the static was copied").get()
 }
 
+/// A `child_init`: the child stops itself (`SIGSTOP`) before it decodes its argument.
+fn stop_before_decoding() {
+    // SAFETY (test): stopping this process, which the test then kills.
+    unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+}
+
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
+}
+
+fn put_seven(queue: Queue<u64>) {
+    queue.put(7).unwrap();
+}
+
 fn leaked<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
 }
@@ -347,6 +362,21 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(!unlocked, "a fork child released the array this process holds");
             assert_eq!(seen, 1, "a fork child wrote the array while this process held it");
             assert!(!lock.locked(), "dropping the guard here released both locks");
+        }),
+        ("a_child_killed_before_it_decodes_its_argument_gives_its_handles_back", || {
+            let before = multiproc::__private::heap_in_use();
+            let queue = Queue::<u64>::new().unwrap();
+            multiproc::builder().child_init(stop_before_decoding).try_init().unwrap();
+            let child = Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            while !stopped(child.pid()) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            // SAFETY (test): killing our own child, stopped before it decoded its argument.
+            unsafe { libc::kill(child.pid() as i32, libc::SIGKILL) };
+            drop(queue);
+            assert!(child.join().is_err(), "killed");
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back");
         }),
         ("a_handle_copied_by_fork_keeps_its_object", || {
             let before = multiproc::__private::heap_in_use();
