@@ -1253,14 +1253,19 @@ fn chunksize1_a_worker_killed_about_to_claim_costs_no_item() {
     leaks.assert_no_leak();
 }
 
-fn die_on_7(x: u64) -> u64 {
-    if x == 7 {
+/// A task that kills its worker (`SIGKILL`) when `x == at`, and returns `x` otherwise.
+fn die_on(x: u64, at: u64) -> u64 {
+    if x == at {
         // SAFETY (test): the worker kills itself under this task.
         unsafe {
             libc::kill(std::process::id() as i32, libc::SIGKILL);
         }
     }
     x
+}
+
+fn die_on_7(x: u64) -> u64 {
+    die_on(x, 7)
 }
 
 #[test]
@@ -1499,13 +1504,7 @@ fn chunksize1_a_large_map_in_pieces_comes_back_in_order_and_fails_on_its_item() 
 }
 
 fn die_on_20000(x: u64) -> u64 {
-    if x == 20_000 {
-        // SAFETY (test): the worker kills itself under this task.
-        unsafe {
-            libc::kill(std::process::id() as i32, libc::SIGKILL);
-        }
-    }
-    x
+    die_on(x, 20_000)
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! workers run the first, and decodes each piece while they run the next.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -242,26 +242,27 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         let mut failed = Chunk { values: Vec::new(), failures: Vec::new() };
         self.sort(&mut failed, &results, i, None, &Settled::default());
         let Some((_, e)) = failed.failures.pop() else { return };
-        let mut settled = super::supervisor::lock(&self.settled);
-        if settled.failed_early.is_some() {
-            return;
-        }
-        settled.failed_early = Some(i);
-        drop(settled);
-        self.counters.failed(&e);
-        self.sink.deliver(self.chunk, Err(e));
+        self.deliver_early(super::supervisor::lock(&self.settled), i, e);
     }
 
     /// Delivers the failure of the first item held by a dead worker, with that worker's
     /// error, if the call has not failed already: at once, as the message path delivers a
     /// lost chunk, not once the other workers are done.
     fn fail_held(&self) {
-        let mut settled = super::supervisor::lock(&self.settled);
+        let settled = super::supervisor::lock(&self.settled);
         if settled.failed_early.is_some() || self.finished.load(Ordering::Acquire) {
             return;
         }
         let Some((i, e)) = settled.held.iter().min_by_key(|(i, _)| *i).cloned() else { return };
         if self.sink.cancelled() {
+            return;
+        }
+        self.deliver_early(settled, i, e);
+    }
+
+    /// Delivers `e`, item `i`'s failure, as the call's, unless the call failed already.
+    fn deliver_early(&self, mut settled: MutexGuard<'_, Settled>, i: usize, e: TaskError) {
+        if settled.failed_early.is_some() {
             return;
         }
         settled.failed_early = Some(i);

@@ -379,27 +379,9 @@ impl ClaimTable {
     /// parent, after it read the results; the entries read as unwritten after (when some
     /// result had a block).
     pub(crate) fn release_results(&self) {
-        if self.shared.spilled.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let (items, seats, _) = self.shared.words();
-        let heap = Heap::get();
-        let cells = self.words();
-        for i in 0..items {
-            let entry = cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS);
-            // A block still filling is a worker's (one `terminate` killed, maybe not dead
-            // yet): `reap_all` frees it once every worker is gone.
-            if entry.load(Ordering::Acquire) & DONE == 0 {
-                continue;
-            }
-            let state = entry.swap(0, Ordering::AcqRel);
-            if state & (DONE | SPILLED) == DONE | SPILLED {
-                heap.free(
-                    cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS + 1).load(Ordering::Relaxed),
-                    (state & LEN_MASK) as usize,
-                );
-            }
-        }
+        // A block still filling is a worker's (one `terminate` killed, maybe not dead yet):
+        // `reap_all` frees it once every worker is gone.
+        self.free_result_blocks(false);
     }
 
     /// What the worker in `seat` held when it died (see [`Reaped`]). Called once its death
@@ -445,6 +427,12 @@ impl ClaimTable {
     /// them, and those published after [`ClaimTable::release_results`]. Only once no worker
     /// of the call can be running (after `terminate`, every worker waited for).
     pub(crate) fn reap_all(&self) {
+        self.free_result_blocks(true);
+    }
+
+    /// Frees the result blocks of published entries and, with `filling`, of entries whose
+    /// block was being filled; the entries read as unwritten after.
+    fn free_result_blocks(&self, filling: bool) {
         if self.shared.spilled.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -453,8 +441,11 @@ impl ClaimTable {
         let cells = self.words();
         for i in 0..items {
             let entry = seats * SEAT_WORDS + i * ENTRY_WORDS;
+            if !filling && cells.at(entry).load(Ordering::Acquire) & DONE == 0 {
+                continue;
+            }
             let state = cells.at(entry).swap(0, Ordering::AcqRel);
-            if state & FILLING != 0 || state & (DONE | SPILLED) == DONE | SPILLED {
+            if (filling && state & FILLING != 0) || state & (DONE | SPILLED) == DONE | SPILLED {
                 heap.free(cells.at(entry + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
             }
         }
