@@ -33,8 +33,9 @@ use super::error::ManagerError;
 use super::protocol::{Item, Kind, ObjectId, Out, Reply, Request, encode_plain};
 #[cfg(feature = "remote")]
 use super::remote::{RemoteConn, RemoteRef};
-use super::state::{Control, ManagerState, ReplyState, TokenState, Unread, decode_own_taken};
+use super::state::{Control, ManagerState, ReplyState, TokenState, decode_own_taken};
 use crate::codec;
+use crate::queue::settle_decoded;
 use crate::shm::{Deadline, Limits, Refused, Ring, Shared, Watch};
 use crate::sys;
 
@@ -535,7 +536,7 @@ impl LocalConn {
                     alive.no_news(|| self.outbox.send(self.conn, &Request::Ping, &watch))?;
                     continue;
                 }
-                other => other.map_err(refused)?.map_err(Unread::give_back)?,
+                other => settle_decoded(other.map_err(refused)?)?,
             };
             if alive.heard(reply.seq) || (reply.seq != seq && reply.seq != 0) {
                 // A sign of life, or the answer to a ping of an earlier call.

@@ -105,7 +105,7 @@ enum Incoming {
     Refused(ConnId, u64, Fault),
     Control(Control),
     /// A control message that did not decode: the handles in it it did not read go back.
-    Undecoded(super::state::Unread),
+    Undecoded(crate::queue::Undecoded),
     Nothing,
 }
 
@@ -250,7 +250,7 @@ impl Server {
                 }
             }
             Ok(Incoming::Control(control)) => self.control(control),
-            Ok(Incoming::Undecoded(unread)) => drop(unread.give_back()),
+            Ok(Incoming::Undecoded(undecoded)) => drop(crate::queue::settle_decoded::<()>(Err(undecoded))),
             Ok(Incoming::Nothing) | Err(Refused::TimedOut) => {}
             Err(_) => {}
         }
@@ -442,7 +442,7 @@ fn parse(bytes: &[u8], tag: u32, max_request_memory: u64) -> Incoming {
     if tag == CONTROL {
         return match super::state::decode_own_taken::<Control>(bytes, true) {
             Ok(control) => Incoming::Control(control),
-            Err(unread) => Incoming::Undecoded(unread),
+            Err(undecoded) => Incoming::Undecoded(undecoded),
         };
     }
     match decode_request_within(bytes, max_request_memory) {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::{Kind, ObjectId};
 use crate::codec;
+use crate::queue::{Undecoded, settle_decoded};
 use crate::shm::{Deadline, Embedded, Heap, HeapFull, Limits, Notify, Patient, Ring, Shared, ShmObject, kind};
 use crate::sys::{self, Packed};
 
@@ -208,36 +209,18 @@ pub(crate) enum Control {
     RemoteClosed { conn: u32 },
 }
 
-/// A message of the crate's own whose decoding (inside a ring's take) failed, and, when the
-/// ring ever carried handles, its bytes and the handles the decoding read: the handles after
-/// the point where it stopped are given back once the message is taken (F7, as
-/// `channel::settle_decoded` does for queues).
-pub(crate) struct Unread {
-    error: codec::CodecError,
-    left: Option<(Vec<u8>, Vec<codec::HandleRead>)>,
-}
-
-impl Unread {
-    /// Gives back the handles the decoding did not read (after the take); its error.
-    pub(crate) fn give_back(self) -> codec::CodecError {
-        if let Some((bytes, read)) = self.left {
-            crate::shm::give_back_unread(&bytes, &read);
-        }
-        self.error
-    }
-}
-
 /// Decodes a message written by `codec::encode_own` inside a take from a ring that
 /// `handles` says ever carried handles (only then are the handles read noted: a ring
-/// without them pays nothing).
+/// without them pays nothing); once the message is taken, [`settle_decoded`] gives back
+/// the handles a failed decoding did not read (F7), as for a queue's messages.
 #[inline]
-pub(crate) fn decode_own_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Unread> {
+pub(crate) fn decode_own_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Undecoded> {
     if !handles {
-        return codec::decode_own::<T>(bytes).map_err(|error| Unread { error, left: None });
+        return codec::decode_own::<T>(bytes).map_err(|error| (error, None));
     }
     let mut read = Vec::new();
     codec::noting_reads(&mut read, || codec::decode_own::<T>(bytes))
-        .map_err(|error| Unread { error, left: Some((bytes.to_vec(), read)) })
+        .map_err(|error| (error, Some((bytes.to_vec(), read))))
 }
 
 /// Takes and drops every message left in `ring` that `wanted` says may hold handles, so
@@ -251,8 +234,8 @@ pub(crate) fn drain<T: DeserializeOwned>(ring: &Ring, wanted: impl Fn(u32) -> bo
     while let Ok(message) =
         ring.get(Deadline::now(), &Patient, |bytes, tag| wanted(tag).then(|| decode_own_taken::<T>(bytes, true)))
     {
-        if let Some(Err(unread)) = message {
-            unread.give_back();
+        if let Some(decoded @ Err(_)) = message {
+            let _ = settle_decoded(decoded);
         }
     }
 }

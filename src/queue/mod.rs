@@ -23,6 +23,9 @@ mod simple;
 mod split;
 pub(crate) mod wait;
 
+/// F7 for other messages taken from a ring (the manager's replies and control messages).
+pub(crate) use channel::{Undecoded, settle_decoded};
+
 pub use error::{
     ChannelError, GetError, GetTimeoutError, PutError, PutTimeoutError, QueueJoinError, QueueJoinTimeoutError,
     RecvBytesIntoError, RecvError, RecvTimeoutError, SendBytesError, SendError, TaskDoneError, TooLarge, TryGetError,
