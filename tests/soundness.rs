@@ -479,7 +479,7 @@ mod holds {
     use std::time::Duration;
 
     use multiproc::__private::crash_at;
-    use multiproc::{Process, Value};
+    use multiproc::{Event, Process, StartMethod, Value};
 
     use crate::common::{self, leak_check};
 
@@ -523,6 +523,144 @@ mod holds {
                 eprintln!("{method:?}: after a child killed at {point}");
                 check.assert_no_leak();
             }
+        }
+    }
+
+    //
+    // Whoever reaps a process frees what it alone held: its parent, or (for a process
+    // nobody reaps: never joined, or orphaned) the next reaper of any process; and a
+    // reaper killed half-way through a reap leaves the rest to the next one.
+
+    /// Holds its arguments (`kept`, which the test's process holds too, `last`, which it
+    /// alone holds, and `started`) until killed.
+    fn hold_until_killed((kept, last, started): (Value<u64>, Value<u64>, Event)) {
+        started.set();
+        std::thread::sleep(Duration::from_secs(60));
+        drop((kept, last));
+    }
+
+    /// Starts a holder of `kept` and `last` with `method`, kills it, and reaps it armed
+    /// at `point`.
+    fn reap_armed((point, kept, last, method): (String, Value<u64>, Value<u64>, StartMethod)) {
+        let started = Event::new().unwrap();
+        let holder =
+            Process::new(hold_until_killed, (kept, last, started.clone())).start_method(method).start().unwrap();
+        assert!(started.wait_timeout(Duration::from_secs(30)), "the holder did not start");
+        holder.kill().unwrap();
+        crash_at(&point);
+        holder.wait();
+    }
+
+    #[test]
+    fn a_reaper_killed_at_each_step_of_a_reap_leaves_the_rest_to_the_next_one() {
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            for point in ["holds.reap.claimed", "holds.reap.cleared", "holds.reap.freed", "holds.reap.walked"] {
+                let kept = Value::new(41u64).unwrap();
+                let last = Value::new(42u64).unwrap();
+                let args = (point.to_owned(), kept.clone(), last, method);
+                let reaper = Process::new(reap_armed, args).start_method(method).start().unwrap();
+                assert_eq!(reaper.wait(), -SIGABRT, "{method:?}: the reaper did not die at {point}");
+                // Nothing the test's process holds was freed, nothing was freed twice: it
+                // reads, and what the heap hands out next is elsewhere.
+                assert_eq!(kept.get(), 41, "{method:?} {point}");
+                let next = Value::new(43u64).unwrap();
+                kept.set(44);
+                assert_eq!((kept.get(), next.get()), (44, 43), "{method:?} {point}");
+                drop((kept, next));
+                eprintln!("{method:?}: after a reaper killed at {point}");
+                check.assert_no_leak();
+            }
+        }
+    }
+
+    fn nothing(_: ()) {}
+
+    /// Reaps children (each reap looks for dead processes nobody reaps, now and then) until
+    /// the heap is back to `before` bytes in use; returns whether it came back.
+    fn reaps_until_back(method: StartMethod, before: u64) -> bool {
+        common::eventually(Duration::from_secs(30), || {
+            Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+            multiproc::__private::heap_in_use() <= before
+        })
+    }
+
+    /// Once `go` is set, starts and joins children until `done` is set (or long after).
+    fn reap_children_until((go, done): (Event, Event)) {
+        go.wait().unwrap();
+        for _ in 0..3000 {
+            if done.wait_timeout(Duration::from_millis(10)) {
+                return;
+            }
+            Process::new(nothing, ()).start().unwrap().join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_killed_process_its_parent_never_reaps_is_reaped_by_another_processs_reap() {
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            let (go, done) = (Event::new().unwrap(), Event::new().unwrap());
+            let reaper =
+                Process::new(reap_children_until, (go.clone(), done.clone())).start_method(method).start().unwrap();
+            let before = multiproc::__private::heap_in_use();
+            let kept = Value::new(41u64).unwrap();
+            let last = Value::new(42u64).unwrap();
+            let started = Event::new().unwrap();
+            let holder = Process::new(hold_until_killed, (kept.clone(), last, started.clone()))
+                .daemon(true)
+                .start_method(method)
+                .start()
+                .unwrap();
+            assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
+            drop(started);
+            holder.kill().unwrap();
+            // Its parent (this process) neither joins it nor starts another child while the
+            // test looks: the reaps of another process's children find it.
+            assert!(common::eventually(Duration::from_secs(30), || !common::pid_running(holder.pid())));
+            drop(kept);
+            go.set();
+            let back = common::eventually(Duration::from_secs(30), || multiproc::__private::heap_in_use() <= before);
+            let after = multiproc::__private::heap_in_use();
+            done.set();
+            reaper.join().unwrap();
+            assert!(back, "{method:?}: heap in use {before} bytes before, {after} after");
+            // Its parent's own reap, late, frees nothing twice.
+            assert_eq!(holder.wait(), -9, "{method:?}");
+            drop((go, done));
+            check.assert_no_leak();
+        }
+    }
+
+    /// Starts a holder of `last` of its own (spawned: its parent is this process, whose
+    /// death kills it), waits until it holds it, and dies.
+    fn orphan_a_holder((last, started): (Value<u64>, Event)) {
+        let kept = Value::new(41u64).unwrap();
+        let _holder =
+            Process::new(hold_until_killed, (kept, last, started.clone())).start_method(StartMethod::Spawn).start();
+        started.wait_timeout(Duration::from_secs(30));
+        std::process::abort();
+    }
+
+    #[test]
+    fn a_process_killed_with_its_parent_is_reaped_by_the_next_reaper() {
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            let before = multiproc::__private::heap_in_use();
+            let last = Value::new(42u64).unwrap();
+            let started = Event::new().unwrap();
+            let parent = Process::new(orphan_a_holder, (last, started.clone())).start_method(method).start().unwrap();
+            assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
+            drop(started);
+            assert_eq!(parent.wait(), -SIGABRT, "{method:?}");
+            let back = reaps_until_back(method, before);
+            assert!(
+                back,
+                "{method:?}: heap in use {} bytes before, {} after",
+                before,
+                multiproc::__private::heap_in_use()
+            );
+            check.assert_no_leak();
         }
     }
 }

@@ -185,6 +185,7 @@ pub(crate) fn process_ended(pid: u32) {
             }
         }
     }
+    crash_point!("holds.reap.claimed");
     for (off, owner) in taken {
         for slot in &block_at(heap, off).slots {
             let object = slot.object.load(Ordering::Acquire);
@@ -199,8 +200,11 @@ pub(crate) fn process_ended(pid: u32) {
                 // runs this executable.
                 let gone = unsafe { sys::function_at::<fn(u64, usize)>(gone) };
                 gone(object, 0);
+                crash_point!("holds.reap.freed");
             }
+            crash_point!("holds.reap.cleared");
         }
+        crash_point!("holds.reap.walked");
         heap.free_uncounted(off, std::mem::size_of::<Block>());
     }
 }
