@@ -4,9 +4,10 @@
 //! in the object's holder table, and nobody looks at that table again: the object stayed
 //! until the whole family ended. So every process lists, in blocks of the heap that carry
 //! its pid and start time, the objects in whose table it has an entry; whoever reaps it
-//! (its parent, [`process_ended`]) frees those that no live process holds any more (and
-//! none in flight). An object another live process holds keeps the dead entry, for that
-//! holder to learn of the death (a barrier breaks) and prune it, as before.
+//! ([`process_ended`]: its parent, or another process's reap that looks at every listed
+//! process now and then) frees those that no live process holds any more (and none in
+//! flight). An object another live process holds keeps the dead entry, for that holder to
+//! learn of the death (a barrier breaks) and prune it, as before.
 //!
 //! Crash safety: an object's slot is written before the process's entry is made (its
 //! object offset last: the slot counts from then on), and cleared after the entry is
@@ -20,20 +21,37 @@
 //! any allocation and its record does. A slot
 //! left without an entry (killed in between) is harmless: the reaper finds no entry of the
 //! dead process, and an object freed meanwhile is recognised by its header and generation
-//! before anything is written. A block is written whole before it is linked, and unlinked
-//! before its slots are read; a crash in between leaks the block, never frees anything
-//! twice.
+//! before anything is written. A block is written whole before it is linked.
 //!
-//! Only the process itself writes its slots (its threads in turn, under the registry's
-//! lock in `holders`); the reaper reads them once the process is gone. Sides (a pipe's
-//! ends) are not listed: their tables say whether an end is there, not whether memory is,
-//! and the liveness checks forget dead holders of a side.
+//! The reap: a reaper claims a dead process's blocks under the directory's lock (its pid
+//! and start time written in each, see `Block::claim`), so that two reapers of one
+//! process (its parent, and another process's look at every listed process) never walk
+//! one block together; it deals with each slot and then clears it, and unlinks the block
+//! once every slot is clear, then frees it. A reaper killed at any step leaves its blocks
+//! claimed by a dead process: the next reap (the dead reaper's own, by its parent, or any
+//! look at every listed process) claims them again and finishes. A slot dealt with twice
+//! frees nothing twice: the dead process's entry is gone after the first time, and a
+//! freed object's header is cleared and its table released. Crash points
+//! `holds.reap.claimed`, `.freed` (an object freed, its slot not yet cleared), `.cleared`,
+//! `.walked`.
 //!
-//! Residuals: a process whose parent never reaps it (the parent died first, or never
-//! joins it) keeps its holds until the family ends, as before; a process that cannot get a
-//! block (a full heap) holds unlisted, likewise.
+//! Only the process itself fills its slots (its threads in turn, under the registry's
+//! lock in `holders`); its reaper reads and clears them once the process is gone. Sides
+//! (a pipe's ends) are not listed: their tables say whether an end is there, not whether
+//! memory is, and the liveness checks forget dead holders of a side.
+//!
+//! Residuals: a reaper killed between unlinking a block and freeing it leaks the block
+//! (4 KiB, not counted in use), and one killed while it frees an object (inside its
+//! `destroy`, or between the table's release and the free) leaks that object, as any
+//! process killed while it frees an object does. A process nobody reaps is found by the
+//! next reap of any process of the family that looks at every listed process (at most
+//! every `SWEEP_GAP` per process): a family that reaps nothing more (no start, no join)
+//! keeps a dead process's holds until it ends. A process that cannot get a block (a full
+//! heap) holds unlisted, likewise.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::crash::crash_point;
 use super::heap::Heap;
@@ -61,11 +79,31 @@ struct Slot {
 struct Block {
     /// The next block of the directory (any process's).
     next: AtomicU64,
+    /// The process whose holds these are.
     pid: AtomicU32,
-    _pad: AtomicU32,
+    /// The process reaping it, once it is dead (0: nobody yet); written, with
+    /// `reaper_start`, under the directory's lock, and read only under it.
+    reaper: AtomicU32,
     start: AtomicU64,
-    _pad2: AtomicU64,
+    reaper_start: AtomicU64,
     slots: [Slot; SLOTS],
+}
+
+impl Block {
+    fn owner(&self) -> ProcId {
+        ProcId { pid: self.pid.load(Ordering::Relaxed), start: self.start.load(Ordering::Relaxed) }
+    }
+
+    fn reaper(&self) -> ProcId {
+        ProcId { pid: self.reaper.load(Ordering::Relaxed), start: self.reaper_start.load(Ordering::Relaxed) }
+    }
+
+    /// Under the directory's lock: `me` reaps this block. The start time first: a claim cut
+    /// short names the dead claimer's pid (or none) with another start time, a dead reaper.
+    fn claim(&self, me: ProcId) {
+        self.reaper_start.store(me.start, Ordering::Relaxed);
+        self.reaper.store(me.pid, Ordering::Relaxed);
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Block>() == 4096);
@@ -157,44 +195,100 @@ impl List {
     }
 }
 
+/// How often, at most, a reap in this process also looks for every other dead process's
+/// list (each look reads `/proc` once per listing process).
+const SWEEP_GAP: Duration = Duration::from_millis(100);
+/// When this process last looked for every dead process's list.
+static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
+/// How many times (a millisecond apart) the reap of a process waits for another live
+/// reaper that claimed its list first, before it leaves the list to that reaper.
+const WAIT_LOOKS: u32 = 1000;
+
 /// A process of the family with this pid has ended (its parent reaped it): its entries in
 /// the tables it listed are forgotten, and what nobody else holds any more is freed.
-/// Blocks of a live process with the same pid (reused) are left alone.
+/// Blocks of a live process with the same pid (reused) are left alone. The reap also
+/// finishes the reaps the ended process had begun (it was killed as it reaped), and, at
+/// most every [`SWEEP_GAP`] per process, reaps every other dead process's list (one its
+/// parent never reaps: never joined, or ended first).
+///
+/// Returns once the ended process's lists are reaped: when another live process claimed
+/// them first, it waits for that reap to end (the caller gives back the counts the
+/// child's argument left in flight only after the child's pending receives went back in
+/// flight), for at most [`WAIT_LOOKS`] milliseconds.
 pub(crate) fn process_ended(pid: u32) {
     let Some(heap) = Heap::try_get() else { return };
+    let mut sweep = sweep_due();
+    for _ in 0..WAIT_LOOKS {
+        if !reap(heap, pid, std::mem::take(&mut sweep)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether a reap of this process should look at every listed process now.
+fn sweep_due() -> bool {
+    let mut last = LAST_SWEEP.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    let due = last.is_none_or(|at| now.duration_since(at) >= SWEEP_GAP);
+    if due {
+        *last = Some(now);
+    }
+    due
+}
+
+/// Claims, then reaps, the blocks of dead processes that are `ended`'s (its own, and those
+/// it had claimed as it reaped others), or with `sweep` any dead process's. Returns
+/// whether some block of `ended` is being reaped by another live reaper.
+///
+/// A block is claimed under the directory's lock, by writing the reaper's id in it, and
+/// only when nobody has claimed it or its reaper is dead: one reaper at a time walks it.
+/// The walk clears each slot after its object is dealt with, and the block leaves the
+/// directory once every slot is clear; a reaper killed at any point leaves a claimed block
+/// that the next reap (of the dead reaper, or any sweep) finishes. Dealing with a slot
+/// twice frees nothing twice: the dead process's entry is gone after the first time, and
+/// an object freed is recognised by its header (cleared) and its table (released).
+fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
     let (head, lock) = heap.holds_directory();
     if head.load(Ordering::Acquire) == 0 {
-        return;
+        return false;
     }
-    let mut taken = Vec::new();
+    let me = sys::me();
+    let mut claimed = Vec::new();
+    let mut busy = false;
     {
         let _g = RawGuard::lock(lock);
-        let mut link = head;
-        loop {
-            let off = link.load(Ordering::Relaxed);
-            if off == 0 {
-                break;
-            }
+        let mut off = head.load(Ordering::Relaxed);
+        while off != 0 {
             let block = block_at(heap, off);
-            let owner = ProcId { pid: block.pid.load(Ordering::Relaxed), start: block.start.load(Ordering::Relaxed) };
-            if owner.pid == pid && !sys::process_alive(owner.pid, owner.start) {
-                link.store(block.next.load(Ordering::Relaxed), Ordering::Relaxed);
-                taken.push((off, owner));
-            } else {
-                link = &block.next;
+            let owner = block.owner();
+            let reaper = block.reaper();
+            let wanted = owner.pid == ended || (reaper.pid != 0 && reaper.pid == ended) || (sweep && owner != me);
+            // A claimed block's owner is dead: only its reaper's life is in question.
+            if wanted && (reaper.pid != 0 || !sys::process_alive(owner.pid, owner.start)) {
+                if reaper.pid == 0 || (reaper != me && !sys::process_alive(reaper.pid, reaper.start)) {
+                    block.claim(me);
+                    claimed.push((off, owner));
+                } else if owner.pid == ended {
+                    busy = true;
+                }
             }
+            off = block.next.load(Ordering::Relaxed);
         }
     }
+    if claimed.is_empty() {
+        return busy;
+    }
     crash_point!("holds.reap.claimed");
-    for (off, owner) in taken {
+    for &(off, owner) in &claimed {
         for slot in &block_at(heap, off).slots {
             let object = slot.object.load(Ordering::Acquire);
-            let gone = slot.gone.load(Ordering::Relaxed);
-            if object == 0 || gone == 0 {
+            if object == 0 {
                 continue;
             }
+            let gone = slot.gone.load(Ordering::Relaxed);
             let generation = slot.generation.load(Ordering::Relaxed);
-            if super::object::let_go_of_dead(heap, object, generation, owner) {
+            if gone != 0 && super::object::let_go_of_dead(heap, object, generation, owner) {
                 // SAFETY: `gone` was written by `List::add` from `sys::function_offset` of
                 // a `LetGo::gone` (a `fn(u64, usize)`) in a process of this family, which
                 // runs this executable.
@@ -202,9 +296,27 @@ pub(crate) fn process_ended(pid: u32) {
                 gone(object, 0);
                 crash_point!("holds.reap.freed");
             }
+            slot.object.store(0, Ordering::Release);
             crash_point!("holds.reap.cleared");
         }
         crash_point!("holds.reap.walked");
+        // Every slot is clear: the block leaves the directory, then the heap (a reaper
+        // killed in between leaks the block, never frees it twice).
+        {
+            let _g = RawGuard::lock(lock);
+            let mut link = head;
+            loop {
+                match link.load(Ordering::Relaxed) {
+                    0 => break,
+                    at if at == off => {
+                        link.store(block_at(heap, off).next.load(Ordering::Relaxed), Ordering::Relaxed);
+                        break;
+                    }
+                    at => link = &block_at(heap, at).next,
+                }
+            }
+        }
         heap.free_uncounted(off, std::mem::size_of::<Block>());
     }
+    busy
 }
