@@ -50,8 +50,7 @@
 //! heap) holds unlisted, likewise.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::crash::crash_point;
 use super::heap::Heap;
@@ -198,8 +197,9 @@ impl List {
 /// How often, at most, a reap in this process also looks for every other dead process's
 /// list (each look reads `/proc` once per listing process).
 const SWEEP_GAP: Duration = Duration::from_millis(100);
-/// When this process last looked for every dead process's list.
-static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
+/// When this process last looked for every dead process's list (`sys::monotonic_ns`; an
+/// atomic, not a lock: a fork child never finds it held).
+static LAST_SWEEP: AtomicU64 = AtomicU64::new(0);
 /// How many times (a millisecond apart) the reap of a process waits for another live
 /// reaper that claimed its list first, before it leaves the list to that reaper.
 const WAIT_LOOKS: u32 = 1000;
@@ -228,13 +228,11 @@ pub(crate) fn process_ended(pid: u32) {
 
 /// Whether a reap of this process should look at every listed process now.
 fn sweep_due() -> bool {
-    let mut last = LAST_SWEEP.lock().unwrap_or_else(PoisonError::into_inner);
-    let now = Instant::now();
-    let due = last.is_none_or(|at| now.duration_since(at) >= SWEEP_GAP);
-    if due {
-        *last = Some(now);
-    }
-    due
+    let now = sys::monotonic_ns();
+    let last = LAST_SWEEP.load(Ordering::Relaxed);
+    // One thread of the process sweeps when several reap at once.
+    (last == 0 || now.saturating_sub(last) >= SWEEP_GAP.as_nanos() as u64)
+        && LAST_SWEEP.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok()
 }
 
 /// Claims, then reaps, the blocks of dead processes that are `ended`'s (its own, and those
