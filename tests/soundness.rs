@@ -632,6 +632,45 @@ mod holds {
         }
     }
 
+    /// Once `go` is set, stops at `point` in the reap of a child of its own (its first, so
+    /// it looks at every listed process).
+    fn reap_one_armed((point, go): (String, Event)) {
+        go.wait().unwrap();
+        crash_at(&point);
+        Process::new(nothing, ()).start().unwrap().join().unwrap();
+    }
+
+    #[test]
+    fn a_process_frozen_then_killed_as_it_reaps_another_processs_child_leaves_it_to_the_next_reaper() {
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            let go = Event::new().unwrap();
+            let args = ("stop:holds.reap.claimed".to_owned(), go.clone());
+            let sweeper = Process::new(reap_one_armed, args).start_method(method).start().unwrap();
+            let kept = Value::new(41u64).unwrap();
+            let last = Value::new(42u64).unwrap();
+            let started = Event::new().unwrap();
+            let holder = Process::new(hold_until_killed, (kept.clone(), last, started.clone()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
+            holder.kill().unwrap();
+            assert!(common::eventually(Duration::from_secs(30), || !common::pid_running(holder.pid())));
+            go.set();
+            // The sweeper claimed the holder's list and stops there: the holder's own reap
+            // waits for it a while, then leaves the list to it.
+            assert!(common::eventually(Duration::from_secs(30), || common::pid_stopped(sweeper.pid())), "{method:?}");
+            assert_eq!(holder.wait(), -9, "{method:?}");
+            assert_eq!(kept.get(), 41, "{method:?}");
+            // Killed with the claim: its reap (by this process) finishes what it claimed.
+            sweeper.kill().unwrap();
+            assert_eq!(sweeper.wait(), -9, "{method:?}");
+            drop((kept, started, go));
+            check.assert_no_leak();
+        }
+    }
+
     /// Starts a holder of `last` of its own (spawned: its parent is this process, whose
     /// death kills it), waits until it holds it, and dies.
     fn orphan_a_holder((last, started): (Value<u64>, Event)) {

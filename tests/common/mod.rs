@@ -64,6 +64,12 @@ pub fn pid_running(pid: u32) -> bool {
     }
 }
 
+/// Whether the process with this pid is stopped (`SIGSTOP`, a `stop:` crash point).
+pub fn pid_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
+}
+
 /// Whether `/proc/<pid>` exists at all (a zombie counts).
 pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
