@@ -108,9 +108,10 @@ impl Block {
 const _: () = assert!(std::mem::size_of::<Block>() == 4096);
 
 fn block_at(heap: &Heap, off: u64) -> &Block {
-    // SAFETY: blocks are allocated by `List::add` with the size of a Block and freed only
-    // by `process_ended` after it unlinked them (once their process is gone, so nobody
-    // writes them any more); a Block is atomics only, valid for any bytes.
+    // SAFETY: blocks are allocated by `List::grow` with the size of a Block and freed only
+    // by the reaper that claimed them (`reap`: one live reaper per block, the only one to
+    // walk it outside the directory's lock), after it unlinked them under that lock, once
+    // their process is gone; a Block is atomics only, valid for any bytes.
     unsafe { &*heap.ptr(off).cast::<Block>() }
 }
 
