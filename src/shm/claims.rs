@@ -382,7 +382,8 @@ impl ClaimTable {
     /// (marked lost), and with `unmarked`, those of items claimed and never marked (a worker
     /// killed between its claim and its mark: [`Reaped::Unsure`] resolved). Only once no
     /// live worker of the call can be decoding them (`unmarked`: once no worker is in the
-    /// call at all). Each item so given back is marked taken.
+    /// call at all). Each item so given back is marked taken. Before [`ClaimTable::take_rest`]
+    /// (whose items are below the claim counter after it).
     pub(crate) fn untaken(&self, unmarked: bool, drop: impl Fn(&[u8])) {
         if !self.inputs_hold_handles() {
             return;
@@ -466,7 +467,7 @@ impl ClaimTable {
     }
 
     /// Frees the result blocks of published entries and, with `filling`, of entries whose
-    /// block was being filled; the entries read as unwritten after.
+    /// block was being filled; the entries read as unwritten (and taken) after.
     fn free_result_blocks(&self, filling: bool) {
         if self.shared.spilled.load(Ordering::Acquire) == 0 {
             return;
@@ -479,7 +480,8 @@ impl ClaimTable {
             if !filling && cells.at(entry).load(Ordering::Acquire) & DONE == 0 {
                 continue;
             }
-            let state = cells.at(entry).swap(0, Ordering::AcqRel);
+            // Unwritten from now on, and taken: `untaken` never gives its item back.
+            let state = cells.at(entry).swap(TAKEN, Ordering::AcqRel);
             let off = cells.at(entry + 1).load(Ordering::Acquire);
             // A filling entry's offset is 0 until its allocation recorded the block.
             if (filling && state & FILLING != 0 && off != 0) || state & (DONE | SPILLED) == DONE | SPILLED {
@@ -616,7 +618,8 @@ mod tests {
         assert_eq!(t.reap_seat(1), Reaped::Held(1));
         assert_eq!(t.claim(0), Some(2));
         t.taken(2);
-        t.put(2, Written::Value, &[2], false).unwrap();
+        // A result with a block of its own: `release_results` frees it and clears the entry.
+        t.put(2, Written::Value, &[2; 100], false).unwrap();
         assert_eq!(t.claim(1), Some(3));
         t.entry_word(3, 0).store(0, Ordering::Relaxed);
         // While workers may still run, only what a reaped seat held.
@@ -624,6 +627,11 @@ mod tests {
         assert_eq!(*given.borrow(), [0]);
         // Once none is in the call, the unmarked claim too; and never one twice.
         t.untaken(true, give);
+        t.untaken(true, give);
+        assert_eq!(*given.borrow(), [0, 3]);
+        // A released result's entry reads unwritten, and still taken.
+        t.release_results();
+        assert_eq!(t.result(2), None);
         t.untaken(true, give);
         assert_eq!(*given.borrow(), [0, 3]);
     }
