@@ -1466,6 +1466,32 @@ fn chunksize1_the_handles_of_items_lost_workers_never_decoded_are_given_back() {
     }
 }
 
+#[test]
+fn chunksize1_terminate_gives_back_the_handles_of_items_its_killed_workers_never_took() {
+    // Both workers frozen holding an item they have not decoded, then killed by `terminate`
+    // (not reaped seat by seat): `join`, once every worker is waited for, gives the items'
+    // handles back.
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(arm_every, "stop:pool.claims.claimed".to_string())
+            .build()
+            .unwrap();
+        let pids = pool.pids();
+        let count = Value::new(0u64).unwrap();
+        let items: Vec<(u64, Value<u64>)> = (0..20).map(|x| (x, count.clone())).collect();
+        let pending = pool.map_async_with(add_one, items, MapOptions::new().chunksize(1)).unwrap();
+        assert!(eventually(LIMIT, || pids.iter().all(|&p| stopped(p))), "both workers stopped");
+        pool.terminate();
+        assert!(matches!(pending.get(), Err(TaskError::Terminated)));
+        pool.join().unwrap();
+        assert_eq!(count.get(), 0);
+        assert!(still_there(&[&count], 0));
+    }
+    leaks.assert_no_leak();
+}
+
 /// A part of an item that kills its worker (`SIGKILL`) while the item is decoded, when
 /// `armed`, in any process but `parent` (the pool decodes the items it drops too): the
 /// handles before it in the item are read, those after it are not.

@@ -115,7 +115,7 @@ fn submit_piece<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 's
     sink: Arc<dyn Sink<R>>,
 ) -> Result<ClaimTable, PoolError> {
     let (bytes, ends, handles) = encode_items(items)?;
-    let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles) {
+    let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles, drop_item::<A>) {
         Ok(table) => table,
         Err(e) => {
             discard(&bytes, &ends, 0..items.len(), drop_item::<A>);
@@ -268,13 +268,6 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         self.sink.deliver(self.chunk, Err(e));
     }
 
-    /// Gives back the handles of the items dead workers held and never took; with
-    /// `unmarked` (no worker is in the call, none may be killed and not yet dead), also of
-    /// the items claimed by a worker that died before marking its claim.
-    fn give_back_untaken(&self, unmarked: bool) {
-        self.table.untaken(unmarked, self.drop_item);
-    }
-
     /// Every seat answered: no live worker is in the call.
     fn finish(&self) {
         if self.finished.swap(true, Ordering::AcqRel) {
@@ -293,7 +286,8 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             self.wrap_up(&settled);
             return;
         }
-        self.give_back_untaken(true);
+        // No worker is in the call: every item claimed and not taken is given back.
+        self.table.untaken(true);
         let rest = self.table.take_rest();
         let unclaimed = rest.len();
         for i in rest {
@@ -378,8 +372,9 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
     /// (a value done, a failure failed, except `failed_early` which was counted when
     /// delivered, anything else cancelled).
     fn wrap_up(&self, settled: &Settled) {
-        // After `terminate` its killed workers may still run: only what the reaped ones held.
-        self.give_back_untaken(!settled.terminated);
+        // After `terminate` its killed workers may still run: only what the reaped ones held
+        // (`join` gives back the rest once they are waited for).
+        self.table.untaken(!settled.terminated);
         let failed_early = settled.failed_early;
         for i in self.table.take_rest() {
             (self.drop_item)(self.table.input(i));

@@ -153,6 +153,10 @@ pub(crate) enum Reaped {
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct ClaimTable {
     shared: Shared<ClaimState>,
+    /// Decodes and drops one encoded item: the parent's, which gives back the handles of
+    /// the items no worker took (`None` in a worker, which never does).
+    #[serde(skip)]
+    drop_item: Option<fn(&[u8])>,
 }
 
 impl std::fmt::Debug for ClaimTable {
@@ -165,7 +169,14 @@ impl ClaimTable {
     /// A table for the items encoded in `input`, item `i` in `input[ends[i - 1]..ends[i]]`
     /// (from 0 for the first), claimed by up to `seats` workers (a worker's seat is its
     /// index in the pool).
-    pub(crate) fn new(input: &[u8], ends: &[u64], seats: usize, handles: bool) -> Result<Self, HeapFull> {
+    /// `drop_item` decodes and drops one encoded item (see [`ClaimTable::untaken`]).
+    pub(crate) fn new(
+        input: &[u8],
+        ends: &[u64],
+        seats: usize,
+        handles: bool,
+        drop_item: fn(&[u8]),
+    ) -> Result<Self, HeapFull> {
         let items = ends.len();
         let state = ClaimState {
             items: AtomicU64::new(items as u64),
@@ -183,7 +194,7 @@ impl ClaimTable {
         // byte of the tail is written below.
         let shared = Shared::with_dirty_tail(state, words * 8 + input.len())?;
         shared.populate_tail();
-        let table = Self { shared };
+        let table = Self { shared, drop_item: Some(drop_item) };
         let cells = table.shared.tail::<u64>(words);
         let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
         // SAFETY: the table was just created; no other process has its handle yet.
@@ -275,11 +286,19 @@ impl ClaimTable {
         self.stopped() || self.claimed() >= self.items()
     }
 
-    /// Takes every index nobody claimed yet: no worker will claim them.
+    /// Takes every index nobody claimed yet: no worker will claim them. Their entries are
+    /// marked taken (the caller drops their items): [`ClaimTable::untaken`] never gives
+    /// them back again.
     pub(crate) fn take_rest(&self) -> Range<usize> {
-        let items = self.items();
-        let first = self.shared.next.swap(items as u64, Ordering::AcqRel) as usize;
-        first.min(items)..items
+        let (items, seats, _) = self.shared.words();
+        let first = (self.shared.next.swap(items as u64, Ordering::AcqRel) as usize).min(items);
+        if self.inputs_hold_handles() {
+            let cells = self.words();
+            for i in first..items {
+                cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS).fetch_or(TAKEN, Ordering::AcqRel);
+            }
+        }
+        first..items
     }
 
     /// Writes the result of index `i`, claimed by this process; `handles`: its bytes hold
@@ -377,23 +396,21 @@ impl ClaimTable {
         entry.store(entry.load(Ordering::Relaxed) | TAKEN, Ordering::Release);
     }
 
-    /// Gives back, with `drop` (which decodes and drops an encoded item), the handles of
-    /// the claimed items that no worker took, once: those of items held by reaped workers
-    /// (marked lost), and with `unmarked`, those of items claimed and never marked (a worker
-    /// killed between its claim and its mark: [`Reaped::Unsure`] resolved). Only once no
-    /// live worker of the call can be decoding them (`unmarked`: once no worker is in the
-    /// call at all). Each item so given back is marked taken. Before [`ClaimTable::take_rest`]
-    /// (whose items are below the claim counter after it).
-    pub(crate) fn untaken(&self, unmarked: bool, drop: impl Fn(&[u8])) {
-        if !self.inputs_hold_handles() {
-            return;
-        }
+    /// Gives back (decodes and drops, in the process that made the table) the handles of
+    /// the claimed items that no worker took and no result was written for, once: those of
+    /// items held by reaped workers (marked lost), and with `all_gone` (no worker of the
+    /// call can still run: every seat answered, or every worker waited for), every other
+    /// one too (claimed and never marked: [`Reaped::Unsure`] resolved; held by a worker
+    /// `terminate` killed before it took the handles). Each item so given back is marked
+    /// taken.
+    pub(crate) fn untaken(&self, all_gone: bool) {
+        let Some(drop) = self.drop_item.filter(|_| self.inputs_hold_handles()) else { return };
         let (_, seats, _) = self.shared.words();
         let cells = self.words();
         for i in 0..self.claimed() {
             let entry = cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS);
             let state = entry.load(Ordering::Acquire);
-            let ours = state & TAKEN == 0 && (state & LOST != 0 || (unmarked && state & (DONE | HELD) == 0));
+            let ours = state & (TAKEN | DONE) == 0 && (state & LOST != 0 || all_gone);
             if ours && entry.compare_exchange(state, state | TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 drop(self.input(i));
             }
@@ -542,7 +559,7 @@ mod tests {
     fn table(items: usize, seats: usize) -> ClaimTable {
         let input: Vec<u8> = (0..items as u8).collect();
         let ends: Vec<u64> = (1..=items as u64).collect();
-        ClaimTable::new(&input, &ends, seats, false).unwrap()
+        ClaimTable::new(&input, &ends, seats, false, |_| {}).unwrap()
     }
 
     impl ClaimTable {
@@ -606,11 +623,17 @@ mod tests {
     #[test]
     fn the_items_no_worker_took_are_given_back_once() {
         let _serial = crate::shm::heap_test_lock();
-        let t = ClaimTable::new(&[0, 1, 2, 3, 4], &[1, 2, 3, 4, 5], 2, true).unwrap();
-        let given = std::cell::RefCell::new(Vec::new());
-        let give = |bytes: &[u8]| given.borrow_mut().push(bytes[0]);
+        thread_local! {
+            static GIVEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let given = || GIVEN.with(|g| g.borrow().clone());
+        let t = ClaimTable::new(&[0, 1, 2, 3, 4, 5], &[1, 2, 3, 4, 5, 6], 2, true, |bytes| {
+            GIVEN.with(|g| g.borrow_mut().push(bytes[0]))
+        })
+        .unwrap();
         // 0: held by a dead seat before it took the handles; 1: taken, then the seat died;
-        // 2: taken and written; 3: claimed, never marked (its claimer died); 4: unclaimed.
+        // 2: taken and written; 3: claimed, never marked (its claimer died); 4: held by a
+        // seat not reaped (killed by `terminate`) before it took the handles; 5: unclaimed.
         assert_eq!(t.claim(0), Some(0));
         assert_eq!(t.claim(1), Some(1));
         t.taken(1);
@@ -622,17 +645,20 @@ mod tests {
         t.put(2, Written::Value, &[2; 100], false).unwrap();
         assert_eq!(t.claim(1), Some(3));
         t.entry_word(3, 0).store(0, Ordering::Relaxed);
+        assert_eq!(t.claim(0), Some(4));
         // While workers may still run, only what a reaped seat held.
-        t.untaken(false, give);
-        assert_eq!(*given.borrow(), [0]);
-        // Once none is in the call, the unmarked claim too; and never one twice.
-        t.untaken(true, give);
-        t.untaken(true, give);
-        assert_eq!(*given.borrow(), [0, 3]);
+        t.untaken(false);
+        assert_eq!(given(), [0]);
+        // The rest, taken back, is the caller's to drop.
+        assert_eq!(t.take_rest(), 5..6);
+        // Once none can run, the unmarked claim and the unreaped hold too; never one twice.
+        t.untaken(true);
+        t.untaken(true);
+        assert_eq!(given(), [0, 3, 4]);
         // A released result's entry reads unwritten, and still taken.
         t.release_results();
         assert_eq!(t.result(2), None);
-        t.untaken(true, give);
-        assert_eq!(*given.borrow(), [0, 3]);
+        t.untaken(true);
+        assert_eq!(given(), [0, 3, 4]);
     }
 }
