@@ -1437,6 +1437,40 @@ fn add_one((x, count): (u64, Value<u64>)) -> u64 {
 
 #[test]
 fn chunksize1_the_handles_of_items_lost_workers_never_decoded_are_given_back() {
+    // Frozen before decoding its item (its handle still counted in flight in the table), or
+    // right after (received, pending until the worker marks the item taken): either way the
+    // pool gives the item's handle back.
+    for point in ["pool.claims.claimed", "pool.claims.decoded"] {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let pool = Pool::builder().processes(2).initializer(arm_every, format!("stop:{point}")).build().unwrap();
+            let pids = pool.pids();
+            let count = Value::new(0u64).unwrap();
+            let items: Vec<(u64, Value<u64>)> = (0..20).map(|x| (x, count.clone())).collect();
+            let pending = pool.map_async_with(add_one, items, MapOptions::new().chunksize(1)).unwrap();
+            // Each worker holds an item, frozen before running it.
+            assert!(eventually(LIMIT, || pids.iter().all(|&p| stopped(p))), "{point}: both workers stopped");
+            for pid in &pids {
+                // SAFETY (test): killing our own pool's workers.
+                unsafe {
+                    libc::kill(*pid as i32, libc::SIGKILL);
+                }
+            }
+            assert!(matches!(pending.get(), Err(TaskError::WorkerLost { signal: Some(9), .. })), "{point}");
+            assert_eq!(count.get(), 0, "{point}");
+            assert!(still_there(&[&count], 0), "{point}");
+            pool.close();
+            pool.join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
+
+#[test]
+fn chunksize1_terminate_gives_back_the_handles_of_items_its_killed_workers_never_took() {
+    // Both workers frozen holding an item they have not decoded, then killed by `terminate`
+    // (not reaped seat by seat): `join`, once every worker is waited for, gives the items'
+    // handles back.
     let leaks = common::leak_check(LIMIT);
     {
         let pool = Pool::builder()
@@ -1448,21 +1482,179 @@ fn chunksize1_the_handles_of_items_lost_workers_never_decoded_are_given_back() {
         let count = Value::new(0u64).unwrap();
         let items: Vec<(u64, Value<u64>)> = (0..20).map(|x| (x, count.clone())).collect();
         let pending = pool.map_async_with(add_one, items, MapOptions::new().chunksize(1)).unwrap();
-        // Each worker holds an item, frozen before decoding it: its handle is still counted
-        // in flight in the table.
         assert!(eventually(LIMIT, || pids.iter().all(|&p| stopped(p))), "both workers stopped");
-        for pid in &pids {
-            // SAFETY (test): killing our own pool's workers.
+        pool.terminate();
+        assert!(matches!(pending.get(), Err(TaskError::Terminated)));
+        pool.join().unwrap();
+        assert_eq!(count.get(), 0);
+        assert!(still_there(&[&count], 0));
+    }
+    leaks.assert_no_leak();
+}
+
+/// A part of an item that kills its worker (`SIGKILL`) while the item is decoded, when
+/// `armed`, in any process but `parent` (the pool decodes the items it drops too): the
+/// handles before it in the item are read, those after it are not.
+struct KillWhileDecoded {
+    armed: bool,
+    parent: u32,
+}
+
+impl serde::Serialize for KillWhileDecoded {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.armed, self.parent).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KillWhileDecoded {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (armed, parent) = <(bool, u32)>::deserialize(deserializer)?;
+        if armed && std::process::id() != parent {
+            // SAFETY (test): the worker kills itself in the middle of a decoding.
             unsafe {
-                libc::kill(*pid as i32, libc::SIGKILL);
+                libc::kill(std::process::id() as i32, libc::SIGKILL);
             }
         }
-        assert!(matches!(pending.get(), Err(TaskError::WorkerLost { signal: Some(9), .. })));
-        assert_eq!(count.get(), 0);
+        Ok(Self { armed, parent })
+    }
+}
+
+fn count_both((x, first, _, second): (u64, Value<u64>, KillWhileDecoded, Value<u64>)) -> u64 {
+    *first.lock() += 1;
+    *second.lock() += 1;
+    x
+}
+
+/// Whether `values` still name live objects: their handles cross a queue (a handle whose
+/// object was freed, given back once too often, is refused) and read `expect`.
+fn still_there(values: &[&Value<u64>], expect: u64) -> bool {
+    let queue = multiproc::Queue::new().unwrap();
+    values.iter().all(|v| {
+        queue.put((*v).clone()).unwrap();
+        queue.get().is_ok_and(|back: Value<u64>| back.get() == expect)
+    })
+}
+
+#[test]
+fn chunksize1_a_worker_killed_while_decoding_an_item_gives_its_handles_back_once() {
+    // Killed after the item's first handle was read (received, not yet settled) and before
+    // the second: the first goes back in flight with the worker's death, the second never
+    // left it. The pool gives both back by dropping the item, as for an item never decoded.
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::new(1).unwrap();
+        let (first, second) = (Value::new(0u64).unwrap(), Value::new(0u64).unwrap());
+        let parent = std::process::id();
+        let items: Vec<_> = (0..10u64)
+            .map(|x| (x, first.clone(), KillWhileDecoded { armed: x == 3, parent }, second.clone()))
+            .collect();
+        match pool.map_with(count_both, items, MapOptions::new().chunksize(1)) {
+            Err(Error::Task(TaskError::WorkerLost { signal: Some(9), .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((first.get(), second.get()), (3, 3), "the items before the lost one ran");
+        assert!(still_there(&[&first, &second], 3));
         pool.close();
         pool.join().unwrap();
     }
     leaks.assert_no_leak();
+}
+
+/// A pool initializer: the first worker to run it stops at `pool.claims.seated` (its seat
+/// names the index it is about to claim), the second, once the file `gate` exists, at
+/// `pool.claims.taken` (it claimed, and has not marked its claim); the others (replacements)
+/// run freely.
+fn seated_then_taken((turn, gate): (Value<u32>, String)) {
+    let mine = {
+        let mut turn = turn.lock();
+        *turn += 1;
+        *turn
+    };
+    match mine {
+        1 => multiproc::__private::crash_at("stop:pool.claims.seated"),
+        2 => {
+            while !std::path::Path::new(&gate).exists() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            multiproc::__private::crash_at("stop:pool.claims.taken");
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn chunksize1_an_item_a_dead_worker_may_have_claimed_gives_its_handles_back_once() {
+    // Two workers name index 0 in their seats: one frozen before its claim, the other after
+    // it, before its mark. The one killed leaves the pool unsure which held it
+    // (`Reaped::Unsure`) until every worker is out of the call. Killed after its claim, it
+    // held the item and never decoded it: the pool gives the item's handle back. Killed
+    // before its claim, the other held it and ran it: the pool leaves its handle alone.
+    for kill_the_claimer in [true, false] {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let turn = Value::new(0u32).unwrap();
+            let gate = std::env::temp_dir().join(format!("mp-pool-unsure-{}-{kill_the_claimer}", std::process::id()));
+            let _ = std::fs::remove_file(&gate);
+            let pool = Pool::builder()
+                .processes(2)
+                .initializer(seated_then_taken, (turn.clone(), gate.to_string_lossy().into_owned()))
+                .build()
+                .unwrap();
+            let count = Value::new(0u64).unwrap();
+            let items: Vec<(u64, Value<u64>)> = (0..10).map(|x| (x, count.clone())).collect();
+            let pending = pool.map_async_with(add_one, items, MapOptions::new().chunksize(1)).unwrap();
+            let frozen = |not: Option<u32>| {
+                let mut found = None;
+                let seen = eventually(LIMIT, || {
+                    found = pool.pids().into_iter().find(|p| Some(*p) != not && stopped(*p));
+                    found.is_some()
+                });
+                assert!(seen, "a worker stopped");
+                found.unwrap()
+            };
+            let namer = frozen(None);
+            std::fs::write(&gate, b"open").unwrap();
+            let claimer = frozen(Some(namer));
+            let (killed, survivor) = if kill_the_claimer { (claimer, namer) } else { (namer, claimer) };
+            // SAFETY (test): killing our own pool's worker.
+            unsafe {
+                libc::kill(killed as i32, libc::SIGKILL);
+            }
+            // The pool reaps the dead seat before it starts the replacement, while the
+            // survivor still names index 0.
+            let replaced = || {
+                let pids = pool.pids();
+                pids.len() == 2 && !pids.contains(&killed)
+            };
+            assert!(eventually(LIMIT, replaced), "worker {killed} replaced");
+            // The survivor stops at its point at every claim: let it go on each time.
+            while !pending.wait_timeout(Duration::from_millis(2)) {
+                for pid in pool.pids() {
+                    if stopped(pid) {
+                        // SAFETY (test): continuing our own pool's worker.
+                        unsafe {
+                            libc::kill(pid as i32, libc::SIGCONT);
+                        }
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(&gate);
+            match (kill_the_claimer, pending.get()) {
+                (true, Err(TaskError::WorkerLost { pid, signal: Some(9), .. })) if pid == claimer => {
+                    assert_eq!(count.get(), 9, "the other items ran once each: {:?}", pool.stats());
+                }
+                (false, Ok(all)) => {
+                    assert_eq!(all, (0..10).collect::<Vec<_>>());
+                    assert_eq!(count.get(), 10, "every item ran once, item 0 on worker {survivor}: {:?}", pool.stats());
+                }
+                (_, outcome) => panic!("killed the claimer: {kill_the_claimer}: {outcome:?}"),
+            }
+            assert!(still_there(&[&count], count.get()));
+            pool.close();
+            pool.join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
 }
 
 // A large map is cut into a few tables (pieces), each delivered as a chunk of the call, so

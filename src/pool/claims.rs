@@ -115,7 +115,7 @@ fn submit_piece<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 's
     sink: Arc<dyn Sink<R>>,
 ) -> Result<ClaimTable, PoolError> {
     let (bytes, ends, handles) = encode_items(items)?;
-    let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles) {
+    let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles, drop_item::<A>) {
         Ok(table) => table,
         Err(e) => {
             discard(&bytes, &ends, 0..items.len(), drop_item::<A>);
@@ -161,9 +161,6 @@ struct Settled {
     /// Items a dead worker may have held ([`Reaped::Unsure`]): its own if still unwritten
     /// once no worker is in the call.
     unsure: Vec<(usize, TaskError)>,
-    /// Items held by dead workers that never decoded them: their handles are still counted
-    /// in flight, and given back when the call ends.
-    undecoded: Vec<usize>,
 }
 
 impl Settled {
@@ -271,13 +268,6 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
         self.sink.deliver(self.chunk, Err(e));
     }
 
-    /// Gives back the handles of the items dead workers held and never decoded.
-    fn drop_undecoded(&self, settled: &Settled) {
-        for &i in &settled.undecoded {
-            (self.drop_item)(self.table.input(i));
-        }
-    }
-
     /// Every seat answered: no live worker is in the call.
     fn finish(&self) {
         if self.finished.swap(true, Ordering::AcqRel) {
@@ -296,7 +286,8 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             self.wrap_up(&settled);
             return;
         }
-        self.drop_undecoded(&settled);
+        // No worker is in the call: every item claimed and not taken is given back.
+        self.table.untaken(true);
         let rest = self.table.take_rest();
         let unclaimed = rest.len();
         for i in rest {
@@ -381,7 +372,9 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
     /// (a value done, a failure failed, except `failed_early` which was counted when
     /// delivered, anything else cancelled).
     fn wrap_up(&self, settled: &Settled) {
-        self.drop_undecoded(settled);
+        // After `terminate` its killed workers may still run: only what the reaped ones held
+        // (`join` gives back the rest once they are waited for).
+        self.table.untaken(!settled.terminated);
         let failed_early = settled.failed_early;
         for i in self.table.take_rest() {
             (self.drop_item)(self.table.input(i));
@@ -439,12 +432,9 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
         }
         let reaped = self.table.reap_seat(seat);
         let mut settled = super::supervisor::lock(&self.settled);
-        if let Reaped::Held { index, undecoded: true } = reaped {
-            settled.undecoded.push(index);
-        }
         if let Some(e) = error {
             match reaped {
-                Reaped::Held { index: i, .. } => {
+                Reaped::Held(i) => {
                     // The call fails with it (when the seat's error is settled): no more
                     // claims.
                     self.table.stop();

@@ -942,6 +942,8 @@ impl Engine for Inner {
             blob.forget_lost_messages();
         }
         for table in std::mem::take(&mut lock(&self.books).claim_orphans) {
+            // The items killed workers held and never took: their handles are the table's.
+            table.untaken(true);
             // Result blocks that killed workers were filling, or published too late to be
             // read.
             table.reap_all();

@@ -165,17 +165,26 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                 current = Some(i);
                 crash_point!("pool.claims.claimed");
                 let bytes = table.input(i);
-                let mut read = Vec::new();
                 let decoded = if table.inputs_hold_handles() {
-                    table.decoding(i);
-                    codec::noting_reads(&mut read, || codec::decode::<A>(bytes))
+                    // The handles received stay pending until the entry says they are ours:
+                    // killed before, this worker gives them back in flight with its death,
+                    // and the pool gives back the whole item (`ClaimTable::untaken`).
+                    let taking = codec::TakeScope::enter();
+                    let mut read = Vec::new();
+                    let decoded = codec::noting_reads(&mut read, || codec::decode::<A>(bytes));
+                    crash_point!("pool.claims.decoded");
+                    table.taken(i);
+                    if decoded.is_err() {
+                        shm::give_back_unread(bytes, &read);
+                    }
+                    drop(taking);
+                    decoded
                 } else {
                     codec::decode::<A>(bytes)
                 };
                 let item = match decoded {
                     Ok(item) => item,
                     Err(e) => {
-                        shm::give_back_unread(bytes, &read);
                         failed(i, Written::Failed, e.to_string().as_bytes());
                         continue;
                     }

@@ -18,6 +18,7 @@ use super::family::{self, FamilyConfig, Me, ParentInfo};
 use super::panics;
 use crate::codec::{self, Encoded};
 use crate::error::PanicInfo;
+use crate::shm::crash::crash_point;
 use crate::shm::{Heap, Payload};
 use crate::sys::{self, Packed};
 
@@ -474,6 +475,7 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         }
         if let Some(sock) = note {
             let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
+            crash_point!("process.args.noted");
         }
         drop(taking);
         let args: A = match decoded {

@@ -24,13 +24,14 @@
 //! seat names it (the worker died between its claim and the mark). That index fails at
 //! once with that worker's own error; the entry is marked lost.
 //!
-//! A result larger than an entry's inline bytes gets a heap block of its own. The block's
-//! offset and length are written in the entry (state *filling*) before the block is
-//! filled, so the reaper frees the block of a worker killed while filling it; the parent
-//! frees the published ones once it read them ([`ClaimTable::release_results`]), and
-//! [`ClaimTable::reap_all`] what workers killed by `terminate` left. Only a kill between
-//! `Heap::alloc`'s return and the store of its offset (a few instructions, no crash point)
-//! leaks the block, as a crash in the heap does.
+//! A result larger than an entry's inline bytes gets a heap block of its own. The entry says
+//! *filling* (with the length) before the block is taken, and the allocation writes the
+//! block's offset into the entry itself (`Heap::alloc_into`), so the reaper frees the block
+//! of a worker killed any time after the allocation and before the result is published;
+//! the parent frees the published ones once it read them
+//! ([`ClaimTable::release_results`]), and [`ClaimTable::reap_all`] what workers killed by
+//! `terminate` left. Only a kill inside the allocation (between the heap's taking of the
+//! block and its record) leaks the block, as a crash in the heap does.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -57,8 +58,9 @@ const HELD: u64 = 1 << 61;
 const FILLING: u64 = 1 << 60;
 /// Its worker died holding it ([`ClaimTable::reap_seat`]).
 const LOST: u64 = 1 << 59;
-/// Held, and its worker started decoding the item (marked only when items hold handles).
-const DECODING: u64 = 1 << 58;
+/// Held, and its worker took the handles of the item (marked right after decoding it, only
+/// when items hold handles): they are the worker's, no longer the table's.
+const TAKEN: u64 = 1 << 58;
 const OWNER_SHIFT: u32 = 40;
 const OWNER_MASK: u64 = 0xffff << OWNER_SHIFT;
 const KIND_SHIFT: u32 = 32;
@@ -136,10 +138,10 @@ impl Written {
 pub(crate) enum Reaped {
     /// No index: it died between items, or before its claim, or after its result.
     Nothing,
-    /// This index, now marked lost (its result block, if it was filling one, freed);
-    /// `undecoded`: the item holds handles its worker never started to decode (they are
-    /// still counted in flight: whoever drops the item decodes it).
-    Held { index: usize, undecoded: bool },
+    /// This index, now marked lost (its result block, if it was filling one, freed). If
+    /// its worker had not taken the item's handles, they are still the table's
+    /// ([`ClaimTable::untaken`]).
+    Held(usize),
     /// This index was claimed and is not marked: the dead worker died between its claim
     /// and the mark, or it died before its claim and another seat that names the index is
     /// between its own claim and mark. Once no worker is in the call, an unwritten entry
@@ -151,6 +153,10 @@ pub(crate) enum Reaped {
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct ClaimTable {
     shared: Shared<ClaimState>,
+    /// Decodes and drops one encoded item: the parent's, which gives back the handles of
+    /// the items no worker took (`None` in a worker, which never does).
+    #[serde(skip)]
+    drop_item: Option<fn(&[u8])>,
 }
 
 impl std::fmt::Debug for ClaimTable {
@@ -163,7 +169,14 @@ impl ClaimTable {
     /// A table for the items encoded in `input`, item `i` in `input[ends[i - 1]..ends[i]]`
     /// (from 0 for the first), claimed by up to `seats` workers (a worker's seat is its
     /// index in the pool).
-    pub(crate) fn new(input: &[u8], ends: &[u64], seats: usize, handles: bool) -> Result<Self, HeapFull> {
+    /// `drop_item` decodes and drops one encoded item (see [`ClaimTable::untaken`]).
+    pub(crate) fn new(
+        input: &[u8],
+        ends: &[u64],
+        seats: usize,
+        handles: bool,
+        drop_item: fn(&[u8]),
+    ) -> Result<Self, HeapFull> {
         let items = ends.len();
         let state = ClaimState {
             items: AtomicU64::new(items as u64),
@@ -181,7 +194,7 @@ impl ClaimTable {
         // byte of the tail is written below.
         let shared = Shared::with_dirty_tail(state, words * 8 + input.len())?;
         shared.populate_tail();
-        let table = Self { shared };
+        let table = Self { shared, drop_item: Some(drop_item) };
         let cells = table.shared.tail::<u64>(words);
         let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
         // SAFETY: the table was just created; no other process has its handle yet.
@@ -273,11 +286,19 @@ impl ClaimTable {
         self.stopped() || self.claimed() >= self.items()
     }
 
-    /// Takes every index nobody claimed yet: no worker will claim them.
+    /// Takes every index nobody claimed yet: no worker will claim them. Their entries are
+    /// marked taken (the caller drops their items): [`ClaimTable::untaken`] never gives
+    /// them back again.
     pub(crate) fn take_rest(&self) -> Range<usize> {
-        let items = self.items();
-        let first = self.shared.next.swap(items as u64, Ordering::AcqRel) as usize;
-        first.min(items)..items
+        let (items, seats, _) = self.shared.words();
+        let first = (self.shared.next.swap(items as u64, Ordering::AcqRel) as usize).min(items);
+        if self.inputs_hold_handles() {
+            let cells = self.words();
+            for i in first..items {
+                cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS).fetch_or(TAKEN, Ordering::AcqRel);
+            }
+        }
+        first..items
     }
 
     /// Writes the result of index `i`, claimed by this process; `handles`: its bytes hold
@@ -301,12 +322,20 @@ impl ClaimTable {
         } else {
             let heap = Heap::get();
             self.shared.spilled.store(1, Ordering::Release);
-            let off = heap.alloc(bytes.len())?;
-            // The block is findable before it is filled: the reaper frees it if this
-            // worker dies before publishing it.
-            cells.at(entry + 1).store(off, Ordering::Relaxed);
-            let held = cells.at(entry).load(Ordering::Relaxed) & (HELD | OWNER_MASK);
+            // The entry says *filling* before the block is taken, and the allocation itself
+            // writes the block's offset into it (`alloc_into`): the reaper frees the block
+            // of a worker killed any time after the allocation, before the result is
+            // published. The offset word reads 0 until then (the table is zeroed at its
+            // creation, and only this claimer writes this entry).
+            let held = cells.at(entry).load(Ordering::Relaxed) & (HELD | OWNER_MASK | TAKEN);
             cells.at(entry).store(held | FILLING | len, Ordering::Release);
+            let off = match heap.alloc_into(bytes.len(), cells.at(entry + 1)) {
+                Ok(off) => off,
+                Err(full) => {
+                    cells.at(entry).store(held, Ordering::Release);
+                    return Err(full);
+                }
+            };
             crash_point!("pool.claims.allocated");
             // SAFETY: a fresh block of `bytes.len()` bytes, ours alone until published (the
             // reaper frees it only once this process is dead).
@@ -356,13 +385,36 @@ impl ClaimTable {
         }
     }
 
-    /// Notes that this process (which holds index `i`) starts decoding its item: from here
-    /// on, the item's handles are this process's to settle ([`Reaped::Held`]).
-    pub(crate) fn decoding(&self, i: usize) {
+    /// Notes that this process (which holds index `i`) took the handles of its item: it
+    /// decoded the item, and the handles it received are still pending (`TakeScope`), so
+    /// that one killed before this store gave them back in flight. From here on they are
+    /// this process's, and [`ClaimTable::untaken`] leaves the item alone.
+    pub(crate) fn taken(&self, i: usize) {
         let (items, seats, _) = self.shared.words();
         assert!(i < items, "item {i} of {items}");
         let entry = self.words().at(seats * SEAT_WORDS + i * ENTRY_WORDS);
-        entry.store(entry.load(Ordering::Relaxed) | DECODING, Ordering::Release);
+        entry.store(entry.load(Ordering::Relaxed) | TAKEN, Ordering::Release);
+    }
+
+    /// Gives back (decodes and drops, in the process that made the table) the handles of
+    /// the claimed items that no worker took and no result was written for, once: those of
+    /// items held by reaped workers (marked lost), and with `all_gone` (no worker of the
+    /// call can still run: every seat answered, or every worker waited for), every other
+    /// one too (claimed and never marked: [`Reaped::Unsure`] resolved; held by a worker
+    /// `terminate` killed before it took the handles). Each item so given back is marked
+    /// taken.
+    pub(crate) fn untaken(&self, all_gone: bool) {
+        let Some(drop) = self.drop_item.filter(|_| self.inputs_hold_handles()) else { return };
+        let (_, seats, _) = self.shared.words();
+        let cells = self.words();
+        for i in 0..self.claimed() {
+            let entry = cells.at(seats * SEAT_WORDS + i * ENTRY_WORDS);
+            let state = entry.load(Ordering::Acquire);
+            let ours = state & (TAKEN | DONE) == 0 && (state & LOST != 0 || all_gone);
+            if ours && entry.compare_exchange(state, state | TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                drop(self.input(i));
+            }
+        }
     }
 
     /// Whether some item holds handles.
@@ -398,14 +450,14 @@ impl ClaimTable {
         if state & (DONE | LOST) != 0 {
             return Reaped::Nothing;
         }
-        let undecoded = self.inputs_hold_handles() && state & DECODING == 0;
         if state & HELD != 0 {
             if (state & OWNER_MASK) >> OWNER_SHIFT != owner {
                 // Another seat claimed it after this one named it.
                 return Reaped::Nothing;
             }
-            if state & FILLING != 0 {
-                Heap::get().free(cells.at(entry + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
+            let off = cells.at(entry + 1).load(Ordering::Acquire);
+            if state & FILLING != 0 && off != 0 {
+                Heap::get().free(off, (state & LEN_MASK) as usize);
             }
         } else {
             if (self.shared.next.load(Ordering::Acquire) as usize) <= i {
@@ -419,8 +471,9 @@ impl ClaimTable {
                 return Reaped::Unsure(i);
             }
         }
-        cells.at(entry).store(LOST, Ordering::Release);
-        Reaped::Held { index: i, undecoded }
+        // Whether its worker took the item's handles stays known (`untaken`).
+        cells.at(entry).store(LOST | state & TAKEN, Ordering::Release);
+        Reaped::Held(i)
     }
 
     /// Frees every result block left in the table: those of workers killed while filling
@@ -431,7 +484,7 @@ impl ClaimTable {
     }
 
     /// Frees the result blocks of published entries and, with `filling`, of entries whose
-    /// block was being filled; the entries read as unwritten after.
+    /// block was being filled; the entries read as unwritten (and taken) after.
     fn free_result_blocks(&self, filling: bool) {
         if self.shared.spilled.load(Ordering::Acquire) == 0 {
             return;
@@ -444,9 +497,12 @@ impl ClaimTable {
             if !filling && cells.at(entry).load(Ordering::Acquire) & DONE == 0 {
                 continue;
             }
-            let state = cells.at(entry).swap(0, Ordering::AcqRel);
-            if (filling && state & FILLING != 0) || state & (DONE | SPILLED) == DONE | SPILLED {
-                heap.free(cells.at(entry + 1).load(Ordering::Relaxed), (state & LEN_MASK) as usize);
+            // Unwritten from now on, and taken: `untaken` never gives its item back.
+            let state = cells.at(entry).swap(TAKEN, Ordering::AcqRel);
+            let off = cells.at(entry + 1).load(Ordering::Acquire);
+            // A filling entry's offset is 0 until its allocation recorded the block.
+            if (filling && state & FILLING != 0 && off != 0) || state & (DONE | SPILLED) == DONE | SPILLED {
+                heap.free(off, (state & LEN_MASK) as usize);
             }
         }
     }
@@ -503,7 +559,7 @@ mod tests {
     fn table(items: usize, seats: usize) -> ClaimTable {
         let input: Vec<u8> = (0..items as u8).collect();
         let ends: Vec<u64> = (1..=items as u64).collect();
-        ClaimTable::new(&input, &ends, seats, false).unwrap()
+        ClaimTable::new(&input, &ends, seats, false, |_| {}).unwrap()
     }
 
     impl ClaimTable {
@@ -526,7 +582,7 @@ mod tests {
             let t = table(8, 3);
             // Seat 0 holds index 0 (claimed and marked): reaped once, then nothing.
             assert_eq!(t.claim(0), Some(0));
-            assert_eq!(t.reap_seat(0), Reaped::Held { index: 0, undecoded: false });
+            assert_eq!(t.reap_seat(0), Reaped::Held(0));
             assert_eq!(t.reap_seat(0), Reaped::Nothing);
             // Seat 1 published its result: nothing.
             assert_eq!(t.claim(1), Some(1));
@@ -540,12 +596,12 @@ mod tests {
             t.entry_word(2, 1).store(off, Ordering::Relaxed);
             let held = t.entry_word(2, 0).load(Ordering::Relaxed);
             t.entry_word(2, 0).store(held | FILLING | 100, Ordering::Release);
-            assert_eq!(t.reap_seat(2), Reaped::Held { index: 2, undecoded: false });
+            assert_eq!(t.reap_seat(2), Reaped::Held(2));
             assert_eq!(heap.in_use(), with_table, "the block was freed");
             // Seat 0 died between its claim of 3 and the mark, no other seat naming 3.
             assert_eq!(t.claim(0), Some(3));
             t.entry_word(3, 0).store(0, Ordering::Relaxed);
-            assert_eq!(t.reap_seat(0), Reaped::Held { index: 3, undecoded: false });
+            assert_eq!(t.reap_seat(0), Reaped::Held(3));
             // Seat 1 is between its claim of 4 and the mark, while seat 0 (dead) names 4
             // too, as before a failed CAS: either may hold it.
             assert_eq!(t.claim(1), Some(4));
@@ -565,13 +621,44 @@ mod tests {
     }
 
     #[test]
-    fn an_undecoded_item_with_handles_is_reported_as_such() {
+    fn the_items_no_worker_took_are_given_back_once() {
         let _serial = crate::shm::heap_test_lock();
-        let t = ClaimTable::new(&[0, 1], &[1, 2], 2, true).unwrap();
+        thread_local! {
+            static GIVEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let given = || GIVEN.with(|g| g.borrow().clone());
+        let t = ClaimTable::new(&[0, 1, 2, 3, 4, 5], &[1, 2, 3, 4, 5, 6], 2, true, |bytes| {
+            GIVEN.with(|g| g.borrow_mut().push(bytes[0]))
+        })
+        .unwrap();
+        // 0: held by a dead seat before it took the handles; 1: taken, then the seat died;
+        // 2: taken and written; 3: claimed, never marked (its claimer died); 4: held by a
+        // seat not reaped (killed by `terminate`) before it took the handles; 5: unclaimed.
         assert_eq!(t.claim(0), Some(0));
         assert_eq!(t.claim(1), Some(1));
-        t.decoding(1);
-        assert_eq!(t.reap_seat(0), Reaped::Held { index: 0, undecoded: true });
-        assert_eq!(t.reap_seat(1), Reaped::Held { index: 1, undecoded: false });
+        t.taken(1);
+        assert_eq!(t.reap_seat(0), Reaped::Held(0));
+        assert_eq!(t.reap_seat(1), Reaped::Held(1));
+        assert_eq!(t.claim(0), Some(2));
+        t.taken(2);
+        // A result with a block of its own: `release_results` frees it and clears the entry.
+        t.put(2, Written::Value, &[2; 100], false).unwrap();
+        assert_eq!(t.claim(1), Some(3));
+        t.entry_word(3, 0).store(0, Ordering::Relaxed);
+        assert_eq!(t.claim(0), Some(4));
+        // While workers may still run, only what a reaped seat held.
+        t.untaken(false);
+        assert_eq!(given(), [0]);
+        // The rest, taken back, is the caller's to drop.
+        assert_eq!(t.take_rest(), 5..6);
+        // Once none can run, the unmarked claim and the unreaped hold too; never one twice.
+        t.untaken(true);
+        t.untaken(true);
+        assert_eq!(given(), [0, 3, 4]);
+        // A released result's entry reads unwritten, and still taken.
+        t.release_results();
+        assert_eq!(t.result(2), None);
+        t.untaken(true);
+        assert_eq!(given(), [0, 3, 4]);
     }
 }

@@ -224,6 +224,24 @@ impl Heap {
         Ok(off)
     }
 
+    /// [`Heap::alloc`], storing the block's offset in `record` (a word in the family heap
+    /// that another process frees the block by, should this one die) as soon as the block
+    /// is counted, inside the allocation: a process killed after the allocation returned
+    /// never leaves the block unrecorded. Only the allocator's own steps (taking the block,
+    /// counting it) come before the record, and a crash there leaks the block as it does
+    /// in any allocation.
+    pub(crate) fn alloc_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
+        let len = len.max(1);
+        let off = match class_of(len) {
+            Some(class) => self.alloc_small(class)?,
+            None => self.alloc_large(round_up(len, PAGE))?,
+        };
+        // Counted before it is recorded: whoever frees it by the record uncounts it.
+        self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+        record.store(off, Ordering::Release);
+        Ok(off)
+    }
+
     /// Allocates `len` zeroed bytes (at most [`SMALL_MAX`]) that [`Heap::in_use`] does not
     /// count: the heap's own books (a process's list of what it holds), which live as long
     /// as their process and say nothing about what the family's objects use. Freed with
