@@ -339,13 +339,14 @@ fn hold_two_tasks(args: (JoinableQueue<u32>, Event, Event)) {
 }
 
 /// A process killed inside the task table while it takes over a dead process's slot
-/// (its count moved, its identity half written) does not have that count counted lost
-/// twice: with a live consumer holding the two tasks left, `join` waits for them (it said
-/// `TasksLost { lost: 2 }`), and returns once they are marked done.
+/// (its task done counted there, the dead's count moved, its identity half written) does
+/// not have that count counted lost twice: with a live consumer holding the two tasks left,
+/// `join` waits for them (it said `TasksLost { lost: 2 }`), and returns once they are
+/// marked done.
 #[test]
 fn a_process_killed_while_reusing_a_dead_slot_does_not_count_its_tasks_lost_twice() {
     let _t = heap_user(LIMIT);
-    for point in ["queue.tasks.moved", "queue.tasks.started"] {
+    for point in ["queue.task_done.counted", "queue.tasks.moved", "queue.tasks.started"] {
         let q = JoinableQueue::new().unwrap();
         for i in 0..3 {
             q.put(i).unwrap();
@@ -375,12 +376,11 @@ fn take_one_then_die_marking_it_done(q: JoinableQueue<u32>) {
     q.task_done().unwrap();
 }
 
-/// A consumer killed inside `task_done` (its task counted done, its hold of it not yet
-/// given back) leaves no task counted lost that is not: with a live consumer holding the
-/// one task left, `join` waits for it. Fails today with `TasksLost { lost: 1 }`: window 2
-/// of jqkill24's report (the fix is designed there, not built).
+/// A consumer killed inside `task_done`, right after its task is counted done, leaves no
+/// task counted lost that is not: with a live consumer holding the one task left, `join`
+/// waits for it (it said `TasksLost { lost: 1 }` when the count and the hold given back
+/// were two stores, the kill between them).
 #[test]
-#[ignore = "known defect: a kill between task_done's count and its did_task (see notes/jqkill24.md)"]
 fn a_consumer_killed_inside_task_done_leaves_no_task_counted_lost() {
     let _t = heap_user(LIMIT);
     let q = JoinableQueue::new().unwrap();
@@ -396,6 +396,52 @@ fn a_consumer_killed_inside_task_done_leaves_no_task_counted_lost() {
     assert_eq!(holder.join().unwrap(), ());
     assert_eq!(early, Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }));
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+/// Arms `point` in this process, then takes one task (alive to the end if not killed).
+fn take_one_armed(args: (JoinableQueue<u32>, String)) {
+    let (q, point) = args;
+    multiproc::__private::crash_at(&point);
+    q.get().unwrap();
+}
+
+/// A consumer killed inside its `get`'s count of the task it took (counted, or claiming a
+/// slot of the task table for it: a never used one, or a dead process's) has that task
+/// counted lost, once: with a live consumer holding the task left, `join` waits for it,
+/// then reports the dead's tasks lost.
+#[test]
+fn a_consumer_killed_while_counting_the_task_it_took_has_it_counted_lost_once() {
+    let _t = heap_user(LIMIT);
+    for point in ["queue.tasks.taken", "queue.tasks.moved", "queue.tasks.started"] {
+        for dead_slot in [false, true] {
+            // One task for each consumer, so that the queue ends empty.
+            let puts = 2 + u64::from(dead_slot);
+            let q = JoinableQueue::new().unwrap();
+            for i in 0..puts {
+                q.put(i as u32).unwrap();
+            }
+            // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+            let _other = q.clone();
+            let mut lost = 1;
+            if dead_slot {
+                // A dead process's slot, holding one task.
+                let taker = Process::new(take_one_then_die, q.clone()).start().unwrap();
+                taker.wait();
+                lost += 1;
+            }
+            let dier = Process::new(take_one_armed, (q.clone(), point.to_string())).start().unwrap();
+            assert_eq!(dier.wait(), -libc::SIGABRT, "{point}, {dead_slot}: the consumer did not die there");
+            let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+            let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap();
+            assert!(took.wait_timeout(Duration::from_secs(30)), "{point}, {dead_slot}: the holder took nothing");
+            let early = q.join_timeout(Duration::from_millis(300));
+            release.set();
+            assert_eq!(holder.join().unwrap(), ());
+            assert_eq!(early, Err(QueueJoinTimeoutError::Timeout { unfinished: puts }), "{point}, {dead_slot}");
+            let left = q.join_timeout(LIMIT);
+            assert_eq!(left, Err(QueueJoinTimeoutError::TasksLost { lost }), "{point}, {dead_slot}");
+        }
+    }
 }
 
 // ---- across processes -------------------------------------------------------------------

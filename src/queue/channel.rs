@@ -183,9 +183,11 @@ impl Flavor {
 #[repr(C)]
 pub(crate) struct QueueState {
     type_tag: AtomicU64,
-    /// Items marked done (`JoinableQueue::task_done`); unfinished = put - done.
-    pub(crate) tasks_done: AtomicU64,
-    /// Rung when `tasks_done` catches up with the puts.
+    /// Items counted done outside the task table: dropped by an immediate shutdown's
+    /// drain, or marked done by a process that found no slot there (unfinished = put -
+    /// done, done = this + the table's).
+    done_elsewhere: AtomicU64,
+    /// Rung when the tasks done catch up with the puts.
     pub(crate) all_done: Notify,
     pub(crate) ring: Ring,
     getters: Getters,
@@ -222,8 +224,7 @@ impl From<Stop> for Failure {
     }
 }
 
-/// One process's tasks taken and not marked done (may go below zero when another process
-/// marks them done).
+/// One slot of the task table: the tasks taken and marked done by the processes that had it.
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -231,17 +232,29 @@ struct Held {
     pid: AtomicU32,
     _pad: u32,
     start: AtomicU64,
-    /// Tasks taken less tasks marked done by every process that had this slot (a signed
-    /// count); never reset, so that a slot's takeover moves no count.
-    held: AtomicU64,
-    /// What `held` was when the present process took the slot over from a dead one: the
-    /// dead processes' part, counted lost for good (the present process holds
-    /// `held - base`).
+    /// Tasks taken by every process that had this slot; never reset, so that a slot's
+    /// takeover moves no count.
+    taken: AtomicU64,
+    /// Tasks marked done by every process that had this slot; never reset. Marking a task
+    /// done and no longer holding it are this one store: a process killed at any point of
+    /// `task_done` has either done both or neither.
+    done: AtomicU64,
+    /// What `taken - done` was when the present process took the slot over from a dead
+    /// one: the dead processes' part, counted lost for good (the present process holds
+    /// `taken - done - base`; all three signed counts).
     base: AtomicU64,
 }
 
-/// Tasks held per process (`JoinableQueue`), so that `join` can tell the tasks of dead
-/// processes, which nobody can ever mark done.
+impl Held {
+    /// Tasks taken less tasks marked done here (a signed count: a process may mark done
+    /// more than it took, finishing others' tasks).
+    fn held(&self) -> i64 {
+        self.taken.load(Ordering::Acquire).wrapping_sub(self.done.load(Ordering::Acquire)) as i64
+    }
+}
+
+/// Tasks taken and done per process (`JoinableQueue`), so that `join` can tell the tasks of
+/// dead processes, which nobody can ever mark done.
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -251,31 +264,67 @@ struct Tasks {
 }
 
 impl Tasks {
-    /// Adds `delta` to this process's count.
-    fn add(&self, delta: i64) {
-        let _g = RawGuard::lock(&self.lock);
+    /// Tasks marked done in the table (a snapshot without the lock: each count only grows).
+    fn done(&self) -> u64 {
+        self.slots.iter().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
+    }
+
+    /// Adds one to this process's count `which` (`taken` or `done`) and calls `counted`;
+    /// false when every slot is a live process's (then it counts nothing). Caller holds the
+    /// lock.
+    ///
+    /// A process without a slot counts in a free one (never used, or a dead process's)
+    /// first, then claims it. A process killed at any step (the table's lock is then taken
+    /// over) leaves the slot counted right: until `pid` is written last the slot names no
+    /// live process, so its whole `taken - done` (the dead's part, with this process's
+    /// count) is lost, as it is once `base` holds the dead's part and `taken - done - base`
+    /// this process's; a later process claiming the slot again stores the `base` of that
+    /// moment.
+    fn add(&self, which: fn(&Held) -> &AtomicU64, counted: impl FnOnce()) -> bool {
         let me = sys::me();
         let mine = |h: &Held| h.pid.load(Ordering::Relaxed) == me.pid && h.start.load(Ordering::Relaxed) == me.start;
-        let slot = self.slots.iter().find(|h| mine(h)).or_else(|| {
-            let free = self.slots.iter().find(|h| {
-                let pid = h.pid.load(Ordering::Relaxed);
-                pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))
-            })?;
-            // A process killed at any step here (the table's lock is then taken over) leaves
-            // a slot counted right: the dead's count moves to `base` in one store (again the
-            // same value if a later process redoes it), and until `pid` is written last the
-            // slot names no live process, with nothing held beyond `base`.
-            free.base.store(free.held.load(Ordering::Relaxed), Ordering::Relaxed);
-            crash_point!("queue.tasks.moved");
-            free.start.store(me.start, Ordering::Relaxed);
-            crash_point!("queue.tasks.started");
-            free.pid.store(me.pid, Ordering::Relaxed);
-            Some(free)
-        });
-        // (With every slot taken by a live process, this one's tasks go uncounted.)
-        if let Some(h) = slot {
-            h.held.fetch_add(delta as u64, Ordering::Relaxed);
+        if let Some(h) = self.slots.iter().find(|h| mine(h)) {
+            which(h).fetch_add(1, Ordering::Release);
+            counted();
+            return true;
         }
+        let free = self.slots.iter().find(|h| {
+            let pid = h.pid.load(Ordering::Relaxed);
+            pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))
+        });
+        let Some(free) = free else { return false };
+        let dead = free.held();
+        which(free).fetch_add(1, Ordering::Release);
+        counted();
+        free.base.store(dead as u64, Ordering::Relaxed);
+        crash_point!("queue.tasks.moved");
+        free.start.store(me.start, Ordering::Relaxed);
+        crash_point!("queue.tasks.started");
+        free.pid.store(me.pid, Ordering::Relaxed);
+        true
+    }
+
+    /// Counts a task taken by this process (uncounted when every slot is a live
+    /// process's).
+    fn took(&self) {
+        let _g = RawGuard::lock(&self.lock);
+        self.add(|h| &h.taken, || crash_point!("queue.tasks.taken"));
+    }
+
+    /// Counts a task marked done by this process, if fewer than `puts()` are done (with the
+    /// `elsewhere` ones, where a process without a slot counts it): the count of tasks done
+    /// then, and the puts; `None` when all were done already.
+    fn did(&self, elsewhere: &AtomicU64, puts: impl FnOnce() -> u64) -> Option<(u64, u64)> {
+        let _g = RawGuard::lock(&self.lock);
+        let done = elsewhere.load(Ordering::Acquire).wrapping_add(self.done());
+        let put = puts();
+        if done >= put {
+            return None;
+        }
+        if !self.add(|h| &h.done, || crash_point!("queue.task_done.counted")) {
+            elsewhere.fetch_add(1, Ordering::AcqRel);
+        }
+        Some((done + 1, put))
     }
 
     /// Tasks taken by processes now dead and never marked done: what the dead hold, less
@@ -286,10 +335,12 @@ impl Tasks {
         let mut lost = 0i64;
         for h in &self.slots {
             let pid = h.pid.load(Ordering::Relaxed);
-            let base = h.base.load(Ordering::Relaxed);
-            let own = h.held.load(Ordering::Relaxed).wrapping_sub(base) as i64;
-            lost = lost.wrapping_add(base as i64);
-            if pid != 0 && (own < 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))) {
+            let base = h.base.load(Ordering::Relaxed) as i64;
+            let own = h.held().wrapping_sub(base);
+            lost = lost.wrapping_add(base);
+            // A slot that names no process (`pid` 0) holds nothing, unless a process was
+            // killed claiming it: then what it counted there is a dead process's.
+            if own < 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed)) {
                 lost = lost.wrapping_add(own);
             }
         }
@@ -487,7 +538,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     pub(crate) fn new(flavor: Flavor, limits: Limits) -> Result<Self, Error> {
         let state = QueueState {
             type_tag: AtomicU64::new(type_tag::<T>(flavor.name())),
-            tasks_done: AtomicU64::new(0),
+            done_elsewhere: AtomicU64::new(0),
             all_done: Notify::new(),
             ring: Ring::new(limits),
             getters: Getters::default(),
@@ -588,7 +639,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                 // Under the consumers' lock, before the take commits.
                 let past = s.ring.taken() + 1;
                 if s.drained_at.load(Ordering::Acquire) != past {
-                    s.tasks_done.fetch_add(1, Ordering::AcqRel);
+                    s.done_elsewhere.fetch_add(1, Ordering::AcqRel);
                     s.drained_at.store(past, Ordering::Release);
                 }
                 crash_point!("queue.shutdown.drain_counted");
@@ -607,12 +658,18 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 impl<T> Channel<T> {
     /// Notes that this process took a task (`JoinableQueue::get`).
     pub(crate) fn took_task(&self) {
-        self.shared.tasks.add(1);
+        self.shared.tasks.took();
     }
 
-    /// Notes that this process marked a task done.
-    pub(crate) fn did_task(&self) {
-        self.shared.tasks.add(-1);
+    /// Marks a task done by this process, if fewer than `puts()` are done: the tasks done
+    /// then and the puts; `None` when all were done already.
+    pub(crate) fn did_task(&self, puts: impl FnOnce() -> u64) -> Option<(u64, u64)> {
+        self.shared.tasks.did(&self.shared.done_elsewhere, puts)
+    }
+
+    /// Tasks marked done (a snapshot).
+    pub(crate) fn tasks_done(&self) -> u64 {
+        self.shared.done_elsewhere.load(Ordering::Acquire).wrapping_add(self.shared.tasks.done())
     }
 
     /// Whether the `join` that counted itself in `counted` (`None` before its first

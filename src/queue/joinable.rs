@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -16,7 +15,6 @@ use super::error::{
 };
 use super::queue::{Queue, QueueBuilder, deserialize_handle, serialize_handle};
 use crate::error::Error;
-use crate::shm::crash::crash_point;
 use crate::shm::{Deadline, Interrupted, SPIN};
 
 /// The error of a join without a deadline.
@@ -285,25 +283,11 @@ impl<T> JoinableQueue<T> {
     /// ```
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
         let Some(ch) = self.channel() else { return Err(TaskDoneError) };
-        let state = ch.state();
-        let mut done = state.tasks_done.load(Ordering::Acquire);
-        loop {
-            let put = puts_seen(ch);
-            if done >= put {
-                return Err(TaskDoneError);
-            }
-            match state.tasks_done.compare_exchange_weak(done, done + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    crash_point!("queue.task_done.counted");
-                    ch.did_task();
-                    if done + 1 >= put {
-                        state.all_done.notify_all();
-                    }
-                    return Ok(());
-                }
-                Err(seen) => done = seen,
-            }
+        let (done, put) = ch.did_task(|| puts_seen(ch)).ok_or(TaskDoneError)?;
+        if done >= put {
+            ch.state().all_done.notify_all();
         }
+        Ok(())
     }
 
     /// Items put and not yet marked done (a snapshot; 0 for a closed handle).
@@ -316,7 +300,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn unfinished(&self) -> u64 {
-        self.channel().map_or(0, |ch| puts_seen(ch).saturating_sub(ch.state().tasks_done.load(Ordering::Acquire)))
+        self.channel().map_or(0, |ch| puts_seen(ch).saturating_sub(ch.tasks_done()))
     }
 
     /// Waits until every item put has been marked done.
