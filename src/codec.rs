@@ -168,6 +168,19 @@ pub(crate) fn refuse_decoding_heap_full<E: serde::de::Error>(detail: impl fmt::D
     refuse_decoding(detail)
 }
 
+/// Reaches this thread's locals that have a destructor, done by `init()` before the fork
+/// server is forked: the first reach of each registers its destructor through libc and the
+/// loader (a lock, a lookup, an allocation), which every fork-server child would otherwise
+/// do for itself (see `panics::prepare_for_forks`).
+pub(crate) fn prepare_for_forks() {
+    DETAIL.with(|_| ());
+    ENCODING.with(|_| ());
+    TAKEN.with(|_| ());
+    SCRATCH.with(|_| ());
+    READ.with(|_| ());
+    PLANS.with(|_| ());
+}
+
 fn take_detail() -> Option<String> {
     DETAIL.with(|d| d.borrow_mut().take())
 }
@@ -669,6 +682,17 @@ pub(crate) fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<Encod
     encode_as::<T, T>(value)
 }
 
+/// [`encode`] into `room`, emptied first: a buffer made beforehand (a fork child's,
+/// made by its parent), so that a small message allocates nothing.
+pub(crate) fn encode_in<T: Serialize + DeserializeOwned>(value: &T, mut room: Vec<u8>) -> Result<Encoded, CodecError> {
+    room.clear();
+    STATE.with(|state| {
+        encode_scoped(state, room, |bytes| {
+            write_message::<T, T>(state, value, &mut Out::Vec { out: bytes, limit: usize::MAX, over: false })
+        })
+    })
+}
+
 /// Encodes `value` as a message to be decoded as a `T` (a slice sent as a `Vec`).
 pub(crate) fn encode_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: &V) -> Result<Encoded, CodecError> {
     STATE.with(|state| {
@@ -1098,6 +1122,17 @@ fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Res
 pub(crate) fn encode_own<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
     STATE.with(|state| {
         encode_scoped(state, vec![POSTCARD], |bytes| {
+            postcard::to_io(value, bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>())
+        })
+    })
+}
+
+/// [`encode_own`] after the bytes `front` holds already (a frame's length, filled in
+/// afterwards): the message's bytes are `front`'s followed by the encoding.
+pub(crate) fn encode_own_after<T: Serialize + ?Sized>(value: &T, mut front: Vec<u8>) -> Result<Encoded, CodecError> {
+    front.push(POSTCARD);
+    STATE.with(|state| {
+        encode_scoped(state, front, |bytes| {
             postcard::to_io(value, bytes).map(drop).map_err(|e| CodecError::encode(e).of::<T>())
         })
     })

@@ -287,12 +287,12 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32) -> ! {
 
 /// The life of a fork child, which finds its boot message in its copy of the parent's
 /// memory.
-pub(crate) fn run_in_fork(boot: Boot, sock: OwnedFd, parent: u32, overflow: Option<OverflowReport>) -> ! {
+pub(crate) fn run_in_fork(boot: Boot, sock: OwnedFd, parent: u32, prepared: Prepared) -> ! {
     sys::stdin_from_devnull();
     if !sys::die_with_parent(parent) {
         sys::exit_now(1);
     }
-    execute(boot, sock, overflow)
+    execute(boot, sock, Some(prepared))
 }
 
 fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
@@ -340,9 +340,40 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
     execute(boot, sock, None)
 }
 
+/// Room for a child's result and its framed outcome: enough for most, which then need no
+/// allocation (a larger one grows it).
+const REPORT_ROOM: usize = 256;
+
+/// What a child's way from its boot message to its report needs from the allocator: made
+/// by the parent before a fork (the child finds it in its copy), by the child itself
+/// otherwise. A fork child that calls `malloc` or `free` runs (and faults in) the
+/// allocator's code and writes (copies) pages of the heap it shares with its parent: with
+/// this, an empty target's child calls neither.
+pub(crate) struct Prepared {
+    overflow: Option<OverflowReport>,
+    /// The child's name, for its runner's panics, its other threads' panics, its log lines.
+    names: [String; 3],
+    /// Room for the encoded result.
+    result: Vec<u8>,
+    /// Room for the framed outcome.
+    report: Vec<u8>,
+}
+
+impl Prepared {
+    /// For the child named `name`, whose target the calling thread will run (or a copy of it).
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            overflow: OverflowReport::new(name),
+            names: [name.to_owned(), name.to_owned(), name.to_owned()],
+            result: Vec::with_capacity(REPORT_ROOM),
+            report: Vec::with_capacity(REPORT_ROOM + 16),
+        }
+    }
+}
+
 /// What a child reports when its target overflows its stack: made before the target
 /// runs, since the signal handler that reports it can only write bytes.
-pub(crate) struct OverflowReport {
+struct OverflowReport {
     /// The framed [`Outcome::StackOverflow`].
     frame: Vec<u8>,
     /// std's message, naming the child.
@@ -355,7 +386,7 @@ impl OverflowReport {
     /// The report of the child named `name`, for the calling thread. The fork start method
     /// makes it in the parent before the fork: the child then writes no heap page for it
     /// (each is one more copy) and touches none of the code that works out its arming.
-    pub(crate) fn new(name: &str) -> Option<Self> {
+    fn new(name: &str) -> Option<Self> {
         let msg = codec::encode_own(&Outcome::StackOverflow).ok()?;
         let framed = frame(&msg.bytes);
         msg.sent();
@@ -364,10 +395,11 @@ impl OverflowReport {
     }
 }
 
-/// Runs the target of `boot` and reports; `overflow` is the stack overflow report, if
-/// the parent made it.
-fn execute(boot: Boot, sock: OwnedFd, overflow: Option<OverflowReport>) -> ! {
-    let name = boot.me.name.clone();
+/// Runs the target of `boot` and reports; `prepared` is what the parent made for it
+/// before a fork.
+fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
+    let Prepared { overflow, names: [name, process_name, log_name], result, report: room } =
+        prepared.unwrap_or_else(|| Prepared::new(&boot.me.name));
     if let Some(surroundings) = &boot.surroundings
         && let Err(why) = take_surroundings(surroundings)
     {
@@ -376,11 +408,11 @@ fn execute(boot: Boot, sock: OwnedFd, overflow: Option<OverflowReport>) -> ! {
     }
     family::adopt(boot.family, boot.me, boot.parent);
     super::init::adopt_child_init(boot.child_init);
-    super::logging::adopt(&name, boot.log);
-    panics::name_process(&name);
+    super::logging::adopt(log_name, boot.log);
+    panics::name_process(process_name);
     panics::install_hook();
 
-    if let Some(overflow) = overflow.or_else(|| OverflowReport::new(&name)) {
+    if let Some(overflow) = overflow {
         sys::report_stack_overflow(sock.as_fd(), overflow.frame, overflow.message, overflow.arming);
     }
     let mut call = ChildCall {
@@ -389,6 +421,7 @@ fn execute(boot: Boot, sock: OwnedFd, overflow: Option<OverflowReport>) -> ! {
         outcome: None,
         encoded: None,
         name,
+        result,
         // A copy of the boot socket for the note (only when asked: one more descriptor).
         note: if boot.note_decoded { sock.try_clone().ok() } else { None },
     };
@@ -420,7 +453,7 @@ fn execute(boot: Boot, sock: OwnedFd, overflow: Option<OverflowReport>) -> ! {
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
-    if report(sock.as_fd(), &outcome)
+    if report_in(sock.as_fd(), &outcome, room)
         && let Some(encoded) = call.encoded.take()
     {
         encoded.sent();
@@ -439,6 +472,24 @@ fn report(sock: BorrowedFd<'_>, outcome: &Outcome) -> bool {
     }
 }
 
+/// [`report`] framed in `room`, which is not freed: the process exits next.
+fn report_in(sock: BorrowedFd<'_>, outcome: &Outcome, mut room: Vec<u8>) -> bool {
+    room.clear();
+    room.extend_from_slice(&[0; 4]);
+    match codec::encode_own_after(outcome, room) {
+        Ok(mut msg) => {
+            let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
+            msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
+            let ok = sys::send_all(sock, &msg.bytes, &[]).is_ok();
+            // Freeing it would write a page of the heap (a copy, in a fork child).
+            std::mem::forget(std::mem::take(&mut msg.bytes));
+            msg.sent();
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
 /// Where a runner finds its argument and leaves its outcome.
 pub(crate) struct ChildCall {
     args: Payload,
@@ -447,6 +498,8 @@ pub(crate) struct ChildCall {
     /// The encoded return value, kept until it has been sent (it may hold handles).
     encoded: Option<Encoded>,
     name: String,
+    /// Room for the encoded result ([`Prepared`]).
+    result: Vec<u8>,
     /// Where to send [`DECODED`] once the argument is decoded, if the parent asked.
     note: Option<OwnedFd>,
 }
@@ -462,7 +515,8 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
     let note = call.note.take();
-    let outcome = panics::catching(&call.name, || {
+    let room = std::mem::take(&mut call.result);
+    let (outcome, name) = panics::catching_named(std::mem::take(&mut call.name), || {
         // The handles received stay pending (a process killed now gives them back in
         // flight) until the parent has the note that they are ours: it gives back those
         // of a child that ended without it.
@@ -482,10 +536,18 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             Ok(a) => a,
             Err(e) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),
         };
-        drop(bytes);
+        match bytes {
+            // A small argument's bytes are kept until the process exits: freeing them would
+            // run the allocator and write (copy, in a fork child) a page of the heap. A
+            // larger one (a fork child's, which is never in the heap) is freed.
+            Payload::Inline(bytes) if bytes.capacity() <= crate::shm::INLINE_MAX => std::mem::forget(bytes),
+            // Given back before the target runs.
+            other => drop(other),
+        }
         let result = target(args);
-        codec::encode(&result).map_err(|e| Outcome::NotEncoded(e.to_string()))
+        codec::encode_in(&result, room).map_err(|e| Outcome::NotEncoded(e.to_string()))
     });
+    call.name = name;
     call.outcome = Some(match outcome {
         Ok(Ok(mut encoded)) => match Payload::new(std::mem::take(&mut encoded.bytes)) {
             Ok(payload) => {

@@ -119,6 +119,7 @@ pub(crate) fn init() -> Result<(), InitError> {
     Heap::get();
     // Before the fork server is forked, so that every fork inherits it.
     super::panics::prepare_for_forks();
+    crate::codec::prepare_for_forks();
     sys::prepare_for_forks();
     // Before the fork server, so that every process of the family inherits its pipe.
     if let Err(e) = super::tracker::start() {
@@ -158,17 +159,27 @@ extern "C" fn exit_hook() {
 /// A child takes its place in the family (called at boot).
 pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo) {
     // A spawned child learns the configuration here; a fork-server child may have been
-    // forked before its main process set it; a fork child has it already.
-    let _ = FAMILY.set(config);
+    // forked before its main process set it; a fork child has it already (the copy sent is
+    // forgotten, not freed: see below).
+    if let Err(copy) = FAMILY.set(config) {
+        std::mem::forget(copy);
+    }
     let mut st = state();
-    *st = ProcState {
-        me: Some(me),
-        parent: Some(parent),
-        next_index: 0,
-        children: Vec::new(),
-        forkserver_conn: None,
-        launcher: None,
-    };
+    let before = std::mem::replace(
+        &mut *st,
+        ProcState {
+            me: Some(me),
+            parent: Some(parent),
+            next_index: 0,
+            children: Vec::new(),
+            forkserver_conn: None,
+            launcher: None,
+        },
+    );
+    // The state this process started with is its parent's copy (or empty): forgotten, not
+    // dropped, as in `forget_parent_state` (freeing its strings would run the allocator
+    // and write, in a fork child copy, pages of the heap).
+    std::mem::forget(before);
     INITIALIZED.store(true, Ordering::Release);
 }
 

@@ -36,7 +36,7 @@ fn go_on_told(sock: BorrowedFd<'_>) -> bool {
 /// `ours`. Returns its pid and pidfd, and `ours`.
 pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd)> {
     family::on_lasting_thread(move || {
-        let overflow = boot::OverflowReport::new(&boot.me.name);
+        let prepared = boot::Prepared::new(&boot.me.name);
         sys::prepare_stdin_devnull();
         let parent = sys::my_pid();
         let mut out = std::io::stdout().lock();
@@ -60,7 +60,7 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
                 drop(state);
                 drop(err);
                 drop(out);
-                boot::run_in_fork(boot, theirs, parent, overflow)
+                boot::run_in_fork(boot, theirs, parent, prepared)
             }
             Ok(Forked::Parent(pid)) => {
                 if wait_for_record {
@@ -81,7 +81,7 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
                 drop(out);
                 drop(theirs);
                 drop(boot);
-                drop(overflow);
+                drop(prepared);
                 let pidfd = sys::pidfd_open(pid)?;
                 Ok(((pid, pidfd), ours))
             }

@@ -188,8 +188,8 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
                 Event::Accept => server.accept(),
                 Event::Message(i) => {
                     if let Some((boot_sock, parent)) = server.handle(i) {
-                        // In the new child: drop every descriptor of the server, then boot.
-                        drop(server);
+                        // In the new child: close every descriptor of the server, then boot.
+                        server.close_in_child();
                         boot::run_forked(boot_sock, parent);
                     }
                 }
@@ -323,6 +323,17 @@ impl Server {
                 None
             }
         }
+    }
+
+    /// In a new child: closes the server's descriptors and forgets its memory (freeing it
+    /// would run the allocator's `free` and write pages of the heap, copies of the
+    /// server's, for a process that usually exits soon).
+    fn close_in_child(self) {
+        let Server { listener, mut requesters, mut kids, unsafe_to_fork, .. } = self;
+        drop(listener);
+        requesters.drain(..).for_each(drop);
+        kids.drain(..).for_each(drop);
+        std::mem::forget((requesters, kids, unsafe_to_fork));
     }
 
     fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {

@@ -96,8 +96,8 @@ pub(crate) fn asked() -> Option<u8> {
 
 /// A child takes its name and, if its parent logged to stderr, the same logger (at boot,
 /// before its `child_init`).
-pub(crate) fn adopt(name: &str, asked: Option<u8>) {
-    *NAME.lock().unwrap_or_else(|e| e.into_inner()) = name.to_owned();
+pub(crate) fn adopt(name: String, asked: Option<u8>) {
+    *NAME.lock().unwrap_or_else(|e| e.into_inner()) = name;
     if let Some(level) = asked.and_then(decode) {
         ASKED.store(encode(level), Ordering::Relaxed);
         // A fork child has its parent's logger already: that error is expected.

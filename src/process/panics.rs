@@ -20,8 +20,8 @@ static HOOK: Once = Once::new();
 static PROCESS: Mutex<String> = Mutex::new(String::new());
 
 /// A child learns its name at boot.
-pub(crate) fn name_process(name: &str) {
-    *PROCESS.lock().unwrap_or_else(|e| e.into_inner()) = name.to_owned();
+pub(crate) fn name_process(name: String) {
+    *PROCESS.lock().unwrap_or_else(|e| e.into_inner()) = name;
 }
 
 /// A panic of a thread of a child outside [`catching`] (a thread the target started),
@@ -99,18 +99,26 @@ pub(crate) fn prepare_for_forks() {
 
 /// Runs `f`, turning a panic into a `PanicInfo` that names `process`.
 pub(crate) fn catching<T>(process: &str, f: impl FnOnce() -> T) -> Result<T, PanicInfo> {
+    catching_named(process.to_string(), f).0
+}
+
+/// [`catching`] with the name given and given back: a child's runner, whose name was made
+/// before its fork, allocates and frees nothing for it.
+pub(crate) fn catching_named<T>(process: String, f: impl FnOnce() -> T) -> (Result<T, PanicInfo>, String) {
     install_hook();
-    let outer = CAPTURE.with(|c| c.replace(Some((process.to_string(), None))));
+    let outer = CAPTURE.with(|c| c.replace(Some((process, None))));
     let result = catch_unwind(AssertUnwindSafe(f));
-    let recorded = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).and_then(|(_, info)| info);
-    result.map_err(|payload| {
+    let (process, recorded) =
+        CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).unwrap_or_else(|| (String::new(), None));
+    let result = result.map_err(|payload| {
         recorded.unwrap_or_else(|| PanicInfo {
-            process: process.to_string(),
+            process: process.clone(),
             message: payload_message(payload.as_ref()),
             location: None,
             backtrace: String::new(),
         })
-    })
+    });
+    (result, process)
 }
 
 /// The message of a panic payload (`&str` or `String`, as `panic!` makes them).

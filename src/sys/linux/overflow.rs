@@ -20,7 +20,7 @@
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 /// Where the report goes and what it says, fixed before the target runs.
 struct Report {
@@ -50,12 +50,27 @@ pub(crate) struct OverflowArming {
     stack_ready: bool,
 }
 
+/// The page size, once asked ([`page_size`]).
+static PAGE: AtomicUsize = AtomicUsize::new(0);
+
+/// The page size: asked once per process and inherited by its forks (a fork-server child
+/// then runs no `sysconf`, whose code would be one more page fault of each).
+pub(crate) fn page_size() -> usize {
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no preconditions.
+            let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+            PAGE.store(page, Ordering::Relaxed);
+            page
+        }
+        page => page,
+    }
+}
+
 impl OverflowArming {
     /// The calling thread's (and so a fork child's) arming.
     pub(crate) fn here() -> Self {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        Self { page, stack_ready: has_alternate_stack() }
+        Self { page: page_size(), stack_ready: has_alternate_stack() }
     }
 }
 

@@ -336,10 +336,12 @@ fn counted_threads() -> Option<usize> {
 }
 
 /// Works out now what every copy of this process would otherwise work out for itself (the
-/// executable's identity, checked before every child's target): called before the fork
-/// server is forked, whose children would each do it.
+/// executable's identity, checked before every child's target; the page size, for its
+/// stack-overflow report): called before the fork server is forked, whose children would
+/// each do it.
 pub(crate) fn prepare_for_forks() {
     super::call::identity();
+    super::overflow::page_size();
 }
 
 /// Forks the calling process.
