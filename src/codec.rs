@@ -884,15 +884,6 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
     read_message(bytes, true)
 }
 
-/// [`decode_exact`], which says on failure which handles the decoding read: a message
-/// whose decoding stopped part-way (a `Deserialize` that refused, a holder that could not
-/// be recorded) still holds the handles after that point, in flight, and its taker gives
-/// them back (`shm::give_back_unread`), knowing which ones the decoding dealt with.
-pub(crate) fn decode_exact_noting<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (CodecError, Vec<HandleRead>)> {
-    let mut read = Vec::new();
-    noting_reads(&mut read, || decode_exact::<T>(bytes)).map_err(|e| (e, read))
-}
-
 /// Runs `decode` (a decoding, or a step of one that goes on over several calls, such as a
 /// pool worker's chunk read one item at a time), adding the handles it reads to `read`,
 /// which `shm::give_back_unread` needs if it, or a later step, stops part-way. Only
