@@ -866,15 +866,19 @@ pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
 }
 
 /// Decodes messages of type `T` one after the other, within one decoding (the handles
-/// they hold settle once, after the last): `each` gets each message's value, `None` where
-/// `messages` had none.
+/// they hold settle once, after the last): `each` gets each message (`None` where
+/// `messages` had none) and the function that decodes it, to call there (inside a
+/// `catch_unwind` of its own, say).
 pub(crate) fn decode_all<'a, T: DeserializeOwned>(
     messages: impl Iterator<Item = Option<&'a [u8]>>,
-    mut each: impl FnMut(Option<Result<T, CodecError>>),
+    mut each: impl FnMut(Option<&'a [u8]>, fn(&[u8]) -> Result<T, CodecError>),
 ) {
+    fn read_one<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        read_body(bytes, false)
+    }
     let _leave = LeaveDecoding::enter();
     for bytes in messages {
-        each(bytes.map(|bytes| read_body(bytes, false)));
+        each(bytes, read_one::<T>);
     }
 }
 

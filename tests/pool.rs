@@ -182,6 +182,49 @@ fn a_panicking_callback_neither_loses_its_result_nor_stops_the_pool() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(25));
 }
 
+/// A value whose `Deserialize` panics on 13 (the codec's probe sees 0): the worker encodes it
+/// fine, the parent cannot decode it.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Fragile(u32);
+
+impl<'de> serde::Deserialize<'de> for Fragile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = <u32 as serde::Deserialize>::deserialize(d)?;
+        assert_ne!(n, 13, "a Fragile cannot be 13");
+        Ok(Fragile(n))
+    }
+}
+
+fn fragile(n: u32) -> Fragile {
+    Fragile(n)
+}
+
+/// A result whose `Deserialize` panics in the parent fails its task with a decode error, as
+/// a result that cannot be decoded does; the thread that decoded it (the pool's, or the
+/// caller's waiting in `get`) goes on. The panic came out of the caller's `get` instead, or
+/// killed the pool thread (the result never came).
+#[test]
+fn a_result_whose_deserialize_panics_fails_its_task_and_the_pool_goes_on() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let mut r = pool.apply_async(fragile, 13).unwrap();
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.get_timeout(Duration::from_secs(30))));
+    match got {
+        Ok(Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e)))) => {
+            assert!(e.to_string().contains("a Fragile cannot be 13"), "{e}");
+        }
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("get panicked"),
+    }
+    for options in [MapOptions::new(), MapOptions::new().chunksize(1)] {
+        let got =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.map_with(fragile, [1, 13, 2], options)));
+        assert!(matches!(got, Ok(Err(Error::Task(TaskError::Codec(_))))), "{:?}", got.map_err(|_| "map panicked"));
+    }
+    assert_eq!(pool.apply(fragile, 3).unwrap(), Fragile(3));
+    assert!(matches!(pool.apply(die_on_7, 7), Err(Error::Task(TaskError::WorkerLost { .. }))));
+}
+
 #[test]
 fn a_panicking_task_fails_alone_and_the_pool_goes_on() {
     let _w = heap_user(LIMIT);

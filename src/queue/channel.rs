@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
+use crate::process::panics;
 use crate::shm::crash::crash_point;
 use crate::shm::{
     Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch,
@@ -147,21 +148,11 @@ pub(crate) type Undecoded = (CodecError, Option<(Vec<u8>, Vec<codec::HandleRead>
 #[inline]
 pub(crate) fn decode_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Undecoded> {
     if !handles {
-        return not_panicking::<T>(|| codec::decode_exact::<T>(bytes)).map_err(|e| (e, None));
+        return panics::decoding::<T>(|| codec::decode_exact::<T>(bytes)).map_err(|e| (e, None));
     }
     let mut read = Vec::new();
-    codec::noting_reads(&mut read, || not_panicking::<T>(|| codec::decode_exact::<T>(bytes)))
+    codec::noting_reads(&mut read, || panics::decoding::<T>(|| codec::decode_exact::<T>(bytes)))
         .map_err(|e| (e, Some((bytes.to_vec(), read))))
-}
-
-/// `decode()`, with a panic of `T`'s `Deserialize` as a decode error (the panic hook has
-/// printed it, as any thread's).
-#[inline(always)]
-fn not_panicking<T>(decode: impl FnOnce() -> Result<T, CodecError>) -> Result<T, CodecError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
-        let why = crate::process::panics::payload_message(payload.as_ref());
-        Err(CodecError::decode(format_args!("decoding panicked: {why}")).of::<T>())
-    })
 }
 
 /// The outcome of [`decode_taken`], once the message is taken: a decoding that stopped
