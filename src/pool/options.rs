@@ -86,6 +86,7 @@ impl<R> ApplyOptions<R> {
     }
 
     /// Runs `f` with the result when the task succeeds.
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///
@@ -100,6 +101,7 @@ impl<R> ApplyOptions<R> {
     }
 
     /// Runs `f` with the error when the task fails.
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///
@@ -215,6 +217,7 @@ impl<R> MapOptions<R> {
     }
 
     /// Runs `f` with all the results when every item succeeded (`map_async` only).
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///
@@ -229,6 +232,7 @@ impl<R> MapOptions<R> {
     }
 
     /// Runs `f` with the first error (`map_async` only).
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///
