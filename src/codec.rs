@@ -890,15 +890,19 @@ pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
 }
 
 /// Decodes messages of type `T` one after the other, within one decoding (the handles
-/// they hold settle once, after the last): `each` gets each message's value, `None` where
-/// `messages` had none.
+/// they hold settle once, after the last): `each` gets each message (`None` where
+/// `messages` had none) and the function that decodes it, to call there (inside a
+/// `catch_unwind` of its own, say).
 pub(crate) fn decode_all<'a, T: DeserializeOwned>(
     messages: impl Iterator<Item = Option<&'a [u8]>>,
-    mut each: impl FnMut(Option<Result<T, CodecError>>),
+    mut each: impl FnMut(Option<&'a [u8]>, fn(&[u8]) -> Result<T, CodecError>),
 ) {
+    fn read_one<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        read_body(bytes, false)
+    }
     let _leave = LeaveDecoding::enter();
     for bytes in messages {
-        each(bytes.map(|bytes| read_body(bytes, false)));
+        each(bytes, read_one::<T>);
     }
 }
 
@@ -906,15 +910,6 @@ pub(crate) fn decode_all<'a, T: DeserializeOwned>(
 /// that happens to start like a `T` is an error, not a truncated `T`.
 pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     read_message(bytes, true)
-}
-
-/// [`decode_exact`], which says on failure which handles the decoding read: a message
-/// whose decoding stopped part-way (a `Deserialize` that refused, a holder that could not
-/// be recorded) still holds the handles after that point, in flight, and its taker gives
-/// them back (`shm::give_back_unread`), knowing which ones the decoding dealt with.
-pub(crate) fn decode_exact_noting<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (CodecError, Vec<HandleRead>)> {
-    let mut read = Vec::new();
-    noting_reads(&mut read, || decode_exact::<T>(bytes)).map_err(|e| (e, read))
 }
 
 /// Runs `decode` (a decoding, or a step of one that goes on over several calls, such as a

@@ -146,6 +146,85 @@ fn callbacks_and_error_callbacks_run_in_the_parent() {
     assert_eq!(sum.load(Ordering::SeqCst), 385);
 }
 
+/// A callback that panics is a bug of its caller, not of the pool: its panic is printed (as
+/// a thread's is) and dropped, the call's result is still delivered, and the pool goes on
+/// collecting results and replacing workers. (Python's result handler thread dies there:
+/// every later `get` hangs.)
+#[test]
+fn a_panicking_callback_neither_loses_its_result_nor_stops_the_pool() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let panicking = |ran: &Arc<AtomicUsize>| {
+        let ran = ran.clone();
+        move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+            panic!("the callback fails");
+        }
+    };
+    // Nobody waits for this one: the pool thread runs its callback.
+    let cb = panicking(&ran);
+    let mut first = pool.apply_async_with(square, 3, ApplyOptions::new().callback(move |_: &u64| cb())).unwrap();
+    assert!(eventually(LIMIT, || ran.load(Ordering::SeqCst) == 1));
+    assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(9));
+    // These are waited for: the waiting thread runs their callbacks.
+    let cb = panicking(&ran);
+    let r = pool.map_async_with(square, 1..=3, MapOptions::new().callback(move |_: &[u64]| cb())).unwrap();
+    assert_eq!(r.get().unwrap(), [1, 4, 9]);
+    let cb = panicking(&ran);
+    let r = pool.apply_async_with(fail_on, 13, ApplyOptions::new().error_callback(move |_| cb())).unwrap();
+    assert!(matches!(r.get(), Err(TaskError::Panicked(info)) if info.message == "unlucky 13"));
+    assert_eq!(ran.load(Ordering::SeqCst), 3);
+    // The pool thread still tends the workers and collects what nobody waits for.
+    assert!(matches!(pool.apply(die_on_7, 7), Err(Error::Task(TaskError::WorkerLost { .. }))));
+    let (tx, rx) = std::sync::mpsc::channel();
+    drop(pool.apply_async_with(square, 5, ApplyOptions::new().callback(move |v: &u64| tx.send(*v).unwrap())).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(25));
+}
+
+/// A value whose `Deserialize` panics on 13 (the codec's probe sees 0): the worker encodes it
+/// fine, the parent cannot decode it.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Fragile(u32);
+
+impl<'de> serde::Deserialize<'de> for Fragile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = <u32 as serde::Deserialize>::deserialize(d)?;
+        assert_ne!(n, 13, "a Fragile cannot be 13");
+        Ok(Fragile(n))
+    }
+}
+
+fn fragile(n: u32) -> Fragile {
+    Fragile(n)
+}
+
+/// A result whose `Deserialize` panics in the parent fails its task with a decode error, as
+/// a result that cannot be decoded does; the thread that decoded it (the pool's, or the
+/// caller's waiting in `get`) goes on. The panic came out of the caller's `get` instead, or
+/// killed the pool thread (the result never came).
+#[test]
+fn a_result_whose_deserialize_panics_fails_its_task_and_the_pool_goes_on() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let mut r = pool.apply_async(fragile, 13).unwrap();
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.get_timeout(Duration::from_secs(30))));
+    match got {
+        Ok(Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e)))) => {
+            assert!(e.to_string().contains("a Fragile cannot be 13"), "{e}");
+        }
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("get panicked"),
+    }
+    for options in [MapOptions::new(), MapOptions::new().chunksize(1)] {
+        let got =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.map_with(fragile, [1, 13, 2], options)));
+        assert!(matches!(got, Ok(Err(Error::Task(TaskError::Codec(_))))), "{:?}", got.map_err(|_| "map panicked"));
+    }
+    assert_eq!(pool.apply(fragile, 3).unwrap(), Fragile(3));
+    assert!(matches!(pool.apply(die_on_7, 7), Err(Error::Task(TaskError::WorkerLost { .. }))));
+}
+
 #[test]
 fn a_panicking_task_fails_alone_and_the_pool_goes_on() {
     let _w = heap_user(LIMIT);

@@ -153,6 +153,54 @@ fn put_and_get_after_close_are_typed_errors() {
     assert!(matches!(e, Error::Channel(ChannelError::Closed)));
 }
 
+/// A value whose `Deserialize` panics on what was sent (13 here; the codec's probe sees 0).
+#[derive(Debug, PartialEq, Serialize)]
+struct Fragile(u32);
+
+impl<'de> Deserialize<'de> for Fragile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        assert_ne!(n, 13, "a Fragile cannot be 13");
+        Ok(Fragile(n))
+    }
+}
+
+/// A message whose `Deserialize` panics is taken, and its `get` or `recv` says so with a
+/// decode error (the panic hook prints the panic, as a thread's), as for any message that
+/// cannot be decoded; the handles after the point where it panicked are given back. The
+/// message stayed first instead: every `get`, in every process, panicked on it forever.
+#[test]
+fn a_message_whose_deserialize_panics_is_taken_as_a_decode_error() {
+    let leaks = leak_check(LIMIT);
+    let q = Queue::new().unwrap();
+    q.put(Fragile(13)).unwrap();
+    q.put(Fragile(1)).unwrap();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.get())) {
+        Ok(Err(GetError::Decode(e))) => assert!(e.to_string().contains("a Fragile cannot be 13"), "{e}"),
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("get panicked"),
+    }
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Fragile(1)));
+
+    let (a, b) = Pipe::new().unwrap();
+    a.send(Fragile(13)).unwrap();
+    a.send(Fragile(2)).unwrap();
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.recv()));
+    assert!(matches!(first, Ok(Err(RecvError::Decode(_)))), "{:?}", first.map_err(|_| "recv panicked"));
+    assert_eq!(b.recv(), Ok(Fragile(2)));
+
+    // The handle after the panic is given back: the one kept here is the queue's last, and
+    // its get says so instead of waiting.
+    let outer = Queue::<(Fragile, Queue<u32>)>::new().unwrap();
+    let inner = Queue::<u32>::new().unwrap();
+    outer.put((Fragile(13), inner.clone())).unwrap();
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| outer.get().map(drop)));
+    assert!(matches!(first, Ok(Err(GetError::Decode(_)))), "{:?}", first.map_err(|_| "get panicked"));
+    assert_eq!(inner.get_timeout(Duration::from_secs(30)), Err(GetTimeoutError::Disconnected));
+    drop((q, a, b, outer, inner));
+    leaks.assert_no_leak();
+}
+
 #[test]
 fn a_get_with_nobody_else_holding_the_queue_is_disconnected_not_a_hang() {
     let _t = heap_user(LIMIT);

@@ -546,6 +546,67 @@ fn a_segment_that_is_not_a_list_is_refused() {
     SharedMemory::open(&name).unwrap().unlink().unwrap();
 }
 
+/// An item whose room would not fit the 8 bytes Python gives a slot's format (`"<room>s"`:
+/// at most 9,999,992 bytes of room) is refused with a typed error; it panicked.
+#[test]
+fn a_shareable_list_item_too_long_for_any_slot_is_a_typed_error() {
+    const MOST: usize = 9_999_991;
+    let list = ShareableList::new([vec![7u8; MOST]]).unwrap();
+    assert_eq!(list.format(), "9999992s");
+    assert_eq!(list.get(0).unwrap(), Item::Bytes(vec![7; MOST]));
+    list.shm().unlink().unwrap();
+    for item in [Item::Bytes(vec![7; MOST + 1]), Item::Str("x".repeat(MOST + 1))] {
+        match ShareableList::new([Item::Int(1), item]) {
+            Err(ShareableListError::TooLong { index: 1, len, capacity: MOST }) => assert_eq!(len, MOST + 1),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn truncate_to(name: &str, len: u64) {
+    let file = std::fs::OpenOptions::new().write(true).open(format!("/dev/shm/{name}")).unwrap();
+    file.set_len(len).unwrap();
+}
+
+/// A list whose segment another program truncated (anybody may, by its name) answers with
+/// `SharedMemoryError::Truncated`, as `SharedMemory`'s own `try_` accessors do: every call
+/// that returns a `Result` panicked instead.
+#[test]
+fn a_shareable_list_whose_segment_was_truncated_gives_typed_errors() {
+    let list = ShareableList::new([Item::from(1), "text".into()]).unwrap();
+    let mapped = SharedMemory::open(list.name()).unwrap();
+    truncate_to(list.name(), 8);
+    let truncated = |r: Result<(), ShareableListError>| {
+        matches!(r, Err(ShareableListError::SharedMemory(SharedMemoryError::Truncated { size: 8, .. })))
+    };
+    assert!(truncated(list.get(0).map(drop)));
+    assert!(truncated(list.get(1).map(drop)));
+    assert!(truncated(list.to_vec().map(drop)));
+    assert!(truncated(list.set(0, 2)));
+    assert!(truncated(list.set(1, "abc")));
+    assert!(truncated(ShareableList::from_shared_memory(mapped).map(drop)));
+    assert_eq!((list.count(&Item::Int(1)), list.index(&Item::Int(1))), (0, None));
+    list.shm().unlink().unwrap();
+}
+
+/// A segment whose header gives a slot less room than a number's 8 bytes, or more than a
+/// slot can have, is not a list (Python never writes one): `set` on such a slot panicked.
+#[test]
+fn a_shareable_list_with_impossible_slots_is_refused() {
+    for room in [0i64, 4, 10_000_000] {
+        let shm = SharedMemory::create(3 * 8 + room as usize + 8 + 1).unwrap();
+        let mut header = Vec::new();
+        for word in [1, 0, room] {
+            header.extend_from_slice(&i64::to_ne_bytes(word));
+        }
+        shm.write_at(0, &header);
+        let name = shm.name().to_string();
+        let list = ShareableList::from_shared_memory(shm);
+        assert!(matches!(list, Err(ShareableListError::Corrupt(_))), "room {room}: {list:?}");
+        SharedMemory::open(&name).unwrap().unlink().unwrap();
+    }
+}
+
 fn python3() -> Option<Command> {
     let ok = Command::new("python3").arg("-c").arg("import multiprocessing.shared_memory").output().ok()?;
     ok.status.success().then(|| Command::new("python3"))

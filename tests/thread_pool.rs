@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::watchdog;
-use multiproc::{ApplyOptions, Error, MapOptions, PoolError, TaskError, ThreadPool};
+use multiproc::{ApplyOptions, Error, MapOptions, PoolError, ResultTimeoutError, TaskError, ThreadPool};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -48,6 +48,28 @@ fn callbacks_run_in_the_parent_with_the_result_or_the_error() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0], "ok 40");
     assert!(seen[1].starts_with("err ") && seen[1].contains("nope"), "{seen:?}");
+}
+
+/// A callback that panics loses neither its call's result nor the thread that ran it: a
+/// one-thread pool answers the next call. (The thread died with it: the result never came,
+/// and every later task waited forever.)
+#[test]
+fn a_panicking_callback_neither_loses_its_result_nor_the_thread() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    let mut r = pool
+        .apply_async_with(|x: u32| x * 10, 4, ApplyOptions::new().callback(|_: &u32| panic!("the callback fails")))
+        .unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(40));
+    let mut r = pool
+        .map_async_with(|x: u32| x, 0..3, MapOptions::new().callback(|_: &[u32]| panic!("so does this one")))
+        .unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(vec![0, 1, 2]));
+    let options = ApplyOptions::new().error_callback(|_| panic!("and this one"));
+    let mut r = pool.apply_async_with(|_: u32| -> u32 { panic!("nope") }, 4, options).unwrap();
+    assert!(matches!(r.get_timeout(Duration::from_secs(30)), Err(ResultTimeoutError::Task(TaskError::Panicked(_)))));
+    let mut r = pool.apply_async(|x: u32| x + 1, 1).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(2));
 }
 
 #[test]

@@ -30,7 +30,8 @@ pub(super) fn needs_self_description<T: DeserializeOwned>() -> bool {
     let ctx = Ctx::default();
     for _ in 0..MAX_RUNS {
         // A `Deserialize` impl that panics on the made-up value ends the run, not the
-        // sender; the message then goes in postcard, and its receiver meets the same panic.
+        // sender; the message then goes in postcard, and its receiver meets the same panic
+        // (a decode error where a channel or a pool decodes it: `panics::decoding`).
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = T::deserialize(Probe { ctx: &ctx, depth: 0 });
         }));

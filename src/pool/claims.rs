@@ -21,6 +21,7 @@ use super::result::{Chunk, ChunkOutcome, Sink, count};
 use super::stats::Counters;
 use crate::codec;
 use crate::error::PanicInfo;
+use crate::process::panics;
 use crate::shm::{self, ClaimTable, Payload, Reaped, Results, Written};
 use crate::sys::Packed;
 
@@ -311,7 +312,8 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
                 Some((Written::Value, bytes)) => Some(bytes),
                 _ => None,
             });
-            codec::decode_all::<R>(values, |value| {
+            codec::decode_all::<R>(values, |bytes, read| {
+                let value = bytes.map(|bytes| panics::decoding(|| read(bytes)));
                 self.sort(&mut chunk, &results, i, value, &settled);
                 i += 1;
             });
@@ -406,10 +408,11 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
 }
 
 /// Decodes one result; the handles a decoding that stopped part-way did not read are
-/// given back (audit F7).
+/// given back (audit F7), and a panic of `R`'s `Deserialize` is a decode error (audit25).
 fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, crate::CodecError> {
     let mut read = Vec::new();
-    codec::noting_reads(&mut read, || codec::decode::<R>(bytes)).inspect_err(|_| shm::give_back_unread(bytes, &read))
+    codec::noting_reads(&mut read, || panics::decoding(|| codec::decode::<R>(bytes)))
+        .inspect_err(|_| shm::give_back_unread(bytes, &read))
 }
 
 impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {

@@ -14,6 +14,7 @@ use super::result::{Chunk, ChunkOutcome, Helper, Sink, count};
 use super::stats::Counters;
 use super::worker::WorkerResults;
 use crate::codec;
+use crate::process::panics;
 use crate::shm::{self, ClaimTable, Payload};
 use crate::sys::Packed;
 
@@ -85,8 +86,11 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
             // The results were taken from the worker's channel: the handles a decoding that
             // stopped part-way did not read are given back (audit F7).
             let mut read = Vec::new();
-            let results: WorkerResults<R> = codec::noting_reads(&mut read, || codec::decode(payload.bytes()))
-                .inspect_err(|_| shm::give_back_unread(payload.bytes(), &read))?;
+            // A Deserialize of R that panics fails the chunk: it must not end the thread that
+            // collects results (the pool's, or a caller's waiting in `get`).
+            let results: WorkerResults<R> =
+                codec::noting_reads(&mut read, || panics::decoding(|| codec::decode(payload.bytes())))
+                    .inspect_err(|_| shm::give_back_unread(payload.bytes(), &read))?;
             Ok(Chunk {
                 values: results.values,
                 failures: results.panics.into_iter().map(|(i, info)| (i as usize, TaskError::Panicked(info))).collect(),

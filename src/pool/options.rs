@@ -22,20 +22,17 @@ impl<T: ?Sized> Default for Callbacks<T> {
 }
 
 impl<T: ?Sized> Callbacks<T> {
-    /// Runs the one that applies.
+    /// Runs the one that applies. A callback's panic stops here (the panic hook has printed
+    /// it, as any thread's): it runs on the thread that collects results (the pool's, a
+    /// worker thread of a `ThreadPool`, or a caller's waiting in `get`), which must go on
+    /// to deliver this result and the others. Python's result handler thread dies there,
+    /// and every later `get` hangs.
     pub(crate) fn run(&mut self, outcome: Result<&T, &TaskError>) {
-        match outcome {
-            Ok(value) => {
-                if let Some(f) = self.success.take() {
-                    f(value);
-                }
-            }
-            Err(e) => {
-                if let Some(f) = self.failure.take() {
-                    f(e);
-                }
-            }
-        }
+        let (success, failure) = (self.success.take(), self.failure.take());
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match outcome {
+            Ok(value) => success.map(|f| f(value)),
+            Err(e) => failure.map(|f| f(e)),
+        }));
     }
 }
 
@@ -89,6 +86,7 @@ impl<R> ApplyOptions<R> {
     }
 
     /// Runs `f` with the result when the task succeeds.
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///
@@ -103,6 +101,7 @@ impl<R> ApplyOptions<R> {
     }
 
     /// Runs `f` with the error when the task fails.
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///
@@ -218,6 +217,7 @@ impl<R> MapOptions<R> {
     }
 
     /// Runs `f` with all the results when every item succeeded (`map_async` only).
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///
@@ -232,6 +232,7 @@ impl<R> MapOptions<R> {
     }
 
     /// Runs `f` with the first error (`map_async` only).
+    /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///
     /// # Examples
     ///

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, Once};
 
+use crate::codec::CodecError;
 use crate::error::PanicInfo;
 
 thread_local! {
@@ -119,6 +120,19 @@ pub(crate) fn catching_named<T>(process: String, f: impl FnOnce() -> T) -> (Resu
         })
     });
     (result, process)
+}
+
+/// Runs a decoding, with a panic of a `Deserialize` of `T` (user code) as a decode error:
+/// the panic hook has printed it, as any thread's. A decoding runs where a panic let
+/// through breaks what others rely on: inside a channel's take (the message would stay
+/// first, for every later take to panic on) or on the thread that collects a pool's
+/// results.
+#[inline(always)]
+pub(crate) fn decoding<T>(decode: impl FnOnce() -> Result<T, CodecError>) -> Result<T, CodecError> {
+    catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+        let why = payload_message(payload.as_ref());
+        Err(CodecError::decode(format_args!("decoding panicked: {why}")).of::<T>())
+    })
 }
 
 /// The message of a panic payload (`&str` or `String`, as `panic!` makes them).

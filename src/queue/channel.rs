@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::error::{Failure, TooLarge};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
+use crate::process::panics;
 use crate::shm::crash::crash_point;
 use crate::shm::{
     Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch,
@@ -136,13 +137,22 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
 pub(crate) type Undecoded = (CodecError, Option<(Vec<u8>, Vec<codec::HandleRead>)>);
 
 /// Decodes a message of a ring that `handles` says ever carried handles, inside its take;
-/// on failure keeps what [`settle_decoded`] needs once the message is taken.
+/// on failure keeps what [`settle_decoded`] needs once the message is taken: its bytes and
+/// the handles the decoding read (a decoding that stopped part-way, a `Deserialize` that
+/// refused or a holder that could not be recorded, left the handles after that point in
+/// flight).
+///
+/// A `Deserialize` that panics fails the decoding like one that refuses: the message is
+/// taken all the same. A panic let through would leave it first in the ring, for every
+/// later take to panic on.
 #[inline]
 pub(crate) fn decode_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Undecoded> {
     if !handles {
-        return codec::decode_exact::<T>(bytes).map_err(|e| (e, None));
+        return panics::decoding::<T>(|| codec::decode_exact::<T>(bytes)).map_err(|e| (e, None));
     }
-    codec::decode_exact_noting::<T>(bytes).map_err(|(e, read)| (e, Some((bytes.to_vec(), read))))
+    let mut read = Vec::new();
+    codec::noting_reads(&mut read, || panics::decoding::<T>(|| codec::decode_exact::<T>(bytes)))
+        .map_err(|e| (e, Some((bytes.to_vec(), read))))
 }
 
 /// The outcome of [`decode_taken`], once the message is taken: a decoding that stopped

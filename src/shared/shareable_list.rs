@@ -121,7 +121,8 @@ pub enum ShareableListError {
         len: usize,
     },
     /// A str or bytes item longer than the room its slot got when the list was made
-    /// (Python's `ValueError: bytes/str item exceeds available storage`).
+    /// (Python's `ValueError: bytes/str item exceeds available storage`), or, when a list
+    /// is made, longer than any slot can be (9,999,991 bytes).
     #[error("an item of {len} bytes exceeds the {capacity} bytes of storage of slot {index}")]
     TooLong {
         /// The slot.
@@ -138,6 +139,14 @@ pub enum ShareableListError {
 }
 
 const WORD: usize = 8;
+
+/// The most room a slot can have: its format, `"<room>s"`, must fit the 8 bytes Python
+/// packs it into.
+const MAX_ROOM: usize = 9_999_992;
+
+/// The longest str or bytes item a list can be made with (its room is one more byte,
+/// rounded up to a multiple of 8: [`MAX_ROOM`]).
+const MAX_ITEM: usize = MAX_ROOM - 1;
 
 /// A fixed-length list of numbers, bools, strings, bytes and `None` in named shared
 /// memory (Python's `multiprocessing.shared_memory.ShareableList`, byte for byte: a
@@ -207,7 +216,9 @@ impl ShareableList {
     ///
     /// # Errors
     ///
-    /// [`ShareableListError::SharedMemory`] when the segment cannot be created.
+    /// [`ShareableListError::SharedMemory`] when the segment cannot be created;
+    /// [`ShareableListError::TooLong`] for a str or bytes item of more than 9,999,991
+    /// bytes (a slot's room is written as `"<room>s"` in 8 bytes, as Python does).
     ///
     /// # Examples
     ///
@@ -227,7 +238,8 @@ impl ShareableList {
     /// # Errors
     ///
     /// [`ShareableListError::SharedMemory`] when the segment cannot be created (for
-    /// example, [`SharedMemoryError::AlreadyExists`]).
+    /// example, [`SharedMemoryError::AlreadyExists`]); [`ShareableListError::TooLong`] as
+    /// for [`new`](ShareableList::new).
     ///
     /// # Examples
     ///
@@ -250,6 +262,18 @@ impl ShareableList {
         items: impl IntoIterator<Item = I>,
     ) -> Result<Self, ShareableListError> {
         let items: Vec<Item> = items.into_iter().map(Into::into).collect();
+        for (index, item) in items.iter().enumerate() {
+            if let Item::Str(s) = item
+                && s.len() > MAX_ITEM
+            {
+                return Err(ShareableListError::TooLong { index, len: s.len(), capacity: MAX_ITEM });
+            }
+            if let Item::Bytes(b) = item
+                && b.len() > MAX_ITEM
+            {
+                return Err(ShareableListError::TooLong { index, len: b.len(), capacity: MAX_ITEM });
+            }
+        }
         let n = items.len();
         let formats: Vec<(String, u8, usize)> = items.iter().map(format_of).collect();
         let mut offsets = Vec::with_capacity(n + 1);
@@ -267,9 +291,9 @@ impl ShareableList {
         for off in &list.offsets {
             header.extend_from_slice(&(*off as i64).to_ne_bytes());
         }
-        list.shm.write_at(0, &header);
+        list.shm.try_write_at(0, &header)?;
         for (i, item) in items.iter().enumerate() {
-            list.write_item(i, item, &formats[i].0, formats[i].1);
+            list.write_item(i, item, &formats[i].0, formats[i].1)?;
         }
         Ok(list)
     }
@@ -300,7 +324,11 @@ impl ShareableList {
     ///
     /// # Errors
     ///
-    /// [`ShareableListError::Corrupt`] when the segment does not hold a list.
+    /// [`ShareableListError::Corrupt`] when the segment does not hold a list (a slot with
+    /// less room than a number's 8 bytes, or more than [`ShareableList`]'s slots can
+    /// have, is none Python writes);
+    /// [`SharedMemoryError::Truncated`] (in [`ShareableListError::SharedMemory`]) when
+    /// another process truncated the segment.
     ///
     /// # Examples
     ///
@@ -317,23 +345,28 @@ impl ShareableList {
         let size = shm.size();
         let read_i64 = |at: usize| {
             let mut b = [0u8; WORD];
-            shm.read_at(at, &mut b);
-            i64::from_ne_bytes(b)
+            shm.try_read_at(at, &mut b).map(|()| i64::from_ne_bytes(b))
         };
         if size < WORD {
             return Err(ShareableListError::Corrupt("too small for a header".into()));
         }
-        let n = usize::try_from(read_i64(0)).map_err(|_| ShareableListError::Corrupt("negative length".into()))?;
+        let n = usize::try_from(read_i64(0)?).map_err(|_| ShareableListError::Corrupt("negative length".into()))?;
         let header = n.checked_add(2).and_then(|k| k.checked_mul(WORD));
         if header.is_none_or(|h| h > size) {
             return Err(ShareableListError::Corrupt(format!("a length of {n} does not fit {size} bytes")));
         }
         let mut offsets = Vec::with_capacity(n + 1);
         for i in 0..=n {
-            let off = usize::try_from(read_i64(WORD * (i + 1)))
+            let off = usize::try_from(read_i64(WORD * (i + 1))?)
                 .map_err(|_| ShareableListError::Corrupt("negative offset".into()))?;
-            if offsets.last().is_some_and(|&prev| off < prev) {
-                return Err(ShareableListError::Corrupt("offsets out of order".into()));
+            if let Some(&prev) = offsets.last() {
+                // Python gives every slot 8 bytes or more; `set` writes a number's 8, and a
+                // str's format names its room in 8 bytes.
+                let room =
+                    off.checked_sub(prev).ok_or_else(|| ShareableListError::Corrupt("offsets out of order".into()))?;
+                if !(WORD..=MAX_ROOM).contains(&room) {
+                    return Err(ShareableListError::Corrupt(format!("slot {} has room for {room} bytes", i - 1)));
+                }
             }
             offsets.push(off);
         }
@@ -364,7 +397,7 @@ impl ShareableList {
         self.offsets[index + 1] - self.offsets[index]
     }
 
-    fn write_item(&self, index: usize, item: &Item, format: &str, code: u8) {
+    fn write_item(&self, index: usize, item: &Item, format: &str, code: u8) -> Result<(), ShareableListError> {
         let at = self.data_start() + self.offsets[index];
         let room = self.room(index);
         let mut slot = vec![0u8; room];
@@ -378,11 +411,12 @@ impl ShareableList {
         }
         // Numbers take their 8 bytes only; a str slot keeps its room.
         let written = if matches!(item, Item::Str(_) | Item::Bytes(_)) { room } else { WORD };
-        self.shm.write_at(at, &slot[..written]);
+        self.shm.try_write_at(at, &slot[..written])?;
         let mut packed = [0u8; WORD];
         packed[..format.len()].copy_from_slice(format.as_bytes());
-        self.shm.write_at(self.formats_start() + index * WORD, &packed);
-        self.shm.write_at(self.codes_start() + index, &[code]);
+        self.shm.try_write_at(self.formats_start() + index * WORD, &packed)?;
+        self.shm.try_write_at(self.codes_start() + index, &[code])?;
+        Ok(())
     }
 
     /// The number of items (fixed).
@@ -417,8 +451,9 @@ impl ShareableList {
     ///
     /// # Errors
     ///
-    /// [`ShareableListError::IndexOutOfRange`], or [`ShareableListError::Corrupt`] when the
-    /// slot does not hold a valid item.
+    /// [`ShareableListError::IndexOutOfRange`], [`ShareableListError::Corrupt`] when the
+    /// slot does not hold a valid item, or [`SharedMemoryError::Truncated`] (in
+    /// [`ShareableListError::SharedMemory`]) when another process truncated the segment.
     ///
     /// # Examples
     ///
@@ -435,22 +470,21 @@ impl ShareableList {
     pub fn get(&self, index: usize) -> Result<Item, ShareableListError> {
         self.check(index)?;
         let mut packed = [0u8; WORD];
-        self.shm.read_at(self.formats_start() + index * WORD, &mut packed);
+        self.shm.try_read_at(self.formats_start() + index * WORD, &mut packed)?;
         let end = packed.iter().position(|&b| b == 0).unwrap_or(WORD);
         let format = std::str::from_utf8(&packed[..end])
             .map_err(|_| ShareableListError::Corrupt(format!("slot {index} has an unreadable format")))?;
         let mut code = [0u8; 1];
-        self.shm.read_at(self.codes_start() + index, &mut code);
+        self.shm.try_read_at(self.codes_start() + index, &mut code)?;
         let at = self.data_start() + self.offsets[index];
         let word = || {
             let mut b = [0u8; WORD];
-            self.shm.read_at(at, &mut b);
-            b
+            self.shm.try_read_at(at, &mut b).map(|()| b)
         };
         let item = match (format, code[0]) {
-            ("q", 0) => Item::Int(i64::from_ne_bytes(word())),
-            ("d", 0) => Item::Float(f64::from_ne_bytes(word())),
-            ("xxxxxxx?", 0) => Item::Bool(word()[7] != 0),
+            ("q", 0) => Item::Int(i64::from_ne_bytes(word()?)),
+            ("d", 0) => Item::Float(f64::from_ne_bytes(word()?)),
+            ("xxxxxxx?", 0) => Item::Bool(word()?[7] != 0),
             (_, 3) => Item::None,
             (f, 1 | 2) if f.ends_with('s') => {
                 let room: usize = f[..f.len() - 1]
@@ -459,7 +493,7 @@ impl ShareableList {
                     .filter(|&r| r <= self.room(index))
                     .ok_or_else(|| ShareableListError::Corrupt(format!("slot {index} has format {f}")))?;
                 let mut bytes = vec![0u8; room];
-                self.shm.read_at(at, &mut bytes);
+                self.shm.try_read_at(at, &mut bytes)?;
                 while bytes.last() == Some(&0) {
                     bytes.pop();
                 }
@@ -481,8 +515,9 @@ impl ShareableList {
     ///
     /// # Errors
     ///
-    /// [`ShareableListError::IndexOutOfRange`], or [`ShareableListError::TooLong`] for a
-    /// str or bytes longer than the slot's room.
+    /// [`ShareableListError::IndexOutOfRange`], [`ShareableListError::TooLong`] for a
+    /// str or bytes longer than the slot's room, or [`SharedMemoryError::Truncated`] (in
+    /// [`ShareableListError::SharedMemory`]) when another process truncated the segment.
     ///
     /// # Examples
     ///
@@ -513,15 +548,14 @@ impl ShareableList {
                 (format, code)
             }
         };
-        self.write_item(index, &item, &format, code);
-        Ok(())
+        self.write_item(index, &item, &format, code)
     }
 
     /// All items.
     ///
     /// # Errors
     ///
-    /// [`ShareableListError::Corrupt`] when a slot does not hold a valid item.
+    /// As [`get`](ShareableList::get)'s.
     ///
     /// # Examples
     ///
@@ -572,6 +606,10 @@ impl ShareableList {
 
     /// The packing formats of the items, joined (Python's `format` property, e.g.
     /// `"q8sd"`).
+    ///
+    /// # Panics
+    ///
+    /// When another process truncated the segment (as [`SharedMemory::read_at`]).
     ///
     /// # Examples
     ///
