@@ -1002,9 +1002,40 @@ pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 /// enough) as [`encode`] would: the message's length, or `None` if it does not fit.
 #[inline]
 pub(crate) fn encode_plain<T: Serialize>(value: &T, out: &mut [u8]) -> Option<usize> {
-    let (tag, body) = out.split_first_mut()?;
-    *tag = POSTCARD;
-    postcard::to_slice(value, body).ok().map(|body| body.len() + 1)
+    let mut flavor = ByteAtATime { out, len: 0 };
+    flavor.try_push(POSTCARD).ok()?;
+    let mut serializer = postcard::Serializer { output: flavor };
+    value.serialize(&mut serializer).ok()?;
+    Some(serializer.output.len)
+}
+
+/// A postcard flavor writing a few bytes into a slice one at a time: postcard hands a
+/// varint over as a slice of a length known only at run time, which a slice's copy sends
+/// to `memcpy` (a call and its dispatch for one to ten bytes; a sixth of a claimed task).
+struct ByteAtATime<'a> {
+    out: &'a mut [u8],
+    len: usize,
+}
+
+impl Flavor for ByteAtATime<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        let byte = self.out.get_mut(self.len).ok_or(postcard::Error::SerializeBufferFull)?;
+        *byte = data;
+        self.len += 1;
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        data.iter().try_for_each(|byte| self.try_push(*byte))
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes a `T` from `bytes`; handles in it become this process's.

@@ -329,7 +329,8 @@ impl ClaimTable {
         let inline = self.shared.tail::<u8>((entry + ENTRY_WORDS) * 8).range((entry + 1) * 8, INLINE);
         // SAFETY: as in `put`: the entry's inline bytes are the claimer's (this process's)
         // until its state word says done.
-        unsafe { inline.as_mut_slice() }.copy_from_slice(bytes);
+        let inline: &mut [u8; INLINE] = unsafe { inline.as_mut_slice() }.try_into().expect("an entry's inline bytes");
+        *inline = *bytes;
         crash_point!("pool.claims.written");
         self.words().at(entry).store(DONE | Written::Value.code() << KIND_SHIFT | len as u64, Ordering::Release);
     }
