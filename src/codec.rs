@@ -1296,6 +1296,44 @@ mod tests {
         assert!(READ.with(|r| r.borrow().is_none()), "nothing notes after a panic");
     }
 
+    /// A plain value's message is the one `encode` writes, and reads back as `decode` does.
+    fn plain_as_encoded<T: Serialize + DeserializeOwned + PartialEq + fmt::Debug>(value: T) {
+        assert!(plain::<T>(), "{}", std::any::type_name::<T>());
+        let mut out = [0; PLAIN_MAX];
+        let len = encode_plain(&value, &mut out).unwrap();
+        let encoded = encode(&value).unwrap();
+        assert_eq!(&out[..len], &encoded.bytes[..], "{value:?}");
+        assert_eq!(decode_plain::<T>(&out[..len]), Some(value));
+    }
+
+    #[test]
+    fn plain_values_are_written_and_read_as_every_message_is() {
+        plain_as_encoded(0u8);
+        plain_as_encoded(u16::MAX);
+        plain_as_encoded(300u32);
+        plain_as_encoded(u64::MAX);
+        plain_as_encoded(u128::MAX);
+        plain_as_encoded(usize::MAX);
+        plain_as_encoded(-1i8);
+        plain_as_encoded(i16::MIN);
+        plain_as_encoded(-70_000i32);
+        plain_as_encoded(i64::MIN);
+        plain_as_encoded(i128::MIN);
+        plain_as_encoded(isize::MIN);
+        plain_as_encoded(-1.5f32);
+        plain_as_encoded(f64::MAX);
+        plain_as_encoded(true);
+        plain_as_encoded('\u{10ffff}');
+        plain_as_encoded(());
+        assert!(!plain::<String>() && !plain::<(u64, u64)>() && !plain::<Option<u64>>() && !plain::<&u64>());
+        // Too little room, or a message in another encoding: not plain, the general path's.
+        assert_eq!(encode_plain(&u64::MAX, &mut [0; 4]), None);
+        let mut kept = Vec::new();
+        encode_kept(&7u64, &mut kept).unwrap();
+        assert_eq!(decode_plain::<u64>(&kept), None);
+        assert_eq!(decode_plain::<u64>(&[]), None);
+    }
+
     #[test]
     fn round_trip() {
         let msg = encode(&(1u32, "two".to_string(), vec![3u8; 3])).unwrap();
