@@ -739,6 +739,50 @@ fn a_chunk_size_of_zero_is_an_error_as_in_python() {
     assert_eq!(pool.map_with(square, [1, 2], MapOptions::new().chunksize(1)).unwrap(), [1, 4]);
 }
 
+fn halved(x: i64) -> f64 {
+    x as f64 / 2.0
+}
+
+fn is_odd(x: u8) -> bool {
+    x % 2 == 1
+}
+
+fn spelled(x: u64) -> String {
+    format!("#{x}")
+}
+
+fn widened(s: String) -> u128 {
+    u128::from(s.len() as u64) << 100
+}
+
+#[test]
+fn claimed_items_and_results_of_any_shape_come_back_as_a_serial_map_gives_them() {
+    // Primitives both ways (read and written in place by the workers), a primitive one way
+    // only, and neither.
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let signed: Vec<i64> = (-500..500).map(|x| x * 1_000_003).collect();
+    assert_eq!(
+        pool.map_with(halved, signed.clone(), MapOptions::new().chunksize(1)).unwrap(),
+        signed.into_iter().map(halved).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pool.map_with(is_odd, 0..=255u8, MapOptions::new().chunksize(1)).unwrap(),
+        (0..=255u8).map(is_odd).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pool.map_with(spelled, 0..300, MapOptions::new().chunksize(1)).unwrap(),
+        (0..300).map(spelled).collect::<Vec<_>>()
+    );
+    let texts: Vec<String> = (0..300).map(|n| "x".repeat(n)).collect();
+    assert_eq!(
+        pool.map_with(widened, texts.clone(), MapOptions::new().chunksize(1)).unwrap(),
+        texts.into_iter().map(widened).collect::<Vec<_>>()
+    );
+    pool.close();
+    pool.join().unwrap();
+}
+
 /// Just past what `as_nanos() as u64` holds: 2^64 ns and 290 ms, which wrapped to 290 ms.
 const PAST_584_YEARS: Duration = Duration::from_secs(18_446_744_074);
 

@@ -144,6 +144,9 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
 /// measured.
 const CLAIMED_SCRATCH: usize = 64 * 1024;
 
+// A primitive's result always fits in its entry's inline bytes.
+const _: () = assert!(codec::PLAIN_MAX <= shm::CLAIM_INLINE);
+
 /// Claims the items of `table` one at a time from `seat`, runs `f` over each and writes
 /// its result (or its panic, or why it could not be decoded or encoded) in the item's
 /// entry. A failure stops the table: the call fails with its first error, as a `map` does.
@@ -153,10 +156,11 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     seat: usize,
     f: impl Fn(A) -> R,
 ) {
-    let failed = |i: usize, written: Written, bytes: &[u8]| {
-        table.stop();
-        let _ = table.put(i, written, bytes, false);
-    };
+    let failed = |i: usize, written: Written, bytes: &[u8]| fail(table, i, written, bytes);
+    let handles = table.inputs_hold_handles();
+    // Items and results of a primitive type are read and written in place (no handle to
+    // note, nothing for the codec's thread state to do).
+    let plain = codec::plain::<A>() && codec::plain::<R>();
     // One unwinding guard for many items, a new one only after a panic (as `run_over`).
     loop {
         let mut current = None;
@@ -165,7 +169,16 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                 current = Some(i);
                 crash_point!("pool.claims.claimed");
                 let bytes = table.input(i);
-                let decoded = if table.inputs_hold_handles() {
+                if plain && let Some(item) = codec::decode_plain::<A>(bytes) {
+                    let value = f(item);
+                    let mut out = [0; shm::CLAIM_INLINE];
+                    match codec::encode_plain(&value, &mut out) {
+                        Some(len) => table.put_inline(i, &out, len),
+                        None => put_value(table, i, &value),
+                    }
+                    continue;
+                }
+                let decoded = if handles {
                     // The handles received stay pending until the entry says they are ours:
                     // killed before, this worker gives them back in flight with its death,
                     // and the pool gives back the whole item (`ClaimTable::untaken`).
@@ -189,26 +202,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                         continue;
                     }
                 };
-                let value = f(item);
-                let put = |bytes: &[u8], handles: bool| table.put(i, Written::Value, bytes, handles);
-                let small = codec::with_small_encoding(
-                    &value,
-                    CLAIMED_SCRATCH,
-                    |e| e.to_string(),
-                    |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
-                );
-                let outcome = match small {
-                    Ok(true) => Ok(()),
-                    Ok(false) => codec::encode(&value).map_err(|e| e.to_string()).and_then(|encoded| {
-                        put(&encoded.bytes, encoded.has_handles()).map_err(|e| e.to_string())?;
-                        encoded.sent();
-                        Ok(())
-                    }),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = outcome {
-                    failed(i, Written::Failed, e.as_bytes());
-                }
+                put_value(table, i, &f(item));
             }
         });
         match (outcome, current) {
@@ -221,6 +215,36 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             (Err(_), _) => {}
         }
     }
+}
+
+/// Encodes `value`, the result of index `i`, into its entry of `table` (its encoding's
+/// failure, which stops the table, if it does not encode).
+fn put_value<R: Serialize + DeserializeOwned>(table: &ClaimTable, i: usize, value: &R) {
+    let put = |bytes: &[u8], handles: bool| table.put(i, Written::Value, bytes, handles);
+    let small = codec::with_small_encoding(
+        value,
+        CLAIMED_SCRATCH,
+        |e| e.to_string(),
+        |bytes, handles| put(bytes, handles).map_err(|e| e.to_string()),
+    );
+    let outcome = match small {
+        Ok(true) => Ok(()),
+        Ok(false) => codec::encode(value).map_err(|e| e.to_string()).and_then(|encoded| {
+            put(&encoded.bytes, encoded.has_handles()).map_err(|e| e.to_string())?;
+            encoded.sent();
+            Ok(())
+        }),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        fail(table, i, Written::Failed, e.as_bytes());
+    }
+}
+
+/// Writes the failure of index `i` and stops the table: the call fails with it.
+fn fail(table: &ClaimTable, i: usize, written: Written, bytes: &[u8]) {
+    table.stop();
+    let _ = table.put(i, written, bytes, false);
 }
 
 /// Items decoded one at a time, noting the handles each decoding reads (and only that: the

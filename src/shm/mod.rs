@@ -27,7 +27,7 @@ mod wait;
 pub(crate) use blob::{Blob, Payload};
 pub(crate) use bytes::{byte_run, byte_vec_as, utf8};
 pub(crate) use cells::Cells;
-pub(crate) use claims::{ClaimTable, Reaped, Results, Written};
+pub(crate) use claims::{ClaimTable, INLINE as CLAIM_INLINE, Reaped, Results, Written};
 pub(crate) use heap::Heap;
 pub use heap::HeapFull;
 pub(crate) use holders::{Holders, before_fork, fork_child_ended, holds_nothing};
