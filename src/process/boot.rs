@@ -18,6 +18,7 @@ use super::family::{self, FamilyConfig, Me, ParentInfo};
 use super::panics;
 use crate::codec::{self, Encoded};
 use crate::error::PanicInfo;
+use crate::shm::crash::crash_point;
 use crate::shm::{Heap, Payload};
 use crate::sys::{self, Packed};
 
@@ -473,6 +474,7 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             crate::shm::give_back_unread(bytes.bytes(), &read);
         }
         if let Some(sock) = note {
+            crash_point!("process.args.noting");
             let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
         }
         drop(taking);
