@@ -891,11 +891,26 @@ fn a_child_killed_before_its_note_after_a_failed_decoding_inner() {
         }
         leaks.assert_no_leak();
     }
+    // A decoding that succeeded: the child dies holding its pending receive of the queue,
+    // which the parent still holds (so the reap leaves the child's entry as it is).
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            multiproc::builder().child_init(die_before_the_note).try_init().unwrap();
+            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            assert!(child.join().is_err(), "{method:?}");
+            Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join().unwrap();
+            assert_eq!(queue.get().unwrap(), 7, "{method:?}");
+        }
+        leaks.assert_no_leak();
+    }
     println!("INNER-DONE");
 }
 
 #[test]
-fn a_child_killed_before_its_note_after_a_failed_decoding_gives_its_unread_handles_back_once() {
+fn a_child_killed_before_its_note_gives_back_its_arguments_handles_once() {
     // Another process: the inner test's `child_init` applies to every child of its family.
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_child_killed_before_its_note_after_a_failed_decoding_inner", UNREAD_INNER);

@@ -602,10 +602,34 @@ impl Holders {
         assert!(before & COUNT != COUNT, "four billion handles of one object in flight");
     }
 
-    /// A message holding a handle was never delivered. Returns `true` if nothing holds the
-    /// object any more.
-    pub(crate) fn unsend(&self, heap: &Heap) -> bool {
+    /// A message holding a handle of the object of `generation` was never delivered.
+    /// Returns `true` if nothing holds the object any more.
+    ///
+    /// Pinned by its generation first: an undo run on a block whose object was freed (and
+    /// the block perhaps reused) finds a released or another object's word and writes
+    /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
+    /// died before it took it (a child killed before its note): its pending receives of this
+    /// object go back in flight first, whether or not a reaper got to its entry (a handle
+    /// it dropped while decoding is no longer in its list of holds; a reap leaves the
+    /// entries of an object that other live processes hold).
+    pub(crate) fn unsend(&self, heap: &Heap, generation: u64, dead_receiver: Option<u32>) -> bool {
+        if self.pin(generation, false).is_err() {
+            return false;
+        }
         let _g = RawGuard::lock(&self.lock);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        if let Some(pid) = dead_receiver {
+            self.for_each(heap, |e| {
+                let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
+                if found {
+                    self.flight.fetch_add(u64::from(e.pending.swap(0, Ordering::Relaxed)), Ordering::Relaxed);
+                    if e.copies() == 0 {
+                        e.clear();
+                    }
+                }
+                found
+            });
+        }
         // No count left means a replayed copy of the message consumed it: that copy's
         // receiver holds the handle now, and counts it.
         let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
