@@ -907,4 +907,26 @@ mod tests {
         assert!(!holders.leave(heap));
         assert!(holders.leave(heap), "the last pin was the last reference");
     }
+
+    #[test]
+    fn an_undo_touches_only_its_own_object_and_takes_a_dead_receivers_pending_first() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        // A table of generation 7 whose word has a handle in flight (another message's).
+        let holders = Holders::new_held_at(7);
+        holders.send();
+        assert!(!holders.unsend(heap, 8, None), "another object's undo");
+        assert!(holders.flying(), "writes nothing in this one");
+        // A dead receiver took the undo's count, pending.
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        holders.send();
+        holders.flight.fetch_sub(1, Ordering::Relaxed);
+        holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
+        assert!(!holders.unsend(heap, 7, Some(dead.pid)), "the creator still holds it");
+        assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
+        assert_eq!(holders.flight.load(Ordering::Relaxed) & COUNT, 1, "the other message's count stays");
+        assert!(!holders.unsend(heap, 7, None));
+        assert!(holders.leave(heap), "nothing else held it");
+        assert!(!holders.unsend(heap, 7, None), "a released table is left alone");
+    }
 }
