@@ -365,9 +365,16 @@ impl Encoded {
 /// puts that process's pending receives of its object back in flight (see
 /// `Holders::unsend`), then takes its own count.
 pub(crate) fn give_back_from_dead(encoded: Encoded, pid: u32) {
+    /// Forgets the receiver however the undo actions end.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            STATE.with(|s| s.dead_receiver.set(None));
+        }
+    }
     STATE.with(|s| s.dead_receiver.set(Some(pid)));
+    let _forget = Forget;
     drop(encoded);
-    STATE.with(|s| s.dead_receiver.set(None));
 }
 
 /// The process whose message the undo actions running now give back, if it died
