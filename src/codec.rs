@@ -240,6 +240,9 @@ struct State {
     taken_any: Cell<bool>,
     /// The plan of the type sent last, the common case of a channel used in a loop.
     last_plan: Cell<Option<(&'static str, bool)>>,
+    /// The process whose message the undo actions running now give back
+    /// ([`give_back_from_dead`]).
+    dead_receiver: Cell<Option<u32>>,
 }
 
 impl State {
@@ -251,6 +254,7 @@ impl State {
             taking: Cell::new(0),
             taken_any: Cell::new(false),
             last_plan: Cell::new(None),
+            dead_receiver: Cell::new(None),
         }
     }
 
@@ -367,6 +371,29 @@ impl Encoded {
     pub(crate) fn has_handles(&self) -> bool {
         !self.undo.is_empty()
     }
+}
+
+/// Gives back the handles of `encoded`, a message the process `pid` was receiving when it
+/// died (a child killed before it noted its argument decoded): each handle's undo first
+/// puts that process's pending receives of its object back in flight (see
+/// `Holders::unsend`), then takes its own count.
+pub(crate) fn give_back_from_dead(encoded: Encoded, pid: u32) {
+    /// Forgets the receiver however the undo actions end.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            STATE.with(|s| s.dead_receiver.set(None));
+        }
+    }
+    STATE.with(|s| s.dead_receiver.set(Some(pid)));
+    let _forget = Forget;
+    drop(encoded);
+}
+
+/// The process whose message the undo actions running now give back, if it died
+/// receiving it ([`give_back_from_dead`]).
+pub(crate) fn dead_receiver() -> Option<u32> {
+    STATE.with(|s| s.dead_receiver.get())
 }
 
 impl Drop for Encoded {

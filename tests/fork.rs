@@ -169,6 +169,11 @@ fn stop_before_decoding() {
     unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
 }
 
+/// A `child_init`: the child aborts right before it notes its argument decoded.
+fn die_before_the_note() {
+    multiproc::__private::crash_at("process.args.noting");
+}
+
 fn stopped(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
@@ -377,6 +382,20 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(queue);
             assert!(child.join().is_err(), "killed");
             assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back");
+        }),
+        ("a_child_killed_before_its_note_gives_back_its_arguments_handles_once", || {
+            // The child decoded its argument and died before its note, the parent keeping the
+            // queue: the child's pending receive goes back to the parent's undo.
+            let before = multiproc::__private::heap_in_use();
+            let queue = Queue::<u64>::new().unwrap();
+            multiproc::builder().child_init(die_before_the_note).try_init().unwrap();
+            let child = Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            assert!(child.join().is_err(), "died before its note");
+            Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(queue.get().unwrap(), 7);
+            drop(queue);
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back once");
         }),
         ("a_handle_copied_by_fork_keeps_its_object", || {
             let before = multiproc::__private::heap_in_use();

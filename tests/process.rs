@@ -895,3 +895,74 @@ fn a_child_killed_right_after_it_noted_its_argument_decoded_gives_its_handles_ba
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_child_killed_right_after_it_noted_its_argument_decoded_inner", NOTED_INNER);
 }
+
+const UNREAD_INNER: &str = "MULTIPROC_TEST_PROCESS_UNREAD_INNER";
+
+/// The inner test's `child_init`: every child started from then on aborts right before it
+/// sends its parent the note that it decoded its argument.
+fn die_before_the_note() {
+    multiproc::__private::crash_at("process.args.noting");
+}
+
+#[test]
+fn a_child_killed_before_its_note_after_a_failed_decoding_inner() {
+    if std::env::var_os(UNREAD_INNER).is_none() {
+        return;
+    }
+    // The child's decoding stops after the first queue: the second is unread. The child
+    // dies before its note, so its parent gives the argument's counts back at the join: the
+    // child must not have given them back already. `reuse`: the parent lets go of the
+    // second queue before the join and makes new queues (its block may be reused); else it
+    // keeps it. Either way, copies of its queues wait in a queue of queues: their counts
+    // are that queue's.
+    for (method, reuse) in METHODS.into_iter().flat_map(|m| [(m, false), (m, true)]) {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let arg = common::refused::RefusedAfterFirst(Vec::new(), first, second.clone());
+            multiproc::builder().child_init(die_before_the_note).try_init().unwrap();
+            let child = Process::new(never_runs, arg).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            assert!(eventually(LIMIT, || !pid_running(child.pid())), "{method:?}: the child died before its note");
+            let kept = if reuse {
+                drop(second);
+                (0..16).map(|_| multiproc::Queue::<u32>::new().unwrap()).collect()
+            } else {
+                vec![second]
+            };
+            kept.iter().for_each(|q| queues.put(q.clone()).unwrap());
+            assert!(child.join().is_err(), "{method:?}");
+            for (n, q) in (0u32..).zip(&kept) {
+                let got = queues.get_timeout(Duration::from_secs(10));
+                assert!(got.is_ok(), "{method:?}, reuse {reuse}: the queued copy of queue {n}: {got:?}");
+                got.unwrap().put(n).unwrap();
+                assert_eq!(q.get().unwrap(), n, "{method:?}, reuse {reuse}: the copy is queue {n}");
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    // A decoding that succeeded: the child dies holding its pending receive of the queue,
+    // which the parent still holds (so the reap leaves the child's entry as it is).
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            multiproc::builder().child_init(die_before_the_note).try_init().unwrap();
+            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            assert!(child.join().is_err(), "{method:?}");
+            Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join().unwrap();
+            assert_eq!(queue.get().unwrap(), 7, "{method:?}");
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_child_killed_before_its_note_gives_back_its_arguments_handles_once() {
+    // Another process: the inner test's `child_init` applies to every child of its family.
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_child_killed_before_its_note_after_a_failed_decoding_inner", UNREAD_INNER);
+}

@@ -425,6 +425,12 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         // A copy of the boot socket for the note (only when asked: one more descriptor).
         note: if boot.note_decoded { sock.try_clone().ok() } else { None },
     };
+    if boot.note_decoded && call.note.is_none() {
+        // Unable to send the note, the child must not take its argument's handles: its
+        // parent gives them back when it ends.
+        report(sock.as_fd(), &Outcome::Failed("it cannot tell its parent that it decoded its argument".into()));
+        sys::exit_now(1);
+    }
     let set_up = match boot.child_init {
         Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
             Ok(Ok(())) => Ok(()),
@@ -521,15 +527,18 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         // flight) until the parent has the note that they are ours: it gives back those
         // of a child that ended without it.
         let taking = codec::TakeScope::enter();
-        // The handles a decoding that stops part-way did not read are given back.
         let mut read = Vec::new();
         let decoded = codec::noting_reads(&mut read, || codec::decode(bytes.bytes()));
-        if decoded.is_err() {
-            crate::shm::give_back_unread(bytes.bytes(), &read);
-        }
         if let Some(sock) = note {
+            crash_point!("process.args.noting");
             let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
             crash_point!("process.args.noted");
+        }
+        // The handles a decoding that stops part-way did not read are given back, after the
+        // note: until the parent has it, its undo gives back every count the child has not
+        // taken (a child killed between the two leaks them, never gives them back twice).
+        if decoded.is_err() {
+            crate::shm::give_back_unread(bytes.bytes(), &read);
         }
         drop(taking);
         let args: A = match decoded {

@@ -157,8 +157,11 @@ impl ChildState {
                 crate::shm::fork_child_ended(self.pid);
                 crate::shm::process_ended(self.pid);
                 // A child that ended without the note never took its argument's handles:
-                // the message is gone, and its counts are given back.
-                drop(inner.args.take());
+                // the message is gone, and its counts are given back (with those it was
+                // receiving, wherever the reap above left them).
+                if let Some(args) = inner.args.take() {
+                    crate::codec::give_back_from_dead(args, self.pid);
+                }
             }
         }
         inner.ended

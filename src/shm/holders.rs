@@ -602,10 +602,34 @@ impl Holders {
         assert!(before & COUNT != COUNT, "four billion handles of one object in flight");
     }
 
-    /// A message holding a handle was never delivered. Returns `true` if nothing holds the
-    /// object any more.
-    pub(crate) fn unsend(&self, heap: &Heap) -> bool {
+    /// A message holding a handle of the object of `generation` was never delivered.
+    /// Returns `true` if nothing holds the object any more.
+    ///
+    /// Pinned by its generation first: an undo run on a block whose object was freed (and
+    /// the block perhaps reused) finds a released or another object's word and writes
+    /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
+    /// died before it took it (a child killed before its note): its pending receives of this
+    /// object go back in flight first, whether or not a reaper got to its entry (a handle
+    /// it dropped while decoding is no longer in its list of holds; a reap leaves the
+    /// entries of an object that other live processes hold).
+    pub(crate) fn unsend(&self, heap: &Heap, generation: u64, dead_receiver: Option<u32>) -> bool {
+        if self.pin(generation, false).is_err() {
+            return false;
+        }
         let _g = RawGuard::lock(&self.lock);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        if let Some(pid) = dead_receiver {
+            self.for_each(heap, |e| {
+                let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
+                if found {
+                    self.flight.fetch_add(u64::from(e.pending.swap(0, Ordering::Relaxed)), Ordering::Relaxed);
+                    if e.copies() == 0 {
+                        e.clear();
+                    }
+                }
+                found
+            });
+        }
         // No count left means a replayed copy of the message consumed it: that copy's
         // receiver holds the handle now, and counts it.
         let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
@@ -882,5 +906,27 @@ mod tests {
         assert!(!holders.any_alive(heap), "pins alone are nobody's handle");
         assert!(!holders.leave(heap));
         assert!(holders.leave(heap), "the last pin was the last reference");
+    }
+
+    #[test]
+    fn an_undo_touches_only_its_own_object_and_takes_a_dead_receivers_pending_first() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        // A table of generation 7 whose word has a handle in flight (another message's).
+        let holders = Holders::new_held_at(7);
+        holders.send();
+        assert!(!holders.unsend(heap, 8, None), "another object's undo");
+        assert!(holders.flying(), "writes nothing in this one");
+        // A dead receiver took the undo's count, pending.
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        holders.send();
+        holders.flight.fetch_sub(1, Ordering::Relaxed);
+        holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
+        assert!(!holders.unsend(heap, 7, Some(dead.pid)), "the creator still holds it");
+        assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
+        assert_eq!(holders.flight.load(Ordering::Relaxed) & COUNT, 1, "the other message's count stays");
+        assert!(!holders.unsend(heap, 7, None));
+        assert!(holders.leave(heap), "nothing else held it");
+        assert!(!holders.unsend(heap, 7, None), "a released table is left alone");
     }
 }

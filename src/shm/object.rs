@@ -338,13 +338,16 @@ impl<T: ShmObject> Serialize for Shared<T> {
             ));
         }
         self.header().holders.send();
-        let off = self.off;
+        let (off, generation) = (self.off, self.generation());
         codec::on_abort(move || {
             let heap = Heap::get();
-            // SAFETY: the sender of the message still holds the handle it encoded (or the
-            // in-flight count keeps the object alive), so `off` is allocated.
+            // SAFETY: the sender of the message still holds the handle it encoded, or the
+            // in-flight count keeps the object alive, so `off` is allocated; should the count
+            // have been taken after all (a receiver that took the handle and died unheard),
+            // the block stays in the mapped heap and `unsend` reads only the table's
+            // in-flight word (an atomic) until its generation pin holds the object.
             let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.header.holders.unsend(heap) {
+            if obj.header.holders.unsend(heap, generation, codec::dead_receiver()) {
                 Self::release(off);
             }
         });
@@ -670,7 +673,8 @@ impl<T: Sided> Serialize for Side<T> {
             // SAFETY: the object's own in-flight count, registered after this undo and
             // undone after it, keeps the object at `off` allocated.
             let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.value.side_holders(side).unsend(heap) {
+            // A side's table has no generation of its own (0).
+            if obj.value.side_holders(side).unsend(heap, 0, codec::dead_receiver()) {
                 obj.value.side_gone(side);
             }
         });
