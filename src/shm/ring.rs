@@ -489,12 +489,18 @@ impl Ring {
     /// Takes a side's lock, waiting until `deadline` but at least [`LOCK_GRACE`]; a holder
     /// found dead when the wait ends is replaced even if the deadline passed meanwhile (the
     /// lock notices a dead holder only between its sleeps).
+    #[inline]
     fn lock_side(lock: &RawMutex, deadline: Deadline) -> Option<Acquired> {
         let me = Owner::process();
-        // The uncontended take first: no clock read for the grace.
+        // The uncontended take first, inline: no call, no clock read for the grace.
         if lock.try_lock(me) {
             return Some(Acquired::Clean);
         }
+        Self::lock_side_slow(lock, me, deadline)
+    }
+
+    #[cold]
+    fn lock_side_slow(lock: &RawMutex, me: Owner, deadline: Deadline) -> Option<Acquired> {
         let deadline = match deadline.remaining() {
             Some(left) if left < LOCK_GRACE => Deadline::after(LOCK_GRACE),
             _ => deadline,
