@@ -92,27 +92,33 @@ const LARGE: u64 = 3;
 /// Bits of a record's tag.
 pub(crate) const TAG_MASK: u32 = 0xff_ffff;
 
+#[inline]
 fn record(kind: u64, tag: u32, len: u64) -> u64 {
     (len.min(u64::from(u32::MAX)) << 32) | (u64::from(tag & TAG_MASK) << 8) | kind
 }
 
+#[inline]
 fn kind_of(word: u64) -> u64 {
     word & 0xff
 }
 
+#[inline]
 fn tag_of(word: u64) -> u32 {
     ((word >> 8) as u32) & TAG_MASK
 }
 
+#[inline]
 fn len_of(word: u64) -> u64 {
     word >> 32
 }
 
+#[inline]
 fn align8(n: u64) -> u64 {
     n.next_multiple_of(8)
 }
 
 /// The word at `off`.
+#[inline]
 fn word(heap: &Heap, off: u64) -> &AtomicU64 {
     debug_assert!(off.is_multiple_of(8));
     // SAFETY: callers pass 8-aligned offsets inside a segment or block of this ring that
@@ -140,10 +146,12 @@ unsafe fn private_bytes(heap: &Heap, off: u64, len: u64) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(heap.ptr(off), len as usize) }
 }
 
+#[inline]
 fn segment_cap(heap: &Heap, seg: u64) -> u64 {
     word(heap, seg + 8).load(Ordering::Relaxed)
 }
 
+#[inline]
 fn block_len(heap: &Heap, block: u64) -> u64 {
     word(heap, block).load(Ordering::Relaxed)
 }
@@ -194,6 +202,7 @@ struct End {
 }
 
 impl End {
+    #[inline]
     fn at(&self) -> At {
         let c = &self.copies[(self.current.load(Ordering::Acquire) & 1) as usize];
         At {
@@ -222,6 +231,7 @@ impl End {
     /// Makes `at` the side's position: written into the spare copy, then switched to by one
     /// store, so that a crash leaves one or the other whole. `current` counts the switches
     /// (its low bit names the copy), for [`End::settled`].
+    #[inline]
     fn publish(&self, at: &At) {
         let now = self.current.load(Ordering::Relaxed);
         // The last switch comes before any write of the spare copy, for a reader without
@@ -377,6 +387,7 @@ impl Ring {
     }
 
     /// The ring's limits.
+    #[inline]
     pub(crate) fn limits(&self) -> Limits {
         Limits {
             items: self.settings.value.max_items.load(Ordering::Relaxed),
@@ -384,6 +395,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn bounded(&self) -> bool {
         self.limits() != Limits::default()
     }
@@ -423,6 +435,7 @@ impl Ring {
     }
 
     /// Notes that a message carrying handles was put (see [`Ring::ever_had_handles`]).
+    #[inline]
     pub(crate) fn mark_handles(&self) {
         if self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES == 0 {
             self.settings.value.flags.fetch_or(HAS_HANDLES, Ordering::Relaxed);
@@ -431,6 +444,7 @@ impl Ring {
 
     /// Whether a message carrying handles was ever put: then the last holder should take
     /// and drop what is left, so that those handles are released.
+    #[inline]
     pub(crate) fn ever_had_handles(&self) -> bool {
         self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES != 0
     }
@@ -454,6 +468,7 @@ impl Ring {
 
     /// Whether [`Ring::refuse_puts`] was called (its flag at least: a put may still be
     /// committing until it returns).
+    #[inline]
     pub(crate) fn refuses_puts(&self) -> bool {
         self.settings.value.flags.load(Ordering::Acquire) & NO_PUTS != 0
     }
@@ -508,6 +523,7 @@ impl Ring {
         lock.lock(me, deadline).ok().or_else(|| lock.recover_if_owner_dead(me))
     }
 
+    #[inline]
     fn check_size<E>(&self, len: u64) -> Result<(), Refused<E>> {
         let capacity = self.settings.value.max_bytes.load(Ordering::Relaxed);
         if capacity != 0 && len > capacity { Err(Refused::TooLarge { capacity }) } else { Ok(()) }
@@ -760,6 +776,7 @@ impl Ring {
 
     /// Whether a message of `len` bytes fits, by the producers' cached view of the
     /// consumers (refreshed only when it says no).
+    #[inline]
     fn has_room(&self, at: &At, len: u64) -> bool {
         let limits = self.limits();
         if limits == Limits::default() {
@@ -1054,6 +1071,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn made_room(&self) {
         if self.bounded() {
             self.not_full.value.notify(1);
