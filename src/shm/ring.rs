@@ -425,6 +425,7 @@ impl Ring {
 
     /// Segments the producers have linked so far: a sender that sees it change knows that
     /// some 64 KiB went by, a good moment for an occasional look at the other side.
+    #[inline]
     pub(crate) fn segments_linked(&self) -> u64 {
         self.producers.segments.load(Ordering::Relaxed)
     }
