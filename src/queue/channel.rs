@@ -473,6 +473,7 @@ struct Getting<'a> {
 
 impl Getting<'_> {
     /// Stops counting this get as waiting (it takes a message, or returns).
+    #[inline]
     fn uncount(&self) {
         if self.counted.take().is_some() {
             self.shared.getters.leave();

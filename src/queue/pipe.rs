@@ -61,6 +61,7 @@ impl Sided for PipeState {
 }
 
 impl PipeState {
+    #[inline]
     fn is_gone(&self, end: usize) -> bool {
         self.gone[end].load(Ordering::Acquire) != 0
     }
@@ -76,6 +77,7 @@ pub(crate) struct Peer<'a> {
 impl Watch for Peer<'_> {
     type Gone = ();
 
+    #[inline]
     fn left(&self) -> Option<()> {
         self.end.is_gone(self.peer).then_some(())
     }
@@ -260,24 +262,29 @@ struct Open<'a> {
 }
 
 impl<'a> Open<'a> {
+    #[inline]
     fn peer(&self) -> Peer<'a> {
         Peer { end: self.end, peer: 1 - self.me }
     }
 
+    #[inline]
     fn duplex(&self) -> bool {
         self.end.duplex.load(Ordering::Relaxed) != 0
     }
 
+    #[inline]
     fn rx(&self) -> Result<&'a Ring, Failure> {
         if self.duplex() || self.me == 0 { Ok(&self.end.rings[self.me]) } else { Err(Failure::Closed) }
     }
 
+    #[inline]
     fn tx(&self) -> Result<&'a Ring, Failure> {
         if self.duplex() || self.me == 1 { Ok(&self.end.rings[1 - self.me]) } else { Err(Failure::Closed) }
     }
 }
 
 impl<T> Connection<T> {
+    #[inline]
     fn open(&self) -> Result<Open<'_>, Failure> {
         let end = self.end.as_ref().ok_or(Failure::Closed)?;
         Ok(Open { end, me: end.index() })

@@ -113,6 +113,7 @@ static HEAP: OnceLock<Heap> = OnceLock::new();
 
 impl Heap {
     /// The family heap, created on first use in a process that starts a family.
+    #[inline]
     pub(crate) fn get() -> &'static Heap {
         HEAP.get_or_init(|| Heap::create().expect("cannot create the family's shared memory"))
     }

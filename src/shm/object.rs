@@ -609,6 +609,7 @@ impl<T: Sided> Side<T> {
     }
 
     /// Which side this handle holds.
+    #[inline]
     pub(crate) fn index(&self) -> usize {
         self.side
     }

@@ -44,9 +44,14 @@
 //!   few instructions after it (the unlock, waking a producer, the return) had the message
 //!   and takes it with it: the promise ends at the commit, which no design can move past
 //!   the return (tests/pipe.rs's kill test tells the two apart by the ring's taken count).
-//! * A consumer frees a segment only after taking (or recovering) the producers' lock, so
-//!   no producer can be reading it; what it was about to free is noted in its position
-//!   first (`retired`), and the next consumer finishes the job.
+//! * A consumer frees a segment only when no producer can be reading it: when the
+//!   producers' published count is past the segment's jump (their position, where any
+//!   recovery's walk starts, is in a later segment), or else after taking (or recovering)
+//!   their lock; what it was about to free is noted in its position first (`retired`), and
+//!   the next consumer finishes the job.
+//! * A waiting consumer looks for a record without the lock ([`Ring`]'s `peek`): `current`
+//!   counts the position's switches, so a look can tell a position read whole from one
+//!   being rewritten; it only ever reads, and a stale look only sends it to the lock.
 //! * Blocks of large messages being written are noted in `pending` slots with the writer's
 //!   pid until their record is committed, so that those of a producer killed while copying
 //!   are freed: by a producer that finds the slots taken, or with the ring. A note whose
@@ -87,27 +92,33 @@ const LARGE: u64 = 3;
 /// Bits of a record's tag.
 pub(crate) const TAG_MASK: u32 = 0xff_ffff;
 
+#[inline]
 fn record(kind: u64, tag: u32, len: u64) -> u64 {
     (len.min(u64::from(u32::MAX)) << 32) | (u64::from(tag & TAG_MASK) << 8) | kind
 }
 
+#[inline]
 fn kind_of(word: u64) -> u64 {
     word & 0xff
 }
 
+#[inline]
 fn tag_of(word: u64) -> u32 {
     ((word >> 8) as u32) & TAG_MASK
 }
 
+#[inline]
 fn len_of(word: u64) -> u64 {
     word >> 32
 }
 
+#[inline]
 fn align8(n: u64) -> u64 {
     n.next_multiple_of(8)
 }
 
 /// The word at `off`.
+#[inline]
 fn word(heap: &Heap, off: u64) -> &AtomicU64 {
     debug_assert!(off.is_multiple_of(8));
     // SAFETY: callers pass 8-aligned offsets inside a segment or block of this ring that
@@ -135,10 +146,12 @@ unsafe fn private_bytes(heap: &Heap, off: u64, len: u64) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(heap.ptr(off), len as usize) }
 }
 
+#[inline]
 fn segment_cap(heap: &Heap, seg: u64) -> u64 {
     word(heap, seg + 8).load(Ordering::Relaxed)
 }
 
+#[inline]
 fn block_len(heap: &Heap, block: u64) -> u64 {
     word(heap, block).load(Ordering::Relaxed)
 }
@@ -189,6 +202,7 @@ struct End {
 }
 
 impl End {
+    #[inline]
     fn at(&self) -> At {
         let c = &self.copies[(self.current.load(Ordering::Acquire) & 1) as usize];
         At {
@@ -201,11 +215,30 @@ impl End {
         }
     }
 
+    /// The side's position where it stands, read without its lock (a hint: by the time
+    /// the caller looks, the side may have moved on); `None` while a move is being written.
+    /// `current` counts the switches, so two equal reads around the copy's fields mean that
+    /// nobody wrote that copy meanwhile (the writer fences between its switch and the next
+    /// copy's fields, see [`End::publish`]).
+    fn settled(&self) -> Option<(u64, u64)> {
+        let first = self.current.load(Ordering::Acquire);
+        let c = &self.copies[(first & 1) as usize];
+        let (seg, pos) = (c.seg.load(Ordering::Relaxed), c.pos.load(Ordering::Relaxed));
+        std::sync::atomic::fence(Ordering::Acquire);
+        (self.current.load(Ordering::Relaxed) == first).then_some((seg, pos))
+    }
+
     /// Makes `at` the side's position: written into the spare copy, then switched to by one
-    /// store, so that a crash leaves one or the other whole.
+    /// store, so that a crash leaves one or the other whole. `current` counts the switches
+    /// (its low bit names the copy), for [`End::settled`].
+    #[inline]
     fn publish(&self, at: &At) {
-        let spare = (self.current.load(Ordering::Relaxed) & 1) ^ 1;
-        let c = &self.copies[spare as usize];
+        let now = self.current.load(Ordering::Relaxed);
+        // The last switch comes before any write of the spare copy, for a reader without
+        // the lock that sees one of these writes (a compiler barrier on x86).
+        std::sync::atomic::fence(Ordering::Release);
+        let spare = now.wrapping_add(1);
+        let c = &self.copies[(spare & 1) as usize];
         c.seg.store(at.seg, Ordering::Relaxed);
         c.pos.store(at.pos, Ordering::Relaxed);
         c.count.store(at.count, Ordering::Relaxed);
@@ -354,6 +387,7 @@ impl Ring {
     }
 
     /// The ring's limits.
+    #[inline]
     pub(crate) fn limits(&self) -> Limits {
         Limits {
             items: self.settings.value.max_items.load(Ordering::Relaxed),
@@ -361,6 +395,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn bounded(&self) -> bool {
         self.limits() != Limits::default()
     }
@@ -390,6 +425,7 @@ impl Ring {
 
     /// Segments the producers have linked so far: a sender that sees it change knows that
     /// some 64 KiB went by, a good moment for an occasional look at the other side.
+    #[inline]
     pub(crate) fn segments_linked(&self) -> u64 {
         self.producers.segments.load(Ordering::Relaxed)
     }
@@ -400,6 +436,7 @@ impl Ring {
     }
 
     /// Notes that a message carrying handles was put (see [`Ring::ever_had_handles`]).
+    #[inline]
     pub(crate) fn mark_handles(&self) {
         if self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES == 0 {
             self.settings.value.flags.fetch_or(HAS_HANDLES, Ordering::Relaxed);
@@ -408,6 +445,7 @@ impl Ring {
 
     /// Whether a message carrying handles was ever put: then the last holder should take
     /// and drop what is left, so that those handles are released.
+    #[inline]
     pub(crate) fn ever_had_handles(&self) -> bool {
         self.settings.value.flags.load(Ordering::Relaxed) & HAS_HANDLES != 0
     }
@@ -431,6 +469,7 @@ impl Ring {
 
     /// Whether [`Ring::refuse_puts`] was called (its flag at least: a put may still be
     /// committing until it returns).
+    #[inline]
     pub(crate) fn refuses_puts(&self) -> bool {
         self.settings.value.flags.load(Ordering::Acquire) & NO_PUTS != 0
     }
@@ -466,15 +505,26 @@ impl Ring {
     /// Takes a side's lock, waiting until `deadline` but at least [`LOCK_GRACE`]; a holder
     /// found dead when the wait ends is replaced even if the deadline passed meanwhile (the
     /// lock notices a dead holder only between its sleeps).
+    #[inline]
     fn lock_side(lock: &RawMutex, deadline: Deadline) -> Option<Acquired> {
+        let me = Owner::process();
+        // The uncontended take first, inline: no call, no clock read for the grace.
+        if lock.try_lock(me) {
+            return Some(Acquired::Clean);
+        }
+        Self::lock_side_slow(lock, me, deadline)
+    }
+
+    #[cold]
+    fn lock_side_slow(lock: &RawMutex, me: Owner, deadline: Deadline) -> Option<Acquired> {
         let deadline = match deadline.remaining() {
             Some(left) if left < LOCK_GRACE => Deadline::after(LOCK_GRACE),
             _ => deadline,
         };
-        let me = Owner::process();
         lock.lock(me, deadline).ok().or_else(|| lock.recover_if_owner_dead(me))
     }
 
+    #[inline]
     fn check_size<E>(&self, len: u64) -> Result<(), Refused<E>> {
         let capacity = self.settings.value.max_bytes.load(Ordering::Relaxed);
         if capacity != 0 && len > capacity { Err(Refused::TooLarge { capacity }) } else { Ok(()) }
@@ -727,6 +777,7 @@ impl Ring {
 
     /// Whether a message of `len` bytes fits, by the producers' cached view of the
     /// consumers (refreshed only when it says no).
+    #[inline]
     fn has_room(&self, at: &At, len: u64) -> bool {
         let limits = self.limits();
         if limits == Limits::default() {
@@ -887,14 +938,15 @@ impl Ring {
     /// consumers' position under their lock, taken without waiting (when another consumer
     /// holds it, say yes: the caller will queue for the lock and look properly).
     fn peek(&self) -> bool {
-        let lock = &self.consumers.lock;
-        // A held lock is a yes without a CAS, which would take the line from its holder.
-        if lock.is_locked() || !lock.try_lock(Owner::process()) {
-            return true;
+        // Without the lock: a look costs two loads of the consumers' own line and one of
+        // the record's header. A position being moved is a yes (the caller takes the lock
+        // and looks properly); a settled one names a segment that was the consumers' a
+        // moment ago: inside the family heap even if another consumer has freed it since,
+        // where a stale header word can only say yes too.
+        match self.consumers.settled() {
+            None => true,
+            Some((seg, pos)) => seg != 0 && kind_of(word(Heap::get(), seg + pos).load(Ordering::Acquire)) != 0,
         }
-        let _unlock = Unlock(lock);
-        let at = self.consumers.at();
-        at.seg != 0 && kind_of(word(Heap::get(), at.seg + at.pos).load(Ordering::Acquire)) != 0
     }
 
     /// Whether a committed record waits at the consumers' position (a locked look, for
@@ -965,7 +1017,14 @@ impl Ring {
                     at.seg = next;
                     at.pos = SEG_HEADER;
                     self.consumers.publish(&at);
-                    self.free_retired(heap);
+                    // The producers' count past this jump means their position is past
+                    // the segment, and so is any recovery's walk (it starts there): no
+                    // producer reads it any more, and it goes without their lock.
+                    if self.producers.done.load(Ordering::Acquire) > at.count {
+                        self.free_retired_unread(heap);
+                    } else {
+                        self.free_retired(heap);
+                    }
                     at.retired = 0;
                     at.retired_len = 0;
                 }
@@ -1013,6 +1072,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn made_room(&self) {
         if self.bounded() {
             self.not_full.value.notify(1);
@@ -1025,18 +1085,27 @@ impl Ring {
     /// (and recovering if its holder died) is enough. (A block needs no such wait; taking
     /// the lock anyway costs little next to a large message.)
     fn free_retired(&self, heap: &Heap) {
-        let retired = self.consumers.retired();
-        let off = retired.load(Ordering::Acquire);
-        if off == 0 {
+        if self.consumers.retired().load(Ordering::Acquire) == 0 {
             return;
         }
-        let len = self.consumers.at().retired_len;
         let lock = &self.producers.lock;
         let acquired = lock.lock(Owner::process(), Deadline::NEVER).unwrap_or(Acquired::OwnerDied);
         if acquired == Acquired::OwnerDied {
             self.recover_producers(heap);
         }
         lock.unlock();
+        self.free_retired_unread(heap);
+    }
+
+    /// Frees what the consumers' position marks as retired (consumers' lock held), known
+    /// to be read by no producer.
+    fn free_retired_unread(&self, heap: &Heap) {
+        let retired = self.consumers.retired();
+        let off = retired.load(Ordering::Acquire);
+        if off == 0 {
+            return;
+        }
+        let len = self.consumers.at().retired_len;
         // Cleared first: a crash between the two leaks the block rather than freeing it twice.
         retired.store(0, Ordering::Release);
         heap.free(off, len as usize);
@@ -1358,6 +1427,86 @@ mod tests {
         assert!(get(&r).is_none());
         put(&r, b"b").unwrap();
         assert_eq!(get(&r).unwrap(), b"b");
+        r.destroy(heap);
+    }
+
+    #[test]
+    fn a_segment_a_dead_producer_may_still_walk_waits_for_its_recovery() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        put(&r, b"a").unwrap();
+        let dead = dead_owner();
+        assert!(r.producers.lock.try_lock(dead));
+        // Jump to a new segment and commit a record there, as `grow` and `try_put` do, but
+        // die before publishing either: the producers' position stays in the old segment,
+        // where the recovery's walk starts.
+        let at = r.producers.at();
+        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize).unwrap();
+        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+        word(heap, at.seg).store(seg, Ordering::Release);
+        word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
+        let (old, next) = (at.seg, seg + SEG_HEADER);
+        // SAFETY: the test holds the producers' lock (for the dead owner).
+        unsafe { private_bytes(heap, next + 8, 1) }.copy_from_slice(b"b");
+        word(heap, next + 16).store(0, Ordering::Relaxed);
+        word(heap, next).store(record(INLINE, 7, 1), Ordering::Release);
+        // The consumer passes the jump: the producers' count does not say they are past
+        // it, so it frees the old segment only after recovering their lock.
+        assert_eq!(get(&r).unwrap(), b"a");
+        assert_eq!(get(&r).unwrap(), b"b");
+        assert!(!r.producers.lock.is_locked());
+        assert_eq!(r.put_count(), 2);
+        // Whoever gets the old segment's memory next may scribble over it: no producer
+        // reads it any more.
+        // (The size class hands the last block freed out first.)
+        let reused = heap.alloc(FIRST_SEGMENT as usize).unwrap();
+        assert_eq!(reused, old, "the old segment went back to the heap");
+        // SAFETY: a block just allocated: ours alone.
+        unsafe { private_bytes(heap, reused, FIRST_SEGMENT) }.fill(0xff);
+        put(&r, b"c").unwrap();
+        assert_eq!(get(&r).unwrap(), b"c");
+        heap.free(reused, FIRST_SEGMENT as usize);
+        r.destroy(heap);
+    }
+
+    #[test]
+    fn segments_passed_behind_the_producers_go_back_without_their_lock() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let r = ring(Limits::default());
+        for i in 0..2000 {
+            put(&r, &message(i % 7)).unwrap();
+        }
+        assert!(r.segments_linked() > 3);
+        // A consumer behind the producers frees the segments it passes without taking
+        // their lock: a dead holder's lock stays as it was (a take of it would recover it).
+        let dead = dead_owner();
+        assert!(r.producers.lock.try_lock(dead));
+        for i in 0..2000 {
+            assert_eq!(get(&r).unwrap(), message(i % 7), "message {i}");
+        }
+        assert_eq!(r.producers.lock.owner(), Some(dead.id));
+        assert!(get(&r).is_none());
+        put(&r, b"after").unwrap();
+        assert_eq!(get(&r).unwrap(), b"after");
+        r.destroy(heap);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    #[test]
+    fn peek_sees_what_a_take_would() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        assert!(!r.peek());
+        for i in 0..300 {
+            put(&r, &message(i % 9)).unwrap();
+            assert!(r.peek(), "message {i}");
+            assert_eq!(get(&r).unwrap(), message(i % 9));
+            assert!(!r.peek(), "after message {i}");
+        }
         r.destroy(heap);
     }
 

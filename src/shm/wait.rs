@@ -164,6 +164,7 @@ impl Notify {
     /// notifier's fence (its own test sees the change). Arrivals of sleepers that left
     /// unserved (a sleep slice that ran out) are owed nothing beyond the sleepers there
     /// now, so a long wait's many slices cost no run of empty wake-ups.
+    #[inline]
     pub(crate) fn notify(&self, n: u32) {
         // Pairs with the sleeper's `sleepers += 1; test the condition`: either the
         // sleeper's test sees the change we made before this fence, or we see it counted.
@@ -171,6 +172,13 @@ impl Notify {
         if self.sleepers.load(Ordering::SeqCst) == 0 {
             return;
         }
+        self.notify_sleepers(n);
+    }
+
+    /// [`Notify::notify`] when somebody sleeps (out of line: the common case inlines to a
+    /// fence and a load).
+    #[cold]
+    fn notify_sleepers(&self, n: u32) {
         // Arrivals first: the sleepers read after them include every arrival among them
         // that is still there.
         let arrivals = self.arrivals.load(Ordering::SeqCst);

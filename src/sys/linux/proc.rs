@@ -32,11 +32,18 @@ static ME_PID: AtomicU32 = AtomicU32::new(0);
 static ME_START: AtomicU64 = AtomicU64::new(0);
 
 /// This process (cached; [`forget_identity`] after a fork).
+#[inline]
 pub(crate) fn me() -> ProcId {
     let pid = ME_PID.load(Ordering::Relaxed);
     if pid != 0 {
         return ProcId { pid, start: ME_START.load(Ordering::Relaxed) };
     }
+    learn_me()
+}
+
+/// [`me`] the first time (and after a fork): asks the kernel and caches the answer.
+#[cold]
+fn learn_me() -> ProcId {
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let start = process_stat(pid).map_or(0, |s| s.start);
     ME_START.store(start, Ordering::Relaxed);
