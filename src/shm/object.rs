@@ -732,6 +732,60 @@ mod tests {
         const KIND: u32 = kind::TEST;
     }
 
+    /// A two-sided test object (as a pipe is).
+    #[derive(crate::ShmSafe)]
+    #[repr(C)]
+    struct TwoSided {
+        ends: [Holders; 2],
+    }
+
+    impl ShmObject for TwoSided {
+        const KIND: u32 = kind::TEST;
+    }
+
+    impl Sided for TwoSided {
+        const SIDES: usize = 2;
+
+        fn side_holders(&self, side: usize) -> &Holders {
+            &self.ends[side]
+        }
+    }
+
+    fn two_sided() -> Vec<Side<TwoSided>> {
+        Side::split(Shared::new(TwoSided { ends: [Holders::new_held(), Holders::new_held()] }).unwrap())
+    }
+
+    #[test]
+    fn a_sides_undo_run_late_leaves_the_object_that_reused_its_block_alone() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let sides = two_sided();
+        let off = sides[0].shared().offset();
+        // A stale undo: a message holding side 0 whose handles were received (and dropped,
+        // with the object) while the message's undo is still there.
+        let message = codec::encode(&sides[0]).unwrap();
+        let taken: Side<TwoSided> = codec::decode(&message.bytes).unwrap();
+        drop((taken, sides));
+        // Another object of the same type in the same block, its side 0 in a message.
+        let mut made = Vec::new();
+        let reused = loop {
+            let sides = two_sided();
+            if sides[0].shared().offset() == off {
+                break sides;
+            }
+            made.push(sides);
+            assert!(made.len() < 64, "the freed block is reused");
+        };
+        let other = codec::encode(&reused[0]).unwrap();
+        drop(message);
+        let got = codec::decode::<Side<TwoSided>>(&other.bytes);
+        assert!(got.is_ok(), "the other object's handle is still in flight: {got:?}");
+        other.sent();
+        drop((got, reused, made));
+        assert_eq!(heap.in_use(), before);
+    }
+
     #[test]
     fn an_embedded_reference_keeps_the_object_until_taken() {
         let _serial = crate::shm::heap_test_lock();
