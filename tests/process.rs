@@ -957,7 +957,42 @@ fn a_child_killed_before_its_note_after_a_failed_decoding_inner() {
         }
         leaks.assert_no_leak();
     }
+    // Every other kind of handle, decoded, the child dying with its pending receives:
+    // a pipe's end (its side's table and the pipe's own), a lock, a shared value. `keep`:
+    // the parent keeps its copies and a second child uses them; else it lets go of them
+    // before the join, and the pipe's other end learns that this one is gone.
+    for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, true), (m, false)]) {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let (end, other) = multiproc::Pipe::<u32>::new().unwrap();
+            let kinds: Kinds = (end, multiproc::Lock::new().unwrap(), multiproc::Value::new(0).unwrap());
+            multiproc::builder().child_init(die_before_the_note).try_init().unwrap();
+            let child = Process::new(use_kinds, kinds.clone()).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            if keep {
+                assert!(child.join().is_err(), "{method:?}");
+                Process::new(use_kinds, kinds.clone()).start_method(method).start().unwrap().join().unwrap();
+                assert_eq!(other.recv().unwrap(), 7, "{method:?}");
+                assert_eq!(kinds.2.get(), 7, "{method:?}");
+                assert!(kinds.1.try_acquire().is_ok(), "{method:?}");
+            } else {
+                drop(kinds);
+                assert!(child.join().is_err(), "{method:?}");
+                assert!(other.recv().is_err(), "{method:?}: the end given to the dead child is gone");
+            }
+        }
+        leaks.assert_no_leak();
+    }
     println!("INNER-DONE");
+}
+
+/// One handle of each other kind: a pipe's end, a lock, a shared value.
+type Kinds = (multiproc::Connection<u32>, multiproc::Lock, multiproc::Value<u32>);
+
+fn use_kinds((end, lock, value): Kinds) {
+    end.send(7).unwrap();
+    drop(lock.acquire().unwrap());
+    value.set(7);
 }
 
 #[test]

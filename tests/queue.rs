@@ -1412,3 +1412,68 @@ fn a_process_killed_inside_shutdown_leaves_the_queue_shut_down_and_nothing_hangs
         assert_eq!(q.task_done(), Err(TaskDoneError), "{point}");
     }
 }
+
+/// A message holding a value's handle whose `Deserialize` drops the handle it decoded, then,
+/// in any process but `parent`, kills its process (`SIGKILL`): a consumer killed inside its
+/// decoding with a pending receive its process no longer counts as a hold.
+struct DropsThenDies {
+    value: Option<Value<u64>>,
+    parent: u32,
+}
+
+impl Serialize for DropsThenDies {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.value, self.parent).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DropsThenDies {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (value, parent) = <(Option<Value<u64>>, u32)>::deserialize(deserializer)?;
+        drop(value);
+        if std::process::id() != parent {
+            // SAFETY (test): the consumer kills itself in the middle of its decoding.
+            unsafe {
+                libc::kill(std::process::id() as i32, libc::SIGKILL);
+            }
+        }
+        Ok(Self { value: None, parent })
+    }
+}
+
+fn get_one(q: Queue<DropsThenDies>) {
+    let _ = q.get();
+}
+
+#[test]
+fn a_consumer_killed_while_decoding_a_handle_it_dropped_leaves_it_to_the_next_reader() {
+    // The consumer's entry keeps its pending receive but leaves its list of holds (it holds
+    // no handle), so its reaper does not see it; the message stays in the queue, and whoever
+    // reads it next (a get, or the queue's own drop) finds no count in flight, forgets the
+    // dead receiver (its pending count comes back) and takes it. `keep`: the parent keeps
+    // its own handle of the value; `read`: it gets the message again, else drops the queue
+    // with the message in it.
+    for method in METHODS {
+        for (keep, read) in [(false, true), (false, false), (true, true), (true, false)] {
+            let leaks = leak_check(LIMIT);
+            {
+                let q = Queue::<DropsThenDies>::new().unwrap();
+                let value = Value::new(5u64).unwrap();
+                q.put(DropsThenDies { value: Some(value.clone()), parent: std::process::id() }).unwrap();
+                let kept = keep.then_some(value);
+                let consumer = Process::new(get_one, q.clone()).start_method(method).start().unwrap();
+                assert_eq!(consumer.wait(), -9, "{method:?}");
+                if read {
+                    assert!(q.get().is_ok(), "{method:?}, keep {keep}: the message is read again");
+                }
+                drop(q);
+                if let Some(value) = kept {
+                    let through = Queue::new().unwrap();
+                    through.put(value.clone()).unwrap();
+                    assert_eq!(through.get().unwrap().get(), 5, "{method:?}, read {read}: still there");
+                }
+            }
+            leaks.assert_no_leak();
+        }
+    }
+}

@@ -636,6 +636,21 @@ impl Holders {
         self.finish(heap)
     }
 
+    /// Runs `f` while the object of `generation` is pinned (its table's word checked and
+    /// pinned by one compare-and-swap, as a receive does): the object stays allocated, and
+    /// is that object, until `f` returns. `None` when the table is released or another
+    /// object's (`f` does not run). Else whether nothing holds the object any more once
+    /// unpinned (a holder that left meanwhile could not free it): the caller frees it.
+    /// For an undo of a table of the object with no generation of its own (a side's).
+    pub(crate) fn pinned(&self, heap: &Heap, generation: u64, f: impl FnOnce()) -> Option<bool> {
+        self.pin(generation, false).ok()?;
+        // A panic in `f` leaves the pin: the object leaks, never freed early.
+        f();
+        let _g = RawGuard::lock(&self.lock);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        Some(self.finish(heap))
+    }
+
     /// A handle arrived in a message and now belongs to this process: consumes one
     /// in-flight count of the object of `generation` and records this process. With
     /// `pending`, the receive is provisional until [`Holders::settle`]: should this process

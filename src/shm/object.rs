@@ -341,13 +341,11 @@ impl<T: ShmObject> Serialize for Shared<T> {
         let (off, generation) = (self.off, self.generation());
         codec::on_abort(move || {
             let heap = Heap::get();
-            // SAFETY: the sender of the message still holds the handle it encoded, or the
-            // in-flight count keeps the object alive, so `off` is allocated; should the count
-            // have been taken after all (a receiver that took the handle and died unheard),
-            // the block stays in the mapped heap and `unsend` reads only the table's
-            // in-flight word (an atomic) until its generation pin holds the object.
-            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.header.holders.unsend(heap, generation, codec::dead_receiver()) {
+            // Only the object of `generation` (the header checked, then its table pinned by
+            // the generation inside `unsend`): an undo run on a block freed meanwhile, or
+            // reused by another object, writes nothing.
+            let Some(header) = live_header(heap, off, generation) else { return };
+            if header.holders.unsend(heap, generation, codec::dead_receiver()) {
                 Self::release(off);
             }
         });
@@ -448,27 +446,32 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
         && heap.seal(&[heap.family_id(), off, u64::from(kind), fingerprint, generation, len]) == seal
 }
 
+/// The header of the object at `off` if it is still the live object of `generation` (an
+/// object's tag, not released, that generation): what an undo checks before it touches the
+/// object's table, whose pin then checks the generation again. `None` for a block freed, or
+/// reused by another object, since.
+fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
+    if !heap.contains(off, std::mem::size_of::<Header>()) {
+        return None;
+    }
+    // SAFETY: the range is inside the heap and aligned (checked above); a header is atomics
+    // only, valid for any bytes. Nothing is written here.
+    let header = unsafe { &*heap.ptr(off).cast::<Header>() };
+    let tag = header.tag.load(Ordering::Acquire);
+    (tag & !0xffff_ffff == TAG
+        && header.seal.load(Ordering::Acquire) != 0
+        && header.generation.load(Ordering::Acquire) == generation)
+        .then_some(header)
+}
+
 /// Forgets the entry of `dead` (a process known to have ended) in the holder table of the
 /// object at `off`, if that is still the object of `generation` and no other live process
 /// holds it (see `Holders::let_go_of_dead`); returns whether that was the object's last
 /// reference (the caller frees it, with the `LetGo::gone` it knows).
 pub(super) fn let_go_of_dead(heap: &Heap, off: u64, generation: u64, dead: crate::sys::ProcId) -> bool {
-    if !heap.contains(off, std::mem::size_of::<Header>()) {
-        return false;
-    }
-    // SAFETY: the range is inside the heap and aligned (checked above); a header is atomics
-    // only, valid for any bytes. A block freed and reused meanwhile is told apart by its
-    // tag and generation before anything is written, and the holder table's own pin checks
-    // the generation again.
-    let header = unsafe { &*heap.ptr(off).cast::<Header>() };
-    let tag = header.tag.load(Ordering::Acquire);
-    if tag & !0xffff_ffff != TAG
-        || header.seal.load(Ordering::Acquire) == 0
-        || header.generation.load(Ordering::Acquire) != generation
-    {
-        return false;
-    }
-    header.holders.let_go_of_dead(heap, dead, generation, true)
+    // A block freed and reused meanwhile is told apart by its header, and the holder
+    // table's own pin checks the generation again.
+    live_header(heap, off, generation).is_some_and(|header| header.holders.let_go_of_dead(heap, dead, generation, true))
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
@@ -668,15 +671,26 @@ impl<T: Sided> Serialize for Side<T> {
         // Registered before the object's own undo (undos run in order): the side's count
         // is undone while the object's in-flight count still keeps it allocated.
         self.shared.side_holders(self.side).send();
-        let (off, side) = (self.shared.off, self.side);
+        let (off, side, generation) = (self.shared.off, self.side, self.shared.generation());
         codec::on_abort(move || {
             let heap = Heap::get();
-            // SAFETY: the object's own in-flight count, registered after this undo and
-            // undone after it, keeps the object at `off` allocated.
-            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            // A side's table has no generation of its own (0).
-            if obj.value.side_holders(side).unsend(heap, 0, codec::dead_receiver()) {
-                obj.value.side_gone(side);
+            // A side's table has no generation of its own (0): the object's own table is
+            // pinned by the object's generation around the side's undo, so that an undo run
+            // on a block freed meanwhile, or reused (another pipe's side table has
+            // generation 0 too), writes nothing.
+            let Some(header) = live_header(heap, off, generation) else { return };
+            let last = header.holders.pinned(heap, generation, || {
+                // SAFETY: the header at `off` named `generation` (no other object of the
+                // family ever has it: this one, of type `T`) and the pin then checked the
+                // table's word for it; a pinned table is never released, so the object
+                // stays allocated until unpinned.
+                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+                if obj.value.side_holders(side).unsend(heap, 0, codec::dead_receiver()) {
+                    obj.value.side_gone(side);
+                }
+            });
+            if last == Some(true) {
+                Shared::<T>::release(off);
             }
         });
         (&self.shared, self.side as u8).serialize(serializer)
@@ -731,6 +745,60 @@ mod tests {
 
     impl ShmObject for Probe {
         const KIND: u32 = kind::TEST;
+    }
+
+    /// A two-sided test object (as a pipe is).
+    #[derive(crate::ShmSafe)]
+    #[repr(C)]
+    struct TwoSided {
+        ends: [Holders; 2],
+    }
+
+    impl ShmObject for TwoSided {
+        const KIND: u32 = kind::TEST;
+    }
+
+    impl Sided for TwoSided {
+        const SIDES: usize = 2;
+
+        fn side_holders(&self, side: usize) -> &Holders {
+            &self.ends[side]
+        }
+    }
+
+    fn two_sided() -> Vec<Side<TwoSided>> {
+        Side::split(Shared::new(TwoSided { ends: [Holders::new_held(), Holders::new_held()] }).unwrap())
+    }
+
+    #[test]
+    fn a_sides_undo_run_late_leaves_the_object_that_reused_its_block_alone() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let sides = two_sided();
+        let off = sides[0].shared().offset();
+        // A stale undo: a message holding side 0 whose handles were received (and dropped,
+        // with the object) while the message's undo is still there.
+        let message = codec::encode(&sides[0]).unwrap();
+        let taken: Side<TwoSided> = codec::decode(&message.bytes).unwrap();
+        drop((taken, sides));
+        // Another object of the same type in the same block, its side 0 in a message.
+        let mut made = Vec::new();
+        let reused = loop {
+            let sides = two_sided();
+            if sides[0].shared().offset() == off {
+                break sides;
+            }
+            made.push(sides);
+            assert!(made.len() < 64, "the freed block is reused");
+        };
+        let other = codec::encode(&reused[0]).unwrap();
+        drop(message);
+        let got = codec::decode::<Side<TwoSided>>(&other.bytes);
+        assert!(got.is_ok(), "the other object's handle is still in flight: {got:?}");
+        other.sent();
+        drop((got, reused, made));
+        assert_eq!(heap.in_use(), before);
     }
 
     #[test]
