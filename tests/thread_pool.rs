@@ -72,6 +72,38 @@ fn a_panicking_callback_neither_loses_its_result_nor_the_thread() {
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(2));
 }
 
+/// A value whose `Drop` panics (unless the thread is already unwinding).
+struct Grenade;
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a Grenade goes off when dropped");
+        }
+    }
+}
+
+/// A result nobody kept is dropped by the worker thread that made it: a panic in its `Drop`
+/// (user code) does not end the thread. (It did: a one-thread pool never answered again.)
+#[test]
+fn a_result_whose_drop_panics_does_not_end_its_thread() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    drop(
+        pool.apply_async(
+            |_: u32| {
+                // Dropped by the pool: the `AsyncResult` is gone when the result comes.
+                std::thread::sleep(Duration::from_millis(200));
+                Grenade
+            },
+            0,
+        )
+        .unwrap(),
+    );
+    let mut r = pool.apply_async(|x: u32| x + 1, 1).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(2));
+}
+
 #[test]
 fn map_keeps_order_and_honours_chunksize() {
     let _w = watchdog(LIMIT);

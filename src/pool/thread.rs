@@ -160,7 +160,12 @@ impl ThreadPoolBuilder {
                 }
                 for job in rx.iter() {
                     let terminated = pool.upgrade().is_none_or(|p| p.state.load(Ordering::Acquire) == TERMINATED);
-                    if terminated { (job.cancel)() } else { (job.run)() }
+                    // A task's panic is caught with the task; what is left is user code
+                    // around it (a result's `Drop`, when nobody kept its `AsyncResult`):
+                    // its panic stops here (the hook has printed it), the thread goes on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if terminated { (job.cancel)() } else { (job.run)() }
+                    }));
                 }
             })?);
         }
