@@ -104,6 +104,48 @@ fn a_result_whose_drop_panics_does_not_end_its_thread() {
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(2));
 }
 
+/// A task may hold the last handle of its own pool (an `Arc<ThreadPool>`, an `IMap`): its
+/// drop terminates the pool and joins the other threads, not its own (which ends after the
+/// task). `join` from a task is `PoolError::JoinFromWorker`, never a deadlock or a panic.
+/// (Both panicked: std refuses to join the current thread, "Resource deadlock avoided".)
+#[test]
+fn a_pool_dropped_or_joined_from_its_own_task_neither_hangs_nor_panics() {
+    let _w = watchdog(LIMIT);
+    let pool = Arc::new(ThreadPool::new(2).unwrap());
+    let own = pool.clone();
+    let mut joined = pool
+        .apply_async(
+            move |_: u32| {
+                own.close();
+                own.join()
+            },
+            0,
+        )
+        .unwrap();
+    assert!(matches!(joined.get_timeout(Duration::from_secs(30)), Ok(Err(PoolError::JoinFromWorker))));
+    // The pool is closed, its threads still there: a join from outside waits for them.
+    pool.join().unwrap();
+
+    let pool = Arc::new(ThreadPool::new(2).unwrap());
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let own = Mutex::new((Some(pool.clone()), wait));
+    let mut dropped = pool
+        .apply_async(
+            move |_: u32| {
+                let mut own = own.lock().unwrap();
+                own.1.recv().unwrap();
+                // The last handle: the pool ends here.
+                drop(own.0.take());
+                7
+            },
+            0,
+        )
+        .unwrap();
+    drop(pool);
+    go.send(()).unwrap();
+    assert_eq!(dropped.get_timeout(Duration::from_secs(30)), Ok(7));
+}
+
 #[test]
 fn map_keeps_order_and_honours_chunksize() {
     let _w = watchdog(LIMIT);
