@@ -277,6 +277,44 @@ fn a_result_whose_drop_panics_neither_breaks_a_get_nor_stops_the_collecting() {
     assert_eq!(pool.apply(square, 6).unwrap(), 36);
 }
 
+/// A callback may hold the last handle of its own pool (an `Arc<Pool>`): dropped there, on
+/// the pool thread, the pool ends as any dropped pool does, its workers reaped. (The drop
+/// joined the pool thread from itself: std panicked, "Resource deadlock avoided", before
+/// the workers were waited for.)
+#[test]
+fn a_pool_dropped_by_its_own_callback_ends_and_reaps_its_workers() {
+    let leaks = common::leak_check(LIMIT);
+    let pool = Arc::new(Pool::new(1).unwrap());
+    let worker = pool.apply(pid_of, 0).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let own = Mutex::new(Some(pool.clone()));
+    let options = ApplyOptions::new().callback(move |v: &u64| {
+        // The last handle: the pool ends here.
+        drop(own.lock().unwrap().take());
+        tx.send(*v).unwrap();
+    });
+    // The result comes once this thread has let go of the pool.
+    drop(pool.apply_async_with(sleep_then, 200, options).unwrap());
+    drop(pool);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(200));
+    assert!(eventually(LIMIT, || !pid_running(worker)));
+    leaks.assert_no_leak();
+
+    // `join` from a callback of a closed pool, run by the pool thread: the workers wait
+    // for that thread to let them go, so it is refused.
+    let pool = Arc::new(Pool::new(1).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let own = pool.clone();
+    let options = ApplyOptions::new().callback(move |_: &u64| {
+        own.close();
+        tx.send(own.join().map_err(|e| e.to_string())).unwrap();
+    });
+    drop(pool.apply_async_with(sleep_then, 200, options).unwrap());
+    let joined = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(joined.as_ref().is_err_and(|e| e.contains("own threads")), "{joined:?}");
+    pool.join().unwrap();
+}
+
 #[test]
 fn a_panicking_task_fails_alone_and_the_pool_goes_on() {
     let _w = heap_user(LIMIT);

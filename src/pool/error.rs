@@ -109,7 +109,8 @@ pub enum PoolError {
     /// `ValueError: Pool is still running`).
     #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
-    /// `join()` was called from a task of a [`ThreadPool`](crate::ThreadPool): a thread
+    /// `join()` was called from a task of a [`ThreadPool`](crate::ThreadPool), or from a
+    /// callback of a closed [`Pool`](crate::Pool) run by the pool's own thread: a thread
     /// cannot wait for itself to end (Python's `RuntimeError: cannot join current thread`).
     /// Nothing was joined; a `join` from outside the pool's threads still works.
     #[error("join() was called from one of the pool's own threads, which cannot wait for itself")]

@@ -923,8 +923,19 @@ impl Engine for Inner {
         if self.running() {
             return Err(PoolError::StillRunning);
         }
-        let thread = lock(&self.pool_thread).take();
-        if let Some(t) = thread {
+        let (thread, on_pool_thread) = {
+            let mut slot = lock(&self.pool_thread);
+            let on_pool_thread = slot.as_ref().is_some_and(|t| t.thread().id() == std::thread::current().id());
+            if on_pool_thread && self.state.load(Ordering::Acquire) != TERMINATED {
+                // A callback joining its closed pool: the workers wait for this thread to
+                // tell them to stop.
+                return Err(PoolError::JoinFromWorker);
+            }
+            (slot.take(), on_pool_thread)
+        };
+        // Not the pool thread from itself (a callback that dropped the last handle of its
+        // pool): it ends after the callback, the pool being terminated.
+        if let Some(t) = thread.filter(|_| !on_pool_thread) {
             let _ = t.join();
         }
         let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
