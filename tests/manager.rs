@@ -710,6 +710,56 @@ fn a_registered_type_runs_its_methods_on_the_server() {
     assert_eq!(c.incr(1).unwrap(), 306);
 }
 
+/// A registered type whose `Drop` panics once armed (on the server: the client's copies
+/// are never armed).
+#[derive(Default, Serialize, Deserialize)]
+struct Fuse {
+    armed: bool,
+}
+
+impl Fuse {
+    fn arm(&mut self) {
+        self.armed = true;
+    }
+}
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("the fuse blew when dropped");
+        }
+    }
+}
+
+multiproc::managed! {
+    /// A `Fuse` on the server.
+    pub proxy FuseProxy for Fuse {
+        fn arm(&mut self);
+    }
+}
+
+/// A registered value's `Drop` is user code too: its panic, when its last proxy goes, is
+/// the object's alone, and the server goes on serving. (It ended the server: every later
+/// call failed with `ServerGone`.)
+#[test]
+fn a_registered_value_whose_drop_panics_leaves_the_server_serving() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let kept = manager.list_from([1u8, 2]).unwrap();
+    let fuse: FuseProxy = manager.create(Fuse::default()).unwrap();
+    fuse.arm().unwrap();
+    drop(fuse);
+    let mut objects = manager.number_of_objects();
+    let freed = eventually(Duration::from_secs(30), || {
+        objects = manager.number_of_objects();
+        objects.as_ref().is_ok_and(|&n| n == 1)
+    });
+    assert!(freed, "{objects:?}");
+    assert_eq!(kept.len().unwrap(), 2);
+    kept.push(3).unwrap();
+    assert_eq!(kept.len().unwrap(), 3);
+}
+
 /// Set by `mark_set_up`, the `child_init` this test binary sets.
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

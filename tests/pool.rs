@@ -225,6 +225,96 @@ fn a_result_whose_deserialize_panics_fails_its_task_and_the_pool_goes_on() {
     assert!(matches!(pool.apply(die_on_7, 7), Err(Error::Task(TaskError::WorkerLost { .. }))));
 }
 
+/// A value whose `Drop` panics in the parent when it was decoded from 13 (the worker's own
+/// value and the codec's probe's are disarmed).
+#[derive(Debug, serde::Serialize)]
+struct Grenade(#[serde(skip)] bool, u32);
+
+impl<'de> serde::Deserialize<'de> for Grenade {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = <u32 as serde::Deserialize>::deserialize(d)?;
+        Ok(Grenade(n == 13, n))
+    }
+}
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if self.0 && !std::thread::panicking() {
+            panic!("a Grenade of 13 goes off when dropped");
+        }
+    }
+}
+
+fn grenade_later(n: u32) -> Grenade {
+    std::thread::sleep(Duration::from_millis(200));
+    Grenade(false, n)
+}
+
+/// A result nobody kept (its `AsyncResult` dropped) is dropped by the thread that collects
+/// it; a panic in its `Drop` (user code) neither comes out of another caller's `get` nor
+/// stops the pool's collecting. It came out of the caller's `get` (who then no longer
+/// counted as collecting, so the pool thread never collected again), or killed the pool
+/// thread: a callback nobody waited for never ran.
+#[test]
+fn a_result_whose_drop_panics_neither_breaks_a_get_nor_stops_the_collecting() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    // Collected by this thread, helping in `apply`.
+    drop(pool.apply_async(grenade_later, 13).unwrap());
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.apply(square, 3)));
+    assert!(matches!(got, Ok(Ok(9))), "{got:?}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let callback = |tx: &std::sync::mpsc::Sender<u64>| {
+        let tx = tx.clone();
+        ApplyOptions::new().callback(move |v: &u64| tx.send(*v).unwrap())
+    };
+    drop(pool.apply_async_with(square, 4, callback(&tx)).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(16));
+    // Collected by the pool thread: nobody waits.
+    drop(pool.apply_async(grenade_later, 13).unwrap());
+    drop(pool.apply_async_with(square, 5, callback(&tx)).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(25));
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+}
+
+/// A callback may hold the last handle of its own pool (an `Arc<Pool>`): dropped there, on
+/// the pool thread, the pool ends as any dropped pool does, its workers reaped. (The drop
+/// joined the pool thread from itself: std panicked, "Resource deadlock avoided", before
+/// the workers were waited for.)
+#[test]
+fn a_pool_dropped_by_its_own_callback_ends_and_reaps_its_workers() {
+    let leaks = common::leak_check(LIMIT);
+    let pool = Arc::new(Pool::new(1).unwrap());
+    let worker = pool.apply(pid_of, 0).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let own = Mutex::new(Some(pool.clone()));
+    let options = ApplyOptions::new().callback(move |v: &u64| {
+        // The last handle: the pool ends here.
+        drop(own.lock().unwrap().take());
+        tx.send(*v).unwrap();
+    });
+    // The result comes once this thread has let go of the pool.
+    drop(pool.apply_async_with(sleep_then, 200, options).unwrap());
+    drop(pool);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(200));
+    assert!(eventually(LIMIT, || !pid_running(worker)));
+    leaks.assert_no_leak();
+
+    // `join` from a callback of a closed pool, run by the pool thread: the workers wait
+    // for that thread to let them go, so it is refused.
+    let pool = Arc::new(Pool::new(1).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let own = pool.clone();
+    let options = ApplyOptions::new().callback(move |_: &u64| {
+        own.close();
+        tx.send(own.join().map_err(|e| e.to_string())).unwrap();
+    });
+    drop(pool.apply_async_with(sleep_then, 200, options).unwrap());
+    let joined = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(joined.as_ref().is_err_and(|e| e.contains("own threads")), "{joined:?}");
+    pool.join().unwrap();
+}
+
 #[test]
 fn a_panicking_task_fails_alone_and_the_pool_goes_on() {
     let _w = heap_user(LIMIT);

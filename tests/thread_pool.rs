@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::watchdog;
+use common::{eventually, watchdog};
 use multiproc::{ApplyOptions, Error, MapOptions, PoolError, ResultTimeoutError, TaskError, ThreadPool};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -70,6 +70,80 @@ fn a_panicking_callback_neither_loses_its_result_nor_the_thread() {
     assert!(matches!(r.get_timeout(Duration::from_secs(30)), Err(ResultTimeoutError::Task(TaskError::Panicked(_)))));
     let mut r = pool.apply_async(|x: u32| x + 1, 1).unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(2));
+}
+
+/// A value whose `Drop` panics (unless the thread is already unwinding).
+struct Grenade;
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a Grenade goes off when dropped");
+        }
+    }
+}
+
+/// A result nobody kept is dropped by the worker thread that made it: a panic in its `Drop`
+/// (user code) does not end the thread. (It did: a one-thread pool never answered again.)
+#[test]
+fn a_result_whose_drop_panics_does_not_end_its_thread() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    drop(
+        pool.apply_async(
+            |_: u32| {
+                // Dropped by the pool: the `AsyncResult` is gone when the result comes.
+                std::thread::sleep(Duration::from_millis(200));
+                Grenade
+            },
+            0,
+        )
+        .unwrap(),
+    );
+    let mut r = pool.apply_async(|x: u32| x + 1, 1).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(2));
+}
+
+/// A task may hold the last handle of its own pool (an `Arc<ThreadPool>`, an `IMap`): its
+/// drop terminates the pool and joins the other threads, not its own (which ends after the
+/// task). `join` from a task is `PoolError::JoinFromWorker`, never a deadlock or a panic.
+/// (Both panicked: std refuses to join the current thread, "Resource deadlock avoided".)
+#[test]
+fn a_pool_dropped_or_joined_from_its_own_task_neither_hangs_nor_panics() {
+    let _w = watchdog(LIMIT);
+    let pool = Arc::new(ThreadPool::new(2).unwrap());
+    let own = pool.clone();
+    let mut joined = pool
+        .apply_async(
+            move |_: u32| {
+                own.close();
+                own.join()
+            },
+            0,
+        )
+        .unwrap();
+    assert!(matches!(joined.get_timeout(Duration::from_secs(30)), Ok(Err(PoolError::JoinFromWorker))));
+    // The pool is closed, its threads still there: a join from outside waits for them.
+    pool.join().unwrap();
+
+    let pool = Arc::new(ThreadPool::new(2).unwrap());
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let own = Mutex::new((Some(pool.clone()), wait));
+    let mut dropped = pool
+        .apply_async(
+            move |_: u32| {
+                let mut own = own.lock().unwrap();
+                own.1.recv().unwrap();
+                // The last handle: the pool ends here.
+                drop(own.0.take());
+                7
+            },
+            0,
+        )
+        .unwrap();
+    drop(pool);
+    go.send(()).unwrap();
+    assert_eq!(dropped.get_timeout(Duration::from_secs(30)), Ok(7));
 }
 
 #[test]
@@ -289,6 +363,13 @@ fn a_failed_map_drops_its_queued_tasks_and_the_next_call_runs_at_once() {
     // queued is dropped, not run behind the apply.
     gate.store(true, Ordering::SeqCst);
     assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
+    // The threads count a cancelled job as they drain it: the other thread may still be
+    // counting the last one it took when the apply is done. 40 items and the apply.
+    let settled = || {
+        let s = pool.stats();
+        s.tasks_done + s.tasks_failed + s.tasks_cancelled == 41
+    };
+    assert!(eventually(LIMIT, settled), "{:?}", pool.stats());
     let ran = started.load(Ordering::SeqCst);
     assert!(ran <= 2, "{ran} of the 39 waiting items started");
     let stats = pool.stats();

@@ -623,17 +623,30 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<Envelope, Fault> {
 /// and references), so that a frame of many empty items cannot make the server allocate
 /// many times its size. Decoding stops at the first item past the limit.
 pub(crate) fn decode_request_within(bytes: &[u8], max: u64) -> Result<Envelope, Fault> {
+    decode_within(bytes, max)
+}
+
+/// The remote client's reply decoder: what the server answered, or why not, within the
+/// same kind of budget as a request's (a server that knows the key must not make a client
+/// allocate many times a frame either). Never panics, whatever the bytes.
+pub(crate) fn decode_reply_within(bytes: &[u8], max: u64) -> Result<Reply<ObjectId>, Fault> {
+    decode_within(bytes, max)
+}
+
+/// Decodes `bytes` charging its items to a budget of `max`: [`Fault::TooLarge`] past it.
+fn decode_within<T: DeserializeOwned>(bytes: &[u8], max: u64) -> Result<T, Fault> {
     BUDGET.with(|b| b.set(Some(Budget { charged: 0, max })));
-    let decoded = decode_plain::<Envelope>(bytes);
+    let decoded = decode_plain::<T>(bytes);
     let budget = BUDGET.with(|b| b.take());
     match (decoded, budget) {
-        (Ok(envelope), _) => Ok(envelope),
+        (Ok(value), _) => Ok(value),
         (Err(_), Some(Budget { charged, max })) if charged > max => Err(Fault::TooLarge { len: charged, max }),
         (Err(e), _) => Err(Fault::Malformed(e.to_string())),
     }
 }
 
-/// The sequence number a request starts with (to answer one that was refused whole).
+/// The sequence number a request or a reply starts with (to answer one that was refused
+/// whole).
 pub(crate) fn request_seq(bytes: &[u8]) -> Option<u64> {
     postcard::take_from_bytes::<u64>(bytes).ok().map(|(seq, _)| seq)
 }
@@ -680,6 +693,22 @@ mod tests {
         encode_plain(&Out::<u64>::Items(vec![Item { bytes: Vec::new(), refs: Vec::new() }; 100_000]), &mut reply)
             .unwrap();
         assert!(decode_plain::<Out<u64>>(&reply).is_ok());
+    }
+
+    #[test]
+    fn a_reply_of_many_empty_items_stops_decoding_at_the_budget() {
+        // A server (one that knows the key) answers with 100,000 empty items: 200 KB of
+        // frame, 12.8 MB at 128 bytes an item. The client refuses it at 1 MiB.
+        let items = vec![Item { bytes: Vec::new(), refs: Vec::new() }; 100_000];
+        let reply = Reply { seq: 9, result: Ok(Out::<ObjectId>::Items(items)) };
+        let mut bytes = Vec::new();
+        encode_plain(&reply, &mut bytes).unwrap();
+        match decode_reply_within(&bytes, 1 << 20) {
+            Err(Fault::TooLarge { len, max }) => assert!(len > max && len <= max + ITEM_COST, "{len} {max}"),
+            other => panic!("{:?}", other.map(|r| r.seq)),
+        }
+        assert_eq!(request_seq(&bytes), Some(9));
+        assert_eq!(decode_reply_within(&bytes, 64 << 20).unwrap(), reply);
     }
 
     #[test]

@@ -42,12 +42,17 @@ use serde::{Deserialize, Serialize};
 use super::auth;
 use super::error::ManagerError;
 use super::link::{Answer, EnvelopeRef, Liveness, Ref};
-use super::protocol::{ObjectId, Reply, Request, decode_plain, encode_plain};
+use super::protocol::{Fault, ObjectId, Reply, Request, decode_reply_within, encode_plain, request_seq};
 use super::state::{Control, ManagerState};
 use crate::shm::{Deadline, Patient, Shared};
 
 /// The default limit of one message (either way), as Python has none: 64 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
+
+/// What one reply may decode to on a remote client, estimated as a request is on the
+/// server (128 bytes an item besides its bytes and references): 1 GiB, room for a copy of
+/// some 8 million small items. A reply past it fails its call with `TooLarge`.
+const MAX_REPLY_MEMORY: u64 = 1 << 30;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -569,8 +574,12 @@ impl RemoteConn {
                     }
                     Err(FrameError::Io(e)) => break format!("the connection failed: {e}"),
                 };
-                let reply: Reply<ObjectId> = match decode_plain(&frame) {
+                let reply: Reply<ObjectId> = match decode_reply_within(&frame, MAX_REPLY_MEMORY) {
                     Ok(reply) => reply,
+                    // The frame was read whole: the stream goes on, and the call fails.
+                    Err(fault @ Fault::TooLarge { .. }) if request_seq(&frame).is_some_and(|seq| seq != 0) => {
+                        Reply { seq: request_seq(&frame).unwrap_or_default(), result: Err(fault) }
+                    }
                     Err(e) => break format!("the server sent a malformed message: {e}"),
                 };
                 let mut pending = lock(&shared.pending);

@@ -421,6 +421,9 @@ impl Store {
                 self.reply(owner, seq, Err(Fault::NoSuchObject(id)));
             }
             self.timers.retain(|t| t.1 != id);
+            // A registered value's `Drop` is user code: its panic (printed by the hook) is
+            // the object's alone, and the server goes on.
+            let _ = panics::catching("manager", || drop(obj));
         }
     }
 

@@ -109,6 +109,12 @@ pub enum PoolError {
     /// `ValueError: Pool is still running`).
     #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
+    /// `join()` was called from a task of a [`ThreadPool`](crate::ThreadPool), or from a
+    /// callback of a closed [`Pool`](crate::Pool) run by the pool's own thread: a thread
+    /// cannot wait for itself to end (Python's `RuntimeError: cannot join current thread`).
+    /// Nothing was joined; a `join` from outside the pool's threads still works.
+    #[error("join() was called from one of the pool's own threads, which cannot wait for itself")]
+    JoinFromWorker,
     /// A pool of no workers was asked for (Python's `ValueError: Number of processes must
     /// be at least 1`).
     #[error("a pool needs at least one worker")]

@@ -18,6 +18,7 @@
 //! when nobody waits (for callbacks), watches the workers and replaces those that end.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -551,7 +552,11 @@ impl Inner {
             let Some(message) = self.results.try_recv() else { break };
             crash_point!("pool.collect.taken");
             handled += 1;
-            self.handle(message, hand);
+            // User code runs here: a result's `Drop` (a result nobody kept is dropped with
+            // its slot, a failed map drops the values it had). Its panic stops here (the
+            // hook has printed it): this thread collects for every caller, and the pool
+            // thread must never die.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(message, hand)));
         }
         if handled > 0 {
             let mut books = lock(&self.books);
@@ -918,8 +923,19 @@ impl Engine for Inner {
         if self.running() {
             return Err(PoolError::StillRunning);
         }
-        let thread = lock(&self.pool_thread).take();
-        if let Some(t) = thread {
+        let (thread, on_pool_thread) = {
+            let mut slot = lock(&self.pool_thread);
+            let on_pool_thread = slot.as_ref().is_some_and(|t| t.thread().id() == std::thread::current().id());
+            if on_pool_thread && self.state.load(Ordering::Acquire) != TERMINATED {
+                // A callback joining its closed pool: the workers wait for this thread to
+                // tell them to stop.
+                return Err(PoolError::JoinFromWorker);
+            }
+            (slot.take(), on_pool_thread)
+        };
+        // Not the pool thread from itself (a callback that dropped the last handle of its
+        // pool): it ends after the callback, the pool being terminated.
+        if let Some(t) = thread.filter(|_| !on_pool_thread) {
             let _ = t.join();
         }
         let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
@@ -955,7 +971,7 @@ impl Engine for Inner {
 
 impl Helper for Inner {
     fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline) {
-        self.helpers.fetch_add(1, Ordering::SeqCst);
+        let _helping = Helping::start(self);
         // Spin for the first result only: a long map must not burn a processor its
         // workers need every time it wakes.
         let mut spin = true;
@@ -972,7 +988,6 @@ impl Helper for Inner {
         // No doorbell: the pool thread looks again within `HELPED_RECENTLY`, and ringing
         // would cost every `get` a wake-up.
         self.helped_at.store(sys::monotonic_ns(), Ordering::Relaxed);
-        self.helpers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Whether a spin was tried, and paid off, is remembered for the next polls.
@@ -990,7 +1005,7 @@ impl Helper for Inner {
             }
             return;
         }
-        self.helpers.fetch_add(1, Ordering::SeqCst);
+        let helping = Helping::start(self);
         let came = spin_for(ASYNC_SPIN, || {
             if !self.results.is_empty() {
                 self.collect();
@@ -998,7 +1013,7 @@ impl Helper for Inner {
             done().then_some(())
         })
         .is_some();
-        self.helpers.fetch_sub(1, Ordering::SeqCst);
+        drop(helping);
         self.spin.record(came);
         if came {
             let books = lock(&self.books);
@@ -1011,6 +1026,23 @@ impl Helper for Inner {
             }
         }
         self.hand_back();
+    }
+}
+
+/// A caller's thread counted in [`Inner::helpers`] while it lives: however the help ends
+/// (a panic too), the pool thread collects again after it.
+struct Helping<'a>(&'a AtomicUsize);
+
+impl<'a> Helping<'a> {
+    fn start(pool: &'a Inner) -> Self {
+        pool.helpers.fetch_add(1, Ordering::SeqCst);
+        Helping(&pool.helpers)
+    }
+}
+
+impl Drop for Helping<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -1037,13 +1069,18 @@ fn pool_thread(inner: Weak<Inner>) {
         if state == TERMINATED {
             return;
         }
-        pool.tend_workers();
-        pool.enforce_timeouts();
-        if pool.helpers.load(Ordering::SeqCst) == 0 {
-            pool.collect();
-        }
-        pool.steal_again();
-        pool.stop_idle_workers();
+        // A task failed here (a lost worker, a timeout, a cancelled map) may drop the last
+        // hold of its call's values, whose `Drop` is user code: its panic must not end the
+        // thread that tends the workers (`collect` catches its own).
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            pool.tend_workers();
+            pool.enforce_timeouts();
+            if pool.helpers.load(Ordering::SeqCst) == 0 {
+                pool.collect();
+            }
+            pool.steal_again();
+            pool.stop_idle_workers();
+        }));
         {
             let books = lock(&pool.books);
             if state == CLOSED && books.workers.is_empty() {

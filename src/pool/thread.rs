@@ -160,7 +160,12 @@ impl ThreadPoolBuilder {
                 }
                 for job in rx.iter() {
                     let terminated = pool.upgrade().is_none_or(|p| p.state.load(Ordering::Acquire) == TERMINATED);
-                    if terminated { (job.cancel)() } else { (job.run)() }
+                    // A task's panic is caught with the task; what is left is user code
+                    // around it (a result's `Drop`, when nobody kept its `AsyncResult`):
+                    // its panic stops here (the hook has printed it), the thread goes on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if terminated { (job.cancel)() } else { (job.run)() }
+                    }));
                 }
             })?);
         }
@@ -748,7 +753,9 @@ impl ThreadPool {
     ///
     /// # Errors
     ///
-    /// [`PoolError::StillRunning`] before `close` or `terminate`.
+    /// [`PoolError::StillRunning`] before `close` or `terminate`;
+    /// [`PoolError::JoinFromWorker`] from one of the pool's tasks (its thread cannot wait
+    /// for itself), and nothing is joined.
     ///
     /// # Examples
     ///
@@ -765,7 +772,12 @@ impl ThreadPool {
         if self.shared.state.load(Ordering::Acquire) == RUNNING {
             return Err(PoolError::StillRunning);
         }
-        let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut threads = self.shared.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::thread::current().id();
+        if threads.iter().any(|t| t.thread().id() == me) {
+            return Err(PoolError::JoinFromWorker);
+        }
+        let threads = std::mem::take(&mut *threads);
         for t in threads {
             let _ = t.join();
         }
@@ -775,11 +787,16 @@ impl ThreadPool {
 
 impl Drop for ThreadPool {
     /// Terminates the pool (Python's `with ThreadPool() as p:` exit) and waits for the
-    /// running tasks to finish.
+    /// running tasks to finish. Dropped by one of its own tasks (which held the last
+    /// handle), it waits for the other threads; the task's own thread ends after the task.
     fn drop(&mut self) {
         if Arc::strong_count(&self.shared) == 1 {
             self.terminate();
-            let _ = self.join();
+            let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
+            let me = std::thread::current().id();
+            for t in threads.into_iter().filter(|t| t.thread().id() != me) {
+                let _ = t.join();
+            }
         }
     }
 }
