@@ -49,8 +49,8 @@ fn discard(bytes: &[u8], ends: &[u64], range: std::ops::Range<usize>, drop: fn(&
 }
 
 /// Items per piece, about, at least: a piece costs a seat and its answer per worker, and
-/// a table under 1 MiB (about 25 000 items) is not kept warm by the heap, so the middle
-/// pieces (twice this) should be larger than that.
+/// a table under 256 KiB (about 6 000 small items) is not kept warm by the heap, so the
+/// first and last pieces (half this) should be larger than that.
 const PIECE_MIN: usize = 20_000;
 /// At most this many tables for one map.
 const PIECES_MAX: usize = 8;
