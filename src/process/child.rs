@@ -44,6 +44,9 @@ struct Inner {
     /// decoded them ([`super::boot::DECODED`]): a child that ended without that note took
     /// them with it, and they are given back, exactly this message's counts.
     args: Option<Encoded>,
+    /// What the parent made for a fork child, dropped once the child has ended
+    /// ([`super::fork::Kept`]).
+    kept: Option<super::fork::Kept>,
 }
 
 impl Drop for Inner {
@@ -74,6 +77,7 @@ impl ChildState {
         pidfd: OwnedFd,
         watch: ExitWatch,
         (sock, args): (OwnedFd, Option<Encoded>),
+        kept: Option<super::fork::Kept>,
     ) -> Self {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
@@ -84,7 +88,14 @@ impl ChildState {
             daemon,
             pidfd,
             watch,
-            inner: Mutex::new(Inner { sock: Some(Arc::new(sock)), buf: Vec::new(), outcome: None, ended: None, args }),
+            inner: Mutex::new(Inner {
+                sock: Some(Arc::new(sock)),
+                buf: Vec::new(),
+                outcome: None,
+                ended: None,
+                args,
+                kept,
+            }),
         }
     }
 
@@ -162,6 +173,7 @@ impl ChildState {
                 if let Some(args) = inner.args.take() {
                     crate::codec::give_back_from_dead(args, self.pid);
                 }
+                inner.kept = None;
             }
         }
         inner.ended

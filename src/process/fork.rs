@@ -32,9 +32,17 @@ fn go_on_told(sock: BorrowedFd<'_>) -> bool {
     matches!(sys::read_some(sock, &mut byte), Ok(1)) && byte[0] == GO_ON
 }
 
+/// What the parent made for a fork child and keeps until the child has ended: freeing it
+/// while the child runs writes pages of the heap that the child shares (a copy of each,
+/// beside the child's own boot).
+pub(crate) type Kept = Box<dyn std::any::Any + Send>;
+
+/// A kept argument's bytes at most: a larger one is freed at once.
+const KEEP_MAX: usize = crate::shm::INLINE_MAX;
+
 /// Forks a child that runs `boot`, reporting on `theirs`; the child drops its copy of
-/// `ours`. Returns its pid and pidfd, and `ours`.
-pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd)> {
+/// `ours`. Returns its pid and pidfd, `ours`, and what to drop once the child has ended.
+pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd, Kept)> {
     family::on_lasting_thread(move || {
         let prepared = boot::Prepared::new(&boot.me.name);
         sys::prepare_stdin_devnull();
@@ -80,10 +88,12 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
                 drop(err);
                 drop(out);
                 drop(theirs);
-                drop(boot);
-                drop(prepared);
+                let mut boot = boot;
+                if boot.args.bytes().len() > KEEP_MAX {
+                    boot.args = shm::Payload::Inline(Vec::new());
+                }
                 let pidfd = sys::pidfd_open(pid)?;
-                Ok(((pid, pidfd), ours))
+                Ok(((pid, pidfd), ours, Box::new((boot, prepared)) as Kept))
             }
             Err(e) => Err(e),
         }

@@ -660,10 +660,10 @@ fn launch(
         note_decoded: args.has_handles(),
     };
     let (ours, theirs) = sys::socketpair_stream()?;
-    let (pid, pidfd, watch, ours) = match method {
+    let (pid, pidfd, watch, ours, kept) = match method {
         StartMethod::Fork => {
-            let ((pid, pidfd), ours) = fork::start(boot, theirs, ours)?;
-            (pid, pidfd, ExitWatch::Own, ours)
+            let ((pid, pidfd), ours, kept) = fork::start(boot, theirs, ours)?;
+            (pid, pidfd, ExitWatch::Own, ours, Some(kept))
         }
         StartMethod::Spawn | StartMethod::ForkServer => {
             let message = codec::encode_own(&boot)?;
@@ -684,10 +684,10 @@ fn launch(
             message.sent();
             if method == StartMethod::Spawn {
                 let (pid, pidfd) = spawn::start(theirs)?;
-                (pid, pidfd, ExitWatch::Own, ours)
+                (pid, pidfd, ExitWatch::Own, ours, None)
             } else {
                 let (pid, pidfd, status) = forkserver::request(theirs)?;
-                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), ours)
+                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), ours, None)
             }
         }
     };
@@ -695,7 +695,7 @@ fn launch(
     // decoded them. Until then we keep their undo, for a child that ends before.
     let args = args.has_handles().then_some(args);
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
-    let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args)));
+    let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args), kept));
     family::register(child.clone());
     Ok(child)
 }
