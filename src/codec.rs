@@ -1044,6 +1044,20 @@ pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     }
 }
 
+/// [`decode_plain`] of a whole message: `None` also when bytes are left over after the
+/// value (the caller's [`decode_exact`] then says so). A typed channel's take reads a plain
+/// type's messages with it, straight from the record.
+#[inline]
+pub(crate) fn decode_plain_exact<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    match bytes.split_first() {
+        Some((&POSTCARD, body)) => match postcard::take_from_bytes(body) {
+            Ok((value, [])) => Some(value),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Encodes a value of a [`plain`] type into `out` (room for [`PLAIN_MAX`] bytes is
 /// enough) as [`encode`] would: the message's length, or `None` if it does not fit.
 #[inline]

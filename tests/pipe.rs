@@ -86,6 +86,70 @@ fn raw_bytes_travel_and_typed_receives_refuse_them() {
     assert_eq!(b.recv_bytes().unwrap(), big);
 }
 
+/// A type of the general path whose messages postcard writes as it writes a `T`'s.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Wrapped<T>(T);
+
+/// The bytes of `value` sent as a plain `T` and as the general path's `Wrapped<T>`.
+fn both_encodings<T>(value: T) -> (Vec<u8>, Vec<u8>)
+where
+    T: Clone + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let (a, b) = Pipe::<T>::new().unwrap();
+    let (c, d) = Pipe::<Wrapped<T>>::new().unwrap();
+    a.send(value.clone()).unwrap();
+    c.send(Wrapped(value)).unwrap();
+    (b.recv_bytes().unwrap(), d.recv_bytes().unwrap())
+}
+
+fn negate_until_closed(conn: Connection<f64>) {
+    while let Ok(x) = conn.recv() {
+        conn.send(-x).unwrap();
+    }
+}
+
+#[test]
+fn plain_values_are_written_as_every_message_is_and_travel_both_ways() {
+    let _t = heap_user(LIMIT);
+    // A number, bool, char or unit skips the codec's bookkeeping; its bytes stay the ones
+    // the general path writes, so that either side may read them.
+    for x in [0, 1, 127, 128, 300, u64::MAX] {
+        let (plain, general) = both_encodings(x);
+        assert_eq!(plain, general, "{x}");
+    }
+    for x in [0, -1, 63, -65, i64::MIN, i64::MAX] {
+        let (plain, general) = both_encodings(x);
+        assert_eq!(plain, general, "{x}");
+    }
+    for x in [0.0, -1.5, f64::MAX, f64::NAN] {
+        let (plain, general) = both_encodings(x);
+        assert_eq!(plain, general, "{x}");
+    }
+    assert_eq!(both_encodings(u128::MAX).0, both_encodings(u128::MAX).1);
+    assert_eq!(both_encodings('\u{10ffff}').0, both_encodings('\u{10ffff}').1);
+    assert_eq!(both_encodings(true).0, both_encodings(true).1);
+    assert_eq!(both_encodings(()).0, both_encodings(()).1);
+    // The type check stays: a plain receive refuses a raw message.
+    let (a, b) = Pipe::<u8>::new().unwrap();
+    a.send_bytes(&[0, 7]).unwrap();
+    match b.recv() {
+        Err(RecvError::Decode(e)) => assert!(e.to_string().contains("raw message"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    a.send(7).unwrap();
+    assert_eq!(b.recv(), Ok(7));
+    for method in METHODS {
+        let (mut mine, theirs) = Pipe::<f64>::new().unwrap();
+        let child = Process::new(negate_until_closed, theirs).start_method(method).start().unwrap();
+        for x in [0.5, -1.5, f64::MAX, f64::MIN_POSITIVE, 1e300] {
+            mine.send(x).unwrap();
+            assert_eq!(mine.recv(), Ok(-x), "{method:?}");
+        }
+        mine.close();
+        child.join().unwrap();
+    }
+}
+
 #[test]
 fn poll_says_whether_a_receive_would_block() {
     let _t = heap_user(LIMIT);

@@ -584,6 +584,61 @@ fn queue_handles_travel_through_queues_and_pipes_with_every_start_method() {
     }
 }
 
+/// Answers plain values with other plain types and with a type of the general path: each
+/// `u64` up to `u64::MAX` comes back negated (`i128`), halved (`f64`, a `SimpleQueue`) and
+/// as `Some` (`Option<u64>`, not plain); `None` says every one was taken, and then the
+/// `u64`s go back, tripled, on the queue they came by.
+fn echo_plain(args: (Queue<u64>, Queue<i128>, SimpleQueue<f64>, Queue<Option<u64>>)) {
+    let (ints, negated, halves, general) = args;
+    let mut got = Vec::new();
+    loop {
+        let x = ints.get().unwrap();
+        if x == u64::MAX {
+            break;
+        }
+        negated.put(-i128::from(x)).unwrap();
+        halves.put(x as f64 / 2.0).unwrap();
+        general.put(Some(x)).unwrap();
+        got.push(x);
+    }
+    general.put(None).unwrap();
+    for x in got {
+        ints.put(x.wrapping_mul(3)).unwrap();
+    }
+}
+
+#[test]
+fn plain_values_cross_processes_both_ways_beside_messages_of_the_general_path() {
+    let _t = heap_user(LIMIT);
+    // Each length of a varint, and both ends of the range.
+    let values = [0, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), 1 << 63, u64::MAX - 1];
+    for method in METHODS {
+        let ints = Queue::new().unwrap();
+        let negated = Queue::new().unwrap();
+        let halves = SimpleQueue::new().unwrap();
+        let general = Queue::new().unwrap();
+        let child = Process::new(echo_plain, (ints.clone(), negated.clone(), halves.clone(), general.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        for x in values {
+            ints.put(x).unwrap();
+        }
+        ints.put(u64::MAX).unwrap();
+        for x in values {
+            assert_eq!(negated.get().unwrap(), -i128::from(x), "{method:?}");
+            assert_eq!(halves.get().unwrap(), x as f64 / 2.0, "{method:?}");
+            assert_eq!(general.get().unwrap(), Some(x), "{method:?}");
+        }
+        assert_eq!(general.get().unwrap(), None, "{method:?}");
+        for x in values {
+            assert_eq!(ints.get().unwrap(), x.wrapping_mul(3), "{method:?}");
+        }
+        child.join().unwrap();
+        assert!(ints.is_empty() && negated.is_empty() && halves.is_empty() && general.is_empty());
+    }
+}
+
 fn put_and_leave(args: (Queue<ByteBuf>, usize)) {
     let (q, n) = args;
     for i in 0..n {

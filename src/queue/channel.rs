@@ -57,8 +57,9 @@ fn refused<E>(r: Refused<E>, gone: impl FnOnce(E) -> Failure) -> Failure {
     }
 }
 
-/// Puts `value` on `ring`: small encodings through the thread's scratch buffer, large ones
-/// sized first and written once, straight into a heap block.
+/// Puts `value` on `ring`: a [`codec::plain`] value encoded on the stack, other small
+/// encodings through the thread's scratch buffer, large ones sized first and written once,
+/// straight into a heap block.
 pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
     ring: &Ring,
     value: &T,
@@ -72,6 +73,16 @@ pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
             other => other,
         }
     };
+    if codec::plain::<T>() {
+        // A number, `bool`, `char` or `()`: a few bytes, no handle, nothing for the codec's
+        // thread state to do. Written on the stack as `codec::encode` writes it.
+        let mut message = [0; codec::PLAIN_MAX];
+        if let Some(len) = codec::encode_plain(value, &mut message) {
+            return ring
+                .put_bytes(&message[..len], tag, deadline, watch)
+                .map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)));
+        }
+    }
     let sent = codec::with_small_encoding(value, INLINE_MAX, Failure::Encode, |bytes, has_handles| {
         if has_handles {
             ring.mark_handles();
@@ -116,6 +127,14 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
         .get(deadline, watch, |bytes, got| {
             taking();
             if got == tag {
+                // A plain type's message holds no handle: read straight from the record. One
+                // that does not read so (not postcard, bytes left over) gets the general
+                // path, and its error.
+                if codec::plain::<T>()
+                    && let Some(value) = codec::decode_plain_exact::<T>(bytes)
+                {
+                    return Ok(value);
+                }
                 // Read with the message (see `Connection::take_raw`): a get that waited
                 // may take the ring's first message with handles.
                 decode_taken::<T>(bytes, ring.ever_had_handles())
@@ -160,13 +179,20 @@ pub(crate) fn decode_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> 
 /// they would stay in flight forever, and their objects' other holders never learn they
 /// are alone). After the take, not inside it: a consumer killed in between leaves them to
 /// the next consumer of the message rather than giving them back twice.
+///
+/// Inline, its rare part cold: on every typed take's path (without the hint, the plain
+/// path's larger `recv_value_then` left it a call on every message of every type).
+#[inline]
 pub(crate) fn settle_decoded<T>(decoded: Result<T, Undecoded>) -> Result<T, CodecError> {
-    decoded.map_err(|(e, left)| {
-        if let Some((bytes, read)) = left {
-            crate::shm::give_back_unread(&bytes, &read);
-        }
-        e
-    })
+    decoded.map_err(give_back_undecoded)
+}
+
+#[cold]
+fn give_back_undecoded((e, left): Undecoded) -> CodecError {
+    if let Some((bytes, read)) = left {
+        crate::shm::give_back_unread(&bytes, &read);
+    }
+    e
 }
 
 /// Which handle type a queue object was made for (part of its type tag).
@@ -795,6 +821,7 @@ impl<T> Serialize for Channel<T> {
 #[cfg(test)]
 mod tests {
     use crate::codec;
+    use crate::shm::{Deadline, Patient};
     use crate::{Connection, JoinableQueue, Pipe, Queue, SimpleQueue};
 
     #[test]
@@ -830,5 +857,36 @@ mod tests {
         let e = codec::decode::<Connection<i8>>(&msg.bytes).unwrap_err();
         assert!(e.to_string().contains("not a Connection<i8>"), "{e}");
         msg.sent();
+    }
+
+    #[test]
+    fn plain_messages_and_the_general_path_read_each_other() {
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u64> = Queue::new().unwrap();
+        let ring = q.channel().unwrap().ring();
+        let tag = super::message_tag::<u64>();
+        let put = |bytes: &[u8]| ring.put_bytes(bytes, tag, Deadline::NEVER, &Patient).unwrap();
+        for x in [0, 1, 127, 128, 300, u64::MAX] {
+            // Written by the general path, read by the plain one.
+            let encoded = codec::encode(&x).unwrap();
+            put(&encoded.bytes);
+            encoded.sent();
+            assert_eq!(q.get().unwrap(), x);
+            // Written by the plain path, read by the general one.
+            q.put(x).unwrap();
+            let (bytes, got) = ring.get(Deadline::now(), &Patient, |bytes, got| (bytes.to_vec(), got)).unwrap();
+            assert_eq!(got, tag);
+            assert_eq!(codec::decode::<u64>(&bytes).unwrap(), x);
+            // A self-described message, which the plain path leaves to the general one.
+            let mut kept = Vec::new();
+            codec::encode_kept(&x, &mut kept).unwrap();
+            put(&kept);
+            assert_eq!(q.get().unwrap(), x);
+        }
+        // Bytes left over after the value: the general path's error, the message taken.
+        put(&[0, 5, 5]);
+        let e = q.get().unwrap_err();
+        assert!(e.to_string().contains("left over"), "{e}");
+        assert!(q.is_empty());
     }
 }
