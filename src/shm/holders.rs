@@ -62,6 +62,7 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
@@ -226,6 +227,7 @@ impl ForkRecord {
 pub(crate) fn fork_child_ended(pid: u32) {
     let (child, tables) = {
         let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
+        crash_point!("holders.fork_ended.locked");
         let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
         forked.swap_remove(at)
     };
