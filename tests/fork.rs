@@ -522,6 +522,48 @@ fn cases() -> Vec<(&'static str, fn())> {
             }
             assert_eq!(multiproc::__private::heap_in_use(), before);
         }),
+        // After the case above: forks beside threads are allowed from there on.
+        ("with_forks_beside_threads_a_child_forked_while_another_thread_reaps_runs", || {
+            // A thread reaps a fork child, and is held inside the parent's books of its fork
+            // children (their lock taken), while the main thread forks. The new child must
+            // not inherit that lock taken by a thread it does not have: it would block for
+            // ever at its first step.
+            // SAFETY: the other threads take no lock a child needs but the one under test.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let go = Event::new().unwrap();
+            let reaped = Process::new(wait_for, go.clone()).start_method(FORK).start().unwrap();
+            let reaper = std::thread::spawn(move || reaped.join().unwrap());
+            // The main thread is held once it has looked at its children (the reaped one is
+            // still running), before it forks; the reaper is then held with the lock taken.
+            multiproc::__private::crash_at("hold:process.fork.begun,hold:holders.fork_ended.locked");
+            let conductor = std::thread::spawn(move || {
+                while multiproc::__private::crash_holding() < 1 {
+                    std::thread::yield_now();
+                }
+                go.set();
+                while multiproc::__private::crash_holding() < 2 {
+                    std::thread::yield_now();
+                }
+                // The fork goes on while the reaper is held.
+                multiproc::__private::crash_at("hold:holders.fork_ended.locked");
+                // A fork that waits for the lock (rather than copying it taken) gets it once
+                // the reaper goes on, a moment later.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                multiproc::__private::crash_disarm();
+            });
+            let child = Process::new(square, 4).start_method(FORK).start().unwrap();
+            conductor.join().unwrap();
+            reaper.join().unwrap();
+            match child.join_timeout(std::time::Duration::from_secs(30)) {
+                Ok(v) => assert_eq!(v, 16),
+                Err(multiproc::JoinTimeoutError::Timeout(child)) => {
+                    child.kill().unwrap();
+                    let _ = child.join();
+                    panic!("the fork child blocked for ever on a lock another thread held at the fork");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }),
     ]
 }
 

@@ -20,6 +20,7 @@ use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use super::boot::{self, Boot};
 use super::family;
 use crate::shm;
+use crate::shm::crash::crash_point;
 use crate::sys::{self, Forked};
 
 /// The byte that tells a fork child that it is recorded as a holder of its copies.
@@ -44,6 +45,7 @@ const KEEP_MAX: usize = crate::shm::INLINE_MAX;
 /// `ours`. Returns its pid and pidfd, `ours`, and what to drop once the child has ended.
 pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd, Kept)> {
     family::on_lasting_thread(move || {
+        crash_point!("process.fork.begun");
         let prepared = boot::Prepared::new(&boot.me.name);
         sys::prepare_stdin_devnull();
         let parent = sys::my_pid();

@@ -62,6 +62,7 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
@@ -109,7 +110,9 @@ struct Held {
 }
 
 /// For each fork child that may still run: the tables it was recorded in and how to let go
-/// of them once it ended ([`fork_child_ended`]).
+/// of them once it ended ([`fork_child_ended`]). Held across a `Fork` (in [`ForkRecord`]):
+/// a thread reaping a fork child meanwhile would leave the child's copy locked by a thread
+/// it does not have, and the child clears its copy first thing.
 static FORKED: Mutex<Vec<(ProcId, Recorded)>> = Mutex::new(Vec::new());
 
 /// The tables a fork child was recorded in (their offsets) and how to free their objects.
@@ -147,15 +150,20 @@ fn gate() -> Option<RwLockReadGuard<'static, ()>> {
 /// parent) or running (in the child, which just drops its copy).
 #[derive(Debug)]
 pub(crate) struct ForkRecord {
+    /// Taken last: nothing is taken while holding it but the tables' locks (`record`), and
+    /// `fork_child_ended` takes nothing while it holds it.
+    forked: MutexGuard<'static, Vec<(ProcId, Recorded)>>,
     registry: MutexGuard<'static, Registry>,
     _gate: RwLockWriteGuard<'static, ()>,
 }
 
 /// Call just before a `Fork`: no entry of this process changes until the record is used
-/// or dropped. Take it after every other lock the start holds across the fork.
+/// or dropped, and no thread is inside the books of its fork children at the fork. Take it
+/// after every other lock the start holds across the fork.
 pub(crate) fn before_fork() -> ForkRecord {
     let gate = FORK_GATE.write().unwrap_or_else(PoisonError::into_inner);
-    ForkRecord { registry: held_here(), _gate: gate }
+    let registry = held_here();
+    ForkRecord { forked: FORKED.lock().unwrap_or_else(PoisonError::into_inner), registry, _gate: gate }
 }
 
 impl ForkRecord {
@@ -168,7 +176,7 @@ impl ForkRecord {
     /// process holds, as many as its handles and pins (what the child's copy of its memory
     /// holds). A table with no room for the child's entry is marked leaked: never freed,
     /// never freed early.
-    pub(crate) fn record(self, child: ProcId) {
+    pub(crate) fn record(mut self, child: ProcId) {
         let Some(heap) = Heap::try_get() else { return };
         let me = sys::me();
         let mut recorded = Vec::with_capacity(self.registry.tables.len());
@@ -201,7 +209,7 @@ impl ForkRecord {
                 recorded.push((off, held.let_go));
             }
         }
-        FORKED.lock().unwrap_or_else(PoisonError::into_inner).push((child, recorded));
+        self.forked.push((child, recorded));
     }
 
     /// In the child, after the fork: the parent's other children are not this one's, nor
@@ -212,8 +220,7 @@ impl ForkRecord {
         // empty); the child's copies are in its parent's books (`fork_child_ended`).
         self.registry.tables.values_mut().for_each(|held| held.listed = None);
         self.registry.listed = List::new();
-        drop(self);
-        FORKED.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.forked.clear();
     }
 }
 
@@ -226,6 +233,7 @@ impl ForkRecord {
 pub(crate) fn fork_child_ended(pid: u32) {
     let (child, tables) = {
         let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
+        crash_point!("holders.fork_ended.locked");
         let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
         forked.swap_remove(at)
     };
