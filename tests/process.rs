@@ -808,16 +808,22 @@ fn a_child_killed_before_it_decodes_its_argument_inner() {
     if std::env::var_os(ARGS_INNER).is_none() {
         return;
     }
-    // The parent drops its queue before the join (`keep` false), or keeps using it after
-    // (the give-back must not take a count it does not own).
+    kill_each_child_where_it_stops(stop_before_decoding, "before decoding");
+}
+
+/// The body of the inner tests that kill a child stopped by `stop` (a `child_init` that
+/// stops itself at a crash point, `at` in words): whether the parent drops its queue before
+/// the join (`keep` false) or keeps using it after (a give-back must not take a count it
+/// does not own), every count comes back and nothing is freed early.
+fn kill_each_child_where_it_stops(stop: fn(), at: &str) {
     for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, false), (m, true)]) {
         let leaks = common::leak_check(LIMIT);
         {
             let queue = multiproc::Queue::<u32>::new().unwrap();
-            multiproc::builder().child_init(stop_before_decoding).try_init().unwrap();
+            multiproc::builder().child_init(stop).try_init().unwrap();
             let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
             multiproc::builder().try_init().unwrap();
-            assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped before decoding");
+            assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped {at}");
             // SAFETY (test): killing our own child.
             unsafe {
                 libc::kill(child.pid() as i32, libc::SIGKILL);
@@ -858,31 +864,7 @@ fn a_child_killed_right_after_it_noted_its_argument_decoded_inner() {
     if std::env::var_os(NOTED_INNER).is_none() {
         return;
     }
-    for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, false), (m, true)]) {
-        let leaks = common::leak_check(LIMIT);
-        {
-            let queue = multiproc::Queue::<u32>::new().unwrap();
-            multiproc::builder().child_init(stop_after_the_note).try_init().unwrap();
-            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
-            multiproc::builder().try_init().unwrap();
-            assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped after its note");
-            // SAFETY (test): killing our own child.
-            unsafe {
-                libc::kill(child.pid() as i32, libc::SIGKILL);
-            }
-            if keep {
-                assert!(child.join().is_err(), "{method:?}");
-                Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join().unwrap();
-                assert_eq!(queue.get().unwrap(), 7);
-                drop(queue);
-            } else {
-                drop(queue);
-                assert!(child.join().is_err(), "{method:?}");
-            }
-        }
-        leaks.assert_no_leak();
-    }
-    println!("INNER-DONE");
+    kill_each_child_where_it_stops(stop_after_the_note, "after its note");
 }
 
 #[test]

@@ -1408,20 +1408,26 @@ mod tests {
         r.destroy(heap);
     }
 
+    /// Takes the producers' lock for a dead process and, as `grow` does, links a new
+    /// segment and writes the jump to it, publishing neither: (the old segment, the new).
+    fn die_after_a_jump(r: &Ring, heap: &Heap) -> (u64, u64) {
+        assert!(r.producers.lock.try_lock(dead_owner()));
+        let at = r.producers.at();
+        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize).unwrap();
+        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
+        word(heap, at.seg).store(seg, Ordering::Release);
+        word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
+        (at.seg, seg)
+    }
+
     #[test]
     fn a_producer_dead_between_jump_and_position_is_followed() {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let r = ring(Limits::default());
         put(&r, b"a").unwrap();
-        let dead = dead_owner();
-        assert!(r.producers.lock.try_lock(dead));
         // Link and jump to a new segment, as `grow` does, but die before publishing.
-        let at = r.producers.at();
-        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize).unwrap();
-        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
-        word(heap, at.seg).store(seg, Ordering::Release);
-        word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
+        die_after_a_jump(&r, heap);
         // A consumer follows the jump and retires the old segment, taking over the lock.
         assert_eq!(get(&r).unwrap(), b"a");
         assert!(get(&r).is_none());
@@ -1436,17 +1442,11 @@ mod tests {
         let heap = Heap::get();
         let r = ring(Limits::default());
         put(&r, b"a").unwrap();
-        let dead = dead_owner();
-        assert!(r.producers.lock.try_lock(dead));
         // Jump to a new segment and commit a record there, as `grow` and `try_put` do, but
         // die before publishing either: the producers' position stays in the old segment,
         // where the recovery's walk starts.
-        let at = r.producers.at();
-        let seg = heap.alloc_zeroed(FIRST_SEGMENT as usize).unwrap();
-        word(heap, seg + 8).store(FIRST_SEGMENT, Ordering::Relaxed);
-        word(heap, at.seg).store(seg, Ordering::Release);
-        word(heap, at.seg + at.pos).store(record(JUMP, 0, 0), Ordering::Release);
-        let (old, next) = (at.seg, seg + SEG_HEADER);
+        let (old, seg) = die_after_a_jump(&r, heap);
+        let next = seg + SEG_HEADER;
         // SAFETY: the test holds the producers' lock (for the dead owner).
         unsafe { private_bytes(heap, next + 8, 1) }.copy_from_slice(b"b");
         word(heap, next + 16).store(0, Ordering::Relaxed);
