@@ -629,6 +629,7 @@ pub(crate) fn decode_request_within(bytes: &[u8], max: u64) -> Result<Envelope, 
 /// The remote client's reply decoder: what the server answered, or why not, within the
 /// same kind of budget as a request's (a server that knows the key must not make a client
 /// allocate many times a frame either). Never panics, whatever the bytes.
+#[cfg(any(feature = "remote", test))]
 pub(crate) fn decode_reply_within(bytes: &[u8], max: u64) -> Result<Reply<ObjectId>, Fault> {
     decode_within(bytes, max)
 }

@@ -42,7 +42,9 @@ use serde::{Deserialize, Serialize};
 use super::auth;
 use super::error::ManagerError;
 use super::link::{Answer, EnvelopeRef, Liveness, Ref};
-use super::protocol::{Fault, ObjectId, Reply, Request, decode_reply_within, encode_plain, request_seq};
+#[cfg(feature = "remote")]
+use super::protocol::decode_reply_within;
+use super::protocol::{Fault, ObjectId, Reply, Request, encode_plain, request_seq};
 use super::state::{Control, ManagerState};
 use crate::shm::{Deadline, Patient, Shared};
 
@@ -52,6 +54,7 @@ pub(crate) const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 /// What one reply may decode to on a remote client, estimated as a request is on the
 /// server (128 bytes an item besides its bytes and references): 1 GiB, room for a copy of
 /// some 8 million small items. A reply past it fails its call with `TooLarge`.
+#[cfg(feature = "remote")]
 const MAX_REPLY_MEMORY: u64 = 1 << 30;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
