@@ -564,6 +564,39 @@ fn cases() -> Vec<(&'static str, fn())> {
                 Err(e) => panic!("{e}"),
             }
         }),
+        // After the case that opts in; it opts in itself too, and installs multiproc's
+        // logger for the rest of this process.
+        ("with_forks_beside_threads_a_child_forked_while_another_thread_logs_runs", || {
+            // A thread logs through multiproc's logger, and is held with the process's name
+            // (which the logger writes) locked, while the main thread forks. The child takes
+            // that lock at boot: it must not inherit it taken by a thread it does not have.
+            // SAFETY: the other threads take no lock a child needs but the one under test.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let _ = multiproc::log_to_stderr(log::LevelFilter::Error);
+            multiproc::__private::crash_at("hold:logging.name.locked");
+            let logger = std::thread::spawn(|| log::error!("(a record logged across a fork, as the test means)"));
+            while multiproc::__private::crash_holding() < 1 {
+                std::thread::yield_now();
+            }
+            let conductor = std::thread::spawn(|| {
+                // A fork that waits for the lock (rather than copying it taken) gets it once
+                // the logger goes on, a moment later.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                multiproc::__private::crash_disarm();
+            });
+            let child = Process::new(square, 5).start_method(FORK).start().unwrap();
+            conductor.join().unwrap();
+            logger.join().unwrap();
+            match child.join_timeout(std::time::Duration::from_secs(30)) {
+                Ok(v) => assert_eq!(v, 25),
+                Err(multiproc::JoinTimeoutError::Timeout(child)) => {
+                    child.kill().unwrap();
+                    let _ = child.join();
+                    panic!("the fork child blocked for ever on the log name another thread held at the fork");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }),
     ]
 }
 

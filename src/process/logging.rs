@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
+use crate::shm::crash::crash_point;
+
 /// The level [`log_to_stderr`] asked for (0: it was not called), passed to every child.
 static ASKED: AtomicU8 = AtomicU8::new(0);
 
@@ -31,6 +33,7 @@ impl Log for Stderr {
             return;
         }
         let name = NAME.lock().unwrap_or_else(|e| e.into_inner());
+        crash_point!("logging.name.locked");
         let name = if name.is_empty() { "MainProcess" } else { &name };
         // One write per record, so that processes logging together do not mix their lines.
         let line = format!("[{}/{}] {}\n", record.level(), name, record.args());
