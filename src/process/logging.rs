@@ -5,9 +5,10 @@
 //! logger of its own sees them there; [`log_to_stderr`] is the logger for a program without
 //! one, and it follows the program into every child.
 
-use std::io::Write;
-use std::sync::Mutex;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -32,11 +33,16 @@ impl Log for Stderr {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let name = NAME.lock().unwrap_or_else(|e| e.into_inner());
-        crash_point!("logging.name.locked");
-        let name = if name.is_empty() { "MainProcess" } else { &name };
+        // `NAME` only while its copy is made: no other lock and no code of the program's
+        // (`args`' formatting) under it, so that a `Fork` start may hold it across the fork.
+        let mut line = {
+            let name = NAME.lock().unwrap_or_else(|e| e.into_inner());
+            crash_point!("logging.name.locked");
+            let name = if name.is_empty() { "MainProcess" } else { &name };
+            format!("[{}/{name}] ", record.level())
+        };
+        let _ = writeln!(line, "{}", record.args());
         // One write per record, so that processes logging together do not mix their lines.
-        let line = format!("[{}/{}] {}\n", record.level(), name, record.args());
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
@@ -95,6 +101,13 @@ pub(crate) fn asked() -> Option<u8> {
         0 => None,
         code => Some(code),
     }
+}
+
+/// The process's name locked: a `Fork` start holds it across the fork, so that its child
+/// (which sets it at boot, in [`adopt`]) never inherits it taken by another thread. Nothing
+/// is locked under it, by its holder here or by a logging thread.
+pub(crate) fn lock_name() -> MutexGuard<'static, String> {
+    NAME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A child takes its name and, if its parent logged to stderr, the same logger (at boot,
