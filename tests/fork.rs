@@ -597,6 +597,45 @@ fn cases() -> Vec<(&'static str, fn())> {
                 Err(e) => panic!("{e}"),
             }
         }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_child_forked_while_another_thread_starts_a_child_runs", || {
+            // A thread starting a child reads the family's `child_init`, and is held with it
+            // locked, while the main thread forks (held before, once past its own read).
+            // The fork child takes that lock at boot: it must not inherit it taken.
+            // SAFETY: the other threads take no lock a child needs but the one under test.
+            unsafe { multiproc::allow_fork_with_threads() };
+            multiproc::__private::crash_at("hold:process.fork.begun");
+            let conductor = std::thread::spawn(|| {
+                while multiproc::__private::crash_holding() < 1 {
+                    std::thread::yield_now();
+                }
+                multiproc::__private::crash_at("hold:process.fork.begun,hold:init.child_init.locked");
+                let starter = std::thread::spawn(|| {
+                    Process::new(square, 6).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap()
+                });
+                while multiproc::__private::crash_holding() < 2 {
+                    std::thread::yield_now();
+                }
+                // The fork goes on while the starter is held.
+                multiproc::__private::crash_at("hold:init.child_init.locked");
+                // A fork that waits for the lock (rather than copying it taken) gets it once
+                // the starter goes on, a moment later.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                multiproc::__private::crash_disarm();
+                assert_eq!(starter.join().unwrap(), 36);
+            });
+            let child = Process::new(square, 7).start_method(FORK).start().unwrap();
+            conductor.join().unwrap();
+            match child.join_timeout(std::time::Duration::from_secs(30)) {
+                Ok(v) => assert_eq!(v, 49),
+                Err(multiproc::JoinTimeoutError::Timeout(child)) => {
+                    child.kill().unwrap();
+                    let _ = child.join();
+                    panic!("the fork child blocked for ever on child_init's lock another thread held at the fork");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }),
     ]
 }
 

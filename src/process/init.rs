@@ -4,6 +4,7 @@ use std::any::Any;
 use std::sync::Mutex;
 
 use crate::error::InitError;
+use crate::shm::crash::crash_point;
 use crate::sys::{self, Packed};
 
 /// The function every child runs before its target, if the program gave one; a child
@@ -12,7 +13,9 @@ static CHILD_INIT: Mutex<Option<Packed>> = Mutex::new(None);
 
 /// What a new child must run first.
 pub(crate) fn child_init() -> Option<Packed> {
-    *CHILD_INIT.lock().unwrap_or_else(|e| e.into_inner())
+    let packed = CHILD_INIT.lock().unwrap_or_else(|e| e.into_inner());
+    crash_point!("init.child_init.locked");
+    *packed
 }
 
 /// A child adopts the set-up of its family (at boot).
