@@ -1,7 +1,7 @@
 //! `init` with options: set-up that runs in every child before its target.
 
 use std::any::Any;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::error::InitError;
 use crate::shm::crash::crash_point;
@@ -16,6 +16,13 @@ pub(crate) fn child_init() -> Option<Packed> {
     let packed = CHILD_INIT.lock().unwrap_or_else(|e| e.into_inner());
     crash_point!("init.child_init.locked");
     *packed
+}
+
+/// The family's set-up locked: a `Fork` start holds it across the fork, so that its child
+/// (which sets it at boot, in [`adopt_child_init`]) never inherits it taken by another
+/// thread. Nothing is locked under it.
+pub(crate) fn lock_child_init() -> MutexGuard<'static, Option<Packed>> {
+    CHILD_INIT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A child adopts the set-up of its family (at boot).
