@@ -87,6 +87,36 @@ fn grandchild_square(x: u64) -> u64 {
     Process::new(square, x).start_method(FORK).start().unwrap().join().unwrap()
 }
 
+/// In a child: forks a grandchild while another thread of this child is held in its panic
+/// hook with the process's name locked. True when the grandchild ran.
+fn fork_while_a_thread_panics(_: ()) -> bool {
+    // SAFETY: the other threads take no lock a child needs but the one under test.
+    unsafe { multiproc::allow_fork_with_threads() };
+    multiproc::__private::crash_at("hold:panics.process.locked");
+    let panicker = std::thread::spawn(|| panic!("(a thread's panic across a fork, as the test means)"));
+    while multiproc::__private::crash_holding() < 1 {
+        std::thread::yield_now();
+    }
+    let conductor = std::thread::spawn(|| {
+        // A fork that waits for the lock (rather than copying it taken) gets it once the
+        // panicking thread goes on, a moment later.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        multiproc::__private::crash_disarm();
+    });
+    let grandchild = Process::new(square, 8).start_method(FORK).start().unwrap();
+    conductor.join().unwrap();
+    assert!(panicker.join().is_err());
+    match grandchild.join_timeout(std::time::Duration::from_secs(20)) {
+        Ok(v) => v == 64,
+        Err(multiproc::JoinTimeoutError::Timeout(grandchild)) => {
+            grandchild.kill().unwrap();
+            let _ = grandchild.join();
+            false
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 32]);
     if depth == u64::MAX { 0 } else { recurse(depth + 1).wrapping_add(frame[7]) }
@@ -635,6 +665,13 @@ fn cases() -> Vec<(&'static str, fn())> {
                 }
                 Err(e) => panic!("{e}"),
             }
+        }),
+        // After the case that opts in: the child opts in itself.
+        ("with_forks_beside_threads_a_child_forked_while_another_thread_of_a_child_panics_runs", || {
+            // A child's thread panics, and is held in the panic hook with the child's name
+            // locked, while the child forks: the grandchild takes that lock at boot.
+            let ran = Process::new(fork_while_a_thread_panics, ()).start_method(FORK).start().unwrap().join().unwrap();
+            assert!(ran, "the fork grandchild blocked for ever on the process name another thread held at the fork");
         }),
     ]
 }

@@ -8,6 +8,7 @@ use std::sync::{Mutex, Once};
 
 use crate::codec::CodecError;
 use crate::error::PanicInfo;
+use crate::shm::crash::crash_point;
 
 thread_local! {
     /// `Some` while this thread runs code under [`catching`]: the name to report and the
@@ -30,7 +31,11 @@ pub(crate) fn name_process(name: String) {
 /// panicked at ...`. `None` in the main process (std's own message is right there), and
 /// when the thread is being torn down.
 fn thread_panic_text(info: &std::panic::PanicHookInfo<'_>) -> Option<String> {
-    let process = PROCESS.try_lock().ok().filter(|name| !name.is_empty())?.clone();
+    let process = {
+        let name = PROCESS.try_lock().ok()?;
+        crash_point!("panics.process.locked");
+        Some(name).filter(|name| !name.is_empty())?.clone()
+    };
     // `thread::current` may panic once the thread's locals are gone; ours tell.
     CAPTURE.try_with(|_| ()).ok()?;
     let thread = std::thread::current();
