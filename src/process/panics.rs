@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, MutexGuard, Once};
 
 use crate::codec::CodecError;
 use crate::error::PanicInfo;
@@ -20,6 +20,13 @@ static HOOK: Once = Once::new();
 
 /// This child's name (empty in the main process), for panics of threads it starts.
 static PROCESS: Mutex<String> = Mutex::new(String::new());
+
+/// This child's name locked: a `Fork` start holds it across the fork, so that its child
+/// (which sets it at boot, in [`name_process`]) never inherits it taken by another thread.
+/// Nothing is locked under it; a panic hook that finds it taken names no process.
+pub(crate) fn lock_process_name() -> MutexGuard<'static, String> {
+    PROCESS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A child learns its name at boot.
 pub(crate) fn name_process(name: String) {
