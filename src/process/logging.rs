@@ -113,7 +113,9 @@ pub(crate) fn lock_name() -> MutexGuard<'static, String> {
 /// A child takes its name and, if its parent logged to stderr, the same logger (at boot,
 /// before its `child_init`).
 pub(crate) fn adopt(name: String, asked: Option<u8>) {
-    *NAME.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    // The name it replaces (a fork child's parent's) is forgotten, not freed: a fork child
+    // calls no `free` (HACKING, "Helper processes").
+    std::mem::forget(std::mem::replace(&mut *NAME.lock().unwrap_or_else(|e| e.into_inner()), name));
     if let Some(level) = asked.and_then(decode) {
         ASKED.store(encode(level), Ordering::Relaxed);
         // A fork child has its parent's logger already: that error is expected.

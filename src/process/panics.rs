@@ -30,7 +30,9 @@ pub(crate) fn lock_process_name() -> MutexGuard<'static, String> {
 
 /// A child learns its name at boot.
 pub(crate) fn name_process(name: String) {
-    *PROCESS.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    // The name it replaces (a fork child's parent's) is forgotten, not freed: a fork child
+    // calls no `free`.
+    std::mem::forget(std::mem::replace(&mut *PROCESS.lock().unwrap_or_else(|e| e.into_inner()), name));
 }
 
 /// A panic of a thread of a child outside [`catching`] (a thread the target started),
