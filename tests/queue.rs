@@ -446,6 +446,25 @@ fn a_consumer_killed_inside_task_done_leaves_no_task_counted_lost() {
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 
+/// A process killed while taking its first slot of the task table to mark a task done
+/// (after raising the table's mark of slots used, or after counting there) leaves the count
+/// where the unlocked sums see it: the task is done exactly when its count was stored.
+#[test]
+fn a_process_killed_claiming_its_first_slot_in_task_done_leaves_the_done_count_seen() {
+    let _t = heap_user(LIMIT);
+    for (point, counted) in [("queue.tasks.used", false), ("queue.task_done.counted", true)] {
+        let q = JoinableQueue::new().unwrap();
+        q.put(1).unwrap();
+        assert_eq!(q.get(), Ok(1)); // this process takes the first slot
+        let dier = Process::new(mark_done_armed, (q.clone(), point.to_string())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "{point}: the process did not die there");
+        assert_eq!(q.unfinished(), u64::from(!counted), "{point}");
+        assert_eq!(q.task_done().is_ok(), !counted, "{point}");
+        assert_eq!(q.unfinished(), 0, "{point}");
+        assert_eq!(q.join_timeout(LIMIT), Ok(()), "{point}");
+    }
+}
+
 /// Arms `point` in this process, then takes one task (alive to the end if not killed).
 fn take_one_armed(args: (JoinableQueue<u32>, String)) {
     let (q, point) = args;

@@ -296,13 +296,23 @@ impl Held {
 #[derive(Debug, Default)]
 struct Tasks {
     lock: RawMutex,
+    /// How many slots (from the first) were ever counted in: a high-water mark that only
+    /// grows, written before a slot's first count, so that every slot past it is still
+    /// unused (`pid` 0, no count) even after a kill anywhere. The sums read only these.
+    used: AtomicU32,
     slots: [Held; GETTER_SLOTS],
 }
 
 impl Tasks {
     /// Tasks marked done in the table (a snapshot without the lock: each count only grows).
     fn done(&self) -> u64 {
-        self.slots.iter().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
+        self.used().iter().fold(0u64, |sum, h| sum.wrapping_add(h.done.load(Ordering::Acquire)))
+    }
+
+    /// The slots ever counted in (see `used`).
+    fn used(&self) -> &[Held] {
+        let used = self.used.load(Ordering::Acquire) as usize;
+        &self.slots[..used.min(GETTER_SLOTS)]
     }
 
     /// Adds one to this process's count `which` (`taken` or `done`) and calls `counted`;
@@ -319,16 +329,26 @@ impl Tasks {
     fn add(&self, which: fn(&Held) -> &AtomicU64, counted: impl FnOnce()) -> bool {
         let me = sys::me();
         let mine = |h: &Held| h.pid.load(Ordering::Relaxed) == me.pid && h.start.load(Ordering::Relaxed) == me.start;
-        if let Some(h) = self.slots.iter().find(|h| mine(h)) {
+        let used = self.used();
+        if let Some(h) = used.iter().find(|h| mine(h)) {
             which(h).fetch_add(1, Ordering::Release);
             counted();
             return true;
         }
-        let free = self.slots.iter().find(|h| {
+        // A free slot among those used, else the first one never used.
+        let free = used.iter().position(|h| {
             let pid = h.pid.load(Ordering::Relaxed);
             pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))
         });
-        let Some(free) = free else { return false };
+        let Some(at) = free.or((used.len() < GETTER_SLOTS).then_some(used.len())) else {
+            return false;
+        };
+        if at == used.len() {
+            // Covers the slot before its first count (a kill here leaves it covered, empty).
+            self.used.store(at as u32 + 1, Ordering::Release);
+            crash_point!("queue.tasks.used");
+        }
+        let free = &self.slots[at];
         let dead = free.held();
         which(free).fetch_add(1, Ordering::Release);
         counted();
