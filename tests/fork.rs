@@ -584,15 +584,10 @@ fn cases() -> Vec<(&'static str, fn())> {
             let child = Process::new(square, 4).start_method(FORK).start().unwrap();
             conductor.join().unwrap();
             reaper.join().unwrap();
-            match child.join_timeout(std::time::Duration::from_secs(30)) {
-                Ok(v) => assert_eq!(v, 16),
-                Err(multiproc::JoinTimeoutError::Timeout(child)) => {
-                    child.kill().unwrap();
-                    let _ = child.join();
-                    panic!("the fork child blocked for ever on a lock another thread held at the fork");
-                }
-                Err(e) => panic!("{e}"),
-            }
+            assert_eq!(
+                join_unless_blocked(child, "the fork child blocked for ever on a lock another thread held at the fork"),
+                16
+            );
         }),
         // After the case that opts in; it opts in itself too, and installs multiproc's
         // logger for the rest of this process.
@@ -608,24 +603,17 @@ fn cases() -> Vec<(&'static str, fn())> {
             while multiproc::__private::crash_holding() < 1 {
                 std::thread::yield_now();
             }
-            let conductor = std::thread::spawn(|| {
-                // A fork that waits for the lock (rather than copying it taken) gets it once
-                // the logger goes on, a moment later.
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                multiproc::__private::crash_disarm();
-            });
+            let conductor = disarm_in_a_moment();
             let child = Process::new(square, 5).start_method(FORK).start().unwrap();
             conductor.join().unwrap();
             logger.join().unwrap();
-            match child.join_timeout(std::time::Duration::from_secs(30)) {
-                Ok(v) => assert_eq!(v, 25),
-                Err(multiproc::JoinTimeoutError::Timeout(child)) => {
-                    child.kill().unwrap();
-                    let _ = child.join();
-                    panic!("the fork child blocked for ever on the log name another thread held at the fork");
-                }
-                Err(e) => panic!("{e}"),
-            }
+            assert_eq!(
+                join_unless_blocked(
+                    child,
+                    "the fork child blocked for ever on the log name another thread held at the fork"
+                ),
+                25
+            );
         }),
         // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_child_forked_while_another_thread_starts_a_child_runs", || {
@@ -656,15 +644,13 @@ fn cases() -> Vec<(&'static str, fn())> {
             });
             let child = Process::new(square, 7).start_method(FORK).start().unwrap();
             conductor.join().unwrap();
-            match child.join_timeout(std::time::Duration::from_secs(30)) {
-                Ok(v) => assert_eq!(v, 49),
-                Err(multiproc::JoinTimeoutError::Timeout(child)) => {
-                    child.kill().unwrap();
-                    let _ = child.join();
-                    panic!("the fork child blocked for ever on child_init's lock another thread held at the fork");
-                }
-                Err(e) => panic!("{e}"),
-            }
+            assert_eq!(
+                join_unless_blocked(
+                    child,
+                    "the fork child blocked for ever on child_init's lock another thread held at the fork"
+                ),
+                49
+            );
         }),
         // After the case that opts in: the child opts in itself.
         ("with_forks_beside_threads_a_child_forked_while_another_thread_of_a_child_panics_runs", || {
@@ -674,6 +660,29 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(ran, "the fork grandchild blocked for ever on the process name another thread held at the fork");
         }),
     ]
+}
+
+/// A thread that disarms the crash points a moment later: a fork that waits for a held lock
+/// (rather than copying it taken) gets it once its holder goes on.
+fn disarm_in_a_moment() -> std::thread::JoinHandle<()> {
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        multiproc::__private::crash_disarm();
+    })
+}
+
+/// Joins a fork child that must not block (30 s at most): its result, or a panic saying
+/// `blocked` (the child killed and reaped first).
+fn join_unless_blocked<R: serde::de::DeserializeOwned>(child: multiproc::ProcessHandle<R>, blocked: &str) -> R {
+    match child.join_timeout(std::time::Duration::from_secs(30)) {
+        Ok(v) => v,
+        Err(multiproc::JoinTimeoutError::Timeout(child)) => {
+            child.kill().unwrap();
+            let _ = child.join();
+            panic!("{blocked}");
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Cases of known defects, run with `--ignored` (as libtest's ignored tests).
