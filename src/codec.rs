@@ -935,7 +935,7 @@ pub(crate) fn decode_all<'a, T: DeserializeOwned>(
         read_body(bytes, false)
     }
     fn read_plain<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        decode_plain(bytes).map_or_else(|| read_body(bytes, false), Ok)
+        decode_plain(bytes, false).map_or_else(|| read_body(bytes, false), Ok)
     }
     let read: fn(&[u8]) -> Result<T, CodecError> = if plain::<T>() { read_plain::<T> } else { read_one::<T> };
     let _leave = LeaveDecoding::enter();
@@ -1034,24 +1034,14 @@ pub(crate) fn plain<T: ?Sized>() -> bool {
 pub(crate) const PLAIN_MAX: usize = 1 + 19;
 
 /// Decodes a message of a [`plain`] type written by any encoder of this module: `None`
-/// if it is not plain postcard or does not decode (the caller then decodes it with
-/// [`decode`], for the error's message).
+/// if it is not plain postcard or does not decode, or, with `exact` (a typed channel's
+/// take, straight from the record), when bytes are left over after the value; the caller
+/// then decodes it with [`read_body`]'s same `exact`, for the value or the error's message.
 #[inline]
-pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    match bytes.split_first() {
-        Some((&POSTCARD, body)) => postcard::from_bytes(body).ok(),
-        _ => None,
-    }
-}
-
-/// [`decode_plain`] of a whole message: `None` also when bytes are left over after the
-/// value (the caller's [`decode_exact`] then says so). A typed channel's take reads a plain
-/// type's messages with it, straight from the record.
-#[inline]
-pub(crate) fn decode_plain_exact<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Option<T> {
     match bytes.split_first() {
         Some((&POSTCARD, body)) => match postcard::take_from_bytes(body) {
-            Ok((value, [])) => Some(value),
+            Ok((value, rest)) if !exact || rest.is_empty() => Some(value),
             _ => None,
         },
         _ => None,
@@ -1374,7 +1364,7 @@ mod tests {
         let len = encode_plain(&value, &mut out).unwrap();
         let encoded = encode(&value).unwrap();
         assert_eq!(&out[..len], &encoded.bytes[..], "{value:?}");
-        assert_eq!(decode_plain::<T>(&out[..len]), Some(value));
+        assert_eq!(decode_plain::<T>(&out[..len], true), Some(value));
     }
 
     #[test]
@@ -1401,8 +1391,8 @@ mod tests {
         assert_eq!(encode_plain(&u64::MAX, &mut [0; 4]), None);
         let mut kept = Vec::new();
         encode_kept(&7u64, &mut kept).unwrap();
-        assert_eq!(decode_plain::<u64>(&kept), None);
-        assert_eq!(decode_plain::<u64>(&[]), None);
+        assert_eq!(decode_plain::<u64>(&kept, false), None);
+        assert_eq!(decode_plain::<u64>(&[], false), None);
     }
 
     #[test]

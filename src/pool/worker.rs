@@ -169,7 +169,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                 current = Some(i);
                 crash_point!("pool.claims.claimed");
                 let bytes = table.input(i);
-                if plain && let Some(item) = codec::decode_plain::<A>(bytes) {
+                if plain && let Some(item) = codec::decode_plain::<A>(bytes, false) {
                     let value = f(item);
                     let mut out = [0; shm::CLAIM_INLINE];
                     match codec::encode_plain(&value, &mut out) {

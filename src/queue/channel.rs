@@ -131,7 +131,7 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 // that does not read so (not postcard, bytes left over) gets the general
                 // path, and its error.
                 if codec::plain::<T>()
-                    && let Some(value) = codec::decode_plain_exact::<T>(bytes)
+                    && let Some(value) = codec::decode_plain::<T>(bytes, true)
                 {
                     return Ok(value);
                 }
