@@ -89,6 +89,9 @@ struct Header {
     /// their first words, changed under `holds_lock` (0: none).
     holds: AtomicU64,
     holds_lock: RawMutex,
+    /// Bytes of the heap's own books ([`Heap::alloc_uncounted`]) not given back: what
+    /// [`Heap::in_use`] leaves out, for the tests' leak checks of those books.
+    books: AtomicU64,
 }
 
 /// The process whose frees of large blocks wait for it to be idle ([`Heap::defer_releases`]);
@@ -252,6 +255,7 @@ impl Heap {
     pub(crate) fn alloc_uncounted(&self, len: usize) -> Result<u64, HeapFull> {
         let class = class_of(len.max(1)).expect("a small block");
         let off = self.alloc_small(class)?;
+        self.header().books.fetch_add(CLASSES[class] as u64, Ordering::Relaxed);
         // SAFETY: the block [off, off + len) was just allocated to us alone.
         unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
         Ok(off)
@@ -260,7 +264,14 @@ impl Heap {
     /// Frees a block of [`Heap::alloc_uncounted`].
     pub(crate) fn free_uncounted(&self, offset: u64, len: usize) {
         let class = class_of(len.max(1)).expect("a small block");
+        self.header().books.fetch_sub(CLASSES[class] as u64, Ordering::Relaxed);
         self.push(class, offset);
+    }
+
+    /// Bytes of [`Heap::alloc_uncounted`] blocks not freed (the tests' leak check of the
+    /// heap's own books).
+    pub(crate) fn books(&self) -> u64 {
+        self.header().books.load(Ordering::Relaxed)
     }
 
     /// The head of the list of blocks in which the processes list what they hold, and the

@@ -315,6 +315,7 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
                 }
             }
         }
+        crash_point!("holds.reap.retired");
         heap.free_uncounted(off, std::mem::size_of::<Block>());
     }
     busy

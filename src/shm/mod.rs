@@ -364,6 +364,12 @@ pub(crate) mod test_hooks {
         Heap::get().deferred()
     }
 
+    /// Bytes of the heap's own books (the blocks in which each process lists what it
+    /// holds) allocated and not given back; [`crate::__private::heap_in_use`] leaves them out.
+    pub fn heap_books() -> u64 {
+        Heap::get().books()
+    }
+
     /// Checks the large allocator's free list (sorted, non-overlapping, below the bump
     /// pointer, clear of the `live` blocks), its warm blocks and the blocks waiting for
     /// their release (clear of the free list, of `live` and of each other); returns the free
