@@ -89,8 +89,8 @@ struct Header {
     /// their first words, changed under `holds_lock` (0: none).
     holds: AtomicU64,
     holds_lock: RawMutex,
-    /// Bytes of the heap's own books ([`Heap::alloc_uncounted`]) not given back: what
-    /// [`Heap::in_use`] leaves out, for the tests' leak checks of those books.
+    /// Bytes of the heap's own books ([`Heap::alloc_uncounted`]): what [`Heap::in_use`]
+    /// leaves out, for the tests' leak checks of those books.
     books: AtomicU64,
 }
 
@@ -249,9 +249,9 @@ impl Heap {
     }
 
     /// Allocates `len` zeroed bytes (at most [`SMALL_MAX`]) that [`Heap::in_use`] does not
-    /// count: the heap's own books (a process's list of what it holds), which live as long
-    /// as their process and say nothing about what the family's objects use. Freed with
-    /// [`Heap::free_uncounted`].
+    /// count: the heap's own books (a block of the processes' lists of what they hold),
+    /// which say nothing about what the family's objects use, and are never freed (a list's
+    /// emptied block is taken by the next list that grows: see `holds`).
     pub(crate) fn alloc_uncounted(&self, len: usize) -> Result<u64, HeapFull> {
         let class = class_of(len.max(1)).expect("a small block");
         let off = self.alloc_small(class)?;
@@ -261,15 +261,8 @@ impl Heap {
         Ok(off)
     }
 
-    /// Frees a block of [`Heap::alloc_uncounted`].
-    pub(crate) fn free_uncounted(&self, offset: u64, len: usize) {
-        let class = class_of(len.max(1)).expect("a small block");
-        self.header().books.fetch_sub(CLASSES[class] as u64, Ordering::Relaxed);
-        self.push(class, offset);
-    }
-
-    /// Bytes of [`Heap::alloc_uncounted`] blocks not freed (the tests' leak check of the
-    /// heap's own books).
+    /// Bytes of [`Heap::alloc_uncounted`] blocks (the tests' leak check of the heap's own
+    /// books).
     pub(crate) fn books(&self) -> u64 {
         self.header().books.load(Ordering::Relaxed)
     }

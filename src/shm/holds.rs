@@ -26,24 +26,35 @@
 //! The reap: a reaper claims a dead process's blocks under the directory's lock (its pid
 //! and start time written in each, see `Block::claim`), so that two reapers of one
 //! process (its parent, and another process's look at every listed process) never walk
-//! one block together; it deals with each slot and then clears it, and unlinks the block
-//! once every slot is clear, then frees it. A reaper killed at any step leaves its blocks
-//! claimed by a dead process: the next reap (the dead reaper's own, by its parent, or any
-//! look at every listed process) claims them again and finishes. A slot dealt with twice
-//! frees nothing twice: the dead process's entry is gone after the first time, and a
-//! freed object's header is cleared and its table released. Crash points
+//! one block together; it deals with each slot and then clears it, and once every slot is
+//! clear it makes the block a spare (its pid 0: one store, under the lock). A spare stays
+//! in the directory, and the next [`List::grow`] of any process takes it (its id written
+//! under the lock, the pid last) before it makes a new block. A reaper killed at any step
+//! leaves its blocks claimed by a dead process: the next reap (the dead reaper's own, by
+//! its parent, or any look at every listed process) claims them again and finishes. A
+//! slot dealt with twice frees nothing twice: the dead process's entry is gone after the
+//! first time, and a freed object's header is cleared and its table released. Crash points
 //! `holds.reap.claimed`, `.freed` (an object freed, its slot not yet cleared), `.cleared`,
-//! `.walked`.
+//! `.walked`, `.retired` (the block a spare).
+//!
+//! Why a block is never given back to the heap: the last step of a free (the allocator's
+//! push) cannot be seen from outside once it happened (the block may be taken and written
+//! by anyone at once). A block that leaves the directory to be freed is lost if its reaper
+//! dies in between (as it was: unlinked, then freed), and a successor that finished a free
+//! it found begun would free it twice whenever the free had happened. A spare never leaves
+//! the directory. So the directory keeps as many blocks as the family's lists ever needed
+//! at once (4 KiB per 127 holds of a live process), and a process makes a block only when
+//! no spare is left.
 //!
 //! Only the process itself fills its slots (its threads in turn, under the registry's
 //! lock in `holders`); its reaper reads and clears them once the process is gone. Sides
 //! (a pipe's ends) are not listed: their tables say whether an end is there, not whether
 //! memory is, and the liveness checks forget dead holders of a side.
 //!
-//! Residuals: a reaper killed between unlinking a block and freeing it leaks the block
-//! (4 KiB, not counted in use), and one killed while it frees an object (inside its
-//! `destroy`, or between the table's release and the free) leaks that object, as any
-//! process killed while it frees an object does. A process nobody reaps is found by the
+//! Residuals: a process killed between allocating a new block and linking it leaks the
+//! block (4 KiB, not counted in use: as any allocation not yet recorded), and a reaper
+//! killed while it frees an object (inside its `destroy`, or between the table's release
+//! and the free) leaks that object, as any process killed while it frees an object does. A process nobody reaps is found by the
 //! next reap of any process of the family that looks at every listed process (at most
 //! every `SWEEP_GAP` per process): a family that reaps nothing more (no start, no join)
 //! keeps a dead process's holds until it ends. A process that cannot get a block (a full
@@ -76,9 +87,11 @@ struct Slot {
 
 #[repr(C)]
 struct Block {
-    /// The next block of the directory (any process's).
+    /// The next block of the directory (any process's; written once, before the block is
+    /// linked: a block never leaves the directory).
     next: AtomicU64,
-    /// The process whose holds these are.
+    /// The process whose holds these are; 0: a spare, every slot clear, for the next
+    /// [`List::grow`] (written under the directory's lock).
     pid: AtomicU32,
     /// The process reaping it, once it is dead (0: nobody yet); written, with
     /// `reaper_start`, under the directory's lock, and read only under it.
@@ -103,15 +116,24 @@ impl Block {
         self.reaper_start.store(me.start, Ordering::Relaxed);
         self.reaper.store(me.pid, Ordering::Relaxed);
     }
+
+    /// Under the directory's lock: this spare is `me`'s from now on. Its pid last: a
+    /// process killed before that store leaves a spare.
+    fn take(&self, me: ProcId) {
+        self.reaper.store(0, Ordering::Relaxed);
+        self.reaper_start.store(0, Ordering::Relaxed);
+        self.start.store(me.start, Ordering::Relaxed);
+        crash_point!("holds.block.taking");
+        self.pid.store(me.pid, Ordering::Relaxed);
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Block>() == 4096);
 
 fn block_at(heap: &Heap, off: u64) -> &Block {
-    // SAFETY: blocks are allocated by `List::grow` with the size of a Block and freed only
-    // by the reaper that claimed them (`reap`: one live reaper per block, the only one to
-    // walk it outside the directory's lock), after it unlinked them under that lock, once
-    // their process is gone; a Block is atomics only, valid for any bytes.
+    // SAFETY: blocks are allocated by `List::grow` with the size of a Block and never
+    // freed (an emptied block stays in the directory, a spare, for the family's life), and
+    // `off` is one of them; a Block is atomics only, valid for any bytes.
     unsafe { &*heap.ptr(off).cast::<Block>() }
 }
 
@@ -176,19 +198,35 @@ impl List {
         self.free.push((listed.block, listed.index));
     }
 
-    /// A new block, written whole, then linked into the directory.
+    /// A spare block of the directory, taken; else a new block, written whole, then linked
+    /// into the directory.
     fn grow(&mut self, heap: &Heap, me: ProcId) -> Option<()> {
-        let off = heap.alloc_uncounted(std::mem::size_of::<Block>()).ok()?;
-        let block = block_at(heap, off);
-        block.pid.store(me.pid, Ordering::Relaxed);
-        block.start.store(me.start, Ordering::Relaxed);
-        crash_point!("holds.block.written");
         let (head, lock) = heap.holds_directory();
-        {
+        let spare = {
+            let _g = RawGuard::lock(lock);
+            let mut off = head.load(Ordering::Relaxed);
+            while off != 0 && block_at(heap, off).pid.load(Ordering::Relaxed) != 0 {
+                off = block_at(heap, off).next.load(Ordering::Relaxed);
+            }
+            if off != 0 {
+                block_at(heap, off).take(me);
+            }
+            off
+        };
+        let off = if spare != 0 {
+            crash_point!("holds.block.reused");
+            spare
+        } else {
+            let off = heap.alloc_uncounted(std::mem::size_of::<Block>()).ok()?;
+            let block = block_at(heap, off);
+            block.pid.store(me.pid, Ordering::Relaxed);
+            block.start.store(me.start, Ordering::Relaxed);
+            crash_point!("holds.block.written");
             let _g = RawGuard::lock(lock);
             block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
             head.store(off, Ordering::Release);
-        }
+            off
+        };
         crash_point!("holds.block.linked");
         self.free.extend((0..SLOTS as u32).rev().map(|i| (off, i)));
         Some(())
@@ -242,9 +280,10 @@ fn sweep_due() -> bool {
 ///
 /// A block is claimed under the directory's lock, by writing the reaper's id in it, and
 /// only when nobody has claimed it or its reaper is dead: one reaper at a time walks it.
-/// The walk clears each slot after its object is dealt with, and the block leaves the
-/// directory once every slot is clear; a reaper killed at any point leaves a claimed block
-/// that the next reap (of the dead reaper, or any sweep) finishes. Dealing with a slot
+/// The walk clears each slot after its object is dealt with, and the block becomes a spare
+/// once every slot is clear (nobody's: no reap wants it again); a reaper killed at any
+/// point leaves a claimed block that the next reap (of the dead reaper, or any sweep)
+/// finishes. Dealing with a slot
 /// twice frees nothing twice: the dead process's entry is gone after the first time, and
 /// an object freed is recognised by its header (cleared) and its table (released).
 fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
@@ -262,7 +301,9 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             let block = block_at(heap, off);
             let owner = block.owner();
             let reaper = block.reaper();
-            let wanted = owner.pid == ended || (reaper.pid != 0 && reaper.pid == ended) || (sweep && owner != me);
+            // A spare (pid 0) is nobody's, whatever reaper it names.
+            let wanted = owner.pid != 0
+                && (owner.pid == ended || (reaper.pid != 0 && reaper.pid == ended) || (sweep && owner != me));
             // A claimed block's owner is dead: only its reaper's life is in question.
             if wanted && (reaper.pid != 0 || !sys::process_alive(owner.pid, owner.start)) {
                 if reaper.pid == 0 || (reaper != me && !sys::process_alive(reaper.pid, reaper.start)) {
@@ -299,24 +340,14 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             crash_point!("holds.reap.cleared");
         }
         crash_point!("holds.reap.walked");
-        // Every slot is clear: the block leaves the directory, then the heap (a reaper
-        // killed in between leaks the block, never frees it twice).
+        // Every slot is clear: the block is a spare, for the next list that grows (it stays
+        // in the directory: see the module's docs). Until this store, a reaper killed
+        // leaves the block claimed by a dead reaper, for the next reap to walk again.
         {
             let _g = RawGuard::lock(lock);
-            let mut link = head;
-            loop {
-                match link.load(Ordering::Relaxed) {
-                    0 => break,
-                    at if at == off => {
-                        link.store(block_at(heap, off).next.load(Ordering::Relaxed), Ordering::Relaxed);
-                        break;
-                    }
-                    at => link = &block_at(heap, at).next,
-                }
-            }
+            block_at(heap, off).pid.store(0, Ordering::Relaxed);
         }
         crash_point!("holds.reap.retired");
-        heap.free_uncounted(off, std::mem::size_of::<Block>());
     }
     busy
 }

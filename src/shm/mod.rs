@@ -364,8 +364,9 @@ pub(crate) mod test_hooks {
         Heap::get().deferred()
     }
 
-    /// Bytes of the heap's own books (the blocks in which each process lists what it
-    /// holds) allocated and not given back; [`crate::__private::heap_in_use`] leaves them out.
+    /// Bytes of the heap's own books (the blocks in which the processes list what they
+    /// hold; never freed, an emptied one is taken again), which
+    /// [`crate::__private::heap_in_use`] leaves out.
     pub fn heap_books() -> u64 {
         Heap::get().books()
     }
