@@ -427,6 +427,29 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(queue);
             assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back once");
         }),
+        ("a_child_that_cannot_copy_its_boot_socket_gives_back_its_arguments_handles_once", || {
+            // The child inherits the armed failure: it cannot copy its boot socket for its
+            // note, so it fails before decoding, and this process gives the argument's
+            // count back, once (a copy of the queue waits in a queue of queues meanwhile).
+            let before = multiproc::__private::heap_in_use();
+            let queues = Queue::<Queue<u64>>::new().unwrap();
+            let queue = Queue::<u64>::new().unwrap();
+            multiproc::__private::crash_at("fail:process.note.copy");
+            let child = Process::new(put_seven, queue.clone()).start_method(FORK).start();
+            multiproc::__private::crash_disarm();
+            let child = child.unwrap();
+            queues.put(queue.clone()).unwrap();
+            let joined = child.join();
+            assert!(
+                matches!(&joined, Err(JoinError::Failed { reason, .. }) if reason.contains("cannot tell its parent")),
+                "{joined:?}"
+            );
+            let copy = queues.get().unwrap();
+            copy.put(8).unwrap();
+            assert_eq!(queue.get().unwrap(), 8, "the child never ran; the copy is the queue");
+            drop((copy, queue, queues));
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back once");
+        }),
         ("a_handle_copied_by_fork_keeps_its_object", || {
             let before = multiproc::__private::heap_in_use();
             *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
