@@ -57,6 +57,13 @@ pub(crate) fn arm(name: Option<&str>) {
     CHANGED.notify_all();
 }
 
+/// The armed names' lock, which a fork start holds across the fork (a fork child takes it
+/// at its first crash point while armed: it must not inherit it taken by another thread).
+/// Its holders take no other lock under it (only `std::env::var`'s, the first time).
+pub(crate) fn lock_target() -> MutexGuard<'static, Option<String>> {
+    TARGET.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How many threads of this process a `hold:NAME` point holds now.
 pub(crate) fn holding() -> usize {
     HOLDING.load(Ordering::Acquire)
@@ -83,7 +90,7 @@ fn failing_armed(name: &'static str) -> bool {
 
 /// The armed names, locked; read from [`ENV`] the first time.
 fn armed_target() -> MutexGuard<'static, Option<String>> {
-    let mut target = TARGET.lock().unwrap_or_else(|e| e.into_inner());
+    let mut target = lock_target();
     if STATE.load(Ordering::Relaxed) == UNKNOWN {
         *target = std::env::var(ENV).ok();
         STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);

@@ -317,6 +317,13 @@ pub(crate) mod test_hooks {
         crash::holding()
     }
 
+    /// Runs `f` holding the crash points' own lock (a test of a fork while another thread
+    /// holds it): any crash point reached meanwhile while armed, in this process, waits.
+    pub fn crash_locked<R>(f: impl FnOnce() -> R) -> R {
+        let _target = crash::lock_target();
+        f()
+    }
+
     /// Allocates `len` bytes of the family heap; returns their offset.
     pub fn heap_alloc(len: usize) -> Result<u64, HeapFull> {
         Heap::get().alloc(len)
