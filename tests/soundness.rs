@@ -478,7 +478,7 @@ mod handles {
 mod holds {
     use std::time::Duration;
 
-    use multiproc::__private::{crash_at, heap_books};
+    use multiproc::__private::{crash_at, heap_books, heap_books_lost};
     use multiproc::{Event, Process, StartMethod, Value};
 
     use crate::common::{self, leak_check};
@@ -543,6 +543,9 @@ mod holds {
                 drop((kept, next));
                 eprintln!("{method:?}: after a child killed at {point}");
                 check.assert_no_leak();
+                // Every block of the lists is in their directory (a spare, or a live
+                // process's).
+                assert_eq!(heap_books_lost(), 0, "{method:?} {point}: bytes of the lists' blocks lost");
                 if takes_a_spare {
                     // The block it was taking is a spare again, or its, reaped: the next list
                     // of MADE objects takes spares, as the first did, and makes no block.
@@ -611,6 +614,7 @@ mod holds {
                     drop((kept, next));
                     eprintln!("{method:?}: after a reaper killed at {point}");
                     check.assert_no_leak();
+                    assert_eq!(heap_books_lost(), 0, "{method:?} {point}: bytes of the lists' blocks lost");
                     books.push(heap_books());
                 }
                 // No block of the lists was lost with the reaper.

@@ -317,6 +317,12 @@ pub(crate) mod test_hooks {
         crash::holding()
     }
 
+    /// Bytes of the heap's books that are no block of its directory of lists: lost (0
+    /// unless a process is making a block at this moment).
+    pub fn heap_books_lost() -> u64 {
+        super::holds::books_lost(Heap::get())
+    }
+
     /// Runs `f` holding the crash points' own lock (a test of a fork while another thread
     /// holds it): any crash point reached meanwhile while armed, in this process, waits.
     pub fn crash_locked<R>(f: impl FnOnce() -> R) -> R {
