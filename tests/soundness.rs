@@ -516,6 +516,7 @@ mod holds {
         for method in common::METHODS {
             for point in [
                 "holds.block.written",
+                "holds.block.linking",
                 "holds.block.taking",
                 "holds.block.reused",
                 "holds.block.linked",

@@ -89,7 +89,10 @@ struct Header {
     /// their first words, changed under `holds_lock` (0: none).
     holds: AtomicU64,
     holds_lock: RawMutex,
-    /// Bytes of the heap's own books ([`Heap::alloc_uncounted`]): what [`Heap::in_use`]
+    /// The block a process is making for the holds directory, under `holds_lock`, from the
+    /// moment the allocator hands it out until it is linked (0: none; see `holds`).
+    holds_making: AtomicU64,
+    /// Bytes of the heap's own books ([`Heap::alloc_uncounted_into`]): what [`Heap::in_use`]
     /// leaves out, for the tests' leak checks of those books.
     books: AtomicU64,
 }
@@ -251,18 +254,21 @@ impl Heap {
     /// Allocates `len` zeroed bytes (at most [`SMALL_MAX`]) that [`Heap::in_use`] does not
     /// count: the heap's own books (a block of the processes' lists of what they hold),
     /// which say nothing about what the family's objects use, and are never freed (a list's
-    /// emptied block is taken by the next list that grows: see `holds`).
-    pub(crate) fn alloc_uncounted(&self, len: usize) -> Result<u64, HeapFull> {
+    /// emptied block is taken by the next list that grows: see `holds`). The block's offset
+    /// is stored in `record` as soon as it is taken, before it is zeroed, as
+    /// [`Heap::alloc_into`] does.
+    pub(crate) fn alloc_uncounted_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
         let class = class_of(len.max(1)).expect("a small block");
         let off = self.alloc_small(class)?;
         self.header().books.fetch_add(CLASSES[class] as u64, Ordering::Relaxed);
+        record.store(off, Ordering::Release);
         // SAFETY: the block [off, off + len) was just allocated to us alone.
         unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
         Ok(off)
     }
 
-    /// Bytes of [`Heap::alloc_uncounted`] blocks (the tests' leak check of the heap's own
-    /// books).
+    /// Bytes of [`Heap::alloc_uncounted_into`] blocks (the tests' leak check of the heap's
+    /// own books).
     pub(crate) fn books(&self) -> u64 {
         self.header().books.load(Ordering::Relaxed)
     }
@@ -272,6 +278,11 @@ impl Heap {
     pub(crate) fn holds_directory(&self) -> (&AtomicU64, &RawMutex) {
         let h = self.header();
         (&h.holds, &h.holds_lock)
+    }
+
+    /// The block being made for that list, under its lock (0: none).
+    pub(crate) fn holds_making(&self) -> &AtomicU64 {
+        &self.header().holds_making
     }
 
     /// Allocates `len` zeroed bytes.

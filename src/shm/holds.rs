@@ -21,7 +21,11 @@
 //! any allocation and its record does. A slot
 //! left without an entry (killed in between) is harmless: the reaper finds no entry of the
 //! dead process, and an object freed meanwhile is recognised by its header and generation
-//! before anything is written. A block is written whole before it is linked.
+//! before anything is written. A block is written whole before it is linked, and a new
+//! block is made under the directory's lock, recorded in the heap's header from the moment
+//! the allocator hands it out until it is linked: a process killed in between leaves it
+//! to the next holder of the lock, which links it as a spare (crash points
+//! `holds.block.written`, `.linking`; `.taking` and `.reused` when a spare is taken).
 //!
 //! The reap: a reaper claims a dead process's blocks under the directory's lock (its pid
 //! and start time written in each, see `Block::claim`), so that two reapers of one
@@ -51,11 +55,11 @@
 //! (a pipe's ends) are not listed: their tables say whether an end is there, not whether
 //! memory is, and the liveness checks forget dead holders of a side.
 //!
-//! Residuals: a process killed between allocating a new block and linking it leaks the
-//! block (4 KiB, not counted in use: as any allocation not yet recorded), and a reaper
-//! killed while it frees an object (inside its `destroy`, or between the table's release
-//! and the free) leaks that object, as any process killed while it frees an object does. A process nobody reaps is found by the
-//! next reap of any process of the family that looks at every listed process (at most
+//! Residuals: a process killed inside the allocator's own steps, before the new block is
+//! recorded, leaks it (as in any allocation), and a reaper killed while it frees an object
+//! (inside its `destroy`, or between the table's release and the free) leaks that object,
+//! as any process killed while it frees an object does. A process nobody reaps is found by
+//! the next reap of any process of the family that looks at every listed process (at most
 //! every `SWEEP_GAP` per process): a family that reaps nothing more (no start, no join)
 //! keeps a dead process's holds until it ends. A process that cannot get a block (a full
 //! heap) holds unlisted, likewise.
@@ -199,45 +203,75 @@ impl List {
     }
 
     /// A spare block of the directory, taken; else a new block, written whole, then linked
-    /// into the directory.
+    /// into the directory; all under the directory's lock. A new block is recorded as the
+    /// one being made from the moment the allocator hands it out until it is linked: a
+    /// process killed in between leaves it to the next holder of the lock
+    /// ([`lock_directory`]), which links it as a spare.
     fn grow(&mut self, heap: &Heap, me: ProcId) -> Option<()> {
-        let (head, lock) = heap.holds_directory();
-        let spare = {
-            let _g = RawGuard::lock(lock);
+        let (head, _) = heap.holds_directory();
+        let (off, reused) = {
+            let _g = lock_directory(heap);
             let mut off = head.load(Ordering::Relaxed);
             while off != 0 && block_at(heap, off).pid.load(Ordering::Relaxed) != 0 {
                 off = block_at(heap, off).next.load(Ordering::Relaxed);
             }
             if off != 0 {
                 block_at(heap, off).take(me);
+                (off, true)
+            } else {
+                let making = heap.holds_making();
+                let off = heap.alloc_uncounted_into(std::mem::size_of::<Block>(), making).ok()?;
+                let block = block_at(heap, off);
+                block.pid.store(me.pid, Ordering::Relaxed);
+                block.start.store(me.start, Ordering::Relaxed);
+                crash_point!("holds.block.written");
+                block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
+                head.store(off, Ordering::Release);
+                crash_point!("holds.block.linking");
+                making.store(0, Ordering::Relaxed);
+                (off, false)
             }
-            off
         };
-        let off = if spare != 0 {
+        if reused {
             crash_point!("holds.block.reused");
-            spare
-        } else {
-            let off = heap.alloc_uncounted(std::mem::size_of::<Block>()).ok()?;
-            let block = block_at(heap, off);
-            block.pid.store(me.pid, Ordering::Relaxed);
-            block.start.store(me.start, Ordering::Relaxed);
-            crash_point!("holds.block.written");
-            let _g = RawGuard::lock(lock);
-            block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
-            head.store(off, Ordering::Release);
-            off
-        };
+        }
         crash_point!("holds.block.linked");
         self.free.extend((0..SLOTS as u32).rev().map(|i| (off, i)));
         Some(())
     }
 }
 
-/// Bytes of the heap's books ([`Heap::alloc_uncounted`]) that are no block of the
+/// Takes the directory's lock, and first finishes the block a process killed while it
+/// held the lock was making (the lock is robust: a dead holder's is taken over): linked
+/// as a spare, unless it was linked already (at the head: blocks are linked there, under
+/// this lock). A holder clears the record before it lets go of the lock, so a record found
+/// here is a dead holder's; finishing it twice (killed meanwhile) links it once.
+fn lock_directory(heap: &Heap) -> RawGuard<'_> {
+    let (head, lock) = heap.holds_directory();
+    let guard = RawGuard::lock(lock);
+    let making = heap.holds_making();
+    let off = making.load(Ordering::Relaxed);
+    if off != 0 {
+        if head.load(Ordering::Relaxed) != off {
+            // Its maker may have died before it zeroed the block: a spare's words, cleared.
+            let block = block_at(heap, off);
+            block.pid.store(0, Ordering::Relaxed);
+            for slot in &block.slots {
+                slot.object.store(0, Ordering::Relaxed);
+            }
+            block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
+            head.store(off, Ordering::Release);
+        }
+        making.store(0, Ordering::Relaxed);
+    }
+    guard
+}
+
+/// Bytes of the heap's books ([`Heap::alloc_uncounted_into`]) that are no block of the
 /// directory: lost (the tests' check; 0 unless a process is making a block right now).
 pub(super) fn books_lost(heap: &Heap) -> u64 {
-    let (head, lock) = heap.holds_directory();
-    let _g = RawGuard::lock(lock);
+    let (head, _) = heap.holds_directory();
+    let _g = lock_directory(heap);
     let mut listed = 0;
     let mut off = head.load(Ordering::Relaxed);
     while off != 0 {
@@ -301,7 +335,7 @@ fn sweep_due() -> bool {
 /// twice frees nothing twice: the dead process's entry is gone after the first time, and
 /// an object freed is recognised by its header (cleared) and its table (released).
 fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
-    let (head, lock) = heap.holds_directory();
+    let (head, _) = heap.holds_directory();
     if head.load(Ordering::Acquire) == 0 {
         return false;
     }
@@ -309,7 +343,7 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
     let mut claimed = Vec::new();
     let mut busy = false;
     {
-        let _g = RawGuard::lock(lock);
+        let _g = lock_directory(heap);
         let mut off = head.load(Ordering::Relaxed);
         while off != 0 {
             let block = block_at(heap, off);
@@ -358,7 +392,7 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
         // in the directory: see the module's docs). Until this store, a reaper killed
         // leaves the block claimed by a dead reaper, for the next reap to walk again.
         {
-            let _g = RawGuard::lock(lock);
+            let _g = lock_directory(heap);
             block_at(heap, off).pid.store(0, Ordering::Relaxed);
         }
         crash_point!("holds.reap.retired");
