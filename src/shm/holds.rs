@@ -137,7 +137,8 @@ const _: () = assert!(std::mem::size_of::<Block>() == 4096);
 fn block_at(heap: &Heap, off: u64) -> &Block {
     // SAFETY: blocks are allocated by `List::grow` with the size of a Block and never
     // freed (an emptied block stays in the directory, a spare, for the family's life), and
-    // `off` is one of them; a Block is atomics only, valid for any bytes.
+    // `off` is one of them (linked, or recorded as being made); a Block is atomics only,
+    // valid for any bytes.
     unsafe { &*heap.ptr(off).cast::<Block>() }
 }
 
@@ -331,9 +332,9 @@ fn sweep_due() -> bool {
 /// The walk clears each slot after its object is dealt with, and the block becomes a spare
 /// once every slot is clear (nobody's: no reap wants it again); a reaper killed at any
 /// point leaves a claimed block that the next reap (of the dead reaper, or any sweep)
-/// finishes. Dealing with a slot
-/// twice frees nothing twice: the dead process's entry is gone after the first time, and
-/// an object freed is recognised by its header (cleared) and its table (released).
+/// finishes. Dealing with a slot twice frees nothing twice: the dead process's entry is
+/// gone after the first time, and an object freed is recognised by its header (cleared)
+/// and its table (released).
 fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
     let (head, _) = heap.holds_directory();
     if head.load(Ordering::Acquire) == 0 {
