@@ -427,6 +427,29 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(queue);
             assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back once");
         }),
+        ("a_child_that_cannot_copy_its_boot_socket_gives_back_its_arguments_handles_once", || {
+            // The child inherits the armed failure: it cannot copy its boot socket for its
+            // note, so it fails before decoding, and this process gives the argument's
+            // count back, once (a copy of the queue waits in a queue of queues meanwhile).
+            let before = multiproc::__private::heap_in_use();
+            let queues = Queue::<Queue<u64>>::new().unwrap();
+            let queue = Queue::<u64>::new().unwrap();
+            multiproc::__private::crash_at("fail:process.note.copy");
+            let child = Process::new(put_seven, queue.clone()).start_method(FORK).start();
+            multiproc::__private::crash_disarm();
+            let child = child.unwrap();
+            queues.put(queue.clone()).unwrap();
+            let joined = child.join();
+            assert!(
+                matches!(&joined, Err(JoinError::Failed { reason, .. }) if reason.contains("cannot tell its parent")),
+                "{joined:?}"
+            );
+            let copy = queues.get().unwrap();
+            copy.put(8).unwrap();
+            assert_eq!(queue.get().unwrap(), 8, "the child never ran; the copy is the queue");
+            drop((copy, queue, queues));
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back once");
+        }),
         ("a_handle_copied_by_fork_keeps_its_object", || {
             let before = multiproc::__private::heap_in_use();
             *KEPT.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
@@ -659,7 +682,51 @@ fn cases() -> Vec<(&'static str, fn())> {
             let ran = Process::new(fork_while_a_thread_panics, ()).start_method(FORK).start().unwrap().join().unwrap();
             assert!(ran, "the fork grandchild blocked for ever on the process name another thread held at the fork");
         }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_child_forked_while_another_thread_holds_the_crash_points_lock_runs", || {
+            // The crash points' own lock (tests only): a child forked while another thread
+            // holds it, and armed (as its parent is), takes it at its first crash point. The
+            // forking thread is held at its last crash point before the fork; a conductor
+            // holds stdout (which the fork takes next), lets the fork go on, takes the crash
+            // points' lock once the fork left its point, and only then lets go of stdout.
+            // SAFETY: the other threads take no lock a child needs but the one under test.
+            unsafe { multiproc::allow_fork_with_threads() };
+            multiproc::__private::crash_at("hold:process.fork.begun");
+            let conductor = std::thread::spawn(|| {
+                while multiproc::__private::crash_holding() < 1 {
+                    std::thread::yield_now();
+                }
+                let out = std::io::stdout().lock();
+                // Still armed: the child inherits armed crash points.
+                multiproc::__private::crash_at("nowhere.reached");
+                while multiproc::__private::crash_holding() > 0 {
+                    std::thread::yield_now();
+                }
+                multiproc::__private::crash_locked(move || {
+                    drop(out);
+                    // A fork that waits for the lock (rather than copying it taken) gets it
+                    // a moment later.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                });
+            });
+            let child = Process::new(square_past_a_crash_point, 8).start_method(FORK).start().unwrap();
+            conductor.join().unwrap();
+            multiproc::__private::crash_disarm();
+            assert_eq!(
+                join_unless_blocked(
+                    child,
+                    "the fork child blocked for ever on the crash points' lock another thread held at the fork"
+                ),
+                64
+            );
+        }),
     ]
+}
+
+/// Takes the crash points' lock (as any crash point reached while armed does), then squares.
+fn square_past_a_crash_point(x: u64) -> u64 {
+    multiproc::__private::crash_disarm();
+    x * x
 }
 
 /// A thread that disarms the crash points a moment later: a fork that waits for a held lock

@@ -983,3 +983,59 @@ fn a_child_killed_before_its_note_gives_back_its_arguments_handles_once() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_child_killed_before_its_note_after_a_failed_decoding_inner", UNREAD_INNER);
 }
+
+const NO_COPY_INNER: &str = "MULTIPROC_TEST_PROCESS_NO_COPY_INNER";
+
+#[test]
+fn a_child_that_cannot_copy_its_boot_socket_inner() {
+    if std::env::var_os(NO_COPY_INNER).is_none() {
+        return;
+    }
+    // Armed by the environment (`fail:process.note.copy`, in every process of this family):
+    // a child given handles cannot copy its boot socket for its "decoded" note. It must not
+    // take its argument's handles (fail before decoding), and its parent must give their
+    // counts back, once. `keep`: the parent keeps the queue, and a copy of it waits in a
+    // queue of queues (a second give-back would take that copy's count); else it lets go of
+    // it before the join (the give-back frees it) and makes new queues (its block may be
+    // reused: a late give-back would write a new queue's table).
+    for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, true), (m, false)]) {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
+            assert!(eventually(LIMIT, || !pid_running(child.pid())), "{method:?}: the child ended");
+            let kept = if keep {
+                vec![queue]
+            } else {
+                drop(queue);
+                (0..16).map(|_| multiproc::Queue::<u32>::new().unwrap()).collect()
+            };
+            kept.iter().for_each(|q| queues.put(q.clone()).unwrap());
+            let joined = child.join();
+            assert!(
+                matches!(&joined, Err(JoinError::Failed { reason, .. }) if reason.contains("cannot tell its parent")),
+                "{method:?}, keep {keep}: {joined:?}"
+            );
+            for (n, q) in (0u32..).zip(&kept) {
+                let got = queues.get_timeout(Duration::from_secs(10));
+                assert!(got.is_ok(), "{method:?}, keep {keep}: the queued copy of queue {n}: {got:?}");
+                got.unwrap().put(n).unwrap();
+                // The child never ran: the queue holds only what this test put.
+                assert_eq!(q.get().unwrap(), n, "{method:?}, keep {keep}: the copy is queue {n}");
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_child_that_cannot_copy_its_boot_socket_fails_before_decoding_and_its_argument_comes_back_once() {
+    // Another process: the failing copy is armed in every process of its family.
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_that_cannot_copy_its_boot_socket_inner",
+        &[(NO_COPY_INNER, "1"), ("MULTIPROC_CRASH_AT", "fail:process.note.copy")],
+    );
+}

@@ -478,7 +478,7 @@ mod handles {
 mod holds {
     use std::time::Duration;
 
-    use multiproc::__private::crash_at;
+    use multiproc::__private::{crash_at, heap_books, heap_books_lost};
     use multiproc::{Event, Process, StartMethod, Value};
 
     use crate::common::{self, leak_check};
@@ -492,11 +492,18 @@ mod holds {
     // alone held. Killed at each step of taking and releasing a hold: nothing a live
     // process holds is freed, nothing is left once the family reaped it.
 
-    /// Armed at `point`: makes objects of its own (its list grows), reads `kept` (which
-    /// the parent holds too), drops `last` (which it alone holds), then the rest.
+    /// The size of a block of the lists, and how many objects it lists.
+    const BLOCK: u64 = 4096;
+    const SLOTS: u64 = 127;
+
+    /// Armed at `point`: makes objects of its own, more than the spare blocks of the lists
+    /// can list (its list takes a spare block if there is one, then grows past them), reads
+    /// `kept` (which the parent holds too), drops `last` (which it alone holds), then the
+    /// rest.
     fn armed((point, kept, last): (String, Value<u64>, Value<u64>)) {
+        let made = MADE.max((heap_books() / BLOCK + 1) * SLOTS);
         crash_at(&point);
-        let made: Vec<Value<u64>> = (0..MADE).map(|i| Value::new(i).unwrap()).collect();
+        let made: Vec<Value<u64>> = (0..made).map(|i| Value::new(i).unwrap()).collect();
         assert_eq!(kept.get(), 41);
         drop(last);
         drop(kept);
@@ -507,9 +514,24 @@ mod holds {
     fn a_process_killed_at_each_step_of_listing_a_hold_frees_nothing_held_and_leaks_nothing() {
         let check = leak_check(LIMIT);
         for method in common::METHODS {
-            for point in ["holds.block.written", "holds.block.linked", "holds.slot.written", "holds.slot.clearing"] {
+            for point in [
+                "holds.block.written",
+                "holds.block.linking",
+                "holds.block.taking",
+                "holds.block.reused",
+                "holds.block.linked",
+                "holds.slot.written",
+                "holds.slot.clearing",
+            ] {
                 let kept = Value::new(41u64).unwrap();
                 let last = Value::new(42u64).unwrap();
+                let takes_a_spare = ["holds.block.taking", "holds.block.reused"].contains(&point);
+                if takes_a_spare {
+                    // Spare blocks for the child's list to take: those of a list of MADE
+                    // objects, whose process ended.
+                    Process::new(make_and_end, ()).start_method(method).start().unwrap().join().unwrap();
+                }
+                let books = heap_books();
                 let child =
                     Process::new(armed, (point.to_owned(), kept.clone(), last)).start_method(method).start().unwrap();
                 assert_eq!(child.wait(), -SIGABRT, "{method:?}: the child did not die at {point}");
@@ -522,8 +544,21 @@ mod holds {
                 drop((kept, next));
                 eprintln!("{method:?}: after a child killed at {point}");
                 check.assert_no_leak();
+                // Every block of the lists is in their directory (a spare, or a live
+                // process's).
+                assert_eq!(heap_books_lost(), 0, "{method:?} {point}: bytes of the lists' blocks lost");
+                if takes_a_spare {
+                    // The block it was taking is a spare again, or its, reaped: the next list
+                    // of MADE objects takes spares, as the first did, and makes no block.
+                    Process::new(make_and_end, ()).start_method(method).start().unwrap().join().unwrap();
+                    assert_eq!(heap_books(), books, "{method:?} {point}: the heap's books in use");
+                }
             }
         }
+    }
+
+    fn make_and_end(_: ()) {
+        drop((0..MADE).map(|i| Value::new(i).unwrap()).collect::<Vec<_>>());
     }
 
     //
@@ -555,21 +590,36 @@ mod holds {
     fn a_reaper_killed_at_each_step_of_a_reap_leaves_the_rest_to_the_next_one() {
         let check = leak_check(LIMIT);
         for method in common::METHODS {
-            for point in ["holds.reap.claimed", "holds.reap.cleared", "holds.reap.freed", "holds.reap.walked"] {
-                let kept = Value::new(41u64).unwrap();
-                let last = Value::new(42u64).unwrap();
-                let args = (point.to_owned(), kept.clone(), last, method);
-                let reaper = Process::new(reap_armed, args).start_method(method).start().unwrap();
-                assert_eq!(reaper.wait(), -SIGABRT, "{method:?}: the reaper did not die at {point}");
-                // Nothing the test's process holds was freed, nothing was freed twice: it
-                // reads, and what the heap hands out next is elsewhere.
-                assert_eq!(kept.get(), 41, "{method:?} {point}");
-                let next = Value::new(43u64).unwrap();
-                kept.set(44);
-                assert_eq!((kept.get(), next.get()), (44, 43), "{method:?} {point}");
-                drop((kept, next));
-                eprintln!("{method:?}: after a reaper killed at {point}");
-                check.assert_no_leak();
+            for point in [
+                "holds.reap.claimed",
+                "holds.reap.cleared",
+                "holds.reap.freed",
+                "holds.reap.walked",
+                "holds.reap.retired",
+            ] {
+                // Twice: the blocks of the first round's lists are back (or kept for the
+                // next lists) by its end, so the second round needs none more.
+                let mut books = Vec::new();
+                for _ in 0..2 {
+                    let kept = Value::new(41u64).unwrap();
+                    let last = Value::new(42u64).unwrap();
+                    let args = (point.to_owned(), kept.clone(), last, method);
+                    let reaper = Process::new(reap_armed, args).start_method(method).start().unwrap();
+                    assert_eq!(reaper.wait(), -SIGABRT, "{method:?}: the reaper did not die at {point}");
+                    // Nothing the test's process holds was freed, nothing was freed twice: it
+                    // reads, and what the heap hands out next is elsewhere.
+                    assert_eq!(kept.get(), 41, "{method:?} {point}");
+                    let next = Value::new(43u64).unwrap();
+                    kept.set(44);
+                    assert_eq!((kept.get(), next.get()), (44, 43), "{method:?} {point}");
+                    drop((kept, next));
+                    eprintln!("{method:?}: after a reaper killed at {point}");
+                    check.assert_no_leak();
+                    assert_eq!(heap_books_lost(), 0, "{method:?} {point}: bytes of the lists' blocks lost");
+                    books.push(heap_books());
+                }
+                // No block of the lists was lost with the reaper.
+                assert_eq!(books[1], books[0], "{method:?} {point}: the heap's books in use after each round");
             }
         }
     }

@@ -18,7 +18,7 @@ use super::family::{self, FamilyConfig, Me, ParentInfo};
 use super::panics;
 use crate::codec::{self, Encoded};
 use crate::error::PanicInfo;
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, fail_point};
 use crate::shm::{Heap, Payload};
 use crate::sys::{self, Packed};
 
@@ -423,7 +423,7 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         name,
         result,
         // A copy of the boot socket for the note (only when asked: one more descriptor).
-        note: if boot.note_decoded { sock.try_clone().ok() } else { None },
+        note: if boot.note_decoded && !fail_point!("process.note.copy") { sock.try_clone().ok() } else { None },
     };
     if boot.note_decoded && call.note.is_none() {
         // Unable to send the note, the child must not take its argument's handles: its

@@ -6,8 +6,8 @@
 //! (`sys::fork_hazard`), unless the program took that on itself with the `unsafe`
 //! `allow_fork_with_threads`. With one thread, the caller holds every lock there is;
 //! multiproc holds the ones its children need (stdout, stderr, its own state, the
-//! `child_init`, the process's names) across the fork, and glibc resets its allocator's.
-//! The fork server gives the same speed class whatever threads run.
+//! `child_init`, the process's names, the crash points' lock) across the fork, and glibc
+//! resets its allocator's. The fork server gives the same speed class whatever threads run.
 //!
 //! The child's copy of memory holds copies of the parent's handles (in statics,
 //! thread-locals, anywhere): before it runs, the parent records it as a holder of every
@@ -57,11 +57,15 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
         let record = shm::before_fork();
         let wait_for_record = !record.holds_nothing();
         // Last, the locks the child takes at boot: their other holders take nothing under
-        // them, and hold them only for a moment.
+        // them, and hold them only for a moment. The crash points' lock (tests: a child
+        // whose crash points are armed takes it at the first it reaches) is taken under
+        // the three by a crash point in their sections: after them.
         let child_init = super::init::lock_child_init();
         let log_name = super::logging::lock_name();
         let process_name = super::panics::lock_process_name();
+        let crash_target = shm::crash::lock_target();
         let forked = sys::fork();
+        drop(crash_target);
         drop(process_name);
         drop(log_name);
         drop(child_init);

@@ -10,11 +10,14 @@
 //! `hold:NAME` holds the *thread* that reaches it (the rest of the process goes on) until the
 //! point is armed otherwise ([`arm`], `__private::crash_at` or `crash_disarm`): a test then
 //! runs another thread of the process through the gap ([`holding`] says a thread waits
-//! there). Disarmed, a point costs one relaxed load of a static and a branch that is always taken the same way; points
+//! there). A name armed as `fail:NAME` makes the step a `fail_point!("NAME")` guards fail
+//! as its system call would (the tests' way to make, say, a descriptor copy fail at one
+//! exact step, deterministically); armed from the start of a process by [`ENV`], it reaches
+//! a spawned child, and any child of a process in which it is armed. Disarmed, a point costs one relaxed load of a static and a branch that is always taken the same way; points
 //! sit on paths that take a lock or make a system call anyway, never on a fast path.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// The environment variable naming the point at which to abort.
 pub(crate) const ENV: &str = "MULTIPROC_CRASH_AT";
@@ -38,12 +41,27 @@ macro_rules! crash_point {
 }
 pub(crate) use crash_point;
 
+/// Whether the step this guards must fail here (the point is armed `fail:NAME`).
+macro_rules! fail_point {
+    ($name:literal) => {
+        $crate::shm::crash::failing($name)
+    };
+}
+pub(crate) use fail_point;
+
 /// Aborts at the point named `name` from now on (`None`: at no point).
 pub(crate) fn arm(name: Option<&str>) {
     let mut target = TARGET.lock().unwrap_or_else(|e| e.into_inner());
     *target = name.map(str::to_owned);
     STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
     CHANGED.notify_all();
+}
+
+/// The armed names' lock, which a fork start holds across the fork (a fork child takes it
+/// at its first crash point while armed: it must not inherit it taken by another thread).
+/// Its holders take no other lock under it (only `std::env::var`'s, the first time).
+pub(crate) fn lock_target() -> MutexGuard<'static, Option<String>> {
+    TARGET.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How many threads of this process a `hold:NAME` point holds now.
@@ -58,14 +76,32 @@ pub(crate) fn reached(name: &'static str) {
     }
 }
 
+#[inline(always)]
+pub(crate) fn failing(name: &'static str) -> bool {
+    STATE.load(Ordering::Relaxed) != DISARMED && failing_armed(name)
+}
+
 #[cold]
 #[inline(never)]
-fn reached_armed(name: &'static str) {
-    let mut target = TARGET.lock().unwrap_or_else(|e| e.into_inner());
+fn failing_armed(name: &'static str) -> bool {
+    let target = armed_target();
+    target.as_deref().is_some_and(|points| points.split(',').any(|point| point.strip_prefix("fail:") == Some(name)))
+}
+
+/// The armed names, locked; read from [`ENV`] the first time.
+fn armed_target() -> MutexGuard<'static, Option<String>> {
+    let mut target = lock_target();
     if STATE.load(Ordering::Relaxed) == UNKNOWN {
         *target = std::env::var(ENV).ok();
         STATE.store(if target.is_some() { ARMED } else { DISARMED }, Ordering::Relaxed);
     }
+    target
+}
+
+#[cold]
+#[inline(never)]
+fn reached_armed(name: &'static str) {
+    let mut target = armed_target();
     if target.as_deref().is_some_and(|points| points.split(',').any(|point| point == name)) {
         // As abrupt as `kill -9`: no destructor, no unlock, no unwinding.
         std::process::abort();

@@ -89,6 +89,12 @@ struct Header {
     /// their first words, changed under `holds_lock` (0: none).
     holds: AtomicU64,
     holds_lock: RawMutex,
+    /// The block a process is making for the holds directory, under `holds_lock`, from the
+    /// moment the allocator hands it out until it is linked (0: none; see `holds`).
+    holds_making: AtomicU64,
+    /// Bytes of the heap's own books ([`Heap::alloc_uncounted_into`]): what [`Heap::in_use`]
+    /// leaves out, for the tests' leak checks of those books.
+    books: AtomicU64,
 }
 
 /// The process whose frees of large blocks wait for it to be idle ([`Heap::defer_releases`]);
@@ -246,21 +252,25 @@ impl Heap {
     }
 
     /// Allocates `len` zeroed bytes (at most [`SMALL_MAX`]) that [`Heap::in_use`] does not
-    /// count: the heap's own books (a process's list of what it holds), which live as long
-    /// as their process and say nothing about what the family's objects use. Freed with
-    /// [`Heap::free_uncounted`].
-    pub(crate) fn alloc_uncounted(&self, len: usize) -> Result<u64, HeapFull> {
+    /// count: the heap's own books (a block of the processes' lists of what they hold),
+    /// which say nothing about what the family's objects use, and are never freed (a list's
+    /// emptied block is taken by the next list that grows: see `holds`). The block's offset
+    /// is stored in `record` as soon as it is taken, before it is zeroed, as
+    /// [`Heap::alloc_into`] does.
+    pub(crate) fn alloc_uncounted_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
         let class = class_of(len.max(1)).expect("a small block");
         let off = self.alloc_small(class)?;
+        self.header().books.fetch_add(CLASSES[class] as u64, Ordering::Relaxed);
+        record.store(off, Ordering::Release);
         // SAFETY: the block [off, off + len) was just allocated to us alone.
         unsafe { std::ptr::write_bytes(self.ptr(off), 0, len) };
         Ok(off)
     }
 
-    /// Frees a block of [`Heap::alloc_uncounted`].
-    pub(crate) fn free_uncounted(&self, offset: u64, len: usize) {
-        let class = class_of(len.max(1)).expect("a small block");
-        self.push(class, offset);
+    /// Bytes of [`Heap::alloc_uncounted_into`] blocks (the tests' leak check of the heap's
+    /// own books).
+    pub(crate) fn books(&self) -> u64 {
+        self.header().books.load(Ordering::Relaxed)
     }
 
     /// The head of the list of blocks in which the processes list what they hold, and the
@@ -268,6 +278,11 @@ impl Heap {
     pub(crate) fn holds_directory(&self) -> (&AtomicU64, &RawMutex) {
         let h = self.header();
         (&h.holds, &h.holds_lock)
+    }
+
+    /// The block being made for that list, under its lock (0: none).
+    pub(crate) fn holds_making(&self) -> &AtomicU64 {
+        &self.header().holds_making
     }
 
     /// Allocates `len` zeroed bytes.

@@ -21,30 +21,45 @@
 //! any allocation and its record does. A slot
 //! left without an entry (killed in between) is harmless: the reaper finds no entry of the
 //! dead process, and an object freed meanwhile is recognised by its header and generation
-//! before anything is written. A block is written whole before it is linked.
+//! before anything is written. A block is written whole before it is linked, and a new
+//! block is made under the directory's lock, recorded in the heap's header from the moment
+//! the allocator hands it out until it is linked: a process killed in between leaves it
+//! to the next holder of the lock, which links it as a spare (crash points
+//! `holds.block.written`, `.linking`; `.taking` and `.reused` when a spare is taken).
 //!
 //! The reap: a reaper claims a dead process's blocks under the directory's lock (its pid
 //! and start time written in each, see `Block::claim`), so that two reapers of one
 //! process (its parent, and another process's look at every listed process) never walk
-//! one block together; it deals with each slot and then clears it, and unlinks the block
-//! once every slot is clear, then frees it. A reaper killed at any step leaves its blocks
-//! claimed by a dead process: the next reap (the dead reaper's own, by its parent, or any
-//! look at every listed process) claims them again and finishes. A slot dealt with twice
-//! frees nothing twice: the dead process's entry is gone after the first time, and a
-//! freed object's header is cleared and its table released. Crash points
+//! one block together; it deals with each slot and then clears it, and once every slot is
+//! clear it makes the block a spare (its pid 0: one store, under the lock). A spare stays
+//! in the directory, and the next [`List::grow`] of any process takes it (its id written
+//! under the lock, the pid last) before it makes a new block. A reaper killed at any step
+//! leaves its blocks claimed by a dead process: the next reap (the dead reaper's own, by
+//! its parent, or any look at every listed process) claims them again and finishes. A
+//! slot dealt with twice frees nothing twice: the dead process's entry is gone after the
+//! first time, and a freed object's header is cleared and its table released. Crash points
 //! `holds.reap.claimed`, `.freed` (an object freed, its slot not yet cleared), `.cleared`,
-//! `.walked`.
+//! `.walked`, `.retired` (the block a spare).
+//!
+//! Why a block is never given back to the heap: the last step of a free (the allocator's
+//! push) cannot be seen from outside once it happened (the block may be taken and written
+//! by anyone at once). A block that leaves the directory to be freed is lost if its reaper
+//! dies in between (as it was: unlinked, then freed), and a successor that finished a free
+//! it found begun would free it twice whenever the free had happened. A spare never leaves
+//! the directory. So the directory keeps as many blocks as the family's lists ever needed
+//! at once (4 KiB per 127 holds of a live process), and a process makes a block only when
+//! no spare is left.
 //!
 //! Only the process itself fills its slots (its threads in turn, under the registry's
 //! lock in `holders`); its reaper reads and clears them once the process is gone. Sides
 //! (a pipe's ends) are not listed: their tables say whether an end is there, not whether
 //! memory is, and the liveness checks forget dead holders of a side.
 //!
-//! Residuals: a reaper killed between unlinking a block and freeing it leaks the block
-//! (4 KiB, not counted in use), and one killed while it frees an object (inside its
-//! `destroy`, or between the table's release and the free) leaks that object, as any
-//! process killed while it frees an object does. A process nobody reaps is found by the
-//! next reap of any process of the family that looks at every listed process (at most
+//! Residuals: a process killed inside the allocator's own steps, before the new block is
+//! recorded, leaks it (as in any allocation), and a reaper killed while it frees an object
+//! (inside its `destroy`, or between the table's release and the free) leaks that object,
+//! as any process killed while it frees an object does. A process nobody reaps is found by
+//! the next reap of any process of the family that looks at every listed process (at most
 //! every `SWEEP_GAP` per process): a family that reaps nothing more (no start, no join)
 //! keeps a dead process's holds until it ends. A process that cannot get a block (a full
 //! heap) holds unlisted, likewise.
@@ -76,9 +91,11 @@ struct Slot {
 
 #[repr(C)]
 struct Block {
-    /// The next block of the directory (any process's).
+    /// The next block of the directory (any process's; written once, before the block is
+    /// linked: a block never leaves the directory).
     next: AtomicU64,
-    /// The process whose holds these are.
+    /// The process whose holds these are; 0: a spare, every slot clear, for the next
+    /// [`List::grow`] (written under the directory's lock).
     pid: AtomicU32,
     /// The process reaping it, once it is dead (0: nobody yet); written, with
     /// `reaper_start`, under the directory's lock, and read only under it.
@@ -103,15 +120,25 @@ impl Block {
         self.reaper_start.store(me.start, Ordering::Relaxed);
         self.reaper.store(me.pid, Ordering::Relaxed);
     }
+
+    /// Under the directory's lock: this spare is `me`'s from now on. Its pid last: a
+    /// process killed before that store leaves a spare.
+    fn take(&self, me: ProcId) {
+        self.reaper.store(0, Ordering::Relaxed);
+        self.reaper_start.store(0, Ordering::Relaxed);
+        self.start.store(me.start, Ordering::Relaxed);
+        crash_point!("holds.block.taking");
+        self.pid.store(me.pid, Ordering::Relaxed);
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Block>() == 4096);
 
 fn block_at(heap: &Heap, off: u64) -> &Block {
-    // SAFETY: blocks are allocated by `List::grow` with the size of a Block and freed only
-    // by the reaper that claimed them (`reap`: one live reaper per block, the only one to
-    // walk it outside the directory's lock), after it unlinked them under that lock, once
-    // their process is gone; a Block is atomics only, valid for any bytes.
+    // SAFETY: blocks are allocated by `List::grow` with the size of a Block and never
+    // freed (an emptied block stays in the directory, a spare, for the family's life), and
+    // `off` is one of them (linked, or recorded as being made); a Block is atomics only,
+    // valid for any bytes.
     unsafe { &*heap.ptr(off).cast::<Block>() }
 }
 
@@ -176,23 +203,83 @@ impl List {
         self.free.push((listed.block, listed.index));
     }
 
-    /// A new block, written whole, then linked into the directory.
+    /// A spare block of the directory, taken; else a new block, written whole, then linked
+    /// into the directory; all under the directory's lock. A new block is recorded as the
+    /// one being made from the moment the allocator hands it out until it is linked: a
+    /// process killed in between leaves it to the next holder of the lock
+    /// ([`lock_directory`]), which links it as a spare.
     fn grow(&mut self, heap: &Heap, me: ProcId) -> Option<()> {
-        let off = heap.alloc_uncounted(std::mem::size_of::<Block>()).ok()?;
-        let block = block_at(heap, off);
-        block.pid.store(me.pid, Ordering::Relaxed);
-        block.start.store(me.start, Ordering::Relaxed);
-        crash_point!("holds.block.written");
-        let (head, lock) = heap.holds_directory();
-        {
-            let _g = RawGuard::lock(lock);
-            block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
-            head.store(off, Ordering::Release);
+        let (head, _) = heap.holds_directory();
+        let (off, reused) = {
+            let _g = lock_directory(heap);
+            let mut off = head.load(Ordering::Relaxed);
+            while off != 0 && block_at(heap, off).pid.load(Ordering::Relaxed) != 0 {
+                off = block_at(heap, off).next.load(Ordering::Relaxed);
+            }
+            if off != 0 {
+                block_at(heap, off).take(me);
+                (off, true)
+            } else {
+                let making = heap.holds_making();
+                let off = heap.alloc_uncounted_into(std::mem::size_of::<Block>(), making).ok()?;
+                let block = block_at(heap, off);
+                block.pid.store(me.pid, Ordering::Relaxed);
+                block.start.store(me.start, Ordering::Relaxed);
+                crash_point!("holds.block.written");
+                block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
+                head.store(off, Ordering::Release);
+                crash_point!("holds.block.linking");
+                making.store(0, Ordering::Relaxed);
+                (off, false)
+            }
+        };
+        if reused {
+            crash_point!("holds.block.reused");
         }
         crash_point!("holds.block.linked");
         self.free.extend((0..SLOTS as u32).rev().map(|i| (off, i)));
         Some(())
     }
+}
+
+/// Takes the directory's lock, and first finishes the block a process killed while it
+/// held the lock was making (the lock is robust: a dead holder's is taken over): linked
+/// as a spare, unless it was linked already (at the head: blocks are linked there, under
+/// this lock). A holder clears the record before it lets go of the lock, so a record found
+/// here is a dead holder's; finishing it twice (killed meanwhile) links it once.
+fn lock_directory(heap: &Heap) -> RawGuard<'_> {
+    let (head, lock) = heap.holds_directory();
+    let guard = RawGuard::lock(lock);
+    let making = heap.holds_making();
+    let off = making.load(Ordering::Relaxed);
+    if off != 0 {
+        if head.load(Ordering::Relaxed) != off {
+            // Its maker may have died before it zeroed the block: a spare's words, cleared.
+            let block = block_at(heap, off);
+            block.pid.store(0, Ordering::Relaxed);
+            for slot in &block.slots {
+                slot.object.store(0, Ordering::Relaxed);
+            }
+            block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
+            head.store(off, Ordering::Release);
+        }
+        making.store(0, Ordering::Relaxed);
+    }
+    guard
+}
+
+/// Bytes of the heap's books ([`Heap::alloc_uncounted_into`]) that are no block of the
+/// directory: lost (the tests' check; 0 unless a process is making a block right now).
+pub(super) fn books_lost(heap: &Heap) -> u64 {
+    let (head, _) = heap.holds_directory();
+    let _g = lock_directory(heap);
+    let mut listed = 0;
+    let mut off = head.load(Ordering::Relaxed);
+    while off != 0 {
+        listed += std::mem::size_of::<Block>() as u64;
+        off = block_at(heap, off).next.load(Ordering::Relaxed);
+    }
+    heap.books().saturating_sub(listed)
 }
 
 /// How often, at most, a reap in this process also looks for every other dead process's
@@ -242,13 +329,14 @@ fn sweep_due() -> bool {
 ///
 /// A block is claimed under the directory's lock, by writing the reaper's id in it, and
 /// only when nobody has claimed it or its reaper is dead: one reaper at a time walks it.
-/// The walk clears each slot after its object is dealt with, and the block leaves the
-/// directory once every slot is clear; a reaper killed at any point leaves a claimed block
-/// that the next reap (of the dead reaper, or any sweep) finishes. Dealing with a slot
-/// twice frees nothing twice: the dead process's entry is gone after the first time, and
-/// an object freed is recognised by its header (cleared) and its table (released).
+/// The walk clears each slot after its object is dealt with, and the block becomes a spare
+/// once every slot is clear (nobody's: no reap wants it again); a reaper killed at any
+/// point leaves a claimed block that the next reap (of the dead reaper, or any sweep)
+/// finishes. Dealing with a slot twice frees nothing twice: the dead process's entry is
+/// gone after the first time, and an object freed is recognised by its header (cleared)
+/// and its table (released).
 fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
-    let (head, lock) = heap.holds_directory();
+    let (head, _) = heap.holds_directory();
     if head.load(Ordering::Acquire) == 0 {
         return false;
     }
@@ -256,13 +344,15 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
     let mut claimed = Vec::new();
     let mut busy = false;
     {
-        let _g = RawGuard::lock(lock);
+        let _g = lock_directory(heap);
         let mut off = head.load(Ordering::Relaxed);
         while off != 0 {
             let block = block_at(heap, off);
             let owner = block.owner();
             let reaper = block.reaper();
-            let wanted = owner.pid == ended || (reaper.pid != 0 && reaper.pid == ended) || (sweep && owner != me);
+            // A spare (pid 0) is nobody's, whatever reaper it names.
+            let wanted = owner.pid != 0
+                && (owner.pid == ended || (reaper.pid != 0 && reaper.pid == ended) || (sweep && owner != me));
             // A claimed block's owner is dead: only its reaper's life is in question.
             if wanted && (reaper.pid != 0 || !sys::process_alive(owner.pid, owner.start)) {
                 if reaper.pid == 0 || (reaper != me && !sys::process_alive(reaper.pid, reaper.start)) {
@@ -299,23 +389,14 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             crash_point!("holds.reap.cleared");
         }
         crash_point!("holds.reap.walked");
-        // Every slot is clear: the block leaves the directory, then the heap (a reaper
-        // killed in between leaks the block, never frees it twice).
+        // Every slot is clear: the block is a spare, for the next list that grows (it stays
+        // in the directory: see the module's docs). Until this store, a reaper killed
+        // leaves the block claimed by a dead reaper, for the next reap to walk again.
         {
-            let _g = RawGuard::lock(lock);
-            let mut link = head;
-            loop {
-                match link.load(Ordering::Relaxed) {
-                    0 => break,
-                    at if at == off => {
-                        link.store(block_at(heap, off).next.load(Ordering::Relaxed), Ordering::Relaxed);
-                        break;
-                    }
-                    at => link = &block_at(heap, at).next,
-                }
-            }
+            let _g = lock_directory(heap);
+            block_at(heap, off).pid.store(0, Ordering::Relaxed);
         }
-        heap.free_uncounted(off, std::mem::size_of::<Block>());
+        crash_point!("holds.reap.retired");
     }
     busy
 }

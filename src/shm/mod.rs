@@ -317,6 +317,19 @@ pub(crate) mod test_hooks {
         crash::holding()
     }
 
+    /// Bytes of the heap's books that are no block of its directory of lists: lost (0
+    /// unless a process is making a block at this moment).
+    pub fn heap_books_lost() -> u64 {
+        super::holds::books_lost(Heap::get())
+    }
+
+    /// Runs `f` holding the crash points' own lock (a test of a fork while another thread
+    /// holds it): any crash point reached meanwhile while armed, in this process, waits.
+    pub fn crash_locked<R>(f: impl FnOnce() -> R) -> R {
+        let _target = crash::lock_target();
+        f()
+    }
+
     /// Allocates `len` bytes of the family heap; returns their offset.
     pub fn heap_alloc(len: usize) -> Result<u64, HeapFull> {
         Heap::get().alloc(len)
@@ -362,6 +375,13 @@ pub(crate) mod test_hooks {
     /// Bytes of the blocks whose release is deferred.
     pub fn heap_deferred() -> u64 {
         Heap::get().deferred()
+    }
+
+    /// Bytes of the heap's own books (the blocks in which the processes list what they
+    /// hold; never freed, an emptied one is taken again), which
+    /// [`crate::__private::heap_in_use`] leaves out.
+    pub fn heap_books() -> u64 {
+        Heap::get().books()
     }
 
     /// Checks the large allocator's free list (sorted, non-overlapping, below the bump

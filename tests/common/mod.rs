@@ -138,9 +138,16 @@ pub fn until_error<R, E>(results: impl Iterator<Item = Result<R, E>>) -> (Vec<R>
 /// `INNER-DONE`: for a test whose process-wide setting (a `child_init`, a full heap) must
 /// touch no other test's processes.
 pub fn run_inner_test(name: &str, env: &str) {
+    run_inner_test_with(name, &[(env, "1")]);
+}
+
+/// [`run_inner_test`] with the variables `vars` set (one of them the one the inner test
+/// looks for); e.g. `MULTIPROC_CRASH_AT`, which arms crash points in every process of the
+/// inner test's family from its start.
+pub fn run_inner_test_with(name: &str, vars: &[(&str, &str)]) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(env, "1")
+        .envs(vars.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
