@@ -17,8 +17,8 @@ use crate::error::Error;
 use crate::process::panics;
 use crate::shm::crash::crash_point;
 use crate::shm::{
-    Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, Shared, ShmObject, TAG_MASK, Watch,
-    kind,
+    Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT, Shared, ShmObject,
+    TAG_MASK, Watch, kind,
 };
 use crate::sys;
 
@@ -76,10 +76,11 @@ pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
     if codec::plain::<T>() {
         // A number, `bool`, `char` or `()`: a few bytes, no handle, nothing for the codec's
         // thread state to do. Written on the stack as `codec::encode` writes it.
-        let mut message = [0; codec::PLAIN_MAX];
+        const { assert!(codec::PLAIN_MAX <= SMALL_PUT) };
+        let mut message = [0; SMALL_PUT];
         if let Some(len) = codec::encode_plain(value, &mut message) {
             return ring
-                .put_bytes(&message[..len], tag, deadline, watch)
+                .put_small(&message, len, tag, deadline, watch)
                 .map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)));
         }
     }

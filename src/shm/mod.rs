@@ -36,7 +36,7 @@ pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
-pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, TAG_MASK, Watch};
+pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, SMALL_PUT, TAG_MASK, Watch};
 pub(crate) use segment::{Segment, Truncated};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
 pub(crate) use unread::give_back_unread;

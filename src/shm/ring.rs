@@ -71,6 +71,8 @@ use super::wait::{Deadline, Interrupted, Notify};
 /// Messages up to this size are copied into the ring's segments; larger ones get a heap
 /// block of their own.
 pub(crate) const INLINE_MAX: usize = 8 * 1024;
+/// The buffer of a [`Ring::put_small`]: whole words, room for a `codec::plain` message.
+pub(crate) const SMALL_PUT: usize = 24;
 
 const FIRST_SEGMENT: u64 = 4 * 1024;
 const MAX_SEGMENT: u64 = 64 * 1024;
@@ -558,6 +560,35 @@ impl Ring {
         self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
     }
 
+    /// [`Ring::put_bytes`] of the first `len` bytes of `padded` (at most [`SMALL_PUT`]),
+    /// copied as whole words: the record's body is `align8(len)` bytes, so the words never
+    /// reach past it (the next header word stays as the producer zeroes it), and the bytes
+    /// past `len` in the last word are padding nobody reads. No `memcpy` call for the few
+    /// bytes of a number (a `codec::plain` message).
+    #[inline]
+    pub(crate) fn put_small<W: Watch>(
+        &self,
+        padded: &[u8; SMALL_PUT],
+        len: usize,
+        tag: u32,
+        deadline: Deadline,
+        watch: &W,
+    ) -> Result<(), Refused<W::Gone>> {
+        assert!(len <= SMALL_PUT, "a small put holds at most {SMALL_PUT} bytes");
+        let len = len as u64;
+        self.check_size(len)?;
+        let heap = Heap::get();
+        let mut body = Some(|at: &At| {
+            let body = at.seg + at.pos + 8;
+            for (i, chunk) in padded.chunks_exact(8).take((align8(len) / 8) as usize).enumerate() {
+                let w = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+                word(heap, body + 8 * i as u64).store(w, Ordering::Relaxed);
+            }
+            None
+        });
+        self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
+    }
+
     /// A block for a message of `len` bytes, to fill and then [`Ring::put_large`].
     pub(crate) fn large<E>(&self, len: usize) -> Result<Large<'_>, Refused<E>> {
         let len = len as u64;
@@ -880,6 +911,10 @@ impl Ring {
         read: impl FnOnce(&[u8], u32) -> R,
     ) -> Result<R, Refused<W::Gone>> {
         let mut read = Some(read);
+        // Why to stop if the next look finds nothing: one last look follows every reason
+        // to stop but a deadline passed before any wait. (One call of `take`, inlined: its
+        // wide result is not moved through memory at every message.)
+        let mut last = None;
         loop {
             // Straight to the record: the consumers' lock and position are on their own
             // cache line, and the record's header says whether it is there; reading the
@@ -887,8 +922,12 @@ impl Ring {
             if let Some(r) = self.take(deadline, &mut read)? {
                 return Ok(r);
             }
+            if let Some(refused) = last {
+                return Err(refused);
+            }
             if let Some(gone) = watch.left() {
-                return self.take(deadline, &mut read)?.ok_or(Refused::Gone(gone));
+                last = Some(Refused::Gone(gone));
+                continue;
             }
             if deadline.passed() {
                 return Err(Refused::TimedOut);
@@ -901,10 +940,8 @@ impl Ring {
             );
             match waited {
                 Ok(()) | Err(Interrupted::Check(Wake::Look)) => {}
-                Err(Interrupted::TimedOut) => return self.take(deadline, &mut read)?.ok_or(Refused::TimedOut),
-                Err(Interrupted::Check(Wake::Gone(gone))) => {
-                    return self.take(deadline, &mut read)?.ok_or(Refused::Gone(gone));
-                }
+                Err(Interrupted::TimedOut) => last = Some(Refused::TimedOut),
+                Err(Interrupted::Check(Wake::Gone(gone))) => last = Some(Refused::Gone(gone)),
             }
         }
     }
@@ -980,6 +1017,7 @@ impl Ring {
     }
 
     /// One locked attempt: the message, or `None` when there is none.
+    #[inline]
     fn take<R, E>(
         &self,
         deadline: Deadline,
@@ -1202,6 +1240,7 @@ fn wait_on<T, E>(
 struct Unlock<'a>(&'a RawMutex);
 
 impl Drop for Unlock<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.unlock();
     }
@@ -1306,6 +1345,37 @@ mod tests {
         // Consumed segments and blocks went back to the heap; the current segment stays.
         assert!(heap.in_use() <= before + MAX_SEGMENT, "{} > {before}", heap.in_use());
         r.destroy(heap);
+    }
+
+    #[test]
+    fn small_puts_of_whole_words_read_back_exactly_beside_other_records() {
+        let _serial = crate::shm::heap_test_lock();
+        let r = ring(Limits::default());
+        // Past `len`, the buffer holds bytes that must not show in the message (the
+        // padding of its last word is copied, never read).
+        let padded = |i: usize, len: usize| -> [u8; SMALL_PUT] {
+            std::array::from_fn(|j| if j < len { (i * 31 + j) as u8 } else { 0xee })
+        };
+        // Enough rounds to cross segments (records of 8 to 32 bytes, jumps between them).
+        for round in 0..3 {
+            for i in 0..2000 {
+                let len = (i + round) % (SMALL_PUT + 1);
+                r.put_small(&padded(i, len), len, 7, Deadline::now(), &Patient).unwrap();
+                if i % 7 == 0 {
+                    put(&r, &message(i)).unwrap();
+                }
+            }
+            for i in 0..2000 {
+                let len = (i + round) % (SMALL_PUT + 1);
+                assert_eq!(get(&r).unwrap(), padded(i, len)[..len], "message {i}");
+                if i % 7 == 0 {
+                    assert_eq!(get(&r).unwrap(), message(i), "message {i} put as bytes");
+                }
+            }
+            assert!(get(&r).is_none());
+            assert!(r.is_empty());
+        }
+        r.destroy(Heap::get());
     }
 
     #[test]
