@@ -21,8 +21,12 @@ fn cpu() -> u64 {
     clock(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
-/// (sum, start, end, CPU ns).
-fn produce(args: (Queue<u64>, u64, Barrier)) -> (u64, u64, u64, u64) {
+/// What a child gets: the queue, how many ints, the start line.
+type Args = (Queue<u64>, u64, Barrier);
+/// What a child returns: the sum of what it got, when it started, when it ended, its CPU ns.
+type Outcome = (u64, u64, u64, u64);
+
+fn produce(args: Args) -> Outcome {
     args.2.wait().expect("start line");
     let (t0, c0) = (now(), cpu());
     for i in 0..args.1 {
@@ -31,7 +35,7 @@ fn produce(args: (Queue<u64>, u64, Barrier)) -> (u64, u64, u64, u64) {
     (0, t0, now(), cpu() - c0)
 }
 
-fn consume(args: (Queue<u64>, u64, Barrier)) -> (u64, u64, u64, u64) {
+fn consume(args: Args) -> Outcome {
     args.2.wait().expect("start line");
     let (t0, c0) = (now(), cpu());
     let sum = (0..args.1).map(|_| args.0.get().expect("get")).sum();
@@ -48,7 +52,7 @@ fn main() {
         let q = Queue::<u64>::new().expect("queue");
         let each = n / p;
         let start_line = Barrier::new(2 * p as usize + 1).expect("barrier");
-        let fork = |f: fn((Queue<u64>, u64, Barrier)) -> (u64, u64, u64, u64)| {
+        let fork = |f: fn(Args) -> Outcome| {
             Process::new(f, (q.clone(), each, start_line.clone()))
                 .start_method(StartMethod::Fork)
                 .start()
