@@ -44,6 +44,8 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use postcard::ser_flavors::Flavor;
+
+use crate::shm::ReceiptKey;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -203,7 +205,18 @@ pub(crate) fn refuse_encoding<E: serde::ser::Error>(detail: impl fmt::Display) -
     e
 }
 
-type Undo = Box<dyn FnOnce() + Send>;
+/// What undoes the in-flight count of one handle in a message never delivered, and which
+/// handle it is (a receipt names the same key, see [`give_back_from_dead`]).
+struct Undo {
+    key: ReceiptKey,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+impl Undo {
+    fn run(self) {
+        (self.run)();
+    }
+}
 
 thread_local! {
     /// Undo actions of the handles encoded into the messages being built on this thread,
@@ -243,6 +256,9 @@ struct State {
     /// The process whose message the undo actions running now give back
     /// ([`give_back_from_dead`]).
     dead_receiver: Cell<Option<u32>>,
+    /// The block of receipts of the argument this process (a child) is decoding, 0 when
+    /// none ([`receipting`]).
+    receipts: Cell<u64>,
 }
 
 impl State {
@@ -255,6 +271,7 @@ impl State {
             taken_any: Cell::new(false),
             last_plan: Cell::new(None),
             dead_receiver: Cell::new(None),
+            receipts: Cell::new(0),
         }
     }
 
@@ -338,11 +355,12 @@ impl Drop for TakeScope {
 
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
 /// never be sent.
-pub(crate) fn on_abort(undo: impl FnOnce() + Send + 'static) {
+/// `key` names the handle (see `shm::receipts`).
+pub(crate) fn on_abort(key: ReceiptKey, undo: impl FnOnce() + Send + 'static) {
     if encoding() {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();
-            e.push(Box::new(undo));
+            e.push(Undo { key, run: Box::new(undo) });
             STATE.with(|s| s.encoding_len.set(e.len()));
         });
     }
@@ -371,13 +389,26 @@ impl Encoded {
     pub(crate) fn has_handles(&self) -> bool {
         !self.undo.is_empty()
     }
+
+    /// How many handles the message carries.
+    pub(crate) fn handles(&self) -> usize {
+        self.undo.len()
+    }
 }
 
-/// Gives back the handles of `encoded`, a message the process `pid` was receiving when it
-/// died (a child killed before it noted its argument decoded): each handle's undo first
-/// puts that process's pending receives of its object back in flight (see
+/// Gives back the handles of `encoded`, a message the process `pid` received and is now
+/// dead (a child's argument, at its reaping), but those it wrote a receipt for
+/// (`receipted`, see `shm::receipts`; each key answers for one handle): each other handle's
+/// undo first puts that process's pending receives of its object back in flight (see
 /// `Holders::unsend`), then takes its own count.
-pub(crate) fn give_back_from_dead(encoded: Encoded, pid: u32) {
+pub(crate) fn give_back_from_dead(mut encoded: Encoded, pid: u32, mut receipted: Vec<ReceiptKey>) {
+    encoded.undo.retain(|undo| match receipted.iter().position(|key| *key == undo.key) {
+        Some(i) => {
+            receipted.swap_remove(i);
+            false
+        }
+        None => true,
+    });
     /// Forgets the receiver however the undo actions end.
     struct Forget;
     impl Drop for Forget {
@@ -390,6 +421,26 @@ pub(crate) fn give_back_from_dead(encoded: Encoded, pid: u32) {
     drop(encoded);
 }
 
+/// Runs `decode` (a child's decoding of its argument) with the receives of its handles
+/// writing their receipts into the block at `block` (0: none; see `shm::receipts`).
+pub(crate) fn receipting<R>(block: u64, decode: impl FnOnce() -> R) -> R {
+    /// Forgets the block however the decoding ends.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            STATE.with(|s| s.receipts.set(0));
+        }
+    }
+    STATE.with(|s| s.receipts.set(block));
+    let _forget = Forget;
+    decode()
+}
+
+/// The block of receipts of the argument being decoded, if any ([`receipting`]).
+pub(crate) fn receipts() -> Option<u64> {
+    STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0))
+}
+
 /// The process whose message the undo actions running now give back, if it died
 /// receiving it ([`give_back_from_dead`]).
 pub(crate) fn dead_receiver() -> Option<u32> {
@@ -399,7 +450,7 @@ pub(crate) fn dead_receiver() -> Option<u32> {
 impl Drop for Encoded {
     fn drop(&mut self) {
         for undo in self.undo.drain(..) {
-            undo();
+            undo.run();
         }
     }
 }
@@ -475,7 +526,7 @@ impl<'s> HandleScope<'s> {
     #[inline(never)]
     fn abandon(&mut self) {
         for u in self.close() {
-            u();
+            u.run();
         }
     }
 }
@@ -682,7 +733,7 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(
             // Written again: the handles encoded so far (every handle of the scope, which
             // each caller opens for this one message) are given back first.
             out.truncate(start);
-            HandleScope::take_so_far(state).into_iter().for_each(|u| u());
+            HandleScope::take_so_far(state).into_iter().for_each(Undo::run);
             write_self_described::<T, V>(value, out)
         }
         Err(e) => Err(CodecError::encode(e).of::<T>()),
@@ -742,7 +793,7 @@ fn encode_scoped(
     match result {
         Ok(()) => Ok(Encoded { bytes, undo }),
         Err(e) => {
-            undo.into_iter().for_each(|u| u());
+            undo.into_iter().for_each(Undo::run);
             Err(e)
         }
     }
@@ -772,7 +823,7 @@ pub(crate) fn encode_within<T: DeserializeOwned, V: Serialize + ?Sized>(
 /// An encoding that failed: its handles released; `Ok(None)` when it only stopped at its
 /// size limit (`over`), the error otherwise.
 fn stopped<R>(e: CodecError, over: bool, undo: Vec<Undo>) -> Result<Option<R>, CodecError> {
-    undo.into_iter().for_each(|u| u());
+    undo.into_iter().for_each(Undo::run);
     if over {
         take_detail();
         Ok(None)
@@ -837,7 +888,7 @@ fn encode_small<T: Serialize + DeserializeOwned, E>(
         Ok(()) => {
             let delivered = f(buf, true);
             if delivered.is_err() {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
             }
             delivered.map(|()| true)
         }
@@ -876,12 +927,12 @@ pub(crate) fn encode_to_slice_as<T: DeserializeOwned, V: Serialize + ?Sized>(
         match result {
             Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
             Ok(used) => {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
                 Err(CodecError::encode(format_args!("the value encoded to {used} bytes after measuring {len}"))
                     .of::<T>())
             }
             Err(e) => {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
                 Err(e)
             }
         }
@@ -914,7 +965,7 @@ pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
             let result = write_message::<A, A>(state, item, &mut out);
             undo.extend(scope.finish());
             if let Err(e) = result {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
                 return Err(e);
             }
             ends.push(out.len() as u64);
@@ -1285,12 +1336,12 @@ pub(crate) fn with_own_encoded<T: Serialize + ?Sized, R>(
                 Ok(()) => {
                     let (delivered, r) = f(buf, !undo.is_empty());
                     if !delivered {
-                        undo.into_iter().for_each(|u| u());
+                        undo.into_iter().for_each(Undo::run);
                     }
                     Ok(r)
                 }
                 Err(e) => {
-                    undo.into_iter().for_each(|u| u());
+                    undo.into_iter().for_each(Undo::run);
                     Err(e)
                 }
             };
@@ -1326,7 +1377,7 @@ pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: 
         let mut count = Out::Count(0);
         let result = write_message::<T, V>(state, value, &mut count);
         for u in scope.finish() {
-            u();
+            u.run();
         }
         result.map(|()| count.len())
     })

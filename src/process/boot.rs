@@ -46,16 +46,12 @@ pub(crate) struct Boot {
     pub(crate) child_init: Option<Packed>,
     /// The level of [`log_to_stderr`](crate::log_to_stderr), if the parent called it.
     pub(crate) log: Option<u8>,
-    /// Whether the parent keeps the undo of the argument's handles until the child says
-    /// it took them ([`DECODED`]): set when the argument holds handles.
-    pub(crate) note_decoded: bool,
+    /// Where the child writes a receipt for each handle of its argument it takes (the
+    /// offset of a block in the family heap, `shm::receipts`; 0 when the argument holds
+    /// none): the parent keeps the undo of the argument until it reaps the child, and gives
+    /// back the handles without a receipt.
+    pub(crate) receipts: u64,
 }
-
-/// The child's early note, sent before its [`Outcome`] when the parent asked for it: the
-/// handles of its argument are its own now (or given back by a failed decoding). An empty
-/// frame: an encoded outcome never is. A child that ends without it never took them, and
-/// its parent gives them back.
-pub(crate) const DECODED: [u8; 4] = [0; 4];
 
 /// What a new process expects from its parent beyond the family: its environment and
 /// working directory as they are when it starts. A spawned child gets them from `exec`
@@ -422,15 +418,8 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         encoded: None,
         name,
         result,
-        // A copy of the boot socket for the note (only when asked: one more descriptor).
-        note: if boot.note_decoded { sock.try_clone().ok() } else { None },
+        receipts: boot.receipts,
     };
-    if boot.note_decoded && call.note.is_none() {
-        // Unable to send the note, the child must not take its argument's handles: its
-        // parent gives them back when it ends.
-        report(sock.as_fd(), &Outcome::Failed("it cannot tell its parent that it decoded its argument".into()));
-        sys::exit_now(1);
-    }
     let set_up = match boot.child_init {
         Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
             Ok(Ok(())) => Ok(()),
@@ -506,8 +495,8 @@ pub(crate) struct ChildCall {
     name: String,
     /// Room for the encoded result ([`Prepared`]).
     result: Vec<u8>,
-    /// Where to send [`DECODED`] once the argument is decoded, if the parent asked.
-    note: Option<OwnedFd>,
+    /// Where the receives of the argument's handles write their receipts (0: none).
+    receipts: u64,
 }
 
 /// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, encodes
@@ -520,25 +509,21 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
-    let note = call.note.take();
+    let receipts = call.receipts;
     let room = std::mem::take(&mut call.result);
     let (outcome, name) = panics::catching_named(std::mem::take(&mut call.name), || {
         // The handles received stay pending (a process killed now gives them back in
-        // flight) until the parent has the note that they are ours: it gives back those
-        // of a child that ended without it.
+        // flight) until they settle, each writing its receipt under its table's lock first:
+        // the parent keeps the argument's undo until it reaps this process, and gives back
+        // every handle without a receipt (those a decoding that stops part-way did not
+        // read, too: this process gives back none itself).
         let taking = codec::TakeScope::enter();
-        let mut read = Vec::new();
-        let decoded = codec::noting_reads(&mut read, || codec::decode(bytes.bytes()));
-        if let Some(sock) = note {
+        let decoded = codec::receipting(receipts, || codec::decode(bytes.bytes()));
+        if receipts != 0 {
+            // Where the "decoded" note used to be sent (`noting` before it, `noted` after
+            // it): decoded, nothing settled or receipted yet.
             crash_point!("process.args.noting");
-            let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
             crash_point!("process.args.noted");
-        }
-        // The handles a decoding that stops part-way did not read are given back, after the
-        // note: until the parent has it, its undo gives back every count the child has not
-        // taken (a child killed between the two leaks them, never gives them back twice).
-        if decoded.is_err() {
-            crate::shm::give_back_unread(bytes.bytes(), &read);
         }
         drop(taking);
         let args: A = match decoded {
