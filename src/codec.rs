@@ -436,9 +436,11 @@ pub(crate) fn receipting<R>(block: u64, decode: impl FnOnce() -> R) -> R {
     decode()
 }
 
-/// The block of receipts of the argument being decoded, if any ([`receipting`]).
+/// The block of receipts of the argument being decoded, if any ([`receipting`]): only for
+/// the argument's own handles, not for those of a message a `Deserialize` impl would
+/// decode inside it (a nested decoding).
 pub(crate) fn receipts() -> Option<u64> {
-    STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0))
+    STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0 && s.decoding.get() == 1))
 }
 
 /// The process whose message the undo actions running now give back, if it died

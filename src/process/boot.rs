@@ -53,6 +53,12 @@ pub(crate) struct Boot {
     pub(crate) receipts: u64,
 }
 
+/// The child's note that it took every handle of its argument (it wrote every receipt,
+/// `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing and leaves
+/// the block of receipts to the child, which frees it next. An empty frame: an encoded
+/// outcome never is.
+pub(crate) const DECODED: [u8; 4] = [0; 4];
+
 /// What a new process expects from its parent beyond the family: its environment and
 /// working directory as they are when it starts. A spawned child gets them from `exec`
 /// and a fork child from the fork; a fork-server child is a copy of the server, which
@@ -419,6 +425,9 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         name,
         result,
         receipts: boot.receipts,
+        // A copy of the boot socket for the note (only with receipts: one more descriptor;
+        // without it, the block is left to the parent).
+        note: if boot.receipts != 0 { sock.try_clone().ok() } else { None },
     };
     let set_up = match boot.child_init {
         Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
@@ -497,6 +506,8 @@ pub(crate) struct ChildCall {
     result: Vec<u8>,
     /// Where the receives of the argument's handles write their receipts (0: none).
     receipts: u64,
+    /// Where to send [`DECODED`] once every receipt is written.
+    note: Option<OwnedFd>,
 }
 
 /// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, encodes
@@ -510,6 +521,7 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
     let receipts = call.receipts;
+    let note = call.note.take();
     let room = std::mem::take(&mut call.result);
     let (outcome, name) = panics::catching_named(std::mem::take(&mut call.name), || {
         // The handles received stay pending (a process killed now gives them back in
@@ -518,14 +530,33 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         // every handle without a receipt (those a decoding that stops part-way did not
         // read, too: this process gives back none itself).
         let taking = codec::TakeScope::enter();
-        let decoded = codec::receipting(receipts, || codec::decode(bytes.bytes()));
+        let mut read = Vec::new();
+        let decoded = codec::receipting(receipts, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())));
         if receipts != 0 {
-            // Where the "decoded" note used to be sent (`noting` before it, `noted` after
-            // it): decoded, nothing settled or receipted yet.
+            // Where the "decoded" note was sent before receipts (`noting` before it, `noted`
+            // after it): decoded, nothing settled or receipted yet.
             crash_point!("process.args.noting");
             crash_point!("process.args.noted");
         }
         drop(taking);
+        if receipts == 0 {
+            // No parent's undo (no receipts: a heap too full for them): a decoding that
+            // stops part-way gives back the handles it did not read itself.
+            if decoded.is_err() {
+                crate::shm::give_back_unread(bytes.bytes(), &read);
+            }
+        } else if let Some(sock) = note
+            && crate::shm::all_receipted(Heap::get(), receipts)
+        {
+            // Every handle taken: the parent needs nothing of the block, which is freed
+            // here (a parent that dies without reaping this process would leak it), after
+            // the note (killed between the two, the block leaks; before the note, the
+            // parent reads it at the reap and finds every receipt).
+            if sys::send_all(sock.as_fd(), &DECODED, &[]).is_ok() {
+                crash_point!("process.args.receipts_noted");
+                crate::shm::free_receipts(Heap::get(), receipts);
+            }
+        }
         let args: A = match decoded {
             Ok(a) => a,
             Err(e) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),

@@ -117,7 +117,18 @@ impl ChildState {
     /// Reads whatever the child sent so far.
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
-        match read_frame_nonblocking(sock.as_fd(), &mut inner.buf) {
+        let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
+        while matches!(&read, Ok(Some(frame)) if frame.is_empty()) {
+            // The note that the child took every handle of its argument (every receipt
+            // written): nothing to give back, and the block of receipts is the child's to
+            // free.
+            if let Some((args, receipts)) = inner.args.take() {
+                args.sent();
+                receipts.leave();
+            }
+            read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
+        }
+        match read {
             Ok(Some(frame)) => {
                 inner.outcome = Some(
                     crate::codec::decode_own::<Outcome>(&frame)
@@ -153,7 +164,7 @@ impl ChildState {
                 }
             };
             if inner.ended.is_some() {
-                // Everything the child wrote is in the socket now.
+                // Everything the child wrote is in the socket now: its note, if it sent one.
                 Self::pump(inner);
                 // What the child held and never let go of (killed, or exited without
                 // dropping): a fork child's copies of this process's handles, and every hold

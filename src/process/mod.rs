@@ -648,8 +648,10 @@ fn launch(
     let payload = if method == StartMethod::Fork { Payload::Inline(bytes) } else { Payload::new(bytes)? };
     let surroundings = boot::surroundings(method)?;
     // The block the child writes a receipt into for each handle of its argument it takes
-    // (freed when dropped: on every return before the child is recorded).
-    let receipts = if args.has_handles() { Some(crate::shm::Receipts::new(args.handles())?) } else { None };
+    // (freed when dropped: on every return before the child is recorded). In a heap too
+    // full for it (a few words), the child is started without: the argument is its own from
+    // the start (a child killed before it took its handles leaks them).
+    let receipts = if args.has_handles() { crate::shm::Receipts::new(args.handles()).ok() } else { None };
     let boot = Boot {
         family: config.clone(),
         me,
@@ -695,8 +697,15 @@ fn launch(
         }
     };
     // The argument is with the child now: we keep its undo and the receipts until the
-    // child is reaped, to give back the handles it did not take.
-    let args = receipts.map(|receipts| (args, receipts));
+    // child is reaped (or says it took every handle), to give back the handles it did not
+    // take. Without receipts, it is the child's.
+    let args = match receipts {
+        Some(receipts) => Some((args, receipts)),
+        None => {
+            args.sent();
+            None
+        }
+    };
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args), kept));
     family::register(child.clone());

@@ -14,8 +14,12 @@
 //! object, never a count given back twice.
 //!
 //! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
-//! [`Key`] each. Only the child writes it (one thread, its argument's decoding), only the
-//! parent reads it (once the child is dead) and frees it.
+//! [`Key`] each. Only the child writes it (one thread, its argument's decoding: one write
+//! at most per handle of the message). A child that wrote every slot has taken every
+//! handle: it tells its parent so on its boot socket (`process::boot::DECODED`), then
+//! frees the block itself (a parent that dies without reaping it
+//! would leak it); else the parent reads the block once the child is dead, and frees it.
+//! A child killed between its note and the free leaks the block (a few words).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -92,6 +96,23 @@ impl Drop for Receipts {
     fn drop(&mut self) {
         Heap::get().free(self.off, self.len() * 8);
     }
+}
+
+/// Whether every slot of the block at `block` is written (the child, once its argument's
+/// receives are settled): it will never write it again, and its parent needs nothing of it.
+pub(crate) fn all_written(heap: &Heap, block: u64) -> bool {
+    if !heap.contains(block, HEAD * 8) {
+        return false;
+    }
+    let head = words(heap, block, HEAD);
+    head[1].load(Ordering::Relaxed) == head[0].load(Ordering::Relaxed)
+}
+
+/// Frees the block at `block`, every slot of which is written ([`all_written`]), once its
+/// parent was told it needs nothing of it (the child).
+pub(crate) fn free_written(heap: &Heap, block: u64) {
+    let slots = words(heap, block, HEAD)[0].load(Ordering::Relaxed) as usize;
+    heap.free(block, (HEAD + SLOT * slots) * 8);
 }
 
 /// Writes `receipt` into its block (the child, under the lock of the handle's table): the
