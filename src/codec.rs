@@ -44,10 +44,10 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use postcard::ser_flavors::Flavor;
-
-use crate::shm::ReceiptKey;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::shm::ReceiptKey;
 
 /// A message that could not be encoded or decoded: says which type, and why (the message
 /// of the serializer, or of the `Serialize` or `Deserialize` impl that refused).
