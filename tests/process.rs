@@ -1015,6 +1015,38 @@ fn a_child_that_took_its_argument_and_ended_gives_nothing_back_at_its_reaping() 
     }
 }
 
+fn never_runs_after_a_panic(_: common::refused::PanicsAfterFirst) {
+    unreachable!("the argument's decoding panics");
+}
+
+#[test]
+fn a_child_whose_argument_panics_while_decoding_gives_back_its_handles_once() {
+    // The child receives the first queue, then its decoding panics: the first receive
+    // settles (and is receipted) while unwinding, the second queue is never read. At the
+    // reap the parent must give back the second only: copies of both wait in a queue.
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let arg = common::refused::PanicsAfterFirst(first.clone(), second.clone());
+            let child = Process::new(never_runs_after_a_panic, arg).start_method(method).start().unwrap();
+            queues.put(first.clone()).unwrap();
+            queues.put(second.clone()).unwrap();
+            let joined = child.join();
+            assert!(matches!(joined, Err(multiproc::JoinError::Panicked(_))), "{method:?}: {joined:?}");
+            for (n, q) in (0u32..).zip([&first, &second]) {
+                let copy = queues.get_timeout(Duration::from_secs(10));
+                assert!(copy.is_ok(), "{method:?}: the queued copy of queue {n}: {copy:?}");
+                copy.unwrap().put(n).unwrap();
+                assert_eq!(q.get().unwrap(), n, "{method:?}");
+            }
+        }
+        leaks.assert_no_leak();
+    }
+}
+
 const UNREAD_INNER: &str = "MULTIPROC_TEST_PROCESS_UNREAD_INNER";
 
 /// The inner test's `child_init`: every child started from then on aborts right before it
