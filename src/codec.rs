@@ -1390,6 +1390,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_dead_receivers_message_runs_only_the_undo_entries_without_a_receipt_one_per_key() {
+        use std::sync::{Arc, Mutex};
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let undo = |key: ReceiptKey, n: u32| {
+            let ran = ran.clone();
+            Undo { key, run: Box::new(move || ran.lock().unwrap().push(n)) }
+        };
+        // The same handle twice (one receipted), a side and its object (the object
+        // receipted), and a handle whose receipt names another generation.
+        let (queue, pipe) = ([64, 1, 0], [128, 2, 0]);
+        let encoded = Encoded {
+            bytes: Vec::new(),
+            undo: vec![undo(queue, 0), undo(queue, 1), undo([128, 2, 1], 2), undo(pipe, 3), undo([192, 3, 0], 4)],
+        };
+        give_back_from_dead(encoded, 0, vec![pipe, queue, [192, 4, 0]]);
+        assert_eq!(*ran.lock().unwrap(), [1, 2, 4]);
+        assert_eq!(dead_receiver(), None, "the receiver is forgotten afterwards");
+    }
+
+    #[test]
     fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {
         let mut outer = Vec::new();
         let mut inner = vec![[9, 9, 9]];
