@@ -49,13 +49,21 @@ pub(crate) struct Boot {
     /// Where the child writes a receipt for each handle of its argument it takes (the
     /// offset of a block in the family heap, `shm::receipts`; 0 when the argument holds
     /// none): the parent keeps the undo of the argument until it reaps the child, and gives
-    /// back the handles without a receipt.
+    /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
+    /// the heap had no room for the block.
     pub(crate) receipts: u64,
 }
 
+/// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
+/// for it): the child sends [`DECODED`] right after its decoding, before it takes any
+/// count, and the parent keeps the undo only until then (a child killed after the note and
+/// before its receives settle leaks them), as before receipts existed.
+pub(crate) const NOTE_ONLY: u64 = u64::MAX;
+
 /// The child's note that it took every handle of its argument (it wrote every receipt,
 /// `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing and leaves
-/// the block of receipts to the child, which frees it next. An empty frame: an encoded
+/// the block of receipts to the child, which frees it next (with [`NOTE_ONLY`]: that it
+/// decoded its argument, sent before it takes any count). An empty frame: an encoded
 /// outcome never is.
 pub(crate) const DECODED: [u8; 4] = [0; 4];
 
@@ -429,6 +437,12 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         // without it, the block is left to the parent).
         note: if boot.receipts != 0 { sock.try_clone().ok() } else { None },
     };
+    if boot.receipts == NOTE_ONLY && call.note.is_none() {
+        // Unable to send the note, the child must not take its argument's handles: its
+        // parent gives them back when it ends.
+        report(sock.as_fd(), &Outcome::Failed("it cannot tell its parent that it decoded its argument".into()));
+        sys::exit_now(1);
+    }
     let set_up = match boot.child_init {
         Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
             Ok(Ok(())) => Ok(()),
@@ -531,17 +545,24 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         // read, too: this process gives back none itself).
         let taking = codec::TakeScope::enter();
         let mut read = Vec::new();
-        let decoded = codec::receipting(receipts, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())));
+        let block = if receipts == NOTE_ONLY { 0 } else { receipts };
+        let decoded = codec::receipting(block, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())));
         if receipts != 0 {
-            // Where the "decoded" note was sent before receipts (`noting` before it, `noted`
-            // after it): decoded, nothing settled or receipted yet.
+            // Decoded, nothing settled or receipted yet (`noting` before the note of
+            // `NOTE_ONLY`, `noted` after it).
             crash_point!("process.args.noting");
+            if receipts == NOTE_ONLY
+                && let Some(sock) = &note
+            {
+                let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
+            }
             crash_point!("process.args.noted");
         }
         drop(taking);
-        if receipts == 0 {
-            // No parent's undo (no receipts: a heap too full for them): a decoding that
-            // stops part-way gives back the handles it did not read itself.
+        if block == 0 {
+            // No block of receipts: a decoding that stops part-way gives back the handles it
+            // did not read itself (with `NOTE_ONLY`, after the note: until then the parent's
+            // undo owns them; a child killed between leaks them).
             if decoded.is_err() {
                 crate::shm::give_back_unread(bytes.bytes(), &read);
             }

@@ -42,8 +42,9 @@ struct Inner {
     ended: Option<Ended>,
     /// The undo of the handles in the child's argument and the block of the child's
     /// receipts (`shm::receipts`), kept until the child is reaped: the handles it wrote no
-    /// receipt for are given back then.
-    args: Option<(Encoded, Receipts)>,
+    /// receipt for are given back then. No block (a heap too full for it): kept until the
+    /// child's note that it decoded the argument (`boot::NOTE_ONLY`).
+    args: Option<(Encoded, Option<Receipts>)>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
     kept: Option<super::fork::Kept>,
@@ -55,7 +56,9 @@ impl Drop for Inner {
         // does the block it may still write.
         if let Some((args, receipts)) = self.args.take() {
             args.sent();
-            receipts.leave();
+            if let Some(receipts) = receipts {
+                receipts.leave();
+            }
         }
     }
 }
@@ -78,7 +81,7 @@ impl ChildState {
         daemon: bool,
         pidfd: OwnedFd,
         watch: ExitWatch,
-        (sock, args): (OwnedFd, Option<(Encoded, Receipts)>),
+        (sock, args): (OwnedFd, Option<(Encoded, Option<Receipts>)>),
         kept: Option<super::fork::Kept>,
     ) -> Self {
         if let ExitWatch::Server(fd) = &watch {
@@ -121,10 +124,12 @@ impl ChildState {
         while matches!(&read, Ok(Some(frame)) if frame.is_empty()) {
             // The note that the child took every handle of its argument (every receipt
             // written): nothing to give back, and the block of receipts is the child's to
-            // free.
+            // free. Without a block: that it decoded its argument, before any take.
             if let Some((args, receipts)) = inner.args.take() {
                 args.sent();
-                receipts.leave();
+                if let Some(receipts) = receipts {
+                    receipts.leave();
+                }
             }
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
@@ -177,8 +182,7 @@ impl ChildState {
                 // of them it left pending, wherever the reap above left them); the block of
                 // receipts is freed (nobody writes it any more).
                 if let Some((args, receipts)) = inner.args.take() {
-                    let receipted = receipts.read();
-                    drop(receipts);
+                    let receipted = receipts.map(|receipts| receipts.read()).unwrap_or_default();
                     crate::codec::give_back_from_dead(args, self.pid, receipted);
                 }
                 inner.kept = None;

@@ -649,9 +649,8 @@ fn launch(
     let surroundings = boot::surroundings(method)?;
     // The block the child writes a receipt into for each handle of its argument it takes
     // (freed when dropped: on every return before the child is recorded). In a heap too
-    // full for it (a few words), the child is started without: the argument is its own from
-    // the start (a child killed before it took its handles leaks them).
-    let receipts = if args.has_handles() { crate::shm::Receipts::new(args.handles()).ok() } else { None };
+    // full for it (a few words), the child is started without (`boot::NOTE_ONLY`).
+    let receipts = args.has_handles().then(|| crate::shm::Receipts::new(args.handles()).ok());
     let boot = Boot {
         family: config.clone(),
         me,
@@ -662,7 +661,11 @@ fn launch(
         surroundings,
         child_init: init::child_init(),
         log: logging::asked(),
-        receipts: receipts.as_ref().map_or(0, crate::shm::Receipts::offset),
+        receipts: match &receipts {
+            None => 0,
+            Some(None) => boot::NOTE_ONLY,
+            Some(Some(block)) => block.offset(),
+        },
     };
     let (ours, theirs) = sys::socketpair_stream()?;
     let (pid, pidfd, watch, ours, kept) = match method {
@@ -697,15 +700,9 @@ fn launch(
         }
     };
     // The argument is with the child now: we keep its undo and the receipts until the
-    // child is reaped (or says it took every handle), to give back the handles it did not
-    // take. Without receipts, it is the child's.
-    let args = match receipts {
-        Some(receipts) => Some((args, receipts)),
-        None => {
-            args.sent();
-            None
-        }
-    };
+    // child is reaped (or says it took every handle; without receipts, until it says it
+    // decoded it), to give back the handles it did not take.
+    let args = receipts.map(|receipts| (args, receipts));
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args), kept));
     family::register(child.clone());
