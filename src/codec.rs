@@ -47,6 +47,8 @@ use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::shm::ReceiptKey;
+
 /// A message that could not be encoded or decoded: says which type, and why (the message
 /// of the serializer, or of the `Serialize` or `Deserialize` impl that refused).
 #[derive(Clone, PartialEq, Eq)]
@@ -203,7 +205,18 @@ pub(crate) fn refuse_encoding<E: serde::ser::Error>(detail: impl fmt::Display) -
     e
 }
 
-type Undo = Box<dyn FnOnce() + Send>;
+/// What undoes the in-flight count of one handle in a message never delivered, and which
+/// handle it is (a receipt names the same key, see [`give_back_from_dead`]).
+struct Undo {
+    key: ReceiptKey,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+impl Undo {
+    fn run(self) {
+        (self.run)();
+    }
+}
 
 thread_local! {
     /// Undo actions of the handles encoded into the messages being built on this thread,
@@ -243,6 +256,9 @@ struct State {
     /// The process whose message the undo actions running now give back
     /// ([`give_back_from_dead`]).
     dead_receiver: Cell<Option<u32>>,
+    /// The block of receipts of the argument this process (a child) is decoding, 0 when
+    /// none ([`receipting`]).
+    receipts: Cell<u64>,
 }
 
 impl State {
@@ -255,6 +271,7 @@ impl State {
             taken_any: Cell::new(false),
             last_plan: Cell::new(None),
             dead_receiver: Cell::new(None),
+            receipts: Cell::new(0),
         }
     }
 
@@ -338,11 +355,12 @@ impl Drop for TakeScope {
 
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
 /// never be sent.
-pub(crate) fn on_abort(undo: impl FnOnce() + Send + 'static) {
+/// `key` names the handle (see `shm::receipts`).
+pub(crate) fn on_abort(key: ReceiptKey, undo: impl FnOnce() + Send + 'static) {
     if encoding() {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();
-            e.push(Box::new(undo));
+            e.push(Undo { key, run: Box::new(undo) });
             STATE.with(|s| s.encoding_len.set(e.len()));
         });
     }
@@ -371,13 +389,26 @@ impl Encoded {
     pub(crate) fn has_handles(&self) -> bool {
         !self.undo.is_empty()
     }
+
+    /// How many handles the message carries.
+    pub(crate) fn handles(&self) -> usize {
+        self.undo.len()
+    }
 }
 
-/// Gives back the handles of `encoded`, a message the process `pid` was receiving when it
-/// died (a child killed before it noted its argument decoded): each handle's undo first
-/// puts that process's pending receives of its object back in flight (see
+/// Gives back the handles of `encoded`, a message the process `pid` received and is now
+/// dead (a child's argument, at its reaping), but those it wrote a receipt for
+/// (`receipted`, see `shm::receipts`; each key answers for one handle): each other handle's
+/// undo first puts that process's pending receives of its object back in flight (see
 /// `Holders::unsend`), then takes its own count.
-pub(crate) fn give_back_from_dead(encoded: Encoded, pid: u32) {
+pub(crate) fn give_back_from_dead(mut encoded: Encoded, pid: u32, mut receipted: Vec<ReceiptKey>) {
+    encoded.undo.retain(|undo| match receipted.iter().position(|key| *key == undo.key) {
+        Some(i) => {
+            receipted.swap_remove(i);
+            false
+        }
+        None => true,
+    });
     /// Forgets the receiver however the undo actions end.
     struct Forget;
     impl Drop for Forget {
@@ -390,6 +421,28 @@ pub(crate) fn give_back_from_dead(encoded: Encoded, pid: u32) {
     drop(encoded);
 }
 
+/// Runs `decode` (a child's decoding of its argument) with the receives of its handles
+/// writing their receipts into the block at `block` (0: none; see `shm::receipts`).
+pub(crate) fn receipting<R>(block: u64, decode: impl FnOnce() -> R) -> R {
+    /// Forgets the block however the decoding ends.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            STATE.with(|s| s.receipts.set(0));
+        }
+    }
+    STATE.with(|s| s.receipts.set(block));
+    let _forget = Forget;
+    decode()
+}
+
+/// The block of receipts of the argument being decoded, if any ([`receipting`]): only for
+/// the argument's own handles, not for those of a message a `Deserialize` impl would
+/// decode inside it (a nested decoding).
+pub(crate) fn receipts() -> Option<u64> {
+    STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0 && s.decoding.get() == 1))
+}
+
 /// The process whose message the undo actions running now give back, if it died
 /// receiving it ([`give_back_from_dead`]).
 pub(crate) fn dead_receiver() -> Option<u32> {
@@ -399,7 +452,7 @@ pub(crate) fn dead_receiver() -> Option<u32> {
 impl Drop for Encoded {
     fn drop(&mut self) {
         for undo in self.undo.drain(..) {
-            undo();
+            undo.run();
         }
     }
 }
@@ -475,7 +528,7 @@ impl<'s> HandleScope<'s> {
     #[inline(never)]
     fn abandon(&mut self) {
         for u in self.close() {
-            u();
+            u.run();
         }
     }
 }
@@ -682,7 +735,7 @@ fn write_message<T: DeserializeOwned, V: Serialize + ?Sized>(
             // Written again: the handles encoded so far (every handle of the scope, which
             // each caller opens for this one message) are given back first.
             out.truncate(start);
-            HandleScope::take_so_far(state).into_iter().for_each(|u| u());
+            HandleScope::take_so_far(state).into_iter().for_each(Undo::run);
             write_self_described::<T, V>(value, out)
         }
         Err(e) => Err(CodecError::encode(e).of::<T>()),
@@ -742,7 +795,7 @@ fn encode_scoped(
     match result {
         Ok(()) => Ok(Encoded { bytes, undo }),
         Err(e) => {
-            undo.into_iter().for_each(|u| u());
+            undo.into_iter().for_each(Undo::run);
             Err(e)
         }
     }
@@ -772,7 +825,7 @@ pub(crate) fn encode_within<T: DeserializeOwned, V: Serialize + ?Sized>(
 /// An encoding that failed: its handles released; `Ok(None)` when it only stopped at its
 /// size limit (`over`), the error otherwise.
 fn stopped<R>(e: CodecError, over: bool, undo: Vec<Undo>) -> Result<Option<R>, CodecError> {
-    undo.into_iter().for_each(|u| u());
+    undo.into_iter().for_each(Undo::run);
     if over {
         take_detail();
         Ok(None)
@@ -837,7 +890,7 @@ fn encode_small<T: Serialize + DeserializeOwned, E>(
         Ok(()) => {
             let delivered = f(buf, true);
             if delivered.is_err() {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
             }
             delivered.map(|()| true)
         }
@@ -876,12 +929,12 @@ pub(crate) fn encode_to_slice_as<T: DeserializeOwned, V: Serialize + ?Sized>(
         match result {
             Ok(used) if used == len => Ok(Encoded { bytes: Vec::new(), undo }),
             Ok(used) => {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
                 Err(CodecError::encode(format_args!("the value encoded to {used} bytes after measuring {len}"))
                     .of::<T>())
             }
             Err(e) => {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
                 Err(e)
             }
         }
@@ -914,7 +967,7 @@ pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
             let result = write_message::<A, A>(state, item, &mut out);
             undo.extend(scope.finish());
             if let Err(e) = result {
-                undo.into_iter().for_each(|u| u());
+                undo.into_iter().for_each(Undo::run);
                 return Err(e);
             }
             ends.push(out.len() as u64);
@@ -1285,12 +1338,12 @@ pub(crate) fn with_own_encoded<T: Serialize + ?Sized, R>(
                 Ok(()) => {
                     let (delivered, r) = f(buf, !undo.is_empty());
                     if !delivered {
-                        undo.into_iter().for_each(|u| u());
+                        undo.into_iter().for_each(Undo::run);
                     }
                     Ok(r)
                 }
                 Err(e) => {
-                    undo.into_iter().for_each(|u| u());
+                    undo.into_iter().for_each(Undo::run);
                     Err(e)
                 }
             };
@@ -1326,7 +1379,7 @@ pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: 
         let mut count = Out::Count(0);
         let result = write_message::<T, V>(state, value, &mut count);
         for u in scope.finish() {
-            u();
+            u.run();
         }
         result.map(|()| count.len())
     })
@@ -1335,6 +1388,26 @@ pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_receivers_message_runs_only_the_undo_entries_without_a_receipt_one_per_key() {
+        use std::sync::{Arc, Mutex};
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let undo = |key: ReceiptKey, n: u32| {
+            let ran = ran.clone();
+            Undo { key, run: Box::new(move || ran.lock().unwrap().push(n)) }
+        };
+        // The same handle twice (one receipted), a side and its object (the object
+        // receipted), and a handle whose receipt names another generation.
+        let (queue, pipe) = ([64, 1, 0], [128, 2, 0]);
+        let encoded = Encoded {
+            bytes: Vec::new(),
+            undo: vec![undo(queue, 0), undo(queue, 1), undo([128, 2, 1], 2), undo(pipe, 3), undo([192, 3, 0], 4)],
+        };
+        give_back_from_dead(encoded, 0, vec![pipe, queue, [192, 4, 0]]);
+        assert_eq!(*ran.lock().unwrap(), [1, 2, 4]);
+        assert_eq!(dead_receiver(), None, "the receiver is forgotten afterwards");
+    }
 
     #[test]
     fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {

@@ -46,15 +46,25 @@ pub(crate) struct Boot {
     pub(crate) child_init: Option<Packed>,
     /// The level of [`log_to_stderr`](crate::log_to_stderr), if the parent called it.
     pub(crate) log: Option<u8>,
-    /// Whether the parent keeps the undo of the argument's handles until the child says
-    /// it took them ([`DECODED`]): set when the argument holds handles.
-    pub(crate) note_decoded: bool,
+    /// Where the child writes a receipt for each handle of its argument it takes (the
+    /// offset of a block in the family heap, `shm::receipts`; 0 when the argument holds
+    /// none): the parent keeps the undo of the argument until it reaps the child, and gives
+    /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
+    /// the heap had no room for the block.
+    pub(crate) receipts: u64,
 }
 
-/// The child's early note, sent before its [`Outcome`] when the parent asked for it: the
-/// handles of its argument are its own now (or given back by a failed decoding). An empty
-/// frame: an encoded outcome never is. A child that ends without it never took them, and
-/// its parent gives them back.
+/// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
+/// for it): the child sends [`DECODED`] right after its decoding, before it takes any
+/// count, and the parent keeps the undo only until then (a child killed after the note and
+/// before its receives settle leaks them), as before receipts existed.
+pub(crate) const NOTE_ONLY: u64 = u64::MAX;
+
+/// The child's note that it took every handle of its argument (it wrote every receipt,
+/// `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing and leaves
+/// the block of receipts to the child, which frees it next (with [`NOTE_ONLY`]: that it
+/// decoded its argument, sent before it takes any count). An empty frame: an encoded
+/// outcome never is.
 pub(crate) const DECODED: [u8; 4] = [0; 4];
 
 /// What a new process expects from its parent beyond the family: its environment and
@@ -422,10 +432,12 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         encoded: None,
         name,
         result,
-        // A copy of the boot socket for the note (only when asked: one more descriptor).
-        note: if boot.note_decoded && !fail_point!("process.note.copy") { sock.try_clone().ok() } else { None },
+        receipts: boot.receipts,
+        // A copy of the boot socket for the note (only with receipts: one more descriptor;
+        // without it, the block is left to the parent).
+        note: if boot.receipts != 0 && !fail_point!("process.note.copy") { sock.try_clone().ok() } else { None },
     };
-    if boot.note_decoded && call.note.is_none() {
+    if boot.receipts == NOTE_ONLY && call.note.is_none() {
         // Unable to send the note, the child must not take its argument's handles: its
         // parent gives them back when it ends.
         report(sock.as_fd(), &Outcome::Failed("it cannot tell its parent that it decoded its argument".into()));
@@ -506,7 +518,9 @@ pub(crate) struct ChildCall {
     name: String,
     /// Room for the encoded result ([`Prepared`]).
     result: Vec<u8>,
-    /// Where to send [`DECODED`] once the argument is decoded, if the parent asked.
+    /// Where the receives of the argument's handles write their receipts (0: none).
+    receipts: u64,
+    /// Where to send [`DECODED`] once every receipt is written.
     note: Option<OwnedFd>,
 }
 
@@ -520,27 +534,50 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
+    let receipts = call.receipts;
     let note = call.note.take();
     let room = std::mem::take(&mut call.result);
     let (outcome, name) = panics::catching_named(std::mem::take(&mut call.name), || {
         // The handles received stay pending (a process killed now gives them back in
-        // flight) until the parent has the note that they are ours: it gives back those
-        // of a child that ended without it.
+        // flight) until they settle, each writing its receipt under its table's lock first:
+        // the parent keeps the argument's undo until it reaps this process, and gives back
+        // every handle without a receipt (those a decoding that stops part-way did not
+        // read, too: this process gives back none itself).
         let taking = codec::TakeScope::enter();
         let mut read = Vec::new();
-        let decoded = codec::noting_reads(&mut read, || codec::decode(bytes.bytes()));
-        if let Some(sock) = note {
+        let block = if receipts == NOTE_ONLY { 0 } else { receipts };
+        let decoded = codec::receipting(block, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())));
+        if receipts != 0 {
+            // Decoded, nothing settled or receipted yet (`noting` before the note of
+            // `NOTE_ONLY`, `noted` after it).
             crash_point!("process.args.noting");
-            let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
+            if receipts == NOTE_ONLY
+                && let Some(sock) = &note
+            {
+                let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
+            }
             crash_point!("process.args.noted");
         }
-        // The handles a decoding that stops part-way did not read are given back, after the
-        // note: until the parent has it, its undo gives back every count the child has not
-        // taken (a child killed between the two leaks them, never gives them back twice).
-        if decoded.is_err() {
-            crate::shm::give_back_unread(bytes.bytes(), &read);
-        }
         drop(taking);
+        if block == 0 {
+            // No block of receipts: a decoding that stops part-way gives back the handles it
+            // did not read itself (with `NOTE_ONLY`, after the note: until then the parent's
+            // undo owns them; a child killed between leaks them).
+            if decoded.is_err() {
+                crate::shm::give_back_unread(bytes.bytes(), &read);
+            }
+        } else if let Some(sock) = note
+            && crate::shm::all_receipted(Heap::get(), receipts)
+        {
+            // Every handle taken: the parent needs nothing of the block, which is freed
+            // here (a parent that dies without reaping this process would leak it), after
+            // the note (killed between the two, the block leaks; before the note, the
+            // parent reads it at the reap and finds every receipt).
+            if sys::send_all(sock.as_fd(), &DECODED, &[]).is_ok() {
+                crash_point!("process.args.receipts_noted");
+                crate::shm::free_receipts(Heap::get(), receipts);
+            }
+        }
         let args: A = match decoded {
             Ok(a) => a,
             Err(e) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),

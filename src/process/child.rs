@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
-use crate::shm::Deadline;
+use crate::shm::{Deadline, Receipts};
 use crate::sys::{self, Ended};
 
 /// How long a waiting parent polls for its child's end before it sleeps (unless the
@@ -40,10 +40,11 @@ struct Inner {
     buf: Vec<u8>,
     outcome: Option<Outcome>,
     ended: Option<Ended>,
-    /// The undo of the handles in the child's argument, kept until the child says it
-    /// decoded them ([`super::boot::DECODED`]): a child that ended without that note took
-    /// them with it, and they are given back, exactly this message's counts.
-    args: Option<Encoded>,
+    /// The undo of the handles in the child's argument and the block of the child's
+    /// receipts (`shm::receipts`), kept until the child is reaped: the handles it wrote no
+    /// receipt for are given back then. No block (a heap too full for it): kept until the
+    /// child's note that it decoded the argument (`boot::NOTE_ONLY`).
+    args: Option<(Encoded, Option<Receipts>)>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
     kept: Option<super::fork::Kept>,
@@ -51,9 +52,13 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Not known to be lost (the child may still run): they stay the child's.
-        if let Some(args) = self.args.take() {
+        // Not known to be lost (the child may still run): they stay the child's, and so
+        // does the block it may still write.
+        if let Some((args, receipts)) = self.args.take() {
             args.sent();
+            if let Some(receipts) = receipts {
+                receipts.leave();
+            }
         }
     }
 }
@@ -76,7 +81,7 @@ impl ChildState {
         daemon: bool,
         pidfd: OwnedFd,
         watch: ExitWatch,
-        (sock, args): (OwnedFd, Option<Encoded>),
+        (sock, args): (OwnedFd, Option<(Encoded, Option<Receipts>)>),
         kept: Option<super::fork::Kept>,
     ) -> Self {
         if let ExitWatch::Server(fd) = &watch {
@@ -117,9 +122,14 @@ impl ChildState {
         let Some(sock) = inner.sock.as_ref() else { return };
         let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         while matches!(&read, Ok(Some(frame)) if frame.is_empty()) {
-            // The note that the child decoded its argument: its handles are its own.
-            if let Some(args) = inner.args.take() {
+            // The note that the child took every handle of its argument (every receipt
+            // written): nothing to give back, and the block of receipts is the child's to
+            // free. Without a block: that it decoded its argument, before any take.
+            if let Some((args, receipts)) = inner.args.take() {
                 args.sent();
+                if let Some(receipts) = receipts {
+                    receipts.leave();
+                }
             }
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
@@ -159,7 +169,7 @@ impl ChildState {
                 }
             };
             if inner.ended.is_some() {
-                // Everything the child wrote is in the socket now: the note, if it sent one.
+                // Everything the child wrote is in the socket now: its note, if it sent one.
                 Self::pump(inner);
                 // What the child held and never let go of (killed, or exited without
                 // dropping): a fork child's copies of this process's handles, and every hold
@@ -167,11 +177,13 @@ impl ChildState {
                 // back in flight, first).
                 crate::shm::fork_child_ended(self.pid);
                 crate::shm::process_ended(self.pid);
-                // A child that ended without the note never took its argument's handles:
-                // the message is gone, and its counts are given back (with those it was
-                // receiving, wherever the reap above left them).
-                if let Some(args) = inner.args.take() {
-                    crate::codec::give_back_from_dead(args, self.pid);
+                // The argument's handles the child wrote no receipt for (it never took them,
+                // or was killed before it settled them) are given back (with the receives
+                // of them it left pending, wherever the reap above left them); the block of
+                // receipts is freed (nobody writes it any more).
+                if let Some((args, receipts)) = inner.args.take() {
+                    let receipted = receipts.map(|receipts| receipts.read()).unwrap_or_default();
+                    crate::codec::give_back_from_dead(args, self.pid, receipted);
                 }
                 inner.kept = None;
             }

@@ -647,6 +647,10 @@ fn launch(
     // arguments through the heap, so that the boot message always fits the socket buffer.
     let payload = if method == StartMethod::Fork { Payload::Inline(bytes) } else { Payload::new(bytes)? };
     let surroundings = boot::surroundings(method)?;
+    // The block the child writes a receipt into for each handle of its argument it takes
+    // (freed when dropped: on every return before the child is recorded). In a heap too
+    // full for it (a few words), the child is started without (`boot::NOTE_ONLY`).
+    let receipts = args.has_handles().then(|| crate::shm::Receipts::new(args.handles()).ok());
     let boot = Boot {
         family: config.clone(),
         me,
@@ -657,7 +661,11 @@ fn launch(
         surroundings,
         child_init: init::child_init(),
         log: logging::asked(),
-        note_decoded: args.has_handles(),
+        receipts: match &receipts {
+            None => 0,
+            Some(None) => boot::NOTE_ONLY,
+            Some(Some(block)) => block.offset(),
+        },
     };
     let (ours, theirs) = sys::socketpair_stream()?;
     let (pid, pidfd, watch, ours, kept) = match method {
@@ -691,9 +699,10 @@ fn launch(
             }
         }
     };
-    // The argument is with the child now: its handles are the child's once it says it
-    // decoded them. Until then we keep their undo, for a child that ends before.
-    let args = args.has_handles().then_some(args);
+    // The argument is with the child now: we keep its undo and the receipts until the
+    // child is reaped (or says it took every handle; without receipts, until it says it
+    // decoded it), to give back the handles it did not take.
+    let args = receipts.map(|receipts| (args, receipts));
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args), kept));
     family::register(child.clone());

@@ -27,7 +27,10 @@
 //!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
-//!   ([`Holders::forget_in_flight`]).
+//!   ([`Holders::forget_in_flight`]). A child's argument is the exception: its parent keeps
+//!   the message's undo until it reaps the child, and the child writes a receipt per handle
+//!   under the table's lock before each settle (`shm::receipts`), so that the parent gives
+//!   back exactly the handles the child did not take.
 //! * A fork copies every handle of the forking process, wherever it is kept (a static, a
 //!   thread-local, the heap). Each process keeps a registry of the tables in which it has
 //!   an entry; a `Fork` start records the child, under each of those tables' locks, with
@@ -66,6 +69,7 @@ use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
+use super::receipts::{self, Receipt};
 use crate::sys::{self, ProcId};
 
 const INLINE: usize = 5;
@@ -616,10 +620,10 @@ impl Holders {
     /// Pinned by its generation first: an undo run on a block whose object was freed (and
     /// the block perhaps reused) finds a released or another object's word and writes
     /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
-    /// died before it took it (a child killed before its note): its pending receives of this
-    /// object go back in flight first, whether or not a reaper got to its entry (a handle
-    /// it dropped while decoding is no longer in its list of holds; a reap leaves the
-    /// entries of an object that other live processes hold).
+    /// died before it took it (a child that wrote no receipt for it, `shm::receipts`): its
+    /// pending receives of this object go back in flight first, whether or not a reaper got
+    /// to its entry (a handle it dropped while decoding is no longer in its list of holds; a
+    /// reap leaves the entries of an object that other live processes hold).
     pub(crate) fn unsend(&self, heap: &Heap, generation: u64, dead_receiver: Option<u32>) -> bool {
         if self.pin(generation, false).is_err() {
             return false;
@@ -670,7 +674,18 @@ impl Holders {
     /// object's word (or a released one) and fails without writing. The table's lock is
     /// taken only once pinned. When no count is left, the dead are pruned first (a dead
     /// receiver's pending counts come back), then the receive fails.
-    pub(crate) fn receive(&self, heap: &Heap, generation: u64, pending: bool, let_go: LetGo) -> Result<(), Received> {
+    ///
+    /// `receipt`: where this process (a child decoding its argument) writes that it took
+    /// the count, should the receive be refused after taking it (a full heap), under the
+    /// lock (see `shm::receipts`).
+    pub(crate) fn receive(
+        &self,
+        heap: &Heap,
+        generation: u64,
+        pending: bool,
+        let_go: LetGo,
+        receipt: Option<Receipt>,
+    ) -> Result<(), Received> {
         let _gate = gate();
         let _g = match self.pin(generation, true) {
             Ok(()) => RawGuard::lock(&self.lock),
@@ -692,16 +707,30 @@ impl Holders {
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
         match joined {
             Ok(()) => Ok(()),
-            Err(_) => Err(Received::HeapFull { last: self.finish(heap) }),
+            Err(_) => {
+                if let Some(receipt) = receipt {
+                    receipts::write(heap, receipt);
+                }
+                Err(Received::HeapFull { last: self.finish(heap) })
+            }
         }
     }
 
     /// A message this process received handles from was taken (or its decoding ended):
     /// one pending receive of this process becomes final. Returns `true` when nothing
     /// holds the object any more (its handle was dropped meanwhile): the caller frees it.
-    pub(crate) fn settle(&self, heap: &Heap) -> bool {
+    ///
+    /// `receipt`: written under the lock before the pending receive becomes final (a child
+    /// decoding its argument, see `shm::receipts`): killed before the receipt, the child
+    /// leaves the count to its parent's undo; after it, the pending count goes back in
+    /// flight for nobody (a leak, never a count given back twice).
+    pub(crate) fn settle(&self, heap: &Heap, receipt: Option<Receipt>) -> bool {
         let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
+        if let Some(receipt) = receipt {
+            receipts::write(heap, receipt);
+            crash_point!("process.args.receipted");
+        }
         let me = sys::me();
         self.for_each(heap, |e| {
             if e.is(me) {
@@ -721,8 +750,9 @@ impl Holders {
     /// A handle arrived in a message that is dropped unreceived (it was decoded as another
     /// type): consumes its in-flight count, unless it is the object's last reference (the
     /// object would have to be destroyed by a process that does not know its type: the
-    /// count stays, and the object leaks).
-    pub(crate) fn discard(&self, heap: &Heap, generation: u64) {
+    /// count stays, and the object leaks). `receipt`: written under the lock when the count
+    /// is taken (see [`Holders::settle`]).
+    pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         if self.pin(generation, true).is_err() {
             return;
         }
@@ -730,6 +760,8 @@ impl Holders {
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
         if self.unheld(heap) {
             self.flight.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(receipt) = receipt {
+            receipts::write(heap, receipt);
         }
     }
 

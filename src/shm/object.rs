@@ -33,6 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::ShmSafe;
 use super::heap::{Heap, HeapFull};
 use super::holders::{Holders, LetGo, Received};
+use super::receipts::Receipt;
 use crate::codec;
 
 /// The kinds of shared object, one number each, checked when a handle is decoded.
@@ -339,7 +340,7 @@ impl<T: ShmObject> Serialize for Shared<T> {
         }
         self.header().holders.send();
         let (off, generation) = (self.off, self.generation());
-        codec::on_abort(move || {
+        codec::on_abort([off, generation, 0], move || {
             let heap = Heap::get();
             // Only the object of `generation` (the header checked, then its table pinned by
             // the generation inside `unsend`): an undo run on a block freed meanwhile, or
@@ -374,8 +375,11 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         if wire.family != heap.family_id() {
             return Err(codec::refuse_decoding("the handle belongs to another multiproc family"));
         }
+        // Where this receive writes that it took the count, in a child decoding its
+        // argument (see `shm::receipts`).
+        let receipt = codec::receipts().map(|block| Receipt { block, key: [wire.offset, wire.generation, 0] });
         if wire.kind != T::KIND || wire.fingerprint != fingerprint::<T>() {
-            discard_foreign(heap, &wire);
+            discard_foreign(heap, &wire, receipt);
             return Err(codec::refuse_decoding(format_args!(
                 "the handle is of another type (kind {}) than the {} (kind {}) expected",
                 wire.kind,
@@ -396,7 +400,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             ));
         }
         let let_go = Self::let_go(wire.offset, wire.generation);
-        if let Err(e) = header.holders.receive(heap, wire.generation, true, let_go) {
+        if let Err(e) = header.holders.receive(heap, wire.generation, true, let_go, receipt) {
             let full = matches!(e, Received::HeapFull { .. });
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
@@ -409,7 +413,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             // SAFETY: this process's pending receive keeps the object at `off` allocated
             // until this settle.
             let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.header.holders.settle(heap) {
+            if obj.header.holders.settle(heap, receipt) {
                 Self::release(off);
             }
         });
@@ -476,7 +480,7 @@ pub(super) fn let_go_of_dead(heap: &Heap, off: u64, generation: u64, dead: crate
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
 /// (see `Holders::discard`). Forged bytes change nothing.
-pub(super) fn discard_foreign(heap: &Heap, wire: &Wire) {
+pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>) {
     if !heap.contains(wire.offset, std::mem::size_of::<Header>()) {
         return;
     }
@@ -486,7 +490,7 @@ pub(super) fn discard_foreign(heap: &Heap, wire: &Wire) {
     let header = unsafe { &*heap.ptr(wire.offset).cast::<Header>() };
     let what = (wire.kind, wire.fingerprint, std::mem::size_of::<Header>());
     if sealed_as(heap, wire.offset, header, what, wire.generation, wire.seal) {
-        header.holders.discard(heap, wire.generation);
+        header.holders.discard(heap, wire.generation, receipt);
     }
 }
 
@@ -541,7 +545,7 @@ impl<T: ShmObject> Embedded<T> {
         // swap above made this call its only user.
         let header = unsafe { &(*obj).header };
         let generation = header.generation.load(Ordering::Relaxed);
-        match header.holders.receive(heap, generation, false, Shared::<T>::let_go(off, generation)) {
+        match header.holders.receive(heap, generation, false, Shared::<T>::let_go(off, generation), None) {
             Ok(()) => Some(Shared { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData }),
             // No room to record this process: the reference is given back, as if the
             // handle had been taken and dropped.
@@ -672,7 +676,7 @@ impl<T: Sided> Serialize for Side<T> {
         // is undone while the object's in-flight count still keeps it allocated.
         self.shared.side_holders(self.side).send();
         let (off, side, generation) = (self.shared.off, self.side, self.shared.generation());
-        codec::on_abort(move || {
+        codec::on_abort([off, generation, 1 + side as u64], move || {
             let heap = Heap::get();
             // A side's table has no generation of its own (0): the object's own table is
             // pinned by the object's generation around the side's undo, so that an undo run
@@ -704,7 +708,10 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         if side >= T::SIDES {
             return Err(codec::refuse_decoding(format_args!("side {side} of an object with {} sides", T::SIDES)));
         }
-        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0, true, Self::let_go(&shared, side)) {
+        let key = [shared.off, shared.generation(), 1 + side as u64];
+        let receipt = codec::receipts().map(|block| Receipt { block, key });
+        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0, true, Self::let_go(&shared, side), receipt)
+        {
             if matches!(why, Received::HeapFull { last: true } | Received::NotInFlight { last: true }) {
                 shared.side_gone(side);
             }
@@ -725,7 +732,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             // SAFETY: the object's own pending receive, settled after this one, keeps it
             // allocated.
             let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.value.side_holders(side).settle(heap) {
+            if obj.value.side_holders(side).settle(heap, receipt) {
                 obj.value.side_gone(side);
             }
         });

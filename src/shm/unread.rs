@@ -41,7 +41,7 @@ pub(crate) fn give_back_unread(message: &[u8], read: &[HandleRead]) {
             Some(i) => {
                 read.swap_remove(i);
             }
-            None => discard_foreign(heap, &wire),
+            None => discard_foreign(heap, &wire, None),
         }
     };
     match tag {

@@ -1,0 +1,137 @@
+//! Receipts: which handles of a child's argument the child took, handle by handle.
+//!
+//! A parent keeps the undo of its child's argument (`codec::Encoded`) until it reaps the
+//! child; the child writes a receipt for each handle whose in-flight count it took and will
+//! not give back: under the holder table's lock of each settle (before its `pending`
+//! decrement), of a discard that kept the count, and of a receive refused after it took the
+//! count (a full heap). At the reap the parent runs only the undo actions with no receipt
+//! (`codec::give_back_from_dead`). A handle is named by its [`Key`] (the object's offset and
+//! generation, and which of its tables), so the order of the receives need not be the
+//! encoding's (a side's undo comes before its object's, its receive after).
+//!
+//! A child killed after a receipt and before the `pending` decrement leaves that receive
+//! pending in its dead entry, which a prune puts back in flight for nobody: a leak of that
+//! object, never a count given back twice.
+//!
+//! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
+//! [`Key`] each. Only the child writes it (one thread, its argument's decoding: one write
+//! at most per handle of the message). A child that wrote every slot has taken every
+//! handle: it tells its parent so on its boot socket (`process::boot::DECODED`), then
+//! frees the block itself (a parent that dies without reaping it
+//! would leak it); else the parent reads the block once the child is dead, and frees it.
+//! A child killed between its note and the free leaks the block (a few words).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::heap::{Heap, HeapFull};
+
+/// Which handle a receipt or an undo is about: `[object offset, generation, table]`, the
+/// table 0 for the object's own, `1 + side` for a side's.
+pub(crate) type Key = [u64; 3];
+
+const HEAD: usize = 2;
+const SLOT: usize = 3;
+
+/// Where a receive writes its receipt: the block's offset and the handle's key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Receipt {
+    pub(crate) block: u64,
+    pub(crate) key: Key,
+}
+
+/// The parent's block of receipts for one child's argument: freed when dropped, unless
+/// [`Receipts::leave`] leaves it to a child that may still write it.
+#[derive(Debug)]
+pub(crate) struct Receipts {
+    off: u64,
+    slots: usize,
+}
+
+fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
+    // SAFETY: every block of receipts is allocated by `Receipts::new` with `len` words
+    // (checked inside the heap and aligned by the callers), and only freed by its parent
+    // once the one child that writes it is dead; the block is atomics only, valid for any
+    // bytes.
+    unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
+}
+
+impl Receipts {
+    /// A zeroed block for the receipts of `handles` handles.
+    pub(crate) fn new(handles: usize) -> Result<Self, HeapFull> {
+        let heap = Heap::get();
+        let len = (HEAD + SLOT * handles) * 8;
+        let off = heap.alloc_zeroed(len)?;
+        words(heap, off, HEAD)[0].store(handles as u64, Ordering::Release);
+        Ok(Self { off, slots: handles })
+    }
+
+    /// The block's offset in the family heap (what the child is told).
+    pub(crate) fn offset(&self) -> u64 {
+        self.off
+    }
+
+    fn len(&self) -> usize {
+        HEAD + SLOT * self.slots
+    }
+
+    /// The keys receipted so far: read once the child is dead.
+    pub(crate) fn read(&self) -> Vec<Key> {
+        let w = words(Heap::get(), self.off, self.len());
+        let written = (w[1].load(Ordering::Acquire) as usize).min(self.slots);
+        (0..written)
+            .map(|i| {
+                let at = HEAD + SLOT * i;
+                [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// Leaves the block to a child that may still write it (a leak of a few words).
+    pub(crate) fn leave(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Receipts {
+    fn drop(&mut self) {
+        Heap::get().free(self.off, self.len() * 8);
+    }
+}
+
+/// Whether every slot of the block at `block` is written (the child, once its argument's
+/// receives are settled): it will never write it again, and its parent needs nothing of it.
+pub(crate) fn all_written(heap: &Heap, block: u64) -> bool {
+    if !heap.contains(block, HEAD * 8) {
+        return false;
+    }
+    let head = words(heap, block, HEAD);
+    head[1].load(Ordering::Relaxed) == head[0].load(Ordering::Relaxed)
+}
+
+/// Frees the block at `block`, every slot of which is written ([`all_written`]), once its
+/// parent was told it needs nothing of it (the child).
+pub(crate) fn free_written(heap: &Heap, block: u64) {
+    let slots = words(heap, block, HEAD)[0].load(Ordering::Relaxed) as usize;
+    heap.free(block, (HEAD + SLOT * slots) * 8);
+}
+
+/// Writes `receipt` into its block (the child, under the lock of the handle's table): the
+/// key first, then the count that makes it read.
+pub(crate) fn write(heap: &Heap, receipt: Receipt) {
+    if !heap.contains(receipt.block, HEAD * 8) {
+        return;
+    }
+    let head = words(heap, receipt.block, HEAD);
+    let slots = head[0].load(Ordering::Acquire) as usize;
+    let written = head[1].load(Ordering::Relaxed) as usize;
+    if written >= slots || !heap.contains(receipt.block, (HEAD + SLOT * slots) * 8) {
+        // More receives than the parent encoded handles: not a message of that parent.
+        return;
+    }
+    let w = words(heap, receipt.block, HEAD + SLOT * slots);
+    let at = HEAD + SLOT * written;
+    for (k, word) in receipt.key.iter().enumerate() {
+        w[at + k].store(*word, Ordering::Relaxed);
+    }
+    head[1].store(written as u64 + 1, Ordering::Release);
+}
