@@ -511,6 +511,89 @@ fn a_consumer_killed_while_counting_the_task_it_took_has_it_counted_lost_once() 
     }
 }
 
+/// A consumer killed right after its `get` took the task from the ring (the take committed,
+/// the `get` not yet returned) has that task counted taken, and lost: `join` reports it
+/// (it waited for ever: the task was out of the queue and counted as nobody's).
+#[test]
+fn a_consumer_killed_right_after_its_get_committed_has_its_task_counted_lost() {
+    let leaks = leak_check(LIMIT);
+    {
+        let q = JoinableQueue::new().unwrap();
+        q.put(1).unwrap();
+        // Someone who could still finish the task: `join` then tells lost from disconnected.
+        let other = q.clone();
+        let dier = Process::new(take_one_armed, (q.clone(), "ring.take.committed".to_string())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+        assert!(q.is_empty(), "the take did not commit");
+        assert_eq!(q.join(), Err(QueueJoinError::TasksLost { lost: 1 }));
+        drop(other);
+    }
+    leaks.assert_no_leak();
+}
+
+/// Takes one task (counted in its slot, lost for good once it dies), then arms `point` and
+/// takes another.
+fn take_one_then_another_armed(args: (JoinableQueue<u32>, String)) {
+    let (q, point) = args;
+    q.get().unwrap();
+    multiproc::__private::crash_at(&point);
+    q.get().unwrap();
+}
+
+/// A consumer killed inside its `get` before the take commits, at each step of its count of
+/// the task (its slot and that slot's count noted, the take's place noted, the task counted)
+/// leaves the task in the queue, counted as nobody's: the next take undoes the dead one's
+/// count (a consumer killed right after undoing it, `queue.take.undone`, leaves it undone
+/// once, not twice). With a live consumer holding that task, `join` waits for it (it does
+/// not report it lost), then returns once it is done; the dead consumer's own slot, fresh or
+/// already counting a task it took before, keeps only its real tasks.
+#[test]
+fn a_consumer_killed_between_its_count_and_its_commit_leaves_the_task_in_the_queue() {
+    let _t = heap_user(LIMIT);
+    for point in ["queue.take.noted", "queue.take.marked", "queue.take.counted"] {
+        for held_before in [false, true] {
+            for undone in [false, true] {
+                if undone && point != "queue.take.counted" {
+                    continue;
+                }
+                let what = format!("{point}, a task held before: {held_before}, undoer killed: {undone}");
+                let puts = 1 + u64::from(held_before);
+                let q = JoinableQueue::new().unwrap();
+                for i in 0..puts {
+                    q.put(i as u32).unwrap();
+                }
+                // Someone who could still finish the tasks: `join` then tells lost from
+                // disconnected.
+                let _other = q.clone();
+                let dier = if held_before {
+                    Process::new(take_one_then_another_armed, (q.clone(), point.to_string())).start().unwrap()
+                } else {
+                    Process::new(take_one_armed, (q.clone(), point.to_string())).start().unwrap()
+                };
+                assert_eq!(dier.wait(), -libc::SIGABRT, "{what}: the consumer did not die there");
+                if undone {
+                    let undoer = Process::new(take_one_armed, (q.clone(), "queue.take.undone".to_string())).start();
+                    assert_eq!(undoer.unwrap().wait(), -libc::SIGABRT, "{what}: the next consumer did not die there");
+                }
+                assert_eq!(q.len(), 1, "{what}: the task is not in the queue");
+                let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+                let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap();
+                assert!(took.wait_timeout(Duration::from_secs(30)), "{what}: the holder took nothing");
+                let early = q.join_timeout(Duration::from_millis(300));
+                release.set();
+                assert_eq!(holder.join().unwrap(), ());
+                assert_eq!(early, Err(QueueJoinTimeoutError::Timeout { unfinished: puts }), "{what}");
+                let end = q.join_timeout(LIMIT);
+                if held_before {
+                    assert_eq!(end, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "{what}");
+                } else {
+                    assert_eq!(end, Ok(()), "{what}");
+                }
+            }
+        }
+    }
+}
+
 // ---- across processes -------------------------------------------------------------------
 
 fn produce(args: (Queue<(u32, u32)>, u32, u32)) {
