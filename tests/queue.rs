@@ -511,6 +511,28 @@ fn a_consumer_killed_while_counting_the_task_it_took_has_it_counted_lost_once() 
     }
 }
 
+/// A live consumer that took several tasks and marked some done holds the rest: `join`
+/// waits for them, it never counts them lost (a take that claimed this process's own slot
+/// again had stored its count as a dead process's part).
+#[test]
+fn a_live_consumer_holding_some_of_the_tasks_it_took_loses_none() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(q.get(), Ok(i));
+    }
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(Duration::from_millis(100)), Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }));
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
 /// A consumer killed right after its `get` took the task from the ring (the take committed,
 /// the `get` not yet returned) has that task counted taken, and lost: `join` reports it
 /// (it waited for ever: the task was out of the queue and counted as nobody's).

@@ -424,14 +424,17 @@ impl Tasks {
         let me = sys::me();
         let (at, h, mine) = self.slot(me, usize::MAX)?;
         let before = h.taken.load(Ordering::Relaxed);
-        let dead = h.held();
+        let dead = if mine { 0 } else { h.held() };
         self.take_slot.store(before << SLOT_SHIFT | (at as u64 + 1), Ordering::Relaxed);
         crash_point!("queue.take.noted");
         self.take_at.store(past, Ordering::Relaxed);
         crash_point!("queue.take.marked");
         h.taken.store(before.wrapping_add(1), Ordering::Release);
         crash_point!("queue.take.counted");
-        (!mine).then_some(Claim { _lock: lock, slot: h, dead, me })
+        if mine {
+            return None;
+        }
+        Some(Claim { _lock: lock, slot: h, dead, me })
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
