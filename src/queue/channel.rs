@@ -125,34 +125,33 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     taking: impl FnOnce(),
     decoded: impl FnOnce(bool),
 ) -> Result<T, Failure> {
-    let read = |bytes: &[u8], got: u32| {
-        if got == tag {
-            // A plain type's message holds no handle: read straight from the record. One
-            // that does not read so (not postcard, bytes left over) gets the general path,
-            // and its error.
-            if codec::plain::<T>()
-                && let Some(value) = codec::decode_plain::<T>(bytes, true)
-            {
-                return Ok(value);
-            }
-            // Read with the message (see `Connection::take_raw`): a get that waited may
-            // take the ring's first message with handles.
-            decode_taken::<T>(bytes, ring.ever_had_handles())
-        } else {
-            let sent = if got == RAW {
-                "a raw message (send_bytes) cannot be received as"
-            } else {
-                "the message was sent as another type than"
-            };
-            Err((CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(), None))
-        }
-    };
     let decoded = ring
         .get(deadline, watch, |bytes, got| {
             taking();
-            let value = read(bytes, got);
-            decoded(value.is_ok());
-            value
+            if got == tag {
+                // A plain type's message holds no handle: read straight from the record. One
+                // that does not read so (not postcard, bytes left over) gets the general
+                // path, and its error.
+                if codec::plain::<T>()
+                    && let Some(value) = codec::decode_plain::<T>(bytes, true)
+                {
+                    decoded(true);
+                    return Ok(value);
+                }
+                // Read with the message (see `Connection::take_raw`): a get that waited
+                // may take the ring's first message with handles.
+                let value = decode_taken::<T>(bytes, ring.ever_had_handles());
+                decoded(value.is_ok());
+                value
+            } else {
+                decoded(false);
+                let sent = if got == RAW {
+                    "a raw message (send_bytes) cannot be received as"
+                } else {
+                    "the message was sent as another type than"
+                };
+                Err((CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(), None))
+            }
         })
         .map_err(|r| refused(r, gone))?;
     settle_decoded(decoded).map_err(Failure::Decode)
@@ -245,6 +244,16 @@ pub(crate) struct QueueState {
     drained_at: AtomicU64,
 }
 
+impl QueueState {
+    /// [`Channel::count_take`]'s work: one call, not generic (inlined into code generic
+    /// over `T`, monomorphized in the user's crate, its own calls would stay calls).
+    fn count_take(&self, decoded: bool) -> Option<Claim<'_>> {
+        let past = self.ring.taken().wrapping_add(1);
+        self.tasks.settle(past);
+        if decoded { self.tasks.count_take(past) } else { None }
+    }
+}
+
 /// `QueueState::shutdown` bits.
 const IMMEDIATE: u64 = 1;
 const SHUT_DOWN: u64 = 2;
@@ -315,13 +324,12 @@ struct Claim<'a> {
     _lock: RawGuard<'a>,
     slot: &'a Held,
     dead: i64,
-    me: sys::ProcId,
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         crash_point!("queue.tasks.taken");
-        self.slot.claim(self.dead, self.me);
+        self.slot.claim(self.dead, sys::me());
     }
 }
 
@@ -364,15 +372,24 @@ impl Tasks {
     }
 
     /// The slot to count in for process `me`, its index, and whether it is `me`'s own: its
-    /// own, else a free one (never used, or a dead process's) other than slot `skip`,
-    /// lowest first (raising the mark of slots used before a never used one is counted in);
-    /// `None` when every slot is a live process's. Caller holds the lock.
+    /// own, else a free one ([`Tasks::free`]); `None` when every slot is a live process's.
+    /// Caller holds the lock.
+    #[inline]
     fn slot(&self, me: sys::ProcId, skip: usize) -> Option<(usize, &Held, bool)> {
         let mine = |h: &Held| h.pid.load(Ordering::Relaxed) == me.pid && h.start.load(Ordering::Relaxed) == me.start;
         let used = self.used();
-        if let Some(at) = used.iter().position(mine) {
-            return Some((at, &used[at], true));
+        match used.iter().position(mine) {
+            Some(at) => Some((at, &used[at], true)),
+            None => self.free(skip).map(|at| (at, &self.slots[at], false)),
         }
+    }
+
+    /// A free slot (never used, or a dead process's) other than slot `skip`, lowest first;
+    /// the mark of slots used is raised before a never used one is counted in. Caller holds
+    /// the lock.
+    #[cold]
+    fn free(&self, skip: usize) -> Option<usize> {
+        let used = self.used();
         // A free slot among those used, else the first one never used.
         let free = used.iter().enumerate().position(|(at, h)| {
             let pid = h.pid.load(Ordering::Relaxed);
@@ -384,7 +401,7 @@ impl Tasks {
             self.used.store(at as u32 + 1, Ordering::Release);
             crash_point!("queue.tasks.used");
         }
-        Some((at, &self.slots[at], false))
+        Some(at)
     }
 
     /// Counts a task marked done by this process; false when every slot is a live
@@ -434,7 +451,7 @@ impl Tasks {
         if mine {
             return None;
         }
-        Some(Claim { _lock: lock, slot: h, dead, me })
+        Some(Claim { _lock: lock, slot: h, dead })
     }
 
     /// Undoes the count of the last take counted if it never committed (its process was
@@ -836,10 +853,7 @@ impl<T> Channel<T> {
         if !self.counts_tasks {
             return None;
         }
-        let tasks = &self.shared.tasks;
-        let past = self.shared.ring.taken().wrapping_add(1);
-        tasks.settle(past);
-        if decoded { tasks.count_take(past) } else { None }
+        self.shared.count_take(decoded)
     }
 
     /// Marks a task done by this process, if fewer than `puts()` are done: the tasks done
