@@ -309,9 +309,10 @@ impl<T> JoinableQueue<T> {
     /// is not put back: the queue cannot know what the dead process had already done);
     /// [`QueueJoinError::Closed`] after [`JoinableQueue::close`].
     ///
-    /// A task counts as held by the process whose `get` returned it, until that process
-    /// calls `task_done`; a process that marks done more tasks than it took is taken to
-    /// have finished those of others (of the dead first).
+    /// A task counts as held by the process whose `get` took it out of the queue (a `get`
+    /// killed at any point either left the item in the queue or holds it), until that
+    /// process calls `task_done`; a process that marks done more tasks than it took is
+    /// taken to have finished those of others (of the dead first).
     ///
     /// ```
     /// multiproc::init();
