@@ -533,6 +533,30 @@ fn a_live_consumer_holding_some_of_the_tasks_it_took_loses_none() {
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 
+/// A process marking a task done while a dead consumer's count awaits its undo (killed
+/// between its count and its commit) does not claim that consumer's slot: claimed, the slot's
+/// `base` kept the count that the next take undoes, and `join` counted a task this live
+/// process holds as lost.
+#[test]
+fn task_done_beside_a_count_awaiting_its_undo_counts_no_task_lost() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let dier = Process::new(take_one_armed, (q.clone(), "queue.take.counted".to_string())).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+    // This process's first count in the table: a done, before any take undoes the dead's.
+    q.task_done().unwrap();
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.get(), Ok(2));
+    // Two taken, one marked done: this process holds one task, nobody lost any.
+    assert_eq!(q.join_timeout(Duration::from_millis(100)), Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }));
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
 /// A consumer killed right after its `get` took the task from the ring (the take committed,
 /// the `get` not yet returned) has that task counted taken, and lost: `join` reports it
 /// (it waited for ever: the task was out of the queue and counted as nobody's).
