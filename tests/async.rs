@@ -896,6 +896,42 @@ fn join_async_waits_until_every_task_is_done() {
     assert_eq!(smol::block_on(alone.join_async()), Err(multiproc::QueueJoinError::Disconnected { unfinished: 1 }));
 }
 
+/// Arms `point` in this process, then takes one task with `get_async`.
+fn take_one_async_armed(args: (JoinableQueue<u32>, String)) {
+    let (q, point) = args;
+    multiproc::__private::crash_at(&point);
+    smol::block_on(q.get_async()).unwrap();
+}
+
+/// A `get_async` counts its task inside the take, as `get` does: killed right after the
+/// take committed, its consumer has the task counted lost (`join` waited for ever); killed
+/// after the count and before the commit, the task stays in the queue and the next take
+/// undoes the count (`join` does not report it lost while this process holds it).
+#[test]
+fn a_get_async_killed_around_its_commit_has_its_task_counted_exactly_when_taken() {
+    let _w = watchdog(LIMIT);
+    for (point, taken) in [("ring.take.committed", true), ("queue.take.counted", false)] {
+        let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+        q.put(1).unwrap();
+        // Someone who could still finish the task: `join` then tells lost from disconnected.
+        let other = q.clone();
+        let dier = Process::new(take_one_async_armed, (q.clone(), point.to_string())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "{point}: the consumer did not die there");
+        if taken {
+            assert!(q.is_empty(), "{point}");
+            assert_eq!(q.join(), Err(multiproc::QueueJoinError::TasksLost { lost: 1 }), "{point}");
+        } else {
+            assert_eq!(q.len(), 1, "{point}");
+            assert_eq!(smol::block_on(q.get_async()), Ok(1), "{point}");
+            let held = q.join_timeout(Duration::from_millis(100));
+            assert_eq!(held, Err(multiproc::QueueJoinTimeoutError::Timeout { unfinished: 1 }), "{point}");
+            q.task_done().unwrap();
+            assert_eq!(smol::block_on(q.join_async()), Ok(()), "{point}");
+        }
+        drop(other);
+    }
+}
+
 #[test]
 fn the_futures_that_hold_no_guard_are_send() {
     let _w = watchdog(LIMIT);

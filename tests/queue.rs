@@ -511,6 +511,135 @@ fn a_consumer_killed_while_counting_the_task_it_took_has_it_counted_lost_once() 
     }
 }
 
+/// A live consumer that took several tasks and marked some done holds the rest: `join`
+/// waits for them, it never counts them lost (a take that claimed this process's own slot
+/// again had stored its count as a dead process's part).
+#[test]
+fn a_live_consumer_holding_some_of_the_tasks_it_took_loses_none() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(q.get(), Ok(i));
+    }
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(Duration::from_millis(100)), Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }));
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+/// A process marking a task done while a dead consumer's count awaits its undo (killed
+/// between its count and its commit) does not claim that consumer's slot: claimed, the slot's
+/// `base` kept the count that the next take undoes, and `join` counted a task this live
+/// process holds as lost.
+#[test]
+fn task_done_beside_a_count_awaiting_its_undo_counts_no_task_lost() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+    let _other = q.clone();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let dier = Process::new(take_one_armed, (q.clone(), "queue.take.counted".to_string())).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+    // This process's first count in the table: a done, before any take undoes the dead's.
+    q.task_done().unwrap();
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.get(), Ok(2));
+    // Two taken, one marked done: this process holds one task, nobody lost any.
+    assert_eq!(q.join_timeout(Duration::from_millis(100)), Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }));
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+}
+
+/// A consumer killed right after its `get` took the task from the ring (the take committed,
+/// the `get` not yet returned) has that task counted taken, and lost: `join` reports it
+/// (it waited for ever: the task was out of the queue and counted as nobody's).
+#[test]
+fn a_consumer_killed_right_after_its_get_committed_has_its_task_counted_lost() {
+    let leaks = leak_check(LIMIT);
+    {
+        let q = JoinableQueue::new().unwrap();
+        q.put(1).unwrap();
+        // Someone who could still finish the task: `join` then tells lost from disconnected.
+        let other = q.clone();
+        let dier = Process::new(take_one_armed, (q.clone(), "ring.take.committed".to_string())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die there");
+        assert!(q.is_empty(), "the take did not commit");
+        assert_eq!(q.join(), Err(QueueJoinError::TasksLost { lost: 1 }));
+        drop(other);
+    }
+    leaks.assert_no_leak();
+}
+
+/// Takes one task (counted in its slot, lost for good once it dies), then arms `point` and
+/// takes another.
+fn take_one_then_another_armed(args: (JoinableQueue<u32>, String)) {
+    let (q, point) = args;
+    q.get().unwrap();
+    multiproc::__private::crash_at(&point);
+    q.get().unwrap();
+}
+
+/// A consumer killed inside its `get` before the take commits, at each step of its count of
+/// the task (its slot and that slot's count noted, the take's place noted, the task counted)
+/// leaves the task in the queue, counted as nobody's: the next take undoes the dead one's
+/// count (a consumer killed right after undoing it, `queue.take.undone`, leaves it undone
+/// once, not twice). With a live consumer holding that task, `join` waits for it (it does
+/// not report it lost), then returns once it is done; the dead consumer's own slot, fresh or
+/// already counting a task it took before, keeps only its real tasks.
+#[test]
+fn a_consumer_killed_between_its_count_and_its_commit_leaves_the_task_in_the_queue() {
+    let _t = heap_user(LIMIT);
+    for point in ["queue.take.noted", "queue.take.marked", "queue.take.counted"] {
+        for held_before in [false, true] {
+            for undone in [false, true] {
+                if undone && point != "queue.take.counted" {
+                    continue;
+                }
+                let what = format!("{point}, a task held before: {held_before}, undoer killed: {undone}");
+                let puts = 1 + u64::from(held_before);
+                let q = JoinableQueue::new().unwrap();
+                for i in 0..puts {
+                    q.put(i as u32).unwrap();
+                }
+                // Someone who could still finish the tasks: `join` then tells lost from
+                // disconnected.
+                let _other = q.clone();
+                let dier = if held_before {
+                    Process::new(take_one_then_another_armed, (q.clone(), point.to_string())).start().unwrap()
+                } else {
+                    Process::new(take_one_armed, (q.clone(), point.to_string())).start().unwrap()
+                };
+                assert_eq!(dier.wait(), -libc::SIGABRT, "{what}: the consumer did not die there");
+                if undone {
+                    let undoer = Process::new(take_one_armed, (q.clone(), "queue.take.undone".to_string())).start();
+                    assert_eq!(undoer.unwrap().wait(), -libc::SIGABRT, "{what}: the next consumer did not die there");
+                }
+                assert_eq!(q.len(), 1, "{what}: the task is not in the queue");
+                let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+                let holder = Process::new(hold_one_task, (q.clone(), took.clone(), release.clone())).start().unwrap();
+                assert!(took.wait_timeout(Duration::from_secs(30)), "{what}: the holder took nothing");
+                let early = q.join_timeout(Duration::from_millis(300));
+                release.set();
+                assert_eq!(holder.join().unwrap(), ());
+                assert_eq!(early, Err(QueueJoinTimeoutError::Timeout { unfinished: puts }), "{what}");
+                let end = q.join_timeout(LIMIT);
+                if held_before {
+                    assert_eq!(end, Err(QueueJoinTimeoutError::TasksLost { lost: 1 }), "{what}");
+                } else {
+                    assert_eq!(end, Ok(()), "{what}");
+                }
+            }
+        }
+    }
+}
+
 // ---- across processes -------------------------------------------------------------------
 
 fn produce(args: (Queue<(u32, u32)>, u32, u32)) {

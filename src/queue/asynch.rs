@@ -19,15 +19,10 @@ use super::{JoinableQueue, Queue, SimpleQueue};
 use crate::shm::{Interrupted, Waiting, poll_on};
 
 /// The get of all three queues, on a handle's channel (`None` once the handle is closed);
-/// `took` runs in the poll that returns the item.
-async fn get_from<T: Serialize + DeserializeOwned>(
-    channel: Option<&Channel<T>>,
-    took: impl FnOnce(&Channel<T>),
-) -> Result<T, GetError> {
+/// a `JoinableQueue`'s counts the task taken inside the take.
+async fn get_from<T: Serialize + DeserializeOwned>(channel: Option<&Channel<T>>) -> Result<T, GetError> {
     let Some(ch) = channel else { return Err(GetError::Closed) };
-    let item = ch.get_async().await.map_err(GetError::from_failure)?;
-    took(ch);
-    Ok(item)
+    ch.get_async().await.map_err(GetError::from_failure)
 }
 
 /// The put of all three queues, on a handle's channel.
@@ -60,7 +55,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn get_async(&self) -> Result<T, GetError> {
-        get_from(self.channel(), |_| {}).await
+        get_from(self.channel()).await
     }
 
     /// [`Queue::put`] as a future: waits for room in a bounded queue without blocking a
@@ -106,7 +101,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn get_async(&self) -> Result<T, GetError> {
-        get_from(self.channel(), |_| {}).await
+        get_from(self.channel()).await
     }
 
     /// [`SimpleQueue::put`] as a future (a `SimpleQueue` is unbounded: ready at once).
@@ -149,7 +144,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub async fn get_async(&self) -> Result<T, GetError> {
-        get_from(self.channel(), Channel::took_task).await
+        get_from(self.channel()).await
     }
 
     /// [`JoinableQueue::put`] as a future: waits for room in a bounded queue.

@@ -111,11 +111,12 @@ pub(crate) fn recv_value<T: DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
 ) -> Result<T, Failure> {
-    recv_value_then(ring, tag, deadline, watch, |_| Failure::Gone, || {})
+    recv_value_then(ring, tag, deadline, watch, |_| Failure::Gone, || {}, |_| {})
 }
 
-/// [`recv_value`], calling `taking` under the consumers' lock when a message is there,
-/// and telling why the other side is gone with `gone`.
+/// [`recv_value`], calling `taking` under the consumers' lock when a message is there, and
+/// `decoded` (whether it decoded) there too, after the decoding and before the take
+/// commits; telling why the other side is gone with `gone`.
 fn recv_value_then<T: DeserializeOwned, W: Watch>(
     ring: &Ring,
     tag: u32,
@@ -123,6 +124,7 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     watch: &W,
     gone: impl FnOnce(W::Gone) -> Failure,
     taking: impl FnOnce(),
+    decoded: impl FnOnce(bool),
 ) -> Result<T, Failure> {
     let decoded = ring
         .get(deadline, watch, |bytes, got| {
@@ -134,12 +136,16 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 if codec::plain::<T>()
                     && let Some(value) = codec::decode_plain::<T>(bytes, true)
                 {
+                    decoded(true);
                     return Ok(value);
                 }
                 // Read with the message (see `Connection::take_raw`): a get that waited
                 // may take the ring's first message with handles.
-                decode_taken::<T>(bytes, ring.ever_had_handles())
+                let value = decode_taken::<T>(bytes, ring.ever_had_handles());
+                decoded(value.is_ok());
+                value
             } else {
+                decoded(false);
                 let sent = if got == RAW {
                     "a raw message (send_bytes) cannot be received as"
                 } else {
@@ -239,6 +245,16 @@ pub(crate) struct QueueState {
     drained_at: AtomicU64,
 }
 
+impl QueueState {
+    /// [`Channel::count_take`]'s work: one call, not generic (inlined into code generic
+    /// over `T`, monomorphized in the user's crate, its own calls would stay calls).
+    fn count_take(&self, decoded: bool) -> Option<Claim<'_>> {
+        let past = self.ring.taken().wrapping_add(1);
+        self.tasks.settle(past);
+        if decoded { self.tasks.count_take(past) } else { None }
+    }
+}
+
 /// `QueueState::shutdown` bits.
 const IMMEDIATE: u64 = 1;
 const SHUT_DOWN: u64 = 2;
@@ -288,7 +304,39 @@ impl Held {
     fn held(&self) -> i64 {
         self.taken.load(Ordering::Acquire).wrapping_sub(self.done.load(Ordering::Acquire)) as i64
     }
+
+    /// Makes this free slot, where process `me` has just counted, `me`'s: `base` (what
+    /// [`Held::held`] was before that count, the dead's part), then `start`, then `pid`
+    /// last. Until then the slot names no live process and its whole count is a dead one's;
+    /// a process killed at any step leaves it so (a later claim stores the `base` of its
+    /// moment). Caller holds the table's lock.
+    fn claim(&self, dead: i64, me: sys::ProcId) {
+        self.base.store(dead as u64, Ordering::Relaxed);
+        crash_point!("queue.tasks.moved");
+        self.start.store(me.start, Ordering::Relaxed);
+        crash_point!("queue.tasks.started");
+        self.pid.store(me.pid, Ordering::Relaxed);
+    }
 }
+
+/// A free slot of the task table counted in by a take, to be claimed ([`Held::claim`]) once
+/// the take has committed: when this is dropped, the table's lock held until then.
+struct Claim<'a> {
+    _lock: RawGuard<'a>,
+    slot: &'a Held,
+    dead: i64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        crash_point!("queue.tasks.taken");
+        self.slot.claim(self.dead, sys::me());
+    }
+}
+
+/// `Tasks::take_slot`: the slot's index plus one in the low bits, its count above.
+const SLOT_SHIFT: u32 = 6;
+const SLOT_BITS: u64 = (1 << SLOT_SHIFT) - 1;
 
 /// Tasks taken and done per process (`JoinableQueue`), so that `join` can tell the tasks of
 /// dead processes, which nobody can ever mark done.
@@ -301,6 +349,14 @@ struct Tasks {
     /// grows, written before a slot's first count, so that every slot past it is still
     /// unused (`pid` 0, no count) even after a kill anywhere. The sums read only these.
     used: AtomicU32,
+    /// The last take counted before its commit ([`Tasks::count_take`]): its slot's index
+    /// plus one (0: none) and that slot's `taken` before the count, as `taken << SLOT_SHIFT
+    /// | index + 1`.
+    take_slot: AtomicU64,
+    /// The consumers' count once that take has committed: while theirs is one less (read
+    /// under their lock), it has not, and never will unless its process still holds the
+    /// lock.
+    take_at: AtomicU64,
     slots: [Held; GETTER_SLOTS],
 }
 
@@ -316,56 +372,114 @@ impl Tasks {
         &self.slots[..used.min(GETTER_SLOTS)]
     }
 
-    /// Adds one to this process's count `which` (`taken` or `done`) and calls `counted`;
-    /// false when every slot is a live process's (then it counts nothing). Caller holds the
-    /// lock.
-    ///
-    /// A process without a slot counts in a free one (never used, or a dead process's)
-    /// first, then claims it. A process killed at any step (the table's lock is then taken
-    /// over) leaves the slot counted right: until `pid` is written last the slot names no
-    /// live process, so its whole `taken - done` (the dead's part, with this process's
-    /// count) is lost, as it is once `base` holds the dead's part and `taken - done - base`
-    /// this process's; a later process claiming the slot again stores the `base` of that
-    /// moment.
-    fn add(&self, which: fn(&Held) -> &AtomicU64, counted: impl FnOnce()) -> bool {
-        let me = sys::me();
+    /// The slot to count in for process `me`, its index, and whether it is `me`'s own: its
+    /// own, else a free one ([`Tasks::free`]); `None` when every slot is a live process's.
+    /// Caller holds the lock.
+    #[inline]
+    fn slot(&self, me: sys::ProcId, skip: usize) -> Option<(usize, &Held, bool)> {
         let mine = |h: &Held| h.pid.load(Ordering::Relaxed) == me.pid && h.start.load(Ordering::Relaxed) == me.start;
         let used = self.used();
-        if let Some(h) = used.iter().find(|h| mine(h)) {
-            which(h).fetch_add(1, Ordering::Release);
-            counted();
-            return true;
+        match used.iter().position(mine) {
+            Some(at) => Some((at, &used[at], true)),
+            None => self.free(skip).map(|at| (at, &self.slots[at], false)),
         }
+    }
+
+    /// A free slot (never used, or a dead process's) other than slot `skip`, lowest first;
+    /// the mark of slots used is raised before a never used one is counted in. Caller holds
+    /// the lock.
+    #[cold]
+    fn free(&self, skip: usize) -> Option<usize> {
+        let used = self.used();
         // A free slot among those used, else the first one never used.
-        let free = used.iter().position(|h| {
+        let free = used.iter().enumerate().position(|(at, h)| {
             let pid = h.pid.load(Ordering::Relaxed);
-            pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed))
+            at != skip && (pid == 0 || !sys::process_alive(pid, h.start.load(Ordering::Relaxed)))
         });
-        let Some(at) = free.or((used.len() < GETTER_SLOTS).then_some(used.len())) else {
-            return false;
-        };
+        let at = free.or((used.len() < GETTER_SLOTS).then_some(used.len()))?;
         if at == used.len() {
             // Covers the slot before its first count (a kill here leaves it covered, empty).
             self.used.store(at as u32 + 1, Ordering::Release);
             crash_point!("queue.tasks.used");
         }
-        let free = &self.slots[at];
-        let dead = free.held();
-        which(free).fetch_add(1, Ordering::Release);
-        counted();
-        free.base.store(dead as u64, Ordering::Relaxed);
-        crash_point!("queue.tasks.moved");
-        free.start.store(me.start, Ordering::Relaxed);
-        crash_point!("queue.tasks.started");
-        free.pid.store(me.pid, Ordering::Relaxed);
+        Some(at)
+    }
+
+    /// Counts a task marked done by this process; false when every slot is a live
+    /// process's (then it counts nothing). Caller holds the lock.
+    ///
+    /// A process without a slot counts in a free one (never used, or a dead process's)
+    /// first, then claims it ([`Held::claim`]). Not in the slot of the last take counted
+    /// before its commit, which the next take may still undo ([`Tasks::settle`]): claimed
+    /// meanwhile, its `base` would keep the count undone.
+    fn add_done(&self) -> bool {
+        let me = sys::me();
+        let skip = ((self.take_slot.load(Ordering::Relaxed) & SLOT_BITS) as usize).wrapping_sub(1);
+        let Some((_, h, mine)) = self.slot(me, skip) else { return false };
+        let dead = h.held();
+        h.done.fetch_add(1, Ordering::Release);
+        crash_point!("queue.task_done.counted");
+        if !mine {
+            h.claim(dead, me);
+        }
         true
     }
 
-    /// Counts a task taken by this process (uncounted when every slot is a live
-    /// process's).
-    fn took(&self) {
+    /// Counts a task this process is taking, before the take commits (consumers' lock
+    /// held; the take makes the consumers' count `past`): notes the slot and its `taken`
+    /// first, then `past`, then counts, so that the next take can undo the count of a
+    /// process killed before its commit ([`Tasks::settle`]); a kill after the commit leaves
+    /// the task counted as the dead process's. Uncounted when every slot is a live
+    /// process's.
+    ///
+    /// A process without a slot counts in a free one and claims it once its take has
+    /// committed, under the table's lock, held until then: when the [`Claim`] returned is
+    /// dropped. (Claimed before the commit, the slot of a process killed in between would
+    /// name it with a count undone.)
+    #[inline]
+    fn count_take(&self, past: u64) -> Option<Claim<'_>> {
+        let lock = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        let (at, h, mine) = self.slot(me, usize::MAX)?;
+        let before = h.taken.load(Ordering::Relaxed);
+        let dead = if mine { 0 } else { h.held() };
+        self.take_slot.store(before << SLOT_SHIFT | (at as u64 + 1), Ordering::Relaxed);
+        crash_point!("queue.take.noted");
+        self.take_at.store(past, Ordering::Relaxed);
+        crash_point!("queue.take.marked");
+        h.taken.store(before.wrapping_add(1), Ordering::Release);
+        crash_point!("queue.take.counted");
+        if mine {
+            return None;
+        }
+        Some(Claim { _lock: lock, slot: h, dead })
+    }
+
+    /// Undoes the count of the last take counted if it never committed (its process was
+    /// killed between its count and its commit), before another take commits as the
+    /// consumers' `past`-th (consumers' lock held): the killed one would have been that
+    /// one, and nothing else moves the consumers' count meanwhile.
+    #[inline]
+    fn settle(&self, past: u64) {
+        if self.take_at.load(Ordering::Relaxed) == past {
+            self.undo();
+        }
+    }
+
+    #[cold]
+    fn undo(&self) {
         let _g = RawGuard::lock(&self.lock);
-        self.add(|h| &h.taken, || crash_point!("queue.tasks.taken"));
+        let noted = self.take_slot.load(Ordering::Relaxed);
+        let at = (noted & SLOT_BITS) as usize;
+        if let Some(h) = at.checked_sub(1).and_then(|at| self.slots.get(at)) {
+            // Only takes change a slot's `taken`, each after this check: it is still what was
+            // noted (killed before its count, or undone already) or one more (counted).
+            let taken = h.taken.load(Ordering::Relaxed);
+            if taken << SLOT_SHIFT == (noted & !SLOT_BITS).wrapping_add(1 << SLOT_SHIFT) {
+                h.taken.store(taken.wrapping_sub(1), Ordering::Release);
+            }
+        }
+        crash_point!("queue.take.undone");
     }
 
     /// Counts a task marked done by this process, if fewer than `puts()` are done (with the
@@ -378,7 +492,7 @@ impl Tasks {
         if done >= put {
             return None;
         }
-        if !self.add(|h| &h.done, || crash_point!("queue.task_done.counted")) {
+        if !self.add_done() {
             elsewhere.fetch_add(1, Ordering::AcqRel);
         }
         Some((done + 1, put))
@@ -588,6 +702,8 @@ pub(crate) struct Channel<T> {
     tag: u32,
     /// Takes and drops what is left, as `T` (set where `T`'s bounds are known, for `Drop`).
     drain: fn(&Shared<QueueState>, u32),
+    /// Counts each item taken in the task table (a `JoinableQueue`'s).
+    counts_tasks: bool,
     _messages: PhantomData<fn(T) -> T>,
 }
 
@@ -608,11 +724,12 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         let shared = Shared::new(state)?;
         // Ours alone until this returns; on failure, dropping `shared` frees it all.
         shared.ring.open()?;
-        Ok(Self::wrap(shared))
+        Ok(Self::wrap(shared, flavor))
     }
 
-    fn wrap(shared: Shared<QueueState>) -> Self {
-        Self { shared, tag: message_tag::<T>(), drain: drain::<T>, _messages: PhantomData }
+    fn wrap(shared: Shared<QueueState>, flavor: Flavor) -> Self {
+        let counts_tasks = flavor == Flavor::Joinable;
+        Self { shared, tag: message_tag::<T>(), drain: drain::<T>, counts_tasks, _messages: PhantomData }
     }
 
     /// A handle just decoded, if it was made for this flavor and type.
@@ -625,7 +742,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                 std::any::type_name::<T>()
             ));
         }
-        Ok(Self::wrap(shared))
+        Ok(Self::wrap(shared, flavor))
     }
 
     /// Puts `value`, waiting until `deadline` for room; gone when no consumer can exist.
@@ -644,7 +761,18 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         }
         let finish_shutdown = || self.finish_shutdown();
         let watch = Getting { shared: &self.shared, counted: Cell::new(None), finish_shutdown: &finish_shutdown };
-        recv_value_then(&self.shared.ring, self.tag, deadline, &watch, Failure::from, || watch.uncount())
+        let mut claim = None;
+        let got = recv_value_then(
+            &self.shared.ring,
+            self.tag,
+            deadline,
+            &watch,
+            Failure::from,
+            || watch.uncount(),
+            |decoded| claim = self.count_take(decoded),
+        );
+        drop(claim);
+        got
     }
 
     /// Shuts the queue down (Python 3.13's `Queue.shutdown`): puts are refused from now on
@@ -696,6 +824,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             let taken = s.ring.get(Deadline::now(), &crate::shm::Patient, |bytes, got| {
                 // Under the consumers' lock, before the take commits.
                 let past = s.ring.taken() + 1;
+                // Counted done here, not as a dead consumer's.
+                s.tasks.settle(past);
                 if s.drained_at.load(Ordering::Acquire) != past {
                     s.done_elsewhere.fetch_add(1, Ordering::AcqRel);
                     s.drained_at.store(past, Ordering::Release);
@@ -714,9 +844,17 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
 }
 
 impl<T> Channel<T> {
-    /// Notes that this process took a task (`JoinableQueue::get`).
-    pub(crate) fn took_task(&self) {
-        self.shared.tasks.took();
+    /// Under the consumers' lock, a take about to commit (its message `decoded` or not):
+    /// in a `JoinableQueue`'s, undoes the count of a take killed before its commit and
+    /// counts this one, as this process's task, when it decoded (the `get` returns it). A
+    /// process without a slot in the task table claims one once the take committed: when
+    /// the claim returned is dropped.
+    #[inline]
+    fn count_take(&self, decoded: bool) -> Option<Claim<'_>> {
+        if !self.counts_tasks {
+            return None;
+        }
+        self.shared.count_take(decoded)
     }
 
     /// Marks a task done by this process, if fewer than `puts()` are done: the tasks done
@@ -745,8 +883,12 @@ impl<T> Channel<T> {
         if self.join_stopped(counted.get()) || !s.other_handles() {
             return Err(JoinStop::Disconnected);
         }
-        let lost = s.tasks.lost();
-        if unfinished > 0 && lost >= unfinished && s.ring.is_empty() {
+        // Under the consumers' lock, on an empty queue: no take is between its count and its
+        // commit (its message would still be there), so no count is one to undo.
+        if unfinished > 0
+            && let Some(lost) = s.ring.when_empty(|| s.tasks.lost())
+            && lost >= unfinished
+        {
             return Err(JoinStop::Lost(lost));
         }
         if counted.get().is_none() {
@@ -812,7 +954,13 @@ fn drain<T: DeserializeOwned>(shared: &Shared<QueueState>, tag: u32) {
 
 impl<T> Clone for Channel<T> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone(), tag: self.tag, drain: self.drain, _messages: PhantomData }
+        Self {
+            shared: self.shared.clone(),
+            tag: self.tag,
+            drain: self.drain,
+            counts_tasks: self.counts_tasks,
+            _messages: PhantomData,
+        }
     }
 }
 

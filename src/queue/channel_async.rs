@@ -52,13 +52,16 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
             finish_shutdown: &finish_shutdown,
         };
         let tag = channel.tag;
+        let mut claim = None;
         let outcome = poll_on(&mut this.waiting, ring.readable(), cx, |check| {
             let now = CheckNow::new(&watch, check);
-            match recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, || watch.uncount()) {
+            let counted = |decoded| claim = channel.count_take(decoded);
+            match recv_value_then(ring, tag, Deadline::now(), &now, Failure::from, || watch.uncount(), counted) {
                 Err(Failure::Wait) => None,
                 other => Some(other),
             }
         });
+        drop(claim);
         this.counted.set(watch.counted.take());
         outcome
     }

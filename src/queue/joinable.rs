@@ -71,13 +71,6 @@ fn puts_seen<T>(ch: &Channel<T>) -> u64 {
 }
 
 impl<T> JoinableQueue<T> {
-    /// Notes a task taken by this process (see [`JoinableQueue::join`]).
-    fn took(&self) {
-        if let Some(ch) = self.channel() {
-            ch.took_task();
-        }
-    }
-
     pub(super) fn from_channel(ch: Channel<T>) -> Self {
         Self { queue: Queue { ch: Some(ch) } }
     }
@@ -203,7 +196,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T, GetError> {
-        self.queue.get().inspect(|_| self.took())
+        self.queue.get()
     }
 
     /// Takes the next item if there is one; see [`Queue::try_get`].
@@ -220,7 +213,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// ```
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.queue.try_get().inspect(|_| self.took())
+        self.queue.try_get()
     }
 
     /// Takes the next item, waiting at most `timeout`; see [`Queue::get_timeout`].
@@ -239,7 +232,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.queue.get_timeout(timeout).inspect(|_| self.took())
+        self.queue.get_timeout(timeout)
     }
 
     /// Shuts the queue down; see [`Queue::shutdown`]. With `immediate`, every item still
@@ -316,9 +309,10 @@ impl<T> JoinableQueue<T> {
     /// is not put back: the queue cannot know what the dead process had already done);
     /// [`QueueJoinError::Closed`] after [`JoinableQueue::close`].
     ///
-    /// A task counts as held by the process whose `get` returned it, until that process
-    /// calls `task_done`; a process that marks done more tasks than it took is taken to
-    /// have finished those of others (of the dead first).
+    /// A task counts as held by the process whose `get` took it out of the queue (a `get`
+    /// killed at any point either left the item in the queue or holds it), until that
+    /// process calls `task_done`; a process that marks done more tasks than it took is
+    /// taken to have finished those of others (of the dead first).
     ///
     /// ```
     /// multiproc::init();
