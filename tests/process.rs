@@ -132,6 +132,19 @@ fn terminate_and_kill_give_minus_the_signal() {
     }
 }
 
+/// A fork-server child has SIGINT's default action from its fork (the server sets it while
+/// it holds the signal blocked) and unblocks it at boot: an interrupt sent the moment the
+/// start returns, maybe still during the boot, ends it as it ends any child.
+#[test]
+fn interrupt_right_after_the_start_gives_minus_sigint() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(sleep_ms, 60_000).start_method(method).start().unwrap();
+        child.interrupt().unwrap();
+        assert_eq!(child.wait(), -2, "{method:?}");
+    }
+}
+
 #[test]
 fn join_timeout_gives_a_running_child_back_and_a_join_takes_the_handle() {
     let _w = watchdog(LIMIT);

@@ -279,9 +279,9 @@ pub(crate) fn dispatch_if_child() {
 }
 
 /// The life of a fork-server child: `sock` is its end of the boot socket. The server
-/// ignores interrupts; its children must not.
+/// holds interrupts (blocked, with the dispositions a child needs); its children must not.
 pub(crate) fn run_forked(sock: OwnedFd, parent: u32) -> ! {
-    sys::child_signal_dispositions();
+    sys::unblock_interrupts();
     run(sock, parent, false)
 }
 

@@ -178,6 +178,10 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     sys::block_interrupts();
     sys::prepare_stdin_devnull();
     sys::stdin_from_devnull();
+    // std's stdout is made on first use (a lock and a buffer from the heap): made once
+    // here, every child finds it made when it flushes on its way out (`sys::exit_now`),
+    // instead of running std's lazy start-up and the allocator in its copy.
+    let _ = std::io::stdout();
     let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
     let mut server =
         Server { listener, main, siblings: true, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
