@@ -168,6 +168,31 @@ fn my_name(_: ()) -> (String, Vec<u32>) {
     (me.name().to_string(), me.identity().to_vec())
 }
 
+fn panic_with_my_name(_: ()) {
+    panic!("{}", current_process().name());
+}
+
+/// A fork-server child names the room its server made for its name (64 bytes): a name
+/// that does not fit, or fits exactly, or is empty, must come through whole, in the child
+/// and in its panic.
+#[test]
+fn a_child_has_its_whole_name_whatever_its_length() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        for len in [0, 1, 63, 64, 65, 300] {
+            // ASCII but the longest (bytes are what the room holds).
+            let name: String = if len < 300 { "n".repeat(len) } else { "n\u{e9}".chars().cycle().take(len).collect() };
+            let child = Process::new(my_name, ()).start_method(method).name(name.clone()).start().unwrap();
+            assert_eq!(child.join().unwrap().0, name, "{method:?}, {len} characters");
+            let child = Process::new(panic_with_my_name, ()).start_method(method).name(name.clone()).start().unwrap();
+            match child.join() {
+                Err(JoinError::Panicked(info)) => assert_eq!(info.message, name, "{method:?}, {len} characters"),
+                other => panic!("{method:?}: {other:?}"),
+            }
+        }
+    }
+}
+
 fn grandchild_name(method: StartMethod) -> (String, String) {
     let me = current_process().name().to_string();
     let grandchild = Process::new(my_name, ()).start_method(method).start().unwrap();

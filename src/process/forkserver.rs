@@ -182,6 +182,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     // here, every child finds it made when it flushes on its way out (`sys::exit_now`),
     // instead of running std's lazy start-up and the allocator in its copy.
     let _ = std::io::stdout();
+    // What a child's way from its boot message to its report needs from the allocator, but
+    // its name: each child names its copy.
+    let blank = boot::Prepared::blank();
     let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
     let mut server =
         Server { listener, main, siblings: true, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
@@ -194,7 +197,7 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
                     if let Some((boot_sock, parent)) = server.handle(i) {
                         // In the new child: close every descriptor of the server, then boot.
                         server.close_in_child();
-                        boot::run_forked(boot_sock, parent);
+                        boot::run_forked(boot_sock, parent, blank);
                     }
                 }
                 Event::RequesterDied(i) => server.requester_died(i),
