@@ -592,6 +592,27 @@ fn a_child_sees_the_environment_and_directory_of_its_start_not_of_init() {
     }
 }
 
+/// In a child of its own (single-threaded): removes `PATH`, there since before `init()`,
+/// and changes nothing else; then whether a child started with `method` has it.
+fn remove_path_then_start(method: StartMethod) -> bool {
+    // SAFETY: this runs in a fresh child process on its only thread.
+    unsafe { std::env::remove_var("PATH") };
+    Process::new(|_: ()| std::env::var_os("PATH").is_some(), ()).start_method(method).start().unwrap().join().unwrap()
+}
+
+#[test]
+fn a_child_does_not_see_a_variable_removed_after_init() {
+    let _w = watchdog(LIMIT);
+    assert!(std::env::var_os("PATH").is_some(), "the test needs PATH set");
+    for outer in METHODS {
+        for inner in METHODS {
+            let has_path =
+                Process::new(remove_path_then_start, inner).start_method(outer).start().unwrap().join().unwrap();
+            assert!(!has_path, "{outer:?} then {inner:?}");
+        }
+    }
+}
+
 /// Set in a child by `set_up_child`, the `child_init` of this test binary.
 static SET_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -78,6 +78,24 @@ impl Surroundings {
         let cwd = std::env::current_dir().ok().map(|dir| dir.into_os_string().as_bytes().to_vec());
         Self { env, cwd }
     }
+
+    /// Whether these are this process's environment and working directory now: as
+    /// `Self::now() == *self`, compared as they are read, without copying them once more
+    /// (a fork-server start asks every time).
+    fn still_ours(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let mut now = std::env::vars_os().filter(|(key, _)| key != BOOT_ENV);
+        let mut saved = self.env.iter();
+        loop {
+            match (now.next(), saved.next()) {
+                (None, None) => break,
+                (Some((key, value)), Some((k, v))) if key.as_bytes() == k && value.as_bytes() == v => {}
+                _ => return false,
+            }
+        }
+        let cwd = std::env::current_dir().ok();
+        cwd.as_ref().map(|dir| dir.as_os_str().as_bytes()) == self.cwd.as_deref()
+    }
 }
 
 /// The surroundings the fork server was forked with (taken by `init()` just before it
@@ -96,11 +114,10 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
     if method != super::StartMethod::ForkServer {
         return Ok(None);
     }
-    let now = Surroundings::now();
-    if SERVER_SURROUNDINGS.get().is_some_and(|server| server.env == now.env && server.cwd == now.cwd) {
+    if SERVER_SURROUNDINGS.get().is_some_and(Surroundings::still_ours) {
         return Ok(None);
     }
-    let mut encoded = codec::encode_own(&now)?;
+    let mut encoded = codec::encode_own(&Surroundings::now())?;
     let bytes = std::mem::take(&mut encoded.bytes);
     // Plain bytes, no handles: nothing to undo.
     encoded.sent();
