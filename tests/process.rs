@@ -132,6 +132,19 @@ fn terminate_and_kill_give_minus_the_signal() {
     }
 }
 
+/// A fork-server child has SIGINT's default action from its fork (the server sets it while
+/// it holds the signal blocked) and unblocks it at boot: an interrupt sent the moment the
+/// start returns, maybe still during the boot, ends it as it ends any child.
+#[test]
+fn interrupt_right_after_the_start_gives_minus_sigint() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let child = Process::new(sleep_ms, 60_000).start_method(method).start().unwrap();
+        child.interrupt().unwrap();
+        assert_eq!(child.wait(), -2, "{method:?}");
+    }
+}
+
 #[test]
 fn join_timeout_gives_a_running_child_back_and_a_join_takes_the_handle() {
     let _w = watchdog(LIMIT);
@@ -153,6 +166,31 @@ fn join_timeout_gives_a_running_child_back_and_a_join_takes_the_handle() {
 fn my_name(_: ()) -> (String, Vec<u32>) {
     let me = current_process();
     (me.name().to_string(), me.identity().to_vec())
+}
+
+fn panic_with_my_name(_: ()) {
+    panic!("{}", current_process().name());
+}
+
+/// A fork-server child names the room its server made for its name (64 bytes): a name
+/// that does not fit, or fits exactly, or is empty, must come through whole, in the child
+/// and in its panic.
+#[test]
+fn a_child_has_its_whole_name_whatever_its_length() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        for len in [0, 1, 63, 64, 65, 300] {
+            // ASCII but the longest (bytes are what the room holds).
+            let name: String = if len < 300 { "n".repeat(len) } else { "n\u{e9}".chars().cycle().take(len).collect() };
+            let child = Process::new(my_name, ()).start_method(method).name(name.clone()).start().unwrap();
+            assert_eq!(child.join().unwrap().0, name, "{method:?}, {len} characters");
+            let child = Process::new(panic_with_my_name, ()).start_method(method).name(name.clone()).start().unwrap();
+            match child.join() {
+                Err(JoinError::Panicked(info)) => assert_eq!(info.message, name, "{method:?}, {len} characters"),
+                other => panic!("{method:?}: {other:?}"),
+            }
+        }
+    }
 }
 
 fn grandchild_name(method: StartMethod) -> (String, String) {
@@ -550,6 +588,27 @@ fn a_child_sees_the_environment_and_directory_of_its_start_not_of_init() {
                 Process::new(change_then_start, inner).start_method(outer).start().unwrap().join().unwrap();
             assert_eq!(var.as_deref(), Some("set after init"), "{outer:?} then {inner:?}");
             assert_eq!(dir, std::path::Path::new("/"), "{outer:?} then {inner:?}");
+        }
+    }
+}
+
+/// In a child of its own (single-threaded): removes `PATH`, there since before `init()`,
+/// and changes nothing else; then whether a child started with `method` has it.
+fn remove_path_then_start(method: StartMethod) -> bool {
+    // SAFETY: this runs in a fresh child process on its only thread.
+    unsafe { std::env::remove_var("PATH") };
+    Process::new(|_: ()| std::env::var_os("PATH").is_some(), ()).start_method(method).start().unwrap().join().unwrap()
+}
+
+#[test]
+fn a_child_does_not_see_a_variable_removed_after_init() {
+    let _w = watchdog(LIMIT);
+    assert!(std::env::var_os("PATH").is_some(), "the test needs PATH set");
+    for outer in METHODS {
+        for inner in METHODS {
+            let has_path =
+                Process::new(remove_path_then_start, inner).start_method(outer).start().unwrap().join().unwrap();
+            assert!(!has_path, "{outer:?} then {inner:?}");
         }
     }
 }

@@ -88,6 +88,24 @@ impl Surroundings {
         let cwd = std::env::current_dir().ok().map(|dir| dir.into_os_string().as_bytes().to_vec());
         Self { env, cwd }
     }
+
+    /// Whether these are this process's environment and working directory now: as
+    /// `Self::now() == *self`, compared as they are read, without copying them once more
+    /// (a fork-server start asks every time).
+    fn still_ours(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let mut now = std::env::vars_os().filter(|(key, _)| key != BOOT_ENV);
+        let mut saved = self.env.iter();
+        loop {
+            match (now.next(), saved.next()) {
+                (None, None) => break,
+                (Some((key, value)), Some((k, v))) if key.as_bytes() == k && value.as_bytes() == v => {}
+                _ => return false,
+            }
+        }
+        let cwd = std::env::current_dir().ok();
+        cwd.as_ref().map(|dir| dir.as_os_str().as_bytes()) == self.cwd.as_deref()
+    }
 }
 
 /// The surroundings the fork server was forked with (taken by `init()` just before it
@@ -106,11 +124,10 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
     if method != super::StartMethod::ForkServer {
         return Ok(None);
     }
-    let now = Surroundings::now();
-    if SERVER_SURROUNDINGS.get().is_some_and(|server| server.env == now.env && server.cwd == now.cwd) {
+    if SERVER_SURROUNDINGS.get().is_some_and(Surroundings::still_ours) {
         return Ok(None);
     }
-    let mut encoded = codec::encode_own(&now)?;
+    let mut encoded = codec::encode_own(&Surroundings::now())?;
     let bytes = std::mem::take(&mut encoded.bytes);
     // Plain bytes, no handles: nothing to undo.
     encoded.sent();
@@ -272,7 +289,7 @@ pub(crate) fn dispatch_if_child() {
             // called yet run now, before the target (see `sys::early`).
             DISPATCHING.store(true, Ordering::Relaxed);
             sys::finish_constructors();
-            run(sock, parent, true)
+            run(sock, parent, None)
         }
         ["tracker", fd] => {
             let Some(pipe) = fd.parse::<i32>().ok().and_then(sys::take_fd) else {
@@ -288,11 +305,12 @@ pub(crate) fn dispatch_if_child() {
     }
 }
 
-/// The life of a fork-server child: `sock` is its end of the boot socket. The server
-/// ignores interrupts; its children must not.
-pub(crate) fn run_forked(sock: OwnedFd, parent: u32) -> ! {
-    sys::child_signal_dispositions();
-    run(sock, parent, false)
+/// The life of a fork-server child: `sock` is its end of the boot socket, `blank` the
+/// server's [`Prepared::blank`] (the child's copy). The server holds interrupts (blocked,
+/// with the dispositions a child needs); its children must not.
+pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared) -> ! {
+    sys::unblock_interrupts();
+    run(sock, parent, Some(blank))
 }
 
 /// The life of a fork child, which finds its boot message in its copy of the parent's
@@ -305,7 +323,9 @@ pub(crate) fn run_in_fork(boot: Boot, sock: OwnedFd, parent: u32, prepared: Prep
     execute(boot, sock, Some(prepared))
 }
 
-fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
+/// `blank`: a fork-server child's [`Prepared::blank`]; a spawned child has none.
+fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>) -> ! {
+    let spawned = blank.is_none();
     if !sys::die_with_parent(parent) {
         // The parent is gone already: nobody would read what we produce.
         sys::exit_now(1);
@@ -347,7 +367,8 @@ fn run(sock: OwnedFd, parent: u32, spawned: bool) -> ! {
             sys::exit_now(1);
         }
     };
-    execute(boot, sock, None)
+    let prepared = blank.map(|blank| blank.named(&boot.me.name));
+    execute(boot, sock, prepared)
 }
 
 /// Room for a child's result and its framed outcome: enough for most, which then need no
@@ -369,6 +390,9 @@ pub(crate) struct Prepared {
     report: Vec<u8>,
 }
 
+/// Room for a name in a [`Prepared::blank`]: longer ones are allocated by the child.
+const NAME_ROOM: usize = 64;
+
 impl Prepared {
     /// For the child named `name`, whose target the calling thread will run (or a copy of it).
     pub(crate) fn new(name: &str) -> Self {
@@ -379,6 +403,36 @@ impl Prepared {
             report: Vec::with_capacity(REPORT_ROOM + 16),
         }
     }
+
+    /// For a child whose name is not known yet, made by the fork server once (on its one
+    /// thread, of which each child's is a copy): the child names it ([`Prepared::named`])
+    /// in its copy, writing into room made here instead of asking the allocator.
+    pub(crate) fn blank() -> Self {
+        let mut blank = Self::new(&"-".repeat(NAME_ROOM));
+        for name in &mut blank.names {
+            name.clear();
+        }
+        blank
+    }
+
+    /// This blank, for the child named `name`.
+    fn named(mut self, name: &str) -> Self {
+        for room in &mut self.names {
+            room.push_str(name);
+        }
+        if let Some(overflow) = &mut self.overflow {
+            overflow.message.clear();
+            overflow_message(&mut overflow.message, name);
+        }
+        self
+    }
+}
+
+/// std's message for a stack overflow in the thread named `name` (72 bytes and the name),
+/// written into `out`.
+fn overflow_message(out: &mut String, name: &str) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
 }
 
 /// What a child reports when its target overflows its stack: made before the target
@@ -400,7 +454,8 @@ impl OverflowReport {
         let msg = codec::encode_own(&Outcome::StackOverflow).ok()?;
         let framed = frame(&msg.bytes);
         msg.sent();
-        let message = format!("\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
+        let mut message = String::with_capacity(name.len() + 72);
+        overflow_message(&mut message, name);
         Some(Self { frame: framed, message, arming: sys::OverflowArming::here() })
     }
 }

@@ -178,6 +178,13 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     sys::block_interrupts();
     sys::prepare_stdin_devnull();
     sys::stdin_from_devnull();
+    // std's stdout is made on first use (a lock and a buffer from the heap): made once
+    // here, every child finds it made when it flushes on its way out (`sys::exit_now`),
+    // instead of running std's lazy start-up and the allocator in its copy.
+    let _ = std::io::stdout();
+    // What a child's way from its boot message to its report needs from the allocator, but
+    // its name: each child names its copy.
+    let blank = boot::Prepared::blank();
     let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
     let mut server =
         Server { listener, main, siblings: true, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
@@ -190,7 +197,7 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
                     if let Some((boot_sock, parent)) = server.handle(i) {
                         // In the new child: close every descriptor of the server, then boot.
                         server.close_in_child();
-                        boot::run_forked(boot_sock, parent);
+                        boot::run_forked(boot_sock, parent, blank);
                     }
                 }
                 Event::RequesterDied(i) => server.requester_died(i),

@@ -708,13 +708,45 @@ pub(crate) fn child_signal_dispositions() {
 
 /// Hold `SIGINT` and `SIGTERM`: the fork server ends when its family does, not on a
 /// Ctrl-C meant for the program. They are blocked rather than ignored so that one sent to
-/// a child between its fork and its [`child_signal_dispositions`] is not lost.
+/// a child between its fork and its [`unblock_interrupts`] is not lost. Blocked, they
+/// get their default action here (the program's handlers, inherited from the main
+/// process, never run in the server), and `SIGPIPE` is ignored: a fork-server child then
+/// has the dispositions of [`child_signal_dispositions`] from its fork, and only unblocks.
 pub(crate) fn block_interrupts() {
     let set = interrupts();
-    // SAFETY: as above.
+    // SAFETY: as above. The signals are blocked before their handlers are reset, so none
+    // is acted on meanwhile.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// In a fork-server child, whose dispositions are those [`block_interrupts`] set in the
+/// server: unblocks `SIGINT` and `SIGTERM` (one that arrived since the fork kills it now).
+/// A direct system call: libc's `signal`, `sigemptyset` and `pthread_sigmask` would each
+/// run (and fault in, in a fresh copy of the server) a page of libc's code.
+pub(crate) fn unblock_interrupts() {
+    // The kernel's signal set: one bit per signal, signal n at bit n - 1, `_NSIG / 8`
+    // bytes (8 on every architecture but MIPS, where the call fails and libc's does it).
+    let set: u64 = (1 << (libc::SIGINT - 1)) | (1 << (libc::SIGTERM - 1));
+    // SAFETY: rt_sigprocmask reads `size_of::<u64>()` bytes at `set`, which lives across
+    // the call, and writes nothing (no old set asked for); it affects this (single) thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_UNBLOCK,
+            std::ptr::addr_of!(set),
+            std::ptr::null_mut::<u64>(),
+            std::mem::size_of::<u64>(),
+        )
+    };
+    if rc != 0 {
+        let set = interrupts();
+        // SAFETY: as in `child_signal_dispositions`.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
     }
 }
 
