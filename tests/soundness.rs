@@ -895,6 +895,81 @@ mod holds {
         check.assert_no_leak();
         assert_eq!(heap_books_lost(), 0, "bytes of the lists' blocks lost");
     }
+
+    /// Starts a holder of a list's worth of objects with `method`, says its pid, kills it,
+    /// and reaps it armed at `point`.
+    fn reap_a_holder_armed((point, pid, method): (String, Value<u64>, StartMethod)) {
+        let made = Event::new().unwrap();
+        let holder = Process::new(make_and_hold, (SLOTS + 5, made.clone())).start_method(method).start().unwrap();
+        assert!(made.wait_timeout(Duration::from_secs(60)), "the holder did not make");
+        pid.set(u64::from(holder.pid()));
+        holder.kill().unwrap();
+        crash_at(&point);
+        holder.wait();
+    }
+
+    /// The next process forked in this pid namespace gets `pid` (root only: `None` when the
+    /// kernel's last pid cannot be written).
+    fn next_pid_is(pid: u32) -> Option<()> {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).ok()
+    }
+
+    #[test]
+    fn a_process_with_the_pid_of_a_dead_one_whose_list_is_being_reaped_keeps_its_own() {
+        if next_pid_is(2).is_none() {
+            eprintln!("skipped: the kernel's last pid cannot be set here (not root)");
+            return;
+        }
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            // Spares for the new process's list to take (its start time written over theirs).
+            Process::new(make_and_end, ()).start_method(method).start().unwrap().join().unwrap();
+            // A reaper stopped with the dead holder's list claimed: the holder's pid is free.
+            let pid = Value::new(0u64).unwrap();
+            let args = ("stop:holds.reap.claimed".to_owned(), pid.clone(), method);
+            let reaper = Process::new(reap_a_holder_armed, args).start_method(method).start().unwrap();
+            assert!(common::eventually(Duration::from_secs(60), || common::pid_stopped(reaper.pid())), "{method:?}");
+            let dead = pid.get() as u32;
+            assert!(common::eventually(Duration::from_secs(30), || !common::pid_exists(dead)), "{method:?}");
+            // A new process with that pid lists objects of its own (spares or new blocks).
+            let mut reused = None;
+            for _ in 0..50 {
+                let made = Event::new().unwrap();
+                next_pid_is(dead).unwrap();
+                let holder =
+                    Process::new(make_and_hold, (SLOTS * 2 + 5, made.clone())).start_method(method).start().unwrap();
+                assert!(made.wait_timeout(Duration::from_secs(60)), "{method:?}: the holder did not make");
+                if holder.pid() == dead {
+                    reused = Some(holder);
+                    break;
+                }
+                // Another process of the machine forked first.
+                holder.kill().unwrap();
+                holder.wait();
+            }
+            // The reaper dies with its claim: its reap (here) walks the dead holder's list,
+            // and looks at every listed process (the pid's new owner is alive).
+            reaper.kill().unwrap();
+            assert_eq!(reaper.wait(), -9, "{method:?}");
+            // Once a sweep's gap (100 ms) has passed, a reap here looks at every listed
+            // process again (no duration is asserted).
+            std::thread::sleep(Duration::from_millis(150));
+            Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+            let Some(holder) = reused else {
+                eprintln!("{method:?}: pid {dead} was not given again in 50 tries; nothing checked");
+                check.assert_no_leak();
+                continue;
+            };
+            eprintln!("{method:?}: pid {dead} given again");
+            // Its list lists all it holds: killed, all of it is freed.
+            assert!(common::pid_running(holder.pid()), "{method:?}");
+            holder.kill().unwrap();
+            assert_eq!(holder.wait(), -9, "{method:?}");
+            drop(pid);
+            check.assert_no_leak();
+            assert_eq!(heap_books_lost(), 0, "{method:?}: bytes of the lists' blocks lost");
+        }
+    }
 }
 
 // --- process ---
