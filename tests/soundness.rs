@@ -826,7 +826,7 @@ mod holds {
                 assert_eq!(v.get(), i as u64, "an object of a live list was freed");
             }
             drop(made);
-            if idle.is_some() && rounds % 4 == 0 {
+            if idle.is_some() && rounds.is_multiple_of(4) {
                 Process::new(nothing, ()).start().unwrap().join().unwrap();
             }
             rounds += 1;
