@@ -791,7 +791,55 @@ fn cases() -> Vec<(&'static str, fn())> {
                 64
             );
         }),
+        // After the case that opts in; it opts in itself too.
+        (
+            "with_forks_beside_threads_a_child_forked_while_another_thread_makes_a_block_of_its_list_lists_its_own",
+            || {
+                // A thread of this process makes a new block of its list of holds (the heap's
+                // directory of lists locked, the block recorded in the heap's header, not yet
+                // linked) and is held there while the main thread forks. The child must neither
+                // copy the half-made block as its own nor wait for ever on the directory: the
+                // fork waits for this process's list (its lock), and the child's list grows after.
+                // SAFETY: the other threads take no lock a child needs but the one under test.
+                unsafe { multiproc::allow_fork_with_threads() };
+                multiproc::__private::crash_at("hold:holds.block.written");
+                let maker = std::thread::spawn(|| {
+                    let made = past_the_spares();
+                    let held: Vec<Value<u64>> = (0..made).map(|i| Value::new(i).unwrap()).collect();
+                    held.iter().map(|v| v.get()).sum::<u64>()
+                });
+                while multiproc::__private::crash_holding() < 1 {
+                    std::thread::yield_now();
+                }
+                let conductor = disarm_in_a_moment();
+                let child = Process::new(make_past_the_spares, ()).start_method(FORK).start().unwrap();
+                conductor.join().unwrap();
+                let made = maker.join().unwrap();
+                assert!(made > 0);
+                let (listed, lost) = join_unless_blocked(
+                    child,
+                    "the fork child blocked for ever on the directory of lists another thread was growing at the fork",
+                );
+                assert!(listed > 0);
+                assert_eq!(lost, 0, "the fork child found bytes of the lists' blocks lost");
+                assert_eq!(multiproc::__private::heap_books_lost(), 0, "bytes of the lists' blocks lost");
+            },
+        ),
     ]
+}
+
+/// More objects than the spare blocks of the holds lists can list: a list that lists them
+/// makes a new block.
+fn past_the_spares() -> u64 {
+    (multiproc::__private::heap_books() / 4096 + 2) * 127
+}
+
+/// Lists more objects than the spares can (its list makes new blocks); returns their sum
+/// and the bytes of the lists' blocks lost meanwhile.
+fn make_past_the_spares(_: ()) -> (u64, u64) {
+    let held: Vec<Value<u64>> = (0..past_the_spares()).map(|i| Value::new(i).unwrap()).collect();
+    let sum = held.iter().map(|v| v.get()).sum::<u64>();
+    (sum, multiproc::__private::heap_books_lost())
 }
 
 /// Takes the crash points' lock (as any crash point reached while armed does), then squares.

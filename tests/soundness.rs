@@ -752,6 +752,224 @@ mod holds {
             check.assert_no_leak();
         }
     }
+
+    //
+    // A block of the lists is one process's at a time: a list that grows never takes a
+    // block a reaper still walks, nor one a live process owns, however the growers, the
+    // reapers and the takers of spares meet (review26).
+
+    /// Makes more objects than the spare blocks of the lists can list (so its list makes
+    /// new blocks too), says so, and holds them until killed.
+    fn grow_past_the_spares_and_hold((kept, grown): (Value<u64>, Event)) {
+        let made = MADE.max((heap_books() / BLOCK + 2) * SLOTS);
+        let made: Vec<Value<u64>> = (0..made).map(|i| Value::new(i).unwrap()).collect();
+        assert_eq!(kept.get(), 41);
+        grown.set();
+        std::thread::sleep(Duration::from_secs(60));
+        drop((kept, made));
+    }
+
+    #[test]
+    fn a_list_that_grows_while_a_reaper_is_stopped_mid_walk_takes_none_of_its_blocks() {
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            let go = Event::new().unwrap();
+            let args = ("stop:holds.reap.cleared".to_owned(), go.clone());
+            let sweeper = Process::new(reap_one_armed, args).start_method(method).start().unwrap();
+            let kept = Value::new(41u64).unwrap();
+            let last = Value::new(42u64).unwrap();
+            let started = Event::new().unwrap();
+            let holder = Process::new(hold_until_killed, (kept.clone(), last, started.clone()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
+            holder.kill().unwrap();
+            assert!(common::eventually(Duration::from_secs(30), || !common::pid_running(holder.pid())));
+            go.set();
+            // The sweeper claimed the holder's block and stops in its walk, one slot cleared.
+            assert!(common::eventually(Duration::from_secs(30), || common::pid_stopped(sweeper.pid())), "{method:?}");
+            assert_eq!(holder.wait(), -9, "{method:?}");
+            // A grower's list takes every spare and makes new blocks: never the claimed one.
+            let grown = Event::new().unwrap();
+            let grower = Process::new(grow_past_the_spares_and_hold, (kept.clone(), grown.clone()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            assert!(grown.wait_timeout(Duration::from_secs(60)), "{method:?}: the grower did not grow");
+            // The sweeper dies with its claim: its reap walks the holder's block again and
+            // makes it a spare. Had the grower taken that block, the walk would clear the
+            // grower's slots as the holder's, and the grower's objects would outlive it.
+            sweeper.kill().unwrap();
+            assert_eq!(sweeper.wait(), -9, "{method:?}");
+            assert_eq!(kept.get(), 41, "{method:?}");
+            assert_eq!(heap_books_lost(), 0, "{method:?}: bytes of the lists' blocks lost");
+            grower.kill().unwrap();
+            assert_eq!(grower.wait(), -9, "{method:?}");
+            drop((kept, started, go, grown));
+            check.assert_no_leak();
+            assert_eq!(heap_books_lost(), 0, "{method:?}: bytes of the lists' blocks lost");
+        }
+    }
+
+    /// Until `done`: makes a list's worth of objects and more, checks `kept`, drops them
+    /// (its list's slots free again), and now and then starts and joins a child (a reap,
+    /// which looks at every listed process at most every 100 ms). Then, with `idle`, makes
+    /// one more batch, says so and holds it until killed (its list must still list all).
+    fn churn((kept, done, idle): (Value<u64>, Event, Option<Event>)) {
+        let mut rounds = 0u64;
+        let batch = || -> Vec<Value<u64>> { (0..SLOTS * 2 + 3).map(|i| Value::new(i).unwrap()).collect() };
+        while !done.is_set() {
+            let made = batch();
+            assert_eq!(kept.get(), 41, "a live holder's object was freed");
+            for (i, v) in made.iter().enumerate() {
+                assert_eq!(v.get(), i as u64, "an object of a live list was freed");
+            }
+            drop(made);
+            if idle.is_some() && rounds.is_multiple_of(4) {
+                Process::new(nothing, ()).start().unwrap().join().unwrap();
+            }
+            rounds += 1;
+        }
+        if let Some(idle) = idle {
+            let held = batch();
+            idle.set();
+            std::thread::sleep(Duration::from_secs(60));
+            drop(held);
+        }
+    }
+
+    /// Makes `count` objects, says so, and holds them until killed.
+    fn make_and_hold((count, made): (u64, Event)) {
+        let objects: Vec<Value<u64>> = (0..count).map(|i| Value::new(i).unwrap()).collect();
+        made.set();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(objects);
+    }
+
+    #[test]
+    fn lists_grown_spares_taken_and_dead_lists_reaped_all_at_once_lose_nothing() {
+        let check = leak_check(LIMIT);
+        let kept = Value::new(41u64).unwrap();
+        for method in common::METHODS {
+            let done = Event::new().unwrap();
+            // Growers in other processes, each also reaping now and then, and one here.
+            let growers: Vec<_> = (0..2)
+                .map(|_| {
+                    let idle = Event::new().unwrap();
+                    let args = (kept.clone(), done.clone(), Some(idle.clone()));
+                    (Process::new(churn, args).start_method(method).start().unwrap(), idle)
+                })
+                .collect();
+            let here = {
+                let (kept, done) = (kept.clone(), done.clone());
+                std::thread::spawn(move || churn((kept, done, None)))
+            };
+            // Holders of several blocks each, killed and reaped (here) while the growers
+            // grow: their blocks become spares the growers take.
+            for round in 0..6u64 {
+                let made = Event::new().unwrap();
+                let holder = Process::new(make_and_hold, ((round % 3 + 1) * SLOTS + 5, made.clone()))
+                    .start_method(method)
+                    .start()
+                    .unwrap();
+                assert!(made.wait_timeout(Duration::from_secs(60)), "{method:?}: the holder did not make");
+                holder.kill().unwrap();
+                assert_eq!(holder.wait(), -9, "{method:?}");
+                assert_eq!(kept.get(), 41, "{method:?}");
+            }
+            done.set();
+            here.join().unwrap();
+            // Each grower is killed holding a batch: its reap frees it all only if its list
+            // lists it all (no other process's walk cleared a slot of it).
+            for (grower, idle) in growers {
+                assert!(idle.wait_timeout(Duration::from_secs(60)), "{method:?}: a grower did not finish");
+                grower.kill().unwrap();
+                assert_eq!(grower.wait(), -9, "{method:?}");
+            }
+            assert_eq!(kept.get(), 41, "{method:?}");
+            assert_eq!(heap_books_lost(), 0, "{method:?}: bytes of the lists' blocks lost");
+            drop(done);
+        }
+        drop(kept);
+        check.assert_no_leak();
+        assert_eq!(heap_books_lost(), 0, "bytes of the lists' blocks lost");
+    }
+
+    /// Starts a holder of a list's worth of objects with `method`, says its pid, kills it,
+    /// and reaps it armed at `point`.
+    fn reap_a_holder_armed((point, pid, method): (String, Value<u64>, StartMethod)) {
+        let made = Event::new().unwrap();
+        let holder = Process::new(make_and_hold, (SLOTS + 5, made.clone())).start_method(method).start().unwrap();
+        assert!(made.wait_timeout(Duration::from_secs(60)), "the holder did not make");
+        pid.set(u64::from(holder.pid()));
+        holder.kill().unwrap();
+        crash_at(&point);
+        holder.wait();
+    }
+
+    /// The next process forked in this pid namespace gets `pid` (root only: `None` when the
+    /// kernel's last pid cannot be written).
+    fn next_pid_is(pid: u32) -> Option<()> {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).ok()
+    }
+
+    #[test]
+    fn a_process_with_the_pid_of_a_dead_one_whose_list_is_being_reaped_keeps_its_own() {
+        if next_pid_is(2).is_none() {
+            eprintln!("skipped: the kernel's last pid cannot be set here (not root)");
+            return;
+        }
+        let check = leak_check(LIMIT);
+        for method in common::METHODS {
+            // Spares for the new process's list to take (its start time written over theirs).
+            Process::new(make_and_end, ()).start_method(method).start().unwrap().join().unwrap();
+            // A reaper stopped with the dead holder's list claimed: the holder's pid is free.
+            let pid = Value::new(0u64).unwrap();
+            let args = ("stop:holds.reap.claimed".to_owned(), pid.clone(), method);
+            let reaper = Process::new(reap_a_holder_armed, args).start_method(method).start().unwrap();
+            assert!(common::eventually(Duration::from_secs(60), || common::pid_stopped(reaper.pid())), "{method:?}");
+            let dead = pid.get() as u32;
+            assert!(common::eventually(Duration::from_secs(30), || !common::pid_exists(dead)), "{method:?}");
+            // A new process with that pid lists objects of its own (spares or new blocks).
+            let mut reused = None;
+            for _ in 0..50 {
+                let made = Event::new().unwrap();
+                next_pid_is(dead).unwrap();
+                let holder =
+                    Process::new(make_and_hold, (SLOTS * 2 + 5, made.clone())).start_method(method).start().unwrap();
+                assert!(made.wait_timeout(Duration::from_secs(60)), "{method:?}: the holder did not make");
+                if holder.pid() == dead {
+                    reused = Some(holder);
+                    break;
+                }
+                // Another process of the machine forked first.
+                holder.kill().unwrap();
+                holder.wait();
+            }
+            // The reaper dies with its claim: its reap (here) walks the dead holder's list,
+            // and looks at every listed process (the pid's new owner is alive).
+            reaper.kill().unwrap();
+            assert_eq!(reaper.wait(), -9, "{method:?}");
+            // Once a sweep's gap (100 ms) has passed, a reap here looks at every listed
+            // process again (no duration is asserted).
+            std::thread::sleep(Duration::from_millis(150));
+            Process::new(nothing, ()).start_method(method).start().unwrap().join().unwrap();
+            let Some(holder) = reused else {
+                eprintln!("{method:?}: pid {dead} was not given again in 50 tries; nothing checked");
+                check.assert_no_leak();
+                continue;
+            };
+            eprintln!("{method:?}: pid {dead} given again");
+            // Its list lists all it holds: killed, all of it is freed.
+            assert!(common::pid_running(holder.pid()), "{method:?}");
+            holder.kill().unwrap();
+            assert_eq!(holder.wait(), -9, "{method:?}");
+            drop(pid);
+            check.assert_no_leak();
+            assert_eq!(heap_books_lost(), 0, "{method:?}: bytes of the lists' blocks lost");
+        }
+    }
 }
 
 // --- process ---
