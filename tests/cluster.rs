@@ -194,6 +194,37 @@ fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
     assert!(q.is_empty().unwrap());
 }
 
+/// Sends SIGSTOP (`stop`) or SIGCONT to the server.
+fn signal(redis: &Redis, stop: bool) {
+    let sig = if stop { "-STOP" } else { "-CONT" };
+    let _ = Command::new("kill").args([sig, &redis.pid.to_string()]).status();
+}
+
+/// An acknowledgement that fails (the connection was closed under it: a restart, a proxy,
+/// Redis's idle `timeout`) is an `AckError`, and the value stays where the docs say (the
+/// processing list); nothing else changes. (The failed `ack` left its `Received` to be
+/// dropped holding no bytes: the drop's give-back, on a new connection, pushed an empty
+/// item, which the next get took as garbage.)
+#[test]
+fn an_ack_that_fails_puts_nothing_in_the_queue() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    q.put(7).unwrap();
+    let received = q.receive().unwrap();
+    // Every connection but the one asking.
+    raw(&redis, &[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
+    let acked = received.ack();
+    assert!(acked.is_err(), "{acked:?}");
+    let other = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let next = other.try_get();
+    assert!(matches!(next, Err(GetError::Empty)), "{next:?}");
+    assert!(other.is_empty().unwrap());
+    // The value is delivered again once this consumer retires.
+    drop(q);
+    assert_eq!(other.get().unwrap(), 7);
+}
+
 #[test]
 fn credentials_come_with_the_url() {
     let _w = watchdog(LIMIT);

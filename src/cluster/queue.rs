@@ -888,12 +888,16 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
     pub fn ack(mut self) -> Result<T, AckError> {
         let processing = self.queue.keys.processing(&self.queue.consumer);
         let bytes = std::mem::take(&mut self.bytes);
+        // Taken first: whatever the outcome, the drop that follows gives nothing back (on
+        // failure the item stays in the processing list, as documented; a give-back of
+        // the bytes taken above would push an empty item).
+        let value = self.value.take().expect("a Received holds its value until ack");
         self.queue
             .state()
             .link
             .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&bytes).query::<()>(c))
             .map_err(AckError)?;
-        Ok(self.value.take().expect("a Received holds its value until ack"))
+        Ok(value)
     }
 }
 
