@@ -225,6 +225,25 @@ fn an_ack_that_fails_puts_nothing_in_the_queue() {
     assert_eq!(other.get().unwrap(), 7);
 }
 
+/// A get that a silent server did not answer in time fails with `Unreachable`; the server,
+/// let go, may still run the take it had received, into this consumer's processing list,
+/// unknown to the consumer. The item is not withheld while the consumer lives: its next
+/// get returns it.
+#[test]
+fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    q.put(7).unwrap();
+    signal(&redis, true);
+    let got = q.get();
+    signal(&redis, false);
+    assert!(matches!(got, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{got:?}");
+    let again = q.get_timeout(Duration::from_secs(5));
+    assert_eq!(again.unwrap(), 7);
+    assert!(q.is_empty().unwrap());
+}
+
 #[test]
 fn credentials_come_with_the_url() {
     let _w = watchdog(LIMIT);
