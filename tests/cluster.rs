@@ -244,6 +244,20 @@ fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
     assert!(q.is_empty().unwrap());
 }
 
+/// A lease too long for Redis's clock (`Duration::MAX`: "never give my items to others")
+/// works as the longest one Redis keeps, not as an error on every get (whose take had
+/// moved the item out of the list all the same); a timeout of `Duration::MAX` is no panic.
+#[test]
+fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().lease(Duration::MAX).timeout(Duration::MAX).open(&redis.url, "q").unwrap();
+    q.put(5).unwrap();
+    let got = q.get_timeout(Duration::from_secs(5));
+    assert!(matches!(got, Ok(5)), "{got:?}");
+    assert!(q.is_empty().unwrap());
+}
+
 #[test]
 fn credentials_come_with_the_url() {
     let _w = watchdog(LIMIT);

@@ -304,6 +304,23 @@ fn results_pushed_while_redis_was_stopped_are_not_lost() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
+/// A lease too long for Redis's clock or for `Instant` (`Duration::MAX`) works as the
+/// longest one kept, not as a failure of every task.
+#[test]
+fn a_lease_of_duration_max_is_the_longest_kept() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX))
+        .build()
+        .unwrap();
+    let mut r = pool.apply_async(square, 3).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
+}
+
 #[test]
 fn a_pool_on_an_unreachable_redis_is_a_typed_error() {
     let _w = watchdog(LIMIT);

@@ -266,7 +266,8 @@ impl<T> QueueBuilder<T> {
         self
     }
 
-    /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms): once it has
+    /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms, at most a
+    /// hundred years: a longer one, such as `Duration::MAX`, is that): once it has
     /// expired, other consumers deliver its unacknowledged items again. A consumer keeps
     /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often.
     ///
@@ -282,7 +283,7 @@ impl<T> QueueBuilder<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(3));
+        self.lease = lease.clamp(Duration::from_millis(3), super::MAX_LEASE);
         self
     }
 
