@@ -258,6 +258,31 @@ fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
     assert!(q.is_empty().unwrap());
 }
 
+/// A get whose acknowledgement a silent server did not answer in time (and ran when let
+/// go): the value was taken and decoded, so the get returns it; an error there lost it
+/// (acknowledged on the server, never delivered).
+#[test]
+fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    q.put(7).unwrap();
+    // The getting thread is held between its take and its acknowledgement.
+    multiproc::__private::crash_at("hold:cluster.get.taken");
+    let got = std::thread::scope(|s| {
+        let getter = s.spawn(|| q.get());
+        while multiproc::__private::crash_holding() < 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        signal(&redis, true);
+        multiproc::__private::crash_disarm();
+        let got = getter.join().unwrap();
+        signal(&redis, false);
+        got
+    });
+    assert!(matches!(got, Ok(7)), "{got:?}");
+}
+
 #[test]
 fn credentials_come_with_the_url() {
     let _w = watchdog(LIMIT);

@@ -45,6 +45,7 @@ use serde::de::DeserializeOwned;
 use super::link::{Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, Tls};
 use crate::codec::{self, CodecError};
+use crate::shm::crash::crash_point;
 
 /// Puts only when the list holds fewer than `ARGV[2]` items.
 const PUT_BOUNDED: &str = r"
@@ -125,7 +126,9 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// consumer's processing list, where it stays until [`Received::ack`]; if the consumer
 /// dies first (or stops calling the queue for longer than the
 /// [`lease`](QueueBuilder::lease)), another consumer takes it back and it is delivered
-/// again. [`get`](Queue::get) is `receive` acknowledged as soon as the value is decoded.
+/// again. [`get`](Queue::get) is `receive` acknowledged as soon as the value is decoded
+/// (the value is returned even if that acknowledgement fails: the item may then be
+/// delivered again, never lost).
 ///
 /// Every call returns within a bounded time: when Redis is unreachable, killed or silent,
 /// the error is [`ClusterError::Unreachable`] after at most the
@@ -554,7 +557,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`GetError::Decode`] (the item is moved to the dead-letter list), [`GetError::Redis`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.receive_until(Until::Never)?.ack().map_err(|e| GetError::Redis(e.0))
+        self.get_until(Until::Never)
     }
 
     /// Takes the next value if there is one, else fails with [`GetError::Empty`].
@@ -571,7 +574,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As [`Queue::get`], and [`GetError::Empty`].
     pub fn try_get(&self) -> Result<T, GetError> {
-        self.receive_until(Until::Now)?.ack().map_err(|e| GetError::Redis(e.0))
+        self.get_until(Until::Now)
     }
 
     /// Takes the next value, waiting at most `timeout` for one.
@@ -593,7 +596,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As [`Queue::get`], and [`GetError::Timeout`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.receive_until(Until::after(timeout))?.ack().map_err(|e| GetError::Redis(e.0))
+        self.get_until(Until::after(timeout))
+    }
+
+    /// The gets: a receive, acknowledged. The value is the caller's once decoded: an
+    /// acknowledgement that fails may have run all the same (a reply that never came), and
+    /// an error then would lose the value. Not run, it leaves the item in the processing
+    /// list, delivered again when this consumer retires or dies (at least once).
+    fn get_until(&self, until: Until) -> Result<T, GetError> {
+        let mut received = self.receive_until(until)?;
+        crash_point!("cluster.get.taken");
+        let value = received.value.take().expect("a Received holds its value until ack");
+        let _ = received.remove();
+        Ok(value)
     }
 
     /// Takes the next value, waiting while the queue is empty, and keeps it in this
@@ -948,18 +963,21 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
     /// [`AckError`] when Redis cannot be used: the value stays in the processing list and
     /// is delivered again after the lease, or when this queue handle is dropped.
     pub fn ack(mut self) -> Result<T, AckError> {
-        let processing = self.queue.keys.processing(&self.queue.consumer);
-        let bytes = std::mem::take(&mut self.bytes);
         // Taken first: whatever the outcome, the drop that follows gives nothing back (on
-        // failure the item stays in the processing list, as documented; a give-back of
-        // the bytes taken above would push an empty item).
+        // failure the item stays in the processing list, as documented).
         let value = self.value.take().expect("a Received holds its value until ack");
+        self.remove()?;
+        Ok(value)
+    }
+
+    /// Removes the item from the processing list.
+    fn remove(&mut self) -> Result<(), AckError> {
+        let processing = self.queue.keys.processing(&self.queue.consumer);
         self.queue
             .state()
             .link
-            .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&bytes).query::<()>(c))
-            .map_err(AckError)?;
-        Ok(value)
+            .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&self.bytes).query::<()>(c))
+            .map_err(AckError)
     }
 }
 
