@@ -93,6 +93,16 @@ pub enum Error {
     /// A `_timeout` operation's time ran out.
     #[error("the operation timed out")]
     Timeout,
+    /// An argument no object can be made with (Python's `ValueError`), such as a
+    /// [`Barrier`](crate::Barrier) of no party; the text says which.
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let err = multiproc::Barrier::new(0).unwrap_err();
+    /// assert!(matches!(err, multiproc::Error::InvalidArgument(_)));
+    /// ```
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
     /// A release the lock's state does not allow.
     #[error(transparent)]
     Release(#[from] ReleaseError),

@@ -810,6 +810,34 @@ fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
     assert!(second.join().unwrap(), "the dropped future's notification was passed on");
 }
 
+/// A future given a notification and then dropped while it takes the lock back (the
+/// notifier still holds it, as it usually does) passes the notification on, as one
+/// dropped while it waits does: the other waiter is woken.
+#[test]
+fn a_condition_wait_dropped_while_it_takes_the_lock_back_passes_its_notification_on() {
+    let _w = watchdog(LIMIT);
+    let cond = multiproc::Condition::with_lock(multiproc::Lock::new().unwrap()).unwrap();
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut first = Box::pin(cond.acquire().unwrap().wait_async());
+    assert!(first.as_mut().poll(&mut cx).is_pending(), "waiting, the lock released");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = cond.clone();
+    let second = std::thread::spawn(move || {
+        let mut guard = other.acquire().unwrap();
+        tx.send(()).unwrap();
+        guard.wait_timeout(Duration::from_secs(100)).unwrap()
+    });
+    rx.recv().unwrap();
+    let mut guard = cond.acquire().unwrap();
+    guard.notify(1); // to the oldest waiter: the future
+    // Notified, it takes the lock back: held here, so it pends.
+    assert!(first.as_mut().poll(&mut cx).is_pending(), "notified, waiting for the lock");
+    drop(first);
+    drop(guard);
+    assert!(second.join().unwrap(), "the dropped future's notification was passed on");
+}
+
 fn wait_at(barrier: multiproc::Barrier) -> usize {
     std::thread::sleep(Duration::from_millis(100));
     barrier.wait().unwrap()

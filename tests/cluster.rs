@@ -194,6 +194,95 @@ fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
     assert!(q.is_empty().unwrap());
 }
 
+/// Sends SIGSTOP (`stop`) or SIGCONT to the server.
+fn signal(redis: &Redis, stop: bool) {
+    let sig = if stop { "-STOP" } else { "-CONT" };
+    let _ = Command::new("kill").args([sig, &redis.pid.to_string()]).status();
+}
+
+/// An acknowledgement that fails (the connection was closed under it: a restart, a proxy,
+/// Redis's idle `timeout`) is an `AckError`, and the value stays where the docs say (the
+/// processing list); nothing else changes. (The failed `ack` left its `Received` to be
+/// dropped holding no bytes: the drop's give-back, on a new connection, pushed an empty
+/// item, which the next get took as garbage.)
+#[test]
+fn an_ack_that_fails_puts_nothing_in_the_queue() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    q.put(7).unwrap();
+    let received = q.receive().unwrap();
+    // Every connection but the one asking.
+    raw(&redis, &[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
+    let acked = received.ack();
+    assert!(acked.is_err(), "{acked:?}");
+    let other = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let next = other.try_get();
+    assert!(matches!(next, Err(GetError::Empty)), "{next:?}");
+    assert!(other.is_empty().unwrap());
+    // The value is delivered again once this consumer retires.
+    drop(q);
+    assert_eq!(other.get().unwrap(), 7);
+}
+
+/// A get that a silent server did not answer in time fails with `Unreachable`; the server,
+/// let go, may still run the take it had received, into this consumer's processing list,
+/// unknown to the consumer. The item is not withheld while the consumer lives: its next
+/// get returns it.
+#[test]
+fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    q.put(7).unwrap();
+    signal(&redis, true);
+    let got = q.get();
+    signal(&redis, false);
+    assert!(matches!(got, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{got:?}");
+    let again = q.get_timeout(Duration::from_secs(5));
+    assert_eq!(again.unwrap(), 7);
+    assert!(q.is_empty().unwrap());
+}
+
+/// A lease too long for Redis's clock (`Duration::MAX`: "never give my items to others")
+/// works as the longest one Redis keeps, not as an error on every get (whose take had
+/// moved the item out of the list all the same); a timeout of `Duration::MAX` is no panic.
+#[test]
+fn a_lease_of_duration_max_is_the_longest_redis_keeps() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().lease(Duration::MAX).timeout(Duration::MAX).open(&redis.url, "q").unwrap();
+    q.put(5).unwrap();
+    let got = q.get_timeout(Duration::from_secs(5));
+    assert!(matches!(got, Ok(5)), "{got:?}");
+    assert!(q.is_empty().unwrap());
+}
+
+/// A get whose acknowledgement a silent server did not answer in time (and ran when let
+/// go): the value was taken and decoded, so the get returns it; an error there lost it
+/// (acknowledged on the server, never delivered).
+#[test]
+fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
+    q.put(7).unwrap();
+    // The getting thread is held between its take and its acknowledgement.
+    multiproc::__private::crash_at("hold:cluster.get.taken");
+    let got = std::thread::scope(|s| {
+        let getter = s.spawn(|| q.get());
+        while multiproc::__private::crash_holding() < 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        signal(&redis, true);
+        multiproc::__private::crash_disarm();
+        let got = getter.join().unwrap();
+        signal(&redis, false);
+        got
+    });
+    assert!(matches!(got, Ok(7)), "{got:?}");
+}
+
 #[test]
 fn credentials_come_with_the_url() {
     let _w = watchdog(LIMIT);

@@ -278,6 +278,49 @@ fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
     assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Cluster(ClusterError::Unreachable(_)))));
 }
 
+/// Redis stopped (SIGSTOP) past the driver's read timeout and let go before the driver
+/// gives up: the map goes on, and a result the node pushed meanwhile is delivered, not
+/// taken by a read of the driver whose reply never came.
+#[test]
+fn results_pushed_while_redis_was_stopped_are_not_lost() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let mut result = pool.apply_async(sleep_ms, 300).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = redis.pid.to_string();
+    let _ = Command::new("kill").args(["-STOP", &pid]).status();
+    // Past the driver's read timeout (one second plus the timeout), within its grace.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(300));
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// A lease too long for Redis's clock or for `Instant` (`Duration::MAX`) works as the
+/// longest one kept, not as a failure of every task.
+#[test]
+fn a_lease_of_duration_max_is_the_longest_kept() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX))
+        .build()
+        .unwrap();
+    let mut r = pool.apply_async(square, 3).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
+}
+
 #[test]
 fn a_pool_on_an_unreachable_redis_is_a_typed_error() {
     let _w = watchdog(LIMIT);

@@ -315,6 +315,33 @@ fn a_pool_dropped_by_its_own_callback_ends_and_reaps_its_workers() {
     pool.join().unwrap();
 }
 
+/// `join` from a callback of a closed pool run by a caller's thread (waiting in `get`, it
+/// collects the results and runs their callbacks): while the callback runs, the thread
+/// collects nothing, so the pool thread does, and the join ends once the other tasks have
+/// (it hung: the caller counted as collecting, the pool thread kept off the results, and
+/// the workers never finished the tasks whose results nobody took).
+#[test]
+fn a_callback_run_by_a_waiting_caller_may_join_its_closed_pool() {
+    let leaks = common::leak_check(LIMIT);
+    let pool = Arc::new(Pool::new(2).unwrap());
+    let own = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = ApplyOptions::new().callback(move |_: &u64| {
+        tx.send((std::thread::current().id(), own.join().map_err(|e| e.to_string()))).unwrap();
+    });
+    let first = pool.apply_async_with(sleep_then, 300, options).unwrap();
+    let second = pool.apply_async(sleep_then, 900).unwrap();
+    pool.close();
+    // This thread waits from the start: it collects the first result and runs its callback.
+    assert_eq!(first.get().unwrap(), 300);
+    let (thread, joined) = rx.recv().unwrap();
+    assert_eq!(thread, std::thread::current().id(), "the callback ran on the waiting thread");
+    joined.unwrap();
+    assert_eq!(second.get().unwrap(), 900);
+    drop(pool);
+    leaks.assert_no_leak();
+}
+
 #[test]
 fn a_panicking_task_fails_alone_and_the_pool_goes_on() {
     let _w = heap_user(LIMIT);

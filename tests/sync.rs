@@ -920,6 +920,21 @@ fn a_barrier_lets_all_parties_through_together_with_distinct_indices() {
     }
 }
 
+/// `new` returns a `Result`: a count of parties no barrier can have (none, or more than
+/// a `u32` holds) is an error, not a panic.
+#[test]
+fn a_barrier_of_no_party_is_an_error_not_a_panic() {
+    let _w = watchdog(LIMIT);
+    let made = std::panic::catch_unwind(|| Barrier::new(0).map(drop));
+    assert!(matches!(made, Ok(Err(_))), "Barrier::new(0) panicked or succeeded");
+    let built = std::panic::catch_unwind(|| Barrier::builder(0).timeout(SHORT).build().map(drop));
+    assert!(matches!(built, Ok(Err(_))), "Barrier::builder(0).build() panicked or succeeded");
+    assert!(matches!(Barrier::new(0), Err(multiproc::Error::InvalidArgument(_))));
+    let too_many = usize::try_from(u64::from(u32::MAX) + 1).unwrap();
+    let made = std::panic::catch_unwind(|| Barrier::new(too_many).map(drop));
+    assert!(matches!(made, Ok(Err(_))), "Barrier::new(u32::MAX + 1) panicked or succeeded");
+}
+
 fn meet_or_break(barrier: Barrier) -> Result<usize, BarrierBreak> {
     barrier.wait().map_err(|e| e.cause())
 }

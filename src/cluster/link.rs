@@ -34,7 +34,9 @@ impl Link {
             Some(tls) => redis::Client::build_with_tls(url, tls.certificates())
                 .map_err(|e| ClusterError::Tls(format!("the certificates given do not parse: {e}")))?,
         };
-        Ok(Self { client, conn: None, timeout })
+        // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
+        // read limit below: the longest kept is a hundred years.
+        Ok(Self { client, conn: None, timeout: timeout.min(super::MAX_LEASE) })
     }
 
     /// Runs `f` on the connection (connecting first if needed). Every read waits at most

@@ -58,6 +58,11 @@ mod tls;
 mod wire;
 
 pub use error::{AckError, ClusterError, GetError, PutError};
+
+/// The longest lease or timeout kept (a hundred years): Redis's expiry times, `Instant`s
+/// and socket timeouts hold it, plus a second or a third of it, where a longer one
+/// (`Duration::MAX`, "never") would overflow them.
+pub(crate) const MAX_LEASE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
 pub use node::{ServeOptions, WORKER_ENV, serve};
 pub use pool::ClusterOptions;
 pub use queue::{Queue, QueueBuilder, Received};

@@ -83,7 +83,8 @@ impl ClusterOptions {
     }
 
     /// A task whose node stopped heartbeating for this long (killed, cut off) is taken
-    /// back and queued again (nodes heartbeat every third of it). At least 100 ms.
+    /// back and queued again (nodes heartbeat every third of it). At least 100 ms, at most
+    /// a hundred years (a longer one, such as `Duration::MAX`, is that).
     ///
     /// # Examples
     ///
@@ -94,7 +95,7 @@ impl ClusterOptions {
     /// let options = multiproc::cluster::ClusterOptions::new().lease(Duration::from_secs(2));
     /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(100));
+        self.lease = lease.clamp(Duration::from_millis(100), super::MAX_LEASE);
         self
     }
 

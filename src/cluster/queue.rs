@@ -7,6 +7,8 @@
 //! mp:{q:NAME}:take:ID      consumer ID's landing list: an item between the list and proc
 //! mp:{q:NAME}:proc:ID      consumer ID's processing list (taken, not yet acknowledged)
 //! mp:{q:NAME}:alive:ID     consumer ID's heartbeat, a key that expires after the lease
+//! mp:{q:NAME}:last:ID      the number of consumer ID's last take that moved an item to
+//!                          its processing list (expires after the lease)
 //! mp:{q:NAME}:consumers    the set of consumer IDs that may hold a processing list
 //! mp:{q:NAME}:dead         items that did not decode or were too large, kept for inspection
 //! ```
@@ -21,6 +23,14 @@
 //! moves back the processing lists of consumers whose heartbeat expired. So an item is
 //! lost only with Redis's own data, and delivered more than once only when its consumer
 //! died, or stopped calling the queue for longer than the lease, before acknowledging it.
+//!
+//! A take whose reply never came (the server silent past the timeout, the connection
+//! lost) may still have run: its item would sit in the processing list of a consumer that
+//! does not know it holds it, kept from everybody while that consumer lives. So each take
+//! carries a number, which `TAKE` records (`last:ID`) when it moves an item to the
+//! processing list, and the consumer's next take first runs `RECOVER` with the failed
+//! take's number: if that take ran, its item (the newest of the processing list) goes back
+//! first in line.
 
 use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
@@ -35,6 +45,7 @@ use serde::de::DeserializeOwned;
 use super::link::{Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, Tls};
 use crate::codec::{self, CodecError};
+use crate::shm::crash::crash_point;
 
 /// Puts only when the list holds fewer than `ARGV[2]` items.
 const PUT_BOUNDED: &str = r"
@@ -72,8 +83,9 @@ return 0
 
 /// After a (B)LMOVE from the list (`KEYS[4]`) to the landing list (`KEYS[1]`), whose reply
 /// was skipped: the oldest landed item moves on to the processing list (`KEYS[2]`) and is
-/// returned, or, if larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`)
-/// and only its size is returned. Nothing landed: nil (or the error the skipped move hid).
+/// returned, the take's number `ARGV[2]` noted in `KEYS[5]` (for `ARGV[3]` ms), or, if
+/// larger than `ARGV[1]` bytes, goes to the dead-letter list (`KEYS[3]`) and only its size
+/// is returned. Nothing landed: nil (or the error the skipped move hid).
 const TAKE: &str = r"
 local v = redis.call('LINDEX', KEYS[1], -1)
 if not v then
@@ -85,7 +97,22 @@ if #v > tonumber(ARGV[1]) then
   return #v
 end
 redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3])
 return v
+";
+
+/// Before a take that follows one whose reply never came (number `ARGV[1]`): anything in
+/// the landing list (`KEYS[4]`) goes back first in line (`KEYS[3]`), and if that take
+/// moved an item to the processing list (`KEYS[2]`), as `KEYS[1]` tells, that item (the
+/// newest there: nothing was taken since) goes back first in line too.
+const RECOVER: &str = r"
+while redis.call('LMOVE', KEYS[4], KEYS[3], 'LEFT', 'RIGHT') do end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+  return 1
+end
+return 0
 ";
 
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -99,7 +126,9 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// consumer's processing list, where it stays until [`Received::ack`]; if the consumer
 /// dies first (or stops calling the queue for longer than the
 /// [`lease`](QueueBuilder::lease)), another consumer takes it back and it is delivered
-/// again. [`get`](Queue::get) is `receive` acknowledged as soon as the value is decoded.
+/// again. [`get`](Queue::get) is `receive` acknowledged as soon as the value is decoded
+/// (the value is returned even if that acknowledgement fails: the item may then be
+/// delivered again, never lost).
 ///
 /// Every call returns within a bounded time: when Redis is unreachable, killed or silent,
 /// the error is [`ClusterError::Unreachable`] after at most the
@@ -133,6 +162,10 @@ struct State {
     link: Link,
     /// When this consumer last refreshed its heartbeat (`None`: never; it holds nothing).
     beat: Option<Instant>,
+    /// The number of the last take sent.
+    takes: u64,
+    /// The number of a take whose reply never came, until `RECOVER` ran for it.
+    unsure: Option<u64>,
 }
 
 struct Keys {
@@ -163,6 +196,10 @@ impl Keys {
 
     fn alive(&self, consumer: &str) -> String {
         format!("{}:alive:{consumer}", self.prefix)
+    }
+
+    fn last_take(&self, consumer: &str) -> String {
+        format!("{}:last:{consumer}", self.prefix)
     }
 }
 
@@ -232,7 +269,8 @@ impl<T> QueueBuilder<T> {
         self
     }
 
-    /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms): once it has
+    /// How long this consumer's heartbeat lasts (default 30 s, at least 3 ms, at most a
+    /// hundred years: a longer one, such as `Duration::MAX`, is that): once it has
     /// expired, other consumers deliver its unacknowledged items again. A consumer keeps
     /// it alive by calling the queue (any get or [`Queue::keep_alive`]) more often.
     ///
@@ -248,7 +286,7 @@ impl<T> QueueBuilder<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(3));
+        self.lease = lease.clamp(Duration::from_millis(3), super::MAX_LEASE);
         self
     }
 
@@ -311,7 +349,7 @@ impl<T> QueueBuilder<T> {
             maxsize: self.maxsize,
             max_message_size: self.max_message_size,
             lease: self.lease,
-            state: Mutex::new(State { link, beat: None }),
+            state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
             put_bounded: redis::Script::new(PUT_BOUNDED),
             _type: PhantomData,
         })
@@ -519,7 +557,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`GetError::Decode`] (the item is moved to the dead-letter list), [`GetError::Redis`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.receive_until(Until::Never)?.ack().map_err(|e| GetError::Redis(e.0))
+        self.get_until(Until::Never)
     }
 
     /// Takes the next value if there is one, else fails with [`GetError::Empty`].
@@ -536,7 +574,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As [`Queue::get`], and [`GetError::Empty`].
     pub fn try_get(&self) -> Result<T, GetError> {
-        self.receive_until(Until::Now)?.ack().map_err(|e| GetError::Redis(e.0))
+        self.get_until(Until::Now)
     }
 
     /// Takes the next value, waiting at most `timeout` for one.
@@ -558,7 +596,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As [`Queue::get`], and [`GetError::Timeout`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.receive_until(Until::after(timeout))?.ack().map_err(|e| GetError::Redis(e.0))
+        self.get_until(Until::after(timeout))
+    }
+
+    /// The gets: a receive, acknowledged. The value is the caller's once decoded: an
+    /// acknowledgement that fails may have run all the same (a reply that never came), and
+    /// an error then would lose the value. Not run, it leaves the item in the processing
+    /// list, delivered again when this consumer retires or dies (at least once).
+    fn get_until(&self, until: Until) -> Result<T, GetError> {
+        let mut received = self.receive_until(until)?;
+        crash_point!("cluster.get.taken");
+        let value = received.value.take().expect("a Received holds its value until ack");
+        let _ = received.remove();
+        Ok(value)
     }
 
     /// Takes the next value, waiting while the queue is empty, and keeps it in this
@@ -625,8 +675,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let processing = self.keys.processing(&self.consumer);
         let landing = self.keys.landing(&self.consumer);
         let max = self.max_message_size;
+        let last_take = self.keys.last_take(&self.consumer);
         let taken = loop {
             let mut state = self.state();
+            if let Some(number) = state.unsure {
+                state
+                    .link
+                    .run(|c| {
+                        redis::cmd("EVAL")
+                            .arg(RECOVER)
+                            .arg(4)
+                            .arg(&last_take)
+                            .arg(&processing)
+                            .arg(&self.keys.items)
+                            .arg(&landing)
+                            .arg(number)
+                            .query::<i64>(c)
+                    })
+                    .map_err(GetError::Redis)?;
+                state.unsure = None;
+            }
+            state.takes += 1;
+            let number = state.takes;
             // A move may only land in our lists while our heartbeat is fresh: else a
             // reclaim may already have dropped us, and nobody would ever give back what we
             // hold if we died. So the move is sent right behind the heartbeat (one
@@ -654,12 +724,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             };
             pipe.cmd("EVAL")
                 .arg(TAKE)
-                .arg(4)
+                .arg(5)
                 .arg(&landing)
                 .arg(&processing)
                 .arg(&self.keys.dead)
                 .arg(&self.keys.items)
-                .arg(max);
+                .arg(&last_take)
+                .arg(max)
+                .arg(number)
+                .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
             let packed = pipe.get_packed_pipeline();
             let replies = usize::from(due) + 1;
             let taken = state.link.run(|c| {
@@ -671,6 +744,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 Ok(values.pop())
             });
+            if let Err(ClusterError::Unreachable(_)) = &taken {
+                // Sent, maybe run: the next take looks.
+                state.unsure = Some(number);
+            }
             let taken = taken.map_err(GetError::Redis)?;
             if due {
                 state.beat = Some(sent);
@@ -886,14 +963,21 @@ impl<T: Serialize + DeserializeOwned> Received<'_, T> {
     /// [`AckError`] when Redis cannot be used: the value stays in the processing list and
     /// is delivered again after the lease, or when this queue handle is dropped.
     pub fn ack(mut self) -> Result<T, AckError> {
+        // Taken first: whatever the outcome, the drop that follows gives nothing back (on
+        // failure the item stays in the processing list, as documented).
+        let value = self.value.take().expect("a Received holds its value until ack");
+        self.remove()?;
+        Ok(value)
+    }
+
+    /// Removes the item from the processing list.
+    fn remove(&mut self) -> Result<(), AckError> {
         let processing = self.queue.keys.processing(&self.queue.consumer);
-        let bytes = std::mem::take(&mut self.bytes);
         self.queue
             .state()
             .link
-            .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&bytes).query::<()>(c))
-            .map_err(AckError)?;
-        Ok(self.value.take().expect("a Received holds its value until ack"))
+            .run(|c| redis::cmd("LREM").arg(&processing).arg(1).arg(&self.bytes).query::<()>(c))
+            .map_err(AckError)
     }
 }
 

@@ -26,13 +26,19 @@ impl<T: ?Sized> Callbacks<T> {
     /// it, as any thread's): it runs on the thread that collects results (the pool's, a
     /// worker thread of a `ThreadPool`, or a caller's waiting in `get`), which must go on
     /// to deliver this result and the others. Python's result handler thread dies there,
-    /// and every later `get` hangs.
+    /// and every later `get` hangs. A caller's thread stops counting as collecting
+    /// meanwhile (see `supervisor::outside_help`).
     pub(crate) fn run(&mut self, outcome: Result<&T, &TaskError>) {
         let (success, failure) = (self.success.take(), self.failure.take());
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match outcome {
-            Ok(value) => success.map(|f| f(value)),
-            Err(e) => failure.map(|f| f(e)),
-        }));
+        if success.is_none() && failure.is_none() {
+            return;
+        }
+        super::supervisor::outside_help(|| {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match outcome {
+                Ok(value) => success.map(|f| f(value)),
+                Err(e) => failure.map(|f| f(e)),
+            }));
+        });
     }
 }
 

@@ -188,8 +188,9 @@ pub(crate) struct Inner {
     counters: Arc<Counters>,
     /// A call was cancelled since the inboxes were last purged of its chunks.
     cancellations: AtomicBool,
-    /// Threads waiting for a result and collecting meanwhile.
-    helpers: AtomicUsize,
+    /// Threads waiting for a result and collecting meanwhile (shared with the
+    /// thread-local `HELPING` of each, see [`outside_help`]).
+    helpers: Arc<AtomicUsize>,
     /// Results taken from the results channel whose chunk is not yet off the books (see
     /// [`Inner::collect`]): while one is, a worker that ended may look as if it died
     /// running the chunk it had answered.
@@ -224,7 +225,7 @@ impl Inner {
             next_id: AtomicU64::new(1),
             counters: Arc::default(),
             cancellations: AtomicBool::new(false),
-            helpers: AtomicUsize::new(0),
+            helpers: Arc::default(),
             in_hand: AtomicUsize::new(0),
             helped_at: AtomicU64::new(0),
             spin: LoadSpin::new(),
@@ -1029,6 +1030,12 @@ impl Helper for Inner {
     }
 }
 
+thread_local! {
+    /// The `helpers` counts this thread is in, the innermost last (a callback that waits
+    /// for a result of another pool helps that one too).
+    static HELPING: std::cell::RefCell<Vec<Arc<AtomicUsize>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A caller's thread counted in [`Inner::helpers`] while it lives: however the help ends
 /// (a panic too), the pool thread collects again after it.
 struct Helping<'a>(&'a AtomicUsize);
@@ -1036,13 +1043,44 @@ struct Helping<'a>(&'a AtomicUsize);
 impl<'a> Helping<'a> {
     fn start(pool: &'a Inner) -> Self {
         pool.helpers.fetch_add(1, Ordering::SeqCst);
+        // `try_with`: not in a thread-local's destructor (there it helps uncounted by callbacks).
+        let _ = HELPING.try_with(|h| h.borrow_mut().push(pool.helpers.clone()));
         Helping(&pool.helpers)
     }
 }
 
 impl Drop for Helping<'_> {
     fn drop(&mut self) {
+        let _ = HELPING.try_with(|h| h.borrow_mut().pop());
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs `f`, user code that a thread collecting results meets (a callback), with the
+/// thread out of the count of the pool it helps, if it does: while `f` runs the thread
+/// collects nothing, so the pool thread must. A callback run by a caller's thread in `get`
+/// may block on the pool (`join` of a closed pool waits until every task's result is
+/// taken), and the results it waits for would otherwise stay in the channel.
+pub(crate) fn outside_help<R>(f: impl FnOnce() -> R) -> R {
+    let away = HELPING.try_with(|h| h.borrow().last().cloned()).ok().flatten().map(Away::start);
+    let r = f();
+    drop(away);
+    r
+}
+
+/// A helping thread out of its pool's count while it runs user code.
+struct Away(Arc<AtomicUsize>);
+
+impl Away {
+    fn start(helpers: Arc<AtomicUsize>) -> Self {
+        helpers.fetch_sub(1, Ordering::SeqCst);
+        Away(helpers)
+    }
+}
+
+impl Drop for Away {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 

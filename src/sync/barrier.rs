@@ -302,11 +302,8 @@ impl Barrier {
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidArgument`] when `parties` is 0 or above `u32::MAX`;
     /// [`Error::HeapFull`] when the family's shared memory is exhausted.
-    ///
-    /// # Panics
-    ///
-    /// When `parties` is 0 or above `u32::MAX`.
     ///
     /// # Examples
     ///
@@ -323,9 +320,7 @@ impl Barrier {
     /// A builder for a barrier with an action or a default timeout (Python's
     /// `Barrier(parties, action=None, timeout=None)`).
     ///
-    /// # Panics
-    ///
-    /// When `parties` is 0 or above `u32::MAX`.
+    /// A `parties` of 0 or above `u32::MAX` is refused by [`BarrierBuilder::build`].
     ///
     /// # Examples
     ///
@@ -340,8 +335,6 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn builder(parties: usize) -> BarrierBuilder {
-        assert!(parties > 0, "a Barrier needs at least one party");
-        let parties = u32::try_from(parties).expect("at most u32::MAX parties");
         BarrierBuilder { parties, timeout: None, action: None }
     }
 
@@ -678,7 +671,8 @@ impl Barrier {
 /// ```
 #[must_use = "a builder does nothing until build() is called"]
 pub struct BarrierBuilder {
-    parties: u32,
+    /// As asked: checked by `build`.
+    parties: usize,
     timeout: Option<Duration>,
     action: Option<Result<Action, Error>>,
 }
@@ -763,6 +757,7 @@ impl BarrierBuilder {
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidArgument`] when the parties are 0 or above `u32::MAX`;
     /// [`Error::NotInExecutable`] when the action lives in a shared library (another
     /// process could not find it); [`Error::HeapFull`] when the family's shared memory is
     /// exhausted.
@@ -776,7 +771,12 @@ impl BarrierBuilder {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn build(self) -> Result<Barrier, Error> {
+        let parties = match u32::try_from(self.parties) {
+            Ok(0) => return Err(Error::InvalidArgument("a Barrier needs at least one party")),
+            Ok(parties) => parties,
+            Err(_) => return Err(Error::InvalidArgument("a Barrier has at most u32::MAX parties")),
+        };
         let action = self.action.transpose()?;
-        Barrier::create(self.parties, self.timeout, action)
+        Barrier::create(parties, self.timeout, action)
     }
 }

@@ -312,17 +312,21 @@ impl<'a> Future for ConditionWait<'a> {
 
 impl Drop for ConditionWait<'_> {
     fn drop(&mut self) {
-        if let Step::Waiting { place, .. } = self.step {
-            self.waiting.withdraw();
-            let state = &*self.cond.state;
-            let notified = {
+        let notified = match self.step {
+            Step::Waiting { place, .. } => {
+                self.waiting.withdraw();
+                let state = &*self.cond.state;
                 let _g = RawGuard::lock(&state.guard);
                 state.waiters.leave(place)
-            };
-            if notified {
-                // A notification this waiter will never return: somebody else's now.
-                self.cond.notify(1);
             }
+            // Notified, and dropped while it took the lock back (the notifier usually
+            // holds it as it notifies): the notification was not returned either.
+            Step::Relocking { ref outcome, .. } => outcome.is_ok(),
+            Step::Holding(_) | Step::Done => false,
+        };
+        if notified {
+            // A notification this waiter will never return: somebody else's now.
+            self.cond.notify(1);
         }
     }
 }
