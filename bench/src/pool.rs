@@ -5,6 +5,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use multiproc::{MapOptions, Pool, StartMethod};
+use rayon::prelude::*;
 
 use crate::stats::{self, Report};
 
@@ -112,27 +113,86 @@ pub fn pool_apply_async(report: &mut Report) {
 }
 
 /// pool_cpu_scaling: 16 tasks of ~50 ms, serial against `Pool(2).map` (default chunk size).
+///
+/// Each round also runs the map on rayon (two threads, started after the pool's workers
+/// were forked), right before or after the pool's (the order alternates), against the
+/// same serial time: `speedup.rayon`, and `vs_rayon`, the round's pool speedup over
+/// rayon's. On a shared machine `speedup` swings with the load between the serial and
+/// the parallel part (with autogroup scheduling, a busy machine caps both near 1 CPU);
+/// `vs_rayon` compares two maps measured under nearly the same load. `vs_rayon.cpu` is the
+/// same ratio in CPU time (this process's threads and the pool's workers, during each map):
+/// what the pool costs beyond the tasks, whatever share of the processors it was given.
 pub fn pool_cpu_scaling(report: &mut Report) {
     let tasks = 16;
     let expect = cpu_task(CPU_N);
     let pool = pool2();
     pool.map(identity, 0..8).expect("warm-up");
+    let before = threads_now();
+    let threads = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("rayon pool");
+    threads.install(|| (0..8u64).into_par_iter().map(identity).collect::<Vec<u64>>());
     let (mut serial, mut parallel, mut speedup) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
+    let (mut rayon_speedup, mut vs_rayon, mut vs_rayon_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let mut family: Vec<String> = pool.pids().iter().map(|p| format!("/proc/{p}/task")).collect();
+    family.push("/proc/self/task".into());
+    for round in 0..3 {
         let t0 = Instant::now();
         let rs: Vec<u64> = (0..tasks).map(|_| cpu_task(black_box(CPU_N))).collect();
-        let t1 = Instant::now();
-        let rp = pool.map(cpu_task, vec![CPU_N; tasks]).expect("map");
-        let t2 = Instant::now();
-        assert!(rs == vec![expect; tasks] && rp == rs, "cpu scaling: bad result");
-        let (s, p) = ((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+        let s = t0.elapsed().as_secs_f64();
+        let (mut p, mut r, mut p_cpu, mut r_cpu) = (0.0, 0.0, 0.0, 0.0);
+        for pool_first in [round % 2 == 0, round % 2 == 1] {
+            let c1 = cpu_seconds(&family);
+            let t1 = Instant::now();
+            let out = if pool_first {
+                pool.map(cpu_task, vec![CPU_N; tasks]).expect("map")
+            } else {
+                threads.install(|| vec![CPU_N; tasks].into_par_iter().map(cpu_task).collect())
+            };
+            let dt = t1.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(&family) - c1;
+            assert!(rs == vec![expect; tasks] && out == rs, "cpu scaling: bad result");
+            if pool_first {
+                (p, p_cpu) = (dt, cpu);
+            } else {
+                (r, r_cpu) = (dt, cpu);
+            }
+        }
         serial.push(s);
         parallel.push(p);
         speedup.push(s / p);
+        rayon_speedup.push(s / r);
+        vs_rayon.push(r / p);
+        vs_rayon_cpu.push(r_cpu / p_cpu);
+    }
+    drop(threads);
+    // rayon's threads end after the drop returns; the benches after this one fork.
+    let gone = Instant::now();
+    while threads_now() > before && gone.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let task_ms: Vec<f64> = serial.iter().map(|s| s / tasks as f64 * 1e3).collect();
     report.emit("pool_cpu_scaling", "task_ms", stats::median(&task_ms), "ms", &task_ms);
     report.emit("pool_cpu_scaling", "serial", stats::median(&serial), "s", &serial);
     report.emit("pool_cpu_scaling", "pool2", stats::median(&parallel), "s", &parallel);
     report.emit("pool_cpu_scaling", "speedup", stats::median(&speedup), "x", &speedup);
+    report.emit("pool_cpu_scaling", "speedup.rayon", stats::median(&rayon_speedup), "x", &rayon_speedup);
+    report.emit("pool_cpu_scaling", "vs_rayon", stats::median(&vs_rayon), "x", &vs_rayon);
+    report.emit("pool_cpu_scaling", "vs_rayon.cpu", stats::median(&vs_rayon_cpu), "x", &vs_rayon_cpu);
+}
+
+/// This process's thread count (`/proc/self/task`).
+fn threads_now() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// CPU time in seconds of every thread under these `/proc/.../task` directories, from
+/// each thread's `schedstat` (nanoseconds on the CPU).
+fn cpu_seconds(dirs: &[String]) -> f64 {
+    let mut ns = 0u64;
+    for dir in dirs {
+        for task in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            ns += stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    ns as f64 * 1e-9
 }
