@@ -163,9 +163,11 @@ pub enum GetError {
     Redis(ClusterError),
 }
 
-/// Why [`Received::ack`](super::Received::ack) failed: Redis could not be used. The item
-/// stays in the consumer's processing list and is delivered again once this consumer's
-/// heartbeat expires.
+/// Why [`Received::ack`](super::Received::ack) failed: Redis could not be used. The
+/// acknowledgement may still have run (the link failed after it was sent): then the item is
+/// gone, as acknowledged. Else it stays in this consumer's processing list and is delivered
+/// again once this consumer retires (its last handle dropped) or dies (its heartbeat
+/// expires): at least once, never lost.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the acknowledgement did not reach Redis: {0}")]
 pub struct AckError(pub ClusterError);
