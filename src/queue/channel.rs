@@ -879,6 +879,7 @@ impl<T> Channel<T> {
     /// finish them: no other handle, or every live handle waiting in `join` (or in `get`
     /// on the empty queue). Counts the join as waiting from its first check on.
     pub(crate) fn join_check(&self, counted: &Cell<Option<u64>>, unfinished: u64) -> Result<(), JoinStop> {
+        crash_point!("queue.join.checking");
         let s = &self.shared;
         if self.join_stopped(counted.get()) || !s.other_handles() {
             return Err(JoinStop::Disconnected);
