@@ -511,6 +511,54 @@ fn a_consumer_killed_while_counting_the_task_it_took_has_it_counted_lost_once() 
     }
 }
 
+/// A `join` checking for lost tasks while a task is put and a consumer dies with it does
+/// not report them lost while this live process holds one: the check read the unfinished
+/// count before the put (one, this process's) and the lost count after the death (one, the
+/// dead's), and took them for all unfinished tasks lost. The same for `join_async` (here,
+/// not in tests/async.rs: the point held is armed in this whole process, and `leak_check`
+/// runs this test alone).
+#[test]
+fn join_checking_across_a_put_and_a_consumer_dying_with_it_does_not_count_a_held_task_lost() {
+    let leaks = leak_check(LIMIT);
+    for asynchronous in [false, true] {
+        let q = JoinableQueue::new().unwrap();
+        // Someone who could still finish the tasks: `join` then tells lost from disconnected.
+        let other = q.clone();
+        q.put(1).unwrap();
+        assert_eq!(q.get(), Ok(1));
+        // The joining thread is held at the start of its check: after its read of the
+        // unfinished count, before its count of the lost.
+        multiproc::__private::crash_at("hold:queue.join.checking");
+        std::thread::scope(|s| {
+            let joining = s.spawn(|| if asynchronous { smol::block_on(q.join_async()) } else { q.join() });
+            assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the join reached its check");
+            q.put(2).unwrap();
+            let dier = Process::new(take_one_then_die, q.clone()).start().unwrap();
+            assert_eq!(dier.wait(), -libc::SIGABRT, "the consumer did not die with its task");
+            assert_eq!(q.unfinished(), 2);
+            // The check runs; the next one (a join goes on checking) is held again.
+            multiproc::__private::crash_disarm();
+            assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 0), "the join left its check");
+            multiproc::__private::crash_at("hold:queue.join.checking");
+            assert!(
+                eventually(LIMIT, || multiproc::__private::crash_holding() == 1 || joining.is_finished()),
+                "the join neither checked again nor ended"
+            );
+            if joining.is_finished() {
+                let ended = joining.join().unwrap();
+                panic!("join (async: {asynchronous}) ended with {ended:?} while this process still held a task");
+            }
+            // This process finishes its task and the dead one's: then nothing is unfinished.
+            q.task_done().unwrap();
+            q.task_done().unwrap();
+            multiproc::__private::crash_disarm();
+            assert_eq!(joining.join().unwrap(), Ok(()));
+        });
+        drop(other);
+    }
+    leaks.assert_no_leak();
+}
+
 /// A live consumer that took several tasks and marked some done holds the rest: `join`
 /// waits for them, it never counts them lost (a take that claimed this process's own slot
 /// again had stored its count as a dead process's part).

@@ -230,7 +230,7 @@ impl<T> Future for JoinFuture<'_, T> {
             if !check {
                 return None;
             }
-            channel.join_check(counted, queue.unfinished()).err().map(|stop| Err(Interrupted::Check(stop)))
+            channel.join_check(counted, || queue.unfinished()).err().map(|stop| Err(Interrupted::Check(stop)))
         });
         if waited.is_ready() {
             channel.join_ended(counted.take());

@@ -500,8 +500,16 @@ impl Tasks {
 
     /// Tasks taken by processes now dead and never marked done: what the dead hold, less
     /// what live processes marked done beyond what they took (they may have finished
-    /// tasks of the dead). Reads `/proc`.
-    fn lost(&self) -> u64 {
+    /// tasks of the dead); then `unfinished()`, read after them under the same lock. Reads
+    /// `/proc`.
+    ///
+    /// With the consumers' lock held too, no count changes meanwhile (`task_done` counts
+    /// under this lock, takes and a shutdown's drain under both); only puts and deaths can,
+    /// and each can only make the first count too low or the second too high: so when the
+    /// first is at least the second, every unfinished task was a dead process's at one
+    /// moment. (The two read apart, a put and a consumer dying with it in between made a
+    /// task a live process held look lost.)
+    fn lost_then(&self, unfinished: impl FnOnce() -> u64) -> (u64, u64) {
         let _g = RawGuard::lock(&self.lock);
         let mut lost = 0i64;
         for h in &self.slots {
@@ -515,7 +523,7 @@ impl Tasks {
                 lost = lost.wrapping_add(own);
             }
         }
-        lost.max(0) as u64
+        (lost.max(0) as u64, unfinished())
     }
 }
 
@@ -874,19 +882,25 @@ impl<T> Channel<T> {
         counted.is_some_and(|epoch| self.shared.joiners.epoch.load(Ordering::Acquire) != epoch)
     }
 
-    /// The periodic check of a waiting `join` (`unfinished` items left): stops it when
-    /// every unfinished task was taken by a dead process, or when nobody is left who could
-    /// finish them: no other handle, or every live handle waiting in `join` (or in `get`
-    /// on the empty queue). Counts the join as waiting from its first check on.
-    pub(crate) fn join_check(&self, counted: &Cell<Option<u64>>, unfinished: u64) -> Result<(), JoinStop> {
+    /// The periodic check of a waiting `join` (`unfinished()`: the items left): stops it
+    /// when every unfinished task was taken by a dead process, or when nobody is left who
+    /// could finish them: no other handle, or every live handle waiting in `join` (or in
+    /// `get` on the empty queue). Counts the join as waiting from its first check on.
+    pub(crate) fn join_check(
+        &self,
+        counted: &Cell<Option<u64>>,
+        unfinished: impl FnOnce() -> u64,
+    ) -> Result<(), JoinStop> {
+        crash_point!("queue.join.checking");
         let s = &self.shared;
         if self.join_stopped(counted.get()) || !s.other_handles() {
             return Err(JoinStop::Disconnected);
         }
         // Under the consumers' lock, on an empty queue: no take is between its count and its
-        // commit (its message would still be there), so no count is one to undo.
-        if unfinished > 0
-            && let Some(lost) = s.ring.when_empty(|| s.tasks.lost())
+        // commit (its message would still be there), so no count is one to undo. The
+        // unfinished count is read there too, after the lost one (see `Tasks::lost_then`).
+        if let Some((lost, unfinished)) = s.ring.when_empty(|| s.tasks.lost_then(unfinished))
+            && unfinished > 0
             && lost >= unfinished
         {
             return Err(JoinStop::Lost(lost));

@@ -354,7 +354,7 @@ impl<T> JoinableQueue<T> {
         let counted = Cell::new(None);
         // Done, or stopped by another joiner that found nobody left to finish the tasks.
         let finished = || (self.unfinished() == 0 || ch.join_stopped(counted.get())).then_some(());
-        let waited = state.all_done.wait(deadline, SPIN, finished, || ch.join_check(&counted, self.unfinished()));
+        let waited = state.all_done.wait(deadline, SPIN, finished, || ch.join_check(&counted, || self.unfinished()));
         ch.join_ended(counted.get());
         self.join_outcome(waited)
     }
