@@ -1219,6 +1219,9 @@ const FULL_INNER: &str = "MULTIPROC_TEST_PROCESS_FULL_INNER";
 #[test]
 fn a_child_started_in_a_full_heap_inner() {
     let Ok(case) = std::env::var(FULL_INNER) else { return };
+    if case == "panics" {
+        return;
+    }
     // The heap has no room for the block of receipts: the child is started with the note
     // protocol (`boot::NOTE_ONLY`). The argument's queue is made first (its own objects
     // need room). A copy of the queue waits in a queue of queues across the join: a count
@@ -1275,6 +1278,48 @@ fn a_child_started_in_a_full_heap_inner() {
         }
     }
     println!("INNER-DONE");
+}
+
+/// The inner test of a panicking decoding in a full heap (`FULL_INNER` is `panics`).
+#[test]
+fn a_child_whose_argument_panics_in_a_full_heap_inner() {
+    if std::env::var(FULL_INNER).as_deref() != Ok("panics") {
+        return;
+    }
+    // As `a_child_whose_argument_panics_while_decoding_gives_back_its_handles_once`, with
+    // no room for the block of receipts (`boot::NOTE_ONLY`): the child receives the first
+    // queue, then its decoding panics, before any note. Copies of both queues wait in a
+    // queue of queues across the join: the parent must give back the second only.
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            let arg = common::refused::PanicsAfterFirst(first.clone(), second.clone());
+            let child = Process::new(never_runs_after_a_panic, arg).start_method(method).start().unwrap();
+            queues.put(first.clone()).unwrap();
+            queues.put(second.clone()).unwrap();
+            let joined = child.join();
+            assert!(matches!(joined, Err(multiproc::JoinError::Panicked(_))), "{method:?}: {joined:?}");
+            for (n, q) in (0u32..).zip([&first, &second]) {
+                let copy = queues.get_timeout(Duration::from_secs(10));
+                assert!(copy.is_ok(), "{method:?}: the queued copy of queue {n}: {copy:?}");
+                copy.unwrap().put(n).unwrap();
+                assert_eq!(q.get().unwrap(), n, "{method:?}");
+            }
+            drop(filler);
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_child_whose_argument_panics_in_a_full_heap_gives_back_its_handles_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_whose_argument_panics_in_a_full_heap_inner", &[(FULL_INNER, "panics")]);
 }
 
 #[test]
