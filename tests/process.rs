@@ -1214,8 +1214,9 @@ fn a_child_killed_before_its_note_gives_back_its_arguments_handles_once() {
 
 const FULL_INNER: &str = "MULTIPROC_TEST_PROCESS_FULL_INNER";
 
-/// The inner test: `case` is `runs` (the child runs), `noting` (it dies before its note)
-/// or `noted` (it stops after its note and is killed).
+/// The inner test: `case` is `runs` (the child runs), `noting` (it dies before its note),
+/// `noted` (it stops after its note and is killed) or `nocopy` (it cannot copy its boot
+/// socket for the note: `fail:process.note.copy` armed by the environment).
 #[test]
 fn a_child_started_in_a_full_heap_inner() {
     let Ok(case) = std::env::var(FULL_INNER) else { return };
@@ -1242,13 +1243,16 @@ fn a_child_started_in_a_full_heap_inner() {
                 "runs" => {}
                 "noting" => multiproc::builder().child_init(die_before_the_note).try_init().unwrap(),
                 "noted" => multiproc::builder().child_init(stop_after_the_note).try_init().unwrap(),
+                // Armed by the environment: the child cannot copy its boot socket for the
+                // note, and fails before it decodes.
+                "nocopy" => {}
                 other => panic!("no case {other}"),
             }
             let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
             multiproc::builder().try_init().unwrap();
             match case.as_str() {
                 "runs" => assert_eq!(queue.get().unwrap(), 7, "{method:?}: the child ran"),
-                "noting" => {
+                "noting" | "nocopy" => {
                     assert!(eventually(LIMIT, || !pid_running(child.pid())), "{method:?}: died before its note")
                 }
                 _ => kill_stopped(&child, method),
@@ -1257,14 +1261,23 @@ fn a_child_started_in_a_full_heap_inner() {
             let kept = keep.then_some(queue);
             let joined = child.join();
             assert_eq!(joined.is_ok(), case == "runs", "{method:?} {case}: {joined:?}");
+            if case == "nocopy" {
+                let failed = matches!(&joined, Err(JoinError::Failed { reason, .. }) if reason.contains("cannot tell"));
+                assert!(failed, "{method:?}: {joined:?}");
+            }
             let copy = queues.get_timeout(Duration::from_secs(10));
             assert!(copy.is_ok(), "{method:?} {case}, keep {keep}: the queued copy of the queue: {copy:?}");
             let copy = copy.unwrap();
             copy.put(3).unwrap();
             assert_eq!(copy.get().unwrap(), 3, "{method:?} {case}, keep {keep}");
             if let Some(queue) = kept {
-                Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join().unwrap();
-                assert_eq!(copy.get().unwrap(), 7, "{method:?} {case}: a second child in the full heap");
+                let second = Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join();
+                if case == "nocopy" {
+                    assert!(second.is_err(), "{method:?}: a second child that cannot copy its socket: {second:?}");
+                } else {
+                    second.unwrap();
+                    assert_eq!(copy.get().unwrap(), 7, "{method:?} {case}: a second child in the full heap");
+                }
             }
             drop(copy);
             drop(filler);
@@ -1313,6 +1326,31 @@ fn a_child_whose_argument_panics_in_a_full_heap_inner() {
         }
         leaks.assert_no_leak();
     }
+    // The same with a decoding that fails (refuses) after the first queue: the child
+    // notes, settles the first and gives back the second itself.
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            let arg = common::refused::RefusedAfterFirst(Vec::new(), first.clone(), second.clone());
+            let child = Process::new(never_runs, arg).start_method(method).start().unwrap();
+            queues.put(first.clone()).unwrap();
+            queues.put(second.clone()).unwrap();
+            let joined = child.join();
+            assert!(matches!(joined, Err(JoinError::Failed { .. })), "{method:?}: {joined:?}");
+            for (n, q) in (0u32..).zip([&first, &second]) {
+                let copy = queues.get_timeout(Duration::from_secs(10));
+                assert!(copy.is_ok(), "{method:?}: the queued copy of queue {n}: {copy:?}");
+                copy.unwrap().put(n).unwrap();
+                assert_eq!(q.get().unwrap(), n, "{method:?}");
+            }
+            drop(filler);
+        }
+        leaks.assert_no_leak();
+    }
     println!("INNER-DONE");
 }
 
@@ -1332,6 +1370,15 @@ fn a_child_started_in_a_heap_too_full_for_its_receipts_runs_and_leaks_nothing() 
 fn a_child_started_in_a_full_heap_killed_before_its_note_gives_its_argument_back_once() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "noting")]);
+}
+
+#[test]
+fn a_child_started_in_a_full_heap_that_cannot_copy_its_boot_socket_gives_its_argument_back_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_started_in_a_full_heap_inner",
+        &[(FULL_INNER, "nocopy"), ("MULTIPROC_CRASH_AT", "fail:process.note.copy")],
+    );
 }
 
 #[test]
