@@ -6,6 +6,8 @@
 //! No watchdog thread either: `alarm` ends the process (and by the parent-death signal,
 //! its children) if a case hangs.
 
+mod common;
+
 use std::sync::Mutex;
 
 use multiproc::{
@@ -508,6 +510,87 @@ fn cases() -> Vec<(&'static str, fn())> {
             Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap().join().unwrap();
             assert_eq!(queue.get().unwrap(), 7);
         }),
+        ("a_child_whose_argument_panics_while_decoding_gives_back_its_handles_once", || {
+            // The child receives the first queue, then its decoding panics; copies of both
+            // queues wait in a queue of queues across the join: the second only is given
+            // back. With room for the block of receipts (the first receipted), and in a heap
+            // too full for it (`boot::NOTE_ONLY`: the first was given back a second time).
+            for full in [false, true] {
+                let before = multiproc::__private::heap_in_use();
+                let queues = Queue::<Queue<u32>>::new().unwrap();
+                let (first, second) = (Queue::<u32>::new().unwrap(), Queue::<u32>::new().unwrap());
+                let filler = full.then(common::fill_heap);
+                assert!(filler.as_ref().is_none_or(|f| !f.room_for(64)), "the heap is full");
+                let arg = common::refused::PanicsAfterFirst(first.clone(), second.clone());
+                let child = Process::new(never_runs_after_a_panic, arg).start_method(FORK).start().unwrap();
+                queues.put(first.clone()).unwrap();
+                queues.put(second.clone()).unwrap();
+                let joined = child.join();
+                assert!(matches!(joined, Err(JoinError::Panicked(_))), "full {full}: {joined:?}");
+                for (n, q) in (0u32..).zip([&first, &second]) {
+                    let copy = queues.get_timeout(std::time::Duration::from_secs(10));
+                    assert!(copy.is_ok(), "full {full}: the queued copy of queue {n}: {copy:?}");
+                    copy.unwrap().put(n).unwrap();
+                    assert_eq!(q.get().unwrap(), n, "full {full}");
+                }
+                drop((first, second, queues, filler));
+                assert_eq!(multiproc::__private::heap_in_use(), before, "full {full}");
+            }
+        }),
+        ("a_child_started_in_a_heap_too_full_for_its_receipts_gives_its_argument_back_once_at_most", || {
+            // No room for the block of receipts: the note protocol (`boot::NOTE_ONLY`). The
+            // queue is made before the heap is filled; a copy of it waits in a queue of
+            // queues across the join (a count given back twice would take that copy's).
+            // `runs`: the child runs, nothing leaks; `noting`: it dies before its note, the
+            // queue is given back once; `noted`: killed after its note, the queue may leak
+            // (the parent dropped the undo on the note). `keep`: the parent keeps its handle
+            // and a second child, in the full heap too, uses it.
+            for case in ["runs", "noting", "noted"] {
+                for keep in [false, true] {
+                    let before = multiproc::__private::heap_in_use();
+                    let queues = Queue::<Queue<u64>>::new().unwrap();
+                    let made = multiproc::__private::heap_in_use();
+                    let queue = Queue::<u64>::new().unwrap();
+                    let queue_bytes = multiproc::__private::heap_in_use() - made;
+                    let filler = common::fill_heap();
+                    assert!(!filler.room_for(64), "the heap is full");
+                    let child = match case {
+                        "runs" => {
+                            let child = Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap();
+                            assert_eq!(queue.get().unwrap(), 7, "the child ran");
+                            child
+                        }
+                        "noting" => {
+                            multiproc::builder().child_init(die_before_the_note).try_init().unwrap();
+                            let child = Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap();
+                            multiproc::builder().try_init().unwrap();
+                            while common::pid_running(child.pid()) {
+                                std::thread::sleep(std::time::Duration::from_millis(1));
+                            }
+                            child
+                        }
+                        _ => kill_where_it_stops(&queue, stop_after_the_note),
+                    };
+                    queues.put(queue.clone()).unwrap();
+                    let kept = keep.then_some(queue);
+                    let joined = child.join();
+                    assert_eq!(joined.is_ok(), case == "runs", "{case}: {joined:?}");
+                    let copy = queues.get_timeout(std::time::Duration::from_secs(10));
+                    assert!(copy.is_ok(), "{case}, keep {keep}: the queued copy of the queue: {copy:?}");
+                    let copy = copy.unwrap();
+                    copy.put(3).unwrap();
+                    assert_eq!(copy.get().unwrap(), 3, "{case}, keep {keep}");
+                    if let Some(queue) = kept {
+                        Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap().join().unwrap();
+                        assert_eq!(copy.get().unwrap(), 7, "{case}: a second child in the full heap");
+                    }
+                    drop((copy, queues, filler));
+                    let left = multiproc::__private::heap_in_use() - before;
+                    let allowed = if case == "noted" { queue_bytes } else { 0 };
+                    assert!(left <= allowed, "{case}, keep {keep}: {left} bytes left, at most {allowed}");
+                }
+            }
+        }),
         ("a_child_that_took_its_argument_and_ended_gives_nothing_back_at_its_reaping", || {
             let before = multiproc::__private::heap_in_use();
             let queues = Queue::<Queue<u64>>::new().unwrap();
@@ -904,4 +987,8 @@ fn main() {
     // SAFETY: as above; 0 disarms it.
     unsafe { libc::alarm(0) };
     println!("\ntest result: ok. {ran} passed");
+}
+
+fn never_runs_after_a_panic(_: common::refused::PanicsAfterFirst) {
+    unreachable!("the argument's decoding panics");
 }

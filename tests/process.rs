@@ -1212,6 +1212,181 @@ fn a_child_killed_before_its_note_gives_back_its_arguments_handles_once() {
     common::run_inner_test("a_child_killed_before_its_note_after_a_failed_decoding_inner", UNREAD_INNER);
 }
 
+const FULL_INNER: &str = "MULTIPROC_TEST_PROCESS_FULL_INNER";
+
+/// The inner test: `case` is `runs` (the child runs), `noting` (it dies before its note),
+/// `noted` (it stops after its note and is killed) or `nocopy` (it cannot copy its boot
+/// socket for the note: `fail:process.note.copy` armed by the environment).
+#[test]
+fn a_child_started_in_a_full_heap_inner() {
+    let Ok(case) = std::env::var(FULL_INNER) else { return };
+    if case == "panics" {
+        return;
+    }
+    // The heap has no room for the block of receipts: the child is started with the note
+    // protocol (`boot::NOTE_ONLY`). The argument's queue is made first (its own objects
+    // need room). A copy of the queue waits in a queue of queues across the join: a count
+    // given back twice would take that copy's. `keep`: the parent keeps its handle and a
+    // second child, started in the full heap too, uses it; else it lets go of it before
+    // the join (the queued copy is then the queue's only other count).
+    for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, false), (m, true)]) {
+        let leaks = common::leak_check(LIMIT);
+        let queue_bytes;
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let made = multiproc::__private::heap_in_use();
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            queue_bytes = multiproc::__private::heap_in_use() - made;
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            match case.as_str() {
+                "runs" => {}
+                "noting" => multiproc::builder().child_init(die_before_the_note).try_init().unwrap(),
+                "noted" => multiproc::builder().child_init(stop_after_the_note).try_init().unwrap(),
+                // Armed by the environment: the child cannot copy its boot socket for the
+                // note, and fails before it decodes.
+                "nocopy" => {}
+                other => panic!("no case {other}"),
+            }
+            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            match case.as_str() {
+                "runs" => assert_eq!(queue.get().unwrap(), 7, "{method:?}: the child ran"),
+                "noting" | "nocopy" => {
+                    assert!(eventually(LIMIT, || !pid_running(child.pid())), "{method:?}: died before its note")
+                }
+                _ => kill_stopped(&child, method),
+            }
+            queues.put(queue.clone()).unwrap();
+            let kept = keep.then_some(queue);
+            let joined = child.join();
+            assert_eq!(joined.is_ok(), case == "runs", "{method:?} {case}: {joined:?}");
+            if case == "nocopy" {
+                let failed = matches!(&joined, Err(JoinError::Failed { reason, .. }) if reason.contains("cannot tell"));
+                assert!(failed, "{method:?}: {joined:?}");
+            }
+            let copy = queues.get_timeout(Duration::from_secs(10));
+            assert!(copy.is_ok(), "{method:?} {case}, keep {keep}: the queued copy of the queue: {copy:?}");
+            let copy = copy.unwrap();
+            copy.put(3).unwrap();
+            assert_eq!(copy.get().unwrap(), 3, "{method:?} {case}, keep {keep}");
+            if let Some(queue) = kept {
+                let second = Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join();
+                if case == "nocopy" {
+                    assert!(second.is_err(), "{method:?}: a second child that cannot copy its socket: {second:?}");
+                } else {
+                    second.unwrap();
+                    assert_eq!(copy.get().unwrap(), 7, "{method:?} {case}: a second child in the full heap");
+                }
+            }
+            drop(copy);
+            drop(filler);
+        }
+        if case == "noted" {
+            // The parent dropped the undo on the note; the child's pending receive went
+            // back in flight at its death, for nobody: the queue may leak, nothing more.
+            leaks.assert_at_most(queue_bytes);
+        } else {
+            leaks.assert_no_leak();
+        }
+    }
+    println!("INNER-DONE");
+}
+
+/// The inner test of a panicking decoding in a full heap (`FULL_INNER` is `panics`).
+#[test]
+fn a_child_whose_argument_panics_in_a_full_heap_inner() {
+    if std::env::var(FULL_INNER).as_deref() != Ok("panics") {
+        return;
+    }
+    // As `a_child_whose_argument_panics_while_decoding_gives_back_its_handles_once`, with
+    // no room for the block of receipts (`boot::NOTE_ONLY`): the child receives the first
+    // queue, then its decoding panics, before any note. Copies of both queues wait in a
+    // queue of queues across the join: the parent must give back the second only.
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            let arg = common::refused::PanicsAfterFirst(first.clone(), second.clone());
+            let child = Process::new(never_runs_after_a_panic, arg).start_method(method).start().unwrap();
+            queues.put(first.clone()).unwrap();
+            queues.put(second.clone()).unwrap();
+            let joined = child.join();
+            assert!(matches!(joined, Err(multiproc::JoinError::Panicked(_))), "{method:?}: {joined:?}");
+            for (n, q) in (0u32..).zip([&first, &second]) {
+                let copy = queues.get_timeout(Duration::from_secs(10));
+                assert!(copy.is_ok(), "{method:?}: the queued copy of queue {n}: {copy:?}");
+                copy.unwrap().put(n).unwrap();
+                assert_eq!(q.get().unwrap(), n, "{method:?}");
+            }
+            drop(filler);
+        }
+        leaks.assert_no_leak();
+    }
+    // The same with a decoding that fails (refuses) after the first queue: the child
+    // notes, settles the first and gives back the second itself.
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            let arg = common::refused::RefusedAfterFirst(Vec::new(), first.clone(), second.clone());
+            let child = Process::new(never_runs, arg).start_method(method).start().unwrap();
+            queues.put(first.clone()).unwrap();
+            queues.put(second.clone()).unwrap();
+            let joined = child.join();
+            assert!(matches!(joined, Err(JoinError::Failed { .. })), "{method:?}: {joined:?}");
+            for (n, q) in (0u32..).zip([&first, &second]) {
+                let copy = queues.get_timeout(Duration::from_secs(10));
+                assert!(copy.is_ok(), "{method:?}: the queued copy of queue {n}: {copy:?}");
+                copy.unwrap().put(n).unwrap();
+                assert_eq!(q.get().unwrap(), n, "{method:?}");
+            }
+            drop(filler);
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_child_whose_argument_panics_in_a_full_heap_gives_back_its_handles_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_whose_argument_panics_in_a_full_heap_inner", &[(FULL_INNER, "panics")]);
+}
+
+#[test]
+fn a_child_started_in_a_heap_too_full_for_its_receipts_runs_and_leaks_nothing() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "runs")]);
+}
+
+#[test]
+fn a_child_started_in_a_full_heap_killed_before_its_note_gives_its_argument_back_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "noting")]);
+}
+
+#[test]
+fn a_child_started_in_a_full_heap_that_cannot_copy_its_boot_socket_gives_its_argument_back_once() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_started_in_a_full_heap_inner",
+        &[(FULL_INNER, "nocopy"), ("MULTIPROC_CRASH_AT", "fail:process.note.copy")],
+    );
+}
+
+#[test]
+fn a_child_started_in_a_full_heap_killed_after_its_note_never_gives_its_argument_back_twice() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "noted")]);
+}
+
 const NO_COPY_INNER: &str = "MULTIPROC_TEST_PROCESS_NO_COPY_INNER";
 
 #[test]

@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
@@ -601,10 +602,16 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         let taking = codec::TakeScope::enter();
         let mut read = Vec::new();
         let block = if receipts == NOTE_ONLY { 0 } else { receipts };
-        let decoded = codec::receipting(block, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())));
+        // A `Deserialize` that panics is a failed decoding until the handles received are
+        // settled and the unread ones given back as for one (with `NOTE_ONLY`, after the
+        // note: before it, the parent gives back every handle at the reap, the settled
+        // ones twice), then its panic goes on.
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            codec::receipting(block, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())))
+        }));
         if receipts != 0 {
-            // Decoded, nothing settled or receipted yet (`noting` before the note of
-            // `NOTE_ONLY`, `noted` after it).
+            // Decoded (or failed, or panicked), nothing settled or receipted yet (`noting`
+            // before the note of `NOTE_ONLY`, `noted` after it).
             crash_point!("process.args.noting");
             if receipts == NOTE_ONLY
                 && let Some(sock) = &note
@@ -618,7 +625,7 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             // No block of receipts: a decoding that stops part-way gives back the handles it
             // did not read itself (with `NOTE_ONLY`, after the note: until then the parent's
             // undo owns them; a child killed between leaks them).
-            if decoded.is_err() {
+            if !matches!(decoded, Ok(Ok(_))) {
                 crate::shm::give_back_unread(bytes.bytes(), &read);
             }
         } else if let Some(sock) = note
@@ -634,8 +641,9 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             }
         }
         let args: A = match decoded {
-            Ok(a) => a,
-            Err(e) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => return Err(Outcome::Failed(format!("its argument could not be decoded: {e}"))),
+            Err(panic) => std::panic::resume_unwind(panic),
         };
         match bytes {
             // A small argument's bytes are kept until the process exits: freeing them would

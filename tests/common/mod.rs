@@ -157,3 +157,46 @@ pub fn run_inner_test_with(name: &str, vars: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The family heap filled to its last block (`__private::heap_alloc` of ever smaller
+/// blocks until none fits, the smallest class included), freed when dropped. Run only
+/// where nothing else of the family allocates meanwhile (an inner test, or fork.rs).
+pub struct Filler {
+    blocks: Vec<(u64, usize)>,
+}
+
+pub fn fill_heap() -> Filler {
+    let mut blocks = Vec::new();
+    let mut size = 1usize << 40;
+    while size >= 64 {
+        match multiproc::__private::heap_alloc(size) {
+            Ok(off) => blocks.push((off, size)),
+            Err(_) => size /= 2,
+        }
+    }
+    Filler { blocks }
+}
+
+impl Filler {
+    /// Whether a block of `len` bytes still fits (it is freed at once).
+    pub fn room_for(&self, len: usize) -> bool {
+        match multiproc::__private::heap_alloc(len) {
+            // SAFETY (test): the block just allocated, freed once, never used.
+            Ok(off) => unsafe {
+                multiproc::__private::heap_free(off, len);
+                true
+            },
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        for (off, len) in self.blocks.drain(..) {
+            // SAFETY (test): each block from one `heap_alloc` of `len` bytes, freed once,
+            // never used.
+            unsafe { multiproc::__private::heap_free(off, len) };
+        }
+    }
+}
