@@ -239,8 +239,7 @@ impl ClaimTable {
         let words = state.words().2;
         // A warm block (a former table's, or a large message's) when one is free: every
         // byte of the tail is written, here and by the caller.
-        let shared = Shared::with_dirty_tail(state, words * 8 + input_len)?;
-        shared.populate_tail();
+        let shared = Shared::with_populated_dirty_tail(state, words * 8 + input_len)?;
         let table = Self { shared, drop_item: Some(drop_item) };
         let cells = table.shared.tail::<u64>(words);
         let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
