@@ -37,6 +37,26 @@ fn encode_items<A: Serialize + DeserializeOwned>(items: &[A]) -> Result<(Vec<u8>
     Ok((bytes, ends, handles))
 }
 
+/// The table of `items` of a [`codec::plain`] type, each encoded straight into it (its
+/// size measured by a first encoding into a scratch buffer): no buffer of all the items
+/// and no offsets to fill, then copy. `None` for other types, or if an item does not
+/// encode plainly ([`encode_items`] then encodes them).
+fn plain_table<A: Serialize + DeserializeOwned>(
+    items: &[A],
+    seats: usize,
+) -> Result<Option<ClaimTable>, shm::HeapFull> {
+    if !codec::plain::<A>() {
+        return Ok(None);
+    }
+    let mut scratch = [0; codec::PLAIN_MAX];
+    let mut input_len = 0;
+    for item in items {
+        let Some(len) = codec::encode_plain(item, &mut scratch) else { return Ok(None) };
+        input_len += len;
+    }
+    ClaimTable::encoded(items.len(), input_len, seats, drop_item::<A>, |i, room| codec::encode_plain(&items[i], room))
+}
+
 fn drop_item<A: DeserializeOwned>(bytes: &[u8]) {
     let _ = codec::decode::<A>(bytes);
 }
@@ -115,13 +135,20 @@ fn submit_piece<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 's
     chunk: usize,
     sink: Arc<dyn Sink<R>>,
 ) -> Result<ClaimTable, PoolError> {
-    let (bytes, ends, handles) = encode_items(items)?;
-    let table = match ClaimTable::new(&bytes, &ends, engine.workers(), handles, drop_item::<A>) {
-        Ok(table) => table,
-        Err(e) => {
-            discard(&bytes, &ends, 0..items.len(), drop_item::<A>);
-            return Err(PoolError::Codec(crate::CodecError::encode(format_args!("{e}"))));
+    let table = match plain_table(items, engine.workers()) {
+        Ok(Some(table)) => table,
+        Ok(None) => {
+            let (bytes, ends, handles) = encode_items(items)?;
+            match ClaimTable::new(&bytes, &ends, engine.workers(), handles, drop_item::<A>) {
+                Ok(table) => table,
+                Err(e) => {
+                    discard(&bytes, &ends, 0..items.len(), drop_item::<A>);
+                    return Err(PoolError::Codec(crate::CodecError::encode(format_args!("{e}"))));
+                }
+            }
         }
+        // Plain items hold nothing to give back.
+        Err(e) => return Err(PoolError::Codec(crate::CodecError::encode(format_args!("{e}")))),
     };
     let seats = engine.workers().min(items.len()).max(1);
     let claimed = Arc::new(Claimed::<R> {
@@ -301,6 +328,23 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             for i in 0..claimed {
                 let value = match results.get(i) {
                     Some((Written::Value, bytes)) => Some(decode_result::<R>(bytes)),
+                    _ => None,
+                };
+                self.sort(&mut chunk, &results, i, value, &settled);
+            }
+        } else if codec::plain::<R>() {
+            // A primitive: no handle, no codec state, no `Deserialize` of the user's; each
+            // value decoded in the pass that reads its entry.
+            for i in 0..claimed {
+                let value = match results.get(i) {
+                    Some((Written::Value, bytes)) => match codec::decode_plain::<R>(bytes, false) {
+                        Some(value) => {
+                            chunk.values.push(value);
+                            continue;
+                        }
+                        // For the error's message.
+                        None => Some(panics::decoding(|| codec::decode::<R>(bytes))),
+                    },
                     _ => None,
                 };
                 self.sort(&mut chunk, &results, i, value, &settled);

@@ -177,11 +177,58 @@ impl ClaimTable {
         handles: bool,
         drop_item: fn(&[u8]),
     ) -> Result<Self, HeapFull> {
-        let items = ends.len();
+        let table = Self::create(ends.len(), input.len(), seats, handles, drop_item)?;
+        let (ends_cells, bytes) = table.input_cells();
+        // SAFETY: the table was just created; no other process has its handle yet.
+        unsafe { ends_cells.as_mut_slice() }.copy_from_slice(ends);
+        // SAFETY: as above.
+        unsafe { bytes.as_mut_slice() }.copy_from_slice(input);
+        Ok(table)
+    }
+
+    /// [`ClaimTable::new`] of `items` items holding no handle, `input_len` bytes in all,
+    /// which `encode` writes straight into the table (no buffer to fill and copy):
+    /// `encode(i, room)` writes item `i` at the start of `room` and returns its length.
+    /// `None` if `encode` gives up or the items do not come to `input_len` bytes (the
+    /// table is dropped).
+    pub(crate) fn encoded(
+        items: usize,
+        input_len: usize,
+        seats: usize,
+        drop_item: fn(&[u8]),
+        mut encode: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+    ) -> Result<Option<Self>, HeapFull> {
+        let table = Self::create(items, input_len, seats, false, drop_item)?;
+        let (ends_cells, bytes) = table.input_cells();
+        // SAFETY: the table was just created; no other process has its handle yet.
+        let ends = unsafe { ends_cells.as_mut_slice() };
+        // SAFETY: as above.
+        let input = unsafe { bytes.as_mut_slice() };
+        let mut at = 0;
+        for (i, end) in ends.iter_mut().enumerate() {
+            let Some(len) = encode(i, &mut input[at..]) else { return Ok(None) };
+            at += len;
+            if at > input_len {
+                return Ok(None);
+            }
+            *end = at as u64;
+        }
+        Ok((at == input_len).then_some(table))
+    }
+
+    /// A table of `items` items, `input_len` bytes of them, its seats and entries zeroed,
+    /// its offsets and input bytes to write (see [`ClaimTable::input_cells`]).
+    fn create(
+        items: usize,
+        input_len: usize,
+        seats: usize,
+        handles: bool,
+        drop_item: fn(&[u8]),
+    ) -> Result<Self, HeapFull> {
         let state = ClaimState {
             items: AtomicU64::new(items as u64),
             seats: AtomicU64::new(seats as u64),
-            input_len: AtomicU64::new(input.len() as u64),
+            input_len: AtomicU64::new(input_len as u64),
             stopped: AtomicU32::new(0),
             handles: AtomicU32::new(0),
             input_handles: AtomicU32::new(u32::from(handles)),
@@ -191,20 +238,25 @@ impl ClaimTable {
         };
         let words = state.words().2;
         // A warm block (a former table's, or a large message's) when one is free: every
-        // byte of the tail is written below.
-        let shared = Shared::with_dirty_tail(state, words * 8 + input.len())?;
-        shared.populate_tail();
+        // byte of the tail is written, here and by the caller.
+        let shared = Shared::with_populated_dirty_tail(state, words * 8 + input_len)?;
         let table = Self { shared, drop_item: Some(drop_item) };
         let cells = table.shared.tail::<u64>(words);
         let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
         // SAFETY: the table was just created; no other process has its handle yet.
         unsafe { cells.range(0, starts + 1).as_mut_slice() }.fill(0);
-        // SAFETY: as above.
-        unsafe { cells.range(starts + 1, items).as_mut_slice() }.copy_from_slice(ends);
-        let bytes = table.shared.tail::<u8>(words * 8 + input.len()).range(words * 8, input.len());
-        // SAFETY: as above.
-        unsafe { bytes.as_mut_slice() }.copy_from_slice(input);
         Ok(table)
+    }
+
+    /// The words where the items end (the first starts at 0) and the input bytes, to be
+    /// written once by the creator, before the table's handle is shared.
+    fn input_cells(&self) -> (super::Cells<'_, u64>, super::Cells<'_, u8>) {
+        let (items, seats, words) = self.shared.words();
+        let input_len = self.shared.input_len.load(Ordering::Relaxed) as usize;
+        let starts = seats * SEAT_WORDS + items * ENTRY_WORDS;
+        let ends = self.shared.tail::<u64>(words).range(starts + 1, items);
+        let bytes = self.shared.tail::<u8>(words * 8 + input_len).range(words * 8, input_len);
+        (ends, bytes)
     }
 
     fn words(&self) -> super::Cells<'_, AtomicU64> {
@@ -588,6 +640,36 @@ mod tests {
             let (_, seats, _) = self.shared.words();
             self.words().at(seats * SEAT_WORDS + i * ENTRY_WORDS + word)
         }
+    }
+
+    #[test]
+    fn items_encoded_straight_into_a_table_read_as_those_of_a_copied_one() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        {
+            let items: [&[u8]; 4] = [b"a", b"", b"bcd", b"ef"];
+            let input = items.concat();
+            let ends = [1, 1, 4, 6];
+            let copied = ClaimTable::new(&input, &ends, 2, false, |_| {}).unwrap();
+            let write = |i: usize, room: &mut [u8]| {
+                room.get_mut(..items[i].len())?.copy_from_slice(items[i]);
+                Some(items[i].len())
+            };
+            let encoded = ClaimTable::encoded(4, 6, 2, |_| {}, write).unwrap().expect("the table");
+            for (i, item) in items.iter().enumerate() {
+                assert_eq!(encoded.input(i), copied.input(i));
+                assert_eq!(encoded.input(i), *item);
+            }
+            assert_eq!(encoded.claim(0), Some(0));
+            // Fewer bytes, or more, than said, or an item that gives up: no table.
+            assert!(ClaimTable::encoded(4, 7, 2, |_| {}, write).unwrap().is_none());
+            assert!(ClaimTable::encoded(4, 5, 2, |_| {}, write).unwrap().is_none());
+            assert!(
+                ClaimTable::encoded(4, 6, 2, |_| {}, |i, room| write(i, room).filter(|_| i < 3)).unwrap().is_none()
+            );
+        }
+        assert_eq!(heap.in_use(), before, "the tables were freed");
     }
 
     #[test]

@@ -310,6 +310,22 @@ impl Heap {
         self.alloc(len)
     }
 
+    /// [`Heap::alloc_dirty`], and [`Heap::populate`] unless the block is a warm one (whose
+    /// pages stay mapped where they were written: the warm blocks a process takes are
+    /// mostly its own former ones).
+    pub(crate) fn alloc_dirty_populated(&self, len: usize) -> Result<u64, HeapFull> {
+        let len = len.max(1);
+        if class_of(len).is_none()
+            && let Some(off) = self.unpark(round_up(len, PAGE))
+        {
+            self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+            return Ok(off);
+        }
+        let off = self.alloc(len)?;
+        self.populate(off, len);
+        Ok(off)
+    }
+
     /// Like [`Heap::free`], but a large block (a large message's) keeps its pages for the
     /// next [`Heap::alloc_dirty`] while the warm blocks stay within their budget.
     pub(crate) fn free_warm(&self, offset: u64, len: usize) {
