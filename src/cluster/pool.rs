@@ -462,8 +462,9 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             // nothing, and a trim whose reply never came is not sent again (what it may
             // have left is read again; `take_results` ignores a task's later results).
             let mut pipe = redis::pipe();
-            if std::mem::take(&mut read) > 0 {
-                pipe.cmd("LTRIM").arg(&key).arg(read).arg(-1).ignore();
+            let trim = std::mem::take(&mut read);
+            if trim > 0 {
+                pipe.cmd("LTRIM").arg(&key).arg(trim).arg(-1).ignore();
             }
             pipe.cmd("LRANGE").arg(&key).arg(0).arg(READ - 1);
             let (mut raw,): (Vec<Vec<u8>>,) = link.run(|c| pipe.query(c))?;
