@@ -304,6 +304,49 @@ fn results_pushed_while_redis_was_stopped_are_not_lost() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
+/// A read of the results list that Redis ran but whose reply never came (Redis stopped
+/// past the driver's read timeout, let go once the driver had dropped that connection):
+/// the results it read stay in the list, and the driver's next read delivers them. (A
+/// destructive read there, `LPOP`, took them with it: the call waited for ever, its node
+/// alive, nothing to reclaim.)
+#[test]
+fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    // The driver thread is held right before its read of the results list (the result
+    // of the task below waits there, pushed by the node).
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let waiting = || {
+        let Some(key) = redis.mp_keys().into_iter().find(|k| k.ends_with(":results")) else { return 0 };
+        let len = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["LLEN", &key]).output().unwrap();
+        String::from_utf8_lossy(&len.stdout).trim().parse::<usize>().unwrap()
+    };
+    // (The results already read may wait there too, until the driver's next read.)
+    let before = waiting();
+    let mut result = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || waiting() > before), "the result is not waiting in the list");
+    let pid = redis.pid.to_string();
+    let _ = Command::new("kill").args(["-STOP", &pid]).status();
+    multiproc::__private::crash_disarm();
+    // Past the driver's read timeout (one second plus the timeout), within its grace: the
+    // read runs when Redis goes on, on a connection the driver dropped.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+    // What the driver read is trimmed off the list at its next read.
+    assert!(eventually(Duration::from_secs(20), || waiting() == 0), "results left in the list");
+}
+
 /// A lease too long for Redis's clock or for `Instant` (`Duration::MAX`) works as the
 /// longest one kept, not as a failure of every task.
 #[test]

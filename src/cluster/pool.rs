@@ -1,7 +1,8 @@
 //! The driver of a cluster [`Pool`](crate::Pool): the engine behind
 //! `Pool::builder().cluster(url)`. Chunks go to the pool's task stream (at most
 //! [`ClusterOptions::max_in_flight`] at once, the rest wait here), results come back on
-//! the pool's results list; the driver thread pops them, delivers each task's first
+//! the pool's results list; the driver thread reads them (trimmed off the list by its next
+//! read, so that a read whose reply is lost loses no result), delivers each task's first
 //! result and drops later ones (delivery is at-least-once, results are deduplicated by
 //! task id), takes back the entries of nodes that stopped heartbeating (`XAUTOCLAIM`)
 //! and queues them again, up to [`ClusterOptions::max_deliveries`] times. The chunks of a
@@ -22,6 +23,7 @@ use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
 use crate::pool::stats::Counters;
 use crate::pool::{PoolError, TaskError};
+use crate::shm::crash::crash_point;
 use crate::shm::{Deadline, Payload};
 
 const RUNNING: u8 = 0;
@@ -31,6 +33,9 @@ const TERMINATED: u8 = 2;
 /// The longest the driver thread blocks on the results list before it looks at its
 /// heartbeat and its queue again.
 const POLL: Duration = Duration::from_millis(50);
+
+/// The most results the driver thread reads at once.
+const READ: usize = 512;
 
 /// How a cluster pool's driver treats its tasks (see
 /// [`PoolBuilder::cluster_options`](crate::PoolBuilder::cluster_options)).
@@ -430,6 +435,8 @@ fn deliver_all(list: Vec<Outcome>) {
 fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
     let mut next_beat = Instant::now();
     let mut failing_since: Option<Instant> = None;
+    // Results read from the head of the list and not trimmed off yet.
+    let mut read = 0usize;
     loop {
         let Some(driver) = weak.upgrade() else { return };
         let state = driver.state.load(Ordering::Acquire);
@@ -449,14 +456,29 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                 driver.flush(&mut books, link)?;
             }
             let key = driver.keys.results.clone();
-            let mut raw: Vec<Vec<u8>> = link
-                .run(|c| redis::cmd("LPOP").arg(&key).arg(512).query::<Option<Vec<Vec<u8>>>>(c))?
-                .unwrap_or_default();
+            crash_point!("cluster.pool.read");
+            // Results are read without being taken, and trimmed off by the next read, in
+            // the same pipeline: a read whose reply never came (it ran all the same) loses
+            // nothing, and a trim whose reply never came is not sent again (what it may
+            // have left is read again; `take_results` ignores a task's later results).
+            let mut pipe = redis::pipe();
+            let trim = std::mem::take(&mut read);
+            if trim > 0 {
+                pipe.cmd("LTRIM").arg(&key).arg(trim).arg(-1).ignore();
+            }
+            pipe.cmd("LRANGE").arg(&key).arg(0).arg(READ - 1);
+            let (mut raw,): (Vec<Vec<u8>>,) = link.run(|c| pipe.query(c))?;
+            read = raw.len();
             if raw.is_empty() {
+                // Waits for a result without taking it either (moved from the head back
+                // to the head: the list does not change).
                 let wait = POLL.min(next_beat.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
-                let popped: Option<(String, Vec<u8>)> =
-                    link.run(|c| redis::cmd("BLPOP").arg(&key).arg(format!("{:.3}", wait.as_secs_f64())).query(c))?;
-                raw.extend(popped.map(|(_, v)| v));
+                let first: Option<Vec<u8>> = link.run(|c| {
+                    let mut cmd = redis::cmd("BLMOVE");
+                    cmd.arg(&key).arg(&key).arg("LEFT").arg("LEFT").arg(format!("{:.3}", wait.as_secs_f64()));
+                    cmd.query(c)
+                })?;
+                raw.extend(first);
             }
             let done = driver.take_results(raw);
             deliver_all(done);

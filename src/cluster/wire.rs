@@ -6,7 +6,7 @@
 //! ```text
 //! mp:pools               the set of pool ids that nodes serve (one key for all pools)
 //! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes`
-//! mp:{p:ID}:results      the list of results: nodes push, the driver pops
+//! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
 //! mp:{p:ID}:alive        the driver's heartbeat, a key that expires after the lease
 //! ```
 //!
