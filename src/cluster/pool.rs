@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{GROUP, POOLS, PoolKeys, ResultMsg, TaskMsg, key_ttl};
+use super::wire::{GROUP, POOLS, PoolKeys, ResultMsg, TRIM_RESULTS, TaskMsg, key_ttl};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
@@ -433,10 +433,14 @@ fn deliver_all(list: Vec<Outcome>) {
 }
 
 /// The command that trims the first `count` results off the list `key`, read by the
-/// driver, `last` the last of them.
-fn trim(key: &str, count: usize, _last: &[u8]) -> redis::Cmd {
-    let mut cmd = redis::cmd("LTRIM");
-    cmd.arg(key).arg(count).arg(-1);
+/// driver, `last` the last of them: only if `last` is still the `count`th (a trim that
+/// reaches Redis late, from a connection the driver dropped, after it read and trimmed
+/// again, removes nothing; an unconditional `LTRIM` would remove results nobody read).
+/// `EVAL`, not `EVALSHA`: it rides in the read's pipeline, where a `NOSCRIPT` reply (Redis
+/// restarted) could not be retried; Redis caches the compiled script all the same.
+fn trim(key: &str, count: usize, last: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(TRIM_RESULTS).arg(1).arg(key).arg(count).arg(last);
     cmd
 }
 
@@ -482,7 +486,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             // Results are read without being taken, and trimmed off by the next read, in
             // the same pipeline: a read whose reply never came (it ran all the same) loses
             // nothing, and a trim whose reply never came is not sent again (what it may
-            // have left is read again; `take_results` ignores a task's later results).
+            // have left is read again; `take_results` ignores a task's later results). A
+            // trim that reaches Redis late, after a newer read, removes nothing (`trim`).
             let mut pipe = redis::pipe();
             if let Some((count, last)) = read.take() {
                 pipe.add_command(trim(&key, count, &last)).ignore();
