@@ -446,6 +446,10 @@ pub mod __private {
         conn.taken().unwrap_or(0)
     }
 
+    /// The cluster pool's tests: its results list read, and its driver's trim sent late.
+    #[cfg(feature = "cluster")]
+    pub use crate::cluster::pool::{test_results as cluster_pool_results, test_trim as cluster_pool_trim};
+
     /// The async tests: how many waker threads this process runs.
     pub use crate::shm::reactor::waker_threads;
 }

@@ -347,6 +347,46 @@ fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     assert!(eventually(Duration::from_secs(20), || waiting() == 0), "results left in the list");
 }
 
+/// A trim of the results list from a connection the driver dropped that reaches Redis
+/// late, after the driver read again (a packet retransmitted when a partition heals),
+/// removes no result nobody read.
+#[test]
+fn a_trim_that_reaches_redis_late_removes_no_unread_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    // (The results list is gone while empty; the tasks stream stays.)
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    // What the driver read is trimmed off by its next read.
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    // A result waits in the list while the driver is held before its read: the test sees
+    // what the driver reads, and so the trim that follows.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut first = pool.apply_async(square, 4).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    let read = results();
+    multiproc::__private::crash_disarm();
+    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "the result read is not trimmed off");
+    // A second result waits, unread; the trim of the first read arrives again, late.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut second = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    multiproc::__private::cluster_pool_trim(&redis.url, &key, read.len(), read.last().unwrap()).unwrap();
+    let left = results().len();
+    multiproc::__private::crash_disarm();
+    assert_eq!(left, 1, "the late trim removed a result nobody read");
+    assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+}
+
 /// A lease too long for Redis's clock or for `Instant` (`Duration::MAX`) works as the
 /// longest one kept, not as a failure of every task.
 #[test]

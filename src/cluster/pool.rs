@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{GROUP, POOLS, PoolKeys, ResultMsg, TaskMsg, key_ttl};
+use super::wire::{GROUP, POOLS, PoolKeys, ResultMsg, TRIM_RESULTS, TaskMsg, key_ttl};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
@@ -432,11 +432,37 @@ fn deliver_all(list: Vec<Outcome>) {
     }
 }
 
+/// The command that trims the first `count` results off the list `key`, read by the
+/// driver, `last` the last of them: only if `last` is still the `count`th (a trim that
+/// reaches Redis late, from a connection the driver dropped, after it read and trimmed
+/// again, removes nothing; an unconditional `LTRIM` would remove results nobody read).
+/// `EVAL`, not `EVALSHA`: it rides in the read's pipeline, where a `NOSCRIPT` reply (Redis
+/// restarted) could not be retried; Redis caches the compiled script all the same.
+fn trim(key: &str, count: usize, last: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(TRIM_RESULTS).arg(1).arg(key).arg(count).arg(last);
+    cmd
+}
+
+/// Tests: the results waiting in the list `key` (at most [`READ`]), read without taking
+/// them.
+pub fn test_results(url: &str, key: &str) -> Result<Vec<Vec<u8>>, ClusterError> {
+    Link::new(url, Duration::from_secs(10))?.run(|c| redis::cmd("LRANGE").arg(key).arg(0).arg(READ - 1).query(c))
+}
+
+/// Tests: sends, on a connection of its own, the trim the driver sends after it read
+/// `count` results, `last` the last of them (a trim from a dropped connection that reaches
+/// Redis late).
+pub fn test_trim(url: &str, key: &str, count: usize, last: &[u8]) -> Result<(), ClusterError> {
+    Link::new(url, Duration::from_secs(10))?.run(|c| trim(key, count, last).query::<()>(c))
+}
+
 fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
     let mut next_beat = Instant::now();
     let mut failing_since: Option<Instant> = None;
-    // Results read from the head of the list and not trimmed off yet.
-    let mut read = 0usize;
+    // Results read from the head of the list and not trimmed off yet: how many, and the
+    // last of them.
+    let mut read: Option<(usize, Vec<u8>)> = None;
     loop {
         let Some(driver) = weak.upgrade() else { return };
         let state = driver.state.load(Ordering::Acquire);
@@ -460,15 +486,15 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             // Results are read without being taken, and trimmed off by the next read, in
             // the same pipeline: a read whose reply never came (it ran all the same) loses
             // nothing, and a trim whose reply never came is not sent again (what it may
-            // have left is read again; `take_results` ignores a task's later results).
+            // have left is read again; `take_results` ignores a task's later results). A
+            // trim that reaches Redis late, after a newer read, removes nothing (`trim`).
             let mut pipe = redis::pipe();
-            let trim = std::mem::take(&mut read);
-            if trim > 0 {
-                pipe.cmd("LTRIM").arg(&key).arg(trim).arg(-1).ignore();
+            if let Some((count, last)) = read.take() {
+                pipe.add_command(trim(&key, count, &last)).ignore();
             }
             pipe.cmd("LRANGE").arg(&key).arg(0).arg(READ - 1);
             let (mut raw,): (Vec<Vec<u8>>,) = link.run(|c| pipe.query(c))?;
-            read = raw.len();
+            read = raw.last().map(|last| (raw.len(), last.clone()));
             if raw.is_empty() {
                 // Waits for a result without taking it either (moved from the head back
                 // to the head: the list does not change).

@@ -7,6 +7,7 @@
 //! mp:pools               the set of pool ids that nodes serve (one key for all pools)
 //! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes`
 //! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
+//!                        (`TRIM_RESULTS`: only what it read)
 //! mp:{p:ID}:alive        the driver's heartbeat, a key that expires after the lease
 //! ```
 //!
@@ -26,6 +27,16 @@ use crate::sys::Packed;
 pub(crate) const POOLS: &str = "mp:pools";
 /// The consumer group of the nodes on every task stream.
 pub(crate) const GROUP: &str = "nodes";
+
+/// Trims the first `ARGV[1]` results off the list, read by the driver, only if the last of
+/// them (`ARGV[2]`) is still where it read it: a trim from a dropped connection that runs
+/// after a newer read and trim finds another result there (each names its task) and
+/// removes nothing (what it leaves is read again, a duplicate the driver ignores).
+pub(crate) const TRIM_RESULTS: &str = r"
+if redis.call('LINDEX', KEYS[1], ARGV[1] - 1) == ARGV[2] then
+  redis.call('LTRIM', KEYS[1], ARGV[1], -1)
+end
+";
 
 /// Pushes a node's result (unless the driver is gone) and removes the task's entry.
 pub(crate) const PUT_RESULT: &str = r"
