@@ -792,8 +792,23 @@ fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
     let cond = &conditions[1];
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
+    let (first, second) = a_future_then_a_thread_waiting(cond, &mut cx);
+    // Taken once the second waiter released it in its wait: both wait now.
+    let mut guard = cond.acquire().unwrap();
+    guard.notify(1); // to the oldest waiter: the future
+    drop(guard);
+    drop(first);
+    assert!(second.join().unwrap(), "the dropped future's notification was passed on");
+}
+
+/// Two waiters of `cond`: a future polled once (waiting, the lock released), then a thread
+/// (its 100 s wait returns whether it was notified); both wait when this returns.
+fn a_future_then_a_thread_waiting<'a>(
+    cond: &'a multiproc::Condition,
+    cx: &mut std::task::Context<'_>,
+) -> (std::pin::Pin<Box<impl Future + 'a>>, std::thread::JoinHandle<bool>) {
     let mut first = Box::pin(cond.acquire().unwrap().wait_async());
-    assert!(first.as_mut().poll(&mut cx).is_pending(), "waiting, the lock released");
+    assert!(first.as_mut().poll(cx).is_pending(), "waiting, the lock released");
     let (tx, rx) = std::sync::mpsc::channel();
     let other = cond.clone();
     let second = std::thread::spawn(move || {
@@ -802,12 +817,7 @@ fn a_dropped_condition_wait_holds_no_lock_and_passes_its_notification_on() {
         guard.wait_timeout(Duration::from_secs(100)).unwrap()
     });
     rx.recv().unwrap();
-    // Taken once the second waiter released it in its wait: both wait now.
-    let mut guard = cond.acquire().unwrap();
-    guard.notify(1); // to the oldest waiter: the future
-    drop(guard);
-    drop(first);
-    assert!(second.join().unwrap(), "the dropped future's notification was passed on");
+    (first, second)
 }
 
 /// A future given a notification and then dropped while it takes the lock back (the
@@ -819,16 +829,7 @@ fn a_condition_wait_dropped_while_it_takes_the_lock_back_passes_its_notification
     let cond = multiproc::Condition::with_lock(multiproc::Lock::new().unwrap()).unwrap();
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
-    let mut first = Box::pin(cond.acquire().unwrap().wait_async());
-    assert!(first.as_mut().poll(&mut cx).is_pending(), "waiting, the lock released");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let other = cond.clone();
-    let second = std::thread::spawn(move || {
-        let mut guard = other.acquire().unwrap();
-        tx.send(()).unwrap();
-        guard.wait_timeout(Duration::from_secs(100)).unwrap()
-    });
-    rx.recv().unwrap();
+    let (mut first, second) = a_future_then_a_thread_waiting(&cond, &mut cx);
     let mut guard = cond.acquire().unwrap();
     guard.notify(1); // to the oldest waiter: the future
     // Notified, it takes the lock back: held here, so it pends.

@@ -278,6 +278,26 @@ fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
     assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Cluster(ClusterError::Unreachable(_)))));
 }
 
+/// A pool of one process whose driver gives up a read after one second (a lease long
+/// enough that no task is reclaimed meanwhile).
+fn one_process_with_short_reads(url: &str) -> Pool {
+    Pool::builder()
+        .cluster(url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
+        .build()
+        .unwrap()
+}
+
+/// Stops Redis (SIGSTOP), runs `meanwhile`, and lets it go on (SIGCONT) after `pause`.
+fn stop_redis_for(redis: &Redis, pause: Duration, meanwhile: impl FnOnce()) {
+    let pid = redis.pid.to_string();
+    let _ = Command::new("kill").args(["-STOP", &pid]).status();
+    meanwhile();
+    std::thread::sleep(pause);
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+}
+
 /// Redis stopped (SIGSTOP) past the driver's read timeout and let go before the driver
 /// gives up: the map goes on, and a result the node pushed meanwhile is delivered, not
 /// taken by a read of the driver whose reply never came.
@@ -286,20 +306,12 @@ fn results_pushed_while_redis_was_stopped_are_not_lost() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
-        .build()
-        .unwrap();
+    let pool = one_process_with_short_reads(&redis.url);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let mut result = pool.apply_async(sleep_ms, 300).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let pid = redis.pid.to_string();
-    let _ = Command::new("kill").args(["-STOP", &pid]).status();
     // Past the driver's read timeout (one second plus the timeout), within its grace.
-    std::thread::sleep(Duration::from_millis(2500));
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    stop_redis_for(&redis, Duration::from_millis(2500), || {});
     assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(300));
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
@@ -314,12 +326,7 @@ fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
-        .build()
-        .unwrap();
+    let pool = one_process_with_short_reads(&redis.url);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     // The driver thread is held right before its read of the results list (the result
     // of the task below waits there, pushed by the node).
@@ -334,13 +341,9 @@ fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     let before = waiting();
     let mut result = pool.apply_async(square, 5).unwrap();
     assert!(eventually(Duration::from_secs(20), || waiting() > before), "the result is not waiting in the list");
-    let pid = redis.pid.to_string();
-    let _ = Command::new("kill").args(["-STOP", &pid]).status();
-    multiproc::__private::crash_disarm();
     // Past the driver's read timeout (one second plus the timeout), within its grace: the
     // read runs when Redis goes on, on a connection the driver dropped.
-    std::thread::sleep(Duration::from_millis(2500));
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    stop_redis_for(&redis, Duration::from_millis(2500), multiproc::__private::crash_disarm);
     assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(25));
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
     // What the driver read is trimmed off the list at its next read.

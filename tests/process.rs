@@ -1397,10 +1397,10 @@ fn a_child_that_cannot_copy_its_boot_socket_inner() {
     // Armed by the environment (`fail:process.note.copy`, in every process of this family):
     // a child given handles cannot copy its boot socket for its note. It runs without one,
     // its receipts say what it took, and its parent reads them at the reaping: nothing is
-    // given back twice, nothing leaks. `keep`: the parent keeps the queue, and a copy of it waits in a
-    // queue of queues (a second give-back would take that copy's count); else it lets go of
-    // it before the join (the give-back frees it) and makes new queues (its block may be
-    // reused: a late give-back would write a new queue's table).
+    // given back twice, nothing leaks. `keep`: the parent keeps the queue, and a copy of it
+    // waits in a queue of queues (a second give-back would take that copy's count); else it
+    // lets go of it before the join and makes new queues (its block may be reused: a late
+    // give-back would write a new queue's table).
     for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, true), (m, false)]) {
         let leaks = common::leak_check(LIMIT);
         {

@@ -479,7 +479,7 @@ mod holds {
     use std::time::Duration;
 
     use multiproc::__private::{crash_at, heap_books, heap_books_lost};
-    use multiproc::{Event, Process, StartMethod, Value};
+    use multiproc::{Event, Process, ProcessHandle, StartMethod, Value};
 
     use crate::common::{self, leak_check};
 
@@ -690,33 +690,41 @@ mod holds {
         Process::new(nothing, ()).start().unwrap().join().unwrap();
     }
 
+    /// A sweeper (`reap_one_armed`) armed at `point` and a holder of `kept` (41) killed: the
+    /// sweeper, let go, claims the dead holder's list and stops at `point`; the holder is
+    /// reaped (-9) by this process meanwhile.
+    fn a_sweeper_stopped_at(point: &str, method: StartMethod) -> (ProcessHandle<()>, ProcessHandle<()>, Value<u64>) {
+        let go = Event::new().unwrap();
+        let sweeper =
+            Process::new(reap_one_armed, (point.to_owned(), go.clone())).start_method(method).start().unwrap();
+        let kept = Value::new(41u64).unwrap();
+        let last = Value::new(42u64).unwrap();
+        let started = Event::new().unwrap();
+        let holder = Process::new(hold_until_killed, (kept.clone(), last, started.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
+        holder.kill().unwrap();
+        assert!(common::eventually(Duration::from_secs(30), || !common::pid_running(holder.pid())));
+        go.set();
+        assert!(common::eventually(Duration::from_secs(30), || common::pid_stopped(sweeper.pid())), "{method:?}");
+        assert_eq!(holder.wait(), -9, "{method:?}");
+        (sweeper, holder, kept)
+    }
+
     #[test]
     fn a_process_frozen_then_killed_as_it_reaps_another_processs_child_leaves_it_to_the_next_reaper() {
         let check = leak_check(LIMIT);
         for method in common::METHODS {
-            let go = Event::new().unwrap();
-            let args = ("stop:holds.reap.claimed".to_owned(), go.clone());
-            let sweeper = Process::new(reap_one_armed, args).start_method(method).start().unwrap();
-            let kept = Value::new(41u64).unwrap();
-            let last = Value::new(42u64).unwrap();
-            let started = Event::new().unwrap();
-            let holder = Process::new(hold_until_killed, (kept.clone(), last, started.clone()))
-                .start_method(method)
-                .start()
-                .unwrap();
-            assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
-            holder.kill().unwrap();
-            assert!(common::eventually(Duration::from_secs(30), || !common::pid_running(holder.pid())));
-            go.set();
             // The sweeper claimed the holder's list and stops there: the holder's own reap
             // waits for it a while, then leaves the list to it.
-            assert!(common::eventually(Duration::from_secs(30), || common::pid_stopped(sweeper.pid())), "{method:?}");
-            assert_eq!(holder.wait(), -9, "{method:?}");
+            let (sweeper, _holder, kept) = a_sweeper_stopped_at("stop:holds.reap.claimed", method);
             assert_eq!(kept.get(), 41, "{method:?}");
             // Killed with the claim: its reap (by this process) finishes what it claimed.
             sweeper.kill().unwrap();
             assert_eq!(sweeper.wait(), -9, "{method:?}");
-            drop((kept, started, go));
+            drop(kept);
             check.assert_no_leak();
         }
     }
@@ -773,23 +781,8 @@ mod holds {
     fn a_list_that_grows_while_a_reaper_is_stopped_mid_walk_takes_none_of_its_blocks() {
         let check = leak_check(LIMIT);
         for method in common::METHODS {
-            let go = Event::new().unwrap();
-            let args = ("stop:holds.reap.cleared".to_owned(), go.clone());
-            let sweeper = Process::new(reap_one_armed, args).start_method(method).start().unwrap();
-            let kept = Value::new(41u64).unwrap();
-            let last = Value::new(42u64).unwrap();
-            let started = Event::new().unwrap();
-            let holder = Process::new(hold_until_killed, (kept.clone(), last, started.clone()))
-                .start_method(method)
-                .start()
-                .unwrap();
-            assert!(started.wait_timeout(Duration::from_secs(30)), "{method:?}: the holder did not start");
-            holder.kill().unwrap();
-            assert!(common::eventually(Duration::from_secs(30), || !common::pid_running(holder.pid())));
-            go.set();
             // The sweeper claimed the holder's block and stops in its walk, one slot cleared.
-            assert!(common::eventually(Duration::from_secs(30), || common::pid_stopped(sweeper.pid())), "{method:?}");
-            assert_eq!(holder.wait(), -9, "{method:?}");
+            let (sweeper, _holder, kept) = a_sweeper_stopped_at("stop:holds.reap.cleared", method);
             // A grower's list takes every spare and makes new blocks: never the claimed one.
             let grown = Event::new().unwrap();
             let grower = Process::new(grow_past_the_spares_and_hold, (kept.clone(), grown.clone()))
@@ -806,7 +799,7 @@ mod holds {
             assert_eq!(heap_books_lost(), 0, "{method:?}: bytes of the lists' blocks lost");
             grower.kill().unwrap();
             assert_eq!(grower.wait(), -9, "{method:?}");
-            drop((kept, started, go, grown));
+            drop((kept, grown));
             check.assert_no_leak();
             assert_eq!(heap_books_lost(), 0, "{method:?}: bytes of the lists' blocks lost");
         }
