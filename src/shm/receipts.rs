@@ -48,10 +48,13 @@ pub(crate) struct Receipts {
 }
 
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
-    // SAFETY: every block of receipts is allocated by `Receipts::new` with `len` words
-    // (checked inside the heap and aligned by the callers), and only freed by its parent
-    // once the one child that writes it is dead; the block is atomics only, valid for any
-    // bytes.
+    // Checked here, not only by the callers: an offset from a boot message must never
+    // become a slice outside the mapping, or a misaligned one.
+    assert!(heap.contains(off, len * 8), "a receipts block outside the family heap");
+    // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
+    // (checked above); every block of receipts is allocated by `Receipts::new` with `len`
+    // words, and only freed by its parent once the one child that writes it is dead; the
+    // block is atomics only, valid for any bytes.
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
