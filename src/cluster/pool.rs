@@ -444,7 +444,7 @@ fn trim(key: &str, count: usize, last: &[u8]) -> redis::Cmd {
     cmd
 }
 
-/// Tests: the results waiting in the list `key` (at most [`READ`]), read without taking
+/// Tests: the results waiting in the list `key` (at most `READ`, 512), read without taking
 /// them.
 pub fn test_results(url: &str, key: &str) -> Result<Vec<Vec<u8>>, ClusterError> {
     Link::new(url, Duration::from_secs(10))?.run(|c| redis::cmd("LRANGE").arg(key).arg(0).arg(READ - 1).query(c))
