@@ -177,10 +177,10 @@ fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
-    let _ = Command::new("kill").args(["-STOP", &redis.pid.to_string()]).status();
+    redis.pause();
     let put = q.put(1);
     let get = q.get();
-    let _ = Command::new("kill").args(["-CONT", &redis.pid.to_string()]).status();
+    redis.resume();
     assert!(matches!(put, Err(PutError::Redis(1, ClusterError::Unreachable(_)))), "{put:?}");
     assert!(matches!(get, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{get:?}");
     q.put(2).unwrap(); // connects anew
@@ -192,12 +192,6 @@ fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
         assert_eq!(first, 2);
     }
     assert!(q.is_empty().unwrap());
-}
-
-/// Sends SIGSTOP (`stop`) or SIGCONT to the server.
-fn signal(redis: &Redis, stop: bool) {
-    let sig = if stop { "-STOP" } else { "-CONT" };
-    let _ = Command::new("kill").args([sig, &redis.pid.to_string()]).status();
 }
 
 /// An acknowledgement that fails (the connection was closed under it: a restart, a proxy,
@@ -235,9 +229,9 @@ fn an_item_taken_by_a_get_that_timed_out_is_delivered_by_the_next_get() {
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<u32>::builder().timeout(Duration::from_millis(500)).open(&redis.url, "q").unwrap();
     q.put(7).unwrap();
-    signal(&redis, true);
+    redis.pause();
     let got = q.get();
-    signal(&redis, false);
+    redis.resume();
     assert!(matches!(got, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{got:?}");
     let again = q.get_timeout(Duration::from_secs(5));
     assert_eq!(again.unwrap(), 7);
@@ -274,10 +268,10 @@ fn a_get_whose_ack_got_no_reply_still_returns_the_value() {
         while multiproc::__private::crash_holding() < 1 {
             std::thread::sleep(Duration::from_millis(5));
         }
-        signal(&redis, true);
+        redis.pause();
         multiproc::__private::crash_disarm();
         let got = getter.join().unwrap();
-        signal(&redis, false);
+        redis.resume();
         got
     });
     assert!(matches!(got, Ok(7)), "{got:?}");

@@ -291,11 +291,10 @@ fn one_process_with_short_reads(url: &str) -> Pool {
 
 /// Stops Redis (SIGSTOP), runs `meanwhile`, and lets it go on (SIGCONT) after `pause`.
 fn stop_redis_for(redis: &Redis, pause: Duration, meanwhile: impl FnOnce()) {
-    let pid = redis.pid.to_string();
-    let _ = Command::new("kill").args(["-STOP", &pid]).status();
+    redis.pause();
     meanwhile();
     std::thread::sleep(pause);
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    redis.resume();
 }
 
 /// Redis stopped (SIGSTOP) past the driver's read timeout and let go before the driver

@@ -867,26 +867,21 @@ fn a_child_killed_before_it_decodes_its_argument_inner() {
     if std::env::var_os(ARGS_INNER).is_none() {
         return;
     }
-    kill_each_child_where_it_stops(stop_before_decoding, "before decoding");
+    kill_each_child_where_it_stops(stop_before_decoding);
 }
 
 /// The body of the inner tests that kill a child stopped by `stop` (a `child_init` that
-/// stops itself at a crash point, `at` in words): whether the parent drops its queue before
+/// stops itself at a crash point): whether the parent drops its queue before
 /// the join (`keep` false) or keeps using it after (a give-back must not take a count it
 /// does not own), every count comes back and nothing is freed early.
-fn kill_each_child_where_it_stops(stop: fn(), at: &str) {
+fn kill_each_child_where_it_stops(stop: fn()) {
     for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, false), (m, true)]) {
         let leaks = common::leak_check(LIMIT);
         {
             let queue = multiproc::Queue::<u32>::new().unwrap();
-            multiproc::builder().child_init(stop).try_init().unwrap();
-            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
-            multiproc::builder().try_init().unwrap();
-            assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped {at}");
-            // SAFETY (test): killing our own child.
-            unsafe {
-                libc::kill(child.pid() as i32, libc::SIGKILL);
-            }
+            let child = start_stopped_and_kill(stop, method, || {
+                Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
+            });
             if keep {
                 assert!(child.join().is_err(), "{method:?}");
                 // A sound child can still use it, and the queue is freed at the last drop.
@@ -923,7 +918,7 @@ fn a_child_killed_right_after_it_noted_its_argument_decoded_inner() {
     if std::env::var_os(NOTED_INNER).is_none() {
         return;
     }
-    kill_each_child_where_it_stops(stop_after_the_note, "after its note");
+    kill_each_child_where_it_stops(stop_after_the_note);
 }
 
 #[test]
@@ -945,9 +940,23 @@ fn stop_after_a_receipt() {
     multiproc::__private::crash_at("stop:process.args.receipted");
 }
 
+/// Starts a child (`start`) with `stop` as its `child_init` (it stops itself at a crash
+/// point), and kills it once it stopped there.
+fn start_stopped_and_kill(
+    stop: fn(),
+    method: StartMethod,
+    start: impl FnOnce() -> multiproc::ProcessHandle<()>,
+) -> multiproc::ProcessHandle<()> {
+    multiproc::builder().child_init(stop).try_init().unwrap();
+    let child = start();
+    multiproc::builder().try_init().unwrap();
+    kill_stopped(&child, method);
+    child
+}
+
 /// Kills `child`, stopped at the point its `child_init` armed.
 fn kill_stopped(child: &multiproc::ProcessHandle<()>, method: StartMethod) {
-    assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped after a receipt");
+    assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped where it was armed");
     // SAFETY (test): killing our own child.
     unsafe {
         libc::kill(child.pid() as i32, libc::SIGKILL);
@@ -965,10 +974,9 @@ fn a_child_killed_between_a_receipt_and_its_settle_inner() {
     for method in METHODS {
         let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
         let queue = multiproc::Queue::<u32>::new().unwrap();
-        multiproc::builder().child_init(stop_after_a_receipt).try_init().unwrap();
-        let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
-        multiproc::builder().try_init().unwrap();
-        kill_stopped(&child, method);
+        let child = start_stopped_and_kill(stop_after_a_receipt, method, || {
+            Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
+        });
         queues.put(queue.clone()).unwrap();
         assert!(child.join().is_err(), "{method:?}");
         let copy = queues.get_timeout(Duration::from_secs(10));
@@ -986,10 +994,9 @@ fn a_child_killed_between_a_receipt_and_its_settle_inner() {
         let queued = multiproc::Queue::<Kinds>::new().unwrap();
         let (end, other) = multiproc::Pipe::<u32>::new().unwrap();
         let kinds: Kinds = (end, multiproc::Lock::new().unwrap(), multiproc::Value::new(0).unwrap());
-        multiproc::builder().child_init(stop_after_a_receipt).try_init().unwrap();
-        let child = Process::new(use_kinds, kinds.clone()).start_method(method).start().unwrap();
-        multiproc::builder().try_init().unwrap();
-        kill_stopped(&child, method);
+        let child = start_stopped_and_kill(stop_after_a_receipt, method, || {
+            Process::new(use_kinds, kinds.clone()).start_method(method).start().unwrap()
+        });
         if keep {
             queued.put(kinds.clone()).unwrap();
             assert!(child.join().is_err(), "{method:?}");
@@ -1013,10 +1020,9 @@ fn a_child_killed_between_a_receipt_and_its_settle_inner() {
         {
             let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
             let queue = multiproc::Queue::<u32>::new().unwrap();
-            multiproc::builder().child_init(stop_after_the_receipts_note).try_init().unwrap();
-            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
-            multiproc::builder().try_init().unwrap();
-            kill_stopped(&child, method);
+            let child = start_stopped_and_kill(stop_after_the_receipts_note, method, || {
+                Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
+            });
             queues.put(queue.clone()).unwrap();
             assert!(child.join().is_err(), "{method:?}");
             let copy = queues.get_timeout(Duration::from_secs(10));

@@ -535,13 +535,8 @@ mod holds {
                 let child =
                     Process::new(armed, (point.to_owned(), kept.clone(), last)).start_method(method).start().unwrap();
                 assert_eq!(child.wait(), -SIGABRT, "{method:?}: the child did not die at {point}");
-                // The survivor's object was not freed: it reads, and what the heap hands out
-                // next is elsewhere.
-                assert_eq!(kept.get(), 41, "{method:?} {point}");
-                let next = Value::new(43u64).unwrap();
-                kept.set(44);
-                assert_eq!((kept.get(), next.get()), (44, 43), "{method:?} {point}");
-                drop((kept, next));
+                // The survivor's object was not freed.
+                assert_not_freed(kept, &format!("{method:?} {point}"));
                 eprintln!("{method:?}: after a child killed at {point}");
                 check.assert_no_leak();
                 // Every block of the lists is in their directory (a spare, or a live
@@ -565,6 +560,15 @@ mod holds {
     // Whoever reaps a process frees what it alone held: its parent, or (for a process
     // nobody reaps: never joined, or orphaned) the next reaper of any process; and a
     // reaper killed half-way through a reap leaves the rest to the next one.
+
+    /// `kept` (holding 41) was not freed, nor freed twice: it reads, and what the heap hands
+    /// out next is elsewhere (a write to one does not show in the other).
+    fn assert_not_freed(kept: Value<u64>, what: &str) {
+        assert_eq!(kept.get(), 41, "{what}");
+        let next = Value::new(43u64).unwrap();
+        kept.set(44);
+        assert_eq!((kept.get(), next.get()), (44, 43), "{what}");
+    }
 
     /// Holds its arguments (`kept`, which the test's process holds too, `last`, which it
     /// alone holds, and `started`) until killed.
@@ -606,13 +610,8 @@ mod holds {
                     let args = (point.to_owned(), kept.clone(), last, method);
                     let reaper = Process::new(reap_armed, args).start_method(method).start().unwrap();
                     assert_eq!(reaper.wait(), -SIGABRT, "{method:?}: the reaper did not die at {point}");
-                    // Nothing the test's process holds was freed, nothing was freed twice: it
-                    // reads, and what the heap hands out next is elsewhere.
-                    assert_eq!(kept.get(), 41, "{method:?} {point}");
-                    let next = Value::new(43u64).unwrap();
-                    kept.set(44);
-                    assert_eq!((kept.get(), next.get()), (44, 43), "{method:?} {point}");
-                    drop((kept, next));
+                    // Nothing the test's process holds was freed, nothing was freed twice.
+                    assert_not_freed(kept, &format!("{method:?} {point}"));
                     eprintln!("{method:?}: after a reaper killed at {point}");
                     check.assert_no_leak();
                     assert_eq!(heap_books_lost(), 0, "{method:?} {point}: bytes of the lists' blocks lost");

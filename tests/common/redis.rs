@@ -56,6 +56,16 @@ impl Redis {
         self.dir.join("redis.sock")
     }
 
+    /// Stops the server (SIGSTOP): it answers nothing, and keeps what it was sent.
+    pub fn pause(&self) {
+        let _ = Command::new("kill").args(["-STOP", &self.pid.to_string()]).status();
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        let _ = Command::new("kill").args(["-CONT", &self.pid.to_string()]).status();
+    }
+
     pub fn kill(&self) {
         let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
         assert!(eventually(Duration::from_secs(20), || !pid_running(self.pid)));
