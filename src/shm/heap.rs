@@ -300,29 +300,32 @@ impl Heap {
     /// large message freed with [`Heap::free_warm`] is reused with its pages, which spares
     /// the kernel allocating and zeroing them again. For a caller that writes every byte.
     pub(crate) fn alloc_dirty(&self, len: usize) -> Result<u64, HeapFull> {
-        let len = len.max(1);
-        if class_of(len).is_none()
-            && let Some(off) = self.unpark(round_up(len, PAGE))
-        {
-            self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
-            return Ok(off);
+        match self.take_warm(len) {
+            Some(off) => Ok(off),
+            None => self.alloc(len),
         }
-        self.alloc(len)
+    }
+
+    /// A warm block of `len` bytes, counted, if `len` is large and one is kept.
+    fn take_warm(&self, len: usize) -> Option<u64> {
+        let len = len.max(1);
+        if class_of(len).is_some() {
+            return None;
+        }
+        let off = self.unpark(round_up(len, PAGE))?;
+        self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+        Some(off)
     }
 
     /// [`Heap::alloc_dirty`], and [`Heap::populate`] unless the block is a warm one (whose
     /// pages stay mapped where they were written: the warm blocks a process takes are
     /// mostly its own former ones).
     pub(crate) fn alloc_dirty_populated(&self, len: usize) -> Result<u64, HeapFull> {
-        let len = len.max(1);
-        if class_of(len).is_none()
-            && let Some(off) = self.unpark(round_up(len, PAGE))
-        {
-            self.header().in_use.fetch_add(allocated_len(len) as u64, Ordering::Relaxed);
+        if let Some(off) = self.take_warm(len) {
             return Ok(off);
         }
         let off = self.alloc(len)?;
-        self.populate(off, len);
+        self.populate(off, len.max(1));
         Ok(off)
     }
 
