@@ -154,6 +154,58 @@ fn the_same_value_locked_twice_by_one_thread_through_an_rlock_is_refused() {
     assert_eq!(v.get(), 1);
 }
 
+/// A `ValueGuard` is `Send`: taken on a thread that then ends, it lives on elsewhere. The
+/// value's own access must not be taken over from that ended thread as from a dead holder
+/// (two guards would be two `&mut` to one value). With a `Lock`, which any thread may
+/// release, only the value's access stands between the two.
+#[test]
+fn a_value_guard_that_outlives_the_thread_that_took_it_is_never_granted_twice() {
+    let _w = watchdog(LIMIT);
+    let locks: [SharedLock; 2] = [RLock::new().unwrap().into(), Lock::new().unwrap().into()];
+    for lock in locks {
+        let v = Value::with_lock(0i64, lock.clone()).unwrap();
+        std::thread::scope(|s| {
+            let mut first = s.spawn(|| v.lock()).join().unwrap();
+            *first = 1;
+            if let SharedLock::Lock(lock) = &lock {
+                lock.release().unwrap(); // Python's Lock: any thread may release it
+            }
+            let second = s
+                .spawn(|| {
+                    v.lock_timeout(Duration::from_millis(500)).map(|mut g| {
+                        *g = 2;
+                        g.owner_died()
+                    })
+                })
+                .join()
+                .unwrap();
+            assert_eq!(second, None, "{lock:?}: a second guard while the first lives; the first now reads {}", *first);
+            assert_eq!(*first, 1);
+        });
+        assert_eq!(v.get(), 1);
+        // An `ArrayGuard` is not `Send`, but the slice of a leaked one is.
+        let a = Array::with_lock(&[0i64; 4], lock.clone()).unwrap();
+        std::thread::scope(|s| {
+            let first: &mut [i64] = s.spawn(|| &mut **Box::leak(Box::new(a.lock()))).join().unwrap();
+            first[0] = 1;
+            if let SharedLock::Lock(lock) = &lock {
+                lock.release().unwrap();
+            }
+            let second = s
+                .spawn(|| {
+                    a.lock_timeout(Duration::from_millis(500)).map(|mut g| {
+                        g[0] = 2;
+                        g.owner_died()
+                    })
+                })
+                .join()
+                .unwrap();
+            assert_eq!(second, None, "{lock:?}: a second array guard while the first lives; it now reads {}", first[0]);
+            assert_eq!(first[0], 1);
+        });
+    }
+}
+
 fn hold_user_locked_value_until_killed(args: (Value<i64>, Event)) {
     let mut guard = args.0.lock();
     *guard = 41;

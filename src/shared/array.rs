@@ -172,7 +172,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
         match &self.lock {
             None => shared.lock(Owner::process(), deadline).ok().map(|guard| ArrayGuard { guard, user: None }),
             Some(lock) => lock
-                .lock_value(deadline, |me| shared.is_held_by(me), |me, deadline| shared.lock(me, deadline).ok())
+                .lock_value(
+                    deadline,
+                    |me| shared.is_marked_by(me),
+                    |me, deadline| shared.lock_marked(me, deadline).ok(),
+                )
                 .map(|(guard, held)| ArrayGuard { guard, user: Some(held) }),
         }
     }
@@ -310,7 +314,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
         match &self.lock {
             None => shared.try_lock(Owner::process()).map(|guard| ArrayGuard { guard, user: None }),
             Some(lock) => lock
-                .try_lock_value(|me| shared.is_held_by(me), |me, deadline| shared.lock(me, deadline).ok())
+                .try_lock_value(|me| shared.is_marked_by(me), |me, deadline| shared.lock_marked(me, deadline).ok())
                 .map(|(guard, held)| ArrayGuard { guard, user: Some(held) }),
         }
     }

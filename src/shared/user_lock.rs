@@ -70,10 +70,12 @@ impl SharedLock {
     }
 
     /// Takes this lock, then the value's own access (`access`, with `held_by` telling
-    /// whether an owner already holds it), both until `deadline`. The access is taken for
+    /// whether a thread already holds it), both until `deadline`. The access is marked with
     /// this thread, so that a second lock of the same value by the same thread (through an
     /// `RLock`) is seen: it panics for an endless wait, which could never end, and fails
-    /// otherwise.
+    /// otherwise. The access itself belongs to the process, not the thread: a guard is
+    /// `Send` (and a leaked one's `&mut` is), so it may outlive the thread that took it,
+    /// and a lock taken over from that ended thread would give a second `&mut`.
     pub(crate) fn lock_value<G>(
         &self,
         deadline: Deadline,
@@ -89,8 +91,9 @@ impl SharedLock {
             );
             return None;
         }
-        // Held by a live other owner only if the shared lock was released by a process
-        // that did not hold it (a `Lock` may be); then wait for that holder, as a lock does.
+        // Held by another owner if the shared lock was released by a process that did not
+        // hold it (a `Lock` may be), or taken over from a thread that ended while its guard
+        // lives on (an `RLock`); then wait for that holder, as a lock does.
         let access = access(me, deadline)?;
         Some((access, held))
     }

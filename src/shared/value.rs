@@ -147,7 +147,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
         match &self.lock {
             None => cell.lock(Owner::process(), deadline).ok().map(|guard| ValueGuard { guard, user: None }),
             Some(lock) => lock
-                .lock_value(deadline, |me| cell.is_held_by(me), |me, deadline| cell.lock(me, deadline).ok())
+                .lock_value(deadline, |me| cell.is_marked_by(me), |me, deadline| cell.lock_marked(me, deadline).ok())
                 .map(|(guard, held)| ValueGuard { guard, user: Some(held) }),
         }
     }
@@ -216,7 +216,7 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
         match &self.lock {
             None => cell.try_lock(Owner::process()).map(|guard| ValueGuard { guard, user: None }),
             Some(lock) => lock
-                .try_lock_value(|me| cell.is_held_by(me), |me, deadline| cell.lock(me, deadline).ok())
+                .try_lock_value(|me| cell.is_marked_by(me), |me, deadline| cell.lock_marked(me, deadline).ok())
                 .map(|(guard, held)| ValueGuard { guard, user: Some(held) }),
         }
     }

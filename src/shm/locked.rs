@@ -5,7 +5,7 @@ use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 
 use super::ShmSafe;
-use super::mutex::{Acquired, Owner, RawMutex, TakenIn, TimedOut};
+use super::mutex::{Acquired, Owner, RawMutex, TakenIn, ThreadMark, TimedOut};
 use super::wait::Deadline;
 
 /// A `T` and the robust mutex that guards it, in shared memory.
@@ -13,6 +13,8 @@ use super::wait::Deadline;
 #[derive(Debug)]
 pub(crate) struct Locked<T> {
     mutex: RawMutex,
+    /// The holding thread, when locked with [`Locked::lock_marked`].
+    thread: ThreadMark,
     value: UnsafeCell<T>,
 }
 
@@ -26,7 +28,7 @@ unsafe impl<T: ShmSafe> ShmSafe for Locked<T> {}
 impl<T: ShmSafe> Locked<T> {
     /// `value`, unlocked.
     pub(crate) fn new(value: T) -> Self {
-        Self { mutex: RawMutex::new(), value: UnsafeCell::new(value) }
+        Self { mutex: RawMutex::new(), thread: ThreadMark::new(), value: UnsafeCell::new(value) }
     }
 
     /// Locks for this process (any thread of it may unlock: Python's `Lock` semantics are
@@ -36,9 +38,19 @@ impl<T: ShmSafe> Locked<T> {
         Ok(LockedGuard { cell: self, acquired, taken_in: TakenIn::here() })
     }
 
-    /// Whether `me` holds the lock.
-    pub(crate) fn is_held_by(&self, me: Owner) -> bool {
-        self.mutex.is_held_by(me)
+    /// Locks for this process, marked as held by the thread `me` (waiting until
+    /// `deadline`), so that [`Locked::is_marked_by`] tells that thread it holds the lock
+    /// already. The lock is the process's all the same: a guard that outlives its thread
+    /// (the guard is `Send`, or leaked) is never taken over as a dead thread's.
+    pub(crate) fn lock_marked(&self, me: Owner, deadline: Deadline) -> Result<LockedGuard<'_, T>, TimedOut> {
+        let guard = self.lock(Owner::process(), deadline)?;
+        self.thread.set(me);
+        Ok(guard)
+    }
+
+    /// Whether this process holds the lock, taken by [`Locked::lock_marked`] for `me`.
+    pub(crate) fn is_marked_by(&self, me: Owner) -> bool {
+        self.thread.holds(&self.mutex, me)
     }
 
     /// Locks if free or its holder is dead (then the guard says so); never waits.
@@ -84,6 +96,7 @@ impl<T> Drop for LockedGuard<'_, T> {
     fn drop(&mut self) {
         // A copy made by fork: the lock is the parent's to release.
         if self.taken_in.is_here() {
+            self.cell.thread.clear();
             self.cell.mutex.unlock();
         }
     }

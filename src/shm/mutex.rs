@@ -95,6 +95,49 @@ fn copied_guard(pid: u32) -> ! {
     )
 }
 
+/// Which thread holds a lock owned by its process (a value's access, see `Locked` and
+/// `LockedSlice`): the lock lives as long as the process, so a guard that outlives the
+/// thread that took it (sent to another thread, or leaked) is never taken over while the
+/// process runs; the mark only tells that thread's next attempt that it holds the lock
+/// already. The holder sets it right after locking and clears it before unlocking.
+#[derive(crate::ShmSafe, Debug, Default)]
+#[repr(C)]
+pub(crate) struct ThreadMark {
+    id: AtomicU32,
+    _pad: u32,
+    start: AtomicU64,
+}
+
+impl ThreadMark {
+    /// No thread.
+    pub(crate) const fn new() -> Self {
+        Self { id: AtomicU32::new(0), _pad: 0, start: AtomicU64::new(0) }
+    }
+
+    /// Records `me` (an [`Owner::thread`]) as the holder; by the holder, once locked.
+    #[inline]
+    pub(crate) fn set(&self, me: Owner) {
+        self.start.store(me.start, Ordering::Relaxed);
+        self.id.store(me.id, Ordering::Relaxed);
+    }
+
+    /// Forgets the holder; by whoever unlocks, before the unlock.
+    #[inline]
+    pub(crate) fn clear(&self) {
+        self.id.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether `mutex`, owned by processes, is held by this process for the thread `me`.
+    /// The word is read first (acquire): a mark cleared by the unlock that came before the
+    /// current holding is seen cleared.
+    #[inline]
+    pub(crate) fn holds(&self, mutex: &RawMutex, me: Owner) -> bool {
+        mutex.is_held_by(Owner::process())
+            && self.id.load(Ordering::Relaxed) == me.id
+            && self.start.load(Ordering::Relaxed) == me.start
+    }
+}
+
 /// How a lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {

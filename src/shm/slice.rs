@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::heap::HeapFull;
-use super::mutex::{Acquired, Owner, RawMutex, TakenIn, TimedOut};
+use super::mutex::{Acquired, Owner, RawMutex, TakenIn, ThreadMark, TimedOut};
 use super::object::{Shared, ShmObject, kind};
 use super::wait::Deadline;
 use super::{Cells, ShmSafe};
@@ -55,6 +55,8 @@ fn tail_bytes<E>(len: usize) -> Result<usize, HeapFull> {
 #[derive(Debug)]
 pub(crate) struct LockedSlice<E> {
     mutex: RawMutex,
+    /// The holding thread, when locked with `lock_marked`.
+    thread: ThreadMark,
     shape: Shape,
     _elements: PhantomData<fn() -> E>,
 }
@@ -70,7 +72,12 @@ impl<E: ShmSafe + Copy + Send + Sync> ShmObject for LockedSlice<E> {
 impl<E: ShmSafe + Copy + Send + Sync> LockedSlice<E> {
     /// `len` zeroed elements.
     pub(crate) fn zeroed(len: usize) -> Result<Shared<Self>, HeapFull> {
-        let state = LockedSlice { mutex: RawMutex::new(), shape: Shape::of::<E>(len), _elements: PhantomData };
+        let state = LockedSlice {
+            mutex: RawMutex::new(),
+            thread: ThreadMark::new(),
+            shape: Shape::of::<E>(len),
+            _elements: PhantomData,
+        };
         Shared::with_tail(state, tail_bytes::<E>(len)?)
     }
 
@@ -101,12 +108,27 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
     /// Locks the slice for `owner`, waiting until `deadline`; a dead holder is replaced.
     pub(crate) fn lock(&self, owner: Owner, deadline: Deadline) -> Result<SliceGuard<'_, E>, TimedOut> {
         let acquired = self.mutex.lock(owner, deadline)?;
-        Ok(SliceGuard { mutex: &self.mutex, cells: self.cells(), acquired, taken_in: TakenIn::here() })
+        Ok(SliceGuard {
+            mutex: &self.mutex,
+            thread: &self.thread,
+            cells: self.cells(),
+            acquired,
+            taken_in: TakenIn::here(),
+        })
     }
 
-    /// Whether `me` holds the lock.
-    pub(crate) fn is_held_by(&self, me: Owner) -> bool {
-        self.mutex.is_held_by(me)
+    /// Locks the slice for this process, marked as held by the thread `me` (as
+    /// `Locked::lock_marked`: a guard whose slice outlives its thread is never taken over
+    /// while the process runs).
+    pub(crate) fn lock_marked(&self, me: Owner, deadline: Deadline) -> Result<SliceGuard<'_, E>, TimedOut> {
+        let guard = self.lock(Owner::process(), deadline)?;
+        self.thread.set(me);
+        Ok(guard)
+    }
+
+    /// Whether this process holds the lock, taken by `lock_marked` for `me`.
+    pub(crate) fn is_marked_by(&self, me: Owner) -> bool {
+        self.thread.holds(&self.mutex, me)
     }
 
     /// Locks the slice if it is free or its holder is dead (then the guard says so); never
@@ -114,6 +136,7 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
     pub(crate) fn try_lock(&self, owner: Owner) -> Option<SliceGuard<'_, E>> {
         self.mutex.try_lock_or_take_over(owner).map(|acquired| SliceGuard {
             mutex: &self.mutex,
+            thread: &self.thread,
             cells: self.cells(),
             acquired,
             taken_in: TakenIn::here(),
@@ -125,6 +148,7 @@ impl<E: ShmSafe + Copy + Send + Sync> Shared<LockedSlice<E>> {
 #[derive(Debug)]
 pub(crate) struct SliceGuard<'a, E> {
     mutex: &'a RawMutex,
+    thread: &'a ThreadMark,
     cells: Cells<'a, E>,
     /// Whether the previous holder died holding the lock.
     pub(crate) acquired: Acquired,
@@ -156,6 +180,7 @@ impl<E> Drop for SliceGuard<'_, E> {
     fn drop(&mut self) {
         // A copy made by fork: the lock is the parent's to release.
         if self.taken_in.is_here() {
+            self.thread.clear();
             self.mutex.unlock();
         }
     }
