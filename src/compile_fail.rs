@@ -59,6 +59,24 @@
 //! let boxed = multiproc::Value::new(Box::new(1u8)); // Box<u8> is not ShmSafe
 //! ```
 //!
+//! Nor does a struct with a destructor of its own (shared memory is reclaimed without
+//! running destructors: `ShmSafe`'s rule 2), even when its fields are all plain numbers.
+//! The derive refuses it (a struct without generics; a generic one, when it is used):
+//!
+//! ```compile_fail,E0080
+//! #[derive(multiproc::ShmSafe)]
+//! #[repr(C)]
+//! struct Noisy {
+//!     count: u32,
+//! }
+//!
+//! impl Drop for Noisy {
+//!     fn drop(&mut self) {
+//!         println!("dropped with {}", self.count); // would never run in shared memory
+//!     }
+//! }
+//! ```
+//!
 //! What does hold: handles are `Send + Sync` (share them between threads, or clone one
 //! per thread); the guards of process-owned locks (`Lock`, `Value`, `Array`, semaphores,
 //! the manager's `Lock`) are `Send` (Python lets any thread release a `Lock`) and `Sync`.

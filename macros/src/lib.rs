@@ -72,7 +72,8 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Implements `multiproc::ShmSafe` for a `#[repr(C)]` struct whose fields are all
-/// `ShmSafe`, so that it can live in `Value`, `Array`, `RawValue` and `RawArray`.
+/// `ShmSafe` and which has no `Drop` of its own, so that it can live in `Value`, `Array`,
+/// `RawValue` and `RawArray`.
 #[proc_macro_derive(ShmSafe)]
 pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -152,6 +153,7 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
     let align_check = input.generics.params.is_empty().then(|| {
         quote!(
             const _: () = ::core::assert!(::core::mem::align_of::<#name>() <= #MAX_ALIGN as usize, #TOO_ALIGNED);
+            const _: () = ::core::assert!(!::core::mem::needs_drop::<#name>(), #HAS_DROP);
         )
     });
     quote!(
@@ -164,6 +166,8 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
             // Field by field, so that padding between them is never read as an integer.
             #[inline]
             unsafe fn load_racy(src: *const Self) -> Self {
+                // A generic struct's `Drop` is seen here, where it is used.
+                const { ::core::assert!(!::core::mem::needs_drop::<Self>(), #HAS_DROP) };
                 let mut out = ::core::mem::MaybeUninit::<Self>::uninit();
                 let dst = out.as_mut_ptr();
                 // SAFETY: each field of `src` is valid and aligned as the whole is (the
@@ -180,6 +184,7 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
 
             #[inline]
             unsafe fn store_racy(dst: *mut Self, value: Self) {
+                const { ::core::assert!(!::core::mem::needs_drop::<Self>(), #HAS_DROP) };
                 let value = ::core::mem::ManuallyDrop::new(value);
                 // SAFETY: as in `load_racy`; each field is read once out of `value`, which
                 // is never dropped (a ShmSafe type has no drop glue).
@@ -200,5 +205,8 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
 
 /// The family heap's alignment: the most a ShmSafe type may ask for.
 const MAX_ALIGN: u64 = 64;
+/// Rule 2 of `ShmSafe`: the fields are checked by their own bounds, the struct's own `Drop`
+/// by `needs_drop`.
+const HAS_DROP: &str = "ShmSafe types cannot have a destructor: shared memory is reclaimed without running destructors (remove the `Drop` impl)";
 const TOO_ALIGNED: &str =
     "ShmSafe types may be aligned to at most 64 bytes: the family heap places objects at 64-byte boundaries";

@@ -131,8 +131,9 @@ pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
 ///    unlocked containers copy it with one atomic access per aligned word, and padding
 ///    read as an integer would be undefined behaviour.
 ///
-/// The derive checks 3 and 5 and that every field is `ShmSafe` itself, which gives 1, 2
-/// and 4, and copies field by field, which gives 6.
+/// The derive checks 3 and 5, that every field is `ShmSafe` itself, which gives 1 and 4
+/// and 2 for the fields, and that the struct has no `Drop` of its own (2; for a generic
+/// struct, where it is used), and copies field by field, which gives 6.
 pub unsafe trait ShmSafe: Sized + 'static {
     /// Reads a value that other threads or processes may write meanwhile: relaxed atomic
     /// loads, each of the same size for every access to the same bytes (per field, in
