@@ -1,4 +1,4 @@
-//! Shared state: `Value`, `Array`, `RawValue`, `RawArray` in the family's memory, and the
+//! Shared state: `Value`, `Array`, `RawValue`, `RawArray`, `SharedBytes` in the family's memory, and the
 //! named `SharedMemory` and `ShareableList` in `/dev/shm`.
 //!
 //! Exactness under contention, derived `ShmSafe` structs, a lock holder killed, handles
@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::{eventually, pid_running, watchdog};
 use multiproc::{
     Array, Event, Item, Lock, Process, ProcessHandle, RLock, RawArray, RawValue, ShareableList, ShareableListError,
-    SharedLock, SharedMemory, SharedMemoryError, ShmSafe, StartMethod, Value,
+    SharedBytes, SharedLock, SharedMemory, SharedMemoryError, ShmSafe, StartMethod, Value,
 };
 
 multiproc::test_support!();
@@ -434,6 +434,23 @@ fn raw_values_and_arrays_are_shared_without_a_lock() {
     copy.copy_from_slice(&[4, 5, 6]);
     assert_eq!(copy.get(2), 6);
     assert_eq!(format!("{copy:?}"), "[4, 5, 6]");
+}
+
+// ---------------------------------------------------------------------------------------
+// SharedBytes
+
+/// A length no heap can hold is `HeapFull`, however close to `usize::MAX`: the object's
+/// length (header + bytes) and its rounding to whole pages must not wrap around to a small
+/// block that `fill` would then be given as a slice of `len` bytes.
+#[test]
+fn shared_bytes_of_a_length_no_heap_holds_are_heap_full() {
+    let _w = watchdog(LIMIT);
+    for len in [usize::MAX, usize::MAX - 63, usize::MAX - 200, usize::MAX - 5000, 1 << 63, 1 << 50] {
+        let made = SharedBytes::with_len(len, |buf| panic!("fill was given {} bytes", buf.len()));
+        assert!(matches!(made, Err(multiproc::Error::HeapFull(_))), "{len}: {:?}", made.map(|b| b.len()));
+    }
+    let small = SharedBytes::with_len(3, |buf| buf.copy_from_slice(b"abc")).unwrap();
+    assert_eq!(&small[..], b"abc");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ impl Heap {
     /// Allocates `len` bytes (64-byte aligned; page aligned above 64 KiB). The contents
     /// are unspecified: zero for fresh pages, old bytes for a reused small block.
     pub(crate) fn alloc(&self, len: usize) -> Result<u64, HeapFull> {
-        let len = len.max(1);
+        let len = possible(len)?;
         // Counted once taken, uncounted (in `free`) before it is given back: a crash in
         // between leaves a block neither free nor counted (leaked by the dead process), so
         // `in_use` never exceeds what is allocated, which the leak checks rely on.
@@ -240,7 +240,7 @@ impl Heap {
     /// counting it) come before the record, and a crash there leaks the block as it does
     /// in any allocation.
     pub(crate) fn alloc_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
-        let len = len.max(1);
+        let len = possible(len)?;
         let off = match class_of(len) {
             Some(class) => self.alloc_small(class)?,
             None => self.alloc_large(round_up(len, PAGE))?,
@@ -308,7 +308,7 @@ impl Heap {
 
     /// A warm block of `len` bytes, counted, if `len` is large and one is kept.
     fn take_warm(&self, len: usize) -> Option<u64> {
-        let len = len.max(1);
+        let len = possible(len).ok()?;
         if class_of(len).is_some() {
             return None;
         }
@@ -821,6 +821,15 @@ fn class_of(len: usize) -> Option<usize> {
 
 fn allocated_len(len: usize) -> usize {
     class_of(len).map_or_else(|| round_up(len, PAGE), |c| CLASSES[c])
+}
+
+/// Past any heap (the largest reserves 2^38 bytes), and small enough that rounding it up to
+/// whole pages cannot wrap around to a small block.
+const ABSURD: usize = 1 << 48;
+
+/// `len` (at least 1) if a heap could ever hold it; `HeapFull` for an absurd request.
+fn possible(len: usize) -> Result<usize, HeapFull> {
+    if len > ABSURD { Err(HeapFull { requested: len }) } else { Ok(len.max(1)) }
 }
 
 fn round_up(n: usize, to: usize) -> usize {

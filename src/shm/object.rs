@@ -159,7 +159,8 @@ impl<T: ShmObject> Shared<T> {
     fn place(value: T, tail: usize, block: Block) -> Result<Self, HeapFull> {
         const { assert!(std::mem::align_of::<Obj<T>>() <= 64, "the heap aligns objects to 64 bytes") };
         let heap = Heap::get();
-        let len = Self::tail_start() + tail;
+        // A tail near `usize::MAX` (a caller's length) must not wrap to a small block.
+        let len = Self::tail_start().checked_add(tail).ok_or(HeapFull::requested(usize::MAX))?;
         // The list of what this process holds grows before anything is taken (see `holds`).
         Holders::reserve_listing(heap);
         let off = match block {
@@ -228,7 +229,7 @@ impl<T: ShmObject> Shared<T> {
 
     /// The variable part as elements of `E`: `len` of them, which must fit in the tail.
     pub(crate) fn tail<E: ShmSafe>(&self, len: usize) -> super::Cells<'_, E> {
-        assert!(len * std::mem::size_of::<E>() <= self.tail_len(), "tail too short");
+        assert!(len.checked_mul(std::mem::size_of::<E>()).is_some_and(|b| b <= self.tail_len()), "tail too short");
         const { assert!(std::mem::align_of::<E>() <= 64, "the heap aligns objects to 64 bytes") };
         let ptr = Heap::get().ptr(self.off + Self::tail_start() as u64).cast::<E>();
         // SAFETY: the tail lies inside this object's allocation, which outlives the
