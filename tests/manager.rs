@@ -822,6 +822,34 @@ fn a_lock_held_by_a_killed_client_is_released() {
     assert!(!lock.acquire().unwrap().owner_died(), "told once");
 }
 
+/// A managed `Lock` is the process's (as the family's `Lock`, and Python's): acquired on a
+/// thread that then ends (its connection says goodbye), it stays held, by a guard sent to
+/// another thread or by `leave_locked`, until released; it is not given to the next
+/// acquire as a dead holder's.
+#[test]
+fn a_managed_lock_held_past_the_thread_that_took_it_stays_held() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let sent = std::thread::scope(|s| s.spawn(|| lock.acquire().unwrap()).join().unwrap());
+    // The ended thread's goodbye reaches the server in its own time: look a few times.
+    for _ in 0..5 {
+        let second = lock.acquire_timeout(Duration::from_millis(200));
+        assert!(second.is_err(), "a second holder while the sent guard lives: {:?}", second.map(|g| g.owner_died()));
+    }
+    sent.release().unwrap();
+    assert!(!lock.try_acquire().unwrap().owner_died());
+
+    let lock = &lock;
+    std::thread::scope(|s| s.spawn(move || lock.acquire().unwrap().leave_locked()).join().unwrap());
+    for _ in 0..5 {
+        let second = lock.acquire_timeout(Duration::from_millis(200));
+        assert!(second.is_err(), "a second holder of a lock left locked: {:?}", second.map(|g| g.owner_died()));
+    }
+    lock.release().unwrap(); // Python's Lock: any thread releases it
+    assert!(!lock.try_acquire().unwrap().owner_died());
+}
+
 fn hold_permit((slots, held): (SemaphoreProxy, EventProxy)) {
     slots.acquire().unwrap().forget();
     held.set().unwrap();
@@ -1054,10 +1082,15 @@ fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() 
     assert_eq!(b.get().unwrap(), 2);
     assert!(matches!(q.try_get(), Err(ManagerError::Empty)));
     assert_eq!(a.get().unwrap(), 1);
-    // The connection that timed out ended as its thread would have: the lock this thread
-    // held through it was released.
-    let other = std::thread::spawn(move || lock.acquire_timeout(LIMIT / 2).map(|held| held.owner_died()));
-    assert!(matches!(other.join().unwrap(), Ok(true)), "released, as a dead holder's lock");
+    // The connection that timed out ended as its thread's would have: the `Lock` this
+    // thread left locked through it stays this (live) process's until released.
+    let other = {
+        let lock = lock.clone();
+        std::thread::spawn(move || lock.acquire_timeout(Duration::from_millis(200)).map(|held| held.owner_died()))
+    };
+    assert!(matches!(other.join().unwrap(), Err(ManagerError::Timeout)), "still held");
+    lock.release().unwrap();
+    assert!(!lock.acquire().unwrap().owner_died(), "released by its process, not taken from a dead one");
 }
 
 // ---- kinds, registrations and the server's life ---------------------------------------------

@@ -161,7 +161,10 @@ impl Drop for ServerProcess {
 /// in size. Values are kept encoded; blocking calls (`acquire`, `get`, `wait`) wait on
 /// the server, which answers them when it can, so nothing polls. The server knows who
 /// holds what: when a connection ends (its thread or process ends, its socket closes),
-/// the locks it held are released, its waits forgotten, a barrier it waited at broken.
+/// the locks it held are released, its waits forgotten, a barrier it waited at broken. A
+/// `Lock` is a family process's, as the family's `Lock` is: the end of the thread that
+/// acquired it leaves it held (its guard may live on in another thread, or it was left
+/// locked) until it is released or the process dies.
 /// Objects live while a proxy, a container or a name refers to them.
 ///
 /// # No `manager.Pool()`

@@ -274,7 +274,7 @@ impl Server {
             Some(Conn::Remote { .. }) => {
                 self.send(conn, 0, Err(fault));
                 remote::forget_writer(&self.writers, conn);
-                self.close(conn);
+                self.close(conn, false);
             }
             None => {}
         }
@@ -286,7 +286,10 @@ impl Server {
                 self.store.conn_opened(conn, pid, start);
                 self.conns.insert(conn, Conn::Local { replies, pid, start });
             }
-            Control::Bye { conn } | Control::RemoteClosed { conn } => self.close(conn),
+            // A goodbye comes from a live process (a thread of it ended, or let go of this
+            // manager); if it dies meanwhile, the sweep finds it among the holders.
+            Control::Bye { conn } => self.close(conn, true),
+            Control::RemoteClosed { conn } => self.close(conn, false),
             Control::RemoteOpened { conn } => {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
             }
@@ -299,10 +302,11 @@ impl Server {
         }
     }
 
-    /// Connection `conn` ended: its parked requests go, the locks it held are released,
-    /// the references a remote connection still held are given back.
-    fn close(&mut self, conn: ConnId) {
-        self.store.drop_conn(conn);
+    /// Connection `conn` ended: its parked requests go, the locks it held are released
+    /// (but a `Lock` of a family process that lives, `process_lives`, stays held: see
+    /// `Store::drop_conn`), the references a remote connection still held are given back.
+    fn close(&mut self, conn: ConnId, process_lives: bool) {
+        self.store.drop_conn(conn, process_lives);
         if let Some(Conn::Remote { handouts }) = self.conns.remove(&conn) {
             for (id, count) in handouts {
                 self.store.decref(id, count);
@@ -327,10 +331,10 @@ impl Server {
             })
             .collect();
         for conn in dead {
-            self.close(conn);
+            self.close(conn, false);
         }
-        // A process may hold permits after its last connection ended (its threads are
-        // gone, it is not): it is watched for as long as it holds them.
+        // A process may hold permits, or a `Lock`, after its last connection ended (its
+        // threads are gone, it is not): it is watched for as long as it holds them.
         for (pid, start) in self.store.permit_holders() {
             if !sys::process_alive(pid, start) {
                 self.store.holder_died(pid, start);
@@ -354,7 +358,7 @@ impl Server {
             }
             // Closing releases locks and answers other waiters: deliver those too.
             for conn in closing {
-                self.close(conn);
+                self.close(conn, false);
             }
         }
     }

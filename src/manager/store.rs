@@ -33,6 +33,12 @@ const SEMAPHORE_MAX: u64 = u32::MAX as u64;
 /// A client connection as the server numbers them.
 pub(crate) type ConnId = u32;
 
+/// The connection named as the owner of a `Lock` that a family process holds past the
+/// connection that acquired it (the thread that took it ended; its guard lives on, or it was
+/// left locked): no connection has this number (they stay below `state::MAX_CONN`). The
+/// lock is the process's until released, or until the process dies (`Store::holder_died`).
+const PROCESS_HELD: ConnId = ConnId::MAX;
+
 /// A map keyed by a number the server hands out (an object id, a connection number): the
 /// keys are never a client's choice, so FxHash serves where SipHash would cost more than
 /// the lookup (three lookups a call).
@@ -700,22 +706,29 @@ impl Store {
         self.holders.insert(conn, Holder::Process { pid, start });
     }
 
-    /// The family processes that hold semaphore permits, for the server to watch.
+    /// The family processes that hold semaphore permits, or a `Lock` past the connection
+    /// that acquired it, for the server to watch.
     pub(crate) fn permit_holders(&self) -> Vec<(u32, u64)> {
         let mut found = BTreeSet::new();
+        let process = |h: &Holder| match *h {
+            Holder::Process { pid, start } => Some((pid, start)),
+            Holder::Conn(_) => None,
+        };
         for obj in self.objects.values() {
-            if let Body::Semaphore(sem) = &obj.body {
-                found.extend(sem.held.keys().filter_map(|h| match *h {
-                    Holder::Process { pid, start } => Some((pid, start)),
-                    Holder::Conn(_) => None,
-                }));
+            match &obj.body {
+                Body::Semaphore(sem) => found.extend(sem.held.keys().filter_map(process)),
+                Body::Lock(LockState { owner: Some(o), .. }) if o.conn == PROCESS_HELD => {
+                    found.extend(process(&o.holder));
+                }
+                _ => {}
             }
         }
         found.into_iter().collect()
     }
 
     /// Family process `pid` (started at `start`) died: the semaphore permits it held come
-    /// back, each telling its next taker.
+    /// back, each telling its next taker, and so do the `Lock`s it held past their
+    /// connections.
     pub(crate) fn holder_died(&mut self, pid: u32, start: u64) {
         self.take_back(Holder::Process { pid, start });
     }
@@ -726,6 +739,12 @@ impl Store {
             .iter_mut()
             .filter_map(|(&id, obj)| match &mut obj.body {
                 Body::Semaphore(sem) => sem.take_back(holder).then_some(id),
+                Body::Lock(l) if l.owner.is_some_and(|o| o.conn == PROCESS_HELD && o.holder == holder) => {
+                    l.owner = None;
+                    l.count = 0;
+                    l.owner_died = true;
+                    Some(id)
+                }
                 _ => None,
             })
             .collect();
@@ -737,16 +756,20 @@ impl Store {
     /// Connection `conn` is gone: its parked requests are forgotten and the locks it held
     /// released (a barrier it waited at breaks, so that the other parties do not wait for
     /// it forever); a connection that held semaphore permits as itself (a remote client's)
-    /// gives them back.
-    pub(crate) fn drop_conn(&mut self, conn: ConnId) {
-        if self.holders.remove(&conn).is_none() {
+    /// gives them back. A `Lock` that a family connection holds stays held while its
+    /// process lives (`process_lives`: a thread's goodbye, not a death found by the sweep):
+    /// a `Lock` is its process's, as the family's is, and a guard may outlive its thread.
+    pub(crate) fn drop_conn(&mut self, conn: ConnId, process_lives: bool) {
+        let holder = self.holders.remove(&conn);
+        if holder.is_none() {
             self.take_back(Holder::Conn(conn));
         }
+        let kept = holder.filter(|_| process_lives);
         let ids: Vec<ObjectId> = self.objects.keys().copied().collect();
         for id in ids {
             let mut fx = Effects::default();
             let Some(obj) = self.objects.get_mut(&id) else { continue };
-            forget_conn(&mut obj.body, conn, &mut fx);
+            forget_conn(&mut obj.body, conn, kept, &mut fx);
             self.finish(id, fx);
             self.settle(id);
         }
@@ -1620,12 +1643,15 @@ fn take_waiters(
     }
 }
 
-/// Forgets connection `conn`: its parked requests, the locks it holds; a barrier it waited
-/// at breaks.
-fn forget_conn(body: &mut Body, conn: ConnId, fx: &mut Effects) {
+/// Forgets connection `conn`: its parked requests, the locks it holds (but a `Lock` of a
+/// live family process, `kept`, which stays that process's); a barrier it waited at breaks.
+fn forget_conn(body: &mut Body, conn: ConnId, kept: Option<Holder>, fx: &mut Effects) {
     let mut taken = Vec::new();
     take_waiters(body, &mut |w| w.owner.conn == conn, &mut taken, fx);
     match body {
+        Body::Lock(l) if kept.is_some() && l.owner.is_some_and(|o| o.conn == conn) => {
+            l.owner = l.owner.map(|o| Owner { conn: PROCESS_HELD, thread: 0, ..o });
+        }
         Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } if l.owner.is_some_and(|o| o.conn == conn) => {
             l.owner = None;
             l.count = 0;
@@ -1740,7 +1766,7 @@ mod tests {
         // B waits: parked, no answer yet.
         assert_eq!(call(&mut store, B, 2, lock, Kind::Lock, acquire(None)), None);
         // A's connection ends: B gets the lock, and is told that its holder died.
-        store.drop_conn(A);
+        store.drop_conn(A, false);
         let replies = store.take_replies();
         assert_eq!(replies.len(), 1);
         assert_eq!((replies[0].conn, replies[0].seq), (B, 2));
@@ -1752,12 +1778,38 @@ mod tests {
     }
 
     #[test]
+    fn a_family_process_keeps_its_lock_past_the_connection_that_took_it() {
+        let mut store = Store::new();
+        let lock = create(&mut store, Create::Lock);
+        let acquire = |wait| Op::Acquire { wait };
+        store.conn_opened(B, 42, 7);
+        assert_eq!(call(&mut store, B, 2, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        assert_eq!(call(&mut store, C, 2, lock, Kind::Lock, acquire(None)), None, "C waits");
+        // B's thread ends (its connection says goodbye), its process lives: still held.
+        store.drop_conn(B, true);
+        assert!(store.take_replies().is_empty(), "C is not given the lock");
+        assert_eq!(store.permit_holders(), vec![(42, 7)], "the process is watched");
+        // Released by another thread of the process (any connection, for a Lock): C gets it.
+        assert_eq!(call(&mut store, D, 2, lock, Kind::Lock, Op::Release), Some(Ok(Out::Unit)));
+        // (C's answer went out with the release's): held by C now.
+        assert_eq!(call(&mut store, D, 3, lock, Kind::Lock, acquire(Some(0))), Some(Ok(Out::Bool(false))));
+        assert_eq!(call(&mut store, C, 3, lock, Kind::Lock, Op::Release), Some(Ok(Out::Unit)));
+        // Held past its connection again, then the process dies: released, the next told.
+        store.conn_opened(B, 42, 7);
+        assert_eq!(call(&mut store, B, 3, lock, Kind::Lock, acquire(None)), Some(Ok(Out::Bool(true))));
+        store.drop_conn(B, true);
+        store.holder_died(42, 7);
+        assert!(store.permit_holders().is_empty());
+        assert_eq!(call(&mut store, C, 4, lock, Kind::Lock, acquire(Some(0))), Some(Ok(Out::AcquiredFromDead)));
+    }
+
+    #[test]
     fn a_lock_released_by_a_dead_holder_tells_the_next_acquire() {
         let mut store = Store::new();
         let lock = create(&mut store, Create::RLock);
         let acquire = Op::Acquire { wait: Some(0) };
         assert_eq!(call(&mut store, A, 2, lock, Kind::RLock, acquire.clone()), Some(Ok(Out::Bool(true))));
-        store.drop_conn(A);
+        store.drop_conn(A, false);
         assert_eq!(call(&mut store, B, 2, lock, Kind::RLock, acquire.clone()), Some(Ok(Out::AcquiredFromDead)));
         assert_eq!(call(&mut store, B, 3, lock, Kind::RLock, acquire), Some(Ok(Out::Bool(true))), "recursive");
     }
@@ -1773,7 +1825,7 @@ mod tests {
         // gives nothing back.
         assert_eq!(call(&mut store, C, 2, sem, kind, acquire(Some(0))), Some(Ok(Out::Bool(true))));
         assert_eq!(call(&mut store, D, 2, sem, kind, Op::Release), Some(Ok(Out::Unit)));
-        store.drop_conn(C);
+        store.drop_conn(C, false);
         assert_eq!(value(&mut store, 3), Some(Ok(Out::Count(2))));
         // A (a connection as itself) and B (family process 42) take one each; D parks.
         store.conn_opened(B, 42, 7);
@@ -1781,13 +1833,13 @@ mod tests {
         assert_eq!(call(&mut store, B, 2, sem, kind, acquire(Some(0))), Some(Ok(Out::Bool(true))));
         assert_eq!(call(&mut store, D, 4, sem, kind, acquire(None)), None);
         // A's connection ends: its permit comes back, to D, who is told.
-        store.drop_conn(A);
+        store.drop_conn(A, false);
         let replies = store.take_replies();
         assert_eq!((replies[0].conn, replies[0].seq), (D, 4));
         assert_eq!(replies[0].result, Ok(Out::AcquiredFromDead));
         // B's connection ends, not its process: the permit stays held until the server says
         // the process died; then it comes back once.
-        store.drop_conn(B);
+        store.drop_conn(B, true);
         assert_eq!(store.permit_holders(), vec![(42, 7)]);
         assert_eq!(value(&mut store, 5), Some(Ok(Out::Count(0))));
         store.holder_died(42, 7);
@@ -1802,7 +1854,7 @@ mod tests {
         let counter = create(&mut store, Create::Semaphore { value: 0, bounded: false });
         assert_eq!(call(&mut store, C, 3, counter, Kind::Semaphore, Op::Release), Some(Ok(Out::Unit)));
         assert_eq!(call(&mut store, A, 3, counter, Kind::Semaphore, acquire(Some(0))), Some(Ok(Out::Bool(true))));
-        store.drop_conn(A);
+        store.drop_conn(A, false);
         assert_eq!(call(&mut store, D, 9, counter, Kind::Semaphore, Op::SemValue), Some(Ok(Out::Count(0))));
     }
 
@@ -2077,7 +2129,7 @@ mod tests {
                 store.expire(now + Duration::from_micros(n));
             }
             if n % 1013 == 0 {
-                store.drop_conn(conn);
+                store.drop_conn(conn, false);
             }
             for out in store.take_replies() {
                 if let Ok(out) = out.result {

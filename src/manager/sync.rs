@@ -4,7 +4,9 @@
 //! A blocking call waits on the server, parked until it can be answered (or until its
 //! timeout passes), so no client polls. The server knows who holds what: a lock held by a
 //! client that dies (or whose connection ends) is released, and a barrier one of whose
-//! parties dies breaks, so no one waits forever.
+//! parties dies breaks, so no one waits forever. A `Lock` acquired by a family process is
+//! that process's (its guard is `Send`): the end of the thread that took it releases
+//! nothing, the death of the process does.
 
 use std::fmt;
 use std::marker::PhantomData;
