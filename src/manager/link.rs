@@ -384,6 +384,9 @@ struct LocalConn {
     conn: u32,
     replies: Shared<ReplyState>,
     outbox: Outbox,
+    /// A call on it went unanswered (it timed out): what the server grants that call once
+    /// it runs again is nobody's, so the goodbye says so.
+    abandoned: bool,
 }
 
 /// A connection's requests as they go out: the last sequence number, and the encoding's
@@ -396,7 +399,7 @@ struct Outbox {
 impl Drop for LocalConn {
     fn drop(&mut self) {
         if self.pid == sys::my_pid() && !self.state.closed() {
-            let _ = self.state.post(&Control::Bye { conn: self.conn });
+            let _ = self.state.post(&Control::Bye { conn: self.conn, abandoned: self.abandoned });
         }
     }
 }
@@ -435,7 +438,14 @@ fn connect_local(state: &Shared<ManagerState>) -> Result<LocalConn, ManagerError
     replies.ring.open()?;
     let me = sys::me();
     state.post(&Control::Hello { conn, replies: replies.clone(), pid: me.pid, start: me.start })?;
-    Ok(LocalConn { pid: me.pid, state: state.clone(), conn, replies, outbox: Outbox { seq: 0, scratch: Vec::new() } })
+    Ok(LocalConn {
+        pid: me.pid,
+        state: state.clone(),
+        conn,
+        replies,
+        outbox: Outbox { seq: 0, scratch: Vec::new() },
+        abandoned: false,
+    })
 }
 
 /// One request and its answer on this thread's connection to `state`'s server.
@@ -472,6 +482,7 @@ fn call_local(state: &Shared<ManagerState>, request: &Request) -> Result<Answer,
             Err(ManagerError::ServerGone { .. } | ManagerError::CallTimeout(_))
                 | Ok(Err(super::protocol::Fault::ShuttingDown))
         ) {
+            conns[at].abandoned = matches!(result, Err(ManagerError::CallTimeout(_)));
             conns.remove(at);
         }
         result

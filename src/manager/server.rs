@@ -287,8 +287,10 @@ impl Server {
                 self.conns.insert(conn, Conn::Local { replies, pid, start });
             }
             // A goodbye comes from a live process (a thread of it ended, or let go of this
-            // manager); if it dies meanwhile, the sweep finds it among the holders.
-            Control::Bye { conn } => self.close(conn, true),
+            // manager); if it dies meanwhile, the sweep finds it among the holders. A
+            // connection abandoned after a call timed out holds nothing for its process:
+            // that call may be granted a lock now, which nobody will ever release.
+            Control::Bye { conn, abandoned } => self.close(conn, !abandoned),
             Control::RemoteClosed { conn } => self.close(conn, false),
             Control::RemoteOpened { conn } => {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });

@@ -195,8 +195,9 @@ impl TokenState {
 pub(crate) enum Control {
     /// A client thread connects; answers go to `replies`.
     Hello { conn: u32, replies: Shared<ReplyState>, pid: u32, start: u64 },
-    /// A client thread is done with its connection.
-    Bye { conn: u32 },
+    /// A client thread is done with its connection; `abandoned` when a call on it timed
+    /// out (what the server grants that call later is nobody's).
+    Bye { conn: u32, abandoned: bool },
     /// A registered type's constructor, as a runner of this binary.
     Register { name: String, runner: Packed },
     /// The family's last handle of a token went.
