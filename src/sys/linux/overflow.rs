@@ -87,7 +87,8 @@ impl OverflowArming {
 
 /// Arms the report (with an alternate signal stack for the calling thread, the one about
 /// to run the target, unless `arming` says it has one): a stack overflow writes `frame`
-/// to `sock`, prints `message` to stderr and aborts. Once per process; later calls do
+/// (a framed outcome) where `to` says (a room takes it without its length), prints
+/// `message` to stderr and aborts. Once per process; later calls do
 /// nothing.
 pub(crate) fn report_stack_overflow(to: ReportTo<'_>, mut frame: Vec<u8>, message: String, arming: OverflowArming) {
     if REPORT.get().is_some() {
