@@ -13,8 +13,9 @@
 //! (little-endian words). The child writes everything else first and word 0 last
 //! (release): a child killed while it writes leaves 0, read as a child that ended without
 //! an outcome. A spill's length is written before it is allocated and its offset inside
-//! the allocation (`Heap::alloc_into`), so a child killed at any step leaves it to the
-//! parent, which frees it whatever word 0 says. The parent zeroes the head before the
+//! the allocation (`Heap::alloc_into`), so a child killed once it has the block leaves it
+//! to the parent, which frees it whatever word 0 says (killed inside the allocator's own
+//! steps, it leaks the block as any allocation does). The parent zeroes the head before the
 //! fork, reads the block only once the child is dead, and frees it after. A parent that
 //! dies first leaves them (the child may still write them): a leak of a few words, as with
 //! receipts.
