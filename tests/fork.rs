@@ -28,6 +28,30 @@ fn exit_with(code: i32) {
     std::process::exit(code);
 }
 
+fn text_of(len: usize) -> String {
+    "y".repeat(len)
+}
+
+fn panic_of(len: usize) {
+    panic!("{}", "z".repeat(len));
+}
+
+/// How many sockets this process has open.
+fn sockets(_: ()) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// Dies (as abruptly as `kill -9`) between writing its outcome into its report room and
+/// saying so.
+fn die_as_it_reports(len: usize) -> String {
+    multiproc::__private::crash_at("process.report.room");
+    "x".repeat(len)
+}
+
 fn add_one(v: Value<u64>) {
     *v.lock() += 1;
 }
@@ -284,6 +308,39 @@ fn leaked_value(v: u64) -> &'static Value<u64> {
 
 fn cases() -> Vec<(&'static str, fn())> {
     vec![
+        ("an_outcome_of_any_length_comes_back_whole_and_leaks_nothing", || {
+            // A child without a boot socket leaves its outcome in a report room of the heap
+            // (480 bytes inline), a longer one in a block it allocates (a spill).
+            // First of the cases: this process holds nothing yet, so its children have no
+            // boot socket (one socket fewer than this process has).
+            let sockets = Process::new(sockets, ()).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(sockets, self::sockets(()), "a child without a boot socket");
+            match Process::new(recurse, 0).start_method(FORK).start().unwrap().join() {
+                Err(JoinError::StackOverflow { .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            let before = multiproc::__private::heap_in_use();
+            for len in [0, 1, 400, 470, 471, 480, 481, 4000, 16 * 1024, 100_000] {
+                let child = Process::new(text_of, len).start_method(FORK).start().unwrap();
+                assert_eq!(child.join().unwrap(), "y".repeat(len), "len {len}");
+                match Process::new(panic_of, len).start_method(FORK).start().unwrap().join() {
+                    Err(JoinError::Panicked(info)) => assert_eq!(info.message, "z".repeat(len), "len {len}"),
+                    other => panic!("len {len}: {other:?}"),
+                }
+                assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
+            }
+        }),
+        ("a_child_killed_as_it_leaves_its_outcome_is_a_typed_error_and_leaks_nothing", || {
+            let before = multiproc::__private::heap_in_use();
+            // Inline and spilled: the half-written outcome is never read, the spill freed.
+            for len in [10, 5000] {
+                match Process::new(die_as_it_reports, len).start_method(FORK).start().unwrap().join() {
+                    Err(JoinError::Signaled { signal: libc::SIGABRT, .. }) => {}
+                    other => panic!("len {len}: {other:?}"),
+                }
+                assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
+            }
+        }),
         ("a_consumer_learns_that_every_producer_is_gone", || {
             let q = Queue::new().unwrap();
             q.put(1).unwrap();

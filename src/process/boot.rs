@@ -20,7 +20,7 @@ use super::panics;
 use crate::codec::{self, Encoded};
 use crate::error::PanicInfo;
 use crate::shm::crash::{crash_point, fail_point};
-use crate::shm::{Heap, Payload};
+use crate::shm::{ChildRoom, Heap, Payload};
 use crate::sys::{self, Packed};
 
 /// The environment variable that tells a re-executed binary it is a child, and where its
@@ -314,14 +314,31 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared) -> ! {
     run(sock, parent, Some(blank))
 }
 
+/// Where a child leaves its outcome (and its note): its boot socket, or, for a fork child
+/// that needs no socket (its parent holds nothing, its argument no handle), its report
+/// room in the family heap (`shm::ReportRoom`), which its parent reads once it is dead.
+pub(crate) enum Channel {
+    Socket(OwnedFd),
+    Room(ChildRoom),
+}
+
+impl Channel {
+    fn report_to(&self) -> sys::ReportTo<'_> {
+        match self {
+            Channel::Socket(sock) => sys::ReportTo::Socket(sock.as_fd()),
+            Channel::Room(room) => sys::ReportTo::Room(room.words()),
+        }
+    }
+}
+
 /// The life of a fork child, which finds its boot message in its copy of the parent's
 /// memory.
-pub(crate) fn run_in_fork(boot: Boot, sock: OwnedFd, parent: u32, prepared: Prepared) -> ! {
+pub(crate) fn run_in_fork(boot: Boot, channel: Channel, parent: u32, prepared: Prepared) -> ! {
     sys::stdin_from_devnull();
     if !sys::die_with_parent(parent) {
         sys::exit_now(1);
     }
-    execute(boot, sock, Some(prepared))
+    execute(boot, channel, Some(prepared))
 }
 
 /// `blank`: a fork-server child's [`Prepared::blank`]; a spawned child has none.
@@ -339,13 +356,14 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>) -> ! {
             sys::exit_now(1);
         }
     };
+    let sock = Channel::Socket(sock);
     // The heap first: the boot message may hold handles into it. The resource tracker's
     // pipe, if the family has one, comes second.
     let mut frame = frame;
     if spawned {
         // A spawned child's frame starts with the key of handle seals (see `launch`).
         let Some(key) = frame.get(..16).and_then(|k| <[u8; 16]>::try_from(k).ok()) else {
-            report(sock.as_fd(), &Outcome::Failed("its boot message is too short".into()));
+            report(&sock, &Outcome::Failed("its boot message is too short".into()));
             sys::exit_now(1);
         };
         frame.drain(..16);
@@ -353,7 +371,7 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>) -> ! {
         let adopted =
             fds.next().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(|fd| Heap::adopt(fd, key));
         if let Err(e) = adopted {
-            report(sock.as_fd(), &Outcome::Failed(format!("cannot map the family heap: {e}")));
+            report(&sock, &Outcome::Failed(format!("cannot map the family heap: {e}")));
             sys::exit_now(1);
         }
         if let Some(tracker) = fds.next() {
@@ -364,7 +382,7 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>) -> ! {
     let boot: Boot = match codec::decode_own(&frame) {
         Ok(boot) => boot,
         Err(e) => {
-            report(sock.as_fd(), &Outcome::Failed(format!("its boot message could not be decoded: {e}")));
+            report(&sock, &Outcome::Failed(format!("its boot message could not be decoded: {e}")));
             sys::exit_now(1);
         }
     };
@@ -463,13 +481,13 @@ impl OverflowReport {
 
 /// Runs the target of `boot` and reports; `prepared` is what the parent made for it
 /// before a fork.
-fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
+fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     let Prepared { overflow, names: [name, process_name, log_name], result, report: room } =
         prepared.unwrap_or_else(|| Prepared::new(&boot.me.name));
     if let Some(surroundings) = &boot.surroundings
         && let Err(why) = take_surroundings(surroundings)
     {
-        report(sock.as_fd(), &Outcome::Failed(why));
+        report(&channel, &Outcome::Failed(why));
         sys::exit_now(1);
     }
     family::adopt(boot.family, boot.me, boot.parent);
@@ -479,7 +497,7 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
     panics::install_hook();
 
     if let Some(overflow) = overflow {
-        sys::report_stack_overflow(sock.as_fd(), overflow.frame, overflow.message, overflow.arming);
+        sys::report_stack_overflow(channel.report_to(), overflow.frame, overflow.message, overflow.arming);
     }
     let mut call = ChildCall {
         args: boot.args,
@@ -491,12 +509,16 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         receipts: boot.receipts,
         // A copy of the boot socket for the note (only with receipts: one more descriptor;
         // without it, the block is left to the parent).
-        note: if boot.receipts != 0 && !fail_point!("process.note.copy") { sock.try_clone().ok() } else { None },
+        // A room has no note: its child is started only with an argument without handles.
+        note: match &channel {
+            Channel::Socket(sock) if boot.receipts != 0 && !fail_point!("process.note.copy") => sock.try_clone().ok(),
+            _ => None,
+        },
     };
     if boot.receipts == NOTE_ONLY && call.note.is_none() {
         // Unable to send the note, the child must not take its argument's handles: its
         // parent gives them back when it ends.
-        report(sock.as_fd(), &Outcome::Failed("it cannot tell its parent that it decoded its argument".into()));
+        report(&channel, &Outcome::Failed("it cannot tell its parent that it decoded its argument".into()));
         sys::exit_now(1);
     }
     let set_up = match boot.child_init {
@@ -527,7 +549,7 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
         _ => 1,
     };
     log::info!("process exiting with exit code {code}");
-    if report_in(sock.as_fd(), &outcome, room)
+    if report_in(&channel, &outcome, room)
         && let Some(encoded) = call.encoded.take()
     {
         encoded.sent();
@@ -535,10 +557,13 @@ fn execute(boot: Boot, sock: OwnedFd, prepared: Option<Prepared>) -> ! {
     sys::exit_now(code)
 }
 
-fn report(sock: BorrowedFd<'_>, outcome: &Outcome) -> bool {
+fn report(channel: &Channel, outcome: &Outcome) -> bool {
     match codec::encode_own(outcome) {
         Ok(msg) => {
-            let ok = sys::send_all(sock, &frame(&msg.bytes), &[]).is_ok();
+            let ok = match channel {
+                Channel::Socket(sock) => sys::send_all(sock.as_fd(), &frame(&msg.bytes), &[]).is_ok(),
+                Channel::Room(room) => room.write(&msg.bytes),
+            };
             msg.sent();
             ok
         }
@@ -547,14 +572,24 @@ fn report(sock: BorrowedFd<'_>, outcome: &Outcome) -> bool {
 }
 
 /// [`report`] framed in `room`, which is not freed: the process exits next.
-fn report_in(sock: BorrowedFd<'_>, outcome: &Outcome, mut room: Vec<u8>) -> bool {
+fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
     room.clear();
-    room.extend_from_slice(&[0; 4]);
+    // A room takes the message alone (it keeps the length itself).
+    let head = match channel {
+        Channel::Socket(_) => 4,
+        Channel::Room(_) => 0,
+    };
+    room.resize(head, 0);
     match codec::encode_own_after(outcome, room) {
         Ok(mut msg) => {
-            let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
-            msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
-            let ok = sys::send_all(sock, &msg.bytes, &[]).is_ok();
+            let ok = match channel {
+                Channel::Socket(sock) => {
+                    let Ok(len) = u32::try_from(msg.bytes.len() - 4) else { return false };
+                    msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
+                    sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok()
+                }
+                Channel::Room(room) => room.write(&msg.bytes),
+            };
             // Freeing it would write a page of the heap (a copy, in a fork child).
             std::mem::forget(std::mem::take(&mut msg.bytes));
             msg.sent();

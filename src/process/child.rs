@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
-use crate::shm::{Deadline, Receipts};
+use crate::shm::{Deadline, Receipts, ReportRoom};
 use crate::sys::{self, Ended};
 
 /// How long a waiting parent polls for its child's end before it sleeps (unless the
@@ -33,10 +33,21 @@ pub(crate) enum ExitWatch {
     Server(OwnedFd),
 }
 
+/// Where the parent finds a child's outcome.
+#[derive(Debug)]
+pub(crate) enum Link {
+    /// The boot socket.
+    Socket(OwnedFd),
+    /// A fork child's report room, read once the child has ended (`super::fork`).
+    Room(ReportRoom),
+}
+
 #[derive(Debug)]
 struct Inner {
     /// The boot socket, open until the outcome arrived or the child is gone.
     sock: Option<Arc<OwnedFd>>,
+    /// A fork child's report room instead of a socket, until the child has ended.
+    room: Option<ReportRoom>,
     buf: Vec<u8>,
     outcome: Option<Outcome>,
     ended: Option<Ended>,
@@ -60,6 +71,10 @@ impl Drop for Inner {
                 receipts.leave();
             }
         }
+        // Still the child's to write (freed once it has ended: `try_reap`).
+        if let Some(room) = self.room.take() {
+            room.leave();
+        }
     }
 }
 
@@ -81,26 +96,23 @@ impl ChildState {
         daemon: bool,
         pidfd: OwnedFd,
         watch: ExitWatch,
-        (sock, args): (OwnedFd, Option<(Encoded, Option<Receipts>)>),
+        (link, args): (Link, Option<(Encoded, Option<Receipts>)>),
         kept: Option<super::fork::Kept>,
     ) -> Self {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
         }
+        let (sock, room) = match link {
+            Link::Socket(sock) => (Some(Arc::new(sock)), None),
+            Link::Room(room) => (None, Some(room)),
+        };
         Self {
             pid,
             name,
             daemon,
             pidfd,
             watch,
-            inner: Mutex::new(Inner {
-                sock: Some(Arc::new(sock)),
-                buf: Vec::new(),
-                outcome: None,
-                ended: None,
-                args,
-                kept,
-            }),
+            inner: Mutex::new(Inner { sock, room, buf: Vec::new(), outcome: None, ended: None, args, kept }),
         }
     }
 
@@ -171,6 +183,13 @@ impl ChildState {
             if inner.ended.is_some() {
                 // Everything the child wrote is in the socket now: its note, if it sent one.
                 Self::pump(inner);
+                // Or in its room, which nobody writes any more.
+                if let Some(mut room) = inner.room.take() {
+                    inner.outcome = room.take().map(|message| {
+                        crate::codec::decode_own::<Outcome>(&message)
+                            .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
+                    });
+                }
                 // What the child held and never let go of (killed, or exited without
                 // dropping): a fork child's copies of this process's handles, and every hold
                 // it listed in the heap (its pending receives of its argument's handles go

@@ -13,11 +13,17 @@
 //! thread-locals, anywhere): before it runs, the parent records it as a holder of every
 //! object it holds, with its counts (`shm::before_fork`), then tells it to go on with one
 //! byte on the boot socket. A child whose parent holds nothing is not made to wait.
+//!
+//! Such a child, when its argument holds no handles either (no note to send), has no boot
+//! socket at all: it inherits its boot data, leaves its outcome in a report room of the
+//! family heap (`shm::ReportRoom`) and its parent learns its end from its pidfd, which
+//! spares the parent a socketpair, its closes and its reads.
 
 use std::io::{self, Write as _};
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
-use super::boot::{self, Boot};
+use super::boot::{self, Boot, Channel};
+use super::child::Link;
 use super::family;
 use crate::shm;
 use crate::shm::crash::crash_point;
@@ -38,15 +44,26 @@ fn go_on_told(sock: BorrowedFd<'_>) -> bool {
 /// beside the child's own boot).
 pub(crate) type Kept = Box<dyn std::any::Any + Send>;
 
+/// Where a fork child reports: its boot socket (ours, theirs; with the room made for it
+/// and not used), or its report room.
+enum Via {
+    Socket((OwnedFd, OwnedFd), Option<shm::ReportRoom>),
+    Room(shm::ReportRoom),
+}
+
 /// A kept argument's bytes at most: a larger one is freed at once.
 const KEEP_MAX: usize = crate::shm::INLINE_MAX;
 
-/// Forks a child that runs `boot`, reporting on `theirs`; the child drops its copy of
-/// `ours`. Returns its pid and pidfd, `ours`, and what to drop once the child has ended.
-pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((u32, OwnedFd), OwnedFd, Kept)> {
+/// Forks a child that runs `boot`, reporting in a report room or on a boot socket (see
+/// the module's documentation). Returns its pid and pidfd, the parent's side of where it
+/// reports, and what to drop once the child has ended.
+pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
     family::on_lasting_thread(move || {
         crash_point!("process.fork.begun");
         let prepared = boot::Prepared::new(&boot.me.name);
+        // Made before the locks below (it takes the heap's); used only if the parent turns
+        // out to hold nothing. A heap too full for it: the socket.
+        let room = if boot.receipts == 0 { shm::ReportRoom::new().ok() } else { None };
         sys::prepare_stdin_devnull();
         let parent = sys::my_pid();
         let mut out = std::io::stdout().lock();
@@ -56,6 +73,10 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
         let mut state = family::state();
         let record = shm::before_fork();
         let wait_for_record = !record.holds_nothing();
+        let via = match room {
+            Some(room) if !wait_for_record => Via::Room(room),
+            unused => Via::Socket(sys::socketpair_stream()?, unused),
+        };
         // Last, the locks the child takes at boot: their other holders take nothing under
         // them, and hold them only for a moment. The crash points' lock (tests: a child
         // whose crash points are armed takes it at the first it reaches) is taken under
@@ -72,18 +93,33 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
         match forked {
             Ok(Forked::Child) => {
                 record.in_child();
-                // Our copy of the parent's end first: the parent's death is then an end of
-                // stream here.
-                sys::close_in_fork_child(ours);
-                if wait_for_record && !go_on_told(theirs.as_fd()) {
-                    // The parent could not record this process: it must not run.
-                    sys::exit_now(1);
-                }
+                let channel = match via {
+                    Via::Socket((ours, theirs), unused) => {
+                        // The parent's to free.
+                        if let Some(room) = unused {
+                            room.leave();
+                        }
+                        // Our copy of the parent's end first: the parent's death is then an
+                        // end of stream here.
+                        sys::close_in_fork_child(ours);
+                        if wait_for_record && !go_on_told(theirs.as_fd()) {
+                            // The parent could not record this process: it must not run.
+                            sys::exit_now(1);
+                        }
+                        Channel::Socket(theirs)
+                    }
+                    Via::Room(room) => {
+                        // The parent's to free: this copy is only where to write.
+                        let child = room.child();
+                        room.leave();
+                        Channel::Room(child)
+                    }
+                };
                 family::forget_parent_state(&mut state);
                 drop(state);
                 drop(err);
                 drop(out);
-                boot::run_in_fork(boot, theirs, parent, prepared)
+                boot::run_in_fork(boot, channel, parent, prepared)
             }
             Ok(Forked::Parent(pid)) => {
                 if wait_for_record {
@@ -95,20 +131,39 @@ pub(crate) fn start(boot: Boot, theirs: OwnedFd, ours: OwnedFd) -> io::Result<((
                     record.record(sys::ProcId { pid, start });
                     // Should the byte not arrive, the child exits at once without touching
                     // anything: the start still reports that.
-                    let _ = sys::send_all(ours.as_fd(), &[GO_ON], &[]);
+                    if let Via::Socket((ours, _), _) = &via {
+                        let _ = sys::send_all(ours.as_fd(), &[GO_ON], &[]);
+                    }
                 } else {
                     drop(record);
                 }
                 drop(state);
                 drop(err);
                 drop(out);
-                drop(theirs);
+                let link = match via {
+                    Via::Socket((ours, theirs), unused) => {
+                        drop(theirs);
+                        // Never written by the child: freed now.
+                        drop(unused);
+                        Link::Socket(ours)
+                    }
+                    Via::Room(room) => Link::Room(room),
+                };
                 let mut boot = boot;
                 if boot.args.bytes().len() > KEEP_MAX {
                     boot.args = shm::Payload::Inline(Vec::new());
                 }
-                let pidfd = sys::pidfd_open(pid)?;
-                Ok(((pid, pidfd), ours, Box::new((boot, prepared)) as Kept))
+                let pidfd = match sys::pidfd_open(pid) {
+                    Ok(pidfd) => pidfd,
+                    Err(e) => {
+                        // The child runs on and may still write its room.
+                        if let Link::Room(room) = link {
+                            room.leave();
+                        }
+                        return Err(e);
+                    }
+                };
+                Ok(((pid, pidfd), link, Box::new((boot, prepared)) as Kept))
             }
             Err(e) => Err(e),
         }

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use self::boot::{Boot, Outcome};
-use self::child::{ChildState, ExitWatch};
+use self::child::{ChildState, ExitWatch, Link};
 pub use self::init::{InitBuilder, builder};
 pub use self::join_async::JoinFuture;
 pub use self::logging::log_to_stderr;
@@ -667,13 +667,13 @@ fn launch(
             Some(Some(block)) => block.offset(),
         },
     };
-    let (ours, theirs) = sys::socketpair_stream()?;
-    let (pid, pidfd, watch, ours, kept) = match method {
+    let (pid, pidfd, watch, link, kept) = match method {
         StartMethod::Fork => {
-            let ((pid, pidfd), ours, kept) = fork::start(boot, theirs, ours)?;
-            (pid, pidfd, ExitWatch::Own, ours, Some(kept))
+            let ((pid, pidfd), link, kept) = fork::start(boot)?;
+            (pid, pidfd, ExitWatch::Own, link, Some(kept))
         }
         StartMethod::Spawn | StartMethod::ForkServer => {
+            let (ours, theirs) = sys::socketpair_stream()?;
             let message = codec::encode_own(&boot)?;
             drop(boot);
             // A spawned child gets the heap and the resource tracker's pipe; the others
@@ -692,10 +692,10 @@ fn launch(
             message.sent();
             if method == StartMethod::Spawn {
                 let (pid, pidfd) = spawn::start(theirs)?;
-                (pid, pidfd, ExitWatch::Own, ours, None)
+                (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
             } else {
                 let (pid, pidfd, status) = forkserver::request(theirs)?;
-                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), ours, None)
+                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
             }
         }
     };
@@ -704,7 +704,7 @@ fn launch(
     // decoded it), to give back the handles it did not take.
     let args = receipts.map(|receipts| (args, receipts));
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
-    let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args), kept));
+    let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));
     family::register(child.clone());
     Ok(child)
 }

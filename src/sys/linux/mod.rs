@@ -21,7 +21,9 @@ pub(crate) use early::{dispatch_from_main, finish_constructors};
 pub(crate) use epoll::Poller;
 pub(crate) use futex::{FutexWait, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::SharedMapping;
-pub(crate) use overflow::{OverflowArming, report_stack_overflow};
+pub(crate) use overflow::{
+    OverflowArming, ROOM_HEAD, ROOM_INLINE, ReportTo, commit_room, put_room_bytes, report_stack_overflow,
+};
 pub use proc::allow_fork_with_threads;
 pub(crate) use proc::*;
 pub(crate) use socket::*;

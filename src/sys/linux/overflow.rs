@@ -20,11 +20,22 @@
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
-/// Where the report goes and what it says, fixed before the target runs.
+/// Where a child's outcome goes: its boot socket, or the words of its report room in the
+/// family heap (`shm::ReportRoom`, a fork child's), which outlive it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ReportTo<'a> {
+    Socket(BorrowedFd<'a>),
+    Room(&'static [AtomicU64]),
+}
+
+/// Where the report goes (a descriptor, or a room's words) and what it says, fixed
+/// before the target runs.
 struct Report {
     sock: i32,
+    room: Option<&'static [AtomicU64]>,
+    /// The framed outcome for the socket; the message alone for a room.
     frame: Vec<u8>,
     message: Vec<u8>,
     page: usize,
@@ -76,9 +87,10 @@ impl OverflowArming {
 
 /// Arms the report (with an alternate signal stack for the calling thread, the one about
 /// to run the target, unless `arming` says it has one): a stack overflow writes `frame`
-/// to `sock`, prints `message` to stderr and aborts. Once per process; later calls do
+/// (a framed outcome) where `to` says (a room takes it without its length), prints
+/// `message` to stderr and aborts. Once per process; later calls do
 /// nothing.
-pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, message: String, arming: OverflowArming) {
+pub(crate) fn report_stack_overflow(to: ReportTo<'_>, mut frame: Vec<u8>, message: String, arming: OverflowArming) {
     if REPORT.get().is_some() {
         return;
     }
@@ -95,9 +107,52 @@ pub(crate) fn report_stack_overflow(sock: BorrowedFd<'_>, frame: Vec<u8>, messag
         // action, so a fault in between ends the process as it would have.
         unsafe { libc::sigaction(signal, &action, previous) };
     }
-    let report = Report { sock: sock.as_raw_fd(), frame, message: message.into_bytes(), page: arming.page, previous };
+    let (sock, room) = match to {
+        ReportTo::Socket(sock) => (sock.as_raw_fd(), None),
+        ReportTo::Room(room) => {
+            // The message without its frame's length (shifted in place: no allocation).
+            frame.drain(..frame.len().min(4));
+            (-1, Some(room))
+        }
+    };
+    let report = Report { sock, room, frame, message: message.into_bytes(), page: arming.page, previous };
     if REPORT.set(report).is_ok() {
         ARMED.store(1, Ordering::Release);
+    }
+}
+
+/// A report room's head: word 0 says what the room holds (0 nothing), word 1 the
+/// message's length, words 2 and 3 are the room's owner's (`shm::ReportRoom`); an inline
+/// message follows.
+pub(crate) const ROOM_HEAD: usize = 4;
+/// Word 0 of a report room: the message is in the room, after the head.
+pub(crate) const ROOM_INLINE: u64 = 1;
+
+/// Leaves `message` in the report room `room` (its words, head included): the message
+/// first, then its length and word 0 last ([`commit_room`]), so that a process killed
+/// while it writes leaves an empty room. Only atomic stores: a signal handler may call it.
+/// False if the message does not fit or the room holds one already.
+pub(crate) fn write_room(room: &[AtomicU64], message: &[u8]) -> bool {
+    if room.len() < ROOM_HEAD || message.len() > (room.len() - ROOM_HEAD) * 8 || room[0].load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    put_room_bytes(&room[ROOM_HEAD..], message);
+    commit_room(room, message.len(), ROOM_INLINE);
+    true
+}
+
+/// Says what `room` holds: `len` bytes, as `what` (word 0, stored last, release).
+pub(crate) fn commit_room(room: &[AtomicU64], len: usize, what: u64) {
+    room[1].store(len as u64, Ordering::Relaxed);
+    room[0].store(what, Ordering::Release);
+}
+
+/// Writes `bytes` into `to` as little-endian words, the last one zero-padded.
+pub(crate) fn put_room_bytes(to: &[AtomicU64], bytes: &[u8]) {
+    for (word, chunk) in to.iter().zip(bytes.chunks(8)) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        word.store(u64::from_le_bytes(w), Ordering::Relaxed);
     }
 }
 
@@ -181,7 +236,14 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
         // action then ends it as std's overflow report does.
         unsafe {
             libc::write(2, report.message.as_ptr().cast(), report.message.len());
-            libc::write(report.sock, report.frame.as_ptr().cast(), report.frame.len());
+            match report.room {
+                Some(room) => {
+                    write_room(room, &report.frame);
+                }
+                None => {
+                    libc::write(report.sock, report.frame.as_ptr().cast(), report.frame.len());
+                }
+            }
             libc::signal(libc::SIGABRT, libc::SIG_DFL);
             libc::abort();
         }

@@ -1,0 +1,159 @@
+//! A fork child's report room: a block of the family heap where the child leaves its
+//! outcome, read by its parent once the child has ended, instead of a boot socket.
+//!
+//! A fork child inherits its boot data and its parent learns its end from a pidfd: when
+//! the parent holds nothing (no go-on byte to wait for) and the argument holds no handles
+//! (no note), the socket would only carry the outcome, one message just before the exit.
+//! The heap is shared memory (the child's copy of the parent's private memory is not), so
+//! the block is seen by both.
+//!
+//! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
+//! the message's length, words 2 and 3 the offset and length of a block of the heap the
+//! child allocated for a message too long for the room (a spill), then the inline message
+//! (little-endian words). The child writes everything else first and word 0 last
+//! (release): a child killed while it writes leaves 0, read as a child that ended without
+//! an outcome. A spill's length is written before it is allocated and its offset inside
+//! the allocation (`Heap::alloc_into`), so a child killed once it has the block leaves it
+//! to the parent, which frees it whatever word 0 says (killed inside the allocator's own
+//! steps, it leaks the block as any allocation does). The parent zeroes the head before the
+//! fork, reads the block only once the child is dead, and frees it after. A parent that
+//! dies first leaves them (the child may still write them): a leak of a few words, as with
+//! receipts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::crash::crash_point;
+use super::heap::{Heap, HeapFull};
+use crate::sys;
+
+/// The room's bytes: the head, then the inline message.
+const ROOM: usize = 512;
+const WORDS: usize = ROOM / 8;
+const HEAD: usize = sys::ROOM_HEAD;
+/// The longest message written inline.
+const INLINE_MAX: usize = (WORDS - HEAD) * 8;
+
+/// Word 0: the message is in the room (`sys`'s `write_room`, which a signal handler uses
+/// too).
+const INLINE: u64 = sys::ROOM_INLINE;
+/// Word 0: the message is in the spill (words 2 and 3).
+const SPILLED: u64 = 2;
+
+fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
+    // An offset that came through a copy of memory must never become a slice outside the
+    // mapping, or a misaligned one.
+    assert!(heap.contains(off, len * 8), "a report room outside the family heap");
+    // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
+    // (checked above); a room is allocated by `ReportRoom::new` with `WORDS` words and
+    // freed by its parent only once the one child that writes it is dead; a spill is
+    // allocated with `len` words by that child and freed by the parent after its death.
+    // Atomics are valid for any bytes.
+    unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
+}
+
+fn get_bytes(from: &[AtomicU64], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len.next_multiple_of(8));
+    for word in from.iter().take(len.div_ceil(8)) {
+        out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The parent's side: the block it made for one child, freed when dropped (once the child
+/// has ended), or left with [`ReportRoom::leave`].
+#[derive(Debug)]
+pub(crate) struct ReportRoom {
+    off: u64,
+}
+
+impl ReportRoom {
+    /// An empty room.
+    pub(crate) fn new() -> Result<Self, HeapFull> {
+        let heap = Heap::get();
+        let off = heap.alloc(ROOM)?;
+        let w = words(heap, off, WORDS);
+        for word in &w[1..HEAD] {
+            word.store(0, Ordering::Relaxed);
+        }
+        w[0].store(0, Ordering::Release);
+        Ok(Self { off })
+    }
+
+    /// Where the child finds it ([`ChildRoom`]).
+    pub(crate) fn child(&self) -> ChildRoom {
+        ChildRoom { off: self.off }
+    }
+
+    /// The message the child left, if it left one whole: read once the child is dead
+    /// (its spill, if it made one, is freed).
+    pub(crate) fn take(&mut self) -> Option<Vec<u8>> {
+        let heap = Heap::get();
+        let w = words(heap, self.off, WORDS);
+        let what = w[0].swap(0, Ordering::Acquire);
+        let len = w[1].load(Ordering::Relaxed) as usize;
+        let spill = w[2].swap(0, Ordering::Relaxed);
+        let spill_words = w[3].load(Ordering::Relaxed) as usize;
+        let spill = (spill != 0 && heap.contains(spill, spill_words * 8)).then_some(spill);
+        let message = match (what, spill) {
+            (INLINE, _) if len <= INLINE_MAX => Some(get_bytes(&w[HEAD..], len)),
+            (SPILLED, Some(at)) if len <= spill_words * 8 => Some(get_bytes(words(heap, at, spill_words), len)),
+            _ => None,
+        };
+        if let Some(at) = spill {
+            heap.free(at, spill_words * 8);
+        }
+        message
+    }
+
+    /// Leaves the block to a child that may still write it (a leak of a few words).
+    pub(crate) fn leave(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ReportRoom {
+    fn drop(&mut self) {
+        // A message never taken (a spill with it).
+        let _ = self.take();
+        Heap::get().free(self.off, ROOM);
+    }
+}
+
+/// The child's side of a [`ReportRoom`]: its copy of the parent's, which it never frees.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildRoom {
+    off: u64,
+}
+
+impl ChildRoom {
+    /// Leaves `message` for the parent; false if it cannot (a message too long for the room
+    /// and a heap too full for it, or a message left already).
+    pub(crate) fn write(self, message: &[u8]) -> bool {
+        let heap = Heap::get();
+        let w = words(heap, self.off, WORDS);
+        if w[0].load(Ordering::Relaxed) != 0 || w[2].load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let to = if message.len() <= INLINE_MAX {
+            &w[HEAD..]
+        } else {
+            let spill_words = message.len().div_ceil(8);
+            w[3].store(spill_words as u64, Ordering::Relaxed);
+            let Ok(at) = heap.alloc_into(spill_words * 8, &w[2]) else { return false };
+            words(heap, at, spill_words)
+        };
+        sys::put_room_bytes(to, message);
+        // Written, not yet said: a child killed here leaves no outcome (and its spill to
+        // the parent).
+        crash_point!("process.report.room");
+        sys::commit_room(w, message.len(), if message.len() <= INLINE_MAX { INLINE } else { SPILLED });
+        true
+    }
+
+    /// The room's words, for a signal handler that writes a message known to fit
+    /// (`sys`'s `write_room`): the room outlives the child.
+    pub(crate) fn words(self) -> &'static [AtomicU64] {
+        words(Heap::get(), self.off, WORDS)
+    }
+}
