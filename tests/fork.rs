@@ -495,9 +495,11 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(multiproc::__private::heap_in_use(), before, "keep {keep}: the queue was given back once");
             }
         }),
-        ("a_child_killed_between_a_receipt_and_its_settle_never_gives_a_handle_back_twice", || {
-            // Receipted, still pending in the dead child: a leak of the queue (allowed),
-            // never the undo run too (it would take the count of the queued copy).
+        ("a_child_killed_right_after_a_receipt_gives_back_exactly_what_it_did_not_take", || {
+            // Receipted, then killed: never the undo run (it would take the count of the
+            // queued copy), and nothing leaked either (the dead child's receive must not go
+            // back in flight for nobody): the heap is back where it was.
+            let before = multiproc::__private::heap_in_use();
             let queues = Queue::<Queue<u64>>::new().unwrap();
             let queue = Queue::<u64>::new().unwrap();
             let child = kill_where_it_stops(&queue, stop_after_a_receipt);
@@ -509,6 +511,8 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(queue.get().unwrap(), 3);
             Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap().join().unwrap();
             assert_eq!(queue.get().unwrap(), 7);
+            drop((queue, queues));
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the queue was given back once");
         }),
         ("a_child_whose_argument_panics_while_decoding_gives_back_its_handles_once", || {
             // The child receives the first queue, then its decoding panics; copies of both
