@@ -207,8 +207,8 @@ fn stop_after_the_note() {
     multiproc::__private::crash_at("stop:process.args.noted");
 }
 
-/// A `child_init`: the child stops itself inside its argument's first settle, between the
-/// receipt and the `pending` decrement.
+/// A `child_init`: the child stops itself right after its first receive of its argument's
+/// handles (the count taken, receipted and recorded).
 fn stop_after_a_receipt() {
     multiproc::__private::crash_at("stop:process.args.receipted");
 }

@@ -934,8 +934,8 @@ fn a_child_killed_right_after_it_noted_its_argument_decoded_gives_its_handles_ba
 
 const RECEIPTED_INNER: &str = "MULTIPROC_TEST_PROCESS_RECEIPTED_INNER";
 
-/// The inner test's `child_init`: every child started from then on stops itself inside the
-/// first settle of its argument's handles, between the receipt and the `pending` decrement.
+/// The inner test's `child_init`: every child started from then on stops itself right after
+/// its first receive of its argument's handles (the count taken, receipted and recorded).
 fn stop_after_a_receipt() {
     multiproc::__private::crash_at("stop:process.args.receipted");
 }

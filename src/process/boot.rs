@@ -594,24 +594,27 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let note = call.note.take();
     let room = std::mem::take(&mut call.result);
     let (outcome, name) = panics::catching_named(std::mem::take(&mut call.name), || {
-        // The handles received stay pending (a process killed now gives them back in
-        // flight) until they settle, each writing its receipt under its table's lock first:
-        // the parent keeps the argument's undo until it reaps this process, and gives back
-        // every handle without a receipt (those a decoding that stops part-way did not
-        // read, too: this process gives back none itself).
+        // With a block of receipts, each handle received is this process's at once, with
+        // its receipt written right after its count is taken: the parent keeps the
+        // argument's undo until it reaps this process, and gives back every handle without
+        // a receipt (those a decoding that stops part-way did not read, too: this process
+        // gives back none itself). Without (`NOTE_ONLY`), the handles received stay
+        // pending (a process killed now gives them back in flight) until they settle.
         let taking = codec::TakeScope::enter();
         let mut read = Vec::new();
         let block = if receipts == NOTE_ONLY { 0 } else { receipts };
         // A `Deserialize` that panics is a failed decoding until the handles received are
         // settled and the unread ones given back as for one (with `NOTE_ONLY`, after the
         // note: before it, the parent gives back every handle at the reap, the settled
-        // ones twice), then its panic goes on.
+        // ones twice; with receipts, the received ones are receipted), then its panic goes
+        // on.
         let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
             codec::receipting(block, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())))
         }));
         if receipts != 0 {
-            // Decoded (or failed, or panicked), nothing settled or receipted yet (`noting`
-            // before the note of `NOTE_ONLY`, `noted` after it).
+            // Decoded (or failed, or panicked): with receipts, every handle received is
+            // receipted already; with `NOTE_ONLY`, nothing settled yet (`noting` before
+            // its note, `noted` after it).
             crash_point!("process.args.noting");
             if receipts == NOTE_ONLY
                 && let Some(sock) = &note

@@ -1,17 +1,23 @@
 //! Receipts: which handles of a child's argument the child took, handle by handle.
 //!
 //! A parent keeps the undo of its child's argument (`codec::Encoded`) until it reaps the
-//! child; the child writes a receipt for each handle whose in-flight count it took and will
-//! not give back: under the holder table's lock of each settle (before its `pending`
-//! decrement), of a discard that kept the count, and of a receive refused after it took the
-//! count (a full heap). At the reap the parent runs only the undo actions with no receipt
-//! (`codec::give_back_from_dead`). A handle is named by its [`Key`] (the object's offset and
-//! generation, and which of its tables), so the order of the receives need not be the
-//! encoding's (a side's undo comes before its object's, its receive after).
+//! child; the child writes a receipt for each handle whose in-flight count it took: in
+//! `Holders::receive` right after the compare-and-swap that takes it (the object still
+//! pinned), and in a discard that kept the count. At the reap the parent runs only the undo
+//! actions with no receipt (`codec::give_back_from_dead`). A handle is named by its [`Key`]
+//! (the object's offset and generation, and which of its tables), so the order of the
+//! receives need not be the encoding's (a side's undo comes before its object's, its
+//! receive after).
 //!
-//! A child killed after a receipt and before the `pending` decrement leaves that receive
-//! pending in its dead entry, which a prune puts back in flight for nobody: a leak of that
-//! object, never a count given back twice.
+//! A receipted receive is final at once, never *pending* (`Holders::settle`): a pending
+//! receive of a dead process goes back in flight when its entry is pruned, which is right
+//! when a next consumer reads the message again, and a leak here, where the parent skips
+//! the undo of a receipted handle. So each handle, at the child's death, is either in
+//! flight with no receipt (the undo takes it) or counted in the child's entry with a
+//! receipt (the prune of the dead entry releases it, the undo is skipped): exact, whatever
+//! prunes run before the reap. Between the take and the receipt the object is pinned: a
+//! kill there leaves the pin (the object is never freed, see `shm::holders`' residual) and
+//! the undo may take another message's count.
 //!
 //! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
 //! [`Key`] each. Only the child writes it (one thread, its argument's decoding: one write
@@ -101,8 +107,8 @@ impl Drop for Receipts {
     }
 }
 
-/// Whether every slot of the block at `block` is written (the child, once its argument's
-/// receives are settled): it will never write it again, and its parent needs nothing of it.
+/// Whether every slot of the block at `block` is written (the child, once its argument is
+/// decoded): it will never write it again, and its parent needs nothing of it.
 pub(crate) fn all_written(heap: &Heap, block: u64) -> bool {
     if !heap.contains(block, HEAD * 8) {
         return false;
@@ -118,8 +124,8 @@ pub(crate) fn free_written(heap: &Heap, block: u64) {
     heap.free(block, (HEAD + SLOT * slots) * 8);
 }
 
-/// Writes `receipt` into its block (the child, under the lock of the handle's table): the
-/// key first, then the count that makes it read.
+/// Writes `receipt` into its block (the child, its argument's decoding thread, right after
+/// it took the handle's count): the key first, then the count that makes it read.
 pub(crate) fn write(heap: &Heap, receipt: Receipt) {
     if !heap.contains(receipt.block, HEAD * 8) {
         return;
