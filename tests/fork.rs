@@ -542,14 +542,14 @@ fn cases() -> Vec<(&'static str, fn())> {
             }
         }),
         ("a_child_started_in_a_heap_too_full_for_a_block_of_receipts_gives_its_argument_back_exactly", || {
-            // No room for the block of receipts: the note protocol (`boot::NOTE_ONLY`). The
-            // queue is made before the heap is filled; a copy of it waits in a queue of
-            // queues across the join (a count given back twice would take that copy's).
-            // `runs`: the child runs, nothing leaks; `noting`: it dies before its note, the
-            // queue is given back once; `noted`: killed after its note, the queue may leak
-            // (the parent dropped the undo on the note). `keep`: the parent keeps its handle
-            // and a second child, in the full heap too, uses it.
-            for case in ["runs", "noting", "noted"] {
+            // No room for the block of receipts: the child sends them on its boot socket
+            // (`boot::NOTE_ONLY`). The queue is made before the heap is filled; a copy of it
+            // waits in a queue of queues across the join (a count given back twice would
+            // take that copy's). `runs`: the child runs; `noting`: it dies once decoded;
+            // `noted`: killed there (it used to send its note there, and the queue leaked);
+            // `receipted`: killed right after its receipt. Nothing leaks. `keep`: the parent
+            // keeps its handle and a second child, in the full heap too, uses it.
+            for case in ["runs", "noting", "noted", "receipted"] {
                 for keep in [false, true] {
                     let before = multiproc::__private::heap_in_use();
                     let queues = Queue::<Queue<u64>>::new().unwrap();
@@ -573,7 +573,8 @@ fn cases() -> Vec<(&'static str, fn())> {
                             }
                             child
                         }
-                        _ => kill_where_it_stops(&queue, stop_after_the_note),
+                        "noted" => kill_where_it_stops(&queue, stop_after_the_note),
+                        _ => kill_where_it_stops(&queue, stop_after_a_receipt),
                     };
                     queues.put(queue.clone()).unwrap();
                     let kept = keep.then_some(queue);

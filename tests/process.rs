@@ -1229,17 +1229,19 @@ fn a_child_killed_before_its_note_gives_back_its_arguments_handles_once() {
 
 const FULL_INNER: &str = "MULTIPROC_TEST_PROCESS_FULL_INNER";
 
-/// The inner test: `case` is `runs` (the child runs), `noting` (it dies before its note),
-/// `noted` (it stops after its note and is killed) or `nocopy` (it cannot copy its boot
-/// socket for the note: `fail:process.note.copy` armed by the environment).
+/// The inner test: `case` is `runs` (the child runs), `noting` (it dies once decoded, at the
+/// point where it used to send its note), `noted` (it stops there and is killed),
+/// `receipted` (it stops right after its receipt, sent on its boot socket, and is killed)
+/// or `nocopy` (it cannot copy its boot socket for its receipts: `fail:process.note.copy`
+/// armed by the environment).
 #[test]
 fn a_child_started_in_a_full_heap_inner() {
     let Ok(case) = std::env::var(FULL_INNER) else { return };
     if case == "panics" {
         return;
     }
-    // The heap has no room for the block of receipts: the child is started with the note
-    // protocol (`boot::NOTE_ONLY`). The argument's queue is made first (its own objects
+    // The heap has no room for the block of receipts: the child sends its receipts on its
+    // boot socket (`boot::NOTE_ONLY`). The argument's queue is made first (its own objects
     // need room). A copy of the queue waits in a queue of queues across the join: a count
     // given back twice would take that copy's. `keep`: the parent keeps its handle and a
     // second child, started in the full heap too, uses it; else it lets go of it before
@@ -1255,6 +1257,7 @@ fn a_child_started_in_a_full_heap_inner() {
                 "runs" => {}
                 "noting" => multiproc::builder().child_init(die_before_the_note).try_init().unwrap(),
                 "noted" => multiproc::builder().child_init(stop_after_the_note).try_init().unwrap(),
+                "receipted" => multiproc::builder().child_init(stop_after_a_receipt).try_init().unwrap(),
                 // Armed by the environment: the child cannot copy its boot socket for the
                 // note, and fails before it decodes.
                 "nocopy" => {}
@@ -1387,6 +1390,12 @@ fn a_child_started_in_a_full_heap_that_cannot_copy_its_boot_socket_gives_its_arg
         "a_child_started_in_a_full_heap_inner",
         &[(FULL_INNER, "nocopy"), ("MULTIPROC_CRASH_AT", "fail:process.note.copy")],
     );
+}
+
+#[test]
+fn a_child_started_in_a_full_heap_killed_right_after_its_receipt_gives_nothing_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "receipted")]);
 }
 
 #[test]

@@ -649,7 +649,8 @@ fn launch(
     let surroundings = boot::surroundings(method)?;
     // The block the child writes a receipt into for each handle of its argument it takes
     // (freed when dropped: on every return before the child is recorded). In a heap too
-    // full for it (a few words), the child is started without (`boot::NOTE_ONLY`).
+    // full for it (a few words), the child sends its receipts on its boot socket instead
+    // (`boot::NOTE_ONLY`).
     let receipts = args.has_handles().then(|| crate::shm::Receipts::new(args.handles()).ok());
     let boot = Boot {
         family: config.clone(),
@@ -700,8 +701,8 @@ fn launch(
         }
     };
     // The argument is with the child now: we keep its undo and the receipts until the
-    // child is reaped (or says it took every handle; without receipts, until it says it
-    // decoded it), to give back the handles it did not take.
+    // child is reaped (or says it took every handle, with a block), to give back the
+    // handles it did not take.
     let args = receipts.map(|receipts| (args, receipts));
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (ours, args), kept));
