@@ -1237,7 +1237,7 @@ const FULL_INNER: &str = "MULTIPROC_TEST_PROCESS_FULL_INNER";
 #[test]
 fn a_child_started_in_a_full_heap_inner() {
     let Ok(case) = std::env::var(FULL_INNER) else { return };
-    if case == "panics" {
+    if case == "panics" || case == "many" {
         return;
     }
     // The heap has no room for the block of receipts: the child sends its receipts on its
@@ -1305,6 +1305,45 @@ fn a_child_started_in_a_full_heap_inner() {
 }
 
 /// The inner test of a panicking decoding in a full heap (`FULL_INNER` is `panics`).
+fn put_into_the_first(queues: Vec<multiproc::Queue<u32>>) {
+    queues[0].put(7).unwrap();
+}
+
+/// The inner test of an argument with many handles in a full heap (`FULL_INNER` is `many`).
+#[test]
+fn an_argument_with_many_handles_in_a_full_heap_inner() {
+    if std::env::var(FULL_INNER).as_deref() != Ok("many") {
+        return;
+    }
+    // No room for the block of receipts: the child would send them on its boot socket, which
+    // holds some 280 before the child waits for its parent to read them (a parent waiting
+    // on the queue below would never read them). Up to 128 handles the child starts; more,
+    // and the start fails, typed, and gives every handle back.
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            let started = Process::new(put_into_the_first, vec![queue.clone(); 129]).start_method(method).start();
+            assert!(matches!(started, Err(multiproc::Error::HeapFull(_))), "{method:?}: {:?}", started.err());
+            let child =
+                Process::new(put_into_the_first, vec![queue.clone(); 128]).start_method(method).start().unwrap();
+            assert_eq!(queue.get().unwrap(), 7, "{method:?}: the child ran");
+            child.join().unwrap();
+            drop(filler);
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn an_argument_with_more_handles_than_its_boot_socket_holds_receipts_fails_its_start_in_a_full_heap() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("an_argument_with_many_handles_in_a_full_heap_inner", &[(FULL_INNER, "many")]);
+}
+
 #[test]
 fn a_child_whose_argument_panics_in_a_full_heap_inner() {
     if std::env::var(FULL_INNER).as_deref() != Ok("panics") {

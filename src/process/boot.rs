@@ -62,6 +62,12 @@ pub(crate) struct Boot {
 /// after which a kill leaked what it had not settled); that note is no longer sent.
 pub(crate) const NOTE_ONLY: u64 = u64::MAX;
 
+/// The most handles an argument sent with [`NOTE_ONLY`] may hold: a stream socket holds
+/// about 280 receipt frames of a child before its sends wait for the parent to read (each
+/// is a buffer of its own in the kernel, some 750 bytes, for a default send buffer of 208
+/// KiB), and the child's outcome comes after them.
+pub(crate) const SOCKET_RECEIPTS: usize = 128;
+
 /// The child's note that it took every handle of its argument (it wrote every receipt into
 /// its block, `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing
 /// and leaves the block of receipts to the child, which frees it next. Never sent with

@@ -650,8 +650,15 @@ fn launch(
     // The block the child writes a receipt into for each handle of its argument it takes
     // (freed when dropped: on every return before the child is recorded). In a heap too
     // full for it (a few words), the child sends its receipts on its boot socket instead
-    // (`boot::NOTE_ONLY`).
-    let receipts = args.has_handles().then(|| crate::shm::Receipts::new(args.handles()).ok());
+    // (`boot::NOTE_ONLY`), for as many as the socket holds before the child would wait for
+    // us to read them (else a parent waiting for something else than the child's end would
+    // never read them): more, and the start fails.
+    let receipts = match args.has_handles().then(|| crate::shm::Receipts::new(args.handles())) {
+        None => None,
+        Some(Ok(block)) => Some(Some(block)),
+        Some(Err(full)) if args.handles() > boot::SOCKET_RECEIPTS => return Err(full.into()),
+        Some(Err(_)) => Some(None),
+    };
     let boot = Boot {
         family: config.clone(),
         me,
