@@ -34,7 +34,9 @@
 //! type, its object's generation and a keyed seal, and consumes exactly one in-flight
 //! count. The receive stays pending until the decoding ends, or, inside a [`TakeScope`]
 //! (a channel's take), until the message is taken: a consumer killed in between leaves the
-//! handles to the next consumer of the message.
+//! handles to the next consumer of the message. A child's argument with a block of
+//! receipts ([`receipting`]) is the exception: its receives are final at once, each
+//! receipted (see `shm::receipts`).
 
 mod check;
 mod keep;

@@ -231,8 +231,8 @@ fn stop_after_the_note() {
     multiproc::__private::crash_at("stop:process.args.noted");
 }
 
-/// A `child_init`: the child stops itself inside its argument's first settle, between the
-/// receipt and the `pending` decrement.
+/// A `child_init`: the child stops itself right after its first receive of its argument's
+/// handles (the count taken, receipted and recorded).
 fn stop_after_a_receipt() {
     multiproc::__private::crash_at("stop:process.args.receipted");
 }
@@ -552,9 +552,11 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(multiproc::__private::heap_in_use(), before, "keep {keep}: the queue was given back once");
             }
         }),
-        ("a_child_killed_between_a_receipt_and_its_settle_never_gives_a_handle_back_twice", || {
-            // Receipted, still pending in the dead child: a leak of the queue (allowed),
-            // never the undo run too (it would take the count of the queued copy).
+        ("a_child_killed_right_after_a_receipt_gives_back_exactly_what_it_did_not_take", || {
+            // Receipted, then killed: never the undo run (it would take the count of the
+            // queued copy), and nothing leaked either (the dead child's receive must not go
+            // back in flight for nobody): the heap is back where it was.
+            let before = multiproc::__private::heap_in_use();
             let queues = Queue::<Queue<u64>>::new().unwrap();
             let queue = Queue::<u64>::new().unwrap();
             let child = kill_where_it_stops(&queue, stop_after_a_receipt);
@@ -566,6 +568,8 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(queue.get().unwrap(), 3);
             Process::new(put_seven, queue.clone()).start_method(FORK).start().unwrap().join().unwrap();
             assert_eq!(queue.get().unwrap(), 7);
+            drop((queue, queues));
+            assert_eq!(multiproc::__private::heap_in_use(), before, "the queue was given back once");
         }),
         ("a_child_whose_argument_panics_while_decoding_gives_back_its_handles_once", || {
             // The child receives the first queue, then its decoding panics; copies of both
@@ -594,15 +598,15 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(multiproc::__private::heap_in_use(), before, "full {full}");
             }
         }),
-        ("a_child_started_in_a_heap_too_full_for_its_receipts_gives_its_argument_back_once_at_most", || {
-            // No room for the block of receipts: the note protocol (`boot::NOTE_ONLY`). The
-            // queue is made before the heap is filled; a copy of it waits in a queue of
-            // queues across the join (a count given back twice would take that copy's).
-            // `runs`: the child runs, nothing leaks; `noting`: it dies before its note, the
-            // queue is given back once; `noted`: killed after its note, the queue may leak
-            // (the parent dropped the undo on the note). `keep`: the parent keeps its handle
-            // and a second child, in the full heap too, uses it.
-            for case in ["runs", "noting", "noted"] {
+        ("a_child_started_in_a_heap_too_full_for_a_block_of_receipts_gives_its_argument_back_exactly", || {
+            // No room for the block of receipts: the child sends them on its boot socket
+            // (`boot::NOTE_ONLY`). The queue is made before the heap is filled; a copy of it
+            // waits in a queue of queues across the join (a count given back twice would
+            // take that copy's). `runs`: the child runs; `noting`: it dies once decoded;
+            // `noted`: killed there (it used to send its note there, and the queue leaked);
+            // `receipted`: killed right after its receipt. Nothing leaks. `keep`: the parent
+            // keeps its handle and a second child, in the full heap too, uses it.
+            for case in ["runs", "noting", "noted", "receipted"] {
                 for keep in [false, true] {
                     let before = multiproc::__private::heap_in_use();
                     let queues = Queue::<Queue<u64>>::new().unwrap();
@@ -626,7 +630,8 @@ fn cases() -> Vec<(&'static str, fn())> {
                             }
                             child
                         }
-                        _ => kill_where_it_stops(&queue, stop_after_the_note),
+                        "noted" => kill_where_it_stops(&queue, stop_after_the_note),
+                        _ => kill_where_it_stops(&queue, stop_after_a_receipt),
                     };
                     queues.put(queue.clone()).unwrap();
                     let kept = keep.then_some(queue);
@@ -643,8 +648,7 @@ fn cases() -> Vec<(&'static str, fn())> {
                     }
                     drop((copy, queues, filler));
                     let left = multiproc::__private::heap_in_use() - before;
-                    let allowed = if case == "noted" { queue_bytes } else { 0 };
-                    assert!(left <= allowed, "{case}, keep {keep}: {left} bytes left, at most {allowed}");
+                    assert_eq!(left, 0, "{case}, keep {keep}: a queue is {queue_bytes} bytes");
                 }
             }
         }),

@@ -8,7 +8,7 @@
 
 use std::any::Any;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -51,21 +51,27 @@ pub(crate) struct Boot {
     /// offset of a block in the family heap, `shm::receipts`; 0 when the argument holds
     /// none): the parent keeps the undo of the argument until it reaps the child, and gives
     /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
-    /// the heap had no room for the block.
+    /// the heap had no room for the block (the receipts come on the boot socket).
     pub(crate) receipts: u64,
 }
 
 /// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
-/// for it): the child sends [`DECODED`] right after its decoding, before it takes any
-/// count, and the parent keeps the undo only until then (a child killed after the note and
-/// before its receives settle leaks them), as before receipts existed.
+/// for it): the child sends each receipt on its copy of its boot socket instead
+/// (`shm::receipts::on_socket`), and the parent collects them until the reap. The name is
+/// the protocol's before receipts existed (a note that the child decoded its argument,
+/// after which a kill leaked what it had not settled); that note is no longer sent.
 pub(crate) const NOTE_ONLY: u64 = u64::MAX;
 
-/// The child's note that it took every handle of its argument (it wrote every receipt,
-/// `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing and leaves
-/// the block of receipts to the child, which frees it next (with [`NOTE_ONLY`]: that it
-/// decoded its argument, sent before it takes any count). An empty frame: an encoded
-/// outcome never is.
+/// The most handles an argument sent with [`NOTE_ONLY`] may hold: a stream socket holds
+/// about 280 receipt frames of a child before its sends wait for the parent to read (each
+/// is a buffer of its own in the kernel, some 750 bytes, for a default send buffer of 208
+/// KiB), and the child's outcome comes after them.
+pub(crate) const SOCKET_RECEIPTS: usize = 128;
+
+/// The child's note that it took every handle of its argument (it wrote every receipt into
+/// its block, `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing
+/// and leaves the block of receipts to the child, which frees it next. Never sent with
+/// [`NOTE_ONLY`] (no block to free). An empty frame: an encoded outcome never is.
 pub(crate) const DECODED: [u8; 4] = [0; 4];
 
 /// What a new process expects from its parent beyond the family: its environment and
@@ -516,9 +522,9 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         },
     };
     if boot.receipts == NOTE_ONLY && call.note.is_none() {
-        // Unable to send the note, the child must not take its argument's handles: its
+        // Unable to send its receipts, the child must not take its argument's handles: its
         // parent gives them back when it ends.
-        report(&channel, &Outcome::Failed("it cannot tell its parent that it decoded its argument".into()));
+        report(&channel, &Outcome::Failed("it cannot tell its parent which handles of its argument it took".into()));
         sys::exit_now(1);
     }
     let set_up = match boot.child_init {
@@ -611,7 +617,8 @@ pub(crate) struct ChildCall {
     result: Vec<u8>,
     /// Where the receives of the argument's handles write their receipts (0: none).
     receipts: u64,
-    /// Where to send [`DECODED`] once every receipt is written.
+    /// Where to send [`DECODED`] once every receipt is written into the block (with
+    /// [`NOTE_ONLY`]: where the receipts are sent).
     note: Option<OwnedFd>,
 }
 
@@ -629,41 +636,30 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let note = call.note.take();
     let room = std::mem::take(&mut call.result);
     let (outcome, name) = panics::catching_named(std::mem::take(&mut call.name), || {
-        // The handles received stay pending (a process killed now gives them back in
-        // flight) until they settle, each writing its receipt under its table's lock first:
-        // the parent keeps the argument's undo until it reaps this process, and gives back
-        // every handle without a receipt (those a decoding that stops part-way did not
-        // read, too: this process gives back none itself).
+        // With receipts, each handle received is this process's at once, with its receipt
+        // written (into the block, or sent on the socket with `NOTE_ONLY`) right after its
+        // count is taken: the parent keeps the argument's undo until it reaps this
+        // process, and gives back every handle without a receipt (those a decoding that
+        // stops part-way did not read, too: this process gives back none itself).
         let taking = codec::TakeScope::enter();
-        let mut read = Vec::new();
-        let block = if receipts == NOTE_ONLY { 0 } else { receipts };
-        // A `Deserialize` that panics is a failed decoding until the handles received are
-        // settled and the unread ones given back as for one (with `NOTE_ONLY`, after the
-        // note: before it, the parent gives back every handle at the reap, the settled
-        // ones twice), then its panic goes on.
-        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            codec::receipting(block, || codec::noting_reads(&mut read, || codec::decode(bytes.bytes())))
-        }));
+        let block = match &note {
+            Some(sock) if receipts == NOTE_ONLY => crate::shm::receipts_on_socket(sock.as_raw_fd()),
+            _ => receipts,
+        };
+        // A `Deserialize` that panics is a failed decoding: its panic goes on once the
+        // handles received are receipted (the parent gives back the others).
+        let decoded =
+            std::panic::catch_unwind(AssertUnwindSafe(|| codec::receipting(block, || codec::decode(bytes.bytes()))));
         if receipts != 0 {
-            // Decoded (or failed, or panicked), nothing settled or receipted yet (`noting`
-            // before the note of `NOTE_ONLY`, `noted` after it).
+            // Decoded (or failed, or panicked): every handle received is receipted already
+            // (`noting` and `noted` are the same step since receipts are sent; before,
+            // `NOTE_ONLY` sent a note between them).
             crash_point!("process.args.noting");
-            if receipts == NOTE_ONLY
-                && let Some(sock) = &note
-            {
-                let _ = sys::send_all(sock.as_fd(), &DECODED, &[]);
-            }
             crash_point!("process.args.noted");
         }
         drop(taking);
-        if block == 0 {
-            // No block of receipts: a decoding that stops part-way gives back the handles it
-            // did not read itself (with `NOTE_ONLY`, after the note: until then the parent's
-            // undo owns them; a child killed between leaks them).
-            if !matches!(decoded, Ok(Ok(_))) {
-                crate::shm::give_back_unread(bytes.bytes(), &read);
-            }
-        } else if let Some(sock) = note
+        if let Some(sock) = note
+            && receipts != NOTE_ONLY
             && crate::shm::all_receipted(Heap::get(), receipts)
         {
             // Every handle taken: the parent needs nothing of the block, which is freed

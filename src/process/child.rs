@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
-use crate::shm::{Deadline, Receipts, ReportRoom};
+use crate::shm::{Deadline, ReceiptKey, Receipts, ReportRoom};
 use crate::sys::{self, Ended};
 
 /// How long a waiting parent polls for its child's end before it sleeps (unless the
@@ -53,9 +53,11 @@ struct Inner {
     ended: Option<Ended>,
     /// The undo of the handles in the child's argument and the block of the child's
     /// receipts (`shm::receipts`), kept until the child is reaped: the handles it wrote no
-    /// receipt for are given back then. No block (a heap too full for it): kept until the
-    /// child's note that it decoded the argument (`boot::NOTE_ONLY`).
+    /// receipt for are given back then. No block (a heap too full for it,
+    /// `boot::NOTE_ONLY`): the receipts come on the socket, into `sent`.
     args: Option<(Encoded, Option<Receipts>)>,
+    /// The receipts the child sent on its boot socket (without a block of receipts).
+    sent: Vec<ReceiptKey>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
     kept: Option<super::fork::Kept>,
@@ -112,7 +114,16 @@ impl ChildState {
             daemon,
             pidfd,
             watch,
-            inner: Mutex::new(Inner { sock, room, buf: Vec::new(), outcome: None, ended: None, args, kept }),
+            inner: Mutex::new(Inner {
+                sock,
+                room,
+                buf: Vec::new(),
+                outcome: None,
+                ended: None,
+                args,
+                sent: Vec::new(),
+                kept,
+            }),
         }
     }
 
@@ -133,15 +144,25 @@ impl ChildState {
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
         let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
-        while matches!(&read, Ok(Some(frame)) if frame.is_empty()) {
-            // The note that the child took every handle of its argument (every receipt
-            // written): nothing to give back, and the block of receipts is the child's to
-            // free. Without a block: that it decoded its argument, before any take.
-            if let Some((args, receipts)) = inner.args.take() {
-                args.sent();
-                if let Some(receipts) = receipts {
-                    receipts.leave();
+        loop {
+            match &read {
+                Ok(Some(frame)) if frame.is_empty() => {
+                    // The note that the child took every handle of its argument (every
+                    // receipt written into its block): nothing to give back, and the block of
+                    // receipts is the child's to free. Only a child with a block sends it.
+                    if matches!(inner.args, Some((_, Some(_))))
+                        && let Some((args, Some(receipts))) = inner.args.take()
+                    {
+                        args.sent();
+                        receipts.leave();
+                    }
                 }
+                Ok(Some(frame)) => match crate::shm::receipt_from_frame(frame) {
+                    // A receipt sent on the socket (no block): kept until the reap.
+                    Some(key) => inner.sent.push(key),
+                    None => break,
+                },
+                _ => break,
             }
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
@@ -192,16 +213,16 @@ impl ChildState {
                 }
                 // What the child held and never let go of (killed, or exited without
                 // dropping): a fork child's copies of this process's handles, and every hold
-                // it listed in the heap (its pending receives of its argument's handles go
-                // back in flight, first).
+                // it listed in the heap (its argument's handles it received among them: held
+                // at once, never pending).
                 crate::shm::fork_child_ended(self.pid);
                 crate::shm::process_ended(self.pid);
-                // The argument's handles the child wrote no receipt for (it never took them,
-                // or was killed before it settled them) are given back (with the receives
-                // of them it left pending, wherever the reap above left them); the block of
-                // receipts is freed (nobody writes it any more).
+                // The argument's handles the child wrote no receipt for (it never took them)
+                // are given back; the block of receipts is freed (nobody writes it any
+                // more). Without a block, the receipts it sent are all in `sent` now.
                 if let Some((args, receipts)) = inner.args.take() {
-                    let receipted = receipts.map(|receipts| receipts.read()).unwrap_or_default();
+                    let sent = std::mem::take(&mut inner.sent);
+                    let receipted = receipts.map_or(sent, |receipts| receipts.read());
                     crate::codec::give_back_from_dead(args, self.pid, receipted);
                 }
                 inner.kept = None;

@@ -649,8 +649,16 @@ fn launch(
     let surroundings = boot::surroundings(method)?;
     // The block the child writes a receipt into for each handle of its argument it takes
     // (freed when dropped: on every return before the child is recorded). In a heap too
-    // full for it (a few words), the child is started without (`boot::NOTE_ONLY`).
-    let receipts = args.has_handles().then(|| crate::shm::Receipts::new(args.handles()).ok());
+    // full for it (a few words), the child sends its receipts on its boot socket instead
+    // (`boot::NOTE_ONLY`), for as many as the socket holds before the child would wait for
+    // us to read them (else a parent waiting for something else than the child's end would
+    // never read them): more, and the start fails.
+    let receipts = match args.has_handles().then(|| crate::shm::Receipts::new(args.handles())) {
+        None => None,
+        Some(Ok(block)) => Some(Some(block)),
+        Some(Err(full)) if args.handles() > boot::SOCKET_RECEIPTS => return Err(full.into()),
+        Some(Err(_)) => Some(None),
+    };
     let boot = Boot {
         family: config.clone(),
         me,
@@ -700,8 +708,8 @@ fn launch(
         }
     };
     // The argument is with the child now: we keep its undo and the receipts until the
-    // child is reaped (or says it took every handle; without receipts, until it says it
-    // decoded it), to give back the handles it did not take.
+    // child is reaped (or says it took every handle, with a block), to give back the
+    // handles it did not take.
     let args = receipts.map(|receipts| (args, receipts));
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));

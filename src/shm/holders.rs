@@ -28,9 +28,10 @@
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
 //!   ([`Holders::forget_in_flight`]). A child's argument is the exception: its parent keeps
-//!   the message's undo until it reaps the child, and the child writes a receipt per handle
-//!   under the table's lock before each settle (`shm::receipts`), so that the parent gives
-//!   back exactly the handles the child did not take.
+//!   the message's undo until it reaps the child, and the child's receives of it are final
+//!   at once (never pending), each writing a receipt right after it takes the count
+//!   (`shm::receipts`), so that the parent gives back exactly the handles the child did not
+//!   take, and the child's death releases those it took as any held handle.
 //! * A fork copies every handle of the forking process, wherever it is kept (a static, a
 //!   thread-local, the heap). Each process keeps a registry of the tables in which it has
 //!   an entry; a `Fork` start records the child, under each of those tables' locks, with
@@ -676,9 +677,29 @@ impl Holders {
     /// receiver's pending counts come back), then the receive fails.
     ///
     /// `receipt`: where this process (a child decoding its argument) writes that it took
-    /// the count, should the receive be refused after taking it (a full heap), under the
-    /// lock (see `shm::receipts`).
+    /// the count (see `shm::receipts`), right after taking it, while the object is pinned.
+    /// Such a receive is never pending: its parent's undo, not a next consumer, answers for
+    /// the count until the receipt, and the receipt makes the handle this process's at once,
+    /// so that its death releases it as any held handle's (a pending receive of a dead
+    /// process would go back in flight, for nobody, once the parent skipped its undo).
     pub(crate) fn receive(
+        &self,
+        heap: &Heap,
+        generation: u64,
+        pending: bool,
+        let_go: LetGo,
+        receipt: Option<Receipt>,
+    ) -> Result<(), Received> {
+        debug_assert!(!(pending && receipt.is_some()), "a receipted receive is final");
+        let received = self.receive_locked(heap, generation, pending, let_go, receipt);
+        if received.is_ok() && receipt.is_some() {
+            // Received, receipted and recorded, the table unlocked and unpinned.
+            crash_point!("process.args.receipted");
+        }
+        received
+    }
+
+    fn receive_locked(
         &self,
         heap: &Heap,
         generation: u64,
@@ -688,7 +709,15 @@ impl Holders {
     ) -> Result<(), Received> {
         let _gate = gate();
         let _g = match self.pin(generation, true) {
-            Ok(()) => RawGuard::lock(&self.lock),
+            Ok(()) => {
+                // Pinned (a kill from the compare-and-swap to the unpin leaves the pin: the
+                // object is never freed), so the receipt is written as close to the take
+                // as it can be.
+                if let Some(receipt) = receipt {
+                    receipts::write(heap, receipt);
+                }
+                RawGuard::lock(&self.lock)
+            }
             Err(Received::NotInFlight { .. }) => {
                 self.pin(generation, false)?;
                 let g = RawGuard::lock(&self.lock);
@@ -699,6 +728,9 @@ impl Holders {
                     self.flight.fetch_sub(PIN, Ordering::Relaxed);
                     return Err(Received::NotInFlight { last: self.finish(heap) });
                 }
+                if let Some(receipt) = receipt {
+                    receipts::write(heap, receipt);
+                }
                 g
             }
             Err(e) => return Err(e),
@@ -707,30 +739,17 @@ impl Holders {
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
         match joined {
             Ok(()) => Ok(()),
-            Err(_) => {
-                if let Some(receipt) = receipt {
-                    receipts::write(heap, receipt);
-                }
-                Err(Received::HeapFull { last: self.finish(heap) })
-            }
+            // The count is taken (and receipted, with a receipt): nobody else answers for it.
+            Err(_) => Err(Received::HeapFull { last: self.finish(heap) }),
         }
     }
 
     /// A message this process received handles from was taken (or its decoding ended):
     /// one pending receive of this process becomes final. Returns `true` when nothing
     /// holds the object any more (its handle was dropped meanwhile): the caller frees it.
-    ///
-    /// `receipt`: written under the lock before the pending receive becomes final (a child
-    /// decoding its argument, see `shm::receipts`): killed before the receipt, the child
-    /// leaves the count to its parent's undo; after it, the pending count goes back in
-    /// flight for nobody (a leak, never a count given back twice).
-    pub(crate) fn settle(&self, heap: &Heap, receipt: Option<Receipt>) -> bool {
+    pub(crate) fn settle(&self, heap: &Heap) -> bool {
         let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
-        if let Some(receipt) = receipt {
-            receipts::write(heap, receipt);
-            crash_point!("process.args.receipted");
-        }
         let me = sys::me();
         self.for_each(heap, |e| {
             if e.is(me) {
@@ -751,7 +770,7 @@ impl Holders {
     /// type): consumes its in-flight count, unless it is the object's last reference (the
     /// object would have to be destroyed by a process that does not know its type: the
     /// count stays, and the object leaks). `receipt`: written under the lock when the count
-    /// is taken (see [`Holders::settle`]).
+    /// is taken (see [`Holders::receive`]).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         if self.pin(generation, true).is_err() {
             return;
@@ -961,6 +980,45 @@ mod tests {
         assert!(!holders.any_alive(heap), "pins alone are nobody's handle");
         assert!(!holders.leave(heap));
         assert!(holders.leave(heap), "the last pin was the last reference");
+    }
+
+    #[test]
+    fn a_receipted_receive_is_final_at_once_and_a_plain_one_pending() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let block = super::receipts::Receipts::new(2).unwrap();
+        let holders = Holders::new_held_at(7);
+        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {} };
+        let mine = |holders: &Holders| {
+            let mut counts = (0, 0);
+            holders.for_each(heap, |e| {
+                if e.is(sys::me()) {
+                    counts = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
+                }
+                false
+            });
+            counts
+        };
+        // A child's argument: the count taken, receipted, and the handle held, not pending
+        // (a dead receiver's pending receive would go back in flight, for nobody, once its
+        // parent skipped the receipted undo).
+        holders.send();
+        let key = [64, 7, 0];
+        holders.receive(heap, 7, false, let_go, Some(Receipt { block: block.offset(), key })).unwrap();
+        assert_eq!(block.read(), vec![key], "receipted");
+        assert_eq!(mine(&holders), (2, 0), "held at once, nothing pending");
+        assert!(!holders.flying(), "the count was taken");
+        // Any other message: pending until its settle, no receipt.
+        holders.send();
+        holders.receive(heap, 7, true, let_go, None).unwrap();
+        assert_eq!(block.read(), vec![key], "no receipt for it");
+        assert_eq!(mine(&holders), (3, 1));
+        assert!(!holders.settle(heap));
+        assert_eq!(mine(&holders), (3, 0));
+        for _ in 0..2 {
+            assert!(!holders.leave(heap));
+        }
+        assert!(holders.leave(heap), "nothing else held it");
     }
 
     #[test]

@@ -38,7 +38,10 @@ pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
-pub(crate) use receipts::{Key as ReceiptKey, Receipts, all_written as all_receipted, free_written as free_receipts};
+pub(crate) use receipts::{
+    Key as ReceiptKey, Receipts, all_written as all_receipted, free_written as free_receipts,
+    from_frame as receipt_from_frame, on_socket as receipts_on_socket,
+};
 pub(crate) use report_room::{ChildRoom, ReportRoom};
 pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, SMALL_PUT, TAG_MASK, Watch};
 pub(crate) use segment::{Segment, Truncated};

@@ -420,23 +420,28 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             ));
         }
         let let_go = Self::let_go(wire.offset, wire.generation);
-        if let Err(e) = header.holders.receive(heap, wire.generation, true, let_go, receipt) {
+        // Receipted (a child's argument): final at once, the parent's undo answers for the
+        // count until the receipt.
+        let pending = receipt.is_none();
+        if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
             let full = matches!(e, Received::HeapFull { .. });
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
         }
-        // Final once the message is taken (or the decoding ends); the pending receive keeps
-        // the object allocated until then.
-        let off = wire.offset;
-        codec::on_taken(move || {
-            let heap = Heap::get();
-            // SAFETY: this process's pending receive keeps the object at `off` allocated
-            // until this settle.
-            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.header.holders.settle(heap, receipt) {
-                Self::release(off);
-            }
-        });
+        if pending {
+            // Final once the message is taken (or the decoding ends); the pending receive
+            // keeps the object allocated until then.
+            let off = wire.offset;
+            codec::on_taken(move || {
+                let heap = Heap::get();
+                // SAFETY: this process's pending receive keeps the object at `off` allocated
+                // until this settle.
+                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+                if obj.header.holders.settle(heap) {
+                    Self::release(off);
+                }
+            });
+        }
         // The object may have been freed between the check and the receive, and the word
         // the receive changed be another object's with the same low generation bits: then
         // this process now holds that object, and gives it back.
@@ -730,7 +735,10 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         }
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
-        if let Err(why) = shared.side_holders(side).receive(Heap::get(), 0, true, Self::let_go(&shared, side), receipt)
+        // Receipted: final at once, as the object's own receive (see `Shared`'s).
+        let pending = receipt.is_none();
+        if let Err(why) =
+            shared.side_holders(side).receive(Heap::get(), 0, pending, Self::let_go(&shared, side), receipt)
         {
             if matches!(why, Received::HeapFull { last: true } | Received::NotInFlight { last: true }) {
                 shared.side_gone(side);
@@ -744,18 +752,21 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
                 }
             });
         }
-        // Registered after the object's own settle, so run before it (settles run last
-        // first): the object is still allocated.
-        let off = shared.off;
-        codec::on_taken(move || {
-            let heap = Heap::get();
-            // SAFETY: the object's own pending receive, settled after this one, keeps it
-            // allocated.
-            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.value.side_holders(side).settle(heap, receipt) {
-                obj.value.side_gone(side);
-            }
-        });
+        if pending {
+            // Registered after the object's own settle, so run before it (settles run last
+            // first): the object is still allocated.
+            let off = shared.off;
+            codec::on_taken(move || {
+                let heap = Heap::get();
+                // SAFETY: the object's own pending receive (this one is pending, so the
+                // object's was too: both or neither are receipted), settled after this one,
+                // keeps it allocated.
+                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+                if obj.value.side_holders(side).settle(heap) {
+                    obj.value.side_gone(side);
+                }
+            });
+        }
         Ok(Self { shared, side })
     }
 }

@@ -1,17 +1,30 @@
 //! Receipts: which handles of a child's argument the child took, handle by handle.
 //!
 //! A parent keeps the undo of its child's argument (`codec::Encoded`) until it reaps the
-//! child; the child writes a receipt for each handle whose in-flight count it took and will
-//! not give back: under the holder table's lock of each settle (before its `pending`
-//! decrement), of a discard that kept the count, and of a receive refused after it took the
-//! count (a full heap). At the reap the parent runs only the undo actions with no receipt
-//! (`codec::give_back_from_dead`). A handle is named by its [`Key`] (the object's offset and
-//! generation, and which of its tables), so the order of the receives need not be the
-//! encoding's (a side's undo comes before its object's, its receive after).
+//! child; the child writes a receipt for each handle whose in-flight count it took: in
+//! `Holders::receive` right after the compare-and-swap that takes it (the object still
+//! pinned), and in a discard that kept the count. At the reap the parent runs only the undo
+//! actions with no receipt (`codec::give_back_from_dead`). A handle is named by its [`Key`]
+//! (the object's offset and generation, and which of its tables), so the order of the
+//! receives need not be the encoding's (a side's undo comes before its object's, its
+//! receive after).
 //!
-//! A child killed after a receipt and before the `pending` decrement leaves that receive
-//! pending in its dead entry, which a prune puts back in flight for nobody: a leak of that
-//! object, never a count given back twice.
+//! A receipted receive is final at once, never *pending* (`Holders::settle`): a pending
+//! receive of a dead process goes back in flight when its entry is pruned, which is right
+//! when a next consumer reads the message again, and a leak here, where the parent skips
+//! the undo of a receipted handle. So each handle, at the child's death, is either in
+//! flight with no receipt (the undo takes it) or counted in the child's entry with a
+//! receipt (the prune of the dead entry releases it, the undo is skipped): exact, whatever
+//! prunes run before the reap. Between the take and the receipt the object is pinned: a
+//! kill there leaves the pin (the object is never freed, see `shm::holders`' residual) and
+//! the undo may take another message's count.
+//!
+//! A heap too full for the block (a few words) does not change that: the child then sends
+//! each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its own,
+//! [`from_frame`]), at the same step, and the parent collects them from the socket until
+//! the reap (the kernel keeps what a dead child sent). A send may wait for the parent to
+//! read (a socket buffer holds some thousands of receipts; a parent waiting for its child
+//! reads its socket), inside the pinned step: a kill there is the residual above.
 //!
 //! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
 //! [`Key`] each. Only the child writes it (one thread, its argument's decoding: one write
@@ -21,6 +34,7 @@
 //! would leak it); else the parent reads the block once the child is dead, and frees it.
 //! A child killed between its note and the free leaks the block (a few words).
 
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::heap::{Heap, HeapFull};
@@ -32,11 +46,57 @@ pub(crate) type Key = [u64; 3];
 const HEAD: usize = 2;
 const SLOT: usize = 3;
 
-/// Where a receive writes its receipt: the block's offset and the handle's key.
+/// Where a receive writes its receipt: the block's offset (or a socket, [`on_socket`]) and
+/// the handle's key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Receipt {
     pub(crate) block: u64,
     pub(crate) key: Key,
+}
+
+/// A [`Receipt::block`] that names a socket (its descriptor in the low bits), not a block:
+/// no heap offset has this bit.
+const SOCKET: u64 = 1 << 63;
+
+/// The first byte of a receipt's frame on a boot socket: an encoded outcome starts with its
+/// codec's tag, a small number.
+const FRAME_TAG: u8 = 0xff;
+
+/// Where a child writes its receipts when its parent had no room for a block of them: its
+/// copy of its boot socket `fd`, open for the whole of its argument's decoding.
+pub(crate) fn on_socket(fd: RawFd) -> u64 {
+    SOCKET | u64::from(fd as u32)
+}
+
+/// The key of the receipt `frame` (a frame read from a child's boot socket), if it is one.
+pub(crate) fn from_frame(frame: &[u8]) -> Option<Key> {
+    let (&tag, key) = frame.split_first()?;
+    if tag != FRAME_TAG || key.len() != 24 {
+        return None;
+    }
+    let word = |i: usize| u64::from_le_bytes(key[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    Some([word(0), word(1), word(2)])
+}
+
+/// The receipt of `key` as a frame of a boot socket (its length first).
+fn frame(key: Key) -> [u8; 4 + 1 + 24] {
+    let mut frame = [0u8; 4 + 1 + 24];
+    frame[..4].copy_from_slice(&25u32.to_le_bytes());
+    frame[4] = FRAME_TAG;
+    for (i, word) in key.iter().enumerate() {
+        frame[5 + 8 * i..13 + 8 * i].copy_from_slice(&word.to_le_bytes());
+    }
+    frame
+}
+
+/// Sends `key` as a receipt frame on the socket `fd` (see [`on_socket`]).
+fn send(fd: RawFd, key: Key) {
+    let frame = frame(key);
+    // SAFETY: `fd` is the child's copy of its boot socket, which its runner keeps open for
+    // the whole of `codec::receipting`, the only time a receipt is written.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    // A parent gone cannot use the receipt (nor give anything back).
+    let _ = crate::sys::send_all(sock, &frame, &[]);
 }
 
 /// The parent's block of receipts for one child's argument: freed when dropped, unless
@@ -101,8 +161,8 @@ impl Drop for Receipts {
     }
 }
 
-/// Whether every slot of the block at `block` is written (the child, once its argument's
-/// receives are settled): it will never write it again, and its parent needs nothing of it.
+/// Whether every slot of the block at `block` is written (the child, once its argument is
+/// decoded): it will never write it again, and its parent needs nothing of it.
 pub(crate) fn all_written(heap: &Heap, block: u64) -> bool {
     if !heap.contains(block, HEAD * 8) {
         return false;
@@ -118,9 +178,13 @@ pub(crate) fn free_written(heap: &Heap, block: u64) {
     heap.free(block, (HEAD + SLOT * slots) * 8);
 }
 
-/// Writes `receipt` into its block (the child, under the lock of the handle's table): the
-/// key first, then the count that makes it read.
+/// Writes `receipt` into its block (the child, its argument's decoding thread, right after
+/// it took the handle's count): the key first, then the count that makes it read.
 pub(crate) fn write(heap: &Heap, receipt: Receipt) {
+    if receipt.block & SOCKET != 0 {
+        send((receipt.block & !SOCKET) as RawFd, receipt.key);
+        return;
+    }
     if !heap.contains(receipt.block, HEAD * 8) {
         return;
     }
@@ -137,4 +201,25 @@ pub(crate) fn write(heap: &Heap, receipt: Receipt) {
         w[at + k].store(*word, Ordering::Relaxed);
     }
     head[1].store(written as u64 + 1, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_frame_carries_its_key_and_no_outcome_reads_as_one() {
+        let key = [4096, u64::MAX - 1, 2];
+        let framed = frame(key);
+        assert_eq!(u32::from_le_bytes(framed[..4].try_into().unwrap()), 25);
+        assert_eq!(from_frame(&framed[4..]), Some(key));
+        // An encoded outcome starts with its codec's tag (0 or 1).
+        let mut outcome = framed;
+        outcome[4] = 0;
+        assert_eq!(from_frame(&outcome[4..]), None);
+        assert_eq!(from_frame(&framed[4..28]), None, "a frame of another length");
+        assert_eq!(from_frame(&[]), None);
+        assert_eq!(on_socket(7) & !SOCKET, 7);
+        assert!(!Heap::get().contains(on_socket(7), 8), "never a heap offset");
+    }
 }
