@@ -218,7 +218,8 @@ impl Server {
 
     /// Takes one message (or times out), then delivers answers and does the chores.
     ///
-    /// The clock is read once per message, after it is handled (for the timers and the
+    /// Besides the wait's own reads (its look at the deadline, one per yield of its spin),
+    /// the clock is read once per message, after it is handled (for the timers and the
     /// sweep): the wait's deadline is the next chore's time itself, and a request reads the
     /// clock only if it parks with a timeout (`Store::handle` with no time). A clock read
     /// costs about 100 ns on this project's virtual machines; a step used to make four.
