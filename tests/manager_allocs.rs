@@ -90,3 +90,17 @@ fn a_dict_call_allocates_a_few_times_however_long_it_waits() {
     assert!(set <= MOST_PER_CALL, "a set allocates {set:.2} times per call");
     assert!(get <= MOST_PER_CALL, "a get allocates {get:.2} times per call");
 }
+
+#[test]
+fn a_dict_call_with_small_items_reuses_the_buffers_of_the_last() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let d = manager.dict::<i64, i64>().unwrap();
+    // The key's and the value's buffers are the last call's: a set allocates nothing.
+    let set = per_call(|i| d.insert(i % 64, i).unwrap());
+    // A get allocates the answer's bytes, and its decoder a buffer of its own.
+    let get = per_call(|i| assert!(d.get(&(i % 64)).unwrap().is_some()));
+    eprintln!("allocations per call: set {set:.2}, get {get:.2}");
+    assert!(set < 0.01, "a set allocates {set:.2} times per call");
+    assert!(get <= 2.0, "a get allocates {get:.2} times per call");
+}

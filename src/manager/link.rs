@@ -193,6 +193,59 @@ enum ValueCtx {
 
 thread_local! {
     static VALUE: RefCell<Vec<ValueCtx>> = const { RefCell::new(Vec::new()) };
+    /// Buffers of items this thread sent or read, for the next items it encodes: a call
+    /// with a small key and value allocates nothing for them (`tests/manager_allocs.rs`).
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most buffers [`SPARE`] keeps, and the largest it keeps (a large value's buffer goes
+/// back to the allocator).
+const SPARE_BUFFERS: usize = 4;
+const SPARE_CAPACITY: usize = 4096;
+
+/// An empty buffer for an item's bytes: a spare one if this thread has one.
+fn spare_buffer() -> Vec<u8> {
+    SPARE.try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop())).ok().flatten().unwrap_or_default()
+}
+
+/// Keeps `bytes` (an item's, done with) for [`spare_buffer`], if small and room is left.
+fn keep_spare(mut bytes: Vec<u8>) {
+    if bytes.capacity() == 0 || bytes.capacity() > SPARE_CAPACITY {
+        return;
+    }
+    bytes.clear();
+    // In a thread-local's destructor the list may be gone: the buffer is simply freed.
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut()
+            && s.len() < SPARE_BUFFERS
+        {
+            s.push(bytes);
+        }
+    });
+}
+
+/// Keeps the buffers of a request's items once it was sent (the requests made most often:
+/// a dict's, a list's, a value's, a queue's).
+fn keep_request_buffers(request: Request) {
+    use super::protocol::Op;
+    let Request::Call { op, .. } = request else { return };
+    match op {
+        Op::DictSet(k, v) | Op::DictSetDefault(k, v) => {
+            keep_spare(k.bytes);
+            keep_spare(v.bytes);
+        }
+        Op::Contains(i)
+        | Op::DictGet(i)
+        | Op::DictRemove(i)
+        | Op::ListPush(i)
+        | Op::ListSet(_, i)
+        | Op::ValueSet(i)
+        | Op::AttrSet(_, i)
+        | Op::Put { item: i, .. }
+        | Op::SetAdd(i)
+        | Op::SetDiscard(i) => keep_spare(i.bytes),
+        _ => {}
+    }
 }
 
 struct PopCtx;
@@ -209,7 +262,7 @@ pub(crate) fn encode_item<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Item<ObjectId>, ManagerError> {
     VALUE.with(|v| v.borrow_mut().push(ValueCtx::Encoding { manager, refs: Vec::new(), foreign: false }));
-    let mut bytes = Vec::new();
+    let mut bytes = spare_buffer();
     let encoded = {
         let pop_on_panic = PopCtx;
         let encoded = codec::encode_kept(value, &mut bytes);
@@ -236,8 +289,12 @@ pub(crate) fn decode_item<T: DeserializeOwned>(origin: &Origin, item: Item<Ref>)
 fn decode_item_from<T: DeserializeOwned>(origin: impl FnOnce() -> Origin, item: Item<Ref>) -> Result<T, ManagerError> {
     let origin = (!item.refs.is_empty()).then(origin);
     VALUE.with(|v| v.borrow_mut().push(ValueCtx::Decoding { origin, refs: item.refs.into_iter().collect() }));
-    let _pop = PopCtx;
-    Ok(codec::decode_kept::<T>(&item.bytes)?)
+    let decoded = {
+        let _pop = PopCtx;
+        codec::decode_kept::<T>(&item.bytes)
+    };
+    keep_spare(item.bytes);
+    Ok(decoded?)
 }
 
 /// A proxy's shared part: which object, of what kind, through which link.
@@ -282,11 +339,13 @@ impl ProxyCore {
     /// Runs `op` on the object; what the server refused comes as the inner error.
     pub(crate) fn call_fault(&self, op: super::protocol::Op) -> Result<Answer, ManagerError> {
         let request = Request::Call { id: self.id, kind: self.kind, op };
-        match &self.link {
+        let answer = match &self.link {
             Link::Local { manager, .. } => call_local(manager, &request),
             #[cfg(feature = "remote")]
             Link::Remote(held) => held.conn().call(&request),
-        }
+        };
+        keep_request_buffers(request);
+        answer
     }
 
     /// Encodes a value for this proxy's manager.

@@ -280,6 +280,43 @@ pub(crate) struct Store {
     shutting_down: bool,
     /// The process behind each family connection (others hold permits as themselves).
     holders: IdMap<ConnId, Holder>,
+    /// The emptied buffers of the last call (its items, its stored arguments, what it
+    /// dropped), for the next: a call allocates only for the bytes it keeps or answers.
+    spare: Spare,
+}
+
+/// An emptied buffer to keep as a spare, or a new one if it grew large (a call with many
+/// items: its buffers are not kept for the small calls after it).
+fn shed<C: Default + Capacity>(buffer: C) -> C {
+    if buffer.capacity() > SPARE_MAX { C::default() } else { buffer }
+}
+
+/// The most elements a spare buffer keeps room for.
+const SPARE_MAX: usize = 64;
+
+/// The room of a buffer.
+trait Capacity {
+    fn capacity(&self) -> usize;
+}
+
+impl<T> Capacity for Vec<T> {
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+}
+
+impl<T> Capacity for VecDeque<T> {
+    fn capacity(&self) -> usize {
+        VecDeque::capacity(self)
+    }
+}
+
+/// See [`Store::spare`].
+#[derive(Default)]
+struct Spare {
+    items: Vec<Item<ObjectId>>,
+    args: VecDeque<Stored>,
+    dropped: Vec<Stored>,
 }
 
 impl std::fmt::Debug for Store {
@@ -314,6 +351,7 @@ impl Store {
             out: Vec::new(),
             shutting_down: false,
             holders: IdMap::default(),
+            spare: Spare::default(),
         }
     }
 
@@ -460,6 +498,30 @@ impl Store {
         Ok(stored)
     }
 
+    /// [`Store::store_all`] of `items` (emptied) onto `args` (empty): on a fault, nothing is
+    /// kept and both are left empty.
+    fn store_into(&mut self, items: &mut Vec<Item<ObjectId>>, args: &mut VecDeque<Stored>) -> Result<(), Fault> {
+        let mut fault = None;
+        for item in items.drain(..) {
+            if fault.is_some() {
+                continue;
+            }
+            match self.store(item) {
+                Ok(s) => args.push_back(s),
+                Err(f) => fault = Some(f),
+            }
+        }
+        match fault {
+            None => Ok(()),
+            Some(f) => {
+                for s in std::mem::take(args) {
+                    self.discard(s);
+                }
+                Err(f)
+            }
+        }
+    }
+
     /// A stored item that is dropped: its references go.
     fn discard(&mut self, stored: Stored) {
         for r in stored.refs {
@@ -477,8 +539,10 @@ impl Store {
 
     // ---- requests --------------------------------------------------------------------------
 
-    /// Handles one request of connection `conn`.
-    pub(crate) fn handle(&mut self, conn: ConnId, envelope: Envelope, now: Instant) {
+    /// Handles one request of connection `conn`; a request that parks with a timeout counts
+    /// it from `now`, or from a clock read then if `None` (most requests never need the
+    /// time, and the server does not read the clock for them).
+    pub(crate) fn handle(&mut self, conn: ConnId, envelope: Envelope, now: Option<Instant>) {
         let holder = self.holders.get(&conn).copied().unwrap_or(Holder::Conn(conn));
         let owner = Owner { conn, thread: envelope.thread, holder };
         let seq = envelope.seq;
@@ -635,30 +699,38 @@ impl Store {
         seq: u64,
         id: ObjectId,
         mut op: Op,
-        now: Instant,
+        now: Option<Instant>,
     ) -> Option<Result<Out<ObjectId>, Fault>> {
         // Items that the operation may keep are stored (their references counted) before the
         // object is borrowed; those it does not keep are discarded after.
-        let items = take_items(&mut op);
-        let mut args: VecDeque<Stored> = match self.store_all(items) {
-            Ok(stored) => stored.into(),
-            Err(fault) => return Some(Err(fault)),
-        };
-        let mut fx = Effects::default();
+        let mut items = std::mem::take(&mut self.spare.items);
+        take_items(&mut op, &mut items);
+        let mut args = std::mem::take(&mut self.spare.args);
+        let stored = self.store_into(&mut items, &mut args);
+        self.spare.items = shed(items);
+        if let Err(fault) = stored {
+            self.spare.args = shed(args);
+            return Some(Err(fault));
+        }
+        let mut fx = Effects { dropped: std::mem::take(&mut self.spare.dropped), ..Effects::default() };
         let obj = self.objects.get_mut(&id).expect("checked by the caller");
         let result = apply(&mut obj.body, Call { owner, seq, now, op }, &mut args, &mut fx);
-        fx.dropped.extend(args);
+        fx.dropped.extend(args.drain(..));
+        self.spare.args = shed(args);
         self.finish(id, fx);
         result
     }
 
     /// Applies what an operation did besides answering.
-    fn finish(&mut self, id: ObjectId, fx: Effects) {
+    fn finish(&mut self, id: ObjectId, mut fx: Effects) {
         for r in fx.copies {
             self.incref(r);
         }
-        for s in fx.dropped {
+        for s in fx.dropped.drain(..) {
             self.discard(s);
+        }
+        if self.spare.dropped.capacity() == 0 {
+            self.spare.dropped = shed(fx.dropped);
         }
         if let Some((deadline, conn, seq)) = fx.timer {
             self.timers.insert((deadline, id, conn, seq));
@@ -820,7 +892,7 @@ impl Effects {
 
     /// Parks the request being handled.
     fn park(&mut self, call: &Call, wait: Wait) -> Waiter {
-        let deadline = deadline_of(wait, call.now);
+        let deadline = deadline_of(wait, call.now.unwrap_or_else(Instant::now));
         if let Some(d) = deadline {
             self.timer = Some((d, call.owner.conn, call.seq));
         }
@@ -840,7 +912,8 @@ impl Effects {
 struct Call {
     owner: Owner,
     seq: u64,
-    now: Instant,
+    /// The time to count a timeout from (`None`: read the clock if one is needed).
+    now: Option<Instant>,
     op: Op,
 }
 
@@ -883,8 +956,7 @@ fn insertion_index(index: i64, len: usize) -> usize {
 
 /// Takes the items out of a request, in order (leaving empty ones behind), so that the
 /// store can count their references before the object is borrowed.
-fn take_items(op: &mut Op) -> Vec<Item<ObjectId>> {
-    let mut out = Vec::new();
+fn take_items(op: &mut Op, out: &mut Vec<Item<ObjectId>>) {
     let mut take =
         |item: &mut Item<ObjectId>| out.push(std::mem::replace(item, Item { bytes: Vec::new(), refs: Vec::new() }));
     match op {
@@ -918,7 +990,6 @@ fn take_items(op: &mut Op) -> Vec<Item<ObjectId>> {
         | Op::SetRelation { items, .. } => items.iter_mut().for_each(take),
         _ => {}
     }
-    out
 }
 
 fn lock_acquire(
@@ -1702,7 +1773,7 @@ mod tests {
     }
 
     fn run(store: &mut Store, conn: ConnId, seq: u64, request: Request) -> Option<Result<Out<ObjectId>, Fault>> {
-        store.handle(conn, Envelope { seq, thread: 0, request }, Instant::now());
+        store.handle(conn, Envelope { seq, thread: 0, request }, Some(Instant::now()));
         let mut replies = store.take_replies();
         let pos = replies.iter().position(|o| o.conn == conn && o.seq == seq)?;
         Some(replies.remove(pos).result)
@@ -1877,7 +1948,7 @@ mod tests {
         assert_eq!(call(&mut store, A, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
         assert_eq!(call(&mut store, B, 2, b, Kind::Barrier, Op::BarrierWait { wait: None }), None);
         let last = Request::Call { id: b, kind: Kind::Barrier, op: Op::BarrierWait { wait: None } };
-        store.handle(3, Envelope { seq: 2, thread: 0, request: last }, Instant::now());
+        store.handle(3, Envelope { seq: 2, thread: 0, request: last }, Some(Instant::now()));
         let mut indices: Vec<_> = store
             .take_replies()
             .into_iter()
@@ -1926,7 +1997,7 @@ mod tests {
         store.handle(
             B,
             Envelope { seq: 4, thread: 0, request: Request::Call { id: c, kind: Kind::Condition, op: wait } },
-            Instant::now(),
+            Some(Instant::now()),
         );
         let replies = store.take_replies();
         assert_eq!(replies.len(), 1, "{replies:?}");
@@ -2120,7 +2191,7 @@ mod tests {
             match decode_request(&bytes) {
                 Ok(envelope) => {
                     decoded += 1;
-                    store.handle(conn, envelope, now + Duration::from_micros(n));
+                    store.handle(conn, envelope, Some(now + Duration::from_micros(n)));
                 }
                 Err(Fault::Malformed(_)) => refused += 1,
                 Err(other) => panic!("the decoder answered {other:?}"),
@@ -2152,7 +2223,7 @@ mod tests {
             match decode_request(&bytes) {
                 Ok(envelope) => {
                     let mut store = Store::new();
-                    store.handle(A, envelope, Instant::now());
+                    store.handle(A, envelope, Some(Instant::now()));
                 }
                 Err(fault) => proptest::prop_assert!(matches!(fault, Fault::Malformed(_))),
             }

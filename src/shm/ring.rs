@@ -1205,33 +1205,65 @@ impl Ring {
     }
 }
 
+/// Looks between two yields of a ring wait's spin.
+const LOOKS_PER_YIELD: u32 = 8;
+
+thread_local! {
+    /// Whether this thread's last ring wait was answered at its first look after a yield:
+    /// the process it waited for then ran on our processor while we yielded, and the next
+    /// wait yields after one look rather than [`LOOKS_PER_YIELD`].
+    static SHARES_PROCESSOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up
-/// every 8 looks (a look costs a lock round trip: under a microsecond), then sleeps as
-/// `Notify::wait` does. The yields matter on a machine with few processors: when the
-/// process we wait for shares ours, it runs only when we let it, and a spin that does not
-/// yield makes every round trip cost the whole spin; when it does not share ours, a yield
-/// is a cheap system call.
+/// every [`LOOKS_PER_YIELD`] looks (a look is a few loads and a `pause`, about 75 ns on this
+/// project's virtual machines), then sleeps as `Notify::wait` does. The yields matter on a
+/// machine with few processors: when the process we wait for shares ours, it runs only when
+/// we let it, and a spin that does not yield makes every round trip cost the whole spin;
+/// when it does not share ours, a yield is a cheap system call.
+///
+/// When the thread's last wait was answered at the first look after a yield (the other
+/// side ran on our processor meanwhile: `SHARES_PROCESSOR`), the first yield comes after one
+/// look: the looks before it could not have seen an answer, and they cost half a
+/// microsecond per wait, twice per round trip of a manager call or a ping-pong on one
+/// processor. Any other answer (before a yield, or some looks after one) brings back the
+/// full looks; with a processor each, a wrong guess costs one early yield.
+///
+/// The clock is first read at the first yield (the spin's start and its limit are taken
+/// then), not on entry: a clock read costs about 100 ns on this project's virtual machines,
+/// and a waiter answered within its first looks (a manager's server, a ping-pong) reads it
+/// not at all. A caller checks a deadline that passed before calling (`Ring::get` does);
+/// one that passed since costs the looks before the first yield.
 fn wait_on<T, E>(
     notify: &Notify,
     deadline: Deadline,
     mut ready: impl FnMut() -> Option<T>,
     check: impl FnMut() -> Result<(), E>,
 ) -> Result<T, Interrupted<E>> {
-    if !deadline.passed() {
-        let limit = deadline.slice(RING_SPIN);
-        let start = std::time::Instant::now();
-        let mut round: u32 = 0;
-        loop {
-            if let Some(v) = ready() {
-                return Ok(v);
+    let shared = SHARES_PROCESSOR.try_with(std::cell::Cell::get).unwrap_or(false);
+    let mut next_yield: u32 = if shared { 1 } else { LOOKS_PER_YIELD };
+    let mut spin: Option<(std::time::Instant, Duration)> = None;
+    let mut round: u32 = 0;
+    let mut yielded = false;
+    loop {
+        if let Some(v) = ready() {
+            if yielded != shared {
+                let _ = SHARES_PROCESSOR.try_with(|s| s.set(yielded));
             }
-            round = round.wrapping_add(1);
-            if round.is_multiple_of(8) {
-                if start.elapsed() >= limit {
-                    break;
-                }
-                std::thread::yield_now();
+            return Ok(v);
+        }
+        round = round.wrapping_add(1);
+        yielded = false;
+        if round == next_yield {
+            let now = std::time::Instant::now();
+            let (start, limit) = *spin.get_or_insert_with(|| (now, deadline.slice_at(now, RING_SPIN)));
+            if now - start >= limit {
+                break;
             }
+            std::thread::yield_now();
+            yielded = true;
+            next_yield = round.wrapping_add(LOOKS_PER_YIELD);
+        } else {
             std::hint::spin_loop();
         }
     }

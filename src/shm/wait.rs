@@ -28,6 +28,11 @@ impl Deadline {
         timeout.map_or(Self::NEVER, Self::after)
     }
 
+    /// At `when` (a time the caller has already read: no clock read here).
+    pub(crate) fn at(when: Instant) -> Self {
+        Deadline(Some(when))
+    }
+
     /// Already passed (a zero timeout: look once, do not wait).
     pub(crate) fn now() -> Self {
         Deadline(Some(Instant::now()))
@@ -46,6 +51,11 @@ impl Deadline {
     /// The shorter of `slice` and the time left.
     pub(crate) fn slice(self, slice: Duration) -> Duration {
         self.remaining().map_or(slice, |r| r.min(slice))
+    }
+
+    /// [`Deadline::slice`] as of `now`, a time the caller has already read.
+    pub(crate) fn slice_at(self, now: Instant, slice: Duration) -> Duration {
+        self.0.map_or(slice, |d| d.saturating_duration_since(now).min(slice))
     }
 }
 
