@@ -1187,6 +1187,20 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
     read_body(bytes, true)
 }
 
+/// Decodes the whole of `bytes` as a `T` in plain postcard, with no tag (a
+/// [`SocketConnection`](crate::SocketConnection)'s message), through the same wrapper as a
+/// message's postcard body: its depth limit, its errors' messages and its UTF-8 check.
+pub(crate) fn decode_untagged<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+    let value = keep::deserialize::<T, _>(&mut deserializer).map_err(postcard_failure::<T>)?;
+    let rest = deserializer.finalize().map_err(|e| CodecError::decode(e).of::<T>())?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(CodecError::decode(format_args!("{} bytes left over after the value", rest.len())).of::<T>())
+    }
+}
+
 /// The [`CodecError`] of a postcard decoding of a `T` that failed with `e`.
 fn postcard_failure<T: ?Sized>(e: keep::Kept) -> CodecError {
     if e.0 == postcard::Error::WontImplement.to_string() {

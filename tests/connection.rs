@@ -365,3 +365,38 @@ fn recv_timeout_with_nothing_begun_leaves_the_connection_usable() {
     assert_eq!(conn.recv_timeout(Duration::ZERO).unwrap(), 8);
     drop(client.join().unwrap());
 }
+
+/// A value that nests as deep as its encoding says: one byte a level.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Nest {
+    End,
+    More(Box<Nest>),
+}
+
+/// Bytes that say "nested a million levels deep" are a decode error, not a stack overflow
+/// of the receiving process; the message was read whole, so the connection goes on.
+#[test]
+fn a_message_nested_beyond_any_stack_is_a_decode_error_and_the_connection_goes_on() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let deep = || (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
+    let peer = std::thread::spawn(move || {
+        let conn = Client::connect::<Nest>(address, KEY).unwrap();
+        let mut bytes = vec![1u8; 1_000_000];
+        bytes.push(0);
+        conn.send_bytes(&bytes).unwrap();
+        conn.send(Nest::More(Box::new(Nest::End))).unwrap();
+        // A value nested 200 levels deep is no attack.
+        conn.send(deep()).unwrap();
+        // Then waits for the other end to close.
+        let _ = conn.recv_bytes();
+    });
+    let conn = listener.accept::<Nest>().unwrap();
+    let got = conn.recv();
+    assert!(matches!(&got, Err(SocketRecvError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
+    assert_eq!(conn.recv().unwrap(), Nest::More(Box::new(Nest::End)));
+    assert_eq!(conn.recv().unwrap(), deep());
+    drop(conn);
+    peer.join().unwrap();
+}
