@@ -1297,7 +1297,9 @@ impl<A: DeserializeOwned> ExactSizeIterator for Elements<'_, A> {}
 #[inline(never)]
 fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Result<T, CodecError> {
     let mut deserializer = rmp_serde::Deserializer::new(&mut body);
-    let value = T::deserialize(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
+    // Behind the depth limit too: MessagePack's own (1024 levels) counts arrays and maps,
+    // not the maps of enum variants, which nest as deep as the message is long.
+    let value = keep::deserialize_described::<T, _>(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
     if exact && !body.is_empty() {
         Err(CodecError::decode(format_args!("{} bytes left over after the value", body.len())).of::<T>())
     } else {

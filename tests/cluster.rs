@@ -458,3 +458,27 @@ fn a_message_nested_beyond_any_stack_is_a_typed_error_and_set_aside() {
     q.put(deep()).unwrap();
     assert_eq!(q.get().unwrap(), deep());
 }
+
+/// The same in the self-describing encoding (MessagePack, tag 1: what another program may
+/// write, and how a manager keeps values): each level a one-entry map of variant to value.
+#[test]
+fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<Nest>::open(&redis.url, "described").unwrap();
+    let described = |levels: usize| {
+        let mut bytes = vec![1u8];
+        for _ in 0..levels {
+            bytes.extend([0x81, 0x01]);
+        }
+        bytes.push(0);
+        bytes
+    };
+    raw(&redis, &[b"LPUSH", b"mp:{q:described}:items", &described(200)]);
+    raw(&redis, &[b"LPUSH", b"mp:{q:described}:items", &described(100_000)]);
+    let deep = (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
+    assert_eq!(q.get().unwrap(), deep, "200 levels are no attack");
+    let got = q.get();
+    assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
+    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:described}:dead"]), b":1\r\n", "kept in the dead-letter list");
+}

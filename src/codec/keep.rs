@@ -82,10 +82,19 @@ fn cross<E: de::Error>(_: Pending) -> E {
 /// serde_json stops at 128; 256 fit a 2 MiB thread stack in a debug build.
 const MAX_DEPTH: u32 = 256;
 
-/// The depth below `depth`, or the error past [`MAX_DEPTH`].
+/// Where a wrapper reads: the depth of its value, and whether the deserializer behind is
+/// postcard's (whose text and byte vectors the wrapper reads its own, faster way) or a
+/// self-describing one (MessagePack), to which every call goes as it is.
+#[derive(Clone, Copy)]
+struct Level {
+    depth: u32,
+    postcard: bool,
+}
+
+/// The level below `level`, or the error past [`MAX_DEPTH`].
 #[inline]
-fn deeper<E: de::Error>(depth: u32) -> Result<u32, E> {
-    if depth < MAX_DEPTH { Ok(depth + 1) } else { Err(too_deep()) }
+fn deeper<E: de::Error>(level: Level) -> Result<Level, E> {
+    if level.depth < MAX_DEPTH { Ok(Level { depth: level.depth + 1, ..level }) } else { Err(too_deep()) }
 }
 
 #[cold]
@@ -101,9 +110,24 @@ fn kept<E: fmt::Display>(e: E) -> Pending {
 /// Decodes a `T` with `deserializer` (postcard's) behind a [`Keep`]; the error is the
 /// innermost message.
 pub(super) fn deserialize<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<T, Kept> {
+    deserialize_at(deserializer, Level { depth: 0, postcard: true })
+}
+
+/// [`deserialize`] with a self-describing deserializer behind (MessagePack's): only the
+/// depth limit and the errors' messages.
+pub(super) fn deserialize_described<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<T, Kept> {
+    deserialize_at(deserializer, Level { depth: 0, postcard: false })
+}
+
+fn deserialize_at<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+    level: Level,
+) -> Result<T, Kept> {
     // The stash is empty here: every error that fills it ends a decoding (postcard cannot
     // go back to try another way), which takes it.
-    T::deserialize(Keep(deserializer, 0)).map_err(|Pending| {
+    T::deserialize(Keep(deserializer, level)).map_err(|Pending| {
         let top = PENDING.with(|p| p.borrow_mut().take());
         Kept(STASHED.with(|s| s.borrow_mut().take()).or(top).unwrap_or_default())
     })
@@ -200,11 +224,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Text<V> {
 
 /// A deserializer, or one of its access types, in front of another; with the depth of the
 /// value it reads (see [`MAX_DEPTH`]).
-pub(super) struct Keep<D>(D, u32);
+pub(super) struct Keep<D>(D, Level);
 
 /// A visitor or seed given to the deserializer behind, which runs the one it wraps with
 /// [`Pending`] errors; with the depth of the value it reads.
-struct Wrapped<V>(V, u32);
+struct Wrapped<V>(V, Level);
 
 macro_rules! forward {
     ($($method:ident),* $(,)?) => {
@@ -245,6 +269,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
 
     #[inline]
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Pending> {
+        if !self.1.postcard {
+            return self.0.deserialize_str(Wrapped(visitor, self.1)).map_err(kept);
+        }
         // Postcard writes text as it writes bytes; read as bytes, it is checked by
         // `shm::utf8`, faster than postcard's own check for ASCII.
         self.0.deserialize_bytes(Text { visitor: Wrapped(visitor, self.1), borrow: true }).map_err(kept)
@@ -252,6 +279,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
 
     #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Pending> {
+        if !self.1.postcard {
+            return self.0.deserialize_string(Wrapped(visitor, self.1)).map_err(kept);
+        }
         self.0.deserialize_bytes(Text { visitor: Wrapped(visitor, self.1), borrow: false }).map_err(kept)
     }
 
@@ -259,7 +289,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Pending> {
         // `Vec<u8>`'s own visitor: the run of bytes as one copy (postcard writes a sequence
         // of `u8` exactly as bytes), not one element at a time.
-        if typeid::of::<V>() == byte_vec_visitor() {
+        if self.1.postcard && typeid::of::<V>() == byte_vec_visitor() {
             let bytes = self.0.deserialize_byte_buf(ByteVec).map_err(kept)?;
             return crate::shm::byte_vec_as::<V::Value>(bytes)
                 .or_else(|bytes| visitor.visit_byte_buf(bytes).map_err(|e: Pending| e));
