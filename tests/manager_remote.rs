@@ -838,3 +838,58 @@ fn requests_of_every_kind_mutated_at_random_neither_harm_the_server_nor_leak() {
         manager.number_of_objects().unwrap()
     );
 }
+
+/// How many descriptors and threads process `pid` has.
+fn fds_and_threads(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    (count(format!("/proc/{pid}/fd")), count(format!("/proc/{pid}/task")))
+}
+
+#[test]
+fn thousands_of_connections_opened_and_dropped_give_back_their_descriptors_and_threads() {
+    let _w = common::heap_user(Duration::from_secs(300));
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let pid = manager.pid().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    manager.publish("d", &d).unwrap();
+    // One client first, so that whatever the first remote connection starts once is counted.
+    drop(Manager::connect(addr, KEY).unwrap());
+    let before = manager.number_of_objects().unwrap();
+    assert!(eventually(Duration::from_secs(10), || fds_and_threads(pid).1 < 64));
+    let (fds, threads) = fds_and_threads(pid);
+    for round in 0..2000 {
+        match round % 4 {
+            // Connects and leaves at once.
+            0 => drop(TcpStream::connect(addr).unwrap()),
+            // Leaves mid-handshake.
+            1 => {
+                let mut raw = TcpStream::connect(addr).unwrap();
+                let mut hello = [0u8; 40];
+                raw.read_exact(&mut hello).unwrap();
+                raw.write_all(&[0; 10]).unwrap();
+            }
+            // Authenticated, then leaves holding a lock.
+            2 => {
+                let remote = Manager::connect(addr, KEY).unwrap();
+                let lock = remote.lock().unwrap();
+                lock.acquire().unwrap().leave_locked();
+            }
+            // Authenticated, a reference taken, then gone.
+            _ => {
+                let remote = Manager::connect(addr, KEY).unwrap();
+                let rd: DictProxy<u8, u8> = remote.lookup("d").unwrap();
+                let _ = rd.len();
+            }
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let (f, t) = fds_and_threads(pid);
+            f <= fds && t <= threads
+        }),
+        "before: {fds} descriptors, {threads} threads; after: {:?}",
+        fds_and_threads(pid)
+    );
+    assert!(eventually(Duration::from_secs(30), || manager.number_of_objects().unwrap() == before));
+}
