@@ -893,3 +893,24 @@ fn thousands_of_connections_opened_and_dropped_give_back_their_descriptors_and_t
     );
     assert!(eventually(Duration::from_secs(30), || manager.number_of_objects().unwrap() == before));
 }
+
+/// Connection numbers are 24 bits and were never given back: after 16,777,214 connections
+/// in a server's life (a client that reconnects for each job, a few hundred a second, takes
+/// a day), every remote client was welcomed and then dropped unserved. A remote
+/// connection's number is taken again once the server has forgotten it.
+#[test]
+fn remote_clients_come_and_go_past_the_number_of_connection_numbers() {
+    let _w = common::heap_user(Duration::from_secs(300));
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let d = manager.dict::<u32, u32>().unwrap();
+    manager.publish("d", &d).unwrap();
+    // All but the last 20 of 2^24 - 1 numbers taken, as by that many connections.
+    assert!(multiproc::__private::manager_skip_connections(&manager, 0xff_ffff - 20));
+    for round in 0..200u32 {
+        let remote = Manager::connect(addr, KEY).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let rd: DictProxy<u32, u32> = remote.lookup("d").unwrap_or_else(|e| panic!("round {round}: {e}"));
+        rd.insert(round, round).unwrap();
+    }
+    assert_eq!(d.len().unwrap(), 200);
+}

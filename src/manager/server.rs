@@ -286,7 +286,15 @@ impl Server {
                 self.store.conn_opened(conn, pid, start);
                 self.conns.insert(conn, Conn::Local { replies, pid, start });
             }
-            Control::Bye { conn } | Control::RemoteClosed { conn } => self.close(conn),
+            Control::Bye { conn } => self.close(conn),
+            Control::RemoteClosed { conn } => {
+                self.close(conn);
+                // Its thread's last word (its requests are all before it on the ring), and
+                // the server keeps nothing of it now, not even a close to come: its number
+                // may serve another connection.
+                self.closing.retain(|&c| c != conn);
+                remote::free_conn(&self.writers, conn);
+            }
             Control::RemoteOpened { conn } => {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
             }
