@@ -1189,6 +1189,20 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
     read_body(bytes, true)
 }
 
+/// Decodes the whole of `bytes` as a `T` in plain postcard, with no tag (a
+/// [`SocketConnection`](crate::SocketConnection)'s message), through the same wrapper as a
+/// message's postcard body: its depth limit, its errors' messages and its UTF-8 check.
+pub(crate) fn decode_untagged<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+    let value = keep::deserialize::<T, _>(&mut deserializer).map_err(postcard_failure::<T>)?;
+    let rest = deserializer.finalize().map_err(|e| CodecError::decode(e).of::<T>())?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(CodecError::decode(format_args!("{} bytes left over after the value", rest.len())).of::<T>())
+    }
+}
+
 /// The [`CodecError`] of a postcard decoding of a `T` that failed with `e`.
 fn postcard_failure<T: ?Sized>(e: keep::Kept) -> CodecError {
     if e.0 == postcard::Error::WontImplement.to_string() {
@@ -1285,7 +1299,9 @@ impl<A: DeserializeOwned> ExactSizeIterator for Elements<'_, A> {}
 #[inline(never)]
 fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Result<T, CodecError> {
     let mut deserializer = rmp_serde::Deserializer::new(&mut body);
-    let value = T::deserialize(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
+    // Behind the depth limit too: MessagePack's own (1024 levels) counts arrays and maps,
+    // not the maps of enum variants, which nest as deep as the message is long.
+    let value = keep::deserialize_described::<T, _>(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
     if exact && !body.is_empty() {
         Err(CodecError::decode(format_args!("{} bytes left over after the value", body.len())).of::<T>())
     } else {

@@ -450,6 +450,9 @@ pub mod __private {
     #[cfg(feature = "cluster")]
     pub use crate::cluster::pool::{test_results as cluster_pool_results, test_trim as cluster_pool_trim};
 
+    /// The manager's tests: takes `n` connection numbers of a started manager's server.
+    pub use crate::manager::test_skip_connections as manager_skip_connections;
+
     /// The async tests: how many waker threads this process runs.
     pub use crate::shm::reactor::waker_threads;
 }

@@ -422,3 +422,63 @@ fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
         "{wrong:?}"
     );
 }
+
+/// A value that nests as deep as its encoding says: one byte a level.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Nest {
+    End,
+    More(Box<Nest>),
+}
+
+/// `levels` of `Nest` in the crate's encoding (its postcard tag, then a variant index a
+/// level), as another program could push them.
+fn nested(levels: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8];
+    bytes.resize(1 + levels, 1);
+    bytes.push(0);
+    bytes
+}
+
+/// A message nested deeper than any stack could decode is a typed error and set aside (it
+/// overflowed the consumer's stack: the process died, and the next consumer to be given
+/// the item back would die of it too), and the queue goes on.
+#[test]
+fn a_message_nested_beyond_any_stack_is_a_typed_error_and_set_aside() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<Nest>::open(&redis.url, "deep").unwrap();
+    raw(&redis, &[b"LPUSH", b"mp:{q:deep}:items", &nested(1_000_000)]);
+    q.put(Nest::More(Box::new(Nest::End))).unwrap();
+    let got = q.get();
+    assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
+    assert_eq!(q.get().unwrap(), Nest::More(Box::new(Nest::End)), "the queue goes on after it");
+    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:deep}:dead"]), b":1\r\n", "kept in the dead-letter list");
+    // A value nested 200 levels deep is no attack.
+    let deep = || (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
+    q.put(deep()).unwrap();
+    assert_eq!(q.get().unwrap(), deep());
+}
+
+/// The same in the self-describing encoding (MessagePack, tag 1: what another program may
+/// write, and how a manager keeps values): each level a one-entry map of variant to value.
+#[test]
+fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<Nest>::open(&redis.url, "described").unwrap();
+    let described = |levels: usize| {
+        let mut bytes = vec![1u8];
+        for _ in 0..levels {
+            bytes.extend([0x81, 0x01]);
+        }
+        bytes.push(0);
+        bytes
+    };
+    raw(&redis, &[b"LPUSH", b"mp:{q:described}:items", &described(200)]);
+    raw(&redis, &[b"LPUSH", b"mp:{q:described}:items", &described(100_000)]);
+    let deep = (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
+    assert_eq!(q.get().unwrap(), deep, "200 levels are no attack");
+    let got = q.get();
+    assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
+    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:described}:dead"]), b":1\r\n", "kept in the dead-letter list");
+}

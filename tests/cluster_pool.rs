@@ -544,3 +544,74 @@ fn the_driver_bounds_the_tasks_in_flight() {
     let _node = Node::start(&redis.url);
     assert_eq!(result.get().unwrap(), (0..1000).map(|x| x * x).collect::<Vec<_>>());
 }
+
+// --- Entries written by someone else ------------------------------------------------------
+
+/// Sends one command to the server over its socket (as another program would) and returns
+/// the raw reply.
+fn raw(redis: &Redis, args: &[&[u8]]) -> Vec<u8> {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&common::machine::resp(args)).unwrap();
+    let mut reply = vec![0; 4096];
+    let n = s.read(&mut reply).unwrap();
+    reply.truncate(n);
+    reply
+}
+
+/// The ids of the pools on `redis` (`SMEMBERS mp:pools`, its bulk strings).
+fn pool_ids(redis: &Redis) -> Vec<String> {
+    let reply = String::from_utf8_lossy(&raw(redis, &[b"SMEMBERS", b"mp:pools"])).into_owned();
+    reply.split("\r\n").skip(1).filter(|l| !l.is_empty() && !l.starts_with('$')).map(str::to_string).collect()
+}
+
+/// A task entry as another program (or another version) could write it: the crate's
+/// layout (a postcard tag, then the fields), with values a driver never sends.
+#[derive(serde::Serialize)]
+struct ForgedTask {
+    id: u64,
+    build: u128,
+    call: (u64, bool, u64, u64, u64),
+    timeout_ms: Option<u64>,
+    lease_ms: u64,
+    #[serde(with = "serde_bytes")]
+    args: Vec<u8>,
+}
+
+fn forged(task: &ForgedTask) -> Vec<u8> {
+    let mut bytes = vec![0u8];
+    bytes.extend(postcard::to_allocvec(task).unwrap());
+    bytes
+}
+
+/// A node takes the lease of each entry from the entry; one with a lease no driver gives
+/// (the driver clamps its own) must not stop the node from answering the other entries.
+#[test]
+fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    let mut first = pool.apply_async(square, 2).unwrap();
+    assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(4));
+    let ids = pool_ids(&redis);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let tasks = format!("mp:{{p:{}}}:tasks", ids[0]);
+    for lease_ms in [u64::MAX, 0] {
+        let entry = forged(&ForgedTask {
+            id: 777_777,
+            build: 0,
+            call: (0, false, 0, 0, 0),
+            timeout_ms: None,
+            lease_ms,
+            args: Vec::new(),
+        });
+        let added = raw(&redis, &[b"XADD", tasks.as_bytes(), b"*", b"m", &entry]);
+        assert!(added.starts_with(b"$"), "{}", String::from_utf8_lossy(&added));
+        let mut r = pool.apply_async(square, 3).unwrap();
+        assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9), "after an entry with a lease of {lease_ms} ms");
+    }
+    // Answered, so gone from the stream.
+    assert!(eventually(Duration::from_secs(10), || raw(&redis, &[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
+}

@@ -365,3 +365,114 @@ fn recv_timeout_with_nothing_begun_leaves_the_connection_usable() {
     assert_eq!(conn.recv_timeout(Duration::ZERO).unwrap(), 8);
     drop(client.join().unwrap());
 }
+
+/// A value that nests as deep as its encoding says: one byte a level.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Nest {
+    End,
+    More(Box<Nest>),
+}
+
+/// Bytes that say "nested a million levels deep" are a decode error, not a stack overflow
+/// of the receiving process; the message was read whole, so the connection goes on.
+#[test]
+fn a_message_nested_beyond_any_stack_is_a_decode_error_and_the_connection_goes_on() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let deep = || (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
+    let peer = std::thread::spawn(move || {
+        let conn = Client::connect::<Nest>(address, KEY).unwrap();
+        let mut bytes = vec![1u8; 1_000_000];
+        bytes.push(0);
+        conn.send_bytes(&bytes).unwrap();
+        conn.send(Nest::More(Box::new(Nest::End))).unwrap();
+        // A value nested 200 levels deep is no attack.
+        conn.send(deep()).unwrap();
+        // Then waits for the other end to close.
+        let _ = conn.recv_bytes();
+    });
+    let conn = listener.accept::<Nest>().unwrap();
+    let got = conn.recv();
+    assert!(matches!(&got, Err(SocketRecvError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
+    assert_eq!(conn.recv().unwrap(), Nest::More(Box::new(Nest::End)));
+    assert_eq!(conn.recv().unwrap(), deep());
+    drop(conn);
+    peer.join().unwrap();
+}
+
+/// A message of many shapes, for bytes at random to be read as.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Shapes {
+    Text(String),
+    Texts(Vec<String>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    Map(std::collections::BTreeMap<String, Vec<u64>>),
+    Mixed { c: char, f: f64, i: i128, o: Option<Box<Shapes>> },
+    Nest(Nest),
+    Unit,
+}
+
+/// Random bytes, and bytes of real messages mutated at random, read as a `Shapes`: each
+/// receive is the value or `Decode` (never a panic), and the connection goes on.
+#[test]
+fn random_and_mutated_messages_are_values_or_decode_errors_and_the_connection_goes_on() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap();
+    let address = listener.address().clone();
+    let samples: Vec<Vec<u8>> = [
+        Shapes::Text("héllo".into()),
+        Shapes::Texts(vec!["a".into(), "".into(), "ünï".into()]),
+        Shapes::Bytes(vec![0, 255, 7]),
+        Shapes::Map([("k".to_string(), vec![1, u64::MAX])].into_iter().collect()),
+        Shapes::Mixed { c: 'é', f: 1.5, i: -3, o: Some(Box::new(Shapes::Unit)) },
+        Shapes::Nest(Nest::More(Box::new(Nest::End))),
+        Shapes::Unit,
+    ]
+    .iter()
+    .map(|s| postcard::to_allocvec(s).unwrap())
+    .collect();
+    const ROUNDS: usize = 5000;
+    let peer = std::thread::spawn(move || {
+        let conn = Client::connect::<Shapes>(address, KEY).unwrap();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..ROUNDS {
+            let mut bytes = samples[next() as usize % samples.len()].clone();
+            if next() % 3 == 0 {
+                bytes = (0..next() % 40).map(|_| next() as u8).collect();
+            } else {
+                for _ in 0..1 + next() % 3 {
+                    let at = next() as usize % bytes.len().max(1);
+                    match next() % 4 {
+                        0 if !bytes.is_empty() => bytes[at] = next() as u8,
+                        1 if !bytes.is_empty() => bytes[at] = 0xFF,
+                        2 => bytes.truncate(at),
+                        _ => bytes.insert(at.min(bytes.len()), next() as u8),
+                    }
+                }
+            }
+            conn.send_bytes(&bytes).unwrap();
+        }
+        conn.send(Shapes::Text("the end".into())).unwrap();
+        let _ = conn.recv_bytes();
+    });
+    let conn = listener.accept::<Shapes>().unwrap();
+    let mut decoded = 0;
+    for _ in 0..ROUNDS {
+        match conn.recv() {
+            Ok(_) => decoded += 1,
+            Err(SocketRecvError::Decode(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(conn.recv().unwrap(), Shapes::Text("the end".into()));
+    assert!(decoded > 0 && decoded < ROUNDS, "{decoded} of {ROUNDS} decoded");
+    drop(conn);
+    peer.join().unwrap();
+}

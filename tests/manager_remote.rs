@@ -628,3 +628,289 @@ fn an_endless_handshake_timeout_is_no_panic() {
     let remote = Manager::connect_timeout(manager.address().unwrap(), KEY, Duration::MAX).unwrap();
     assert_eq!(remote.number_of_objects().unwrap(), 0);
 }
+
+// ---- fuzzing the server with what a real client says ----------------------------------------
+
+/// A tiny xorshift: the same attacks on every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Forwards one connection to `to`, keeping a copy of what the client sent.
+fn recording_relay(to: std::net::SocketAddr) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = sent.clone();
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(to).unwrap();
+        let (mut client_back, mut server_back) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut server_back, &mut client_back);
+            let _ = client_back.shutdown(std::net::Shutdown::Both);
+        });
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = client.read(&mut buf) {
+            record.lock().unwrap().extend_from_slice(&buf[..n]);
+            if server.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    (at, sent)
+}
+
+/// The request frames in what a client sent: after its 64 bytes of handshake, each a
+/// little-endian `u32` length and that many bytes.
+fn frames_of(sent: &[u8]) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut rest = &sent[64..];
+    while rest.len() >= 4 {
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        if rest.len() < 4 + len {
+            break;
+        }
+        frames.push(rest[4..4 + len].to_vec());
+        rest = &rest[4 + len..];
+    }
+    frames
+}
+
+/// Talks to every kind of object through the relay, so that its recording holds a
+/// request of every kind; returns what must stay alive while the frames are replayed.
+fn a_session_of_every_kind(remote: &Manager) -> Vec<Box<dyn std::any::Any>> {
+    let t = Duration::from_millis(5);
+    let d = remote.dict::<String, Vec<u8>>().unwrap();
+    d.insert("k".into(), vec![1, 2, 3]).unwrap();
+    d.update([("a".to_string(), vec![9]), ("b".to_string(), vec![])]).unwrap();
+    let _ = (d.get("k"), d.keys(), d.values(), d.items(), d.setdefault("z".into(), vec![0]));
+    let _ = (d.contains_key("a"), d.pop("b", vec![]), d.popitem(), d.len());
+    let l = remote.list::<i64>().unwrap();
+    l.extend([5, -1, 7]).unwrap();
+    l.push(3).unwrap();
+    l.insert(1, 4).unwrap();
+    let _ = (l.get(2), l.set(0, 8), l.pop_at(1), l.index(&7), l.count(&3), l.remove(&3), l.contains(&5));
+    let _ = (l.reverse(), l.sort(), l.to_vec(), l.pop(), l.len());
+    let nested = remote.list::<DictProxy<String, Vec<u8>>>().unwrap();
+    nested.push(d.clone()).unwrap();
+    let _ = nested.get(0);
+    let s = remote.set::<u32>().unwrap();
+    s.add(1).unwrap();
+    s.update([2, 3]).unwrap();
+    let _ = (s.union([4]), s.intersection([2]), s.difference([3]), s.symmetric_difference([3, 9]));
+    let _ = (s.issubset([1, 2, 3]), s.issuperset([1]), s.isdisjoint([7]), s.intersection_update([1, 2]));
+    let _ = (s.discard(&2), s.contains(&1), s.pop(), s.to_vec());
+    let ns = remote.namespace().unwrap();
+    ns.set("x", 5u8).unwrap();
+    let _ = (ns.get::<u8>("x"), ns.names(), ns.remove("x"));
+    let v = remote.value(7u32).unwrap();
+    let _ = (v.get(), v.set(8));
+    let a = remote.array([1u16, 2, 3]).unwrap();
+    let _ = (a.get(1), a.set(2, 9), a.to_vec(), a.len());
+    let q = remote.queue_bounded::<String>(2).unwrap();
+    q.put("one".into()).unwrap();
+    let _ = (q.try_put("two".into()), q.try_put("three".into()), q.get(), q.get_timeout(t), q.len(), q.is_full());
+    let jq = remote.joinable_queue::<u8>().unwrap();
+    jq.put(1).unwrap();
+    let _ = (jq.get(), jq.task_done(), jq.join_timeout(t));
+    let lock = remote.lock().unwrap();
+    lock.acquire().unwrap().leave_locked();
+    let _ = (lock.try_acquire(), lock.locked(), lock.release());
+    let rl = remote.rlock().unwrap();
+    drop(rl.acquire().unwrap());
+    let sem = remote.bounded_semaphore(2).unwrap();
+    drop(sem.acquire().unwrap());
+    let _ = (sem.get_value(), sem.acquire_timeout(t).map(drop));
+    let ev = remote.event().unwrap();
+    let _ = (ev.set(), ev.is_set(), ev.clear(), ev.wait_timeout(t));
+    let c = remote.condition().unwrap();
+    {
+        let mut g = c.acquire().unwrap();
+        let _ = (g.notify(1), g.wait_timeout(t));
+    }
+    let b = remote.barrier(2).unwrap();
+    let _ = (b.wait_timeout(t), b.reset(), b.parties(), b.n_waiting(), b.is_broken(), b.abort());
+    let sq = remote.queue::<u8>().unwrap();
+    let _ = (sq.shutdown(false), sq.is_shutdown());
+    vec![
+        Box::new(d),
+        Box::new(l),
+        Box::new(nested),
+        Box::new(s),
+        Box::new(ns),
+        Box::new(v),
+        Box::new(a),
+        Box::new(q),
+        Box::new(jq),
+        Box::new(lock),
+        Box::new(rl),
+        Box::new(sem),
+        Box::new(ev),
+        Box::new(c),
+        Box::new(b),
+        Box::new(sq),
+    ]
+}
+
+/// One mutation of a request frame: bytes changed to edge values or random ones,
+/// inserted, removed, or the frame cut short.
+fn mutate(frame: &[u8], rng: &mut XorShift) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(f.len().max(1));
+        match rng.below(7) {
+            0 if !f.is_empty() => f[at] = rng.next() as u8,
+            1 if !f.is_empty() => f[at] = [0x00, 0x01, 0x7F, 0x80, 0xFF][rng.below(5)],
+            2 if !f.is_empty() => {
+                // A varint made as large as it can be.
+                let n = 1 + rng.below(10);
+                for b in f.iter_mut().skip(at).take(n) {
+                    *b = 0xFF;
+                }
+            }
+            3 => f.insert(at.min(f.len()), rng.next() as u8),
+            4 if !f.is_empty() => {
+                f.remove(at);
+            }
+            5 => f.truncate(at),
+            _ => f.extend((0..rng.below(8)).map(|_| rng.next() as u8)),
+        }
+    }
+    f
+}
+
+#[test]
+fn requests_of_every_kind_mutated_at_random_neither_harm_the_server_nor_leak() {
+    let _w = common::heap_user(Duration::from_secs(300));
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let before = manager.number_of_objects().unwrap();
+    let (relay, sent) = recording_relay(addr);
+    let recorder = Manager::connect(relay, KEY).unwrap();
+    let alive = a_session_of_every_kind(&recorder);
+    let frames = frames_of(&sent.lock().unwrap());
+    assert!(frames.len() > 60, "{} frames recorded", frames.len());
+
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for round in 0..300 {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        authenticate(&mut raw, KEY);
+        // Whatever the server answers is read and thrown away, so that it never waits on us.
+        let mut reader = raw.try_clone().unwrap();
+        let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        for _ in 0..1 + rng.below(6) {
+            let frame = &frames[rng.below(frames.len())];
+            let bad = if rng.below(4) == 0 { frame.clone() } else { mutate(frame, &mut rng) };
+            let announced =
+                if rng.below(50) == 0 { bad.len() as u32 + 1 + rng.below(100) as u32 } else { bad.len() as u32 };
+            if raw.write_all(&announced.to_le_bytes()).and_then(|()| raw.write_all(&bad)).is_err() {
+                break;
+            }
+        }
+        let _ = raw.shutdown(std::net::Shutdown::Both);
+        let _ = drain.join();
+        if round % 20 == 19 {
+            // The server serves, a family client and a remote one alike.
+            assert!(manager.number_of_objects().is_ok(), "round {round}");
+            let again = Manager::connect(addr, KEY).unwrap();
+            assert!(again.number_of_objects().is_ok(), "round {round}");
+        }
+    }
+    // What the attacks created or took was given back when their connections closed.
+    drop(alive);
+    drop(recorder);
+    assert!(
+        eventually(Duration::from_secs(30), || manager.number_of_objects().unwrap() == before),
+        "{} objects, {before} expected",
+        manager.number_of_objects().unwrap()
+    );
+}
+
+/// How many descriptors and threads process `pid` has.
+fn fds_and_threads(pid: u32) -> (usize, usize) {
+    let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    (count(format!("/proc/{pid}/fd")), count(format!("/proc/{pid}/task")))
+}
+
+#[test]
+fn thousands_of_connections_opened_and_dropped_give_back_their_descriptors_and_threads() {
+    let _w = common::heap_user(Duration::from_secs(300));
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let pid = manager.pid().unwrap();
+    let d = manager.dict::<u8, u8>().unwrap();
+    manager.publish("d", &d).unwrap();
+    // One client first, so that whatever the first remote connection starts once is counted.
+    drop(Manager::connect(addr, KEY).unwrap());
+    let before = manager.number_of_objects().unwrap();
+    assert!(eventually(Duration::from_secs(10), || fds_and_threads(pid).1 < 64));
+    let (fds, threads) = fds_and_threads(pid);
+    for round in 0..2000 {
+        match round % 4 {
+            // Connects and leaves at once.
+            0 => drop(TcpStream::connect(addr).unwrap()),
+            // Leaves mid-handshake.
+            1 => {
+                let mut raw = TcpStream::connect(addr).unwrap();
+                let mut hello = [0u8; 40];
+                raw.read_exact(&mut hello).unwrap();
+                raw.write_all(&[0; 10]).unwrap();
+            }
+            // Authenticated, then leaves holding a lock.
+            2 => {
+                let remote = Manager::connect(addr, KEY).unwrap();
+                let lock = remote.lock().unwrap();
+                lock.acquire().unwrap().leave_locked();
+            }
+            // Authenticated, a reference taken, then gone.
+            _ => {
+                let remote = Manager::connect(addr, KEY).unwrap();
+                let rd: DictProxy<u8, u8> = remote.lookup("d").unwrap();
+                let _ = rd.len();
+            }
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let (f, t) = fds_and_threads(pid);
+            f <= fds && t <= threads
+        }),
+        "before: {fds} descriptors, {threads} threads; after: {:?}",
+        fds_and_threads(pid)
+    );
+    assert!(eventually(Duration::from_secs(30), || manager.number_of_objects().unwrap() == before));
+}
+
+/// Connection numbers are 24 bits and were never given back: after 16,777,214 connections
+/// in a server's life (a client that reconnects for each job, a few hundred a second, takes
+/// a day), every remote client was welcomed and then dropped unserved. A remote
+/// connection's number is taken again once the server has forgotten it.
+#[test]
+fn remote_clients_come_and_go_past_the_number_of_connection_numbers() {
+    let _w = common::heap_user(Duration::from_secs(300));
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let d = manager.dict::<u32, u32>().unwrap();
+    manager.publish("d", &d).unwrap();
+    // All but the last 20 of 2^24 - 1 numbers taken, as by that many connections.
+    assert!(multiproc::__private::manager_skip_connections(&manager, 0xff_ffff - 20));
+    for round in 0..200u32 {
+        let remote = Manager::connect(addr, KEY).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let rd: DictProxy<u32, u32> = remote.lookup("d").unwrap_or_else(|e| panic!("round {round}: {e}"));
+        rd.insert(round, round).unwrap();
+    }
+    assert_eq!(d.len().unwrap(), 200);
+}

@@ -74,6 +74,25 @@ fn cross<E: de::Error>(_: Pending) -> E {
     out
 }
 
+/// How deep a value may nest (each element, field, map entry, `Some` and newtype a level
+/// below its container): a message nested deeper is a decoding error. Decoding recurses
+/// once a level, and a message of `n` bytes can nest `n` levels deep, far past the stack
+/// of any thread (a million levels of `enum Nest { End, More(Box<Nest>) }` are a megabyte):
+/// without a limit, whoever writes a message could abort the process that decodes it.
+/// serde_json stops at 128; 256 fit a 2 MiB thread stack in a debug build.
+const MAX_DEPTH: u32 = 256;
+
+/// The depth below `depth`, or the error past [`MAX_DEPTH`].
+#[inline]
+fn deeper<E: de::Error>(depth: u32) -> Result<u32, E> {
+    if depth < MAX_DEPTH { Ok(depth + 1) } else { Err(too_deep()) }
+}
+
+#[cold]
+fn too_deep<E: de::Error>() -> E {
+    cross(pending(format!("the value nests deeper than {MAX_DEPTH} levels")))
+}
+
 #[cold]
 fn kept<E: fmt::Display>(e: E) -> Pending {
     pending(e.to_string())
@@ -82,9 +101,24 @@ fn kept<E: fmt::Display>(e: E) -> Pending {
 /// Decodes a `T` with `deserializer` (postcard's) behind a [`Keep`]; the error is the
 /// innermost message.
 pub(super) fn deserialize<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<T, Kept> {
+    deserialize_at::<T, D, true>(deserializer)
+}
+
+/// [`deserialize`] with a self-describing deserializer behind (MessagePack's): only the
+/// depth limit and the errors' messages.
+pub(super) fn deserialize_described<'de, T: de::Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<T, Kept> {
+    deserialize_at::<T, D, false>(deserializer)
+}
+
+/// `P`: postcard is behind (see [`Keep`]).
+fn deserialize_at<'de, T: de::Deserialize<'de>, D: Deserializer<'de>, const P: bool>(
+    deserializer: D,
+) -> Result<T, Kept> {
     // The stash is empty here: every error that fills it ends a decoding (postcard cannot
     // go back to try another way), which takes it.
-    T::deserialize(Keep(deserializer)).map_err(|Pending| {
+    T::deserialize(Keep::<D, P>(deserializer, 0)).map_err(|Pending| {
         let top = PENDING.with(|p| p.borrow_mut().take());
         Kept(STASHED.with(|s| s.borrow_mut().take()).or(top).unwrap_or_default())
     })
@@ -179,23 +213,27 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Text<V> {
     }
 }
 
-/// A deserializer, or one of its access types, in front of another.
-pub(super) struct Keep<D>(D);
+/// A deserializer, or one of its access types, in front of another; with the depth of the
+/// value it reads (see [`MAX_DEPTH`]). `P`: the deserializer behind is postcard's, whose
+/// text and byte vectors the wrapper reads its own, faster way; otherwise (MessagePack)
+/// every call goes through as it is. A parameter, not a field: the hot path pays nothing
+/// for it.
+pub(super) struct Keep<D, const P: bool>(D, u32);
 
 /// A visitor or seed given to the deserializer behind, which runs the one it wraps with
-/// [`Pending`] errors.
-struct Wrapped<V>(V);
+/// [`Pending`] errors; with the depth of the value it reads.
+struct Wrapped<V, const P: bool>(V, u32);
 
 macro_rules! forward {
     ($($method:ident),* $(,)?) => {
         $(#[inline]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Pending> {
-            self.0.$method(Wrapped(visitor)).map_err(kept)
+            self.0.$method(Wrapped::<_, P>(visitor, self.1)).map_err(kept)
         })*
     };
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
+impl<'de, D: Deserializer<'de>, const P: bool> Deserializer<'de> for Keep<D, P> {
     type Error = Pending;
 
     forward!(
@@ -225,41 +263,47 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
 
     #[inline]
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Pending> {
+        if !P {
+            return self.0.deserialize_str(Wrapped::<_, P>(visitor, self.1)).map_err(kept);
+        }
         // Postcard writes text as it writes bytes; read as bytes, it is checked by
         // `shm::utf8`, faster than postcard's own check for ASCII.
-        self.0.deserialize_bytes(Text { visitor: Wrapped(visitor), borrow: true }).map_err(kept)
+        self.0.deserialize_bytes(Text { visitor: Wrapped::<_, P>(visitor, self.1), borrow: true }).map_err(kept)
     }
 
     #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Pending> {
-        self.0.deserialize_bytes(Text { visitor: Wrapped(visitor), borrow: false }).map_err(kept)
+        if !P {
+            return self.0.deserialize_string(Wrapped::<_, P>(visitor, self.1)).map_err(kept);
+        }
+        self.0.deserialize_bytes(Text { visitor: Wrapped::<_, P>(visitor, self.1), borrow: false }).map_err(kept)
     }
 
     #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Pending> {
         // `Vec<u8>`'s own visitor: the run of bytes as one copy (postcard writes a sequence
         // of `u8` exactly as bytes), not one element at a time.
-        if typeid::of::<V>() == byte_vec_visitor() {
+        if P && typeid::of::<V>() == byte_vec_visitor() {
             let bytes = self.0.deserialize_byte_buf(ByteVec).map_err(kept)?;
             return crate::shm::byte_vec_as::<V::Value>(bytes)
                 .or_else(|bytes| visitor.visit_byte_buf(bytes).map_err(|e: Pending| e));
         }
-        self.0.deserialize_seq(Wrapped(visitor)).map_err(kept)
+        self.0.deserialize_seq(Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
     fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Pending> {
-        self.0.deserialize_unit_struct(name, Wrapped(visitor)).map_err(kept)
+        self.0.deserialize_unit_struct(name, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Pending> {
-        self.0.deserialize_newtype_struct(name, Wrapped(visitor)).map_err(kept)
+        self.0.deserialize_newtype_struct(name, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Pending> {
-        self.0.deserialize_tuple(len, Wrapped(visitor)).map_err(kept)
+        self.0.deserialize_tuple(len, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
@@ -269,7 +313,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Pending> {
-        self.0.deserialize_tuple_struct(name, len, Wrapped(visitor)).map_err(kept)
+        self.0.deserialize_tuple_struct(name, len, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
@@ -279,7 +323,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Pending> {
-        self.0.deserialize_struct(name, fields, Wrapped(visitor)).map_err(kept)
+        self.0.deserialize_struct(name, fields, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
@@ -289,7 +333,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Pending> {
-        self.0.deserialize_enum(name, variants, Wrapped(visitor)).map_err(kept)
+        self.0.deserialize_enum(name, variants, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
@@ -298,12 +342,12 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keep<D> {
     }
 }
 
-impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrapped<T> {
+impl<'de, T: DeserializeSeed<'de>, const P: bool> DeserializeSeed<'de> for Wrapped<T, P> {
     type Value = T::Value;
 
     #[inline]
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T::Value, D::Error> {
-        self.0.deserialize(Keep(deserializer)).map_err(cross)
+        self.0.deserialize(Keep::<_, P>(deserializer, deeper(self.1)?)).map_err(cross)
     }
 }
 
@@ -316,7 +360,7 @@ macro_rules! visit {
     };
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Wrapped<V> {
+impl<'de, V: Visitor<'de>, const P: bool> Visitor<'de> for Wrapped<V, P> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -358,36 +402,36 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrapped<V> {
 
     #[inline]
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
-        self.0.visit_some(Keep(deserializer)).map_err(cross)
+        self.0.visit_some(Keep::<_, P>(deserializer, deeper(self.1)?)).map_err(cross)
     }
 
     #[inline]
     fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
-        self.0.visit_newtype_struct(Keep(deserializer)).map_err(cross)
+        self.0.visit_newtype_struct(Keep::<_, P>(deserializer, deeper(self.1)?)).map_err(cross)
     }
 
     #[inline]
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        self.0.visit_seq(Keep(seq)).map_err(cross)
+        self.0.visit_seq(Keep::<_, P>(seq, self.1)).map_err(cross)
     }
 
     #[inline]
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        self.0.visit_map(Keep(map)).map_err(cross)
+        self.0.visit_map(Keep::<_, P>(map, self.1)).map_err(cross)
     }
 
     #[inline]
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
-        self.0.visit_enum(Keep(data)).map_err(cross)
+        self.0.visit_enum(Keep::<_, P>(data, self.1)).map_err(cross)
     }
 }
 
-impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Keep<A> {
+impl<'de, A: de::SeqAccess<'de>, const P: bool> de::SeqAccess<'de> for Keep<A, P> {
     type Error = Pending;
 
     #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Pending> {
-        self.0.next_element_seed(Wrapped(seed)).map_err(kept)
+        self.0.next_element_seed(Wrapped::<_, P>(seed, self.1)).map_err(kept)
     }
 
     #[inline]
@@ -396,17 +440,17 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Keep<A> {
     }
 }
 
-impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Keep<A> {
+impl<'de, A: de::MapAccess<'de>, const P: bool> de::MapAccess<'de> for Keep<A, P> {
     type Error = Pending;
 
     #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Pending> {
-        self.0.next_key_seed(Wrapped(seed)).map_err(kept)
+        self.0.next_key_seed(Wrapped::<_, P>(seed, self.1)).map_err(kept)
     }
 
     #[inline]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Pending> {
-        self.0.next_value_seed(Wrapped(seed)).map_err(kept)
+        self.0.next_value_seed(Wrapped::<_, P>(seed, self.1)).map_err(kept)
     }
 
     #[inline]
@@ -415,17 +459,20 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Keep<A> {
     }
 }
 
-impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Keep<A> {
+impl<'de, A: de::EnumAccess<'de>, const P: bool> de::EnumAccess<'de> for Keep<A, P> {
     type Error = Pending;
-    type Variant = Keep<A::Variant>;
+    type Variant = Keep<A::Variant, P>;
 
     #[inline]
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Keep<A::Variant>), Pending> {
-        self.0.variant_seed(Wrapped(seed)).map(|(v, rest)| (v, Keep(rest))).map_err(kept)
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Keep<A::Variant, P>), Pending> {
+        self.0
+            .variant_seed(Wrapped::<_, P>(seed, self.1))
+            .map(|(v, rest)| (v, Keep::<_, P>(rest, self.1)))
+            .map_err(kept)
     }
 }
 
-impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Keep<A> {
+impl<'de, A: de::VariantAccess<'de>, const P: bool> de::VariantAccess<'de> for Keep<A, P> {
     type Error = Pending;
 
     #[inline]
@@ -435,16 +482,16 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Keep<A> {
 
     #[inline]
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Pending> {
-        self.0.newtype_variant_seed(Wrapped(seed)).map_err(kept)
+        self.0.newtype_variant_seed(Wrapped::<_, P>(seed, self.1)).map_err(kept)
     }
 
     #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Pending> {
-        self.0.tuple_variant(len, Wrapped(visitor)).map_err(kept)
+        self.0.tuple_variant(len, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 
     #[inline]
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Pending> {
-        self.0.struct_variant(fields, Wrapped(visitor)).map_err(kept)
+        self.0.struct_variant(fields, Wrapped::<_, P>(visitor, self.1)).map_err(kept)
     }
 }

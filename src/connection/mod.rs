@@ -1026,14 +1026,9 @@ impl<T: Serialize + DeserializeOwned> SocketConnection<T> {
     }
 
     fn decode(bytes: &[u8]) -> Result<T, SocketRecvError> {
-        match postcard::take_from_bytes(bytes) {
-            Ok((value, [])) => Ok(value),
-            Ok((_, rest)) => Err(SocketRecvError::Decode(CodecError::decode(format_args!(
-                "{} bytes left over after the value",
-                rest.len()
-            )))),
-            Err(e) => Err(SocketRecvError::Decode(CodecError::decode(e))),
-        }
+        // Through the codec's wrapper: a message nested past its depth limit is an error,
+        // not a stack overflow of this process.
+        crate::codec::decode_untagged(bytes).map_err(SocketRecvError::Decode)
     }
 
     /// [`recv`](Self::recv), giving up when no message has begun to arrive within

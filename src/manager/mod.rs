@@ -94,6 +94,19 @@ pub(crate) struct ServerProcess {
     starter: u32,
 }
 
+/// Tests: `n` connection numbers of `manager`'s server are taken as if by as many
+/// connections (a life of connections in a moment). False for a connected manager.
+#[doc(hidden)]
+pub fn test_skip_connections(manager: &Manager, n: u32) -> bool {
+    match &manager.server {
+        Some(server) => {
+            server.state.next_conn.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
 impl ServerProcess {
     /// Stops the server (see [`Manager::shutdown`]).
     fn shutdown(&self) -> Result<(), ManagerError> {

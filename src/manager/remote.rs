@@ -168,9 +168,19 @@ fn read_request<'m>(
     Ok((body, Some(share)))
 }
 
-/// The answer channels of the remote connections, shared by the dispatcher and the
-/// connection threads.
-pub(crate) type Writers = Arc<Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>>;
+/// What the dispatcher and the connection threads share about remote connections: their
+/// answer channels, and the connection numbers the server has forgotten.
+#[derive(Default)]
+pub(crate) struct Remotes {
+    writers: Mutex<HashMap<u32, mpsc::SyncSender<Vec<u8>>>>,
+    /// Numbers of remote connections that ended, to be taken again: numbers are 24 bits
+    /// (a ring's tag), and a server that handed out a fresh one to every client that
+    /// connects would have none left after 16,777,214 of them.
+    free: Mutex<Vec<u32>>,
+}
+
+/// See [`Remotes`].
+pub(crate) type Writers = Arc<Remotes>;
 
 #[cfg(feature = "remote")]
 /// Answers queued for a remote client that does not read them, at most: past that, the
@@ -180,12 +190,18 @@ const WRITER_BACKLOG: usize = 4096;
 /// Queues an answer frame for connection `conn`; false if it is gone, or so far behind
 /// that it should be closed.
 pub(crate) fn send_to_writer(writers: &Writers, conn: u32, frame: Vec<u8>) -> bool {
-    lock(writers).get(&conn).is_some_and(|tx| tx.try_send(frame).is_ok())
+    lock(&writers.writers).get(&conn).is_some_and(|tx| tx.try_send(frame).is_ok())
 }
 
 /// Forgets connection `conn`'s writer: it sends what is queued, then closes the socket.
 pub(crate) fn forget_writer(writers: &Writers, conn: u32) {
-    lock(writers).remove(&conn);
+    lock(&writers.writers).remove(&conn);
+}
+
+/// Remote connection `conn` is over, for the server (which forgot it) and for its thread
+/// (which puts nothing more on the ring): another connection may take its number.
+pub(crate) fn free_conn(writers: &Writers, conn: u32) {
+    lock(&writers.free).push(conn);
 }
 
 #[cfg(feature = "remote")]
@@ -370,10 +386,16 @@ fn serve_connection(
     drop(place);
     let _ = stream.set_read_timeout(None);
     let _ = stream.set_write_timeout(None);
-    let Some(conn) = state.new_conn() else { return };
-    let Ok(mut writer) = stream.try_clone() else { return };
+    // A number a connection that ended gave back, else a fresh one.
+    let free = lock(&writers.free).pop();
+    let Some(conn) = free.or_else(|| state.new_conn()) else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        // Nothing of it reached the server.
+        free_conn(writers, conn);
+        return;
+    };
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
-    lock(writers).insert(conn, tx);
+    lock(&writers.writers).insert(conn, tx);
     let _ = std::thread::Builder::new().name("manager-writer".into()).spawn(move || {
         for frame in rx {
             if write_frame(&mut writer, &frame).is_err() {

@@ -296,7 +296,14 @@ impl Server {
             // connection abandoned after a call timed out holds nothing for its process:
             // that call may be granted a lock now, which nobody will ever release.
             Control::Bye { conn, abandoned } => self.close(conn, !abandoned),
-            Control::RemoteClosed { conn } => self.close(conn, false),
+            Control::RemoteClosed { conn } => {
+                self.close(conn, false);
+                // Its thread's last word (its requests are all before it on the ring), and
+                // the server keeps nothing of it now, not even a close to come: its number
+                // may serve another connection.
+                self.closing.retain(|&c| c != conn);
+                remote::free_conn(&self.writers, conn);
+            }
             Control::RemoteOpened { conn } => {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
             }

@@ -88,6 +88,11 @@ impl ManagerState {
 
     /// A connection number for a new client.
     pub(crate) fn new_conn(&self) -> Option<u32> {
+        // Past the last number, no more counting: the counter must never wrap round to
+        // numbers connections still use.
+        if self.next_conn.load(Ordering::Relaxed) >= MAX_CONN {
+            return None;
+        }
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         (conn != CONTROL && conn < MAX_CONN).then_some(conn)
     }
