@@ -121,6 +121,11 @@
 //! - A message that cannot be encoded or decoded is a [`CodecError`] naming the type and
 //!   keeping the message of the serializer or of the `Serialize`/`Deserialize` impl that
 //!   refused, on the sending and on the receiving side.
+//! - A message nests at most 256 levels deep (each field, element, map entry, `Some` and
+//!   newtype one level below its container): a deeper one is refused by its receiver with
+//!   a [`CodecError`], so that bytes from a peer can never overflow the decoding thread's
+//!   stack (which would abort the process). A long chain belongs in a `Vec`, not in nested
+//!   `Option<Box<_>>`.
 //!
 //! Big data is best passed as bytes or as shared memory. A `Vec<u8>`, a `[u8]` or a
 //! `serde_bytes::ByteBuf` is copied as one block (a typed 1 KiB message costs about a
