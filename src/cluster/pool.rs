@@ -450,11 +450,36 @@ pub fn test_results(url: &str, key: &str) -> Result<Vec<Vec<u8>>, ClusterError> 
     Link::new(url, Duration::from_secs(10))?.run(|c| redis::cmd("LRANGE").arg(key).arg(0).arg(READ - 1).query(c))
 }
 
-/// Tests: sends, on a connection of its own, the trim the driver sends after it read
-/// `count` results, `last` the last of them (a trim from a dropped connection that reaches
-/// Redis late).
-pub fn test_trim(url: &str, key: &str, count: usize, last: &[u8]) -> Result<(), ClusterError> {
-    Link::new(url, Duration::from_secs(10))?.run(|c| trim(key, count, last).query::<()>(c))
+/// Tests: what a read of the driver sees in the results list now, and so the trim it sends
+/// after (see [`test_read`], [`test_trim`]).
+#[derive(Debug, Clone)]
+pub struct TestRead {
+    results: Vec<Vec<u8>>,
+}
+
+impl TestRead {
+    /// The results read, oldest first.
+    pub fn results(&self) -> &[Vec<u8>] {
+        &self.results
+    }
+}
+
+/// Tests: reads the results list `key` as the driver does, without trimming anything.
+pub fn test_read(url: &str, key: &str) -> Result<TestRead, ClusterError> {
+    Ok(TestRead { results: test_results(url, key)? })
+}
+
+/// Tests: sends, on a connection of its own, the trim the driver sends after `read` (a trim
+/// from a dropped connection that reaches Redis late).
+pub fn test_trim(url: &str, key: &str, read: &TestRead) -> Result<(), ClusterError> {
+    let last = read.results.last().map_or(&[][..], Vec::as_slice);
+    Link::new(url, Duration::from_secs(10))?.run(|c| trim(key, read.results.len(), last).query::<()>(c))
+}
+
+/// Tests: pushes `result` on the results list `key` as a node does (a node that ran a task
+/// again after its entry was reclaimed pushes the same bytes again).
+pub fn test_push(url: &str, key: &str, result: &[u8]) -> Result<(), ClusterError> {
+    Link::new(url, Duration::from_secs(10))?.run(|c| redis::cmd("RPUSH").arg(key).arg(result).query::<()>(c))
 }
 
 fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
