@@ -68,8 +68,44 @@ fn cluster_role() {
             eprintln!("holding {}", *job);
             std::thread::sleep(Duration::from_secs(120));
         }
+        // Puts 1 while the reply of every put is lost (the command ran), puts it again as
+        // its error allows, then puts 2.
+        "lost put reply" => {
+            let q = Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+            multiproc::__private::crash_at("fail:cluster.put.reply");
+            let put = q.put(1);
+            multiproc::__private::crash_disarm();
+            let e = put.expect_err("the put's reply was lost, yet it succeeded");
+            eprintln!("the put failed: {e}");
+            put_again(&q, e).unwrap();
+            q.put(2).unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A put that failed is put again the way its error allows.
+fn put_again(q: &Queue<u32>, e: PutError<u32>) -> Result<(), PutError<u32>> {
+    q.put(e.into_inner())
+}
+
+/// A put that ran but whose reply was lost (in another program, a fail point drops the
+/// reply of a put that ran, as a connection cut after the command reached Redis does)
+/// fails; put again as its error allows, the value is in the queue once.
+#[test]
+fn a_put_whose_reply_was_lost_put_again_is_in_the_queue_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("lost put reply", &redis.url);
+    let mut said = String::new();
+    other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert!(other.wait().unwrap().success(), "{said}");
+    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    assert_eq!(got, [1, 2], "the put put again is in the queue twice");
 }
 
 #[test]

@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use super::link::{Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, Tls};
 use crate::codec::{self, CodecError};
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, fail_point};
 
 /// Puts only when the list holds fewer than `ARGV[2]` items.
 const PUT_BOUNDED: &str = r"
@@ -505,6 +505,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     .run(|c| self.put_bounded.key(&self.keys.items).arg(&bytes).arg(self.maxsize).invoke::<bool>(c))
             };
             drop(state);
+            // Tests: the put ran, its reply is lost (as a connection cut after the command
+            // reached Redis loses it).
+            let put = if put.is_ok() && fail_point!("cluster.put.reply") {
+                Err(ClusterError::Unreachable("the reply was lost (fail point cluster.put.reply)".into()))
+            } else {
+                put
+            };
             match put {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
