@@ -7,7 +7,7 @@
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
 //! [`ClusterError::Auth`]. Every key is under `mp:`; an ACL user limited to it needs
-//! `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set +del +exists`, and for pools also `+@stream +pexpire`.
+//! `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set +del +exists`, and for pools also `+@stream +pexpire +get`.
 //!
 //! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an
 //! authority of the system's, or by one given with [`Tls`] (a private CA, and a client
