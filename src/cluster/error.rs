@@ -121,9 +121,9 @@ pub enum PutError<T> {
 
 /// A put that may or may not have taken effect ([`PutError::Unsure`]): its value, and the
 /// number under which the queue takes it at most once, however often it is put again with
-/// [`Queue::put_again`](super::Queue::put_again). The queue remembers that number for an
-/// hour after this handle's last put (or twice its timeout, if longer): a token put again
-/// later than that may put its value twice. Dropping the token (or taking its value back
+/// [`Queue::put_again`](super::Queue::put_again). The queue remembers that number for at
+/// least 45 minutes after this handle's last put: a token put again later than that may
+/// put its value twice. Dropping the token (or taking its value back
 /// with [`into_inner`](PutToken::into_inner)) gives the put up: if it has not taken effect
 /// by then, it never will.
 ///

@@ -42,8 +42,9 @@
 //! at most once. The record holds a floor, below which every number is refused: the handle
 //! raises it to its oldest put that may still be sent (in progress, or held by a token),
 //! so a copy of a put that reaches Redis late, once the put was settled, is refused too;
-//! each put also removes the numbers settled since the handle's last put. So the record
-//! holds a few numbers, and expires an hour after the handle's last put.
+//! puts remove the numbers settled, 64 or more at once. So the record holds at most a few
+//! hundred numbers (a few while no token is held), and expires an hour after the handle's
+//! last put (at least 45 minutes: a put refreshes it every quarter of an hour).
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
@@ -64,28 +65,27 @@ use crate::shm::crash::{crash_point, fail_point};
 /// Puts `ARGV[1]` under the number `ARGV[3]` of the producer whose record is `KEYS[2]`
 /// (see the module doc), when the list `KEYS[1]` holds fewer than `ARGV[2]` items (0: no
 /// bound): 1 when put, 2 when that number took effect already (or is below the floor: a
-/// copy of a settled put), 0 when full. First, the numbers `ARGV[6..]` leave the record
-/// and its floor rises to `ARGV[4]`; the record expires after `ARGV[5]` ms.
+/// copy of a settled put), 0 when full. When put, the floor rises to `ARGV[4]`, the
+/// numbers `ARGV[7..]` leave the record, and the record expires after `ARGV[5]` ms if
+/// `ARGV[6]` is 1 or the record is new. Three calls in the usual case: the put costs
+/// little more than an `LPUSH`.
 const PUT: &str = r"
 local r = KEYS[2]
-if #ARGV > 5 then redis.call('HDEL', r, unpack(ARGV, 6)) end
-local floor = tonumber(redis.call('HGET', r, 'floor') or '0')
-if tonumber(ARGV[4]) > floor then
-  floor = tonumber(ARGV[4])
-  redis.call('HSET', r, 'floor', ARGV[4])
-  redis.call('PEXPIRE', r, ARGV[5])
-end
-if tonumber(ARGV[3]) < floor or redis.call('HEXISTS', r, ARGV[3]) == 1 then return 2 end
+local got = redis.call('HMGET', r, 'floor', ARGV[3])
+if got[2] or (got[1] and tonumber(ARGV[3]) < tonumber(got[1])) then return 2 end
 local max = tonumber(ARGV[2])
 if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
 redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('HSET', r, ARGV[3], '')
-redis.call('PEXPIRE', r, ARGV[5])
+local floor = ARGV[4]
+if got[1] and tonumber(got[1]) > tonumber(floor) then floor = got[1] end
+redis.call('HSET', r, 'floor', floor, ARGV[3], '')
+if #ARGV > 6 then redis.call('HDEL', r, unpack(ARGV, 7)) end
+if ARGV[6] == '1' or not got[1] then redis.call('PEXPIRE', r, ARGV[5]) end
 return 1
 ";
 
-/// The most settled numbers one put removes from the record (the rest wait for the next).
-const FORGET: usize = 256;
+/// Settled numbers leave the record by this many at once (at most four times as many).
+const FORGET: usize = 64;
 
 /// How long a producer's record of puts outlives its last put, at least.
 const PUT_RECORD: Duration = Duration::from_secs(3600);
@@ -166,9 +166,16 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// (the value is returned even if that acknowledgement fails: the item may then be
 /// delivered again, never lost).
 ///
+/// A put takes effect at most once, however often it is sent: one whose reply was lost is
+/// sent again by the put itself until the [`timeout`](QueueBuilder::timeout) has passed
+/// since that failure; then it fails with [`PutError::Unsure`], whose token
+/// [`put_again`](Queue::put_again) puts exactly once (the value is never in the queue
+/// twice because a reply was lost).
+///
 /// Every call returns within a bounded time: when Redis is unreachable, killed or silent,
 /// the error is [`ClusterError::Unreachable`] after at most the
-/// [`timeout`](QueueBuilder::timeout) plus one second; the next call connects anew.
+/// [`timeout`](QueueBuilder::timeout) plus one second (a put: three times the timeout plus two
+/// seconds, as it sends again); the next call connects anew.
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets.
@@ -204,6 +211,8 @@ pub(crate) struct Puts {
     open: BTreeSet<u64>,
     /// Settled since the last put that ran: their numbers leave the record.
     settled: Vec<u64>,
+    /// When a put last refreshed the record's expiry.
+    refreshed: Option<Instant>,
 }
 
 /// A put given a number, until it is settled (dropped: its value is in the queue, or the
@@ -367,7 +376,8 @@ impl<T> QueueBuilder<T> {
     }
 
     /// How long to wait for Redis to connect or to answer (default 5 s) before the call
-    /// fails with [`ClusterError::Unreachable`].
+    /// fails with [`ClusterError::Unreachable`]. A put whose reply was lost is sent again
+    /// for this long after the failure before it fails with [`PutError::Unsure`].
     ///
     /// # Examples
     ///
@@ -631,12 +641,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // The first failure after the put was sent: it may have run.
         let mut unsure: Option<(Instant, ClusterError)> = None;
         loop {
-            let (floor, forget) = {
+            let (floor, forget, refresh) = {
                 let mut puts = lock(&put.puts);
                 let floor = puts.open.first().copied().unwrap_or(put.number).min(put.number);
-                let n = puts.settled.len().min(FORGET);
-                (floor, puts.settled.drain(..n).collect::<Vec<u64>>())
+                let n = if puts.settled.len() >= FORGET { puts.settled.len().min(4 * FORGET) } else { 0 };
+                let refresh = puts.refreshed.is_none_or(|at| at.elapsed() >= PUT_RECORD / 4);
+                (floor, puts.settled.drain(..n).collect::<Vec<u64>>(), refresh)
             };
+            let sent_at = Instant::now();
             let mut state = self.state();
             let sent = state.link.run(|c| {
                 self.put_script
@@ -647,6 +659,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     .arg(put.number)
                     .arg(floor)
                     .arg(ttl)
+                    .arg(u8::from(refresh))
                     .arg(&forget)
                     .invoke::<i64>(c)
             });
@@ -658,9 +671,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             } else {
                 sent
             };
-            if sent.is_err() {
-                // Maybe not removed: removed by a later put.
-                lock(&put.puts).settled.extend(forget);
+            {
+                let mut puts = lock(&put.puts);
+                if matches!(sent, Ok(1)) {
+                    if refresh {
+                        puts.refreshed = Some(sent_at);
+                    }
+                } else {
+                    // Not removed (or maybe not): removed by a later put.
+                    puts.settled.extend(forget);
+                }
             }
             match sent {
                 Ok(0) => {}
