@@ -454,6 +454,10 @@ pub mod __private {
         test_results as cluster_pool_results, test_trim as cluster_pool_trim,
     };
 
+    /// The cluster queue's tests: the command a put sends, to replay a late copy of it.
+    #[cfg(feature = "cluster")]
+    pub use crate::cluster::queue::test_put_command as cluster_put_command;
+
     /// The async tests: how many waker threads this process runs.
     pub use crate::shm::reactor::waker_threads;
 }

@@ -80,6 +80,27 @@ fn cluster_role() {
             put_again(&q, e).unwrap();
             q.put(2).unwrap();
         }
+        // Puts 1 while the reply of every put is lost, puts it again (exactly once), then
+        // 2..=100 (the handle settles 1 for good), then replays a copy of the first send of 1
+        // as it would reach Redis late, and says Redis's reply.
+        "late put copy" => {
+            let q = Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+            multiproc::__private::crash_at("fail:cluster.put.reply");
+            let put = q.put(1);
+            multiproc::__private::crash_disarm();
+            let Err(PutError::Unsure(token, _)) = put else { panic!("the put's reply was lost: {put:?}") };
+            let copy = multiproc::__private::cluster_put_command(&q, &token);
+            q.put_again(token).unwrap();
+            for n in 2..=100 {
+                q.put(n).unwrap();
+            }
+            let mut s = UnixStream::connect(url.strip_prefix("redis+unix://").unwrap()).unwrap();
+            let args: Vec<&[u8]> = copy.iter().map(Vec::as_slice).collect();
+            s.write_all(&common::machine::resp(&args)).unwrap();
+            let mut reply = [0; 64];
+            let n = s.read(&mut reply).unwrap();
+            eprintln!("the late copy: {}", String::from_utf8_lossy(&reply[..n]).trim());
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -109,6 +130,26 @@ fn a_put_whose_reply_was_lost_put_again_is_in_the_queue_once() {
         got.push(v);
     }
     assert_eq!(got, [1, 2], "the put put again is in the queue twice");
+}
+
+/// A copy of a put that reaches Redis late (a dropped connection's command, run when the
+/// server goes on), after the put was settled and many others followed, is refused: the
+/// value stays in the queue once.
+#[test]
+fn a_late_copy_of_a_settled_put_is_refused() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("late put copy", &redis.url);
+    let mut said = String::new();
+    other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert!(other.wait().unwrap().success(), "{said}");
+    assert!(said.contains("the late copy: :2"), "{said}");
+    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    assert_eq!(got, (1..=100).collect::<Vec<u32>>(), "the late copy put 1 again");
 }
 
 /// A put whose reply does not come (Redis stopped past the read limit, the timeout plus one

@@ -54,7 +54,7 @@ mod error;
 mod link;
 mod node;
 pub(crate) mod pool;
-mod queue;
+pub(crate) mod queue;
 mod tls;
 mod wire;
 

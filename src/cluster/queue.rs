@@ -444,6 +444,23 @@ impl<T> QueueBuilder<T> {
     }
 }
 
+/// Tests: the arguments of the command a put sends, for the put `token` holds, as its first
+/// send had them (its own number as the floor, no number to remove), to replay a copy of it
+/// that reaches Redis late.
+pub fn test_put_command<T>(q: &Queue<T>, token: &PutToken<T>) -> Vec<Vec<u8>> {
+    let put = &token.put;
+    let mut args: Vec<Vec<u8>> = vec![b"EVAL".to_vec(), PUT.as_bytes().to_vec(), b"2".to_vec()];
+    args.push(put.items.clone().into_bytes());
+    args.push(put.record.clone().into_bytes());
+    args.push(put.bytes.clone());
+    args.push(q.maxsize.to_string().into_bytes());
+    args.push(put.number.to_string().into_bytes());
+    args.push(put.number.to_string().into_bytes());
+    args.push(ms_at_most_max(PUT_RECORD).to_string().into_bytes());
+    args.push(b"0".to_vec());
+    args
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
