@@ -11,8 +11,8 @@
 //!                          its processing list (expires after the lease)
 //! mp:{q:NAME}:consumers    the set of consumer IDs that may hold a processing list
 //! mp:{q:NAME}:dead         items that did not decode or were too large, kept for inspection
-//! mp:{q:NAME}:puts:ID      producer ID's puts that may be sent again (expires an hour after
-//!                          its last put)
+//! mp:{q:NAME}:puts:ID      producer ID's puts that may be sent again (expires at least 45
+//!                          minutes after its last put)
 //! ```
 //!
 //! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
@@ -67,8 +67,8 @@ use crate::shm::crash::{crash_point, fail_point};
 /// bound): 1 when put, 2 when that number took effect already (or is below the floor: a
 /// copy of a settled put), 0 when full. When put, the floor rises to `ARGV[4]`, the
 /// numbers `ARGV[7..]` leave the record, and the record expires after `ARGV[5]` ms if
-/// `ARGV[6]` is 1 or the record is new. Three calls in the usual case: the put costs
-/// little more than an `LPUSH`.
+/// `ARGV[6]` is 1 or the record is new. Three calls in the usual case (`HMGET`, `LPUSH`,
+/// `HSET`).
 const PUT: &str = r"
 local r = KEYS[2]
 local got = redis.call('HMGET', r, 'floor', ARGV[3])
