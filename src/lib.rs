@@ -451,9 +451,17 @@ pub mod __private {
         conn.taken().unwrap_or(0)
     }
 
-    /// The cluster pool's tests: its results list read, and its driver's trim sent late.
+    /// The cluster pool's tests: its results list read as the driver reads it, its driver's trim
+    /// sent late, a node's result pushed again.
     #[cfg(feature = "cluster")]
-    pub use crate::cluster::pool::{test_results as cluster_pool_results, test_trim as cluster_pool_trim};
+    pub use crate::cluster::pool::{
+        TestRead as ClusterPoolRead, test_push as cluster_pool_push, test_read as cluster_pool_read,
+        test_results as cluster_pool_results, test_trim as cluster_pool_trim,
+    };
+
+    /// The cluster queue's tests: the command a put sends, to replay a late copy of it.
+    #[cfg(feature = "cluster")]
+    pub use crate::cluster::queue::test_put_command as cluster_put_command;
 
     /// The manager's tests: takes `n` connection numbers of a started manager's server.
     pub use crate::manager::test_skip_connections as manager_skip_connections;

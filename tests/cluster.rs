@@ -68,8 +68,113 @@ fn cluster_role() {
             eprintln!("holding {}", *job);
             std::thread::sleep(Duration::from_secs(120));
         }
+        // Puts 1 while the reply of every put is lost (the command ran), puts it again as
+        // its error allows, then puts 2.
+        "lost put reply" => {
+            let q = Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+            multiproc::__private::crash_at("fail:cluster.put.reply");
+            let put = q.put(1);
+            multiproc::__private::crash_disarm();
+            let e = put.expect_err("the put's reply was lost, yet it succeeded");
+            eprintln!("the put failed: {e}");
+            put_again(&q, e).unwrap();
+            q.put(2).unwrap();
+        }
+        // Puts 1 while the reply of every put is lost, puts it again (exactly once), then
+        // 2..=100 (the handle settles 1 for good), then replays a copy of the first send of 1
+        // as it would reach Redis late, and says Redis's reply.
+        "late put copy" => {
+            let q = Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+            multiproc::__private::crash_at("fail:cluster.put.reply");
+            let put = q.put(1);
+            multiproc::__private::crash_disarm();
+            let Err(PutError::Unsure(token, _)) = put else { panic!("the put's reply was lost: {put:?}") };
+            let copy = multiproc::__private::cluster_put_command(&q, &token);
+            q.put_again(token).unwrap();
+            for n in 2..=100 {
+                q.put(n).unwrap();
+            }
+            let mut s = UnixStream::connect(url.strip_prefix("redis+unix://").unwrap()).unwrap();
+            let args: Vec<&[u8]> = copy.iter().map(Vec::as_slice).collect();
+            s.write_all(&common::machine::resp(&args)).unwrap();
+            let mut reply = [0; 64];
+            let n = s.read(&mut reply).unwrap();
+            eprintln!("the late copy: {}", String::from_utf8_lossy(&reply[..n]).trim());
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A put that failed is put again the way its error allows.
+fn put_again(q: &Queue<u32>, e: PutError<u32>) -> Result<(), PutError<u32>> {
+    match e {
+        PutError::Unsure(token, _) => q.put_again(token),
+        other => panic!("a put whose reply was lost failed with {other:?}"),
+    }
+}
+
+/// A put that ran but whose reply was lost (in another program, a fail point drops the
+/// reply of a put that ran, as a connection cut after the command reached Redis does)
+/// fails; put again as its error allows, the value is in the queue once.
+#[test]
+fn a_put_whose_reply_was_lost_put_again_is_in_the_queue_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("lost put reply", &redis.url);
+    let mut said = String::new();
+    other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert!(other.wait().unwrap().success(), "{said}");
+    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    assert_eq!(got, [1, 2], "the put put again is in the queue twice");
+}
+
+/// A copy of a put that reaches Redis late (a dropped connection's command, run when the
+/// server goes on), after the put was settled and many others followed, is refused: the
+/// value stays in the queue once.
+#[test]
+fn a_late_copy_of_a_settled_put_is_refused() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("late put copy", &redis.url);
+    let mut said = String::new();
+    other.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert!(other.wait().unwrap().success(), "{said}");
+    assert!(said.contains("the late copy: :2"), "{said}");
+    let q = Queue::<u32>::open(&redis.url, "q").unwrap();
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    assert_eq!(got, (1..=100).collect::<Vec<u32>>(), "the late copy put 1 again");
+}
+
+/// A put whose reply does not come (Redis stopped past the read limit, the timeout plus one
+/// second, and let go within the timeout after that) is sent again by the put itself: it
+/// succeeds, and the value is in the queue once (the server, let go, runs both copies).
+#[test]
+fn a_put_sent_again_after_its_reply_was_lost_is_in_the_queue_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let q = Queue::<u32>::builder().timeout(Duration::from_secs(1)).open(&redis.url, "q").unwrap();
+    q.put(0).unwrap();
+    let put = std::thread::scope(|s| {
+        redis.pause();
+        let putter = s.spawn(|| q.put(1));
+        // Past the first send's read limit (2 s), within the timeout after it.
+        std::thread::sleep(Duration::from_millis(2500));
+        redis.resume();
+        putter.join().unwrap()
+    });
+    assert!(put.is_ok(), "{put:?}");
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    assert_eq!(got, [0, 1]);
 }
 
 #[test]
@@ -181,16 +286,14 @@ fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
     let put = q.put(1);
     let get = q.get();
     redis.resume();
-    assert!(matches!(put, Err(PutError::Redis(1, ClusterError::Unreachable(_)))), "{put:?}");
+    assert!(matches!(&put, Err(PutError::Unsure(t, ClusterError::Unreachable(_))) if *t.value() == 1), "{put:?}");
     assert!(matches!(get, Err(GetError::Redis(ClusterError::Unreachable(_)))), "{get:?}");
-    q.put(2).unwrap(); // connects anew
-    // The stopped server may still have run the put it had received: 1 at most once.
-    let first = q.get().unwrap();
-    if first == 1 {
-        assert_eq!(q.get().unwrap(), 2);
-    } else {
-        assert_eq!(first, 2);
-    }
+    // The stopped server may still run the puts it had received (sent again until the
+    // timeout): put again with its token, 1 is in the queue once.
+    put_again(&q, put.unwrap_err()).unwrap(); // connects anew
+    q.put(2).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.get().unwrap(), 2);
     assert!(q.is_empty().unwrap());
 }
 
@@ -296,8 +399,8 @@ fn an_acl_user_limited_to_the_mp_prefix_is_enough() {
     #[rustfmt::skip]
     let acl = [
         "--user", "default", "off",
-        "--user", "worker", "on", ">pw", "~mp:*", "&*", "-@all", "+@list", "+@connection", "+@scripting",
-        "+sadd", "+srem", "+smembers", "+set", "+del", "+exists",
+        "--user", "worker", "on", ">pw", "~mp:*", "&*", "-@all", "+@list", "+@hash", "+@connection",
+        "+@scripting", "+sadd", "+srem", "+smembers", "+set", "+get", "+del", "+exists", "+pexpire",
     ];
     let Some(redis) = Redis::start(&acl) else { return };
     let url = format!("{}?user=worker&pass=pw", redis.url);

@@ -24,7 +24,7 @@ const ROLE: &str = "MULTIPROC_TEST_CLUSTER_NET_ROLE";
 const URL: &str = "MULTIPROC_TEST_CLUSTER_NET_URL";
 
 /// The ACL the module documentation gives a user limited to the `mp:` prefix.
-const MP_USER: [&str; 19] = [
+const MP_USER: [&str; 22] = [
     "--user",
     "default",
     "off",
@@ -36,14 +36,17 @@ const MP_USER: [&str; 19] = [
     "&*",
     "-@all",
     "+@list",
+    "+@hash",
     "+@connection",
     "+@scripting",
     "+sadd",
     "+srem",
     "+smembers",
     "+set",
+    "+get",
     "+del",
     "+exists",
+    "+pexpire",
 ];
 
 // --- AUTH through the URL ------------------------------------------------------------

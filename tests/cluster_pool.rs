@@ -372,7 +372,7 @@ fn a_trim_that_reaches_redis_late_removes_no_unread_result() {
     assert!(held());
     let mut first = pool.apply_async(square, 4).unwrap();
     assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    let read = results();
+    let read = multiproc::__private::cluster_pool_read(&redis.url, &key).unwrap();
     multiproc::__private::crash_disarm();
     assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
     assert!(eventually(Duration::from_secs(20), || results().is_empty()), "the result read is not trimmed off");
@@ -381,11 +381,55 @@ fn a_trim_that_reaches_redis_late_removes_no_unread_result() {
     assert!(held());
     let mut second = pool.apply_async(square, 5).unwrap();
     assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    multiproc::__private::cluster_pool_trim(&redis.url, &key, read.len(), read.last().unwrap()).unwrap();
+    multiproc::__private::cluster_pool_trim(&redis.url, &key, &read).unwrap();
     let left = results().len();
     multiproc::__private::crash_disarm();
     assert_eq!(left, 1, "the late trim removed a result nobody read");
     assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+}
+
+/// A task run twice (its node silent past the lease, its entry taken back and run again)
+/// pushes its result twice, the same bytes. A trim that reaches Redis late and finds such a
+/// copy where the result it read was still removes no unread result: what the driver read
+/// is told apart from what it did not by more than the bytes.
+#[test]
+fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    // Two results wait while the driver is held before its read: the test reads what the
+    // driver reads.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut first = pool.apply_async(square, 4).unwrap();
+    let mut second = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 2), "the results are not waiting in the list");
+    let read = multiproc::__private::cluster_pool_read(&redis.url, &key).unwrap();
+    multiproc::__private::crash_disarm();
+    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
+    assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "the results read are not trimmed off");
+    // A third result waits, unread; then the node that ran the last task read again pushes
+    // the same bytes again (the task ran twice), second in the list, where the read had the
+    // original; then the trim of that read arrives, late.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut third = pool.apply_async(square, 6).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    multiproc::__private::cluster_pool_push(&redis.url, &key, &read.results()[1]).unwrap();
+    multiproc::__private::cluster_pool_trim(&redis.url, &key, &read).unwrap();
+    let left = results().len();
+    multiproc::__private::crash_disarm();
+    assert_eq!(left, 2, "the late trim, fooled by a copy of the result it read, removed a result nobody read");
+    assert_eq!(third.get_timeout(Duration::from_secs(20)), Ok(36));
     assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
 }
 

@@ -37,6 +37,11 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Self::start_with(2)
+    }
+
+    /// A Redis and `nodes` worker nodes.
+    fn start_with(nodes: usize) -> Setup {
         let dir = std::env::temp_dir().join(format!("mp-bench-redis-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -57,7 +62,7 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(20));
         }
         let url = format!("redis+unix://{}", socket.display());
-        let nodes = (0..2)
+        let nodes = (0..nodes)
             .map(|_| {
                 Command::new("setpriv")
                     .args(["--pdeathsig", "KILL"])
@@ -147,4 +152,28 @@ pub fn cluster_roundtrip(report: &mut Report) {
         }
     }
     report.emit("cluster_roundtrip", "redis.ping", stats::median(&pings), "us", &pings);
+}
+
+/// cluster_queue: puts/s of `cluster::Queue::put` (10 000 `u64` in a row, one handle, no
+/// bound) and gets/s of `get` taking them back, median of 3 rounds; a private Redis, no
+/// node.
+pub fn cluster_queue(report: &mut Report) {
+    let setup = Setup::start_with(0);
+    let q = multiproc::cluster::Queue::<u64>::open(&setup.url, "bench").expect("queue");
+    let n = 10_000u64;
+    let (mut puts, mut gets) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        for i in 0..n {
+            q.put(i).expect("put");
+        }
+        puts.push(n as f64 / t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        for i in 0..n {
+            assert_eq!(q.get().expect("get"), i);
+        }
+        gets.push(n as f64 / t0.elapsed().as_secs_f64());
+    }
+    report.emit("cluster_queue", "put", stats::median(&puts), "puts/s", &puts);
+    report.emit("cluster_queue", "get", stats::median(&gets), "gets/s", &gets);
 }

@@ -129,6 +129,8 @@ const BENCHES: &[Bench] = &[
     ("cluster_overhead", cluster::cluster_overhead),
     #[cfg(feature = "cluster")]
     ("cluster_roundtrip", cluster::cluster_roundtrip),
+    #[cfg(feature = "cluster")]
+    ("cluster_queue", cluster::cluster_queue),
     ("message_cost", queue::message_cost),
     ("memory", memory::memory),
     // Last: rayon's global pool keeps two threads for the rest of the run, and the benches

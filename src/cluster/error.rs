@@ -104,11 +104,90 @@ pub enum PutError<T> {
     /// `max_message_size`.
     #[error("the value cannot be sent: {1}")]
     Encode(T, CodecError),
-    /// Redis could not be used. When the link failed after the command was sent (the
-    /// server stopped answering), the put may still take effect: a caller that puts again
-    /// may put the value twice, which at-least-once delivery allows.
+    /// Redis could not be used, and the put did not take effect: the value is not in the
+    /// queue (Redis refused the command, or the credentials).
     #[error("{1}")]
     Redis(T, ClusterError),
+    /// Redis could not be used after the put was sent, and stayed so past the queue's
+    /// [`timeout`](super::QueueBuilder::timeout) while the put was sent again: it may or
+    /// may not have taken effect (the server may have run it and its reply been lost, or
+    /// run it later). Put it again with
+    /// [`Queue::put_again`](super::Queue::put_again): the queue takes it at most once
+    /// however often it is sent, so it is then in the queue exactly once. (Putting its
+    /// value again with `put` may put it twice.)
+    #[error("the put may or may not have taken effect: {1}")]
+    Unsure(PutToken<T>, ClusterError),
+}
+
+/// A put that may or may not have taken effect ([`PutError::Unsure`]): its value, and the
+/// number under which the queue takes it at most once, however often it is put again with
+/// [`Queue::put_again`](super::Queue::put_again). The queue remembers that number for at
+/// least 45 minutes after this handle's last put: a token put again later than that may
+/// put its value twice. Dropping the token (or taking its value back
+/// with [`into_inner`](PutToken::into_inner)) gives the put up: if it has not taken effect
+/// by then, it never will.
+///
+/// # Examples
+///
+/// ```no_run
+/// use multiproc::cluster::{PutError, Queue};
+///
+/// let q = Queue::<u32>::open("redis://127.0.0.1/", "jobs")?;
+/// let mut outcome = q.put(7);
+/// // Redis came back: the value is in the queue once, whether the first put took effect or not.
+/// while let Err(PutError::Unsure(token, _)) = outcome {
+///     std::thread::sleep(std::time::Duration::from_secs(1));
+///     outcome = q.put_again(token);
+/// }
+/// outcome?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct PutToken<T> {
+    pub(super) value: T,
+    pub(super) put: Box<super::queue::SentPut>,
+}
+
+impl<T> PutToken<T> {
+    /// The value of the put.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::{PutError, Queue};
+    ///
+    /// let q = Queue::<String>::open("redis://127.0.0.1/", "names")?;
+    /// if let Err(PutError::Unsure(token, _)) = q.put("ada".into()) {
+    ///     eprintln!("{} may not be in the queue", token.value());
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// Gives the put up and returns its value (it may be in the queue or not; a put of the
+    /// value sent earlier that has not taken effect yet never will).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::{PutError, Queue};
+    ///
+    /// let q = Queue::<u32>::open("redis://127.0.0.1/", "jobs")?;
+    /// if let Err(PutError::Unsure(token, _)) = q.put(7) {
+    ///     let seven: u32 = token.into_inner();
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> fmt::Debug for PutToken<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutToken").field("number", &self.put.number()).finish_non_exhaustive()
+    }
 }
 
 impl<T> PutError<T> {
@@ -126,6 +205,7 @@ impl<T> PutError<T> {
     pub fn into_inner(self) -> T {
         match self {
             PutError::Full(v) | PutError::Timeout(v) | PutError::Encode(v, _) | PutError::Redis(v, _) => v,
+            PutError::Unsure(token, _) => token.into_inner(),
         }
     }
 }
@@ -137,6 +217,7 @@ impl<T> fmt::Debug for PutError<T> {
             PutError::Timeout(_) => f.write_str("Timeout(..)"),
             PutError::Encode(_, e) => f.debug_tuple("Encode").field(&"..").field(e).finish(),
             PutError::Redis(_, e) => f.debug_tuple("Redis").field(&"..").field(e).finish(),
+            PutError::Unsure(token, e) => f.debug_tuple("Unsure").field(token).field(e).finish(),
         }
     }
 }
@@ -178,7 +259,7 @@ impl<T> From<PutError<T>> for crate::Error {
             PutError::Full(_) => crate::Error::WouldBlock,
             PutError::Timeout(_) => crate::Error::Timeout,
             PutError::Encode(_, e) => crate::Error::Codec(e),
-            PutError::Redis(_, e) => crate::Error::Cluster(e),
+            PutError::Redis(_, e) | PutError::Unsure(_, e) => crate::Error::Cluster(e),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
 //! [`ClusterError::Auth`]. Every key is under `mp:`; an ACL user limited to it needs
-//! `~mp:* +@list +@connection +@scripting +sadd +srem +smembers +set +del +exists`, and for pools also `+@stream +pexpire`.
+//! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire`, and for
+//! pools also `+@stream`.
 //!
 //! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an
 //! authority of the system's, or by one given with [`Tls`] (a private CA, and a client
@@ -53,11 +54,11 @@ mod error;
 mod link;
 mod node;
 pub(crate) mod pool;
-mod queue;
+pub(crate) mod queue;
 mod tls;
 mod wire;
 
-pub use error::{AckError, ClusterError, GetError, PutError};
+pub use error::{AckError, ClusterError, GetError, PutError, PutToken};
 
 /// The longest lease or timeout kept (a hundred years): Redis's expiry times, `Instant`s
 /// and socket timeouts hold it, plus a second or a third of it, where a longer one

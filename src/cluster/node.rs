@@ -267,7 +267,7 @@ fn find_pools(link: &mut Link) -> Result<Vec<String>, ClusterError> {
             live.push(id);
         } else {
             let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(&keys.tasks).arg(&keys.results).ignore();
+            pipe.cmd("DEL").arg(&keys.tasks).arg(&keys.results).arg(&keys.trimmed).ignore();
             pipe.cmd("SREM").arg(POOLS).arg(&id).ignore();
             link.run(|c| pipe.query::<()>(c))?;
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{GROUP, POOLS, PoolKeys, ResultMsg, TRIM_RESULTS, TaskMsg, key_ttl};
+use super::wire::{GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, key_ttl};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
@@ -248,6 +248,7 @@ impl Driver {
         p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.tasks).arg(ttl).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.results).arg(ttl).ignore();
+        p.cmd("PEXPIRE").arg(&self.keys.trimmed).arg(ttl).ignore();
         p.cmd("SADD").arg(POOLS).arg(&self.id).ignore();
         p
     }
@@ -420,7 +421,12 @@ impl Driver {
     /// Deletes the pool's keys (best effort).
     fn clean_up(&self, link: &mut Link) {
         let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(&self.keys.tasks).arg(&self.keys.results).arg(&self.keys.alive).ignore();
+        pipe.cmd("DEL")
+            .arg(&self.keys.tasks)
+            .arg(&self.keys.results)
+            .arg(&self.keys.trimmed)
+            .arg(&self.keys.alive)
+            .ignore();
         pipe.cmd("SREM").arg(POOLS).arg(&self.id).ignore();
         let _ = link.run(|c| pipe.query::<()>(c));
     }
@@ -432,16 +438,33 @@ fn deliver_all(list: Vec<Outcome>) {
     }
 }
 
-/// The command that trims the first `count` results off the list `key`, read by the
-/// driver, `last` the last of them: only if `last` is still the `count`th (a trim that
-/// reaches Redis late, from a connection the driver dropped, after it read and trimmed
-/// again, removes nothing; an unconditional `LTRIM` would remove results nobody read).
-/// `EVAL`, not `EVALSHA`: it rides in the read's pipeline, where a `NOSCRIPT` reply (Redis
-/// restarted) could not be retried; Redis caches the compiled script all the same.
-fn trim(key: &str, count: usize, last: &[u8]) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(TRIM_RESULTS).arg(1).arg(key).arg(count).arg(last);
-    cmd
+/// A read of the results list: how many results the driver had ever trimmed off it when it
+/// read, and what it read (at most `READ`, oldest first).
+struct Read {
+    trimmed: u64,
+    results: Vec<Vec<u8>>,
+}
+
+/// The driver's read of the results list (`READ_RESULTS`), after the trim of its previous
+/// read, `last`: how many results it read and how many had been trimmed then. That trim runs only if no trim ran since that read (one that reaches Redis
+/// late, from a connection the driver dropped, after it read and trimmed again, removes
+/// nothing; an unconditional `LTRIM`, or one that compares the last result's bytes, would
+/// remove results nobody read).
+fn read_results(
+    keys: &PoolKeys,
+    ttl: Duration,
+    (count, trimmed): (usize, u64),
+    c: &mut redis::Connection,
+) -> redis::RedisResult<Read> {
+    let (trimmed, results): (u64, Vec<Vec<u8>>) = redis::Script::new(READ_RESULTS)
+        .key(&keys.results)
+        .key(&keys.trimmed)
+        .arg(count)
+        .arg(trimmed)
+        .arg(READ)
+        .arg(ms(ttl).max(1))
+        .invoke(c)?;
+    Ok(Read { trimmed, results })
 }
 
 /// Tests: the results waiting in the list `key` (at most `READ`, 512), read without taking
@@ -450,19 +473,58 @@ pub fn test_results(url: &str, key: &str) -> Result<Vec<Vec<u8>>, ClusterError> 
     Link::new(url, Duration::from_secs(10))?.run(|c| redis::cmd("LRANGE").arg(key).arg(0).arg(READ - 1).query(c))
 }
 
-/// Tests: sends, on a connection of its own, the trim the driver sends after it read
-/// `count` results, `last` the last of them (a trim from a dropped connection that reaches
-/// Redis late).
-pub fn test_trim(url: &str, key: &str, count: usize, last: &[u8]) -> Result<(), ClusterError> {
-    Link::new(url, Duration::from_secs(10))?.run(|c| trim(key, count, last).query::<()>(c))
+/// Tests: what a read of the driver sees in the results list now, and so the trim it sends
+/// after (see [`test_read`], [`test_trim`]).
+pub struct TestRead(Read);
+
+impl std::fmt::Debug for TestRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestRead").field("trimmed", &self.0.trimmed).field("results", &self.0.results.len()).finish()
+    }
+}
+
+impl TestRead {
+    /// The results read, oldest first.
+    pub fn results(&self) -> &[Vec<u8>] {
+        &self.0.results
+    }
+}
+
+/// The pool keys of the results list `key`.
+fn test_keys(key: &str) -> PoolKeys {
+    let id = key.strip_prefix("mp:{p:").and_then(|k| k.strip_suffix("}:results")).unwrap_or(key);
+    PoolKeys::new(id)
+}
+
+/// Tests: reads the results list `key` as the driver does, without trimming anything.
+pub fn test_read(url: &str, key: &str) -> Result<TestRead, ClusterError> {
+    let keys = test_keys(key);
+    Link::new(url, Duration::from_secs(10))?
+        .run(|c| read_results(&keys, Duration::from_secs(60), (0, 0), c))
+        .map(TestRead)
+}
+
+/// Tests: sends, on a connection of its own, the trim the driver sends after `read` (a trim
+/// from a dropped connection that reaches Redis late).
+pub fn test_trim(url: &str, key: &str, read: &TestRead) -> Result<(), ClusterError> {
+    let keys = test_keys(key);
+    Link::new(url, Duration::from_secs(10))?
+        .run(|c| read_results(&keys, Duration::from_secs(60), (read.0.results.len(), read.0.trimmed), c))
+        .map(drop)
+}
+
+/// Tests: pushes `result` on the results list `key` as a node does (a node that ran a task
+/// again after its entry was reclaimed pushes the same bytes again).
+pub fn test_push(url: &str, key: &str, result: &[u8]) -> Result<(), ClusterError> {
+    Link::new(url, Duration::from_secs(10))?.run(|c| redis::cmd("RPUSH").arg(key).arg(result).query::<()>(c))
 }
 
 fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
     let mut next_beat = Instant::now();
     let mut failing_since: Option<Instant> = None;
-    // Results read from the head of the list and not trimmed off yet: how many, and the
-    // last of them.
-    let mut read: Option<(usize, Vec<u8>)> = None;
+    // The last read: how many results it read from the head of the list (not trimmed off
+    // yet), and how many had been trimmed off then.
+    let mut read = (0, 0);
     loop {
         let Some(driver) = weak.upgrade() else { return };
         let state = driver.state.load(Ordering::Acquire);
@@ -484,17 +546,14 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             let key = driver.keys.results.clone();
             crash_point!("cluster.pool.read");
             // Results are read without being taken, and trimmed off by the next read, in
-            // the same pipeline: a read whose reply never came (it ran all the same) loses
-            // nothing, and a trim whose reply never came is not sent again (what it may
-            // have left is read again; `take_results` ignores a task's later results). A
-            // trim that reaches Redis late, after a newer read, removes nothing (`trim`).
-            let mut pipe = redis::pipe();
-            if let Some((count, last)) = read.take() {
-                pipe.add_command(trim(&key, count, &last)).ignore();
-            }
-            pipe.cmd("LRANGE").arg(&key).arg(0).arg(READ - 1);
-            let (mut raw,): (Vec<Vec<u8>>,) = link.run(|c| pipe.query(c))?;
-            read = raw.last().map(|last| (raw.len(), last.clone()));
+            // the same script: a read whose reply never came (it ran all the same) loses
+            // nothing, and a trim whose reply never came is sent again with the next read
+            // (it runs only if no trim ran since the read it follows; what it may have left
+            // is read again, and `take_results` ignores a task's later results). A trim
+            // that reaches Redis late, after a newer read and trim, removes nothing.
+            let ttl = key_ttl(driver.options.lease);
+            let Read { trimmed, results: mut raw } = link.run(|c| read_results(&driver.keys, ttl, read, c))?;
+            read = (raw.len(), trimmed);
             if raw.is_empty() {
                 // Waits for a result without taking it either (moved from the head back
                 // to the head: the list does not change).

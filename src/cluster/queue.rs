@@ -11,6 +11,8 @@
 //!                          its processing list (expires after the lease)
 //! mp:{q:NAME}:consumers    the set of consumer IDs that may hold a processing list
 //! mp:{q:NAME}:dead         items that did not decode or were too large, kept for inspection
+//! mp:{q:NAME}:puts:ID      producer ID's puts that may be sent again (expires at least 45
+//!                          minutes after its last put)
 //! ```
 //!
 //! A get moves an item atomically (`BLMOVE`) from the list to the consumer's landing list,
@@ -31,11 +33,24 @@
 //! processing list, and the consumer's next take first runs `RECOVER` with the failed
 //! take's number: if that take ran, its item (the newest of the processing list) goes back
 //! first in line.
+//!
+//! A put whose reply never came may have run too, so each put carries a number (per
+//! handle: the handle's id and a count), and `PUT` pushes the value only if that number is
+//! not in the producer's record (`puts:ID`), which it then enters: a put sent again (by the
+//! put itself, which sends again until the timeout has passed since its first failure, or
+//! by [`Queue::put_again`] with the [`PutToken`] of a [`PutError::Unsure`]) takes effect
+//! at most once. The record holds a floor, below which every number is refused: the handle
+//! raises it to its oldest put that may still be sent (in progress, or held by a token),
+//! so a copy of a put that reaches Redis late, once the put was settled, is refused too;
+//! puts remove the numbers settled, 64 or more at once. So the record holds at most a few
+//! hundred numbers (a few while no token is held), and expires an hour after the handle's
+//! last put (at least 45 minutes: a put refreshes it every quarter of an hour).
 
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::ConnectionLike as _;
@@ -43,16 +58,37 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::link::{Link, SLICE};
-use super::{AckError, ClusterError, GetError, PutError, Tls};
+use super::{AckError, ClusterError, GetError, PutError, PutToken, Tls};
 use crate::codec::{self, CodecError};
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, fail_point};
 
-/// Puts only when the list holds fewer than `ARGV[2]` items.
-const PUT_BOUNDED: &str = r"
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+/// Puts `ARGV[1]` under the number `ARGV[3]` of the producer whose record is `KEYS[2]`
+/// (see the module doc), when the list `KEYS[1]` holds fewer than `ARGV[2]` items (0: no
+/// bound): 1 when put, 2 when that number took effect already (or is below the floor: a
+/// copy of a settled put), 0 when full. When put, the floor rises to `ARGV[4]`, the
+/// numbers `ARGV[7..]` leave the record, and the record expires after `ARGV[5]` ms if
+/// `ARGV[6]` is 1 or the record is new. Three calls in the usual case (`HMGET`, `LPUSH`,
+/// `HSET`).
+const PUT: &str = r"
+local r = KEYS[2]
+local got = redis.call('HMGET', r, 'floor', ARGV[3])
+if got[2] or (got[1] and tonumber(ARGV[3]) < tonumber(got[1])) then return 2 end
+local max = tonumber(ARGV[2])
+if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
 redis.call('LPUSH', KEYS[1], ARGV[1])
+local floor = ARGV[4]
+if got[1] and tonumber(got[1]) > tonumber(floor) then floor = got[1] end
+redis.call('HSET', r, 'floor', floor, ARGV[3], '')
+if #ARGV > 6 then redis.call('HDEL', r, unpack(ARGV, 7)) end
+if ARGV[6] == '1' or not got[1] then redis.call('PEXPIRE', r, ARGV[5]) end
 return 1
 ";
+
+/// Settled numbers leave the record by this many at once (at most four times as many).
+const FORGET: usize = 64;
+
+/// How long a producer's record of puts outlives its last put, at least.
+const PUT_RECORD: Duration = Duration::from_secs(3600);
 
 /// The heartbeat of consumer `ARGV[1]`, and the return of every processing list whose
 /// consumer's heartbeat expired (oldest item first in line).
@@ -130,9 +166,16 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// (the value is returned even if that acknowledgement fails: the item may then be
 /// delivered again, never lost).
 ///
+/// A put takes effect at most once, however often it is sent: one whose reply was lost is
+/// sent again by the put itself until the [`timeout`](QueueBuilder::timeout) has passed
+/// since that failure; then it fails with [`PutError::Unsure`], whose token
+/// [`put_again`](Queue::put_again) puts exactly once (the value is never in the queue
+/// twice because a reply was lost).
+///
 /// Every call returns within a bounded time: when Redis is unreachable, killed or silent,
 /// the error is [`ClusterError::Unreachable`] after at most the
-/// [`timeout`](QueueBuilder::timeout) plus one second; the next call connects anew.
+/// [`timeout`](QueueBuilder::timeout) plus one second (a put: three times the timeout plus two
+/// seconds, as it sends again); the next call connects anew.
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
 /// connection); open one per thread for parallel blocking gets.
@@ -153,9 +196,47 @@ pub struct Queue<T> {
     maxsize: usize,
     max_message_size: usize,
     lease: Duration,
+    timeout: Duration,
     state: Mutex<State>,
-    put_bounded: redis::Script,
+    puts: Arc<Mutex<Puts>>,
+    put_script: redis::Script,
     _type: PhantomData<fn(T) -> T>,
+}
+
+/// A handle's puts: the numbers given, those that may still be sent, those settled since.
+#[derive(Default)]
+pub(crate) struct Puts {
+    last: u64,
+    /// Puts in progress, or held by a `PutToken`: the floor is the oldest of them.
+    open: BTreeSet<u64>,
+    /// Settled since the last put that ran: their numbers leave the record.
+    settled: Vec<u64>,
+    /// When a put last refreshed the record's expiry.
+    refreshed: Option<Instant>,
+}
+
+/// A put given a number, until it is settled (dropped: its value is in the queue, or the
+/// put was given up); a [`PutToken`] holds one.
+pub(crate) struct SentPut {
+    number: u64,
+    bytes: Vec<u8>,
+    items: String,
+    record: String,
+    puts: Arc<Mutex<Puts>>,
+}
+
+impl SentPut {
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+}
+
+impl Drop for SentPut {
+    fn drop(&mut self) {
+        let mut puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
+        puts.open.remove(&self.number);
+        puts.settled.push(self.number);
+    }
 }
 
 struct State {
@@ -200,6 +281,10 @@ impl Keys {
 
     fn last_take(&self, consumer: &str) -> String {
         format!("{}:last:{consumer}", self.prefix)
+    }
+
+    fn puts(&self, producer: &str) -> String {
+        format!("{}:puts:{producer}", self.prefix)
     }
 }
 
@@ -291,7 +376,8 @@ impl<T> QueueBuilder<T> {
     }
 
     /// How long to wait for Redis to connect or to answer (default 5 s) before the call
-    /// fails with [`ClusterError::Unreachable`].
+    /// fails with [`ClusterError::Unreachable`]. A put whose reply was lost is sent again
+    /// for this long after the failure before it fails with [`PutError::Unsure`].
     ///
     /// # Examples
     ///
@@ -349,11 +435,39 @@ impl<T> QueueBuilder<T> {
             maxsize: self.maxsize,
             max_message_size: self.max_message_size,
             lease: self.lease,
+            timeout: self.timeout,
             state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
-            put_bounded: redis::Script::new(PUT_BOUNDED),
+            puts: Arc::default(),
+            put_script: redis::Script::new(PUT),
             _type: PhantomData,
         })
     }
+}
+
+/// Tests: the arguments of the command a put sends, for the put `token` holds, as its first
+/// send had them (its own number as the floor, no number to remove), to replay a copy of it
+/// that reaches Redis late.
+pub fn test_put_command<T>(q: &Queue<T>, token: &PutToken<T>) -> Vec<Vec<u8>> {
+    let put = &token.put;
+    let mut args: Vec<Vec<u8>> = vec![b"EVAL".to_vec(), PUT.as_bytes().to_vec(), b"2".to_vec()];
+    args.push(put.items.clone().into_bytes());
+    args.push(put.record.clone().into_bytes());
+    args.push(put.bytes.clone());
+    args.push(q.maxsize.to_string().into_bytes());
+    args.push(put.number.to_string().into_bytes());
+    args.push(put.number.to_string().into_bytes());
+    args.push(ms_at_most_max(PUT_RECORD).to_string().into_bytes());
+    args.push(b"0".to_vec());
+    args
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `d` in milliseconds, at most [`super::MAX_LEASE`]'s (what Redis's clock takes).
+fn ms_at_most_max(d: Duration) -> u64 {
+    u64::try_from(d.min(super::MAX_LEASE).as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A unique name for this consumer: the pid, for people reading `KEYS`, and 64 random bits.
@@ -489,33 +603,140 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_until(value, Until::after(timeout))
     }
 
+    /// Puts again a put that may or may not have taken effect ([`PutError::Unsure`]),
+    /// waiting while the queue is full: the queue takes it at most once, however often it
+    /// was sent, so it is then in the queue exactly once. Any handle of the token's queue
+    /// may put it again (it goes to that queue).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::{PutError, Queue};
+    ///
+    /// let q = Queue::<u32>::open("redis://127.0.0.1/", "jobs")?;
+    /// match q.put(7) {
+    ///     Err(PutError::Unsure(token, why)) => {
+    ///         eprintln!("{why}; trying again");
+    ///         q.put_again(token)?;
+    ///     }
+    ///     other => other?,
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`]: [`PutError::Unsure`] again with the same token when Redis still
+    /// cannot be used.
+    pub fn put_again(&self, token: PutToken<T>) -> Result<(), PutError<T>> {
+        self.send_put(token.value, *token.put, Until::Never)
+    }
+
     fn put_until(&self, value: T, until: Until) -> Result<(), PutError<T>> {
         let bytes = match self.encode(&value) {
             Ok(bytes) => bytes,
             Err(e) => return Err(PutError::Encode(value, e)),
         };
+        let number = {
+            let mut puts = lock(&self.puts);
+            puts.last += 1;
+            let number = puts.last;
+            puts.open.insert(number);
+            number
+        };
+        let record = self.keys.puts(&self.consumer);
+        let put = SentPut { number, bytes, items: self.keys.items.clone(), record, puts: Arc::clone(&self.puts) };
+        self.send_put(value, put, until)
+    }
+
+    /// Sends `put` (again) until it takes effect, the queue is full past `until`, or Redis
+    /// fails: refused, or unreachable for the timeout since the first failure after it was
+    /// sent (then the put may have run: [`PutError::Unsure`]).
+    fn send_put(&self, value: T, put: SentPut, until: Until) -> Result<(), PutError<T>> {
+        let ttl = ms_at_most_max(PUT_RECORD.max(self.timeout.saturating_mul(2)));
         let mut pause = Duration::from_millis(1);
+        // The first failure after the put was sent: it may have run.
+        let mut unsure: Option<(Instant, ClusterError)> = None;
         loop {
-            let mut state = self.state();
-            let put = if self.maxsize == 0 {
-                state.link.run(|c| redis::cmd("LPUSH").arg(&self.keys.items).arg(&bytes).query::<()>(c).map(|()| true))
-            } else {
-                state
-                    .link
-                    .run(|c| self.put_bounded.key(&self.keys.items).arg(&bytes).arg(self.maxsize).invoke::<bool>(c))
+            let (floor, forget, refresh) = {
+                let mut puts = lock(&put.puts);
+                let floor = puts.open.first().copied().unwrap_or(put.number).min(put.number);
+                let n = if puts.settled.len() >= FORGET { puts.settled.len().min(4 * FORGET) } else { 0 };
+                let refresh = puts.refreshed.is_none_or(|at| at.elapsed() >= PUT_RECORD / 4);
+                (floor, puts.settled.drain(..n).collect::<Vec<u64>>(), refresh)
             };
+            let sent_at = Instant::now();
+            let mut state = self.state();
+            let sent = state.link.run(|c| {
+                self.put_script
+                    .key(&put.items)
+                    .key(&put.record)
+                    .arg(&put.bytes)
+                    .arg(self.maxsize)
+                    .arg(put.number)
+                    .arg(floor)
+                    .arg(ttl)
+                    .arg(u8::from(refresh))
+                    .arg(&forget)
+                    .invoke::<i64>(c)
+            });
             drop(state);
-            match put {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => return Err(PutError::Redis(value, e)),
+            // Tests: the put ran, its reply is lost (as a connection cut after the command
+            // reached Redis loses it).
+            let sent = if sent.is_ok() && fail_point!("cluster.put.reply") {
+                Err(ClusterError::Unreachable("the reply was lost (fail point cluster.put.reply)".into()))
+            } else {
+                sent
+            };
+            {
+                let mut puts = lock(&put.puts);
+                if matches!(sent, Ok(1)) {
+                    if refresh {
+                        puts.refreshed = Some(sent_at);
+                    }
+                } else {
+                    // Not removed (or maybe not): removed by a later put.
+                    puts.settled.extend(forget);
+                }
+            }
+            match sent {
+                Ok(0) => {}
+                Ok(_) => return Ok(()),
+                Err(e @ ClusterError::Unreachable(_)) => {
+                    let since = unsure.get_or_insert_with(|| (Instant::now(), e.clone())).0;
+                    let left = self.timeout.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        return Err(PutError::Unsure(PutToken { value, put: Box::new(put) }, e));
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(match unsure {
+                        Some(_) => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
+                        None => PutError::Redis(value, e),
+                    });
+                }
             }
             // Full. Redis lists do not wake a waiting producer: poll, backing off to 100 ms.
-            match until {
-                Until::Now => return Err(PutError::Full(value)),
-                Until::At(at) if Instant::now() >= at => return Err(PutError::Timeout(value)),
-                Until::At(at) => std::thread::sleep(pause.min(at.saturating_duration_since(Instant::now()))),
-                Until::Never => std::thread::sleep(pause),
+            // A put sent before that may yet run: unsure, not full.
+            let gave_up = match until {
+                Until::Now => Some(PutError::Full as fn(T) -> PutError<T>),
+                Until::At(at) if Instant::now() >= at => Some(PutError::Timeout as fn(T) -> PutError<T>),
+                Until::At(at) => {
+                    std::thread::sleep(pause.min(at.saturating_duration_since(Instant::now())));
+                    None
+                }
+                Until::Never => {
+                    std::thread::sleep(pause);
+                    None
+                }
+            };
+            if let Some(error) = gave_up {
+                return Err(match unsure {
+                    Some((_, e)) => PutError::Unsure(PutToken { value, put: Box::new(put) }, e),
+                    None => error(value),
+                });
             }
             pause = (pause * 2).min(Duration::from_millis(100));
         }

@@ -7,7 +7,8 @@
 //! mp:pools               the set of pool ids that nodes serve (one key for all pools)
 //! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes`
 //! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
-//!                        (`TRIM_RESULTS`: only what it read)
+//!                        (`READ_RESULTS`: only what it read)
+//! mp:{p:ID}:trimmed      how many results the driver ever trimmed off the list
 //! mp:{p:ID}:alive        the driver's heartbeat, a key that expires after the lease
 //! ```
 //!
@@ -28,14 +29,24 @@ pub(crate) const POOLS: &str = "mp:pools";
 /// The consumer group of the nodes on every task stream.
 pub(crate) const GROUP: &str = "nodes";
 
-/// Trims the first `ARGV[1]` results off the list, read by the driver, only if the last of
-/// them (`ARGV[2]`) is still where it read it: a trim from a dropped connection that runs
-/// after a newer read and trim finds another result there (each names its task) and
-/// removes nothing (what it leaves is read again, a duplicate the driver ignores).
-pub(crate) const TRIM_RESULTS: &str = r"
-if redis.call('LINDEX', KEYS[1], ARGV[1] - 1) == ARGV[2] then
-  redis.call('LTRIM', KEYS[1], ARGV[1], -1)
+/// The driver's read of the results list (`KEYS[1]`): first, the trim of its previous read,
+/// `ARGV[1]` results when `KEYS[2]` (how many it ever trimmed, expiring after `ARGV[4]` ms)
+/// was `ARGV[2]`, only if it still is; then that count and the first `ARGV[3]` results.
+/// Only the driver removes from the head (nodes push to the tail), so a count unchanged
+/// since a read means the head is still what that read saw; a trim from a dropped
+/// connection that runs after a newer trim finds another count and removes nothing (what it
+/// leaves is read again, a duplicate the driver ignores). The count, not the results'
+/// bytes: a task run twice (its entry taken back) pushes the same bytes twice, and a copy
+/// where the read had the original must not pass for it.
+pub(crate) const READ_RESULTS: &str = r"
+local n = tonumber(ARGV[1])
+local trimmed = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > 0 and trimmed == tonumber(ARGV[2]) then
+  redis.call('LTRIM', KEYS[1], n, -1)
+  trimmed = trimmed + n
+  redis.call('SET', KEYS[2], trimmed, 'PX', ARGV[4])
 end
+return {trimmed, redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)}
 ";
 
 /// Pushes a node's result (unless the driver is gone) and removes the task's entry.
@@ -51,6 +62,7 @@ return 1
 pub(crate) struct PoolKeys {
     pub(crate) tasks: String,
     pub(crate) results: String,
+    pub(crate) trimmed: String,
     pub(crate) alive: String,
 }
 
@@ -60,6 +72,7 @@ impl PoolKeys {
         Self {
             tasks: format!("{prefix}:tasks"),
             results: format!("{prefix}:results"),
+            trimmed: format!("{prefix}:trimmed"),
             alive: format!("{prefix}:alive"),
         }
     }
