@@ -66,7 +66,7 @@ use std::time::Duration;
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::mutex::{Acquired, Owner, RawMutex};
-use super::wait::{Deadline, Interrupted, Notify};
+use super::wait::{Deadline, Interrupted, Notify, spin_learning};
 
 /// Messages up to this size are copied into the ring's segments; larger ones get a heap
 /// block of their own.
@@ -1205,35 +1205,24 @@ impl Ring {
     }
 }
 
-/// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up
-/// every 8 looks (a look costs a lock round trip: under a microsecond), then sleeps as
-/// `Notify::wait` does. The yields matter on a machine with few processors: when the
-/// process we wait for shares ours, it runs only when we let it, and a spin that does not
-/// yield makes every round trip cost the whole spin; when it does not share ours, a yield
-/// is a cheap system call.
+/// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up now
+/// and then, then sleeps as `Notify::wait` does. The yields matter on a machine with few
+/// processors: when the process we wait for shares ours, it runs only when we let it, and a
+/// spin that does not yield makes every round trip cost the whole spin. When it runs on
+/// another processor, a yield only delays our look (a system call, and the processor given
+/// to another task on a busy machine): the spin learns which case it is in from the last
+/// waits of this thread (`wait::spin_learning`), and yields after a few looks only while the
+/// answers come after yields.
 fn wait_on<T, E>(
     notify: &Notify,
     deadline: Deadline,
     mut ready: impl FnMut() -> Option<T>,
     check: impl FnMut() -> Result<(), E>,
 ) -> Result<T, Interrupted<E>> {
-    if !deadline.passed() {
-        let limit = deadline.slice(RING_SPIN);
-        let start = std::time::Instant::now();
-        let mut round: u32 = 0;
-        loop {
-            if let Some(v) = ready() {
-                return Ok(v);
-            }
-            round = round.wrapping_add(1);
-            if round.is_multiple_of(8) {
-                if start.elapsed() >= limit {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            std::hint::spin_loop();
-        }
+    if !deadline.passed()
+        && let Some(v) = spin_learning(deadline.slice(RING_SPIN), &mut ready)
+    {
+        return Ok(v);
     }
     notify.wait(deadline, Duration::ZERO, ready, check)
 }

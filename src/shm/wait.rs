@@ -85,22 +85,65 @@ const YIELD_GAVE_AWAY: Duration = Duration::from_micros(3);
 /// only delays our look. Both ends pinned to one processor, a `Pool`'s `apply_async`
 /// round trip, whose waiter yielded once in 1024 looks, spent most of its 23 µs spinning
 /// while its worker could not run.
-pub(crate) fn spin_for<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn spin_for<T>(limit: Duration, ready: impl FnMut() -> Option<T>) -> Option<T> {
+    spin(limit, LOOKS_PER_YIELD, ready).0
+}
+
+/// The most looks before a learning spin's first yield: what a wrong guess (the other side
+/// came to share our processor) costs once, about ten microseconds of looks.
+const MAX_FIRST_YIELD: u32 = 256;
+
+thread_local! {
+    /// Looks before the first yield of this thread's next [`spin_learning`], as its last
+    /// waits taught.
+    static FIRST_YIELD: std::cell::Cell<u32> = const { std::cell::Cell::new(LOOKS_PER_YIELD) };
+}
+
+/// [`spin_for`] whose first yield comes after as many looks as the thread's last waits
+/// taught. A wait answered while it spun, before any yield, was answered by a side running
+/// on another processor (one that shares ours runs only while we are off it): the next
+/// wait's first yield comes after twice the looks, up to [`MAX_FIRST_YIELD`]. A wait that
+/// had to yield halves them, down to [`LOOKS_PER_YIELD`]: a side that shares our processor
+/// brings it back there within a few waits.
+///
+/// For waits that come one after the other between the same two sides (a ring's round
+/// trips): a spin that starts afresh at each wait yields after a few looks every time,
+/// and on two processors a yield costs the round trip a system call (one to two
+/// microseconds on a virtual machine), or the processor itself when another task wants it.
+pub(crate) fn spin_learning<T>(limit: Duration, ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let (got, taught) = spin(limit, FIRST_YIELD.get(), ready);
+    if let Some(first) = taught {
+        FIRST_YIELD.set(first);
+    }
+    got
+}
+
+/// The spin of [`spin_for`] with its first yield after `first_yield` looks; with what the
+/// wait teaches about the next one's first yield (see [`spin_learning`]).
+#[inline]
+fn spin<T>(limit: Duration, first_yield: u32, mut ready: impl FnMut() -> Option<T>) -> (Option<T>, Option<u32>) {
     let start = Instant::now();
     let mut round: u32 = 0;
-    let mut looks_per_yield = LOOKS_PER_YIELD;
+    let mut looks_per_yield = first_yield;
     let mut next_yield = looks_per_yield;
+    let mut yields: u32 = 0;
     loop {
         if let Some(v) = ready() {
-            return Some(v);
+            let taught = match (yields, round) {
+                (0, 0) => None,
+                (0, _) => Some((first_yield * 2).min(MAX_FIRST_YIELD)),
+                _ => Some((first_yield / 2).max(LOOKS_PER_YIELD)),
+            };
+            return (Some(v), taught);
         }
         round = round.wrapping_add(1);
         if round == next_yield {
             let before = Instant::now();
             if before - start >= limit {
-                return None;
+                return (None, None);
             }
             std::thread::yield_now();
+            yields = yields.saturating_add(1);
             looks_per_yield = if before.elapsed() > YIELD_GAVE_AWAY {
                 LOOKS_PER_YIELD
             } else {
@@ -108,7 +151,7 @@ pub(crate) fn spin_for<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>)
             };
             next_yield = round.wrapping_add(looks_per_yield);
         } else if round.is_multiple_of(64) && start.elapsed() >= limit {
-            return None;
+            return (None, None);
         }
         spin_loop();
     }
@@ -359,6 +402,80 @@ mod tests {
         // or kept off it by the scheduler.
         let median = looks[looks.len() / 2];
         assert!(median < 512, "the median wait took {median} looks for a turn that shares its processor");
+    }
+
+    /// A learning spin answered before its first yield yields later at the next wait (up
+    /// to `MAX_FIRST_YIELD` looks), one that had to yield sooner again (down to
+    /// `LOOKS_PER_YIELD`), and one answered at its first look teaches nothing.
+    #[test]
+    fn a_learning_spin_yields_later_after_answers_that_came_while_it_looked() {
+        use super::{FIRST_YIELD, LOOKS_PER_YIELD, MAX_FIRST_YIELD, spin_learning};
+        // A thread of its own: the lesson is the thread's.
+        std::thread::spawn(|| {
+            let limit = std::time::Duration::from_secs(10);
+            let answered_at = |n: u32| {
+                let mut looks = 0;
+                spin_learning(limit, || {
+                    looks += 1;
+                    (looks >= n).then_some(())
+                })
+            };
+            assert_eq!(FIRST_YIELD.get(), LOOKS_PER_YIELD);
+            let mut expected = LOOKS_PER_YIELD;
+            for _ in 0..10 {
+                assert!(answered_at(3).is_some());
+                expected = (expected * 2).min(MAX_FIRST_YIELD);
+                assert_eq!(FIRST_YIELD.get(), expected);
+            }
+            assert_eq!(expected, MAX_FIRST_YIELD);
+            answered_at(1);
+            assert_eq!(FIRST_YIELD.get(), MAX_FIRST_YIELD, "an answer at the first look teaches nothing");
+            // Past the first yield (after MAX_FIRST_YIELD looks).
+            answered_at(MAX_FIRST_YIELD + 10);
+            assert_eq!(FIRST_YIELD.get(), MAX_FIRST_YIELD / 2);
+            for _ in 0..10 {
+                answered_at(MAX_FIRST_YIELD + 10);
+            }
+            assert_eq!(FIRST_YIELD.get(), LOOKS_PER_YIELD);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Both ends of a learning spin on one processor: every answer comes after a yield, so
+    /// the spins keep yielding after a few looks (the lesson of an answer that came while
+    /// looking, which only the scheduler's preemption can give here, does not stick).
+    #[test]
+    fn a_learning_spin_that_shares_its_processor_keeps_yielding_soon() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        const ROUNDS: u32 = 100;
+        let cpu = first_allowed_cpu();
+        let turn = Arc::new(AtomicU32::new(0));
+        let play = |turn: Arc<AtomicU32>, mine: u32| {
+            std::thread::spawn(move || {
+                pin_to(cpu);
+                let mut looks_per_wait = Vec::new();
+                for round in 0..ROUNDS {
+                    let mut looks = 0u32;
+                    let came = super::spin_learning(std::time::Duration::from_secs(10), || {
+                        looks += 1;
+                        (turn.load(Ordering::SeqCst) == 2 * round + mine).then_some(())
+                    });
+                    assert!(came.is_some(), "the turn came within the spin");
+                    looks_per_wait.push(looks);
+                    turn.fetch_add(1, Ordering::SeqCst);
+                }
+                looks_per_wait
+            })
+        };
+        let (first, second) = (play(turn.clone(), 0), play(turn, 1));
+        let mut looks = first.join().unwrap();
+        looks.extend(second.join().unwrap());
+        looks.sort_unstable();
+        let median = looks[looks.len() / 2];
+        assert!(median < 64, "the median wait took {median} looks for a turn that shares its processor");
     }
 
     /// Eight consumers sleep on an empty queue; a producer puts message after message
