@@ -184,6 +184,12 @@ struct Position {
 
 /// One side of the ring: its lock, its position (kept twice, see the module docs), and
 /// what the other side reads of it.
+///
+/// Three cache lines: the lock, `current` and the copies (120 bytes, then `seen`) are the
+/// side's own; `done` and `done_bytes`, which a producer of a full bounded ring polls on
+/// the consumers' side while each take rewrites them, start the third line together, so
+/// that a take moves one line to that producer rather than two, and none of the lines it
+/// writes its position in.
 #[derive(crate::ShmSafe)]
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
@@ -191,17 +197,27 @@ struct End {
     lock: RawMutex,
     current: AtomicU64,
     copies: [Position; 2],
+    /// Producers: the consumers' `done` as last read (with `seen_bytes`).
+    seen: AtomicU64,
     /// The count and bytes of the current position, for the other side to read.
     done: AtomicU64,
     done_bytes: AtomicU64,
-    /// Producers: the consumers' `done` and `done_bytes` as last read.
-    seen: AtomicU64,
+    /// Producers: the consumers' `done_bytes` as last read.
     seen_bytes: AtomicU64,
     /// Producers: the size of the next segment (segments grow up to `MAX_SEGMENT`).
     next_segment: AtomicU64,
     /// Producers: segments linked so far.
     segments: AtomicU64,
 }
+
+// What the other side reads (`done`, `done_bytes`) shares a line with no word of the
+// position a take or put writes (see `End`).
+const _: () = {
+    assert!(std::mem::offset_of!(End, done) == 128);
+    assert!(std::mem::offset_of!(End, done_bytes) == 136);
+    assert!(std::mem::offset_of!(End, copies) + std::mem::size_of::<[Position; 2]>() <= 128);
+    assert!(std::mem::size_of::<End>() == 192);
+};
 
 impl End {
     #[inline]
