@@ -89,9 +89,11 @@ pub(crate) fn spin_for<T>(limit: Duration, ready: impl FnMut() -> Option<T>) -> 
     spin(limit, LOOKS_PER_YIELD, ready).0
 }
 
-/// The most looks before a learning spin's first yield: what a wrong guess (the other side
-/// came to share our processor) costs once, about ten microseconds of looks.
-const MAX_FIRST_YIELD: u32 = 256;
+/// The most looks before a learning spin's first yield (about 1.5 µs of looks on a 2-vCPU
+/// AMD VM, twice its slow round trip): what a wrong guess (the other side came to share our
+/// processor) costs once. 256 gained no more round trip and looked worse for throughput at
+/// load.
+const MAX_FIRST_YIELD: u32 = 32;
 
 thread_local! {
     /// Looks before the first yield of this thread's next [`spin_learning`], as its last
