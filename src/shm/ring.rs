@@ -570,9 +570,19 @@ impl Ring {
         }
         let heap = Heap::get();
         let mut body = Some(|at: &At| {
+            let body = at.seg + at.pos + 8;
             // SAFETY: past the producers' position, under their lock: ours alone until the
             // header is stored.
-            unsafe { private_bytes(heap, at.seg + at.pos + 8, len) }.copy_from_slice(bytes);
+            let to = unsafe { private_bytes(heap, body, len) };
+            // The bytes in the header's cache line go last, just before the header: a
+            // consumer waiting on the header takes that line back at each look, so a copy
+            // that began there would lose it while copying the rest and need it once more
+            // for the header (the heap's blocks are 64-aligned in a page-aligned mapping).
+            let head = ((64 - body % 64) % 64).min(len) as usize;
+            if head < bytes.len() {
+                to[head..].copy_from_slice(&bytes[head..]);
+            }
+            to[..head].copy_from_slice(&bytes[..head]);
             None
         });
         self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
