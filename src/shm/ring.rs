@@ -1364,6 +1364,31 @@ mod tests {
         r.destroy(heap);
     }
 
+    /// `put_bytes` copies a body in two parts (its bytes in the header's cache line last):
+    /// every length up to past two lines, with its header at every 8-byte place of a line,
+    /// reads back exactly.
+    #[test]
+    fn bodies_copied_around_the_headers_line_read_back_exactly() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let body = |len: usize, rep: usize| (0..len).map(|j| (j * 7 + len + rep) as u8).collect::<Vec<u8>>();
+        let mut places = std::collections::HashSet::new();
+        for len in 0..=150 {
+            for rep in 0..8 {
+                places.insert((len.min(57), r.producers.at().pos % 64));
+                put(&r, &body(len, rep)).unwrap();
+            }
+            for rep in 0..8 {
+                assert_eq!(get(&r).unwrap(), body(len, rep), "length {len}");
+            }
+        }
+        // Each length that reaches past the header's line, at each place of the header.
+        assert_eq!(places.iter().filter(|(len, _)| *len == 57).count(), 8);
+        assert!(get(&r).is_none());
+        r.destroy(heap);
+    }
+
     #[test]
     fn small_puts_of_whole_words_read_back_exactly_beside_other_records() {
         let _serial = crate::shm::heap_test_lock();
