@@ -1,7 +1,8 @@
 //! A probe for `perf stat` / `perf record`: one `message_cost` variant in a loop, nothing
 //! else (`message_probe VARIANT COUNT`, VARIANT one of typed1k, vec_u8, bytes1k, bytes8, int,
 //! queue_int (a `Queue<u64>` put and get), pingpong2 and pingpong1 (8-byte round trips
-//! between two processes pinned to two CPUs, or to one)).
+//! between two processes pinned to two CPUs, or to one), bounded2 and stream2 (ints streamed
+//! through a `Queue<u64>` bounded to 64 items, or not, between two pinned processes)).
 
 use multiproc::{Connection, Pipe, Process, StartMethod};
 #[path = "../src/typed.rs"]
@@ -85,6 +86,29 @@ fn main() {
                 samples[n * 9 / 10]
             );
         }
+        "bounded2" | "stream2" => {
+            // `Queue<u64>` ints streamed from this process (CPU 0) to a child (CPU 1), the
+            // queue bounded to 64 items (`bounded2`: the producer often finds it full and
+            // reads the consumers' counts) or not (`stream2`); prints ns per message.
+            pin(0);
+            let q = if variant == "bounded2" {
+                multiproc::Queue::<u64>::with_maxsize(64).unwrap()
+            } else {
+                multiproc::Queue::<u64>::new().unwrap()
+            };
+            let child = Process::new(drain_pinned, (q.clone(), n)).start_method(StartMethod::Fork).start().unwrap();
+            // The child is there before the clock starts.
+            q.put(0).unwrap();
+            while !q.is_empty() {
+                std::thread::yield_now();
+            }
+            let t0 = std::time::Instant::now();
+            for i in 0..n as u64 {
+                q.put(i).unwrap();
+            }
+            child.join().unwrap();
+            println!("{variant} {:.1} ns per message", t0.elapsed().as_secs_f64() * 1e9 / n as f64);
+        }
         other => panic!("unknown variant {other}"),
     }
 }
@@ -95,6 +119,14 @@ fn pin(cpu: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn drain_pinned(args: (multiproc::Queue<u64>, usize)) {
+    let (q, n) = args;
+    pin(1);
+    for _ in 0..=n {
+        std::hint::black_box(q.get().unwrap());
     }
 }
 

@@ -66,7 +66,7 @@ use std::time::Duration;
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::mutex::{Acquired, Owner, RawMutex};
-use super::wait::{Deadline, Interrupted, Notify};
+use super::wait::{Deadline, Interrupted, Notify, spin_learning};
 
 /// Messages up to this size are copied into the ring's segments; larger ones get a heap
 /// block of their own.
@@ -184,6 +184,12 @@ struct Position {
 
 /// One side of the ring: its lock, its position (kept twice, see the module docs), and
 /// what the other side reads of it.
+///
+/// Three cache lines: the lock, `current` and the copies (120 bytes, then `seen`) are the
+/// side's own; `done` and `done_bytes`, which a producer of a full bounded ring polls on
+/// the consumers' side while each take rewrites them, start the third line together, so
+/// that a take moves one line to that producer rather than two, and none of the lines it
+/// writes its position in.
 #[derive(crate::ShmSafe)]
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
@@ -191,17 +197,27 @@ struct End {
     lock: RawMutex,
     current: AtomicU64,
     copies: [Position; 2],
+    /// Producers: the consumers' `done` as last read (with `seen_bytes`).
+    seen: AtomicU64,
     /// The count and bytes of the current position, for the other side to read.
     done: AtomicU64,
     done_bytes: AtomicU64,
-    /// Producers: the consumers' `done` and `done_bytes` as last read.
-    seen: AtomicU64,
+    /// Producers: the consumers' `done_bytes` as last read.
     seen_bytes: AtomicU64,
     /// Producers: the size of the next segment (segments grow up to `MAX_SEGMENT`).
     next_segment: AtomicU64,
     /// Producers: segments linked so far.
     segments: AtomicU64,
 }
+
+// What the other side reads (`done`, `done_bytes`) shares a line with no word of the
+// position a take or put writes (see `End`).
+const _: () = {
+    assert!(std::mem::offset_of!(End, done) == 128);
+    assert!(std::mem::offset_of!(End, done_bytes) == 136);
+    assert!(std::mem::offset_of!(End, copies) + std::mem::size_of::<[Position; 2]>() <= 128);
+    assert!(std::mem::size_of::<End>() == 192);
+};
 
 impl End {
     #[inline]
@@ -554,9 +570,19 @@ impl Ring {
         }
         let heap = Heap::get();
         let mut body = Some(|at: &At| {
+            let body = at.seg + at.pos + 8;
             // SAFETY: past the producers' position, under their lock: ours alone until the
             // header is stored.
-            unsafe { private_bytes(heap, at.seg + at.pos + 8, len) }.copy_from_slice(bytes);
+            let to = unsafe { private_bytes(heap, body, len) };
+            // The bytes in the header's cache line go last, just before the header: a
+            // consumer waiting on the header takes that line back at each look, so a copy
+            // that began there would lose it while copying the rest and need it once more
+            // for the header (the heap's blocks are 64-aligned in a page-aligned mapping).
+            let head = ((64 - body % 64) % 64).min(len) as usize;
+            if head < bytes.len() {
+                to[head..].copy_from_slice(&bytes[head..]);
+            }
+            to[..head].copy_from_slice(&bytes[..head]);
             None
         });
         self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
@@ -1205,67 +1231,24 @@ impl Ring {
     }
 }
 
-/// Looks between two yields of a ring wait's spin.
-const LOOKS_PER_YIELD: u32 = 8;
-
-thread_local! {
-    /// Whether this thread's last ring wait was answered at its first look after a yield:
-    /// the process it waited for then ran on our processor while we yielded, and the next
-    /// wait yields after one look rather than [`LOOKS_PER_YIELD`].
-    static SHARES_PROCESSOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up
-/// every [`LOOKS_PER_YIELD`] looks (a look is a few loads and a `pause`, about 75 ns on this
-/// project's virtual machines), then sleeps as `Notify::wait` does. The yields matter on a
-/// machine with few processors: when the process we wait for shares ours, it runs only when
-/// we let it, and a spin that does not yield makes every round trip cost the whole spin;
-/// when it does not share ours, a yield is a cheap system call.
-///
-/// When the thread's last wait was answered at the first look after a yield (the other
-/// side ran on our processor meanwhile: `SHARES_PROCESSOR`), the first yield comes after one
-/// look: the looks before it could not have seen an answer, and they cost half a
-/// microsecond per wait, twice per round trip of a manager call or a ping-pong on one
-/// processor. Any other answer (before a yield, or some looks after one) brings back the
-/// full looks; with a processor each, a wrong guess costs one early yield.
-///
-/// The clock is first read at the first yield (the spin's start and its limit are taken
-/// then), not on entry: a clock read costs about 100 ns on this project's virtual machines,
-/// and a waiter answered within its first looks (a manager's server, a ping-pong) reads it
-/// not at all. A caller checks a deadline that passed before calling (`Ring::get` does);
-/// one that passed since costs the looks before the first yield.
+/// Waits on `notify` for `ready`: spins for [`RING_SPIN`] first, giving the processor up now
+/// and then, then sleeps as `Notify::wait` does. The yields matter on a machine with few
+/// processors: when the process we wait for shares ours, it runs only when we let it, and a
+/// spin that does not yield makes every round trip cost the whole spin. When it runs on
+/// another processor, a yield only delays our look (a system call, and the processor given
+/// to another task on a busy machine): the spin learns which case it is in from the last
+/// waits of this thread (`wait::spin_learning`), yields after a few looks only while the
+/// answers come after yields, and after one look while they come right after a yield that
+/// gave the processor away. The clock is first read at the first yield: a caller checks a
+/// deadline that passed before calling (`Ring::get` does).
 fn wait_on<T, E>(
     notify: &Notify,
     deadline: Deadline,
     mut ready: impl FnMut() -> Option<T>,
     check: impl FnMut() -> Result<(), E>,
 ) -> Result<T, Interrupted<E>> {
-    let shared = SHARES_PROCESSOR.try_with(std::cell::Cell::get).unwrap_or(false);
-    let mut next_yield: u32 = if shared { 1 } else { LOOKS_PER_YIELD };
-    let mut spin: Option<(std::time::Instant, Duration)> = None;
-    let mut round: u32 = 0;
-    let mut yielded = false;
-    loop {
-        if let Some(v) = ready() {
-            if yielded != shared {
-                let _ = SHARES_PROCESSOR.try_with(|s| s.set(yielded));
-            }
-            return Ok(v);
-        }
-        round = round.wrapping_add(1);
-        yielded = false;
-        if round == next_yield {
-            let now = std::time::Instant::now();
-            let (start, limit) = *spin.get_or_insert_with(|| (now, deadline.slice_at(now, RING_SPIN)));
-            if now - start >= limit {
-                break;
-            }
-            std::thread::yield_now();
-            yielded = true;
-            next_yield = round.wrapping_add(LOOKS_PER_YIELD);
-        } else {
-            std::hint::spin_loop();
-        }
+    if let Some(v) = spin_learning(deadline, RING_SPIN, &mut ready) {
+        return Ok(v);
     }
     notify.wait(deadline, Duration::ZERO, ready, check)
 }
@@ -1378,6 +1361,31 @@ mod tests {
         }
         // Consumed segments and blocks went back to the heap; the current segment stays.
         assert!(heap.in_use() <= before + MAX_SEGMENT, "{} > {before}", heap.in_use());
+        r.destroy(heap);
+    }
+
+    /// `put_bytes` copies a body in two parts (its bytes in the header's cache line last):
+    /// every length up to past two lines, with its header at every 8-byte place of a line,
+    /// reads back exactly.
+    #[test]
+    fn bodies_copied_around_the_headers_line_read_back_exactly() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let r = ring(Limits::default());
+        let body = |len: usize, rep: usize| (0..len).map(|j| (j * 7 + len + rep) as u8).collect::<Vec<u8>>();
+        let mut places = std::collections::HashSet::new();
+        for len in 0..=150 {
+            for rep in 0..8 {
+                places.insert((len.min(57), r.producers.at().pos % 64));
+                put(&r, &body(len, rep)).unwrap();
+            }
+            for rep in 0..8 {
+                assert_eq!(get(&r).unwrap(), body(len, rep), "length {len}");
+            }
+        }
+        // Each length that reaches past the header's line, at each place of the header.
+        assert_eq!(places.iter().filter(|(len, _)| *len == 57).count(), 8);
+        assert!(get(&r).is_none());
         r.destroy(heap);
     }
 

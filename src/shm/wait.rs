@@ -95,30 +95,92 @@ const YIELD_GAVE_AWAY: Duration = Duration::from_micros(3);
 /// only delays our look. Both ends pinned to one processor, a `Pool`'s `apply_async`
 /// round trip, whose waiter yielded once in 1024 looks, spent most of its 23 µs spinning
 /// while its worker could not run.
-pub(crate) fn spin_for<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
+pub(crate) fn spin_for<T>(limit: Duration, ready: impl FnMut() -> Option<T>) -> Option<T> {
+    spin(Deadline::NEVER, limit, LOOKS_PER_YIELD, ready).0
+}
+
+/// The most looks before a learning spin's first yield (about 1.5 µs of looks on a 2-vCPU
+/// AMD VM, twice its slow round trip): what a wrong guess (the other side came to share our
+/// processor) costs once. 256 gained no more round trip and looked worse for throughput at
+/// load.
+const MAX_FIRST_YIELD: u32 = 32;
+
+thread_local! {
+    /// Looks before the first yield of this thread's next [`spin_learning`], as its last
+    /// waits taught.
+    static FIRST_YIELD: std::cell::Cell<u32> = const { std::cell::Cell::new(LOOKS_PER_YIELD) };
+}
+
+/// [`spin_for`] whose first yield comes after as many looks as the thread's last waits
+/// taught. A wait answered while it spun, before any yield, was answered by a side running
+/// on another processor (one that shares ours runs only while we are off it): the next
+/// wait's first yield comes after twice the looks, up to [`MAX_FIRST_YIELD`]. A wait that
+/// had to yield halves them, down to [`LOOKS_PER_YIELD`]: a side that shares our processor
+/// brings it back there within a few waits. A wait answered at its first look after a
+/// yield that gave the processor away (the other side ran on ours meanwhile) makes the
+/// next one yield after a single look: the looks before could not see an answer, and each
+/// costs a `pause` (about 75 ns on this project's virtual machines), twice per round trip
+/// of a manager call or a ping-pong on one processor.
+///
+/// The spin runs until `deadline`, for at most `most`; the clock is first read at the
+/// first yield (a read costs about 100 ns on these machines, and a wait answered within
+/// its first looks reads it not at all), so a deadline that passed before the call costs
+/// the looks before that yield.
+///
+/// For waits that come one after the other between the same two sides (a ring's round
+/// trips): a spin that starts afresh at each wait yields after a few looks every time,
+/// and on two processors a yield costs the round trip a system call (one to two
+/// microseconds on a virtual machine), or the processor itself when another task wants it.
+pub(crate) fn spin_learning<T>(deadline: Deadline, most: Duration, ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let (got, taught) = spin(deadline, most, FIRST_YIELD.get(), ready);
+    if let Some(first) = taught {
+        FIRST_YIELD.set(first);
+    }
+    got
+}
+
+/// The spin of [`spin_for`] with its first yield after `first_yield` looks; with what the
+/// wait teaches about the next one's first yield (see [`spin_learning`]).
+#[inline]
+fn spin<T>(
+    deadline: Deadline,
+    most: Duration,
+    first_yield: u32,
+    mut ready: impl FnMut() -> Option<T>,
+) -> (Option<T>, Option<u32>) {
+    // The spin's start and its limit, read at the first yield.
+    let mut clock: Option<(Instant, Duration)> = None;
     let mut round: u32 = 0;
-    let mut looks_per_yield = LOOKS_PER_YIELD;
+    let mut looks_per_yield = first_yield;
     let mut next_yield = looks_per_yield;
+    let mut yields: u32 = 0;
+    // The round of the last yield, if it gave the processor away.
+    let mut gave_away_at: Option<u32> = None;
     loop {
         if let Some(v) = ready() {
-            return Some(v);
+            let taught = match (yields, round) {
+                (0, 0) => None,
+                (0, _) => Some((first_yield * 2).min(MAX_FIRST_YIELD)),
+                _ if gave_away_at == Some(round) => Some(1),
+                _ => Some((first_yield / 2).max(LOOKS_PER_YIELD)),
+            };
+            return (Some(v), taught);
         }
         round = round.wrapping_add(1);
         if round == next_yield {
             let before = Instant::now();
+            let (start, limit) = *clock.get_or_insert_with(|| (before, deadline.slice_at(before, most)));
             if before - start >= limit {
-                return None;
+                return (None, None);
             }
             std::thread::yield_now();
-            looks_per_yield = if before.elapsed() > YIELD_GAVE_AWAY {
-                LOOKS_PER_YIELD
-            } else {
-                (looks_per_yield * 2).min(MAX_LOOKS_PER_YIELD)
-            };
+            yields = yields.saturating_add(1);
+            let gave_away = before.elapsed() > YIELD_GAVE_AWAY;
+            gave_away_at = gave_away.then_some(round);
+            looks_per_yield = if gave_away { LOOKS_PER_YIELD } else { (looks_per_yield * 2).min(MAX_LOOKS_PER_YIELD) };
             next_yield = round.wrapping_add(looks_per_yield);
-        } else if round.is_multiple_of(64) && start.elapsed() >= limit {
-            return None;
+        } else if round.is_multiple_of(64) && clock.is_some_and(|(start, limit)| start.elapsed() >= limit) {
+            return (None, None);
         }
         spin_loop();
     }
@@ -369,6 +431,82 @@ mod tests {
         // or kept off it by the scheduler.
         let median = looks[looks.len() / 2];
         assert!(median < 512, "the median wait took {median} looks for a turn that shares its processor");
+    }
+
+    /// A learning spin answered before its first yield yields later at the next wait (up
+    /// to `MAX_FIRST_YIELD` looks), one that had to yield sooner again (down to
+    /// `LOOKS_PER_YIELD`), and one answered at its first look teaches nothing.
+    #[test]
+    fn a_learning_spin_yields_later_after_answers_that_came_while_it_looked() {
+        use super::{FIRST_YIELD, LOOKS_PER_YIELD, MAX_FIRST_YIELD, spin_learning};
+        // A thread of its own: the lesson is the thread's.
+        std::thread::spawn(|| {
+            let limit = std::time::Duration::from_secs(10);
+            let answered_at = |n: u32| {
+                let mut looks = 0;
+                spin_learning(super::Deadline::NEVER, limit, || {
+                    looks += 1;
+                    (looks >= n).then_some(())
+                })
+            };
+            assert_eq!(FIRST_YIELD.get(), LOOKS_PER_YIELD);
+            let mut expected = LOOKS_PER_YIELD;
+            for _ in 0..10 {
+                assert!(answered_at(3).is_some());
+                expected = (expected * 2).min(MAX_FIRST_YIELD);
+                assert_eq!(FIRST_YIELD.get(), expected);
+            }
+            assert_eq!(expected, MAX_FIRST_YIELD);
+            answered_at(1);
+            assert_eq!(FIRST_YIELD.get(), MAX_FIRST_YIELD, "an answer at the first look teaches nothing");
+            // Past the first yield (after MAX_FIRST_YIELD looks).
+            answered_at(MAX_FIRST_YIELD + 10);
+            assert_eq!(FIRST_YIELD.get(), MAX_FIRST_YIELD / 2);
+            for _ in 0..10 {
+                answered_at(MAX_FIRST_YIELD + 10);
+            }
+            assert_eq!(FIRST_YIELD.get(), LOOKS_PER_YIELD);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Both ends of a learning spin on one processor: every answer comes right after a yield
+    /// that gave the processor away, so the spins yield after one look (the lesson of an
+    /// answer that came while looking, which only the scheduler's preemption can give here,
+    /// does not stick).
+    #[test]
+    fn a_learning_spin_that_shares_its_processor_keeps_yielding_soon() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        const ROUNDS: u32 = 100;
+        let cpu = first_allowed_cpu();
+        let turn = Arc::new(AtomicU32::new(0));
+        let play = |turn: Arc<AtomicU32>, mine: u32| {
+            std::thread::spawn(move || {
+                pin_to(cpu);
+                let mut looks_per_wait = Vec::new();
+                for round in 0..ROUNDS {
+                    let mut looks = 0u32;
+                    let came = super::spin_learning(super::Deadline::NEVER, std::time::Duration::from_secs(10), || {
+                        looks += 1;
+                        (turn.load(Ordering::SeqCst) == 2 * round + mine).then_some(())
+                    });
+                    assert!(came.is_some(), "the turn came within the spin");
+                    looks_per_wait.push(looks);
+                    turn.fetch_add(1, Ordering::SeqCst);
+                }
+                looks_per_wait
+            })
+        };
+        let (first, second) = (play(turn.clone(), 0), play(turn, 1));
+        let mut looks = first.join().unwrap();
+        looks.extend(second.join().unwrap());
+        looks.sort_unstable();
+        let median = looks[looks.len() / 2];
+        // One look, a yield that runs the other side, the answer at the next look.
+        assert!(median <= 2, "the median wait took {median} looks for a turn that shares its processor");
     }
 
     /// Eight consumers sleep on an empty queue; a producer puts message after message
