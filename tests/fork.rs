@@ -301,6 +301,52 @@ fn use_copied_array_guard(write: bool) {
     });
 }
 
+/// In a child: forks a bare copy of itself (`libc::fork`, no start of ours), which waits
+/// for a byte on `go` and then returns from this function as the child would, so that it
+/// leaves an outcome as if it were the child. The child returns the copy's pid.
+fn fork_a_copy_that_reports_late(go: i32) -> String {
+    // SAFETY: this child is single-threaded; the copy only reads a pipe and returns.
+    match unsafe { libc::fork() } {
+        0 => {
+            let mut byte = 0u8;
+            // SAFETY: reads one byte into a local.
+            unsafe { libc::read(go, (&raw mut byte).cast(), 1) };
+            "the bare copy's".to_string()
+        }
+        pid => pid.to_string(),
+    }
+}
+
+/// In a child: waits for a byte on `go`, then returns its own words.
+fn wait_then_say(go: i32) -> String {
+    let mut byte = 0u8;
+    // SAFETY: reads one byte into a local.
+    unsafe { libc::read(go, (&raw mut byte).cast(), 1) };
+    "mine".to_string()
+}
+
+/// A pipe (read end, write end).
+fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+/// Waits until the process `pid` (not a child of ours) has ended.
+fn wait_for_end_of(pid: i32) {
+    // SAFETY: pidfd_open takes a pid and flags; poll a pollfd on the stack.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        if fd < 0 {
+            return; // gone already
+        }
+        let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        while libc::poll(&mut poll, 1, -1) != 1 {}
+        libc::close(fd);
+    }
+}
+
 /// A `Value` whose guard can live in a static.
 fn leaked_value(v: u64) -> &'static Value<u64> {
     Box::leak(Box::new(Value::new(v).unwrap()))
@@ -339,6 +385,31 @@ fn cases() -> Vec<(&'static str, fn())> {
                     other => panic!("len {len}: {other:?}"),
                 }
                 assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
+            }
+        }),
+        ("a_bare_copy_of_a_child_never_writes_its_outcome_into_another_childs_room", || {
+            // Early: this process holds nothing, so its children report in rooms.
+            let (copy_go, copy_told) = pipe();
+            let (child_go, child_told) = pipe();
+            let copy: i32 = Process::new(fork_a_copy_that_reports_late, copy_go)
+                .start_method(FORK)
+                .start()
+                .unwrap()
+                .join()
+                .unwrap()
+                .parse()
+                .unwrap();
+            // The first child's room is freed: the next child's may be the same block.
+            let next = Process::new(wait_then_say, child_go).start_method(FORK).start().unwrap();
+            // SAFETY: writes one byte from a local.
+            assert_eq!(unsafe { libc::write(copy_told, [1u8].as_ptr().cast(), 1) }, 1);
+            wait_for_end_of(copy);
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::write(child_told, [1u8].as_ptr().cast(), 1) }, 1);
+            assert_eq!(next.join().unwrap(), "mine", "the next child's outcome");
+            for fd in [copy_go, copy_told, child_go, child_told] {
+                // SAFETY: our own descriptors, closed once.
+                unsafe { libc::close(fd) };
             }
         }),
         ("a_consumer_learns_that_every_producer_is_gone", || {
