@@ -301,6 +301,12 @@ fn use_copied_array_guard(write: bool) {
     });
 }
 
+/// In a child: starts a fork grandchild that overflows its stack. True when its join says
+/// so.
+fn join_an_overflowing_grandchild(_: ()) -> bool {
+    matches!(Process::new(recurse, 0).start_method(FORK).start().unwrap().join(), Err(JoinError::StackOverflow { .. }))
+}
+
 /// In a child: forks a bare copy of itself (`libc::fork`, no start of ours), which waits
 /// for a byte on `go` and then returns from this function as the child would, so that it
 /// leaves an outcome as if it were the child. The child returns the copy's pid.
@@ -411,6 +417,13 @@ fn cases() -> Vec<(&'static str, fn())> {
                 // SAFETY: our own descriptors, closed once.
                 unsafe { libc::close(fd) };
             }
+        }),
+        ("a_fork_grandchilds_stack_overflow_is_its_own_not_its_parents", || {
+            // The grandchild's report goes where the grandchild reports, not its parent's.
+            assert!(
+                Process::new(join_an_overflowing_grandchild, ()).start_method(FORK).start().unwrap().join().unwrap(),
+                "the grandchild's join says StackOverflow"
+            );
         }),
         ("a_consumer_learns_that_every_producer_is_gone", || {
             let q = Queue::new().unwrap();
