@@ -850,6 +850,30 @@ fn a_managed_lock_held_past_the_thread_that_took_it_stays_held() {
     assert!(!lock.try_acquire().unwrap().owner_died());
 }
 
+fn hold_lock_past_its_thread((lock, held): (LockProxy, EventProxy)) {
+    // Acquired on a thread that ends: the lock stays the process's (its connection is gone).
+    std::thread::spawn(move || lock.acquire().unwrap().leave_locked()).join().unwrap();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// A managed `Lock` that outlived the thread (connection) that took it is its process's:
+/// the process killed, the sweep releases it as a dead holder's.
+#[test]
+fn a_lock_held_past_its_thread_by_a_killed_client_is_released() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let held = manager.event().unwrap();
+    let child = Process::new(hold_lock_past_its_thread, (lock.clone(), held.clone())).start().unwrap();
+    held.wait().unwrap();
+    assert!(matches!(lock.try_acquire(), Err(ManagerError::WouldBlock)));
+    child.kill().unwrap();
+    child.wait();
+    let taken = lock.acquire_timeout(Duration::from_secs(60)).expect("the server released the dead process's lock");
+    assert!(taken.owner_died(), "the next holder is told");
+}
+
 fn hold_permit((slots, held): (SemaphoreProxy, EventProxy)) {
     slots.acquire().unwrap().forget();
     held.set().unwrap();
