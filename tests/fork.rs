@@ -323,6 +323,30 @@ fn fork_a_copy_that_reports_late(go: i32) -> String {
     }
 }
 
+/// In a child: forks a bare copy of itself (`libc::fork`) that overflows its stack, waits
+/// for it, and returns its own words.
+fn fork_a_copy_that_overflows(_: ()) -> String {
+    // SAFETY: this child is single-threaded; the copy only recurses until it dies.
+    match unsafe { libc::fork() } {
+        0 => {
+            recurse(0);
+            // SAFETY: _exit ends the copy (never reached).
+            unsafe { libc::_exit(0) }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            "mine".to_string()
+        }
+    }
+}
+
+/// In a child: returns a value it made.
+fn make_a_value(v: u64) -> Value<u64> {
+    Value::new(v).unwrap()
+}
+
 /// In a child: waits for a byte on `go`, then returns its own words.
 fn wait_then_say(go: i32) -> String {
     let mut byte = 0u8;
@@ -417,6 +441,17 @@ fn cases() -> Vec<(&'static str, fn())> {
                 // SAFETY: our own descriptors, closed once.
                 unsafe { libc::close(fd) };
             }
+        }),
+        ("a_bare_copys_stack_overflow_is_not_reported_as_its_childs", || {
+            let child = Process::new(fork_a_copy_that_overflows, ()).start_method(FORK).start().unwrap();
+            assert_eq!(child.join().unwrap(), "mine");
+        }),
+        ("a_handle_returned_by_a_child_without_a_boot_socket_comes_back_and_leaks_nothing", || {
+            let before = multiproc::__private::heap_in_use();
+            let v = Process::new(make_a_value, 7).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(v.get(), 7);
+            drop(v);
+            assert_eq!(multiproc::__private::heap_in_use(), before);
         }),
         ("a_fork_grandchilds_stack_overflow_is_its_own_not_its_parents", || {
             // The grandchild's report goes where the grandchild reports, not its parent's.
