@@ -290,7 +290,7 @@ impl Server {
             // manager); if it dies meanwhile, the sweep finds it among the holders. A
             // connection abandoned after a call timed out holds nothing for its process:
             // that call may be granted a lock now, which nobody will ever release.
-            Control::Bye { conn, abandoned } => self.close(conn, !abandoned),
+            Control::Bye { conn, abandoned_from } => self.close_from(conn, true, abandoned_from),
             Control::RemoteClosed { conn } => self.close(conn, false),
             Control::RemoteOpened { conn } => {
                 self.conns.insert(conn, Conn::Remote { handouts: HashMap::new() });
@@ -308,7 +308,13 @@ impl Server {
     /// (but a `Lock` of a family process that lives, `process_lives`, stays held: see
     /// `Store::drop_conn`), the references a remote connection still held are given back.
     fn close(&mut self, conn: ConnId, process_lives: bool) {
-        self.store.drop_conn(conn, process_lives);
+        self.close_from(conn, process_lives, None);
+    }
+
+    /// [`Server::close`] of a connection abandoned after its call numbered `abandoned_from`
+    /// timed out (`Store::drop_conn_from`).
+    fn close_from(&mut self, conn: ConnId, process_lives: bool, abandoned_from: Option<u64>) {
+        self.store.drop_conn_from(conn, process_lives, abandoned_from);
         if let Some(Conn::Remote { handouts }) = self.conns.remove(&conn) {
             for (id, count) in handouts {
                 self.store.decref(id, count);
