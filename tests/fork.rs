@@ -453,6 +453,49 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(v);
             assert_eq!(multiproc::__private::heap_in_use(), before);
         }),
+        ("a_socketless_child_is_watched_timed_out_killed_and_dropped_as_any_and_leaks_nothing", || {
+            let before = multiproc::__private::heap_in_use();
+            let (go, told) = pipe();
+            let child = Process::new(wait_then_say, go).start_method(FORK).start().unwrap();
+            assert!(child.is_alive());
+            let child = match child.join_timeout(std::time::Duration::from_millis(10)) {
+                Err(multiproc::JoinTimeoutError::Timeout(child)) => child,
+                other => panic!("{other:?}"),
+            };
+            child.kill().unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal: libc::SIGKILL, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before, "killed");
+            let child = Process::new(wait_then_say, go).start_method(FORK).start().unwrap();
+            child.terminate().unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal: libc::SIGTERM, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            match Process::new(exit_with, 5).start_method(FORK).start().unwrap().join() {
+                Err(JoinError::Exited { code: 5, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            // Dropped while it runs, and dropped after it ended: reaped by the next look.
+            drop(Process::new(wait_then_say, go).start_method(FORK).start().unwrap());
+            let ended = Process::new(square, 2).start_method(FORK).start().unwrap();
+            while ended.is_alive() {
+                std::thread::yield_now();
+            }
+            drop(ended);
+            // SAFETY: writes one byte from a local.
+            assert_eq!(unsafe { libc::write(told, [1u8].as_ptr().cast(), 1) }, 1);
+            while !multiproc::active_children().is_empty() {
+                std::thread::yield_now();
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before, "dropped");
+            for fd in [go, told] {
+                // SAFETY: our own descriptors, closed once.
+                unsafe { libc::close(fd) };
+            }
+        }),
         ("a_fork_grandchilds_stack_overflow_is_its_own_not_its_parents", || {
             // The grandchild's report goes where the grandchild reports, not its parent's.
             assert!(

@@ -306,7 +306,7 @@ impl Server {
 
     /// Connection `conn` ended: its parked requests go, the locks it held are released
     /// (but a `Lock` of a family process that lives, `process_lives`, stays held: see
-    /// `Store::drop_conn`), the references a remote connection still held are given back.
+    /// `Store::drop_conn_from`), the references a remote connection still held are given back.
     fn close(&mut self, conn: ConnId, process_lives: bool) {
         self.close_from(conn, process_lives, None);
     }

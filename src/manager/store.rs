@@ -2,8 +2,8 @@
 //!
 //! This is the server without its transports: requests go in ([`Store::handle`]), answers
 //! come out ([`Store::take_replies`]), time passes ([`Store::expire`]), clients go away
-//! ([`Store::drop_conn`]). No input can make it panic or block: a blocking operation that
-//! cannot complete now is *parked* on its object, and answered when another operation
+//! ([`Store::drop_conn_from`]). No input can make it panic or block: a blocking operation
+//! that cannot complete now is *parked* on its object, and answered when another operation
 //! makes it possible or when its deadline passes.
 //!
 //! # References
@@ -762,15 +762,10 @@ impl Store {
     /// gives them back. A `Lock` that a family connection holds stays held while its
     /// process lives (`process_lives`: a thread's goodbye, not a death found by the sweep):
     /// a `Lock` is its process's, as the family's is, and a guard may outlive its thread.
-    pub(crate) fn drop_conn(&mut self, conn: ConnId, process_lives: bool) {
-        self.drop_conn_from(conn, process_lives, None);
-    }
-
-    /// [`Store::drop_conn`] of a connection whose call numbered `abandoned_from` went
-    /// unanswered (it timed out, the client gave up the connection): a `Lock` that call or
-    /// a later request of it took is nobody's, released as a dead holder's (nobody will
-    /// release it); one taken by an earlier call stays its live process's, as after any
-    /// goodbye (its guard may live on).
+    /// But when the connection's call numbered `abandoned_from` went unanswered (it timed
+    /// out, the client gave up the connection), a `Lock` that call or a later request of it
+    /// took is nobody's, released as a dead holder's (nobody will release it); one taken by
+    /// an earlier call stays its live process's (its guard may live on).
     pub(crate) fn drop_conn_from(&mut self, conn: ConnId, process_lives: bool, abandoned_from: Option<u64>) {
         let holder = self.holders.remove(&conn);
         if holder.is_none() {
@@ -786,6 +781,13 @@ impl Store {
             self.settle(id);
         }
         self.timers.retain(|t| t.2 != conn);
+    }
+
+    /// [`Store::drop_conn_from`] of a connection none of whose calls was abandoned (the
+    /// tests' shorthand).
+    #[cfg(test)]
+    pub(crate) fn drop_conn(&mut self, conn: ConnId, process_lives: bool) {
+        self.drop_conn_from(conn, process_lives, None);
     }
 
     /// Answers every parked request of `conn` with `fault` (or forgets them, for `None`).
