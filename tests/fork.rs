@@ -279,6 +279,15 @@ fn write_through_copied_guard(_: ()) {
     }
 }
 
+/// In a fork child: drops the copy of the parent's guard (if `drop_copy`), then tries to
+/// lock the value. True if it got a guard.
+fn lock_beside_copied_guard((value, drop_copy): (Value<u64>, bool)) -> bool {
+    if drop_copy {
+        drop(HELD.lock().unwrap().take());
+    }
+    value.lock_timeout(std::time::Duration::from_millis(100)).is_some()
+}
+
 /// In a fork child: drops the copy of the parent's guard.
 fn drop_copied_guard(_: ()) {
     drop(HELD.lock().unwrap().take());
@@ -616,6 +625,28 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(HELD.lock().unwrap().take());
             assert_eq!(seen, 1, "a fork child wrote the value while this process held its lock ({child:?})");
             assert!(matches!(child, Err(JoinError::Panicked(_))), "{child:?}");
+        }),
+        ("a_guard_taken_on_an_ended_thread_then_copied_by_fork_is_never_granted_twice", || {
+            // An RLock's value: its guard taken on a thread that ended (the RLock's holder
+            // is that dead thread), kept by this process, copied by fork.
+            let value: &'static Value<u64> = leaked(Value::with_lock(1, multiproc::RLock::new().unwrap()).unwrap());
+            *HELD.lock().unwrap() = Some(std::thread::spawn(|| value.lock()).join().unwrap());
+            for drop_copy in [false, true] {
+                let got = Process::new(lock_beside_copied_guard, (value.clone(), drop_copy))
+                    .start_method(FORK)
+                    .start()
+                    .unwrap()
+                    .join()
+                    .unwrap();
+                assert!(!got, "a fork child got a guard while this process holds one (dropped its copy: {drop_copy})");
+            }
+            drop(HELD.lock().unwrap().take());
+            let got = Process::new(lock_beside_copied_guard, (value.clone(), false))
+                .start_method(FORK)
+                .start()
+                .unwrap()
+                .join();
+            assert!(matches!(got, Ok(true)), "released: {got:?}");
         }),
         ("a_guard_copied_by_fork_does_not_unlock_what_the_parent_holds", || {
             let value = leaked_value(1);
