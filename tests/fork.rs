@@ -505,6 +505,29 @@ fn cases() -> Vec<(&'static str, fn())> {
                 unsafe { libc::close(fd) };
             }
         }),
+        ("a_socketless_childs_outcome_too_long_for_its_room_in_a_full_heap_is_a_typed_error_that_says_so", || {
+            // Room for the report room (one 512-byte block), none for a spill.
+            let before = multiproc::__private::heap_in_use();
+            let room = multiproc::__private::heap_alloc(512).unwrap();
+            let filler = common::fill_heap();
+            // SAFETY (test): the block just allocated, freed once, never used.
+            unsafe { multiproc::__private::heap_free(room, 512) };
+            let joined = Process::new(text_of, 4000).start_method(FORK).start().unwrap().join();
+            let panicked = Process::new(panic_of, 4000).start_method(FORK).start().unwrap().join();
+            drop(filler);
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+            // The child has no socket and the heap no room for the message: the outcome is
+            // lost, but the join says so (not "exited with code 0 without returning a
+            // result"), and a panic is still a panic, its message cut.
+            match joined {
+                Err(JoinError::Failed { reason, .. }) => assert!(reason.contains("family heap"), "{reason}"),
+                other => panic!("{:?}", other.map(|t| t.len())),
+            }
+            match panicked {
+                Err(JoinError::Panicked(info)) => assert_eq!(info.message, format!("{} [cut]", "z".repeat(200))),
+                other => panic!("{other:?}"),
+            }
+        }),
         ("a_fork_grandchilds_stack_overflow_is_its_own_not_its_parents", || {
             // The grandchild's report goes where the grandchild reports, not its parent's.
             assert!(
