@@ -356,6 +356,34 @@ fn make_a_value(v: u64) -> Value<u64> {
     Value::new(v).unwrap()
 }
 
+/// In a child that holds nothing: four threads start `per_thread` fork children each at
+/// once (report rooms), join them; returns the wrong results and the heap's growth.
+fn fork_from_threads_at_once(per_thread: u64) -> (Vec<String>, i64) {
+    // SAFETY: the threads take no lock a child needs; each only starts and joins children.
+    unsafe { multiproc::allow_fork_with_threads() };
+    let before = multiproc::__private::heap_in_use();
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                for i in 0..per_thread {
+                    let x = t * 1000 + i;
+                    let len = [3, 479, 2000][(i % 3) as usize];
+                    let square = Process::new(square, x).start_method(FORK).start().unwrap();
+                    let text = Process::new(text_of, len).start_method(FORK).start().unwrap();
+                    match (square.join(), text.join()) {
+                        (Ok(y), Ok(text)) if y == x * x && text.len() == len => {}
+                        (y, text) => wrong.push(format!("{x}: {y:?}, {:?}", text.map(|t| t.len()))),
+                    }
+                }
+                wrong
+            })
+        })
+        .collect();
+    let wrong = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    (wrong, multiproc::__private::heap_in_use() as i64 - before as i64)
+}
+
 /// In a child: waits for a byte on `go`, then returns its own words.
 fn wait_then_say(go: i32) -> String {
     let mut byte = 0u8;
@@ -527,6 +555,12 @@ fn cases() -> Vec<(&'static str, fn())> {
                 Err(JoinError::Panicked(info)) => assert_eq!(info.message, format!("{} [cut]", "z".repeat(200))),
                 other => panic!("{other:?}"),
             }
+        }),
+        ("socketless_fork_children_started_from_many_threads_at_once_report_and_leak_nothing", || {
+            let (wrong, grown) =
+                Process::new(fork_from_threads_at_once, 25).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(wrong, Vec::<String>::new());
+            assert_eq!(grown, 0, "heap in use grew");
         }),
         ("a_fork_grandchilds_stack_overflow_is_its_own_not_its_parents", || {
             // The grandchild's report goes where the grandchild reports, not its parent's.
