@@ -17,7 +17,9 @@
 //! `pthread_getattr_np` (which reads `/proc/self/maps` for the main thread), keeps the
 //! arming to a few system calls per child.
 
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -46,15 +48,26 @@ struct Report {
     pid: u32,
 }
 
-/// The report armed last (leaked, never freed: the handler may read it at any time), or
-/// null. A fork child of an armed process finds its parent's copy here: it arms its own in
-/// its place, and the handler reads only a report armed by its own process.
+/// [`SLOT`] once a report is written there, else null. A fork child of an armed process
+/// finds its parent's copy here: it arms its own in its place, and the handler reads only
+/// a report armed by its own process.
 static REPORT: AtomicPtr<Report> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Where the report lives: a static, not a box, so that a fork child that arms its own
+/// writes no page of the allocator's (each is one more page fault of every child).
+struct Slot(UnsafeCell<MaybeUninit<Report>>);
+
+// SAFETY: the slot is written only by `report_stack_overflow`, while `REPORT` is null (no
+// handler can reach it), and read only through `REPORT`.
+unsafe impl Sync for Slot {}
+
+static SLOT: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// The report armed last, whichever process armed it.
 fn armed() -> Option<&'static Report> {
-    // SAFETY: a non-null pointer in `REPORT` is a leaked box, published with release and
-    // never freed or written again.
+    // SAFETY: a non-null pointer in `REPORT` is `SLOT`, written before it was published
+    // with release, and written again only after `REPORT` went back to null (see
+    // `report_stack_overflow`).
     unsafe { REPORT.load(Ordering::Acquire).as_ref() }
 }
 
@@ -138,8 +151,15 @@ pub(crate) fn report_stack_overflow(to: ReportTo<'_>, mut frame: Vec<u8>, messag
         }
     };
     let report = Report { sock, room, frame, message: message.into_bytes(), page: arming.page, previous, pid };
-    // The parent's copy, if any, is left where it is (it is the parent's memory's copy).
-    REPORT.store(Box::into_raw(Box::new(report)), Ordering::Release);
+    // A handler from now on finds no report (the default action) until the new one is
+    // written: the parent's copy, if any, is overwritten, never dropped (its buffers are
+    // copies of the parent's memory, left as they are).
+    REPORT.store(std::ptr::null_mut(), Ordering::Release);
+    // SAFETY: nothing reads the slot while `REPORT` is null, and nobody else writes it: the
+    // report is armed once per process, before the target runs, and a process that finds
+    // another's report in `REPORT` is a fork child, whose only thread is this one.
+    let written = unsafe { (*SLOT.0.get()).write(report) };
+    REPORT.store(written, Ordering::Release);
 }
 
 /// A report room's head: word 0 says what the room holds (0 nothing), word 1 the
