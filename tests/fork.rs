@@ -279,6 +279,15 @@ fn write_through_copied_guard(_: ()) {
     }
 }
 
+/// In a fork child: drops the copy of the parent's guard (if `drop_copy`), then tries to
+/// lock the value. True if it got a guard.
+fn lock_beside_copied_guard((value, drop_copy): (Value<u64>, bool)) -> bool {
+    if drop_copy {
+        drop(HELD.lock().unwrap().take());
+    }
+    value.lock_timeout(std::time::Duration::from_millis(100)).is_some()
+}
+
 /// In a fork child: drops the copy of the parent's guard.
 fn drop_copied_guard(_: ()) {
     drop(HELD.lock().unwrap().take());
@@ -299,6 +308,110 @@ fn use_copied_array_guard(write: bool) {
             drop(held.take());
         }
     });
+}
+
+/// In a child: starts a fork grandchild that overflows its stack. True when its join says
+/// so.
+fn join_an_overflowing_grandchild(_: ()) -> bool {
+    matches!(Process::new(recurse, 0).start_method(FORK).start().unwrap().join(), Err(JoinError::StackOverflow { .. }))
+}
+
+/// In a child: forks a bare copy of itself (`libc::fork`, no start of ours), which waits
+/// for a byte on `go` and then returns from this function as the child would, so that it
+/// leaves an outcome as if it were the child. The child returns the copy's pid.
+fn fork_a_copy_that_reports_late(go: i32) -> String {
+    // SAFETY: this child is single-threaded; the copy only reads a pipe and returns.
+    match unsafe { libc::fork() } {
+        0 => {
+            let mut byte = 0u8;
+            // SAFETY: reads one byte into a local.
+            unsafe { libc::read(go, (&raw mut byte).cast(), 1) };
+            "the bare copy's".to_string()
+        }
+        pid => pid.to_string(),
+    }
+}
+
+/// In a child: forks a bare copy of itself (`libc::fork`) that overflows its stack, waits
+/// for it, and returns its own words.
+fn fork_a_copy_that_overflows(_: ()) -> String {
+    // SAFETY: this child is single-threaded; the copy only recurses until it dies.
+    match unsafe { libc::fork() } {
+        0 => {
+            recurse(0);
+            // SAFETY: _exit ends the copy (never reached).
+            unsafe { libc::_exit(0) }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            "mine".to_string()
+        }
+    }
+}
+
+/// In a child: returns a value it made.
+fn make_a_value(v: u64) -> Value<u64> {
+    Value::new(v).unwrap()
+}
+
+/// In a child that holds nothing: four threads start `per_thread` fork children each at
+/// once (report rooms), join them; returns the wrong results and the heap's growth.
+fn fork_from_threads_at_once(per_thread: u64) -> (Vec<String>, i64) {
+    // SAFETY: the threads take no lock a child needs; each only starts and joins children.
+    unsafe { multiproc::allow_fork_with_threads() };
+    let before = multiproc::__private::heap_in_use();
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                for i in 0..per_thread {
+                    let x = t * 1000 + i;
+                    let len = [3, 479, 2000][(i % 3) as usize];
+                    let square = Process::new(square, x).start_method(FORK).start().unwrap();
+                    let text = Process::new(text_of, len).start_method(FORK).start().unwrap();
+                    match (square.join(), text.join()) {
+                        (Ok(y), Ok(text)) if y == x * x && text.len() == len => {}
+                        (y, text) => wrong.push(format!("{x}: {y:?}, {:?}", text.map(|t| t.len()))),
+                    }
+                }
+                wrong
+            })
+        })
+        .collect();
+    let wrong = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    (wrong, multiproc::__private::heap_in_use() as i64 - before as i64)
+}
+
+/// In a child: waits for a byte on `go`, then returns its own words.
+fn wait_then_say(go: i32) -> String {
+    let mut byte = 0u8;
+    // SAFETY: reads one byte into a local.
+    unsafe { libc::read(go, (&raw mut byte).cast(), 1) };
+    "mine".to_string()
+}
+
+/// A pipe (read end, write end).
+fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+/// Waits until the process `pid` (not a child of ours) has ended.
+fn wait_for_end_of(pid: i32) {
+    // SAFETY: pidfd_open takes a pid and flags; poll a pollfd on the stack.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        if fd < 0 {
+            return; // gone already
+        }
+        let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        while libc::poll(&mut poll, 1, -1) != 1 {}
+        libc::close(fd);
+    }
 }
 
 /// A `Value` whose guard can live in a static.
@@ -340,6 +453,121 @@ fn cases() -> Vec<(&'static str, fn())> {
                 }
                 assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
             }
+        }),
+        ("a_bare_copy_of_a_child_never_writes_its_outcome_into_another_childs_room", || {
+            // Early: this process holds nothing, so its children report in rooms.
+            let (copy_go, copy_told) = pipe();
+            let (child_go, child_told) = pipe();
+            let copy: i32 = Process::new(fork_a_copy_that_reports_late, copy_go)
+                .start_method(FORK)
+                .start()
+                .unwrap()
+                .join()
+                .unwrap()
+                .parse()
+                .unwrap();
+            // The first child's room is freed: the next child's may be the same block.
+            let next = Process::new(wait_then_say, child_go).start_method(FORK).start().unwrap();
+            // SAFETY: writes one byte from a local.
+            assert_eq!(unsafe { libc::write(copy_told, [1u8].as_ptr().cast(), 1) }, 1);
+            wait_for_end_of(copy);
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::write(child_told, [1u8].as_ptr().cast(), 1) }, 1);
+            assert_eq!(next.join().unwrap(), "mine", "the next child's outcome");
+            for fd in [copy_go, copy_told, child_go, child_told] {
+                // SAFETY: our own descriptors, closed once.
+                unsafe { libc::close(fd) };
+            }
+        }),
+        ("a_bare_copys_stack_overflow_is_not_reported_as_its_childs", || {
+            let child = Process::new(fork_a_copy_that_overflows, ()).start_method(FORK).start().unwrap();
+            assert_eq!(child.join().unwrap(), "mine");
+        }),
+        ("a_handle_returned_by_a_child_without_a_boot_socket_comes_back_and_leaks_nothing", || {
+            let before = multiproc::__private::heap_in_use();
+            let v = Process::new(make_a_value, 7).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(v.get(), 7);
+            drop(v);
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+        }),
+        ("a_socketless_child_is_watched_timed_out_killed_and_dropped_as_any_and_leaks_nothing", || {
+            let before = multiproc::__private::heap_in_use();
+            let (go, told) = pipe();
+            let child = Process::new(wait_then_say, go).start_method(FORK).start().unwrap();
+            assert!(child.is_alive());
+            let child = match child.join_timeout(std::time::Duration::from_millis(10)) {
+                Err(multiproc::JoinTimeoutError::Timeout(child)) => child,
+                other => panic!("{other:?}"),
+            };
+            child.kill().unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal: libc::SIGKILL, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before, "killed");
+            let child = Process::new(wait_then_say, go).start_method(FORK).start().unwrap();
+            child.terminate().unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal: libc::SIGTERM, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            match Process::new(exit_with, 5).start_method(FORK).start().unwrap().join() {
+                Err(JoinError::Exited { code: 5, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            // Dropped while it runs, and dropped after it ended: reaped by the next look.
+            drop(Process::new(wait_then_say, go).start_method(FORK).start().unwrap());
+            let ended = Process::new(square, 2).start_method(FORK).start().unwrap();
+            while ended.is_alive() {
+                std::thread::yield_now();
+            }
+            drop(ended);
+            // SAFETY: writes one byte from a local.
+            assert_eq!(unsafe { libc::write(told, [1u8].as_ptr().cast(), 1) }, 1);
+            while !multiproc::active_children().is_empty() {
+                std::thread::yield_now();
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before, "dropped");
+            for fd in [go, told] {
+                // SAFETY: our own descriptors, closed once.
+                unsafe { libc::close(fd) };
+            }
+        }),
+        ("a_socketless_childs_outcome_too_long_for_its_room_in_a_full_heap_is_a_typed_error_that_says_so", || {
+            // Room for the report room (one 512-byte block), none for a spill.
+            let before = multiproc::__private::heap_in_use();
+            let room = multiproc::__private::heap_alloc(512).unwrap();
+            let filler = common::fill_heap();
+            // SAFETY (test): the block just allocated, freed once, never used.
+            unsafe { multiproc::__private::heap_free(room, 512) };
+            let joined = Process::new(text_of, 4000).start_method(FORK).start().unwrap().join();
+            let panicked = Process::new(panic_of, 4000).start_method(FORK).start().unwrap().join();
+            drop(filler);
+            assert_eq!(multiproc::__private::heap_in_use(), before);
+            // The child has no socket and the heap no room for the message: the outcome is
+            // lost, but the join says so (not "exited with code 0 without returning a
+            // result"), and a panic is still a panic, its message cut.
+            match joined {
+                Err(JoinError::Failed { reason, .. }) => assert!(reason.contains("family heap"), "{reason}"),
+                other => panic!("{:?}", other.map(|t| t.len())),
+            }
+            match panicked {
+                Err(JoinError::Panicked(info)) => assert_eq!(info.message, format!("{} [cut]", "z".repeat(200))),
+                other => panic!("{other:?}"),
+            }
+        }),
+        ("socketless_fork_children_started_from_many_threads_at_once_report_and_leak_nothing", || {
+            let (wrong, grown) =
+                Process::new(fork_from_threads_at_once, 25).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(wrong, Vec::<String>::new());
+            assert_eq!(grown, 0, "heap in use grew");
+        }),
+        ("a_fork_grandchilds_stack_overflow_is_its_own_not_its_parents", || {
+            // The grandchild's report goes where the grandchild reports, not its parent's.
+            assert!(
+                Process::new(join_an_overflowing_grandchild, ()).start_method(FORK).start().unwrap().join().unwrap(),
+                "the grandchild's join says StackOverflow"
+            );
         }),
         ("a_consumer_learns_that_every_producer_is_gone", || {
             let q = Queue::new().unwrap();
@@ -454,6 +682,28 @@ fn cases() -> Vec<(&'static str, fn())> {
             drop(HELD.lock().unwrap().take());
             assert_eq!(seen, 1, "a fork child wrote the value while this process held its lock ({child:?})");
             assert!(matches!(child, Err(JoinError::Panicked(_))), "{child:?}");
+        }),
+        ("a_guard_taken_on_an_ended_thread_then_copied_by_fork_is_never_granted_twice", || {
+            // An RLock's value: its guard taken on a thread that ended (the RLock's holder
+            // is that dead thread), kept by this process, copied by fork.
+            let value: &'static Value<u64> = leaked(Value::with_lock(1, multiproc::RLock::new().unwrap()).unwrap());
+            *HELD.lock().unwrap() = Some(std::thread::spawn(|| value.lock()).join().unwrap());
+            for drop_copy in [false, true] {
+                let got = Process::new(lock_beside_copied_guard, (value.clone(), drop_copy))
+                    .start_method(FORK)
+                    .start()
+                    .unwrap()
+                    .join()
+                    .unwrap();
+                assert!(!got, "a fork child got a guard while this process holds one (dropped its copy: {drop_copy})");
+            }
+            drop(HELD.lock().unwrap().take());
+            let got = Process::new(lock_beside_copied_guard, (value.clone(), false))
+                .start_method(FORK)
+                .start()
+                .unwrap()
+                .join();
+            assert!(matches!(got, Ok(true)), "released: {got:?}");
         }),
         ("a_guard_copied_by_fork_does_not_unlock_what_the_parent_holds", || {
             let value = leaked_value(1);

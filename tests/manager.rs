@@ -850,6 +850,30 @@ fn a_managed_lock_held_past_the_thread_that_took_it_stays_held() {
     assert!(!lock.try_acquire().unwrap().owner_died());
 }
 
+fn hold_lock_past_its_thread((lock, held): (LockProxy, EventProxy)) {
+    // Acquired on a thread that ends: the lock stays the process's (its connection is gone).
+    std::thread::spawn(move || lock.acquire().unwrap().leave_locked()).join().unwrap();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// A managed `Lock` that outlived the thread (connection) that took it is its process's:
+/// the process killed, the sweep releases it as a dead holder's.
+#[test]
+fn a_lock_held_past_its_thread_by_a_killed_client_is_released() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::start().unwrap();
+    let lock = manager.lock().unwrap();
+    let held = manager.event().unwrap();
+    let child = Process::new(hold_lock_past_its_thread, (lock.clone(), held.clone())).start().unwrap();
+    held.wait().unwrap();
+    assert!(matches!(lock.try_acquire(), Err(ManagerError::WouldBlock)));
+    child.kill().unwrap();
+    child.wait();
+    let taken = lock.acquire_timeout(Duration::from_secs(60)).expect("the server released the dead process's lock");
+    assert!(taken.owner_died(), "the next holder is told");
+}
+
 fn hold_permit((slots, held): (SemaphoreProxy, EventProxy)) {
     slots.acquire().unwrap().forget();
     held.set().unwrap();
@@ -1082,11 +1106,45 @@ fn a_call_to_a_stopped_server_times_out_and_the_next_call_gets_its_own_answer() 
     assert_eq!(b.get().unwrap(), 2);
     assert!(matches!(q.try_get(), Err(ManagerError::Empty)));
     assert_eq!(a.get().unwrap(), 1);
-    // The connection that timed out is abandoned: what it held is released as a dead
-    // holder's (the call that timed out might have been an acquire granted late, which
-    // nobody would ever release), even the lock this thread left locked through it.
-    let other = std::thread::spawn(move || lock.acquire_timeout(LIMIT / 2).map(|held| held.owner_died()));
-    assert!(matches!(other.join().unwrap(), Ok(true)), "released, as a dead holder's lock");
+    // The connection that timed out is abandoned: what the call that timed out (or a later
+    // request of it) took is released as a dead holder's (it might have been an acquire
+    // granted late, which nobody would ever release); the `Lock` this thread left locked
+    // through it by an earlier, answered call stays this (live) process's until released.
+    let other = {
+        let lock = lock.clone();
+        std::thread::spawn(move || lock.acquire_timeout(Duration::from_millis(200)).map(|held| held.owner_died()))
+    };
+    assert!(matches!(other.join().unwrap(), Err(ManagerError::Timeout)), "still held");
+    lock.release().unwrap();
+    assert!(!lock.acquire().unwrap().owner_died(), "released by its process, not taken from a dead one");
+}
+
+/// A `Lock` acquired by a call that was answered is its live process's: a later call on
+/// the same thread (connection) that times out on a stopped server abandons that
+/// connection, but not the lock, whose guard still lives (its release would then free
+/// another holder's lock).
+#[test]
+fn a_lock_acquired_before_a_call_timed_out_on_its_connection_stays_held() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().call_timeout(CALL_TIMEOUT).start().unwrap();
+    let lock = manager.lock().unwrap();
+    let v = manager.value(1u32).unwrap();
+    let held = lock.acquire().unwrap();
+    let server = manager.pid().unwrap();
+    signal(server, libc::SIGSTOP);
+    let gave_up = v.get();
+    signal(server, libc::SIGCONT);
+    assert!(matches!(gave_up, Err(ManagerError::CallTimeout(t)) if t == CALL_TIMEOUT), "{gave_up:?}");
+    assert_eq!(v.get().unwrap(), 1);
+    let lock2 = lock.clone();
+    let second = std::thread::spawn(move || {
+        // The goodbye of the abandoned connection reaches the server in its own time.
+        (0..5).find_map(|_| lock2.acquire_timeout(Duration::from_millis(200)).ok().map(|g| g.owner_died()))
+    });
+    let second = second.join().unwrap();
+    assert_eq!(second, None, "a second holder while the first guard lives (owner_died: {second:?})");
+    held.release().unwrap();
+    assert!(!lock.try_acquire().unwrap().owner_died());
 }
 
 /// An `acquire` that timed out on a stopped server may still be granted once the server

@@ -443,8 +443,10 @@ struct LocalConn {
     conn: u32,
     replies: Shared<ReplyState>,
     outbox: Outbox,
-    /// A call on it went unanswered (it timed out): what the server grants that call once
-    /// it runs again is nobody's, so the goodbye says so.
+    /// The sequence number of its last call.
+    last_call: u64,
+    /// A call on it went unanswered (it timed out): what the server grants that call (or a
+    /// later one) once it runs again is nobody's, so the goodbye says from which call on.
     abandoned: bool,
 }
 
@@ -458,7 +460,9 @@ struct Outbox {
 impl Drop for LocalConn {
     fn drop(&mut self) {
         if self.pid == sys::my_pid() && !self.state.closed() {
-            let _ = self.state.post(&Control::Bye { conn: self.conn, abandoned: self.abandoned });
+            let _ = self
+                .state
+                .post(&Control::Bye { conn: self.conn, abandoned_from: self.abandoned.then_some(self.last_call) });
         }
     }
 }
@@ -503,6 +507,7 @@ fn connect_local(state: &Shared<ManagerState>) -> Result<LocalConn, ManagerError
         conn,
         replies,
         outbox: Outbox { seq: 0, scratch: Vec::new() },
+        last_call: 0,
         abandoned: false,
     })
 }
@@ -592,6 +597,7 @@ impl LocalConn {
     fn call(&mut self, request: &Request) -> Result<Answer, ManagerError> {
         let watch = ServerWatch(&self.state);
         let seq = self.outbox.send(self.conn, request, &watch)?;
+        self.last_call = seq;
         let mut alive = Liveness::new(self.state.call_timeout());
         loop {
             // A reply that holds tokens and stops decoding part-way gives back the ones after

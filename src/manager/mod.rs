@@ -177,9 +177,9 @@ impl Drop for ServerProcess {
 /// the locks it held are released, its waits forgotten, a barrier it waited at broken. A
 /// `Lock` is a family process's, as the family's `Lock` is: the end of the thread that
 /// acquired it leaves it held (its guard may live on in another thread, or it was left
-/// locked) until it is released or the process dies; but a connection a call timed out on
-/// releases what it held, as a dead holder's (that call may be granted a lock late, which
-/// nobody would release).
+/// locked) until it is released or the process dies; but a `Lock` that a call which timed
+/// out was granted late is released as a dead holder's (nobody would release it), and so
+/// is one taken by a later request of that abandoned connection.
 /// Objects live while a proxy, a container or a name refers to them.
 ///
 /// # No `manager.Pool()`

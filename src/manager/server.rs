@@ -295,7 +295,7 @@ impl Server {
             // manager); if it dies meanwhile, the sweep finds it among the holders. A
             // connection abandoned after a call timed out holds nothing for its process:
             // that call may be granted a lock now, which nobody will ever release.
-            Control::Bye { conn, abandoned } => self.close(conn, !abandoned),
+            Control::Bye { conn, abandoned_from } => self.close_from(conn, true, abandoned_from),
             Control::RemoteClosed { conn } => {
                 self.close(conn, false);
                 // Its thread's last word (its requests are all before it on the ring), and
@@ -318,9 +318,15 @@ impl Server {
 
     /// Connection `conn` ended: its parked requests go, the locks it held are released
     /// (but a `Lock` of a family process that lives, `process_lives`, stays held: see
-    /// `Store::drop_conn`), the references a remote connection still held are given back.
+    /// `Store::drop_conn_from`), the references a remote connection still held are given back.
     fn close(&mut self, conn: ConnId, process_lives: bool) {
-        self.store.drop_conn(conn, process_lives);
+        self.close_from(conn, process_lives, None);
+    }
+
+    /// [`Server::close`] of a connection abandoned after its call numbered `abandoned_from`
+    /// timed out (`Store::drop_conn_from`).
+    fn close_from(&mut self, conn: ConnId, process_lives: bool, abandoned_from: Option<u64>) {
+        self.store.drop_conn_from(conn, process_lives, abandoned_from);
         if let Some(Conn::Remote { handouts }) = self.conns.remove(&conn) {
             for (id, count) in handouts {
                 self.store.decref(id, count);

@@ -2,8 +2,8 @@
 //!
 //! This is the server without its transports: requests go in ([`Store::handle`]), answers
 //! come out ([`Store::take_replies`]), time passes ([`Store::expire`]), clients go away
-//! ([`Store::drop_conn`]). No input can make it panic or block: a blocking operation that
-//! cannot complete now is *parked* on its object, and answered when another operation
+//! ([`Store::drop_conn_from`]). No input can make it panic or block: a blocking operation
+//! that cannot complete now is *parked* on its object, and answered when another operation
 //! makes it possible or when its deadline passes.
 //!
 //! # References
@@ -100,6 +100,9 @@ struct LockState {
     /// The last holder's client died (or its connection ended) holding it: the next
     /// acquire is told so, as a robust lock's `owner_died()`.
     owner_died: bool,
+    /// The sequence number (on its connection) of the request that took it: whether it was
+    /// a call its client gave up on (`Store::drop_conn_from`).
+    granted_seq: u64,
 }
 
 impl LockState {
@@ -831,7 +834,11 @@ impl Store {
     /// gives them back. A `Lock` that a family connection holds stays held while its
     /// process lives (`process_lives`: a thread's goodbye, not a death found by the sweep):
     /// a `Lock` is its process's, as the family's is, and a guard may outlive its thread.
-    pub(crate) fn drop_conn(&mut self, conn: ConnId, process_lives: bool) {
+    /// But when the connection's call numbered `abandoned_from` went unanswered (it timed
+    /// out, the client gave up the connection), a `Lock` that call or a later request of it
+    /// took is nobody's, released as a dead holder's (nobody will release it); one taken by
+    /// an earlier call stays its live process's (its guard may live on).
+    pub(crate) fn drop_conn_from(&mut self, conn: ConnId, process_lives: bool, abandoned_from: Option<u64>) {
         let holder = self.holders.remove(&conn);
         if holder.is_none() {
             self.take_back(Holder::Conn(conn));
@@ -841,11 +848,18 @@ impl Store {
         for id in ids {
             let mut fx = Effects::default();
             let Some(obj) = self.objects.get_mut(&id) else { continue };
-            forget_conn(&mut obj.body, conn, kept, &mut fx);
+            forget_conn(&mut obj.body, conn, kept, abandoned_from, &mut fx);
             self.finish(id, fx);
             self.settle(id);
         }
         self.timers.retain(|t| t.2 != conn);
+    }
+
+    /// [`Store::drop_conn_from`] of a connection none of whose calls was abandoned (the
+    /// tests' shorthand).
+    #[cfg(test)]
+    pub(crate) fn drop_conn(&mut self, conn: ConnId, process_lives: bool) {
+        self.drop_conn_from(conn, process_lives, None);
     }
 
     /// Answers every parked request of `conn` with `fault` (or forgets them, for `None`).
@@ -1010,6 +1024,7 @@ fn lock_acquire(
     }
     if l.owner.is_none() && l.waiters.is_empty() {
         l.owner = Some(call.owner);
+        l.granted_seq = call.seq;
         l.count = 1;
         return Some(Ok(l.granted()));
     }
@@ -1551,6 +1566,7 @@ fn settle(body: &mut Body, fx: &mut Effects) {
             while l.owner.is_none() {
                 let Some((waiter, back)) = l.waiters.pop_front() else { break };
                 l.owner = Some(waiter.owner);
+                l.granted_seq = waiter.seq;
                 l.count = back.map_or(1, |(depth, _)| depth.max(1));
                 // A condition waiter taking its lock back answers its wait (whether it was
                 // notified), and is told of a dead holder as an acquire is.
@@ -1715,12 +1731,18 @@ fn take_waiters(
 }
 
 /// Forgets connection `conn`: its parked requests, the locks it holds (but a `Lock` of a
-/// live family process, `kept`, which stays that process's); a barrier it waited at breaks.
-fn forget_conn(body: &mut Body, conn: ConnId, kept: Option<Holder>, fx: &mut Effects) {
+/// live family process, `kept`, which stays that process's unless the request that took it
+/// was the abandoned call numbered `abandoned_from` or a later one); a barrier it waited at
+/// breaks.
+fn forget_conn(body: &mut Body, conn: ConnId, kept: Option<Holder>, abandoned_from: Option<u64>, fx: &mut Effects) {
     let mut taken = Vec::new();
     take_waiters(body, &mut |w| w.owner.conn == conn, &mut taken, fx);
     match body {
-        Body::Lock(l) if kept.is_some() && l.owner.is_some_and(|o| o.conn == conn) => {
+        Body::Lock(l)
+            if kept.is_some()
+                && l.owner.is_some_and(|o| o.conn == conn)
+                && abandoned_from.is_none_or(|from| l.granted_seq < from) =>
+        {
             l.owner = l.owner.map(|o| Owner { conn: PROCESS_HELD, thread: 0, ..o });
         }
         Body::Lock(l) | Body::RLock(l) | Body::Condition { lock: l, .. } if l.owner.is_some_and(|o| o.conn == conn) => {

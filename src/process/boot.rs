@@ -568,8 +568,41 @@ fn report(channel: &Channel, outcome: &Outcome) -> bool {
         Ok(msg) => {
             let ok = match channel {
                 Channel::Socket(sock) => sys::send_all(sock.as_fd(), &frame(&msg.bytes), &[]).is_ok(),
-                Channel::Room(room) => room.write(&msg.bytes),
+                Channel::Room(room) => room.write(&msg.bytes) || write_cut(*room, outcome, msg.bytes.len()),
             };
+            msg.sent();
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+/// The longest panic message [`write_cut`] keeps, in characters.
+const CUT_MESSAGE: usize = 200;
+
+/// After `room` could not take the outcome (`len` bytes: too long for the room, and the
+/// family heap too full for a spill), leaves what fits in the room instead, so that the
+/// parent learns why rather than finding no outcome: a panic with its message cut and no
+/// backtrace, or a failure that says what happened. The outcome itself is lost: the
+/// child has no socket.
+fn write_cut(room: ChildRoom, outcome: &Outcome, len: usize) -> bool {
+    let why =
+        format!("its outcome ({len} bytes) did not fit in its report room, and the family heap had no room for it");
+    let cut = match outcome {
+        Outcome::Panicked(info) => {
+            let mut info = info.clone();
+            if let Some((at, _)) = info.message.char_indices().nth(CUT_MESSAGE) {
+                info.message.truncate(at);
+                info.message.push_str(" [cut]");
+            }
+            info.backtrace = format!("(not kept: {why})");
+            Outcome::Panicked(info)
+        }
+        _ => Outcome::Failed(why),
+    };
+    match codec::encode_own(&cut) {
+        Ok(msg) => {
+            let ok = room.write(&msg.bytes);
             msg.sent();
             ok
         }
@@ -594,7 +627,7 @@ fn report_in(channel: &Channel, outcome: &Outcome, mut room: Vec<u8>) -> bool {
                     msg.bytes[..4].copy_from_slice(&len.to_le_bytes());
                     sys::send_all(sock.as_fd(), &msg.bytes, &[]).is_ok()
                 }
-                Channel::Room(room) => room.write(&msg.bytes),
+                Channel::Room(room) => room.write(&msg.bytes) || write_cut(*room, outcome, msg.bytes.len()),
             };
             // Freeing it would write a page of the heap (a copy, in a fork child).
             std::mem::forget(std::mem::take(&mut msg.bytes));

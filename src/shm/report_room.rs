@@ -80,9 +80,10 @@ impl ReportRoom {
         Ok(Self { off })
     }
 
-    /// Where the child finds it ([`ChildRoom`]).
+    /// Where the child finds it ([`ChildRoom`]): called in the child, the one process
+    /// that may write it.
     pub(crate) fn child(&self) -> ChildRoom {
-        ChildRoom { off: self.off }
+        ChildRoom { off: self.off, pid: sys::pid_now() }
     }
 
     /// The message the child left, if it left one whole: read once the child is dead
@@ -121,15 +122,25 @@ impl Drop for ReportRoom {
 }
 
 /// The child's side of a [`ReportRoom`]: its copy of the parent's, which it never frees.
+///
+/// Only the child writes it: a copy of the child made by a bare `fork` (the program's own
+/// `libc::fork`) has a copy of this too, and may outlive the child, whose parent then
+/// frees the room or gives it to another child.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildRoom {
     off: u64,
+    /// The child's pid.
+    pid: u32,
 }
 
 impl ChildRoom {
     /// Leaves `message` for the parent; false if it cannot (a message too long for the room
-    /// and a heap too full for it, or a message left already).
+    /// and a heap too full for it, a message left already, or a caller that is not the
+    /// child).
     pub(crate) fn write(self, message: &[u8]) -> bool {
+        if sys::pid_now() != self.pid {
+            return false;
+        }
         let heap = Heap::get();
         let w = words(heap, self.off, WORDS);
         if w[0].load(Ordering::Relaxed) != 0 || w[2].load(Ordering::Relaxed) != 0 {
@@ -152,7 +163,7 @@ impl ChildRoom {
     }
 
     /// The room's words, for a signal handler that writes a message known to fit
-    /// (`sys`'s `write_room`): the room outlives the child.
+    /// (`sys`'s `write_room`, armed by the child itself): the room outlives the child.
     pub(crate) fn words(self) -> &'static [AtomicU64] {
         words(Heap::get(), self.off, WORDS)
     }

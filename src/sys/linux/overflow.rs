@@ -17,10 +17,11 @@
 //! `pthread_getattr_np` (which reads `/proc/self/maps` for the main thread), keeps the
 //! arming to a few system calls per child.
 
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Where a child's outcome goes: its boot socket, or the words of its report room in the
 /// family heap (`shm::ReportRoom`, a fork child's), which outlive it.
@@ -41,11 +42,34 @@ struct Report {
     page: usize,
     /// The `SIGSEGV` and `SIGBUS` actions before ours.
     previous: [libc::sigaction; 2],
+    /// The process that armed it, the only one it speaks for: a fork child has a copy of
+    /// its parent's (a multiproc child that forked, or a bare `libc::fork` of one), which
+    /// says where the parent reports.
+    pid: u32,
 }
 
-static REPORT: OnceLock<Report> = OnceLock::new();
-/// Set once `REPORT` may be read from the handler.
-static ARMED: AtomicI32 = AtomicI32::new(0);
+/// [`SLOT`] once a report is written there, else null. A fork child of an armed process
+/// finds its parent's copy here: it arms its own in its place, and the handler reads only
+/// a report armed by its own process.
+static REPORT: AtomicPtr<Report> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Where the report lives: a static, not a box, so that a fork child that arms its own
+/// writes no page of the allocator's (each is one more page fault of every child).
+struct Slot(UnsafeCell<MaybeUninit<Report>>);
+
+// SAFETY: the slot is written only by `report_stack_overflow`, while `REPORT` is null (no
+// handler can reach it), and read only through `REPORT`.
+unsafe impl Sync for Slot {}
+
+static SLOT: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// The report armed last, whichever process armed it.
+fn armed() -> Option<&'static Report> {
+    // SAFETY: a non-null pointer in `REPORT` is `SLOT`, written before it was published
+    // with release, and written again only after `REPORT` went back to null (see
+    // `report_stack_overflow`).
+    unsafe { REPORT.load(Ordering::Acquire).as_ref() }
+}
 
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
@@ -89,24 +113,35 @@ impl OverflowArming {
 /// to run the target, unless `arming` says it has one): a stack overflow writes `frame`
 /// (a framed outcome) where `to` says (a room takes it without its length), prints
 /// `message` to stderr and aborts. Once per process; later calls do
-/// nothing.
+/// nothing. A fork child of an armed process arms its own (the parent's, copied, is not
+/// its report).
 pub(crate) fn report_stack_overflow(to: ReportTo<'_>, mut frame: Vec<u8>, message: String, arming: OverflowArming) {
-    if REPORT.get().is_some() {
+    let pid = super::pid_now();
+    let inherited = armed();
+    if inherited.is_some_and(|report| report.pid == pid) {
         return;
     }
     if !arming.stack_ready && !make_alternate_stack(arming.page) {
         return;
     }
-    let mut action = empty_action();
-    action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) as usize;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    let mut previous = [empty_action(), empty_action()];
-    for (signal, previous) in [libc::SIGSEGV, libc::SIGBUS].into_iter().zip(&mut previous) {
-        // SAFETY: `action` is a fully initialised sigaction whose handler has the
-        // SA_SIGINFO signature; until `ARMED` is set below it only restores the default
-        // action, so a fault in between ends the process as it would have.
-        unsafe { libc::sigaction(signal, &action, previous) };
-    }
+    let previous = match inherited {
+        // Our handler is installed already (a fork keeps the actions): the actions before
+        // it are the parent's report's.
+        Some(report) => report.previous,
+        None => {
+            let mut action = empty_action();
+            action.sa_sigaction = handler as extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            let mut previous = [empty_action(), empty_action()];
+            for (signal, previous) in [libc::SIGSEGV, libc::SIGBUS].into_iter().zip(&mut previous) {
+                // SAFETY: `action` is a fully initialised sigaction whose handler has the
+                // SA_SIGINFO signature; until `REPORT` is set below it only restores the
+                // default action, so a fault in between ends the process as it would have.
+                unsafe { libc::sigaction(signal, &action, previous) };
+            }
+            previous
+        }
+    };
     let (sock, room) = match to {
         ReportTo::Socket(sock) => (sock.as_raw_fd(), None),
         ReportTo::Room(room) => {
@@ -115,10 +150,16 @@ pub(crate) fn report_stack_overflow(to: ReportTo<'_>, mut frame: Vec<u8>, messag
             (-1, Some(room))
         }
     };
-    let report = Report { sock, room, frame, message: message.into_bytes(), page: arming.page, previous };
-    if REPORT.set(report).is_ok() {
-        ARMED.store(1, Ordering::Release);
-    }
+    let report = Report { sock, room, frame, message: message.into_bytes(), page: arming.page, previous, pid };
+    // A handler from now on finds no report (the default action) until the new one is
+    // written: the parent's copy, if any, is overwritten, never dropped (its buffers are
+    // copies of the parent's memory, left as they are).
+    REPORT.store(std::ptr::null_mut(), Ordering::Release);
+    // SAFETY: nothing reads the slot while `REPORT` is null, and nobody else writes it: the
+    // report is armed once per process, before the target runs, and a process that finds
+    // another's report in `REPORT` is a fork child, whose only thread is this one.
+    let written = unsafe { (*SLOT.0.get()).write(report) };
+    REPORT.store(written, Ordering::Release);
 }
 
 /// A report room's head: word 0 says what the room holds (0 nothing), word 1 the
@@ -220,8 +261,7 @@ fn make_alternate_stack(page: usize) -> bool {
 
 extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_void) {
     // Only async-signal-safe calls below: write, signal, abort, sigaction.
-    let report = if ARMED.load(Ordering::Acquire) == 1 { REPORT.get() } else { None };
-    let Some(report) = report else {
+    let Some(report) = armed() else {
         // SAFETY: restoring the default action is async-signal-safe; returning re-runs
         // the faulting access, which the default action then ends.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
@@ -230,7 +270,10 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS,
     // whose si_addr is the faulting address.
     let address = unsafe { (*info).si_addr() } as usize;
-    let overflow = stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page);
+    // Reported only by the process that armed it (getpid is async-signal-safe): in a copy
+    // (a bare `libc::fork` of a child) the report says where another process reports.
+    let overflow =
+        stack_pointer(context).is_some_and(|sp| address.abs_diff(sp) < report.page) && report.pid == super::pid_now();
     if overflow {
         // SAFETY: write(2) of buffers that live as long as the process; SIGABRT's default
         // action then ends it as std's overflow report does.

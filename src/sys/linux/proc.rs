@@ -57,6 +57,12 @@ pub(crate) fn my_pid() -> u32 {
     if pid != 0 { pid } else { me().pid }
 }
 
+/// This process's pid, asked of the kernel (not [`my_pid`]'s cache, which a bare
+/// `libc::fork` by the program leaves stale in the copy). Async-signal-safe.
+pub(crate) fn pid_now() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
 /// Drops the cached identity: the first thing a freshly forked child does.
 pub(crate) fn forget_identity() {
     ME_PID.store(0, Ordering::Relaxed);
