@@ -293,8 +293,8 @@ impl Server {
             }
             // A goodbye comes from a live process (a thread of it ended, or let go of this
             // manager); if it dies meanwhile, the sweep finds it among the holders. A
-            // connection abandoned after a call timed out holds nothing for its process:
-            // that call may be granted a lock now, which nobody will ever release.
+            // connection abandoned after a call timed out releases what that call (or a
+            // later one) took: the call may be granted a lock now, which nobody would release.
             Control::Bye { conn, abandoned_from } => self.close_from(conn, true, abandoned_from),
             Control::RemoteClosed { conn } => {
                 self.close(conn, false);
