@@ -1192,6 +1192,7 @@ pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecE
 /// Decodes the whole of `bytes` as a `T` in plain postcard, with no tag (a
 /// [`SocketConnection`](crate::SocketConnection)'s message), through the same wrapper as a
 /// message's postcard body: its depth limit, its errors' messages and its UTF-8 check.
+#[cfg(feature = "remote")]
 pub(crate) fn decode_untagged<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let mut deserializer = postcard::Deserializer::from_bytes(bytes);
     let value = keep::deserialize::<T, _>(&mut deserializer).map_err(postcard_failure::<T>)?;

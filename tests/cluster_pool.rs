@@ -349,6 +349,16 @@ fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     assert!(eventually(Duration::from_secs(20), || waiting() == 0), "results left in the list");
 }
 
+/// A one-worker cluster pool on `redis` that has run a task (a node must serve it), and
+/// the key of its results list (gone while empty; the tasks stream stays).
+fn one_worker_pool_and_its_results_key(redis: &Redis) -> (Pool, String) {
+    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    (pool, key)
+}
+
 /// A trim of the results list from a connection the driver dropped that reaches Redis
 /// late, after the driver read again (a packet retransmitted when a partition heals),
 /// removes no result nobody read.
@@ -357,11 +367,7 @@ fn a_trim_that_reaches_redis_late_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
-    assert_eq!(pool.apply(square, 3).unwrap(), 9);
-    // (The results list is gone while empty; the tasks stream stays.)
-    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
-    let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    let (pool, key) = one_worker_pool_and_its_results_key(&redis);
     let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
     let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
     // What the driver read is trimmed off by its next read.
@@ -398,10 +404,7 @@ fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
-    assert_eq!(pool.apply(square, 3).unwrap(), 9);
-    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
-    let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    let (pool, key) = one_worker_pool_and_its_results_key(&redis);
     let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
     let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
     assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");

@@ -963,6 +963,22 @@ fn kill_stopped(child: &multiproc::ProcessHandle<()>, method: StartMethod) {
     }
 }
 
+/// A child given a queue, stopped by `stop` (its `child_init`) and killed, while a copy of
+/// the queue waits in a queue of queues: the child failed, and the queued copy decodes.
+/// The queue and that copy.
+fn killed_beside_a_queued_copy(stop: fn(), method: StartMethod) -> (multiproc::Queue<u32>, multiproc::Queue<u32>) {
+    let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let child = start_stopped_and_kill(stop, method, || {
+        Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
+    });
+    queues.put(queue.clone()).unwrap();
+    assert!(child.join().is_err(), "{method:?}");
+    let copy = queues.get_timeout(Duration::from_secs(10));
+    assert!(copy.is_ok(), "{method:?}: the queued copy of the queue: {copy:?}");
+    (queue, copy.unwrap())
+}
+
 #[test]
 fn a_child_killed_right_after_a_receipt_inner() {
     if std::env::var_os(RECEIPTED_INNER).is_none() {
@@ -975,16 +991,8 @@ fn a_child_killed_right_after_a_receipt_inner() {
     for method in METHODS {
         let leaks = common::leak_check(LIMIT);
         {
-            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
-            let queue = multiproc::Queue::<u32>::new().unwrap();
-            let child = start_stopped_and_kill(stop_after_a_receipt, method, || {
-                Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
-            });
-            queues.put(queue.clone()).unwrap();
-            assert!(child.join().is_err(), "{method:?}");
-            let copy = queues.get_timeout(Duration::from_secs(10));
-            assert!(copy.is_ok(), "{method:?}: the queued copy of the queue: {copy:?}");
-            copy.unwrap().put(3).unwrap();
+            let (queue, copy) = killed_beside_a_queued_copy(stop_after_a_receipt, method);
+            copy.put(3).unwrap();
             assert_eq!(queue.get().unwrap(), 3, "{method:?}");
             Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join().unwrap();
             assert_eq!(queue.get().unwrap(), 7, "{method:?}");
@@ -1010,10 +1018,7 @@ fn a_child_killed_right_after_a_receipt_inner() {
                 let copy = queued.get_timeout(Duration::from_secs(10));
                 assert!(copy.is_ok(), "{method:?}: the queued copies: {copy:?}");
                 drop(copy);
-                Process::new(use_kinds, kinds.clone()).start_method(method).start().unwrap().join().unwrap();
-                assert_eq!(other.recv().unwrap(), 7, "{method:?}");
-                assert_eq!(kinds.2.get(), 7, "{method:?}");
-                assert!(kinds.1.try_acquire().is_ok(), "{method:?}");
+                kinds_still_work(&kinds, &other, method);
             } else {
                 drop(kinds);
                 assert!(child.join().is_err(), "{method:?}");
@@ -1027,15 +1032,7 @@ fn a_child_killed_right_after_a_receipt_inner() {
     for method in METHODS {
         let leaks = common::leak_check(LIMIT);
         {
-            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
-            let queue = multiproc::Queue::<u32>::new().unwrap();
-            let child = start_stopped_and_kill(stop_after_the_receipts_note, method, || {
-                Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
-            });
-            queues.put(queue.clone()).unwrap();
-            assert!(child.join().is_err(), "{method:?}");
-            let copy = queues.get_timeout(Duration::from_secs(10));
-            assert!(copy.is_ok(), "{method:?}: the queued copy of the queue: {copy:?}");
+            killed_beside_a_queued_copy(stop_after_the_receipts_note, method);
         }
         leaks.assert_at_most(128);
     }
@@ -1196,10 +1193,7 @@ fn a_child_killed_before_its_note_after_a_failed_decoding_inner() {
             multiproc::builder().try_init().unwrap();
             if keep {
                 assert!(child.join().is_err(), "{method:?}");
-                Process::new(use_kinds, kinds.clone()).start_method(method).start().unwrap().join().unwrap();
-                assert_eq!(other.recv().unwrap(), 7, "{method:?}");
-                assert_eq!(kinds.2.get(), 7, "{method:?}");
-                assert!(kinds.1.try_acquire().is_ok(), "{method:?}");
+                kinds_still_work(&kinds, &other, method);
             } else {
                 drop(kinds);
                 assert!(child.join().is_err(), "{method:?}");
@@ -1213,6 +1207,15 @@ fn a_child_killed_before_its_note_after_a_failed_decoding_inner() {
 
 /// One handle of each other kind: a pipe's end, a lock, a shared value.
 type Kinds = (multiproc::Connection<u32>, multiproc::Lock, multiproc::Value<u32>);
+
+/// The parent's copies of `kinds` work after a child that held them was killed: a new child
+/// uses them (`use_kinds`), and `other`, the pipe's other end, hears from it.
+fn kinds_still_work(kinds: &Kinds, other: &multiproc::Connection<u32>, method: StartMethod) {
+    Process::new(use_kinds, kinds.clone()).start_method(method).start().unwrap().join().unwrap();
+    assert_eq!(other.recv().unwrap(), 7, "{method:?}");
+    assert_eq!(kinds.2.get(), 7, "{method:?}");
+    assert!(kinds.1.try_acquire().is_ok(), "{method:?}");
+}
 
 fn use_kinds((end, lock, value): Kinds) {
     end.send(7).unwrap();

@@ -398,21 +398,32 @@ mod tests {
     /// so a spin must give the processor up after a few looks, not after a thousand.
     #[test]
     fn a_spin_lets_an_answer_that_shares_its_processor_come_after_a_few_looks() {
+        let median = median_looks_of_turns_on_one_processor(50, |ready| super::spin_for(LONG, ready));
+        assert!(median < 512, "the median wait took {median} looks for a turn that shares its processor");
+    }
+
+    const LONG: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Two threads pinned to one processor take `rounds` turns each (even: the first
+    /// thread's, odd: the second's), each waiting for its turn with `spin`, then passing it
+    /// on: the median of the looks a wait took. A wait or two may find the other thread not
+    /// yet on the processor, or kept off it by the scheduler: hence the median.
+    fn median_looks_of_turns_on_one_processor(
+        rounds: u32,
+        spin: fn(&mut dyn FnMut() -> Option<()>) -> Option<()>,
+    ) -> u32 {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicU32, Ordering};
 
-        const ROUNDS: u32 = 50;
         let cpu = first_allowed_cpu();
         let turn = Arc::new(AtomicU32::new(0));
-        // Each side waits for its turn (even: the first thread's, odd: the second's),
-        // then passes it on; the looks each wait took.
         let play = |turn: Arc<AtomicU32>, mine: u32| {
             std::thread::spawn(move || {
                 pin_to(cpu);
                 let mut looks_per_wait = Vec::new();
-                for round in 0..ROUNDS {
+                for round in 0..rounds {
                     let mut looks = 0u32;
-                    let came = super::spin_for(std::time::Duration::from_secs(10), || {
+                    let came = spin(&mut || {
                         looks += 1;
                         (turn.load(Ordering::SeqCst) == 2 * round + mine).then_some(())
                     });
@@ -427,10 +438,7 @@ mod tests {
         let mut looks = first.join().unwrap();
         looks.extend(second.join().unwrap());
         looks.sort_unstable();
-        // The median: a wait or two may find the other thread not yet on the processor,
-        // or kept off it by the scheduler.
-        let median = looks[looks.len() / 2];
-        assert!(median < 512, "the median wait took {median} looks for a turn that shares its processor");
+        looks[looks.len() / 2]
     }
 
     /// A learning spin answered before its first yield yields later at the next wait (up
@@ -477,34 +485,9 @@ mod tests {
     /// does not stick).
     #[test]
     fn a_learning_spin_that_shares_its_processor_keeps_yielding_soon() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicU32, Ordering};
-
-        const ROUNDS: u32 = 100;
-        let cpu = first_allowed_cpu();
-        let turn = Arc::new(AtomicU32::new(0));
-        let play = |turn: Arc<AtomicU32>, mine: u32| {
-            std::thread::spawn(move || {
-                pin_to(cpu);
-                let mut looks_per_wait = Vec::new();
-                for round in 0..ROUNDS {
-                    let mut looks = 0u32;
-                    let came = super::spin_learning(super::Deadline::NEVER, std::time::Duration::from_secs(10), || {
-                        looks += 1;
-                        (turn.load(Ordering::SeqCst) == 2 * round + mine).then_some(())
-                    });
-                    assert!(came.is_some(), "the turn came within the spin");
-                    looks_per_wait.push(looks);
-                    turn.fetch_add(1, Ordering::SeqCst);
-                }
-                looks_per_wait
-            })
-        };
-        let (first, second) = (play(turn.clone(), 0), play(turn, 1));
-        let mut looks = first.join().unwrap();
-        looks.extend(second.join().unwrap());
-        looks.sort_unstable();
-        let median = looks[looks.len() / 2];
+        let median = median_looks_of_turns_on_one_processor(100, |ready| {
+            super::spin_learning(super::Deadline::NEVER, LONG, ready)
+        });
         // One look, a yield that runs the other side, the answer at the next look.
         assert!(median <= 2, "the median wait took {median} looks for a turn that shares its processor");
     }
