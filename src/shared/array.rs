@@ -282,6 +282,9 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
 
     /// Locks the array and gives its elements as a slice; unlocks when the guard drops.
     ///
+    /// A thread that holds a guard and locks the same array again waits for ever, as with
+    /// `std::sync::Mutex` (a second guard would alias the first): drop the guard first.
+    ///
     /// # Examples
     ///
     /// ```

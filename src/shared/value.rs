@@ -182,6 +182,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     }
 
     /// Locks the value for a read-modify-write; unlocks when the guard drops.
+    ///
+    /// A thread that holds a guard and locks the same value again waits for ever, as with
+    /// `std::sync::Mutex` (Python's default `RLock` would let it in; a second guard here
+    /// would alias the first): drop the guard first, or use [`Value::lock_timeout`]. Through
+    /// a shared [`RLock`](crate::RLock) (`with_lock`) the second lock panics instead.
     #[doc(alias = "get_lock")]
     ///
     /// # Examples
