@@ -310,7 +310,7 @@ fn an_ack_that_fails_puts_nothing_in_the_queue() {
     q.put(7).unwrap();
     let received = q.receive().unwrap();
     // Every connection but the one asking.
-    raw(&redis, &[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
+    redis.raw(&[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
     let acked = received.ack();
     assert!(acked.is_err(), "{acked:?}");
     let other = Queue::<u32>::open(&redis.url, "q").unwrap();
@@ -465,18 +465,6 @@ fn a_bad_url_or_no_server_is_a_typed_error() {
 
 // --- Bounds on what comes from Redis -------------------------------------------------
 
-/// Sends one command to the server over its socket (as another program would) and returns
-/// the raw reply.
-fn raw(redis: &Redis, args: &[&[u8]]) -> Vec<u8> {
-    let mut s = UnixStream::connect(redis.dir.join("redis.sock")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&common::machine::resp(args)).unwrap();
-    let mut reply = vec![0; 4096];
-    let n = s.read(&mut reply).unwrap();
-    reply.truncate(n);
-    reply
-}
-
 #[test]
 fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
     let _w = watchdog(LIMIT);
@@ -485,12 +473,12 @@ fn an_item_larger_than_max_message_size_is_never_read_and_set_aside() {
     let Some(redis) = Redis::start(&["--client-output-buffer-limit", "normal 1mb 1mb 0"]) else { return };
     let q = Queue::<Vec<u8>>::builder().max_message_size(64 << 10).open(&redis.url, "big").unwrap();
     let huge = vec![7u8; 8 << 20];
-    assert_eq!(raw(&redis, &[b"LPUSH", b"mp:{q:big}:items", &huge]), b":1\r\n");
+    assert_eq!(redis.raw(&[b"LPUSH", b"mp:{q:big}:items", &huge]), b":1\r\n");
     q.put(vec![1, 2, 3]).unwrap();
     let got = q.get();
     assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("more than")), "{got:?}");
     assert_eq!(q.get().unwrap(), vec![1, 2, 3], "the queue goes on after it");
-    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:big}:dead"]), b":1\r\n", "kept in the dead-letter list");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:big}:dead"]), b":1\r\n", "kept in the dead-letter list");
     let again = q.receive_timeout(Duration::from_millis(50));
     assert!(matches!(again, Err(GetError::Timeout)), "{again:?}");
 }
@@ -509,7 +497,7 @@ fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
         b"{\"json\": true}",                                     // another encoding
     ];
     for g in garbage {
-        raw(&redis, &[b"LPUSH", b"mp:{q:g}:items", g]);
+        redis.raw(&[b"LPUSH", b"mp:{q:g}:items", g]);
     }
     q.put(("fine".into(), vec![1])).unwrap();
     for _ in garbage {
@@ -517,8 +505,8 @@ fn garbage_put_by_another_program_is_a_typed_error_not_a_panic() {
         assert!(matches!(got, Err(GetError::Decode(_))), "{got:?}");
     }
     assert_eq!(q.get().unwrap(), ("fine".to_string(), vec![1]));
-    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:g}:dead"]), b":5\r\n");
-    raw(&redis, &[b"SET", b"mp:{q:s}:items", b"a string, not a list"]);
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:g}:dead"]), b":5\r\n");
+    redis.raw(&[b"SET", b"mp:{q:s}:items", b"a string, not a list"]);
     let wrong = Queue::<u32>::open(&redis.url, "s").unwrap().get_timeout(Duration::from_secs(1));
     assert!(
         matches!(&wrong, Err(GetError::Redis(ClusterError::Refused(why))) if why.contains("WRONGTYPE")),
@@ -550,12 +538,12 @@ fn a_message_nested_beyond_any_stack_is_a_typed_error_and_set_aside() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let q = Queue::<Nest>::open(&redis.url, "deep").unwrap();
-    raw(&redis, &[b"LPUSH", b"mp:{q:deep}:items", &nested(1_000_000)]);
+    redis.raw(&[b"LPUSH", b"mp:{q:deep}:items", &nested(1_000_000)]);
     q.put(Nest::More(Box::new(Nest::End))).unwrap();
     let got = q.get();
     assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
     assert_eq!(q.get().unwrap(), Nest::More(Box::new(Nest::End)), "the queue goes on after it");
-    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:deep}:dead"]), b":1\r\n", "kept in the dead-letter list");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:deep}:dead"]), b":1\r\n", "kept in the dead-letter list");
     // A value nested 200 levels deep is no attack.
     let deep = || (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
     q.put(deep()).unwrap();
@@ -577,11 +565,11 @@ fn a_self_described_message_nested_beyond_any_stack_is_a_typed_error() {
         bytes.push(0);
         bytes
     };
-    raw(&redis, &[b"LPUSH", b"mp:{q:described}:items", &described(200)]);
-    raw(&redis, &[b"LPUSH", b"mp:{q:described}:items", &described(100_000)]);
+    redis.raw(&[b"LPUSH", b"mp:{q:described}:items", &described(200)]);
+    redis.raw(&[b"LPUSH", b"mp:{q:described}:items", &described(100_000)]);
     let deep = (0..200).fold(Nest::End, |inner, _| Nest::More(Box::new(inner)));
     assert_eq!(q.get().unwrap(), deep, "200 levels are no attack");
     let got = q.get();
     assert!(matches!(&got, Err(GetError::Decode(e)) if e.to_string().contains("deep")), "{got:?}");
-    assert_eq!(raw(&redis, &[b"LLEN", b"mp:{q:described}:dead"]), b":1\r\n", "kept in the dead-letter list");
+    assert_eq!(redis.raw(&[b"LLEN", b"mp:{q:described}:dead"]), b":1\r\n", "kept in the dead-letter list");
 }

@@ -594,22 +594,9 @@ fn the_driver_bounds_the_tasks_in_flight() {
 
 // --- Entries written by someone else ------------------------------------------------------
 
-/// Sends one command to the server over its socket (as another program would) and returns
-/// the raw reply.
-fn raw(redis: &Redis, args: &[&[u8]]) -> Vec<u8> {
-    use std::io::Read;
-    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&common::machine::resp(args)).unwrap();
-    let mut reply = vec![0; 4096];
-    let n = s.read(&mut reply).unwrap();
-    reply.truncate(n);
-    reply
-}
-
 /// The ids of the pools on `redis` (`SMEMBERS mp:pools`, its bulk strings).
 fn pool_ids(redis: &Redis) -> Vec<String> {
-    let reply = String::from_utf8_lossy(&raw(redis, &[b"SMEMBERS", b"mp:pools"])).into_owned();
+    let reply = String::from_utf8_lossy(&redis.raw(&[b"SMEMBERS", b"mp:pools"])).into_owned();
     reply.split("\r\n").skip(1).filter(|l| !l.is_empty() && !l.starts_with('$')).map(str::to_string).collect()
 }
 
@@ -654,11 +641,11 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
             lease_ms,
             args: Vec::new(),
         });
-        let added = raw(&redis, &[b"XADD", tasks.as_bytes(), b"*", b"m", &entry]);
+        let added = redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &entry]);
         assert!(added.starts_with(b"$"), "{}", String::from_utf8_lossy(&added));
         let mut r = pool.apply_async(square, 3).unwrap();
         assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9), "after an entry with a lease of {lease_ms} ms");
     }
     // Answered, so gone from the stream.
-    assert!(eventually(Duration::from_secs(10), || raw(&redis, &[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
+    assert!(eventually(Duration::from_secs(10), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
 }

@@ -1126,6 +1126,37 @@ fn die_before_the_note() {
     multiproc::__private::crash_at("process.args.noting");
 }
 
+/// `queue`, or (`replace`) sixteen queues made after it was let go of (its block may be
+/// reused), each with a copy waiting in `queues`: the queues kept.
+fn queued_or_replaced(
+    queues: &multiproc::Queue<multiproc::Queue<u32>>,
+    queue: multiproc::Queue<u32>,
+    replace: bool,
+) -> Vec<multiproc::Queue<u32>> {
+    let kept: Vec<_> = if replace {
+        drop(queue);
+        (0..16).map(|_| multiproc::Queue::<u32>::new().unwrap()).collect()
+    } else {
+        vec![queue]
+    };
+    kept.iter().for_each(|q| queues.put(q.clone()).unwrap());
+    kept
+}
+
+/// Each copy waiting in `queues` decodes, and is the queue of `kept` in its place.
+fn assert_queued_copies_are_their_queues(
+    queues: &multiproc::Queue<multiproc::Queue<u32>>,
+    kept: &[multiproc::Queue<u32>],
+    case: &str,
+) {
+    for (n, q) in (0u32..).zip(kept) {
+        let got = queues.get_timeout(Duration::from_secs(10));
+        assert!(got.is_ok(), "{case}: the queued copy of queue {n}: {got:?}");
+        got.unwrap().put(n).unwrap();
+        assert_eq!(q.get().unwrap(), n, "{case}: the copy is queue {n}");
+    }
+}
+
 #[test]
 fn a_child_killed_before_its_note_after_a_failed_decoding_inner() {
     if std::env::var_os(UNREAD_INNER).is_none() {
@@ -1147,20 +1178,9 @@ fn a_child_killed_before_its_note_after_a_failed_decoding_inner() {
             let child = Process::new(never_runs, arg).start_method(method).start().unwrap();
             multiproc::builder().try_init().unwrap();
             assert!(eventually(LIMIT, || !pid_running(child.pid())), "{method:?}: the child died before its note");
-            let kept = if reuse {
-                drop(second);
-                (0..16).map(|_| multiproc::Queue::<u32>::new().unwrap()).collect()
-            } else {
-                vec![second]
-            };
-            kept.iter().for_each(|q| queues.put(q.clone()).unwrap());
+            let kept = queued_or_replaced(&queues, second, reuse);
             assert!(child.join().is_err(), "{method:?}");
-            for (n, q) in (0u32..).zip(&kept) {
-                let got = queues.get_timeout(Duration::from_secs(10));
-                assert!(got.is_ok(), "{method:?}, reuse {reuse}: the queued copy of queue {n}: {got:?}");
-                got.unwrap().put(n).unwrap();
-                assert_eq!(q.get().unwrap(), n, "{method:?}, reuse {reuse}: the copy is queue {n}");
-            }
+            assert_queued_copies_are_their_queues(&queues, &kept, &format!("{method:?}, reuse {reuse}"));
         }
         leaks.assert_no_leak();
     }
@@ -1467,23 +1487,12 @@ fn a_child_that_cannot_copy_its_boot_socket_inner() {
             let queue = multiproc::Queue::<u32>::new().unwrap();
             let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
             assert!(eventually(LIMIT, || !pid_running(child.pid())), "{method:?}: the child ended");
-            let kept = if keep {
-                vec![queue]
-            } else {
-                drop(queue);
-                (0..16).map(|_| multiproc::Queue::<u32>::new().unwrap()).collect()
-            };
-            kept.iter().for_each(|q| queues.put(q.clone()).unwrap());
+            let kept = queued_or_replaced(&queues, queue, !keep);
             child.join().unwrap();
             if keep {
                 assert_eq!(kept[0].get().unwrap(), 7, "{method:?}: the child ran");
             }
-            for (n, q) in (0u32..).zip(&kept) {
-                let got = queues.get_timeout(Duration::from_secs(10));
-                assert!(got.is_ok(), "{method:?}, keep {keep}: the queued copy of queue {n}: {got:?}");
-                got.unwrap().put(n).unwrap();
-                assert_eq!(q.get().unwrap(), n, "{method:?}, keep {keep}: the copy is queue {n}");
-            }
+            assert_queued_copies_are_their_queues(&queues, &kept, &format!("{method:?}, keep {keep}"));
         }
         leaks.assert_no_leak();
     }

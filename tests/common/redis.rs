@@ -71,6 +71,18 @@ impl Redis {
         assert!(eventually(Duration::from_secs(20), || !pid_running(self.pid)));
     }
 
+    /// Sends one command over the server's socket (as another program would) and returns
+    /// the raw reply.
+    pub fn raw(&self, args: &[&[u8]]) -> Vec<u8> {
+        let mut s = UnixStream::connect(self.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&super::machine::resp(args)).unwrap();
+        let mut reply = vec![0; 4096];
+        let n = s.read(&mut reply).unwrap();
+        reply.truncate(n);
+        reply
+    }
+
     /// The keys under `mp:` (through `redis-cli`).
     pub fn mp_keys(&self) -> Vec<String> {
         let out = Command::new("redis-cli").arg("-s").arg(self.socket()).args(["--scan", "--pattern", "mp:*"]).output();
