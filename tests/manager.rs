@@ -1306,3 +1306,33 @@ fn two_processes_take_two_thousand_turns_on_a_manager_condition() {
     }
     assert_eq!(turn.get().unwrap(), 0);
 }
+
+/// A process of the family that makes a call on this child's manager from a thread of its
+/// own, one thread after another (each a connection, numbered by the family).
+fn calls_from_fresh_threads((d, rounds): (DictProxy<u32, u32>, u32)) {
+    for round in 0..rounds {
+        let d = d.clone();
+        std::thread::spawn(move || d.insert(round, round).unwrap_or_else(|e| panic!("round {round}: {e}")))
+            .join()
+            .unwrap();
+    }
+}
+
+#[test]
+fn family_connection_numbers_are_taken_again_after_their_threads_end() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().start().unwrap();
+    let d = manager.dict::<u32, u32>().unwrap();
+    // All but the last 20 of 2^24 - 1 numbers taken, as by that many threads over the
+    // family's life: each thread that calls the manager opens a connection of its own.
+    assert!(multiproc::__private::manager_skip_connections(&manager, 0xff_ffff - 20));
+    for round in 0..200u32 {
+        let d = d.clone();
+        std::thread::spawn(move || d.insert(round, round).unwrap_or_else(|e| panic!("round {round}: {e}")))
+            .join()
+            .unwrap();
+    }
+    // And from a child process: its threads take numbers of the same family counter.
+    Process::new(calls_from_fresh_threads, (d.clone(), 100)).start().unwrap().join().unwrap();
+    assert_eq!(d.len().unwrap(), 200);
+}

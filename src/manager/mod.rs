@@ -669,7 +669,7 @@ impl ManagerBuilder {
             }
         };
         let state = Shared::new(ManagerState::new()?)?;
-        state.requests.open()?;
+        state.open()?;
         state.set_call_timeout(self.call_timeout);
         let boot = ServerBoot {
             initializer,
@@ -811,7 +811,7 @@ impl ManagerBuilder {
         };
         let authkey = self.authkey_or_family()?;
         let state = Shared::new(ManagerState::new()?)?;
-        state.requests.open()?;
+        state.open()?;
         let mut server = Server::new(state.clone());
         server.limit_requests(self.limits.max_request_memory);
         for (name, _, constructor) in &self.types {

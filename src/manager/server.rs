@@ -327,10 +327,18 @@ impl Server {
     /// timed out (`Store::drop_conn_from`).
     fn close_from(&mut self, conn: ConnId, process_lives: bool, abandoned_from: Option<u64>) {
         self.store.drop_conn_from(conn, process_lives, abandoned_from);
-        if let Some(Conn::Remote { handouts }) = self.conns.remove(&conn) {
-            for (id, count) in handouts {
-                self.store.decref(id, count);
+        match self.conns.remove(&conn) {
+            Some(Conn::Remote { handouts }) => {
+                for (id, count) in handouts {
+                    self.store.decref(id, count);
+                }
             }
+            // Its thread said goodbye after its last request, or its process ended: nothing
+            // more of it comes, and the server keeps nothing of it (`drop_conn_from`), so
+            // another family connection may take its number (a request of it still on the
+            // ring comes before that one's hello, and finds no connection).
+            Some(Conn::Local { .. }) => self.state.free_conn(conn),
+            None => {}
         }
         remote::forget_writer(&self.writers, conn);
     }

@@ -24,6 +24,9 @@ pub(crate) const CONTROL: u32 = 0;
 /// Connection numbers must fit a ring tag.
 pub(crate) const MAX_CONN: u32 = crate::shm::TAG_MASK;
 
+/// How long a new connection waits for a number given back when every one is taken.
+const REUSE_WAIT: Duration = Duration::from_secs(1);
+
 pub(crate) const STARTING: u32 = 0;
 pub(crate) const READY: u32 = 1;
 /// Shut down, or failed to start.
@@ -39,6 +42,10 @@ pub(crate) struct ManagerState {
     pub(crate) server_pid: AtomicU32,
     pub(crate) server_start: AtomicU64,
     pub(crate) next_conn: AtomicU32,
+    /// Numbers of family connections the server forgot, to be taken again (each message
+    /// empty, its tag the number): numbers are 24 bits (a ring's tag), and a family whose
+    /// threads took a fresh one each would have none left after 16,777,214 threads.
+    pub(crate) free_conns: Ring,
     /// The TCP port the server listens on (0: none).
     pub(crate) port: AtomicU32,
     /// Rung when `status` changes.
@@ -55,6 +62,7 @@ impl ShmObject for ManagerState {
         // Control messages may hold reply rings: release them with the ring.
         drain::<Control>(&self.requests, |tag| tag == CONTROL);
         self.requests.destroy(heap);
+        self.free_conns.destroy(heap);
     }
 }
 
@@ -66,6 +74,7 @@ impl ManagerState {
             server_pid: AtomicU32::new(0),
             server_start: AtomicU64::new(0),
             next_conn: AtomicU32::new(1),
+            free_conns: Ring::new(Limits::default()),
             port: AtomicU32::new(0),
             changed: Notify::new(),
             call_timeout_ns: AtomicU64::new(0),
@@ -86,15 +95,38 @@ impl ManagerState {
         }
     }
 
-    /// A connection number for a new client.
+    /// Opens the rings of a new state, before any other process can reach it.
+    pub(crate) fn open(&self) -> Result<(), HeapFull> {
+        self.requests.open()?;
+        self.free_conns.open()
+    }
+
+    /// A connection number for a new client: one the server forgot, else a fresh one.
     pub(crate) fn new_conn(&self) -> Option<u32> {
+        if let Some(conn) = self.reused_conn(Deadline::now()) {
+            return Some(conn);
+        }
         // Past the last number, no more counting: the counter must never wrap round to
         // numbers connections still use.
-        if self.next_conn.load(Ordering::Relaxed) >= MAX_CONN {
-            return None;
+        if self.next_conn.load(Ordering::Relaxed) < MAX_CONN {
+            let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+            if conn != CONTROL && conn < MAX_CONN {
+                return Some(conn);
+            }
         }
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        (conn != CONTROL && conn < MAX_CONN).then_some(conn)
+        // Every number is taken: connections that ended give theirs back once the server
+        // reads their goodbye, which may be on its way.
+        self.reused_conn(Deadline::after(REUSE_WAIT))
+    }
+
+    /// A number of the free list, waiting until `deadline` for one.
+    fn reused_conn(&self, deadline: Deadline) -> Option<u32> {
+        self.free_conns.get(deadline, &Patient, |_, tag| tag).ok().filter(|&conn| conn != CONTROL && conn < MAX_CONN)
+    }
+
+    /// The server forgot family connection `conn`: another may take its number.
+    pub(crate) fn free_conn(&self, conn: u32) {
+        let _ = self.free_conns.put_bytes(&[], conn, Deadline::NEVER, &Patient);
     }
 
     /// Whether the server said it is done.
