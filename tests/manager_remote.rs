@@ -914,3 +914,38 @@ fn remote_clients_come_and_go_past_the_number_of_connection_numbers() {
     }
     assert_eq!(d.len().unwrap(), 200);
 }
+
+#[test]
+fn a_peer_that_stalls_in_a_large_frame_is_dropped_and_its_budget_serves_the_others() {
+    let _w = common::heap_user(LIMIT);
+    const MIB: u64 = 1 << 20;
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_message_size(4 * MIB)
+        .max_frame_memory(MIB)
+        .frame_timeout(Duration::from_millis(500))
+        .start()
+        .unwrap();
+    let addr = manager.address().unwrap();
+    // An authenticated peer announces a frame of the whole budget, sends a little of it,
+    // and stalls (it stays connected).
+    let mut raw = TcpStream::connect(addr).unwrap();
+    authenticate(&mut raw, KEY);
+    raw.write_all(&(MIB as u32).to_le_bytes()).unwrap();
+    raw.write_all(&[0u8; 1000]).unwrap();
+    // Its connection takes the budget before the next client's frame arrives.
+    std::thread::sleep(Duration::from_millis(200));
+    // Another client's large request goes through once the staller is dropped.
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let big: ListProxy<Vec<u8>> = remote.list().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pusher = std::thread::spawn(move || {
+        let _ = tx.send(big.push(vec![7u8; (MIB / 2) as usize]).map(|()| big.len()));
+    });
+    let pushed = rx.recv_timeout(Duration::from_secs(60));
+    assert!(matches!(pushed, Ok(Ok(Ok(1)))), "the other client's large request waited for the staller: {pushed:?}");
+    pusher.join().unwrap();
+    // The staller was closed.
+    assert!(closed_by_server(&mut raw));
+}

@@ -565,7 +565,8 @@ impl ManagerBuilder {
     /// How many bytes of requests the server may be receiving from all its remote
     /// connections at once (default 256 MiB). A frame is held as its bytes arrive, not as
     /// announced; past the limit, connections in the middle of a frame above 64 KiB wait
-    /// for room before they read on (smaller frames always go on).
+    /// for room before they read on (smaller frames always go on), and a frame that has
+    /// room must arrive within the [`frame_timeout`](Self::frame_timeout).
     ///
     /// # Examples
     ///
@@ -579,6 +580,32 @@ impl ManagerBuilder {
     /// ```
     pub fn max_frame_memory(mut self, bytes: u64) -> Self {
         self.limits.max_frame_memory = bytes;
+        self
+    }
+
+    #[cfg(feature = "remote")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+    /// How long a request frame above 64 KiB may take to arrive once it has its share of
+    /// [`max_frame_memory`](Self::max_frame_memory) (default 60 s: a 64 MiB frame at
+    /// about 1 MiB/s). A remote client that stalls in the middle of one is disconnected
+    /// (its objects and locks given back as for any connection that ends) and its share
+    /// goes to the connections waiting for room: one peer cannot hold the others' large
+    /// requests for longer than this.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// multiproc::init();
+    /// let manager = multiproc::Manager::builder()
+    ///     .address("127.0.0.1:0")
+    ///     .frame_timeout(Duration::from_secs(10))
+    ///     .start()?;
+    /// # Ok::<(), multiproc::ManagerError>(())
+    /// ```
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.frame_timeout = timeout;
         self
     }
 

@@ -12,7 +12,10 @@
 //! are in it (a newer one closes the oldest), and when descriptors run out the accept loop
 //! closes the oldest handshake and pauses instead of spinning. What authenticated peers
 //! can make the server hold is bounded too: request frames above 64 KiB being received
-//! share [`Limits::max_frame_memory`], and one request decodes to at most
+//! share [`Limits::max_frame_memory`], each must arrive within [`Limits::frame_timeout`]
+//! of taking its share (or its connection is closed, and the share given back, so that a
+//! peer that stalls mid-frame holds the others' large requests no longer), and one request
+//! decodes to at most
 //! [`Limits::max_request_memory`] (`protocol::decode_request_within`).
 //!
 //! A remote client multiplexes every thread's requests on one connection (each request
@@ -144,12 +147,15 @@ impl Drop for Share<'_> {
 
 #[cfg(feature = "remote")]
 /// Reads a request frame of at most `max` bytes: a small one at once; a larger one after
-/// taking its length from `memory`, held until the frame is dropped. (Its zeroed buffer
-/// comes from fresh pages, which take memory only as the bytes arrive.)
+/// taking its length from `memory`, held until the frame is dropped, and all of it by
+/// `timeout` from then (a peer that stalls in the middle of one is dropped, so that its
+/// share goes to the others). (Its zeroed buffer comes from fresh pages, which take memory
+/// only as the bytes arrive.)
 fn read_request<'m>(
-    stream: &mut impl Read,
+    stream: &mut TcpStream,
     max: u64,
     memory: &'m FrameMemory,
+    timeout: Duration,
 ) -> Result<(Vec<u8>, Option<Share<'m>>), FrameError> {
     let mut head = [0u8; 4];
     stream.read_exact(&mut head).map_err(FrameError::Io)?;
@@ -164,7 +170,10 @@ fn read_request<'m>(
     }
     let share = memory.take(len);
     let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    let deadline = auth::deadline_after(timeout);
+    auth::Bounded::new(&*stream, deadline).read_exact(&mut body).map_err(FrameError::Io)?;
+    // The next frame's head may take as long as the client likes.
+    stream.set_read_timeout(None).map_err(FrameError::Io)?;
     Ok((body, Some(share)))
 }
 
@@ -232,6 +241,9 @@ pub(crate) struct Limits {
     pub(crate) max_request_memory: u64,
     /// Bytes of request frames being received, across remote connections.
     pub(crate) max_frame_memory: u64,
+    /// How long a frame above 64 KiB may take to arrive once it has its share of
+    /// `max_frame_memory`.
+    pub(crate) frame_timeout: Duration,
 }
 
 /// The default of [`Limits::max_request_memory`]: 256 MiB.
@@ -239,6 +251,10 @@ pub(crate) const DEFAULT_MAX_REQUEST_MEMORY: u64 = super::protocol::DEFAULT_MAX_
 
 /// The default of [`Limits::max_frame_memory`]: 256 MiB.
 pub(crate) const DEFAULT_MAX_FRAME_MEMORY: u64 = 256 << 20;
+
+/// The default of [`Limits::frame_timeout`]: 60 s, a 64 MiB frame (the default
+/// `max_message_size`) at about 1 MiB/s.
+pub(crate) const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -251,6 +267,7 @@ impl Default for Limits {
             max_pending_handshakes: 64,
             max_request_memory: DEFAULT_MAX_REQUEST_MEMORY,
             max_frame_memory: DEFAULT_MAX_FRAME_MEMORY,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
         }
     }
 }
@@ -407,7 +424,8 @@ fn serve_connection(
     });
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
         // The frame and its share of the budget go once it is on the ring.
-        while let Ok((frame, _share)) = read_request(&mut stream, config.max_message, &config.frames) {
+        let timeout = config.limits.frame_timeout;
+        while let Ok((frame, _share)) = read_request(&mut stream, config.max_message, &config.frames, timeout) {
             if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
                 break;
             }
