@@ -476,3 +476,92 @@ fn random_and_mutated_messages_are_values_or_decode_errors_and_the_connection_go
     drop(conn);
     peer.join().unwrap();
 }
+
+#[test]
+fn a_client_with_the_key_behind_silent_ones_is_accepted_at_once() {
+    let _w = watchdog(LIMIT);
+    let path = socket_path("silent");
+    // Handshakes may take ten minutes: only concurrent ones let the good client in.
+    let slow = Duration::from_secs(600);
+    for listener in [Listener::bind(loopback(), KEY).unwrap(), Listener::bind(path.as_path(), KEY).unwrap()] {
+        let listener = listener.handshake_timeout(slow);
+        // Five peers connect and say nothing (as anyone who can reach the port can).
+        let silent: Vec<Box<dyn std::any::Any>> = (0..5)
+            .map(|_| -> Box<dyn std::any::Any> {
+                match listener.address() {
+                    Address::Tcp(a) => Box::new(TcpStream::connect(a).unwrap()),
+                    Address::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
+                }
+            })
+            .collect();
+        let address = match listener.address() {
+            Address::Tcp(addr) => addr.to_string(),
+            Address::Unix(path) => format!("unix:{}", path.display()),
+        };
+        // Another program with the key, behind them.
+        let mut program = run_client_program(address);
+        let conn = listener.accept_timeout::<(String, u32)>(Duration::from_secs(30));
+        let conn = conn.unwrap_or_else(|e| panic!("the client behind the silent ones: {e:?}"));
+        conn.send(("hello".to_string(), 21)).unwrap();
+        assert_eq!(conn.recv().unwrap(), ("hello, listener".to_string(), 42));
+        drop(conn);
+        assert!(program.wait().unwrap().success());
+        drop(silent);
+    }
+}
+
+#[test]
+fn handshakes_under_way_when_accept_returns_go_on_at_the_next_accept_and_wait_sees_them() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap().handshake_timeout(Duration::from_secs(600));
+    let address = listener.address().clone();
+    let Address::Tcp(addr) = address.clone() else { unreachable!() };
+    let _silent = TcpStream::connect(addr).unwrap();
+    // Three clients at once; each sends its number.
+    let clients: Vec<_> = (0..3u32)
+        .map(|n| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let conn = Client::connect_timeout::<u32>(address, KEY, Duration::from_secs(30)).unwrap();
+                conn.send(n).unwrap();
+                conn.recv()
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        // A listener is ready while a handshake it took in has come to its answer.
+        assert_eq!(wait(&[&listener], Some(Duration::from_secs(30))), vec![0]);
+        let conn = listener.accept_timeout::<u32>(Duration::from_secs(30)).unwrap();
+        got.push(conn.recv().unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 2]);
+    for client in clients {
+        assert!(matches!(client.join().unwrap(), Err(SocketRecvError::Disconnected)));
+    }
+}
+
+#[test]
+fn more_silent_clients_than_the_handshake_cap_close_the_oldest_and_the_key_still_gets_in() {
+    let _w = watchdog(LIMIT);
+    let listener = Listener::bind(loopback(), KEY).unwrap().handshake_timeout(Duration::from_secs(600));
+    let Address::Tcp(addr) = listener.address().clone() else { unreachable!() };
+    // More silent peers than the 64 handshakes a listener keeps at once.
+    let silent: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect_timeout::<u32>(addr, KEY, Duration::from_secs(30)).unwrap();
+        conn.send(3).unwrap();
+        conn.recv()
+    });
+    let conn = listener.accept_timeout::<u32>(Duration::from_secs(30)).unwrap();
+    assert_eq!(conn.recv().unwrap(), 3);
+    drop(conn);
+    assert!(matches!(client.join().unwrap(), Err(SocketRecvError::Disconnected)));
+    // The oldest silent peers were closed to make room: they read the hello, then the end.
+    let mut first = &silent[0];
+    first.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    assert!(std::io::Read::read_to_end(&mut first, &mut rest).is_ok(), "the oldest was closed");
+    assert_eq!(rest.len(), 40, "the hello, then the end");
+}

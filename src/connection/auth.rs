@@ -144,23 +144,40 @@ impl From<std::io::Error> for Refusal {
     }
 }
 
-/// The server's side: challenges the client, then answers its challenge.
-pub(crate) fn accept<S: Read + Write>(stream: &mut S, key: &[u8], magic: &Magic) -> Result<(), Refusal> {
+/// The length of the client's answer: its digest, then its challenge.
+pub(crate) const ANSWER: usize = DIGEST + NONCE;
+
+/// The server's first message (the magic, then a fresh challenge) and that challenge.
+pub(crate) fn hello(magic: &Magic) -> ([u8; 8 + NONCE], [u8; NONCE]) {
     let challenge = sys::random_bytes::<NONCE>();
     let mut hello = [0u8; 8 + NONCE];
     hello[..8].copy_from_slice(magic);
     hello[8..].copy_from_slice(&challenge);
-    stream.write_all(&hello)?;
-    let mut answer = [0u8; DIGEST + NONCE];
-    stream.read_exact(&mut answer)?;
+    (hello, challenge)
+}
+
+/// The server's verdict on the client's `answer` to `challenge`: the welcome to send (with
+/// the server's answer to the client's challenge), or `None` when the client does not know
+/// the key (send [`FAILURE`] and close).
+pub(crate) fn verdict(key: &[u8], challenge: &[u8; NONCE], answer: &[u8; ANSWER]) -> Option<[u8; 8 + DIGEST]> {
     let (digest, theirs) = answer.split_at(DIGEST);
-    if mac(key, b"client", &challenge).verify_slice(digest).is_err() {
-        let _ = stream.write_all(FAILURE);
-        return Err(Refusal::WrongKey);
-    }
+    mac(key, b"client", challenge).verify_slice(digest).ok()?;
     let mut welcome = [0u8; 8 + DIGEST];
     welcome[..8].copy_from_slice(WELCOME);
     welcome[8..].copy_from_slice(&mac(key, b"server", theirs).finalize().into_bytes());
+    Some(welcome)
+}
+
+/// The server's side: challenges the client, then answers its challenge.
+pub(crate) fn accept<S: Read + Write>(stream: &mut S, key: &[u8], magic: &Magic) -> Result<(), Refusal> {
+    let (hello, challenge) = hello(magic);
+    stream.write_all(&hello)?;
+    let mut answer = [0u8; ANSWER];
+    stream.read_exact(&mut answer)?;
+    let Some(welcome) = verdict(key, &challenge, &answer) else {
+        let _ = stream.write_all(FAILURE);
+        return Err(Refusal::WrongKey);
+    };
     stream.write_all(&welcome)?;
     Ok(())
 }

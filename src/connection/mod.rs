@@ -366,6 +366,95 @@ pub struct Listener {
     authkey: Vec<u8>,
     handshake_timeout: Duration,
     max_message: u64,
+    /// The clients in the handshake, oldest first, between and during `accept`s (a call
+    /// takes them out while it runs and puts back what is still under way).
+    pending: Mutex<Vec<Handshake>>,
+}
+
+/// At most this many clients are in the handshake with one listener at once; a newer one
+/// closes the oldest.
+const MAX_PENDING: usize = 64;
+
+/// One client in the handshake, on a non-blocking socket: the listener's hello is sent
+/// (40 bytes, which a fresh socket's buffer takes at once), its answer (64 bytes) is
+/// arriving, then the verdict goes out (40 bytes) in one write too. Nothing waits on one
+/// client: `accept` polls them all with the listening socket.
+struct Handshake {
+    stream: Stream,
+    deadline: Instant,
+    challenge: [u8; 32],
+    answer: [u8; auth::ANSWER],
+    got: usize,
+}
+
+/// Where a handshake stands after a look at its socket.
+enum Progress {
+    /// Passed: the connection is ready for messages.
+    Passed,
+    /// Waiting for more of the answer.
+    Waiting,
+    /// The client left, knew no key, or its socket failed: close it.
+    Failed,
+}
+
+/// Writes all of `bytes` in one non-blocking write, or fails.
+fn write_at_once(stream: &Stream, bytes: &[u8]) -> bool {
+    loop {
+        match (&mut &*stream).write(bytes) {
+            Ok(n) => return n == bytes.len(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+impl Handshake {
+    /// Sends the hello to a client just accepted; `None` if it cannot be sent at once.
+    fn start(stream: Stream, deadline: Instant) -> Option<Handshake> {
+        // An accepted socket does not inherit the listener's non-blocking mode on Linux.
+        let nonblocking = match &stream {
+            Stream::Tcp(s) => s.set_nonblocking(true),
+            Stream::Unix(s) => s.set_nonblocking(true),
+        };
+        nonblocking.ok()?;
+        let (hello, challenge) = auth::hello(MAGIC);
+        write_at_once(&stream, &hello).then_some(Handshake {
+            stream,
+            deadline,
+            challenge,
+            answer: [0; auth::ANSWER],
+            got: 0,
+        })
+    }
+
+    /// Reads what arrived of the answer; once it is whole, sends the verdict.
+    fn step(&mut self, key: &[u8]) -> Progress {
+        while self.got < auth::ANSWER {
+            match (&mut &self.stream).read(&mut self.answer[self.got..]) {
+                Ok(0) => return Progress::Failed,
+                Ok(n) => self.got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Progress::Failed,
+            }
+        }
+        let Some(welcome) = auth::verdict(key, &self.challenge, &self.answer) else {
+            write_at_once(&self.stream, auth::FAILURE);
+            return Progress::Failed;
+        };
+        if !write_at_once(&self.stream, &welcome) {
+            return Progress::Failed;
+        }
+        // Back to blocking for the connection; a failure to set anything here is this
+        // client's, not the listener's.
+        let ready = match &self.stream {
+            Stream::Tcp(s) => {
+                s.set_nonblocking(false).and_then(|()| s.set_nodelay(true)).and_then(|()| sys::keep_alive(s.as_fd()))
+            }
+            Stream::Unix(s) => s.set_nonblocking(false),
+        };
+        if ready.is_ok() { Progress::Passed } else { Progress::Failed }
+    }
 }
 
 impl fmt::Debug for Listener {
@@ -428,6 +517,7 @@ impl Listener {
             authkey: authkey.to_vec(),
             handshake_timeout: auth::HANDSHAKE_TIMEOUT,
             max_message: DEFAULT_MAX_MESSAGE,
+            pending: Mutex::new(Vec::new()),
         };
         match &listener.socket {
             Some(ListenSocket::Tcp(l)) => l.set_nonblocking(true)?,
@@ -453,7 +543,7 @@ impl Listener {
     }
 
     /// How long a client may take over the handshake (default 10 s); a slower one is
-    /// dropped and `accept` goes on with the next.
+    /// dropped. Other clients do not wait for it: handshakes run side by side.
     ///
     /// ```
     /// use std::time::Duration;
@@ -486,6 +576,12 @@ impl Listener {
     /// leaves, fails the challenge, or does not finish it within the handshake timeout is
     /// dropped, and the wait goes on.
     ///
+    /// The handshakes run side by side, each with its own deadline: a client that
+    /// connects and says nothing holds up nobody behind it. At most 64 clients are in the
+    /// handshake at once (a newer one closes the oldest); those still in it when `accept`
+    /// returns go on at the next call (and [`wait`](crate::wait) sees the listener ready
+    /// once one of them has answered). No thread is started.
+    ///
     /// # Errors
     ///
     /// [`AcceptError::Closed`] after [`close`](Self::close); [`AcceptError::Io`] when the
@@ -498,8 +594,8 @@ impl Listener {
         self.accept_until(None)
     }
 
-    /// [`accept`](Self::accept), giving up after `timeout` (a handshake under way then is
-    /// dropped).
+    /// [`accept`](Self::accept), giving up after `timeout` (handshakes under way then go
+    /// on at the next call, within their own handshake timeout).
     ///
     /// # Errors
     ///
@@ -520,48 +616,105 @@ impl Listener {
 
     fn accept_until<T>(&self, deadline: Option<Instant>) -> Result<SocketConnection<T>, AcceptError> {
         let socket = self.socket.as_ref().ok_or(AcceptError::Closed)?;
+        // This call's handshakes: those under way, and those it starts. Another thread's
+        // `accept` meanwhile starts its own; each puts back what is still under way.
+        let mut pending = std::mem::take(&mut *lock(&self.pending));
+        let result = self.handshake_until(socket, &mut pending, deadline);
+        let mut kept = lock(&self.pending);
+        kept.append(&mut pending);
+        let over = kept.len().saturating_sub(MAX_PENDING);
+        kept.drain(..over);
+        drop(kept);
+        result.map(|stream| SocketConnection::new(stream, self.max_message))
+    }
+
+    /// Takes clients in and moves every handshake on as its bytes arrive, until one passes
+    /// (its connection) or `deadline`.
+    fn handshake_until(
+        &self,
+        socket: &ListenSocket,
+        pending: &mut Vec<Handshake>,
+        deadline: Option<Instant>,
+    ) -> Result<Stream, AcceptError> {
+        let listening = match socket {
+            ListenSocket::Tcp(l) => l.as_fd(),
+            ListenSocket::Unix(l) => l.as_fd(),
+        };
         loop {
-            let accepted = match socket {
-                ListenSocket::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-                ListenSocket::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            // A client too slow is closed, and goes.
+            let now = Instant::now();
+            pending.retain(|h| h.deadline > now);
+            let wake = pending.iter().map(|h| h.deadline).min();
+            let until = match (deadline, wake) {
+                (Some(d), Some(w)) => Some(d.min(w)),
+                (d, w) => d.or(w),
             };
-            let stream = match accepted {
-                Ok(stream) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    if left == Some(Duration::ZERO) {
-                        return Err(AcceptError::Timeout);
-                    }
-                    let fd = match socket {
-                        ListenSocket::Tcp(l) => l.as_fd(),
-                        ListenSocket::Unix(l) => l.as_fd(),
-                    };
-                    sys::poll_readable(&[fd], left)?;
-                    continue;
+            let ready = {
+                let mut fds = Vec::with_capacity(1 + pending.len());
+                fds.push(listening);
+                fds.extend(pending.iter().map(|h| h.stream.as_fd()));
+                sys::poll_readable(&fds, until.map(|u| u.saturating_duration_since(now)))?
+            };
+            // The handshakes whose client wrote, oldest first; the first that passes is
+            // the answer, the others go on at the next look.
+            let mut passed = None;
+            let mut at = 0;
+            pending.retain_mut(|h| {
+                at += 1;
+                if passed.is_some() || !ready[at] {
+                    return true;
                 }
-                Err(e) if transient(&e) => continue,
-                Err(e) => return Err(AcceptError::Io(e)),
-            };
-            let mut handshake_by = auth::deadline_after(self.handshake_timeout);
-            if let Some(deadline) = deadline {
-                handshake_by = handshake_by.min(deadline);
+                match h.step(&self.authkey) {
+                    Progress::Waiting => true,
+                    Progress::Failed => false,
+                    Progress::Passed => {
+                        passed = Some(at - 1);
+                        true
+                    }
+                }
+            });
+            if let Some(i) = passed {
+                return Ok(pending.remove(i).stream);
             }
-            // An accepted socket does not inherit the listener's non-blocking mode on Linux;
-            // a failure to set anything here is this client's, not the listener's.
-            let passed = match &stream {
-                Stream::Tcp(s) => s
-                    .set_nonblocking(false)
-                    .and_then(|()| s.set_nodelay(true))
-                    .and_then(|()| sys::keep_alive(s.as_fd())),
-                Stream::Unix(s) => s.set_nonblocking(false),
+            if ready[0] {
+                // New clients: each gets its hello now (at most a cap's worth per look, so
+                // that a flood of connections does not keep this loop from the others).
+                for _ in 0..MAX_PENDING {
+                    let accepted = match socket {
+                        ListenSocket::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+                        ListenSocket::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                    };
+                    let stream = match accepted {
+                        Ok(stream) => stream,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if transient(&e) => continue,
+                        Err(e) => return Err(AcceptError::Io(e)),
+                    };
+                    // A client that cannot take 40 bytes at once is not worth a place.
+                    if let Some(h) = Handshake::start(stream, auth::deadline_after(self.handshake_timeout)) {
+                        if pending.len() >= MAX_PENDING {
+                            // The oldest makes room (its client had the longest).
+                            pending.remove(0);
+                        }
+                        pending.push(h);
+                    }
+                }
             }
-            .and_then(|()| stream.handshake(handshake_by, |mut s| auth::accept(&mut s, &self.authkey, MAGIC).is_ok()));
-            if let Ok(true) = passed {
-                return Ok(SocketConnection::new(stream, self.max_message));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(AcceptError::Timeout);
             }
-            // A client that left, knew no key or was too slow: the next one.
-            stream.shutdown();
         }
+    }
+
+    /// Whether a client in the handshake has written (its answer, or its leaving): an
+    /// `accept` would move it on.
+    fn handshake_ready(&self) -> bool {
+        let pending = lock(&self.pending);
+        if pending.is_empty() {
+            return false;
+        }
+        let fds: Vec<BorrowedFd<'_>> = pending.iter().map(|h| h.stream.as_fd()).collect();
+        sys::poll_readable(&fds, Some(Duration::ZERO)).is_ok_and(|ready| ready.contains(&true))
     }
 
     /// Stops listening (Python's `listener.close()`): later `accept`s fail with
@@ -577,6 +730,8 @@ impl Listener {
     /// # Ok::<(), multiproc::BindError>(())
     /// ```
     pub fn close(&mut self) {
+        // Clients in the handshake are closed with it.
+        lock(&self.pending).clear();
         if let Some(ListenSocket::Unix(_)) = self.socket.take()
             && let Address::Unix(path) = &self.address
         {
@@ -609,8 +764,9 @@ impl Drop for Listener {
 impl Sealed for Listener {
     fn source(&self) -> Source<'_> {
         Source(match &self.socket {
-            Some(ListenSocket::Tcp(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| false) },
-            Some(ListenSocket::Unix(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| false) },
+            // Ready when a client waits to be taken in, or one in the handshake wrote.
+            Some(ListenSocket::Tcp(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| self.handshake_ready()) },
+            Some(ListenSocket::Unix(l)) => Inner::Fd { fd: l.as_fd(), ended: Box::new(|| self.handshake_ready()) },
             None => Inner::Never,
         })
     }
