@@ -649,3 +649,87 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     // Answered, so gone from the stream.
     assert!(eventually(Duration::from_secs(10), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
 }
+
+fn bytes_of(n: usize) -> Vec<u8> {
+    vec![0xAB; n]
+}
+
+#[test]
+fn a_result_above_max_message_size_fails_its_task_with_a_typed_error_and_the_pool_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().max_message_size(64 << 10))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+    let big = pool.apply(bytes_of, 1 << 20);
+    assert!(
+        matches!(big, Err(multiproc::Error::Task(TaskError::Codec(_)))),
+        "a 1 MiB result with a limit of 64 KiB: {:?}",
+        big.map(|v| v.len())
+    );
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// The peak resident memory of this process, in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// A child of the family drives a cluster pool of results of at most 64 KiB while the
+/// parent writes 64 items of 1 MiB to its results list, as any program that reaches Redis
+/// can: it reports how much its peak memory grew meanwhile, and that its pool goes on.
+fn drive_while_garbage_arrives(
+    (url, ready, written, report): (String, multiproc::Event, multiproc::Event, multiproc::Queue<(u64, bool)>),
+) {
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().max_message_size(64 << 10))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let before = peak_rss();
+    ready.set();
+    assert!(written.wait_timeout(Duration::from_secs(60)));
+    // The driver reads the garbage (it polls the list all the time); a map goes on.
+    let ok = pool.map(square, 0..100u64).unwrap() == (0..100u64).map(|x| x * x).collect::<Vec<_>>();
+    std::thread::sleep(Duration::from_millis(500));
+    report.put((peak_rss().saturating_sub(before), ok)).unwrap();
+}
+
+#[test]
+fn items_written_to_the_results_list_by_another_program_take_the_driver_no_more_than_its_limit() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    multiproc::init();
+    let (ready, written) = (multiproc::Event::new().unwrap(), multiproc::Event::new().unwrap());
+    let report = multiproc::Queue::<(u64, bool)>::new().unwrap();
+    let child = multiproc::Process::new(
+        drive_while_garbage_arrives,
+        (redis.url.clone(), ready.clone(), written.clone(), report.clone()),
+    )
+    .start()
+    .unwrap();
+    assert!(ready.wait_timeout(Duration::from_secs(60)));
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    // All at once (one RPUSH): the driver's next read finds them all.
+    let garbage = vec![0x5A; 1 << 20];
+    let mut push: Vec<&[u8]> = vec![b"RPUSH", key.as_bytes()];
+    push.extend(std::iter::repeat_n(garbage.as_slice(), 64));
+    assert_eq!(redis.raw(&push), b":64\r\n");
+    written.set();
+    let (growth, ok) = report.get_timeout(Duration::from_secs(90)).unwrap();
+    child.join().unwrap();
+    eprintln!("the driver's peak RSS grew by {} KiB with 64 MiB of garbage in its results list", growth >> 10);
+    assert!(ok, "the map after the garbage");
+    assert!(growth < 24 << 20, "the driver's peak memory grew by {growth} bytes");
+}

@@ -60,7 +60,11 @@ pub struct ClusterOptions {
     max_deliveries: u32,
     max_in_flight: Option<usize>,
     timeout: Duration,
+    max_message_size: usize,
 }
+
+/// The default of [`ClusterOptions::max_message_size`]: 64 MiB, as a cluster queue's.
+const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 
 impl Default for ClusterOptions {
     fn default() -> Self {
@@ -70,7 +74,7 @@ impl Default for ClusterOptions {
 
 impl ClusterOptions {
     /// The defaults: a lease of 10 s, 3 deliveries, 64 chunks in flight per worker, a
-    /// Redis timeout of 5 s.
+    /// Redis timeout of 5 s, results of at most 64 MiB.
     ///
     /// # Examples
     ///
@@ -84,7 +88,31 @@ impl ClusterOptions {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new() -> Self {
-        Self { lease: Duration::from_secs(10), max_deliveries: 3, max_in_flight: None, timeout: Duration::from_secs(5) }
+        Self {
+            lease: Duration::from_secs(10),
+            max_deliveries: 3,
+            max_in_flight: None,
+            timeout: Duration::from_secs(5),
+            max_message_size: DEFAULT_MAX_MESSAGE,
+        }
+    }
+
+    /// The largest result (a chunk's, encoded) the driver takes from Redis (default
+    /// 64 MiB, as a cluster queue's `max_message_size`). A larger one fails its task with
+    /// [`TaskError::Codec`] instead of being read (Redis itself leaves it out of the
+    /// driver's read), and what the driver reads at once is at most this much besides:
+    /// a program that writes to the pool's results list cannot make the driver allocate
+    /// more (bar the one item a wait for results returns, dropped at once if too large).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Results above 1 MiB are errors; the driver reads at most about 1 MiB at once.
+    /// let options = multiproc::cluster::ClusterOptions::new().max_message_size(1 << 20);
+    /// ```
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.max(1);
+        self
     }
 
     /// A task whose node stopped heartbeating for this long (killed, cut off) is taken
@@ -319,6 +347,23 @@ impl Driver {
         out
     }
 
+    /// Results above `max_message_size` (the task each names, its size): each fails its
+    /// task with a typed error; one that names no task of this pool is dropped.
+    fn too_large(&self, large: Vec<(Option<u64>, u64)>) -> Vec<Outcome> {
+        let mut books = lock(&self.books);
+        let mut out = Vec::new();
+        for (id, size) in large {
+            let Some(sent) = id.and_then(|id| books.sent.remove(&id)) else { continue };
+            books.entries.remove(&sent.entry);
+            let why = format_args!(
+                "a result of {size} bytes, more than the pool's max_message_size ({})",
+                self.options.max_message_size
+            );
+            out.push((sent.delivery, sent.chunk, Err(TaskError::Codec(crate::CodecError::decode(why)))));
+        }
+        out
+    }
+
     /// Takes back the entries of nodes that stopped heartbeating: queued again, or failed
     /// with `WorkerLost` after `max_deliveries`.
     fn reclaim(&self, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
@@ -439,10 +484,13 @@ fn deliver_all(list: Vec<Outcome>) {
 }
 
 /// A read of the results list: how many results the driver had ever trimmed off it when it
-/// read, and what it read (at most `READ`, oldest first).
+/// read, what it read (at most `READ`, oldest first, at most `max_message_size` bytes
+/// besides one), and which of those were too large, each read as its first bytes only.
 struct Read {
     trimmed: u64,
     results: Vec<Vec<u8>>,
+    /// Positions in `results` (from 1) and sizes of the results above the limit.
+    large: Vec<u64>,
 }
 
 /// The driver's read of the results list (`READ_RESULTS`), after the trim of its previous
@@ -454,17 +502,53 @@ fn read_results(
     keys: &PoolKeys,
     ttl: Duration,
     (count, trimmed): (usize, u64),
+    max: usize,
     c: &mut redis::Connection,
 ) -> redis::RedisResult<Read> {
-    let (trimmed, results): (u64, Vec<Vec<u8>>) = redis::Script::new(READ_RESULTS)
+    let (trimmed, results, large): (u64, Vec<Vec<u8>>, Vec<u64>) = redis::Script::new(READ_RESULTS)
         .key(&keys.results)
         .key(&keys.trimmed)
         .arg(count)
         .arg(trimmed)
         .arg(READ)
         .arg(ms(ttl).max(1))
+        .arg(max)
         .invoke(c)?;
-    Ok(Read { trimmed, results })
+    Ok(Read { trimmed, results, large })
+}
+
+/// The task a result's first bytes name: a `ResultMsg` begins with the codec's postcard
+/// tag (0), then its `id` as a varint.
+fn task_of(head: &[u8]) -> Option<u64> {
+    let (&0, varint) = head.split_first()? else { return None };
+    let mut id = 0u64;
+    for (i, &byte) in varint.iter().enumerate().take(10) {
+        id |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(id);
+        }
+    }
+    None
+}
+
+impl Read {
+    /// Takes out the results above the limit: the task each names (if it names one) and
+    /// its size.
+    fn take_large(&mut self) -> Vec<(Option<u64>, u64)> {
+        if self.large.is_empty() {
+            return Vec::new();
+        }
+        let mut large = Vec::new();
+        for pair in self.large.chunks_exact(2) {
+            let at = usize::try_from(pair[0]).unwrap_or(usize::MAX).wrapping_sub(1);
+            if let Some(head) = self.results.get_mut(at) {
+                large.push((task_of(head), pair[1]));
+                // Not a result: `take_results` finds nothing in it.
+                head.clear();
+            }
+        }
+        large
+    }
 }
 
 /// Tests: the results waiting in the list `key` (at most `READ`, 512), read without taking
@@ -500,7 +584,7 @@ fn test_keys(key: &str) -> PoolKeys {
 pub fn test_read(url: &str, key: &str) -> Result<TestRead, ClusterError> {
     let keys = test_keys(key);
     Link::new(url, Duration::from_secs(10))?
-        .run(|c| read_results(&keys, Duration::from_secs(60), (0, 0), c))
+        .run(|c| read_results(&keys, Duration::from_secs(60), (0, 0), DEFAULT_MAX_MESSAGE, c))
         .map(TestRead)
 }
 
@@ -509,7 +593,10 @@ pub fn test_read(url: &str, key: &str) -> Result<TestRead, ClusterError> {
 pub fn test_trim(url: &str, key: &str, read: &TestRead) -> Result<(), ClusterError> {
     let keys = test_keys(key);
     Link::new(url, Duration::from_secs(10))?
-        .run(|c| read_results(&keys, Duration::from_secs(60), (read.0.results.len(), read.0.trimmed), c))
+        .run(|c| {
+            let last = (read.0.results.len(), read.0.trimmed);
+            read_results(&keys, Duration::from_secs(60), last, DEFAULT_MAX_MESSAGE, c)
+        })
         .map(drop)
 }
 
@@ -552,8 +639,14 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             // is read again, and `take_results` ignores a task's later results). A trim
             // that reaches Redis late, after a newer read and trim, removes nothing.
             let ttl = key_ttl(driver.options.lease);
-            let Read { trimmed, results: mut raw } = link.run(|c| read_results(&driver.keys, ttl, read, c))?;
-            read = (raw.len(), trimmed);
+            let max = driver.options.max_message_size;
+            let mut got = link.run(|c| read_results(&driver.keys, ttl, read, max, c))?;
+            read = (got.results.len(), got.trimmed);
+            let large = got.take_large();
+            if !large.is_empty() {
+                deliver_all(driver.too_large(large));
+            }
+            let mut raw = got.results;
             if raw.is_empty() {
                 // Waits for a result without taking it either (moved from the head back
                 // to the head: the list does not change).
@@ -563,7 +656,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                     cmd.arg(&key).arg(&key).arg("LEFT").arg("LEFT").arg(format!("{:.3}", wait.as_secs_f64()));
                     cmd.query(c)
                 })?;
-                raw.extend(first);
+                // One too large is left to the next read (which names its task), and goes.
+                raw.extend(first.filter(|r| r.len() <= max));
             }
             let done = driver.take_results(raw);
             deliver_all(done);

@@ -31,7 +31,11 @@ pub(crate) const GROUP: &str = "nodes";
 
 /// The driver's read of the results list (`KEYS[1]`): first, the trim of its previous read,
 /// `ARGV[1]` results when `KEYS[2]` (how many it ever trimmed, expiring after `ARGV[4]` ms)
-/// was `ARGV[2]`, only if it still is; then that count and the first `ARGV[3]` results.
+/// was `ARGV[2]`, only if it still is; then that count, the first `ARGV[3]` results, and
+/// the positions (from 1) and sizes of those above `ARGV[5]` bytes, each read as its first
+/// 16 bytes only (enough for its task's id). The results read come to at most `ARGV[5]`
+/// bytes besides (at least one): what the driver allocates for a read is bounded, whatever
+/// another program wrote to the list.
 /// Only the driver removes from the head (nodes push to the tail), so a count unchanged
 /// since a read means the head is still what that read saw; a trim from a dropped
 /// connection that runs after a newer trim finds another count and removes nothing (what it
@@ -46,7 +50,24 @@ if n > 0 and trimmed == tonumber(ARGV[2]) then
   trimmed = trimmed + n
   redis.call('SET', KEYS[2], trimmed, 'PX', ARGV[4])
 end
-return {trimmed, redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)}
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local max = tonumber(ARGV[5])
+local total = 0
+local large = {}
+for i = 1, #items do
+  local len = #items[i]
+  if len > max then
+    items[i] = string.sub(items[i], 1, 16)
+    large[#large + 1] = i
+    large[#large + 1] = len
+  elseif i > 1 and total + len > max then
+    for j = #items, i, -1 do items[j] = nil end
+    break
+  else
+    total = total + len
+  end
+end
+return {trimmed, items, large}
 ";
 
 /// Pushes a node's result (unless the driver is gone) and removes the task's entry.
