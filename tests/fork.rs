@@ -237,12 +237,6 @@ fn stop_after_a_receipt() {
     multiproc::__private::crash_at("stop:process.args.receipted");
 }
 
-/// A `child_init`: the child stops right after its note that it took every handle of its
-/// argument (the block of receipts handed over to its parent).
-fn stop_after_the_receipts_note() {
-    multiproc::__private::crash_at("stop:process.args.receipts_noted");
-}
-
 /// Starts a fork child on `queue` with `stop` as its `child_init`, and kills it once it
 /// stopped there.
 fn kill_where_it_stops(queue: &Queue<u64>, stop: fn()) -> multiproc::ProcessHandle<()> {
@@ -826,23 +820,6 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(queue.get().unwrap(), 7);
             drop((queue, queues));
             assert_eq!(multiproc::__private::heap_in_use(), before, "the queue was given back once");
-        }),
-        ("a_child_killed_right_after_its_receipts_note_leaves_nothing", || {
-            // Every handle receipted, the note sent, killed: nothing given back (a copy waits
-            // in a queue of queues), and the block of receipts freed by this process (the
-            // child used to free it after the note: killed between, it leaked).
-            let before = multiproc::__private::heap_in_use();
-            let queues = Queue::<Queue<u64>>::new().unwrap();
-            let queue = Queue::<u64>::new().unwrap();
-            let child = kill_where_it_stops(&queue, stop_after_the_receipts_note);
-            queues.put(queue.clone()).unwrap();
-            assert!(child.join().is_err(), "killed");
-            let copy = queues.get_timeout(std::time::Duration::from_secs(10));
-            assert!(copy.is_ok(), "the queued copy of the queue: {copy:?}");
-            copy.unwrap().put(3).unwrap();
-            assert_eq!(queue.get().unwrap(), 3);
-            drop((queue, queues));
-            assert_eq!(multiproc::__private::heap_in_use(), before, "nothing left, the block included");
         }),
         ("a_child_whose_argument_panics_while_decoding_gives_back_its_handles_once", || {
             // The child receives the first queue, then its decoding panics; copies of both
