@@ -246,30 +246,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_block_is_freed_once_by_whichever_side_is_left_with_it() {
-        let _serial = crate::shm::heap_test_lock();
-        let heap = Heap::get();
-        let before = heap.in_use();
-        // The child decoded first: it hands the block over, the parent frees it.
-        let block = Receipts::new(3).unwrap();
-        assert!(child_done(heap, block.offset()), "the parent still has it");
-        drop(block);
-        assert_eq!(heap.in_use(), before);
-        // The child decoded first, then the parent gave its child up: freed by the parent.
-        let block = Receipts::new(3).unwrap();
-        assert!(child_done(heap, block.offset()));
-        block.give_up();
-        assert_eq!(heap.in_use(), before);
-        // The parent gave it up first: the child frees it once decoded, and sends no note.
-        let block = Receipts::new(3).unwrap();
-        let off = block.offset();
-        block.give_up();
-        assert!(heap.in_use() > before, "left to the child");
-        assert!(!child_done(heap, off), "nobody to note it to");
-        assert_eq!(heap.in_use(), before);
-    }
-
-    #[test]
     fn a_receipt_frame_carries_its_key_and_no_outcome_reads_as_one() {
         let key = [4096, u64::MAX - 1, 2];
         let framed = frame(key);
