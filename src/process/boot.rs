@@ -69,9 +69,9 @@ pub(crate) const NOTE_ONLY: u64 = u64::MAX;
 pub(crate) const SOCKET_RECEIPTS: usize = 128;
 
 /// The child's note that it took every handle of its argument (it wrote every receipt into
-/// its block, `shm::receipts`, and handed the block over), sent before its [`Outcome`]: its
-/// parent gives back nothing and frees the block. Never sent with [`NOTE_ONLY`] (no
-/// block). An empty frame: an encoded outcome never is.
+/// its block, `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing
+/// and leaves the block of receipts to the child, which frees it next. Never sent with
+/// [`NOTE_ONLY`] (no block to free). An empty frame: an encoded outcome never is.
 pub(crate) const DECODED: [u8; 4] = [0; 4];
 
 /// What a new process expects from its parent beyond the family: its environment and
@@ -691,19 +691,17 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             crash_point!("process.args.noted");
         }
         drop(taking);
-        if receipts != 0 && receipts != NOTE_ONLY {
-            // Read before the block is handed over: never touched after.
-            let all = crate::shm::all_receipted(Heap::get(), receipts);
-            // The parent frees the block (at the reap, or at the note): killed anywhere from
-            // here, this process leaves nothing to free. A parent that gave it up first
-            // (its `Process` dropped unjoined) reads nothing: the block is freed here.
-            if crate::shm::receipts_child_done(Heap::get(), receipts)
-                && all
-                && let Some(sock) = note
-                && sys::send_all(sock.as_fd(), &DECODED, &[]).is_ok()
-            {
-                // Every handle taken: the parent drops the undo and frees the block.
+        if let Some(sock) = note
+            && receipts != NOTE_ONLY
+            && crate::shm::all_receipted(Heap::get(), receipts)
+        {
+            // Every handle taken: the parent needs nothing of the block, which is freed
+            // here (a parent that dies without reaping this process would leak it), after
+            // the note (killed between the two, the block leaks; before the note, the
+            // parent reads it at the reap and finds every receipt).
+            if sys::send_all(sock.as_fd(), &DECODED, &[]).is_ok() {
                 crash_point!("process.args.receipts_noted");
+                crate::shm::free_receipts(Heap::get(), receipts);
             }
         }
         let args: A = match decoded {

@@ -66,11 +66,11 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Not known to be lost (the child may still run): they stay the child's, and so
-        // does the block it may still write (freed here if it is done with it).
+        // does the block it may still write.
         if let Some((args, receipts)) = self.args.take() {
             args.sent();
             if let Some(receipts) = receipts {
-                receipts.give_up();
+                receipts.leave();
             }
         }
         // Still the child's to write (freed once it has ended: `try_reap`).
@@ -148,14 +148,13 @@ impl ChildState {
             match &read {
                 Ok(Some(frame)) if frame.is_empty() => {
                     // The note that the child took every handle of its argument (every
-                    // receipt written into its block, which it handed over before the note
-                    // and never touches again): nothing to give back, and the block is freed.
-                    // Only a child with a block sends it.
+                    // receipt written into its block): nothing to give back, and the block of
+                    // receipts is the child's to free. Only a child with a block sends it.
                     if matches!(inner.args, Some((_, Some(_))))
                         && let Some((args, Some(receipts))) = inner.args.take()
                     {
                         args.sent();
-                        drop(receipts);
+                        receipts.leave();
                     }
                 }
                 Ok(Some(frame)) => match crate::shm::receipt_from_frame(frame) {

@@ -26,37 +26,25 @@
 //! read (a socket buffer holds some thousands of receipts; a parent waiting for its child
 //! reads its socket), inside the pinned step: a kill there is the residual above.
 //!
-//! The block: word 0 the number of slots, word 1 how many are written, word 2 who still
-//! needs it ([`Receipts::give_up`], [`child_done`]), then the slots, one [`Key`] each. Only
-//! the child writes the slots (one thread, its argument's decoding: one write at most per
-//! handle of the message). The parent frees the block: once its child is dead (it reads it
-//! first), or once the child's note that it wrote every slot (`process::boot::DECODED`)
-//! arrived. Once decoded, the child hands the block over with one compare-and-swap
-//! (`OPEN` -> `DONE`) before its note and never touches it again, so a child killed at any
-//! point after leaves nothing to free. The one exception is a parent that gave the block up
-//! first (it dropped its `Process` unjoined, `OPEN` -> `GIVEN_UP`): then the child, which
-//! finds its swap refused, frees it (killed between the two, the block leaks: nobody reaps
-//! that child's argument).
+//! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
+//! [`Key`] each. Only the child writes it (one thread, its argument's decoding: one write
+//! at most per handle of the message). A child that wrote every slot has taken every
+//! handle: it tells its parent so on its boot socket (`process::boot::DECODED`), then
+//! frees the block itself (a parent that dies without reaping it
+//! would leak it); else the parent reads the block once the child is dead, and frees it.
+//! A child killed between its note and the free leaks the block (a few words).
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::heap::{Heap, HeapFull};
-use crate::sys::ProcId;
 
 /// Which handle a receipt or an undo is about: `[object offset, generation, table]`, the
 /// table 0 for the object's own, `1 + side` for a side's.
 pub(crate) type Key = [u64; 3];
 
-const HEAD: usize = 3;
+const HEAD: usize = 2;
 const SLOT: usize = 3;
-
-/// Word 2 of a block: both parent and child may still use it.
-const OPEN: u64 = 0;
-/// The child will never touch the block again (its argument is decoded): the parent frees it.
-const DONE: u64 = 1;
-/// The parent will never read the block (it gave up its child unjoined): the child frees it.
-const GIVEN_UP: u64 = 2;
 
 /// Where a receive writes its receipt: the block's offset (or a socket, [`on_socket`]) and
 /// the handle's key.
@@ -112,14 +100,11 @@ fn send(fd: RawFd, key: Key) {
 }
 
 /// The parent's block of receipts for one child's argument: freed when dropped, unless
-/// [`Receipts::give_up`] leaves it to a child that may still write it.
+/// [`Receipts::leave`] leaves it to a child that may still write it.
 #[derive(Debug)]
 pub(crate) struct Receipts {
     off: u64,
     slots: usize,
-    /// The parent: a fork child's copy of a sibling's block (a `Process` it found in its
-    /// memory) reads, frees and gives up nothing.
-    made_in: ProcId,
 }
 
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
@@ -140,7 +125,7 @@ impl Receipts {
         let len = (HEAD + SLOT * handles) * 8;
         let off = heap.alloc_zeroed(len)?;
         words(heap, off, HEAD)[0].store(handles as u64, Ordering::Release);
-        Ok(Self { off, slots: handles, made_in: crate::sys::me() })
+        Ok(Self { off, slots: handles })
     }
 
     /// The block's offset in the family heap (what the child is told).
@@ -164,25 +149,14 @@ impl Receipts {
             .collect()
     }
 
-    /// The parent will not read the block (it gives up a child that may still run): freed
-    /// here if the child is done with it, else left to the child, which frees it once its
-    /// argument is decoded ([`child_done`]).
-    pub(crate) fn give_up(self) {
-        if crate::sys::me() != self.made_in {
-            return std::mem::forget(self);
-        }
-        let state = &words(Heap::get(), self.off, HEAD)[2];
-        if state.compare_exchange(OPEN, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            std::mem::forget(self);
-        }
+    /// Leaves the block to a child that may still write it (a leak of a few words).
+    pub(crate) fn leave(self) {
+        std::mem::forget(self);
     }
 }
 
 impl Drop for Receipts {
     fn drop(&mut self) {
-        if crate::sys::me() != self.made_in {
-            return;
-        }
         Heap::get().free(self.off, self.len() * 8);
     }
 }
@@ -197,23 +171,11 @@ pub(crate) fn all_written(heap: &Heap, block: u64) -> bool {
     head[1].load(Ordering::Relaxed) == head[0].load(Ordering::Relaxed)
 }
 
-/// The child, once its argument is decoded (it writes no receipt any more): hands the block
-/// at `block` over to its parent, which frees it, and returns `true`; or, when the parent
-/// gave it up first ([`Receipts::give_up`]), frees it and returns `false` (nobody will read
-/// it: no note to send). The child never touches the block afterwards.
-pub(crate) fn child_done(heap: &Heap, block: u64) -> bool {
-    if !heap.contains(block, HEAD * 8) {
-        return false;
-    }
-    let head = words(heap, block, HEAD);
-    if head[2].compare_exchange(OPEN, DONE, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-        return true;
-    }
-    let slots = head[0].load(Ordering::Relaxed) as usize;
-    if heap.contains(block, (HEAD + SLOT * slots) * 8) {
-        heap.free(block, (HEAD + SLOT * slots) * 8);
-    }
-    false
+/// Frees the block at `block`, every slot of which is written ([`all_written`]), once its
+/// parent was told it needs nothing of it (the child).
+pub(crate) fn free_written(heap: &Heap, block: u64) {
+    let slots = words(heap, block, HEAD)[0].load(Ordering::Relaxed) as usize;
+    heap.free(block, (HEAD + SLOT * slots) * 8);
 }
 
 /// Writes `receipt` into its block (the child, its argument's decoding thread, right after
