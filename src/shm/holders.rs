@@ -715,6 +715,10 @@ impl Holders {
                 // as it can be.
                 if let Some(receipt) = receipt {
                     receipts::write(heap, receipt);
+                    // Counted, receipted, pinned, not yet recorded: the pin residual (a kill
+                    // here leaves the pin, and the object is never freed). On the receipted
+                    // path only: a channel's receive pays nothing for it.
+                    crash_point!("holders.receive.pinned");
                 }
                 RawGuard::lock(&self.lock)
             }
