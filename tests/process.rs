@@ -1069,7 +1069,7 @@ fn a_child_killed_while_pinned_in_a_receive_inner() {
 }
 
 #[test]
-#[ignore = "pin28: the pin residual (a dead receiver's pin is anonymous); see notes/pin28.md"]
+#[ignore = "a known residual: a dead receiver's pin is anonymous, so nothing gives it back (HACKING.md, Pins); run to check a fix"]
 fn a_child_killed_while_pinned_in_a_receive_leaves_nothing() {
     // Another process: the inner test's `child_init` applies to every child of its family.
     let _w = watchdog(LIMIT);
