@@ -202,6 +202,23 @@ fn drop_copied_sync_guards(_: ()) {
     PERMIT_HELD.set(None);
 }
 
+/// Guards of a manager's lock and semaphore that a fork copies (the guards are `Send`).
+static PROXY_LOCK_HELD: Mutex<Option<multiproc::ProxyLockGuard<'static>>> = Mutex::new(None);
+static PROXY_PERMIT_HELD: Mutex<Option<multiproc::ProxySemaphoreGuard<'static>>> = Mutex::new(None);
+
+/// In a fork child: drops its copies of the parent's manager guards.
+fn drop_copied_proxy_guards(_: ()) {
+    drop(PROXY_LOCK_HELD.lock().unwrap().take());
+    drop(PROXY_PERMIT_HELD.lock().unwrap().take());
+}
+
+/// In a fork child: releases its copy of the parent's manager lock guard explicitly.
+fn release_copied_proxy_guard(_: ()) {
+    if let Some(guard) = PROXY_LOCK_HELD.lock().unwrap().take() {
+        let _ = guard.release();
+    }
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1010,6 +1027,27 @@ fn cases() -> Vec<(&'static str, fn())> {
             PERMIT_HELD.set(None);
             assert_eq!(value, 0, "a fork child's drop of a copied guard gave the parent's permit back");
             assert_eq!(sem.get_value(), 1);
+        }),
+        ("a_manager_lock_guard_copied_by_fork_does_not_release_the_parents_lock", || {
+            let manager = Manager::start().unwrap();
+            let lock = leaked(manager.lock().unwrap());
+            let sem = leaked(manager.semaphore(1).unwrap());
+            *PROXY_LOCK_HELD.lock().unwrap() = Some(lock.acquire().unwrap());
+            *PROXY_PERMIT_HELD.lock().unwrap() = Some(sem.acquire().unwrap());
+            Process::new(drop_copied_proxy_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = lock.locked().unwrap();
+            let value = sem.get_value().unwrap();
+            let released_copy = Process::new(release_copied_proxy_guard, ()).start_method(FORK).start().unwrap().join();
+            let still_after_release = lock.locked().unwrap();
+            drop(PROXY_LOCK_HELD.lock().unwrap().take());
+            drop(PROXY_PERMIT_HELD.lock().unwrap().take());
+            let released = !lock.locked().unwrap() && sem.get_value().unwrap() == 1;
+            manager.shutdown().unwrap();
+            assert!(still, "a fork child's drop of a copied guard released the parent's manager lock");
+            assert_eq!(value, 0, "a fork child's drop of a copied guard gave the parent's manager permit back");
+            assert!(still_after_release, "a fork child's release of a copied guard released the parent's manager lock");
+            assert!(matches!(released_copy, Err(JoinError::Panicked(_))), "a copy's release: {released_copy:?}");
+            assert!(released, "dropping the guards here gives both back");
         }),
         // Last: it opts in to forks beside threads for the rest of this process.
         ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
