@@ -219,6 +219,30 @@ fn release_copied_proxy_guard(_: ()) {
     }
 }
 
+thread_local! {
+    /// A condition's guard that the forking thread keeps (it is not `Send`).
+    static COND_HELD: std::cell::RefCell<Option<multiproc::ConditionGuard<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: drops its copy of the parent's condition guard (`wait` false), or waits
+/// on it (`wait` true).
+fn use_copied_condition_guard(wait: bool) {
+    COND_HELD.with_borrow_mut(|held| {
+        if wait {
+            let _ = held.as_mut().unwrap().wait_timeout(std::time::Duration::from_millis(10));
+            // A wait that went through: the copy now holds the lock its wait took back.
+            drop(held.take());
+        } else {
+            drop(held.take());
+        }
+    });
+}
+
+/// In a fork child: whether it can take `cond`'s lock within a moment.
+fn condition_is_free(cond: multiproc::Condition) -> bool {
+    cond.acquire_timeout(std::time::Duration::from_millis(100)).is_ok()
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1048,6 +1072,34 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(still_after_release, "a fork child's release of a copied guard released the parent's manager lock");
             assert!(matches!(released_copy, Err(JoinError::Panicked(_))), "a copy's release: {released_copy:?}");
             assert!(released, "dropping the guards here gives both back");
+        }),
+        ("a_condition_guard_copied_by_fork_neither_releases_nor_waits_on_the_parents_lock", || {
+            let lock = multiproc::Lock::new().unwrap();
+            let cond: &'static multiproc::Condition = leaked(multiproc::Condition::with_lock(lock.clone()).unwrap());
+            COND_HELD.set(Some(cond.acquire().unwrap()));
+            Process::new(use_copied_condition_guard, false).start_method(FORK).start().unwrap().join().unwrap();
+            let still = lock.locked();
+            let waited = Process::new(use_copied_condition_guard, true).start_method(FORK).start().unwrap().join();
+            let still_after_wait = lock.locked();
+            let second = cond.try_acquire();
+            let twice = second.is_ok();
+            drop(second);
+            COND_HELD.set(None);
+            assert!(still, "a fork child's drop of a copied condition guard released the parent's lock");
+            assert!(matches!(waited, Err(JoinError::Panicked(_))), "a wait on a copied guard: {waited:?}");
+            assert!(still_after_wait, "a fork child's wait on a copied condition guard released the parent's lock");
+            assert!(!twice, "two guards of one condition at once");
+            assert!(!lock.locked());
+            // An RLock under the condition (the default): the same.
+            let cond: &'static multiproc::Condition = leaked(multiproc::Condition::new().unwrap());
+            COND_HELD.set(Some(cond.acquire().unwrap()));
+            Process::new(use_copied_condition_guard, false).start_method(FORK).start().unwrap().join().unwrap();
+            let waited = Process::new(use_copied_condition_guard, true).start_method(FORK).start().unwrap().join();
+            let free_elsewhere =
+                Process::new(condition_is_free, cond.clone()).start_method(FORK).start().unwrap().join();
+            COND_HELD.set(None);
+            assert!(matches!(waited, Err(JoinError::Panicked(_))), "a wait on a copied guard: {waited:?}");
+            assert!(matches!(free_elsewhere, Ok(false)), "the parent's RLock was released: {free_elsewhere:?}");
         }),
         // Last: it opts in to forks beside threads for the rest of this process.
         ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
