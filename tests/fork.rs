@@ -243,6 +243,14 @@ fn condition_is_free(cond: multiproc::Condition) -> bool {
     cond.acquire_timeout(std::time::Duration::from_millis(100)).is_ok()
 }
 
+/// A shared memory manager that a fork copies.
+static SMM: Mutex<Option<multiproc::SharedMemoryManager>> = Mutex::new(None);
+
+/// In a fork child: drops its copy of the parent's shared memory manager.
+fn drop_copied_smm(_: ()) {
+    drop(SMM.lock().unwrap().take());
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1100,6 +1108,21 @@ fn cases() -> Vec<(&'static str, fn())> {
             COND_HELD.set(None);
             assert!(matches!(waited, Err(JoinError::Panicked(_))), "a wait on a copied guard: {waited:?}");
             assert!(matches!(free_elsewhere, Ok(false)), "the parent's RLock was released: {free_elsewhere:?}");
+        }),
+        ("a_shared_memory_manager_copied_by_fork_and_dropped_by_the_child_unlinks_nothing", || {
+            let smm = multiproc::SharedMemoryManager::start().unwrap();
+            let shm = smm.shared_memory(8).unwrap();
+            let name = shm.name().to_string();
+            drop(shm);
+            *SMM.lock().unwrap() = Some(smm);
+            Process::new(drop_copied_smm, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = multiproc::SharedMemory::open(&name).is_ok();
+            let smm = SMM.lock().unwrap().take().unwrap();
+            let names = smm.names().unwrap();
+            smm.shutdown().unwrap();
+            assert!(multiproc::SharedMemory::open(&name).is_err(), "the parent's shutdown unlinks the block");
+            assert!(still, "a fork child's drop of a copied SharedMemoryManager unlinked the parent's block");
+            assert_eq!(names, [name], "a fork child's drop emptied the parent's names");
         }),
         // Last: it opts in to forks beside threads for the rest of this process.
         ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
