@@ -251,6 +251,26 @@ fn drop_copied_smm(_: ()) {
     drop(SMM.lock().unwrap().take());
 }
 
+/// A pool and a result of it still running, kept where a fork copies them.
+static POOL_KEPT: Mutex<Option<(Pool, multiproc::AsyncResult<u64>)>> = Mutex::new(None);
+
+fn square_after_a_moment(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    x * x
+}
+
+/// In a fork child: waits on its copy of the parent's result, maps on its copy of the
+/// parent's pool, then drops both. What the result's wait and the map gave.
+fn use_copied_pool(_: ()) -> (Option<String>, Option<String>) {
+    let (pool, slow) = POOL_KEPT.lock().unwrap().take().expect("the static was copied");
+    let got = slow.get();
+    let got = (!matches!(got, Err(multiproc::TaskError::Terminated))).then(|| format!("{got:?}"));
+    let mapped = pool.map(square, 0..3u64);
+    let mapped = (!matches!(mapped, Err(Error::Pool(multiproc::PoolError::Closed)))).then(|| format!("{mapped:?}"));
+    drop(pool);
+    (got, mapped)
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1298,6 +1318,31 @@ fn cases() -> Vec<(&'static str, fn())> {
                 64
             );
         }),
+        // After the case that opts in; it opts in itself too.
+        (
+            "with_forks_beside_threads_a_pool_copied_by_fork_neither_takes_the_parents_results_nor_stops_its_workers",
+            || {
+                // SAFETY: the pool's thread takes no lock the child needs (the child touches
+                // the pool's books only through its own copy, which no thread of its holds).
+                unsafe { multiproc::allow_fork_with_threads() };
+                let pool = Pool::new(2).unwrap();
+                let pids = pool.pids();
+                let slow = pool.apply_async(square_after_a_moment, 7).unwrap();
+                *POOL_KEPT.lock().unwrap() = Some((pool, slow));
+                let child = Process::new(use_copied_pool, ()).start_method(FORK).start().unwrap();
+                let (got, mapped) = join_unless_blocked(child, "a fork child blocked for ever on its copy of a pool");
+                let (pool, mut slow) = POOL_KEPT.lock().unwrap().take().unwrap();
+                let parents = slow.get_timeout(std::time::Duration::from_secs(20));
+                let pids_after = pool.pids();
+                let map_after = pool.map(square, 0..3u64);
+                drop(pool);
+                assert!(matches!(parents, Ok(49)), "the parent's result (a fork child took it?): {parents:?}");
+                assert_eq!(got, None, "a copied result's wait in a fork child is Terminated");
+                assert_eq!(mapped, None, "a map on a copied pool in a fork child is Closed");
+                assert_eq!(pids_after, pids, "a fork child's drop of its copy stopped the parent's workers");
+                assert_eq!(map_after.unwrap(), [0, 1, 4]);
+            },
+        ),
         // After the case that opts in; it opts in itself too.
         (
             "with_forks_beside_threads_a_child_forked_while_another_thread_makes_a_block_of_its_list_lists_its_own",
