@@ -271,6 +271,18 @@ fn use_copied_pool(_: ()) -> (Option<String>, Option<String>) {
     (got, mapped)
 }
 
+/// A listener on a unix socket that a fork copies.
+static LISTENER: Mutex<Option<multiproc::Listener>> = Mutex::new(None);
+
+/// In a fork child: closes its copy of the parent's listener (`close` true) or drops it.
+fn end_copied_listener(close: bool) {
+    let mut listener = LISTENER.lock().unwrap().take().expect("the static was copied");
+    if close {
+        listener.close();
+    }
+    drop(listener);
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1143,6 +1155,20 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(multiproc::SharedMemory::open(&name).is_err(), "the parent's shutdown unlinks the block");
             assert!(still, "a fork child's drop of a copied SharedMemoryManager unlinked the parent's block");
             assert_eq!(names, [name], "a fork child's drop emptied the parent's names");
+        }),
+        ("a_unix_listener_copied_by_fork_and_ended_by_the_child_keeps_the_parents_path", || {
+            let path = std::env::temp_dir().join(format!("multiproc-fork-listener-{}", std::process::id()));
+            *LISTENER.lock().unwrap() = Some(multiproc::Listener::bind(path.as_path(), b"k").unwrap());
+            let mut kept = Vec::new();
+            for close in [false, true] {
+                Process::new(end_copied_listener, close).start_method(FORK).start().unwrap().join().unwrap();
+                kept.push(path.exists());
+            }
+            drop(LISTENER.lock().unwrap().take());
+            let removed = !path.exists();
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(kept, [true, true], "a fork child's drop, then close, of its copy removed the parent's path");
+            assert!(removed, "the parent's drop removes its path");
         }),
         // Last: it opts in to forks beside threads for the rest of this process.
         ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
