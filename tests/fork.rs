@@ -283,6 +283,19 @@ fn end_copied_listener(close: bool) {
     drop(listener);
 }
 
+/// A connection to a remote manager and a proxy of it, kept where a fork copies them.
+static REMOTE_KEPT: Mutex<Option<(Manager, multiproc::DictProxy<String, u64>)>> = Mutex::new(None);
+
+/// In a fork child: uses its copy of the parent's remote proxy (`call` true), then drops
+/// the copies. Whether the call failed, as it must (the connection is the parent's).
+fn use_copied_remote_proxy(call: bool) -> bool {
+    let (manager, d) = REMOTE_KEPT.lock().unwrap().take().expect("the static was copied");
+    let refused = !call || d.get("kept").is_err();
+    drop(d);
+    drop(manager);
+    refused
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1343,6 +1356,33 @@ fn cases() -> Vec<(&'static str, fn())> {
                 ),
                 64
             );
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_remote_manager_connection_copied_by_fork_stays_the_parents", || {
+            // SAFETY: the connection's reader thread takes no lock the child takes but its
+            // copy of the replies' lock, which a refused call never reaches.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let server = Manager::builder().address("127.0.0.1:0").authkey(b"k").start().unwrap();
+            let remote = Manager::connect(server.address().unwrap(), b"k").unwrap();
+            let d = remote.dict::<String, u64>().unwrap();
+            d.insert("kept".into(), 7).unwrap();
+            *REMOTE_KEPT.lock().unwrap() = Some((remote, d));
+            let mut refused = Vec::new();
+            let mut after = Vec::new();
+            for call in [false, true] {
+                let child = Process::new(use_copied_remote_proxy, call).start_method(FORK).start().unwrap();
+                refused.push(join_unless_blocked(child, "a fork child blocked for ever on its copy of a remote proxy"));
+                let kept = REMOTE_KEPT.lock().unwrap();
+                after.push(kept.as_ref().unwrap().1.get("kept").map_err(|e| e.to_string()));
+            }
+            drop(REMOTE_KEPT.lock().unwrap().take());
+            server.shutdown().unwrap();
+            assert_eq!(
+                after,
+                [Ok(Some(7)), Ok(Some(7))],
+                "the parent's proxy after a fork child dropped, then used, its copy"
+            );
+            assert_eq!(refused, [true, true], "a fork child's call on its copy of the parent's connection");
         }),
         // After the case that opts in; it opts in itself too.
         (

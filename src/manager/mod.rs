@@ -915,7 +915,10 @@ impl Manager {
     /// Connects to a manager serving on `address` (from another process, another
     /// program, another machine), proving knowledge of `authkey` (Python's
     /// `BaseManager(address, authkey).connect()`). The process need not belong to a
-    /// family.
+    /// family. The connection is this process's: a copy that a `Fork` child got with its
+    /// parent's memory (a manager or proxy kept in a static) fails every call with
+    /// [`ManagerError::ServerGone`] and, dropped, leaves the parent's connection and
+    /// references alone; connect again in the child.
     ///
     /// # Errors
     ///
