@@ -296,6 +296,23 @@ fn use_copied_remote_proxy(call: bool) -> bool {
     refused
 }
 
+/// A cluster queue whose consumer holds a value, kept where a fork copies it.
+#[cfg(feature = "cluster")]
+static CLUSTER_KEPT: Mutex<Option<multiproc::cluster::Queue<u32>>> = Mutex::new(None);
+
+/// In a fork child: takes what is left through its copy of the parent's queue (on a
+/// connection of its own), then drops the copy.
+#[cfg(feature = "cluster")]
+fn drain_then_drop_copied_cluster_queue(_: ()) -> Vec<u32> {
+    let q = CLUSTER_KEPT.lock().unwrap().take().expect("the static was copied");
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    drop(q);
+    got
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1182,6 +1199,29 @@ fn cases() -> Vec<(&'static str, fn())> {
             let _ = std::fs::remove_file(&path);
             assert_eq!(kept, [true, true], "a fork child's drop, then close, of its copy removed the parent's path");
             assert!(removed, "the parent's drop removes its path");
+        }),
+        #[cfg(feature = "cluster")]
+        ("a_cluster_queue_copied_by_fork_and_dropped_by_the_child_leaves_the_parents_values_its_own", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            let q = multiproc::cluster::Queue::<u32>::open(&redis.url, "q").unwrap();
+            for v in 1..=3 {
+                q.put(v).unwrap();
+            }
+            // Held by this consumer, unacknowledged (in its processing list).
+            std::mem::forget(q.receive().unwrap());
+            *CLUSTER_KEPT.lock().unwrap() = Some(q);
+            let child = Process::new(drain_then_drop_copied_cluster_queue, ()).start_method(FORK).start().unwrap();
+            let childs = join_unless_blocked(child, "a fork child blocked for ever on its copy of a cluster queue");
+            let q = CLUSTER_KEPT.lock().unwrap().take().unwrap();
+            let mut after = Vec::new();
+            while let Ok(v) = q.try_get() {
+                after.push(v);
+            }
+            let len = q.len().unwrap();
+            drop(q);
+            assert_eq!(childs, [2, 3], "what the child took through its copy");
+            assert_eq!(after, [0u32; 0], "a fork child's drop of its copy gave back the value this process holds");
+            assert_eq!(len, 0);
         }),
         // Last: it opts in to forks beside threads for the rest of this process.
         ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
