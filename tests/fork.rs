@@ -313,6 +313,17 @@ fn drain_then_drop_copied_cluster_queue(_: ()) -> Vec<u32> {
     got
 }
 
+thread_local! {
+    /// A barrier's wait, arrived and pending, that the forking thread keeps.
+    static BARRIER_WAITING: std::cell::RefCell<Option<std::pin::Pin<Box<multiproc::BarrierWait<'static>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: drops its copy of the parent's pending barrier wait.
+fn drop_copied_barrier_wait(_: ()) {
+    BARRIER_WAITING.set(None);
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1396,6 +1407,30 @@ fn cases() -> Vec<(&'static str, fn())> {
                 ),
                 64
             );
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_barrier_wait_copied_by_fork_and_dropped_by_the_child_breaks_nothing", || {
+            // SAFETY: the only other thread is multiproc's waker thread, which the child's
+            // drop of its copy does not wait for.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let barrier: &'static Barrier = leaked(Barrier::new(2).unwrap());
+            let mut wait = Box::pin(barrier.wait_async());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(wait.as_mut().poll(&mut cx).is_pending(), "one party of two arrived");
+            BARRIER_WAITING.set(Some(wait));
+            Process::new(drop_copied_barrier_wait, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let broken = barrier.is_broken();
+            let other = barrier.wait_timeout(std::time::Duration::from_secs(20));
+            let mut wait = BARRIER_WAITING.take().unwrap();
+            let ours = loop {
+                if let std::task::Poll::Ready(r) = wait.as_mut().poll(&mut cx) {
+                    break r;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            };
+            assert!(!broken, "a fork child's drop of its copy of a pending wait broke the parent's barrier");
+            assert!(other.is_ok(), "{other:?}");
+            assert!(ours.is_ok(), "{ours:?}");
         }),
         // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_remote_manager_connection_copied_by_fork_stays_the_parents", || {
