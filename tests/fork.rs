@@ -1115,6 +1115,28 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(still, "a fork child's drop of a copied guard released the parent's lock");
             assert!(!lock.locked());
         }),
+        ("a_lock_guard_copied_by_a_bare_fork_does_not_release_the_parents_lock", || {
+            // A program's own `libc::fork` (no start of ours): the copy runs on from here,
+            // with this process's memory, the guard in the thread-local included.
+            let lock = leaked(multiproc::Lock::new().unwrap());
+            LOCK_HELD.set(Some(lock.acquire().unwrap()));
+            // SAFETY (test): a single-threaded process; the copy drops its guard and leaves
+            // with `_exit`, running nothing else of this process.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                LOCK_HELD.set(None);
+                // SAFETY: ends the copy without running this process's exit handlers.
+                unsafe { libc::_exit(0) };
+            }
+            let mut status = 0;
+            // SAFETY: reaps our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let still = lock.locked();
+            LOCK_HELD.set(None);
+            assert!(still, "a bare fork's drop of a copied guard released the parent's lock");
+            assert!(!lock.locked());
+        }),
         ("an_rlock_guard_copied_by_fork_does_not_release_the_parents_level", || {
             let rlock = leaked(multiproc::RLock::new().unwrap());
             RLOCK_HELD.set(Some(rlock.acquire().unwrap()));
