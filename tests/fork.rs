@@ -324,6 +324,18 @@ fn drop_copied_barrier_wait(_: ()) {
     BARRIER_WAITING.set(None);
 }
 
+/// A pool of threads kept where a fork copies it (its threads are not copied).
+static THREAD_POOL_KEPT: Mutex<Option<multiproc::ThreadPool>> = Mutex::new(None);
+
+/// In a fork child: maps on its copy of the parent's thread pool, then drops it. Whether
+/// the map was refused as on a closed pool.
+fn use_copied_thread_pool(_: ()) -> bool {
+    let pool = THREAD_POOL_KEPT.lock().unwrap().take().expect("the static was copied");
+    let refused = matches!(pool.map(square, 0..3u64), Err(Error::Pool(multiproc::PoolError::Closed)));
+    drop(pool);
+    refused
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1429,6 +1441,20 @@ fn cases() -> Vec<(&'static str, fn())> {
                 ),
                 64
             );
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_thread_pool_copied_by_fork_is_closed_in_the_child", || {
+            // SAFETY: the pool's idle threads wait on its channel; the child's copy of the
+            // pool takes no lock they hold.
+            unsafe { multiproc::allow_fork_with_threads() };
+            *THREAD_POOL_KEPT.lock().unwrap() = Some(multiproc::ThreadPool::new(2).unwrap());
+            let child = Process::new(use_copied_thread_pool, ()).start_method(FORK).start().unwrap();
+            let refused = join_unless_blocked(child, "a fork child blocked for ever on its copy of a thread pool");
+            let pool = THREAD_POOL_KEPT.lock().unwrap().take().unwrap();
+            let mapped = pool.map(square, 0..3u64);
+            drop(pool);
+            assert!(refused, "a map on a copied thread pool in a fork child is refused (Closed)");
+            assert_eq!(mapped.unwrap(), [0, 1, 4]);
         }),
         // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_barrier_wait_copied_by_fork_and_dropped_by_the_child_breaks_nothing", || {
