@@ -336,6 +336,18 @@ fn use_copied_thread_pool(_: ()) -> bool {
     refused
 }
 
+/// A started manager and a proxy of it, kept where a fork copies them.
+static MANAGER_KEPT: Mutex<Option<(Manager, multiproc::DictProxy<String, u64>)>> = Mutex::new(None);
+
+/// In a fork child: shuts its copy of the parent's manager down, then drops the copies.
+fn shut_copied_manager_down(_: ()) -> bool {
+    let (manager, d) = MANAGER_KEPT.lock().unwrap().take().expect("the static was copied");
+    let done = manager.shutdown().is_ok();
+    drop(d);
+    drop(manager);
+    done
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1187,6 +1199,23 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(still_after_release, "a fork child's release of a copied guard released the parent's manager lock");
             assert!(matches!(released_copy, Err(JoinError::Panicked(_))), "a copy's release: {released_copy:?}");
             assert!(released, "dropping the guards here gives both back");
+        }),
+        ("a_manager_copied_by_fork_and_shut_down_by_the_child_stays_the_parents", || {
+            let manager = Manager::start().unwrap();
+            let d = manager.dict::<String, u64>().unwrap();
+            d.insert("kept".into(), 7).unwrap();
+            *MANAGER_KEPT.lock().unwrap() = Some((manager, d));
+            let child = Process::new(shut_copied_manager_down, ()).start_method(FORK).start().unwrap();
+            let done = join_unless_blocked(child, "a fork child blocked for ever shutting its copy of a manager down");
+            let (manager, d) = MANAGER_KEPT.lock().unwrap().take().unwrap();
+            let after = d.get("kept");
+            drop(d);
+            manager.shutdown().unwrap();
+            assert!(done, "a copy's shutdown only lets go, as a connected manager's");
+            assert!(
+                matches!(after, Ok(Some(7))),
+                "the parent's proxy after a fork child shut its copy down: {after:?}"
+            );
         }),
         ("a_condition_guard_copied_by_fork_neither_releases_nor_waits_on_the_parents_lock", || {
             let lock = multiproc::Lock::new().unwrap();
