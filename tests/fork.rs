@@ -251,6 +251,11 @@ fn drop_copied_smm(_: ()) {
     drop(SMM.lock().unwrap().take());
 }
 
+/// In a fork child: shuts its copy of the parent's shared memory manager down.
+fn shut_copied_smm_down(_: ()) {
+    let _ = SMM.lock().unwrap().take().expect("the static was copied").shutdown();
+}
+
 /// A pool and a result of it still running, kept where a fork copies them.
 static POOL_KEPT: Mutex<Option<(Pool, multiproc::AsyncResult<u64>)>> = Mutex::new(None);
 
@@ -1244,6 +1249,21 @@ fn cases() -> Vec<(&'static str, fn())> {
             COND_HELD.set(None);
             assert!(matches!(waited, Err(JoinError::Panicked(_))), "a wait on a copied guard: {waited:?}");
             assert!(matches!(free_elsewhere, Ok(false)), "the parent's RLock was released: {free_elsewhere:?}");
+        }),
+        ("a_shared_memory_manager_copied_by_fork_and_shut_down_by_the_child_unlinks_nothing", || {
+            let smm = multiproc::SharedMemoryManager::start().unwrap();
+            let shm = smm.shared_memory(8).unwrap();
+            let name = shm.name().to_string();
+            drop(shm);
+            *SMM.lock().unwrap() = Some(smm);
+            Process::new(shut_copied_smm_down, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = multiproc::SharedMemory::open(&name).is_ok();
+            let smm = SMM.lock().unwrap().take().unwrap();
+            let names = smm.names();
+            smm.shutdown().unwrap();
+            assert!(multiproc::SharedMemory::open(&name).is_err(), "the parent's shutdown unlinks the block");
+            assert!(still, "a fork child's shutdown of a copied SharedMemoryManager unlinked the parent's block");
+            assert_eq!(names.unwrap(), [name], "a fork child's shutdown emptied the parent's names");
         }),
         ("a_shared_memory_manager_copied_by_fork_and_dropped_by_the_child_unlinks_nothing", || {
             let smm = multiproc::SharedMemoryManager::start().unwrap();

@@ -20,7 +20,8 @@ const NAME_ATTEMPTS: usize = 16;
 /// [`ShareableList`] blocks made through it are all unlinked by
 /// [`shutdown`](SharedMemoryManager::shutdown) (or when it is dropped), whichever process
 /// of the family made them, even one killed since. Only the process that started it
-/// unlinks them on drop: a `Fork` child's copy (kept in a static) unlinks nothing.
+/// unlinks them: a `Fork` child's copy (kept in a static) unlinks nothing, dropped or shut
+/// down.
 ///
 /// The manager's server keeps the names (a set of `String`): a block's name is recorded
 /// there *before* the block is created, so a process killed between the two leaves
@@ -324,7 +325,10 @@ impl SharedMemoryManager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn shutdown(self) -> Result<(), ManagerError> {
-        self.blocks.unlink_all()?;
+        // A fork child's copy lets go only, as its manager's shutdown does there.
+        if self.started_in.is_here() {
+            self.blocks.unlink_all()?;
+        }
         self.manager.shutdown()
     }
 }
