@@ -353,6 +353,20 @@ fn shut_copied_manager_down(_: ()) -> bool {
     done
 }
 
+/// A cluster pool (no worker node: nothing would run its tasks), kept where a fork copies it.
+#[cfg(feature = "cluster")]
+static CLUSTER_POOL_KEPT: Mutex<Option<Pool>> = Mutex::new(None);
+
+/// In a fork child: maps on its copy of the parent's cluster pool, then drops it. Whether
+/// the map was refused as on a closed pool (its tasks would carry the parent's pool's ids).
+#[cfg(feature = "cluster")]
+fn use_copied_cluster_pool(_: ()) -> bool {
+    let pool = CLUSTER_POOL_KEPT.lock().unwrap().take().expect("the static was copied");
+    let refused = matches!(pool.map(square, 0..3u64), Err(Error::Pool(multiproc::PoolError::Closed)));
+    drop(pool);
+    refused
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1490,6 +1504,20 @@ fn cases() -> Vec<(&'static str, fn())> {
                 ),
                 64
             );
+        }),
+        // After the case that opts in; it opts in itself too.
+        #[cfg(feature = "cluster")]
+        ("with_forks_beside_threads_a_cluster_pool_copied_by_fork_is_closed_in_the_child", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            // SAFETY: the pool's driver thread takes no lock the child's copy takes (a
+            // copy is refused before any).
+            unsafe { multiproc::allow_fork_with_threads() };
+            *CLUSTER_POOL_KEPT.lock().unwrap() =
+                Some(Pool::builder().cluster(&redis.url).processes(1).build().unwrap());
+            let child = Process::new(use_copied_cluster_pool, ()).start_method(FORK).start().unwrap();
+            let refused = join_unless_blocked(child, "a fork child blocked for ever on its copy of a cluster pool");
+            drop(CLUSTER_POOL_KEPT.lock().unwrap().take());
+            assert!(refused, "a map on a copied cluster pool in a fork child is refused (Closed)");
         }),
         // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_thread_pool_copied_by_fork_is_closed_in_the_child", || {
