@@ -202,6 +202,171 @@ fn drop_copied_sync_guards(_: ()) {
     PERMIT_HELD.set(None);
 }
 
+/// Guards of a manager's lock and semaphore that a fork copies (the guards are `Send`).
+static PROXY_LOCK_HELD: Mutex<Option<multiproc::ProxyLockGuard<'static>>> = Mutex::new(None);
+static PROXY_PERMIT_HELD: Mutex<Option<multiproc::ProxySemaphoreGuard<'static>>> = Mutex::new(None);
+
+/// In a fork child: drops its copies of the parent's manager guards.
+fn drop_copied_proxy_guards(_: ()) {
+    drop(PROXY_LOCK_HELD.lock().unwrap().take());
+    drop(PROXY_PERMIT_HELD.lock().unwrap().take());
+}
+
+/// In a fork child: releases its copy of the parent's manager lock guard explicitly.
+fn release_copied_proxy_guard(_: ()) {
+    if let Some(guard) = PROXY_LOCK_HELD.lock().unwrap().take() {
+        let _ = guard.release();
+    }
+}
+
+thread_local! {
+    /// A condition's guard that the forking thread keeps (it is not `Send`).
+    static COND_HELD: std::cell::RefCell<Option<multiproc::ConditionGuard<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: drops its copy of the parent's condition guard (`wait` false), or waits
+/// on it (`wait` true).
+fn use_copied_condition_guard(wait: bool) {
+    COND_HELD.with_borrow_mut(|held| {
+        if wait {
+            let _ = held.as_mut().unwrap().wait_timeout(std::time::Duration::from_millis(10));
+            // A wait that went through: the copy now holds the lock its wait took back.
+            drop(held.take());
+        } else {
+            drop(held.take());
+        }
+    });
+}
+
+/// In a fork child: whether it can take `cond`'s lock within a moment.
+fn condition_is_free(cond: multiproc::Condition) -> bool {
+    cond.acquire_timeout(std::time::Duration::from_millis(100)).is_ok()
+}
+
+/// A shared memory manager that a fork copies.
+static SMM: Mutex<Option<multiproc::SharedMemoryManager>> = Mutex::new(None);
+
+/// In a fork child: drops its copy of the parent's shared memory manager.
+fn drop_copied_smm(_: ()) {
+    drop(SMM.lock().unwrap().take());
+}
+
+/// In a fork child: shuts its copy of the parent's shared memory manager down.
+fn shut_copied_smm_down(_: ()) {
+    let _ = SMM.lock().unwrap().take().expect("the static was copied").shutdown();
+}
+
+/// A pool and a result of it still running, kept where a fork copies them.
+static POOL_KEPT: Mutex<Option<(Pool, multiproc::AsyncResult<u64>)>> = Mutex::new(None);
+
+fn square_after_a_moment(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    x * x
+}
+
+/// In a fork child: waits on its copy of the parent's result, maps on its copy of the
+/// parent's pool, then drops both. What the result's wait and the map gave.
+fn use_copied_pool(_: ()) -> (Option<String>, Option<String>) {
+    let (pool, slow) = POOL_KEPT.lock().unwrap().take().expect("the static was copied");
+    let got = slow.get();
+    let got = (!matches!(got, Err(multiproc::TaskError::Terminated))).then(|| format!("{got:?}"));
+    let mapped = pool.map(square, 0..3u64);
+    let mapped = (!matches!(mapped, Err(Error::Pool(multiproc::PoolError::Closed)))).then(|| format!("{mapped:?}"));
+    drop(pool);
+    (got, mapped)
+}
+
+/// A listener on a unix socket that a fork copies.
+static LISTENER: Mutex<Option<multiproc::Listener>> = Mutex::new(None);
+
+/// In a fork child: closes its copy of the parent's listener (`close` true) or drops it.
+fn end_copied_listener(close: bool) {
+    let mut listener = LISTENER.lock().unwrap().take().expect("the static was copied");
+    if close {
+        listener.close();
+    }
+    drop(listener);
+}
+
+/// A connection to a remote manager and a proxy of it, kept where a fork copies them.
+static REMOTE_KEPT: Mutex<Option<(Manager, multiproc::DictProxy<String, u64>)>> = Mutex::new(None);
+
+/// In a fork child: uses its copy of the parent's remote proxy (`call` true), then drops
+/// the copies. Whether the call failed, as it must (the connection is the parent's).
+fn use_copied_remote_proxy(call: bool) -> bool {
+    let (manager, d) = REMOTE_KEPT.lock().unwrap().take().expect("the static was copied");
+    let refused = !call || d.get("kept").is_err();
+    drop(d);
+    drop(manager);
+    refused
+}
+
+/// A cluster queue whose consumer holds a value, kept where a fork copies it.
+#[cfg(feature = "cluster")]
+static CLUSTER_KEPT: Mutex<Option<multiproc::cluster::Queue<u32>>> = Mutex::new(None);
+
+/// In a fork child: takes what is left through its copy of the parent's queue (on a
+/// connection of its own), then drops the copy.
+#[cfg(feature = "cluster")]
+fn drain_then_drop_copied_cluster_queue(_: ()) -> Vec<u32> {
+    let q = CLUSTER_KEPT.lock().unwrap().take().expect("the static was copied");
+    let mut got = Vec::new();
+    while let Ok(v) = q.try_get() {
+        got.push(v);
+    }
+    drop(q);
+    got
+}
+
+thread_local! {
+    /// A barrier's wait, arrived and pending, that the forking thread keeps.
+    static BARRIER_WAITING: std::cell::RefCell<Option<std::pin::Pin<Box<multiproc::BarrierWait<'static>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// In a fork child: drops its copy of the parent's pending barrier wait.
+fn drop_copied_barrier_wait(_: ()) {
+    BARRIER_WAITING.set(None);
+}
+
+/// A pool of threads kept where a fork copies it (its threads are not copied).
+static THREAD_POOL_KEPT: Mutex<Option<multiproc::ThreadPool>> = Mutex::new(None);
+
+/// In a fork child: maps on its copy of the parent's thread pool, then drops it. Whether
+/// the map was refused as on a closed pool.
+fn use_copied_thread_pool(_: ()) -> bool {
+    let pool = THREAD_POOL_KEPT.lock().unwrap().take().expect("the static was copied");
+    let refused = matches!(pool.map(square, 0..3u64), Err(Error::Pool(multiproc::PoolError::Closed)));
+    drop(pool);
+    refused
+}
+
+/// A started manager and a proxy of it, kept where a fork copies them.
+static MANAGER_KEPT: Mutex<Option<(Manager, multiproc::DictProxy<String, u64>)>> = Mutex::new(None);
+
+/// In a fork child: shuts its copy of the parent's manager down, then drops the copies.
+fn shut_copied_manager_down(_: ()) -> bool {
+    let (manager, d) = MANAGER_KEPT.lock().unwrap().take().expect("the static was copied");
+    let done = manager.shutdown().is_ok();
+    drop(d);
+    drop(manager);
+    done
+}
+
+/// A cluster pool (no worker node: nothing would run its tasks), kept where a fork copies it.
+#[cfg(feature = "cluster")]
+static CLUSTER_POOL_KEPT: Mutex<Option<Pool>> = Mutex::new(None);
+
+/// In a fork child: maps on its copy of the parent's cluster pool, then drops it. Whether
+/// the map was refused as on a closed pool (its tasks would carry the parent's pool's ids).
+#[cfg(feature = "cluster")]
+fn use_copied_cluster_pool(_: ()) -> bool {
+    let pool = CLUSTER_POOL_KEPT.lock().unwrap().take().expect("the static was copied");
+    let refused = matches!(pool.map(square, 0..3u64), Err(Error::Pool(multiproc::PoolError::Closed)));
+    drop(pool);
+    refused
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -993,6 +1158,28 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(still, "a fork child's drop of a copied guard released the parent's lock");
             assert!(!lock.locked());
         }),
+        ("a_lock_guard_copied_by_a_bare_fork_does_not_release_the_parents_lock", || {
+            // A program's own `libc::fork` (no start of ours): the copy runs on from here,
+            // with this process's memory, the guard in the thread-local included.
+            let lock = leaked(multiproc::Lock::new().unwrap());
+            LOCK_HELD.set(Some(lock.acquire().unwrap()));
+            // SAFETY (test): a single-threaded process; the copy drops its guard and leaves
+            // with `_exit`, running nothing else of this process.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                LOCK_HELD.set(None);
+                // SAFETY: ends the copy without running this process's exit handlers.
+                unsafe { libc::_exit(0) };
+            }
+            let mut status = 0;
+            // SAFETY: reaps our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let still = lock.locked();
+            LOCK_HELD.set(None);
+            assert!(still, "a bare fork's drop of a copied guard released the parent's lock");
+            assert!(!lock.locked());
+        }),
         ("an_rlock_guard_copied_by_fork_does_not_release_the_parents_level", || {
             let rlock = leaked(multiproc::RLock::new().unwrap());
             RLOCK_HELD.set(Some(rlock.acquire().unwrap()));
@@ -1010,6 +1197,139 @@ fn cases() -> Vec<(&'static str, fn())> {
             PERMIT_HELD.set(None);
             assert_eq!(value, 0, "a fork child's drop of a copied guard gave the parent's permit back");
             assert_eq!(sem.get_value(), 1);
+        }),
+        ("a_manager_lock_guard_copied_by_fork_does_not_release_the_parents_lock", || {
+            let manager = Manager::start().unwrap();
+            let lock = leaked(manager.lock().unwrap());
+            let sem = leaked(manager.semaphore(1).unwrap());
+            *PROXY_LOCK_HELD.lock().unwrap() = Some(lock.acquire().unwrap());
+            *PROXY_PERMIT_HELD.lock().unwrap() = Some(sem.acquire().unwrap());
+            Process::new(drop_copied_proxy_guards, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = lock.locked().unwrap();
+            let value = sem.get_value().unwrap();
+            let released_copy = Process::new(release_copied_proxy_guard, ()).start_method(FORK).start().unwrap().join();
+            let still_after_release = lock.locked().unwrap();
+            drop(PROXY_LOCK_HELD.lock().unwrap().take());
+            drop(PROXY_PERMIT_HELD.lock().unwrap().take());
+            let released = !lock.locked().unwrap() && sem.get_value().unwrap() == 1;
+            manager.shutdown().unwrap();
+            assert!(still, "a fork child's drop of a copied guard released the parent's manager lock");
+            assert_eq!(value, 0, "a fork child's drop of a copied guard gave the parent's manager permit back");
+            assert!(still_after_release, "a fork child's release of a copied guard released the parent's manager lock");
+            assert!(matches!(released_copy, Err(JoinError::Panicked(_))), "a copy's release: {released_copy:?}");
+            assert!(released, "dropping the guards here gives both back");
+        }),
+        ("a_manager_copied_by_fork_and_shut_down_by_the_child_stays_the_parents", || {
+            let manager = Manager::start().unwrap();
+            let d = manager.dict::<String, u64>().unwrap();
+            d.insert("kept".into(), 7).unwrap();
+            *MANAGER_KEPT.lock().unwrap() = Some((manager, d));
+            let child = Process::new(shut_copied_manager_down, ()).start_method(FORK).start().unwrap();
+            let done = join_unless_blocked(child, "a fork child blocked for ever shutting its copy of a manager down");
+            let (manager, d) = MANAGER_KEPT.lock().unwrap().take().unwrap();
+            let after = d.get("kept");
+            drop(d);
+            manager.shutdown().unwrap();
+            assert!(done, "a copy's shutdown only lets go, as a connected manager's");
+            assert!(
+                matches!(after, Ok(Some(7))),
+                "the parent's proxy after a fork child shut its copy down: {after:?}"
+            );
+        }),
+        ("a_condition_guard_copied_by_fork_neither_releases_nor_waits_on_the_parents_lock", || {
+            let lock = multiproc::Lock::new().unwrap();
+            let cond: &'static multiproc::Condition = leaked(multiproc::Condition::with_lock(lock.clone()).unwrap());
+            COND_HELD.set(Some(cond.acquire().unwrap()));
+            Process::new(use_copied_condition_guard, false).start_method(FORK).start().unwrap().join().unwrap();
+            let still = lock.locked();
+            let waited = Process::new(use_copied_condition_guard, true).start_method(FORK).start().unwrap().join();
+            let still_after_wait = lock.locked();
+            let second = cond.try_acquire();
+            let twice = second.is_ok();
+            drop(second);
+            COND_HELD.set(None);
+            assert!(still, "a fork child's drop of a copied condition guard released the parent's lock");
+            assert!(matches!(waited, Err(JoinError::Panicked(_))), "a wait on a copied guard: {waited:?}");
+            assert!(still_after_wait, "a fork child's wait on a copied condition guard released the parent's lock");
+            assert!(!twice, "two guards of one condition at once");
+            assert!(!lock.locked());
+            // An RLock under the condition (the default): the same.
+            let cond: &'static multiproc::Condition = leaked(multiproc::Condition::new().unwrap());
+            COND_HELD.set(Some(cond.acquire().unwrap()));
+            Process::new(use_copied_condition_guard, false).start_method(FORK).start().unwrap().join().unwrap();
+            let waited = Process::new(use_copied_condition_guard, true).start_method(FORK).start().unwrap().join();
+            let free_elsewhere =
+                Process::new(condition_is_free, cond.clone()).start_method(FORK).start().unwrap().join();
+            COND_HELD.set(None);
+            assert!(matches!(waited, Err(JoinError::Panicked(_))), "a wait on a copied guard: {waited:?}");
+            assert!(matches!(free_elsewhere, Ok(false)), "the parent's RLock was released: {free_elsewhere:?}");
+        }),
+        ("a_shared_memory_manager_copied_by_fork_and_shut_down_by_the_child_unlinks_nothing", || {
+            let smm = multiproc::SharedMemoryManager::start().unwrap();
+            let shm = smm.shared_memory(8).unwrap();
+            let name = shm.name().to_string();
+            drop(shm);
+            *SMM.lock().unwrap() = Some(smm);
+            Process::new(shut_copied_smm_down, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = multiproc::SharedMemory::open(&name).is_ok();
+            let smm = SMM.lock().unwrap().take().unwrap();
+            let names = smm.names();
+            smm.shutdown().unwrap();
+            assert!(multiproc::SharedMemory::open(&name).is_err(), "the parent's shutdown unlinks the block");
+            assert!(still, "a fork child's shutdown of a copied SharedMemoryManager unlinked the parent's block");
+            assert_eq!(names.unwrap(), [name], "a fork child's shutdown emptied the parent's names");
+        }),
+        ("a_shared_memory_manager_copied_by_fork_and_dropped_by_the_child_unlinks_nothing", || {
+            let smm = multiproc::SharedMemoryManager::start().unwrap();
+            let shm = smm.shared_memory(8).unwrap();
+            let name = shm.name().to_string();
+            drop(shm);
+            *SMM.lock().unwrap() = Some(smm);
+            Process::new(drop_copied_smm, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let still = multiproc::SharedMemory::open(&name).is_ok();
+            let smm = SMM.lock().unwrap().take().unwrap();
+            let names = smm.names().unwrap();
+            smm.shutdown().unwrap();
+            assert!(multiproc::SharedMemory::open(&name).is_err(), "the parent's shutdown unlinks the block");
+            assert!(still, "a fork child's drop of a copied SharedMemoryManager unlinked the parent's block");
+            assert_eq!(names, [name], "a fork child's drop emptied the parent's names");
+        }),
+        ("a_unix_listener_copied_by_fork_and_ended_by_the_child_keeps_the_parents_path", || {
+            let path = std::env::temp_dir().join(format!("multiproc-fork-listener-{}", std::process::id()));
+            *LISTENER.lock().unwrap() = Some(multiproc::Listener::bind(path.as_path(), b"k").unwrap());
+            let mut kept = Vec::new();
+            for close in [false, true] {
+                Process::new(end_copied_listener, close).start_method(FORK).start().unwrap().join().unwrap();
+                kept.push(path.exists());
+            }
+            drop(LISTENER.lock().unwrap().take());
+            let removed = !path.exists();
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(kept, [true, true], "a fork child's drop, then close, of its copy removed the parent's path");
+            assert!(removed, "the parent's drop removes its path");
+        }),
+        #[cfg(feature = "cluster")]
+        ("a_cluster_queue_copied_by_fork_and_dropped_by_the_child_leaves_the_parents_values_its_own", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            let q = multiproc::cluster::Queue::<u32>::open(&redis.url, "q").unwrap();
+            for v in 1..=3 {
+                q.put(v).unwrap();
+            }
+            // Held by this consumer, unacknowledged (in its processing list).
+            std::mem::forget(q.receive().unwrap());
+            *CLUSTER_KEPT.lock().unwrap() = Some(q);
+            let child = Process::new(drain_then_drop_copied_cluster_queue, ()).start_method(FORK).start().unwrap();
+            let childs = join_unless_blocked(child, "a fork child blocked for ever on its copy of a cluster queue");
+            let q = CLUSTER_KEPT.lock().unwrap().take().unwrap();
+            let mut after = Vec::new();
+            while let Ok(v) = q.try_get() {
+                after.push(v);
+            }
+            let len = q.len().unwrap();
+            drop(q);
+            assert_eq!(childs, [2, 3], "what the child took through its copy");
+            assert_eq!(after, [0u32; 0], "a fork child's drop of its copy gave back the value this process holds");
+            assert_eq!(len, 0);
         }),
         // Last: it opts in to forks beside threads for the rest of this process.
         ("with_forks_beside_threads_a_thread_cloning_handles_meanwhile_leaves_the_counts_true", || {
@@ -1185,6 +1505,110 @@ fn cases() -> Vec<(&'static str, fn())> {
                 64
             );
         }),
+        // After the case that opts in; it opts in itself too.
+        #[cfg(feature = "cluster")]
+        ("with_forks_beside_threads_a_cluster_pool_copied_by_fork_is_closed_in_the_child", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            // SAFETY: the pool's driver thread takes no lock the child's copy takes (a
+            // copy is refused before any).
+            unsafe { multiproc::allow_fork_with_threads() };
+            *CLUSTER_POOL_KEPT.lock().unwrap() =
+                Some(Pool::builder().cluster(&redis.url).processes(1).build().unwrap());
+            let child = Process::new(use_copied_cluster_pool, ()).start_method(FORK).start().unwrap();
+            let refused = join_unless_blocked(child, "a fork child blocked for ever on its copy of a cluster pool");
+            drop(CLUSTER_POOL_KEPT.lock().unwrap().take());
+            assert!(refused, "a map on a copied cluster pool in a fork child is refused (Closed)");
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_thread_pool_copied_by_fork_is_closed_in_the_child", || {
+            // SAFETY: the pool's idle threads wait on its channel; the child's copy of the
+            // pool takes no lock they hold.
+            unsafe { multiproc::allow_fork_with_threads() };
+            *THREAD_POOL_KEPT.lock().unwrap() = Some(multiproc::ThreadPool::new(2).unwrap());
+            let child = Process::new(use_copied_thread_pool, ()).start_method(FORK).start().unwrap();
+            let refused = join_unless_blocked(child, "a fork child blocked for ever on its copy of a thread pool");
+            let pool = THREAD_POOL_KEPT.lock().unwrap().take().unwrap();
+            let mapped = pool.map(square, 0..3u64);
+            drop(pool);
+            assert!(refused, "a map on a copied thread pool in a fork child is refused (Closed)");
+            assert_eq!(mapped.unwrap(), [0, 1, 4]);
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_barrier_wait_copied_by_fork_and_dropped_by_the_child_breaks_nothing", || {
+            // SAFETY: the only other thread is multiproc's waker thread, which the child's
+            // drop of its copy does not wait for.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let barrier: &'static Barrier = leaked(Barrier::new(2).unwrap());
+            let mut wait = Box::pin(barrier.wait_async());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(wait.as_mut().poll(&mut cx).is_pending(), "one party of two arrived");
+            BARRIER_WAITING.set(Some(wait));
+            Process::new(drop_copied_barrier_wait, ()).start_method(FORK).start().unwrap().join().unwrap();
+            let broken = barrier.is_broken();
+            let other = barrier.wait_timeout(std::time::Duration::from_secs(20));
+            let mut wait = BARRIER_WAITING.take().unwrap();
+            let ours = loop {
+                if let std::task::Poll::Ready(r) = wait.as_mut().poll(&mut cx) {
+                    break r;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            };
+            assert!(!broken, "a fork child's drop of its copy of a pending wait broke the parent's barrier");
+            assert!(other.is_ok(), "{other:?}");
+            assert!(ours.is_ok(), "{ours:?}");
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_remote_manager_connection_copied_by_fork_stays_the_parents", || {
+            // SAFETY: the connection's reader thread takes no lock the child takes but its
+            // copy of the replies' lock, which a refused call never reaches.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let server = Manager::builder().address("127.0.0.1:0").authkey(b"k").start().unwrap();
+            let remote = Manager::connect(server.address().unwrap(), b"k").unwrap();
+            let d = remote.dict::<String, u64>().unwrap();
+            d.insert("kept".into(), 7).unwrap();
+            *REMOTE_KEPT.lock().unwrap() = Some((remote, d));
+            let mut refused = Vec::new();
+            let mut after = Vec::new();
+            for call in [false, true] {
+                let child = Process::new(use_copied_remote_proxy, call).start_method(FORK).start().unwrap();
+                refused.push(join_unless_blocked(child, "a fork child blocked for ever on its copy of a remote proxy"));
+                let kept = REMOTE_KEPT.lock().unwrap();
+                after.push(kept.as_ref().unwrap().1.get("kept").map_err(|e| e.to_string()));
+            }
+            drop(REMOTE_KEPT.lock().unwrap().take());
+            server.shutdown().unwrap();
+            assert_eq!(
+                after,
+                [Ok(Some(7)), Ok(Some(7))],
+                "the parent's proxy after a fork child dropped, then used, its copy"
+            );
+            assert_eq!(refused, [true, true], "a fork child's call on its copy of the parent's connection");
+        }),
+        // After the case that opts in; it opts in itself too.
+        (
+            "with_forks_beside_threads_a_pool_copied_by_fork_neither_takes_the_parents_results_nor_stops_its_workers",
+            || {
+                // SAFETY: the pool's thread takes no lock the child needs (the child touches
+                // the pool's books only through its own copy, which no thread of its holds).
+                unsafe { multiproc::allow_fork_with_threads() };
+                let pool = Pool::new(2).unwrap();
+                let pids = pool.pids();
+                let slow = pool.apply_async(square_after_a_moment, 7).unwrap();
+                *POOL_KEPT.lock().unwrap() = Some((pool, slow));
+                let child = Process::new(use_copied_pool, ()).start_method(FORK).start().unwrap();
+                let (got, mapped) = join_unless_blocked(child, "a fork child blocked for ever on its copy of a pool");
+                let (pool, mut slow) = POOL_KEPT.lock().unwrap().take().unwrap();
+                let parents = slow.get_timeout(std::time::Duration::from_secs(20));
+                let pids_after = pool.pids();
+                let map_after = pool.map(square, 0..3u64);
+                drop(pool);
+                assert!(matches!(parents, Ok(49)), "the parent's result (a fork child took it?): {parents:?}");
+                assert_eq!(got, None, "a copied result's wait in a fork child is Terminated");
+                assert_eq!(mapped, None, "a map on a copied pool in a fork child is Closed");
+                assert_eq!(pids_after, pids, "a fork child's drop of its copy stopped the parent's workers");
+                assert_eq!(map_after.unwrap(), [0, 1, 4]);
+            },
+        ),
         // After the case that opts in; it opts in itself too.
         (
             "with_forks_beside_threads_a_child_forked_while_another_thread_makes_a_block_of_its_list_lists_its_own",

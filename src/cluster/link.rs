@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{ClusterError, Tls};
+use crate::shm::TakenIn;
 
 /// The longest one blocking Redis command waits before the caller regains control (to
 /// keep its heartbeat, reclaim dead consumers' items, check its own deadline).
@@ -13,6 +14,10 @@ pub(crate) const SLICE: Duration = Duration::from_secs(1);
 pub(crate) struct Link {
     client: redis::Client,
     conn: Option<redis::Connection>,
+    /// The process that opened `conn`. A fork child's copy of the connection shares the
+    /// parent's socket: a command sent on it could have its reply read by the other
+    /// process. The child never uses it (nor closes it, see `Drop`): it connects anew.
+    conn_in: TakenIn,
     timeout: Duration,
 }
 
@@ -36,7 +41,7 @@ impl Link {
         };
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
         // read limit below: the longest kept is a hundred years.
-        Ok(Self { client, conn: None, timeout: timeout.min(super::MAX_LEASE) })
+        Ok(Self { client, conn: None, conn_in: TakenIn::here(), timeout: timeout.min(super::MAX_LEASE) })
     }
 
     /// Runs `f` on the connection (connecting first if needed). Every read waits at most
@@ -46,6 +51,10 @@ impl Link {
         &mut self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R, ClusterError> {
+        if self.conn.is_some() && !self.conn_in.is_here() {
+            // The parent's connection, copied by fork: left to the parent.
+            std::mem::forget(self.conn.take());
+        }
         if self.conn.is_none() {
             let conn =
                 self.client.get_connection_with_timeout(self.timeout).map_err(|e| ClusterError::from_redis(&e))?;
@@ -53,6 +62,7 @@ impl Link {
             conn.set_read_timeout(limit).map_err(|e| ClusterError::from_redis(&e))?;
             conn.set_write_timeout(limit).map_err(|e| ClusterError::from_redis(&e))?;
             self.conn = Some(conn);
+            self.conn_in = TakenIn::here();
         }
         let conn = self.conn.as_mut().expect("connected above");
         f(conn).map_err(|e| {
@@ -62,5 +72,15 @@ impl Link {
             }
             err
         })
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // A fork child's copy of the parent's connection: not ours to end (forgotten: its
+        // descriptor stays open until this process exits).
+        if !self.conn_in.is_here() {
+            std::mem::forget(self.conn.take());
+        }
     }
 }

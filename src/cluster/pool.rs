@@ -24,7 +24,7 @@ use crate::pool::result::Helper;
 use crate::pool::stats::Counters;
 use crate::pool::{PoolError, TaskError};
 use crate::shm::crash::crash_point;
-use crate::shm::{Deadline, Payload};
+use crate::shm::{Deadline, Payload, TakenIn};
 
 const RUNNING: u8 = 0;
 const CLOSED: u8 = 1;
@@ -217,6 +217,10 @@ pub(crate) struct Driver {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Why the driver stopped by itself (Redis failed).
     failure: Mutex<Option<ClusterError>>,
+    /// The process that started the pool. A copy that fork made in a child (a pool kept in
+    /// a static) has no driver thread, and its tasks would carry the parent's pool's ids:
+    /// it is closed there, and `join` waits for nothing.
+    made_in: TakenIn,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -256,6 +260,7 @@ impl Driver {
             link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
             thread: Mutex::new(None),
             failure: Mutex::new(None),
+            made_in: TakenIn::here(),
         });
         driver.beat(&mut lock(&driver.link)).map_err(PoolError::Cluster)?;
         // The thread holds the driver weakly: dropping the last `Pool` ends it.
@@ -292,7 +297,7 @@ impl Driver {
     }
 
     fn running(&self) -> bool {
-        self.state.load(Ordering::Acquire) == RUNNING
+        self.state.load(Ordering::Acquire) == RUNNING && self.made_in.is_here()
     }
 
     /// Sends what waits while there is room in flight.
@@ -713,6 +718,9 @@ impl Engine for Driver {
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
+        if !self.made_in.is_here() {
+            return Err(PoolError::Closed);
+        }
         if !self.running() {
             // Stopped because Redis failed, or closed by the user.
             return Err(lock(&self.failure).clone().map_or(PoolError::Closed, PoolError::Cluster));
@@ -749,11 +757,20 @@ impl Engine for Driver {
     }
 
     fn terminate(&self) {
+        if !self.made_in.is_here() {
+            // A fork child's copy: its books (and their lock, which the driver thread may
+            // have held at the fork) are the parent's.
+            return;
+        }
         self.state.store(TERMINATED, Ordering::Release);
         self.fail_all(TaskError::Terminated);
     }
 
     fn join(&self) -> Result<(), PoolError> {
+        if !self.made_in.is_here() {
+            // A fork child's copy: the driver thread is the parent's.
+            return Ok(());
+        }
         if self.running() {
             return Err(PoolError::StillRunning);
         }

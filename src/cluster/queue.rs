@@ -60,6 +60,7 @@ use serde::de::DeserializeOwned;
 use super::link::{Link, SLICE};
 use super::{AckError, ClusterError, GetError, PutError, PutToken, Tls};
 use crate::codec::{self, CodecError};
+use crate::shm::TakenIn;
 use crate::shm::crash::{crash_point, fail_point};
 
 /// Puts `ARGV[1]` under the number `ARGV[3]` of the producer whose record is `KEYS[2]`
@@ -178,7 +179,11 @@ const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// seconds, as it sends again); the next call connects anew.
 ///
 /// A `Queue` may be shared by the threads of a process (its calls take turns on one
-/// connection); open one per thread for parallel blocking gets.
+/// connection); open one per thread for parallel blocking gets. A copy that a `Fork`
+/// child got with its parent's memory (kept in a static) connects anew on its first call,
+/// and its drop retires nothing (nor does the drop of a copied [`Received`] give its value
+/// back): what the parent's consumer holds stays the parent's. Its calls act for that
+/// same consumer: open a queue of the child's own to be a consumer of its own.
 ///
 /// # Examples
 ///
@@ -200,6 +205,10 @@ pub struct Queue<T> {
     state: Mutex<State>,
     puts: Arc<Mutex<Puts>>,
     put_script: redis::Script,
+    /// The process that opened it. A copy that fork made in a child (kept in a static)
+    /// is not that consumer's end: its drop retires nothing (the values the parent holds
+    /// stay the parent's).
+    made_in: TakenIn,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -439,6 +448,7 @@ impl<T> QueueBuilder<T> {
             state: Mutex::new(State { link, beat: None, takes: 0, unsure: None }),
             puts: Arc::default(),
             put_script: redis::Script::new(PUT),
+            made_in: TakenIn::here(),
             _type: PhantomData,
         })
     }
@@ -1000,7 +1010,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         let decoded = codec::decode_exact::<T>(&bytes);
         match decoded {
-            Ok(value) => Ok(Received { queue: self, bytes, value: Some(value) }),
+            Ok(value) => Ok(Received { queue: self, bytes, value: Some(value), taken_in: TakenIn::here() }),
             Err(e) => {
                 // Out of the way for good, kept where a person can look at it.
                 self.state()
@@ -1124,7 +1134,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if state.beat.is_none() {
+        if state.beat.is_none() || !self.made_in.is_here() {
             return;
         }
         // Best effort: if Redis is gone, the heartbeat expires and others reclaim instead.
@@ -1163,6 +1173,8 @@ pub struct Received<'q, T: Serialize + DeserializeOwned> {
     queue: &'q Queue<T>,
     bytes: Vec<u8>,
     value: Option<T>,
+    /// A copy made by fork gives nothing back when dropped: the value is the parent's.
+    taken_in: TakenIn,
 }
 
 impl<T: Serialize + DeserializeOwned> Received<'_, T> {
@@ -1212,7 +1224,7 @@ impl<T: Serialize + DeserializeOwned> Deref for Received<'_, T> {
 
 impl<T: Serialize + DeserializeOwned> Drop for Received<'_, T> {
     fn drop(&mut self) {
-        if self.value.is_none() {
+        if self.value.is_none() || !self.taken_in.is_here() {
             return;
         }
         // Not acknowledged: first in line again. Best effort: if it fails the value stays

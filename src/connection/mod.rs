@@ -363,6 +363,10 @@ impl Write for &Stream {
 pub struct Listener {
     socket: Option<ListenSocket>,
     address: Address,
+    /// The process that bound it: only there does `close` (or the drop) remove a unix
+    /// socket's path. A copy that fork made in a child (kept in a static) closes its own
+    /// descriptor only, as Python's finalizer does nothing in another process.
+    bound_in: crate::shm::TakenIn,
     authkey: Vec<u8>,
     handshake_timeout: Duration,
     max_message: u64,
@@ -514,6 +518,7 @@ impl Listener {
         let listener = Listener {
             socket: Some(socket),
             address: bound,
+            bound_in: crate::shm::TakenIn::here(),
             authkey: authkey.to_vec(),
             handshake_timeout: auth::HANDSHAKE_TIMEOUT,
             max_message: DEFAULT_MAX_MESSAGE,
@@ -719,7 +724,8 @@ impl Listener {
 
     /// Stops listening (Python's `listener.close()`): later `accept`s fail with
     /// [`AcceptError::Closed`], a unix socket's path is removed, and connections already
-    /// accepted go on.
+    /// accepted go on. A copy that a `Fork` child got with its parent's memory stops only
+    /// its own descriptor: the path stays the parent's.
     ///
     /// ```
     /// use multiproc::{AcceptError, Listener};
@@ -734,6 +740,7 @@ impl Listener {
         lock(&self.pending).clear();
         if let Some(ListenSocket::Unix(_)) = self.socket.take()
             && let Address::Unix(path) = &self.address
+            && self.bound_in.is_here()
         {
             let _ = std::fs::remove_file(path);
         }

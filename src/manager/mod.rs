@@ -110,6 +110,11 @@ pub fn test_skip_connections(manager: &Manager, n: u32) -> bool {
 impl ServerProcess {
     /// Stops the server (see [`Manager::shutdown`]).
     fn shutdown(&self) -> Result<(), ManagerError> {
+        if self.starter != sys::my_pid() {
+            // A copy that fork made in a child: the server, and its process handle, are the
+            // parent's. It lets go only, as a connected manager does.
+            return Ok(());
+        }
         if self.process.exitcode().is_some() {
             self.closed();
             return Ok(());
@@ -942,7 +947,10 @@ impl Manager {
     /// Connects to a manager serving on `address` (from another process, another
     /// program, another machine), proving knowledge of `authkey` (Python's
     /// `BaseManager(address, authkey).connect()`). The process need not belong to a
-    /// family.
+    /// family. The connection is this process's: a copy that a `Fork` child got with its
+    /// parent's memory (a manager or proxy kept in a static) fails every call with
+    /// [`ManagerError::ServerGone`] and, dropped, leaves the parent's connection and
+    /// references alone; connect again in the child.
     ///
     /// # Errors
     ///
@@ -1064,7 +1072,8 @@ impl Manager {
     /// Stops the server (Python's `shutdown()`): parked calls are answered with
     /// [`ManagerError::ServerGone`], proxies anywhere get it from now on. Waits up to the
     /// shutdown timeout for the server to end, then kills it. Idempotent; a connected
-    /// manager only disconnects.
+    /// manager only disconnects, and so does a copy that a `Fork` child got with its
+    /// parent's memory (the server is the parent's).
     ///
     /// # Errors
     ///

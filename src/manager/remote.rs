@@ -464,6 +464,11 @@ pub(crate) struct RemoteConn {
     shared: Arc<Inbox>,
     next_seq: AtomicU64,
     max_message: u64,
+    /// The process that connected. A copy that fork made in a child (a manager or proxy
+    /// kept in a static) shares the parent's socket but not its reader thread: it sends
+    /// nothing (its request would be answered to the parent) and shuts nothing down (the
+    /// socket's shutdown would end the parent's connection); see [`RemoteConn::send`].
+    made_in: crate::shm::TakenIn,
 }
 
 #[cfg(feature = "remote")]
@@ -476,8 +481,11 @@ impl fmt::Debug for RemoteConn {
 #[cfg(feature = "remote")]
 impl Drop for RemoteConn {
     fn drop(&mut self) {
-        // Ends the reader thread, and tells the server we are gone.
-        let _ = lock(&self.writer).shutdown(Shutdown::Both);
+        // Ends the reader thread, and tells the server we are gone; a fork child's copy
+        // only closes its descriptors.
+        if self.made_in.is_here() {
+            let _ = lock(&self.writer).shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -512,6 +520,11 @@ impl RemoteRef {
 #[cfg(feature = "remote")]
 impl Drop for RemoteRef {
     fn drop(&mut self) {
+        // A fork child's copy: the references are the parent's connection's (and the lock
+        // of its replies may have been held by its reader thread at the fork).
+        if !self.conn.made_in.is_here() {
+            return;
+        }
         {
             let mut pending = lock(&self.conn.shared.pending);
             if pending.held.get(&self.id).is_some_and(|w| w.strong_count() == 0) {
@@ -605,6 +618,7 @@ impl RemoteConn {
             shared: shared.clone(),
             next_seq: AtomicU64::new(1),
             max_message: DEFAULT_MAX_MESSAGE,
+            made_in: crate::shm::TakenIn::here(),
         });
         let max = conn.max_message;
         crate::sys::spawn_own("manager-client-reader", move || {
@@ -654,6 +668,11 @@ impl RemoteConn {
     }
 
     fn send(&self, seq: u64, request: &Request) -> Result<(), ManagerError> {
+        if !self.made_in.is_here() {
+            return Err(ManagerError::ServerGone {
+                reason: "this connection is the parent's, copied by fork: connect again in this process".into(),
+            });
+        }
         let thread = THREAD.with(|t| *t);
         let mut bytes = Vec::new();
         encode_plain(&EnvelopeRef { seq, thread, request }, &mut bytes)?;
@@ -681,7 +700,9 @@ impl RemoteConn {
     fn close(&self, reason: String) {
         lock(&self.shared.pending).closed.get_or_insert(reason);
         self.shared.arrived.notify_all();
-        let _ = self.closer.shutdown(Shutdown::Both);
+        if self.made_in.is_here() {
+            let _ = self.closer.shutdown(Shutdown::Both);
+        }
     }
 
     /// One request and its answer; the references it carries become this process's.

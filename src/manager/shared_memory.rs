@@ -10,6 +10,7 @@ use super::set::SetProxy;
 use super::{Manager, ManagerBuilder};
 use crate::error::Error;
 use crate::shared::{Item, ShareableList, ShareableListError, SharedMemory, SharedMemoryError, fresh_name};
+use crate::shm::TakenIn;
 
 /// How often a fresh name is drawn again when a segment of that name exists already.
 const NAME_ATTEMPTS: usize = 16;
@@ -18,7 +19,9 @@ const NAME_ATTEMPTS: usize = 16;
 /// `multiprocessing.managers.SharedMemoryManager`): [`SharedMemory`] and
 /// [`ShareableList`] blocks made through it are all unlinked by
 /// [`shutdown`](SharedMemoryManager::shutdown) (or when it is dropped), whichever process
-/// of the family made them, even one killed since.
+/// of the family made them, even one killed since. Only the process that started it
+/// unlinks them: a `Fork` child's copy (kept in a static) unlinks nothing, dropped or shut
+/// down.
 ///
 /// The manager's server keeps the names (a set of `String`): a block's name is recorded
 /// there *before* the block is created, so a process killed between the two leaves
@@ -52,6 +55,9 @@ const NAME_ATTEMPTS: usize = 16;
 pub struct SharedMemoryManager {
     manager: Manager,
     blocks: SharedMemoryBlocks,
+    /// The process that started it: a copy that fork made in a child (kept in a static)
+    /// unlinks nothing when dropped, as the copy of its `Manager` stops nothing.
+    started_in: TakenIn,
 }
 
 impl fmt::Debug for SharedMemoryManager {
@@ -222,7 +228,7 @@ impl SharedMemoryManager {
     pub fn start_with(builder: ManagerBuilder) -> Result<Self, ManagerError> {
         let manager = builder.start()?;
         let names = manager.set::<String>()?;
-        Ok(Self { manager, blocks: SharedMemoryBlocks { names } })
+        Ok(Self { manager, blocks: SharedMemoryBlocks { names }, started_in: TakenIn::here() })
     }
 
     /// A handle that makes blocks this manager unlinks, for other processes.
@@ -319,7 +325,10 @@ impl SharedMemoryManager {
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
     pub fn shutdown(self) -> Result<(), ManagerError> {
-        self.blocks.unlink_all()?;
+        // A fork child's copy lets go only, as its manager's shutdown does there.
+        if self.started_in.is_here() {
+            self.blocks.unlink_all()?;
+        }
         self.manager.shutdown()
     }
 }
@@ -327,6 +336,8 @@ impl SharedMemoryManager {
 impl Drop for SharedMemoryManager {
     fn drop(&mut self) {
         // After `shutdown` the set is empty, or the server gone: nothing to do.
-        let _ = self.blocks.unlink_all();
+        if self.started_in.is_here() {
+            let _ = self.blocks.unlink_all();
+        }
     }
 }

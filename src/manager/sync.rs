@@ -16,6 +16,7 @@ use super::error::ManagerError;
 use super::handle::{proxy_handle, wait_for};
 use super::link::{ProxyCore, Ref, unexpected};
 use super::protocol::{Kind, Op, Out, Wait};
+use crate::shm::TakenIn;
 
 fn flag(out: Out<Ref>) -> Result<bool, ManagerError> {
     match out {
@@ -46,6 +47,10 @@ fn endless() -> ManagerError {
 /// `_timeout` forms, as [`LockGuard`](crate::LockGuard); any thread may release it, as in
 /// Python).
 ///
+/// A copy that fork made in a child (a guard kept in a static) releases nothing when
+/// dropped, and its [`release`](ProxyLockGuard::release) panics: the lock is the
+/// parent's, as for [`LockGuard`](crate::LockGuard).
+///
 /// # Examples
 ///
 /// ```no_run
@@ -63,6 +68,9 @@ pub struct ProxyLockGuard<'a> {
     core: &'a ProxyCore,
     released: bool,
     owner_died: bool,
+    /// A copy made by fork releases nothing: any connection may release a managed lock,
+    /// so the child's `Release` would free the parent's.
+    taken_in: TakenIn,
 }
 
 impl fmt::Debug for ProxyLockGuard<'_> {
@@ -73,7 +81,7 @@ impl fmt::Debug for ProxyLockGuard<'_> {
 
 impl<'a> ProxyLockGuard<'a> {
     fn new(core: &'a ProxyCore, owner_died: bool) -> Self {
-        Self { core, released: false, owner_died }
+        Self { core, released: false, owner_died, taken_in: TakenIn::here() }
     }
 
     /// Whether the lock's last holder died holding it (its process was killed or crashed,
@@ -100,6 +108,10 @@ impl<'a> ProxyLockGuard<'a> {
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
     ///
+    /// # Panics
+    ///
+    /// In a copy of the guard that fork made in a child.
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -110,7 +122,9 @@ impl<'a> ProxyLockGuard<'a> {
     /// assert!(!lock.locked()?);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
+    #[track_caller]
     pub fn release(mut self) -> Result<(), ManagerError> {
+        self.taken_in.check();
         self.released = true;
         self.core.call(Op::Release).map(drop)
     }
@@ -137,7 +151,7 @@ impl<'a> ProxyLockGuard<'a> {
 
 impl Drop for ProxyLockGuard<'_> {
     fn drop(&mut self) {
-        if !self.released {
+        if !self.released && self.taken_in.is_here() {
             let _ = self.core.call(Op::Release);
         }
     }
@@ -192,6 +206,7 @@ impl<'a> ProxyRLockGuard<'a> {
     /// guard.release()?; // a failure here is reported, where a drop would ignore it
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
+    #[track_caller]
     pub fn release(self) -> Result<(), ManagerError> {
         self.guard.release()
     }
@@ -495,6 +510,10 @@ impl<'a> ProxySemaphoreGuard<'a> {
     ///
     /// [`ManagerError::ServerGone`] when the server is gone.
     ///
+    /// # Panics
+    ///
+    /// In a copy of the guard that fork made in a child (whose drop gives nothing back).
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -505,6 +524,7 @@ impl<'a> ProxySemaphoreGuard<'a> {
     /// assert_eq!(slots.get_value()?, 1);
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
+    #[track_caller]
     pub fn release(self) -> Result<(), ManagerError> {
         self.guard.release()
     }
@@ -959,6 +979,7 @@ impl<'a> ProxyConditionGuard<'a> {
     /// cond.acquire()?.release()?;
     /// # Ok::<(), multiproc::ManagerError>(())
     /// ```
+    #[track_caller]
     pub fn release(self) -> Result<(), ManagerError> {
         self.guard.release()
     }

@@ -60,6 +60,11 @@ where
 /// and fails with [`TaskError::TimedOut`]. A `map` that failed stops its other tasks (see
 /// [`Pool::map`]). Dropping the pool terminates it.
 ///
+/// A copy that a `Fork` child got with its parent's memory (a pool kept in a static) is
+/// closed in the child: its calls fail with [`PoolError::Closed`], its `AsyncResult`s and
+/// `imap`s end with [`TaskError::Terminated`], and dropping it stops nothing; the workers,
+/// and their results, stay the parent's.
+///
 /// # Examples
 ///
 /// ```no_run

@@ -67,6 +67,12 @@ pub(crate) trait Helper: Send + Sync {
     /// result should come within microseconds, spins for it a little. The awaited twin of
     /// [`Helper::help`]; afterwards, the results it leaves are the pool thread's again.
     fn help_briefly(&self, done: &dyn Fn() -> bool);
+
+    /// Whether this is a copy of the pool that fork made in a child: nothing will ever
+    /// fill what it has not filled already (a wait there ends, its result `Terminated`).
+    fn copied(&self) -> bool {
+        false
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,7 +148,8 @@ impl<T> Slot<T> {
             }
             if let Some(h) = helper {
                 h.help(&|| self.is_filled(), deadline);
-                if self.is_filled() {
+                // In a copy made by fork, an empty slot stays empty: read as `Terminated`.
+                if self.is_filled() || h.copied() {
                     return true;
                 }
             }

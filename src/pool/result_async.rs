@@ -95,6 +95,10 @@ impl<R> Future for AsyncResult<R> {
             if let Some(v) = slot.take() {
                 return Poll::Ready(v);
             }
+            // A copy of the pool that fork made in a child: nothing will fill the slot.
+            if helper.copied() {
+                return Poll::Ready(Err(TaskError::Terminated));
+            }
         }
         // Registered before the second look: a fill after the first look wakes us.
         slot.wakers.register(cx.waker());

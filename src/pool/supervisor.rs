@@ -35,7 +35,7 @@ use crate::error::{Error, PanicInfo};
 use crate::process::spin::LoadSpin;
 use crate::process::{Process, ProcessHandle, StartMethod};
 use crate::shm::crash::crash_point;
-use crate::shm::{Blob, ClaimTable, Deadline, Payload, Shared, saturating_nanos as nanos, spin_for};
+use crate::shm::{Blob, ClaimTable, Deadline, Payload, Shared, TakenIn, saturating_nanos as nanos, spin_for};
 use crate::sys::{self, Packed};
 
 const RUNNING: u8 = 0;
@@ -202,6 +202,10 @@ pub(crate) struct Inner {
     spin: LoadSpin,
     doorbell: (Mutex<bool>, Condvar),
     pool_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The process that made the pool. A copy that fork made in a child (a pool kept in a
+    /// static, or a bare `fork`) shares the parent's workers, inboxes and results channel,
+    /// but not its pool thread: it is closed (see [`Inner::copied`]).
+    made_in: TakenIn,
 }
 
 /// The processors this process may run on, read once (the dispatch asks per call).
@@ -231,6 +235,7 @@ impl Inner {
             spin: LoadSpin::new(),
             doorbell: (Mutex::new(false), Condvar::new()),
             pool_thread: Mutex::new(None),
+            made_in: TakenIn::here(),
         });
         {
             let mut books = lock(&inner.books);
@@ -289,7 +294,43 @@ impl Inner {
     }
 
     fn running(&self) -> bool {
-        self.state.load(Ordering::Acquire) == RUNNING
+        self.state.load(Ordering::Acquire) == RUNNING && !self.copied()
+    }
+
+    /// Whether this is a copy that fork made in a child. A copy sends nothing to the
+    /// parent's workers (a chunk of its would be answered to the parent's pool), takes
+    /// nothing from the results channel (the parent's results), and kills nothing: it is
+    /// closed, `join` has nothing to wait for, and what its books await ends `Terminated`
+    /// ([`Inner::abandon_copy`]).
+    fn copied(&self) -> bool {
+        !self.made_in.is_here()
+    }
+
+    /// In a copy made by fork: ends every chunk its books await with `Terminated`, in this
+    /// process only. The chunks' arguments and tables are the parent's (copies made by
+    /// fork): forgotten, never discarded (that would give back what the parent's messages
+    /// hold).
+    fn abandon_copy(&self) {
+        // Held at the fork by a thread of the parent (the pool thread): never released
+        // here, and nothing in it is this process's to end.
+        let Ok(mut books) = self.books.try_lock() else { return };
+        let pending: Vec<Job> = books.pending.drain(..).map(|(_, job)| job).collect();
+        let sent: Vec<Sent> = books.sent.drain().map(|(_, s)| s).collect();
+        drop(books);
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = Vec::new();
+        for job in pending {
+            let Job { chunk, args, delivery, claims, .. } = job;
+            std::mem::forget((args, claims));
+            failures.push((delivery, chunk));
+        }
+        for s in sent {
+            let Sent { chunk, delivery, held, claims, .. } = s;
+            std::mem::forget((held, claims));
+            failures.push((delivery, chunk));
+        }
+        for (delivery, chunk) in failures {
+            delivery.deliver(chunk, Err(TaskError::Terminated));
+        }
     }
 
     /// Queues a chunk and sends what the workers have room for.
@@ -907,6 +948,9 @@ impl Engine for Inner {
     }
 
     fn close(&self) {
+        if self.copied() {
+            return self.abandon_copy();
+        }
         log::debug!("closing pool");
         let _ = self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
         self.stop_idle_workers();
@@ -914,6 +958,9 @@ impl Engine for Inner {
     }
 
     fn terminate(&self) {
+        if self.copied() {
+            return self.abandon_copy();
+        }
         log::debug!("terminating pool");
         self.state.store(TERMINATED, Ordering::Release);
         self.kill_everything();
@@ -921,6 +968,10 @@ impl Engine for Inner {
     }
 
     fn join(&self) -> Result<(), PoolError> {
+        if self.copied() {
+            // The workers and the pool thread are the parent's.
+            return Ok(());
+        }
         if self.running() {
             return Err(PoolError::StillRunning);
         }
@@ -971,7 +1022,14 @@ impl Engine for Inner {
 }
 
 impl Helper for Inner {
+    fn copied(&self) -> bool {
+        Inner::copied(self)
+    }
+
     fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline) {
+        if self.copied() {
+            return self.abandon_copy();
+        }
         let _helping = Helping::start(self);
         // Spin for the first result only: a long map must not burn a processor its
         // workers need every time it wakes.
@@ -993,6 +1051,9 @@ impl Helper for Inner {
 
     /// Whether a spin was tried, and paid off, is remembered for the next polls.
     fn help_briefly(&self, done: &dyn Fn() -> bool) {
+        if self.copied() {
+            return self.abandon_copy();
+        }
         if !self.results.is_empty() {
             self.collect();
             if done() {

@@ -22,6 +22,7 @@ use super::star::{StarFn, ThreadTarget};
 use super::stats::{Counters, PoolStats};
 use crate::error::Error;
 use crate::process::panics;
+use crate::shm::TakenIn;
 
 const RUNNING: u8 = 0;
 const CLOSED: u8 = 1;
@@ -39,9 +40,16 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     counters: Counters,
     workers: usize,
+    /// The process that made the pool. A copy that fork made in a child (a pool kept in a
+    /// static) has none of its threads: it is closed there, and its drop joins nothing.
+    made_in: TakenIn,
 }
 
 /// A pool of worker threads with `Pool`'s API (Python's `multiprocessing.pool.ThreadPool`).
+///
+/// A copy that a `Fork` child got with its parent's memory (a pool kept in a static) has
+/// none of the threads: in the child its calls fail with [`PoolError::Closed`], and
+/// dropping it waits for nothing.
 ///
 /// # Examples
 ///
@@ -148,6 +156,7 @@ impl ThreadPoolBuilder {
             threads: Mutex::new(Vec::new()),
             counters: Counters::default(),
             workers,
+            made_in: TakenIn::here(),
         });
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -243,6 +252,10 @@ impl ThreadPool {
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
+        if !self.shared.made_in.is_here() {
+            // A fork child's copy: no thread of this process would ever run it.
+            return Err(PoolError::Closed);
+        }
         let sender = self.shared.sender.lock().unwrap_or_else(|e| e.into_inner());
         match sender.as_ref() {
             Some(tx) if self.shared.state.load(Ordering::Acquire) == RUNNING => {
@@ -769,6 +782,10 @@ impl ThreadPool {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn join(&self) -> Result<(), PoolError> {
+        if !self.shared.made_in.is_here() {
+            // A fork child's copy: the threads are the parent's.
+            return Ok(());
+        }
         if self.shared.state.load(Ordering::Acquire) == RUNNING {
             return Err(PoolError::StillRunning);
         }
@@ -790,7 +807,7 @@ impl Drop for ThreadPool {
     /// running tasks to finish. Dropped by one of its own tasks (which held the last
     /// handle), it waits for the other threads; the task's own thread ends after the task.
     fn drop(&mut self) {
-        if Arc::strong_count(&self.shared) == 1 {
+        if Arc::strong_count(&self.shared) == 1 && self.shared.made_in.is_here() {
             self.terminate();
             let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
             let me = std::thread::current().id();

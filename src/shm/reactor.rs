@@ -43,6 +43,7 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use super::heap::Heap;
+use super::mutex::TakenIn;
 use super::wait::{FIRST_SLICE, MAX_SLICE, Notify};
 use crate::sys;
 
@@ -356,6 +357,10 @@ pub(crate) struct Waiting {
     word: Option<(Word, u32)>,
     slice: Duration,
     next_check: Option<Instant>,
+    /// The process that registered (and announced itself a sleeper). A copy that fork made
+    /// in a child (a future kept in a static) withdraws nothing: the registration is with
+    /// the parent's waker thread, the announcement the parent's count.
+    armed_in: Option<TakenIn>,
 }
 
 impl Default for Waiting {
@@ -372,14 +377,14 @@ impl std::fmt::Debug for Waiting {
 
 impl Waiting {
     pub(crate) const fn new() -> Self {
-        Self { registered: None, sleeping_on: None, word: None, slice: FIRST_SLICE, next_check: None }
+        Self { registered: None, sleeping_on: None, word: None, slice: FIRST_SLICE, next_check: None, armed_in: None }
     }
 
     /// One whose first liveness check comes after `slice` (a test that needs the waker
     /// thread to keep its place in a futex queue meanwhile).
     #[cfg(test)]
     pub(crate) const fn first_check_after(slice: Duration) -> Self {
-        Self { registered: None, sleeping_on: None, word: None, slice, next_check: None }
+        Self { registered: None, sleeping_on: None, word: None, slice, next_check: None, armed_in: None }
     }
 
     /// Whether the liveness check is due: the future has waited a slice since it first
@@ -430,6 +435,7 @@ impl Waiting {
     }
 
     fn register(&mut self, word: Option<(Word, u32)>, cx: &Context<'_>) {
+        self.armed_in = Some(TakenIn::here());
         let check_at = *self.next_check.get_or_insert_with(|| Instant::now() + self.slice);
         let registration = Registration {
             word: word.map(|(w, _)| w),
@@ -447,6 +453,15 @@ impl Waiting {
     /// Withdraws the registration and the announcement (the future completed, or is about
     /// to register again).
     pub(crate) fn withdraw(&mut self) {
+        if self.armed_in.is_some_and(|armed| !armed.is_here()) {
+            // A copy made by fork: the parent's to withdraw (its waker thread's lock may
+            // even have been held at the fork). Nothing to wake on drop either.
+            std::mem::forget(self.registered.take());
+            self.sleeping_on = None;
+            self.word = None;
+            self.armed_in = None;
+            return;
+        }
         if let Some((shard, id)) = self.registered.take() {
             let mut state = lock(&shard.state);
             if let Some(r) = state.registrations.remove(&id)

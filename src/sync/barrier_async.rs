@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Arrival, Barrier, Round};
-use crate::shm::{Deadline, Waiting, poll_on};
+use crate::shm::{Deadline, TakenIn, Waiting, poll_on};
 use crate::sync::error::{BarrierBreak, BrokenBarrier};
 
 impl Barrier {
@@ -21,7 +21,9 @@ impl Barrier {
     /// nothing. Dropped while it waits, the party leaves a round it cannot complete any
     /// more: the barrier breaks ([`BarrierBreak::Cancelled`]), as a timed-out
     /// [`Barrier::wait_timeout`] breaks it, unless the round completed meanwhile; the other
-    /// parties get [`BrokenBarrier`] and [`Barrier::reset`] makes it usable again.
+    /// parties get [`BrokenBarrier`] and [`Barrier::reset`] makes it usable again. A copy
+    /// that a `Fork` child got with its parent's memory (a future kept in a static) breaks
+    /// nothing when dropped, and panics when polled: the party waiting is the parent.
     ///
     /// # Errors
     ///
@@ -38,7 +40,13 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_async(&self) -> BarrierWait<'_> {
-        BarrierWait { barrier: self, round: None, deadline: Deadline::NEVER, waiting: Waiting::new() }
+        BarrierWait {
+            barrier: self,
+            round: None,
+            deadline: Deadline::NEVER,
+            waiting: Waiting::new(),
+            taken_in: TakenIn::here(),
+        }
     }
 }
 
@@ -52,6 +60,9 @@ pub struct BarrierWait<'a> {
     /// The barrier's own timeout, from the arrival.
     deadline: Deadline,
     waiting: Waiting,
+    /// A copy made by fork (a future kept in a static) gives nothing up when dropped, and
+    /// panics when polled: the party that arrived is the parent.
+    taken_in: TakenIn,
 }
 
 impl Future for BarrierWait<'_> {
@@ -59,6 +70,7 @@ impl Future for BarrierWait<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        this.taken_in.check();
         let barrier = this.barrier;
         let round = match this.round {
             Some(round) => round,
@@ -92,6 +104,9 @@ impl Future for BarrierWait<'_> {
 
 impl Drop for BarrierWait<'_> {
     fn drop(&mut self) {
+        if !self.taken_in.is_here() {
+            return;
+        }
         if let Some(round) = self.round.take() {
             self.waiting.withdraw();
             self.barrier.give_up(round, BarrierBreak::Cancelled);

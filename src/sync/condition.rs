@@ -22,7 +22,9 @@ use super::lock::Lock;
 use super::rlock::RLock;
 use super::waiters::{Place, Waiters, Woken};
 use crate::error::Error;
-use crate::shm::{Acquired, Deadline, Interrupted, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TimedOut, kind};
+use crate::shm::{
+    Acquired, Deadline, Interrupted, Owner, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind,
+};
 use crate::sys;
 
 #[derive(crate::ShmSafe)]
@@ -230,7 +232,12 @@ impl Condition {
     }
 
     fn guard(&self, acquired: Acquired) -> ConditionGuard<'_> {
-        ConditionGuard { cond: self, owner_died: acquired == Acquired::OwnerDied, _not_send: PhantomData }
+        ConditionGuard {
+            cond: self,
+            owner_died: acquired == Acquired::OwnerDied,
+            taken_in: TakenIn::here(),
+            _not_send: PhantomData,
+        }
     }
 
     /// Acquires the condition's lock.
@@ -389,7 +396,9 @@ impl Condition {
 }
 
 /// The held lock of a [`Condition`]: wait and notify through it; dropping it releases the
-/// lock. It stays on the thread that acquired it.
+/// lock. It stays on the thread that acquired it. A copy that a `Fork` child got with its
+/// parent's memory (a guard kept in a thread-local) releases nothing when dropped, and its
+/// waits and notifies panic: the lock is the parent's.
 ///
 /// # Examples
 ///
@@ -405,6 +414,9 @@ impl Condition {
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
     owner_died: bool,
+    /// A copy made by fork (a guard kept in a thread-local) releases nothing, and its
+    /// waits and notifies panic: the lock is the parent's.
+    taken_in: TakenIn,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -462,7 +474,9 @@ impl ConditionGuard<'_> {
     /// }
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn wait(&mut self) -> Result<(), ConditionWaitError> {
+        self.taken_in.check();
         self.cond.wait_until(Deadline::NEVER, &mut self.owner_died).map(|_| ())
     }
 
@@ -483,7 +497,9 @@ impl ConditionGuard<'_> {
     /// assert!(!guard.wait_timeout(Duration::from_millis(10))?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ConditionWaitError> {
+        self.taken_in.check();
         match self.cond.wait_until(Deadline::after(timeout), &mut self.owner_died) {
             Err(ConditionWaitError::Abandoned(_)) => Ok(false),
             other => other,
@@ -513,7 +529,9 @@ impl ConditionGuard<'_> {
     /// guard.wait_for(|| items.get() == 3)?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool) -> Result<(), ConditionWaitError> {
+        self.taken_in.check();
         while !predicate() {
             self.wait()?;
         }
@@ -538,11 +556,13 @@ impl ConditionGuard<'_> {
     /// assert!(guard.wait_for_timeout(Duration::from_millis(10), || true)?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn wait_for_timeout(
         &mut self,
         timeout: Duration,
         mut predicate: impl FnMut() -> bool,
     ) -> Result<bool, ConditionWaitError> {
+        self.taken_in.check();
         let deadline = Deadline::after(timeout);
         loop {
             if predicate() {
@@ -567,7 +587,9 @@ impl ConditionGuard<'_> {
     /// cond.acquire()?.notify(2); // nobody waits: nothing happens
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn notify(&mut self, n: u32) {
+        self.taken_in.check();
         self.cond.notify(n);
     }
 
@@ -581,13 +603,17 @@ impl ConditionGuard<'_> {
     /// cond.acquire()?.notify_all();
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn notify_all(&mut self) {
+        self.taken_in.check();
         self.cond.notify(u32::MAX);
     }
 }
 
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
-        self.cond.lock.unlock();
+        if self.taken_in.is_here() {
+            self.cond.lock.unlock();
+        }
     }
 }

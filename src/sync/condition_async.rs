@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Condition, ConditionGuard, Underlying};
-use crate::shm::{Acquired, Owner, RawGuard, Waiting, poll_on};
+use crate::shm::{Acquired, Owner, RawGuard, TakenIn, Waiting, poll_on};
 use crate::sync::error::ConditionWaitError;
 use crate::sync::waiters::Place;
 use crate::sys;
@@ -122,8 +122,10 @@ impl<'a> ConditionGuard<'a> {
     /// })?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[track_caller]
     pub fn wait_async(self) -> ConditionWait<'a> {
-        ConditionWait { cond: self.cond, step: Step::Holding(self), waiting: Waiting::new() }
+        self.taken_in.check();
+        ConditionWait { cond: self.cond, taken_in: self.taken_in, step: Step::Holding(self), waiting: Waiting::new() }
     }
 }
 
@@ -224,6 +226,9 @@ enum Step<'a> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct ConditionWait<'a> {
     cond: &'a Condition,
+    /// A copy made by fork (a future kept in a static) neither polls nor leaves the
+    /// waiters: the place is the parent's.
+    taken_in: TakenIn,
     step: Step<'a>,
     waiting: Waiting,
 }
@@ -245,6 +250,7 @@ impl<'a> Future for ConditionWait<'a> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        this.taken_in.check();
         let cond: &'a Condition = this.cond;
         let state = &*cond.state;
         loop {
@@ -302,7 +308,10 @@ impl<'a> Future for ConditionWait<'a> {
                     };
                     this.step = Step::Done;
                     let owner_died = acquired == Acquired::OwnerDied;
-                    return Poll::Ready((ConditionGuard { cond, owner_died, _not_send: PhantomData }, outcome));
+                    return Poll::Ready((
+                        ConditionGuard { cond, owner_died, taken_in: this.taken_in, _not_send: PhantomData },
+                        outcome,
+                    ));
                 }
                 Step::Done => return Poll::Pending,
             }
@@ -312,6 +321,9 @@ impl<'a> Future for ConditionWait<'a> {
 
 impl Drop for ConditionWait<'_> {
     fn drop(&mut self) {
+        if !self.taken_in.is_here() {
+            return;
+        }
         let notified = match self.step {
             Step::Waiting { place, .. } => {
                 self.waiting.withdraw();

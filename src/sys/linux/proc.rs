@@ -44,6 +44,7 @@ pub(crate) fn me() -> ProcId {
 /// [`me`] the first time (and after a fork): asks the kernel and caches the answer.
 #[cold]
 fn learn_me() -> ProcId {
+    forget_identity_in_every_fork_child();
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
     let start = process_stat(pid).map_or(0, |s| s.start);
     ME_START.store(start, Ordering::Relaxed);
@@ -67,6 +68,26 @@ pub(crate) fn pid_now() -> u32 {
 pub(crate) fn forget_identity() {
     ME_PID.store(0, Ordering::Relaxed);
     ME_START.store(0, Ordering::Relaxed);
+}
+
+extern "C" fn forget_identity_at_fork() {
+    forget_identity();
+}
+
+/// Makes every child of glibc's `fork` drop the cached identity (a `pthread_atfork`
+/// handler, registered once, before the identity is first cached): a bare `libc::fork` by
+/// the program, whose copy would otherwise take itself for its parent (a guard's
+/// [`TakenIn`](crate::shm::TakenIn) there would release the parent's lock). Our own forks
+/// forget it themselves too ([`fork`], and [`fork_as_sibling`], whose bare `clone3` runs
+/// no handler).
+fn forget_identity_in_every_fork_child() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a child handler only; it runs in the child of a fork, where
+        // it makes two relaxed atomic stores (async-signal-safe, no lock, no allocation).
+        // A failure (ENOMEM) leaves bare forks as they were: the fallback is the old state.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_identity_at_fork)) };
+    });
 }
 
 /// The calling thread's id (unique in the system while the thread lives).
@@ -406,7 +427,8 @@ struct CloneArgs {
 /// for it. Otherwise as [`fork`], with what a bare `clone3` leaves out of glibc's `fork`:
 /// no `pthread_atfork` handlers run and the child's first thread has no robust-mutex list
 /// registered with the kernel. Call it from a single-threaded process that registered
-/// neither (the fork server).
+/// neither (the fork server), but for our own handler, whose work the child does here
+/// ([`forget_identity`]).
 ///
 /// # Errors
 ///
