@@ -146,3 +146,227 @@ fn a_full_dev_shm_is_an_error_at_create_and_the_family_works_beside_it() {
     let _w = common::watchdog(LIMIT);
     run_inner_under(&SMALL_SHM, "a_full_dev_shm_inner", SMALL_SHM_INNER);
 }
+
+// ---------------------------------------------------------------------------------------
+// Out of file descriptors
+// ---------------------------------------------------------------------------------------
+
+const FEW_FDS_INNER: &str = "MULTIPROC_TEST_FEW_FDS";
+
+fn open_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some(format!("{}->{}", e.file_name().to_string_lossy(), target.display()))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// The pids of this process's children, zombies included (`/proc/*/stat`'s ppid).
+fn child_pids() -> Vec<u32> {
+    let me = std::process::id();
+    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: u32 = stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()?;
+            (ppid == me).then_some(pid)
+        })
+        .collect();
+    kids.sort();
+    kids
+}
+
+fn highest_fd() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .max()
+        .unwrap()
+}
+
+/// Opens `/dev/null` on every free descriptor number below the highest open one, so that
+/// a limit of `highest + 1 + room` leaves exactly `room` descriptors to open.
+fn plug_gaps() -> Vec<std::fs::File> {
+    let top = highest_fd();
+    let mut plugs = Vec::new();
+    loop {
+        let plug = std::fs::File::open("/dev/null").unwrap();
+        if std::os::fd::AsRawFd::as_raw_fd(&plug) > top {
+            return plugs;
+        }
+        plugs.push(plug);
+    }
+}
+
+/// Sets this process's soft `RLIMIT_NOFILE` (children inherit it).
+fn set_fd_limit(soft: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY (test): getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = soft.min(limit.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+fn plus_one(x: u64) -> u64 {
+    x + 1
+}
+
+type Op = (&'static str, Box<dyn Fn() -> Result<(), String>>);
+
+fn fd_ops() -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for method in common::METHODS {
+        ops.push((
+            leak_name("process", method),
+            Box::new(move || {
+                let child =
+                    Process::new(plus_one, 41).start_method(method).start().map_err(|e| format!("start: {e:?}"))?;
+                let got = child.join().map_err(|e| format!("join: {e:?}"))?;
+                assert_eq!(got, 42);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("queue to a child", method),
+            Box::new(move || {
+                let queue = Queue::<u64>::new().map_err(|e| format!("queue: {e:?}"))?;
+                let child = Process::new(|q: Queue<u64>| q.put(7).unwrap(), queue.clone())
+                    .start_method(method)
+                    .start()
+                    .map_err(|e| format!("start: {e:?}"))?;
+                child.join().map_err(|e| format!("join: {e:?}"))?;
+                assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("pool", method),
+            Box::new(move || {
+                let pool =
+                    Pool::builder().processes(2).start_method(method).build().map_err(|e| format!("build: {e:?}"))?;
+                let got = pool.map(plus_one, 0..8).map_err(|e| format!("map: {e:?}"));
+                pool.close();
+                pool.join().map_err(|e| format!("pool join: {e:?}"))?;
+                assert_eq!(got?, (1..9).collect::<Vec<_>>());
+                Ok(())
+            }),
+        ));
+    }
+    ops.push((
+        "pipe",
+        Box::new(|| {
+            let (a, b) = multiproc::Pipe::<u64>::new().map_err(|e| format!("pipe: {e:?}"))?;
+            a.send(3).unwrap();
+            assert_eq!(b.recv().unwrap(), 3);
+            Ok(())
+        }),
+    ));
+    ops.push((
+        "manager",
+        Box::new(|| {
+            let manager = Manager::start().map_err(|e| format!("start: {e:?}"))?;
+            let dict = manager.dict::<String, u64>().map_err(|e| format!("dict: {e:?}"))?;
+            dict.insert("a".into(), 1).map_err(|e| format!("insert: {e:?}"))?;
+            assert_eq!(dict.get("a").map_err(|e| format!("get: {e:?}"))?, Some(1));
+            drop(dict);
+            manager.shutdown().map_err(|e| format!("shutdown: {e:?}"))
+        }),
+    ));
+    ops.push((
+        "listener",
+        Box::new(|| {
+            let listener = multiproc::Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"key")
+                .map_err(|e| format!("bind: {e:?}"))?;
+            let address = listener.address().clone();
+            let client = std::thread::spawn(move || {
+                let c = multiproc::Client::connect::<u64>(address, b"key").map_err(|e| format!("connect: {e:?}"))?;
+                c.send(5).map_err(|e| format!("send: {e:?}"))
+            });
+            let accepted =
+                listener.accept_timeout::<u64>(Duration::from_secs(10)).map_err(|e| format!("accept: {e:?}"));
+            let sent = client.join().unwrap();
+            let got = accepted?.recv().map_err(|e| format!("recv: {e:?}"))?;
+            sent?;
+            assert_eq!(got, 5);
+            Ok(())
+        }),
+    ));
+    ops
+}
+
+fn leak_name(what: &str, method: multiproc::StartMethod) -> &'static str {
+    Box::leak(format!("{what} ({method:?})").into_boxed_str())
+}
+
+#[test]
+fn few_fds_inner() {
+    if std::env::var_os(FEW_FDS_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let ops = fd_ops();
+    // Once each with room, so that what the family makes once (the fork server, the
+    // tracker) is there before the baseline.
+    for (name, op) in &ops {
+        op().unwrap_or_else(|e| panic!("{name} with room: {e}"));
+    }
+    let fds = open_fds();
+    let heap = multiproc::__private::heap_in_use();
+    let kids = child_pids();
+    for (name, op) in &ops {
+        let mut errors = Vec::new();
+        for room in 0..64 {
+            let plugs = plug_gaps();
+            set_fd_limit(highest_fd() as u64 + 1 + room);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(op));
+            set_fd_limit(1 << 16);
+            drop(plugs);
+            match result {
+                Ok(Ok(())) => {
+                    // Worked with this many: the op needs no more.
+                    println!("{name}: works with {room} descriptors to spare; before: {errors:?}");
+                    break;
+                }
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => panic!("{name}: panicked with {room} descriptors to spare"),
+            }
+            let no_new = || open_fds().iter().all(|fd| fds.contains(fd));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): descriptors before {fds:?}, after {:?}",
+                errors.last(),
+                open_fds()
+            );
+            assert!(
+                common::eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() == heap),
+                "{name} with {room} to spare ({:?}): heap in use {heap} before, {} after",
+                errors.last(),
+                multiproc::__private::heap_in_use()
+            );
+            let no_new = || child_pids().iter().all(|pid| kids.contains(pid));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): children before {kids:?}, after {:?}",
+                errors.last(),
+                child_pids()
+            );
+        }
+        // And with room again, it works.
+        op().unwrap_or_else(|e| panic!("{name} with room again: {e}"));
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn out_of_file_descriptors_every_start_and_connect_fails_typed_and_leaves_nothing() {
+    let _w = common::watchdog(Duration::from_secs(600));
+    common::run_inner_test("few_fds_inner", FEW_FDS_INNER);
+}

@@ -73,10 +73,27 @@ fn flush_stdio() {
     let _ = std::io::stderr().flush();
 }
 
+/// Why [`request`] gave no child.
+#[derive(Debug)]
+pub(crate) enum RequestError {
+    /// No child was forked.
+    Failed(Error),
+    /// The server forked the child `pid`, but its descriptors did not arrive (the kernel
+    /// drops those a process has no room for): `own` (the caller's child, which only the
+    /// caller can reap) or the server's. It reads its boot message as any child does.
+    Lost { pid: u32, own: bool },
+}
+
+impl<E: Into<Error>> From<E> for RequestError {
+    fn from(e: E) -> Self {
+        RequestError::Failed(e.into())
+    }
+}
+
 /// Asks the fork server for a child whose boot socket end is `boot`.
 /// Returns its pid, a pidfd and, unless the child is the caller's own (to reap), the
 /// status pipe on which the server reports how it ended.
-pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), Error> {
+pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), RequestError> {
     let config = family::config()?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
     let address = config.forkserver.as_deref().ok_or_else(|| unavailable("no fork server in this family".into()))?;
@@ -88,8 +105,13 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
     let conn = st.forkserver_conn.as_ref().expect("connected above").as_fd();
     let me = sys::me();
     let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })?;
+    // Room for the answer's two descriptors, taken before the server forks: a process out
+    // of descriptors gets `EMFILE` here, with no child made. (Another thread may still take
+    // the room back before the answer comes: then the child is `Lost`.)
+    let room = [sys::dup(conn)?, sys::dup(conn)?];
     let result = (|| {
         sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
+        drop(room);
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
         // The server answers within a fork's time; waiting for it awake saves a wake-up,
@@ -110,7 +132,7 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         Ok(r) => r,
         Err(e) => {
             st.forkserver_conn = None;
-            return Err(unavailable(format!("the fork server did not answer: {e}")));
+            return Err(RequestError::Failed(unavailable(format!("the fork server did not answer: {e}"))));
         }
     };
     match codec::decode_own::<Reply>(&reply)? {
@@ -118,14 +140,14 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
-                _ => Err(unavailable("the fork server's answer lacked descriptors".into())),
+                _ => Err(RequestError::Lost { pid, own: false }),
             }
         }
         Reply::Yours { pid } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
-            None => Err(unavailable("the fork server's answer lacked descriptors".into())),
+            None => Err(RequestError::Lost { pid, own: true }),
         },
-        Reply::Refused(why) => Err(unavailable(why)),
+        Reply::Refused(why) => Err(RequestError::Failed(unavailable(why))),
     }
 }
 
