@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
+use super::LaunchError;
 use super::boot;
 use super::family;
 use super::spin::LoadSpin;
@@ -73,27 +74,10 @@ fn flush_stdio() {
     let _ = std::io::stderr().flush();
 }
 
-/// Why [`request`] gave no child.
-#[derive(Debug)]
-pub(crate) enum RequestError {
-    /// No child was forked.
-    Failed(Error),
-    /// The server forked the child `pid`, but its descriptors did not arrive (the kernel
-    /// drops those a process has no room for): `own` (the caller's child, which only the
-    /// caller can reap) or the server's. It reads its boot message as any child does.
-    Lost { pid: u32, own: bool },
-}
-
-impl<E: Into<Error>> From<E> for RequestError {
-    fn from(e: E) -> Self {
-        RequestError::Failed(e.into())
-    }
-}
-
 /// Asks the fork server for a child whose boot socket end is `boot`.
 /// Returns its pid, a pidfd and, unless the child is the caller's own (to reap), the
 /// status pipe on which the server reports how it ended.
-pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), RequestError> {
+pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), LaunchError> {
     let config = family::config()?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
     let address = config.forkserver.as_deref().ok_or_else(|| unavailable("no fork server in this family".into()))?;
@@ -132,7 +116,7 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         Ok(r) => r,
         Err(e) => {
             st.forkserver_conn = None;
-            return Err(RequestError::Failed(unavailable(format!("the fork server did not answer: {e}"))));
+            return Err(LaunchError::Failed(unavailable(format!("the fork server did not answer: {e}"))));
         }
     };
     match codec::decode_own::<Reply>(&reply)? {
@@ -140,14 +124,14 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
-                _ => Err(RequestError::Lost { pid, own: false }),
+                _ => Err(LaunchError::Lost { pid, own: false }),
             }
         }
         Reply::Yours { pid } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
-            None => Err(RequestError::Lost { pid, own: true }),
+            None => Err(LaunchError::Lost { pid, own: true }),
         },
-        Reply::Refused(why) => Err(RequestError::Failed(unavailable(why))),
+        Reply::Refused(why) => Err(LaunchError::Failed(unavailable(why))),
     }
 }
 

@@ -699,15 +699,18 @@ fn launch(
             sys::send_all(ours.as_fd(), &framed, fds)?;
             message.sent();
             if method == StartMethod::Spawn {
-                let (pid, pidfd) = spawn::start(theirs)?;
-                (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
+                match spawn::start(theirs) {
+                    Ok((pid, pidfd)) => (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None),
+                    Err(LaunchError::Failed(e)) => return Err(e),
+                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+                }
             } else {
                 match forkserver::request(theirs) {
                     Ok((pid, pidfd, status)) => {
                         (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
                     }
-                    Err(forkserver::RequestError::Failed(e)) => return Err(e),
-                    Err(forkserver::RequestError::Lost { pid, own }) => {
+                    Err(LaunchError::Failed(e)) => return Err(e),
+                    Err(LaunchError::Lost { pid, own }) => {
                         return Err(lost_child(pid, own, args, receipts));
                     }
                 }
@@ -724,7 +727,24 @@ fn launch(
     Ok(child)
 }
 
-/// A fork-server child `pid` whose descriptors never reached us (we had no room for
+/// Why a start method gave no child (`forkserver::request`, `spawn::start`).
+#[derive(Debug)]
+pub(crate) enum LaunchError {
+    /// No child was forked.
+    Failed(Error),
+    /// The child `pid` exists, but its descriptors could not be had (no room for them in
+    /// this process): `own` (our child, which only we can reap) or the fork server's. It
+    /// reads its boot message as any child does.
+    Lost { pid: u32, own: bool },
+}
+
+impl<E: Into<Error>> From<E> for LaunchError {
+    fn from(e: E) -> Self {
+        LaunchError::Failed(e.into())
+    }
+}
+
+/// A child `pid` whose descriptors never reached us (we had no room for
 /// them): the start fails with `EMFILE`, and the child may already hold handles of its
 /// argument. Our own child is killed and reaped here, then settled as any dead child
 /// (`ChildState::try_reap`): what it listed is let go of, and what it wrote no receipt
