@@ -12,7 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use multiproc::{Manager, Pool, Process, Queue, SharedMemory, SharedMemoryError, Value};
+use multiproc::{Manager, Pool, Process, Queue, SharedMemory, SharedMemoryError, TaskError, Value};
 
 multiproc::test_support!();
 
@@ -370,4 +370,202 @@ fn few_fds_inner() {
 fn out_of_file_descriptors_every_start_and_connect_fails_typed_and_leaves_nothing() {
     let _w = common::watchdog(Duration::from_secs(600));
     common::run_inner_test("few_fds_inner", FEW_FDS_INNER);
+}
+
+// ---------------------------------------------------------------------------------------
+// Out of processes
+// ---------------------------------------------------------------------------------------
+
+const FEW_PIDS_INNER: &str = "MULTIPROC_TEST_FEW_PIDS";
+const PIDS_ROOT: &str = "/sys/fs/cgroup/pids";
+
+/// This process's pids cgroup (the inner test runs in one of its own).
+fn pids_cgroup() -> std::path::PathBuf {
+    std::env::var_os(FEW_PIDS_INNER).map(std::path::PathBuf::from).unwrap()
+}
+
+fn pids_current() -> u64 {
+    std::fs::read_to_string(pids_cgroup().join("pids.current")).unwrap().trim().parse().unwrap()
+}
+
+/// Sets the cgroup's `pids.max` (tasks: threads count, as processes).
+fn set_pids_max(max: Option<u64>) {
+    let value = max.map_or("max".to_string(), |n| n.to_string());
+    std::fs::write(pids_cgroup().join("pids.max"), value).unwrap();
+}
+
+fn pid_ops() -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for method in common::METHODS {
+        ops.push((
+            leak_name("process", method),
+            Box::new(move || {
+                let child =
+                    Process::new(plus_one, 41).start_method(method).start().map_err(|e| format!("start: {e:?}"))?;
+                assert_eq!(child.join().map_err(|e| format!("join: {e:?}"))?, 42);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("queue to a child", method),
+            Box::new(move || {
+                let queue = Queue::<u64>::new().map_err(|e| format!("queue: {e:?}"))?;
+                let child = Process::new(|q: Queue<u64>| q.put(7).unwrap(), queue.clone())
+                    .start_method(method)
+                    .start()
+                    .map_err(|e| format!("start: {e:?}"))?;
+                child.join().map_err(|e| format!("join: {e:?}"))?;
+                assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("pool", method),
+            Box::new(move || {
+                let pool =
+                    Pool::builder().processes(2).start_method(method).build().map_err(|e| format!("build: {e:?}"))?;
+                let got = pool.map(plus_one, 0..8).map_err(|e| format!("map: {e:?}"));
+                pool.close();
+                pool.join().map_err(|e| format!("pool join: {e:?}"))?;
+                assert_eq!(got?, (1..9).collect::<Vec<_>>());
+                Ok(())
+            }),
+        ));
+    }
+    ops.push((
+        "manager",
+        Box::new(|| {
+            let manager = Manager::start().map_err(|e| format!("start: {e:?}"))?;
+            let dict = manager.dict::<String, u64>().map_err(|e| format!("dict: {e:?}"))?;
+            dict.insert("a".into(), 1).map_err(|e| format!("insert: {e:?}"))?;
+            assert_eq!(dict.get("a").map_err(|e| format!("get: {e:?}"))?, Some(1));
+            drop(dict);
+            manager.shutdown().map_err(|e| format!("shutdown: {e:?}"))
+        }),
+    ));
+    ops
+}
+
+#[test]
+fn few_pids_inner() {
+    if std::env::var_os(FEW_PIDS_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let ops = pid_ops();
+    for (name, op) in &ops {
+        op().unwrap_or_else(|e| panic!("{name} with room: {e}"));
+    }
+    let fds = open_fds();
+    let heap = multiproc::__private::heap_in_use();
+    let kids = child_pids();
+    for (name, op) in &ops {
+        let mut errors = Vec::new();
+        for room in 0..16 {
+            set_pids_max(Some(pids_current() + room));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(op));
+            set_pids_max(None);
+            match result {
+                Ok(Ok(())) => {
+                    println!("{name}: works with {room} tasks to spare; before: {errors:?}");
+                    break;
+                }
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => panic!("{name}: panicked with {room} tasks to spare"),
+            }
+            let no_new = || multiproc::active_children().is_empty() && open_fds().iter().all(|fd| fds.contains(fd));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): descriptors before {fds:?}, after {:?}",
+                errors.last(),
+                open_fds()
+            );
+            assert!(
+                common::eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() == heap),
+                "{name} with {room} to spare ({:?}): heap in use {heap} before, {} after",
+                errors.last(),
+                multiproc::__private::heap_in_use()
+            );
+            let no_new = || child_pids().iter().all(|pid| kids.contains(pid));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): children before {kids:?}, after {:?}",
+                errors.last(),
+                child_pids()
+            );
+        }
+        op().unwrap_or_else(|e| panic!("{name} with room again: {e}"));
+    }
+
+    // A pool whose workers die while no process can be made: a map then fails with a
+    // typed error instead of waiting for room that may never come, and once room is back
+    // the pool starts its workers again and works, with as many workers as before.
+    for method in common::METHODS {
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.map(plus_one, 0..4).unwrap(), [1, 2, 3, 4]);
+        // One worker dies with no room for its replacement: the other does the work, and
+        // the replacement starts once there is room.
+        let first = pool.pids()[0];
+        set_pids_max(Some(pids_current() - 1));
+        // SAFETY (test): killing our own pool's worker.
+        unsafe { libc::kill(first as i32, libc::SIGKILL) };
+        assert_eq!(pool.map(plus_one, 0..8).unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: one worker left");
+        set_pids_max(None);
+        let replaced = || pool.pids().len() == 2 && !pool.pids().contains(&first);
+        assert!(common::eventually(Duration::from_secs(30), replaced), "{method:?}: the replacement started");
+        // No room even once the dead workers are gone.
+        let workers = pool.pids();
+        set_pids_max(Some(pids_current() - workers.len() as u64));
+        for pid in &workers {
+            // SAFETY (test): killing our own pool's worker.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        match pool.map(plus_one, 0..8) {
+            Err(multiproc::Error::Task(TaskError::Panicked(info))) => {
+                assert!(info.message.contains("cannot start a worker"), "{method:?}: {info:?}")
+            }
+            other => panic!("{method:?}: a map with every worker dead and no room: {other:?}"),
+        }
+        set_pids_max(None);
+        assert_eq!(pool.map(plus_one, 0..8).unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: room again");
+        assert_eq!(pool.pids().len(), 2, "{method:?}: both workers back");
+        assert!(pool.pids().iter().all(|p| !workers.contains(p)), "{method:?}");
+        pool.close();
+        pool.join().unwrap();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn out_of_processes_every_start_fails_typed_and_leaves_nothing() {
+    if !is_root() {
+        println!("skipped: a pids cgroup of our own needs root");
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let cgroup = format!("{PIDS_ROOT}/multiproc-test-{}", std::process::id());
+    if std::fs::create_dir(&cgroup).is_err() {
+        println!("skipped: cannot make a pids cgroup under {PIDS_ROOT}");
+        return;
+    }
+    // Moved into the cgroup before it runs: every process of its family is in it, the
+    // fork server included.
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("sh")
+        .args(["-c", r#"echo $$ > "$CG/cgroup.procs" && exec "$0" "$@""#])
+        .arg(&exe)
+        .args(["few_pids_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .env("CG", &cgroup)
+        .env(FEW_PIDS_INNER, &cgroup)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let removed = common::eventually(Duration::from_secs(10), || std::fs::remove_dir(&cgroup).is_ok());
+    assert!(
+        out.status.success() && stdout.contains("INNER-DONE"),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(removed, "the cgroup empties: nothing of the family is left");
 }
