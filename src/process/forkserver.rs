@@ -50,6 +50,9 @@ enum Reply {
         pid: u32,
     },
     Refused(String),
+    /// The fork failed with this errno (`EAGAIN`: out of processes; `ENOMEM`): the
+    /// machine's limit, not the method's, so the requester's error is that `io::Error`.
+    ForkFailed(i32),
 }
 
 /// Forks the server; returns its address. Call while single-threaded.
@@ -132,6 +135,15 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
             None => Err(LaunchError::Lost { pid, own: true }),
         },
         Reply::Refused(why) => Err(LaunchError::Failed(unavailable(why))),
+        Reply::ForkFailed(errno) => Err(LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(errno)))),
+    }
+}
+
+/// The answer to a fork that failed: its errno, or (none) a refusal that says why.
+fn fork_failed(e: io::Error) -> Reply {
+    match e.raw_os_error() {
+        Some(errno) => Reply::ForkFailed(errno),
+        None => Reply::Refused(format!("fork failed: {e}")),
     }
 }
 
@@ -301,7 +313,7 @@ impl Server {
                     self.siblings = false;
                 }
                 Err(e) => {
-                    self.reply(i, &Reply::Refused(format!("fork failed: {e}")), &[]);
+                    self.reply(i, &fork_failed(e), &[]);
                     return None;
                 }
             }
@@ -332,7 +344,7 @@ impl Server {
                 None
             }
             Err(e) => {
-                self.reply(i, &Reply::Refused(format!("fork failed: {e}")), &[]);
+                self.reply(i, &fork_failed(e), &[]);
                 None
             }
         }
