@@ -576,3 +576,56 @@ fn out_of_processes_every_start_fails_typed_and_leaves_nothing() {
     );
     assert!(removed, "the cgroup empties: nothing of the family is left");
 }
+
+// ---------------------------------------------------------------------------------------
+// Little memory
+// ---------------------------------------------------------------------------------------
+
+/// Lowers this process's `RLIMIT_AS` to what it maps now plus `room` bytes (the family
+/// heap's sparse mapping counts: the limit is relative to it).
+fn limit_address_space(room: u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let limit = libc::rlimit { rlim_cur: vm_kb * 1024 + room, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY (test): setrlimit with a valid pointer to an rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+}
+
+/// Gets a message too large for the address space it left itself.
+fn get_with_little_memory(queue: Queue<Vec<u8>>) -> usize {
+    limit_address_space(16 << 20);
+    queue.get().unwrap().len()
+}
+
+#[test]
+fn a_child_without_memory_for_a_message_is_aborted_and_the_queue_goes_on() {
+    // Rust's answer to a failed allocation is an abort: the child dies of SIGABRT while it
+    // decodes. What the family promises: the parent sees that as a typed `JoinError`, the
+    // message stays in the queue, and the queue, the heap and the other processes go on.
+    let leaks = common::leak_check(LIMIT);
+    for method in common::METHODS {
+        let queue = Queue::<Vec<u8>>::new().unwrap();
+        queue.put(vec![7u8; 64 << 20]).unwrap();
+        let child = Process::new(get_with_little_memory, queue.clone()).start_method(method).start().unwrap();
+        let ended = child.join();
+        println!("{method:?}: {ended:?}");
+        assert!(
+            matches!(&ended, Err(multiproc::JoinError::Signaled { signal, .. }) if *signal == libc::SIGABRT),
+            "{method:?}: {ended:?}"
+        );
+        // The queue goes on: the big message, if it is still there, then a small one.
+        queue.put(vec![1, 2, 3]).unwrap();
+        let mut got = queue.get_timeout(LIMIT).unwrap();
+        // The child died before it took the message (the first allocation is the
+        // message's buffer): it is still first in the queue, whole.
+        assert_eq!(got.len(), 64 << 20, "{method:?}: the message given back");
+        assert!(got.iter().all(|b| *b == 7), "{method:?}: the message given back whole");
+        got = queue.get_timeout(LIMIT).unwrap();
+        assert_eq!(got, [1, 2, 3], "{method:?}");
+    }
+    leaks.assert_no_leak();
+}
