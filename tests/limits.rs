@@ -366,6 +366,26 @@ fn few_fds_inner() {
         // And with room again, it works.
         op().unwrap_or_else(|e| panic!("{name} with room again: {e}"));
     }
+
+    // A worker dies while the pool's process has no descriptor to spare: the other does
+    // the work, and the replacement starts once there is room.
+    for method in common::METHODS {
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.map(plus_one, 0..4).unwrap(), [1, 2, 3, 4]);
+        let first = pool.pids()[0];
+        let plugs = plug_gaps();
+        set_fd_limit(highest_fd() as u64 + 1);
+        // SAFETY (test): killing our own pool's worker.
+        unsafe { libc::kill(first as i32, libc::SIGKILL) };
+        let got = pool.map(plus_one, 0..8);
+        set_fd_limit(1 << 16);
+        drop(plugs);
+        assert_eq!(got.unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: one worker left");
+        let replaced = || pool.pids().len() == 2 && !pool.pids().contains(&first);
+        assert!(common::eventually(Duration::from_secs(30), replaced), "{method:?}: the replacement started");
+        pool.close();
+        pool.join().unwrap();
+    }
     println!("INNER-DONE");
 }
 
