@@ -389,6 +389,158 @@ fn few_fds_inner() {
     println!("INNER-DONE");
 }
 
+/// The fork server: the child of this process that listens on the abstract socket
+/// `@multiproc-forkserver-<our pid>-...`; its pid and that name (without the `@`).
+fn fork_server() -> (u32, String) {
+    let prefix = format!("@multiproc-forkserver-{}-", std::process::id());
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
+    // Every socket of that name (another family elsewhere, in another pid namespace, may
+    // have a main of the same pid): ours is the one a child of ours holds.
+    let sockets: Vec<(String, String)> = unix
+        .lines()
+        .filter_map(|l| {
+            let path = l.split_whitespace().last()?;
+            let inode = l.split_whitespace().nth(6)?;
+            path.starts_with(&prefix).then(|| (format!("socket:[{inode}]"), path[1..].to_string()))
+        })
+        .collect();
+    child_pids()
+        .into_iter()
+        .find_map(|pid| {
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+            let targets: Vec<String> =
+                fds.filter_map(|fd| Some(std::fs::read_link(fd.ok()?.path()).ok()?.display().to_string())).collect();
+            sockets.iter().find(|(socket, _)| targets.contains(socket)).map(|(_, name)| (pid, name.clone()))
+        })
+        .expect("the fork server's pid")
+}
+
+/// A connection to the abstract seqpacket socket `name` (the server takes a descriptor
+/// for it, the lowest free one).
+fn connect_to(name: &str) -> std::os::fd::OwnedFd {
+    // SAFETY (test): a socket, and a connect with a sockaddr_un filled within its bounds.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (i, b) in name.bytes().enumerate() {
+            addr.sun_path[i + 1] = b as libc::c_char;
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + name.len()) as libc::socklen_t;
+        assert_eq!(libc::connect(fd, (&raw const addr).cast(), len), 0);
+        std::os::fd::FromRawFd::from_raw_fd(fd)
+    }
+}
+
+fn open_numbers(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Sets the soft `RLIMIT_NOFILE` of the process `pid` to its highest open descriptor
+/// plus 1 plus `room`, or back to plenty.
+fn set_fd_limit_of(pid: u32, soft: Option<u64>) {
+    let highest = open_numbers(pid).into_iter().max().unwrap();
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY (test): prlimit on our own child with valid pointers to rlimits.
+    unsafe {
+        assert_eq!(libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit), 0);
+        limit.rlim_cur = soft.map_or(limit.rlim_max.min(1 << 16), |room| highest + 1 + room);
+        assert_eq!(libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()), 0);
+    }
+}
+
+/// In a child of the main process: starts a grandchild through the fork server, passing
+/// it a queue, and says how that went.
+fn start_a_grandchild(_: ()) -> Result<u64, String> {
+    let queue = Queue::<u64>::new().map_err(|e| format!("queue: {e:?}"))?;
+    let grandchild = Process::new(|q: Queue<u64>| q.put(7).unwrap(), queue.clone())
+        .start_method(multiproc::StartMethod::ForkServer)
+        .start()
+        .map_err(|e| format!("start: {e:?}"))?;
+    grandchild.join().map_err(|e| format!("join: {e:?}"))?;
+    queue.get_timeout(LIMIT).map_err(|e| format!("get: {e:?}"))
+}
+
+#[test]
+fn a_fork_server_out_of_descriptors_inner() {
+    if std::env::var_os(FEW_FDS_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let ask = || {
+        let child = Process::new(start_a_grandchild, ()).start_method(multiproc::StartMethod::Spawn).start().unwrap();
+        match child.join_timeout(Duration::from_secs(30)) {
+            Ok(result) => result,
+            Err(e) => panic!("the child asking the fork server for a grandchild hangs: {e:?}"),
+        }
+    };
+    assert_eq!(ask(), Ok(7));
+    let (server, name) = fork_server();
+    // The server's free numbers below its highest descriptor are filled with connections
+    // of ours (it accepts them), so that its limit is its count, as in a server that ran
+    // out for real.
+    let mut fillers = Vec::new();
+    loop {
+        let open = open_numbers(server);
+        let gaps = open.iter().max().unwrap() + 1 - open.len() as u64;
+        if gaps == 0 {
+            break;
+        }
+        let before = open.len();
+        fillers.push(connect_to(&name));
+        assert!(common::eventually(Duration::from_secs(10), || open_numbers(server).len() > before));
+    }
+    let heap = multiproc::__private::heap_in_use();
+    let server_kids = || {
+        let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let ppid: u32 = stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()?;
+                (ppid == server).then_some(pid)
+            })
+            .collect();
+        kids.sort();
+        kids
+    };
+    for room in 0..8 {
+        set_fd_limit_of(server, Some(room));
+        let result = ask();
+        set_fd_limit_of(server, None);
+        println!("the fork server with {room} descriptors to spare: {result:?}");
+        if let Err(e) = &result {
+            assert!(e.contains("os error 24") && !e.contains("not available"), "{room} to spare: {e}");
+        }
+        assert!(
+            common::eventually(Duration::from_secs(10), || server_kids().is_empty()),
+            "{room} to spare: the server's children left: {:?}",
+            server_kids()
+        );
+        assert!(
+            common::eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() == heap),
+            "{room} to spare: heap in use {heap} before, {} after",
+            multiproc::__private::heap_in_use()
+        );
+        assert_eq!(ask(), Ok(7), "{room} to spare: with room again");
+        if result.is_ok() {
+            break;
+        }
+    }
+    drop(fillers);
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_fork_server_out_of_descriptors_refuses_with_the_errno_and_never_hangs() {
+    let _w = common::watchdog(Duration::from_secs(600));
+    common::run_inner_test("a_fork_server_out_of_descriptors_inner", FEW_FDS_INNER);
+}
+
 #[test]
 fn out_of_file_descriptors_every_start_and_connect_fails_typed_and_leaves_nothing() {
     let _w = common::watchdog(Duration::from_secs(600));

@@ -135,8 +135,19 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
             None => Err(LaunchError::Lost { pid, own: true }),
         },
         Reply::Refused(why) => Err(LaunchError::Failed(unavailable(why))),
-        Reply::ForkFailed(errno) => Err(LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(errno)))),
+        Reply::ForkFailed(errno) => {
+            if errno == out_of_descriptors() {
+                // The server may have closed the connection to make room.
+                st.forkserver_conn = None;
+            }
+            Err(LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(errno))))
+        }
     }
+}
+
+/// `EMFILE`'s errno.
+fn out_of_descriptors() -> i32 {
+    sys::out_of_descriptors().raw_os_error().unwrap_or_default()
 }
 
 /// The answer to a fork that failed: its errno, or (none) a refusal that says why.
@@ -172,6 +183,11 @@ struct Server {
     unsafe_to_fork: Option<String>,
     requesters: Vec<Requester>,
     kids: Vec<Kid>,
+    /// A descriptor held in reserve: closed to accept a requester when the server has no
+    /// room for its socket, which then gets `EMFILE` for an answer. Without it the waiting
+    /// connection keeps the listener readable: the server would spin on `accept` and the
+    /// requester wait for ever.
+    spare: Option<OwnedFd>,
 }
 
 enum Event {
@@ -204,8 +220,16 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     // its name: each child names its copy.
     let blank = boot::Prepared::blank();
     let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
-    let mut server =
-        Server { listener, main, siblings: true, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
+    let mut server = Server {
+        listener,
+        main,
+        siblings: true,
+        token,
+        unsafe_to_fork,
+        requesters: Vec::new(),
+        kids: Vec::new(),
+        spare: None,
+    };
     loop {
         let events = server.poll();
         for event in events {
@@ -223,6 +247,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
             }
         }
         server.tidy();
+        if server.spare.is_none() {
+            server.spare = sys::dup(&server.listener).ok();
+        }
     }
 }
 
@@ -260,7 +287,22 @@ impl Server {
     }
 
     fn accept(&mut self) {
-        let Ok(sock) = sys::accept(self.listener.as_fd()) else { return };
+        let sock = match sys::accept(self.listener.as_fd()) {
+            Ok(sock) => sock,
+            Err(e) if e.raw_os_error() == sys::out_of_descriptors().raw_os_error() && self.spare.is_some() => {
+                // Out of descriptors: the spare's room takes the requester, whose request
+                // is then refused with EMFILE (`handle`, no boot socket) and its socket
+                // closed.
+                self.spare = None;
+                let Ok(sock) = sys::accept(self.listener.as_fd()) else { return };
+                sock
+            }
+            Err(_) => {
+                // Nothing to take the connection with: wait a moment rather than spin.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                return;
+            }
+        };
         // Only the family's own user may ask; the token checks membership.
         if sys::peer_uid(sock.as_fd()).ok() != Some(sys::my_uid()) {
             return;
@@ -293,7 +335,10 @@ impl Server {
             }
         }
         let Some(boot_sock) = fds.into_iter().next() else {
-            self.reply(i, &Reply::Refused("no boot socket".into()), &[]);
+            // Every request carries one: the kernel dropped it, for lack of room here. The
+            // connection is closed too, to give the room back (the requester connects again).
+            self.reply(i, &Reply::ForkFailed(out_of_descriptors()), &[]);
+            self.requesters[i].sock = None;
             return None;
         };
         if let Some(why) = self.unsafe_to_fork.clone() {
@@ -319,11 +364,24 @@ impl Server {
             }
         }
         let me = sys::my_pid();
-        let status = sys::pipe();
+        // The status pipe, and room for the child's pidfd and its copy for the requester,
+        // before the child exists (the server is single-threaded: nobody takes the room
+        // back). A child made without them would read its boot message, take its handles
+        // and be killed, while the requester gave them back as never sent.
+        let made = sys::pipe().and_then(|status| Ok((status, [sys::dup(&self.listener)?, sys::dup(&self.listener)?])));
+        let (status, room) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                self.reply(i, &fork_failed(e), &[]);
+                return None;
+            }
+        };
+        let status = Ok::<_, io::Error>(status);
         match sys::fork() {
             Ok(Forked::Child) => Some((boot_sock, me)),
             Ok(Forked::Parent(pid)) => {
                 drop(boot_sock);
+                drop(room);
                 let pidfd = sys::pidfd_open(pid);
                 match (pidfd, status) {
                     (Ok(pidfd), Ok((read, write))) => {
