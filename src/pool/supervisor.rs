@@ -159,6 +159,9 @@ struct Books {
     /// Workers started to replace others, and failed initializers in a row.
     init_failures: u32,
     init_error: Option<PanicInfo>,
+    /// The indices of workers due to be replaced whose start failed (out of processes, of
+    /// descriptors): started again at each tick until there is room.
+    missing: Vec<u32>,
     /// The blobs of chunks whose workers `terminate` killed, dropped once they are dead.
     orphans: Vec<Blob>,
     /// The same for the tables of calls on the claims path.
@@ -706,11 +709,13 @@ impl Inner {
 
     /// Replaces the workers that ended; their chunks are resent or failed.
     fn tend_workers(&self) {
-        let ended: Vec<usize> = {
+        let (ended, missing): (Vec<usize>, bool) = {
             let books = lock(&self.books);
-            books.workers.iter().enumerate().filter(|(_, w)| !w.handle.is_alive()).map(|(i, _)| i).collect()
+            let ended =
+                books.workers.iter().enumerate().filter(|(_, w)| !w.handle.is_alive()).map(|(i, _)| i).collect();
+            (ended, !books.missing.is_empty())
         };
-        if ended.is_empty() {
+        if ended.is_empty() && !missing {
             return;
         }
         let mut failures: Vec<(Arc<dyn Delivery>, usize, TaskError)> = Vec::new();
@@ -793,32 +798,41 @@ impl Inner {
                     };
                     failures.push((sent.delivery, sent.chunk, error));
                 }
-                let replace = self.state.load(Ordering::Acquire) != TERMINATED
-                    && (self.running() || !books.pending.is_empty() || !books.sent.is_empty());
-                if replace && books.init_error.is_none() {
-                    match self.start_worker(worker.index) {
+                books.missing.push(worker.index);
+            }
+            let replace = self.state.load(Ordering::Acquire) != TERMINATED
+                && (self.running() || !books.pending.is_empty() || !books.sent.is_empty());
+            let mut cannot_start = None;
+            if replace && books.init_error.is_none() {
+                for index in std::mem::take(&mut books.missing) {
+                    match self.start_worker(index) {
                         Ok(new) => {
                             log::debug!("added worker PoolWorker-{} (pid {})", new.index + 1, new.handle.pid());
                             books.workers.push(new);
                             self.counters.restarted();
                         }
                         Err(e) => {
-                            // Could not replace: with no worker left, fail the waiting work.
-                            if books.workers.is_empty() {
-                                let info = PanicInfo {
-                                    process: format!("PoolWorker-{}", worker.index + 1),
-                                    message: format!("cannot start a worker: {e}"),
-                                    location: None,
-                                    backtrace: String::new(),
-                                };
-                                books.init_error = Some(info);
-                            }
+                            books.missing.push(index);
+                            cannot_start = Some((index, e));
                         }
                     }
                 }
             }
             books.workers.sort_by_key(|w| w.index);
             if let Some(info) = books.init_error.clone() {
+                for (_, job) in books.pending.drain(..) {
+                    failures.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
+                }
+            } else if let Some((index, e)) = cannot_start.filter(|_| books.workers.is_empty()) {
+                // No worker, and none can start now: the waiting work fails rather than
+                // wait for room that may never come. The pool stays: a later call tries the
+                // starts again.
+                let info = PanicInfo {
+                    process: format!("PoolWorker-{}", index + 1),
+                    message: format!("cannot start a worker: {e}"),
+                    location: None,
+                    backtrace: String::new(),
+                };
                 for (_, job) in books.pending.drain(..) {
                     failures.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
                 }

@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
+use super::LaunchError;
 use super::boot;
 use super::family;
 use super::spin::LoadSpin;
@@ -49,6 +50,9 @@ enum Reply {
         pid: u32,
     },
     Refused(String),
+    /// The fork failed with this errno (`EAGAIN`: out of processes; `ENOMEM`): the
+    /// machine's limit, not the method's, so the requester's error is that `io::Error`.
+    ForkFailed(i32),
 }
 
 /// Forks the server; returns its address. Call while single-threaded.
@@ -76,7 +80,7 @@ fn flush_stdio() {
 /// Asks the fork server for a child whose boot socket end is `boot`.
 /// Returns its pid, a pidfd and, unless the child is the caller's own (to reap), the
 /// status pipe on which the server reports how it ended.
-pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), Error> {
+pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), LaunchError> {
     let config = family::config()?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
     let address = config.forkserver.as_deref().ok_or_else(|| unavailable("no fork server in this family".into()))?;
@@ -88,8 +92,13 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
     let conn = st.forkserver_conn.as_ref().expect("connected above").as_fd();
     let me = sys::me();
     let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })?;
+    // Room for the answer's two descriptors, taken before the server forks: a process out
+    // of descriptors gets `EMFILE` here, with no child made. (Another thread may still take
+    // the room back before the answer comes: then the child is `Lost`.)
+    let room = [sys::dup(conn)?, sys::dup(conn)?];
     let result = (|| {
         sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
+        drop(room);
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
         // The server answers within a fork's time; waiting for it awake saves a wake-up,
@@ -110,7 +119,7 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         Ok(r) => r,
         Err(e) => {
             st.forkserver_conn = None;
-            return Err(unavailable(format!("the fork server did not answer: {e}")));
+            return Err(LaunchError::Failed(unavailable(format!("the fork server did not answer: {e}"))));
         }
     };
     match codec::decode_own::<Reply>(&reply)? {
@@ -118,14 +127,34 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
-                _ => Err(unavailable("the fork server's answer lacked descriptors".into())),
+                _ => Err(LaunchError::Lost { pid, own: false }),
             }
         }
         Reply::Yours { pid } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
-            None => Err(unavailable("the fork server's answer lacked descriptors".into())),
+            None => Err(LaunchError::Lost { pid, own: true }),
         },
-        Reply::Refused(why) => Err(unavailable(why)),
+        Reply::Refused(why) => Err(LaunchError::Failed(unavailable(why))),
+        Reply::ForkFailed(errno) => {
+            if errno == out_of_descriptors() {
+                // The server may have closed the connection to make room.
+                st.forkserver_conn = None;
+            }
+            Err(LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(errno))))
+        }
+    }
+}
+
+/// `EMFILE`'s errno.
+fn out_of_descriptors() -> i32 {
+    sys::out_of_descriptors().raw_os_error().unwrap_or_default()
+}
+
+/// The answer to a fork that failed: its errno, or (none) a refusal that says why.
+fn fork_failed(e: io::Error) -> Reply {
+    match e.raw_os_error() {
+        Some(errno) => Reply::ForkFailed(errno),
+        None => Reply::Refused(format!("fork failed: {e}")),
     }
 }
 
@@ -154,6 +183,11 @@ struct Server {
     unsafe_to_fork: Option<String>,
     requesters: Vec<Requester>,
     kids: Vec<Kid>,
+    /// A descriptor held in reserve: closed to accept a requester when the server has no
+    /// room for its socket, which then gets `EMFILE` for an answer. Without it the waiting
+    /// connection keeps the listener readable: the server would spin on `accept` and the
+    /// requester wait for ever.
+    spare: Option<OwnedFd>,
 }
 
 enum Event {
@@ -186,8 +220,16 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     // its name: each child names its copy.
     let blank = boot::Prepared::blank();
     let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
-    let mut server =
-        Server { listener, main, siblings: true, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
+    let mut server = Server {
+        listener,
+        main,
+        siblings: true,
+        token,
+        unsafe_to_fork,
+        requesters: Vec::new(),
+        kids: Vec::new(),
+        spare: None,
+    };
     loop {
         let events = server.poll();
         for event in events {
@@ -205,6 +247,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
             }
         }
         server.tidy();
+        if server.spare.is_none() {
+            server.spare = sys::dup(&server.listener).ok();
+        }
     }
 }
 
@@ -242,7 +287,22 @@ impl Server {
     }
 
     fn accept(&mut self) {
-        let Ok(sock) = sys::accept(self.listener.as_fd()) else { return };
+        let sock = match sys::accept(self.listener.as_fd()) {
+            Ok(sock) => sock,
+            Err(e) if e.raw_os_error() == sys::out_of_descriptors().raw_os_error() && self.spare.is_some() => {
+                // Out of descriptors: the spare's room takes the requester, whose request
+                // is then refused with EMFILE (`handle`, no boot socket) and its socket
+                // closed.
+                self.spare = None;
+                let Ok(sock) = sys::accept(self.listener.as_fd()) else { return };
+                sock
+            }
+            Err(_) => {
+                // Nothing to take the connection with: wait a moment rather than spin.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                return;
+            }
+        };
         // Only the family's own user may ask; the token checks membership.
         if sys::peer_uid(sock.as_fd()).ok() != Some(sys::my_uid()) {
             return;
@@ -275,7 +335,10 @@ impl Server {
             }
         }
         let Some(boot_sock) = fds.into_iter().next() else {
-            self.reply(i, &Reply::Refused("no boot socket".into()), &[]);
+            // Every request carries one: the kernel dropped it, for lack of room here. The
+            // connection is closed too, to give the room back (the requester connects again).
+            self.reply(i, &Reply::ForkFailed(out_of_descriptors()), &[]);
+            self.requesters[i].sock = None;
             return None;
         };
         if let Some(why) = self.unsafe_to_fork.clone() {
@@ -295,17 +358,30 @@ impl Server {
                     self.siblings = false;
                 }
                 Err(e) => {
-                    self.reply(i, &Reply::Refused(format!("fork failed: {e}")), &[]);
+                    self.reply(i, &fork_failed(e), &[]);
                     return None;
                 }
             }
         }
         let me = sys::my_pid();
-        let status = sys::pipe();
+        // The status pipe, and room for the child's pidfd and its copy for the requester,
+        // before the child exists (the server is single-threaded: nobody takes the room
+        // back). A child made without them would read its boot message, take its handles
+        // and be killed, while the requester gave them back as never sent.
+        let made = sys::pipe().and_then(|status| Ok((status, [sys::dup(&self.listener)?, sys::dup(&self.listener)?])));
+        let (status, room) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                self.reply(i, &fork_failed(e), &[]);
+                return None;
+            }
+        };
+        let status = Ok::<_, io::Error>(status);
         match sys::fork() {
             Ok(Forked::Child) => Some((boot_sock, me)),
             Ok(Forked::Parent(pid)) => {
                 drop(boot_sock);
+                drop(room);
                 let pidfd = sys::pidfd_open(pid);
                 match (pidfd, status) {
                     (Ok(pidfd), Ok((read, write))) => {
@@ -326,7 +402,7 @@ impl Server {
                 None
             }
             Err(e) => {
-                self.reply(i, &Reply::Refused(format!("fork failed: {e}")), &[]);
+                self.reply(i, &fork_failed(e), &[]);
                 None
             }
         }

@@ -699,11 +699,21 @@ fn launch(
             sys::send_all(ours.as_fd(), &framed, fds)?;
             message.sent();
             if method == StartMethod::Spawn {
-                let (pid, pidfd) = spawn::start(theirs)?;
-                (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
+                match spawn::start(theirs) {
+                    Ok((pid, pidfd)) => (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None),
+                    Err(LaunchError::Failed(e)) => return Err(e),
+                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+                }
             } else {
-                let (pid, pidfd, status) = forkserver::request(theirs)?;
-                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
+                match forkserver::request(theirs) {
+                    Ok((pid, pidfd, status)) => {
+                        (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
+                    }
+                    Err(LaunchError::Failed(e)) => return Err(e),
+                    Err(LaunchError::Lost { pid, own }) => {
+                        return Err(lost_child(pid, own, args, receipts));
+                    }
+                }
             }
         }
     };
@@ -715,6 +725,49 @@ fn launch(
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));
     family::register(child.clone());
     Ok(child)
+}
+
+/// Why a start method gave no child (`forkserver::request`, `spawn::start`).
+#[derive(Debug)]
+pub(crate) enum LaunchError {
+    /// No child was forked.
+    Failed(Error),
+    /// The child `pid` exists, but its descriptors could not be had (no room for them in
+    /// this process): `own` (our child, which only we can reap) or the fork server's. It
+    /// reads its boot message as any child does.
+    Lost { pid: u32, own: bool },
+}
+
+impl<E: Into<Error>> From<E> for LaunchError {
+    fn from(e: E) -> Self {
+        LaunchError::Failed(e.into())
+    }
+}
+
+/// A child `pid` whose descriptors never reached us (we had no room for
+/// them): the start fails with `EMFILE`, and the child may already hold handles of its
+/// argument. Our own child is killed and reaped here, then settled as any dead child
+/// (`ChildState::try_reap`): what it listed is let go of, and what it wrote no receipt
+/// for is given back. The server's child (only when another thread took the room made for
+/// the answer) we cannot wait for: its argument's handles stay its own, as those of a
+/// child whose handle was dropped.
+fn lost_child(pid: u32, own: bool, args: Encoded, receipts: Option<Option<crate::shm::Receipts>>) -> Error {
+    if own && sys::kill_and_reap_child(pid).is_ok() {
+        crate::shm::fork_child_ended(pid);
+        crate::shm::process_ended(pid);
+        match receipts {
+            Some(Some(block)) => crate::codec::give_back_from_dead(args, pid, block.read()),
+            // Receipts on the socket, or none: counted as taken (a leak at worst, never a
+            // handle given back twice).
+            _ => args.sent(),
+        }
+    } else {
+        args.sent();
+        if let Some(Some(block)) = receipts {
+            block.leave();
+        }
+    }
+    Error::Io(sys::out_of_descriptors())
 }
 
 /// A started process: join it for its result, or watch, signal and wait for it.

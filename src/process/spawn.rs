@@ -4,19 +4,24 @@
 //! the family heap and the boot socket. It is dispatched before `main` runs, so the
 //! program's `main` never runs twice.
 
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
+use super::LaunchError;
 use super::boot::BOOT_ENV;
 use super::family;
 use crate::sys;
 
 /// Starts a child whose boot socket end is `boot`; returns its pid and pidfd.
-pub(crate) fn start(boot: OwnedFd) -> io::Result<(u32, OwnedFd)> {
+pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
     family::on_lasting_thread(move || {
         let parent = sys::my_pid();
         let env = [(BOOT_ENV, format!("spawn:{}:{parent}", sys::SPAWN_BOOT_FD))];
+        // Room for the pidfd, taken before the child exists: a process out of descriptors
+        // gets `EMFILE` here, with no child made.
+        let room = sys::dup(&boot)?;
         let pid = sys::spawn_self(boot.as_fd(), &env)?;
-        Ok((pid, sys::pidfd_open(pid)?))
+        drop(room);
+        // Another thread may have taken the room back.
+        sys::pidfd_open(pid).map(|pidfd| (pid, pidfd)).map_err(|_| LaunchError::Lost { pid, own: true })
     })
 }

@@ -160,13 +160,17 @@ impl SharedMemoryBuilder {
         self
     }
 
-    /// Creates the segment, zero-filled.
+    /// Creates the segment, zero-filled, with all its pages allocated: a `/dev/shm` too
+    /// small for it (a container's is often 64 MiB) is an error here, never a SIGBUS at
+    /// the first touch of a page (CPython's segments are sparse: a full `/dev/shm` is a
+    /// bus error there).
     ///
     /// # Errors
     ///
     /// [`SharedMemoryError::AlreadyExists`], [`SharedMemoryError::ZeroSize`] (also when
     /// no size was given), [`SharedMemoryError::InvalidName`],
-    /// [`SharedMemoryError::Tracker`], or what the OS said.
+    /// [`SharedMemoryError::Tracker`], or what the OS said ([`SharedMemoryError::Io`]
+    /// with `ENOSPC` when `/dev/shm` has no room for `size` bytes).
     ///
     /// # Examples
     ///

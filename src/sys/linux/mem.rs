@@ -37,7 +37,9 @@ impl SharedMapping {
     }
 
     /// Creates the named POSIX shared memory object `name` (a leading `/` is added), which
-    /// must not exist yet, with `len` bytes.
+    /// must not exist yet, with `len` bytes, all of them allocated: a `/dev/shm` without
+    /// room for them is `ENOSPC` here, not a SIGBUS at the first touch of a page the
+    /// kernel cannot give.
     pub(crate) fn create_named(name: &str, len: usize) -> io::Result<Self> {
         let path = posix_name(name);
         let fd = shm::open(
@@ -45,7 +47,7 @@ impl SharedMapping {
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
             Mode::from_raw_mode(0o600),
         )?;
-        if let Err(e) = rustix::fs::ftruncate(&fd, len as u64) {
+        if let Err(e) = rustix::fs::ftruncate(&fd, len as u64).and_then(|()| reserve(&fd, len)) {
             let _ = shm::unlink(path.as_str());
             return Err(e.into());
         }
@@ -178,6 +180,19 @@ impl Drop for SharedMapping {
         // SAFETY: `ptr`/`len` describe a mapping we created and nobody else unmaps; users of
         // the memory borrow `self`, so none outlives this drop.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Allocates the pages of the first `len` bytes of the memory file `fd` (a tmpfs file:
+/// `/dev/shm` may be a small mount, e.g. 64 MiB in a container). A file system without
+/// `fallocate` keeps its pages sparse.
+fn reserve(fd: &OwnedFd, len: usize) -> rustix::io::Result<()> {
+    loop {
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len as u64) {
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::OPNOTSUPP) => return Ok(()),
+            other => return other,
+        }
     }
 }
 

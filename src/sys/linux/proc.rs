@@ -585,6 +585,21 @@ pub(crate) fn signal_pid(pid: u32, sig: i32) -> io::Result<()> {
     }
 }
 
+/// Kills this process's own child `pid` and reaps it: for a child whose pidfd never
+/// arrived. By pid is safe here: a child nobody reaped keeps its pid, and nothing in the
+/// crate reaps any child but by its pidfd.
+pub(crate) fn kill_and_reap_child(pid: u32) -> io::Result<()> {
+    let Some(target) = Pid::from_raw(pid as i32) else { return Ok(()) };
+    signal_pid(pid, libc::SIGKILL)?;
+    loop {
+        match rustix::process::waitid(WaitId::Pid(target), WaitIdOptions::EXITED) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// How a process ended, as `waitpid` tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Ended {

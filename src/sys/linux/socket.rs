@@ -103,6 +103,13 @@ pub(crate) fn recv_with_fds_nonblocking(
     Ok(Some(n))
 }
 
+/// The error of a process with no room for one more descriptor (`EMFILE`): what a
+/// descriptor sent to it that did not arrive means (the kernel drops those a receiver has
+/// no room for, and says only `MSG_CTRUNC`).
+pub(crate) fn out_of_descriptors() -> io::Error {
+    Errno::MFILE.into()
+}
+
 /// Switches `O_NONBLOCK` on or off.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;

@@ -1,0 +1,803 @@
+//! When the machine runs out: a full `/dev/shm`, no file descriptor left, no process left,
+//! little memory. Running out gives a typed error (an `io::Error` with its errno,
+//! `HeapFull`, ...), never a signal death, a hang, a panic, a leak or a wrong result; and
+//! the family works again once the resource is back.
+//!
+//! Each case runs as an inner test in a process of its own, under the limit: a mount
+//! namespace with a small tmpfs on `/dev/shm`, a lowered `RLIMIT_NOFILE`, a pids cgroup.
+//! The limits need root; without it a case prints why it is skipped and passes.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use multiproc::{Manager, Pool, Process, Queue, SharedMemory, SharedMemoryError, TaskError, Value};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn is_root() -> bool {
+    // SAFETY (test): geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs the inner test `name` of this binary alone, with `env` set, under `wrap` (a
+/// command line that ends by running its arguments), and fails unless it passed and
+/// printed `INNER-DONE`.
+fn run_inner_under(wrap: &[&str], name: &str, env: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(wrap[0])
+        .args(&wrap[1..])
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("INNER-DONE"),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A full /dev/shm
+// ---------------------------------------------------------------------------------------
+
+const SMALL_SHM_INNER: &str = "MULTIPROC_TEST_SMALL_SHM";
+
+/// A mount namespace whose `/dev/shm` is a tmpfs of 1 MiB.
+const SMALL_SHM: [&str; 5] =
+    ["unshare", "-m", "sh", "-c", r#"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" "$@""#];
+
+fn shm_names() -> Vec<String> {
+    std::fs::read_dir("/dev/shm").unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+fn is_no_space(e: &SharedMemoryError) -> bool {
+    matches!(e, SharedMemoryError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
+}
+
+fn double(x: u64) -> u64 {
+    2 * x
+}
+
+#[test]
+fn a_full_dev_shm_inner() {
+    if std::env::var_os(SMALL_SHM_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    assert!(shm_names().is_empty(), "a fresh /dev/shm: {:?}", shm_names());
+    // More than the tmpfs holds: an error at once, not a segment whose first write of a
+    // page the kernel cannot give is a SIGBUS (through the mapping) or a `Truncated` that
+    // nobody truncated (through `write_at`).
+    let too_big = SharedMemory::create(4 << 20);
+    assert!(matches!(&too_big, Err(e) if is_no_space(e)), "{too_big:?}");
+    assert!(shm_names().is_empty(), "nothing left of the failed segment: {:?}", shm_names());
+
+    // Half of it fits, and all of its bytes can be written, also through the mapping.
+    let half = SharedMemory::create(512 << 10).unwrap();
+    half.write_at(0, &vec![7u8; 512 << 10]);
+    // SAFETY (test): nobody else has this segment.
+    unsafe { half.as_mut_slice() }.fill(9);
+    assert!(half.to_vec().iter().all(|b| *b == 9));
+    // The other half does not (the tmpfs's own pages take some).
+    let second = SharedMemory::create(600 << 10);
+    assert!(matches!(&second, Err(e) if is_no_space(e)), "{second:?}");
+    let list = multiproc::ShareableList::new(vec![multiproc::Item::Bytes(vec![1; 600 << 10])]);
+    assert!(list.is_err(), "a ShareableList with no room: {list:?}");
+    assert_eq!(shm_names().len(), 1, "{:?}", shm_names());
+
+    // The family heap is a memfd, not a file of /dev/shm: the family's objects, queues,
+    // pools and managers work beside a full /dev/shm.
+    let value = Value::new(5u64).unwrap();
+    let bytes = multiproc::SharedBytes::new(&[3u8; 1 << 20]).unwrap();
+    let queue = Queue::<Vec<u8>>::new().unwrap();
+    for method in common::METHODS {
+        let q = queue.clone();
+        let child = Process::new(
+            |(q, v): (Queue<Vec<u8>>, Value<u64>)| {
+                *v.lock() += 1;
+                q.put(vec![1; 100_000]).unwrap();
+            },
+            (q, value.clone()),
+        )
+        .start_method(method)
+        .start()
+        .unwrap();
+        assert_eq!(queue.get().unwrap().len(), 100_000, "{method:?}");
+        child.join().unwrap();
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.map(double, 0..10).unwrap(), (0..10).map(double).collect::<Vec<_>>());
+        pool.close();
+        pool.join().unwrap();
+    }
+    assert_eq!(*value.lock(), 7);
+    assert_eq!(bytes.len(), 1 << 20);
+    let manager = Manager::start().unwrap();
+    let dict = manager.dict::<String, u64>().unwrap();
+    dict.insert("a".into(), 1).unwrap();
+    assert_eq!(dict.get("a").unwrap(), Some(1));
+    drop(dict);
+    manager.shutdown().unwrap();
+
+    // Space back: the segment that did not fit now does.
+    half.unlink().unwrap();
+    drop(half);
+    let again = SharedMemory::create(600 << 10).unwrap();
+    again.write_at(0, &vec![1u8; 600 << 10]);
+    again.unlink().unwrap();
+    drop(again);
+    assert!(shm_names().is_empty(), "{:?}", shm_names());
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_full_dev_shm_is_an_error_at_create_and_the_family_works_beside_it() {
+    if !is_root() {
+        println!("skipped: a tmpfs of our own on /dev/shm needs root (a mount namespace)");
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    run_inner_under(&SMALL_SHM, "a_full_dev_shm_inner", SMALL_SHM_INNER);
+}
+
+// ---------------------------------------------------------------------------------------
+// Out of file descriptors
+// ---------------------------------------------------------------------------------------
+
+const FEW_FDS_INNER: &str = "MULTIPROC_TEST_FEW_FDS";
+
+fn open_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some(format!("{}->{}", e.file_name().to_string_lossy(), target.display()))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// The pids of this process's children, zombies included (`/proc/*/stat`'s ppid).
+fn child_pids() -> Vec<u32> {
+    let me = std::process::id();
+    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: u32 = stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()?;
+            (ppid == me).then_some(pid)
+        })
+        .collect();
+    kids.sort();
+    kids
+}
+
+fn highest_fd() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .max()
+        .unwrap()
+}
+
+/// Opens `/dev/null` on every free descriptor number below the highest open one, so that
+/// a limit of `highest + 1 + room` leaves exactly `room` descriptors to open.
+fn plug_gaps() -> Vec<std::fs::File> {
+    let top = highest_fd();
+    let mut plugs = Vec::new();
+    loop {
+        let plug = std::fs::File::open("/dev/null").unwrap();
+        if std::os::fd::AsRawFd::as_raw_fd(&plug) > top {
+            return plugs;
+        }
+        plugs.push(plug);
+    }
+}
+
+/// Sets this process's soft `RLIMIT_NOFILE` (children inherit it).
+fn set_fd_limit(soft: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY (test): getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = soft.min(limit.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+fn plus_one(x: u64) -> u64 {
+    x + 1
+}
+
+type Op = (&'static str, Box<dyn Fn() -> Result<(), String>>);
+
+fn fd_ops() -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for method in common::METHODS {
+        ops.push((
+            leak_name("process", method),
+            Box::new(move || {
+                let child =
+                    Process::new(plus_one, 41).start_method(method).start().map_err(|e| format!("start: {e:?}"))?;
+                let got = child.join().map_err(|e| format!("join: {e:?}"))?;
+                assert_eq!(got, 42);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("queue to a child", method),
+            Box::new(move || {
+                let queue = Queue::<u64>::new().map_err(|e| format!("queue: {e:?}"))?;
+                let child = Process::new(|q: Queue<u64>| q.put(7).unwrap(), queue.clone())
+                    .start_method(method)
+                    .start()
+                    .map_err(|e| format!("start: {e:?}"))?;
+                child.join().map_err(|e| format!("join: {e:?}"))?;
+                assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("pool", method),
+            Box::new(move || {
+                let pool =
+                    Pool::builder().processes(2).start_method(method).build().map_err(|e| format!("build: {e:?}"))?;
+                let got = pool.map(plus_one, 0..8).map_err(|e| format!("map: {e:?}"));
+                pool.close();
+                pool.join().map_err(|e| format!("pool join: {e:?}"))?;
+                assert_eq!(got?, (1..9).collect::<Vec<_>>());
+                Ok(())
+            }),
+        ));
+    }
+    ops.push((
+        "pipe",
+        Box::new(|| {
+            let (a, b) = multiproc::Pipe::<u64>::new().map_err(|e| format!("pipe: {e:?}"))?;
+            a.send(3).unwrap();
+            assert_eq!(b.recv().unwrap(), 3);
+            Ok(())
+        }),
+    ));
+    ops.push((
+        "manager",
+        Box::new(|| {
+            let manager = Manager::start().map_err(|e| format!("start: {e:?}"))?;
+            let dict = manager.dict::<String, u64>().map_err(|e| format!("dict: {e:?}"))?;
+            dict.insert("a".into(), 1).map_err(|e| format!("insert: {e:?}"))?;
+            assert_eq!(dict.get("a").map_err(|e| format!("get: {e:?}"))?, Some(1));
+            drop(dict);
+            manager.shutdown().map_err(|e| format!("shutdown: {e:?}"))
+        }),
+    ));
+    ops.push((
+        "listener",
+        Box::new(|| {
+            let listener = multiproc::Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), b"key")
+                .map_err(|e| format!("bind: {e:?}"))?;
+            let address = listener.address().clone();
+            let client = std::thread::spawn(move || {
+                let c = multiproc::Client::connect::<u64>(address, b"key").map_err(|e| format!("connect: {e:?}"))?;
+                c.send(5).map_err(|e| format!("send: {e:?}"))
+            });
+            let accepted =
+                listener.accept_timeout::<u64>(Duration::from_secs(10)).map_err(|e| format!("accept: {e:?}"));
+            let sent = client.join().unwrap();
+            let got = accepted?.recv().map_err(|e| format!("recv: {e:?}"))?;
+            sent?;
+            assert_eq!(got, 5);
+            Ok(())
+        }),
+    ));
+    ops
+}
+
+fn leak_name(what: &str, method: multiproc::StartMethod) -> &'static str {
+    Box::leak(format!("{what} ({method:?})").into_boxed_str())
+}
+
+#[test]
+fn few_fds_inner() {
+    if std::env::var_os(FEW_FDS_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let ops = fd_ops();
+    // Once each with room, so that what the family makes once (the fork server, the
+    // tracker) is there before the baseline.
+    for (name, op) in &ops {
+        op().unwrap_or_else(|e| panic!("{name} with room: {e}"));
+    }
+    let fds = open_fds();
+    let heap = multiproc::__private::heap_in_use();
+    let kids = child_pids();
+    for (name, op) in &ops {
+        let mut errors = Vec::new();
+        for room in 0..64 {
+            let plugs = plug_gaps();
+            set_fd_limit(highest_fd() as u64 + 1 + room);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(op));
+            set_fd_limit(1 << 16);
+            drop(plugs);
+            match result {
+                Ok(Ok(())) => {
+                    // Worked with this many: the op needs no more.
+                    println!("{name}: works with {room} descriptors to spare; before: {errors:?}");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    assert!(e.contains("(os error 24)") || e.contains("code: 24"), "{name}: {e}");
+                    errors.push(e)
+                }
+                Err(_) => panic!("{name}: panicked with {room} descriptors to spare"),
+            }
+            // (`active_children` lets go of the children that ended, as Python's does.)
+            let no_new = || multiproc::active_children().is_empty() && open_fds().iter().all(|fd| fds.contains(fd));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): descriptors before {fds:?}, after {:?}",
+                errors.last(),
+                open_fds()
+            );
+            assert!(
+                common::eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() == heap),
+                "{name} with {room} to spare ({:?}): heap in use {heap} before, {} after",
+                errors.last(),
+                multiproc::__private::heap_in_use()
+            );
+            let no_new = || child_pids().iter().all(|pid| kids.contains(pid));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): children before {kids:?}, after {:?}",
+                errors.last(),
+                child_pids()
+            );
+        }
+        // And with room again, it works.
+        op().unwrap_or_else(|e| panic!("{name} with room again: {e}"));
+    }
+
+    // A worker dies while the pool's process has no descriptor to spare: the other does
+    // the work, and the replacement starts once there is room.
+    for method in common::METHODS {
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.map(plus_one, 0..4).unwrap(), [1, 2, 3, 4]);
+        let first = pool.pids()[0];
+        let plugs = plug_gaps();
+        set_fd_limit(highest_fd() as u64 + 1);
+        // SAFETY (test): killing our own pool's worker.
+        unsafe { libc::kill(first as i32, libc::SIGKILL) };
+        let got = pool.map(plus_one, 0..8);
+        set_fd_limit(1 << 16);
+        drop(plugs);
+        assert_eq!(got.unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: one worker left");
+        let replaced = || pool.pids().len() == 2 && !pool.pids().contains(&first);
+        assert!(common::eventually(Duration::from_secs(30), replaced), "{method:?}: the replacement started");
+        pool.close();
+        pool.join().unwrap();
+    }
+    println!("INNER-DONE");
+}
+
+/// The fork server: the child of this process that listens on the abstract socket
+/// `@multiproc-forkserver-<our pid>-...`; its pid and that name (without the `@`).
+fn fork_server() -> (u32, String) {
+    let prefix = format!("@multiproc-forkserver-{}-", std::process::id());
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
+    // Every socket of that name (another family elsewhere, in another pid namespace, may
+    // have a main of the same pid): ours is the one a child of ours holds.
+    let sockets: Vec<(String, String)> = unix
+        .lines()
+        .filter_map(|l| {
+            let path = l.split_whitespace().last()?;
+            let inode = l.split_whitespace().nth(6)?;
+            path.starts_with(&prefix).then(|| (format!("socket:[{inode}]"), path[1..].to_string()))
+        })
+        .collect();
+    child_pids()
+        .into_iter()
+        .find_map(|pid| {
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+            let targets: Vec<String> =
+                fds.filter_map(|fd| Some(std::fs::read_link(fd.ok()?.path()).ok()?.display().to_string())).collect();
+            sockets.iter().find(|(socket, _)| targets.contains(socket)).map(|(_, name)| (pid, name.clone()))
+        })
+        .expect("the fork server's pid")
+}
+
+/// A connection to the abstract seqpacket socket `name` (the server takes a descriptor
+/// for it, the lowest free one).
+fn connect_to(name: &str) -> std::os::fd::OwnedFd {
+    // SAFETY (test): a socket, and a connect with a sockaddr_un filled within its bounds.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (i, b) in name.bytes().enumerate() {
+            addr.sun_path[i + 1] = b as libc::c_char;
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + name.len()) as libc::socklen_t;
+        assert_eq!(libc::connect(fd, (&raw const addr).cast(), len), 0);
+        std::os::fd::FromRawFd::from_raw_fd(fd)
+    }
+}
+
+fn open_numbers(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Sets the soft `RLIMIT_NOFILE` of the process `pid` to its highest open descriptor
+/// plus 1 plus `room`, or back to plenty.
+fn set_fd_limit_of(pid: u32, soft: Option<u64>) {
+    let highest = open_numbers(pid).into_iter().max().unwrap();
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY (test): prlimit on our own child with valid pointers to rlimits.
+    unsafe {
+        assert_eq!(libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit), 0);
+        limit.rlim_cur = soft.map_or(limit.rlim_max.min(1 << 16), |room| highest + 1 + room);
+        assert_eq!(libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()), 0);
+    }
+}
+
+/// In a child of the main process: starts a grandchild through the fork server, passing
+/// it a queue, and says how that went.
+fn start_a_grandchild(_: ()) -> Result<u64, String> {
+    let queue = Queue::<u64>::new().map_err(|e| format!("queue: {e:?}"))?;
+    let grandchild = Process::new(|q: Queue<u64>| q.put(7).unwrap(), queue.clone())
+        .start_method(multiproc::StartMethod::ForkServer)
+        .start()
+        .map_err(|e| format!("start: {e:?}"))?;
+    grandchild.join().map_err(|e| format!("join: {e:?}"))?;
+    queue.get_timeout(LIMIT).map_err(|e| format!("get: {e:?}"))
+}
+
+#[test]
+fn a_fork_server_out_of_descriptors_inner() {
+    if std::env::var_os(FEW_FDS_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let ask = || {
+        let child = Process::new(start_a_grandchild, ()).start_method(multiproc::StartMethod::Spawn).start().unwrap();
+        match child.join_timeout(Duration::from_secs(30)) {
+            Ok(result) => result,
+            Err(e) => panic!("the child asking the fork server for a grandchild hangs: {e:?}"),
+        }
+    };
+    assert_eq!(ask(), Ok(7));
+    let (server, name) = fork_server();
+    // The server's free numbers below its highest descriptor are filled with connections
+    // of ours (it accepts them), so that its limit is its count, as in a server that ran
+    // out for real.
+    let mut fillers = Vec::new();
+    loop {
+        let open = open_numbers(server);
+        let gaps = open.iter().max().unwrap() + 1 - open.len() as u64;
+        if gaps == 0 {
+            break;
+        }
+        let before = open.len();
+        fillers.push(connect_to(&name));
+        assert!(common::eventually(Duration::from_secs(10), || open_numbers(server).len() > before));
+    }
+    let heap = multiproc::__private::heap_in_use();
+    let server_kids = || {
+        let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let ppid: u32 = stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()?;
+                (ppid == server).then_some(pid)
+            })
+            .collect();
+        kids.sort();
+        kids
+    };
+    for room in 0..8 {
+        set_fd_limit_of(server, Some(room));
+        let result = ask();
+        set_fd_limit_of(server, None);
+        println!("the fork server with {room} descriptors to spare: {result:?}");
+        if let Err(e) = &result {
+            assert!(e.contains("os error 24") && !e.contains("not available"), "{room} to spare: {e}");
+        }
+        assert!(
+            common::eventually(Duration::from_secs(10), || server_kids().is_empty()),
+            "{room} to spare: the server's children left: {:?}",
+            server_kids()
+        );
+        assert!(
+            common::eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() == heap),
+            "{room} to spare: heap in use {heap} before, {} after",
+            multiproc::__private::heap_in_use()
+        );
+        assert_eq!(ask(), Ok(7), "{room} to spare: with room again");
+        if result.is_ok() {
+            break;
+        }
+    }
+    drop(fillers);
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_fork_server_out_of_descriptors_refuses_with_the_errno_and_never_hangs() {
+    let _w = common::watchdog(Duration::from_secs(600));
+    common::run_inner_test("a_fork_server_out_of_descriptors_inner", FEW_FDS_INNER);
+}
+
+#[test]
+fn out_of_file_descriptors_every_start_and_connect_fails_typed_and_leaves_nothing() {
+    let _w = common::watchdog(Duration::from_secs(600));
+    common::run_inner_test("few_fds_inner", FEW_FDS_INNER);
+}
+
+// ---------------------------------------------------------------------------------------
+// Out of processes
+// ---------------------------------------------------------------------------------------
+
+const FEW_PIDS_INNER: &str = "MULTIPROC_TEST_FEW_PIDS";
+const PIDS_ROOT: &str = "/sys/fs/cgroup/pids";
+
+/// This process's pids cgroup (the inner test runs in one of its own).
+fn pids_cgroup() -> std::path::PathBuf {
+    std::env::var_os(FEW_PIDS_INNER).map(std::path::PathBuf::from).unwrap()
+}
+
+fn pids_current() -> u64 {
+    std::fs::read_to_string(pids_cgroup().join("pids.current")).unwrap().trim().parse().unwrap()
+}
+
+/// Sets the cgroup's `pids.max` (tasks: threads count, as processes).
+fn set_pids_max(max: Option<u64>) {
+    let value = max.map_or("max".to_string(), |n| n.to_string());
+    std::fs::write(pids_cgroup().join("pids.max"), value).unwrap();
+}
+
+fn pid_ops() -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for method in common::METHODS {
+        ops.push((
+            leak_name("process", method),
+            Box::new(move || {
+                let child =
+                    Process::new(plus_one, 41).start_method(method).start().map_err(|e| format!("start: {e:?}"))?;
+                assert_eq!(child.join().map_err(|e| format!("join: {e:?}"))?, 42);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("queue to a child", method),
+            Box::new(move || {
+                let queue = Queue::<u64>::new().map_err(|e| format!("queue: {e:?}"))?;
+                let child = Process::new(|q: Queue<u64>| q.put(7).unwrap(), queue.clone())
+                    .start_method(method)
+                    .start()
+                    .map_err(|e| format!("start: {e:?}"))?;
+                child.join().map_err(|e| format!("join: {e:?}"))?;
+                assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
+                Ok(())
+            }),
+        ));
+        ops.push((
+            leak_name("pool", method),
+            Box::new(move || {
+                let pool =
+                    Pool::builder().processes(2).start_method(method).build().map_err(|e| format!("build: {e:?}"))?;
+                let got = pool.map(plus_one, 0..8).map_err(|e| format!("map: {e:?}"));
+                pool.close();
+                pool.join().map_err(|e| format!("pool join: {e:?}"))?;
+                assert_eq!(got?, (1..9).collect::<Vec<_>>());
+                Ok(())
+            }),
+        ));
+    }
+    ops.push((
+        "manager",
+        Box::new(|| {
+            let manager = Manager::start().map_err(|e| format!("start: {e:?}"))?;
+            let dict = manager.dict::<String, u64>().map_err(|e| format!("dict: {e:?}"))?;
+            dict.insert("a".into(), 1).map_err(|e| format!("insert: {e:?}"))?;
+            assert_eq!(dict.get("a").map_err(|e| format!("get: {e:?}"))?, Some(1));
+            drop(dict);
+            manager.shutdown().map_err(|e| format!("shutdown: {e:?}"))
+        }),
+    ));
+    ops
+}
+
+#[test]
+fn few_pids_inner() {
+    if std::env::var_os(FEW_PIDS_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let ops = pid_ops();
+    for (name, op) in &ops {
+        op().unwrap_or_else(|e| panic!("{name} with room: {e}"));
+    }
+    let fds = open_fds();
+    let heap = multiproc::__private::heap_in_use();
+    let kids = child_pids();
+    for (name, op) in &ops {
+        let mut errors = Vec::new();
+        for room in 0..16 {
+            set_pids_max(Some(pids_current() + room));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(op));
+            set_pids_max(None);
+            match result {
+                Ok(Ok(())) => {
+                    println!("{name}: works with {room} tasks to spare; before: {errors:?}");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    // The machine's limit, as its errno: not a start method "not available".
+                    assert!(e.contains("(os error 11)") && !e.contains("not available"), "{name}: {e}");
+                    errors.push(e)
+                }
+                Err(_) => panic!("{name}: panicked with {room} tasks to spare"),
+            }
+            let no_new = || multiproc::active_children().is_empty() && open_fds().iter().all(|fd| fds.contains(fd));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): descriptors before {fds:?}, after {:?}",
+                errors.last(),
+                open_fds()
+            );
+            assert!(
+                common::eventually(Duration::from_secs(10), || multiproc::__private::heap_in_use() == heap),
+                "{name} with {room} to spare ({:?}): heap in use {heap} before, {} after",
+                errors.last(),
+                multiproc::__private::heap_in_use()
+            );
+            let no_new = || child_pids().iter().all(|pid| kids.contains(pid));
+            assert!(
+                common::eventually(Duration::from_secs(10), no_new),
+                "{name} with {room} to spare ({:?}): children before {kids:?}, after {:?}",
+                errors.last(),
+                child_pids()
+            );
+        }
+        op().unwrap_or_else(|e| panic!("{name} with room again: {e}"));
+    }
+
+    // A pool whose workers die while no process can be made: a map then fails with a
+    // typed error instead of waiting for room that may never come, and once room is back
+    // the pool starts its workers again and works, with as many workers as before.
+    for method in common::METHODS {
+        let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+        assert_eq!(pool.map(plus_one, 0..4).unwrap(), [1, 2, 3, 4]);
+        // One worker dies with no room for its replacement: the other does the work, and
+        // the replacement starts once there is room.
+        let first = pool.pids()[0];
+        set_pids_max(Some(pids_current() - 1));
+        // SAFETY (test): killing our own pool's worker.
+        unsafe { libc::kill(first as i32, libc::SIGKILL) };
+        assert_eq!(pool.map(plus_one, 0..8).unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: one worker left");
+        set_pids_max(None);
+        let replaced = || pool.pids().len() == 2 && !pool.pids().contains(&first);
+        assert!(common::eventually(Duration::from_secs(30), replaced), "{method:?}: the replacement started");
+        // No room even once the dead workers are gone.
+        let workers = pool.pids();
+        set_pids_max(Some(pids_current() - workers.len() as u64));
+        for pid in &workers {
+            // SAFETY (test): killing our own pool's worker.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        match pool.map(plus_one, 0..8) {
+            Err(multiproc::Error::Task(TaskError::Panicked(info))) => {
+                assert!(info.message.contains("cannot start a worker"), "{method:?}: {info:?}")
+            }
+            other => panic!("{method:?}: a map with every worker dead and no room: {other:?}"),
+        }
+        set_pids_max(None);
+        assert_eq!(pool.map(plus_one, 0..8).unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: room again");
+        assert_eq!(pool.pids().len(), 2, "{method:?}: both workers back");
+        assert!(pool.pids().iter().all(|p| !workers.contains(p)), "{method:?}");
+        pool.close();
+        pool.join().unwrap();
+    }
+    println!("INNER-DONE");
+}
+
+#[test]
+fn out_of_processes_every_start_fails_typed_and_leaves_nothing() {
+    if !is_root() {
+        println!("skipped: a pids cgroup of our own needs root");
+        return;
+    }
+    let _w = common::watchdog(Duration::from_secs(600));
+    let cgroup = format!("{PIDS_ROOT}/multiproc-test-{}", std::process::id());
+    if std::fs::create_dir(&cgroup).is_err() {
+        println!("skipped: cannot make a pids cgroup under {PIDS_ROOT}");
+        return;
+    }
+    // Moved into the cgroup before it runs: every process of its family is in it, the
+    // fork server included.
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("sh")
+        .args(["-c", r#"echo $$ > "$CG/cgroup.procs" && exec "$0" "$@""#])
+        .arg(&exe)
+        .args(["few_pids_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .env("CG", &cgroup)
+        .env(FEW_PIDS_INNER, &cgroup)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let removed = common::eventually(Duration::from_secs(10), || std::fs::remove_dir(&cgroup).is_ok());
+    assert!(
+        out.status.success() && stdout.contains("INNER-DONE"),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(removed, "the cgroup empties: nothing of the family is left");
+}
+
+// ---------------------------------------------------------------------------------------
+// Little memory
+// ---------------------------------------------------------------------------------------
+
+/// Lowers this process's `RLIMIT_AS` to what it maps now plus `room` bytes (the family
+/// heap's sparse mapping counts: the limit is relative to it).
+fn limit_address_space(room: u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let limit = libc::rlimit { rlim_cur: vm_kb * 1024 + room, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY (test): setrlimit with a valid pointer to an rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+}
+
+/// Gets a message too large for the address space it left itself.
+fn get_with_little_memory(queue: Queue<Vec<u8>>) -> usize {
+    limit_address_space(16 << 20);
+    queue.get().unwrap().len()
+}
+
+#[test]
+fn a_child_without_memory_for_a_message_is_aborted_and_the_queue_goes_on() {
+    // Rust's answer to a failed allocation is an abort: the child dies of SIGABRT while it
+    // decodes. What the family promises: the parent sees that as a typed `JoinError`, the
+    // message stays in the queue, and the queue, the heap and the other processes go on.
+    let leaks = common::leak_check(LIMIT);
+    for method in common::METHODS {
+        let queue = Queue::<Vec<u8>>::new().unwrap();
+        queue.put(vec![7u8; 64 << 20]).unwrap();
+        let child = Process::new(get_with_little_memory, queue.clone()).start_method(method).start().unwrap();
+        let ended = child.join();
+        println!("{method:?}: {ended:?}");
+        assert!(
+            matches!(&ended, Err(multiproc::JoinError::Signaled { signal, .. }) if *signal == libc::SIGABRT),
+            "{method:?}: {ended:?}"
+        );
+        // The queue goes on: the big message, if it is still there, then a small one.
+        queue.put(vec![1, 2, 3]).unwrap();
+        let mut got = queue.get_timeout(LIMIT).unwrap();
+        // The child died before it took the message (the first allocation is the
+        // message's buffer): it is still first in the queue, whole.
+        assert_eq!(got.len(), 64 << 20, "{method:?}: the message given back");
+        assert!(got.iter().all(|b| *b == 7), "{method:?}: the message given back whole");
+        got = queue.get_timeout(LIMIT).unwrap();
+        assert_eq!(got, [1, 2, 3], "{method:?}");
+    }
+    leaks.assert_no_leak();
+}
