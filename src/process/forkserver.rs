@@ -73,23 +73,85 @@ fn flush_stdio() {
     let _ = std::io::stderr().flush();
 }
 
-/// Asks the fork server for a child whose boot socket end is `boot`.
-/// Returns its pid, a pidfd and, unless the child is the caller's own (to reap), the
-/// status pipe on which the server reports how it ended.
-pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), Error> {
-    let config = family::config()?;
+/// The longest boot message a request carries ([`Boot::Inline`]): a longer one goes on a
+/// boot socket. The server receives each request into a buffer of
+/// [`REQUEST_ROOM`] bytes.
+pub(crate) const INLINE_BOOT_MAX: usize = 60 * 1024;
+/// The server's buffer for one request: the request and an inline boot message.
+const REQUEST_ROOM: usize = INLINE_BOOT_MAX + 4 * 1024;
+
+/// How a fork-server child gets its boot message.
+pub(crate) enum Boot<'a> {
+    /// On its boot socket (this is its end), where it also reports.
+    Socket(OwnedFd),
+    /// With the request: the server receives it and the child reads it in its copy of the
+    /// server's memory. Such a child has no boot socket: the message names its report room
+    /// (`boot::Boot::report_room`), made by the requester, who passes it here.
+    Inline(&'a [u8], crate::shm::ReportRoom),
+}
+
+/// A child the fork server started: its pid, a pidfd, the status pipe on which the
+/// server reports how it ended unless the child is the caller's own (to reap), and its
+/// report room if it has one.
+pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::ReportRoom>);
+
+/// Asks the fork server for a child that boots from `boot`.
+///
+/// A report room comes back with the child; when the start fails, it is freed if the
+/// server said no child was made, and left (a few words of the heap) if one may run and
+/// write it (the server died or its answer was lost after the request went).
+pub(crate) fn request(boot: Boot<'_>) -> Result<Started, Error> {
+    let (boot, room) = match boot {
+        Boot::Socket(sock) => (Ok(sock), None),
+        Boot::Inline(bytes, room) => (Err(bytes), Some(room)),
+    };
+    match ask(boot) {
+        Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
+        Err((e, may_run)) => {
+            if let Some(room) = room
+                && may_run
+            {
+                room.leave();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`request`]'s exchange: `boot` is the child's end of its boot socket, or its boot
+/// message. An error says whether a child may have been made.
+fn ask(boot: Result<OwnedFd, &[u8]>) -> Result<(u32, OwnedFd, Option<OwnedFd>), (Error, bool)> {
+    let config = family::config().map_err(|e| (e, false))?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
-    let address = config.forkserver.as_deref().ok_or_else(|| unavailable("no fork server in this family".into()))?;
+    let address = config
+        .forkserver
+        .as_deref()
+        .ok_or_else(|| (unavailable("no fork server in this family".into()), false))?;
     let mut st = family::state();
     if st.forkserver_conn.is_none() {
-        st.forkserver_conn =
-            Some(sys::connect_abstract(address, true).map_err(|e| unavailable(format!("cannot reach it: {e}")))?);
+        st.forkserver_conn = Some(
+            sys::connect_abstract(address, true)
+                .map_err(|e| (unavailable(format!("cannot reach it: {e}")), false))?,
+        );
     }
     let conn = st.forkserver_conn.as_ref().expect("connected above").as_fd();
     let me = sys::me();
-    let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })?;
+    let request =
+        codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start }).map_err(|e| (e.into(), false))?;
+    let mut sent = false;
     let result = (|| {
-        sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
+        let Ok(len) = u32::try_from(request.bytes.len()) else { unreachable!("a request of 4 GiB") };
+        let inline: &[u8] = match &boot {
+            Ok(_) => &[],
+            Err(bytes) => bytes,
+        };
+        let message = [&len.to_le_bytes()[..], &request.bytes, inline].concat();
+        let fds: &[BorrowedFd<'_>] = match &boot {
+            Ok(sock) => &[sock.as_fd()],
+            Err(_) => &[],
+        };
+        sys::send_with_fds(conn, &message, fds)?;
+        sent = true;
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
         // The server answers within a fork's time; waiting for it awake saves a wake-up,
@@ -110,22 +172,24 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         Ok(r) => r,
         Err(e) => {
             st.forkserver_conn = None;
-            return Err(unavailable(format!("the fork server did not answer: {e}")));
+            return Err((unavailable(format!("the fork server did not answer: {e}")), sent));
         }
     };
-    match codec::decode_own::<Reply>(&reply)? {
+    let lacking = || (unavailable("the fork server's answer lacked descriptors".into()), true);
+    match codec::decode_own::<Reply>(&reply).map_err(|e| (e.into(), true))? {
         Reply::Forked { pid } => {
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
-                _ => Err(unavailable("the fork server's answer lacked descriptors".into())),
+                _ => Err(lacking()),
             }
         }
         Reply::Yours { pid } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
-            None => Err(unavailable("the fork server's answer lacked descriptors".into())),
+            None => Err(lacking()),
         },
-        Reply::Refused(why) => Err(unavailable(why)),
+        // The server made no child, or killed and reaped the one it made.
+        Reply::Refused(why) => Err((unavailable(why), false)),
     }
 }
 
@@ -154,6 +218,17 @@ struct Server {
     unsafe_to_fork: Option<String>,
     requesters: Vec<Requester>,
     kids: Vec<Kid>,
+    /// Where each request is received ([`REQUEST_ROOM`] bytes, made once): a child reads
+    /// its inline boot message in its copy.
+    buf: Vec<u8>,
+}
+
+/// Where a new child finds its boot message.
+enum ChildBoot {
+    /// Its boot socket.
+    Socket(OwnedFd),
+    /// These bytes of [`Server::buf`].
+    Inline(std::ops::Range<usize>),
 }
 
 enum Event {
@@ -186,18 +261,30 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     // its name: each child names its copy.
     let blank = boot::Prepared::blank();
     let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
-    let mut server =
-        Server { listener, main, siblings: true, token, unsafe_to_fork, requesters: Vec::new(), kids: Vec::new() };
+    let mut server = Server {
+        listener,
+        main,
+        siblings: true,
+        token,
+        unsafe_to_fork,
+        requesters: Vec::new(),
+        kids: Vec::new(),
+        buf: vec![0; REQUEST_ROOM],
+    };
     loop {
         let events = server.poll();
         for event in events {
             match event {
                 Event::Accept => server.accept(),
                 Event::Message(i) => {
-                    if let Some((boot_sock, parent)) = server.handle(i) {
+                    if let Some((child_boot, parent)) = server.handle(i) {
                         // In the new child: close every descriptor of the server, then boot.
+                        let buf = std::mem::take(&mut server.buf);
                         server.close_in_child();
-                        boot::run_forked(boot_sock, parent, blank);
+                        match child_boot {
+                            ChildBoot::Socket(sock) => boot::run_forked(sock, parent, blank),
+                            ChildBoot::Inline(at) => boot::run_forked_with(&buf[at], parent, blank),
+                        }
                     }
                 }
                 Event::RequesterDied(i) => server.requester_died(i),
@@ -250,18 +337,24 @@ impl Server {
         self.requesters.push(Requester { sock: Some(sock), pidfd: None });
     }
 
-    /// Serves one request. In the forked child, returns its boot socket and parent pid.
-    fn handle(&mut self, i: usize) -> Option<(OwnedFd, u32)> {
+    /// Serves one request: a length (`u32`, little-endian), the [`Request`], then the
+    /// child's boot message, or nothing and its boot socket along. In the forked child,
+    /// returns where it finds its boot message, and its parent pid.
+    fn handle(&mut self, i: usize) -> Option<(ChildBoot, u32)> {
         let sock = self.requesters[i].sock.as_ref()?;
-        let mut buf = [0u8; 512];
         let mut fds = Vec::new();
-        let n = sys::recv_with_fds(sock.as_fd(), &mut buf, &mut fds).unwrap_or_default();
+        let n = sys::recv_with_fds(sock.as_fd(), &mut self.buf, &mut fds).unwrap_or_default();
         if n == 0 {
             self.requesters[i].sock = None;
             return None;
         }
-        let request = match codec::decode_own::<Request>(&buf[..n]) {
-            Ok(r) if r.token == self.token => r,
+        let parsed = self.buf[..n].split_first_chunk::<4>().and_then(|(len, rest)| {
+            let len = u32::from_le_bytes(*len) as usize;
+            (len <= rest.len()).then_some((4..4 + len, 4 + len..n))
+        });
+        let decoded = parsed.as_ref().map(|(at, _)| codec::decode_own::<Request>(&self.buf[at.clone()]));
+        let request = match decoded {
+            Some(Ok(r)) if r.token == self.token => r,
             _ => {
                 self.reply(i, &Reply::Refused("not a member of this family".into()), &[]);
                 self.requesters[i].sock = None;
@@ -274,9 +367,14 @@ impl Server {
                 self.requesters[i].pidfd = sys::pidfd_open(request.pid).ok();
             }
         }
-        let Some(boot_sock) = fds.into_iter().next() else {
-            self.reply(i, &Reply::Refused("no boot socket".into()), &[]);
-            return None;
+        let inline = parsed.map(|(_, boot)| boot).filter(|boot| !boot.is_empty());
+        let child_boot = match (inline, fds.into_iter().next()) {
+            (Some(at), None) => ChildBoot::Inline(at),
+            (None, Some(sock)) => ChildBoot::Socket(sock),
+            _ => {
+                self.reply(i, &Reply::Refused("neither a boot message nor a boot socket".into()), &[]);
+                return None;
+            }
         };
         if let Some(why) = self.unsafe_to_fork.clone() {
             self.reply(i, &Reply::Refused(why), &[]);
@@ -284,9 +382,9 @@ impl Server {
         }
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             match sys::fork_as_sibling() {
-                Ok(sys::Sibling::Child) => return Some((boot_sock, self.main.pid)),
+                Ok(sys::Sibling::Child) => return Some((child_boot, self.main.pid)),
                 Ok(sys::Sibling::Forker { pid, pidfd }) => {
-                    drop(boot_sock);
+                    drop(child_boot);
                     self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
                     return None;
                 }
@@ -301,14 +399,16 @@ impl Server {
             }
         }
         let me = sys::my_pid();
-        let status = sys::pipe();
+        let Ok((read, write)) = sys::pipe() else {
+            self.reply(i, &Reply::Refused("out of descriptors".into()), &[]);
+            return None;
+        };
         match sys::fork() {
-            Ok(Forked::Child) => Some((boot_sock, me)),
+            Ok(Forked::Child) => Some((child_boot, me)),
             Ok(Forked::Parent(pid)) => {
-                drop(boot_sock);
-                let pidfd = sys::pidfd_open(pid);
-                match (pidfd, status) {
-                    (Ok(pidfd), Ok((read, write))) => {
+                drop(child_boot);
+                match sys::pidfd_open(pid) {
+                    Ok(pidfd) => {
                         let theirs = sys::dup(&pidfd).ok();
                         let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
                         if let Some(t) = &theirs {
@@ -318,8 +418,10 @@ impl Server {
                         self.reply(i, &Reply::Forked { pid }, &fds);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
-                    _ => {
-                        let _ = sys::signal_pid(pid, sys::SIGKILL);
+                    Err(_) => {
+                        // Dead before the answer: a refusal means that no child runs (one
+                        // without a boot socket would write its report room).
+                        sys::kill_and_reap(pid);
                         self.reply(i, &Reply::Refused("out of descriptors".into()), &[]);
                     }
                 }

@@ -86,6 +86,12 @@ impl ReportRoom {
         ChildRoom { off: self.off, pid: sys::pid_now() }
     }
 
+    /// Its offset in the family heap, for a child that is no copy of this process (a
+    /// fork-server child finds it in its boot message: [`ChildRoom::at`]).
+    pub(crate) fn offset(&self) -> u64 {
+        self.off
+    }
+
     /// The message the child left, if it left one whole: read once the child is dead
     /// (its spill, if it made one, is freed).
     pub(crate) fn take(&mut self) -> Option<Vec<u8>> {
@@ -134,6 +140,12 @@ pub(crate) struct ChildRoom {
 }
 
 impl ChildRoom {
+    /// The room at `off` of the family heap ([`ReportRoom::offset`]), for the calling
+    /// process, the one that may write it; `None` for an offset that is no room's place.
+    pub(crate) fn at(off: u64) -> Option<Self> {
+        Heap::get().contains(off, ROOM).then(|| ChildRoom { off, pid: sys::pid_now() })
+    }
+
     /// Leaves `message` for the parent; false if it cannot (a message too long for the room
     /// and a heap too full for it, a message left already, or a caller that is not the
     /// child).

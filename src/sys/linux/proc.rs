@@ -591,6 +591,14 @@ impl Ended {
     }
 }
 
+/// Kills this process's child `pid` and waits until it is dead (reaped), for a child
+/// that must not run on.
+pub(crate) fn kill_and_reap(pid: u32) {
+    let _ = signal_pid(pid, SIGKILL);
+    let Some(target) = Pid::from_raw(pid as i32) else { return };
+    while let Err(Errno::INTR) = rustix::process::waitid(WaitId::Pid(target), WaitIdOptions::EXITED) {}
+}
+
 /// Reaps the child behind `pidfd` if it has ended (`block` = wait for it).
 /// `Ok(None)`: still running.
 pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Ended>> {
