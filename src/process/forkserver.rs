@@ -123,21 +123,18 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, Error> {
 fn ask(boot: Result<OwnedFd, &[u8]>) -> Result<(u32, OwnedFd, Option<OwnedFd>), (Error, bool)> {
     let config = family::config().map_err(|e| (e, false))?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
-    let address = config
-        .forkserver
-        .as_deref()
-        .ok_or_else(|| (unavailable("no fork server in this family".into()), false))?;
+    let address =
+        config.forkserver.as_deref().ok_or_else(|| (unavailable("no fork server in this family".into()), false))?;
     let mut st = family::state();
     if st.forkserver_conn.is_none() {
         st.forkserver_conn = Some(
-            sys::connect_abstract(address, true)
-                .map_err(|e| (unavailable(format!("cannot reach it: {e}")), false))?,
+            sys::connect_abstract(address, true).map_err(|e| (unavailable(format!("cannot reach it: {e}")), false))?,
         );
     }
     let conn = st.forkserver_conn.as_ref().expect("connected above").as_fd();
     let me = sys::me();
-    let request =
-        codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start }).map_err(|e| (e.into(), false))?;
+    let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })
+        .map_err(|e| (e.into(), false))?;
     let mut sent = false;
     let result = (|| {
         let Ok(len) = u32::try_from(request.bytes.len()) else { unreachable!("a request of 4 GiB") };

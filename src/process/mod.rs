@@ -662,11 +662,8 @@ fn launch(
     // A fork-server child whose argument holds no handles (no note, no receipts on a
     // socket) has no boot socket: its boot message goes with the request, and it leaves its
     // outcome in a report room (a heap too full for one: the socket).
-    let room = if method == StartMethod::ForkServer && receipts.is_none() {
-        crate::shm::ReportRoom::new().ok()
-    } else {
-        None
-    };
+    let room =
+        if method == StartMethod::ForkServer && receipts.is_none() { crate::shm::ReportRoom::new().ok() } else { None };
     let mut boot = Boot {
         family: config.clone(),
         me,
