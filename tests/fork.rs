@@ -33,6 +33,11 @@ fn text_of(len: usize) -> String {
     "y".repeat(len)
 }
 
+/// Its argument's length and its own name's.
+fn length_of(text: String) -> usize {
+    text.len() + multiproc::current_process().name().len()
+}
+
 fn panic_of(len: usize) {
     panic!("{}", "z".repeat(len));
 }
@@ -393,6 +398,12 @@ fn wait_then_say(go: i32) -> String {
     "mine".to_string()
 }
 
+/// In a child: sleeps `seconds`, then returns its own words.
+fn sleep_then_say(seconds: u64) -> String {
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    "mine".to_string()
+}
+
 /// A pipe (read end, write end).
 fn pipe() -> (i32, i32) {
     let mut fds = [0; 2];
@@ -502,6 +513,14 @@ fn cases() -> Vec<(&'static str, fn())> {
                 }
                 assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
             }
+            // Boot messages longer than the server's stack buffer for a request (2 KiB) go
+            // with the request all the same.
+            for len in [3000, 10_000] {
+                let name = "m".repeat(len);
+                let child = Process::new(length_of, "a".repeat(len)).name(&name).start_method(FORK_SERVER);
+                assert_eq!(child.start().unwrap().join().unwrap(), 2 * len, "len {len}");
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before, "long boot messages");
             // A boot message too long to go with the request (an argument of 100 KB travels
             // through the heap; a name of 70 KB does not): the boot socket, as before.
             let name = "n".repeat(70_000);
@@ -520,18 +539,14 @@ fn cases() -> Vec<(&'static str, fn())> {
                     }
                     assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
                 }
-                let (go, told) = pipe();
-                let child = Process::new(wait_then_say, go).start_method(FORK_SERVER).start().unwrap();
+                // (A fork-server child has none of this process's descriptors: it sleeps.)
+                let child = Process::new(sleep_then_say, 60).start_method(FORK_SERVER).start().unwrap();
                 child.kill().unwrap();
                 match child.join() {
                     Err(JoinError::Signaled { signal: libc::SIGKILL, .. }) => {}
                     other => panic!("{other:?}"),
                 }
                 assert_eq!(multiproc::__private::heap_in_use(), before, "killed");
-                for fd in [go, told] {
-                    // SAFETY: our own descriptors, closed once.
-                    unsafe { libc::close(fd) };
-                }
             },
         ),
         ("fork_server_children_of_another_requester_report_without_a_boot_socket_and_leak_nothing", || {
