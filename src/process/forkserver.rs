@@ -79,6 +79,9 @@ fn flush_stdio() {
 pub(crate) const INLINE_BOOT_MAX: usize = 60 * 1024;
 /// The server's buffer for one request: the request and an inline boot message.
 const REQUEST_ROOM: usize = INLINE_BOOT_MAX + 4 * 1024;
+/// The bytes of a request received on the server's stack (most requests: a page of the
+/// heap written after each fork is one more copy), the rest in [`Server::buf`].
+const REQUEST_HEAD: usize = 2048;
 
 /// How a fork-server child gets its boot message.
 pub(crate) enum Boot<'a> {
@@ -215,8 +218,8 @@ struct Server {
     unsafe_to_fork: Option<String>,
     requesters: Vec<Requester>,
     kids: Vec<Kid>,
-    /// Where each request is received ([`REQUEST_ROOM`] bytes, made once): a child reads
-    /// its inline boot message in its copy.
+    /// Where a request longer than [`REQUEST_HEAD`] is received ([`REQUEST_ROOM`] bytes,
+    /// made once): a child reads its inline boot message in its copy.
     buf: Vec<u8>,
 }
 
@@ -224,10 +227,12 @@ struct Server {
 enum ChildBoot {
     /// Its boot socket.
     Socket(OwnedFd),
-    /// These bytes of [`Server::buf`].
-    Inline(std::ops::Range<usize>),
+    /// These bytes of the request's head (on the server's stack), or of [`Server::buf`]
+    /// (`true`: a request longer than the head).
+    Inline(std::ops::Range<usize>, bool),
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Event {
     Accept,
     Message(usize),
@@ -268,19 +273,23 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
         kids: Vec::new(),
         buf: vec![0; REQUEST_ROOM],
     };
+    // A request's first bytes: a child reads its boot message in its copy.
+    let mut head = [0u8; REQUEST_HEAD];
+    let mut events = Events { at: [Event::Accept; sys::POLL_ON_STACK], len: 0, more: Vec::new() };
     loop {
-        let events = server.poll();
-        for event in events {
+        server.poll(&mut events);
+        for &event in events.all() {
             match event {
                 Event::Accept => server.accept(),
                 Event::Message(i) => {
-                    if let Some((child_boot, parent)) = server.handle(i) {
+                    if let Some((child_boot, parent)) = server.handle(i, &mut head) {
                         // In the new child: close every descriptor of the server, then boot.
                         let buf = std::mem::take(&mut server.buf);
                         server.close_in_child();
                         match child_boot {
                             ChildBoot::Socket(sock) => boot::run_forked(sock, parent, blank),
-                            ChildBoot::Inline(at) => boot::run_forked_with(&buf[at], parent, blank),
+                            ChildBoot::Inline(at, false) => boot::run_forked_with(&head[at], parent, blank),
+                            ChildBoot::Inline(at, true) => boot::run_forked_with(&buf[at], parent, blank),
                         }
                     }
                 }
@@ -292,8 +301,80 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     }
 }
 
+/// What one poll found, in the order to handle it: on the stack, so that the server's
+/// steady loop (a poll, a request, a fork, an answer) writes no page of its heap: each such
+/// write while a child lives copies a page the child shares. More descriptors than
+/// [`sys::POLL_ON_STACK`] (many requesters or children of theirs): `more`.
+struct Events {
+    at: [Event; sys::POLL_ON_STACK],
+    len: usize,
+    more: Vec<Event>,
+}
+
+impl Events {
+    fn all(&self) -> &[Event] {
+        if self.more.is_empty() { &self.at[..self.len] } else { &self.more }
+    }
+}
+
+/// The order events are handled in: kids first, from the back (their indices shift when
+/// removed), then requesters' deaths, their messages, and new requesters.
+fn event_order(e: &Event) -> (u8, usize) {
+    match e {
+        Event::KidEnded(k) => (0, usize::MAX - k),
+        Event::RequesterDied(i) => (1, *i),
+        Event::Message(i) => (2, *i),
+        Event::Accept => (3, 0),
+    }
+}
+
 impl Server {
-    fn poll(&self) -> Vec<Event> {
+    fn poll<'a>(&'a self, events: &mut Events) {
+        events.len = 0;
+        events.more.clear();
+        let watched = 1
+            + self
+                .requesters
+                .iter()
+                .map(|r| usize::from(r.sock.is_some()) + usize::from(r.pidfd.is_some()))
+                .sum::<usize>()
+            + self.kids.len();
+        if watched <= sys::POLL_ON_STACK {
+            let mut fds = [self.listener.as_fd(); sys::POLL_ON_STACK];
+            let mut what = [Event::Accept; sys::POLL_ON_STACK];
+            let mut n = 1;
+            let mut watch = |fd: BorrowedFd<'a>, event: Event| {
+                fds[n] = fd;
+                what[n] = event;
+                n += 1;
+            };
+            for (i, r) in self.requesters.iter().enumerate() {
+                if let Some(s) = &r.sock {
+                    watch(s.as_fd(), Event::Message(i));
+                }
+                if let Some(p) = &r.pidfd {
+                    watch(p.as_fd(), Event::RequesterDied(i));
+                }
+            }
+            for (k, kid) in self.kids.iter().enumerate() {
+                watch(kid.pidfd.as_fd(), Event::KidEnded(k));
+            }
+            let mut ready = [false; sys::POLL_ON_STACK];
+            if sys::poll_readable_into(&fds[..n], &mut ready).is_err() {
+                return;
+            }
+            for (event, _) in what[..n].iter().zip(ready).filter(|(_, r)| *r) {
+                events.at[events.len] = *event;
+                events.len += 1;
+            }
+            events.at[..events.len].sort_unstable_by_key(event_order);
+            return;
+        }
+        events.more = self.poll_many();
+    }
+
+    /// [`Server::poll`] of more descriptors than fit on the stack.
+    fn poll_many(&self) -> Vec<Event> {
         let mut fds: Vec<BorrowedFd<'_>> = vec![self.listener.as_fd()];
         let mut what = vec![Event::Accept];
         for (i, r) in self.requesters.iter().enumerate() {
@@ -316,12 +397,7 @@ impl Server {
         };
         // Kids first (their indices shift when removed, so handle from the back).
         let mut events: Vec<Event> = what.into_iter().zip(ready).filter_map(|(e, r)| r.then_some(e)).collect();
-        events.sort_by_key(|e| match e {
-            Event::KidEnded(k) => (0, usize::MAX - k),
-            Event::RequesterDied(i) => (1, *i),
-            Event::Message(i) => (2, *i),
-            Event::Accept => (3, 0),
-        });
+        events.sort_by_key(event_order);
         events
     }
 
@@ -337,19 +413,25 @@ impl Server {
     /// Serves one request: a length (`u32`, little-endian), the [`Request`], then the
     /// child's boot message, or nothing and its boot socket along. In the forked child,
     /// returns where it finds its boot message, and its parent pid.
-    fn handle(&mut self, i: usize) -> Option<(ChildBoot, u32)> {
+    fn handle(&mut self, i: usize, head: &mut [u8; REQUEST_HEAD]) -> Option<(ChildBoot, u32)> {
         let sock = self.requesters[i].sock.as_ref()?;
         let mut fds = Vec::new();
-        let n = sys::recv_with_fds(sock.as_fd(), &mut self.buf, &mut fds).unwrap_or_default();
+        let n =
+            sys::recv_with_fds_split(sock.as_fd(), head, &mut self.buf[REQUEST_HEAD..], &mut fds).unwrap_or_default();
         if n == 0 {
             self.requesters[i].sock = None;
             return None;
         }
-        let parsed = self.buf[..n].split_first_chunk::<4>().and_then(|(len, rest)| {
+        let long = n > REQUEST_HEAD;
+        if long {
+            self.buf[..REQUEST_HEAD].copy_from_slice(head);
+        }
+        let message = if long { &self.buf[..n] } else { &head[..n] };
+        let parsed = message.split_first_chunk::<4>().and_then(|(len, rest)| {
             let len = u32::from_le_bytes(*len) as usize;
             (len <= rest.len()).then_some((4..4 + len, 4 + len..n))
         });
-        let decoded = parsed.as_ref().map(|(at, _)| codec::decode_own::<Request>(&self.buf[at.clone()]));
+        let decoded = parsed.as_ref().map(|(at, _)| codec::decode_own::<Request>(&message[at.clone()]));
         let request = match decoded {
             Some(Ok(r)) if r.token == self.token => r,
             _ => {
@@ -366,7 +448,7 @@ impl Server {
         }
         let inline = parsed.map(|(_, boot)| boot).filter(|boot| !boot.is_empty());
         let child_boot = match (inline, fds.into_iter().next()) {
-            (Some(at), None) => ChildBoot::Inline(at),
+            (Some(at), None) => ChildBoot::Inline(at, long),
             (None, Some(sock)) => ChildBoot::Socket(sock),
             _ => {
                 self.reply(i, &Reply::Refused("neither a boot message nor a boot socket".into()), &[]);
@@ -444,7 +526,13 @@ impl Server {
 
     fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {
         let Some(sock) = self.requesters[i].sock.as_ref() else { return };
-        if let Ok(msg) = codec::encode_own(reply) {
+        // On the stack (see `Events`); a long refusal through the allocator.
+        let mut room = [0u8; 64];
+        if let Some(msg) = codec::encode_own_into(reply, &mut room) {
+            if sys::send_with_fds(sock.as_fd(), msg, fds).is_err() {
+                self.requesters[i].sock = None;
+            }
+        } else if let Ok(msg) = codec::encode_own(reply) {
             if sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_err() {
                 self.requesters[i].sock = None;
             }
