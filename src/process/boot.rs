@@ -154,6 +154,8 @@ fn take_surroundings(surroundings: &Payload) -> Result<(), String> {
         codec::decode_own(surroundings.bytes()).map_err(|e| format!("its environment could not be decoded: {e}"))?;
     let wanted_env: std::collections::HashMap<&OsStr, &OsStr> =
         wanted.env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))).collect();
+    // The fork server read the crash points' variable from its own (`serve`).
+    crate::shm::crash::environment_changed();
     for (key, _) in std::env::vars_os() {
         if !wanted_env.contains_key(key.as_os_str()) {
             sys::set_env_single_threaded(&key, None);

@@ -259,6 +259,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     // here, every child finds it made when it flushes on its way out (`sys::exit_now`),
     // instead of running std's lazy start-up and the allocator in its copy.
     let _ = std::io::stdout();
+    // The crash points' variable is read once here, not by each child (a `getenv` and its
+    // page faults in every copy); a child given another environment reads it again.
+    crate::shm::crash::prepare_for_forks();
     // What a child's way from its boot message to its report needs from the allocator, but
     // its name: each child names its copy.
     let blank = boot::Prepared::blank();
