@@ -486,8 +486,11 @@ impl Prepared {
 /// std's message for a stack overflow in the thread named `name` (72 bytes and the name),
 /// written into `out`.
 fn overflow_message(out: &mut String, name: &str) {
-    use std::fmt::Write as _;
-    let _ = write!(out, "\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
+    // Pieces, not `write!`: a fork-server child names its copy at boot, and the formatting
+    // machinery's code would be one more page fault in each.
+    out.push_str("\nthread '");
+    out.push_str(name);
+    out.push_str("' has overflowed its stack\nfatal runtime error: stack overflow\n");
 }
 
 /// What a child reports when its target overflows its stack: made before the target

@@ -519,11 +519,18 @@ impl Server {
     /// In a new child: closes the server's descriptors and forgets its memory (freeing it
     /// would run the allocator's `free` and write pages of the heap, copies of the
     /// server's, for a process that usually exits soon).
+    /// The descriptors are closed with the system call itself (`sys::close_in_fork_child`):
+    /// libc's `close` would fault in its page of code in every child.
     fn close_in_child(self) {
         let Server { listener, mut requesters, mut kids, unsafe_to_fork, .. } = self;
-        drop(listener);
-        requesters.drain(..).for_each(drop);
-        kids.drain(..).for_each(drop);
+        sys::close_in_fork_child(listener);
+        for requester in requesters.drain(..) {
+            requester.sock.into_iter().chain(requester.pidfd).for_each(sys::close_in_fork_child);
+        }
+        for kid in kids.drain(..) {
+            sys::close_in_fork_child(kid.pidfd);
+            sys::close_in_fork_child(kid.status);
+        }
         std::mem::forget((requesters, kids, unsafe_to_fork));
     }
 
