@@ -404,6 +404,20 @@ fn sleep_then_say(seconds: u64) -> String {
     "mine".to_string()
 }
 
+/// In a fork child: arms a crash point by the environment after `init()` (so the fork
+/// server's environment lacks it), starts a fork-server child, which takes this
+/// environment and must find the point armed; returns how that child ended.
+fn arm_by_environment_then_start(_: ()) -> String {
+    // Explicitly disarmed here, whatever the variable says from now on.
+    multiproc::__private::crash_disarm();
+    // SAFETY: a fork child runs one thread.
+    unsafe { std::env::set_var("MULTIPROC_CRASH_AT", "process.report.room") };
+    let ended = Process::new(text_of, 10).start_method(FORK_SERVER).start().unwrap().join();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("MULTIPROC_CRASH_AT") };
+    format!("{:?}", ended.map_err(|e| e.to_string()))
+}
+
 /// A pipe (read end, write end).
 fn pipe() -> (i32, i32) {
     let mut fds = [0; 2];
@@ -549,6 +563,13 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(multiproc::__private::heap_in_use(), before, "killed");
             },
         ),
+        ("a_fork_server_child_reads_the_crash_points_variable_of_the_environment_it_takes", || {
+            // The server reads the variable once for all its children; a child given its
+            // parent's environment (set after `init()`) reads it again.
+            let ended = Process::new(arm_by_environment_then_start, ()).start_method(FORK).start().unwrap().join();
+            let ended = ended.unwrap();
+            assert!(ended.contains("SIGABRT") || ended.contains("signal 6"), "{ended}");
+        }),
         ("fork_server_children_of_another_requester_report_without_a_boot_socket_and_leak_nothing", || {
             // The server's own children (their requester is not its parent): their end comes
             // on the status pipe, their outcome in their room.
