@@ -5,6 +5,11 @@
 //! length, then a postcard message): the parent sends [`Boot`], the child answers with an
 //! [`Outcome`] just before it exits. A spawned child also receives the family heap's
 //! memory file with the boot frame.
+//!
+//! A fork child whose parent holds nothing and a fork-server child, when the argument holds
+//! no handles, have no boot socket: the first finds its [`Boot`] in its copy of the
+//! parent's memory, the second in its copy of the fork server's (the request carried it),
+//! and both leave their outcome in a report room ([`Channel::Room`]).
 
 use std::any::Any;
 use std::io;
@@ -351,8 +356,9 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
 }
 
 /// Where a child leaves its outcome (and its note): its boot socket, or, for a fork child
-/// that needs no socket (its parent holds nothing, its argument no handle), its report
-/// room in the family heap (`shm::ReportRoom`), which its parent reads once it is dead.
+/// that needs no socket (its parent holds nothing, its argument no handle) or a fork-server
+/// child whose argument holds no handle, its report room in the family heap
+/// (`shm::ReportRoom`), which its parent reads once it is dead.
 pub(crate) enum Channel {
     Socket(OwnedFd),
     Room(ChildRoom),

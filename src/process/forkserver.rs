@@ -11,6 +11,16 @@
 //! children ended, and when a requester dies, the server kills that requester's children.
 //! When the main process dies, the server dies (parent-death signal), and its children
 //! with it.
+//!
+//! A request is one message: its length, the [`Request`], then either the child's boot
+//! message or nothing and the child's boot socket along ([`Boot`]). A child whose argument
+//! holds no handles gets its boot message that way: the server receives it (the first
+//! bytes on its stack, the rest in its buffer) and forks, and the child decodes it in its
+//! copy; it has no boot socket and leaves its outcome in a report room of the family heap
+//! (`shm::ReportRoom`, made by the requester and named in the message). Its requester
+//! learns its end from its pidfd (or the status pipe) and reads the room after it. The
+//! server's steady loop writes no page of its heap (each page it writes after a fork is a
+//! fault): its poll and its answers live on its stack.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

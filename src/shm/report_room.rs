@@ -1,11 +1,14 @@
-//! A fork child's report room: a block of the family heap where the child leaves its
+//! A child's report room: a block of the family heap where the child leaves its
 //! outcome, read by its parent once the child has ended, instead of a boot socket.
 //!
 //! A fork child inherits its boot data and its parent learns its end from a pidfd: when
 //! the parent holds nothing (no go-on byte to wait for) and the argument holds no handles
 //! (no note), the socket would only carry the outcome, one message just before the exit.
 //! The heap is shared memory (the child's copy of the parent's private memory is not), so
-//! the block is seen by both.
+//! the block is seen by both. A fork-server child whose argument holds no handles has one
+//! too: its parent makes it and names it in the boot message that goes with the request
+//! ([`ChildRoom::at`]); a parent that learns of the server's death before its child's
+//! (the status pipe closed) leaves the room to the child.
 //!
 //! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
 //! the message's length, words 2 and 3 the offset and length of a block of the heap the
