@@ -527,7 +527,7 @@ fn cases() -> Vec<(&'static str, fn())> {
                 }
                 assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
             }
-            // Boot messages longer than the server's stack buffer for a request (2 KiB) go
+            // Boot messages longer than the server's stack buffer for a request (512 bytes) go
             // with the request all the same.
             for len in [3000, 10_000] {
                 let name = "m".repeat(len);

@@ -91,7 +91,7 @@ pub(crate) const INLINE_BOOT_MAX: usize = 60 * 1024;
 const REQUEST_ROOM: usize = INLINE_BOOT_MAX + 4 * 1024;
 /// The bytes of a request received on the server's stack (most requests: a page of the
 /// heap written after each fork is one more copy), the rest in [`Server::buf`].
-const REQUEST_HEAD: usize = 2048;
+const REQUEST_HEAD: usize = 512;
 
 /// How a fork-server child gets its boot message.
 pub(crate) enum Boot<'a> {
