@@ -1323,6 +1323,16 @@ pub(crate) fn encode_own<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, Co
     })
 }
 
+/// [`encode_own`] of a message that holds no handles, into `buf`, without the allocator
+/// (the fork server's answers: each write of its heap after a fork copies a page the
+/// child shares): the message's bytes, or `None` if they do not fit.
+pub(crate) fn encode_own_into<'b, T: Serialize + ?Sized>(value: &T, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let (tag, body) = buf.split_first_mut()?;
+    *tag = POSTCARD;
+    let len = postcard::to_slice(value, body).ok()?.len();
+    Some(&buf[..1 + len])
+}
+
 /// [`encode_own`] after the bytes `front` holds already (a frame's length, filled in
 /// afterwards): the message's bytes are `front`'s followed by the encoding.
 pub(crate) fn encode_own_after<T: Serialize + ?Sized>(value: &T, mut front: Vec<u8>) -> Result<Encoded, CodecError> {

@@ -15,6 +15,7 @@ use multiproc::{
 };
 
 const FORK: StartMethod = StartMethod::Fork;
+const FORK_SERVER: StartMethod = StartMethod::ForkServer;
 
 fn square(x: u64) -> u64 {
     x * x
@@ -30,6 +31,11 @@ fn exit_with(code: i32) {
 
 fn text_of(len: usize) -> String {
     "y".repeat(len)
+}
+
+/// Its argument's length and its own name's.
+fn length_of(text: String) -> usize {
+    text.len() + multiproc::current_process().name().len()
 }
 
 fn panic_of(len: usize) {
@@ -557,6 +563,26 @@ fn wait_then_say(go: i32) -> String {
     "mine".to_string()
 }
 
+/// In a child: sleeps `seconds`, then returns its own words.
+fn sleep_then_say(seconds: u64) -> String {
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    "mine".to_string()
+}
+
+/// In a fork child: arms a crash point by the environment after `init()` (so the fork
+/// server's environment lacks it), starts a fork-server child, which takes this
+/// environment and must find the point armed; returns how that child ended.
+fn arm_by_environment_then_start(_: ()) -> String {
+    // Explicitly disarmed here, whatever the variable says from now on.
+    multiproc::__private::crash_disarm();
+    // SAFETY: a fork child runs one thread.
+    unsafe { std::env::set_var("MULTIPROC_CRASH_AT", "process.report.room") };
+    let ended = Process::new(text_of, 10).start_method(FORK_SERVER).start().unwrap().join();
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("MULTIPROC_CRASH_AT") };
+    format!("{:?}", ended.map_err(|e| e.to_string()))
+}
+
 /// A pipe (read end, write end).
 fn pipe() -> (i32, i32) {
     let mut fds = [0; 2];
@@ -582,6 +608,29 @@ fn wait_for_end_of(pid: i32) {
 /// A `Value` whose guard can live in a static.
 fn leaked_value(v: u64) -> &'static Value<u64> {
     Box::leak(Box::new(Value::new(v).unwrap()))
+}
+
+/// In a child (a requester other than the main process, whose fork-server children are
+/// the server's): fork-server children without a boot socket report outcomes of several
+/// lengths and a panic; returns the wrong ones and the heap's growth.
+fn fork_server_children_of_a_child(_: ()) -> (Vec<String>, i64) {
+    let before = multiproc::__private::heap_in_use();
+    let mut wrong = Vec::new();
+    for len in [0, 480, 481, 5000] {
+        match Process::new(text_of, len).start_method(FORK_SERVER).start().unwrap().join() {
+            Ok(text) if text == "y".repeat(len) => {}
+            other => wrong.push(format!("len {len}: {:?}", other.map(|t| t.len()))),
+        }
+        match Process::new(panic_of, len).start_method(FORK_SERVER).start().unwrap().join() {
+            Err(JoinError::Panicked(info)) if info.message == "z".repeat(len) => {}
+            other => wrong.push(format!("panic {len}: {other:?}")),
+        }
+    }
+    let sockets = Process::new(sockets, ()).start_method(FORK_SERVER).start().unwrap().join().unwrap();
+    if sockets != 0 {
+        wrong.push(format!("{sockets} sockets in a child without a boot socket"));
+    }
+    (wrong, multiproc::__private::heap_in_use() as i64 - before as i64)
 }
 
 fn cases() -> Vec<(&'static str, fn())> {
@@ -618,6 +667,81 @@ fn cases() -> Vec<(&'static str, fn())> {
                 }
                 assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
             }
+        }),
+        ("a_fork_server_childs_outcome_of_any_length_comes_back_whole_without_a_boot_socket", || {
+            // A fork-server child whose argument holds no handles gets its boot message with
+            // the request and leaves its outcome in a report room: it has no socket at all
+            // (the server's are closed).
+            let sockets = Process::new(sockets, ()).start_method(FORK_SERVER).start().unwrap().join().unwrap();
+            assert_eq!(sockets, 0, "a fork-server child without a boot socket");
+            match Process::new(recurse, 0).start_method(FORK_SERVER).start().unwrap().join() {
+                Err(JoinError::StackOverflow { .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            let before = multiproc::__private::heap_in_use();
+            for len in [0, 1, 480, 481, 4000, 16 * 1024, 100_000] {
+                let child = Process::new(text_of, len).start_method(FORK_SERVER).start().unwrap();
+                assert_eq!(child.join().unwrap(), "y".repeat(len), "len {len}");
+                match Process::new(panic_of, len).start_method(FORK_SERVER).start().unwrap().join() {
+                    Err(JoinError::Panicked(info)) => assert_eq!(info.message, "z".repeat(len), "len {len}"),
+                    other => panic!("len {len}: {other:?}"),
+                }
+                match Process::new(exit_with, 3).start_method(FORK_SERVER).start().unwrap().join() {
+                    Err(JoinError::Exited { code: 3, .. }) => {}
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
+            }
+            // Boot messages longer than the server's stack buffer for a request (512 bytes) go
+            // with the request all the same.
+            for len in [3000, 10_000] {
+                let name = "m".repeat(len);
+                let child = Process::new(length_of, "a".repeat(len)).name(&name).start_method(FORK_SERVER);
+                assert_eq!(child.start().unwrap().join().unwrap(), 2 * len, "len {len}");
+            }
+            assert_eq!(multiproc::__private::heap_in_use(), before, "long boot messages");
+            // A boot message too long to go with the request (an argument of 100 KB travels
+            // through the heap; a name of 70 KB does not): the boot socket, as before.
+            let name = "n".repeat(70_000);
+            let child = Process::new(text_of, 10).name(&name).start_method(FORK_SERVER).start().unwrap();
+            assert_eq!(child.join().unwrap(), "y".repeat(10));
+            assert_eq!(multiproc::__private::heap_in_use(), before, "a long boot message");
+        }),
+        (
+            "a_fork_server_child_killed_as_it_leaves_its_outcome_or_while_it_runs_is_a_typed_error_and_leaks_nothing",
+            || {
+                let before = multiproc::__private::heap_in_use();
+                for len in [10, 5000] {
+                    match Process::new(die_as_it_reports, len).start_method(FORK_SERVER).start().unwrap().join() {
+                        Err(JoinError::Signaled { signal: libc::SIGABRT, .. }) => {}
+                        other => panic!("len {len}: {other:?}"),
+                    }
+                    assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
+                }
+                // (A fork-server child has none of this process's descriptors: it sleeps.)
+                let child = Process::new(sleep_then_say, 60).start_method(FORK_SERVER).start().unwrap();
+                child.kill().unwrap();
+                match child.join() {
+                    Err(JoinError::Signaled { signal: libc::SIGKILL, .. }) => {}
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(multiproc::__private::heap_in_use(), before, "killed");
+            },
+        ),
+        ("a_fork_server_child_reads_the_crash_points_variable_of_the_environment_it_takes", || {
+            // The server reads the variable once for all its children; a child given its
+            // parent's environment (set after `init()`) reads it again.
+            let ended = Process::new(arm_by_environment_then_start, ()).start_method(FORK).start().unwrap().join();
+            let ended = ended.unwrap();
+            assert!(ended.contains("SIGABRT") || ended.contains("signal 6"), "{ended}");
+        }),
+        ("fork_server_children_of_another_requester_report_without_a_boot_socket_and_leak_nothing", || {
+            // The server's own children (their requester is not its parent): their end comes
+            // on the status pipe, their outcome in their room.
+            let (wrong, grown) =
+                Process::new(fork_server_children_of_a_child, ()).start_method(FORK).start().unwrap().join().unwrap();
+            assert_eq!(wrong, Vec::<String>::new());
+            assert_eq!(grown, 0);
         }),
         ("a_bare_copy_of_a_child_never_writes_its_outcome_into_another_childs_room", || {
             // Early: this process holds nothing, so its children report in rooms.

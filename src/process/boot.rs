@@ -5,6 +5,11 @@
 //! length, then a postcard message): the parent sends [`Boot`], the child answers with an
 //! [`Outcome`] just before it exits. A spawned child also receives the family heap's
 //! memory file with the boot frame.
+//!
+//! A fork child whose parent holds nothing and a fork-server child, when the argument holds
+//! no handles, have no boot socket: the first finds its [`Boot`] in its copy of the
+//! parent's memory, the second in its copy of the fork server's (the request carried it),
+//! and both leave their outcome in a report room ([`Channel::Room`]).
 
 use std::any::Any;
 use std::io;
@@ -53,6 +58,10 @@ pub(crate) struct Boot {
     /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
     /// the heap had no room for the block (the receipts come on the boot socket).
     pub(crate) receipts: u64,
+    /// A fork-server child without a boot socket: the offset of its report room in the
+    /// family heap (`shm::ReportRoom`), where it leaves its outcome (0: it reports on its
+    /// boot socket). A fork child finds its room in its copy of the parent's memory.
+    pub(crate) report_room: u64,
 }
 
 /// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
@@ -150,6 +159,8 @@ fn take_surroundings(surroundings: &Payload) -> Result<(), String> {
         codec::decode_own(surroundings.bytes()).map_err(|e| format!("its environment could not be decoded: {e}"))?;
     let wanted_env: std::collections::HashMap<&OsStr, &OsStr> =
         wanted.env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))).collect();
+    // The fork server read the crash points' variable from its own (`serve`).
+    crate::shm::crash::environment_changed();
     for (key, _) in std::env::vars_os() {
         if !wanted_env.contains_key(key.as_os_str()) {
             sys::set_env_single_threaded(&key, None);
@@ -320,9 +331,34 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared) -> ! {
     run(sock, parent, Some(blank))
 }
 
+/// The life of a fork-server child with no boot socket: `boot` is its boot message, in
+/// its copy of the server's memory (the server received it with the request), which names
+/// the report room it leaves its outcome in ([`Boot::report_room`]); `blank` as for
+/// [`run_forked`].
+pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
+    sys::unblock_interrupts();
+    if !sys::die_with_parent(parent) {
+        sys::exit_now(1);
+    }
+    let boot: Boot = match codec::decode_own(boot) {
+        Ok(boot) => boot,
+        Err(e) => {
+            eprintln!("multiproc: child could not decode its boot message: {e}");
+            sys::exit_now(1);
+        }
+    };
+    let Some(room) = crate::shm::ChildRoom::at(boot.report_room) else {
+        eprintln!("multiproc: child's report room is outside the family heap");
+        sys::exit_now(1);
+    };
+    let prepared = blank.named(&boot.me.name);
+    execute(boot, Channel::Room(room), Some(prepared))
+}
+
 /// Where a child leaves its outcome (and its note): its boot socket, or, for a fork child
-/// that needs no socket (its parent holds nothing, its argument no handle), its report
-/// room in the family heap (`shm::ReportRoom`), which its parent reads once it is dead.
+/// that needs no socket (its parent holds nothing, its argument no handle) or a fork-server
+/// child whose argument holds no handle, its report room in the family heap
+/// (`shm::ReportRoom`), which its parent reads once it is dead.
 pub(crate) enum Channel {
     Socket(OwnedFd),
     Room(ChildRoom),
@@ -456,8 +492,11 @@ impl Prepared {
 /// std's message for a stack overflow in the thread named `name` (72 bytes and the name),
 /// written into `out`.
 fn overflow_message(out: &mut String, name: &str) {
-    use std::fmt::Write as _;
-    let _ = write!(out, "\nthread '{name}' has overflowed its stack\nfatal runtime error: stack overflow\n");
+    // Pieces, not `write!`: a fork-server child names its copy at boot, and the formatting
+    // machinery's code would be one more page fault in each.
+    out.push_str("\nthread '");
+    out.push_str(name);
+    out.push_str("' has overflowed its stack\nfatal runtime error: stack overflow\n");
 }
 
 /// What a child reports when its target overflows its stack: made before the target

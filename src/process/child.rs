@@ -38,7 +38,8 @@ pub(crate) enum ExitWatch {
 pub(crate) enum Link {
     /// The boot socket.
     Socket(OwnedFd),
-    /// A fork child's report room, read once the child has ended (`super::fork`).
+    /// A report room, read once the child has ended: a fork child's (`super::fork`), or a
+    /// fork-server child's without a boot socket (`super::forkserver::Boot::Inline`).
     Room(ReportRoom),
 }
 
@@ -189,7 +190,15 @@ impl ChildState {
                     match sys::read_some(fd.as_fd(), &mut word) {
                         Ok(4) => Some(Ended::from_raw(i32::from_ne_bytes(word))),
                         // The fork server vanished: its children die with it.
-                        Ok(_) => Some(Ended::Signaled(sys::SIGKILL)),
+                        Ok(_) => {
+                            // This one perhaps not yet: its room is left to it (a few words).
+                            if !sys::pidfd_exited(self.pidfd.as_fd())
+                                && let Some(room) = inner.room.take()
+                            {
+                                room.leave();
+                            }
+                            Some(Ended::Signaled(sys::SIGKILL))
+                        }
                         // The server reaps a moment after the child exits; a child that
                         // reported before exiting ended as its report says.
                         Err(_) => match &inner.outcome {

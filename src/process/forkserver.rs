@@ -11,6 +11,16 @@
 //! children ended, and when a requester dies, the server kills that requester's children.
 //! When the main process dies, the server dies (parent-death signal), and its children
 //! with it.
+//!
+//! A request is one message: its length, the [`Request`], then either the child's boot
+//! message or nothing and the child's boot socket along ([`Boot`]). A child whose argument
+//! holds no handles gets its boot message that way: the server receives it (the first
+//! bytes on its stack, the rest in its buffer) and forks, and the child decodes it in its
+//! copy; it has no boot socket and leaves its outcome in a report room of the family heap
+//! (`shm::ReportRoom`, made by the requester and named in the message). Its requester
+//! learns its end from its pidfd (or the status pipe) and reads the room after it. The
+//! server's steady loop writes no page of its heap (each page it writes after a fork is a
+//! fault): its poll and its answers live on its stack.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -77,27 +87,95 @@ fn flush_stdio() {
     let _ = std::io::stderr().flush();
 }
 
-/// Asks the fork server for a child whose boot socket end is `boot`.
-/// Returns its pid, a pidfd and, unless the child is the caller's own (to reap), the
-/// status pipe on which the server reports how it ended.
-pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), LaunchError> {
-    let config = family::config()?;
+/// The longest boot message a request carries ([`Boot::Inline`]): a longer one goes on a
+/// boot socket. The server receives each request into a buffer of
+/// [`REQUEST_ROOM`] bytes.
+pub(crate) const INLINE_BOOT_MAX: usize = 60 * 1024;
+/// The server's buffer for one request: the request and an inline boot message.
+const REQUEST_ROOM: usize = INLINE_BOOT_MAX + 4 * 1024;
+/// The bytes of a request received on the server's stack (most requests: a page of the
+/// heap written after each fork is one more copy), the rest in [`Server::buf`].
+const REQUEST_HEAD: usize = 512;
+
+/// How a fork-server child gets its boot message.
+pub(crate) enum Boot<'a> {
+    /// On its boot socket (this is its end), where it also reports.
+    Socket(OwnedFd),
+    /// With the request: the server receives it and the child reads it in its copy of the
+    /// server's memory. Such a child has no boot socket: the message names its report room
+    /// (`boot::Boot::report_room`), made by the requester, who passes it here.
+    Inline(&'a [u8], crate::shm::ReportRoom),
+}
+
+/// A child the fork server started: its pid, a pidfd, the status pipe on which the
+/// server reports how it ended unless the child is the caller's own (to reap), and its
+/// report room if it has one.
+pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::ReportRoom>);
+
+/// Asks the fork server for a child that boots from `boot`.
+///
+/// A report room comes back with the child; when the start fails, it is freed if the
+/// server said no child was made, and left (a few words of the heap) if one may run and
+/// write it (the server died or its answer was lost after the request went).
+pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
+    let (boot, room) = match boot {
+        Boot::Socket(sock) => (Ok(sock), None),
+        Boot::Inline(bytes, room) => (Err(bytes), Some(room)),
+    };
+    match ask(boot) {
+        Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
+        Err((e, may_run)) => {
+            if let Some(room) = room
+                && may_run
+            {
+                room.leave();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`request`]'s exchange: `boot` is the child's end of its boot socket, or its boot
+/// message. An error says whether a child may have been made.
+fn ask(boot: Result<OwnedFd, &[u8]>) -> Result<(u32, OwnedFd, Option<OwnedFd>), (LaunchError, bool)> {
+    let failed = |e: Error, may_run: bool| (LaunchError::Failed(e), may_run);
+    let config = family::config().map_err(|e| failed(e, false))?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
-    let address = config.forkserver.as_deref().ok_or_else(|| unavailable("no fork server in this family".into()))?;
+    let address =
+        config.forkserver.as_deref().ok_or_else(|| failed(unavailable("no fork server in this family".into()), false))?;
     let mut st = family::state();
     if st.forkserver_conn.is_none() {
-        st.forkserver_conn =
-            Some(sys::connect_abstract(address, true).map_err(|e| unavailable(format!("cannot reach it: {e}")))?);
+        st.forkserver_conn = Some(
+            sys::connect_abstract(address, true)
+                .map_err(|e| failed(unavailable(format!("cannot reach it: {e}")), false))?,
+        );
     }
     let conn = st.forkserver_conn.as_ref().expect("connected above").as_fd();
     let me = sys::me();
-    let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })?;
+    let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })
+        .map_err(|e| failed(e.into(), false))?;
     // Room for the answer's two descriptors, taken before the server forks: a process out
     // of descriptors gets `EMFILE` here, with no child made. (Another thread may still take
     // the room back before the answer comes: then the child is `Lost`.)
-    let room = [sys::dup(conn)?, sys::dup(conn)?];
+    let room = [sys::dup(conn), sys::dup(conn)];
+    let room = match room {
+        [Ok(a), Ok(b)] => [a, b],
+        [Err(e), _] | [_, Err(e)] => return Err(failed(e.into(), false)),
+    };
+    let mut sent = false;
     let result = (|| {
-        sys::send_with_fds(conn, &request.bytes, &[boot.as_fd()])?;
+        let Ok(len) = u32::try_from(request.bytes.len()) else { unreachable!("a request of 4 GiB") };
+        let inline: &[u8] = match &boot {
+            Ok(_) => &[],
+            Err(bytes) => bytes,
+        };
+        let message = [&len.to_le_bytes()[..], &request.bytes, inline].concat();
+        let fds: &[BorrowedFd<'_>] = match &boot {
+            Ok(sock) => &[sock.as_fd()],
+            Err(_) => &[],
+        };
+        sys::send_with_fds(conn, &message, fds)?;
+        sent = true;
         drop(room);
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
@@ -119,28 +197,29 @@ pub(crate) fn request(boot: OwnedFd) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         Ok(r) => r,
         Err(e) => {
             st.forkserver_conn = None;
-            return Err(LaunchError::Failed(unavailable(format!("the fork server did not answer: {e}"))));
+            return Err(failed(unavailable(format!("the fork server did not answer: {e}")), sent));
         }
     };
-    match codec::decode_own::<Reply>(&reply)? {
+    match codec::decode_own::<Reply>(&reply).map_err(|e| failed(e.into(), true))? {
         Reply::Forked { pid } => {
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
-                _ => Err(LaunchError::Lost { pid, own: false }),
+                _ => Err((LaunchError::Lost { pid, own: false }, true)),
             }
         }
         Reply::Yours { pid } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
-            None => Err(LaunchError::Lost { pid, own: true }),
+            None => Err((LaunchError::Lost { pid, own: true }, true)),
         },
-        Reply::Refused(why) => Err(LaunchError::Failed(unavailable(why))),
+        // The server made no child, or killed and reaped the one it made.
+        Reply::Refused(why) => Err(failed(unavailable(why), false)),
         Reply::ForkFailed(errno) => {
             if errno == out_of_descriptors() {
                 // The server may have closed the connection to make room.
                 st.forkserver_conn = None;
             }
-            Err(LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(errno))))
+            Err(failed(Error::Io(io::Error::from_raw_os_error(errno)), false))
         }
     }
 }
@@ -183,6 +262,9 @@ struct Server {
     unsafe_to_fork: Option<String>,
     requesters: Vec<Requester>,
     kids: Vec<Kid>,
+    /// Where a request longer than [`REQUEST_HEAD`] is received ([`REQUEST_ROOM`] bytes,
+    /// made once): a child reads its inline boot message in its copy.
+    buf: Vec<u8>,
     /// A descriptor held in reserve: closed to accept a requester when the server has no
     /// room for its socket, which then gets `EMFILE` for an answer. Without it the waiting
     /// connection keeps the listener readable: the server would spin on `accept` and the
@@ -190,6 +272,16 @@ struct Server {
     spare: Option<OwnedFd>,
 }
 
+/// Where a new child finds its boot message.
+enum ChildBoot {
+    /// Its boot socket.
+    Socket(OwnedFd),
+    /// These bytes of the request's head (on the server's stack), or of [`Server::buf`]
+    /// (`true`: a request longer than the head).
+    Inline(std::ops::Range<usize>, bool),
+}
+
+#[derive(Debug, Clone, Copy)]
 enum Event {
     Accept,
     Message(usize),
@@ -216,6 +308,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     // here, every child finds it made when it flushes on its way out (`sys::exit_now`),
     // instead of running std's lazy start-up and the allocator in its copy.
     let _ = std::io::stdout();
+    // The crash points' variable is read once here, not by each child (a `getenv` and its
+    // page faults in every copy); a child given another environment reads it again.
+    crate::shm::crash::prepare_for_forks();
     // What a child's way from its boot message to its report needs from the allocator, but
     // its name: each child names its copy.
     let blank = boot::Prepared::blank();
@@ -228,18 +323,27 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
         unsafe_to_fork,
         requesters: Vec::new(),
         kids: Vec::new(),
+        buf: vec![0; REQUEST_ROOM],
         spare: None,
     };
+    // A request's first bytes: a child reads its boot message in its copy.
+    let mut head = [0u8; REQUEST_HEAD];
+    let mut events = Events { at: [Event::Accept; sys::POLL_ON_STACK], len: 0, more: Vec::new() };
     loop {
-        let events = server.poll();
-        for event in events {
+        server.poll(&mut events);
+        for &event in events.all() {
             match event {
                 Event::Accept => server.accept(),
                 Event::Message(i) => {
-                    if let Some((boot_sock, parent)) = server.handle(i) {
+                    if let Some((child_boot, parent)) = server.handle(i, &mut head) {
                         // In the new child: close every descriptor of the server, then boot.
+                        let buf = std::mem::take(&mut server.buf);
                         server.close_in_child();
-                        boot::run_forked(boot_sock, parent, blank);
+                        match child_boot {
+                            ChildBoot::Socket(sock) => boot::run_forked(sock, parent, blank),
+                            ChildBoot::Inline(at, false) => boot::run_forked_with(&head[at], parent, blank),
+                            ChildBoot::Inline(at, true) => boot::run_forked_with(&buf[at], parent, blank),
+                        }
                     }
                 }
                 Event::RequesterDied(i) => server.requester_died(i),
@@ -253,8 +357,80 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
     }
 }
 
+/// What one poll found, in the order to handle it: on the stack, so that the server's
+/// steady loop (a poll, a request, a fork, an answer) writes no page of its heap: each such
+/// write while a child lives copies a page the child shares. More descriptors than
+/// [`sys::POLL_ON_STACK`] (many requesters or children of theirs): `more`.
+struct Events {
+    at: [Event; sys::POLL_ON_STACK],
+    len: usize,
+    more: Vec<Event>,
+}
+
+impl Events {
+    fn all(&self) -> &[Event] {
+        if self.more.is_empty() { &self.at[..self.len] } else { &self.more }
+    }
+}
+
+/// The order events are handled in: kids first, from the back (their indices shift when
+/// removed), then requesters' deaths, their messages, and new requesters.
+fn event_order(e: &Event) -> (u8, usize) {
+    match e {
+        Event::KidEnded(k) => (0, usize::MAX - k),
+        Event::RequesterDied(i) => (1, *i),
+        Event::Message(i) => (2, *i),
+        Event::Accept => (3, 0),
+    }
+}
+
 impl Server {
-    fn poll(&self) -> Vec<Event> {
+    fn poll<'a>(&'a self, events: &mut Events) {
+        events.len = 0;
+        events.more.clear();
+        let watched = 1
+            + self
+                .requesters
+                .iter()
+                .map(|r| usize::from(r.sock.is_some()) + usize::from(r.pidfd.is_some()))
+                .sum::<usize>()
+            + self.kids.len();
+        if watched <= sys::POLL_ON_STACK {
+            let mut fds = [self.listener.as_fd(); sys::POLL_ON_STACK];
+            let mut what = [Event::Accept; sys::POLL_ON_STACK];
+            let mut n = 1;
+            let mut watch = |fd: BorrowedFd<'a>, event: Event| {
+                fds[n] = fd;
+                what[n] = event;
+                n += 1;
+            };
+            for (i, r) in self.requesters.iter().enumerate() {
+                if let Some(s) = &r.sock {
+                    watch(s.as_fd(), Event::Message(i));
+                }
+                if let Some(p) = &r.pidfd {
+                    watch(p.as_fd(), Event::RequesterDied(i));
+                }
+            }
+            for (k, kid) in self.kids.iter().enumerate() {
+                watch(kid.pidfd.as_fd(), Event::KidEnded(k));
+            }
+            let mut ready = [false; sys::POLL_ON_STACK];
+            if sys::poll_readable_into(&fds[..n], &mut ready).is_err() {
+                return;
+            }
+            for (event, _) in what[..n].iter().zip(ready).filter(|(_, r)| *r) {
+                events.at[events.len] = *event;
+                events.len += 1;
+            }
+            events.at[..events.len].sort_unstable_by_key(event_order);
+            return;
+        }
+        events.more = self.poll_many();
+    }
+
+    /// [`Server::poll`] of more descriptors than fit on the stack.
+    fn poll_many(&self) -> Vec<Event> {
         let mut fds: Vec<BorrowedFd<'_>> = vec![self.listener.as_fd()];
         let mut what = vec![Event::Accept];
         for (i, r) in self.requesters.iter().enumerate() {
@@ -277,12 +453,7 @@ impl Server {
         };
         // Kids first (their indices shift when removed, so handle from the back).
         let mut events: Vec<Event> = what.into_iter().zip(ready).filter_map(|(e, r)| r.then_some(e)).collect();
-        events.sort_by_key(|e| match e {
-            Event::KidEnded(k) => (0, usize::MAX - k),
-            Event::RequesterDied(i) => (1, *i),
-            Event::Message(i) => (2, *i),
-            Event::Accept => (3, 0),
-        });
+        events.sort_by_key(event_order);
         events
     }
 
@@ -310,18 +481,30 @@ impl Server {
         self.requesters.push(Requester { sock: Some(sock), pidfd: None });
     }
 
-    /// Serves one request. In the forked child, returns its boot socket and parent pid.
-    fn handle(&mut self, i: usize) -> Option<(OwnedFd, u32)> {
+    /// Serves one request: a length (`u32`, little-endian), the [`Request`], then the
+    /// child's boot message, or nothing and its boot socket along. In the forked child,
+    /// returns where it finds its boot message, and its parent pid.
+    fn handle(&mut self, i: usize, head: &mut [u8; REQUEST_HEAD]) -> Option<(ChildBoot, u32)> {
         let sock = self.requesters[i].sock.as_ref()?;
-        let mut buf = [0u8; 512];
         let mut fds = Vec::new();
-        let n = sys::recv_with_fds(sock.as_fd(), &mut buf, &mut fds).unwrap_or_default();
+        let n =
+            sys::recv_with_fds_split(sock.as_fd(), head, &mut self.buf[REQUEST_HEAD..], &mut fds).unwrap_or_default();
         if n == 0 {
             self.requesters[i].sock = None;
             return None;
         }
-        let request = match codec::decode_own::<Request>(&buf[..n]) {
-            Ok(r) if r.token == self.token => r,
+        let long = n > REQUEST_HEAD;
+        if long {
+            self.buf[..REQUEST_HEAD].copy_from_slice(head);
+        }
+        let message = if long { &self.buf[..n] } else { &head[..n] };
+        let parsed = message.split_first_chunk::<4>().and_then(|(len, rest)| {
+            let len = u32::from_le_bytes(*len) as usize;
+            (len <= rest.len()).then_some((4..4 + len, 4 + len..n))
+        });
+        let decoded = parsed.as_ref().map(|(at, _)| codec::decode_own::<Request>(&message[at.clone()]));
+        let request = match decoded {
+            Some(Ok(r)) if r.token == self.token => r,
             _ => {
                 self.reply(i, &Reply::Refused("not a member of this family".into()), &[]);
                 self.requesters[i].sock = None;
@@ -334,12 +517,22 @@ impl Server {
                 self.requesters[i].pidfd = sys::pidfd_open(request.pid).ok();
             }
         }
-        let Some(boot_sock) = fds.into_iter().next() else {
-            // Every request carries one: the kernel dropped it, for lack of room here. The
-            // connection is closed too, to give the room back (the requester connects again).
-            self.reply(i, &Reply::ForkFailed(out_of_descriptors()), &[]);
-            self.requesters[i].sock = None;
-            return None;
+        let inline = parsed.map(|(_, boot)| boot).filter(|boot| !boot.is_empty());
+        let child_boot = match (inline, fds.into_iter().next()) {
+            (Some(at), None) => ChildBoot::Inline(at, long),
+            (None, Some(sock)) => ChildBoot::Socket(sock),
+            (None, None) => {
+                // A request without a boot message carries a boot socket: the kernel dropped
+                // it, for lack of room here. The connection is closed too, to give the room
+                // back (the requester connects again).
+                self.reply(i, &Reply::ForkFailed(out_of_descriptors()), &[]);
+                self.requesters[i].sock = None;
+                return None;
+            }
+            (Some(_), Some(_)) => {
+                self.reply(i, &Reply::Refused("neither a boot message nor a boot socket".into()), &[]);
+                return None;
+            }
         };
         if let Some(why) = self.unsafe_to_fork.clone() {
             self.reply(i, &Reply::Refused(why), &[]);
@@ -347,9 +540,9 @@ impl Server {
         }
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             match sys::fork_as_sibling() {
-                Ok(sys::Sibling::Child) => return Some((boot_sock, self.main.pid)),
+                Ok(sys::Sibling::Child) => return Some((child_boot, self.main.pid)),
                 Ok(sys::Sibling::Forker { pid, pidfd }) => {
-                    drop(boot_sock);
+                    drop(child_boot);
                     self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
                     return None;
                 }
@@ -369,22 +562,20 @@ impl Server {
         // back). A child made without them would read its boot message, take its handles
         // and be killed, while the requester gave them back as never sent.
         let made = sys::pipe().and_then(|status| Ok((status, [sys::dup(&self.listener)?, sys::dup(&self.listener)?])));
-        let (status, room) = match made {
+        let ((read, write), room) = match made {
             Ok(made) => made,
             Err(e) => {
                 self.reply(i, &fork_failed(e), &[]);
                 return None;
             }
         };
-        let status = Ok::<_, io::Error>(status);
         match sys::fork() {
-            Ok(Forked::Child) => Some((boot_sock, me)),
+            Ok(Forked::Child) => Some((child_boot, me)),
             Ok(Forked::Parent(pid)) => {
-                drop(boot_sock);
+                drop(child_boot);
                 drop(room);
-                let pidfd = sys::pidfd_open(pid);
-                match (pidfd, status) {
-                    (Ok(pidfd), Ok((read, write))) => {
+                match sys::pidfd_open(pid) {
+                    Ok(pidfd) => {
                         let theirs = sys::dup(&pidfd).ok();
                         let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
                         if let Some(t) = &theirs {
@@ -394,8 +585,10 @@ impl Server {
                         self.reply(i, &Reply::Forked { pid }, &fds);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
-                    _ => {
-                        let _ = sys::signal_pid(pid, sys::SIGKILL);
+                    Err(_) => {
+                        // Dead before the answer: a refusal means that no child runs (one
+                        // without a boot socket would write its report room).
+                        sys::kill_and_reap(pid);
                         self.reply(i, &Reply::Refused("out of descriptors".into()), &[]);
                     }
                 }
@@ -411,17 +604,30 @@ impl Server {
     /// In a new child: closes the server's descriptors and forgets its memory (freeing it
     /// would run the allocator's `free` and write pages of the heap, copies of the
     /// server's, for a process that usually exits soon).
+    /// The descriptors are closed with the system call itself (`sys::close_in_fork_child`):
+    /// libc's `close` would fault in its page of code in every child.
     fn close_in_child(self) {
         let Server { listener, mut requesters, mut kids, unsafe_to_fork, .. } = self;
-        drop(listener);
-        requesters.drain(..).for_each(drop);
-        kids.drain(..).for_each(drop);
+        sys::close_in_fork_child(listener);
+        for requester in requesters.drain(..) {
+            requester.sock.into_iter().chain(requester.pidfd).for_each(sys::close_in_fork_child);
+        }
+        for kid in kids.drain(..) {
+            sys::close_in_fork_child(kid.pidfd);
+            sys::close_in_fork_child(kid.status);
+        }
         std::mem::forget((requesters, kids, unsafe_to_fork));
     }
 
     fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {
         let Some(sock) = self.requesters[i].sock.as_ref() else { return };
-        if let Ok(msg) = codec::encode_own(reply) {
+        // On the stack (see `Events`); a long refusal through the allocator.
+        let mut room = [0u8; 64];
+        if let Some(msg) = codec::encode_own_into(reply, &mut room) {
+            if sys::send_with_fds(sock.as_fd(), msg, fds).is_err() {
+                self.requesters[i].sock = None;
+            }
+        } else if let Ok(msg) = codec::encode_own(reply) {
             if sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_err() {
                 self.requesters[i].sock = None;
             }

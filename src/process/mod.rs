@@ -659,7 +659,12 @@ fn launch(
         Some(Err(full)) if args.handles() > boot::SOCKET_RECEIPTS => return Err(full.into()),
         Some(Err(_)) => Some(None),
     };
-    let boot = Boot {
+    // A fork-server child whose argument holds no handles (no note, no receipts on a
+    // socket) has no boot socket: its boot message goes with the request, and it leaves its
+    // outcome in a report room (a heap too full for one: the socket).
+    let room =
+        if method == StartMethod::ForkServer && receipts.is_none() { crate::shm::ReportRoom::new().ok() } else { None };
+    let mut boot = Boot {
         family: config.clone(),
         me,
         parent,
@@ -674,11 +679,46 @@ fn launch(
             Some(None) => boot::NOTE_ONLY,
             Some(Some(block)) => block.offset(),
         },
+        report_room: room.as_ref().map_or(0, crate::shm::ReportRoom::offset),
     };
     let (pid, pidfd, watch, link, kept) = match method {
         StartMethod::Fork => {
             let ((pid, pidfd), link, kept) = fork::start(boot)?;
             (pid, pidfd, ExitWatch::Own, link, Some(kept))
+        }
+        StartMethod::ForkServer if room.is_some() => {
+            let mut message = codec::encode_own(&boot)?;
+            let room = room.expect("matched");
+            if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
+                drop(boot);
+                let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room));
+                message.sent();
+                let (pid, pidfd, status, room) = match started {
+                    Ok(started) => started,
+                    Err(LaunchError::Failed(e)) => return Err(e),
+                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+                };
+                let link = Link::Room(room.expect("an inline boot message comes with its room"));
+                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
+            } else {
+                // Too long to go with the request (large parts travel through the heap,
+                // so rarely): on a boot socket.
+                drop(room);
+                boot.report_room = 0;
+                message.sent();
+                message = codec::encode_own(&boot)?;
+                drop(boot);
+                let (ours, theirs) = sys::socketpair_stream()?;
+                sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
+                message.sent();
+                match forkserver::request(forkserver::Boot::Socket(theirs)) {
+                    Ok((pid, pidfd, status, _)) => {
+                        (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
+                    }
+                    Err(LaunchError::Failed(e)) => return Err(e),
+                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+                }
+            }
         }
         StartMethod::Spawn | StartMethod::ForkServer => {
             let (ours, theirs) = sys::socketpair_stream()?;
@@ -705,14 +745,12 @@ fn launch(
                     Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
                 }
             } else {
-                match forkserver::request(theirs) {
-                    Ok((pid, pidfd, status)) => {
+                match forkserver::request(forkserver::Boot::Socket(theirs)) {
+                    Ok((pid, pidfd, status, _)) => {
                         (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
                     }
                     Err(LaunchError::Failed(e)) => return Err(e),
-                    Err(LaunchError::Lost { pid, own }) => {
-                        return Err(lost_child(pid, own, args, receipts));
-                    }
+                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
                 }
             }
         }

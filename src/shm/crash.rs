@@ -88,6 +88,20 @@ fn failing_armed(name: &'static str) -> bool {
     target.as_deref().is_some_and(|points| points.split(',').any(|point| point.strip_prefix("fail:") == Some(name)))
 }
 
+/// Reads [`ENV`] now, unless a point did already: the fork server's children find it read
+/// (each would otherwise run `getenv` in its copy, faulting in its code and pages).
+pub(crate) fn prepare_for_forks() {
+    drop(armed_target());
+}
+
+/// This process's environment is no longer the one [`ENV`] was read from (a fork-server
+/// child took its parent's, at boot, before anything of the program ran): it is read again
+/// at the next point.
+pub(crate) fn environment_changed() {
+    let _target = lock_target();
+    STATE.store(UNKNOWN, Ordering::Relaxed);
+}
+
 /// The armed names, locked; read from [`ENV`] the first time.
 fn armed_target() -> MutexGuard<'static, Option<String>> {
     let mut target = lock_target();

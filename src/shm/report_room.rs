@@ -1,11 +1,14 @@
-//! A fork child's report room: a block of the family heap where the child leaves its
+//! A child's report room: a block of the family heap where the child leaves its
 //! outcome, read by its parent once the child has ended, instead of a boot socket.
 //!
 //! A fork child inherits its boot data and its parent learns its end from a pidfd: when
 //! the parent holds nothing (no go-on byte to wait for) and the argument holds no handles
 //! (no note), the socket would only carry the outcome, one message just before the exit.
 //! The heap is shared memory (the child's copy of the parent's private memory is not), so
-//! the block is seen by both.
+//! the block is seen by both. A fork-server child whose argument holds no handles has one
+//! too: its parent makes it and names it in the boot message that goes with the request
+//! ([`ChildRoom::at`]); a parent that learns of the server's death before its child's
+//! (the status pipe closed) leaves the room to the child.
 //!
 //! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
 //! the message's length, words 2 and 3 the offset and length of a block of the heap the
@@ -86,6 +89,12 @@ impl ReportRoom {
         ChildRoom { off: self.off, pid: sys::pid_now() }
     }
 
+    /// Its offset in the family heap, for a child that is no copy of this process (a
+    /// fork-server child finds it in its boot message: [`ChildRoom::at`]).
+    pub(crate) fn offset(&self) -> u64 {
+        self.off
+    }
+
     /// The message the child left, if it left one whole: read once the child is dead
     /// (its spill, if it made one, is freed).
     pub(crate) fn take(&mut self) -> Option<Vec<u8>> {
@@ -134,6 +143,12 @@ pub(crate) struct ChildRoom {
 }
 
 impl ChildRoom {
+    /// The room at `off` of the family heap ([`ReportRoom::offset`]), for the calling
+    /// process, the one that may write it; `None` for an offset that is no room's place.
+    pub(crate) fn at(off: u64) -> Option<Self> {
+        Heap::get().contains(off, ROOM).then(|| ChildRoom { off, pid: sys::pid_now() })
+    }
+
     /// Leaves `message` for the parent; false if it cannot (a message too long for the room
     /// and a heap too full for it, a message left already, or a caller that is not the
     /// child).

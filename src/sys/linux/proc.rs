@@ -628,6 +628,14 @@ impl Ended {
     }
 }
 
+/// Kills this process's child `pid` and waits until it is dead (reaped), for a child
+/// that must not run on.
+pub(crate) fn kill_and_reap(pid: u32) {
+    let _ = signal_pid(pid, SIGKILL);
+    let Some(target) = Pid::from_raw(pid as i32) else { return };
+    while let Err(Errno::INTR) = rustix::process::waitid(WaitId::Pid(target), WaitIdOptions::EXITED) {}
+}
+
 /// Reaps the child behind `pidfd` if it has ended (`block` = wait for it).
 /// `Ok(None)`: still running.
 pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Ended>> {
@@ -697,8 +705,28 @@ pub(crate) fn close_in_fork_child(fd: OwnedFd) {
 /// its lock or run its flush code for nothing.
 pub(crate) fn exit_now(code: i32) -> ! {
     let _ = std::io::stdout().lock().flush();
+    exit_group(code)
+}
+
+/// `_exit`, as the system call itself where we can: a fork child that calls libc's faults in
+/// the page of code it sits on (one fault per child, at its very end).
+fn exit_group(code: i32) -> ! {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: exit_group takes the exit code in rdi and ends every thread of the process;
+    // it never returns, so no register or memory it would clobber is ever read again.
+    unsafe {
+        std::arch::asm!("syscall", in("rax") libc::SYS_exit_group, in("rdi") code, options(noreturn, nostack));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above (x8 the call's number, x0 the code).
+    unsafe {
+        std::arch::asm!("svc 0", in("x8") libc::SYS_exit_group, in("x0") code, options(noreturn, nostack));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     // SAFETY: _exit ends the process; nothing runs after it.
-    unsafe { libc::_exit(code) }
+    unsafe {
+        libc::_exit(code)
+    }
 }
 
 static DEV_NULL: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();

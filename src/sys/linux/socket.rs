@@ -74,6 +74,32 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<
     Ok(n)
 }
 
+/// [`recv_with_fds`] into `head`, then `rest` for what does not fit: the first bytes of a
+/// message land on the caller's stack, the rest (rarely) in a larger buffer.
+pub(crate) fn recv_with_fds_split(
+    sock: BorrowedFd<'_>,
+    head: &mut [u8],
+    rest: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let n = loop {
+        let mut bufs = [IoSliceMut::new(head), IoSliceMut::new(rest)];
+        match rustix::net::recvmsg(sock, &mut bufs, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(msg) => break msg.bytes,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = msg {
+            fds.extend(received);
+        }
+    }
+    Ok(n)
+}
+
 /// Like [`recv_with_fds`] without blocking: `None` when nothing is there yet.
 pub(crate) fn recv_with_fds_nonblocking(
     sock: BorrowedFd<'_>,
@@ -185,6 +211,34 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -
         }
     }
     Ok(pollfds.iter().map(|p| !p.revents().is_empty()).collect())
+}
+
+/// The most descriptors [`poll_readable_into`] polls from the stack.
+pub(crate) const POLL_ON_STACK: usize = 16;
+
+/// [`poll_readable`] without the allocator, for at most [`POLL_ON_STACK`] descriptors (more:
+/// an error): `ready[i]` says whether `fds[i]` is readable (or closed), for a loop that must
+/// write no heap page (the fork server's, whose every write after a fork copies a page its
+/// child shares). No timeout: waits until one is.
+pub(crate) fn poll_readable_into(fds: &[BorrowedFd<'_>], ready: &mut [bool]) -> io::Result<()> {
+    let Some(first) = fds.first() else { return Err(io::ErrorKind::InvalidInput.into()) };
+    if fds.len() > POLL_ON_STACK || ready.len() < fds.len() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mut pollfds: [PollFd<'_>; POLL_ON_STACK] =
+        std::array::from_fn(|i| PollFd::new(fds.get(i).unwrap_or(first), PollFlags::IN));
+    let pollfds = &mut pollfds[..fds.len()];
+    loop {
+        match rustix::event::poll(pollfds, None) {
+            Ok(_) => break,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (r, p) in ready.iter_mut().zip(pollfds.iter()) {
+        *r = !p.revents().is_empty();
+    }
+    Ok(())
 }
 
 fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
