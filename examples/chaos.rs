@@ -80,7 +80,11 @@ fn queue_of(args: &ProducerArgs) -> &Queue<Msg> {
 fn produce(args: ProducerArgs) -> u32 {
     let q = queue_of(&args);
     for seq in 0..PER_PRODUCER {
-        let handle = if seq % 3 == 0 && std::env::var_os("CHAOS_NO_HANDLES").is_none() { Some(Value::new(u64::from(seq)).expect("heap")) } else { None };
+        let handle = if seq % 3 == 0 && std::env::var_os("CHAOS_NO_HANDLES").is_none() {
+            Some(Value::new(u64::from(seq)).expect("heap"))
+        } else {
+            None
+        };
         let mut msg = Some((args.id, seq, handle));
         loop {
             match q.put_timeout(msg, Duration::from_millis(100)) {
@@ -193,7 +197,8 @@ fn role_of(pid: u32, comm: &str, roles: &std::collections::HashMap<u32, String>)
         return r.clone();
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let ppid: u32 = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let ppid: u32 =
+        stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse().ok()).unwrap_or(0);
     if roles.get(&ppid).is_some_and(|r| r == "forker") {
         "forked".into()
     } else if comm.starts_with("multiproc-") {
@@ -288,12 +293,14 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
     {
         let pool_method = [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn][rng.below(3) as usize];
         println!("pool: {pool_method:?}");
-        let pool = Pool::builder()
-            .processes(2)
-            .max_tasks_per_child(1 + rng.below(4))
-            .start_method(pool_method)
-            .build()
-            .map_err(|e| format!("pool: {e}"))?;
+        let mut builder = Pool::builder().processes(2).start_method(pool_method);
+        let tasks_per_child = 1 + rng.below(4);
+        // A Fork pool cannot replace its workers by design (PoolError::ForkReplacements);
+        // its killed workers are not replaced either (the report's open item).
+        if pool_method != StartMethod::Fork {
+            builder = builder.max_tasks_per_child(tasks_per_child);
+        }
+        let pool = builder.build().map_err(|e| format!("pool: {e}"))?;
         let manager = Manager::builder()
             .start_method(if rng.below(2) == 0 { StartMethod::ForkServer } else { StartMethod::Spawn })
             .call_timeout(Duration::from_secs(10))
@@ -318,11 +325,12 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
         let cargs = |i: u32| (unbounded.clone(), bounded.clone(), got.clone(), i);
 
         // The killer, then the family's processes.
-        let mut killer = std::process::Command::new(if r.kill { std::env::current_exe().unwrap() } else { "true".into() })
-            .env("CHAOS_KILLER", format!("{},{root}", r.seed))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let mut killer =
+            std::process::Command::new(if r.kill { std::env::current_exe().unwrap() } else { "true".into() })
+                .env("CHAOS_KILLER", format!("{},{root}", r.seed))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
         let _ = std::fs::remove_file(roles_path(root));
         let _ = std::fs::remove_file(kills_path(root));
         if let Some(pid) = manager.pid() {
@@ -360,26 +368,26 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
             if tally.pool_dead.is_some() {
                 // fall through to the consumers' upkeep
             } else {
-            match pool.imap_with(task, items, MapOptions::new().chunksize(1 + rng.below(3) as usize)) {
-                Ok(results) => {
-                    for (i, res) in results.enumerate() {
-                        let x = next_task - n + i as u64;
-                        match res {
-                            Ok(v) if v == x * x => tally.tasks_ok += 1,
-                            Ok(v) => return Err(format!("task {x}: {v}, not {}", x * x)),
-                            Err(TaskError::WorkerLost { .. }) => tally.tasks_lost += 1,
-                            Err(TaskError::Panicked(info)) if info.message.contains("cannot start a worker") => {
-                                tally.pool_dead = Some(info.message.clone());
+                match pool.imap_with(task, items, MapOptions::new().chunksize(1 + rng.below(3) as usize)) {
+                    Ok(results) => {
+                        for (i, res) in results.enumerate() {
+                            let x = next_task - n + i as u64;
+                            match res {
+                                Ok(v) if v == x * x => tally.tasks_ok += 1,
+                                Ok(v) => return Err(format!("task {x}: {v}, not {}", x * x)),
+                                Err(TaskError::WorkerLost { .. }) => tally.tasks_lost += 1,
+                                Err(TaskError::Panicked(info)) if info.message.contains("cannot start a worker") => {
+                                    tally.pool_dead = Some(info.message.clone());
+                                }
+                                Err(e) => return Err(format!("task {x}: {e}")),
                             }
-                            Err(e) => return Err(format!("task {x}: {e}")),
                         }
                     }
+                    Err(e) => return Err(format!("imap: {e}")),
                 }
-                Err(e) => return Err(format!("imap: {e}")),
-            }
-            for pid in pool.pids() {
-                note_role(root, pid, "worker");
-            }
+                for pid in pool.pids() {
+                    note_role(root, pid, "worker");
+                }
             }
             for (i, c) in consumers.iter_mut().enumerate() {
                 let dead = match c {
@@ -511,7 +519,10 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
     }
     let after = multiproc::__private::heap_in_use();
     if after != heap_before {
-        return Err(format!("heap in use: {heap_before} before the round, {after} after; kills in {}; {tally:?}", kills_path(root)));
+        return Err(format!(
+            "heap in use: {heap_before} before the round, {after} after; kills in {}; {tally:?}",
+            kills_path(root)
+        ));
     }
     let _ = std::fs::remove_file(roles_path(root));
     let _ = std::fs::remove_file(kills_path(root));
