@@ -75,7 +75,7 @@ struct ProducerArgs {
 }
 
 fn queue_of(args: &ProducerArgs) -> &Queue<Msg> {
-    if args.id % 2 == 0 { &args.unbounded } else { &args.bounded }
+    if args.id.is_multiple_of(2) { &args.unbounded } else { &args.bounded }
 }
 
 /// Puts `PER_PRODUCER` messages, noting each in `sent[id]` after its put; every 25th
