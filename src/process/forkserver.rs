@@ -22,6 +22,7 @@ use super::family;
 use super::spin::LoadSpin;
 use crate::codec;
 use crate::error::Error;
+use crate::shm::crash::crash_point;
 use crate::sys::{self, Forked};
 
 /// How long a requester polls for the server's answer before it sleeps (unless the
@@ -287,6 +288,9 @@ impl Server {
                 Ok(sys::Sibling::Child) => return Some((boot_sock, self.main.pid)),
                 Ok(sys::Sibling::Forker { pid, pidfd }) => {
                     drop(boot_sock);
+                    // Forked, not yet answered: a server killed here leaves a child its
+                    // requester does not know of.
+                    crash_point!("forkserver.forked");
                     self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
                     return None;
                 }
@@ -315,6 +319,7 @@ impl Server {
                             fds.push(t.as_fd());
                         }
                         fds.push(read.as_fd());
+                        crash_point!("forkserver.forked");
                         self.reply(i, &Reply::Forked { pid }, &fds);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
