@@ -703,6 +703,10 @@ fn launch(
                 (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
             } else {
                 let (pid, pidfd, status) = forkserver::request(theirs)?;
+                // The child waits for this before it reads what its boot message names: a
+                // request that failed (the server died between its fork and its answer)
+                // drops `ours` instead, and the child it may have forked exits.
+                let _ = sys::send_all(ours.as_fd(), &[boot::GO], &[]);
                 (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
             }
         }
