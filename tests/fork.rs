@@ -938,6 +938,25 @@ fn cases() -> Vec<(&'static str, fn())> {
             let pool = Pool::builder().processes(2).start_method(FORK).build().unwrap();
             assert_eq!(pool.map(square, 0..5u64).unwrap(), [0, 1, 4, 9, 16]);
         }),
+        ("a_fork_pool_that_must_replace_its_workers_is_refused_when_built", || {
+            // Found by the chaos soak (examples/chaos.rs): the pool forks a replacement on
+            // its own thread, beside others, where `Fork` is refused; a pool built so (its
+            // workers retire, or are killed past a timeout) failed every task after the
+            // first retirement as a panic ("cannot start a worker: refusing Fork ...").
+            let builders = [
+                Pool::builder().processes(1).start_method(FORK).max_tasks_per_child(1),
+                Pool::builder().processes(1).start_method(FORK).timeout(std::time::Duration::from_secs(60)),
+            ];
+            for builder in builders {
+                match builder.build() {
+                    Err(e) => assert!(matches!(e, Error::Pool(multiproc::PoolError::ForkReplacements)), "{e}"),
+                    Ok(pool) => {
+                        let out = pool.map_with(square, 0..3u64, multiproc::MapOptions::new().chunksize(1));
+                        panic!("built; its map gave {out:?}");
+                    }
+                }
+            }
+        }),
         ("child_init_runs_in_forked_pool_workers", || {
             // Not run here: only a worker that ran it has the static set.
             multiproc::builder().child_init(set_up_child).try_init().unwrap();

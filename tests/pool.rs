@@ -469,6 +469,38 @@ fn the_initializer_runs_in_each_worker_and_its_failure_does_not_hang() {
     }
 }
 
+fn count_in(args: (u64, Value<u64>)) -> u64 {
+    *args.1.lock() += 1;
+    args.0
+}
+
+/// Found by the chaos soak (examples/chaos.rs): the chunks a pool fails because its workers
+/// cannot start (every initializer failed, or a replacement was refused) were delivered
+/// their error without their arguments being decoded and dropped: the handles inside stayed
+/// counted in flight, and their objects allocated for good.
+#[test]
+fn tasks_failed_because_no_worker_can_start_give_their_handles_back() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let counter = Value::new(0u64).unwrap();
+        let broken = Pool::builder().processes(2).initializer(refuse, ()).build().unwrap();
+        // Pending while the workers fail their initializers, then queued after.
+        for _ in 0..2 {
+            let items: Vec<_> = (0..6).map(|x| (x, counter.clone())).collect();
+            match broken.map_with(count_in, items, MapOptions::new().chunksize(2)) {
+                Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "no initialization today"),
+                other => panic!("{other:?}"),
+            }
+        }
+        match broken.apply(count_in, (9, counter.clone())) {
+            Err(Error::Task(TaskError::Panicked(info))) => assert_eq!(info.message, "no initialization today"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(counter.get(), 0, "no task ran");
+    }
+    leaks.assert_no_leak();
+}
+
 fn bump(v: Value<u64>) {
     *v.lock() += 1;
 }

@@ -297,9 +297,12 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// [`PoolError::NoProcesses`] for `processes(0)`, [`PoolError::NoTasksPerChild`] for
-    /// `max_tasks_per_child(0)` (Python's `ValueError`s); otherwise when multiproc is not
-    /// initialized, the initializer's arguments do not encode, or a worker cannot be
-    /// started.
+    /// `max_tasks_per_child(0)` (Python's `ValueError`s); [`PoolError::ForkReplacements`]
+    /// for a [`StartMethod::Fork`](crate::StartMethod::Fork) pool with
+    /// `max_tasks_per_child` or `timeout` (unless
+    /// [`allow_fork_with_threads`](crate::allow_fork_with_threads) was called); otherwise
+    /// when multiproc is not initialized, the initializer's arguments do not encode, or a
+    /// worker cannot be started.
     ///
     /// # Examples
     ///
@@ -339,6 +342,15 @@ impl PoolBuilder {
             packed.map_err(|_| PoolError::NotInExecutable)?;
             // Arguments that do not encode are an error now, not in every worker.
             let _ = encode()?;
+        }
+        // A replacement is forked on the pool's thread, beside others: a pool that replaces
+        // workers by design would fail its work after the first one.
+        let method = self.start_method.unwrap_or_else(crate::get_start_method);
+        if method == crate::StartMethod::Fork
+            && (self.max_tasks_per_child.is_some() || self.timeout.is_some())
+            && !crate::sys::fork_with_threads_allowed()
+        {
+            return Err(PoolError::ForkReplacements.into());
         }
         let initializer = self.initializer.map(|(packed, encode)| (packed.expect("checked above"), encode));
         let inner = Inner::start(Config {

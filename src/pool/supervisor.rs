@@ -356,6 +356,8 @@ impl Inner {
         }
         if let Some(info) = books.init_error.clone() {
             drop(books);
+            // As a refused chunk: its handles go back before it fails.
+            (job.discard)(&job.args);
             job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info)));
             return Ok(());
         }
@@ -651,6 +653,7 @@ impl Inner {
                     drop(books);
                     drop(hand);
                     for (_, job) in pending {
+                        (job.discard)(&job.args);
                         job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info.clone())));
                     }
                 }
@@ -820,7 +823,9 @@ impl Inner {
             }
             books.workers.sort_by_key(|w| w.index);
             if let Some(info) = books.init_error.clone() {
+                // No worker will run them: their handles go back before they fail.
                 for (_, job) in books.pending.drain(..) {
+                    (job.discard)(&job.args);
                     failures.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
                 }
             } else if let Some((index, e)) = cannot_start.filter(|_| books.workers.is_empty()) {

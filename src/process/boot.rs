@@ -237,7 +237,9 @@ pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) ->
 /// child should not fault in a large buffer it does not need, nor ask glibc for a large
 /// block, which makes it consolidate its fast bins, writing pages of the heap it shares
 /// with its parent (a copy of each).
-fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<Vec<u8>> {
+/// Also returns the first byte that came after the frame in the same read, if one did (a
+/// fork-server child's [`GO`]).
+fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<(Vec<u8>, Option<u8>)> {
     let mut first = [0u8; 4096];
     let mut filled = 0;
     while filled < 4 {
@@ -248,6 +250,7 @@ fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Resu
     }
     let len = u32::from_le_bytes(first[..4].try_into().expect("4 bytes")) as usize;
     let have = (filled - 4).min(len);
+    let after = (filled > 4 + len).then(|| first[4 + len]);
     let mut frame = Vec::with_capacity(len);
     frame.extend_from_slice(&first[4..4 + have]);
     frame.resize(len, 0);
@@ -258,7 +261,29 @@ fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Resu
             n => got += n,
         }
     }
-    Ok(frame)
+    Ok((frame, after))
+}
+
+/// The byte a fork-server child's parent sends once the server answered its request: a
+/// child forked by a server that died before it answered has a parent that gave its start
+/// up (and its argument's handles back, and its block of receipts); it must not run. Sent
+/// after the boot frame, on the same socket.
+pub(crate) const GO: u8 = 0x67;
+
+/// In a fork-server child: whether its parent said [`GO`] (`after`: a byte read along with
+/// the boot frame), waiting for it. False when the parent closed its end instead.
+fn parent_said_go(sock: BorrowedFd<'_>, after: Option<u8>) -> bool {
+    let byte = match after {
+        Some(b) => b,
+        None => {
+            let mut byte = [0u8];
+            match sys::read_some(sock, &mut byte) {
+                Ok(1) => byte[0],
+                _ => return false,
+            }
+        }
+    };
+    byte == GO
 }
 
 /// Set in a spawned child before it calls the constructors it had not run: one of them
@@ -391,13 +416,18 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>) -> ! {
         sys::exit_now(1);
     }
     let mut fds = Vec::new();
-    let frame = match read_frame_blocking(sock.as_fd(), &mut fds) {
-        Ok(frame) => frame,
+    let (frame, after) = match read_frame_blocking(sock.as_fd(), &mut fds) {
+        Ok(read) => read,
         Err(e) => {
             eprintln!("multiproc: child could not read its boot message: {e}");
             sys::exit_now(1);
         }
     };
+    if !spawned && !parent_said_go(sock.as_fd(), after) {
+        // The parent's start failed after the server forked us (the server died before it
+        // answered): what the boot message names is no longer ours.
+        sys::exit_now(1);
+    }
     let sock = Channel::Socket(sock);
     // The heap first: the boot message may hold handles into it. The resource tracker's
     // pipe, if the family has one, comes second.

@@ -33,6 +33,7 @@ use super::family;
 use super::spin::LoadSpin;
 use crate::codec;
 use crate::error::Error;
+use crate::shm::crash::crash_point;
 use crate::sys::{self, Forked};
 
 /// How long a requester polls for the server's answer before it sleeps (unless the
@@ -141,8 +142,10 @@ fn ask(boot: Result<OwnedFd, &[u8]>) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
     let failed = |e: Error, may_run: bool| (LaunchError::Failed(e), may_run);
     let config = family::config().map_err(|e| failed(e, false))?;
     let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
-    let address =
-        config.forkserver.as_deref().ok_or_else(|| failed(unavailable("no fork server in this family".into()), false))?;
+    let address = config
+        .forkserver
+        .as_deref()
+        .ok_or_else(|| failed(unavailable("no fork server in this family".into()), false))?;
     let mut st = family::state();
     if st.forkserver_conn.is_none() {
         st.forkserver_conn = Some(
@@ -543,6 +546,9 @@ impl Server {
                 Ok(sys::Sibling::Child) => return Some((child_boot, self.main.pid)),
                 Ok(sys::Sibling::Forker { pid, pidfd }) => {
                     drop(child_boot);
+                    // Forked, not yet answered: a server killed here leaves a child its
+                    // requester does not know of.
+                    crash_point!("forkserver.forked");
                     self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
                     return None;
                 }
@@ -582,6 +588,7 @@ impl Server {
                             fds.push(t.as_fd());
                         }
                         fds.push(read.as_fd());
+                        crash_point!("forkserver.forked");
                         self.reply(i, &Reply::Forked { pid }, &fds);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }

@@ -713,6 +713,7 @@ fn launch(
                 message.sent();
                 match forkserver::request(forkserver::Boot::Socket(theirs)) {
                     Ok((pid, pidfd, status, _)) => {
+                        go_on(&ours);
                         (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
                     }
                     Err(LaunchError::Failed(e)) => return Err(e),
@@ -747,6 +748,7 @@ fn launch(
             } else {
                 match forkserver::request(forkserver::Boot::Socket(theirs)) {
                     Ok((pid, pidfd, status, _)) => {
+                        go_on(&ours);
                         (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
                     }
                     Err(LaunchError::Failed(e)) => return Err(e),
@@ -763,6 +765,14 @@ fn launch(
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));
     family::register(child.clone());
     Ok(child)
+}
+
+/// Tells a fork-server child with a boot socket that its start went through: it waits for
+/// this before it reads what its boot message names. A request that failed (the server died
+/// between its fork and its answer) drops our end instead, and the child it may have forked
+/// exits.
+fn go_on(ours: &std::os::fd::OwnedFd) {
+    let _ = sys::send_all(ours.as_fd(), &[boot::GO], &[]);
 }
 
 /// Why a start method gave no child (`forkserver::request`, `spawn::start`).

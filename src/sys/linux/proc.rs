@@ -64,6 +64,12 @@ pub(crate) fn pid_now() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
+/// Whether this process's identity is cached ([`me`] will not ask the kernel).
+#[cfg(test)]
+pub(crate) fn identity_known() -> bool {
+    ME_PID.load(Ordering::Relaxed) != 0
+}
+
 /// Drops the cached identity: the first thing a freshly forked child does.
 pub(crate) fn forget_identity() {
     ME_PID.store(0, Ordering::Relaxed);
