@@ -6,8 +6,10 @@
 //! `cargo run --example chaos -- [--seed N] [--rounds R] [--secs S]`; `CHAOS_VICTIMS=consumer,worker`
 //! (roles: producer, consumer, forker, forked, worker, manager, starting, other) limits the
 //! killer to those; `CHAOS_NOKILL=1` runs the rounds without it; `CHAOS_NO_HANDLES=1` puts
-//! no handle in the messages; `CHAOS_LENIENT_HEAP=1` reports a round's leak instead of
-//! failing it. `tests/soundness.rs` runs a short variant (and, ignored, a long one).
+//! no handle in the messages; `CHAOS_STRICT_HEAP=1` fails a round whose heap is not back
+//! exactly (by default such a round reports the bytes left: the known residual windows,
+//! HACKING.md's "Pins", are rare, not absent). `tests/soundness.rs` runs a short variant
+//! (and, ignored, a long strict one).
 //!
 //! The seed fixes the workload and the killer's choices (which descendant, how long to wait
 //! before the next kill); the moments the kills land depend on the machine, so a replay with
@@ -530,10 +532,11 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let after = multiproc::__private::heap_in_use();
-    if after != heap_before && std::env::var_os("CHAOS_LENIENT_HEAP").is_some() {
-        // The short variant (tests/soundness.rs): the residual windows (a kill between a
-        // channel's commit and its settle, between a pin and its unpin, between a child's
-        // note and its free of its receipts) are rare, not absent; the long one is exact.
+    if after != heap_before && std::env::var_os("CHAOS_STRICT_HEAP").is_none() {
+        // The residual windows (a kill between a channel's commit and its settle, between
+        // a pin and its unpin, between a child's note and its free of its receipts, a
+        // parent killed before its child took its argument) are rare, not absent; the
+        // strict run (the long variant in tests/soundness.rs) is exact.
         println!("residual leak (tolerated): {} bytes; {tally:?}", after - heap_before);
     } else if after != heap_before {
         return Err(format!(

@@ -1749,7 +1749,7 @@ fn chaos(args: &[&str], env: &[(&str, &str)]) {
 #[test]
 fn a_short_chaos_soak_holds() {
     let _w = common::watchdog(Duration::from_secs(300));
-    chaos(&["--rounds", "1", "--secs", "3"], &[("CHAOS_LENIENT_HEAP", "1")]);
+    chaos(&["--rounds", "1", "--secs", "3"], &[]);
 }
 
 /// The long soak, exact about the heap: `CHAOS_ROUNDS` rounds (20 by default) of 5 s.
@@ -1758,5 +1758,5 @@ fn a_short_chaos_soak_holds() {
 fn a_long_chaos_soak_holds_and_leaks_nothing() {
     let rounds = std::env::var("CHAOS_ROUNDS").unwrap_or_else(|_| "20".into());
     let _w = common::watchdog(Duration::from_secs(120 * rounds.parse::<u64>().unwrap_or(20) + 60));
-    chaos(&["--rounds", &rounds, "--secs", "5"], &[]);
+    chaos(&["--rounds", &rounds, "--secs", "5"], &[("CHAOS_STRICT_HEAP", "1")]);
 }
