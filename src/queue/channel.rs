@@ -783,7 +783,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             &watch,
             Failure::from,
             || watch.uncount(),
-            |decoded| claim = self.count_take(decoded),
+            // Only a JoinableQueue's take writes `claim` (an `Option` of three words: a
+            // `None` written at every take was stored in words and copied in wider loads).
+            |decoded| {
+                if self.counts_tasks {
+                    claim = self.count_take(decoded);
+                }
+            },
         );
         drop(claim);
         got
