@@ -791,7 +791,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                 }
             },
         );
-        drop(claim);
+        // `claim` drops here, in place, after the take (a `drop(claim)` moved it first: a
+        // copy in wider loads than the stores that wrote it, on every take).
         got
     }
 
