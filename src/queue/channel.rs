@@ -199,6 +199,8 @@ pub(crate) fn settle_decoded<T>(decoded: Result<T, Undecoded>) -> Result<T, Code
     decoded.map_err(give_back_undecoded)
 }
 
+// The box is opened here, in the cold call, not in the inlined caller.
+#[allow(clippy::boxed_local)]
 #[cold]
 fn give_back_undecoded(undecoded: Undecoded) -> CodecError {
     let (e, left) = *undecoded;
