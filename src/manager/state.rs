@@ -256,11 +256,11 @@ pub(crate) enum Control {
 #[inline]
 pub(crate) fn decode_own_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Undecoded> {
     if !handles {
-        return codec::decode_own::<T>(bytes).map_err(|error| (error, None));
+        return codec::decode_own::<T>(bytes).map_err(|error| Box::new((error, None)));
     }
     let mut read = Vec::new();
     codec::noting_reads(&mut read, || codec::decode_own::<T>(bytes))
-        .map_err(|error| (error, Some((bytes.to_vec(), read))))
+        .map_err(|error| Box::new((error, Some((bytes.to_vec(), read)))))
 }
 
 /// Takes and drops every message left in `ring` that `wanted` says may hold handles, so

@@ -151,7 +151,10 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 } else {
                     "the message was sent as another type than"
                 };
-                Err((CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(), None))
+                Err(Box::new((
+                    CodecError::decode(format_args!("{sent} {}", std::any::type_name::<T>())).of::<T>(),
+                    None,
+                )))
             }
         })
         .map_err(|r| refused(r, gone))?;
@@ -159,8 +162,10 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
 }
 
 /// A message whose decoding failed, and what it may still hold: its bytes and the handles
-/// the decoding read (see [`settle_decoded`]).
-pub(crate) type Undecoded = (CodecError, Option<(Vec<u8>, Vec<codec::HandleRead>)>);
+/// the decoding read (see [`settle_decoded`]). Boxed: a take's result carries it through
+/// the ring's `get` at every message, and a `Result<u64, _>` of the tuple itself is 56
+/// bytes to move at each step, where the box makes it 16.
+pub(crate) type Undecoded = Box<(CodecError, Option<(Vec<u8>, Vec<codec::HandleRead>)>)>;
 
 /// Decodes a message of a ring that `handles` says ever carried handles, inside its take;
 /// on failure keeps what [`settle_decoded`] needs once the message is taken: its bytes and
@@ -174,11 +179,11 @@ pub(crate) type Undecoded = (CodecError, Option<(Vec<u8>, Vec<codec::HandleRead>
 #[inline]
 pub(crate) fn decode_taken<T: DeserializeOwned>(bytes: &[u8], handles: bool) -> Result<T, Undecoded> {
     if !handles {
-        return panics::decoding::<T>(|| codec::decode_exact::<T>(bytes)).map_err(|e| (e, None));
+        return panics::decoding::<T>(|| codec::decode_exact::<T>(bytes)).map_err(|e| Box::new((e, None)));
     }
     let mut read = Vec::new();
     codec::noting_reads(&mut read, || panics::decoding::<T>(|| codec::decode_exact::<T>(bytes)))
-        .map_err(|e| (e, Some((bytes.to_vec(), read))))
+        .map_err(|e| Box::new((e, Some((bytes.to_vec(), read)))))
 }
 
 /// The outcome of [`decode_taken`], once the message is taken: a decoding that stopped
@@ -194,8 +199,11 @@ pub(crate) fn settle_decoded<T>(decoded: Result<T, Undecoded>) -> Result<T, Code
     decoded.map_err(give_back_undecoded)
 }
 
+// The box is opened here, in the cold call, not in the inlined caller.
+#[allow(clippy::boxed_local)]
 #[cold]
-fn give_back_undecoded((e, left): Undecoded) -> CodecError {
+fn give_back_undecoded(undecoded: Undecoded) -> CodecError {
+    let (e, left) = *undecoded;
     if let Some((bytes, read)) = left {
         crate::shm::give_back_unread(&bytes, &read);
     }
@@ -777,9 +785,16 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             &watch,
             Failure::from,
             || watch.uncount(),
-            |decoded| claim = self.count_take(decoded),
+            // Only a JoinableQueue's take writes `claim` (an `Option` of three words: a
+            // `None` written at every take was stored in words and copied in wider loads).
+            |decoded| {
+                if self.counts_tasks {
+                    claim = self.count_take(decoded);
+                }
+            },
         );
-        drop(claim);
+        // `claim` drops here, in place, after the take (a `drop(claim)` moved it first: a
+        // copy in wider loads than the stores that wrote it, on every take).
         got
     }
 
