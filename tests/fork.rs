@@ -283,9 +283,11 @@ fn use_copied_pool(_: ()) -> (Option<String>, Option<String>) {
 }
 
 /// A listener on a unix socket that a fork copies.
+#[cfg(feature = "remote")]
 static LISTENER: Mutex<Option<multiproc::Listener>> = Mutex::new(None);
 
 /// In a fork child: closes its copy of the parent's listener (`close` true) or drops it.
+#[cfg(feature = "remote")]
 fn end_copied_listener(close: bool) {
     let mut listener = LISTENER.lock().unwrap().take().expect("the static was copied");
     if close {
@@ -295,10 +297,12 @@ fn end_copied_listener(close: bool) {
 }
 
 /// A connection to a remote manager and a proxy of it, kept where a fork copies them.
+#[cfg(feature = "remote")]
 static REMOTE_KEPT: Mutex<Option<(Manager, multiproc::DictProxy<String, u64>)>> = Mutex::new(None);
 
 /// In a fork child: uses its copy of the parent's remote proxy (`call` true), then drops
 /// the copies. Whether the call failed, as it must (the connection is the parent's).
+#[cfg(feature = "remote")]
 fn use_copied_remote_proxy(call: bool) -> bool {
     let (manager, d) = REMOTE_KEPT.lock().unwrap().take().expect("the static was copied");
     let refused = !call || d.get("kept").is_err();
@@ -1437,6 +1441,7 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(still, "a fork child's drop of a copied SharedMemoryManager unlinked the parent's block");
             assert_eq!(names, [name], "a fork child's drop emptied the parent's names");
         }),
+        #[cfg(feature = "remote")]
         ("a_unix_listener_copied_by_fork_and_ended_by_the_child_keeps_the_parents_path", || {
             let path = std::env::temp_dir().join(format!("multiproc-fork-listener-{}", std::process::id()));
             *LISTENER.lock().unwrap() = Some(multiproc::Listener::bind(path.as_path(), b"k").unwrap());
@@ -1701,6 +1706,7 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(ours.is_ok(), "{ours:?}");
         }),
         // After the case that opts in; it opts in itself too.
+        #[cfg(feature = "remote")]
         ("with_forks_beside_threads_a_remote_manager_connection_copied_by_fork_stays_the_parents", || {
             // SAFETY: the connection's reader thread takes no lock the child takes but its
             // copy of the replies' lock, which a refused call never reaches.

@@ -280,6 +280,7 @@ fn fd_ops() -> Vec<Op> {
             manager.shutdown().map_err(|e| format!("shutdown: {e:?}"))
         }),
     ));
+    #[cfg(feature = "remote")]
     ops.push((
         "listener",
         Box::new(|| {
