@@ -129,20 +129,45 @@ impl Zygote {
         if let Some(threads) = sys::fork_hazard() {
             return Err(Error::ForkWithThreads { threads });
         }
+        // The parent-death signal follows the thread that forks: a thread that lasts.
+        family::on_lasting_thread(move || Zygote::fork(config.token))
+    }
+
+    /// [`Zygote::start`]'s fork, holding across it what a `Fork` start holds (`fork::start`):
+    /// the zygote and its children take those locks, which another thread (beside
+    /// `allow_fork_with_threads`) may hold at the fork.
+    fn fork(token: [u8; 16]) -> Result<Zygote, Error> {
+        use std::io::Write as _;
         let owner = sys::my_pid();
         let suffix: String = sys::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
         let address = format!("multiproc-zygote-{owner}-{suffix}");
         let listener = sys::listen_abstract(&address, true)?;
         // Connected before the fork: the zygote's first requester, whose end tells it to go.
         let conn = sys::connect_abstract(&address, true)?;
-        flush_stdio();
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let _ = out.flush();
+        let _ = err.flush();
+        let mut state = family::state();
         let record = crate::shm::before_fork();
-        match sys::fork() {
+        let child_init = super::init::lock_child_init();
+        let log_name = super::logging::lock_name();
+        let process_name = super::panics::lock_process_name();
+        let crash_target = crate::shm::crash::lock_target();
+        let forked = sys::fork();
+        drop(crash_target);
+        drop(process_name);
+        drop(log_name);
+        drop(child_init);
+        match forked {
             Ok(Forked::Child) => {
                 record.in_child();
-                family::forget_parent_state(&mut family::state());
+                family::forget_parent_state(&mut state);
+                drop(state);
+                drop(err);
+                drop(out);
                 sys::close_in_fork_child(conn);
-                serve(listener, config.token, owner, true)
+                serve(listener, token, owner, true)
             }
             Ok(Forked::Parent(pid)) => {
                 drop(listener);
@@ -153,6 +178,9 @@ impl Zygote {
                 } else {
                     drop(record);
                 }
+                drop(state);
+                drop(err);
+                drop(out);
                 let pidfd = match sys::pidfd_open(pid) {
                     Ok(pidfd) => pidfd,
                     Err(e) => {
@@ -161,7 +189,7 @@ impl Zygote {
                         return Err(e.into());
                     }
                 };
-                Ok(Zygote { address, pid, pidfd, owner, token: config.token, conn: std::sync::Mutex::new(Some(conn)) })
+                Ok(Zygote { address, pid, pidfd, owner, token, conn: std::sync::Mutex::new(Some(conn)) })
             }
             Err(e) => Err(e.into()),
         }
