@@ -535,9 +535,11 @@ fn read_at_build(_: u64) -> (u64, u32) {
 /// An array held by the builder of a Fork pool: its zygote and every worker hold copies.
 static POOL_COPIED: Mutex<Option<RawArray<u64>>> = Mutex::new(None);
 
-/// In a Fork pool's worker: the sum of its copy of the builder's array.
+/// In a Fork pool's worker (one task each): the sum of its copy of the builder's array,
+/// which it then drops (its copy is its own, recorded by the zygote).
 fn sum_copied(_: u64) -> u64 {
-    POOL_COPIED.lock().unwrap().as_ref().map_or(0, |a| a.to_vec().iter().sum())
+    let copy = POOL_COPIED.lock().unwrap().take();
+    copy.map_or(0, |a| a.to_vec().iter().sum())
 }
 
 /// In a pool's worker: says it `started`, then waits for `go` (never set: the worker is
@@ -546,6 +548,11 @@ fn wait_for_go((started, go): (Event, Event)) -> u32 {
     started.set();
     go.wait().unwrap();
     std::process::id()
+}
+
+/// In a Fork pool's worker: the sum of its copy of the builder's array, kept.
+fn sum_copied_kept(_: u64) -> u64 {
+    POOL_COPIED.lock().unwrap().as_ref().map_or(0, |a| a.to_vec().iter().sum())
 }
 
 /// Kills `pid` as `kill -9` does.
@@ -1047,6 +1054,29 @@ fn cases() -> Vec<(&'static str, fn())> {
                 multiproc::__private::heap_in_use(),
                 my_children()
             );
+        }),
+        ("a_fork_pool_worker_keeps_its_copies_when_its_zygote_is_killed", || {
+            // The zygote records each worker as a holder of its copies: with the zygote
+            // killed and the builder's own handle dropped (the dead zygote's entry pruned),
+            // the worker's copy still keeps the array (else freed, and its block reused).
+            let before = multiproc::__private::heap_in_use();
+            *POOL_COPIED.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
+            let builder = Pool::builder().processes(1).start_method(FORK);
+            let (pool, zygote) = fork_pool_and_zygote(builder);
+            assert_eq!(pool.apply(sum_copied_kept, 0).unwrap(), 7 * 64);
+            kill9(zygote);
+            assert!(common::eventually(std::time::Duration::from_secs(10), || !common::pid_running(zygote)));
+            drop(POOL_COPIED.lock().unwrap().take());
+            let reuse: Vec<RawArray<u64>> = (0..8).map(|_| RawArray::from_slice(&[9u64; 64]).unwrap()).collect();
+            assert_eq!(pool.apply(sum_copied_kept, 0).unwrap(), 7 * 64, "the worker's copy was freed");
+            drop(reuse);
+            drop(pool);
+            // The dead zygote took its record of the worker with it: the worker's entry, dead
+            // and unrecorded, is pruned when the pool lets go of its zygote.
+            let back = common::eventually(std::time::Duration::from_secs(10), || {
+                multiproc::__private::heap_in_use() == before
+            });
+            assert!(back, "heap {before} then {}", multiproc::__private::heap_in_use());
         }),
         ("a_fork_pool_whose_zygote_was_killed_fails_its_replacements_typed", || {
             let children = my_children();

@@ -215,7 +215,8 @@ impl Zygote {
 
 impl Drop for Zygote {
     fn drop(&mut self) {
-        if sys::my_pid() != self.owner {
+        // Asked of the kernel: a bare `fork` of the program leaves the cached pid stale.
+        if sys::pid_now() != self.owner {
             return;
         }
         // Its requester gone, it leaves once its workers ended.
@@ -225,7 +226,9 @@ impl Drop for Zygote {
             let _ = sys::pidfd_signal(self.pidfd.as_fd(), sys::SIGKILL);
         }
         let _ = sys::reap_pidfd(self.pidfd.as_fd(), true);
-        crate::shm::fork_child_ended(self.pid);
+        // Its workers were waited for (`join`): a zygote killed from outside leaves their
+        // entries, dead and unrecorded, pruned here.
+        crate::shm::forking_child_ended(self.pid);
     }
 }
 
