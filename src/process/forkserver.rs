@@ -219,8 +219,12 @@ impl Drop for Zygote {
         if sys::pid_now() != self.owner {
             return;
         }
-        // Its requester gone, it leaves once its workers ended.
-        drop(self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+        // Its requester gone, it leaves once its workers ended. Shut down, not only closed:
+        // a fork child of this process (or another pool's zygote, beside
+        // `allow_fork_with_threads`) may hold a copy of the connection.
+        if let Some(conn) = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = sys::shutdown_both(conn.as_fd());
+        }
         let left = matches!(sys::poll_readable(&[self.pidfd.as_fd()], Some(ZYGOTE_LEAVE)), Ok(r) if r[0]);
         if !left {
             let _ = sys::pidfd_signal(self.pidfd.as_fd(), sys::SIGKILL);
