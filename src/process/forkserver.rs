@@ -21,6 +21,10 @@
 //! learns its end from its pidfd (or the status pipe) and reads the room after it. The
 //! server's steady loop writes no page of its heap (each page it writes after a fork is a
 //! fault): its poll and its answers live on its stack.
+//!
+//! The same server, forked later by a `Fork` pool's `build` (a [`Zygote`]), forks that
+//! pool's workers as copies of the builder as of `build`: the zygote is recorded as a
+//! holder of the builder's handles and records each worker as a holder of its copies.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
