@@ -301,11 +301,8 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
         println!("pool: {pool_method:?}");
         let mut builder = Pool::builder().processes(2).start_method(pool_method);
         let tasks_per_child = 1 + rng.below(4);
-        // A Fork pool cannot replace its workers by design (PoolError::ForkReplacements);
-        // its killed workers are not replaced either (the report's open item).
-        if pool_method != StartMethod::Fork {
-            builder = builder.max_tasks_per_child(tasks_per_child);
-        }
+        // A Fork pool's zygote forks its replacements too.
+        builder = builder.max_tasks_per_child(tasks_per_child);
         let pool = builder.build().map_err(|e| format!("pool: {e}"))?;
         let manager = Manager::builder()
             .start_method(if rng.below(2) == 0 { StartMethod::ForkServer } else { StartMethod::Spawn })

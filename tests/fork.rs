@@ -527,6 +527,65 @@ fn fork_a_copy_that_overflows(_: ()) -> String {
 }
 
 /// In a child: returns a value it made.
+/// Set to 7 before a Fork pool is built and to 8 after: a worker sees what its pool's
+/// builder had at `build`.
+static AT_BUILD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// In a Fork pool's worker: the static as it sees it, and its pid.
+fn read_at_build(_: u64) -> (u64, u32) {
+    (AT_BUILD.load(std::sync::atomic::Ordering::Relaxed), std::process::id())
+}
+
+/// An array held by the builder of a Fork pool: its zygote and every worker hold copies.
+static POOL_COPIED: Mutex<Option<RawArray<u64>>> = Mutex::new(None);
+
+/// In a Fork pool's worker (one task each): the sum of its copy of the builder's array,
+/// which it then drops (its copy is its own, recorded by the zygote).
+fn sum_copied(_: u64) -> u64 {
+    let copy = POOL_COPIED.lock().unwrap().take();
+    copy.map_or(0, |a| a.to_vec().iter().sum())
+}
+
+/// In a pool's worker: says it `started`, then waits for `go` (never set: the worker is
+/// killed), then its pid.
+fn wait_for_go((started, go): (Event, Event)) -> u32 {
+    started.set();
+    go.wait().unwrap();
+    std::process::id()
+}
+
+/// In a Fork pool's worker: the sum of its copy of the builder's array, kept.
+fn sum_copied_kept(_: u64) -> u64 {
+    POOL_COPIED.lock().unwrap().as_ref().map_or(0, |a| a.to_vec().iter().sum())
+}
+
+/// Kills `pid` as `kill -9` does.
+fn kill9(pid: u32) {
+    // SAFETY: sending a signal has no memory-safety preconditions.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+/// This process's children (its main thread's: the fork cases run there).
+fn my_children() -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Builds a Fork pool; returns it and its zygote's pid (the one child the build added that
+/// is not a worker).
+fn fork_pool_and_zygote(builder: multiproc::PoolBuilder) -> (Pool, u32) {
+    let before = my_children();
+    let pool = builder.build().unwrap();
+    let workers = pool.pids();
+    let added: Vec<u32> = my_children().into_iter().filter(|p| !before.contains(p) && !workers.contains(p)).collect();
+    assert_eq!(added.len(), 1, "one zygote beside the workers {workers:?}: {added:?}");
+    (pool, added[0])
+}
+
 fn make_a_value(v: u64) -> Value<u64> {
     Value::new(v).unwrap()
 }
@@ -942,24 +1001,103 @@ fn cases() -> Vec<(&'static str, fn())> {
             let pool = Pool::builder().processes(2).start_method(FORK).build().unwrap();
             assert_eq!(pool.map(square, 0..5u64).unwrap(), [0, 1, 4, 9, 16]);
         }),
-        ("a_fork_pool_that_must_replace_its_workers_is_refused_when_built", || {
-            // Found by the chaos soak (examples/chaos.rs): the pool forks a replacement on
-            // its own thread, beside others, where `Fork` is refused; a pool built so (its
-            // workers retire, or are killed past a timeout) failed every task after the
-            // first retirement as a panic ("cannot start a worker: refusing Fork ...").
-            let builders = [
-                Pool::builder().processes(1).start_method(FORK).max_tasks_per_child(1),
-                Pool::builder().processes(1).start_method(FORK).timeout(std::time::Duration::from_secs(60)),
-            ];
-            for builder in builders {
-                match builder.build() {
-                    Err(e) => assert!(matches!(e, Error::Pool(multiproc::PoolError::ForkReplacements)), "{e}"),
-                    Ok(pool) => {
-                        let out = pool.map_with(square, 0..3u64, multiproc::MapOptions::new().chunksize(1));
-                        panic!("built; its map gave {out:?}");
-                    }
-                }
-            }
+        ("a_fork_pool_replaces_its_workers_and_they_see_what_its_builder_had_at_build", || {
+            // Found by the chaos soak (examples/chaos.rs): the pool forked a replacement on
+            // its own thread, beside others, where `Fork` is refused, so such a pool was
+            // refused at build (`PoolError::ForkReplacements`). Its zygote, forked at
+            // `build`, forks every worker as a copy of the builder as of `build`.
+            let options = multiproc::MapOptions::new().chunksize(1);
+            AT_BUILD.store(7, std::sync::atomic::Ordering::Relaxed);
+            let pool = Pool::builder().processes(2).start_method(FORK).max_tasks_per_child(1).build().unwrap();
+            AT_BUILD.store(8, std::sync::atomic::Ordering::Relaxed);
+            let seen = pool.map_with(read_at_build, 0..20u64, options).unwrap();
+            assert!(seen.iter().all(|&(v, _)| v == 7), "{seen:?}");
+            let mut pids: Vec<u32> = seen.iter().map(|&(_, pid)| pid).collect();
+            pids.sort_unstable();
+            pids.dedup();
+            assert_eq!(pids.len(), 20, "one worker a task");
+            assert!(!pids.contains(&std::process::id()));
+            // Its pool thread would keep the next `Fork` from being built.
+            drop(pool);
+            // A timeout (which kills and replaces a worker) builds too.
+            let timed = Pool::builder().processes(1).start_method(FORK).timeout(std::time::Duration::from_secs(60));
+            assert_eq!(timed.build().unwrap().map(square, 0..3u64).unwrap(), [0, 1, 4]);
+        }),
+        ("a_killed_fork_pool_worker_is_replaced", || {
+            AT_BUILD.store(7, std::sync::atomic::Ordering::Relaxed);
+            let pool = Pool::builder().processes(1).start_method(FORK).build().unwrap();
+            AT_BUILD.store(8, std::sync::atomic::Ordering::Relaxed);
+            let first = pool.pids();
+            let (started, go) = (Event::new().unwrap(), Event::new().unwrap());
+            let waiting = pool.apply_async(wait_for_go, (started.clone(), go.clone())).unwrap();
+            started.wait().unwrap();
+            kill9(first[0]);
+            assert!(waiting.get().is_err(), "its worker was killed");
+            let (value, pid) = pool.apply(read_at_build, 0).unwrap();
+            assert_eq!(value, 7);
+            assert_ne!(pid, first[0], "a replacement ran it");
+        }),
+        ("a_fork_pools_zygote_leaves_nothing_behind", || {
+            let before = multiproc::__private::heap_in_use();
+            let children = my_children();
+            *POOL_COPIED.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
+            let builder = Pool::builder().processes(2).start_method(FORK).max_tasks_per_child(1);
+            let (pool, zygote) = fork_pool_and_zygote(builder);
+            let sums = pool.map_with(sum_copied, 0..6u64, multiproc::MapOptions::new().chunksize(1)).unwrap();
+            assert_eq!(sums, [7 * 64; 6]);
+            drop(pool);
+            assert!(!common::pid_exists(zygote), "the zygote was reaped with its pool");
+            drop(POOL_COPIED.lock().unwrap().take());
+            let back = common::eventually(std::time::Duration::from_secs(10), || {
+                multiproc::__private::heap_in_use() == before && my_children() == children
+            });
+            assert!(
+                back,
+                "heap {} then {}; children {children:?} then {:?}",
+                before,
+                multiproc::__private::heap_in_use(),
+                my_children()
+            );
+        }),
+        ("a_fork_pool_worker_keeps_its_copies_when_its_zygote_is_killed", || {
+            // The zygote records each worker as a holder of its copies: with the zygote
+            // killed and the builder's own handle dropped (the dead zygote's entry pruned),
+            // the worker's copy still keeps the array (else freed, and its block reused).
+            let before = multiproc::__private::heap_in_use();
+            *POOL_COPIED.lock().unwrap() = Some(RawArray::from_slice(&[7u64; 64]).unwrap());
+            let builder = Pool::builder().processes(1).start_method(FORK);
+            let (pool, zygote) = fork_pool_and_zygote(builder);
+            assert_eq!(pool.apply(sum_copied_kept, 0).unwrap(), 7 * 64);
+            kill9(zygote);
+            assert!(common::eventually(std::time::Duration::from_secs(10), || !common::pid_running(zygote)));
+            drop(POOL_COPIED.lock().unwrap().take());
+            let reuse: Vec<RawArray<u64>> = (0..8).map(|_| RawArray::from_slice(&[9u64; 64]).unwrap()).collect();
+            assert_eq!(pool.apply(sum_copied_kept, 0).unwrap(), 7 * 64, "the worker's copy was freed");
+            drop(reuse);
+            drop(pool);
+            // The dead zygote took its record of the worker with it: the worker's entry, dead
+            // and unrecorded, is pruned when the pool lets go of its zygote.
+            let back = common::eventually(std::time::Duration::from_secs(10), || {
+                multiproc::__private::heap_in_use() == before
+            });
+            assert!(back, "heap {before} then {}", multiproc::__private::heap_in_use());
+        }),
+        ("a_fork_pool_whose_zygote_was_killed_fails_its_replacements_typed", || {
+            let children = my_children();
+            let builder = Pool::builder().processes(1).start_method(FORK).max_tasks_per_child(1);
+            let (pool, zygote) = fork_pool_and_zygote(builder);
+            kill9(zygote);
+            assert!(common::eventually(std::time::Duration::from_secs(10), || !common::pid_running(zygote)));
+            // The first task runs on the first worker, which then retires; its replacement
+            // cannot start.
+            let out = pool.map_with(square, 0..3u64, multiproc::MapOptions::new().chunksize(1));
+            assert!(out.is_err(), "{out:?}");
+            drop(pool);
+            assert!(
+                common::eventually(std::time::Duration::from_secs(10), || my_children() == children),
+                "{children:?} then {:?}",
+                my_children()
+            );
         }),
         ("child_init_runs_in_forked_pool_workers", || {
             // Not run here: only a worker that ran it has the static set.

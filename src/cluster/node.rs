@@ -182,6 +182,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
         method: None,
         timeout: None,
         remote_results: true,
+        zygote: None,
     })?;
     let build = crate::sys::build_identity();
     let me = node_name();

@@ -135,15 +135,6 @@ pub enum PoolError {
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(Box<crate::Error>),
-    /// A [`StartMethod::Fork`](crate::StartMethod::Fork) pool was asked to replace its
-    /// workers (`max_tasks_per_child`, or a `timeout` that kills them): it would fork
-    /// each replacement beside its own thread, which `Fork` refuses unless the program
-    /// called [`allow_fork_with_threads`](crate::allow_fork_with_threads). Its first
-    /// workers are forked by `build`, from the calling thread.
-    #[error(
-        "a Fork pool cannot replace its workers (max_tasks_per_child, timeout): it forks a replacement beside its own thread, which Fork refuses; use ForkServer or Spawn, or see multiproc::allow_fork_with_threads"
-    )]
-    ForkReplacements,
     /// The task's argument could not be encoded (for a cluster pool: also when it holds
     /// a handle of the local family, which cannot cross machines).
     #[error(transparent)]

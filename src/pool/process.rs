@@ -297,12 +297,13 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// [`PoolError::NoProcesses`] for `processes(0)`, [`PoolError::NoTasksPerChild`] for
-    /// `max_tasks_per_child(0)` (Python's `ValueError`s); [`PoolError::ForkReplacements`]
-    /// for a [`StartMethod::Fork`](crate::StartMethod::Fork) pool with
-    /// `max_tasks_per_child` or `timeout` (unless
-    /// [`allow_fork_with_threads`](crate::allow_fork_with_threads) was called); otherwise
-    /// when multiproc is not initialized, the initializer's arguments do not encode, or a
-    /// worker cannot be started.
+    /// `max_tasks_per_child(0)` (Python's `ValueError`s); [`Error::ForkWithThreads`] for a
+    /// [`StartMethod::Fork`](crate::StartMethod::Fork) pool built beside other threads
+    /// (unless [`allow_fork_with_threads`](crate::allow_fork_with_threads) was called: a
+    /// `Fork` pool forks a private fork server, its zygote, here, which forks every worker
+    /// and replacement as a copy of this process as of `build`); otherwise when multiproc is
+    /// not initialized, the initializer's arguments do not encode, or a worker cannot be
+    /// started.
     ///
     /// # Examples
     ///
@@ -343,15 +344,15 @@ impl PoolBuilder {
             // Arguments that do not encode are an error now, not in every worker.
             let _ = encode()?;
         }
-        // A replacement is forked on the pool's thread, beside others: a pool that replaces
-        // workers by design would fail its work after the first one.
+        // A Fork pool's workers, the first ones and their replacements, are forked by its
+        // zygote, forked here on the building thread (where Fork is allowed): a replacement
+        // is not forked on the pool's thread, beside others.
         let method = self.start_method.unwrap_or_else(crate::get_start_method);
-        if method == crate::StartMethod::Fork
-            && (self.max_tasks_per_child.is_some() || self.timeout.is_some())
-            && !crate::sys::fork_with_threads_allowed()
-        {
-            return Err(PoolError::ForkReplacements.into());
-        }
+        let zygote = if method == crate::StartMethod::Fork {
+            Some(std::sync::Arc::new(crate::process::Zygote::start()?))
+        } else {
+            None
+        };
         let initializer = self.initializer.map(|(packed, encode)| (packed.expect("checked above"), encode));
         let inner = Inner::start(Config {
             workers: self.processes.unwrap_or_else(crate::cpu_count),
@@ -360,6 +361,7 @@ impl PoolBuilder {
             method: self.start_method,
             timeout: self.timeout,
             remote_results: false,
+            zygote,
         })?;
         Ok(Pool { inner })
     }

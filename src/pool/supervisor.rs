@@ -33,7 +33,7 @@ use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main}
 use crate::codec;
 use crate::error::{Error, PanicInfo};
 use crate::process::spin::LoadSpin;
-use crate::process::{Process, ProcessHandle, StartMethod};
+use crate::process::{Process, ProcessHandle, StartMethod, Zygote};
 use crate::shm::crash::crash_point;
 use crate::shm::{Blob, ClaimTable, Deadline, Payload, Shared, TakenIn, saturating_nanos as nanos, spin_for};
 use crate::sys::{self, Packed};
@@ -180,6 +180,8 @@ pub(crate) struct Config {
     /// Results leave this machine (a cluster node's pool): a result that holds a handle
     /// of this family is refused in the worker, its holds given back.
     pub(crate) remote_results: bool,
+    /// A `Fork` pool's zygote, which forks its workers (`process::Zygote`).
+    pub(crate) zygote: Option<Arc<Zygote>>,
 }
 
 pub(crate) struct Inner {
@@ -209,6 +211,8 @@ pub(crate) struct Inner {
     /// static, or a bare `fork`) shares the parent's workers, inboxes and results channel,
     /// but not its pool thread: it is closed (see [`Inner::copied`]).
     made_in: TakenIn,
+    /// The zygote, until `join` has waited for every worker (it then leaves).
+    zygote: Mutex<Option<Arc<Zygote>>>,
 }
 
 /// The processors this process may run on, read once (the dispatch asks per call).
@@ -223,9 +227,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Inner {
     /// Starts the workers and the pool thread.
-    pub(crate) fn start(config: Config) -> Result<Arc<Inner>, Error> {
+    pub(crate) fn start(mut config: Config) -> Result<Arc<Inner>, Error> {
+        let zygote = Mutex::new(config.zygote.take());
         let inner = Arc::new(Inner {
             config,
+            zygote,
             results: Channel::new()?,
             books: Mutex::new(Books::default()),
             state: AtomicU8::new(RUNNING),
@@ -277,7 +283,10 @@ impl Inner {
         };
         let mut process =
             Process::new(worker_main, boot).name(format!("PoolWorker-{}", index + 1)).daemon_with_children();
-        if let Some(method) = self.config.method {
+        let zygote = lock(&self.zygote).clone();
+        if let Some(zygote) = zygote {
+            process = process.via_zygote(zygote);
+        } else if let Some(method) = self.config.method {
             process = process.start_method(method);
         }
         let handle = process.start()?;
@@ -1036,6 +1045,8 @@ impl Engine for Inner {
             table.reap_all();
             table.forget_lost_messages();
         }
+        // No worker is left: the zygote lets go of its copies and leaves.
+        drop(lock(&self.zygote).take());
         Ok(())
     }
 }

@@ -21,6 +21,10 @@
 //! learns its end from its pidfd (or the status pipe) and reads the room after it. The
 //! server's steady loop writes no page of its heap (each page it writes after a fork is a
 //! fault): its poll and its answers live on its stack.
+//!
+//! The same server, forked later by a `Fork` pool's `build` (a [`Zygote`]), forks that
+//! pool's workers as copies of the builder as of `build`: the zygote is recorded as a
+//! holder of the builder's handles and records each worker as a holder of its copies.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -77,8 +81,162 @@ pub(crate) fn start(token: [u8; 16]) -> io::Result<String> {
     // too, and uncounted (a `Fork` start records its child; this fork does not need to).
     debug_assert!(crate::shm::holds_nothing(), "the fork server would copy handles of the main process");
     match sys::fork()? {
-        Forked::Child => serve(listener, token, main),
+        Forked::Child => serve(listener, token, main, false),
         Forked::Parent(_) => Ok(address),
+    }
+}
+
+/// A pool's private fork server, forked by `Pool`'s `build` for a
+/// [`Fork`](super::StartMethod::Fork) pool: its memory is the builder's as of `build`, so
+/// every worker it forks (the first ones and each replacement) sees what the builder had
+/// then, as a `Fork` child does, while the pool forks nothing beside its own threads.
+///
+/// It is the builder's child, single-threaded (forked on the building thread, where `Fork`
+/// is allowed: [`sys::fork_hazard`]), recorded as a holder of the builder's handles as a
+/// `Fork` child is, and forks its workers as the builder's own children (`CLONE_PARENT`),
+/// recording each as a holder of its copies before the worker runs (the worker waits for
+/// its requester's go-on byte, sent after the answer). It dies with the builder
+/// (parent-death signal), and leaves when its last requester has gone and its last worker
+/// ended; dropping the `Zygote` closes the connection, then reaps it (killing it if it
+/// lingers). Killed from outside, its pool's later starts fail with
+/// `Error::StartMethodUnavailable`.
+pub(crate) struct Zygote {
+    address: String,
+    pid: u32,
+    pidfd: OwnedFd,
+    /// The process that forked it: only it kills and reaps it (a fork copy of a pool has a
+    /// copy of this).
+    owner: u32,
+    token: [u8; 16],
+    conn: std::sync::Mutex<Option<OwnedFd>>,
+}
+
+impl std::fmt::Debug for Zygote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zygote").field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+/// How long a dropped [`Zygote`] is given to leave by itself (its workers' ends recorded)
+/// before it is killed.
+const ZYGOTE_LEAVE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Zygote {
+    /// Forks the zygote. Call on the thread that builds the pool.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ForkWithThreads`] beside other threads (unless the program opted in), or
+    /// what the OS said.
+    pub(crate) fn start() -> Result<Zygote, Error> {
+        let config = family::config()?;
+        if let Some(threads) = sys::fork_hazard() {
+            return Err(Error::ForkWithThreads { threads });
+        }
+        // The parent-death signal follows the thread that forks: a thread that lasts.
+        family::on_lasting_thread(move || Zygote::fork(config.token))
+    }
+
+    /// [`Zygote::start`]'s fork, holding across it what a `Fork` start holds (`fork::start`):
+    /// the zygote and its children take those locks, which another thread (beside
+    /// `allow_fork_with_threads`) may hold at the fork.
+    fn fork(token: [u8; 16]) -> Result<Zygote, Error> {
+        use std::io::Write as _;
+        let owner = sys::my_pid();
+        let suffix: String = sys::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        let address = format!("multiproc-zygote-{owner}-{suffix}");
+        let listener = sys::listen_abstract(&address, true)?;
+        // Connected before the fork: the zygote's first requester, whose end tells it to go.
+        let conn = sys::connect_abstract(&address, true)?;
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let _ = out.flush();
+        let _ = err.flush();
+        let mut state = family::state();
+        let record = crate::shm::before_fork();
+        let child_init = super::init::lock_child_init();
+        let log_name = super::logging::lock_name();
+        let process_name = super::panics::lock_process_name();
+        let crash_target = crate::shm::crash::lock_target();
+        let forked = sys::fork();
+        drop(crash_target);
+        drop(process_name);
+        drop(log_name);
+        drop(child_init);
+        match forked {
+            Ok(Forked::Child) => {
+                record.in_child();
+                family::forget_parent_state(&mut state);
+                drop(state);
+                drop(err);
+                drop(out);
+                sys::close_in_fork_child(conn);
+                serve(listener, token, owner, true)
+            }
+            Ok(Forked::Parent(pid)) => {
+                drop(listener);
+                if record.holds_nothing() {
+                    drop(record);
+                } else if let Some(start) = sys::process_start(pid) {
+                    record.record(sys::ProcId { pid, start });
+                } else {
+                    drop(record);
+                }
+                drop(state);
+                drop(err);
+                drop(out);
+                let pidfd = match sys::pidfd_open(pid) {
+                    Ok(pidfd) => pidfd,
+                    Err(e) => {
+                        sys::kill_and_reap(pid);
+                        crate::shm::fork_child_ended(pid);
+                        return Err(e.into());
+                    }
+                };
+                Ok(Zygote { address, pid, pidfd, owner, token, conn: std::sync::Mutex::new(Some(conn)) })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Asks the zygote for a child whose boot message is on `sock` (its end).
+    pub(crate) fn request(&self, sock: OwnedFd) -> Result<Started, LaunchError> {
+        let mut slot = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A connection lost once is not made again: the zygote leaves when its requester
+        // goes.
+        if slot.is_none() {
+            return Err(LaunchError::Failed(unavailable(
+                super::StartMethod::Fork,
+                "the pool's zygote is gone (its connection was lost)".into(),
+            )));
+        }
+        match ask(Ok(sock), &self.token, (&self.address, super::StartMethod::Fork), &mut slot) {
+            Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, None)),
+            Err((e, _)) => Err(e),
+        }
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        // Asked of the kernel: a bare `fork` of the program leaves the cached pid stale.
+        if sys::pid_now() != self.owner {
+            return;
+        }
+        // Its requester gone, it leaves once its workers ended. Shut down, not only closed:
+        // a fork child of this process (or another pool's zygote, beside
+        // `allow_fork_with_threads`) may hold a copy of the connection.
+        if let Some(conn) = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = sys::shutdown_both(conn.as_fd());
+        }
+        let left = matches!(sys::poll_readable(&[self.pidfd.as_fd()], Some(ZYGOTE_LEAVE)), Ok(r) if r[0]);
+        if !left {
+            let _ = sys::pidfd_signal(self.pidfd.as_fd(), sys::SIGKILL);
+        }
+        let _ = sys::reap_pidfd(self.pidfd.as_fd(), true);
+        // Its workers were waited for (`join`): a zygote killed from outside leaves their
+        // entries, dead and unrecorded, pruned here.
+        crate::shm::forking_child_ended(self.pid);
     }
 }
 
@@ -123,7 +281,21 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         Boot::Socket(sock) => (Ok(sock), None),
         Boot::Inline(bytes, room) => (Err(bytes), Some(room)),
     };
-    match ask(boot) {
+    let asked = (|| {
+        let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
+        let address = config.forkserver.as_deref().ok_or_else(|| {
+            (
+                LaunchError::Failed(unavailable(
+                    super::StartMethod::ForkServer,
+                    "no fork server in this family".into(),
+                )),
+                false,
+            )
+        })?;
+        let mut st = family::state();
+        ask(boot, &config.token, (address, super::StartMethod::ForkServer), &mut st.forkserver_conn)
+    })();
+    match asked {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
         Err((e, may_run)) => {
             if let Some(room) = room
@@ -136,26 +308,32 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     }
 }
 
-/// [`request`]'s exchange: `boot` is the child's end of its boot socket, or its boot
-/// message. An error says whether a child may have been made.
-fn ask(boot: Result<OwnedFd, &[u8]>) -> Result<(u32, OwnedFd, Option<OwnedFd>), (LaunchError, bool)> {
+/// The error of a start whose server cannot fork it.
+fn unavailable(method: super::StartMethod, why: String) -> Error {
+    Error::StartMethodUnavailable(method, why)
+}
+
+/// [`request`]'s exchange with the server at `address` (the family's fork server, or a
+/// pool's [`Zygote`]: `method` names it in errors), over the connection kept in `slot`:
+/// `boot` is the child's end of its boot socket, or its boot message. An error says
+/// whether a child may have been made.
+fn ask(
+    boot: Result<OwnedFd, &[u8]>,
+    token: &[u8; 16],
+    (address, method): (&str, super::StartMethod),
+    slot: &mut Option<OwnedFd>,
+) -> Result<(u32, OwnedFd, Option<OwnedFd>), (LaunchError, bool)> {
     let failed = |e: Error, may_run: bool| (LaunchError::Failed(e), may_run);
-    let config = family::config().map_err(|e| failed(e, false))?;
-    let unavailable = |why: String| Error::StartMethodUnavailable(super::StartMethod::ForkServer, why);
-    let address = config
-        .forkserver
-        .as_deref()
-        .ok_or_else(|| failed(unavailable("no fork server in this family".into()), false))?;
-    let mut st = family::state();
-    if st.forkserver_conn.is_none() {
-        st.forkserver_conn = Some(
+    let unavailable = |why: String| unavailable(method, why);
+    if slot.is_none() {
+        *slot = Some(
             sys::connect_abstract(address, true)
                 .map_err(|e| failed(unavailable(format!("cannot reach it: {e}")), false))?,
         );
     }
-    let conn = st.forkserver_conn.as_ref().expect("connected above").as_fd();
+    let conn = slot.as_ref().expect("connected above").as_fd();
     let me = sys::me();
-    let request = codec::encode_own(&Request { token: config.token, pid: me.pid, start: me.start })
+    let request = codec::encode_own(&Request { token: *token, pid: me.pid, start: me.start })
         .map_err(|e| failed(e.into(), false))?;
     // Room for the answer's two descriptors, taken before the server forks: a process out
     // of descriptors gets `EMFILE` here, with no child made. (Another thread may still take
@@ -199,7 +377,7 @@ fn ask(boot: Result<OwnedFd, &[u8]>) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
     let (reply, fds) = match result {
         Ok(r) => r,
         Err(e) => {
-            st.forkserver_conn = None;
+            *slot = None;
             return Err(failed(unavailable(format!("the fork server did not answer: {e}")), sent));
         }
     };
@@ -220,7 +398,7 @@ fn ask(boot: Result<OwnedFd, &[u8]>) -> Result<(u32, OwnedFd, Option<OwnedFd>), 
         Reply::ForkFailed(errno) => {
             if errno == out_of_descriptors() {
                 // The server may have closed the connection to make room.
-                st.forkserver_conn = None;
+                *slot = None;
             }
             Err(failed(Error::Io(io::Error::from_raw_os_error(errno)), false))
         }
@@ -273,6 +451,13 @@ struct Server {
     /// connection keeps the listener readable: the server would spin on `accept` and the
     /// requester wait for ever.
     spare: Option<OwnedFd>,
+    /// A pool's zygote (see [`Zygote`]), not the family's server.
+    zygote: bool,
+    /// A zygote's children recorded as holders of its copies (`shm::ForkRecord`), with a
+    /// pidfd each, until they end (`shm::fork_child_ended`).
+    copies: Vec<(u32, OwnedFd)>,
+    /// Whether a requester connected (a zygote leaves when none is left).
+    served: bool,
 }
 
 /// Where a new child finds its boot message.
@@ -290,15 +475,21 @@ enum Event {
     Message(usize),
     RequesterDied(usize),
     KidEnded(usize),
+    /// A zygote's child recorded as a holder of its copies ended.
+    CopyEnded(usize),
 }
 
-fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
+/// The server's life: the family's fork server, or (`zygote`) a pool's [`Zygote`].
+fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
     if !sys::die_with_parent(main) {
         sys::exit_now(0);
     }
     // Forked from `test_support!`'s `.init_array` entry, the server calls the constructors
     // that come after it, so that its children see what they registered (`sys::early`).
-    sys::finish_constructors();
+    // A zygote is forked from a running program: they ran.
+    if !zygote {
+        sys::finish_constructors();
+    }
     let unsafe_to_fork = sys::fork_hazard_ignoring_opt_in().map(|threads| {
         format!(
             "a constructor left {threads} threads running in the fork server, which could hold locks its children need"
@@ -328,6 +519,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
         kids: Vec::new(),
         buf: vec![0; REQUEST_ROOM],
         spare: None,
+        zygote,
+        copies: Vec::new(),
+        served: false,
     };
     // A request's first bytes: a child reads its boot message in its copy.
     let mut head = [0u8; REQUEST_HEAD];
@@ -351,9 +545,19 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32) -> ! {
                 }
                 Event::RequesterDied(i) => server.requester_died(i),
                 Event::KidEnded(k) => server.kid_ended(k),
+                Event::CopyEnded(c) => server.copy_ended(c),
             }
         }
         server.tidy();
+        if server.zygote
+            && server.served
+            && server.copies.is_empty()
+            && server.kids.is_empty()
+            && server.requesters.iter().all(|r| r.sock.is_none())
+        {
+            // A zygote whose requester went and whose workers ended: nobody asks any more.
+            sys::exit_now(0);
+        }
         if server.spare.is_none() {
             server.spare = sys::dup(&server.listener).ok();
         }
@@ -380,7 +584,8 @@ impl Events {
 /// removed), then requesters' deaths, their messages, and new requesters.
 fn event_order(e: &Event) -> (u8, usize) {
     match e {
-        Event::KidEnded(k) => (0, usize::MAX - k),
+        Event::CopyEnded(c) => (0, usize::MAX - c),
+        Event::KidEnded(k) => (0, usize::MAX / 2 - k),
         Event::RequesterDied(i) => (1, *i),
         Event::Message(i) => (2, *i),
         Event::Accept => (3, 0),
@@ -397,7 +602,8 @@ impl Server {
                 .iter()
                 .map(|r| usize::from(r.sock.is_some()) + usize::from(r.pidfd.is_some()))
                 .sum::<usize>()
-            + self.kids.len();
+            + self.kids.len()
+            + self.copies.len();
         if watched <= sys::POLL_ON_STACK {
             let mut fds = [self.listener.as_fd(); sys::POLL_ON_STACK];
             let mut what = [Event::Accept; sys::POLL_ON_STACK];
@@ -417,6 +623,9 @@ impl Server {
             }
             for (k, kid) in self.kids.iter().enumerate() {
                 watch(kid.pidfd.as_fd(), Event::KidEnded(k));
+            }
+            for (c, (_, pidfd)) in self.copies.iter().enumerate() {
+                watch(pidfd.as_fd(), Event::CopyEnded(c));
             }
             let mut ready = [false; sys::POLL_ON_STACK];
             if sys::poll_readable_into(&fds[..n], &mut ready).is_err() {
@@ -450,6 +659,10 @@ impl Server {
             fds.push(kid.pidfd.as_fd());
             what.push(Event::KidEnded(k));
         }
+        for (c, (_, pidfd)) in self.copies.iter().enumerate() {
+            fds.push(pidfd.as_fd());
+            what.push(Event::CopyEnded(c));
+        }
         let ready = match sys::poll_readable(&fds, None) {
             Ok(r) => r,
             Err(_) => return Vec::new(),
@@ -482,6 +695,7 @@ impl Server {
             return;
         }
         self.requesters.push(Requester { sock: Some(sock), pidfd: None });
+        self.served = true;
     }
 
     /// Serves one request: a length (`u32`, little-endian), the [`Request`], then the
@@ -541,10 +755,22 @@ impl Server {
             self.reply(i, &Reply::Refused(why), &[]);
             return None;
         }
+        if self.zygote && matches!(child_boot, ChildBoot::Inline(..)) {
+            // A zygote's child waits for its go-on byte: it runs only once recorded.
+            self.reply(i, &Reply::Refused("a zygote's child needs a boot socket".into()), &[]);
+            return None;
+        }
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
+            let record = self.zygote.then(crate::shm::before_fork);
             match sys::fork_as_sibling() {
-                Ok(sys::Sibling::Child) => return Some((child_boot, self.main.pid)),
+                Ok(sys::Sibling::Child) => {
+                    if let Some(record) = record {
+                        record.in_child();
+                    }
+                    return Some((child_boot, self.main.pid));
+                }
                 Ok(sys::Sibling::Forker { pid, pidfd }) => {
+                    self.record_copy(record, pid, pidfd.as_fd());
                     drop(child_boot);
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
@@ -575,13 +801,20 @@ impl Server {
                 return None;
             }
         };
+        let record = self.zygote.then(crate::shm::before_fork);
         match sys::fork() {
-            Ok(Forked::Child) => Some((child_boot, me)),
+            Ok(Forked::Child) => {
+                if let Some(record) = record {
+                    record.in_child();
+                }
+                Some((child_boot, me))
+            }
             Ok(Forked::Parent(pid)) => {
                 drop(child_boot);
                 drop(room);
                 match sys::pidfd_open(pid) {
                     Ok(pidfd) => {
+                        self.record_copy(record, pid, pidfd.as_fd());
                         let theirs = sys::dup(&pidfd).ok();
                         let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
                         if let Some(t) = &theirs {
@@ -595,6 +828,7 @@ impl Server {
                     Err(_) => {
                         // Dead before the answer: a refusal means that no child runs (one
                         // without a boot socket would write its report room).
+                        drop(record);
                         sys::kill_and_reap(pid);
                         self.reply(i, &Reply::Refused("out of descriptors".into()), &[]);
                     }
@@ -640,6 +874,28 @@ impl Server {
             }
             msg.sent();
         }
+    }
+
+    /// In a zygote, after forking `pid` (which waits for its go-on byte): records it as a
+    /// holder of the zygote's copies, watched until it ends ([`Server::copy_ended`]).
+    /// Without a pidfd to watch it by, its copies stay recorded (never freed early).
+    fn record_copy(&mut self, record: Option<crate::shm::ForkRecord>, pid: u32, pidfd: BorrowedFd<'_>) {
+        let Some(record) = record else { return };
+        if record.holds_nothing() {
+            return;
+        }
+        let Some(start) = sys::process_start(pid) else { return };
+        record.record(sys::ProcId { pid, start });
+        if let Ok(watch) = sys::dup(pidfd) {
+            self.copies.push((pid, watch));
+        }
+    }
+
+    /// A zygote's child recorded as a holder ended: its copies are let go of.
+    fn copy_ended(&mut self, c: usize) {
+        let (pid, watch) = self.copies.swap_remove(c);
+        drop(watch);
+        crate::shm::fork_child_ended(pid);
     }
 
     fn requester_died(&mut self, i: usize) {

@@ -6,6 +6,7 @@ mod child;
 pub(crate) mod family;
 mod fork;
 mod forkserver;
+pub(crate) use forkserver::Zygote;
 mod init;
 mod join_async;
 mod logging;
@@ -411,6 +412,8 @@ pub struct Process<A, R> {
     daemon: bool,
     may_have_children: bool,
     method: Option<StartMethod>,
+    /// A `Fork` pool's zygote, which forks this process (`Pool`'s workers).
+    zygote: Option<Arc<Zygote>>,
 }
 
 impl<A, R> fmt::Debug for Process<A, R> {
@@ -469,7 +472,16 @@ where
             Some(pointer) => sys::pack_checked(pointer, boot::runner::<A, R>),
             None => sys::pack_checked::<fn()>(no_target, target_runner::<A, M, F>),
         };
-        Self { packed, args, _result: PhantomData, name: None, daemon: false, may_have_children: true, method: None }
+        Self {
+            packed,
+            args,
+            _result: PhantomData,
+            name: None,
+            daemon: false,
+            may_have_children: true,
+            method: None,
+            zygote: None,
+        }
     }
 
     /// Names the process (default `Process-N`, `Process-N:M` for grandchildren...).
@@ -514,6 +526,14 @@ where
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self.may_have_children = !daemon;
+        self
+    }
+
+    /// A process that `zygote` forks: a copy of its memory (the pool's builder's as of
+    /// `build`), started as [`StartMethod::Fork`] (`Pool`'s `Fork` workers).
+    pub(crate) fn via_zygote(mut self, zygote: Arc<Zygote>) -> Self {
+        self.method = Some(StartMethod::Fork);
+        self.zygote = Some(zygote);
         self
     }
 
@@ -577,7 +597,13 @@ where
         // The child gets its own copy; handles in ours are now counted as in flight.
         drop(self.args);
         let result_plan = codec::plan::<R>();
-        let child = launch(packed, (args, result_plan), self.name, (self.daemon, self.may_have_children), self.method)?;
+        let child = launch(
+            packed,
+            (args, result_plan),
+            self.name,
+            (self.daemon, self.may_have_children),
+            (self.method, self.zygote.as_deref()),
+        )?;
         Ok(ProcessHandle { child, _result: PhantomData })
     }
 }
@@ -617,7 +643,7 @@ fn launch(
     (mut args, result_plan): (Encoded, bool),
     name: Option<String>,
     (daemon, may_have_children): (bool, bool),
-    method: Option<StartMethod>,
+    (method, zygote): (Option<StartMethod>, Option<&Zygote>),
 ) -> Result<Arc<ChildState>, Error> {
     let config = family::config()?;
     let parent = family::me();
@@ -630,7 +656,9 @@ fn launch(
         Some(m) => m,
         None => family::start_method()?,
     };
+    // A zygote forks in its own single thread.
     if method == StartMethod::Fork
+        && zygote.is_none()
         && let Some(threads) = sys::fork_hazard()
     {
         return Err(Error::ForkWithThreads { threads });
@@ -645,7 +673,10 @@ fn launch(
     let bytes = std::mem::take(&mut args.bytes);
     // A fork child reads its argument from its copy of our memory; the others get large
     // arguments through the heap, so that the boot message always fits the socket buffer.
-    let payload = if method == StartMethod::Fork { Payload::Inline(bytes) } else { Payload::new(bytes)? };
+    // A zygote's child is a copy of the zygote, not of us: its argument comes as the
+    // fork server's do, and its environment is the zygote's (the builder's at `build`).
+    let payload =
+        if method == StartMethod::Fork && zygote.is_none() { Payload::Inline(bytes) } else { Payload::new(bytes)? };
     let surroundings = boot::surroundings(method)?;
     // The block the child writes a receipt into for each handle of its argument it takes
     // (freed when dropped: on every return before the child is recorded). In a heap too
@@ -682,6 +713,22 @@ fn launch(
         report_room: room.as_ref().map_or(0, crate::shm::ReportRoom::offset),
     };
     let (pid, pidfd, watch, link, kept) = match method {
+        StartMethod::Fork if zygote.is_some() => {
+            let zygote = zygote.expect("matched");
+            let (ours, theirs) = sys::socketpair_stream()?;
+            let message = codec::encode_own(&boot)?;
+            drop(boot);
+            sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
+            message.sent();
+            match zygote.request(theirs) {
+                Ok((pid, pidfd, status, _)) => {
+                    go_on(&ours);
+                    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
+                }
+                Err(LaunchError::Failed(e)) => return Err(e),
+                Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+            }
+        }
         StartMethod::Fork => {
             let ((pid, pidfd), link, kept) = fork::start(boot)?;
             (pid, pidfd, ExitWatch::Own, link, Some(kept))

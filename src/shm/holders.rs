@@ -259,6 +259,32 @@ pub(crate) fn fork_child_ended(pid: u32) {
     }
 }
 
+/// A fork child that recorded fork children of its own (a pool's zygote, whose workers
+/// are copies of it) has ended: as [`fork_child_ended`], and where no live process holds
+/// an object any more, the dead among its holders are forgotten too, and the object freed.
+/// A zygote killed from outside took the record of its workers with it: their entries
+/// would otherwise keep what they copied for ever (no live holder left to prune them).
+pub(crate) fn forking_child_ended(pid: u32) {
+    let (child, tables) = {
+        let mut forked = FORKED.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = forked.iter().position(|(child, _)| child.pid == pid) else { return };
+        forked.swap_remove(at)
+    };
+    let Some(heap) = Heap::try_get() else { return };
+    for (off, let_go) in &tables {
+        // SAFETY: as in `fork_child_ended`: `pin` reads only the in-flight word and pins the
+        // table only while it belongs to that generation's object.
+        let table = unsafe { &*heap.ptr(*off).cast::<Holders>() };
+        // The dead are all forgotten when nobody live holds it; else only the child's
+        // entry (a live holder's last drop prunes the others).
+        if table.let_go_of_dead(heap, child, let_go.generation, true)
+            || table.let_go_of_dead(heap, child, let_go.generation, false)
+        {
+            (let_go.gone)(let_go.object, 0);
+        }
+    }
+}
+
 /// Whether this process holds no handle of any object (the fork server's copy of the main
 /// process, made at `init()`, must not).
 pub(crate) fn holds_nothing() -> bool {

@@ -157,6 +157,12 @@ pub(crate) fn listen_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedFd
     Ok(sock)
 }
 
+/// Shuts `sock` down both ways: its peer reads the end of the stream even while copies
+/// of this end (a fork child's) stay open.
+pub(crate) fn shutdown_both(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Both)?)
+}
+
 /// Connects to a unix socket in the abstract namespace.
 pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedFd> {
     let sock = rustix::net::socket_with(AddressFamily::UNIX, kind(seqpacket), SocketFlags::CLOEXEC, None)?;
