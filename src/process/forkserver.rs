@@ -445,7 +445,7 @@ struct Server {
     kids: Vec<Kid>,
     /// Where a request longer than [`REQUEST_HEAD`] is received ([`REQUEST_ROOM`] bytes,
     /// made once): a child reads its inline boot message in its copy.
-    buf: Vec<u8>,
+    buf: &'static mut [u8],
     /// A descriptor held in reserve: closed to accept a requester when the server has no
     /// room for its socket, which then gets `EMFILE` for an answer. Without it the waiting
     /// connection keeps the listener readable: the server would spin on `accept` and the
@@ -517,7 +517,9 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
         unsafe_to_fork,
         requesters: Vec::new(),
         kids: Vec::new(),
-        buf: vec![0; REQUEST_ROOM],
+        // Mapped, not allocated: its pages are the server's only once a long request
+        // wrote them (`vec!` zeroed, and so dirtied, 68 KiB of a heap shared with children).
+        buf: sys::lasting_zeroed(REQUEST_ROOM).unwrap_or_else(|_| vec![0; REQUEST_ROOM].leak()),
         spare: None,
         zygote,
         copies: Vec::new(),

@@ -196,6 +196,23 @@ fn reserve(fd: &OwnedFd, len: usize) -> rustix::io::Result<()> {
     }
 }
 
+/// `len` bytes of private zeroed memory, mapped for the rest of the process's life. Its
+/// pages are given on first touch, so a large buffer that is rarely filled costs nothing
+/// until it is (`calloc` zeroes, and so dirties, every page of a block it reuses).
+pub(crate) fn lasting_zeroed(len: usize) -> io::Result<&'static mut [u8]> {
+    // SAFETY: a new private anonymous mapping of `len` readable and writable bytes, never
+    // unmapped; nothing else refers to it, so the one `&mut` to it is unique for `'static`.
+    unsafe {
+        let at = rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )?;
+        Ok(std::slice::from_raw_parts_mut(at.cast::<u8>(), len))
+    }
+}
+
 fn posix_name(name: &str) -> String {
     if name.starts_with('/') { name.to_owned() } else { format!("/{name}") }
 }
