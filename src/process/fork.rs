@@ -77,19 +77,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
             Some(room) if !wait_for_record => Via::Room(room),
             unused => Via::Socket(sys::socketpair_stream()?, unused),
         };
-        // Last, the locks the child takes at boot: their other holders take nothing under
-        // them, and hold them only for a moment. The crash points' lock (tests: a child
-        // whose crash points are armed takes it at the first it reaches) is taken under
-        // the three by a crash point in their sections: after them.
-        let child_init = super::init::lock_child_init();
-        let log_name = super::logging::lock_name();
-        let process_name = super::panics::lock_process_name();
-        let crash_target = shm::crash::lock_target();
-        let forked = sys::fork();
-        drop(crash_target);
-        drop(process_name);
-        drop(log_name);
-        drop(child_init);
+        let forked = fork_holding_boot_locks();
         match forked {
             Ok(Forked::Child) => {
                 record.in_child();
@@ -168,4 +156,22 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
             Err(e) => Err(e),
         }
     })
+}
+
+/// Forks while holding the locks a child takes at boot, so that it finds them free: their
+/// other holders take nothing under them, and hold them only for a moment. The crash
+/// points' lock (tests: a child whose crash points are armed takes it at the first it
+/// reaches) is taken under the three by a crash point in their sections: after them. Take
+/// the family's state and the heap's fork record first (`shm::before_fork`).
+pub(super) fn fork_holding_boot_locks() -> std::io::Result<sys::Forked> {
+    let child_init = super::init::lock_child_init();
+    let log_name = super::logging::lock_name();
+    let process_name = super::panics::lock_process_name();
+    let crash_target = shm::crash::lock_target();
+    let forked = sys::fork();
+    drop(crash_target);
+    drop(process_name);
+    drop(log_name);
+    drop(child_init);
+    forked
 }

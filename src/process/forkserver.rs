@@ -154,15 +154,7 @@ impl Zygote {
         let _ = err.flush();
         let mut state = family::state();
         let record = crate::shm::before_fork();
-        let child_init = super::init::lock_child_init();
-        let log_name = super::logging::lock_name();
-        let process_name = super::panics::lock_process_name();
-        let crash_target = crate::shm::crash::lock_target();
-        let forked = sys::fork();
-        drop(crash_target);
-        drop(process_name);
-        drop(log_name);
-        drop(child_init);
+        let forked = super::fork::fork_holding_boot_locks();
         match forked {
             Ok(Forked::Child) => {
                 record.in_child();

@@ -17,7 +17,7 @@ pub(crate) mod tracker;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -712,97 +712,77 @@ fn launch(
         },
         report_room: room.as_ref().map_or(0, crate::shm::ReportRoom::offset),
     };
-    let (pid, pidfd, watch, link, kept) = match method {
-        StartMethod::Fork if zygote.is_some() => {
-            let zygote = zygote.expect("matched");
-            let (ours, theirs) = sys::socketpair_stream()?;
-            let message = codec::encode_own(&boot)?;
-            drop(boot);
-            sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
-            message.sent();
-            match zygote.request(theirs) {
-                Ok((pid, pidfd, status, _)) => {
-                    go_on(&ours);
-                    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
-                }
-                Err(LaunchError::Failed(e)) => return Err(e),
-                Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
-            }
-        }
-        StartMethod::Fork => {
-            let ((pid, pidfd), link, kept) = fork::start(boot)?;
-            (pid, pidfd, ExitWatch::Own, link, Some(kept))
-        }
-        StartMethod::ForkServer if room.is_some() => {
-            let mut message = codec::encode_own(&boot)?;
-            let room = room.expect("matched");
-            if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
-                drop(boot);
-                let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room));
-                message.sent();
-                let (pid, pidfd, status, room) = match started {
-                    Ok(started) => started,
-                    Err(LaunchError::Failed(e)) => return Err(e),
-                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
-                };
-                let link = Link::Room(room.expect("an inline boot message comes with its room"));
-                (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
-            } else {
-                // Too long to go with the request (large parts travel through the heap,
-                // so rarely): on a boot socket.
-                drop(room);
-                boot.report_room = 0;
-                message.sent();
-                message = codec::encode_own(&boot)?;
-                drop(boot);
+    // Every start method's errors, a child lost with its descriptors included, in one place.
+    let started = (move || -> Result<_, LaunchError> {
+        Ok(match method {
+            StartMethod::Fork if zygote.is_some() => {
+                let zygote = zygote.expect("matched");
                 let (ours, theirs) = sys::socketpair_stream()?;
+                let message = codec::encode_own(&boot)?;
+                drop(boot);
                 sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
                 message.sent();
-                match forkserver::request(forkserver::Boot::Socket(theirs)) {
-                    Ok((pid, pidfd, status, _)) => {
-                        go_on(&ours);
-                        (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
-                    }
-                    Err(LaunchError::Failed(e)) => return Err(e),
-                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+                on_socket(ours, zygote.request(theirs)?)
+            }
+            StartMethod::Fork => {
+                let ((pid, pidfd), link, kept) = fork::start(boot)?;
+                (pid, pidfd, ExitWatch::Own, link, Some(kept))
+            }
+            StartMethod::ForkServer if room.is_some() => {
+                let mut message = codec::encode_own(&boot)?;
+                let room = room.expect("matched");
+                if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
+                    drop(boot);
+                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room));
+                    message.sent();
+                    let (pid, pidfd, status, room) = started?;
+                    let link = Link::Room(room.expect("an inline boot message comes with its room"));
+                    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
+                } else {
+                    // Too long to go with the request (large parts travel through the heap,
+                    // so rarely): on a boot socket.
+                    drop(room);
+                    boot.report_room = 0;
+                    message.sent();
+                    message = codec::encode_own(&boot)?;
+                    drop(boot);
+                    let (ours, theirs) = sys::socketpair_stream()?;
+                    sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
+                    message.sent();
+                    on_socket(ours, forkserver::request(forkserver::Boot::Socket(theirs))?)
                 }
             }
-        }
-        StartMethod::Spawn | StartMethod::ForkServer => {
-            let (ours, theirs) = sys::socketpair_stream()?;
-            let message = codec::encode_own(&boot)?;
-            drop(boot);
-            // A spawned child gets the heap and the resource tracker's pipe; the others
-            // inherit both.
-            let spawn_fds: Vec<BorrowedFd<'_>> = std::iter::once(Heap::get().fd()).chain(tracker::fd()).collect();
-            let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &spawn_fds } else { &[] };
-            // Small enough for the socket buffer: written before the child exists, so that
-            // it finds its message at once.
-            // A spawned child learns the key of handle seals first (the others inherit it).
-            let framed = if method == StartMethod::Spawn {
-                boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat())
-            } else {
-                boot::frame(&message.bytes)
-            };
-            sys::send_all(ours.as_fd(), &framed, fds)?;
-            message.sent();
-            if method == StartMethod::Spawn {
-                match spawn::start(theirs) {
-                    Ok((pid, pidfd)) => (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None),
-                    Err(LaunchError::Failed(e)) => return Err(e),
-                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
-                }
-            } else {
-                match forkserver::request(forkserver::Boot::Socket(theirs)) {
-                    Ok((pid, pidfd, status, _)) => {
-                        go_on(&ours);
-                        (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
-                    }
-                    Err(LaunchError::Failed(e)) => return Err(e),
-                    Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+            StartMethod::Spawn | StartMethod::ForkServer => {
+                let (ours, theirs) = sys::socketpair_stream()?;
+                let message = codec::encode_own(&boot)?;
+                drop(boot);
+                // A spawned child gets the heap and the resource tracker's pipe; the others
+                // inherit both.
+                let spawn_fds: Vec<BorrowedFd<'_>> = std::iter::once(Heap::get().fd()).chain(tracker::fd()).collect();
+                let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &spawn_fds } else { &[] };
+                // Small enough for the socket buffer: written before the child exists, so that
+                // it finds its message at once.
+                // A spawned child learns the key of handle seals first (the others inherit it).
+                let framed = if method == StartMethod::Spawn {
+                    boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat())
+                } else {
+                    boot::frame(&message.bytes)
+                };
+                sys::send_all(ours.as_fd(), &framed, fds)?;
+                message.sent();
+                if method == StartMethod::Spawn {
+                    let (pid, pidfd) = spawn::start(theirs)?;
+                    (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
+                } else {
+                    on_socket(ours, forkserver::request(forkserver::Boot::Socket(theirs))?)
                 }
             }
-        }
+        })
+    })();
+    let (pid, pidfd, watch, link, kept) = match started {
+        Ok(started) => started,
+        Err(LaunchError::Failed(e)) => return Err(e),
+        Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
     };
     // The argument is with the child now: we keep its undo and the receipts until the
     // child is reaped (or says it took every handle, with a block), to give back the
@@ -818,8 +798,16 @@ fn launch(
 /// this before it reads what its boot message names. A request that failed (the server died
 /// between its fork and its answer) drops our end instead, and the child it may have forked
 /// exits.
-fn go_on(ours: &std::os::fd::OwnedFd) {
+fn go_on(ours: &OwnedFd) {
     let _ = sys::send_all(ours.as_fd(), &[boot::GO], &[]);
+}
+
+/// A child started on a boot socket (`ours` is our end) by the fork server or a zygote: told
+/// to go on, and watched through its pidfd or the server's status pipe.
+fn on_socket(ours: OwnedFd, started: forkserver::Started) -> (u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>) {
+    let (pid, pidfd, status, _) = started;
+    go_on(&ours);
+    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
 }
 
 /// Why a start method gave no child (`forkserver::request`, `spawn::start`).
