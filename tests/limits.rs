@@ -221,8 +221,9 @@ fn plus_one(x: u64) -> u64 {
 
 type Op = (&'static str, Box<dyn Fn() -> Result<(), String>>);
 
-fn fd_ops() -> Vec<Op> {
-    let mut ops: Vec<Op> = Vec::new();
+/// A process, a queue to a child and a pool, with each start method: what needs a new
+/// process (and its descriptors).
+fn start_ops(ops: &mut Vec<Op>) {
     for method in common::METHODS {
         ops.push((
             leak_name("process", method),
@@ -260,6 +261,11 @@ fn fd_ops() -> Vec<Op> {
             }),
         ));
     }
+}
+
+fn fd_ops() -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    start_ops(&mut ops);
     ops.push((
         "pipe",
         Box::new(|| {
@@ -582,42 +588,7 @@ fn set_pids_max(max: Option<u64>) {
 
 fn pid_ops() -> Vec<Op> {
     let mut ops: Vec<Op> = Vec::new();
-    for method in common::METHODS {
-        ops.push((
-            leak_name("process", method),
-            Box::new(move || {
-                let child =
-                    Process::new(plus_one, 41).start_method(method).start().map_err(|e| format!("start: {e:?}"))?;
-                assert_eq!(child.join().map_err(|e| format!("join: {e:?}"))?, 42);
-                Ok(())
-            }),
-        ));
-        ops.push((
-            leak_name("queue to a child", method),
-            Box::new(move || {
-                let queue = Queue::<u64>::new().map_err(|e| format!("queue: {e:?}"))?;
-                let child = Process::new(|q: Queue<u64>| q.put(7).unwrap(), queue.clone())
-                    .start_method(method)
-                    .start()
-                    .map_err(|e| format!("start: {e:?}"))?;
-                child.join().map_err(|e| format!("join: {e:?}"))?;
-                assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
-                Ok(())
-            }),
-        ));
-        ops.push((
-            leak_name("pool", method),
-            Box::new(move || {
-                let pool =
-                    Pool::builder().processes(2).start_method(method).build().map_err(|e| format!("build: {e:?}"))?;
-                let got = pool.map(plus_one, 0..8).map_err(|e| format!("map: {e:?}"));
-                pool.close();
-                pool.join().map_err(|e| format!("pool join: {e:?}"))?;
-                assert_eq!(got?, (1..9).collect::<Vec<_>>());
-                Ok(())
-            }),
-        ));
-    }
+    start_ops(&mut ops);
     ops.push((
         "manager",
         Box::new(|| {

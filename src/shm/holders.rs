@@ -729,6 +729,14 @@ impl Holders {
         received
     }
 
+    /// Takes the table's lock, then gives the receive's pin back: the lock keeps the object
+    /// from then on (it is freed only under it).
+    fn lock_and_unpin(&self) -> RawGuard<'_> {
+        let g = RawGuard::lock(&self.lock);
+        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        g
+    }
+
     fn receive_locked(
         &self,
         heap: &Heap,
@@ -753,14 +761,11 @@ impl Holders {
                     // path only: a channel's receive pays nothing for it.
                     crash_point!("holders.receive.pinned");
                 }
-                let g = RawGuard::lock(&self.lock);
-                self.flight.fetch_sub(PIN, Ordering::Relaxed);
-                g
+                self.lock_and_unpin()
             }
             Err(Received::NotInFlight { .. }) => {
                 self.pin(generation, false)?;
-                let g = RawGuard::lock(&self.lock);
-                self.flight.fetch_sub(PIN, Ordering::Relaxed);
+                let g = self.lock_and_unpin();
                 self.prune_dead(heap, sys::me());
                 let took =
                     self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));

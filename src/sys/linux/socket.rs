@@ -57,21 +57,7 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, mut data: &[u8], fds: &[BorrowedFd<
 /// Receives into `buf`, appending any descriptors that came along to `fds` (close-on-exec).
 /// Returns the byte count; 0 means the peer closed (or an empty seqpacket message).
 pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let n = loop {
-        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
-            Ok(msg) => break msg.bytes,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    for msg in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = msg {
-            fds.extend(received);
-        }
-    }
-    Ok(n)
+    recv_with_fds_split(sock, buf, &mut [], fds)
 }
 
 /// [`recv_with_fds`] into `head`, then `rest` for what does not fit: the first bytes of a
