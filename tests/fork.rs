@@ -377,6 +377,30 @@ fn use_copied_cluster_pool(_: ()) -> bool {
     refused
 }
 
+/// A cluster pool (no worker node: nothing runs its tasks) and a result it owes, kept
+/// where a fork copies them.
+#[cfg(feature = "cluster")]
+static CLUSTER_RESULT_KEPT: Mutex<Option<multiproc::AsyncResult<u64>>> = Mutex::new(None);
+
+/// In a fork child: waits on its copy of the parent's pending cluster result every way
+/// there is, each of which must end at once (nothing in this process would ever fill it).
+/// What each gave: `wait_timeout` and `ready` true, the future and `get` `Terminated`.
+#[cfg(feature = "cluster")]
+fn wait_on_copied_cluster_result(_: ()) -> (bool, bool, bool, bool) {
+    use std::future::Future;
+    let mut result = CLUSTER_RESULT_KEPT.lock().unwrap().take().expect("the static was copied");
+    result.wait();
+    let waited = result.wait_timeout(std::time::Duration::from_secs(3600));
+    let ready = result.ready();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = matches!(
+        std::pin::Pin::new(&mut result).poll(&mut cx),
+        std::task::Poll::Ready(Err(multiproc::TaskError::Terminated))
+    );
+    let got = matches!(result.get(), Err(multiproc::TaskError::Terminated));
+    (waited, ready, polled, got)
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1804,6 +1828,26 @@ fn cases() -> Vec<(&'static str, fn())> {
             let refused = join_unless_blocked(child, "a fork child blocked for ever on its copy of a cluster pool");
             drop(CLUSTER_POOL_KEPT.lock().unwrap().take());
             assert!(refused, "a map on a copied cluster pool in a fork child is refused (Closed)");
+        }),
+        // After the case that opts in; it opts in itself too.
+        #[cfg(feature = "cluster")]
+        ("with_forks_beside_threads_a_cluster_result_copied_by_fork_fails_at_once_in_the_child", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            // SAFETY: the pool's driver thread takes no lock the child's copy of the result
+            // takes (its slot's lock is free between the driver's fills).
+            unsafe { multiproc::allow_fork_with_threads() };
+            let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+            *CLUSTER_RESULT_KEPT.lock().unwrap() = Some(pool.apply_async(square, 3).unwrap());
+            let child = Process::new(wait_on_copied_cluster_result, ()).start_method(FORK).start().unwrap();
+            let waits =
+                join_unless_blocked(child, "a fork child blocked for ever on its copy of a pending cluster result");
+            let mut kept = CLUSTER_RESULT_KEPT.lock().unwrap().take().unwrap();
+            let still_pending = !kept.ready();
+            pool.terminate();
+            let parents = kept.get_timeout(std::time::Duration::from_secs(60));
+            assert_eq!(waits, (true, true, true, true), "the child's waits: wait_timeout, ready, poll, get");
+            assert!(still_pending, "the child's copy settled nothing of the parent's result");
+            assert!(matches!(parents, Err(multiproc::ResultTimeoutError::Task(multiproc::TaskError::Terminated))));
         }),
         // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_thread_pool_copied_by_fork_is_closed_in_the_child", || {

@@ -13,7 +13,7 @@ use super::progress::Progress;
 use super::stats::Counters;
 use crate::error::PanicInfo;
 use crate::process::panics;
-use crate::shm::Deadline;
+use crate::shm::{Deadline, TakenIn};
 
 /// The results of one chunk: the values of the items that succeeded, in order, and the
 /// errors of the others with their index in the chunk. Kept apart so that a chunk of ten
@@ -468,6 +468,9 @@ impl<R: Send> Sink<R> for StreamSink<R> {
 pub struct AsyncResult<R> {
     pub(crate) slot: Arc<Slot<Result<R, TaskError>>>,
     pub(crate) helper: Option<Arc<dyn Helper>>,
+    /// The process that asked for the result: only its threads fill it. A copy that fork
+    /// made in a child (kept in a static, say) whose result had not come never gets it.
+    made_in: TakenIn,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -478,15 +481,33 @@ impl<R> fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new(slot: Arc<Slot<Result<R, TaskError>>>, helper: Option<Arc<dyn Helper>>) -> Self {
-        Self { slot, helper }
+        Self { slot, helper, made_in: TakenIn::here() }
     }
 
     fn wait_until(&self, deadline: Deadline) -> bool {
+        if self.settled_as_a_copy() {
+            return true;
+        }
         self.slot.wait(deadline, self.helper.as_deref())
     }
 
+    /// In a copy made by fork of a result of a pool without a helper (a cluster pool's
+    /// driver thread and a thread pool's threads are the parent's; a process pool's helper
+    /// ends its copy's results itself, [`Helper::copied`]): a result that had not come
+    /// becomes [`TaskError::Terminated`] at once, in this process only. Whether this is
+    /// such a copy.
+    pub(crate) fn settled_as_a_copy(&self) -> bool {
+        if self.helper.is_some() || self.made_in.is_here() {
+            return false;
+        }
+        self.slot.fill_if_empty(Err(TaskError::Terminated));
+        true
+    }
+
     /// Waits for the result. Never hangs: a task whose worker dies fails with
-    /// [`TaskError::WorkerLost`].
+    /// [`TaskError::WorkerLost`]; in a fork child, a copy of an `AsyncResult` of the
+    /// parent's (kept in a static, say) whose result had not come fails at once with
+    /// [`TaskError::Terminated`] (nothing in the child would ever fill it).
     ///
     /// # Examples
     ///

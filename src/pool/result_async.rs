@@ -87,6 +87,10 @@ impl<R> Future for AsyncResult<R> {
         if let Some(v) = slot.take() {
             return Poll::Ready(v);
         }
+        // A copy that fork made in a child: nothing will fill the slot (whatever the pool).
+        if self.settled_as_a_copy() {
+            return Poll::Ready(slot.take().unwrap_or(Err(TaskError::Terminated)));
+        }
         // As a blocking `get` does, collect the results here rather than wait for the
         // pool thread to collect them and wake the runtime (two wake-ups): a short task's
         // result is worth a few microseconds of spinning.
