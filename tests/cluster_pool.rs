@@ -675,6 +675,34 @@ fn a_result_above_max_message_size_fails_its_task_with_a_typed_error_and_the_poo
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// A node checks a result's size against the pool's `max_message_size` before it pushes
+/// it: one above it fails its task with a typed error and never reaches Redis. Here Redis
+/// refuses anything above 1 MiB (`proto-max-bulk-len`, as a server configured so, or one
+/// short of memory, would): a node that pushed the 2 MiB result would have it refused, or
+/// lose its connection, for ever, and its later results would wait behind it.
+#[test]
+fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_it_come() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().max_message_size(64 << 10))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+    let mut big = pool.apply_async(bytes_of, 2 << 20).unwrap();
+    let got = big.get_timeout(Duration::from_secs(60));
+    match &got {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains("max_message_size (65536)"), "{e}");
+        }
+        other => panic!("a 2 MiB result with a limit of 64 KiB: {:?}", other.as_ref().map(Vec::len)),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 /// The peak resident memory of this process, in bytes.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

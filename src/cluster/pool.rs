@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, key_ttl};
+use super::wire::{GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, key_ttl, too_large};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
@@ -360,11 +360,8 @@ impl Driver {
         for (id, size) in large {
             let Some(sent) = id.and_then(|id| books.sent.remove(&id)) else { continue };
             books.entries.remove(&sent.entry);
-            let why = format_args!(
-                "a result of {size} bytes, more than the pool's max_message_size ({})",
-                self.options.max_message_size
-            );
-            out.push((sent.delivery, sent.chunk, Err(TaskError::Codec(crate::CodecError::decode(why)))));
+            let error = too_large(size, self.options.max_message_size as u64);
+            out.push((sent.delivery, sent.chunk, Err(error)));
         }
         out
     }
@@ -732,6 +729,7 @@ impl Engine for Driver {
             call: job.call,
             timeout_ms: job.timeout.map(ms),
             lease_ms: ms(self.options.lease),
+            max_result: self.options.max_message_size as u64,
             args: job.args.bytes().to_vec(),
         };
         let mut encoded = codec::encode(&message)?;
