@@ -270,6 +270,19 @@ fn square_after_a_moment(x: u64) -> u64 {
     x * x
 }
 
+/// A process pool and a map of its in flight on the claims path (chunk size 1: its items
+/// in tables of the family heap that its workers claim from), kept where a fork copies them.
+static CLAIMS_MAP_KEPT: Mutex<Option<(Pool, multiproc::MapResult<u64>)>> = Mutex::new(None);
+
+/// In a fork child: waits on its copy of the parent's map (its pool's copy ends it,
+/// `Terminated`), then drops both. Whether the wait ended so.
+fn end_copied_claims_map(_: ()) -> bool {
+    let (pool, pending) = CLAIMS_MAP_KEPT.lock().unwrap().take().expect("the static was copied");
+    let ended = matches!(pending.get(), Err(multiproc::TaskError::Terminated));
+    drop(pool);
+    ended
+}
+
 /// In a fork child: waits on its copy of the parent's result, maps on its copy of the
 /// parent's pool, then drops both. What the result's wait and the map gave.
 fn use_copied_pool(_: ()) -> (Option<String>, Option<String>) {
@@ -1937,6 +1950,32 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(got, None, "a copied result's wait in a fork child is Terminated");
                 assert_eq!(mapped, None, "a map on a copied pool in a fork child is Closed");
                 assert_eq!(pids_after, pids, "a fork child's drop of its copy stopped the parent's workers");
+                assert_eq!(map_after.unwrap(), [0, 1, 4]);
+            },
+        ),
+        // After the case that opts in; it opts in itself too.
+        (
+            "with_forks_beside_threads_a_claims_map_copied_by_fork_and_ended_in_the_child_leaves_the_parents_items",
+            || {
+                // SAFETY: as the case above (the child touches the pool's books only through
+                // its own copy).
+                unsafe { multiproc::allow_fork_with_threads() };
+                let pool = Pool::new(2).unwrap();
+                let options = multiproc::MapOptions::new().chunksize(1);
+                let pending = pool.map_async_with(square_after_a_moment, 0..12u64, options).unwrap();
+                *CLAIMS_MAP_KEPT.lock().unwrap() = Some((pool, pending));
+                let child = Process::new(end_copied_claims_map, ()).start_method(FORK).start().unwrap();
+                let ended = join_unless_blocked(child, "a fork child blocked for ever on its copy of a map");
+                let (pool, mut pending) = CLAIMS_MAP_KEPT.lock().unwrap().take().unwrap();
+                let parents = pending.get_timeout(std::time::Duration::from_secs(60));
+                let map_after = pool.map(square, 0..3u64);
+                drop(pool);
+                assert!(ended, "a copied map's wait in a fork child is Terminated");
+                assert_eq!(
+                    parents.map_err(|e| e.to_string()),
+                    Ok((0..12u64).map(|x| x * x).collect::<Vec<_>>()),
+                    "the parent's map after a fork child ended its copy"
+                );
                 assert_eq!(map_after.unwrap(), [0, 1, 4]);
             },
         ),
