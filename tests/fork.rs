@@ -414,6 +414,44 @@ fn wait_on_copied_cluster_result(_: ()) -> (bool, bool, bool, bool) {
     (waited, ready, polled, got)
 }
 
+/// A cluster pool's `imap` with chunks in flight (no node: none comes back), kept where a
+/// fork copies it.
+#[cfg(feature = "cluster")]
+static CLUSTER_IMAP_KEPT: Mutex<Option<multiproc::IMap<u64>>> = Mutex::new(None);
+
+/// In a fork child: takes from its copy of the parent's `imap`, as an iterator, then as a
+/// stream. What each gave: the iterator `Terminated` then the end, the stream the end.
+#[cfg(feature = "cluster")]
+fn take_from_copied_cluster_imap(_: ()) -> (Vec<String>, bool) {
+    use futures_core::Stream;
+    let mut imap = CLUSTER_IMAP_KEPT.lock().unwrap().take().expect("the static was copied");
+    let got: Vec<String> = imap.by_ref().take(3).map(|r| format!("{r:?}")).collect();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let streamed = matches!(std::pin::Pin::new(&mut imap).poll_next(&mut cx), std::task::Poll::Ready(None));
+    (got, streamed)
+}
+
+/// A thread pool's result to come (its task waits for `THREAD_TASK_GO`), kept where a fork
+/// copies it (the pool's threads are not copied).
+static THREAD_RESULT_KEPT: Mutex<Option<(multiproc::ThreadPool, multiproc::AsyncResult<u64>)>> = Mutex::new(None);
+static THREAD_TASK_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn seven_once_told(_: ()) -> u64 {
+    while !THREAD_TASK_GO.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    7
+}
+
+/// In a fork child: waits on its copy of the parent's thread pool result, then drops the
+/// copies. Whether the wait ended at once with `Terminated`.
+fn wait_on_copied_thread_result(_: ()) -> bool {
+    let (pool, result) = THREAD_RESULT_KEPT.lock().unwrap().take().expect("the static was copied");
+    let ended = matches!(result.get(), Err(multiproc::TaskError::Terminated));
+    drop(pool);
+    ended
+}
+
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
 fn count_until_closed(end: multiproc::Connection<u64>) -> u64 {
     let mut n = 0;
@@ -1861,6 +1899,41 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(waits, (true, true, true, true), "the child's waits: wait_timeout, ready, poll, get");
             assert!(still_pending, "the child's copy settled nothing of the parent's result");
             assert!(matches!(parents, Err(multiproc::ResultTimeoutError::Task(multiproc::TaskError::Terminated))));
+        }),
+        // After the case that opts in; it opts in itself too.
+        #[cfg(feature = "cluster")]
+        ("with_forks_beside_threads_a_cluster_imap_copied_by_fork_ends_at_once_in_the_child", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            // SAFETY: as the cluster result's case above.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+            let mut imap = pool.imap(square, 0..).unwrap();
+            // Feeds its first chunks (none comes back: no node).
+            assert!(imap.next_timeout(std::time::Duration::from_millis(1)).is_err());
+            *CLUSTER_IMAP_KEPT.lock().unwrap() = Some(imap);
+            let child = Process::new(take_from_copied_cluster_imap, ()).start_method(FORK).start().unwrap();
+            let (got, streamed) =
+                join_unless_blocked(child, "a fork child blocked for ever on its copy of a cluster imap");
+            drop(CLUSTER_IMAP_KEPT.lock().unwrap().take());
+            pool.terminate();
+            assert_eq!(got, ["Err(the pool was terminated before the task finished)"], "the child's iteration");
+            assert!(streamed, "the child's stream ended");
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_thread_pool_result_copied_by_fork_fails_at_once_in_the_child", || {
+            // SAFETY: the pool's thread waits in the task, holding no lock the child takes.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let pool = multiproc::ThreadPool::new(1).unwrap();
+            let result = pool.apply_async(seven_once_told, ()).unwrap();
+            *THREAD_RESULT_KEPT.lock().unwrap() = Some((pool, result));
+            let child = Process::new(wait_on_copied_thread_result, ()).start_method(FORK).start().unwrap();
+            let ended = join_unless_blocked(child, "a fork child blocked for ever on its copy of a thread pool result");
+            THREAD_TASK_GO.store(true, std::sync::atomic::Ordering::SeqCst);
+            let (pool, result) = THREAD_RESULT_KEPT.lock().unwrap().take().unwrap();
+            let parents = result.get();
+            drop(pool);
+            assert!(ended, "a copied thread pool result's wait in a fork child is Terminated");
+            assert_eq!(parents, Ok(7));
         }),
         // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_thread_pool_copied_by_fork_is_closed_in_the_child", || {

@@ -705,6 +705,10 @@ impl<I: Iterator> Input<I> {
 /// The iterator of `imap` / `imap_unordered`: results as they come, each item's result or
 /// its error. Lazy, with a bounded look-ahead, so the input may be endless.
 ///
+/// A copy that fork made in a child (kept in a static, say) gives what had arrived before
+/// the fork, then [`TaskError::Terminated`], and ends: the chunks in flight are the
+/// parent's pool's to deliver.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -731,6 +735,8 @@ pub struct IMap<R> {
     pub(crate) fed_items: usize,
     pub(crate) taken_items: usize,
     pub(crate) exhausted: bool,
+    /// The process that started the iteration: only its threads deliver its chunks.
+    made_in: TakenIn,
 }
 
 impl<R> fmt::Debug for IMap<R> {
@@ -758,6 +764,7 @@ impl<R: Send + 'static> IMap<R> {
             fed_items: 0,
             taken_items: 0,
             exhausted: false,
+            made_in: TakenIn::here(),
         }
     }
 
@@ -795,7 +802,33 @@ impl<R: Send + 'static> IMap<R> {
         self.next_until(Deadline::after(timeout)).ok_or(ResultTimeoutError::Timeout)
     }
 
+    /// In a copy that fork made in a child (kept in a static, say), the chunks in flight
+    /// never come (the pool's threads, or its driver, are the parent's): nothing more is
+    /// fed, what had arrived comes first, then one `Terminated`, and the iteration ends.
+    /// `None` in the process that started it.
+    pub(crate) fn next_in_a_copy(&mut self) -> Option<Option<Result<R, TaskError>>> {
+        if self.made_in.is_here() {
+            return None;
+        }
+        if let Some(item) = self.sink.pop() {
+            self.taken_items += 1;
+            return Some(Some(item));
+        }
+        if self.exhausted && self.taken_items == self.fed_items {
+            return Some(None);
+        }
+        self.exhausted = true;
+        self.taken_items = self.fed_items;
+        Some(Some(Err(TaskError::Terminated)))
+    }
+
     fn next_until(&mut self, deadline: Deadline) -> Option<Option<Result<R, TaskError>>> {
+        // A process pool's copy ends its chunks through its helper (`Helper::copied`).
+        if self.helper.is_none()
+            && let Some(next) = self.next_in_a_copy()
+        {
+            return Some(next);
+        }
         loop {
             self.top_up();
             if let Some(item) = self.sink.pop() {

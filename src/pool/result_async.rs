@@ -126,6 +126,10 @@ impl<R: Send + 'static> Stream for IMap<R> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        // A copy made by fork: nothing will come (a stream lends no time to a helper).
+        if let Some(next) = this.next_in_a_copy() {
+            return Poll::Ready(next);
+        }
         for registered in [false, true] {
             this.top_up();
             if let Some(item) = this.sink.pop() {
