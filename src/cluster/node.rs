@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, key_ttl};
+use super::wire::{Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, key_ttl};
 use crate::codec;
 use crate::pool::TaskError;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -300,16 +300,20 @@ fn start_task(
     let task = codec::decode_exact::<TaskMsg>(&message);
     let (id, lease, max) = match &task {
         Ok(t) => (t.id, Duration::from_millis(t.lease_ms), t.max_result),
-        Err(_) => (0, Duration::from_secs(10), u64::MAX),
+        // Not a task of this layout: the id its head names, if any (0 when none: no
+        // driver has a task 0).
+        Err(_) => (id_of(&message).unwrap_or(0), Duration::from_secs(10), u64::MAX),
     };
     lock(&shared.running).insert((pool.to_string(), entry.clone()), lease);
     let forward = Arc::new(Forward { pool: pool.to_string(), entry, id, lease, max, tx: tx.clone() });
     let task = match task {
         Ok(task) => task,
         Err(e) => {
-            // Not a task of ours: answered so that the entry leaves the stream (the
-            // driver, if any, knows no task 0).
-            forward.deliver(0, Err(TaskError::Codec(e)));
+            // Answered so that the entry leaves the stream. With the id of a task: most
+            // likely a driver of another version of the crate (another layout), which
+            // learns at once that this node runs another build. Without: nobody waits.
+            let error = if id == 0 { TaskError::Codec(e) } else { TaskError::WrongBuild { node: me.to_string() } };
+            forward.deliver(0, Err(error));
             return;
         }
     };

@@ -104,6 +104,21 @@ pub(crate) fn key_ttl(lease: Duration) -> Duration {
     lease * 3 + Duration::from_secs(10)
 }
 
+/// The task a task's or a result's first bytes name: a `TaskMsg` and a `ResultMsg` begin
+/// with the codec's postcard tag (0), then their `id` as a varint. Read even where the rest
+/// does not decode (another version's layout, or an item cut to its head).
+pub(crate) fn id_of(head: &[u8]) -> Option<u64> {
+    let (&0, varint) = head.split_first()? else { return None };
+    let mut id = 0u64;
+    for (i, &byte) in varint.iter().enumerate().take(10) {
+        id |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(id);
+        }
+    }
+    None
+}
+
 /// A chunk to run: the stream entry's one field, `m`.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct TaskMsg {
