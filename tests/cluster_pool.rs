@@ -609,6 +609,7 @@ struct ForgedTask {
     call: (u64, bool, u64, u64, u64),
     timeout_ms: Option<u64>,
     lease_ms: u64,
+    max_result: u64,
     #[serde(with = "serde_bytes")]
     args: Vec<u8>,
 }
@@ -617,6 +618,56 @@ fn forged(task: &ForgedTask) -> Vec<u8> {
     let mut bytes = vec![0u8];
     bytes.extend(postcard::to_allocvec(task).unwrap());
     bytes
+}
+
+/// A task entry as a driver of an earlier version wrote it (before `max_result`).
+#[derive(serde::Serialize)]
+struct EarlierTask {
+    id: u64,
+    build: u128,
+    call: (u64, bool, u64, u64, u64),
+    timeout_ms: Option<u64>,
+    lease_ms: u64,
+    #[serde(with = "serde_bytes")]
+    args: Vec<u8>,
+}
+
+/// A node that cannot decode a task entry (a driver of another version of the crate,
+/// whose layout differs) answers it with the id its head names, as a task of another build
+/// ([`TaskError::WrongBuild`]): its driver learns it at once, instead of waiting for ever
+/// for an answer to a task 0 it never sent.
+#[test]
+fn a_task_of_another_version_is_answered_as_another_build() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    // No node yet: the pool's first task (id 1) waits in the stream.
+    let pool = pool(&redis, 1);
+    let mut task = pool.apply_async(square, 3).unwrap();
+    let ids = pool_ids(&redis);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let tasks = format!("mp:{{p:{}}}:tasks", ids[0]);
+    // Its entry replaced by the same task as an earlier version wrote it.
+    assert_eq!(redis.raw(&[b"XTRIM", tasks.as_bytes(), b"MAXLEN", b"0"]), b":1\r\n");
+    let mut earlier = vec![0u8];
+    earlier.extend(
+        postcard::to_allocvec(&EarlierTask {
+            id: 1,
+            build: 0,
+            call: (0, false, 0, 0, 0),
+            timeout_ms: None,
+            lease_ms: 600,
+            args: Vec::new(),
+        })
+        .unwrap(),
+    );
+    assert!(redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &earlier]).starts_with(b"$"));
+    let _node = Node::start(&redis.url);
+    let got = task.get_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WrongBuild { .. }))),
+        "a task the node could not decode: {got:?}"
+    );
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
 /// A node takes the lease of each entry from the entry; one with a lease no driver gives
@@ -639,6 +690,7 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
             call: (0, false, 0, 0, 0),
             timeout_ms: None,
             lease_ms,
+            max_result: 64 << 20,
             args: Vec::new(),
         });
         let added = redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &entry]);
@@ -672,6 +724,34 @@ fn a_result_above_max_message_size_fails_its_task_with_a_typed_error_and_the_poo
         "a 1 MiB result with a limit of 64 KiB: {:?}",
         big.map(|v| v.len())
     );
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// A node checks a result's size against the pool's `max_message_size` before it pushes
+/// it: one above it fails its task with a typed error and never reaches Redis. Here Redis
+/// refuses anything above 1 MiB (`proto-max-bulk-len`, as a server configured so, or one
+/// short of memory, would): a node that pushed the 2 MiB result would have it refused, or
+/// lose its connection, for ever, and its later results would wait behind it.
+#[test]
+fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_it_come() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().max_message_size(64 << 10))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+    let mut big = pool.apply_async(bytes_of, 2 << 20).unwrap();
+    let got = big.get_timeout(Duration::from_secs(60));
+    match &got {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Codec(e))) => {
+            assert!(e.to_string().contains("max_message_size (65536)"), "{e}");
+        }
+        other => panic!("a 2 MiB result with a limit of 64 KiB: {:?}", other.as_ref().map(Vec::len)),
+    }
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 

@@ -270,6 +270,19 @@ fn square_after_a_moment(x: u64) -> u64 {
     x * x
 }
 
+/// A process pool and a map of its in flight on the claims path (chunk size 1: its items
+/// in tables of the family heap that its workers claim from), kept where a fork copies them.
+static CLAIMS_MAP_KEPT: Mutex<Option<(Pool, multiproc::MapResult<u64>)>> = Mutex::new(None);
+
+/// In a fork child: waits on its copy of the parent's map (its pool's copy ends it,
+/// `Terminated`), then drops both. Whether the wait ended so.
+fn end_copied_claims_map(_: ()) -> bool {
+    let (pool, pending) = CLAIMS_MAP_KEPT.lock().unwrap().take().expect("the static was copied");
+    let ended = matches!(pending.get(), Err(multiproc::TaskError::Terminated));
+    drop(pool);
+    ended
+}
+
 /// In a fork child: waits on its copy of the parent's result, maps on its copy of the
 /// parent's pool, then drops both. What the result's wait and the map gave.
 fn use_copied_pool(_: ()) -> (Option<String>, Option<String>) {
@@ -375,6 +388,68 @@ fn use_copied_cluster_pool(_: ()) -> bool {
     let refused = matches!(pool.map(square, 0..3u64), Err(Error::Pool(multiproc::PoolError::Closed)));
     drop(pool);
     refused
+}
+
+/// A cluster pool (no worker node: nothing runs its tasks) and a result it owes, kept
+/// where a fork copies them.
+#[cfg(feature = "cluster")]
+static CLUSTER_RESULT_KEPT: Mutex<Option<multiproc::AsyncResult<u64>>> = Mutex::new(None);
+
+/// In a fork child: waits on its copy of the parent's pending cluster result every way
+/// there is, each of which must end at once (nothing in this process would ever fill it).
+/// What each gave: `wait_timeout` and `ready` true, the future and `get` `Terminated`.
+#[cfg(feature = "cluster")]
+fn wait_on_copied_cluster_result(_: ()) -> (bool, bool, bool, bool) {
+    use std::future::Future;
+    let mut result = CLUSTER_RESULT_KEPT.lock().unwrap().take().expect("the static was copied");
+    result.wait();
+    let waited = result.wait_timeout(std::time::Duration::from_secs(3600));
+    let ready = result.ready();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = matches!(
+        std::pin::Pin::new(&mut result).poll(&mut cx),
+        std::task::Poll::Ready(Err(multiproc::TaskError::Terminated))
+    );
+    let got = matches!(result.get(), Err(multiproc::TaskError::Terminated));
+    (waited, ready, polled, got)
+}
+
+/// A cluster pool's `imap` with chunks in flight (no node: none comes back), kept where a
+/// fork copies it.
+#[cfg(feature = "cluster")]
+static CLUSTER_IMAP_KEPT: Mutex<Option<multiproc::IMap<u64>>> = Mutex::new(None);
+
+/// In a fork child: takes from its copy of the parent's `imap`, as an iterator, then as a
+/// stream. What each gave: the iterator `Terminated` then the end, the stream the end.
+#[cfg(feature = "cluster")]
+fn take_from_copied_cluster_imap(_: ()) -> (Vec<String>, bool) {
+    use futures_core::Stream;
+    let mut imap = CLUSTER_IMAP_KEPT.lock().unwrap().take().expect("the static was copied");
+    let got: Vec<String> = imap.by_ref().take(3).map(|r| format!("{r:?}")).collect();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let streamed = matches!(std::pin::Pin::new(&mut imap).poll_next(&mut cx), std::task::Poll::Ready(None));
+    (got, streamed)
+}
+
+/// A thread pool's result to come (its task waits for `THREAD_TASK_GO`), kept where a fork
+/// copies it (the pool's threads are not copied).
+static THREAD_RESULT_KEPT: Mutex<Option<(multiproc::ThreadPool, multiproc::AsyncResult<u64>)>> = Mutex::new(None);
+static THREAD_TASK_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn seven_once_told(_: ()) -> u64 {
+    while !THREAD_TASK_GO.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    7
+}
+
+/// In a fork child: waits on its copy of the parent's thread pool result, then drops the
+/// copies. Whether the wait ended at once with `Terminated`.
+fn wait_on_copied_thread_result(_: ()) -> bool {
+    let (pool, result) = THREAD_RESULT_KEPT.lock().unwrap().take().expect("the static was copied");
+    let ended = matches!(result.get(), Err(multiproc::TaskError::Terminated));
+    drop(pool);
+    ended
 }
 
 /// In a fork child: counts what arrives on its end until the parent's end is gone.
@@ -1806,6 +1881,61 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert!(refused, "a map on a copied cluster pool in a fork child is refused (Closed)");
         }),
         // After the case that opts in; it opts in itself too.
+        #[cfg(feature = "cluster")]
+        ("with_forks_beside_threads_a_cluster_result_copied_by_fork_fails_at_once_in_the_child", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            // SAFETY: the pool's driver thread takes no lock the child's copy of the result
+            // takes (its slot's lock is free between the driver's fills).
+            unsafe { multiproc::allow_fork_with_threads() };
+            let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+            *CLUSTER_RESULT_KEPT.lock().unwrap() = Some(pool.apply_async(square, 3).unwrap());
+            let child = Process::new(wait_on_copied_cluster_result, ()).start_method(FORK).start().unwrap();
+            let waits =
+                join_unless_blocked(child, "a fork child blocked for ever on its copy of a pending cluster result");
+            let mut kept = CLUSTER_RESULT_KEPT.lock().unwrap().take().unwrap();
+            let still_pending = !kept.ready();
+            pool.terminate();
+            let parents = kept.get_timeout(std::time::Duration::from_secs(60));
+            assert_eq!(waits, (true, true, true, true), "the child's waits: wait_timeout, ready, poll, get");
+            assert!(still_pending, "the child's copy settled nothing of the parent's result");
+            assert!(matches!(parents, Err(multiproc::ResultTimeoutError::Task(multiproc::TaskError::Terminated))));
+        }),
+        // After the case that opts in; it opts in itself too.
+        #[cfg(feature = "cluster")]
+        ("with_forks_beside_threads_a_cluster_imap_copied_by_fork_ends_at_once_in_the_child", || {
+            let Some(redis) = common::redis::Redis::start(&[]) else { return };
+            // SAFETY: as the cluster result's case above.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+            let mut imap = pool.imap(square, 0..).unwrap();
+            // Feeds its first chunks (none comes back: no node).
+            assert!(imap.next_timeout(std::time::Duration::from_millis(1)).is_err());
+            *CLUSTER_IMAP_KEPT.lock().unwrap() = Some(imap);
+            let child = Process::new(take_from_copied_cluster_imap, ()).start_method(FORK).start().unwrap();
+            let (got, streamed) =
+                join_unless_blocked(child, "a fork child blocked for ever on its copy of a cluster imap");
+            drop(CLUSTER_IMAP_KEPT.lock().unwrap().take());
+            pool.terminate();
+            assert_eq!(got, ["Err(the pool was terminated before the task finished)"], "the child's iteration");
+            assert!(streamed, "the child's stream ended");
+        }),
+        // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_thread_pool_result_copied_by_fork_fails_at_once_in_the_child", || {
+            // SAFETY: the pool's thread waits in the task, holding no lock the child takes.
+            unsafe { multiproc::allow_fork_with_threads() };
+            let pool = multiproc::ThreadPool::new(1).unwrap();
+            let result = pool.apply_async(seven_once_told, ()).unwrap();
+            *THREAD_RESULT_KEPT.lock().unwrap() = Some((pool, result));
+            let child = Process::new(wait_on_copied_thread_result, ()).start_method(FORK).start().unwrap();
+            let ended = join_unless_blocked(child, "a fork child blocked for ever on its copy of a thread pool result");
+            THREAD_TASK_GO.store(true, std::sync::atomic::Ordering::SeqCst);
+            let (pool, result) = THREAD_RESULT_KEPT.lock().unwrap().take().unwrap();
+            let parents = result.get();
+            drop(pool);
+            assert!(ended, "a copied thread pool result's wait in a fork child is Terminated");
+            assert_eq!(parents, Ok(7));
+        }),
+        // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_thread_pool_copied_by_fork_is_closed_in_the_child", || {
             // SAFETY: the pool's idle threads wait on its channel; the child's copy of the
             // pool takes no lock they hold.
@@ -1893,6 +2023,32 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(got, None, "a copied result's wait in a fork child is Terminated");
                 assert_eq!(mapped, None, "a map on a copied pool in a fork child is Closed");
                 assert_eq!(pids_after, pids, "a fork child's drop of its copy stopped the parent's workers");
+                assert_eq!(map_after.unwrap(), [0, 1, 4]);
+            },
+        ),
+        // After the case that opts in; it opts in itself too.
+        (
+            "with_forks_beside_threads_a_claims_map_copied_by_fork_and_ended_in_the_child_leaves_the_parents_items",
+            || {
+                // SAFETY: as the case above (the child touches the pool's books only through
+                // its own copy).
+                unsafe { multiproc::allow_fork_with_threads() };
+                let pool = Pool::new(2).unwrap();
+                let options = multiproc::MapOptions::new().chunksize(1);
+                let pending = pool.map_async_with(square_after_a_moment, 0..12u64, options).unwrap();
+                *CLAIMS_MAP_KEPT.lock().unwrap() = Some((pool, pending));
+                let child = Process::new(end_copied_claims_map, ()).start_method(FORK).start().unwrap();
+                let ended = join_unless_blocked(child, "a fork child blocked for ever on its copy of a map");
+                let (pool, mut pending) = CLAIMS_MAP_KEPT.lock().unwrap().take().unwrap();
+                let parents = pending.get_timeout(std::time::Duration::from_secs(60));
+                let map_after = pool.map(square, 0..3u64);
+                drop(pool);
+                assert!(ended, "a copied map's wait in a fork child is Terminated");
+                assert_eq!(
+                    parents.map_err(|e| e.to_string()),
+                    Ok((0..12u64).map(|x| x * x).collect::<Vec<_>>()),
+                    "the parent's map after a fork child ended its copy"
+                );
                 assert_eq!(map_after.unwrap(), [0, 1, 4]);
             },
         ),

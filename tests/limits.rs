@@ -147,6 +147,77 @@ fn a_full_dev_shm_is_an_error_at_create_and_the_family_works_beside_it() {
     run_inner_under(&SMALL_SHM, "a_full_dev_shm_inner", SMALL_SHM_INNER);
 }
 
+const SPARSE_SHM_INNER: &str = "MULTIPROC_TEST_SPARSE_SHM";
+
+/// Makes a segment as Python and C programs do: `shm_open`, then `ftruncate` to `len`
+/// (sparse: no page is taken until written).
+fn make_sparse_segment(name: &str, len: usize) {
+    let path = std::ffi::CString::new(format!("/{name}")).unwrap();
+    // SAFETY (test): plain libc calls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::shm_open(path.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600);
+        assert!(fd >= 0, "shm_open: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::ftruncate(fd, len as libc::off_t), 0);
+        libc::close(fd);
+    }
+}
+
+fn is_errno(e: &SharedMemoryError, errno: i32) -> bool {
+    matches!(e, SharedMemoryError::Io(io) if io.raw_os_error() == Some(errno))
+}
+
+#[test]
+fn a_write_the_kernel_refuses_inner() {
+    if std::env::var_os(SPARSE_SHM_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    // A sparse segment of another program, larger than the tmpfs: its pages cannot all be
+    // had. A write that needs more is the kernel's ENOSPC, not a `Truncated` that nobody
+    // truncated (its size is what it was).
+    make_sparse_segment("mp-test-sparse", 4 << 20);
+    let shm = SharedMemory::builder().name("mp-test-sparse").track(false).open().unwrap();
+    let full = shm.try_write_at(0, &vec![7u8; 2 << 20]);
+    assert!(matches!(&full, Err(e) if is_errno(e, libc::ENOSPC)), "{full:?}");
+    let panic = std::panic::catch_unwind(|| shm.write_at(0, &vec![7u8; 2 << 20])).unwrap_err();
+    let said = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(said.contains(&std::io::Error::from_raw_os_error(libc::ENOSPC).to_string()), "write_at's panic: {said}");
+    // What fits still goes.
+    shm.try_write_at(0, &[1u8; 4096]).unwrap();
+    shm.unlink().unwrap();
+    drop(shm);
+
+    // A file size limit (RLIMIT_FSIZE) below the write: EFBIG (and SIGXFSZ, ignored here).
+    let shm = SharedMemory::builder().size(256 << 10).track(false).create().unwrap();
+    // SAFETY (test): ignoring a signal, and lowering a limit of this process (alone in it).
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
+        let lowered = libc::rlimit { rlim_cur: 64 << 10, rlim_max: limit.rlim_max };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lowered), 0);
+    }
+    let big = shm.try_write_at(128 << 10, &[1u8; 16]);
+    // SAFETY (test): as above.
+    unsafe { assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0) };
+    assert!(matches!(&big, Err(e) if is_errno(e, libc::EFBIG)), "{big:?}");
+    shm.try_write_at(128 << 10, &[1u8; 16]).unwrap();
+    shm.unlink().unwrap();
+    drop(shm);
+    assert!(shm_names().is_empty(), "{:?}", shm_names());
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_write_the_kernel_refuses_is_its_error_not_truncated() {
+    if !is_root() {
+        println!("skipped: a tmpfs of our own on /dev/shm needs root (a mount namespace)");
+        return;
+    }
+    let _w = common::watchdog(LIMIT);
+    run_inner_under(&SMALL_SHM, "a_write_the_kernel_refuses_inner", SPARSE_SHM_INNER);
+}
+
 // ---------------------------------------------------------------------------------------
 // Out of file descriptors
 // ---------------------------------------------------------------------------------------

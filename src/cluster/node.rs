@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, key_ttl};
+use super::wire::{Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, key_ttl};
 use crate::codec;
 use crate::pool::TaskError;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -110,30 +110,39 @@ struct Forward {
     entry: String,
     id: u64,
     lease: Duration,
+    /// The pool's `max_message_size`: a longer result message is not pushed (the driver
+    /// would not read it), a [`Failure::TooLarge`] is.
+    max: u64,
     tx: Sender<Finished>,
+}
+
+impl Forward {
+    fn encode(&self, outcome: Result<serde_bytes::ByteBuf, Failure>) -> Vec<u8> {
+        let encode = |outcome| {
+            codec::encode(&ResultMsg { id: self.id, outcome }).map(|mut encoded| {
+                let bytes = std::mem::take(&mut encoded.bytes);
+                encoded.sent();
+                bytes
+            })
+        };
+        encode(outcome).unwrap_or_else(|e| encode(Err(Failure::Codec(e.to_string()))).expect("a failure encodes"))
+    }
 }
 
 impl Delivery for Forward {
     fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
+        let too_large = |size: usize| Failure::TooLarge { size: size as u64, max: self.max };
         let outcome = match outcome {
+            // Not even copied when the result alone is too long.
+            Ok(payload) if payload.bytes().len() as u64 > self.max => Err(too_large(payload.bytes().len())),
             Ok(payload) => Ok(serde_bytes::ByteBuf::from(payload.bytes().to_vec())),
             Err(e) => Err(Failure::from_task_error(e)),
         };
-        let result = ResultMsg { id: self.id, outcome };
-        let message = match codec::encode(&result) {
-            Ok(mut encoded) => {
-                let bytes = std::mem::take(&mut encoded.bytes);
-                encoded.sent();
-                bytes
-            }
-            Err(e) => {
-                let failed = ResultMsg { id: self.id, outcome: Err(Failure::Codec(e.to_string())) };
-                let mut encoded = codec::encode(&failed).expect("a failure encodes");
-                let bytes = std::mem::take(&mut encoded.bytes);
-                encoded.sent();
-                bytes
-            }
-        };
+        let mut message = self.encode(outcome);
+        if message.len() as u64 > self.max {
+            // The result with its id and tag (or a long failure): what the driver checks.
+            message = self.encode(Err(too_large(message.len())));
+        }
         let _ =
             self.tx.send(Finished { pool: self.pool.clone(), entry: self.entry.clone(), message, lease: self.lease });
     }
@@ -289,18 +298,22 @@ fn start_task(
 ) {
     let message = fields.into_iter().find(|(k, _)| k == "m").map(|(_, v)| v).unwrap_or_default();
     let task = codec::decode_exact::<TaskMsg>(&message);
-    let (id, lease) = match &task {
-        Ok(t) => (t.id, Duration::from_millis(t.lease_ms)),
-        Err(_) => (0, Duration::from_secs(10)),
+    let (id, lease, max) = match &task {
+        Ok(t) => (t.id, Duration::from_millis(t.lease_ms), t.max_result),
+        // Not a task of this layout: the id its head names, if any (0 when none: no
+        // driver has a task 0).
+        Err(_) => (id_of(&message).unwrap_or(0), Duration::from_secs(10), u64::MAX),
     };
     lock(&shared.running).insert((pool.to_string(), entry.clone()), lease);
-    let forward = Arc::new(Forward { pool: pool.to_string(), entry, id, lease, tx: tx.clone() });
+    let forward = Arc::new(Forward { pool: pool.to_string(), entry, id, lease, max, tx: tx.clone() });
     let task = match task {
         Ok(task) => task,
         Err(e) => {
-            // Not a task of ours: answered so that the entry leaves the stream (the
-            // driver, if any, knows no task 0).
-            forward.deliver(0, Err(TaskError::Codec(e)));
+            // Answered so that the entry leaves the stream. With the id of a task: most
+            // likely a driver of another version of the crate (another layout), which
+            // learns at once that this node runs another build. Without: nobody waits.
+            let error = if id == 0 { TaskError::Codec(e) } else { TaskError::WrongBuild { node: me.to_string() } };
+            forward.deliver(0, Err(error));
             return;
         }
     };

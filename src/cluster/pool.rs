@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, key_ttl};
+use super::wire::{GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
@@ -360,11 +360,8 @@ impl Driver {
         for (id, size) in large {
             let Some(sent) = id.and_then(|id| books.sent.remove(&id)) else { continue };
             books.entries.remove(&sent.entry);
-            let why = format_args!(
-                "a result of {size} bytes, more than the pool's max_message_size ({})",
-                self.options.max_message_size
-            );
-            out.push((sent.delivery, sent.chunk, Err(TaskError::Codec(crate::CodecError::decode(why)))));
+            let error = too_large(size, self.options.max_message_size as u64);
+            out.push((sent.delivery, sent.chunk, Err(error)));
         }
         out
     }
@@ -522,20 +519,6 @@ fn read_results(
     Ok(Read { trimmed, results, large })
 }
 
-/// The task a result's first bytes name: a `ResultMsg` begins with the codec's postcard
-/// tag (0), then its `id` as a varint.
-fn task_of(head: &[u8]) -> Option<u64> {
-    let (&0, varint) = head.split_first()? else { return None };
-    let mut id = 0u64;
-    for (i, &byte) in varint.iter().enumerate().take(10) {
-        id |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(id);
-        }
-    }
-    None
-}
-
 impl Read {
     /// Takes out the results above the limit: the task each names (if it names one) and
     /// its size.
@@ -547,7 +530,7 @@ impl Read {
         for pair in self.large.chunks_exact(2) {
             let at = usize::try_from(pair[0]).unwrap_or(usize::MAX).wrapping_sub(1);
             if let Some(head) = self.results.get_mut(at) {
-                large.push((task_of(head), pair[1]));
+                large.push((id_of(head), pair[1]));
                 // Not a result: `take_results` finds nothing in it.
                 head.clear();
             }
@@ -732,6 +715,7 @@ impl Engine for Driver {
             call: job.call,
             timeout_ms: job.timeout.map(ms),
             lease_ms: ms(self.options.lease),
+            max_result: self.options.max_message_size as u64,
             args: job.args.bytes().to_vec(),
         };
         let mut encoded = codec::encode(&message)?;

@@ -104,6 +104,21 @@ pub(crate) fn key_ttl(lease: Duration) -> Duration {
     lease * 3 + Duration::from_secs(10)
 }
 
+/// The task a task's or a result's first bytes name: a `TaskMsg` and a `ResultMsg` begin
+/// with the codec's postcard tag (0), then their `id` as a varint. Read even where the rest
+/// does not decode (another version's layout, or an item cut to its head).
+pub(crate) fn id_of(head: &[u8]) -> Option<u64> {
+    let (&0, varint) = head.split_first()? else { return None };
+    let mut id = 0u64;
+    for (i, &byte) in varint.iter().enumerate().take(10) {
+        id |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(id);
+        }
+    }
+    None
+}
+
 /// A chunk to run: the stream entry's one field, `m`.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct TaskMsg {
@@ -114,6 +129,9 @@ pub(crate) struct TaskMsg {
     pub(crate) timeout_ms: Option<u64>,
     /// The driver takes back entries idle this long: the node heartbeats well within it.
     pub(crate) lease_ms: u64,
+    /// The pool's `max_message_size`: the node sends a [`Failure::TooLarge`] instead of a
+    /// result message longer than this, which the driver would not read.
+    pub(crate) max_result: u64,
     #[serde(with = "serde_bytes")]
     pub(crate) args: Vec<u8>,
 }
@@ -121,12 +139,35 @@ pub(crate) struct TaskMsg {
 /// Why a node has no results for a chunk.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Failure {
-    TimedOut { ms: u64 },
-    WorkerLost { pid: u32, signal: Option<i32>, exit_code: Option<i32> },
+    TimedOut {
+        ms: u64,
+    },
+    WorkerLost {
+        pid: u32,
+        signal: Option<i32>,
+        exit_code: Option<i32>,
+    },
     Codec(String),
     Panicked(PanicInfo),
-    WrongBuild { node: String },
+    WrongBuild {
+        node: String,
+    },
     Terminated,
+    /// The result message would have had `size` bytes, more than the pool's
+    /// `max_message_size` (`max`): the node did not push it.
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
+}
+
+/// The error of a task whose result message has `size` bytes, more than the pool's
+/// `max_message_size` (`max`): seen by the node before it pushes, or by the driver in what
+/// another program pushed.
+pub(crate) fn too_large(size: u64, max: u64) -> TaskError {
+    TaskError::Codec(crate::CodecError::decode(format_args!(
+        "a result of {size} bytes, more than the pool's max_message_size ({max})"
+    )))
 }
 
 impl Failure {
@@ -149,6 +190,7 @@ impl Failure {
             Failure::Panicked(info) => TaskError::Panicked(info),
             Failure::WrongBuild { node } => TaskError::WrongBuild { node },
             Failure::Terminated => TaskError::Terminated,
+            Failure::TooLarge { size, max } => too_large(size, max),
         }
     }
 }

@@ -105,27 +105,61 @@ const SMALL_FRAME: u64 = 64 << 10;
 
 #[cfg(feature = "remote")]
 /// The memory of the request frames being received, across the remote connections.
+/// Shares go first come, first served: a connection that waits for a large share is not
+/// passed by later, smaller ones (which would fit sooner), so a stream of small requests
+/// cannot keep a large one waiting for ever; each waits only for the shares ahead of it.
 pub(crate) struct FrameMemory {
-    held: Mutex<u64>,
+    state: Mutex<Budget>,
     room: Condvar,
     max: u64,
+    /// Connections waiting in `take` (for the tests).
+    #[cfg(test)]
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(feature = "remote")]
+/// The bytes held, and the tickets of the connections in line for a share.
+struct Budget {
+    held: u64,
+    /// The ticket the next connection to arrive takes.
+    next: u64,
+    /// The ticket of the connection at the head of the line.
+    serving: u64,
 }
 
 #[cfg(feature = "remote")]
 impl FrameMemory {
     pub(crate) fn new(max: u64) -> Self {
-        Self { held: Mutex::new(0), room: Condvar::new(), max: max.max(1) }
+        Self {
+            state: Mutex::new(Budget { held: 0, next: 0, serving: 0 }),
+            room: Condvar::new(),
+            max: max.max(1),
+            #[cfg(test)]
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
-    /// Takes `bytes` (at most the whole budget), waiting until they fit; a connection
-    /// waits here holding nothing, so every one that holds a share can finish its frame.
+    /// Takes `bytes` (at most the whole budget), waiting until the connections that came
+    /// first have theirs and these fit; a connection waits here holding nothing, so every
+    /// one that holds a share can finish its frame, and the head of the line always gets
+    /// its share once those ahead give theirs back.
     fn take(&self, bytes: u64) -> Share<'_> {
         let bytes = bytes.min(self.max);
-        let mut held = lock(&self.held);
-        while *held + bytes > self.max {
-            held = self.room.wait(held).unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
+        let ticket = state.next;
+        state.next += 1;
+        while state.serving != ticket || state.held + bytes > self.max {
+            #[cfg(test)]
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+            #[cfg(test)]
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
-        *held += bytes;
+        state.held += bytes;
+        state.serving += 1;
+        drop(state);
+        // The next in line may fit too.
+        self.room.notify_all();
         Share { memory: self, bytes }
     }
 }
@@ -140,7 +174,7 @@ struct Share<'a> {
 #[cfg(feature = "remote")]
 impl Drop for Share<'_> {
     fn drop(&mut self) {
-        *lock(&self.memory.held) -= self.bytes;
+        lock(&self.memory.state).held -= self.bytes;
         self.memory.room.notify_all();
     }
 }
@@ -768,5 +802,48 @@ impl RemoteConn {
         let held = Arc::new(RemoteRef { id, absorbed: AtomicU64::new(1), conn: self.clone() });
         pending.held.insert(id, Arc::downgrade(&held));
         held
+    }
+}
+
+#[cfg(all(test, feature = "remote"))]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+
+    use super::FrameMemory;
+
+    /// Waits until `n` connections wait in `memory.take`, or `done` holds.
+    fn until_waiting(memory: &FrameMemory, n: usize, done: impl Fn() -> bool) {
+        while memory.waiting.load(Ordering::SeqCst) < n && !done() {
+            std::thread::yield_now();
+        }
+    }
+
+    /// A connection that waits for a large share is served before the ones that came
+    /// after it, even when their smaller shares would fit at once: otherwise a stream of
+    /// small requests could keep a large one waiting for ever.
+    #[test]
+    fn frame_budget_shares_go_first_come_first_served() {
+        let memory = Arc::new(FrameMemory::new(10));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = memory.take(6);
+        let taker = |name: &'static str, bytes: u64| {
+            let (memory, order) = (memory.clone(), order.clone());
+            std::thread::spawn(move || {
+                let share = memory.take(bytes);
+                order.lock().unwrap().push(name);
+                drop(share);
+            })
+        };
+        // The first asks for the whole budget: it waits for the share held.
+        let first = taker("first, all of it", 10);
+        until_waiting(&memory, 1, || false);
+        // The second asks for less than is left: it waits behind the first.
+        let second = taker("second, a little", 3);
+        until_waiting(&memory, 2, || second.is_finished());
+        drop(held);
+        first.join().unwrap();
+        second.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first, all of it", "second, a little"]);
     }
 }

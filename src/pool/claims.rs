@@ -22,7 +22,7 @@ use super::stats::Counters;
 use crate::codec;
 use crate::error::PanicInfo;
 use crate::process::panics;
-use crate::shm::{self, ClaimTable, Payload, Reaped, Results, Written};
+use crate::shm::{self, ClaimTable, Payload, Reaped, Results, TakenIn, Written};
 use crate::sys::Packed;
 
 /// Encodes `items` one after the other, with where each ends; the handles among them are
@@ -160,6 +160,7 @@ fn submit_piece<A: Serialize + DeserializeOwned, R: DeserializeOwned + Send + 's
         settled: Mutex::new(Settled::default()),
         finished: AtomicBool::new(false),
         drop_item: drop_item::<A>,
+        made_in: TakenIn::here(),
     });
     for sent in 0..seats {
         let job = claimed.seat(call, &table);
@@ -213,6 +214,11 @@ struct Claimed<R: DeserializeOwned + Send + 'static> {
     finished: AtomicBool,
     /// Decodes and drops an encoded item (an item nobody will run).
     drop_item: fn(&[u8]),
+    /// The process that made the call. A copy that fork made in a child (in the books of a
+    /// pool's copy there) ends its own sink's chunk `Terminated` and acts on nothing of
+    /// the table, which is the parent's: its items, claims and results are the parent's
+    /// call's, whose workers still claim and write them.
+    made_in: TakenIn,
 }
 
 impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
@@ -459,14 +465,32 @@ fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, crate::CodecErr
         .inspect_err(|_| shm::give_back_unread(bytes, &read))
 }
 
+impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
+    /// Whether this is a copy that fork made in a child; if so, its sink's chunk ends
+    /// `Terminated` (once), in this process only.
+    fn copied(&self) -> bool {
+        if self.made_in.is_here() {
+            return false;
+        }
+        if !self.finished.swap(true, Ordering::AcqRel) {
+            let outcome: ChunkOutcome<R> = Err(TaskError::Terminated);
+            self.sink.deliver(self.chunk, outcome);
+        }
+        true
+    }
+}
+
 impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
     fn deliver(&self, _chunk: usize, outcome: Result<Payload, TaskError>) {
+        if self.copied() {
+            return;
+        }
         self.settle(outcome.map(drop));
     }
 
     fn cancelled(&self) -> bool {
         let cancelled = self.sink.cancelled();
-        if cancelled {
+        if cancelled && !self.copied() {
             // The workers in the call stop claiming; the items they hold finish.
             self.table.stop();
         }
@@ -474,7 +498,7 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
     }
 
     fn reseat(&self, seat: usize, error: Option<&TaskError>) -> bool {
-        if self.finished.load(Ordering::Acquire) {
+        if self.finished.load(Ordering::Acquire) || self.copied() {
             return false;
         }
         let reaped = self.table.reap_seat(seat);
@@ -503,8 +527,8 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Claimed<R> {
 impl<R: DeserializeOwned + Send + 'static> Drop for Claimed<R> {
     fn drop(&mut self) {
         // A call whose seats went without an answer (dropped unsent once cancelled, or
-        // their workers killed for running on after the call failed).
-        if !self.finished.swap(true, Ordering::AcqRel) {
+        // their workers killed for running on after the call failed). Not in a copy.
+        if !self.copied() && !self.finished.swap(true, Ordering::AcqRel) {
             let settled = std::mem::take(&mut *super::supervisor::lock(&self.settled));
             self.wrap_up(&settled);
         }

@@ -13,7 +13,7 @@ use super::progress::Progress;
 use super::stats::Counters;
 use crate::error::PanicInfo;
 use crate::process::panics;
-use crate::shm::Deadline;
+use crate::shm::{Deadline, TakenIn};
 
 /// The results of one chunk: the values of the items that succeeded, in order, and the
 /// errors of the others with their index in the chunk. Kept apart so that a chunk of ten
@@ -468,6 +468,9 @@ impl<R: Send> Sink<R> for StreamSink<R> {
 pub struct AsyncResult<R> {
     pub(crate) slot: Arc<Slot<Result<R, TaskError>>>,
     pub(crate) helper: Option<Arc<dyn Helper>>,
+    /// The process that asked for the result: only its threads fill it. A copy that fork
+    /// made in a child (kept in a static, say) whose result had not come never gets it.
+    made_in: TakenIn,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -478,15 +481,33 @@ impl<R> fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new(slot: Arc<Slot<Result<R, TaskError>>>, helper: Option<Arc<dyn Helper>>) -> Self {
-        Self { slot, helper }
+        Self { slot, helper, made_in: TakenIn::here() }
     }
 
     fn wait_until(&self, deadline: Deadline) -> bool {
+        if self.settled_as_a_copy() {
+            return true;
+        }
         self.slot.wait(deadline, self.helper.as_deref())
     }
 
+    /// In a copy made by fork of a result of a pool without a helper (a cluster pool's
+    /// driver thread and a thread pool's threads are the parent's; a process pool's helper
+    /// ends its copy's results itself, [`Helper::copied`]): a result that had not come
+    /// becomes [`TaskError::Terminated`] at once, in this process only. Whether this is
+    /// such a copy.
+    pub(crate) fn settled_as_a_copy(&self) -> bool {
+        if self.helper.is_some() || self.made_in.is_here() {
+            return false;
+        }
+        self.slot.fill_if_empty(Err(TaskError::Terminated));
+        true
+    }
+
     /// Waits for the result. Never hangs: a task whose worker dies fails with
-    /// [`TaskError::WorkerLost`].
+    /// [`TaskError::WorkerLost`]; in a fork child, a copy of an `AsyncResult` of the
+    /// parent's (kept in a static, say) whose result had not come fails at once with
+    /// [`TaskError::Terminated`] (nothing in the child would ever fill it).
     ///
     /// # Examples
     ///
@@ -684,6 +705,10 @@ impl<I: Iterator> Input<I> {
 /// The iterator of `imap` / `imap_unordered`: results as they come, each item's result or
 /// its error. Lazy, with a bounded look-ahead, so the input may be endless.
 ///
+/// A copy that fork made in a child (kept in a static, say) gives what had arrived before
+/// the fork, then [`TaskError::Terminated`], and ends: the chunks in flight are the
+/// parent's pool's to deliver.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -710,6 +735,8 @@ pub struct IMap<R> {
     pub(crate) fed_items: usize,
     pub(crate) taken_items: usize,
     pub(crate) exhausted: bool,
+    /// The process that started the iteration: only its threads deliver its chunks.
+    made_in: TakenIn,
 }
 
 impl<R> fmt::Debug for IMap<R> {
@@ -737,6 +764,7 @@ impl<R: Send + 'static> IMap<R> {
             fed_items: 0,
             taken_items: 0,
             exhausted: false,
+            made_in: TakenIn::here(),
         }
     }
 
@@ -774,7 +802,33 @@ impl<R: Send + 'static> IMap<R> {
         self.next_until(Deadline::after(timeout)).ok_or(ResultTimeoutError::Timeout)
     }
 
+    /// In a copy that fork made in a child (kept in a static, say), the chunks in flight
+    /// never come (the pool's threads, or its driver, are the parent's): nothing more is
+    /// fed, what had arrived comes first, then one `Terminated`, and the iteration ends.
+    /// `None` in the process that started it.
+    pub(crate) fn next_in_a_copy(&mut self) -> Option<Option<Result<R, TaskError>>> {
+        if self.made_in.is_here() {
+            return None;
+        }
+        if let Some(item) = self.sink.pop() {
+            self.taken_items += 1;
+            return Some(Some(item));
+        }
+        if self.exhausted && self.taken_items == self.fed_items {
+            return Some(None);
+        }
+        self.exhausted = true;
+        self.taken_items = self.fed_items;
+        Some(Some(Err(TaskError::Terminated)))
+    }
+
     fn next_until(&mut self, deadline: Deadline) -> Option<Option<Result<R, TaskError>>> {
+        // A process pool's copy ends its chunks through its helper (`Helper::copied`).
+        if self.helper.is_none()
+            && let Some(next) = self.next_in_a_copy()
+        {
+            return Some(next);
+        }
         loop {
             self.top_up();
             if let Some(item) = self.sink.pop() {

@@ -87,6 +87,10 @@ impl<R> Future for AsyncResult<R> {
         if let Some(v) = slot.take() {
             return Poll::Ready(v);
         }
+        // A copy that fork made in a child: nothing will fill the slot (whatever the pool).
+        if self.settled_as_a_copy() {
+            return Poll::Ready(slot.take().unwrap_or(Err(TaskError::Terminated)));
+        }
         // As a blocking `get` does, collect the results here rather than wait for the
         // pool thread to collect them and wake the runtime (two wake-ups): a short task's
         // result is worth a few microseconds of spinning.
@@ -122,6 +126,10 @@ impl<R: Send + 'static> Stream for IMap<R> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        // A copy made by fork: nothing will come (a stream lends no time to a helper).
+        if let Some(next) = this.next_in_a_copy() {
+            return Poll::Ready(next);
+        }
         for registered in [false, true] {
             this.top_up();
             if let Some(item) = this.sink.pop() {

@@ -8,7 +8,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::process::tracker;
-use crate::shm::{Segment, Truncated};
+use crate::shm::{AccessError, Segment};
 use crate::sys;
 
 /// Why a [`SharedMemory`] could not be created, opened or accessed.
@@ -449,7 +449,8 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`SharedMemoryError::Truncated`] when the segment no longer holds the range.
+    /// [`SharedMemoryError::Truncated`] when the segment no longer holds the range;
+    /// [`SharedMemoryError::Io`] with the kernel's error when it refuses the read.
     ///
     /// # Panics
     ///
@@ -466,7 +467,7 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
     pub fn try_read_at(&self, offset: usize, out: &mut [u8]) -> Result<(), SharedMemoryError> {
-        self.segment.read_at(offset, out).map_err(|t| self.truncated(t, offset + out.len()))
+        self.segment.read_at(offset, out).map_err(|e| self.access_error(e, offset + out.len()))
     }
 
     /// Copies `data` to `offset`.
@@ -476,7 +477,8 @@ impl SharedMemory {
     ///
     /// # Panics
     ///
-    /// When the range is out of bounds, or the segment was truncated short of it.
+    /// When the range is out of bounds, the segment was truncated short of it, or the
+    /// kernel refused the write (see [`try_write_at`](SharedMemory::try_write_at)).
     ///
     /// # Examples
     ///
@@ -495,11 +497,16 @@ impl SharedMemory {
     }
 
     /// Copies `data` to `offset`, or says that another process truncated the segment short
-    /// of the range (and writes nothing).
+    /// of the range (and writes nothing), or why the kernel refused the write.
     ///
     /// # Errors
     ///
     /// [`SharedMemoryError::Truncated`] when the segment no longer holds the range.
+    /// [`SharedMemoryError::Io`] with the kernel's error when it refuses the write (which
+    /// may then have written a part): `ENOSPC` when a page of a sparse segment (as Python
+    /// and C programs make them; ours have all their pages from the start) cannot be had
+    /// in a full `/dev/shm`, `EFBIG` past the process's `RLIMIT_FSIZE` (ignore `SIGXFSZ`
+    /// to see it rather than die of it), `EIO`. An interrupted write goes on.
     ///
     /// # Panics
     ///
@@ -515,11 +522,14 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
     pub fn try_write_at(&self, offset: usize, data: &[u8]) -> Result<(), SharedMemoryError> {
-        self.segment.write_at(offset, data).map_err(|t| self.truncated(t, offset + data.len()))
+        self.segment.write_at(offset, data).map_err(|e| self.access_error(e, offset + data.len()))
     }
 
-    fn truncated(&self, t: Truncated, needed: usize) -> SharedMemoryError {
-        SharedMemoryError::Truncated { name: self.name.clone(), size: t.size, needed }
+    fn access_error(&self, e: AccessError, needed: usize) -> SharedMemoryError {
+        match e {
+            AccessError::Truncated(t) => SharedMemoryError::Truncated { name: self.name.clone(), size: t.size, needed },
+            AccessError::Io(e) => SharedMemoryError::Io(e),
+        }
     }
 
     /// A copy of all the bytes.

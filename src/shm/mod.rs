@@ -44,7 +44,7 @@ pub(crate) use receipts::{
 };
 pub(crate) use report_room::{ChildRoom, ReportRoom};
 pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, SMALL_PUT, TAG_MASK, Watch};
-pub(crate) use segment::{Segment, Truncated};
+pub(crate) use segment::{AccessError, Segment};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
 pub(crate) use unread::give_back_unread;
 pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, saturating_nanos, spin_for};

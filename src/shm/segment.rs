@@ -26,6 +26,17 @@ pub(crate) struct Truncated {
     pub(crate) size: usize,
 }
 
+/// Why a copy in or out of a segment failed.
+#[derive(Debug)]
+pub(crate) enum AccessError {
+    /// Another process truncated the file short of the range.
+    Truncated(Truncated),
+    /// The kernel refused the copy for another reason, its error as it gave it: `ENOSPC`
+    /// (a sparse segment's page that the full tmpfs cannot give), `EFBIG` (past
+    /// `RLIMIT_FSIZE`), `EIO`... (`EINTR` is retried.)
+    Io(io::Error),
+}
+
 impl Segment {
     /// Creates the named segment (which must not exist) with `len` bytes.
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
@@ -59,26 +70,29 @@ impl Segment {
     }
 
     /// Copies `out.len()` bytes at `offset` into `out` (panics when out of the mapping's
-    /// bounds; [`Truncated`] when the file no longer holds them).
-    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<(), Truncated> {
+    /// bounds; [`AccessError::Truncated`] when the file no longer holds them, the kernel's
+    /// error when it refuses the read).
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<(), AccessError> {
         self.check(offset, out.len());
         match self.map.read_file_at(offset, out) {
             Ok(n) if n == out.len() => Ok(()),
-            _ => Err(self.truncated()),
+            Ok(_) => Err(AccessError::Truncated(self.truncated())),
+            Err(e) => Err(AccessError::Io(e)),
         }
     }
 
-    /// Copies `data` to `offset` (panics when out of the mapping's bounds; [`Truncated`]
-    /// when the file no longer reaches that far, and then writes nothing). A truncation
-    /// that races the write is undone up to the end of the write (`pwrite` extends the file
-    /// with zeros), never a SIGBUS.
-    pub(crate) fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), Truncated> {
+    /// Copies `data` to `offset` (panics when out of the mapping's bounds;
+    /// [`AccessError::Truncated`] when the file no longer reaches that far, and then writes
+    /// nothing; the kernel's error when it refuses the write, which may then have written a
+    /// part). A truncation that races the write is undone up to the end of the write
+    /// (`pwrite` extends the file with zeros), never a SIGBUS.
+    pub(crate) fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), AccessError> {
         self.check(offset, data.len());
         let truncated = self.truncated();
         if truncated.size < offset + data.len() {
-            return Err(truncated);
+            return Err(AccessError::Truncated(truncated));
         }
-        self.map.write_file_at(offset, data).map_err(|_| self.truncated())
+        self.map.write_file_at(offset, data).map_err(AccessError::Io)
     }
 
     fn truncated(&self) -> Truncated {
