@@ -270,7 +270,8 @@ impl Server {
                 // Family clients give references back through their tokens.
                 (Request::Release { .. }, _) | (_, None) => {}
                 (request, Some(_)) => {
-                    quick = matches!(request, Request::Call { kind, .. } if !matches!(kind, Kind::Custom | Kind::Barrier));
+                    quick =
+                        matches!(request, Request::Call { kind, .. } if !matches!(kind, Kind::Custom | Kind::Barrier));
                     self.store.handle(conn, envelope, None);
                 }
             },
