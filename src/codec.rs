@@ -1298,16 +1298,76 @@ impl<A: DeserializeOwned> ExactSizeIterator for Elements<'_, A> {}
 /// Reads a self-described body: out of line, as [`write_self_described`].
 #[cold]
 #[inline(never)]
-fn read_self_described<T: DeserializeOwned>(mut body: &[u8], exact: bool) -> Result<T, CodecError> {
-    let mut deserializer = rmp_serde::Deserializer::new(&mut body);
+fn read_self_described<T: DeserializeOwned>(body: &[u8], exact: bool) -> Result<T, CodecError> {
+    // Read in place (`from_read_ref`): `Deserializer::new` over a reader allocates a buffer
+    // of its own at every decoding (a manager get's second allocation).
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(body);
     // Behind the depth limit too: MessagePack's own (1024 levels) counts arrays and maps,
     // not the maps of enum variants, which nest as deep as the message is long.
     let value = keep::deserialize_described::<T, _>(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
-    if exact && !body.is_empty() {
-        Err(CodecError::decode(format_args!("{} bytes left over after the value", body.len())).of::<T>())
-    } else {
-        Ok(value)
+    // The in-place reader does not say where it stopped: the value's length is read from
+    // its markers (the value decoded, so they are whole).
+    match messagepack_len(body) {
+        Some(len) if exact && len < body.len() => {
+            Err(CodecError::decode(format_args!("{} bytes left over after the value", body.len() - len)).of::<T>())
+        }
+        Some(_) => Ok(value),
+        None => Err(CodecError::decode("a MessagePack value cut short").of::<T>()),
     }
+}
+
+/// The length of the MessagePack value `bytes` starts with, from its markers alone (no
+/// recursion: a count of the values still to skip); `None` if it is cut short or holds
+/// the unused marker `0xc1`.
+fn messagepack_len(bytes: &[u8]) -> Option<usize> {
+    fn be(bytes: &[u8], at: usize, n: usize) -> Option<u64> {
+        Some(bytes.get(at..at.checked_add(n)?)?.iter().fold(0, |v, &b| v << 8 | u64::from(b)))
+    }
+    let mut at = 0usize;
+    // Values still to skip; each takes at least one byte, so never more than are left.
+    let mut left: u64 = 1;
+    while left > 0 {
+        left -= 1;
+        let marker = *bytes.get(at)?;
+        at += 1;
+        // (bytes of payload, values inside)
+        let (payload, inner): (u64, u64) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+            0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (1 + be(bytes, at, 1)?, 0),
+            0xc5 | 0xda => (2 + be(bytes, at, 2)?, 0),
+            0xc6 | 0xdb => (4 + be(bytes, at, 4)?, 0),
+            // ext 8/16/32: the length, a type byte, the data.
+            0xc7 => (2 + be(bytes, at, 1)?, 0),
+            0xc8 => (3 + be(bytes, at, 2)?, 0),
+            0xc9 => (5 + be(bytes, at, 4)?, 0),
+            0xca => (4, 0),
+            0xcb => (8, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 => (4, 0),
+            0xcf | 0xd3 => (8, 0),
+            // fixext 1/2/4/8/16: a type byte, the data.
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (2, be(bytes, at, 2)?),
+            0xdd => (4, be(bytes, at, 4)?),
+            0xde => (2, 2 * be(bytes, at, 2)?),
+            0xdf => (4, 2 * be(bytes, at, 4)?),
+            0xc1 => return None,
+        };
+        at = at.checked_add(usize::try_from(payload).ok()?)?;
+        left = left.checked_add(inner)?;
+        if at > bytes.len() || left > (bytes.len() - at) as u64 {
+            return None;
+        }
+    }
+    Some(at)
 }
 
 /// Encodes one of the crate's own messages (a boot message, a child's outcome, a fork
@@ -1417,6 +1477,65 @@ pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_messagepack_values_length_is_read_from_its_markers() {
+        #[derive(Serialize)]
+        struct S {
+            a: Vec<Option<i64>>,
+            b: String,
+            c: std::collections::BTreeMap<u8, (f32, f64, bool)>,
+            d: serde_bytes::ByteBuf,
+            e: (u16, u32, u64, i8, i16, i32, i64, ()),
+        }
+        let values = [
+            S {
+                a: vec![None, Some(-1), Some(i64::MIN), Some(200)],
+                b: "x".repeat(40),
+                c: (0..20).map(|i| (i, (1.5, -2.5, i % 2 == 0))).collect(),
+                d: serde_bytes::ByteBuf::from(vec![7; 300]),
+                e: (u16::MAX, u32::MAX, u64::MAX, -5, -300, -70000, -(1 << 40), ()),
+            },
+            S {
+                a: vec![Some(1); 20],
+                b: "y".repeat(70000),
+                c: Default::default(),
+                d: serde_bytes::ByteBuf::from(vec![0; 70000]),
+                e: (0, 0, 0, 0, 0, 0, 0, ()),
+            },
+        ];
+        for v in &values {
+            for struct_map in [false, true] {
+                let mut bytes = Vec::new();
+                if struct_map {
+                    v.serialize(&mut rmp_serde::Serializer::new(&mut bytes).with_struct_map()).unwrap();
+                } else {
+                    v.serialize(&mut rmp_serde::Serializer::new(&mut bytes)).unwrap();
+                }
+                let len = bytes.len();
+                assert_eq!(messagepack_len(&bytes), Some(len));
+                bytes.extend_from_slice(&[0xc0, 1, 2]);
+                assert_eq!(messagepack_len(&bytes), Some(len), "bytes after the value are not its");
+                for cut in [0, 1, len / 2, len - 1] {
+                    assert_eq!(messagepack_len(&bytes[..cut]), None, "cut at {cut} of {len}");
+                }
+            }
+        }
+        // An array that says it holds more values than bytes are left.
+        assert_eq!(messagepack_len(&[0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0]), None);
+        assert_eq!(messagepack_len(&[0xc1]), None);
+    }
+
+    #[test]
+    fn a_kept_value_with_bytes_left_over_is_refused_and_a_shorter_read_is_not() {
+        let mut bytes = Vec::new();
+        encode_kept(&(1u8, "two".to_string()), &mut bytes).unwrap();
+        assert_eq!(decode_kept::<(u8, String)>(&bytes).unwrap(), (1, "two".to_string()));
+        bytes.push(0xc0);
+        let e = decode_kept::<(u8, String)>(&bytes).unwrap_err();
+        assert!(e.to_string().contains("1 bytes left over"), "{e}");
+        assert_eq!(read_body::<(u8, String)>(&bytes, false).unwrap(), (1, "two".to_string()));
+    }
 
     #[test]
     fn a_dead_receivers_message_runs_only_the_undo_entries_without_a_receipt_one_per_key() {

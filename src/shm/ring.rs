@@ -938,7 +938,31 @@ impl Ring {
         watch: &W,
         read: impl FnOnce(&[u8], u32) -> R,
     ) -> Result<R, Refused<W::Gone>> {
+        self.get_checked::<false, W, R>(deadline, watch, read)
+    }
+
+    /// [`Ring::get`] for a caller that knows `deadline` was still ahead a moment ago (it
+    /// read the clock itself): the first wait does not read the clock to check it again.
+    /// A deadline that passed meanwhile costs the wait's looks before its first yield.
+    pub(crate) fn get_unpassed<W: Watch, R>(
+        &self,
+        deadline: Deadline,
+        watch: &W,
+        read: impl FnOnce(&[u8], u32) -> R,
+    ) -> Result<R, Refused<W::Gone>> {
+        self.get_checked::<true, W, R>(deadline, watch, read)
+    }
+
+    /// [`Ring::get`]; `AHEAD`: the deadline is known not to have passed before the first wait.
+    #[inline]
+    fn get_checked<const AHEAD: bool, W: Watch, R>(
+        &self,
+        deadline: Deadline,
+        watch: &W,
+        read: impl FnOnce(&[u8], u32) -> R,
+    ) -> Result<R, Refused<W::Gone>> {
         let mut read = Some(read);
+        let mut ahead = AHEAD;
         // Why to stop if the next look finds nothing: one last look follows every reason
         // to stop but a deadline passed before any wait. (One call of `take`, inlined: its
         // wide result is not moved through memory at every message.)
@@ -957,7 +981,7 @@ impl Ring {
                 last = Some(Refused::Gone(gone));
                 continue;
             }
-            if deadline.passed() {
+            if !std::mem::replace(&mut ahead, false) && deadline.passed() {
                 return Err(Refused::TimedOut);
             }
             let waited = wait_on(
