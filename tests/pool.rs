@@ -2076,3 +2076,71 @@ fn a_replacement_worker_terminated_while_it_boots_leaves_nothing() {
     let _w = common::watchdog(LIMIT);
     common::run_inner_test("a_replacement_worker_terminated_while_it_boots_inner", BOOT_INNER);
 }
+
+fn add_to(args: (u64, Value<u64>)) -> u64 {
+    *args.1.lock() += args.0;
+    args.0
+}
+
+/// Found by the chaos soak (chaos28, open item 2): workers killed in their first
+/// milliseconds (a killer thread on each new pid of `pids()`, a random delay of 0 to 3 ms)
+/// left 256 bytes (a task's `Value`) or 5120 bytes behind in about half of the rounds.
+/// Every task ends with its value or `WorkerLost`, and the heap is back exactly.
+#[test]
+fn workers_killed_as_they_start_leak_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    let mut seed: u64 = 0x2929_2929;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for method in common::METHODS {
+        for round in 0..4 {
+            let pool = Arc::new(Pool::builder().processes(2).start_method(method).max_tasks_per_child(2).build().unwrap());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let delays: Vec<u64> = (0..4096).map(|_| next()).collect();
+            let killer = {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = HashSet::new();
+                    let mut delays = delays.into_iter().cycle();
+                    let mut kills = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        for pid in pool.pids() {
+                            if seen.insert(pid) {
+                                let d = delays.next().unwrap();
+                                if d % 3 == 0 {
+                                    std::thread::sleep(Duration::from_micros(d % 3000));
+                                    // SAFETY: a plain signal to a worker of ours.
+                                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                                    kills += 1;
+                                }
+                            }
+                        }
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    kills
+                })
+            };
+            {
+                let total = Value::new(0u64).unwrap();
+                let items: Vec<_> = (0..120u64).map(|x| (x, total.clone())).collect();
+                let results: Vec<_> = pool.imap_with(add_to, items, MapOptions::new().chunksize(1)).unwrap().collect();
+                for (x, r) in results.into_iter().enumerate() {
+                    match r {
+                        Ok(v) => assert_eq!(v, x as u64),
+                        Err(TaskError::WorkerLost { .. }) => {}
+                        Err(e) => panic!("{method:?} round {round} task {x}: {e:?}"),
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            let kills = killer.join().unwrap();
+            pool.close();
+            pool.join().unwrap();
+            drop(pool);
+            eprintln!("{method:?} round {round}: {kills} kills, heap {}", multiproc::__private::heap_in_use());
+        }
+    }
+    leaks.assert_no_leak();
+}
