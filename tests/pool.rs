@@ -1072,6 +1072,29 @@ fn a_worker_killed_between_taking_a_big_chunk_and_settling_its_handles_leaves_no
     leaks.assert_no_leak();
 }
 
+/// Found by the chaos soak (chaos28, open item 2, the 256 bytes): a worker killed after its
+/// inbox gave it a chunk (the take committed) and before it decoded the chunk's items left
+/// the handles in them counted in flight in a message that was gone, and their objects
+/// were never freed. The inbox's next take here is the first chunk's, a small inline one.
+#[test]
+fn a_worker_killed_between_taking_a_chunk_and_decoding_its_handles_leaks_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    for method in common::METHODS {
+        let total = Value::new(0u64).unwrap();
+        let pool = Pool::builder().processes(1).start_method(method).initializer(crash_after_next_take, ()).build().unwrap();
+        let r = pool.apply(add_to, (5, total.clone()));
+        assert!(matches!(r, Err(Error::Task(TaskError::WorkerLost { .. }))), "{method:?}: {r:?}");
+        // The replacement runs the next ones, and is killed as it takes its first too.
+        let items: Vec<_> = (0..4u64).map(|x| (x, total.clone())).collect();
+        let r = pool.map_with(add_to, items, MapOptions::new().chunksize(2));
+        assert!(matches!(r, Err(Error::Task(TaskError::WorkerLost { .. }))), "{method:?}: {r:?}");
+        assert_eq!(total.get(), 0, "no task ran");
+        pool.terminate();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
 /// A pool initializer: the worker stops itself (`SIGSTOP`) right after it sends its next
 /// answer, before it goes on to the next chunk.
 fn stop_after_next_answer(_: ()) {
