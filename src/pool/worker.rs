@@ -135,15 +135,16 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     // itself receives.
     let receipts = call.receipts;
     let mut read = Vec::new();
-    let results = match codec::noting_reads(&mut read, || codec::receipting(receipts, || codec::decode_each::<A>(bytes))) {
-        Err(e) => Err(e.to_string()),
-        // A small chunk, decoded whole: its loop has no decoding error to look for.
-        Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
-        // Decoded one item at a time, each dropped before the next is decoded: a chunk of
-        // big items never sits whole in the worker's memory, and the allocator hands the
-        // next item the pages the last one left.
-        Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read, receipts }, f),
-    };
+    let results =
+        match codec::noting_reads(&mut read, || codec::receipting(receipts, || codec::decode_each::<A>(bytes))) {
+            Err(e) => Err(e.to_string()),
+            // A small chunk, decoded whole: its loop has no decoding error to look for.
+            Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
+            // Decoded one item at a time, each dropped before the next is decoded: a chunk of
+            // big items never sits whole in the worker's memory, and the allocator hands the
+            // next item the pages the last one left.
+            Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read, receipts }, f),
+        };
     // What it gives back is receipted too: a worker killed before it answers must not have
     // those given back a second time.
     let results = results.inspect_err(|_| codec::receipting(receipts, || shm::give_back_unread(bytes, &read)))?;
