@@ -2189,6 +2189,11 @@ fn boot_point_file() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("multiproc-pool-boot-point-{}", std::process::id()))
 }
 
+/// A pool initializer whose argument holds a handle.
+fn keep_value(v: Value<u64>) {
+    drop(v);
+}
+
 fn arm_once_from_file() {
     let Ok(parent) = std::env::var("MULTIPROC_TEST_POOL_BOOT_FILE") else { return };
     let mine = format!("{parent}.{}", std::process::id());
@@ -2211,7 +2216,13 @@ fn a_replacement_worker_killed_at_each_step_of_its_boot_inner() {
             let leaks = common::leak_check(LIMIT);
             {
                 let total = Value::new(0u64).unwrap();
-                let pool = Pool::builder().processes(2).start_method(method).build().unwrap();
+                // Its initializer's argument holds a handle too.
+                let pool = Pool::builder()
+                    .processes(2)
+                    .start_method(method)
+                    .initializer(keep_value, total.clone())
+                    .build()
+                    .unwrap();
                 assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9], "{method:?}");
                 let old = pool.pids();
                 std::fs::write(&file, point).unwrap();
@@ -2241,7 +2252,8 @@ fn a_replacement_worker_killed_at_each_step_of_its_boot_inner() {
 }
 
 /// A replacement worker killed at each crash point of its boot (its argument holds its
-/// inbox, its status block and the results channel), or of its first chunk (the take of a
+/// inbox, its status block and the results channel; then its initializer's argument, a
+/// `Value`, decodes), or of its first chunk (the take of a
 /// chunk whose `Value` it has not decoded, its first answer), then the pool runs tasks that
 /// carry a `Value`: the heap is back exactly. Two points are left out, the windows that remain
 /// (`BOOT_POINTS=holders.receive.pinned,process.args.receipts_noted` runs them): a kill

@@ -130,8 +130,10 @@ pub(crate) struct Job {
 /// Dropped otherwise (answered, discarded by the pool, taken back from an inbox), it forgets
 /// the undo (the handles are the chunk's receiver's, or were given back by its `discard`)
 /// and frees the block: only when no live worker may still write it.
+///
+/// A copy made by fork (a pool in a static) never frees the block: it is the parent's.
 #[derive(Default)]
-pub(crate) struct ChunkUndo(Option<(codec::Encoded, shm::Receipts)>);
+pub(crate) struct ChunkUndo(Option<(codec::Encoded, shm::Receipts, shm::TakenIn)>);
 
 impl ChunkUndo {
     /// Keeps `encoded`'s undo if it holds handles and a block of receipts fits in the heap
@@ -142,7 +144,7 @@ impl ChunkUndo {
             return Self::default();
         }
         match shm::Receipts::new(encoded.handles()) {
-            Ok(receipts) => Self(Some((encoded, receipts))),
+            Ok(receipts) => Self(Some((encoded, receipts, shm::TakenIn::here()))),
             Err(_) => {
                 encoded.sent();
                 Self::default()
@@ -152,14 +154,23 @@ impl ChunkUndo {
 
     /// The block the worker writes its receipts into (0: none).
     pub(crate) fn receipts(&self) -> u64 {
-        self.0.as_ref().map_or(0, |(_, r)| r.offset())
+        self.0.as_ref().map_or(0, |(_, r, _)| r.offset())
     }
 
     /// The chunk's worker `pid` is dead (waited for): gives back the handles it took no
     /// count of; those it receipted are its own, released with its dead entry.
     pub(crate) fn give_back_from_dead(mut self, pid: u32) {
-        if let Some((encoded, receipts)) = self.0.take() {
+        if let Some((encoded, receipts, _)) = self.0.take() {
             codec::give_back_from_dead(encoded, pid, receipts.read());
+        }
+    }
+
+    /// The message that was to carry the handles was never sent (a worker's start
+    /// failed): every one goes back.
+    pub(crate) fn never_sent(mut self) {
+        if let Some((encoded, receipts, _)) = self.0.take() {
+            drop(encoded);
+            drop(receipts);
         }
     }
 
@@ -173,9 +184,13 @@ impl ChunkUndo {
 
 impl Drop for ChunkUndo {
     fn drop(&mut self) {
-        if let Some((encoded, receipts)) = self.0.take() {
+        if let Some((encoded, receipts, made_in)) = self.0.take() {
             encoded.sent();
-            drop(receipts);
+            if made_in.is_here() {
+                drop(receipts);
+            } else {
+                receipts.leave();
+            }
         }
     }
 }

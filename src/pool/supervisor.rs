@@ -139,6 +139,9 @@ struct Worker {
     killed_for: Option<(u64, Kill)>,
     /// Sent `Stop`.
     stopping: bool,
+    /// The undo of the handles in its initializer's arguments, run for those it did not
+    /// take once it is dead ([`Worker::give_back_boot`]).
+    init_undo: ChunkUndo,
 }
 
 impl Worker {
@@ -146,9 +149,16 @@ impl Worker {
     /// status block still counted in its boot message, which a worker killed before it
     /// decoded that message leaves in flight (the message died with it; no other one
     /// holds them).
-    fn forget_boot(&self) {
+    fn forget_boot(&mut self) {
         self.inbox.forget_lost_messages();
         self.status.forget_lost_messages();
+        self.give_back_boot();
+    }
+
+    /// Once the worker is dead: gives back the handles of its initializer's arguments it
+    /// had not taken (killed before or while its initializer's arguments decoded).
+    fn give_back_boot(&mut self) {
+        std::mem::take(&mut self.init_undo).give_back_from_dead(self.handle.pid());
     }
 }
 
@@ -268,12 +278,12 @@ impl Inner {
     fn start_worker(&self, index: u32) -> Result<Worker, Error> {
         let inbox = Channel::new()?;
         let status = Shared::new(WorkerStatus { job: AtomicU64::new(0), since: AtomicU64::new(0) })?;
-        let mut encoded_args = None;
+        let mut init_undo = ChunkUndo::default();
         let initializer = match &self.config.initializer {
             Some((call, encode)) => {
                 let mut encoded = encode()?;
                 let args = Payload::new(std::mem::take(&mut encoded.bytes))?;
-                encoded_args = Some(encoded);
+                init_undo = ChunkUndo::keep(encoded);
                 Some((*call, args))
             }
             None => None,
@@ -284,6 +294,7 @@ impl Inner {
             results: self.results.clone(),
             status: status.clone(),
             initializer,
+            init_receipts: init_undo.receipts(),
             max_tasks: self.config.max_tasks,
             remote_results: self.config.remote_results,
         };
@@ -295,10 +306,13 @@ impl Inner {
         } else if let Some(method) = self.config.method {
             process = process.start_method(method);
         }
-        let handle = process.start()?;
-        if let Some(encoded) = encoded_args {
-            encoded.sent();
-        }
+        let handle = match process.start() {
+            Ok(handle) => handle,
+            Err(e) => {
+                init_undo.never_sent();
+                return Err(e);
+            }
+        };
         Ok(Worker {
             index,
             handle,
@@ -308,6 +322,7 @@ impl Inner {
             total_sent: 0,
             killed_for: None,
             stopping: false,
+            init_undo,
         })
     }
 
@@ -1051,7 +1066,7 @@ impl Engine for Inner {
         }
         let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
         log::debug!("joining pool workers");
-        for w in workers {
+        for mut w in workers {
             w.handle.wait();
             // A chunk the worker was taking when it was killed is back in its inbox.
             while w.inbox.try_recv().is_some() {}

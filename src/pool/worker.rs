@@ -71,6 +71,9 @@ pub(crate) struct WorkerBoot {
     pub(crate) results: Channel<FromWorker>,
     pub(crate) status: Shared<WorkerStatus>,
     pub(crate) initializer: Option<(Packed, Payload)>,
+    /// The block of receipts of the handles in the initializer's arguments (0: none; the
+    /// pool gives back those without a receipt once the worker is dead).
+    pub(crate) init_receipts: u64,
     pub(crate) max_tasks: Option<u64>,
     /// The results leave this machine (see `Config::remote_results`).
     pub(crate) remote_results: bool,
@@ -322,24 +325,29 @@ fn run_over<A, R>(
 pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
     let mut read = Vec::new();
-    call.output = Some(match codec::noting_reads(&mut read, || codec::decode::<A>(call.args.bytes())) {
-        Ok(args) => {
-            f(args);
-            Ok(Payload::encode::<(), _>(&()).expect("() encodes"))
-        }
-        Err(e) => {
-            // The handles after the point where the decoding stopped are given back.
-            shm::give_back_unread(call.args.bytes(), &read);
-            Err(format!("the initializer's arguments could not be decoded: {e}"))
-        }
-    });
+    let receipts = call.receipts;
+    call.output = Some(
+        match codec::noting_reads(&mut read, || codec::receipting(receipts, || codec::decode::<A>(call.args.bytes()))) {
+            Ok(args) => {
+                f(args);
+                Ok(Payload::encode::<(), _>(&()).expect("() encodes"))
+            }
+            Err(e) => {
+                // The handles after the point where the decoding stopped are given back
+                // (receipted, as the others).
+                codec::receipting(receipts, || shm::give_back_unread(call.args.bytes(), &read));
+                Err(format!("the initializer's arguments could not be decoded: {e}"))
+            }
+        },
+    );
 }
 
 /// The life of a worker process.
 pub(crate) fn worker_main(boot: WorkerBoot) {
     let name = crate::current_process().name().to_string();
     if let Some((call, args)) = boot.initializer {
-        let mut context = TaskCall { name: name.clone(), args, claims: None, receipts: 0, output: None };
+        let mut context =
+            TaskCall { name: name.clone(), args, claims: None, receipts: boot.init_receipts, output: None };
         let outcome = panics::catching(&name, || sys::unpack_and_run(call, &mut context));
         let failure = match outcome {
             Err(info) => Some(info),
