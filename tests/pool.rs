@@ -2142,7 +2142,7 @@ fn workers_killed_as_they_start_leak_nothing() {
                         for pid in pool.pids() {
                             if seen.insert(pid) {
                                 let d = delays.next().unwrap();
-                                if d % 3 == 0 {
+                                if d.is_multiple_of(3) {
                                     std::thread::sleep(Duration::from_micros(d % 3000));
                                     // SAFETY: a plain signal to a worker of ours.
                                     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
