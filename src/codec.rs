@@ -445,6 +445,12 @@ pub(crate) fn receipts() -> Option<u64> {
     STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0 && s.decoding.get() == 1))
 }
 
+/// The block of receipts of [`receipting`], at any depth of decoding (for a give-back of
+/// the argument's unread handles, which runs after its decoding).
+pub(crate) fn receipting_block() -> Option<u64> {
+    STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0))
+}
+
 /// The process whose message the undo actions running now give back, if it died
 /// receiving it ([`give_back_from_dead`]).
 pub(crate) fn dead_receiver() -> Option<u32> {

@@ -1112,6 +1112,41 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(value, 7);
             assert_ne!(pid, first[0], "a replacement ran it");
         }),
+        ("a_fork_pools_zygote_keeps_the_descriptors_of_its_build_until_the_pool_is_gone", || {
+            // A pipe the program made before `build` and whose write end it closes after:
+            // the zygote (a copy of the builder as of `build`) and its workers hold the
+            // write end, so the reader sees no end of file while the pool lives (as
+            // CPython's fork pool's first workers hold it while they live). No sound way
+            // to close it there: the copied memory may own that descriptor (a `File` in a
+            // static), and a close under it would let its later use reach whatever reuses
+            // the number. It ends with the pool; a ForkServer pool never had it.
+            for method in [FORK, FORK_SERVER] {
+                let (read, write) = pipe_cloexec();
+                let (pool, holder) = if method == FORK {
+                    fork_pool_and_zygote(Pool::builder().processes(1).start_method(FORK).max_tasks_per_child(1))
+                } else {
+                    (Pool::builder().processes(1).start_method(method).max_tasks_per_child(1).build().unwrap(), 0)
+                };
+                assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
+                let inode = pipe_inode(write);
+                // SAFETY (test): our own descriptor, closed once.
+                unsafe { libc::close(write) };
+                if method == FORK {
+                    assert!(holds(holder, &inode), "the zygote holds the write end");
+                    assert!(!at_eof(read), "no end of file while the Fork pool lives");
+                } else {
+                    assert!(pool.pids().into_iter().all(|w| !holds(w, &inode)), "a ForkServer worker never had it");
+                    assert!(at_eof(read), "end of file at once beside a ForkServer pool");
+                }
+                drop(pool);
+                assert!(
+                    common::eventually(std::time::Duration::from_secs(10), || at_eof(read)),
+                    "{method:?}: the end of file once the pool is gone"
+                );
+                // SAFETY (test): as above.
+                unsafe { libc::close(read) };
+            }
+        }),
         ("a_fork_pools_zygote_leaves_nothing_behind", || {
             let before = multiproc::__private::heap_in_use();
             let children = my_children();
@@ -2169,4 +2204,33 @@ fn main() {
 
 fn never_runs_after_a_panic(_: common::refused::PanicsAfterFirst) {
     unreachable!("the argument's decoding panics");
+}
+
+/// A pipe whose ends close on exec (as every descriptor Rust's std makes), the read end
+/// non-blocking.
+fn pipe_cloexec() -> (i32, i32) {
+    let mut fds = [0i32; 2];
+    // SAFETY (test): `fds` has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY (test): our own descriptor.
+    unsafe { libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK) };
+    (fds[0], fds[1])
+}
+
+/// What `/proc/self/fd/FD` names (`pipe:[INODE]`).
+fn pipe_inode(fd: i32) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap().display().to_string()
+}
+
+/// Whether process `pid` holds a descriptor naming `what`.
+fn holds(pid: u32, what: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    dir.filter_map(|e| e.ok()).any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p.display().to_string() == what))
+}
+
+/// Whether the non-blocking pipe end `fd` reads end of file (nothing is ever written).
+fn at_eof(fd: i32) -> bool {
+    let mut byte = 0u8;
+    // SAFETY (test): one byte into `byte`.
+    unsafe { libc::read(fd, (&raw mut byte).cast(), 1) == 0 }
 }

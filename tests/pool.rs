@@ -1072,6 +1072,30 @@ fn a_worker_killed_between_taking_a_big_chunk_and_settling_its_handles_leaves_no
     leaks.assert_no_leak();
 }
 
+/// Found by the chaos soak (chaos28, open item 2, the 256 bytes): a worker killed after its
+/// inbox gave it a chunk (the take committed) and before it decoded the chunk's items left
+/// the handles in them counted in flight in a message that was gone, and their objects
+/// were never freed. The inbox's next take here is the first chunk's, a small inline one.
+#[test]
+fn a_worker_killed_between_taking_a_chunk_and_decoding_its_handles_leaks_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    for method in common::METHODS {
+        let total = Value::new(0u64).unwrap();
+        let pool =
+            Pool::builder().processes(1).start_method(method).initializer(crash_after_next_take, ()).build().unwrap();
+        let r = pool.apply(add_to, (5, total.clone()));
+        assert!(matches!(r, Err(Error::Task(TaskError::WorkerLost { .. }))), "{method:?}: {r:?}");
+        // The replacement runs the next ones, and is killed as it takes its first too.
+        let items: Vec<_> = (0..4u64).map(|x| (x, total.clone())).collect();
+        let r = pool.map_with(add_to, items, MapOptions::new().chunksize(2));
+        assert!(matches!(r, Err(Error::Task(TaskError::WorkerLost { .. }))), "{method:?}: {r:?}");
+        assert_eq!(total.get(), 0, "no task ran");
+        pool.terminate();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+}
+
 /// A pool initializer: the worker stops itself (`SIGSTOP`) right after it sends its next
 /// answer, before it goes on to the next chunk.
 fn stop_after_next_answer(_: ()) {
@@ -2075,4 +2099,176 @@ fn a_replacement_worker_terminated_while_it_boots_leaves_nothing() {
     // Another process: the inner test's `child_init` applies to every child of its family.
     let _w = common::watchdog(LIMIT);
     common::run_inner_test("a_replacement_worker_terminated_while_it_boots_inner", BOOT_INNER);
+}
+
+fn add_to(args: (u64, Value<u64>)) -> u64 {
+    *args.1.lock() += args.0;
+    args.0
+}
+
+/// Found by the chaos soak (chaos28, open item 2): workers killed in their first
+/// milliseconds (a killer thread on each new pid of `pids()`, a random delay of 0 to 3 ms)
+/// left 256 bytes (a task's `Value`) or 5120 bytes behind in about half of the rounds.
+/// Every task ends with its value or `WorkerLost`, and the heap is back exactly.
+///
+/// Ignored: it still fails in about a third of the runs, on the windows the pool cannot
+/// close (see `a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing`): a kill
+/// while a receive is pinned (its object never freed: 5120 bytes for an inbox, 256 for a
+/// task's `Value`; and a kill between a receive's count and its receipt makes the pool give
+/// back another chunk's count, which then fails to decode, "received already"), or between
+/// a boot's receipts note and the free of its block (128 bytes).
+#[test]
+#[ignore]
+fn workers_killed_as_they_start_leak_nothing() {
+    let leaks = common::leak_check(LIMIT);
+    let mut seed: u64 = 0x2929_2929;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for method in common::METHODS {
+        for round in 0..4 {
+            let pool =
+                Arc::new(Pool::builder().processes(2).start_method(method).max_tasks_per_child(2).build().unwrap());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let delays: Vec<u64> = (0..4096).map(|_| next()).collect();
+            let killer = {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = HashSet::new();
+                    let mut delays = delays.into_iter().cycle();
+                    let mut kills = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        for pid in pool.pids() {
+                            if seen.insert(pid) {
+                                let d = delays.next().unwrap();
+                                if d.is_multiple_of(3) {
+                                    std::thread::sleep(Duration::from_micros(d % 3000));
+                                    // SAFETY: a plain signal to a worker of ours.
+                                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                                    kills += 1;
+                                }
+                            }
+                        }
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    kills
+                })
+            };
+            {
+                let total = Value::new(0u64).unwrap();
+                let items: Vec<_> = (0..120u64).map(|x| (x, total.clone())).collect();
+                let results: Vec<_> = pool.imap_with(add_to, items, MapOptions::new().chunksize(1)).unwrap().collect();
+                for (x, r) in results.into_iter().enumerate() {
+                    match r {
+                        Ok(v) => assert_eq!(v, x as u64),
+                        Err(TaskError::WorkerLost { .. }) => {}
+                        Err(e) => panic!("{method:?} round {round} task {x}: {e:?}"),
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            let kills = killer.join().unwrap();
+            pool.close();
+            pool.join().unwrap();
+            drop(pool);
+            eprintln!("{method:?} round {round}: {kills} kills, heap {}", multiproc::__private::heap_in_use());
+        }
+    }
+    leaks.assert_no_leak();
+}
+
+// ---- a replacement worker killed at each step of its boot ------------------------------
+
+/// Set for the inner test's process: the crash points to kill a booting worker at.
+const BOOT_POINTS_INNER: &str = "MULTIPROC_TEST_POOL_BOOT_POINTS";
+
+/// The file that arms the next child started: the first child to rename it away reads the
+/// crash point in it and arms it (one child per file, whichever start method).
+fn boot_point_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("multiproc-pool-boot-point-{}", std::process::id()))
+}
+
+/// A pool initializer whose argument holds a handle.
+fn keep_value(v: Value<u64>) {
+    drop(v);
+}
+
+fn arm_once_from_file() {
+    let Ok(parent) = std::env::var("MULTIPROC_TEST_POOL_BOOT_FILE") else { return };
+    let mine = format!("{parent}.{}", std::process::id());
+    if std::fs::rename(&parent, &mine).is_ok() {
+        let point = std::fs::read_to_string(&mine).unwrap_or_default();
+        let _ = std::fs::remove_file(&mine);
+        multiproc::__private::crash_at(point.trim());
+    }
+}
+
+#[test]
+fn a_replacement_worker_killed_at_each_step_of_its_boot_inner() {
+    let Ok(points) = std::env::var(BOOT_POINTS_INNER) else { return };
+    let file = boot_point_file();
+    // SAFETY (test): set before any thread of this inner test's family reads it.
+    unsafe { std::env::set_var("MULTIPROC_TEST_POOL_BOOT_FILE", &file) };
+    multiproc::builder().child_init(arm_once_from_file).try_init().unwrap();
+    for point in points.split(',') {
+        for method in METHODS {
+            let leaks = common::leak_check(LIMIT);
+            {
+                let total = Value::new(0u64).unwrap();
+                // Its initializer's argument holds a handle too.
+                let pool = Pool::builder()
+                    .processes(2)
+                    .start_method(method)
+                    .initializer(keep_value, total.clone())
+                    .build()
+                    .unwrap();
+                assert_eq!(pool.map(square, 0..4).unwrap(), [0, 1, 4, 9], "{method:?}");
+                let old = pool.pids();
+                std::fs::write(&file, point).unwrap();
+                // SAFETY (test): killing our own pool's worker.
+                unsafe { libc::kill(old[0] as i32, libc::SIGKILL) };
+                // Its replacement takes the point (and dies there, or runs on if its boot
+                // does not pass it).
+                assert!(eventually(LIMIT, || !file.exists()), "{point} {method:?}: no replacement started");
+                let items: Vec<_> = (0..40u64).map(|x| (x, total.clone())).collect();
+                for r in pool.imap_with(add_to, items, MapOptions::new().chunksize(2)).unwrap() {
+                    match r {
+                        Ok(_) | Err(TaskError::WorkerLost { .. }) => {}
+                        Err(e) => panic!("{point} {method:?}: {e:?}"),
+                    }
+                }
+                // The killed worker's replacement, and the replacement's, which died at
+                // the point.
+                assert!(pool.stats().workers_restarted >= 2, "{point} {method:?}: {:?}", pool.stats());
+                pool.close();
+                pool.join().unwrap();
+            }
+            eprintln!("{point} {method:?}: heap in use {}", multiproc::__private::heap_in_use());
+            leaks.assert_no_leak();
+        }
+    }
+    println!("INNER-DONE");
+}
+
+/// A replacement worker killed at each crash point of its boot (its argument holds its
+/// inbox, its status block and the results channel; then its initializer's argument, a
+/// `Value`, decodes), or of its first chunk (the take of a
+/// chunk whose `Value` it has not decoded, its first answer), then the pool runs tasks that
+/// carry a `Value`: the heap is back exactly. Two points are left out, the windows that remain
+/// (`BOOT_POINTS=holders.receive.pinned,process.args.receipts_noted` runs them): a kill
+/// while a receive is pinned leaves the pin, and that object (5120 bytes: the inbox) is
+/// never freed; a kill between the receipts note and the block's free leaks the block
+/// (128 bytes). Both are the process layer's, not the pool's (see HACKING, Pins).
+#[test]
+fn a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing() {
+    let _w = common::watchdog(LIMIT);
+    let points = std::env::var("BOOT_POINTS").unwrap_or_else(|_| {
+        "process.args.receipted,holders.receive.locked,process.args.noting,process.args.noted,ring.take.committed,pool.worker.answered"
+            .into()
+    });
+    common::run_inner_test_with(
+        "a_replacement_worker_killed_at_each_step_of_its_boot_inner",
+        &[(BOOT_POINTS_INNER, &points)],
+    );
 }

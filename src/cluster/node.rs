@@ -337,6 +337,7 @@ fn start_task(
         delivery: forward.clone(),
         discard: |_| {},
         claims: None,
+        undo: Default::default(),
     };
     if let Err(e) = local.submit(job) {
         forward.deliver(0, Err(TaskError::Codec(crate::CodecError::decode(format_args!("{e}")))));

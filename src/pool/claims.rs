@@ -232,6 +232,7 @@ impl<R: DeserializeOwned + Send + 'static> Claimed<R> {
             delivery: self.clone(),
             discard: |_| {},
             claims: Some(table.clone()),
+            undo: Default::default(),
         }
     }
 

@@ -116,6 +116,83 @@ pub(crate) struct Job {
     pub(crate) discard: fn(&Payload),
     /// A seat of a call on the claims path: the table the worker claims from.
     pub(crate) claims: Option<ClaimTable>,
+    /// The undo of the handles in `args`, with the block of receipts its worker writes.
+    pub(crate) undo: ChunkUndo,
+}
+
+/// The undo of the handles in a chunk's arguments and the block of receipts its worker
+/// writes as it takes them (`shm::receipts`, as a process's argument), kept until the chunk
+/// is answered: a worker killed after its inbox gave it the chunk and before it took every
+/// handle in it (the chunk's take committed, its decoding not begun or not finished)
+/// leaves the others counted in flight in a message that is gone. Once that worker is dead
+/// [`ChunkUndo::give_back_from_dead`] runs the undo of the handles it wrote no receipt for.
+///
+/// Dropped otherwise (answered, discarded by the pool, taken back from an inbox), it forgets
+/// the undo (the handles are the chunk's receiver's, or were given back by its `discard`)
+/// and frees the block: only when no live worker may still write it.
+///
+/// A copy made by fork (a pool in a static) never frees the block: it is the parent's.
+#[derive(Default)]
+pub(crate) struct ChunkUndo(Option<(codec::Encoded, shm::Receipts, shm::TakenIn)>);
+
+impl ChunkUndo {
+    /// Keeps `encoded`'s undo if it holds handles and a block of receipts fits in the heap
+    /// (else the handles travel in the chunk as before: a worker killed before it took them
+    /// leaks them).
+    pub(crate) fn keep(encoded: codec::Encoded) -> Self {
+        if !encoded.has_handles() {
+            return Self::default();
+        }
+        match shm::Receipts::new(encoded.handles()) {
+            Ok(receipts) => Self(Some((encoded, receipts, shm::TakenIn::here()))),
+            Err(_) => {
+                encoded.sent();
+                Self::default()
+            }
+        }
+    }
+
+    /// The block the worker writes its receipts into (0: none).
+    pub(crate) fn receipts(&self) -> u64 {
+        self.0.as_ref().map_or(0, |(_, r, _)| r.offset())
+    }
+
+    /// The chunk's worker `pid` is dead (waited for): gives back the handles it took no
+    /// count of; those it receipted are its own, released with its dead entry.
+    pub(crate) fn give_back_from_dead(mut self, pid: u32) {
+        if let Some((encoded, receipts, _)) = self.0.take() {
+            codec::give_back_from_dead(encoded, pid, receipts.read());
+        }
+    }
+
+    /// The message that was to carry the handles was never sent (a worker's start
+    /// failed): every one goes back.
+    pub(crate) fn never_sent(mut self) {
+        if let Some((encoded, receipts, _)) = self.0.take() {
+            drop(encoded);
+            drop(receipts);
+        }
+    }
+
+    /// In a copy made by fork: the undo and the block are the parent's.
+    pub(crate) fn forget(mut self) {
+        if let Some(kept) = self.0.take() {
+            std::mem::forget(kept);
+        }
+    }
+}
+
+impl Drop for ChunkUndo {
+    fn drop(&mut self) {
+        if let Some((encoded, receipts, made_in)) = self.0.take() {
+            encoded.sent();
+            if made_in.is_here() {
+                drop(receipts);
+            } else {
+                receipts.leave();
+            }
+        }
+    }
 }
 
 /// Encodes a chunk of `items` for `engine`. A remote engine refuses items that hold a
@@ -136,8 +213,9 @@ pub(crate) fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + S
             "the arguments hold a handle of the local process family, which cannot cross machines",
         )));
     }
-    // The handles in the arguments now travel in the job.
-    encoded.sent();
+    // The handles in the arguments now travel in the job; their undo stays with it until
+    // it is answered.
+    let undo = ChunkUndo::keep(encoded);
     Ok(Job {
         chunk,
         items: items.len(),
@@ -147,5 +225,6 @@ pub(crate) fn chunk_job<A: Serialize + DeserializeOwned, R: DeserializeOwned + S
         delivery: Arc::new(Decoding { sink, counters: engine.counters().clone(), items: items.len() }),
         discard: discard_args::<A>,
         claims: None,
+        undo,
     })
 }

@@ -294,6 +294,13 @@ impl PoolBuilder {
 
     /// Starts the workers.
     ///
+    /// A [`StartMethod::Fork`](crate::StartMethod::Fork) pool's workers, and the zygote that
+    /// forks them, are copies of this process as of `build`: they hold every descriptor it
+    /// had open then until the pool is joined or dropped (a pipe's write end closed later
+    /// gives its reader no end of file meanwhile, a listening socket stays bound). They are
+    /// not closed for you, since the copied memory may own them; build the pool before
+    /// opening such descriptors, or use `ForkServer` or `Spawn`, whose workers inherit none.
+    ///
     /// # Errors
     ///
     /// [`PoolError::NoProcesses`] for `processes(0)`, [`PoolError::NoTasksPerChild`] for

@@ -17,7 +17,7 @@
 //! collects results itself (no hop through another thread), and the pool thread collects
 //! when nobody waits (for callbacks), watches the workers and replaces those that end.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::channel::Channel;
-use super::engine::{Delivery, Engine, Job};
+use super::engine::{ChunkUndo, Delivery, Engine, Job};
 use super::error::{PoolError, TaskError};
 use super::result::Helper;
 use super::stats::Counters;
@@ -78,6 +78,8 @@ struct Sent {
     cancel_seen: Option<u64>,
     /// A seat of a call on the claims path: its table, held until answered (as `held`).
     claims: Option<ClaimTable>,
+    /// The undo of the handles in its arguments, until answered (see [`ChunkUndo`]).
+    undo: ChunkUndo,
 }
 
 impl Sent {
@@ -92,6 +94,7 @@ impl Sent {
             delivery: self.delivery,
             discard: self.discard,
             claims: self.claims,
+            undo: self.undo,
         }
     }
 }
@@ -136,6 +139,9 @@ struct Worker {
     killed_for: Option<(u64, Kill)>,
     /// Sent `Stop`.
     stopping: bool,
+    /// The undo of the handles in its initializer's arguments, run for those it did not
+    /// take once it is dead ([`Worker::give_back_boot`]).
+    init_undo: ChunkUndo,
 }
 
 impl Worker {
@@ -143,9 +149,16 @@ impl Worker {
     /// status block still counted in its boot message, which a worker killed before it
     /// decoded that message leaves in flight (the message died with it; no other one
     /// holds them).
-    fn forget_boot(&self) {
+    fn forget_boot(&mut self) {
         self.inbox.forget_lost_messages();
         self.status.forget_lost_messages();
+        self.give_back_boot();
+    }
+
+    /// Once the worker is dead: gives back the handles of its initializer's arguments it
+    /// had not taken (killed before or while its initializer's arguments decoded).
+    fn give_back_boot(&mut self) {
+        std::mem::take(&mut self.init_undo).give_back_from_dead(self.handle.pid());
     }
 }
 
@@ -166,6 +179,9 @@ struct Books {
     orphans: Vec<Blob>,
     /// The same for the tables of calls on the claims path.
     claim_orphans: Vec<ClaimTable>,
+    /// The same for the undo of the handles of chunks `terminate` killed a worker in,
+    /// with that worker's pid: what it had not taken goes back once it is dead.
+    undo_orphans: Vec<(u32, ChunkUndo)>,
 }
 
 /// Encodes the initializer's arguments.
@@ -262,12 +278,12 @@ impl Inner {
     fn start_worker(&self, index: u32) -> Result<Worker, Error> {
         let inbox = Channel::new()?;
         let status = Shared::new(WorkerStatus { job: AtomicU64::new(0), since: AtomicU64::new(0) })?;
-        let mut encoded_args = None;
+        let mut init_undo = ChunkUndo::default();
         let initializer = match &self.config.initializer {
             Some((call, encode)) => {
                 let mut encoded = encode()?;
                 let args = Payload::new(std::mem::take(&mut encoded.bytes))?;
-                encoded_args = Some(encoded);
+                init_undo = ChunkUndo::keep(encoded);
                 Some((*call, args))
             }
             None => None,
@@ -278,6 +294,7 @@ impl Inner {
             results: self.results.clone(),
             status: status.clone(),
             initializer,
+            init_receipts: init_undo.receipts(),
             max_tasks: self.config.max_tasks,
             remote_results: self.config.remote_results,
         };
@@ -289,10 +306,13 @@ impl Inner {
         } else if let Some(method) = self.config.method {
             process = process.start_method(method);
         }
-        let handle = process.start()?;
-        if let Some(encoded) = encoded_args {
-            encoded.sent();
-        }
+        let handle = match process.start() {
+            Ok(handle) => handle,
+            Err(e) => {
+                init_undo.never_sent();
+                return Err(e);
+            }
+        };
         Ok(Worker {
             index,
             handle,
@@ -302,6 +322,7 @@ impl Inner {
             total_sent: 0,
             killed_for: None,
             stopping: false,
+            init_undo,
         })
     }
 
@@ -328,17 +349,23 @@ impl Inner {
         let Ok(mut books) = self.books.try_lock() else { return };
         let pending: Vec<Job> = books.pending.drain(..).map(|(_, job)| job).collect();
         let sent: Vec<Sent> = books.sent.drain().map(|(_, s)| s).collect();
+        let books_undo_orphans = std::mem::take(&mut books.undo_orphans);
         drop(books);
         let mut failures: Vec<(Arc<dyn Delivery>, usize)> = Vec::new();
         for job in pending {
-            let Job { chunk, args, delivery, claims, .. } = job;
+            let Job { chunk, args, delivery, claims, undo, .. } = job;
             std::mem::forget((args, claims));
+            undo.forget();
             failures.push((delivery, chunk));
         }
         for s in sent {
-            let Sent { chunk, delivery, held, claims, .. } = s;
+            let Sent { chunk, delivery, held, claims, undo, .. } = s;
             std::mem::forget((held, claims));
+            undo.forget();
             failures.push((delivery, chunk));
+        }
+        for (_, undo) in books_undo_orphans {
+            undo.forget();
         }
         for (delivery, chunk) in failures {
             delivery.deliver(chunk, Err(TaskError::Terminated));
@@ -474,7 +501,7 @@ impl Inner {
         let claims = job.claims.clone();
         let message = match &job.claims {
             Some(table) => ToWorker::Claims { id, call: job.call, table: table.clone() },
-            None => ToWorker::Task { id, call: job.call, args: job.args },
+            None => ToWorker::Task { id, call: job.call, args: job.args, receipts: job.undo.receipts() },
         };
         let worker = &mut books.workers[w];
         match worker.inbox.send(&message) {
@@ -493,6 +520,7 @@ impl Inner {
                         held,
                         cancel_seen: None,
                         claims,
+                        undo: job.undo,
                     },
                 );
             }
@@ -771,7 +799,11 @@ impl Inner {
                     worker.sent.len()
                 );
                 for id in worker.sent.drain(..) {
-                    let Some(sent) = books.sent.remove(&id) else { continue };
+                    let Some(mut sent) = books.sent.remove(&id) else { continue };
+                    // Its inbox gave it the chunk: the handles it had not taken when it died
+                    // go back (chaos28's leak of a task's `Value` by a worker killed as it
+                    // started it).
+                    std::mem::take(&mut sent.undo).give_back_from_dead(worker.handle.pid());
                     let error = match worker.killed_for {
                         Some((killed, Kill::TimedOut(timeout))) if killed == id => Some(TaskError::TimedOut(timeout)),
                         // Its call failed already and wants nothing more from it.
@@ -796,6 +828,7 @@ impl Inner {
                             delivery: sent.delivery.clone(),
                             discard: sent.discard,
                             claims: Some(table.clone()),
+                            undo: ChunkUndo::default(),
                         };
                         books.pending.push_back((self.next_id.fetch_add(1, Ordering::Relaxed), seat));
                     }
@@ -881,15 +914,21 @@ impl Inner {
         // The chunks still queued hold their arguments (a large chunk's blob, the handles
         // inside): taken, decoded and dropped here, or the inbox's end would leave them
         // counted in flight for ever.
+        let mut taken_back = HashSet::new();
         for w in &books.workers {
             while let Some(message) = w.inbox.try_recv() {
                 if let ToWorker::Task { id, args, .. } = message
                     && let Some(sent) = books.sent.get(&id)
                 {
                     (sent.discard)(&args);
+                    taken_back.insert(id);
                 }
             }
         }
+        // The others were taken by their workers, killed now: the handles a worker had not
+        // taken go back once it is dead (`join`).
+        let running: HashMap<u64, u32> =
+            books.workers.iter().flat_map(|w| w.sent.iter().map(|&id| (id, w.handle.pid()))).collect();
         let mut failures: Vec<(Arc<dyn Delivery>, usize)> = books
             .pending
             .drain(..)
@@ -898,8 +937,15 @@ impl Inner {
                 (j.delivery, j.chunk)
             })
             .collect();
-        let sent: Vec<Sent> = books.sent.drain().map(|(_, s)| s).collect();
-        for s in sent {
+        let sent: Vec<(u64, Sent)> = books.sent.drain().collect();
+        for (id, mut s) in sent {
+            let undo = std::mem::take(&mut s.undo);
+            match running.get(&id) {
+                Some(&pid) if !taken_back.contains(&id) => books.undo_orphans.push((pid, undo)),
+                // Taken back (given back by its `discard`), or with no worker: nobody writes
+                // its receipts.
+                _ => drop(undo),
+            }
             books.orphans.extend(s.held);
             books.claim_orphans.extend(s.claims);
             failures.push((s.delivery, s.chunk));
@@ -1020,7 +1066,7 @@ impl Engine for Inner {
         }
         let workers: Vec<Worker> = std::mem::take(&mut lock(&self.books).workers);
         log::debug!("joining pool workers");
-        for w in workers {
+        for mut w in workers {
             w.handle.wait();
             // A chunk the worker was taking when it was killed is back in its inbox.
             while w.inbox.try_recv().is_some() {}
@@ -1036,6 +1082,9 @@ impl Engine for Inner {
         // taking its chunk and before settling the blob's handle.
         for blob in std::mem::take(&mut lock(&self.books).orphans) {
             blob.forget_lost_messages();
+        }
+        for (pid, undo) in std::mem::take(&mut lock(&self.books).undo_orphans) {
+            undo.give_back_from_dead(pid);
         }
         for table in std::mem::take(&mut lock(&self.books).claim_orphans) {
             // The items killed workers held and never took: their handles are the table's.

@@ -35,7 +35,9 @@ impl ShmObject for WorkerStatus {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     /// Run chunk `id`: `call` over the encoded items in `args`.
-    Task { id: u64, call: Packed, args: Payload },
+    /// `receipts`: the block of receipts the worker writes as it takes the handles in
+    /// `args` (0: none; see `engine::ChunkUndo`).
+    Task { id: u64, call: Packed, args: Payload, receipts: u64 },
     /// Take part in call `id`: claim the items of `table` one at a time and run `call`
     /// over each (a `map` with chunk size 1, see [`ClaimTable`]).
     Claims { id: u64, call: Packed, table: ClaimTable },
@@ -69,6 +71,9 @@ pub(crate) struct WorkerBoot {
     pub(crate) results: Channel<FromWorker>,
     pub(crate) status: Shared<WorkerStatus>,
     pub(crate) initializer: Option<(Packed, Payload)>,
+    /// The block of receipts of the handles in the initializer's arguments (0: none; the
+    /// pool gives back those without a receipt once the worker is dead).
+    pub(crate) init_receipts: u64,
     pub(crate) max_tasks: Option<u64>,
     /// The results leave this machine (see `Config::remote_results`).
     pub(crate) remote_results: bool,
@@ -80,6 +85,8 @@ pub(crate) struct TaskCall {
     args: Payload,
     /// Items claimed from a table instead of `args`, by the worker in this seat.
     claims: Option<(ClaimTable, usize)>,
+    /// The block of receipts of the handles in `args` (0: none).
+    receipts: u64,
     /// The encoded results (its handles are released unless sent), or why not.
     output: Option<Result<(Payload, codec::Encoded), String>>,
 }
@@ -126,17 +133,24 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let bytes = call.args.bytes();
     // The handles the decoding read: those it did not, if it stops part-way, are given
     // back (the chunk was taken from the inbox, and goes with this call).
+    // Each handle taken is receipted (the pool gives back those not receipted if this
+    // worker dies before it answers), only while the items decode: not a handle the task
+    // itself receives.
+    let receipts = call.receipts;
     let mut read = Vec::new();
-    let results = match codec::noting_reads(&mut read, || codec::decode_each::<A>(bytes)) {
-        Err(e) => Err(e.to_string()),
-        // A small chunk, decoded whole: its loop has no decoding error to look for.
-        Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
-        // Decoded one item at a time, each dropped before the next is decoded: a chunk of
-        // big items never sits whole in the worker's memory, and the allocator hands the
-        // next item the pages the last one left.
-        Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read }, f),
-    };
-    let results = results.inspect_err(|_| shm::give_back_unread(bytes, &read))?;
+    let results =
+        match codec::noting_reads(&mut read, || codec::receipting(receipts, || codec::decode_each::<A>(bytes))) {
+            Err(e) => Err(e.to_string()),
+            // A small chunk, decoded whole: its loop has no decoding error to look for.
+            Ok(codec::Each::Whole(items)) => run_over(call, items.into_iter().map(Ok), f),
+            // Decoded one item at a time, each dropped before the next is decoded: a chunk of
+            // big items never sits whole in the worker's memory, and the allocator hands the
+            // next item the pages the last one left.
+            Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read, receipts }, f),
+        };
+    // What it gives back is receipted too: a worker killed before it answers must not have
+    // those given back a second time.
+    let results = results.inspect_err(|_| codec::receipting(receipts, || shm::give_back_unread(bytes, &read)))?;
     Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
 }
 
@@ -252,13 +266,16 @@ fn fail(table: &ClaimTable, i: usize, written: Written, bytes: &[u8]) {
 struct Noted<'a, I> {
     items: I,
     read: &'a mut Vec<codec::HandleRead>,
+    /// The chunk's block of receipts (see [`ToWorker::Task`]).
+    receipts: u64,
 }
 
 impl<I: Iterator> Iterator for Noted<'_, I> {
     type Item = I::Item;
 
     fn next(&mut self) -> Option<I::Item> {
-        codec::noting_reads(self.read, || self.items.next())
+        let receipts = self.receipts;
+        codec::noting_reads(self.read, || codec::receipting(receipts, || self.items.next()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -308,24 +325,29 @@ fn run_over<A, R>(
 pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) {
     let Some(call) = context.downcast_mut::<TaskCall>() else { return };
     let mut read = Vec::new();
-    call.output = Some(match codec::noting_reads(&mut read, || codec::decode::<A>(call.args.bytes())) {
-        Ok(args) => {
-            f(args);
-            Ok(Payload::encode::<(), _>(&()).expect("() encodes"))
-        }
-        Err(e) => {
-            // The handles after the point where the decoding stopped are given back.
-            shm::give_back_unread(call.args.bytes(), &read);
-            Err(format!("the initializer's arguments could not be decoded: {e}"))
-        }
-    });
+    let receipts = call.receipts;
+    call.output = Some(
+        match codec::noting_reads(&mut read, || codec::receipting(receipts, || codec::decode::<A>(call.args.bytes()))) {
+            Ok(args) => {
+                f(args);
+                Ok(Payload::encode::<(), _>(&()).expect("() encodes"))
+            }
+            Err(e) => {
+                // The handles after the point where the decoding stopped are given back
+                // (receipted, as the others).
+                codec::receipting(receipts, || shm::give_back_unread(call.args.bytes(), &read));
+                Err(format!("the initializer's arguments could not be decoded: {e}"))
+            }
+        },
+    );
 }
 
 /// The life of a worker process.
 pub(crate) fn worker_main(boot: WorkerBoot) {
     let name = crate::current_process().name().to_string();
     if let Some((call, args)) = boot.initializer {
-        let mut context = TaskCall { name: name.clone(), args, claims: None, output: None };
+        let mut context =
+            TaskCall { name: name.clone(), args, claims: None, receipts: boot.init_receipts, output: None };
         let outcome = panics::catching(&name, || sys::unpack_and_run(call, &mut context));
         let failure = match outcome {
             Err(info) => Some(info),
@@ -357,17 +379,17 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         // these too.
         heap.release_deferred(false, || !boot.inbox.is_empty());
         let Ok(message) = boot.inbox.recv() else { return };
-        let (id, call, args, claims) = match message {
-            ToWorker::Task { id, call, args } => (id, call, args, None),
+        let (id, call, args, claims, receipts) = match message {
+            ToWorker::Task { id, call, args, receipts } => (id, call, args, None, receipts),
             ToWorker::Claims { id, call, table } => {
-                (id, call, Payload::Inline(Vec::new()), Some((table, boot.index as usize)))
+                (id, call, Payload::Inline(Vec::new()), Some((table, boot.index as usize)), 0)
             }
             ToWorker::Stop => return,
         };
         let start = sys::monotonic_ns();
         boot.status.since.store(start, Ordering::Relaxed);
         boot.status.job.store(id, Ordering::Release);
-        let mut context = TaskCall { name: name.clone(), args, claims, output: None };
+        let mut context = TaskCall { name: name.clone(), args, claims, receipts, output: None };
         let outcome = match sys::unpack_and_run(call, &mut context) {
             Err(_) => Err("the task's function belongs to another executable".to_string()),
             Ok(()) => match context.output.take() {

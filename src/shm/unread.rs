@@ -10,6 +10,7 @@
 
 use super::Heap;
 use super::object::{Wire, discard_foreign};
+use super::receipts::Receipt;
 use crate::codec::HandleRead;
 
 /// The first byte of a postcard message, and of a MessagePack one (see `codec`).
@@ -41,7 +42,13 @@ pub(crate) fn give_back_unread(message: &[u8], read: &[HandleRead]) {
             Some(i) => {
                 read.swap_remove(i);
             }
-            None => discard_foreign(heap, &wire, None),
+            // Receipted inside `codec::receipting` (a pool worker's chunk): its pool gives
+            // back only what has no receipt.
+            None => discard_foreign(
+                heap,
+                &wire,
+                crate::codec::receipting_block().map(|block| Receipt { block, key: [wire.offset, wire.generation, 0] }),
+            ),
         }
     };
     match tag {
