@@ -74,6 +74,7 @@ use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
+use super::pins::{self, Announced};
 use super::receipts::{self, Receipt};
 use crate::sys::{self, ProcId};
 
@@ -501,13 +502,41 @@ impl Holders {
     /// takes it out (its count fell to 0). Tables outside the family heap (tests) are not
     /// listed.
     fn note_mine(&self, heap: &Heap, mine: Option<LetGo>) {
+        if let Some(off) = self.offset_in(heap) {
+            note_at(heap, off, mine);
+        }
+    }
+
+    /// This table's offset in the family heap (`None`: outside it, a unit test's).
+    #[inline]
+    fn offset_in(&self, heap: &Heap) -> Option<u64> {
         let off = (std::ptr::from_ref(self) as usize).wrapping_sub(heap.ptr(0) as usize) as u64;
         // A table sits inside an object's header, not at its 64-byte aligned start.
         let inside = off % 64;
-        if !heap.contains(off - inside, inside as usize + std::mem::size_of::<Self>()) {
+        heap.contains(off.wrapping_sub(inside), inside as usize + std::mem::size_of::<Self>()).then_some(off)
+    }
+
+    /// Announces that this thread is about to pin this table (see `pins`); kept until the
+    /// pin is given back. Nothing for a table outside the family heap.
+    #[inline]
+    fn announce(&self, heap: &Heap) -> Option<Announced> {
+        self.offset_in(heap).map(pins::announce)
+    }
+
+    /// Under the lock: takes away the pins of dead processes, when no live process
+    /// announces this table (see `pins`: every pin in the word loaded is then a dead
+    /// process's, and a pin taken since makes the compare-and-swap fail).
+    #[cold]
+    fn drop_dead_pins(&self, heap: &Heap) {
+        let w = self.flight.load(Ordering::Acquire);
+        if w & PINS == 0 || w & PINS == PINS {
             return;
         }
-        note_at(heap, off, mine);
+        let Some(off) = self.offset_in(heap) else { return };
+        if pins::announced_by_live(heap, off) {
+            return;
+        }
+        let _ = self.flight.compare_exchange(w, w & !PINS, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// A table made by [`Holders::new_held`] has been placed in the family heap: its
@@ -542,11 +571,11 @@ impl Holders {
     /// breaks when a party dies, `forget_dead`), and its own last drop prunes the dead.
     /// Otherwise every dead entry is forgotten (reading `/proc` once per entry).
     pub(crate) fn let_go_of_dead(&self, heap: &Heap, dead: ProcId, generation: u64, only_if_last: bool) -> bool {
+        let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
             return false;
         }
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(announced);
         if only_if_last {
             if self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(dead) && e.alive()) {
                 return false;
@@ -580,6 +609,16 @@ impl Holders {
     /// can pin it from now on: the compare-and-swap fails if one just did) and frees the
     /// overflow blocks. Returns whether the caller must free the object.
     fn finish(&self, heap: &Heap) -> bool {
+        let w = self.flight.load(Ordering::Relaxed);
+        if w & PINS != 0
+            && w & PINS != PINS
+            && w & COUNT == 0
+            && self.leaked.load(Ordering::Relaxed) == 0
+            && !self.for_each(heap, |e| !e.is_free())
+        {
+            // Nothing holds it but pins: a dead receiver's are taken away (see `pins`).
+            self.drop_dead_pins(heap);
+        }
         if !self.unheld(heap) {
             return false;
         }
@@ -656,11 +695,11 @@ impl Holders {
     /// to its entry (a handle it dropped while decoding is no longer in its list of holds; a
     /// reap leaves the entries of an object that other live processes hold).
     pub(crate) fn unsend(&self, heap: &Heap, generation: u64, dead_receiver: Option<u32>) -> bool {
+        let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
             return false;
         }
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(announced);
         if let Some(pid) = dead_receiver {
             self.for_each(heap, |e| {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
@@ -686,11 +725,13 @@ impl Holders {
     /// unpinned (a holder that left meanwhile could not free it): the caller frees it.
     /// For an undo of a table of the object with no generation of its own (a side's).
     pub(crate) fn pinned(&self, heap: &Heap, generation: u64, f: impl FnOnce()) -> Option<bool> {
+        let announced = self.announce(heap);
         self.pin(generation, false).ok()?;
-        // A panic in `f` leaves the pin: the object leaks, never freed early.
+        // A panic in `f` leaves the pin, and its announcement (the slot stays taken: the
+        // object leaks, never freed early).
+        let announced = std::mem::ManuallyDrop::new(announced);
         f();
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(std::mem::ManuallyDrop::into_inner(announced));
         Some(self.finish(heap))
     }
 
@@ -731,9 +772,11 @@ impl Holders {
 
     /// Takes the table's lock, then gives the receive's pin back: the lock keeps the object
     /// from then on (it is freed only under it).
-    fn lock_and_unpin(&self) -> RawGuard<'_> {
+    /// Its announcement (see `pins`) is cleared after the unpin.
+    fn lock_and_unpin(&self, announced: Option<Announced>) -> RawGuard<'_> {
         let g = RawGuard::lock(&self.lock);
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        drop(announced);
         g
     }
 
@@ -751,6 +794,11 @@ impl Holders {
         // from the compare-and-swap to the unpin leaves the pin (the object is never freed):
         // that window holds no more than the receipt's stores and the lock's acquiring, not
         // the recording (a process's first listing of a hold, a table's growth, a prune).
+        let announced = self.announce(heap);
+        if receipt.is_some() {
+            // Announced, not pinned: a dead process's announcement is nobody's pin.
+            crash_point!("holders.receive.announced");
+        }
         let _g = match self.pin(generation, true) {
             Ok(()) => {
                 // The receipt as close to the take as it can be.
@@ -761,11 +809,11 @@ impl Holders {
                     // path only: a channel's receive pays nothing for it.
                     crash_point!("holders.receive.pinned");
                 }
-                self.lock_and_unpin()
+                self.lock_and_unpin(announced)
             }
             Err(Received::NotInFlight { .. }) => {
                 self.pin(generation, false)?;
-                let g = self.lock_and_unpin();
+                let g = self.lock_and_unpin(announced);
                 self.prune_dead(heap, sys::me());
                 let took =
                     self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
@@ -818,11 +866,11 @@ impl Holders {
     /// count stays, and the object leaks). `receipt`: written under the lock when the count
     /// is taken (see [`Holders::receive`]).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
+        let announced = self.announce(heap);
         if self.pin(generation, true).is_err() {
             return;
         }
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(announced);
         if self.unheld(heap) {
             self.flight.fetch_add(1, Ordering::Relaxed);
         } else if let Some(receipt) = receipt {
@@ -960,6 +1008,9 @@ impl Holders {
             }
             false
         });
+        if self.flight.load(Ordering::Relaxed) & PINS != 0 {
+            self.drop_dead_pins(heap);
+        }
         dead
     }
 
