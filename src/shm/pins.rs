@@ -158,10 +158,13 @@ fn claim(heap: &'static Heap, me: ProcId) -> Option<usize> {
     Some(i)
 }
 
-/// Whether the owner of a record (its word and start) is known dead: a record being
-/// claimed (its start not written yet) is not.
+/// Whether the owner of a record (its word and start) is known dead. A record being
+/// claimed (its start not written yet, or a dead owner's still there) is its claimer's:
+/// dead when no process has its pid (a claimer killed before it wrote its start leaves a
+/// record that is taken over, and whose old slots are ignored, once its pid is gone).
 fn owner_dead(owner: u64, start: u64) -> bool {
-    owner >> 32 == start & 0xffff_ffff && !sys::process_alive(owner as u32, start)
+    let start = if owner >> 32 == start & 0xffff_ffff { start } else { 0 };
+    !sys::process_alive(owner as u32, start)
 }
 
 /// Whether a live process (this one included: another of its threads) announces the table
