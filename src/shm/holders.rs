@@ -52,12 +52,18 @@
 //!   stream.
 //!   Pending receives and in-flight counts are not copied: a message is received once,
 //!   whoever holds a copy of its bytes.
-//! * Residual: a process killed between its pin and its unpin (a receipt's stores and the
-//!   lock's acquiring, no user code) leaves the pin, and the object is never freed (its
-//!   liveness checks then see a handle in flight). The recording (a process's first
-//!   listing of a hold, a table's growth, a prune) comes after the unpin, under the lock:
-//!   until the chaos soak, it came before, and about 2% of the kills of a child starting
-//!   with handles in its argument left a pin (crash point `holders.receive.locked`).
+//! * Every pin is announced first (`shm::pins`: the table's offset in a slot of the
+//!   pinner's process record, cleared after the unpin). A process killed between its pin
+//!   and its unpin leaves the pin, and a pin is anonymous; but under the table's lock,
+//!   whoever finds pins where nothing else holds the object (`finish`) or prunes the dead
+//!   (`prune_dead`) takes them all away when no live process announces the table
+//!   (`drop_dead_pins`): a live pin is always announced, and a pin taken after the word was
+//!   loaded makes the compare-and-swap fail (no pin is given back under the lock). The
+//!   count the dead receiver took goes with it, as a held handle's would (with a receipt,
+//!   exact; without, the parent's undo may take another message's count: the few
+//!   instructions between a child's take and its receipt). The recording (a process's
+//!   first listing of a hold, a table's growth, a prune) comes after the unpin, under the
+//!   lock: until the chaos soak, it came before (crash point `holders.receive.locked`).
 //!
 //! The table answers the two questions of a shared object's life: "was that the last
 //! handle anywhere?" (free it) and "is anybody else still there?" (a `get` on a queue
@@ -791,9 +797,10 @@ impl Holders {
         let _gate = gate();
         // Pinned until the table is locked: the object is freed only under its table's lock
         // (`finish`), so the lock keeps it from then on, and the pin goes at once. A kill
-        // from the compare-and-swap to the unpin leaves the pin (the object is never freed):
-        // that window holds no more than the receipt's stores and the lock's acquiring, not
-        // the recording (a process's first listing of a hold, a table's growth, a prune).
+        // from the compare-and-swap to the unpin leaves the pin, announced: the next
+        // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
+        // more than the receipt's stores and the lock's acquiring, not the recording (a
+        // process's first listing of a hold, a table's growth, a prune).
         let announced = self.announce(heap);
         if receipt.is_some() {
             // Announced, not pinned: a dead process's announcement is nobody's pin.
@@ -804,9 +811,9 @@ impl Holders {
                 // The receipt as close to the take as it can be.
                 if let Some(receipt) = receipt {
                     receipts::write(heap, receipt);
-                    // Counted, receipted, pinned, not yet recorded: the pin residual (a kill
-                    // here leaves the pin, and the object is never freed). On the receipted
-                    // path only: a channel's receive pays nothing for it.
+                    // Counted, receipted, pinned, not yet recorded: a kill here leaves an
+                    // announced pin, taken away once no live process announces the table.
+                    // On the receipted path only: a channel's receive pays nothing for it.
                     crash_point!("holders.receive.pinned");
                 }
                 self.lock_and_unpin(announced)
@@ -1075,6 +1082,50 @@ mod tests {
             holders.flight.fetch_sub(PIN, Ordering::Relaxed);
         }
         assert!(known, "the identity was learned before the pin");
+    }
+
+    #[test]
+    fn a_dead_receivers_pin_is_taken_away_and_an_announced_one_kept() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let size = std::mem::size_of::<Holders>();
+        let off = heap.alloc_zeroed(size).unwrap();
+        // SAFETY (test): a fresh zeroed block of a table's size, 64-byte aligned, ours alone;
+        // a table is atomics only.
+        let holders = unsafe {
+            let table = heap.ptr(off).cast::<Holders>();
+            table.write(Holders::new_held_at(7));
+            &*table
+        };
+        // A receiver killed pinned: its count taken and its pin left, announced by nobody
+        // alive (its announcement died with it).
+        holders.send();
+        holders.flight.fetch_add(PIN - 1, Ordering::AcqRel);
+        assert!(holders.leave(heap), "the creator's handle was the last: the dead pin goes");
+        assert_eq!(holders.flight.load(Ordering::Relaxed), RELEASED);
+        heap.free(off, size);
+
+        // A live receiver (this thread stands for another of this process) pinned: announced,
+        // so the last holder's leave keeps the object for it.
+        let off = heap.alloc_zeroed(size).unwrap();
+        // SAFETY (test): as above.
+        let holders = unsafe {
+            let table = heap.ptr(off).cast::<Holders>();
+            table.write(Holders::new_held_at(8));
+            &*table
+        };
+        holders.send();
+        let announced = holders.announce(heap);
+        assert!(announced.is_some(), "a table in the family heap is announced");
+        holders.pin(8, true).unwrap();
+        assert!(!holders.leave(heap), "an announced pin is a live receiver's: kept");
+        assert!(holders.flight.load(Ordering::Relaxed) & PINS == PIN);
+        let g = holders.lock_and_unpin(announced);
+        assert!(holders.finish(heap), "unpinned, nothing holds it (the receiver dropped its handle)");
+        drop(g);
+        heap.free(off, size);
+        assert_eq!(heap.in_use(), before);
     }
 
     #[test]
