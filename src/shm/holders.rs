@@ -529,6 +529,23 @@ impl Holders {
         self.offset_in(heap).map(pins::announce)
     }
 
+    /// Under the lock, with pins in the word: whether nothing else holds the object, once
+    /// the pins of dead processes are taken away (see [`Holders::drop_dead_pins`]).
+    #[cold]
+    #[inline(never)]
+    fn pins_only(&self, heap: &Heap) -> bool {
+        let w = self.flight.load(Ordering::Relaxed);
+        if w & PINS == PINS
+            || w & COUNT != 0
+            || self.leaked.load(Ordering::Relaxed) != 0
+            || self.for_each(heap, |e| !e.is_free())
+        {
+            return false;
+        }
+        self.drop_dead_pins(heap);
+        self.unheld(heap)
+    }
+
     /// Under the lock: takes away the pins of dead processes, when no live process
     /// announces this table (see `pins`: every pin in the word loaded is then a dead
     /// process's, and a pin taken since makes the compare-and-swap fail).
@@ -615,17 +632,8 @@ impl Holders {
     /// can pin it from now on: the compare-and-swap fails if one just did) and frees the
     /// overflow blocks. Returns whether the caller must free the object.
     fn finish(&self, heap: &Heap) -> bool {
-        let w = self.flight.load(Ordering::Relaxed);
-        if w & PINS != 0
-            && w & PINS != PINS
-            && w & COUNT == 0
-            && self.leaked.load(Ordering::Relaxed) == 0
-            && !self.for_each(heap, |e| !e.is_free())
-        {
-            // Nothing holds it but pins: a dead receiver's are taken away (see `pins`).
-            self.drop_dead_pins(heap);
-        }
-        if !self.unheld(heap) {
+        // Nothing holds it but pins: a dead receiver's are taken away (see `pins`).
+        if !self.unheld(heap) && (self.flight.load(Ordering::Relaxed) & PINS == 0 || !self.pins_only(heap)) {
             return false;
         }
         let w = self.flight.load(Ordering::Relaxed);
