@@ -1099,7 +1099,7 @@ mod tests {
         let before = heap.in_use();
         let size = std::mem::size_of::<Holders>();
         let off = heap.alloc_zeroed(size).unwrap();
-        // SAFETY (test): a fresh zeroed block of a table's size, 64-byte aligned, ours alone;
+        // SAFETY: (test) a fresh zeroed block of a table's size, 64-byte aligned, ours alone;
         // a table is atomics only.
         let holders = unsafe {
             let table = heap.ptr(off).cast::<Holders>();
@@ -1117,7 +1117,7 @@ mod tests {
         // A live receiver (this thread stands for another of this process) pinned: announced,
         // so the last holder's leave keeps the object for it.
         let off = heap.alloc_zeroed(size).unwrap();
-        // SAFETY (test): as above.
+        // SAFETY: (test) as above.
         let holders = unsafe {
             let table = heap.ptr(off).cast::<Holders>();
             table.write(Holders::new_held_at(8));
