@@ -1125,12 +1125,68 @@ fn a_child_killed_while_pinned_in_a_receive_inner() {
     println!("INNER-DONE");
 }
 
+/// Was the pin residual (pin28): a pin was one anonymous unit of the object's count, so a
+/// dead receiver's stayed for good (`heap in use: 0 bytes before, 8192 after`). Pins are
+/// announced now (`shm::pins`), and the last holder's release takes away the pins no live
+/// process announces.
 #[test]
-#[ignore = "a known residual: a dead receiver's pin is anonymous, so nothing gives it back (HACKING.md, Pins); run to check a fix"]
 fn a_child_killed_while_pinned_in_a_receive_leaves_nothing() {
     // Another process: the inner test's `child_init` applies to every child of its family.
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_child_killed_while_pinned_in_a_receive_inner", PINNED_INNER);
+}
+
+const ANNOUNCED_INNER: &str = "MULTIPROC_TEST_PROCESS_ANNOUNCED_INNER";
+
+/// A `child_init`: the child stops itself in its first receive of its argument's handles,
+/// the table announced (`shm::pins`), not yet pinned.
+fn stop_when_announced() {
+    multiproc::__private::crash_at("stop:holders.receive.announced");
+}
+
+/// A `child_init`: the child stops itself at its first pin's claim of a record for its
+/// announcements, the record claimed, its start time not yet written.
+fn stop_when_its_record_is_claimed() {
+    multiproc::__private::crash_at("stop:pins.record.claimed");
+}
+
+#[test]
+fn a_child_killed_as_it_announces_a_pin_inner() {
+    if std::env::var_os(ANNOUNCED_INNER).is_none() {
+        return;
+    }
+    // Killed before its pin, after its announcement (or inside its claim of a record for
+    // it), or pinned: the parent gives back what was not taken; then a second child is
+    // killed pinned on the same queue, whose pin must be taken away beside the first one's
+    // dead announcement (or record).
+    for method in METHODS {
+        for stop in [stop_when_announced, stop_when_its_record_is_claimed, stop_while_pinned] {
+            let leaks = common::leak_check(LIMIT);
+            {
+                let (queue, copy) = killed_beside_a_queued_copy(stop, method);
+                copy.put(3).unwrap();
+                assert_eq!(queue.get().unwrap(), 3, "{method:?}");
+                let child = start_stopped_and_kill(stop_while_pinned, method, || {
+                    Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
+                });
+                assert!(child.join().is_err(), "{method:?}");
+                drop(queue);
+                copy.put(4).unwrap();
+                assert_eq!(copy.get().unwrap(), 4, "{method:?}");
+            }
+            leaks.assert_no_leak();
+        }
+    }
+    println!("INNER-DONE");
+}
+
+/// New with the pin announcements (`shm::pins`): their two crash points, and a killed
+/// child's pin after another's dead announcement.
+#[test]
+fn a_child_killed_as_it_announces_a_pin_leaves_nothing() {
+    // Another process: the inner test's `child_init` applies to every child of its family.
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_child_killed_as_it_announces_a_pin_inner", ANNOUNCED_INNER);
 }
 
 /// The inner test's `child_init`: every child started from then on stops itself after its

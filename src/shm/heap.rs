@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::crash::crash_point;
 use super::mutex::{RawGuard, RawMutex};
+use super::pins;
 use crate::sys::{self, SharedMapping};
 
 const MAGIC: u64 = 0x6d75_6c74_6970_7231; // "multipr1"
 const PAGE: usize = 4096;
-/// Offsets below this hold the heap's own header.
-const RESERVED: usize = 64 * 1024;
+/// Offsets below this hold the heap's own header and the pin announcements (`pins`).
+const RESERVED: usize = pins::ANNOUNCE_AT + pins::CAPACITY * std::mem::size_of::<pins::Record>();
 /// Block sizes of the small-object classes; larger requests get whole pages.
 const CLASSES: [usize; 11] = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
 /// The largest small-object class.
@@ -95,7 +96,13 @@ struct Header {
     /// Bytes of the heap's own books ([`Heap::alloc_uncounted_into`]): what [`Heap::in_use`]
     /// leaves out, for the tests' leak checks of those books.
     books: AtomicU64,
+    /// One more than the highest pin record ever claimed (see `pins`).
+    pin_records_top: AtomicU64,
+    /// Processes pinning without a record (every record taken by a live process).
+    anonymous_pins: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<Header>() <= pins::ANNOUNCE_AT);
 
 /// The process whose frees of large blocks wait for it to be idle ([`Heap::defer_releases`]);
 /// a copy that fork makes of it is another process, and frees at once.
@@ -278,6 +285,26 @@ impl Heap {
     pub(crate) fn holds_directory(&self) -> (&AtomicU64, &RawMutex) {
         let h = self.header();
         (&h.holds, &h.holds_lock)
+    }
+
+    /// The processes' pin announcements (see `pins`).
+    pub(crate) fn pin_records(&self) -> &[pins::Record] {
+        // SAFETY: `ANNOUNCE_AT..RESERVED` of the mapping is set aside for `CAPACITY`
+        // records (never allocated); a record is atomics only, valid for any bytes, zero
+        // included, and 64-byte aligned there (the mapping is page aligned).
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(pins::ANNOUNCE_AT).cast::<pins::Record>(), pins::CAPACITY)
+        }
+    }
+
+    /// One more than the highest pin record ever claimed.
+    pub(crate) fn pin_records_top(&self) -> &AtomicU64 {
+        &self.header().pin_records_top
+    }
+
+    /// Processes pinning without a record.
+    pub(crate) fn anonymous_pins(&self) -> &AtomicU64 {
+        &self.header().anonymous_pins
     }
 
     /// The block being made for that list, under its lock (0: none).

@@ -52,12 +52,18 @@
 //!   stream.
 //!   Pending receives and in-flight counts are not copied: a message is received once,
 //!   whoever holds a copy of its bytes.
-//! * Residual: a process killed between its pin and its unpin (a receipt's stores and the
-//!   lock's acquiring, no user code) leaves the pin, and the object is never freed (its
-//!   liveness checks then see a handle in flight). The recording (a process's first
-//!   listing of a hold, a table's growth, a prune) comes after the unpin, under the lock:
-//!   until the chaos soak, it came before, and about 2% of the kills of a child starting
-//!   with handles in its argument left a pin (crash point `holders.receive.locked`).
+//! * Every pin is announced first (`shm::pins`: the table's offset in a slot of the
+//!   pinner's process record, cleared after the unpin). A process killed between its pin
+//!   and its unpin leaves the pin, and a pin is anonymous; but under the table's lock,
+//!   whoever finds pins where nothing else holds the object (`finish`) or prunes the dead
+//!   (`prune_dead`) takes them all away when no live process announces the table
+//!   (`drop_dead_pins`): a live pin is always announced, and a pin taken after the word was
+//!   loaded makes the compare-and-swap fail (no pin is given back under the lock). The
+//!   count the dead receiver took goes with it, as a held handle's would (with a receipt,
+//!   exact; without, the parent's undo may take another message's count: the few
+//!   instructions between a child's take and its receipt). The recording (a process's
+//!   first listing of a hold, a table's growth, a prune) comes after the unpin, under the
+//!   lock: until the chaos soak, it came before (crash point `holders.receive.locked`).
 //!
 //! The table answers the two questions of a shared object's life: "was that the last
 //! handle anywhere?" (free it) and "is anybody else still there?" (a `get` on a queue
@@ -74,6 +80,7 @@ use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
+use super::pins::{self, Announced};
 use super::receipts::{self, Receipt};
 use crate::sys::{self, ProcId};
 
@@ -501,13 +508,58 @@ impl Holders {
     /// takes it out (its count fell to 0). Tables outside the family heap (tests) are not
     /// listed.
     fn note_mine(&self, heap: &Heap, mine: Option<LetGo>) {
+        if let Some(off) = self.offset_in(heap) {
+            note_at(heap, off, mine);
+        }
+    }
+
+    /// This table's offset in the family heap (`None`: outside it, a unit test's).
+    #[inline]
+    fn offset_in(&self, heap: &Heap) -> Option<u64> {
         let off = (std::ptr::from_ref(self) as usize).wrapping_sub(heap.ptr(0) as usize) as u64;
         // A table sits inside an object's header, not at its 64-byte aligned start.
         let inside = off % 64;
-        if !heap.contains(off - inside, inside as usize + std::mem::size_of::<Self>()) {
+        heap.contains(off.wrapping_sub(inside), inside as usize + std::mem::size_of::<Self>()).then_some(off)
+    }
+
+    /// Announces that this thread is about to pin this table (see `pins`); kept until the
+    /// pin is given back. Nothing for a table outside the family heap.
+    #[inline]
+    fn announce(&self, heap: &Heap) -> Option<Announced> {
+        self.offset_in(heap).map(pins::announce)
+    }
+
+    /// Under the lock, with pins in the word: whether nothing else holds the object, once
+    /// the pins of dead processes are taken away (see [`Holders::drop_dead_pins`]).
+    #[cold]
+    #[inline(never)]
+    fn pins_only(&self, heap: &Heap) -> bool {
+        let w = self.flight.load(Ordering::Relaxed);
+        if w & PINS == PINS
+            || w & COUNT != 0
+            || self.leaked.load(Ordering::Relaxed) != 0
+            || self.for_each(heap, |e| !e.is_free())
+        {
+            return false;
+        }
+        self.drop_dead_pins(heap);
+        self.unheld(heap)
+    }
+
+    /// Under the lock: takes away the pins of dead processes, when no live process
+    /// announces this table (see `pins`: every pin in the word loaded is then a dead
+    /// process's, and a pin taken since makes the compare-and-swap fail).
+    #[cold]
+    fn drop_dead_pins(&self, heap: &Heap) {
+        let w = self.flight.load(Ordering::Acquire);
+        if w & PINS == 0 || w & PINS == PINS {
             return;
         }
-        note_at(heap, off, mine);
+        let Some(off) = self.offset_in(heap) else { return };
+        if pins::announced_by_live(heap, off) {
+            return;
+        }
+        let _ = self.flight.compare_exchange(w, w & !PINS, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// A table made by [`Holders::new_held`] has been placed in the family heap: its
@@ -542,11 +594,11 @@ impl Holders {
     /// breaks when a party dies, `forget_dead`), and its own last drop prunes the dead.
     /// Otherwise every dead entry is forgotten (reading `/proc` once per entry).
     pub(crate) fn let_go_of_dead(&self, heap: &Heap, dead: ProcId, generation: u64, only_if_last: bool) -> bool {
+        let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
             return false;
         }
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(announced);
         if only_if_last {
             if self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(dead) && e.alive()) {
                 return false;
@@ -580,7 +632,8 @@ impl Holders {
     /// can pin it from now on: the compare-and-swap fails if one just did) and frees the
     /// overflow blocks. Returns whether the caller must free the object.
     fn finish(&self, heap: &Heap) -> bool {
-        if !self.unheld(heap) {
+        // Nothing holds it but pins: a dead receiver's are taken away (see `pins`).
+        if !self.unheld(heap) && (self.flight.load(Ordering::Relaxed) & PINS == 0 || !self.pins_only(heap)) {
             return false;
         }
         let w = self.flight.load(Ordering::Relaxed);
@@ -656,11 +709,11 @@ impl Holders {
     /// to its entry (a handle it dropped while decoding is no longer in its list of holds; a
     /// reap leaves the entries of an object that other live processes hold).
     pub(crate) fn unsend(&self, heap: &Heap, generation: u64, dead_receiver: Option<u32>) -> bool {
+        let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
             return false;
         }
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(announced);
         if let Some(pid) = dead_receiver {
             self.for_each(heap, |e| {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
@@ -686,11 +739,13 @@ impl Holders {
     /// unpinned (a holder that left meanwhile could not free it): the caller frees it.
     /// For an undo of a table of the object with no generation of its own (a side's).
     pub(crate) fn pinned(&self, heap: &Heap, generation: u64, f: impl FnOnce()) -> Option<bool> {
+        let announced = self.announce(heap);
         self.pin(generation, false).ok()?;
-        // A panic in `f` leaves the pin: the object leaks, never freed early.
+        // A panic in `f` leaves the pin, and its announcement (the slot stays taken: the
+        // object leaks, never freed early).
+        let announced = std::mem::ManuallyDrop::new(announced);
         f();
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(std::mem::ManuallyDrop::into_inner(announced));
         Some(self.finish(heap))
     }
 
@@ -731,9 +786,11 @@ impl Holders {
 
     /// Takes the table's lock, then gives the receive's pin back: the lock keeps the object
     /// from then on (it is freed only under it).
-    fn lock_and_unpin(&self) -> RawGuard<'_> {
+    /// Its announcement (see `pins`) is cleared after the unpin.
+    fn lock_and_unpin(&self, announced: Option<Announced>) -> RawGuard<'_> {
         let g = RawGuard::lock(&self.lock);
         self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        drop(announced);
         g
     }
 
@@ -748,24 +805,30 @@ impl Holders {
         let _gate = gate();
         // Pinned until the table is locked: the object is freed only under its table's lock
         // (`finish`), so the lock keeps it from then on, and the pin goes at once. A kill
-        // from the compare-and-swap to the unpin leaves the pin (the object is never freed):
-        // that window holds no more than the receipt's stores and the lock's acquiring, not
-        // the recording (a process's first listing of a hold, a table's growth, a prune).
+        // from the compare-and-swap to the unpin leaves the pin, announced: the next
+        // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
+        // more than the receipt's stores and the lock's acquiring, not the recording (a
+        // process's first listing of a hold, a table's growth, a prune).
+        let announced = self.announce(heap);
+        if receipt.is_some() {
+            // Announced, not pinned: a dead process's announcement is nobody's pin.
+            crash_point!("holders.receive.announced");
+        }
         let _g = match self.pin(generation, true) {
             Ok(()) => {
                 // The receipt as close to the take as it can be.
                 if let Some(receipt) = receipt {
                     receipts::write(heap, receipt);
-                    // Counted, receipted, pinned, not yet recorded: the pin residual (a kill
-                    // here leaves the pin, and the object is never freed). On the receipted
-                    // path only: a channel's receive pays nothing for it.
+                    // Counted, receipted, pinned, not yet recorded: a kill here leaves an
+                    // announced pin, taken away once no live process announces the table.
+                    // On the receipted path only: a channel's receive pays nothing for it.
                     crash_point!("holders.receive.pinned");
                 }
-                self.lock_and_unpin()
+                self.lock_and_unpin(announced)
             }
             Err(Received::NotInFlight { .. }) => {
                 self.pin(generation, false)?;
-                let g = self.lock_and_unpin();
+                let g = self.lock_and_unpin(announced);
                 self.prune_dead(heap, sys::me());
                 let took =
                     self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
@@ -818,11 +881,11 @@ impl Holders {
     /// count stays, and the object leaks). `receipt`: written under the lock when the count
     /// is taken (see [`Holders::receive`]).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
+        let announced = self.announce(heap);
         if self.pin(generation, true).is_err() {
             return;
         }
-        let _g = RawGuard::lock(&self.lock);
-        self.flight.fetch_sub(PIN, Ordering::Relaxed);
+        let _g = self.lock_and_unpin(announced);
         if self.unheld(heap) {
             self.flight.fetch_add(1, Ordering::Relaxed);
         } else if let Some(receipt) = receipt {
@@ -960,6 +1023,9 @@ impl Holders {
             }
             false
         });
+        if self.flight.load(Ordering::Relaxed) & PINS != 0 {
+            self.drop_dead_pins(heap);
+        }
         dead
     }
 
@@ -1024,6 +1090,50 @@ mod tests {
             holders.flight.fetch_sub(PIN, Ordering::Relaxed);
         }
         assert!(known, "the identity was learned before the pin");
+    }
+
+    #[test]
+    fn a_dead_receivers_pin_is_taken_away_and_an_announced_one_kept() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let size = std::mem::size_of::<Holders>();
+        let off = heap.alloc_zeroed(size).unwrap();
+        // SAFETY: (test) a fresh zeroed block of a table's size, 64-byte aligned, ours alone;
+        // a table is atomics only.
+        let holders = unsafe {
+            let table = heap.ptr(off).cast::<Holders>();
+            table.write(Holders::new_held_at(7));
+            &*table
+        };
+        // A receiver killed pinned: its count taken and its pin left, announced by nobody
+        // alive (its announcement died with it).
+        holders.send();
+        holders.flight.fetch_add(PIN - 1, Ordering::AcqRel);
+        assert!(holders.leave(heap), "the creator's handle was the last: the dead pin goes");
+        assert_eq!(holders.flight.load(Ordering::Relaxed), RELEASED);
+        heap.free(off, size);
+
+        // A live receiver (this thread stands for another of this process) pinned: announced,
+        // so the last holder's leave keeps the object for it.
+        let off = heap.alloc_zeroed(size).unwrap();
+        // SAFETY: (test) as above.
+        let holders = unsafe {
+            let table = heap.ptr(off).cast::<Holders>();
+            table.write(Holders::new_held_at(8));
+            &*table
+        };
+        holders.send();
+        let announced = holders.announce(heap);
+        assert!(announced.is_some(), "a table in the family heap is announced");
+        holders.pin(8, true).unwrap();
+        assert!(!holders.leave(heap), "an announced pin is a live receiver's: kept");
+        assert!(holders.flight.load(Ordering::Relaxed) & PINS == PIN);
+        let g = holders.lock_and_unpin(announced);
+        assert!(holders.finish(heap), "unpinned, nothing holds it (the receiver dropped its handle)");
+        drop(g);
+        heap.free(off, size);
+        assert_eq!(heap.in_use(), before);
     }
 
     #[test]

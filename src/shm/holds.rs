@@ -305,6 +305,8 @@ const WAIT_LOOKS: u32 = 1000;
 /// flight), for at most [`WAIT_LOOKS`] milliseconds.
 pub(crate) fn process_ended(pid: u32) {
     let Some(heap) = Heap::try_get() else { return };
+    // Its pin announcements' record is free for another process (see `pins`).
+    super::pins::forget(pid);
     let mut sweep = sweep_due();
     for _ in 0..WAIT_LOOKS {
         if !reap(heap, pid, std::mem::take(&mut sweep)) {

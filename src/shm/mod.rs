@@ -16,6 +16,7 @@ mod holds;
 mod locked;
 mod mutex;
 mod object;
+mod pins;
 mod raw_access;
 pub(crate) mod reactor;
 mod receipts;

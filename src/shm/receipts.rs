@@ -16,8 +16,8 @@
 //! flight with no receipt (the undo takes it) or counted in the child's entry with a
 //! receipt (the prune of the dead entry releases it, the undo is skipped): exact, whatever
 //! prunes run before the reap. Between the take and the receipt the object is pinned: a
-//! kill there leaves the pin (the object is never freed, see `shm::holders`' residual) and
-//! the undo may take another message's count.
+//! kill there leaves an announced pin (taken away later, see `shm::pins`), and the undo
+//! may take another message's count.
 //!
 //! A heap too full for the block (a few words) does not change that: the child then sends
 //! each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its own,
