@@ -69,7 +69,8 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
         // `launch` counted this thread alone, unless the program opted in to forks beside
         // threads: then no other thread can hold a lock at the fork, and the ones a child
         // takes need not be held across it. Held, each is a write to its page on both sides
-        // of the fork (a page fault in the parent, a copied page in the child).
+        // of the fork (a page fault in the parent, a copied page in the child). The heap's
+        // fork record is taken still: its books are data the child clears.
         let alone = !sys::fork_with_threads_allowed() && sys::on_main_thread();
         let (out, err) = if alone {
             // Flushed now: nothing can write to it before the fork. Stderr has no buffer.
@@ -83,7 +84,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
             (Some(out), Some(err))
         };
         let mut state = family::state();
-        let record = if alone { shm::before_fork_alone() } else { shm::before_fork() };
+        let record = shm::before_fork();
         let wait_for_record = !record.holds_nothing();
         let via = match room {
             Some(room) if !wait_for_record => Via::Room(room),

@@ -89,12 +89,7 @@ impl LoadSpin {
     /// after `k` misses in a row, one wait in `2^k` does.
     pub(crate) fn record(&self, caught: bool) {
         if caught {
-            // Written only when it changes: a fork child shares this page with its parent
-            // until one of them writes it, and a write after every join would cost the
-            // parent a page fault at every start.
-            if self.misses.load(Ordering::Relaxed) != 0 {
-                self.misses.store(0, Ordering::Relaxed);
-            }
+            self.misses.store(0, Ordering::Relaxed);
         } else {
             let misses = (self.misses.load(Ordering::Relaxed) + 1).min(MAX_MISSES);
             self.misses.store(misses, Ordering::Relaxed);
