@@ -70,7 +70,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
         // threads: then no other thread can hold a lock at the fork, and the ones a child
         // takes need not be held across it. Held, each is a write to its page on both sides
         // of the fork (a page fault in the parent, a copied page in the child). The heap's
-        // fork record is taken still: its books are data the child clears.
+        // books are taken still (data the child clears), its fork gate not.
         let alone = !sys::fork_with_threads_allowed() && sys::on_main_thread();
         let (out, err) = if alone {
             // Flushed now: nothing can write to it before the fork. Stderr has no buffer.
@@ -84,7 +84,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
             (Some(out), Some(err))
         };
         let mut state = family::state();
-        let record = shm::before_fork();
+        let record = if alone { shm::before_fork_alone() } else { shm::before_fork() };
         let wait_for_record = !record.holds_nothing();
         let via = match room {
             Some(room) if !wait_for_record => Via::Room(room),
