@@ -15,6 +15,7 @@ use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
@@ -545,9 +546,20 @@ impl OverflowReport {
     /// makes it in the parent before the fork: the child then writes no heap page for it
     /// (each is one more copy) and touches none of the code that works out its arming.
     fn new(name: &str) -> Option<Self> {
-        let msg = codec::encode_own(&Outcome::StackOverflow).ok()?;
-        let framed = frame(&msg.bytes);
-        msg.sent();
+        // The same bytes for every child: encoded once. The encoding runs deep in the
+        // stack (the codec's state, postcard, a growing vector), and a fork parent pays a
+        // page fault for every page of its stack it writes between two forks.
+        static FRAME: OnceLock<Vec<u8>> = OnceLock::new();
+        let framed = match FRAME.get() {
+            Some(framed) => framed.clone(),
+            None => {
+                let msg = codec::encode_own(&Outcome::StackOverflow).ok()?;
+                let framed = frame(&msg.bytes);
+                msg.sent();
+                let _ = FRAME.set(framed.clone());
+                framed
+            }
+        };
         let mut message = String::with_capacity(name.len() + 72);
         overflow_message(&mut message, name);
         Some(Self { frame: framed, message, arming: sys::OverflowArming::here() })

@@ -14,8 +14,13 @@ use crate::sys::{self, Ended};
 /// How long a waiting parent polls for its child's end before it sleeps (unless the
 /// machine is busy: [`LoadSpin`]).
 const EXIT_SPIN: Duration = Duration::from_micros(300);
-/// This process's record of its spins for children's ends.
-static EXIT_SPINS: LoadSpin = LoadSpin::new();
+thread_local! {
+    /// This thread's record of its spins for children's ends. Per thread, not per process:
+    /// a static's page would be written at every join (the record, or its count of skipped
+    /// waits), and a page a fork parent writes between two forks is a page fault at every
+    /// start, where the thread's own page is written at every start anyway.
+    static EXIT_SPINS: LoadSpin = const { LoadSpin::new() };
+}
 /// How long a waiting parent first sleeps on its child's end alone, before it watches the
 /// boot socket too (where a large outcome may be waiting for it).
 const FIRST_SLEEP: Duration = Duration::from_millis(1);
@@ -262,7 +267,8 @@ impl ChildState {
             inner.sock = None;
             Some(ended)
         };
-        if let Some(ended) = EXIT_SPINS.spin(deadline.slice(EXIT_SPIN), || reaped(&mut self.lock())) {
+        if let Some(ended) = EXIT_SPINS.with(|spins| spins.spin(deadline.slice(EXIT_SPIN), || reaped(&mut self.lock())))
+        {
             return Some(ended);
         }
         // The first sleep watches the child's end only, not its boot socket: the child

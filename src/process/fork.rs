@@ -66,18 +66,31 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
         let room = if boot.receipts == 0 { shm::ReportRoom::new().ok() } else { None };
         sys::prepare_stdin_devnull();
         let parent = sys::my_pid();
-        let mut out = std::io::stdout().lock();
-        let mut err = std::io::stderr().lock();
-        let _ = out.flush();
-        let _ = err.flush();
+        // `launch` counted this thread alone, unless the program opted in to forks beside
+        // threads: then no other thread can hold a lock at the fork, and the ones a child
+        // takes need not be held across it. Held, each is a write to its page on both sides
+        // of the fork (a page fault in the parent, a copied page in the child). The heap's
+        // books are taken still (data the child clears), its fork gate not.
+        let alone = !sys::fork_with_threads_allowed() && sys::on_main_thread();
+        let (out, err) = if alone {
+            // Flushed now: nothing can write to it before the fork. Stderr has no buffer.
+            let _ = std::io::stdout().lock().flush();
+            (None, None)
+        } else {
+            let mut out = std::io::stdout().lock();
+            let mut err = std::io::stderr().lock();
+            let _ = out.flush();
+            let _ = err.flush();
+            (Some(out), Some(err))
+        };
         let mut state = family::state();
-        let record = shm::before_fork();
+        let record = if alone { shm::before_fork_alone() } else { shm::before_fork() };
         let wait_for_record = !record.holds_nothing();
         let via = match room {
             Some(room) if !wait_for_record => Via::Room(room),
             unused => Via::Socket(sys::socketpair_stream()?, unused),
         };
-        let forked = fork_holding_boot_locks();
+        let forked = if alone { sys::fork() } else { fork_holding_boot_locks() };
         match forked {
             Ok(Forked::Child) => {
                 record.in_child();

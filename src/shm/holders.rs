@@ -170,7 +170,8 @@ pub(crate) struct ForkRecord {
     /// `fork_child_ended` takes nothing while it holds it.
     forked: MutexGuard<'static, Vec<(ProcId, Recorded)>>,
     registry: MutexGuard<'static, Registry>,
-    _gate: RwLockWriteGuard<'static, ()>,
+    /// Not taken by a start whose thread is the only one ([`before_fork_alone`]).
+    _gate: Option<RwLockWriteGuard<'static, ()>>,
 }
 
 /// Call just before a `Fork`: no entry of this process changes until the record is used
@@ -179,7 +180,17 @@ pub(crate) struct ForkRecord {
 pub(crate) fn before_fork() -> ForkRecord {
     let gate = FORK_GATE.write().unwrap_or_else(PoisonError::into_inner);
     let registry = held_here();
-    ForkRecord { forked: FORKED.lock().unwrap_or_else(PoisonError::into_inner), registry, _gate: gate }
+    ForkRecord { forked: FORKED.lock().unwrap_or_else(PoisonError::into_inner), registry, _gate: Some(gate) }
+}
+
+/// [`before_fork`] for a start whose thread is the process's only one, in a program that
+/// did not opt in to forks beside threads: the gate then has no other taker ([`gate`]
+/// takes it only in such programs), and is not taken. Its word is the one write of its
+/// page in a start: taking it cost the parent a page fault at every fork.
+pub(crate) fn before_fork_alone() -> ForkRecord {
+    debug_assert!(!sys::fork_with_threads_allowed());
+    let registry = held_here();
+    ForkRecord { forked: FORKED.lock().unwrap_or_else(PoisonError::into_inner), registry, _gate: None }
 }
 
 impl ForkRecord {

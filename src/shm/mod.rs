@@ -33,7 +33,9 @@ pub(crate) use cells::Cells;
 pub(crate) use claims::{ClaimTable, INLINE as CLAIM_INLINE, Reaped, Results, Written};
 pub(crate) use heap::Heap;
 pub use heap::HeapFull;
-pub(crate) use holders::{ForkRecord, Holders, before_fork, fork_child_ended, forking_child_ended, holds_nothing};
+pub(crate) use holders::{
+    ForkRecord, Holders, before_fork, before_fork_alone, fork_child_ended, forking_child_ended, holds_nothing,
+};
 pub(crate) use holds::process_ended;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
 pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
