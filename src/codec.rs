@@ -41,7 +41,6 @@
 mod check;
 mod keep;
 mod probe;
-mod words;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -51,7 +50,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::shm::ReceiptKey;
-pub(crate) use words::{WORDS, encode_plain_words};
 
 /// A message that could not be encoded or decoded: says which type, and why (the message
 /// of the serializer, or of the `Serialize` or `Deserialize` impl that refused).

@@ -75,12 +75,13 @@ pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
     };
     if codec::plain::<T>() {
         // A number, `bool`, `char` or `()`: a few bytes, no handle, nothing for the codec's
-        // thread state to do. Built in words, in registers, as `codec::encode` writes it.
-        const { assert!(codec::PLAIN_MAX <= SMALL_PUT && 8 * codec::WORDS == SMALL_PUT) };
-        if let Some(m) = codec::encode_plain_words(value) {
+        // thread state to do. Written on the stack as `codec::encode` writes it.
+        const { assert!(codec::PLAIN_MAX <= SMALL_PUT) };
+        let mut message = [0; SMALL_PUT];
+        if let Some(len) = codec::encode_plain(value, &mut message) {
             return ring
-                .put_small(&m.words, m.len, tag, deadline, watch)
-                .map_err(|r| too_large(m.len)(refused(r, |_| Failure::Gone)));
+                .put_small(&message, len, tag, deadline, watch)
+                .map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)));
         }
     }
     let sent = codec::with_small_encoding(value, INLINE_MAX, Failure::Encode, |bytes, has_handles| {

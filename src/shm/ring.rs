@@ -588,18 +588,15 @@ impl Ring {
         self.put_record(INLINE, tag, len, align8(len), deadline, watch, &mut body)
     }
 
-    /// [`Ring::put_bytes`] of the first `len` bytes (at most [`SMALL_PUT`]) of `words`
-    /// (byte `k` in bits `8 * (k % 8)..` of word `k / 8`), copied as whole words: the
-    /// record's body is `align8(len)` bytes, so the words never reach past it (the next
-    /// header word stays as the producer zeroes it), and the bytes past `len` in the last
-    /// word are padding nobody reads. No `memcpy` call for the few bytes of a number (a
-    /// `codec::plain` message), and no byte buffer: a message built in words (in
-    /// registers) is stored as it is, where bytes stored one by one and loaded as a word
-    /// stalled every put (a load the processor cannot forward from the stores).
+    /// [`Ring::put_bytes`] of the first `len` bytes of `padded` (at most [`SMALL_PUT`]),
+    /// copied as whole words: the record's body is `align8(len)` bytes, so the words never
+    /// reach past it (the next header word stays as the producer zeroes it), and the bytes
+    /// past `len` in the last word are padding nobody reads. No `memcpy` call for the few
+    /// bytes of a number (a `codec::plain` message).
     #[inline]
     pub(crate) fn put_small<W: Watch>(
         &self,
-        words: &[u64; SMALL_PUT / 8],
+        padded: &[u8; SMALL_PUT],
         len: usize,
         tag: u32,
         deadline: Deadline,
@@ -611,8 +608,9 @@ impl Ring {
         let heap = Heap::get();
         let mut body = Some(|at: &At| {
             let body = at.seg + at.pos + 8;
-            for (i, w) in words.iter().take((align8(len) / 8) as usize).enumerate() {
-                word(heap, body + 8 * i as u64).store(w.to_le(), Ordering::Relaxed);
+            for (i, chunk) in padded.chunks_exact(8).take((align8(len) / 8) as usize).enumerate() {
+                let w = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+                word(heap, body + 8 * i as u64).store(w, Ordering::Relaxed);
             }
             None
         });
@@ -1423,10 +1421,7 @@ mod tests {
         for round in 0..3 {
             for i in 0..2000 {
                 let len = (i + round) % (SMALL_PUT + 1);
-                let bytes = padded(i, len);
-                let words: [u64; SMALL_PUT / 8] =
-                    std::array::from_fn(|w| u64::from_le_bytes(bytes[8 * w..8 * w + 8].try_into().unwrap()));
-                r.put_small(&words, len, 7, Deadline::now(), &Patient).unwrap();
+                r.put_small(&padded(i, len), len, 7, Deadline::now(), &Patient).unwrap();
                 if i % 7 == 0 {
                     put(&r, &message(i)).unwrap();
                 }
