@@ -932,6 +932,13 @@ impl Ring {
     /// still come; `read` gets its bytes and tag (under the consumers' lock: it should only
     /// decode or copy). Messages that arrived before the producers left are delivered
     /// before [`Refused::Gone`].
+    ///
+    /// The first look is inline in the caller, the waiting out of line
+    /// ([`Ring::get_waiting`]): a `get` that finds its message at once then never copies
+    /// `read` (the caller's closure, built field by field in its frame) into a frame of its
+    /// own, a copy of wider loads than the stores that wrote it, which the processor
+    /// cannot forward and which stalled every take.
+    #[inline]
     pub(crate) fn get<W: Watch, R>(
         &self,
         deadline: Deadline,
@@ -962,38 +969,51 @@ impl Ring {
         read: impl FnOnce(&[u8], u32) -> R,
     ) -> Result<R, Refused<W::Gone>> {
         let mut read = Some(read);
+        // Straight to the record: the consumers' lock and position are on their own
+        // cache line, and the record's header says whether it is there; reading the
+        // producers' counters instead would pull their line over at every message.
+        if let Some(r) = self.take(deadline, &mut read)? {
+            return Ok(r);
+        }
+        self.get_waiting::<AHEAD, W, R>(deadline, watch, &mut read)
+    }
+
+    /// [`Ring::get`] once its first look found nothing; `AHEAD` as in
+    /// [`Ring::get_checked`].
+    fn get_waiting<const AHEAD: bool, W: Watch, R>(
+        &self,
+        deadline: Deadline,
+        watch: &W,
+        read: &mut Option<impl FnOnce(&[u8], u32) -> R>,
+    ) -> Result<R, Refused<W::Gone>> {
         let mut ahead = AHEAD;
         // Why to stop if the next look finds nothing: one last look follows every reason
-        // to stop but a deadline passed before any wait. (One call of `take`, inlined: its
-        // wide result is not moved through memory at every message.)
+        // to stop but a deadline passed before any wait. (One call of `take`, inlined.)
         let mut last = None;
         loop {
-            // Straight to the record: the consumers' lock and position are on their own
-            // cache line, and the record's header says whether it is there; reading the
-            // producers' counters instead would pull their line over at every message.
-            if let Some(r) = self.take(deadline, &mut read)? {
-                return Ok(r);
-            }
             if let Some(refused) = last {
                 return Err(refused);
             }
             if let Some(gone) = watch.left() {
                 last = Some(Refused::Gone(gone));
-                continue;
+            } else {
+                if !std::mem::replace(&mut ahead, false) && deadline.passed() {
+                    return Err(Refused::TimedOut);
+                }
+                let waited = wait_on(
+                    &self.not_empty.value,
+                    deadline,
+                    || (self.peek() || watch.left().is_some()).then_some(()),
+                    || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
+                );
+                match waited {
+                    Ok(()) | Err(Interrupted::Check(Wake::Look)) => {}
+                    Err(Interrupted::TimedOut) => last = Some(Refused::TimedOut),
+                    Err(Interrupted::Check(Wake::Gone(gone))) => last = Some(Refused::Gone(gone)),
+                }
             }
-            if !std::mem::replace(&mut ahead, false) && deadline.passed() {
-                return Err(Refused::TimedOut);
-            }
-            let waited = wait_on(
-                &self.not_empty.value,
-                deadline,
-                || (self.peek() || watch.left().is_some()).then_some(()),
-                || if self.holds_message() { Err(Wake::Look) } else { watch.check().map_err(Wake::Gone) },
-            );
-            match waited {
-                Ok(()) | Err(Interrupted::Check(Wake::Look)) => {}
-                Err(Interrupted::TimedOut) => last = Some(Refused::TimedOut),
-                Err(Interrupted::Check(Wake::Gone(gone))) => last = Some(Refused::Gone(gone)),
+            if let Some(r) = self.take(deadline, read)? {
+                return Ok(r);
             }
         }
     }
