@@ -1690,3 +1690,51 @@ fn a_start_whose_fork_server_died_before_answering_runs_nothing() {
         &[(SERVER_KILLED_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
     );
 }
+
+const SOCKETLESS_KILLED_INNER: &str = "MULTIPROC_TEST_PROCESS_SOCKETLESS_SERVER_KILLED_INNER";
+
+/// A target that leaves a file at `path` (its argument holds no handles: a fork-server
+/// child without a boot socket), the large `padding` through a blob of the heap.
+fn leave_a_file((path, padding): (String, Vec<u8>)) -> usize {
+    let _ = std::fs::write(path, b"ran");
+    padding.len()
+}
+
+#[test]
+fn a_socketless_start_whose_fork_server_died_before_answering_runs_nothing_inner() {
+    if std::env::var_os(SOCKETLESS_KILLED_INNER).is_none() {
+        return;
+    }
+    // The fork server aborts at `forkserver.forked` (armed for the whole family): it forked
+    // the child and died before it answered.
+    let leaks = common::leak_check(LIMIT);
+    for padding in [0, 256 * 1024] {
+        let path = std::env::temp_dir().join(format!("multiproc-socketless-{}-{padding}", std::process::id()));
+        let started = Process::new(leave_a_file, (path.to_string_lossy().into_owned(), vec![7u8; padding]))
+            .start_method(StartMethod::ForkServer)
+            .start();
+        assert!(started.is_err(), "the server died before it answered: {started:?}");
+        // The start failed: its target must not run (it did: the child, the main process's
+        // own by CLONE_PARENT, had its boot message from the server and no go-on to wait
+        // for).
+        let ran = eventually(Duration::from_secs(3), || path.exists());
+        let _ = std::fs::remove_file(&path);
+        assert!(!ran, "a start that failed ran its target anyway ({padding} bytes of padding)");
+    }
+    // Each start left its report room (512 bytes) to the child that may read its go word.
+    leaks.assert_at_most(2 * 512);
+    println!("INNER-DONE");
+}
+
+/// A fork-server child without a boot socket (its argument holds no handles) whose server
+/// was killed between its fork and its answer waits for its requester's go word in its
+/// report room, and exits when told to stop: before, it ran its target although its start
+/// failed, and decoded an argument whose blob its requester had given back.
+#[test]
+fn a_socketless_start_whose_fork_server_died_before_answering_runs_nothing() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_socketless_start_whose_fork_server_died_before_answering_runs_nothing_inner",
+        &[(SOCKETLESS_KILLED_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
+    );
+}

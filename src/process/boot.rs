@@ -58,10 +58,6 @@ pub(crate) struct Boot {
     /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
     /// the heap had no room for the block (the receipts come on the boot socket).
     pub(crate) receipts: u64,
-    /// A fork-server child without a boot socket: the offset of its report room in the
-    /// family heap (`shm::ReportRoom`), where it leaves its outcome (0: it reports on its
-    /// boot socket). A fork child finds its room in its copy of the parent's memory.
-    pub(crate) report_room: u64,
 }
 
 /// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
@@ -356,13 +352,28 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared) -> ! {
     run(sock, parent, Some(blank))
 }
 
-/// The life of a fork-server child with no boot socket: `boot` is its boot message, in
-/// its copy of the server's memory (the server received it with the request), which names
-/// the report room it leaves its outcome in ([`Boot::report_room`]); `blank` as for
-/// [`run_forked`].
+/// The life of a fork-server child with no boot socket: `boot` is the offset of the report
+/// room it leaves its outcome in (`shm::ReportRoom`, made by its requester; 8 bytes,
+/// little-endian) and its boot message, in its copy of the server's memory (the server
+/// received both with the request); `blank` as for [`run_forked`]. It waits for the room's
+/// go word before it decodes the message.
 pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
     sys::unblock_interrupts();
     if !sys::die_with_parent(parent) {
+        sys::exit_now(1);
+    }
+    // The room's offset comes first: the child waits for its go word before it decodes its
+    // boot message, whose blobs (a large argument, its surroundings) are handles into the
+    // heap that a requester whose start failed (the server died between its fork and its
+    // answer) gave back.
+    let Some((room, boot)) = boot.split_first_chunk::<8>() else {
+        sys::exit_now(1);
+    };
+    let Some(room) = crate::shm::ChildRoom::at(u64::from_le_bytes(*room)) else {
+        eprintln!("multiproc: child's report room is outside the family heap");
+        sys::exit_now(1);
+    };
+    if !room.wait_for_go() {
         sys::exit_now(1);
     }
     let boot: Boot = match codec::decode_own(boot) {
@@ -371,10 +382,6 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
             eprintln!("multiproc: child could not decode its boot message: {e}");
             sys::exit_now(1);
         }
-    };
-    let Some(room) = crate::shm::ChildRoom::at(boot.report_room) else {
-        eprintln!("multiproc: child's report room is outside the family heap");
-        sys::exit_now(1);
     };
     let prepared = blank.named(&boot.me.name);
     execute(boot, Channel::Room(room), Some(prepared))

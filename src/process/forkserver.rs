@@ -253,8 +253,9 @@ pub(crate) enum Boot<'a> {
     /// On its boot socket (this is its end), where it also reports.
     Socket(OwnedFd),
     /// With the request: the server receives it and the child reads it in its copy of the
-    /// server's memory. Such a child has no boot socket: the message names its report room
-    /// (`boot::Boot::report_room`), made by the requester, who passes it here.
+    /// server's memory. Such a child has no boot socket: the request names its report room
+    /// (made by the requester, who passes it here), where the child waits for its go word
+    /// before it decodes the message, and leaves its outcome.
     Inline(&'a [u8], crate::shm::ReportRoom),
 }
 
@@ -271,7 +272,7 @@ pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::Rep
 pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     let (boot, room) = match boot {
         Boot::Socket(sock) => (Ok(sock), None),
-        Boot::Inline(bytes, room) => (Err(bytes), Some(room)),
+        Boot::Inline(bytes, room) => (Err((room.offset(), bytes)), Some(room)),
     };
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
@@ -293,6 +294,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             if let Some(room) = room
                 && may_run
             {
+                // A child may exist, waiting for its go word: it exits without touching
+                // anything, and may still read the room, which is left to it.
+                room.stop();
                 room.leave();
             }
             Err(e)
@@ -307,10 +311,12 @@ fn unavailable(method: super::StartMethod, why: String) -> Error {
 
 /// [`request`]'s exchange with the server at `address` (the family's fork server, or a
 /// pool's [`Zygote`]: `method` names it in errors), over the connection kept in `slot`:
-/// `boot` is the child's end of its boot socket, or its boot message. An error says
-/// whether a child may have been made.
+/// `boot` is the child's end of its boot socket, or its report room's offset and its boot
+/// message (sent as the room's offset, 8 bytes little-endian, then the message: the child
+/// waits for its go word before it decodes the message, whose blobs its requester may
+/// have freed). An error says whether a child may have been made.
 fn ask(
-    boot: Result<OwnedFd, &[u8]>,
+    boot: Result<OwnedFd, (u64, &[u8])>,
     token: &[u8; 16],
     (address, method): (&str, super::StartMethod),
     slot: &mut Option<OwnedFd>,
@@ -338,11 +344,11 @@ fn ask(
     let mut sent = false;
     let result = (|| {
         let Ok(len) = u32::try_from(request.bytes.len()) else { unreachable!("a request of 4 GiB") };
-        let inline: &[u8] = match &boot {
-            Ok(_) => &[],
-            Err(bytes) => bytes,
+        let (report_room, inline): (&[u8], &[u8]) = match &boot {
+            Ok(_) => (&[], &[]),
+            Err((at, bytes)) => (&at.to_le_bytes(), bytes),
         };
-        let message = [&len.to_le_bytes()[..], &request.bytes, inline].concat();
+        let message = [&len.to_le_bytes()[..], &request.bytes, report_room, inline].concat();
         let fds: &[BorrowedFd<'_>] = match &boot {
             Ok(sock) => &[sock.as_fd()],
             Err(_) => &[],

@@ -695,7 +695,7 @@ fn launch(
     // outcome in a report room (a heap too full for one: the socket).
     let room =
         if method == StartMethod::ForkServer && receipts.is_none() { crate::shm::ReportRoom::new().ok() } else { None };
-    let mut boot = Boot {
+    let boot = Boot {
         family: config.clone(),
         me,
         parent,
@@ -710,7 +710,6 @@ fn launch(
             Some(None) => boot::NOTE_ONLY,
             Some(Some(block)) => block.offset(),
         },
-        report_room: room.as_ref().map_or(0, crate::shm::ReportRoom::offset),
     };
     // Every start method's errors, a child lost with its descriptors included, in one place.
     let started = (move || -> Result<_, LaunchError> {
@@ -729,22 +728,24 @@ fn launch(
                 (pid, pidfd, ExitWatch::Own, link, Some(kept))
             }
             StartMethod::ForkServer if room.is_some() => {
-                let mut message = codec::encode_own(&boot)?;
+                let message = codec::encode_own(&boot)?;
                 let room = room.expect("matched");
                 if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
                     drop(boot);
                     let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room));
-                    message.sent();
+                    // A failed start's child, if one was forked, was told to stop before it
+                    // decodes anything: the message's handles (its blobs) are given back.
                     let (pid, pidfd, status, room) = started?;
-                    let link = Link::Room(room.expect("an inline boot message comes with its room"));
+                    message.sent();
+                    let room = room.expect("an inline boot message comes with its room");
+                    // The child waits for this before it decodes its boot message.
+                    room.go();
+                    let link = Link::Room(room);
                     (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
                 } else {
                     // Too long to go with the request (large parts travel through the heap,
                     // so rarely): on a boot socket.
                     drop(room);
-                    boot.report_room = 0;
-                    message.sent();
-                    message = codec::encode_own(&boot)?;
                     drop(boot);
                     let (ours, theirs) = sys::socketpair_stream()?;
                     sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
