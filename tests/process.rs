@@ -1738,3 +1738,62 @@ fn a_socketless_start_whose_fork_server_died_before_answering_runs_nothing() {
         &[(SOCKETLESS_KILLED_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
     );
 }
+
+const RESTART_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_INNER";
+
+/// `kill -9` of the family's fork server (the one this process started); returns its pid
+/// once it is dead.
+fn kill_the_fork_server() -> u32 {
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    // SAFETY (test): kill only sends a signal.
+    assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
+    assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+    server
+}
+
+#[test]
+fn a_killed_fork_server_is_started_again_inner() {
+    if std::env::var_os(RESTART_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        // Once before, so that this process keeps a connection to the first server.
+        assert_eq!(Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap(), 4);
+        for round in 0..3 {
+            let killed = kill_the_fork_server();
+            // No boot socket (the argument holds no handles): the request goes inline.
+            let started = Process::new(square, 3).start_method(StartMethod::ForkServer).start();
+            assert_eq!(started.unwrap().join().unwrap(), 9, "round {round}");
+            // A boot socket (the argument holds a handle).
+            Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
+            let server = multiproc::__private::fork_server_pid().unwrap();
+            assert_ne!(server, killed, "round {round}: a new server");
+            assert!(!pid_exists(killed), "round {round}: the killed server was reaped");
+            // From a child too: its own starts reach the new server.
+            let grandchild = Process::new(start_a_square, 5).start_method(StartMethod::ForkServer).start().unwrap();
+            assert_eq!(grandchild.join().unwrap(), 25, "round {round}");
+        }
+    }
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// A child that starts a fork-server child of its own.
+fn start_a_square(x: u64) -> u64 {
+    Process::new(square, x).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap()
+}
+
+/// CPython's `forkserver.ensure_running`: a fork server killed (`kill -9`) is started
+/// again (spawned, never forked: a process with threads must not fork one) at the next
+/// fork-server start, which succeeds. Before, every later `ForkServer` start of the family
+/// failed with `StartMethodUnavailable`.
+#[test]
+fn a_killed_fork_server_is_started_again() {
+    let _w = watchdog(LIMIT);
+    for _ in 0..2 {
+        common::run_inner_test_with("a_killed_fork_server_is_started_again_inner", &[(RESTART_INNER, "1")]);
+    }
+}

@@ -146,13 +146,33 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
     Ok(Some(Payload::new(bytes)?))
 }
 
+/// The fork server's surroundings, encoded, for a fork server spawned to replace a dead
+/// one (`forkserver::restart`): those the family's first server was forked with, so that
+/// every process's [`Surroundings::still_ours`] stays true of the new one; this process's
+/// own where it has none (a spawned child: it sends its surroundings with every start).
+pub(crate) fn server_surroundings() -> Result<Vec<u8>, crate::Error> {
+    let mut encoded = match SERVER_SURROUNDINGS.get() {
+        Some(server) => codec::encode_own(server)?,
+        None => codec::encode_own(&Surroundings::now())?,
+    };
+    let bytes = std::mem::take(&mut encoded.bytes);
+    encoded.sent();
+    Ok(bytes)
+}
+
 /// Makes this process's environment and working directory those of `surroundings`
 /// (at boot, single-threaded, before anything of the program runs).
 fn take_surroundings(surroundings: &Payload) -> Result<(), String> {
+    take_surroundings_from(surroundings.bytes())
+}
+
+/// [`take_surroundings`] of encoded bytes (a spawned fork server's, which are then its
+/// children's: [`remember_server_surroundings`] follows).
+pub(crate) fn take_surroundings_from(surroundings: &[u8]) -> Result<(), String> {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     let wanted: Surroundings =
-        codec::decode_own(surroundings.bytes()).map_err(|e| format!("its environment could not be decoded: {e}"))?;
+        codec::decode_own(surroundings).map_err(|e| format!("its environment could not be decoded: {e}"))?;
     let wanted_env: std::collections::HashMap<&OsStr, &OsStr> =
         wanted.env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))).collect();
     // The fork server read the crash points' variable from its own (`serve`).
@@ -235,7 +255,7 @@ pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) ->
 /// with its parent (a copy of each).
 /// Also returns the first byte that came after the frame in the same read, if one did (a
 /// fork-server child's [`GO`]).
-fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<(Vec<u8>, Option<u8>)> {
+pub(crate) fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<(Vec<u8>, Option<u8>)> {
     let mut first = [0u8; 4096];
     let mut filled = 0;
     while filled < 4 {
@@ -329,6 +349,20 @@ pub(crate) fn dispatch_if_child() {
             DISPATCHING.store(true, Ordering::Relaxed);
             sys::finish_constructors();
             run(sock, parent, None)
+        }
+        ["forkserver", fd, parent] => {
+            let (Ok(fd), Ok(parent)) = (fd.parse::<i32>(), parent.parse::<u32>()) else {
+                eprintln!("multiproc: malformed {BOOT_ENV}={value}");
+                sys::exit_now(1);
+            };
+            let Some(sock) = sys::take_fd(fd) else {
+                eprintln!("multiproc: fork server boot socket {fd} missing");
+                sys::exit_now(1);
+            };
+            sys::set_cloexec(sock.as_fd());
+            // As a spawned child: `test_support!`'s `init()` must not make a family here.
+            DISPATCHING.store(true, Ordering::Relaxed);
+            super::forkserver::run_spawned(sock, parent)
         }
         ["tracker", fd] => {
             let Some(pipe) = fd.parse::<i32>().ok().and_then(sys::take_fd) else {

@@ -7,6 +7,8 @@ pub(crate) mod family;
 mod fork;
 mod forkserver;
 pub(crate) use forkserver::Zygote;
+#[doc(hidden)]
+pub use forkserver::fork_server_pid;
 mod init;
 mod join_async;
 mod logging;
