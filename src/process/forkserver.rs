@@ -22,6 +22,13 @@
 //! server's steady loop writes no page of its heap (each page it writes after a fork is a
 //! fault): its poll and its answers live on its stack.
 //!
+//! A server found dead (a request finds nothing listening at its address) is started
+//! again by that request ([`restart`]): spawned, not forked (the requester may run
+//! threads), it listens at the same address and serves for the process that spawned it.
+//! A child whose request went to a server that died before it answered waits, before it
+//! touches its boot message, for its requester's go: a byte on its boot socket, or the go
+//! word of its report room; its requester, whose start failed, says stop instead.
+//!
 //! The same server, forked later by a `Fork` pool's `build` (a [`Zygote`]), forks that
 //! pool's workers as copies of the builder as of `build`: the zygote is recorded as a
 //! holder of the builder's handles and records each worker as a holder of its copies.
@@ -218,7 +225,8 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
 /// (parent-death signal), and leaves when its last requester has gone and its last worker
 /// ended; dropping the `Zygote` closes the connection, then reaps it (killing it if it
 /// lingers). Killed from outside, its pool's later starts fail with
-/// `Error::StartMethodUnavailable`.
+/// `Error::StartMethodUnavailable`: unlike the family's server ([`restart`]) it is never
+/// started again, since its memory is the builder's as of `build`.
 pub(crate) struct Zygote {
     address: String,
     pid: u32,

@@ -112,6 +112,14 @@ pub enum StartMethod {
     /// A fresh execution of the current binary.
     Spawn = 2,
     /// A fork of the family's fork server.
+    ///
+    /// The fork server is a single-threaded helper process, forked by `init()`. Killed
+    /// (`kill -9`), it is started again by the next `ForkServer` start of the family, which
+    /// succeeds (CPython's `ensure_running`): the new server is spawned (an execution of
+    /// the program that becomes the server before `main`), never forked, since the process
+    /// that finds it dead may run threads. A start whose request the server had taken when
+    /// it died fails with [`Error::StartMethodUnavailable`], and the child it may have
+    /// forked exits without running its target.
     ForkServer = 3,
 }
 
