@@ -1762,7 +1762,12 @@ fn a_killed_fork_server_is_started_again_inner() {
         // Once before, so that this process keeps a connection to the first server.
         assert_eq!(Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap(), 4);
         for round in 0..3 {
+            let gate = multiproc::Queue::<u32>::new().unwrap();
+            let waiting = Process::new(start_after_gate, gate.clone()).start_method(StartMethod::ForkServer).start();
             let killed = kill_the_fork_server();
+            // Another process's start fails, typed, until the main process made a new one.
+            gate.put(1).unwrap();
+            assert!(waiting.unwrap().join().unwrap(), "round {round}: a child's start while the server is dead");
             // No boot socket (the argument holds no handles): the request goes inline.
             let started = Process::new(square, 3).start_method(StartMethod::ForkServer).start();
             assert_eq!(started.unwrap().join().unwrap(), 9, "round {round}");
@@ -1779,6 +1784,14 @@ fn a_killed_fork_server_is_started_again_inner() {
     }
     leaks.assert_no_leak();
     println!("INNER-DONE");
+}
+
+/// A child that, once let through `gate`, tries a fork-server start (the server is dead
+/// then): whether it failed with `StartMethodUnavailable`.
+fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {
+    gate.get().unwrap();
+    let started = Process::new(square, 1).start_method(StartMethod::ForkServer).start();
+    matches!(started, Err(multiproc::Error::StartMethodUnavailable(StartMethod::ForkServer, _)))
 }
 
 /// A child that starts a fork-server child of its own.

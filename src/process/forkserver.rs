@@ -23,8 +23,9 @@
 //! fault): its poll and its answers live on its stack.
 //!
 //! A server found dead (a request finds nothing listening at its address) is started
-//! again by that request ([`restart`]): spawned, not forked (the requester may run
-//! threads), it listens at the same address and serves for the process that spawned it.
+//! again by that request ([`restart`]) in the main process (another process's start fails
+//! until the main process made one): spawned, not forked (the main process may run
+//! threads), it listens at the same address.
 //! A child whose request went to a server that died before it answered waits, before it
 //! touches its boot message, for its requester's go: a byte on its boot socket, or the go
 //! word of its report room; its requester, whose start failed, says stop instead.
@@ -136,9 +137,10 @@ struct ServerBoot {
     surroundings: Vec<u8>,
 }
 
-/// Starts the family's fork server again, found dead (nothing listens at `address`): the
-/// new one listens at the same address, so every process of the family reaches it as it
-/// reached the first. It is *spawned* (an execution of this program that becomes the
+/// Starts the family's fork server again, found dead (nothing listens at `address`), if
+/// this process started the dead one (the main process; any other's start fails until the
+/// main process made a new one): the new one listens at the same address, so every process
+/// of the family reaches it as it reached the first. It is *spawned* (an execution of this program that becomes the
 /// server before `main`, as a spawned child does; `run_spawned`), never forked: this
 /// process may run threads, whose locks a fork would copy held. It is this process's
 /// child, forked on a lasting thread (its parent-death signal), and forks this process's
@@ -148,6 +150,12 @@ struct ServerBoot {
 /// it, the other connects to it.
 fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     let why = |e: &dyn std::fmt::Display| unavailable(super::StartMethod::ForkServer, format!("it died, and {e}"));
+    if fork_server_pid().is_none() {
+        // Only the process that started the dead server (the main process) starts it again:
+        // a server dies with the process that started it, and with it every child it forked
+        // for another requester, which must not depend on a child process's life.
+        return Err(why(&"only the main process starts it again (at its next fork-server start)"));
+    }
     let listener = match sys::listen_abstract(address, true) {
         Ok(listener) => listener,
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Ok(()),

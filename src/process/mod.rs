@@ -114,10 +114,11 @@ pub enum StartMethod {
     /// A fork of the family's fork server.
     ///
     /// The fork server is a single-threaded helper process, forked by `init()`. Killed
-    /// (`kill -9`), it is started again by the next `ForkServer` start of the family, which
-    /// succeeds (CPython's `ensure_running`): the new server is spawned (an execution of
-    /// the program that becomes the server before `main`), never forked, since the process
-    /// that finds it dead may run threads. A start whose request the server had taken when
+    /// (`kill -9`), it is started again by the main process's next `ForkServer` start,
+    /// which succeeds (CPython's `ensure_running`; another process's start fails with
+    /// [`Error::StartMethodUnavailable`] until then): the new server is spawned (an
+    /// execution of the program that becomes the server before `main`), never forked,
+    /// since the main process may run threads. A start whose request the server had taken when
     /// it died fails with [`Error::StartMethodUnavailable`], and the child it may have
     /// forked exits without running its target.
     ForkServer = 3,
