@@ -396,18 +396,22 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
     if !sys::die_with_parent(parent) {
         sys::exit_now(1);
     }
-    // The room's offset comes first: the child waits for its go word before it decodes its
-    // boot message, whose blobs (a large argument, its surroundings) are handles into the
-    // heap that a requester whose start failed (the server died between its fork and its
-    // answer) gave back.
-    let Some((room, boot)) = boot.split_first_chunk::<8>() else {
+    // The room's offset comes first, its low bit set when the boot message holds handles:
+    // its blobs (a large argument, the surroundings) are handles into the heap that a
+    // requester whose start failed (the server died between its fork and its answer) gave
+    // back, so such a child waits for its go word before it decodes the message. Any
+    // other decodes it first (its own memory only) and waits just before it runs anything
+    // of the program's: the go mostly came meanwhile, and it does not sleep.
+    let Some((at, boot)) = boot.split_first_chunk::<8>() else {
         sys::exit_now(1);
     };
-    let Some(room) = crate::shm::ChildRoom::at(u64::from_le_bytes(*room)) else {
+    let at = u64::from_le_bytes(*at);
+    let Some(room) = crate::shm::ChildRoom::at(at & !1) else {
         eprintln!("multiproc: child's report room is outside the family heap");
         sys::exit_now(1);
     };
-    if !room.wait_for_go() {
+    let handles = at & 1 == 1;
+    if handles && !room.wait_for_go() {
         sys::exit_now(1);
     }
     let boot: Boot = match codec::decode_own(boot) {
@@ -418,6 +422,11 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
         }
     };
     let prepared = blank.named(&boot.me.name);
+    if !handles && !room.wait_for_go() {
+        // Forgotten, not dropped: a fork-server child frees nothing.
+        std::mem::forget((boot, prepared));
+        sys::exit_now(1);
+    }
     execute(boot, Channel::Room(room), Some(prepared))
 }
 

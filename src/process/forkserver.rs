@@ -392,7 +392,10 @@ pub(crate) enum Boot<'a> {
     /// server's memory. Such a child has no boot socket: the request names its report room
     /// (made by the requester, who passes it here), where the child waits for its go word
     /// before it decodes the message, and leaves its outcome.
-    Inline(&'a [u8], crate::shm::ReportRoom),
+    /// The last field says whether the message holds handles (blobs of the heap): then the
+    /// child waits for its go word before it decodes the message, otherwise only before it
+    /// runs anything of the program's.
+    Inline(&'a [u8], crate::shm::ReportRoom, bool),
 }
 
 /// A child the fork server started: its pid, a pidfd, the status pipe on which the
@@ -412,7 +415,8 @@ pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::Rep
 pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     let (boot, room) = match boot {
         Boot::Socket(sock) => (Ok(sock), None),
-        Boot::Inline(bytes, room) => (Err((room.offset(), bytes)), Some(room)),
+        // The room is 64-byte aligned: the low bit says whether the message holds handles.
+        Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room)),
     };
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;

@@ -743,7 +743,8 @@ fn launch(
                 let room = room.expect("matched");
                 if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
                     drop(boot);
-                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room));
+                    let handles = message.has_handles();
+                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
                     // A failed start's child, if one was forked, was told to stop before it
                     // decodes anything: the message's handles (its blobs) are given back.
                     let (pid, pidfd, status, room) = started?;
