@@ -952,6 +952,16 @@ impl Server {
             self.reply(i, &Reply::Refused("a zygote's child needs a boot socket".into()), &[]);
             return None;
         }
+        // A socketless child's room (the boot message's first 8 bytes, the low bit a flag):
+        // the server says go once its answer went, so that the child mostly finds it said
+        // (its requester says it too, later).
+        let go_room = match &child_boot {
+            ChildBoot::Inline(at, long) => {
+                let message = if *long { &self.buf[..] } else { &head[..] };
+                message.get(at.clone()).and_then(|b| b.first_chunk::<8>()).map(|w| u64::from_le_bytes(*w) & !1)
+            }
+            ChildBoot::Socket(_) => None,
+        };
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             let record = self.zygote.then(crate::shm::before_fork);
             match sys::fork_as_sibling() {
@@ -967,7 +977,11 @@ impl Server {
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
+                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()])
+                        && let Some(off) = go_room
+                    {
+                        crate::shm::ReportRoom::go_at(off);
+                    }
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -1014,7 +1028,11 @@ impl Server {
                         }
                         fds.push(read.as_fd());
                         crash_point!("forkserver.forked");
-                        self.reply(i, &Reply::Forked { pid }, &fds);
+                        if self.reply(i, &Reply::Forked { pid }, &fds)
+                            && let Some(off) = go_room
+                        {
+                            crate::shm::ReportRoom::go_at(off);
+                        }
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
                     Err(_) => {
@@ -1052,20 +1070,24 @@ impl Server {
         std::mem::forget((requesters, kids, unsafe_to_fork));
     }
 
-    fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {
-        let Some(sock) = self.requesters[i].sock.as_ref() else { return };
+    /// Answers requester `i`; whether the answer went.
+    fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
+        let Some(sock) = self.requesters[i].sock.as_ref() else { return false };
         // On the stack (see `Events`); a long refusal through the allocator.
         let mut room = [0u8; 64];
-        if let Some(msg) = codec::encode_own_into(reply, &mut room) {
-            if sys::send_with_fds(sock.as_fd(), msg, fds).is_err() {
-                self.requesters[i].sock = None;
-            }
+        let went = if let Some(msg) = codec::encode_own_into(reply, &mut room) {
+            sys::send_with_fds(sock.as_fd(), msg, fds).is_ok()
         } else if let Ok(msg) = codec::encode_own(reply) {
-            if sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_err() {
-                self.requesters[i].sock = None;
-            }
+            let went = sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_ok();
             msg.sent();
+            went
+        } else {
+            false
+        };
+        if !went {
+            self.requesters[i].sock = None;
         }
+        went
     }
 
     /// In a zygote, after forking `pid` (which waits for its go-on byte): records it as a

@@ -747,8 +747,11 @@ fn launch(
                     let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
                     // A failed start's child, if one was forked, was told to stop before it
                     // decodes anything: the message's handles (its blobs) are given back.
+                    // Not a lost one's (the server answered, and said go).
+                    if !matches!(started, Err(LaunchError::Failed(_))) {
+                        message.sent();
+                    }
                     let (pid, pidfd, status, room) = started?;
-                    message.sent();
                     let room = room.expect("an inline boot message comes with its room");
                     // The child waits for this before it decodes its boot message.
                     room.go();

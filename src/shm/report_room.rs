@@ -61,6 +61,14 @@ const GO_ASLEEP: u32 = 3;
 /// microseconds): no clock, no yield, no code beyond this loop.
 const GO_SPIN: u32 = 256;
 
+fn say(word: &AtomicU32, what: u32) {
+    // Release: a child that sees `GO_ON` sees what was written before (nothing it needs
+    // today; the order costs nothing on x86).
+    if word.swap(what, Ordering::Release) == GO_ASLEEP {
+        sys::futex_wake(word, 1);
+    }
+}
+
 fn go_word(heap: &Heap, off: u64) -> &AtomicU32 {
     assert!(heap.contains(off, ROOM), "a report room outside the family heap");
     // SAFETY: the room `off..off + ROOM` is inside the heap's mapping and 64-byte aligned
@@ -127,11 +135,16 @@ impl ReportRoom {
     }
 
     fn say(&self, what: u32) {
-        let word = go_word(Heap::get(), self.off);
-        // Release: a child that sees `GO_ON` sees what was written before (nothing it
-        // needs today; the order costs nothing on x86).
-        if word.swap(what, Ordering::Release) == GO_ASLEEP {
-            sys::futex_wake(word, 1);
+        say(go_word(Heap::get(), self.off), what);
+    }
+
+    /// The fork server's go for the room at `off` (named by a request it answered, once the
+    /// answer went: its requester says go too, in case the server dies in between). An
+    /// offset that is no room's place is ignored.
+    pub(crate) fn go_at(off: u64) {
+        let heap = Heap::get();
+        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
+            say(go_word(heap, off), GO_ON);
         }
     }
 
