@@ -57,9 +57,9 @@ const GO_PENDING: u32 = 0;
 const GO_ON: u32 = 1;
 const GO_STOP: u32 = 2;
 const GO_ASLEEP: u32 = 3;
-/// How many looks a child takes at its go word before it sleeps on it (a few tens of
-/// microseconds): no clock, no yield, no code beyond this loop.
-const GO_SPIN: u32 = 256;
+/// How long a child looks at its go word before it sleeps on it (`wait::spin_for`, which
+/// yields now and then: the server that says go may need this processor).
+const GO_SPIN: std::time::Duration = super::wait::SPIN;
 
 fn say(word: &AtomicU32, what: u32) {
     // Release: a child that sees `GO_ON` sees what was written before (nothing it needs
@@ -223,12 +223,14 @@ impl ChildRoom {
         // The requester says go as soon as the server's answer comes, which the server
         // sends right after its fork: mostly before this spin ends, which saves the child
         // a sleep and its requester a wake-up (two context switches per start).
-        for _ in 0..GO_SPIN {
-            match word.load(Ordering::Acquire) {
-                GO_ON => return true,
-                GO_PENDING => std::hint::spin_loop(),
-                _ => break,
-            }
+        let said = super::wait::spin_for(GO_SPIN, || match word.load(Ordering::Acquire) {
+            GO_PENDING => None,
+            what => Some(what),
+        });
+        match said {
+            Some(GO_ON) => return true,
+            Some(GO_STOP) => return false,
+            _ => {}
         }
         loop {
             match word.load(Ordering::Acquire) {
