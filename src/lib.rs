@@ -468,6 +468,10 @@ pub mod __private {
 
     /// The async tests: how many waker threads this process runs.
     pub use crate::shm::reactor::waker_threads;
+
+    /// The fork server's tests: the pid of the family's fork server this process started
+    /// (at `init()`, or again after it died), if it did.
+    pub use crate::process::fork_server_pid;
 }
 
 #[cfg(doctest)]

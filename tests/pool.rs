@@ -2272,3 +2272,55 @@ fn a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing() {
         &[(BOOT_POINTS_INNER, &points)],
     );
 }
+
+const SERVER_KILLED_INNER: &str = "MULTIPROC_TEST_POOL_SERVER_KILLED_INNER";
+
+#[test]
+fn a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working_inner() {
+    if std::env::var_os(SERVER_KILLED_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    let mut workers = Vec::new();
+    {
+        let pool = Pool::builder().processes(2).start_method(StartMethod::ForkServer).build().unwrap();
+        assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+        for round in 0..3 {
+            let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+            let old = pool.pids();
+            workers.extend(old.iter().copied());
+            // SAFETY (test): kill only sends signals, to the family's fork server and to our
+            // own pool's worker.
+            unsafe {
+                libc::kill(server as i32, libc::SIGKILL);
+                libc::kill(old[0] as i32, libc::SIGKILL);
+            }
+            assert!(eventually(LIMIT, || !pid_running(server) && !pid_running(old[0])), "round {round}");
+            // The dead worker is replaced through a new fork server; every item is done.
+            assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>(), "round {round}");
+            assert!(
+                eventually(LIMIT, || !pool.pids().contains(&old[0]) && pool.pids().len() == 2),
+                "round {round}: the killed worker was replaced"
+            );
+            assert_ne!(multiproc::__private::fork_server_pid(), Some(server), "round {round}: a new server");
+        }
+        workers.extend(pool.pids());
+        pool.close();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+    assert!(workers.iter().all(|&pid| !pid_running(pid)), "no worker runs after join");
+    println!("INNER-DONE");
+}
+
+/// A `ForkServer` pool whose fork server was killed (`kill -9`) and one of whose workers
+/// died replaces the worker through a fork server started again. Before, the replacement
+/// failed (`StartMethodUnavailable`) and the pool was dead.
+#[test]
+fn a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working_inner",
+        SERVER_KILLED_INNER,
+    );
+}

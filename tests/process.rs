@@ -1746,3 +1746,123 @@ fn a_start_whose_fork_server_died_before_answering_runs_nothing() {
         &[(SERVER_KILLED_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
     );
 }
+
+const SOCKETLESS_KILLED_INNER: &str = "MULTIPROC_TEST_PROCESS_SOCKETLESS_SERVER_KILLED_INNER";
+
+/// A target that leaves a file at `path` (its argument holds no handles: a fork-server
+/// child without a boot socket), the large `padding` through a blob of the heap.
+fn leave_a_file((path, padding): (String, Vec<u8>)) -> usize {
+    let _ = std::fs::write(path, b"ran");
+    padding.len()
+}
+
+#[test]
+fn a_socketless_start_whose_fork_server_died_before_answering_runs_nothing_inner() {
+    if std::env::var_os(SOCKETLESS_KILLED_INNER).is_none() {
+        return;
+    }
+    // The fork server aborts at `forkserver.forked` (armed for the whole family): it forked
+    // the child and died before it answered.
+    let leaks = common::leak_check(LIMIT);
+    for padding in [0, 256 * 1024] {
+        let path = std::env::temp_dir().join(format!("multiproc-socketless-{}-{padding}", std::process::id()));
+        let started = Process::new(leave_a_file, (path.to_string_lossy().into_owned(), vec![7u8; padding]))
+            .start_method(StartMethod::ForkServer)
+            .start();
+        assert!(started.is_err(), "the server died before it answered: {started:?}");
+        // The start failed: its target must not run (it did: the child, the main process's
+        // own by CLONE_PARENT, had its boot message from the server and no go-on to wait
+        // for).
+        let ran = eventually(Duration::from_secs(3), || path.exists());
+        let _ = std::fs::remove_file(&path);
+        assert!(!ran, "a start that failed ran its target anyway ({padding} bytes of padding)");
+    }
+    // Each start left its report room (512 bytes) to the child that may read its go word.
+    leaks.assert_at_most(2 * 512);
+    println!("INNER-DONE");
+}
+
+/// A fork-server child without a boot socket (its argument holds no handles) whose server
+/// was killed between its fork and its answer waits for its requester's go word in its
+/// report room, and exits when told to stop: before, it ran its target although its start
+/// failed, and decoded an argument whose blob its requester had given back.
+#[test]
+fn a_socketless_start_whose_fork_server_died_before_answering_runs_nothing() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_socketless_start_whose_fork_server_died_before_answering_runs_nothing_inner",
+        &[(SOCKETLESS_KILLED_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
+    );
+}
+
+const RESTART_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_INNER";
+
+/// `kill -9` of the family's fork server (the one this process started); returns its pid
+/// once it is dead.
+fn kill_the_fork_server() -> u32 {
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    // SAFETY (test): kill only sends a signal.
+    assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
+    assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+    server
+}
+
+#[test]
+fn a_killed_fork_server_is_started_again_inner() {
+    if std::env::var_os(RESTART_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        // Once before, so that this process keeps a connection to the first server.
+        assert_eq!(Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap(), 4);
+        for round in 0..3 {
+            let gate = multiproc::Queue::<u32>::new().unwrap();
+            let waiting = Process::new(start_after_gate, gate.clone()).start_method(StartMethod::ForkServer).start();
+            let killed = kill_the_fork_server();
+            // Another process's start fails, typed, until the main process made a new one.
+            gate.put(1).unwrap();
+            assert!(waiting.unwrap().join().unwrap(), "round {round}: a child's start while the server is dead");
+            // No boot socket (the argument holds no handles): the request goes inline.
+            let started = Process::new(square, 3).start_method(StartMethod::ForkServer).start();
+            assert_eq!(started.unwrap().join().unwrap(), 9, "round {round}");
+            // A boot socket (the argument holds a handle).
+            Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7);
+            let server = multiproc::__private::fork_server_pid().unwrap();
+            assert_ne!(server, killed, "round {round}: a new server");
+            assert!(!pid_exists(killed), "round {round}: the killed server was reaped");
+            // From a child too: its own starts reach the new server.
+            let grandchild = Process::new(start_a_square, 5).start_method(StartMethod::ForkServer).start().unwrap();
+            assert_eq!(grandchild.join().unwrap(), 25, "round {round}");
+        }
+    }
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// A child that, once let through `gate`, tries a fork-server start (the server is dead
+/// then): whether it failed with `StartMethodUnavailable`.
+fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {
+    gate.get().unwrap();
+    let started = Process::new(square, 1).start_method(StartMethod::ForkServer).start();
+    matches!(started, Err(multiproc::Error::StartMethodUnavailable(StartMethod::ForkServer, _)))
+}
+
+/// A child that starts a fork-server child of its own.
+fn start_a_square(x: u64) -> u64 {
+    Process::new(square, x).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap()
+}
+
+/// CPython's `forkserver.ensure_running`: a fork server killed (`kill -9`) is started
+/// again (spawned, never forked: a process with threads must not fork one) at the next
+/// fork-server start, which succeeds. Before, every later `ForkServer` start of the family
+/// failed with `StartMethodUnavailable`.
+#[test]
+fn a_killed_fork_server_is_started_again() {
+    let _w = watchdog(LIMIT);
+    for _ in 0..2 {
+        common::run_inner_test_with("a_killed_fork_server_is_started_again_inner", &[(RESTART_INNER, "1")]);
+    }
+}

@@ -308,7 +308,11 @@ impl PoolBuilder {
     /// [`StartMethod::Fork`](crate::StartMethod::Fork) pool built beside other threads
     /// (unless [`allow_fork_with_threads`](crate::allow_fork_with_threads) was called: a
     /// `Fork` pool forks a private fork server, its zygote, here, which forks every worker
-    /// and replacement as a copy of this process as of `build`); otherwise when multiproc is
+    /// and replacement as a copy of this process as of `build`; killed from outside, it is
+    /// not started again, since its memory is this process's as of `build`: the pool's
+    /// later replacements fail with [`Error::StartMethodUnavailable`], unlike a
+    /// [`ForkServer`](crate::StartMethod::ForkServer) pool's, whose fork server is started
+    /// again); otherwise when multiproc is
     /// not initialized, the initializer's arguments do not encode, or a worker cannot be
     /// started.
     ///

@@ -59,10 +59,6 @@ pub(crate) struct Boot {
     /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
     /// the heap had no room for the block (the receipts come on the boot socket).
     pub(crate) receipts: u64,
-    /// A fork-server child without a boot socket: the offset of its report room in the
-    /// family heap (`shm::ReportRoom`), where it leaves its outcome (0: it reports on its
-    /// boot socket). A fork child finds its room in its copy of the parent's memory.
-    pub(crate) report_room: u64,
 }
 
 /// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
@@ -151,13 +147,33 @@ pub(crate) fn surroundings(method: super::StartMethod) -> Result<Option<Payload>
     Ok(Some(Payload::new(bytes)?))
 }
 
+/// The fork server's surroundings, encoded, for a fork server spawned to replace a dead
+/// one (`forkserver::restart`): those the family's first server was forked with, so that
+/// every process's [`Surroundings::still_ours`] stays true of the new one; this process's
+/// own where it has none (a spawned child: it sends its surroundings with every start).
+pub(crate) fn server_surroundings() -> Result<Vec<u8>, crate::Error> {
+    let mut encoded = match SERVER_SURROUNDINGS.get() {
+        Some(server) => codec::encode_own(server)?,
+        None => codec::encode_own(&Surroundings::now())?,
+    };
+    let bytes = std::mem::take(&mut encoded.bytes);
+    encoded.sent();
+    Ok(bytes)
+}
+
 /// Makes this process's environment and working directory those of `surroundings`
 /// (at boot, single-threaded, before anything of the program runs).
 fn take_surroundings(surroundings: &Payload) -> Result<(), String> {
+    take_surroundings_from(surroundings.bytes())
+}
+
+/// [`take_surroundings`] of encoded bytes (a spawned fork server's, which are then its
+/// children's: [`remember_server_surroundings`] follows).
+pub(crate) fn take_surroundings_from(surroundings: &[u8]) -> Result<(), String> {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     let wanted: Surroundings =
-        codec::decode_own(surroundings.bytes()).map_err(|e| format!("its environment could not be decoded: {e}"))?;
+        codec::decode_own(surroundings).map_err(|e| format!("its environment could not be decoded: {e}"))?;
     let wanted_env: std::collections::HashMap<&OsStr, &OsStr> =
         wanted.env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))).collect();
     // The fork server read the crash points' variable from its own (`serve`).
@@ -240,7 +256,7 @@ pub(crate) fn read_frame_nonblocking(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) ->
 /// with its parent (a copy of each).
 /// Also returns the first byte that came after the frame in the same read, if one did (a
 /// fork-server child's [`GO`]).
-fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<(Vec<u8>, Option<u8>)> {
+pub(crate) fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) -> io::Result<(Vec<u8>, Option<u8>)> {
     let mut first = [0u8; 4096];
     let mut filled = 0;
     while filled < 4 {
@@ -335,6 +351,20 @@ pub(crate) fn dispatch_if_child() {
             sys::finish_constructors();
             run(sock, parent, None)
         }
+        ["forkserver", fd, parent] => {
+            let (Ok(fd), Ok(parent)) = (fd.parse::<i32>(), parent.parse::<u32>()) else {
+                eprintln!("multiproc: malformed {BOOT_ENV}={value}");
+                sys::exit_now(1);
+            };
+            let Some(sock) = sys::take_fd(fd) else {
+                eprintln!("multiproc: fork server boot socket {fd} missing");
+                sys::exit_now(1);
+            };
+            sys::set_cloexec(sock.as_fd());
+            // As a spawned child: `test_support!`'s `init()` must not make a family here.
+            DISPATCHING.store(true, Ordering::Relaxed);
+            super::forkserver::run_spawned(sock, parent)
+        }
         ["tracker", fd] => {
             let Some(pipe) = fd.parse::<i32>().ok().and_then(sys::take_fd) else {
                 eprintln!("multiproc: resource tracker pipe {fd} missing");
@@ -357,13 +387,32 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared) -> ! {
     run(sock, parent, Some(blank))
 }
 
-/// The life of a fork-server child with no boot socket: `boot` is its boot message, in
-/// its copy of the server's memory (the server received it with the request), which names
-/// the report room it leaves its outcome in ([`Boot::report_room`]); `blank` as for
-/// [`run_forked`].
+/// The life of a fork-server child with no boot socket: `boot` is the offset of the report
+/// room it leaves its outcome in (`shm::ReportRoom`, made by its requester; 8 bytes,
+/// little-endian) and its boot message, in its copy of the server's memory (the server
+/// received both with the request); `blank` as for [`run_forked`]. It waits for the room's
+/// go word before it decodes the message.
 pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
     sys::unblock_interrupts();
     if !sys::die_with_parent(parent) {
+        sys::exit_now(1);
+    }
+    // The room's offset comes first, its low bit set when the boot message holds handles:
+    // its blobs (a large argument, the surroundings) are handles into the heap that a
+    // requester whose start failed (the server died between its fork and its answer) gave
+    // back, so such a child waits for its go word before it decodes the message. Any
+    // other decodes it first (its own memory only) and waits just before it runs anything
+    // of the program's: the go mostly came meanwhile, and it does not sleep.
+    let Some((at, boot)) = boot.split_first_chunk::<8>() else {
+        sys::exit_now(1);
+    };
+    let at = u64::from_le_bytes(*at);
+    let Some(room) = crate::shm::ChildRoom::at(at & !1) else {
+        eprintln!("multiproc: child's report room is outside the family heap");
+        sys::exit_now(1);
+    };
+    let handles = at & 1 == 1;
+    if handles && !room.wait_for_go() {
         sys::exit_now(1);
     }
     let boot: Boot = match codec::decode_own(boot) {
@@ -373,11 +422,12 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
             sys::exit_now(1);
         }
     };
-    let Some(room) = crate::shm::ChildRoom::at(boot.report_room) else {
-        eprintln!("multiproc: child's report room is outside the family heap");
-        sys::exit_now(1);
-    };
     let prepared = blank.named(&boot.me.name);
+    if !handles && !room.wait_for_go() {
+        // Forgotten, not dropped: a fork-server child frees nothing.
+        std::mem::forget((boot, prepared));
+        sys::exit_now(1);
+    }
     execute(boot, Channel::Room(room), Some(prepared))
 }
 

@@ -22,6 +22,14 @@
 //! server's steady loop writes no page of its heap (each page it writes after a fork is a
 //! fault): its poll and its answers live on its stack.
 //!
+//! A server found dead (a request finds nothing listening at its address) is started
+//! again by that request ([`restart`]) in the main process (another process's start fails
+//! until the main process made one): spawned, not forked (the main process may run
+//! threads), it listens at the same address.
+//! A child whose request went to a server that died before it answered waits, before it
+//! touches its boot message, for its requester's go: a byte on its boot socket, or the go
+//! word of its report room; its requester, whose start failed, says stop instead.
+//!
 //! The same server, forked later by a `Fork` pool's `build` (a [`Zygote`]), forks that
 //! pool's workers as copies of the builder as of `build`: the zygote is recorded as a
 //! holder of the builder's handles and records each worker as a holder of its copies.
@@ -82,8 +90,134 @@ pub(crate) fn start(token: [u8; 16]) -> io::Result<String> {
     debug_assert!(crate::shm::holds_nothing(), "the fork server would copy handles of the main process");
     match sys::fork()? {
         Forked::Child => serve(listener, token, main, false),
-        Forked::Parent(_) => Ok(address),
+        Forked::Parent(pid) => {
+            started_here(pid);
+            Ok(address)
+        }
     }
+}
+
+/// The fork server this process started (at `init()`, or by [`restart`]), its child: the
+/// process that started it (a fork copy of this process has a copy of this) and a pidfd,
+/// kept to reap it once it is found dead.
+static STARTED_HERE: std::sync::Mutex<Option<(u32, u32, OwnedFd)>> = std::sync::Mutex::new(None);
+
+/// The pid of the family's fork server that this process started (at `init()`, or by
+/// [`restart`]), if it started one (the tests kill it).
+#[doc(hidden)]
+pub fn fork_server_pid() -> Option<u32> {
+    let started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    started.as_ref().filter(|(owner, ..)| *owner == sys::pid_now()).map(|&(_, pid, _)| pid)
+}
+
+/// Records `pid` as the fork server this process started; reaps the one it started before
+/// (found dead: its address had no listener).
+fn started_here(pid: u32) {
+    let pidfd = sys::pidfd_open(pid).ok();
+    let mut started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = std::mem::replace(&mut *started, pidfd.map(|pidfd| (sys::pid_now(), pid, pidfd)));
+    if let Some((owner, _, pidfd)) = before {
+        if owner == sys::pid_now() {
+            // Dead (it listened no more) or dying: reaped now, or never (a zombie of ours
+            // until we exit, if it lingers).
+            let _ = sys::reap_pidfd(pidfd.as_fd(), false);
+        } else {
+            // Not ours: a copy from the process that forked us.
+            std::mem::forget(pidfd);
+        }
+    }
+}
+
+/// What a fork server spawned by [`restart`] reads on its boot socket, after the key of
+/// handle seals (the heap, the listener and the resource tracker's pipe come along).
+#[derive(Serialize, Deserialize)]
+struct ServerBoot {
+    token: [u8; 16],
+    /// The environment and directory its children start with (`boot::server_surroundings`).
+    surroundings: Vec<u8>,
+}
+
+/// Starts the family's fork server again, found dead (nothing listens at `address`), if
+/// this process started the dead one (the main process; any other's start fails until the
+/// main process made a new one): the new one listens at the same address, so every process
+/// of the family reaches it as it reached the first. It is *spawned* (an execution of this program that becomes the
+/// server before `main`, as a spawned child does; `run_spawned`), never forked: this
+/// process may run threads, whose locks a fork would copy held. It is this process's
+/// child, forked on a lasting thread (its parent-death signal), and forks this process's
+/// children as this process's own (`CLONE_PARENT`); it dies with this process.
+///
+/// Two processes that find the server dead at once: the one whose bind succeeds starts
+/// it, the other connects to it.
+fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
+    let why = |e: &dyn std::fmt::Display| unavailable(super::StartMethod::ForkServer, format!("it died, and {e}"));
+    if fork_server_pid().is_none() {
+        // Only the process that started the dead server (the main process) starts it again:
+        // a server dies with the process that started it, and with it every child it forked
+        // for another requester, which must not depend on a child process's life.
+        return Err(why(&"only the main process starts it again (at its next fork-server start)"));
+    }
+    let listener = match sys::listen_abstract(address, true) {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Ok(()),
+        Err(e) => return Err(why(&format_args!("cannot listen at its address: {e}"))),
+    };
+    let heap = crate::shm::Heap::get();
+    let message = codec::encode_own(&ServerBoot { token, surroundings: boot::server_surroundings()? })?;
+    let framed = boot::frame(&[&heap.seal_key()[..], &message.bytes].concat());
+    message.sent();
+    let (ours, theirs) = sys::socketpair_stream()?;
+    let fds: Vec<BorrowedFd<'_>> = [heap.fd(), listener.as_fd()].into_iter().chain(super::tracker::fd()).collect();
+    sys::send_all(ours.as_fd(), &framed, &fds).map_err(|e| why(&format_args!("cannot send its boot message: {e}")))?;
+    drop(listener);
+    let pid = family::on_lasting_thread(move || {
+        let env = [(boot::BOOT_ENV, format!("forkserver:{}:{}", sys::SPAWN_BOOT_FD, sys::my_pid()))];
+        sys::spawn_self(theirs.as_fd(), &env)
+    })
+    .map_err(|e| why(&format_args!("cannot spawn a new one: {e}")))?;
+    started_here(pid);
+    log::debug!("restarted the fork server (pid {pid})");
+    Ok(())
+}
+
+/// The life of a fork server spawned by [`restart`] (`MULTIPROC_BOOT=forkserver:..`),
+/// from the `.init_array` entry: it reads its boot message on `sock`, takes the family's
+/// heap, its listener and the resource tracker's pipe, the surroundings of the family's
+/// first server, prepares what `init()` prepares before it forks the first server, and
+/// serves for `parent`, the process that spawned it.
+pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
+    sys::child_signal_dispositions();
+    // Its children are copies of it: every constructor runs first (`sys::early`).
+    sys::finish_constructors();
+    let mut fds = Vec::new();
+    let booted = (|| -> Result<(OwnedFd, [u8; 16]), String> {
+        let (frame, _) = boot::read_frame_blocking(sock.as_fd(), &mut fds).map_err(|e| e.to_string())?;
+        let (key, message) = frame.split_first_chunk::<16>().ok_or("its boot message is too short")?;
+        let boot: ServerBoot = codec::decode_own(message).map_err(|e| e.to_string())?;
+        let mut fds = std::mem::take(&mut fds).into_iter();
+        let (Some(heap), Some(listener)) = (fds.next(), fds.next()) else {
+            return Err("its boot message came without the heap and its listener".into());
+        };
+        crate::shm::Heap::adopt(heap, *key).map_err(|e| format!("cannot map the family heap: {e}"))?;
+        if let Some(tracker) = fds.next() {
+            super::tracker::adopt(tracker);
+        }
+        boot::take_surroundings_from(&boot.surroundings)?;
+        Ok((listener, boot.token))
+    })();
+    drop(sock);
+    let (listener, token) = match booted {
+        Ok(booted) => booted,
+        Err(e) => {
+            eprintln!("multiproc: a restarted fork server could not start: {e}");
+            sys::exit_now(1);
+        }
+    };
+    // What `init()` does before it forks the first server, for the same reasons.
+    boot::remember_server_surroundings();
+    super::panics::prepare_for_forks();
+    codec::prepare_for_forks();
+    sys::prepare_for_forks();
+    serve(listener, token, parent, false)
 }
 
 /// A pool's private fork server, forked by `Pool`'s `build` for a
@@ -99,7 +233,8 @@ pub(crate) fn start(token: [u8; 16]) -> io::Result<String> {
 /// (parent-death signal), and leaves when its last requester has gone and its last worker
 /// ended; dropping the `Zygote` closes the connection, then reaps it (killing it if it
 /// lingers). Killed from outside, its pool's later starts fail with
-/// `Error::StartMethodUnavailable`.
+/// `Error::StartMethodUnavailable`: unlike the family's server ([`restart`]) it is never
+/// started again, since its memory is the builder's as of `build`.
 pub(crate) struct Zygote {
     address: String,
     pid: u32,
@@ -202,9 +337,10 @@ impl Zygote {
                 "the pool's zygote is gone (its connection was lost)".into(),
             )));
         }
-        match ask(Ok(sock), &self.token, (&self.address, super::StartMethod::Fork), &mut slot) {
+        // Not started again when gone: its memory is the builder's as of `build`.
+        match ask(Ok(sock.as_fd()), &self.token, (&self.address, super::StartMethod::Fork), &mut slot) {
             Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, None)),
-            Err((e, _)) => Err(e),
+            Err(e) => Err(e.failed()),
         }
     }
 }
@@ -253,9 +389,13 @@ pub(crate) enum Boot<'a> {
     /// On its boot socket (this is its end), where it also reports.
     Socket(OwnedFd),
     /// With the request: the server receives it and the child reads it in its copy of the
-    /// server's memory. Such a child has no boot socket: the message names its report room
-    /// (`boot::Boot::report_room`), made by the requester, who passes it here.
-    Inline(&'a [u8], crate::shm::ReportRoom),
+    /// server's memory. Such a child has no boot socket: the request names its report room
+    /// (made by the requester, who passes it here), where the child waits for its go word
+    /// before it decodes the message, and leaves its outcome.
+    /// The last field says whether the message holds handles (blobs of the heap): then the
+    /// child waits for its go word before it decodes the message, otherwise only before it
+    /// runs anything of the program's.
+    Inline(&'a [u8], crate::shm::ReportRoom, bool),
 }
 
 /// A child the fork server started: its pid, a pidfd, the status pipe on which the
@@ -267,11 +407,16 @@ pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::Rep
 ///
 /// A report room comes back with the child; when the start fails, it is freed if the
 /// server said no child was made, and left (a few words of the heap) if one may run and
-/// write it (the server died or its answer was lost after the request went).
+/// read it (the server died or its answer was lost after the request went: told to stop).
+///
+/// A server found dead (nothing listens at its address) is started again
+/// ([`restart`]), once per request; a request that went to a server that then died
+/// fails (its child, if one was forked, is told to stop), and the next one restarts it.
 pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     let (boot, room) = match boot {
         Boot::Socket(sock) => (Ok(sock), None),
-        Boot::Inline(bytes, room) => (Err(bytes), Some(room)),
+        // The room is 64-byte aligned: the low bit says whether the message holds handles.
+        Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room)),
     };
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
@@ -284,8 +429,27 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                 false,
             )
         })?;
-        let mut st = family::state();
-        ask(boot, &config.token, (address, super::StartMethod::ForkServer), &mut st.forkserver_conn)
+        let boot = boot.as_ref().map(AsFd::as_fd).map_err(|&(at, bytes)| (at, bytes));
+        let mut restarted = false;
+        let mut stale = 0;
+        loop {
+            let asked = {
+                let mut st = family::state();
+                ask(boot, &config.token, (address, super::StartMethod::ForkServer), &mut st.forkserver_conn)
+            };
+            match asked {
+                Ok(started) => return Ok(started),
+                Err(Unasked::Stale(_)) if stale < 2 => stale += 1,
+                Err(Unasked::Gone(_)) if !restarted => {
+                    restarted = true;
+                    // Without the state's lock: a spawn from another thread than main's
+                    // takes it (`family::on_lasting_thread`).
+                    restart(address, config.token).map_err(|e| (LaunchError::Failed(e), false))?;
+                }
+                Err(Unasked::Stale(e) | Unasked::Gone(e)) => return Err((LaunchError::Failed(e), false)),
+                Err(Unasked::Failed(e, may_run)) => return Err((e, may_run)),
+            }
+        }
     })();
     match asked {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
@@ -293,6 +457,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             if let Some(room) = room
                 && may_run
             {
+                // A child may exist, waiting for its go word: it exits without touching
+                // anything, and may still read the room, which is left to it.
+                room.stop();
                 room.leave();
             }
             Err(e)
@@ -305,23 +472,51 @@ fn unavailable(method: super::StartMethod, why: String) -> Error {
     Error::StartMethodUnavailable(method, why)
 }
 
+/// Why [`ask`] got no child.
+enum Unasked {
+    /// Nothing listens at the server's address: it is gone. Nothing was sent.
+    Gone(Error),
+    /// The connection kept from an earlier request leads nowhere (its server is gone, or
+    /// closed it): nothing was sent, and the connection is dropped.
+    Stale(Error),
+    /// The server said no, or did not answer a request that went: whether a child may
+    /// have been made.
+    Failed(LaunchError, bool),
+}
+
+impl Unasked {
+    /// As one error, whatever it was (a pool's zygote is not started again).
+    fn failed(self) -> LaunchError {
+        match self {
+            Unasked::Gone(e) | Unasked::Stale(e) => LaunchError::Failed(e),
+            Unasked::Failed(e, _) => e,
+        }
+    }
+}
+
 /// [`request`]'s exchange with the server at `address` (the family's fork server, or a
 /// pool's [`Zygote`]: `method` names it in errors), over the connection kept in `slot`:
-/// `boot` is the child's end of its boot socket, or its boot message. An error says
-/// whether a child may have been made.
+/// `boot` is the child's end of its boot socket, or its report room's offset and its boot
+/// message (sent as the room's offset, 8 bytes little-endian, then the message: the child
+/// waits for its go word before it decodes the message, whose blobs its requester may
+/// have given back).
 fn ask(
-    boot: Result<OwnedFd, &[u8]>,
+    boot: Result<BorrowedFd<'_>, (u64, &[u8])>,
     token: &[u8; 16],
     (address, method): (&str, super::StartMethod),
     slot: &mut Option<OwnedFd>,
-) -> Result<(u32, OwnedFd, Option<OwnedFd>), (LaunchError, bool)> {
-    let failed = |e: Error, may_run: bool| (LaunchError::Failed(e), may_run);
+) -> Result<(u32, OwnedFd, Option<OwnedFd>), Unasked> {
+    let failed = |e: Error, may_run: bool| Unasked::Failed(LaunchError::Failed(e), may_run);
     let unavailable = |why: String| unavailable(method, why);
-    if slot.is_none() {
-        *slot = Some(
-            sys::connect_abstract(address, true)
-                .map_err(|e| failed(unavailable(format!("cannot reach it: {e}")), false))?,
-        );
+    let fresh = slot.is_none();
+    if fresh {
+        match sys::connect_abstract(address, true) {
+            Ok(conn) => *slot = Some(conn),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Err(Unasked::Gone(unavailable(format!("cannot reach it: {e}"))));
+            }
+            Err(e) => return Err(failed(unavailable(format!("cannot reach it: {e}")), false)),
+        }
     }
     let conn = slot.as_ref().expect("connected above").as_fd();
     let me = sys::me();
@@ -335,21 +530,25 @@ fn ask(
         [Ok(a), Ok(b)] => [a, b],
         [Err(e), _] | [_, Err(e)] => return Err(failed(e.into(), false)),
     };
-    let mut sent = false;
+    let Ok(len) = u32::try_from(request.bytes.len()) else { unreachable!("a request of 4 GiB") };
+    let (report_room, inline): (&[u8], &[u8]) = match &boot {
+        Ok(_) => (&[], &[]),
+        Err((at, bytes)) => (&at.to_le_bytes(), bytes),
+    };
+    let message = [&len.to_le_bytes()[..], &request.bytes, report_room, inline].concat();
+    request.sent();
+    let fds: &[BorrowedFd<'_>] = match &boot {
+        Ok(sock) => &[*sock],
+        Err(_) => &[],
+    };
+    if let Err(e) = sys::send_with_fds(conn, &message, fds) {
+        // Nothing went: no child. A kept connection whose server died says so here.
+        *slot = None;
+        let e = unavailable(format!("the fork server did not answer: {e}"));
+        return Err(if fresh { failed(e, false) } else { Unasked::Stale(e) });
+    }
+    drop(room);
     let result = (|| {
-        let Ok(len) = u32::try_from(request.bytes.len()) else { unreachable!("a request of 4 GiB") };
-        let inline: &[u8] = match &boot {
-            Ok(_) => &[],
-            Err(bytes) => bytes,
-        };
-        let message = [&len.to_le_bytes()[..], &request.bytes, inline].concat();
-        let fds: &[BorrowedFd<'_>] = match &boot {
-            Ok(sock) => &[sock.as_fd()],
-            Err(_) => &[],
-        };
-        sys::send_with_fds(conn, &message, fds)?;
-        sent = true;
-        drop(room);
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
         // The server answers within a fork's time; waiting for it awake saves a wake-up,
@@ -365,12 +564,11 @@ fn ask(
         }
         Ok((buf[..n].to_vec(), fds))
     })();
-    request.sent();
     let (reply, fds) = match result {
         Ok(r) => r,
         Err(e) => {
             *slot = None;
-            return Err(failed(unavailable(format!("the fork server did not answer: {e}")), sent));
+            return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true));
         }
     };
     match codec::decode_own::<Reply>(&reply).map_err(|e| failed(e.into(), true))? {
@@ -378,12 +576,12 @@ fn ask(
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
-                _ => Err((LaunchError::Lost { pid, own: false }, true)),
+                _ => Err(Unasked::Failed(LaunchError::Lost { pid, own: false }, true)),
             }
         }
         Reply::Yours { pid } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
-            None => Err((LaunchError::Lost { pid, own: true }, true)),
+            None => Err(Unasked::Failed(LaunchError::Lost { pid, own: true }, true)),
         },
         // The server made no child, or killed and reaped the one it made.
         Reply::Refused(why) => Err(failed(unavailable(why), false)),
@@ -754,6 +952,16 @@ impl Server {
             self.reply(i, &Reply::Refused("a zygote's child needs a boot socket".into()), &[]);
             return None;
         }
+        // A socketless child's room (the boot message's first 8 bytes, the low bit a flag):
+        // the server says go once its answer went, so that the child mostly finds it said
+        // (its requester says it too, later).
+        let go_room = match &child_boot {
+            ChildBoot::Inline(at, long) => {
+                let message = if *long { &self.buf[..] } else { &head[..] };
+                message.get(at.clone()).and_then(|b| b.first_chunk::<8>()).map(|w| u64::from_le_bytes(*w) & !1)
+            }
+            ChildBoot::Socket(_) => None,
+        };
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             let record = self.zygote.then(crate::shm::before_fork);
             match sys::fork_as_sibling() {
@@ -769,7 +977,11 @@ impl Server {
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
+                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()])
+                        && let Some(off) = go_room
+                    {
+                        crate::shm::ReportRoom::go_at(off);
+                    }
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -816,7 +1028,11 @@ impl Server {
                         }
                         fds.push(read.as_fd());
                         crash_point!("forkserver.forked");
-                        self.reply(i, &Reply::Forked { pid }, &fds);
+                        if self.reply(i, &Reply::Forked { pid }, &fds)
+                            && let Some(off) = go_room
+                        {
+                            crate::shm::ReportRoom::go_at(off);
+                        }
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
                     Err(_) => {
@@ -854,20 +1070,24 @@ impl Server {
         std::mem::forget((requesters, kids, unsafe_to_fork));
     }
 
-    fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {
-        let Some(sock) = self.requesters[i].sock.as_ref() else { return };
+    /// Answers requester `i`; whether the answer went.
+    fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
+        let Some(sock) = self.requesters[i].sock.as_ref() else { return false };
         // On the stack (see `Events`); a long refusal through the allocator.
         let mut room = [0u8; 64];
-        if let Some(msg) = codec::encode_own_into(reply, &mut room) {
-            if sys::send_with_fds(sock.as_fd(), msg, fds).is_err() {
-                self.requesters[i].sock = None;
-            }
+        let went = if let Some(msg) = codec::encode_own_into(reply, &mut room) {
+            sys::send_with_fds(sock.as_fd(), msg, fds).is_ok()
         } else if let Ok(msg) = codec::encode_own(reply) {
-            if sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_err() {
-                self.requesters[i].sock = None;
-            }
+            let went = sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_ok();
             msg.sent();
+            went
+        } else {
+            false
+        };
+        if !went {
+            self.requesters[i].sock = None;
         }
+        went
     }
 
     /// In a zygote, after forking `pid` (which waits for its go-on byte): records it as a

@@ -7,6 +7,8 @@ pub(crate) mod family;
 mod fork;
 mod forkserver;
 pub(crate) use forkserver::Zygote;
+#[doc(hidden)]
+pub use forkserver::fork_server_pid;
 mod init;
 mod join_async;
 mod logging;
@@ -110,6 +112,15 @@ pub enum StartMethod {
     /// A fresh execution of the current binary.
     Spawn = 2,
     /// A fork of the family's fork server.
+    ///
+    /// The fork server is a single-threaded helper process, forked by `init()`. Killed
+    /// (`kill -9`), it is started again by the main process's next `ForkServer` start,
+    /// which succeeds (CPython's `ensure_running`; another process's start fails with
+    /// [`Error::StartMethodUnavailable`] until then): the new server is spawned (an
+    /// execution of the program that becomes the server before `main`), never forked,
+    /// since the main process may run threads. A start whose request the server had taken when
+    /// it died fails with [`Error::StartMethodUnavailable`], and the child it may have
+    /// forked exits without running its target.
     ForkServer = 3,
 }
 
@@ -695,7 +706,7 @@ fn launch(
     // outcome in a report room (a heap too full for one: the socket).
     let room =
         if method == StartMethod::ForkServer && receipts.is_none() { crate::shm::ReportRoom::new().ok() } else { None };
-    let mut boot = Boot {
+    let boot = Boot {
         family: config.clone(),
         me,
         parent,
@@ -710,7 +721,6 @@ fn launch(
             Some(None) => boot::NOTE_ONLY,
             Some(Some(block)) => block.offset(),
         },
-        report_room: room.as_ref().map_or(0, crate::shm::ReportRoom::offset),
     };
     // Every start method's errors, a child lost with its descriptors included, in one place.
     let started = (move || -> Result<_, LaunchError> {
@@ -729,22 +739,28 @@ fn launch(
                 (pid, pidfd, ExitWatch::Own, link, Some(kept))
             }
             StartMethod::ForkServer if room.is_some() => {
-                let mut message = codec::encode_own(&boot)?;
+                let message = codec::encode_own(&boot)?;
                 let room = room.expect("matched");
                 if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
                     drop(boot);
-                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room));
-                    message.sent();
+                    let handles = message.has_handles();
+                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
+                    // A failed start's child, if one was forked, was told to stop before it
+                    // decodes anything: the message's handles (its blobs) are given back.
+                    // Not a lost one's (the server answered, and said go).
+                    if !matches!(started, Err(LaunchError::Failed(_))) {
+                        message.sent();
+                    }
                     let (pid, pidfd, status, room) = started?;
-                    let link = Link::Room(room.expect("an inline boot message comes with its room"));
+                    let room = room.expect("an inline boot message comes with its room");
+                    // The child waits for this before it decodes its boot message.
+                    room.go();
+                    let link = Link::Room(room);
                     (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
                 } else {
                     // Too long to go with the request (large parts travel through the heap,
                     // so rarely): on a boot socket.
                     drop(room);
-                    boot.report_room = 0;
-                    message.sent();
-                    message = codec::encode_own(&boot)?;
                     drop(boot);
                     let (ours, theirs) = sys::socketpair_stream()?;
                     sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;

@@ -12,8 +12,15 @@
 //!
 //! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
 //! the message's length, words 2 and 3 the offset and length of a block of the heap the
-//! child allocated for a message too long for the room (a spill), then the inline message
-//! (little-endian words). The child writes everything else first and word 0 last
+//! child allocated for a message too long for the room (a spill), word 4 the go word (its
+//! low half, a futex: [`ChildRoom::wait_for_go`]), then the inline message (little-endian
+//! words).
+//!
+//! A fork-server child waits for its go word before it touches anything its boot message
+//! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
+//! server answered, or [`ReportRoom::stop`] when its start failed after the request went
+//! (the server died between its fork and its answer: a child may run whose argument the
+//! requester gave back). A fork child, a copy of its parent, does not wait. The child writes everything else first and word 0 last
 //! (release): a child killed while it writes leaves 0, read as a child that ended without
 //! an outcome. A spill's length is written before it is allocated and its offset inside
 //! the allocation (`Heap::alloc_into`), so a child killed once it has the block leaves it
@@ -23,7 +30,7 @@
 //! dies first leaves them (the child may still write them): a leak of a few words, as with
 //! receipts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
@@ -41,6 +48,37 @@ const INLINE_MAX: usize = (WORDS - HEAD) * 8;
 const INLINE: u64 = sys::ROOM_INLINE;
 /// Word 0: the message is in the spill (words 2 and 3).
 const SPILLED: u64 = 2;
+
+/// The go word: its low half (a `u32`, a futex), never accessed as a whole word.
+const GO_WORD: usize = HEAD - 1;
+/// The go word's values: not said yet (and the child not asleep), go on, stop, not said
+/// yet and the child asleep on it.
+const GO_PENDING: u32 = 0;
+const GO_ON: u32 = 1;
+const GO_STOP: u32 = 2;
+const GO_ASLEEP: u32 = 3;
+/// How long a child looks at its go word before it sleeps on it (`wait::spin_for`, which
+/// yields now and then: the server that says go may need this processor).
+const GO_SPIN: std::time::Duration = super::wait::SPIN;
+
+fn say(word: &AtomicU32, what: u32) {
+    // Release: a child that sees `GO_ON` sees what was written before (nothing it needs
+    // today; the order costs nothing on x86).
+    if word.swap(what, Ordering::Release) == GO_ASLEEP {
+        sys::futex_wake(word, 1);
+    }
+}
+
+fn go_word(heap: &Heap, off: u64) -> &AtomicU32 {
+    assert!(heap.contains(off, ROOM), "a report room outside the family heap");
+    // SAFETY: the room `off..off + ROOM` is inside the heap's mapping and 64-byte aligned
+    // (checked above, and by `words` for every other view), so its word `GO_WORD` is
+    // inside it and 4-byte aligned; it is freed only as `words` says. This word is only
+    // ever accessed through this `AtomicU32` (its low half on a little-endian machine, the
+    // high half on a big-endian one: the same four bytes every time), never as an
+    // `AtomicU64` (`ReportRoom::new` skips it), so there is no mixed-size access.
+    unsafe { &*heap.ptr(off + (GO_WORD * 8) as u64).cast::<AtomicU32>() }
+}
 
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     // An offset that came through a copy of memory must never become a slice outside the
@@ -76,11 +114,38 @@ impl ReportRoom {
         let heap = Heap::get();
         let off = heap.alloc(ROOM)?;
         let w = words(heap, off, WORDS);
-        for word in &w[1..HEAD] {
+        for word in &w[1..GO_WORD] {
             word.store(0, Ordering::Relaxed);
         }
+        go_word(heap, off).store(GO_PENDING, Ordering::Relaxed);
         w[0].store(0, Ordering::Release);
         Ok(Self { off })
+    }
+
+    /// Tells a child waiting in [`ChildRoom::wait_for_go`] to go on (its start went
+    /// through).
+    pub(crate) fn go(&self) {
+        self.say(GO_ON);
+    }
+
+    /// Tells a child that may exist (its start failed after the request went) to exit
+    /// without touching anything its boot message names.
+    pub(crate) fn stop(&self) {
+        self.say(GO_STOP);
+    }
+
+    fn say(&self, what: u32) {
+        say(go_word(Heap::get(), self.off), what);
+    }
+
+    /// The fork server's go for the room at `off` (named by a request it answered, once the
+    /// answer went: its requester says go too, in case the server dies in between). An
+    /// offset that is no room's place is ignored.
+    pub(crate) fn go_at(off: u64) {
+        let heap = Heap::get();
+        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
+            say(go_word(heap, off), GO_ON);
+        }
     }
 
     /// Where the child finds it ([`ChildRoom`]): called in the child, the one process
@@ -147,6 +212,38 @@ impl ChildRoom {
     /// process, the one that may write it; `None` for an offset that is no room's place.
     pub(crate) fn at(off: u64) -> Option<Self> {
         Heap::get().contains(off, ROOM).then(|| ChildRoom { off, pid: sys::pid_now() })
+    }
+
+    /// Waits until the requester said go ([`ReportRoom::go`]: true) or stop (false). A
+    /// requester that dies without saying either takes this child with it (the child dies
+    /// with its parent, the requester or the server, which kills a dead requester's
+    /// children). Reads and writes only the go word.
+    pub(crate) fn wait_for_go(self) -> bool {
+        let word = go_word(Heap::get(), self.off);
+        // The requester says go as soon as the server's answer comes, which the server
+        // sends right after its fork: mostly before this spin ends, which saves the child
+        // a sleep and its requester a wake-up (two context switches per start).
+        let said = super::wait::spin_for(GO_SPIN, || match word.load(Ordering::Acquire) {
+            GO_PENDING => None,
+            what => Some(what),
+        });
+        match said {
+            Some(GO_ON) => return true,
+            Some(GO_STOP) => return false,
+            _ => {}
+        }
+        loop {
+            match word.load(Ordering::Acquire) {
+                GO_ON => return true,
+                GO_PENDING => {
+                    let _ = word.compare_exchange(GO_PENDING, GO_ASLEEP, Ordering::Acquire, Ordering::Acquire);
+                }
+                GO_ASLEEP => {
+                    sys::futex_wait(word, GO_ASLEEP, None);
+                }
+                _ => return false,
+            }
+        }
     }
 
     /// Leaves `message` for the parent; false if it cannot (a message too long for the room
