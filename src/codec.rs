@@ -1311,10 +1311,13 @@ fn read_self_described<T: DeserializeOwned>(body: &[u8], exact: bool) -> Result<
     // Behind the depth limit too: MessagePack's own (1024 levels) counts arrays and maps,
     // not the maps of enum variants, which nest as deep as the message is long.
     let value = keep::deserialize_described::<T, _>(&mut deserializer).map_err(|e| CodecError::decode(e).of::<T>())?;
-    // The in-place reader does not say where it stopped: the value's length is read from
-    // its markers (the value decoded, so they are whole).
+    // The in-place reader does not say where it stopped: for the exact check, the value's
+    // length is read from its markers (the value decoded, so they are whole).
+    if !exact {
+        return Ok(value);
+    }
     match messagepack_len(body) {
-        Some(len) if exact && len < body.len() => {
+        Some(len) if len < body.len() => {
             Err(CodecError::decode(format_args!("{} bytes left over after the value", body.len() - len)).of::<T>())
         }
         Some(_) => Ok(value),

@@ -87,7 +87,8 @@ impl<R> Future for AsyncResult<R> {
         if let Some(v) = slot.take() {
             return Poll::Ready(v);
         }
-        // A copy that fork made in a child: nothing will fill the slot (whatever the pool).
+        // A copy that fork made in a child of a pool without a helper: nothing will fill the
+        // slot (a process pool's helper ends its copy's results itself).
         if self.settled_as_a_copy() {
             return Poll::Ready(slot.take().unwrap_or(Err(TaskError::Terminated)));
         }

@@ -454,14 +454,22 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     match asked {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
         Err((e, may_run)) => {
-            if let Some(room) = room
-                && may_run
-            {
-                // A child may exist, waiting for its go word: it exits without touching
-                // anything, and may still read the room, which is left to it.
-                room.stop();
-                room.leave();
-            }
+            let Some(room) = room.filter(|_| may_run) else {
+                return Err(e);
+            };
+            // A child may exist, waiting for its go word, and may still read the room,
+            // which is left to it. A lost one's server answered and said go: it runs and
+            // takes its argument. Any other is told to stop, and exits without touching
+            // anything, unless the server's go came first: then it is as lost.
+            let e = match e {
+                LaunchError::Lost { .. } => {
+                    room.go();
+                    e
+                }
+                LaunchError::Failed(error) if !room.stop() => LaunchError::Lost { own: None, error },
+                LaunchError::Failed(_) => e,
+            };
+            room.leave();
             Err(e)
         }
     }
@@ -576,12 +584,12 @@ fn ask(
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
-                _ => Err(Unasked::Failed(LaunchError::Lost { pid, own: false }, true)),
+                _ => Err(Unasked::Failed(LaunchError::lost(None), true)),
             }
         }
         Reply::Yours { pid } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
-            None => Err(Unasked::Failed(LaunchError::Lost { pid, own: true }, true)),
+            None => Err(Unasked::Failed(LaunchError::lost(Some(pid)), true)),
         },
         // The server made no child, or killed and reaped the one it made.
         Reply::Refused(why) => Err(failed(unavailable(why), false)),

@@ -798,7 +798,7 @@ fn launch(
     let (pid, pidfd, watch, link, kept) = match started {
         Ok(started) => started,
         Err(LaunchError::Failed(e)) => return Err(e),
-        Err(LaunchError::Lost { pid, own }) => return Err(lost_child(pid, own, args, receipts)),
+        Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args, receipts)),
     };
     // The argument is with the child now: we keep its undo and the receipts until the
     // child is reaped (or says it took every handle, with a block), to give back the
@@ -831,10 +831,18 @@ fn on_socket(ours: OwnedFd, started: forkserver::Started) -> (u32, OwnedFd, Exit
 pub(crate) enum LaunchError {
     /// No child was forked.
     Failed(Error),
-    /// The child `pid` exists, but its descriptors could not be had (no room for them in
-    /// this process): `own` (our child, which only we can reap) or the fork server's. It
-    /// reads its boot message as any child does.
-    Lost { pid: u32, own: bool },
+    /// A child exists, or may, and reads its boot message as any child does, but it cannot
+    /// be had: its descriptors found no room in this process (`error` is then `EMFILE`),
+    /// or the server's answer was lost after the server told it to go. `own` is our own
+    /// child's pid (only we can reap it); `None` is the fork server's child.
+    Lost { own: Option<u32>, error: Error },
+}
+
+impl LaunchError {
+    /// A child whose descriptors found no room in this process.
+    pub(crate) fn lost(own: Option<u32>) -> Self {
+        LaunchError::Lost { own, error: Error::Io(sys::out_of_descriptors()) }
+    }
 }
 
 impl<E: Into<Error>> From<E> for LaunchError {
@@ -843,15 +851,17 @@ impl<E: Into<Error>> From<E> for LaunchError {
     }
 }
 
-/// A child `pid` whose descriptors never reached us (we had no room for
-/// them): the start fails with `EMFILE`, and the child may already hold handles of its
-/// argument. Our own child is killed and reaped here, then settled as any dead child
+/// A child whose descriptors never reached us (`error`: we had no room for them, or the
+/// server's answer was lost after its go): the start fails with `error`, and the child may
+/// already hold handles of its argument. Our own child is killed and reaped here, then settled as any dead child
 /// (`ChildState::try_reap`): what it listed is let go of, and what it wrote no receipt
 /// for is given back. The server's child (only when another thread took the room made for
 /// the answer) we cannot wait for: its argument's handles stay its own, as those of a
 /// child whose handle was dropped.
-fn lost_child(pid: u32, own: bool, args: Encoded, receipts: Option<Option<crate::shm::Receipts>>) -> Error {
-    if own && sys::kill_and_reap_child(pid).is_ok() {
+fn lost_child(own: Option<u32>, error: Error, args: Encoded, receipts: Option<Option<crate::shm::Receipts>>) -> Error {
+    if let Some(pid) = own
+        && sys::kill_and_reap_child(pid).is_ok()
+    {
         crate::shm::fork_child_ended(pid);
         crate::shm::process_ended(pid);
         match receipts {
@@ -866,7 +876,7 @@ fn lost_child(pid: u32, own: bool, args: Encoded, receipts: Option<Option<crate:
             block.leave();
         }
     }
-    Error::Io(sys::out_of_descriptors())
+    error
 }
 
 /// A started process: join it for its result, or watch, signal and wait for it.

@@ -22,6 +22,6 @@ pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
         let pid = sys::spawn_self(boot.as_fd(), &env)?;
         drop(room);
         // Another thread may have taken the room back.
-        sys::pidfd_open(pid).map(|pidfd| (pid, pidfd)).map_err(|_| LaunchError::Lost { pid, own: true })
+        sys::pidfd_open(pid).map(|pidfd| (pid, pidfd)).map_err(|_| LaunchError::lost(Some(pid)))
     })
 }

@@ -424,7 +424,8 @@ impl SharedMemory {
     ///
     /// # Panics
     ///
-    /// When the range is out of bounds, or the segment was truncated short of it.
+    /// When the range is out of bounds, the segment was truncated short of it, or the
+    /// kernel refused the read (see [`try_read_at`](SharedMemory::try_read_at)).
     #[doc(alias = "buf")]
     ///
     /// # Examples
@@ -444,8 +445,8 @@ impl SharedMemory {
         }
     }
 
-    /// Copies `out.len()` bytes at `offset` into `out`, or says that another process
-    /// truncated the segment short of them.
+    /// Copies `out.len()` bytes at `offset` into `out`, or says why it cannot: another
+    /// process truncated the segment short of them, or the kernel refused the read.
     ///
     /// # Errors
     ///
@@ -536,7 +537,8 @@ impl SharedMemory {
     ///
     /// # Panics
     ///
-    /// When another process truncated the segment (see [`read_at`](SharedMemory::read_at)).
+    /// When another process truncated the segment, or the kernel refused the read (see
+    /// [`read_at`](SharedMemory::read_at)).
     ///
     /// # Examples
     ///

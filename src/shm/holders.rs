@@ -546,14 +546,12 @@ impl Holders {
     #[inline(never)]
     fn pins_only(&self, heap: &Heap) -> bool {
         let w = self.flight.load(Ordering::Relaxed);
-        if w & PINS == PINS
-            || w & COUNT != 0
-            || self.leaked.load(Ordering::Relaxed) != 0
-            || self.for_each(heap, |e| !e.is_free())
-        {
+        if w & PINS == PINS || w & COUNT != 0 || self.leaked.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        self.drop_dead_pins(heap);
+        // The dead holders' entries go with the dead pins (a receiver killed pinned beside
+        // a holder that died unpruned: the object must not wait for that holder's reaper).
+        self.prune_dead(heap, sys::me());
         self.unheld(heap)
     }
 
@@ -1143,6 +1141,35 @@ mod tests {
         let g = holders.lock_and_unpin(announced);
         assert!(holders.finish(heap), "unpinned, nothing holds it (the receiver dropped its handle)");
         drop(g);
+        heap.free(off, size);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// A dead pin beside a dead holder's entry: the last live holder's leave prunes the
+    /// entry and takes the pin away, instead of leaving the object to that holder's reaper.
+    #[test]
+    fn a_dead_pin_beside_a_dead_holders_entry_is_taken_away() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let size = std::mem::size_of::<Holders>();
+        let off = heap.alloc_zeroed(size).unwrap();
+        // SAFETY: (test) a fresh zeroed block of a table's size, 64-byte aligned, ours alone;
+        // a table is atomics only.
+        let holders = unsafe {
+            let table = heap.ptr(off).cast::<Holders>();
+            table.write(Holders::new_held_at(9));
+            &*table
+        };
+        // A holder that died unpruned: this pid with another start (a process gone).
+        let me = sys::me();
+        holders.entries[1].pid.store(me.pid, Ordering::Relaxed);
+        holders.entries[1].start.store(me.start + 1, Ordering::Relaxed);
+        holders.entries[1].count.store(1, Ordering::Relaxed);
+        // And a receiver killed pinned.
+        holders.send();
+        holders.flight.fetch_add(PIN - 1, Ordering::AcqRel);
+        assert!(holders.leave(heap), "the creator's handle was the last live one: the object goes");
         heap.free(off, size);
         assert_eq!(heap.in_use(), before);
     }

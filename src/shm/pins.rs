@@ -93,7 +93,10 @@ impl Drop for Announced {
 pub(crate) fn announce(table: u64) -> Announced {
     let heap = Heap::get();
     let me = sys::me();
-    let mine = MINE.load(Ordering::Relaxed);
+    // Acquire: the record's claim (its owner, start, cleared slots, the records' top),
+    // made by whichever thread of this process claimed it, happens before this thread's
+    // announcement and pin, so whoever resolves the pin sees the whole claim.
+    let mine = MINE.load(Ordering::Acquire);
     let index = if mine >> 32 == u64::from(me.pid) && mine as u32 != 0 {
         Some(mine as u32 as usize - 1)
     } else {
@@ -104,7 +107,7 @@ pub(crate) fn announce(table: u64) -> Announced {
         return Announced { slot: None };
     };
     let record = &heap.pin_records()[index];
-    loop {
+    for _ in 0..SLOT_LOOKS {
         for slot in &record.slots {
             if slot.load(Ordering::Relaxed) == 0
                 && slot.compare_exchange(0, table, Ordering::Relaxed, Ordering::Relaxed).is_ok()
@@ -116,7 +119,15 @@ pub(crate) fn announce(table: u64) -> Announced {
         // As many threads of this process pinning: they unpin as soon as they lock.
         std::thread::yield_now();
     }
+    // Every slot still taken (threads nested in `Holders::pinned`, or slots a panic kept):
+    // never wait for one, pin anonymously.
+    heap.anonymous_pins().fetch_add(1, Ordering::AcqRel);
+    Announced { slot: None }
 }
+
+/// How many times a pin looks for a free slot of its process's record, yielding between
+/// looks, before it pins anonymously.
+const SLOT_LOOKS: usize = 16;
 
 /// Claims a record for this process (cold: once per process).
 #[cold]
@@ -154,7 +165,8 @@ fn claim(heap: &'static Heap, me: ProcId) -> Option<usize> {
         slot.store(0, Ordering::Relaxed);
     }
     heap.pin_records_top().fetch_max(i as u64 + 1, Ordering::AcqRel);
-    MINE.store(u64::from(me.pid) << 32 | (i as u64 + 1), Ordering::Relaxed);
+    // Release: see `announce`.
+    MINE.store(u64::from(me.pid) << 32 | (i as u64 + 1), Ordering::Release);
     Some(i)
 }
 
@@ -195,5 +207,26 @@ pub(crate) fn forget(pid: u32) {
         if owner != 0 && owner as u32 == pid && owner_dead(owner, r.start.load(Ordering::Relaxed)) {
             let _ = r.owner.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every slot of its process's record taken (threads nested in `pinned`, or
+    /// slots a panic kept), a pin does not wait for one: it pins anonymously.
+    #[test]
+    fn a_seventh_announcement_does_not_wait_for_ever() {
+        let _serial = crate::shm::heap_test_lock();
+        let held: Vec<Announced> = (0..SLOTS as u64).map(|i| announce(1 << 20 | i << 6)).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(announce(1 << 21));
+            let _ = tx.send(());
+        });
+        let done = rx.recv_timeout(std::time::Duration::from_secs(30));
+        drop(held);
+        assert!(done.is_ok(), "the seventh announcement still waits (all six slots held)");
     }
 }

@@ -61,11 +61,25 @@ const GO_ASLEEP: u32 = 3;
 /// yields now and then: the server that says go may need this processor).
 const GO_SPIN: std::time::Duration = super::wait::SPIN;
 
-fn say(word: &AtomicU32, what: u32) {
-    // Release: a child that sees `GO_ON` sees what was written before (nothing it needs
-    // today; the order costs nothing on x86).
-    if word.swap(what, Ordering::Release) == GO_ASLEEP {
-        sys::futex_wake(word, 1);
+/// Says `what` (go on or stop) unless go or stop was said already: the first word said is
+/// the one the child acts on, and the one returned, so a requester that says stop knows
+/// whether the server's go came first (the child then runs and takes its argument).
+fn say(word: &AtomicU32, what: u32) -> u32 {
+    let mut now = word.load(Ordering::Acquire);
+    loop {
+        if now == GO_ON || now == GO_STOP {
+            return now;
+        }
+        // Release: a child that sees `GO_ON` sees what was written before (nothing it
+        // needs today; the order costs nothing on x86).
+        match word.compare_exchange(now, what, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(GO_ASLEEP) => {
+                sys::futex_wake(word, 1);
+                return what;
+            }
+            Ok(_) => return what,
+            Err(seen) => now = seen,
+        }
     }
 }
 
@@ -125,17 +139,15 @@ impl ReportRoom {
     /// Tells a child waiting in [`ChildRoom::wait_for_go`] to go on (its start went
     /// through).
     pub(crate) fn go(&self) {
-        self.say(GO_ON);
+        say(go_word(Heap::get(), self.off), GO_ON);
     }
 
     /// Tells a child that may exist (its start failed after the request went) to exit
-    /// without touching anything its boot message names.
-    pub(crate) fn stop(&self) {
-        self.say(GO_STOP);
-    }
-
-    fn say(&self, what: u32) {
-        say(go_word(Heap::get(), self.off), what);
+    /// without touching anything its boot message names. False if go was said first (by
+    /// the server, once its answer went): the child then runs and takes its argument.
+    #[must_use = "a stop said too late leaves the argument with the child"]
+    pub(crate) fn stop(&self) -> bool {
+        say(go_word(Heap::get(), self.off), GO_STOP) == GO_STOP
     }
 
     /// The fork server's go for the room at `off` (named by a request it answered, once the
@@ -278,5 +290,27 @@ impl ChildRoom {
     /// (`sys`'s `write_room`, armed by the child itself): the room outlives the child.
     pub(crate) fn words(self) -> &'static [AtomicU64] {
         words(Heap::get(), self.off, WORDS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first of go and stop is the one the child acts on; a stop said after the
+    /// server's go knows it came too late.
+    #[test]
+    fn the_first_word_said_is_the_one_the_child_hears() {
+        let _serial = crate::shm::heap_test_lock();
+        let room = ReportRoom::new().unwrap();
+        ReportRoom::go_at(room.off);
+        assert!(!room.stop(), "a stop after the server's go came too late");
+        assert!(room.child().wait_for_go(), "the child goes on");
+
+        let room = ReportRoom::new().unwrap();
+        assert!(room.stop());
+        room.go();
+        ReportRoom::go_at(room.off);
+        assert!(!room.child().wait_for_go(), "the child stops");
     }
 }
