@@ -2357,7 +2357,7 @@ fn lose_the_server_and_a_worker_then_map(server: u32) -> (Vec<u32>, MapOutcome, 
         libc::kill(server as i32, libc::SIGKILL);
         libc::kill(old[0] as i32, libc::SIGKILL);
     }
-    assert!(eventually(LIMIT, || !pid_running(old[0])));
+    assert!(eventually(SETTLE, || !pid_running(old[0])));
     let first = map_outcome(&pool, 0..40);
     // The pool stays: a later call tries the starts again, and fails the same way.
     let again = map_outcome(&pool, 0..40);
@@ -2385,7 +2385,7 @@ fn a_fork_server_pool_in_a_child_whose_server_was_killed_fails_its_map_typed_inn
             assert!(matches!(&outcome, Err((_, true))), "{outcome:?}");
         }
         assert!(after.is_empty(), "{old:?} then {after:?}");
-        assert!(old.iter().all(|&pid| eventually(LIMIT, || !pid_running(pid))), "no worker runs after join");
+        assert!(old.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
         // The main process's next start makes a new server.
         let child = multiproc::Process::new(square, 7).start_method(StartMethod::ForkServer).start().unwrap();
         assert_eq!(child.join().unwrap(), 49);
@@ -2421,52 +2421,42 @@ fn my_children() -> Vec<u32> {
     children
 }
 
-const ZYGOTE_KILLED_INNER: &str = "MULTIPROC_TEST_POOL_ZYGOTE_KILLED_INNER";
-
-#[test]
-fn a_fork_pool_whose_zygote_and_a_worker_were_killed_maps_on_the_worker_left_inner() {
-    if std::env::var_os(ZYGOTE_KILLED_INNER).is_none() {
-        return;
+/// In a child process (single-threaded: it may build a `Fork` pool): a 2-worker `Fork`
+/// pool whose zygote (never started again) and first worker are killed, then a `map`.
+/// Returns the workers before, whether the second still ran after the kills, the map's
+/// outcome, and the workers after.
+fn lose_the_zygote_and_a_worker_then_map(_: ()) -> (Vec<u32>, bool, MapOutcome, Vec<u32>) {
+    let before = my_children();
+    let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
+    let old = pool.pids();
+    let zygote: Vec<u32> = my_children().into_iter().filter(|p| !before.contains(p) && !old.contains(p)).collect();
+    assert_eq!(zygote.len(), 1, "one zygote beside the workers {old:?}: {zygote:?}");
+    assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+    // SAFETY (test): kill only sends signals, to our own pool's zygote and worker.
+    unsafe {
+        libc::kill(zygote[0] as i32, libc::SIGKILL);
+        libc::kill(old[0] as i32, libc::SIGKILL);
     }
-    let leaks = common::leak_check(LIMIT);
-    // SAFETY (test): the other threads (the harness's, the watchdog) take no lock a child
-    // of a fork needs: they wait, sleep and read an atomic.
-    unsafe { multiproc::allow_fork_with_threads() };
-    {
-        let before = my_children();
-        let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
-        let old = pool.pids();
-        let zygote: Vec<u32> = my_children().into_iter().filter(|p| !before.contains(p) && !old.contains(p)).collect();
-        assert_eq!(zygote.len(), 1, "one zygote beside the workers {old:?}: {zygote:?}");
-        assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
-        // SAFETY (test): kill only sends signals, to our own pool's zygote and worker.
-        unsafe {
-            libc::kill(zygote[0] as i32, libc::SIGKILL);
-            libc::kill(old[0] as i32, libc::SIGKILL);
-        }
-        assert!(eventually(LIMIT, || !pid_running(zygote[0]) && !pid_running(old[0])));
-        assert!(pid_running(old[1]), "the other worker lives on");
-        // The zygote is never started again: the lost worker is not replaced, and the map
-        // runs on the worker left.
-        assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>());
-        let after = pool.pids();
-        assert!(!after.contains(&old[0]), "{old:?} {after:?}");
-        pool.close();
-        pool.join().unwrap();
-        assert!(old.iter().all(|&pid| eventually(LIMIT, || !pid_running(pid))), "no worker runs after join");
-    }
-    leaks.assert_no_leak();
-    println!("INNER-DONE");
+    assert!(eventually(SETTLE, || !pid_running(zygote[0]) && !pid_running(old[0])));
+    let other_alive = pid_running(old[1]);
+    let outcome = map_outcome(&pool, 0..40);
+    let after = pool.pids();
+    pool.close();
+    pool.join().unwrap();
+    (old, other_alive, outcome, after)
 }
 
-/// A `Fork` pool whose zygote (never started again) and one worker were killed: the lost
-/// worker cannot be replaced (`StartMethodUnavailable`), and a `map` finishes on the
-/// worker left.
+/// A `Fork` pool whose zygote (never started again: its starts fail with
+/// `StartMethodUnavailable`) and one worker were killed: the lost worker is not replaced,
+/// and a `map` finishes on the worker left (hang29).
 #[test]
 fn a_fork_pool_whose_zygote_and_a_worker_were_killed_maps_on_the_worker_left() {
-    let _w = common::watchdog(LIMIT);
-    common::run_inner_test(
-        "a_fork_pool_whose_zygote_and_a_worker_were_killed_maps_on_the_worker_left_inner",
-        ZYGOTE_KILLED_INNER,
-    );
+    let leaks = common::leak_check(LIMIT);
+    let child = multiproc::Process::new(lose_the_zygote_and_a_worker_then_map, ()).start().unwrap();
+    let (old, other_alive, outcome, after) = child.join().unwrap();
+    assert!(other_alive, "the other worker lives on: {old:?}");
+    assert_eq!(outcome, Ok((0..40).map(square).collect::<Vec<_>>()));
+    assert_eq!(after, [old[1]], "the lost worker is not replaced");
+    assert!(old.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
+    leaks.assert_no_leak();
 }
