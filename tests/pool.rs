@@ -2460,3 +2460,54 @@ fn a_fork_pool_whose_zygote_and_a_worker_were_killed_maps_on_the_worker_left() {
     assert!(old.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
     leaks.assert_no_leak();
 }
+
+const SERVER_STOPPED_INNER: &str = "MULTIPROC_TEST_POOL_SERVER_STOPPED_INNER";
+
+#[test]
+fn a_fork_server_pool_whose_server_is_stopped_maps_on_the_worker_left_inner() {
+    if std::env::var_os(SERVER_STOPPED_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(2).start_method(StartMethod::ForkServer).build().unwrap();
+        assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+        let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+        let old = pool.pids();
+        // SAFETY (test): kill only sends signals, to the family's fork server and to our
+        // own pool's worker.
+        unsafe {
+            libc::kill(server as i32, libc::SIGSTOP);
+            libc::kill(old[0] as i32, libc::SIGKILL);
+        }
+        assert!(eventually(SETTLE, || !pid_running(old[0])));
+        // The lost worker's replacement waits for the stopped server's answer; the map
+        // runs on the worker left meanwhile.
+        assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>());
+        assert!(!pool.pids().contains(&old[0]));
+        // SAFETY (test): as above.
+        unsafe { libc::kill(server as i32, libc::SIGCONT) };
+        let replaced = || pool.pids().len() == 2 && !pool.pids().contains(&old[0]);
+        assert!(eventually(SETTLE, replaced), "the replacement started once the server went on");
+        assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>());
+        let workers = pool.pids();
+        pool.close();
+        pool.join().unwrap();
+        assert!(workers.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
+    }
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// A `ForkServer` pool whose fork server is stopped (`SIGSTOP`) and one of whose workers
+/// was killed: the replacement's start waits for the server's answer, and the pool's
+/// `map` finishes on the worker left meanwhile; once the server goes on, the replacement
+/// starts. Before (hang29), the start held the pool's books: the map waited for ever.
+#[test]
+fn a_fork_server_pool_whose_server_is_stopped_maps_on_the_worker_left() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_fork_server_pool_whose_server_is_stopped_maps_on_the_worker_left_inner",
+        SERVER_STOPPED_INNER,
+    );
+}
