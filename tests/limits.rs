@@ -741,7 +741,11 @@ fn few_pids_inner() {
         }
         set_pids_max(None);
         assert_eq!(pool.map(plus_one, 0..8).unwrap(), (1..9).collect::<Vec<_>>(), "{method:?}: room again");
-        assert_eq!(pool.pids().len(), 2, "{method:?}: both workers back");
+        // Both are started again, but maybe not by the same tick: one start may straddle
+        // the lift of the limit and fail, the map then done on the other; the next tick
+        // starts it.
+        let both = || pool.pids().len() == 2;
+        assert!(common::eventually(Duration::from_secs(30), both), "{method:?}: both workers back");
         assert!(pool.pids().iter().all(|p| !workers.contains(p)), "{method:?}");
         pool.close();
         pool.join().unwrap();

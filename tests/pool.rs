@@ -2239,8 +2239,10 @@ fn a_replacement_worker_killed_at_each_step_of_its_boot_inner() {
                     }
                 }
                 // The killed worker's replacement, and the replacement's, which died at
-                // the point.
-                assert!(pool.stats().workers_restarted >= 2, "{point} {method:?}: {:?}", pool.stats());
+                // the point (started without the books: the tasks may all be done on the
+                // worker left before it is).
+                let restarted = || pool.stats().workers_restarted >= 2;
+                assert!(eventually(SETTLE, restarted), "{point} {method:?}: {:?}", pool.stats());
                 pool.close();
                 pool.join().unwrap();
             }
@@ -2274,6 +2276,11 @@ fn a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing() {
 }
 
 const SERVER_KILLED_INNER: &str = "MULTIPROC_TEST_POOL_SERVER_KILLED_INNER";
+/// How long a death or a replacement is waited for: well below the watchdog's `LIMIT`, so
+/// that a replacement that never comes fails its assertion (with its round) rather than
+/// look like a hang (hang29: with the restart disabled, the `map` finished on the worker
+/// left, and this wait, as long as the watchdog's, was what "hung").
+const SETTLE: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working_inner() {
@@ -2295,11 +2302,11 @@ fn a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working_inner(
                 libc::kill(server as i32, libc::SIGKILL);
                 libc::kill(old[0] as i32, libc::SIGKILL);
             }
-            assert!(eventually(LIMIT, || !pid_running(server) && !pid_running(old[0])), "round {round}");
+            assert!(eventually(SETTLE, || !pid_running(server) && !pid_running(old[0])), "round {round}");
             // The dead worker is replaced through a new fork server; every item is done.
             assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>(), "round {round}");
             assert!(
-                eventually(LIMIT, || !pool.pids().contains(&old[0]) && pool.pids().len() == 2),
+                eventually(SETTLE, || !pool.pids().contains(&old[0]) && pool.pids().len() == 2),
                 "round {round}: the killed worker was replaced"
             );
             assert_ne!(multiproc::__private::fork_server_pid(), Some(server), "round {round}: a new server");
@@ -2322,5 +2329,187 @@ fn a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working() {
     common::run_inner_test(
         "a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working_inner",
         SERVER_KILLED_INNER,
+    );
+}
+
+const CHILD_POOL_INNER: &str = "MULTIPROC_TEST_POOL_CHILD_POOL_SERVER_KILLED_INNER";
+
+/// A `map`'s outcome as a child sends it: the results, or the error's message and whether
+/// it is the typed failure of a pool that cannot start a worker.
+type MapOutcome = Result<Vec<u64>, (String, bool)>;
+
+fn map_outcome(pool: &Pool, items: std::ops::Range<u64>) -> MapOutcome {
+    pool.map(square, items).map_err(|e| {
+        let typed = matches!(&e, Error::Task(TaskError::Panicked(info))
+            if info.message.contains("cannot start a worker") && info.message.contains("not available"));
+        (e.to_string(), typed)
+    })
+}
+
+/// In a child process: a 2-worker `ForkServer` pool whose fork server (`server`, which only
+/// the main process starts again) and first worker are killed, then two `map`s. Returns the
+/// workers before, the maps' outcomes, and the workers after.
+fn lose_the_server_and_a_worker_then_map(server: u32) -> (Vec<u32>, MapOutcome, MapOutcome, Vec<u32>) {
+    let pool = Pool::builder().processes(2).start_method(StartMethod::ForkServer).build().unwrap();
+    assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+    let old = pool.pids();
+    // SAFETY (test): kill only sends signals, to the family's fork server and to our own
+    // pool's worker.
+    unsafe {
+        libc::kill(server as i32, libc::SIGKILL);
+        libc::kill(old[0] as i32, libc::SIGKILL);
+    }
+    assert!(eventually(SETTLE, || !pid_running(old[0])));
+    let first = map_outcome(&pool, 0..40);
+    // The pool stays: a later call tries the starts again, and fails the same way.
+    let again = map_outcome(&pool, 0..40);
+    let after = pool.pids();
+    pool.close();
+    pool.join().unwrap();
+    (old, first, again, after)
+}
+
+#[test]
+fn a_fork_server_pool_in_a_child_whose_server_was_killed_fails_its_map_typed_inner() {
+    if std::env::var_os(CHILD_POOL_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+        let child = multiproc::Process::new(lose_the_server_and_a_worker_then_map, server).start().unwrap();
+        let (old, first, again, after) = child.join().unwrap();
+        assert!(!pid_running(server));
+        // The server's children for a requester other than the main process die with it:
+        // no worker is left, none can start (only the main process starts the server
+        // again), and the maps fail typed instead of waiting.
+        for outcome in [first, again] {
+            assert!(matches!(&outcome, Err((_, true))), "{outcome:?}");
+        }
+        assert!(after.is_empty(), "{old:?} then {after:?}");
+        assert!(old.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
+        // The main process's next start makes a new server.
+        let child = multiproc::Process::new(square, 7).start_method(StartMethod::ForkServer).start().unwrap();
+        assert_eq!(child.join().unwrap(), 49);
+        assert_ne!(multiproc::__private::fork_server_pid(), Some(server));
+    }
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// A `ForkServer` pool built in a child process, whose fork server (which only the main
+/// process starts again) and one worker were killed: the server's other children (the
+/// pool's other worker) die with it, no worker can start, and each `map` fails typed
+/// (`TaskError::Panicked`, "cannot start a worker: ... not available") rather than wait;
+/// nothing is left behind. (hang29: the reported hang was not this.)
+#[test]
+fn a_fork_server_pool_in_a_child_whose_server_was_killed_fails_its_map_typed() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_fork_server_pool_in_a_child_whose_server_was_killed_fails_its_map_typed_inner",
+        CHILD_POOL_INNER,
+    );
+}
+
+/// This process's children (those of each of its threads).
+fn my_children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{me}/task")).unwrap() {
+        let path = task.unwrap().path().join("children");
+        let list = std::fs::read_to_string(path).unwrap_or_default();
+        children.extend(list.split_whitespace().map(|p| p.parse::<u32>().unwrap()));
+    }
+    children
+}
+
+/// In a child process (single-threaded: it may build a `Fork` pool): a 2-worker `Fork`
+/// pool whose zygote (never started again) and first worker are killed, then a `map`.
+/// Returns the workers before, whether the second still ran after the kills, the map's
+/// outcome, and the workers after.
+fn lose_the_zygote_and_a_worker_then_map(_: ()) -> (Vec<u32>, bool, MapOutcome, Vec<u32>) {
+    let before = my_children();
+    let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
+    let old = pool.pids();
+    let zygote: Vec<u32> = my_children().into_iter().filter(|p| !before.contains(p) && !old.contains(p)).collect();
+    assert_eq!(zygote.len(), 1, "one zygote beside the workers {old:?}: {zygote:?}");
+    assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+    // SAFETY (test): kill only sends signals, to our own pool's zygote and worker.
+    unsafe {
+        libc::kill(zygote[0] as i32, libc::SIGKILL);
+        libc::kill(old[0] as i32, libc::SIGKILL);
+    }
+    assert!(eventually(SETTLE, || !pid_running(zygote[0]) && !pid_running(old[0])));
+    let other_alive = pid_running(old[1]);
+    let outcome = map_outcome(&pool, 0..40);
+    let after = pool.pids();
+    pool.close();
+    pool.join().unwrap();
+    (old, other_alive, outcome, after)
+}
+
+/// A `Fork` pool whose zygote (never started again: its starts fail with
+/// `StartMethodUnavailable`) and one worker were killed: the lost worker is not replaced,
+/// and a `map` finishes on the worker left (hang29).
+#[test]
+fn a_fork_pool_whose_zygote_and_a_worker_were_killed_maps_on_the_worker_left() {
+    let leaks = common::leak_check(LIMIT);
+    let child = multiproc::Process::new(lose_the_zygote_and_a_worker_then_map, ()).start().unwrap();
+    let (old, other_alive, outcome, after) = child.join().unwrap();
+    assert!(other_alive, "the other worker lives on: {old:?}");
+    assert_eq!(outcome, Ok((0..40).map(square).collect::<Vec<_>>()));
+    assert_eq!(after, [old[1]], "the lost worker is not replaced");
+    assert!(old.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
+    leaks.assert_no_leak();
+}
+
+const SERVER_STOPPED_INNER: &str = "MULTIPROC_TEST_POOL_SERVER_STOPPED_INNER";
+
+#[test]
+fn a_fork_server_pool_whose_server_is_stopped_maps_on_the_worker_left_inner() {
+    if std::env::var_os(SERVER_STOPPED_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        let pool = Pool::builder().processes(2).start_method(StartMethod::ForkServer).build().unwrap();
+        assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+        let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+        let old = pool.pids();
+        // SAFETY (test): kill only sends signals, to the family's fork server and to our
+        // own pool's worker.
+        unsafe {
+            libc::kill(server as i32, libc::SIGSTOP);
+            libc::kill(old[0] as i32, libc::SIGKILL);
+        }
+        assert!(eventually(SETTLE, || !pid_running(old[0])));
+        // The lost worker's replacement waits for the stopped server's answer; the map
+        // runs on the worker left meanwhile.
+        assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>());
+        assert!(!pool.pids().contains(&old[0]));
+        // SAFETY (test): as above.
+        unsafe { libc::kill(server as i32, libc::SIGCONT) };
+        let replaced = || pool.pids().len() == 2 && !pool.pids().contains(&old[0]);
+        assert!(eventually(SETTLE, replaced), "the replacement started once the server went on");
+        assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>());
+        let workers = pool.pids();
+        pool.close();
+        pool.join().unwrap();
+        assert!(workers.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
+    }
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// A `ForkServer` pool whose fork server is stopped (`SIGSTOP`) and one of whose workers
+/// was killed: the replacement's start waits for the server's answer, and the pool's
+/// `map` finishes on the worker left meanwhile; once the server goes on, the replacement
+/// starts. Before (hang29), the start held the pool's books: the map waited for ever.
+#[test]
+fn a_fork_server_pool_whose_server_is_stopped_maps_on_the_worker_left() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_fork_server_pool_whose_server_is_stopped_maps_on_the_worker_left_inner",
+        SERVER_STOPPED_INNER,
     );
 }

@@ -848,11 +848,33 @@ impl Inner {
             let replace = self.state.load(Ordering::Acquire) != TERMINATED
                 && (self.running() || !books.pending.is_empty() || !books.sent.is_empty());
             let mut cannot_start = None;
-            if replace && books.init_error.is_none() {
-                for index in std::mem::take(&mut books.missing) {
-                    match self.start_worker(index) {
+            let to_start =
+                if replace && books.init_error.is_none() { std::mem::take(&mut books.missing) } else { Vec::new() };
+            if !to_start.is_empty() {
+                // The starts run without the books: a start may block (a fork server that
+                // was stopped, or is slow to answer), and meanwhile the workers left take
+                // the work (the lost worker's unstarted chunks first) and callers collect
+                // their results; the lost chunks' errors are delivered now (hang29: a map
+                // waited for ever on a replacement whose start never returned).
+                self.dispatch(&mut books);
+                drop(books);
+                for (delivery, chunk, error) in failures.drain(..) {
+                    // A panic of user code (a value's `Drop`) must not lose the starts below.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.settle(&delivery, chunk, Err(error))));
+                }
+                self.results.wake_receivers();
+                let started: Vec<(u32, Result<Worker, Error>)> =
+                    to_start.into_iter().map(|index| (index, self.start_worker(index))).collect();
+                books = lock(&self.books);
+                for (index, started) in started {
+                    match started {
                         Ok(new) => {
                             log::debug!("added worker PoolWorker-{} (pid {})", new.index + 1, new.handle.pid());
+                            if self.state.load(Ordering::Acquire) == TERMINATED {
+                                // `terminate` ran meanwhile and killed the others: this one
+                                // too; `join` waits for it.
+                                let _ = new.handle.kill();
+                            }
                             books.workers.push(new);
                             self.counters.restarted();
                         }
