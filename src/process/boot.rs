@@ -312,6 +312,22 @@ pub(crate) fn dispatching() -> bool {
     DISPATCHING.load(Ordering::Relaxed)
 }
 
+/// The boot socket `fd` and the parent `parent` of a `BOOT_ENV` value (`value`, for the
+/// message), the socket made close-on-exec; a malformed value or a missing descriptor
+/// (`what`) ends this process.
+fn boot_socket(value: &str, fd: &str, parent: &str, what: &str) -> (OwnedFd, u32) {
+    let (Ok(fd), Ok(parent)) = (fd.parse::<i32>(), parent.parse::<u32>()) else {
+        eprintln!("multiproc: malformed {BOOT_ENV}={value}");
+        sys::exit_now(1);
+    };
+    let Some(sock) = sys::take_fd(fd) else {
+        eprintln!("multiproc: {what} {fd} missing");
+        sys::exit_now(1);
+    };
+    sys::set_cloexec(sock.as_fd());
+    (sock, parent)
+}
+
 /// Called before `main` (and again by `init()`): if this process is a spawned child of a
 /// family, or one of its helper processes, do that job and exit; otherwise return.
 pub(crate) fn dispatch_if_child() {
@@ -335,15 +351,7 @@ pub(crate) fn dispatch_if_child() {
     let parts: Vec<&str> = value.split(':').collect();
     match parts.as_slice() {
         ["spawn", fd, parent] => {
-            let (Ok(fd), Ok(parent)) = (fd.parse::<i32>(), parent.parse::<u32>()) else {
-                eprintln!("multiproc: malformed {BOOT_ENV}={value}");
-                sys::exit_now(1);
-            };
-            let Some(sock) = sys::take_fd(fd) else {
-                eprintln!("multiproc: boot socket {fd} missing");
-                sys::exit_now(1);
-            };
-            sys::set_cloexec(sock.as_fd());
+            let (sock, parent) = boot_socket(&value, fd, parent, "boot socket");
             sys::child_signal_dispositions();
             // This process never returns to the loader: the constructors it has not
             // called yet run now, before the target (see `sys::early`).
@@ -352,15 +360,7 @@ pub(crate) fn dispatch_if_child() {
             run(sock, parent, None)
         }
         ["forkserver", fd, parent] => {
-            let (Ok(fd), Ok(parent)) = (fd.parse::<i32>(), parent.parse::<u32>()) else {
-                eprintln!("multiproc: malformed {BOOT_ENV}={value}");
-                sys::exit_now(1);
-            };
-            let Some(sock) = sys::take_fd(fd) else {
-                eprintln!("multiproc: fork server boot socket {fd} missing");
-                sys::exit_now(1);
-            };
-            sys::set_cloexec(sock.as_fd());
+            let (sock, parent) = boot_socket(&value, fd, parent, "fork server boot socket");
             // As a spawned child: `test_support!`'s `init()` must not make a family here.
             DISPATCHING.store(true, Ordering::Relaxed);
             super::forkserver::run_spawned(sock, parent)

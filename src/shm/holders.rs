@@ -1101,20 +1101,27 @@ mod tests {
         assert!(known, "the identity was learned before the pin");
     }
 
+    /// A new object's table in the family heap (of generation `generation`, held by this
+    /// process): its offset, to free it with, and the table.
+    fn table_in(heap: &Heap, generation: u64) -> (u64, &Holders) {
+        let off = heap.alloc_zeroed(std::mem::size_of::<Holders>()).unwrap();
+        // SAFETY: (test) a fresh zeroed block of a table's size, 64-byte aligned, ours
+        // alone until the caller frees it; a table is atomics only.
+        let holders = unsafe {
+            let table = heap.ptr(off).cast::<Holders>();
+            table.write(Holders::new_held_at(generation));
+            &*table
+        };
+        (off, holders)
+    }
+
     #[test]
     fn a_dead_receivers_pin_is_taken_away_and_an_announced_one_kept() {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let before = heap.in_use();
         let size = std::mem::size_of::<Holders>();
-        let off = heap.alloc_zeroed(size).unwrap();
-        // SAFETY: (test) a fresh zeroed block of a table's size, 64-byte aligned, ours alone;
-        // a table is atomics only.
-        let holders = unsafe {
-            let table = heap.ptr(off).cast::<Holders>();
-            table.write(Holders::new_held_at(7));
-            &*table
-        };
+        let (off, holders) = table_in(heap, 7);
         // A receiver killed pinned: its count taken and its pin left, announced by nobody
         // alive (its announcement died with it).
         holders.send();
@@ -1125,13 +1132,7 @@ mod tests {
 
         // A live receiver (this thread stands for another of this process) pinned: announced,
         // so the last holder's leave keeps the object for it.
-        let off = heap.alloc_zeroed(size).unwrap();
-        // SAFETY: (test) as above.
-        let holders = unsafe {
-            let table = heap.ptr(off).cast::<Holders>();
-            table.write(Holders::new_held_at(8));
-            &*table
-        };
+        let (off, holders) = table_in(heap, 8);
         holders.send();
         let announced = holders.announce(heap);
         assert!(announced.is_some(), "a table in the family heap is announced");
@@ -1153,14 +1154,7 @@ mod tests {
         let heap = Heap::get();
         let before = heap.in_use();
         let size = std::mem::size_of::<Holders>();
-        let off = heap.alloc_zeroed(size).unwrap();
-        // SAFETY: (test) a fresh zeroed block of a table's size, 64-byte aligned, ours alone;
-        // a table is atomics only.
-        let holders = unsafe {
-            let table = heap.ptr(off).cast::<Holders>();
-            table.write(Holders::new_held_at(9));
-            &*table
-        };
+        let (off, holders) = table_in(heap, 9);
         // A holder that died unpruned: this pid with another start (a process gone).
         let me = sys::me();
         holders.entries[1].pid.store(me.pid, Ordering::Relaxed);
