@@ -2315,7 +2315,11 @@ fn a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working_inner(
         pool.close();
         pool.join().unwrap();
     }
-    leaks.assert_no_leak();
+    // A round's kill may meet the previous round's replacement still in its boot (the map
+    // can finish on the other worker first), between its note of the receipts and its free
+    // of their block: that block (128 bytes) is the known residual of a child killed there
+    // (HACKING "Pins", `process.args.receipts_noted`). Anything more is a leak.
+    leaks.assert_at_most(128);
     assert!(workers.iter().all(|&pid| !pid_running(pid)), "no worker runs after join");
     println!("INNER-DONE");
 }
