@@ -1727,9 +1727,23 @@ fn a_start_whose_fork_server_died_before_answering_runs_nothing_inner() {
         // own by CLONE_PARENT, read the boot message already in its socket).
         let ran = queue.get_timeout(Duration::from_secs(3));
         assert!(ran.is_err(), "a start that failed ran its target anyway: it put {ran:?}");
+        // A boot message too large for the request, or holding handles, goes on the boot
+        // socket before the request: a failed start gives its blobs back too (they leaked).
+        let padded = Process::new(put_one_padded, (queue.clone(), vec![7u8; 256 * 1024]))
+            .start_method(StartMethod::ForkServer)
+            .start();
+        assert!(padded.is_err(), "the server died before it answered: {padded:?}");
+        let ran = queue.get_timeout(Duration::from_secs(3));
+        assert!(ran.is_err(), "a start that failed ran its target anyway: it put {ran:?}");
     }
     leaks.assert_no_leak();
     println!("INNER-DONE");
+}
+
+/// `put_one` with a large `padding` (a blob of the heap in the boot message).
+fn put_one_padded((queue, padding): (multiproc::Queue<u32>, Vec<u8>)) -> usize {
+    queue.put(1).unwrap();
+    padding.len()
 }
 
 /// Found by the chaos soak (examples/chaos.rs, a kill of the fork server): a start through

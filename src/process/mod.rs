@@ -744,14 +744,11 @@ fn launch(
                 if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
                     drop(boot);
                     let handles = message.has_handles();
-                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
                     // A failed start's child, if one was forked, was told to stop before it
                     // decodes anything: the message's handles (its blobs) are given back.
                     // Not a lost one's (the server answered, and said go).
-                    if !matches!(started, Err(LaunchError::Failed(_))) {
-                        message.sent();
-                    }
-                    let (pid, pidfd, status, room) = started?;
+                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
+                    let (pid, pidfd, status, room) = sent_unless_failed(message, started)?;
                     let room = room.expect("an inline boot message comes with its room");
                     // The child waits for this before it decodes its boot message.
                     room.go();
@@ -764,8 +761,7 @@ fn launch(
                     drop(boot);
                     let (ours, theirs) = sys::socketpair_stream()?;
                     sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
-                    message.sent();
-                    on_socket(ours, forkserver::request(forkserver::Boot::Socket(theirs))?)
+                    on_socket(ours, sent_unless_failed(message, forkserver::request(forkserver::Boot::Socket(theirs)))?)
                 }
             }
             StartMethod::Spawn | StartMethod::ForkServer => {
@@ -785,12 +781,11 @@ fn launch(
                     boot::frame(&message.bytes)
                 };
                 sys::send_all(ours.as_fd(), &framed, fds)?;
-                message.sent();
                 if method == StartMethod::Spawn {
-                    let (pid, pidfd) = spawn::start(theirs)?;
+                    let (pid, pidfd) = sent_unless_failed(message, spawn::start(theirs))?;
                     (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
                 } else {
-                    on_socket(ours, forkserver::request(forkserver::Boot::Socket(theirs))?)
+                    on_socket(ours, sent_unless_failed(message, forkserver::request(forkserver::Boot::Socket(theirs)))?)
                 }
             }
         })
@@ -808,6 +803,16 @@ fn launch(
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));
     family::register(child.clone());
     Ok(child)
+}
+
+/// A boot message written to its socket before the start: with the child once a child may
+/// have read it, given back (its blobs, dropped) when no child will (`Failed`: none was
+/// made, or the fork server's, killed before it answered, exits on EOF before it decodes).
+fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> Result<T, LaunchError> {
+    if !matches!(started, Err(LaunchError::Failed(_))) {
+        message.sent();
+    }
+    started
 }
 
 /// Tells a fork-server child with a boot socket that its start went through: it waits for
