@@ -286,7 +286,8 @@ fn start_consumer(
     method: StartMethod,
 ) -> Result<ProcessHandle<u64>, Error> {
     match Process::new(consume, args.clone()).start_method(method).start() {
-        // The fork server was killed: it is not started again (a finding, see the report).
+        // A start caught by a kill of the fork server fails (the next one starts a new
+        // server): this one falls back to Spawn.
         Err(Error::StartMethodUnavailable(..)) => Process::new(consume, args).start_method(StartMethod::Spawn).start(),
         other => other,
     }
@@ -326,6 +327,26 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
         };
         let cmethod = |rng: &mut Rng| if rng.below(2) == 0 { StartMethod::ForkServer } else { StartMethod::Spawn };
         let cargs = |i: u32| (unbounded.clone(), bounded.clone(), got.clone(), i);
+        // A consumer that is not running (killed, or never started) is started again, and a
+        // dead one joined: it may only have been killed, never have ended (its None is to come).
+        let replace_if_dead = |i: usize,
+                               c: &mut Result<ProcessHandle<u64>, Error>,
+                               rng: &mut Rng,
+                               tally: &mut Tally|
+         -> Result<bool, String> {
+            if c.as_ref().is_ok_and(|h| h.is_alive()) {
+                return Ok(false);
+            }
+            let old = std::mem::replace(c, start_consumer(cargs(i as u32), cmethod(rng)));
+            if let Ok(h) = old {
+                match h.join() {
+                    Ok(_) => return Err(format!("consumer {i} ended before its None")),
+                    Err(JoinError::Signaled { signal: 9, .. }) => tally.consumer_deaths += 1,
+                    Err(e) => return Err(format!("consumer {i}: {e}")),
+                }
+            }
+            Ok(true)
+        };
 
         // The killer, then the family's processes.
         let mut killer =
@@ -393,20 +414,8 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
                 }
             }
             for (i, c) in consumers.iter_mut().enumerate() {
-                let dead = match c {
-                    Ok(h) => !h.is_alive(),
-                    Err(_) => true,
-                };
-                if dead {
-                    let old = std::mem::replace(c, start_consumer(cargs(i as u32), cmethod(&mut rng)));
+                if replace_if_dead(i, c, &mut rng, &mut tally)? {
                     note(root, c, "consumer");
-                    if let Ok(h) = old {
-                        match h.join() {
-                            Ok(_) => return Err(format!("consumer {i} ended before its None")),
-                            Err(JoinError::Signaled { signal: 9, .. }) => tally.consumer_deaths += 1,
-                            Err(e) => return Err(format!("consumer {i}: {e}")),
-                        }
-                    }
                     tally.restarts += 1;
                 }
             }
@@ -442,19 +451,7 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
         }
         // Make sure every consumer is running, then end them.
         for (i, c) in consumers.iter_mut().enumerate() {
-            let dead = match c {
-                Ok(h) => !h.is_alive(),
-                Err(_) => true,
-            };
-            if dead {
-                let old = std::mem::replace(c, start_consumer(cargs(i as u32), cmethod(&mut rng)));
-                if let Ok(h) = old {
-                    match h.join() {
-                        Err(JoinError::Signaled { signal: 9, .. }) => tally.consumer_deaths += 1,
-                        other => return Err(format!("consumer {i}: {:?}", other.map(|_| ()))),
-                    }
-                }
-            }
+            replace_if_dead(i, c, &mut rng, &mut tally)?;
         }
         for _ in 0..CONSUMERS {
             unbounded.put(None).map_err(|e| e.to_string())?;

@@ -976,7 +976,21 @@ fn killed_beside_a_queued_copy(stop: fn(), method: StartMethod) -> (multiproc::Q
     assert!(child.join().is_err(), "{method:?}");
     let copy = queues.get_timeout(Duration::from_secs(10));
     assert!(copy.is_ok(), "{method:?}: the queued copy of the queue: {copy:?}");
-    (queue, copy.unwrap())
+    let copy = copy.unwrap();
+    copy.put(3).unwrap();
+    assert_eq!(queue.get().unwrap(), 3, "{method:?}: the queue and its copy still carry messages");
+    (queue, copy)
+}
+
+/// For every start method: a child stopped by `stop` in its receive of a queue, killed
+/// beside a queued copy ([`killed_beside_a_queued_copy`]); once everything is dropped, the
+/// heap is back where it was.
+fn a_queue_killed_in_a_receive_leaves_nothing(stop: fn()) {
+    for method in METHODS {
+        let leaks = common::leak_check(LIMIT);
+        killed_beside_a_queued_copy(stop, method);
+        leaks.assert_no_leak();
+    }
 }
 
 #[test]
@@ -991,9 +1005,7 @@ fn a_child_killed_right_after_a_receipt_inner() {
     for method in METHODS {
         let leaks = common::leak_check(LIMIT);
         {
-            let (queue, copy) = killed_beside_a_queued_copy(stop_after_a_receipt, method);
-            copy.put(3).unwrap();
-            assert_eq!(queue.get().unwrap(), 3, "{method:?}");
+            let (queue, _copy) = killed_beside_a_queued_copy(stop_after_a_receipt, method);
             Process::new(put_one, queue.clone()).start_method(method).start().unwrap().join().unwrap();
             assert_eq!(queue.get().unwrap(), 7, "{method:?}");
         }
@@ -1058,15 +1070,7 @@ fn a_child_killed_in_a_receive_before_it_recorded_itself_inner() {
     // while it recorded itself (its process's first listing of a hold, a table's growth), and
     // a kill there left the pin for good. The table's lock keeps the object as well as the
     // pin does (it is freed only under that lock): the pin goes once the lock is held.
-    for method in METHODS {
-        let leaks = common::leak_check(LIMIT);
-        {
-            let (queue, copy) = killed_beside_a_queued_copy(stop_in_a_receive, method);
-            copy.put(3).unwrap();
-            assert_eq!(queue.get().unwrap(), 3, "{method:?}");
-        }
-        leaks.assert_no_leak();
-    }
+    a_queue_killed_in_a_receive_leaves_nothing(stop_in_a_receive);
     for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, true), (m, false)]) {
         let leaks = common::leak_check(LIMIT);
         {
@@ -1113,15 +1117,7 @@ fn a_child_killed_while_pinned_in_a_receive_inner() {
     // One queue, killed between the compare-and-swap that took its count (and pinned it)
     // and the unpin: the pin must come back (whoever prunes the dead child), and the count
     // it took be released once: the heap back where it was once everything is dropped.
-    for method in METHODS {
-        let leaks = common::leak_check(LIMIT);
-        {
-            let (queue, copy) = killed_beside_a_queued_copy(stop_while_pinned, method);
-            copy.put(3).unwrap();
-            assert_eq!(queue.get().unwrap(), 3, "{method:?}");
-        }
-        leaks.assert_no_leak();
-    }
+    a_queue_killed_in_a_receive_leaves_nothing(stop_while_pinned);
     println!("INNER-DONE");
 }
 
@@ -1164,8 +1160,6 @@ fn a_child_killed_as_it_announces_a_pin_inner() {
             let leaks = common::leak_check(LIMIT);
             {
                 let (queue, copy) = killed_beside_a_queued_copy(stop, method);
-                copy.put(3).unwrap();
-                assert_eq!(queue.get().unwrap(), 3, "{method:?}");
                 let child = start_stopped_and_kill(stop_while_pinned, method, || {
                     Process::new(put_one, queue.clone()).start_method(method).start().unwrap()
                 });
