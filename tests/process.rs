@@ -1183,6 +1183,104 @@ fn a_child_killed_as_it_announces_a_pin_leaves_nothing() {
     common::run_inner_test("a_child_killed_as_it_announces_a_pin_inner", ANNOUNCED_INNER);
 }
 
+const CROWD_INNER: &str = "MULTIPROC_TEST_PROCESS_CROWD_INNER";
+/// Pin records in the heap's reserved part (`shm::pins`): a family with more live
+/// processes that pinned goes beyond them.
+const RECORDS: usize = 1024;
+/// Starting and reaping more than a thousand processes takes a while on a loaded machine.
+const CROWD_LIMIT: Duration = Duration::from_secs(600);
+
+/// One of a crowd: it received its argument (its decoding pinned the queue, and claimed a
+/// pin record for this process), says so, and waits to be killed.
+fn pin_and_wait(queue: multiproc::Queue<u32>) {
+    queue.put(1).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Receives ten messages carrying a handle (ten pins), then ends.
+fn receive_ten(queues: multiproc::Queue<multiproc::Queue<u32>>) {
+    for _ in 0..10 {
+        drop(queues.get().unwrap());
+    }
+}
+
+fn stop_when_a_block_of_records_is_made() {
+    multiproc::__private::crash_at("stop:pins.block.made");
+}
+
+fn stop_when_a_block_of_records_is_linked() {
+    multiproc::__private::crash_at("stop:pins.block.linked");
+}
+
+#[test]
+fn a_crowd_of_pinners_inner() {
+    let Some(point) = std::env::var_os(CROWD_INNER) else {
+        return;
+    };
+    let stop = match point.to_str().unwrap() {
+        "holders.receive.pinned" => stop_while_pinned,
+        "pins.block.made" => stop_when_a_block_of_records_is_made,
+        "pins.block.linked" => stop_when_a_block_of_records_is_linked,
+        other => panic!("no such stop: {other}"),
+    };
+    let method = StartMethod::ForkServer;
+    let leaks = common::leak_check(CROWD_LIMIT);
+    let claimed;
+    {
+        // Every record held by a live process that pinned.
+        let ready = multiproc::Queue::<u32>::new().unwrap();
+        let crowd: Vec<_> = (0..RECORDS)
+            .map(|_| Process::new(pin_and_wait, ready.clone()).start_method(method).start().unwrap())
+            .collect();
+        for _ in 0..RECORDS {
+            assert_eq!(ready.get_timeout(CROWD_LIMIT).unwrap(), 1);
+        }
+        // The next pinner is killed where `point` stops it (as it pins, or as it makes the
+        // records the crowd did not leave it), beside a queued copy of the queue.
+        let (queue, copy) = killed_beside_a_queued_copy(stop, method);
+        // What a pin costs the process after: one claim of a record, not one per pin.
+        let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+        let claims = multiproc::__private::pin_claims();
+        let child = Process::new(receive_ten, queues.clone()).start_method(method).start().unwrap();
+        for _ in 0..10 {
+            queues.put(queue.clone()).unwrap();
+        }
+        child.join().unwrap();
+        claimed = multiproc::__private::pin_claims() - claims;
+        println!("{point:?}: {claimed} claims of a pin record for one process's 11 pins");
+        for p in &crowd {
+            // SAFETY (test): killing our own child.
+            unsafe {
+                libc::kill(p.pid() as i32, libc::SIGKILL);
+            }
+        }
+        for p in crowd {
+            assert!(p.join().is_err());
+        }
+        drop((queue, queues));
+        copy.put(4).unwrap();
+        assert_eq!(copy.get().unwrap(), 4, "{point:?}");
+    }
+    leaks.assert_no_leak();
+    assert!(claimed <= 2, "{point:?}: {claimed} claims of a pin record for one process's 11 pins");
+    assert_eq!(multiproc::__private::heap_books_lost(), 0, "{point:?}: bytes of the heap's books lost");
+    println!("INNER-DONE");
+}
+
+/// A family with more live processes that pinned than the heap's reserved part has pin
+/// records: a process beyond them killed pinned leaves nothing (it pinned anonymously,
+/// and its pin stayed for the family's life), and it claims a record once, not at every
+/// pin; killed as it makes more records, it leaves nothing either.
+#[test]
+fn a_child_killed_pinned_beyond_the_reserved_pin_records_leaves_nothing() {
+    let _w = watchdog(CROWD_LIMIT * 3);
+    for point in ["holders.receive.pinned", "pins.block.made", "pins.block.linked"] {
+        common::run_inner_test_with("a_crowd_of_pinners_inner", &[(CROWD_INNER, point)]);
+    }
+}
+
 /// The inner test's `child_init`: every child started from then on stops itself after its
 /// note that it took every handle of its argument, before it frees its block of receipts.
 fn stop_after_the_receipts_note() {

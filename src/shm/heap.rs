@@ -100,6 +100,9 @@ struct Header {
     pin_records_top: AtomicU64,
     /// Processes pinning without a record (every record taken by a live process).
     anonymous_pins: AtomicU64,
+    /// Claims of a pin record begun, all processes together (the tests' count of what a
+    /// pin costs when no record is the pinner's yet).
+    pin_claims: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= pins::ANNOUNCE_AT);
@@ -305,6 +308,11 @@ impl Heap {
     /// Processes pinning without a record.
     pub(crate) fn anonymous_pins(&self) -> &AtomicU64 {
         &self.header().anonymous_pins
+    }
+
+    /// Claims of a pin record begun.
+    pub(crate) fn pin_claims(&self) -> &AtomicU64 {
+        &self.header().pin_claims
     }
 
     /// The block being made for that list, under its lock (0: none).

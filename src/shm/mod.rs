@@ -328,6 +328,12 @@ pub(crate) mod test_hooks {
         crash::holding()
     }
 
+    /// How many claims of a pin record (`pins`) the family's processes have begun: one
+    /// per process that pins, unless claims fail.
+    pub fn pin_claims() -> u64 {
+        Heap::get().pin_claims().load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Bytes of the heap's books that are no block of its directory of lists: lost (0
     /// unless a process is making a block at this moment).
     pub fn heap_books_lost() -> u64 {

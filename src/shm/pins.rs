@@ -132,6 +132,7 @@ const SLOT_LOOKS: usize = 16;
 /// Claims a record for this process (cold: once per process).
 #[cold]
 fn claim(heap: &'static Heap, me: ProcId) -> Option<usize> {
+    heap.pin_claims().fetch_add(1, Ordering::Relaxed);
     let records = heap.pin_records();
     let word = owner_word(me);
     let mut taken = None;
