@@ -98,11 +98,22 @@ struct Header {
     books: AtomicU64,
     /// One more than the highest pin record ever claimed (see `pins`).
     pin_records_top: AtomicU64,
-    /// Processes pinning without a record (every record taken by a live process).
+    /// Processes pinning without a record (no room for a block of records, or every slot
+    /// of its record taken).
     anonymous_pins: AtomicU64,
     /// Claims of a pin record begun, all processes together (the tests' count of what a
     /// pin costs when no record is the pinner's yet).
     pin_claims: AtomicU64,
+    /// The blocks of pin records beyond the reserved part's (see `pins`): linked through
+    /// their first words, at the head, under `pin_blocks_lock` (0: none). Never freed.
+    pin_blocks: AtomicU64,
+    pin_blocks_lock: RawMutex,
+    /// The block of pin records a process is making, under `pin_blocks_lock`, from the
+    /// moment the allocator hands it out until it is linked (0: none).
+    pin_making: AtomicU64,
+    /// Bumped whenever a pin record may have become free (given back, or a block linked):
+    /// a process that found none remembers this, and looks again only once it changed.
+    pin_epoch: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= pins::ANNOUNCE_AT);
@@ -262,9 +273,10 @@ impl Heap {
     }
 
     /// Allocates `len` zeroed bytes (at most [`SMALL_MAX`]) that [`Heap::in_use`] does not
-    /// count: the heap's own books (a block of the processes' lists of what they hold),
-    /// which say nothing about what the family's objects use, and are never freed (a list's
-    /// emptied block is taken by the next list that grows: see `holds`). The block's offset
+    /// count: the heap's own books (a block of the processes' lists of what they hold, or
+    /// of pin records), which say nothing about what the family's objects use, and are
+    /// never freed (a list's emptied block is taken by the next list that grows: see
+    /// `holds`; a pin record given back by the next process that pins: see `pins`). The block's offset
     /// is stored in `record` as soon as it is taken, before it is zeroed, as
     /// [`Heap::alloc_into`] does.
     pub(crate) fn alloc_uncounted_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
@@ -313,6 +325,18 @@ impl Heap {
     /// Claims of a pin record begun.
     pub(crate) fn pin_claims(&self) -> &AtomicU64 {
         &self.header().pin_claims
+    }
+
+    /// The head of the blocks of pin records beyond the reserved part's, the lock their
+    /// growth takes, and the block being made under it (0: none).
+    pub(crate) fn pin_blocks(&self) -> (&AtomicU64, &RawMutex, &AtomicU64) {
+        let h = self.header();
+        (&h.pin_blocks, &h.pin_blocks_lock, &h.pin_making)
+    }
+
+    /// Bumped whenever a pin record may have become free.
+    pub(crate) fn pin_epoch(&self) -> &AtomicU64 {
+        &self.header().pin_epoch
     }
 
     /// The block being made for that list, under its lock (0: none).

@@ -269,7 +269,7 @@ fn lock_directory(heap: &Heap) -> RawGuard<'_> {
 }
 
 /// Bytes of the heap's books ([`Heap::alloc_uncounted_into`]) that are no block of the
-/// directory: lost (the tests' check; 0 unless a process is making a block right now).
+/// directory nor of pin records (`pins`): lost (the tests' check; 0 unless a process is making a block right now).
 pub(super) fn books_lost(heap: &Heap) -> u64 {
     let (head, _) = heap.holds_directory();
     let _g = lock_directory(heap);
@@ -279,7 +279,7 @@ pub(super) fn books_lost(heap: &Heap) -> u64 {
         listed += std::mem::size_of::<Block>() as u64;
         off = block_at(heap, off).next.load(Ordering::Relaxed);
     }
-    heap.books().saturating_sub(listed)
+    heap.books().saturating_sub(listed + super::pins::books(heap))
 }
 
 /// How often, at most, a reap in this process also looks for every other dead process's
