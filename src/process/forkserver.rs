@@ -140,11 +140,13 @@ struct ServerBoot {
 /// Starts the family's fork server again, found dead (nothing listens at `address`), if
 /// this process started the dead one (the main process; any other's start fails until the
 /// main process made a new one): the new one listens at the same address, so every process
-/// of the family reaches it as it reached the first. It is *spawned* (an execution of this program that becomes the
-/// server before `main`, as a spawned child does; `run_spawned`), never forked: this
-/// process may run threads, whose locks a fork would copy held. It is this process's
-/// child, forked on a lasting thread (its parent-death signal), and forks this process's
-/// children as this process's own (`CLONE_PARENT`); it dies with this process.
+/// of the family reaches it as it reached the first.
+///
+/// It is *spawned* (an execution of this program that becomes the server before `main`, as
+/// a spawned child does; `run_spawned`), never forked: this process may run threads, whose
+/// locks a fork would copy held. It is this process's child, forked on a lasting thread
+/// (its parent-death signal), and forks this process's children as this process's own
+/// (`CLONE_PARENT`); it dies with this process.
 ///
 /// Two processes that find the server dead at once: the one whose bind succeeds starts
 /// it, the other connects to it.

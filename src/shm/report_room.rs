@@ -20,15 +20,16 @@
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
 //! server answered, or [`ReportRoom::stop`] when its start failed after the request went
 //! (the server died between its fork and its answer: a child may run whose argument the
-//! requester gave back). A fork child, a copy of its parent, does not wait. The child writes everything else first and word 0 last
-//! (release): a child killed while it writes leaves 0, read as a child that ended without
-//! an outcome. A spill's length is written before it is allocated and its offset inside
-//! the allocation (`Heap::alloc_into`), so a child killed once it has the block leaves it
-//! to the parent, which frees it whatever word 0 says (killed inside the allocator's own
-//! steps, it leaks the block as any allocation does). The parent zeroes the head before the
-//! fork, reads the block only once the child is dead, and frees it after. A parent that
-//! dies first leaves them (the child may still write them): a leak of a few words, as with
-//! receipts.
+//! requester gave back). A fork child, a copy of its parent, does not wait.
+//!
+//! The child writes everything else first and word 0 last (release): a child killed while
+//! it writes leaves 0, read as a child that ended without an outcome. A spill's length is
+//! written before it is allocated and its offset inside the allocation
+//! (`Heap::alloc_into`), so a child killed once it has the block leaves it to the parent,
+//! which frees it whatever word 0 says (killed inside the allocator's own steps, it leaks
+//! the block as any allocation does). The parent zeroes the head before the fork, reads the
+//! block only once the child is dead, and frees it after. A parent that dies first leaves
+//! them (the child may still write them): a leak of a few words, as with receipts.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
