@@ -276,8 +276,8 @@ impl Heap {
     /// count: the heap's own books (a block of the processes' lists of what they hold, or
     /// of pin records), which say nothing about what the family's objects use, and are
     /// never freed (a list's emptied block is taken by the next list that grows: see
-    /// `holds`; a pin record given back by the next process that pins: see `pins`). The block's offset
-    /// is stored in `record` as soon as it is taken, before it is zeroed, as
+    /// `holds`; a pin record given back by the next process that pins: see `pins`). The
+    /// block's offset is stored in `record` as soon as it is taken, before it is zeroed, as
     /// [`Heap::alloc_into`] does.
     pub(crate) fn alloc_uncounted_into(&self, len: usize, record: &AtomicU64) -> Result<u64, HeapFull> {
         let class = class_of(len.max(1)).expect("a small block");

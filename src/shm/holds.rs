@@ -269,7 +269,8 @@ fn lock_directory(heap: &Heap) -> RawGuard<'_> {
 }
 
 /// Bytes of the heap's books ([`Heap::alloc_uncounted_into`]) that are no block of the
-/// directory nor of pin records (`pins`): lost (the tests' check; 0 unless a process is making a block right now).
+/// directory nor of pin records (`pins`): lost (the tests' check; 0 unless a process is
+/// making a block right now).
 pub(super) fn books_lost(heap: &Heap) -> u64 {
     let (head, _) = heap.holds_directory();
     let _g = lock_directory(heap);
