@@ -387,4 +387,27 @@ mod tests {
         drop(held);
         assert!(done.is_ok(), "the seventh announcement still waits (all six slots held)");
     }
+
+    /// A process that found no record to claim (the heap had no room for a block) pins
+    /// anonymously at once while the pin epoch says none was given back since (review29
+    /// finding 5: it claimed again at every pin, up to 1024 `/proc` reads each).
+    #[test]
+    fn a_process_that_found_no_record_looks_again_only_once_one_may_be_free() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let me = sys::me();
+        loop {
+            let epoch = heap.pin_epoch().load(Ordering::Acquire);
+            NONE_AT.store(u64::from(me.pid) << 32 | (epoch & 0xffff_ffff), Ordering::Relaxed);
+            let found = claim_unless_none(heap, me);
+            NONE_AT.store(0, Ordering::Relaxed);
+            // A reap elsewhere in the family (a test's child) gave a record back meanwhile:
+            // the claim looked again, as it should; try again.
+            if heap.pin_epoch().load(Ordering::Acquire) != epoch {
+                continue;
+            }
+            assert!(found.is_none(), "a claim ran though no record was given back since none was found");
+            break;
+        }
+    }
 }
