@@ -279,7 +279,7 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
             libc::write(2, report.message.as_ptr().cast(), report.message.len());
             match report.room {
                 Some(room) => {
-                    write_room(room, &report.frame);
+                    write_room(room, report.frame);
                 }
                 None => {
                     libc::write(report.sock, report.frame.as_ptr().cast(), report.frame.len());
