@@ -583,8 +583,8 @@ fn overflow_message(out: &mut String, name: &str) {
 /// What a child reports when its target overflows its stack: made before the target
 /// runs, since the signal handler that reports it can only write bytes.
 struct OverflowReport {
-    /// The framed [`Outcome::StackOverflow`].
-    frame: Vec<u8>,
+    /// The framed [`Outcome::StackOverflow`]: the process's one encoding of it.
+    frame: &'static [u8],
     /// std's message, naming the child.
     message: String,
     /// What arming it takes on the thread that runs the target.
@@ -596,18 +596,19 @@ impl OverflowReport {
     /// makes it in the parent before the fork: the child then writes no heap page for it
     /// (each is one more copy) and touches none of the code that works out its arming.
     fn new(name: &str) -> Option<Self> {
-        // The same bytes for every child: encoded once. The encoding runs deep in the
-        // stack (the codec's state, postcard, a growing vector), and a fork parent pays a
-        // page fault for every page of its stack it writes between two forks.
+        // The same bytes for every child: encoded once, and lent, not copied. The encoding
+        // runs deep in the stack (the codec's state, postcard, a growing vector), and a
+        // fork parent pays a page fault for every page of its stack it writes between two
+        // forks; a copy per start was one more allocation in the parent and, shifted in
+        // place for a report room, one more written (copied) heap page in the child.
         static FRAME: OnceLock<Vec<u8>> = OnceLock::new();
         let framed = match FRAME.get() {
-            Some(framed) => framed.clone(),
+            Some(framed) => framed,
             None => {
                 let msg = codec::encode_own(&Outcome::StackOverflow).ok()?;
                 let framed = frame(&msg.bytes);
                 msg.sent();
-                let _ = FRAME.set(framed.clone());
-                framed
+                FRAME.get_or_init(|| framed)
             }
         };
         let mut message = String::with_capacity(name.len() + 72);

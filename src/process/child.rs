@@ -277,16 +277,16 @@ impl ChildState {
         // machine each is a wait for a CPU). A child still running after that slice may
         // have an outcome larger than the socket buffer, which keeps it from exiting until
         // it is read: later sleeps watch the socket too, so it streams at full speed.
+        // The spin's last look was just now (a skipped spin looks once): the first round
+        // goes straight to its sleep, which returns at once if the child ended meanwhile.
         let mut first = true;
         loop {
-            let mut inner = self.lock();
-            if let Some(ended) = reaped(&mut inner) {
+            if !first && let Some(ended) = reaped(&mut self.lock()) {
                 return Some(ended);
             }
             if deadline.passed() {
                 return None;
             }
-            drop(inner);
             if std::mem::take(&mut first) {
                 let fds: &[BorrowedFd<'_>] = match self.watch {
                     ExitWatch::Own => &[self.sentinel()],

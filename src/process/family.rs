@@ -279,10 +279,23 @@ pub(crate) fn set_method(method: StartMethod, force: bool) -> Result<(), Error> 
 /// it, else a dedicated launcher thread. The kernel's parent-death signal fires when the
 /// *thread* that created a child ends, so children must not be created by short-lived
 /// threads.
+///
+/// On the main thread it only calls `f`, and takes no stack of its own: a fork start runs
+/// in it, and every page of stack a fork parent writes between two forks is a page fault
+/// (a copy in the child, whose boot runs deeper still). The launcher's way, with its
+/// channels, is a function of its own.
+#[inline]
 pub(crate) fn on_lasting_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     if sys::on_main_thread() {
         return f();
     }
+    on_launcher_thread(f)
+}
+
+/// [`on_lasting_thread`] off the main thread: runs `f` on the launcher thread.
+#[inline(never)]
+#[cold]
+fn on_launcher_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     let (tx, rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _ = tx.send(f());

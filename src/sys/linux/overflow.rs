@@ -37,7 +37,7 @@ struct Report {
     sock: i32,
     room: Option<&'static [AtomicU64]>,
     /// The framed outcome for the socket; the message alone for a room.
-    frame: Vec<u8>,
+    frame: &'static [u8],
     message: Vec<u8>,
     page: usize,
     /// The `SIGSEGV` and `SIGBUS` actions before ours.
@@ -115,7 +115,7 @@ impl OverflowArming {
 /// `message` to stderr and aborts. Once per process; later calls do
 /// nothing. A fork child of an armed process arms its own (the parent's, copied, is not
 /// its report).
-pub(crate) fn report_stack_overflow(to: ReportTo<'_>, mut frame: Vec<u8>, message: String, arming: OverflowArming) {
+pub(crate) fn report_stack_overflow(to: ReportTo<'_>, frame: &'static [u8], message: String, arming: OverflowArming) {
     let pid = super::pid_now();
     let inherited = armed();
     if inherited.is_some_and(|report| report.pid == pid) {
@@ -142,13 +142,11 @@ pub(crate) fn report_stack_overflow(to: ReportTo<'_>, mut frame: Vec<u8>, messag
             previous
         }
     };
-    let (sock, room) = match to {
-        ReportTo::Socket(sock) => (sock.as_raw_fd(), None),
-        ReportTo::Room(room) => {
-            // The message without its frame's length (shifted in place: no allocation).
-            frame.drain(..frame.len().min(4));
-            (-1, Some(room))
-        }
+    let (sock, room, frame) = match to {
+        ReportTo::Socket(sock) => (sock.as_raw_fd(), None, frame),
+        // The message without its frame's length: a slice of the same bytes (the frame is
+        // the process's one encoding, never written: no copy of its page in a child).
+        ReportTo::Room(room) => (-1, Some(room), frame.get(4..).unwrap_or_default()),
     };
     let report = Report { sock, room, frame, message: message.into_bytes(), page: arming.page, previous, pid };
     // A handler from now on finds no report (the default action) until the new one is
@@ -281,7 +279,7 @@ extern "C" fn handler(signal: i32, info: *mut libc::siginfo_t, context: *mut c_v
             libc::write(2, report.message.as_ptr().cast(), report.message.len());
             match report.room {
                 Some(room) => {
-                    write_room(room, &report.frame);
+                    write_room(room, report.frame);
                 }
                 None => {
                     libc::write(report.sock, report.frame.as_ptr().cast(), report.frame.len());
