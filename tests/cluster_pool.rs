@@ -756,6 +756,32 @@ fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// A result Redis refuses for a reason of its own (here its `proto-max-bulk-len` of 1 MiB,
+/// below the pool's `max_message_size` of 64 MiB, as a server configured so; a full server
+/// or an ACL would refuse as well) fails its task with a typed error that says so, as soon
+/// as the node sees the refusal: the node sends a small failure instead. (Before, the node
+/// dropped the result, or tried it again for ever; the driver took the entry back after
+/// its lease, ran it again, and after `max_deliveries` said `WorkerLost { pid: 0 }`.)
+#[test]
+fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_completes() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    // The defaults: a lease of 10 s, 3 deliveries, 64 MiB messages.
+    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+    let mut big = pool.apply_async(bytes_of, 2 << 20).unwrap();
+    let got = big.get_timeout(Duration::from_secs(60));
+    match &got {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains("2097"), "names the result's size: {why}");
+        }
+        other => panic!("a 2 MiB result Redis refuses: {:?}", other.as_ref().map(Vec::len)),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+}
+
 /// The peak resident memory of this process, in bytes.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
