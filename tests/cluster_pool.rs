@@ -782,6 +782,57 @@ fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_com
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
 }
 
+/// A Redis short of memory (`maxmemory` with `noeviction`) while large results arrive:
+/// the driver's reads (which free memory as they trim) and heartbeats go on, tasks it
+/// cannot send for the moment wait, and the next map completes. (Before, the first command
+/// Redis refused for memory, a heartbeat's `SET` or a wait's `BLMOVE`, terminated the pool.)
+#[test]
+fn results_that_fill_redis_memory_arrive_and_the_next_map_completes() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory", "6mb", "--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder().cluster(&redis.url).processes(2).build().unwrap();
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+    let mut big: Vec<_> = (0..4).map(|_| pool.apply_async(bytes_of, 3 << 20).unwrap()).collect();
+    for (i, r) in big.iter_mut().enumerate() {
+        let got = r.get_timeout(Duration::from_secs(60)).map(|v| v.len());
+        assert!(matches!(got, Ok(n) if n == 3 << 20), "result {i}: {got:?}");
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// A Redis that stays out of memory (filled by another program) refuses the driver's
+/// tasks: after the pool's `timeout` they fail, typed (`Refused`, naming `OOM`), and the
+/// pool goes on: once memory is back, the next map completes. (Before, the first refusal
+/// terminated the pool: every later call failed.)
+#[test]
+fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    // Full: what it holds is more than its `maxmemory`, set below it.
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let mut refused = pool.apply_async(square, 3).unwrap();
+    match refused.get_timeout(Duration::from_secs(60)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains("OOM"), "{why}");
+        }
+        other => panic!("a task sent to a full Redis: {other:?}"),
+    }
+    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 /// The peak resident memory of this process, in bytes.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
