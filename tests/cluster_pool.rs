@@ -756,6 +756,83 @@ fn a_result_above_max_message_size_is_refused_by_its_node_and_the_results_after_
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// A result Redis refuses for a reason of its own (here its `proto-max-bulk-len` of 1 MiB,
+/// below the pool's `max_message_size` of 64 MiB, as a server configured so; a full server
+/// or an ACL would refuse as well) fails its task with a typed error that says so, as soon
+/// as the node sees the refusal: the node sends a small failure instead. (Before, the node
+/// dropped the result, or tried it again for ever; the driver took the entry back after
+/// its lease, ran it again, and after `max_deliveries` said `WorkerLost { pid: 0 }`.)
+#[test]
+fn a_result_redis_refuses_fails_its_task_with_a_typed_error_and_the_next_map_completes() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let _node = Node::start(&redis.url);
+    // The defaults: a lease of 10 s, 3 deliveries, 64 MiB messages.
+    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+    let mut big = pool.apply_async(bytes_of, 2 << 20).unwrap();
+    let got = big.get_timeout(Duration::from_secs(60));
+    match &got {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains("2097"), "names the result's size: {why}");
+        }
+        other => panic!("a 2 MiB result Redis refuses: {:?}", other.as_ref().map(Vec::len)),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+}
+
+/// A Redis short of memory (`maxmemory` with `noeviction`) while large results arrive:
+/// the driver's reads (which free memory as they trim) and heartbeats go on, tasks it
+/// cannot send for the moment wait, and the next map completes. (Before, the first command
+/// Redis refused for memory, a heartbeat's `SET` or a wait's `BLMOVE`, terminated the pool.)
+#[test]
+fn results_that_fill_redis_memory_arrive_and_the_next_map_completes() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory", "6mb", "--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder().cluster(&redis.url).processes(2).build().unwrap();
+    assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
+    let mut big: Vec<_> = (0..4).map(|_| pool.apply_async(bytes_of, 3 << 20).unwrap()).collect();
+    for (i, r) in big.iter_mut().enumerate() {
+        let got = r.get_timeout(Duration::from_secs(60)).map(|v| v.len());
+        assert!(matches!(got, Ok(n) if n == 3 << 20), "result {i}: {got:?}");
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// A Redis that stays out of memory (filled by another program) refuses the driver's
+/// tasks: after the pool's `timeout` they fail, typed (`Refused`, naming `OOM`), and the
+/// pool goes on: once memory is back, the next map completes. (Before, the first refusal
+/// terminated the pool: every later call failed.)
+#[test]
+fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    // Full: what it holds is more than its `maxmemory`, set below it.
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let mut refused = pool.apply_async(square, 3).unwrap();
+    match refused.get_timeout(Duration::from_secs(60)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains("OOM"), "{why}");
+        }
+        other => panic!("a task sent to a full Redis: {other:?}"),
+    }
+    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 /// The peak resident memory of this process, in bytes.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -1201,6 +1201,64 @@ fn the_server_dies_with_the_process_that_started_it() {
     }
 }
 
+/// A registered type whose method starts a process on the server.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Starter;
+
+fn sleep_a_minute(_: ()) {
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+impl Starter {
+    /// Starts a process that sleeps a minute, left running; its pid.
+    pub fn start_sleeper(&mut self) -> u32 {
+        let child = Process::new(sleep_a_minute, ()).start().unwrap();
+        let pid = child.pid();
+        std::mem::forget(child);
+        pid
+    }
+}
+
+multiproc::managed! {
+    /// A `Starter` on the server.
+    pub proxy StarterProxy for Starter {
+        fn start_sleeper(&mut self) -> u32;
+    }
+}
+
+fn start_a_process_through_the_manager((pids, method): (multiproc::RawArray<u32>, StartMethod)) {
+    let manager = Manager::builder().start_method(method).start().unwrap();
+    let starter: StarterProxy = manager.create(Starter).unwrap();
+    let grandchild = starter.start_sleeper().unwrap();
+    pids.set(1, grandchild);
+    pids.set(0, manager.pid().unwrap());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// A process a registered object starts on the server dies with the manager's owner when
+/// the owner is killed, as the server does.
+#[test]
+fn a_process_started_by_a_managed_object_dies_when_the_managers_owner_is_killed() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let pids = multiproc::RawArray::<u32>::new(2).unwrap();
+        let owner = Process::new(start_a_process_through_the_manager, (pids.clone(), method)).start().unwrap();
+        assert!(eventually(Duration::from_secs(30), || pids.get(0) != 0), "{method:?}");
+        let (server, grandchild) = (pids.get(0), pids.get(1));
+        assert!(pid_running(server) && pid_running(grandchild));
+        owner.kill().unwrap();
+        owner.wait();
+        assert!(
+            eventually(Duration::from_secs(30), || !pid_running(server)),
+            "{method:?}: the server outlived its owner"
+        );
+        assert!(
+            eventually(Duration::from_secs(30), || !pid_running(grandchild)),
+            "{method:?}: the process a managed object started outlived the manager's killed owner"
+        );
+    }
+}
+
 #[test]
 fn managers_and_proxies_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}

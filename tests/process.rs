@@ -304,6 +304,49 @@ fn children_die_when_their_parent_is_killed() {
     }
 }
 
+/// A pool task that starts a process of its own (a grandchild of the pool's owner,
+/// through the worker) and returns the pids of its worker and of that process.
+fn start_from_a_worker(method: StartMethod) -> (u32, u32) {
+    let sleeper = Process::new(sleep_ms, 60_000).start_method(method).start().unwrap();
+    let pid = sleeper.pid();
+    // Left running: the worker goes on to its next task.
+    std::mem::forget(sleeper);
+    (std::process::id(), pid)
+}
+
+fn pool_worker_grandchild_then_wait(args: (StartMethod, RawValue<u32>, RawValue<u32>)) {
+    let (method, worker, grandchild) = args;
+    let pool = multiproc::Pool::builder().processes(1).start_method(method).build().unwrap();
+    let (w, g) = pool.apply(start_from_a_worker, method).unwrap();
+    worker.set(w);
+    grandchild.set(g);
+    sleep_ms(60_000);
+}
+
+/// Processes started by a pool worker die with the pool's owner when it is killed, as the
+/// worker does.
+#[test]
+fn processes_started_by_a_pool_worker_die_when_the_pools_owner_is_killed() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        let (worker, grandchild) = (RawValue::new(0u32).unwrap(), RawValue::new(0u32).unwrap());
+        let child = Process::new(pool_worker_grandchild_then_wait, (method, worker.clone(), grandchild.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert!(eventually(Duration::from_secs(30), || grandchild.get() != 0), "{method:?}: no grandchild");
+        let (worker, grandchild) = (worker.get(), grandchild.get());
+        assert!(pid_running(worker) && pid_running(grandchild));
+        child.kill().unwrap();
+        assert_eq!(child.wait(), -9);
+        assert!(eventually(Duration::from_secs(10), || !pid_running(worker)), "{method:?}: the worker outlived");
+        assert!(
+            eventually(Duration::from_secs(10), || !pid_running(grandchild)),
+            "{method:?}: the process a worker started outlived the pool's killed owner"
+        );
+    }
+}
+
 #[test]
 fn a_joined_child_leaves_no_zombie() {
     let _w = watchdog(LIMIT);

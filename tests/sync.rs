@@ -447,6 +447,31 @@ fn permits_released_as_items_are_not_given_back_when_their_consumer_dies() {
     assert_eq!(items.get_value(), 0, "consumed items do not come back");
 }
 
+fn die_inside(args: (BoundedSemaphore, String)) {
+    multiproc::__private::crash_at(&args.1);
+    let guard = args.0.acquire().unwrap();
+    drop(guard);
+}
+
+/// A process killed inside an acquire (after the permit left the count, before it was
+/// counted as the process's own) or inside a release (after its count, before the value)
+/// loses no permit: the next acquirer takes it (it waited for ever: the permit was counted
+/// nowhere), and the bound holds.
+#[test]
+fn a_process_killed_inside_an_acquire_or_a_release_loses_no_permit() {
+    let _w = watchdog(LIMIT);
+    for point in ["semaphore.give.counted", "semaphore.take.counted"] {
+        let sem = BoundedSemaphore::new(1).unwrap();
+        let dier = Process::new(die_inside, (sem.clone(), point.to_string())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "the process did not die at {point}");
+        let guard = sem.acquire_timeout(Duration::from_secs(30));
+        assert!(guard.is_ok(), "the permit of a process killed at {point} was lost");
+        drop(guard);
+        assert_eq!(sem.get_value(), 1, "{point}");
+        assert!(sem.release().is_err(), "above the bound after {point}");
+    }
+}
+
 fn release_handed_over(sem: BoundedSemaphore) -> Result<(), ReleaseError> {
     sem.release()
 }

@@ -100,8 +100,40 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Finished {
     pool: String,
     entry: String,
+    /// The task's id, for the failure sent instead of a message Redis refuses.
+    id: u64,
     message: Vec<u8>,
     lease: Duration,
+    /// `message` is already the small [`Failure::Refused`] sent instead of the result.
+    replaced: bool,
+    /// Redis refused `message` for a while (busy, loading, full): it is tried again, and
+    /// its entry heartbeated meanwhile.
+    held: bool,
+    /// How many pushes of `message` lost their connection while Redis answered a `PING`
+    /// right after (a server that drops the connection on this message, not one that is down).
+    dropped: u32,
+}
+
+/// Pushes of one message that may lose the connection of a Redis that is up before it is
+/// taken as refused.
+const DROPPED_PUSHES: u32 = 3;
+
+/// Encodes task `id`'s answer (a failure that says why when the result does not encode).
+fn encode_result(id: u64, outcome: Result<serde_bytes::ByteBuf, Failure>) -> Vec<u8> {
+    let encode = |outcome| {
+        codec::encode(&ResultMsg { id, outcome }).map(|mut encoded| {
+            let bytes = std::mem::take(&mut encoded.bytes);
+            encoded.sent();
+            bytes
+        })
+    };
+    encode(outcome).unwrap_or_else(|e| encode(Err(Failure::Codec(e.to_string()))).expect("a failure encodes"))
+}
+
+/// Refusals that pass, whatever the message: a server busy with a script, loading its
+/// data, or in a failover. A push refused so is tried again as it is.
+fn passing(code: Option<&str>) -> bool {
+    matches!(code, Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN"))
 }
 
 /// Sends a chunk's outcome from the local pool to the writer.
@@ -118,14 +150,7 @@ struct Forward {
 
 impl Forward {
     fn encode(&self, outcome: Result<serde_bytes::ByteBuf, Failure>) -> Vec<u8> {
-        let encode = |outcome| {
-            codec::encode(&ResultMsg { id: self.id, outcome }).map(|mut encoded| {
-                let bytes = std::mem::take(&mut encoded.bytes);
-                encoded.sent();
-                bytes
-            })
-        };
-        encode(outcome).unwrap_or_else(|e| encode(Err(Failure::Codec(e.to_string()))).expect("a failure encodes"))
+        encode_result(self.id, outcome)
     }
 }
 
@@ -143,8 +168,16 @@ impl Delivery for Forward {
             // The result with its id and tag (or a long failure): what the driver checks.
             message = self.encode(Err(too_large(message.len())));
         }
-        let _ =
-            self.tx.send(Finished { pool: self.pool.clone(), entry: self.entry.clone(), message, lease: self.lease });
+        let _ = self.tx.send(Finished {
+            pool: self.pool.clone(),
+            entry: self.entry.clone(),
+            id: self.id,
+            message,
+            lease: self.lease,
+            replaced: false,
+            held: false,
+            dropped: 0,
+        });
     }
 
     fn cancelled(&self) -> bool {
@@ -362,8 +395,9 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
         unsent.extend(rx.try_iter());
-        while let Some(f) = unsent.first() {
+        while let Some(f) = unsent.first_mut() {
             let keys = PoolKeys::new(&f.pool);
+            let mut code = None;
             let sent = link.run(|c| {
                 script
                     .key(&keys.tasks)
@@ -371,28 +405,63 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
                     .key(&keys.alive)
                     .arg(&f.entry)
                     .arg(f.message.as_slice())
-                    .arg(key_ttl(f.lease).as_millis() as u64)
+                    // At most a hundred years: `PEXPIRE` refuses a time past its range.
+                    .arg(key_ttl(f.lease).min(super::MAX_LEASE).as_millis() as u64)
                     .invoke::<i64>(c)
+                    .inspect_err(|e| code = e.code().map(str::to_owned))
             });
-            match sent {
-                Ok(_) => {
-                    let f = unsent.remove(0);
-                    lock(&shared.running).remove(&(f.pool, f.entry));
-                    shared.room.notify_one();
+            let why = match sent {
+                Ok(_) => None,
+                Err(ClusterError::Unreachable(why)) => {
+                    // Redis down, or a server that drops the connection on this message
+                    // (a bulk longer than its limit can end so): told apart by a `PING`.
+                    let up = link.run(|c| redis::cmd("PING").query::<()>(c)).is_ok();
+                    f.dropped += u32::from(up);
+                    if f.dropped < DROPPED_PUSHES || f.replaced {
+                        break;
+                    }
+                    Some(format!("the connection was lost on each push ({why})"))
                 }
-                Err(ClusterError::Unreachable(_)) => break,
-                Err(_) => {
-                    // Refused (the pool's keys are gone): nobody waits for it.
-                    let f = unsent.remove(0);
-                    lock(&shared.running).remove(&(f.pool, f.entry));
-                    shared.room.notify_one();
+                // Tried again as it is (busy, loading, a failover), or its small failure
+                // when even that finds the server full: its entry is heartbeated meanwhile,
+                // so its driver waits for it instead of running it again.
+                Err(_) if passing(code.as_deref()) || (f.replaced && code.as_deref() == Some("OOM")) => {
+                    f.held = true;
+                    break;
                 }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why
+                && !f.replaced
+            {
+                // Refused by Redis (its `proto-max-bulk-len`, its memory, an ACL...): a
+                // small failure that says so goes instead, so the driver learns it now,
+                // not after the entry's deliveries ran out as a lost worker.
+                let mut why = why;
+                let mut end = why.len().min(512);
+                while !why.is_char_boundary(end) {
+                    end -= 1;
+                }
+                why.truncate(end);
+                let size = f.message.len() as u64;
+                f.message = encode_result(f.id, Err(Failure::Refused { size, why }));
+                f.replaced = true;
+                f.dropped = 0;
+                continue;
             }
+            // Pushed, or even its failure refused for good (an ACL, a key of another
+            // type: nobody could read it) or the pool's keys gone: nobody waits for it.
+            let f = unsent.remove(0);
+            lock(&shared.running).remove(&(f.pool, f.entry));
+            shared.room.notify_one();
         }
         if last_beat.elapsed() >= beat_every {
             last_beat = Instant::now();
             let mut by_pool: HashMap<String, Vec<String>> = HashMap::new();
-            let done: HashSet<(String, String)> = unsent.iter().map(|f| (f.pool.clone(), f.entry.clone())).collect();
+            // Results waiting for Redis are not heartbeated (a node cut off from Redis
+            // has its entries run elsewhere), but those Redis refused for a while are.
+            let done: HashSet<(String, String)> =
+                unsent.iter().filter(|f| !f.held).map(|f| (f.pool.clone(), f.entry.clone())).collect();
             for (pool, entry) in lock(&shared.running).keys() {
                 if !done.contains(&(pool.clone(), entry.clone())) {
                     by_pool.entry(pool.clone()).or_default().push(entry.clone());

@@ -198,6 +198,8 @@ struct Books {
     sent: HashMap<u64, Sent>,
     /// Stream entry id -> task id.
     entries: HashMap<String, u64>,
+    /// Since when Redis has refused every task sent for want of memory.
+    full_since: Option<Instant>,
 }
 
 pub(crate) struct Driver {
@@ -225,6 +227,13 @@ pub(crate) struct Driver {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether Redis refused a command for want of memory (`maxmemory` with `noeviction`):
+/// commands that may take memory are refused, those that free it or take none still run.
+fn out_of_memory(e: &ClusterError) -> bool {
+    // One command's error (`"OOM": command not allowed…`), or a pipeline's that lists them.
+    matches!(e, ClusterError::Refused(why) if why.starts_with("OOM") || why.contains("\"OOM\""))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -278,6 +287,8 @@ impl Driver {
         let ttl = ms(key_ttl(self.options.lease));
         let mut p = redis::pipe();
         p.cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("$").arg("MKSTREAM").ignore();
+        // The expiry first: Redis runs it even when it is out of memory and refuses the `SET`.
+        p.cmd("PEXPIRE").arg(&self.keys.alive).arg(ms(self.options.lease * 3)).ignore();
         p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.tasks).arg(ttl).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.results).arg(ttl).ignore();
@@ -292,6 +303,9 @@ impl Driver {
             Ok(()) => Ok(()),
             // The group exists already: the rest of the pipeline ran.
             Err(ClusterError::Refused(why)) if why.contains("BUSYGROUP") => Ok(()),
+            // Redis is out of memory: the expiries ran (they take none), what needs memory
+            // (the group, the registry) an earlier beat made.
+            Err(e) if out_of_memory(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -300,8 +314,13 @@ impl Driver {
         self.state.load(Ordering::Acquire) == RUNNING && self.made_in.is_here()
     }
 
-    /// Sends what waits while there is room in flight.
-    fn flush(&self, books: &mut Books, link: &mut Link) -> Result<(), ClusterError> {
+    /// Sends what waits while there is room in flight. Returns the tasks that failed: when
+    /// Redis refuses them for want of memory (`maxmemory` with `noeviction`), they wait
+    /// and are sent again (the driver's reads free memory as they trim what they read);
+    /// when it has refused them for the pool's `timeout`, every task waiting fails, typed,
+    /// and the pool goes on.
+    fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
+        let mut failed = Vec::new();
         while books.sent.len() < self.in_flight {
             let Some(front) = books.pending.front() else { break };
             if front.3.cancelled() {
@@ -317,10 +336,25 @@ impl Driver {
             }
             match link.run(|c| pipe.query::<Vec<String>>(c)) {
                 Ok(entries) => {
+                    books.full_since = None;
                     for ((id, chunk, items, delivery, message), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
                         books.sent.insert(id, Sent { chunk, items, delivery, entry, message, deliveries: 1 });
                     }
+                }
+                Err(e) if out_of_memory(&e) => {
+                    // (Those of the batch that Redis took run, their results ignored.)
+                    for job in batch.into_iter().rev() {
+                        books.pending.push_front(job);
+                    }
+                    let since = *books.full_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.options.timeout {
+                        books.full_since = None;
+                        for (_, chunk, _, delivery, _) in books.pending.drain(..) {
+                            failed.push((delivery, chunk, Err(TaskError::Cluster(e.clone()))));
+                        }
+                    }
+                    break;
                 }
                 Err(e) => {
                     for job in batch.into_iter().rev() {
@@ -330,7 +364,7 @@ impl Driver {
                 }
             }
         }
-        Ok(())
+        Ok(failed)
     }
 
     /// Handles results; returns what to deliver.
@@ -408,7 +442,27 @@ impl Driver {
                 }
                 pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&ids).ignore();
                 pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&ids).ignore();
-                let entries: Vec<String> = link.run(|c| pipe.query(c))?;
+                let entries: Vec<String> = match link.run(|c| pipe.query(c)) {
+                    Ok(entries) => entries,
+                    Err(e) if out_of_memory(&e) => {
+                        // The old entries are gone (`XACK`, `XDEL` take no memory), the
+                        // new ones refused: these tasks fail, typed.
+                        for (_, sent) in requeue {
+                            failures.push((sent.delivery, sent.chunk, Err(TaskError::Cluster(e.clone()))));
+                        }
+                        return Ok(failures);
+                    }
+                    Err(e) => {
+                        // Back in the books under their old entries: taken back again, or
+                        // failed with the rest if Redis stays away (dropped, they would
+                        // have waited for ever).
+                        for (id, sent) in requeue {
+                            books.entries.insert(sent.entry.clone(), id);
+                            books.sent.insert(id, sent);
+                        }
+                        return Err(e);
+                    }
+                };
                 for ((id, mut sent), entry) in requeue.into_iter().zip(entries) {
                     books.entries.insert(entry.clone(), id);
                     sent.entry = entry;
@@ -614,10 +668,11 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                 deliver_all(lost);
                 next_beat = Instant::now() + driver.options.lease / 3;
             }
-            {
+            let refused = {
                 let mut books = lock(&driver.books);
-                driver.flush(&mut books, link)?;
-            }
+                driver.flush(&mut books, link)?
+            };
+            deliver_all(refused);
             let key = driver.keys.results.clone();
             crash_point!("cluster.pool.read");
             // Results are read without being taken, and trimmed off by the next read, in
@@ -639,11 +694,19 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                 // Waits for a result without taking it either (moved from the head back
                 // to the head: the list does not change).
                 let wait = POLL.min(next_beat.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
-                let first: Option<Vec<u8>> = link.run(|c| {
+                let first: Option<Vec<u8>> = match link.run(|c| {
                     let mut cmd = redis::cmd("BLMOVE");
                     cmd.arg(&key).arg(&key).arg("LEFT").arg("LEFT").arg(format!("{:.3}", wait.as_secs_f64()));
                     cmd.query(c)
-                })?;
+                }) {
+                    // Refused while Redis is out of memory (a move may take some): waited
+                    // without it, the next read trims what this one read.
+                    Err(e) if out_of_memory(&e) => {
+                        std::thread::sleep(wait);
+                        None
+                    }
+                    first => first?,
+                };
                 // One too large is left to the next read (which names its task), and goes.
                 raw.extend(first.filter(|r| r.len() <= max));
             }
@@ -727,7 +790,10 @@ impl Engine for Driver {
             let mut link = lock(&self.link);
             // A failure leaves the chunk queued: the driver thread retries, and fails
             // everything if Redis stays away.
-            let _ = self.flush(&mut books, &mut link);
+            let refused = self.flush(&mut books, &mut link).unwrap_or_default();
+            drop(link);
+            drop(books);
+            deliver_all(refused);
         }
         Ok(())
     }

@@ -159,6 +159,12 @@ pub(crate) enum Failure {
         size: u64,
         max: u64,
     },
+    /// Redis refused the result message of `size` bytes (`why`, its answer): its own
+    /// limits (`proto-max-bulk-len`, memory, an ACL). The node sent this instead.
+    Refused {
+        size: u64,
+        why: String,
+    },
 }
 
 /// The error of a task whose result message has `size` bytes, more than the pool's
@@ -191,6 +197,9 @@ impl Failure {
             Failure::WrongBuild { node } => TaskError::WrongBuild { node },
             Failure::Terminated => TaskError::Terminated,
             Failure::TooLarge { size, max } => too_large(size, max),
+            Failure::Refused { size, why } => TaskError::Cluster(super::ClusterError::Refused(format!(
+                "Redis refused a worker node's result of {size} bytes: {why}"
+            ))),
         }
     }
 }

@@ -51,6 +51,28 @@ pub(crate) struct SemState {
     /// Length of the holder table in the tail.
     slots: AtomicU32,
     changed: Notify,
+    /// What the change under way is about to overwrite (see [`Undo`]).
+    undo: Undo,
+}
+
+/// The fields a change under the guard may write, as they were before it: the next holder
+/// of the guard puts them back if the changer died before it finished, so that a process
+/// killed at any point of an acquire, a release or a recovery neither loses a permit (a
+/// waiter would wait for ever) nor makes one twice (a bounded semaphore past its bound).
+#[derive(crate::ShmSafe)]
+#[repr(C)]
+struct Undo {
+    /// 1 while a change is under way.
+    armed: AtomicU32,
+    /// The holder slot the change may write, plus one (0: none).
+    slot: AtomicU32,
+    value: AtomicU32,
+    extra: AtomicU32,
+    recovered: AtomicU32,
+    untracked: AtomicU32,
+    slot_pid: AtomicU32,
+    slot_held: AtomicU32,
+    slot_start: AtomicU64,
 }
 
 /// How many permits a process holds.
@@ -93,6 +115,17 @@ impl Core {
             untracked: AtomicU32::new(0),
             slots: AtomicU32::new(slots),
             changed: Notify::new(),
+            undo: Undo {
+                armed: AtomicU32::new(0),
+                slot: AtomicU32::new(0),
+                value: AtomicU32::new(0),
+                extra: AtomicU32::new(0),
+                recovered: AtomicU32::new(0),
+                untracked: AtomicU32::new(0),
+                slot_pid: AtomicU32::new(0),
+                slot_held: AtomicU32::new(0),
+                slot_start: AtomicU64::new(0),
+            },
         };
         let shared = Shared::with_tail(state, slots as usize * std::mem::size_of::<HolderSlot>())?;
         Ok(Self { shared })
@@ -107,34 +140,89 @@ impl Core {
         self.shared.slots.load(Ordering::Relaxed) as usize
     }
 
-    /// This process's slot, if it has one. Call under the guard.
-    fn my_slot(&self, me: sys::ProcId) -> Option<&HolderSlot> {
+    /// The index of this process's slot, if it has one. Call under the guard.
+    fn my_slot(&self, me: sys::ProcId) -> Option<usize> {
         let n = self.slot_count();
         let first = me.pid as usize % n;
-        (0..n)
-            .map(|k| self.slot((first + k) % n))
-            .find(|s| s.pid.load(Ordering::Relaxed) == me.pid && s.start.load(Ordering::Relaxed) == me.start)
+        (0..n).map(|k| (first + k) % n).find(|&i| {
+            let s = self.slot(i);
+            s.pid.load(Ordering::Relaxed) == me.pid && s.start.load(Ordering::Relaxed) == me.start
+        })
     }
 
-    /// Counts one more permit held by this process. Call under the guard.
-    fn hold(&self, me: sys::ProcId) {
+    /// The guard, taken; a change its last holder died in the middle of is undone first.
+    fn lock(&self) -> RawGuard<'_> {
+        let guard = RawGuard::lock(&self.shared.guard);
         let state = &*self.shared;
-        if let Some(slot) = self.my_slot(me) {
-            slot.held.fetch_add(1, Ordering::Relaxed);
-            return;
+        let undo = &state.undo;
+        if undo.armed.load(Ordering::Relaxed) != 0 {
+            // Idempotent: a process killed here too leaves it to the next holder.
+            state.value.store(undo.value.load(Ordering::Relaxed), Ordering::Relaxed);
+            state.extra.store(undo.extra.load(Ordering::Relaxed), Ordering::Relaxed);
+            state.recovered.store(undo.recovered.load(Ordering::Relaxed), Ordering::Relaxed);
+            state.untracked.store(undo.untracked.load(Ordering::Relaxed), Ordering::Relaxed);
+            if let Some(i) = (undo.slot.load(Ordering::Relaxed) as usize).checked_sub(1) {
+                let slot = self.slot(i);
+                slot.pid.store(undo.slot_pid.load(Ordering::Relaxed), Ordering::Relaxed);
+                slot.held.store(undo.slot_held.load(Ordering::Relaxed), Ordering::Relaxed);
+                slot.start.store(undo.slot_start.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            undo.armed.store(0, Ordering::Release);
         }
-        let n = self.slot_count();
-        let first = me.pid as usize % n;
-        // A free slot, or one left by a process that holds nothing now.
-        match (0..n).map(|k| self.slot((first + k) % n)).find(|s| s.held.load(Ordering::Relaxed) == 0) {
-            Some(slot) => {
-                slot.pid.store(me.pid, Ordering::Relaxed);
-                slot.start.store(me.start, Ordering::Relaxed);
-                slot.held.store(1, Ordering::Relaxed);
-            }
-            None => {
-                state.untracked.fetch_add(1, Ordering::Relaxed);
-            }
+        guard
+    }
+
+    /// Records what a change about to write the counts and `slot` overwrites. Call under
+    /// the guard, before the change's first store; [`Core::commit`] after its last.
+    fn begin(&self, slot: Option<usize>) {
+        let state = &*self.shared;
+        let undo = &state.undo;
+        undo.value.store(state.value.load(Ordering::Relaxed), Ordering::Relaxed);
+        undo.extra.store(state.extra.load(Ordering::Relaxed), Ordering::Relaxed);
+        undo.recovered.store(state.recovered.load(Ordering::Relaxed), Ordering::Relaxed);
+        undo.untracked.store(state.untracked.load(Ordering::Relaxed), Ordering::Relaxed);
+        undo.slot.store(slot.map_or(0, |i| i as u32 + 1), Ordering::Relaxed);
+        if let Some(i) = slot {
+            let s = self.slot(i);
+            undo.slot_pid.store(s.pid.load(Ordering::Relaxed), Ordering::Relaxed);
+            undo.slot_held.store(s.held.load(Ordering::Relaxed), Ordering::Relaxed);
+            undo.slot_start.store(s.start.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        undo.armed.store(1, Ordering::Relaxed);
+        // The record is complete before the change's first store.
+        std::sync::atomic::fence(Ordering::Release);
+    }
+
+    /// Ends the change [`Core::begin`] recorded: it stays.
+    fn commit(&self) {
+        self.shared.undo.armed.store(0, Ordering::Release);
+    }
+
+    /// The slot that [`Core::hold`] will count a permit of this process in: its own, else a
+    /// free one or one left by a process that holds nothing now (`None`: the table is full,
+    /// the permit is untracked). Call under the guard.
+    fn hold_slot(&self, me: sys::ProcId) -> Option<usize> {
+        self.my_slot(me).or_else(|| {
+            let n = self.slot_count();
+            let first = me.pid as usize % n;
+            (0..n).map(|k| (first + k) % n).find(|&i| self.slot(i).held.load(Ordering::Relaxed) == 0)
+        })
+    }
+
+    /// Counts one more permit held by this process in `slot` (from [`Core::hold_slot`]).
+    /// Call under the guard.
+    fn hold(&self, me: sys::ProcId, slot: Option<usize>) {
+        let Some(i) = slot else {
+            self.shared.untracked.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let slot = self.slot(i);
+        if slot.pid.load(Ordering::Relaxed) == me.pid && slot.start.load(Ordering::Relaxed) == me.start {
+            slot.held.fetch_add(1, Ordering::Relaxed);
+        } else {
+            slot.pid.store(me.pid, Ordering::Relaxed);
+            slot.start.store(me.start, Ordering::Relaxed);
+            slot.held.store(1, Ordering::Relaxed);
         }
     }
 
@@ -144,74 +232,77 @@ impl Core {
         if state.value.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let _g = RawGuard::lock(&state.guard);
+        let _g = self.lock();
         let value = state.value.load(Ordering::Relaxed);
         if value == 0 {
             return None;
         }
-        state.value.store(value - 1, Ordering::Relaxed);
         let me = sys::me();
+        let slot = self.hold_slot(me);
+        self.begin(slot);
+        state.value.store(value - 1, Ordering::Relaxed);
+        crate::shm::crash::crash_point!("semaphore.take.counted");
         let recovered = state.recovered.load(Ordering::Relaxed);
-        if recovered > 0 {
-            state.recovered.store(recovered - 1, Ordering::Relaxed);
-            self.hold(me);
-            return Some((Permit::Held, true));
-        }
         let extra = state.extra.load(Ordering::Relaxed);
-        if extra > 0 {
+        let taken = if recovered > 0 {
+            state.recovered.store(recovered - 1, Ordering::Relaxed);
+            self.hold(me, slot);
+            (Permit::Held, true)
+        } else if extra > 0 {
             state.extra.store(extra - 1, Ordering::Relaxed);
-            return Some((Permit::Extra, false));
-        }
-        self.hold(me);
-        Some((Permit::Held, false))
+            (Permit::Extra, false)
+        } else {
+            self.hold(me, slot);
+            (Permit::Held, false)
+        };
+        self.commit();
+        Some(taken)
     }
 
     /// Gives a permit back. `permit` is what a guard held; `None` for a plain release.
     fn give(&self, permit: Option<Permit>) -> Result<(), ReleaseError> {
         let state = &*self.shared;
         {
-            let _g = RawGuard::lock(&state.guard);
+            let _g = self.lock();
             let value = state.value.load(Ordering::Relaxed);
             let bound = state.bound.load(Ordering::Relaxed);
             if bound != 0 && value >= bound {
                 return Err(ReleaseError::OverRelease { bound });
             }
             assert!(value < u32::MAX, "semaphore value overflow: it was released 2^32 - 1 times more than acquired");
-            match permit {
-                Some(Permit::Extra) => {
+            // The slot whose permit comes back: this process's own, else (a release by a
+            // process that holds none) one another process holds, handed over.
+            let held = |i: &usize| self.slot(*i).held.load(Ordering::Relaxed) > 0;
+            let slot = match permit {
+                Some(Permit::Extra) => None,
+                Some(Permit::Held) | None => {
+                    self.my_slot(sys::me()).filter(held).or_else(|| (0..self.slot_count()).find(held))
+                }
+            };
+            self.begin(slot);
+            match (permit, slot) {
+                (Some(Permit::Extra), _) => {
                     state.extra.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(Permit::Held) | None => {
-                    let mine = self.my_slot(sys::me()).filter(|s| s.held.load(Ordering::Relaxed) > 0);
-                    match mine {
-                        Some(slot) => {
-                            slot.held.fetch_sub(1, Ordering::Relaxed);
-                        }
-                        None => self.release_for_another(),
+                (_, Some(i)) => {
+                    self.slot(i).held.fetch_sub(1, Ordering::Relaxed);
+                    crate::shm::crash::crash_point!("semaphore.give.counted");
+                }
+                // Held by nobody in the table: an untracked holder's, or an extra permit.
+                (_, None) => {
+                    let untracked = state.untracked.load(Ordering::Relaxed);
+                    if untracked > 0 {
+                        state.untracked.store(untracked - 1, Ordering::Relaxed);
+                    } else {
+                        state.extra.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             state.value.store(value + 1, Ordering::Release);
+            self.commit();
         }
         state.changed.notify(1);
         Ok(())
-    }
-
-    /// A release by a process that holds no permit: gives back a permit another process
-    /// holds (handed over), or makes an extra one. Call under the guard.
-    fn release_for_another(&self) {
-        let state = &*self.shared;
-        let n = self.slot_count();
-        if let Some(slot) = (0..n).map(|i| self.slot(i)).find(|s| s.held.load(Ordering::Relaxed) > 0) {
-            slot.held.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        let untracked = state.untracked.load(Ordering::Relaxed);
-        if untracked > 0 {
-            state.untracked.store(untracked - 1, Ordering::Relaxed);
-        } else {
-            state.extra.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// Takes back the permits of holders that died. Reads `/proc` once per other holder.
@@ -219,7 +310,7 @@ impl Core {
         let state = &*self.shared;
         let me = sys::me();
         let candidates: Vec<(usize, u32, u64)> = {
-            let _g = RawGuard::lock(&state.guard);
+            let _g = self.lock();
             (0..self.slot_count())
                 .filter_map(|i| {
                     let s = self.slot(i);
@@ -235,17 +326,19 @@ impl Core {
             return;
         }
         {
-            let _g = RawGuard::lock(&state.guard);
+            let _g = self.lock();
             for (i, pid, start) in dead {
                 let s = self.slot(i);
                 if s.pid.load(Ordering::Relaxed) != pid || s.start.load(Ordering::Relaxed) != start {
                     continue;
                 }
+                self.begin(Some(i));
                 let held = s.held.swap(0, Ordering::Relaxed);
                 s.pid.store(0, Ordering::Relaxed);
                 s.start.store(0, Ordering::Relaxed);
                 state.recovered.fetch_add(held, Ordering::Relaxed);
                 state.value.fetch_add(held, Ordering::Release);
+                self.commit();
             }
         }
         state.changed.notify_all();
