@@ -818,6 +818,11 @@ impl Holders {
         // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
         // more than the receipt's stores and the lock's acquiring, not the recording (a
         // process's first listing of a hold, a table's growth, a prune).
+        if let Some(receipt) = receipt {
+            // The receipt's words mapped before the pin (a page fault there was a kill's
+            // favourite spot between the take and the receipt).
+            receipts::touch(heap, receipt);
+        }
         let announced = self.announce(heap);
         if receipt.is_some() {
             // Announced, not pinned: a dead process's announcement is nobody's pin.
@@ -890,6 +895,9 @@ impl Holders {
     /// count stays, and the object leaks). `receipt`: written under the lock when the count
     /// is taken (see [`Holders::receive`]).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
+        if let Some(receipt) = receipt {
+            receipts::touch(heap, receipt);
+        }
         let announced = self.announce(heap);
         if self.pin(generation, true).is_err() {
             return;
