@@ -1666,12 +1666,15 @@ fn put_the_value((queue, value): (multiproc::Queue<u32>, Value<u32>)) {
     queue.put(value.get()).unwrap();
 }
 
+/// What the middle process of `a_parent_killed_while_its_child_is_stopped_leaks_nothing`
+/// takes: the grandchild's handles, where to say its pid, its start method, and whether it
+/// stops in the middle of its decoding.
+type GrandchildStart = ((multiproc::Queue<u32>, Value<u32>), multiproc::Queue<u32>, StartMethod, bool);
+
 /// The middle process: starts a grandchild with `handles` (by `method`), stopped before it
 /// decodes them (or, `mid`, right after it took the first of both), says so on `started`,
 /// and waits to be killed.
-fn start_a_stopped_grandchild(
-    (handles, started, method, mid): ((multiproc::Queue<u32>, Value<u32>), multiproc::Queue<u32>, StartMethod, bool),
-) {
+fn start_a_stopped_grandchild((handles, started, method, mid): GrandchildStart) {
     let stop: fn() = if mid { stop_after_a_receipt } else { stop_before_the_argument };
     multiproc::builder().child_init(stop).try_init().unwrap();
     let grandchild = if mid {
