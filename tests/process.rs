@@ -1174,6 +1174,37 @@ fn a_child_killed_as_it_announces_a_pin_inner() {
     println!("INNER-DONE");
 }
 
+const TAKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TAKEN_INNER";
+
+/// The inner test's `child_init`: every child started from then on stops itself in its
+/// first receive of its argument's handles, the count taken and the object pinned, before
+/// it writes the receipt.
+fn stop_before_a_receipt() {
+    multiproc::__private::crash_at("stop:holders.receive.taken");
+}
+
+#[test]
+fn a_child_killed_between_a_take_and_its_receipt_inner() {
+    if std::env::var_os(TAKEN_INNER).is_none() {
+        return;
+    }
+    // The count is the child's (taken), its parent sees no receipt: the parent's undo must
+    // not take the count of the copy waiting in the queue of queues.
+    a_queue_killed_in_a_receive_leaves_nothing(stop_before_a_receipt);
+    println!("INNER-DONE");
+}
+
+/// The residual of HACKING "Pins" and `shm::receipts` ("between the take and the receipt
+/// ... the undo may take another message's count"), made exact by the crash point
+/// `holders.receive.taken` (argdeath30): the class behind `tests/pool.rs`
+/// `workers_killed_as_they_start_fail_no_task_but_as_lost`'s "received already".
+#[test]
+#[ignore = "open: the parent's undo takes another message's count (the documented residual)"]
+fn a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_child_killed_between_a_take_and_its_receipt_inner", TAKEN_INNER);
+}
+
 /// New with the pin announcements (`shm::pins`): their two crash points, and a killed
 /// child's pin after another's dead announcement.
 #[test]

@@ -832,6 +832,9 @@ impl Holders {
             Ok(()) => {
                 // The receipt as close to the take as it can be.
                 if let Some(receipt) = receipt {
+                    // Counted, pinned, not receipted: a kill here is the residual (the
+                    // parent's undo takes another message's count, if one is in flight).
+                    crash_point!("holders.receive.taken");
                     receipts::write(heap, receipt);
                     // Counted, receipted, pinned, not yet recorded: a kill here leaves an
                     // announced pin, taken away once no live process announces the table.
