@@ -2130,11 +2130,13 @@ fn workers_killed_as_they_start_leak_nothing() {
 /// its receipt (a kernel entry, where a loaded machine preempts, and the kill lands), so
 /// the pool gave back, at the worker's death, a count the worker had taken: another
 /// chunk's. The receipt's words are now mapped before the pin (`receipts::touch`): it
-/// failed in 6 runs of 23 before, 1 of 24 after (a window is left, not found yet). Every
+/// failed in 6 runs of 26 before, 2 of 36 after: a kill still lands between a take and its
+/// receipt now and then (the residual `tests/process.rs`
+/// `a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count` makes exact). Every
 /// task ends with its value or `WorkerLost`; the heap is not checked here (the block of
 /// receipts' window, see above).
 #[test]
-#[ignore = "open: 1 run in 24 still fails to decode a task, 'received already' (argdeath30)"]
+#[ignore = "open: 2 runs in 36 still fail to decode a task, 'received already' (argdeath30)"]
 fn workers_killed_as_they_start_fail_no_task_but_as_lost() {
     kill_workers_as_they_start();
 }
