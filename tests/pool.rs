@@ -2125,16 +2125,16 @@ fn workers_killed_as_they_start_leak_nothing() {
 }
 
 /// Found with `workers_killed_as_they_start_leak_nothing` (argdeath30): a task failed to
-/// decode, "the handle was received already", in 3 of 13 runs. A worker's first touch of
+/// decode, "the handle was received already", in 3 of 16 runs. A worker's first touch of
 /// its chunk's block of receipts was a page fault between the take of a handle's count and
 /// its receipt (a kernel entry, where a loaded machine preempts, and the kill lands), so
 /// the pool gave back, at the worker's death, a count the worker had taken: another
 /// chunk's. The receipt's words are now mapped before the pin (`receipts::touch`): it
-/// failed in 6 runs of 26 before, 2 of 36 after: a kill still lands between a take and its
-/// receipt now and then (the residual `tests/process.rs`
-/// `a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count` makes exact). Every
-/// task ends with its value or `WorkerLost`; the heap is not checked here (the block of
-/// receipts' window, see above).
+/// failed in 6 runs of 26 before, 2 of 36 after: a kill still lands between a take and
+/// its receipt now and then (the residual that `tests/process.rs`
+/// `a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count` makes
+/// exact). Every task ends with its value or `WorkerLost`; the heap is not checked here
+/// (the block of receipts' window, see above).
 #[test]
 #[ignore = "open: 2 runs in 36 still fail to decode a task, 'received already' (argdeath30)"]
 fn workers_killed_as_they_start_fail_no_task_but_as_lost() {
