@@ -2114,13 +2114,37 @@ fn add_to(args: (u64, Value<u64>)) -> u64 {
 /// Ignored: it still fails in about a third of the runs, on the windows the pool cannot
 /// close (see `a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing`): a kill
 /// while a receive is pinned (its object never freed: 5120 bytes for an inbox, 256 for a
-/// task's `Value`; and a kill between a receive's count and its receipt makes the pool give
-/// back another chunk's count, which then fails to decode, "received already"), or between
-/// a boot's receipts note and the free of its block (128 bytes).
+/// task's `Value`; pins29 takes such pins away now), or between a boot's receipts note and
+/// the free of its block (128 bytes, or 256: 5 runs of 12 on argdeath30's branch).
 #[test]
 #[ignore]
 fn workers_killed_as_they_start_leak_nothing() {
     let leaks = common::leak_check(LIMIT);
+    kill_workers_as_they_start();
+    leaks.assert_no_leak();
+}
+
+/// Found with `workers_killed_as_they_start_leak_nothing` (argdeath30): a task failed to
+/// decode, "the handle was received already", in 3 of 16 runs. A worker's first touch of
+/// its chunk's block of receipts was a page fault between the take of a handle's count and
+/// its receipt (a kernel entry, where a loaded machine preempts, and the kill lands), so
+/// the pool gave back, at the worker's death, a count the worker had taken: another
+/// chunk's. The receipt's words are now mapped before the pin (`receipts::touch`): it
+/// failed in 6 runs of 26 before, 2 of 36 after: a kill still lands between a take and
+/// its receipt now and then (the residual that `tests/process.rs`
+/// `a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count` makes
+/// exact). Every task ends with its value or `WorkerLost`; the heap is not checked here
+/// (the block of receipts' window, see above).
+#[test]
+#[ignore = "open: 2 runs in 36 still fail to decode a task, 'received already' (argdeath30)"]
+fn workers_killed_as_they_start_fail_no_task_but_as_lost() {
+    kill_workers_as_they_start();
+}
+
+/// Pools of 2 workers (`max_tasks_per_child(2)`, 4 rounds per start method) run 120 tasks
+/// that each hold a clone of one `Value`, while a killer thread kills a third of the new
+/// workers 0 to 3 ms after they appear: every task ends with its value or `WorkerLost`.
+fn kill_workers_as_they_start() {
     let mut seed: u64 = 0x2929_2929;
     let mut next = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -2175,7 +2199,6 @@ fn workers_killed_as_they_start_leak_nothing() {
             eprintln!("{method:?} round {round}: {kills} kills, heap {}", multiproc::__private::heap_in_use());
         }
     }
-    leaks.assert_no_leak();
 }
 
 // ---- a replacement worker killed at each step of its boot ------------------------------

@@ -1217,6 +1217,37 @@ fn a_child_killed_as_it_announces_a_pin_inner() {
     println!("INNER-DONE");
 }
 
+const TAKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TAKEN_INNER";
+
+/// The inner test's `child_init`: every child started from then on stops itself in its
+/// first receive of its argument's handles, the count taken and the object pinned, before
+/// it writes the receipt.
+fn stop_before_a_receipt() {
+    multiproc::__private::crash_at("stop:holders.receive.taken");
+}
+
+#[test]
+fn a_child_killed_between_a_take_and_its_receipt_inner() {
+    if std::env::var_os(TAKEN_INNER).is_none() {
+        return;
+    }
+    // The count is the child's (taken), its parent sees no receipt: the parent's undo must
+    // not take the count of the copy waiting in the queue of queues.
+    a_queue_killed_in_a_receive_leaves_nothing(stop_before_a_receipt);
+    println!("INNER-DONE");
+}
+
+/// The residual of HACKING "Pins" and `shm::receipts` ("between the take and the receipt
+/// ... the undo may take another message's count"), made exact by the crash point
+/// `holders.receive.taken` (argdeath30): the class behind `tests/pool.rs`
+/// `workers_killed_as_they_start_fail_no_task_but_as_lost`'s "received already".
+#[test]
+#[ignore = "open: the parent's undo takes another message's count (the documented residual)"]
+fn a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_child_killed_between_a_take_and_its_receipt_inner", TAKEN_INNER);
+}
+
 /// New with the pin announcements (`shm::pins`): their two crash points, and a killed
 /// child's pin after another's dead announcement.
 #[test]
@@ -1802,13 +1833,28 @@ fn stop_before_the_argument() {
     }
 }
 
+/// Puts the value into the queue.
+fn put_the_value((queue, value): (multiproc::Queue<u32>, Value<u32>)) {
+    queue.put(value.get()).unwrap();
+}
+
+/// What the middle process of `a_parent_killed_while_its_child_is_stopped_leaks_nothing`
+/// takes: the grandchild's handles, where to say its pid, its start method, and whether it
+/// stops in the middle of its decoding.
+type GrandchildStart = ((multiproc::Queue<u32>, Value<u32>), multiproc::Queue<u32>, StartMethod, bool);
+
 /// The middle process: starts a grandchild with `handles` (by `method`), stopped before it
-/// decodes them, says so on `started`, and waits to be killed.
-fn start_a_stopped_grandchild(
-    (handles, started, method): ((multiproc::Queue<u32>, Value<u32>), multiproc::Queue<u32>, StartMethod),
-) {
-    multiproc::builder().child_init(stop_before_the_argument).try_init().unwrap();
-    let grandchild = Process::new(put_one, handles.0.clone()).start_method(method).start().unwrap();
+/// decodes them (or, `mid`, right after it took the first of both), says so on `started`,
+/// and waits to be killed.
+fn start_a_stopped_grandchild((handles, started, method, mid): GrandchildStart) {
+    let stop: fn() = if mid { stop_after_a_receipt } else { stop_before_the_argument };
+    multiproc::builder().child_init(stop).try_init().unwrap();
+    let grandchild = if mid {
+        // Two handles: the first taken and receipted, the second not.
+        Process::new(put_the_value, handles.clone()).start_method(method).start().unwrap()
+    } else {
+        Process::new(put_one, handles.0.clone()).start_method(method).start().unwrap()
+    };
     drop(handles);
     started.put(grandchild.pid()).unwrap();
     std::thread::sleep(LIMIT);
@@ -1822,18 +1868,44 @@ fn start_a_stopped_grandchild(
 #[test]
 #[ignore = "open (chaos28): a parent's undo of its child's argument dies with the parent"]
 fn a_parent_killed_before_its_child_took_its_argument_leaks_nothing() {
+    a_parent_killed_while_its_child_is_stopped_leaks_nothing(false);
+}
+
+/// The same with the grandchild stopped in the middle of its argument's decoding: it took
+/// and receipted one handle (released with its dead entry), not the other (given back by
+/// the undo of the handles without a receipt, which must run exactly once, wherever it
+/// lives). Added by argdeath30 as the specification of the open point ("the dead parent's
+/// reaper may find the child still decoding"); fails today as the test above does.
+#[test]
+#[ignore = "open (chaos28): a parent's undo of its child's argument dies with the parent"]
+fn a_parent_killed_while_its_child_decodes_its_argument_leaks_nothing() {
+    a_parent_killed_while_its_child_is_stopped_leaks_nothing(true);
+}
+
+/// A middle process starts a grandchild with a queue and a value in its argument, stopped
+/// before it decodes it (or, `mid`, after its first receipt), and is killed: the grandchild
+/// dies with it, and once reaps ran the heap is exactly back.
+fn a_parent_killed_while_its_child_is_stopped_leaks_nothing(mid: bool) {
     for method in common::METHODS {
         let leaks = common::leak_check(LIMIT);
         {
             let queue = multiproc::Queue::<u32>::new().unwrap();
             let started = multiproc::Queue::<u32>::new().unwrap();
             let value = Value::new(5u32).unwrap();
-            let middle =
-                Process::new(start_a_stopped_grandchild, ((queue.clone(), value.clone()), started.clone(), method))
-                    .start_method(StartMethod::ForkServer)
-                    .start()
-                    .unwrap();
+            let middle = Process::new(
+                start_a_stopped_grandchild,
+                ((queue.clone(), value.clone()), started.clone(), method, mid),
+            )
+            .start_method(StartMethod::ForkServer)
+            .start()
+            .unwrap();
             let grandchild = started.get_timeout(LIMIT).unwrap();
+            if mid {
+                assert!(
+                    eventually(LIMIT, || common::pid_stopped(grandchild)),
+                    "{method:?}: the grandchild stopped after its first receipt"
+                );
+            }
             middle.kill().unwrap();
             assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })));
             assert!(eventually(LIMIT, || !pid_running(grandchild)), "{method:?}: the grandchild died with its parent");

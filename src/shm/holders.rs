@@ -818,6 +818,11 @@ impl Holders {
         // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
         // more than the receipt's stores and the lock's acquiring, not the recording (a
         // process's first listing of a hold, a table's growth, a prune).
+        if let Some(receipt) = receipt {
+            // The receipt's words mapped before the pin (a page fault there was a kill's
+            // favourite spot between the take and the receipt).
+            receipts::touch(heap, receipt);
+        }
         let announced = self.announce(heap);
         if receipt.is_some() {
             // Announced, not pinned: a dead process's announcement is nobody's pin.
@@ -827,6 +832,9 @@ impl Holders {
             Ok(()) => {
                 // The receipt as close to the take as it can be.
                 if let Some(receipt) = receipt {
+                    // Counted, pinned, not receipted: a kill here is the residual (the
+                    // parent's undo takes another message's count, if one is in flight).
+                    crash_point!("holders.receive.taken");
                     receipts::write(heap, receipt);
                     // Counted, receipted, pinned, not yet recorded: a kill here leaves an
                     // announced pin, taken away once no live process announces the table.
@@ -890,6 +898,9 @@ impl Holders {
     /// count stays, and the object leaks). `receipt`: written under the lock when the count
     /// is taken (see [`Holders::receive`]).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
+        if let Some(receipt) = receipt {
+            receipts::touch(heap, receipt);
+        }
         let announced = self.announce(heap);
         if self.pin(generation, true).is_err() {
             return;
