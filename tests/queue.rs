@@ -925,43 +925,6 @@ fn a_consumer_killed_in_the_middle_of_a_get_leaves_the_queue_to_the_others() {
     }
 }
 
-/// Arms `point`, then puts 0, 1, 2... until killed there (a queue nobody reads grows, so
-/// its producer soon makes the heap ready for a segment it has no block for).
-fn numbered_producer_armed(args: (Queue<u64>, String)) {
-    let (q, point) = args;
-    multiproc::__private::crash_at(&point);
-    for i in 0.. {
-        q.put(i).unwrap();
-    }
-}
-
-/// A producer killed while it makes the heap ready for the ring's next segment, after its
-/// put and outside the producers' lock (`heap.refill.carved`: a slab carved, its first
-/// block not yet on the free list), loses nothing it put: every message comes out once, in
-/// order, the queue goes on, and the heap counts no block in use that is not.
-#[test]
-fn a_producer_killed_while_refilling_the_heap_ahead_of_its_next_segment_loses_nothing() {
-    let leaks = leak_check(LIMIT);
-    for method in METHODS {
-        let q = Queue::new().unwrap();
-        let producer = Process::new(numbered_producer_armed, (q.clone(), "heap.refill.carved".to_string()))
-            .start_method(method)
-            .start()
-            .unwrap();
-        assert_eq!(producer.wait(), -libc::SIGABRT, "{method:?}: the producer did not die at the point");
-        let mut n = 0u64;
-        while let Ok(i) = q.try_get() {
-            assert_eq!(i, n, "{method:?}");
-            n += 1;
-        }
-        // (The put that linked the segment came first: at least the first segment's.)
-        assert!(n > 100, "{method:?}: {n} messages");
-        q.put(7).unwrap();
-        assert_eq!(q.get(), Ok(7));
-    }
-    leaks.assert_no_leak();
-}
-
 fn endless_producer(args: (Queue<ByteBuf>, u8)) {
     let (q, id) = args;
     let mut i = 0u32;

@@ -548,35 +548,11 @@ impl Heap {
         }
     }
 
-    /// Makes sure that the next [`Heap::alloc`] of `len` bytes finds a free block of its
-    /// size class, carving a slab for the class now if it has none: for a caller that will
-    /// soon allocate while others wait for it (a ring's producer, ahead of its next
-    /// segment), so that the slab's page faults come before, not under, its lock. Nothing
-    /// for a block above the small classes, or when the heap is full (the allocation will
-    /// say so). The carved blocks stay on the free list until allocated, as freed blocks
-    /// do; a process killed while carving leaks the slab, as one killed in an allocation's
-    /// own refill does.
-    pub(crate) fn refill(&self, len: usize) {
-        let Some(class) = possible(len).ok().and_then(class_of) else { return };
-        if self.header().classes[class].load(Ordering::Acquire) & OFFSET_BITS != 0 {
-            return;
-        }
-        if let Ok(base) = self.carve(class) {
-            crash_point!("heap.refill.carved");
-            self.push(class, base);
-        }
-    }
-
     fn alloc_small(&self, class: usize) -> Result<u64, HeapFull> {
         if let Some(off) = self.pop(class) {
             return Ok(off);
         }
-        self.carve(class)
-    }
-
-    /// Carves a slab of fresh pages into blocks of `class`: the first is returned, the
-    /// others go onto the class's free list.
-    fn carve(&self, class: usize) -> Result<u64, HeapFull> {
+        // Refill: carve a slab of fresh pages into blocks of this class.
         let block = CLASSES[class];
         let slab = (block * 16).max(64 * 1024);
         let base = self.alloc_large(slab)?;

@@ -804,13 +804,9 @@ impl Ring {
             return Ok(false);
         }
         let need = 8 + body_len;
-        // After a new segment, the heap is made ready for the one after it, once the lock
-        // is given back (see `Heap::refill`).
-        let mut ahead = None;
         // Room for this record and a JUMP after it.
         if at.pos + need + 8 > segment_cap(heap, at.seg) {
             self.grow(heap, &mut at, need).map_err(Refused::HeapFull)?;
-            ahead = Some(self.producers.next_segment.load(Ordering::Relaxed));
         }
         let body = body.take().expect("a record's body is written once");
         let pending = body(&at);
@@ -835,11 +831,6 @@ impl Ring {
         self.producers.publish(&at);
         drop(_unlock);
         self.not_empty.value.notify(1);
-        if let Some(next) = ahead {
-            // Rather than in the next `grow`: a producer that found no block there carved
-            // a slab under the lock, page faults and all, while the others waited.
-            Self::refill_ahead(heap, next);
-        }
         Ok(true)
     }
 
@@ -874,12 +865,6 @@ impl Ring {
             ..At::default()
         };
         self.has_room(&at, len)
-    }
-
-    /// [`Heap::refill`] for a segment of the `planned` size (out of line: once a segment).
-    #[cold]
-    fn refill_ahead(heap: &Heap, planned: u64) {
-        heap.refill(planned.clamp(FIRST_SEGMENT, MAX_SEGMENT) as usize);
     }
 
     /// Links a new segment with room for `need` bytes and moves the producers there.
