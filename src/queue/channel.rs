@@ -123,11 +123,18 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
     gone: impl FnOnce(W::Gone) -> Failure,
-    taking: impl FnOnce(),
-    decoded: impl FnOnce(bool),
+    taking: impl FnMut(),
+    decoded: impl FnMut(bool),
 ) -> Result<T, Failure> {
+    // The read closure captures one reference: the ring moves it out of an `Option` at each
+    // take, and a closure of several captures (written field by field here) was moved with
+    // wider loads than the stores that wrote it, which the processor cannot forward.
+    let mut with = (ring, tag, taking, decoded);
+    let with = &mut with;
     let decoded = ring
-        .get(deadline, watch, |bytes, got| {
+        .get(deadline, watch, move |bytes, got| {
+            let (ring, tag, taking, decoded) = with;
+            let (ring, tag) = (*ring, *tag);
             taking();
             if got == tag {
                 // A plain type's message holds no handle: read straight from the record. One
