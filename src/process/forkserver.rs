@@ -556,6 +556,9 @@ fn ask(
         return Err(if fresh { failed(e, false) } else { Unasked::Stale(e) });
     }
     drop(room);
+    // Asked, not yet answered: a test holds a requester here (`hold:`) while it kills the
+    // server, whose death the requester then meets in its wait.
+    crash_point!("forkserver.asked");
     let result = (|| {
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
