@@ -6,9 +6,9 @@ mod child;
 pub(crate) mod family;
 mod fork;
 mod forkserver;
-pub(crate) use forkserver::Zygote;
 #[doc(hidden)]
 pub use forkserver::fork_server_pid;
+pub(crate) use forkserver::{Zygote, start_worth_retrying};
 mod init;
 mod join_async;
 mod logging;
@@ -1460,6 +1460,9 @@ impl ChildProcess {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn active_children() -> Vec<ChildProcess> {
+    // And the report rooms of fork-server starts that failed, left to a child that has
+    // ended since.
+    crate::shm::free_left_rooms();
     family::active_children().into_iter().map(|child| ChildProcess { child }).collect()
 }
 

@@ -100,6 +100,10 @@ struct Header {
     pin_records_top: AtomicU64,
     /// Processes pinning without a record (every record taken by a live process).
     anonymous_pins: AtomicU64,
+    /// The pid of the family's fork server (0: none yet), written by the process that
+    /// starts it (at `init()`, and again when it restarts it): a requester waiting for its
+    /// answer looks whether it is stopped or dead.
+    fork_server: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= pins::ANNOUNCE_AT);
@@ -305,6 +309,11 @@ impl Heap {
     /// Processes pinning without a record.
     pub(crate) fn anonymous_pins(&self) -> &AtomicU64 {
         &self.header().anonymous_pins
+    }
+
+    /// The pid of the family's fork server (0: none yet).
+    pub(crate) fn fork_server(&self) -> &AtomicU64 {
+        &self.header().fork_server
     }
 
     /// The block being made for that list, under its lock (0: none).

@@ -149,6 +149,12 @@ pub(crate) fn shutdown_both(sock: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Both)?)
 }
 
+/// Shuts down `sock`'s receiving side: its peer's sends fail from now on (even while copies
+/// of this end stay open), while what this end sent stays for the peer to read.
+pub(crate) fn shutdown_read(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Read)?)
+}
+
 /// Connects to a unix socket in the abstract namespace.
 pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedFd> {
     let sock = rustix::net::socket_with(AddressFamily::UNIX, kind(seqpacket), SocketFlags::CLOEXEC, None)?;
@@ -160,6 +166,13 @@ pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedF
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Makes a blocking receive on `sock` give up after `timeout` (`WouldBlock`): a requester
+/// that waits for an answer looks, now and then, whether the one that should answer still
+/// can, at no cost to a receive that is answered in time (one option set per connection).
+pub(crate) fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_timeout(sock, rustix::net::sockopt::Timeout::Recv, Some(timeout))?)
 }
 
 /// Accepts one connection (close-on-exec).
