@@ -121,6 +121,12 @@ pub enum StartMethod {
     /// since the main process may run threads. A start whose request the server had taken when
     /// it died fails with [`Error::StartMethodUnavailable`], and the child it may have
     /// forked exits without running its target.
+    ///
+    /// A server that is slow to answer (a loaded machine) is waited for, but one that is
+    /// stopped (`SIGSTOP`, a debugger) is not: a start fails with
+    /// [`Error::StartMethodUnavailable`] and runs nothing. The stopped server is not
+    /// replaced (it may be stopped on purpose): once continued (`SIGCONT`), starts work
+    /// again.
     ForkServer = 3,
 }
 

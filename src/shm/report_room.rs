@@ -255,7 +255,13 @@ pub(crate) fn free_left_rooms() {
     if LEFT_COUNT.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let mut left = LEFT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Not waited for: a fork copy of this process (beside `allow_fork_with_threads`) may
+    // have it as another thread held it, and its rooms are not its own anyway.
+    let mut left = match LEFT.try_lock() {
+        Ok(left) => left,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
     let me = sys::pid_now();
     let heap = Heap::get();
     let mut kept = Vec::with_capacity(left.len());
