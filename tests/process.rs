@@ -1889,6 +1889,17 @@ fn signal_server(pid: u32, signal: i32) {
     assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
 }
 
+/// This process's children (zombies too), from `/proc/self/task/*/children`.
+fn own_children() -> std::collections::BTreeSet<u32> {
+    let mut children = std::collections::BTreeSet::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(list.split_whitespace().filter_map(|pid| pid.parse::<u32>().ok()));
+        }
+    }
+    children
+}
+
 /// Whether `e` is the typed failure of a fork-server start.
 fn fork_server_unavailable<T: std::fmt::Debug>(started: &Result<T, multiproc::Error>) -> bool {
     matches!(started, Err(multiproc::Error::StartMethodUnavailable(StartMethod::ForkServer, _)))
@@ -1905,6 +1916,7 @@ fn a_start_through_a_stopped_fork_server_fails_typed_inner() {
         // Once before: this process keeps a connection to the server.
         assert_eq!(Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap(), 4);
         let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+        let children = own_children();
         for round in 0..2 {
             signal_server(server, libc::SIGSTOP);
             assert!(eventually(LIMIT, || stopped(server)), "round {round}: the server stopped");
@@ -1933,6 +1945,10 @@ fn a_start_through_a_stopped_fork_server_fails_typed_inner() {
         // told to stop, they exited).
         let ran = queue.get_timeout(Duration::from_secs(1));
         assert!(ran.is_err(), "a start that failed ran its target anyway: it put {ran:?}");
+        // No child is left, not even a zombie (a continued server forks nothing for a
+        // request whose requester gave up: a sibling it forked would be a zombie of ours).
+        let left = eventually(Duration::from_secs(10), || own_children() == children);
+        assert!(left, "children {children:?} before, {:?} after", own_children());
     }
     // Their report rooms were freed once their children ended (`active_children` looks).
     let back = eventually(Duration::from_secs(10), || {

@@ -623,10 +623,10 @@ fn ask(
         Err(e) => {
             // Shut down, not only closed: a late answer (a stopped server continued) must
             // go nowhere, whatever copies of the connection fork children hold, so that the
-            // server never says go to a room left to a child told to stop. Its receiving
-            // side only: the server still reads the request, and forks the child that frees
-            // the room (`free_left_rooms`).
-            let _ = sys::shutdown_read(conn);
+            // server never says go to a room left to a child told to stop; and a server
+            // that reads the request only now finds the connection ended after it, and
+            // forks nothing (`Server::handle`).
+            let _ = sys::shutdown_both(conn);
             *slot = None;
             return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true));
         }
@@ -1068,6 +1068,16 @@ impl Server {
             }
             ChildBoot::Socket(_) => None,
         };
+        if self.requesters[i].sock.as_ref().is_some_and(|sock| sys::peer_ended(sock.as_fd())) {
+            // Its requester gave up on the answer (a server stopped, then continued) or
+            // died: no child, whom nobody would reap (a sibling of the main process) or
+            // wait for; its room, left to a child, is freed (`ReportRoom::unforked_at`).
+            if let Some(off) = go_room {
+                crate::shm::ReportRoom::unforked_at(off);
+            }
+            self.requesters[i].sock = None;
+            return None;
+        }
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             let record = self.zygote.then(crate::shm::before_fork);
             match sys::fork_as_sibling() {

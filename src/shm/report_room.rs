@@ -109,6 +109,9 @@ fn child_word(heap: &Heap, off: u64) -> &AtomicU32 {
 
 /// The child word's flag: the child is its requester's own child (reaped by it).
 const YOURS: u32 = 1 << 31;
+/// The child word when the server forked no child for the room (its requester had given
+/// up on the answer): the room is free to go.
+const UNFORKED: u32 = YOURS - 1;
 
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     // An offset that came through a copy of memory must never become a slice outside the
@@ -186,6 +189,15 @@ impl ReportRoom {
         let heap = Heap::get();
         if off.is_multiple_of(64) && heap.contains(off, ROOM) && pid & YOURS == 0 {
             child_word(heap, off).store(pid | if yours { YOURS } else { 0 }, Ordering::Release);
+        }
+    }
+
+    /// The fork server, for the room at `off` named by a request whose requester gave up on
+    /// the answer before the server read it: no child was forked, none will read the room.
+    pub(crate) fn unforked_at(off: u64) {
+        let heap = Heap::get();
+        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
+            child_word(heap, off).store(UNFORKED, Ordering::Release);
         }
     }
 
@@ -273,18 +285,19 @@ pub(crate) fn free_left_rooms() {
         }
         let child = child_word(heap, room.off).load(Ordering::Acquire);
         let pid = child & !YOURS;
-        let ended = pid != 0
-            && if child & YOURS != 0 {
-                // Our own child, which nobody else reaps: it keeps its pid until reaped.
-                match sys::reap_child_if_ended(pid) {
-                    Ok(reaped) => reaped,
-                    Err(_) => !sys::process_alive(pid, 0),
-                }
-            } else {
-                // Another's child (the server's): gone or a zombie, it touches nothing. A
-                // pid reused meanwhile reads as alive: the room waits, never freed early.
-                !sys::process_alive(pid, 0)
-            };
+        let ended = child == UNFORKED
+            || pid != 0
+                && if child & YOURS != 0 {
+                    // Our own child, which nobody else reaps: it keeps its pid until reaped.
+                    match sys::reap_child_if_ended(pid) {
+                        Ok(reaped) => reaped,
+                        Err(_) => !sys::process_alive(pid, 0),
+                    }
+                } else {
+                    // Another's child (the server's): gone or a zombie, it touches nothing. A
+                    // pid reused meanwhile reads as alive: the room waits, never freed early.
+                    !sys::process_alive(pid, 0)
+                };
         if ended {
             drop(room);
         } else {

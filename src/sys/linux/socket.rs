@@ -149,10 +149,17 @@ pub(crate) fn shutdown_both(sock: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Both)?)
 }
 
-/// Shuts down `sock`'s receiving side: its peer's sends fail from now on (even while copies
-/// of this end stay open), while what this end sent stays for the peer to read.
-pub(crate) fn shutdown_read(sock: BorrowedFd<'_>) -> io::Result<()> {
-    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Read)?)
+/// Whether `sock`'s peer shut its end down (or closed it) with nothing more queued: a peek
+/// that reads the end of the stream. One system call, no wait.
+pub(crate) fn peer_ended(sock: BorrowedFd<'_>) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::net::recv(sock, &mut byte[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return n == 0,
+            Err(Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Connects to a unix socket in the abstract namespace.
