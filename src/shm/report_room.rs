@@ -13,8 +13,12 @@
 //! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
 //! the message's length, words 2 and 3 the offset and length of a block of the heap the
 //! child allocated for a message too long for the room (a spill), word 4 the go word (its
-//! low half, a futex: [`ChildRoom::wait_for_go`]), then the inline message (little-endian
-//! words).
+//! low half, a futex: [`ChildRoom::wait_for_go`]; its high half the child word, the pid the
+//! fork server forked for the room: [`ReportRoom::forked_at`]), then the inline message
+//! (little-endian words). A requester whose start failed after its request went leaves
+//! the room to the child ([`ReportRoom::leave_to_child`]) and frees it once that child has
+//! ended ([`free_left_rooms`]), or at once when the server forked none
+//! ([`ReportRoom::unforked_at`]).
 //!
 //! A fork-server child waits for its go word before it touches anything its boot message
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
