@@ -1394,3 +1394,60 @@ fn family_connection_numbers_are_taken_again_after_their_threads_end() {
     Process::new(calls_from_fresh_threads, (d.clone(), 100)).start().unwrap().join().unwrap();
     assert_eq!(d.len().unwrap(), 200);
 }
+
+const FORK_SERVER_KILLED_INNER: &str = "MULTIPROC_TEST_MANAGER_FORK_SERVER_KILLED_INNER";
+
+#[test]
+fn a_fork_server_manager_starts_after_the_fork_server_was_killed_inner() {
+    if std::env::var_os(FORK_SERVER_KILLED_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        let first = Manager::builder().start_method(StartMethod::ForkServer).start().unwrap();
+        let d = first.dict::<String, i32>().unwrap();
+        d.insert("a".into(), 1).unwrap();
+        for round in 0..2 {
+            let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+            sigkill(server);
+            assert!(eventually(LIMIT, || !pid_running(server)), "round {round}");
+            // The first manager's server is the main process's own child: it serves on.
+            assert_eq!(d.len().unwrap(), 1 + 2 * round, "round {round}");
+            // A new manager starts through a fork server started again, and serves a
+            // fork-server child too.
+            let second = Manager::builder().start_method(StartMethod::ForkServer).start().unwrap();
+            let l = second.list_from(0..10).unwrap();
+            let d = d.clone();
+            let cleared = first.dict::<String, i32>().unwrap();
+            Process::new(child_fills, (cleared.clone(), l.clone()))
+                .start_method(StartMethod::ForkServer)
+                .start()
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(cleared.items().unwrap(), vec![("1".to_string(), 1), ("two".to_string(), 2)], "round {round}");
+            assert_eq!(l.to_vec().unwrap(), (0..10).rev().collect::<Vec<_>>(), "round {round}");
+            d.insert(format!("b{round}"), 2).unwrap();
+            d.insert(format!("c{round}"), 3).unwrap();
+            assert_ne!(multiproc::__private::fork_server_pid(), Some(server), "round {round}: a new fork server");
+            let pid = second.pid().unwrap();
+            second.shutdown().unwrap();
+            assert!(!pid_running(pid), "round {round}");
+        }
+        first.shutdown().unwrap();
+    }
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// A `ForkServer` manager's server starts through the family's fork server like any
+/// process: once that was killed (`kill -9`), the next manager's start starts a new fork
+/// server (as a pool's replacement does), and a manager started before goes on serving.
+#[test]
+fn a_fork_server_manager_starts_after_the_fork_server_was_killed() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_fork_server_manager_starts_after_the_fork_server_was_killed_inner",
+        FORK_SERVER_KILLED_INNER,
+    );
+}

@@ -2540,3 +2540,125 @@ fn a_fork_server_pool_whose_server_is_stopped_maps_on_the_worker_left() {
         SERVER_STOPPED_INNER,
     );
 }
+
+const STOPPED_SERVER_INNER: &str = "MULTIPROC_TEST_POOL_STOPPED_SERVER_INNER";
+
+/// Sends `signal` to `pid`.
+fn send_signal(pid: u32, signal: i32) {
+    // SAFETY (test): kill only sends a signal, to the family's fork server or our own worker.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+}
+
+#[test]
+fn a_fork_server_pool_beside_a_stopped_server_fails_typed_and_joins_inner() {
+    if std::env::var_os(STOPPED_SERVER_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    let mut workers = Vec::new();
+    {
+        let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+        let pool = Pool::builder().processes(2).start_method(StartMethod::ForkServer).build().unwrap();
+        assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+        workers.extend(pool.pids());
+        send_signal(server, libc::SIGSTOP);
+        assert!(eventually(SETTLE, || stopped(server)), "the server stopped");
+        // A build fails typed instead of waiting for the server.
+        let built = Pool::builder().processes(2).start_method(StartMethod::ForkServer).build();
+        assert!(
+            matches!(&built, Err(Error::StartMethodUnavailable(StartMethod::ForkServer, _))),
+            "{:?}",
+            built.as_ref().map(|_| ())
+        );
+        // A worker killed: its replacement's start fails (the pool thread does not wait for
+        // the server), the map goes on on the worker left, and `join` (which joins the pool
+        // thread) returns while the server is still stopped.
+        let old = pool.pids();
+        send_signal(old[0], libc::SIGKILL);
+        assert!(eventually(SETTLE, || !pid_running(old[0])));
+        assert_eq!(pool.map(square, 0..40).unwrap(), (0..40).map(square).collect::<Vec<_>>());
+        pool.close();
+        pool.join().unwrap();
+        assert!(stopped(server), "still stopped");
+        send_signal(server, libc::SIGCONT);
+        // Continued: pools build again, through the same server.
+        let pool = Pool::builder().processes(2).start_method(StartMethod::ForkServer).build().unwrap();
+        assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+        workers.extend(pool.pids());
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!(multiproc::__private::fork_server_pid(), Some(server), "the same server");
+    }
+    leaks.assert_no_leak();
+    assert!(workers.iter().all(|&pid| !pid_running(pid)), "no worker runs after join");
+    println!("INNER-DONE");
+}
+
+/// A stopped fork server (`SIGSTOP`) never answers: `Pool::build` waited for it, and so did
+/// the pool thread's replacement of a dead worker, and with it `join`. Now a build fails
+/// with `StartMethodUnavailable`, the replacement fails (the pool maps on the workers
+/// left), `join` returns, and once the server is continued pools build again.
+#[test]
+fn a_fork_server_pool_beside_a_stopped_server_fails_typed_and_joins() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_fork_server_pool_beside_a_stopped_server_fails_typed_and_joins_inner",
+        STOPPED_SERVER_INNER,
+    );
+}
+
+const MID_START_INNER: &str = "MULTIPROC_TEST_POOL_SERVER_DIED_MID_START_INNER";
+
+#[test]
+fn a_one_worker_pool_whose_server_died_during_a_start_completes_its_map_inner() {
+    if std::env::var_os(MID_START_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    let mut workers = Vec::new();
+    {
+        let pool = Pool::builder().processes(1).start_method(StartMethod::ForkServer).build().unwrap();
+        assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+        for round in 0..2 {
+            let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+            let old = pool.pids();
+            workers.extend(old.iter().copied());
+            // The server stopped, so that it takes the replacement's request and dies
+            // without an answer; the pool thread held once the request went.
+            send_signal(server, libc::SIGSTOP);
+            assert!(eventually(SETTLE, || stopped(server)), "round {round}");
+            multiproc::__private::crash_at("hold:forkserver.asked");
+            send_signal(old[0], libc::SIGKILL);
+            assert!(eventually(SETTLE, || multiproc::__private::crash_holding() == 1), "round {round}: asked");
+            // Work waits for the only worker while its start is under way.
+            let waiting = pool.map_async(square, 0..40).unwrap();
+            send_signal(server, libc::SIGKILL);
+            assert!(eventually(SETTLE, || !pid_running(server)), "round {round}");
+            multiproc::__private::crash_disarm();
+            // The start failed ("closed the connection"); made again, it starts a new server
+            // and the map completes.
+            assert_eq!(waiting.get().unwrap(), (0..40).map(square).collect::<Vec<_>>(), "round {round}");
+            assert!(eventually(SETTLE, || pool.pids().len() == 1 && pool.pids() != old), "round {round}");
+            assert_ne!(multiproc::__private::fork_server_pid(), Some(server), "round {round}: a new server");
+        }
+        workers.extend(pool.pids());
+        pool.close();
+        pool.join().unwrap();
+    }
+    leaks.assert_no_leak();
+    assert!(workers.iter().all(|&pid| !pid_running(pid)), "no worker runs after join");
+    println!("INNER-DONE");
+}
+
+/// Found by the chaos soak: a fork server killed during a worker's start ("connection reset
+/// by peer") failed the waiting work of a pool whose only worker it was
+/// (`Panicked("cannot start a worker")`), although the next start would have started a new
+/// server. Now such a start is made again (a few times) before the work fails.
+#[test]
+fn a_one_worker_pool_whose_server_died_during_a_start_completes_its_map() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test(
+        "a_one_worker_pool_whose_server_died_during_a_start_completes_its_map_inner",
+        MID_START_INNER,
+    );
+}

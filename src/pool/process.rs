@@ -314,7 +314,10 @@ impl PoolBuilder {
     /// [`ForkServer`](crate::StartMethod::ForkServer) pool's, whose fork server is started
     /// again); otherwise when multiproc is
     /// not initialized, the initializer's arguments do not encode, or a worker cannot be
-    /// started.
+    /// started (a `ForkServer` pool's fork server stopped, by `SIGSTOP` or a debugger:
+    /// [`Error::StartMethodUnavailable`]). A worker's start that failed because the fork
+    /// server died during it is made again, here and for replacements, before it counts
+    /// as failed (the next start starts a new server).
     ///
     /// # Examples
     ///

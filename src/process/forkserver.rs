@@ -53,6 +53,10 @@ use crate::sys::{self, Forked};
 const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(500);
 /// This process's record of its spins for the server's answers.
 static REPLY_SPINS: LoadSpin = LoadSpin::new();
+/// How long a requester sleeps on the server's answer before it looks whether the server
+/// can still answer (`answer`): a server that is slow (a loaded machine) is waited for, one
+/// stopped (`SIGSTOP`, a debugger) at two looks in a row, a zombie or gone is not.
+const REPLY_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
@@ -113,6 +117,9 @@ pub fn fork_server_pid() -> Option<u32> {
 /// Records `pid` as the fork server this process started; reaps the one it started before
 /// (found dead: its address had no listener).
 fn started_here(pid: u32) {
+    // Where every process of the family finds it (a requester waiting for its answer looks
+    // whether it is stopped).
+    crate::shm::Heap::get().fork_server().store(u64::from(pid), std::sync::atomic::Ordering::Relaxed);
     let pidfd = sys::pidfd_open(pid).ok();
     let mut started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = std::mem::replace(&mut *started, pidfd.map(|pidfd| (sys::pid_now(), pid, pidfd)));
@@ -285,6 +292,7 @@ impl Zygote {
         let listener = sys::listen_abstract(&address, true)?;
         // Connected before the fork: the zygote's first requester, whose end tells it to go.
         let conn = sys::connect_abstract(&address, true)?;
+        sys::set_recv_timeout(conn.as_fd(), REPLY_CHECK)?;
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr().lock();
         let _ = out.flush();
@@ -340,7 +348,8 @@ impl Zygote {
             )));
         }
         // Not started again when gone: its memory is the builder's as of `build`.
-        match ask(Ok(sock.as_fd()), &self.token, (&self.address, super::StartMethod::Fork), &mut slot) {
+        let server = (self.address.as_str(), super::StartMethod::Fork, self.pid);
+        match ask(Ok(sock.as_fd()), &self.token, server, &mut slot) {
             Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, None)),
             Err(e) => Err(e.failed()),
         }
@@ -415,6 +424,8 @@ pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::Rep
 /// ([`restart`]), once per request; a request that went to a server that then died
 /// fails (its child, if one was forked, is told to stop), and the next one restarts it.
 pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
+    // The rooms of earlier starts that failed, whose children have ended since.
+    crate::shm::free_left_rooms();
     let (boot, room) = match boot {
         Boot::Socket(sock) => (Ok(sock), None),
         // The room is 64-byte aligned: the low bit says whether the message holds handles.
@@ -436,8 +447,10 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         let mut stale = 0;
         loop {
             let asked = {
+                let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
+                let server = (address, super::StartMethod::ForkServer, u32::try_from(server).unwrap_or(0));
                 let mut st = family::state();
-                ask(boot, &config.token, (address, super::StartMethod::ForkServer), &mut st.forkserver_conn)
+                ask(boot, &config.token, server, &mut st.forkserver_conn)
             };
             match asked {
                 Ok(started) => return Ok(started),
@@ -462,19 +475,38 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // A child may exist, waiting for its go word, and may still read the room,
             // which is left to it. A lost one's server answered and said go: it runs and
             // takes its argument. Any other is told to stop, and exits without touching
-            // anything, unless the server's go came first: then it is as lost.
-            let e = match e {
+            // anything, unless the server's go came first: then it is as lost. A stopped
+            // child's room is freed once it has ended (the server wrote its pid there when
+            // it forked it: `free_left_rooms`).
+            match e {
                 LaunchError::Lost { .. } => {
                     room.go();
-                    e
+                    room.leave();
+                    Err(e)
                 }
-                LaunchError::Failed(error) if !room.stop() => LaunchError::Lost { own: None, error },
-                LaunchError::Failed(_) => e,
-            };
-            room.leave();
-            Err(e)
+                LaunchError::Failed(error) if !room.stop() => {
+                    room.leave();
+                    Err(LaunchError::Lost { own: None, error })
+                }
+                LaunchError::Failed(_) => {
+                    room.leave_to_child();
+                    Err(e)
+                }
+            }
         }
     }
+}
+
+/// Whether a start that failed with `e` may succeed if made again: the family's fork server
+/// died while it forked it ("connection reset"), and this process is the one that starts a
+/// dead server again (the next start does), and the server is not stopped (a stopped one
+/// fails every start until it is continued). Any other failure is taken as it is: a pool's
+/// zygote (`Fork`) is never started again, nor a server by a child process.
+pub(crate) fn start_worth_retrying(e: &Error) -> bool {
+    let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
+    matches!(e, Error::StartMethodUnavailable(super::StartMethod::ForkServer, _))
+        && fork_server_pid().is_some()
+        && !is_stopped(u32::try_from(server).unwrap_or(0))
 }
 
 /// The error of a start whose server cannot fork it.
@@ -505,7 +537,8 @@ impl Unasked {
 }
 
 /// [`request`]'s exchange with the server at `address` (the family's fork server, or a
-/// pool's [`Zygote`]: `method` names it in errors), over the connection kept in `slot`:
+/// pool's [`Zygote`]: `method` names it in errors; `pid` is its pid, 0 if unknown), over
+/// the connection kept in `slot`:
 /// `boot` is the child's end of its boot socket, or its report room's offset and its boot
 /// message (sent as the room's offset, 8 bytes little-endian, then the message: the child
 /// waits for its go word before it decodes the message, whose blobs its requester may
@@ -513,15 +546,25 @@ impl Unasked {
 fn ask(
     boot: Result<BorrowedFd<'_>, (u64, &[u8])>,
     token: &[u8; 16],
-    (address, method): (&str, super::StartMethod),
+    (address, method, server): (&str, super::StartMethod, u32),
     slot: &mut Option<OwnedFd>,
 ) -> Result<(u32, OwnedFd, Option<OwnedFd>), Unasked> {
     let failed = |e: Error, may_run: bool| Unasked::Failed(LaunchError::Failed(e), may_run);
     let unavailable = |why: String| unavailable(method, why);
     let fresh = slot.is_none();
+    if fresh && stays_stopped(server) {
+        // Not restarted either: it may be stopped on purpose (a debugger), and its
+        // continuation finds it serving.
+        return Err(failed(unavailable(stopped(server)), false));
+    }
     if fresh {
         match sys::connect_abstract(address, true) {
-            Ok(conn) => *slot = Some(conn),
+            Ok(conn) => {
+                // A blocking wait for an answer looks now and then whether the server can
+                // still answer (`answer`).
+                sys::set_recv_timeout(conn.as_fd(), REPLY_CHECK).map_err(|e| failed(e.into(), false))?;
+                *slot = Some(conn);
+            }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 return Err(Unasked::Gone(unavailable(format!("cannot reach it: {e}"))));
             }
@@ -558,6 +601,9 @@ fn ask(
         return Err(if fresh { failed(e, false) } else { Unasked::Stale(e) });
     }
     drop(room);
+    // Asked, not yet answered: a test holds a requester here (`hold:`) while it kills the
+    // server, whose death the requester then meets in its wait.
+    crash_point!("forkserver.asked");
     let result = (|| {
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
@@ -567,7 +613,7 @@ fn ask(
             REPLY_SPINS.spin(REPLY_SPIN, || sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds).transpose());
         let n = match spun {
             Some(received) => received?,
-            None => sys::recv_with_fds(conn, &mut buf, &mut fds)?,
+            None => answer(conn, &mut buf, &mut fds, server)?,
         };
         if n == 0 {
             return Err(io::Error::other("the fork server closed the connection"));
@@ -577,6 +623,12 @@ fn ask(
     let (reply, fds) = match result {
         Ok(r) => r,
         Err(e) => {
+            // Shut down, not only closed: a late answer (a stopped server continued) must
+            // go nowhere, whatever copies of the connection fork children hold, so that the
+            // server never says go to a room left to a child told to stop; and a server
+            // that reads the request only now finds the connection ended after it, and
+            // forks nothing (`Server::handle`).
+            let _ = sys::shutdown_both(conn);
             *slot = None;
             return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true));
         }
@@ -603,6 +655,52 @@ fn ask(
             Err(failed(Error::Io(io::Error::from_raw_os_error(errno)), false))
         }
     }
+}
+
+/// Waits for the server's answer on `conn` (whose receives time out after
+/// [`REPLY_CHECK`]): as long as it takes a live server, however slow, but not for a server
+/// that cannot answer: stopped (`SIGSTOP`, a debugger: `T` or `t` in `/proc`) at two looks
+/// in a row (a group stop and its continuation, Ctrl-Z then `fg`, may be seen half done at
+/// one look), a zombie or gone (its end of the connection is closed then, which the
+/// receive sees first, unless a fork copy of it holds it).
+fn answer(conn: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>, server: u32) -> io::Result<usize> {
+    let mut stopped_before = false;
+    loop {
+        match sys::recv_with_fds(conn, buf, fds) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            received => return received,
+        }
+        if is_stopped(server) {
+            if stopped_before {
+                return Err(io::Error::other(stopped(server)));
+            }
+            stopped_before = true;
+            continue;
+        }
+        stopped_before = false;
+        if server != 0 && !sys::process_alive(server, 0) {
+            return Err(io::Error::other(format!("it is dead (pid {server})")));
+        }
+    }
+}
+
+/// Whether process `pid` is stopped (`SIGSTOP`: `T`; a debugger: `t`).
+fn is_stopped(pid: u32) -> bool {
+    matches!(sys::process_state(pid), Some(b'T' | b't'))
+}
+
+/// Whether the server `pid` is stopped at two looks [`REPLY_CHECK`] apart (a new
+/// connection to a stopped server would wait in its backlog, and fill it).
+fn stays_stopped(pid: u32) -> bool {
+    is_stopped(pid) && {
+        std::thread::sleep(REPLY_CHECK);
+        is_stopped(pid)
+    }
+}
+
+/// Why a start does not wait for a stopped server.
+fn stopped(pid: u32) -> String {
+    format!("it is stopped (pid {pid}: SIGSTOP or a debugger); continue it (SIGCONT) and start again")
 }
 
 /// `EMFILE`'s errno.
@@ -972,6 +1070,16 @@ impl Server {
             }
             ChildBoot::Socket(_) => None,
         };
+        if self.requesters[i].sock.as_ref().is_some_and(|sock| sys::peer_ended(sock.as_fd())) {
+            // Its requester gave up on the answer (a server stopped, then continued) or
+            // died: no child, whom nobody would reap (a sibling of the main process) or
+            // wait for; its room, left to a child, is freed (`ReportRoom::unforked_at`).
+            if let Some(off) = go_room {
+                crate::shm::ReportRoom::unforked_at(off);
+            }
+            self.requesters[i].sock = None;
+            return None;
+        }
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             let record = self.zygote.then(crate::shm::before_fork);
             match sys::fork_as_sibling() {
@@ -982,6 +1090,11 @@ impl Server {
                     return Some((child_boot, self.main.pid));
                 }
                 Ok(sys::Sibling::Forker { pid, pidfd }) => {
+                    if let Some(off) = go_room {
+                        // Before anything can fail: a requester that leaves the room on a
+                        // failed start frees it once this child has ended.
+                        crate::shm::ReportRoom::forked_at(off, pid, true);
+                    }
                     self.record_copy(record, pid, pidfd.as_fd());
                     drop(child_boot);
                     // Forked, not yet answered: a server killed here leaves a child its
@@ -1026,6 +1139,9 @@ impl Server {
                 Some((child_boot, me))
             }
             Ok(Forked::Parent(pid)) => {
+                if let Some(off) = go_room {
+                    crate::shm::ReportRoom::forked_at(off, pid, false);
+                }
                 drop(child_boot);
                 drop(room);
                 match sys::pidfd_open(pid) {

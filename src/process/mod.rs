@@ -6,9 +6,9 @@ mod child;
 pub(crate) mod family;
 mod fork;
 mod forkserver;
-pub(crate) use forkserver::Zygote;
 #[doc(hidden)]
 pub use forkserver::fork_server_pid;
+pub(crate) use forkserver::{Zygote, start_worth_retrying};
 mod init;
 mod join_async;
 mod logging;
@@ -121,6 +121,12 @@ pub enum StartMethod {
     /// since the main process may run threads. A start whose request the server had taken when
     /// it died fails with [`Error::StartMethodUnavailable`], and the child it may have
     /// forked exits without running its target.
+    ///
+    /// A server that is slow to answer (a loaded machine) is waited for, but one that is
+    /// stopped (`SIGSTOP`, a debugger) is not: a start fails with
+    /// [`Error::StartMethodUnavailable`] and runs nothing. The stopped server is not
+    /// replaced (it may be stopped on purpose): once continued (`SIGCONT`), starts work
+    /// again.
     ForkServer = 3,
 }
 
@@ -1460,6 +1466,9 @@ impl ChildProcess {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn active_children() -> Vec<ChildProcess> {
+    // And the report rooms of fork-server starts that failed, left to a child that has
+    // ended since.
+    crate::shm::free_left_rooms();
     family::active_children().into_iter().map(|child| ChildProcess { child }).collect()
 }
 

@@ -114,6 +114,10 @@ struct Header {
     /// Bumped whenever a pin record may have become free (given back, or a block linked):
     /// a process that found none remembers this, and looks again only once it changed.
     pin_epoch: AtomicU64,
+    /// The pid of the family's fork server (0: none yet), written by the process that
+    /// starts it (at `init()`, and again when it restarts it): a requester waiting for its
+    /// answer looks whether it is stopped or dead.
+    fork_server: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= pins::ANNOUNCE_AT);
@@ -337,6 +341,11 @@ impl Heap {
     /// Bumped whenever a pin record may have become free.
     pub(crate) fn pin_epoch(&self) -> &AtomicU64 {
         &self.header().pin_epoch
+    }
+
+    /// The pid of the family's fork server (0: none yet).
+    pub(crate) fn fork_server(&self) -> &AtomicU64 {
+        &self.header().fork_server
     }
 
     /// The block being made for that list, under its lock (0: none).

@@ -13,8 +13,12 @@
 //! The block is words only. Word 0 says what is there (0 nothing, inline, spilled), word 1
 //! the message's length, words 2 and 3 the offset and length of a block of the heap the
 //! child allocated for a message too long for the room (a spill), word 4 the go word (its
-//! low half, a futex: [`ChildRoom::wait_for_go`]), then the inline message (little-endian
-//! words).
+//! low half, a futex: [`ChildRoom::wait_for_go`]; its high half the child word, the pid the
+//! fork server forked for the room: [`ReportRoom::forked_at`]), then the inline message
+//! (little-endian words). A requester whose start failed after its request went leaves
+//! the room to the child ([`ReportRoom::leave_to_child`]) and frees it once that child has
+//! ended ([`free_left_rooms`]), or at once when the server forked none
+//! ([`ReportRoom::unforked_at`]).
 //!
 //! A fork-server child waits for its go word before it touches anything its boot message
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
@@ -95,6 +99,25 @@ fn go_word(heap: &Heap, off: u64) -> &AtomicU32 {
     unsafe { &*heap.ptr(off + (GO_WORD * 8) as u64).cast::<AtomicU32>() }
 }
 
+/// The child word: the high half of the go word's 8 bytes (its other four bytes), where the
+/// fork server writes the pid of the child it forked for the room right after the fork
+/// ([`ReportRoom::forked_at`]; [`YOURS`] set when the child is the requester's own, forked
+/// as its sibling), so that a requester that left the room on a failed start frees it once
+/// that child has ended ([`ReportRoom::leave_to_child`]). 0: no child known.
+fn child_word(heap: &Heap, off: u64) -> &AtomicU32 {
+    assert!(heap.contains(off, ROOM), "a report room outside the family heap");
+    // SAFETY: as `go_word`'s, for the other four bytes of the same 8: inside the room,
+    // 4-byte aligned, only ever accessed through this `AtomicU32` (never as an `AtomicU64`:
+    // `ReportRoom::new` skips the go word's 8 bytes), so there is no mixed-size access.
+    unsafe { &*heap.ptr(off + (GO_WORD * 8 + 4) as u64).cast::<AtomicU32>() }
+}
+
+/// The child word's flag: the child is its requester's own child (reaped by it).
+const YOURS: u32 = 1 << 31;
+/// The child word when the server forked no child for the room (its requester had given
+/// up on the answer): the room is free to go.
+const UNFORKED: u32 = YOURS - 1;
+
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     // An offset that came through a copy of memory must never become a slice outside the
     // mapping, or a misaligned one.
@@ -133,6 +156,7 @@ impl ReportRoom {
             word.store(0, Ordering::Relaxed);
         }
         go_word(heap, off).store(GO_PENDING, Ordering::Relaxed);
+        child_word(heap, off).store(0, Ordering::Relaxed);
         w[0].store(0, Ordering::Release);
         Ok(Self { off })
     }
@@ -159,6 +183,39 @@ impl ReportRoom {
         if off.is_multiple_of(64) && heap.contains(off, ROOM) {
             say(go_word(heap, off), GO_ON);
         }
+    }
+
+    /// The fork server, right after it forked `pid` for the room at `off` (named by the
+    /// request), before its answer: the child's pid, `yours` when it is its requester's own
+    /// child (forked as its sibling). A requester whose start fails after that leaves the
+    /// room until that child has ended ([`ReportRoom::leave_to_child`]). An offset that is
+    /// no room's place is ignored.
+    pub(crate) fn forked_at(off: u64, pid: u32, yours: bool) {
+        let heap = Heap::get();
+        if off.is_multiple_of(64) && heap.contains(off, ROOM) && pid & YOURS == 0 {
+            child_word(heap, off).store(pid | if yours { YOURS } else { 0 }, Ordering::Release);
+        }
+    }
+
+    /// The fork server, for the room at `off` named by a request whose requester gave up on
+    /// the answer before the server read it: no child was forked, none will read the room.
+    pub(crate) fn unforked_at(off: u64) {
+        let heap = Heap::get();
+        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
+            child_word(heap, off).store(UNFORKED, Ordering::Release);
+        }
+    }
+
+    /// Leaves the room to the child that may read it (a start that failed after its
+    /// request went, the child told to stop), and frees it once that child is known to
+    /// have ended ([`free_left_rooms`]): the fork server wrote its pid in the child word
+    /// when it forked it. A room whose child is unknown (the server died before its fork,
+    /// or before it wrote the pid, or is stopped and has not forked yet) stays until its
+    /// pid comes; one whose server never forks it stays for ever (512 bytes).
+    pub(crate) fn leave_to_child(self) {
+        let mut left = LEFT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        left.push((sys::pid_now(), self));
+        LEFT_COUNT.store(left.len(), Ordering::Relaxed);
     }
 
     /// Where the child finds it ([`ChildRoom`]): called in the child, the one process
@@ -198,6 +255,62 @@ impl ReportRoom {
     pub(crate) fn leave(self) {
         std::mem::forget(self);
     }
+}
+
+/// Rooms left to a child whose start failed ([`ReportRoom::leave_to_child`]), with the
+/// process that left each (a fork copy of this process has a copy of the list, whose rooms
+/// are not its own).
+static LEFT: std::sync::Mutex<Vec<(u32, ReportRoom)>> = std::sync::Mutex::new(Vec::new());
+/// `LEFT`'s length, to skip its lock when it is empty (every fork-server start looks).
+static LEFT_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Frees the rooms left to children whose starts failed ([`ReportRoom::leave_to_child`]),
+/// once each child has ended: a child of this process (forked as its sibling) is reaped
+/// here (nothing else knows it), another's is looked for (gone or a zombie: it touches
+/// nothing any more). Called at each fork-server start and by `active_children`.
+pub(crate) fn free_left_rooms() {
+    if LEFT_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    // Not waited for: a fork copy of this process (beside `allow_fork_with_threads`) may
+    // have it as another thread held it, and its rooms are not its own anyway.
+    let mut left = match LEFT.try_lock() {
+        Ok(left) => left,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    let me = sys::pid_now();
+    let heap = Heap::get();
+    let mut kept = Vec::with_capacity(left.len());
+    for (owner, room) in left.drain(..) {
+        if owner != me {
+            // A copy of another process's list (we were forked): its rooms are not ours.
+            std::mem::forget(room);
+            continue;
+        }
+        let child = child_word(heap, room.off).load(Ordering::Acquire);
+        let pid = child & !YOURS;
+        let ended = child == UNFORKED
+            || pid != 0
+                && if child & YOURS != 0 {
+                    // Our own child, which nobody else reaps: it keeps its pid until reaped.
+                    match sys::reap_child_if_ended(pid) {
+                        Ok(reaped) => reaped,
+                        Err(_) => !sys::process_alive(pid, 0),
+                    }
+                } else {
+                    // Another's child (the server's): gone or a zombie, it touches nothing. A
+                    // pid reused meanwhile reads as alive: the room waits, never freed early.
+                    !sys::process_alive(pid, 0)
+                };
+        if ended {
+            drop(room);
+        } else {
+            kept.push((owner, room));
+        }
+    }
+    *left = kept;
+    LEFT_COUNT.store(left.len(), Ordering::Relaxed);
 }
 
 impl Drop for ReportRoom {

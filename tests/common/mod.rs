@@ -103,6 +103,11 @@ pub fn leak_check(limit: Duration) -> LeakCheck {
 }
 
 impl LeakCheck {
+    /// The heap's bytes in use when the check began.
+    pub fn before(&self) -> u64 {
+        self.before
+    }
+
     /// Asserts that the heap is back to where it was (children may still be finishing).
     pub fn assert_no_leak(&self) {
         self.assert_at_most(0);

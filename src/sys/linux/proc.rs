@@ -181,6 +181,30 @@ pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
     true
 }
 
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`, `D`, `T` stopped, `t`
+/// stopped by a tracer, `Z` zombie, ...), if it exists.
+pub(crate) fn process_state(pid: u32) -> Option<u8> {
+    if pid == 0 {
+        return None;
+    }
+    process_stat(pid).map(|s| s.state)
+}
+
+/// Reaps this process's own child `pid` if it has ended: `Ok(true)` reaped, `Ok(false)`
+/// still running, `ECHILD` if it is not this process's child. By pid: only for a child
+/// that nothing else reaps (a fork-server child whose start failed: nobody has its pidfd),
+/// which keeps its pid until reaped here.
+pub(crate) fn reap_child_if_ended(pid: u32) -> io::Result<bool> {
+    let Some(target) = Pid::from_raw(pid as i32) else { return Ok(true) };
+    loop {
+        match rustix::process::waitid(WaitId::Pid(target), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+            Ok(status) => return Ok(status.is_some()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The start time of `pid`, if it exists.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     process_stat(pid).map(|s| s.start)

@@ -149,6 +149,19 @@ pub(crate) fn shutdown_both(sock: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Both)?)
 }
 
+/// Whether `sock`'s peer shut its end down (or closed it) with nothing more queued: a peek
+/// that reads the end of the stream. One system call, no wait.
+pub(crate) fn peer_ended(sock: BorrowedFd<'_>) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::net::recv(sock, &mut byte[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return n == 0,
+            Err(Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Connects to a unix socket in the abstract namespace.
 pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedFd> {
     let sock = rustix::net::socket_with(AddressFamily::UNIX, kind(seqpacket), SocketFlags::CLOEXEC, None)?;
@@ -160,6 +173,13 @@ pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedF
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Makes a blocking receive on `sock` give up after `timeout` (`WouldBlock`): a requester
+/// that waits for an answer looks, now and then, whether the one that should answer still
+/// can, at no cost to a receive that is answered in time (one option set per connection).
+pub(crate) fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_timeout(sock, rustix::net::sockopt::Timeout::Recv, Some(timeout))?)
 }
 
 /// Accepts one connection (close-on-exec).
