@@ -922,6 +922,47 @@ fn a_notification_given_to_a_waiter_that_was_killed_goes_to_another_waiter_of_it
     assert_eq!(woken.get(), 0);
 }
 
+fn wait_then_die_recovering(args: (Condition, RawValue<u32>, String)) {
+    let (cond, waiting, point) = args;
+    multiproc::__private::crash_at(&point);
+    let mut guard = cond.acquire().unwrap();
+    waiting.set(waiting.get() + 1);
+    let _ = guard.wait_timeout(Duration::from_secs(20));
+}
+
+/// A waiter killed while it passes on a dead waiter's notification (between its two
+/// stores: the grant to the next waiter, the freeing of the dead one's slot) loses it
+/// not: a waiter of its time still gets it. Before, the dead slot was freed first and the
+/// grant was lost with the recoverer (the third waiter timed out).
+#[test]
+fn a_waiter_killed_passing_on_a_dead_waiters_notification_loses_it_not() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let waiting = RawValue::new(0u32).unwrap();
+    let woken = RawValue::new(0u32).unwrap();
+    // Oldest first: the one killed (the notify(1) goes to it), the recoverer, the heir.
+    let dead = Process::new(wait_once, (cond.clone(), waiting.clone(), woken.clone())).daemon(true).start().unwrap();
+    assert!(common::eventually(LIMIT, || waiting.get() == 1));
+    let point = "condition.recover.handover".to_string();
+    let recoverer =
+        Process::new(wait_then_die_recovering, (cond.clone(), waiting.clone(), point)).daemon(true).start().unwrap();
+    assert!(common::eventually(LIMIT, || waiting.get() == 2));
+    let heir = Process::new(wait_once, (cond.clone(), waiting.clone(), woken.clone())).start().unwrap();
+    assert!(common::eventually(LIMIT, || waiting.get() == 3));
+    // The heir is stopped while the recoverer, alone awake, passes the grant on.
+    let heir_pid = heir.pid() as libc::pid_t;
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(heir_pid, libc::SIGSTOP) }, 0);
+    assert!(common::eventually(LIMIT, || common::pid_stopped(heir.pid())));
+    kill_9(dead);
+    cond.acquire().unwrap().notify(1);
+    assert_eq!(recoverer.wait(), -libc::SIGABRT, "the recoverer did not die passing the grant on");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(heir_pid, libc::SIGCONT) }, 0);
+    assert!(heir.join().unwrap(), "the notification was lost with the process passing it on");
+    assert_eq!(woken.get(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Barrier
 
