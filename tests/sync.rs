@@ -1042,6 +1042,33 @@ fn abort_and_reset_break_the_waiting_parties() {
     assert!(!barrier.is_broken(), "reset leaves it usable");
 }
 
+fn reset_and_die(args: (Barrier, String)) {
+    multiproc::__private::crash_at(&args.1);
+    args.0.reset();
+}
+
+/// A process killed inside `reset` (after the waiting parties were told, before the count
+/// of arrived parties went back to 0) leaves the barrier as a reset one: the parties it
+/// sent away are not counted in the next round. Before, they were (`n_waiting` 1 with
+/// nobody waiting, and the next round would end one party short).
+#[test]
+fn a_process_killed_inside_a_reset_leaves_no_party_counted() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(3).unwrap();
+    let waiter = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    let resetter = Process::new(reset_and_die, (barrier.clone(), "barrier.reset.counted".to_string())).start().unwrap();
+    assert_eq!(resetter.wait(), -libc::SIGABRT, "the process did not die inside reset");
+    assert_eq!(waiter.join().unwrap(), Err(BarrierBreak::Reset));
+    assert!(!barrier.is_broken());
+    assert_eq!(barrier.n_waiting(), 0, "a party sent away by the killed reset is still counted");
+    let a = Process::new(meet, barrier.clone()).start().unwrap();
+    let b = Process::new(meet, barrier.clone()).start().unwrap();
+    let mut indices = vec![barrier.wait().unwrap(), a.join().unwrap(), b.join().unwrap()];
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+}
+
 #[test]
 fn an_event_shared_by_reference_with_a_setting_thread_is_not_abandoned() {
     let _w = watchdog(LIMIT);
