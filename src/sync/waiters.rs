@@ -299,8 +299,16 @@ impl Waiters {
             match oldest {
                 Some((i, heir)) => {
                     self.handover.begin([dead as u64, dead_ticket, i as u64, heir.ticket.load(r), horizon]);
+                    #[cfg(test)]
+                    if tests::killed_here(1) {
+                        return (woken, dropped);
+                    }
                     self.grant(i, horizon);
                     crate::shm::crash::crash_point!("condition.recover.handover");
+                    #[cfg(test)]
+                    if tests::killed_here(2) {
+                        return (woken, dropped);
+                    }
                     self.slots[dead].state.store(FREE, r);
                     self.handover.commit();
                     woken |= 1 << i;
@@ -333,6 +341,17 @@ mod tests {
     /// The waiters of the model take the first free slots: these.
     const USED: usize = 3;
 
+    std::thread_local! {
+        /// Where the recovery the model runs now is killed in a handover: 1 after its
+        /// record, 2 after its grant too (`condition.recover.handover`); 0 nowhere.
+        static KILL_AT: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Whether the recovery running is killed at `point` (then it returns at once).
+    pub(super) fn killed_here(point: u8) -> bool {
+        KILL_AT.with(|k| k.get() == point)
+    }
+
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Fate {
         /// Waits (untimed) until granted.
@@ -356,6 +375,8 @@ mod tests {
         Finish(usize),
         Notify,
         Recover,
+        /// A recovery killed in its first handover, at point 1 or 2 (see `KILL_AT`).
+        RecoverKilled(u8),
     }
 
     struct World {
@@ -367,6 +388,8 @@ mod tests {
         granted: u64,
         taken: u64,
         dropped: u64,
+        /// Recoveries still to be killed in this run.
+        kills: u8,
     }
 
     fn copy(table: &Waiters) -> Waiters {
@@ -406,6 +429,7 @@ mod tests {
                 granted: self.granted,
                 taken: self.taken,
                 dropped: self.dropped,
+                kills: self.kills,
             }
         }
 
@@ -442,6 +466,21 @@ mod tests {
             }
             if !self.dead().is_empty() {
                 steps.push(Step::Recover);
+                // A kill in a handover: a dead waiter's grant with a waiter to go to.
+                // (Dead waiters' slots are freed first: no heirs.)
+                let dead = self.dead();
+                let handover = dead.iter().any(|d| {
+                    let (state, _, horizon) = self.state(d.slot);
+                    state == GRANTED
+                        && self
+                            .waiting_slots()
+                            .iter()
+                            .any(|&(ticket, i)| ticket < horizon && dead.iter().all(|d| d.slot != i))
+                });
+                if self.kills > 0 && handover {
+                    steps.push(Step::RecoverKilled(1));
+                    steps.push(Step::RecoverKilled(2));
+                }
             }
             steps
         }
@@ -511,6 +550,18 @@ mod tests {
                     }
                     self.dropped += u64::from(dropped);
                 }
+                Step::RecoverKilled(point) => {
+                    let dead = self.dead();
+                    KILL_AT.with(|k| k.set(point));
+                    let (_, dropped) = self.table.recover(&dead);
+                    KILL_AT.with(|k| k.set(0));
+                    assert!(self.table.handover.unfinished().is_some(), "killed in a handover");
+                    self.dropped += u64::from(dropped);
+                    self.kills -= 1;
+                    // The next step under the guard, whichever it is, finishes the handover
+                    // first: so it does here (`settle` is each step's first call).
+                    self.table.settle();
+                }
             }
         }
 
@@ -564,6 +615,7 @@ mod tests {
                             granted: 0,
                             taken: 0,
                             dropped: 0,
+                            kills: 1,
                         };
                         world.table.overflow.store(u32::from(overflowed), Ordering::Relaxed);
                         explore(&world, &mut runs);
