@@ -922,6 +922,47 @@ fn a_notification_given_to_a_waiter_that_was_killed_goes_to_another_waiter_of_it
     assert_eq!(woken.get(), 0);
 }
 
+fn wait_then_die_recovering(args: (Condition, RawValue<u32>, String)) {
+    let (cond, waiting, point) = args;
+    multiproc::__private::crash_at(&point);
+    let mut guard = cond.acquire().unwrap();
+    waiting.set(waiting.get() + 1);
+    let _ = guard.wait_timeout(Duration::from_secs(20));
+}
+
+/// A waiter killed while it passes on a dead waiter's notification (between its two
+/// stores: the grant to the next waiter, the freeing of the dead one's slot) loses it
+/// not: a waiter of its time still gets it. Before, the dead slot was freed first and the
+/// grant was lost with the recoverer (the third waiter timed out).
+#[test]
+fn a_waiter_killed_passing_on_a_dead_waiters_notification_loses_it_not() {
+    let _w = watchdog(LIMIT);
+    let cond = Condition::new().unwrap();
+    let waiting = RawValue::new(0u32).unwrap();
+    let woken = RawValue::new(0u32).unwrap();
+    // Oldest first: the one killed (the notify(1) goes to it), the recoverer, the heir.
+    let dead = Process::new(wait_once, (cond.clone(), waiting.clone(), woken.clone())).daemon(true).start().unwrap();
+    assert!(common::eventually(LIMIT, || waiting.get() == 1));
+    let point = "condition.recover.handover".to_string();
+    let recoverer =
+        Process::new(wait_then_die_recovering, (cond.clone(), waiting.clone(), point)).daemon(true).start().unwrap();
+    assert!(common::eventually(LIMIT, || waiting.get() == 2));
+    let heir = Process::new(wait_once, (cond.clone(), waiting.clone(), woken.clone())).start().unwrap();
+    assert!(common::eventually(LIMIT, || waiting.get() == 3));
+    // The heir is stopped while the recoverer, alone awake, passes the grant on.
+    let heir_pid = heir.pid() as libc::pid_t;
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(heir_pid, libc::SIGSTOP) }, 0);
+    assert!(common::eventually(LIMIT, || common::pid_stopped(heir.pid())));
+    kill_9(dead);
+    cond.acquire().unwrap().notify(1);
+    assert_eq!(recoverer.wait(), -libc::SIGABRT, "the recoverer did not die passing the grant on");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(heir_pid, libc::SIGCONT) }, 0);
+    assert!(heir.join().unwrap(), "the notification was lost with the process passing it on");
+    assert_eq!(woken.get(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Barrier
 
@@ -999,6 +1040,33 @@ fn abort_and_reset_break_the_waiting_parties() {
     barrier.reset();
     assert_eq!(waiter.join().unwrap(), Err(BarrierBreak::Reset));
     assert!(!barrier.is_broken(), "reset leaves it usable");
+}
+
+fn reset_and_die(args: (Barrier, String)) {
+    multiproc::__private::crash_at(&args.1);
+    args.0.reset();
+}
+
+/// A process killed inside `reset` (after the waiting parties were told, before the count
+/// of arrived parties went back to 0) leaves the barrier as a reset one: the parties it
+/// sent away are not counted in the next round. Before, they were (`n_waiting` 1 with
+/// nobody waiting, and the next round would end one party short).
+#[test]
+fn a_process_killed_inside_a_reset_leaves_no_party_counted() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(3).unwrap();
+    let waiter = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    let resetter = Process::new(reset_and_die, (barrier.clone(), "barrier.reset.counted".to_string())).start().unwrap();
+    assert_eq!(resetter.wait(), -libc::SIGABRT, "the process did not die inside reset");
+    assert_eq!(waiter.join().unwrap(), Err(BarrierBreak::Reset));
+    assert!(!barrier.is_broken());
+    assert_eq!(barrier.n_waiting(), 0, "a party sent away by the killed reset is still counted");
+    let a = Process::new(meet, barrier.clone()).start().unwrap();
+    let b = Process::new(meet, barrier.clone()).start().unwrap();
+    let mut indices = vec![barrier.wait().unwrap(), a.join().unwrap(), b.join().unwrap()];
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
 }
 
 #[test]

@@ -6,16 +6,18 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use multiproc::{Barrier, Lock, Process, RLock, RawArray, StartMethod, Value};
+use multiproc::{Barrier, BoundedSemaphore, Lock, Process, RLock, RawArray, StartMethod, Value};
 
 use crate::stats::{self, Report};
 
 /// lock_uncontended: ns per `acquire()` + release (dropping the guard) in one process,
-/// after 1000 untimed pairs; median of 5 batches of 1M.
+/// after 1000 untimed pairs; median of 5 batches of 1M. Variants: `Lock`, `RLock`, and a
+/// `BoundedSemaphore(1)` (whose acquire and release each record an undo under its guard).
 pub fn lock_uncontended(report: &mut Report) {
     const N: u32 = 1_000_000;
     let lock = Lock::new().expect("lock");
     let rlock = RLock::new().expect("rlock");
+    let semaphore = BoundedSemaphore::new(1).expect("semaphore");
     let mut run = |variant: &str, pair: &dyn Fn()| {
         for _ in 0..1000 {
             pair();
@@ -33,6 +35,7 @@ pub fn lock_uncontended(report: &mut Report) {
     };
     run("lock", &|| drop(black_box(lock.acquire())));
     run("rlock", &|| drop(black_box(rlock.acquire())));
+    run("semaphore", &|| drop(black_box(semaphore.acquire())));
 }
 
 /// The clock every process of a benchmark reads: set before the children are forked, so

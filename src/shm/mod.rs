@@ -20,6 +20,7 @@ mod pins;
 mod raw_access;
 pub(crate) mod reactor;
 mod receipts;
+mod record;
 mod report_room;
 mod ring;
 mod segment;
@@ -45,6 +46,7 @@ pub(crate) use receipts::{
     Key as ReceiptKey, Receipts, all_written as all_receipted, free_written as free_receipts,
     from_frame as receipt_from_frame, on_socket as receipts_on_socket,
 };
+pub(crate) use record::ChangeRecord;
 pub(crate) use report_room::{ChildRoom, ReportRoom, free_left_rooms};
 pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, SMALL_PUT, TAG_MASK, Watch};
 pub(crate) use segment::{AccessError, Segment};

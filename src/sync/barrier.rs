@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::{BarrierBreak, BrokenBarrier};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
-use crate::shm::{Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind};
+use crate::shm::{ChangeRecord, Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind};
 use crate::sys;
 
 #[derive(crate::ShmSafe)]
@@ -38,6 +38,46 @@ pub(crate) struct BarrierState {
     /// Processes whose only thread of the program's is a party blocked in this round (see
     /// [`Barrier::check_blocked_party`]).
     alone: [AloneParty; ALONE_SLOTS],
+    /// The `resets` a [`Barrier::reset`] under way moves to (see [`BarrierState::lock`]).
+    reset: ChangeRecord<1>,
+}
+
+impl BarrierState {
+    /// The guard, taken; a reset whose process was killed in the middle is finished first.
+    ///
+    /// A reset is several stores: `resets` (which sends the waiting parties away), then
+    /// `count` and `broken`. Stopped after the first, the parties sent away would stay
+    /// counted in the next round (which would end short of its parties); so a reset records
+    /// the `resets` it moves to, and a reset found past that store is finished here (one
+    /// found before it never began).
+    fn lock(&self) -> RawGuard<'_> {
+        let guard = RawGuard::lock(&self.guard);
+        if let Some([resets]) = self.reset.unfinished() {
+            self.finish_reset(resets as u32);
+        }
+        guard
+    }
+
+    /// `count` and `broken` for a look without the guard (which may be held by this very
+    /// process, running the action): as a reset killed past its first store will leave them.
+    fn looks(&self) -> (u32, u32) {
+        if let Some([resets]) = self.reset.unfinished()
+            && self.resets.load(Ordering::Acquire) == resets as u32
+        {
+            return (0, 0);
+        }
+        (self.count.load(Ordering::Relaxed), self.broken.load(Ordering::Acquire))
+    }
+
+    #[cold]
+    fn finish_reset(&self, resets: u32) {
+        if self.resets.load(Ordering::Relaxed) == resets {
+            self.count.store(0, Ordering::Relaxed);
+            self.broken.store(0, Ordering::Release);
+        }
+        self.reset.commit();
+        self.changed.notify_all();
+    }
 }
 
 /// How many processes waiting alone a barrier records; more are not recorded, and a
@@ -348,6 +388,7 @@ impl Barrier {
             broken: AtomicU32::new(0),
             changed: Notify::new(),
             alone: [const { AloneParty::new() }; ALONE_SLOTS],
+            reset: ChangeRecord::new(),
         };
         Ok(Self { shared: Shared::new(state)?, timeout, action })
     }
@@ -366,7 +407,7 @@ impl Barrier {
     /// barrier broken, or is to wait for the round it joined.
     fn arrive(&self) -> Arrival {
         let state = &*self.shared;
-        let _g = RawGuard::lock(&state.guard);
+        let _g = state.lock();
         if let Some(broken) = self.broken_error() {
             return Arrival::Ended(Err(broken));
         }
@@ -429,7 +470,7 @@ impl Barrier {
         }
         let state = &*self.shared;
         let me = sys::me();
-        let _g = RawGuard::lock(&state.guard);
+        let _g = state.lock();
         if self.round_outcome(round).is_some() {
             return Ok(());
         }
@@ -450,7 +491,7 @@ impl Barrier {
     /// unless the round ended meanwhile. Returns whether the round completed.
     fn give_up(&self, round: Round, cause: BarrierBreak) -> bool {
         let state = &*self.shared;
-        let _g = RawGuard::lock(&state.guard);
+        let _g = state.lock();
         match self.round_outcome(round) {
             Some(completed) => completed,
             None => {
@@ -560,7 +601,7 @@ impl Barrier {
     /// ```
     pub fn abort(&self) {
         {
-            let _g = RawGuard::lock(&self.shared.guard);
+            let _g = self.shared.lock();
             self.break_locked(BarrierBreak::Aborted);
         }
         self.shared.changed.notify_all();
@@ -582,12 +623,16 @@ impl Barrier {
     pub fn reset(&self) {
         let state = &*self.shared;
         {
-            let _g = RawGuard::lock(&state.guard);
-            if state.count.load(Ordering::Relaxed) > 0 {
-                state.resets.fetch_add(1, Ordering::Release);
-            }
+            let _g = state.lock();
+            // Parties waiting are sent away (a new `resets`), and no longer counted.
+            let resets = state.resets.load(Ordering::Relaxed);
+            let resets = if state.count.load(Ordering::Relaxed) > 0 { resets.wrapping_add(1) } else { resets };
+            state.reset.begin([u64::from(resets)]);
+            state.resets.store(resets, Ordering::Release);
+            crate::shm::crash::crash_point!("barrier.reset.counted");
             state.count.store(0, Ordering::Relaxed);
             state.broken.store(0, Ordering::Release);
+            state.reset.commit();
         }
         state.changed.notify_all();
     }
@@ -605,7 +650,7 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn is_broken(&self) -> bool {
-        self.shared.broken.load(Ordering::Acquire) != 0
+        self.shared.looks().1 != 0
     }
 
     /// The number of parties.
@@ -632,7 +677,8 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn n_waiting(&self) -> usize {
-        if self.is_broken() { 0 } else { self.shared.count.load(Ordering::Relaxed) as usize }
+        let (count, broken) = self.shared.looks();
+        if broken != 0 { 0 } else { count as usize }
     }
 }
 

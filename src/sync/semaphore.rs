@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
-use crate::shm::{Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind};
+use crate::shm::{
+    ChangeRecord, Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind,
+};
 use crate::sys;
 
 /// At most this many processes are tracked as holders at once; further holders still get
@@ -51,28 +53,26 @@ pub(crate) struct SemState {
     /// Length of the holder table in the tail.
     slots: AtomicU32,
     changed: Notify,
-    /// What the change under way is about to overwrite (see [`Undo`]).
-    undo: Undo,
+    /// What the change under way is about to overwrite (see [`undo`]).
+    undo: ChangeRecord<{ undo::WORDS }>,
 }
 
-/// The fields a change under the guard may write, as they were before it: the next holder
-/// of the guard puts them back if the changer died before it finished, so that a process
-/// killed at any point of an acquire, a release or a recovery neither loses a permit (a
-/// waiter would wait for ever) nor makes one twice (a bounded semaphore past its bound).
-#[derive(crate::ShmSafe)]
-#[repr(C)]
-struct Undo {
-    /// 1 while a change is under way.
-    armed: AtomicU32,
+/// The fields a change under the guard may write, as they were before it (the words of
+/// [`SemState::undo`]): the next holder of the guard puts them back if the changer died
+/// before it finished, so that a process killed at any point of an acquire, a release or a
+/// recovery neither loses a permit (a waiter would wait for ever) nor makes one twice (a
+/// bounded semaphore past its bound).
+mod undo {
     /// The holder slot the change may write, plus one (0: none).
-    slot: AtomicU32,
-    value: AtomicU32,
-    extra: AtomicU32,
-    recovered: AtomicU32,
-    untracked: AtomicU32,
-    slot_pid: AtomicU32,
-    slot_held: AtomicU32,
-    slot_start: AtomicU64,
+    pub(super) const SLOT: usize = 0;
+    pub(super) const VALUE: usize = 1;
+    pub(super) const EXTRA: usize = 2;
+    pub(super) const RECOVERED: usize = 3;
+    pub(super) const UNTRACKED: usize = 4;
+    pub(super) const SLOT_PID: usize = 5;
+    pub(super) const SLOT_HELD: usize = 6;
+    pub(super) const SLOT_START: usize = 7;
+    pub(super) const WORDS: usize = 8;
 }
 
 /// How many permits a process holds.
@@ -115,17 +115,7 @@ impl Core {
             untracked: AtomicU32::new(0),
             slots: AtomicU32::new(slots),
             changed: Notify::new(),
-            undo: Undo {
-                armed: AtomicU32::new(0),
-                slot: AtomicU32::new(0),
-                value: AtomicU32::new(0),
-                extra: AtomicU32::new(0),
-                recovered: AtomicU32::new(0),
-                untracked: AtomicU32::new(0),
-                slot_pid: AtomicU32::new(0),
-                slot_held: AtomicU32::new(0),
-                slot_start: AtomicU64::new(0),
-            },
+            undo: ChangeRecord::new(),
         };
         let shared = Shared::with_tail(state, slots as usize * std::mem::size_of::<HolderSlot>())?;
         Ok(Self { shared })
@@ -153,49 +143,54 @@ impl Core {
     /// The guard, taken; a change its last holder died in the middle of is undone first.
     fn lock(&self) -> RawGuard<'_> {
         let guard = RawGuard::lock(&self.shared.guard);
-        let state = &*self.shared;
-        let undo = &state.undo;
-        if undo.armed.load(Ordering::Relaxed) != 0 {
-            // Idempotent: a process killed here too leaves it to the next holder.
-            state.value.store(undo.value.load(Ordering::Relaxed), Ordering::Relaxed);
-            state.extra.store(undo.extra.load(Ordering::Relaxed), Ordering::Relaxed);
-            state.recovered.store(undo.recovered.load(Ordering::Relaxed), Ordering::Relaxed);
-            state.untracked.store(undo.untracked.load(Ordering::Relaxed), Ordering::Relaxed);
-            if let Some(i) = (undo.slot.load(Ordering::Relaxed) as usize).checked_sub(1) {
-                let slot = self.slot(i);
-                slot.pid.store(undo.slot_pid.load(Ordering::Relaxed), Ordering::Relaxed);
-                slot.held.store(undo.slot_held.load(Ordering::Relaxed), Ordering::Relaxed);
-                slot.start.store(undo.slot_start.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-            undo.armed.store(0, Ordering::Release);
+        if let Some(words) = self.shared.undo.unfinished() {
+            self.undo(words);
         }
         guard
     }
 
+    /// Puts back what a change its changer died in the middle of overwrote (idempotent: a
+    /// process killed here too leaves it to the next holder).
+    #[cold]
+    fn undo(&self, words: [u64; undo::WORDS]) {
+        let state = &*self.shared;
+        state.value.store(words[undo::VALUE] as u32, Ordering::Relaxed);
+        state.extra.store(words[undo::EXTRA] as u32, Ordering::Relaxed);
+        state.recovered.store(words[undo::RECOVERED] as u32, Ordering::Relaxed);
+        state.untracked.store(words[undo::UNTRACKED] as u32, Ordering::Relaxed);
+        if let Some(i) = (words[undo::SLOT] as usize).checked_sub(1) {
+            let slot = self.slot(i);
+            slot.pid.store(words[undo::SLOT_PID] as u32, Ordering::Relaxed);
+            slot.held.store(words[undo::SLOT_HELD] as u32, Ordering::Relaxed);
+            slot.start.store(words[undo::SLOT_START], Ordering::Relaxed);
+        }
+        state.undo.commit();
+    }
+
     /// Records what a change about to write the counts and `slot` overwrites. Call under
     /// the guard, before the change's first store; [`Core::commit`] after its last.
+    #[inline]
     fn begin(&self, slot: Option<usize>) {
         let state = &*self.shared;
-        let undo = &state.undo;
-        undo.value.store(state.value.load(Ordering::Relaxed), Ordering::Relaxed);
-        undo.extra.store(state.extra.load(Ordering::Relaxed), Ordering::Relaxed);
-        undo.recovered.store(state.recovered.load(Ordering::Relaxed), Ordering::Relaxed);
-        undo.untracked.store(state.untracked.load(Ordering::Relaxed), Ordering::Relaxed);
-        undo.slot.store(slot.map_or(0, |i| i as u32 + 1), Ordering::Relaxed);
+        let mut words = [0; undo::WORDS];
+        words[undo::VALUE] = u64::from(state.value.load(Ordering::Relaxed));
+        words[undo::EXTRA] = u64::from(state.extra.load(Ordering::Relaxed));
+        words[undo::RECOVERED] = u64::from(state.recovered.load(Ordering::Relaxed));
+        words[undo::UNTRACKED] = u64::from(state.untracked.load(Ordering::Relaxed));
         if let Some(i) = slot {
             let s = self.slot(i);
-            undo.slot_pid.store(s.pid.load(Ordering::Relaxed), Ordering::Relaxed);
-            undo.slot_held.store(s.held.load(Ordering::Relaxed), Ordering::Relaxed);
-            undo.slot_start.store(s.start.load(Ordering::Relaxed), Ordering::Relaxed);
+            words[undo::SLOT] = i as u64 + 1;
+            words[undo::SLOT_PID] = u64::from(s.pid.load(Ordering::Relaxed));
+            words[undo::SLOT_HELD] = u64::from(s.held.load(Ordering::Relaxed));
+            words[undo::SLOT_START] = s.start.load(Ordering::Relaxed);
         }
-        undo.armed.store(1, Ordering::Relaxed);
-        // The record is complete before the change's first store.
-        std::sync::atomic::fence(Ordering::Release);
+        state.undo.begin(words);
     }
 
     /// Ends the change [`Core::begin`] recorded: it stays.
+    #[inline]
     fn commit(&self) {
-        self.shared.undo.armed.store(0, Ordering::Release);
+        self.shared.undo.commit();
     }
 
     /// The slot that [`Core::hold`] will count a permit of this process in: its own, else a

@@ -20,7 +20,10 @@
 //! guard, so they are steps of a state machine; `tests` below checks every interleaving of
 //! them for a few waiters and notifies. Each step writes a slot's `state` last when it
 //! claims it and first when it frees it, so a step cut short by a crash leaves a slot
-//! either free or whole.
+//! either free or whole. The one change of two slots, a dead waiter's grant passed on (the
+//! heir granted, the dead slot freed: in neither order may it stop half way, losing the
+//! notification or giving it twice), is recorded first ([`ChangeRecord`], `handover`),
+//! and finished by the next step if its maker was killed in the middle.
 //!
 //! More waiters than slots at once: the extra ones wait on a shared epoch that every
 //! notify advances while they exist, so they may wake for a notification another waiter
@@ -28,7 +31,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::shm::Notify;
+use crate::shm::{ChangeRecord, Notify};
 
 /// Slots in the table: waiters beyond this many at once wait on the epoch.
 pub(crate) const SLOTS: usize = 64;
@@ -103,6 +106,9 @@ pub(crate) struct Waiters {
     epoch: AtomicU64,
     /// The overflow waiters sleep here.
     pub(crate) overflow_wake: Notify,
+    /// The grant being passed on by [`Waiters::recover`]: the dead slot and its ticket, the
+    /// heir and its ticket, the grant's horizon.
+    handover: ChangeRecord<5>,
     slots: [Slot; SLOTS],
 }
 
@@ -115,6 +121,7 @@ impl Waiters {
             _pad: 0,
             epoch: AtomicU64::new(0),
             overflow_wake: Notify::new(),
+            handover: ChangeRecord::new(),
             slots: [const { Slot::new() }; SLOTS],
         }
     }
@@ -124,8 +131,40 @@ impl Waiters {
         &self.slots[i]
     }
 
+    /// Finishes the handover of a grant whose recoverer was killed in the middle (every
+    /// step under the guard begins with this).
+    #[inline]
+    fn settle(&self) {
+        if let Some(words) = self.handover.unfinished() {
+            self.finish_handover(words);
+        }
+    }
+
+    #[cold]
+    fn finish_handover(&self, [dead, dead_ticket, heir, heir_ticket, horizon]: [u64; 5]) {
+        let r = Ordering::Relaxed;
+        // The slots are as the killed step left them (nothing ran under the guard since);
+        // the tickets are checked all the same: an index out of the table or a slot that
+        // moved on is left alone.
+        if let Some(h) = self.slots.get(heir as usize)
+            && h.ticket.load(r) == heir_ticket
+            && h.state.load(r) != FREE
+        {
+            self.grant(heir as usize, horizon);
+            // The killed step never woke it (it would see the grant at its next slice).
+            h.wake.notify(1);
+        }
+        if let Some(d) = self.slots.get(dead as usize)
+            && d.ticket.load(r) == dead_ticket
+        {
+            d.state.store(FREE, r);
+        }
+        self.handover.commit();
+    }
+
     /// A waiter (process `pid` started at `start`) arrives. Under the guard.
     pub(crate) fn arrive(&self, pid: u32, start: u64) -> Place {
+        self.settle();
         let Some(i) = self.slots.iter().position(|s| s.state.load(Ordering::Relaxed) == FREE) else {
             self.overflow.fetch_add(1, Ordering::Relaxed);
             return Place::Overflow(self.epoch.load(Ordering::Relaxed));
@@ -142,6 +181,7 @@ impl Waiters {
     /// Grants up to `n` waiting slots, the oldest first. Under the guard; wake what it
     /// returns after.
     pub(crate) fn notify(&self, n: u32) -> Woken {
+        self.settle();
         let mut woken = Woken { slots: 0, overflow: false };
         if self.overflow.load(Ordering::Relaxed) > 0 {
             self.epoch.fetch_add(1, Ordering::Release);
@@ -191,6 +231,7 @@ impl Waiters {
     /// A waiter leaves (woken, timed out, or giving up); returns whether it was notified.
     /// Under the guard.
     pub(crate) fn leave(&self, place: Place) -> bool {
+        self.settle();
         match place {
             Place::Slot(i) => self.slots[i].state.swap(FREE, Ordering::Relaxed) == GRANTED,
             Place::Overflow(epoch) => {
@@ -206,6 +247,7 @@ impl Waiters {
     /// occupied one (dead waiters' slots are wanted back). Check that they live outside
     /// the guard, then call [`Waiters::recover`] with the dead ones. Under the guard.
     pub(crate) fn suspects(&self, me: u32) -> Vec<Suspect> {
+        self.settle();
         let all = self.overflow.load(Ordering::Relaxed) > 0;
         self.slots
             .iter()
@@ -227,37 +269,54 @@ impl Waiters {
     /// that were waiting at the time of each grant's notify. Returns the slots granted
     /// (to wake) and how many grants found nobody to go to. Under the guard.
     pub(crate) fn recover(&self, dead: &[Suspect]) -> (u64, u32) {
-        let mut horizons = Vec::new();
+        self.settle();
+        let r = Ordering::Relaxed;
+        let mut grants = Vec::new();
         for d in dead {
             let slot = &self.slots[d.slot];
-            let state = slot.state.load(Ordering::Relaxed);
-            if state == FREE || slot.ticket.load(Ordering::Relaxed) != d.ticket {
+            let state = slot.state.load(r);
+            if state == FREE || slot.ticket.load(r) != d.ticket {
                 continue; // it left, and the slot may have a new waiter
             }
             if state == GRANTED {
-                horizons.push(slot.horizon.load(Ordering::Relaxed));
+                // Freed once its grant is passed on, below.
+                grants.push((slot.horizon.load(r), d.slot, d.ticket));
+            } else {
+                slot.state.store(FREE, r);
             }
-            slot.state.store(FREE, Ordering::Relaxed);
         }
         // The eligible waiters of a grant are those below its horizon: nested sets, so
         // serving the lowest horizons first, each the oldest waiter, serves the most.
-        horizons.sort_unstable();
+        grants.sort_unstable();
         let (mut woken, mut dropped) = (0u64, 0u32);
-        for horizon in horizons {
+        for (horizon, dead, dead_ticket) in grants {
             let oldest = self
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| {
-                    s.state.load(Ordering::Relaxed) == WAITING && s.ticket.load(Ordering::Relaxed) < horizon
-                })
-                .min_by_key(|(_, s)| s.ticket.load(Ordering::Relaxed));
+                .filter(|(_, s)| s.state.load(r) == WAITING && s.ticket.load(r) < horizon)
+                .min_by_key(|(_, s)| s.ticket.load(r));
             match oldest {
-                Some((i, _)) => {
+                Some((i, heir)) => {
+                    self.handover.begin([dead as u64, dead_ticket, i as u64, heir.ticket.load(r), horizon]);
+                    #[cfg(test)]
+                    if tests::killed_here(1) {
+                        return (woken, dropped);
+                    }
                     self.grant(i, horizon);
+                    crate::shm::crash::crash_point!("condition.recover.handover");
+                    #[cfg(test)]
+                    if tests::killed_here(2) {
+                        return (woken, dropped);
+                    }
+                    self.slots[dead].state.store(FREE, r);
+                    self.handover.commit();
                     woken |= 1 << i;
                 }
-                None => dropped += 1,
+                None => {
+                    self.slots[dead].state.store(FREE, r);
+                    dropped += 1;
+                }
             }
         }
         (woken, dropped)
@@ -282,6 +341,17 @@ mod tests {
     /// The waiters of the model take the first free slots: these.
     const USED: usize = 3;
 
+    std::thread_local! {
+        /// Where the recovery the model runs now is killed in a handover: 1 after its
+        /// record, 2 after its grant too (`condition.recover.handover`); 0 nowhere.
+        static KILL_AT: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Whether the recovery running is killed at `point` (then it returns at once).
+    pub(super) fn killed_here(point: u8) -> bool {
+        KILL_AT.with(|k| k.get() == point)
+    }
+
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Fate {
         /// Waits (untimed) until granted.
@@ -305,6 +375,8 @@ mod tests {
         Finish(usize),
         Notify,
         Recover,
+        /// A recovery killed in its first handover, at point 1 or 2 (see `KILL_AT`).
+        RecoverKilled(u8),
     }
 
     struct World {
@@ -316,6 +388,8 @@ mod tests {
         granted: u64,
         taken: u64,
         dropped: u64,
+        /// Recoveries still to be killed in this run.
+        kills: u8,
     }
 
     fn copy(table: &Waiters) -> Waiters {
@@ -355,6 +429,7 @@ mod tests {
                 granted: self.granted,
                 taken: self.taken,
                 dropped: self.dropped,
+                kills: self.kills,
             }
         }
 
@@ -391,6 +466,21 @@ mod tests {
             }
             if !self.dead().is_empty() {
                 steps.push(Step::Recover);
+                // A kill in a handover: a dead waiter's grant with a waiter to go to.
+                // (Dead waiters' slots are freed first: no heirs.)
+                let dead = self.dead();
+                let handover = dead.iter().any(|d| {
+                    let (state, _, horizon) = self.state(d.slot);
+                    state == GRANTED
+                        && self
+                            .waiting_slots()
+                            .iter()
+                            .any(|&(ticket, i)| ticket < horizon && dead.iter().all(|d| d.slot != i))
+                });
+                if self.kills > 0 && handover {
+                    steps.push(Step::RecoverKilled(1));
+                    steps.push(Step::RecoverKilled(2));
+                }
             }
             steps
         }
@@ -460,6 +550,18 @@ mod tests {
                     }
                     self.dropped += u64::from(dropped);
                 }
+                Step::RecoverKilled(point) => {
+                    let dead = self.dead();
+                    KILL_AT.with(|k| k.set(point));
+                    let (_, dropped) = self.table.recover(&dead);
+                    KILL_AT.with(|k| k.set(0));
+                    assert!(self.table.handover.unfinished().is_some(), "killed in a handover");
+                    self.dropped += u64::from(dropped);
+                    self.kills -= 1;
+                    // The next step under the guard, whichever it is, finishes the handover
+                    // first: so it does here (`settle` is each step's first call).
+                    self.table.settle();
+                }
             }
         }
 
@@ -513,6 +615,7 @@ mod tests {
                             granted: 0,
                             taken: 0,
                             dropped: 0,
+                            kills: 1,
                         };
                         world.table.overflow.store(u32::from(overflowed), Ordering::Relaxed);
                         explore(&world, &mut runs);
