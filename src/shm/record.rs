@@ -32,11 +32,15 @@ impl<const N: usize> ChangeRecord<N> {
     /// Records a change (under the guard, before its first store).
     #[inline]
     pub(crate) fn begin(&self, words: [u64; N]) {
+        // A kill is seen by the next holder as the stores made so far, in the order they
+        // were made: the last change's commit comes before this record's words, ...
+        fence(Ordering::Release);
         for (word, value) in self.words.iter().zip(words) {
             word.store(value, Ordering::Relaxed);
         }
-        self.armed.store(1, Ordering::Relaxed);
-        // The record is complete before the change's first store.
+        // ... the words before `armed` (never a record armed with another change's words),
+        self.armed.store(1, Ordering::Release);
+        // ... and the record, complete, before the change's first store.
         fence(Ordering::Release);
     }
 
