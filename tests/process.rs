@@ -1338,19 +1338,35 @@ fn a_crowd_of_pinners_inner() {
         assert_eq!(copy.get().unwrap(), 4, "{point:?}");
     }
     leaks.assert_no_leak();
-    assert!(claimed <= 2, "{point:?}: {claimed} claims of a pin record for one process's 11 pins");
+    // Between the two reads of the count only `receive_ten` pins: the crowd is parked, the
+    // parent claimed at its first receive (`killed_beside_a_queued_copy`'s get, before the
+    // first read) and only puts and reaps since, and a reap claims nothing. Its one claim
+    // finds a record (a free one of the block the killed child made, or the block it left
+    // half made, finished under the lock, or a new one), and the other ten pins reuse it.
+    assert_eq!(claimed, 1, "{point:?}: claims of a pin record for one process's 11 pins");
     assert_eq!(multiproc::__private::heap_books_lost(), 0, "{point:?}: bytes of the heap's books lost");
     println!("INNER-DONE");
 }
 
 /// A family with more live processes that pinned than the heap's reserved part has pin
 /// records: a process beyond them killed pinned leaves nothing (it pinned anonymously,
-/// and its pin stayed for the family's life), and it claims a record once, not at every
-/// pin; killed as it makes more records, it leaves nothing either.
+/// and its pin stayed for the family's life), and the next process claims a record once,
+/// not at every pin. One crowd of 1025 processes (the three points together took 34 s at
+/// a load of 9 on two cores: the two block points are in the slow test below).
 #[test]
 fn a_child_killed_pinned_beyond_the_reserved_pin_records_leaves_nothing() {
-    let _w = watchdog(CROWD_LIMIT * 3);
-    for point in ["holders.receive.pinned", "pins.block.made", "pins.block.linked"] {
+    let _w = watchdog(CROWD_LIMIT);
+    common::run_inner_test_with("a_crowd_of_pinners_inner", &[(CROWD_INNER, "holders.receive.pinned")]);
+}
+
+/// The same crowd, the 1025th process killed as it makes a block of pin records (before
+/// and after its link): it leaves nothing, and the next claimer finishes or uses the block.
+/// The lib tests of `shm::pins` cover the make, the recovery and the sweep in one process.
+#[test]
+#[ignore = "slow: two crowds of 1025 processes; run with `cargo test --test process -- --ignored as_it_makes_pin_records`"]
+fn a_child_killed_as_it_makes_pin_records_leaves_nothing() {
+    let _w = watchdog(CROWD_LIMIT * 2);
+    for point in ["pins.block.made", "pins.block.linked"] {
         common::run_inner_test_with("a_crowd_of_pinners_inner", &[(CROWD_INNER, point)]);
     }
 }

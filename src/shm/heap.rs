@@ -96,7 +96,9 @@ struct Header {
     /// Bytes of the heap's own books ([`Heap::alloc_uncounted_into`]): what [`Heap::in_use`]
     /// leaves out, for the tests' leak checks of those books.
     books: AtomicU64,
-    /// One more than the highest pin record ever claimed (see `pins`).
+    /// One more than the highest record of the reserved part ever claimed, or about to be
+    /// (raised before the claim's compare-and-swap; see `pins`). Blocks of records have no
+    /// top: every record of theirs is read.
     pin_records_top: AtomicU64,
     /// Processes pinning without a record (no room for a block of records, or every slot
     /// of its record taken).
@@ -111,8 +113,10 @@ struct Header {
     /// The block of pin records a process is making, under `pin_blocks_lock`, from the
     /// moment the allocator hands it out until it is linked (0: none).
     pin_making: AtomicU64,
-    /// Bumped whenever a pin record may have become free (given back, or a block linked):
-    /// a process that found none remembers this, and looks again only once it changed.
+    /// Bumped when a pin record is given back (by a reaper's `forget`) or a block of them
+    /// linked: a process that found the heap full remembers this, and looks again once it
+    /// changed, or after some anonymous pins (room coming back in the heap, or an owner
+    /// dead with no reaper, bumps nothing).
     pin_epoch: AtomicU64,
     /// The pid of the family's fork server (0: none yet), written by the process that
     /// starts it (at `init()`, and again when it restarts it): a requester waiting for its
@@ -316,7 +320,7 @@ impl Heap {
         }
     }
 
-    /// One more than the highest pin record ever claimed.
+    /// One more than the highest record of the reserved part ever claimed (or about to be).
     pub(crate) fn pin_records_top(&self) -> &AtomicU64 {
         &self.header().pin_records_top
     }
@@ -338,7 +342,7 @@ impl Heap {
         (&h.pin_blocks, &h.pin_blocks_lock, &h.pin_making)
     }
 
-    /// Bumped whenever a pin record may have become free.
+    /// Bumped when a pin record is given back or a block of them linked.
     pub(crate) fn pin_epoch(&self) -> &AtomicU64 {
         &self.header().pin_epoch
     }

@@ -67,10 +67,12 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::chain::Chain;
 use super::crash::crash_point;
 use super::heap::Heap;
 use super::holders::LetGo;
 use super::mutex::RawGuard;
+use super::wait::Deadline;
 use crate::sys::{self, ProcId};
 
 /// Slots per block: a block is one 4 KiB small block, header included.
@@ -220,16 +222,13 @@ impl List {
                 block_at(heap, off).take(me);
                 (off, true)
             } else {
-                let making = heap.holds_making();
-                let off = heap.alloc_uncounted_into(std::mem::size_of::<Block>(), making).ok()?;
+                let chain = directory(heap);
+                let off = chain.make(std::mem::size_of::<Block>())?;
                 let block = block_at(heap, off);
                 block.pid.store(me.pid, Ordering::Relaxed);
                 block.start.store(me.start, Ordering::Relaxed);
                 crash_point!("holds.block.written");
-                block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
-                head.store(off, Ordering::Release);
-                crash_point!("holds.block.linking");
-                making.store(0, Ordering::Relaxed);
+                chain.link(off, &block.next, || crash_point!("holds.block.linking"));
                 (off, false)
             }
         };
@@ -242,30 +241,25 @@ impl List {
     }
 }
 
-/// Takes the directory's lock, and first finishes the block a process killed while it
-/// held the lock was making (the lock is robust: a dead holder's is taken over): linked
-/// as a spare, unless it was linked already (at the head: blocks are linked there, under
-/// this lock). A holder clears the record before it lets go of the lock, so a record found
-/// here is a dead holder's; finishing it twice (killed meanwhile) links it once.
-fn lock_directory(heap: &Heap) -> RawGuard<'_> {
+/// The directory's blocks, made under its lock (see `chain`).
+fn directory(heap: &Heap) -> Chain<'_> {
     let (head, lock) = heap.holds_directory();
-    let guard = RawGuard::lock(lock);
-    let making = heap.holds_making();
-    let off = making.load(Ordering::Relaxed);
-    if off != 0 {
-        if head.load(Ordering::Relaxed) != off {
-            // Its maker may have died before it zeroed the block: a spare's words, cleared.
-            let block = block_at(heap, off);
-            block.pid.store(0, Ordering::Relaxed);
-            for slot in &block.slots {
-                slot.object.store(0, Ordering::Relaxed);
-            }
-            block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
-            head.store(off, Ordering::Release);
+    Chain { heap, head, lock, making: heap.holds_making() }
+}
+
+/// Takes the directory's lock, and first finishes the block a process killed while it
+/// held the lock was making (`chain`): linked as a spare, unless it was linked already.
+fn lock_directory(heap: &Heap) -> RawGuard<'_> {
+    let finish = |off| {
+        // Its maker may have died before it zeroed the block: a spare's words, cleared.
+        let block = block_at(heap, off);
+        block.pid.store(0, Ordering::Relaxed);
+        for slot in &block.slots {
+            slot.object.store(0, Ordering::Relaxed);
         }
-        making.store(0, Ordering::Relaxed);
-    }
-    guard
+        &block.next
+    };
+    directory(heap).lock(Deadline::NEVER, finish, || {}).expect("no deadline")
 }
 
 /// Bytes of the heap's books ([`Heap::alloc_uncounted_into`]) that are no block of the

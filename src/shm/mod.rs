@@ -8,6 +8,7 @@
 mod blob;
 mod bytes;
 mod cells;
+mod chain;
 mod claims;
 pub(crate) mod crash;
 mod heap;

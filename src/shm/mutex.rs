@@ -433,6 +433,12 @@ impl<'a> RawGuard<'a> {
 }
 
 impl<'a> RawGuard<'a> {
+    /// Locks `mutex` for this process, waiting at most until `deadline` (a dead holder is
+    /// taken over at once); `None` when a live holder kept it (stopped, say) until then.
+    pub(crate) fn lock_until(mutex: &'a RawMutex, deadline: Deadline) -> Option<Self> {
+        mutex.lock(Owner::process(), deadline).ok().map(|_| Self { mutex })
+    }
+
     /// Locks `mutex` for this process if it is free or its holder is dead; never waits.
     pub(crate) fn try_lock(mutex: &'a RawMutex) -> Option<Self> {
         mutex.try_lock_or_take_over(Owner::process()).map(|_| Self { mutex })

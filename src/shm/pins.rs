@@ -28,25 +28,34 @@
 //! beyond them in blocks of `BLOCK_RECORDS` taken from the heap as the family grows
 //! (linked from the heap's header, at the head, never freed: the heap's books). A process
 //! claims one at its first pin (a free one, else one whose owner is dead: a `/proc` read
-//! per record looked at, at most `DEAD_LOOKS` of them, once per process; else a new block,
-//! whose first record is its maker's) and keeps it for its life; its reaper gives it back
-//! ([`forget`]). Only should the heap have no room for a new block does a process pin
-//! anonymously: it counts itself in the heap's anonymous pinners while it is pinned, and
-//! no pin of the family is resolved while that count is not 0 (a process killed so pinned
-//! brings the old residual back for the family's life). It remembers that it found no
-//! record, and looks again only once the heap's pin epoch says one may have become free.
+//! per record looked at, at most `DEAD_LOOKS` of them; else, under the blocks' lock, any
+//! record freed meanwhile or any dead owner's, every owner looked at once, and only then a
+//! new block, whose first record is its maker's) and keeps it for its life; its reaper
+//! gives it back ([`forget`]). A process pins anonymously when the heap has no room for a
+//! new block, or when a live holder keeps the blocks' lock past `BLOCKS_WAIT` (stopped,
+//! say: a first pin never waits for ever): it counts itself in the heap's anonymous
+//! pinners while it is pinned, and no pin of the family is resolved while that count is
+//! not 0 (a process killed so pinned brings the old residual back for the family's life).
+//! One that found the heap full remembers it, and looks again once the heap's pin epoch
+//! says a record may have become free, or after 2, 4, ... up to `NONE_PINS_MAX`
+//! anonymous pins (room for a block may have come back, an owner may have died with no
+//! reaper to bump the epoch).
 //!
-//! A block is made under the heap's `pin_blocks_lock`: recorded as being made from the
-//! moment the allocator hands it out (zeroed, its first record its maker's) until it is
-//! linked. A maker killed in between leaves it to the next holder of the lock, which
+//! A block is made under the heap's `pin_blocks_lock` (`chain`): recorded as being made
+//! from the moment the allocator hands it out (zeroed, its first record its maker's) until
+//! it is linked. A maker killed in between leaves it to the next holder of the lock, which
 //! clears it and links it (`lock_blocks`); a maker killed after linking leaves only its
 //! record, whose owner is dead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
+use super::chain::Chain;
 use super::crash::crash_point;
 use super::heap::Heap;
 use super::mutex::RawGuard;
+use super::wait::Deadline;
 use crate::sys::{self, ProcId};
 
 /// Where the records start: the heap's header is below, allocations above `ANNOUNCE_AT +
@@ -60,9 +69,18 @@ const SLOTS: usize = 6;
 /// Records of a block taken from the heap (64 KiB, the largest small block, its first line
 /// the link).
 const BLOCK_RECORDS: usize = 1023;
-/// Records of live owners a claim reads `/proc` for before it makes a block instead: a
-/// family of N pinners costs each new one at most this many reads, not N.
+/// Records of live owners a claim reads `/proc` for before it goes to the blocks' lock: a
+/// family of N pinners costs each new one at most this many reads, not N, but for the claim
+/// that makes a block, which reads `/proc` once for every owned record first (N reads once
+/// per 1023 claims that find no free record: about one a claim).
 const DEAD_LOOKS: usize = 64;
+/// How long a claim waits for the blocks' lock (held by a maker for a 64 KiB zeroing, a
+/// page fault or two and a look at every owner) before it pins anonymously, unremembered:
+/// a stopped holder delays a first pin by this much, never for ever.
+const BLOCKS_WAIT: Duration = Duration::from_millis(100);
+/// The most anonymous pins a process that found the heap full makes before it looks again
+/// with the pin epoch unchanged.
+const NONE_PINS_MAX: u32 = 1024;
 
 /// One process's announcements.
 #[repr(C, align(64))]
@@ -123,6 +141,11 @@ fn records(heap: &Heap) -> impl Iterator<Item = &Record> {
     heap.pin_records()[..top.min(CAPACITY)].iter().chain(blocks(heap).flat_map(|b| b.records.iter()))
 }
 
+/// Every record: the reserved part's, then every block's.
+fn all(heap: &Heap) -> impl Iterator<Item = &Record> {
+    heap.pin_records().iter().chain(blocks(heap).flat_map(|b| b.records.iter()))
+}
+
 fn owner_word(me: ProcId) -> u64 {
     u64::from(me.pid) | (me.start & 0xffff_ffff) << 32
 }
@@ -132,10 +155,15 @@ fn owner_word(me: ProcId) -> u64 {
 /// there and claims its own.
 static MINE: AtomicU64 = AtomicU64::new(0);
 
-/// `pid << 32 | epoch` (its low 32 bits): the process `pid` found no record to claim when
-/// the heap's pin epoch was `epoch`, and pins anonymously without looking again until the
-/// epoch changes.
+/// `pid << 32 | epoch` (its low 32 bits): the process `pid` found the heap full (no record
+/// to claim, no room for a block) when the heap's pin epoch was `epoch`, and pins
+/// anonymously without looking again until the epoch changes, or until it made
+/// [`NONE_PINS`]'s count of anonymous pins.
 static NONE_AT: AtomicU64 = AtomicU64::new(0);
+/// `k << 32 | n`: `n` anonymous pins made since [`NONE_AT`] was stored; the process looks
+/// again once `n` reaches `2^k` (`k` one more at each look that finds the heap still full,
+/// `2^k` at most [`NONE_PINS_MAX`]).
+static NONE_PINS: AtomicU64 = AtomicU64::new(0);
 
 /// An announcement: cleared when dropped (after the unpin).
 #[must_use]
@@ -198,130 +226,175 @@ pub(crate) fn announce(table: u64) -> Announced {
 /// looks, before it pins anonymously.
 const SLOT_LOOKS: usize = 16;
 
-/// Claims a record for this process, unless it found none since the last time a record
-/// may have become free (cold: once per process, unless the heap is full).
+/// Claims a record for this process, unless it found the heap full since the last time a
+/// record may have become free, and fewer anonymous pins ago than it waits for (cold: once
+/// per process, unless the heap is full).
 #[cold]
 fn claim_unless_none(heap: &'static Heap, me: ProcId) -> Option<&'static Record> {
     // Loaded before the claim looks: a record given back meanwhile changes it.
     let epoch = heap.pin_epoch().load(Ordering::Acquire);
     let none_at = u64::from(me.pid) << 32 | (epoch & 0xffff_ffff);
-    if NONE_AT.load(Ordering::Relaxed) == none_at {
-        return None;
+    let remembered = NONE_AT.load(Ordering::Relaxed);
+    if remembered == none_at {
+        let pins = NONE_PINS.fetch_add(1, Ordering::Relaxed) + 1;
+        if pins & 0xffff_ffff < 1 << (pins >> 32) {
+            return None;
+        }
     }
-    let record = claim(heap, me);
-    if record.is_none() {
-        NONE_AT.store(none_at, Ordering::Relaxed);
+    match claim(heap, me) {
+        Ok(r) => Some(r),
+        Err(NoRecord::Full) => {
+            // Looks again after twice as many anonymous pins as last time (this process's
+            // last: a fork child starts over).
+            let k = if remembered >> 32 == u64::from(me.pid) {
+                ((NONE_PINS.load(Ordering::Relaxed) >> 32) + 1).min(u64::from(NONE_PINS_MAX.ilog2()))
+            } else {
+                1
+            };
+            NONE_PINS.store(k << 32, Ordering::Relaxed);
+            NONE_AT.store(none_at, Ordering::Relaxed);
+            None
+        }
+        // Not remembered: the next pin tries again.
+        Err(NoRecord::Busy) => None,
     }
-    record
+}
+
+/// Why a claim found no record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoRecord {
+    /// Every record taken by a live process, and no room in the heap for a block.
+    Full,
+    /// A live holder kept the blocks' lock past [`BLOCKS_WAIT`].
+    Busy,
+}
+
+/// Raises the reserved part's top over `r` before this process takes it: a claimer killed
+/// after its compare-and-swap (at `pins.record.claimed`) leaves a record below the top,
+/// which its reaper's `forget` looks at. A top too high is harmless (scans skip free
+/// records).
+fn raise_top(heap: &Heap, r: &Record) {
+    let off = offset_of(heap, r);
+    if off < (ANNOUNCE_AT + CAPACITY * 64) as u64 {
+        let above = (off - ANNOUNCE_AT as u64) / 64 + 1;
+        let top = heap.pin_records_top();
+        if top.load(Ordering::Relaxed) < above {
+            top.fetch_max(above, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Whether this process took `r`, free.
-fn take_free(r: &Record, word: u64) -> bool {
-    r.owner.load(Ordering::Relaxed) == 0
-        && r.owner.compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+fn take_free(heap: &Heap, r: &Record, word: u64) -> bool {
+    r.owner.load(Ordering::Relaxed) == 0 && {
+        raise_top(heap, r);
+        r.owner.compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+}
+
+/// Whether this process took `r` from a dead owner (a `/proc` read when it is owned).
+fn take_dead(heap: &Heap, r: &Record, word: u64) -> bool {
+    let owner = r.owner.load(Ordering::Acquire);
+    owner != 0 && owner_dead(owner, r.start.load(Ordering::Relaxed)) && {
+        raise_top(heap, r);
+        r.owner.compare_exchange(owner, word, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
 }
 
 /// Claims a record for this process: a free one, else a dead owner's, else the first of a
 /// new block.
-fn claim(heap: &'static Heap, me: ProcId) -> Option<&'static Record> {
+fn claim(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
     heap.pin_claims().fetch_add(1, Ordering::Relaxed);
     let word = owner_word(me);
-    let all = || heap.pin_records().iter().chain(blocks(heap).flat_map(|b| b.records.iter()));
-    let mut taken = all().find(|r| take_free(r, word));
+    let mut taken = all(heap).find(|r| take_free(heap, r, word));
     if taken.is_none() {
         // At most `DEAD_LOOKS` owners looked at (a `/proc` read each), from a place that
-        // depends on the pid (claimers together look at different ones).
-        let from = me.pid as usize % all().count();
-        taken = all()
+        // depends on the pid (claimers together look at different ones); `grow` looks at
+        // the others.
+        let from = me.pid as usize % all(heap).count();
+        taken = all(heap)
             .skip(from)
-            .chain(all().take(from))
+            .chain(all(heap).take(from))
             .filter(|r| r.owner.load(Ordering::Relaxed) != 0)
             .take(DEAD_LOOKS)
-            .find(|r| {
-                let owner = r.owner.load(Ordering::Acquire);
-                owner != 0
-                    && owner_dead(owner, r.start.load(Ordering::Relaxed))
-                    && r.owner.compare_exchange(owner, word, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-            });
+            .find(|r| take_dead(heap, r, word));
     }
     let r = match taken {
         Some(r) => r,
         None => grow(heap, me)?,
     };
-    // Claimed, not yet whole: a reader takes a record whose start does not match its owner
-    // word for a live one.
+    // Claimed (the top raised over it first), not yet whole: a reader takes a record whose
+    // start does not match its owner word for a live one.
     crash_point!("pins.record.claimed");
     r.start.store(me.start, Ordering::Relaxed);
     for slot in &r.slots {
         slot.store(0, Ordering::Relaxed);
     }
-    let off = offset_of(heap, r);
-    if off < (ANNOUNCE_AT + CAPACITY * 64) as u64 {
-        let i = (off - ANNOUNCE_AT as u64) / 64;
-        heap.pin_records_top().fetch_max(i + 1, Ordering::AcqRel);
-    }
     // Release: see `announce`.
-    MINE.store(u64::from(me.pid) << 32 | off >> 6, Ordering::Release);
-    Some(r)
+    MINE.store(u64::from(me.pid) << 32 | offset_of(heap, r) >> 6, Ordering::Release);
+    Ok(r)
 }
 
-/// Every record taken by a live process (as far as a claim looked): a free record of the
-/// newest block (another process made one meanwhile), else a new block, made and linked
-/// under the blocks' lock, its first record this process's. None when the heap is full.
+/// Every record taken by a live process (as far as a claim looked). Under the blocks'
+/// lock: a record freed since (anywhere), else a dead owner's (every owner looked at, once
+/// per block made: those outside every claim's window, and those that no reaper forgets,
+/// are taken here before the family grows), else a new block, made and linked, its first
+/// record this process's.
 #[cold]
-fn grow(heap: &'static Heap, me: ProcId) -> Option<&'static Record> {
+fn grow(heap: &'static Heap, me: ProcId) -> Result<&'static Record, NoRecord> {
     let word = owner_word(me);
-    let _g = lock_blocks(heap);
-    if let Some(r) = blocks(heap).next().and_then(|b| b.records.iter().find(|r| take_free(r, word))) {
-        return Some(r);
+    let _g = lock_blocks(heap, Deadline::after(BLOCKS_WAIT)).ok_or(NoRecord::Busy)?;
+    if let Some(r) =
+        all(heap).find(|r| take_free(heap, r, word)).or_else(|| all(heap).find(|r| take_dead(heap, r, word)))
+    {
+        return Ok(r);
     }
-    let (head, _, making) = heap.pin_blocks();
-    let off = heap.alloc_uncounted_into(std::mem::size_of::<Block>(), making).ok()?;
+    let chain = blocks_chain(heap);
+    let off = chain.make(std::mem::size_of::<Block>()).ok_or(NoRecord::Full)?;
     let block = block_at(heap, off);
     let r = &block.records[0];
     r.owner.store(word, Ordering::Relaxed);
     r.start.store(me.start, Ordering::Relaxed);
     crash_point!("pins.block.made");
-    block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
-    head.store(off, Ordering::Release);
-    crash_point!("pins.block.linked");
-    making.store(0, Ordering::Relaxed);
-    heap.pin_epoch().fetch_add(1, Ordering::Release);
-    Some(r)
+    chain.link(off, &block.next, || {
+        // Before the crash point: a maker killed after the link leaves no epoch unbumped.
+        heap.pin_epoch().fetch_add(1, Ordering::Release);
+        crash_point!("pins.block.linked");
+    });
+    Ok(r)
 }
 
-/// Takes the blocks' lock, and first finishes the block a process killed while it held
-/// the lock was making (the lock is robust: a dead holder's is taken over): cleared (its
-/// maker may have died before it zeroed it) and linked, unless it was linked already (at
-/// the head: blocks are linked there, under this lock). A holder clears the record before
-/// it lets go of the lock, so a record found here is a dead holder's.
-fn lock_blocks(heap: &Heap) -> RawGuard<'_> {
+/// The blocks of records, made under `pin_blocks_lock` (see `chain`).
+fn blocks_chain(heap: &Heap) -> Chain<'_> {
     let (head, lock, making) = heap.pin_blocks();
-    let guard = RawGuard::lock(lock);
-    let off = making.load(Ordering::Relaxed);
-    if off != 0 {
-        if head.load(Ordering::Relaxed) != off {
-            let block = block_at(heap, off);
-            for r in &block.records {
-                r.owner.store(0, Ordering::Relaxed);
-                r.start.store(0, Ordering::Relaxed);
-                for slot in &r.slots {
-                    slot.store(0, Ordering::Relaxed);
-                }
+    Chain { heap, head, lock, making }
+}
+
+/// Takes the blocks' lock (`None`: a live holder kept it past `deadline`), and first
+/// finishes the block a process killed while it held the lock was making (`chain`):
+/// cleared and linked, unless it was linked already; the epoch bumped either way (the dead
+/// maker may have died before its bump).
+fn lock_blocks(heap: &Heap, deadline: Deadline) -> Option<RawGuard<'_>> {
+    let clear = |off| {
+        let block = block_at(heap, off);
+        for r in &block.records {
+            r.owner.store(0, Ordering::Relaxed);
+            r.start.store(0, Ordering::Relaxed);
+            for slot in &r.slots {
+                slot.store(0, Ordering::Relaxed);
             }
-            block.next.store(head.load(Ordering::Relaxed), Ordering::Relaxed);
-            head.store(off, Ordering::Release);
-            heap.pin_epoch().fetch_add(1, Ordering::Release);
         }
-        making.store(0, Ordering::Relaxed);
-    }
-    guard
+        &block.next
+    };
+    blocks_chain(heap).lock(deadline, clear, || {
+        heap.pin_epoch().fetch_add(1, Ordering::Release);
+    })
 }
 
 /// Bytes of the heap's books that are blocks of records (the tests' check that none is
 /// lost).
 pub(crate) fn books(heap: &Heap) -> u64 {
-    let _g = lock_blocks(heap);
+    let _g = lock_blocks(heap, Deadline::NEVER);
     (blocks(heap).count() * std::mem::size_of::<Block>()) as u64
 }
 
@@ -335,8 +408,9 @@ fn owner_dead(owner: u64, start: u64) -> bool {
 }
 
 /// Whether a live process (this one included: another of its threads) announces the table
-/// at `table`, or some process pins anonymously. Reads every record ever claimed (64 bytes
-/// each), and `/proc` for each naming the table. Call with the table's lock held, after
+/// at `table`, or some process pins anonymously. Reads the reserved part's records up to
+/// its top and every block's record, claimed or not (64 bytes each), and `/proc` for each
+/// owned one naming the table. Call with the table's lock held, after
 /// loading its in-flight word with acquire.
 pub(crate) fn announced_by_live(heap: &Heap, table: u64) -> bool {
     if heap.anonymous_pins().load(Ordering::Acquire) != 0 {
@@ -398,7 +472,9 @@ mod tests {
         let me = sys::me();
         loop {
             let epoch = heap.pin_epoch().load(Ordering::Acquire);
+            // As a claim that found the heap full leaves them.
             NONE_AT.store(u64::from(me.pid) << 32 | (epoch & 0xffff_ffff), Ordering::Relaxed);
+            NONE_PINS.store(1 << 32, Ordering::Relaxed);
             let found = claim_unless_none(heap, me);
             NONE_AT.store(0, Ordering::Relaxed);
             // A reap elsewhere in the family (a test's child) gave a record back meanwhile:
@@ -407,6 +483,174 @@ mod tests {
                 continue;
             }
             assert!(found.is_none(), "a claim ran though no record was given back since none was found");
+            break;
+        }
+    }
+
+    /// A reaped process's pid (dead, not yet reused).
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    /// Every record free or a dead owner's, taken for this (live) process, as by as many
+    /// live processes: a claim finds none.
+    fn take_every_record(heap: &Heap) -> Vec<&Record> {
+        let me = sys::me();
+        let live = owner_word(me);
+        let mut mine = Vec::new();
+        for r in all(heap) {
+            if take_free(heap, r, live) || take_dead(heap, r, live) {
+                r.start.store(me.start, Ordering::Relaxed);
+                mine.push(r);
+            }
+        }
+        mine
+    }
+
+    fn give_back(mine: &[&Record]) {
+        let live = owner_word(sys::me());
+        for r in mine {
+            r.owner.compare_exchange(live, 0, Ordering::AcqRel, Ordering::Relaxed).ok();
+        }
+    }
+
+    /// A claimer killed at `pins.record.claimed` on the record at the top (every record
+    /// below taken) leaves it owned by a dead process, its start unwritten: its reaper's
+    /// `forget` must give it back (review30a finding 1: the top was raised after the crash
+    /// point, and `forget` looks only up to the top).
+    #[test]
+    fn a_claimer_killed_at_the_top_is_forgotten_by_its_reaper() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let pid = dead_pid();
+        let dead = owner_word(ProcId { pid, start: 77 });
+        let top = heap.pin_records_top().load(Ordering::Acquire) as usize;
+        let recs = heap.pin_records();
+        let i = (top..CAPACITY).find(|&i| take_free(heap, &recs[i], dead)).expect("a free record past the top");
+        forget(pid);
+        let owner = recs[i].owner.load(Ordering::Acquire);
+        recs[i].owner.store(0, Ordering::Release);
+        assert_eq!(owner, 0, "record {i} (top {top}) of dead pid {pid} still owned after its reaper's forget");
+    }
+
+    /// Every record taken by a live process but one, a dead owner's, outside the claimer's
+    /// window of `DEAD_LOOKS`: the claim takes it rather than make a block (review30a
+    /// finding 2: the family grew for ever past records no reaper forgets).
+    #[test]
+    fn a_dead_owners_record_outside_the_window_is_taken_before_a_block_is_made() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let mine = take_every_record(heap);
+        let count = all(heap).count();
+        let claimer = ProcId { pid: dead_pid(), start: 5 };
+        let from = claimer.pid as usize % count;
+        // A record of ours far from the window: its owner dies.
+        let far = mine.iter().copied().find(|r| {
+            let k = all(heap).position(|x| std::ptr::eq(x, *r)).unwrap();
+            (k + count - from) % count > 4 * DEAD_LOOKS
+        });
+        let far = far.expect("a record of ours outside the window");
+        far.owner.store(owner_word(ProcId { pid: dead_pid(), start: 9 }), Ordering::Release);
+        far.start.store(9, Ordering::Relaxed);
+        let blocks_before = blocks(heap).count();
+        let saved = MINE.load(Ordering::Relaxed);
+        let got = claim(heap, claimer).expect("a record");
+        MINE.store(saved, Ordering::Relaxed);
+        let took_dead = std::ptr::eq(got, far);
+        let blocks_after = blocks(heap).count();
+        got.owner.store(0, Ordering::Release);
+        far.owner.store(0, Ordering::Release);
+        give_back(&mine);
+        assert!(
+            took_dead,
+            "a dead owner's record was passed over; the claim made a block ({blocks_before} blocks before, {blocks_after} now)"
+        );
+    }
+
+    /// A live holder of `pin_blocks_lock` that never lets go (a `sleep` stopped by
+    /// `SIGSTOP`, named the holder, as a maker stopped at `stop:pins.block.made` would be)
+    /// and every record taken by a live process: a first pin does not wait for ever, and
+    /// does not remember the heap full (review30a finding 3: it waited with no deadline,
+    /// inside a receive or a reap).
+    #[test]
+    fn a_stopped_holder_of_the_blocks_lock_does_not_make_a_first_pin_wait() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let mut sleeper = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+        let pid = sleeper.id();
+        // SAFETY: kill(2) takes no pointer; the pid is our own child's, not yet waited for.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        let holder = super::super::mutex::Owner { id: pid, start: sys::process_start_time(pid).unwrap() };
+        let (_, lock, _) = heap.pin_blocks();
+        assert!(lock.try_lock(holder), "pin_blocks_lock held already");
+        let claimer = ProcId { pid: dead_pid(), start: 5 };
+        let saved = (MINE.load(Ordering::Relaxed), NONE_AT.load(Ordering::Relaxed));
+        let mut outcome = None;
+        for _ in 0..5 {
+            let mine = take_every_record(heap);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(claim_unless_none(Heap::get(), claimer));
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+            give_back(&mine);
+            if let Ok(Some(r)) = got {
+                // A record given back meanwhile (a reap elsewhere in the family): again.
+                r.owner.store(0, Ordering::Release);
+                continue;
+            }
+            outcome = Some(got.is_ok());
+            break;
+        }
+        let none_at = NONE_AT.load(Ordering::Relaxed);
+        MINE.store(saved.0, Ordering::Relaxed);
+        NONE_AT.store(saved.1, Ordering::Relaxed);
+        lock.unlock();
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        assert_eq!(outcome, Some(true), "a first pin still waits for a stopped holder of pin_blocks_lock");
+        assert_ne!(none_at >> 32, u64::from(claimer.pid), "a lock held too long remembered as the heap full");
+    }
+
+    /// A process that found the heap full, with the pin epoch unchanged since (no reap, no
+    /// block linked), looks again after at most `NONE_PINS_MAX` anonymous pins (review30a
+    /// finding 4: room coming back, or a death nobody reaps, bumps no epoch, and it pinned
+    /// anonymously for its life).
+    #[test]
+    fn a_process_that_found_the_heap_full_looks_again_after_some_anonymous_pins() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let claimer = ProcId { pid: dead_pid(), start: 5 };
+        let saved = MINE.load(Ordering::Relaxed);
+        loop {
+            let epoch = heap.pin_epoch().load(Ordering::Acquire);
+            // As the tenth look in a row that found the heap full leaves them.
+            NONE_AT.store(u64::from(claimer.pid) << 32 | (epoch & 0xffff_ffff), Ordering::Relaxed);
+            NONE_PINS.store(u64::from(NONE_PINS_MAX.ilog2()) << 32, Ordering::Relaxed);
+            let mut anonymous = 0;
+            let mut found = None;
+            while anonymous < 2 * NONE_PINS_MAX {
+                match claim_unless_none(heap, claimer) {
+                    Some(r) => {
+                        found = Some(r);
+                        break;
+                    }
+                    None => anonymous += 1,
+                }
+            }
+            MINE.store(saved, Ordering::Relaxed);
+            NONE_AT.store(0, Ordering::Relaxed);
+            if let Some(r) = found {
+                r.owner.store(0, Ordering::Release);
+            }
+            if heap.pin_epoch().load(Ordering::Acquire) != epoch {
+                continue;
+            }
+            assert!(found.is_some(), "{anonymous} anonymous pins, and no look again with the epoch unchanged");
+            assert_eq!(anonymous, NONE_PINS_MAX - 1, "anonymous pins before the look");
             break;
         }
     }

@@ -1,0 +1,71 @@
+//! Blocks of the heap's books linked from a head word, each made under a robust lock with a
+//! record of the block being made: the holds directory (`holds`) and the pin records beyond
+//! the reserved part's (`pins`).
+//!
+//! A maker takes the lock ([`Chain::lock`]), has the allocator store the new block's offset
+//! in the `making` word as it hands the block out ([`Chain::make`]), writes the block, and
+//! links it at the head ([`Chain::link`]: its `next` word, then the head, then `making`
+//! cleared). Blocks are never freed, and linked only at the head, under the lock. A maker
+//! killed at any step leaves `making` to the next holder of the lock (the lock is robust:
+//! a dead holder's is taken over), which finishes the block: cleared (its maker may have
+//! died before it zeroed it) and linked, unless it is at the head already (linked, its
+//! maker killed before it cleared `making`). A holder clears `making` before it lets go of
+//! the lock, so a block found there is a dead holder's; finishing it twice (the finisher
+//! killed meanwhile) links it once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::heap::Heap;
+use super::mutex::{RawGuard, RawMutex};
+use super::wait::Deadline;
+
+/// A list of blocks: its head (0: none), the lock its growth takes, and the block being
+/// made under it (0: none).
+pub(super) struct Chain<'h> {
+    pub(super) heap: &'h Heap,
+    pub(super) head: &'h AtomicU64,
+    pub(super) lock: &'h RawMutex,
+    pub(super) making: &'h AtomicU64,
+}
+
+impl<'h> Chain<'h> {
+    /// Takes the lock, waiting at most until `deadline` (`None`: a live holder kept it),
+    /// and first finishes the block a dead holder was making: `clear(off)` clears its words
+    /// and gives its `next` word, unless it is linked already; then `finished()` runs (the
+    /// block linked), before the record is cleared.
+    pub(super) fn lock(
+        &self,
+        deadline: Deadline,
+        clear: impl FnOnce(u64) -> &'h AtomicU64,
+        finished: impl FnOnce(),
+    ) -> Option<RawGuard<'h>> {
+        let guard = RawGuard::lock_until(self.lock, deadline)?;
+        let off = self.making.load(Ordering::Relaxed);
+        if off != 0 {
+            if self.head.load(Ordering::Relaxed) != off {
+                let next = clear(off);
+                next.store(self.head.load(Ordering::Relaxed), Ordering::Relaxed);
+                self.head.store(off, Ordering::Release);
+            }
+            finished();
+            self.making.store(0, Ordering::Relaxed);
+        }
+        Some(guard)
+    }
+
+    /// A new block of `len` zeroed bytes (at most the largest small class), recorded as the
+    /// one being made from the moment the allocator hands it out; `None`: the heap is full.
+    /// Under the lock.
+    pub(super) fn make(&self, len: usize) -> Option<u64> {
+        self.heap.alloc_uncounted_into(len, self.making).ok()
+    }
+
+    /// Links the block made at `off` (its `next` word `next`) at the head; `linked()` runs
+    /// once it is, before the record of the block being made is cleared. Under the lock.
+    pub(super) fn link(&self, off: u64, next: &AtomicU64, linked: impl FnOnce()) {
+        next.store(self.head.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.head.store(off, Ordering::Release);
+        linked();
+        self.making.store(0, Ordering::Relaxed);
+    }
+}
