@@ -37,6 +37,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::{
@@ -569,7 +570,9 @@ const BACKSTOP_SECS: u32 = 300;
 /// been dumped (`dump_family`) into the returned text, and killed.
 fn run_watched(cmd: &mut std::process::Command, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
     use std::io::Read;
+    use std::os::unix::process::CommandExt as _;
     let mut child = cmd
+        .process_group(0)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -590,19 +593,33 @@ fn run_watched(cmd: &mut std::process::Command, limit: Duration) -> (Option<std:
             }
         })
     };
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the round") {
             break Some(status);
         }
-        if Instant::now() >= deadline {
+        if started.elapsed() >= limit || TERMINATED.load(Ordering::Relaxed) {
             break None;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut dump = String::new();
+    let mut printed = 0;
     if status.is_none() {
-        dump = dump_family(child.id(), limit);
+        // What the round printed so far, then the dump, printed as it goes: a `timeout`
+        // that sends SIGKILL later still leaves what was written.
+        {
+            let text = text.lock().unwrap();
+            print!("{}", String::from_utf8_lossy(&text));
+            printed = text.len();
+        }
+        let why = if TERMINATED.load(Ordering::Relaxed) {
+            format!("the driver got SIGTERM after the round ran {} s", started.elapsed().as_secs())
+        } else {
+            format!("the round still runs after {} s", limit.as_secs())
+        };
+        if !INTERRUPTED.load(Ordering::Relaxed) {
+            dump_family(child.id(), &why);
+        }
         for (pid, _) in descendants(std::process::id()) {
             // SAFETY: kill only sends a signal.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -614,17 +631,37 @@ fn run_watched(cmd: &mut std::process::Command, limit: Duration) -> (Option<std:
     while !reader.is_finished() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut out = String::from_utf8_lossy(&text.lock().unwrap()).into_owned();
-    out.push_str(&dump);
+    let out = String::from_utf8_lossy(&text.lock().unwrap()[printed..]).into_owned();
     (status, out)
 }
 
-/// What every descendant of this process is doing, for a round that outlived its limit:
-/// its role (by the round's notes), and per thread its state, kernel wait channel, system
-/// call and kernel stack (`/proc`), then its user stacks (`gdb -batch`, when installed;
-/// `CHAOS_NO_GDB=1` skips it). The killer is stopped first, so that the family holds still.
-fn dump_family(round: u32, limit: Duration) -> String {
+/// Set by the driver's SIGTERM handler (`timeout`, as `.ci/run` runs the examples): the
+/// running round is dumped as at its limit, and the driver fails.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+/// Set by the driver's SIGINT handler: the running round's family is killed (no dump), and
+/// the driver fails.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Async-signal-safe: one store, read by the driver's wait loop.
+    if signal == libc::SIGINT {
+        INTERRUPTED.store(true, Ordering::Relaxed);
+    }
+    TERMINATED.store(true, Ordering::Relaxed);
+}
+
+/// Prints what every descendant of this process is doing, for a round that outlived its
+/// limit (`why`): its role (by the round's notes), and per thread its state, kernel wait
+/// channel, system call and kernel stack (`/proc`), then its user stacks (`gdb -batch`, when
+/// installed; `CHAOS_NO_GDB=1` skips it). The killer is stopped first, so that the family
+/// holds still.
+fn dump_family(round: u32, why: &str) {
     use std::fmt::Write as _;
+    let flush = |out: &mut String| {
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+        out.clear();
+    };
     let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
     let roles: std::collections::HashMap<u32, String> = read(roles_path(round))
         .lines()
@@ -638,11 +675,7 @@ fn dump_family(round: u32, limit: Duration) -> String {
             unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
         }
     }
-    let mut out = format!(
-        "WATCHDOG: the round (pid {round}) still runs after {} s; its family ({} processes):\n",
-        limit.as_secs(),
-        family.len()
-    );
+    let mut out = format!("WATCHDOG: {why} (pid {round}); its family ({} processes):\n", family.len());
     for (pid, comm) in &family {
         let stat = read(format!("/proc/{pid}/stat"));
         let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).unwrap_or("?");
@@ -673,9 +706,10 @@ fn dump_family(round: u32, limit: Duration) -> String {
                 let _ = writeln!(out, "    {line}");
             }
         }
+        flush(&mut out);
     }
     if std::env::var_os("CHAOS_NO_GDB").is_some() {
-        return out;
+        return;
     }
     // gdb after the /proc pass (it stops each process while it reads it), one at a time
     // (a debug binary's symbols cost each gdb hundreds of MB), each bounded.
@@ -687,8 +721,9 @@ fn dump_family(round: u32, limit: Duration) -> String {
         }
         let _ = writeln!(out, "== gdb pid {pid} ({comm})");
         let _ = writeln!(out, "{}", user_stacks(*pid, Duration::from_secs(60)));
+        flush(&mut out);
     }
-    out
+    flush(&mut out);
 }
 
 /// `gdb -p pid -batch -ex 'thread apply all bt'`, ended after `limit`.
@@ -788,9 +823,20 @@ fn main() {
     // round leaves running is seen here.
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only changes this process's attribute.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+    // The round runs in a process group of its own, so that a `timeout` (which signals its
+    // command's whole group) or a ^C reaches only this driver: on SIGTERM it dumps the round
+    // as at its limit, on SIGINT it kills the round's family; then it fails.
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to atomics (async-signal-safe).
+        unsafe { libc::signal(signal, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
     let shm_before = shm_names();
     let mut failed = 0;
     for i in 0..rounds {
+        if TERMINATED.load(Ordering::Relaxed) {
+            println!("chaos: ended by a signal between rounds (seed {seed})");
+            std::process::exit(1);
+        }
         let round_seed = if i == 0 { seed } else { Rng(seed ^ i).next() };
         print!("round {i}: seed {round_seed} ... ");
         let _ = std::io::stdout().flush();
@@ -807,6 +853,15 @@ fn main() {
                     println!("FAILED: the round's process ended with {status}");
                 }
                 failed += 1;
+            }
+            None if INTERRUPTED.load(Ordering::Relaxed) => {
+                println!("chaos: interrupted in round {i} (seed {seed}): its family killed");
+                std::process::exit(130);
+            }
+            None if TERMINATED.load(Ordering::Relaxed) => {
+                println!("FAILED: SIGTERM while round {i} (seed {round_seed}) ran: dumped above");
+                println!("chaos: ended by SIGTERM (seed {seed})");
+                std::process::exit(1);
             }
             None => {
                 println!(
