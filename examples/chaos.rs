@@ -625,6 +625,9 @@ fn run_watched(cmd: &mut std::process::Command, limit: Duration) -> (Option<std:
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         let _ = child.wait();
+        // The round's notes for its killer, which it removes only when it ends.
+        let _ = std::fs::remove_file(roles_path(child.id()));
+        let _ = std::fs::remove_file(kills_path(child.id()));
     }
     // What the round printed: its family may hold the pipe a little longer.
     let until = Instant::now() + Duration::from_secs(10);
