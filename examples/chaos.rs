@@ -5,7 +5,8 @@
 //!
 //! `cargo run --example chaos -- [--seed N] [--rounds R] [--secs S]`; `CHAOS_VICTIMS=consumer,worker`
 //! (roles: producer, consumer, forker, forked, worker, manager, starting, other) limits the
-//! killer to those; `CHAOS_NOKILL=1` runs the rounds without it; `CHAOS_NO_HANDLES=1` puts
+//! killer to those; `CHAOS_POOL=fork|forkserver|spawn` fixes the pool's start method (the seed
+//! picks it otherwise); `CHAOS_NOKILL=1` runs the rounds without it; `CHAOS_NO_HANDLES=1` puts
 //! no handle in the messages; `CHAOS_STRICT_HEAP=1` fails a round whose heap is not back
 //! exactly (by default such a round reports the bytes left: the known residual windows,
 //! HACKING.md's "Pins", are rare, not absent). `tests/soundness.rs` runs a short variant
@@ -28,11 +29,15 @@
 //! - every pool task gave its result or `TaskError::WorkerLost`;
 //! - every lock held by the dead (`Array`'s, the manager's) is taken over;
 //! - `heap_in_use` is back to its value at the round's start once everything is dropped;
-//! - no call hangs (a watchdog aborts the program);
+//! - no call hangs: a round still running after `--secs` + 90 s (`CHAOS_LIMIT=N`: N s) is ended by the driver's
+//!   watchdog, which first dumps what each of its processes is doing (`/proc`: state, wait
+//!   channel, system call, kernel stack per thread; then `gdb`'s backtraces when installed,
+//!   unless `CHAOS_NO_GDB=1`), and the round fails;
 //! - at the end, no descendant but the fork server is left, and `/dev/shm` is as it was.
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::{
@@ -298,7 +303,13 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
     let mut tally = Tally::default();
     let heap_before = multiproc::__private::heap_in_use();
     {
-        let pool_method = [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn][rng.below(3) as usize];
+        let mut pool_method = [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn][rng.below(3) as usize];
+        match std::env::var("CHAOS_POOL").as_deref() {
+            Ok("fork") => pool_method = StartMethod::Fork,
+            Ok("forkserver") => pool_method = StartMethod::ForkServer,
+            Ok("spawn") => pool_method = StartMethod::Spawn,
+            _ => {}
+        }
         println!("pool: {pool_method:?}");
         let mut builder = Pool::builder().processes(2).start_method(pool_method);
         let tasks_per_child = 1 + rng.below(4);
@@ -543,6 +554,221 @@ fn run_round(r: &Round, root: u32) -> Result<Tally, String> {
     Ok(tally)
 }
 
+/// How long a round may last before the driver's watchdog dumps and ends it: `secs` and 90 s
+/// (`CHAOS_LIMIT=N`: N s instead of 90; a small N shows the dump on a round that holds).
+fn round_limit(secs: f64) -> Duration {
+    let spare = std::env::var("CHAOS_LIMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(90);
+    Duration::from_secs(secs as u64 + spare)
+}
+
+/// The round's own alarm fires this long after `round_limit`, for a driver that is gone.
+const BACKSTOP_SECS: u32 = 300;
+
+/// Runs the round's process (stdout captured, stderr inherited) and waits for it until
+/// `limit`. Returns its status and output; `None` when it was still running at the limit:
+/// then every descendant of this process (the round, its family, orphans that came here) has
+/// been dumped (`dump_family`) into the returned text, and killed.
+fn run_watched(cmd: &mut std::process::Command, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt as _;
+    let mut child = cmd
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("the round's process");
+    let mut stdout = child.stdout.take().unwrap();
+    // The round's family inherits its stdout: the pipe ends when the last of them does, not
+    // with the round, so the reading is a thread of its own and the watch is on the pid.
+    let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let text = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the round") {
+            break Some(status);
+        }
+        if started.elapsed() >= limit || TERMINATED.load(Ordering::Relaxed) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut printed = 0;
+    if status.is_none() {
+        // What the round printed so far, then the dump, printed as it goes: a `timeout`
+        // that sends SIGKILL later still leaves what was written.
+        {
+            let text = text.lock().unwrap();
+            print!("{}", String::from_utf8_lossy(&text));
+            printed = text.len();
+        }
+        let why = if TERMINATED.load(Ordering::Relaxed) {
+            format!("the driver got SIGTERM after the round ran {} s", started.elapsed().as_secs())
+        } else {
+            format!("the round still runs after {} s", limit.as_secs())
+        };
+        if !INTERRUPTED.load(Ordering::Relaxed) {
+            dump_family(child.id(), &why);
+        }
+        for (pid, _) in descendants(std::process::id()) {
+            // SAFETY: kill only sends a signal.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        let _ = child.wait();
+        // The round's notes for its killer, which it removes only when it ends.
+        let _ = std::fs::remove_file(roles_path(child.id()));
+        let _ = std::fs::remove_file(kills_path(child.id()));
+    }
+    // What the round printed: its family may hold the pipe a little longer.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = String::from_utf8_lossy(&text.lock().unwrap()[printed..]).into_owned();
+    (status, out)
+}
+
+/// Set by the driver's SIGTERM handler (`timeout`, as `.ci/run` runs the examples): the
+/// running round is dumped as at its limit, and the driver fails.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+/// Set by the driver's SIGINT handler: the running round's family is killed (no dump), and
+/// the driver fails.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Async-signal-safe: one store, read by the driver's wait loop.
+    if signal == libc::SIGINT {
+        INTERRUPTED.store(true, Ordering::Relaxed);
+    }
+    TERMINATED.store(true, Ordering::Relaxed);
+}
+
+/// Prints what every descendant of this process is doing, for a round that outlived its
+/// limit (`why`): its role (by the round's notes), and per thread its state, kernel wait
+/// channel, system call and kernel stack (`/proc`), then its user stacks (`gdb -batch`, when
+/// installed; `CHAOS_NO_GDB=1` skips it). The killer is stopped first, so that the family
+/// holds still.
+fn dump_family(round: u32, why: &str) {
+    use std::fmt::Write as _;
+    let flush = |out: &mut String| {
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+        out.clear();
+    };
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
+    let roles: std::collections::HashMap<u32, String> = read(roles_path(round))
+        .lines()
+        .filter_map(|l| l.split_once(' ').and_then(|(p, r)| Some((p.parse().ok()?, r.to_string()))))
+        .collect();
+    let family = descendants(std::process::id());
+    let is_killer = |pid: u32| read(format!("/proc/{pid}/environ")).split('\0').any(|v| v.starts_with("CHAOS_KILLER="));
+    for (pid, _) in &family {
+        if is_killer(*pid) {
+            // SAFETY: kill only sends a signal.
+            unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
+        }
+    }
+    let mut out = format!("WATCHDOG: {why} (pid {round}); its family ({} processes):\n", family.len());
+    for (pid, comm) in &family {
+        let stat = read(format!("/proc/{pid}/stat"));
+        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).unwrap_or("?");
+        let role = if *pid == round {
+            "round".to_string()
+        } else if is_killer(*pid) {
+            "killer (stopped for the dump)".to_string()
+        } else {
+            role_of(*pid, comm, &roles)
+        };
+        let _ = writeln!(out, "== pid {pid} ({comm}), parent {ppid}, role {role}");
+        let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        tids.sort_unstable();
+        for tid in tids {
+            let task = format!("/proc/{pid}/task/{tid}");
+            let tstat = read(format!("{task}/stat"));
+            let state = tstat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("?");
+            let _ = writeln!(
+                out,
+                "  tid {tid} ({}) state {state} wchan {} syscall {}",
+                read(format!("{task}/comm")).trim(),
+                read(format!("{task}/wchan")).trim(),
+                read(format!("{task}/syscall")).trim()
+            );
+            for line in read(format!("{task}/stack")).lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        flush(&mut out);
+    }
+    if std::env::var_os("CHAOS_NO_GDB").is_some() {
+        return;
+    }
+    // gdb after the /proc pass (it stops each process while it reads it), one at a time
+    // (a debug binary's symbols cost each gdb hundreds of MB), each bounded.
+    let budget = Instant::now() + Duration::from_secs(240);
+    for (pid, comm) in &family {
+        if Instant::now() >= budget {
+            let _ = writeln!(out, "== gdb: out of time before pid {pid}");
+            continue;
+        }
+        let _ = writeln!(out, "== gdb pid {pid} ({comm})");
+        let _ = writeln!(out, "{}", user_stacks(*pid, Duration::from_secs(60)));
+        flush(&mut out);
+    }
+    flush(&mut out);
+}
+
+/// `gdb -p pid -batch -ex 'thread apply all bt'`, ended after `limit`.
+fn user_stacks(pid: u32, limit: Duration) -> String {
+    let path = format!("/tmp/chaos-gdb-{}-{pid}", std::process::id());
+    let Ok(file) = std::fs::File::create(&path) else { return "gdb: no file for its output".into() };
+    let spawned = std::process::Command::new("gdb")
+        .args(["-nx", "-batch", "-p", &pid.to_string()])
+        .args(["-ex", "set pagination off", "-ex", "thread apply all bt"])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn();
+    let text = match spawned {
+        Err(e) => format!("gdb: {e}"),
+        Ok(mut gdb) => {
+            let deadline = Instant::now() + limit;
+            while gdb.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let late = gdb.try_wait().ok().flatten().is_none();
+            if late {
+                let _ = gdb.kill();
+                let _ = gdb.wait();
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // Only the stacks: gdb's symbol loading chatter says nothing.
+            let mut kept: String = text
+                .lines()
+                .filter(|l| l.starts_with('#') || l.starts_with("Thread ") || l.contains("rror"))
+                .map(|l| format!("{}\n", l.chars().take(300).collect::<String>()))
+                .collect();
+            if late {
+                kept.push_str("gdb: ended after its limit\n");
+            }
+            kept
+        }
+    };
+    let _ = std::fs::remove_file(&path);
+    text
+}
+
 fn shm_names() -> BTreeSet<String> {
     std::fs::read_dir("/dev/shm")
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
@@ -562,10 +788,13 @@ fn round_main(spec: &str) -> ! {
     let kill = it.next() == Some("1");
     multiproc::init();
     let root = std::process::id();
-    // The watchdog is an alarm, not a thread: a thread would refuse the pool's `Fork`
-    // workers. SIGALRM's default action ends the round, and the family with it.
+    // The watchdog is the driver's (`run_watched`: at the deadline it dumps where every
+    // process of the round waits, then kills them). This alarm is only a backstop for a
+    // driver that is gone (killed by a test's watchdog): an alarm, not a thread, since a
+    // thread would refuse the pool's `Fork` workers; SIGALRM's default action ends the
+    // round, and the family with it.
     // SAFETY: alarm only arms a timer.
-    unsafe { libc::alarm(secs as u32 + 90) };
+    unsafe { libc::alarm(round_limit(secs).as_secs() as u32 + BACKSTOP_SECS) };
     match run_round(&Round { seed, secs, kill }, root) {
         Ok(t) => {
             println!("ok {t:?}");
@@ -597,26 +826,58 @@ fn main() {
     // round leaves running is seen here.
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only changes this process's attribute.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+    // The round runs in a process group of its own, so that a `timeout` (which signals its
+    // command's whole group) or a ^C reaches only this driver: on SIGTERM it dumps the round
+    // as at its limit, on SIGINT it kills the round's family; then it fails.
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to atomics (async-signal-safe).
+        unsafe { libc::signal(signal, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
     let shm_before = shm_names();
     let mut failed = 0;
     for i in 0..rounds {
+        if TERMINATED.load(Ordering::Relaxed) {
+            println!("chaos: ended by a signal between rounds (seed {seed})");
+            std::process::exit(1);
+        }
         let round_seed = if i == 0 { seed } else { Rng(seed ^ i).next() };
         print!("round {i}: seed {round_seed} ... ");
         let _ = std::io::stdout().flush();
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("CHAOS_ROUND", format!("{round_seed},{secs},{}", u8::from(kill)))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("the round's process");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let (status, text) = run_watched(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .env("CHAOS_ROUND", format!("{round_seed},{secs},{}", u8::from(kill))),
+            round_limit(secs as f64),
+        );
         print!("{text}");
-        if !out.status.success() {
-            if !text.contains("FAILED") {
-                println!("FAILED: the round's process ended with {}", out.status);
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => {
+                if !text.contains("FAILED") {
+                    println!("FAILED: the round's process ended with {status}");
+                }
+                failed += 1;
             }
-            failed += 1;
+            None if INTERRUPTED.load(Ordering::Relaxed) => {
+                println!("chaos: interrupted in round {i} (seed {seed}): its family killed");
+                std::process::exit(130);
+            }
+            None if TERMINATED.load(Ordering::Relaxed) => {
+                println!("FAILED: SIGTERM while round {i} (seed {round_seed}) ran: dumped above");
+                println!("chaos: ended by SIGTERM (seed {seed})");
+                std::process::exit(1);
+            }
+            None => {
+                println!(
+                    "FAILED: round {i} (seed {round_seed}) still running after {} s: dumped above",
+                    round_limit(secs as f64).as_secs()
+                );
+                failed += 1;
+            }
         }
-        // Nothing of the round is left running (its orphans come here).
+        // Nothing of the round is left running (its orphans come here, and are reaped: the
+        // list below leaves zombies out, so they would pile up round after round).
+        // SAFETY: waitpid with WNOHANG reaps an orphan that came here, if any.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut left = descendants(std::process::id());
         while !left.is_empty() && Instant::now() < deadline {

@@ -2085,6 +2085,70 @@ fn a_killed_fork_server_is_started_again_inner() {
     println!("INNER-DONE");
 }
 
+const RESTART_RACE_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_RACE_INNER";
+
+/// Whether thread `tid` of this process waits in `recvmsg` (a fork-server start waiting
+/// for its server's answer).
+fn in_recvmsg(tid: i32) -> bool {
+    let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
+    syscall.split_whitespace().next() == Some(&libc::SYS_recvmsg.to_string())
+}
+
+/// `square(x)` in a fork-server child, started and joined; the error as text.
+fn fork_server_square(x: u64) -> Result<u64, String> {
+    let child = Process::new(square, x).start_method(StartMethod::ForkServer).start().map_err(|e| e.to_string())?;
+    child.join().map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_start_that_reaches_a_fork_server_being_started_again_gets_its_child_inner() {
+    if std::env::var_os(RESTART_RACE_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    // Once before, so that the fork server runs (and this process keeps a connection to it).
+    assert_eq!(Process::new(square, 2).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap(), 4);
+    kill_the_fork_server();
+    // A thread other than main finds the server dead and starts it again: held once it
+    // listens at the server's address, before it spawns the new server.
+    multiproc::__private::crash_at("hold:forkserver.restart.listening");
+    std::thread::scope(|s| {
+        let restarting = s.spawn(|| fork_server_square(3));
+        while multiproc::__private::crash_holding() < 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Another thread's start connects to that listener, and waits for the answer.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let asking = s.spawn(move || {
+            // SAFETY (test): gettid only returns this thread's id.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            fork_server_square(4)
+        });
+        let tid = tid_rx.recv().unwrap();
+        assert!(eventually(LIMIT, || in_recvmsg(tid)), "the second start waits for the new server's answer");
+        // The restart goes on: it spawns the server, which answers both.
+        multiproc::__private::crash_disarm();
+        assert_eq!(restarting.join().unwrap(), Ok(9));
+        assert_eq!(asking.join().unwrap(), Ok(16));
+    });
+    println!("INNER-DONE");
+}
+
+/// A fork-server start that connects to the fork server's address while another thread
+/// (not main) is starting the dead server again, between its listen and its spawn, gets
+/// its child once the new server runs. Before, the start waited for the answer holding
+/// the process's state lock, which the restart's spawn on the launcher thread takes: both
+/// waited for ever (examples/chaos, a ForkServer pool's thread replacing a worker while
+/// the main thread started a consumer).
+#[test]
+fn a_start_that_reaches_a_fork_server_being_started_again_gets_its_child() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_start_that_reaches_a_fork_server_being_started_again_gets_its_child_inner",
+        &[(RESTART_RACE_INNER, "1")],
+    );
+}
+
 /// A child that, once let through `gate`, tries a fork-server start (the server is dead
 /// then): whether it failed with `StartMethodUnavailable`.
 fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {

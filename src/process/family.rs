@@ -61,7 +61,8 @@ pub(crate) struct ProcState {
     pub(crate) parent: Option<ParentInfo>,
     next_index: u32,
     children: Vec<Arc<ChildState>>,
-    /// This process's connection to the fork server.
+    /// This process's connection to the fork server (taken out while a request uses it:
+    /// `forkserver::request` waits for the answer without this state's lock).
     pub(crate) forkserver_conn: Option<OwnedFd>,
     launcher: Option<mpsc::Sender<Job>>,
 }

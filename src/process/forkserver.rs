@@ -170,6 +170,9 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Ok(()),
         Err(e) => return Err(why(&format_args!("cannot listen at its address: {e}"))),
     };
+    // From here until the new server runs, a request connects to this listener and waits
+    // for its answer: it must not wait holding a lock the spawn below takes.
+    crash_point!("forkserver.restart.listening");
     let heap = crate::shm::Heap::get();
     let message = codec::encode_own(&ServerBoot { token, surroundings: boot::server_surroundings()? })?;
     let framed = boot::frame(&[&heap.seal_key()[..], &message.bytes].concat());
@@ -446,12 +449,23 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         let mut restarted = false;
         let mut stale = 0;
         loop {
-            let asked = {
-                let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
-                let server = (address, super::StartMethod::ForkServer, u32::try_from(server).unwrap_or(0));
+            // The kept connection is taken out of the state for the exchange, so that the
+            // wait for the answer holds no lock: the server may be one another thread of
+            // this process is starting again (`restart`: it listens at the address, then
+            // spawns the server on the launcher thread, which takes the state's lock), and
+            // this request, connected to its listener, is answered only once it runs.
+            // Another thread's request meanwhile makes a connection of its own; the first
+            // connection put back is kept.
+            let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
+            let server = (address, super::StartMethod::ForkServer, u32::try_from(server).unwrap_or(0));
+            let mut conn = family::state().forkserver_conn.take();
+            let asked = ask(boot, &config.token, server, &mut conn);
+            if let Some(conn) = conn {
                 let mut st = family::state();
-                ask(boot, &config.token, server, &mut st.forkserver_conn)
-            };
+                if st.forkserver_conn.is_none() {
+                    st.forkserver_conn = Some(conn);
+                }
+            }
             match asked {
                 Ok(started) => return Ok(started),
                 Err(Unasked::Stale(_)) if stale < 2 => stale += 1,
