@@ -891,3 +891,60 @@ fn items_written_to_the_results_list_by_another_program_take_the_driver_no_more_
     assert!(ok, "the map after the garbage");
     assert!(growth < 24 << 20, "the driver's peak memory grew by {growth} bytes");
 }
+
+/// A pool built while Redis is out of memory (review30b M1). The first heartbeat is refused
+/// for memory (`XGROUP CREATE ... MKSTREAM`, `SET alive`, `SADD`); it used to be taken as
+/// done, so the pool had no group: once memory was back, a task's `XADD` made the stream
+/// before the next beat made the group at `$`, after it, and no node was ever given the
+/// task (a hang), or the driver's `XAUTOCLAIM` met `NOGROUP` and ended the pool. The build
+/// must either be refused or give a pool that runs its tasks once memory is back.
+#[test]
+fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let built = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)))
+        .build();
+    let pool = match built {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("refused to build: {e}");
+            assert!(e.to_string().contains("OOM"), "refused for another reason: {e}");
+            return;
+        }
+    };
+    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    let mut r = pool.apply_async(square, 3).unwrap();
+    let got = r.get_timeout(Duration::from_secs(40));
+    assert!(matches!(got, Ok(9)), "a task sent once memory was back: {got:?}");
+}
+
+/// A group made after its stream (the keys expired while the driver was stopped, or a
+/// task's `XADD` ran before the beat) still delivers the entries already in the stream:
+/// every entry of a pool's stream is one of its undelivered tasks (review30b M1).
+#[test]
+fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(3)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    // The stream and its group gone (as if expired); the next task makes the stream again
+    // before the next beat (every second) makes the group.
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
+    let got: Vec<u64> = pool.map(square, 0..8u64).unwrap();
+    assert_eq!(got, (0..8u64).map(square).collect::<Vec<_>>());
+}

@@ -271,7 +271,8 @@ impl Driver {
             failure: Mutex::new(None),
             made_in: TakenIn::here(),
         });
-        driver.beat(&mut lock(&driver.link)).map_err(PoolError::Cluster)?;
+        // Strict: no earlier beat made the group, so a refusal for memory refuses the build.
+        driver.beat(&mut lock(&driver.link), true).map_err(PoolError::Cluster)?;
         // The thread holds the driver weakly: dropping the last `Pool` ends it.
         let weak = Arc::downgrade(&driver);
         let thread = std::thread::Builder::new()
@@ -282,11 +283,13 @@ impl Driver {
     }
 
     /// The heartbeat: the alive key, every key's expiry, the group (again, in case the
-    /// keys expired while this driver was stopped), the pool in the registry.
+    /// keys expired while this driver was stopped), the pool in the registry. The group
+    /// starts at `0`, not `$`: every entry of a pool's stream is one of its undelivered
+    /// tasks, so a group made after a task's `XADD` made the stream must deliver it.
     fn beat_commands(&self) -> redis::Pipeline {
         let ttl = ms(key_ttl(self.options.lease));
         let mut p = redis::pipe();
-        p.cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("$").arg("MKSTREAM").ignore();
+        p.cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("0").arg("MKSTREAM").ignore();
         // The expiry first: Redis runs it even when it is out of memory and refuses the `SET`.
         p.cmd("PEXPIRE").arg(&self.keys.alive).arg(ms(self.options.lease * 3)).ignore();
         p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
@@ -297,15 +300,17 @@ impl Driver {
         p
     }
 
-    fn beat(&self, link: &mut Link) -> Result<(), ClusterError> {
+    /// One heartbeat; `first` is the one `start` sends, which must make the group.
+    fn beat(&self, link: &mut Link, first: bool) -> Result<(), ClusterError> {
         let pipe = self.beat_commands();
         match link.run(|c| pipe.query::<()>(c)) {
             Ok(()) => Ok(()),
             // The group exists already: the rest of the pipeline ran.
             Err(ClusterError::Refused(why)) if why.contains("BUSYGROUP") => Ok(()),
             // Redis is out of memory: the expiries ran (they take none), what needs memory
-            // (the group, the registry) an earlier beat made.
-            Err(e) if out_of_memory(&e) => Ok(()),
+            // (the group, the registry) an earlier beat made. Not for the first beat: there
+            // was none, and a pool without its group would never deliver a task.
+            Err(e) if !first && out_of_memory(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -663,7 +668,7 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
         }
         let step = (|| -> Result<(), ClusterError> {
             if Instant::now() >= next_beat {
-                driver.beat(link)?;
+                driver.beat(link, false)?;
                 let lost = driver.reclaim(link)?;
                 deliver_all(lost);
                 next_beat = Instant::now() + driver.options.lease / 3;
