@@ -948,3 +948,35 @@ fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
     let got: Vec<u64> = pool.map(square, 0..8u64).unwrap();
     assert_eq!(got, (0..8u64).map(square).collect::<Vec<_>>());
 }
+
+/// review30b L2: the refusal that started a wait for memory was withdrawn (its task
+/// cancelled) instead of sent or failed; a later refusal must still wait the pool's
+/// `timeout`, not fail every waiting task at once.
+#[test]
+fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let first = pool.apply_async(square, 3).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    first.cancel();
+    std::thread::sleep(Duration::from_secs(6));
+    let start = std::time::Instant::now();
+    let mut second = pool.apply_async(square, 4).unwrap();
+    let got = second.get_timeout(Duration::from_secs(60));
+    let took = start.elapsed();
+    assert!(got.is_err(), "{got:?}");
+    // Not a duration asserted as a speed: the refusal must not come before the wait the
+    // pool promises (5 s), measured with a second of slack.
+    assert!(took >= Duration::from_secs(4), "refused after {took:?}, not after the pool's timeout of 5 s: {got:?}");
+}

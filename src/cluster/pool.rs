@@ -327,7 +327,12 @@ impl Driver {
     fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let mut failed = Vec::new();
         while books.sent.len() < self.in_flight {
-            let Some(front) = books.pending.front() else { break };
+            let Some(front) = books.pending.front() else {
+                // Nothing waits (sent, failed or withdrawn as cancelled): no refusal is
+                // under way, and the next one waits the whole `timeout` again.
+                books.full_since = None;
+                break;
+            };
             if front.3.cancelled() {
                 let (_, _, items, _, _) = books.pending.pop_front().expect("peeked");
                 self.counters.cancelled(items as u64);
@@ -355,8 +360,12 @@ impl Driver {
                     let since = *books.full_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.options.timeout {
                         books.full_since = None;
-                        for (_, chunk, _, delivery, _) in books.pending.drain(..) {
-                            failed.push((delivery, chunk, Err(TaskError::Cluster(e.clone()))));
+                        for (_, chunk, items, delivery, _) in books.pending.drain(..) {
+                            if delivery.cancelled() {
+                                self.counters.cancelled(items as u64);
+                            } else {
+                                failed.push((delivery, chunk, Err(TaskError::Cluster(e.clone()))));
+                            }
                         }
                     }
                     break;
