@@ -980,3 +980,39 @@ fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
     // pool promises (5 s), measured with a second of slack.
     assert!(took >= Duration::from_secs(4), "refused after {took:?}, not after the pool's timeout of 5 s: {got:?}");
 }
+
+/// A node killed holding a task while Redis is out of memory (review30b L4): the driver
+/// takes the task back and its new entry is refused for memory. It waits, as a task just
+/// submitted does (the pool's `timeout`), and runs once memory is back; it used to fail
+/// at once, `Refused` naming `OOM`.
+#[test]
+fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let mut doomed = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    // Taken by the node: pending in the group.
+    assert!(eventually(Duration::from_secs(30), || {
+        let pending = redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"]);
+        pending.starts_with(b"*4\r\n:1\r\n")
+    }));
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    doomed.kill();
+    // Several leases: the driver takes the task back and its requeue is refused.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let got = r.get_timeout(Duration::from_secs(60));
+    assert!(matches!(got, Ok(2000)), "a task taken back while Redis was full: {got:?}");
+}
