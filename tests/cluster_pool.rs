@@ -1016,3 +1016,34 @@ fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
     let got = r.get_timeout(Duration::from_secs(60));
     assert!(matches!(got, Ok(2000)), "a task taken back while Redis was full: {got:?}");
 }
+
+/// A Lua loop of `ms` milliseconds, run by another client: Redis answers everyone else
+/// `BUSY` meanwhile (past its `busy-reply-threshold`).
+const BUSY_LOOP: &[u8] = b"local s = redis.call('TIME') \
+    while true do \
+      local n = redis.call('TIME') \
+      if (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > tonumber(ARGV[1]) * 1000 then return 1 end \
+    end";
+
+/// A Redis busy with a long script answers `BUSY` to the driver and to a node pushing its
+/// result (review30b L6): both wait it out within the pool's `timeout` and the task
+/// completes. The driver used to end the pool on the first `BUSY` (a `Refused`).
+#[test]
+fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(20)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    // The task ends while Redis is busy: its node's push is refused `BUSY` and retried.
+    let mut r = pool.apply_async(sleep_ms, 500).unwrap();
+    assert_eq!(redis.raw(&[b"EVAL", BUSY_LOOP, b"0", b"2500"]), b":1\r\n");
+    let got = r.get_timeout(Duration::from_secs(60));
+    assert!(matches!(got, Ok(500)), "a task whose result met a busy Redis: {got:?}");
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+}

@@ -23,7 +23,9 @@ use crate::codec::CodecError;
 #[non_exhaustive]
 pub enum ClusterError {
     /// No connection could be made, or the connection broke (Redis stopped, killed,
-    /// restarted, or the network failed) or stayed silent past the timeout.
+    /// restarted, or the network failed) or stayed silent past the timeout, or the server
+    /// cannot serve for now (`BUSY` running a long script, `LOADING` its data,
+    /// `MASTERDOWN`: a replica that lost its master): waited out like a lost connection.
     #[error("Redis is unreachable: {0}")]
     Unreachable(String),
     /// The URL could not be understood.
@@ -58,7 +60,12 @@ impl ClusterError {
             ClusterError::Auth(format!("the server requires a password and the URL gives none ({e})"))
         } else if e.code() == Some("NOPERM") {
             ClusterError::Auth(format!("the user may not run this command or use this key ({e})"))
-        } else if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        } else if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || matches!(e.code(), Some("BUSY" | "LOADING" | "MASTERDOWN"))
+        {
             ClusterError::Unreachable(e.to_string())
         } else {
             ClusterError::Refused(e.to_string())
