@@ -1033,10 +1033,12 @@ fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
     let _node = Node::start(&redis.url);
+    // Beats every 0.5 s: one at least (a pipeline, every command refused `BUSY`) meets the
+    // busy server, as do the driver's reads (one command).
     let pool = Pool::builder()
         .cluster(&redis.url)
         .processes(1)
-        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(20)))
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)))
         .build()
         .unwrap();
     assert_eq!(pool.apply(square, 2).unwrap(), 4);

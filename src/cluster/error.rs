@@ -64,13 +64,21 @@ impl ClusterError {
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
-            || matches!(e.code(), Some("BUSY" | "LOADING" | "MASTERDOWN"))
+            || waits(e)
         {
             ClusterError::Unreachable(e.to_string())
         } else {
             ClusterError::Refused(e.to_string())
         }
     }
+}
+
+/// Whether Redis refused for now only: busy with a long script (`BUSY`), loading its data
+/// (`LOADING`), a replica without its master (`MASTERDOWN`). Decided on every refused
+/// command of a pipeline (`RedisError::code` names none for a pipeline's `BUSY`).
+fn waits(e: &redis::RedisError) -> bool {
+    let errors = e.clone().into_server_errors().unwrap_or_default();
+    !errors.is_empty() && errors.iter().all(|(_, error)| matches!(error.code(), "BUSY" | "LOADING" | "MASTERDOWN"))
 }
 
 /// Whether a rustls error is somewhere in the error's causes (a handshake that failed).
