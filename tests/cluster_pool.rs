@@ -891,3 +891,161 @@ fn items_written_to_the_results_list_by_another_program_take_the_driver_no_more_
     assert!(ok, "the map after the garbage");
     assert!(growth < 24 << 20, "the driver's peak memory grew by {growth} bytes");
 }
+
+/// A pool built while Redis is out of memory (review30b M1). The first heartbeat is refused
+/// for memory (`XGROUP CREATE ... MKSTREAM`, `SET alive`, `SADD`); it used to be taken as
+/// done, so the pool had no group: once memory was back, a task's `XADD` made the stream
+/// before the next beat made the group at `$`, after it, and no node was ever given the
+/// task (a hang), or the driver's `XAUTOCLAIM` met `NOGROUP` and ended the pool. The build
+/// must either be refused or give a pool that runs its tasks once memory is back.
+#[test]
+fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let built = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)))
+        .build();
+    let pool = match built {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("refused to build: {e}");
+            assert!(e.to_string().contains("OOM"), "refused for another reason: {e}");
+            return;
+        }
+    };
+    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    let mut r = pool.apply_async(square, 3).unwrap();
+    let got = r.get_timeout(Duration::from_secs(40));
+    assert!(matches!(got, Ok(9)), "a task sent once memory was back: {got:?}");
+}
+
+/// A group made after its stream (the keys expired while the driver was stopped, or a
+/// task's `XADD` ran before the beat) still delivers the entries already in the stream:
+/// every entry of a pool's stream is one of its undelivered tasks (review30b M1).
+#[test]
+fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(3)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    // The stream and its group gone (as if expired); the next task makes the stream again
+    // before the next beat (every second) makes the group.
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
+    let got: Vec<u64> = pool.map(square, 0..8u64).unwrap();
+    assert_eq!(got, (0..8u64).map(square).collect::<Vec<_>>());
+}
+
+/// review30b L2: the refusal that started a wait for memory was withdrawn (its task
+/// cancelled) instead of sent or failed; a later refusal must still wait the pool's
+/// `timeout`, not fail every waiting task at once.
+#[test]
+fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    let first = pool.apply_async(square, 3).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    first.cancel();
+    std::thread::sleep(Duration::from_secs(6));
+    let start = std::time::Instant::now();
+    let mut second = pool.apply_async(square, 4).unwrap();
+    let got = second.get_timeout(Duration::from_secs(60));
+    let took = start.elapsed();
+    assert!(got.is_err(), "{got:?}");
+    // Not a duration asserted as a speed: the refusal must not come before the wait the
+    // pool promises (5 s), measured with a second of slack.
+    assert!(took >= Duration::from_secs(4), "refused after {took:?}, not after the pool's timeout of 5 s: {got:?}");
+}
+
+/// A node killed holding a task while Redis is out of memory (review30b L4): the driver
+/// takes the task back and its new entry is refused for memory. It waits, as a task just
+/// submitted does (the pool's `timeout`), and runs once memory is back; it used to fail
+/// at once, `Refused` naming `OOM`.
+#[test]
+fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let mut doomed = Node::start(&redis.url);
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    // Taken by the node: pending in the group.
+    assert!(eventually(Duration::from_secs(30), || {
+        let pending = redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"]);
+        pending.starts_with(b"*4\r\n:1\r\n")
+    }));
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    doomed.kill();
+    // Several leases: the driver takes the task back and its requeue is refused.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    let _node = Node::start(&redis.url);
+    let got = r.get_timeout(Duration::from_secs(60));
+    assert!(matches!(got, Ok(2000)), "a task taken back while Redis was full: {got:?}");
+}
+
+/// A Lua loop of `ms` milliseconds, run by another client: Redis answers everyone else
+/// `BUSY` meanwhile (past its `busy-reply-threshold`).
+const BUSY_LOOP: &[u8] = b"local s = redis.call('TIME') \
+    while true do \
+      local n = redis.call('TIME') \
+      if (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > tonumber(ARGV[1]) * 1000 then return 1 end \
+    end";
+
+/// A Redis busy with a long script answers `BUSY` to the driver and to a node pushing its
+/// result (review30b L6): both wait it out within the pool's `timeout` and the task
+/// completes. The driver used to end the pool on the first `BUSY` (a `Refused`).
+#[test]
+fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
+    let _node = Node::start(&redis.url);
+    // Beats every 0.5 s: one at least (a pipeline, every command refused `BUSY`) meets the
+    // busy server, as do the driver's reads (one command).
+    let pool = Pool::builder()
+        .cluster(&redis.url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    // The task ends while Redis is busy: its node's push is refused `BUSY` and retried.
+    let mut r = pool.apply_async(sleep_ms, 500).unwrap();
+    assert_eq!(redis.raw(&[b"EVAL", BUSY_LOOP, b"0", b"2500"]), b":1\r\n");
+    let got = r.get_timeout(Duration::from_secs(60));
+    assert!(matches!(got, Ok(500)), "a task whose result met a busy Redis: {got:?}");
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+}

@@ -472,6 +472,42 @@ fn a_process_killed_inside_an_acquire_or_a_release_loses_no_permit() {
     }
 }
 
+fn hold_and_die(sem: BoundedSemaphore) {
+    std::mem::forget(sem.acquire().unwrap());
+    std::process::abort();
+}
+
+fn try_acquire_dying_at(args: (BoundedSemaphore, String)) {
+    multiproc::__private::crash_at(&args.1);
+    let _ = args.0.try_acquire();
+}
+
+/// The undo's own windows (review30b L8): a holder killed holding; a second process killed
+/// inside the recovery of its permit (counted back, not committed); a third killed inside
+/// the roll-back of that recovery (the counts put back, not the dead holder's slot). The
+/// next acquirer rolls back again and recovers the permit once: no permit lost or made
+/// twice, the bound holds.
+#[test]
+fn a_process_killed_inside_a_recovery_or_its_roll_back_loses_no_permit() {
+    let _w = watchdog(LIMIT);
+    for _ in 0..3 {
+        let sem = BoundedSemaphore::new(1).unwrap();
+        let holder = Process::new(hold_and_die, sem.clone()).start().unwrap();
+        assert_eq!(holder.wait(), -libc::SIGABRT, "the holder did not die");
+        for point in ["semaphore.recover.counted", "semaphore.undo.restored"] {
+            let dier = Process::new(try_acquire_dying_at, (sem.clone(), point.to_string())).start().unwrap();
+            assert_eq!(dier.wait(), -libc::SIGABRT, "the process did not die at {point}");
+        }
+        let guard = sem.acquire_timeout(Duration::from_secs(30));
+        assert!(guard.as_ref().is_ok_and(|g| g.owner_died()), "the dead holder's permit: {:?}", guard.is_ok());
+        drop(guard);
+        assert_eq!(sem.get_value(), 1);
+        assert!(sem.release().is_err(), "above the bound");
+        assert!(sem.try_acquire().is_ok(), "the permit once");
+        assert_eq!(sem.get_value(), 1);
+    }
+}
+
 fn release_handed_over(sem: BoundedSemaphore) -> Result<(), ReleaseError> {
     sem.release()
 }

@@ -23,7 +23,9 @@ use crate::codec::CodecError;
 #[non_exhaustive]
 pub enum ClusterError {
     /// No connection could be made, or the connection broke (Redis stopped, killed,
-    /// restarted, or the network failed) or stayed silent past the timeout.
+    /// restarted, or the network failed) or stayed silent past the timeout, or the server
+    /// cannot serve for now (`BUSY` running a long script, `LOADING` its data,
+    /// `MASTERDOWN`: a replica that lost its master): waited out like a lost connection.
     #[error("Redis is unreachable: {0}")]
     Unreachable(String),
     /// The URL could not be understood.
@@ -58,12 +60,25 @@ impl ClusterError {
             ClusterError::Auth(format!("the server requires a password and the URL gives none ({e})"))
         } else if e.code() == Some("NOPERM") {
             ClusterError::Auth(format!("the user may not run this command or use this key ({e})"))
-        } else if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        } else if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || waits(e)
+        {
             ClusterError::Unreachable(e.to_string())
         } else {
             ClusterError::Refused(e.to_string())
         }
     }
+}
+
+/// Whether Redis refused for now only: busy with a long script (`BUSY`), loading its data
+/// (`LOADING`), a replica without its master (`MASTERDOWN`). Decided on every refused
+/// command of a pipeline (`RedisError::code` names none for a pipeline's `BUSY`).
+fn waits(e: &redis::RedisError) -> bool {
+    let errors = e.clone().into_server_errors().unwrap_or_default();
+    !errors.is_empty() && errors.iter().all(|(_, error)| matches!(error.code(), "BUSY" | "LOADING" | "MASTERDOWN"))
 }
 
 /// Whether a rustls error is somewhere in the error's causes (a handshake that failed).

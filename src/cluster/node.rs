@@ -412,6 +412,14 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
             });
             let why = match sent {
                 Ok(_) => None,
+                // Tried again as it is (busy, loading, a failover: `Unreachable` since
+                // those are waited out, but told apart by their code), or its small
+                // failure when even that finds the server full: its entry is heartbeated
+                // meanwhile, so its driver waits for it instead of running it again.
+                Err(_) if passing(code.as_deref()) || (f.replaced && code.as_deref() == Some("OOM")) => {
+                    f.held = true;
+                    break;
+                }
                 Err(ClusterError::Unreachable(why)) => {
                     // Redis down, or a server that drops the connection on this message
                     // (a bulk longer than its limit can end so): told apart by a `PING`.
@@ -421,13 +429,6 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
                         break;
                     }
                     Some(format!("the connection was lost on each push ({why})"))
-                }
-                // Tried again as it is (busy, loading, a failover), or its small failure
-                // when even that finds the server full: its entry is heartbeated meanwhile,
-                // so its driver waits for it instead of running it again.
-                Err(_) if passing(code.as_deref()) || (f.replaced && code.as_deref() == Some("OOM")) => {
-                    f.held = true;
-                    break;
                 }
                 Err(e) => Some(e.to_string()),
             };

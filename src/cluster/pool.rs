@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large};
+use super::wire::{ADD_TASKS, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
@@ -186,8 +186,9 @@ struct Sent {
     deliveries: u32,
 }
 
-/// A chunk that waits in the driver: task id, chunk, items, delivery, encoded [`TaskMsg`].
-type Waiting = (u64, usize, usize, Arc<dyn Delivery>, Vec<u8>);
+/// A chunk that waits in the driver: task id, chunk, items, delivery, encoded [`TaskMsg`],
+/// deliveries (1, or more for one taken back from a node that stopped heartbeating).
+type Waiting = (u64, usize, usize, Arc<dyn Delivery>, Vec<u8>, u32);
 
 /// An outcome to deliver.
 type Outcome = (Arc<dyn Delivery>, usize, Result<Payload, TaskError>);
@@ -229,11 +230,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether Redis refused a command for want of memory (`maxmemory` with `noeviction`):
-/// commands that may take memory are refused, those that free it or take none still run.
-fn out_of_memory(e: &ClusterError) -> bool {
-    // One command's error (`"OOM": command not allowed…`), or a pipeline's that lists them.
-    matches!(e, ClusterError::Refused(why) if why.starts_with("OOM") || why.contains("\"OOM\""))
+/// The codes of Redis's refusal (`OOM`, `BUSYGROUP`...): one per refused command of a
+/// pipeline, or the one of a command or script; none when the failure was not Redis's
+/// answer (a lost connection, a reply of another type).
+fn refusal_codes(e: &redis::RedisError) -> Vec<String> {
+    let errors = e.clone().into_server_errors().unwrap_or_default();
+    errors.iter().map(|(_, error)| error.code().to_owned()).collect()
+}
+
+/// Runs `f` on `link`; a failure comes with the codes of Redis's refusal
+/// ([`refusal_codes`]): decided on them, not on the error's text.
+fn run_coded<R>(
+    link: &mut Link,
+    f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+) -> Result<R, (ClusterError, Vec<String>)> {
+    let mut codes = Vec::new();
+    link.run(|c| f(c).inspect_err(|e| codes = refusal_codes(e))).map_err(|e| (e, codes))
+}
+
+/// Whether Redis refused for want of memory (`maxmemory` with `noeviction`) and for
+/// nothing else: every refused command was refused `OOM`. Commands that may take memory
+/// are refused, those that free it or take none still run.
+fn out_of_memory(codes: &[String]) -> bool {
+    !codes.is_empty() && codes.iter().all(|code| code == "OOM")
 }
 
 fn ms(d: Duration) -> u64 {
@@ -271,7 +290,8 @@ impl Driver {
             failure: Mutex::new(None),
             made_in: TakenIn::here(),
         });
-        driver.beat(&mut lock(&driver.link)).map_err(PoolError::Cluster)?;
+        // Strict: no earlier beat made the group, so a refusal for memory refuses the build.
+        driver.beat(&mut lock(&driver.link), true).map_err(PoolError::Cluster)?;
         // The thread holds the driver weakly: dropping the last `Pool` ends it.
         let weak = Arc::downgrade(&driver);
         let thread = std::thread::Builder::new()
@@ -282,11 +302,13 @@ impl Driver {
     }
 
     /// The heartbeat: the alive key, every key's expiry, the group (again, in case the
-    /// keys expired while this driver was stopped), the pool in the registry.
+    /// keys expired while this driver was stopped), the pool in the registry. The group
+    /// starts at `0`, not `$`: every entry of a pool's stream is one of its undelivered
+    /// tasks, so a group made after a task's `XADD` made the stream must deliver it.
     fn beat_commands(&self) -> redis::Pipeline {
         let ttl = ms(key_ttl(self.options.lease));
         let mut p = redis::pipe();
-        p.cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("$").arg("MKSTREAM").ignore();
+        p.cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("0").arg("MKSTREAM").ignore();
         // The expiry first: Redis runs it even when it is out of memory and refuses the `SET`.
         p.cmd("PEXPIRE").arg(&self.keys.alive).arg(ms(self.options.lease * 3)).ignore();
         p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
@@ -297,16 +319,19 @@ impl Driver {
         p
     }
 
-    fn beat(&self, link: &mut Link) -> Result<(), ClusterError> {
+    /// One heartbeat; `first` is the one `start` sends, which must make the group.
+    fn beat(&self, link: &mut Link, first: bool) -> Result<(), ClusterError> {
         let pipe = self.beat_commands();
-        match link.run(|c| pipe.query::<()>(c)) {
+        // Refusals taken as done, when they are the only ones: the group exists already
+        // (the rest of the pipeline ran); Redis is out of memory (the expiries ran, they
+        // take none; what needs memory, the group and the registry, an earlier beat made;
+        // not for the first beat: there was none, and a pool without its group would never
+        // deliver a task).
+        let done = |code: &String| code == "BUSYGROUP" || (!first && code == "OOM");
+        match run_coded(link, |c| pipe.query::<()>(c)) {
             Ok(()) => Ok(()),
-            // The group exists already: the rest of the pipeline ran.
-            Err(ClusterError::Refused(why)) if why.contains("BUSYGROUP") => Ok(()),
-            // Redis is out of memory: the expiries ran (they take none), what needs memory
-            // (the group, the registry) an earlier beat made.
-            Err(e) if out_of_memory(&e) => Ok(()),
-            Err(e) => Err(e),
+            Err((_, codes)) if !codes.is_empty() && codes.iter().all(done) => Ok(()),
+            Err((e, _)) => Err(e),
         }
     }
 
@@ -322,41 +347,51 @@ impl Driver {
     fn flush(&self, books: &mut Books, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let mut failed = Vec::new();
         while books.sent.len() < self.in_flight {
-            let Some(front) = books.pending.front() else { break };
+            let Some(front) = books.pending.front() else {
+                // Nothing waits (sent, failed or withdrawn as cancelled): no refusal is
+                // under way, and the next one waits the whole `timeout` again.
+                books.full_since = None;
+                break;
+            };
             if front.3.cancelled() {
-                let (_, _, items, _, _) = books.pending.pop_front().expect("peeked");
+                let (_, _, items, _, _, _) = books.pending.pop_front().expect("peeked");
                 self.counters.cancelled(items as u64);
                 continue;
             }
             let room = self.in_flight - books.sent.len();
             let batch: Vec<_> = (0..room.min(books.pending.len())).map_while(|_| books.pending.pop_front()).collect();
-            let mut pipe = redis::pipe();
-            for (_, _, _, _, message) in &batch {
-                pipe.cmd("XADD").arg(&self.keys.tasks).arg("*").arg("m").arg(message.as_slice());
+            // All or none (`ADD_TASKS`): a refusal takes none of the batch.
+            let script = redis::Script::new(ADD_TASKS);
+            let mut add = script.key(&self.keys.tasks);
+            for (_, _, _, _, message, _) in &batch {
+                add.arg(message.as_slice());
             }
-            match link.run(|c| pipe.query::<Vec<String>>(c)) {
+            match run_coded(link, |c| add.invoke::<Vec<String>>(c)) {
                 Ok(entries) => {
                     books.full_since = None;
-                    for ((id, chunk, items, delivery, message), entry) in batch.into_iter().zip(entries) {
+                    for ((id, chunk, items, delivery, message, deliveries), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
-                        books.sent.insert(id, Sent { chunk, items, delivery, entry, message, deliveries: 1 });
+                        books.sent.insert(id, Sent { chunk, items, delivery, entry, message, deliveries });
                     }
                 }
-                Err(e) if out_of_memory(&e) => {
-                    // (Those of the batch that Redis took run, their results ignored.)
+                Err((e, codes)) if out_of_memory(&codes) => {
                     for job in batch.into_iter().rev() {
                         books.pending.push_front(job);
                     }
                     let since = *books.full_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.options.timeout {
                         books.full_since = None;
-                        for (_, chunk, _, delivery, _) in books.pending.drain(..) {
-                            failed.push((delivery, chunk, Err(TaskError::Cluster(e.clone()))));
+                        for (_, chunk, items, delivery, _, _) in books.pending.drain(..) {
+                            if delivery.cancelled() {
+                                self.counters.cancelled(items as u64);
+                            } else {
+                                failed.push((delivery, chunk, Err(TaskError::Cluster(e.clone()))));
+                            }
                         }
                     }
                     break;
                 }
-                Err(e) => {
+                Err((e, _)) => {
                     for job in batch.into_iter().rev() {
                         books.pending.push_front(job);
                     }
@@ -400,15 +435,16 @@ impl Driver {
         out
     }
 
-    /// Takes back the entries of nodes that stopped heartbeating: queued again, or failed
-    /// with `WorkerLost` after `max_deliveries`.
+    /// Takes back the entries of nodes that stopped heartbeating: their tasks wait again
+    /// at the front of `pending` (sent again by `flush` under new entries, with its wait
+    /// when Redis is out of memory), or fail with `WorkerLost` after `max_deliveries`.
     fn reclaim(&self, link: &mut Link) -> Result<Vec<Outcome>, ClusterError> {
         let me = format!("driver-{}", self.id);
         let lease = ms(self.options.lease);
         let mut failures = Vec::new();
         let mut cursor = "0-0".to_string();
         for _ in 0..64 {
-            let (next, ids): (String, Vec<String>) = link.run(|c| {
+            let claimed = run_coded(link, |c| {
                 let v: redis::Value = redis::cmd("XAUTOCLAIM")
                     .arg(&self.keys.tasks)
                     .arg(GROUP)
@@ -421,52 +457,45 @@ impl Driver {
                     .query(c)?;
                 let (next, ids, _deleted): (String, Vec<String>, redis::Value) = redis::from_redis_value(v)?;
                 Ok((next, ids))
-            })?;
+            });
+            let (next, ids) = match claimed {
+                Ok(claimed) => claimed,
+                // No group (the keys expired while Redis was too full for the beat to make
+                // it again): nothing to take back; a later beat makes it.
+                Err((_, codes)) if codes.iter().any(|code| code == "NOGROUP") => break,
+                Err((e, _)) => {
+                    // Those already failed are delivered all the same.
+                    deliver_all(failures);
+                    return Err(e);
+                }
+            };
             if !ids.is_empty() {
                 let mut books = lock(&self.books);
                 let mut requeue = Vec::new();
                 for entry in &ids {
                     let Some(id) = books.entries.remove(entry) else { continue };
-                    let Some(mut sent) = books.sent.remove(&id) else { continue };
+                    let Some(sent) = books.sent.remove(&id) else { continue };
                     if sent.deliveries >= self.options.max_deliveries {
                         let lost = TaskError::WorkerLost { pid: 0, signal: None, exit_code: None };
                         failures.push((sent.delivery, sent.chunk, Err(lost)));
                         continue;
                     }
-                    sent.deliveries += 1;
-                    requeue.push((id, sent));
+                    requeue.push((id, sent.chunk, sent.items, sent.delivery, sent.message, sent.deliveries + 1));
                 }
+                // In the books before Redis hears of it: whatever becomes of the commands
+                // below (refused, or their reply lost), the tasks are sent again, and an
+                // old entry left in the stream is this consumer's, taken back by a later
+                // reclaim as unknown and deleted.
+                for job in requeue.into_iter().rev() {
+                    books.pending.push_front(job);
+                }
+                drop(books);
                 let mut pipe = redis::pipe();
-                for (_, sent) in &requeue {
-                    pipe.cmd("XADD").arg(&self.keys.tasks).arg("*").arg("m").arg(sent.message.as_slice());
-                }
                 pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&ids).ignore();
                 pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&ids).ignore();
-                let entries: Vec<String> = match link.run(|c| pipe.query(c)) {
-                    Ok(entries) => entries,
-                    Err(e) if out_of_memory(&e) => {
-                        // The old entries are gone (`XACK`, `XDEL` take no memory), the
-                        // new ones refused: these tasks fail, typed.
-                        for (_, sent) in requeue {
-                            failures.push((sent.delivery, sent.chunk, Err(TaskError::Cluster(e.clone()))));
-                        }
-                        return Ok(failures);
-                    }
-                    Err(e) => {
-                        // Back in the books under their old entries: taken back again, or
-                        // failed with the rest if Redis stays away (dropped, they would
-                        // have waited for ever).
-                        for (id, sent) in requeue {
-                            books.entries.insert(sent.entry.clone(), id);
-                            books.sent.insert(id, sent);
-                        }
-                        return Err(e);
-                    }
-                };
-                for ((id, mut sent), entry) in requeue.into_iter().zip(entries) {
-                    books.entries.insert(entry.clone(), id);
-                    sent.entry = entry;
-                    books.sent.insert(id, sent);
+                if let Err(e) = link.run(|c| pipe.query::<()>(c)) {
+                    deliver_all(failures);
+                    return Err(e);
                 }
             }
             if next == "0-0" {
@@ -505,7 +534,7 @@ impl Driver {
     fn fail_all(&self, error: TaskError) {
         let mut books = lock(&self.books);
         let mut failures: Vec<(Arc<dyn Delivery>, usize)> =
-            books.pending.drain(..).map(|(_, chunk, _, d, _)| (d, chunk)).collect();
+            books.pending.drain(..).map(|(_, chunk, _, d, _, _)| (d, chunk)).collect();
         failures.extend(books.sent.drain().map(|(_, s)| (s.delivery, s.chunk)));
         books.entries.clear();
         drop(books);
@@ -663,7 +692,7 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
         }
         let step = (|| -> Result<(), ClusterError> {
             if Instant::now() >= next_beat {
-                driver.beat(link)?;
+                driver.beat(link, false)?;
                 let lost = driver.reclaim(link)?;
                 deliver_all(lost);
                 next_beat = Instant::now() + driver.options.lease / 3;
@@ -694,18 +723,19 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                 // Waits for a result without taking it either (moved from the head back
                 // to the head: the list does not change).
                 let wait = POLL.min(next_beat.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
-                let first: Option<Vec<u8>> = match link.run(|c| {
+                let first: Option<Vec<u8>> = match run_coded(link, |c| {
                     let mut cmd = redis::cmd("BLMOVE");
                     cmd.arg(&key).arg(&key).arg("LEFT").arg("LEFT").arg(format!("{:.3}", wait.as_secs_f64()));
                     cmd.query(c)
                 }) {
+                    Ok(first) => first,
                     // Refused while Redis is out of memory (a move may take some): waited
                     // without it, the next read trims what this one read.
-                    Err(e) if out_of_memory(&e) => {
+                    Err((_, codes)) if out_of_memory(&codes) => {
                         std::thread::sleep(wait);
                         None
                     }
-                    first => first?,
+                    Err((e, _)) => return Err(e),
                 };
                 // One too large is left to the next read (which names its task), and goes.
                 raw.extend(first.filter(|r| r.len() <= max));
@@ -785,7 +815,7 @@ impl Engine for Driver {
         let bytes = std::mem::take(&mut encoded.bytes);
         encoded.sent();
         let mut books = lock(&self.books);
-        books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes));
+        books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
         if books.sent.len() < self.in_flight {
             let mut link = lock(&self.link);
             // A failure leaves the chunk queued: the driver thread retries, and fails

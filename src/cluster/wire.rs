@@ -70,6 +70,19 @@ end
 return {trimmed, items, large}
 ";
 
+/// Queues a driver's batch of tasks (`ARGV`, each an encoded `TaskMsg`) on the tasks
+/// stream `KEYS[1]`; returns their entry ids. All or none: Redis checks a script's memory
+/// at its first write only, so a refusal for memory (`OOM`) takes none of the batch (a
+/// pipeline of `XADD`s could take the first few, which would then run twice, or run and
+/// be reported refused).
+pub(crate) const ADD_TASKS: &str = r"
+local ids = {}
+for i = 1, #ARGV do
+  ids[i] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+end
+return ids
+";
+
 /// Pushes a node's result (unless the driver is gone) and removes the task's entry.
 pub(crate) const PUT_RESULT: &str = r"
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])

@@ -158,6 +158,7 @@ impl Core {
         state.extra.store(words[undo::EXTRA] as u32, Ordering::Relaxed);
         state.recovered.store(words[undo::RECOVERED] as u32, Ordering::Relaxed);
         state.untracked.store(words[undo::UNTRACKED] as u32, Ordering::Relaxed);
+        crate::shm::crash::crash_point!("semaphore.undo.restored");
         if let Some(i) = (words[undo::SLOT] as usize).checked_sub(1) {
             let slot = self.slot(i);
             slot.pid.store(words[undo::SLOT_PID] as u32, Ordering::Relaxed);
@@ -333,6 +334,7 @@ impl Core {
                 s.start.store(0, Ordering::Relaxed);
                 state.recovered.fetch_add(held, Ordering::Relaxed);
                 state.value.fetch_add(held, Ordering::Release);
+                crate::shm::crash::crash_point!("semaphore.recover.counted");
                 self.commit();
             }
         }
