@@ -801,6 +801,20 @@ fn results_that_fill_redis_memory_arrive_and_the_next_map_completes() {
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
 
+/// Fills `redis` as another program would: what it holds (a 2 MiB value) is more than its
+/// `maxmemory`, set below it, so that with `noeviction` it refuses every write that may
+/// take memory.
+fn fill(redis: &Redis) {
+    let filler = vec![b'x'; 2 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+}
+
+/// Gives back what [`fill`] took.
+fn empty(redis: &Redis) {
+    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+}
+
 /// A Redis that stays out of memory (filled by another program) refuses the driver's
 /// tasks: after the pool's `timeout` they fail, typed (`Refused`, naming `OOM`), and the
 /// pool goes on: once memory is back, the next map completes. (Before, the first refusal
@@ -817,10 +831,7 @@ fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
         .build()
         .unwrap();
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
-    // Full: what it holds is more than its `maxmemory`, set below it.
-    let filler = vec![b'x'; 2 << 20];
-    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
-    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    fill(&redis);
     let mut refused = pool.apply_async(square, 3).unwrap();
     match refused.get_timeout(Duration::from_secs(60)) {
         Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
@@ -828,7 +839,7 @@ fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
         }
         other => panic!("a task sent to a full Redis: {other:?}"),
     }
-    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    empty(&redis);
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
     assert_eq!(pool.map(square, 0..100u64).unwrap(), (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 }
@@ -903,9 +914,7 @@ fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let filler = vec![b'x'; 2 << 20];
-    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
-    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    fill(&redis);
     let built = Pool::builder()
         .cluster(&redis.url)
         .processes(1)
@@ -919,7 +928,7 @@ fn a_pool_built_while_redis_is_full_is_refused_or_runs_its_tasks_once_memory_is_
             return;
         }
     };
-    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    empty(&redis);
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
     let mut r = pool.apply_async(square, 3).unwrap();
     let got = r.get_timeout(Duration::from_secs(40));
@@ -964,9 +973,7 @@ fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
         .build()
         .unwrap();
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
-    let filler = vec![b'x'; 2 << 20];
-    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
-    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    fill(&redis);
     let first = pool.apply_async(square, 3).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     first.cancel();
@@ -1004,13 +1011,11 @@ fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
         let pending = redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"]);
         pending.starts_with(b"*4\r\n:1\r\n")
     }));
-    let filler = vec![b'x'; 2 << 20];
-    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
-    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"1mb"]), b"+OK\r\n");
+    fill(&redis);
     doomed.kill();
     // Several leases: the driver takes the task back and its requeue is refused.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(redis.raw(&[b"DEL", b"filler"]), b":1\r\n");
+    empty(&redis);
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
     let _node = Node::start(&redis.url);
     let got = r.get_timeout(Duration::from_secs(60));
