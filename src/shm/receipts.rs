@@ -185,7 +185,7 @@ pub(crate) fn free_written(heap: &Heap, block: u64) {
 /// made is a page fault, a kernel entry, where a loaded machine preempts it: a kill then
 /// landed between the take and the receipt, and the parent's undo took another message's
 /// count (`tests/pool.rs` `workers_killed_as_they_start_leak_nothing`: "received already" in
-/// 3 runs of 13). Changes nothing: each word is stored as loaded, and only this thread
+/// 3 runs of 16). Changes nothing: each word is stored as loaded, and only this thread
 /// writes the block.
 pub(crate) fn touch(heap: &Heap, receipt: Receipt) {
     if receipt.block & SOCKET != 0 || !heap.contains(receipt.block, HEAD * 8) {
