@@ -86,12 +86,11 @@ impl Drop for Node {
 }
 
 fn pool(redis: &Redis, processes: usize) -> Pool {
-    Pool::builder()
-        .cluster(&redis.url)
-        .processes(processes)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)))
-        .build()
-        .unwrap()
+    pool_with(redis, processes, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)))
+}
+
+fn pool_with(redis: &Redis, processes: usize, options: ClusterOptions) -> Pool {
+    Pool::builder().cluster(&redis.url).processes(processes).cluster_options(options).build().unwrap()
 }
 
 fn square(x: u64) -> u64 {
@@ -443,12 +442,7 @@ fn a_lease_of_duration_max_is_the_longest_kept() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX))
-        .build()
-        .unwrap();
+    let pool = pool_with(&redis, 1, ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX));
     let mut r = pool.apply_async(square, 3).unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
 }
@@ -824,12 +818,7 @@ fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(1)))
-        .build()
-        .unwrap();
+    let pool = pool_with(&redis, 1, ClusterOptions::new().timeout(Duration::from_secs(1)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let mut refused = pool.apply_async(square, 3).unwrap();
@@ -943,12 +932,7 @@ fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(3)))
-        .build()
-        .unwrap();
+    let pool = pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The stream and its group gone (as if expired); the next task makes the stream again
     // before the next beat (every second) makes the group.
@@ -966,12 +950,7 @@ fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().timeout(Duration::from_secs(5)))
-        .build()
-        .unwrap();
+    let pool = pool_with(&redis, 1, ClusterOptions::new().timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let first = pool.apply_async(square, 3).unwrap();
@@ -997,12 +976,8 @@ fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let mut doomed = Node::start(&redis.url);
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
@@ -1040,12 +1015,8 @@ fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     let _node = Node::start(&redis.url);
     // Beats every 0.5 s: one at least (a pipeline, every command refused `BUSY`) meets the
     // busy server, as do the driver's reads (one command).
-    let pool = Pool::builder()
-        .cluster(&redis.url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)))
-        .build()
-        .unwrap();
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The task ends while Redis is busy: its node's push is refused `BUSY` and retried.
     let mut r = pool.apply_async(sleep_ms, 500).unwrap();
