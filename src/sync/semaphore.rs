@@ -198,6 +198,7 @@ impl Core {
     #[cold]
     fn undo(&self, words: [u64; undo::WORDS]) {
         let state = &*self.shared;
+        let value = state.value.load(Ordering::Relaxed);
         state.value.store(words[undo::VALUE] as u32, Ordering::Relaxed);
         state.extra.store(words[undo::EXTRA] as u32, Ordering::Relaxed);
         state.recovered.store(words[undo::RECOVERED] as u32, Ordering::Relaxed);
@@ -210,6 +211,12 @@ impl Core {
             slot.start.store(words[undo::SLOT_START], Ordering::Relaxed);
         }
         state.undo.commit();
+        // Permits given back (a killed acquirer's) that no release announced: a sleeper is
+        // woken for each, rather than finding it at the end of its sleep slice.
+        let given = (words[undo::VALUE] as u32).saturating_sub(value);
+        if given > 0 {
+            state.changed.notify(given);
+        }
     }
 
     /// Records what a change about to write the counts and `slot` (of `slots`) overwrites.
@@ -874,3 +881,35 @@ impl Drop for SemaphoreGuard<'_> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A permit that a roll-back gives back wakes a sleeper of its own (review30b, Info):
+    /// two sleepers, and a killed acquirer's change (its record armed, the value down, its
+    /// guard free, as a dead holder's is taken over); a release rolls that change back (one
+    /// permit) and gives its own (another). Both sleepers are owed nothing after it: before,
+    /// one was, and waited for the end of its sleep slice to find the permit.
+    #[test]
+    fn a_permit_a_roll_back_gives_back_wakes_a_sleeper() {
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        {
+            let _g = RawGuard::lock(&core.shared.guard);
+            let slots = core.slots();
+            let slot = core.hold_slot(&slots, sys::me());
+            core.begin(&slots, slot);
+            core.shared.value.store(0, Ordering::Relaxed);
+            // Killed here: no commit.
+        }
+        let changed = &core.shared.changed;
+        let _ = changed.start_sleeping();
+        let _ = changed.start_sleeping();
+        sem.release();
+        assert_eq!(sem.get_value(), 2, "rolled back, then released");
+        let owed = changed.owed();
+        changed.stop_sleeping();
+        changed.stop_sleeping();
+        assert_eq!(owed, 0, "a sleeper was left to find a permit at its next look");
+    }
+}
