@@ -1105,6 +1105,81 @@ fn a_process_killed_inside_a_reset_leaves_no_party_counted() {
     assert_eq!(indices, [0, 1, 2]);
 }
 
+fn wait_and_die(args: (Barrier, String)) {
+    multiproc::__private::crash_at(&args.1);
+    let _ = args.0.wait();
+}
+
+/// The last party killed as it ends the round: after the action (the count of arrived
+/// parties not yet back to 0), or after the count went back to 0 and before the round was
+/// marked complete. Every party arrived and the action ran: the round completes for the
+/// party waiting in it (before, it was told `PartyDied` and the barrier stayed broken), and
+/// the next round counts exactly its own parties.
+#[test]
+fn a_last_party_killed_ending_the_round_completes_it() {
+    let _w = watchdog(LIMIT);
+    for point in ["barrier.trip.acted", "barrier.trip.counted"] {
+        let barrier = Barrier::new(2).unwrap();
+        let waiter = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+        assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+        let last = Process::new(wait_and_die, (barrier.clone(), point.to_string())).start().unwrap();
+        assert_eq!(last.wait(), -libc::SIGABRT, "the last party did not die at {point}");
+        assert_eq!(waiter.join().unwrap(), Ok(0), "the round of a last party killed at {point}");
+        assert!(!barrier.is_broken(), "{point}");
+        assert_eq!(barrier.n_waiting(), 0, "{point}");
+        let other = Process::new(meet, barrier.clone()).start().unwrap();
+        let mut indices = vec![barrier.wait().unwrap(), other.join().unwrap()];
+        indices.sort();
+        assert_eq!(indices, [0, 1], "{point}");
+    }
+}
+
+/// The same kill (after the count went back to 0), with the death then forgotten by
+/// another holder's drop (a process letting go of its last handle forgets the dead
+/// holders) before the waiting party looked: nobody could tell that round from a round
+/// still waiting for its last party. Its waiting party was never released, and the break
+/// that came later (an `abort` here; an arrival would have joined the old round as its
+/// last party) was its answer. The next holder of the guard now finishes the round.
+#[test]
+fn a_round_whose_last_party_was_killed_ending_it_completes_when_nobody_saw_the_death() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(2).unwrap();
+    let waiter = Process::new(meet_or_break, barrier.clone()).start().unwrap();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    // Stopped, so that its own checks do not see the last party die.
+    let waiter_pid = waiter.pid() as libc::pid_t;
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(waiter_pid, libc::SIGSTOP) }, 0);
+    assert!(common::eventually(LIMIT, || common::pid_stopped(waiter.pid())));
+    let last = Process::new(wait_and_die, (barrier.clone(), "barrier.trip.counted".to_string())).start().unwrap();
+    assert_eq!(last.wait(), -libc::SIGABRT, "the last party did not die ending the round");
+    Process::new(leave_without_waiting, barrier.clone()).start().unwrap().join().unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(waiter_pid, libc::SIGCONT) }, 0);
+    barrier.abort();
+    assert_eq!(waiter.join().unwrap(), Ok(0), "the round whose last party was killed ending it never completed");
+}
+
+/// A party killed as it records itself waiting alone (its round and start time written,
+/// not yet its pid): the round breaks for the others (a party died), and after a reset a
+/// round whose holders all wait alone is still found abandoned, with no stale record in
+/// the way.
+#[test]
+fn a_party_killed_recording_itself_alone_breaks_the_round_for_the_others() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(3).unwrap();
+    let dier = Process::new(wait_and_die, (barrier.clone(), "barrier.alone.started".to_string())).start().unwrap();
+    assert_eq!(dier.wait(), -libc::SIGABRT, "the party did not die recording itself alone");
+    assert_eq!(barrier.wait().unwrap_err().cause(), BarrierBreak::PartyDied);
+    barrier.reset();
+    assert_eq!(barrier.n_waiting(), 0);
+    let waiters: Vec<_> = (0..2).map(|_| Process::new(wait_at_barrier, barrier.clone()).start().unwrap()).collect();
+    drop(barrier);
+    for waiter in waiters {
+        assert_eq!(waiter.join().unwrap(), (Err(BarrierBreak::Abandoned), true));
+    }
+}
+
 #[test]
 fn an_event_shared_by_reference_with_a_setting_thread_is_not_abandoned() {
     let _w = watchdog(LIMIT);

@@ -423,6 +423,7 @@ pub(crate) struct RawGuard<'a> {
 impl<'a> RawGuard<'a> {
     /// Locks `mutex` for this process, waiting as long as it takes (a dead holder is taken
     /// over, so this cannot hang on a crash).
+    #[inline]
     pub(crate) fn lock(mutex: &'a RawMutex) -> Self {
         // A dead holder's lock is taken over; the structures it guards are written so that
         // a crash at any point leaves them usable (the heap's crash points, killed at each
@@ -446,6 +447,7 @@ impl<'a> RawGuard<'a> {
 }
 
 impl Drop for RawGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.mutex.unlock();
     }

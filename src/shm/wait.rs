@@ -285,6 +285,12 @@ impl Notify {
         self.sleepers.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// How many announced sleepers are owed a wake-up (see [`Notify::notify`]).
+    #[cfg(test)]
+    pub(crate) fn owed(&self) -> u64 {
+        self.arrivals.load(Ordering::SeqCst).wrapping_sub(self.served.load(Ordering::SeqCst))
+    }
+
     /// Wakes every sleeper.
     pub(crate) fn notify_all(&self) {
         self.notify(u32::MAX);

@@ -40,33 +40,65 @@ pub(crate) struct BarrierState {
     alone: [AloneParty; ALONE_SLOTS],
     /// The `resets` a [`Barrier::reset`] under way moves to (see [`BarrierState::lock`]).
     reset: ChangeRecord<1>,
+    /// The `generation` the last party of a round, ending it, moves to (see
+    /// [`BarrierState::lock`]).
+    trip: ChangeRecord<1>,
 }
 
 impl BarrierState {
-    /// The guard, taken; a reset whose process was killed in the middle is finished first.
+    /// The guard, taken; a reset or a round's end whose process was killed in the middle is
+    /// finished first.
     ///
     /// A reset is several stores: `resets` (which sends the waiting parties away), then
     /// `count` and `broken`. Stopped after the first, the parties sent away would stay
     /// counted in the next round (which would end short of its parties); so a reset records
     /// the `resets` it moves to, and a reset found past that store is finished here (one
     /// found before it never began).
+    ///
+    /// The end of a round by its last party is two stores too: `count` back to 0, then
+    /// `generation` (which releases the waiting parties). Stopped between them, the round
+    /// would look like one still waiting for its last party (whose death, if another
+    /// holder's drop forgot it first, nobody would see): so the last party records the
+    /// generation it moves to once its action has run, and a round end found unfinished
+    /// here is finished (every party arrived and the action ran: the round is complete).
     fn lock(&self) -> RawGuard<'_> {
         let guard = RawGuard::lock(&self.guard);
         if let Some([resets]) = self.reset.unfinished() {
             self.finish_reset(resets as u32);
         }
+        if let Some([generation]) = self.trip.unfinished() {
+            self.finish_trip(generation as u32);
+        }
         guard
     }
 
     /// `count` and `broken` for a look without the guard (which may be held by this very
-    /// process, running the action): as a reset killed past its first store will leave them.
+    /// process, running the action): as a reset killed past its first store, or a round's
+    /// end killed part-way, will leave them.
     fn looks(&self) -> (u32, u32) {
         if let Some([resets]) = self.reset.unfinished()
             && self.resets.load(Ordering::Acquire) == resets as u32
         {
             return (0, 0);
         }
-        (self.count.load(Ordering::Relaxed), self.broken.load(Ordering::Acquire))
+        let broken = self.broken.load(Ordering::Acquire);
+        if self.trip.unfinished().is_some() {
+            // The round is over, whether its last party finishes it or the next holder.
+            return (0, broken);
+        }
+        (self.count.load(Ordering::Relaxed), broken)
+    }
+
+    /// Ends the round a last party killed ending it left (idempotent: a process killed
+    /// here leaves it to the next holder).
+    #[cold]
+    fn finish_trip(&self, generation: u32) {
+        if self.generation.load(Ordering::Relaxed) != generation {
+            self.count.store(0, Ordering::Relaxed);
+            self.generation.store(generation, Ordering::Release);
+        }
+        self.trip.commit();
+        self.changed.notify_all();
     }
 
     #[cold]
@@ -389,6 +421,7 @@ impl Barrier {
             changed: Notify::new(),
             alone: [const { AloneParty::new() }; ALONE_SLOTS],
             reset: ChangeRecord::new(),
+            trip: ChangeRecord::new(),
         };
         Ok(Self { shared: Shared::new(state)?, timeout, action })
     }
@@ -424,8 +457,14 @@ impl Barrier {
                 state.changed.notify_all();
                 return Arrival::Ended(Err(BrokenBarrier { cause }));
             }
+            // Two stores, recorded: a process killed between them leaves the round to be
+            // finished by the next holder of the guard (see `BarrierState::lock`).
+            state.trip.begin([u64::from(generation.wrapping_add(1))]);
+            crate::shm::crash::crash_point!("barrier.trip.acted");
             state.count.store(0, Ordering::Relaxed);
+            crate::shm::crash::crash_point!("barrier.trip.counted");
             state.generation.store(generation.wrapping_add(1), Ordering::Release);
+            state.trip.commit();
             drop(_g);
             state.changed.notify_all();
             return Arrival::Ended(Ok(index as usize));
@@ -479,6 +518,7 @@ impl Barrier {
             free.generation.store(round.generation, Ordering::Relaxed);
             free.resets.store(round.resets, Ordering::Relaxed);
             free.start.store(me.start, Ordering::Relaxed);
+            crate::shm::crash::crash_point!("barrier.alone.started");
             free.pid.store(me.pid, Ordering::Relaxed);
         }
         let stuck = self

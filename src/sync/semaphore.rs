@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
 use crate::shm::{
-    ChangeRecord, Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind,
+    Cells, ChangeRecord, Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut,
+    kind,
 };
 use crate::sys;
 
@@ -101,6 +102,23 @@ enum Permit {
 #[derive(Clone, Serialize, Deserialize)]
 struct Core {
     shared: Shared<SemState>,
+    /// Where this process's holder slot was last found (see [`Core::my_slot`]).
+    #[serde(skip)]
+    mine: SlotHint,
+}
+
+/// The index, plus one (0: none yet), of the holder slot this process found its own last
+/// time: a hint, checked against the slot's owner words every time it is used, so that a
+/// slot taken by another process since (its permits all given back) or a copy of the handle
+/// in a fork child (another process) falls back to the search. Saves the search (a
+/// division and a walk over up to 256 slots) on every acquire and release.
+#[derive(Default)]
+struct SlotHint(AtomicU32);
+
+impl Clone for SlotHint {
+    fn clone(&self) -> Self {
+        Self(AtomicU32::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 impl Core {
@@ -118,29 +136,55 @@ impl Core {
             undo: ChangeRecord::new(),
         };
         let shared = Shared::with_tail(state, slots as usize * std::mem::size_of::<HolderSlot>())?;
-        Ok(Self { shared })
+        Ok(Self { shared, mine: SlotHint::default() })
+    }
+
+    /// The holder table.
+    #[inline]
+    fn slots(&self) -> Cells<'_, HolderSlot> {
+        self.shared.tail(self.shared.slots.load(Ordering::Relaxed) as usize)
     }
 
     fn slot(&self, i: usize) -> &HolderSlot {
-        let n = self.shared.slots.load(Ordering::Relaxed) as usize;
-        self.shared.tail::<HolderSlot>(n).at(i)
+        self.slots().at(i)
     }
 
-    fn slot_count(&self) -> usize {
-        self.shared.slots.load(Ordering::Relaxed) as usize
-    }
-
-    /// The index of this process's slot, if it has one. Call under the guard.
-    fn my_slot(&self, me: sys::ProcId) -> Option<usize> {
-        let n = self.slot_count();
-        let first = me.pid as usize % n;
-        (0..n).map(|k| (first + k) % n).find(|&i| {
-            let s = self.slot(i);
+    /// The index of this process's slot in `slots`, if it has one. Call under the guard.
+    #[inline]
+    fn my_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
+        let is_mine = |i: usize| {
+            let s = slots.at(i);
             s.pid.load(Ordering::Relaxed) == me.pid && s.start.load(Ordering::Relaxed) == me.start
-        })
+        };
+        let hint = self.mine.0.load(Ordering::Relaxed) as usize;
+        if let Some(i) = hint.checked_sub(1)
+            && i < slots.len()
+            && is_mine(i)
+        {
+            return Some(i);
+        }
+        self.find_my_slot(slots, me, is_mine)
+    }
+
+    /// [`Core::my_slot`] without a hint, or with a stale one: the search.
+    #[cold]
+    fn find_my_slot(
+        &self,
+        slots: &Cells<'_, HolderSlot>,
+        me: sys::ProcId,
+        is_mine: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let n = slots.len();
+        let first = me.pid as usize % n;
+        let found = (first..n).chain(0..first).find(|&i| is_mine(i));
+        if let Some(i) = found {
+            self.mine.0.store(i as u32 + 1, Ordering::Relaxed);
+        }
+        found
     }
 
     /// The guard, taken; a change its last holder died in the middle of is undone first.
+    #[inline]
     fn lock(&self) -> RawGuard<'_> {
         let guard = RawGuard::lock(&self.shared.guard);
         if let Some(words) = self.shared.undo.unfinished() {
@@ -154,6 +198,7 @@ impl Core {
     #[cold]
     fn undo(&self, words: [u64; undo::WORDS]) {
         let state = &*self.shared;
+        let value = state.value.load(Ordering::Relaxed);
         state.value.store(words[undo::VALUE] as u32, Ordering::Relaxed);
         state.extra.store(words[undo::EXTRA] as u32, Ordering::Relaxed);
         state.recovered.store(words[undo::RECOVERED] as u32, Ordering::Relaxed);
@@ -166,12 +211,19 @@ impl Core {
             slot.start.store(words[undo::SLOT_START], Ordering::Relaxed);
         }
         state.undo.commit();
+        // Permits given back (a killed acquirer's) that no release announced: a sleeper is
+        // woken for each, rather than finding it at the end of its sleep slice.
+        let given = (words[undo::VALUE] as u32).saturating_sub(value);
+        if given > 0 {
+            state.changed.notify(given);
+        }
     }
 
-    /// Records what a change about to write the counts and `slot` overwrites. Call under
-    /// the guard, before the change's first store; [`Core::commit`] after its last.
+    /// Records what a change about to write the counts and `slot` (of `slots`) overwrites.
+    /// Call under the guard, before the change's first store; [`Core::commit`] after its
+    /// last.
     #[inline]
-    fn begin(&self, slot: Option<usize>) {
+    fn begin(&self, slots: &Cells<'_, HolderSlot>, slot: Option<usize>) {
         let state = &*self.shared;
         let mut words = [0; undo::WORDS];
         words[undo::VALUE] = u64::from(state.value.load(Ordering::Relaxed));
@@ -179,7 +231,7 @@ impl Core {
         words[undo::RECOVERED] = u64::from(state.recovered.load(Ordering::Relaxed));
         words[undo::UNTRACKED] = u64::from(state.untracked.load(Ordering::Relaxed));
         if let Some(i) = slot {
-            let s = self.slot(i);
+            let s = slots.at(i);
             words[undo::SLOT] = i as u64 + 1;
             words[undo::SLOT_PID] = u64::from(s.pid.load(Ordering::Relaxed));
             words[undo::SLOT_HELD] = u64::from(s.held.load(Ordering::Relaxed));
@@ -197,24 +249,27 @@ impl Core {
     /// The slot that [`Core::hold`] will count a permit of this process in: its own, else a
     /// free one or one left by a process that holds nothing now (`None`: the table is full,
     /// the permit is untracked). Call under the guard.
-    fn hold_slot(&self, me: sys::ProcId) -> Option<usize> {
-        self.my_slot(me).or_else(|| {
-            let n = self.slot_count();
+    #[inline]
+    fn hold_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
+        self.my_slot(slots, me).or_else(|| {
+            let n = slots.len();
             let first = me.pid as usize % n;
-            (0..n).map(|k| (first + k) % n).find(|&i| self.slot(i).held.load(Ordering::Relaxed) == 0)
+            (first..n).chain(0..first).find(|&i| slots.at(i).held.load(Ordering::Relaxed) == 0)
         })
     }
 
     /// Counts one more permit held by this process in `slot` (from [`Core::hold_slot`]).
-    /// Call under the guard.
-    fn hold(&self, me: sys::ProcId, slot: Option<usize>) {
+    /// Call under the guard (whose holder alone writes the counts: plain loads and stores).
+    #[inline]
+    fn hold(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId, slot: Option<usize>) {
         let Some(i) = slot else {
-            self.shared.untracked.fetch_add(1, Ordering::Relaxed);
+            let untracked = &self.shared.untracked;
+            untracked.store(untracked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return;
         };
-        let slot = self.slot(i);
+        let slot = slots.at(i);
         if slot.pid.load(Ordering::Relaxed) == me.pid && slot.start.load(Ordering::Relaxed) == me.start {
-            slot.held.fetch_add(1, Ordering::Relaxed);
+            slot.held.store(slot.held.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         } else {
             slot.pid.store(me.pid, Ordering::Relaxed);
             slot.start.store(me.start, Ordering::Relaxed);
@@ -223,6 +278,7 @@ impl Core {
     }
 
     /// Takes a permit if there is one; `Some(owner_died)` on success.
+    #[inline]
     fn try_take(&self) -> Option<(Permit, bool)> {
         let state = &*self.shared;
         if state.value.load(Ordering::Acquire) == 0 {
@@ -234,21 +290,23 @@ impl Core {
             return None;
         }
         let me = sys::me();
-        let slot = self.hold_slot(me);
-        self.begin(slot);
-        state.value.store(value - 1, Ordering::Relaxed);
-        crate::shm::crash::crash_point!("semaphore.take.counted");
+        let slots = self.slots();
         let recovered = state.recovered.load(Ordering::Relaxed);
         let extra = state.extra.load(Ordering::Relaxed);
+        // An extra permit is held by nobody: no slot to count it in.
+        let slot = if recovered > 0 || extra == 0 { self.hold_slot(&slots, me) } else { None };
+        self.begin(&slots, slot);
+        state.value.store(value - 1, Ordering::Relaxed);
+        crate::shm::crash::crash_point!("semaphore.take.counted");
         let taken = if recovered > 0 {
             state.recovered.store(recovered - 1, Ordering::Relaxed);
-            self.hold(me, slot);
+            self.hold(&slots, me, slot);
             (Permit::Held, true)
         } else if extra > 0 {
             state.extra.store(extra - 1, Ordering::Relaxed);
             (Permit::Extra, false)
         } else {
-            self.hold(me, slot);
+            self.hold(&slots, me, slot);
             (Permit::Held, false)
         };
         self.commit();
@@ -256,6 +314,7 @@ impl Core {
     }
 
     /// Gives a permit back. `permit` is what a guard held; `None` for a plain release.
+    #[inline]
     fn give(&self, permit: Option<Permit>) -> Result<(), ReleaseError> {
         let state = &*self.shared;
         {
@@ -268,20 +327,22 @@ impl Core {
             assert!(value < u32::MAX, "semaphore value overflow: it was released 2^32 - 1 times more than acquired");
             // The slot whose permit comes back: this process's own, else (a release by a
             // process that holds none) one another process holds, handed over.
-            let held = |i: &usize| self.slot(*i).held.load(Ordering::Relaxed) > 0;
+            let slots = self.slots();
+            let held = |i: &usize| slots.at(*i).held.load(Ordering::Relaxed) > 0;
             let slot = match permit {
                 Some(Permit::Extra) => None,
                 Some(Permit::Held) | None => {
-                    self.my_slot(sys::me()).filter(held).or_else(|| (0..self.slot_count()).find(held))
+                    self.my_slot(&slots, sys::me()).filter(held).or_else(|| (0..slots.len()).find(held))
                 }
             };
-            self.begin(slot);
+            self.begin(&slots, slot);
             match (permit, slot) {
                 (Some(Permit::Extra), _) => {
-                    state.extra.fetch_add(1, Ordering::Relaxed);
+                    state.extra.store(state.extra.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 }
                 (_, Some(i)) => {
-                    self.slot(i).held.fetch_sub(1, Ordering::Relaxed);
+                    let held = &slots.at(i).held;
+                    held.store(held.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
                     crate::shm::crash::crash_point!("semaphore.give.counted");
                 }
                 // Held by nobody in the table: an untracked holder's, or an extra permit.
@@ -290,7 +351,7 @@ impl Core {
                     if untracked > 0 {
                         state.untracked.store(untracked - 1, Ordering::Relaxed);
                     } else {
-                        state.extra.fetch_add(1, Ordering::Relaxed);
+                        state.extra.store(state.extra.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     }
                 }
             }
@@ -307,9 +368,10 @@ impl Core {
         let me = sys::me();
         let candidates: Vec<(usize, u32, u64)> = {
             let _g = self.lock();
-            (0..self.slot_count())
+            let slots = self.slots();
+            (0..slots.len())
                 .filter_map(|i| {
-                    let s = self.slot(i);
+                    let s = slots.at(i);
                     let pid = s.pid.load(Ordering::Relaxed);
                     let start = s.start.load(Ordering::Relaxed);
                     (s.held.load(Ordering::Relaxed) > 0 && !(pid == me.pid && start == me.start))
@@ -323,12 +385,13 @@ impl Core {
         }
         {
             let _g = self.lock();
+            let slots = self.slots();
             for (i, pid, start) in dead {
-                let s = self.slot(i);
+                let s = slots.at(i);
                 if s.pid.load(Ordering::Relaxed) != pid || s.start.load(Ordering::Relaxed) != start {
                     continue;
                 }
-                self.begin(Some(i));
+                self.begin(&slots, Some(i));
                 let held = s.held.swap(0, Ordering::Relaxed);
                 s.pid.store(0, Ordering::Relaxed);
                 s.start.store(0, Ordering::Relaxed);
@@ -341,10 +404,17 @@ impl Core {
         state.changed.notify_all();
     }
 
+    #[inline]
     fn take_until(&self, deadline: Deadline) -> Result<(Permit, bool), TimedOut> {
-        if let Some(taken) = self.try_take() {
-            return Ok(taken);
+        match self.try_take() {
+            Some(taken) => Ok(taken),
+            None => self.wait_to_take(deadline),
         }
+    }
+
+    /// [`Core::take_until`] once the first look found no permit.
+    #[inline(never)]
+    fn wait_to_take(&self, deadline: Deadline) -> Result<(Permit, bool), TimedOut> {
         let state = &*self.shared;
         let waited = state.changed.wait(
             deadline,
@@ -381,10 +451,12 @@ impl Core {
         })
     }
 
+    #[inline]
     fn guard(&self, (permit, owner_died): (Permit, bool)) -> SemaphoreGuard<'_> {
         SemaphoreGuard { core: self, permit, owner_died, taken_in: TakenIn::here() }
     }
 
+    #[inline]
     fn acquire(&self) -> Result<SemaphoreGuard<'_>, Infallible> {
         let taken = self.take_until(Deadline::NEVER).expect("an endless wait does not time out");
         Ok(self.guard(taken))
@@ -799,11 +871,45 @@ impl fmt::Debug for SemaphoreGuard<'_> {
 }
 
 impl Drop for SemaphoreGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // A bounded semaphore released meanwhile by a plain `release` may refuse: the
         // permit is back already.
         if self.taken_in.is_here() {
             let _ = self.core.give(Some(self.permit));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A permit that a roll-back gives back wakes a sleeper of its own (review30b, Info):
+    /// two sleepers, and a killed acquirer's change (its record armed, the value down, its
+    /// guard free, as a dead holder's is taken over); a release rolls that change back (one
+    /// permit) and gives its own (another). Both sleepers are owed nothing after it: before,
+    /// one was, and waited for the end of its sleep slice to find the permit.
+    #[test]
+    fn a_permit_a_roll_back_gives_back_wakes_a_sleeper() {
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        {
+            let _g = RawGuard::lock(&core.shared.guard);
+            let slots = core.slots();
+            let slot = core.hold_slot(&slots, sys::me());
+            core.begin(&slots, slot);
+            core.shared.value.store(0, Ordering::Relaxed);
+            // Killed here: no commit.
+        }
+        let changed = &core.shared.changed;
+        let _ = changed.start_sleeping();
+        let _ = changed.start_sleeping();
+        sem.release();
+        assert_eq!(sem.get_value(), 2, "rolled back, then released");
+        let owed = changed.owed();
+        changed.stop_sleeping();
+        changed.stop_sleeping();
+        assert_eq!(owed, 0, "a sleeper was left to find a permit at its next look");
     }
 }
