@@ -511,12 +511,39 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     }
 }
 
+/// How many times a fork-server start is made when the server died during it
+/// ([`retrying`]),
+const START_TRIES: u32 = 4;
+/// the first pause between two (then 4 and 16 times as long).
+const START_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Makes the fork-server start `start` again (up to [`START_TRIES`] times, 10, 40 and 160
+/// ms apart) while it fails in a way the next try may not ([`start_worth_retrying`]): the
+/// family's server died during it, and the next try starts a new one. Every fork-server
+/// start goes through this (`launch`: a user's `Process::start`, a pool's workers).
+///
+/// A failed try's child, if the dead server forked one, was told to stop, and its report
+/// room left to it: each try makes its own room and boot socket.
+pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> Result<T, LaunchError> {
+    let mut tries = 1;
+    loop {
+        match start() {
+            Err(LaunchError::Failed(e)) if tries < START_TRIES && start_worth_retrying(&e) => {
+                log::debug!("a fork-server start failed ({e}): trying again");
+                std::thread::sleep(START_RETRY_PAUSE * (1 << (2 * (tries - 1))));
+                tries += 1;
+            }
+            started => return started,
+        }
+    }
+}
+
 /// Whether a start that failed with `e` may succeed if made again: the family's fork server
 /// died while it forked it ("connection reset"), and this process is the one that starts a
 /// dead server again (the next start does), and the server is not stopped (a stopped one
 /// fails every start until it is continued). Any other failure is taken as it is: a pool's
 /// zygote (`Fork`) is never started again, nor a server by a child process.
-pub(crate) fn start_worth_retrying(e: &Error) -> bool {
+fn start_worth_retrying(e: &Error) -> bool {
     let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
     matches!(e, Error::StartMethodUnavailable(super::StartMethod::ForkServer, _))
         && fork_server_pid().is_some()
