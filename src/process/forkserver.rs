@@ -434,6 +434,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         // The room is 64-byte aligned: the low bit says whether the message holds handles.
         Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room)),
     };
+    // The server the request went to last (a room left to a child whose word stays empty
+    // is freed once it is dead).
+    let mut asked_of = 0;
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
         let address = config.forkserver.as_deref().ok_or_else(|| {
@@ -446,6 +449,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             )
         })?;
         let boot = boot.as_ref().map(AsFd::as_fd).map_err(|&(at, bytes)| (at, bytes));
+        let asked_of = &mut asked_of;
         let mut restarted = false;
         let mut stale = 0;
         loop {
@@ -458,6 +462,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // connection put back is kept.
             let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
             let server = (address, super::StartMethod::ForkServer, u32::try_from(server).unwrap_or(0));
+            *asked_of = server.2;
             let mut conn = family::state().forkserver_conn.take();
             let asked = ask(boot, &config.token, server, &mut conn);
             if let Some(conn) = conn {
@@ -503,7 +508,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     Err(LaunchError::Lost { own: None, error })
                 }
                 LaunchError::Failed(_) => {
-                    room.leave_to_child();
+                    room.leave_to_child(asked_of);
                     Err(e)
                 }
             }
@@ -722,6 +727,24 @@ fn answer(conn: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>, server: 
         if server != 0 && !sys::process_alive(server, 0) {
             return Err(io::Error::other(format!("it is dead (pid {server})")));
         }
+    }
+}
+
+/// Just before the server forks a child for a request that names the report room at
+/// `room`: from then on a child may exist whose pid is not yet in the room's child word (it
+/// comes after the fork, from the server or from the child). A requester that left the
+/// room frees it only once that child ended, or once the server is dead with the word
+/// still empty (no child was forked).
+fn forking(room: Option<u64>) {
+    if let Some(off) = room {
+        crate::shm::ReportRoom::forking_at(off);
+    }
+}
+
+/// The fork for the report room at `room` failed: no child, none to come.
+fn unforked(room: Option<u64>) {
+    if let Some(off) = room {
+        crate::shm::ReportRoom::unforked_at(off);
     }
 }
 
@@ -1123,10 +1146,14 @@ impl Server {
         }
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             let record = self.zygote.then(crate::shm::before_fork);
+            forking(go_room);
             match sys::fork_as_sibling() {
                 Ok(sys::Sibling::Child) => {
                     if let Some(record) = record {
                         record.in_child();
+                    }
+                    if let Some(off) = go_room {
+                        crate::shm::ReportRoom::forked_here(off, true);
                     }
                     return Some((child_boot, self.main.pid));
                 }
@@ -1153,6 +1180,7 @@ impl Server {
                     self.siblings = false;
                 }
                 Err(e) => {
+                    unforked(go_room);
                     self.reply(i, &fork_failed(e), &[]);
                     return None;
                 }
@@ -1172,10 +1200,14 @@ impl Server {
             }
         };
         let record = self.zygote.then(crate::shm::before_fork);
+        forking(go_room);
         match sys::fork() {
             Ok(Forked::Child) => {
                 if let Some(record) = record {
                     record.in_child();
+                }
+                if let Some(off) = go_room {
+                    crate::shm::ReportRoom::forked_here(off, false);
                 }
                 Some((child_boot, me))
             }
@@ -1213,6 +1245,7 @@ impl Server {
                 None
             }
             Err(e) => {
+                unforked(go_room);
                 self.reply(i, &fork_failed(e), &[]);
                 None
             }
