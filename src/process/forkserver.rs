@@ -400,8 +400,10 @@ const REQUEST_HEAD: usize = 512;
 
 /// How a fork-server child gets its boot message.
 pub(crate) enum Boot<'a> {
-    /// On its boot socket (this is its end), where it also reports.
-    Socket(OwnedFd),
+    /// On its boot socket (this is its end, then ours: a start that failed after its
+    /// request went keeps a copy of ours, shut down, to learn and reap a child the server
+    /// forked as ours: [`reap_left_children`]), where it also reports.
+    Socket(OwnedFd, BorrowedFd<'a>),
     /// With the request: the server receives it and the child reads it in its copy of the
     /// server's memory. Such a child has no boot socket: the request names its report room
     /// (made by the requester, who passes it here), where the child waits for its go word
@@ -429,10 +431,11 @@ pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::Rep
 pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     // The rooms of earlier starts that failed, whose children have ended since.
     crate::shm::free_left_rooms();
-    let (boot, room) = match boot {
-        Boot::Socket(sock) => (Ok(sock), None),
+    reap_left_children();
+    let (boot, room, ours) = match boot {
+        Boot::Socket(sock, ours) => (Ok(sock), None, Some(ours)),
         // The room is 64-byte aligned: the low bit says whether the message holds handles.
-        Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room)),
+        Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room), None),
     };
     // The server the request went to last (a room left to a child whose word stays empty
     // is freed once it is dead).
@@ -488,6 +491,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     match asked {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
         Err((e, may_run)) => {
+            if let (Some(ours), LaunchError::Failed(_), true) = (ours, &e, may_run) {
+                leave_socket(ours);
+            }
             let Some(room) = room.filter(|_| may_run) else {
                 return Err(e);
             };
@@ -541,6 +547,62 @@ pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> 
             started => return started,
         }
     }
+}
+
+/// Copies of our ends of the boot sockets of fork-server starts that failed after their
+/// request went, shut down for writing (the child, if one was forked, reads their end and
+/// exits), with the process that left each: the server writes there the pid of a child it
+/// forked as ours whose answer went nowhere ([`reap_left_children`]).
+static LEFT_SOCKETS: std::sync::Mutex<Vec<(u32, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+/// `LEFT_SOCKETS`'s length, to skip its lock when it is empty (every fork-server start looks).
+static LEFT_SOCKETS_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Keeps a copy of `ours`, our end of the boot socket of a start that failed after its
+/// request went, until we know whether the server forked a child of ours for it
+/// ([`reap_left_children`]). Shut down for writing: the child, if one was forked, reads the
+/// end of its boot socket and exits, whatever copies of ours live.
+fn leave_socket(ours: BorrowedFd<'_>) {
+    let _ = sys::shutdown_write(ours);
+    let Ok(copy) = sys::dup(ours) else { return };
+    let mut left = LEFT_SOCKETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    left.push((sys::pid_now(), copy));
+    LEFT_SOCKETS_COUNT.store(left.len(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Reaps the children the fork server forked as ours for starts that failed after their
+/// request went (their boot socket's copies left by [`leave_socket`]): a pid on one (the
+/// server's answer went nowhere: it wrote the pid there) is reaped once that child has
+/// ended; a socket at its end with no pid had no child of ours (the server died before it
+/// forked, or the child was its own), and is closed. Called at each fork-server start and by
+/// `active_children`.
+pub(crate) fn reap_left_children() {
+    use std::sync::atomic::Ordering;
+    if LEFT_SOCKETS_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    // Not waited for: a fork copy of this process may have it as another thread held it.
+    let mut left = match LEFT_SOCKETS.try_lock() {
+        Ok(left) => left,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    let me = sys::pid_now();
+    left.retain(|(owner, sock)| {
+        if *owner != me {
+            // A copy of another process's list (we were forked): not our children.
+            return false;
+        }
+        let mut pid = [0u8; 4];
+        match sys::peek_nonblocking(sock.as_fd(), &mut pid) {
+            // Not yet known: the server, or the child, still holds their end.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            // Our child, which nobody else reaps (it keeps its pid until reaped here).
+            Ok(4) => matches!(sys::reap_child_if_ended(u32::from_le_bytes(pid)), Ok(false)),
+            // At its end with no pid (or a short one, never written): no child of ours.
+            _ => false,
+        }
+    });
+    LEFT_SOCKETS_COUNT.store(left.len(), Ordering::Relaxed);
 }
 
 /// Whether a start that failed with `e` may succeed if made again: the family's fork server
@@ -671,12 +733,21 @@ fn ask(
         Err(e) => {
             // Shut down, not only closed: a late answer (a stopped server continued) must
             // go nowhere, whatever copies of the connection fork children hold, so that the
-            // server never says go to a room left to a child told to stop; and a server
-            // that reads the request only now finds the connection ended after it, and
-            // forks nothing (`Server::handle`).
+            // server never says go to a room left to a child told to stop (its answer fails,
+            // and it writes the pid of a child of ours on the child's boot socket:
+            // `reap_left_children`); and a server that reads the request only now finds the
+            // connection ended after it, and forks nothing (`Server::handle`).
             let _ = sys::shutdown_both(conn);
+            // An answer sent before the shutdown is still queued (the server was continued
+            // between our last look and the shutdown): the start went through.
+            let mut buf = [0u8; 512];
+            let mut fds = Vec::new();
+            let late = sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds);
             *slot = None;
-            return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true));
+            match late {
+                Ok(Some(n)) if n > 0 => (buf[..n].to_vec(), fds),
+                _ => return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true)),
+            }
         }
     };
     match codec::decode_own::<Reply>(&reply).map_err(|e| failed(e.into(), true))? {
@@ -1164,15 +1235,23 @@ impl Server {
                         crate::shm::ReportRoom::forked_at(off, pid, true);
                     }
                     self.record_copy(record, pid, pidfd.as_fd());
-                    drop(child_boot);
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()])
-                        && let Some(off) = go_room
-                    {
-                        crate::shm::ReportRoom::go_at(off);
+                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]) {
+                        if let Some(off) = go_room {
+                            crate::shm::ReportRoom::go_at(off);
+                        }
+                    } else if let ChildBoot::Socket(sock) = &child_boot {
+                        // The answer went nowhere: its requester gave up (a server stopped
+                        // between its peek and here, then continued). The child, told to
+                        // stop by the end of its boot socket, is the main process's own and
+                        // would stay its zombie: its pid goes to the requester's end of that
+                        // socket, which a requester that gave up keeps to reap it
+                        // (`reap_left_children`). A room's child word has it already.
+                        let _ = sys::send_with_fds(sock.as_fd(), &pid.to_le_bytes(), &[]);
                     }
+                    drop(child_boot);
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {

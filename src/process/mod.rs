@@ -806,7 +806,7 @@ fn forkserver_start(
     // socket buffer), so that the child finds its message at once.
     let (ours, theirs) = sys::socketpair_stream()?;
     sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
-    let started = forkserver::request(forkserver::Boot::Socket(theirs));
+    let started = forkserver::request(forkserver::Boot::Socket(theirs, ours.as_fd()));
     Ok(on_socket(ours, sent_unless_failed(message, started)?))
 }
 
@@ -1468,6 +1468,8 @@ pub fn active_children() -> Vec<ChildProcess> {
     // And the report rooms of fork-server starts that failed, left to a child that has
     // ended since.
     crate::shm::free_left_rooms();
+    // And the fork server's children of ours whose start failed after their fork.
+    forkserver::reap_left_children();
     family::active_children().into_iter().map(|child| ChildProcess { child }).collect()
 }
 
