@@ -119,8 +119,10 @@ pub enum StartMethod {
     /// [`Error::StartMethodUnavailable`] until then): the new server is spawned (an
     /// execution of the program that becomes the server before `main`), never forked,
     /// since the main process may run threads. A start whose request the server had taken when
-    /// it died fails with [`Error::StartMethodUnavailable`], and the child it may have
-    /// forked exits without running its target.
+    /// it died is made again in the main process (a few times, a moment apart: the next try
+    /// starts a new server), and succeeds; the child the dead server may have forked exits
+    /// without running its target. In another process, such a start fails with
+    /// [`Error::StartMethodUnavailable`].
     ///
     /// A server that is slow to answer (a loaded machine) is waited for, but one that is
     /// stopped (`SIGSTOP`, a debugger) is not: a start fails with
