@@ -339,8 +339,10 @@ impl Zygote {
         }
     }
 
-    /// Asks the zygote for a child whose boot message is on `sock` (its end).
-    pub(crate) fn request(&self, sock: OwnedFd) -> Result<Started, LaunchError> {
+    /// Asks the zygote for a child whose boot message is on `sock` (its end; `ours` is the
+    /// other: a start that failed after its request went keeps a copy, as the family's
+    /// server's do, to reap a worker forked as ours whose answer went nowhere).
+    pub(crate) fn request(&self, sock: OwnedFd, ours: BorrowedFd<'_>) -> Result<Started, LaunchError> {
         let mut slot = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // A connection lost once is not made again: the zygote leaves when its requester
         // goes.
@@ -354,6 +356,10 @@ impl Zygote {
         let server = (self.address.as_str(), super::StartMethod::Fork, self.pid);
         match ask(Ok(sock.as_fd()), &self.token, server, &mut slot) {
             Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, None)),
+            Err(Unasked::Failed(e @ LaunchError::Failed(_), true)) => {
+                leave_socket(ours);
+                Err(e)
+            }
             Err(e) => Err(e.failed()),
         }
     }

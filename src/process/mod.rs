@@ -739,7 +739,8 @@ fn launch(
                 drop(boot);
                 sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
                 message.sent();
-                on_socket(ours, zygote.request(theirs)?)
+                let started = zygote.request(theirs, ours.as_fd())?;
+                on_socket(ours, started)
             }
             StartMethod::Fork => {
                 let ((pid, pidfd), link, kept) = fork::start(boot)?;
