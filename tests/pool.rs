@@ -2662,3 +2662,67 @@ fn a_one_worker_pool_whose_server_died_during_a_start_completes_its_map() {
         MID_START_INNER,
     );
 }
+
+/// Writes one byte to descriptor `fd` (one a worker has from its builder); whether it went.
+fn write_a_byte_to(fd: i32) -> bool {
+    // SAFETY (test): write only reads the one byte given.
+    unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) == 1 }
+}
+
+/// Whether descriptor `fd` is readable (data or end of file) within `ms` milliseconds.
+fn readable_within(fd: i32, ms: i32) -> bool {
+    let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY (test): poll reads and writes only the one `pollfd` given.
+    unsafe { libc::poll(&mut poll, 1, ms) == 1 }
+}
+
+/// Reads one byte from `fd`: `Some(byte)`, or `None` at end of file (or an error).
+fn read_a_byte(fd: i32) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    // SAFETY (test): read writes at most the one byte of `byte`.
+    (unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) } == 1).then_some(byte[0])
+}
+
+/// In a child process (single-threaded: it may build a `Fork` pool): a pipe made before a
+/// one-worker `Fork` pool's build, whose write end the builder closes after the build. Returns
+/// what a worker wrote through its copy of the write end, whether the read end saw its end of
+/// file while the pool lived, and whether it saw it after `join`.
+fn close_a_pipe_after_a_fork_pool_build(_: ()) -> (Option<u8>, bool, bool) {
+    let mut fds = [0i32; 2];
+    // SAFETY (test): pipe2 writes the two descriptors into `fds`.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let [read_end, write_end] = fds;
+    let pool = Pool::builder().processes(1).start_method(StartMethod::Fork).build().unwrap();
+    // SAFETY (test): our own descriptor, used by nothing else in this process.
+    unsafe { libc::close(write_end) };
+    // A worker is a copy of the builder as of `build` (through the zygote): it has the
+    // descriptor, as a Python fork worker has its parent's.
+    assert_eq!(pool.map(write_a_byte_to, [write_end]).unwrap(), [true]);
+    let wrote = read_a_byte(read_end);
+    // The zygote (and the worker) still hold the write end: no end of file while the pool
+    // lives.
+    let ended_while = readable_within(read_end, 200);
+    pool.close();
+    pool.join().unwrap();
+    let ended_after = readable_within(read_end, 10_000) && read_a_byte(read_end).is_none();
+    // SAFETY (test): our own descriptor.
+    unsafe { libc::close(read_end) };
+    (wrote, ended_while, ended_after)
+}
+
+/// A `Fork` pool's workers are copies of the builder as of `build`, descriptors included
+/// (forked by its zygote, which holds them while the pool lives): a worker writes through
+/// a pipe's write end that the builder closed after `build`, and the pipe's reader sees its
+/// end of file only once the pool is joined. The zygote does not close the descriptors it
+/// does not need itself: its workers, copies of it, would lose them (a Python fork pool's
+/// workers keep them too, for their whole lives).
+#[test]
+fn a_fork_pool_keeps_the_builders_descriptors_until_it_is_joined() {
+    let leaks = common::leak_check(LIMIT);
+    let child = multiproc::Process::new(close_a_pipe_after_a_fork_pool_build, ()).start().unwrap();
+    let (wrote, ended_while, ended_after) = child.join().unwrap();
+    assert_eq!(wrote, Some(b'x'), "a worker writes through the descriptor its builder had at build");
+    assert!(!ended_while, "the pool's processes hold the write end while it lives");
+    assert!(ended_after, "joined, the pool holds it no more");
+    leaks.assert_no_leak();
+}

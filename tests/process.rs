@@ -2261,3 +2261,156 @@ fn a_start_through_a_stopped_fork_server_fails_typed() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_start_through_a_stopped_fork_server_fails_typed_inner", STOPPED_INNER);
 }
+
+const MID_START_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_DIED_MID_START_INNER";
+const MID_START_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_DIED_MID_START_ROOM_INNER";
+
+/// A fork-server start (`square(3)` with no boot socket, or `put_one` with one) whose
+/// request went to a server that then died before it read it: the server stopped, the
+/// start made from another thread and held once its request went
+/// (`hold:forkserver.asked`), the server `kill -9`'d, the start let go. Returns the start's
+/// outcome (the square, or what the child put) or its error as text, and the dead server.
+fn start_under_a_dying_server(queue: &multiproc::Queue<u32>, socket: bool) -> (Result<u64, String>, u32) {
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    // Stopped, so that it takes the request and dies without an answer.
+    signal_server(server, libc::SIGSTOP);
+    assert!(eventually(LIMIT, || stopped(server)), "the server stopped");
+    multiproc::__private::crash_at("hold:forkserver.asked");
+    let outcome = std::thread::scope(|s| {
+        let starting = s.spawn(|| {
+            if socket {
+                let child = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
+                child.map_err(|e| e.to_string())?.join().map_err(|e| e.to_string())?;
+                queue.get_timeout(LIMIT).map(u64::from).map_err(|e| e.to_string())
+            } else {
+                fork_server_square(3)
+            }
+        });
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the start's request went");
+        signal_server(server, libc::SIGKILL);
+        assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+        multiproc::__private::crash_disarm();
+        starting.join().unwrap()
+    });
+    (outcome, server)
+}
+
+#[test]
+fn a_start_whose_fork_server_died_under_it_is_made_again_inner() {
+    if std::env::var_os(MID_START_INNER).is_none() {
+        return;
+    }
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    // Once before: this process keeps a connection to the server (a new one to a stopped
+    // server is not made).
+    assert_eq!(fork_server_square(2), Ok(4));
+    for round in 0..2 {
+        for socket in [false, true] {
+            let (outcome, killed) = start_under_a_dying_server(&queue, socket);
+            assert_eq!(outcome, Ok(if socket { 7 } else { 9 }), "round {round} (boot socket: {socket})");
+            assert_ne!(multiproc::__private::fork_server_pid(), Some(killed), "round {round}: a new server");
+        }
+    }
+    // Nothing else ran (the first tries' children were told to stop).
+    let ran = queue.get_timeout(Duration::from_secs(1));
+    assert!(ran.is_err(), "a start that failed ran its target anyway: it put {ran:?}");
+    println!("INNER-DONE");
+}
+
+/// A user's fork-server start whose server died between the request and the answer
+/// ("Connection reset by peer") is made again, as a pool's worker start is: the next try
+/// starts a new server, and the start succeeds. Before, the start failed with
+/// `StartMethodUnavailable` although the next start would have succeeded.
+#[test]
+fn a_start_whose_fork_server_died_under_it_is_made_again() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_start_whose_fork_server_died_under_it_is_made_again_inner", MID_START_INNER);
+}
+
+#[test]
+fn a_report_room_whose_fork_server_died_before_forking_is_freed_inner() {
+    if std::env::var_os(MID_START_ROOM_INNER).is_none() {
+        return;
+    }
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let leaks = common::leak_check(LIMIT);
+    for round in 0..2 {
+        // A server runs (started again if the last round's start was not made again), and
+        // this process keeps a connection to it.
+        assert_eq!(fork_server_square(2), Ok(4), "round {round}");
+        // No boot socket: the request names a report room, which the dead server never
+        // forked a child for (its child word stays empty).
+        let (outcome, _) = start_under_a_dying_server(&queue, false);
+        assert!(
+            outcome.is_ok() || outcome.as_ref().is_err_and(|e| e.contains("fork server")),
+            "round {round}: {outcome:?}"
+        );
+    }
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= leaks.before()
+    });
+    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    drop(leaks);
+    drop(queue);
+    println!("INNER-DONE");
+}
+
+/// The report room of a start whose fork server died before it forked the child (it never
+/// read the request) is freed: no pid ever comes to its child word. Before, it stayed (512
+/// bytes per such start).
+#[test]
+fn a_report_room_whose_fork_server_died_before_forking_is_freed() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_report_room_whose_fork_server_died_before_forking_is_freed_inner", MID_START_ROOM_INNER);
+}
+
+const FORKED_STOPPED_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_FORKED_STOPPED_INNER";
+
+#[test]
+fn a_socket_child_of_a_start_given_up_after_its_fork_is_reaped_inner() {
+    if std::env::var_os(FORKED_STOPPED_INNER).is_none() {
+        return;
+    }
+    // The fork server stops itself right after each fork, before its answer
+    // (`stop:forkserver.forked`, armed for the whole family).
+    let leaks = common::leak_check(LIMIT);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        let children = own_children();
+        for round in 0..2 {
+            // A boot socket (the argument holds a handle): the server forked the child (the
+            // main process's own, by CLONE_PARENT) and stopped before it answered; the
+            // requester gave up on a stopped server.
+            let started = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
+            assert!(fork_server_unavailable(&started), "round {round}: {started:?}");
+            let server = multiproc::__private::fork_server_pid().unwrap();
+            assert!(stopped(server), "round {round}: stopped at its crash point");
+            // Continued, its answer goes nowhere.
+            signal_server(server, libc::SIGCONT);
+        }
+        let ran = queue.get_timeout(Duration::from_secs(1));
+        assert!(ran.is_err(), "a start that failed ran its target anyway: it put {ran:?}");
+        // The children forked for those starts exited (told to stop), and were reaped
+        // (`active_children` looks): no zombie of ours is left.
+        let left = eventually(Duration::from_secs(10), || {
+            let _ = active_children();
+            own_children() == children
+        });
+        assert!(left, "children {children:?} before, {:?} after", own_children());
+    }
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// A child forked as the main process's own (a boot socket) by a fork server that was
+/// stopped between its fork and its answer, whose requester gave up on it, is reaped once
+/// it ended. Before, it stayed a zombie of the main process: its pid never reached it.
+#[test]
+fn a_socket_child_of_a_start_given_up_after_its_fork_is_reaped() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_socket_child_of_a_start_given_up_after_its_fork_is_reaped_inner",
+        &[(FORKED_STOPPED_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.forked")],
+    );
+}

@@ -315,9 +315,9 @@ impl PoolBuilder {
     /// again); otherwise when multiproc is
     /// not initialized, the initializer's arguments do not encode, or a worker cannot be
     /// started (a `ForkServer` pool's fork server stopped, by `SIGSTOP` or a debugger:
-    /// [`Error::StartMethodUnavailable`]). A worker's start that failed because the fork
-    /// server died during it is made again, here and for replacements, before it counts
-    /// as failed (the next start starts a new server).
+    /// [`Error::StartMethodUnavailable`]). A worker's start whose fork server died during
+    /// it is made again, here and for replacements, before it counts as failed (the next
+    /// try starts a new server), as every fork-server start of the main process is.
     ///
     /// # Examples
     ///

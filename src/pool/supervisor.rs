@@ -237,12 +237,6 @@ fn processors() -> usize {
     *PROCESSORS.get_or_init(crate::cpu_count)
 }
 
-/// How many times a worker's start is made when it fails in a way the next may not
-/// ([`Inner::start_worker_retrying`]),
-const START_TRIES: u32 = 4;
-/// the first pause between two (then 4 and 16 times as long).
-const START_RETRY_PAUSE: Duration = Duration::from_millis(10);
-
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -271,7 +265,7 @@ impl Inner {
         {
             let mut books = lock(&inner.books);
             for i in 0..inner.config.workers {
-                let worker = inner.start_worker_retrying(i as u32)?;
+                let worker = inner.start_worker(i as u32)?;
                 books.workers.push(worker);
             }
         }
@@ -279,25 +273,6 @@ impl Inner {
         let thread = std::thread::Builder::new().name("multiproc-pool".into()).spawn(move || pool_thread(weak))?;
         *lock(&inner.pool_thread) = Some(thread);
         Ok(inner)
-    }
-
-    /// [`Inner::start_worker`], made again (up to [`START_TRIES`] times, a moment apart)
-    /// after a failure that the next start may not meet: the fork server killed during the
-    /// start (the next one starts a new server). A pool whose only worker cannot start
-    /// fails its waiting work at the last failure (the chaos soak: a fork server killed
-    /// mid-start failed a one-worker pool's map although the next start would succeed).
-    fn start_worker_retrying(&self, index: u32) -> Result<Worker, Error> {
-        let mut tries = 1;
-        loop {
-            match self.start_worker(index) {
-                Err(e) if tries < START_TRIES && crate::process::start_worth_retrying(&e) => {
-                    log::debug!("cannot start PoolWorker-{} ({e}): trying again", index + 1);
-                    std::thread::sleep(START_RETRY_PAUSE * (1 << (2 * (tries - 1))));
-                    tries += 1;
-                }
-                started => return started,
-            }
-        }
     }
 
     fn start_worker(&self, index: u32) -> Result<Worker, Error> {
@@ -889,7 +864,7 @@ impl Inner {
                 }
                 self.results.wake_receivers();
                 let started: Vec<(u32, Result<Worker, Error>)> =
-                    to_start.into_iter().map(|index| (index, self.start_worker_retrying(index))).collect();
+                    to_start.into_iter().map(|index| (index, self.start_worker(index))).collect();
                 books = lock(&self.books);
                 for (index, started) in started {
                     match started {

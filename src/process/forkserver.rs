@@ -339,8 +339,10 @@ impl Zygote {
         }
     }
 
-    /// Asks the zygote for a child whose boot message is on `sock` (its end).
-    pub(crate) fn request(&self, sock: OwnedFd) -> Result<Started, LaunchError> {
+    /// Asks the zygote for a child whose boot message is on `sock` (its end; `ours` is the
+    /// other: a start that failed after its request went keeps a copy, as the family's
+    /// server's do, to reap a worker forked as ours whose answer went nowhere).
+    pub(crate) fn request(&self, sock: OwnedFd, ours: BorrowedFd<'_>) -> Result<Started, LaunchError> {
         let mut slot = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // A connection lost once is not made again: the zygote leaves when its requester
         // goes.
@@ -354,6 +356,10 @@ impl Zygote {
         let server = (self.address.as_str(), super::StartMethod::Fork, self.pid);
         match ask(Ok(sock.as_fd()), &self.token, server, &mut slot) {
             Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, None)),
+            Err(Unasked::Failed(e @ LaunchError::Failed(_), true)) => {
+                leave_socket(ours);
+                Err(e)
+            }
             Err(e) => Err(e.failed()),
         }
     }
@@ -400,8 +406,10 @@ const REQUEST_HEAD: usize = 512;
 
 /// How a fork-server child gets its boot message.
 pub(crate) enum Boot<'a> {
-    /// On its boot socket (this is its end), where it also reports.
-    Socket(OwnedFd),
+    /// On its boot socket (this is its end, then ours: a start that failed after its
+    /// request went keeps a copy of ours, shut down, to learn and reap a child the server
+    /// forked as ours: [`reap_left_children`]), where it also reports.
+    Socket(OwnedFd, BorrowedFd<'a>),
     /// With the request: the server receives it and the child reads it in its copy of the
     /// server's memory. Such a child has no boot socket: the request names its report room
     /// (made by the requester, who passes it here), where the child waits for its go word
@@ -429,11 +437,15 @@ pub(crate) type Started = (u32, OwnedFd, Option<OwnedFd>, Option<crate::shm::Rep
 pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     // The rooms of earlier starts that failed, whose children have ended since.
     crate::shm::free_left_rooms();
-    let (boot, room) = match boot {
-        Boot::Socket(sock) => (Ok(sock), None),
+    reap_left_children();
+    let (boot, room, ours) = match boot {
+        Boot::Socket(sock, ours) => (Ok(sock), None, Some(ours)),
         // The room is 64-byte aligned: the low bit says whether the message holds handles.
-        Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room)),
+        Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room), None),
     };
+    // The server the request went to last (a room left to a child whose word stays empty
+    // is freed once it is dead).
+    let mut asked_of = 0;
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
         let address = config.forkserver.as_deref().ok_or_else(|| {
@@ -446,6 +458,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             )
         })?;
         let boot = boot.as_ref().map(AsFd::as_fd).map_err(|&(at, bytes)| (at, bytes));
+        let asked_of = &mut asked_of;
         let mut restarted = false;
         let mut stale = 0;
         loop {
@@ -458,6 +471,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // connection put back is kept.
             let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
             let server = (address, super::StartMethod::ForkServer, u32::try_from(server).unwrap_or(0));
+            *asked_of = server.2;
             let mut conn = family::state().forkserver_conn.take();
             let asked = ask(boot, &config.token, server, &mut conn);
             if let Some(conn) = conn {
@@ -483,6 +497,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     match asked {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
         Err((e, may_run)) => {
+            if let (Some(ours), LaunchError::Failed(_), true) = (ours, &e, may_run) {
+                leave_socket(ours);
+            }
             let Some(room) = room.filter(|_| may_run) else {
                 return Err(e);
             };
@@ -503,7 +520,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     Err(LaunchError::Lost { own: None, error })
                 }
                 LaunchError::Failed(_) => {
-                    room.leave_to_child();
+                    room.leave_to_child(asked_of);
                     Err(e)
                 }
             }
@@ -511,12 +528,95 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
     }
 }
 
+/// How many times a fork-server start is made when the server died during it
+/// ([`retrying`]),
+const START_TRIES: u32 = 4;
+/// the first pause between two (then 4 and 16 times as long).
+const START_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Makes the fork-server start `start` again (up to [`START_TRIES`] times, 10, 40 and 160
+/// ms apart) while it fails in a way the next try may not ([`start_worth_retrying`]): the
+/// family's server died during it, and the next try starts a new one. Every fork-server
+/// start goes through this (`launch`: a user's `Process::start`, a pool's workers).
+///
+/// A failed try's child, if the dead server forked one, was told to stop, and its report
+/// room left to it: each try makes its own room and boot socket.
+pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> Result<T, LaunchError> {
+    let mut tries = 1;
+    loop {
+        match start() {
+            Err(LaunchError::Failed(e)) if tries < START_TRIES && start_worth_retrying(&e) => {
+                log::debug!("a fork-server start failed ({e}): trying again");
+                std::thread::sleep(START_RETRY_PAUSE * (1 << (2 * (tries - 1))));
+                tries += 1;
+            }
+            started => return started,
+        }
+    }
+}
+
+/// Copies of our ends of the boot sockets of fork-server starts that failed after their
+/// request went, shut down for writing (the child, if one was forked, reads their end and
+/// exits), with the process that left each: the server writes there the pid of a child it
+/// forked as ours whose answer went nowhere ([`reap_left_children`]).
+static LEFT_SOCKETS: std::sync::Mutex<Vec<(u32, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+/// `LEFT_SOCKETS`'s length, to skip its lock when it is empty (every fork-server start looks).
+static LEFT_SOCKETS_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Keeps a copy of `ours`, our end of the boot socket of a start that failed after its
+/// request went, until we know whether the server forked a child of ours for it
+/// ([`reap_left_children`]). Shut down for writing: the child, if one was forked, reads the
+/// end of its boot socket and exits, whatever copies of ours live.
+fn leave_socket(ours: BorrowedFd<'_>) {
+    let _ = sys::shutdown_write(ours);
+    let Ok(copy) = sys::dup(ours) else { return };
+    let mut left = LEFT_SOCKETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    left.push((sys::pid_now(), copy));
+    LEFT_SOCKETS_COUNT.store(left.len(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Reaps the children the fork server forked as ours for starts that failed after their
+/// request went (their boot socket's copies left by [`leave_socket`]): a pid on one (the
+/// server's answer went nowhere: it wrote the pid there) is reaped once that child has
+/// ended; a socket at its end with no pid had no child of ours (the server died before it
+/// forked, or the child was its own), and is closed. Called at each fork-server start and by
+/// `active_children`.
+pub(crate) fn reap_left_children() {
+    use std::sync::atomic::Ordering;
+    if LEFT_SOCKETS_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    // Not waited for: a fork copy of this process may have it as another thread held it.
+    let mut left = match LEFT_SOCKETS.try_lock() {
+        Ok(left) => left,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    let me = sys::pid_now();
+    left.retain(|(owner, sock)| {
+        if *owner != me {
+            // A copy of another process's list (we were forked): not our children.
+            return false;
+        }
+        let mut pid = [0u8; 4];
+        match sys::peek_nonblocking(sock.as_fd(), &mut pid) {
+            // Not yet known: the server, or the child, still holds their end.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            // Our child, which nobody else reaps (it keeps its pid until reaped here).
+            Ok(4) => matches!(sys::reap_child_if_ended(u32::from_le_bytes(pid)), Ok(false)),
+            // At its end with no pid (or a short one, never written): no child of ours.
+            _ => false,
+        }
+    });
+    LEFT_SOCKETS_COUNT.store(left.len(), Ordering::Relaxed);
+}
+
 /// Whether a start that failed with `e` may succeed if made again: the family's fork server
 /// died while it forked it ("connection reset"), and this process is the one that starts a
 /// dead server again (the next start does), and the server is not stopped (a stopped one
 /// fails every start until it is continued). Any other failure is taken as it is: a pool's
 /// zygote (`Fork`) is never started again, nor a server by a child process.
-pub(crate) fn start_worth_retrying(e: &Error) -> bool {
+fn start_worth_retrying(e: &Error) -> bool {
     let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
     matches!(e, Error::StartMethodUnavailable(super::StartMethod::ForkServer, _))
         && fork_server_pid().is_some()
@@ -639,12 +739,21 @@ fn ask(
         Err(e) => {
             // Shut down, not only closed: a late answer (a stopped server continued) must
             // go nowhere, whatever copies of the connection fork children hold, so that the
-            // server never says go to a room left to a child told to stop; and a server
-            // that reads the request only now finds the connection ended after it, and
-            // forks nothing (`Server::handle`).
+            // server never says go to a room left to a child told to stop (its answer fails,
+            // and it writes the pid of a child of ours on the child's boot socket:
+            // `reap_left_children`); and a server that reads the request only now finds the
+            // connection ended after it, and forks nothing (`Server::handle`).
             let _ = sys::shutdown_both(conn);
+            // An answer sent before the shutdown is still queued (the server was continued
+            // between our last look and the shutdown): the start went through.
+            let mut buf = [0u8; 512];
+            let mut fds = Vec::new();
+            let late = sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds);
             *slot = None;
-            return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true));
+            match late {
+                Ok(Some(n)) if n > 0 => (buf[..n].to_vec(), fds),
+                _ => return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true)),
+            }
         }
     };
     match codec::decode_own::<Reply>(&reply).map_err(|e| failed(e.into(), true))? {
@@ -695,6 +804,24 @@ fn answer(conn: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>, server: 
         if server != 0 && !sys::process_alive(server, 0) {
             return Err(io::Error::other(format!("it is dead (pid {server})")));
         }
+    }
+}
+
+/// Just before the server forks a child for a request that names the report room at
+/// `room`: from then on a child may exist whose pid is not yet in the room's child word (it
+/// comes after the fork, from the server or from the child). A requester that left the
+/// room frees it only once that child ended, or once the server is dead with the word
+/// still empty (no child was forked).
+fn forking(room: Option<u64>) {
+    if let Some(off) = room {
+        crate::shm::ReportRoom::forking_at(off);
+    }
+}
+
+/// The fork for the report room at `room` failed: no child, none to come.
+fn unforked(room: Option<u64>) {
+    if let Some(off) = room {
+        crate::shm::ReportRoom::unforked_at(off);
     }
 }
 
@@ -1096,10 +1223,14 @@ impl Server {
         }
         if self.siblings && request.pid == self.main.pid && request.start == self.main.start {
             let record = self.zygote.then(crate::shm::before_fork);
+            forking(go_room);
             match sys::fork_as_sibling() {
                 Ok(sys::Sibling::Child) => {
                     if let Some(record) = record {
                         record.in_child();
+                    }
+                    if let Some(off) = go_room {
+                        crate::shm::ReportRoom::forked_here(off, true);
                     }
                     return Some((child_boot, self.main.pid));
                 }
@@ -1110,15 +1241,23 @@ impl Server {
                         crate::shm::ReportRoom::forked_at(off, pid, true);
                     }
                     self.record_copy(record, pid, pidfd.as_fd());
-                    drop(child_boot);
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()])
-                        && let Some(off) = go_room
-                    {
-                        crate::shm::ReportRoom::go_at(off);
+                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]) {
+                        if let Some(off) = go_room {
+                            crate::shm::ReportRoom::go_at(off);
+                        }
+                    } else if let ChildBoot::Socket(sock) = &child_boot {
+                        // The answer went nowhere: its requester gave up (a server stopped
+                        // between its peek and here, then continued). The child, told to
+                        // stop by the end of its boot socket, is the main process's own and
+                        // would stay its zombie: its pid goes to the requester's end of that
+                        // socket, which a requester that gave up keeps to reap it
+                        // (`reap_left_children`). A room's child word has it already.
+                        let _ = sys::send_with_fds(sock.as_fd(), &pid.to_le_bytes(), &[]);
                     }
+                    drop(child_boot);
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -1126,6 +1265,7 @@ impl Server {
                     self.siblings = false;
                 }
                 Err(e) => {
+                    unforked(go_room);
                     self.reply(i, &fork_failed(e), &[]);
                     return None;
                 }
@@ -1145,10 +1285,14 @@ impl Server {
             }
         };
         let record = self.zygote.then(crate::shm::before_fork);
+        forking(go_room);
         match sys::fork() {
             Ok(Forked::Child) => {
                 if let Some(record) = record {
                     record.in_child();
+                }
+                if let Some(off) = go_room {
+                    crate::shm::ReportRoom::forked_here(off, false);
                 }
                 Some((child_boot, me))
             }
@@ -1186,6 +1330,7 @@ impl Server {
                 None
             }
             Err(e) => {
+                unforked(go_room);
                 self.reply(i, &fork_failed(e), &[]);
                 None
             }

@@ -6,9 +6,9 @@ mod child;
 pub(crate) mod family;
 mod fork;
 mod forkserver;
+pub(crate) use forkserver::Zygote;
 #[doc(hidden)]
 pub use forkserver::fork_server_pid;
-pub(crate) use forkserver::{Zygote, start_worth_retrying};
 mod init;
 mod join_async;
 mod logging;
@@ -119,8 +119,10 @@ pub enum StartMethod {
     /// [`Error::StartMethodUnavailable`] until then): the new server is spawned (an
     /// execution of the program that becomes the server before `main`), never forked,
     /// since the main process may run threads. A start whose request the server had taken when
-    /// it died fails with [`Error::StartMethodUnavailable`], and the child it may have
-    /// forked exits without running its target.
+    /// it died is made again in the main process (a few times, a moment apart: the next try
+    /// starts a new server), and succeeds; the child the dead server may have forked exits
+    /// without running its target. In another process, such a start fails with
+    /// [`Error::StartMethodUnavailable`].
     ///
     /// A server that is slow to answer (a loaded machine) is waited for, but one that is
     /// stopped (`SIGSTOP`, a debugger) is not: a start fails with
@@ -710,8 +712,7 @@ fn launch(
     // A fork-server child whose argument holds no handles (no note, no receipts on a
     // socket) has no boot socket: its boot message goes with the request, and it leaves its
     // outcome in a report room (a heap too full for one: the socket).
-    let room =
-        if method == StartMethod::ForkServer && receipts.is_none() { crate::shm::ReportRoom::new().ok() } else { None };
+    let socketless = receipts.is_none();
     let boot = Boot {
         family: config.clone(),
         me,
@@ -738,61 +739,33 @@ fn launch(
                 drop(boot);
                 sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
                 message.sent();
-                on_socket(ours, zygote.request(theirs)?)
+                let started = zygote.request(theirs, ours.as_fd())?;
+                on_socket(ours, started)
             }
             StartMethod::Fork => {
                 let ((pid, pidfd), link, kept) = fork::start(boot)?;
                 (pid, pidfd, ExitWatch::Own, link, Some(kept))
             }
-            StartMethod::ForkServer if room.is_some() => {
-                let message = codec::encode_own(&boot)?;
-                let room = room.expect("matched");
-                if message.bytes.len() <= forkserver::INLINE_BOOT_MAX {
-                    drop(boot);
-                    let handles = message.has_handles();
-                    // A failed start's child, if one was forked, was told to stop before it
-                    // decodes anything: the message's handles (its blobs) are given back.
-                    // Not a lost one's (the server answered, and said go).
-                    let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
-                    let (pid, pidfd, status, room) = sent_unless_failed(message, started)?;
-                    let room = room.expect("an inline boot message comes with its room");
-                    // The child waits for this before it decodes its boot message.
-                    room.go();
-                    let link = Link::Room(room);
-                    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
-                } else {
-                    // Too long to go with the request (large parts travel through the heap,
-                    // so rarely): on a boot socket.
-                    drop(room);
-                    drop(boot);
-                    let (ours, theirs) = sys::socketpair_stream()?;
-                    sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
-                    on_socket(ours, sent_unless_failed(message, forkserver::request(forkserver::Boot::Socket(theirs)))?)
-                }
+            StartMethod::ForkServer => {
+                // Made again (the boot message encoded again) while the server died during
+                // a try: the next one starts a new server.
+                let started = forkserver::retrying(|| forkserver_start(&boot, socketless));
+                drop(boot);
+                started?
             }
-            StartMethod::Spawn | StartMethod::ForkServer => {
+            StartMethod::Spawn => {
                 let (ours, theirs) = sys::socketpair_stream()?;
                 let message = codec::encode_own(&boot)?;
                 drop(boot);
-                // A spawned child gets the heap and the resource tracker's pipe; the others
-                // inherit both.
-                let spawn_fds: Vec<BorrowedFd<'_>> = std::iter::once(Heap::get().fd()).chain(tracker::fd()).collect();
-                let fds: &[BorrowedFd<'_>] = if method == StartMethod::Spawn { &spawn_fds } else { &[] };
+                // A spawned child gets the heap and the resource tracker's pipe.
+                let fds: Vec<BorrowedFd<'_>> = std::iter::once(Heap::get().fd()).chain(tracker::fd()).collect();
                 // Small enough for the socket buffer: written before the child exists, so that
-                // it finds its message at once.
-                // A spawned child learns the key of handle seals first (the others inherit it).
-                let framed = if method == StartMethod::Spawn {
-                    boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat())
-                } else {
-                    boot::frame(&message.bytes)
-                };
-                sys::send_all(ours.as_fd(), &framed, fds)?;
-                if method == StartMethod::Spawn {
-                    let (pid, pidfd) = sent_unless_failed(message, spawn::start(theirs))?;
-                    (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
-                } else {
-                    on_socket(ours, sent_unless_failed(message, forkserver::request(forkserver::Boot::Socket(theirs)))?)
-                }
+                // it finds its message at once. It learns the key of handle seals first (the
+                // others inherit it).
+                let framed = boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat());
+                sys::send_all(ours.as_fd(), &framed, &fds)?;
+                let (pid, pidfd) = sent_unless_failed(message, spawn::start(theirs))?;
+                (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
             }
         })
     })();
@@ -809,6 +782,35 @@ fn launch(
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));
     family::register(child.clone());
     Ok(child)
+}
+
+/// One try of a fork-server start of `boot` (`socketless`: with no boot socket, its boot
+/// message in the request, if it fits and the heap has room for a report room).
+fn forkserver_start(
+    boot: &Boot,
+    socketless: bool,
+) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
+    let message = codec::encode_own(boot)?;
+    let room = if socketless { crate::shm::ReportRoom::new().ok() } else { None };
+    if let Some(room) = room.filter(|_| message.bytes.len() <= forkserver::INLINE_BOOT_MAX) {
+        let handles = message.has_handles();
+        // A failed start's child, if one was forked, was told to stop before it decodes
+        // anything: the message's handles (its blobs) are given back. Not a lost one's (the
+        // server answered, and said go).
+        let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
+        let (pid, pidfd, status, room) = sent_unless_failed(message, started)?;
+        let room = room.expect("an inline boot message comes with its room");
+        // The child waits for this before it decodes its boot message.
+        room.go();
+        return Ok((pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Room(room), None));
+    }
+    // Holding handles, or too long to go with the request (large parts travel through the
+    // heap, so rarely): on a boot socket, written before the request (small enough for the
+    // socket buffer), so that the child finds its message at once.
+    let (ours, theirs) = sys::socketpair_stream()?;
+    sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
+    let started = forkserver::request(forkserver::Boot::Socket(theirs, ours.as_fd()));
+    Ok(on_socket(ours, sent_unless_failed(message, started)?))
 }
 
 /// A boot message written to its socket before the start: with the child once a child may
@@ -1469,6 +1471,8 @@ pub fn active_children() -> Vec<ChildProcess> {
     // And the report rooms of fork-server starts that failed, left to a child that has
     // ended since.
     crate::shm::free_left_rooms();
+    // And the fork server's children of ours whose start failed after their fork.
+    forkserver::reap_left_children();
     family::active_children().into_iter().map(|child| ChildProcess { child }).collect()
 }
 

@@ -117,6 +117,11 @@ const YOURS: u32 = 1 << 31;
 /// The child word when the server forked no child for the room (its requester had given
 /// up on the answer): the room is free to go.
 const UNFORKED: u32 = YOURS - 1;
+/// The child word the server writes just before its fork ([`ReportRoom::forking_at`]): a
+/// word still 0 once the server is dead means no child was forked for the room, one that
+/// says this means a child may have been, whose pid comes from the server after the fork,
+/// or from the child itself (a server killed as its fork returned never writes it).
+const FORKING: u32 = YOURS - 2;
 
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     // An offset that came through a copy of memory must never become a slice outside the
@@ -197,6 +202,36 @@ impl ReportRoom {
         }
     }
 
+    /// The fork server, just before it forks a child for the room at `off` (named by the
+    /// request): from now on a child may exist whose pid is not yet in the child word. An
+    /// offset that is no room's place is ignored.
+    pub(crate) fn forking_at(off: u64) {
+        let heap = Heap::get();
+        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
+            child_word(heap, off).store(FORKING, Ordering::Release);
+        }
+    }
+
+    /// The child the fork server forked for the room at `off`, first thing: its own pid
+    /// (`yours`: forked as its requester's sibling) in the child word, unless the server
+    /// wrote it already (the same). A server killed as its fork returned leaves the pid to
+    /// this.
+    pub(crate) fn forked_here(off: u64, yours: bool) {
+        let heap = Heap::get();
+        if off.is_multiple_of(64) && heap.contains(off, ROOM) {
+            let pid = sys::pid_now();
+            if pid & YOURS == 0 {
+                let word = child_word(heap, off);
+                let _ = word.compare_exchange(
+                    FORKING,
+                    pid | if yours { YOURS } else { 0 },
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
     /// The fork server, for the room at `off` named by a request whose requester gave up on
     /// the answer before the server read it: no child was forked, none will read the room.
     pub(crate) fn unforked_at(off: u64) {
@@ -208,13 +243,13 @@ impl ReportRoom {
 
     /// Leaves the room to the child that may read it (a start that failed after its
     /// request went, the child told to stop), and frees it once that child is known to
-    /// have ended ([`free_left_rooms`]): the fork server wrote its pid in the child word
-    /// when it forked it. A room whose child is unknown (the server died before its fork,
-    /// or before it wrote the pid, or is stopped and has not forked yet) stays until its
-    /// pid comes; one whose server never forks it stays for ever (512 bytes).
-    pub(crate) fn leave_to_child(self) {
+    /// have ended ([`free_left_rooms`]): the fork server (or the child) wrote its pid in the
+    /// child word when it forked it. A room whose child word is still empty once `server`
+    /// (the server the request went to) is dead had no child: it is freed then. One whose
+    /// server is stopped and has not forked yet stays until its pid (or `UNFORKED`) comes.
+    pub(crate) fn leave_to_child(self, server: u32) {
         let mut left = LEFT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        left.push((sys::pid_now(), self));
+        left.push((sys::pid_now(), self, server));
         LEFT_COUNT.store(left.len(), Ordering::Relaxed);
     }
 
@@ -259,15 +294,17 @@ impl ReportRoom {
 
 /// Rooms left to a child whose start failed ([`ReportRoom::leave_to_child`]), with the
 /// process that left each (a fork copy of this process has a copy of the list, whose rooms
-/// are not its own).
-static LEFT: std::sync::Mutex<Vec<(u32, ReportRoom)>> = std::sync::Mutex::new(Vec::new());
+/// are not its own) and the server its request went to.
+static LEFT: std::sync::Mutex<Vec<(u32, ReportRoom, u32)>> = std::sync::Mutex::new(Vec::new());
 /// `LEFT`'s length, to skip its lock when it is empty (every fork-server start looks).
 static LEFT_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Frees the rooms left to children whose starts failed ([`ReportRoom::leave_to_child`]),
 /// once each child has ended: a child of this process (forked as its sibling) is reaped
 /// here (nothing else knows it), another's is looked for (gone or a zombie: it touches
-/// nothing any more). Called at each fork-server start and by `active_children`.
+/// nothing any more). A room whose child word is still empty once its server is dead (gone
+/// or a zombie) had no child: the server writes [`FORKING`] there before it forks. Called
+/// at each fork-server start and by `active_children`.
 pub(crate) fn free_left_rooms() {
     if LEFT_COUNT.load(Ordering::Relaxed) == 0 {
         return;
@@ -282,7 +319,7 @@ pub(crate) fn free_left_rooms() {
     let me = sys::pid_now();
     let heap = Heap::get();
     let mut kept = Vec::with_capacity(left.len());
-    for (owner, room) in left.drain(..) {
+    for (owner, room, server) in left.drain(..) {
         if owner != me {
             // A copy of another process's list (we were forked): its rooms are not ours.
             std::mem::forget(room);
@@ -291,7 +328,11 @@ pub(crate) fn free_left_rooms() {
         let child = child_word(heap, room.off).load(Ordering::Acquire);
         let pid = child & !YOURS;
         let ended = child == UNFORKED
+            // The server died before it reached the fork: no child, none to come. A pid
+            // reused meanwhile reads as alive: the room waits.
+            || child == 0 && server != 0 && !sys::process_alive(server, 0)
             || pid != 0
+                && child != FORKING
                 && if child & YOURS != 0 {
                     // Our own child, which nobody else reaps: it keeps its pid until reaped.
                     match sys::reap_child_if_ended(pid) {
@@ -306,7 +347,7 @@ pub(crate) fn free_left_rooms() {
         if ended {
             drop(room);
         } else {
-            kept.push((owner, room));
+            kept.push((owner, room, server));
         }
     }
     *left = kept;

@@ -149,6 +149,24 @@ pub(crate) fn shutdown_both(sock: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Both)?)
 }
 
+/// Shuts the sending side of `sock` down: its peer reads the end of the stream even while
+/// copies of this end stay open.
+pub(crate) fn shutdown_write(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Write)?)
+}
+
+/// Reads what a stream socket has into `buf` without taking it, without waiting:
+/// `WouldBlock` when nothing is there, 0 at end of stream.
+pub(crate) fn peek_nonblocking(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::recv(sock, &mut *buf, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Whether `sock`'s peer shut its end down (or closed it) with nothing more queued: a peek
 /// that reads the end of the stream. One system call, no wait.
 pub(crate) fn peer_ended(sock: BorrowedFd<'_>) -> bool {
