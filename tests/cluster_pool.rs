@@ -1025,3 +1025,75 @@ fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     assert!(matches!(got, Ok(500)), "a task whose result met a busy Redis: {got:?}");
     assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
 }
+
+// --- Runs counted, refusals decided on codes ----------------------------------------------
+
+/// A directory for the run counts of [`counted`], removed on drop.
+struct Runs(std::path::PathBuf);
+
+impl Runs {
+    fn new() -> Runs {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multiproc-runs-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Runs(dir)
+    }
+
+    fn dir(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    /// How many times task `key` started.
+    fn of(&self, key: u64) -> u64 {
+        std::fs::metadata(self.0.join(key.to_string())).map_or(0, |m| m.len())
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Counts a run of task `key` in `dir` (a byte more in its file), sleeps `ms`, returns `key`;
+/// `pad` only makes the task's message as large as the test needs.
+fn counted((dir, key, ms, _pad): (String, u64, u64, Vec<u8>)) -> u64 {
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&dir).join(key.to_string())).unwrap();
+    f.write_all(b"r").unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(ms));
+    key
+}
+
+/// Redis's `used_memory` (through `redis-cli`).
+fn used_memory(redis: &Redis) -> u64 {
+    let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["INFO", "memory"]).output().unwrap();
+    let info = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = info.lines().find(|l| l.starts_with("used_memory:")).expect("used_memory in INFO");
+    line.trim_start_matches("used_memory:").trim().parse().unwrap()
+}
+
+/// Tasks that outlast a short lease on a healthy node are heartbeated from their start,
+/// so they run once: with `max_deliveries(1)` each succeeds. (The node's writer slept up to
+/// a second between beats while it had nothing running, so a task that started then went
+/// without a heartbeat for up to a second, longer than this 600 ms lease: the driver took
+/// it back, and failed it as a lost worker, or ran it again.)
+#[test]
+fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let pool = pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    for key in 0..7u64 {
+        // Each starts at another moment of the idle node's beats.
+        std::thread::sleep(Duration::from_millis(150 * key));
+        let got = pool.apply(counted, (runs.dir(), key, 700, Vec::new()));
+        assert!(matches!(got, Ok(k) if k == key), "task {key} on a healthy node: {got:?}");
+        assert_eq!(runs.of(key), 1, "task {key}");
+    }
+}
