@@ -1076,6 +1076,33 @@ fn used_memory(redis: &Redis) -> u64 {
     line.trim_start_matches("used_memory:").trim().parse().unwrap()
 }
 
+/// review30b L6: a Redis busy with a script for longer than the pool's lease (2.5 s, lease
+/// 600 ms: the node's heartbeat `XCLAIM` is refused `BUSY` as its result's push is, and the
+/// driver's alive key, three leases, expires meanwhile). What the user gets: the task's
+/// result, once; the task may have run twice (taken back once Redis answers again, before
+/// the held result is pushed). The pool goes on.
+#[test]
+fn a_redis_busy_for_longer_than_the_lease_gives_the_result_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(counted, (runs.dir(), 1, 500, Vec::new())).unwrap();
+    assert_eq!(redis.raw(&[b"EVAL", BUSY_LOOP, b"0", b"2500"]), b":1\r\n");
+    let got = r.get_timeout(Duration::from_secs(60));
+    assert!(matches!(got, Ok(1)), "a task whose result met a Redis busy for longer than the lease: {got:?}");
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_secs(1));
+    let ran = runs.of(1);
+    eprintln!("the task ran {ran} time(s)");
+    assert!((1..=2).contains(&ran), "ran {ran} times");
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_done, stats.tasks_failed), (12, 0), "{stats:?}");
+}
+
 /// Tasks that outlast a short lease on a healthy node are heartbeated from their start,
 /// so they run once: with `max_deliveries(1)` each succeeds. (The node's writer slept up to
 /// a second between beats while it had nothing running, so a task that started then went

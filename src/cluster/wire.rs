@@ -83,6 +83,15 @@ end
 return ids
 ";
 
+/// For each entry id in `ARGV`, whether it is still in the stream `KEYS[1]` (1 or 0).
+pub(crate) const ENTRIES_THERE: &str = r"
+local there = {}
+for i = 1, #ARGV do
+  there[i] = #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+end
+return there
+";
+
 /// Pushes a node's result (unless the driver is gone) and removes the task's entry.
 pub(crate) const PUT_RESULT: &str = r"
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
