@@ -1076,6 +1076,37 @@ fn used_memory(redis: &Redis) -> u64 {
     line.trim_start_matches("used_memory:").trim().parse().unwrap()
 }
 
+/// Another program wrote `mp:pools`, where every pool registers, as a string: a pool is not
+/// built (a typed error naming the key, and nothing of it left in Redis); a pool already
+/// running fails its waiting work typed at its next beat, naming the key, and so do the
+/// calls after. Redis's own answer (`WRONGTYPE Operation against a key holding the wrong
+/// kind of value`) names no key.
+#[test]
+fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typed() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    let built = Pool::builder().cluster(&redis.url).processes(1).build();
+    let Err(e) = built else { panic!("a pool was built with mp:pools a string") };
+    assert!(e.to_string().contains("mp:pools"), "{e}");
+    assert_eq!(redis.mp_keys(), ["mp:pools"], "the refused pool's keys are left behind");
+
+    assert_eq!(redis.raw(&[b"DEL", b"mp:pools"]), b":1\r\n");
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains("mp:pools"), "{why}");
+        }
+        other => panic!("a task of a pool whose registry became a string: {other:?}"),
+    }
+    let after = pool.apply(square, 3);
+    assert!(after.as_ref().is_err_and(|e| e.to_string().contains("mp:pools")), "{after:?}");
+}
+
 /// review30b L6: a Redis busy with a script for longer than the pool's lease (2.5 s, lease
 /// 600 ms: the node's heartbeat `XCLAIM` is refused `BUSY` as its result's push is, and the
 /// driver's alive key, three leases, expires meanwhile). What the user gets: the task's

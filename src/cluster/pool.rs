@@ -293,7 +293,12 @@ impl Driver {
             made_in: TakenIn::here(),
         });
         // Strict: no earlier beat made the group, so a refusal for memory refuses the build.
-        driver.beat(&mut lock(&driver.link), true).map_err(PoolError::Cluster)?;
+        let first = driver.beat(&mut lock(&driver.link), true);
+        if let Err(e) = first {
+            // What the refused beat made (the stream, the alive key) goes at once.
+            driver.clean_up(&mut lock(&driver.link));
+            return Err(PoolError::Cluster(e).into());
+        }
         // The thread holds the driver weakly: dropping the last `Pool` ends it.
         let weak = Arc::downgrade(&driver);
         let thread = std::thread::Builder::new()
@@ -345,8 +350,26 @@ impl Driver {
         match beat {
             Ok(()) => Ok(made),
             Err(_) if !refused.is_empty() && refused.iter().all(|(_, code)| done(code)) => Ok(made),
-            Err(e) => Err(e),
+            Err(e) => Err(self.wrong_type(&refused).unwrap_or(e)),
         }
+    }
+
+    /// A refusal `WRONGTYPE` of the beat (`refused`: position in `beat_commands`, code):
+    /// another program wrote a key of another type where the pool keeps its stream or
+    /// where every pool is registered (`mp:pools`). Named, since Redis's answer names no key.
+    fn wrong_type(&self, refused: &[(usize, String)]) -> Option<ClusterError> {
+        let keys: Vec<&str> = refused
+            .iter()
+            .filter(|(_, code)| code == "WRONGTYPE")
+            .map(|(at, _)| if *at == 0 { self.keys.tasks.as_str() } else { POOLS })
+            .collect();
+        (!keys.is_empty()).then(|| {
+            ClusterError::Refused(format!(
+                "the key {} holds a value of another type (written by another program?): \
+                 the pool cannot keep its tasks and registration there",
+                keys.join(" and ")
+            ))
+        })
     }
 
     /// After a beat made the group anew: the tasks sent whose entries are gone from the
