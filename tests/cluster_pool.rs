@@ -1107,6 +1107,52 @@ fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typ
     assert!(after.as_ref().is_err_and(|e| e.to_string().contains("mp:pools")), "{after:?}");
 }
 
+/// The driver, in a child of the family: its reclaims' replies are lost (the fail point
+/// `cluster.reclaim.reply`: the `XACK`/`XDEL` ran). Says "started" when task 1 started on
+/// its (doomed) node, then reports the task's outcome.
+fn drive_with_lost_reclaim_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    multiproc::__private::crash_at("fail:cluster.reclaim.reply");
+    let mut r = pool.apply_async(counted, (dir.clone(), 1, 1500, Vec::new())).unwrap();
+    let path = Path::new(&dir).join("1");
+    assert!(eventually(Duration::from_secs(30), || path.exists()));
+    report.put("started".into()).unwrap();
+    let got = r.get_timeout(Duration::from_secs(60));
+    report.put(format!("{got:?}")).unwrap();
+}
+
+/// review30b L7: a reclaim whose reply is lost (its commands ran): the task taken back was
+/// put back on the driver's queue first, so it is sent again and completes once, and no
+/// entry of it is left in the stream.
+#[test]
+fn a_reclaim_whose_reply_is_lost_loses_no_task_and_leaves_no_entry() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut doomed = Node::start(&redis.url);
+    let runs = Runs::new();
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let child =
+        multiproc::Process::new(drive_with_lost_reclaim_replies, (redis.url.clone(), runs.dir(), report.clone()))
+            .start()
+            .unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "started");
+    doomed.kill();
+    // Several leases: the driver takes the task back, and that reply is lost.
+    std::thread::sleep(Duration::from_secs(2));
+    let _node = Node::start(&redis.url);
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(1)");
+    child.join().unwrap();
+    // The killed node's run and the one after: no third.
+    assert_eq!(runs.of(1), 2);
+}
+
 /// review30b L6: a Redis busy with a script for longer than the pool's lease (2.5 s, lease
 /// 600 ms: the node's heartbeat `XCLAIM` is refused `BUSY` as its result's push is, and the
 /// driver's alive key, three leases, expires meanwhile). What the user gets: the task's

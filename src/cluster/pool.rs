@@ -25,7 +25,7 @@ use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
 use crate::pool::stats::Counters;
 use crate::pool::{PoolError, TaskError};
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, fail_point};
 use crate::shm::{Deadline, Payload, TakenIn};
 
 const RUNNING: u8 = 0;
@@ -564,7 +564,15 @@ impl Driver {
                 let mut pipe = redis::pipe();
                 pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&ids).ignore();
                 pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&ids).ignore();
-                if let Err(e) = link.run(|c| pipe.query::<()>(c)) {
+                let acked = link.run(|c| pipe.query::<()>(c));
+                // Tests: the commands ran, their reply is lost (as a connection cut after
+                // they reached Redis loses it).
+                let acked = if acked.is_ok() && fail_point!("cluster.reclaim.reply") {
+                    Err(ClusterError::Unreachable("the reply was lost (fail point cluster.reclaim.reply)".into()))
+                } else {
+                    acked
+                };
+                if let Err(e) = acked {
                     deliver_all(failures);
                     return Err(e);
                 }
