@@ -1076,6 +1076,79 @@ fn used_memory(redis: &Redis) -> u64 {
     line.trim_start_matches("used_memory:").trim().parse().unwrap()
 }
 
+/// review30b L3: the driver sends the tasks that waited as one batch, one `ADD_TASKS`
+/// script, which Redis takes whole or not at all. Sixteen tasks of 256 KiB (4 MiB) wait
+/// while Redis is full; then it has room for 2 MiB (`maxmemory` set from its measured use,
+/// held by a 3 MiB filler until the tasks wait, then the filler freed): room for several
+/// of them one by one, not for the batch at once. A pipeline of `XADD`s would have its
+/// first ones taken and the rest refused: those would run, then be sent again (a second
+/// run) or be failed while they ran. Each task here ran exactly once if it succeeded,
+/// never if it failed; and the pool goes on.
+#[test]
+fn a_batch_of_tasks_redis_runs_out_of_memory_inside_is_taken_whole_or_not_at_all() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let base = used_memory(&redis);
+    // 3 MiB held, room for 2 MiB: full.
+    let filler = vec![b'x'; 3 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    let limit = (base + (2 << 20)).to_string();
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", limit.as_bytes()]), b"+OK\r\n");
+    let pad = vec![7u8; 256 << 10];
+    let mut tasks: Vec<_> =
+        (0..16u64).map(|key| pool.apply_async(counted, (runs.dir(), key, 0, pad.clone())).unwrap()).collect();
+    // Each was refused on its own; now they wait, and the next send is one batch of them all.
+    std::thread::sleep(Duration::from_millis(500));
+    empty(&redis);
+    let outcomes: Vec<_> = tasks.iter_mut().map(|t| t.get_timeout(Duration::from_secs(60))).collect();
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+    // A task taken by Redis runs at once on the idle node: its count is final by now.
+    std::thread::sleep(Duration::from_secs(1));
+    eprintln!("succeeded: {:?}", outcomes.iter().map(Result::is_ok).collect::<Vec<_>>());
+    for (key, outcome) in outcomes.iter().enumerate() {
+        let key = key as u64;
+        match outcome {
+            Ok(k) => assert_eq!((*k, runs.of(key)), (key, 1), "task {key} succeeded"),
+            Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+                assert!(why.contains("OOM"), "{why}");
+                assert_eq!(runs.of(key), 0, "task {key} failed for memory, yet it ran");
+            }
+            other => panic!("task {key}: {other:?}"),
+        }
+    }
+}
+
+/// review30b L5: a heartbeat whose commands Redis refuses `OOM` and something else (here
+/// `NOPERM`: the registry's `SADD` taken from the user by an ACL, checked before memory) is
+/// not taken as "out of memory, done": the pool fails its waiting work typed, naming the
+/// other refusal, instead of waiting for memory (the timeout here is far longer).
+#[test]
+fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_memory() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-sadd"]), b"+OK\r\n");
+    fill(&redis);
+    let mut r = pool.apply_async(square, 3).unwrap();
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(e))) => {
+            assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+        }
+        other => panic!("a task while the beat is refused OOM and NOPERM: {other:?}"),
+    }
+    let after = pool.apply(square, 4);
+    assert!(after.as_ref().is_err_and(|e| e.to_string().to_lowercase().contains("noperm")), "{after:?}");
+}
+
 /// Another program wrote `mp:pools`, where every pool registers, as a string: a pool is not
 /// built (a typed error naming the key, and nothing of it left in Redis); a pool already
 /// running fails its waiting work typed at its next beat, naming the key, and so do the
