@@ -222,10 +222,18 @@ fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries
         .build()
         .unwrap();
     let result = pool.apply_async(sleep_ms, 600_000).unwrap();
-    // Each node takes the task and is killed under it.
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    // Each node takes the task and is killed under it (taken: pending for that node, named
+    // host:pid; a fixed wait is not enough for a node that starts slowly on a busy machine).
     for _ in 0..2 {
         let mut node = Node::start(&redis.url);
-        std::thread::sleep(Duration::from_millis(1500));
+        let name = format!(":{}\r\n", node.child.id());
+        assert!(
+            eventually(Duration::from_secs(60), || {
+                String::from_utf8_lossy(&redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"])).contains(&name)
+            }),
+            "the node did not take the task"
+        );
         node.kill();
     }
     let _idle = Node::start(&redis.url);
