@@ -456,7 +456,8 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finish
                 continue;
             }
             // Pushed, or even its failure refused for good (an ACL, a key of another
-            // type: nobody could read it) or the pool's keys gone: nobody waits for it.
+            // type: nobody could read it), or the driver's alive key gone (its entry left
+            // pending, for the driver to take back if it comes back): not sent again.
             let f = unsent.remove(0);
             lock(&shared.running).remove(&(f.pool, f.entry));
             shared.room.notify_one();
