@@ -361,3 +361,141 @@ fn a_pool_runs_on_nodes_on_other_machines_and_loses_nothing_when_one_dies() {
     drop(pool);
     second.kill();
 }
+
+// --- A network cut, not a death ------------------------------------------------------
+
+/// A slow task: `ms`, and the network namespace it ran in.
+fn slow_where(ms: u64) -> (u64, String) {
+    std::thread::sleep(Duration::from_millis(ms));
+    (ms, net_namespace())
+}
+
+/// `redis-cli` against the test's Redis (password `pw`): its reply's lines.
+fn redis_cli(redis: &TcpRedis, args: &[&str]) -> Vec<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "-a", "pw", "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// A node machine cut off from the network (not killed) while it runs a task, and given its
+/// network back after the lease ran out: the task is taken back and run by another node,
+/// the cut node's late result is not counted a second time, and the cut node comes back:
+/// it reconnects and takes new work.
+#[test]
+fn a_node_machine_cut_off_mid_task_has_it_run_elsewhere_and_takes_new_work_once_back() {
+    let _w = watchdog(Duration::from_secs(120));
+    let Some(redis) = TcpRedis::start(&["--requirepass", "pw"]) else { return };
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    let Some(cut) = node_on_another_machine(&redis) else { return };
+    let url = format!("redis://:pw@127.0.0.1:{}/0", redis.port);
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(2)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(1)).timeout(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let on_cut = pool.apply(square_where, 3).unwrap().1;
+    assert_ne!(on_cut, net_namespace(), "the task ran on the other machine");
+
+    let mut r = pool.apply_async(slow_where, 3000).unwrap();
+    // Taken by the node about to be cut: pending in the group.
+    let tasks = redis_cli(&redis, &["--scan", "--pattern", "mp:*:tasks"]).pop().expect("the pool's stream");
+    assert!(
+        common::eventually(Duration::from_secs(30), || {
+            redis_cli(&redis, &["XPENDING", &tasks, "nodes"]).first().is_some_and(|n| n == "1")
+        }),
+        "the task was not taken"
+    );
+    cut.cut();
+    let Some(mut other) = node_on_another_machine(&redis) else { return };
+    let (ms, ran_on) = r.get_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(ms, 3000);
+    assert_ne!(ran_on, on_cut, "the task's result came from the machine cut off");
+    // The cut machine's task ended meanwhile; its result waits for the network.
+    std::thread::sleep(Duration::from_secs(1));
+    cut.restore();
+    other.kill();
+    // Back: it pushes its late result (ignored), reconnects and takes new work.
+    let after = pool.map(square_where, 0..20).unwrap();
+    assert_eq!(after.iter().map(|r| r.0).collect::<Vec<_>>(), (0..20).map(|x| x * x).collect::<Vec<_>>());
+    assert!(after.iter().all(|r| r.1 == on_cut), "new work ran on the machine that was cut off");
+    // Every result counted once: 1 + 1 + 20 tasks, whatever came late.
+    std::thread::sleep(Duration::from_secs(2));
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_done, stats.tasks_failed), (22, 0), "{stats:?}");
+    drop(pool);
+    drop(cut);
+}
+
+const DRIVER: &str = "MULTIPROC_TEST_CLUSTER_NET_DRIVER";
+
+/// A driver on another machine: builds a pool (lease 600 ms, timeout 10 s), says
+/// "mapping", maps 40 tasks of 100 ms and says how the map ended. A no-op in a normal run.
+#[test]
+fn cluster_net_driver_role() {
+    let Ok(url) = std::env::var(DRIVER) else { return };
+    let pool = Pool::builder()
+        .cluster(&url)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square_where, 3).unwrap().0, 9);
+    eprintln!("mapping");
+    let mut map = pool.map_async(slow_where, vec![100u64; 40]).unwrap();
+    match map.get_timeout(Duration::from_secs(40)) {
+        Ok(got) if got.iter().all(|r| r.0 == 100) && got.len() == 40 => eprintln!("map: ok"),
+        other => eprintln!("map: failed: {other:?}"),
+    }
+}
+
+/// The driver's own link cut for less than the pool's timeout (but longer than its alive
+/// key's life, three leases: the nodes take the pool for dead and delete its keys): the map
+/// completes once the link is back.
+#[test]
+fn a_driver_machine_cut_off_for_less_than_the_timeout_completes_its_map() {
+    let _w = watchdog(Duration::from_secs(120));
+    let Some(redis) = TcpRedis::start(&["--requirepass", "pw"]) else { return };
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    // A node on this machine, two workers.
+    let node = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "no_such_test"])
+        .env(WORKER_ENV, format!("redis://:pw@127.0.0.1:{}/0", redis.port))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Killed(node);
+    let Some(mut driver) = Machine::start(redis.port, |addr| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["--exact", "cluster_net_driver_role", "--nocapture", "--test-threads", "1"])
+            .env(DRIVER, format!("redis://:pw@{addr}/0"));
+        c
+    }) else {
+        return;
+    };
+    let mut out = BufReader::new(driver.stderr.take().unwrap());
+    read_until(&mut out, "mapping");
+    std::thread::sleep(Duration::from_millis(300));
+    driver.cut();
+    std::thread::sleep(Duration::from_secs(3));
+    driver.restore();
+    assert_eq!(read_until(&mut out, "map:"), "map: ok");
+    driver.wait();
+}

@@ -222,10 +222,18 @@ fn a_task_whose_nodes_keep_dying_fails_with_worker_lost_after_bounded_deliveries
         .build()
         .unwrap();
     let result = pool.apply_async(sleep_ms, 600_000).unwrap();
-    // Each node takes the task and is killed under it.
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    // Each node takes the task and is killed under it (taken: pending for that node, named
+    // host:pid; a fixed wait is not enough for a node that starts slowly on a busy machine).
     for _ in 0..2 {
         let mut node = Node::start(&redis.url);
-        std::thread::sleep(Duration::from_millis(1500));
+        let name = format!(":{}\r\n", node.child.id());
+        assert!(
+            eventually(Duration::from_secs(60), || {
+                String::from_utf8_lossy(&redis.raw(&[b"XPENDING", tasks.as_bytes(), b"nodes"])).contains(&name)
+            }),
+            "the node did not take the task"
+        );
         node.kill();
     }
     let _idle = Node::start(&redis.url);
@@ -1024,4 +1032,253 @@ fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     let got = r.get_timeout(Duration::from_secs(60));
     assert!(matches!(got, Ok(500)), "a task whose result met a busy Redis: {got:?}");
     assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+}
+
+// --- Runs counted, refusals decided on codes ----------------------------------------------
+
+/// A directory for the run counts of [`counted`], removed on drop.
+struct Runs(std::path::PathBuf);
+
+impl Runs {
+    fn new() -> Runs {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multiproc-runs-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Runs(dir)
+    }
+
+    fn dir(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    /// How many times task `key` started.
+    fn of(&self, key: u64) -> u64 {
+        std::fs::metadata(self.0.join(key.to_string())).map_or(0, |m| m.len())
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Counts a run of task `key` in `dir` (a byte more in its file), sleeps `ms`, returns `key`;
+/// `pad` only makes the task's message as large as the test needs.
+fn counted((dir, key, ms, _pad): (String, u64, u64, Vec<u8>)) -> u64 {
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&dir).join(key.to_string())).unwrap();
+    f.write_all(b"r").unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(ms));
+    key
+}
+
+/// Redis's `used_memory` (through `redis-cli`).
+fn used_memory(redis: &Redis) -> u64 {
+    let out = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["INFO", "memory"]).output().unwrap();
+    let info = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = info.lines().find(|l| l.starts_with("used_memory:")).expect("used_memory in INFO");
+    line.trim_start_matches("used_memory:").trim().parse().unwrap()
+}
+
+/// review30b L3: the driver sends the tasks that waited as one batch, one `ADD_TASKS`
+/// script, which Redis takes whole or not at all. Sixteen tasks of 256 KiB (4 MiB) wait
+/// while Redis is full; then it has room for 2 MiB (`maxmemory` set from its measured use,
+/// held by a 3 MiB filler until the tasks wait, then the filler freed): room for several
+/// of them one by one, not for the batch at once. A pipeline of `XADD`s would have its
+/// first ones taken and the rest refused: those would run, then be sent again (a second
+/// run) or be failed while they ran. Each task here ran exactly once if it succeeded,
+/// never if it failed; and the pool goes on.
+#[test]
+fn a_batch_of_tasks_redis_runs_out_of_memory_inside_is_taken_whole_or_not_at_all() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let base = used_memory(&redis);
+    // 3 MiB held, room for 2 MiB: full.
+    let filler = vec![b'x'; 3 << 20];
+    assert_eq!(redis.raw(&[b"SET", b"filler", &filler]), b"+OK\r\n");
+    let limit = (base + (2 << 20)).to_string();
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", limit.as_bytes()]), b"+OK\r\n");
+    let pad = vec![7u8; 256 << 10];
+    let mut tasks: Vec<_> =
+        (0..16u64).map(|key| pool.apply_async(counted, (runs.dir(), key, 0, pad.clone())).unwrap()).collect();
+    // Each was refused on its own; now they wait, and the next send is one batch of them all.
+    std::thread::sleep(Duration::from_millis(500));
+    empty(&redis);
+    let outcomes: Vec<_> = tasks.iter_mut().map(|t| t.get_timeout(Duration::from_secs(60))).collect();
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+    // A task taken by Redis runs at once on the idle node: its count is final by now.
+    std::thread::sleep(Duration::from_secs(1));
+    eprintln!("succeeded: {:?}", outcomes.iter().map(Result::is_ok).collect::<Vec<_>>());
+    for (key, outcome) in outcomes.iter().enumerate() {
+        let key = key as u64;
+        match outcome {
+            Ok(k) => assert_eq!((*k, runs.of(key)), (key, 1), "task {key} succeeded"),
+            Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+                assert!(why.contains("OOM"), "{why}");
+                assert_eq!(runs.of(key), 0, "task {key} failed for memory, yet it ran");
+            }
+            other => panic!("task {key}: {other:?}"),
+        }
+    }
+}
+
+/// review30b L5: a heartbeat whose commands Redis refuses `OOM` and something else (here
+/// `NOPERM`: the registry's `SADD` taken from the user by an ACL, checked before memory) is
+/// not taken as "out of memory, done": the pool fails its waiting work typed, naming the
+/// other refusal, instead of waiting for memory (the timeout here is far longer).
+#[test]
+fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_memory() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-sadd"]), b"+OK\r\n");
+    fill(&redis);
+    let mut r = pool.apply_async(square, 3).unwrap();
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(e))) => {
+            assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+        }
+        other => panic!("a task while the beat is refused OOM and NOPERM: {other:?}"),
+    }
+    let after = pool.apply(square, 4);
+    assert!(after.as_ref().is_err_and(|e| e.to_string().to_lowercase().contains("noperm")), "{after:?}");
+}
+
+/// Another program wrote `mp:pools`, where every pool registers, as a string: a pool is not
+/// built (a typed error naming the key, and nothing of it left in Redis); a pool already
+/// running fails its waiting work typed at its next beat, naming the key, and so do the
+/// calls after. Redis's own answer (`WRONGTYPE Operation against a key holding the wrong
+/// kind of value`) names no key.
+#[test]
+fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typed() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    let built = Pool::builder().cluster(&redis.url).processes(1).build();
+    let Err(e) = built else { panic!("a pool was built with mp:pools a string") };
+    assert!(e.to_string().contains("mp:pools"), "{e}");
+    assert_eq!(redis.mp_keys(), ["mp:pools"], "the refused pool's keys are left behind");
+
+    assert_eq!(redis.raw(&[b"DEL", b"mp:pools"]), b":1\r\n");
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains("mp:pools"), "{why}");
+        }
+        other => panic!("a task of a pool whose registry became a string: {other:?}"),
+    }
+    let after = pool.apply(square, 3);
+    assert!(after.as_ref().is_err_and(|e| e.to_string().contains("mp:pools")), "{after:?}");
+}
+
+/// The driver, in a child of the family: its reclaims' replies are lost (the fail point
+/// `cluster.reclaim.reply`: the `XACK`/`XDEL` ran). Says "started" when task 1 started on
+/// its (doomed) node, then reports the task's outcome.
+fn drive_with_lost_reclaim_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    multiproc::__private::crash_at("fail:cluster.reclaim.reply");
+    let mut r = pool.apply_async(counted, (dir.clone(), 1, 1500, Vec::new())).unwrap();
+    let path = Path::new(&dir).join("1");
+    assert!(eventually(Duration::from_secs(30), || path.exists()));
+    report.put("started".into()).unwrap();
+    let got = r.get_timeout(Duration::from_secs(60));
+    report.put(format!("{got:?}")).unwrap();
+}
+
+/// review30b L7: a reclaim whose reply is lost (its commands ran): the task taken back was
+/// put back on the driver's queue first, so it is sent again and completes once, and no
+/// entry of it is left in the stream.
+#[test]
+fn a_reclaim_whose_reply_is_lost_loses_no_task_and_leaves_no_entry() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut doomed = Node::start(&redis.url);
+    let runs = Runs::new();
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let child =
+        multiproc::Process::new(drive_with_lost_reclaim_replies, (redis.url.clone(), runs.dir(), report.clone()))
+            .start()
+            .unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "started");
+    doomed.kill();
+    // Several leases: the driver takes the task back, and that reply is lost.
+    std::thread::sleep(Duration::from_secs(2));
+    let _node = Node::start(&redis.url);
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(1)");
+    child.join().unwrap();
+    // The killed node's run and the one after: no third.
+    assert_eq!(runs.of(1), 2);
+}
+
+/// review30b L6: a Redis busy with a script for longer than the pool's lease (2.5 s, lease
+/// 600 ms: the node's heartbeat `XCLAIM` is refused `BUSY` as its result's push is, and the
+/// driver's alive key, three leases, expires meanwhile). What the user gets: the task's
+/// result, once; the task may have run twice (taken back once Redis answers again, before
+/// the held result is pushed). The pool goes on.
+#[test]
+fn a_redis_busy_for_longer_than_the_lease_gives_the_result_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(counted, (runs.dir(), 1, 500, Vec::new())).unwrap();
+    assert_eq!(redis.raw(&[b"EVAL", BUSY_LOOP, b"0", b"2500"]), b":1\r\n");
+    let got = r.get_timeout(Duration::from_secs(60));
+    assert!(matches!(got, Ok(1)), "a task whose result met a Redis busy for longer than the lease: {got:?}");
+    assert_eq!(pool.map(square, 0..10u64).unwrap(), (0..10u64).map(square).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_secs(1));
+    let ran = runs.of(1);
+    eprintln!("the task ran {ran} time(s)");
+    assert!((1..=2).contains(&ran), "ran {ran} times");
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_done, stats.tasks_failed), (12, 0), "{stats:?}");
+}
+
+/// Tasks that outlast a short lease on a healthy node are heartbeated from their start,
+/// so they run once: with `max_deliveries(1)` each succeeds. (The node's writer slept up to
+/// a second between beats while it had nothing running, so a task that started then went
+/// without a heartbeat for up to a second, longer than this 600 ms lease: the driver took
+/// it back, and failed it as a lost worker, or ran it again.)
+#[test]
+fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let pool = pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    for key in 0..7u64 {
+        // Each starts at another moment of the idle node's beats.
+        std::thread::sleep(Duration::from_millis(150 * key));
+        let got = pool.apply(counted, (runs.dir(), key, 700, Vec::new()));
+        assert!(matches!(got, Ok(k) if k == key), "task {key} on a healthy node: {got:?}");
+        assert_eq!(runs.of(key), 1, "task {key}");
+    }
 }

@@ -145,7 +145,7 @@ struct Forward {
     /// The pool's `max_message_size`: a longer result message is not pushed (the driver
     /// would not read it), a [`Failure::TooLarge`] is.
     max: u64,
-    tx: Sender<Finished>,
+    tx: Sender<Option<Finished>>,
 }
 
 impl Forward {
@@ -168,7 +168,7 @@ impl Delivery for Forward {
             // The result with its id and tag (or a long failure): what the driver checks.
             message = self.encode(Err(too_large(message.len())));
         }
-        let _ = self.tx.send(Finished {
+        let _ = self.tx.send(Some(Finished {
             pool: self.pool.clone(),
             entry: self.entry.clone(),
             id: self.id,
@@ -177,7 +177,7 @@ impl Delivery for Forward {
             replaced: false,
             held: false,
             dropped: 0,
-        });
+        }));
     }
 
     fn cancelled(&self) -> bool {
@@ -327,7 +327,7 @@ fn start_task(
     me: &str,
     local: &Arc<Inner>,
     shared: &Shared,
-    tx: &Sender<Finished>,
+    tx: &Sender<Option<Finished>>,
 ) {
     let message = fields.into_iter().find(|(k, _)| k == "m").map(|(_, v)| v).unwrap_or_default();
     let task = codec::decode_exact::<TaskMsg>(&message);
@@ -338,6 +338,10 @@ fn start_task(
         Err(_) => (id_of(&message).unwrap_or(0), Duration::from_secs(10), u64::MAX),
     };
     lock(&shared.running).insert((pool.to_string(), entry.clone()), lease);
+    // The writer may be asleep for a longer lease's beat (a second when nothing ran): woken,
+    // it heartbeats this entry within a third of its lease from now, well before the
+    // driver may take it back.
+    let _ = tx.send(None);
     let forward = Arc::new(Forward { pool: pool.to_string(), entry, id, lease, max, tx: tx.clone() });
     let task = match task {
         Ok(task) => task,
@@ -377,8 +381,9 @@ fn start_task(
     }
 }
 
-/// Sends results, heartbeats the entries in progress.
-fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
+/// Sends results, heartbeats the entries in progress. `None` on `rx`: a task started (its
+/// lease may ask for beats sooner than the writer was going to wake).
+fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finished>>) {
     let script = redis::Script::new(PUT_RESULT);
     let mut unsent: Vec<Finished> = Vec::new();
     let mut last_beat = Instant::now();
@@ -390,11 +395,11 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
         let wait =
             if unsent.is_empty() { beat_every.saturating_sub(last_beat.elapsed()) } else { Duration::from_millis(50) };
         match rx.recv_timeout(wait) {
-            Ok(f) => unsent.push(f),
+            Ok(f) => unsent.extend(f),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
-        unsent.extend(rx.try_iter());
+        unsent.extend(rx.try_iter().flatten());
         while let Some(f) = unsent.first_mut() {
             let keys = PoolKeys::new(&f.pool);
             let mut code = None;
@@ -451,7 +456,8 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Finished>) {
                 continue;
             }
             // Pushed, or even its failure refused for good (an ACL, a key of another
-            // type: nobody could read it) or the pool's keys gone: nobody waits for it.
+            // type: nobody could read it), or the driver's alive key gone (its entry left
+            // pending, for the driver to take back if it comes back): not sent again.
             let f = unsent.remove(0);
             lock(&shared.running).remove(&(f.pool, f.entry));
             shared.room.notify_one();

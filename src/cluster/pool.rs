@@ -17,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{ADD_TASKS, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large};
+use super::wire::{
+    ADD_TASKS, ENTRIES_THERE, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large,
+};
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::result::Helper;
 use crate::pool::stats::Counters;
 use crate::pool::{PoolError, TaskError};
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, fail_point};
 use crate::shm::{Deadline, Payload, TakenIn};
 
 const RUNNING: u8 = 0;
@@ -291,7 +293,12 @@ impl Driver {
             made_in: TakenIn::here(),
         });
         // Strict: no earlier beat made the group, so a refusal for memory refuses the build.
-        driver.beat(&mut lock(&driver.link), true).map_err(PoolError::Cluster)?;
+        let first = driver.beat(&mut lock(&driver.link), true);
+        if let Err(e) = first {
+            // What the refused beat made (the stream, the alive key) goes at once.
+            driver.clean_up(&mut lock(&driver.link));
+            return Err(PoolError::Cluster(e).into());
+        }
         // The thread holds the driver weakly: dropping the last `Pool` ends it.
         let weak = Arc::downgrade(&driver);
         let thread = std::thread::Builder::new()
@@ -320,19 +327,83 @@ impl Driver {
     }
 
     /// One heartbeat; `first` is the one `start` sends, which must make the group.
-    fn beat(&self, link: &mut Link, first: bool) -> Result<(), ClusterError> {
+    /// Returns whether it made the group anew (not for the first): the pool's stream and
+    /// group were gone (deleted by a node that found the alive key expired while this
+    /// driver could not beat, or expired), with the entries of the tasks sent before.
+    fn beat(&self, link: &mut Link, first: bool) -> Result<bool, ClusterError> {
         let pipe = self.beat_commands();
         // Refusals taken as done, when they are the only ones: the group exists already
         // (the rest of the pipeline ran); Redis is out of memory (the expiries ran, they
         // take none; what needs memory, the group and the registry, an earlier beat made;
         // not for the first beat: there was none, and a pool without its group would never
         // deliver a task).
-        let done = |code: &String| code == "BUSYGROUP" || (!first && code == "OOM");
-        match run_coded(link, |c| pipe.query::<()>(c)) {
-            Ok(()) => Ok(()),
-            Err((_, codes)) if !codes.is_empty() && codes.iter().all(done) => Ok(()),
-            Err((e, _)) => Err(e),
+        let done = |code: &str| code == "BUSYGROUP" || (!first && code == "OOM");
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        let beat = link.run(|c| {
+            pipe.query::<()>(c).inspect_err(|e| {
+                let errors = e.clone().into_server_errors().unwrap_or_default();
+                refused = errors.iter().map(|(at, error)| (*at, error.code().to_owned())).collect();
+            })
+        });
+        // The group command is the pipeline's first (`beat_commands`).
+        let made = !first && refused.iter().all(|(at, _)| *at != 0);
+        match beat {
+            Ok(()) => Ok(made),
+            Err(_) if !refused.is_empty() && refused.iter().all(|(_, code)| done(code)) => Ok(made),
+            Err(e) => Err(self.wrong_type(&refused).unwrap_or(e)),
         }
+    }
+
+    /// A refusal `WRONGTYPE` of the beat (`refused`: position in `beat_commands`, code):
+    /// another program wrote a key of another type where the pool keeps its stream or
+    /// where every pool is registered (`mp:pools`). Named, since Redis's answer names no key.
+    fn wrong_type(&self, refused: &[(usize, String)]) -> Option<ClusterError> {
+        let keys: Vec<&str> = refused
+            .iter()
+            .filter(|(_, code)| code == "WRONGTYPE")
+            .map(|(at, _)| if *at == 0 { self.keys.tasks.as_str() } else { POOLS })
+            .collect();
+        (!keys.is_empty()).then(|| {
+            ClusterError::Refused(format!(
+                "the key {} holds a value of another type (written by another program?): \
+                 the pool cannot keep its tasks and registration there",
+                keys.join(" and ")
+            ))
+        })
+    }
+
+    /// After a beat made the group anew: the tasks sent whose entries are gone from the
+    /// stream wait again at the front of `pending` (deliveries kept), and are sent again.
+    /// Those whose entries are still there (sent after the stream was made again) are left:
+    /// the group, made at `0`, delivers them.
+    fn resend_lost(&self, link: &mut Link) -> Result<(), ClusterError> {
+        let entries: Vec<(String, u64)> = lock(&self.books).entries.iter().map(|(e, id)| (e.clone(), *id)).collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let script = redis::Script::new(ENTRIES_THERE);
+        let mut there = script.key(&self.keys.tasks);
+        for (entry, _) in &entries {
+            there.arg(entry);
+        }
+        let found: Vec<i64> = link.run(|c| there.invoke(c))?;
+        let mut books = lock(&self.books);
+        let mut lost = Vec::new();
+        for ((entry, id), found) in entries.into_iter().zip(found) {
+            // A result may have come meanwhile: only what is still sent under that entry.
+            if found != 0 || books.entries.get(&entry) != Some(&id) {
+                continue;
+            }
+            books.entries.remove(&entry);
+            if let Some(sent) = books.sent.remove(&id) {
+                lost.push((id, sent.chunk, sent.items, sent.delivery, sent.message, sent.deliveries));
+            }
+        }
+        lost.sort_by_key(|job| job.0);
+        for job in lost.into_iter().rev() {
+            books.pending.push_front(job);
+        }
+        Ok(())
     }
 
     fn running(&self) -> bool {
@@ -493,7 +564,15 @@ impl Driver {
                 let mut pipe = redis::pipe();
                 pipe.cmd("XACK").arg(&self.keys.tasks).arg(GROUP).arg(&ids).ignore();
                 pipe.cmd("XDEL").arg(&self.keys.tasks).arg(&ids).ignore();
-                if let Err(e) = link.run(|c| pipe.query::<()>(c)) {
+                let acked = link.run(|c| pipe.query::<()>(c));
+                // Tests: the commands ran, their reply is lost (as a connection cut after
+                // they reached Redis loses it).
+                let acked = if acked.is_ok() && fail_point!("cluster.reclaim.reply") {
+                    Err(ClusterError::Unreachable("the reply was lost (fail point cluster.reclaim.reply)".into()))
+                } else {
+                    acked
+                };
+                if let Err(e) = acked {
                     deliver_all(failures);
                     return Err(e);
                 }
@@ -692,7 +771,9 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
         }
         let step = (|| -> Result<(), ClusterError> {
             if Instant::now() >= next_beat {
-                driver.beat(link, false)?;
+                if driver.beat(link, false)? {
+                    driver.resend_lost(link)?;
+                }
                 let lost = driver.reclaim(link)?;
                 deliver_all(lost);
                 next_beat = Instant::now() + driver.options.lease / 3;

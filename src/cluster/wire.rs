@@ -83,11 +83,24 @@ end
 return ids
 ";
 
-/// Pushes a node's result (unless the driver is gone) and removes the task's entry.
+/// For each entry id in `ARGV`, whether it is still in the stream `KEYS[1]` (1 or 0).
+pub(crate) const ENTRIES_THERE: &str = r"
+local there = {}
+for i = 1, #ARGV do
+  there[i] = #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+end
+return there
+";
+
+/// Pushes a node's result and removes the task's entry; neither when the driver's alive
+/// key is gone (0). The entry stays pending then: a driver that was only out of reach for a
+/// while (its key expired, it beats again) takes it back after the lease and runs it again,
+/// where an entry removed with its result dropped would leave its task waiting for ever;
+/// the keys of a driver that is gone are deleted by the nodes all the same.
 pub(crate) const PUT_RESULT: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1

@@ -278,6 +278,18 @@ impl Machine {
         let _ = self.unshare.wait();
     }
 
+    /// Cuts the machine's network, as a pulled cable would: this end of its link goes down,
+    /// and with it the route to it; what either side sends meanwhile is lost (TCP sends it
+    /// again once the link is back). Its processes go on.
+    pub fn cut(&self) {
+        run(Command::new("ip").args(["link", "set", &self.host_veth, "down"]));
+    }
+
+    /// Gives back the network [`Machine::cut`] took (the link up, its route again).
+    pub fn restore(&self) {
+        run(Command::new("ip").args(["link", "set", &self.host_veth, "up"]));
+    }
+
     /// Waits for the command to end (and with it the machine).
     pub fn wait(&mut self) -> ExitStatus {
         self.unshare.wait().unwrap()
