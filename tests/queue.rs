@@ -1770,7 +1770,7 @@ fn a_deserialize_that_gets_from_its_own_queue_fails_its_get_instead_of_waiting_f
     AGAIN.with(|a| a.borrow_mut().take());
     assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(1)));
     drop(q);
-    drop(leaks);
+    leaks.assert_no_leak();
 }
 
 /// The same through a pipe: a `Deserialize` that receives from the end it is read from.
@@ -1790,7 +1790,7 @@ fn a_deserialize_that_receives_from_its_own_pipe_fails_its_recv_instead_of_waiti
     AGAIN.with(|again| again.borrow_mut().take());
     assert_eq!(b.recv(), Ok(Reentrant(2)));
     drop((a, b));
-    drop(leaks);
+    leaks.assert_no_leak();
 }
 
 /// A `Deserialize` that puts into its own full bounded queue would wait for room that only
@@ -1815,7 +1815,7 @@ fn a_deserialize_that_puts_into_its_own_full_queue_fails_its_get_instead_of_wait
     AGAIN.with(|a| a.borrow_mut().take());
     assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(3)));
     drop(q);
-    drop(leaks);
+    leaks.assert_no_leak();
 }
 
 /// A value whose `Drop` calls `AGAIN` when it holds 13 and was decoded (armed).
@@ -1865,5 +1865,5 @@ fn a_drop_inside_a_failed_decoding_that_gets_from_its_own_queue_is_refused_typed
     AGAIN.with(|a| a.borrow_mut().take());
     assert!(matches!(q.get_timeout(Duration::from_secs(30)), Ok((DropsAgain(1, true), Fragile(1)))));
     drop(q);
-    drop(leaks);
+    leaks.assert_no_leak();
 }
