@@ -460,3 +460,27 @@ fn a_task_of_several_arguments_that_panics_fails_alone() {
     }
     assert_eq!(pool.apply(divide, (9, 3)).unwrap(), 3, "the pool goes on");
 }
+
+/// A task, or a callback (which runs on the worker thread after its task), that maps on its
+/// own `ThreadPool` while every thread of it is busy (here its only one) waits for tasks
+/// that only that thread could run: it waits for ever. (Python's `ThreadPool` does the
+/// same; `Pool` does not: its callbacks may map on their pool, tests/pool.rs.) The promise
+/// is a typed error or that it works: a wait on the pool's own results from one of its
+/// threads could run the queued jobs itself (a `Helper` for the thread pool, applying
+/// only on its own threads). Not fixed yet (audit31's report).
+#[test]
+#[ignore = "hangs: a ThreadPool task or callback that maps on its own busy pool (audit31, not fixed)"]
+fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
+    let pool = Arc::new(ThreadPool::new(1).unwrap());
+    let own = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = ApplyOptions::new().callback(move |_: &u32| {
+        tx.send(own.map(|x: u32| x + 1, 1..=3u32).map_err(|e| e.to_string())).unwrap();
+    });
+    drop(pool.apply_async_with(|x: u32| x, 1, options).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(Ok(vec![2, 3, 4])));
+    let own = pool.clone();
+    let mut r =
+        pool.apply_async(move |x: u32| own.map(move |y: u32| y + x, 1..=3u32).map_err(|e| e.to_string()), 1).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(Ok(vec![2, 3, 4])));
+}
