@@ -462,14 +462,11 @@ fn a_task_of_several_arguments_that_panics_fails_alone() {
 }
 
 /// A task, or a callback (which runs on the worker thread after its task), that maps on its
-/// own `ThreadPool` while every thread of it is busy (here its only one) waits for tasks
-/// that only that thread could run: it waits for ever. (Python's `ThreadPool` does the
-/// same; `Pool` does not: its callbacks may map on their pool, tests/pool.rs.) The promise
-/// is a typed error or that it works: a wait on the pool's own results from one of its
-/// threads could run the queued jobs itself (a `Helper` for the thread pool, applying
-/// only on its own threads). Not fixed yet (audit31's report).
+/// own `ThreadPool` while every thread of it is busy (here its only one) runs the queued
+/// jobs itself while it waits (a blocking `map`, `apply`, an `imap`, an awaited result).
+/// It waited for ever, for tasks that only that thread could run ("left: Err(Timeout)";
+/// Python's `ThreadPool` does the same).
 #[test]
-#[ignore = "hangs: a ThreadPool task or callback that maps on its own busy pool (audit31, not fixed)"]
 fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
     let pool = Arc::new(ThreadPool::new(1).unwrap());
     let own = pool.clone();
@@ -483,4 +480,21 @@ fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
     let mut r =
         pool.apply_async(move |x: u32| own.map(move |y: u32| y + x, 1..=3u32).map_err(|e| e.to_string()), 1).unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(Ok(vec![2, 3, 4])));
+    let own = pool.clone();
+    let mut r = pool
+        .apply_async(
+            move |x: u32| {
+                let nested = own.apply(move |y: u32| y * 10, x).map_err(|e| e.to_string());
+                let streamed: Result<Vec<u32>, String> = match own.imap(|y: u32| y + 1, 1..=3u32) {
+                    Ok(imap) => imap.map(|r| r.map_err(|e| e.to_string())).collect(),
+                    Err(e) => Err(e.to_string()),
+                };
+                (nested, streamed)
+            },
+            2,
+        )
+        .unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok((Ok(20), Ok(vec![2, 3, 4]))));
+    // Nothing left running: the pool ends as any.
+    drop(pool);
 }
