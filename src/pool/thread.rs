@@ -53,6 +53,10 @@ struct Shared {
 
 /// A pool of worker threads with `Pool`'s API (Python's `multiprocessing.pool.ThreadPool`).
 ///
+/// A task, or a callback (which runs on the worker thread after its task), may call its own
+/// pool: while it waits for that call's results, its thread runs the pool's queued jobs,
+/// so a pool whose every thread does so still gets on (Python's would wait for ever).
+///
 /// A copy that a `Fork` child got with its parent's memory (a pool kept in a static) has
 /// none of the threads: in the child its calls fail with [`PoolError::Closed`], and
 /// dropping it waits for nothing.
