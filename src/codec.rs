@@ -960,7 +960,10 @@ pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
 ) -> Result<Encoded, CodecError> {
     let plain = plain::<A>();
     STATE.with(|state| {
-        let mut undo = Vec::new();
+        // The undo of the items encoded so far, in an `Encoded` from the start: a `Serialize`
+        // that panics part-way drops it, which gives their handles back (a `Vec<Undo>`
+        // dropped by the unwinding would run nothing, and they stayed in flight for ever).
+        let mut encoded = Encoded { bytes: Vec::new(), undo: Vec::new() };
         let mut out = Out::Vec { out, limit: usize::MAX, over: false };
         let mut scratch = [0; PLAIN_MAX];
         for item in items {
@@ -973,14 +976,12 @@ pub(crate) fn encode_items<A: Serialize + DeserializeOwned>(
             // handles of its own item only.
             let scope = HandleScope::enter(state);
             let result = write_message::<A, A>(state, item, &mut out);
-            undo.extend(scope.finish());
-            if let Err(e) = result {
-                undo.into_iter().for_each(Undo::run);
-                return Err(e);
-            }
+            encoded.undo.extend(scope.finish());
+            // An error drops `encoded`, which gives the handles back.
+            result?;
             ends.push(out.len() as u64);
         }
-        Ok(Encoded { bytes: Vec::new(), undo })
+        Ok(encoded)
     })
 }
 

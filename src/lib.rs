@@ -126,6 +126,12 @@
 //!   a [`CodecError`], so that bytes from a peer can never overflow the decoding thread's
 //!   stack (which would abort the process). A long chain belongs in a `Vec`, not in nested
 //!   `Option<Box<_>>`.
+//! - A `Deserialize` that panics makes its `get`/`recv` fail with a [`CodecError`] (the
+//!   message is taken, the channel goes on). A queue's or pipe's message is decoded while
+//!   its take holds the channel's consumers: a `Deserialize` (or a `Drop` of what a failed
+//!   decoding had read) that gets from that same queue or receives from that same pipe end
+//!   panics rather than wait for itself, and so does a put into that queue, full, without
+//!   a timeout; the outer take then fails with that `CodecError`.
 //!
 //! Big data is best passed as bytes or as shared memory. A `Vec<u8>`, a `[u8]` or a
 //! `serde_bytes::ByteBuf` is copied as one block (a typed 1 KiB message costs about a

@@ -1728,3 +1728,142 @@ fn a_consumer_killed_while_decoding_a_handle_it_dropped_leaves_it_to_the_next_re
         }
     }
 }
+
+// ---- user code that calls back into the channel taking its message ----------------------
+
+thread_local! {
+    /// What a `Reentrant` of 13 does while it is being decoded, on this test's thread.
+    static AGAIN: std::cell::RefCell<Option<Box<dyn Fn()>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A value whose `Deserialize` calls `AGAIN` when it reads 13 (the codec's probe sees 0):
+/// user code run inside the take of its own message.
+#[derive(Debug, PartialEq, Serialize)]
+struct Reentrant(u32);
+
+impl<'de> Deserialize<'de> for Reentrant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n == 13 {
+            AGAIN.with(|again| again.borrow().as_ref().map(|f| f()));
+        }
+        Ok(Reentrant(n))
+    }
+}
+
+/// A `Deserialize` that gets from the queue its message is being taken from would wait for
+/// the consumers' lock its own take holds: the inner get refuses instead (a panic naming
+/// the mistake), and the outer get fails with a decode error, the message taken; the queue
+/// goes on. It waited for itself for ever.
+#[test]
+fn a_deserialize_that_gets_from_its_own_queue_fails_its_get_instead_of_waiting_for_itself() {
+    let leaks = leak_check(LIMIT);
+    let q = Queue::<Reentrant>::new().unwrap();
+    let inner = q.clone();
+    AGAIN.with(|a| *a.borrow_mut() = Some(Box::new(move || drop(inner.get()))));
+    q.put(Reentrant(13)).unwrap();
+    q.put(Reentrant(1)).unwrap();
+    match q.get() {
+        Err(GetError::Decode(e)) => assert!(e.to_string().contains("inside the take of its own"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    AGAIN.with(|a| a.borrow_mut().take());
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(1)));
+    drop(q);
+    leaks.assert_no_leak();
+}
+
+/// The same through a pipe: a `Deserialize` that receives from the end it is read from.
+#[test]
+fn a_deserialize_that_receives_from_its_own_pipe_fails_its_recv_instead_of_waiting_for_itself() {
+    let leaks = leak_check(LIMIT);
+    let (a, b) = Pipe::<Reentrant>::new().unwrap();
+    let b = std::sync::Arc::new(b);
+    let inner = b.clone();
+    AGAIN.with(|again| *again.borrow_mut() = Some(Box::new(move || drop(inner.recv()))));
+    a.send(Reentrant(13)).unwrap();
+    a.send(Reentrant(2)).unwrap();
+    match b.recv() {
+        Err(RecvError::Decode(e)) => assert!(e.to_string().contains("inside the take of its own"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    AGAIN.with(|again| again.borrow_mut().take());
+    assert_eq!(b.recv(), Ok(Reentrant(2)));
+    drop((a, b));
+    leaks.assert_no_leak();
+}
+
+/// A `Deserialize` that puts into its own full bounded queue would wait for room that only
+/// a take can make, and every take waits for the consumers' lock its own take holds: that
+/// put refuses too, and the outer get fails typed. A put that finds room just works.
+#[test]
+fn a_deserialize_that_puts_into_its_own_full_queue_fails_its_get_instead_of_waiting_for_itself() {
+    let leaks = leak_check(LIMIT);
+    let q = Queue::<Reentrant>::with_maxsize(2).unwrap();
+    let inner = q.clone();
+    AGAIN.with(|a| *a.borrow_mut() = Some(Box::new(move || drop(inner.put(Reentrant(3))))));
+    q.put(Reentrant(13)).unwrap();
+    q.put(Reentrant(1)).unwrap();
+    match q.get() {
+        Err(GetError::Decode(e)) => assert!(e.to_string().contains("inside the take of its own"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Room for one now: the put inside the decoding works.
+    q.put(Reentrant(13)).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(1)));
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(13)));
+    AGAIN.with(|a| a.borrow_mut().take());
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(3)));
+    drop(q);
+    leaks.assert_no_leak();
+}
+
+/// A value whose `Drop` calls `AGAIN` when it holds 13 and was decoded (armed).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct DropsAgain(u32, #[serde(skip, default = "armed")] bool);
+
+fn armed() -> bool {
+    true
+}
+
+impl Drop for DropsAgain {
+    fn drop(&mut self) {
+        if self.0 == 13 && self.1 {
+            AGAIN.with(|again| again.borrow().as_ref().map(|f| f()));
+        }
+    }
+}
+
+/// A decoding that panics drops what it had decoded inside the take: a `Drop` there that
+/// gets from the same queue is refused with a typed error (a second panic during the
+/// unwinding would abort the process), and the get fails with the first panic.
+#[test]
+fn a_drop_inside_a_failed_decoding_that_gets_from_its_own_queue_is_refused_typed() {
+    let leaks = leak_check(LIMIT);
+    let q = Queue::<(DropsAgain, Fragile)>::new().unwrap();
+    let inner = q.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    AGAIN.with(|a| {
+        *a.borrow_mut() = Some(Box::new(move || {
+            let got = inner.get().map(|(mut d, f)| {
+                d.0 = 0;
+                f.0
+            });
+            tx.send(got).unwrap();
+        }))
+    });
+    q.put((DropsAgain(13, false), Fragile(13))).unwrap();
+    q.put((DropsAgain(1, false), Fragile(1))).unwrap();
+    match q.get() {
+        Err(GetError::Decode(e)) => assert!(e.to_string().contains("a Fragile cannot be 13"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match rx.try_recv() {
+        Ok(Err(GetError::Decode(e))) => assert!(e.to_string().contains("inside the take of its own"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    AGAIN.with(|a| a.borrow_mut().take());
+    assert!(matches!(q.get_timeout(Duration::from_secs(30)), Ok((DropsAgain(1, true), Fragile(1)))));
+    drop(q);
+    leaks.assert_no_leak();
+}

@@ -844,3 +844,39 @@ fn a_family_killed_with_kill_9_leaves_nothing_in_dev_shm() {
         assert!(eventually(Duration::from_secs(20), || !pid_running(pid)), "process {pid} is gone");
     }
 }
+
+/// A thread that panics holding a value's or an array's guard unlocks it as it unwinds:
+/// no poisoning (as Python's lock; the docs of `Value::lock` and `Array::lock` say so), the
+/// next guard says nothing of it (`owner_died` is for a dead process), and what was written
+/// before the panic stays. With a user lock, that lock is released too.
+#[test]
+fn a_panic_holding_a_guard_unlocks_it_without_poisoning_and_keeps_what_was_written() {
+    let _w = watchdog(LIMIT);
+    let v = multiproc::Value::new(0u64).unwrap();
+    let a = multiproc::Array::<u32>::new(4).unwrap();
+    let lock = multiproc::Lock::new().unwrap();
+    let locked = multiproc::Value::with_lock(0u32, lock.clone()).unwrap();
+    let panicked = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut g = v.lock();
+            *g = 1;
+            let mut e = a.lock();
+            e[0] = 7;
+            *locked.lock() = 5;
+            let mut l = locked.lock();
+            *l = 6;
+            panic!("half-way through {:?} and {:?}", *g, &*e);
+        })
+        .join()
+        .is_err()
+    });
+    assert!(panicked);
+    let g = v.lock_timeout(Duration::from_secs(10)).expect("the value is unlocked");
+    assert_eq!((*g, g.owner_died()), (1, false));
+    drop(g);
+    let e = a.lock();
+    assert_eq!((e.to_vec(), e.owner_died()), (vec![7, 0, 0, 0], false));
+    drop(e);
+    assert!(!lock.locked());
+    assert_eq!(locked.get(), 6);
+}

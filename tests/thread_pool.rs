@@ -460,3 +460,41 @@ fn a_task_of_several_arguments_that_panics_fails_alone() {
     }
     assert_eq!(pool.apply(divide, (9, 3)).unwrap(), 3, "the pool goes on");
 }
+
+/// A task, or a callback (which runs on the worker thread after its task), that maps on its
+/// own `ThreadPool` while every thread of it is busy (here its only one) runs the queued
+/// jobs itself while it waits (a blocking `map`, `apply`, an `imap`, an awaited result).
+/// It waited for ever, for tasks that only that thread could run ("left: Err(Timeout)";
+/// Python's `ThreadPool` does the same).
+#[test]
+fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
+    let pool = Arc::new(ThreadPool::new(1).unwrap());
+    let own = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = ApplyOptions::new().callback(move |_: &u32| {
+        tx.send(own.map(|x: u32| x + 1, 1..=3u32).map_err(|e| e.to_string())).unwrap();
+    });
+    drop(pool.apply_async_with(|x: u32| x, 1, options).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(Ok(vec![2, 3, 4])));
+    let own = pool.clone();
+    let mut r =
+        pool.apply_async(move |x: u32| own.map(move |y: u32| y + x, 1..=3u32).map_err(|e| e.to_string()), 1).unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(Ok(vec![2, 3, 4])));
+    let own = pool.clone();
+    let mut r = pool
+        .apply_async(
+            move |x: u32| {
+                let nested = own.apply(move |y: u32| y * 10, x).map_err(|e| e.to_string());
+                let streamed: Result<Vec<u32>, String> = match own.imap(|y: u32| y + 1, 1..=3u32) {
+                    Ok(imap) => imap.map(|r| r.map_err(|e| e.to_string())).collect(),
+                    Err(e) => Err(e.to_string()),
+                };
+                (nested, streamed)
+            },
+            2,
+        )
+        .unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok((Ok(20), Ok(vec![2, 3, 4]))));
+    // Nothing left running: the pool ends as any.
+    drop(pool);
+}

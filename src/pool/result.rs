@@ -73,6 +73,12 @@ pub(crate) trait Helper: Send + Sync {
     fn copied(&self) -> bool {
         false
     }
+
+    /// Whether it ends a fork copy's results itself (through [`Helper::copied`], as a
+    /// process pool's does); otherwise a copy's results end as a pool's without a helper.
+    fn ends_copies(&self) -> bool {
+        true
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -497,7 +503,7 @@ impl<R> AsyncResult<R> {
     /// becomes [`TaskError::Terminated`] at once, in this process only. Whether this is
     /// such a copy.
     pub(crate) fn settled_as_a_copy(&self) -> bool {
-        if self.helper.is_some() || self.made_in.is_here() {
+        if self.helper.as_ref().is_some_and(|h| h.ends_copies()) || self.made_in.is_here() {
             return false;
         }
         self.slot.fill_if_empty(Err(TaskError::Terminated));
@@ -824,7 +830,7 @@ impl<R: Send + 'static> IMap<R> {
 
     fn next_until(&mut self, deadline: Deadline) -> Option<Option<Result<R, TaskError>>> {
         // A process pool's copy ends its chunks through its helper (`Helper::copied`).
-        if self.helper.is_none()
+        if self.helper.as_ref().is_none_or(|h| !h.ends_copies())
             && let Some(next) = self.next_in_a_copy()
         {
             return Some(next);

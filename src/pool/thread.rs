@@ -5,10 +5,12 @@
 //! are any `Fn` closures: nothing is serialized. A thread cannot be killed, so there is
 //! no task timeout and `terminate` lets running tasks finish.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -16,13 +18,14 @@ use super::error::{PoolError, TaskError};
 use super::options::{ApplyOptions, MapOptions, chunk_sizes};
 use super::progress::Progress;
 use super::result::{
-    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, IMap, Input, MapResult, MapSink, Sink, StreamSink, count,
+    ApplySink, AsyncResult, Chunk, ChunkOutcome, Feeder, Helper, IMap, Input, MapResult, MapSink, Sink, StreamSink,
+    count,
 };
 use super::star::{StarFn, ThreadTarget};
 use super::stats::{Counters, PoolStats};
 use crate::error::Error;
 use crate::process::panics;
-use crate::shm::TakenIn;
+use crate::shm::{Deadline, TakenIn};
 
 const RUNNING: u8 = 0;
 const CLOSED: u8 = 1;
@@ -36,6 +39,9 @@ struct Job {
 
 struct Shared {
     sender: Mutex<Option<Sender<Job>>>,
+    /// The jobs' other end, for a thread of the pool that waits for its own pool's results
+    /// (see [`OwnThread`]).
+    jobs: Receiver<Job>,
     state: AtomicU8,
     threads: Mutex<Vec<JoinHandle<()>>>,
     counters: Counters,
@@ -46,6 +52,10 @@ struct Shared {
 }
 
 /// A pool of worker threads with `Pool`'s API (Python's `multiprocessing.pool.ThreadPool`).
+///
+/// A task, or a callback (which runs on the worker thread after its task), may call its own
+/// pool: while it waits for that call's results, its thread runs the pool's queued jobs,
+/// so a pool whose every thread does so still gets on (Python's would wait for ever).
 ///
 /// A copy that a `Fork` child got with its parent's memory (a pool kept in a static) has
 /// none of the threads: in the child its calls fail with [`PoolError::Closed`], and
@@ -152,6 +162,7 @@ impl ThreadPoolBuilder {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let shared = Arc::new(Shared {
             sender: Mutex::new(Some(tx)),
+            jobs: rx.clone(),
             state: AtomicU8::new(RUNNING),
             threads: Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -164,22 +175,98 @@ impl ThreadPoolBuilder {
             let init = self.initializer.clone();
             let pool = Arc::downgrade(&shared);
             threads.push(std::thread::Builder::new().name(format!("ThreadPoolWorker-{}", i + 1)).spawn(move || {
+                WORKER_OF.with(|w| w.set(Weak::as_ptr(&pool) as usize));
                 if let Some(init) = init {
                     init();
                 }
                 for job in rx.iter() {
-                    let terminated = pool.upgrade().is_none_or(|p| p.state.load(Ordering::Acquire) == TERMINATED);
-                    // A task's panic is caught with the task; what is left is user code
-                    // around it (a result's `Drop`, when nobody kept its `AsyncResult`):
-                    // its panic stops here (the hook has printed it), the thread goes on.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        if terminated { (job.cancel)() } else { (job.run)() }
-                    }));
+                    run_job(&pool, job);
                 }
             })?);
         }
         *shared.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         Ok(ThreadPool { shared })
+    }
+}
+
+thread_local! {
+    /// The pool whose worker this thread is (its `Shared`'s address), 0 for other threads.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs one job on a thread of `pool` (a worker's loop, or [`OwnThread::help`]).
+fn run_job(pool: &Weak<Shared>, job: Job) {
+    let terminated = pool.upgrade().is_none_or(|p| p.state.load(Ordering::Acquire) == TERMINATED);
+    // A task's panic is caught with the task; what is left is user code around it (a
+    // result's `Drop`, when nobody kept its `AsyncResult`): its panic stops here (the hook
+    // has printed it), the thread goes on.
+    let _ =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || {
+                if terminated { (job.cancel)() } else { (job.run)() }
+            },
+        ));
+}
+
+/// The helper of a result asked for by one of the pool's own threads (a task, or a
+/// callback, which runs on the thread after its task, calling `map` on its pool): while
+/// that thread waits for it, it runs the pool's queued jobs itself. Otherwise a pool whose
+/// every thread waits so would wait for ever, for jobs that only its threads can run
+/// (Python's `ThreadPool` does). A result waited for on any other thread (sent there) is
+/// waited for as without a helper; results asked for outside the pool have none.
+struct OwnThread {
+    pool: Weak<Shared>,
+    jobs: Receiver<Job>,
+}
+
+impl OwnThread {
+    /// The helper for a result asked for now from `shared`'s pool: `Some` on its own threads.
+    fn for_result(shared: &Arc<Shared>) -> Option<Arc<dyn Helper>> {
+        Self::on_its_thread(shared)
+            .then(|| Arc::new(OwnThread { pool: Arc::downgrade(shared), jobs: shared.jobs.clone() }) as Arc<dyn Helper>)
+    }
+
+    /// Whether this thread is one of `shared`'s workers, in the process that made them.
+    fn on_its_thread(shared: &Shared) -> bool {
+        WORKER_OF.with(Cell::get) == shared as *const Shared as usize && shared.made_in.is_here()
+    }
+
+    fn helping(&self) -> bool {
+        self.pool.upgrade().is_some_and(|p| Self::on_its_thread(&p))
+    }
+}
+
+impl Helper for OwnThread {
+    fn help(&self, done: &dyn Fn() -> bool, deadline: Deadline) {
+        if !self.helping() {
+            return;
+        }
+        while !done() && !deadline.passed() {
+            match self.jobs.recv_timeout(deadline.slice(Duration::from_millis(1))) {
+                Ok(job) => run_job(&self.pool, job),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Runs the jobs queued now, until `done`: a future polled on the pool's thread is woken
+    /// only by its result, which may need every one of them.
+    fn help_briefly(&self, done: &dyn Fn() -> bool) {
+        if !self.helping() {
+            return;
+        }
+        while !done()
+            && let Ok(job) = self.jobs.try_recv()
+        {
+            run_job(&self.pool, job);
+        }
+    }
+
+    /// A fork copy's results end as those of a thread pool's results without a helper (its
+    /// threads are the parent's).
+    fn ends_copies(&self) -> bool {
+        false
     }
 }
 
@@ -393,7 +480,7 @@ impl ThreadPool {
     {
         let (sink, slot) = ApplySink::new(options.callbacks);
         self.submit_chunk(&Arc::new(move |args: A| f.call_unpacked(args)), vec![args], 0, sink)?;
-        Ok(AsyncResult::new(slot, None))
+        Ok(AsyncResult::new(slot, OwnThread::for_result(&self.shared)))
     }
 
     /// Applies `f` to every item and returns the results in order (Python's `map`); the
@@ -502,7 +589,7 @@ impl ThreadPool {
             let chunk: Vec<A> = items.by_ref().take(size).collect();
             self.submit_chunk(&f, chunk, index, sink.clone())?;
         }
-        Ok(AsyncResult::new(slot, None))
+        Ok(AsyncResult::new(slot, OwnThread::for_result(&self.shared)))
     }
 
     /// Applies `f` to each item lazily, results in order (Python's `imap`). At most a few
@@ -622,7 +709,7 @@ impl ThreadPool {
             chunksize,
             _types: std::marker::PhantomData,
         };
-        Ok(IMap::new(sink, Box::new(feeder), None, lookahead))
+        Ok(IMap::new(sink, Box::new(feeder), OwnThread::for_result(&self.shared), lookahead))
     }
 
     /// Calls `f` with each tuple's elements as arguments, results in order (Python's

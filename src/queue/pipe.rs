@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::channel::{RAW, Undecoded, decode_taken, message_tag, recv_value, send_value, settle_decoded, type_tag};
+use super::channel::{
+    InTake, RAW, Undecoded, decode_taken, message_tag, recv_value, refuse_in_take, send_value, settle_decoded, type_tag,
+};
 use super::error::{Failure, RecvBytesIntoError, RecvError, RecvTimeoutError, SendBytesError, SendError, TryRecvError};
 use crate::codec;
 use crate::error::Error;
@@ -406,13 +408,20 @@ impl<T> Connection<T> {
     fn take_raw<R>(&self, deadline: Deadline, read: impl FnOnce(&[u8]) -> R) -> Result<R, Failure> {
         let open = self.open()?;
         let ring = open.rx()?;
+        refuse_in_take(ring)?;
         let (undecoded, r) = ring
             .get(deadline, &open.peer(), |bytes, got| {
                 // What `send` sent may hold handles (a message of `T`, not `send_bytes`'s).
                 // The flag is read with the message, not before the wait: the producer
                 // sets it before it commits the record that the take read (Acquire).
                 let handles = got == self.tag && ring.ever_had_handles();
-                let undecoded = handles.then(|| (self.release)(bytes)).flatten();
+                // The values decoded are dropped in there: user code.
+                let undecoded = handles
+                    .then(|| {
+                        let _user = InTake::enter(ring);
+                        (self.release)(bytes)
+                    })
+                    .flatten();
                 (undecoded, read(bytes))
             })
             .map_err(|r| match r {

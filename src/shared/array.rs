@@ -285,6 +285,11 @@ impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
     /// A thread that holds a guard and locks the same array again waits for ever, as with
     /// `std::sync::Mutex` (a second guard would alias the first): drop the guard first.
     ///
+    /// A thread that panics holding the guard unlocks it as it unwinds: there is no
+    /// poisoning (unlike `std::sync::Mutex`; as Python's lock), and the next guard's
+    /// [`owner_died`](ArrayGuard::owner_died) is `false`. The elements written before the
+    /// panic stay written, the others as they were (each always a valid `T`).
+    ///
     /// # Examples
     ///
     /// ```

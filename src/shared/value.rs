@@ -187,6 +187,13 @@ impl<T: ShmSafe + Copy + Send + Sync> Value<T> {
     /// `std::sync::Mutex` (Python's default `RLock` would let it in; a second guard here
     /// would alias the first): drop the guard first, or use [`Value::lock_timeout`]. Through
     /// a shared [`RLock`](crate::RLock) (`with_lock`) the second lock panics instead.
+    ///
+    /// A thread that panics holding the guard unlocks it as it unwinds: there is no
+    /// poisoning (unlike `std::sync::Mutex`; as Python's lock), and the next guard's
+    /// [`owner_died`](ValueGuard::owner_died) is `false`. What was written before the panic
+    /// stays, which is always a valid `T`: a read-modify-write that may panic part-way
+    /// computes first and writes last. (`owner_died` is for a *process* that died holding
+    /// it, which unwinds nothing.)
     #[doc(alias = "get_lock")]
     ///
     /// # Examples
