@@ -1925,7 +1925,11 @@ fn a_parent_killed_while_its_child_is_stopped_leaks_nothing(mid: bool) {
             middle.kill().unwrap();
             assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })));
             assert!(eventually(LIMIT, || !pid_running(grandchild)), "{method:?}: the grandchild died with its parent");
-            // Reaps happen on starts and joins: one more, after the deaths.
+            // Reaps happen on starts and joins: one more, after the deaths. The grandchild's
+            // reaper is the look at every listed process (its parent is dead), which a
+            // process takes at most every 100 ms (`holds::SWEEP_GAP`): past that since the
+            // middle's join.
+            std::thread::sleep(Duration::from_millis(200));
             Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
         }
         leaks.assert_no_leak();
