@@ -54,10 +54,10 @@ pub(crate) struct Boot {
     /// The level of [`log_to_stderr`](crate::log_to_stderr), if the parent called it.
     pub(crate) log: Option<u8>,
     /// Where the child writes a receipt for each handle of its argument it takes (the
-    /// offset of a block in the family heap, `shm::receipts`; 0 when the argument holds
-    /// none): the parent keeps the undo of the argument until it reaps the child, and gives
-    /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
-    /// the heap had no room for the block (the receipts come on the boot socket).
+    /// offset of a block in the family heap, `shm::receipts`: the tail of the argument's
+    /// token; 0 when the argument holds none): the token's free undoes the handles without
+    /// a receipt. [`NOTE_ONLY`]: the argument holds handles but the heap had no room for
+    /// the token (the receipts come on the boot socket, the parent keeps the undo).
     pub(crate) receipts: u64,
     /// The token of the argument (`shm::receipts::ArgsToken`: offset, generation, seal),
     /// whose tail is the block of receipts: the child takes it before it decodes anything
@@ -65,9 +65,11 @@ pub(crate) struct Boot {
     pub(crate) token: Option<[u64; 3]>,
 }
 
-/// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
-/// for it): the child sends each receipt on its copy of its boot socket instead
-/// (`shm::receipts::on_socket`), and the parent collects them until the reap. The name is
+/// [`Boot::receipts`] of an argument with handles and no token (a heap too full for it):
+/// the child sends each receipt on its copy of its boot socket instead
+/// (`shm::receipts::on_socket`), and the parent collects them until the reap, keeping the
+/// undo in its memory (a parent killed before its child took the argument leaks its
+/// handles there, as before the token). The name is
 /// the protocol's before receipts existed (a note that the child decoded its argument,
 /// after which a kill leaked what it had not settled); that note is no longer sent.
 pub(crate) const NOTE_ONLY: u64 = u64::MAX;
@@ -786,7 +788,7 @@ pub(crate) struct ChildCall {
     /// Where the receipts are sent (with [`NOTE_ONLY`]).
     note: Option<OwnedFd>,
     /// The argument's token (`shm::receipts::ArgsToken`: what names it), taken before the
-    /// argument is decoded and let go of once it is.
+    /// argument is decoded and kept until this process ends.
     token: Option<[u64; 3]>,
 }
 
@@ -840,10 +842,14 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         drop(taking);
         drop(note);
         if let Some(token) = token {
-            // Decoded: the token is let go of, and freed (nobody else holds it); its undo
-            // runs for the handles without a receipt (a decoding that stopped part-way), in
-            // this process. Killed before, its death is a holder's prune: the same.
-            drop(token);
+            // Decoded: the token is kept until this process ends, never let go of here. Its
+            // death (killed, or its exit) is then a holder's prune, by its reaper, which
+            // frees the token and runs the undo of the handles without a receipt (a
+            // decoding that stopped part-way): a free here would leave a window, between
+            // the table's release and the block's free, where a kill leaks the token (the
+            // chaos soak's kills as workers start land in such windows; the note-then-free
+            // of the block of receipts was one).
+            std::mem::forget(token);
             crash_point!("process.args.receipts_noted");
         }
         let args: A = match decoded {

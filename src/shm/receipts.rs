@@ -1,38 +1,54 @@
 //! Receipts: which handles of a child's argument the child took, handle by handle.
 //!
-//! A parent keeps the undo of its child's argument (`codec::Encoded`) until it reaps the
-//! child; the child writes a receipt for each handle whose in-flight count it took: in
+//! A child writes a receipt for each handle whose in-flight count it took: in
 //! `Holders::receive` right after the compare-and-swap that takes it (the object still
-//! pinned), and in a discard that kept the count. At the reap the parent runs only the undo
-//! actions with no receipt (`codec::give_back_from_dead`). A handle is named by its [`Key`]
-//! (the object's offset and generation, and which of its tables), so the order of the
-//! receives need not be the encoding's (a side's undo comes before its object's, its
-//! receive after).
+//! pinned), and in a discard that kept the count. The undo of the handles without a receipt
+//! (`codec::Encoded`'s, one `fn(Key)` per handle) runs once the child is gone. A handle is
+//! named by its [`Key`] (the object's offset and generation, and which of its tables), so
+//! the order of the receives need not be the encoding's (a side's undo comes before its
+//! object's, its receive after).
 //!
 //! A receipted receive is final at once, never *pending* (`Holders::settle`): a pending
 //! receive of a dead process goes back in flight when its entry is pruned, which is right
-//! when a next consumer reads the message again, and a leak here, where the parent skips
-//! the undo of a receipted handle. So each handle, at the child's death, is either in
-//! flight with no receipt (the undo takes it) or counted in the child's entry with a
-//! receipt (the prune of the dead entry releases it, the undo is skipped): exact, whatever
-//! prunes run before the reap. Between the take and the receipt the object is pinned: a
-//! kill there leaves an announced pin (taken away later, see `shm::pins`), and the undo
-//! may take another message's count.
+//! when a next consumer reads the message again, and a leak here, where the undo skips a
+//! receipted handle. So each handle, at the child's death, is either in flight with no
+//! receipt (the undo takes it) or counted in the child's entry with a receipt (the prune
+//! of the dead entry releases it, the undo is skipped): exact, whatever prunes run first.
+//! Between the take and the receipt the object is pinned: a kill there leaves an announced
+//! pin (taken away later, see `shm::pins`), and the undo may take another message's count.
 //!
-//! A heap too full for the block (a few words) does not change that: the child then sends
-//! each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its own,
-//! [`from_frame`]), at the same step, and the parent collects them from the socket until
-//! the reap (the kernel keeps what a dead child sent). A send may wait for the parent to
-//! read (a socket buffer holds some thousands of receipts; a parent waiting for its child
-//! reads its socket), inside the pinned step: a kill there is the residual above.
+//! The receipts and the undo live in the argument's *token* ([`ArgsToken`], an object of
+//! kind `ARGS`: its tail is the block of receipts, then per handle its key and the distance
+//! of its undo function in the executable), which travels as one count in flight: the
+//! parent makes it, lists it as a token (a slot of its list of holds, `holds`, not an entry
+//! of its own), sends it and lets go of its handle. The child takes the count before it
+//! decodes anything of its argument ([`take_token`]) and keeps it until it ends: its entry
+//! is then pruned by its reaper as any dead holder's (whether it was killed or exited),
+//! and that free runs the undo of the handles without a receipt ([`ArgsState`]'s
+//! `destroy`), once. The child never frees it itself: a kill between the table's release
+//! and the block's free would leak it (as the note-then-free of the block of receipts
+//! did). The parent's side takes the count back ([`ArgsToken::give_back`]) at the
+//! child's reap and on a failed start, and the parent's reaper does (`holds`, through the
+//! token's slot) when the parent died first: a count still in flight means the child never
+//! took it, and the free runs every undo; the child's take then fails and it decodes and
+//! runs nothing. One compare-and-swap on the token's word decides who owns it, whoever is
+//! killed where: the parent needs no note, keeps no entry (a parent that never reaps keeps
+//! nothing: `tests/soundness.rs` `holds::*`), and nobody takes a live process's entry away.
+//!
+//! A heap too full for the token (a few hundred bytes) keeps the older protocol: the child
+//! sends each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its
+//! own, [`from_frame`]), at the same step, and the parent keeps the undo in its memory and
+//! collects the receipts from the socket until the reap (the kernel keeps what a dead child
+//! sent). A send may wait for the parent to read (a socket buffer holds some thousands of
+//! receipts; a parent waiting for its child reads its socket), inside the pinned step: a
+//! kill there is the residual above. There, a parent killed before its child took its
+//! argument still leaks the argument's handles (the undo died with it).
 //!
 //! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
-//! [`Key`] each. Only the child writes it (one thread, its argument's decoding: one write
-//! at most per handle of the message). A child that wrote every slot has taken every
-//! handle: it tells its parent so on its boot socket (`process::boot::DECODED`), then
-//! frees the block itself (a parent that dies without reaping it
-//! would leak it); else the parent reads the block once the child is dead, and frees it.
-//! A child killed between its note and the free leaks the block (a few words).
+//! [`Key`] each (and, in a token, the undo entries after them). Only the child writes the
+//! receipts (one thread, its argument's decoding: one write at most per handle of the
+//! message). The pool's chunks and initializer argument still use a bare block
+//! ([`Receipts`]) with the undo in the pool's memory (`pool::engine::ChunkUndo`).
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,8 +138,9 @@ fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     assert!(heap.contains(off, len * 8), "a receipts block outside the family heap");
     // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
     // (checked above); every block of receipts is allocated by `Receipts::new` with `len`
-    // words, and only freed by its parent once the one child that writes it is dead; the
-    // block is atomics only, valid for any bytes.
+    // words, and only freed by its parent once the one child that writes it is dead, or is
+    // a token's tail (`ArgsToken::new`), freed only with the token, which the child that
+    // writes it holds while it does; the block is atomics only, valid for any bytes.
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
@@ -231,9 +248,9 @@ pub(crate) fn write(heap: &Heap, receipt: Receipt) {
 /// It travels as one count in flight: the parent makes it, lists it as a *token* in its
 /// list of holds (`holds`, not in its registry: it keeps no entry), sends it and lets go
 /// of its own handle. The child takes the count first thing ([`take_token`]), before its
-/// argument is decoded, and lets go of it once decoded (all receipted: nothing to undo);
-/// its death instead is a holder's prune (its reaper's), which frees the token and runs the
-/// undo of what it did not take. The parent's side takes the count back
+/// argument is decoded, and keeps it until it ends: its death (killed or exited) is a
+/// holder's prune (its reaper's), which frees the token and runs the undo of what it did
+/// not take. The parent's side takes the count back
 /// ([`ArgsToken::give_back`]) at the child's reap, on a failed start, or, the parent dead,
 /// its reaper (`holds`): a count still in flight means the child never took it, the object
 /// is freed and every undo runs; the child's take then fails and it runs nothing. One
@@ -408,8 +425,8 @@ pub(super) fn reap_token(heap: &Heap, off: u64, generation: u64, owner: sys::Pro
         || super::object::let_go_of_dead(heap, off, generation, owner)
 }
 
-/// The child's token taken ([`take_token`]): let go of once the argument is decoded (its
-/// undo then runs for the handles not received, if any), or with the process's death.
+/// The child's token taken ([`take_token`]): kept until the process ends (its reaper's
+/// prune of its entry frees it and runs the undo of the handles not received, if any).
 #[derive(Debug)]
 pub(crate) struct TakenToken(#[allow(dead_code)] Shared<ArgsState>);
 
