@@ -158,15 +158,11 @@ impl ChildState {
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
         let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
-        loop {
-            match &read {
-                Ok(Some(frame)) => match crate::shm::receipt_from_frame(frame) {
-                    // A receipt sent on the socket (no block): kept until the reap.
-                    Some(key) => inner.sent.push(key),
-                    None => break,
-                },
-                _ => break,
-            }
+        // Receipts sent on the socket (no token): kept until the reap.
+        while let Ok(Some(frame)) = &read
+            && let Some(key) = crate::shm::receipt_from_frame(frame)
+        {
+            inner.sent.push(key);
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
         match read {
