@@ -1808,9 +1808,10 @@ fn a_child_that_cannot_copy_its_boot_socket_inner() {
         return;
     }
     // Armed by the environment (`fail:process.note.copy`, in every process of this family):
-    // a child given handles cannot copy its boot socket for its note. It runs without one,
-    // its receipts say what it took, and its parent reads them at the reaping: nothing is
-    // given back twice, nothing leaks. `keep`: the parent keeps the queue, and a copy of it
+    // a child given handles could not copy its boot socket for its note (a child with a
+    // token makes no copy since token31: only `NOTE_ONLY` does, the `nocopy` case of the
+    // full-heap test). It runs, its receipts say what it took, and the token's free undoes
+    // the rest: nothing is given back twice, nothing leaks. `keep`: the parent keeps the queue, and a copy of it
     // waits in a queue of queues (a second give-back would take that copy's count); else it
     // lets go of it before the join and makes new queues (its block may be reused: a late
     // give-back would write a new queue's table).
