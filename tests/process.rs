@@ -2034,6 +2034,62 @@ fn a_child_killed_at_each_step_of_its_token_leaks_nothing() {
     }
 }
 
+const LATE_GO_INNER: &str = "MULTIPROC_TEST_PROCESS_LATE_GO_INNER";
+
+#[test]
+fn a_fork_servers_late_go_writes_into_no_freed_room_inner() {
+    if std::env::var_os(LATE_GO_INNER).is_none() {
+        return;
+    }
+    // The fork server stops itself (`stop:forkserver.answered`, armed for the whole family)
+    // right after its answer to a socketless start, before its own go into the child's room.
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    let child = Process::new(square, 3).start_method(StartMethod::ForkServer).start().unwrap();
+    assert!(eventually(LIMIT, || stopped(server)), "the server stopped after its answer");
+    // We said go ourselves: the child ran, and its join frees its room (512 bytes).
+    assert_eq!(child.join().unwrap(), 9);
+    // An object of the rooms' size class takes the freed block: its holder table's lock word
+    // is where the room's go word was.
+    let array = multiproc::RawArray::<u8>::new(128).unwrap();
+    // SAFETY (test): kill only sends a signal, to the family's fork server.
+    unsafe {
+        libc::kill(server as i32, libc::SIGCONT);
+    }
+    // The server goes on with its go; a next start is answered only after it (it stops the
+    // server again, after that answer).
+    let next = Process::new(square, 4).start_method(StartMethod::ForkServer).start().unwrap();
+    assert_eq!(next.join().unwrap(), 16);
+    // A clone takes the array's holder table's lock: it must not find it held by nobody.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let copy = array.clone();
+        tx.send(copy.len()).unwrap();
+    });
+    let cloned = rx.recv_timeout(Duration::from_secs(20));
+    // SAFETY (test): as above.
+    unsafe {
+        libc::kill(server as i32, libc::SIGCONT);
+    }
+    assert_eq!(cloned, Ok(128), "the array's lock was written by the server's late go");
+    println!("INNER-DONE");
+}
+
+/// Found by token31: the fork server says go into a socketless child's report room after
+/// its answer, and its requester, which says go too, may have seen its child end and freed
+/// the room by then: the server's store (1, "go on") lands in whatever took the block. Every
+/// shared object has its holder table's lock word there (its header's fifth word): the lock
+/// then reads as held by pid 1, alive, and every clone, drop or receive of that object waits
+/// for ever.
+#[test]
+#[ignore = "open (token31): the fork server's go after its answer may write into a freed room"]
+fn a_fork_servers_late_go_writes_into_no_freed_room() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_fork_servers_late_go_writes_into_no_freed_room_inner",
+        &[(LATE_GO_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.answered")],
+    );
+}
+
 const SERVER_KILLED_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_KILLED_INNER";
 
 #[test]
