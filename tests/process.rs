@@ -1243,7 +1243,7 @@ fn a_child_killed_between_a_take_and_its_receipt_inner() {
 /// `holders.receive.taken` (argdeath30): the class behind `tests/pool.rs`
 /// `workers_killed_as_they_start_fail_no_task_but_as_lost`'s "received already".
 #[test]
-#[ignore = "open: the parent's undo takes another message's count (the documented residual)"]
+#[ignore = "open: the undo (the token's free, since token31) takes another message's count (the documented residual)"]
 fn a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_child_killed_between_a_take_and_its_receipt_inner", TAKEN_INNER);
