@@ -211,12 +211,15 @@ pub(crate) fn refuse_encoding<E: serde::ser::Error>(detail: impl fmt::Display) -
 /// handle it is (a receipt names the same key, see [`give_back_from_dead`]).
 struct Undo {
     key: ReceiptKey,
-    run: Box<dyn FnOnce() + Send>,
+    /// Undoes the count of the handle `key` names: a function of the key alone, so that it
+    /// can be run by another process of the family (`shm::receipts`, a child's argument's
+    /// token: `sys::function_offset`).
+    gone: fn(ReceiptKey),
 }
 
 impl Undo {
     fn run(self) {
-        (self.run)();
+        (self.gone)(self.key);
     }
 }
 
@@ -356,13 +359,13 @@ impl Drop for TakeScope {
 }
 
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
-/// never be sent.
+/// never be sent: `undo(key)`.
 /// `key` names the handle (see `shm::receipts`).
-pub(crate) fn on_abort(key: ReceiptKey, undo: impl FnOnce() + Send + 'static) {
+pub(crate) fn on_abort(key: ReceiptKey, undo: fn(ReceiptKey)) {
     if encoding() {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();
-            e.push(Undo { key, run: Box::new(undo) });
+            e.push(Undo { key, gone: undo });
             STATE.with(|s| s.encoding_len.set(e.len()));
         });
     }
@@ -396,6 +399,26 @@ impl Encoded {
     pub(crate) fn handles(&self) -> usize {
         self.undo.len()
     }
+
+    /// The undo of each handle the message carries: its key and the function that undoes
+    /// its count (`undo(key)`), in the order they run.
+    pub(crate) fn undo_entries(&self) -> impl Iterator<Item = (ReceiptKey, fn(ReceiptKey))> + '_ {
+        self.undo.iter().map(|undo| (undo.key, undo.gone))
+    }
+}
+
+/// Runs `f` (the undo of a child's argument, `shm::receipts`) with `pid` as the process
+/// whose message it gives back ([`dead_receiver`]; the one before it restored after).
+pub(crate) fn as_dead_receiver<R>(pid: Option<u32>, f: impl FnOnce() -> R) -> R {
+    /// Restores the receiver before however `f` ends.
+    struct Restore(Option<u32>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STATE.with(|s| s.dead_receiver.set(self.0));
+        }
+    }
+    let _restore = Restore(STATE.with(|s| s.dead_receiver.replace(pid)));
+    f()
 }
 
 /// Gives back the handles of `encoded`, a message the process `pid` received and is now
@@ -1549,21 +1572,18 @@ mod tests {
 
     #[test]
     fn a_dead_receivers_message_runs_only_the_undo_entries_without_a_receipt_one_per_key() {
-        use std::sync::{Arc, Mutex};
-        let ran = Arc::new(Mutex::new(Vec::new()));
-        let undo = |key: ReceiptKey, n: u32| {
-            let ran = ran.clone();
-            Undo { key, run: Box::new(move || ran.lock().unwrap().push(n)) }
-        };
+        use std::sync::Mutex;
+        static RAN: Mutex<Vec<ReceiptKey>> = Mutex::new(Vec::new());
+        let undo = |key: ReceiptKey| Undo { key, gone: |key| RAN.lock().unwrap().push(key) };
         // The same handle twice (one receipted), a side and its object (the object
         // receipted), and a handle whose receipt names another generation.
         let (queue, pipe) = ([64, 1, 0], [128, 2, 0]);
         let encoded = Encoded {
             bytes: Vec::new(),
-            undo: vec![undo(queue, 0), undo(queue, 1), undo([128, 2, 1], 2), undo(pipe, 3), undo([192, 3, 0], 4)],
+            undo: vec![undo(queue), undo(queue), undo([128, 2, 1]), undo(pipe), undo([192, 3, 0])],
         };
         give_back_from_dead(encoded, 0, vec![pipe, queue, [192, 4, 0]]);
-        assert_eq!(*ran.lock().unwrap(), [1, 2, 4]);
+        assert_eq!(*RAN.lock().unwrap(), [queue, [128, 2, 1], [192, 3, 0]]);
         assert_eq!(dead_receiver(), None, "the receiver is forgotten afterwards");
     }
 

@@ -1323,10 +1323,10 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(multiproc::__private::heap_in_use(), before, "the argument's queue was given back once");
         }),
         ("a_child_that_cannot_copy_its_boot_socket_gives_back_nothing_twice", || {
-            // The child inherits the armed failure: it cannot copy its boot socket for its
-            // note, so it runs without one and its receipts say what it took; this process
-            // reads them at the reaping and gives nothing back twice (a copy of the queue
-            // waits in a queue of queues meanwhile).
+            // The child inherits the armed failure: it could not copy its boot socket for
+            // its note (before the argument's token, token31: a child with a token makes no
+            // copy, and sends no note), so it runs and its receipts say what it took; nothing
+            // is given back twice (a copy of the queue waits in a queue of queues meanwhile).
             let before = multiproc::__private::heap_in_use();
             let queues = Queue::<Queue<u64>>::new().unwrap();
             let queue = Queue::<u64>::new().unwrap();

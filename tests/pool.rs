@@ -2111,13 +2111,15 @@ fn add_to(args: (u64, Value<u64>)) -> u64 {
 /// left 256 bytes (a task's `Value`) or 5120 bytes behind in about half of the rounds.
 /// Every task ends with its value or `WorkerLost`, and the heap is back exactly.
 ///
-/// Ignored: it still fails in about a third of the runs, on the windows the pool cannot
-/// close (see `a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing`): a kill
-/// while a receive is pinned (its object never freed: 5120 bytes for an inbox, 256 for a
-/// task's `Value`; pins29 takes such pins away now), or between a boot's receipts note and
-/// the free of its block (128 bytes, or 256: 5 runs of 12 on argdeath30's branch).
+/// Ignored: it failed in about a third of the runs, on the windows the pool cannot close
+/// (see `a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing`): a kill while
+/// a receive is pinned (its object never freed: 5120 bytes for an inbox, 256 for a task's
+/// `Value`; pins29 takes such pins away now), or between a boot's receipts note and the
+/// free of its block (128 bytes, or 256: 5 runs of 12 on argdeath30's branch; the boot's
+/// token closed it, token31: no leak in 8 runs). What is left is the take-to-receipt
+/// residual of a chunk's handle (1 run in 8: a task fails "received already", see below).
 #[test]
-#[ignore]
+#[ignore = "open: the take-to-receipt residual (about 1 run in 8 fails a task, 'received already'; token31)"]
 fn workers_killed_as_they_start_leak_nothing() {
     let leaks = common::leak_check(LIMIT);
     kill_workers_as_they_start();
@@ -2280,16 +2282,17 @@ fn a_replacement_worker_killed_at_each_step_of_its_boot_inner() {
 /// inbox, its status block and the results channel; then its initializer's argument, a
 /// `Value`, decodes), or of its first chunk (the take of a
 /// chunk whose `Value` it has not decoded, its first answer), then the pool runs tasks that
-/// carry a `Value`: the heap is back exactly. Two points are left out, the windows that remain
-/// (`BOOT_POINTS=holders.receive.pinned,process.args.receipts_noted` runs them): a kill
-/// while a receive is pinned leaves the pin, and that object (5120 bytes: the inbox) is
-/// never freed; a kill between the receipts note and the block's free leaks the block
-/// (128 bytes). Both are the process layer's, not the pool's (see HACKING, Pins).
+/// carry a `Value`: the heap is back exactly. `process.token.taken` (the boot's token taken,
+/// nothing decoded) and `process.args.receipts_noted` (decoded, the token kept: before the
+/// token, the note sent and the block of receipts not yet freed, which leaked 128 bytes)
+/// are exact now. One point is left out (`BOOT_POINTS=holders.receive.pinned` runs it): a
+/// kill while a receive is pinned leaves the pin, and that object (5120 bytes: the inbox)
+/// was never freed (the process layer's, see HACKING, Pins).
 #[test]
 fn a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing() {
     let _w = common::watchdog(LIMIT);
     let points = std::env::var("BOOT_POINTS").unwrap_or_else(|_| {
-        "process.args.receipted,holders.receive.locked,process.args.noting,process.args.noted,ring.take.committed,pool.worker.answered"
+        "process.token.taken,process.args.receipted,holders.receive.locked,process.args.noting,process.args.noted,process.args.receipts_noted,ring.take.committed,pool.worker.answered"
             .into()
     });
     common::run_inner_test_with(
@@ -2339,10 +2342,10 @@ fn a_fork_server_pool_whose_server_and_a_worker_were_killed_keeps_working_inner(
         pool.join().unwrap();
     }
     // A round's kill may meet the previous round's replacement still in its boot (the map
-    // can finish on the other worker first), between its note of the receipts and its free
-    // of their block: that block (128 bytes) is the known residual of a child killed there
-    // (HACKING "Pins", `process.args.receipts_noted`). Anything more is a leak.
-    leaks.assert_at_most(128);
+    // can finish on the other worker first): its argument's token makes that exact (before
+    // it, a kill between the note of the receipts and the free of their block leaked the
+    // block, 128 bytes).
+    leaks.assert_no_leak();
     assert!(workers.iter().all(|&pid| !pid_running(pid)), "no worker runs after join");
     println!("INNER-DONE");
 }

@@ -54,16 +54,22 @@ pub(crate) struct Boot {
     /// The level of [`log_to_stderr`](crate::log_to_stderr), if the parent called it.
     pub(crate) log: Option<u8>,
     /// Where the child writes a receipt for each handle of its argument it takes (the
-    /// offset of a block in the family heap, `shm::receipts`; 0 when the argument holds
-    /// none): the parent keeps the undo of the argument until it reaps the child, and gives
-    /// back the handles without a receipt. [`NOTE_ONLY`]: the argument holds handles but
-    /// the heap had no room for the block (the receipts come on the boot socket).
+    /// offset of a block in the family heap, `shm::receipts`: the tail of the argument's
+    /// token; 0 when the argument holds none): the token's free undoes the handles without
+    /// a receipt. [`NOTE_ONLY`]: the argument holds handles but the heap had no room for
+    /// the token (the receipts come on the boot socket, the parent keeps the undo).
     pub(crate) receipts: u64,
+    /// The token of the argument (`shm::receipts::ArgsToken`: offset, generation, seal),
+    /// whose tail is the block of receipts: the child takes it before it decodes anything
+    /// of its argument, and decodes nothing if it cannot.
+    pub(crate) token: Option<[u64; 3]>,
 }
 
-/// [`Boot::receipts`] of an argument with handles and no block of receipts (a heap too full
-/// for it): the child sends each receipt on its copy of its boot socket instead
-/// (`shm::receipts::on_socket`), and the parent collects them until the reap. The name is
+/// [`Boot::receipts`] of an argument with handles and no token (a heap too full for it):
+/// the child sends each receipt on its copy of its boot socket instead
+/// (`shm::receipts::on_socket`), and the parent collects them until the reap, keeping the
+/// undo in its memory (a parent killed before its child took the argument leaks its
+/// handles there, as before the token). The name is
 /// the protocol's before receipts existed (a note that the child decoded its argument,
 /// after which a kill leaked what it had not settled); that note is no longer sent.
 pub(crate) const NOTE_ONLY: u64 = u64::MAX;
@@ -73,12 +79,6 @@ pub(crate) const NOTE_ONLY: u64 = u64::MAX;
 /// is a buffer of its own in the kernel, some 750 bytes, for a default send buffer of 208
 /// KiB), and the child's outcome comes after them.
 pub(crate) const SOCKET_RECEIPTS: usize = 128;
-
-/// The child's note that it took every handle of its argument (it wrote every receipt into
-/// its block, `shm::receipts`), sent before its [`Outcome`]: its parent gives back nothing
-/// and leaves the block of receipts to the child, which frees it next. Never sent with
-/// [`NOTE_ONLY`] (no block to free). An empty frame: an encoded outcome never is.
-pub(crate) const DECODED: [u8; 4] = [0; 4];
 
 /// What a new process expects from its parent beyond the family: its environment and
 /// working directory as they are when it starts. A spawned child gets them from `exec`
@@ -645,13 +645,16 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         name,
         result,
         receipts: boot.receipts,
-        // A copy of the boot socket for the note (only with receipts: one more descriptor;
-        // without it, the block is left to the parent).
-        // A room has no note: its child is started only with an argument without handles.
+        // A copy of the boot socket for the receipts (only without a token's block: one
+        // more descriptor). A room has no note: its child is started only with an argument
+        // without handles.
         note: match &channel {
-            Channel::Socket(sock) if boot.receipts != 0 && !fail_point!("process.note.copy") => sock.try_clone().ok(),
+            Channel::Socket(sock) if boot.receipts == NOTE_ONLY && !fail_point!("process.note.copy") => {
+                sock.try_clone().ok()
+            }
             _ => None,
         },
+        token: boot.token,
     };
     if boot.receipts == NOTE_ONLY && call.note.is_none() {
         // Unable to send its receipts, the child must not take its argument's handles: its
@@ -782,9 +785,11 @@ pub(crate) struct ChildCall {
     result: Vec<u8>,
     /// Where the receives of the argument's handles write their receipts (0: none).
     receipts: u64,
-    /// Where to send [`DECODED`] once every receipt is written into the block (with
-    /// [`NOTE_ONLY`]: where the receipts are sent).
+    /// Where the receipts are sent (with [`NOTE_ONLY`]).
     note: Option<OwnedFd>,
+    /// The argument's token (`shm::receipts::ArgsToken`: what names it), taken before the
+    /// argument is decoded and kept until this process ends.
+    token: Option<[u64; 3]>,
 }
 
 /// The runner for a `fn(A) -> R` target: decodes the argument, calls the target, encodes
@@ -799,8 +804,20 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
     let receipts = call.receipts;
     let note = call.note.take();
+    let token = call.token.take();
     let room = std::mem::take(&mut call.result);
     let (outcome, name) = panics::catching_named(std::mem::take(&mut call.name), || {
+        // The argument's token first, before anything of the argument: taken, its handles
+        // are this process's to take, and its leave or its death frees the token and gives
+        // back the ones it did not take; not taken (the parent's side took it back, and
+        // gave every handle back), the argument must not be decoded.
+        let token = match token.map(crate::shm::take_args_token) {
+            None => None,
+            Some(Some(token)) => Some(token),
+            Some(None) => {
+                return Err(Outcome::Failed("its parent gave its start up before it took its argument".into()));
+            }
+        };
         // With receipts, each handle received is this process's at once, with its receipt
         // written (into the block, or sent on the socket with `NOTE_ONLY`) right after its
         // count is taken: the parent keeps the argument's undo until it reaps this
@@ -823,18 +840,17 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             crash_point!("process.args.noted");
         }
         drop(taking);
-        if let Some(sock) = note
-            && receipts != NOTE_ONLY
-            && crate::shm::all_receipted(Heap::get(), receipts)
-        {
-            // Every handle taken: the parent needs nothing of the block, which is freed
-            // here (a parent that dies without reaping this process would leak it), after
-            // the note (killed between the two, the block leaks; before the note, the
-            // parent reads it at the reap and finds every receipt).
-            if sys::send_all(sock.as_fd(), &DECODED, &[]).is_ok() {
-                crash_point!("process.args.receipts_noted");
-                crate::shm::free_receipts(Heap::get(), receipts);
-            }
+        drop(note);
+        if let Some(token) = token {
+            // Decoded: the token is kept until this process ends, never let go of here. Its
+            // death (killed, or its exit) is then a holder's prune, by its reaper, which
+            // frees the token and runs the undo of the handles without a receipt (a
+            // decoding that stopped part-way): a free here would leave a window, between
+            // the table's release and the block's free, where a kill leaks the token (the
+            // chaos soak's kills as workers start land in such windows; the note-then-free
+            // of the block of receipts was one).
+            std::mem::forget(token);
+            crash_point!("process.args.receipts_noted");
         }
         let args: A = match decoded {
             Ok(Ok(a)) => a,

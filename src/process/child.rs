@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
-use crate::shm::{Deadline, ReceiptKey, Receipts, ReportRoom};
+use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom};
 use crate::sys::{self, Ended};
 
 /// How long a waiting parent polls for its child's end before it sleeps (unless the
@@ -57,12 +57,9 @@ struct Inner {
     buf: Vec<u8>,
     outcome: Option<Outcome>,
     ended: Option<Ended>,
-    /// The undo of the handles in the child's argument and the block of the child's
-    /// receipts (`shm::receipts`), kept until the child is reaped: the handles it wrote no
-    /// receipt for are given back then. No block (a heap too full for it,
-    /// `boot::NOTE_ONLY`): the receipts come on the socket, into `sent`.
-    args: Option<(Encoded, Option<Receipts>)>,
-    /// The receipts the child sent on its boot socket (without a block of receipts).
+    /// The child's argument's token or undo, until the child is reaped.
+    args: ChildArgs,
+    /// The receipts the child sent on its boot socket (without a token).
     sent: Vec<ReceiptKey>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
@@ -71,19 +68,30 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Not known to be lost (the child may still run): they stay the child's, and so
-        // does the block it may still write.
-        if let Some((args, receipts)) = self.args.take() {
+        // Not known to be lost (the child may still run): they stay the child's; the token
+        // stays listed, for our reaper to take back if the child never takes it.
+        if let Some(args) = self.args.undo.take() {
             args.sent();
-            if let Some(receipts) = receipts {
-                receipts.leave();
-            }
+        }
+        if let Some(token) = self.args.token.take() {
+            token.leave();
         }
         // Still the child's to write (freed once it has ended: `try_reap`).
         if let Some(room) = self.room.take() {
             room.leave();
         }
     }
+}
+
+/// What a parent keeps of its child's argument until it reaps the child.
+#[derive(Debug, Default)]
+pub(crate) struct ChildArgs {
+    /// Without a token (`boot::NOTE_ONLY`): the undo of the argument's handles, run at the
+    /// reap for those the child sent no receipt for (on its boot socket, into `sent`).
+    pub(crate) undo: Option<Encoded>,
+    /// The argument's token (`shm::receipts::ArgsToken`): taken back at the reap if the
+    /// child never took it (every undo then runs); else the child's death freed it.
+    pub(crate) token: Option<ArgsToken>,
 }
 
 /// One started child process.
@@ -104,7 +112,7 @@ impl ChildState {
         daemon: bool,
         pidfd: OwnedFd,
         watch: ExitWatch,
-        (link, args): (Link, Option<(Encoded, Option<Receipts>)>),
+        (link, args): (Link, ChildArgs),
         kept: Option<super::fork::Kept>,
     ) -> Self {
         if let ExitWatch::Server(fd) = &watch {
@@ -150,26 +158,11 @@ impl ChildState {
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
         let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
-        loop {
-            match &read {
-                Ok(Some(frame)) if frame.is_empty() => {
-                    // The note that the child took every handle of its argument (every
-                    // receipt written into its block): nothing to give back, and the block of
-                    // receipts is the child's to free. Only a child with a block sends it.
-                    if matches!(inner.args, Some((_, Some(_))))
-                        && let Some((args, Some(receipts))) = inner.args.take()
-                    {
-                        args.sent();
-                        receipts.leave();
-                    }
-                }
-                Ok(Some(frame)) => match crate::shm::receipt_from_frame(frame) {
-                    // A receipt sent on the socket (no block): kept until the reap.
-                    Some(key) => inner.sent.push(key),
-                    None => break,
-                },
-                _ => break,
-            }
+        // Receipts sent on the socket (no token): kept until the reap.
+        while let Ok(Some(frame)) = &read
+            && let Some(key) = crate::shm::receipt_from_frame(frame)
+        {
+            inner.sent.push(key);
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
         match read {
@@ -231,13 +224,17 @@ impl ChildState {
                 // at once, never pending).
                 crate::shm::fork_child_ended(self.pid);
                 crate::shm::process_ended(self.pid);
-                // The argument's handles the child wrote no receipt for (it never took them)
-                // are given back; the block of receipts is freed (nobody writes it any
-                // more). Without a block, the receipts it sent are all in `sent` now.
-                if let Some((args, receipts)) = inner.args.take() {
+                // The token taken back if the child never took it (its undo runs then);
+                // a child that took it freed it by its leave or its death (just now, its
+                // entry pruned by `process_ended`). Without a token, the argument's
+                // handles the child sent no receipt for are given back: the receipts it
+                // sent are all in `sent` now.
+                if let Some(token) = inner.args.token.take() {
+                    token.give_back();
+                }
+                if let Some(args) = inner.args.undo.take() {
                     let sent = std::mem::take(&mut inner.sent);
-                    let receipted = receipts.map_or(sent, |receipts| receipts.read());
-                    crate::codec::give_back_from_dead(args, self.pid, receipted);
+                    crate::codec::give_back_from_dead(args, self.pid, sent);
                 }
                 inner.kept = None;
             }

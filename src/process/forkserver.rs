@@ -1246,6 +1246,9 @@ impl Server {
                     crash_point!("forkserver.forked");
                     if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]) {
                         if let Some(off) = go_room {
+                            // Answered, go not yet said: the requester may have freed the
+                            // room by now (notes/token31.md, an open defect).
+                            crash_point!("forkserver.answered");
                             crate::shm::ReportRoom::go_at(off);
                         }
                     } else if let ChildBoot::Socket(sock) = &child_boot {
@@ -1315,6 +1318,7 @@ impl Server {
                         if self.reply(i, &Reply::Forked { pid }, &fds)
                             && let Some(off) = go_room
                         {
+                            crash_point!("forkserver.answered");
                             crate::shm::ReportRoom::go_at(off);
                         }
                         self.kids.push(Kid { pidfd, status: write, requester: i });

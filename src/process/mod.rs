@@ -697,22 +697,33 @@ fn launch(
     let payload =
         if method == StartMethod::Fork && zygote.is_none() { Payload::Inline(bytes) } else { Payload::new(bytes)? };
     let surroundings = boot::surroundings(method)?;
-    // The block the child writes a receipt into for each handle of its argument it takes
-    // (freed when dropped: on every return before the child is recorded). In a heap too
-    // full for it (a few words), the child sends its receipts on its boot socket instead
-    // (`boot::NOTE_ONLY`), for as many as the socket holds before the child would wait for
-    // us to read them (else a parent waiting for something else than the child's end would
-    // never read them): more, and the start fails.
-    let receipts = match args.has_handles().then(|| crate::shm::Receipts::new(args.handles())) {
-        None => None,
-        Some(Ok(block)) => Some(Some(block)),
-        Some(Err(full)) if args.handles() > boot::SOCKET_RECEIPTS => return Err(full.into()),
-        Some(Err(_)) => Some(None),
+    // The argument's token (`shm::receipts::ArgsToken`): the block the child writes a
+    // receipt into for each handle of its argument it takes, and the argument's undo, in
+    // the family heap, sent to the child as one count in flight. Whoever takes that count
+    // owns the undo: the child (its leave or its death frees the token, undoing what it did
+    // not take), or our side (on every return before the child is recorded, when the
+    // token is dropped; at the child's reap; our reaper if we die). In a heap too full for
+    // it (a few hundred bytes), the child sends its receipts on its boot socket instead
+    // (`boot::NOTE_ONLY`) and we keep the undo, for as many as the socket holds before the
+    // child would wait for us to read them (else a parent waiting for something else than
+    // the child's end would never read them): more, and the start fails.
+    let handles = args.has_handles();
+    let token = if handles { crate::shm::ArgsToken::new(&args) } else { None };
+    let args = match &token {
+        Some(_) => {
+            // The undo is the token's now.
+            args.sent();
+            None
+        }
+        None if handles && args.handles() > boot::SOCKET_RECEIPTS => {
+            return Err(crate::shm::HeapFull::requested(args.handles() * 56).into());
+        }
+        None => Some(args),
     };
     // A fork-server child whose argument holds no handles (no note, no receipts on a
     // socket) has no boot socket: its boot message goes with the request, and it leaves its
     // outcome in a report room (a heap too full for one: the socket).
-    let socketless = receipts.is_none();
+    let socketless = !handles;
     let boot = Boot {
         family: config.clone(),
         me,
@@ -723,11 +734,12 @@ fn launch(
         surroundings,
         child_init: init::child_init(),
         log: logging::asked(),
-        receipts: match &receipts {
+        receipts: match &token {
+            Some(token) => token.block(),
+            None if handles => boot::NOTE_ONLY,
             None => 0,
-            Some(None) => boot::NOTE_ONLY,
-            Some(Some(block)) => block.offset(),
         },
+        token: token.as_ref().map(crate::shm::ArgsToken::wire),
     };
     // Every start method's errors, a child lost with its descriptors included, in one place.
     let started = (move || -> Result<_, LaunchError> {
@@ -771,13 +783,14 @@ fn launch(
     })();
     let (pid, pidfd, watch, link, kept) = match started {
         Ok(started) => started,
+        // No child took the token: dropped, it is taken back (the undo runs).
         Err(LaunchError::Failed(e)) => return Err(e),
-        Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args, receipts)),
+        Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args, token)),
     };
-    // The argument is with the child now: we keep its undo and the receipts until the
-    // child is reaped (or says it took every handle, with a block), to give back the
-    // handles it did not take.
-    let args = receipts.map(|receipts| (args, receipts));
+    // The argument is with the child now: we keep the token (to take it back at the reap
+    // if the child never took it) or, without one, the undo until the child is reaped, to
+    // give back the handles it did not take.
+    let args = child::ChildArgs { undo: args.filter(Encoded::has_handles), token };
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));
     family::register(child.clone());
@@ -871,22 +884,25 @@ impl<E: Into<Error>> From<E> for LaunchError {
 /// for is given back. The server's child (only when another thread took the room made for
 /// the answer) we cannot wait for: its argument's handles stay its own, as those of a
 /// child whose handle was dropped.
-fn lost_child(own: Option<u32>, error: Error, args: Encoded, receipts: Option<Option<crate::shm::Receipts>>) -> Error {
+fn lost_child(own: Option<u32>, error: Error, args: Option<Encoded>, token: Option<crate::shm::ArgsToken>) -> Error {
     if let Some(pid) = own
         && sys::kill_and_reap_child(pid).is_ok()
     {
         crate::shm::fork_child_ended(pid);
         crate::shm::process_ended(pid);
-        match receipts {
-            Some(Some(block)) => crate::codec::give_back_from_dead(args, pid, block.read()),
-            // Receipts on the socket, or none: counted as taken (a leak at worst, never a
-            // handle given back twice).
-            _ => args.sent(),
+        // The token taken back if the child never took it (else its death freed it).
+        drop(token);
+        // Receipts on the socket, or none: counted as taken (a leak at worst, never a
+        // handle given back twice).
+        if let Some(args) = args {
+            args.sent();
         }
     } else {
-        args.sent();
-        if let Some(Some(block)) = receipts {
-            block.leave();
+        if let Some(args) = args {
+            args.sent();
+        }
+        if let Some(token) = token {
+            token.leave();
         }
     }
     error

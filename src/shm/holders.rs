@@ -303,6 +303,18 @@ pub(crate) fn forking_child_ended(pid: u32) {
     }
 }
 
+/// Lists the object `let_go` names as a *token* this process sent away (`receipts`): held
+/// by no entry of this process, and not in its registry; its reaper takes the count back
+/// if nobody took it (`holds`). `None`: the heap has no room for the listing.
+pub(super) fn list_token(heap: &Heap, let_go: &LetGo) -> Option<Listed> {
+    held_here().listed.add_token(heap, let_go)
+}
+
+/// Clears a token's slot ([`list_token`]): the token was taken back or left to its taker.
+pub(super) fn unlist_token(heap: &Heap, listed: Listed) {
+    held_here().listed.remove(heap, listed);
+}
+
 /// Whether this process holds no handle of any object (the fork server's copy of the main
 /// process, made at `init()`, must not).
 pub(crate) fn holds_nothing() -> bool {

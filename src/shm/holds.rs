@@ -88,7 +88,9 @@ struct Slot {
     /// How to free the object ([`LetGo::gone`]), as a distance in the executable
     /// (`sys::function_offset`): every process of the family runs the same one.
     gone: AtomicU64,
-    _pad: AtomicU64,
+    /// Nonzero: a token this process sent away, not a hold (`receipts::ArgsToken`): its
+    /// reaper takes the count back if it is still in flight (`receipts::reap_token`).
+    token: AtomicU64,
 }
 
 #[repr(C)]
@@ -170,10 +172,21 @@ impl List {
     /// Lists the object `let_go` names; `None` when it cannot be (no room in a full heap,
     /// or a function another process cannot call): the hold is then only unlisted.
     pub(super) fn add(&mut self, heap: &Heap, let_go: &LetGo) -> Option<Listed> {
+        self.add_as(heap, let_go, false)
+    }
+
+    /// Lists the token `let_go` names (see `receipts::ArgsToken`): a count this process sent
+    /// away, not a hold.
+    pub(super) fn add_token(&mut self, heap: &Heap, let_go: &LetGo) -> Option<Listed> {
+        self.add_as(heap, let_go, true)
+    }
+
+    fn add_as(&mut self, heap: &Heap, let_go: &LetGo, token: bool) -> Option<Listed> {
         let gone = sys::function_offset(let_go.gone)?;
         let me = self.reserve(heap)?;
         let (block, index) = self.free.pop()?;
         let slot = &block_at(heap, block).slots[index as usize];
+        slot.token.store(u64::from(token), Ordering::Relaxed);
         slot.generation.store(let_go.generation, Ordering::Relaxed);
         slot.gone.store(gone, Ordering::Relaxed);
         slot.object.store(let_go.object, Ordering::Release);
@@ -374,7 +387,14 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
             }
             let gone = slot.gone.load(Ordering::Relaxed);
             let generation = slot.generation.load(Ordering::Relaxed);
-            if gone != 0 && super::object::let_go_of_dead(heap, object, generation, owner) {
+            // A token the dead process sent away: its count taken back if nobody took it.
+            let freed = gone != 0
+                && if slot.token.load(Ordering::Relaxed) != 0 {
+                    super::receipts::reap_token(heap, object, generation, owner)
+                } else {
+                    super::object::let_go_of_dead(heap, object, generation, owner)
+                };
+            if freed {
                 // SAFETY: `gone` was written by `List::add` from `sys::function_offset` of
                 // a `LetGo::gone` (a `fn(u64, usize)`) in a process of this family, which
                 // runs this executable.

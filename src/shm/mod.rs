@@ -44,8 +44,8 @@ pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use receipts::{
-    Key as ReceiptKey, Receipts, all_written as all_receipted, free_written as free_receipts,
-    from_frame as receipt_from_frame, on_socket as receipts_on_socket,
+    ArgsToken, Key as ReceiptKey, Receipts, from_frame as receipt_from_frame, on_socket as receipts_on_socket,
+    take_token as take_args_token,
 };
 pub(crate) use record::ChangeRecord;
 pub(crate) use report_room::{ChildRoom, ReportRoom, free_left_rooms};

@@ -58,6 +58,8 @@ pub(crate) mod kind {
     pub(crate) const MANAGER: u32 = 50;
     pub(crate) const MANAGER_TOKEN: u32 = 51;
     pub(crate) const MANAGER_REPLIES: u32 = 52;
+    /// A child's argument's undo and receipts, the token it takes first (`receipts`).
+    pub(crate) const ARGS: u32 = 60;
 }
 
 const TAG: u64 = 0x4f42_4a00_0000_0000; // "OBJ\0"
@@ -307,6 +309,93 @@ impl<T: ShmObject> Shared<T> {
         obj.header.tag.store(0, Ordering::Release);
         if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
     }
+
+    /// Undoes the in-flight count of the handle `[off, generation, 0]` (an encoding's undo,
+    /// `codec::on_abort`; a function of the key alone, which another process of the family
+    /// may run: `receipts`).
+    fn undo_send([off, generation, _]: [u64; 3]) {
+        let heap = Heap::get();
+        // Only the object of `generation` (the header checked, then its table pinned by
+        // the generation inside `unsend`): an undo run on a block freed meanwhile, or
+        // reused by another object, writes nothing.
+        let Some(header) = live_header(heap, off, generation) else { return };
+        if header.holders.unsend(heap, generation, codec::dead_receiver()) {
+            Self::release(off);
+        }
+    }
+
+    /// The offset of the object's variable part in the family heap.
+    pub(crate) fn tail_offset(&self) -> u64 {
+        self.off + Self::tail_start() as u64
+    }
+
+    /// What names this object in a message: offset, generation, seal.
+    pub(crate) fn identity(&self) -> (u64, u64, u64) {
+        let header = self.header();
+        (self.off, header.generation.load(Ordering::Relaxed), header.seal.load(Ordering::Relaxed))
+    }
+
+    /// Sends this handle away as a bare count in flight (a token, `receipts`): the count
+    /// first, then this process's hold is let go of. Whoever takes the count
+    /// ([`Shared::take_sent`], or [`Shared::unsend_at`] to take it back) holds the object.
+    pub(crate) fn send_away(self) {
+        self.header().holders.send();
+        drop(self);
+    }
+
+    /// [`Shared::release`] for a holder-table call outside this module that found the
+    /// object at `off` unheld and marked it released (`receipts`'s token slot, `holds`).
+    pub(super) fn release_at(off: u64) {
+        Self::release(off);
+    }
+
+    /// Takes back a count sent away ([`Shared::send_away`]) of the object at `off`, if it
+    /// is still that object of `generation` and the count still in flight (else whoever
+    /// took it holds the object); frees the object if that was its last reference.
+    pub(super) fn unsend_at(heap: &Heap, off: u64, generation: u64) {
+        if Self::unsend_returning(heap, off, generation) {
+            Self::release(off);
+        }
+    }
+
+    /// [`Shared::unsend_at`] that leaves the free to the caller: whether the object must be
+    /// freed.
+    pub(super) fn unsend_returning(heap: &Heap, off: u64, generation: u64) -> bool {
+        live_header(heap, off, generation).is_some_and(|header| header.holders.unsend(heap, generation, None))
+    }
+
+    /// Takes the count sent away ([`Shared::send_away`]) of the object named by `off`,
+    /// `generation` and `seal` (a child's boot message): a final receive, this process's
+    /// hold at once. `None` when the count is gone (taken back) or the object is not that
+    /// one (freed, or the bytes name something else): nothing is written then.
+    pub(super) fn take_sent(heap: &Heap, off: u64, generation: u64, seal: u64) -> Option<Self> {
+        if !heap.contains(off, std::mem::size_of::<Obj<T>>()) {
+            return None;
+        }
+        let obj = heap.ptr(off).cast::<Obj<T>>();
+        // SAFETY: the range is inside the heap and aligned (checked above); the header is
+        // atomics only, valid for any bytes. Nothing is written before the seal is checked.
+        let header = unsafe { &(*obj).header };
+        if !sealed::<T>(heap, off, header, generation, seal) {
+            return None;
+        }
+        match header.holders.receive(heap, generation, false, Self::let_go(off, generation), None) {
+            Ok(()) => {}
+            Err(Received::HeapFull { last: true }) | Err(Received::NotInFlight { last: true }) => {
+                Self::release(off);
+                return None;
+            }
+            Err(_) => return None,
+        }
+        let handle = Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
+        let header = handle.header();
+        if header.seal.load(Ordering::Acquire) != seal || header.generation.load(Ordering::Acquire) != generation {
+            // Freed and reused between the check and the receive: not ours to keep.
+            drop(handle);
+            return None;
+        }
+        Some(handle)
+    }
 }
 
 impl<T: ShmObject> std::ops::Deref for Shared<T> {
@@ -360,16 +449,7 @@ impl<T: ShmObject> Serialize for Shared<T> {
         }
         self.header().holders.send();
         let (off, generation) = (self.off, self.generation());
-        codec::on_abort([off, generation, 0], move || {
-            let heap = Heap::get();
-            // Only the object of `generation` (the header checked, then its table pinned by
-            // the generation inside `unsend`): an undo run on a block freed meanwhile, or
-            // reused by another object, writes nothing.
-            let Some(header) = live_header(heap, off, generation) else { return };
-            if header.holders.unsend(heap, generation, codec::dead_receiver()) {
-                Self::release(off);
-            }
-        });
+        codec::on_abort([off, generation, 0], Self::undo_send);
         let header = self.header();
         Wire {
             family: Heap::get().family_id(),
@@ -692,6 +772,36 @@ impl<T: Sided> fmt::Debug for Side<T> {
     }
 }
 
+impl<T: Sided> Side<T> {
+    /// Undoes the in-flight count of the side `[off, generation, 1 + side]` (an encoding's
+    /// undo, `codec::on_abort`: a function of the key alone, as `Shared`'s).
+    fn undo_send([off, generation, side]: [u64; 3]) {
+        let heap = Heap::get();
+        let side = side.wrapping_sub(1) as usize;
+        // A side's table has no generation of its own (0): the object's own table is
+        // pinned by the object's generation around the side's undo, so that an undo run
+        // on a block freed meanwhile, or reused (another pipe's side table has
+        // generation 0 too), writes nothing.
+        let Some(header) = live_header(heap, off, generation) else { return };
+        if side >= T::SIDES {
+            return;
+        }
+        let last = header.holders.pinned(heap, generation, || {
+            // SAFETY: the header at `off` named `generation` (no other object of the
+            // family ever has it: this one, of type `T`) and the pin then checked the
+            // table's word for it; a pinned table is never released, so the object
+            // stays allocated until unpinned.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            if obj.value.side_holders(side).unsend(heap, 0, codec::dead_receiver()) {
+                obj.value.side_gone(side);
+            }
+        });
+        if last == Some(true) {
+            Shared::<T>::release(off);
+        }
+    }
+}
+
 impl<T: Sided> Serialize for Side<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if !codec::encoding() {
@@ -701,27 +811,7 @@ impl<T: Sided> Serialize for Side<T> {
         // is undone while the object's in-flight count still keeps it allocated.
         self.shared.side_holders(self.side).send();
         let (off, side, generation) = (self.shared.off, self.side, self.shared.generation());
-        codec::on_abort([off, generation, 1 + side as u64], move || {
-            let heap = Heap::get();
-            // A side's table has no generation of its own (0): the object's own table is
-            // pinned by the object's generation around the side's undo, so that an undo run
-            // on a block freed meanwhile, or reused (another pipe's side table has
-            // generation 0 too), writes nothing.
-            let Some(header) = live_header(heap, off, generation) else { return };
-            let last = header.holders.pinned(heap, generation, || {
-                // SAFETY: the header at `off` named `generation` (no other object of the
-                // family ever has it: this one, of type `T`) and the pin then checked the
-                // table's word for it; a pinned table is never released, so the object
-                // stays allocated until unpinned.
-                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-                if obj.value.side_holders(side).unsend(heap, 0, codec::dead_receiver()) {
-                    obj.value.side_gone(side);
-                }
-            });
-            if last == Some(true) {
-                Shared::<T>::release(off);
-            }
-        });
+        codec::on_abort([off, generation, 1 + side as u64], Self::undo_send);
         (&self.shared, self.side as u8).serialize(serializer)
     }
 }

@@ -1,43 +1,65 @@
 //! Receipts: which handles of a child's argument the child took, handle by handle.
 //!
-//! A parent keeps the undo of its child's argument (`codec::Encoded`) until it reaps the
-//! child; the child writes a receipt for each handle whose in-flight count it took: in
+//! A child writes a receipt for each handle whose in-flight count it took: in
 //! `Holders::receive` right after the compare-and-swap that takes it (the object still
-//! pinned), and in a discard that kept the count. At the reap the parent runs only the undo
-//! actions with no receipt (`codec::give_back_from_dead`). A handle is named by its [`Key`]
-//! (the object's offset and generation, and which of its tables), so the order of the
-//! receives need not be the encoding's (a side's undo comes before its object's, its
-//! receive after).
+//! pinned), and in a discard that kept the count. The undo of the handles without a receipt
+//! (`codec::Encoded`'s, one `fn(Key)` per handle) runs once the child is gone. A handle is
+//! named by its [`Key`] (the object's offset and generation, and which of its tables), so
+//! the order of the receives need not be the encoding's (a side's undo comes before its
+//! object's, its receive after).
 //!
 //! A receipted receive is final at once, never *pending* (`Holders::settle`): a pending
 //! receive of a dead process goes back in flight when its entry is pruned, which is right
-//! when a next consumer reads the message again, and a leak here, where the parent skips
-//! the undo of a receipted handle. So each handle, at the child's death, is either in
-//! flight with no receipt (the undo takes it) or counted in the child's entry with a
-//! receipt (the prune of the dead entry releases it, the undo is skipped): exact, whatever
-//! prunes run before the reap. Between the take and the receipt the object is pinned: a
-//! kill there leaves an announced pin (taken away later, see `shm::pins`), and the undo
-//! may take another message's count.
+//! when a next consumer reads the message again, and a leak here, where the undo skips a
+//! receipted handle. So each handle, at the child's death, is either in flight with no
+//! receipt (the undo takes it) or counted in the child's entry with a receipt (the prune
+//! of the dead entry releases it, the undo is skipped): exact, whatever prunes run first.
+//! Between the take and the receipt the object is pinned: a kill there leaves an announced
+//! pin (taken away later, see `shm::pins`), and the undo may take another message's count.
 //!
-//! A heap too full for the block (a few words) does not change that: the child then sends
-//! each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its own,
-//! [`from_frame`]), at the same step, and the parent collects them from the socket until
-//! the reap (the kernel keeps what a dead child sent). A send may wait for the parent to
-//! read (a socket buffer holds some thousands of receipts; a parent waiting for its child
-//! reads its socket), inside the pinned step: a kill there is the residual above.
+//! The receipts and the undo live in the argument's *token* ([`ArgsToken`], an object of
+//! kind `ARGS`: its tail is the block of receipts, then per handle its key and the distance
+//! of its undo function in the executable), which travels as one count in flight: the
+//! parent makes it, lists it as a token (a slot of its list of holds, `holds`, not an entry
+//! of its own), sends it and lets go of its handle. The child takes the count before it
+//! decodes anything of its argument ([`take_token`]) and keeps it until it ends: its entry
+//! is then pruned by its reaper as any dead holder's (whether it was killed or exited),
+//! and that free runs the undo of the handles without a receipt ([`ArgsState`]'s
+//! `destroy`), once. The child never frees it itself: a kill between the table's release
+//! and the block's free would leak it (as the note-then-free of the block of receipts
+//! did). The parent's side takes the count back ([`ArgsToken::give_back`]) at the
+//! child's reap and on a failed start, and the parent's reaper does (`holds`, through the
+//! token's slot) when the parent died first: a count still in flight means the child never
+//! took it, and the free runs every undo; the child's take then fails and it decodes and
+//! runs nothing. One compare-and-swap on the token's word decides who owns it, whoever is
+//! killed where: the parent needs no note, keeps no entry (a parent that never reaps keeps
+//! nothing: `tests/soundness.rs` `holds::*`), and nobody takes a live process's entry away.
+//!
+//! A heap too full for the token (a few hundred bytes) keeps the older protocol: the child
+//! sends each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its
+//! own, [`from_frame`]), at the same step, and the parent keeps the undo in its memory and
+//! collects the receipts from the socket until the reap (the kernel keeps what a dead child
+//! sent). A send may wait for the parent to read (a socket buffer holds some thousands of
+//! receipts; a parent waiting for its child reads its socket), inside the pinned step: a
+//! kill there is the residual above. There, a parent killed before its child took its
+//! argument still leaks the argument's handles (the undo died with it).
 //!
 //! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
-//! [`Key`] each. Only the child writes it (one thread, its argument's decoding: one write
-//! at most per handle of the message). A child that wrote every slot has taken every
-//! handle: it tells its parent so on its boot socket (`process::boot::DECODED`), then
-//! frees the block itself (a parent that dies without reaping it
-//! would leak it); else the parent reads the block once the child is dead, and frees it.
-//! A child killed between its note and the free leaks the block (a few words).
+//! [`Key`] each (and, in a token, the undo entries after them). Only the child writes the
+//! receipts (one thread, its argument's decoding: one write at most per handle of the
+//! message). The pool's chunks and initializer argument still use a bare block
+//! ([`Receipts`]) with the undo in the pool's memory (`pool::engine::ChunkUndo`).
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::ShmSafe;
+use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
+use super::holders::{self, LetGo};
+use super::holds::Listed;
+use super::object::{Shared, ShmObject, kind};
+use crate::sys;
 
 /// Which handle a receipt or an undo is about: `[object offset, generation, table]`, the
 /// table 0 for the object's own, `1 + side` for a side's.
@@ -45,6 +67,9 @@ pub(crate) type Key = [u64; 3];
 
 const HEAD: usize = 2;
 const SLOT: usize = 3;
+/// Words of an undo entry in a token's block ([`ArgsToken`]): the key, then the distance
+/// in the executable of the function that undoes it (`sys::function_offset`).
+const UNDO: usize = 4;
 
 /// Where a receive writes its receipt: the block's offset (or a socket, [`on_socket`]) and
 /// the handle's key.
@@ -113,8 +138,9 @@ fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     assert!(heap.contains(off, len * 8), "a receipts block outside the family heap");
     // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
     // (checked above); every block of receipts is allocated by `Receipts::new` with `len`
-    // words, and only freed by its parent once the one child that writes it is dead; the
-    // block is atomics only, valid for any bytes.
+    // words, and only freed by its parent once the one child that writes it is dead, or is
+    // a token's tail (`ArgsToken::new`), freed only with the token, which the child that
+    // writes it holds while it does; the block is atomics only, valid for any bytes.
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
@@ -159,23 +185,6 @@ impl Drop for Receipts {
     fn drop(&mut self) {
         Heap::get().free(self.off, self.len() * 8);
     }
-}
-
-/// Whether every slot of the block at `block` is written (the child, once its argument is
-/// decoded): it will never write it again, and its parent needs nothing of it.
-pub(crate) fn all_written(heap: &Heap, block: u64) -> bool {
-    if !heap.contains(block, HEAD * 8) {
-        return false;
-    }
-    let head = words(heap, block, HEAD);
-    head[1].load(Ordering::Relaxed) == head[0].load(Ordering::Relaxed)
-}
-
-/// Frees the block at `block`, every slot of which is written ([`all_written`]), once its
-/// parent was told it needs nothing of it (the child).
-pub(crate) fn free_written(heap: &Heap, block: u64) {
-    let slots = words(heap, block, HEAD)[0].load(Ordering::Relaxed) as usize;
-    heap.free(block, (HEAD + SLOT * slots) * 8);
 }
 
 /// Maps, in this process, the words [`write`] will store `receipt` into, before the receive
@@ -229,6 +238,209 @@ pub(crate) fn write(heap: &Heap, receipt: Receipt) {
         w[at + k].store(*word, Ordering::Relaxed);
     }
     head[1].store(written as u64 + 1, Ordering::Release);
+}
+
+/// A child's argument's token (HACKING "Pins"): an object of the family heap whose tail is
+/// the block of receipts followed by the argument's undo (per handle its key and the
+/// distance of its undo function in the executable), so that whichever process frees it
+/// runs the undo of the handles without a receipt ([`ShmObject::destroy`]), once.
+///
+/// It travels as one count in flight: the parent makes it, lists it as a *token* in its
+/// list of holds (`holds`, not in its registry: it keeps no entry), sends it and lets go
+/// of its own handle. The child takes the count first thing ([`take_token`]), before its
+/// argument is decoded, and keeps it until it ends: its death (killed or exited) is a
+/// holder's prune (its reaper's), which frees the token and runs the undo of what it did
+/// not take. The parent's side takes the count back
+/// ([`ArgsToken::give_back`]) at the child's reap, on a failed start, or, the parent dead,
+/// its reaper (`holds`): a count still in flight means the child never took it, the object
+/// is freed and every undo runs; the child's take then fails and it runs nothing. One
+/// compare-and-swap on the table's word decides which side owns it.
+#[derive(Debug)]
+pub(crate) struct ArgsState {
+    /// The offset of the block (this object's tail), 0 until its words are written: a
+    /// token freed before that (its maker killed) undoes nothing.
+    block: AtomicU64,
+    /// The pid of the child that took it (0: none yet): whose pending receives the undo
+    /// puts back in flight first, as `codec::give_back_from_dead` does.
+    child: AtomicU64,
+}
+
+// SAFETY: two atomics, valid for any bytes.
+unsafe impl ShmSafe for ArgsState {}
+
+impl ShmObject for ArgsState {
+    const KIND: u32 = kind::ARGS;
+
+    fn destroy(&self, heap: &Heap) {
+        let block = self.block.load(Ordering::Acquire);
+        if block == 0 || !heap.contains(block, HEAD * 8) {
+            return;
+        }
+        let slots = words(heap, block, HEAD)[0].load(Ordering::Relaxed) as usize;
+        let w = words(heap, block, HEAD + (SLOT + UNDO) * slots);
+        let written = (w[1].load(Ordering::Acquire) as usize).min(slots);
+        let mut receipted: Vec<Key> = (0..written)
+            .map(|i| {
+                let at = HEAD + SLOT * i;
+                [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed))
+            })
+            .collect();
+        let child = self.child.load(Ordering::Relaxed) as u32;
+        crate::codec::as_dead_receiver((child != 0).then_some(child), || {
+            for i in 0..slots {
+                let at = HEAD + SLOT * slots + UNDO * i;
+                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
+                if let Some(found) = receipted.iter().position(|k| *k == key) {
+                    receipted.swap_remove(found);
+                    continue;
+                }
+                let gone = w[at + 3].load(Ordering::Relaxed);
+                if gone == 0 {
+                    continue;
+                }
+                // SAFETY: `gone` was written by `ArgsToken::new` from `sys::function_offset`
+                // of a `fn(Key)` (an encoding's undo, `codec::on_abort`) in a process of this
+                // family, which runs this executable.
+                let undo = unsafe { sys::function_at::<fn(Key)>(gone) };
+                undo(key);
+                crash_point!("process.token.undone");
+            }
+        });
+    }
+}
+
+/// The parent's side of a child's argument token ([`ArgsState`]): what names it, and its
+/// slot in the parent's list of holds. Dropped, it takes the token back
+/// ([`ArgsToken::give_back`]); [`ArgsToken::leave`] leaves it to the child and to the
+/// parent's reaper.
+#[derive(Debug)]
+pub(crate) struct ArgsToken {
+    off: u64,
+    generation: u64,
+    seal: u64,
+    block: u64,
+    listed: Option<Listed>,
+    /// The process that made it: a copy in a fork child takes nothing back.
+    maker: u32,
+}
+
+/// The least tail of a token: the object then takes more than 512 bytes (see
+/// [`ArgsToken::new`]).
+const TAIL_MIN: usize = 320;
+
+fn token_let_go(off: u64, generation: u64) -> LetGo {
+    LetGo { object: off, generation, side: None, gone: |off, _| Shared::<ArgsState>::release_at(off) }
+}
+
+impl ArgsToken {
+    /// The token of the argument `encoded` (which holds handles), sent: the caller then
+    /// forgets the encoding's undo (`Encoded::sent`), which the token holds now. `None`
+    /// when the heap has no room for it or its listing, or an undo is not in the executable:
+    /// nothing was sent, and the encoding's undo is still the caller's.
+    pub(crate) fn new(encoded: &crate::codec::Encoded) -> Option<Self> {
+        let heap = Heap::get();
+        let undo: Vec<(Key, u64)> = encoded
+            .undo_entries()
+            .map(|(key, undo)| sys::function_offset(undo).map(|at| (key, at)))
+            .collect::<Option<_>>()?;
+        let slots = undo.len();
+        let len = HEAD + (SLOT + UNDO) * slots;
+        // Never a block of the report rooms' size class (512 bytes): a fork server says go
+        // into a room after its answer, when its requester may have freed the room already
+        // (notes/token31.md: a late go wrote 1 into a token's lock word, read as held by
+        // pid 1 for ever). Not this change's to fix; a token's tail is made longer instead.
+        let tail = (len * 8).max(TAIL_MIN);
+        let token = Shared::with_tail(ArgsState { block: AtomicU64::new(0), child: AtomicU64::new(0) }, tail).ok()?;
+        let block = token.tail_offset();
+        let w = words(heap, block, len);
+        w[0].store(slots as u64, Ordering::Relaxed);
+        for (i, (key, at)) in undo.iter().enumerate() {
+            let base = HEAD + SLOT * slots + UNDO * i;
+            for (k, word) in key.iter().enumerate() {
+                w[base + k].store(*word, Ordering::Relaxed);
+            }
+            w[base + 3].store(*at, Ordering::Relaxed);
+        }
+        let (off, generation, seal) = token.identity();
+        // Listed as a token before it is sent: a parent killed from here on is found by its
+        // reaper, which takes back a count still in flight (`holds`).
+        let Some(listed) = holders::list_token(heap, &token_let_go(off, generation)) else {
+            // Freed undoing nothing: the undo is still the caller's.
+            return None;
+        };
+        token.block.store(block, Ordering::Release);
+        crash_point!("process.token.listed");
+        token.send_away();
+        crash_point!("process.token.sent");
+        Some(Self { off, generation, seal, block, listed: Some(listed), maker: sys::me().pid })
+    }
+
+    /// The block of receipts the child writes into (its boot message's `receipts`).
+    pub(crate) fn block(&self) -> u64 {
+        self.block
+    }
+
+    /// What the child's boot message names the token by: offset, generation, seal.
+    pub(crate) fn wire(&self) -> [u64; 3] {
+        [self.off, self.generation, self.seal]
+    }
+
+    /// Takes the token back if the child never took it (the child is dead, or never
+    /// started): it is freed, and every undo runs; else the child's side owns it. Then its
+    /// slot in this process's list is cleared.
+    pub(crate) fn give_back(mut self) {
+        self.give_back_now();
+    }
+
+    fn give_back_now(&mut self) {
+        if self.maker != sys::me().pid {
+            return;
+        }
+        let heap = Heap::get();
+        Shared::<ArgsState>::unsend_at(heap, self.off, self.generation);
+        crash_point!("process.token.taken_back");
+        if let Some(listed) = self.listed.take() {
+            holders::unlist_token(heap, listed);
+        }
+    }
+
+    /// Leaves the token to the child (which may still take it) and to this process's
+    /// reaper, which takes it back if nobody did (a handle of the child dropped unjoined).
+    pub(crate) fn leave(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ArgsToken {
+    fn drop(&mut self) {
+        self.give_back_now();
+    }
+}
+
+/// The reap of a token slot of a dead parent (`holds`): takes the count back if it is
+/// still in flight, else forgets the dead holders if no live one is left. Returns whether
+/// the token must be freed by the caller (with the slot's `gone`).
+pub(super) fn reap_token(heap: &Heap, off: u64, generation: u64, owner: sys::ProcId) -> bool {
+    Shared::<ArgsState>::unsend_returning(heap, off, generation)
+        || super::object::let_go_of_dead(heap, off, generation, owner)
+}
+
+/// The child's token taken ([`take_token`]): kept until the process ends (its reaper's
+/// prune of its entry frees it and runs the undo of the handles not received, if any).
+#[derive(Debug)]
+pub(crate) struct TakenToken(#[allow(dead_code)] Shared<ArgsState>);
+
+/// Takes the token `wire` (offset, generation, seal: [`ArgsToken::wire`]) of this
+/// process's argument: its count in flight becomes this process's hold, and the token
+/// notes this process as the child. `None`: the parent's side took it back (it gave the
+/// start up, and ran every undo), or the bytes name no token: the argument must not be
+/// decoded.
+pub(crate) fn take_token(wire: [u64; 3]) -> Option<TakenToken> {
+    let [off, generation, seal] = wire;
+    let token = Shared::<ArgsState>::take_sent(Heap::get(), off, generation, seal)?;
+    crash_point!("process.token.taken");
+    token.child.store(u64::from(sys::me().pid), Ordering::Relaxed);
+    Some(TakenToken(token))
 }
 
 #[cfg(test)]
