@@ -398,7 +398,12 @@ pub(crate) struct Holders {
     overflow: AtomicU64,
     /// Nonzero once a handle exists that no entry counts: the object is never freed.
     leaked: AtomicU32,
-    _pad: u32,
+    /// Holders that died holding handles and whose entries were forgotten, whoever forgot
+    /// them (wrapping): every prune counts here, before it clears the entry, so that an
+    /// object whose waiters must learn of every death (a barrier) sees one forgotten by a
+    /// process that did not care (a drop, a reap). A process killed between the count and
+    /// the clear leaves the entry to be counted again: a death counted twice, never lost.
+    died: AtomicU32,
     entries: [Entry; INLINE],
 }
 
@@ -618,6 +623,9 @@ impl Holders {
             let found = e.is(dead);
             if found {
                 self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                if e.holds() {
+                    self.count_death();
+                }
                 e.clear();
             }
             found
@@ -1029,8 +1037,21 @@ impl Holders {
         !others && mine <= 1
     }
 
+    /// Under the lock: a holder's death is forgotten (its entry about to be cleared).
+    fn count_death(&self) {
+        self.died.store(self.died.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+    }
+
+    /// How many holders died holding handles and were forgotten so far, by anyone (wrapping;
+    /// see `died`). A caller that must answer every death compares it with the count it
+    /// answered last, after its own prune ([`Holders::forget_dead`]).
+    pub(crate) fn deaths(&self) -> u32 {
+        self.died.load(Ordering::Acquire)
+    }
+
     /// Forgets the entries of dead processes; returns how many of them held handles (a
     /// fork child's entry of pins alone is forgotten, not counted: it was nobody's party).
+    /// Each is counted in `died` before its entry is cleared.
     fn prune_dead(&self, heap: &Heap, me: ProcId) -> usize {
         let mut dead = 0;
         self.for_each(heap, |e| {
@@ -1038,7 +1059,11 @@ impl Holders {
                 // Handles it was receiving from a message it had not taken go back in
                 // flight: the message is delivered again.
                 self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
-                dead += usize::from(e.holds());
+                if e.holds() {
+                    dead += 1;
+                    self.count_death();
+                }
+                crash_point!("holders.prune.counted");
                 e.clear();
             }
             false
