@@ -529,6 +529,9 @@ impl Barrier {
         }
         if !state.alone.iter().any(|slot| slot.is(me, round)) {
             let Some(free) = state.alone.iter().find(|slot| !slot.holds(round)) else { return Ok(()) };
+            // Free first: a process killed part-way leaves a free slot, never one naming
+            // the slot's previous process with this one's start time.
+            free.pid.store(0, Ordering::Relaxed);
             free.generation.store(round.generation, Ordering::Relaxed);
             free.resets.store(round.resets, Ordering::Relaxed);
             free.start.store(me.start, Ordering::Relaxed);
