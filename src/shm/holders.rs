@@ -735,8 +735,14 @@ impl Holders {
             self.for_each(heap, |e| {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
                 if found {
+                    let held = e.holds();
                     self.flight.fetch_add(u64::from(e.pending.swap(0, Ordering::Relaxed)), Ordering::Relaxed);
                     if e.copies() == 0 {
+                        // A party killed before it could take its handle: a death all the
+                        // same (held, its entry keeps counting until a prune counts it).
+                        if held {
+                            self.count_death();
+                        }
                         e.clear();
                     }
                 }
@@ -1213,6 +1219,45 @@ mod tests {
         assert!(holders.leave(heap), "the creator's handle was the last");
         assert!(!holders.any_alive(heap), "a released table (a pipe's side) is gone for good");
         assert!(!holders.others_alive(heap));
+    }
+
+    /// Whoever forgets a dead holder's entry counts its death (a barrier must learn of it
+    /// whoever forgot it); a dead fork child's pins alone are nobody's death.
+    #[test]
+    fn every_forgetting_of_a_dead_holder_counts_its_death() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        let held = Counts { count: 1, pending: 0, fork_pins: 0 };
+        let mut deaths = 0;
+        let mut forgotten = |how: &str, forget: &dyn Fn()| {
+            holders.join_as(heap, dead, held, None).unwrap();
+            forget();
+            deaths += 1;
+            assert_eq!(holders.deaths(), deaths, "a death forgotten by {how} was not counted");
+            assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "{how} left the dead entry");
+        };
+        forgotten("a waiter's check", &|| assert_eq!(holders.forget_dead(heap), 1));
+        forgotten("sole_holder", &|| assert!(holders.sole_holder(heap)));
+        forgotten("forget_in_flight", &|| assert_eq!(holders.forget_in_flight(heap), 0));
+        forgotten("any_alive", &|| assert!(holders.any_alive(heap)));
+        forgotten("a reap", &|| assert!(!holders.let_go_of_dead(heap, dead, 7, false)));
+        // A dead receiver's pending receive, given back by the undo of its message.
+        holders.send();
+        holders.flight.fetch_sub(1, Ordering::Relaxed);
+        holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
+        assert!(!holders.unsend(heap, 7, Some(dead.pid)));
+        assert_eq!(holders.deaths(), deaths + 1, "a death forgotten by an undo was not counted");
+        assert!(!holders.unsend(heap, 7, None));
+        // A dead fork child's pins: forgotten, not counted.
+        holders.join_as(heap, dead, Counts { count: 0, pending: 0, fork_pins: 2 }, None).unwrap();
+        assert_eq!(holders.forget_dead(heap), 0);
+        assert_eq!(holders.deaths(), deaths + 1, "pins alone are nobody's death");
+        // The last drop of this process's handle forgets the dead beside it.
+        holders.join_as(heap, dead, held, None).unwrap();
+        assert!(holders.leave(heap), "nothing else held it");
+        assert_eq!(holders.deaths(), deaths + 2, "a death forgotten by a drop was not counted");
     }
 
     #[test]
