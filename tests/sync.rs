@@ -1160,6 +1160,83 @@ fn a_round_whose_last_party_was_killed_ending_it_completes_when_nobody_saw_the_d
     assert_eq!(waiter.join().unwrap(), Ok(0), "the round whose last party was killed ending it never completed");
 }
 
+/// In a child: holds the barrier (it says so on `holding`) and never arrives.
+fn hold_and_never_arrive(args: (Barrier, Event)) {
+    args.1.set();
+    sleep_forever();
+}
+
+/// A party killed before it arrived, whose death another holder's drop forgot first: the
+/// parties that arrived learn of deaths only through their own checks (which pruned the dead
+/// holders and counted them), and a prune by a process that does not care (a drop of its
+/// last handle, the reap of the dead party) told nobody. The round looked like one waiting
+/// for a live third party, and the two parties that arrived waited for ever (untimed; not
+/// abandoned, since this process holds a handle and is no party). Every prune now counts the
+/// death in the holder table, and a waiting party compares that count with the deaths the
+/// barrier has answered.
+#[test]
+fn a_party_killed_before_arriving_whose_death_another_holder_forgot_still_breaks_the_round() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        round_with_a_forgotten_death(method, |barrier| {
+            // A fourth holder lets go of its last handle: its drop forgets the dead party.
+            Process::new(leave_without_waiting, barrier.clone()).start_method(method).start().unwrap().join().unwrap();
+        });
+    }
+}
+
+/// As above, the process forgetting the dead party killed between counting its death and
+/// clearing its entry (in the holder table's lock): the entry is still there, the next prune
+/// counts the death again, and the round breaks.
+#[test]
+fn a_holder_killed_forgetting_a_dead_party_loses_its_death_not() {
+    let _w = watchdog(LIMIT);
+    round_with_a_forgotten_death(StartMethod::ForkServer, |barrier| {
+        let args = (barrier.clone(), "holders.prune.counted".to_string());
+        let fourth = Process::new(leave_dying_at, args).start().unwrap();
+        assert_eq!(fourth.wait(), -libc::SIGABRT, "the fourth holder did not die forgetting the dead party");
+    });
+}
+
+/// In a child: drops its handle, dying at the crash point named.
+fn leave_dying_at(args: (Barrier, String)) {
+    multiproc::__private::crash_at(&args.1);
+    drop(args.0);
+}
+
+/// Two parties of three wait (stopped, so that their own checks see no death), a third
+/// holding the barrier is killed before it arrives, `forget` has another process forget
+/// its death; the two parties, continued, must learn that a party died.
+fn round_with_a_forgotten_death(method: StartMethod, forget: impl FnOnce(&Barrier)) {
+    let barrier = Barrier::new(3).unwrap();
+    let waiters: Vec<_> =
+        (0..2).map(|_| Process::new(meet_or_break, barrier.clone()).start_method(method).start().unwrap()).collect();
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 2), "{method:?}");
+    for waiter in &waiters {
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(waiter.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
+        assert!(common::eventually(LIMIT, || common::pid_stopped(waiter.pid())));
+    }
+    let holding = Event::new().unwrap();
+    let third =
+        Process::new(hold_and_never_arrive, (barrier.clone(), holding.clone())).start_method(method).start().unwrap();
+    assert_eq!(holding.wait(), Ok(()));
+    kill_9(third);
+    forget(&barrier);
+    for waiter in &waiters {
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(waiter.pid() as libc::pid_t, libc::SIGCONT) }, 0);
+    }
+    for waiter in waiters {
+        assert_eq!(
+            waiter.join().unwrap(),
+            Err(BarrierBreak::PartyDied),
+            "{method:?}: a party that arrived was not told that the third one died"
+        );
+    }
+    assert!(barrier.is_broken());
+}
+
 /// A party killed as it records itself waiting alone (its round and start time written,
 /// not yet its pid): the round breaks for the others (a party died), and after a reset a
 /// round whose holders all wait alone is still found abandoned, with no stale record in

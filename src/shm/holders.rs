@@ -410,7 +410,12 @@ pub(crate) struct Holders {
     overflow: AtomicU64,
     /// Nonzero once a handle exists that no entry counts: the object is never freed.
     leaked: AtomicU32,
-    _pad: u32,
+    /// Holders that died holding handles and whose entries were forgotten, whoever forgot
+    /// them (wrapping): every prune counts here, before it clears the entry, so that an
+    /// object whose waiters must learn of every death (a barrier) sees one forgotten by a
+    /// process that did not care (a drop, a reap). A process killed between the count and
+    /// the clear leaves the entry to be counted again: a death counted twice, never lost.
+    died: AtomicU32,
     entries: [Entry; INLINE],
 }
 
@@ -630,6 +635,9 @@ impl Holders {
             let found = e.is(dead);
             if found {
                 self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                if e.holds() {
+                    self.count_death();
+                }
                 e.clear();
             }
             found
@@ -739,8 +747,14 @@ impl Holders {
             self.for_each(heap, |e| {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
                 if found {
+                    let held = e.holds();
                     self.flight.fetch_add(u64::from(e.pending.swap(0, Ordering::Relaxed)), Ordering::Relaxed);
                     if e.copies() == 0 {
+                        // A party killed before it could take its handle: a death all the
+                        // same (held, its entry keeps counting until a prune counts it).
+                        if held {
+                            self.count_death();
+                        }
                         e.clear();
                     }
                 }
@@ -1041,8 +1055,21 @@ impl Holders {
         !others && mine <= 1
     }
 
+    /// Under the lock: a holder's death is forgotten (its entry about to be cleared).
+    fn count_death(&self) {
+        self.died.store(self.died.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+    }
+
+    /// How many holders died holding handles and were forgotten so far, by anyone (wrapping;
+    /// see `died`). A caller that must answer every death compares it with the count it
+    /// answered last, after its own prune ([`Holders::forget_dead`]).
+    pub(crate) fn deaths(&self) -> u32 {
+        self.died.load(Ordering::Acquire)
+    }
+
     /// Forgets the entries of dead processes; returns how many of them held handles (a
     /// fork child's entry of pins alone is forgotten, not counted: it was nobody's party).
+    /// Each is counted in `died` before its entry is cleared.
     fn prune_dead(&self, heap: &Heap, me: ProcId) -> usize {
         let mut dead = 0;
         self.for_each(heap, |e| {
@@ -1050,7 +1077,11 @@ impl Holders {
                 // Handles it was receiving from a message it had not taken go back in
                 // flight: the message is delivered again.
                 self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
-                dead += usize::from(e.holds());
+                if e.holds() {
+                    dead += 1;
+                    self.count_death();
+                }
+                crash_point!("holders.prune.counted");
                 e.clear();
             }
             false
@@ -1200,6 +1231,45 @@ mod tests {
         assert!(holders.leave(heap), "the creator's handle was the last");
         assert!(!holders.any_alive(heap), "a released table (a pipe's side) is gone for good");
         assert!(!holders.others_alive(heap));
+    }
+
+    /// Whoever forgets a dead holder's entry counts its death (a barrier must learn of it
+    /// whoever forgot it); a dead fork child's pins alone are nobody's death.
+    #[test]
+    fn every_forgetting_of_a_dead_holder_counts_its_death() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        let held = Counts { count: 1, pending: 0, fork_pins: 0 };
+        let mut deaths = 0;
+        let mut forgotten = |how: &str, forget: &dyn Fn()| {
+            holders.join_as(heap, dead, held, None).unwrap();
+            forget();
+            deaths += 1;
+            assert_eq!(holders.deaths(), deaths, "a death forgotten by {how} was not counted");
+            assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "{how} left the dead entry");
+        };
+        forgotten("a waiter's check", &|| assert_eq!(holders.forget_dead(heap), 1));
+        forgotten("sole_holder", &|| assert!(holders.sole_holder(heap)));
+        forgotten("forget_in_flight", &|| assert_eq!(holders.forget_in_flight(heap), 0));
+        forgotten("any_alive", &|| assert!(holders.any_alive(heap)));
+        forgotten("a reap", &|| assert!(!holders.let_go_of_dead(heap, dead, 7, false)));
+        // A dead receiver's pending receive, given back by the undo of its message.
+        holders.send();
+        holders.flight.fetch_sub(1, Ordering::Relaxed);
+        holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
+        assert!(!holders.unsend(heap, 7, Some(dead.pid)));
+        assert_eq!(holders.deaths(), deaths + 1, "a death forgotten by an undo was not counted");
+        assert!(!holders.unsend(heap, 7, None));
+        // A dead fork child's pins: forgotten, not counted.
+        holders.join_as(heap, dead, Counts { count: 0, pending: 0, fork_pins: 2 }, None).unwrap();
+        assert_eq!(holders.forget_dead(heap), 0);
+        assert_eq!(holders.deaths(), deaths + 1, "pins alone are nobody's death");
+        // The last drop of this process's handle forgets the dead beside it.
+        holders.join_as(heap, dead, held, None).unwrap();
+        assert!(holders.leave(heap), "nothing else held it");
+        assert_eq!(holders.deaths(), deaths + 2, "a death forgotten by a drop was not counted");
     }
 
     #[test]

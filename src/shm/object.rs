@@ -262,6 +262,13 @@ impl<T: ShmObject> Shared<T> {
         self.header().holders.forget_dead(Heap::get())
     }
 
+    /// How many holders died holding handles and were forgotten so far, by whichever
+    /// process forgot them (a drop, a reap, a waiter's check): wrapping, to compare with
+    /// the count a caller answered last. No `/proc` read.
+    pub(crate) fn holder_deaths(&self) -> u32 {
+        self.header().holders.deaths()
+    }
+
     /// Forgets the handles of this object counted in messages, after forgetting its dead
     /// holders; returns how many. Only for a caller that knows every message that held one
     /// is gone (its channels drained, their receivers dead): a receiver killed after its

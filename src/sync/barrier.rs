@@ -43,6 +43,9 @@ pub(crate) struct BarrierState {
     /// The `generation` the last party of a round, ending it, moves to (see
     /// [`BarrierState::lock`]).
     trip: ChangeRecord<1>,
+    /// The holders' death count (`Shared::holder_deaths`) up to which deaths were answered
+    /// by a break (see [`Barrier::check_parties`]).
+    deaths_answered: AtomicU32,
 }
 
 impl BarrierState {
@@ -422,6 +425,7 @@ impl Barrier {
             alone: [const { AloneParty::new() }; ALONE_SLOTS],
             reset: ChangeRecord::new(),
             trip: ChangeRecord::new(),
+            deaths_answered: AtomicU32::new(0),
         };
         Ok(Self { shared: Shared::new(state)?, timeout, action })
     }
@@ -486,8 +490,18 @@ impl Barrier {
     }
 
     /// The periodic check of a waiting party: a holder that died breaks the barrier.
+    ///
+    /// Whoever forgot the dead holder: this check's own prune, or one by a process that
+    /// did not care (another holder's drop of its last handle, the reap of the dead party),
+    /// which counts the death in the holder table too. A death counted and not yet answered
+    /// by a break (`deaths_answered`, moved on by [`Barrier::give_up`]) breaks the round.
     fn check_parties(&self) -> Result<(), BarrierBreak> {
-        if self.shared.forget_dead_holders() > 0 { Err(BarrierBreak::PartyDied) } else { Ok(()) }
+        self.shared.forget_dead_holders();
+        if self.shared.holder_deaths() != self.shared.deaths_answered.load(Ordering::Acquire) {
+            Err(BarrierBreak::PartyDied)
+        } else {
+            Ok(())
+        }
     }
 
     /// The periodic check of a party blocked in `round` without a deadline:
@@ -515,6 +529,9 @@ impl Barrier {
         }
         if !state.alone.iter().any(|slot| slot.is(me, round)) {
             let Some(free) = state.alone.iter().find(|slot| !slot.holds(round)) else { return Ok(()) };
+            // Free first: a process killed part-way leaves a free slot, never one naming
+            // the slot's previous process with this one's start time.
+            free.pid.store(0, Ordering::Relaxed);
             free.generation.store(round.generation, Ordering::Relaxed);
             free.resets.store(round.resets, Ordering::Relaxed);
             free.start.store(me.start, Ordering::Relaxed);
@@ -529,14 +546,25 @@ impl Barrier {
 
     /// A party stops waiting for `round` (`cause`) before it ended: the barrier breaks,
     /// unless the round ended meanwhile. Returns whether the round completed.
+    ///
+    /// A party giving up for a death answers the deaths counted so far (whether it broke
+    /// the round, or found it ended: a death after every party arrived broke nothing),
+    /// after the break: a process killed in between leaves the death to break the next
+    /// round again (after a reset), never a death unanswered.
     fn give_up(&self, round: Round, cause: BarrierBreak) -> bool {
         let state = &*self.shared;
         let _g = state.lock();
-        match self.round_outcome(round) {
+        let outcome = self.round_outcome(round);
+        if outcome.is_none() {
+            self.break_locked(cause);
+        }
+        if cause == BarrierBreak::PartyDied {
+            state.deaths_answered.store(self.shared.holder_deaths(), Ordering::Release);
+        }
+        drop(_g);
+        match outcome {
             Some(completed) => completed,
             None => {
-                self.break_locked(cause);
-                drop(_g);
                 state.changed.notify_all();
                 false
             }
