@@ -1856,6 +1856,32 @@ fn a_deserialize_that_puts_into_its_own_full_queue_fails_its_get_instead_of_wait
     leaks.assert_no_leak();
 }
 
+/// A `Deserialize` that puts into its own full bounded queue with a timeout, or with
+/// `try_put`, gets its `Timeout` or `Full` at once (no room can come while its take holds
+/// the consumers: an hour's wait would trip the watchdog), and the get goes on.
+#[test]
+fn a_deserialize_whose_put_into_its_own_full_queue_has_a_timeout_times_out_at_once() {
+    let leaks = leak_check(LIMIT);
+    let q = Queue::<Reentrant>::with_maxsize(2).unwrap();
+    let inner = q.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    AGAIN.with(|a| {
+        *a.borrow_mut() = Some(Box::new(move || {
+            let timed = inner.put_timeout(Reentrant(3), Duration::from_secs(3600));
+            tx.send((matches!(timed, Err(PutTimeoutError::Timeout(_))), inner.try_put(Reentrant(4)))).unwrap();
+        }))
+    });
+    q.put(Reentrant(13)).unwrap();
+    q.put(Reentrant(1)).unwrap();
+    assert_eq!(q.get(), Ok(Reentrant(13)));
+    AGAIN.with(|a| a.borrow_mut().take());
+    assert!(matches!(rx.try_recv(), Ok((true, Err(TryPutError::Full(Reentrant(4)))))));
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(1)));
+    assert!(q.is_empty());
+    drop(q);
+    leaks.assert_no_leak();
+}
+
 /// A value whose `Drop` calls `AGAIN` when it holds 13 and was decoded (armed).
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct DropsAgain(u32, #[serde(skip, default = "armed")] bool);
