@@ -238,6 +238,9 @@ thread_local! {
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
+    /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
+    /// first: empty unless takes nest (a `Deserialize` that takes from a channel).
+    static OUTER_TAKES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What a message's encoding and decoding need on every message, in one place: a message
@@ -251,8 +254,11 @@ struct State {
     encoding_len: Cell<usize>,
     /// Open decodings (handles may deserialize).
     decoding: Cell<u32>,
-    /// Open [`TakeScope`]s: the channel commits the message after decoding it.
-    taking: Cell<u32>,
+    /// The innermost open [`TakeScope`] (the channel commits the message after decoding
+    /// it): the object it takes from ([`TakeScope::of`]), [`NO_OBJECT`] for a take of none
+    /// ([`TakeScope::enter`]), 0 when no take is open. Replaced at each take as a count
+    /// would be incremented: naming the object costs the hot path nothing.
+    taking: Cell<usize>,
     /// Whether `TAKEN` may hold something: set by the handle deserializer ([`on_taken`]),
     /// so that a message without handles has nothing to settle.
     taken_any: Cell<bool>,
@@ -336,26 +342,78 @@ pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
     STATE.with(|s| s.taken_any.set(true));
 }
 
+/// What [`State::taking`] names for a take of no object (a child's argument, a pool's
+/// item): no object's address (those are aligned).
+const NO_OBJECT: usize = 1;
+
 /// Held by a channel around the decoding of a message and the store that takes it: the
 /// handles decoded stay pending until the scope ends (see [`on_taken`]).
-pub(crate) struct TakeScope(());
+///
+/// A take from a shared object ([`TakeScope::of`], a ring's) names it, so that a take or
+/// put from inside it (a `Deserialize` or a `Drop`, user code run under the object's
+/// consumers' lock) can tell, once it finds that lock held or the object full, that it
+/// would wait for itself ([`TakeScope::nested_in_take_of`], [`in_take_of`]).
+pub(crate) struct TakeScope {
+    /// [`State::taking`] before this scope: the take it is nested in, 0 when none.
+    outer: usize,
+}
 
 impl TakeScope {
+    /// A take of no channel object.
     #[inline]
     pub(crate) fn enter() -> Self {
-        STATE.with(|s| s.taking.set(s.taking.get() + 1));
-        TakeScope(())
+        Self::of(NO_OBJECT)
+    }
+
+    /// The take of a message of `object` (its address in this process, never 0 or 1).
+    #[inline]
+    pub(crate) fn of(object: usize) -> Self {
+        let outer = STATE.with(|s| s.taking.replace(object));
+        if outer != 0 {
+            Self::nest(outer);
+        }
+        TakeScope { outer }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn nest(outer: usize) {
+        OUTER_TAKES.with(|o| o.borrow_mut().push(outer));
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unnest() {
+        OUTER_TAKES.with(|o| o.borrow_mut().pop());
+    }
+
+    /// Whether this take is nested in a take of `object` on this thread: a take from an
+    /// object inside the take of its own message (which holds the object's consumers'
+    /// lock until the user code inside returns). A look for a slow path only.
+    #[cold]
+    pub(crate) fn nested_in_take_of(&self, object: usize) -> bool {
+        self.outer != 0 && OUTER_TAKES.with(|o| o.borrow().contains(&object))
     }
 }
 
 impl Drop for TakeScope {
     #[inline]
     fn drop(&mut self) {
+        if self.outer != 0 {
+            Self::unnest();
+        }
         STATE.with(|s| {
-            s.taking.set(s.taking.get() - 1);
+            s.taking.set(self.outer);
             s.settle_if_done();
         });
     }
+}
+
+/// Whether this thread is inside a take of `object` ([`TakeScope::of`]), the innermost or
+/// one it is nested in. A look for a slow path only (a put finding `object` full).
+#[cold]
+pub(crate) fn in_take_of(object: usize) -> bool {
+    STATE.with(|s| s.taking.get()) == object || OUTER_TAKES.with(|o| o.borrow().contains(&object))
 }
 
 /// Registers what undoes the in-flight count of a handle just encoded, should the message

@@ -1793,6 +1793,44 @@ fn a_deserialize_that_receives_from_its_own_pipe_fails_its_recv_instead_of_waiti
     leaks.assert_no_leak();
 }
 
+/// A `Deserialize` that gets from a second queue, whose message's `Deserialize` gets from
+/// the first: that innermost get waits for the take two levels out, and is refused as well
+/// (every take it is nested in is looked at, not only the innermost). The second queue's
+/// get fails with the refusal, and the first queue's get, which went on, has its message.
+#[test]
+fn a_get_nested_two_takes_inside_its_own_queues_take_is_refused_too() {
+    let leaks = leak_check(LIMIT);
+    let (first, second) = (Queue::<Reentrant>::new().unwrap(), Queue::<Reentrant>::new().unwrap());
+    let (inner_first, inner_second) = (first.clone(), second.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let depth = std::cell::Cell::new(0);
+    AGAIN.with(|a| {
+        *a.borrow_mut() = Some(Box::new(move || {
+            depth.set(depth.get() + 1);
+            if depth.get() == 1 {
+                // Decoding the first queue's message: take the second's.
+                tx.send(inner_second.get()).unwrap();
+            } else {
+                // Decoding the second queue's message, inside the first's take.
+                drop(inner_first.get());
+            }
+        }))
+    });
+    first.put(Reentrant(13)).unwrap();
+    first.put(Reentrant(1)).unwrap();
+    second.put(Reentrant(13)).unwrap();
+    assert_eq!(first.get(), Ok(Reentrant(13)));
+    match rx.try_recv() {
+        Ok(Err(GetError::Decode(e))) => assert!(e.to_string().contains("inside the take of its own"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    AGAIN.with(|a| a.borrow_mut().take());
+    assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(Reentrant(1)));
+    assert!(second.is_empty());
+    drop((first, second));
+    leaks.assert_no_leak();
+}
+
 /// A `Deserialize` that puts into its own full bounded queue would wait for room that only
 /// a take can make, and every take waits for the consumers' lock its own take holds: that
 /// put refuses too, and the outer get fails typed. A put that finds room just works.
@@ -1814,6 +1852,32 @@ fn a_deserialize_that_puts_into_its_own_full_queue_fails_its_get_instead_of_wait
     assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(13)));
     AGAIN.with(|a| a.borrow_mut().take());
     assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(3)));
+    drop(q);
+    leaks.assert_no_leak();
+}
+
+/// A `Deserialize` that puts into its own full bounded queue with a timeout, or with
+/// `try_put`, gets its `Timeout` or `Full` at once (no room can come while its take holds
+/// the consumers: an hour's wait would trip the watchdog), and the get goes on.
+#[test]
+fn a_deserialize_whose_put_into_its_own_full_queue_has_a_timeout_times_out_at_once() {
+    let leaks = leak_check(LIMIT);
+    let q = Queue::<Reentrant>::with_maxsize(2).unwrap();
+    let inner = q.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    AGAIN.with(|a| {
+        *a.borrow_mut() = Some(Box::new(move || {
+            let timed = inner.put_timeout(Reentrant(3), Duration::from_secs(3600));
+            tx.send((matches!(timed, Err(PutTimeoutError::Timeout(_))), inner.try_put(Reentrant(4)))).unwrap();
+        }))
+    });
+    q.put(Reentrant(13)).unwrap();
+    q.put(Reentrant(1)).unwrap();
+    assert_eq!(q.get(), Ok(Reentrant(13)));
+    AGAIN.with(|a| a.borrow_mut().take());
+    assert!(matches!(rx.try_recv(), Ok((true, Err(TryPutError::Full(Reentrant(4)))))));
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(Reentrant(1)));
+    assert!(q.is_empty());
     drop(q);
     leaks.assert_no_leak();
 }

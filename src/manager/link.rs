@@ -36,7 +36,7 @@ use super::remote::{RemoteConn, RemoteRef};
 use super::state::{Control, ManagerState, ReplyState, TokenState, decode_own_taken};
 use crate::codec;
 use crate::queue::settle_decoded;
-use crate::shm::{Deadline, Limits, Refused, Ring, Shared, Watch};
+use crate::shm::{Deadline, IN_OWN_TAKE, Limits, Refused, Ring, Shared, Watch};
 use crate::sys;
 
 /// A family token handle, as it comes in a local reply.
@@ -692,6 +692,7 @@ fn refused(refused: Refused<ManagerError>) -> ManagerError {
         Refused::TooLarge { capacity } => ManagerError::Protocol(format!("a message above {capacity} bytes")),
         Refused::TimedOut => ManagerError::Protocol("an endless wait timed out".into()),
         Refused::ShutDown => ManagerError::Protocol("a manager's ring is never shut down".into()),
+        Refused::InOwnTake => ManagerError::Codec(codec::CodecError::decode(IN_OWN_TAKE)),
     }
 }
 

@@ -17,8 +17,8 @@ use crate::error::Error;
 use crate::process::panics;
 use crate::shm::crash::crash_point;
 use crate::shm::{
-    Deadline, Heap, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT, Shared, ShmObject,
-    TAG_MASK, Watch, kind,
+    Deadline, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT, Shared,
+    ShmObject, TAG_MASK, Watch, kind,
 };
 use crate::sys;
 
@@ -47,107 +47,32 @@ pub(crate) fn message_tag<T>() -> u32 {
     if folded == RAW { 1 } else { folded }
 }
 
-fn refused<E>(r: Refused<E>, gone: impl FnOnce(E) -> Failure) -> Failure {
+/// What a ring's refusal of a take (or of a put, through [`put_refused`]) fails with;
+/// `gone` tells why the other side is gone.
+pub(crate) fn refused<E>(r: Refused<E>, gone: impl FnOnce(E) -> Failure) -> Failure {
     match r {
         Refused::TimedOut => Failure::Wait,
         Refused::TooLarge { capacity } => Failure::TooLarge(TooLarge { size: 0, capacity: capacity as usize }),
         Refused::HeapFull(e) => Failure::HeapFull(e),
         Refused::Gone(e) => gone(e),
         Refused::ShutDown => Failure::ShutDown,
+        Refused::InOwnTake => Failure::Decode(CodecError::decode(IN_OWN_TAKE)),
     }
 }
 
-thread_local! {
-    /// The ring whose message this thread is decoding inside its take (user code runs
-    /// there, a `Deserialize` or a `Drop`, under the consumers' lock), 0 when none; see
-    /// [`InTake`].
-    static IN_TAKE: Cell<usize> = const { Cell::new(0) };
-    /// The rings of the takes the innermost one is nested in (a `Deserialize` that takes
-    /// from another channel): empty unless they nest.
-    static IN_TAKE_OUTER: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Held while user code runs inside a take from a ring (the decoding of its message, the
-/// drop of what a decoding left): that thread holds the ring's consumers' lock, which is
-/// owned by the process, so a take from the same ring by the same thread (a `Deserialize`
-/// or `Drop` that gets from the queue, or receives from the pipe end, being taken from)
-/// would wait for it for ever, and so would a put waiting for room that only a take can
-/// make. [`refuse_in_take`] and [`send_value`] look here first.
-pub(crate) struct InTake {
-    outer: usize,
-}
-
-impl InTake {
-    #[inline]
-    pub(crate) fn enter(ring: &Ring) -> Self {
-        let outer = IN_TAKE.with(|t| t.replace(ring as *const Ring as usize));
-        if outer != 0 {
-            IN_TAKE_OUTER.with(|o| o.borrow_mut().push(outer));
-        }
-        Self { outer }
-    }
-}
-
-impl Drop for InTake {
-    #[inline]
-    fn drop(&mut self) {
-        if self.outer != 0 {
-            IN_TAKE_OUTER.with(|o| o.borrow_mut().pop());
-        }
-        IN_TAKE.with(|t| t.set(self.outer));
-    }
-}
-
-/// Whether this thread runs user code inside a take from `ring` (see [`InTake`]): one
-/// thread-local load when it runs none.
-#[inline]
-fn in_take_of(ring: &Ring) -> bool {
-    let inner = IN_TAKE.with(Cell::get);
-    inner != 0 && in_take_of_slow(inner, ring as *const Ring as usize)
-}
-
-#[cold]
-#[inline(never)]
-fn in_take_of_slow(inner: usize, ring: usize) -> bool {
-    inner == ring || IN_TAKE_OUTER.with(|o| o.borrow().contains(&ring))
-}
-
-/// What a take or put from inside the take of its own ring's message says.
-const IN_OWN_TAKE: &str = "multiproc: a get, recv or put on a queue or pipe inside the take of its own \
-     message (by its Deserialize or a Drop) would wait for itself for ever";
-
-/// A take from `ring` by user code inside a take from it (see [`InTake`]) can never be
-/// served: it panics, as a `RefCell` borrowed twice does, and the outer take's decoding
-/// turns the panic into its decode error (the message is taken, the channel goes on).
-/// During a panic (a `Drop` run by the unwinding) a second panic would abort the process:
-/// the take fails with a decode error instead.
-#[inline]
-pub(crate) fn refuse_in_take(ring: &Ring) -> Result<(), Failure> {
-    if in_take_of(ring) { Err(refused_in_take(false)) } else { Ok(()) }
-}
-
-/// The refusal of [`refuse_in_take`] (`put`: of a put without a deadline that found no room).
-#[cold]
-#[inline(never)]
-fn refused_in_take(put: bool) -> Failure {
-    if !std::thread::panicking() {
-        panic!("{IN_OWN_TAKE}");
-    }
-    if put {
-        Failure::Encode(CodecError::encode(IN_OWN_TAKE))
-    } else {
-        Failure::Decode(CodecError::decode(IN_OWN_TAKE))
+/// [`refused`] for a put of `size` bytes: too large says its size, and a put refused
+/// inside its ring's own take fails to encode rather than to decode.
+fn put_refused<E>(size: usize) -> impl FnOnce(Refused<E>) -> Failure {
+    move |r| match r {
+        Refused::TooLarge { capacity } => Failure::TooLarge(TooLarge { size, capacity: capacity as usize }),
+        Refused::InOwnTake => Failure::Encode(CodecError::encode(IN_OWN_TAKE)),
+        other => refused(other, |_| Failure::Gone),
     }
 }
 
 /// Puts `value` on `ring`: a [`codec::plain`] value encoded on the stack, other small
 /// encodings through the thread's scratch buffer, large ones sized first and written once,
 /// straight into a heap block.
-///
-/// Inside a take from the same ring (see [`InTake`]) the put does not wait: it goes in if
-/// there is room, a deadline gets its timeout at once (nothing can make room before it),
-/// and a put without one is refused as a take is ([`refuse_in_take`]).
-#[inline]
 pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
     ring: &Ring,
     value: &T,
@@ -155,69 +80,31 @@ pub(crate) fn send_value<T: Serialize + DeserializeOwned, W: Watch>(
     deadline: Deadline,
     watch: &W,
 ) -> Result<(), Failure> {
-    if in_take_of(ring) {
-        return send_in_own_take(ring, value, tag, deadline, watch);
-    }
-    send_value_now(ring, value, tag, deadline, watch)
-}
-
-#[cold]
-#[inline(never)]
-fn send_in_own_take<T: Serialize + DeserializeOwned, W: Watch>(
-    ring: &Ring,
-    value: &T,
-    tag: u32,
-    deadline: Deadline,
-    watch: &W,
-) -> Result<(), Failure> {
-    match send_value_now(ring, value, tag, Deadline::now(), watch) {
-        Err(Failure::Wait) if deadline.remaining().is_none() => Err(refused_in_take(true)),
-        other => other,
-    }
-}
-
-/// [`send_value`] with no look at [`InTake`].
-#[inline]
-fn send_value_now<T: Serialize + DeserializeOwned, W: Watch>(
-    ring: &Ring,
-    value: &T,
-    tag: u32,
-    deadline: Deadline,
-    watch: &W,
-) -> Result<(), Failure> {
-    let too_large = |size: usize| {
-        move |f: Failure| match f {
-            Failure::TooLarge(e) => Failure::TooLarge(TooLarge { size, ..e }),
-            other => other,
-        }
-    };
     if codec::plain::<T>() {
         // A number, `bool`, `char` or `()`: a few bytes, no handle, nothing for the codec's
         // thread state to do. Written on the stack as `codec::encode` writes it.
         const { assert!(codec::PLAIN_MAX <= SMALL_PUT) };
         let mut message = [0; SMALL_PUT];
         if let Some(len) = codec::encode_plain(value, &mut message) {
-            return ring
-                .put_small(&message, len, tag, deadline, watch)
-                .map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)));
+            return ring.put_small(&message, len, tag, deadline, watch).map_err(put_refused(len));
         }
     }
     let sent = codec::with_small_encoding(value, INLINE_MAX, Failure::Encode, |bytes, has_handles| {
         if has_handles {
             ring.mark_handles();
         }
-        ring.put_bytes(bytes, tag, deadline, watch).map_err(|r| too_large(bytes.len())(refused(r, |_| Failure::Gone)))
+        ring.put_bytes(bytes, tag, deadline, watch).map_err(put_refused(bytes.len()))
     })?;
     if sent {
         return Ok(());
     }
     let len = codec::encoded_len(value).map_err(Failure::Encode)?;
-    let mut large = ring.large::<W::Gone>(len).map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)))?;
+    let mut large = ring.large::<W::Gone>(len).map_err(put_refused(len))?;
     let encoded = codec::encode_to_slice(value, large.bytes_mut()).map_err(Failure::Encode)?;
     if encoded.has_handles() {
         ring.mark_handles();
     }
-    ring.put_large(large, tag, deadline, watch).map_err(|r| too_large(len)(refused(r, |_| Failure::Gone)))?;
+    ring.put_large(large, tag, deadline, watch).map_err(put_refused(len))?;
     encoded.sent();
     Ok(())
 }
@@ -244,7 +131,6 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
     taking: impl FnMut(),
     decoded: impl FnMut(bool),
 ) -> Result<T, Failure> {
-    refuse_in_take(ring)?;
     // The read closure captures one reference: the ring moves it out of an `Option` at each
     // take, and a closure of several captures (written field by field here) was moved with
     // wider loads than the stores that wrote it, which the processor cannot forward.
@@ -267,10 +153,7 @@ fn recv_value_then<T: DeserializeOwned, W: Watch>(
                 }
                 // Read with the message (see `Connection::take_raw`): a get that waited
                 // may take the ring's first message with handles.
-                let value = {
-                    let _user = InTake::enter(ring);
-                    decode_taken::<T>(bytes, ring.ever_had_handles())
-                };
+                let value = decode_taken::<T>(bytes, ring.ever_had_handles());
                 decoded(value.is_ok());
                 value
             } else {
@@ -983,10 +866,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                     s.drained_at.store(past, Ordering::Release);
                 }
                 crash_point!("queue.shutdown.drain_counted");
-                (decode && got == self.tag).then(|| {
-                    let _user = InTake::enter(&s.ring);
-                    decode_taken::<T>(bytes, true)
-                })
+                (decode && got == self.tag).then(|| decode_taken::<T>(bytes, true))
             });
             match taken {
                 Ok(value) => drop(value.map(settle_decoded)),

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::channel::{
-    InTake, RAW, Undecoded, decode_taken, message_tag, recv_value, refuse_in_take, send_value, settle_decoded, type_tag,
+    RAW, Undecoded, decode_taken, message_tag, recv_value, refused, send_value, settle_decoded, type_tag,
 };
 use super::error::{Failure, RecvBytesIntoError, RecvError, RecvTimeoutError, SendBytesError, SendError, TryRecvError};
 use crate::codec;
@@ -323,6 +323,7 @@ impl<T> Connection<T> {
                 Refused::Gone(()) => Failure::Gone,
                 Refused::TimedOut | Refused::TooLarge { .. } => unreachable!("a pipe has no capacity"),
                 Refused::ShutDown => unreachable!("a pipe is never shut down"),
+                Refused::InOwnTake => unreachable!("a pipe has no capacity to wait for"),
             })?;
             self.look_at_peer(&open, ring)
         };
@@ -408,29 +409,16 @@ impl<T> Connection<T> {
     fn take_raw<R>(&self, deadline: Deadline, read: impl FnOnce(&[u8]) -> R) -> Result<R, Failure> {
         let open = self.open()?;
         let ring = open.rx()?;
-        refuse_in_take(ring)?;
         let (undecoded, r) = ring
             .get(deadline, &open.peer(), |bytes, got| {
                 // What `send` sent may hold handles (a message of `T`, not `send_bytes`'s).
                 // The flag is read with the message, not before the wait: the producer
                 // sets it before it commits the record that the take read (Acquire).
                 let handles = got == self.tag && ring.ever_had_handles();
-                // The values decoded are dropped in there: user code.
-                let undecoded = handles
-                    .then(|| {
-                        let _user = InTake::enter(ring);
-                        (self.release)(bytes)
-                    })
-                    .flatten();
+                let undecoded = handles.then(|| (self.release)(bytes)).flatten();
                 (undecoded, read(bytes))
             })
-            .map_err(|r| match r {
-                Refused::TimedOut => Failure::Wait,
-                Refused::Gone(()) => Failure::Gone,
-                Refused::HeapFull(e) => Failure::HeapFull(e),
-                Refused::TooLarge { .. } => unreachable!("receiving has no size limit"),
-                Refused::ShutDown => unreachable!("receiving is never refused"),
-            })?;
+            .map_err(|r| refused(r, |()| Failure::Gone))?;
         if let Some(undecoded) = undecoded {
             let _ = settle_decoded::<()>(Err(undecoded));
         }

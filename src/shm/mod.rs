@@ -49,7 +49,7 @@ pub(crate) use receipts::{
 };
 pub(crate) use record::ChangeRecord;
 pub(crate) use report_room::{ChildRoom, ReportRoom, free_left_rooms};
-pub(crate) use ring::{INLINE_MAX, Limits, Patient, Refused, Ring, SMALL_PUT, TAG_MASK, Watch};
+pub(crate) use ring::{IN_OWN_TAKE, INLINE_MAX, Limits, Patient, Refused, Ring, SMALL_PUT, TAG_MASK, Watch};
 pub(crate) use segment::{AccessError, Segment};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
 pub(crate) use unread::give_back_unread;

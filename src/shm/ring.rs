@@ -67,6 +67,7 @@ use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::mutex::{Acquired, Owner, RawMutex};
 use super::wait::{Deadline, Interrupted, Notify, spin_learning};
+use crate::codec::{TakeScope, in_take_of};
 
 /// Messages up to this size are copied into the ring's segments; larger ones get a heap
 /// block of their own.
@@ -319,6 +320,31 @@ pub(crate) enum Refused<E> {
     Gone(E),
     /// The ring refuses puts for good ([`Ring::refuse_puts`]).
     ShutDown,
+    /// A take, or a put that found no room and has no deadline, inside the take of one of
+    /// the ring's own messages on the same thread (user code, a `Deserialize` or a `Drop`),
+    /// during a panic: it would wait for itself for ever ([`IN_OWN_TAKE`]). Outside a panic
+    /// it panics instead.
+    InOwnTake,
+}
+
+/// What a take from a ring, or a put waiting for its room, inside the take of one of its
+/// own messages says (see [`Refused::InOwnTake`]).
+pub(crate) const IN_OWN_TAKE: &str = "multiproc: a get, recv or put on a queue or pipe inside the take of its own \
+     message (by its Deserialize or a Drop) would wait for itself for ever";
+
+/// The refusal of an operation that would wait for the take of its own ring's message on
+/// this thread (the take holds the consumers' lock, which is the process's, until the
+/// user code inside it returns): a panic, as a `RefCell` borrowed twice panics, which the
+/// outer take's decoding turns into its decode error (the message is taken, the channel
+/// goes on). During a panic (a `Drop` run by the unwinding) a second panic would abort
+/// the process: [`Refused::InOwnTake`] then.
+#[cold]
+#[inline(never)]
+fn refuse_in_own_take<E>() -> Refused<E> {
+    if !std::thread::panicking() {
+        panic!("{IN_OWN_TAKE}");
+    }
+    Refused::InOwnTake
 }
 
 /// What a waiting side watches on the other side.
@@ -544,6 +570,33 @@ impl Ring {
         lock.lock(me, deadline).ok().or_else(|| lock.recover_if_owner_dead(me))
     }
 
+    /// The address naming this ring in a take's scope (`codec::TakeScope::of`).
+    #[inline]
+    fn id(&self) -> usize {
+        self as *const Ring as usize
+    }
+
+    /// Takes the consumers' lock for the take of `taking`, as [`Ring::lock_side`] does.
+    #[inline]
+    fn lock_to_take<E>(&self, taking: &TakeScope, deadline: Deadline) -> Result<Acquired, Refused<E>> {
+        let me = Owner::process();
+        if self.consumers.lock.try_lock(me) {
+            return Ok(Acquired::Clean);
+        }
+        self.lock_to_take_slow(taking, me, deadline)
+    }
+
+    /// The lock held: by this very thread when the take is nested in one of this ring's
+    /// (user code inside it takes from its own ring), which would wait for itself for
+    /// ever. The look costs nothing on the way of a take that finds the lock free.
+    #[cold]
+    fn lock_to_take_slow<E>(&self, taking: &TakeScope, me: Owner, deadline: Deadline) -> Result<Acquired, Refused<E>> {
+        if taking.nested_in_take_of(self.id()) {
+            return Err(refuse_in_own_take());
+        }
+        Self::lock_side_slow(&self.consumers.lock, me, deadline).ok_or(Refused::TimedOut)
+    }
+
     #[inline]
     fn check_size<E>(&self, len: u64) -> Result<(), Refused<E>> {
         let capacity = self.settings.value.max_bytes.load(Ordering::Relaxed);
@@ -763,7 +816,13 @@ impl Ring {
             if self.try_put(kind, tag, len, body_len, deadline, body)? {
                 return Ok(());
             }
-            // Full: wait for the consumers to make room.
+            // Full: wait for the consumers to make room. Not inside the take of one of our
+            // messages on this thread (user code there puts into its own ring): that take
+            // holds the consumers' lock until the put returns, so no room can come. A
+            // deadline has its timeout at once, a put without one would wait for ever.
+            if in_take_of(self.id()) {
+                return Err(if deadline.remaining().is_none() { refuse_in_own_take() } else { Refused::TimedOut });
+            }
             let waited = wait_on(
                 &self.not_full.value,
                 deadline,
@@ -1097,10 +1156,12 @@ impl Ring {
     ) -> Result<Option<R>, Refused<E>> {
         let heap = Heap::get();
         // Handles decoded by `read` stay pending until the message is taken (a consumer
-        // killed in between leaves them to the next one).
-        let _taking = crate::codec::TakeScope::enter();
+        // killed in between leaves them to the next one). The scope names this ring: user
+        // code in `read` that takes from it, or puts into it full, is refused rather than
+        // wait for the lock held here (`lock_to_take`, `put_record`).
+        let taking = TakeScope::of(self.id());
+        let acquired = self.lock_to_take(&taking, deadline)?;
         let lock = &self.consumers.lock;
-        let acquired = Self::lock_side(lock, deadline).ok_or(Refused::TimedOut)?;
         let _unlock = Unlock(lock);
         if acquired == Acquired::OwnerDied {
             self.recover_consumers(heap);
@@ -1148,7 +1209,7 @@ impl Ring {
                     at.count += 1;
                     at.bytes += len;
                     self.consumers.publish(&at);
-                    // Taken, its handles not yet settled (`_taking` ends after the return).
+                    // Taken, its handles not yet settled (`taking` ends after the return).
                     crash_point!("ring.take.committed");
                     drop(_unlock);
                     self.made_room();
