@@ -2079,9 +2079,9 @@ fn a_fork_servers_late_go_writes_into_no_freed_room_inner() {
 /// the room by then: the server's store (1, "go on") lands in whatever took the block. Every
 /// shared object has its holder table's lock word there (its header's fifth word): the lock
 /// then reads as held by pid 1, alive, and every clone, drop or receive of that object waits
-/// for ever.
+/// for ever (the clone timed out). Now the server marks its go as its last write to the
+/// room, and a requester frees the room only once it sees that mark, or the server dead.
 #[test]
-#[ignore = "open (token31): the fork server's go after its answer may write into a freed room"]
 fn a_fork_servers_late_go_writes_into_no_freed_room() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with(

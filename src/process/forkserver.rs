@@ -494,6 +494,10 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             }
         }
     })();
+    let room = room.map(|mut room| {
+        room.asked_of(asked_of);
+        room
+    });
     match asked {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
         Err((e, may_run)) => {
@@ -520,7 +524,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     Err(LaunchError::Lost { own: None, error })
                 }
                 LaunchError::Failed(_) => {
-                    room.leave_to_child(asked_of);
+                    room.leave_to_child();
                     Err(e)
                 }
             }
@@ -818,7 +822,22 @@ fn forking(room: Option<u64>) {
     }
 }
 
-/// The fork for the report room at `room` failed: no child, none to come.
+/// After the answer to a request that names the report room at `room`, for which a child was
+/// forked: the server's go if the answer `went` (the child mostly finds it said before its
+/// requester's), and its last write to the room ([`crate::shm::ReportRoom::answered_at`]).
+fn answered(room: Option<u64>, went: bool) {
+    if let Some(off) = room {
+        if went {
+            // Answered, go not yet said: the requester may have seen its child end by now,
+            // and leaves the room until the server is done with it.
+            crash_point!("forkserver.answered");
+        }
+        crate::shm::ReportRoom::answered_at(off, went);
+    }
+}
+
+/// No child for the report room at `room` (the fork failed, or the request was refused or
+/// abandoned): none to come, and the server is done with the room.
 fn unforked(room: Option<u64>) {
     if let Some(off) = room {
         crate::shm::ReportRoom::unforked_at(off);
@@ -1192,18 +1211,12 @@ impl Server {
                 return None;
             }
         };
-        if let Some(why) = self.unsafe_to_fork.clone() {
-            self.reply(i, &Reply::Refused(why), &[]);
-            return None;
-        }
-        if self.zygote && matches!(child_boot, ChildBoot::Inline(..)) {
-            // A zygote's child waits for its go-on byte: it runs only once recorded.
-            self.reply(i, &Reply::Refused("a zygote's child needs a boot socket".into()), &[]);
-            return None;
-        }
         // A socketless child's room (the boot message's first 8 bytes, the low bit a flag):
         // the server says go once its answer went, so that the child mostly finds it said
-        // (its requester says it too, later).
+        // (its requester says it too, later). Its last write to the room says it is done
+        // with it: `UNFORKED` before an answer without a child, `answered_at` after the
+        // answer for a child (a requester frees the room only once it sees that, or the
+        // server dead).
         let go_room = match &child_boot {
             ChildBoot::Inline(at, long) => {
                 let message = if *long { &self.buf[..] } else { &head[..] };
@@ -1211,13 +1224,22 @@ impl Server {
             }
             ChildBoot::Socket(_) => None,
         };
+        if let Some(why) = self.unsafe_to_fork.clone() {
+            unforked(go_room);
+            self.reply(i, &Reply::Refused(why), &[]);
+            return None;
+        }
+        if self.zygote && matches!(child_boot, ChildBoot::Inline(..)) {
+            // A zygote's child waits for its go-on byte: it runs only once recorded.
+            unforked(go_room);
+            self.reply(i, &Reply::Refused("a zygote's child needs a boot socket".into()), &[]);
+            return None;
+        }
         if self.requesters[i].sock.as_ref().is_some_and(|sock| sys::peer_ended(sock.as_fd())) {
             // Its requester gave up on the answer (a server stopped, then continued) or
             // died: no child, whom nobody would reap (a sibling of the main process) or
             // wait for; its room, left to a child, is freed (`ReportRoom::unforked_at`).
-            if let Some(off) = go_room {
-                crate::shm::ReportRoom::unforked_at(off);
-            }
+            unforked(go_room);
             self.requesters[i].sock = None;
             return None;
         }
@@ -1244,14 +1266,9 @@ impl Server {
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]) {
-                        if let Some(off) = go_room {
-                            // Answered, go not yet said: the requester may have freed the
-                            // room by now (notes/token31.md, an open defect).
-                            crash_point!("forkserver.answered");
-                            crate::shm::ReportRoom::go_at(off);
-                        }
-                    } else if let ChildBoot::Socket(sock) = &child_boot {
+                    let went = self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
+                    answered(go_room, went);
+                    if !went && let ChildBoot::Socket(sock) = &child_boot {
                         // The answer went nowhere: its requester gave up (a server stopped
                         // between its peek and here, then continued). The child, told to
                         // stop by the end of its boot socket, is the main process's own and
@@ -1283,6 +1300,8 @@ impl Server {
         let ((read, write), room) = match made {
             Ok(made) => made,
             Err(e) => {
+                // (The room may say `FORKING`: `clone3` was not supported above.)
+                unforked(go_room);
                 self.reply(i, &fork_failed(e), &[]);
                 return None;
             }
@@ -1315,12 +1334,8 @@ impl Server {
                         }
                         fds.push(read.as_fd());
                         crash_point!("forkserver.forked");
-                        if self.reply(i, &Reply::Forked { pid }, &fds)
-                            && let Some(off) = go_room
-                        {
-                            crash_point!("forkserver.answered");
-                            crate::shm::ReportRoom::go_at(off);
-                        }
+                        let went = self.reply(i, &Reply::Forked { pid }, &fds);
+                        answered(go_room, went);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
                     Err(_) => {
@@ -1328,6 +1343,7 @@ impl Server {
                         // without a boot socket would write its report room).
                         drop(record);
                         sys::kill_and_reap(pid);
+                        answered(go_room, false);
                         self.reply(i, &Reply::Refused("out of descriptors".into()), &[]);
                     }
                 }
