@@ -2307,6 +2307,66 @@ fn a_start_that_reaches_a_fork_server_being_started_again_gets_its_child() {
     );
 }
 
+const RESTART_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_ROOM_INNER";
+
+#[test]
+fn a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room_inner() {
+    if std::env::var_os(RESTART_ROOM_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    let leaks = common::leak_check(LIMIT);
+    // Once before, so that the fork server runs (and this process keeps a connection to it).
+    assert_eq!(fork_server_square(2), Ok(4));
+    kill_the_fork_server();
+    // A thread other than main finds the server dead and starts it again: held once it
+    // listens at the server's address, before it spawns the new server.
+    multiproc::__private::crash_at("hold:forkserver.restart.listening");
+    std::thread::scope(|s| {
+        let restarting = s.spawn(|| fork_server_square(3));
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the restart listens");
+        // Another thread's start (no boot socket: a report room) connects to that listener
+        // and waits for the answer: held once its wait looked at the server's pid.
+        multiproc::__private::crash_at("hold:forkserver.restart.listening,hold:forkserver.answer.waits");
+        let asking = s.spawn(|| fork_server_square(4));
+        assert!(
+            eventually(LIMIT, || asking.is_finished() || multiproc::__private::crash_holding() == 2),
+            "the second start waits for the new server's answer"
+        );
+        // The restart goes on: it spawns the server, which answers both.
+        multiproc::__private::crash_disarm();
+        assert_eq!(restarting.join().unwrap(), Ok(9));
+        assert_eq!(
+            asking.join().unwrap(),
+            Ok(16),
+            "a start that reached the new server took the dead one for its server: it gave up, \
+             and left its room to a child that never came, freed while the new server may write it"
+        );
+    });
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= leaks.before()
+    });
+    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// A fork-server start whose request reaches a server being started again (another thread
+/// listens at its address and has not yet spawned it) waits for that server's answer, and
+/// gets its child. Before (review31a H1), it took the dead server's pid, still published,
+/// for its server's: at its first look it found it dead and gave up (every try), and left
+/// its report room to a child "of the dead server", freed at the next start while the new
+/// server, which would read the request, wrote into it.
+#[test]
+fn a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room_inner",
+        &[(RESTART_ROOM_INNER, "1")],
+    );
+}
+
 /// A child that, once let through `gate`, tries a fork-server start (the server is dead
 /// then): whether it failed with `StartMethodUnavailable`.
 fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {

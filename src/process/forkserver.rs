@@ -119,7 +119,7 @@ pub fn fork_server_pid() -> Option<u32> {
 fn started_here(pid: u32) {
     // Where every process of the family finds it (a requester waiting for its answer looks
     // whether it is stopped).
-    crate::shm::Heap::get().fork_server().store(u64::from(pid), std::sync::atomic::Ordering::Relaxed);
+    crate::shm::Heap::get().fork_server().store(u64::from(pid), std::sync::atomic::Ordering::Release);
     let pidfd = sys::pidfd_open(pid).ok();
     let mut started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = std::mem::replace(&mut *started, pidfd.map(|pidfd| (sys::pid_now(), pid, pidfd)));
@@ -159,12 +159,22 @@ struct ServerBoot {
 /// it, the other connects to it.
 fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     let why = |e: &dyn std::fmt::Display| unavailable(super::StartMethod::ForkServer, format!("it died, and {e}"));
-    if fork_server_pid().is_none() {
+    let Some(dead) = fork_server_pid() else {
         // Only the process that started the dead server (the main process) starts it again:
         // a server dies with the process that started it, and with it every child it forked
         // for another requester, which must not depend on a child process's life.
         return Err(why(&"only the main process starts it again (at its next fork-server start)"));
-    }
+    };
+    // No server's pid is published until the new one's (`started_here`): a request that
+    // reaches the new listener must not take the dead server for the one it asked (it
+    // would give up on its answer, and free its report room while the new server may still
+    // write it). Unless another thread published the new one already.
+    let _ = crate::shm::Heap::get().fork_server().compare_exchange(
+        u64::from(dead),
+        0,
+        std::sync::atomic::Ordering::Release,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let listener = match sys::listen_abstract(address, true) {
         Ok(listener) => listener,
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Ok(()),
@@ -353,8 +363,8 @@ impl Zygote {
             )));
         }
         // Not started again when gone: its memory is the builder's as of `build`.
-        let server = (self.address.as_str(), super::StartMethod::Fork, self.pid);
-        match ask(Ok(sock.as_fd()), &self.token, server, &mut slot) {
+        let server: ServerAt<'_> = (self.address.as_str(), super::StartMethod::Fork, &|| self.pid);
+        match ask(Ok(sock.as_fd()), &self.token, server, &mut slot, &mut 0) {
             Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, None)),
             Err(Unasked::Failed(e @ LaunchError::Failed(_), true)) => {
                 leave_socket(ours);
@@ -443,8 +453,8 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         // The room is 64-byte aligned: the low bit says whether the message holds handles.
         Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room), None),
     };
-    // The server the request went to last (a room left to a child whose word stays empty
-    // is freed once it is dead).
+    // The server the request went to last, as read once it went (`ask`): a room is freed
+    // only once that server is done with it, or dead.
     let mut asked_of = 0;
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
@@ -469,11 +479,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // this request, connected to its listener, is answered only once it runs.
             // Another thread's request meanwhile makes a connection of its own; the first
             // connection put back is kept.
-            let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
-            let server = (address, super::StartMethod::ForkServer, u32::try_from(server).unwrap_or(0));
-            *asked_of = server.2;
+            let server: ServerAt<'_> = (address, super::StartMethod::ForkServer, &family_server);
             let mut conn = family::state().forkserver_conn.take();
-            let asked = ask(boot, &config.token, server, &mut conn);
+            let asked = ask(boot, &config.token, server, &mut conn, asked_of);
             if let Some(conn) = conn {
                 let mut st = family::state();
                 if st.forkserver_conn.is_none() {
@@ -621,10 +629,9 @@ pub(crate) fn reap_left_children() {
 /// fails every start until it is continued). Any other failure is taken as it is: a pool's
 /// zygote (`Fork`) is never started again, nor a server by a child process.
 fn start_worth_retrying(e: &Error) -> bool {
-    let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
     matches!(e, Error::StartMethodUnavailable(super::StartMethod::ForkServer, _))
         && fork_server_pid().is_some()
-        && !is_stopped(u32::try_from(server).unwrap_or(0))
+        && !is_stopped(family_server())
 }
 
 /// The error of a start whose server cannot fork it.
@@ -654,26 +661,41 @@ impl Unasked {
     }
 }
 
+/// A server to ask: its address, the start method it serves (for errors), and where its pid
+/// is read (0: not known).
+type ServerAt<'a> = (&'a str, super::StartMethod, &'a dyn Fn() -> u32);
+
+/// The family's fork server's pid, as published in the heap's header (0 while it is being
+/// started again: [`restart`]).
+fn family_server() -> u32 {
+    let pid = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Acquire);
+    u32::try_from(pid).unwrap_or(0)
+}
+
 /// [`request`]'s exchange with the server at `address` (the family's fork server, or a
-/// pool's [`Zygote`]: `method` names it in errors; `pid` is its pid, 0 if unknown), over
+/// pool's [`Zygote`]: `method` names it in errors; `pid` reads its pid, 0 if unknown), over
 /// the connection kept in `slot`:
 /// `boot` is the child's end of its boot socket, or its report room's offset and its boot
 /// message (sent as the room's offset, 8 bytes little-endian, then the message: the child
 /// waits for its go word before it decodes the message, whose blobs its requester may
-/// have given back).
+/// have given back). `asked` is set to the pid of the server the request went to, read once
+/// it went (the pid is published after the listener of a server started again: one read
+/// before might be its dead predecessor's), 0 if not known.
 fn ask(
     boot: Result<BorrowedFd<'_>, (u64, &[u8])>,
     token: &[u8; 16],
-    (address, method, server): (&str, super::StartMethod, u32),
+    (address, method, pid): ServerAt<'_>,
     slot: &mut Option<OwnedFd>,
+    asked: &mut u32,
 ) -> Result<(u32, OwnedFd, Option<OwnedFd>), Unasked> {
     let failed = |e: Error, may_run: bool| Unasked::Failed(LaunchError::Failed(e), may_run);
     let unavailable = |why: String| unavailable(method, why);
     let fresh = slot.is_none();
-    if fresh && stays_stopped(server) {
+    *asked = 0;
+    if fresh && stays_stopped(pid()) {
         // Not restarted either: it may be stopped on purpose (a debugger), and its
         // continuation finds it serving.
-        return Err(failed(unavailable(stopped(server)), false));
+        return Err(failed(unavailable(stopped(pid())), false));
     }
     if fresh {
         match sys::connect_abstract(address, true) {
@@ -719,6 +741,9 @@ fn ask(
         return Err(if fresh { failed(e, false) } else { Unasked::Stale(e) });
     }
     drop(room);
+    // The server that has the request, or a later one (0 while one is being started again:
+    // read again while the answer is waited for).
+    *asked = pid();
     // Asked, not yet answered: a test holds a requester here (`hold:`) while it kills the
     // server, whose death the requester then meets in its wait.
     crash_point!("forkserver.asked");
@@ -731,7 +756,7 @@ fn ask(
             REPLY_SPINS.spin(REPLY_SPIN, || sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds).transpose());
         let n = match spun {
             Some(received) => received?,
-            None => answer(conn, &mut buf, &mut fds, server)?,
+            None => answer(conn, &mut buf, &mut fds, (asked, pid))?,
         };
         if n == 0 {
             return Err(io::Error::other("the fork server closed the connection"));
@@ -789,25 +814,36 @@ fn ask(
 /// that cannot answer: stopped (`SIGSTOP`, a debugger: `T` or `t` in `/proc`) at two looks
 /// in a row (a group stop and its continuation, Ctrl-Z then `fg`, may be seen half done at
 /// one look), a zombie or gone (its end of the connection is closed then, which the
-/// receive sees first, unless a fork copy of it holds it).
-fn answer(conn: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>, server: u32) -> io::Result<usize> {
+/// receive sees first, unless a fork copy of it holds it). `server` is the server's pid,
+/// read again (`pid`) while it is 0 (a server being started again: not looked at).
+fn answer(
+    conn: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    (server, pid): (&mut u32, &dyn Fn() -> u32),
+) -> io::Result<usize> {
     let mut stopped_before = false;
     loop {
         match sys::recv_with_fds(conn, buf, fds) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             received => return received,
         }
-        if is_stopped(server) {
+        if *server == 0 {
+            *server = pid();
+        }
+        if is_stopped(*server) {
             if stopped_before {
-                return Err(io::Error::other(stopped(server)));
+                return Err(io::Error::other(stopped(*server)));
             }
             stopped_before = true;
             continue;
         }
         stopped_before = false;
-        if server != 0 && !sys::process_alive(server, 0) {
+        if *server != 0 && !sys::process_alive(*server, 0) {
             return Err(io::Error::other(format!("it is dead (pid {server})")));
         }
+        // Looked, and waits on: a test holds a requester here to know that it looked.
+        crash_point!("forkserver.answer.waits");
     }
 }
 
