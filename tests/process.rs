@@ -2121,6 +2121,52 @@ fn a_start_whose_fork_server_died_before_answering_runs_nothing_inner() {
     println!("INNER-DONE");
 }
 
+const SOCKET_ZOMBIE_INNER: &str = "MULTIPROC_TEST_PROCESS_SOCKET_CHILD_ZOMBIE_INNER";
+
+/// Whether process `pid` is a zombie.
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('Z'))
+}
+
+#[test]
+fn a_socket_child_of_a_fork_server_killed_before_answering_is_reaped_inner() {
+    if std::env::var_os(SOCKET_ZOMBIE_INNER).is_none() {
+        return;
+    }
+    // Every fork server aborts at `forkserver.forked` (armed for the whole family): it forked
+    // the child (this process's own: a sibling) and died before it answered. The start is
+    // made again with a new server, up to 4 times.
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let started = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
+    assert!(started.is_err(), "every server died before it answered: {started:?}");
+    // The last dead server stays a zombie until the next start replaces it.
+    let zombies = || {
+        let server = multiproc::__private::fork_server_pid();
+        own_children().into_iter().filter(|&pid| zombie(pid) && Some(pid) != server).collect::<Vec<_>>()
+    };
+    let reaped = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        zombies().is_empty()
+    });
+    assert!(reaped, "zombies of ours: {:?}", zombies());
+    println!("INNER-DONE");
+}
+
+/// The children forked for a start with a boot socket (as the main process's own) by fork
+/// servers killed before they answered exit at the end of their boot socket, and are
+/// reaped. Before (review31a M1), each stayed a zombie of the main process (one per try of
+/// the start, up to 4): the server had written no pid on the socket, and its requester read
+/// "no child of ours".
+#[test]
+fn a_socket_child_of_a_fork_server_killed_before_answering_is_reaped() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_socket_child_of_a_fork_server_killed_before_answering_is_reaped_inner",
+        &[(SOCKET_ZOMBIE_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
+    );
+}
+
 /// `put_one` with a large `padding` (a blob of the heap in the boot message).
 fn put_one_padded((queue, padding): (multiproc::Queue<u32>, Vec<u8>)) -> usize {
     queue.put(1).unwrap();

@@ -1030,10 +1030,12 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
                 Event::Message(i) => {
                     if let Some((child_boot, parent)) = server.handle(i, &mut head) {
                         // In the new child: close every descriptor of the server, then boot.
+                        // Its parent is the main process when it was forked as its sibling.
+                        let yours = parent == server.main.pid;
                         let buf = std::mem::take(&mut server.buf);
                         server.close_in_child();
                         match child_boot {
-                            ChildBoot::Socket(sock) => boot::run_forked(sock, parent, blank),
+                            ChildBoot::Socket(sock) => boot::run_forked(sock, parent, blank, yours),
                             ChildBoot::Inline(at, false) => boot::run_forked_with(&head[at], parent, blank),
                             ChildBoot::Inline(at, true) => boot::run_forked_with(&buf[at], parent, blank),
                         }
