@@ -591,7 +591,8 @@ fn leave_socket(ours: BorrowedFd<'_>) {
 /// request went (their boot socket's copies left by [`leave_socket`]): a pid on one (the
 /// server's answer went nowhere: it wrote the pid there) is reaped once that child has
 /// ended; a socket at its end with no pid had no child of ours (the server died before it
-/// forked, or the child was its own), and is closed. Called at each fork-server start and by
+/// forked, or the child was its own), or one killed before it could say (a sibling told to
+/// stop writes its pid there: `boot::run`), and is closed. Called at each fork-server start and by
 /// `active_children`.
 pub(crate) fn reap_left_children() {
     use std::sync::atomic::Ordering;

@@ -114,15 +114,17 @@ pub enum StartMethod {
     /// A fork of the family's fork server.
     ///
     /// The fork server is a single-threaded helper process, forked by `init()`. Killed
-    /// (`kill -9`), it is started again by the main process's next `ForkServer` start,
-    /// which succeeds (CPython's `ensure_running`; another process's start fails with
-    /// [`Error::StartMethodUnavailable`] until then): the new server is spawned (an
-    /// execution of the program that becomes the server before `main`), never forked,
-    /// since the main process may run threads. A start whose request the server had taken when
-    /// it died is made again in the main process (a few times, a moment apart: the next try
-    /// starts a new server), and succeeds; the child the dead server may have forked exits
-    /// without running its target. In another process, such a start fails with
-    /// [`Error::StartMethodUnavailable`].
+    /// (`kill -9`), it is started again by the main process's next `ForkServer` start
+    /// (CPython's `ensure_running`; another process's start fails with
+    /// [`Error::StartMethodUnavailable`] until then), which then goes on with the new server
+    /// (and fails as any start may, say if the new server cannot be spawned): the new server
+    /// is spawned (an execution of the program that becomes the server before `main`), never
+    /// forked, since the main process may run threads. A start whose request the server had
+    /// taken when it died is made again in the main process (up to 4 tries, a moment apart:
+    /// the next try starts a new server), and fails with
+    /// [`Error::StartMethodUnavailable`] only if every try's server died; the child a dead
+    /// server may have forked exits without running its target. In another process, such a
+    /// start fails with [`Error::StartMethodUnavailable`].
     ///
     /// A server that is slow to answer (a loaded machine) is waited for, but one that is
     /// stopped (`SIGSTOP`, a debugger) is not: a start fails with

@@ -18,7 +18,9 @@
 //! (little-endian words). A requester whose start failed after its request went leaves
 //! the room to the child ([`ReportRoom::leave_to_child`]) and frees it once that child has
 //! ended ([`free_left_rooms`]), or at once when the server forked none
-//! ([`ReportRoom::unforked_at`]).
+//! ([`ReportRoom::unforked_at`]). The fork server may write a room after its answer (its
+//! go): its last write is marked ([`SERVER_DONE`]), and a room is freed only once that
+//! mark is seen or the server is dead ([`ReportRoom::release`]).
 //!
 //! A fork-server child waits for its go word before it touches anything its boot message
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
