@@ -506,10 +506,10 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         room.asked_of(asked_of);
         room
     });
-    match asked {
+    match asked.map_err(|(e, may_run)| (server_died(e, asked_of), may_run)) {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
         Err((e, may_run)) => {
-            if let (Some(ours), LaunchError::Failed(_), true) = (ours, &e, may_run) {
+            if let (Some(ours), LaunchError::Failed(_) | LaunchError::ServerDied(_), true) = (ours, &e, may_run) {
                 leave_socket(ours);
             }
             let Some(room) = room.filter(|_| may_run) else {
@@ -527,16 +527,28 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     room.leave();
                     Err(e)
                 }
-                LaunchError::Failed(error) if !room.stop() => {
+                LaunchError::Failed(error) | LaunchError::ServerDied(error) if !room.stop() => {
                     room.leave();
                     Err(LaunchError::Lost { own: None, error })
                 }
-                LaunchError::Failed(_) => {
+                LaunchError::Failed(_) | LaunchError::ServerDied(_) => {
                     room.leave_to_child();
                     Err(e)
                 }
             }
         }
+    }
+}
+
+/// `e`, a failed start's error, as [`LaunchError::ServerDied`] when its request's server
+/// (`server`, 0 if not known: nothing went, or it was being started again) is dead: the
+/// next try may find a new one. A live server's refusal, or one stopped, fails every try.
+fn server_died(e: LaunchError, server: u32) -> LaunchError {
+    match e {
+        LaunchError::Failed(e @ Error::StartMethodUnavailable(..)) if server == 0 || !sys::process_alive(server, 0) => {
+            LaunchError::ServerDied(e)
+        }
+        e => e,
     }
 }
 
@@ -547,9 +559,10 @@ const START_TRIES: u32 = 4;
 const START_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Makes the fork-server start `start` again (up to [`START_TRIES`] times, 10, 40 and 160
-/// ms apart) while it fails in a way the next try may not ([`start_worth_retrying`]): the
-/// family's server died during it, and the next try starts a new one. Every fork-server
-/// start goes through this (`launch`: a user's `Process::start`, a pool's workers).
+/// ms apart) while it fails in a way the next try may not: the family's server died during
+/// it ([`LaunchError::ServerDied`]), and the next try starts a new one
+/// ([`start_worth_retrying`]); given up, it fails as `Failed`. Every fork-server start goes
+/// through this (`launch`: a user's `Process::start`, a pool's workers).
 ///
 /// A failed try's child, if the dead server forked one, was told to stop, and its report
 /// room left to it: each try makes its own room and boot socket.
@@ -557,11 +570,12 @@ pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> 
     let mut tries = 1;
     loop {
         match start() {
-            Err(LaunchError::Failed(e)) if tries < START_TRIES && start_worth_retrying(&e) => {
+            Err(LaunchError::ServerDied(e)) if tries < START_TRIES && start_worth_retrying() => {
                 log::debug!("a fork-server start failed ({e}): trying again");
                 std::thread::sleep(START_RETRY_PAUSE * (1 << (2 * (tries - 1))));
                 tries += 1;
             }
+            Err(LaunchError::ServerDied(e)) => return Err(LaunchError::Failed(e)),
             started => return started,
         }
     }
@@ -624,15 +638,13 @@ pub(crate) fn reap_left_children() {
     LEFT_SOCKETS_COUNT.store(left.len(), Ordering::Relaxed);
 }
 
-/// Whether a start that failed with `e` may succeed if made again: the family's fork server
-/// died while it forked it ("connection reset"), and this process is the one that starts a
-/// dead server again (the next start does), and the server is not stopped (a stopped one
-/// fails every start until it is continued). Any other failure is taken as it is: a pool's
-/// zygote (`Fork`) is never started again, nor a server by a child process.
-fn start_worth_retrying(e: &Error) -> bool {
-    matches!(e, Error::StartMethodUnavailable(super::StartMethod::ForkServer, _))
-        && fork_server_pid().is_some()
-        && !is_stopped(family_server())
+/// Whether a start whose fork server died during it ([`LaunchError::ServerDied`]) may
+/// succeed if made again: this process is the one that starts a dead server again (the
+/// next start does), and the family's server is not stopped (a stopped one fails every
+/// start until it is continued). A pool's zygote (`Fork`) is never started again, nor a
+/// server by a child process.
+fn start_worth_retrying() -> bool {
+    fork_server_pid().is_some() && !is_stopped(family_server())
 }
 
 /// The error of a start whose server cannot fork it.
@@ -1487,5 +1499,26 @@ impl Server {
                 r.pidfd = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a start whose server is dead (or not known) is made again: a live server's
+    /// refusal (a fork server that is not safe to fork, say) failed every try, 210 ms later.
+    #[test]
+    fn only_a_start_whose_server_died_is_made_again() {
+        let refused = || LaunchError::Failed(unavailable(super::super::StartMethod::ForkServer, "refused".into()));
+        let alive = sys::pid_now();
+        assert!(matches!(server_died(refused(), alive), LaunchError::Failed(_)), "a live server said no");
+        assert!(matches!(server_died(refused(), 0), LaunchError::ServerDied(_)), "no server known");
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let dead = ended.id();
+        ended.wait().unwrap();
+        assert!(matches!(server_died(refused(), dead), LaunchError::ServerDied(_)), "its server is dead");
+        let other = LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(11)));
+        assert!(matches!(server_died(other, dead), LaunchError::Failed(_)), "a machine's limit, not the method's");
     }
 }

@@ -786,7 +786,7 @@ fn launch(
     let (pid, pidfd, watch, link, kept) = match started {
         Ok(started) => started,
         // No child took the token: dropped, it is taken back (the undo runs).
-        Err(LaunchError::Failed(e)) => return Err(e),
+        Err(LaunchError::Failed(e) | LaunchError::ServerDied(e)) => return Err(e),
         Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args, token)),
     };
     // The argument is with the child now: we keep the token (to take it back at the reap
@@ -832,7 +832,7 @@ fn forkserver_start(
 /// have read it, given back (its blobs, dropped) when no child will (`Failed`: none was
 /// made, or the fork server's, killed before it answered, exits on EOF before it decodes).
 fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> Result<T, LaunchError> {
-    if !matches!(started, Err(LaunchError::Failed(_))) {
+    if !matches!(started, Err(LaunchError::Failed(_) | LaunchError::ServerDied(_))) {
         message.sent();
     }
     started
@@ -859,6 +859,10 @@ fn on_socket(ours: OwnedFd, started: forkserver::Started) -> (u32, OwnedFd, Exit
 pub(crate) enum LaunchError {
     /// No child was forked.
     Failed(Error),
+    /// No child runs, as `Failed`: the fork server the request went to died during it, and
+    /// a new one may serve a next try (`forkserver::request`; `forkserver::retrying` makes
+    /// it, and gives up with `Failed`).
+    ServerDied(Error),
     /// A child exists, or may, and reads its boot message as any child does, but it cannot
     /// be had: its descriptors found no room in this process (`error` is then `EMFILE`),
     /// or the server's answer was lost after the server told it to go. `own` is our own
