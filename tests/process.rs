@@ -2079,9 +2079,9 @@ fn a_fork_servers_late_go_writes_into_no_freed_room_inner() {
 /// the room by then: the server's store (1, "go on") lands in whatever took the block. Every
 /// shared object has its holder table's lock word there (its header's fifth word): the lock
 /// then reads as held by pid 1, alive, and every clone, drop or receive of that object waits
-/// for ever.
+/// for ever (the clone timed out). Now the server marks its go as its last write to the
+/// room, and a requester frees the room only once it sees that mark, or the server dead.
 #[test]
-#[ignore = "open (token31): the fork server's go after its answer may write into a freed room"]
 fn a_fork_servers_late_go_writes_into_no_freed_room() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with(
@@ -2119,6 +2119,52 @@ fn a_start_whose_fork_server_died_before_answering_runs_nothing_inner() {
     }
     leaks.assert_no_leak();
     println!("INNER-DONE");
+}
+
+const SOCKET_ZOMBIE_INNER: &str = "MULTIPROC_TEST_PROCESS_SOCKET_CHILD_ZOMBIE_INNER";
+
+/// Whether process `pid` is a zombie.
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('Z'))
+}
+
+#[test]
+fn a_socket_child_of_a_fork_server_killed_before_answering_is_reaped_inner() {
+    if std::env::var_os(SOCKET_ZOMBIE_INNER).is_none() {
+        return;
+    }
+    // Every fork server aborts at `forkserver.forked` (armed for the whole family): it forked
+    // the child (this process's own: a sibling) and died before it answered. The start is
+    // made again with a new server, up to 4 times.
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let started = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
+    assert!(started.is_err(), "every server died before it answered: {started:?}");
+    // The last dead server stays a zombie until the next start replaces it.
+    let zombies = || {
+        let server = multiproc::__private::fork_server_pid();
+        own_children().into_iter().filter(|&pid| zombie(pid) && Some(pid) != server).collect::<Vec<_>>()
+    };
+    let reaped = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        zombies().is_empty()
+    });
+    assert!(reaped, "zombies of ours: {:?}", zombies());
+    println!("INNER-DONE");
+}
+
+/// The children forked for a start with a boot socket (as the main process's own) by fork
+/// servers killed before they answered exit at the end of their boot socket, and are
+/// reaped. Before (review31a M1), each stayed a zombie of the main process (one per try of
+/// the start, up to 4): the server had written no pid on the socket, and its requester read
+/// "no child of ours".
+#[test]
+fn a_socket_child_of_a_fork_server_killed_before_answering_is_reaped() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_socket_child_of_a_fork_server_killed_before_answering_is_reaped_inner",
+        &[(SOCKET_ZOMBIE_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
+    );
 }
 
 /// `put_one` with a large `padding` (a blob of the heap in the boot message).
@@ -2304,6 +2350,66 @@ fn a_start_that_reaches_a_fork_server_being_started_again_gets_its_child() {
     common::run_inner_test_with(
         "a_start_that_reaches_a_fork_server_being_started_again_gets_its_child_inner",
         &[(RESTART_RACE_INNER, "1")],
+    );
+}
+
+const RESTART_ROOM_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_ROOM_INNER";
+
+#[test]
+fn a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room_inner() {
+    if std::env::var_os(RESTART_ROOM_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    let leaks = common::leak_check(LIMIT);
+    // Once before, so that the fork server runs (and this process keeps a connection to it).
+    assert_eq!(fork_server_square(2), Ok(4));
+    kill_the_fork_server();
+    // A thread other than main finds the server dead and starts it again: held once it
+    // listens at the server's address, before it spawns the new server.
+    multiproc::__private::crash_at("hold:forkserver.restart.listening");
+    std::thread::scope(|s| {
+        let restarting = s.spawn(|| fork_server_square(3));
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the restart listens");
+        // Another thread's start (no boot socket: a report room) connects to that listener
+        // and waits for the answer: held once its wait looked at the server's pid.
+        multiproc::__private::crash_at("hold:forkserver.restart.listening,hold:forkserver.answer.waits");
+        let asking = s.spawn(|| fork_server_square(4));
+        assert!(
+            eventually(LIMIT, || asking.is_finished() || multiproc::__private::crash_holding() == 2),
+            "the second start waits for the new server's answer"
+        );
+        // The restart goes on: it spawns the server, which answers both.
+        multiproc::__private::crash_disarm();
+        assert_eq!(restarting.join().unwrap(), Ok(9));
+        assert_eq!(
+            asking.join().unwrap(),
+            Ok(16),
+            "a start that reached the new server took the dead one for its server: it gave up, \
+             and left its room to a child that never came, freed while the new server may write it"
+        );
+    });
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= leaks.before()
+    });
+    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// A fork-server start whose request reaches a server being started again (another thread
+/// listens at its address and has not yet spawned it) waits for that server's answer, and
+/// gets its child. Before (review31a H1), it took the dead server's pid, still published,
+/// for its server's: at its first look it found it dead and gave up (every try), and left
+/// its report room to a child "of the dead server", freed at the next start while the new
+/// server, which would read the request, wrote into it.
+#[test]
+fn a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room_inner",
+        &[(RESTART_ROOM_INNER, "1")],
     );
 }
 

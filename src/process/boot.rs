@@ -357,7 +357,7 @@ pub(crate) fn dispatch_if_child() {
             // called yet run now, before the target (see `sys::early`).
             DISPATCHING.store(true, Ordering::Relaxed);
             sys::finish_constructors();
-            run(sock, parent, None)
+            run(sock, parent, None, false)
         }
         ["forkserver", fd, parent] => {
             let (sock, parent) = boot_socket(&value, fd, parent, "fork server boot socket");
@@ -380,11 +380,12 @@ pub(crate) fn dispatch_if_child() {
 }
 
 /// The life of a fork-server child: `sock` is its end of the boot socket, `blank` the
-/// server's [`Prepared::blank`] (the child's copy). The server holds interrupts (blocked,
-/// with the dispositions a child needs); its children must not.
-pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared) -> ! {
+/// server's [`Prepared::blank`] (the child's copy), `yours`: forked as its requester's own
+/// child (its sibling). The server holds interrupts (blocked, with the dispositions a child
+/// needs); its children must not.
+pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared, yours: bool) -> ! {
     sys::unblock_interrupts();
-    run(sock, parent, Some(blank))
+    run(sock, parent, Some(blank), yours)
 }
 
 /// The life of a fork-server child with no boot socket: `boot` is the offset of the report
@@ -459,8 +460,9 @@ pub(crate) fn run_in_fork(boot: Boot, channel: Channel, parent: u32, prepared: P
     execute(boot, channel, Some(prepared))
 }
 
-/// `blank`: a fork-server child's [`Prepared::blank`]; a spawned child has none.
-fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>) -> ! {
+/// `blank`: a fork-server child's [`Prepared::blank`]; a spawned child has none. `yours`: a
+/// fork-server child forked as its requester's own child.
+fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
     let spawned = blank.is_none();
     if !sys::die_with_parent(parent) {
         // The parent is gone already: nobody would read what we produce.
@@ -476,7 +478,12 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>) -> ! {
     };
     if !spawned && !parent_said_go(sock.as_fd(), after) {
         // The parent's start failed after the server forked us (the server died before it
-        // answered): what the boot message names is no longer ours.
+        // answered): what the boot message names is no longer ours. Our parent's own child,
+        // we leave our pid on the socket, whose end it keeps to reap us
+        // (`forkserver::reap_left_children`): nobody else knows of us.
+        if yours {
+            let _ = sys::send_with_fds(sock.as_fd(), &sys::pid_now().to_le_bytes(), &[]);
+        }
         sys::exit_now(1);
     }
     let sock = Channel::Socket(sock);

@@ -211,12 +211,14 @@ impl ChildState {
             if inner.ended.is_some() {
                 // Everything the child wrote is in the socket now: its note, if it sent one.
                 Self::pump(inner);
-                // Or in its room, which nobody writes any more.
+                // Or in its room, which the child writes no more; freed, or left until the
+                // fork server that forked it is done with it (its go after its answer).
                 if let Some(mut room) = inner.room.take() {
                     inner.outcome = room.take().map(|message| {
                         crate::codec::decode_own::<Outcome>(&message)
                             .unwrap_or_else(|e| Outcome::Failed(format!("garbled outcome: {e}")))
                     });
+                    room.release();
                 }
                 // What the child held and never let go of (killed, or exited without
                 // dropping): a fork child's copies of this process's handles, and every hold

@@ -119,7 +119,7 @@ pub fn fork_server_pid() -> Option<u32> {
 fn started_here(pid: u32) {
     // Where every process of the family finds it (a requester waiting for its answer looks
     // whether it is stopped).
-    crate::shm::Heap::get().fork_server().store(u64::from(pid), std::sync::atomic::Ordering::Relaxed);
+    crate::shm::Heap::get().fork_server().store(u64::from(pid), std::sync::atomic::Ordering::Release);
     let pidfd = sys::pidfd_open(pid).ok();
     let mut started = STARTED_HERE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = std::mem::replace(&mut *started, pidfd.map(|pidfd| (sys::pid_now(), pid, pidfd)));
@@ -159,12 +159,22 @@ struct ServerBoot {
 /// it, the other connects to it.
 fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     let why = |e: &dyn std::fmt::Display| unavailable(super::StartMethod::ForkServer, format!("it died, and {e}"));
-    if fork_server_pid().is_none() {
+    let Some(dead) = fork_server_pid() else {
         // Only the process that started the dead server (the main process) starts it again:
         // a server dies with the process that started it, and with it every child it forked
         // for another requester, which must not depend on a child process's life.
         return Err(why(&"only the main process starts it again (at its next fork-server start)"));
-    }
+    };
+    // No server's pid is published until the new one's (`started_here`): a request that
+    // reaches the new listener must not take the dead server for the one it asked (it
+    // would give up on its answer, and free its report room while the new server may still
+    // write it). Unless another thread published the new one already.
+    let _ = crate::shm::Heap::get().fork_server().compare_exchange(
+        u64::from(dead),
+        0,
+        std::sync::atomic::Ordering::Release,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let listener = match sys::listen_abstract(address, true) {
         Ok(listener) => listener,
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Ok(()),
@@ -353,8 +363,8 @@ impl Zygote {
             )));
         }
         // Not started again when gone: its memory is the builder's as of `build`.
-        let server = (self.address.as_str(), super::StartMethod::Fork, self.pid);
-        match ask(Ok(sock.as_fd()), &self.token, server, &mut slot) {
+        let server: ServerAt<'_> = (self.address.as_str(), super::StartMethod::Fork, &|| self.pid);
+        match ask(Ok(sock.as_fd()), &self.token, server, &mut slot, &mut 0) {
             Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, None)),
             Err(Unasked::Failed(e @ LaunchError::Failed(_), true)) => {
                 leave_socket(ours);
@@ -443,8 +453,8 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         // The room is 64-byte aligned: the low bit says whether the message holds handles.
         Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room), None),
     };
-    // The server the request went to last (a room left to a child whose word stays empty
-    // is freed once it is dead).
+    // The server the request went to last, as read once it went (`ask`): a room is freed
+    // only once that server is done with it, or dead.
     let mut asked_of = 0;
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
@@ -469,11 +479,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // this request, connected to its listener, is answered only once it runs.
             // Another thread's request meanwhile makes a connection of its own; the first
             // connection put back is kept.
-            let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
-            let server = (address, super::StartMethod::ForkServer, u32::try_from(server).unwrap_or(0));
-            *asked_of = server.2;
+            let server: ServerAt<'_> = (address, super::StartMethod::ForkServer, &family_server);
             let mut conn = family::state().forkserver_conn.take();
-            let asked = ask(boot, &config.token, server, &mut conn);
+            let asked = ask(boot, &config.token, server, &mut conn, asked_of);
             if let Some(conn) = conn {
                 let mut st = family::state();
                 if st.forkserver_conn.is_none() {
@@ -494,10 +502,14 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             }
         }
     })();
-    match asked {
+    let room = room.map(|mut room| {
+        room.asked_of(asked_of);
+        room
+    });
+    match asked.map_err(|(e, may_run)| (server_died(e, asked_of), may_run)) {
         Ok((pid, pidfd, status)) => Ok((pid, pidfd, status, room)),
         Err((e, may_run)) => {
-            if let (Some(ours), LaunchError::Failed(_), true) = (ours, &e, may_run) {
+            if let (Some(ours), LaunchError::Failed(_) | LaunchError::ServerDied(_), true) = (ours, &e, may_run) {
                 leave_socket(ours);
             }
             let Some(room) = room.filter(|_| may_run) else {
@@ -515,16 +527,28 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     room.leave();
                     Err(e)
                 }
-                LaunchError::Failed(error) if !room.stop() => {
+                LaunchError::Failed(error) | LaunchError::ServerDied(error) if !room.stop() => {
                     room.leave();
                     Err(LaunchError::Lost { own: None, error })
                 }
-                LaunchError::Failed(_) => {
-                    room.leave_to_child(asked_of);
+                LaunchError::Failed(_) | LaunchError::ServerDied(_) => {
+                    room.leave_to_child();
                     Err(e)
                 }
             }
         }
+    }
+}
+
+/// `e`, a failed start's error, as [`LaunchError::ServerDied`] when its request's server
+/// (`server`, 0 if not known: nothing went, or it was being started again) is dead: the
+/// next try may find a new one. A live server's refusal, or one stopped, fails every try.
+fn server_died(e: LaunchError, server: u32) -> LaunchError {
+    match e {
+        LaunchError::Failed(e @ Error::StartMethodUnavailable(..)) if server == 0 || !sys::process_alive(server, 0) => {
+            LaunchError::ServerDied(e)
+        }
+        e => e,
     }
 }
 
@@ -535,9 +559,10 @@ const START_TRIES: u32 = 4;
 const START_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Makes the fork-server start `start` again (up to [`START_TRIES`] times, 10, 40 and 160
-/// ms apart) while it fails in a way the next try may not ([`start_worth_retrying`]): the
-/// family's server died during it, and the next try starts a new one. Every fork-server
-/// start goes through this (`launch`: a user's `Process::start`, a pool's workers).
+/// ms apart) while it fails in a way the next try may not: the family's server died during
+/// it ([`LaunchError::ServerDied`]), and the next try starts a new one
+/// ([`start_worth_retrying`]); given up, it fails as `Failed`. Every fork-server start goes
+/// through this (`launch`: a user's `Process::start`, a pool's workers).
 ///
 /// A failed try's child, if the dead server forked one, was told to stop, and its report
 /// room left to it: each try makes its own room and boot socket.
@@ -545,11 +570,12 @@ pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> 
     let mut tries = 1;
     loop {
         match start() {
-            Err(LaunchError::Failed(e)) if tries < START_TRIES && start_worth_retrying(&e) => {
+            Err(LaunchError::ServerDied(e)) if tries < START_TRIES && start_worth_retrying() => {
                 log::debug!("a fork-server start failed ({e}): trying again");
                 std::thread::sleep(START_RETRY_PAUSE * (1 << (2 * (tries - 1))));
                 tries += 1;
             }
+            Err(LaunchError::ServerDied(e)) => return Err(LaunchError::Failed(e)),
             started => return started,
         }
     }
@@ -579,7 +605,8 @@ fn leave_socket(ours: BorrowedFd<'_>) {
 /// request went (their boot socket's copies left by [`leave_socket`]): a pid on one (the
 /// server's answer went nowhere: it wrote the pid there) is reaped once that child has
 /// ended; a socket at its end with no pid had no child of ours (the server died before it
-/// forked, or the child was its own), and is closed. Called at each fork-server start and by
+/// forked, or the child was its own), or one killed before it could say (a sibling told to
+/// stop writes its pid there: `boot::run`), and is closed. Called at each fork-server start and by
 /// `active_children`.
 pub(crate) fn reap_left_children() {
     use std::sync::atomic::Ordering;
@@ -611,16 +638,13 @@ pub(crate) fn reap_left_children() {
     LEFT_SOCKETS_COUNT.store(left.len(), Ordering::Relaxed);
 }
 
-/// Whether a start that failed with `e` may succeed if made again: the family's fork server
-/// died while it forked it ("connection reset"), and this process is the one that starts a
-/// dead server again (the next start does), and the server is not stopped (a stopped one
-/// fails every start until it is continued). Any other failure is taken as it is: a pool's
-/// zygote (`Fork`) is never started again, nor a server by a child process.
-fn start_worth_retrying(e: &Error) -> bool {
-    let server = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Relaxed);
-    matches!(e, Error::StartMethodUnavailable(super::StartMethod::ForkServer, _))
-        && fork_server_pid().is_some()
-        && !is_stopped(u32::try_from(server).unwrap_or(0))
+/// Whether a start whose fork server died during it ([`LaunchError::ServerDied`]) may
+/// succeed if made again: this process is the one that starts a dead server again (the
+/// next start does), and the family's server is not stopped (a stopped one fails every
+/// start until it is continued). A pool's zygote (`Fork`) is never started again, nor a
+/// server by a child process.
+fn start_worth_retrying() -> bool {
+    fork_server_pid().is_some() && !is_stopped(family_server())
 }
 
 /// The error of a start whose server cannot fork it.
@@ -650,26 +674,41 @@ impl Unasked {
     }
 }
 
+/// A server to ask: its address, the start method it serves (for errors), and where its pid
+/// is read (0: not known).
+type ServerAt<'a> = (&'a str, super::StartMethod, &'a dyn Fn() -> u32);
+
+/// The family's fork server's pid, as published in the heap's header (0 while it is being
+/// started again: [`restart`]).
+fn family_server() -> u32 {
+    let pid = crate::shm::Heap::get().fork_server().load(std::sync::atomic::Ordering::Acquire);
+    u32::try_from(pid).unwrap_or(0)
+}
+
 /// [`request`]'s exchange with the server at `address` (the family's fork server, or a
-/// pool's [`Zygote`]: `method` names it in errors; `pid` is its pid, 0 if unknown), over
+/// pool's [`Zygote`]: `method` names it in errors; `pid` reads its pid, 0 if unknown), over
 /// the connection kept in `slot`:
 /// `boot` is the child's end of its boot socket, or its report room's offset and its boot
 /// message (sent as the room's offset, 8 bytes little-endian, then the message: the child
 /// waits for its go word before it decodes the message, whose blobs its requester may
-/// have given back).
+/// have given back). `asked` is set to the pid of the server the request went to, read once
+/// it went (the pid is published after the listener of a server started again: one read
+/// before might be its dead predecessor's), 0 if not known.
 fn ask(
     boot: Result<BorrowedFd<'_>, (u64, &[u8])>,
     token: &[u8; 16],
-    (address, method, server): (&str, super::StartMethod, u32),
+    (address, method, pid): ServerAt<'_>,
     slot: &mut Option<OwnedFd>,
+    asked: &mut u32,
 ) -> Result<(u32, OwnedFd, Option<OwnedFd>), Unasked> {
     let failed = |e: Error, may_run: bool| Unasked::Failed(LaunchError::Failed(e), may_run);
     let unavailable = |why: String| unavailable(method, why);
     let fresh = slot.is_none();
-    if fresh && stays_stopped(server) {
+    *asked = 0;
+    if fresh && stays_stopped(pid()) {
         // Not restarted either: it may be stopped on purpose (a debugger), and its
         // continuation finds it serving.
-        return Err(failed(unavailable(stopped(server)), false));
+        return Err(failed(unavailable(stopped(pid())), false));
     }
     if fresh {
         match sys::connect_abstract(address, true) {
@@ -715,6 +754,9 @@ fn ask(
         return Err(if fresh { failed(e, false) } else { Unasked::Stale(e) });
     }
     drop(room);
+    // The server that has the request, or a later one (0 while one is being started again:
+    // read again while the answer is waited for).
+    *asked = pid();
     // Asked, not yet answered: a test holds a requester here (`hold:`) while it kills the
     // server, whose death the requester then meets in its wait.
     crash_point!("forkserver.asked");
@@ -727,7 +769,7 @@ fn ask(
             REPLY_SPINS.spin(REPLY_SPIN, || sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds).transpose());
         let n = match spun {
             Some(received) => received?,
-            None => answer(conn, &mut buf, &mut fds, server)?,
+            None => answer(conn, &mut buf, &mut fds, (asked, pid))?,
         };
         if n == 0 {
             return Err(io::Error::other("the fork server closed the connection"));
@@ -785,25 +827,36 @@ fn ask(
 /// that cannot answer: stopped (`SIGSTOP`, a debugger: `T` or `t` in `/proc`) at two looks
 /// in a row (a group stop and its continuation, Ctrl-Z then `fg`, may be seen half done at
 /// one look), a zombie or gone (its end of the connection is closed then, which the
-/// receive sees first, unless a fork copy of it holds it).
-fn answer(conn: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>, server: u32) -> io::Result<usize> {
+/// receive sees first, unless a fork copy of it holds it). `server` is the server's pid,
+/// read again (`pid`) while it is 0 (a server being started again: not looked at).
+fn answer(
+    conn: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    (server, pid): (&mut u32, &dyn Fn() -> u32),
+) -> io::Result<usize> {
     let mut stopped_before = false;
     loop {
         match sys::recv_with_fds(conn, buf, fds) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             received => return received,
         }
-        if is_stopped(server) {
+        if *server == 0 {
+            *server = pid();
+        }
+        if is_stopped(*server) {
             if stopped_before {
-                return Err(io::Error::other(stopped(server)));
+                return Err(io::Error::other(stopped(*server)));
             }
             stopped_before = true;
             continue;
         }
         stopped_before = false;
-        if server != 0 && !sys::process_alive(server, 0) {
+        if *server != 0 && !sys::process_alive(*server, 0) {
             return Err(io::Error::other(format!("it is dead (pid {server})")));
         }
+        // Looked, and waits on: a test holds a requester here to know that it looked.
+        crash_point!("forkserver.answer.waits");
     }
 }
 
@@ -818,7 +871,22 @@ fn forking(room: Option<u64>) {
     }
 }
 
-/// The fork for the report room at `room` failed: no child, none to come.
+/// After the answer to a request that names the report room at `room`, for which a child was
+/// forked: the server's go if the answer `went` (the child mostly finds it said before its
+/// requester's), and its last write to the room ([`crate::shm::ReportRoom::answered_at`]).
+fn answered(room: Option<u64>, went: bool) {
+    if let Some(off) = room {
+        if went {
+            // Answered, go not yet said: the requester may have seen its child end by now,
+            // and leaves the room until the server is done with it.
+            crash_point!("forkserver.answered");
+        }
+        crate::shm::ReportRoom::answered_at(off, went);
+    }
+}
+
+/// No child for the report room at `room` (the fork failed, or the request was refused or
+/// abandoned): none to come, and the server is done with the room.
 fn unforked(room: Option<u64>) {
     if let Some(off) = room {
         crate::shm::ReportRoom::unforked_at(off);
@@ -975,10 +1043,12 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
                 Event::Message(i) => {
                     if let Some((child_boot, parent)) = server.handle(i, &mut head) {
                         // In the new child: close every descriptor of the server, then boot.
+                        // Its parent is the main process when it was forked as its sibling.
+                        let yours = parent == server.main.pid;
                         let buf = std::mem::take(&mut server.buf);
                         server.close_in_child();
                         match child_boot {
-                            ChildBoot::Socket(sock) => boot::run_forked(sock, parent, blank),
+                            ChildBoot::Socket(sock) => boot::run_forked(sock, parent, blank, yours),
                             ChildBoot::Inline(at, false) => boot::run_forked_with(&head[at], parent, blank),
                             ChildBoot::Inline(at, true) => boot::run_forked_with(&buf[at], parent, blank),
                         }
@@ -1192,18 +1262,12 @@ impl Server {
                 return None;
             }
         };
-        if let Some(why) = self.unsafe_to_fork.clone() {
-            self.reply(i, &Reply::Refused(why), &[]);
-            return None;
-        }
-        if self.zygote && matches!(child_boot, ChildBoot::Inline(..)) {
-            // A zygote's child waits for its go-on byte: it runs only once recorded.
-            self.reply(i, &Reply::Refused("a zygote's child needs a boot socket".into()), &[]);
-            return None;
-        }
         // A socketless child's room (the boot message's first 8 bytes, the low bit a flag):
         // the server says go once its answer went, so that the child mostly finds it said
-        // (its requester says it too, later).
+        // (its requester says it too, later). Its last write to the room says it is done
+        // with it: `UNFORKED` before an answer without a child, `answered_at` after the
+        // answer for a child (a requester frees the room only once it sees that, or the
+        // server dead).
         let go_room = match &child_boot {
             ChildBoot::Inline(at, long) => {
                 let message = if *long { &self.buf[..] } else { &head[..] };
@@ -1211,13 +1275,22 @@ impl Server {
             }
             ChildBoot::Socket(_) => None,
         };
+        if let Some(why) = self.unsafe_to_fork.clone() {
+            unforked(go_room);
+            self.reply(i, &Reply::Refused(why), &[]);
+            return None;
+        }
+        if self.zygote && matches!(child_boot, ChildBoot::Inline(..)) {
+            // A zygote's child waits for its go-on byte: it runs only once recorded.
+            unforked(go_room);
+            self.reply(i, &Reply::Refused("a zygote's child needs a boot socket".into()), &[]);
+            return None;
+        }
         if self.requesters[i].sock.as_ref().is_some_and(|sock| sys::peer_ended(sock.as_fd())) {
             // Its requester gave up on the answer (a server stopped, then continued) or
             // died: no child, whom nobody would reap (a sibling of the main process) or
             // wait for; its room, left to a child, is freed (`ReportRoom::unforked_at`).
-            if let Some(off) = go_room {
-                crate::shm::ReportRoom::unforked_at(off);
-            }
+            unforked(go_room);
             self.requesters[i].sock = None;
             return None;
         }
@@ -1244,14 +1317,9 @@ impl Server {
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    if self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]) {
-                        if let Some(off) = go_room {
-                            // Answered, go not yet said: the requester may have freed the
-                            // room by now (notes/token31.md, an open defect).
-                            crash_point!("forkserver.answered");
-                            crate::shm::ReportRoom::go_at(off);
-                        }
-                    } else if let ChildBoot::Socket(sock) = &child_boot {
+                    let went = self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
+                    answered(go_room, went);
+                    if !went && let ChildBoot::Socket(sock) = &child_boot {
                         // The answer went nowhere: its requester gave up (a server stopped
                         // between its peek and here, then continued). The child, told to
                         // stop by the end of its boot socket, is the main process's own and
@@ -1283,6 +1351,8 @@ impl Server {
         let ((read, write), room) = match made {
             Ok(made) => made,
             Err(e) => {
+                // (The room may say `FORKING`: `clone3` was not supported above.)
+                unforked(go_room);
                 self.reply(i, &fork_failed(e), &[]);
                 return None;
             }
@@ -1315,12 +1385,8 @@ impl Server {
                         }
                         fds.push(read.as_fd());
                         crash_point!("forkserver.forked");
-                        if self.reply(i, &Reply::Forked { pid }, &fds)
-                            && let Some(off) = go_room
-                        {
-                            crash_point!("forkserver.answered");
-                            crate::shm::ReportRoom::go_at(off);
-                        }
+                        let went = self.reply(i, &Reply::Forked { pid }, &fds);
+                        answered(go_room, went);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
                     Err(_) => {
@@ -1328,6 +1394,7 @@ impl Server {
                         // without a boot socket would write its report room).
                         drop(record);
                         sys::kill_and_reap(pid);
+                        answered(go_room, false);
                         self.reply(i, &Reply::Refused("out of descriptors".into()), &[]);
                     }
                 }
@@ -1432,5 +1499,26 @@ impl Server {
                 r.pidfd = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a start whose server is dead (or not known) is made again: a live server's
+    /// refusal (a fork server that is not safe to fork, say) failed every try, 210 ms later.
+    #[test]
+    fn only_a_start_whose_server_died_is_made_again() {
+        let refused = || LaunchError::Failed(unavailable(super::super::StartMethod::ForkServer, "refused".into()));
+        let alive = sys::pid_now();
+        assert!(matches!(server_died(refused(), alive), LaunchError::Failed(_)), "a live server said no");
+        assert!(matches!(server_died(refused(), 0), LaunchError::ServerDied(_)), "no server known");
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let dead = ended.id();
+        ended.wait().unwrap();
+        assert!(matches!(server_died(refused(), dead), LaunchError::ServerDied(_)), "its server is dead");
+        let other = LaunchError::Failed(Error::Io(io::Error::from_raw_os_error(11)));
+        assert!(matches!(server_died(other, dead), LaunchError::Failed(_)), "a machine's limit, not the method's");
     }
 }

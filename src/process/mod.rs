@@ -114,15 +114,17 @@ pub enum StartMethod {
     /// A fork of the family's fork server.
     ///
     /// The fork server is a single-threaded helper process, forked by `init()`. Killed
-    /// (`kill -9`), it is started again by the main process's next `ForkServer` start,
-    /// which succeeds (CPython's `ensure_running`; another process's start fails with
-    /// [`Error::StartMethodUnavailable`] until then): the new server is spawned (an
-    /// execution of the program that becomes the server before `main`), never forked,
-    /// since the main process may run threads. A start whose request the server had taken when
-    /// it died is made again in the main process (a few times, a moment apart: the next try
-    /// starts a new server), and succeeds; the child the dead server may have forked exits
-    /// without running its target. In another process, such a start fails with
-    /// [`Error::StartMethodUnavailable`].
+    /// (`kill -9`), it is started again by the main process's next `ForkServer` start
+    /// (CPython's `ensure_running`; another process's start fails with
+    /// [`Error::StartMethodUnavailable`] until then), which then goes on with the new server
+    /// (and fails as any start may, say if the new server cannot be spawned): the new server
+    /// is spawned (an execution of the program that becomes the server before `main`), never
+    /// forked, since the main process may run threads. A start whose request the server had
+    /// taken when it died is made again in the main process (up to 4 tries, a moment apart:
+    /// the next try starts a new server), and fails with
+    /// [`Error::StartMethodUnavailable`] only if every try's server died; the child a dead
+    /// server may have forked exits without running its target. In another process, such a
+    /// start fails with [`Error::StartMethodUnavailable`].
     ///
     /// A server that is slow to answer (a loaded machine) is waited for, but one that is
     /// stopped (`SIGSTOP`, a debugger) is not: a start fails with
@@ -784,7 +786,7 @@ fn launch(
     let (pid, pidfd, watch, link, kept) = match started {
         Ok(started) => started,
         // No child took the token: dropped, it is taken back (the undo runs).
-        Err(LaunchError::Failed(e)) => return Err(e),
+        Err(LaunchError::Failed(e) | LaunchError::ServerDied(e)) => return Err(e),
         Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args, token)),
     };
     // The argument is with the child now: we keep the token (to take it back at the reap
@@ -830,7 +832,7 @@ fn forkserver_start(
 /// have read it, given back (its blobs, dropped) when no child will (`Failed`: none was
 /// made, or the fork server's, killed before it answered, exits on EOF before it decodes).
 fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> Result<T, LaunchError> {
-    if !matches!(started, Err(LaunchError::Failed(_))) {
+    if !matches!(started, Err(LaunchError::Failed(_) | LaunchError::ServerDied(_))) {
         message.sent();
     }
     started
@@ -857,6 +859,10 @@ fn on_socket(ours: OwnedFd, started: forkserver::Started) -> (u32, OwnedFd, Exit
 pub(crate) enum LaunchError {
     /// No child was forked.
     Failed(Error),
+    /// No child runs, as `Failed`: the fork server the request went to died during it, and
+    /// a new one may serve a next try (`forkserver::request`; `forkserver::retrying` makes
+    /// it, and gives up with `Failed`).
+    ServerDied(Error),
     /// A child exists, or may, and reads its boot message as any child does, but it cannot
     /// be had: its descriptors found no room in this process (`error` is then `EMFILE`),
     /// or the server's answer was lost after the server told it to go. `own` is our own

@@ -324,10 +324,6 @@ pub(crate) struct ArgsToken {
     maker: u32,
 }
 
-/// The least tail of a token: the object then takes more than 512 bytes (see
-/// [`ArgsToken::new`]).
-const TAIL_MIN: usize = 320;
-
 fn token_let_go(off: u64, generation: u64) -> LetGo {
     LetGo { object: off, generation, side: None, gone: |off, _| Shared::<ArgsState>::release_at(off) }
 }
@@ -345,12 +341,8 @@ impl ArgsToken {
             .collect::<Option<_>>()?;
         let slots = undo.len();
         let len = HEAD + (SLOT + UNDO) * slots;
-        // Never a block of the report rooms' size class (512 bytes): a fork server says go
-        // into a room after its answer, when its requester may have freed the room already
-        // (notes/token31.md: a late go wrote 1 into a token's lock word, read as held by
-        // pid 1 for ever). Not this change's to fix; a token's tail is made longer instead.
-        let tail = (len * 8).max(TAIL_MIN);
-        let token = Shared::with_tail(ArgsState { block: AtomicU64::new(0), child: AtomicU64::new(0) }, tail).ok()?;
+        let token =
+            Shared::with_tail(ArgsState { block: AtomicU64::new(0), child: AtomicU64::new(0) }, len * 8).ok()?;
         let block = token.tail_offset();
         let w = words(heap, block, len);
         w[0].store(slots as u64, Ordering::Relaxed);

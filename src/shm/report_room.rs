@@ -18,7 +18,9 @@
 //! (little-endian words). A requester whose start failed after its request went leaves
 //! the room to the child ([`ReportRoom::leave_to_child`]) and frees it once that child has
 //! ended ([`free_left_rooms`]), or at once when the server forked none
-//! ([`ReportRoom::unforked_at`]).
+//! ([`ReportRoom::unforked_at`]). The fork server may write a room after its answer (its
+//! go): its last write is marked ([`SERVER_DONE`]), and a room is freed only once that
+//! mark is seen or the server is dead ([`ReportRoom::release`]).
 //!
 //! A fork-server child waits for its go word before it touches anything its boot message
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
@@ -56,33 +58,47 @@ const SPILLED: u64 = 2;
 
 /// The go word: its low half (a `u32`, a futex), never accessed as a whole word.
 const GO_WORD: usize = HEAD - 1;
-/// The go word's values: not said yet (and the child not asleep), go on, stop, not said
-/// yet and the child asleep on it.
+/// The go word's states (its low two bits): not said yet (and the child not asleep), go on,
+/// stop, not said yet and the child asleep on it.
 const GO_PENDING: u32 = 0;
 const GO_ON: u32 = 1;
 const GO_STOP: u32 = 2;
 const GO_ASLEEP: u32 = 3;
+const GO_STATE: u32 = 3;
+/// The go word's flag: the fork server that forked the room's child is done with the room
+/// (its last write: [`ReportRoom::answered_at`], [`ReportRoom::unforked_at`]). A room its
+/// server may still write is freed only once this is set, or the server is dead.
+const SERVER_DONE: u32 = 4;
 /// How long a child looks at its go word before it sleeps on it (`wait::spin_for`, which
 /// yields now and then: the server that says go may need this processor).
 const GO_SPIN: std::time::Duration = super::wait::SPIN;
 
-/// Says `what` (go on or stop) unless go or stop was said already: the first word said is
-/// the one the child acts on, and the one returned, so a requester that says stop knows
-/// whether the server's go came first (the child then runs and takes its argument).
-fn say(word: &AtomicU32, what: u32) -> u32 {
+/// Says `what` (go on or stop; or nothing, [`GO_PENDING`]) unless go or stop was said
+/// already: the first word said is the one the child acts on, and the one returned, so a
+/// requester that says stop knows whether the server's go came first (the child then runs
+/// and takes its argument). `done` also sets [`SERVER_DONE`], whatever was said (the
+/// server's last write to the room).
+fn say(word: &AtomicU32, what: u32, done: bool) -> u32 {
+    let done = if done { SERVER_DONE } else { 0 };
     let mut now = word.load(Ordering::Acquire);
     loop {
-        if now == GO_ON || now == GO_STOP {
-            return now;
+        let state = now & GO_STATE;
+        let said = state == GO_ON || state == GO_STOP;
+        let new = if said || what == GO_PENDING { now | done } else { (now & SERVER_DONE) | done | what };
+        if new == now {
+            return if said { state } else { what };
         }
         // Release: a child that sees `GO_ON` sees what was written before (nothing it
-        // needs today; the order costs nothing on x86).
-        match word.compare_exchange(now, what, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(GO_ASLEEP) => {
-                sys::futex_wake(word, 1);
+        // needs today; the order costs nothing on x86), and a requester that sees
+        // `SERVER_DONE` sees every write of the server before it.
+        match word.compare_exchange(now, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) if said => return state,
+            Ok(_) => {
+                if state == GO_ASLEEP && what != GO_PENDING {
+                    sys::futex_wake(word, 1);
+                }
                 return what;
             }
-            Ok(_) => return what,
             Err(seen) => now = seen,
         }
     }
@@ -145,10 +161,15 @@ fn get_bytes(from: &[AtomicU64], len: usize) -> Vec<u8> {
 }
 
 /// The parent's side: the block it made for one child, freed when dropped (once the child
-/// has ended), or left with [`ReportRoom::leave`].
+/// has ended) or released ([`ReportRoom::release`]: once its fork server is done with it
+/// too), or left with [`ReportRoom::leave`].
 #[derive(Debug)]
 pub(crate) struct ReportRoom {
     off: u64,
+    /// The fork server the room's child was asked of ([`ReportRoom::asked_of`]; its pid, 0
+    /// if not known), which may write the room until it is done with it: `None` for a
+    /// `Fork` child's room, which only the child writes.
+    asked: Option<u32>,
 }
 
 impl ReportRoom {
@@ -163,13 +184,21 @@ impl ReportRoom {
         go_word(heap, off).store(GO_PENDING, Ordering::Relaxed);
         child_word(heap, off).store(0, Ordering::Relaxed);
         w[0].store(0, Ordering::Release);
-        Ok(Self { off })
+        Ok(Self { off, asked: None })
+    }
+
+    /// The room's child was asked of the fork server `server` (its pid, 0 if not known: a
+    /// server being started again): the server writes the room after its answer (its go),
+    /// so the room is freed only once the server is done with it, or dead
+    /// ([`ReportRoom::release`], [`ReportRoom::leave_to_child`]).
+    pub(crate) fn asked_of(&mut self, server: u32) {
+        self.asked = Some(server);
     }
 
     /// Tells a child waiting in [`ChildRoom::wait_for_go`] to go on (its start went
     /// through).
     pub(crate) fn go(&self) {
-        say(go_word(Heap::get(), self.off), GO_ON);
+        say(go_word(Heap::get(), self.off), GO_ON, false);
     }
 
     /// Tells a child that may exist (its start failed after the request went) to exit
@@ -177,16 +206,18 @@ impl ReportRoom {
     /// the server, once its answer went): the child then runs and takes its argument.
     #[must_use = "a stop said too late leaves the argument with the child"]
     pub(crate) fn stop(&self) -> bool {
-        say(go_word(Heap::get(), self.off), GO_STOP) == GO_STOP
+        say(go_word(Heap::get(), self.off), GO_STOP, false) == GO_STOP
     }
 
-    /// The fork server's go for the room at `off` (named by a request it answered, once the
-    /// answer went: its requester says go too, in case the server dies in between). An
-    /// offset that is no room's place is ignored.
-    pub(crate) fn go_at(off: u64) {
+    /// The fork server, done with the room at `off` (named by a request for which it forked
+    /// a child) once it answered: its go if the answer `went` (its requester says go too,
+    /// in case the server dies in between), and [`SERVER_DONE`], its last write to the room
+    /// (its requester, which may have seen its child end already, frees the room only once
+    /// that is set, or the server dead). An offset that is no room's place is ignored.
+    pub(crate) fn answered_at(off: u64, went: bool) {
         let heap = Heap::get();
         if off.is_multiple_of(64) && heap.contains(off, ROOM) {
-            say(go_word(heap, off), GO_ON);
+            say(go_word(heap, off), if went { GO_ON } else { GO_PENDING }, true);
         }
     }
 
@@ -232,25 +263,38 @@ impl ReportRoom {
         }
     }
 
-    /// The fork server, for the room at `off` named by a request whose requester gave up on
-    /// the answer before the server read it: no child was forked, none will read the room.
+    /// The fork server, for the room at `off` named by a request for which it forks no
+    /// child (its requester gave up on the answer before the server read it, or the fork
+    /// failed): none will read the room, and the server is done with it (its last write,
+    /// before any answer). An offset that is no room's place is ignored.
     pub(crate) fn unforked_at(off: u64) {
         let heap = Heap::get();
         if off.is_multiple_of(64) && heap.contains(off, ROOM) {
             child_word(heap, off).store(UNFORKED, Ordering::Release);
+            say(go_word(heap, off), GO_PENDING, true);
         }
     }
 
     /// Leaves the room to the child that may read it (a start that failed after its
     /// request went, the child told to stop), and frees it once that child is known to
-    /// have ended ([`free_left_rooms`]): the fork server (or the child) wrote its pid in the
-    /// child word when it forked it. A room whose child word is still empty once `server`
-    /// (the server the request went to) is dead had no child: it is freed then. One whose
-    /// server is stopped and has not forked yet stays until its pid (or `UNFORKED`) comes.
-    pub(crate) fn leave_to_child(self, server: u32) {
-        let mut left = LEFT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        left.push((sys::pid_now(), self, server));
-        LEFT_COUNT.store(left.len(), Ordering::Relaxed);
+    /// have ended and its server ([`ReportRoom::asked_of`]) is done with it or dead
+    /// ([`free_left_rooms`]): the fork server (or the child) wrote its pid in the child word
+    /// when it forked it. A room whose child word is still empty once its server is dead
+    /// had no child: it is freed then. One whose server is stopped stays until the server
+    /// goes on (its pid, or `UNFORKED`, and its last write come) or dies.
+    pub(crate) fn leave_to_child(self) {
+        leave_for_later(self, false);
+    }
+
+    /// Frees the room, whose child has ended (its message taken), or leaves it until its
+    /// fork server is done with it: a server says go after its answer went, and its
+    /// requester may have seen the child end by then (the go of a server stopped, or slow,
+    /// after its answer). Left, it is freed once the server's last write is seen, or the
+    /// server is dead ([`free_left_rooms`]).
+    pub(crate) fn release(self) {
+        if self.asked.is_some_and(|server| !server_done(Heap::get(), self.off, server)) {
+            leave_for_later(self, true);
+        }
     }
 
     /// Where the child finds it ([`ChildRoom`]): called in the child, the one process
@@ -292,19 +336,37 @@ impl ReportRoom {
     }
 }
 
-/// Rooms left to a child whose start failed ([`ReportRoom::leave_to_child`]), with the
-/// process that left each (a fork copy of this process has a copy of the list, whose rooms
-/// are not its own) and the server its request went to.
-static LEFT: std::sync::Mutex<Vec<(u32, ReportRoom, u32)>> = std::sync::Mutex::new(Vec::new());
+/// Whether the fork server `server` (0: not known) is done with the room at `off`: it said
+/// so ([`SERVER_DONE`], its last write), or it is dead (gone or a zombie). A pid reused
+/// meanwhile reads as alive: the room waits, never freed early.
+fn server_done(heap: &Heap, off: u64, server: u32) -> bool {
+    go_word(heap, off).load(Ordering::Acquire) & SERVER_DONE != 0 || server != 0 && !sys::process_alive(server, 0)
+}
+
+/// Puts `room` on [`LEFT`]; `ended`: its child has ended (reaped), only its server's last
+/// write is waited for.
+fn leave_for_later(room: ReportRoom, ended: bool) {
+    let mut left = LEFT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    left.push((sys::pid_now(), room, ended));
+    LEFT_COUNT.store(left.len(), Ordering::Relaxed);
+}
+
+/// Rooms left to a child whose start failed ([`ReportRoom::leave_to_child`]) or to a fork
+/// server not yet done with them ([`ReportRoom::release`]), with the process that left each
+/// (a fork copy of this process has a copy of the list, whose rooms are not its own) and
+/// whether the child is known to have ended.
+static LEFT: std::sync::Mutex<Vec<(u32, ReportRoom, bool)>> = std::sync::Mutex::new(Vec::new());
 /// `LEFT`'s length, to skip its lock when it is empty (every fork-server start looks).
 static LEFT_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Frees the rooms left to children whose starts failed ([`ReportRoom::leave_to_child`]),
-/// once each child has ended: a child of this process (forked as its sibling) is reaped
-/// here (nothing else knows it), another's is looked for (gone or a zombie: it touches
-/// nothing any more). A room whose child word is still empty once its server is dead (gone
-/// or a zombie) had no child: the server writes [`FORKING`] there before it forks. Called
-/// at each fork-server start and by `active_children`.
+/// Frees the rooms left to children whose starts failed ([`ReportRoom::leave_to_child`]) or
+/// to servers not yet done with them ([`ReportRoom::release`]), once the room's fork server
+/// is done with it (it says so last: [`SERVER_DONE`]) or dead, and its child has ended: a
+/// child of this process (forked as its sibling) is reaped here (nothing else knows it),
+/// another's is looked for (gone or a zombie: it touches nothing any more). A room whose
+/// child word is still empty once its server is dead had no child: the server writes
+/// [`FORKING`] there before it forks. Called at each fork-server start and by
+/// `active_children`.
 pub(crate) fn free_left_rooms() {
     if LEFT_COUNT.load(Ordering::Relaxed) == 0 {
         return;
@@ -319,35 +381,39 @@ pub(crate) fn free_left_rooms() {
     let me = sys::pid_now();
     let heap = Heap::get();
     let mut kept = Vec::with_capacity(left.len());
-    for (owner, room, server) in left.drain(..) {
+    for (owner, room, ended) in left.drain(..) {
         if owner != me {
             // A copy of another process's list (we were forked): its rooms are not ours.
             std::mem::forget(room);
             continue;
         }
-        let child = child_word(heap, room.off).load(Ordering::Acquire);
-        let pid = child & !YOURS;
-        let ended = child == UNFORKED
-            // The server died before it reached the fork: no child, none to come. A pid
-            // reused meanwhile reads as alive: the room waits.
-            || child == 0 && server != 0 && !sys::process_alive(server, 0)
-            || pid != 0
-                && child != FORKING
-                && if child & YOURS != 0 {
+        // First: a child of ours is reaped only once the room can go (its pid is the
+        // room's only record of it).
+        let free = server_done(heap, room.off, room.asked.unwrap_or(0))
+            && (ended || {
+                // After the server's last write (or its death): the child word is final, but
+                // for the child's own write of its pid over `FORKING`.
+                let child = child_word(heap, room.off).load(Ordering::Acquire);
+                let pid = child & !YOURS;
+                match child {
+                    // No child was forked (or the server died before its fork).
+                    0 | UNFORKED => true,
+                    // A server killed inside its fork: a child may yet write its pid.
+                    FORKING => false,
                     // Our own child, which nobody else reaps: it keeps its pid until reaped.
-                    match sys::reap_child_if_ended(pid) {
+                    _ if child & YOURS != 0 => match sys::reap_child_if_ended(pid) {
                         Ok(reaped) => reaped,
                         Err(_) => !sys::process_alive(pid, 0),
-                    }
-                } else {
+                    },
                     // Another's child (the server's): gone or a zombie, it touches nothing. A
                     // pid reused meanwhile reads as alive: the room waits, never freed early.
-                    !sys::process_alive(pid, 0)
-                };
-        if ended {
+                    _ => !sys::process_alive(pid, 0),
+                }
+            });
+        if free {
             drop(room);
         } else {
-            kept.push((owner, room, server));
+            kept.push((owner, room, ended));
         }
     }
     *left = kept;
@@ -390,7 +456,7 @@ impl ChildRoom {
         // The requester says go as soon as the server's answer comes, which the server
         // sends right after its fork: mostly before this spin ends, which saves the child
         // a sleep and its requester a wake-up (two context switches per start).
-        let said = super::wait::spin_for(GO_SPIN, || match word.load(Ordering::Acquire) {
+        let said = super::wait::spin_for(GO_SPIN, || match word.load(Ordering::Acquire) & GO_STATE {
             GO_PENDING => None,
             what => Some(what),
         });
@@ -400,13 +466,15 @@ impl ChildRoom {
             _ => {}
         }
         loop {
-            match word.load(Ordering::Acquire) {
+            // The server's flag (`SERVER_DONE`) may come with any state, and is kept.
+            let now = word.load(Ordering::Acquire);
+            match now & GO_STATE {
                 GO_ON => return true,
                 GO_PENDING => {
-                    let _ = word.compare_exchange(GO_PENDING, GO_ASLEEP, Ordering::Acquire, Ordering::Acquire);
+                    let _ = word.compare_exchange(now, now | GO_ASLEEP, Ordering::Acquire, Ordering::Acquire);
                 }
                 GO_ASLEEP => {
-                    sys::futex_wait(word, GO_ASLEEP, None);
+                    sys::futex_wait(word, now, None);
                 }
                 _ => return false,
             }
@@ -458,14 +526,46 @@ mod tests {
     fn the_first_word_said_is_the_one_the_child_hears() {
         let _serial = crate::shm::heap_test_lock();
         let room = ReportRoom::new().unwrap();
-        ReportRoom::go_at(room.off);
+        ReportRoom::answered_at(room.off, true);
         assert!(!room.stop(), "a stop after the server's go came too late");
         assert!(room.child().wait_for_go(), "the child goes on");
 
         let room = ReportRoom::new().unwrap();
         assert!(room.stop());
         room.go();
-        ReportRoom::go_at(room.off);
+        ReportRoom::answered_at(room.off, true);
         assert!(!room.child().wait_for_go(), "the child stops");
+    }
+
+    /// A room whose child ended is freed only once the fork server that forked the child is
+    /// done with it (its go after its answer is its last write), or dead.
+    #[test]
+    fn a_room_waits_for_its_fork_servers_last_write() {
+        let _serial = crate::shm::heap_test_lock();
+        let left = |off| LEFT.lock().unwrap().iter().any(|(_, room, _)| room.off == off);
+        // Its server (this process, alive) has not said its go yet.
+        let mut room = ReportRoom::new().unwrap();
+        room.asked_of(sys::pid_now());
+        room.go();
+        let off = room.off;
+        room.release();
+        free_left_rooms();
+        assert!(left(off), "freed before its server's last write");
+        ReportRoom::answered_at(off, true);
+        free_left_rooms();
+        assert!(!left(off), "freed once its server said its go");
+        // Said before the child ended: freed at once.
+        let mut room = ReportRoom::new().unwrap();
+        room.asked_of(sys::pid_now());
+        ReportRoom::answered_at(room.off, true);
+        room.go();
+        let off = room.off;
+        room.release();
+        assert!(!left(off), "its server was done with it");
+        // A `Fork` child's room: only the child writes it.
+        let room = ReportRoom::new().unwrap();
+        let off = room.off;
+        room.release();
+        assert!(!left(off), "no server writes a Fork child's room");
     }
 }
