@@ -2002,6 +2002,52 @@ fn a_parent_killed_at_each_step_of_its_childs_token_leaks_nothing() {
     }
 }
 
+/// The value's number (the first child of `stop_in_the_next_starts_reap`).
+fn read_value(value: Value<u32>) -> u32 {
+    value.get()
+}
+
+/// The middle process of `a_parent_killed_between_its_childs_encoding_and_token_leaks_nothing`:
+/// a first child ends unreaped, and the middle stops itself in the next start's reap of it
+/// (`holds.reap.claimed`, in `launch`'s `active_children`), the queue of that start encoded.
+fn stop_in_the_next_starts_reap((queue, value, method): (multiproc::Queue<u32>, Value<u32>, StartMethod)) {
+    let first = Process::new(read_value, value).start_method(method).start().unwrap();
+    // Ended, not reaped: `pid_running` reads `/proc` (`is_alive` would reap it here).
+    assert!(eventually(LIMIT, || !pid_running(first.pid())), "{method:?}: the first child ended");
+    multiproc::__private::crash_at("stop:holds.reap.claimed");
+    let _ = Process::new(put_one, queue).start_method(method).start();
+    unreachable!("{method:?}: the middle process stops in its reap of the first child");
+}
+
+/// Found by review32 (T4): a parent killed between its child's argument's encoding (each
+/// handle counted in flight, the undo in its memory only) and the token's listing leaked
+/// the handles: the counts stayed in flight for ever (`others_alive` true for ever, the
+/// queue never freed). That window held the start's reap of ended children (`/proc`,
+/// frees, waits), the payload and the surroundings; now the token is made right after the
+/// encoding, and the dead parent's reaper takes it back.
+#[test]
+fn a_parent_killed_between_its_childs_encoding_and_token_leaks_nothing() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let value = Value::new(5u32).unwrap();
+            let middle = Process::new(stop_in_the_next_starts_reap, (queue.clone(), value.clone(), method))
+                .start_method(StartMethod::ForkServer)
+                .start()
+                .unwrap();
+            assert!(eventually(LIMIT, || stopped(middle.pid())), "{method:?}: the middle stopped in its reap");
+            middle.kill().unwrap();
+            assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })), "{method:?}");
+            queue.put(1).unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1, "{method:?}");
+            assert_eq!(value.get(), 5, "{method:?}");
+            std::thread::sleep(Duration::from_millis(200));
+            Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
 const TOKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TOKEN_INNER";
 
 /// The inner test's `child_init`: every child started from then on stops itself at the
