@@ -2048,6 +2048,72 @@ fn a_parent_killed_between_its_childs_encoding_and_token_leaks_nothing() {
         leaks.assert_no_leak();
     }
 }
+
+const UNLISTED_INNER: &str = "MULTIPROC_TEST_PROCESS_UNLISTED_INNER";
+
+/// The inner test's `child_init` when its child is killed: it stops itself right after it
+/// took its argument's token.
+fn stop_once_it_took_its_token() {
+    multiproc::__private::crash_at("stop:process.token.taken");
+}
+
+#[test]
+fn a_child_whose_hold_of_its_token_was_not_listed_inner() {
+    if std::env::var_os(UNLISTED_INNER).is_none() {
+        return;
+    }
+    // A fresh family (no spare block of a list of holds) in a full heap but for one block
+    // of the token's size class (1024 bytes): the parent makes and lists the token (its
+    // list has room), the child takes it as its first hold and cannot grow its list (4 KiB)
+    // to name it. It runs, or is killed right after the take (its queue not yet received).
+    // A queued copy of the queue waits across the join: it keeps its count.
+    let method = StartMethod::Spawn;
+    for killed in [false, true] {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let room = multiproc::__private::heap_alloc(1024).unwrap();
+            let filler = common::fill_heap();
+            // SAFETY (test): the block just allocated, freed once, never used.
+            unsafe { multiproc::__private::heap_free(room, 1024) };
+            assert!(!filler.room_for(4096) && filler.room_for(1024), "room for the token only");
+            if killed {
+                multiproc::builder().child_init(stop_once_it_took_its_token).try_init().unwrap();
+            }
+            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            assert!(!filler.room_for(1024), "killed {killed}: the token took the free block");
+            if killed {
+                kill_stopped(&child, method);
+            } else {
+                assert_eq!(queue.get().unwrap(), 7, "the child ran");
+            }
+            queues.put(queue.clone()).unwrap();
+            let joined = child.join();
+            assert_eq!(joined.is_ok(), !killed, "{joined:?}");
+            drop(filler);
+            let copy = queues.get_timeout(Duration::from_secs(10));
+            assert!(copy.is_ok(), "killed {killed}: the queued copy of the queue: {copy:?}");
+            copy.unwrap().put(3).unwrap();
+            assert_eq!(queue.get().unwrap(), 3, "killed {killed}");
+        }
+        // The token (1024 bytes) leaked, and with the killed child the queue (its count in
+        // flight for ever).
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+/// Found by review32 (T1): a child whose hold of its token could not be listed (no spare
+/// block, no 4 KiB for its list of holds) left the token to nobody: its reap found no slot
+/// of it, and the parent's take-back found no count in flight; the token's table has no
+/// other holder to prune the dead child's entry. The take-back forgets the dead child too.
+#[test]
+fn a_child_whose_hold_of_its_token_was_not_listed_leaves_it_to_its_reap() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_whose_hold_of_its_token_was_not_listed_inner", &[(UNLISTED_INNER, "1")]);
+}
 const TOKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TOKEN_INNER";
 
 /// The inner test's `child_init`: every child started from then on stops itself at the
