@@ -2114,6 +2114,61 @@ fn a_child_whose_hold_of_its_token_was_not_listed_leaves_it_to_its_reap() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with("a_child_whose_hold_of_its_token_was_not_listed_inner", &[(UNLISTED_INNER, "1")]);
 }
+
+/// The grandchild of `a_fork_grandchild_outliving_its_parent_keeps_no_token`: outlives its
+/// parent (its parent-death signal cleared, then its pid said) until the test kills it.
+fn outlive_my_parent(pids: multiproc::Queue<u32>) {
+    // SAFETY (test): prctl only changes this process's parent-death signal.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+    }
+    pids.put(std::process::id()).unwrap();
+    std::thread::sleep(LIMIT);
+}
+
+/// The middle process: holds its argument's token for life, starts a grandchild by `Fork`
+/// (a copy of it, token included), and waits to be killed.
+fn fork_a_grandchild_and_wait((queue, pids): (multiproc::Queue<u32>, multiproc::Queue<u32>)) {
+    let _grandchild = Process::new(outlive_my_parent, pids).start_method(StartMethod::Fork).start().unwrap();
+    drop(queue);
+    std::thread::sleep(LIMIT);
+}
+
+/// Found by review32 (T2): a fork child's pins on its parent's argument token (fork pins on
+/// every table the parent holds) kept the parent's dead entry in it: the parent's reap
+/// leaves a dead entry while another holder lives (it may have to learn of the death), the
+/// grandchild's own entry is forgotten only by the record of it that died with the parent,
+/// and nobody looked at the token again: it leaked (1024 bytes). A token's table gets no
+/// fork pins (nothing in a fork child can reach the token).
+#[test]
+fn a_fork_grandchild_outliving_its_parent_keeps_no_token() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let pids = multiproc::Queue::<u32>::new().unwrap();
+            let middle = Process::new(fork_a_grandchild_and_wait, (queue.clone(), pids.clone()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            let grandchild = pids.get_timeout(LIMIT).unwrap();
+            middle.kill().unwrap();
+            assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })), "{method:?}");
+            // The middle was reaped while its grandchild lived.
+            assert!(pid_running(grandchild), "{method:?}: the grandchild outlived its parent");
+            // SAFETY (test): killing the grandchild this test made outlive its parent.
+            unsafe {
+                libc::kill(grandchild as i32, libc::SIGKILL);
+            }
+            assert!(eventually(LIMIT, || !pid_running(grandchild)), "{method:?}: the grandchild died");
+            queue.put(1).unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1, "{method:?}");
+            std::thread::sleep(Duration::from_millis(200));
+            Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
 const TOKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TOKEN_INNER";
 
 /// The inner test's `child_init`: every child started from then on stops itself at the
