@@ -2169,6 +2169,61 @@ fn a_fork_grandchild_outliving_its_parent_keeps_no_token() {
         leaks.assert_no_leak();
     }
 }
+
+/// Puts 7 into both queues.
+fn put_into_both((first, second): (multiproc::Queue<u32>, multiproc::Queue<u32>)) {
+    first.put(7).unwrap();
+    second.put(7).unwrap();
+}
+
+/// The middle process of `a_reaper_killed_in_a_tokens_undo_leaks_nothing`: its child,
+/// started with two queues, stops right after it took its token and is killed; the middle
+/// stops itself at its reap of the child, in the token's free, after the first queue's undo
+/// (`process.token.undone`).
+fn stop_in_the_undo_of_a_childs_token(
+    (handles, method): ((multiproc::Queue<u32>, multiproc::Queue<u32>), StartMethod),
+) {
+    multiproc::builder().child_init(stop_once_it_took_its_token).try_init().unwrap();
+    let child = Process::new(put_into_both, handles).start_method(method).start().unwrap();
+    multiproc::builder().try_init().unwrap();
+    assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped");
+    // SAFETY (test): killing our own child.
+    unsafe {
+        libc::kill(child.pid() as i32, libc::SIGKILL);
+    }
+    multiproc::__private::crash_at("stop:process.token.undone");
+    let _ = child.join();
+    unreachable!("{method:?}: the middle process stops in its child's token's undo");
+}
+
+/// review32 (T3): a reaper killed inside a token's free, between two undos
+/// (`process.token.undone`): the token's table is released already, so the dead reaper's
+/// own reaper, walking the same slot again, finds nothing to free: the token and the
+/// handles whose undo had not run leak (their counts in flight for ever).
+#[test]
+#[ignore = "open (review32 T3): a token's free is not restartable; a reaper killed in it leaks"]
+fn a_reaper_killed_in_a_tokens_undo_leaks_nothing() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let middle = Process::new(stop_in_the_undo_of_a_childs_token, ((first.clone(), second.clone()), method))
+                .start_method(StartMethod::ForkServer)
+                .start()
+                .unwrap();
+            assert!(eventually(LIMIT, || stopped(middle.pid())), "{method:?}: the middle stopped in the undo");
+            middle.kill().unwrap();
+            assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })), "{method:?}");
+            for queue in [&first, &second] {
+                queue.put(1).unwrap();
+                assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1, "{method:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
 const TOKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TOKEN_INNER";
 
 /// The inner test's `child_init`: every child started from then on stops itself at the
