@@ -2002,6 +2002,228 @@ fn a_parent_killed_at_each_step_of_its_childs_token_leaks_nothing() {
     }
 }
 
+/// The value's number (the first child of `stop_in_the_next_starts_reap`).
+fn read_value(value: Value<u32>) -> u32 {
+    value.get()
+}
+
+/// The middle process of `a_parent_killed_between_its_childs_encoding_and_token_leaks_nothing`:
+/// a first child ends unreaped, and the middle stops itself in the next start's reap of it
+/// (`holds.reap.claimed`, in `launch`'s `active_children`), the queue of that start encoded.
+fn stop_in_the_next_starts_reap((queue, value, method): (multiproc::Queue<u32>, Value<u32>, StartMethod)) {
+    let first = Process::new(read_value, value).start_method(method).start().unwrap();
+    // Ended, not reaped: `pid_running` reads `/proc` (`is_alive` would reap it here).
+    assert!(eventually(LIMIT, || !pid_running(first.pid())), "{method:?}: the first child ended");
+    multiproc::__private::crash_at("stop:holds.reap.claimed");
+    let _ = Process::new(put_one, queue).start_method(method).start();
+    unreachable!("{method:?}: the middle process stops in its reap of the first child");
+}
+
+/// Found by review32 (T4): a parent killed between its child's argument's encoding (each
+/// handle counted in flight, the undo in its memory only) and the token's listing leaked
+/// the handles: the counts stayed in flight for ever (`others_alive` true for ever, the
+/// queue never freed). That window held the start's reap of ended children (`/proc`,
+/// frees, waits), the payload and the surroundings; now the token is made right after the
+/// encoding, and the dead parent's reaper takes it back.
+#[test]
+fn a_parent_killed_between_its_childs_encoding_and_token_leaks_nothing() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let value = Value::new(5u32).unwrap();
+            let middle = Process::new(stop_in_the_next_starts_reap, (queue.clone(), value.clone(), method))
+                .start_method(StartMethod::ForkServer)
+                .start()
+                .unwrap();
+            assert!(eventually(LIMIT, || stopped(middle.pid())), "{method:?}: the middle stopped in its reap");
+            middle.kill().unwrap();
+            assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })), "{method:?}");
+            queue.put(1).unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1, "{method:?}");
+            assert_eq!(value.get(), 5, "{method:?}");
+            std::thread::sleep(Duration::from_millis(200));
+            Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
+
+const UNLISTED_INNER: &str = "MULTIPROC_TEST_PROCESS_UNLISTED_INNER";
+
+/// The inner test's `child_init` when its child is killed: it stops itself right after it
+/// took its argument's token.
+fn stop_once_it_took_its_token() {
+    multiproc::__private::crash_at("stop:process.token.taken");
+}
+
+#[test]
+fn a_child_whose_hold_of_its_token_was_not_listed_inner() {
+    if std::env::var_os(UNLISTED_INNER).is_none() {
+        return;
+    }
+    // A fresh family (no spare block of a list of holds) in a full heap but for one block
+    // of the token's size class (1024 bytes): the parent makes and lists the token (its
+    // list has room), the child takes it as its first hold and cannot grow its list (4 KiB)
+    // to name it. It runs, or is killed right after the take (its queue not yet received).
+    // A queued copy of the queue waits across the join: it keeps its count.
+    let method = StartMethod::Spawn;
+    for killed in [false, true] {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let room = multiproc::__private::heap_alloc(1024).unwrap();
+            let filler = common::fill_heap();
+            // SAFETY (test): the block just allocated, freed once, never used.
+            unsafe { multiproc::__private::heap_free(room, 1024) };
+            assert!(!filler.room_for(4096) && filler.room_for(1024), "room for the token only");
+            if killed {
+                multiproc::builder().child_init(stop_once_it_took_its_token).try_init().unwrap();
+            }
+            let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
+            multiproc::builder().try_init().unwrap();
+            assert!(!filler.room_for(1024), "killed {killed}: the token took the free block");
+            if killed {
+                kill_stopped(&child, method);
+            } else {
+                assert_eq!(queue.get().unwrap(), 7, "the child ran");
+            }
+            queues.put(queue.clone()).unwrap();
+            let joined = child.join();
+            assert_eq!(joined.is_ok(), !killed, "{joined:?}");
+            drop(filler);
+            let copy = queues.get_timeout(Duration::from_secs(10));
+            assert!(copy.is_ok(), "killed {killed}: the queued copy of the queue: {copy:?}");
+            copy.unwrap().put(3).unwrap();
+            assert_eq!(queue.get().unwrap(), 3, "killed {killed}");
+        }
+        // The token (1024 bytes) leaked, and with the killed child the queue (its count in
+        // flight for ever).
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+/// Found by review32 (T1): a child whose hold of its token could not be listed (no spare
+/// block, no 4 KiB for its list of holds) left the token to nobody: its reap found no slot
+/// of it, and the parent's take-back found no count in flight; the token's table has no
+/// other holder to prune the dead child's entry. The take-back forgets the dead child too.
+#[test]
+fn a_child_whose_hold_of_its_token_was_not_listed_leaves_it_to_its_reap() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_whose_hold_of_its_token_was_not_listed_inner", &[(UNLISTED_INNER, "1")]);
+}
+
+/// The grandchild of `a_fork_grandchild_outliving_its_parent_keeps_no_token`: outlives its
+/// parent (its parent-death signal cleared, then its pid said) until the test kills it.
+fn outlive_my_parent(pids: multiproc::Queue<u32>) {
+    // SAFETY (test): prctl only changes this process's parent-death signal.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+    }
+    pids.put(std::process::id()).unwrap();
+    std::thread::sleep(LIMIT);
+}
+
+/// The middle process: holds its argument's token for life, starts a grandchild by `Fork`
+/// (a copy of it, token included), and waits to be killed.
+fn fork_a_grandchild_and_wait((queue, pids): (multiproc::Queue<u32>, multiproc::Queue<u32>)) {
+    let _grandchild = Process::new(outlive_my_parent, pids).start_method(StartMethod::Fork).start().unwrap();
+    drop(queue);
+    std::thread::sleep(LIMIT);
+}
+
+/// Found by review32 (T2): a fork child's pins on its parent's argument token (fork pins on
+/// every table the parent holds) kept the parent's dead entry in it: the parent's reap
+/// leaves a dead entry while another holder lives (it may have to learn of the death), the
+/// grandchild's own entry is forgotten only by the record of it that died with the parent,
+/// and nobody looked at the token again: it leaked (1024 bytes). A token's table gets no
+/// fork pins (nothing in a fork child can reach the token).
+#[test]
+fn a_fork_grandchild_outliving_its_parent_keeps_no_token() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let queue = multiproc::Queue::<u32>::new().unwrap();
+            let pids = multiproc::Queue::<u32>::new().unwrap();
+            let middle = Process::new(fork_a_grandchild_and_wait, (queue.clone(), pids.clone()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            let grandchild = pids.get_timeout(LIMIT).unwrap();
+            middle.kill().unwrap();
+            assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })), "{method:?}");
+            // The middle was reaped while its grandchild lived.
+            assert!(pid_running(grandchild), "{method:?}: the grandchild outlived its parent");
+            // SAFETY (test): killing the grandchild this test made outlive its parent.
+            unsafe {
+                libc::kill(grandchild as i32, libc::SIGKILL);
+            }
+            assert!(eventually(LIMIT, || !pid_running(grandchild)), "{method:?}: the grandchild died");
+            queue.put(1).unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1, "{method:?}");
+            std::thread::sleep(Duration::from_millis(200));
+            Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
+
+/// Puts 7 into both queues.
+fn put_into_both((first, second): (multiproc::Queue<u32>, multiproc::Queue<u32>)) {
+    first.put(7).unwrap();
+    second.put(7).unwrap();
+}
+
+/// The middle process of `a_reaper_killed_in_a_tokens_undo_leaks_nothing`: its child,
+/// started with two queues, stops right after it took its token and is killed; the middle
+/// stops itself at its reap of the child, in the token's free, after the first queue's undo
+/// (`process.token.undone`).
+fn stop_in_the_undo_of_a_childs_token(
+    (handles, method): ((multiproc::Queue<u32>, multiproc::Queue<u32>), StartMethod),
+) {
+    multiproc::builder().child_init(stop_once_it_took_its_token).try_init().unwrap();
+    let child = Process::new(put_into_both, handles).start_method(method).start().unwrap();
+    multiproc::builder().try_init().unwrap();
+    assert!(eventually(LIMIT, || stopped(child.pid())), "{method:?}: the child stopped");
+    // SAFETY (test): killing our own child.
+    unsafe {
+        libc::kill(child.pid() as i32, libc::SIGKILL);
+    }
+    multiproc::__private::crash_at("stop:process.token.undone");
+    let _ = child.join();
+    unreachable!("{method:?}: the middle process stops in its child's token's undo");
+}
+
+/// review32 (T3): a reaper killed inside a token's free, between two undos
+/// (`process.token.undone`): the token's table is released already, so the dead reaper's
+/// own reaper, walking the same slot again, finds nothing to free: the token and the
+/// handles whose undo had not run leak (their counts in flight for ever).
+#[test]
+#[ignore = "open (review32 T3): a token's free is not restartable; a reaper killed in it leaks"]
+fn a_reaper_killed_in_a_tokens_undo_leaks_nothing() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let (first, second) = (multiproc::Queue::<u32>::new().unwrap(), multiproc::Queue::<u32>::new().unwrap());
+            let middle = Process::new(stop_in_the_undo_of_a_childs_token, ((first.clone(), second.clone()), method))
+                .start_method(StartMethod::ForkServer)
+                .start()
+                .unwrap();
+            assert!(eventually(LIMIT, || stopped(middle.pid())), "{method:?}: the middle stopped in the undo");
+            middle.kill().unwrap();
+            assert!(matches!(middle.join(), Err(JoinError::Signaled { signal: 9, .. })), "{method:?}");
+            for queue in [&first, &second] {
+                queue.put(1).unwrap();
+                assert_eq!(queue.get_timeout(LIMIT).unwrap(), 1, "{method:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            Process::new(square, 2).start_method(method).start().unwrap().join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
 const TOKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TOKEN_INNER";
 
 /// The inner test's `child_init`: every child started from then on stops itself at the

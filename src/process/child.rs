@@ -228,9 +228,9 @@ impl ChildState {
                 crate::shm::process_ended(self.pid);
                 // The token taken back if the child never took it (its undo runs then);
                 // a child that took it freed it by its leave or its death (just now, its
-                // entry pruned by `process_ended`). Without a token, the argument's
-                // handles the child sent no receipt for are given back: the receipts it
-                // sent are all in `sent` now.
+                // entry pruned by `process_ended`, or by the take-back when no reap found
+                // its hold). Without a token, the argument's handles the child sent no
+                // receipt for are given back: the receipts it sent are all in `sent` now.
                 if let Some(token) = inner.args.token.take() {
                     token.give_back();
                 }

@@ -615,12 +615,14 @@ where
         family::config()?;
         let packed = self.packed.map_err(|_| Error::NotInExecutable)?;
         let args = codec::encode(&self.args)?;
+        // Its token at once: the handles are counted in flight from the encoding on.
+        let (bytes, args) = with_token(args)?;
         // The child gets its own copy; handles in ours are now counted as in flight.
         drop(self.args);
         let result_plan = codec::plan::<R>();
         let child = launch(
             packed,
-            (args, result_plan),
+            (bytes, args, result_plan),
             self.name,
             (self.daemon, self.may_have_children),
             (self.method, self.zygote.as_deref()),
@@ -659,9 +661,42 @@ impl<T: Run> Process<T, T::Output> {
     }
 }
 
+/// The bytes of a child's encoded argument `args`, and what gives back the handles the
+/// child does not take ([`child::ChildArgs`]): the argument's token
+/// (`shm::receipts::ArgsToken`), made and listed right after the encoding, so that no
+/// system call and no wait lies between the handles' counting in flight and the token's
+/// listing (our reaper takes a listed token back). A parent killed in between leaked the
+/// handles, their counts in flight for ever: the window held the start's reap of ended
+/// children, the payload and the surroundings (review32 T4).
+///
+/// The token is the block the child writes a receipt into for each handle of its argument
+/// it takes, and the argument's undo, in the family heap, sent to the child as one count in
+/// flight. Whoever takes that count owns the undo: the child (its death frees the token,
+/// undoing what it did not take), or our side (on every return before the child is
+/// recorded, when the token is dropped; at the child's reap; our reaper if we die). In a
+/// heap too full for it (a few hundred bytes), the child sends its receipts on its boot
+/// socket instead (`boot::NOTE_ONLY`) and we keep the undo, for as many as the socket holds
+/// before the child would wait for us to read them (else a parent waiting for something
+/// else than the child's end would never read them): more, and the start fails.
+fn with_token(mut args: Encoded) -> Result<(Vec<u8>, child::ChildArgs), Error> {
+    let bytes = std::mem::take(&mut args.bytes);
+    if !args.has_handles() {
+        return Ok((bytes, child::ChildArgs { undo: None, token: None }));
+    }
+    if let Some(token) = crate::shm::ArgsToken::new(&args) {
+        // The undo is the token's now.
+        args.sent();
+        return Ok((bytes, child::ChildArgs { undo: None, token: Some(token) }));
+    }
+    if args.handles() > boot::SOCKET_RECEIPTS {
+        return Err(crate::shm::HeapFull::requested(args.handles() * 56).into());
+    }
+    Ok((bytes, child::ChildArgs { undo: Some(args), token: None }))
+}
+
 fn launch(
     packed: Packed,
-    (mut args, result_plan): (Encoded, bool),
+    (bytes, args, result_plan): (Vec<u8>, child::ChildArgs, bool),
     name: Option<String>,
     (daemon, may_have_children): (bool, bool),
     (method, zygote): (Option<StartMethod>, Option<&Zygote>),
@@ -691,7 +726,6 @@ fn launch(
     me.daemon = daemon;
     me.may_have_children = may_have_children;
     let name = me.name.clone();
-    let bytes = std::mem::take(&mut args.bytes);
     // A fork child reads its argument from its copy of our memory; the others get large
     // arguments through the heap, so that the boot message always fits the socket buffer.
     // A zygote's child is a copy of the zygote, not of us: its argument comes as the
@@ -699,29 +733,7 @@ fn launch(
     let payload =
         if method == StartMethod::Fork && zygote.is_none() { Payload::Inline(bytes) } else { Payload::new(bytes)? };
     let surroundings = boot::surroundings(method)?;
-    // The argument's token (`shm::receipts::ArgsToken`): the block the child writes a
-    // receipt into for each handle of its argument it takes, and the argument's undo, in
-    // the family heap, sent to the child as one count in flight. Whoever takes that count
-    // owns the undo: the child (its leave or its death frees the token, undoing what it did
-    // not take), or our side (on every return before the child is recorded, when the
-    // token is dropped; at the child's reap; our reaper if we die). In a heap too full for
-    // it (a few hundred bytes), the child sends its receipts on its boot socket instead
-    // (`boot::NOTE_ONLY`) and we keep the undo, for as many as the socket holds before the
-    // child would wait for us to read them (else a parent waiting for something else than
-    // the child's end would never read them): more, and the start fails.
-    let handles = args.has_handles();
-    let token = if handles { crate::shm::ArgsToken::new(&args) } else { None };
-    let args = match &token {
-        Some(_) => {
-            // The undo is the token's now.
-            args.sent();
-            None
-        }
-        None if handles && args.handles() > boot::SOCKET_RECEIPTS => {
-            return Err(crate::shm::HeapFull::requested(args.handles() * 56).into());
-        }
-        None => Some(args),
-    };
+    let handles = args.undo.is_some() || args.token.is_some();
     // A fork-server child whose argument holds no handles (no note, no receipts on a
     // socket) has no boot socket: its boot message goes with the request, and it leaves its
     // outcome in a report room (a heap too full for one: the socket).
@@ -736,12 +748,12 @@ fn launch(
         surroundings,
         child_init: init::child_init(),
         log: logging::asked(),
-        receipts: match &token {
+        receipts: match &args.token {
             Some(token) => token.block(),
             None if handles => boot::NOTE_ONLY,
             None => 0,
         },
-        token: token.as_ref().map(crate::shm::ArgsToken::wire),
+        token: args.token.as_ref().map(crate::shm::ArgsToken::wire),
     };
     // Every start method's errors, a child lost with its descriptors included, in one place.
     let started = (move || -> Result<_, LaunchError> {
@@ -787,12 +799,11 @@ fn launch(
         Ok(started) => started,
         // No child took the token: dropped, it is taken back (the undo runs).
         Err(LaunchError::Failed(e) | LaunchError::ServerDied(e)) => return Err(e),
-        Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args, token)),
+        Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args)),
     };
     // The argument is with the child now: we keep the token (to take it back at the reap
     // if the child never took it) or, without one, the undo until the child is reaped, to
     // give back the handles it did not take.
-    let args = child::ChildArgs { undo: args.filter(Encoded::has_handles), token };
     log::debug!("started {name} (pid {pid}, start method {})", method.name());
     let child = Arc::new(ChildState::new(pid, name, daemon, pidfd, watch, (link, args), kept));
     family::register(child.clone());
@@ -890,7 +901,7 @@ impl<E: Into<Error>> From<E> for LaunchError {
 /// for is given back. The server's child (only when another thread took the room made for
 /// the answer) we cannot wait for: its argument's handles stay its own, as those of a
 /// child whose handle was dropped.
-fn lost_child(own: Option<u32>, error: Error, args: Option<Encoded>, token: Option<crate::shm::ArgsToken>) -> Error {
+fn lost_child(own: Option<u32>, error: Error, child::ChildArgs { undo: args, token }: child::ChildArgs) -> Error {
     if let Some(pid) = own
         && sys::kill_and_reap_child(pid).is_ok()
     {

@@ -212,7 +212,7 @@ impl ForkRecord {
         // returns to, or a static) does not keep that end open for the child, or a child
         // waiting for the end of its pipe would wait for itself. The object's own table
         // counts the copy (what keeps the memory); `in_child` drops the sides likewise.
-        for (&off, held) in self.registry.tables.iter().filter(|(_, h)| h.let_go.side.is_none()) {
+        for (&off, held) in self.registry.tables.iter().filter(|(_, h)| copied(heap, h)) {
             // SAFETY: this process has an entry in the table at `off` (the registry lists
             // it until the entry is cleared, and no entry of ours changes while the record
             // is held), so its object is allocated; a table is atomics only.
@@ -240,15 +240,29 @@ impl ForkRecord {
     }
 
     /// In the child, after the fork: the parent's other children are not this one's, nor
-    /// are the sides it was not recorded in (see `record`).
+    /// are the sides and tokens it was not recorded in (see `record`).
     pub(crate) fn in_child(mut self) {
-        self.registry.tables.retain(|_, held| held.let_go.side.is_none());
+        if let Some(heap) = Heap::try_get() {
+            self.registry.tables.retain(|_, held| copied(heap, held));
+        }
         // The heap's list of what the parent holds is the parent's (the child's own starts
         // empty); the child's copies are in its parent's books (`fork_child_ended`).
         self.registry.tables.values_mut().for_each(|held| held.listed = None);
         self.registry.listed = List::new();
         self.forked.clear();
     }
+}
+
+/// Whether a fork child is recorded in the table `held` names (with pins: its copy of this
+/// process's memory keeps the object). Not in a side's (see `ForkRecord::record`), nor in
+/// an argument's token: nothing in a fork child can reach the token (its parent's
+/// `TakenToken` is in a frame the copy never returns to, an `ArgsToken` copy gives nothing
+/// back), and a token has no other holder whose drop would prune the dead, so a
+/// grandchild's pins kept its dead parent's entry, and the token, for ever (review32 T2).
+/// Read before the fork's record and in the child's copy, with the parent's entry still
+/// there (it changes none while the record is held): the object is allocated.
+fn copied(heap: &Heap, held: &Held) -> bool {
+    held.let_go.side.is_none() && !super::object::is_token(heap, held.let_go.object, held.let_go.generation)
 }
 
 /// A fork child of this process has ended: its entries in the tables it was recorded in

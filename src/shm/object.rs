@@ -344,7 +344,7 @@ impl<T: ShmObject> Shared<T> {
 
     /// Sends this handle away as a bare count in flight (a token, `receipts`): the count
     /// first, then this process's hold is let go of. Whoever takes the count
-    /// ([`Shared::take_sent`], or [`Shared::unsend_at`] to take it back) holds the object.
+    /// ([`Shared::take_sent`], or [`Shared::unsend_returning`] to take it back) holds the object.
     pub(crate) fn send_away(self) {
         self.header().holders.send();
         drop(self);
@@ -358,15 +358,8 @@ impl<T: ShmObject> Shared<T> {
 
     /// Takes back a count sent away ([`Shared::send_away`]) of the object at `off`, if it
     /// is still that object of `generation` and the count still in flight (else whoever
-    /// took it holds the object); frees the object if that was its last reference.
-    pub(super) fn unsend_at(heap: &Heap, off: u64, generation: u64) {
-        if Self::unsend_returning(heap, off, generation) {
-            Self::release(off);
-        }
-    }
-
-    /// [`Shared::unsend_at`] that leaves the free to the caller: whether the object must be
-    /// freed.
+    /// took it holds the object). Returns whether that was its last reference: the caller
+    /// frees the object.
     pub(super) fn unsend_returning(heap: &Heap, off: u64, generation: u64) -> bool {
         live_header(heap, off, generation).is_some_and(|header| header.holders.unsend(heap, generation, None))
     }
@@ -578,6 +571,14 @@ fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
         && header.seal.load(Ordering::Acquire) != 0
         && header.generation.load(Ordering::Acquire) == generation)
         .then_some(header)
+}
+
+/// Whether the object of `generation` at `off` is a child's argument token (kind `ARGS`,
+/// `receipts::ArgsToken`), read from its header: a fork child gets no pins on a token's
+/// table (`ForkRecord::record`).
+pub(super) fn is_token(heap: &Heap, off: u64, generation: u64) -> bool {
+    live_header(heap, off, generation)
+        .is_some_and(|header| header.tag.load(Ordering::Relaxed) == TAG | u64::from(kind::ARGS))
 }
 
 /// Forgets the entry of `dead` (a process known to have ended) in the holder table of the

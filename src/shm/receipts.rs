@@ -378,8 +378,10 @@ impl ArgsToken {
     }
 
     /// Takes the token back if the child never took it (the child is dead, or never
-    /// started): it is freed, and every undo runs; else the child's side owns it. Then its
-    /// slot in this process's list is cleared.
+    /// started): it is freed, and every undo runs; else the child's side owns it, and the
+    /// dead child's entry is forgotten here if nothing else holds the token (its reap
+    /// found no slot of it when its list could not grow to name it). Then its slot in this
+    /// process's list is cleared.
     pub(crate) fn give_back(mut self) {
         self.give_back_now();
     }
@@ -389,7 +391,15 @@ impl ArgsToken {
             return;
         }
         let heap = Heap::get();
-        Shared::<ArgsState>::unsend_at(heap, self.off, self.generation);
+        // As our reaper would: this process holds no entry in the token's table (it let go
+        // of its handle when it sent it), so only dead holders are forgotten, and only if no
+        // live one is left. A child whose hold of the token could not be listed (a heap
+        // too full for a block of its list) is found by no reap, and the token has no other
+        // holder to prune its entry: it leaked, with the undo of what the child had not
+        // taken (review32 T1).
+        if reap_token(heap, self.off, self.generation, sys::me()) {
+            Shared::<ArgsState>::release_at(self.off);
+        }
         crash_point!("process.token.taken_back");
         if let Some(listed) = self.listed.take() {
             holders::unlist_token(heap, listed);
@@ -409,9 +419,10 @@ impl Drop for ArgsToken {
     }
 }
 
-/// The reap of a token slot of a dead parent (`holds`): takes the count back if it is
-/// still in flight, else forgets the dead holders if no live one is left. Returns whether
-/// the token must be freed by the caller (with the slot's `gone`).
+/// The reap of a token slot of a dead parent (`holds`), or of this process's own
+/// ([`ArgsToken::give_back`]; `owner` has no entry in the token's table either way): takes
+/// the count back if it is still in flight, else forgets the dead holders if no live one is
+/// left. Returns whether the token must be freed by the caller (with the slot's `gone`).
 pub(super) fn reap_token(heap: &Heap, off: u64, generation: u64, owner: sys::ProcId) -> bool {
     Shared::<ArgsState>::unsend_returning(heap, off, generation)
         || super::object::let_go_of_dead(heap, off, generation, owner)
