@@ -443,6 +443,14 @@ pub mod __private {
         crate::shm::Heap::get().in_use()
     }
 
+    /// The bytes the token of a child's argument `arg` takes from the heap (the tests of a
+    /// token in a full heap free one block of its size class).
+    pub fn args_token_bytes<A: serde::Serialize + serde::de::DeserializeOwned>(arg: &A) -> usize {
+        // Dropped, the encoding gives its handles' counts back.
+        let encoded = crate::codec::encode(arg).expect("an argument the codec takes");
+        crate::shm::args_token_bytes(encoded.undo_entries().count())
+    }
+
     /// Crash tests: `shm`'s heap allocator, its consistency check and its crash points.
     pub use crate::shm::test_hooks::{
         crash_at, crash_disarm, crash_holding, crash_locked, heap_alloc, heap_alloc_dirty, heap_books, heap_books_lost,

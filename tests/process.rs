@@ -2063,7 +2063,7 @@ fn a_child_whose_hold_of_its_token_was_not_listed_inner() {
         return;
     }
     // A fresh family (no spare block of a list of holds) in a full heap but for one block
-    // of the token's size class (1024 bytes): the parent makes and lists the token (its
+    // of the token's size class: the parent makes and lists the token (its
     // list has room), the child takes it as its first hold and cannot grow its list (4 KiB)
     // to name it. It runs, or is killed right after the take (its queue not yet received).
     // A queued copy of the queue waits across the join: it keeps its count.
@@ -2073,17 +2073,19 @@ fn a_child_whose_hold_of_its_token_was_not_listed_inner() {
         {
             let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
             let queue = multiproc::Queue::<u32>::new().unwrap();
-            let room = multiproc::__private::heap_alloc(1024).unwrap();
+            let token = multiproc::__private::args_token_bytes(&queue);
+            assert!(token < 4096, "a token of {token} bytes is below a list of holds' 4 KiB");
+            let room = multiproc::__private::heap_alloc(token).unwrap();
             let filler = common::fill_heap();
             // SAFETY (test): the block just allocated, freed once, never used.
-            unsafe { multiproc::__private::heap_free(room, 1024) };
-            assert!(!filler.room_for(4096) && filler.room_for(1024), "room for the token only");
+            unsafe { multiproc::__private::heap_free(room, token) };
+            assert!(!filler.room_for(4096) && filler.room_for(token), "room for the token only");
             if killed {
                 multiproc::builder().child_init(stop_once_it_took_its_token).try_init().unwrap();
             }
             let child = Process::new(put_one, queue.clone()).start_method(method).start().unwrap();
             multiproc::builder().try_init().unwrap();
-            assert!(!filler.room_for(1024), "killed {killed}: the token took the free block");
+            assert!(!filler.room_for(token), "killed {killed}: the token took the free block");
             if killed {
                 kill_stopped(&child, method);
             } else {
@@ -2098,8 +2100,8 @@ fn a_child_whose_hold_of_its_token_was_not_listed_inner() {
             copy.unwrap().put(3).unwrap();
             assert_eq!(queue.get().unwrap(), 3, "killed {killed}");
         }
-        // The token (1024 bytes) leaked, and with the killed child the queue (its count in
-        // flight for ever).
+        // The token leaked (1024 bytes when it was padded to that), and with the killed
+        // child the queue (its count in flight for ever).
         leaks.assert_no_leak();
     }
     println!("INNER-DONE");

@@ -204,7 +204,7 @@ impl<T: ShmObject> Shared<T> {
         self.header().generation.load(Ordering::Relaxed)
     }
 
-    fn tail_start() -> usize {
+    pub(crate) fn tail_start() -> usize {
         std::mem::size_of::<Obj<T>>().next_multiple_of(64)
     }
 

@@ -328,6 +328,18 @@ fn token_let_go(off: u64, generation: u64) -> LetGo {
     LetGo { object: off, generation, side: None, gone: |off, _| Shared::<ArgsState>::release_at(off) }
 }
 
+/// The bytes a token asks the heap for, for an argument of `handles` handles (its block's
+/// size class is the heap's for that length): for the tests of a token in a full heap.
+pub(crate) fn token_bytes(handles: usize) -> usize {
+    Shared::<ArgsState>::tail_start() + token_words(handles) * 8
+}
+
+/// Words of a token's tail for `handles` handles: the block's head, a receipt slot and an
+/// undo entry per handle.
+fn token_words(handles: usize) -> usize {
+    HEAD + (SLOT + UNDO) * handles
+}
+
 impl ArgsToken {
     /// The token of the argument `encoded` (which holds handles), sent: the caller then
     /// forgets the encoding's undo (`Encoded::sent`), which the token holds now. `None`
@@ -340,7 +352,7 @@ impl ArgsToken {
             .map(|(key, undo)| sys::function_offset(undo).map(|at| (key, at)))
             .collect::<Option<_>>()?;
         let slots = undo.len();
-        let len = HEAD + (SLOT + UNDO) * slots;
+        let len = token_words(slots);
         let token =
             Shared::with_tail(ArgsState { block: AtomicU64::new(0), child: AtomicU64::new(0) }, len * 8).ok()?;
         let block = token.tail_offset();
