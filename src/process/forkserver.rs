@@ -45,6 +45,7 @@ use super::family;
 use super::spin::LoadSpin;
 use crate::codec;
 use crate::error::Error;
+use crate::shm::LeftBehind;
 use crate::shm::crash::crash_point;
 use crate::sys::{self, Forked};
 
@@ -585,9 +586,7 @@ pub(crate) fn retrying<T>(mut start: impl FnMut() -> Result<T, LaunchError>) -> 
 /// request went, shut down for writing (the child, if one was forked, reads their end and
 /// exits), with the process that left each: the server writes there the pid of a child it
 /// forked as ours whose answer went nowhere ([`reap_left_children`]).
-static LEFT_SOCKETS: std::sync::Mutex<Vec<(u32, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
-/// `LEFT_SOCKETS`'s length, to skip its lock when it is empty (every fork-server start looks).
-static LEFT_SOCKETS_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static LEFT_SOCKETS: LeftBehind<OwnedFd> = LeftBehind::new();
 
 /// Keeps a copy of `ours`, our end of the boot socket of a start that failed after its
 /// request went, until we know whether the server forked a child of ours for it
@@ -596,9 +595,7 @@ static LEFT_SOCKETS_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::A
 fn leave_socket(ours: BorrowedFd<'_>) {
     let _ = sys::shutdown_write(ours);
     let Ok(copy) = sys::dup(ours) else { return };
-    let mut left = LEFT_SOCKETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    left.push((sys::pid_now(), copy));
-    LEFT_SOCKETS_COUNT.store(left.len(), std::sync::atomic::Ordering::Relaxed);
+    LEFT_SOCKETS.leave(copy);
 }
 
 /// Reaps the children the fork server forked as ours for starts that failed after their
@@ -609,33 +606,21 @@ fn leave_socket(ours: BorrowedFd<'_>) {
 /// stop writes its pid there: `boot::run`), and is closed. Called at each fork-server start and by
 /// `active_children`.
 pub(crate) fn reap_left_children() {
-    use std::sync::atomic::Ordering;
-    if LEFT_SOCKETS_COUNT.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    // Not waited for: a fork copy of this process may have it as another thread held it.
-    let mut left = match LEFT_SOCKETS.try_lock() {
-        Ok(left) => left,
-        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return,
-    };
-    let me = sys::pid_now();
-    left.retain(|(owner, sock)| {
-        if *owner != me {
-            // A copy of another process's list (we were forked): not our children.
-            return false;
-        }
-        let mut pid = [0u8; 4];
-        match sys::peek_nonblocking(sock.as_fd(), &mut pid) {
-            // Not yet known: the server, or the child, still holds their end.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
-            // Our child, which nobody else reaps (it keeps its pid until reaped here).
-            Ok(4) => matches!(sys::reap_child_if_ended(u32::from_le_bytes(pid)), Ok(false)),
-            // At its end with no pid (or a short one, never written): no child of ours.
-            _ => false,
-        }
-    });
-    LEFT_SOCKETS_COUNT.store(left.len(), Ordering::Relaxed);
+    LEFT_SOCKETS.sweep(
+        |sock| {
+            let mut pid = [0u8; 4];
+            match sys::peek_nonblocking(sock.as_fd(), &mut pid) {
+                // Not yet known: the server, or the child, still holds their end.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                // Our child, which nobody else reaps (it keeps its pid until reaped here).
+                Ok(4) => matches!(sys::reap_child_if_ended(u32::from_le_bytes(pid)), Ok(false)),
+                // At its end with no pid (or a short one, never written): no child of ours.
+                _ => false,
+            }
+        },
+        // A copy of another process's list (we were forked): not our children.
+        drop,
+    );
 }
 
 /// Whether a start whose fork server died during it ([`LaunchError::ServerDied`]) may

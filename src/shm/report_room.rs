@@ -346,18 +346,66 @@ fn server_done(heap: &Heap, off: u64, server: u32) -> bool {
 /// Puts `room` on [`LEFT`]; `ended`: its child has ended (reaped), only its server's last
 /// write is waited for.
 fn leave_for_later(room: ReportRoom, ended: bool) {
-    let mut left = LEFT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    left.push((sys::pid_now(), room, ended));
-    LEFT_COUNT.store(left.len(), Ordering::Relaxed);
+    LEFT.leave((room, ended));
 }
 
 /// Rooms left to a child whose start failed ([`ReportRoom::leave_to_child`]) or to a fork
-/// server not yet done with them ([`ReportRoom::release`]), with the process that left each
-/// (a fork copy of this process has a copy of the list, whose rooms are not its own) and
-/// whether the child is known to have ended.
-static LEFT: std::sync::Mutex<Vec<(u32, ReportRoom, bool)>> = std::sync::Mutex::new(Vec::new());
-/// `LEFT`'s length, to skip its lock when it is empty (every fork-server start looks).
-static LEFT_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// server not yet done with them ([`ReportRoom::release`]), and whether the child is known
+/// to have ended.
+static LEFT: LeftBehind<(ReportRoom, bool)> = LeftBehind::new();
+
+/// What this process left to finish later (the fork server's rooms and boot-socket copies
+/// of starts that failed), each with the process that left it: a fork copy of the process
+/// has a copy of the list, whose entries are not its own. Its length beside it lets the
+/// look at every fork-server start skip the lock when it is empty.
+pub(crate) struct LeftBehind<T> {
+    list: std::sync::Mutex<Vec<(u32, T)>>,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl<T> LeftBehind<T> {
+    pub(crate) const fn new() -> Self {
+        Self { list: std::sync::Mutex::new(Vec::new()), len: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Leaves `item`, this process's, to a later [`LeftBehind::sweep`].
+    pub(crate) fn leave(&self, item: T) {
+        let mut list = self.list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.push((sys::pid_now(), item));
+        self.len.store(list.len(), Ordering::Relaxed);
+    }
+
+    /// Whether an item left, this process's or not, is such.
+    #[cfg(test)]
+    fn any(&self, such: impl Fn(&T) -> bool) -> bool {
+        self.list.lock().unwrap().iter().any(|(_, item)| such(item))
+    }
+
+    /// Keeps this process's items for which `keep` says so, and drops the others; a fork
+    /// copy's items (another process's) go to `not_ours`. Not waited for: a fork copy of
+    /// this process may have the lock as another thread held it when it was forked.
+    pub(crate) fn sweep(&self, mut keep: impl FnMut(&mut T) -> bool, mut not_ours: impl FnMut(T)) {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut list = match self.list.try_lock() {
+            Ok(list) => list,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        let me = sys::pid_now();
+        let mut kept = Vec::with_capacity(list.len());
+        for (owner, mut item) in list.drain(..) {
+            if owner != me {
+                not_ours(item);
+            } else if keep(&mut item) {
+                kept.push((owner, item));
+            }
+        }
+        *list = kept;
+        self.len.store(list.len(), Ordering::Relaxed);
+    }
+}
 
 /// Frees the rooms left to children whose starts failed ([`ReportRoom::leave_to_child`]) or
 /// to servers not yet done with them ([`ReportRoom::release`]), once the room's fork server
@@ -368,56 +416,37 @@ static LEFT_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 /// [`FORKING`] there before it forks. Called at each fork-server start and by
 /// `active_children`.
 pub(crate) fn free_left_rooms() {
-    if LEFT_COUNT.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    // Not waited for: a fork copy of this process (beside `allow_fork_with_threads`) may
-    // have it as another thread held it, and its rooms are not its own anyway.
-    let mut left = match LEFT.try_lock() {
-        Ok(left) => left,
-        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return,
-    };
-    let me = sys::pid_now();
     let heap = Heap::get();
-    let mut kept = Vec::with_capacity(left.len());
-    for (owner, room, ended) in left.drain(..) {
-        if owner != me {
-            // A copy of another process's list (we were forked): its rooms are not ours.
-            std::mem::forget(room);
-            continue;
-        }
-        // First: a child of ours is reaped only once the room can go (its pid is the
-        // room's only record of it).
-        let free = server_done(heap, room.off, room.asked.unwrap_or(0))
-            && (ended || {
-                // After the server's last write (or its death): the child word is final, but
-                // for the child's own write of its pid over `FORKING`.
-                let child = child_word(heap, room.off).load(Ordering::Acquire);
-                let pid = child & !YOURS;
-                match child {
-                    // No child was forked (or the server died before its fork).
-                    0 | UNFORKED => true,
-                    // A server killed inside its fork: a child may yet write its pid.
-                    FORKING => false,
-                    // Our own child, which nobody else reaps: it keeps its pid until reaped.
-                    _ if child & YOURS != 0 => match sys::reap_child_if_ended(pid) {
-                        Ok(reaped) => reaped,
-                        Err(_) => !sys::process_alive(pid, 0),
-                    },
-                    // Another's child (the server's): gone or a zombie, it touches nothing. A
-                    // pid reused meanwhile reads as alive: the room waits, never freed early.
-                    _ => !sys::process_alive(pid, 0),
-                }
-            });
-        if free {
-            drop(room);
-        } else {
-            kept.push((owner, room, ended));
-        }
-    }
-    *left = kept;
-    LEFT_COUNT.store(left.len(), Ordering::Relaxed);
+    LEFT.sweep(
+        |(room, ended)| {
+            // First: a child of ours is reaped only once the room can go (its pid is the
+            // room's only record of it).
+            let free = server_done(heap, room.off, room.asked.unwrap_or(0))
+                && (*ended || {
+                    // After the server's last write (or its death): the child word is final, but
+                    // for the child's own write of its pid over `FORKING`.
+                    let child = child_word(heap, room.off).load(Ordering::Acquire);
+                    let pid = child & !YOURS;
+                    match child {
+                        // No child was forked (or the server died before its fork).
+                        0 | UNFORKED => true,
+                        // A server killed inside its fork: a child may yet write its pid.
+                        FORKING => false,
+                        // Our own child, which nobody else reaps: it keeps its pid until reaped.
+                        _ if child & YOURS != 0 => match sys::reap_child_if_ended(pid) {
+                            Ok(reaped) => reaped,
+                            Err(_) => !sys::process_alive(pid, 0),
+                        },
+                        // Another's child (the server's): gone or a zombie, it touches nothing. A
+                        // pid reused meanwhile reads as alive: the room waits, never freed early.
+                        _ => !sys::process_alive(pid, 0),
+                    }
+                });
+            !free
+        },
+        // A copy of another process's list (we were forked): its rooms are not ours.
+        std::mem::forget,
+    );
 }
 
 impl Drop for ReportRoom {
@@ -542,7 +571,7 @@ mod tests {
     #[test]
     fn a_room_waits_for_its_fork_servers_last_write() {
         let _serial = crate::shm::heap_test_lock();
-        let left = |off| LEFT.lock().unwrap().iter().any(|(_, room, _)| room.off == off);
+        let left = |off| LEFT.any(|(room, _)| room.off == off);
         // Its server (this process, alive) has not said its go yet.
         let mut room = ReportRoom::new().unwrap();
         room.asked_of(sys::pid_now());
