@@ -59,6 +59,7 @@ use super::heap::{Heap, HeapFull};
 use super::holders::{self, LetGo};
 use super::holds::Listed;
 use super::object::{Shared, ShmObject, kind};
+use crate::codec::{self, Undoing};
 use crate::sys;
 
 /// Which handle a receipt or an undo is about: `[object offset, generation, table]`, the
@@ -70,6 +71,8 @@ const SLOT: usize = 3;
 /// Words of an undo entry in a token's block ([`ArgsToken`]): the key, then the distance
 /// in the executable of the function that undoes it (`sys::function_offset`).
 const UNDO: usize = 4;
+/// The head of a token's block: the number of its undo entries.
+const TOKEN_HEAD: usize = 1;
 
 /// Where a receive writes its receipt: the block's offset (or a socket, [`on_socket`]) and
 /// the handle's key.
@@ -82,6 +85,24 @@ pub(crate) struct Receipt {
 /// A [`Receipt::block`] that names a socket (its descriptor in the low bits), not a block:
 /// no heap offset has this bit.
 const SOCKET: u64 = 1 << 63;
+
+/// A [`Receipt::block`] that names a carrier (its id in the low bits: a token's tail offset,
+/// [`ArgsToken::block`]), not a block: the message's handles are counted in its carrier's
+/// entries, and a receive moves one into its own entry (`Holders::receive`), no receipt
+/// written. No heap offset has this bit.
+const CARRIER: u64 = 1 << 62;
+
+/// What a receive names the carrier `id` by (its [`Receipt::block`]).
+pub(crate) fn carried(id: u64) -> u64 {
+    CARRIER | id
+}
+
+impl Receipt {
+    /// The carrier whose entry counts the handle, if the message has one (see [`CARRIER`]).
+    pub(crate) fn carrier(&self) -> Option<u64> {
+        (self.block & (CARRIER | SOCKET) == CARRIER).then_some(self.block & !CARRIER)
+    }
+}
 
 /// The first byte of a receipt's frame on a boot socket: an encoded outcome starts with its
 /// codec's tag, a small number.
@@ -139,8 +160,8 @@ fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
     // (checked above); every block of receipts is allocated by `Receipts::new` with `len`
     // words, and only freed by its parent once the one child that writes it is dead, or is
-    // a token's tail (`ArgsToken::new`), freed only with the token, which the child that
-    // writes it holds while it does; the block is atomics only, valid for any bytes.
+    // a token's tail (`ArgsToken::new`), freed only with the token, read only by its maker
+    // and by its `destroy`; the block is atomics only, valid for any bytes.
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
@@ -240,25 +261,30 @@ pub(crate) fn write(heap: &Heap, receipt: Receipt) {
     head[1].store(written as u64 + 1, Ordering::Release);
 }
 
-/// A child's argument's token (HACKING "Pins"): an object of the family heap whose tail is
-/// the block of receipts followed by the argument's undo (per handle its key and the
-/// distance of its undo function in the executable), so that whichever process frees it
-/// runs the undo of the handles without a receipt ([`ShmObject::destroy`]), once.
+/// A child's argument's token (HACKING "Pins"): an object of the family heap that carries
+/// the argument's handles. Its tail is the argument's undo (per handle its key and the
+/// distance of its undo function in the executable), and its tail's offset is its
+/// *carrier* id: before it is sent, each handle's in-flight count moves into the token's
+/// own entry in the handle's table (`Holders::undo`, [`Undoing::Carry`]), which the child's
+/// receive moves into its own entry under the table's lock, and whichever process frees
+/// the token lets go of what is left ([`ShmObject::destroy`], [`Undoing::Uncarry`]). The
+/// take and its record are then one step as seen by the undo: it lets go of an entry that
+/// names this message alone, never takes a count another message may carry.
 ///
 /// It travels as one count in flight: the parent makes it, lists it as a *token* in its
 /// list of holds (`holds`, not in its registry: it keeps no entry), sends it and lets go
 /// of its own handle. The child takes the count first thing ([`take_token`]), before its
 /// argument is decoded, and keeps it until it ends: its death (killed or exited) is a
-/// holder's prune (its reaper's), which frees the token and runs the undo of what it did
-/// not take. The parent's side takes the count back
+/// holder's prune (its reaper's), which frees the token and lets go of what it did not
+/// take. The parent's side takes the count back
 /// ([`ArgsToken::give_back`]) at the child's reap, on a failed start, or, the parent dead,
 /// its reaper (`holds`): a count still in flight means the child never took it, the object
-/// is freed and every undo runs; the child's take then fails and it runs nothing. One
-/// compare-and-swap on the table's word decides which side owns it.
+/// is freed and every handle let go of; the child's take then fails and it runs nothing.
+/// One compare-and-swap on the table's word decides which side owns it.
 #[derive(Debug)]
 pub(crate) struct ArgsState {
-    /// The offset of the block (this object's tail), 0 until its words are written: a
-    /// token freed before that (its maker killed) undoes nothing.
+    /// The offset of the block (this object's tail), 0 until the token is listed: a token
+    /// freed before that (its maker killed, or its carry given up) lets go of nothing.
     block: AtomicU64,
     /// The pid of the child that took it (0: none yet): whose pending receives the undo
     /// puts back in flight first, as `codec::give_back_from_dead` does.
@@ -273,35 +299,24 @@ impl ShmObject for ArgsState {
 
     fn destroy(&self, heap: &Heap) {
         let block = self.block.load(Ordering::Acquire);
-        if block == 0 || !heap.contains(block, HEAD * 8) {
+        if block == 0 || !heap.contains(block, TOKEN_HEAD * 8) {
             return;
         }
-        let slots = words(heap, block, HEAD)[0].load(Ordering::Relaxed) as usize;
-        let w = words(heap, block, HEAD + (SLOT + UNDO) * slots);
-        let written = (w[1].load(Ordering::Acquire) as usize).min(slots);
-        let mut receipted: Vec<Key> = (0..written)
-            .map(|i| {
-                let at = HEAD + SLOT * i;
-                [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed))
-            })
-            .collect();
+        let slots = words(heap, block, TOKEN_HEAD)[0].load(Ordering::Relaxed) as usize;
+        let w = words(heap, block, TOKEN_HEAD + UNDO * slots);
         let child = self.child.load(Ordering::Relaxed) as u32;
-        crate::codec::as_dead_receiver((child != 0).then_some(child), || {
+        codec::undoing_as(Undoing::Uncarry(block), (child != 0).then_some(child), || {
             for i in 0..slots {
-                let at = HEAD + SLOT * slots + UNDO * i;
-                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
-                if let Some(found) = receipted.iter().position(|k| *k == key) {
-                    receipted.swap_remove(found);
-                    continue;
-                }
+                let at = TOKEN_HEAD + UNDO * i;
                 let gone = w[at + 3].load(Ordering::Relaxed);
                 if gone == 0 {
                     continue;
                 }
+                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
                 // SAFETY: `gone` was written by `ArgsToken::new` from `sys::function_offset`
-                // of a `fn(Key)` (an encoding's undo, `codec::on_abort`) in a process of this
+                // of an undo (an encoding's, `codec::on_abort`) in a process of this
                 // family, which runs this executable.
-                let undo = unsafe { sys::function_at::<fn(Key)>(gone) };
+                let undo = unsafe { sys::function_at::<codec::UndoFn>(gone) };
                 undo(key);
                 crash_point!("process.token.undone");
             }
@@ -333,18 +348,17 @@ fn token_let_go(off: u64, generation: u64) -> LetGo {
 }
 
 impl ArgsToken {
-    /// The token of the argument `encoded` (which holds handles), sent: the caller then
-    /// forgets the encoding's undo (`Encoded::sent`), which the token holds now. `None`
-    /// when the heap has no room for it or its listing, or an undo is not in the executable:
-    /// nothing was sent, and the encoding's undo is still the caller's.
-    pub(crate) fn new(encoded: &crate::codec::Encoded) -> Option<Self> {
+    /// The token of the argument `encoded` (which holds handles), sent, its handles carried
+    /// by it: the caller then forgets the encoding's undo (`Encoded::sent`), which the token
+    /// holds now. `None` when the heap has no room for it, its listing or a carrier's
+    /// entry, or an undo is not in the executable: nothing was sent, every handle is in
+    /// flight again, and the encoding's undo is still the caller's.
+    pub(crate) fn new(encoded: &codec::Encoded) -> Option<Self> {
         let heap = Heap::get();
-        let undo: Vec<(Key, u64)> = encoded
-            .undo_entries()
-            .map(|(key, undo)| sys::function_offset(undo).map(|at| (key, at)))
-            .collect::<Option<_>>()?;
+        let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
+        let offsets: Vec<u64> = undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>()?;
         let slots = undo.len();
-        let len = HEAD + (SLOT + UNDO) * slots;
+        let len = TOKEN_HEAD + UNDO * slots;
         // Never a block of the report rooms' size class (512 bytes): a fork server says go
         // into a room after its answer, when its requester may have freed the room already
         // (notes/token31.md: a late go wrote 1 into a token's lock word, read as held by
@@ -354,18 +368,37 @@ impl ArgsToken {
         let block = token.tail_offset();
         let w = words(heap, block, len);
         w[0].store(slots as u64, Ordering::Relaxed);
-        for (i, (key, at)) in undo.iter().enumerate() {
-            let base = HEAD + SLOT * slots + UNDO * i;
+        for (i, ((key, _), at)) in undo.iter().zip(&offsets).enumerate() {
+            let base = TOKEN_HEAD + UNDO * i;
             for (k, word) in key.iter().enumerate() {
                 w[base + k].store(*word, Ordering::Relaxed);
             }
             w[base + 3].store(*at, Ordering::Relaxed);
         }
-        let (off, generation, seal) = token.identity();
+        // Each handle's count into the token's entry, before the token is listed: a kill
+        // from the encoding to the listing leaks what was encoded (the encoding's undo
+        // dies with us), never gives anything back twice.
+        let carried =
+            codec::undoing_as(Undoing::Carry(block), None, || undo.iter().take_while(|(key, f)| f(*key)).count());
+        let back = |carried: &[(Key, codec::UndoFn)]| {
+            codec::undoing_as(Undoing::Restore(block), None, || {
+                for (key, f) in carried {
+                    f(*key);
+                }
+            });
+        };
+        if carried < slots {
+            // Back in flight, the encoding's undo the caller's again; the token, freed,
+            // lets go of nothing (its `block` is 0).
+            back(&undo[..carried]);
+            return None;
+        }
+        crash_point!("process.token.carried");
         // Listed as a token before it is sent: a parent killed from here on is found by its
         // reaper, which takes back a count still in flight (`holds`).
+        let (off, generation, seal) = token.identity();
         let Some(listed) = holders::list_token(heap, &token_let_go(off, generation)) else {
-            // Freed undoing nothing: the undo is still the caller's.
+            back(&undo);
             return None;
         };
         token.block.store(block, Ordering::Release);
@@ -375,9 +408,10 @@ impl ArgsToken {
         Some(Self { off, generation, seal, block, listed: Some(listed), maker: sys::me().pid })
     }
 
-    /// The block of receipts the child writes into (its boot message's `receipts`).
+    /// The carrier of the argument's handles, as its child's receives name it (its boot
+    /// message's `receipts`, see [`Receipt::carrier`]).
     pub(crate) fn block(&self) -> u64 {
-        self.block
+        carried(self.block)
     }
 
     /// What the child's boot message names the token by: offset, generation, seal.
