@@ -34,9 +34,9 @@
 //! type, its object's generation and a keyed seal, and consumes exactly one in-flight
 //! count. The receive stays pending until the decoding ends, or, inside a [`TakeScope`]
 //! (a channel's take), until the message is taken: a consumer killed in between leaves the
-//! handles to the next consumer of the message. A child's argument with a block of
-//! receipts ([`receipting`]) is the exception: its receives are final at once, each
-//! receipted (see `shm::receipts`).
+//! handles to the next consumer of the message. A child's argument or a pool's chunk
+//! decoded inside [`receipting`] is the exception: its receives are final at once, each
+//! taken from the message's carrier (or receipted on a boot socket: `shm::receipts`).
 
 mod check;
 mod keep;
@@ -284,7 +284,7 @@ struct State {
     dead_receiver: Cell<Option<u32>>,
     /// What the undo actions running now do ([`undoing_as`]).
     undoing: Cell<Undoing>,
-    /// The block of receipts of the argument this process (a child) is decoding, 0 when
+    /// The carrier (or receipts' socket) of the argument this process is decoding, 0 when
     /// none ([`receipting`]).
     receipts: Cell<u64>,
 }
@@ -479,10 +479,11 @@ pub(crate) fn give_back_from_dead(mut encoded: Encoded, pid: u32, mut receipted:
     drop(encoded);
 }
 
-/// Runs `decode` (a child's decoding of its argument) with the receives of its handles
-/// writing their receipts into the block at `block` (0: none; see `shm::receipts`).
+/// Runs `decode` (a child's decoding of its argument, a pool worker's of its chunk) with
+/// the receives of its handles taking them from the carrier `block` names, or sending
+/// their receipts on the socket it names (0: neither; see `shm::receipts`).
 pub(crate) fn receipting<R>(block: u64, decode: impl FnOnce() -> R) -> R {
-    /// Forgets the block however the decoding ends.
+    /// Forgets the carrier however the decoding ends.
     struct Forget;
     impl Drop for Forget {
         fn drop(&mut self) {
@@ -494,14 +495,14 @@ pub(crate) fn receipting<R>(block: u64, decode: impl FnOnce() -> R) -> R {
     decode()
 }
 
-/// The block of receipts of the argument being decoded, if any ([`receipting`]): only for
+/// The carrier of the argument being decoded, if any ([`receipting`]): only for
 /// the argument's own handles, not for those of a message a `Deserialize` impl would
 /// decode inside it (a nested decoding).
 pub(crate) fn receipts() -> Option<u64> {
     STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0 && s.decoding.get() == 1))
 }
 
-/// The block of receipts of [`receipting`], at any depth of decoding (for a give-back of
+/// The carrier of [`receipting`], at any depth of decoding (for a give-back of
 /// the argument's unread handles, which runs after its decoding).
 pub(crate) fn receipting_block() -> Option<u64> {
     STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0))

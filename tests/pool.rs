@@ -2116,10 +2116,10 @@ fn add_to(args: (u64, Value<u64>)) -> u64 {
 /// a receive is pinned (its object never freed: 5120 bytes for an inbox, 256 for a task's
 /// `Value`; pins29 takes such pins away now), or between a boot's receipts note and the
 /// free of its block (128 bytes, or 256: 5 runs of 12 on argdeath30's branch; the boot's
-/// token closed it, token31: no leak in 8 runs). What is left is the take-to-receipt
-/// residual of a chunk's handle (1 run in 8: a task fails "received already", see below).
+/// token closed it, token31: no leak in 8 runs). What was left was the take-to-receipt
+/// residual of a chunk's handle (1 run in 8: a task failed "received already", see below),
+/// closed by the chunk's carrier (token31b: 12 runs of 12 pass).
 #[test]
-#[ignore = "open: the take-to-receipt residual (about 1 run in 8 fails a task, 'received already'; token31)"]
 fn workers_killed_as_they_start_leak_nothing() {
     let leaks = common::leak_check(LIMIT);
     kill_workers_as_they_start();
@@ -2131,14 +2131,14 @@ fn workers_killed_as_they_start_leak_nothing() {
 /// its chunk's block of receipts was a page fault between the take of a handle's count and
 /// its receipt (a kernel entry, where a loaded machine preempts, and the kill lands), so
 /// the pool gave back, at the worker's death, a count the worker had taken: another
-/// chunk's. The receipt's words are now mapped before the pin (`receipts::touch`): it
+/// chunk's. The receipt's words were then mapped before the pin (`receipts::touch`): it
 /// failed in 6 runs of 26 before, 2 of 36 after: a kill still lands between a take and
 /// its receipt now and then (the residual that `tests/process.rs`
 /// `a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count` makes
-/// exact). Every task ends with its value or `WorkerLost`; the heap is not checked here
-/// (the block of receipts' window, see above).
+/// exact). Now a chunk's handles travel counted in its carrier's entries
+/// (`shm::receipts::Carrier`), which the worker's take and the pool's undo alone touch
+/// (token31b: 12 runs of 12 pass). Every task ends with its value or `WorkerLost`.
 #[test]
-#[ignore = "open: 2 runs in 36 still fail to decode a task, 'received already' (argdeath30)"]
 fn workers_killed_as_they_start_fail_no_task_but_as_lost() {
     kill_workers_as_they_start();
 }

@@ -28,11 +28,12 @@
 //!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
-//!   ([`Holders::forget_in_flight`]). A child's argument is the exception: its parent keeps
-//!   the message's undo until it reaps the child, and the child's receives of it are final
-//!   at once (never pending), each writing a receipt right after it takes the count
-//!   (`shm::receipts`), so that the parent gives back exactly the handles the child did not
-//!   take, and the child's death releases those it took as any held handle.
+//!   ([`Holders::forget_in_flight`]). A child's argument and a pool's chunk are the
+//!   exception: their handles travel counted in the entries of a *carrier* (the argument's
+//!   token, the chunk's `Carrier`: `shm::receipts`), the receiver's take moves each into
+//!   its own entry under the lock, final at once (never pending), and the carrier's undo
+//!   lets go of what is left once the receiver is done or dead: exact, and the child's
+//!   death releases those it took as any held handle.
 //! * A fork copies every handle of the forking process, wherever it is kept (a static, a
 //!   thread-local, the heap). Each process keeps a registry of the tables in which it has
 //!   an entry; a `Fork` start records the child, under each of those tables' locks, with
@@ -59,9 +60,10 @@
 //!   (`prune_dead`) takes them all away when no live process announces the table
 //!   (`drop_dead_pins`): a live pin is always announced, and a pin taken after the word was
 //!   loaded makes the compare-and-swap fail (no pin is given back under the lock). The
-//!   count the dead receiver took goes with it, as a held handle's would (with a receipt,
-//!   exact; without, the parent's undo may take another message's count: the few
-//!   instructions between a child's take and its receipt). The recording (a process's
+//!   count the dead receiver took goes with it, as a held handle's would (a carried
+//!   receive pins without a take: the count is still its carrier's; a receipt on a boot
+//!   socket, a full heap's fallback, keeps the residual: the parent's undo may take another
+//!   message's count, between a child's take and its receipt). The recording (a process's
 //!   first listing of a hold, a table's growth, a prune) comes after the unpin, under the
 //!   lock: until the chaos soak, it came before (crash point `holders.receive.locked`).
 //!
@@ -839,8 +841,10 @@ impl Holders {
     /// taken only once pinned. When no count is left, the dead are pruned first (a dead
     /// receiver's pending counts come back), then the receive fails.
     ///
-    /// `receipt`: where this process (a child decoding its argument) writes that it took
-    /// the count (see `shm::receipts`), right after taking it, while the object is pinned.
+    /// `receipt`: the carrier whose entry counts the handle (a child's argument, a pool's
+    /// chunk: see `shm::receipts` and [`Holders::receive_carried`]), or where this process
+    /// sends that it took the count (a boot socket), right after taking it, while the
+    /// object is pinned.
     /// Such a receive is never pending: its parent's undo, not a next consumer, answers for
     /// the count until the receipt, and the receipt makes the handle this process's at once,
     /// so that its death releases it as any held handle's (a pending receive of a dead
@@ -890,11 +894,6 @@ impl Holders {
         // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
         // more than the receipt's stores and the lock's acquiring, not the recording (a
         // process's first listing of a hold, a table's growth, a prune).
-        if let Some(receipt) = receipt {
-            // The receipt's words mapped before the pin (a page fault there was a kill's
-            // favourite spot between the take and the receipt).
-            receipts::touch(heap, receipt);
-        }
         let announced = self.announce(heap);
         if receipt.is_some() {
             // Announced, not pinned: a dead process's announcement is nobody's pin.
@@ -907,7 +906,7 @@ impl Holders {
                     // Counted, pinned, not receipted: a kill here is the residual (the
                     // parent's undo takes another message's count, if one is in flight).
                     crash_point!("holders.receive.taken");
-                    receipts::write(heap, receipt);
+                    receipts::write(receipt);
                     // Counted, receipted, pinned, not yet recorded: a kill here leaves an
                     // announced pin, taken away once no live process announces the table.
                     // On the receipted path only: a channel's receive pays nothing for it.
@@ -925,7 +924,7 @@ impl Holders {
                     return Err(Received::NotInFlight { last: self.finish(heap) });
                 }
                 if let Some(receipt) = receipt {
-                    receipts::write(heap, receipt);
+                    receipts::write(receipt);
                 }
                 g
             }
@@ -1015,9 +1014,6 @@ impl Holders {
             // the object, whose type it knows).
             return;
         }
-        if let Some(receipt) = receipt {
-            receipts::touch(heap, receipt);
-        }
         let announced = self.announce(heap);
         if self.pin(generation, true).is_err() {
             return;
@@ -1026,7 +1022,7 @@ impl Holders {
         if self.unheld(heap) {
             self.flight.fetch_add(1, Ordering::Relaxed);
         } else if let Some(receipt) = receipt {
-            receipts::write(heap, receipt);
+            receipts::write(receipt);
         }
     }
 
@@ -1323,45 +1319,6 @@ mod tests {
         assert!(holders.leave(heap), "the last pin was the last reference");
     }
 
-    #[test]
-    fn a_receipted_receive_is_final_at_once_and_a_plain_one_pending() {
-        let _serial = crate::shm::heap_test_lock();
-        let heap = Heap::get();
-        let block = super::receipts::Receipts::new(2).unwrap();
-        let holders = Holders::new_held_at(7);
-        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {} };
-        let mine = |holders: &Holders| {
-            let mut counts = (0, 0);
-            holders.for_each(heap, |e| {
-                if e.is(sys::me()) {
-                    counts = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
-                }
-                false
-            });
-            counts
-        };
-        // A child's argument: the count taken, receipted, and the handle held, not pending
-        // (a dead receiver's pending receive would go back in flight, for nobody, once its
-        // parent skipped the receipted undo).
-        holders.send();
-        let key = [64, 7, 0];
-        holders.receive(heap, 7, false, let_go, Some(Receipt { block: block.offset(), key })).unwrap();
-        assert_eq!(block.read(), vec![key], "receipted");
-        assert_eq!(mine(&holders), (2, 0), "held at once, nothing pending");
-        assert!(!holders.flying(), "the count was taken");
-        // Any other message: pending until its settle, no receipt.
-        holders.send();
-        holders.receive(heap, 7, true, let_go, None).unwrap();
-        assert_eq!(block.read(), vec![key], "no receipt for it");
-        assert_eq!(mine(&holders), (3, 1));
-        assert!(!holders.settle(heap));
-        assert_eq!(mine(&holders), (3, 0));
-        for _ in 0..2 {
-            assert!(!holders.leave(heap));
-        }
-        assert!(holders.leave(heap), "nothing else held it");
-    }
-
     /// What closed the take-to-receipt residual (token31b): a child's argument's handle
     /// travels counted in its carrier's entry, so its receiver's take and the undo of what
     /// it did not take never touch another message's count in flight.
@@ -1396,6 +1353,15 @@ mod tests {
         // Taken once: this process's, the carrier's one fewer, the queue's count untouched.
         holders.receive(heap, 7, false, let_go, from(4096)).unwrap();
         assert_eq!((in_flight(&holders), carrier_counts(&holders, 4096)), (1, Some(1)));
+        let mut mine = (0, 0);
+        holders.for_each(heap, |e| {
+            if e.is(sys::me()) {
+                mine = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
+            }
+            false
+        });
+        // A pending receive of a dead process would go back in flight, for nobody.
+        assert_eq!(mine, (2, 0), "held at once, nothing pending");
         // Its receiver gone with one handle untaken: the undo lets go of the carrier's
         // entry, whole, once, and of nothing else.
         for _ in 0..2 {

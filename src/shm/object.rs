@@ -503,8 +503,8 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             ));
         }
         let let_go = Self::let_go(wire.offset, wire.generation);
-        // Receipted (a child's argument): final at once, the parent's undo answers for the
-        // count until the receipt.
+        // Carried (a child's argument, a pool's chunk): final at once, the carrier answers
+        // for the count until the take.
         let pending = receipt.is_none();
         if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
             let full = matches!(e, Received::HeapFull { .. });
@@ -832,7 +832,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         }
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
-        // Receipted: final at once, as the object's own receive (see `Shared`'s).
+        // Carried: final at once, as the object's own receive (see `Shared`'s).
         let pending = receipt.is_none();
         if let Err(why) =
             shared.side_holders(side).receive(Heap::get(), 0, pending, Self::let_go(&shared, side), receipt)

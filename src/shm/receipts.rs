@@ -1,61 +1,59 @@
-//! Receipts: which handles of a child's argument the child took, handle by handle.
+//! Carriers and receipts: how a receiver's take of each handle of a message, and the undo
+//! of the handles it did not take, stay exact whoever is killed where.
 //!
-//! A child writes a receipt for each handle whose in-flight count it took: in
-//! `Holders::receive` right after the compare-and-swap that takes it (the object still
-//! pinned), and in a discard that kept the count. The undo of the handles without a receipt
-//! (`codec::Encoded`'s, one `fn(Key)` per handle) runs once the child is gone. A handle is
-//! named by its [`Key`] (the object's offset and generation, and which of its tables), so
-//! the order of the receives need not be the encoding's (a side's undo comes before its
-//! object's, its receive after).
+//! A child's argument and a pool's chunk are messages whose receiver may die part-way
+//! through taking their handles, after the message itself is gone: somebody else must then
+//! give back what it did not take. Their handles travel in a *carrier*: before the message
+//! is sent, each handle's in-flight count moves into the carrier's own entry in its table
+//! (`Holders::undo`, `codec::Undoing::Carry`; an entry whose pid is no process's and whose
+//! `start` names the carrier). The receiver (a decoding inside `codec::receipting`, told
+//! the carrier by [`carried`]) takes a handle under the table's lock: its own entry counts
+//! it, then the carrier's stops counting it (`Holders::receive`, never pending). The undo
+//! lets go of the carrier's entries, whole ([`Undoing::Uncarry`]), once the receiver is
+//! done or dead. Every step touches only entries of the table, each let go of by its own
+//! holder's end (the receiver's by its reaper, the carrier's by its undo): a kill anywhere
+//! leaves a handle counted once or twice by the dead, never by nobody, and never takes a
+//! count that another message carries in flight (which the undo of a receipt-less take
+//! did, until token31b: the take-to-receipt residual).
 //!
-//! A receipted receive is final at once, never *pending* (`Holders::settle`): a pending
-//! receive of a dead process goes back in flight when its entry is pruned, which is right
-//! when a next consumer reads the message again, and a leak here, where the undo skips a
-//! receipted handle. So each handle, at the child's death, is either in flight with no
-//! receipt (the undo takes it) or counted in the child's entry with a receipt (the prune
-//! of the dead entry releases it, the undo is skipped): exact, whatever prunes run first.
-//! Between the take and the receipt the object is pinned: a kill there leaves an announced
-//! pin (taken away later, see `shm::pins`), and the undo may take another message's count.
-//!
-//! The receipts and the undo live in the argument's *token* ([`ArgsToken`], an object of
-//! kind `ARGS`: its tail is the block of receipts, then per handle its key and the distance
-//! of its undo function in the executable), which travels as one count in flight: the
-//! parent makes it, lists it as a token (a slot of its list of holds, `holds`, not an entry
-//! of its own), sends it and lets go of its handle. The child takes the count before it
-//! decodes anything of its argument ([`take_token`]) and keeps it until it ends: its entry
-//! is then pruned by its reaper as any dead holder's (whether it was killed or exited),
-//! and that free runs the undo of the handles without a receipt ([`ArgsState`]'s
+//! A child's argument's carrier is its *token* ([`ArgsToken`], an object of kind `ARGS`,
+//! its tail the argument's undo: per handle its key and the distance of its undo function
+//! in the executable), which travels as one count in flight: the parent makes it, carries
+//! the argument's handles in it, lists it as a token (a slot of its list of holds, `holds`,
+//! not an entry of its own), sends it and lets go of its handle. The child takes the count
+//! before it decodes anything of its argument ([`take_token`]) and keeps it until it ends:
+//! its entry is then pruned by its reaper as any dead holder's (whether it was killed or
+//! exited), and that free lets go of what the child did not take ([`ArgsState`]'s
 //! `destroy`), once. The child never frees it itself: a kill between the table's release
-//! and the block's free would leak it (as the note-then-free of the block of receipts
-//! did). The parent's side takes the count back ([`ArgsToken::give_back`]) at the
-//! child's reap and on a failed start, and the parent's reaper does (`holds`, through the
-//! token's slot) when the parent died first: a count still in flight means the child never
-//! took it, and the free runs every undo; the child's take then fails and it decodes and
-//! runs nothing. One compare-and-swap on the token's word decides who owns it, whoever is
-//! killed where: the parent needs no note, keeps no entry (a parent that never reaps keeps
-//! nothing: `tests/soundness.rs` `holds::*`), and nobody takes a live process's entry away.
+//! and the block's free would leak it. The parent's side takes the count back
+//! ([`ArgsToken::give_back`]) at the child's reap and on a failed start, and the parent's
+//! reaper does (`holds`, through the token's slot) when the parent died first: a count
+//! still in flight means the child never took it, and the free lets go of every handle;
+//! the child's take then fails and it decodes and runs nothing. One compare-and-swap on the
+//! token's word decides who owns it, whoever is killed where.
 //!
-//! A heap too full for the token (a few hundred bytes) keeps the older protocol: the child
-//! sends each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its
-//! own, [`from_frame`]), at the same step, and the parent keeps the undo in its memory and
-//! collects the receipts from the socket until the reap (the kernel keeps what a dead child
-//! sent). A send may wait for the parent to read (a socket buffer holds some thousands of
-//! receipts; a parent waiting for its child reads its socket), inside the pinned step: a
-//! kill there is the residual above. There, a parent killed before its child took its
-//! argument still leaks the argument's handles (the undo died with it).
+//! A pool's chunk's carrier is a [`Carrier`], kept by the pool with the chunk's undo
+//! (`pool::engine::ChunkUndo`), named by a small block of the heap until it has let go.
 //!
-//! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
-//! [`Key`] each (and, in a token, the undo entries after them). Only the child writes the
-//! receipts (one thread, its argument's decoding: one write at most per handle of the
-//! message). The pool's chunks and initializer argument still use a bare block
-//! ([`Receipts`]) with the undo in the pool's memory (`pool::engine::ChunkUndo`).
-
+//! A heap too full for a token or a carrier keeps the older protocols. A child sends a
+//! *receipt* for each handle whose in-flight count it took on its copy of its boot socket
+//! ([`on_socket`]: a frame of its own, [`from_frame`]) right after the take, and the parent
+//! keeps the undo in its memory and runs it for the handles without a receipt at the reap
+//! (the kernel keeps what a dead child sent). A send may wait for the parent to read (a
+//! socket buffer holds some thousands of receipts; a parent waiting for its child reads
+//! its socket), inside the pinned step. Between the take and the receipt the object is
+//! pinned: a kill there leaves an announced pin (taken away later, see `shm::pins`), and
+//! the undo may take another message's count (the residual, there only). A parent killed
+//! before its child took its argument still leaks the argument's handles (the undo died
+//! with it). A pool's chunk without a carrier travels as any message: a worker killed
+//! before it took its handles leaks them.
+//!
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::ShmSafe;
 use super::crash::crash_point;
-use super::heap::{Heap, HeapFull};
+use super::heap::Heap;
 use super::holders::{self, LetGo};
 use super::holds::Listed;
 use super::object::{Shared, ShmObject, kind};
@@ -66,16 +64,15 @@ use crate::sys;
 /// table 0 for the object's own, `1 + side` for a side's.
 pub(crate) type Key = [u64; 3];
 
-const HEAD: usize = 2;
-const SLOT: usize = 3;
 /// Words of an undo entry in a token's block ([`ArgsToken`]): the key, then the distance
 /// in the executable of the function that undoes it (`sys::function_offset`).
 const UNDO: usize = 4;
 /// The head of a token's block: the number of its undo entries.
 const TOKEN_HEAD: usize = 1;
 
-/// Where a receive writes its receipt: the block's offset (or a socket, [`on_socket`]) and
-/// the handle's key.
+/// What a receive of a child's argument or a pool's chunk does besides its take: its
+/// `block` names a carrier ([`carried`]) or a socket to send a receipt on ([`on_socket`]);
+/// `key` names the handle.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Receipt {
     pub(crate) block: u64,
@@ -145,120 +142,24 @@ fn send(fd: RawFd, key: Key) {
     let _ = crate::sys::send_all(sock, &frame, &[]);
 }
 
-/// The parent's block of receipts for one child's argument: freed when dropped, unless
-/// [`Receipts::leave`] leaves it to a child that may still write it.
-#[derive(Debug)]
-pub(crate) struct Receipts {
-    off: u64,
-    slots: usize,
-}
-
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
-    // Checked here, not only by the callers: an offset from a boot message must never
-    // become a slice outside the mapping, or a misaligned one.
-    assert!(heap.contains(off, len * 8), "a receipts block outside the family heap");
+    // Checked here, not only by the callers: an offset in the heap must never become a
+    // slice outside the mapping, or a misaligned one.
+    assert!(heap.contains(off, len * 8), "a token's block outside the family heap");
     // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
-    // (checked above); every block of receipts is allocated by `Receipts::new` with `len`
-    // words, and only freed by its parent once the one child that writes it is dead, or is
-    // a token's tail (`ArgsToken::new`), freed only with the token, read only by its maker
-    // and by its `destroy`; the block is atomics only, valid for any bytes.
+    // (checked above); it is a token's tail (`ArgsToken::new`), freed only with the token,
+    // read only by its maker and by its `destroy`; the block is atomics only, valid for any
+    // bytes.
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
-impl Receipts {
-    /// A zeroed block for the receipts of `handles` handles.
-    pub(crate) fn new(handles: usize) -> Result<Self, HeapFull> {
-        let heap = Heap::get();
-        let len = (HEAD + SLOT * handles) * 8;
-        let off = heap.alloc_zeroed(len)?;
-        words(heap, off, HEAD)[0].store(handles as u64, Ordering::Release);
-        Ok(Self { off, slots: handles })
-    }
-
-    /// The block's offset in the family heap (what the child is told).
-    pub(crate) fn offset(&self) -> u64 {
-        self.off
-    }
-
-    fn len(&self) -> usize {
-        HEAD + SLOT * self.slots
-    }
-
-    /// The keys receipted so far: read once the child is dead.
-    pub(crate) fn read(&self) -> Vec<Key> {
-        let w = words(Heap::get(), self.off, self.len());
-        let written = (w[1].load(Ordering::Acquire) as usize).min(self.slots);
-        (0..written)
-            .map(|i| {
-                let at = HEAD + SLOT * i;
-                [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed))
-            })
-            .collect()
-    }
-
-    /// Leaves the block to a child that may still write it (a leak of a few words).
-    pub(crate) fn leave(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Receipts {
-    fn drop(&mut self) {
-        Heap::get().free(self.off, self.len() * 8);
-    }
-}
-
-/// Maps, in this process, the words [`write`] will store `receipt` into, before the receive
-/// pins its object (the child, its argument's decoding thread): the receipt is written
-/// between the take of the count and the lock, where nothing may touch a page the process
-/// may not have mapped (HACKING "Pins"). A child's first touch of a block its parent just
-/// made is a page fault, a kernel entry, where a loaded machine preempts it: a kill then
-/// landed between the take and the receipt, and the parent's undo took another message's
-/// count (`tests/pool.rs` `workers_killed_as_they_start_leak_nothing`: "received already" in
-/// 3 runs of 16). Changes nothing: each word is stored as loaded, and only this thread
-/// writes the block.
-pub(crate) fn touch(heap: &Heap, receipt: Receipt) {
-    if receipt.block & SOCKET != 0 || !heap.contains(receipt.block, HEAD * 8) {
-        return;
-    }
-    let head = words(heap, receipt.block, HEAD);
-    let slots = head[0].load(Ordering::Acquire) as usize;
-    let written = head[1].load(Ordering::Relaxed);
-    head[1].store(written, Ordering::Relaxed);
-    let written = written as usize;
-    if written >= slots || !heap.contains(receipt.block, (HEAD + SLOT * slots) * 8) {
-        return;
-    }
-    let w = words(heap, receipt.block, HEAD + SLOT * slots);
-    // A slot's first and last words: it may straddle two pages.
-    for word in [&w[HEAD + SLOT * written], &w[HEAD + SLOT * written + SLOT - 1]] {
-        word.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
-/// Writes `receipt` into its block (the child, its argument's decoding thread, right after
-/// it took the handle's count): the key first, then the count that makes it read.
-pub(crate) fn write(heap: &Heap, receipt: Receipt) {
+/// Writes `receipt` (the child, its argument's decoding thread, right after it took the
+/// handle's count): sends it on the socket it names ([`on_socket`]). A carried receive
+/// writes none.
+pub(crate) fn write(receipt: Receipt) {
     if receipt.block & SOCKET != 0 {
         send((receipt.block & !SOCKET) as RawFd, receipt.key);
-        return;
     }
-    if !heap.contains(receipt.block, HEAD * 8) {
-        return;
-    }
-    let head = words(heap, receipt.block, HEAD);
-    let slots = head[0].load(Ordering::Acquire) as usize;
-    let written = head[1].load(Ordering::Relaxed) as usize;
-    if written >= slots || !heap.contains(receipt.block, (HEAD + SLOT * slots) * 8) {
-        // More receives than the parent encoded handles: not a message of that parent.
-        return;
-    }
-    let w = words(heap, receipt.block, HEAD + SLOT * slots);
-    let at = HEAD + SLOT * written;
-    for (k, word) in receipt.key.iter().enumerate() {
-        w[at + k].store(*word, Ordering::Relaxed);
-    }
-    head[1].store(written as u64 + 1, Ordering::Release);
 }
 
 /// A child's argument's token (HACKING "Pins"): an object of the family heap that carries
@@ -305,22 +206,97 @@ impl ShmObject for ArgsState {
         let slots = words(heap, block, TOKEN_HEAD)[0].load(Ordering::Relaxed) as usize;
         let w = words(heap, block, TOKEN_HEAD + UNDO * slots);
         let child = self.child.load(Ordering::Relaxed) as u32;
-        codec::undoing_as(Undoing::Uncarry(block), (child != 0).then_some(child), || {
-            for i in 0..slots {
-                let at = TOKEN_HEAD + UNDO * i;
-                let gone = w[at + 3].load(Ordering::Relaxed);
-                if gone == 0 {
-                    continue;
-                }
-                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
-                // SAFETY: `gone` was written by `ArgsToken::new` from `sys::function_offset`
-                // of an undo (an encoding's, `codec::on_abort`) in a process of this
-                // family, which runs this executable.
-                let undo = unsafe { sys::function_at::<codec::UndoFn>(gone) };
-                undo(key);
-                crash_point!("process.token.undone");
-            }
+        let undo = (0..slots).filter_map(|i| {
+            let at = TOKEN_HEAD + UNDO * i;
+            let gone = w[at + 3].load(Ordering::Relaxed);
+            let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
+            // SAFETY: `gone` was written by `ArgsToken::new` from `sys::function_offset` of
+            // an undo (an encoding's, `codec::on_abort`) in a process of this family, which
+            // runs this executable.
+            (gone != 0).then(|| (key, unsafe { sys::function_at::<codec::UndoFn>(gone) }))
         });
+        let_go(block, (child != 0).then_some(child), undo);
+    }
+}
+
+/// Moves the in-flight count of each handle of `undo` (an encoding's undo entries) into
+/// the entry of the carrier `carrier` in its table ([`Undoing::Carry`]). `false`: a table
+/// had no room for the carrier's entry, and every count is back in flight.
+fn carry(carrier: u64, undo: &[(Key, codec::UndoFn)]) -> bool {
+    let carried =
+        codec::undoing_as(Undoing::Carry(carrier), None, || undo.iter().take_while(|(key, f)| f(*key)).count());
+    if carried < undo.len() {
+        restore(carrier, &undo[..carried]);
+    }
+    carried == undo.len()
+}
+
+/// Moves what the carrier's entries count back into flight ([`Undoing::Restore`]): it was
+/// not sent after all.
+fn restore(carrier: u64, undo: &[(Key, codec::UndoFn)]) {
+    codec::undoing_as(Undoing::Restore(carrier), None, || {
+        for (key, f) in undo {
+            f(*key);
+        }
+    });
+}
+
+/// Lets go of what the entries of the carrier `carrier` still count, in the tables the
+/// undo entries `undo` name ([`Undoing::Uncarry`]): its receiver (`dead`, if it died
+/// receiving) did not take them, and nobody will. Each entry is let go of whole at its
+/// first handle, so a key met again is passed over.
+fn let_go(carrier: u64, dead: Option<u32>, undo: impl Iterator<Item = (Key, codec::UndoFn)>) {
+    let mut seen: Vec<Key> = Vec::new();
+    codec::undoing_as(Undoing::Uncarry(carrier), dead, || {
+        for (key, f) in undo {
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            f(key);
+            crash_point!("process.token.undone");
+        }
+    });
+}
+
+/// A carrier that its sender keeps in its own memory (a pool's chunk,
+/// `pool::engine::ChunkUndo`), as a child's argument's token is one in the family heap (see
+/// [`ArgsToken`]): the message's handles counted in its entries, named by a small block of
+/// the heap (its offset), held until every entry is let go of ([`Carrier::let_go`]). One
+/// dropped without that (a copy made by fork: the parent's) leaves both: a leak at worst.
+#[derive(Debug)]
+pub(crate) struct Carrier {
+    id: u64,
+}
+
+/// The block that names a [`Carrier`]: the heap's least.
+const CARRIER_BLOCK: usize = 64;
+
+impl Carrier {
+    /// A carrier of the handles of `encoded`, their counts moved into its entries. `None`
+    /// when the heap has no room (every count stays in flight).
+    pub(crate) fn carry(encoded: &codec::Encoded) -> Option<Self> {
+        let heap = Heap::get();
+        let id = heap.alloc_zeroed(CARRIER_BLOCK).ok()?;
+        let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
+        if !carry(id, &undo) {
+            heap.free(id, CARRIER_BLOCK);
+            return None;
+        }
+        Some(Self { id })
+    }
+
+    /// What the receiver's receives name it by (`codec::receipting`).
+    pub(crate) fn receipts(&self) -> u64 {
+        carried(self.id)
+    }
+
+    /// Lets go of what its entries still count, in the tables `encoded` (what it carried)
+    /// names: its receiver took the rest, and is done or dead (`dead`, whose pending
+    /// receives of those objects go back in flight first). Then its name is free.
+    pub(crate) fn let_go(self, encoded: &codec::Encoded, dead: Option<u32>) {
+        let_go(self.id, dead, encoded.undo_entries());
+        Heap::get().free(self.id, CARRIER_BLOCK);
     }
 }
 
@@ -377,20 +353,10 @@ impl ArgsToken {
         }
         // Each handle's count into the token's entry, before the token is listed: a kill
         // from the encoding to the listing leaks what was encoded (the encoding's undo
-        // dies with us), never gives anything back twice.
-        let carried =
-            codec::undoing_as(Undoing::Carry(block), None, || undo.iter().take_while(|(key, f)| f(*key)).count());
-        let back = |carried: &[(Key, codec::UndoFn)]| {
-            codec::undoing_as(Undoing::Restore(block), None, || {
-                for (key, f) in carried {
-                    f(*key);
-                }
-            });
-        };
-        if carried < slots {
-            // Back in flight, the encoding's undo the caller's again; the token, freed,
-            // lets go of nothing (its `block` is 0).
-            back(&undo[..carried]);
+        // dies with us), never gives anything back twice. Not carried: back in flight, the
+        // encoding's undo the caller's again; the token, freed, lets go of nothing (its
+        // `block` is 0).
+        if !carry(block, &undo) {
             return None;
         }
         crash_point!("process.token.carried");
@@ -398,7 +364,7 @@ impl ArgsToken {
         // reaper, which takes back a count still in flight (`holds`).
         let (off, generation, seal) = token.identity();
         let Some(listed) = holders::list_token(heap, &token_let_go(off, generation)) else {
-            back(&undo);
+            restore(block, &undo);
             return None;
         };
         token.block.store(block, Ordering::Release);
