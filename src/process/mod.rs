@@ -697,11 +697,11 @@ fn launch(
     let payload =
         if method == StartMethod::Fork && zygote.is_none() { Payload::Inline(bytes) } else { Payload::new(bytes)? };
     let surroundings = boot::surroundings(method)?;
-    // The argument's token (`shm::receipts::ArgsToken`): the block the child writes a
-    // receipt into for each handle of its argument it takes, and the argument's undo, in
-    // the family heap, sent to the child as one count in flight. Whoever takes that count
-    // owns the undo: the child (its leave or its death frees the token, undoing what it did
-    // not take), or our side (on every return before the child is recorded, when the
+    // The argument's token (`shm::receipts::ArgsToken`): the carrier of the argument's
+    // handles (they are counted in its entries, from which the child takes them), and the
+    // argument's undo, in the family heap, sent to the child as one count in flight.
+    // Whoever takes that count owns the undo: the child (its death frees the token,
+    // letting go of what it did not take), or our side (on every return before the child is recorded, when the
     // token is dropped; at the child's reap; our reaper if we die). In a heap too full for
     // it (a few hundred bytes), the child sends its receipts on its boot socket instead
     // (`boot::NOTE_ONLY`) and we keep the undo, for as many as the socket holds before the

@@ -359,7 +359,6 @@ impl ArgsToken {
         if !carry(block, &undo) {
             return None;
         }
-        crash_point!("process.token.carried");
         // Listed as a token before it is sent: a parent killed from here on is found by its
         // reaper, which takes back a count still in flight (`holds`).
         let (off, generation, seal) = token.identity();
