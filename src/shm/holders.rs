@@ -101,7 +101,8 @@ const RELEASED: u64 = PINS;
 const GEN_SHIFT: u32 = 40;
 
 /// The pid of a *carrier*'s entry: a message's own count of the handles of one object it
-/// carries (a child's argument's token, `shm::receipts`), `start` naming the message. Its
+/// carries (a child's argument's token, a pool chunk's `Carrier`: `shm::receipts`), `start`
+/// naming the carrier. Its
 /// receiver moves them into its own entry one by one under the table's lock, and the
 /// message's undo lets go of what is left. No process has this pid (pids stay below 2^22),
 /// and no prune takes the entry away: only its message's undo does.

@@ -246,15 +246,13 @@ fn restore(carrier: u64, undo: &[(Key, codec::UndoFn)]) {
 /// receiving) did not take them, and nobody will. Each entry is let go of whole at its
 /// first handle, so a key met again is passed over.
 fn let_go(carrier: u64, dead: Option<u32>, undo: impl Iterator<Item = (Key, codec::UndoFn)>) {
-    let mut seen: Vec<Key> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     codec::undoing_as(Undoing::Uncarry(carrier), dead, || {
         for (key, f) in undo {
-            if seen.contains(&key) {
-                continue;
+            if seen.insert(key) {
+                f(key);
+                crash_point!("receipts.carrier.let_go");
             }
-            seen.push(key);
-            f(key);
-            crash_point!("process.token.undone");
         }
     });
 }
