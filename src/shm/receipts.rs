@@ -244,11 +244,13 @@ fn restore(carrier: u64, undo: &[(Key, codec::UndoFn)]) {
 /// Lets go of what the entries of the carrier `carrier` still count, in the tables the
 /// undo entries `undo` name ([`Undoing::Uncarry`]): its receiver (`dead`, if it died
 /// receiving) did not take them, and nobody will. Each entry is let go of whole at its
-/// first handle, so a key met again is passed over.
+/// first handle, so a key met again is passed over; the sides' first, while the objects'
+/// own entries still keep them (as an encoding's undo runs a side's before its object's).
 fn let_go(carrier: u64, dead: Option<u32>, undo: impl Iterator<Item = (Key, codec::UndoFn)>) {
+    let (sides, own): (Vec<_>, Vec<_>) = undo.partition(|(key, _)| key[2] != 0);
     let mut seen = std::collections::HashSet::new();
     codec::undoing_as(Undoing::Uncarry(carrier), dead, || {
-        for (key, f) in undo {
+        for (key, f) in sides.into_iter().chain(own) {
             if seen.insert(key) {
                 f(key);
                 crash_point!("receipts.carrier.let_go");
