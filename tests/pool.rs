@@ -2143,6 +2143,51 @@ fn workers_killed_as_they_start_fail_no_task_but_as_lost() {
     kill_workers_as_they_start();
 }
 
+/// A pool initializer: the worker stops itself (`SIGSTOP`) in its first take of a handle of
+/// a chunk, the handle counted by the worker and still by the chunk's carrier
+/// (`holders.receive.taken`).
+fn stop_in_a_chunks_take(_: ()) {
+    multiproc::__private::crash_at("stop:holders.receive.taken");
+}
+
+/// The take-to-receipt residual of a chunk, made exact (token31b): a worker killed between
+/// its take of a chunk's handle and its receipt, beside a queued copy of the same `Value`.
+/// The pool's undo at the worker's death took the copy's count from the shared in-flight
+/// word, and the copy's `get` failed "received already" (the class of
+/// `workers_killed_as_they_start_*`). The chunk's handles travel in its carrier's entries
+/// now: the copy is received, the task ends as `WorkerLost`, and the heap is back.
+#[test]
+fn a_worker_killed_between_a_chunks_take_and_its_record_gives_back_no_other_count() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let pool = Pool::builder()
+                .processes(1)
+                .start_method(method)
+                .initializer(stop_in_a_chunks_take, ())
+                .build()
+                .unwrap();
+            let value = Value::new(5u64).unwrap();
+            // The copy queued first: the stopped worker holds the value's table's lock.
+            let queued = multiproc::Queue::<Value<u64>>::new().unwrap();
+            queued.put(value.clone()).unwrap();
+            let task = pool.apply_async(add_to, (1, value.clone())).unwrap();
+            let worker = pool.pids()[0];
+            assert!(eventually(LIMIT, || common::pid_stopped(worker)), "{method:?}: the worker stopped in its take");
+            // SAFETY (test): a plain signal to our own pool's worker.
+            unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+            let outcome = task.get();
+            assert!(matches!(outcome, Err(TaskError::WorkerLost { .. })), "{method:?}: {outcome:?}");
+            let copy = queued.get_timeout(Duration::from_secs(10));
+            assert!(copy.is_ok(), "{method:?}: the queued copy of the value: {copy:?}");
+            assert_eq!(*copy.unwrap().lock(), 5, "{method:?}");
+            pool.close();
+            pool.join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
+}
+
 /// Pools of 2 workers (`max_tasks_per_child(2)`, 4 rounds per start method) run 120 tasks
 /// that each hold a clone of one `Value`, while a killer thread kills a third of the new
 /// workers 0 to 3 ms after they appear: every task ends with its value or `WorkerLost`.
