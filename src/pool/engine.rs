@@ -116,7 +116,7 @@ pub(crate) struct Job {
     pub(crate) discard: fn(&Payload),
     /// A seat of a call on the claims path: the table the worker claims from.
     pub(crate) claims: Option<ClaimTable>,
-    /// The undo of the handles in `args`, with the block of receipts its worker writes.
+    /// The undo of the handles in `args`, and their carrier once sent.
     pub(crate) undo: ChunkUndo,
 }
 
