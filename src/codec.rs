@@ -34,9 +34,9 @@
 //! type, its object's generation and a keyed seal, and consumes exactly one in-flight
 //! count. The receive stays pending until the decoding ends, or, inside a [`TakeScope`]
 //! (a channel's take), until the message is taken: a consumer killed in between leaves the
-//! handles to the next consumer of the message. A child's argument with a block of
-//! receipts ([`receipting`]) is the exception: its receives are final at once, each
-//! receipted (see `shm::receipts`).
+//! handles to the next consumer of the message. A child's argument or a pool's chunk
+//! decoded inside [`receipting`] is the exception: its receives are final at once, each
+//! taken from the message's carrier (or receipted on a boot socket: `shm::receipts`).
 
 mod check;
 mod keep;
@@ -214,7 +214,28 @@ struct Undo {
     /// Undoes the count of the handle `key` names: a function of the key alone, so that it
     /// can be run by another process of the family (`shm::receipts`, a child's argument's
     /// token: `sys::function_offset`).
-    gone: fn(ReceiptKey),
+    gone: UndoFn,
+}
+
+/// A handle's undo (`on_abort`): does to the handle's table what [`undoing`] says, for the
+/// handle its key names. Returns `false` when a carry found no room (nothing changed).
+pub(crate) type UndoFn = fn(ReceiptKey) -> bool;
+
+/// What a handle's undo ([`UndoFn`]) does, set around it by [`undoing_as`] (the handle's
+/// table's `Holders::undo`; a carrier is a child's argument's token, `shm::receipts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Undoing {
+    /// Takes its count back from flight: the message was never delivered (the default).
+    Unsend,
+    /// Moves its count from flight into the entry of the carrier: the message is about to
+    /// be sent, its receiver takes each handle from that entry.
+    Carry(u64),
+    /// Lets go of what the carrier's entry still counts (the handles its receiver did not
+    /// take), all of it at the first of its handles: the carrier is freed.
+    Uncarry(u64),
+    /// Moves what the carrier's entry counts back into flight: the carrier was not sent
+    /// after all.
+    Restore(u64),
 }
 
 impl Undo {
@@ -267,7 +288,9 @@ struct State {
     /// The process whose message the undo actions running now give back
     /// ([`give_back_from_dead`]).
     dead_receiver: Cell<Option<u32>>,
-    /// The block of receipts of the argument this process (a child) is decoding, 0 when
+    /// What the undo actions running now do ([`undoing_as`]).
+    undoing: Cell<Undoing>,
+    /// The carrier (or receipts' socket) of the argument this process is decoding, 0 when
     /// none ([`receipting`]).
     receipts: Cell<u64>,
 }
@@ -282,6 +305,7 @@ impl State {
             taken_any: Cell::new(false),
             last_plan: Cell::new(None),
             dead_receiver: Cell::new(None),
+            undoing: Cell::new(Undoing::Unsend),
             receipts: Cell::new(0),
         }
     }
@@ -419,7 +443,7 @@ pub(crate) fn in_take_of(object: usize) -> bool {
 /// Registers what undoes the in-flight count of a handle just encoded, should the message
 /// never be sent: `undo(key)`.
 /// `key` names the handle (see `shm::receipts`).
-pub(crate) fn on_abort(key: ReceiptKey, undo: fn(ReceiptKey)) {
+pub(crate) fn on_abort(key: ReceiptKey, undo: UndoFn) {
     if encoding() {
         ENCODING.with(|e| {
             let mut e = e.borrow_mut();
@@ -460,23 +484,32 @@ impl Encoded {
 
     /// The undo of each handle the message carries: its key and the function that undoes
     /// its count (`undo(key)`), in the order they run.
-    pub(crate) fn undo_entries(&self) -> impl Iterator<Item = (ReceiptKey, fn(ReceiptKey))> + '_ {
+    pub(crate) fn undo_entries(&self) -> impl Iterator<Item = (ReceiptKey, UndoFn)> + '_ {
         self.undo.iter().map(|undo| (undo.key, undo.gone))
     }
 }
 
-/// Runs `f` (the undo of a child's argument, `shm::receipts`) with `pid` as the process
-/// whose message it gives back ([`dead_receiver`]; the one before it restored after).
-pub(crate) fn as_dead_receiver<R>(pid: Option<u32>, f: impl FnOnce() -> R) -> R {
-    /// Restores the receiver before however `f` ends.
-    struct Restore(Option<u32>);
+/// Runs `f` (the undo actions of a child's argument's token, `shm::receipts`) with each
+/// undo doing `how` ([`undoing`]), and `pid` as the process whose message it gives back
+/// ([`dead_receiver`]); the ones before restored after.
+pub(crate) fn undoing_as<R>(how: Undoing, pid: Option<u32>, f: impl FnOnce() -> R) -> R {
+    /// Restores the receiver and the undo's kind before however `f` ends.
+    struct Restore(Undoing, Option<u32>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            STATE.with(|s| s.dead_receiver.set(self.0));
+            STATE.with(|s| {
+                s.undoing.set(self.0);
+                s.dead_receiver.set(self.1);
+            });
         }
     }
-    let _restore = Restore(STATE.with(|s| s.dead_receiver.replace(pid)));
+    let _restore = Restore(STATE.with(|s| s.undoing.replace(how)), STATE.with(|s| s.dead_receiver.replace(pid)));
     f()
+}
+
+/// What the undo actions running now do ([`undoing_as`]; else [`Undoing::Unsend`]).
+pub(crate) fn undoing() -> Undoing {
+    STATE.with(|s| s.undoing.get())
 }
 
 /// Gives back the handles of `encoded`, a message the process `pid` received and is now
@@ -504,10 +537,11 @@ pub(crate) fn give_back_from_dead(mut encoded: Encoded, pid: u32, mut receipted:
     drop(encoded);
 }
 
-/// Runs `decode` (a child's decoding of its argument) with the receives of its handles
-/// writing their receipts into the block at `block` (0: none; see `shm::receipts`).
+/// Runs `decode` (a child's decoding of its argument, a pool worker's of its chunk) with
+/// the receives of its handles taking them from the carrier `block` names, or sending
+/// their receipts on the socket it names (0: neither; see `shm::receipts`).
 pub(crate) fn receipting<R>(block: u64, decode: impl FnOnce() -> R) -> R {
-    /// Forgets the block however the decoding ends.
+    /// Forgets the carrier however the decoding ends.
     struct Forget;
     impl Drop for Forget {
         fn drop(&mut self) {
@@ -519,14 +553,14 @@ pub(crate) fn receipting<R>(block: u64, decode: impl FnOnce() -> R) -> R {
     decode()
 }
 
-/// The block of receipts of the argument being decoded, if any ([`receipting`]): only for
+/// The carrier of the argument being decoded, if any ([`receipting`]): only for
 /// the argument's own handles, not for those of a message a `Deserialize` impl would
 /// decode inside it (a nested decoding).
 pub(crate) fn receipts() -> Option<u64> {
     STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0 && s.decoding.get() == 1))
 }
 
-/// The block of receipts of [`receipting`], at any depth of decoding (for a give-back of
+/// The carrier of [`receipting`], at any depth of decoding (for a give-back of
 /// the argument's unread handles, which runs after its decoding).
 pub(crate) fn receipting_block() -> Option<u64> {
     STATE.with(|s| Some(s.receipts.get()).filter(|&b| b != 0))
@@ -1632,7 +1666,13 @@ mod tests {
     fn a_dead_receivers_message_runs_only_the_undo_entries_without_a_receipt_one_per_key() {
         use std::sync::Mutex;
         static RAN: Mutex<Vec<ReceiptKey>> = Mutex::new(Vec::new());
-        let undo = |key: ReceiptKey| Undo { key, gone: |key| RAN.lock().unwrap().push(key) };
+        let undo = |key: ReceiptKey| Undo {
+            key,
+            gone: |key| {
+                RAN.lock().unwrap().push(key);
+                true
+            },
+        };
         // The same handle twice (one receipted), a side and its object (the object
         // receipted), and a handle whose receipt names another generation.
         let (queue, pipe) = ([64, 1, 0], [128, 2, 0]);

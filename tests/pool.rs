@@ -2116,10 +2116,10 @@ fn add_to(args: (u64, Value<u64>)) -> u64 {
 /// a receive is pinned (its object never freed: 5120 bytes for an inbox, 256 for a task's
 /// `Value`; pins29 takes such pins away now), or between a boot's receipts note and the
 /// free of its block (128 bytes, or 256: 5 runs of 12 on argdeath30's branch; the boot's
-/// token closed it, token31: no leak in 8 runs). What is left is the take-to-receipt
-/// residual of a chunk's handle (1 run in 8: a task fails "received already", see below).
+/// token closed it, token31: no leak in 8 runs). What was left was the take-to-receipt
+/// residual of a chunk's handle (1 run in 8: a task failed "received already", see below),
+/// closed by the chunk's carrier (token31b: 12 runs of 12 pass).
 #[test]
-#[ignore = "open: the take-to-receipt residual (about 1 run in 8 fails a task, 'received already'; token31)"]
 fn workers_killed_as_they_start_leak_nothing() {
     let leaks = common::leak_check(LIMIT);
     kill_workers_as_they_start();
@@ -2131,16 +2131,61 @@ fn workers_killed_as_they_start_leak_nothing() {
 /// its chunk's block of receipts was a page fault between the take of a handle's count and
 /// its receipt (a kernel entry, where a loaded machine preempts, and the kill lands), so
 /// the pool gave back, at the worker's death, a count the worker had taken: another
-/// chunk's. The receipt's words are now mapped before the pin (`receipts::touch`): it
+/// chunk's. The receipt's words were then mapped before the pin (`receipts::touch`): it
 /// failed in 6 runs of 26 before, 2 of 36 after: a kill still lands between a take and
 /// its receipt now and then (the residual that `tests/process.rs`
 /// `a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count` makes
-/// exact). Every task ends with its value or `WorkerLost`; the heap is not checked here
-/// (the block of receipts' window, see above).
+/// exact). Now a chunk's handles travel counted in its carrier's entries
+/// (`shm::receipts::Carrier`), which the worker's take and the pool's undo alone touch
+/// (token31b: 12 runs of 12 pass). Every task ends with its value or `WorkerLost`.
 #[test]
-#[ignore = "open: 2 runs in 36 still fail to decode a task, 'received already' (argdeath30)"]
 fn workers_killed_as_they_start_fail_no_task_but_as_lost() {
     kill_workers_as_they_start();
+}
+
+/// A pool initializer: the worker stops itself (`SIGSTOP`) in its first take of a handle of
+/// a chunk, the handle counted by the worker and still by the chunk's carrier
+/// (`holders.receive.taken`).
+fn stop_in_a_chunks_take(_: ()) {
+    multiproc::__private::crash_at("stop:holders.receive.taken");
+}
+
+/// The take-to-receipt residual of a chunk, made exact (token31b): a worker killed between
+/// its take of a chunk's handle and its receipt, beside a queued copy of the same `Value`.
+/// The pool's undo at the worker's death took the copy's count from the shared in-flight
+/// word, and the copy's `get` failed "received already" (the class of
+/// `workers_killed_as_they_start_*`). The chunk's handles travel in its carrier's entries
+/// now: the copy is received, the task ends as `WorkerLost`, and the heap is back.
+#[test]
+fn a_worker_killed_between_a_chunks_take_and_its_record_gives_back_no_other_count() {
+    for method in common::METHODS {
+        let leaks = common::leak_check(LIMIT);
+        {
+            let pool = Pool::builder()
+                .processes(1)
+                .start_method(method)
+                .initializer(stop_in_a_chunks_take, ())
+                .build()
+                .unwrap();
+            let value = Value::new(5u64).unwrap();
+            // The copy queued first: the stopped worker holds the value's table's lock.
+            let queued = multiproc::Queue::<Value<u64>>::new().unwrap();
+            queued.put(value.clone()).unwrap();
+            let task = pool.apply_async(add_to, (1, value.clone())).unwrap();
+            let worker = pool.pids()[0];
+            assert!(eventually(LIMIT, || common::pid_stopped(worker)), "{method:?}: the worker stopped in its take");
+            // SAFETY (test): a plain signal to our own pool's worker.
+            unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+            let outcome = task.get();
+            assert!(matches!(outcome, Err(TaskError::WorkerLost { .. })), "{method:?}: {outcome:?}");
+            let copy = queued.get_timeout(Duration::from_secs(10));
+            assert!(copy.is_ok(), "{method:?}: the queued copy of the value: {copy:?}");
+            assert_eq!(*copy.unwrap().lock(), 5, "{method:?}");
+            pool.close();
+            pool.join().unwrap();
+        }
+        leaks.assert_no_leak();
+    }
 }
 
 /// Pools of 2 workers (`max_tasks_per_child(2)`, 4 rounds per start method) run 120 tasks
@@ -2285,14 +2330,15 @@ fn a_replacement_worker_killed_at_each_step_of_its_boot_inner() {
 /// carry a `Value`: the heap is back exactly. `process.token.taken` (the boot's token taken,
 /// nothing decoded) and `process.args.receipts_noted` (decoded, the token kept: before the
 /// token, the note sent and the block of receipts not yet freed, which leaked 128 bytes)
-/// are exact now. One point is left out (`BOOT_POINTS=holders.receive.pinned` runs it): a
+/// are exact now, and so is `holders.receive.taken` (a handle counted by the replacement
+/// and by its boot's carrier, token31b). One point is left out (`BOOT_POINTS=holders.receive.pinned` runs it): a
 /// kill while a receive is pinned leaves the pin, and that object (5120 bytes: the inbox)
 /// was never freed (the process layer's, see HACKING, Pins).
 #[test]
 fn a_replacement_worker_killed_at_each_step_of_its_boot_leaks_nothing() {
     let _w = common::watchdog(LIMIT);
     let points = std::env::var("BOOT_POINTS").unwrap_or_else(|_| {
-        "process.token.taken,process.args.receipted,holders.receive.locked,process.args.noting,process.args.noted,process.args.receipts_noted,ring.take.committed,pool.worker.answered"
+        "process.token.taken,holders.receive.taken,process.args.receipted,holders.receive.locked,process.args.noting,process.args.noted,process.args.receipts_noted,ring.take.committed,pool.worker.answered"
             .into()
     });
     common::run_inner_test_with(

@@ -1099,7 +1099,7 @@ const RECEIVE_LOCKED_INNER: &str = "MULTIPROC_TEST_PROCESS_RECEIVE_LOCKED_INNER"
 
 /// The inner test's `child_init`: every child started from then on stops itself in its first
 /// receive of its argument's handles, with the table locked and before it records itself
-/// (the count taken and receipted).
+/// (the count still its carrier's).
 fn stop_in_a_receive() {
     multiproc::__private::crash_at("stop:holders.receive.locked");
 }
@@ -1147,8 +1147,8 @@ fn a_child_killed_in_a_receive_before_it_recorded_itself_leaks_nothing() {
 const PINNED_INNER: &str = "MULTIPROC_TEST_PROCESS_PINNED_INNER";
 
 /// The inner test's `child_init`: every child started from then on stops itself inside its
-/// first receive of its argument's handles, the count taken and receipted, the object still
-/// pinned, its entry not yet written.
+/// first receive of its argument's handles, the object pinned, the table not yet locked, the
+/// count still its carrier's.
 fn stop_while_pinned() {
     multiproc::__private::crash_at("stop:holders.receive.pinned");
 }
@@ -1158,9 +1158,9 @@ fn a_child_killed_while_pinned_in_a_receive_inner() {
     if std::env::var_os(PINNED_INNER).is_none() {
         return;
     }
-    // One queue, killed between the compare-and-swap that took its count (and pinned it)
-    // and the unpin: the pin must come back (whoever prunes the dead child), and the count
-    // it took be released once: the heap back where it was once everything is dropped.
+    // One queue, killed between the compare-and-swap that pinned it and the unpin: the pin
+    // must come back (whoever prunes the dead child), and the count its carrier kept be
+    // released once: the heap back where it was once everything is dropped.
     a_queue_killed_in_a_receive_leaves_nothing(stop_while_pinned);
     println!("INNER-DONE");
 }
@@ -1221,8 +1221,8 @@ fn a_child_killed_as_it_announces_a_pin_inner() {
 const TAKEN_INNER: &str = "MULTIPROC_TEST_PROCESS_TAKEN_INNER";
 
 /// The inner test's `child_init`: every child started from then on stops itself in its
-/// first receive of its argument's handles, the count taken and the object pinned, before
-/// it writes the receipt.
+/// first receive of its argument's handles, counted in its own entry and still in the
+/// carrier's (its token's, `shm::receipts`), the table locked.
 fn stop_before_a_receipt() {
     multiproc::__private::crash_at("stop:holders.receive.taken");
 }
@@ -1238,12 +1238,15 @@ fn a_child_killed_between_a_take_and_its_receipt_inner() {
     println!("INNER-DONE");
 }
 
-/// The residual of HACKING "Pins" and `shm::receipts` ("between the take and the receipt
-/// ... the undo may take another message's count"), made exact by the crash point
-/// `holders.receive.taken` (argdeath30): the class behind `tests/pool.rs`
-/// `workers_killed_as_they_start_fail_no_task_but_as_lost`'s "received already".
+/// Was the residual of HACKING "Pins" and `shm::receipts` ("between the take and the
+/// receipt ... the undo may take another message's count"), made exact by the crash point
+/// `holders.receive.taken` (argdeath30): the token's undo took the count of the copy in the
+/// queue of queues, whose get then failed (`ForkServer: the queued copy of the queue:
+/// Err(Decode(... "the handle was received already ..."))`). Now the argument's handles
+/// travel counted in the token's own entry of each table (its carrier), which the child's
+/// take and the token's undo alone touch (token31b); the crash point sits between the
+/// child's record and the carrier's.
 #[test]
-#[ignore = "open: the undo (the token's free, since token31) takes another message's count (the documented residual)"]
 fn a_child_killed_between_a_take_and_its_receipt_gives_back_no_other_count() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_child_killed_between_a_take_and_its_receipt_inner", TAKEN_INNER);

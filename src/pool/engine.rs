@@ -116,81 +116,111 @@ pub(crate) struct Job {
     pub(crate) discard: fn(&Payload),
     /// A seat of a call on the claims path: the table the worker claims from.
     pub(crate) claims: Option<ClaimTable>,
-    /// The undo of the handles in `args`, with the block of receipts its worker writes.
+    /// The undo of the handles in `args`, and their carrier once sent.
     pub(crate) undo: ChunkUndo,
 }
 
-/// The undo of the handles in a chunk's arguments and the block of receipts its worker
-/// writes as it takes them (`shm::receipts`, as a process's argument), kept until the chunk
-/// is answered: a worker killed after its inbox gave it the chunk and before it took every
-/// handle in it (the chunk's take committed, its decoding not begun or not finished)
-/// leaves the others counted in flight in a message that is gone. Once that worker is dead
-/// [`ChunkUndo::give_back_from_dead`] runs the undo of the handles it wrote no receipt for.
+/// The undo of the handles in a chunk's arguments, and from its send on their carrier
+/// (`shm::Carrier`, as a process's argument's token): the handles travel counted in the
+/// carrier's own entries, from which the worker takes each into its own entry. Kept until
+/// the chunk is answered: a worker killed after its inbox gave it the chunk and before it
+/// took every handle in it (the chunk's take committed, its decoding not begun or not
+/// finished) leaves the others in the carrier's entries, which
+/// [`ChunkUndo::give_back_from_dead`] lets go of once that worker is dead. Neither a take
+/// nor that undo touches the count of another message in flight.
 ///
-/// Dropped otherwise (answered, discarded by the pool, taken back from an inbox), it forgets
-/// the undo (the handles are the chunk's receiver's, or were given back by its `discard`)
-/// and frees the block: only when no live worker may still write it.
+/// Dropped otherwise (answered, discarded by the pool, taken back from an inbox), it lets
+/// go of what the carrier still counts (nothing, when the worker took every handle; a
+/// chunk taken back from an inbox is not discarded by decoding: [`ChunkUndo::carried`]),
+/// or, never carried, forgets the undo (the handles were given back by its `discard`).
 ///
-/// A copy made by fork (a pool in a static) never frees the block: it is the parent's.
+/// A copy made by fork (a pool in a static) lets go of nothing: the carrier is the parent's.
 #[derive(Default)]
-pub(crate) struct ChunkUndo(Option<(codec::Encoded, shm::Receipts, shm::TakenIn)>);
+pub(crate) struct ChunkUndo(Option<(codec::Encoded, Option<shm::Carrier>, shm::TakenIn)>);
 
 impl ChunkUndo {
-    /// Keeps `encoded`'s undo if it holds handles and a block of receipts fits in the heap
-    /// (else the handles travel in the chunk as before: a worker killed before it took them
-    /// leaks them).
+    /// Keeps `encoded`'s undo if it holds handles (carried from [`ChunkUndo::carry`] on).
     pub(crate) fn keep(encoded: codec::Encoded) -> Self {
         if !encoded.has_handles() {
             return Self::default();
         }
-        match shm::Receipts::new(encoded.handles()) {
-            Ok(receipts) => Self(Some((encoded, receipts, shm::TakenIn::here()))),
-            Err(_) => {
-                encoded.sent();
-                Self::default()
+        Self(Some((encoded, None, shm::TakenIn::here())))
+    }
+
+    /// Just before the chunk is sent: its handles into a carrier, named by what this returns
+    /// (for the worker's receives, `codec::receipting`; 0: none). A heap with no room for
+    /// the carrier keeps them in flight, as before: a worker killed before it took them
+    /// leaks them.
+    pub(crate) fn carry(&mut self) -> u64 {
+        let Some((encoded, carrier, _)) = &mut self.0 else { return 0 };
+        if carrier.is_none() {
+            *carrier = shm::Carrier::carry(encoded);
+            if carrier.is_none() {
+                self.0.take().expect("kept").0.sent();
+                return 0;
             }
         }
+        carrier.as_ref().map_or(0, shm::Carrier::receipts)
     }
 
-    /// The block the worker writes its receipts into (0: none).
-    pub(crate) fn receipts(&self) -> u64 {
-        self.0.as_ref().map_or(0, |(_, r, _)| r.offset())
+    /// Whether its handles are in a carrier: a `discard` of the chunk's arguments would find
+    /// none in flight, and its drop gives them back.
+    pub(crate) fn carried(&self) -> bool {
+        self.0.as_ref().is_some_and(|(_, carrier, _)| carrier.is_some())
     }
 
-    /// The chunk's worker `pid` is dead (waited for): gives back the handles it took no
-    /// count of; those it receipted are its own, released with its dead entry.
+    /// The chunk's worker `pid` is dead (waited for): gives back the handles it did not
+    /// take; those it took are its own, released with its dead entry.
     pub(crate) fn give_back_from_dead(mut self, pid: u32) {
-        if let Some((encoded, receipts, _)) = self.0.take() {
-            codec::give_back_from_dead(encoded, pid, receipts.read());
+        match self.0.take() {
+            Some((encoded, Some(carrier), _)) => {
+                carrier.let_go(&encoded, Some(pid));
+                encoded.sent();
+            }
+            Some((encoded, None, _)) => codec::give_back_from_dead(encoded, pid, Vec::new()),
+            None => {}
         }
     }
 
     /// The message that was to carry the handles was never sent (a worker's start
     /// failed): every one goes back.
     pub(crate) fn never_sent(mut self) {
-        if let Some((encoded, receipts, _)) = self.0.take() {
-            drop(encoded);
-            drop(receipts);
+        self.let_go();
+    }
+
+    /// In a copy made by fork: the undo and the carrier are the parent's.
+    pub(crate) fn forget(mut self) {
+        // The carrier, dropped, is left to the parent.
+        if let Some((encoded, _, _)) = self.0.take() {
+            encoded.sent();
         }
     }
 
-    /// In a copy made by fork: the undo and the block are the parent's.
-    pub(crate) fn forget(mut self) {
-        if let Some(kept) = self.0.take() {
-            std::mem::forget(kept);
+    /// Lets go of what the carrier still counts, or runs the undo of a chunk never carried.
+    fn let_go(&mut self) {
+        if let Some((encoded, carrier, _)) = self.0.take() {
+            match carrier {
+                Some(carrier) => {
+                    carrier.let_go(&encoded, None);
+                    encoded.sent();
+                }
+                None => drop(encoded),
+            }
         }
     }
 }
 
 impl Drop for ChunkUndo {
     fn drop(&mut self) {
-        if let Some((encoded, receipts, made_in)) = self.0.take() {
-            encoded.sent();
-            if made_in.is_here() {
-                drop(receipts);
-            } else {
-                receipts.leave();
+        match &self.0 {
+            Some((_, Some(_), made_in)) if made_in.is_here() => self.let_go(),
+            Some(_) => {
+                // Never carried: answered, or given back by its `discard`; or a copy made
+                // by fork, whose carrier (dropped) is the parent's.
+                let (encoded, _, _) = self.0.take().expect("matched");
+                encoded.sent();
             }
+            None => {}
         }
     }
 }

@@ -294,7 +294,7 @@ impl Inner {
             results: self.results.clone(),
             status: status.clone(),
             initializer,
-            init_receipts: init_undo.receipts(),
+            init_receipts: init_undo.carry(),
             max_tasks: self.config.max_tasks,
             remote_results: self.config.remote_results,
         };
@@ -496,12 +496,12 @@ impl Inner {
     }
 
     /// Sends one chunk to worker `w` and books it.
-    fn send(&self, books: &mut Books, w: usize, id: u64, job: Job) {
+    fn send(&self, books: &mut Books, w: usize, id: u64, mut job: Job) {
         let held = job.args.blob();
         let claims = job.claims.clone();
         let message = match &job.claims {
             Some(table) => ToWorker::Claims { id, call: job.call, table: table.clone() },
-            None => ToWorker::Task { id, call: job.call, args: job.args, receipts: job.undo.receipts() },
+            None => ToWorker::Task { id, call: job.call, args: job.args, receipts: job.undo.carry() },
         };
         let worker = &mut books.workers[w];
         match worker.inbox.send(&message) {
@@ -550,7 +550,10 @@ impl Inner {
                 if let ToWorker::Task { id, ref args, .. } = message
                     && let Some(s) = sent.get(&id).filter(|s| s.delivery.cancelled())
                 {
-                    (s.discard)(args);
+                    // Carried: given back as the chunk's undo drops, not in flight.
+                    if !s.undo.carried() {
+                        (s.discard)(args);
+                    }
                     self.counters.cancelled(s.items as u64);
                     sent.remove(&id);
                     worker.sent.retain(|&s| s != id);
@@ -942,7 +945,10 @@ impl Inner {
                 if let ToWorker::Task { id, args, .. } = message
                     && let Some(sent) = books.sent.get(&id)
                 {
-                    (sent.discard)(&args);
+                    // Carried: given back as the chunk's undo drops, not in flight.
+                    if !sent.undo.carried() {
+                        (sent.discard)(&args);
+                    }
                     taken_back.insert(id);
                 }
             }
@@ -964,8 +970,8 @@ impl Inner {
             let undo = std::mem::take(&mut s.undo);
             match running.get(&id) {
                 Some(&pid) if !taken_back.contains(&id) => books.undo_orphans.push((pid, undo)),
-                // Taken back (given back by its `discard`), or with no worker: nobody writes
-                // its receipts.
+                // Taken back (given back by its `discard`, or by this drop when carried), or
+                // with no worker: nobody takes from it any more.
                 _ => drop(undo),
             }
             books.orphans.extend(s.held);

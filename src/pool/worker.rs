@@ -35,8 +35,8 @@ impl ShmObject for WorkerStatus {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     /// Run chunk `id`: `call` over the encoded items in `args`.
-    /// `receipts`: the block of receipts the worker writes as it takes the handles in
-    /// `args` (0: none; see `engine::ChunkUndo`).
+    /// `receipts`: the carrier of the handles in `args`, which the worker takes them from
+    /// (0: none, they are in flight; see `engine::ChunkUndo`).
     Task { id: u64, call: Packed, args: Payload, receipts: u64 },
     /// Take part in call `id`: claim the items of `table` one at a time and run `call`
     /// over each (a `map` with chunk size 1, see [`ClaimTable`]).
@@ -71,8 +71,8 @@ pub(crate) struct WorkerBoot {
     pub(crate) results: Channel<FromWorker>,
     pub(crate) status: Shared<WorkerStatus>,
     pub(crate) initializer: Option<(Packed, Payload)>,
-    /// The block of receipts of the handles in the initializer's arguments (0: none; the
-    /// pool gives back those without a receipt once the worker is dead).
+    /// The carrier of the handles in the initializer's arguments (0: none; the pool lets go
+    /// of what the worker did not take once it is dead).
     pub(crate) init_receipts: u64,
     pub(crate) max_tasks: Option<u64>,
     /// The results leave this machine (see `Config::remote_results`).
@@ -85,7 +85,7 @@ pub(crate) struct TaskCall {
     args: Payload,
     /// Items claimed from a table instead of `args`, by the worker in this seat.
     claims: Option<(ClaimTable, usize)>,
-    /// The block of receipts of the handles in `args` (0: none).
+    /// The carrier of the handles in `args` (0: none).
     receipts: u64,
     /// The encoded results (its handles are released unless sent), or why not.
     output: Option<Result<(Payload, codec::Encoded), String>>,
@@ -133,8 +133,8 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     let bytes = call.args.bytes();
     // The handles the decoding read: those it did not, if it stops part-way, are given
     // back (the chunk was taken from the inbox, and goes with this call).
-    // Each handle taken is receipted (the pool gives back those not receipted if this
-    // worker dies before it answers), only while the items decode: not a handle the task
+    // Each handle is taken from the chunk's carrier (the pool lets go of what is left once
+    // this worker answers or dies), only while the items decode: not a handle the task
     // itself receives.
     let receipts = call.receipts;
     let mut read = Vec::new();
@@ -148,8 +148,8 @@ fn run_items<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
             // next item the pages the last one left.
             Ok(codec::Each::Elements(items)) => run_over(call, Noted { items, read: &mut read, receipts }, f),
         };
-    // What it gives back is receipted too: a worker killed before it answers must not have
-    // those given back a second time.
+    // Carried, what it did not read stays the carrier's (given back by the pool, once);
+    // without a carrier, given back here.
     let results = results.inspect_err(|_| codec::receipting(receipts, || shm::give_back_unread(bytes, &read)))?;
     Payload::encode::<WorkerResults<R>, _>(&results).map_err(|e| e.to_string())
 }
@@ -266,7 +266,7 @@ fn fail(table: &ClaimTable, i: usize, written: Written, bytes: &[u8]) {
 struct Noted<'a, I> {
     items: I,
     read: &'a mut Vec<codec::HandleRead>,
-    /// The chunk's block of receipts (see [`ToWorker::Task`]).
+    /// The chunk's carrier (see [`ToWorker::Task`]).
     receipts: u64,
 }
 
@@ -334,7 +334,7 @@ pub(crate) fn init_runner<A: DeserializeOwned>(f: fn(A), context: &mut dyn Any) 
             }
             Err(e) => {
                 // The handles after the point where the decoding stopped are given back
-                // (receipted, as the others).
+                // (left to the carrier, if any, as the others).
                 codec::receipting(receipts, || shm::give_back_unread(call.args.bytes(), &read));
                 Err(format!("the initializer's arguments could not be decoded: {e}"))
             }

@@ -53,14 +53,14 @@ pub(crate) struct Boot {
     pub(crate) child_init: Option<Packed>,
     /// The level of [`log_to_stderr`](crate::log_to_stderr), if the parent called it.
     pub(crate) log: Option<u8>,
-    /// Where the child writes a receipt for each handle of its argument it takes (the
-    /// offset of a block in the family heap, `shm::receipts`: the tail of the argument's
-    /// token; 0 when the argument holds none): the token's free undoes the handles without
-    /// a receipt. [`NOTE_ONLY`]: the argument holds handles but the heap had no room for
-    /// the token (the receipts come on the boot socket, the parent keeps the undo).
+    /// Where the child takes the handles of its argument from: the carrier that the
+    /// argument's token is (`shm::receipts`; 0 when the argument holds none), whose free
+    /// lets go of the handles not taken. [`NOTE_ONLY`]: the argument holds handles but the
+    /// heap had no room for the token (they are in flight, the child sends a receipt for
+    /// each on the boot socket, the parent keeps the undo).
     pub(crate) receipts: u64,
     /// The token of the argument (`shm::receipts::ArgsToken`: offset, generation, seal),
-    /// whose tail is the block of receipts: the child takes it before it decodes anything
+    /// the carrier of its handles: the child takes it before it decodes anything
     /// of its argument, and decodes nothing if it cannot.
     pub(crate) token: Option<[u64; 3]>,
 }
@@ -283,7 +283,7 @@ pub(crate) fn read_frame_blocking(sock: BorrowedFd<'_>, fds: &mut Vec<OwnedFd>) 
 
 /// The byte a fork-server child's parent sends once the server answered its request: a
 /// child forked by a server that died before it answered has a parent that gave its start
-/// up (and its argument's handles back, and its block of receipts); it must not run. Sent
+/// up (and its argument's handles back, with its token); it must not run. Sent
 /// after the boot frame, on the same socket.
 pub(crate) const GO: u8 = 0x67;
 
@@ -790,7 +790,8 @@ pub(crate) struct ChildCall {
     name: String,
     /// Room for the encoded result ([`Prepared`]).
     result: Vec<u8>,
-    /// Where the receives of the argument's handles write their receipts (0: none).
+    /// Where the receives of the argument's handles take them from (0: none; see
+    /// [`Boot::receipts`]).
     receipts: u64,
     /// Where the receipts are sent (with [`NOTE_ONLY`]).
     note: Option<OwnedFd>,
@@ -825,11 +826,12 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                 return Err(Outcome::Failed("its parent gave its start up before it took its argument".into()));
             }
         };
-        // With receipts, each handle received is this process's at once, with its receipt
-        // written (into the block, or sent on the socket with `NOTE_ONLY`) right after its
-        // count is taken: the parent keeps the argument's undo until it reaps this
-        // process, and gives back every handle without a receipt (those a decoding that
-        // stops part-way did not read, too: this process gives back none itself).
+        // Each handle received is this process's at once: taken from the token's carrier
+        // entry (whose free, at this process's end, lets go of what it did not take), or,
+        // with `NOTE_ONLY`, from flight with its receipt sent on the socket right after (the
+        // parent keeps the undo until it reaps this process, and gives back every handle
+        // without a receipt). Those a decoding that stops part-way did not read, too: this
+        // process gives back none itself.
         let taking = codec::TakeScope::enter();
         let block = match &note {
             Some(sock) if receipts == NOTE_ONLY => crate::shm::receipts_on_socket(sock.as_raw_fd()),

@@ -669,9 +669,9 @@ impl<T: Run> Process<T, T::Output> {
 /// handles, their counts in flight for ever: the window held the start's reap of ended
 /// children, the payload and the surroundings (review32 T4).
 ///
-/// The token is the block the child writes a receipt into for each handle of its argument
-/// it takes, and the argument's undo, in the family heap, sent to the child as one count in
-/// flight. Whoever takes that count owns the undo: the child (its death frees the token,
+/// The token is the carrier of the argument's handles (they are counted in its entries of
+/// their tables, from which the child takes them) and the argument's undo, in the family
+/// heap, sent to the child as one count in flight. Whoever takes that count owns the undo: the child (its death frees the token,
 /// undoing what it did not take), or our side (on every return before the child is
 /// recorded, when the token is dropped; at the child's reap; our reaper if we die). In a
 /// heap too full for it (a few hundred bytes), the child sends its receipts on its boot

@@ -28,11 +28,12 @@
 //!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
-//!   ([`Holders::forget_in_flight`]). A child's argument is the exception: its parent keeps
-//!   the message's undo until it reaps the child, and the child's receives of it are final
-//!   at once (never pending), each writing a receipt right after it takes the count
-//!   (`shm::receipts`), so that the parent gives back exactly the handles the child did not
-//!   take, and the child's death releases those it took as any held handle.
+//!   ([`Holders::forget_in_flight`]). A child's argument and a pool's chunk are the
+//!   exception: their handles travel counted in the entries of a *carrier* (the argument's
+//!   token, the chunk's `Carrier`: `shm::receipts`), the receiver's take moves each into
+//!   its own entry under the lock, final at once (never pending), and the carrier's undo
+//!   lets go of what is left once the receiver is done or dead: exact, and the child's
+//!   death releases those it took as any held handle.
 //! * A fork copies every handle of the forking process, wherever it is kept (a static, a
 //!   thread-local, the heap). Each process keeps a registry of the tables in which it has
 //!   an entry; a `Fork` start records the child, under each of those tables' locks, with
@@ -59,9 +60,10 @@
 //!   (`prune_dead`) takes them all away when no live process announces the table
 //!   (`drop_dead_pins`): a live pin is always announced, and a pin taken after the word was
 //!   loaded makes the compare-and-swap fail (no pin is given back under the lock). The
-//!   count the dead receiver took goes with it, as a held handle's would (with a receipt,
-//!   exact; without, the parent's undo may take another message's count: the few
-//!   instructions between a child's take and its receipt). The recording (a process's
+//!   count the dead receiver took goes with it, as a held handle's would (a carried
+//!   receive pins without a take: the count is still its carrier's; a receipt on a boot
+//!   socket, a full heap's fallback, keeps the residual: the parent's undo may take another
+//!   message's count, between a child's take and its receipt). The recording (a process's
 //!   first listing of a hold, a table's growth, a prune) comes after the unpin, under the
 //!   lock: until the chaos soak, it came before (crash point `holders.receive.locked`).
 //!
@@ -82,6 +84,7 @@ use super::holds::{List, Listed};
 use super::mutex::{RawGuard, RawMutex};
 use super::pins::{self, Announced};
 use super::receipts::{self, Receipt};
+use crate::codec::Undoing;
 use crate::sys::{self, ProcId};
 
 const INLINE: usize = 5;
@@ -96,6 +99,19 @@ const MAX_PINS: u64 = 0xfe << 32;
 /// The word of a table whose object was released: no receive can pin it.
 const RELEASED: u64 = PINS;
 const GEN_SHIFT: u32 = 40;
+
+/// The pid of a *carrier*'s entry: a message's own count of the handles of one object it
+/// carries (a child's argument's token, a pool chunk's `Carrier`: `shm::receipts`), `start`
+/// naming the carrier. Its
+/// receiver moves them into its own entry one by one under the table's lock, and the
+/// message's undo lets go of what is left. No process has this pid (pids stay below 2^22),
+/// and no prune takes the entry away: only its message's undo does.
+const CARRIER: u32 = u32::MAX;
+
+/// The entry of the carrier `carrier` (see [`CARRIER`]).
+fn carrier_entry(carrier: u64) -> ProcId {
+    ProcId { pid: CARRIER, start: carrier }
+}
 
 fn gen_bits(generation: u64) -> u64 {
     (generation & 0xff_ffff) << GEN_SHIFT
@@ -402,8 +418,11 @@ impl Entry {
         self.count.load(Ordering::Relaxed) + self.fork_pins.load(Ordering::Relaxed)
     }
 
+    /// Whether its process runs; a carrier's entry is always there until its undo (see
+    /// [`CARRIER`]).
     fn alive(&self) -> bool {
-        sys::process_alive(self.pid.load(Ordering::Relaxed), self.start.load(Ordering::Relaxed))
+        let pid = self.pid.load(Ordering::Relaxed);
+        pid == CARRIER || sys::process_alive(pid, self.start.load(Ordering::Relaxed))
     }
 }
 
@@ -741,20 +760,30 @@ impl Holders {
         assert!(before & COUNT != COUNT, "four billion handles of one object in flight");
     }
 
-    /// A message holding a handle of the object of `generation` was never delivered.
-    /// Returns `true` if nothing holds the object any more.
+    /// A count sent away (`Shared::send_away`, a token's) is taken back: [`Undoing::Unsend`]
+    /// with no dead receiver. Returns whether nothing holds the object any more.
+    pub(crate) fn unsend(&self, heap: &Heap, generation: u64) -> bool {
+        self.undo(heap, generation, Undoing::Unsend, None) == Some(true)
+    }
+
+    /// Runs an encoding's undo on this table, for the handle of the object of `generation`
+    /// (see [`Undoing`]): a message never delivered gives its count back
+    /// ([`Undoing::Unsend`]), or a child's argument's token takes it into its carrier's entry
+    /// before it is sent, gives it back, or lets go of what its receiver did not take.
+    /// `None`: a carry found no room for the carrier's entry, and changed nothing. Else
+    /// whether nothing holds the object any more: the caller frees it.
     ///
     /// Pinned by its generation first: an undo run on a block whose object was freed (and
     /// the block perhaps reused) finds a released or another object's word and writes
     /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
-    /// died before it took it (a child that wrote no receipt for it, `shm::receipts`): its
-    /// pending receives of this object go back in flight first, whether or not a reaper got
-    /// to its entry (a handle it dropped while decoding is no longer in its list of holds; a
-    /// reap leaves the entries of an object that other live processes hold).
-    pub(crate) fn unsend(&self, heap: &Heap, generation: u64, dead_receiver: Option<u32>) -> bool {
+    /// died before it took it: its pending receives of this object go back in flight first,
+    /// whether or not a reaper got to its entry (a handle it dropped while decoding is no
+    /// longer in its list of holds; a reap leaves the entries of an object that other live
+    /// processes hold).
+    pub(crate) fn undo(&self, heap: &Heap, generation: u64, how: Undoing, dead_receiver: Option<u32>) -> Option<bool> {
         let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
-            return false;
+            return Some(false);
         }
         let _g = self.lock_and_unpin(announced);
         if let Some(pid) = dead_receiver {
@@ -775,10 +804,41 @@ impl Holders {
                 found
             });
         }
-        // No count left means a replayed copy of the message consumed it: that copy's
-        // receiver holds the handle now, and counts it.
-        let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
-        self.finish(heap)
+        match how {
+            Undoing::Unsend => {
+                // No count left means a replayed copy of the message consumed it: that
+                // copy's receiver holds the handle now, and counts it.
+                let _ =
+                    self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+            }
+            Undoing::Carry(carrier) => {
+                // The carrier's entry first: the maker killed between the two (before it
+                // lists its token) leaves the handle counted twice, never nowhere.
+                let one = Counts { count: 1, pending: 0, fork_pins: 0 };
+                if self.flight.load(Ordering::Relaxed) & COUNT == 0
+                    || self.join_as(heap, carrier_entry(carrier), one, None).is_err()
+                {
+                    return None;
+                }
+                self.flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            Undoing::Uncarry(carrier) | Undoing::Restore(carrier) => {
+                // Idempotent: the carrier's whole entry, once (the same object may travel
+                // more than once in one message).
+                let holder = carrier_entry(carrier);
+                self.for_each(heap, |e| {
+                    let found = e.is(holder);
+                    if found {
+                        if matches!(how, Undoing::Restore(_)) {
+                            self.flight.fetch_add(u64::from(e.count.load(Ordering::Relaxed)), Ordering::Relaxed);
+                        }
+                        e.clear();
+                    }
+                    found
+                });
+            }
+        }
+        Some(self.finish(heap))
     }
 
     /// Runs `f` while the object of `generation` is pinned (its table's word checked and
@@ -810,8 +870,10 @@ impl Holders {
     /// taken only once pinned. When no count is left, the dead are pruned first (a dead
     /// receiver's pending counts come back), then the receive fails.
     ///
-    /// `receipt`: where this process (a child decoding its argument) writes that it took
-    /// the count (see `shm::receipts`), right after taking it, while the object is pinned.
+    /// `receipt`: the carrier whose entry counts the handle (a child's argument, a pool's
+    /// chunk: see `shm::receipts` and [`Holders::receive_carried`]), or where this process
+    /// sends that it took the count (a boot socket), right after taking it, while the
+    /// object is pinned.
     /// Such a receive is never pending: its parent's undo, not a next consumer, answers for
     /// the count until the receipt, and the receipt makes the handle this process's at once,
     /// so that its death releases it as any held handle's (a pending receive of a dead
@@ -852,17 +914,15 @@ impl Holders {
         receipt: Option<Receipt>,
     ) -> Result<(), Received> {
         let _gate = gate();
+        if let Some(carrier) = receipt.and_then(|r| r.carrier()) {
+            return self.receive_carried(heap, generation, let_go, carrier);
+        }
         // Pinned until the table is locked: the object is freed only under its table's lock
         // (`finish`), so the lock keeps it from then on, and the pin goes at once. A kill
         // from the compare-and-swap to the unpin leaves the pin, announced: the next
         // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
         // more than the receipt's stores and the lock's acquiring, not the recording (a
         // process's first listing of a hold, a table's growth, a prune).
-        if let Some(receipt) = receipt {
-            // The receipt's words mapped before the pin (a page fault there was a kill's
-            // favourite spot between the take and the receipt).
-            receipts::touch(heap, receipt);
-        }
         let announced = self.announce(heap);
         if receipt.is_some() {
             // Announced, not pinned: a dead process's announcement is nobody's pin.
@@ -875,7 +935,7 @@ impl Holders {
                     // Counted, pinned, not receipted: a kill here is the residual (the
                     // parent's undo takes another message's count, if one is in flight).
                     crash_point!("holders.receive.taken");
-                    receipts::write(heap, receipt);
+                    receipts::write(receipt);
                     // Counted, receipted, pinned, not yet recorded: a kill here leaves an
                     // announced pin, taken away once no live process announces the table.
                     // On the receipted path only: a channel's receive pays nothing for it.
@@ -893,7 +953,7 @@ impl Holders {
                     return Err(Received::NotInFlight { last: self.finish(heap) });
                 }
                 if let Some(receipt) = receipt {
-                    receipts::write(heap, receipt);
+                    receipts::write(receipt);
                 }
                 g
             }
@@ -908,6 +968,46 @@ impl Holders {
             // The count is taken (and receipted, with a receipt): nobody else answers for it.
             Err(_) => Err(Received::HeapFull { last: self.finish(heap) }),
         }
+    }
+
+    /// [`Holders::receive`] of a handle its message carries in its own entry (the carrier
+    /// `carrier`, see [`CARRIER`]): pinned without a take, then under the table's lock this
+    /// process's entry counts it, then the carrier's stops counting it. Each entry is let go
+    /// of once its holder is gone (this process's by its reaper, the carrier's by the
+    /// message's undo), so a kill anywhere leaves the handle counted once or twice, by the
+    /// dead, never nowhere and never another message's count taken.
+    fn receive_carried(&self, heap: &Heap, generation: u64, let_go: LetGo, carrier: u64) -> Result<(), Received> {
+        let announced = self.announce(heap);
+        // Announced, not pinned: a dead process's announcement is nobody's pin.
+        crash_point!("holders.receive.announced");
+        self.pin(generation, false)?;
+        // Pinned, nothing taken: a kill here leaves an announced pin, taken away once no
+        // live process announces the table.
+        crash_point!("holders.receive.pinned");
+        let _g = self.lock_and_unpin(announced);
+        crash_point!("holders.receive.locked");
+        let holder = carrier_entry(carrier);
+        if !self.for_each(heap, |e| e.is(holder) && e.count.load(Ordering::Relaxed) > 0) {
+            return Err(Received::NotInFlight { last: self.finish(heap) });
+        }
+        // The carrier's count stays when this process cannot be recorded: its undo answers.
+        self.join_locked(heap, false, let_go).map_err(|_| Received::HeapFull { last: false })?;
+        // Counted by this process and by the carrier: a kill here is let go of twice, once
+        // per entry (was the residual: a count taken from the in-flight word, whose undo
+        // then took another message's).
+        crash_point!("holders.receive.taken");
+        self.for_each(heap, |e| {
+            let found = e.is(holder);
+            if found {
+                let left = e.count.load(Ordering::Relaxed) - 1;
+                e.count.store(left, Ordering::Relaxed);
+                if left == 0 {
+                    e.clear();
+                }
+            }
+            found
+        });
+        Ok(())
     }
 
     /// A message this process received handles from was taken (or its decoding ended):
@@ -938,8 +1038,10 @@ impl Holders {
     /// count stays, and the object leaks). `receipt`: written under the lock when the count
     /// is taken (see [`Holders::receive`]).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
-        if let Some(receipt) = receipt {
-            receipts::touch(heap, receipt);
+        if receipt.is_some_and(|r| r.carrier().is_some()) {
+            // Its count stays in its carrier's entry, whose undo lets go of it (and frees
+            // the object, whose type it knows).
+            return;
         }
         let announced = self.announce(heap);
         if self.pin(generation, true).is_err() {
@@ -949,7 +1051,7 @@ impl Holders {
         if self.unheld(heap) {
             self.flight.fetch_add(1, Ordering::Relaxed);
         } else if let Some(receipt) = receipt {
-            receipts::write(heap, receipt);
+            receipts::write(receipt);
         }
     }
 
@@ -1273,9 +1375,9 @@ mod tests {
         holders.send();
         holders.flight.fetch_sub(1, Ordering::Relaxed);
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
-        assert!(!holders.unsend(heap, 7, Some(dead.pid)));
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false));
         assert_eq!(holders.deaths(), deaths + 1, "a death forgotten by an undo was not counted");
-        assert!(!holders.unsend(heap, 7, None));
+        assert!(!holders.unsend(heap, 7));
         // A dead fork child's pins: forgotten, not counted.
         holders.join_as(heap, dead, Counts { count: 0, pending: 0, fork_pins: 2 }, None).unwrap();
         assert_eq!(holders.forget_dead(heap), 0);
@@ -1302,43 +1404,78 @@ mod tests {
         assert!(holders.leave(heap), "the last pin was the last reference");
     }
 
+    /// What closed the take-to-receipt residual (token31b): a child's argument's handle
+    /// travels counted in its carrier's entry, so its receiver's take and the undo of what
+    /// it did not take never touch another message's count in flight.
     #[test]
-    fn a_receipted_receive_is_final_at_once_and_a_plain_one_pending() {
+    fn a_carried_handle_is_taken_from_its_carrier_and_its_undo_takes_no_other_count() {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
-        let block = super::receipts::Receipts::new(2).unwrap();
         let holders = Holders::new_held_at(7);
         let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {} };
-        let mine = |holders: &Holders| {
-            let mut counts = (0, 0);
+        let in_flight = |holders: &Holders| holders.flight.load(Ordering::Relaxed) & COUNT;
+        let carrier_counts = |holders: &Holders, carrier: u64| {
+            let mut count = None;
             holders.for_each(heap, |e| {
-                if e.is(sys::me()) {
-                    counts = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
+                let found = e.is(carrier_entry(carrier));
+                if found {
+                    count = Some(e.count.load(Ordering::Relaxed));
                 }
-                false
+                found
             });
-            counts
+            count
         };
-        // A child's argument: the count taken, receipted, and the handle held, not pending
-        // (a dead receiver's pending receive would go back in flight, for nobody, once its
-        // parent skipped the receipted undo).
-        holders.send();
-        let key = [64, 7, 0];
-        holders.receive(heap, 7, false, let_go, Some(Receipt { block: block.offset(), key })).unwrap();
-        assert_eq!(block.read(), vec![key], "receipted");
-        assert_eq!(mine(&holders), (2, 0), "held at once, nothing pending");
-        assert!(!holders.flying(), "the count was taken");
-        // Any other message: pending until its settle, no receipt.
-        holders.send();
-        holders.receive(heap, 7, true, let_go, None).unwrap();
-        assert_eq!(block.read(), vec![key], "no receipt for it");
-        assert_eq!(mine(&holders), (3, 1));
-        assert!(!holders.settle(heap));
-        assert_eq!(mine(&holders), (3, 0));
-        for _ in 0..2 {
-            assert!(!holders.leave(heap));
+        let from = |carrier: u64| Some(Receipt { block: receipts::carried(carrier), key: [0, 7, 0] });
+        // Two messages: a child's argument carrying the handle twice, and a queue's.
+        for _ in 0..3 {
+            holders.send();
         }
-        assert!(holders.leave(heap), "nothing else held it");
+        for _ in 0..2 {
+            assert_eq!(holders.undo(heap, 7, Undoing::Carry(4096), None), Some(false));
+        }
+        assert_eq!((in_flight(&holders), carrier_counts(&holders, 4096)), (1, Some(2)));
+        assert!(holders.other_handles(heap), "a carried handle is somebody's");
+        // Taken once: this process's, the carrier's one fewer, the queue's count untouched.
+        holders.receive(heap, 7, false, let_go, from(4096)).unwrap();
+        assert_eq!((in_flight(&holders), carrier_counts(&holders, 4096)), (1, Some(1)));
+        let mut mine = (0, 0);
+        holders.for_each(heap, |e| {
+            if e.is(sys::me()) {
+                mine = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
+            }
+            false
+        });
+        // A pending receive of a dead process would go back in flight, for nobody.
+        assert_eq!(mine, (2, 0), "held at once, nothing pending");
+        // Its receiver gone with one handle untaken: the undo lets go of the carrier's
+        // entry, whole, once, and of nothing else.
+        for _ in 0..2 {
+            assert_eq!(holders.undo(heap, 7, Undoing::Uncarry(4096), None), Some(false));
+        }
+        assert_eq!((in_flight(&holders), carrier_counts(&holders, 4096)), (1, None));
+        assert_eq!(
+            holders.receive(heap, 7, false, let_go, from(4096)),
+            Err(Received::NotInFlight { last: false }),
+            "nothing left to take from that carrier"
+        );
+        // A receiver killed between its record and the carrier's (`holders.receive.taken`):
+        // counted twice, each entry let go of by its own holder's end.
+        holders.send();
+        assert_eq!(holders.undo(heap, 7, Undoing::Carry(4160), None), Some(false));
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        holders.join_as(heap, dead, Counts { count: 1, pending: 0, fork_pins: 0 }, None).unwrap();
+        assert_eq!(holders.undo(heap, 7, Undoing::Uncarry(4160), Some(dead.pid)), Some(false));
+        assert_eq!(in_flight(&holders), 1, "the queue's count is still there to be received");
+        // A carrier not sent after all: its counts go back in flight.
+        holders.send();
+        assert_eq!(holders.undo(heap, 7, Undoing::Carry(4224), None), Some(false));
+        assert_eq!(holders.undo(heap, 7, Undoing::Restore(4224), None), Some(false));
+        assert_eq!((in_flight(&holders), carrier_counts(&holders, 4224)), (2, None));
+        for _ in 0..2 {
+            assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
+        }
+        assert!(!holders.leave(heap), "the received handle is still held");
+        assert!(holders.leave(heap), "the dead receiver's entry pruned, nothing else held it");
     }
 
     #[test]
@@ -1348,18 +1485,18 @@ mod tests {
         // A table of generation 7 whose word has a handle in flight (another message's).
         let holders = Holders::new_held_at(7);
         holders.send();
-        assert!(!holders.unsend(heap, 8, None), "another object's undo");
+        assert_eq!(holders.undo(heap, 8, Undoing::Unsend, None), Some(false), "another object's undo");
         assert!(holders.flying(), "writes nothing in this one");
         // A dead receiver took the undo's count, pending.
         let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
         holders.send();
         holders.flight.fetch_sub(1, Ordering::Relaxed);
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
-        assert!(!holders.unsend(heap, 7, Some(dead.pid)), "the creator still holds it");
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false), "the creator still holds it");
         assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
         assert_eq!(holders.flight.load(Ordering::Relaxed) & COUNT, 1, "the other message's count stays");
-        assert!(!holders.unsend(heap, 7, None));
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         assert!(holders.leave(heap), "nothing else held it");
-        assert!(!holders.unsend(heap, 7, None), "a released table is left alone");
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false), "a released table is left alone");
     }
 }

@@ -44,7 +44,7 @@ pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use receipts::{
-    ArgsToken, Key as ReceiptKey, Receipts, from_frame as receipt_from_frame, on_socket as receipts_on_socket,
+    ArgsToken, Carrier, Key as ReceiptKey, from_frame as receipt_from_frame, on_socket as receipts_on_socket,
     take_token as take_args_token, token_bytes as args_token_bytes,
 };
 pub(crate) use record::ChangeRecord;

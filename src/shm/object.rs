@@ -317,18 +317,21 @@ impl<T: ShmObject> Shared<T> {
         if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
     }
 
-    /// Undoes the in-flight count of the handle `[off, generation, 0]` (an encoding's undo,
-    /// `codec::on_abort`; a function of the key alone, which another process of the family
-    /// may run: `receipts`).
-    fn undo_send([off, generation, _]: [u64; 3]) {
+    /// Undoes the in-flight count of the handle `[off, generation, 0]`, or does what
+    /// `codec::undoing` says instead (an encoding's undo, `codec::on_abort`; a function of
+    /// the key alone, which another process of the family may run: `receipts`). `false`: a
+    /// carry found no room.
+    fn undo_send([off, generation, _]: [u64; 3]) -> bool {
         let heap = Heap::get();
         // Only the object of `generation` (the header checked, then its table pinned by
-        // the generation inside `unsend`): an undo run on a block freed meanwhile, or
+        // the generation inside `undo`): an undo run on a block freed meanwhile, or
         // reused by another object, writes nothing.
-        let Some(header) = live_header(heap, off, generation) else { return };
-        if header.holders.unsend(heap, generation, codec::dead_receiver()) {
+        let Some(header) = live_header(heap, off, generation) else { return false };
+        let done = header.holders.undo(heap, generation, codec::undoing(), codec::dead_receiver());
+        if done == Some(true) {
             Self::release(off);
         }
+        done.is_some()
     }
 
     /// The offset of the object's variable part in the family heap.
@@ -361,7 +364,7 @@ impl<T: ShmObject> Shared<T> {
     /// took it holds the object). Returns whether that was its last reference: the caller
     /// frees the object.
     pub(super) fn unsend_returning(heap: &Heap, off: u64, generation: u64) -> bool {
-        live_header(heap, off, generation).is_some_and(|header| header.holders.unsend(heap, generation, None))
+        live_header(heap, off, generation).is_some_and(|header| header.holders.unsend(heap, generation))
     }
 
     /// Takes the count sent away ([`Shared::send_away`]) of the object named by `off`,
@@ -500,8 +503,8 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             ));
         }
         let let_go = Self::let_go(wire.offset, wire.generation);
-        // Receipted (a child's argument): final at once, the parent's undo answers for the
-        // count until the receipt.
+        // Carried (a child's argument, a pool's chunk): final at once, the carrier answers
+        // for the count until the take.
         let pending = receipt.is_none();
         if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
             let full = matches!(e, Received::HeapFull { .. });
@@ -781,32 +784,36 @@ impl<T: Sided> fmt::Debug for Side<T> {
 }
 
 impl<T: Sided> Side<T> {
-    /// Undoes the in-flight count of the side `[off, generation, 1 + side]` (an encoding's
-    /// undo, `codec::on_abort`: a function of the key alone, as `Shared`'s).
-    fn undo_send([off, generation, side]: [u64; 3]) {
+    /// Undoes the in-flight count of the side `[off, generation, 1 + side]`, or does what
+    /// `codec::undoing` says instead (an encoding's undo, `codec::on_abort`: a function of
+    /// the key alone, as `Shared`'s).
+    fn undo_send([off, generation, side]: [u64; 3]) -> bool {
         let heap = Heap::get();
         let side = side.wrapping_sub(1) as usize;
         // A side's table has no generation of its own (0): the object's own table is
         // pinned by the object's generation around the side's undo, so that an undo run
         // on a block freed meanwhile, or reused (another pipe's side table has
         // generation 0 too), writes nothing.
-        let Some(header) = live_header(heap, off, generation) else { return };
+        let Some(header) = live_header(heap, off, generation) else { return false };
         if side >= T::SIDES {
-            return;
+            return false;
         }
+        let mut done = None;
         let last = header.holders.pinned(heap, generation, || {
             // SAFETY: the header at `off` named `generation` (no other object of the
             // family ever has it: this one, of type `T`) and the pin then checked the
             // table's word for it; a pinned table is never released, so the object
             // stays allocated until unpinned.
             let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-            if obj.value.side_holders(side).unsend(heap, 0, codec::dead_receiver()) {
+            done = obj.value.side_holders(side).undo(heap, 0, codec::undoing(), codec::dead_receiver());
+            if done == Some(true) {
                 obj.value.side_gone(side);
             }
         });
         if last == Some(true) {
             Shared::<T>::release(off);
         }
+        done.is_some()
     }
 }
 
@@ -833,7 +840,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         }
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
-        // Receipted: final at once, as the object's own receive (see `Shared`'s).
+        // Carried: final at once, as the object's own receive (see `Shared`'s).
         let pending = receipt.is_none();
         if let Err(why) =
             shared.side_holders(side).receive(Heap::get(), 0, pending, Self::let_go(&shared, side), receipt)

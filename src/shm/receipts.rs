@@ -1,78 +1,78 @@
-//! Receipts: which handles of a child's argument the child took, handle by handle.
+//! Carriers and receipts: how a receiver's take of each handle of a message, and the undo
+//! of the handles it did not take, stay exact whoever is killed where.
 //!
-//! A child writes a receipt for each handle whose in-flight count it took: in
-//! `Holders::receive` right after the compare-and-swap that takes it (the object still
-//! pinned), and in a discard that kept the count. The undo of the handles without a receipt
-//! (`codec::Encoded`'s, one `fn(Key)` per handle) runs once the child is gone. A handle is
-//! named by its [`Key`] (the object's offset and generation, and which of its tables), so
-//! the order of the receives need not be the encoding's (a side's undo comes before its
-//! object's, its receive after).
+//! A child's argument and a pool's chunk are messages whose receiver may die part-way
+//! through taking their handles, after the message itself is gone: somebody else must then
+//! give back what it did not take. Their handles travel in a *carrier*: before the message
+//! is sent, each handle's in-flight count moves into the carrier's own entry in its table
+//! (`Holders::undo`, `codec::Undoing::Carry`; an entry whose pid is no process's and whose
+//! `start` names the carrier). The receiver (a decoding inside `codec::receipting`, told
+//! the carrier by [`carried`]) takes a handle under the table's lock: its own entry counts
+//! it, then the carrier's stops counting it (`Holders::receive`, never pending). The undo
+//! lets go of the carrier's entries, whole ([`Undoing::Uncarry`]), once the receiver is
+//! done or dead. Every step touches only entries of the table, each let go of by its own
+//! holder's end (the receiver's by its reaper, the carrier's by its undo): a kill anywhere
+//! leaves a handle counted once or twice by the dead, never by nobody, and never takes a
+//! count that another message carries in flight (which the undo of a receipt-less take
+//! did, until token31b: the take-to-receipt residual).
 //!
-//! A receipted receive is final at once, never *pending* (`Holders::settle`): a pending
-//! receive of a dead process goes back in flight when its entry is pruned, which is right
-//! when a next consumer reads the message again, and a leak here, where the undo skips a
-//! receipted handle. So each handle, at the child's death, is either in flight with no
-//! receipt (the undo takes it) or counted in the child's entry with a receipt (the prune
-//! of the dead entry releases it, the undo is skipped): exact, whatever prunes run first.
-//! Between the take and the receipt the object is pinned: a kill there leaves an announced
-//! pin (taken away later, see `shm::pins`), and the undo may take another message's count.
-//!
-//! The receipts and the undo live in the argument's *token* ([`ArgsToken`], an object of
-//! kind `ARGS`: its tail is the block of receipts, then per handle its key and the distance
-//! of its undo function in the executable), which travels as one count in flight: the
-//! parent makes it, lists it as a token (a slot of its list of holds, `holds`, not an entry
-//! of its own), sends it and lets go of its handle. The child takes the count before it
-//! decodes anything of its argument ([`take_token`]) and keeps it until it ends: its entry
-//! is then pruned by its reaper as any dead holder's (whether it was killed or exited),
-//! and that free runs the undo of the handles without a receipt ([`ArgsState`]'s
+//! A child's argument's carrier is its *token* ([`ArgsToken`], an object of kind `ARGS`,
+//! its tail the argument's undo: per handle its key and the distance of its undo function
+//! in the executable), which travels as one count in flight: the parent makes it, carries
+//! the argument's handles in it, lists it as a token (a slot of its list of holds, `holds`,
+//! not an entry of its own), sends it and lets go of its handle. The child takes the count
+//! before it decodes anything of its argument ([`take_token`]) and keeps it until it ends:
+//! its entry is then pruned by its reaper as any dead holder's (whether it was killed or
+//! exited), and that free lets go of what the child did not take ([`ArgsState`]'s
 //! `destroy`), once. The child never frees it itself: a kill between the table's release
-//! and the block's free would leak it (as the note-then-free of the block of receipts
-//! did). The parent's side takes the count back ([`ArgsToken::give_back`]) at the
-//! child's reap and on a failed start, and the parent's reaper does (`holds`, through the
-//! token's slot) when the parent died first: a count still in flight means the child never
-//! took it, and the free runs every undo; the child's take then fails and it decodes and
-//! runs nothing. One compare-and-swap on the token's word decides who owns it, whoever is
-//! killed where: the parent needs no note, keeps no entry (a parent that never reaps keeps
-//! nothing: `tests/soundness.rs` `holds::*`), and nobody takes a live process's entry away.
+//! and the block's free would leak it. The parent's side takes the count back
+//! ([`ArgsToken::give_back`]) at the child's reap and on a failed start, and the parent's
+//! reaper does (`holds`, through the token's slot) when the parent died first: a count
+//! still in flight means the child never took it, and the free lets go of every handle;
+//! the child's take then fails and it decodes and runs nothing. One compare-and-swap on the
+//! token's word decides who owns it, whoever is killed where.
 //!
-//! A heap too full for the token (a few hundred bytes) keeps the older protocol: the child
-//! sends each receipt on its copy of its boot socket instead ([`on_socket`]: a frame of its
-//! own, [`from_frame`]), at the same step, and the parent keeps the undo in its memory and
-//! collects the receipts from the socket until the reap (the kernel keeps what a dead child
-//! sent). A send may wait for the parent to read (a socket buffer holds some thousands of
-//! receipts; a parent waiting for its child reads its socket), inside the pinned step: a
-//! kill there is the residual above. There, a parent killed before its child took its
-//! argument still leaks the argument's handles (the undo died with it).
+//! A pool's chunk's carrier is a [`Carrier`], kept by the pool with the chunk's undo
+//! (`pool::engine::ChunkUndo`), named by a small block of the heap until it has let go.
 //!
-//! The block: word 0 the number of slots, word 1 how many are written, then the slots, one
-//! [`Key`] each (and, in a token, the undo entries after them). Only the child writes the
-//! receipts (one thread, its argument's decoding: one write at most per handle of the
-//! message). The pool's chunks and initializer argument still use a bare block
-//! ([`Receipts`]) with the undo in the pool's memory (`pool::engine::ChunkUndo`).
-
+//! A heap too full for a token or a carrier keeps the older protocols. A child sends a
+//! *receipt* for each handle whose in-flight count it took on its copy of its boot socket
+//! ([`on_socket`]: a frame of its own, [`from_frame`]) right after the take, and the parent
+//! keeps the undo in its memory and runs it for the handles without a receipt at the reap
+//! (the kernel keeps what a dead child sent). A send may wait for the parent to read (a
+//! socket buffer holds some thousands of receipts; a parent waiting for its child reads
+//! its socket), inside the pinned step. Between the take and the receipt the object is
+//! pinned: a kill there leaves an announced pin (taken away later, see `shm::pins`), and
+//! the undo may take another message's count (the residual, there only). A parent killed
+//! before its child took its argument still leaks the argument's handles (the undo died
+//! with it). A pool's chunk without a carrier travels as any message: a worker killed
+//! before it took its handles leaks them.
+//!
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::ShmSafe;
 use super::crash::crash_point;
-use super::heap::{Heap, HeapFull};
+use super::heap::Heap;
 use super::holders::{self, LetGo};
 use super::holds::Listed;
 use super::object::{Shared, ShmObject, kind};
+use crate::codec::{self, Undoing};
 use crate::sys;
 
 /// Which handle a receipt or an undo is about: `[object offset, generation, table]`, the
 /// table 0 for the object's own, `1 + side` for a side's.
 pub(crate) type Key = [u64; 3];
 
-const HEAD: usize = 2;
-const SLOT: usize = 3;
 /// Words of an undo entry in a token's block ([`ArgsToken`]): the key, then the distance
 /// in the executable of the function that undoes it (`sys::function_offset`).
 const UNDO: usize = 4;
+/// The head of a token's block: the number of its undo entries.
+const TOKEN_HEAD: usize = 1;
 
-/// Where a receive writes its receipt: the block's offset (or a socket, [`on_socket`]) and
-/// the handle's key.
+/// What a receive of a child's argument or a pool's chunk does besides its take: its
+/// `block` names a carrier ([`carried`]) or a socket to send a receipt on ([`on_socket`]);
+/// `key` names the handle.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Receipt {
     pub(crate) block: u64,
@@ -82,6 +82,24 @@ pub(crate) struct Receipt {
 /// A [`Receipt::block`] that names a socket (its descriptor in the low bits), not a block:
 /// no heap offset has this bit.
 const SOCKET: u64 = 1 << 63;
+
+/// A [`Receipt::block`] that names a carrier (its id in the low bits: a token's tail offset,
+/// [`ArgsToken::block`]), not a block: the message's handles are counted in its carrier's
+/// entries, and a receive moves one into its own entry (`Holders::receive`), no receipt
+/// written. No heap offset has this bit.
+const CARRIER: u64 = 1 << 62;
+
+/// What a receive names the carrier `id` by (its [`Receipt::block`]).
+pub(crate) fn carried(id: u64) -> u64 {
+    CARRIER | id
+}
+
+impl Receipt {
+    /// The carrier whose entry counts the handle, if the message has one (see [`CARRIER`]).
+    pub(crate) fn carrier(&self) -> Option<u64> {
+        (self.block & (CARRIER | SOCKET) == CARRIER).then_some(self.block & !CARRIER)
+    }
+}
 
 /// The first byte of a receipt's frame on a boot socket: an encoded outcome starts with its
 /// codec's tag, a small number.
@@ -124,141 +142,50 @@ fn send(fd: RawFd, key: Key) {
     let _ = crate::sys::send_all(sock, &frame, &[]);
 }
 
-/// The parent's block of receipts for one child's argument: freed when dropped, unless
-/// [`Receipts::leave`] leaves it to a child that may still write it.
-#[derive(Debug)]
-pub(crate) struct Receipts {
-    off: u64,
-    slots: usize,
-}
-
 fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
-    // Checked here, not only by the callers: an offset from a boot message must never
-    // become a slice outside the mapping, or a misaligned one.
-    assert!(heap.contains(off, len * 8), "a receipts block outside the family heap");
+    // Checked here, not only by the callers: an offset in the heap must never become a
+    // slice outside the mapping, or a misaligned one.
+    assert!(heap.contains(off, len * 8), "a token's block outside the family heap");
     // SAFETY: `off..off + 8 * len` is inside the heap's mapping and 64-byte aligned
-    // (checked above); every block of receipts is allocated by `Receipts::new` with `len`
-    // words, and only freed by its parent once the one child that writes it is dead, or is
-    // a token's tail (`ArgsToken::new`), freed only with the token, which the child that
-    // writes it holds while it does; the block is atomics only, valid for any bytes.
+    // (checked above); it is a token's tail (`ArgsToken::new`), freed only with the token,
+    // read only by its maker and by its `destroy`; the block is atomics only, valid for any
+    // bytes.
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
-impl Receipts {
-    /// A zeroed block for the receipts of `handles` handles.
-    pub(crate) fn new(handles: usize) -> Result<Self, HeapFull> {
-        let heap = Heap::get();
-        let len = (HEAD + SLOT * handles) * 8;
-        let off = heap.alloc_zeroed(len)?;
-        words(heap, off, HEAD)[0].store(handles as u64, Ordering::Release);
-        Ok(Self { off, slots: handles })
-    }
-
-    /// The block's offset in the family heap (what the child is told).
-    pub(crate) fn offset(&self) -> u64 {
-        self.off
-    }
-
-    fn len(&self) -> usize {
-        HEAD + SLOT * self.slots
-    }
-
-    /// The keys receipted so far: read once the child is dead.
-    pub(crate) fn read(&self) -> Vec<Key> {
-        let w = words(Heap::get(), self.off, self.len());
-        let written = (w[1].load(Ordering::Acquire) as usize).min(self.slots);
-        (0..written)
-            .map(|i| {
-                let at = HEAD + SLOT * i;
-                [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed))
-            })
-            .collect()
-    }
-
-    /// Leaves the block to a child that may still write it (a leak of a few words).
-    pub(crate) fn leave(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Receipts {
-    fn drop(&mut self) {
-        Heap::get().free(self.off, self.len() * 8);
-    }
-}
-
-/// Maps, in this process, the words [`write`] will store `receipt` into, before the receive
-/// pins its object (the child, its argument's decoding thread): the receipt is written
-/// between the take of the count and the lock, where nothing may touch a page the process
-/// may not have mapped (HACKING "Pins"). A child's first touch of a block its parent just
-/// made is a page fault, a kernel entry, where a loaded machine preempts it: a kill then
-/// landed between the take and the receipt, and the parent's undo took another message's
-/// count (`tests/pool.rs` `workers_killed_as_they_start_leak_nothing`: "received already" in
-/// 3 runs of 16). Changes nothing: each word is stored as loaded, and only this thread
-/// writes the block.
-pub(crate) fn touch(heap: &Heap, receipt: Receipt) {
-    if receipt.block & SOCKET != 0 || !heap.contains(receipt.block, HEAD * 8) {
-        return;
-    }
-    let head = words(heap, receipt.block, HEAD);
-    let slots = head[0].load(Ordering::Acquire) as usize;
-    let written = head[1].load(Ordering::Relaxed);
-    head[1].store(written, Ordering::Relaxed);
-    let written = written as usize;
-    if written >= slots || !heap.contains(receipt.block, (HEAD + SLOT * slots) * 8) {
-        return;
-    }
-    let w = words(heap, receipt.block, HEAD + SLOT * slots);
-    // A slot's first and last words: it may straddle two pages.
-    for word in [&w[HEAD + SLOT * written], &w[HEAD + SLOT * written + SLOT - 1]] {
-        word.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
-/// Writes `receipt` into its block (the child, its argument's decoding thread, right after
-/// it took the handle's count): the key first, then the count that makes it read.
-pub(crate) fn write(heap: &Heap, receipt: Receipt) {
+/// Writes `receipt` (the child, its argument's decoding thread, right after it took the
+/// handle's count): sends it on the socket it names ([`on_socket`]). A carried receive
+/// writes none.
+pub(crate) fn write(receipt: Receipt) {
     if receipt.block & SOCKET != 0 {
         send((receipt.block & !SOCKET) as RawFd, receipt.key);
-        return;
     }
-    if !heap.contains(receipt.block, HEAD * 8) {
-        return;
-    }
-    let head = words(heap, receipt.block, HEAD);
-    let slots = head[0].load(Ordering::Acquire) as usize;
-    let written = head[1].load(Ordering::Relaxed) as usize;
-    if written >= slots || !heap.contains(receipt.block, (HEAD + SLOT * slots) * 8) {
-        // More receives than the parent encoded handles: not a message of that parent.
-        return;
-    }
-    let w = words(heap, receipt.block, HEAD + SLOT * slots);
-    let at = HEAD + SLOT * written;
-    for (k, word) in receipt.key.iter().enumerate() {
-        w[at + k].store(*word, Ordering::Relaxed);
-    }
-    head[1].store(written as u64 + 1, Ordering::Release);
 }
 
-/// A child's argument's token (HACKING "Pins"): an object of the family heap whose tail is
-/// the block of receipts followed by the argument's undo (per handle its key and the
-/// distance of its undo function in the executable), so that whichever process frees it
-/// runs the undo of the handles without a receipt ([`ShmObject::destroy`]), once.
+/// A child's argument's token (HACKING "Pins"): an object of the family heap that carries
+/// the argument's handles. Its tail is the argument's undo (per handle its key and the
+/// distance of its undo function in the executable), and its tail's offset is its
+/// *carrier* id: before it is sent, each handle's in-flight count moves into the token's
+/// own entry in the handle's table (`Holders::undo`, [`Undoing::Carry`]), which the child's
+/// receive moves into its own entry under the table's lock, and whichever process frees
+/// the token lets go of what is left ([`ShmObject::destroy`], [`Undoing::Uncarry`]). The
+/// take and its record are then one step as seen by the undo: it lets go of an entry that
+/// names this message alone, never takes a count another message may carry.
 ///
 /// It travels as one count in flight: the parent makes it, lists it as a *token* in its
 /// list of holds (`holds`, not in its registry: it keeps no entry), sends it and lets go
 /// of its own handle. The child takes the count first thing ([`take_token`]), before its
 /// argument is decoded, and keeps it until it ends: its death (killed or exited) is a
-/// holder's prune (its reaper's), which frees the token and runs the undo of what it did
-/// not take. The parent's side takes the count back
+/// holder's prune (its reaper's), which frees the token and lets go of what it did not
+/// take. The parent's side takes the count back
 /// ([`ArgsToken::give_back`]) at the child's reap, on a failed start, or, the parent dead,
 /// its reaper (`holds`): a count still in flight means the child never took it, the object
-/// is freed and every undo runs; the child's take then fails and it runs nothing. One
-/// compare-and-swap on the table's word decides which side owns it.
+/// is freed and every handle let go of; the child's take then fails and it runs nothing.
+/// One compare-and-swap on the table's word decides which side owns it.
 #[derive(Debug)]
 pub(crate) struct ArgsState {
-    /// The offset of the block (this object's tail), 0 until its words are written: a
-    /// token freed before that (its maker killed) undoes nothing.
+    /// The offset of the block (this object's tail), 0 until the token is listed: a token
+    /// freed before that (its maker killed, or its carry given up) lets go of nothing.
     block: AtomicU64,
     /// The pid of the child that took it (0: none yet): whose pending receives the undo
     /// puts back in flight first, as `codec::give_back_from_dead` does.
@@ -273,39 +200,103 @@ impl ShmObject for ArgsState {
 
     fn destroy(&self, heap: &Heap) {
         let block = self.block.load(Ordering::Acquire);
-        if block == 0 || !heap.contains(block, HEAD * 8) {
+        if block == 0 || !heap.contains(block, TOKEN_HEAD * 8) {
             return;
         }
-        let slots = words(heap, block, HEAD)[0].load(Ordering::Relaxed) as usize;
-        let w = words(heap, block, HEAD + (SLOT + UNDO) * slots);
-        let written = (w[1].load(Ordering::Acquire) as usize).min(slots);
-        let mut receipted: Vec<Key> = (0..written)
-            .map(|i| {
-                let at = HEAD + SLOT * i;
-                [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed))
-            })
-            .collect();
+        let slots = words(heap, block, TOKEN_HEAD)[0].load(Ordering::Relaxed) as usize;
+        let w = words(heap, block, TOKEN_HEAD + UNDO * slots);
         let child = self.child.load(Ordering::Relaxed) as u32;
-        crate::codec::as_dead_receiver((child != 0).then_some(child), || {
-            for i in 0..slots {
-                let at = HEAD + SLOT * slots + UNDO * i;
-                let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
-                if let Some(found) = receipted.iter().position(|k| *k == key) {
-                    receipted.swap_remove(found);
-                    continue;
-                }
-                let gone = w[at + 3].load(Ordering::Relaxed);
-                if gone == 0 {
-                    continue;
-                }
-                // SAFETY: `gone` was written by `ArgsToken::new` from `sys::function_offset`
-                // of a `fn(Key)` (an encoding's undo, `codec::on_abort`) in a process of this
-                // family, which runs this executable.
-                let undo = unsafe { sys::function_at::<fn(Key)>(gone) };
-                undo(key);
-                crash_point!("process.token.undone");
-            }
+        let undo = (0..slots).filter_map(|i| {
+            let at = TOKEN_HEAD + UNDO * i;
+            let gone = w[at + 3].load(Ordering::Relaxed);
+            let key: Key = [0, 1, 2].map(|k| w[at + k].load(Ordering::Relaxed));
+            // SAFETY: `gone` was written by `ArgsToken::new` from `sys::function_offset` of
+            // an undo (an encoding's, `codec::on_abort`) in a process of this family, which
+            // runs this executable.
+            (gone != 0).then(|| (key, unsafe { sys::function_at::<codec::UndoFn>(gone) }))
         });
+        let_go(block, (child != 0).then_some(child), undo);
+    }
+}
+
+/// Moves the in-flight count of each handle of `undo` (an encoding's undo entries) into
+/// the entry of the carrier `carrier` in its table ([`Undoing::Carry`]). `false`: a table
+/// had no room for the carrier's entry, and every count is back in flight.
+fn carry(carrier: u64, undo: &[(Key, codec::UndoFn)]) -> bool {
+    let carried =
+        codec::undoing_as(Undoing::Carry(carrier), None, || undo.iter().take_while(|(key, f)| f(*key)).count());
+    if carried < undo.len() {
+        restore(carrier, &undo[..carried]);
+    }
+    carried == undo.len()
+}
+
+/// Moves what the carrier's entries count back into flight ([`Undoing::Restore`]): it was
+/// not sent after all.
+fn restore(carrier: u64, undo: &[(Key, codec::UndoFn)]) {
+    codec::undoing_as(Undoing::Restore(carrier), None, || {
+        for (key, f) in undo {
+            f(*key);
+        }
+    });
+}
+
+/// Lets go of what the entries of the carrier `carrier` still count, in the tables the
+/// undo entries `undo` name ([`Undoing::Uncarry`]): its receiver (`dead`, if it died
+/// receiving) did not take them, and nobody will. Each entry is let go of whole at its
+/// first handle, so a key met again is passed over; the sides' first, while the objects'
+/// own entries still keep them (as an encoding's undo runs a side's before its object's).
+fn let_go(carrier: u64, dead: Option<u32>, undo: impl Iterator<Item = (Key, codec::UndoFn)>) {
+    let (sides, own): (Vec<_>, Vec<_>) = undo.partition(|(key, _)| key[2] != 0);
+    let mut seen = std::collections::HashSet::new();
+    codec::undoing_as(Undoing::Uncarry(carrier), dead, || {
+        for (key, f) in sides.into_iter().chain(own) {
+            if seen.insert(key) {
+                f(key);
+                crash_point!("receipts.carrier.let_go");
+            }
+        }
+    });
+}
+
+/// A carrier that its sender keeps in its own memory (a pool's chunk,
+/// `pool::engine::ChunkUndo`), as a child's argument's token is one in the family heap (see
+/// [`ArgsToken`]): the message's handles counted in its entries, named by a small block of
+/// the heap (its offset), held until every entry is let go of ([`Carrier::let_go`]). One
+/// dropped without that (a copy made by fork: the parent's) leaves both: a leak at worst.
+#[derive(Debug)]
+pub(crate) struct Carrier {
+    id: u64,
+}
+
+/// The block that names a [`Carrier`]: the heap's least.
+const CARRIER_BLOCK: usize = 64;
+
+impl Carrier {
+    /// A carrier of the handles of `encoded`, their counts moved into its entries. `None`
+    /// when the heap has no room (every count stays in flight).
+    pub(crate) fn carry(encoded: &codec::Encoded) -> Option<Self> {
+        let heap = Heap::get();
+        let id = heap.alloc_zeroed(CARRIER_BLOCK).ok()?;
+        let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
+        if !carry(id, &undo) {
+            heap.free(id, CARRIER_BLOCK);
+            return None;
+        }
+        Some(Self { id })
+    }
+
+    /// What the receiver's receives name it by (`codec::receipting`).
+    pub(crate) fn receipts(&self) -> u64 {
+        carried(self.id)
+    }
+
+    /// Lets go of what its entries still count, in the tables `encoded` (what it carried)
+    /// names: its receiver took the rest, and is done or dead (`dead`, whose pending
+    /// receives of those objects go back in flight first). Then its name is free.
+    pub(crate) fn let_go(self, encoded: &codec::Encoded, dead: Option<u32>) {
+        let_go(self.id, dead, encoded.undo_entries());
+        Heap::get().free(self.id, CARRIER_BLOCK);
     }
 }
 
@@ -334,23 +325,21 @@ pub(crate) fn token_bytes(handles: usize) -> usize {
     Shared::<ArgsState>::tail_start() + token_words(handles) * 8
 }
 
-/// Words of a token's tail for `handles` handles: the block's head, a receipt slot and an
-/// undo entry per handle.
+/// Words of a token's tail for `handles` handles: its head and an undo entry per handle.
 fn token_words(handles: usize) -> usize {
-    HEAD + (SLOT + UNDO) * handles
+    TOKEN_HEAD + UNDO * handles
 }
 
 impl ArgsToken {
-    /// The token of the argument `encoded` (which holds handles), sent: the caller then
-    /// forgets the encoding's undo (`Encoded::sent`), which the token holds now. `None`
-    /// when the heap has no room for it or its listing, or an undo is not in the executable:
-    /// nothing was sent, and the encoding's undo is still the caller's.
-    pub(crate) fn new(encoded: &crate::codec::Encoded) -> Option<Self> {
+    /// The token of the argument `encoded` (which holds handles), sent, its handles carried
+    /// by it: the caller then forgets the encoding's undo (`Encoded::sent`), which the token
+    /// holds now. `None` when the heap has no room for it, its listing or a carrier's
+    /// entry, or an undo is not in the executable: nothing was sent, every handle is in
+    /// flight again, and the encoding's undo is still the caller's.
+    pub(crate) fn new(encoded: &codec::Encoded) -> Option<Self> {
         let heap = Heap::get();
-        let undo: Vec<(Key, u64)> = encoded
-            .undo_entries()
-            .map(|(key, undo)| sys::function_offset(undo).map(|at| (key, at)))
-            .collect::<Option<_>>()?;
+        let undo: Vec<(Key, codec::UndoFn)> = encoded.undo_entries().collect();
+        let offsets: Vec<u64> = undo.iter().map(|(_, f)| sys::function_offset(*f)).collect::<Option<_>>()?;
         let slots = undo.len();
         let len = token_words(slots);
         let token =
@@ -358,18 +347,26 @@ impl ArgsToken {
         let block = token.tail_offset();
         let w = words(heap, block, len);
         w[0].store(slots as u64, Ordering::Relaxed);
-        for (i, (key, at)) in undo.iter().enumerate() {
-            let base = HEAD + SLOT * slots + UNDO * i;
+        for (i, ((key, _), at)) in undo.iter().zip(&offsets).enumerate() {
+            let base = TOKEN_HEAD + UNDO * i;
             for (k, word) in key.iter().enumerate() {
                 w[base + k].store(*word, Ordering::Relaxed);
             }
             w[base + 3].store(*at, Ordering::Relaxed);
         }
-        let (off, generation, seal) = token.identity();
+        // Each handle's count into the token's entry, before the token is listed: a kill
+        // from the encoding to the listing leaks what was encoded (the encoding's undo
+        // dies with us), never gives anything back twice. Not carried: back in flight, the
+        // encoding's undo the caller's again; the token, freed, lets go of nothing (its
+        // `block` is 0).
+        if !carry(block, &undo) {
+            return None;
+        }
         // Listed as a token before it is sent: a parent killed from here on is found by its
         // reaper, which takes back a count still in flight (`holds`).
+        let (off, generation, seal) = token.identity();
         let Some(listed) = holders::list_token(heap, &token_let_go(off, generation)) else {
-            // Freed undoing nothing: the undo is still the caller's.
+            restore(block, &undo);
             return None;
         };
         token.block.store(block, Ordering::Release);
@@ -379,9 +376,10 @@ impl ArgsToken {
         Some(Self { off, generation, seal, block, listed: Some(listed), maker: sys::me().pid })
     }
 
-    /// The block of receipts the child writes into (its boot message's `receipts`).
+    /// The carrier of the argument's handles, as its child's receives name it (its boot
+    /// message's `receipts`, see [`Receipt::carrier`]).
     pub(crate) fn block(&self) -> u64 {
-        self.block
+        carried(self.block)
     }
 
     /// What the child's boot message names the token by: offset, generation, seal.

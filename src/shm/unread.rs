@@ -42,8 +42,8 @@ pub(crate) fn give_back_unread(message: &[u8], read: &[HandleRead]) {
             Some(i) => {
                 read.swap_remove(i);
             }
-            // Receipted inside `codec::receipting` (a pool worker's chunk): its pool gives
-            // back only what has no receipt.
+            // Inside `codec::receipting` (a pool worker's chunk): left to its carrier, whose
+            // undo lets go of what was not taken.
             None => discard_foreign(
                 heap,
                 &wire,
