@@ -1282,3 +1282,52 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
         assert_eq!(runs.of(key), 1, "task {key}");
     }
 }
+
+/// The driver, in a child of the family: the checks of its lost entries fail (the fail
+/// point `cluster.resend.reply`) until the test says "disarm". Says "sent" once its task
+/// waits in the stream (no node runs yet), then reports the task's outcome.
+fn drive_with_failing_resends((url, report, control): (String, multiproc::Queue<String>, multiproc::Queue<String>)) {
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    multiproc::__private::crash_at("fail:cluster.resend.reply");
+    let mut r = pool.apply_async(square, 3).unwrap();
+    report.put("sent".into()).unwrap();
+    assert_eq!(control.get_timeout(Duration::from_secs(60)).unwrap(), "disarm");
+    multiproc::__private::crash_disarm();
+    report.put(format!("{:?}", r.get_timeout(Duration::from_secs(20)))).unwrap();
+}
+
+/// review32 C1: the pool's stream deleted under a live driver (as a node does once the
+/// alive key expired), and the check of which entries are gone (`ENTRIES_THERE`) fails
+/// after the beat that made the group again (the link drops again, or Redis is busy): the
+/// next beats find the group made (`BUSYGROUP`), yet the lost task is still sent again
+/// once a check goes through, and completes. (The check ran only after a beat that made
+/// the group: the task, in no stream and no PEL, waited for ever.)
+#[test]
+fn a_task_whose_entry_was_deleted_is_sent_again_after_a_failed_check() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let control = multiproc::Queue::<String>::new().unwrap();
+    let child =
+        multiproc::Process::new(drive_with_failing_resends, (redis.url.clone(), report.clone(), control.clone()))
+            .start()
+            .unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "sent");
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"));
+    assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
+    // The next beat makes the group again (its `MKSTREAM` makes the stream), and the check
+    // after it fails; so do those of the beats after, which find the group made.
+    assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"EXISTS", tasks.as_bytes()]) == b":1\r\n"));
+    std::thread::sleep(Duration::from_millis(500));
+    control.put("disarm".into()).unwrap();
+    let _node = Node::start(&redis.url);
+    assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "Ok(9)");
+    child.join().unwrap();
+}

@@ -372,8 +372,10 @@ impl Driver {
         })
     }
 
-    /// After a beat made the group anew: the tasks sent whose entries are gone from the
-    /// stream wait again at the front of `pending` (deliveries kept), and are sent again.
+    /// After a beat made the group anew (or one whose reply never came, which may have):
+    /// the tasks sent whose entries are gone from the stream wait again at the front of
+    /// `pending` (deliveries kept), and are sent again. Owed until it succeeds
+    /// (`driver_thread`).
     /// Those whose entries are still there (sent after the stream was made again) are left:
     /// the group, made at `0`, delivers them.
     fn resend_lost(&self, link: &mut Link) -> Result<(), ClusterError> {
@@ -387,6 +389,11 @@ impl Driver {
             there.arg(entry);
         }
         let found: Vec<i64> = link.run(|c| there.invoke(c))?;
+        // Tests: the check ran, its reply is lost (a link that drops again right after a
+        // restore).
+        if fail_point!("cluster.resend.reply") {
+            return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.resend.reply)".into()));
+        }
         let mut books = lock(&self.books);
         let mut lost = Vec::new();
         for ((entry, id), found) in entries.into_iter().zip(found) {
@@ -762,6 +769,10 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
     // The last read: how many results it read from the head of the list (not trimmed off
     // yet), and how many had been trimmed off then.
     let mut read = (0, 0);
+    // `resend_lost` is owed from a beat that made the group anew, or whose reply never
+    // came (it may have made it, and the next beat then finds it made), until it runs
+    // through: a failed check must not lose the tasks whose entries went with the stream.
+    let mut resend_owed = false;
     loop {
         let Some(driver) = weak.upgrade() else { return };
         let state = driver.state.load(Ordering::Acquire);
@@ -771,8 +782,12 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
         }
         let step = (|| -> Result<(), ClusterError> {
             if Instant::now() >= next_beat {
-                if driver.beat(link, false)? {
+                let beat = driver.beat(link, false);
+                resend_owed |= !matches!(beat, Ok(false));
+                beat?;
+                if resend_owed {
                     driver.resend_lost(link)?;
+                    resend_owed = false;
                 }
                 let lost = driver.reclaim(link)?;
                 deliver_all(lost);
