@@ -1331,3 +1331,87 @@ fn a_task_whose_entry_was_deleted_is_sent_again_after_a_failed_check() {
     assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "Ok(9)");
     child.join().unwrap();
 }
+
+/// Disarms the crash points on drop (a failed assertion lets a held driver thread go).
+struct Disarm;
+
+impl Drop for Disarm {
+    fn drop(&mut self) {
+        multiproc::__private::crash_disarm();
+    }
+}
+
+/// Runs `redis-cli` on the server at `socket`; returns its output.
+fn redis_cli(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-s", socket]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The driver of [`a_trim_after_the_results_keys_were_deleted_removes_no_unread_result`], in a
+/// child of the family (its hold point then holds no other test's driver): Redis at `url`
+/// (its socket, its pid). Reports the outcome of the task whose result waits in the new list.
+fn drive_across_a_results_key_loss((url, socket, pid, report): (String, String, u32, multiproc::Queue<String>)) {
+    let signal = |name: &str| assert!(Command::new("kill").args([name, &pid.to_string()]).status().unwrap().success());
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    // Dropped before the pool, whose drop waits for the driver thread: a failure is not a hang.
+    let _disarm = Disarm;
+    // The driver is held before its read while the first result waits in the list.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut first = pool.apply_async(square, 2).unwrap();
+    let keys = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
+    let prefix = keys.trim_end_matches(":tasks");
+    let (key, trimmed) = (format!("{prefix}:results"), format!("{prefix}:trimmed"));
+    let results = || multiproc::__private::cluster_pool_results(&url, &key).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    // Exactly that read goes through (it waits for the stopped Redis), the next is held.
+    signal("-STOP");
+    multiproc::__private::crash_disarm();
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() == 0));
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    signal("-CONT");
+    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(4));
+    assert!(held());
+    // A second result waits behind the first, which the held read is to trim.
+    let mut second = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 2), "the result is not waiting in the list");
+    let unread = results()[1].clone();
+    // The list and its count are gone; the node's result is in a new list.
+    redis_cli(&socket, &["DEL", &key, &trimmed]);
+    assert!(results().is_empty());
+    multiproc::__private::cluster_pool_push(&url, &key, &unread).unwrap();
+    multiproc::__private::crash_disarm();
+    report.put(format!("{:?}", second.get_timeout(Duration::from_secs(20)))).unwrap();
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+}
+
+/// review32 C4: the driver's last read counted `n` results and saw the trimmed count of its
+/// pool's start; then the pool's results list and trimmed count are deleted (as the nodes
+/// delete a pool's keys, or as they expire), and a node's result is pushed to the new
+/// list. The read after, which sends the trim of the last one, removes no result of the
+/// new list, which nobody read. (The missing count read as 0, the count of a pool's start,
+/// and `LTRIM` removed the new result: its entry already deleted by the node's push, the
+/// task waited for ever.)
+#[test]
+fn a_trim_after_the_results_keys_were_deleted_removes_no_unread_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let socket = redis.socket().display().to_string();
+    let child = multiproc::Process::new(
+        drive_across_a_results_key_loss,
+        (redis.url.clone(), socket, redis.pid, report.clone()),
+    )
+    .start()
+    .unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(25)");
+    child.join().unwrap();
+}

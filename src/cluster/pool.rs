@@ -308,8 +308,9 @@ impl Driver {
         Ok(driver)
     }
 
-    /// The heartbeat: the alive key, every key's expiry, the group (again, in case the
-    /// keys expired while this driver was stopped), the pool in the registry. The group
+    /// The heartbeat: the alive key, every key's expiry, the group and the trimmed count's
+    /// start (again, in case the keys expired while this driver was stopped), the pool in
+    /// the registry. The group
     /// starts at `0`, not `$`: every entry of a pool's stream is one of its undelivered
     /// tasks, so a group made after a task's `XADD` made the stream must deliver it.
     fn beat_commands(&self) -> redis::Pipeline {
@@ -322,6 +323,13 @@ impl Driver {
         p.cmd("PEXPIRE").arg(&self.keys.tasks).arg(ttl).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.results).arg(ttl).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.trimmed).arg(ttl).ignore();
+        // The trimmed count starts anew where it is missing (never set, or deleted with the
+        // list), from a random value: a trim that counted on the lost list (the driver's
+        // last read, or one from a dropped connection that reaches Redis late) never finds
+        // its count on the new list, where from 0 it could, and remove results nobody read.
+        // Below 2^40: the count stays exact in Lua's numbers (doubles) as it grows.
+        let start = u64::from_ne_bytes(crate::sys::random_bytes::<8>()) >> 24;
+        p.cmd("SET").arg(&self.keys.trimmed).arg(start).arg("NX").arg("PX").arg(ttl).ignore();
         p.cmd("SADD").arg(POOLS).arg(&self.id).ignore();
         p
     }

@@ -8,7 +8,8 @@
 //! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes`
 //! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
 //!                        (`READ_RESULTS`: only what it read)
-//! mp:{p:ID}:trimmed      how many results the driver ever trimmed off the list
+//! mp:{p:ID}:trimmed      a count of the results the driver trimmed off the list, from a
+//!                        random start (each beat gives one to a missing count)
 //! mp:{p:ID}:alive        the driver's heartbeat, a key that expires after the lease
 //! ```
 //!
@@ -41,7 +42,10 @@ pub(crate) const GROUP: &str = "nodes";
 /// connection that runs after a newer trim finds another count and removes nothing (what it
 /// leaves is read again, a duplicate the driver ignores). The count, not the results'
 /// bytes: a task run twice (its entry taken back) pushes the same bytes twice, and a copy
-/// where the read had the original must not pass for it.
+/// where the read had the original must not pass for it. A missing count reads as 0 until
+/// the driver's next beat gives it a random start: a trim counted on a list since deleted
+/// (the driver's last read before the keys were lost, or one that reaches Redis late) finds
+/// another count on the new list, where a count started again from 0 could be its own.
 pub(crate) const READ_RESULTS: &str = r"
 local n = tonumber(ARGV[1])
 local trimmed = tonumber(redis.call('GET', KEYS[2]) or '0')
