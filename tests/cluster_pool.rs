@@ -45,11 +45,17 @@ impl Node {
     }
 
     fn start_exe(exe: &Path, url: &str) -> Node {
+        Self::start_exe_with(exe, url, &[])
+    }
+
+    /// A node with these environment variables besides (a crash point armed, say).
+    fn start_exe_with(exe: &Path, url: &str, vars: &[(&str, &str)]) -> Node {
         let child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL"])
             .arg(exe)
             .args(["--exact", "no_such_test"])
             .env(WORKER_ENV, url)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1414,4 +1420,64 @@ fn a_trim_after_the_results_keys_were_deleted_removes_no_unread_result() {
     .unwrap();
     assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(25)");
     child.join().unwrap();
+}
+
+/// The driver of [`a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver`], in a
+/// child of the family (its hold point its own): Redis at `url` (its socket), the node's pid
+/// (stopped at each push of a result, `stop:cluster.node.put`). Reports the task's outcome.
+fn drive_while_the_alive_key_goes(
+    (url, socket, node, dir, report): (String, String, u32, String, multiproc::Queue<String>),
+) {
+    let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(
+            ClusterOptions::new().lease(Duration::from_secs(5)).max_deliveries(1).timeout(Duration::from_secs(10)),
+        )
+        .build()
+        .unwrap();
+    let _disarm = Disarm;
+    let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
+    // The node has the result, and stops before its push.
+    assert!(eventually(Duration::from_secs(20), || common::pid_stopped(node)), "the node did not stop at its push");
+    // The driver beats no more; its alive key goes, before any node sees the pool without it
+    // (it is out of the registry too, until the driver's next beat).
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let id = redis_cli(&socket, &["SMEMBERS", "mp:pools"]);
+    let alive = format!("mp:{{p:{id}}}:alive");
+    assert_eq!(redis_cli(&socket, &["DEL", &alive]), "1");
+    assert_eq!(redis_cli(&socket, &["SREM", "mp:pools", &id]), "1");
+    go_on();
+    // A node that keeps the result pushes it again, and stops there again.
+    let again = eventually(Duration::from_secs(5), || common::pid_stopped(node));
+    eprintln!("the node tried its push again: {again}");
+    multiproc::__private::crash_disarm();
+    assert!(eventually(Duration::from_secs(20), || redis_cli(&socket, &["EXISTS", &alive]) == "1"));
+    go_on();
+    report.put(format!("{:?}", r.get_timeout(Duration::from_secs(30)))).unwrap();
+}
+
+/// review32 C2: a node's push of a finished result finds the driver's alive key gone while
+/// the driver lives (stalled, or cut off, for its keys' expiry), before any node deleted the
+/// pool's keys. The node keeps the result, its entry heartbeated, and pushes it once the
+/// driver beats again: under `max_deliveries(1)` the task succeeds, and ran once. (The
+/// result was dropped and the entry left to the reclaim, which counted a delivery: the task
+/// failed `WorkerLost`, no worker lost.)
+#[test]
+fn a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let exe = std::env::current_exe().unwrap();
+    let node = Node::start_exe_with(&exe, &redis.url, &[("MULTIPROC_CRASH_AT", "stop:cluster.node.put")]);
+    let runs = Runs::new();
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let socket = redis.socket().display().to_string();
+    let args = (redis.url.clone(), socket, node.child.id(), runs.dir(), report.clone());
+    let child = multiproc::Process::new(drive_while_the_alive_key_goes, args).start().unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(1)");
+    child.join().unwrap();
+    assert_eq!(runs.of(1), 1);
 }

@@ -96,19 +96,30 @@ end
 return there
 ";
 
-/// Pushes a node's result and removes the task's entry; neither when the driver's alive
-/// key is gone (0). The entry stays pending then: a driver that was only out of reach for a
-/// while (its key expired, it beats again) takes it back after the lease and runs it again,
-/// where an entry removed with its result dropped would leave its task waiting for ever;
-/// the keys of a driver that is gone are deleted by the nodes all the same.
+/// Pushes a node's result and removes the task's entry (1); neither when the driver's alive
+/// key is gone. Then, while the entry is still in the stream, [`DRIVER_AWAY`]: the driver
+/// may only be out of reach (stalled, cut off, its key expired while it lives), and it
+/// beats again: the node keeps the result, its entry heartbeated, and pushes it again (a
+/// result dropped there made the driver take the entry back after the lease, counting a
+/// delivery: `WorkerLost` under `max_deliveries(1)`, or a second run). Without the entry
+/// (the keys of a driver gone, deleted by the nodes or expired; or the entry taken back),
+/// 0: nobody waits for this result. The entry is never removed with its result dropped,
+/// which would leave its task waiting for ever.
 pub(crate) const PUT_RESULT: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 2 end
+  return 0
+end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 ";
+
+/// [`PUT_RESULT`]'s answer when the driver's alive key is gone but the task's entry is still
+/// there: the result is kept and pushed again.
+pub(crate) const DRIVER_AWAY: i64 = 2;
 
 pub(crate) struct PoolKeys {
     pub(crate) tasks: String,
