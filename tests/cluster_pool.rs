@@ -32,6 +32,8 @@ multiproc::test_support!(child_init = mark_set_up);
 
 const LIMIT: Duration = Duration::from_secs(120);
 const ROLE: &str = "MULTIPROC_TEST_CLUSTER_POOL_ROLE";
+/// Makes this test binary a worker node that logs warnings (`cluster_node_role`).
+const NODE_ROLE: &str = "MULTIPROC_TEST_CLUSTER_NODE_ROLE";
 
 /// A worker node: `exe` (this test binary, or a copy) with `MULTIPROC_WORKER=url`. Killed
 /// (with its workers, by their parent-death signal) on drop.
@@ -1480,4 +1482,74 @@ fn a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver() {
     assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(1)");
     child.join().unwrap();
     assert_eq!(runs.of(1), 1);
+}
+
+/// Another program wrote the pool's results list as a string: the pool ends at its next
+/// read, its waiting work failed typed, naming the key (Redis's answer names none).
+#[test]
+fn a_results_key_of_another_type_fails_the_pool_naming_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(sleep_ms, 1000).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let results = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    assert_eq!(redis.raw(&[b"SET", results.as_bytes(), b"not a list"]), b"+OK\r\n");
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains(&results), "{why}");
+        }
+        other => panic!("a task of a pool whose results list became a string: {other:?}"),
+    }
+}
+
+/// The test role of a worker node that logs its warnings to stderr. A no-op in a normal run.
+#[test]
+fn cluster_node_role() {
+    let Ok(url) = std::env::var(NODE_ROLE) else { return };
+    multiproc::init();
+    multiproc::log_to_stderr(log::LevelFilter::Warn).unwrap();
+    let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
+}
+
+/// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
+/// string by another program) serves nothing, and says why: a warning naming the key, once
+/// a minute, not at each of its tries (every 100 ms). (It said nothing.)
+#[test]
+fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
+    use std::io::BufRead;
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
+        .env(NODE_ROLE, &redis.url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut node = Node { child };
+    let stderr = node.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let warned = |line: &String| line.contains("mp:pools");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut lines =
+        std::iter::from_fn(|| rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok());
+    let first = lines.find(warned);
+    assert!(first.as_ref().is_some_and(|w| w.contains("WARN")), "{first:?}");
+    // Ten tries more.
+    std::thread::sleep(Duration::from_secs(1));
+    node.kill();
+    let more: Vec<String> = rx.try_iter().filter(warned).collect();
+    assert!(more.is_empty(), "warned again within the minute: {more:?}");
 }

@@ -116,6 +116,9 @@ struct Finished {
     dropped: u32,
 }
 
+/// The most often a node repeats its warning that it cannot read the registry of pools.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// Pushes of one message that may lose the connection of a Redis that is up before it is
 /// taken as refused.
 const DROPPED_PUSHES: u32 = 3;
@@ -241,11 +244,18 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     }
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
+    let mut warned: Option<Instant> = None;
     loop {
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
                 Ok(found) => pools = found,
-                Err(_) => {
+                Err(e) => {
+                    // A node that serves nothing says why (the registry of another type,
+                    // an ACL, Redis away), once a minute rather than at each try.
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        log::warn!("cannot read the pools to serve ({POOLS}): {e}; serving nothing until it can");
+                        warned = Some(Instant::now());
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }

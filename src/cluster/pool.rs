@@ -380,6 +380,20 @@ impl Driver {
         })
     }
 
+    /// The refusal `e` of a read of the results (`codes`, its codes), named when it is a
+    /// `WRONGTYPE`: another program wrote a key of another type where the pool keeps its
+    /// results list or their trimmed count (Redis's answer names no key).
+    fn results_refused(&self, e: ClusterError, codes: &[String]) -> ClusterError {
+        if !codes.iter().any(|code| code == "WRONGTYPE") {
+            return e;
+        }
+        ClusterError::Refused(format!(
+            "the key {} or {} holds a value of another type (written by another program?): \
+             the pool cannot read its results there ({e})",
+            self.keys.results, self.keys.trimmed
+        ))
+    }
+
     /// After a beat made the group anew (or one whose reply never came, which may have):
     /// the tasks sent whose entries are gone from the stream wait again at the front of
     /// `pending` (deliveries kept), and are sent again. Owed until it succeeds
@@ -816,7 +830,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             // that reaches Redis late, after a newer read and trim, removes nothing.
             let ttl = key_ttl(driver.options.lease);
             let max = driver.options.max_message_size;
-            let mut got = link.run(|c| read_results(&driver.keys, ttl, read, max, c))?;
+            let mut got = run_coded(link, |c| read_results(&driver.keys, ttl, read, max, c))
+                .map_err(|(e, codes)| driver.results_refused(e, &codes))?;
             read = (got.results.len(), got.trimmed);
             let large = got.take_large();
             if !large.is_empty() {
@@ -839,7 +854,7 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                         std::thread::sleep(wait);
                         None
                     }
-                    Err((e, _)) => return Err(e),
+                    Err((e, codes)) => return Err(driver.results_refused(e, &codes)),
                 };
                 // One too large is left to the next read (which names its task), and goes.
                 raw.extend(first.filter(|r| r.len() <= max));
