@@ -1291,17 +1291,19 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
     }
 }
 
-/// The driver, in a child of the family: the checks of its lost entries fail (the fail
-/// point `cluster.resend.reply`) until the test says "disarm". Says "sent" once its task
-/// waits in the stream (no node runs yet), then reports the task's outcome.
-fn drive_with_failing_resends((url, report, control): (String, multiproc::Queue<String>, multiproc::Queue<String>)) {
+/// The driver, in a child of the family, with the fail point `point` armed until the test
+/// says "disarm". Says "sent" once its task waits in the stream (no node runs yet), then
+/// reports the task's outcome.
+fn drive_with_a_failing_step(
+    (url, point, report, control): (String, String, multiproc::Queue<String>, multiproc::Queue<String>),
+) {
     let pool = Pool::builder()
         .cluster(&url)
         .processes(1)
         .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
         .build()
         .unwrap();
-    multiproc::__private::crash_at("fail:cluster.resend.reply");
+    multiproc::__private::crash_at(&point);
     let mut r = pool.apply_async(square, 3).unwrap();
     report.put("sent".into()).unwrap();
     assert_eq!(control.get_timeout(Duration::from_secs(60)).unwrap(), "disarm");
@@ -1310,34 +1312,37 @@ fn drive_with_failing_resends((url, report, control): (String, multiproc::Queue<
 }
 
 /// review32 C1: the pool's stream deleted under a live driver (as a node does once the
-/// alive key expired), and the check of which entries are gone (`ENTRIES_THERE`) fails
-/// after the beat that made the group again (the link drops again, or Redis is busy): the
-/// next beats find the group made (`BUSYGROUP`), yet the lost task is still sent again
-/// once a check goes through, and completes. (The check ran only after a beat that made
-/// the group: the task, in no stream and no PEL, waited for ever.)
+/// alive key expired), and the beat that makes the group again has its reply lost
+/// (`cluster.beat.reply`), or the check of which entries are gone after it does
+/// (`cluster.resend.reply`; the link drops again, or Redis is busy): the next beats find
+/// the group made (`BUSYGROUP`), yet the lost task is sent again once a check goes
+/// through, and completes. (The check ran only after a beat whose reply said it made the
+/// group: the task, in no stream and no PEL, waited for ever.)
 #[test]
-fn a_task_whose_entry_was_deleted_is_sent_again_after_a_failed_check() {
+fn a_task_whose_entry_was_deleted_is_sent_again_after_a_lost_reply() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     multiproc::init();
-    let report = multiproc::Queue::<String>::new().unwrap();
-    let control = multiproc::Queue::<String>::new().unwrap();
-    let child =
-        multiproc::Process::new(drive_with_failing_resends, (redis.url.clone(), report.clone(), control.clone()))
-            .start()
-            .unwrap();
-    assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "sent");
-    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
-    assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"));
-    assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
-    // The next beat makes the group again (its `MKSTREAM` makes the stream), and the check
-    // after it fails; so do those of the beats after, which find the group made.
-    assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"EXISTS", tasks.as_bytes()]) == b":1\r\n"));
-    std::thread::sleep(Duration::from_millis(500));
-    control.put("disarm".into()).unwrap();
-    let _node = Node::start(&redis.url);
-    assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "Ok(9)");
-    child.join().unwrap();
+    for point in ["fail:cluster.resend.reply", "fail:cluster.beat.reply"] {
+        let report = multiproc::Queue::<String>::new().unwrap();
+        let control = multiproc::Queue::<String>::new().unwrap();
+        let args = (redis.url.clone(), point.to_string(), report.clone(), control.clone());
+        let child = multiproc::Process::new(drive_with_a_failing_step, args).start().unwrap();
+        assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "sent");
+        let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+        assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"));
+        assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
+        // The next beat makes the group again (its `MKSTREAM` makes the stream), and its
+        // reply or the check's after it is lost; so are those of the beats after, which
+        // find the group made.
+        assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"EXISTS", tasks.as_bytes()]) == b":1\r\n"));
+        std::thread::sleep(Duration::from_millis(500));
+        control.put("disarm".into()).unwrap();
+        let mut node = Node::start(&redis.url);
+        assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "Ok(9)", "{point}");
+        child.join().unwrap();
+        node.kill();
+    }
 }
 
 /// Disarms the crash points on drop (a failed assertion lets a held driver thread go).
@@ -1552,4 +1557,62 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
     node.kill();
     let more: Vec<String> = rx.try_iter().filter(warned).collect();
     assert!(more.is_empty(), "warned again within the minute: {more:?}");
+}
+
+/// The driver of [`results_waiting_when_a_beat_reply_is_lost_are_not_run_again`], in a child
+/// of the family (its points its own): holds itself while twenty tasks finish (their results
+/// wait, unread, their entries deleted by the node's pushes), then loses its beats' replies
+/// for a while. Reports "done" when every task has completed.
+fn drive_with_lost_beat_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(
+            // Reads of a few results at a time: most wait in the list after the hold.
+            ClusterOptions::new()
+                .lease(Duration::from_millis(600))
+                .timeout(Duration::from_secs(30))
+                .max_message_size(64),
+        )
+        .build()
+        .unwrap();
+    let _disarm = Disarm;
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let mut tasks: Vec<_> =
+        (0..20u64).map(|key| pool.apply_async(counted, (dir.clone(), key, 0, Vec::new())).unwrap()).collect();
+    let runs = |key: u64| std::fs::metadata(Path::new(&dir).join(key.to_string())).map_or(0, |m| m.len());
+    assert!(eventually(Duration::from_secs(30), || (0..20).all(|key| runs(key) == 1)), "the tasks did not run");
+    // Their results are pushed right after they run.
+    std::thread::sleep(Duration::from_millis(300));
+    multiproc::__private::crash_at("fail:cluster.beat.reply");
+    std::thread::sleep(Duration::from_millis(500));
+    multiproc::__private::crash_disarm();
+    for (key, task) in tasks.iter_mut().enumerate() {
+        assert_eq!(task.get_timeout(Duration::from_secs(30)), Ok(key as u64));
+    }
+    report.put("done".into()).unwrap();
+}
+
+/// Beats whose replies are lost (a link that drops, with no key lost): the tasks whose
+/// results wait unread, their entries deleted by the nodes' pushes, are not taken as lost
+/// and run again. (A check of the entries after every beat whose outcome was unknown sent
+/// them all again.)
+#[test]
+fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let child = multiproc::Process::new(drive_with_lost_beat_replies, (redis.url.clone(), runs.dir(), report.clone()))
+        .start()
+        .unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "done");
+    child.join().unwrap();
+    // A task sent again runs at once on the idle node.
+    std::thread::sleep(Duration::from_secs(1));
+    let again: Vec<u64> = (0..20).filter(|&key| runs.of(key) != 1).collect();
+    assert!(again.is_empty(), "tasks run again: {again:?}");
 }

@@ -334,11 +334,10 @@ impl Driver {
         p
     }
 
-    /// One heartbeat; `first` is the one `start` sends, which must make the group.
-    /// Returns whether it made the group anew (not for the first): the pool's stream and
-    /// group were gone (deleted by a node that found the alive key expired while this
-    /// driver could not beat, or expired), with the entries of the tasks sent before.
-    fn beat(&self, link: &mut Link, first: bool) -> Result<bool, ClusterError> {
+    /// One heartbeat; `first` is the one `start` sends, which must make the group. Whether
+    /// a beat made the group anew (its stream deleted, with the entries sent before) is not
+    /// read from its reply, which may be lost: `resend_lost` asks Redis.
+    fn beat(&self, link: &mut Link, first: bool) -> Result<(), ClusterError> {
         let pipe = self.beat_commands();
         // Refusals taken as done, when they are the only ones: the group exists already
         // (the rest of the pipeline ran); Redis is out of memory (the expiries ran, they
@@ -353,13 +352,16 @@ impl Driver {
                 refused = errors.iter().map(|(at, error)| (*at, error.code().to_owned())).collect();
             })
         });
-        // The group command is the pipeline's first (`beat_commands`).
-        let made = !first && refused.iter().all(|(at, _)| *at != 0);
-        match beat {
-            Ok(()) => Ok(made),
-            Err(_) if !refused.is_empty() && refused.iter().all(|(_, code)| done(code)) => Ok(made),
+        let beat = match beat {
+            Ok(()) => Ok(()),
+            Err(_) if !refused.is_empty() && refused.iter().all(|(_, code)| done(code)) => Ok(()),
             Err(e) => Err(self.wrong_type(&refused).unwrap_or(e)),
+        };
+        // Tests: the beat ran, its reply is lost.
+        if beat.is_ok() && fail_point!("cluster.beat.reply") {
+            return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.beat.reply)".into()));
         }
+        beat
     }
 
     /// A refusal `WRONGTYPE` of the beat (`refused`: position in `beat_commands`, code):
@@ -394,31 +396,36 @@ impl Driver {
         ))
     }
 
-    /// After a beat made the group anew (or one whose reply never came, which may have):
-    /// the tasks sent whose entries are gone from the stream wait again at the front of
-    /// `pending` (deliveries kept), and are sent again. Owed until it succeeds
-    /// (`driver_thread`).
-    /// Those whose entries are still there (sent after the stream was made again) are left:
-    /// the group, made at `0`, delivers them.
+    /// After every beat: when the group was made anew since the last check (its stream
+    /// deleted by a node that found the alive key expired while this driver could not
+    /// beat, or expired), the tasks sent whose entries are gone wait again at the front of
+    /// `pending` (deliveries kept), and are sent again; those whose entries are still there
+    /// (sent after the stream was made again) are left: the group, made at `0`, delivers
+    /// them. The check is marked done in the group itself (a consumer, [`Driver::mark`]),
+    /// after the tasks wait again: a group made anew has no mark, whatever became of the
+    /// replies of the beat that made it or of an earlier check, and a group that lived on
+    /// keeps it, so that tasks whose results wait unread (their entries deleted by the
+    /// nodes' pushes) are not taken as lost after a beat that only failed.
     fn resend_lost(&self, link: &mut Link) -> Result<(), ClusterError> {
         let entries: Vec<(String, u64)> = lock(&self.books).entries.iter().map(|(e, id)| (e.clone(), *id)).collect();
-        if entries.is_empty() {
-            return Ok(());
-        }
+        let mark = self.mark();
         let script = redis::Script::new(ENTRIES_THERE);
         let mut there = script.key(&self.keys.tasks);
+        there.arg(&mark);
         for (entry, _) in &entries {
             there.arg(entry);
         }
-        let found: Vec<i64> = link.run(|c| there.invoke(c))?;
+        let checked: Option<Vec<i64>> = link.run(|c| there.invoke(c))?;
         // Tests: the check ran, its reply is lost (a link that drops again right after a
         // restore).
         if fail_point!("cluster.resend.reply") {
             return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.resend.reply)".into()));
         }
+        // No group (the beat that makes it comes first), or marked: nothing lost.
+        let Some((&0, found)) = checked.as_deref().and_then(<[i64]>::split_first) else { return Ok(()) };
         let mut books = lock(&self.books);
         let mut lost = Vec::new();
-        for ((entry, id), found) in entries.into_iter().zip(found) {
+        for ((entry, id), &found) in entries.into_iter().zip(found) {
             // A result may have come meanwhile: only what is still sent under that entry.
             if found != 0 || books.entries.get(&entry) != Some(&id) {
                 continue;
@@ -432,7 +439,13 @@ impl Driver {
         for job in lost.into_iter().rev() {
             books.pending.push_front(job);
         }
-        Ok(())
+        drop(books);
+        link.run(|c| redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&self.keys.tasks).arg(GROUP).arg(&mark).query(c))
+    }
+
+    /// The consumer that marks the group as checked by `resend_lost` (never reads nor claims).
+    fn mark(&self) -> String {
+        format!("checked-{}", self.id)
     }
 
     fn running(&self) -> bool {
@@ -791,10 +804,6 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
     // The last read: how many results it read from the head of the list (not trimmed off
     // yet), and how many had been trimmed off then.
     let mut read = (0, 0);
-    // `resend_lost` is owed from a beat that made the group anew, or whose reply never
-    // came (it may have made it, and the next beat then finds it made), until it runs
-    // through: a failed check must not lose the tasks whose entries went with the stream.
-    let mut resend_owed = false;
     loop {
         let Some(driver) = weak.upgrade() else { return };
         let state = driver.state.load(Ordering::Acquire);
@@ -804,13 +813,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
         }
         let step = (|| -> Result<(), ClusterError> {
             if Instant::now() >= next_beat {
-                let beat = driver.beat(link, false);
-                resend_owed |= !matches!(beat, Ok(false));
-                beat?;
-                if resend_owed {
-                    driver.resend_lost(link)?;
-                    resend_owed = false;
-                }
+                driver.beat(link, false)?;
+                driver.resend_lost(link)?;
                 let lost = driver.reclaim(link)?;
                 deliver_all(lost);
                 next_beat = Instant::now() + driver.options.lease / 3;

@@ -87,10 +87,18 @@ end
 return ids
 ";
 
-/// For each entry id in `ARGV`, whether it is still in the stream `KEYS[1]` (1 or 0).
+/// Which of the driver's entries (`ARGV[2]`...) are still in the stream `KEYS[1]`, unless
+/// none can be lost: `{1}` when the group has the consumer `ARGV[1]`, the driver's mark that
+/// it checked since the group was made (a group made anew has no consumer); else `{0, ...}`,
+/// then 1 or 0 for each entry. Nil without a group (the beat that makes it comes first).
 pub(crate) const ENTRIES_THERE: &str = r"
-local there = {}
-for i = 1, #ARGV do
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'nodes')
+if consumers.err then return false end
+for _, consumer in ipairs(consumers) do
+  if consumer[2] == ARGV[1] then return {1} end
+end
+local there = {0}
+for i = 2, #ARGV do
   there[i] = #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
 end
 return there
