@@ -407,22 +407,31 @@ impl Driver {
     /// keeps it, so that tasks whose results wait unread (their entries deleted by the
     /// nodes' pushes) are not taken as lost after a beat that only failed.
     fn resend_lost(&self, link: &mut Link) -> Result<(), ClusterError> {
-        let entries: Vec<(String, u64)> = lock(&self.books).entries.iter().map(|(e, id)| (e.clone(), *id)).collect();
         let mark = self.mark();
         let script = redis::Script::new(ENTRIES_THERE);
-        let mut there = script.key(&self.keys.tasks);
-        there.arg(&mark);
-        for (entry, _) in &entries {
-            there.arg(entry);
+        // Whether the group is marked (or missing), then, only when it is not, which entries
+        // are there: the entries' ids are not sent at every beat.
+        let mut check = |entries: &[(String, u64)]| -> Result<Option<Vec<i64>>, ClusterError> {
+            let mut there = script.key(&self.keys.tasks);
+            there.arg(&mark);
+            for (entry, _) in entries {
+                there.arg(entry);
+            }
+            let checked: Option<Vec<i64>> = link.run(|c| there.invoke(c))?;
+            // Tests: the check ran, its reply is lost (a link that drops again right after
+            // a restore).
+            if fail_point!("cluster.resend.reply") {
+                return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.resend.reply)".into()));
+            }
+            // No group (the beat that makes it comes first), or marked: nothing lost.
+            Ok(checked.filter(|checked| checked.first() == Some(&0)))
+        };
+        if check(&[])?.is_none() {
+            return Ok(());
         }
-        let checked: Option<Vec<i64>> = link.run(|c| there.invoke(c))?;
-        // Tests: the check ran, its reply is lost (a link that drops again right after a
-        // restore).
-        if fail_point!("cluster.resend.reply") {
-            return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.resend.reply)".into()));
-        }
-        // No group (the beat that makes it comes first), or marked: nothing lost.
-        let Some((&0, found)) = checked.as_deref().and_then(<[i64]>::split_first) else { return Ok(()) };
+        let entries: Vec<(String, u64)> = lock(&self.books).entries.iter().map(|(e, id)| (e.clone(), *id)).collect();
+        let Some(checked) = check(&entries)? else { return Ok(()) };
+        let found = &checked[1..];
         let mut books = lock(&self.books);
         let mut lost = Vec::new();
         for ((entry, id), &found) in entries.into_iter().zip(found) {
