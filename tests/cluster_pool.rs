@@ -1616,3 +1616,33 @@ fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
     let again: Vec<u64> = (0..20).filter(|&key| runs.of(key) != 1).collect();
     assert!(again.is_empty(), "tasks run again: {again:?}");
 }
+
+/// The group's mark that the driver checked its entries since the group was made
+/// (`checked-<pool id>`, a consumer) is gone while Redis is out of memory (as after the
+/// group was made anew then): the mark, refused `OOM`, is made again once memory is back,
+/// and the pool goes on. (A refused mark ended the pool.)
+#[test]
+fn a_check_marked_while_redis_is_full_is_marked_once_memory_is_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let id = tasks.trim_start_matches("mp:{p:").trim_end_matches("}:tasks").to_string();
+    let mark = format!("checked-{id}");
+    let marked = || {
+        let reply = redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"]);
+        String::from_utf8_lossy(&reply).contains(&mark)
+    };
+    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked");
+    fill(&redis);
+    assert_eq!(redis.raw(&[b"XGROUP", b"DELCONSUMER", tasks.as_bytes(), b"nodes", mark.as_bytes()]), b":0\r\n");
+    // Beats while Redis is full: each checks, and its mark is refused.
+    std::thread::sleep(Duration::from_secs(1));
+    empty(&redis);
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked again");
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}

@@ -449,7 +449,15 @@ impl Driver {
             books.pending.push_front(job);
         }
         drop(books);
-        link.run(|c| redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&self.keys.tasks).arg(GROUP).arg(&mark).query(c))
+        let marked = run_coded(link, |c| {
+            redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&self.keys.tasks).arg(GROUP).arg(&mark).query(c)
+        });
+        match marked {
+            // Refused while Redis is out of memory: checked again at the next beat (what
+            // was lost already waits, it is not in the books' entries any more).
+            Err((_, codes)) if out_of_memory(&codes) => Ok(()),
+            marked => marked.map_err(|(e, _)| e),
+        }
     }
 
     /// The consumer that marks the group as checked by `resend_lost` (never reads nor claims).
