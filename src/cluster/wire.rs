@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! mp:pools               the set of pool ids that nodes serve (one key for all pools)
-//! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes`
+//! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes` (its consumer
+//!                        `checked-ID`: the driver checked its entries since the group was made)
 //! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
 //!                        (`READ_RESULTS`: only what it read)
 //! mp:{p:ID}:trimmed      a count of the results the driver trimmed off the list, from a
