@@ -32,6 +32,8 @@ multiproc::test_support!(child_init = mark_set_up);
 
 const LIMIT: Duration = Duration::from_secs(120);
 const ROLE: &str = "MULTIPROC_TEST_CLUSTER_POOL_ROLE";
+/// Makes this test binary a worker node that logs warnings (`cluster_node_role`).
+const NODE_ROLE: &str = "MULTIPROC_TEST_CLUSTER_NODE_ROLE";
 
 /// A worker node: `exe` (this test binary, or a copy) with `MULTIPROC_WORKER=url`. Killed
 /// (with its workers, by their parent-death signal) on drop.
@@ -45,11 +47,17 @@ impl Node {
     }
 
     fn start_exe(exe: &Path, url: &str) -> Node {
+        Self::start_exe_with(exe, url, &[])
+    }
+
+    /// A node with these environment variables besides (a crash point armed, say).
+    fn start_exe_with(exe: &Path, url: &str, vars: &[(&str, &str)]) -> Node {
         let child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL"])
             .arg(exe)
             .args(["--exact", "no_such_test"])
             .env(WORKER_ENV, url)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1281,4 +1289,370 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
         assert!(matches!(got, Ok(k) if k == key), "task {key} on a healthy node: {got:?}");
         assert_eq!(runs.of(key), 1, "task {key}");
     }
+}
+
+/// The driver, in a child of the family, with the fail point `point` armed until the test
+/// says "disarm". Says "sent" once its task waits in the stream (no node runs yet), then
+/// reports the task's outcome.
+fn drive_with_a_failing_step(
+    (url, point, report, control): (String, String, multiproc::Queue<String>, multiproc::Queue<String>),
+) {
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    multiproc::__private::crash_at(&point);
+    let mut r = pool.apply_async(square, 3).unwrap();
+    report.put("sent".into()).unwrap();
+    assert_eq!(control.get_timeout(Duration::from_secs(60)).unwrap(), "disarm");
+    multiproc::__private::crash_disarm();
+    report.put(format!("{:?}", r.get_timeout(Duration::from_secs(20)))).unwrap();
+}
+
+/// review32 C1: the pool's stream deleted under a live driver (as a node does once the
+/// alive key expired), and the beat that makes the group again has its reply lost
+/// (`cluster.beat.reply`), or the check of which entries are gone after it does
+/// (`cluster.resend.reply`; the link drops again, or Redis is busy): the next beats find
+/// the group made (`BUSYGROUP`), yet the lost task is sent again once a check goes
+/// through, and completes. (The check ran only after a beat whose reply said it made the
+/// group: the task, in no stream and no PEL, waited for ever.)
+#[test]
+fn a_task_whose_entry_was_deleted_is_sent_again_after_a_lost_reply() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    multiproc::init();
+    for point in ["fail:cluster.resend.reply", "fail:cluster.beat.reply"] {
+        let report = multiproc::Queue::<String>::new().unwrap();
+        let control = multiproc::Queue::<String>::new().unwrap();
+        let args = (redis.url.clone(), point.to_string(), report.clone(), control.clone());
+        let child = multiproc::Process::new(drive_with_a_failing_step, args).start().unwrap();
+        assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "sent");
+        let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+        assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"));
+        assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
+        // The next beat makes the group again (its `MKSTREAM` makes the stream), and its
+        // reply or the check's after it is lost; so are those of the beats after, which
+        // find the group made.
+        assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"EXISTS", tasks.as_bytes()]) == b":1\r\n"));
+        std::thread::sleep(Duration::from_millis(500));
+        control.put("disarm".into()).unwrap();
+        let mut node = Node::start(&redis.url);
+        assert_eq!(report.get_timeout(Duration::from_secs(60)).unwrap(), "Ok(9)", "{point}");
+        child.join().unwrap();
+        node.kill();
+    }
+}
+
+/// Disarms the crash points on drop (a failed assertion lets a held driver thread go).
+struct Disarm;
+
+impl Drop for Disarm {
+    fn drop(&mut self) {
+        multiproc::__private::crash_disarm();
+    }
+}
+
+/// Runs `redis-cli` on the server at `socket`; returns its output.
+fn redis_cli(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-s", socket]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The driver of [`a_trim_after_the_results_keys_were_deleted_removes_no_unread_result`], in a
+/// child of the family (its hold point then holds no other test's driver): Redis at `url`
+/// (its socket, its pid). Reports the outcome of the task whose result waits in the new list.
+fn drive_across_a_results_key_loss((url, socket, pid, report): (String, String, u32, multiproc::Queue<String>)) {
+    let signal = |name: &str| assert!(Command::new("kill").args([name, &pid.to_string()]).status().unwrap().success());
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    // Dropped before the pool, whose drop waits for the driver thread: a failure is not a hang.
+    let _disarm = Disarm;
+    // The driver is held before its read while the first result waits in the list.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut first = pool.apply_async(square, 2).unwrap();
+    let keys = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
+    let prefix = keys.trim_end_matches(":tasks");
+    let (key, trimmed) = (format!("{prefix}:results"), format!("{prefix}:trimmed"));
+    let results = || multiproc::__private::cluster_pool_results(&url, &key).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    // Exactly that read goes through (it waits for the stopped Redis), the next is held.
+    signal("-STOP");
+    multiproc::__private::crash_disarm();
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() == 0));
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    signal("-CONT");
+    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(4));
+    assert!(held());
+    // A second result waits behind the first, which the held read is to trim.
+    let mut second = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 2), "the result is not waiting in the list");
+    let unread = results()[1].clone();
+    // The list and its count are gone; the node's result is in a new list.
+    redis_cli(&socket, &["DEL", &key, &trimmed]);
+    assert!(results().is_empty());
+    multiproc::__private::cluster_pool_push(&url, &key, &unread).unwrap();
+    multiproc::__private::crash_disarm();
+    report.put(format!("{:?}", second.get_timeout(Duration::from_secs(20)))).unwrap();
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+}
+
+/// review32 C4: the driver's last read counted `n` results and saw the trimmed count of its
+/// pool's start; then the pool's results list and trimmed count are deleted (as the nodes
+/// delete a pool's keys, or as they expire), and a node's result is pushed to the new
+/// list. The read after, which sends the trim of the last one, removes no result of the
+/// new list, which nobody read. (The missing count read as 0, the count of a pool's start,
+/// and `LTRIM` removed the new result: its entry already deleted by the node's push, the
+/// task waited for ever.)
+#[test]
+fn a_trim_after_the_results_keys_were_deleted_removes_no_unread_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let socket = redis.socket().display().to_string();
+    let child = multiproc::Process::new(
+        drive_across_a_results_key_loss,
+        (redis.url.clone(), socket, redis.pid, report.clone()),
+    )
+    .start()
+    .unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(25)");
+    child.join().unwrap();
+}
+
+/// The driver of [`a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver`], in a
+/// child of the family (its hold point its own): Redis at `url` (its socket), the node's pid
+/// (stopped at each push of a result, `stop:cluster.node.put`). Reports the task's outcome.
+fn drive_while_the_alive_key_goes(
+    (url, socket, node, dir, report): (String, String, u32, String, multiproc::Queue<String>),
+) {
+    let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(
+            // Long: the node's entry goes without heartbeats while the node is stopped (and
+            // the test's steps take their time on a loaded machine).
+            ClusterOptions::new().lease(Duration::from_secs(20)).max_deliveries(1).timeout(Duration::from_secs(10)),
+        )
+        .build()
+        .unwrap();
+    let _disarm = Disarm;
+    let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
+    // The node has the result, and stops before its push.
+    assert!(eventually(Duration::from_secs(20), || common::pid_stopped(node)), "the node did not stop at its push");
+    // The driver beats no more; its alive key goes, before any node sees the pool without it
+    // (it is out of the registry too, until the driver's next beat).
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let id = redis_cli(&socket, &["SMEMBERS", "mp:pools"]);
+    let alive = format!("mp:{{p:{id}}}:alive");
+    assert_eq!(redis_cli(&socket, &["DEL", &alive]), "1");
+    assert_eq!(redis_cli(&socket, &["SREM", "mp:pools", &id]), "1");
+    go_on();
+    // A node that keeps the result pushes it again, and stops there again.
+    let again = eventually(Duration::from_secs(5), || common::pid_stopped(node));
+    eprintln!("the node tried its push again: {again}");
+    multiproc::__private::crash_disarm();
+    assert!(eventually(Duration::from_secs(20), || redis_cli(&socket, &["EXISTS", &alive]) == "1"));
+    // Continued at each stop: a push may be tried once more (the first after a `SIGCONT` can
+    // fail `EINTR`, a system call interrupted as the node went on).
+    let done = eventually(Duration::from_secs(60), || {
+        if common::pid_stopped(node) {
+            go_on();
+        }
+        r.ready()
+    });
+    assert!(done, "the task did not complete");
+    report.put(format!("{:?}", r.get_timeout(Duration::from_secs(1)))).unwrap();
+}
+
+/// review32 C2: a node's push of a finished result finds the driver's alive key gone while
+/// the driver lives (stalled, or cut off, for its keys' expiry), before any node deleted the
+/// pool's keys. The node keeps the result, its entry heartbeated, and pushes it once the
+/// driver beats again: under `max_deliveries(1)` the task succeeds, and ran once. (The
+/// result was dropped and the entry left to the reclaim, which counted a delivery: the task
+/// failed `WorkerLost`, no worker lost.)
+#[test]
+fn a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let exe = std::env::current_exe().unwrap();
+    let node = Node::start_exe_with(&exe, &redis.url, &[("MULTIPROC_CRASH_AT", "stop:cluster.node.put")]);
+    let runs = Runs::new();
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let socket = redis.socket().display().to_string();
+    let args = (redis.url.clone(), socket, node.child.id(), runs.dir(), report.clone());
+    let child = multiproc::Process::new(drive_while_the_alive_key_goes, args).start().unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(1)");
+    child.join().unwrap();
+    assert_eq!(runs.of(1), 1);
+}
+
+/// Another program wrote the pool's results list as a string: the pool ends at its next
+/// read, its waiting work failed typed, naming the key (Redis's answer names none).
+#[test]
+fn a_results_key_of_another_type_fails_the_pool_naming_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool(&redis, 1);
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let mut r = pool.apply_async(sleep_ms, 1000).unwrap();
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let results = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    assert_eq!(redis.raw(&[b"SET", results.as_bytes(), b"not a list"]), b"+OK\r\n");
+    match r.get_timeout(Duration::from_secs(30)) {
+        Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(ClusterError::Refused(why)))) => {
+            assert!(why.contains(&results), "{why}");
+        }
+        other => panic!("a task of a pool whose results list became a string: {other:?}"),
+    }
+}
+
+/// The test role of a worker node that logs its warnings to stderr. A no-op in a normal run.
+#[test]
+fn cluster_node_role() {
+    let Ok(url) = std::env::var(NODE_ROLE) else { return };
+    multiproc::init();
+    multiproc::log_to_stderr(log::LevelFilter::Warn).unwrap();
+    let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
+}
+
+/// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
+/// string by another program) serves nothing, and says why: a warning naming the key, once
+/// a minute, not at each of its tries (every 100 ms). (It said nothing.)
+#[test]
+fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
+    use std::io::BufRead;
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
+        .env(NODE_ROLE, &redis.url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut node = Node { child };
+    let stderr = node.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let warned = |line: &String| line.contains("mp:pools");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut lines =
+        std::iter::from_fn(|| rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok());
+    let first = lines.find(warned);
+    assert!(first.as_ref().is_some_and(|w| w.contains("WARN")), "{first:?}");
+    // Ten tries more.
+    std::thread::sleep(Duration::from_secs(1));
+    node.kill();
+    let more: Vec<String> = rx.try_iter().filter(warned).collect();
+    assert!(more.is_empty(), "warned again within the minute: {more:?}");
+}
+
+/// The driver of [`results_waiting_when_a_beat_reply_is_lost_are_not_run_again`], in a child
+/// of the family (its points its own): holds itself while twenty tasks finish (their results
+/// wait, unread, their entries deleted by the node's pushes), then loses its beats' replies
+/// for a while. Reports "done" when every task has completed.
+fn drive_with_lost_beat_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
+    let pool = Pool::builder()
+        .cluster(&url)
+        .processes(1)
+        .cluster_options(
+            // Reads of a few results at a time: most wait in the list after the hold.
+            ClusterOptions::new()
+                .lease(Duration::from_millis(600))
+                .timeout(Duration::from_secs(30))
+                .max_message_size(64),
+        )
+        .build()
+        .unwrap();
+    let _disarm = Disarm;
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let mut tasks: Vec<_> =
+        (0..20u64).map(|key| pool.apply_async(counted, (dir.clone(), key, 0, Vec::new())).unwrap()).collect();
+    let runs = |key: u64| std::fs::metadata(Path::new(&dir).join(key.to_string())).map_or(0, |m| m.len());
+    assert!(eventually(Duration::from_secs(30), || (0..20).all(|key| runs(key) == 1)), "the tasks did not run");
+    // Their results are pushed right after they run.
+    std::thread::sleep(Duration::from_millis(300));
+    multiproc::__private::crash_at("fail:cluster.beat.reply");
+    std::thread::sleep(Duration::from_millis(500));
+    multiproc::__private::crash_disarm();
+    for (key, task) in tasks.iter_mut().enumerate() {
+        assert_eq!(task.get_timeout(Duration::from_secs(30)), Ok(key as u64));
+    }
+    report.put("done".into()).unwrap();
+}
+
+/// Beats whose replies are lost (a link that drops, with no key lost): the tasks whose
+/// results wait unread, their entries deleted by the nodes' pushes, are not taken as lost
+/// and run again. (A check of the entries after every beat whose outcome was unknown sent
+/// them all again.)
+#[test]
+fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let child = multiproc::Process::new(drive_with_lost_beat_replies, (redis.url.clone(), runs.dir(), report.clone()))
+        .start()
+        .unwrap();
+    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "done");
+    child.join().unwrap();
+    // A task sent again runs at once on the idle node.
+    std::thread::sleep(Duration::from_secs(1));
+    let again: Vec<u64> = (0..20).filter(|&key| runs.of(key) != 1).collect();
+    assert!(again.is_empty(), "tasks run again: {again:?}");
+}
+
+/// The group's mark that the driver checked its entries since the group was made
+/// (`checked-<pool id>`, a consumer) is gone while Redis is out of memory (as after the
+/// group was made anew then): the mark, refused `OOM`, is made again once memory is back,
+/// and the pool goes on. (A refused mark ended the pool.)
+#[test]
+fn a_check_marked_while_redis_is_full_is_marked_once_memory_is_back() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool =
+        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let id = tasks.trim_start_matches("mp:{p:").trim_end_matches("}:tasks").to_string();
+    let mark = format!("checked-{id}");
+    let marked = || {
+        let reply = redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"]);
+        String::from_utf8_lossy(&reply).contains(&mark)
+    };
+    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked");
+    fill(&redis);
+    assert_eq!(redis.raw(&[b"XGROUP", b"DELCONSUMER", tasks.as_bytes(), b"nodes", mark.as_bytes()]), b":0\r\n");
+    // Beats while Redis is full: each checks, and its mark is refused.
+    std::thread::sleep(Duration::from_secs(1));
+    empty(&redis);
+    assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
+    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked again");
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }

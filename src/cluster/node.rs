@@ -16,12 +16,13 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
 use super::link::Link;
-use super::wire::{Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, key_ttl};
+use super::wire::{DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, key_ttl};
 use crate::codec;
 use crate::pool::TaskError;
 use crate::pool::engine::{Delivery, Engine, Job};
 use crate::pool::supervisor::{Config, Inner};
 use crate::shm::Payload;
+use crate::shm::crash::crash_point;
 
 /// The environment variable that makes a program a worker node: `init()` (and
 /// `#[multiproc::main]`) of a program started with `MULTIPROC_WORKER=redis://…` serves
@@ -106,13 +107,17 @@ struct Finished {
     lease: Duration,
     /// `message` is already the small [`Failure::Refused`] sent instead of the result.
     replaced: bool,
-    /// Redis refused `message` for a while (busy, loading, full): it is tried again, and
-    /// its entry heartbeated meanwhile.
+    /// Redis refused `message` for a while (busy, loading, full), or found the driver's
+    /// alive key gone with the entry still there: it is tried again, and its entry
+    /// heartbeated meanwhile.
     held: bool,
     /// How many pushes of `message` lost their connection while Redis answered a `PING`
     /// right after (a server that drops the connection on this message, not one that is down).
     dropped: u32,
 }
+
+/// The most often a node repeats its warning that it cannot read the registry of pools.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Pushes of one message that may lose the connection of a Redis that is up before it is
 /// taken as refused.
@@ -239,11 +244,18 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     }
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
+    let mut warned: Option<Instant> = None;
     loop {
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
                 Ok(found) => pools = found,
-                Err(_) => {
+                Err(e) => {
+                    // A node that serves nothing says why (the registry of another type,
+                    // an ACL, Redis away), once a minute rather than at each try.
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        log::warn!("cannot read the pools to serve ({POOLS}): {e}; serving nothing until it can");
+                        warned = Some(Instant::now());
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
@@ -400,9 +412,13 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finish
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
         unsent.extend(rx.try_iter().flatten());
-        while let Some(f) = unsent.first_mut() {
+        // In order; a result whose driver is away is passed over (other pools' go on),
+        // and a refusal of the server stops them all.
+        let mut at = 0;
+        while let Some(f) = unsent.get_mut(at) {
             let keys = PoolKeys::new(&f.pool);
             let mut code = None;
+            crash_point!("cluster.node.put");
             let sent = link.run(|c| {
                 script
                     .key(&keys.tasks)
@@ -416,6 +432,13 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finish
                     .inspect_err(|e| code = e.code().map(str::to_owned))
             });
             let why = match sent {
+                // The driver's alive key is gone, its entry is not: kept, and its entry
+                // heartbeated, until the driver beats again or its keys go.
+                Ok(DRIVER_AWAY) => {
+                    f.held = true;
+                    at += 1;
+                    continue;
+                }
                 Ok(_) => None,
                 // Tried again as it is (busy, loading, a failover: `Unreachable` since
                 // those are waited out, but told apart by their code), or its small
@@ -456,9 +479,9 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finish
                 continue;
             }
             // Pushed, or even its failure refused for good (an ACL, a key of another
-            // type: nobody could read it), or the driver's alive key gone (its entry left
-            // pending, for the driver to take back if it comes back): not sent again.
-            let f = unsent.remove(0);
+            // type: nobody could read it), or the driver gone with the entry (its keys
+            // deleted or expired, or the entry taken back): not sent again.
+            let f = unsent.remove(at);
             lock(&shared.running).remove(&(f.pool, f.entry));
             shared.room.notify_one();
         }

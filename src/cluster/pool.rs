@@ -308,8 +308,9 @@ impl Driver {
         Ok(driver)
     }
 
-    /// The heartbeat: the alive key, every key's expiry, the group (again, in case the
-    /// keys expired while this driver was stopped), the pool in the registry. The group
+    /// The heartbeat: the alive key, every key's expiry, the group and the trimmed count's
+    /// start (again, in case the keys expired while this driver was stopped), the pool in
+    /// the registry. The group
     /// starts at `0`, not `$`: every entry of a pool's stream is one of its undelivered
     /// tasks, so a group made after a task's `XADD` made the stream must deliver it.
     fn beat_commands(&self) -> redis::Pipeline {
@@ -322,15 +323,21 @@ impl Driver {
         p.cmd("PEXPIRE").arg(&self.keys.tasks).arg(ttl).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.results).arg(ttl).ignore();
         p.cmd("PEXPIRE").arg(&self.keys.trimmed).arg(ttl).ignore();
+        // The trimmed count starts anew where it is missing (never set, or deleted with the
+        // list), from a random value: a trim that counted on the lost list (the driver's
+        // last read, or one from a dropped connection that reaches Redis late) never finds
+        // its count on the new list, where from 0 it could, and remove results nobody read.
+        // Below 2^40: the count stays exact in Lua's numbers (doubles) as it grows.
+        let start = u64::from_ne_bytes(crate::sys::random_bytes::<8>()) >> 24;
+        p.cmd("SET").arg(&self.keys.trimmed).arg(start).arg("NX").arg("PX").arg(ttl).ignore();
         p.cmd("SADD").arg(POOLS).arg(&self.id).ignore();
         p
     }
 
-    /// One heartbeat; `first` is the one `start` sends, which must make the group.
-    /// Returns whether it made the group anew (not for the first): the pool's stream and
-    /// group were gone (deleted by a node that found the alive key expired while this
-    /// driver could not beat, or expired), with the entries of the tasks sent before.
-    fn beat(&self, link: &mut Link, first: bool) -> Result<bool, ClusterError> {
+    /// One heartbeat; `first` is the one `start` sends, which must make the group. Whether
+    /// a beat made the group anew (its stream deleted, with the entries sent before) is not
+    /// read from its reply, which may be lost: `resend_lost` asks Redis.
+    fn beat(&self, link: &mut Link, first: bool) -> Result<(), ClusterError> {
         let pipe = self.beat_commands();
         // Refusals taken as done, when they are the only ones: the group exists already
         // (the rest of the pipeline ran); Redis is out of memory (the expiries ran, they
@@ -345,13 +352,16 @@ impl Driver {
                 refused = errors.iter().map(|(at, error)| (*at, error.code().to_owned())).collect();
             })
         });
-        // The group command is the pipeline's first (`beat_commands`).
-        let made = !first && refused.iter().all(|(at, _)| *at != 0);
-        match beat {
-            Ok(()) => Ok(made),
-            Err(_) if !refused.is_empty() && refused.iter().all(|(_, code)| done(code)) => Ok(made),
+        let beat = match beat {
+            Ok(()) => Ok(()),
+            Err(_) if !refused.is_empty() && refused.iter().all(|(_, code)| done(code)) => Ok(()),
             Err(e) => Err(self.wrong_type(&refused).unwrap_or(e)),
+        };
+        // Tests: the beat ran, its reply is lost.
+        if beat.is_ok() && fail_point!("cluster.beat.reply") {
+            return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.beat.reply)".into()));
         }
+        beat
     }
 
     /// A refusal `WRONGTYPE` of the beat (`refused`: position in `beat_commands`, code):
@@ -372,24 +382,59 @@ impl Driver {
         })
     }
 
-    /// After a beat made the group anew: the tasks sent whose entries are gone from the
-    /// stream wait again at the front of `pending` (deliveries kept), and are sent again.
-    /// Those whose entries are still there (sent after the stream was made again) are left:
-    /// the group, made at `0`, delivers them.
+    /// The refusal `e` of a read of the results (`codes`, its codes), named when it is a
+    /// `WRONGTYPE`: another program wrote a key of another type where the pool keeps its
+    /// results list or their trimmed count (Redis's answer names no key).
+    fn results_refused(&self, e: ClusterError, codes: &[String]) -> ClusterError {
+        if !codes.iter().any(|code| code == "WRONGTYPE") {
+            return e;
+        }
+        ClusterError::Refused(format!(
+            "the key {} or {} holds a value of another type (written by another program?): \
+             the pool cannot read its results there ({e})",
+            self.keys.results, self.keys.trimmed
+        ))
+    }
+
+    /// After every beat: when the group was made anew since the last check (its stream
+    /// deleted by a node that found the alive key expired while this driver could not
+    /// beat, or expired), the tasks sent whose entries are gone wait again at the front of
+    /// `pending` (deliveries kept), and are sent again; those whose entries are still there
+    /// (sent after the stream was made again) are left: the group, made at `0`, delivers
+    /// them. The check is marked done in the group itself (a consumer, [`Driver::mark`]),
+    /// after the tasks wait again: a group made anew has no mark, whatever became of the
+    /// replies of the beat that made it or of an earlier check, and a group that lived on
+    /// keeps it, so that tasks whose results wait unread (their entries deleted by the
+    /// nodes' pushes) are not taken as lost after a beat that only failed.
     fn resend_lost(&self, link: &mut Link) -> Result<(), ClusterError> {
-        let entries: Vec<(String, u64)> = lock(&self.books).entries.iter().map(|(e, id)| (e.clone(), *id)).collect();
-        if entries.is_empty() {
+        let mark = self.mark();
+        let script = redis::Script::new(ENTRIES_THERE);
+        // Whether the group is marked (or missing), then, only when it is not, which entries
+        // are there: the entries' ids are not sent at every beat.
+        let mut check = |entries: &[(String, u64)]| -> Result<Option<Vec<i64>>, ClusterError> {
+            let mut there = script.key(&self.keys.tasks);
+            there.arg(&mark);
+            for (entry, _) in entries {
+                there.arg(entry);
+            }
+            let checked: Option<Vec<i64>> = link.run(|c| there.invoke(c))?;
+            // Tests: the check ran, its reply is lost (a link that drops again right after
+            // a restore).
+            if fail_point!("cluster.resend.reply") {
+                return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.resend.reply)".into()));
+            }
+            // No group (the beat that makes it comes first), or marked: nothing lost.
+            Ok(checked.filter(|checked| checked.first() == Some(&0)))
+        };
+        if check(&[])?.is_none() {
             return Ok(());
         }
-        let script = redis::Script::new(ENTRIES_THERE);
-        let mut there = script.key(&self.keys.tasks);
-        for (entry, _) in &entries {
-            there.arg(entry);
-        }
-        let found: Vec<i64> = link.run(|c| there.invoke(c))?;
+        let entries: Vec<(String, u64)> = lock(&self.books).entries.iter().map(|(e, id)| (e.clone(), *id)).collect();
+        let Some(checked) = check(&entries)? else { return Ok(()) };
+        let found = &checked[1..];
         let mut books = lock(&self.books);
         let mut lost = Vec::new();
-        for ((entry, id), found) in entries.into_iter().zip(found) {
+        for ((entry, id), &found) in entries.into_iter().zip(found) {
             // A result may have come meanwhile: only what is still sent under that entry.
             if found != 0 || books.entries.get(&entry) != Some(&id) {
                 continue;
@@ -403,7 +448,21 @@ impl Driver {
         for job in lost.into_iter().rev() {
             books.pending.push_front(job);
         }
-        Ok(())
+        drop(books);
+        let marked = run_coded(link, |c| {
+            redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&self.keys.tasks).arg(GROUP).arg(&mark).query(c)
+        });
+        match marked {
+            // Refused while Redis is out of memory: checked again at the next beat (what
+            // was lost already waits, it is not in the books' entries any more).
+            Err((_, codes)) if out_of_memory(&codes) => Ok(()),
+            marked => marked.map_err(|(e, _)| e),
+        }
+    }
+
+    /// The consumer that marks the group as checked by `resend_lost` (never reads nor claims).
+    fn mark(&self) -> String {
+        format!("checked-{}", self.id)
     }
 
     fn running(&self) -> bool {
@@ -771,9 +830,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
         }
         let step = (|| -> Result<(), ClusterError> {
             if Instant::now() >= next_beat {
-                if driver.beat(link, false)? {
-                    driver.resend_lost(link)?;
-                }
+                driver.beat(link, false)?;
+                driver.resend_lost(link)?;
                 let lost = driver.reclaim(link)?;
                 deliver_all(lost);
                 next_beat = Instant::now() + driver.options.lease / 3;
@@ -793,7 +851,8 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
             // that reaches Redis late, after a newer read and trim, removes nothing.
             let ttl = key_ttl(driver.options.lease);
             let max = driver.options.max_message_size;
-            let mut got = link.run(|c| read_results(&driver.keys, ttl, read, max, c))?;
+            let mut got = run_coded(link, |c| read_results(&driver.keys, ttl, read, max, c))
+                .map_err(|(e, codes)| driver.results_refused(e, &codes))?;
             read = (got.results.len(), got.trimmed);
             let large = got.take_large();
             if !large.is_empty() {
@@ -816,7 +875,7 @@ fn driver_thread(weak: std::sync::Weak<Driver>, link: &mut Link) {
                         std::thread::sleep(wait);
                         None
                     }
-                    Err((e, _)) => return Err(e),
+                    Err((e, codes)) => return Err(driver.results_refused(e, &codes)),
                 };
                 // One too large is left to the next read (which names its task), and goes.
                 raw.extend(first.filter(|r| r.len() <= max));

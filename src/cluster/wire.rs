@@ -5,10 +5,12 @@
 //!
 //! ```text
 //! mp:pools               the set of pool ids that nodes serve (one key for all pools)
-//! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes`
+//! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes` (its consumer
+//!                        `checked-ID`: the driver checked its entries since the group was made)
 //! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
 //!                        (`READ_RESULTS`: only what it read)
-//! mp:{p:ID}:trimmed      how many results the driver ever trimmed off the list
+//! mp:{p:ID}:trimmed      a count of the results the driver trimmed off the list, from a
+//!                        random start (each beat gives one to a missing count)
 //! mp:{p:ID}:alive        the driver's heartbeat, a key that expires after the lease
 //! ```
 //!
@@ -41,7 +43,10 @@ pub(crate) const GROUP: &str = "nodes";
 /// connection that runs after a newer trim finds another count and removes nothing (what it
 /// leaves is read again, a duplicate the driver ignores). The count, not the results'
 /// bytes: a task run twice (its entry taken back) pushes the same bytes twice, and a copy
-/// where the read had the original must not pass for it.
+/// where the read had the original must not pass for it. A missing count reads as 0 until
+/// the driver's next beat gives it a random start: a trim counted on a list since deleted
+/// (the driver's last read before the keys were lost, or one that reaches Redis late) finds
+/// another count on the new list, where a count started again from 0 could be its own.
 pub(crate) const READ_RESULTS: &str = r"
 local n = tonumber(ARGV[1])
 local trimmed = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -83,28 +88,47 @@ end
 return ids
 ";
 
-/// For each entry id in `ARGV`, whether it is still in the stream `KEYS[1]` (1 or 0).
+/// Which of the driver's entries (`ARGV[2]`...) are still in the stream `KEYS[1]`, unless
+/// none can be lost: `{1}` when the group has the consumer `ARGV[1]`, the driver's mark that
+/// it checked since the group was made (a group made anew has no consumer); else `{0, ...}`,
+/// then 1 or 0 for each entry. Nil without a group (the beat that makes it comes first).
 pub(crate) const ENTRIES_THERE: &str = r"
-local there = {}
-for i = 1, #ARGV do
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'nodes')
+if consumers.err then return false end
+for _, consumer in ipairs(consumers) do
+  if consumer[2] == ARGV[1] then return {1} end
+end
+local there = {0}
+for i = 2, #ARGV do
   there[i] = #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
 end
 return there
 ";
 
-/// Pushes a node's result and removes the task's entry; neither when the driver's alive
-/// key is gone (0). The entry stays pending then: a driver that was only out of reach for a
-/// while (its key expired, it beats again) takes it back after the lease and runs it again,
-/// where an entry removed with its result dropped would leave its task waiting for ever;
-/// the keys of a driver that is gone are deleted by the nodes all the same.
+/// Pushes a node's result and removes the task's entry (1); neither when the driver's alive
+/// key is gone. Then, while the entry is still in the stream, [`DRIVER_AWAY`]: the driver
+/// may only be out of reach (stalled, cut off, its key expired while it lives), and it
+/// beats again: the node keeps the result, its entry heartbeated, and pushes it again (a
+/// result dropped there made the driver take the entry back after the lease, counting a
+/// delivery: `WorkerLost` under `max_deliveries(1)`, or a second run). Without the entry
+/// (the keys of a driver gone, deleted by the nodes or expired; or the entry taken back),
+/// 0: nobody waits for this result. The entry is never removed with its result dropped,
+/// which would leave its task waiting for ever.
 pub(crate) const PUT_RESULT: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 2 end
+  return 0
+end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 ";
+
+/// [`PUT_RESULT`]'s answer when the driver's alive key is gone but the task's entry is still
+/// there: the result is kept and pushed again.
+pub(crate) const DRIVER_AWAY: i64 = 2;
 
 pub(crate) struct PoolKeys {
     pub(crate) tasks: String,
