@@ -595,7 +595,8 @@ static LEFT_SOCKETS: LeftBehind<OwnedFd> = LeftBehind::new();
 fn leave_socket(ours: BorrowedFd<'_>) {
     let _ = sys::shutdown_write(ours);
     let Ok(copy) = sys::dup(ours) else { return };
-    LEFT_SOCKETS.leave(copy);
+    // Not kept (a fork copy): closed, a child forked for it is then left a zombie.
+    LEFT_SOCKETS.leave(copy, drop);
 }
 
 /// Reaps the children the fork server forked as ours for starts that failed after their

@@ -161,6 +161,9 @@ pub(crate) struct LetGo {
     pub(crate) side: Option<usize>,
     /// Destroys and frees the object, or tells it that a side is gone.
     pub(crate) gone: fn(u64, usize),
+    /// The object is a child's argument token (`receipts`): a fork child gets no pins on
+    /// its table (see `copied`). Known from the handle's type, never read from the heap.
+    pub(crate) token: bool,
 }
 
 /// Taken (shared) around the changes of this process's entries when other threads may
@@ -228,7 +231,7 @@ impl ForkRecord {
         // returns to, or a static) does not keep that end open for the child, or a child
         // waiting for the end of its pipe would wait for itself. The object's own table
         // counts the copy (what keeps the memory); `in_child` drops the sides likewise.
-        for (&off, held) in self.registry.tables.iter().filter(|(_, h)| copied(heap, h)) {
+        for (&off, held) in self.registry.tables.iter().filter(|(_, h)| copied(h)) {
             // SAFETY: this process has an entry in the table at `off` (the registry lists
             // it until the entry is cleared, and no entry of ours changes while the record
             // is held), so its object is allocated; a table is atomics only.
@@ -258,9 +261,7 @@ impl ForkRecord {
     /// In the child, after the fork: the parent's other children are not this one's, nor
     /// are the sides and tokens it was not recorded in (see `record`).
     pub(crate) fn in_child(mut self) {
-        if let Some(heap) = Heap::try_get() {
-            self.registry.tables.retain(|_, held| copied(heap, held));
-        }
+        self.registry.tables.retain(|_, held| copied(held));
         // The heap's list of what the parent holds is the parent's (the child's own starts
         // empty); the child's copies are in its parent's books (`fork_child_ended`).
         self.registry.tables.values_mut().for_each(|held| held.listed = None);
@@ -275,10 +276,12 @@ impl ForkRecord {
 /// `TakenToken` is in a frame the copy never returns to, an `ArgsToken` copy gives nothing
 /// back), and a token has no other holder whose drop would prune the dead, so a
 /// grandchild's pins kept its dead parent's entry, and the token, for ever (review32 T2).
-/// Read before the fork's record and in the child's copy, with the parent's entry still
-/// there (it changes none while the record is held): the object is allocated.
-fn copied(heap: &Heap, held: &Held) -> bool {
-    held.let_go.side.is_none() && !super::object::is_token(heap, held.let_go.object, held.let_go.generation)
+/// Decided from this process's own books, so the parent's record and the child's copy
+/// agree: the object's header read in the child could belong to a token freed since the
+/// parent's record (the parent's entries change from then on), kept unpinned in the
+/// child's registry and locked at its next `Fork` start (review33 K1).
+fn copied(held: &Held) -> bool {
+    held.let_go.side.is_none() && !held.let_go.token
 }
 
 /// A fork child of this process has ended: its entries in the tables it was recorded in
@@ -331,6 +334,13 @@ pub(crate) fn forking_child_ended(pid: u32) {
             (let_go.gone)(let_go.object, 0);
         }
     }
+}
+
+/// Whether this process's registry names a table of the object at `object` (what a fork
+/// child would be recorded in).
+#[cfg(test)]
+pub(super) fn registry_names(object: u64) -> bool {
+    held_here().tables.values().any(|held| held.let_go.object == object)
 }
 
 /// Lists the object `let_go` names as a *token* this process sent away (`receipts`): held
@@ -1412,7 +1422,7 @@ mod tests {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let holders = Holders::new_held_at(7);
-        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {} };
+        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
         let in_flight = |holders: &Holders| holders.flight.load(Ordering::Relaxed) & COUNT;
         let carrier_counts = |holders: &Holders, carrier: u64| {
             let mut count = None;

@@ -197,7 +197,7 @@ impl<T: ShmObject> Shared<T> {
     /// How a process that finds the object at `off` (of `generation`) unheld frees it
     /// (the registry of what this process holds keeps it for its fork children).
     fn let_go(off: u64, generation: u64) -> LetGo {
-        LetGo { object: off, generation, side: None, gone: |off, _| Self::release(off) }
+        LetGo { object: off, generation, side: None, gone: |off, _| Self::release(off), token: T::KIND == kind::ARGS }
     }
 
     fn generation(&self) -> u64 {
@@ -576,14 +576,6 @@ fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
         .then_some(header)
 }
 
-/// Whether the object of `generation` at `off` is a child's argument token (kind `ARGS`,
-/// `receipts::ArgsToken`), read from its header: a fork child gets no pins on a token's
-/// table (`ForkRecord::record`).
-pub(super) fn is_token(heap: &Heap, off: u64, generation: u64) -> bool {
-    live_header(heap, off, generation)
-        .is_some_and(|header| header.tag.load(Ordering::Relaxed) == TAG | u64::from(kind::ARGS))
-}
-
 /// Forgets the entry of `dead` (a process known to have ended) in the holder table of the
 /// object at `off`, if that is still the object of `generation` and no other live process
 /// holds it (see `Holders::let_go_of_dead`); returns whether that was the object's last
@@ -728,6 +720,7 @@ impl<T: Sided> Side<T> {
                 let obj = unsafe { &*Heap::get().ptr(off).cast::<Obj<T>>() };
                 obj.value.side_gone(side);
             },
+            token: false,
         }
     }
 

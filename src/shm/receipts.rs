@@ -316,7 +316,7 @@ pub(crate) struct ArgsToken {
 }
 
 fn token_let_go(off: u64, generation: u64) -> LetGo {
-    LetGo { object: off, generation, side: None, gone: |off, _| Shared::<ArgsState>::release_at(off) }
+    LetGo { object: off, generation, side: None, gone: |off, _| Shared::<ArgsState>::release_at(off), token: true }
 }
 
 /// The bytes a token asks the heap for, for an argument of `handles` handles (its block's
@@ -459,6 +459,7 @@ pub(crate) fn take_token(wire: [u64; 3]) -> Option<TakenToken> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn a_receipt_frame_carries_its_key_and_no_outcome_reads_as_one() {
@@ -474,5 +475,43 @@ mod tests {
         assert_eq!(from_frame(&[]), None);
         assert_eq!(on_socket(7) & !SOCKET, 7);
         assert!(!Heap::get().contains(on_socket(7), 8), "never a heap offset");
+    }
+
+    /// A token freed between the fork's record (in the parent) and the child's `in_child`:
+    /// the child drops the token's table from its registry all the same, as the parent
+    /// recorded it in none. It kept it (review33 K1) when each side read "token or not"
+    /// from the heap: the freed block no longer read as a token, and the child's next
+    /// `Fork` start would have locked a table in a freed block.
+    #[test]
+    fn a_fork_child_drops_a_tokens_table_freed_before_it_ran() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let token = Shared::with_tail(ArgsState { block: AtomicU64::new(0), child: AtomicU64::new(0) }, 64).unwrap();
+        let object = token.identity().0;
+        assert!(holders::registry_names(object), "the maker's entry is in its registry");
+        let (r, w) = sys::pipe().unwrap();
+        let record = holders::before_fork();
+        match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                // Runs once the parent freed the token.
+                let _ = sys::read_some(r.as_fd(), &mut [0u8]);
+                record.in_child();
+                sys::exit_now(i32::from(holders::registry_names(object)));
+            }
+            sys::Forked::Parent(pid) => {
+                let pidfd = sys::pidfd_open(pid).unwrap();
+                record.record(sys::ProcId { pid, start: sys::process_start(pid).unwrap() });
+                drop(token);
+                assert_eq!(heap.in_use(), before, "no fork pin kept the token");
+                sys::write_all(w.as_fd(), &[1]).unwrap();
+                let ended = sys::reap_pidfd(pidfd.as_fd(), true).unwrap();
+                holders::fork_child_ended(pid);
+                assert!(
+                    matches!(ended, Some(sys::Ended::Exited(0))),
+                    "the child kept the freed token's table in its registry: {ended:?}"
+                );
+            }
+        }
     }
 }

@@ -346,7 +346,8 @@ fn server_done(heap: &Heap, off: u64, server: u32) -> bool {
 /// Puts `room` on [`LEFT`]; `ended`: its child has ended (reaped), only its server's last
 /// write is waited for.
 fn leave_for_later(room: ReportRoom, ended: bool) {
-    LEFT.leave((room, ended));
+    // Not kept (a fork copy): leaked, its server or child may still write it.
+    LEFT.leave((room, ended), |(room, _)| room.leave());
 }
 
 /// Rooms left to a child whose start failed ([`ReportRoom::leave_to_child`]) or to a fork
@@ -357,22 +358,75 @@ static LEFT: LeftBehind<(ReportRoom, bool)> = LeftBehind::new();
 /// What this process left to finish later (the fork server's rooms and boot-socket copies
 /// of starts that failed), each with the process that left it: a fork copy of the process
 /// has a copy of the list, whose entries are not its own. Its length beside it lets the
-/// look at every fork-server start skip the lock when it is empty.
+/// look at every fork-server start skip the lock when it is empty. The lock is never
+/// waited for without bound: a fork copy (`allow_fork_with_threads`) may have it as
+/// another thread of its parent held it, a thread the copy does not have.
 pub(crate) struct LeftBehind<T> {
     list: std::sync::Mutex<Vec<(u32, T)>>,
     len: std::sync::atomic::AtomicUsize,
+    /// The process whose thread holds the lock (0: nobody, or a thread between the lock and
+    /// this store): another pid in a fork copy means the lock will never be let go.
+    holder: AtomicU32,
 }
+
+/// [`LeftBehind`]'s list, locked, with its holder noted (cleared before the unlock).
+struct LeftList<'a, T> {
+    list: std::sync::MutexGuard<'a, Vec<(u32, T)>>,
+    holder: &'a AtomicU32,
+}
+
+impl<T> Drop for LeftList<'_, T> {
+    fn drop(&mut self) {
+        self.holder.store(0, Ordering::Relaxed);
+    }
+}
+
+/// How long [`LeftBehind::leave`] waits for a lock held by this process's own threads (a
+/// sweep reads `/proc` under it: milliseconds on a loaded machine) before it gives its item
+/// up (a lock held, copied, at a fork whose parent had not yet noted its holder).
+const LEAVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<T> LeftBehind<T> {
     pub(crate) const fn new() -> Self {
-        Self { list: std::sync::Mutex::new(Vec::new()), len: std::sync::atomic::AtomicUsize::new(0) }
+        Self {
+            list: std::sync::Mutex::new(Vec::new()),
+            len: std::sync::atomic::AtomicUsize::new(0),
+            holder: AtomicU32::new(0),
+        }
     }
 
-    /// Leaves `item`, this process's, to a later [`LeftBehind::sweep`].
-    pub(crate) fn leave(&self, item: T) {
-        let mut list = self.list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        list.push((sys::pid_now(), item));
-        self.len.store(list.len(), Ordering::Relaxed);
+    /// The list, if its lock is free now (`None`: held, maybe by a thread this fork copy
+    /// does not have).
+    fn try_list(&self) -> Option<LeftList<'_, T>> {
+        let list = match self.list.try_lock() {
+            Ok(list) => list,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        self.holder.store(sys::pid_now(), Ordering::Relaxed);
+        Some(LeftList { list, holder: &self.holder })
+    }
+
+    /// Leaves `item`, this process's, to a later [`LeftBehind::sweep`]; or, when the list's
+    /// lock is held by a thread of another process (this is a fork copy of it), or for
+    /// longer than [`LEAVE_PATIENCE`], gives it to `not_left` (a leak, for a room another
+    /// process may write).
+    pub(crate) fn leave(&self, item: T, not_left: impl FnOnce(T)) {
+        let me = sys::pid_now();
+        let since = std::time::Instant::now();
+        let mut list = loop {
+            if let Some(list) = self.try_list() {
+                break list;
+            }
+            let holder = self.holder.load(Ordering::Relaxed);
+            if (holder != 0 && holder != me) || since.elapsed() > LEAVE_PATIENCE {
+                log::debug!("a left item not kept: the list's lock is held by process {holder}");
+                return not_left(item);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        list.list.push((me, item));
+        self.len.store(list.list.len(), Ordering::Relaxed);
     }
 
     /// Whether an item left, this process's or not, is such.
@@ -382,28 +436,24 @@ impl<T> LeftBehind<T> {
     }
 
     /// Keeps this process's items for which `keep` says so, and drops the others; a fork
-    /// copy's items (another process's) go to `not_ours`. Not waited for: a fork copy of
-    /// this process may have the lock as another thread held it when it was forked.
+    /// copy's items (another process's) go to `not_ours`. Not waited for: its lock may be
+    /// held by another thread of this process, or of its parent (a fork copy's).
     pub(crate) fn sweep(&self, mut keep: impl FnMut(&mut T) -> bool, mut not_ours: impl FnMut(T)) {
         if self.len.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut list = match self.list.try_lock() {
-            Ok(list) => list,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        };
+        let Some(mut list) = self.try_list() else { return };
         let me = sys::pid_now();
-        let mut kept = Vec::with_capacity(list.len());
-        for (owner, mut item) in list.drain(..) {
+        let mut kept = Vec::with_capacity(list.list.len());
+        for (owner, mut item) in list.list.drain(..) {
             if owner != me {
                 not_ours(item);
             } else if keep(&mut item) {
                 kept.push((owner, item));
             }
         }
-        *list = kept;
-        self.len.store(list.len(), Ordering::Relaxed);
+        *list.list = kept;
+        self.len.store(list.list.len(), Ordering::Relaxed);
     }
 }
 
@@ -548,6 +598,53 @@ impl ChildRoom {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
+
+    /// A fork copy made while another thread of its parent sweeps a list gets the list's
+    /// lock held by a thread it does not have: its leave gives its item up instead of
+    /// waiting for ever (review33 F4: it hung).
+    #[test]
+    fn a_fork_copy_made_during_a_sweep_leaves_without_waiting() {
+        static LIST: LeftBehind<u32> = LeftBehind::new();
+        LIST.leave(1, |_| unreachable!("nobody else holds the lock"));
+        let (in_sweep_tx, in_sweep_rx) = std::sync::mpsc::channel();
+        let (go_on_tx, go_on_rx) = std::sync::mpsc::channel::<()>();
+        let sweeper = std::thread::spawn(move || {
+            LIST.sweep(
+                |_| {
+                    in_sweep_tx.send(()).unwrap();
+                    let _ = go_on_rx.recv();
+                    false
+                },
+                drop,
+            );
+        });
+        in_sweep_rx.recv().unwrap();
+        match sys::fork().unwrap() {
+            sys::Forked::Child => {
+                let mut given_up = false;
+                LIST.leave(2, |_| given_up = true);
+                sys::exit_now(if given_up { 0 } else { 1 });
+            }
+            sys::Forked::Parent(pid) => {
+                let pidfd = sys::pidfd_open(pid).unwrap();
+                let mut ended = None;
+                for _ in 0..1000 {
+                    ended = sys::reap_pidfd(pidfd.as_fd(), false).unwrap();
+                    if ended.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                if ended.is_none() {
+                    sys::kill_and_reap(pid);
+                }
+                go_on_tx.send(()).unwrap();
+                sweeper.join().unwrap();
+                assert!(matches!(ended, Some(sys::Ended::Exited(0))), "the fork copy's leave: {ended:?}");
+            }
+        }
+    }
 
     /// The first of go and stop is the one the child acts on; a stop said after the
     /// server's go knows it came too late.
