@@ -2317,6 +2317,62 @@ fn a_fork_servers_late_go_writes_into_no_freed_room() {
     );
 }
 
+const LAST_WRITE_INNER: &str = "MULTIPROC_TEST_PROCESS_LAST_WRITE_INNER";
+
+/// Whether process `pid` sleeps (`S` in `/proc`: a fork server waiting for a request).
+fn sleeping(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('S'))
+}
+
+#[test]
+fn a_reap_before_its_fork_servers_last_write_frees_the_room_inner() {
+    if std::env::var_os(LAST_WRITE_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    {
+        // The fork server stops itself (`stop:forkserver.answered`, armed for the whole
+        // family) right after its answer, before its last write into the child's room.
+        let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+        let child = Process::new(square, 3).start_method(StartMethod::ForkServer).start().unwrap();
+        assert!(eventually(LIMIT, || stopped(server)), "the server stopped after its answer");
+        // We said go ourselves: the child runs and ends, and its reap finds the server not
+        // yet done with its room. It waits for it, held after its first look.
+        multiproc::__private::crash_at("hold:process.report.release.waits");
+        let join = std::thread::spawn(move || child.join());
+        let held = eventually(LIMIT, || multiproc::__private::crash_holding() == 1 || join.is_finished());
+        assert!(held && !join.is_finished(), "the reap left the room without waiting for its server's last write");
+        // The server goes on: its last write, then it waits for the next request.
+        // SAFETY (test): kill only sends a signal, to the family's fork server.
+        unsafe {
+            libc::kill(server as i32, libc::SIGCONT);
+        }
+        assert!(eventually(LIMIT, || sleeping(server)), "the server went on to its next request");
+        multiproc::__private::crash_disarm();
+        assert_eq!(join.join().unwrap().unwrap(), 9);
+    }
+    // The room is freed by the reap: this process makes no later start that would free it.
+    leaks.assert_no_leak();
+    println!("INNER-DONE");
+}
+
+/// Found by room33: a reap that came between its fork server's answer and its last write
+/// into the child's room (`SERVER_DONE`) left the room for later, freed only at this
+/// process's next fork-server start: a process that makes none keeps it for its life (a
+/// child process, for good). A server that lost its processor after its answer (it woke
+/// its requester) made it so: after a restart, one start in four in
+/// `a_fork_server_pool_in_a_child_whose_server_was_killed_fails_its_map_typed` (512 bytes).
+/// Now the reap waits a moment for a live server's last write.
+#[test]
+fn a_reap_before_its_fork_servers_last_write_frees_the_room() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_reap_before_its_fork_servers_last_write_frees_the_room_inner",
+        &[(LAST_WRITE_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.answered")],
+    );
+}
+
 const SERVER_KILLED_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_KILLED_INNER";
 
 #[test]

@@ -20,7 +20,8 @@
 //! ended ([`free_left_rooms`]), or at once when the server forked none
 //! ([`ReportRoom::unforked_at`]). The fork server may write a room after its answer (its
 //! go): its last write is marked ([`SERVER_DONE`]), and a room is freed only once that
-//! mark is seen or the server is dead ([`ReportRoom::release`]).
+//! mark is seen or the server is dead ([`ReportRoom::release`], which waits a moment for
+//! the mark).
 //!
 //! A fork-server child waits for its go word before it touches anything its boot message
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
@@ -38,6 +39,7 @@
 //! them (the child may still write them): a leak of a few words, as with receipts.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
@@ -71,7 +73,7 @@ const GO_STATE: u32 = 3;
 const SERVER_DONE: u32 = 4;
 /// How long a child looks at its go word before it sleeps on it (`wait::spin_for`, which
 /// yields now and then: the server that says go may need this processor).
-const GO_SPIN: std::time::Duration = super::wait::SPIN;
+const GO_SPIN: Duration = super::wait::SPIN;
 
 /// Says `what` (go on or stop; or nothing, [`GO_PENDING`]) unless go or stop was said
 /// already: the first word said is the one the child acts on, and the one returned, so a
@@ -289,10 +291,11 @@ impl ReportRoom {
     /// Frees the room, whose child has ended (its message taken), or leaves it until its
     /// fork server is done with it: a server says go after its answer went, and its
     /// requester may have seen the child end by then (the go of a server stopped, or slow,
-    /// after its answer). Left, it is freed once the server's last write is seen, or the
-    /// server is dead ([`free_left_rooms`]).
+    /// after its answer). The server's last write is waited for a moment
+    /// ([`server_done_soon`]). Left, it is freed once that write is seen, or the server is
+    /// dead ([`free_left_rooms`]).
     pub(crate) fn release(self) {
-        if self.asked.is_some_and(|server| !server_done(Heap::get(), self.off, server)) {
+        if self.asked.is_some_and(|server| !server_done_soon(Heap::get(), self.off, server)) {
             leave_for_later(self, true);
         }
     }
@@ -341,6 +344,35 @@ impl ReportRoom {
 /// meanwhile reads as alive: the room waits, never freed early.
 fn server_done(heap: &Heap, off: u64, server: u32) -> bool {
     go_word(heap, off).load(Ordering::Acquire) & SERVER_DONE != 0 || server != 0 && !sys::process_alive(server, 0)
+}
+
+/// How long a reap waits for the fork server's last write to its child's room
+/// ([`server_done_soon`]) before it leaves the room for later,
+const LAST_WRITE_WAIT: Duration = Duration::from_millis(20);
+/// and the sleep between two looks.
+const LAST_WRITE_LOOK: Duration = Duration::from_micros(100);
+
+/// [`server_done`] for the room of a child that has ended, waited for up to
+/// [`LAST_WRITE_WAIT`]: the child ran, so its server answered, and the server's last write
+/// follows its answer within a few steps, unless the server lost its processor in between
+/// (its answer woke its requester, which saw the child run to its end first: after a
+/// restart, one start in four, the write came some 200 µs later). A room left for later is
+/// freed only at this process's next fork-server start (or `active_children`): a process
+/// that makes none keeps it for its life, a child process for good. A server stopped or
+/// held after its answer costs the reap the whole wait, and keeps the room.
+fn server_done_soon(heap: &Heap, off: u64, server: u32) -> bool {
+    let since = Instant::now();
+    loop {
+        if server_done(heap, off, server) {
+            return true;
+        }
+        if since.elapsed() >= LAST_WRITE_WAIT {
+            return false;
+        }
+        // Looked, and waits on: a test holds a reap here while its server goes on.
+        crash_point!("process.report.release.waits");
+        std::thread::sleep(LAST_WRITE_LOOK);
+    }
 }
 
 /// Puts `room` on [`LEFT`]; `ended`: its child has ended (reaped), only its server's last
