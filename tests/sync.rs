@@ -1179,35 +1179,51 @@ fn a_party_killed_before_arriving_whose_death_another_holder_forgot_still_breaks
     let _w = watchdog(LIMIT);
     for method in METHODS {
         round_with_a_forgotten_death(method, |barrier| {
-            // A fourth holder lets go of its last handle: its drop forgets the dead party.
-            Process::new(leave_without_waiting, barrier.clone()).start_method(method).start().unwrap().join().unwrap();
+            let barrier = barrier.clone();
+            // A fourth holder lets go of its last handle: its drop (or its start's receive)
+            // forgets the dead party.
+            move || {
+                Process::new(leave_without_waiting, barrier).start_method(method).start().unwrap().join().unwrap();
+            }
         });
     }
 }
 
 /// As above, the process forgetting the dead party killed between counting its death and
 /// clearing its entry (in the holder table's lock): the entry is still there, the next prune
-/// counts the death again, and the round breaks.
+/// counts the death again, and the round breaks. The fourth holder took its handle before
+/// the party died (a receive that finds the table full prunes the dead too, and would
+/// forget the death before the crash point is armed).
 #[test]
 fn a_holder_killed_forgetting_a_dead_party_loses_its_death_not() {
     let _w = watchdog(LIMIT);
     round_with_a_forgotten_death(StartMethod::ForkServer, |barrier| {
-        let args = (barrier.clone(), "holders.prune.counted".to_string());
+        let (armed, go) = (Event::new().unwrap(), Event::new().unwrap());
+        let args = (barrier.clone(), "holders.prune.counted".to_string(), armed.clone(), go.clone());
         let fourth = Process::new(leave_dying_at, args).start().unwrap();
-        assert_eq!(fourth.wait(), -libc::SIGABRT, "the fourth holder did not die forgetting the dead party");
+        assert_eq!(armed.wait(), Ok(()));
+        move || {
+            go.set();
+            assert_eq!(fourth.wait(), -libc::SIGABRT, "the fourth holder did not die forgetting the dead party");
+        }
     });
 }
 
-/// In a child: drops its handle, dying at the crash point named.
-fn leave_dying_at(args: (Barrier, String)) {
-    multiproc::__private::crash_at(&args.1);
-    drop(args.0);
+/// In a child: arms the crash point named, says so, and once told drops its handle (dying
+/// at the point).
+fn leave_dying_at(args: (Barrier, String, Event, Event)) {
+    let (barrier, point, armed, go) = args;
+    multiproc::__private::crash_at(&point);
+    armed.set();
+    assert_eq!(go.wait(), Ok(()));
+    drop(barrier);
 }
 
 /// Two parties of three wait (stopped, so that their own checks see no death), a third
-/// holding the barrier is killed before it arrives, `forget` has another process forget
-/// its death; the two parties, continued, must learn that a party died.
-fn round_with_a_forgotten_death(method: StartMethod, forget: impl FnOnce(&Barrier)) {
+/// holding the barrier is killed before it arrives, and the `forget` that `before_the_death`
+/// made (before the third died) has another process forget its death; the two parties,
+/// continued, must learn that a party died.
+fn round_with_a_forgotten_death<F: FnOnce()>(method: StartMethod, before_the_death: impl FnOnce(&Barrier) -> F) {
     let barrier = Barrier::new(3).unwrap();
     let waiters: Vec<_> =
         (0..2).map(|_| Process::new(meet_or_break, barrier.clone()).start_method(method).start().unwrap()).collect();
@@ -1217,12 +1233,13 @@ fn round_with_a_forgotten_death(method: StartMethod, forget: impl FnOnce(&Barrie
         assert_eq!(unsafe { libc::kill(waiter.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
         assert!(common::eventually(LIMIT, || common::pid_stopped(waiter.pid())));
     }
+    let forget = before_the_death(&barrier);
     let holding = Event::new().unwrap();
     let third =
         Process::new(hold_and_never_arrive, (barrier.clone(), holding.clone())).start_method(method).start().unwrap();
     assert_eq!(holding.wait(), Ok(()));
     kill_9(third);
-    forget(&barrier);
+    forget();
     for waiter in &waiters {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::kill(waiter.pid() as libc::pid_t, libc::SIGCONT) }, 0);
