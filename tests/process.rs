@@ -2696,6 +2696,77 @@ fn a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room() {
     );
 }
 
+const ANSWERED_THEN_KILLED_INNER: &str = "MULTIPROC_TEST_PROCESS_ANSWERED_THEN_KILLED_INNER";
+
+#[test]
+fn a_room_asked_of_a_server_killed_after_its_answer_is_freed_inner() {
+    if std::env::var_os(ANSWERED_THEN_KILLED_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    // Once before, with a boot socket (no room, so the server does not stop): the fork
+    // server runs, and this process keeps a connection to it.
+    let first = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start().unwrap();
+    first.join().unwrap();
+    assert_eq!(queue.get_timeout(LIMIT).ok(), Some(7));
+    let before = multiproc::__private::heap_in_use();
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    // A start with a report room, held once its request went and before it reads whose
+    // server it asked. The server forks, answers, and stops itself before its last write to
+    // the room (`stop:forkserver.answered`, armed for the whole family).
+    multiproc::__private::crash_at("hold:forkserver.asked");
+    std::thread::scope(|s| {
+        let asking = s.spawn(|| fork_server_square(3));
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the request went");
+        assert!(eventually(LIMIT, || stopped(server)), "the server stopped after its answer");
+        // Killed there, it never marks the room as done with.
+        signal_server(server, libc::SIGKILL);
+        assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+        // Another thread's start (a boot socket: its server does not stop) finds it dead
+        // and starts a new one, which is published and lives on: held too once its request
+        // went to it.
+        let restarting = s.spawn(|| {
+            let child = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
+            child.map_err(|e| e.to_string())?.join().map_err(|e| e.to_string())
+        });
+        assert!(
+            eventually(LIMIT, || restarting.is_finished() || multiproc::__private::crash_holding() == 2),
+            "the new server has the second request"
+        );
+        let new = multiproc::__private::fork_server_pid();
+        assert!(new.is_some_and(|new| new != server), "a new server runs");
+        // Both go on. The first has the dead server's answer, and reads the new server's
+        // pid: its child runs, and its room waits for one of them.
+        multiproc::__private::crash_disarm();
+        assert_eq!(restarting.join().unwrap(), Ok(()));
+        assert_eq!(queue.get_timeout(LIMIT).ok(), Some(7));
+        assert_eq!(asking.join().unwrap(), Ok(9));
+    });
+    // The room waits only for the server that took its request, dead: it is freed, not
+    // left for the life of the new server.
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= before
+    });
+    assert!(back, "heap in use: {before} bytes before, {} after", multiproc::__private::heap_in_use());
+    println!("INNER-DONE");
+}
+
+/// A report room whose request's server answered and was killed before its last write to
+/// the room (`SERVER_DONE`) is freed once that server is seen dead. Before (review33 F1),
+/// the requester took for its server the pid published when it read it after its request
+/// went, which can be a later server's (another thread started one again meanwhile): the
+/// room waited for that live server's mark or death, and stayed for its life (512 bytes).
+/// Now the server names itself in its answer.
+#[test]
+fn a_room_asked_of_a_server_killed_after_its_answer_is_freed() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_asked_of_a_server_killed_after_its_answer_is_freed_inner",
+        &[(ANSWERED_THEN_KILLED_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.answered")],
+    );
+}
 /// A child that, once let through `gate`, tries a fork-server start (the server is dead
 /// then): whether it failed with `StartMethodUnavailable`.
 fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {

@@ -68,14 +68,17 @@ struct Request {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
-    /// Forked; the pidfd and the status pipe come along.
+    /// Forked; the pidfd and the status pipe come along. `server` is the answering server's
+    /// own pid: the one process that writes the child's report room after the answer.
     Forked {
         pid: u32,
+        server: u32,
     },
     /// Forked as the requester's own child (the requester is the server's parent): the
-    /// pidfd comes along, and the requester reaps it.
+    /// pidfd comes along, and the requester reaps it. `server` as in `Forked`.
     Yours {
         pid: u32,
+        server: u32,
     },
     Refused(String),
     /// The fork failed with this errno (`EAGAIN`: out of processes; `ENOMEM`): the
@@ -454,8 +457,8 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         // The room is 64-byte aligned: the low bit says whether the message holds handles.
         Boot::Inline(bytes, room, handles) => (Err((room.offset() | u64::from(handles), bytes)), Some(room), None),
     };
-    // The server the request went to last, as read once it went (`ask`): a room is freed
-    // only once that server is done with it, or dead.
+    // The server the request went to last, as its answer names it, or as read once the
+    // request went (`ask`): a room is freed only once that server is done with it, or dead.
     let mut asked_of = 0;
     let asked = (|| {
         let config = family::config().map_err(|e| (LaunchError::Failed(e), false))?;
@@ -677,9 +680,10 @@ fn family_server() -> u32 {
 /// `boot` is the child's end of its boot socket, or its report room's offset and its boot
 /// message (sent as the room's offset, 8 bytes little-endian, then the message: the child
 /// waits for its go word before it decodes the message, whose blobs its requester may
-/// have given back). `asked` is set to the pid of the server the request went to, read once
-/// it went (the pid is published after the listener of a server started again: one read
-/// before might be its dead predecessor's), 0 if not known.
+/// have given back). `asked` is set to the pid of the server the request went to: the one
+/// its answer names, else as read once it went (the pid is published after the listener
+/// of a server started again: one read before might be its dead predecessor's; one read
+/// after may be a later server's), 0 if not known.
 fn ask(
     boot: Result<BorrowedFd<'_>, (u64, &[u8])>,
     token: &[u8; 16],
@@ -740,12 +744,13 @@ fn ask(
         return Err(if fresh { failed(e, false) } else { Unasked::Stale(e) });
     }
     drop(room);
-    // The server that has the request, or a later one (0 while one is being started again:
-    // read again while the answer is waited for).
-    *asked = pid();
     // Asked, not yet answered: a test holds a requester here (`hold:`) while it kills the
-    // server, whose death the requester then meets in its wait.
+    // server, whose death the requester then meets in its wait, or while another thread
+    // starts a new server, which the pid read below may then be.
     crash_point!("forkserver.asked");
+    // The server that has the request, or a later one (0 while one is being started again:
+    // read again while the answer is waited for), until its answer names it.
+    *asked = pid();
     let result = (|| {
         let mut buf = [0u8; 512];
         let mut fds = Vec::new();
@@ -784,15 +789,22 @@ fn ask(
             }
         }
     };
-    match codec::decode_own::<Reply>(&reply).map_err(|e| failed(e.into(), true))? {
-        Reply::Forked { pid } => {
+    let reply = codec::decode_own::<Reply>(&reply).map_err(|e| failed(e.into(), true))?;
+    if let Reply::Forked { server, .. } | Reply::Yours { server, .. } = reply {
+        // Exactly the server that may still write the child's room: the pid read above may
+        // be a later server's (another thread started one again meanwhile), which would
+        // keep the room while it lives although this one, dead, never marks it.
+        *asked = server;
+    }
+    match reply {
+        Reply::Forked { pid, .. } => {
             let mut fds = fds.into_iter();
             match (fds.next(), fds.next()) {
                 (Some(pidfd), Some(status)) => Ok((pid, pidfd, Some(status))),
                 _ => Err(Unasked::Failed(LaunchError::lost(None), true)),
             }
         }
-        Reply::Yours { pid } => match fds.into_iter().next() {
+        Reply::Yours { pid, .. } => match fds.into_iter().next() {
             Some(pidfd) => Ok((pid, pidfd, None)),
             None => Err(Unasked::Failed(LaunchError::lost(Some(pid)), true)),
         },
@@ -927,6 +939,9 @@ struct Kid {
 
 struct Server {
     listener: OwnedFd,
+    /// This server's pid (asked once, at its start): its children's parent, and named in
+    /// its answers (`Reply::Forked`, `Reply::Yours`).
+    me: u32,
     /// The main process, the server's parent: its children are forked as its own.
     main: sys::ProcId,
     /// Whether `clone3(CLONE_PARENT)` works here (until it fails once).
@@ -1004,6 +1019,7 @@ fn serve(listener: OwnedFd, token: [u8; 16], main: u32, zygote: bool) -> ! {
     let main = sys::ProcId { pid: main, start: sys::process_start_time(main).unwrap_or(0) };
     let mut server = Server {
         listener,
+        me: sys::pid_now(),
         main,
         siblings: true,
         token,
@@ -1303,7 +1319,7 @@ impl Server {
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    let went = self.reply(i, &Reply::Yours { pid }, &[pidfd.as_fd()]);
+                    let went = self.reply(i, &Reply::Yours { pid, server: self.me }, &[pidfd.as_fd()]);
                     answered(go_room, went);
                     if !went && let ChildBoot::Socket(sock) = &child_boot {
                         // The answer went nowhere: its requester gave up (a server stopped
@@ -1328,7 +1344,7 @@ impl Server {
                 }
             }
         }
-        let me = sys::my_pid();
+        let me = self.me;
         // The status pipe, and room for the child's pidfd and its copy for the requester,
         // before the child exists (the server is single-threaded: nobody takes the room
         // back). A child made without them would read its boot message, take its handles
@@ -1371,7 +1387,7 @@ impl Server {
                         }
                         fds.push(read.as_fd());
                         crash_point!("forkserver.forked");
-                        let went = self.reply(i, &Reply::Forked { pid }, &fds);
+                        let went = self.reply(i, &Reply::Forked { pid, server: me }, &fds);
                         answered(go_room, went);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
