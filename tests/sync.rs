@@ -1219,6 +1219,22 @@ fn leave_dying_at(args: (Barrier, String, Event, Event)) {
     drop(barrier);
 }
 
+/// Kills the processes it names when the test fails: stopped parties, or parties waiting
+/// for a round that will never end, would otherwise be joined for ever when the test
+/// binary exits (CI hung after a failed assertion left two parties stopped).
+struct KillOnPanic(Vec<u32>);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &pid in &self.0 {
+                // SAFETY: a signal to a child of this test.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 /// Two parties of three wait (stopped, so that their own checks see no death), a third
 /// holding the barrier is killed before it arrives, and the `forget` that `before_the_death`
 /// made (before the third died) has another process forget its death; the two parties,
@@ -1228,6 +1244,7 @@ fn round_with_a_forgotten_death<F: FnOnce()>(method: StartMethod, before_the_dea
     let waiters: Vec<_> =
         (0..2).map(|_| Process::new(meet_or_break, barrier.clone()).start_method(method).start().unwrap()).collect();
     assert!(common::eventually(LIMIT, || barrier.n_waiting() == 2), "{method:?}");
+    let _killed_if_we_fail = KillOnPanic(waiters.iter().map(ProcessHandle::pid).collect());
     for waiter in &waiters {
         // SAFETY: a signal to our own child.
         assert_eq!(unsafe { libc::kill(waiter.pid() as libc::pid_t, libc::SIGSTOP) }, 0);
