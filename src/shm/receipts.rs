@@ -23,8 +23,9 @@
 //! not an entry of its own), sends it and lets go of its handle. The child takes the count
 //! before it decodes anything of its argument ([`take_token`]) and keeps it until it ends:
 //! its entry is then pruned by its reaper as any dead holder's (whether it was killed or
-//! exited), and that free lets go of what the child did not take ([`ArgsState`]'s
-//! `destroy`), once. The child never frees it itself: a kill between the table's release
+//! exited), which first lets go of what the child did not take ([`ArgsState::undo`]),
+//! its table pinned and the dead child's entry still there, so that a reaper killed in the
+//! undo leaves the rest to the next reap of the same slot (`object::let_go_of_dead`). The child never frees it itself: a kill between the table's release
 //! and the block's free would leak it. The parent's side takes the count back
 //! ([`ArgsToken::give_back`]) at the child's reap and on a failed start, and the parent's
 //! reaper does (`holds`, through the token's slot) when the parent died first: a count
