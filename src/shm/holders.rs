@@ -669,6 +669,9 @@ impl Holders {
         }
         let _g = self.lock_and_unpin(announced);
         if only_if_last {
+            // A dead process's pin (a reaper killed in `while_only_dead_hold`) must not keep
+            // the object for ever: it is taken away when no live process announces it.
+            self.drop_dead_pins(heap);
             if self.flying() || self.for_each(heap, |e| !e.is_free() && !e.is(dead) && e.alive()) {
                 return false;
             }
@@ -686,6 +689,25 @@ impl Holders {
             found
         });
         self.finish(heap)
+    }
+
+    /// Runs `f` with this table (of the object of `generation`) pinned, if no handle is
+    /// in flight and no live process holds the object: only dead holders do, and nobody can
+    /// take it any more. The pin keeps the object allocated while `f` runs (no `finish`
+    /// releases a table a live process announces), so `f` may read it. `None`: the object
+    /// is released or another, a handle is in flight, or a live process holds it; `f` did
+    /// not run. Whoever frees the object later calls [`Holders::let_go_of_dead`] (a dead
+    /// pinner's pin is taken away there).
+    pub(crate) fn while_only_dead_hold<R>(&self, heap: &Heap, generation: u64, f: impl FnOnce() -> R) -> Option<R> {
+        let announced = self.announce(heap);
+        self.pin(generation, false).ok()?;
+        let dead_only = {
+            let _g = RawGuard::lock(&self.lock);
+            self.flight.load(Ordering::Relaxed) & COUNT == 0 && !self.for_each(heap, |e| !e.is_free() && e.alive())
+        };
+        let done = dead_only.then(f);
+        drop(self.lock_and_unpin(announced));
+        done
     }
 
     /// Whether a handle is in flight or a receiver pinned (never, once released: a side

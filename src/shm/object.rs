@@ -33,7 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::ShmSafe;
 use super::heap::{Heap, HeapFull};
 use super::holders::{Holders, LetGo, Received};
-use super::receipts::Receipt;
+use super::receipts::{ArgsState, Receipt};
 use crate::codec;
 
 /// The kinds of shared object, one number each, checked when a handle is decoded.
@@ -580,10 +580,42 @@ fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
 /// object at `off`, if that is still the object of `generation` and no other live process
 /// holds it (see `Holders::let_go_of_dead`); returns whether that was the object's last
 /// reference (the caller frees it, with the `LetGo::gone` it knows).
+///
+/// A child's argument's token held by the dead alone first lets go of what its child did
+/// not take, while its table is still held: see [`undo_dead_token`].
 pub(super) fn let_go_of_dead(heap: &Heap, off: u64, generation: u64, dead: crate::sys::ProcId) -> bool {
     // A block freed and reused meanwhile is told apart by its header, and the holder
     // table's own pin checks the generation again.
-    live_header(heap, off, generation).is_some_and(|header| header.holders.let_go_of_dead(heap, dead, generation, true))
+    live_header(heap, off, generation).is_some_and(|header| {
+        undo_dead_token(heap, off, generation, header);
+        header.holders.let_go_of_dead(heap, dead, generation, true)
+    })
+}
+
+/// If the object at `off` (its `header` live at `generation`) is a child's argument's token
+/// that only the dead hold (its count taken, by the child, now dead), runs its undo now
+/// (`receipts::ArgsState::undo`), its table pinned, before the last entry is let go of:
+/// the free is then restartable. A reaper killed in the undo leaves the dead child's entry
+/// (and its own pin, a dead one): the next reap of the same slot (the dead reaper's own
+/// reaper walks its claimed blocks and token slots again) runs the rest of the undo, each
+/// step being idempotent (an `Uncarry` lets go of a carrier's entry whole, a key met again
+/// finds none), and frees the token. Once the table is released, `destroy` finds the undo
+/// done.
+fn undo_dead_token(heap: &Heap, off: u64, generation: u64, header: &Header) {
+    let token = TAG | u64::from(ArgsState::KIND);
+    if header.tag.load(Ordering::Acquire) != token {
+        return;
+    }
+    header.holders.while_only_dead_hold(heap, generation, || {
+        // Pinned at `generation`: the block is still this object, and stays allocated until
+        // the unpin. Its tag, read again under the pin, says it is a token.
+        if header.tag.load(Ordering::Acquire) == token {
+            // SAFETY: the object at `off` is allocated (pinned, above) and an
+            // `Obj<ArgsState>` (its tag); `ArgsState` is atomics only, shared by design.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<ArgsState>>() };
+            obj.value.undo(heap);
+        }
+    });
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back

@@ -23,8 +23,9 @@
 //! not an entry of its own), sends it and lets go of its handle. The child takes the count
 //! before it decodes anything of its argument ([`take_token`]) and keeps it until it ends:
 //! its entry is then pruned by its reaper as any dead holder's (whether it was killed or
-//! exited), and that free lets go of what the child did not take ([`ArgsState`]'s
-//! `destroy`), once. The child never frees it itself: a kill between the table's release
+//! exited), which first lets go of what the child did not take ([`ArgsState::undo`]),
+//! its table pinned and the dead child's entry still there, so that a reaper killed in the
+//! undo leaves the rest to the next reap of the same slot (`object::let_go_of_dead`). The child never frees it itself: a kill between the table's release
 //! and the block's free would leak it. The parent's side takes the count back
 //! ([`ArgsToken::give_back`]) at the child's reap and on a failed start, and the parent's
 //! reaper does (`holds`, through the token's slot) when the parent died first: a count
@@ -198,7 +199,23 @@ unsafe impl ShmSafe for ArgsState {}
 impl ShmObject for ArgsState {
     const KIND: u32 = kind::ARGS;
 
+    /// Lets go of what the child did not take, if nobody did yet: the undo of a token
+    /// whose count was taken back (the child never took it), or which was freed with its
+    /// undo not yet run. A token held by its dead child alone ran it before its table was
+    /// released (`object::let_go_of_dead`), so that a reaper killed in it leaves the rest
+    /// to the next.
     fn destroy(&self, heap: &Heap) {
+        self.undo(heap);
+    }
+}
+
+impl ArgsState {
+    /// Lets go of what the entries of this token (its carrier) still count, then marks the
+    /// undo done (`block` 0): run once nobody can take the token any more (its count taken
+    /// back, or its holders dead), by whoever may free it, and any number of times, each
+    /// step idempotent (see [`let_go`]); the object stays allocated meanwhile (released by
+    /// the caller, or pinned by it, `object::let_go_of_dead`).
+    pub(super) fn undo(&self, heap: &Heap) {
         let block = self.block.load(Ordering::Acquire);
         if block == 0 || !heap.contains(block, TOKEN_HEAD * 8) {
             return;
@@ -216,6 +233,7 @@ impl ShmObject for ArgsState {
             (gone != 0).then(|| (key, unsafe { sys::function_at::<codec::UndoFn>(gone) }))
         });
         let_go(block, (child != 0).then_some(child), undo);
+        self.block.store(0, Ordering::Release);
     }
 }
 
