@@ -94,11 +94,16 @@ impl Drop for Node {
 }
 
 fn pool(redis: &Redis, processes: usize) -> Pool {
-    pool_with(redis, processes, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)))
+    pool_with(
+        &redis.url,
+        processes,
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)),
+    )
 }
 
-fn pool_with(redis: &Redis, processes: usize, options: ClusterOptions) -> Pool {
-    Pool::builder().cluster(&redis.url).processes(processes).cluster_options(options).build().unwrap()
+/// A pool of `processes` on the cluster at `url`, with `options`.
+fn pool_with(url: &str, processes: usize, options: ClusterOptions) -> Pool {
+    Pool::builder().cluster(url).processes(processes).cluster_options(options).build().unwrap()
 }
 
 fn square(x: u64) -> u64 {
@@ -296,12 +301,7 @@ fn redis_killed_mid_map_fails_the_map_with_a_typed_error() {
 /// A pool of one process whose driver gives up a read after one second (a lease long
 /// enough that no task is reclaimed meanwhile).
 fn one_process_with_short_reads(url: &str) -> Pool {
-    Pool::builder()
-        .cluster(url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
-        .build()
-        .unwrap()
+    pool_with(url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
 }
 
 /// Stops Redis (SIGSTOP), runs `meanwhile`, and lets it go on (SIGCONT) after `pause`.
@@ -458,7 +458,7 @@ fn a_lease_of_duration_max_is_the_longest_kept() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis, 1, ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX));
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::MAX).timeout(Duration::MAX));
     let mut r = pool.apply_async(square, 3).unwrap();
     assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
 }
@@ -719,12 +719,7 @@ fn bytes_of(n: usize) -> Vec<u8> {
 /// A one-process cluster pool whose messages are at most 64 KiB, shown to work with a
 /// result below the limit.
 fn pool_of_64_kib_messages(url: &str) -> Pool {
-    let pool = Pool::builder()
-        .cluster(url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().max_message_size(64 << 10))
-        .build()
-        .unwrap();
+    let pool = pool_with(url, 1, ClusterOptions::new().max_message_size(64 << 10));
     assert_eq!(pool.apply(bytes_of, 1000).unwrap().len(), 1000);
     pool
 }
@@ -834,7 +829,7 @@ fn tasks_redis_refuses_for_memory_fail_typed_and_the_pool_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis, 1, ClusterOptions::new().timeout(Duration::from_secs(1)));
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().timeout(Duration::from_secs(1)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let mut refused = pool.apply_async(square, 3).unwrap();
@@ -862,12 +857,7 @@ fn peak_rss() -> u64 {
 fn drive_while_garbage_arrives(
     (url, ready, written, report): (String, multiproc::Event, multiproc::Event, multiproc::Queue<(u64, bool)>),
 ) {
-    let pool = Pool::builder()
-        .cluster(&url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().max_message_size(64 << 10))
-        .build()
-        .unwrap();
+    let pool = pool_with(&url, 1, ClusterOptions::new().max_message_size(64 << 10));
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let before = peak_rss();
     ready.set();
@@ -948,7 +938,7 @@ fn a_group_made_after_its_stream_delivers_the_entries_already_there() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The stream and its group gone (as if expired); the next task makes the stream again
     // before the next beat (every second) makes the group.
@@ -966,7 +956,7 @@ fn a_refusal_after_a_cancelled_wait_still_waits_the_timeout() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = pool_with(&redis, 1, ClusterOptions::new().timeout(Duration::from_secs(5)));
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().timeout(Duration::from_secs(5)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     fill(&redis);
     let first = pool.apply_async(square, 3).unwrap();
@@ -992,8 +982,11 @@ fn a_task_taken_back_while_redis_is_full_waits_and_runs_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let mut doomed = Node::start(&redis.url);
-    let pool =
-        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
+    let pool = pool_with(
+        &redis.url,
+        1,
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)),
+    );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(sleep_ms, 2000).unwrap();
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
@@ -1031,8 +1024,11 @@ fn a_redis_busy_with_a_long_script_is_waited_out_and_the_task_completes() {
     let _node = Node::start(&redis.url);
     // Beats every 0.5 s: one at least (a pipeline, every command refused `BUSY`) meets the
     // busy server, as do the driver's reads (one command).
-    let pool =
-        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)));
+    let pool = pool_with(
+        &redis.url,
+        1,
+        ClusterOptions::new().lease(Duration::from_millis(1500)).timeout(Duration::from_secs(20)),
+    );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     // The task ends while Redis is busy: its node's push is refused `BUSY` and retried.
     let mut r = pool.apply_async(sleep_ms, 500).unwrap();
@@ -1107,7 +1103,7 @@ fn a_batch_of_tasks_redis_runs_out_of_memory_inside_is_taken_whole_or_not_at_all
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
     let pool =
-        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
+        pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(3)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let base = used_memory(&redis);
     // 3 MiB held, room for 2 MiB: full.
@@ -1149,8 +1145,11 @@ fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool =
-        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)));
+    let pool = pool_with(
+        &redis.url,
+        1,
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)),
+    );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-sadd"]), b"+OK\r\n");
     fill(&redis);
@@ -1200,12 +1199,8 @@ fn a_registry_key_of_another_type_refuses_the_build_and_fails_a_running_pool_typ
 /// `cluster.reclaim.reply`: the `XACK`/`XDEL` ran). Says "started" when task 1 started on
 /// its (doomed) node, then reports the task's outcome.
 fn drive_with_lost_reclaim_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
-    let pool = Pool::builder()
-        .cluster(&url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let pool =
+        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     multiproc::__private::crash_at("fail:cluster.reclaim.reply");
     let mut r = pool.apply_async(counted, (dir.clone(), 1, 1500, Vec::new())).unwrap();
@@ -1253,8 +1248,11 @@ fn a_redis_busy_for_longer_than_the_lease_gives_the_result_once() {
     let Some(redis) = Redis::start(&["--busy-reply-threshold", "100"]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool =
-        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)));
+    let pool = pool_with(
+        &redis.url,
+        1,
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(20)),
+    );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let mut r = pool.apply_async(counted, (runs.dir(), 1, 500, Vec::new())).unwrap();
     assert_eq!(redis.raw(&[b"EVAL", BUSY_LOOP, b"0", b"2500"]), b":1\r\n");
@@ -1280,7 +1278,7 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let pool = pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     for key in 0..7u64 {
         // Each starts at another moment of the idle node's beats.
@@ -1297,12 +1295,8 @@ fn tasks_outlasting_a_short_lease_on_a_healthy_node_run_once() {
 fn drive_with_a_failing_step(
     (url, point, report, control): (String, String, multiproc::Queue<String>, multiproc::Queue<String>),
 ) {
-    let pool = Pool::builder()
-        .cluster(&url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let pool =
+        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)));
     multiproc::__private::crash_at(&point);
     let mut r = pool.apply_async(square, 3).unwrap();
     report.put("sent".into()).unwrap();
@@ -1365,12 +1359,8 @@ fn redis_cli(socket: &str, args: &[&str]) -> String {
 /// (its socket, its pid). Reports the outcome of the task whose result waits in the new list.
 fn drive_across_a_results_key_loss((url, socket, pid, report): (String, String, u32, multiproc::Queue<String>)) {
     let signal = |name: &str| assert!(Command::new("kill").args([name, &pid.to_string()]).status().unwrap().success());
-    let pool = Pool::builder()
-        .cluster(&url)
-        .processes(1)
-        .cluster_options(ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)))
-        .build()
-        .unwrap();
+    let pool =
+        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(10)));
     let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
     // Dropped before the pool, whose drop waits for the driver thread: a failure is not a hang.
     let _disarm = Disarm;
@@ -1436,16 +1426,11 @@ fn drive_while_the_alive_key_goes(
     (url, socket, node, dir, report): (String, String, u32, String, multiproc::Queue<String>),
 ) {
     let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
-    let pool = Pool::builder()
-        .cluster(&url)
-        .processes(1)
-        .cluster_options(
-            // Long: the node's entry goes without heartbeats while the node is stopped (and
-            // the test's steps take their time on a loaded machine).
-            ClusterOptions::new().lease(Duration::from_secs(20)).max_deliveries(1).timeout(Duration::from_secs(10)),
-        )
-        .build()
-        .unwrap();
+    // A long lease: the node's entry goes without heartbeats while the node is stopped (and
+    // the test's steps take their time on a loaded machine).
+    let options =
+        ClusterOptions::new().lease(Duration::from_secs(20)).max_deliveries(1).timeout(Duration::from_secs(10));
+    let pool = pool_with(&url, 1, options);
     let _disarm = Disarm;
     let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
     // The node has the result, and stops before its push.
@@ -1574,18 +1559,10 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
 /// wait, unread, their entries deleted by the node's pushes), then loses its beats' replies
 /// for a while. Reports "done" when every task has completed.
 fn drive_with_lost_beat_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
-    let pool = Pool::builder()
-        .cluster(&url)
-        .processes(1)
-        .cluster_options(
-            // Reads of a few results at a time: most wait in the list after the hold.
-            ClusterOptions::new()
-                .lease(Duration::from_millis(600))
-                .timeout(Duration::from_secs(30))
-                .max_message_size(64),
-        )
-        .build()
-        .unwrap();
+    // Reads of a few results at a time: most wait in the list after the hold.
+    let options =
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(64);
+    let pool = pool_with(&url, 1, options);
     let _disarm = Disarm;
     multiproc::__private::crash_at("hold:cluster.pool.read");
     assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
@@ -1636,8 +1613,11 @@ fn a_check_marked_while_redis_is_full_is_marked_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
-    let pool =
-        pool_with(&redis, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)));
+    let pool = pool_with(
+        &redis.url,
+        1,
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(5)),
+    );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
     let id = tasks.trim_start_matches("mp:{p:").trim_end_matches("}:tasks").to_string();
