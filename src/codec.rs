@@ -359,8 +359,8 @@ pub(crate) fn decoding() -> bool {
 
 /// Registers what makes a handle just decoded final: run when the outermost decoding
 /// ends, or, inside a [`TakeScope`], when the channel has taken the message. Until then the
-/// receive is pending: a process killed in between gives the handle back in flight, for the
-/// consumer that gets the message again.
+/// receive is pending: a process killed in between leaves the handle's count in flight, for
+/// the consumer that gets the message again.
 pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
     TAKEN.with(|t| t.borrow_mut().push(Box::new(settle)));
     STATE.with(|s| s.taken_any.set(true));
@@ -515,8 +515,8 @@ pub(crate) fn undoing() -> Undoing {
 /// Gives back the handles of `encoded`, a message the process `pid` received and is now
 /// dead (a child's argument, at its reaping), but those it wrote a receipt for
 /// (`receipted`, see `shm::receipts`; each key answers for one handle): each other handle's
-/// undo first puts that process's pending receives of its object back in flight (see
-/// `Holders::unsend`), then takes its own count.
+/// undo first gives up that process's pending receives of its object (see
+/// `Holders::undo`), then takes its own count.
 pub(crate) fn give_back_from_dead(mut encoded: Encoded, pid: u32, mut receipted: Vec<ReceiptKey>) {
     encoded.undo.retain(|undo| match receipted.iter().position(|key| *key == undo.key) {
         Some(i) => {

@@ -1931,3 +1931,41 @@ fn a_drop_inside_a_failed_decoding_that_gets_from_its_own_queue_is_refused_typed
     drop(q);
     leaks.assert_no_leak();
 }
+
+fn get_one_armed(args: (Queue<Value<u64>>, String)) {
+    let (q, point) = args;
+    multiproc::__private::crash_at(&point);
+    let _ = q.get();
+}
+
+/// A consumer killed inside the receive of a handle, before its take committed, leaves the
+/// message in the queue: the next reader gets it, the handle whole (`holders.receive.locked`:
+/// before its entry reserved the handle's count; `.reserved`: after). Killed after the
+/// commit, as it settles the receive (`holders.settle.counted`), the message is its, gone
+/// with it, and the value freed. The receive used to take the count at once: a consumer
+/// killed before recording it left its message's handle "received already" (the chaos
+/// soak's failure at stop 31).
+#[test]
+fn a_consumer_killed_inside_the_receive_of_a_handle_leaves_the_message_whole_or_takes_it() {
+    for method in METHODS {
+        for point in ["holders.receive.locked", "holders.receive.reserved", "holders.settle.counted"] {
+            let leaks = leak_check(LIMIT);
+            {
+                let q = Queue::<Value<u64>>::new().unwrap();
+                q.put(Value::new(5u64).unwrap()).unwrap();
+                let consumer =
+                    Process::new(get_one_armed, (q.clone(), point.to_string())).start_method(method).start().unwrap();
+                assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die at {point}");
+                if point == "holders.settle.counted" {
+                    assert!(q.is_empty(), "{method:?}: the message was taken before {point}");
+                } else {
+                    match q.get_timeout(Duration::from_secs(30)) {
+                        Ok(value) => assert_eq!(value.get(), 5, "{method:?}, {point}"),
+                        Err(e) => panic!("{method:?}: the message left by the consumer killed at {point}: {e}"),
+                    }
+                }
+            }
+            leaks.assert_no_leak();
+        }
+    }
+}

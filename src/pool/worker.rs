@@ -194,7 +194,7 @@ fn run_claimed<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
                 }
                 let decoded = if handles {
                     // The handles received stay pending until the entry says they are ours:
-                    // killed before, this worker gives them back in flight with its death,
+                    // killed before, this worker leaves their counts in flight with its death,
                     // and the pool gives back the whole item (`ClaimTable::untaken`).
                     let taking = codec::TakeScope::enter();
                     let mut read = Vec::new();

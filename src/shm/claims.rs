@@ -456,7 +456,7 @@ impl ClaimTable {
 
     /// Notes that this process (which holds index `i`) took the handles of its item: it
     /// decoded the item, and the handles it received are still pending (`TakeScope`), so
-    /// that one killed before this store gave them back in flight. From here on they are
+    /// that one killed before this store left their counts in flight. From here on they are
     /// this process's, and [`ClaimTable::untaken`] leaves the item alone.
     pub(crate) fn taken(&self, i: usize) {
         let (items, seats, _) = self.shared.words();

@@ -22,9 +22,14 @@
 //!   receive can pin it afterwards.
 //! * A receive inside a message being decoded is *pending* (counted in its entry's
 //!   `pending` besides `count`) until the channel has taken the message
-//!   (`codec::TakeScope`) or the decoding ended. A consumer killed in between leaves the
-//!   message in its channel: pruning its entry puts the pending counts back in flight, and
-//!   the next consumer receives the same handles. A kill after the message was taken and
+//!   (`codec::TakeScope`) or the decoding ended. A pending receive takes no count: it
+//!   reserves one (the counts in flight that no entry's `pending` reserves are the ones a
+//!   receive may have), and its settle takes the count, then the reservation. A consumer
+//!   killed before the settle leaves the message in its channel and its count in flight:
+//!   pruning its entry gives the reservation up, and the next consumer receives the same
+//!   handles. (The count was taken at the pin until the chaos soak found a consumer killed
+//!   between that take and its entry's record: its message's handle was lost, "received
+//!   already".) A kill after the message was taken and
 //!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
@@ -60,8 +65,9 @@
 //!   (`prune_dead`) takes them all away when no live process announces the table
 //!   (`drop_dead_pins`): a live pin is always announced, and a pin taken after the word was
 //!   loaded makes the compare-and-swap fail (no pin is given back under the lock). The
-//!   count the dead receiver took goes with it, as a held handle's would (a carried
-//!   receive pins without a take: the count is still its carrier's; a receipt on a boot
+//!   count a dead final receiver took goes with it, as a held handle's would (a pending or
+//!   carried receive pins without a take: the count is still in flight or its carrier's;
+//!   a receipt on a boot
 //!   socket, a full heap's fallback, keeps the residual: the parent's undo may take another
 //!   message's count, between a child's take and its receipt). The recording (a process's
 //!   first listing of a hold, a table's growth, a prune) comes after the unpin, under the
@@ -391,7 +397,8 @@ struct Entry {
     count: AtomicU32,
     start: AtomicU64,
     /// Handles received in messages this process is still taking (see `Holders::settle`):
-    /// each keeps the object alive, and goes back in flight if the process dies first.
+    /// each reserves a count in flight, which the settle takes; a dead process's
+    /// reservations are given up with its entry.
     pending: AtomicU32,
     /// Fork pins: copies of its parent's handles (and pins) that a fork child found in its
     /// memory. They keep the object's memory alive, but no liveness answer counts them:
@@ -654,7 +661,7 @@ impl Holders {
 
     /// Forgets the entry of `dead`, a process known to have ended (reaped), in this table of
     /// the object of `generation` (pinned first, so one freed meanwhile is left alone); its
-    /// pending receives go back in flight. Returns whether nothing holds the object any more:
+    /// pending receives are given up. Returns whether nothing holds the object any more:
     /// the caller frees it. Only that entry is looked at: checking the others would read
     /// `/proc` once per holder.
     ///
@@ -680,7 +687,6 @@ impl Holders {
         self.for_each(heap, |e| {
             let found = e.is(dead);
             if found {
-                self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
                 if e.holds() {
                     self.count_death();
                 }
@@ -808,7 +814,7 @@ impl Holders {
     /// Pinned by its generation first: an undo run on a block whose object was freed (and
     /// the block perhaps reused) finds a released or another object's word and writes
     /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
-    /// died before it took it: its pending receives of this object go back in flight first,
+    /// died before it took it: its pending receives of this object are given up first,
     /// whether or not a reaper got to its entry (a handle it dropped while decoding is no
     /// longer in its list of holds; a reap leaves the entries of an object that other live
     /// processes hold).
@@ -823,7 +829,8 @@ impl Holders {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
                 if found {
                     let held = e.holds();
-                    self.flight.fetch_add(u64::from(e.pending.swap(0, Ordering::Relaxed)), Ordering::Relaxed);
+                    // Its pending receives were never taken from the count (see `reserved`).
+                    e.pending.store(0, Ordering::Relaxed);
                     if e.copies() == 0 {
                         // A party killed before it could take its handle: a death all the
                         // same (held, its entry keeps counting until a prune counts it).
@@ -892,15 +899,17 @@ impl Holders {
 
     /// A handle arrived in a message and now belongs to this process: consumes one
     /// in-flight count of the object of `generation` and records this process. With
-    /// `pending`, the receive is provisional until [`Holders::settle`]: should this process
-    /// die first (killed while decoding, the message then goes to another consumer), the
-    /// count goes back in flight when its entry is pruned.
+    /// `pending`, the receive is provisional until [`Holders::settle`]: it only reserves
+    /// the count ([`Holders::receive_pending`]), which the settle takes; should this process
+    /// die first (killed while decoding, the message then goes to another consumer), its
+    /// reservation goes with its entry and the count is there for the next consumer.
     ///
-    /// The count is taken, and the object pinned, by one compare-and-swap that checks the
-    /// generation bits: a replayed handle of an object freed meanwhile finds another
-    /// object's word (or a released one) and fails without writing. The table's lock is
-    /// taken only once pinned. When no count is left, the dead are pruned first (a dead
-    /// receiver's pending counts come back), then the receive fails.
+    /// The object is pinned by one compare-and-swap that checks the generation bits (and,
+    /// for a final receive, takes the count): a replayed handle of an object freed
+    /// meanwhile finds another object's word (or a released one) and fails without
+    /// writing. The table's lock is taken only once pinned. When no count is left (none a
+    /// live process has not reserved, for a pending receive, once the dead are pruned), the
+    /// receive fails.
     ///
     /// `receipt`: the carrier whose entry counts the handle (a child's argument, a pool's
     /// chunk: see `shm::receipts` and [`Holders::receive_carried`]), or where this process
@@ -909,7 +918,8 @@ impl Holders {
     /// Such a receive is never pending: its parent's undo, not a next consumer, answers for
     /// the count until the receipt, and the receipt makes the handle this process's at once,
     /// so that its death releases it as any held handle's (a pending receive of a dead
-    /// process would go back in flight, for nobody, once the parent skipped its undo).
+    /// process would leave the count in flight, for nobody, once the parent skipped its
+    /// undo).
     pub(crate) fn receive(
         &self,
         heap: &Heap,
@@ -949,6 +959,9 @@ impl Holders {
         if let Some(carrier) = receipt.and_then(|r| r.carrier()) {
             return self.receive_carried(heap, generation, let_go, carrier);
         }
+        if pending {
+            return self.receive_pending(heap, generation, let_go);
+        }
         // Pinned until the table is locked: the object is freed only under its table's lock
         // (`finish`), so the lock keeps it from then on, and the pin goes at once. A kill
         // from the compare-and-swap to the unpin leaves the pin, announced: the next
@@ -976,30 +989,70 @@ impl Holders {
                 self.lock_and_unpin(announced)
             }
             Err(Received::NotInFlight { .. }) => {
+                // No count: none comes back from the dead (a dead consumer's reservation
+                // never took one), so the receive fails; the pin only lets it finish.
                 self.pin(generation, false)?;
-                let g = self.lock_and_unpin(announced);
-                self.prune_dead(heap, sys::me());
-                let took =
-                    self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
-                if took.is_err() {
-                    return Err(Received::NotInFlight { last: self.finish(heap) });
-                }
-                if let Some(receipt) = receipt {
-                    receipts::write(receipt);
-                }
-                g
+                let _g = self.lock_and_unpin(announced);
+                return Err(Received::NotInFlight { last: self.finish(heap) });
             }
             Err(e) => return Err(e),
         };
         // The count taken (and receipted), this process not yet recorded: a kill here loses
-        // the count with the process, as a kill after the recording would have.
+        // the count with the process, as a kill after the recording would have (a final
+        // receive's message is its receiver's alone: a child's argument, an embedded
+        // reference).
         crash_point!("holders.receive.locked");
-        let joined = self.join_locked(heap, pending, let_go);
+        let joined = self.join_locked(heap, false, let_go);
         match joined {
             Ok(()) => Ok(()),
             // The count is taken (and receipted, with a receipt): nobody else answers for it.
             Err(_) => Err(Received::HeapFull { last: self.finish(heap) }),
         }
+    }
+
+    /// [`Holders::receive`] of a handle in a message its channel has not taken yet: pinned
+    /// without a take, then under the table's lock this process's entry *reserves* one of
+    /// the counts in flight (its `pending`, with the handle's `count`), a count that stays
+    /// in flight until [`Holders::settle`] takes it once the message is taken. A kill
+    /// anywhere before the settle leaves the count in flight, for the consumer that gets the
+    /// message again; the dead's reservation goes with its entry. (The count was taken at
+    /// the pin until the chaos soak found a consumer killed between that take and its
+    /// entry's record: the message stayed in its queue, its handle "received already".)
+    fn receive_pending(&self, heap: &Heap, generation: u64, let_go: LetGo) -> Result<(), Received> {
+        let announced = self.announce(heap);
+        self.pin(generation, false)?;
+        let _g = self.lock_and_unpin(announced);
+        // Pinned and locked, nothing reserved: a kill here changes no count.
+        crash_point!("holders.receive.locked");
+        if self.unreserved(heap) == 0 {
+            // The dead's reservations are given up with their entries.
+            self.prune_dead(heap, sys::me());
+            if self.unreserved(heap) == 0 {
+                return Err(Received::NotInFlight { last: self.finish(heap) });
+            }
+        }
+        if self.join_locked(heap, true, let_go).is_err() {
+            // No room to record this process: its message is taken with the error, and its
+            // count with it (nobody else answers for it).
+            self.flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Received::HeapFull { last: self.finish(heap) });
+        }
+        // Reserved and held: a kill here leaves the count in flight, the entry pruned.
+        crash_point!("holders.receive.reserved");
+        Ok(())
+    }
+
+    /// Under the lock: the counts in flight that no process has reserved (see
+    /// [`Holders::receive_pending`]), the dead's reservations included until pruned.
+    fn unreserved(&self, heap: &Heap) -> u64 {
+        let mut reserved = 0u64;
+        self.for_each(heap, |e| {
+            if !e.is_free() {
+                reserved += u64::from(e.pending.load(Ordering::Relaxed));
+            }
+            false
+        });
+        (self.flight.load(Ordering::Relaxed) & COUNT).saturating_sub(reserved)
     }
 
     /// [`Holders::receive`] of a handle its message carries in its own entry (the carrier
@@ -1049,6 +1102,11 @@ impl Holders {
         let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
+        // The count first, then the reservation: a kill between leaves a reservation of a
+        // dead process, given up with its entry (a kill before the count, once the message
+        // was taken, leaves the count in flight: the object leaks, see `forget_in_flight`).
+        let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+        crash_point!("holders.settle.counted");
         self.for_each(heap, |e| {
             if e.is(me) {
                 let pending = e.pending.load(Ordering::Relaxed).saturating_sub(1);
@@ -1166,19 +1224,18 @@ impl Holders {
         self.prune_dead(heap, sys::me())
     }
 
-    /// Forgets the handles counted in flight, once the dead are pruned (which puts their
-    /// pending receives back in flight first): for a caller that knows no message holding
-    /// one is left anywhere, so that what is counted was lost with a receiver killed after
-    /// its channel committed the take and before the receive was settled. Returns how many.
-    /// Never frees: the caller holds a handle.
+    /// Forgets the handles counted in flight that no live process reserved, once the dead
+    /// are pruned (their reservations given up): for a caller that knows no message
+    /// holding one is left anywhere, so that what is counted was lost with a receiver killed
+    /// after its channel committed the take and before the receive was settled. Returns how
+    /// many. Never frees: the caller holds a handle.
     pub(crate) fn forget_in_flight(&self, heap: &Heap) -> u32 {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me());
-        let before = self
-            .flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & PINS != PINS).then_some(w & !COUNT))
-            .unwrap_or(0);
-        (before & COUNT) as u32
+        let lost = self.unreserved(heap);
+        let forgot =
+            self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & PINS != PINS).then(|| w - lost));
+        if forgot.is_ok() { lost as u32 } else { 0 }
     }
 
     /// Whether the calling process holds the only handle of the family: no other live
@@ -1222,9 +1279,9 @@ impl Holders {
         let mut dead = 0;
         self.for_each(heap, |e| {
             if !e.is_free() && !e.is(me) && !e.alive() {
-                // Handles it was receiving from a message it had not taken go back in
-                // flight: the message is delivered again.
-                self.flight.fetch_add(u64::from(e.pending.load(Ordering::Relaxed)), Ordering::Relaxed);
+                // Handles it was receiving from a message it had not taken were never taken
+                // from the in-flight count (see `reserved`): forgetting the entry frees them
+                // for the consumer that gets the message again.
                 if e.holds() {
                     dead += 1;
                     self.count_death();
@@ -1403,9 +1460,9 @@ mod tests {
         forgotten("forget_in_flight", &|| assert_eq!(holders.forget_in_flight(heap), 0));
         forgotten("any_alive", &|| assert!(holders.any_alive(heap)));
         forgotten("a reap", &|| assert!(!holders.let_go_of_dead(heap, dead, 7, false)));
-        // A dead receiver's pending receive, given back by the undo of its message.
+        // A dead receiver's pending receive (a reservation), given up by the undo of its
+        // message, which takes the count.
         holders.send();
-        holders.flight.fetch_sub(1, Ordering::Relaxed);
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false));
         assert_eq!(holders.deaths(), deaths + 1, "a death forgotten by an undo was not counted");
@@ -1477,7 +1534,7 @@ mod tests {
             }
             false
         });
-        // A pending receive of a dead process would go back in flight, for nobody.
+        // A pending receive of a dead process would leave the count in flight, for nobody.
         assert_eq!(mine, (2, 0), "held at once, nothing pending");
         // Its receiver gone with one handle untaken: the undo lets go of the carrier's
         // entry, whole, once, and of nothing else.
@@ -1519,10 +1576,9 @@ mod tests {
         holders.send();
         assert_eq!(holders.undo(heap, 8, Undoing::Unsend, None), Some(false), "another object's undo");
         assert!(holders.flying(), "writes nothing in this one");
-        // A dead receiver took the undo's count, pending.
+        // A dead receiver reserved the undo's count, pending.
         let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
         holders.send();
-        holders.flight.fetch_sub(1, Ordering::Relaxed);
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false), "the creator still holds it");
         assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");

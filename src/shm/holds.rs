@@ -309,8 +309,8 @@ const WAIT_LOOKS: u32 = 1000;
 ///
 /// Returns once the ended process's lists are reaped: when another live process claimed
 /// them first, it waits for that reap to end (the caller gives back the counts the
-/// child's argument left in flight only after the child's pending receives went back in
-/// flight), for at most [`WAIT_LOOKS`] milliseconds.
+/// child's argument left in flight only after the child's entries, and their pending
+/// receives, were given up), for at most [`WAIT_LOOKS`] milliseconds.
 pub(crate) fn process_ended(pid: u32) {
     let Some(heap) = Heap::try_get() else { return };
     // Its pin announcements' record is free for another process (see `pins`).

@@ -188,8 +188,8 @@ pub(crate) struct ArgsState {
     /// The offset of the block (this object's tail), 0 until the token is listed: a token
     /// freed before that (its maker killed, or its carry given up) lets go of nothing.
     block: AtomicU64,
-    /// The pid of the child that took it (0: none yet): whose pending receives the undo
-    /// puts back in flight first, as `codec::give_back_from_dead` does.
+    /// The pid of the child that took it (0: none yet): whose pending receives (reservations)
+    /// the undo gives up first, as `codec::give_back_from_dead` does.
     child: AtomicU64,
 }
 
@@ -311,7 +311,7 @@ impl Carrier {
 
     /// Lets go of what its entries still count, in the tables `encoded` (what it carried)
     /// names: its receiver took the rest, and is done or dead (`dead`, whose pending
-    /// receives of those objects go back in flight first). Then its name is free.
+    /// receives of those objects are given up first). Then its name is free.
     pub(crate) fn let_go(self, encoded: &codec::Encoded, dead: Option<u32>) {
         let_go(self.id, dead, encoded.undo_entries());
         Heap::get().free(self.id, CARRIER_BLOCK);
