@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use multiproc::{Barrier, Connection, Pipe, Process, ProcessHandle, Queue, SimpleQueue, StartMethod};
+use multiproc::{Barrier, Connection, Pipe, Process, ProcessHandle, Queue, SimpleQueue, StartMethod, Value};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -460,7 +460,8 @@ pub fn pipe_pingpong(report: &mut Report) {
 /// on one pipe in one thread, per variant (`typed1k`: [`Typed1k`]; `bytes1k`: 1 KiB with
 /// `send_bytes`/`recv_bytes`; `int`: a `u64`; `typed1k.vec_u8`: [`Typed1kBytes`];
 /// `typed1k.ref`: [`Typed1k`] sent by reference, as `send_bytes` sends its bytes, so that
-/// no sent message is dropped inside the clock). Robust
+/// no sent message is dropped inside the clock; `handle`: a clone of a `Value<u64>`'s
+/// handle, received and dropped: what its holder table costs). Robust
 /// to a busy machine, where the round trips of `pipe_pingpong` mostly measure the
 /// scheduler.
 pub fn message_cost(report: &mut Report) {
@@ -472,7 +473,9 @@ pub fn message_cost(report: &mut Report) {
     let message = Typed1k { id: 7, seq: 0, flags: 3, text: "x".repeat(1024) };
     let message_bytes = Typed1kBytes { id: 7, seq: 0, flags: 3, data: vec![b'x'; 1024] };
     let bytes = vec![b'x'; 1024];
-    let mut samples: [Vec<f64>; 5] = Default::default();
+    let handles = Pipe::<Value<u64>>::new().unwrap();
+    let value = Value::new(7u64).unwrap();
+    let mut samples: [Vec<f64>; 6] = Default::default();
     for _ in 0..BATCHES {
         // `send` takes its message: the copies are made before the clock starts.
         let copies = vec![message.clone(); BATCH];
@@ -508,8 +511,15 @@ pub fn message_cost(report: &mut Report) {
             std::hint::black_box(typed.1.recv().unwrap());
         }
         samples[4].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            handles.0.send(&value).unwrap();
+            drop(std::hint::black_box(handles.1.recv().unwrap()));
+        }
+        samples[5].push(t0.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
     }
-    for (variant, s) in ["typed1k", "bytes1k", "int", "typed1k.vec_u8", "typed1k.ref"].iter().zip(&samples) {
+    let variants = ["typed1k", "bytes1k", "int", "typed1k.vec_u8", "typed1k.ref", "handle"];
+    for (variant, s) in variants.iter().zip(&samples) {
         report.emit("message_cost", variant, stats::median(s), "ns", s);
     }
 }
