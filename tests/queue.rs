@@ -1940,7 +1940,8 @@ fn get_one_armed(args: (Queue<Value<u64>>, String)) {
 
 /// A consumer killed inside the receive of a handle, before its take committed, leaves the
 /// message in the queue: the next reader gets it, the handle whole (`holders.receive.locked`:
-/// before its entry reserved the handle's count; `.reserved`: after). Killed after the
+/// before its entry reserved the handle's count; `holds.slot.written`: while it did;
+/// `.reserved`: after). Killed after the
 /// commit, as it settles the receive (`holders.settle.counted`), the message is its, gone
 /// with it, and the value freed. The receive used to take the count at once: a consumer
 /// killed before recording it left its message's handle "received already" (the chaos
@@ -1948,7 +1949,10 @@ fn get_one_armed(args: (Queue<Value<u64>>, String)) {
 #[test]
 fn a_consumer_killed_inside_the_receive_of_a_handle_leaves_the_message_whole_or_takes_it() {
     for method in METHODS {
-        for point in ["holders.receive.locked", "holders.receive.reserved", "holders.settle.counted"] {
+        // `holds.slot.written`: its first listing of a hold of the value, inside the record.
+        for point in
+            ["holders.receive.locked", "holds.slot.written", "holders.receive.reserved", "holders.settle.counted"]
+        {
             let leaks = leak_check(LIMIT);
             {
                 let q = Queue::<Value<u64>>::new().unwrap();
@@ -1968,4 +1972,92 @@ fn a_consumer_killed_inside_the_receive_of_a_handle_leaves_the_message_whole_or_
             leaks.assert_no_leak();
         }
     }
+}
+
+const FULL_INNER: &str = "MULTIPROC_TEST_QUEUE_FULL_INNER";
+
+/// Gets a value from `values` and holds it, says so in `ready`, until `release` is set.
+fn hold_until(args: (Queue<Value<u64>>, Queue<u32>, Event)) {
+    let (values, ready, release) = args;
+    let _value = values.get().unwrap();
+    ready.put(1).unwrap();
+    let _ = release.wait();
+}
+
+/// Sets its event when dropped: the parked holders end whatever the test's outcome.
+struct SetOnDrop(Event);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
+/// Gets once `go` is set, armed at `point`.
+fn get_on_go(args: (Queue<Value<u64>>, Event, String)) {
+    let (q, go, point) = args;
+    let _ = go.wait();
+    multiproc::__private::crash_at(&point);
+    let _ = q.get();
+}
+
+#[test]
+fn a_consumer_refused_for_a_full_heap_and_killed_before_its_take_inner() {
+    if std::env::var_os(FULL_INNER).is_none() {
+        return;
+    }
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<Value<u64>>::new().unwrap();
+            let value = Value::new(5u64).unwrap();
+            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
+            let released = SetOnDrop(release.clone());
+            // Four holders beside this process: the value's table has no free entry left.
+            // Each gets its value from a queue: a child's argument's carrier would take an
+            // entry of its own while it is received, and grow the table.
+            let values = Queue::new().unwrap();
+            let holders: Vec<_> = (0..4)
+                .map(|_| {
+                    values.put(value.clone()).unwrap();
+                    let args = (values.clone(), ready.clone(), release.clone());
+                    Process::new(hold_until, args).start_method(method).start().unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                ready.get().unwrap();
+            }
+            q.put(value.clone()).unwrap();
+            let consumer = Process::new(get_on_go, (q.clone(), go.clone(), "holders.receive.refused".to_string()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            go.set();
+            assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer was not refused for the full heap");
+            drop(filler);
+            match q.get_timeout(Duration::from_secs(30)) {
+                Ok(got) => assert_eq!(got.get(), 5, "{method:?}"),
+                Err(e) => panic!("{method:?}: the message left by the refused consumer: {e}"),
+            }
+            drop(released);
+            for h in holders {
+                h.join().unwrap();
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+/// review34 M1: a consumer whose receive could not record it (its table full, the heap too)
+/// took the handle's count with the refusal, before its channel's commit: killed there, it
+/// left its message in the queue without its count ("received already"). The count now
+/// stays in flight until the take.
+#[test]
+fn a_consumer_refused_for_a_full_heap_and_killed_before_its_take_leaves_the_message_whole() {
+    // Another process: the inner test fills the family's heap.
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("a_consumer_refused_for_a_full_heap_and_killed_before_its_take_inner", FULL_INNER);
 }

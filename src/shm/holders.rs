@@ -5,8 +5,10 @@
 //!
 //! * Every handle is counted exactly once: in the entry of the process that holds it, or
 //!   in the in-flight count while it is inside a message. A received handle consumes one
-//!   in-flight count; when there is none (a replayed or duplicated message) the receive
-//!   fails and no holder is made out of nothing, so the counts never exceed the handles.
+//!   in-flight count (a pending receive reserves it and its settle consumes it, see
+//!   below); when there is none (none unreserved, for a pending receive: a replayed or
+//!   duplicated message) the receive fails and no holder is made out of nothing, so the
+//!   counts never exceed the handles.
 //! * Recording a holder never fails silently. A process that receives its first handle
 //!   needs an entry; when the table and the heap are both full, the receive fails
 //!   ([`Received::HeapFull`]) and the handle is dropped. A clone needs no new entry (its
@@ -829,7 +831,8 @@ impl Holders {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
                 if found {
                     let held = e.holds();
-                    // Its pending receives were never taken from the count (see `reserved`).
+                    // Its pending receives were never taken from the count (see
+                    // `receive_pending`).
                     e.pending.store(0, Ordering::Relaxed);
                     if e.copies() == 0 {
                         // A party killed before it could take its handle: a death all the
@@ -1032,10 +1035,12 @@ impl Holders {
             }
         }
         if self.join_locked(heap, true, let_go).is_err() {
-            // No room to record this process: its message is taken with the error, and its
-            // count with it (nobody else answers for it).
-            self.flight.fetch_sub(1, Ordering::Relaxed);
-            return Err(Received::HeapFull { last: self.finish(heap) });
+            // No room to record this process: the decoding fails, and its message is taken
+            // with the error; the count stays in flight (keeping the object) until the
+            // take, which [`Holders::settle_unrecorded`] then takes (review34 M1: taken here,
+            // a kill before the commit left the message without its count).
+            crash_point!("holders.receive.refused");
+            return Err(Received::HeapFull { last: false });
         }
         // Reserved and held: a kill here leaves the count in flight, the entry pruned.
         crash_point!("holders.receive.reserved");
@@ -1102,9 +1107,15 @@ impl Holders {
         let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
+        if !self.for_each(heap, |e| e.is(me) && e.pending.load(Ordering::Relaxed) > 0) {
+            return self.finish(heap);
+        }
         // The count first, then the reservation: a kill between leaves a reservation of a
         // dead process, given up with its entry (a kill before the count, once the message
         // was taken, leaves the count in flight: the object leaks, see `forget_in_flight`).
+        // No count left means a final take of replayed bytes got this reserved one (only
+        // `discard` and the pending receive honour reservations): the handle is counted in
+        // this entry all the same, and no other message's count is taken.
         let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
         crash_point!("holders.settle.counted");
         self.for_each(heap, |e| {
@@ -1122,11 +1133,23 @@ impl Holders {
         self.finish(heap)
     }
 
+    /// The count of a handle whose pending receive could not record this process
+    /// ([`Received::HeapFull`]), taken once its message was: the settle of a receive that
+    /// reserved nothing. Returns whether nothing holds the object any more: the caller
+    /// frees it.
+    pub(crate) fn settle_unrecorded(&self, heap: &Heap) -> bool {
+        let _gate = gate();
+        let _g = RawGuard::lock(&self.lock);
+        let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+        self.finish(heap)
+    }
+
     /// A handle arrived in a message that is dropped unreceived (it was decoded as another
-    /// type): consumes its in-flight count, unless it is the object's last reference (the
-    /// object would have to be destroyed by a process that does not know its type: the
-    /// count stays, and the object leaks). `receipt`: written under the lock when the count
-    /// is taken (see [`Holders::receive`]).
+    /// type): consumes its in-flight count, if one is left that no pending receive
+    /// reserved, unless it is the object's last reference (the object would have to be
+    /// destroyed by a process that does not know its type: the count stays, and the object
+    /// leaks). `receipt`: written under the lock when the count is taken (see
+    /// [`Holders::receive`]).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         if receipt.is_some_and(|r| r.carrier().is_some()) {
             // Its count stays in its carrier's entry, whose undo lets go of it (and frees
@@ -1134,10 +1157,16 @@ impl Holders {
             return;
         }
         let announced = self.announce(heap);
-        if self.pin(generation, true).is_err() {
+        if self.pin(generation, false).is_err() {
             return;
         }
         let _g = self.lock_and_unpin(announced);
+        // Under the lock: only a count nobody reserved (review34 M2: replayed bytes
+        // discarded could take a live consumer's).
+        let take = |w: u64| (w & COUNT != 0).then(|| w - 1);
+        if self.unreserved(heap) == 0 || self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, take).is_err() {
+            return;
+        }
         if self.unheld(heap) {
             self.flight.fetch_add(1, Ordering::Relaxed);
         } else if let Some(receipt) = receipt {
@@ -1233,9 +1262,11 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         self.prune_dead(heap, sys::me());
         let lost = self.unreserved(heap);
-        let forgot =
-            self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & PINS != PINS).then(|| w - lost));
-        if forgot.is_ok() { lost as u32 } else { 0 }
+        // Clamped in the update: a lock-free final take may have taken one since.
+        let forgot = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            (w & PINS != PINS).then(|| w - lost.min(w & COUNT))
+        });
+        forgot.map_or(0, |w| lost.min(w & COUNT) as u32)
     }
 
     /// Whether the calling process holds the only handle of the family: no other live
@@ -1280,7 +1311,7 @@ impl Holders {
         self.for_each(heap, |e| {
             if !e.is_free() && !e.is(me) && !e.alive() {
                 // Handles it was receiving from a message it had not taken were never taken
-                // from the in-flight count (see `reserved`): forgetting the entry frees them
+                // from the in-flight count (see `receive_pending`): forgetting the entry frees them
                 // for the consumer that gets the message again.
                 if e.holds() {
                     dead += 1;
@@ -1436,6 +1467,63 @@ mod tests {
         assert!(holders.leave(heap), "the creator's handle was the last");
         assert!(!holders.any_alive(heap), "a released table (a pipe's side) is gone for good");
         assert!(!holders.others_alive(heap));
+    }
+
+    /// A channel's receive reserves a count in flight and its settle takes it (stop 32): a
+    /// second receive finds none unreserved, a dead receiver's reservation is given up
+    /// without touching the word, a discard takes only an unreserved count, and
+    /// `forget_in_flight` forgets only those.
+    #[test]
+    fn a_pending_receive_reserves_a_count_that_its_settle_takes() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
+        let in_flight = |holders: &Holders| holders.flight.load(Ordering::Relaxed) & COUNT;
+        let mine = |holders: &Holders| {
+            let mut counts = (0, 0);
+            holders.for_each(heap, |e| {
+                if e.is(sys::me()) {
+                    counts = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
+                }
+                false
+            });
+            counts
+        };
+        holders.send();
+        holders.receive(heap, 7, true, let_go, None).unwrap();
+        assert_eq!((in_flight(&holders), mine(&holders)), (1, (2, 1)), "reserved, not taken");
+        assert_eq!(
+            holders.receive(heap, 7, true, let_go, None),
+            Err(Received::NotInFlight { last: false }),
+            "its own reservation is not there for another receive"
+        );
+        holders.discard(heap, 7, None);
+        assert_eq!(in_flight(&holders), 1, "a discard takes no reserved count");
+        assert_eq!(holders.forget_in_flight(heap), 0, "a live reservation is not lost");
+        assert!(!holders.settle(heap));
+        assert_eq!((in_flight(&holders), mine(&holders)), (0, (2, 0)), "taken at the settle");
+        assert!(!holders.settle(heap), "a settle without a reservation takes nothing");
+        // A dead receiver's reservation: given up by the next receive's prune, the count
+        // still there for it.
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        holders.send();
+        holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
+        holders.receive(heap, 7, true, let_go, None).unwrap();
+        assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
+        assert_eq!((in_flight(&holders), mine(&holders)), (1, (3, 1)));
+        assert!(!holders.settle(heap));
+        assert_eq!(in_flight(&holders), 0);
+        // An unreserved count: a discard takes it, `forget_in_flight` forgets it.
+        holders.send();
+        holders.send();
+        holders.discard(heap, 7, None);
+        assert_eq!(holders.forget_in_flight(heap), 1);
+        assert_eq!(in_flight(&holders), 0);
+        for _ in 0..2 {
+            assert!(!holders.leave(heap));
+        }
+        assert!(holders.leave(heap), "nothing else held it");
     }
 
     /// Whoever forgets a dead holder's entry counts its death (a barrier must learn of it

@@ -508,6 +508,20 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         let pending = receipt.is_none();
         if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
             let full = matches!(e, Received::HeapFull { .. });
+            if full && pending {
+                // The count stays in flight until the message is taken (the decoding fails,
+                // and its channel takes it with the error), and keeps the object until then.
+                let off = wire.offset;
+                codec::on_taken(move || {
+                    let heap = Heap::get();
+                    // SAFETY: the count in flight keeps the object at `off` allocated until
+                    // this take of it.
+                    let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+                    if obj.header.holders.settle_unrecorded(heap) {
+                        Self::release(off);
+                    }
+                });
+            }
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
         }
@@ -872,6 +886,20 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         {
             if matches!(why, Received::HeapFull { last: true } | Received::NotInFlight { last: true }) {
                 shared.side_gone(side);
+            }
+            if pending && matches!(why, Received::HeapFull { .. }) {
+                // The side's count stays in flight until the message is taken (see
+                // `Shared`'s); registered after the object's own settle, so run before it.
+                let off = shared.off;
+                codec::on_taken(move || {
+                    let heap = Heap::get();
+                    // SAFETY: the object's own pending receive, settled after this, keeps it
+                    // allocated (this handle's drop leaves that receive's reservation).
+                    let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+                    if obj.value.side_holders(side).settle_unrecorded(heap) {
+                        obj.value.side_gone(side);
+                    }
+                });
             }
             return Err(match why {
                 Received::HeapFull { .. } => codec::refuse_decoding_heap_full(
