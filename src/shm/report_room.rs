@@ -739,4 +739,24 @@ mod tests {
         room.release();
         assert!(!left(off), "no server writes a Fork child's room");
     }
+
+    /// A room left by a start whose server is not known (pid 0: one being started again)
+    /// stays while a server may still read its request, and goes once its requester saw the
+    /// request's connection end unanswered (no server writes it then; its child word, still
+    /// 0, says no child was forked).
+    #[test]
+    fn a_room_of_no_known_server_goes_once_its_connection_ended() {
+        let _serial = crate::shm::heap_test_lock();
+        let left = |off| LEFT.any(|(room, _)| room.off == off);
+        let mut room = ReportRoom::new().unwrap();
+        room.asked_of(0);
+        assert!(room.stop());
+        let off = room.off;
+        room.leave_to_child();
+        free_left_rooms();
+        assert!(left(off), "freed while a server may still read its request");
+        ReportRoom::server_gone_at(off);
+        free_left_rooms();
+        assert!(!left(off), "no server writes it, and no child was forked for it");
+    }
 }
