@@ -2768,6 +2768,137 @@ fn a_room_asked_of_a_server_killed_after_its_answer_is_freed() {
         &[(ANSWERED_THEN_KILLED_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.answered")],
     );
 }
+
+const RESTART_FAILED_INNER: &str = "MULTIPROC_TEST_PROCESS_RESTART_FAILED_INNER";
+
+#[test]
+fn a_room_asked_of_a_fork_server_whose_restart_failed_is_freed_inner() {
+    if std::env::var_os(RESTART_FAILED_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    let leaks = common::leak_check(LIMIT);
+    // Once before, so that the fork server runs (and this process keeps a connection to it).
+    assert_eq!(fork_server_square(2), Ok(4));
+    kill_the_fork_server();
+    // A thread finds the server dead and starts it again: held once it listens at the
+    // server's address; its spawn of the new server then fails (and so does each retry's).
+    let spawn_fails = "fail:forkserver.restart.spawn";
+    multiproc::__private::crash_at(&format!("hold:forkserver.restart.listening,{spawn_fails}"));
+    std::thread::scope(|s| {
+        let restarting = s.spawn(|| fork_server_square(3));
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the restart listens");
+        // Another thread's start (a report room) connects to that listener, and waits for
+        // the answer of a server not yet known (pid 0): held once its wait looked.
+        multiproc::__private::crash_at(&format!(
+            "hold:forkserver.restart.listening,hold:forkserver.answer.waits,{spawn_fails}"
+        ));
+        let asking = s.spawn(|| fork_server_square(4));
+        assert!(
+            eventually(LIMIT, || multiproc::__private::crash_holding() == 2),
+            "the second start waits for the new server's answer"
+        );
+        // The spawn fails: the listener goes, the request on it unread, and no server is
+        // ever published for it.
+        multiproc::__private::crash_at(spawn_fails);
+        assert!(restarting.join().unwrap().is_err(), "no server could be started");
+        assert!(asking.join().unwrap().is_err(), "its server never came");
+    });
+    multiproc::__private::crash_disarm();
+    // A later start gets a new server, which lives on.
+    assert_eq!(fork_server_square(5), Ok(25));
+    // The room of the request no server read is freed, not left for ever.
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= leaks.before()
+    });
+    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// A fork-server start whose request reached a server being started again, whose spawn
+/// then failed, meets the end of its connection (its request never read) and fails; its
+/// report room is freed. Before (review33 F2), the room was left to a child with its
+/// server's pid as read once the request went, 0 (no server published yet), which is
+/// never taken for dead, and no server ever marked it done: it stayed for the process's
+/// life (512 bytes).
+#[test]
+fn a_room_asked_of_a_fork_server_whose_restart_failed_is_freed() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_asked_of_a_fork_server_whose_restart_failed_is_freed_inner",
+        &[(RESTART_FAILED_INNER, "1")],
+    );
+}
+
+const KILLED_BEFORE_ANSWER_INNER: &str = "MULTIPROC_TEST_PROCESS_KILLED_BEFORE_ANSWER_INNER";
+
+#[test]
+fn a_room_whose_server_died_before_its_answer_is_freed_inner() {
+    if std::env::var_os(KILLED_BEFORE_ANSWER_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let before = multiproc::__private::heap_in_use();
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    // A start with a report room, held once its request went and before it reads whose
+    // server it asked. The server forks its child and stops itself before its answer
+    // (`stop:forkserver.forked`, armed for the whole family).
+    multiproc::__private::crash_at("hold:forkserver.asked");
+    std::thread::scope(|s| {
+        let asking = s.spawn(|| fork_server_square(3));
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the request went");
+        assert!(eventually(LIMIT, || stopped(server)), "the server stopped after its fork");
+        // Killed there, it never answers, nor marks the room as done with.
+        signal_server(server, libc::SIGKILL);
+        assert!(eventually(LIMIT, || !pid_running(server)), "the fork server died");
+        // Another thread's start (a boot socket) finds it dead and starts a new one, which
+        // is published and lives on: held too once its request went to it, which the new
+        // server forks for and stops after.
+        let restarting = s.spawn(|| {
+            let child = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
+            child.map_err(|e| e.to_string())?.join().map_err(|e| e.to_string())
+        });
+        assert!(
+            eventually(LIMIT, || restarting.is_finished() || multiproc::__private::crash_holding() == 2),
+            "the new server has the second request"
+        );
+        let new = multiproc::__private::fork_server_pid().filter(|&new| new != server).expect("a new server runs");
+        assert!(eventually(LIMIT, || stopped(new)), "the new server stopped after its fork");
+        signal_server(new, libc::SIGCONT);
+        // Both go on. The first reads the new server's pid, and meets the end of its
+        // connection to the dead one: it fails, its child told to stop.
+        multiproc::__private::crash_disarm();
+        assert_eq!(restarting.join().unwrap(), Ok(()));
+        assert_eq!(queue.get_timeout(LIMIT).ok(), Some(7));
+        assert!(asking.join().unwrap().is_err(), "its server died before its answer");
+    });
+    // The room waits only for its child (the dead server's, told to stop): it is freed, not
+    // left for the life of the new server.
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= before
+    });
+    assert!(back, "heap in use: {before} bytes before, {} after", multiproc::__private::heap_in_use());
+    println!("INNER-DONE");
+}
+
+/// A report room whose request's server forked its child and was killed before its answer
+/// is freed once that child has ended, although another thread started and published a
+/// new server meanwhile. Before (the no-answer half of review33 F1), the room was left
+/// with its server's pid as read once the request went, the new server's: it waited for
+/// that live server's mark, which never comes, or its death, and stayed for its life
+/// (512 bytes).
+#[test]
+fn a_room_whose_server_died_before_its_answer_is_freed() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_whose_server_died_before_its_answer_is_freed_inner",
+        &[(KILLED_BEFORE_ANSWER_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.forked")],
+    );
+}
 /// A child that, once let through `gate`, tries a fork-server start (the server is dead
 /// then): whether it failed with `StartMethodUnavailable`.
 fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {

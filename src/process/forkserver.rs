@@ -46,7 +46,7 @@ use super::spin::LoadSpin;
 use crate::codec;
 use crate::error::Error;
 use crate::shm::LeftBehind;
-use crate::shm::crash::crash_point;
+use crate::shm::crash::{crash_point, fail_point};
 use crate::sys::{self, Forked};
 
 /// How long a requester polls for the server's answer before it sleeps (unless the
@@ -196,6 +196,11 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     sys::send_all(ours.as_fd(), &framed, &fds).map_err(|e| why(&format_args!("cannot send its boot message: {e}")))?;
     drop(listener);
     let pid = family::on_lasting_thread(move || {
+        // A test makes the spawn fail (as `posix_spawn` would), once the listener went with
+        // the boot message: a request that connected to it meets its end unread.
+        if fail_point!("forkserver.restart.spawn") {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
         let env = [(boot::BOOT_ENV, format!("forkserver:{}:{}", sys::SPAWN_BOOT_FD, sys::my_pid()))];
         sys::spawn_self(theirs.as_fd(), &env)
     })
@@ -683,7 +688,9 @@ fn family_server() -> u32 {
 /// have given back). `asked` is set to the pid of the server the request went to: the one
 /// its answer names, else as read once it went (the pid is published after the listener
 /// of a server started again: one read before might be its dead predecessor's; one read
-/// after may be a later server's), 0 if not known.
+/// after may be a later server's), 0 if not known. A request whose connection ended with
+/// no answer marks its room as no server's to write any more
+/// ([`crate::shm::ReportRoom::server_gone_at`]), whatever `asked` says.
 fn ask(
     boot: Result<BorrowedFd<'_>, (u64, &[u8])>,
     token: &[u8; 16],
@@ -751,22 +758,28 @@ fn ask(
     // The server that has the request, or a later one (0 while one is being started again:
     // read again while the answer is waited for), until its answer names it.
     *asked = pid();
-    let result = (|| {
-        let mut buf = [0u8; 512];
-        let mut fds = Vec::new();
-        // The server answers within a fork's time; waiting for it awake saves a wake-up,
-        // unless the machine is busy (then the server needs the processor).
-        let spun =
-            REPLY_SPINS.spin(REPLY_SPIN, || sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds).transpose());
-        let n = match spun {
-            Some(received) => received?,
-            None => answer(conn, &mut buf, &mut fds, (asked, pid))?,
-        };
-        if n == 0 {
-            return Err(io::Error::other("the fork server closed the connection"));
-        }
-        Ok((buf[..n].to_vec(), fds))
-    })();
+    let mut buf = [0u8; 512];
+    let mut fds = Vec::new();
+    // The server answers within a fork's time; waiting for it awake saves a wake-up, unless
+    // the machine is busy (then the server needs the processor).
+    let spun = REPLY_SPINS.spin(REPLY_SPIN, || sys::recv_with_fds_nonblocking(conn, &mut buf, &mut fds).transpose());
+    let received = match spun {
+        Some(received) => received,
+        None => answer(conn, &mut buf, &mut fds, (asked, pid)),
+    };
+    // The connection's end with no answer (EOF; `ECONNRESET` when the request was still
+    // unread there, or the listener it waited on went): every copy of the server's end is
+    // closed. No server will read the request any more, and one that read it died, or closed
+    // the connection after its last write to the request's room (`Server::send_reply`).
+    let ended = match &received {
+        Ok(n) => *n == 0,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+    };
+    let result = match received {
+        Ok(0) => Err(io::Error::other("the fork server closed the connection")),
+        Ok(n) => Ok((buf[..n].to_vec(), fds)),
+        Err(e) => Err(e),
+    };
     let (reply, fds) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -785,7 +798,16 @@ fn ask(
             *slot = None;
             match late {
                 Ok(Some(n)) if n > 0 => (buf[..n].to_vec(), fds),
-                _ => return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true)),
+                _ => {
+                    if let (true, Err((at, _))) = (ended, boot) {
+                        // Whatever server `asked` names (0, not known: a server being
+                        // started again, whose spawn may fail; or a later one than the
+                        // request's, alive), none will write the room: it goes once its
+                        // child, if one was forked, has ended (review33 F2).
+                        crate::shm::ReportRoom::server_gone_at(at & !1);
+                    }
+                    return Err(failed(unavailable(format!("the fork server did not answer: {e}")), true));
+                }
             }
         }
     };
@@ -1319,8 +1341,9 @@ impl Server {
                     // Forked, not yet answered: a server killed here leaves a child its
                     // requester does not know of.
                     crash_point!("forkserver.forked");
-                    let went = self.reply(i, &Reply::Yours { pid, server: self.me }, &[pidfd.as_fd()]);
+                    let went = self.send_reply(i, &Reply::Yours { pid, server: self.me }, &[pidfd.as_fd()]);
                     answered(go_room, went);
+                    self.close_unanswered(i, went);
                     if !went && let ChildBoot::Socket(sock) = &child_boot {
                         // The answer went nowhere: its requester gave up (a server stopped
                         // between its peek and here, then continued). The child, told to
@@ -1387,8 +1410,9 @@ impl Server {
                         }
                         fds.push(read.as_fd());
                         crash_point!("forkserver.forked");
-                        let went = self.reply(i, &Reply::Forked { pid, server: me }, &fds);
+                        let went = self.send_reply(i, &Reply::Forked { pid, server: me }, &fds);
                         answered(go_room, went);
+                        self.close_unanswered(i, went);
                         self.kids.push(Kid { pidfd, status: write, requester: i });
                     }
                     Err(_) => {
@@ -1428,12 +1452,23 @@ impl Server {
         std::mem::forget((requesters, kids, unsafe_to_fork));
     }
 
-    /// Answers requester `i`; whether the answer went.
+    /// Answers requester `i`; whether the answer went (if not, its connection is closed).
+    /// Called after the server's last write to the request's room, if any.
     fn reply(&mut self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
+        let went = self.send_reply(i, reply, fds);
+        self.close_unanswered(i, went);
+        went
+    }
+
+    /// [`Server::reply`] before the server's last write to the request's room (its go):
+    /// the connection is left open, closed by [`Server::close_unanswered`] after that write. A
+    /// requester takes the end of its connection for the end of every server's write to its
+    /// room (`ask`), and frees the room once its child has ended.
+    fn send_reply(&self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
         let Some(sock) = self.requesters[i].sock.as_ref() else { return false };
         // On the stack (see `Events`); a long refusal through the allocator.
         let mut room = [0u8; 64];
-        let went = if let Some(msg) = codec::encode_own_into(reply, &mut room) {
+        if let Some(msg) = codec::encode_own_into(reply, &mut room) {
             sys::send_with_fds(sock.as_fd(), msg, fds).is_ok()
         } else if let Ok(msg) = codec::encode_own(reply) {
             let went = sys::send_with_fds(sock.as_fd(), &msg.bytes, fds).is_ok();
@@ -1441,11 +1476,15 @@ impl Server {
             went
         } else {
             false
-        };
+        }
+    }
+
+    /// After an answer to requester `i` that did not go: its connection is closed (its
+    /// requester gave up, or cannot be answered: it meets the connection's end).
+    fn close_unanswered(&mut self, i: usize, went: bool) {
         if !went {
             self.requesters[i].sock = None;
         }
-        went
     }
 
     /// In a zygote, after forking `pid` (which waits for its go-on byte): records it as a

@@ -21,7 +21,8 @@
 //! ([`ReportRoom::unforked_at`]). The fork server may write a room after its answer (its
 //! go): its last write is marked ([`SERVER_DONE`]), and a room is freed only once that
 //! mark is seen or the server is dead ([`ReportRoom::release`], which waits a moment for
-//! the mark).
+//! the mark). A requester that saw its request's connection end unanswered marks it
+//! itself: no server writes the room any more ([`ReportRoom::server_gone_at`]).
 //!
 //! A fork-server child waits for its go word before it touches anything its boot message
 //! names (its argument, a blob of the heap): its requester says [`ReportRoom::go`] once the
@@ -68,8 +69,9 @@ const GO_STOP: u32 = 2;
 const GO_ASLEEP: u32 = 3;
 const GO_STATE: u32 = 3;
 /// The go word's flag: the fork server that forked the room's child is done with the room
-/// (its last write: [`ReportRoom::answered_at`], [`ReportRoom::unforked_at`]). A room its
-/// server may still write is freed only once this is set, or the server is dead.
+/// (its last write: [`ReportRoom::answered_at`], [`ReportRoom::unforked_at`]; or its
+/// requester saw the end of the request's connection: [`ReportRoom::server_gone_at`]). A
+/// room its server may still write is freed only once this is set, or the server is dead.
 const SERVER_DONE: u32 = 4;
 /// How long a child looks at its go word before it sleeps on it (`wait::spin_for`, which
 /// yields now and then: the server that says go may need this processor).
@@ -221,6 +223,17 @@ impl ReportRoom {
         if off.is_multiple_of(64) && heap.contains(off, ROOM) {
             say(go_word(heap, off), if went { GO_ON } else { GO_PENDING }, true);
         }
+    }
+
+    /// The requester of the room at `off`, once its request's connection ended with no
+    /// answer (every copy of the server's end is closed): no server will write the room any
+    /// more (a server closes a connection only after its last write to the room of a request
+    /// it read on it, and a dead one writes nothing). Marked as that last write would mark it
+    /// ([`SERVER_DONE`]): the room goes once its child, if one was forked, has ended, whatever
+    /// server its [`ReportRoom::asked_of`] names (0 for a request whose server was being
+    /// started again and never came). An offset that is no room's place is ignored.
+    pub(crate) fn server_gone_at(off: u64) {
+        Self::answered_at(off, false);
     }
 
     /// The fork server, right after it forked `pid` for the room at `off` (named by the
@@ -725,5 +738,25 @@ mod tests {
         let off = room.off;
         room.release();
         assert!(!left(off), "no server writes a Fork child's room");
+    }
+
+    /// A room left by a start whose server is not known (pid 0: one being started again)
+    /// stays while a server may still read its request, and goes once its requester saw the
+    /// request's connection end unanswered (no server writes it then; its child word, still
+    /// 0, says no child was forked).
+    #[test]
+    fn a_room_of_no_known_server_goes_once_its_connection_ended() {
+        let _serial = crate::shm::heap_test_lock();
+        let left = |off| LEFT.any(|(room, _)| room.off == off);
+        let mut room = ReportRoom::new().unwrap();
+        room.asked_of(0);
+        assert!(room.stop());
+        let off = room.off;
+        room.leave_to_child();
+        free_left_rooms();
+        assert!(left(off), "freed while a server may still read its request");
+        ReportRoom::server_gone_at(off);
+        free_left_rooms();
+        assert!(!left(off), "no server writes it, and no child was forked for it");
     }
 }
