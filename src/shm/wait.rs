@@ -103,6 +103,7 @@ static QUICKEST_YIELD: AtomicU64 = AtomicU64::new(u64::MAX);
 /// ignores, and a process whose every yield so far ran another task (both sides pinned to
 /// one processor from their first wait) sees no yield as giving the processor away, as
 /// with a threshold too high: the spins then behave as they did with 3 µs on that machine.
+/// Hence [`learn_yield_cost`] in the main process, before it has children.
 fn timed_yield(before: Instant) -> bool {
     std::thread::yield_now();
     let took = saturating_nanos(before.elapsed());
@@ -111,6 +112,21 @@ fn timed_yield(before: Instant) -> bool {
         QUICKEST_YIELD.fetch_min(took, Ordering::Relaxed);
     }
     took > quickest.saturating_mul(GAVE_AWAY_FACTOR)
+}
+
+/// How many yields [`learn_yield_cost`] times.
+const YIELDS_TO_LEARN: u32 = 8;
+
+/// Times a few yields, so that [`timed_yield`] knows what one that comes straight back
+/// costs before the process has waits of its own: called by the main process before it
+/// has children (its forks inherit what it learnt), while no process of the family can
+/// share its processor. Without it, a process whose every spin shares its processor with
+/// the side it waits for (both pinned to one) would time only yields that ran that side.
+/// About 2 µs, once per program.
+pub(crate) fn learn_yield_cost() {
+    for _ in 0..YIELDS_TO_LEARN {
+        timed_yield(Instant::now());
+    }
 }
 
 /// Spins until `ready` gives a value or `limit` passes, yielding the processor now and
