@@ -114,7 +114,7 @@ fn timed_yield(before: Instant) -> bool {
     took > quickest.saturating_mul(GAVE_AWAY_FACTOR)
 }
 
-/// How many yields [`learn_yield_cost`] times.
+/// The most yields [`learn_yield_cost`] times.
 const YIELDS_TO_LEARN: u32 = 8;
 
 /// Times a few yields, so that [`timed_yield`] knows what one that comes straight back
@@ -122,10 +122,16 @@ const YIELDS_TO_LEARN: u32 = 8;
 /// has children (its forks inherit what it learnt), while no process of the family can
 /// share its processor. Without it, a process whose every spin shares its processor with
 /// the side it waits for (both pinned to one) would time only yields that ran that side.
-/// About 2 µs, once per program.
+///
+/// About 3 µs once per program on a quiet machine. On a busy one a yield may run another
+/// program's task for its slice (3 ms once at load 6 on the machine of stop 32), as any
+/// yield of a spin may; the learning stops at the first yield that gave the processor
+/// away, since the next ones would likely do the same.
 pub(crate) fn learn_yield_cost() {
     for _ in 0..YIELDS_TO_LEARN {
-        timed_yield(Instant::now());
+        if timed_yield(Instant::now()) {
+            return;
+        }
     }
 }
 
