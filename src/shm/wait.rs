@@ -81,7 +81,10 @@ const LOOKS_PER_YIELD: u32 = 8;
 /// The most looks between two yields, reached by doubling while yields come straight back.
 const MAX_LOOKS_PER_YIELD: u32 = 1024;
 /// A yield that took more than this many times the quickest yield the process has timed
-/// ran another task on our processor (see [`timed_yield`]).
+/// ran another task on our processor (see [`timed_yield`]). A hand-over to the other side
+/// and back costs two yields' system calls and two switches, so more than twice a yield
+/// that comes straight back; 3 leaves room for the spread of those (their 90th percentile
+/// is 1.6-1.8 times their minimum on the machine of stop 32, where a hand-over is 4.8).
 const GAVE_AWAY_FACTOR: u64 = 3;
 
 /// The quickest yield the process's spins have timed, in nanoseconds (`u64::MAX` before
@@ -95,14 +98,14 @@ static QUICKEST_YIELD: AtomicU64 = AtomicU64::new(u64::MAX);
 /// A yield that comes straight back costs a system call (about 230 ns on the 2-vCPU VM of
 /// stop 32); one that runs another task costs two processor switches and that task's run
 /// until it gives the processor back (1.1 µs or more there, a hand-over between two
-/// processes that take turns). No fixed duration tells the two apart on every machine (3
-/// µs did on the VMs this was first tuned on, and never fired on that one), so a yield
+/// processes that take turns). No fixed duration tells the two apart on every machine (3 µs
+/// did on the VMs this was first tuned on; no hand-over reached it on that one), so a yield
 /// counts as giving the processor away when it took more than [`GAVE_AWAY_FACTOR`] times
 /// the quickest yield the process has timed. That minimum costs nothing to learn (every
 /// yield of a spin is timed anyway), a busy machine only adds slow yields, which it
 /// ignores, and a process whose every yield so far ran another task (both sides pinned to
-/// one processor from their first wait) sees no yield as giving the processor away, as
-/// with a threshold too high: the spins then behave as they did with 3 µs on that machine.
+/// one processor from their first wait) sees no yield as giving the processor away, as with
+/// a threshold too high: the spins then behave as they did with 3 µs on that machine.
 /// Hence [`learn_yield_cost`] in the main process, before it has children.
 fn timed_yield(before: Instant) -> bool {
     std::thread::yield_now();
