@@ -53,7 +53,9 @@ pub(crate) use ring::{IN_OWN_TAKE, INLINE_MAX, Limits, Patient, Refused, Ring, S
 pub(crate) use segment::{AccessError, Segment};
 pub(crate) use slice::{LockedSlice, RacySlice, SliceGuard};
 pub(crate) use unread::give_back_unread;
-pub(crate) use wait::{Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, saturating_nanos, spin_for};
+pub(crate) use wait::{
+    Deadline, FIRST_SLICE, Interrupted, MAX_SLICE, Notify, SPIN, learn_yield_cost, saturating_nanos, spin_for,
+};
 
 /// Serialises the unit tests that allocate from the family heap, so that those comparing
 /// `Heap::in_use` before and after see only their own allocations.

@@ -80,8 +80,63 @@ pub(crate) const MAX_SLICE: Duration = Duration::from_millis(100);
 const LOOKS_PER_YIELD: u32 = 8;
 /// The most looks between two yields, reached by doubling while yields come straight back.
 const MAX_LOOKS_PER_YIELD: u32 = 1024;
-/// A yield that took longer than this ran another task on our processor.
-const YIELD_GAVE_AWAY: Duration = Duration::from_micros(3);
+/// A yield that took more than this many times the quickest yield the process has timed
+/// ran another task on our processor (see [`timed_yield`]). A hand-over to the other side
+/// and back costs two yields' system calls and two switches, so more than twice a yield
+/// that comes straight back; 3 leaves room for the spread of those (their 90th percentile
+/// is 1.6-1.8 times their minimum on the machine of stop 32, where a hand-over is 4.8).
+const GAVE_AWAY_FACTOR: u64 = 3;
+
+/// The quickest yield the process's spins have timed, in nanoseconds (`u64::MAX` before
+/// the first): what a `sched_yield` that comes straight back costs on this machine. A
+/// forked child starts with its parent's.
+static QUICKEST_YIELD: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Yields the processor; whether the yield gave it away (another task ran on it meanwhile).
+/// `before` is a time read just before the call (the spin reads it anyway, for its limit).
+///
+/// A yield that comes straight back costs a system call (about 230 ns on the 2-vCPU VM of
+/// stop 32); one that runs another task costs two processor switches and that task's run
+/// until it gives the processor back (1.1 µs or more there, a hand-over between two
+/// processes that take turns). No fixed duration tells the two apart on every machine (3 µs
+/// did on the VMs this was first tuned on; no hand-over reached it on that one), so a yield
+/// counts as giving the processor away when it took more than [`GAVE_AWAY_FACTOR`] times
+/// the quickest yield the process has timed. That minimum costs nothing to learn (every
+/// yield of a spin is timed anyway), a busy machine only adds slow yields, which it
+/// ignores, and a process whose every yield so far ran another task (both sides pinned to
+/// one processor from their first wait) sees no yield as giving the processor away, as with
+/// a threshold too high: the spins then behave as they did with 3 µs on that machine.
+/// Hence [`learn_yield_cost`] in the main process, before it has children.
+fn timed_yield(before: Instant) -> bool {
+    std::thread::yield_now();
+    let took = saturating_nanos(before.elapsed());
+    let quickest = QUICKEST_YIELD.load(Ordering::Relaxed);
+    if took < quickest {
+        QUICKEST_YIELD.fetch_min(took, Ordering::Relaxed);
+    }
+    took > quickest.saturating_mul(GAVE_AWAY_FACTOR)
+}
+
+/// The most yields [`learn_yield_cost`] times.
+const YIELDS_TO_LEARN: u32 = 8;
+
+/// Times a few yields, so that [`timed_yield`] knows what one that comes straight back
+/// costs before the process has waits of its own: called by the main process before it
+/// has children (its forks inherit what it learnt), while no process of the family can
+/// share its processor. Without it, a process whose every spin shares its processor with
+/// the side it waits for (both pinned to one) would time only yields that ran that side.
+///
+/// About 3 µs once per program on a quiet machine. On a busy one a yield may run another
+/// program's task for its slice (3 ms once at load 6 on the machine of stop 32), as any
+/// yield of a spin may; the learning stops at the first yield that gave the processor
+/// away, since the next ones would likely do the same.
+pub(crate) fn learn_yield_cost() {
+    for _ in 0..YIELDS_TO_LEARN {
+        if timed_yield(Instant::now()) {
+            return;
+        }
+    }
+}
 
 /// Spins until `ready` gives a value or `limit` passes, yielding the processor now and
 /// then so that, when the process we wait for shares our processor (a machine with fewer
@@ -168,14 +223,13 @@ fn spin<T>(
         }
         round = round.wrapping_add(1);
         if round == next_yield {
-            let before = Instant::now();
-            let (start, limit) = *clock.get_or_insert_with(|| (before, deadline.slice_at(before, most)));
-            if before - start >= limit {
+            let now = Instant::now();
+            let (start, limit) = *clock.get_or_insert_with(|| (now, deadline.slice_at(now, most)));
+            if now - start >= limit {
                 return (None, None);
             }
-            std::thread::yield_now();
+            let gave_away = timed_yield(now);
             yields = yields.saturating_add(1);
-            let gave_away = before.elapsed() > YIELD_GAVE_AWAY;
             gave_away_at = gave_away.then_some(round);
             looks_per_yield = if gave_away { LOOKS_PER_YIELD } else { (looks_per_yield * 2).min(MAX_LOOKS_PER_YIELD) };
             next_yield = round.wrapping_add(looks_per_yield);
@@ -485,22 +539,24 @@ mod tests {
         .unwrap();
     }
 
-    /// Both ends of a learning spin on one processor: every answer comes right after a yield
-    /// that gave the processor away, so the spins keep yielding soon: after one look where
-    /// such a yield takes longer than `YIELD_GAVE_AWAY` (the machines this was tuned on), at
-    /// the first yield, after `LOOKS_PER_YIELD` looks, where a hand-over through
-    /// `sched_yield` is quicker than that (1.1 µs a round trip on the machine of stop 32:
-    /// the median wait took 9 looks there, every run). The lesson of an answer that came
-    /// while looking, which only the scheduler's preemption can give here, never sticks: a
-    /// spin that learnt it would look up to `MAX_FIRST_YIELD` times before its first yield.
+    /// Both ends of a learning spin on one processor: every answer comes at the first look
+    /// after a yield that gave the processor away (the other side ran meanwhile), so each
+    /// wait after the first yields after a single look, and takes two: where a yield
+    /// counted as giving the processor away only past a fixed 3 µs, a hand-over through
+    /// `sched_yield` that takes 1.1 µs (the machine of stop 32) never counted, and the
+    /// waits took 9 looks (a yield after `LOOKS_PER_YIELD`, the answer at the next). The
+    /// process first times yields of its own, unpinned, so that it knows what a yield that
+    /// comes straight back costs: the pinned threads' yields all switch.
     #[test]
     fn a_learning_spin_that_shares_its_processor_keeps_yielding_soon() {
+        for _ in 0..100 {
+            super::timed_yield(std::time::Instant::now());
+        }
         let median = median_looks_of_turns_on_one_processor(100, |ready| {
             super::spin_learning(super::Deadline::NEVER, LONG, ready)
         });
-        // Looks up to the first yield, which runs the other side, the answer at the next.
-        let most = super::LOOKS_PER_YIELD + 1;
-        assert!(median <= most, "the median wait took {median} looks for a turn that shares its processor");
+        // A look, the yield that runs the other side, the answer at the next look.
+        assert!(median <= 2, "the median wait took {median} looks for a turn that shares its processor");
     }
 
     /// Eight consumers sleep on an empty queue; a producer puts message after message
