@@ -480,6 +480,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         let asked_of = &mut asked_of;
         let mut restarted = false;
         let mut stale = 0;
+        // Asked of the kernel: a bare `fork` copy whose `pthread_atfork` handler could not be
+        // registered keeps the cached pid stale.
+        let me = sys::pid_now();
         loop {
             // The kept connection is taken out of the state for the exchange, so that the
             // wait for the answer holds no lock: the server may be one another thread of
@@ -489,12 +492,19 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // Another thread's request meanwhile makes a connection of its own; the first
             // connection put back is kept.
             let server: ServerAt<'_> = (address, super::StartMethod::ForkServer, &family_server);
-            let mut conn = family::state().forkserver_conn.take();
+            let kept = family::state().forkserver_conn.take();
+            // Only the process that made it uses a kept connection. A bare `libc::fork` copy
+            // of it has a copy (the same socket), closed here, never shut down, and connects
+            // anew: one process's shutdown (a failed exchange's) would end the other's
+            // pending receive as if the server had closed it (`ask` frees the room then, while
+            // the live server may still write it), and two processes' requests on one
+            // connection would take each other's answers (review35 M1).
+            let mut conn = kept.and_then(|(owner, conn)| (owner == me).then_some(conn));
             let asked = ask(boot, &config.token, server, &mut conn, asked_of);
             if let Some(conn) = conn {
                 let mut st = family::state();
                 if st.forkserver_conn.is_none() {
-                    st.forkserver_conn = Some(conn);
+                    st.forkserver_conn = Some((me, conn));
                 }
             }
             match asked {
