@@ -2992,6 +2992,61 @@ fn a_bare_fork_copys_start_leaves_its_parents_room_to_their_stopped_server() {
         &[(BARE_FORK_COPY_INNER, "1")],
     );
 }
+
+const UNANSWERED_INNER: &str = "MULTIPROC_TEST_PROCESS_UNANSWERED_INNER";
+
+#[test]
+fn a_room_whose_answer_did_not_go_stays_until_its_live_servers_last_write_inner() {
+    if std::env::var_os(UNANSWERED_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    let children = own_children();
+    // A start with a report room. The server forks its child (a sibling of this process),
+    // its answer fails to go on the live connection (`fail:forkserver.reply`), and it stops
+    // itself before its last write to the room (`stop:forkserver.unanswered`, both armed
+    // for the whole family). The requester gives up on the stopped server; the child is
+    // told to stop.
+    assert!(fork_server_square(3).is_err(), "no answer came");
+    assert!(stopped(server), "the server stopped before its last write to the room");
+    let forked: Vec<u32> = own_children().difference(&children).copied().collect();
+    assert_eq!(forked.len(), 1, "the server forked one child for the start");
+    assert!(eventually(LIMIT, || !pid_running(forked[0])), "the child, told to stop, ended");
+    // The room stays: the server, stopped, is not done with it.
+    let _ = active_children();
+    assert!(
+        multiproc::__private::heap_in_use() > leaks.before(),
+        "the room was freed ({} bytes in use, as before) while its live server, stopped, will still write it",
+        multiproc::__private::heap_in_use()
+    );
+    // Continued, the server makes its last write: the room goes, and the child is reaped.
+    signal_server(server, libc::SIGCONT);
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= leaks.before()
+    });
+    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert!(eventually(LIMIT, || own_children() == children), "the child was reaped");
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// A live fork server whose answer fails to go (`sendmsg` can fail on a live connection:
+/// `ETOOMANYREFS`, `ENOMEM`) while its requester waits closes the connection only after its
+/// last write to the request's report room: the requester, which takes the connection's
+/// end for the end of every server's write to its room, gives up on the stopped server
+/// instead, and the room stays until that write. With the order before room34 (the
+/// connection closed, then the last write), the requester met the end, marked the room
+/// done and freed it once its child ended, while the server still wrote it (review35 L1).
+#[test]
+fn a_room_whose_answer_did_not_go_stays_until_its_live_servers_last_write() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_whose_answer_did_not_go_stays_until_its_live_servers_last_write_inner",
+        &[(UNANSWERED_INNER, "1"), ("MULTIPROC_CRASH_AT", "fail:forkserver.reply,stop:forkserver.unanswered")],
+    );
+}
 /// A child that, once let through `gate`, tries a fork-server start (the server is dead
 /// then): whether it failed with `StartMethodUnavailable`.
 fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {

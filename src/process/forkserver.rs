@@ -910,6 +910,12 @@ fn answered(room: Option<u64>, went: bool) {
             // Answered, go not yet said: the requester may have seen its child end by now,
             // and leaves the room until the server is done with it.
             crash_point!("forkserver.answered");
+        } else {
+            // No answer went (its requester gave up, or the send failed on a live
+            // connection: `fail:forkserver.reply`), the last write not yet made: the
+            // connection is still open here (`Server::close_unanswered` comes after), and its
+            // requester still waits (review35 L1).
+            crash_point!("forkserver.unanswered");
         }
         crate::shm::ReportRoom::answered_at(off, went);
     }
@@ -1476,6 +1482,11 @@ impl Server {
     /// room (`ask`), and frees the room once its child has ended.
     fn send_reply(&self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
         let Some(sock) = self.requesters[i].sock.as_ref() else { return false };
+        // A send can fail on a live connection whose requester waits (`ETOOMANYREFS`: the
+        // descriptors in flight; `ENOMEM`): the tests' way there.
+        if fail_point!("forkserver.reply") {
+            return false;
+        }
         // On the stack (see `Events`); a long refusal through the allocator.
         let mut room = [0u8; 64];
         if let Some(msg) = codec::encode_own_into(reply, &mut room) {
