@@ -781,6 +781,8 @@ fn ask(
     // unread there, or the listener it waited on went): every copy of the server's end is
     // closed. No server will read the request any more, and one that read it died, or closed
     // the connection after its last write to the request's room (`Server::send_reply`).
+    // (Our own end is shut down by nobody else: the family's connection is this process's
+    // alone, `request`; a zygote's requests name no room.)
     let ended = match &received {
         Ok(n) => *n == 0,
         Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
