@@ -2899,6 +2899,154 @@ fn a_room_whose_server_died_before_its_answer_is_freed() {
         &[(KILLED_BEFORE_ANSWER_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.forked")],
     );
 }
+
+const BARE_FORK_COPY_INNER: &str = "MULTIPROC_TEST_PROCESS_BARE_FORK_COPY_INNER";
+
+#[test]
+fn a_bare_fork_copys_start_leaves_its_parents_room_to_their_stopped_server_inner() {
+    if std::env::var_os(BARE_FORK_COPY_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    // Once before: the fork server runs, and this process keeps a connection to it.
+    assert_eq!(fork_server_square(2), Ok(4));
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    let mut go = [0i32; 2];
+    // SAFETY (test): makes a pipe into a local array.
+    assert_eq!(unsafe { libc::pipe(go.as_mut_ptr()) }, 0);
+    // A bare copy of this process (the program's own `fork`, not a start of ours), made
+    // before anything is armed: it waits for a byte, then makes one fork-server start.
+    // SAFETY (test): the copy makes one start on its only thread (the others here sleep or
+    // wait idle, holding nothing it takes) and leaves with `_exit`.
+    let copy = unsafe { libc::fork() };
+    assert!(copy >= 0, "fork failed");
+    if copy == 0 {
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into a local; ends the copy without this process's exit
+        // handlers.
+        unsafe {
+            libc::read(go[0], (&raw mut byte).cast(), 1);
+            let _ = fork_server_square(5);
+            libc::_exit(0);
+        }
+    }
+    signal_server(server, libc::SIGSTOP);
+    assert!(eventually(LIMIT, || stopped(server)), "the server stopped");
+    // This process's start (a report room) goes to the stopped server, and is held once its
+    // request went.
+    multiproc::__private::crash_at("hold:forkserver.asked");
+    std::thread::scope(|s| {
+        let asking = s.spawn(|| fork_server_square(3));
+        assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the request went");
+        // The copy's start meanwhile gives up on the stopped server.
+        // SAFETY (test): writes one byte from a local; reaps our own child.
+        unsafe {
+            assert_eq!(libc::write(go[1], [1u8].as_ptr().cast(), 1), 1);
+            let mut status = 0;
+            assert_eq!(libc::waitpid(copy, &mut status, 0), copy);
+        }
+        // The request's room is in the heap now, with whatever the copy left.
+        let held = multiproc::__private::heap_in_use();
+        multiproc::__private::crash_disarm();
+        assert!(asking.join().unwrap().is_err(), "its server is stopped");
+        let _ = active_children();
+        assert!(
+            multiproc::__private::heap_in_use() >= held,
+            "the room of a request the stopped server has not read was freed ({held} bytes in use before, {} \
+             after): the server, once continued, writes it",
+            multiproc::__private::heap_in_use()
+        );
+    });
+    // Continued, the server reads the request (its requester gave up: no child), marks the
+    // room, and serves again.
+    signal_server(server, libc::SIGCONT);
+    assert_eq!(fork_server_square(4), Ok(16));
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= leaks.before()
+    });
+    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    // SAFETY (test): closes the pipe's two ends, ours.
+    unsafe {
+        libc::close(go[0]);
+        libc::close(go[1]);
+    }
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// A bare `libc::fork` copy of a process that keeps a connection to the fork server makes
+/// a fork-server start while its parent's start waits for the answer of a stopped server:
+/// the parent's report room stays until the server, once continued, has read the request.
+/// Before (review35 M1), the copy used its copy of the kept connection (the same socket):
+/// giving up on the stopped server, it shut it down, and the parent's receive read that as
+/// the connection's end: it marked its room as no server's to write, and freed it while
+/// the live server, once continued, still wrote it (and two processes' concurrent starts
+/// on one connection could take each other's answers). The kept connection is now its
+/// maker's alone: a copy closes its copy and connects anew.
+#[test]
+fn a_bare_fork_copys_start_leaves_its_parents_room_to_their_stopped_server() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_bare_fork_copys_start_leaves_its_parents_room_to_their_stopped_server_inner",
+        &[(BARE_FORK_COPY_INNER, "1")],
+    );
+}
+
+const UNANSWERED_INNER: &str = "MULTIPROC_TEST_PROCESS_UNANSWERED_INNER";
+
+#[test]
+fn a_room_whose_answer_did_not_go_stays_until_its_live_servers_last_write_inner() {
+    if std::env::var_os(UNANSWERED_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+    let children = own_children();
+    // A start with a report room. The server forks its child (a sibling of this process),
+    // its answer fails to go on the live connection (`fail:forkserver.reply`), and it stops
+    // itself before its last write to the room (`stop:forkserver.unanswered`, both armed
+    // for the whole family). The requester gives up on the stopped server; the child is
+    // told to stop.
+    assert!(fork_server_square(3).is_err(), "no answer came");
+    assert!(stopped(server), "the server stopped before its last write to the room");
+    let forked: Vec<u32> = own_children().difference(&children).copied().collect();
+    assert_eq!(forked.len(), 1, "the server forked one child for the start");
+    assert!(eventually(LIMIT, || !pid_running(forked[0])), "the child, told to stop, ended");
+    // The room stays: the server, stopped, is not done with it.
+    let _ = active_children();
+    assert!(
+        multiproc::__private::heap_in_use() > leaks.before(),
+        "the room was freed ({} bytes in use, as before) while its live server, stopped, will still write it",
+        multiproc::__private::heap_in_use()
+    );
+    // Continued, the server makes its last write: the room goes, and the child is reaped.
+    signal_server(server, libc::SIGCONT);
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= leaks.before()
+    });
+    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert!(eventually(LIMIT, || own_children() == children), "the child was reaped");
+    drop(leaks);
+    println!("INNER-DONE");
+}
+
+/// A live fork server whose answer fails to go (`sendmsg` can fail on a live connection:
+/// `ETOOMANYREFS`, `ENOMEM`) while its requester waits closes the connection only after its
+/// last write to the request's report room: the requester, which takes the connection's
+/// end for the end of every server's write to its room, gives up on the stopped server
+/// instead, and the room stays until that write. With the order before room34 (the
+/// connection closed, then the last write), the requester met the end, marked the room
+/// done and freed it once its child ended, while the server still wrote it (review35 L1).
+#[test]
+fn a_room_whose_answer_did_not_go_stays_until_its_live_servers_last_write() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_room_whose_answer_did_not_go_stays_until_its_live_servers_last_write_inner",
+        &[(UNANSWERED_INNER, "1"), ("MULTIPROC_CRASH_AT", "fail:forkserver.reply,stop:forkserver.unanswered")],
+    );
+}
 /// A child that, once let through `gate`, tries a fork-server start (the server is dead
 /// then): whether it failed with `StartMethodUnavailable`.
 fn start_after_gate(gate: multiproc::Queue<u32>) -> bool {

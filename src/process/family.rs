@@ -61,9 +61,12 @@ pub(crate) struct ProcState {
     pub(crate) parent: Option<ParentInfo>,
     next_index: u32,
     children: Vec<Arc<ChildState>>,
-    /// This process's connection to the fork server (taken out while a request uses it:
-    /// `forkserver::request` waits for the answer without this state's lock).
-    pub(crate) forkserver_conn: Option<OwnedFd>,
+    /// This process's connection to the fork server, with the pid of the process that made
+    /// it (taken out while a request uses it: `forkserver::request` waits for the answer
+    /// without this state's lock). Only its maker uses it: a bare `libc::fork` copy of this
+    /// process has a copy of it (the same socket), which it closes, never shuts down, and
+    /// makes its own (review35 M1).
+    pub(crate) forkserver_conn: Option<(u32, OwnedFd)>,
     launcher: Option<mpsc::Sender<Job>>,
 }
 

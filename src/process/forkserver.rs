@@ -480,6 +480,9 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
         let asked_of = &mut asked_of;
         let mut restarted = false;
         let mut stale = 0;
+        // Asked of the kernel: a bare `fork` copy whose `pthread_atfork` handler could not be
+        // registered keeps the cached pid stale.
+        let me = sys::pid_now();
         loop {
             // The kept connection is taken out of the state for the exchange, so that the
             // wait for the answer holds no lock: the server may be one another thread of
@@ -489,12 +492,19 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
             // Another thread's request meanwhile makes a connection of its own; the first
             // connection put back is kept.
             let server: ServerAt<'_> = (address, super::StartMethod::ForkServer, &family_server);
-            let mut conn = family::state().forkserver_conn.take();
+            let kept = family::state().forkserver_conn.take();
+            // Only the process that made it uses a kept connection. A bare `libc::fork` copy
+            // of it has a copy (the same socket), closed here, never shut down, and connects
+            // anew: one process's shutdown (a failed exchange's) would end the other's
+            // pending receive as if the server had closed it (`ask` frees the room then, while
+            // the live server may still write it), and two processes' requests on one
+            // connection would take each other's answers (review35 M1).
+            let mut conn = kept.and_then(|(owner, conn)| (owner == me).then_some(conn));
             let asked = ask(boot, &config.token, server, &mut conn, asked_of);
             if let Some(conn) = conn {
                 let mut st = family::state();
                 if st.forkserver_conn.is_none() {
-                    st.forkserver_conn = Some(conn);
+                    st.forkserver_conn = Some((me, conn));
                 }
             }
             match asked {
@@ -771,6 +781,8 @@ fn ask(
     // unread there, or the listener it waited on went): every copy of the server's end is
     // closed. No server will read the request any more, and one that read it died, or closed
     // the connection after its last write to the request's room (`Server::send_reply`).
+    // (Our own end is shut down by nobody else: the family's connection is this process's
+    // alone, `request`; a zygote's requests name no room.)
     let ended = match &received {
         Ok(n) => *n == 0,
         Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
@@ -900,6 +912,12 @@ fn answered(room: Option<u64>, went: bool) {
             // Answered, go not yet said: the requester may have seen its child end by now,
             // and leaves the room until the server is done with it.
             crash_point!("forkserver.answered");
+        } else {
+            // No answer went (its requester gave up, or the send failed on a live
+            // connection: `fail:forkserver.reply`), the last write not yet made: the
+            // connection is still open here (`Server::close_unanswered` comes after), and its
+            // requester still waits (review35 L1).
+            crash_point!("forkserver.unanswered");
         }
         crate::shm::ReportRoom::answered_at(off, went);
     }
@@ -1466,6 +1484,11 @@ impl Server {
     /// room (`ask`), and frees the room once its child has ended.
     fn send_reply(&self, i: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
         let Some(sock) = self.requesters[i].sock.as_ref() else { return false };
+        // A send can fail on a live connection whose requester waits (`ETOOMANYREFS`: the
+        // descriptors in flight; `ENOMEM`): the tests' way there.
+        if fail_point!("forkserver.reply") {
+            return false;
+        }
         // On the stack (see `Events`); a long refusal through the allocator.
         let mut room = [0u8; 64];
         if let Some(msg) = codec::encode_own_into(reply, &mut room) {

@@ -232,6 +232,11 @@ impl ReportRoom {
     /// ([`SERVER_DONE`]): the room goes once its child, if one was forked, has ended, whatever
     /// server its [`ReportRoom::asked_of`] names (0 for a request whose server was being
     /// started again and never came). An offset that is no room's place is ignored.
+    ///
+    /// This needs the connection to be the requester's alone: its own end shut down, by any
+    /// descriptor of the same socket, reads as the same end (`recv` returns 0, and no look
+    /// at the socket tells the two apart). A bare `libc::fork` copy of the requester makes
+    /// its own connection (`forkserver::request`, review35 M1).
     pub(crate) fn server_gone_at(off: u64) {
         Self::answered_at(off, false);
     }
