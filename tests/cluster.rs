@@ -101,6 +101,21 @@ fn cluster_role() {
             let n = s.read(&mut reply).unwrap();
             eprintln!("the late copy: {}", String::from_utf8_lossy(&reply[..n]).trim());
         }
+        // Waits in a get while the test signals it, then says what the get gave.
+        "signalled get" => {
+            extern "C" fn nothing(_: libc::c_int) {}
+            // SAFETY: a handler that does nothing is async-signal-safe; installed without
+            // SA_RESTART, as a program may, so that the signal interrupts a blocking read.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+                assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
+            }
+            let q = Queue::<u32>::open(&url, "q").unwrap();
+            eprintln!("waiting");
+            let got = q.get_timeout(Duration::from_secs(40));
+            eprintln!("got {got:?}");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -175,6 +190,48 @@ fn a_put_sent_again_after_its_reply_was_lost_is_in_the_queue_once() {
         got.push(v);
     }
     assert_eq!(got, [0, 1]);
+}
+
+/// A signal that lands while a get blocks in Redis (the program stopped and continued, as
+/// a shell's job control or a debugger does, or sent a signal it handles) does not fail the
+/// get: the interrupted read goes on (EINTR), and the value put afterwards is taken.
+#[test]
+fn a_signal_during_a_blocking_get_does_not_fail_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("signalled get", &redis.url);
+    let pid = other.id() as libc::pid_t;
+    let mut said = BufReader::new(other.stderr.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "waiting");
+    let blocked = || String::from_utf8_lossy(&redis.raw(&[b"INFO", b"clients"])).contains("blocked_clients:1");
+    let stopped = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") T "));
+    for round in 0..6 {
+        // Each signal while the get's BLMOVE waits in Redis, its read blocked.
+        let mut ended = false;
+        assert!(common::eventually(Duration::from_secs(30), || blocked() || {
+            ended = other.try_wait().unwrap().is_some();
+            ended
+        }));
+        if ended {
+            break; // the get failed: said below
+        }
+        // SAFETY: signals to a child of this test, alive until `wait` below.
+        if round % 2 == 0 {
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+            assert!(common::eventually(Duration::from_secs(30), stopped));
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        } else {
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Queue::<u32>::open(&redis.url, "q").unwrap().put(7).unwrap();
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert!(other.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("got Ok(7)"), "{rest}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ClusterError;
-use super::link::Link;
+use super::link::{Conn, Link};
 use super::wire::{
     ADD_TASKS, ENTRIES_THERE, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large,
 };
@@ -244,7 +244,7 @@ fn refusal_codes(e: &redis::RedisError) -> Vec<String> {
 /// ([`refusal_codes`]): decided on them, not on the error's text.
 fn run_coded<R>(
     link: &mut Link,
-    f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+    f: impl FnOnce(&mut Conn) -> redis::RedisResult<R>,
 ) -> Result<R, (ClusterError, Vec<String>)> {
     let mut codes = Vec::new();
     link.run(|c| f(c).inspect_err(|e| codes = refusal_codes(e))).map_err(|e| (e, codes))
@@ -726,7 +726,7 @@ fn read_results(
     ttl: Duration,
     (count, trimmed): (usize, u64),
     max: usize,
-    c: &mut redis::Connection,
+    c: &mut Conn,
 ) -> redis::RedisResult<Read> {
     let (trimmed, results, large): (u64, Vec<Vec<u8>>, Vec<u64>) = redis::Script::new(READ_RESULTS)
         .key(&keys.results)
