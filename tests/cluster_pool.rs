@@ -304,10 +304,9 @@ fn one_process_with_short_reads(url: &str) -> Pool {
     pool_with(url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
 }
 
-/// Stops Redis (SIGSTOP), runs `meanwhile`, and lets it go on (SIGCONT) after `pause`.
-fn stop_redis_for(redis: &Redis, pause: Duration, meanwhile: impl FnOnce()) {
+/// Stops Redis (SIGSTOP), and lets it go on (SIGCONT) after `pause`.
+fn stop_redis_for(redis: &Redis, pause: Duration) {
     redis.pause();
-    meanwhile();
     std::thread::sleep(pause);
     redis.resume();
 }
@@ -325,9 +324,46 @@ fn results_pushed_while_redis_was_stopped_are_not_lost() {
     let mut result = pool.apply_async(sleep_ms, 300).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // Past the driver's read timeout (one second plus the timeout), within its grace.
-    stop_redis_for(&redis, Duration::from_millis(2500), || {});
+    stop_redis_for(&redis, Duration::from_millis(2500));
     assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(300));
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// The driver of [`results_read_by_a_command_whose_reply_was_lost_are_read_again`], in a
+/// child of the family (its hold point then holds no other test's driver): Redis at `url`
+/// (its socket, its pid). Reports "done" once every step passed.
+fn drive_across_a_lost_read_reply((url, socket, pid, report): (String, String, u32, multiproc::Queue<String>)) {
+    let signal = |name: &str| assert!(Command::new("kill").args([name, &pid.to_string()]).status().unwrap().success());
+    let pool = one_process_with_short_reads(&url);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    // Dropped before the pool, whose drop waits for the driver thread: a failure is not a hang.
+    let _disarm = Disarm;
+    // The driver thread is held right before its read of the results list (the result
+    // of the task below waits there, pushed by the node).
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let waiting = || {
+        let key = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:results"]);
+        if key.is_empty() {
+            return 0;
+        }
+        redis_cli(&socket, &["LLEN", &key]).parse::<usize>().unwrap()
+    };
+    // (The results already read may wait there too, until the driver's next read.)
+    let before = waiting();
+    let mut result = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || waiting() > before), "the result is not waiting in the list");
+    // Past the driver's read timeout (one second plus the timeout), within its grace: the
+    // read runs when Redis goes on, on a connection the driver dropped.
+    signal("-STOP");
+    multiproc::__private::crash_disarm();
+    std::thread::sleep(Duration::from_millis(2500));
+    signal("-CONT");
+    assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+    // What the driver read is trimmed off the list at its next read.
+    assert!(eventually(Duration::from_secs(20), || waiting() == 0), "results left in the list");
+    report.put("done".into()).unwrap();
 }
 
 /// A read of the results list that Redis ran but whose reply never came (Redis stopped
@@ -340,38 +376,73 @@ fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = one_process_with_short_reads(&redis.url);
-    assert_eq!(pool.apply(square, 3).unwrap(), 9);
-    // The driver thread is held right before its read of the results list (the result
-    // of the task below waits there, pushed by the node).
-    multiproc::__private::crash_at("hold:cluster.pool.read");
-    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
-    let waiting = || {
-        let Some(key) = redis.mp_keys().into_iter().find(|k| k.ends_with(":results")) else { return 0 };
-        let len = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["LLEN", &key]).output().unwrap();
-        String::from_utf8_lossy(&len.stdout).trim().parse::<usize>().unwrap()
-    };
-    // (The results already read may wait there too, until the driver's next read.)
-    let before = waiting();
-    let mut result = pool.apply_async(square, 5).unwrap();
-    assert!(eventually(Duration::from_secs(20), || waiting() > before), "the result is not waiting in the list");
-    // Past the driver's read timeout (one second plus the timeout), within its grace: the
-    // read runs when Redis goes on, on a connection the driver dropped.
-    stop_redis_for(&redis, Duration::from_millis(2500), multiproc::__private::crash_disarm);
-    assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(25));
-    assert_eq!(pool.apply(square, 4).unwrap(), 16);
-    // What the driver read is trimmed off the list at its next read.
-    assert!(eventually(Duration::from_secs(20), || waiting() == 0), "results left in the list");
+    let reported = drive_in_a_child(drive_across_a_lost_read_reply, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), redis.pid, report)
+    });
+    assert_eq!(reported, "done");
 }
 
-/// A one-worker cluster pool on `redis` that has run a task (a node must serve it), and
-/// the key of its results list (gone while empty; the tasks stream stays).
-fn one_worker_pool_and_its_results_key(redis: &Redis) -> (Pool, String) {
-    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+/// Runs `drive` in a child of the family with the arguments `args` makes of a report
+/// queue, and returns what it reports, once it has ended (a driver that arms a point in its
+/// own process reaches no other test's driver).
+fn drive_in_a_child<A, M>(
+    drive: impl multiproc::Target<A, M, Output = ()>,
+    args: impl FnOnce(multiproc::Queue<String>) -> A,
+) -> String
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let child = multiproc::Process::new(drive, args(report.clone())).start().unwrap();
+    let reported = report.get_timeout(Duration::from_secs(90)).unwrap();
+    child.join().unwrap();
+    reported
+}
+
+/// A one-worker cluster pool on Redis at `url` (its socket) that has run a task (a node
+/// must serve it), and the key of its results list (gone while empty; the tasks stream
+/// stays).
+fn one_worker_pool_and_its_results_key(url: &str, socket: &str) -> (Pool, String) {
+    let pool = pool_with(url, 1, ClusterOptions::new());
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
-    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let tasks = redis_cli(socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
     let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
     (pool, key)
+}
+
+/// The driver of [`a_trim_that_reaches_redis_late_removes_no_unread_result`], in a child of
+/// the family (its hold point its own): Redis at `url` (its socket). Reports "done" once
+/// every step passed.
+fn drive_past_a_late_trim((url, socket, report): (String, String, multiproc::Queue<String>)) {
+    let (pool, key) = one_worker_pool_and_its_results_key(&url, &socket);
+    let _disarm = Disarm;
+    let results = || multiproc::__private::cluster_pool_results(&url, &key).unwrap();
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    // What the driver read is trimmed off by its next read.
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    // A result waits in the list while the driver is held before its read: the test sees
+    // what the driver reads, and so the trim that follows.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut first = pool.apply_async(square, 4).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    let read = multiproc::__private::cluster_pool_read(&url, &key).unwrap();
+    multiproc::__private::crash_disarm();
+    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "the result read is not trimmed off");
+    // A second result waits, unread; the trim of the first read arrives again, late.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut second = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    multiproc::__private::cluster_pool_trim(&url, &key, &read).unwrap();
+    let left = results().len();
+    multiproc::__private::crash_disarm();
+    assert_eq!(left, 1, "the late trim removed a result nobody read");
+    assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    report.put("done".into()).unwrap();
 }
 
 /// A trim of the results list from a connection the driver dropped that reaches Redis
@@ -382,45 +453,18 @@ fn a_trim_that_reaches_redis_late_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let (pool, key) = one_worker_pool_and_its_results_key(&redis);
-    let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
-    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
-    // What the driver read is trimmed off by its next read.
-    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
-    // A result waits in the list while the driver is held before its read: the test sees
-    // what the driver reads, and so the trim that follows.
-    multiproc::__private::crash_at("hold:cluster.pool.read");
-    assert!(held());
-    let mut first = pool.apply_async(square, 4).unwrap();
-    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    let read = multiproc::__private::cluster_pool_read(&redis.url, &key).unwrap();
-    multiproc::__private::crash_disarm();
-    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
-    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "the result read is not trimmed off");
-    // A second result waits, unread; the trim of the first read arrives again, late.
-    multiproc::__private::crash_at("hold:cluster.pool.read");
-    assert!(held());
-    let mut second = pool.apply_async(square, 5).unwrap();
-    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    multiproc::__private::cluster_pool_trim(&redis.url, &key, &read).unwrap();
-    let left = results().len();
-    multiproc::__private::crash_disarm();
-    assert_eq!(left, 1, "the late trim removed a result nobody read");
-    assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
-    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    drive_in_a_child(drive_past_a_late_trim, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), report)
+    });
 }
 
-/// A task run twice (its node silent past the lease, its entry taken back and run again)
-/// pushes its result twice, the same bytes. A trim that reaches Redis late and finds such a
-/// copy where the result it read was still removes no unread result: what the driver read
-/// is told apart from what it did not by more than the bytes.
-#[test]
-fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
-    let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
-    let (pool, key) = one_worker_pool_and_its_results_key(&redis);
-    let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
+/// The driver of [`a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result`],
+/// in a child of the family (its hold point its own): Redis at `url` (its socket). Reports
+/// "done" once every step passed.
+fn drive_past_a_late_trim_and_a_copy((url, socket, report): (String, String, multiproc::Queue<String>)) {
+    let (pool, key) = one_worker_pool_and_its_results_key(&url, &socket);
+    let _disarm = Disarm;
+    let results = || multiproc::__private::cluster_pool_results(&url, &key).unwrap();
     let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
     assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
     // Two results wait while the driver is held before its read: the test reads what the
@@ -430,7 +474,7 @@ fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
     let mut first = pool.apply_async(square, 4).unwrap();
     let mut second = pool.apply_async(square, 5).unwrap();
     assert!(eventually(Duration::from_secs(20), || results().len() == 2), "the results are not waiting in the list");
-    let read = multiproc::__private::cluster_pool_read(&redis.url, &key).unwrap();
+    let read = multiproc::__private::cluster_pool_read(&url, &key).unwrap();
     multiproc::__private::crash_disarm();
     assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
     assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
@@ -442,13 +486,29 @@ fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
     assert!(held());
     let mut third = pool.apply_async(square, 6).unwrap();
     assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    multiproc::__private::cluster_pool_push(&redis.url, &key, &read.results()[1]).unwrap();
-    multiproc::__private::cluster_pool_trim(&redis.url, &key, &read).unwrap();
+    multiproc::__private::cluster_pool_push(&url, &key, &read.results()[1]).unwrap();
+    multiproc::__private::cluster_pool_trim(&url, &key, &read).unwrap();
     let left = results().len();
     multiproc::__private::crash_disarm();
     assert_eq!(left, 2, "the late trim, fooled by a copy of the result it read, removed a result nobody read");
     assert_eq!(third.get_timeout(Duration::from_secs(20)), Ok(36));
     assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    report.put("done".into()).unwrap();
+}
+
+/// A task run twice (its node silent past the lease, its entry taken back and run again)
+/// pushes its result twice, the same bytes. A trim that reaches Redis late and finds such a
+/// copy where the result it read was still removes no unread result: what the driver read
+/// is told apart from what it did not by more than the bytes.
+#[test]
+fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let reported = drive_in_a_child(drive_past_a_late_trim_and_a_copy, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), report)
+    });
+    assert_eq!(reported, "done");
 }
 
 /// A lease too long for Redis's clock or for `Instant` (`Duration::MAX`) works as the
@@ -1406,17 +1466,10 @@ fn a_trim_after_the_results_keys_were_deleted_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    multiproc::init();
-    let report = multiproc::Queue::<String>::new().unwrap();
-    let socket = redis.socket().display().to_string();
-    let child = multiproc::Process::new(
-        drive_across_a_results_key_loss,
-        (redis.url.clone(), socket, redis.pid, report.clone()),
-    )
-    .start()
-    .unwrap();
-    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(25)");
-    child.join().unwrap();
+    let reported = drive_in_a_child(drive_across_a_results_key_loss, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), redis.pid, report)
+    });
+    assert_eq!(reported, "Ok(25)");
 }
 
 /// The driver of [`a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver`], in a
@@ -1474,13 +1527,10 @@ fn a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver() {
     let exe = std::env::current_exe().unwrap();
     let node = Node::start_exe_with(&exe, &redis.url, &[("MULTIPROC_CRASH_AT", "stop:cluster.node.put")]);
     let runs = Runs::new();
-    multiproc::init();
-    let report = multiproc::Queue::<String>::new().unwrap();
-    let socket = redis.socket().display().to_string();
-    let args = (redis.url.clone(), socket, node.child.id(), runs.dir(), report.clone());
-    let child = multiproc::Process::new(drive_while_the_alive_key_goes, args).start().unwrap();
-    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(1)");
-    child.join().unwrap();
+    let reported = drive_in_a_child(drive_while_the_alive_key_goes, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), node.child.id(), runs.dir(), report)
+    });
+    assert_eq!(reported, "Ok(1)");
     assert_eq!(runs.of(1), 1);
 }
 
@@ -1591,13 +1641,8 @@ fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    multiproc::init();
-    let report = multiproc::Queue::<String>::new().unwrap();
-    let child = multiproc::Process::new(drive_with_lost_beat_replies, (redis.url.clone(), runs.dir(), report.clone()))
-        .start()
-        .unwrap();
-    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "done");
-    child.join().unwrap();
+    let reported = drive_in_a_child(drive_with_lost_beat_replies, |report| (redis.url.clone(), runs.dir(), report));
+    assert_eq!(reported, "done");
     // A task sent again runs at once on the idle node.
     std::thread::sleep(Duration::from_secs(1));
     let again: Vec<u64> = (0..20).filter(|&key| runs.of(key) != 1).collect();
