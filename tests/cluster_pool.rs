@@ -1369,8 +1369,8 @@ fn drive_with_a_failing_step(
 /// alive key expired), and the beat that makes the group again has its reply lost
 /// (`cluster.beat.reply`), or the check of which entries are gone after it does
 /// (`cluster.resend.reply`; the link drops again, or Redis is busy): the next beats find
-/// the group made (`BUSYGROUP`), yet the lost task is sent again once a check goes
-/// through, and completes. (The check ran only after a beat whose reply said it made the
+/// the stream made, yet the lost task is sent again once a check goes through, and
+/// completes. (The check ran only after a beat whose reply said it made the
 /// group: the task, in no stream and no PEL, waited for ever.)
 #[test]
 fn a_task_whose_entry_was_deleted_is_sent_again_after_a_lost_reply() {
@@ -1386,9 +1386,8 @@ fn a_task_whose_entry_was_deleted_is_sent_again_after_a_lost_reply() {
         let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
         assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"));
         assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
-        // The next beat makes the group again (its `MKSTREAM` makes the stream), and its
-        // reply or the check's after it is lost; so are those of the beats after, which
-        // find the group made.
+        // The next beat makes the stream and its group again, and its reply or the check's
+        // after it is lost; so are those of the beats after, which find them made.
         assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"EXISTS", tasks.as_bytes()]) == b":1\r\n"));
         std::thread::sleep(Duration::from_millis(500));
         control.put("disarm".into()).unwrap();
@@ -1649,12 +1648,70 @@ fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
     assert!(again.is_empty(), "tasks run again: {again:?}");
 }
 
-/// The group's mark that the driver checked its entries since the group was made
-/// (`checked-<pool id>`, a consumer) is gone while Redis is out of memory (as after the
-/// group was made anew then): the mark, refused `OOM`, is made again once memory is back,
-/// and the pool goes on. (A refused mark ended the pool.)
+/// The driver of [`a_task_finished_in_a_stream_made_again_is_not_sent_again`], in a child of
+/// the family (its hold points its own): Redis at `url` (its socket), each round's task
+/// counted in `dir`. Reports "done" once every round's task completed.
+fn drive_across_a_stream_made_again((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
+    let pool =
+        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10)));
+    let _disarm = Disarm;
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let tasks = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    for key in 0..3u64 {
+        // The driver thread held before its read, the stream goes (as a node deletes a
+        // pool's keys after its alive key expired), and a task is sent: its batch makes the
+        // stream again, before the driver thread's next beat.
+        multiproc::__private::crash_at("hold:cluster.pool.read");
+        assert!(held());
+        assert_eq!(redis_cli(&socket, &["DEL", &tasks]), "1");
+        let mut r = pool.apply_async(counted, (dir.clone(), key, 0, Vec::new())).unwrap();
+        // The driver thread goes on to its next beat, and is held before the check after it,
+        // while the node runs the task and pushes its result (deleting its entry; the
+        // result may wait unread).
+        multiproc::__private::crash_at("hold:cluster.pool.check");
+        let runs = || std::fs::metadata(Path::new(&dir).join(key.to_string())).map_or(0, |m| m.len());
+        assert!(eventually(Duration::from_secs(20), || runs() == 1), "round {key}: the task did not run");
+        assert!(
+            eventually(Duration::from_secs(20), || redis_cli(&socket, &["XLEN", &tasks]) == "0"),
+            "round {key}: the result is not pushed (its entry is in the stream)"
+        );
+        assert!(held());
+        multiproc::__private::crash_disarm();
+        assert_eq!(r.get_timeout(Duration::from_secs(20)), Ok(key));
+    }
+    report.put("done".into()).unwrap();
+}
+
+/// review32 C3: the pool's stream goes while the driver lives (a node deleted its keys),
+/// and a submitter's batch makes it again before the driver thread's next beat; a node runs
+/// the task and pushes its result (deleting its entry) before the driver's check of its
+/// entries after that beat. The task, finished, is not taken as lost and sent again: it
+/// runs once. (An entry missing from the stream was taken as lost whenever the group had
+/// been made anew since the last check.)
 #[test]
-fn a_check_marked_while_redis_is_full_is_marked_once_memory_is_back() {
+fn a_task_finished_in_a_stream_made_again_is_not_sent_again() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let reported = drive_in_a_child(drive_across_a_stream_made_again, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), runs.dir(), report)
+    });
+    assert_eq!(reported, "done");
+    // A task sent again runs at once on the idle node.
+    std::thread::sleep(Duration::from_secs(1));
+    let again: Vec<u64> = (0..3).filter(|&key| runs.of(key) != 1).collect();
+    assert!(again.is_empty(), "tasks run again: {again:?}");
+}
+
+/// The stream's birth tag (`born-<tag>`, a consumer of its group) is gone while Redis is
+/// out of memory (deleted by another program; the scripts that make a stream make it at
+/// once): the driver's check, which makes it again, is refused `OOM` and tried at the next
+/// beats; it is made once memory is back, and the pool goes on. (Its forerunner, the mark
+/// `checked-<pool id>`, ended the pool when refused.)
+#[test]
+fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
@@ -1665,19 +1722,17 @@ fn a_check_marked_while_redis_is_full_is_marked_once_memory_is_back() {
     );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
-    let id = tasks.trim_start_matches("mp:{p:").trim_end_matches("}:tasks").to_string();
-    let mark = format!("checked-{id}");
-    let marked = || {
-        let reply = redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"]);
-        String::from_utf8_lossy(&reply).contains(&mark)
-    };
-    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked");
+    let consumers =
+        || String::from_utf8_lossy(&redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"])).to_string();
+    let born = || consumers().lines().find(|line| line.starts_with("born-")).map(str::to_string);
+    let tag = born().expect("the stream has no birth tag");
     fill(&redis);
-    assert_eq!(redis.raw(&[b"XGROUP", b"DELCONSUMER", tasks.as_bytes(), b"nodes", mark.as_bytes()]), b":0\r\n");
-    // Beats while Redis is full: each checks, and its mark is refused.
+    assert_eq!(redis.raw(&[b"XGROUP", b"DELCONSUMER", tasks.as_bytes(), b"nodes", tag.as_bytes()]), b":0\r\n");
+    // Beats while Redis is full: each checks, and the tag it makes is refused.
     std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(born(), None, "a birth tag made while Redis is full");
     empty(&redis);
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
-    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked again");
+    assert!(eventually(Duration::from_secs(20), || born().is_some()), "the birth tag is not made again");
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! mp:pools               the set of pool ids that nodes serve (one key for all pools)
 //! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes` (its consumer
-//!                        `checked-ID`: the driver checked its entries since the group was made)
+//!                        `born-TAG`: the stream's birth, a random tag its maker chose)
 //! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
 //!                        (`READ_RESULTS`: only what it read)
 //! mp:{p:ID}:trimmed      a count of the results the driver trimmed off the list, from a
@@ -75,35 +75,57 @@ end
 return {trimmed, items, large}
 ";
 
-/// Queues a driver's batch of tasks (`ARGV`, each an encoded `TaskMsg`) on the tasks
-/// stream `KEYS[1]`; returns their entry ids. All or none: Redis checks a script's memory
-/// at its first write only, so a refusal for memory (`OOM`) takes none of the batch (a
+/// Lua: `born(stream, tag, make)`, the tag of the stream's birth: the name of its group's
+/// consumer `born-TAG` (which never reads nor claims). Whoever makes the stream (and its
+/// group, at `0`) or finds it without that consumer makes it with `tag`, in the same
+/// script: a stream made again after it was deleted has a tag of its own, and every entry
+/// added to it is added with that tag known. Without the stream (or its group) and `make`
+/// false, `false`. A key of another type fails `WRONGTYPE`.
+macro_rules! born_lua {
+    () => {
+        r"
+local function born(stream, tag, make)
+  if redis.call('EXISTS', stream) == 1 then
+    local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, 'nodes')
+    if not consumers.err then
+      for _, consumer in ipairs(consumers) do
+        if string.sub(consumer[2], 1, 5) == 'born-' then return string.sub(consumer[2], 6) end
+      end
+      redis.call('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. tag)
+      return tag
+    end
+  end
+  if not make then return false end
+  redis.call('XGROUP', 'CREATE', stream, 'nodes', '0', 'MKSTREAM')
+  redis.call('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. tag)
+  return tag
+end
+"
+    };
+}
+
+/// The tag of the birth of the stream `KEYS[1]` (see `born_lua`), making it with the tag
+/// `ARGV[1]` where it is missing when `ARGV[2]` is 1 (the driver's beat), not when it is 0
+/// (the driver's check after a beat, which makes no key that no beat would expire).
+pub(crate) const BIRTH: &str = concat!(born_lua!(), "return born(KEYS[1], ARGV[1], ARGV[2] == '1')\n");
+
+/// Queues a driver's batch of tasks (`ARGV[2]`..., each an encoded `TaskMsg`) on the tasks
+/// stream `KEYS[1]` (made with the tag `ARGV[1]` where it is missing); returns the tag of
+/// the stream's birth and the entries' ids. All or none: Redis checks a script's memory at
+/// its first write only, so a refusal for memory (`OOM`) takes none of the batch (a
 /// pipeline of `XADD`s could take the first few, which would then run twice, or run and
 /// be reported refused).
-pub(crate) const ADD_TASKS: &str = r"
+pub(crate) const ADD_TASKS: &str = concat!(
+    born_lua!(),
+    r"
+local tag = born(KEYS[1], ARGV[1], true)
 local ids = {}
-for i = 1, #ARGV do
-  ids[i] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
-end
-return ids
-";
-
-/// Which of the driver's entries (`ARGV[2]`...) are still in the stream `KEYS[1]`, unless
-/// none can be lost: `{1}` when the group has the consumer `ARGV[1]`, the driver's mark that
-/// it checked since the group was made (a group made anew has no consumer); else `{0, ...}`,
-/// then 1 or 0 for each entry. Nil without a group (the beat that makes it comes first).
-pub(crate) const ENTRIES_THERE: &str = r"
-local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'nodes')
-if consumers.err then return false end
-for _, consumer in ipairs(consumers) do
-  if consumer[2] == ARGV[1] then return {1} end
-end
-local there = {0}
 for i = 2, #ARGV do
-  there[i] = #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  ids[i - 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
 end
-return there
-";
+return {tag, ids}
+"
+);
 
 /// Pushes a node's result and removes the task's entry (1); neither when the driver's alive
 /// key is gone. Then, while the entry is still in the stream, [`DRIVER_AWAY`]: the driver
