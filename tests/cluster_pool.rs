@@ -1555,6 +1555,67 @@ fn a_results_key_of_another_type_fails_the_pool_naming_it() {
 }
 
 /// The test role of a worker node that logs its warnings to stderr. A no-op in a normal run.
+/// The driver of [`a_push_onto_a_results_key_of_another_type_leaves_the_task_to_be_run_again`],
+/// in a child of the family (its hold point its own): Redis at `url` (its socket), the
+/// node's pid (stopped at each push of a result, `stop:cluster.node.put`). Reports the
+/// task's outcome.
+fn drive_while_the_results_key_is_of_another_type(
+    (url, socket, node, dir, report): (String, String, u32, String, multiproc::Queue<String>),
+) {
+    let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
+    let refusals = || {
+        let stats = redis_cli(&socket, &["INFO", "errorstats"]);
+        let line = stats.lines().find_map(|line| line.strip_prefix("errorstat_WRONGTYPE:count="));
+        line.map_or(0, |count| count.trim().parse::<u32>().unwrap())
+    };
+    let pool = pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(2)).timeout(Duration::from_secs(10)));
+    let _disarm = Disarm;
+    // The driver is held before its read (which would end the pool on the key of another
+    // type) while the node pushes.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
+    assert!(eventually(Duration::from_secs(20), || common::pid_stopped(node)), "the node did not stop at its push");
+    let tasks = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
+    let results = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    assert_eq!(redis_cli(&socket, &["SET", &results, "another program's"]), "OK");
+    // The push of the result is refused, then that of its failure: the node gives it up.
+    go_on();
+    assert!(eventually(Duration::from_secs(20), || common::pid_stopped(node)), "the node did not push its failure");
+    go_on();
+    assert!(eventually(Duration::from_secs(20), || refusals() == 2), "the node's pushes were not refused");
+    // The key is the pool's again before the driver reads it.
+    assert_eq!(redis_cli(&socket, &["DEL", &results]), "1");
+    multiproc::__private::crash_disarm();
+    // Continued at each stop (the task's next run pushes its result).
+    let done = eventually(Duration::from_secs(60), || {
+        if common::pid_stopped(node) {
+            go_on();
+        }
+        r.ready()
+    });
+    report.put(if done { format!("{:?}", r.get_timeout(Duration::from_secs(1))) } else { "not done".into() }).unwrap();
+}
+
+/// A node's push of a result onto a results key of another type (another program wrote it
+/// there, and took it back before the driver read it) is refused before the task's entry
+/// goes: the node gives the result up, its entry is taken back after the lease, and the
+/// task runs again and completes. (The entry was acknowledged and deleted before the push
+/// failed: the task waited for ever.)
+#[test]
+fn a_push_onto_a_results_key_of_another_type_leaves_the_task_to_be_run_again() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let exe = std::env::current_exe().unwrap();
+    let node = Node::start_exe_with(&exe, &redis.url, &[("MULTIPROC_CRASH_AT", "stop:cluster.node.put")]);
+    let runs = Runs::new();
+    let reported = drive_in_a_child(drive_while_the_results_key_is_of_another_type, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), node.child.id(), runs.dir(), report)
+    });
+    assert_eq!(reported, "Ok(1)");
+    assert_eq!(runs.of(1), 2);
+}
+
 #[test]
 fn cluster_node_role() {
     let Ok(url) = std::env::var(NODE_ROLE) else { return };

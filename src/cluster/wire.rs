@@ -135,11 +135,18 @@ return {tag, ids}
 /// delivery: `WorkerLost` under `max_deliveries(1)`, or a second run). Without the entry
 /// (the keys of a driver gone, deleted by the nodes or expired; or the entry taken back),
 /// 0: nobody waits for this result. The entry is never removed with its result dropped,
-/// which would leave its task waiting for ever.
+/// which would leave its task waiting for ever: a results key of another type (another
+/// program's) is refused `WRONGTYPE`, naming it, before the entry goes (a script's writes
+/// are not undone when a later one fails); the node then gives the result up, and the
+/// entry, no longer heartbeated, is taken back after the lease.
 pub(crate) const PUT_RESULT: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 0 then
   if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 2 end
   return 0
+end
+local kind = redis.call('TYPE', KEYS[2]).ok
+if kind ~= 'list' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE the results key ' .. KEYS[2] .. ' holds a value of another type')
 end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
