@@ -219,6 +219,10 @@ pub(crate) struct Driver {
     state: AtomicU8,
     next_id: AtomicU64,
     books: Mutex<Books>,
+    /// The tag of the stream's birth last seen (`wire::BIRTH`; empty: none yet), which the
+    /// scripts that look it up try first. A hint only, apart from the books: the beat never
+    /// waits for a submitter's flush.
+    born: Mutex<String>,
     /// The connection of the submitting threads (the driver thread has its own).
     link: Mutex<Link>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -294,6 +298,7 @@ impl Driver {
             state: AtomicU8::new(RUNNING),
             next_id: AtomicU64::new(1),
             books: Mutex::new(Books::default()),
+            born: Mutex::default(),
             link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
             thread: Mutex::new(None),
             failure: Mutex::new(None),
@@ -322,7 +327,8 @@ impl Driver {
     fn beat_commands(&self) -> redis::Pipeline {
         let ttl = ms(key_ttl(self.options.lease));
         let mut p = redis::pipe();
-        p.cmd("EVAL").arg(BIRTH).arg(1).arg(&self.keys.tasks).arg(birth_tag()).arg(1).ignore();
+        let known = lock(&self.born).clone();
+        p.cmd("EVAL").arg(BIRTH).arg(1).arg(&self.keys.tasks).arg(birth_tag()).arg(1).arg(known).ignore();
         // The expiry first: Redis runs it even when it is out of memory and refuses the `SET`.
         p.cmd("PEXPIRE").arg(&self.keys.alive).arg(ms(self.options.lease * 3)).ignore();
         p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
@@ -413,7 +419,8 @@ impl Driver {
         // Tests: held between the beat and the check.
         crash_point!("cluster.pool.check");
         let script = redis::Script::new(BIRTH);
-        let born = run_coded(link, |c| script.key(&self.keys.tasks).arg(birth_tag()).arg(0).invoke(c));
+        let known = lock(&self.born).clone();
+        let born = run_coded(link, |c| script.key(&self.keys.tasks).arg(birth_tag()).arg(0).arg(&known).invoke(c));
         // Tests: the check ran, its reply is lost (a link that drops again right after a
         // restore).
         if born.is_ok() && fail_point!("cluster.resend.reply") {
@@ -427,6 +434,7 @@ impl Driver {
         };
         // No stream: the beat that makes it comes first.
         let Some(born) = born else { return Ok(()) };
+        lock(&self.born).clone_from(&born);
         let mut books = lock(&self.books);
         let lost: Vec<u64> = books.sent.iter().filter(|(_, sent)| sent.born != born).map(|(id, _)| *id).collect();
         let mut lost: Vec<Waiting> = lost
@@ -472,13 +480,14 @@ impl Driver {
             // All or none (`ADD_TASKS`): a refusal takes none of the batch.
             let script = redis::Script::new(ADD_TASKS);
             let mut add = script.key(&self.keys.tasks);
-            add.arg(birth_tag());
+            add.arg(birth_tag()).arg(lock(&self.born).as_str());
             for (_, _, _, _, message, _) in &batch {
                 add.arg(message.as_slice());
             }
             match run_coded(link, |c| add.invoke::<(String, Vec<String>)>(c)) {
                 Ok((born, entries)) => {
                     books.full_since = None;
+                    lock(&self.born).clone_from(&born);
                     for ((id, chunk, items, delivery, message, deliveries), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
                         let born = born.clone();
