@@ -1504,8 +1504,8 @@ fn drive_while_the_alive_key_goes(
     eprintln!("the node tried its push again: {again}");
     multiproc::__private::crash_disarm();
     assert!(eventually(Duration::from_secs(20), || redis_cli(&socket, &["EXISTS", &alive]) == "1"));
-    // Continued at each stop: a push may be tried once more (the first after a `SIGCONT` can
-    // fail `EINTR`, a system call interrupted as the node went on).
+    // Continued at each stop: the node may try its push more than once (it stops before
+    // each; before `Link` went on after `EINTR`, the first push after a `SIGCONT` failed).
     let done = eventually(Duration::from_secs(60), || {
         if common::pid_stopped(node) {
             go_on();
