@@ -101,6 +101,25 @@ fn cluster_role() {
             let n = s.read(&mut reply).unwrap();
             eprintln!("the late copy: {}", String::from_utf8_lossy(&reply[..n]).trim());
         }
+        // Waits in a get while the test signals it, then says what the get gave.
+        "signalled get" => {
+            extern "C" fn nothing(_: libc::c_int) {}
+            // SAFETY: a handler that does nothing is async-signal-safe; installed without
+            // SA_RESTART, as a program may, so that the signal interrupts a blocking read.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+                assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
+            }
+            // A stalled Redis (the test stops it) is given up within the queue's timeout.
+            let stalled = std::env::var_os("MULTIPROC_TEST_STALLED").is_some();
+            let q = Queue::<u32>::builder().timeout(Duration::from_secs(1)).open(&url, "q").unwrap();
+            // The thread to signal: a process-wide signal goes to any thread that takes it.
+            // SAFETY: gettid has no preconditions.
+            eprintln!("waiting in thread {}", unsafe { libc::gettid() });
+            let got = q.get_timeout(Duration::from_secs(if stalled { 3 } else { 40 }));
+            eprintln!("got {got:?}");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -175,6 +194,99 @@ fn a_put_sent_again_after_its_reply_was_lost_is_in_the_queue_once() {
         got.push(v);
     }
     assert_eq!(got, [0, 1]);
+}
+
+/// Reads the "signalled get" program's first line: the thread its get waits in.
+fn waiting_thread(other: &mut Child) -> (BufReader<std::process::ChildStderr>, libc::pid_t) {
+    let mut said = BufReader::new(other.stderr.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    let tid = line.trim().strip_prefix("waiting in thread ").unwrap_or_else(|| panic!("{line}"));
+    (said, tid.parse().unwrap())
+}
+
+/// Sends `signal` to thread `tid` of the test's child `pid` (`tgkill`: never to another
+/// process that took a reused number).
+fn signal_thread(pid: libc::pid_t, tid: libc::pid_t, signal: libc::c_int) -> libc::c_long {
+    // SAFETY: a system call on numbers only.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) }
+}
+
+/// A signal that lands while a get blocks in Redis (the program stopped and continued, as
+/// a shell's job control or a debugger does, or sent a signal it handles) does not fail the
+/// get: the interrupted read goes on (EINTR), and the value put afterwards is taken.
+#[test]
+fn a_signal_during_a_blocking_get_does_not_fail_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("signalled get", &redis.url);
+    let pid = other.id() as libc::pid_t;
+    let (mut said, getter) = waiting_thread(&mut other);
+    let blocked = || String::from_utf8_lossy(&redis.raw(&[b"INFO", b"clients"])).contains("blocked_clients:1");
+    let stopped = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") T "));
+    for round in 0..6 {
+        // Each signal while the get's BLMOVE waits in Redis, its read blocked.
+        let mut ended = false;
+        assert!(common::eventually(Duration::from_secs(30), || blocked() || {
+            ended = other.try_wait().unwrap().is_some();
+            ended
+        }));
+        if ended {
+            break; // the get failed: said below
+        }
+        // SAFETY: signals to a child of this test, alive until `wait` below.
+        if round % 2 == 0 {
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+            assert!(common::eventually(Duration::from_secs(30), stopped));
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        } else {
+            assert_eq!(signal_thread(pid, getter, libc::SIGUSR1), 0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Queue::<u32>::open(&redis.url, "q").unwrap().put(7).unwrap();
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert!(other.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("got Ok(7)"), "{rest}");
+}
+
+/// Signals that keep landing while a get waits on a stopped Redis do not stretch its
+/// waits: each read interrupted goes on for what its wait had left, so the get still gives
+/// up within its timeouts (a read begun again with the whole limit at each signal would
+/// wait for as long as they come).
+#[test]
+fn signals_during_a_wait_on_a_stopped_redis_do_not_stretch_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, "signalled get")
+        .env(URL, &redis.url)
+        .env("MULTIPROC_TEST_STALLED", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = other.id() as libc::pid_t;
+    let (mut said, getter) = waiting_thread(&mut other);
+    redis.pause();
+    // A signal every 20 ms, far more often than the read limit (the timeout plus a second).
+    let ended = common::eventually(Duration::from_secs(30), || {
+        signal_thread(pid, getter, libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(20));
+        other.try_wait().unwrap().is_some()
+    });
+    redis.resume();
+    if !ended {
+        let _ = other.kill();
+    }
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert!(ended, "the get did not give up while signals came: {rest}");
+    assert!(rest.contains("got Err"), "{rest}");
 }
 
 #[test]

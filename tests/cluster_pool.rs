@@ -304,10 +304,9 @@ fn one_process_with_short_reads(url: &str) -> Pool {
     pool_with(url, 1, ClusterOptions::new().lease(Duration::from_secs(30)).timeout(Duration::from_secs(1)))
 }
 
-/// Stops Redis (SIGSTOP), runs `meanwhile`, and lets it go on (SIGCONT) after `pause`.
-fn stop_redis_for(redis: &Redis, pause: Duration, meanwhile: impl FnOnce()) {
+/// Stops Redis (SIGSTOP), and lets it go on (SIGCONT) after `pause`.
+fn stop_redis_for(redis: &Redis, pause: Duration) {
     redis.pause();
-    meanwhile();
     std::thread::sleep(pause);
     redis.resume();
 }
@@ -325,9 +324,46 @@ fn results_pushed_while_redis_was_stopped_are_not_lost() {
     let mut result = pool.apply_async(sleep_ms, 300).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // Past the driver's read timeout (one second plus the timeout), within its grace.
-    stop_redis_for(&redis, Duration::from_millis(2500), || {});
+    stop_redis_for(&redis, Duration::from_millis(2500));
     assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(300));
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// The driver of [`results_read_by_a_command_whose_reply_was_lost_are_read_again`], in a
+/// child of the family (its hold point then holds no other test's driver): Redis at `url`
+/// (its socket, its pid). Reports "done" once every step passed.
+fn drive_across_a_lost_read_reply((url, socket, pid, report): (String, String, u32, multiproc::Queue<String>)) {
+    let signal = |name: &str| assert!(Command::new("kill").args([name, &pid.to_string()]).status().unwrap().success());
+    let pool = one_process_with_short_reads(&url);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    // Dropped before the pool, whose drop waits for the driver thread: a failure is not a hang.
+    let _disarm = Disarm;
+    // The driver thread is held right before its read of the results list (the result
+    // of the task below waits there, pushed by the node).
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let waiting = || {
+        let key = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:results"]);
+        if key.is_empty() {
+            return 0;
+        }
+        redis_cli(&socket, &["LLEN", &key]).parse::<usize>().unwrap()
+    };
+    // (The results already read may wait there too, until the driver's next read.)
+    let before = waiting();
+    let mut result = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || waiting() > before), "the result is not waiting in the list");
+    // Past the driver's read timeout (one second plus the timeout), within its grace: the
+    // read runs when Redis goes on, on a connection the driver dropped.
+    signal("-STOP");
+    multiproc::__private::crash_disarm();
+    std::thread::sleep(Duration::from_millis(2500));
+    signal("-CONT");
+    assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+    // What the driver read is trimmed off the list at its next read.
+    assert!(eventually(Duration::from_secs(20), || waiting() == 0), "results left in the list");
+    report.put("done".into()).unwrap();
 }
 
 /// A read of the results list that Redis ran but whose reply never came (Redis stopped
@@ -340,38 +376,73 @@ fn results_read_by_a_command_whose_reply_was_lost_are_read_again() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let pool = one_process_with_short_reads(&redis.url);
-    assert_eq!(pool.apply(square, 3).unwrap(), 9);
-    // The driver thread is held right before its read of the results list (the result
-    // of the task below waits there, pushed by the node).
-    multiproc::__private::crash_at("hold:cluster.pool.read");
-    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
-    let waiting = || {
-        let Some(key) = redis.mp_keys().into_iter().find(|k| k.ends_with(":results")) else { return 0 };
-        let len = Command::new("redis-cli").arg("-s").arg(redis.socket()).args(["LLEN", &key]).output().unwrap();
-        String::from_utf8_lossy(&len.stdout).trim().parse::<usize>().unwrap()
-    };
-    // (The results already read may wait there too, until the driver's next read.)
-    let before = waiting();
-    let mut result = pool.apply_async(square, 5).unwrap();
-    assert!(eventually(Duration::from_secs(20), || waiting() > before), "the result is not waiting in the list");
-    // Past the driver's read timeout (one second plus the timeout), within its grace: the
-    // read runs when Redis goes on, on a connection the driver dropped.
-    stop_redis_for(&redis, Duration::from_millis(2500), multiproc::__private::crash_disarm);
-    assert_eq!(result.get_timeout(Duration::from_secs(20)), Ok(25));
-    assert_eq!(pool.apply(square, 4).unwrap(), 16);
-    // What the driver read is trimmed off the list at its next read.
-    assert!(eventually(Duration::from_secs(20), || waiting() == 0), "results left in the list");
+    let reported = drive_in_a_child(drive_across_a_lost_read_reply, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), redis.pid, report)
+    });
+    assert_eq!(reported, "done");
 }
 
-/// A one-worker cluster pool on `redis` that has run a task (a node must serve it), and
-/// the key of its results list (gone while empty; the tasks stream stays).
-fn one_worker_pool_and_its_results_key(redis: &Redis) -> (Pool, String) {
-    let pool = Pool::builder().cluster(&redis.url).processes(1).build().unwrap();
+/// Runs `drive` in a child of the family with the arguments `args` makes of a report
+/// queue, and returns what it reports, once it has ended (a driver that arms a point in its
+/// own process reaches no other test's driver).
+fn drive_in_a_child<A, M>(
+    drive: impl multiproc::Target<A, M, Output = ()>,
+    args: impl FnOnce(multiproc::Queue<String>) -> A,
+) -> String
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    multiproc::init();
+    let report = multiproc::Queue::<String>::new().unwrap();
+    let child = multiproc::Process::new(drive, args(report.clone())).start().unwrap();
+    let reported = report.get_timeout(Duration::from_secs(90)).unwrap();
+    child.join().unwrap();
+    reported
+}
+
+/// A one-worker cluster pool on Redis at `url` (its socket) that has run a task (a node
+/// must serve it), and the key of its results list (gone while empty; the tasks stream
+/// stays).
+fn one_worker_pool_and_its_results_key(url: &str, socket: &str) -> (Pool, String) {
+    let pool = pool_with(url, 1, ClusterOptions::new());
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
-    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let tasks = redis_cli(socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
     let key = format!("{}:results", tasks.trim_end_matches(":tasks"));
     (pool, key)
+}
+
+/// The driver of [`a_trim_that_reaches_redis_late_removes_no_unread_result`], in a child of
+/// the family (its hold point its own): Redis at `url` (its socket). Reports "done" once
+/// every step passed.
+fn drive_past_a_late_trim((url, socket, report): (String, String, multiproc::Queue<String>)) {
+    let (pool, key) = one_worker_pool_and_its_results_key(&url, &socket);
+    let _disarm = Disarm;
+    let results = || multiproc::__private::cluster_pool_results(&url, &key).unwrap();
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    // What the driver read is trimmed off by its next read.
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    // A result waits in the list while the driver is held before its read: the test sees
+    // what the driver reads, and so the trim that follows.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut first = pool.apply_async(square, 4).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    let read = multiproc::__private::cluster_pool_read(&url, &key).unwrap();
+    multiproc::__private::crash_disarm();
+    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "the result read is not trimmed off");
+    // A second result waits, unread; the trim of the first read arrives again, late.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(held());
+    let mut second = pool.apply_async(square, 5).unwrap();
+    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
+    multiproc::__private::cluster_pool_trim(&url, &key, &read).unwrap();
+    let left = results().len();
+    multiproc::__private::crash_disarm();
+    assert_eq!(left, 1, "the late trim removed a result nobody read");
+    assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
+    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    report.put("done".into()).unwrap();
 }
 
 /// A trim of the results list from a connection the driver dropped that reaches Redis
@@ -382,45 +453,18 @@ fn a_trim_that_reaches_redis_late_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    let (pool, key) = one_worker_pool_and_its_results_key(&redis);
-    let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
-    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
-    // What the driver read is trimmed off by its next read.
-    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
-    // A result waits in the list while the driver is held before its read: the test sees
-    // what the driver reads, and so the trim that follows.
-    multiproc::__private::crash_at("hold:cluster.pool.read");
-    assert!(held());
-    let mut first = pool.apply_async(square, 4).unwrap();
-    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    let read = multiproc::__private::cluster_pool_read(&redis.url, &key).unwrap();
-    multiproc::__private::crash_disarm();
-    assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
-    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "the result read is not trimmed off");
-    // A second result waits, unread; the trim of the first read arrives again, late.
-    multiproc::__private::crash_at("hold:cluster.pool.read");
-    assert!(held());
-    let mut second = pool.apply_async(square, 5).unwrap();
-    assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    multiproc::__private::cluster_pool_trim(&redis.url, &key, &read).unwrap();
-    let left = results().len();
-    multiproc::__private::crash_disarm();
-    assert_eq!(left, 1, "the late trim removed a result nobody read");
-    assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
-    assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    drive_in_a_child(drive_past_a_late_trim, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), report)
+    });
 }
 
-/// A task run twice (its node silent past the lease, its entry taken back and run again)
-/// pushes its result twice, the same bytes. A trim that reaches Redis late and finds such a
-/// copy where the result it read was still removes no unread result: what the driver read
-/// is told apart from what it did not by more than the bytes.
-#[test]
-fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
-    let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
-    let (pool, key) = one_worker_pool_and_its_results_key(&redis);
-    let results = || multiproc::__private::cluster_pool_results(&redis.url, &key).unwrap();
+/// The driver of [`a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result`],
+/// in a child of the family (its hold point its own): Redis at `url` (its socket). Reports
+/// "done" once every step passed.
+fn drive_past_a_late_trim_and_a_copy((url, socket, report): (String, String, multiproc::Queue<String>)) {
+    let (pool, key) = one_worker_pool_and_its_results_key(&url, &socket);
+    let _disarm = Disarm;
+    let results = || multiproc::__private::cluster_pool_results(&url, &key).unwrap();
     let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
     assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
     // Two results wait while the driver is held before its read: the test reads what the
@@ -430,7 +474,7 @@ fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
     let mut first = pool.apply_async(square, 4).unwrap();
     let mut second = pool.apply_async(square, 5).unwrap();
     assert!(eventually(Duration::from_secs(20), || results().len() == 2), "the results are not waiting in the list");
-    let read = multiproc::__private::cluster_pool_read(&redis.url, &key).unwrap();
+    let read = multiproc::__private::cluster_pool_read(&url, &key).unwrap();
     multiproc::__private::crash_disarm();
     assert_eq!(first.get_timeout(Duration::from_secs(20)), Ok(16));
     assert_eq!(second.get_timeout(Duration::from_secs(20)), Ok(25));
@@ -442,13 +486,29 @@ fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
     assert!(held());
     let mut third = pool.apply_async(square, 6).unwrap();
     assert!(eventually(Duration::from_secs(20), || results().len() == 1), "the result is not waiting in the list");
-    multiproc::__private::cluster_pool_push(&redis.url, &key, &read.results()[1]).unwrap();
-    multiproc::__private::cluster_pool_trim(&redis.url, &key, &read).unwrap();
+    multiproc::__private::cluster_pool_push(&url, &key, &read.results()[1]).unwrap();
+    multiproc::__private::cluster_pool_trim(&url, &key, &read).unwrap();
     let left = results().len();
     multiproc::__private::crash_disarm();
     assert_eq!(left, 2, "the late trim, fooled by a copy of the result it read, removed a result nobody read");
     assert_eq!(third.get_timeout(Duration::from_secs(20)), Ok(36));
     assert!(eventually(Duration::from_secs(20), || results().is_empty()), "results left in the list");
+    report.put("done".into()).unwrap();
+}
+
+/// A task run twice (its node silent past the lease, its entry taken back and run again)
+/// pushes its result twice, the same bytes. A trim that reaches Redis late and finds such a
+/// copy where the result it read was still removes no unread result: what the driver read
+/// is told apart from what it did not by more than the bytes.
+#[test]
+fn a_late_trim_that_finds_a_copy_of_what_it_read_removes_no_unread_result() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let reported = drive_in_a_child(drive_past_a_late_trim_and_a_copy, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), report)
+    });
+    assert_eq!(reported, "done");
 }
 
 /// A lease too long for Redis's clock or for `Instant` (`Duration::MAX`) works as the
@@ -1151,9 +1211,12 @@ fn a_heartbeat_refused_for_memory_and_for_another_reason_is_not_taken_as_out_of_
         ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(60)),
     );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
-    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-sadd"]), b"+OK\r\n");
+    // Full first, and the task waiting for memory, before the registry's `SADD` is taken
+    // away: a beat refused `NOPERM` alone between the two ended the pool before the task
+    // was sent (its `apply_async` failed).
     fill(&redis);
     let mut r = pool.apply_async(square, 3).unwrap();
+    assert_eq!(redis.raw(&[b"ACL", b"SETUSER", b"default", b"-sadd"]), b"+OK\r\n");
     match r.get_timeout(Duration::from_secs(30)) {
         Err(multiproc::ResultTimeoutError::Task(TaskError::Cluster(e))) => {
             assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
@@ -1309,8 +1372,8 @@ fn drive_with_a_failing_step(
 /// alive key expired), and the beat that makes the group again has its reply lost
 /// (`cluster.beat.reply`), or the check of which entries are gone after it does
 /// (`cluster.resend.reply`; the link drops again, or Redis is busy): the next beats find
-/// the group made (`BUSYGROUP`), yet the lost task is sent again once a check goes
-/// through, and completes. (The check ran only after a beat whose reply said it made the
+/// the stream made, yet the lost task is sent again once a check goes through, and
+/// completes. (The check ran only after a beat whose reply said it made the
 /// group: the task, in no stream and no PEL, waited for ever.)
 #[test]
 fn a_task_whose_entry_was_deleted_is_sent_again_after_a_lost_reply() {
@@ -1326,9 +1389,8 @@ fn a_task_whose_entry_was_deleted_is_sent_again_after_a_lost_reply() {
         let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
         assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":1\r\n"));
         assert_eq!(redis.raw(&[b"DEL", tasks.as_bytes()]), b":1\r\n");
-        // The next beat makes the group again (its `MKSTREAM` makes the stream), and its
-        // reply or the check's after it is lost; so are those of the beats after, which
-        // find the group made.
+        // The next beat makes the stream and its group again, and its reply or the check's
+        // after it is lost; so are those of the beats after, which find them made.
         assert!(eventually(Duration::from_secs(20), || redis.raw(&[b"EXISTS", tasks.as_bytes()]) == b":1\r\n"));
         std::thread::sleep(Duration::from_millis(500));
         control.put("disarm".into()).unwrap();
@@ -1406,17 +1468,10 @@ fn a_trim_after_the_results_keys_were_deleted_removes_no_unread_result() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
-    multiproc::init();
-    let report = multiproc::Queue::<String>::new().unwrap();
-    let socket = redis.socket().display().to_string();
-    let child = multiproc::Process::new(
-        drive_across_a_results_key_loss,
-        (redis.url.clone(), socket, redis.pid, report.clone()),
-    )
-    .start()
-    .unwrap();
-    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(25)");
-    child.join().unwrap();
+    let reported = drive_in_a_child(drive_across_a_results_key_loss, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), redis.pid, report)
+    });
+    assert_eq!(reported, "Ok(25)");
 }
 
 /// The driver of [`a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver`], in a
@@ -1449,8 +1504,8 @@ fn drive_while_the_alive_key_goes(
     eprintln!("the node tried its push again: {again}");
     multiproc::__private::crash_disarm();
     assert!(eventually(Duration::from_secs(20), || redis_cli(&socket, &["EXISTS", &alive]) == "1"));
-    // Continued at each stop: a push may be tried once more (the first after a `SIGCONT` can
-    // fail `EINTR`, a system call interrupted as the node went on).
+    // Continued at each stop: the node may try its push more than once (it stops before
+    // each; before `Link` went on after `EINTR`, the first push after a `SIGCONT` failed).
     let done = eventually(Duration::from_secs(60), || {
         if common::pid_stopped(node) {
             go_on();
@@ -1474,13 +1529,10 @@ fn a_result_pushed_while_the_alive_key_is_gone_is_kept_for_the_driver() {
     let exe = std::env::current_exe().unwrap();
     let node = Node::start_exe_with(&exe, &redis.url, &[("MULTIPROC_CRASH_AT", "stop:cluster.node.put")]);
     let runs = Runs::new();
-    multiproc::init();
-    let report = multiproc::Queue::<String>::new().unwrap();
-    let socket = redis.socket().display().to_string();
-    let args = (redis.url.clone(), socket, node.child.id(), runs.dir(), report.clone());
-    let child = multiproc::Process::new(drive_while_the_alive_key_goes, args).start().unwrap();
-    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "Ok(1)");
-    child.join().unwrap();
+    let reported = drive_in_a_child(drive_while_the_alive_key_goes, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), node.child.id(), runs.dir(), report)
+    });
+    assert_eq!(reported, "Ok(1)");
     assert_eq!(runs.of(1), 1);
 }
 
@@ -1506,6 +1558,67 @@ fn a_results_key_of_another_type_fails_the_pool_naming_it() {
 }
 
 /// The test role of a worker node that logs its warnings to stderr. A no-op in a normal run.
+/// The driver of [`a_push_onto_a_results_key_of_another_type_leaves_the_task_to_be_run_again`],
+/// in a child of the family (its hold point its own): Redis at `url` (its socket), the
+/// node's pid (stopped at each push of a result, `stop:cluster.node.put`). Reports the
+/// task's outcome.
+fn drive_while_the_results_key_is_of_another_type(
+    (url, socket, node, dir, report): (String, String, u32, String, multiproc::Queue<String>),
+) {
+    let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
+    let refusals = || {
+        let stats = redis_cli(&socket, &["INFO", "errorstats"]);
+        let line = stats.lines().find_map(|line| line.strip_prefix("errorstat_WRONGTYPE:count="));
+        line.map_or(0, |count| count.trim().parse::<u32>().unwrap())
+    };
+    let pool = pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(2)).timeout(Duration::from_secs(10)));
+    let _disarm = Disarm;
+    // The driver is held before its read (which would end the pool on the key of another
+    // type) while the node pushes.
+    multiproc::__private::crash_at("hold:cluster.pool.read");
+    assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
+    assert!(eventually(Duration::from_secs(20), || common::pid_stopped(node)), "the node did not stop at its push");
+    let tasks = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
+    let results = format!("{}:results", tasks.trim_end_matches(":tasks"));
+    assert_eq!(redis_cli(&socket, &["SET", &results, "another program's"]), "OK");
+    // The push of the result is refused, then that of its failure: the node gives it up.
+    go_on();
+    assert!(eventually(Duration::from_secs(20), || common::pid_stopped(node)), "the node did not push its failure");
+    go_on();
+    assert!(eventually(Duration::from_secs(20), || refusals() == 2), "the node's pushes were not refused");
+    // The key is the pool's again before the driver reads it.
+    assert_eq!(redis_cli(&socket, &["DEL", &results]), "1");
+    multiproc::__private::crash_disarm();
+    // Continued at each stop (the task's next run pushes its result).
+    let done = eventually(Duration::from_secs(60), || {
+        if common::pid_stopped(node) {
+            go_on();
+        }
+        r.ready()
+    });
+    report.put(if done { format!("{:?}", r.get_timeout(Duration::from_secs(1))) } else { "not done".into() }).unwrap();
+}
+
+/// A node's push of a result onto a results key of another type (another program wrote it
+/// there, and took it back before the driver read it) is refused before the task's entry
+/// goes: the node gives the result up, its entry is taken back after the lease, and the
+/// task runs again and completes. (The entry was acknowledged and deleted before the push
+/// failed: the task waited for ever.)
+#[test]
+fn a_push_onto_a_results_key_of_another_type_leaves_the_task_to_be_run_again() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let exe = std::env::current_exe().unwrap();
+    let node = Node::start_exe_with(&exe, &redis.url, &[("MULTIPROC_CRASH_AT", "stop:cluster.node.put")]);
+    let runs = Runs::new();
+    let reported = drive_in_a_child(drive_while_the_results_key_is_of_another_type, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), node.child.id(), runs.dir(), report)
+    });
+    assert_eq!(reported, "Ok(1)");
+    assert_eq!(runs.of(1), 2);
+}
+
 #[test]
 fn cluster_node_role() {
     let Ok(url) = std::env::var(NODE_ROLE) else { return };
@@ -1591,25 +1704,78 @@ fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    multiproc::init();
-    let report = multiproc::Queue::<String>::new().unwrap();
-    let child = multiproc::Process::new(drive_with_lost_beat_replies, (redis.url.clone(), runs.dir(), report.clone()))
-        .start()
-        .unwrap();
-    assert_eq!(report.get_timeout(Duration::from_secs(90)).unwrap(), "done");
-    child.join().unwrap();
+    let reported = drive_in_a_child(drive_with_lost_beat_replies, |report| (redis.url.clone(), runs.dir(), report));
+    assert_eq!(reported, "done");
     // A task sent again runs at once on the idle node.
     std::thread::sleep(Duration::from_secs(1));
     let again: Vec<u64> = (0..20).filter(|&key| runs.of(key) != 1).collect();
     assert!(again.is_empty(), "tasks run again: {again:?}");
 }
 
-/// The group's mark that the driver checked its entries since the group was made
-/// (`checked-<pool id>`, a consumer) is gone while Redis is out of memory (as after the
-/// group was made anew then): the mark, refused `OOM`, is made again once memory is back,
-/// and the pool goes on. (A refused mark ended the pool.)
+/// The driver of [`a_task_finished_in_a_stream_made_again_is_not_sent_again`], in a child of
+/// the family (its hold points its own): Redis at `url` (its socket), each round's task
+/// counted in `dir`. Reports "done" once every round's task completed.
+fn drive_across_a_stream_made_again((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
+    let pool =
+        pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(10)));
+    let _disarm = Disarm;
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let tasks = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
+    let held = || eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1);
+    for key in 0..3u64 {
+        // The driver thread held before its read, the stream goes (as a node deletes a
+        // pool's keys after its alive key expired), and a task is sent: its batch makes the
+        // stream again, before the driver thread's next beat.
+        multiproc::__private::crash_at("hold:cluster.pool.read");
+        assert!(held());
+        assert_eq!(redis_cli(&socket, &["DEL", &tasks]), "1");
+        let mut r = pool.apply_async(counted, (dir.clone(), key, 0, Vec::new())).unwrap();
+        // The driver thread goes on to its next beat, and is held before the check after it,
+        // while the node runs the task and pushes its result (deleting its entry; the
+        // result may wait unread).
+        multiproc::__private::crash_at("hold:cluster.pool.check");
+        let runs = || std::fs::metadata(Path::new(&dir).join(key.to_string())).map_or(0, |m| m.len());
+        assert!(eventually(Duration::from_secs(20), || runs() == 1), "round {key}: the task did not run");
+        assert!(
+            eventually(Duration::from_secs(20), || redis_cli(&socket, &["XLEN", &tasks]) == "0"),
+            "round {key}: the result is not pushed (its entry is in the stream)"
+        );
+        assert!(held());
+        multiproc::__private::crash_disarm();
+        assert_eq!(r.get_timeout(Duration::from_secs(20)), Ok(key));
+    }
+    report.put("done".into()).unwrap();
+}
+
+/// review32 C3: the pool's stream goes while the driver lives (a node deleted its keys),
+/// and a submitter's batch makes it again before the driver thread's next beat; a node runs
+/// the task and pushes its result (deleting its entry) before the driver's check of its
+/// entries after that beat. The task, finished, is not taken as lost and sent again: it
+/// runs once. (An entry missing from the stream was taken as lost whenever the group had
+/// been made anew since the last check.)
 #[test]
-fn a_check_marked_while_redis_is_full_is_marked_once_memory_is_back() {
+fn a_task_finished_in_a_stream_made_again_is_not_sent_again() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let runs = Runs::new();
+    let reported = drive_in_a_child(drive_across_a_stream_made_again, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), runs.dir(), report)
+    });
+    assert_eq!(reported, "done");
+    // A task sent again runs at once on the idle node.
+    std::thread::sleep(Duration::from_secs(1));
+    let again: Vec<u64> = (0..3).filter(|&key| runs.of(key) != 1).collect();
+    assert!(again.is_empty(), "tasks run again: {again:?}");
+}
+
+/// The stream's birth tag (`born-<tag>`, a consumer of its group) is gone while Redis is
+/// out of memory (deleted by another program; the scripts that make a stream make it at
+/// once): the driver's check, which makes it again, is refused `OOM` and tried at the next
+/// beats; it is made once memory is back, and the pool goes on. (Its forerunner, the mark
+/// `checked-<pool id>`, ended the pool when refused.)
+#[test]
+fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&["--maxmemory-policy", "noeviction"]) else { return };
     let _node = Node::start(&redis.url);
@@ -1620,19 +1786,17 @@ fn a_check_marked_while_redis_is_full_is_marked_once_memory_is_back() {
     );
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
     let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
-    let id = tasks.trim_start_matches("mp:{p:").trim_end_matches("}:tasks").to_string();
-    let mark = format!("checked-{id}");
-    let marked = || {
-        let reply = redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"]);
-        String::from_utf8_lossy(&reply).contains(&mark)
-    };
-    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked");
+    let consumers =
+        || String::from_utf8_lossy(&redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"])).to_string();
+    let born = || consumers().lines().find(|line| line.starts_with("born-")).map(str::to_string);
+    let tag = born().expect("the stream has no birth tag");
     fill(&redis);
-    assert_eq!(redis.raw(&[b"XGROUP", b"DELCONSUMER", tasks.as_bytes(), b"nodes", mark.as_bytes()]), b":0\r\n");
-    // Beats while Redis is full: each checks, and its mark is refused.
+    assert_eq!(redis.raw(&[b"XGROUP", b"DELCONSUMER", tasks.as_bytes(), b"nodes", tag.as_bytes()]), b":0\r\n");
+    // Beats while Redis is full: each checks, and the tag it makes is refused.
     std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(born(), None, "a birth tag made while Redis is full");
     empty(&redis);
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
-    assert!(eventually(Duration::from_secs(20), marked), "the group is not marked again");
+    assert!(eventually(Duration::from_secs(20), || born().is_some()), "the birth tag is not made again");
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }

@@ -1,9 +1,10 @@
 //! Beyond one machine: objects that live in a Redis server, shared by programs on any
 //! machine that reaches it (feature `cluster`).
 //!
-//! The engine is Redis (or Valkey), reached with the `redis` crate's blocking API: no
-//! async runtime and no background thread, so a process holding these objects may still
-//! start children with any start method. The URL carries the credentials (`AUTH` with a
+//! The engine is Redis (or Valkey), reached with the `redis` crate's blocking API (its
+//! commands and reply parser, on a socket of ours: a signal that interrupts a wait never
+//! fails the command): no async runtime and no background thread, so a process holding
+//! these objects may still start children with any start method. The URL carries the credentials (`AUTH` with a
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
 //! [`ClusterError::Auth`]. Every key is under `mp:`; an ACL user limited to it needs

@@ -479,8 +479,10 @@ fn writer(mut link: Link, me: &str, shared: &Shared, rx: &Receiver<Option<Finish
                 continue;
             }
             // Pushed, or even its failure refused for good (an ACL, a key of another
-            // type: nobody could read it), or the driver gone with the entry (its keys
-            // deleted or expired, or the entry taken back): not sent again.
+            // type: nobody could read it; `PUT_RESULT` refuses the latter before the entry
+            // goes, and the driver takes it back after the lease), or the driver gone with
+            // the entry (its keys deleted or expired, or the entry taken back): not sent
+            // again.
             let f = unsent.remove(at);
             lock(&shared.running).remove(&(f.pool, f.entry));
             shared.room.notify_one();

@@ -16,9 +16,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ClusterError;
-use super::link::Link;
+use super::link::{Conn, Link};
 use super::wire::{
-    ADD_TASKS, ENTRIES_THERE, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large,
+    ADD_TASKS, BIRTH, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large,
 };
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -183,6 +183,8 @@ struct Sent {
     items: usize,
     delivery: Arc<dyn Delivery>,
     entry: String,
+    /// The tag of the birth of the stream the entry was added to (see `wire::BIRTH`).
+    born: String,
     /// The encoded [`TaskMsg`], to queue again.
     message: Vec<u8>,
     deliveries: u32,
@@ -217,6 +219,10 @@ pub(crate) struct Driver {
     state: AtomicU8,
     next_id: AtomicU64,
     books: Mutex<Books>,
+    /// The tag of the stream's birth last seen (`wire::BIRTH`; empty: none yet), which the
+    /// scripts that look it up try first. A hint only, apart from the books: the beat never
+    /// waits for a submitter's flush.
+    born: Mutex<String>,
     /// The connection of the submitting threads (the driver thread has its own).
     link: Mutex<Link>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -244,7 +250,7 @@ fn refusal_codes(e: &redis::RedisError) -> Vec<String> {
 /// ([`refusal_codes`]): decided on them, not on the error's text.
 fn run_coded<R>(
     link: &mut Link,
-    f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+    f: impl FnOnce(&mut Conn) -> redis::RedisResult<R>,
 ) -> Result<R, (ClusterError, Vec<String>)> {
     let mut codes = Vec::new();
     link.run(|c| f(c).inspect_err(|e| codes = refusal_codes(e))).map_err(|e| (e, codes))
@@ -255,6 +261,11 @@ fn run_coded<R>(
 /// are refused, those that free it or take none still run.
 fn out_of_memory(codes: &[String]) -> bool {
     !codes.is_empty() && codes.iter().all(|code| code == "OOM")
+}
+
+/// A fresh tag for the birth of a pool's stream, used only by the script that makes it.
+fn birth_tag() -> String {
+    format!("{:016x}", u64::from_ne_bytes(crate::sys::random_bytes::<8>()))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -287,6 +298,7 @@ impl Driver {
             state: AtomicU8::new(RUNNING),
             next_id: AtomicU64::new(1),
             books: Mutex::new(Books::default()),
+            born: Mutex::default(),
             link: Mutex::new(Link::new(url, options.timeout).map_err(PoolError::Cluster)?),
             thread: Mutex::new(None),
             failure: Mutex::new(None),
@@ -308,15 +320,15 @@ impl Driver {
         Ok(driver)
     }
 
-    /// The heartbeat: the alive key, every key's expiry, the group and the trimmed count's
-    /// start (again, in case the keys expired while this driver was stopped), the pool in
-    /// the registry. The group
-    /// starts at `0`, not `$`: every entry of a pool's stream is one of its undelivered
-    /// tasks, so a group made after a task's `XADD` made the stream must deliver it.
+    /// The heartbeat: the alive key, every key's expiry, the stream with its group and its
+    /// birth's tag and the trimmed count's start (again, in case the keys expired while this
+    /// driver was stopped), the pool in the registry. The group starts at `0`, not `$`:
+    /// every entry of a pool's stream is one of its undelivered tasks.
     fn beat_commands(&self) -> redis::Pipeline {
         let ttl = ms(key_ttl(self.options.lease));
         let mut p = redis::pipe();
-        p.cmd("XGROUP").arg("CREATE").arg(&self.keys.tasks).arg(GROUP).arg("0").arg("MKSTREAM").ignore();
+        let known = lock(&self.born).clone();
+        p.cmd("EVAL").arg(BIRTH).arg(1).arg(&self.keys.tasks).arg(birth_tag()).arg(1).arg(known).ignore();
         // The expiry first: Redis runs it even when it is out of memory and refuses the `SET`.
         p.cmd("PEXPIRE").arg(&self.keys.alive).arg(ms(self.options.lease * 3)).ignore();
         p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
@@ -339,12 +351,11 @@ impl Driver {
     /// read from its reply, which may be lost: `resend_lost` asks Redis.
     fn beat(&self, link: &mut Link, first: bool) -> Result<(), ClusterError> {
         let pipe = self.beat_commands();
-        // Refusals taken as done, when they are the only ones: the group exists already
-        // (the rest of the pipeline ran); Redis is out of memory (the expiries ran, they
-        // take none; what needs memory, the group and the registry, an earlier beat made;
-        // not for the first beat: there was none, and a pool without its group would never
-        // deliver a task).
-        let done = |code: &str| code == "BUSYGROUP" || (!first && code == "OOM");
+        // Refusals taken as done, when they are the only ones: Redis is out of memory (the
+        // expiries ran, they take none; what needs memory, the group and the registry, an
+        // earlier beat made; not for the first beat: there was none, and a pool without its
+        // group would never deliver a task).
+        let done = |code: &str| !first && code == "OOM";
         let mut refused: Vec<(usize, String)> = Vec::new();
         let beat = link.run(|c| {
             pipe.query::<()>(c).inspect_err(|e| {
@@ -396,73 +407,49 @@ impl Driver {
         ))
     }
 
-    /// After every beat: when the group was made anew since the last check (its stream
-    /// deleted by a node that found the alive key expired while this driver could not
-    /// beat, or expired), the tasks sent whose entries are gone wait again at the front of
-    /// `pending` (deliveries kept), and are sent again; those whose entries are still there
-    /// (sent after the stream was made again) are left: the group, made at `0`, delivers
-    /// them. The check is marked done in the group itself (a consumer, [`Driver::mark`]),
-    /// after the tasks wait again: a group made anew has no mark, whatever became of the
-    /// replies of the beat that made it or of an earlier check, and a group that lived on
-    /// keeps it, so that tasks whose results wait unread (their entries deleted by the
-    /// nodes' pushes) are not taken as lost after a beat that only failed.
+    /// After every beat: the tasks sent to a stream since deleted (by a node that found the
+    /// alive key expired while this driver could not beat, or expired) wait again at the
+    /// front of `pending` (deliveries kept), and are sent again. Which they are is told by
+    /// the tag of the stream's birth (`wire::BIRTH`), which each entry was added with: an
+    /// entry of another birth than the stream's now was lost with its stream; one of the
+    /// same birth that is missing finished (a node pushed its result, which may wait
+    /// unread) or was taken back, and is not sent again. Whatever became of the replies of
+    /// the beat that made the stream again or of an earlier check, this one asks afresh.
     fn resend_lost(&self, link: &mut Link) -> Result<(), ClusterError> {
-        let mark = self.mark();
-        let script = redis::Script::new(ENTRIES_THERE);
-        // Whether the group is marked (or missing), then, only when it is not, which entries
-        // are there: the entries' ids are not sent at every beat.
-        let mut check = |entries: &[(String, u64)]| -> Result<Option<Vec<i64>>, ClusterError> {
-            let mut there = script.key(&self.keys.tasks);
-            there.arg(&mark);
-            for (entry, _) in entries {
-                there.arg(entry);
-            }
-            let checked: Option<Vec<i64>> = link.run(|c| there.invoke(c))?;
-            // Tests: the check ran, its reply is lost (a link that drops again right after
-            // a restore).
-            if fail_point!("cluster.resend.reply") {
-                return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.resend.reply)".into()));
-            }
-            // No group (the beat that makes it comes first), or marked: nothing lost.
-            Ok(checked.filter(|checked| checked.first() == Some(&0)))
+        // Tests: held between the beat and the check.
+        crash_point!("cluster.pool.check");
+        let script = redis::Script::new(BIRTH);
+        let known = lock(&self.born).clone();
+        let born = run_coded(link, |c| script.key(&self.keys.tasks).arg(birth_tag()).arg(0).arg(&known).invoke(c));
+        // Tests: the check ran, its reply is lost (a link that drops again right after a
+        // restore).
+        if born.is_ok() && fail_point!("cluster.resend.reply") {
+            return Err(ClusterError::Unreachable("the reply was lost (fail point cluster.resend.reply)".into()));
+        }
+        let born: Option<String> = match born {
+            // A stream found without its birth's tag while Redis is out of memory: checked
+            // again at the next beat.
+            Err((_, codes)) if out_of_memory(&codes) => return Ok(()),
+            born => born.map_err(|(e, _)| e)?,
         };
-        if check(&[])?.is_none() {
-            return Ok(());
-        }
-        let entries: Vec<(String, u64)> = lock(&self.books).entries.iter().map(|(e, id)| (e.clone(), *id)).collect();
-        let Some(checked) = check(&entries)? else { return Ok(()) };
-        let found = &checked[1..];
+        // No stream: the beat that makes it comes first.
+        let Some(born) = born else { return Ok(()) };
+        lock(&self.born).clone_from(&born);
         let mut books = lock(&self.books);
-        let mut lost = Vec::new();
-        for ((entry, id), &found) in entries.into_iter().zip(found) {
-            // A result may have come meanwhile: only what is still sent under that entry.
-            if found != 0 || books.entries.get(&entry) != Some(&id) {
-                continue;
-            }
-            books.entries.remove(&entry);
-            if let Some(sent) = books.sent.remove(&id) {
-                lost.push((id, sent.chunk, sent.items, sent.delivery, sent.message, sent.deliveries));
-            }
-        }
+        let lost: Vec<u64> = books.sent.iter().filter(|(_, sent)| sent.born != born).map(|(id, _)| *id).collect();
+        let mut lost: Vec<Waiting> = lost
+            .into_iter()
+            .map(|id| {
+                let sent = books.sent.remove(&id).expect("listed above");
+                books.entries.remove(&sent.entry);
+                (id, sent.chunk, sent.items, sent.delivery, sent.message, sent.deliveries)
+            })
+            .collect();
         lost.sort_by_key(|job| job.0);
         for job in lost.into_iter().rev() {
             books.pending.push_front(job);
         }
-        drop(books);
-        let marked = run_coded(link, |c| {
-            redis::cmd("XGROUP").arg("CREATECONSUMER").arg(&self.keys.tasks).arg(GROUP).arg(&mark).query(c)
-        });
-        match marked {
-            // Refused while Redis is out of memory: checked again at the next beat (what
-            // was lost already waits, it is not in the books' entries any more).
-            Err((_, codes)) if out_of_memory(&codes) => Ok(()),
-            marked => marked.map_err(|(e, _)| e),
-        }
-    }
-
-    /// The consumer that marks the group as checked by `resend_lost` (never reads nor claims).
-    fn mark(&self) -> String {
-        format!("checked-{}", self.id)
+        Ok(())
     }
 
     fn running(&self) -> bool {
@@ -493,15 +480,18 @@ impl Driver {
             // All or none (`ADD_TASKS`): a refusal takes none of the batch.
             let script = redis::Script::new(ADD_TASKS);
             let mut add = script.key(&self.keys.tasks);
+            add.arg(birth_tag()).arg(lock(&self.born).as_str());
             for (_, _, _, _, message, _) in &batch {
                 add.arg(message.as_slice());
             }
-            match run_coded(link, |c| add.invoke::<Vec<String>>(c)) {
-                Ok(entries) => {
+            match run_coded(link, |c| add.invoke::<(String, Vec<String>)>(c)) {
+                Ok((born, entries)) => {
                     books.full_since = None;
+                    lock(&self.born).clone_from(&born);
                     for ((id, chunk, items, delivery, message, deliveries), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
-                        books.sent.insert(id, Sent { chunk, items, delivery, entry, message, deliveries });
+                        let born = born.clone();
+                        books.sent.insert(id, Sent { chunk, items, delivery, entry, born, message, deliveries });
                     }
                 }
                 Err((e, codes)) if out_of_memory(&codes) => {
@@ -726,7 +716,7 @@ fn read_results(
     ttl: Duration,
     (count, trimmed): (usize, u64),
     max: usize,
-    c: &mut redis::Connection,
+    c: &mut Conn,
 ) -> redis::RedisResult<Read> {
     let (trimmed, results, large): (u64, Vec<Vec<u8>>, Vec<u64>) = redis::Script::new(READ_RESULTS)
         .key(&keys.results)

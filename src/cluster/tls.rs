@@ -1,6 +1,12 @@
 //! Certificates for `rediss://` URLs beyond the system's trusted authorities.
 
 use std::fmt;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::ClusterError;
 
 /// The certificates a `rediss://` connection uses when the system's trusted authorities
 /// are not the right ones: the authority that signed the server's certificate (a private
@@ -76,16 +82,35 @@ impl Tls {
         self.client = Some((cert.into(), key.into()));
         self
     }
+}
 
-    pub(crate) fn certificates(&self) -> redis::TlsCertificates {
-        redis::TlsCertificates {
-            client_tls: self
-                .client
-                .as_ref()
-                .map(|(cert, key)| redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.clone() }),
-            root_cert: self.ca.clone(),
+/// The TLS settings of a `rediss://` connection: `tls`'s authority (else the system's),
+/// and its client certificate. Certificates that do not parse are [`ClusterError::Tls`].
+pub(crate) fn client_config(tls: Option<&Tls>) -> Result<Arc<rustls::ClientConfig>, ClusterError> {
+    let bad = |e: &dyn fmt::Display| ClusterError::Tls(format!("the certificates given do not parse: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    match tls.and_then(|tls| tls.ca.as_deref()) {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(&"no CERTIFICATE block"));
+            }
         }
+        // Those that do not parse are left out, as a browser would.
+        None => _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs),
     }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match tls.and_then(|tls| tls.client.as_ref()) {
+        None => config.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad(&e))?;
+            config.with_client_auth_cert(chain, key).map_err(|e| bad(&e))?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 impl fmt::Debug for Tls {

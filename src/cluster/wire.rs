@@ -6,7 +6,7 @@
 //! ```text
 //! mp:pools               the set of pool ids that nodes serve (one key for all pools)
 //! mp:{p:ID}:tasks        the stream of task entries; consumer group `nodes` (its consumer
-//!                        `checked-ID`: the driver checked its entries since the group was made)
+//!                        `born-TAG`: the stream's birth, a random tag its maker chose)
 //! mp:{p:ID}:results      the list of results: nodes push, the driver reads and trims
 //!                        (`READ_RESULTS`: only what it read)
 //! mp:{p:ID}:trimmed      a count of the results the driver trimmed off the list, from a
@@ -75,35 +75,67 @@ end
 return {trimmed, items, large}
 ";
 
-/// Queues a driver's batch of tasks (`ARGV`, each an encoded `TaskMsg`) on the tasks
-/// stream `KEYS[1]`; returns their entry ids. All or none: Redis checks a script's memory
-/// at its first write only, so a refusal for memory (`OOM`) takes none of the batch (a
-/// pipeline of `XADD`s could take the first few, which would then run twice, or run and
-/// be reported refused).
-pub(crate) const ADD_TASKS: &str = r"
-local ids = {}
-for i = 1, #ARGV do
-  ids[i] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+/// Lua: `born(stream, tag, make, known)`, the tag of the stream's birth: the name of its
+/// group's consumer `born-TAG` (which never reads nor claims). Whoever makes the stream (and
+/// its group, at `0`) or finds it without that consumer makes it with `tag`, in the same
+/// script: a stream made again after it was deleted has a tag of its own, and every entry
+/// added to it is added with that tag known. `known` (or `''`) is the tag the caller saw
+/// last, tried first at the cost of one lookup (`CREATECONSUMER` answers 0 for a consumer
+/// that exists; one it made, the tag being another's, goes at once): listing the consumers
+/// each time cost a chunk-at-a-time `map` about a sixth of its rate. Without the stream (or
+/// its group) and `make` false, `false`. A key of another type fails `WRONGTYPE`.
+macro_rules! born_lua {
+    () => {
+        r"
+local function born(stream, tag, make, known)
+  if redis.call('EXISTS', stream) == 1 then
+    if known ~= '' then
+      local made = redis.pcall('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. known)
+      if made == 0 then return known end
+      if made == 1 then redis.call('XGROUP', 'DELCONSUMER', stream, 'nodes', 'born-' .. known) end
+    end
+    local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, 'nodes')
+    if not consumers.err then
+      for _, consumer in ipairs(consumers) do
+        if string.sub(consumer[2], 1, 5) == 'born-' then return string.sub(consumer[2], 6) end
+      end
+      redis.call('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. tag)
+      return tag
+    end
+  end
+  if not make then return false end
+  redis.call('XGROUP', 'CREATE', stream, 'nodes', '0', 'MKSTREAM')
+  redis.call('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. tag)
+  return tag
 end
-return ids
-";
+"
+    };
+}
 
-/// Which of the driver's entries (`ARGV[2]`...) are still in the stream `KEYS[1]`, unless
-/// none can be lost: `{1}` when the group has the consumer `ARGV[1]`, the driver's mark that
-/// it checked since the group was made (a group made anew has no consumer); else `{0, ...}`,
-/// then 1 or 0 for each entry. Nil without a group (the beat that makes it comes first).
-pub(crate) const ENTRIES_THERE: &str = r"
-local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], 'nodes')
-if consumers.err then return false end
-for _, consumer in ipairs(consumers) do
-  if consumer[2] == ARGV[1] then return {1} end
+/// The tag of the birth of the stream `KEYS[1]` (see `born_lua`; `ARGV[3]` the tag known),
+/// making it with the tag `ARGV[1]` where it is missing when `ARGV[2]` is 1 (the driver's
+/// beat), not when it is 0 (the driver's check after a beat, which makes no key that no
+/// beat would expire).
+pub(crate) const BIRTH: &str = concat!(born_lua!(), "return born(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3])\n");
+
+/// Queues a driver's batch of tasks (`ARGV[3]`..., each an encoded `TaskMsg`) on the tasks
+/// stream `KEYS[1]` (made with the tag `ARGV[1]` where it is missing; `ARGV[2]` the tag
+/// known); returns the tag of the stream's birth and the entries' ids. All or none: Redis
+/// checks a script's memory at its first write only (a `CREATECONSUMER` that changes
+/// nothing is none), so a refusal for memory (`OOM`) takes none of the batch (a pipeline of
+/// `XADD`s could take the first few, which would then run twice, or run and be reported
+/// refused).
+pub(crate) const ADD_TASKS: &str = concat!(
+    born_lua!(),
+    r"
+local tag = born(KEYS[1], ARGV[1], true, ARGV[2])
+local ids = {}
+for i = 3, #ARGV do
+  ids[i - 2] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
 end
-local there = {0}
-for i = 2, #ARGV do
-  there[i] = #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
-end
-return there
-";
+return {tag, ids}
+"
+);
 
 /// Pushes a node's result and removes the task's entry (1); neither when the driver's alive
 /// key is gone. Then, while the entry is still in the stream, [`DRIVER_AWAY`]: the driver
@@ -113,11 +145,18 @@ return there
 /// delivery: `WorkerLost` under `max_deliveries(1)`, or a second run). Without the entry
 /// (the keys of a driver gone, deleted by the nodes or expired; or the entry taken back),
 /// 0: nobody waits for this result. The entry is never removed with its result dropped,
-/// which would leave its task waiting for ever.
+/// which would leave its task waiting for ever: a results key of another type (another
+/// program's) is refused `WRONGTYPE`, naming it, before the entry goes (a script's writes
+/// are not undone when a later one fails); the node then gives the result up, and the
+/// entry, no longer heartbeated, is taken back after the lease.
 pub(crate) const PUT_RESULT: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 0 then
   if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 2 end
   return 0
+end
+local kind = redis.call('TYPE', KEYS[2]).ok
+if kind ~= 'list' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE the results key ' .. KEYS[2] .. ' holds a value of another type')
 end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
