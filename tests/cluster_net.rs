@@ -24,7 +24,7 @@ const ROLE: &str = "MULTIPROC_TEST_CLUSTER_NET_ROLE";
 const URL: &str = "MULTIPROC_TEST_CLUSTER_NET_URL";
 
 /// The ACL the module documentation gives a user limited to the `mp:` prefix.
-const MP_USER: [&str; 22] = [
+const MP_USER: [&str; 24] = [
     "--user",
     "default",
     "off",
@@ -47,6 +47,8 @@ const MP_USER: [&str; 22] = [
     "+del",
     "+exists",
     "+pexpire",
+    "+multi",
+    "+exec",
 ];
 
 // --- AUTH through the URL ------------------------------------------------------------
@@ -89,6 +91,43 @@ fn an_acl_user_limited_to_the_mp_prefix_works_through_the_url() {
     assert!(matches!(&wrong, Err(ClusterError::Auth(why)) if why.contains("wrong password")), "{wrong:?}");
     let nobody = Queue::<u32>::open(&format!("redis://nobody:pw@127.0.0.1:{}/0", redis.port), "jobs");
     assert!(matches!(nobody, Err(ClusterError::Auth(_))), "{nobody:?}");
+}
+
+/// A queue's transaction (a message that does not decode moved to the dead letters, here)
+/// under a user who may not run `MULTI`: the refusal, not commands run one by one outside
+/// a transaction that passed for one (review36 M2: the decode error came back as if the
+/// move had been made whole).
+#[test]
+fn a_user_without_multi_gets_the_refusal_of_a_transaction_not_a_half_one() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = TcpRedis::start(&MP_USER[..MP_USER.len() - 2]) else { return };
+    let url = format!("redis://worker:pw@127.0.0.1:{}/0", redis.port);
+    let strings = Queue::<String>::open(&url, "jobs").unwrap();
+    strings.put("not a number".into()).unwrap();
+    let numbers = Queue::<u32>::open(&url, "jobs").unwrap();
+    let got = numbers.get();
+    assert!(matches!(&got, Err(GetError::Redis(e)) if e.to_string().to_lowercase().contains("multi")), "{got:?}");
+}
+
+/// A take under a user who may not run `CLIENT REPLY`: the refusal, and the connection
+/// goes with it. The move whose reply it was to skip ran, and its reply (and the take's)
+/// stayed unread on a connection kept: every later command read a reply two places old
+/// (review36 M1).
+#[test]
+fn a_refused_client_reply_skip_leaves_no_reply_behind() {
+    let _w = watchdog(LIMIT);
+    let mut acl = MP_USER.to_vec();
+    acl.push("-client");
+    let Some(redis) = TcpRedis::start(&acl) else { return };
+    let url = format!("redis://worker:pw@127.0.0.1:{}/0", redis.port);
+    let producer = Queue::<u32>::open(&url, "jobs").unwrap();
+    producer.put(7).unwrap();
+    producer.put(8).unwrap();
+    let consumer = Queue::<u32>::open(&url, "jobs").unwrap();
+    let got = consumer.try_get();
+    assert!(matches!(&got, Err(GetError::Redis(e)) if e.to_string().to_lowercase().contains("client")), "{got:?}");
+    // The next command on the consumer's link reads its own reply.
+    assert_eq!(consumer.len().map_err(|e| e.to_string()), producer.len().map_err(|e| e.to_string()));
 }
 
 #[test]

@@ -1566,10 +1566,13 @@ fn drive_while_the_results_key_is_of_another_type(
     (url, socket, node, dir, report): (String, String, u32, String, multiproc::Queue<String>),
 ) {
     let go_on = || assert!(Command::new("kill").args(["-CONT", &node.to_string()]).status().unwrap().success());
+    // The pushes refused: the script's `LLEN` of the results key failed (one per push; the
+    // errors' own count is two per push, the caught `LLEN`'s and the script's reply).
     let refusals = || {
-        let stats = redis_cli(&socket, &["INFO", "errorstats"]);
-        let line = stats.lines().find_map(|line| line.strip_prefix("errorstat_WRONGTYPE:count="));
-        line.map_or(0, |count| count.trim().parse::<u32>().unwrap())
+        let stats = redis_cli(&socket, &["INFO", "commandstats"]);
+        let line = stats.lines().find_map(|line| line.strip_prefix("cmdstat_llen:"));
+        line.and_then(|l| l.split(',').find_map(|f| f.strip_prefix("failed_calls=")))
+            .map_or(0, |count| count.trim().parse::<u32>().unwrap())
     };
     let pool = pool_with(&url, 1, ClusterOptions::new().lease(Duration::from_secs(2)).timeout(Duration::from_secs(10)));
     let _disarm = Disarm;
@@ -1799,4 +1802,50 @@ fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     assert_eq!(redis.raw(&[b"CONFIG", b"SET", b"maxmemory", b"0"]), b"+OK\r\n");
     assert!(eventually(Duration::from_secs(20), || born().is_some()), "the birth tag is not made again");
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+/// The ACL the module documentation gives a user limited to the `mp:` prefix, with what
+/// pools need besides (`+@stream`).
+const POOL_USER: [&str; 25] = [
+    "--user",
+    "default",
+    "off",
+    "--user",
+    "worker",
+    "on",
+    ">pw",
+    "~mp:*",
+    "&*",
+    "-@all",
+    "+@list",
+    "+@hash",
+    "+@connection",
+    "+@scripting",
+    "+sadd",
+    "+srem",
+    "+smembers",
+    "+set",
+    "+get",
+    "+del",
+    "+exists",
+    "+pexpire",
+    "+multi",
+    "+exec",
+    "+@stream",
+];
+
+/// A pool whose driver and node are a user limited to what the module documentation lists
+/// maps as any other. Its results' push checked the results key's type with `TYPE`, which
+/// that user may not run (review36 H1): every push was refused, and every task taken back
+/// after its lease, again and again.
+#[test]
+fn a_pool_of_a_user_limited_to_the_documented_acl_maps() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&POOL_USER) else { return };
+    let url = format!("{}?user=worker&pass=pw", redis.url);
+    let _node = Node::start(&url);
+    let options =
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).max_deliveries(2);
+    let pool = pool_with(&url, 2, options);
+    assert_eq!(pool.map(square, 0..8).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49]);
 }

@@ -119,6 +119,13 @@ enum Stream {
 }
 
 impl Conn {
+    /// Marks the connection as not to be used again (its `Link` drops it once the call
+    /// returns): for a caller that knows replies are left unread (a refused `CLIENT REPLY
+    /// SKIP` leaves the reply it was to skip).
+    pub(crate) fn close(&mut self) {
+        self.open = false;
+    }
+
     /// Connects (within `timeout`), then authenticates and selects the URL's database.
     fn open(info: &ConnectionInfo, tls: Option<&Arc<rustls::ClientConfig>>, timeout: Duration) -> RedisResult<Self> {
         let stream = match info.addr() {
@@ -180,6 +187,14 @@ impl redis::ConnectionLike for Conn {
     fn req_packed_commands(&mut self, cmd: &[u8], offset: usize, count: usize) -> RedisResult<Vec<Value>> {
         let mut values = self.exchange(cmd, offset + count)?;
         let ours = values.split_off(offset);
+        // A refused `MULTI` (an ACL without it): its commands ran one by one, outside any
+        // transaction, and `EXEC` was refused; the pipeline fails with the refusal, never
+        // passes for the transaction it was not (review36 M2).
+        if offset > 0
+            && let Some(Value::ServerError(refused)) = values.first()
+        {
+            return Err(refused.clone().into());
+        }
         // A transaction (`offset` is its `MULTI` and each command's `QUEUED`): a command
         // refused before `EXEC` (`OOM`, a wrong number of arguments) aborts it; it comes as
         // a reply that lists each refusal at its command's place, from which the pipeline
@@ -233,7 +248,10 @@ impl Stream {
 
 /// The connection's stream for one exchange: a read or write that a signal interrupts is
 /// made again, with its socket's timeout shortened to what its wait had left, so that
-/// signals never stretch a wait past the limit (`shortened`: restored after).
+/// signals never stretch a wait past the limit (`shortened`: restored after). Over TLS,
+/// rustls below retries an interrupted read or flush itself with the whole timeout, so
+/// there signals can still stretch a wait (review36 H2: the retry belongs in an adapter on
+/// the socket, under rustls).
 struct Patient<'a> {
     stream: &'a mut Stream,
     limit: Duration,

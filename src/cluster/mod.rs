@@ -8,7 +8,7 @@
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
 //! [`ClusterError::Auth`]. Every key is under `mp:`; an ACL user limited to it needs
-//! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire`, and for
+//! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire +multi +exec`, and for
 //! pools also `+@stream`.
 //!
 //! `rediss://` is TLS (rustls, no OpenSSL): the server's certificate must be signed by an

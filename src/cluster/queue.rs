@@ -970,6 +970,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 let mut values = c.req_packed_commands(&packed, 0, replies)?;
                 for v in &mut values {
                     if let redis::Value::ServerError(e) = v {
+                        // A refused `CLIENT REPLY SKIP` leaves the move's reply (and TAKE's)
+                        // unread: the connection goes, never read a reply behind (review36 M1).
+                        c.close();
                         return Err(e.clone().into());
                     }
                 }

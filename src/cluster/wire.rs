@@ -77,7 +77,9 @@ return {trimmed, items, large}
 
 /// Lua: `born(stream, tag, make, known)`, the tag of the stream's birth: the name of its
 /// group's consumer `born-TAG` (which never reads nor claims). Whoever makes the stream (and
-/// its group, at `0`) or finds it without that consumer makes it with `tag`, in the same
+/// its group, at `0`) or finds it without that consumer makes it with `tag` (16 hex
+/// digits: only such a name is a birth, not a node's consumer named `born-...` after its
+/// host, review36 L3), in the same
 /// script: a stream made again after it was deleted has a tag of its own, and every entry
 /// added to it is added with that tag known. `known` (or `''`) is the tag the caller saw
 /// last, tried first at the cost of one lookup (`CREATECONSUMER` answers 0 for a consumer
@@ -97,7 +99,8 @@ local function born(stream, tag, make, known)
     local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, 'nodes')
     if not consumers.err then
       for _, consumer in ipairs(consumers) do
-        if string.sub(consumer[2], 1, 5) == 'born-' then return string.sub(consumer[2], 6) end
+        local found = string.match(consumer[2], '^born%-(' .. string.rep('%x', 16) .. ')$')
+        if found then return found end
       end
       redis.call('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. tag)
       return tag
@@ -148,14 +151,15 @@ return {tag, ids}
 /// which would leave its task waiting for ever: a results key of another type (another
 /// program's) is refused `WRONGTYPE`, naming it, before the entry goes (a script's writes
 /// are not undone when a later one fails); the node then gives the result up, and the
-/// entry, no longer heartbeated, is taken back after the lease.
+/// entry, no longer heartbeated, is taken back after the lease. The check is an `LLEN`
+/// (a list command, which the documented ACL grants; `TYPE` is not: review36 H1).
 pub(crate) const PUT_RESULT: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 0 then
   if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 2 end
   return 0
 end
-local kind = redis.call('TYPE', KEYS[2]).ok
-if kind ~= 'list' and kind ~= 'none' then
+local len = redis.pcall('LLEN', KEYS[2])
+if type(len) == 'table' and len.err then
   return redis.error_reply('WRONGTYPE the results key ' .. KEYS[2] .. ' holds a value of another type')
 end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
