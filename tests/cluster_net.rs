@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::machine::{Machine, TcpRedis};
+use common::redis::MP_USER;
 use common::watchdog;
 use multiproc::Pool;
 use multiproc::cluster::{ClusterError, ClusterOptions, GetError, Queue, Tls, WORKER_ENV};
@@ -22,34 +23,6 @@ multiproc::test_support!();
 const LIMIT: Duration = Duration::from_secs(60);
 const ROLE: &str = "MULTIPROC_TEST_CLUSTER_NET_ROLE";
 const URL: &str = "MULTIPROC_TEST_CLUSTER_NET_URL";
-
-/// The ACL the module documentation gives a user limited to the `mp:` prefix.
-const MP_USER: [&str; 24] = [
-    "--user",
-    "default",
-    "off",
-    "--user",
-    "worker",
-    "on",
-    ">pw",
-    "~mp:*",
-    "&*",
-    "-@all",
-    "+@list",
-    "+@hash",
-    "+@connection",
-    "+@scripting",
-    "+sadd",
-    "+srem",
-    "+smembers",
-    "+set",
-    "+get",
-    "+del",
-    "+exists",
-    "+pexpire",
-    "+multi",
-    "+exec",
-];
 
 // --- AUTH through the URL ------------------------------------------------------------
 

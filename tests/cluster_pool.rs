@@ -1804,36 +1804,6 @@ fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
-/// The ACL the module documentation gives a user limited to the `mp:` prefix, with what
-/// pools need besides (`+@stream`).
-const POOL_USER: [&str; 25] = [
-    "--user",
-    "default",
-    "off",
-    "--user",
-    "worker",
-    "on",
-    ">pw",
-    "~mp:*",
-    "&*",
-    "-@all",
-    "+@list",
-    "+@hash",
-    "+@connection",
-    "+@scripting",
-    "+sadd",
-    "+srem",
-    "+smembers",
-    "+set",
-    "+get",
-    "+del",
-    "+exists",
-    "+pexpire",
-    "+multi",
-    "+exec",
-    "+@stream",
-];
-
 /// A pool whose driver and node are a user limited to what the module documentation lists
 /// maps as any other. Its results' push checked the results key's type with `TYPE`, which
 /// that user may not run (review36 H1): every push was refused, and every task taken back
@@ -1841,7 +1811,7 @@ const POOL_USER: [&str; 25] = [
 #[test]
 fn a_pool_of_a_user_limited_to_the_documented_acl_maps() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&POOL_USER) else { return };
+    let Some(redis) = Redis::start(&[&common::redis::MP_USER[..], &["+@stream"]].concat()) else { return };
     let url = format!("{}?user=worker&pass=pw", redis.url);
     let _node = Node::start(&url);
     let options =

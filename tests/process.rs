@@ -2505,11 +2505,7 @@ fn a_socketless_start_whose_fork_server_died_before_answering_runs_nothing_inner
     // Each start left its report room to the child that may read its go word, freed once
     // that child ended (the server wrote its pid in the room when it forked it; the main
     // process, its parent, reaps it: `active_children` looks). Both stayed (2 x 512 bytes).
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= leaks.before()
-    });
-    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert_heap_back_to(leaks.before());
     println!("INNER-DONE");
 }
 
@@ -2580,6 +2576,16 @@ const RESTART_RACE_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_RACE_INN
 fn in_recvmsg(tid: i32) -> bool {
     let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
     syscall.split_whitespace().next() == Some(&libc::SYS_recvmsg.to_string())
+}
+
+/// Asserts that the family heap comes back to `before` bytes in use within 10 s, the ended
+/// children reaped meanwhile (a report room goes once its child is reaped).
+fn assert_heap_back_to(before: u64) {
+    let back = eventually(Duration::from_secs(10), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= before
+    });
+    assert!(back, "heap in use: {before} bytes before, {} after", multiproc::__private::heap_in_use());
 }
 
 /// `square(x)` in a fork-server child, started and joined; the error as text.
@@ -2673,11 +2679,7 @@ fn a_start_waiting_for_a_fork_server_being_started_again_keeps_its_room_inner() 
              and left its room to a child that never came, freed while the new server may write it"
         );
     });
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= leaks.before()
-    });
-    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert_heap_back_to(leaks.before());
     drop(leaks);
     println!("INNER-DONE");
 }
@@ -2746,11 +2748,7 @@ fn a_room_asked_of_a_server_killed_after_its_answer_is_freed_inner() {
     });
     // The room waits only for the server that took its request, dead: it is freed, not
     // left for the life of the new server.
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= before
-    });
-    assert!(back, "heap in use: {before} bytes before, {} after", multiproc::__private::heap_in_use());
+    assert_heap_back_to(before);
     println!("INNER-DONE");
 }
 
@@ -2808,11 +2806,7 @@ fn a_room_asked_of_a_fork_server_whose_restart_failed_is_freed_inner() {
     // A later start gets a new server, which lives on.
     assert_eq!(fork_server_square(5), Ok(25));
     // The room of the request no server read is freed, not left for ever.
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= leaks.before()
-    });
-    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert_heap_back_to(leaks.before());
     drop(leaks);
     println!("INNER-DONE");
 }
@@ -2877,11 +2871,7 @@ fn a_room_whose_server_died_before_its_answer_is_freed_inner() {
     });
     // The room waits only for its child (the dead server's, told to stop): it is freed, not
     // left for the life of the new server.
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= before
-    });
-    assert!(back, "heap in use: {before} bytes before, {} after", multiproc::__private::heap_in_use());
+    assert_heap_back_to(before);
     println!("INNER-DONE");
 }
 
@@ -2961,11 +2951,7 @@ fn a_bare_fork_copys_start_leaves_its_parents_room_to_their_stopped_server_inner
     // room, and serves again.
     signal_server(server, libc::SIGCONT);
     assert_eq!(fork_server_square(4), Ok(16));
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= leaks.before()
-    });
-    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert_heap_back_to(leaks.before());
     // SAFETY (test): closes the pipe's two ends, ours.
     unsafe {
         libc::close(go[0]);
@@ -3022,11 +3008,7 @@ fn a_room_whose_answer_did_not_go_stays_until_its_live_servers_last_write_inner(
     );
     // Continued, the server makes its last write: the room goes, and the child is reaped.
     signal_server(server, libc::SIGCONT);
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= leaks.before()
-    });
-    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert_heap_back_to(leaks.before());
     assert!(eventually(LIMIT, || own_children() == children), "the child was reaped");
     drop(leaks);
     println!("INNER-DONE");
@@ -3142,11 +3124,7 @@ fn a_start_through_a_stopped_fork_server_fails_typed_inner() {
         assert!(left, "children {children:?} before, {:?} after", own_children());
     }
     // Their report rooms were freed once their children ended (`active_children` looks).
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= leaks.before()
-    });
-    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert_heap_back_to(leaks.before());
     println!("INNER-DONE");
 }
 
@@ -3244,11 +3222,7 @@ fn a_report_room_whose_fork_server_died_before_forking_is_freed_inner() {
             "round {round}: {outcome:?}"
         );
     }
-    let back = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        multiproc::__private::heap_in_use() <= leaks.before()
-    });
-    assert!(back, "heap in use: {} bytes before, {} after", leaks.before(), multiproc::__private::heap_in_use());
+    assert_heap_back_to(leaks.before());
     drop(leaks);
     drop(queue);
     println!("INNER-DONE");

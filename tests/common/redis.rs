@@ -106,3 +106,33 @@ impl Drop for Redis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Redis server arguments: the default user off, and a user `worker` (password `pw`) with
+/// the ACL the module documentation gives a user limited to the `mp:` prefix (pools need
+/// `+@stream` besides).
+pub const MP_USER: [&str; 24] = [
+    "--user",
+    "default",
+    "off",
+    "--user",
+    "worker",
+    "on",
+    ">pw",
+    "~mp:*",
+    "&*",
+    "-@all",
+    "+@list",
+    "+@hash",
+    "+@connection",
+    "+@scripting",
+    "+sadd",
+    "+srem",
+    "+smembers",
+    "+set",
+    "+get",
+    "+del",
+    "+exists",
+    "+pexpire",
+    "+multi",
+    "+exec",
+];
