@@ -149,12 +149,24 @@ pub fn run_inner_test(name: &str, env: &str) {
 /// [`run_inner_test`] with the variables `vars` set (one of them the one the inner test
 /// looks for); e.g. `MULTIPROC_CRASH_AT`, which arms crash points in every process of the
 /// inner test's family from its start.
+///
+/// The inner process is killed with this thread (its parent-death signal): an outer test
+/// whose watchdog aborts it leaves no inner process behind, which would otherwise run on,
+/// and at its exit wait for its children as Python's does (two were left so in stop 32).
 pub fn run_inner_test_with(name: &str, vars: &[(&str, &str)]) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .envs(vars.iter().copied())
-        .output()
-        .unwrap();
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([name, "--exact", "--nocapture", "--test-threads=1"]).envs(vars.iter().copied());
+    // SAFETY (test): `prctl` is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("INNER-DONE"),
