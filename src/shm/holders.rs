@@ -850,8 +850,7 @@ impl Holders {
             Undoing::Unsend => {
                 // No count left means a replayed copy of the message consumed it: that
                 // copy's receiver holds the handle now, and counts it.
-                let _ =
-                    self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+                self.take_count();
             }
             Undoing::Carry(carrier) => {
                 // The carrier's entry first: the maker killed between the two (before it
@@ -1107,28 +1106,25 @@ impl Holders {
         let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
-        if !self.for_each(heap, |e| e.is(me) && e.pending.load(Ordering::Relaxed) > 0) {
-            return self.finish(heap);
-        }
-        // The count first, then the reservation: a kill between leaves a reservation of a
-        // dead process, given up with its entry (a kill before the count, once the message
-        // was taken, leaves the count in flight: the object leaks, see `forget_in_flight`).
-        // No count left means a final take of replayed bytes got this reserved one (only
-        // `discard` and the pending receive honour reservations): the handle is counted in
-        // this entry all the same, and no other message's count is taken.
-        let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
-        crash_point!("holders.settle.counted");
+        // Only a reservation of this process's own is settled. The count first, then the
+        // reservation: a kill between leaves a reservation of a dead process, given up
+        // with its entry (a kill before the count, once the message was taken, leaves the
+        // count in flight: the object leaks, see `forget_in_flight`). No count left means a
+        // final take of replayed bytes got this reserved one (only `discard` and the
+        // pending receive honour reservations): the handle is counted in this entry all
+        // the same, and no other message's count is taken.
         self.for_each(heap, |e| {
-            if e.is(me) {
-                let pending = e.pending.load(Ordering::Relaxed).saturating_sub(1);
-                e.pending.store(pending, Ordering::Relaxed);
-                if pending == 0 && e.copies() == 0 {
-                    e.clear();
-                }
-                true
-            } else {
-                false
+            let pending = e.pending.load(Ordering::Relaxed);
+            if !e.is(me) || pending == 0 {
+                return false;
             }
+            self.take_count();
+            crash_point!("holders.settle.counted");
+            e.pending.store(pending - 1, Ordering::Relaxed);
+            if pending == 1 && e.copies() == 0 {
+                e.clear();
+            }
+            true
         });
         self.finish(heap)
     }
@@ -1140,8 +1136,14 @@ impl Holders {
     pub(crate) fn settle_unrecorded(&self, heap: &Heap) -> bool {
         let _gate = gate();
         let _g = RawGuard::lock(&self.lock);
-        let _ = self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1));
+        self.take_count();
         self.finish(heap)
+    }
+
+    /// Takes one count from the in-flight word if one is left (checked in the update: a
+    /// lock-free final take may have taken one since the caller looked); whether it did.
+    fn take_count(&self) -> bool {
+        self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| (w & COUNT != 0).then(|| w - 1)).is_ok()
     }
 
     /// A handle arrived in a message that is dropped unreceived (it was decoded as another
@@ -1163,8 +1165,7 @@ impl Holders {
         let _g = self.lock_and_unpin(announced);
         // Under the lock: only a count nobody reserved (review34 M2: replayed bytes
         // discarded could take a live consumer's).
-        let take = |w: u64| (w & COUNT != 0).then(|| w - 1);
-        if self.unreserved(heap) == 0 || self.flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, take).is_err() {
+        if self.unreserved(heap) == 0 || !self.take_count() {
             return;
         }
         if self.unheld(heap) {
@@ -1371,6 +1372,23 @@ fn block_at(heap: &Heap, off: u64) -> &Block {
 mod tests {
     use super::*;
 
+    /// The counts in flight in `holders`' word.
+    fn in_flight(holders: &Holders) -> u64 {
+        holders.flight.load(Ordering::Relaxed) & COUNT
+    }
+
+    /// This process's handles and pending receives in `holders`.
+    fn mine(heap: &Heap, holders: &Holders) -> (u32, u32) {
+        let mut counts = (0, 0);
+        holders.for_each(heap, |e| {
+            if e.is(sys::me()) {
+                counts = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
+            }
+            false
+        });
+        counts
+    }
+
     #[test]
     fn a_process_knows_who_it_is_before_it_pins() {
         // Found by the chaos soak (examples/chaos.rs): a fresh process's first receive
@@ -1479,20 +1497,9 @@ mod tests {
         let heap = Heap::get();
         let holders = Holders::new_held_at(7);
         let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
-        let in_flight = |holders: &Holders| holders.flight.load(Ordering::Relaxed) & COUNT;
-        let mine = |holders: &Holders| {
-            let mut counts = (0, 0);
-            holders.for_each(heap, |e| {
-                if e.is(sys::me()) {
-                    counts = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
-                }
-                false
-            });
-            counts
-        };
         holders.send();
         holders.receive(heap, 7, true, let_go, None).unwrap();
-        assert_eq!((in_flight(&holders), mine(&holders)), (1, (2, 1)), "reserved, not taken");
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (2, 1)), "reserved, not taken");
         assert_eq!(
             holders.receive(heap, 7, true, let_go, None),
             Err(Received::NotInFlight { last: false }),
@@ -1502,7 +1509,7 @@ mod tests {
         assert_eq!(in_flight(&holders), 1, "a discard takes no reserved count");
         assert_eq!(holders.forget_in_flight(heap), 0, "a live reservation is not lost");
         assert!(!holders.settle(heap));
-        assert_eq!((in_flight(&holders), mine(&holders)), (0, (2, 0)), "taken at the settle");
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (0, (2, 0)), "taken at the settle");
         assert!(!holders.settle(heap), "a settle without a reservation takes nothing");
         // A dead receiver's reservation: given up by the next receive's prune, the count
         // still there for it.
@@ -1511,7 +1518,7 @@ mod tests {
         holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
         holders.receive(heap, 7, true, let_go, None).unwrap();
         assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
-        assert_eq!((in_flight(&holders), mine(&holders)), (1, (3, 1)));
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (3, 1)));
         assert!(!holders.settle(heap));
         assert_eq!(in_flight(&holders), 0);
         // An unreserved count: a discard takes it, `forget_in_flight` forgets it.
@@ -1590,7 +1597,6 @@ mod tests {
         let heap = Heap::get();
         let holders = Holders::new_held_at(7);
         let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
-        let in_flight = |holders: &Holders| holders.flight.load(Ordering::Relaxed) & COUNT;
         let carrier_counts = |holders: &Holders, carrier: u64| {
             let mut count = None;
             holders.for_each(heap, |e| {
@@ -1615,15 +1621,8 @@ mod tests {
         // Taken once: this process's, the carrier's one fewer, the queue's count untouched.
         holders.receive(heap, 7, false, let_go, from(4096)).unwrap();
         assert_eq!((in_flight(&holders), carrier_counts(&holders, 4096)), (1, Some(1)));
-        let mut mine = (0, 0);
-        holders.for_each(heap, |e| {
-            if e.is(sys::me()) {
-                mine = (e.count.load(Ordering::Relaxed), e.pending.load(Ordering::Relaxed));
-            }
-            false
-        });
         // A pending receive of a dead process would leave the count in flight, for nobody.
-        assert_eq!(mine, (2, 0), "held at once, nothing pending");
+        assert_eq!(mine(heap, &holders), (2, 0), "held at once, nothing pending");
         // Its receiver gone with one handle untaken: the undo lets go of the carrier's
         // entry, whole, once, and of nothing else.
         for _ in 0..2 {

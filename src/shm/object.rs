@@ -194,6 +194,24 @@ impl<T: ShmObject> Shared<T> {
         Ok(Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData })
     }
 
+    /// Registers with the decoding what makes the receive of the handle of the object at
+    /// `off` final once its message is taken (see `codec::on_taken`): the settle of its
+    /// reservation (`recorded`), or the take of the count a receive refused for a full heap
+    /// left in flight ([`Holders::settle_unrecorded`]). The object is freed if nothing
+    /// holds it then.
+    fn settle_on_take(off: u64, recorded: bool) {
+        codec::on_taken(move || {
+            let heap = Heap::get();
+            // SAFETY: this process's reservation, or the count in flight, keeps the object
+            // at `off` allocated until this settle.
+            let holders = unsafe { &(*heap.ptr(off).cast::<Obj<T>>()).header.holders };
+            let gone = if recorded { holders.settle(heap) } else { holders.settle_unrecorded(heap) };
+            if gone {
+                Self::release(off);
+            }
+        });
+    }
+
     /// How a process that finds the object at `off` (of `generation`) unheld frees it
     /// (the registry of what this process holds keeps it for its fork children).
     fn let_go(off: u64, generation: u64) -> LetGo {
@@ -511,16 +529,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             if full && pending {
                 // The count stays in flight until the message is taken (the decoding fails,
                 // and its channel takes it with the error), and keeps the object until then.
-                let off = wire.offset;
-                codec::on_taken(move || {
-                    let heap = Heap::get();
-                    // SAFETY: the count in flight keeps the object at `off` allocated until
-                    // this take of it.
-                    let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-                    if obj.header.holders.settle_unrecorded(heap) {
-                        Self::release(off);
-                    }
-                });
+                Self::settle_on_take(wire.offset, false);
             }
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
@@ -528,16 +537,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         if pending {
             // Final once the message is taken (or the decoding ends); the pending receive
             // keeps the object allocated until then.
-            let off = wire.offset;
-            codec::on_taken(move || {
-                let heap = Heap::get();
-                // SAFETY: this process's pending receive keeps the object at `off` allocated
-                // until this settle.
-                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-                if obj.header.holders.settle(heap) {
-                    Self::release(off);
-                }
-            });
+            Self::settle_on_take(wire.offset, true);
         }
         // The object may have been freed between the check and the receive, and the word
         // the receive changed be another object's with the same low generation bits: then
@@ -754,6 +754,26 @@ impl<T: Sided> Side<T> {
         sides
     }
 
+    /// Registers with the decoding what makes the receive of side `side` of the object at
+    /// `off` final once its message is taken: its settle (`recorded`) or the take of the
+    /// count a receive refused for a full heap left in flight (see `Shared`'s). Registered
+    /// after the object's own settle, so run before it (settles run last first): the
+    /// object's own pending receive (this one is pending, so the object's was too: both or
+    /// neither are receipted) keeps it allocated, even when this handle was dropped.
+    fn settle_on_take(off: u64, side: usize, recorded: bool) {
+        codec::on_taken(move || {
+            let heap = Heap::get();
+            // SAFETY: the object's own pending receive, settled after this one, keeps it
+            // allocated.
+            let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
+            let holders = obj.value.side_holders(side);
+            let gone = if recorded { holders.settle(heap) } else { holders.settle_unrecorded(heap) };
+            if gone {
+                obj.value.side_gone(side);
+            }
+        });
+    }
+
     /// How a process that finds side `side` unheld tells the object.
     fn let_go(shared: &Shared<T>, side: usize) -> LetGo {
         LetGo {
@@ -889,17 +909,8 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             }
             if pending && matches!(why, Received::HeapFull { .. }) {
                 // The side's count stays in flight until the message is taken (see
-                // `Shared`'s); registered after the object's own settle, so run before it.
-                let off = shared.off;
-                codec::on_taken(move || {
-                    let heap = Heap::get();
-                    // SAFETY: the object's own pending receive, settled after this, keeps it
-                    // allocated (this handle's drop leaves that receive's reservation).
-                    let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-                    if obj.value.side_holders(side).settle_unrecorded(heap) {
-                        obj.value.side_gone(side);
-                    }
-                });
+                // `Shared`'s).
+                Self::settle_on_take(shared.off, side, false);
             }
             return Err(match why {
                 Received::HeapFull { .. } => codec::refuse_decoding_heap_full(
@@ -911,19 +922,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             });
         }
         if pending {
-            // Registered after the object's own settle, so run before it (settles run last
-            // first): the object is still allocated.
-            let off = shared.off;
-            codec::on_taken(move || {
-                let heap = Heap::get();
-                // SAFETY: the object's own pending receive (this one is pending, so the
-                // object's was too: both or neither are receipted), settled after this one,
-                // keeps it allocated.
-                let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
-                if obj.value.side_holders(side).settle(heap) {
-                    obj.value.side_gone(side);
-                }
-            });
+            Self::settle_on_take(shared.off, side, true);
         }
         Ok(Self { shared, side })
     }
