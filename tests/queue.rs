@@ -1974,6 +1974,69 @@ fn a_consumer_killed_inside_the_receive_of_a_handle_leaves_the_message_whole_or_
     }
 }
 
+/// Set in a consumer that reads the first value of a `Chameleon` message as another type.
+static READ_AS_ANOTHER_TYPE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A `RawValue<u64>` that a consumer with `READ_AS_ANOTHER_TYPE` set reads as a
+/// `RawValue<u8>`: refused as another type, its handle discarded, and the refusal
+/// swallowed (safe serde code that lies), so that the decoding goes on to the rest of the
+/// message.
+struct Chameleon(Option<RawValue<u64>>);
+
+impl Serialize for Chameleon {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_ref().expect("only a sender serializes").serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chameleon {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if READ_AS_ANOTHER_TYPE.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(RawValue::<u8>::deserialize(d).is_err(), "a RawValue<u64> read as a RawValue<u8>");
+            return Ok(Chameleon(None));
+        }
+        RawValue::deserialize(d).map(|value| Chameleon(Some(value)))
+    }
+}
+
+fn get_as_another_type_armed(args: (Queue<(Chameleon, RawValue<u64>)>, String)) {
+    let (q, point) = args;
+    READ_AS_ANOTHER_TYPE.store(true, std::sync::atomic::Ordering::Relaxed);
+    multiproc::__private::crash_at(&point);
+    let _ = q.get();
+}
+
+/// review34 L3: a consumer that reads a handle as another type discards it, and is killed
+/// before its take commits (here in the receive of the message's next handle): the message
+/// stays in the queue whole, and the next reader gets both values. The discard took the
+/// handle's count at once, inside the take: the next reader found the message short of it
+/// ("received already"). It now takes it once the message is taken, as a receive's settle.
+#[test]
+fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_message_whole() {
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            // Kept here too: the discard of an object's last reference leaves its count.
+            let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
+            q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
+            let consumer = Process::new(get_as_another_type_armed, (q.clone(), "holders.receive.locked".to_string()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die in its receive");
+            match q.get_timeout(Duration::from_secs(30)) {
+                Ok((Chameleon(Some(first)), second)) => assert_eq!((first.get(), second.get()), (5, 6), "{method:?}"),
+                Ok((Chameleon(None), _)) => panic!("{method:?}: read as another type by this process"),
+                Err(e) => panic!("{method:?}: the message left by the killed consumer: {e}"),
+            }
+            assert!(q.is_empty(), "{method:?}");
+            drop((five, six));
+        }
+        leaks.assert_no_leak();
+    }
+}
+
 const FULL_INNER: &str = "MULTIPROC_TEST_QUEUE_FULL_INNER";
 
 /// Gets a value from `values` and holds it, says so in `ready`, until `release` is set.

@@ -1147,11 +1147,12 @@ impl Holders {
     }
 
     /// A handle arrived in a message that is dropped unreceived (it was decoded as another
-    /// type): consumes its in-flight count, if one is left that no pending receive
-    /// reserved, unless it is the object's last reference (the object would have to be
+    /// type, or not read): consumes its in-flight count, if one is left that no pending
+    /// receive reserved, unless it is the object's last reference (the object would have to be
     /// destroyed by a process that does not know its type: the count stays, and the object
     /// leaks). `receipt`: written under the lock when the count is taken (see
-    /// [`Holders::receive`]).
+    /// [`Holders::receive`]). Without one, called once the message is taken, as a settle (a
+    /// consumer killed before leaves the count to the next reader).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         if receipt.is_some_and(|r| r.carrier().is_some()) {
             // Its count stays in its carrier's entry, whose undo lets go of it (and frees
