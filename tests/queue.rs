@@ -1773,6 +1773,43 @@ fn a_deserialize_that_gets_from_its_own_queue_fails_its_get_instead_of_waiting_f
     leaks.assert_no_leak();
 }
 
+/// A queue, and what its `Deserialize` got from it: user code that gets from the queue it
+/// has just decoded, inside the take of the message that carried it.
+struct GetsFromItself {
+    queue: Queue<u32>,
+    got: Option<Result<u32, GetError>>,
+}
+
+impl Serialize for GetsFromItself {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.queue.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for GetsFromItself {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let queue = Queue::<u32>::deserialize(d)?;
+        let got = Some(queue.get());
+        Ok(GetsFromItself { queue, got })
+    }
+}
+
+/// review34 L4: a `Deserialize` that gets from the empty queue it has just decoded, whose
+/// only other handle was in the message being taken, is `Disconnected`: nobody else can
+/// put. Since stop 32 the receive only reserves the handle's count until the commit, and
+/// the wait counted that reservation, the asker's own, as a handle of somebody else's: it
+/// waited for ever (the watchdog's abort).
+#[test]
+fn a_deserialize_that_gets_from_the_queue_it_decoded_alone_is_disconnected() {
+    let leaks = leak_check(LIMIT);
+    let outer = Queue::<GetsFromItself>::new().unwrap();
+    outer.put(GetsFromItself { queue: Queue::new().unwrap(), got: None }).unwrap();
+    let taken = outer.get().unwrap();
+    assert_eq!(taken.got, Some(Err(GetError::Disconnected)));
+    drop((taken, outer));
+    leaks.assert_no_leak();
+}
+
 /// The same through a pipe: a `Deserialize` that receives from the end it is read from.
 #[test]
 fn a_deserialize_that_receives_from_its_own_pipe_fails_its_recv_instead_of_waiting_for_itself() {
