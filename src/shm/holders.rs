@@ -31,7 +31,9 @@
 //!   pruning its entry gives the reservation up, and the next consumer receives the same
 //!   handles. (The count was taken at the pin until the chaos soak found a consumer killed
 //!   between that take and its entry's record: its message's handle was lost, "received
-//!   already".) A kill after the message was taken and
+//!   already".) A handle decoded as another type is discarded at the same point, once the
+//!   message is taken, and a receiver's own reservations are its own handles in the
+//!   liveness answers it asks, not counts in flight. A kill after the message was taken and
 //!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
@@ -1173,11 +1175,11 @@ impl Holders {
 
     /// A handle arrived in a message that is dropped unreceived (it was decoded as another
     /// type, or not read): consumes its in-flight count, if one is left that no pending
-    /// receive reserved, unless it is the object's last reference (the object would have to be
-    /// destroyed by a process that does not know its type: the count stays, and the object
-    /// leaks). `receipt`: written under the lock when the count is taken (see
-    /// [`Holders::receive`]). Without one, called once the message is taken, as a settle (a
-    /// consumer killed before leaves the count to the next reader).
+    /// receive reserved, unless it is the object's last reference (the object would have
+    /// to be destroyed by a process that does not know its type: the count stays, and the
+    /// object leaks). `receipt`: written under the lock when the count is taken (see
+    /// [`Holders::receive`]). Without one, called once the message is taken, as a settle
+    /// (a consumer killed before leaves the count to the next reader).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         if receipt.is_some_and(|r| r.carrier().is_some()) {
             // Its count stays in its carrier's entry, whose undo lets go of it (and frees
@@ -1563,8 +1565,6 @@ mod tests {
         assert!(holders.leave(heap), "nothing else held it");
     }
 
-    /// Whoever forgets a dead holder's entry counts its death (a barrier must learn of it
-    /// whoever forgot it); a dead fork child's pins alone are nobody's death.
     /// review34 L4: the count a pending receive reserves is its receiver's own handle in the
     /// liveness answers it asks; a count nobody reserved is still in flight.
     #[test]
@@ -1590,6 +1590,8 @@ mod tests {
         assert!(holders.leave(heap), "nothing else held it");
     }
 
+    /// Whoever forgets a dead holder's entry counts its death (a barrier must learn of it
+    /// whoever forgot it); a dead fork child's pins alone are nobody's death.
     #[test]
     fn every_forgetting_of_a_dead_holder_counts_its_death() {
         let _serial = crate::shm::heap_test_lock();
