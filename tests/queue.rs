@@ -1773,6 +1773,43 @@ fn a_deserialize_that_gets_from_its_own_queue_fails_its_get_instead_of_waiting_f
     leaks.assert_no_leak();
 }
 
+/// A queue, and what its `Deserialize` got from it: user code that gets from the queue it
+/// has just decoded, inside the take of the message that carried it.
+struct GetsFromItself {
+    queue: Queue<u32>,
+    got: Option<Result<u32, GetError>>,
+}
+
+impl Serialize for GetsFromItself {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.queue.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for GetsFromItself {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let queue = Queue::<u32>::deserialize(d)?;
+        let got = Some(queue.get());
+        Ok(GetsFromItself { queue, got })
+    }
+}
+
+/// review34 L4: a `Deserialize` that gets from the empty queue it has just decoded, whose
+/// only other handle was in the message being taken, is `Disconnected`: nobody else can
+/// put. Since stop 32 the receive only reserves the handle's count until the commit, and
+/// the wait counted that reservation, the asker's own, as a handle of somebody else's: it
+/// waited for ever (the watchdog's abort).
+#[test]
+fn a_deserialize_that_gets_from_the_queue_it_decoded_alone_is_disconnected() {
+    let leaks = leak_check(LIMIT);
+    let outer = Queue::<GetsFromItself>::new().unwrap();
+    outer.put(GetsFromItself { queue: Queue::new().unwrap(), got: None }).unwrap();
+    let taken = outer.get().unwrap();
+    assert_eq!(taken.got, Some(Err(GetError::Disconnected)));
+    drop((taken, outer));
+    leaks.assert_no_leak();
+}
+
 /// The same through a pipe: a `Deserialize` that receives from the end it is read from.
 #[test]
 fn a_deserialize_that_receives_from_its_own_pipe_fails_its_recv_instead_of_waiting_for_itself() {
@@ -1971,6 +2008,69 @@ fn a_consumer_killed_inside_the_receive_of_a_handle_leaves_the_message_whole_or_
             }
             leaks.assert_no_leak();
         }
+    }
+}
+
+/// Set in a consumer that reads the first value of a `Chameleon` message as another type.
+static READ_AS_ANOTHER_TYPE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A `RawValue<u64>` that a consumer with `READ_AS_ANOTHER_TYPE` set reads as a
+/// `RawValue<u8>`: refused as another type, its handle discarded, and the refusal
+/// swallowed (safe serde code that lies), so that the decoding goes on to the rest of the
+/// message.
+struct Chameleon(Option<RawValue<u64>>);
+
+impl Serialize for Chameleon {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_ref().expect("only a sender serializes").serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chameleon {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if READ_AS_ANOTHER_TYPE.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(RawValue::<u8>::deserialize(d).is_err(), "a RawValue<u64> read as a RawValue<u8>");
+            return Ok(Chameleon(None));
+        }
+        RawValue::deserialize(d).map(|value| Chameleon(Some(value)))
+    }
+}
+
+fn get_as_another_type_armed(args: (Queue<(Chameleon, RawValue<u64>)>, String)) {
+    let (q, point) = args;
+    READ_AS_ANOTHER_TYPE.store(true, std::sync::atomic::Ordering::Relaxed);
+    multiproc::__private::crash_at(&point);
+    let _ = q.get();
+}
+
+/// review34 L3: a consumer that reads a handle as another type discards it, and is killed
+/// before its take commits (here in the receive of the message's next handle): the message
+/// stays in the queue whole, and the next reader gets both values. The discard took the
+/// handle's count at once, inside the take: the next reader found the message short of it
+/// ("received already"). It now takes it once the message is taken, as a receive's settle.
+#[test]
+fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_message_whole() {
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            // Kept here too: the discard of an object's last reference leaves its count.
+            let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
+            q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
+            let consumer = Process::new(get_as_another_type_armed, (q.clone(), "holders.receive.locked".to_string()))
+                .start_method(method)
+                .start()
+                .unwrap();
+            assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die in its receive");
+            match q.get_timeout(Duration::from_secs(30)) {
+                Ok((Chameleon(Some(first)), second)) => assert_eq!((first.get(), second.get()), (5, 6), "{method:?}"),
+                Ok((Chameleon(None), _)) => panic!("{method:?}: read as another type by this process"),
+                Err(e) => panic!("{method:?}: the message left by the killed consumer: {e}"),
+            }
+            assert!(q.is_empty(), "{method:?}");
+            drop((five, six));
+        }
+        leaks.assert_no_leak();
     }
 }
 

@@ -31,7 +31,9 @@
 //!   pruning its entry gives the reservation up, and the next consumer receives the same
 //!   handles. (The count was taken at the pin until the chaos soak found a consumer killed
 //!   between that take and its entry's record: its message's handle was lost, "received
-//!   already".) A kill after the message was taken and
+//!   already".) A handle decoded as another type is discarded at the same point, once the
+//!   message is taken, and a receiver's own reservations are its own handles in the
+//!   liveness answers it asks, not counts in flight. A kill after the message was taken and
 //!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
 //!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
 //!   its worker is dead and its inbox drained) forgets the lost count
@@ -725,6 +727,31 @@ impl Holders {
         w & PINS != PINS && w & (COUNT | PINS) != 0
     }
 
+    /// Under the lock: [`Holders::flying`] as `me` asks it, whose own pending receives'
+    /// reservations are not counted: each handle so reserved is counted in `me`'s entry
+    /// already, and `me`, alive and asking, is the one taking it. (review34 L4: counted, a
+    /// `Deserialize` that got from the empty queue it had just decoded, whose only other
+    /// handle was the one in the message being taken, waited for ever for somebody else.)
+    fn flying_besides(&self, heap: &Heap, me: ProcId) -> bool {
+        if !self.flying() {
+            return false;
+        }
+        let w = self.flight.load(Ordering::Relaxed);
+        if w & PINS != 0 {
+            // A receiver pinned: never this asker, which holds the lock.
+            return true;
+        }
+        let mut reserved = 0;
+        self.for_each(heap, |e| {
+            let found = e.is(me);
+            if found {
+                reserved = u64::from(e.pending.load(Ordering::Relaxed));
+            }
+            found
+        });
+        w & COUNT > reserved
+    }
+
     /// Whether nothing holds the object: no entry, nothing in flight, nothing leaked.
     fn unheld(&self, heap: &Heap) -> bool {
         !self.flying() && self.leaked.load(Ordering::Relaxed) == 0 && !self.for_each(heap, |e| !e.is_free())
@@ -1147,11 +1174,12 @@ impl Holders {
     }
 
     /// A handle arrived in a message that is dropped unreceived (it was decoded as another
-    /// type): consumes its in-flight count, if one is left that no pending receive
-    /// reserved, unless it is the object's last reference (the object would have to be
-    /// destroyed by a process that does not know its type: the count stays, and the object
-    /// leaks). `receipt`: written under the lock when the count is taken (see
-    /// [`Holders::receive`]).
+    /// type, or not read): consumes its in-flight count, if one is left that no pending
+    /// receive reserved, unless it is the object's last reference (the object would have
+    /// to be destroyed by a process that does not know its type: the count stays, and the
+    /// object leaks). `receipt`: written under the lock when the count is taken (see
+    /// [`Holders::receive`]). Without one, called once the message is taken, as a settle
+    /// (a consumer killed before leaves the count to the next reader).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         if receipt.is_some_and(|r| r.carrier().is_some()) {
             // Its count stays in its carrier's entry, whose undo lets go of it (and frees
@@ -1207,12 +1235,14 @@ impl Holders {
 
     /// Whether some other live process holds a handle, or a handle is in flight. Entries
     /// of dead processes are forgotten on the way. Reads `/proc`: call it when a wait has
-    /// lasted, not on every operation.
+    /// lasted, not on every operation. Here and in every liveness answer below, a handle
+    /// this process is receiving (its count reserved, not yet taken) is its own, not in
+    /// flight ([`Holders::flying_besides`]).
     pub(crate) fn others_alive(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.flying() || self.for_each(heap, |e| e.holds() && !e.is(me))
+        self.flying_besides(heap, me) || self.for_each(heap, |e| e.holds() && !e.is(me))
     }
 
     /// Whether a handle other than the caller's own exists: in flight, held by another live
@@ -1222,7 +1252,8 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        self.flying() || self.for_each(heap, |e| e.holds() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
+        self.flying_besides(heap, me)
+            || self.for_each(heap, |e| e.holds() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
     }
 
     /// Whether any handle exists: in flight, or held by a live process (this one included).
@@ -1238,8 +1269,9 @@ impl Holders {
     /// Prunes the dead and reads `/proc`, as [`Holders::others_alive`].
     pub(crate) fn all_holders(&self, heap: &Heap, mut covered: impl FnMut(ProcId, u32) -> bool) -> bool {
         let _g = RawGuard::lock(&self.lock);
-        self.prune_dead(heap, sys::me());
-        !self.flying()
+        let me = sys::me();
+        self.prune_dead(heap, me);
+        !self.flying_besides(heap, me)
             && !self.for_each(heap, |e| {
                 let id = ProcId { pid: e.pid.load(Ordering::Relaxed), start: e.start.load(Ordering::Relaxed) };
                 e.holds() && !covered(id, e.count.load(Ordering::Relaxed))
@@ -1277,7 +1309,7 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
-        if self.flying() {
+        if self.flying_besides(heap, me) {
             return false;
         }
         let mut mine = 0;
@@ -1530,6 +1562,31 @@ mod tests {
         for _ in 0..2 {
             assert!(!holders.leave(heap));
         }
+        assert!(holders.leave(heap), "nothing else held it");
+    }
+
+    /// review34 L4: the count a pending receive reserves is its receiver's own handle in the
+    /// liveness answers it asks; a count nobody reserved is still in flight.
+    #[test]
+    fn a_receivers_own_reservation_is_its_own_handle_to_it() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
+        holders.send();
+        assert!(!holders.leave(heap), "its one handle in flight");
+        holders.receive(heap, 7, true, let_go, None).unwrap();
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (1, 1)), "reserved, not taken");
+        assert!(!holders.others_alive(heap), "nobody else");
+        assert!(!holders.other_handles(heap), "no other handle");
+        assert!(holders.sole_holder(heap), "the only handle");
+        assert!(holders.all_holders(heap, |_, handles| handles == 1), "its one handle");
+        holders.send();
+        assert!(holders.others_alive(heap) && holders.other_handles(heap), "an unreserved count in flight");
+        assert!(!holders.sole_holder(heap) && !holders.all_holders(heap, |_, _| true));
+        holders.discard(heap, 7, None);
+        assert!(!holders.settle(heap));
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (0, (1, 0)));
         assert!(holders.leave(heap), "nothing else held it");
     }
 

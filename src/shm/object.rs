@@ -500,10 +500,15 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
         // argument (see `shm::receipts`).
         let receipt = codec::receipts().map(|block| Receipt { block, key: [wire.offset, wire.generation, 0] });
         if wire.kind != T::KIND || wire.fingerprint != fingerprint::<T>() {
-            discard_foreign(heap, &wire, receipt);
+            let kind = wire.kind;
+            if receipt.is_some() {
+                // Carried or receipted: final at once, as that decoding's receives are.
+                discard_foreign(heap, &wire, receipt);
+            } else {
+                discard_on_take(wire);
+            }
             return Err(codec::refuse_decoding(format_args!(
-                "the handle is of another type (kind {}) than the {} (kind {}) expected",
-                wire.kind,
+                "the handle is of another type (kind {kind}) than the {} (kind {}) expected",
                 std::any::type_name::<T>(),
                 T::KIND
             )));
@@ -630,6 +635,16 @@ fn undo_dead_token(heap: &Heap, off: u64, generation: u64, header: &Header) {
             obj.value.undo(heap);
         }
     });
+}
+
+/// Registers with the decoding the discard of a handle decoded as another type
+/// ([`discard_foreign`]), run once its message is taken (see `codec::on_taken`), as a
+/// receive's settle is: a consumer killed before its channel's commit leaves the message
+/// whole, its count in flight for the next reader. (review34 L3: it was discarded at once,
+/// and the next reader of a message so left found it short of that count, "received
+/// already".)
+fn discard_on_take(wire: Wire) {
+    codec::on_taken(move || discard_foreign(Heap::get(), &wire, None));
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
