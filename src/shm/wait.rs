@@ -307,6 +307,23 @@ impl Notify {
         self.notify_sleepers(n);
     }
 
+    /// Whether a sleeper is announced, for a notifier whose sleepers all re-test their
+    /// condition under a lock (a [`RawMutex`](super::RawMutex)) after announcing
+    /// themselves, asked under that lock after the change: then [`Notify::wake`] replaces
+    /// [`Notify::notify`], and the lock its fence. A sleeper's re-test either comes after
+    /// the notifier's hold of the lock, and sees the change, or before it, and its
+    /// announcement, made before the re-test, is seen here. If any sleeper of this
+    /// `Notify` re-tests without the lock, every notifier needs `notify`'s fence.
+    #[inline]
+    pub(crate) fn sleepers_seen_under_lock(&self) -> bool {
+        self.sleepers.load(Ordering::Relaxed) != 0
+    }
+
+    /// Wakes up to `n` sleepers that [`Notify::sleepers_seen_under_lock`] saw.
+    pub(crate) fn wake(&self, n: u32) {
+        self.notify_sleepers(n);
+    }
+
     /// [`Notify::notify`] when somebody sleeps (out of line: the common case inlines to a
     /// fence and a load).
     #[cold]

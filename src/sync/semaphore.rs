@@ -29,7 +29,7 @@ use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
 use crate::shm::{
     Cells, ChangeRecord, Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut,
-    kind,
+    kind, spin_for,
 };
 use crate::sys;
 
@@ -277,13 +277,22 @@ impl Core {
         }
     }
 
-    /// Takes a permit if there is one; `Some(owner_died)` on success.
+    /// Takes a permit if there is one; `Some(owner_died)` on success. A look without the
+    /// guard first: not for a sleeper's re-test (see [`Core::take`]).
     #[inline]
     fn try_take(&self) -> Option<(Permit, bool)> {
-        let state = &*self.shared;
-        if state.value.load(Ordering::Acquire) == 0 {
+        if self.shared.value.load(Ordering::Acquire) == 0 {
             return None;
         }
+        self.take()
+    }
+
+    /// [`Core::try_take`] under the guard from its first look: the re-test of a sleeper
+    /// announced on `changed`, since a release asks for sleepers under the guard (see
+    /// [`Core::give`]).
+    #[inline]
+    fn take(&self) -> Option<(Permit, bool)> {
+        let state = &*self.shared;
         let _g = self.lock();
         let value = state.value.load(Ordering::Relaxed);
         if value == 0 {
@@ -317,7 +326,10 @@ impl Core {
     #[inline]
     fn give(&self, permit: Option<Permit>) -> Result<(), ReleaseError> {
         let state = &*self.shared;
-        {
+        // Asked under the guard, after the change: every sleeper re-tests under the guard
+        // once announced ([`Core::take`]), so no fence is needed (a release's third locked
+        // instruction, after the guard's two; sem37).
+        let sleepers = {
             let _g = self.lock();
             let value = state.value.load(Ordering::Relaxed);
             let bound = state.bound.load(Ordering::Relaxed);
@@ -357,8 +369,11 @@ impl Core {
             }
             state.value.store(value + 1, Ordering::Release);
             self.commit();
+            state.changed.sleepers_seen_under_lock()
+        };
+        if sleepers {
+            state.changed.wake(1);
         }
-        state.changed.notify(1);
         Ok(())
     }
 
@@ -416,10 +431,17 @@ impl Core {
     #[inline(never)]
     fn wait_to_take(&self, deadline: Deadline) -> Result<(Permit, bool), TimedOut> {
         let state = &*self.shared;
+        // The spin looks without the guard (a spinning waiter that took it at every look
+        // would take its line away from the holder); the sleeper's re-tests under it.
+        if !deadline.passed()
+            && let Some(taken) = spin_for(deadline.slice(SPIN), || self.try_take())
+        {
+            return Ok(taken);
+        }
         let waited = state.changed.wait(
             deadline,
-            SPIN,
-            || self.try_take(),
+            Duration::ZERO,
+            || self.take(),
             || {
                 self.recover_dead();
                 Ok::<(), Infallible>(())
@@ -883,6 +905,8 @@ impl Drop for SemaphoreGuard<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
 
     /// A permit that a roll-back gives back wakes a sleeper of its own (review30b, Info):
@@ -911,5 +935,31 @@ mod tests {
         changed.stop_sleeping();
         changed.stop_sleeping();
         assert_eq!(owed, 0, "a sleeper was left to find a permit at its next look");
+    }
+
+    /// A release asks for sleepers under the guard, without a fence (sem37): a sleeper
+    /// announced before it, blocking or a future, is served its wake-up by that release,
+    /// not left to find the permit at the end of its sleep slice.
+    #[test]
+    fn a_release_wakes_a_sleeper_announced_before_it() {
+        let sem = Semaphore::new(0).unwrap();
+        let changed = &sem.core.shared.changed;
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| sem.acquire().unwrap().forget());
+            while changed.owed() == 0 {
+                assert!(!sleeper.is_finished(), "the acquire returned without a permit");
+                std::thread::yield_now();
+            }
+            sem.release();
+            assert_eq!(changed.owed(), 0, "the blocking sleeper was not woken");
+        });
+
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut future = std::pin::pin!(sem.acquire_async());
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(changed.owed(), 1, "the future is announced on `changed`");
+        sem.release();
+        assert_eq!(changed.owed(), 0, "the future was not woken");
+        assert!(future.as_mut().poll(&mut cx).is_ready());
     }
 }

@@ -94,11 +94,13 @@ impl<'a> Future for SemaphoreAcquire<'a> {
         let this = self.get_mut();
         let core: &'a Core = this.core;
         // The check, due as in a blocking acquire: take back the permits of dead holders.
+        // Every attempt under the guard: the one after arming is a sleeper's re-test (see
+        // `Core::take`).
         let polled = poll_on(&mut this.waiting, &core.shared.changed, cx, |check| {
             if check {
                 core.recover_dead();
             }
-            core.try_take()
+            core.take()
         });
         this.pending = polled.is_pending();
         polled.map(|taken| Ok(core.guard(taken)))
