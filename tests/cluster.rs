@@ -27,16 +27,43 @@ const URL: &str = "MULTIPROC_TEST_CLUSTER_URL";
 /// Runs this test binary again as another program playing `role` against `url`; it
 /// speaks on its stderr.
 fn other_program(role: &str, url: &str) -> Child {
+    other_program_with(role, url, &[])
+}
+
+/// [`other_program`] with more variables in its environment.
+fn other_program_with(role: &str, url: &str, env: &[(&str, &str)]) -> Child {
     Command::new("setpriv")
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
         .env(ROLE, role)
         .env(URL, url)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// The "signalled open" program's queue timeout, in milliseconds.
+const TIMEOUT_MS: &str = "MULTIPROC_TEST_TIMEOUT_MS";
+
+/// Makes `SIGUSR1` interrupt this process's blocking calls and nothing else: a handler that
+/// does nothing, installed without `SA_RESTART` (as a program may).
+fn interrupting_sigusr1() {
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: a handler that does nothing is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
+    }
+}
+
+/// Says the thread to signal (a process-wide signal goes to any thread that takes it).
+fn say_waiting_thread() {
+    // SAFETY: gettid has no preconditions.
+    eprintln!("waiting in thread {}", unsafe { libc::gettid() });
 }
 
 /// The other programs' side; a no-op in a normal test run.
@@ -103,22 +130,22 @@ fn cluster_role() {
         }
         // Waits in a get while the test signals it, then says what the get gave.
         "signalled get" => {
-            extern "C" fn nothing(_: libc::c_int) {}
-            // SAFETY: a handler that does nothing is async-signal-safe; installed without
-            // SA_RESTART, as a program may, so that the signal interrupts a blocking read.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
-                assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
-            }
+            interrupting_sigusr1();
             // A stalled Redis (the test stops it) is given up within the queue's timeout.
             let stalled = std::env::var_os("MULTIPROC_TEST_STALLED").is_some();
             let q = Queue::<u32>::builder().timeout(Duration::from_secs(1)).open(&url, "q").unwrap();
-            // The thread to signal: a process-wide signal goes to any thread that takes it.
-            // SAFETY: gettid has no preconditions.
-            eprintln!("waiting in thread {}", unsafe { libc::gettid() });
+            say_waiting_thread();
             let got = q.get_timeout(Duration::from_secs(if stalled { 3 } else { 40 }));
             eprintln!("got {got:?}");
+        }
+        // Opens a queue (its connect, handshake and first command) while the test signals
+        // it, then says what the open gave.
+        "signalled open" => {
+            interrupting_sigusr1();
+            let timeout = Duration::from_millis(std::env::var(TIMEOUT_MS).unwrap().parse().unwrap());
+            say_waiting_thread();
+            let opened = Queue::<u32>::builder().timeout(timeout).open(&url, "q");
+            eprintln!("opened {:?}", opened.map(|_| ()));
         }
         other => panic!("unknown role {other}"),
     }
@@ -259,34 +286,117 @@ fn a_signal_during_a_blocking_get_does_not_fail_it() {
 fn signals_during_a_wait_on_a_stopped_redis_do_not_stretch_it() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let mut other = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
-        .env(ROLE, "signalled get")
-        .env(URL, &redis.url)
-        .env("MULTIPROC_TEST_STALLED", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = other.id() as libc::pid_t;
-    let (mut said, getter) = waiting_thread(&mut other);
+    let mut other = other_program_with("signalled get", &redis.url, &[("MULTIPROC_TEST_STALLED", "1")]);
+    let (said, getter) = waiting_thread(&mut other);
     redis.pause();
-    // A signal every 20 ms, far more often than the read limit (the timeout plus a second).
+    let (ended, rest) = signal_until_it_ends(&mut other, said, getter);
+    redis.resume();
+    assert!(ended, "the get did not give up while signals came: {rest}");
+    assert!(rest.contains("got Err"), "{rest}");
+}
+
+/// Signals `other`'s thread `tid` every 20 ms (far more often than a read's limit, its
+/// timeout plus a second) until it ends, for 30 s at most (then it is killed); returns
+/// whether it ended, and what it said.
+fn signal_until_it_ends(
+    other: &mut Child,
+    mut said: BufReader<std::process::ChildStderr>,
+    tid: libc::pid_t,
+) -> (bool, String) {
+    let pid = other.id() as libc::pid_t;
     let ended = common::eventually(Duration::from_secs(30), || {
-        signal_thread(pid, getter, libc::SIGUSR1);
+        signal_thread(pid, tid, libc::SIGUSR1);
         std::thread::sleep(Duration::from_millis(20));
         other.try_wait().unwrap().is_some()
     });
-    redis.resume();
     if !ended {
         let _ = other.kill();
     }
     let mut rest = String::new();
     said.read_to_string(&mut rest).unwrap();
-    assert!(ended, "the get did not give up while signals came: {rest}");
-    assert!(rest.contains("got Err"), "{rest}");
+    (ended, rest)
+}
+
+/// Over TLS too, signals do not stretch a wait: rustls makes an interrupted socket read
+/// again itself, with the socket's whole timeout, so the time-left retry is on the socket
+/// under it (review36 H2). A server that takes the connection (the kernel's backlog) and
+/// never answers: the handshake waits for its hello, and gives up within the timeout
+/// while signals keep coming (it waited for as long as they came).
+#[test]
+fn signals_during_a_tls_handshake_with_a_silent_server_do_not_stretch_it() {
+    let _w = watchdog(LIMIT);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("rediss://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let mut other = other_program_with("signalled open", &url, &[(TIMEOUT_MS, "1000")]);
+    let (said, opener) = waiting_thread(&mut other);
+    let (ended, rest) = signal_until_it_ends(&mut other, said, opener);
+    assert!(ended, "the handshake did not give up while signals came: {rest}");
+    assert!(rest.contains("opened Err(Unreachable"), "{rest}");
+}
+
+/// A unix socket whose every place is taken (`backlog` 0 and one connection waiting to be
+/// accepted, as a stopped or swamped server's fills up): `(directory, url, listener, the
+/// waiting connection)`. A connect to it waits for a place.
+fn full_unix_socket(name: &str) -> (std::path::PathBuf, String, std::os::unix::net::UnixListener, UnixStream) {
+    let dir = std::env::temp_dir().join(format!("multiproc-full-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("full.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // SAFETY: `listen` on a listening socket of ours sets its backlog, nothing else.
+    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) }, 0);
+    let waiting = UnixStream::connect(&path).unwrap();
+    (dir.clone(), format!("redis+unix://{}", path.display()), listener, waiting)
+}
+
+/// A unix-socket connect to a server that takes no more connections gives up within the
+/// timeout, as a TCP one does (it waited for ever).
+#[test]
+fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
+    let _w = watchdog(LIMIT);
+    let (dir, url, _listener, _waiting) = full_unix_socket("timeout");
+    let opening =
+        std::thread::spawn(move || Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q"));
+    let ended = common::eventually(Duration::from_secs(30), || opening.is_finished());
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(ended, "the connect did not give up");
+    let opened = opening.join().unwrap().map(|_| ());
+    assert!(matches!(&opened, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{opened:?}");
+}
+
+/// A signal during a unix-socket connect that waits for a place (Redis stopped with its
+/// backlog full) does not fail it: the connect goes on with the time it had left, and
+/// connects once Redis takes connections again (it failed with "Interrupted system call").
+#[test]
+fn a_signal_during_a_unix_connect_does_not_fail_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--tcp-backlog", "0"]) else { return };
+    redis.pause();
+    let _waiting = UnixStream::connect(redis.socket()).unwrap(); // the backlog's one place
+    let mut other = other_program_with("signalled open", &redis.url, &[(TIMEOUT_MS, "30000")]);
+    let pid = other.id() as libc::pid_t;
+    let (mut said, opener) = waiting_thread(&mut other);
+    let connecting = || {
+        let call = std::fs::read_to_string(format!("/proc/{pid}/task/{opener}/syscall")).unwrap_or_default();
+        call.split(' ').next() == Some(&libc::SYS_connect.to_string())
+    };
+    for _ in 0..5 {
+        let mut ended = false;
+        assert!(common::eventually(Duration::from_secs(30), || connecting() || {
+            ended = other.try_wait().unwrap().is_some();
+            ended
+        }));
+        if ended {
+            break; // the open failed: said below
+        }
+        assert_eq!(signal_thread(pid, opener, libc::SIGUSR1), 0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    redis.resume();
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert!(other.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("opened Ok"), "{rest}");
 }
 
 #[test]
