@@ -399,6 +399,31 @@ fn a_signal_during_a_unix_connect_does_not_fail_it() {
     assert!(rest.contains("opened Ok"), "{rest}");
 }
 
+/// What we do not do is refused at build, typed, never silently left out: a URL that asks
+/// for RESP3 (we speak RESP2: its user would believe they got RESP3; it was ignored), and
+/// the "any" addresses `0.0.0.0` and `::`, which a server binds to but a client cannot
+/// reach (Linux connects them to this machine: a URL copied from `bind 0.0.0.0` would join
+/// whatever server runs locally; the redis crate's URL parser refuses them, which this
+/// pins).
+#[test]
+fn a_url_asking_for_resp3_or_an_any_address_is_refused() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    for protocol in ["resp3", "3"] {
+        let resp3 = Queue::<u32>::open(&format!("{}?protocol={protocol}", redis.url), "q");
+        assert!(matches!(&resp3, Err(ClusterError::BadUrl(why)) if why.contains("RESP3")), "{resp3:?}");
+    }
+    assert!(Queue::<u32>::open(&format!("{}?protocol=resp2", redis.url), "q").is_ok());
+    // A listener on this machine's loopback, which the any address reached.
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = local.local_addr().unwrap().port();
+    for host in ["0.0.0.0", "[::]"] {
+        let any =
+            Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
+        assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("wildcard")), "{any:?}");
+    }
+}
+
 #[test]
 fn round_trip_between_two_independent_programs() {
     let _w = watchdog(LIMIT);

@@ -54,6 +54,11 @@ impl Link {
             }
             _ => None,
         };
+        if info.redis_settings().protocol().supports_resp3() {
+            return Err(ClusterError::BadUrl(
+                "the URL asks for RESP3 (?protocol=resp3): the cluster connections speak RESP2 only".into(),
+            ));
+        }
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
         // read limit below: the longest kept is a hundred years.
         Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout: timeout.min(super::MAX_LEASE) })

@@ -7,7 +7,9 @@
 //! these objects may still start children with any start method. The URL carries the credentials (`AUTH` with a
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
-//! [`ClusterError::Auth`]. Every key is under `mp:`; an ACL user limited to it needs
+//! [`ClusterError::Auth`]. The connections speak RESP2: a URL asking for RESP3
+//! (`?protocol=resp3`) is [`ClusterError::BadUrl`], as is the any address (`0.0.0.0`,
+//! `::`), which a server listens on but a client cannot reach. Every key is under `mp:`; an ACL user limited to it needs
 //! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire +multi +exec`, and for
 //! pools also `+@stream`.
 //!
