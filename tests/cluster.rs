@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::redis::Redis;
 use common::watchdog;
-use multiproc::cluster::{ClusterError, GetError, PutError, Queue};
+use multiproc::cluster::{ClusterError, GetError, PutError, Queue, Tls};
 
 multiproc::test_support!();
 
@@ -47,6 +47,8 @@ fn other_program_with(role: &str, url: &str, env: &[(&str, &str)]) -> Child {
 
 /// The "signalled open" program's queue timeout, in milliseconds.
 const TIMEOUT_MS: &str = "MULTIPROC_TEST_TIMEOUT_MS";
+/// The file of the authority that the "signalled get" program's `rediss://` server has.
+const CA: &str = "MULTIPROC_TEST_CA";
 
 /// Makes `SIGUSR1` interrupt this process's blocking calls and nothing else: a handler that
 /// does nothing, installed without `SA_RESTART` (as a program may).
@@ -133,7 +135,11 @@ fn cluster_role() {
             interrupting_sigusr1();
             // A stalled Redis (the test stops it) is given up within the queue's timeout.
             let stalled = std::env::var_os("MULTIPROC_TEST_STALLED").is_some();
-            let q = Queue::<u32>::builder().timeout(Duration::from_secs(1)).open(&url, "q").unwrap();
+            let mut q = Queue::<u32>::builder().timeout(Duration::from_secs(1));
+            if let Some(ca) = std::env::var_os(CA) {
+                q = q.tls(Tls::new().ca_pem(std::fs::read(ca).unwrap())); // a `rediss://` server's
+            }
+            let q = q.open(&url, "q").unwrap();
             say_waiting_thread();
             let got = q.get_timeout(Duration::from_secs(if stalled { 3 } else { 40 }));
             eprintln!("got {got:?}");
@@ -332,6 +338,26 @@ fn signals_during_a_tls_handshake_with_a_silent_server_do_not_stretch_it() {
     let (ended, rest) = signal_until_it_ends(&mut other, said, opener);
     assert!(ended, "the handshake did not give up while signals came: {rest}");
     assert!(rest.contains("opened Err(Unreachable"), "{rest}");
+}
+
+/// The same over TLS, once connected: signals during a get on a stopped `rediss://` Redis
+/// do not stretch its waits (they did for as long as signals came: rustls made each
+/// interrupted read again with the socket's whole timeout; review36 H2).
+#[test]
+fn signals_during_a_wait_on_a_stopped_tls_redis_do_not_stretch_it() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _pki, dir)) = common::machine::tls_redis(&[]) else { return };
+    let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
+    let ca = dir.join("ca.pem");
+    let env = [("MULTIPROC_TEST_STALLED", "1"), (CA, ca.to_str().unwrap())];
+    let mut other = other_program_with("signalled get", &url, &env);
+    let (said, getter) = waiting_thread(&mut other);
+    common::redis::pause(redis.pid);
+    let (ended, rest) = signal_until_it_ends(&mut other, said, getter);
+    common::redis::resume(redis.pid);
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(ended, "the get did not give up while signals came: {rest}");
+    assert!(rest.contains("got Err"), "{rest}");
 }
 
 /// A unix socket whose every place is taken (`backlog` 0 and one connection waiting to be
