@@ -390,6 +390,16 @@ fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
     assert!(matches!(&opened, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{opened:?}");
 }
 
+/// A zero timeout still connects to a unix socket with room (the connect's deadline is
+/// the socket's send timeout, which the kernel would take as none if zero).
+#[test]
+fn a_zero_timeout_connects_to_a_unix_socket_with_room() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let opened = Queue::<u32>::builder().timeout(Duration::ZERO).open(&redis.url, "q").map(|_| ());
+    assert!(opened.is_ok(), "{opened:?}");
+}
+
 /// A signal during a unix-socket connect that waits for a place (Redis stopped with its
 /// backlog full) does not fail it: the connect goes on with the time it had left, and
 /// connects once Redis takes connections again (it failed with "Interrupted system call").

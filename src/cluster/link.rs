@@ -250,6 +250,8 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> RedisResult<TcpStrea
 /// a server whose backlog is full (stopped, or swamped) keeps a connect waiting, for as long
 /// as the socket's send timeout, and a signal interrupts the wait.
 fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<Timed> {
+    // A zero timeout waits the least the socket allows (the kernel takes a zero one as none).
+    let timeout = timeout.max(Duration::from_nanos(1));
     let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), timeout);
     match socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path)) {
         Ok(()) => Ok(socket),
