@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::redis::Redis;
 use common::watchdog;
-use multiproc::cluster::{ClusterError, GetError, PutError, Queue};
+use multiproc::cluster::{ClusterError, GetError, PutError, Queue, Tls};
 
 multiproc::test_support!();
 
@@ -27,16 +27,45 @@ const URL: &str = "MULTIPROC_TEST_CLUSTER_URL";
 /// Runs this test binary again as another program playing `role` against `url`; it
 /// speaks on its stderr.
 fn other_program(role: &str, url: &str) -> Child {
+    other_program_with(role, url, &[])
+}
+
+/// [`other_program`] with more variables in its environment.
+fn other_program_with(role: &str, url: &str, env: &[(&str, &str)]) -> Child {
     Command::new("setpriv")
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
         .env(ROLE, role)
         .env(URL, url)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// The "signalled open" program's queue timeout, in milliseconds.
+const TIMEOUT_MS: &str = "MULTIPROC_TEST_TIMEOUT_MS";
+/// The file of the authority that the "signalled get" program's `rediss://` server has.
+const CA: &str = "MULTIPROC_TEST_CA";
+
+/// Makes `SIGUSR1` interrupt this process's blocking calls and nothing else: a handler that
+/// does nothing, installed without `SA_RESTART` (as a program may).
+fn interrupting_sigusr1() {
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: a handler that does nothing is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
+    }
+}
+
+/// Says the thread to signal (a process-wide signal goes to any thread that takes it).
+fn say_waiting_thread() {
+    // SAFETY: gettid has no preconditions.
+    eprintln!("waiting in thread {}", unsafe { libc::gettid() });
 }
 
 /// The other programs' side; a no-op in a normal test run.
@@ -103,22 +132,26 @@ fn cluster_role() {
         }
         // Waits in a get while the test signals it, then says what the get gave.
         "signalled get" => {
-            extern "C" fn nothing(_: libc::c_int) {}
-            // SAFETY: a handler that does nothing is async-signal-safe; installed without
-            // SA_RESTART, as a program may, so that the signal interrupts a blocking read.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
-                assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
-            }
+            interrupting_sigusr1();
             // A stalled Redis (the test stops it) is given up within the queue's timeout.
             let stalled = std::env::var_os("MULTIPROC_TEST_STALLED").is_some();
-            let q = Queue::<u32>::builder().timeout(Duration::from_secs(1)).open(&url, "q").unwrap();
-            // The thread to signal: a process-wide signal goes to any thread that takes it.
-            // SAFETY: gettid has no preconditions.
-            eprintln!("waiting in thread {}", unsafe { libc::gettid() });
+            let mut q = Queue::<u32>::builder().timeout(Duration::from_secs(1));
+            if let Some(ca) = std::env::var_os(CA) {
+                q = q.tls(Tls::new().ca_pem(std::fs::read(ca).unwrap())); // a `rediss://` server's
+            }
+            let q = q.open(&url, "q").unwrap();
+            say_waiting_thread();
             let got = q.get_timeout(Duration::from_secs(if stalled { 3 } else { 40 }));
             eprintln!("got {got:?}");
+        }
+        // Opens a queue (its connect, handshake and first command) while the test signals
+        // it, then says what the open gave.
+        "signalled open" => {
+            interrupting_sigusr1();
+            let timeout = Duration::from_millis(std::env::var(TIMEOUT_MS).unwrap().parse().unwrap());
+            say_waiting_thread();
+            let opened = Queue::<u32>::builder().timeout(timeout).open(&url, "q");
+            eprintln!("opened {:?}", opened.map(|_| ()));
         }
         other => panic!("unknown role {other}"),
     }
@@ -259,34 +292,172 @@ fn a_signal_during_a_blocking_get_does_not_fail_it() {
 fn signals_during_a_wait_on_a_stopped_redis_do_not_stretch_it() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let mut other = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
-        .env(ROLE, "signalled get")
-        .env(URL, &redis.url)
-        .env("MULTIPROC_TEST_STALLED", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = other.id() as libc::pid_t;
-    let (mut said, getter) = waiting_thread(&mut other);
+    let mut other = other_program_with("signalled get", &redis.url, &[("MULTIPROC_TEST_STALLED", "1")]);
+    let (said, getter) = waiting_thread(&mut other);
     redis.pause();
-    // A signal every 20 ms, far more often than the read limit (the timeout plus a second).
+    let (ended, rest) = signal_until_it_ends(&mut other, said, getter);
+    redis.resume();
+    assert!(ended, "the get did not give up while signals came: {rest}");
+    assert!(rest.contains("got Err"), "{rest}");
+}
+
+/// Signals `other`'s thread `tid` every 20 ms (far more often than a read's limit, its
+/// timeout plus a second) until it ends, for 30 s at most (then it is killed); returns
+/// whether it ended, and what it said.
+fn signal_until_it_ends(
+    other: &mut Child,
+    mut said: BufReader<std::process::ChildStderr>,
+    tid: libc::pid_t,
+) -> (bool, String) {
+    let pid = other.id() as libc::pid_t;
     let ended = common::eventually(Duration::from_secs(30), || {
-        signal_thread(pid, getter, libc::SIGUSR1);
+        signal_thread(pid, tid, libc::SIGUSR1);
         std::thread::sleep(Duration::from_millis(20));
         other.try_wait().unwrap().is_some()
     });
-    redis.resume();
     if !ended {
         let _ = other.kill();
     }
     let mut rest = String::new();
     said.read_to_string(&mut rest).unwrap();
+    (ended, rest)
+}
+
+/// Over TLS too, signals do not stretch a wait: rustls makes an interrupted socket read
+/// again itself, with the socket's whole timeout, so the time-left retry is on the socket
+/// under it (review36 H2). A server that takes the connection (the kernel's backlog) and
+/// never answers: the handshake waits for its hello, and gives up within the timeout
+/// while signals keep coming (it waited for as long as they came).
+#[test]
+fn signals_during_a_tls_handshake_with_a_silent_server_do_not_stretch_it() {
+    let _w = watchdog(LIMIT);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("rediss://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let mut other = other_program_with("signalled open", &url, &[(TIMEOUT_MS, "1000")]);
+    let (said, opener) = waiting_thread(&mut other);
+    let (ended, rest) = signal_until_it_ends(&mut other, said, opener);
+    assert!(ended, "the handshake did not give up while signals came: {rest}");
+    assert!(rest.contains("opened Err(Unreachable"), "{rest}");
+}
+
+/// The same over TLS, once connected: signals during a get on a stopped `rediss://` Redis
+/// do not stretch its waits (they did for as long as signals came: rustls made each
+/// interrupted read again with the socket's whole timeout; review36 H2).
+#[test]
+fn signals_during_a_wait_on_a_stopped_tls_redis_do_not_stretch_it() {
+    let _w = watchdog(LIMIT);
+    let Some((redis, _pki, dir)) = common::machine::tls_redis(&[]) else { return };
+    let url = format!("rediss://:s3cret@127.0.0.1:{}/0", redis.port);
+    let ca = dir.join("ca.pem");
+    let env = [("MULTIPROC_TEST_STALLED", "1"), (CA, ca.to_str().unwrap())];
+    let mut other = other_program_with("signalled get", &url, &env);
+    let (said, getter) = waiting_thread(&mut other);
+    common::redis::pause(redis.pid);
+    let (ended, rest) = signal_until_it_ends(&mut other, said, getter);
+    common::redis::resume(redis.pid);
+    let _ = std::fs::remove_dir_all(dir);
     assert!(ended, "the get did not give up while signals came: {rest}");
     assert!(rest.contains("got Err"), "{rest}");
+}
+
+/// A unix socket whose every place is taken (`backlog` 0 and one connection waiting to be
+/// accepted, as a stopped or swamped server's fills up): `(directory, url, listener, the
+/// waiting connection)`. A connect to it waits for a place.
+fn full_unix_socket(name: &str) -> (std::path::PathBuf, String, std::os::unix::net::UnixListener, UnixStream) {
+    let dir = std::env::temp_dir().join(format!("multiproc-full-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("full.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // SAFETY: `listen` on a listening socket of ours sets its backlog, nothing else.
+    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) }, 0);
+    let waiting = UnixStream::connect(&path).unwrap();
+    (dir.clone(), format!("redis+unix://{}", path.display()), listener, waiting)
+}
+
+/// A unix-socket connect to a server that takes no more connections gives up within the
+/// timeout, as a TCP one does (it waited for ever).
+#[test]
+fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
+    let _w = watchdog(LIMIT);
+    let (dir, url, _listener, _waiting) = full_unix_socket("timeout");
+    let opening =
+        std::thread::spawn(move || Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&url, "q"));
+    let ended = common::eventually(Duration::from_secs(30), || opening.is_finished());
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(ended, "the connect did not give up");
+    let opened = opening.join().unwrap().map(|_| ());
+    assert!(matches!(&opened, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{opened:?}");
+}
+
+/// A zero timeout still connects to a unix socket with room (the connect's deadline is
+/// the socket's send timeout, which the kernel would take as none if zero).
+#[test]
+fn a_zero_timeout_connects_to_a_unix_socket_with_room() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let opened = Queue::<u32>::builder().timeout(Duration::ZERO).open(&redis.url, "q").map(|_| ());
+    assert!(opened.is_ok(), "{opened:?}");
+}
+
+/// A signal during a unix-socket connect that waits for a place (Redis stopped with its
+/// backlog full) does not fail it: the connect goes on with the time it had left, and
+/// connects once Redis takes connections again (it failed with "Interrupted system call").
+#[test]
+fn a_signal_during_a_unix_connect_does_not_fail_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&["--tcp-backlog", "0"]) else { return };
+    redis.pause();
+    let _waiting = UnixStream::connect(redis.socket()).unwrap(); // the backlog's one place
+    let mut other = other_program_with("signalled open", &redis.url, &[(TIMEOUT_MS, "30000")]);
+    let pid = other.id() as libc::pid_t;
+    let (mut said, opener) = waiting_thread(&mut other);
+    let connecting = || {
+        let call = std::fs::read_to_string(format!("/proc/{pid}/task/{opener}/syscall")).unwrap_or_default();
+        call.split(' ').next() == Some(&libc::SYS_connect.to_string())
+    };
+    for _ in 0..5 {
+        let mut ended = false;
+        assert!(common::eventually(Duration::from_secs(30), || connecting() || {
+            ended = other.try_wait().unwrap().is_some();
+            ended
+        }));
+        if ended {
+            break; // the open failed: said below
+        }
+        assert_eq!(signal_thread(pid, opener, libc::SIGUSR1), 0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    redis.resume();
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert!(other.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("opened Ok"), "{rest}");
+}
+
+/// What we do not do is refused at build, typed, never silently left out: a URL that asks
+/// for RESP3 (we speak RESP2: its user would believe they got RESP3; it was ignored), and
+/// the "any" addresses `0.0.0.0` and `::`, which a server binds to but a client cannot
+/// reach (Linux connects them to this machine: a URL copied from `bind 0.0.0.0` would join
+/// whatever server runs locally; the redis crate's URL parser refuses them, which this
+/// pins).
+#[test]
+fn a_url_asking_for_resp3_or_an_any_address_is_refused() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    for protocol in ["resp3", "3"] {
+        let resp3 = Queue::<u32>::open(&format!("{}?protocol={protocol}", redis.url), "q");
+        assert!(matches!(&resp3, Err(ClusterError::BadUrl(why)) if why.contains("RESP3")), "{resp3:?}");
+    }
+    assert!(Queue::<u32>::open(&format!("{}?protocol=resp2", redis.url), "q").is_ok());
+    // A listener on this machine's loopback, which the any address reached.
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = local.local_addr().unwrap().port();
+    for host in ["0.0.0.0", "[::]"] {
+        let any =
+            Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
+        assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("wildcard")), "{any:?}");
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::Duration;
 
-use common::machine::{Machine, TcpRedis};
+use common::machine::{Machine, TcpRedis, certificates, tls_redis};
 use common::redis::MP_USER;
 use common::watchdog;
 use multiproc::Pool;
@@ -122,59 +122,6 @@ fn a_user_whose_acl_does_not_cover_the_queue_gets_a_typed_error() {
 // --- TLS (rediss://) -----------------------------------------------------------------
 
 /// What a test CA made: its PEM, and a client certificate and key it signed.
-struct Pki {
-    ca: String,
-    client_cert: String,
-    client_key: String,
-}
-
-/// A CA, and a server certificate for 127.0.0.1 and localhost signed by it, written to
-/// `dir` (`ca.pem`, `server.pem`, `server.key`), and a client certificate.
-fn certificates(dir: &std::path::Path) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "multiproc test CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client.distinguished_name.push(DnType::CommonName, "a worker node");
-    let client = client.signed_by(&client_key, &ca).unwrap();
-    Pki { ca: ca.pem(), client_cert: client.pem(), client_key: client_key.serialize_pem() }
-}
-
-/// A Redis that speaks TLS only, with a certificate signed by a fresh CA; `extra` are more
-/// arguments (they override the defaults).
-fn tls_redis(extra: &[&str]) -> Option<(TcpRedis, Pki, std::path::PathBuf)> {
-    if !common::machine::redis_installed() {
-        return None;
-    }
-    let dir = TcpRedis::scratch_dir();
-    let pki = certificates(&dir);
-    let (cert, key, ca) = (dir.join("server.pem"), dir.join("server.key"), dir.join("ca.pem"));
-    let mut args = vec![
-        "--tls-cert-file",
-        cert.to_str().unwrap(),
-        "--tls-key-file",
-        key.to_str().unwrap(),
-        "--tls-ca-cert-file",
-        ca.to_str().unwrap(),
-        "--requirepass",
-        "s3cret",
-    ];
-    args.extend_from_slice(extra);
-    let redis = TcpRedis::start_tls(&args)?;
-    Some((redis, pki, dir))
-}
-
 #[test]
 fn a_queue_over_tls_round_trips_with_the_ca_trusted() {
     let _w = watchdog(LIMIT);

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +54,11 @@ impl Link {
             }
             _ => None,
         };
+        if info.redis_settings().protocol().supports_resp3() {
+            return Err(ClusterError::BadUrl(
+                "the URL asks for RESP3 (?protocol=resp3): the cluster connections speak RESP2 only".into(),
+            ));
+        }
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
         // read limit below: the longest kept is a hundred years.
         Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout: timeout.min(super::MAX_LEASE) })
@@ -105,17 +111,17 @@ impl Drop for Link {
 pub(crate) struct Conn {
     stream: Stream,
     parser: redis::Parser,
-    /// The longest one read or write waits: [`SLICE`] plus the link's timeout.
-    limit: Duration,
     db: i64,
     /// False after any failure: a reply may be half read.
     open: bool,
 }
 
+/// The bytes to and from Redis: the socket itself, or rustls over it. Either way every
+/// wait on the socket is [`Timed`]'s, under rustls too (which makes an interrupted read or
+/// flush again itself, with whatever timeout the socket has: review36 H2).
 enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Plain(Timed),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Timed>>),
 }
 
 impl Conn {
@@ -126,28 +132,35 @@ impl Conn {
         self.open = false;
     }
 
-    /// Connects (within `timeout`), then authenticates and selects the URL's database.
+    /// Connects (within `timeout`), then authenticates and selects the URL's database;
+    /// every read and write after the connect waits at most [`SLICE`] plus `timeout`.
     fn open(info: &ConnectionInfo, tls: Option<&Arc<rustls::ClientConfig>>, timeout: Duration) -> RedisResult<Self> {
+        let limit = SLICE + timeout;
         let stream = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => Stream::Tcp(connect_tcp(host, *port, timeout)?),
+            ConnectionAddr::Tcp(host, port) => {
+                Stream::Plain(Timed::new(Socket::Tcp(connect_tcp(host, *port, timeout)?), limit))
+            }
             ConnectionAddr::TcpTls { host, port, .. } => {
                 let config = tls.expect("a rediss:// link has its TLS settings").clone();
                 let name = rustls::pki_types::ServerName::try_from(host.clone())?;
                 let session = rustls::ClientConnection::new(config, name)?;
+                let socket = Timed::new(Socket::Tcp(connect_tcp(host, *port, timeout)?), limit);
                 // The handshake runs with the first write.
-                Stream::Tls(Box::new(rustls::StreamOwned::new(session, connect_tcp(host, *port, timeout)?)))
+                Stream::Tls(Box::new(rustls::StreamOwned::new(session, socket)))
             }
-            ConnectionAddr::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+            ConnectionAddr::Unix(path) => {
+                let mut socket = connect_unix(path, timeout)?;
+                socket.limit = limit;
+                Stream::Plain(socket)
+            }
             other => {
                 return Err(
                     (ErrorKind::InvalidClientConfig, "an address of an unknown kind", format!("{other:?}")).into()
                 );
             }
         };
-        let limit = SLICE + timeout;
-        stream.set_timeouts(limit)?;
         let settings = info.redis_settings();
-        let mut conn = Self { stream, parser: redis::Parser::new(), limit, db: settings.db(), open: true };
+        let mut conn = Self { stream, parser: redis::Parser::new(), db: settings.db(), open: true };
         if let Some(password) = settings.password() {
             let mut auth = redis::cmd("AUTH");
             if let Some(user) = settings.username() {
@@ -163,17 +176,15 @@ impl Conn {
         Ok(conn)
     }
 
-    /// Sends `packed` and reads `replies` replies, each read and write going on after a
-    /// signal; any failure leaves the connection closed (a reply may be half read).
+    /// Sends `packed` and reads `replies` replies; any failure leaves the connection
+    /// closed (a reply may be half read).
     fn exchange(&mut self, packed: &[u8], replies: usize) -> RedisResult<Vec<Value>> {
-        let mut io = Patient { stream: &mut self.stream, limit: self.limit, shortened: false };
+        let stream = &mut self.stream;
         let result = (|| {
-            io.write_all(packed)?;
-            io.flush()?;
-            (0..replies).map(|_| self.parser.parse_value(&mut io)).collect::<RedisResult<Vec<_>>>()
+            stream.write_all(packed)?;
+            stream.flush()?;
+            (0..replies).map(|_| self.parser.parse_value(&mut *stream)).collect::<RedisResult<Vec<_>>>()
         })();
-        let restored = if io.shortened { self.stream.set_timeouts(self.limit) } else { Ok(()) };
-        let result = result.and_then(|values| restored.map(|()| values).map_err(Into::into));
         self.open &= result.is_ok();
         result
     }
@@ -235,45 +246,85 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> RedisResult<TcpStrea
     ))
 }
 
-impl Stream {
+/// Connects to the unix socket at `path` within `timeout`, as `connect_tcp` does over TCP:
+/// a server whose backlog is full (stopped, or swamped) keeps a connect waiting, for as long
+/// as the socket's send timeout, and a signal interrupts the wait.
+fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<Timed> {
+    // A zero timeout waits the least the socket allows (the kernel takes a zero one as none).
+    let timeout = timeout.max(Duration::from_nanos(1));
+    let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), timeout);
+    match socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path)) {
+        Ok(()) => Ok(socket),
+        // The send timeout passed with the backlog still full.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A connected socket (or one being connected, for a unix socket).
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
+    }
+
     fn set_timeouts(&self, limit: Duration) -> io::Result<()> {
         let limit = Some(limit);
         match self {
-            Stream::Tcp(s) => s.set_read_timeout(limit).and_then(|()| s.set_write_timeout(limit)),
-            Stream::Tls(s) => s.sock.set_read_timeout(limit).and_then(|()| s.sock.set_write_timeout(limit)),
-            Stream::Unix(s) => s.set_read_timeout(limit).and_then(|()| s.set_write_timeout(limit)),
+            Socket::Tcp(s) => s.set_read_timeout(limit).and_then(|()| s.set_write_timeout(limit)),
+            Socket::Unix(s) => s.set_read_timeout(limit).and_then(|()| s.set_write_timeout(limit)),
         }
     }
 }
 
-/// The connection's stream for one exchange: a read or write that a signal interrupts is
-/// made again, with its socket's timeout shortened to what its wait had left, so that
-/// signals never stretch a wait past the limit (`shortened`: restored after). Over TLS,
-/// rustls below retries an interrupted read or flush itself with the whole timeout, so
-/// there signals can still stretch a wait (review36 H2: the retry belongs in an adapter on
-/// the socket, under rustls).
-struct Patient<'a> {
-    stream: &'a mut Stream,
+/// A socket each of whose waits (a read, a write, a unix connect) ends within `limit`
+/// however many signals come: a call that a signal interrupts, having transferred nothing,
+/// is made again with the socket's timeouts shortened to what its wait had left, and fails
+/// `TimedOut` once none is left (a call begun again with the whole limit at each signal
+/// would wait for as long as signals come faster than it). It lies under rustls for
+/// `rediss://`, which therefore never sees an interrupted call.
+struct Timed {
+    socket: Socket,
+    /// The longest one call waits.
     limit: Duration,
-    shortened: bool,
+    /// The timeouts the socket has now (`None`: not set yet); set to `limit` again before
+    /// the next call after a shortened one.
+    set: Option<Duration>,
 }
 
-impl Patient<'_> {
-    fn again<T>(&mut self, mut op: impl FnMut(&mut Stream) -> io::Result<T>) -> io::Result<T> {
-        if self.shortened {
-            self.stream.set_timeouts(self.limit)?;
-            self.shortened = false;
+impl Timed {
+    fn new(socket: Socket, limit: Duration) -> Self {
+        Self { socket, limit, set: None }
+    }
+
+    fn set_timeouts(&mut self, timeout: Duration) -> io::Result<()> {
+        if self.set != Some(timeout) {
+            self.set = None; // unknown if the call fails
+            self.socket.set_timeouts(timeout)?;
+            self.set = Some(timeout);
         }
+        Ok(())
+    }
+
+    /// Runs `op` on the socket within the limit, again after each signal.
+    fn again<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
+        self.set_timeouts(self.limit)?;
         let until = Instant::now() + self.limit;
         loop {
-            match op(self.stream) {
+            match op(&mut self.socket) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
-                    self.stream.set_timeouts(left)?;
-                    self.shortened = true;
+                    self.set_timeouts(left)?;
                 }
                 done => return done,
             }
@@ -281,30 +332,50 @@ impl Patient<'_> {
     }
 }
 
-impl Read for Patient<'_> {
+impl Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.again(|stream| match stream {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
+        self.again(|socket| match socket {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
         })
     }
 }
 
-impl Write for Patient<'_> {
+impl Write for Timed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.again(|stream| match stream {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
+        self.again(|socket| match socket {
+            Socket::Tcp(s) => s.write(buf),
+            Socket::Unix(s) => s.write(buf),
         })
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // TLS: the records written but not yet sent.
-        self.again(|stream| match stream {
+        Ok(()) // a socket keeps nothing back
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            // The records written but not yet sent.
             Stream::Tls(s) => s.flush(),
-            Stream::Tcp(_) | Stream::Unix(_) => Ok(()),
-        })
+        }
     }
 }

@@ -3,11 +3,15 @@
 //!
 //! The engine is Redis (or Valkey), reached with the `redis` crate's blocking API (its
 //! commands and reply parser, on a socket of ours: a signal that interrupts a wait never
-//! fails the command): no async runtime and no background thread, so a process holding
+//! fails the command, nor stretches the wait, over TLS too): no async runtime and no background thread, so a process holding
 //! these objects may still start children with any start method. The URL carries the credentials (`AUTH` with a
 //! password or an ACL user): `redis://user:password@host:6379/0`, or a unix socket,
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
-//! [`ClusterError::Auth`]. Every key is under `mp:`; an ACL user limited to it needs
+//! [`ClusterError::Auth`]. The connections speak RESP2: a URL asking for RESP3
+//! (`?protocol=resp3`) is [`ClusterError::BadUrl`], as is the any address (`0.0.0.0`,
+//! `::`), which a server listens on but a client cannot reach.
+//!
+//! Every key is under `mp:`; an ACL user limited to it needs
 //! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire +multi +exec`, and for
 //! pools also `+@stream`.
 //!

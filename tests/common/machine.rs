@@ -132,6 +132,60 @@ impl TcpRedis {
     }
 }
 
+/// A test PKI: the CA (PEM), and a client certificate and key it signed.
+pub struct Pki {
+    pub ca: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+/// A CA, and a server certificate for 127.0.0.1 and localhost signed by it, written to
+/// `dir` (`ca.pem`, `server.pem`, `server.key`), and a client certificate.
+pub fn certificates(dir: &std::path::Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "multiproc test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(DnType::CommonName, "a worker node");
+    let client = client.signed_by(&client_key, &ca).unwrap();
+    Pki { ca: ca.pem(), client_cert: client.pem(), client_key: client_key.serialize_pem() }
+}
+
+/// A Redis that speaks TLS only, with a certificate signed by a fresh CA; `extra` are more
+/// arguments (they override the defaults).
+pub fn tls_redis(extra: &[&str]) -> Option<(TcpRedis, Pki, std::path::PathBuf)> {
+    if !redis_installed() {
+        return None;
+    }
+    let dir = TcpRedis::scratch_dir();
+    let pki = certificates(&dir);
+    let (cert, key, ca) = (dir.join("server.pem"), dir.join("server.key"), dir.join("ca.pem"));
+    let mut args = vec![
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--tls-ca-cert-file",
+        ca.to_str().unwrap(),
+        "--requirepass",
+        "s3cret",
+    ];
+    args.extend_from_slice(extra);
+    let redis = TcpRedis::start_tls(&args)?;
+    Some((redis, pki, dir))
+}
+
 /// One command in Redis's protocol.
 pub fn resp(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();

@@ -58,12 +58,12 @@ impl Redis {
 
     /// Stops the server (SIGSTOP): it answers nothing, and keeps what it was sent.
     pub fn pause(&self) {
-        let _ = Command::new("kill").args(["-STOP", &self.pid.to_string()]).status();
+        pause(self.pid);
     }
 
     /// Lets a paused server go on (SIGCONT).
     pub fn resume(&self) {
-        let _ = Command::new("kill").args(["-CONT", &self.pid.to_string()]).status();
+        resume(self.pid);
     }
 
     pub fn kill(&self) {
@@ -89,6 +89,16 @@ impl Redis {
         let out = out.expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
     }
+}
+
+/// Stops the server `pid` (SIGSTOP): it answers nothing, and keeps what it was sent.
+pub fn pause(pid: u32) {
+    let _ = Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+}
+
+/// Lets the paused server `pid` go on (SIGCONT).
+pub fn resume(pid: u32) {
+    let _ = Command::new("kill").args(["-CONT", &pid.to_string()]).status();
 }
 
 /// Any reply means the server is up (a `NOAUTH` error too).

@@ -193,6 +193,21 @@ pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedF
     }
 }
 
+/// A unix stream socket, not yet connected (close-on-exec): for Redis on a unix socket.
+#[cfg(feature = "cluster")]
+pub(crate) fn unix_stream() -> io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+}
+
+/// Connects `sock` to the unix socket at `path`, in one attempt: a server whose backlog is
+/// full keeps it waiting for as long as the socket's send timeout (then `WouldBlock`), and
+/// a signal interrupts the wait (`Interrupted`), both leaving `sock` as it was, to be
+/// connected again (unlike TCP's, a unix connect has no half-done state).
+#[cfg(feature = "cluster")]
+pub(crate) fn connect_unix_once(sock: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    Ok(rustix::net::connect(sock, &SocketAddrUnix::new(path)?)?)
+}
+
 /// Makes a blocking receive on `sock` give up after `timeout` (`WouldBlock`): a requester
 /// that waits for an answer looks, now and then, whether the one that should answer still
 /// can, at no cost to a receive that is answered in time (one option set per connection).
