@@ -2858,6 +2858,9 @@ fn a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(copy: impl Fn
     multiproc::__private::crash_disarm();
     // A later start gets a new server.
     assert_eq!(fork_server_square(5), Ok(25));
+    // A `Fork` start now runs the fork handlers the restart registered.
+    let child = Process::new(square, 6).start_method(StartMethod::Fork).start().unwrap();
+    assert_eq!(child.join().unwrap(), 36);
     end_copy();
     println!("INNER-DONE");
 }

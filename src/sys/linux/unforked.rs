@@ -85,16 +85,19 @@ pub(crate) struct Unforked {
 }
 
 impl Unforked {
-    /// Makes `N` descriptors with `make`, recorded before any fork can copy them.
+    /// Makes `N` descriptors with `make`, recorded before any fork can copy them. `make`
+    /// runs under the lock every fork waits for: system calls only, no allocation (a
+    /// program's allocator may lock its arenas in a fork handler that runs before ours)
+    /// and no other lock.
     ///
     /// # Errors
     ///
-    /// What `make` returned, or, past [`SLOTS`] live ones, `OutOfMemory` (the descriptors
-    /// are closed).
+    /// What `make` returned, or, past [`SLOTS`] live ones, `OutOfMemory` (nothing made).
     pub(crate) fn made<const N: usize>(make: impl FnOnce() -> io::Result<[OwnedFd; N]>) -> io::Result<[Unforked; N]> {
         register_fork_handlers();
         let mut table = table();
         if table.live.iter().filter(|slot| slot.is_none()).count() < N {
+            drop(table);
             return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many descriptors kept from fork children"));
         }
         let fds = make()?;
@@ -131,6 +134,49 @@ impl Drop for Unforked {
             None => {
                 let _ = fd.into_raw_fd();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd};
+
+    use super::Unforked;
+
+    /// Whether `fd` is open in a bare `libc::fork` child of this process.
+    fn open_in_fork_child(fd: RawFd) -> bool {
+        // SAFETY: the child makes async-signal-safe calls only, then exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe { libc::_exit(i32::from(libc::fcntl(fd, libc::F_GETFD) != -1)) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        libc::WEXITSTATUS(status) == 1
+    }
+
+    fn pipe() -> [OwnedFd; 2] {
+        <[OwnedFd; 2]>::from(rustix::pipe::pipe().unwrap())
+    }
+
+    #[test]
+    fn a_fork_child_closes_its_copies_of_unforked_descriptors_only() {
+        let [kept, kept_too] = Unforked::made(|| Ok(pipe())).unwrap();
+        let [plain, _] = pipe();
+        assert!(!open_in_fork_child(kept.as_fd().as_raw_fd()));
+        assert!(!open_in_fork_child(kept_too.as_fd().as_raw_fd()));
+        assert!(open_in_fork_child(plain.as_raw_fd()));
+        // Dropped, it is forgotten: a descriptor that takes its number is copied.
+        let number = kept.as_fd().as_raw_fd();
+        drop(kept);
+        let [again, again_too] = pipe();
+        let reused = [&again, &again_too].into_iter().find(|fd| fd.as_raw_fd() == number);
+        if let Some(reused) = reused {
+            assert!(open_in_fork_child(reused.as_raw_fd()));
         }
     }
 }
