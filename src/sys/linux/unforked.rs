@@ -14,6 +14,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, IntoRawFd as _, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
@@ -33,8 +34,15 @@ static TABLE: Mutex<Table> = Mutex::new(Table { live: [None; SLOTS], next_id: 0 
 
 thread_local! {
     /// [`TABLE`]'s lock, held by this thread from a fork's prepare handler to its parent
-    /// or child handler (the child's thread is a copy of this one).
-    static HELD_ACROSS_FORK: Cell<Option<MutexGuard<'static, Table>>> = const { Cell::new(None) };
+    /// or child handler (the child's thread is a copy of this one). Without drop glue: no
+    /// destructor to register at the first use (an allocation, in a prepare handler), and
+    /// there in every moment of a thread's life.
+    static HELD_ACROSS_FORK: Cell<ManuallyDrop<Option<MutexGuard<'static, Table>>>> =
+        const { Cell::new(ManuallyDrop::new(None)) };
+}
+
+fn held_across_fork() -> Option<MutexGuard<'static, Table>> {
+    ManuallyDrop::into_inner(HELD_ACROSS_FORK.take())
 }
 
 fn table() -> MutexGuard<'static, Table> {
@@ -42,15 +50,15 @@ fn table() -> MutexGuard<'static, Table> {
 }
 
 extern "C" fn lock_before_fork() {
-    HELD_ACROSS_FORK.set(Some(table()));
+    HELD_ACROSS_FORK.set(ManuallyDrop::new(Some(table())));
 }
 
 extern "C" fn unlock_in_parent() {
-    drop(HELD_ACROSS_FORK.take());
+    drop(held_across_fork());
 }
 
 extern "C" fn close_in_child() {
-    let Some(mut table) = HELD_ACROSS_FORK.take() else { return };
+    let Some(mut table) = held_across_fork() else { return };
     for (fd, _) in table.live.iter_mut().filter_map(Option::take) {
         // SAFETY: the child's copy of a descriptor recorded in the parent, whose owner (an
         // `Unforked`, in this copy of memory) closes nothing it does not find recorded.
