@@ -2826,6 +2826,119 @@ fn a_room_asked_of_a_fork_server_whose_restart_failed_is_freed() {
     );
 }
 
+const RESTART_COPY_INNER: &str = "MULTIPROC_TEST_PROCESS_RESTART_COPY_INNER";
+
+/// Copies this process while a thread starting the dead fork server again holds its
+/// listener (between its listen and its spawn, which then fails), and checks that the
+/// family's fork-server starts do not wait for the copy: `copy` makes the copy, and
+/// returns what ends it.
+fn a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(copy: impl FnOnce() -> Box<dyn FnOnce()>) {
+    let _w = watchdog(LIMIT / 2);
+    // SAFETY (test): the other threads (libtest's, the watchdog's, the restart's held at a
+    // crash point) hold no lock a copy takes.
+    unsafe { multiproc::allow_fork_with_threads() };
+    // Once before, so that the fork server runs.
+    assert_eq!(fork_server_square(2), Ok(4));
+    kill_the_fork_server();
+    // A thread finds the server dead and starts it again: held once it listens at the
+    // server's address; its spawn of the new server then fails (and so does each retry's).
+    let spawn_fails = "fail:forkserver.restart.spawn";
+    multiproc::__private::crash_at(&format!("hold:forkserver.restart.listening,{spawn_fails}"));
+    // Not scoped: a start that waits for ever must not keep the failed assertion waiting.
+    let restarting = std::thread::spawn(|| fork_server_square(3));
+    assert!(eventually(LIMIT, || multiproc::__private::crash_holding() == 1), "the restart listens");
+    let end_copy = copy();
+    multiproc::__private::crash_at(spawn_fails);
+    // Each retry finds nothing listening at the address, starts the server again, and fails.
+    assert!(
+        eventually(LIMIT / 4, || restarting.is_finished()),
+        "a fork-server start connected to the restart's listener, kept by the copy, and waits for the copy's life"
+    );
+    assert!(restarting.join().unwrap().is_err(), "no server could be started");
+    multiproc::__private::crash_disarm();
+    // A later start gets a new server.
+    assert_eq!(fork_server_square(5), Ok(25));
+    // A `Fork` start now runs the fork handlers the restart registered.
+    let child = Process::new(square, 6).start_method(StartMethod::Fork).start().unwrap();
+    assert_eq!(child.join().unwrap(), 36);
+    end_copy();
+    println!("INNER-DONE");
+}
+
+#[test]
+fn a_fork_child_does_not_keep_a_fork_server_restarts_listener_inner() {
+    if std::env::var_os(RESTART_COPY_INNER).is_none_or(|copy| copy != "fork") {
+        return;
+    }
+    a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(|| {
+        let child = Process::new(sleep_ms, LIMIT.as_millis() as u64).start_method(StartMethod::Fork).daemon(true);
+        let child = child.start().unwrap();
+        Box::new(move || {
+            child.terminate().unwrap();
+            assert_eq!(child.wait(), -libc::SIGTERM);
+        })
+    });
+}
+
+/// A `Fork` child started while another thread starts the dead fork server again (between
+/// the restart's listen and the spawn's outcome) keeps no copy of the restart's listener:
+/// once the spawn failed, the next starts find nothing listening and start the server
+/// again. Before (review35 L2), the child kept the listener, and the abstract address with
+/// it: every later fork-server start of the family connected to it, no server ever
+/// answered, and each waited for the child's life.
+#[test]
+fn a_fork_child_does_not_keep_a_fork_server_restarts_listener() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_fork_child_does_not_keep_a_fork_server_restarts_listener_inner",
+        &[(RESTART_COPY_INNER, "fork")],
+    );
+}
+
+#[test]
+fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener_inner() {
+    if std::env::var_os(RESTART_COPY_INNER).is_none_or(|copy| copy != "bare") {
+        return;
+    }
+    a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(|| {
+        let parent = std::process::id() as i32;
+        // SAFETY (test): the copy makes only async-signal-safe calls, and exits.
+        let copy = unsafe { libc::fork() };
+        assert!(copy >= 0, "fork: {}", std::io::Error::last_os_error());
+        if copy == 0 {
+            // SAFETY (test): in the copy, async-signal-safe calls only: it dies with this
+            // thread's process, and waits for that.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(0);
+                }
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        Box::new(move || {
+            // SAFETY (test): kill and waitpid on our own child.
+            unsafe {
+                assert_eq!(libc::kill(copy, libc::SIGKILL), 0);
+                assert_eq!(libc::waitpid(copy, std::ptr::null_mut(), 0), copy);
+            }
+        })
+    });
+}
+
+/// As [`a_fork_child_does_not_keep_a_fork_server_restarts_listener`], with a bare
+/// `libc::fork` copy of the program (no multiproc code runs in it).
+#[test]
+fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener_inner",
+        &[(RESTART_COPY_INNER, "bare")],
+    );
+}
+
 const KILLED_BEFORE_ANSWER_INNER: &str = "MULTIPROC_TEST_PROCESS_KILLED_BEFORE_ANSWER_INNER";
 
 #[test]

@@ -179,8 +179,14 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
         std::sync::atomic::Ordering::Release,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let listener = match sys::listen_abstract(address, true) {
-        Ok(listener) => listener,
+    // Kept from fork children (a `Fork` start on another thread, beside
+    // `allow_fork_with_threads`, a pool's zygote, a program's bare `fork`) until the
+    // spawn's outcome, as the socket pair that carries it: a copy would keep the address
+    // bound for its own life once the spawn failed or the new server died, and every later
+    // start of the family would connect to it (never refused: no restart) and wait for an
+    // answer nobody gives (review35 L2).
+    let listener = match sys::Unforked::made(|| Ok([sys::listen_abstract(address, true)?])) {
+        Ok([listener]) => listener,
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Ok(()),
         Err(e) => return Err(why(&format_args!("cannot listen at its address: {e}"))),
     };
@@ -191,7 +197,7 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     let message = codec::encode_own(&ServerBoot { token, surroundings: boot::server_surroundings()? })?;
     let framed = boot::frame(&[&heap.seal_key()[..], &message.bytes].concat());
     message.sent();
-    let (ours, theirs) = sys::socketpair_stream()?;
+    let [ours, theirs] = sys::Unforked::made(|| sys::socketpair_stream().map(<[OwnedFd; 2]>::from))?;
     let fds: Vec<BorrowedFd<'_>> = [heap.fd(), listener.as_fd()].into_iter().chain(super::tracker::fd()).collect();
     sys::send_all(ours.as_fd(), &framed, &fds).map_err(|e| why(&format_args!("cannot send its boot message: {e}")))?;
     drop(listener);

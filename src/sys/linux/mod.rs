@@ -10,6 +10,7 @@ mod overflow;
 mod proc;
 mod socket;
 mod threads;
+mod unforked;
 
 pub use call::Stateless;
 pub(crate) use call::{
@@ -28,3 +29,4 @@ pub use proc::allow_fork_with_threads;
 pub(crate) use proc::*;
 pub(crate) use socket::*;
 pub(crate) use threads::{alone_but_for_own_threads, spawn_own};
+pub(crate) use unforked::Unforked;

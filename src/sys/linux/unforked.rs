@@ -1,0 +1,190 @@
+//! Descriptors that no fork child keeps ([`Unforked`]).
+//!
+//! Close-on-exec covers a spawn, not a fork: a fork child gets a copy of every descriptor,
+//! and a copy of a listening socket keeps its address bound, and connectable, for the
+//! copy's life. So these are recorded in one table whose lock every fork of the process
+//! holds across itself (`pthread_atfork` handlers: our own forks and a program's bare
+//! `libc::fork` alike), and a fork child closes every descriptor the table names before
+//! anything else runs. The lock makes the table exact at the fork: a descriptor is made
+//! and recorded, and closed and forgotten, under it.
+//!
+//! The handlers are registered by the first `Unforked` made: a process that never makes
+//! one (most: only a restart of the fork server does) pays nothing at its forks. A fork
+//! that runs no handlers (a bare `clone`/`clone3`, `syscall(SYS_fork)`) is not covered.
+
+use std::cell::Cell;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, IntoRawFd as _, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+
+/// How many can live at once: a restart of the fork server holds three (its listener and
+/// the socket pair of its boot message), and no two restarts hold theirs at once (the
+/// second one's bind fails while the first one's listener lives).
+const SLOTS: usize = 8;
+
+/// The live [`Unforked`] descriptors of this process, each with its maker's id (a free
+/// slot is `None`), and the next id. Its lock is held across every fork.
+struct Table {
+    live: [Option<(RawFd, u64)>; SLOTS],
+    next_id: u64,
+}
+
+static TABLE: Mutex<Table> = Mutex::new(Table { live: [None; SLOTS], next_id: 0 });
+
+thread_local! {
+    /// [`TABLE`]'s lock, held by this thread from a fork's prepare handler to its parent
+    /// or child handler (the child's thread is a copy of this one). Without drop glue: no
+    /// destructor to register at the first use (an allocation, in a prepare handler), and
+    /// there in every moment of a thread's life.
+    static HELD_ACROSS_FORK: Cell<ManuallyDrop<Option<MutexGuard<'static, Table>>>> =
+        const { Cell::new(ManuallyDrop::new(None)) };
+}
+
+fn held_across_fork() -> Option<MutexGuard<'static, Table>> {
+    ManuallyDrop::into_inner(HELD_ACROSS_FORK.take())
+}
+
+fn table() -> MutexGuard<'static, Table> {
+    TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+extern "C" fn lock_before_fork() {
+    HELD_ACROSS_FORK.set(ManuallyDrop::new(Some(table())));
+}
+
+extern "C" fn unlock_in_parent() {
+    drop(held_across_fork());
+}
+
+extern "C" fn close_in_child() {
+    let Some(mut table) = held_across_fork() else { return };
+    for (fd, _) in table.live.iter_mut().filter_map(Option::take) {
+        // SAFETY: the child's copy of a descriptor recorded in the parent, whose owner (an
+        // `Unforked`, in this copy of memory) closes nothing it does not find recorded.
+        // A direct system call: no allocation, no lock.
+        unsafe { rustix::io::close(fd) };
+    }
+}
+
+/// Registers the handlers that hold [`TABLE`] across every fork of the process, once.
+/// glibc runs no fork's handlers while it registers: a fork that began before copies no
+/// `Unforked` (none was made yet), and every later one runs them.
+fn register_fork_handlers() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: the handlers take and release one lock that no holder keeps while it
+        // forks, and the child's closes that lock's table's descriptors with direct system
+        // calls (no allocation). A failure (ENOMEM) leaves forks as they were: their
+        // children keep copies (the old state).
+        unsafe { libc::pthread_atfork(Some(lock_before_fork), Some(unlock_in_parent), Some(close_in_child)) };
+    });
+}
+
+/// A descriptor that no fork child of this process keeps: its copy is closed in the child
+/// as the fork returns (see the module's documentation). For a descriptor whose copy would
+/// outlive its use: the fork server's listener while it is started again, whose copy would
+/// keep the server's address answering nobody.
+#[derive(Debug)]
+pub(crate) struct Unforked {
+    /// Taken only by `drop`.
+    fd: Option<OwnedFd>,
+    id: u64,
+}
+
+impl Unforked {
+    /// Makes `N` descriptors with `make`, recorded before any fork can copy them. `make`
+    /// runs under the lock every fork waits for: system calls only, no allocation (a
+    /// program's allocator may lock its arenas in a fork handler that runs before ours)
+    /// and no other lock.
+    ///
+    /// # Errors
+    ///
+    /// What `make` returned, or, past [`SLOTS`] live ones, `OutOfMemory` (nothing made).
+    pub(crate) fn made<const N: usize>(make: impl FnOnce() -> io::Result<[OwnedFd; N]>) -> io::Result<[Unforked; N]> {
+        register_fork_handlers();
+        let mut table = table();
+        if table.live.iter().filter(|slot| slot.is_none()).count() < N {
+            drop(table);
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "too many descriptors kept from fork children"));
+        }
+        let fds = make()?;
+        Ok(fds.map(|fd| {
+            let id = table.next_id;
+            table.next_id += 1;
+            let slot = table.live.iter_mut().find(|slot| slot.is_none()).expect("counted above");
+            *slot = Some((fd.as_raw_fd(), id));
+            Unforked { fd: Some(fd), id }
+        }))
+    }
+}
+
+impl AsFd for Unforked {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_ref().expect("taken only by drop").as_fd()
+    }
+}
+
+impl Drop for Unforked {
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        let mut table = table();
+        let recorded = table.live.iter_mut().find(|slot| **slot == Some((fd.as_raw_fd(), self.id)));
+        match recorded {
+            // Closed under the lock: a fork between the two would copy the descriptor
+            // unrecorded, or find its number recorded for another descriptor.
+            Some(slot) => {
+                *slot = None;
+                drop(fd);
+            }
+            // A copy in a fork child: its descriptor was closed at the fork (its number may
+            // be another's now).
+            None => {
+                let _ = fd.into_raw_fd();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd};
+
+    use super::Unforked;
+
+    /// Whether `fd` is open in a bare `libc::fork` child of this process.
+    fn open_in_fork_child(fd: RawFd) -> bool {
+        // SAFETY: the child makes async-signal-safe calls only, then exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe { libc::_exit(i32::from(libc::fcntl(fd, libc::F_GETFD) != -1)) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        libc::WEXITSTATUS(status) == 1
+    }
+
+    fn pipe() -> [OwnedFd; 2] {
+        <[OwnedFd; 2]>::from(rustix::pipe::pipe().unwrap())
+    }
+
+    #[test]
+    fn a_fork_child_closes_its_copies_of_unforked_descriptors_only() {
+        let [kept, kept_too] = Unforked::made(|| Ok(pipe())).unwrap();
+        let [plain, _] = pipe();
+        assert!(!open_in_fork_child(kept.as_fd().as_raw_fd()));
+        assert!(!open_in_fork_child(kept_too.as_fd().as_raw_fd()));
+        assert!(open_in_fork_child(plain.as_raw_fd()));
+        // Dropped, it is forgotten: a descriptor that takes its number is copied.
+        let number = kept.as_fd().as_raw_fd();
+        drop(kept);
+        let [again, again_too] = pipe();
+        let reused = [&again, &again_too].into_iter().find(|fd| fd.as_raw_fd() == number);
+        if let Some(reused) = reused {
+            assert!(open_in_fork_child(reused.as_raw_fd()));
+        }
+    }
+}
