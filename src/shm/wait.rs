@@ -293,7 +293,8 @@ impl Notify {
     /// again: each of them either was in the kernel and got its wake-up (the kernel wakes
     /// one queued sleeper per wake-up while there is one), or had read the sequence number
     /// before it was bumped (its sleep returns at once), or announced itself after this
-    /// notifier's fence (its own test sees the change). Arrivals of sleepers that left
+    /// notifier's fence (its own test sees the change; [`Notify::wake`] has no fence: its
+    /// sleepers re-test under the lock the notifier held, which orders them instead). Arrivals of sleepers that left
     /// unserved (a sleep slice that ran out) are owed nothing beyond the sleepers there
     /// now, so a long wait's many slices cost no run of empty wake-ups.
     #[inline]
