@@ -73,7 +73,20 @@ struct Header {
     generation: AtomicU64,
     /// The keyed hash of what the object is (see the module docs); 0 once released.
     seal: AtomicU64,
+    /// Where a [`Sided`] object's side tables are, for a process that does not know its
+    /// type (see [`Header::side_table`]); 0 for an object without sides.
+    sides: AtomicU64,
     holders: Holders,
+}
+
+impl Header {
+    /// The offset, from the object's start, of the holder table of side `side`, if the
+    /// object has that side. Set by [`Side::split`] before the object is shared: 16 bits a
+    /// side, never 0 (the header comes first).
+    fn side_table(&self, side: usize) -> Option<u64> {
+        let at = (side < MAX_SIDES).then(|| (self.sides.load(Ordering::Relaxed) >> (16 * side)) & 0xffff)?;
+        (at != 0).then_some(at)
+    }
 }
 
 /// A fingerprint of the type `T`: the same in every process of one binary, different for
@@ -183,6 +196,7 @@ impl<T: ShmObject> Shared<T> {
                     len: AtomicU64::new(len as u64),
                     generation: AtomicU64::new(generation),
                     seal: AtomicU64::new(seal),
+                    sides: AtomicU64::new(0),
                     holders: Holders::new_held_at(generation),
                 },
                 value,
@@ -450,7 +464,13 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
     }
 }
 
-/// The message a handle is written as.
+/// The message a handle is written as. A [`Side`]'s is its object's, with `1 + side` in the
+/// upper half of `kind` ([`SIDE_SHIFT`]): one wire names both counts the handle holds in
+/// flight, the object's and its side's, so that a process that meets it without reading it
+/// as that side (a decoding that stops before it, `unread`, or reads it as another type,
+/// [`discard_foreign`]) gives both back. (side37: a side was written as `(Wire, u8)`, and
+/// its side's count stayed in flight for ever then: the other end of a pipe never saw the
+/// end of its stream.)
 #[derive(Serialize, Deserialize)]
 pub(super) struct Wire {
     pub(super) family: u64,
@@ -461,8 +481,38 @@ pub(super) struct Wire {
     pub(super) seal: u64,
 }
 
-impl<T: ShmObject> Serialize for Shared<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+/// Where a side's wire marks its side in `kind` (every [`kind`] is below `1 << 16`).
+const SIDE_SHIFT: u32 = 16;
+
+/// The most sides a [`Sided`] object may have: the header keeps 16 bits for each.
+const MAX_SIDES: usize = 4;
+
+impl Wire {
+    /// The kind of the object named, without a side's mark.
+    fn object_kind(&self) -> u32 {
+        self.kind & ((1 << SIDE_SHIFT) - 1)
+    }
+
+    /// The side a [`Side`]'s wire names; `None` for an object's own handle.
+    fn side(&self) -> Option<usize> {
+        (self.kind >> SIDE_SHIFT).checked_sub(1).map(|side| side as usize)
+    }
+
+    /// Reads a handle's wire, where a decoding through multiproc may.
+    fn read<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !codec::decoding() {
+            return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        codec::handle_read([wire.offset, wire.generation, wire.seal]);
+        Ok(wire)
+    }
+}
+
+impl<T: ShmObject> Shared<T> {
+    /// Writes this handle (its in-flight count sent, undone should the encoding fail) as
+    /// its wire, marked as side `side`'s when a [`Side`] is written.
+    fn write_wire<S: Serializer>(&self, serializer: S, side: Option<usize>) -> Result<S::Ok, S::Error> {
         if !codec::encoding() {
             return Err(codec::refuse_encoding(
                 "a multiproc handle can only be sent through multiproc (a process argument, a queue, a pipe, a pool task)",
@@ -474,7 +524,7 @@ impl<T: ShmObject> Serialize for Shared<T> {
         let header = self.header();
         Wire {
             family: Heap::get().family_id(),
-            kind: T::KIND,
+            kind: T::KIND | side.map_or(0, |side| (1 + side as u32) << SIDE_SHIFT),
             offset: off,
             generation: header.generation.load(Ordering::Relaxed),
             fingerprint: fingerprint::<T>(),
@@ -482,33 +532,39 @@ impl<T: ShmObject> Serialize for Shared<T> {
         }
         .serialize(serializer)
     }
-}
 
-impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        if !codec::decoding() {
-            return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
-        }
-        let wire = Wire::deserialize(deserializer)?;
-        codec::handle_read([wire.offset, wire.generation, wire.seal]);
+    /// Receives the object's count that `wire` holds in flight: a side's wire (one of
+    /// `sides`, which [`Side`]'s decoding receives next) or, with `sides` 0, the object's
+    /// own. A wire of another type, or a side's read as the object's own handle or the
+    /// other way round, is discarded ([`discard_foreign`]).
+    fn received<E: serde::de::Error>(wire: Wire, sides: usize) -> Result<Self, E> {
         let heap = Heap::try_get()
-            .ok_or_else(|| codec::refuse_decoding::<D::Error>("this process is not part of a multiproc family"))?;
+            .ok_or_else(|| codec::refuse_decoding::<E>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
             return Err(codec::refuse_decoding("the handle belongs to another multiproc family"));
         }
         // Where this receive writes that it took the count, in a child decoding its
         // argument (see `shm::receipts`).
         let receipt = codec::receipts().map(|block| Receipt { block, key: [wire.offset, wire.generation, 0] });
-        if wire.kind != T::KIND || wire.fingerprint != fingerprint::<T>() {
-            let kind = wire.kind;
+        let side = wire.side();
+        if wire.object_kind() != T::KIND
+            || wire.fingerprint != fingerprint::<T>()
+            || side.map_or(sides != 0, |side| side >= sides)
+        {
+            let kind = wire.object_kind();
             if receipt.is_some() {
                 // Carried or receipted: final at once, as that decoding's receives are.
                 discard_foreign(heap, &wire, receipt);
             } else {
                 discard_on_take(wire);
             }
+            let what = match side {
+                Some(side) => format!("side {side} of a kind {kind}"),
+                None => format!("a kind {kind}"),
+            };
+            let expected = if sides == 0 { "" } else { "a side of " };
             return Err(codec::refuse_decoding(format_args!(
-                "the handle is of another type (kind {kind}) than the {} (kind {}) expected",
+                "the handle is {what} object, not {expected}the {} (kind {}) expected",
                 std::any::type_name::<T>(),
                 T::KIND
             )));
@@ -556,6 +612,18 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             return Err(codec::refuse_decoding("the handle's object no longer exists"));
         }
         Ok(handle)
+    }
+}
+
+impl<T: ShmObject> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.write_wire(serializer, None)
+    }
+}
+
+impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::received(Wire::read(deserializer)?, 0)
     }
 }
 
@@ -648,7 +716,8 @@ fn discard_on_take(wire: Wire) {
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
-/// (see `Holders::discard`). Forged bytes change nothing.
+/// (see `Holders::discard`), and a side's handle's count of its side first, while the
+/// object's keeps the object ([`discard_side`]). Forged bytes change nothing.
 pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>) {
     if !heap.contains(wire.offset, std::mem::size_of::<Header>()) {
         return;
@@ -657,10 +726,44 @@ pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>
     // starts with its header (`Obj` is `repr(C)`), which is atomics only, valid for any
     // bytes. Nothing is written unless the seal matches.
     let header = unsafe { &*heap.ptr(wire.offset).cast::<Header>() };
-    let what = (wire.kind, wire.fingerprint, std::mem::size_of::<Header>());
+    let what = (wire.object_kind(), wire.fingerprint, std::mem::size_of::<Header>());
     if sealed_as(heap, wire.offset, header, what, wire.generation, wire.seal) {
+        if let Some(side) = wire.side() {
+            let receipt = receipt.map(|Receipt { block, key: [off, generation, _] }| Receipt {
+                block,
+                key: [off, generation, 1 + side as u64],
+            });
+            discard_side(heap, wire, header, side, receipt);
+        }
         header.holders.discard(heap, wire.generation, receipt);
     }
+}
+
+/// Gives back the count of side `side` that `wire` (checked: the live object whose
+/// `header` is at its offset) holds in flight, its side table found through the header
+/// ([`Header::side_table`]): this process need not know the object's type. The object's
+/// own table is pinned by its generation meanwhile, as for a side's undo. A side left
+/// with no handle anywhere is released (`Holders::discard_side`) without being told
+/// (`Sided::side_gone` needs the type): its other sides learn it at their next look at its
+/// holders (a pipe's `Peer::check`, every wait's slice).
+fn discard_side(heap: &Heap, wire: &Wire, header: &Header, side: usize, receipt: Option<Receipt>) {
+    let Some(table) = header.side_table(side) else { return };
+    let len = header.len.load(Ordering::Acquire);
+    if table.checked_add(std::mem::size_of::<Holders>() as u64).is_none_or(|end| end > len) {
+        return;
+    }
+    // The message's own count of the object, discarded after this, keeps it held: it can
+    // be unheld at the unpin (`Some(true)`, its table released) only for replayed bytes
+    // whose count somebody else took. Its destruction needs its type: it leaks then, never
+    // freed early.
+    let _ = header.holders.pinned(heap, wire.generation, || {
+        // SAFETY: the header at `wire.offset` was this live object's (sealed, above), and
+        // the pin then checked its generation: the object stays allocated until unpinned.
+        // `table`, set when its sides were split and inside its length (checked above), is
+        // the offset of a side's holder table, atomics only.
+        let holders = unsafe { &*heap.ptr(wire.offset + table).cast::<Holders>() };
+        holders.discard_side(heap, receipt);
+    });
 }
 
 /// Handles a failed receive of the object at `off`; says why.
@@ -758,9 +861,18 @@ impl<T: Sided> Side<T> {
     /// Turns the creator's only handle of a new object, whose side tables each hold the
     /// creator once (`Holders::new_held`), into one handle per side.
     pub(crate) fn split(shared: Shared<T>) -> Vec<Side<T>> {
+        const { assert!(T::SIDES <= MAX_SIDES, "the header keeps the side tables of four sides") };
+        let mut tables = 0;
         for side in 0..T::SIDES {
-            shared.side_holders(side).placed(Heap::get(), Self::let_go(&shared, side));
+            let holders = shared.side_holders(side);
+            holders.placed(Heap::get(), Self::let_go(&shared, side));
+            let at = (holders as *const Holders as usize).wrapping_sub(shared.obj.as_ptr() as usize);
+            let at = u16::try_from(at).expect("a side table in the object's first 64 KiB");
+            tables |= u64::from(at) << (16 * side);
         }
+        // Before the object is shared: a process that does not know its type finds a side's
+        // table through it (`discard_side`).
+        shared.header().sides.store(tables, Ordering::Relaxed);
         let mut sides = Vec::with_capacity(T::SIDES);
         for side in 1..T::SIDES {
             sides.push(Side { shared: shared.clone(), side });
@@ -901,17 +1013,16 @@ impl<T: Sided> Serialize for Side<T> {
         self.shared.side_holders(self.side).send();
         let (off, side, generation) = (self.shared.off, self.side, self.shared.generation());
         codec::on_abort([off, generation, 1 + side as u64], Self::undo_send);
-        (&self.shared, self.side as u8).serialize(serializer)
+        self.shared.write_wire(serializer, Some(self.side))
     }
 }
 
 impl<'de, T: Sided> Deserialize<'de> for Side<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (shared, side) = <(Shared<T>, u8)>::deserialize(deserializer)?;
-        let side = usize::from(side);
-        if side >= T::SIDES {
-            return Err(codec::refuse_decoding(format_args!("side {side} of an object with {} sides", T::SIDES)));
-        }
+        let wire = Wire::read(deserializer)?;
+        let side = wire.side();
+        let shared = Shared::<T>::received(wire, T::SIDES)?;
+        let side = side.expect("`received` takes only a side's wire for a side");
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
         // Carried: final at once, as the object's own receive (see `Shared`'s).
