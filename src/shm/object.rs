@@ -1122,6 +1122,33 @@ mod tests {
         assert_eq!(heap.in_use(), before);
     }
 
+    /// A side's handle in a message that is dropped without being received gives back its
+    /// side's count, found without the object's type (side37: only the object's was, and
+    /// the other side saw this one alive for ever).
+    #[test]
+    fn a_sides_handle_not_received_gives_its_sides_count_back() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        // Not read at all (the unread-handle scan), then read as the object's own handle.
+        for read_as_the_object in [false, true] {
+            let mut sides = two_sided();
+            let message = codec::encode(&sides[0]).unwrap();
+            let bytes = message.bytes.clone();
+            message.sent();
+            drop(sides.remove(0));
+            assert!(sides[0].side_alive(0), "side 0 is in flight");
+            if read_as_the_object {
+                assert!(codec::decode::<Shared<TwoSided>>(&bytes).is_err(), "a side's handle");
+            } else {
+                crate::shm::give_back_unread(&bytes, &[]);
+            }
+            assert!(!sides[0].side_alive(0), "side 0 has no handle left (read as the object: {read_as_the_object})");
+            drop(sides);
+        }
+        assert_eq!(heap.in_use(), before);
+    }
+
     #[test]
     fn an_embedded_reference_keeps_the_object_until_taken() {
         let _serial = crate::shm::heap_test_lock();
