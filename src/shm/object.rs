@@ -839,10 +839,12 @@ impl<T: ShmObject> fmt::Debug for Embedded<T> {
 /// who holds a side is tracked apart from who keeps the object alive, so that one end can
 /// tell that the other end is gone even when both sat in the same process.
 pub(crate) trait Sided: ShmObject {
-    /// How many sides.
+    /// How many sides: four at most.
     const SIDES: usize;
 
-    /// The holder table of side `side`.
+    /// The holder table of side `side`: a field of the object, in its first 64 KiB (its
+    /// header records where, for a process that does not know the type: see
+    /// [`Header::side_table`]).
     fn side_holders(&self, side: usize) -> &Holders;
 
     /// Called when side `side` has no handle left anywhere (none held, none in flight), or
