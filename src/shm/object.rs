@@ -64,28 +64,34 @@ pub(crate) mod kind {
 
 const TAG: u64 = 0x4f42_4a00_0000_0000; // "OBJ\0"
 
+/// The bits of a header's tag that say where a [`Sided`] object's side tables are, for a
+/// process that does not know its type ([`Header::side_table`]): 0 for an object without
+/// sides; else how many sides (bits 28 to 31) and the offset from the object's start of
+/// the first side's table in 8-byte words (bits 16 to 27; the others follow it,
+/// [`Sided::side_tables`]). The kind takes the 16 bits below.
+const SIDE_TABLES: u64 = 0xffff_0000;
+
 /// The header in front of every shared object.
 #[repr(C)]
 struct Header {
+    /// [`TAG`], [`SIDE_TABLES`] and the kind.
     tag: AtomicU64,
     len: AtomicU64,
     /// Given at creation from the family's counter; never reused.
     generation: AtomicU64,
     /// The keyed hash of what the object is (see the module docs); 0 once released.
     seal: AtomicU64,
-    /// Where a [`Sided`] object's side tables are, for a process that does not know its
-    /// type (see [`Header::side_table`]); 0 for an object without sides.
-    sides: AtomicU64,
     holders: Holders,
 }
 
 impl Header {
     /// The offset, from the object's start, of the holder table of side `side`, if the
-    /// object has that side. Set by [`Side::split`] before the object is shared: 16 bits a
-    /// side, never 0 (the header comes first).
+    /// object has that side (see [`SIDE_TABLES`], set by [`Side::split`] before the object
+    /// is shared).
     fn side_table(&self, side: usize) -> Option<u64> {
-        let at = (side < MAX_SIDES).then(|| (self.sides.load(Ordering::Relaxed) >> (16 * side)) & 0xffff)?;
-        (at != 0).then_some(at)
+        let tables = (self.tag.load(Ordering::Acquire) & SIDE_TABLES) >> 16;
+        let (sides, first) = (tables >> 12, (tables & 0xfff) * 8);
+        (side < sides as usize).then(|| first + (side * std::mem::size_of::<Holders>()) as u64)
     }
 }
 
@@ -196,7 +202,6 @@ impl<T: ShmObject> Shared<T> {
                     len: AtomicU64::new(len as u64),
                     generation: AtomicU64::new(generation),
                     seal: AtomicU64::new(seal),
-                    sides: AtomicU64::new(0),
                     holders: Holders::new_held_at(generation),
                 },
                 value,
@@ -484,9 +489,6 @@ pub(super) struct Wire {
 /// Where a side's wire marks its side in `kind` (every [`kind`] is below `1 << 16`).
 const SIDE_SHIFT: u32 = 16;
 
-/// The most sides a [`Sided`] object may have: the header keeps 16 bits for each.
-const MAX_SIDES: usize = 4;
-
 impl Wire {
     /// The kind of the object named, without a side's mark.
     fn object_kind(&self) -> u32 {
@@ -639,7 +641,7 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
     let (kind, fingerprint, min) = what;
     let len = header.len.load(Ordering::Acquire);
     let fits = usize::try_from(len).is_ok_and(|len| len >= min && heap.contains(off, len));
-    fits && header.tag.load(Ordering::Acquire) == TAG | u64::from(kind)
+    fits && header.tag.load(Ordering::Acquire) & !SIDE_TABLES == TAG | u64::from(kind)
         && header.generation.load(Ordering::Acquire) == generation
         && header.seal.load(Ordering::Acquire) == seal
         && heap.seal(&[heap.family_id(), off, u64::from(kind), fingerprint, generation, len]) == seal
@@ -747,20 +749,25 @@ pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>
 /// (`Sided::side_gone` needs the type): its other sides learn it at their next look at its
 /// holders (a pipe's `Peer::check`, every wait's slice).
 fn discard_side(heap: &Heap, wire: &Wire, header: &Header, side: usize, receipt: Option<Receipt>) {
-    let Some(table) = header.side_table(side) else { return };
-    let len = header.len.load(Ordering::Acquire);
-    if table.checked_add(std::mem::size_of::<Holders>() as u64).is_none_or(|end| end > len) {
-        return;
-    }
     // The message's own count of the object, discarded after this, keeps it held: it can
     // be unheld at the unpin (`Some(true)`, its table released) only for replayed bytes
     // whose count somebody else took. Its destruction needs its type: it leaks then, never
     // freed early.
     let _ = header.holders.pinned(heap, wire.generation, || {
-        // SAFETY: the header at `wire.offset` was this live object's (sealed, above), and
-        // the pin then checked its generation: the object stays allocated until unpinned.
-        // `table`, set when its sides were split and inside its length (checked above), is
-        // the offset of a side's holder table, atomics only.
+        // Pinned: the object of the generation read now stays allocated, and is that
+        // object, until the unpin; it is the one the wire names (sealed, above) if the
+        // generation is still the wire's (the pin checks its low bits only).
+        if header.generation.load(Ordering::Acquire) != wire.generation {
+            return;
+        }
+        let Some(table) = header.side_table(side) else { return };
+        let len = header.len.load(Ordering::Acquire);
+        if table.checked_add(std::mem::size_of::<Holders>() as u64).is_none_or(|end| end > len) {
+            return;
+        }
+        // SAFETY: the object at `wire.offset` is allocated until the unpin (above), and
+        // `table`, which its side split recorded and which lies inside its length (checked
+        // above), is the offset of one of its side's holder tables: atomics only.
         let holders = unsafe { &*heap.ptr(wire.offset + table).cast::<Holders>() };
         holders.discard_side(heap, receipt);
     });
@@ -839,13 +846,18 @@ impl<T: ShmObject> fmt::Debug for Embedded<T> {
 /// who holds a side is tracked apart from who keeps the object alive, so that one end can
 /// tell that the other end is gone even when both sat in the same process.
 pub(crate) trait Sided: ShmObject {
-    /// How many sides: four at most.
+    /// How many sides: 15 at most.
     const SIDES: usize;
 
-    /// The holder table of side `side`: a field of the object, in its first 64 KiB (its
-    /// header records where, for a process that does not know the type: see
-    /// [`Header::side_table`]).
-    fn side_holders(&self, side: usize) -> &Holders;
+    /// The holder tables of the sides, side 0's first: a field of the object, an array of
+    /// [`Self::SIDES`] tables in its first 32 KiB (its header records where, for a process
+    /// that does not know the type: see [`SIDE_TABLES`]).
+    fn side_tables(&self) -> &[Holders];
+
+    /// The holder table of side `side`.
+    fn side_holders(&self, side: usize) -> &Holders {
+        &self.side_tables()[side]
+    }
 
     /// Called when side `side` has no handle left anywhere (none held, none in flight), or
     /// its holders were found dead; a side never comes back. May be called more than once.
@@ -863,18 +875,17 @@ impl<T: Sided> Side<T> {
     /// Turns the creator's only handle of a new object, whose side tables each hold the
     /// creator once (`Holders::new_held`), into one handle per side.
     pub(crate) fn split(shared: Shared<T>) -> Vec<Side<T>> {
-        const { assert!(T::SIDES <= MAX_SIDES, "the header keeps the side tables of four sides") };
-        let mut tables = 0;
+        const { assert!(T::SIDES < 16, "the header's tag keeps four bits for the number of sides") };
         for side in 0..T::SIDES {
-            let holders = shared.side_holders(side);
-            holders.placed(Heap::get(), Self::let_go(&shared, side));
-            let at = (holders as *const Holders as usize).wrapping_sub(shared.obj.as_ptr() as usize);
-            let at = u16::try_from(at).expect("a side table in the object's first 64 KiB");
-            tables |= u64::from(at) << (16 * side);
+            shared.side_holders(side).placed(Heap::get(), Self::let_go(&shared, side));
         }
+        let tables = shared.side_tables();
+        assert_eq!(tables.len(), T::SIDES, "a table a side");
+        let first = (tables.as_ptr() as usize).wrapping_sub(shared.obj.as_ptr() as usize) / 8;
+        assert!(first < 1 << 12, "the side tables in the object's first 32 KiB");
         // Before the object is shared: a process that does not know its type finds a side's
         // table through it (`discard_side`).
-        shared.header().sides.store(tables, Ordering::Relaxed);
+        shared.header().tag.fetch_or(((T::SIDES as u64) << 12 | first as u64) << 16, Ordering::Relaxed);
         let mut sides = Vec::with_capacity(T::SIDES);
         for side in 1..T::SIDES {
             sides.push(Side { shared: shared.clone(), side });
@@ -1084,8 +1095,8 @@ mod tests {
     impl Sided for TwoSided {
         const SIDES: usize = 2;
 
-        fn side_holders(&self, side: usize) -> &Holders {
-            &self.ends[side]
+        fn side_tables(&self) -> &[Holders] {
+            &self.ends
         }
     }
 
