@@ -971,3 +971,28 @@ fn an_end_in_a_child_argument_not_read_wholly_ends_the_other_ends_stream() {
     }
     leaks.assert_no_leak();
 }
+
+/// Both ends of one pipe in one message note the same handle read (the object's offset,
+/// generation and seal): the first end, read, is matched with its read, and the second,
+/// never reached, is given back, its side's count with it.
+#[test]
+fn of_both_ends_in_one_message_the_one_not_reached_is_given_back() {
+    let leaks = leak_check(LIMIT);
+    for through_a_queue in [false, true] {
+        let (x, y) = Pipe::<u32>::new().unwrap();
+        let kept = x.clone();
+        let message = Misread::<(Connection<u32>, Connection<u32>), Connection<u32>, false>::new((x, y));
+        if through_a_queue {
+            let queue = Queue::new().unwrap();
+            queue.put(message).unwrap();
+            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "the decoding refuses");
+        } else {
+            let (a, b) = Pipe::new().unwrap();
+            a.send(message).unwrap();
+            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "the decoding refuses");
+        }
+        let got = kept.recv_timeout(Duration::from_secs(10));
+        assert_eq!(got, Err(RecvTimeoutError::Disconnected), "through a queue: {through_a_queue}");
+    }
+    leaks.assert_no_leak();
+}
