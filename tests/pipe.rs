@@ -837,3 +837,162 @@ fn two_processes_sharing_a_receiving_end_are_both_disconnected_when_the_sender_e
     }
     assert_eq!(disconnected.get(), 4);
 }
+
+// ---- an end in a message that is not read wholly ends the other's stream (side37) --------
+
+/// Sent as an `S` (a tuple); read as a tuple whose first element is an `X`, after which the
+/// decoding refuses: what comes after the first element is never reached. With `ANY`, read
+/// with `deserialize_any`, so sent self-described (MessagePack).
+struct Misread<S, X, const ANY: bool>(Option<S>, std::marker::PhantomData<fn() -> X>);
+
+impl<S, X, const ANY: bool> Misread<S, X, ANY> {
+    fn new(sent: S) -> Self {
+        Self(Some(sent), std::marker::PhantomData)
+    }
+}
+
+impl<S: serde::Serialize, X, const ANY: bool> serde::Serialize for Misread<S, X, ANY> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        self.0.as_ref().expect("only the sender serializes").serialize(serializer)
+    }
+}
+
+impl<'de, S, X: serde::Deserialize<'de>, const ANY: bool> serde::Deserialize<'de> for Misread<S, X, ANY> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if ANY {
+            deserializer.deserialize_any(FirstAs::<S, X, ANY>(std::marker::PhantomData))
+        } else {
+            deserializer.deserialize_tuple(2, FirstAs::<S, X, ANY>(std::marker::PhantomData))
+        }
+    }
+}
+
+/// Reads the first element of a sequence as an `X`, then refuses.
+struct FirstAs<S, X, const ANY: bool>(std::marker::PhantomData<fn() -> (S, X)>);
+
+impl<'de, S, X: serde::Deserialize<'de>, const ANY: bool> serde::de::Visitor<'de> for FirstAs<S, X, ANY> {
+    type Value = Misread<S, X, ANY>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let _first: Option<X> = seq.next_element()?;
+        Err(serde::de::Error::custom("refused after the first field"))
+    }
+}
+
+/// `(u32, end)` whose decoding stops at the number, before the end.
+type StopsBeforeTheEnd<const ANY: bool> = Misread<(u32, Connection<u32>), u32, ANY>;
+/// `(end, u32)` whose end is read as a queue.
+type EndAsAQueue<const ANY: bool> = Misread<(Connection<u32>, u32), SimpleQueue<u32>, ANY>;
+/// `(end, u32)` whose end is read as an end of a pipe of another message type.
+type EndOfAnotherType<const ANY: bool> = Misread<(Connection<u32>, u32), Connection<String>, ANY>;
+
+/// Sends one end of a new pipe away in `message` (through a pipe or a queue, `through`),
+/// has it taken and refused, and checks that the end kept here then sees the end of the
+/// stream rather than waiting for an end nobody holds. Returns the cases that failed.
+fn the_kept_end_sees_the_sent_end_gone<M>(what: &str, message: impl Fn(Connection<u32>) -> M) -> Vec<String>
+where
+    M: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut failed = Vec::new();
+    for through_a_queue in [false, true] {
+        let (sent, kept) = Pipe::<u32>::new().unwrap();
+        if through_a_queue {
+            let queue = Queue::new().unwrap();
+            queue.put(message(sent)).unwrap();
+            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "{what}: the decoding refuses");
+        } else {
+            let (a, b) = Pipe::new().unwrap();
+            a.send(message(sent)).unwrap();
+            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "{what}: the decoding refuses");
+        }
+        // A bound, not a duration asserted (the end is known gone at the next look, a tenth
+        // of a second): before side37 this timed out, a plain `recv` waited for ever.
+        let got = kept.recv_timeout(Duration::from_secs(10));
+        if got != Err(RecvTimeoutError::Disconnected) {
+            failed.push(format!("{what} (through a queue: {through_a_queue}): {got:?}"));
+        }
+    }
+    failed
+}
+
+#[test]
+fn an_end_in_a_message_whose_decoding_stops_before_it_ends_the_other_ends_stream() {
+    let leaks = leak_check(LIMIT);
+    let mut failed = the_kept_end_sees_the_sent_end_gone("postcard", |end| StopsBeforeTheEnd::<false>::new((13, end)));
+    failed.extend(the_kept_end_sees_the_sent_end_gone("MessagePack", |end| StopsBeforeTheEnd::<true>::new((13, end))));
+    assert!(failed.is_empty(), "the kept end did not see the end of the stream: {failed:#?}");
+    leaks.assert_no_leak();
+}
+
+#[test]
+fn an_end_read_as_another_type_ends_the_other_ends_stream() {
+    let leaks = leak_check(LIMIT);
+    let mut failed =
+        the_kept_end_sees_the_sent_end_gone("a queue, postcard", |end| EndAsAQueue::<false>::new((end, 13)));
+    failed
+        .extend(the_kept_end_sees_the_sent_end_gone("a queue, MessagePack", |end| EndAsAQueue::<true>::new((end, 13))));
+    failed.extend(the_kept_end_sees_the_sent_end_gone("another end, postcard", |end| {
+        EndOfAnotherType::<false>::new((end, 13))
+    }));
+    failed.extend(the_kept_end_sees_the_sent_end_gone("another end, MessagePack", |end| {
+        EndOfAnotherType::<true>::new((end, 13))
+    }));
+    assert!(failed.is_empty(), "the kept end did not see the end of the stream: {failed:#?}");
+    leaks.assert_no_leak();
+}
+
+fn never_runs(_: StopsBeforeTheEnd<false>) {
+    unreachable!("the argument's decoding refuses");
+}
+
+fn never_runs_either(_: EndAsAQueue<false>) {
+    unreachable!("the argument's decoding refuses");
+}
+
+#[test]
+fn an_end_in_a_child_argument_not_read_wholly_ends_the_other_ends_stream() {
+    let leaks = leak_check(LIMIT);
+    for method in METHODS {
+        for as_a_queue in [false, true] {
+            let (sent, kept) = Pipe::<u32>::new().unwrap();
+            let child = if as_a_queue {
+                Process::new(never_runs_either, EndAsAQueue::new((sent, 13))).start_method(method).start()
+            } else {
+                Process::new(never_runs, StopsBeforeTheEnd::new((13, sent))).start_method(method).start()
+            };
+            if let Ok(child) = child {
+                assert!(child.join().is_err(), "{method:?}: the argument's decoding refuses");
+            }
+            let got = kept.recv_timeout(Duration::from_secs(30));
+            assert_eq!(got, Err(RecvTimeoutError::Disconnected), "{method:?} (read as a queue: {as_a_queue})");
+        }
+    }
+    leaks.assert_no_leak();
+}
+
+/// Both ends of one pipe in one message note the same handle read (the object's offset,
+/// generation and seal): the first end, read, is matched with its read, and the second,
+/// never reached, is given back, its side's count with it.
+#[test]
+fn of_both_ends_in_one_message_the_one_not_reached_is_given_back() {
+    let leaks = leak_check(LIMIT);
+    for through_a_queue in [false, true] {
+        let (x, y) = Pipe::<u32>::new().unwrap();
+        let kept = x.clone();
+        let message = Misread::<(Connection<u32>, Connection<u32>), Connection<u32>, false>::new((x, y));
+        if through_a_queue {
+            let queue = Queue::new().unwrap();
+            queue.put(message).unwrap();
+            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "the decoding refuses");
+        } else {
+            let (a, b) = Pipe::new().unwrap();
+            a.send(message).unwrap();
+            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "the decoding refuses");
+        }
+        let got = kept.recv_timeout(Duration::from_secs(10));
+        assert_eq!(got, Err(RecvTimeoutError::Disconnected), "through a queue: {through_a_queue}");
+    }
+    leaks.assert_no_leak();
+}

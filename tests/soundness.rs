@@ -199,8 +199,8 @@ mod handles {
         let _check = leak_check(LIMIT);
         {
             let (a, b) = Pipe::<u8>::new().unwrap();
-            // A pipe end is its object's handle and the side's number.
-            let bytes = capture_as::<_, (WireCopy, u8)>(b.clone());
+            // A pipe end is its object's handle, its side marked in the kind (side37).
+            let bytes = capture_as::<_, WireCopy>(b.clone());
             let first = replay_as::<Connection<u8>>(&bytes).expect("the first delivery is genuine");
             assert!(replay_as::<Connection<u8>>(&bytes).is_err(), "a second delivery must be refused");
             drop(b);

@@ -50,8 +50,8 @@ impl ShmObject for PipeState {
 impl Sided for PipeState {
     const SIDES: usize = 2;
 
-    fn side_holders(&self, side: usize) -> &Holders {
-        &self.ends[side]
+    fn side_tables(&self) -> &[Holders] {
+        &self.ends
     }
 
     fn side_gone(&self, side: usize) {

@@ -1181,6 +1181,21 @@ impl Holders {
     /// [`Holders::receive`]). Without one, called once the message is taken, as a settle
     /// (a consumer killed before leaves the count to the next reader).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
+        self.discard_as(heap, generation, receipt, false);
+    }
+
+    /// [`Holders::discard`] for a side's table (no generation of its own: the caller pins
+    /// its object's), whose last count is taken all the same: a side frees nothing, and
+    /// never comes back. A side so left with no handle anywhere has its table released,
+    /// and nobody tells its object (the caller does not know its type): its other sides
+    /// learn it when they next look at its holders. (side37: a side's count stayed in
+    /// flight for ever, and the other end of a pipe never saw the end of its stream.)
+    pub(crate) fn discard_side(&self, heap: &Heap, receipt: Option<Receipt>) {
+        self.discard_as(heap, 0, receipt, true);
+    }
+
+    /// [`Holders::discard`], and [`Holders::discard_side`] with `side`.
+    fn discard_as(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>, side: bool) {
         if receipt.is_some_and(|r| r.carrier().is_some()) {
             // Its count stays in its carrier's entry, whose undo lets go of it (and frees
             // the object, whose type it knows).
@@ -1196,10 +1211,16 @@ impl Holders {
         if self.unreserved(heap) == 0 || !self.take_count() {
             return;
         }
-        if self.unheld(heap) {
+        if self.unheld(heap) && !side {
             self.flight.fetch_add(1, Ordering::Relaxed);
-        } else if let Some(receipt) = receipt {
+            return;
+        }
+        if let Some(receipt) = receipt {
             receipts::write(receipt);
+        }
+        if side {
+            // Released when nothing holds the side any more: nothing to free.
+            self.finish(heap);
         }
     }
 

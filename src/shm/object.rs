@@ -64,9 +64,17 @@ pub(crate) mod kind {
 
 const TAG: u64 = 0x4f42_4a00_0000_0000; // "OBJ\0"
 
+/// The bits of a header's tag that say where a [`Sided`] object's side tables are, for a
+/// process that does not know its type ([`Header::side_table`]): 0 for an object without
+/// sides; else how many sides (bits 28 to 31) and the offset from the object's start of
+/// the first side's table in 8-byte words (bits 16 to 27; the others follow it,
+/// [`Sided::side_tables`]). The kind takes the 16 bits below.
+const SIDE_TABLES: u64 = 0xffff_0000;
+
 /// The header in front of every shared object.
 #[repr(C)]
 struct Header {
+    /// [`TAG`], [`SIDE_TABLES`] and the kind.
     tag: AtomicU64,
     len: AtomicU64,
     /// Given at creation from the family's counter; never reused.
@@ -74,6 +82,17 @@ struct Header {
     /// The keyed hash of what the object is (see the module docs); 0 once released.
     seal: AtomicU64,
     holders: Holders,
+}
+
+impl Header {
+    /// The offset, from the object's start, of the holder table of side `side`, if the
+    /// object has that side (see [`SIDE_TABLES`], set by [`Side::split`] before the object
+    /// is shared).
+    fn side_table(&self, side: usize) -> Option<u64> {
+        let tables = (self.tag.load(Ordering::Acquire) & SIDE_TABLES) >> 16;
+        let (sides, first) = (tables >> 12, (tables & 0xfff) * 8);
+        (side < sides as usize).then(|| first + (side * std::mem::size_of::<Holders>()) as u64)
+    }
 }
 
 /// A fingerprint of the type `T`: the same in every process of one binary, different for
@@ -450,7 +469,13 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
     }
 }
 
-/// The message a handle is written as.
+/// The message a handle is written as. A [`Side`]'s is its object's, with `1 + side` in the
+/// upper half of `kind` ([`SIDE_SHIFT`]): one wire names both counts the handle holds in
+/// flight, the object's and its side's, so that a process that meets it without reading it
+/// as that side (a decoding that stops before it, `unread`, or reads it as another type,
+/// [`discard_foreign`]) gives both back. (side37: a side was written as `(Wire, u8)`, and
+/// its side's count stayed in flight for ever then: the other end of a pipe never saw the
+/// end of its stream.)
 #[derive(Serialize, Deserialize)]
 pub(super) struct Wire {
     pub(super) family: u64,
@@ -461,8 +486,35 @@ pub(super) struct Wire {
     pub(super) seal: u64,
 }
 
-impl<T: ShmObject> Serialize for Shared<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+/// Where a side's wire marks its side in `kind` (every [`kind`] is below `1 << 16`).
+const SIDE_SHIFT: u32 = 16;
+
+impl Wire {
+    /// The kind of the object named, without a side's mark.
+    fn object_kind(&self) -> u32 {
+        self.kind & ((1 << SIDE_SHIFT) - 1)
+    }
+
+    /// The side a [`Side`]'s wire names; `None` for an object's own handle.
+    fn side(&self) -> Option<usize> {
+        (self.kind >> SIDE_SHIFT).checked_sub(1).map(|side| side as usize)
+    }
+
+    /// Reads a handle's wire, where a decoding through multiproc may.
+    fn read<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !codec::decoding() {
+            return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        codec::handle_read([wire.offset, wire.generation, wire.seal]);
+        Ok(wire)
+    }
+}
+
+impl<T: ShmObject> Shared<T> {
+    /// Writes this handle (its in-flight count sent, undone should the encoding fail) as
+    /// its wire, marked as side `side`'s when a [`Side`] is written.
+    fn write_wire<S: Serializer>(&self, serializer: S, side: Option<usize>) -> Result<S::Ok, S::Error> {
         if !codec::encoding() {
             return Err(codec::refuse_encoding(
                 "a multiproc handle can only be sent through multiproc (a process argument, a queue, a pipe, a pool task)",
@@ -474,7 +526,7 @@ impl<T: ShmObject> Serialize for Shared<T> {
         let header = self.header();
         Wire {
             family: Heap::get().family_id(),
-            kind: T::KIND,
+            kind: T::KIND | side.map_or(0, |side| (1 + side as u32) << SIDE_SHIFT),
             offset: off,
             generation: header.generation.load(Ordering::Relaxed),
             fingerprint: fingerprint::<T>(),
@@ -482,33 +534,39 @@ impl<T: ShmObject> Serialize for Shared<T> {
         }
         .serialize(serializer)
     }
-}
 
-impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        if !codec::decoding() {
-            return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
-        }
-        let wire = Wire::deserialize(deserializer)?;
-        codec::handle_read([wire.offset, wire.generation, wire.seal]);
+    /// Receives the object's count that `wire` holds in flight: a side's wire (one of
+    /// `sides`, which [`Side`]'s decoding receives next) or, with `sides` 0, the object's
+    /// own. A wire of another type, or a side's read as the object's own handle or the
+    /// other way round, is discarded ([`discard_foreign`]).
+    fn received<E: serde::de::Error>(wire: Wire, sides: usize) -> Result<Self, E> {
         let heap = Heap::try_get()
-            .ok_or_else(|| codec::refuse_decoding::<D::Error>("this process is not part of a multiproc family"))?;
+            .ok_or_else(|| codec::refuse_decoding::<E>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
             return Err(codec::refuse_decoding("the handle belongs to another multiproc family"));
         }
         // Where this receive writes that it took the count, in a child decoding its
         // argument (see `shm::receipts`).
         let receipt = codec::receipts().map(|block| Receipt { block, key: [wire.offset, wire.generation, 0] });
-        if wire.kind != T::KIND || wire.fingerprint != fingerprint::<T>() {
-            let kind = wire.kind;
+        let side = wire.side();
+        if wire.object_kind() != T::KIND
+            || wire.fingerprint != fingerprint::<T>()
+            || side.map_or(sides != 0, |side| side >= sides)
+        {
+            let kind = wire.object_kind();
             if receipt.is_some() {
                 // Carried or receipted: final at once, as that decoding's receives are.
                 discard_foreign(heap, &wire, receipt);
             } else {
                 discard_on_take(wire);
             }
+            let what = match side {
+                Some(side) => format!("side {side} of a kind {kind}"),
+                None => format!("a kind {kind}"),
+            };
+            let expected = if sides == 0 { "" } else { "a side of " };
             return Err(codec::refuse_decoding(format_args!(
-                "the handle is of another type (kind {kind}) than the {} (kind {}) expected",
+                "the handle is {what} object, not {expected}the {} (kind {}) expected",
                 std::any::type_name::<T>(),
                 T::KIND
             )));
@@ -559,6 +617,18 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
     }
 }
 
+impl<T: ShmObject> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.write_wire(serializer, None)
+    }
+}
+
+impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::received(Wire::read(deserializer)?, 0)
+    }
+}
+
 /// Whether `header` (at `off`) is the live object of type `T`, generation `generation`,
 /// that a handle sealed with `seal` names.
 fn sealed<T: ShmObject>(heap: &Heap, off: u64, header: &Header, generation: u64, seal: u64) -> bool {
@@ -571,7 +641,7 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
     let (kind, fingerprint, min) = what;
     let len = header.len.load(Ordering::Acquire);
     let fits = usize::try_from(len).is_ok_and(|len| len >= min && heap.contains(off, len));
-    fits && header.tag.load(Ordering::Acquire) == TAG | u64::from(kind)
+    fits && header.tag.load(Ordering::Acquire) & !SIDE_TABLES == TAG | u64::from(kind)
         && header.generation.load(Ordering::Acquire) == generation
         && header.seal.load(Ordering::Acquire) == seal
         && heap.seal(&[heap.family_id(), off, u64::from(kind), fingerprint, generation, len]) == seal
@@ -648,7 +718,8 @@ fn discard_on_take(wire: Wire) {
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
-/// (see `Holders::discard`). Forged bytes change nothing.
+/// (see `Holders::discard`), and a side's handle's count of its side first, while the
+/// object's keeps the object ([`discard_side`]). Forged bytes change nothing.
 pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>) {
     if !heap.contains(wire.offset, std::mem::size_of::<Header>()) {
         return;
@@ -657,10 +728,49 @@ pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>
     // starts with its header (`Obj` is `repr(C)`), which is atomics only, valid for any
     // bytes. Nothing is written unless the seal matches.
     let header = unsafe { &*heap.ptr(wire.offset).cast::<Header>() };
-    let what = (wire.kind, wire.fingerprint, std::mem::size_of::<Header>());
+    let what = (wire.object_kind(), wire.fingerprint, std::mem::size_of::<Header>());
     if sealed_as(heap, wire.offset, header, what, wire.generation, wire.seal) {
+        if let Some(side) = wire.side() {
+            let receipt = receipt.map(|Receipt { block, key: [off, generation, _] }| Receipt {
+                block,
+                key: [off, generation, 1 + side as u64],
+            });
+            discard_side(heap, wire, header, side, receipt);
+        }
         header.holders.discard(heap, wire.generation, receipt);
     }
+}
+
+/// Gives back the count of side `side` that `wire` (checked: the live object whose
+/// `header` is at its offset) holds in flight, its side table found through the header
+/// ([`Header::side_table`]): this process need not know the object's type. The object's
+/// own table is pinned by its generation meanwhile, as for a side's undo. A side left
+/// with no handle anywhere is released (`Holders::discard_side`) without being told
+/// (`Sided::side_gone` needs the type): its other sides learn it at their next look at its
+/// holders (a pipe's `Peer::check`, every wait's slice).
+fn discard_side(heap: &Heap, wire: &Wire, header: &Header, side: usize, receipt: Option<Receipt>) {
+    // The message's own count of the object, discarded after this, keeps it held: it can
+    // be unheld at the unpin (`Some(true)`, its table released) only for replayed bytes
+    // whose count somebody else took. Its destruction needs its type: it leaks then, never
+    // freed early.
+    let _ = header.holders.pinned(heap, wire.generation, || {
+        // Pinned: the object of the generation read now stays allocated, and is that
+        // object, until the unpin; it is the one the wire names (sealed, above) if the
+        // generation is still the wire's (the pin checks its low bits only).
+        if header.generation.load(Ordering::Acquire) != wire.generation {
+            return;
+        }
+        let Some(table) = header.side_table(side) else { return };
+        let len = header.len.load(Ordering::Acquire);
+        if table.checked_add(std::mem::size_of::<Holders>() as u64).is_none_or(|end| end > len) {
+            return;
+        }
+        // SAFETY: the object at `wire.offset` is allocated until the unpin (above), and
+        // `table`, which its side split recorded and which lies inside its length (checked
+        // above), is the offset of one of its side's holder tables: atomics only.
+        let holders = unsafe { &*heap.ptr(wire.offset + table).cast::<Holders>() };
+        holders.discard_side(heap, receipt);
+    });
 }
 
 /// Handles a failed receive of the object at `off`; says why.
@@ -736,11 +846,18 @@ impl<T: ShmObject> fmt::Debug for Embedded<T> {
 /// who holds a side is tracked apart from who keeps the object alive, so that one end can
 /// tell that the other end is gone even when both sat in the same process.
 pub(crate) trait Sided: ShmObject {
-    /// How many sides.
+    /// How many sides: 15 at most.
     const SIDES: usize;
 
+    /// The holder tables of the sides, side 0's first: a field of the object, an array of
+    /// [`Self::SIDES`] tables in its first 32 KiB (its header records where, for a process
+    /// that does not know the type: see [`SIDE_TABLES`]).
+    fn side_tables(&self) -> &[Holders];
+
     /// The holder table of side `side`.
-    fn side_holders(&self, side: usize) -> &Holders;
+    fn side_holders(&self, side: usize) -> &Holders {
+        &self.side_tables()[side]
+    }
 
     /// Called when side `side` has no handle left anywhere (none held, none in flight), or
     /// its holders were found dead; a side never comes back. May be called more than once.
@@ -758,9 +875,17 @@ impl<T: Sided> Side<T> {
     /// Turns the creator's only handle of a new object, whose side tables each hold the
     /// creator once (`Holders::new_held`), into one handle per side.
     pub(crate) fn split(shared: Shared<T>) -> Vec<Side<T>> {
+        const { assert!(T::SIDES < 16, "the header's tag keeps four bits for the number of sides") };
         for side in 0..T::SIDES {
             shared.side_holders(side).placed(Heap::get(), Self::let_go(&shared, side));
         }
+        let tables = shared.side_tables();
+        assert_eq!(tables.len(), T::SIDES, "a table a side");
+        let first = (tables.as_ptr() as usize).wrapping_sub(shared.obj.as_ptr() as usize) / 8;
+        assert!(first < 1 << 12, "the side tables in the object's first 32 KiB");
+        // Before the object is shared: a process that does not know its type finds a side's
+        // table through it (`discard_side`).
+        shared.header().tag.fetch_or(((T::SIDES as u64) << 12 | first as u64) << 16, Ordering::Relaxed);
         let mut sides = Vec::with_capacity(T::SIDES);
         for side in 1..T::SIDES {
             sides.push(Side { shared: shared.clone(), side });
@@ -901,17 +1026,16 @@ impl<T: Sided> Serialize for Side<T> {
         self.shared.side_holders(self.side).send();
         let (off, side, generation) = (self.shared.off, self.side, self.shared.generation());
         codec::on_abort([off, generation, 1 + side as u64], Self::undo_send);
-        (&self.shared, self.side as u8).serialize(serializer)
+        self.shared.write_wire(serializer, Some(self.side))
     }
 }
 
 impl<'de, T: Sided> Deserialize<'de> for Side<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (shared, side) = <(Shared<T>, u8)>::deserialize(deserializer)?;
-        let side = usize::from(side);
-        if side >= T::SIDES {
-            return Err(codec::refuse_decoding(format_args!("side {side} of an object with {} sides", T::SIDES)));
-        }
+        let wire = Wire::read(deserializer)?;
+        let side = wire.side();
+        let shared = Shared::<T>::received(wire, T::SIDES)?;
+        let side = side.expect("`received` takes only a side's wire for a side");
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
         // Carried: final at once, as the object's own receive (see `Shared`'s).
@@ -971,8 +1095,8 @@ mod tests {
     impl Sided for TwoSided {
         const SIDES: usize = 2;
 
-        fn side_holders(&self, side: usize) -> &Holders {
-            &self.ends[side]
+        fn side_tables(&self) -> &[Holders] {
+            &self.ends
         }
     }
 
@@ -1008,6 +1132,33 @@ mod tests {
         assert!(got.is_ok(), "the other object's handle is still in flight: {got:?}");
         other.sent();
         drop((got, reused, made));
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// A side's handle in a message that is dropped without being received gives back its
+    /// side's count, found without the object's type (side37: only the object's was, and
+    /// the other side saw this one alive for ever).
+    #[test]
+    fn a_sides_handle_not_received_gives_its_sides_count_back() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        // Not read at all (the unread-handle scan), then read as the object's own handle.
+        for read_as_the_object in [false, true] {
+            let mut sides = two_sided();
+            let message = codec::encode(&sides[0]).unwrap();
+            let bytes = message.bytes.clone();
+            message.sent();
+            drop(sides.remove(0));
+            assert!(sides[0].side_alive(0), "side 0 is in flight");
+            if read_as_the_object {
+                assert!(codec::decode::<Shared<TwoSided>>(&bytes).is_err(), "a side's handle");
+            } else {
+                crate::shm::give_back_unread(&bytes, &[]);
+            }
+            assert!(!sides[0].side_alive(0), "side 0 has no handle left (read as the object: {read_as_the_object})");
+            drop(sides);
+        }
         assert_eq!(heap.in_use(), before);
     }
 

@@ -6,7 +6,9 @@
 //! are alone. The structure of the rest of the message is unknown then (the type's
 //! `Deserialize` is what knows it), so the message's bytes are searched for handles
 //! instead: a handle's fields begin with the family's id, and only a genuine handle of a
-//! live object carries its keyed seal, so nothing else can be taken for one.
+//! live object carries its keyed seal, so nothing else can be taken for one. A side's
+//! handle (a pipe's end) is one such wire too, its side marked in it: its side's count is
+//! given back with its object's (`discard_foreign`).
 
 use super::Heap;
 use super::object::{Wire, discard_foreign};
