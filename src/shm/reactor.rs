@@ -6,9 +6,9 @@
 //! that the party that changes the condition bumps the word and wakes it. An async wait
 //! cannot sleep: its future registers with this module instead, and returns `Pending`.
 //!
-//! * **Registration** ([`Waiting::arm`]): the future announces itself on the `Notify`
-//!   exactly as a blocking sleeper would (`start_sleeping`: counted as a sleeper, one more
-//!   arrival), reads the word's value, hands `(word, value, waker, next check)` to a waker
+//! * **Registration** ([`Waiting::arm`]): the future reads the word's value and announces
+//!   itself on the `Notify` exactly as a blocking sleeper would (`start_sleeping`: counted
+//!   as a sleeper, one more arrival), hands `(word, value, waker, next check)` to a waker
 //!   thread, and then tests its condition once more before returning `Pending`. A notifier
 //!   that changed the condition before the announcement is seen by that test; one after it
 //!   bumps the word, so the waker thread's `futex_waitv` returns at once or is woken.
@@ -552,5 +552,86 @@ impl<W: super::Watch> super::Watch for CheckNow<'_, W> {
 
     fn check(&self) -> Result<(), W::Gone> {
         self.watch.check()
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::mpsc;
+    use std::task::{Poll, Wake};
+
+    use super::*;
+    use crate::shm::wait::START_SLEEPING_MIDWAY;
+
+    /// Generous: only a lost wake-up makes these tests wait that long.
+    pub(in crate::shm) const LIMIT: Duration = Duration::from_secs(60);
+
+    /// One scene at a time: another test's registration would move the waker thread
+    /// behind the sleeper in the futex queue.
+    pub(in crate::shm) static SCENES: Mutex<()> = Mutex::new(());
+
+    /// `value` moved into the family heap (a waker thread watches only words there), for the
+    /// life of the process: a type of atomics only.
+    pub(in crate::shm) fn leak_in_heap<T>(value: T) -> &'static T {
+        // Not while another unit test compares `Heap::in_use` before and after.
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let offset = heap.alloc(size_of::<T>()).expect("heap space");
+        let ptr = heap.ptr(offset).cast::<T>();
+        // SAFETY: a fresh 64-byte aligned block of the family heap, big enough for `T`,
+        // which stays mapped for the life of the process and is never freed here; `T` is
+        // all atomics, valid for whatever another process writes.
+        unsafe {
+            ptr.write(value);
+            &*ptr
+        }
+    }
+
+    /// Sends on each wake.
+    pub(in crate::shm) struct Signal(Mutex<mpsc::Sender<()>>);
+
+    impl Signal {
+        /// A waker that sends on each wake, and where it sends.
+        pub(in crate::shm) fn waker() -> (Waker, mpsc::Receiver<()>) {
+            let (tx, rx) = mpsc::channel();
+            (Waker::from(Arc::new(Signal(Mutex::new(tx)))), rx)
+        }
+    }
+
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            let _ = lock(&self.0).send(());
+        }
+    }
+
+    /// A future arms on `notify` while a notifier's change comes and is taken back by
+    /// another waiter (between the two steps of its announcement); then a change it can
+    /// use. Before, the future's word had been read after the announcement, so after the
+    /// first change's bump, which served its arrival: the second change found nobody owed
+    /// a wake-up and did not bump, and the future waited for its liveness check (review38
+    /// M2; here ten `LIMIT`s away).
+    #[test]
+    fn a_future_is_woken_by_the_change_after_one_taken_back_while_it_armed() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let notify = leak_in_heap(Notify::new());
+        let permits: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+        let take = || permits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| p.checked_sub(1)).ok();
+        let give = || {
+            permits.fetch_add(1, Ordering::SeqCst);
+            notify.notify(1);
+        };
+        START_SLEEPING_MIDWAY.set(Some(Box::new(move || {
+            give();
+            assert!(take().is_some(), "another waiter takes the change");
+        })));
+        let (waker, woken) = Signal::waker();
+        let mut waiting = Waiting::first_check_after(10 * LIMIT);
+        let polled = poll_on(&mut waiting, notify, &Context::from_waker(&waker), |_| take());
+        START_SLEEPING_MIDWAY.set(None);
+        assert!(polled.is_pending());
+        give();
+        woken.recv_timeout(LIMIT).expect("the future is woken by the change");
+        let polled = poll_on(&mut waiting, notify, &Context::from_waker(&waker), |_| take());
+        assert!(matches!(polled, Poll::Ready(_)));
     }
 }
