@@ -470,7 +470,7 @@ fn midway() {
 #[cfg(test)]
 thread_local! {
     /// What other processes do between the two steps of this thread's
-    /// [`Notify::start_sleeping`] (the announcement and the read of the word).
+    /// [`Notify::start_sleeping`] (the read of the word and the announcement).
     pub(super) static START_SLEEPING_MIDWAY: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
         const { std::cell::RefCell::new(None) };
 }
