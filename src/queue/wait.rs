@@ -262,7 +262,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
             // Look again after announcing ourselves: a put that came before sees us asleep
             // and rings, or we see its message now.
             let now = rings.iter().any(|&i| ring_ready(i)) || fd_ready.load(Ordering::SeqCst) != 0;
-            let woken = now || sys::futex_waitv(&words, Some(deadline.slice(slice)));
+            let woken = now || sys::futex_waitv(&words, Some(deadline.slice(slice))) != sys::FutexWaitv::TimedOut;
             for &i in &rings {
                 if let Inner::Ring { ring, .. } = &sources[i] {
                     ring.readable().stop_sleeping();

@@ -456,37 +456,15 @@ impl Drop for RawGuard<'_> {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
-    use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll, Wake, Waker};
+    use std::task::{Context, Poll, Waker};
 
     use super::*;
-    use crate::shm::{Heap, Waiting};
-
-    /// Generous: only a lost wake-up makes these tests wait that long.
-    const LIMIT: Duration = Duration::from_secs(60);
+    use crate::shm::Waiting;
+    use crate::shm::reactor::tests::{LIMIT, SCENES, Signal, leak_in_heap};
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.
     fn mutex_in_heap() -> &'static RawMutex {
-        // Not while another unit test compares `Heap::in_use` before and after.
-        let _serial = crate::shm::heap_test_lock();
-        let heap = Heap::get();
-        let offset = heap.alloc(size_of::<RawMutex>()).expect("heap space");
-        let ptr = heap.ptr(offset).cast::<RawMutex>();
-        // SAFETY: a fresh 64-byte aligned block of the family heap, which stays mapped for
-        // the life of the process and is never freed here; `RawMutex` is all atomics.
-        unsafe {
-            ptr.write(RawMutex::new());
-            &*ptr
-        }
-    }
-
-    /// Sends on each wake.
-    struct Signal(Mutex<mpsc::Sender<()>>);
-
-    impl Wake for Signal {
-        fn wake(self: Arc<Self>) {
-            let _ = self.0.lock().unwrap_or_else(|e| e.into_inner()).send(());
-        }
+        leak_in_heap(RawMutex::new())
     }
 
     /// A sleeper that counts on wake-ups alone (a blocking `lock` between two liveness
@@ -520,16 +498,11 @@ mod tests {
         async_owner: Owner,
     }
 
-    /// One scene at a time: another test's registration would move the waker thread
-    /// behind the sleeper in the futex queue.
-    static SCENES: Mutex<()> = Mutex::new(());
-
     fn unlock_to_the_async_waiter() -> Scene {
         let m = mutex_in_heap();
         let holder = Owner { id: 0x7000_0001, start: 0 };
         assert!(m.try_lock(holder));
-        let (tx, woken) = mpsc::channel();
-        let waker = Waker::from(Arc::new(Signal(Mutex::new(tx))));
+        let (waker, woken) = Signal::waker();
         let async_owner = Owner::process();
         // No liveness check (a timer wake-up) while the scene plays.
         let mut waiting = Waiting::first_check_after(LIMIT);

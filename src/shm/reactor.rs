@@ -6,9 +6,9 @@
 //! that the party that changes the condition bumps the word and wakes it. An async wait
 //! cannot sleep: its future registers with this module instead, and returns `Pending`.
 //!
-//! * **Registration** ([`Waiting::arm`]): the future announces itself on the `Notify`
-//!   exactly as a blocking sleeper would (`start_sleeping`: counted as a sleeper, one more
-//!   arrival), reads the word's value, hands `(word, value, waker, next check)` to a waker
+//! * **Registration** ([`Waiting::arm`]): the future reads the word's value and announces
+//!   itself on the `Notify` exactly as a blocking sleeper would (`start_sleeping`: counted
+//!   as a sleeper, one more arrival), hands `(word, value, waker, next check)` to a waker
 //!   thread, and then tests its condition once more before returning `Pending`. A notifier
 //!   that changed the condition before the announcement is seen by that test; one after it
 //!   bumps the word, so the waker thread's `futex_waitv` returns at once or is woken.
@@ -20,6 +20,12 @@
 //!   starts lazily, when a future first pends; another starts only when 127 distinct words
 //!   are watched at once. Futures that wait on something in this process (a pool's
 //!   results, a thread's `Slot`) never come here: whoever fills the slot wakes them.
+//! * **A wake-up for nobody is passed on**: a waker thread sleeps in the word's futex queue
+//!   for its futures, and a notifier's `futex_wake(1)` may pick it. Withdrawing a
+//!   registration rings no bell, so the thread may still sleep on a word whose futures
+//!   were dropped or completed meanwhile; a wake-up it takes there, with no registration
+//!   that it slept for, goes on to the word's next sleeper (`Shard::run`), which the
+//!   notifier counted as served.
 //! * **Liveness**: a blocking wait checks after each sleep slice (2 ms doubling to
 //!   100 ms) that the other side still lives. A registration carries the moment of its
 //!   next check, and the waker thread wakes the future then even if its word did not
@@ -111,9 +117,14 @@ impl Shard {
 
     fn run(&self) {
         let mut due: Vec<Waker> = Vec::new();
+        // The words the last wait slept on, with the values it slept on, and how it ended.
+        let mut slept_on: Vec<(Word, u32)> = Vec::new();
+        let mut ended = sys::FutexWaitv::TimedOut;
         loop {
             let bell = self.bell.load(Ordering::SeqCst);
-            let mut words: Vec<(&AtomicU32, u32)> = Vec::with_capacity(WORDS_PER_THREAD + 1);
+            let took = wake_ups_taken(&slept_on, ended);
+            // Whether a future the last wait slept for gets the wake-up taken on `took[i]`.
+            let mut handed = vec![false; took.len()];
             let mut next: Option<Instant> = None;
             {
                 let mut state = lock(&self.state);
@@ -121,7 +132,15 @@ impl Shard {
                 let ShardState { registrations, words: counts } = &mut *state;
                 registrations.retain(|_, r| {
                     let changed = r.word.is_some_and(|w| w.0.load(Ordering::SeqCst) != r.seen);
-                    if changed || r.check_at <= now {
+                    // The wake-up taken on its word is this registration's if the wait
+                    // slept on the value it saw, even where the word is back at that
+                    // value (a mutex unlocked and locked again).
+                    let slept_for =
+                        r.word.and_then(|w| took.iter().position(|&(t, seen)| t.key() == w.key() && seen == r.seen));
+                    if changed || r.check_at <= now || slept_for.is_some() {
+                        if let Some(i) = slept_for {
+                            handed[i] = true;
+                        }
                         if let Some(w) = r.word {
                             release_word(counts, w.key());
                         }
@@ -131,23 +150,53 @@ impl Shard {
                     next = Some(next.map_or(r.check_at, |n| n.min(r.check_at)));
                     true
                 });
+                slept_on.clear();
                 let mut listed = std::collections::HashSet::new();
                 for r in registrations.values() {
                     if let Some(w) = r.word
                         && listed.insert(w.key())
                     {
-                        words.push((w.0, r.seen));
+                        slept_on.push((w, r.seen));
                     }
                 }
             }
             for waker in due.drain(..) {
                 waker.wake();
             }
+            // A wake-up taken for no registration here (its future was dropped or
+            // completed after this thread began to sleep, and withdrawing rings no bell)
+            // was meant for another sleeper on the word, whose arrival its notifier counts
+            // as served: a blocking sleeper queued behind this thread would otherwise wait
+            // out its slice, and every later notification would skip it (review38 M1).
+            // Passed on where the wait may have taken none, it costs a sleeper a look.
+            for (&(word, _), handed) in took.iter().zip(handed) {
+                if !handed {
+                    sys::futex_wake(word.0, 1);
+                }
+            }
+            let mut words: Vec<(&AtomicU32, u32)> = Vec::with_capacity(slept_on.len() + 1);
+            words.extend(slept_on.iter().map(|&(w, seen)| (w.0, seen)));
             words.push((&self.bell, bell));
             let timeout = next.map(|n| n.saturating_duration_since(Instant::now()));
-            sys::futex_waitv(&words, Some(timeout.unwrap_or(Duration::from_secs(60))));
+            ended = sys::futex_waitv(&words, Some(timeout.unwrap_or(Duration::from_secs(60))));
         }
     }
+}
+
+/// The words of a wait that ended `ended` (`slept_on` and the bell after them) on which it
+/// may have taken a wake-up, with the values it slept on: the word the kernel named, and
+/// every other that changed meanwhile, since the kernel names one of the words woken
+/// before the thread ran, any one. None when it took no wake-up.
+fn wake_ups_taken(slept_on: &[(Word, u32)], ended: sys::FutexWaitv) -> Vec<(Word, u32)> {
+    let sys::FutexWaitv::Woken(named) = ended else {
+        return Vec::new();
+    };
+    slept_on
+        .iter()
+        .enumerate()
+        .filter(|&(i, &(word, seen))| i == named || word.0.load(Ordering::SeqCst) != seen)
+        .map(|(_, &taken)| taken)
+        .collect()
 }
 
 fn release_word(counts: &mut HashMap<usize, usize>, key: usize) {
@@ -552,5 +601,119 @@ impl<W: super::Watch> super::Watch for CheckNow<'_, W> {
 
     fn check(&self) -> Result<(), W::Gone> {
         self.watch.check()
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::mpsc;
+    use std::task::{Poll, Wake};
+
+    use super::*;
+    use crate::shm::wait::START_SLEEPING_MIDWAY;
+
+    /// Generous: only a lost wake-up makes these tests wait that long.
+    pub(in crate::shm) const LIMIT: Duration = Duration::from_secs(60);
+
+    /// One scene at a time: another test's registration would move the waker thread
+    /// behind the sleeper in the futex queue.
+    pub(in crate::shm) static SCENES: Mutex<()> = Mutex::new(());
+
+    /// `value` moved into the family heap (a waker thread watches only words there), for the
+    /// life of the process: a type of atomics only.
+    pub(in crate::shm) fn leak_in_heap<T>(value: T) -> &'static T {
+        // Not while another unit test compares `Heap::in_use` before and after.
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let offset = heap.alloc(size_of::<T>()).expect("heap space");
+        let ptr = heap.ptr(offset).cast::<T>();
+        // SAFETY: a fresh 64-byte aligned block of the family heap, big enough for `T`,
+        // which stays mapped for the life of the process and is never freed here; `T` is
+        // all atomics, valid for whatever another process writes.
+        unsafe {
+            ptr.write(value);
+            &*ptr
+        }
+    }
+
+    /// Sends on each wake.
+    pub(in crate::shm) struct Signal(Mutex<mpsc::Sender<()>>);
+
+    impl Signal {
+        /// A waker that sends on each wake, and where it sends.
+        pub(in crate::shm) fn waker() -> (Waker, mpsc::Receiver<()>) {
+            let (tx, rx) = mpsc::channel();
+            (Waker::from(Arc::new(Signal(Mutex::new(tx)))), rx)
+        }
+    }
+
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            let _ = lock(&self.0).send(());
+        }
+    }
+
+    /// A future on `notify` pends (its waker thread sleeps on the word first) and is
+    /// dropped (a runtime's timeout) before anything changed; then a blocking sleeper
+    /// comes, behind the waker thread in the futex queue, and a notifier wakes one sleeper.
+    /// Before, the waker thread took that wake-up, for no registration, and the sleeper,
+    /// its arrival counted as served, slept on (review38 M1): a blocking wait until its
+    /// slice ended (up to 100 ms, and every later notification skipped it meanwhile), here
+    /// until `LIMIT`. A future that completes at its attempt after arming leaves its
+    /// registration the same way.
+    #[test]
+    fn a_wake_up_the_waker_thread_of_a_dropped_future_took_reaches_the_sleeper_behind_it() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let notify = leak_in_heap(Notify::new());
+        // No liveness check (a timer wake-up) while the scene plays.
+        let mut waiting = Waiting::first_check_after(LIMIT);
+        waiting.arm(notify, &Context::from_waker(Waker::noop()));
+        assert!(waiting.registered.is_some(), "a waker thread watches the word");
+        // Ordering only (the futex queue is first come, first woken), nothing measured.
+        std::thread::sleep(Duration::from_millis(50));
+        drop(waiting);
+        let (tx, slept) = mpsc::channel();
+        std::thread::spawn(move || {
+            // A sleeper that counts on its wake-up alone (none of a blocking wait's slices).
+            let (word, seen) = notify.start_sleeping();
+            let how = sys::futex_wait(word, seen, Some(LIMIT));
+            notify.stop_sleeping();
+            let _ = tx.send(how);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        notify.notify(1);
+        let how = slept.recv().expect("the sleeper's sleep ends");
+        assert_ne!(how, sys::FutexWait::TimedOut, "the waker thread kept the wake-up meant for the sleeper");
+    }
+
+    /// A future arms on `notify` while a notifier's change comes and is taken back by
+    /// another waiter (between the two steps of its announcement); then a change it can
+    /// use. Before, the future's word had been read after the announcement, so after the
+    /// first change's bump, which served its arrival: the second change found nobody owed
+    /// a wake-up and did not bump, and the future waited for its liveness check (review38
+    /// M2; here ten `LIMIT`s away).
+    #[test]
+    fn a_future_is_woken_by_the_change_after_one_taken_back_while_it_armed() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let notify = leak_in_heap(Notify::new());
+        let permits: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+        let take = || permits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| p.checked_sub(1)).ok();
+        let give = || {
+            permits.fetch_add(1, Ordering::SeqCst);
+            notify.notify(1);
+        };
+        START_SLEEPING_MIDWAY.set(Some(Box::new(move || {
+            give();
+            assert!(take().is_some(), "another waiter takes the change");
+        })));
+        let (waker, woken) = Signal::waker();
+        let mut waiting = Waiting::first_check_after(10 * LIMIT);
+        let polled = poll_on(&mut waiting, notify, &Context::from_waker(&waker), |_| take());
+        START_SLEEPING_MIDWAY.set(None);
+        assert!(polled.is_pending());
+        give();
+        woken.recv_timeout(LIMIT).expect("the future is woken by the change");
+        let polled = poll_on(&mut waiting, notify, &Context::from_waker(&waker), |_| take());
+        assert!(matches!(polled, Poll::Ready(_)));
     }
 }

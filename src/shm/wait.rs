@@ -290,13 +290,19 @@ impl Notify {
     /// while: a producer putting message after message would make a system call for each,
     /// waking nobody (eight consumers on two processors made a system call per message).
     /// So each wake-up serves one arrival, and arrivals already served are not woken
-    /// again: each of them either was in the kernel and got its wake-up (the kernel wakes
-    /// one queued sleeper per wake-up while there is one), or had read the sequence number
-    /// before it was bumped (its sleep returns at once), or announced itself after this
-    /// notifier's fence (its own test sees the change; [`Notify::wake`] has no fence: its
-    /// sleepers re-test under the lock the notifier held, which orders them instead). Arrivals of sleepers that left
-    /// unserved (a sleep slice that ran out) are owed nothing beyond the sleepers there
-    /// now, so a long wait's many slices cost no run of empty wake-ups.
+    /// again. That is sound because every sleeper reads the sequence number *before* it
+    /// announces itself ([`Notify::wait`], [`Notify::start_sleeping`]): an arrival that a
+    /// notifier counts read the number before that notifier's bump, so its sleep either
+    /// returns at once or was queued in the kernel before the bump, and the kernel wakes
+    /// one queued sleeper per wake-up while there is one (a waker thread that takes one
+    /// for a future no longer there passes it on: `reactor`'s `Shard::run`). A sleeper
+    /// that read the number after announcing itself could read the very bump that served
+    /// it, and sleep through every later notification once another waiter took the change
+    /// (review38 M2). Whether a notifier sees a sleeper at all is the fence's business
+    /// (for [`Notify::wake`], which has none, the lock's under which its sleepers
+    /// re-test). Arrivals of sleepers that left unserved (a sleep slice that ran out) are
+    /// owed nothing beyond the sleepers there now, so a long wait's many slices cost no run
+    /// of empty wake-ups.
     #[inline]
     pub(crate) fn notify(&self, n: u32) {
         // Pairs with the sleeper's `sleepers += 1; test the condition`: either the
@@ -378,8 +384,12 @@ impl Notify {
     /// and returns the word and the value to sleep on. Re-test the conditions after this
     /// and before sleeping, and call [`Notify::stop_sleeping`] after.
     pub(crate) fn start_sleeping(&self) -> (&AtomicU32, u32) {
+        // The value first, as `wait` does (see `notify`): a notifier that counts the
+        // arrival bumps the word after this read. A bump in between costs one look.
+        let seen = self.seq.load(Ordering::SeqCst);
+        midway();
         self.arrive();
-        (&self.seq, self.seq.load(Ordering::SeqCst))
+        (&self.seq, seen)
     }
 
     /// Ends what [`Notify::start_sleeping`] began.
@@ -442,15 +452,58 @@ impl Notify {
     }
 }
 
+/// Runs a unit test's moves of other processes between the two steps of this thread's
+/// [`Notify::start_sleeping`].
+#[inline(always)]
+fn midway() {
+    #[cfg(test)]
+    START_SLEEPING_MIDWAY.with(|moves| {
+        // Not from inside the moves themselves.
+        if let Ok(mut moves) = moves.try_borrow_mut()
+            && let Some(moves) = moves.as_mut()
+        {
+            moves();
+        }
+    });
+}
+
+#[cfg(test)]
+thread_local! {
+    /// What other processes do between the two steps of this thread's
+    /// [`Notify::start_sleeping`] (the read of the word and the announcement).
+    pub(super) static START_SLEEPING_MIDWAY: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+    use std::sync::atomic::Ordering;
 
-    use super::Notify;
+    use super::{Notify, START_SLEEPING_MIDWAY};
 
     thread_local! {
         /// Wake-up system calls made by this thread's `notify` calls.
         pub(super) static WAKE_CALLS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A notification that comes while a sleeper of a wait over several objects (or a
+    /// future) announces itself serves it a wake-up only if the word it sleeps on moves
+    /// after that wake-up's bump (review38 M2): a word read after the announcement may
+    /// already hold the bump, and then the sleeper waits for a change no later
+    /// notification makes (they find its arrival served), until its sleep slice ends.
+    #[test]
+    fn an_announced_sleepers_word_changes_at_the_next_notification() {
+        let n: &'static Notify = Box::leak(Box::new(Notify::new()));
+        // A notifier's change, taken back by another waiter, while this one announces.
+        START_SLEEPING_MIDWAY.set(Some(Box::new(|| n.notify(1))));
+        let (word, seen) = n.start_sleeping();
+        START_SLEEPING_MIDWAY.set(None);
+        // The next change.
+        n.notify(1);
+        let now = word.load(Ordering::SeqCst);
+        n.stop_sleeping();
+        assert_ne!(now, seen, "the sleeper would sleep through the notification meant for it");
     }
 
     fn wake_calls() -> u64 {

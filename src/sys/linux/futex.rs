@@ -41,15 +41,28 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
     futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32)).unwrap_or(0)
 }
 
+/// How a [`futex_waitv`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FutexWaitv {
+    /// A wake-up was taken on `words[i]`, and maybe on others: when several words are
+    /// woken before the sleeper runs, the kernel names one of them, any one.
+    Woken(usize),
+    /// A word no longer held its expected value when the wait began; no wake-up taken.
+    Changed,
+    /// The timeout passed; no wake-up taken.
+    TimedOut,
+    /// A signal, or no `futex_waitv` (Linux before 5.16: after a short sleep): look again.
+    Interrupted,
+}
+
 /// Sleeps until one of `words` no longer holds its expected value, or the timeout passes.
 ///
-/// Returns `true` when woken or when a word had already changed, `false` on timeout.
 /// Needs Linux 5.16 (`futex_waitv`); on older kernels it sleeps for the timeout in short
 /// slices so that callers still make progress by polling.
-pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> bool {
+pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> FutexWaitv {
     if words.is_empty() {
         std::thread::sleep(timeout.unwrap_or(Duration::from_millis(10)));
-        return false;
+        return FutexWaitv::TimedOut;
     }
     let waits: Vec<futex::Wait> = words
         .iter()
@@ -68,13 +81,14 @@ pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)], timeout: Option<Duration>
         timespec(now + d)
     });
     match futex::waitv(&waits, futex::WaitvFlags::empty(), abs.as_ref(), futex::ClockId::Monotonic) {
-        Ok(_) => true,
-        Err(Errno::AGAIN) => true,
-        Err(Errno::TIMEDOUT) => false,
+        Ok(i) => FutexWaitv::Woken(i),
+        Err(Errno::AGAIN) => FutexWaitv::Changed,
+        Err(Errno::TIMEDOUT) => FutexWaitv::TimedOut,
         Err(Errno::NOSYS) => {
             std::thread::sleep(timeout.unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(1)));
-            true
+            FutexWaitv::Interrupted
         }
-        Err(_) => true,
+        // EINTR, and anything else the kernel might say: the caller looks again.
+        Err(_) => FutexWaitv::Interrupted,
     }
 }
