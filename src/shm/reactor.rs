@@ -605,7 +605,7 @@ impl<W: super::Watch> super::Watch for CheckNow<'_, W> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use std::sync::mpsc;
     use std::task::{Poll, Wake};
 
@@ -616,8 +616,9 @@ pub(super) mod tests {
     pub(in crate::shm) const LIMIT: Duration = Duration::from_secs(60);
 
     /// One scene at a time: another test's registration would move the waker thread
-    /// behind the sleeper in the futex queue.
-    pub(in crate::shm) static SCENES: Mutex<()> = Mutex::new(());
+    /// behind the sleeper in the futex queue. Every lib test that registers a future takes
+    /// it too.
+    pub(crate) static SCENES: Mutex<()> = Mutex::new(());
 
     /// `value` moved into the family heap (a waker thread watches only words there), for the
     /// life of the process: a type of atomics only.

@@ -944,6 +944,9 @@ mod tests {
     /// a slice, or be between its two counts, when the release asks (review38 L1).
     #[test]
     fn a_release_wakes_a_sleeper_announced_before_it() {
+        // Its future's registration would ring a waker thread that a scene of
+        // `shm::reactor`'s tests needs where it is in the futex queue.
+        let _one = crate::shm::reactor::tests::SCENES.lock().unwrap_or_else(|e| e.into_inner());
         let sem = Semaphore::new(0).unwrap();
         let changed = &sem.core.shared.changed;
         let _ = changed.start_sleeping();
