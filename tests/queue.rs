@@ -2036,10 +2036,14 @@ impl<'de> Deserialize<'de> for Chameleon {
     }
 }
 
-fn get_as_another_type_armed(args: (Queue<(Chameleon, RawValue<u64>)>, String)) {
-    let (q, point) = args;
-    READ_AS_ANOTHER_TYPE.store(true, std::sync::atomic::Ordering::Relaxed);
-    multiproc::__private::crash_at(&point);
+/// Gets a `Chameleon` message, its first value read as another type if `another_type`,
+/// armed at `point` (if any).
+fn get_chameleon_armed(args: (Queue<(Chameleon, RawValue<u64>)>, bool, Option<String>)) {
+    let (q, another_type, point) = args;
+    READ_AS_ANOTHER_TYPE.store(another_type, std::sync::atomic::Ordering::Relaxed);
+    if let Some(point) = point {
+        multiproc::__private::crash_at(&point);
+    }
     let _ = q.get();
 }
 
@@ -2057,10 +2061,8 @@ fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_messag
             // Kept here too: the discard of an object's last reference leaves its count.
             let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
             q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
-            let consumer = Process::new(get_as_another_type_armed, (q.clone(), "holders.receive.locked".to_string()))
-                .start_method(method)
-                .start()
-                .unwrap();
+            let armed = (q.clone(), true, Some("holders.receive.locked".to_string()));
+            let consumer = Process::new(get_chameleon_armed, armed).start_method(method).start().unwrap();
             assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die in its receive");
             match q.get_timeout(Duration::from_secs(30)) {
                 Ok((Chameleon(Some(first)), second)) => assert_eq!((first.get(), second.get()), (5, 6), "{method:?}"),
@@ -2069,6 +2071,33 @@ fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_messag
             }
             assert!(q.is_empty(), "{method:?}");
             drop((five, six));
+        }
+        leaks.assert_no_leak();
+    }
+}
+
+/// review37 L1: a consumer killed after reserving a handle's count (`holders.receive.reserved`)
+/// leaves its reservation in its dead entry; the next reader reads that handle as another
+/// type and discards it. The discard looked for a count nobody reserved without pruning the
+/// dead first (as a pending receive does): it found none, took nothing, and the count
+/// stayed in flight for ever, the object with it.
+#[test]
+fn a_discard_after_a_consumer_killed_holding_its_reservation_takes_the_count() {
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            // Kept here: the discard of an object's last reference leaves its count.
+            let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
+            q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
+            let armed = (q.clone(), false, Some("holders.receive.reserved".to_string()));
+            let killed = Process::new(get_chameleon_armed, armed).start_method(method).start().unwrap();
+            assert_eq!(killed.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die holding its reservation");
+            let reader =
+                Process::new(get_chameleon_armed, (q.clone(), true, None)).start_method(method).start().unwrap();
+            assert_eq!(reader.wait(), 0, "{method:?}");
+            assert!(q.is_empty(), "{method:?}: the reader took the message");
+            assert_eq!((five.get(), six.get()), (5, 6));
         }
         leaks.assert_no_leak();
     }

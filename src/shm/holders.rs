@@ -1192,7 +1192,12 @@ impl Holders {
         }
         let _g = self.lock_and_unpin(announced);
         // Under the lock: only a count nobody reserved (review34 M2: replayed bytes
-        // discarded could take a live consumer's).
+        // discarded could take a live consumer's). A dead consumer's reservation is given up
+        // first, as a pending receive gives it up (review37 L1: kept, the count of a handle
+        // the dead had reserved stayed in flight for ever, and its object with it).
+        if self.unreserved(heap) == 0 {
+            self.prune_dead(heap, sys::me());
+        }
         if self.unreserved(heap) == 0 || !self.take_count() {
             return;
         }
@@ -1521,8 +1526,8 @@ mod tests {
 
     /// A channel's receive reserves a count in flight and its settle takes it (stop 32): a
     /// second receive finds none unreserved, a dead receiver's reservation is given up
-    /// without touching the word, a discard takes only an unreserved count, and
-    /// `forget_in_flight` forgets only those.
+    /// without touching the word (by a receive or a discard), a discard takes only an
+    /// unreserved count, and `forget_in_flight` forgets only those.
     #[test]
     fn a_pending_receive_reserves_a_count_that_its_settle_takes() {
         let _serial = crate::shm::heap_test_lock();
@@ -1549,10 +1554,17 @@ mod tests {
         holders.send();
         holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
         holders.receive(heap, 7, true, let_go, None).unwrap();
-        assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
+        assert!(!holders.for_each(heap, |e| e.is(dead)), "the dead entry is gone");
         assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (3, 1)));
         assert!(!holders.settle(heap));
         assert_eq!(in_flight(&holders), 0);
+        // A dead receiver's reservation, given up by a discard's prune (review37 L1: kept,
+        // the count stayed in flight for ever).
+        holders.send();
+        holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
+        holders.discard(heap, 7, None);
+        assert!(!holders.for_each(heap, |e| e.is(dead)), "the dead entry is gone");
+        assert_eq!(in_flight(&holders), 0, "the discard took the count the dead had reserved");
         // An unreserved count: a discard takes it, `forget_in_flight` forgets it.
         holders.send();
         holders.send();
@@ -1605,7 +1617,7 @@ mod tests {
             forget();
             deaths += 1;
             assert_eq!(holders.deaths(), deaths, "a death forgotten by {how} was not counted");
-            assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "{how} left the dead entry");
+            assert!(!holders.for_each(heap, |e| e.is(dead)), "{how} left the dead entry");
         };
         forgotten("a waiter's check", &|| assert_eq!(holders.forget_dead(heap), 1));
         forgotten("sole_holder", &|| assert!(holders.sole_holder(heap)));
@@ -1725,7 +1737,7 @@ mod tests {
         holders.send();
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false), "the creator still holds it");
-        assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
+        assert!(!holders.for_each(heap, |e| e.is(dead)), "the dead entry is gone");
         assert_eq!(holders.flight.load(Ordering::Relaxed) & COUNT, 1, "the other message's count stays");
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         assert!(holders.leave(heap), "nothing else held it");
