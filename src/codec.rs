@@ -248,8 +248,8 @@ thread_local! {
     /// Undo actions of the handles encoded into the messages being built on this thread,
     /// a nested message's after its outer's.
     static ENCODING: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
-    /// What makes the handles received by the decoding in progress final, run last first
-    /// once the message is taken (see [`on_taken`]).
+    /// What makes the handles received by the decoding in progress final, and what waits
+    /// for that, run last first once the message is taken (see [`on_taken`]).
     static TAKEN: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
     /// The codec's per-message state (see [`State`]): one thread-local of plain `Cell`s,
     /// without a destructor, so that reaching it is one address computation and no
@@ -357,13 +357,21 @@ pub(crate) fn decoding() -> bool {
     STATE.with(|s| s.decoding.get() > 0)
 }
 
-/// Registers what makes a handle just decoded final: run when the outermost decoding
-/// ends, or, inside a [`TakeScope`], when the channel has taken the message. Until then the
-/// receive is pending: a process killed in between leaves the handle's count in flight, for
-/// the consumer that gets the message again.
+/// Registers what makes a handle just decoded final (its settle), or what must wait until
+/// then (the discard of a handle read as another type, the drain of a channel dropped while
+/// it was being received): run when the outermost decoding ends, or, inside a
+/// [`TakeScope`], when the channel has taken the message. Until then the receive is
+/// pending: a process killed in between leaves the handle's count in flight, for the
+/// consumer that gets the message again.
 pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
     TAKEN.with(|t| t.borrow_mut().push(Box::new(settle)));
     STATE.with(|s| s.taken_any.set(true));
+}
+
+/// Whether this thread has registered [`on_taken`] actions not yet run: a decoding or a
+/// take in progress received (or discarded) a handle that is not final yet. One flag's test.
+pub(crate) fn settles_pending() -> bool {
+    STATE.with(|s| s.taken_any.get())
 }
 
 /// What [`State::taking`] names for a take of no object (a child's argument, a pool's

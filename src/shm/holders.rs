@@ -1307,6 +1307,14 @@ impl Holders {
         forgot.map_or(0, |w| lost.min(w & COUNT) as u32)
     }
 
+    /// Whether this process is receiving a handle of the object: its entry reserves a count
+    /// in flight that no settle has taken yet (see [`Holders::receive_pending`]).
+    pub(crate) fn receiving_here(&self, heap: &Heap) -> bool {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        self.for_each(heap, |e| e.is(me) && e.pending.load(Ordering::Relaxed) > 0)
+    }
+
     /// Whether the calling process holds the only handle of the family: no other live
     /// process holds one, none is in flight, and this process holds exactly one (so no
     /// other thread of ours has a clone either).
