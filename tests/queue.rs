@@ -2076,6 +2076,35 @@ fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_messag
     }
 }
 
+/// review37 L4, the trade hold37 made: a consumer killed after its take committed
+/// (`ring.take.committed`), before the discard of the handle it read as another type and
+/// before the settle of the other one, took the message with it; the counts of both handles
+/// stay in flight, so both objects are kept for the family's life (a leak, bounded by one
+/// message's handles): never freed early, the values still there for their other holders.
+#[test]
+fn a_consumer_killed_after_its_commit_and_before_its_discard_leaks_and_frees_nothing_early() {
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
+            q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
+            let armed = (q.clone(), true, Some("ring.take.committed".to_string()));
+            let consumer = Process::new(get_chameleon_armed, armed).start_method(method).start().unwrap();
+            assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die after its commit");
+            assert!(q.is_empty(), "{method:?}: the message was taken before the kill");
+            // Through a queue and back: each object is still the one its handle names.
+            let through = Queue::new().unwrap();
+            for value in [five, six] {
+                through.put(value.clone()).unwrap();
+                assert_eq!(through.get().unwrap().get(), value.get(), "{method:?}");
+            }
+        }
+        let leaked = multiproc::__private::heap_in_use();
+        assert!(leaked > leaks.before(), "{method:?}: the counts left in flight were given back: close this gap");
+    }
+}
+
 /// review37 L1: a consumer killed after reserving a handle's count (`holders.receive.reserved`)
 /// leaves its reservation in its dead entry; the next reader reads that handle as another
 /// type and discards it. The discard looked for a count nobody reserved without pruning the
