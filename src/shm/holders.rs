@@ -33,16 +33,19 @@
 //!   between that take and its entry's record: its message's handle was lost, "received
 //!   already".) A handle decoded as another type is discarded at the same point, once the
 //!   message is taken, and a receiver's own reservations are its own handles in the
-//!   liveness answers it asks, not counts in flight. A kill after the message was taken and
-//!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
-//!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
-//!   its worker is dead and its inbox drained) forgets the lost count
-//!   ([`Holders::forget_in_flight`]). A child's argument and a pool's chunk are the
-//!   exception: their handles travel counted in the entries of a *carrier* (the argument's
-//!   token, the chunk's `Carrier`: `shm::receipts`), the receiver's take moves each into
-//!   its own entry under the lock, final at once (never pending), and the carrier's undo
-//!   lets go of what is left once the receiver is done or dead: exact, and the child's
-//!   death releases those it took as any held handle.
+//!   liveness answers it asks, not counts in flight; a channel whose last handle is dropped
+//!   while it is being received drains once its message is taken (`Shared::once_received`).
+//!   A kill after the message was taken and before the settle leaks the objects, never
+//!   frees them early (the window: the consumers' unlock and a few stores, and for a
+//!   discard the message's later settles too, which run first and may free objects); a
+//!   sender that knows its message is gone (a pool's chunk blob, once its worker is dead
+//!   and its inbox drained) forgets the lost count ([`Holders::forget_in_flight`]). A
+//!   child's argument and a pool's chunk are the exception: their handles travel counted
+//!   in the entries of a *carrier* (the argument's token, the chunk's `Carrier`:
+//!   `shm::receipts`), the receiver's take moves each into its own entry under the lock,
+//!   final at once (never pending), and the carrier's undo lets go of what is left once the
+//!   receiver is done or dead: exact, and the child's death releases those it took as any
+//!   held handle.
 //! * A fork copies every handle of the forking process, wherever it is kept (a static, a
 //!   thread-local, the heap). Each process keeps a registry of the tables in which it has
 //!   an entry; a `Fork` start records the child, under each of those tables' locks, with
