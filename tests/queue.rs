@@ -2036,9 +2036,12 @@ impl<'de> Deserialize<'de> for Chameleon {
     }
 }
 
+/// A queue of `Chameleon` messages: the first value a consumer may read as another type.
+type Chameleons = Queue<(Chameleon, RawValue<u64>)>;
+
 /// Gets a `Chameleon` message, its first value read as another type if `another_type`,
 /// armed at `point` (if any).
-fn get_chameleon_armed(args: (Queue<(Chameleon, RawValue<u64>)>, bool, Option<String>)) {
+fn get_chameleon_armed(args: (Chameleons, bool, Option<String>)) {
     let (q, another_type, point) = args;
     READ_AS_ANOTHER_TYPE.store(another_type, std::sync::atomic::Ordering::Relaxed);
     if let Some(point) = point {
@@ -2057,7 +2060,7 @@ fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_messag
     for method in METHODS {
         let leaks = leak_check(LIMIT);
         {
-            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            let q = Chameleons::new().unwrap();
             // Kept here too: the discard of an object's last reference leaves its count.
             let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
             q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
@@ -2086,7 +2089,7 @@ fn a_consumer_killed_after_its_commit_and_before_its_discard_leaks_and_frees_not
     for method in METHODS {
         let leaks = leak_check(LIMIT);
         {
-            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            let q = Chameleons::new().unwrap();
             let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
             q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
             let armed = (q.clone(), true, Some("ring.take.committed".to_string()));
@@ -2115,7 +2118,7 @@ fn a_discard_after_a_consumer_killed_holding_its_reservation_takes_the_count() {
     for method in METHODS {
         let leaks = leak_check(LIMIT);
         {
-            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            let q = Chameleons::new().unwrap();
             // Kept here: the discard of an object's last reference leaves its count.
             let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
             q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
