@@ -1610,6 +1610,22 @@ mod tests {
         holders.discard(heap, 7, None);
         assert!(!holders.settle(heap));
         assert_eq!((in_flight(&holders), mine(heap, &holders)), (0, (1, 0)));
+        // Another live process's reservation (this test's parent stands for one): a handle
+        // besides this process's, counted through that process's entry (review37 L4).
+        let parent = sys::parent_pid();
+        let other = ProcId { pid: parent, start: sys::process_start_time(parent).expect("the parent runs") };
+        holders.send();
+        holders.join_as(heap, other, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
+        assert!(holders.others_alive(heap) && holders.other_handles(heap), "another receiver's reservation");
+        assert!(!holders.sole_holder(heap) && !holders.all_holders(heap, |p, _| p == sys::me()));
+        // That receiver's settle, then its drop, done here.
+        holders.for_each(heap, |e| {
+            if e.is(other) {
+                e.clear();
+            }
+            false
+        });
+        assert!(holders.take_count());
         assert!(holders.leave(heap), "nothing else held it");
     }
 
