@@ -259,6 +259,10 @@ thread_local! {
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
+    /// The handles the open decodings received (pending) and then refused for their message
+    /// type ([`refused_handle`]), each with the depth of the decoding that read it: empty
+    /// unless a handle was refused so.
+    static REFUSED: RefCell<Vec<(HandleRead, u32)>> = const { RefCell::new(Vec::new()) };
     /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
     /// first: empty unless takes nest (a `Deserialize` that takes from a channel).
     static OUTER_TAKES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
@@ -322,7 +326,10 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        if self.decoding.get() != 0 || self.taking.get() != 0 {
+        // A refused handle is adopted by its own decoding only (see `refused_handle`).
+        let depth = self.decoding.get();
+        REFUSED.with(|r| r.borrow_mut().retain(|&(_, at)| at <= depth));
+        if depth != 0 || self.taking.get() != 0 {
             return;
         }
         self.taken_any.set(false);
@@ -345,6 +352,35 @@ pub(crate) fn handle_read(read: HandleRead) {
             noted.push(read);
         }
     });
+}
+
+/// Notes that the decoding in progress received the handle `read` pending (its count
+/// reserved until the message is taken) and then refused it for its message type (a
+/// `Queue<u32>` read from a `Queue<String>`'s handle). serde's untagged enum tries its next
+/// variant on the same bytes: that attempt's receive adopts the reservation
+/// ([`adopt_refused`]) instead of reserving a second count for one handle, which found none
+/// ("received already", review37 M2) or took another message's.
+pub(crate) fn refused_handle(read: HandleRead) {
+    STATE.with(|s| {
+        if s.taken_any.get() {
+            let depth = s.decoding.get();
+            REFUSED.with(|r| r.borrow_mut().push((read, depth)));
+        }
+    });
+}
+
+/// Whether the decoding in progress refused the handle `read` after receiving it
+/// ([`refused_handle`]), forgotten once asked: the caller adopts its reservation.
+pub(crate) fn adopt_refused(read: HandleRead) -> bool {
+    STATE.with(|s| {
+        let depth = s.decoding.get();
+        s.taken_any.get()
+            && REFUSED.with(|r| {
+                let mut r = r.borrow_mut();
+                let found = r.iter().position(|&(key, at)| key == read && at == depth);
+                found.map(|i| r.swap_remove(i)).is_some()
+            })
+    })
 }
 
 /// Whether a message is being encoded on this thread (so handles may serialize).

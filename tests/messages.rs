@@ -483,12 +483,11 @@ enum AnyQueue {
 }
 
 /// review37 M2 (a): a handle in an untagged enum travels in any variant, not only the
-/// first one tried. Open: the `Ints` attempt receives the handle (a pending receive,
-/// reserving its message's count), then refuses the queue's message type and drops it; the
-/// `Texts` attempt's receive then finds no count unreserved, and the message fails to
-/// decode ("the handle was received already"), taken with the error.
+/// first one tried. The `Ints` attempt receives the handle (a pending receive, reserving
+/// its message's count), then refuses the queue's message type and drops it; the `Texts`
+/// attempt's receive found no count unreserved, and the message failed to decode ("the
+/// handle was received already"). It now adopts the refused attempt's reservation.
 #[test]
-#[ignore = "open (review37 M2): one handle is received once per variant an untagged enum tries"]
 fn a_handle_travels_in_a_later_variant_of_an_untagged_enum() {
     let _t = heap_user(LIMIT);
     let carrier = Queue::<AnyQueue>::new().unwrap();
@@ -505,6 +504,77 @@ fn a_handle_travels_in_a_later_variant_of_an_untagged_enum() {
         Ok(AnyQueue::Ints(_)) => panic!("a Queue<String> read as a Queue<u32>"),
         Err(e) => panic!("the second variant's handle: {e}"),
     }
+}
+
+/// review37 M2 (a), the handle's object also in other messages, and twice in one message:
+/// each copy is received once, whatever the variants tried, and the heap comes back.
+#[test]
+fn a_handle_in_a_later_variant_of_an_untagged_enum_takes_no_other_copys_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let texts = Queue::<String>::new().unwrap();
+        let carrier = Queue::<Vec<AnyQueue>>::new().unwrap();
+        let plain = Queue::<Queue<String>>::new().unwrap();
+        carrier.put(vec![AnyQueue::Texts(texts.clone()), AnyQueue::Texts(texts.clone())]).unwrap();
+        carrier.put(vec![AnyQueue::Texts(texts.clone())]).unwrap();
+        plain.put(texts.clone()).unwrap();
+        for expected in [2, 1] {
+            let got = carrier.get().unwrap();
+            assert_eq!(got.len(), expected);
+            for (i, any) in got.into_iter().enumerate() {
+                let AnyQueue::Texts(got) = any else { panic!("a Queue<String> read as a Queue<u32>") };
+                got.put(format!("{expected} {i}")).unwrap();
+                assert_eq!(texts.get().unwrap(), format!("{expected} {i}"));
+            }
+        }
+        let got = plain.get().unwrap();
+        got.put("plain".to_string()).unwrap();
+        assert_eq!(texts.get().unwrap(), "plain");
+    }
+    leaks.assert_no_leak();
+}
+
+/// Two pipe ends told apart by their message type only after the handle is received.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AnyConnection {
+    Ints(Connection<u32>),
+    Texts(Connection<String>),
+}
+
+/// review37 M2 (a) for a pipe's end: open. The end's *side* is received beside its object,
+/// and the refused attempt's side reservation is not adopted (only a queue's handle is).
+#[test]
+#[ignore = "open (review37 M2): a pipe end's refused side reservation is not adopted"]
+fn a_pipe_end_travels_in_a_later_variant_of_an_untagged_enum() {
+    let _t = heap_user(LIMIT);
+    let (a, b) = Pipe::<String>::new().unwrap();
+    let carrier = Queue::<AnyConnection>::new().unwrap();
+    carrier.put(AnyConnection::Texts(a)).unwrap();
+    match carrier.get() {
+        Ok(AnyConnection::Texts(a)) => {
+            a.send("x".to_string()).unwrap();
+            assert_eq!(b.recv().unwrap(), "x");
+        }
+        Ok(AnyConnection::Ints(_)) => panic!("a Connection<String> read as a Connection<u32>"),
+        Err(e) => panic!("the second variant's handle: {e}"),
+    }
+}
+
+fn put_text(any: AnyQueue) -> bool {
+    matches!(any, AnyQueue::Texts(q) if q.put("arg".to_string()).is_ok())
+}
+
+/// review37 M2 (a) in a child's argument: open. Its receives are final at once (carried),
+/// so the refused attempt's count is taken with it, and the next attempt finds none.
+#[test]
+#[ignore = "open (review37 M2): a carried receive refused by an untagged enum's attempt is final"]
+fn a_handle_in_a_later_variant_of_an_untagged_enum_reaches_a_child() {
+    let _t = heap_user(LIMIT);
+    let texts = Queue::<String>::new().unwrap();
+    let child = Process::new(put_text, AnyQueue::Texts(texts.clone())).start().unwrap();
+    assert!(child.join().unwrap());
+    assert_eq!(texts.get().unwrap(), "arg");
 }
 
 /// Two values of different kinds of object: the first variant's attempt refuses the handle

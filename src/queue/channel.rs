@@ -764,6 +764,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     pub(crate) fn from_shared(shared: Shared<QueueState>, flavor: Flavor) -> Result<Self, String> {
         let expected = type_tag::<T>(flavor.name());
         if shared.type_tag.load(Ordering::Relaxed) != expected {
+            shared.drop_refused();
             return Err(format!(
                 "the handle is not a {}<{}> (it was made for another handle or message type)",
                 flavor.name(),
