@@ -248,8 +248,8 @@ thread_local! {
     /// Undo actions of the handles encoded into the messages being built on this thread,
     /// a nested message's after its outer's.
     static ENCODING: RefCell<Vec<Undo>> = const { RefCell::new(Vec::new()) };
-    /// What makes the handles received by the decoding in progress final, run last first
-    /// once the message is taken (see [`on_taken`]).
+    /// What makes the handles received by the decoding in progress final, and what waits
+    /// for that, run last first once the message is taken (see [`on_taken`]).
     static TAKEN: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
     /// The codec's per-message state (see [`State`]): one thread-local of plain `Cell`s,
     /// without a destructor, so that reaching it is one address computation and no
@@ -259,6 +259,10 @@ thread_local! {
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
+    /// The handles the open decodings received (pending) and then refused for their message
+    /// type ([`refused_handle`]), each with the depth of the decoding that read it: empty
+    /// unless a handle was refused so.
+    static REFUSED: RefCell<Vec<(HandleRead, u32)>> = const { RefCell::new(Vec::new()) };
     /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
     /// first: empty unless takes nest (a `Deserialize` that takes from a channel).
     static OUTER_TAKES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
@@ -322,7 +326,10 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        if self.decoding.get() != 0 || self.taking.get() != 0 {
+        // A refused handle is adopted by its own decoding only (see `refused_handle`).
+        let depth = self.decoding.get();
+        REFUSED.with(|r| r.borrow_mut().retain(|&(_, at)| at <= depth));
+        if depth != 0 || self.taking.get() != 0 {
             return;
         }
         self.taken_any.set(false);
@@ -347,6 +354,35 @@ pub(crate) fn handle_read(read: HandleRead) {
     });
 }
 
+/// Notes that the decoding in progress received the handle `read` pending (its count
+/// reserved until the message is taken) and then refused it for its message type (a
+/// `Queue<u32>` read from a `Queue<String>`'s handle). serde's untagged enum tries its next
+/// variant on the same bytes: that attempt's receive adopts the reservation
+/// ([`adopt_refused`]) instead of reserving a second count for one handle, which found none
+/// ("received already", review37 M2) or took another message's.
+pub(crate) fn refused_handle(read: HandleRead) {
+    STATE.with(|s| {
+        if s.taken_any.get() {
+            let depth = s.decoding.get();
+            REFUSED.with(|r| r.borrow_mut().push((read, depth)));
+        }
+    });
+}
+
+/// Whether the decoding in progress refused the handle `read` after receiving it
+/// ([`refused_handle`]), forgotten once asked: the caller adopts its reservation.
+pub(crate) fn adopt_refused(read: HandleRead) -> bool {
+    STATE.with(|s| {
+        let depth = s.decoding.get();
+        s.taken_any.get()
+            && REFUSED.with(|r| {
+                let mut r = r.borrow_mut();
+                let found = r.iter().position(|&(key, at)| key == read && at == depth);
+                found.map(|i| r.swap_remove(i)).is_some()
+            })
+    })
+}
+
 /// Whether a message is being encoded on this thread (so handles may serialize).
 pub(crate) fn encoding() -> bool {
     STATE.with(|s| s.scope.get().is_some())
@@ -357,13 +393,21 @@ pub(crate) fn decoding() -> bool {
     STATE.with(|s| s.decoding.get() > 0)
 }
 
-/// Registers what makes a handle just decoded final: run when the outermost decoding
-/// ends, or, inside a [`TakeScope`], when the channel has taken the message. Until then the
-/// receive is pending: a process killed in between leaves the handle's count in flight, for
-/// the consumer that gets the message again.
+/// Registers what makes a handle just decoded final (its settle), or what must wait until
+/// then (the discard of a handle read as another type, the drain of a channel dropped while
+/// it was being received): run when the outermost decoding ends, or, inside a
+/// [`TakeScope`], when the channel has taken the message. Until then the receive is
+/// pending: a process killed in between leaves the handle's count in flight, for the
+/// consumer that gets the message again.
 pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
     TAKEN.with(|t| t.borrow_mut().push(Box::new(settle)));
     STATE.with(|s| s.taken_any.set(true));
+}
+
+/// Whether this thread has registered [`on_taken`] actions not yet run: a decoding or a
+/// take in progress received (or discarded) a handle that is not final yet. One flag's test.
+pub(crate) fn settles_pending() -> bool {
+    STATE.with(|s| s.taken_any.get())
 }
 
 /// What [`State::taking`] names for a take of no object (a child's argument, a pool's

@@ -472,3 +472,152 @@ fn a_panic_while_encoding_ends_the_encoding_and_gives_the_handles_back() {
     queue.put(1).unwrap();
     assert_eq!(queue.get().unwrap(), 1);
 }
+
+/// Two queues of the same kind of object, told apart by their message type only after
+/// the handle is received: serde tries each variant of an untagged enum on the same bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AnyQueue {
+    Ints(Queue<u32>),
+    Texts(Queue<String>),
+}
+
+/// review37 M2 (a): a handle in an untagged enum travels in any variant, not only the
+/// first one tried. The `Ints` attempt receives the handle (a pending receive, reserving
+/// its message's count), then refuses the queue's message type and drops it; the `Texts`
+/// attempt's receive found no count unreserved, and the message failed to decode ("the
+/// handle was received already"). It now adopts the refused attempt's reservation.
+#[test]
+fn a_handle_travels_in_a_later_variant_of_an_untagged_enum() {
+    let _t = heap_user(LIMIT);
+    let carrier = Queue::<AnyQueue>::new().unwrap();
+    let ints = Queue::<u32>::new().unwrap();
+    carrier.put(AnyQueue::Ints(ints.clone())).unwrap();
+    assert!(matches!(carrier.get(), Ok(AnyQueue::Ints(_))), "the first variant tried");
+    let texts = Queue::<String>::new().unwrap();
+    carrier.put(AnyQueue::Texts(texts.clone())).unwrap();
+    match carrier.get() {
+        Ok(AnyQueue::Texts(got)) => {
+            got.put("x".to_string()).unwrap();
+            assert_eq!(texts.get().unwrap(), "x");
+        }
+        Ok(AnyQueue::Ints(_)) => panic!("a Queue<String> read as a Queue<u32>"),
+        Err(e) => panic!("the second variant's handle: {e}"),
+    }
+}
+
+/// review37 M2 (a), the handle's object also in other messages, and twice in one message:
+/// each copy is received once, whatever the variants tried, and the heap comes back.
+#[test]
+fn a_handle_in_a_later_variant_of_an_untagged_enum_takes_no_other_copys_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let texts = Queue::<String>::new().unwrap();
+        let carrier = Queue::<Vec<AnyQueue>>::new().unwrap();
+        let plain = Queue::<Queue<String>>::new().unwrap();
+        carrier.put(vec![AnyQueue::Texts(texts.clone()), AnyQueue::Texts(texts.clone())]).unwrap();
+        carrier.put(vec![AnyQueue::Texts(texts.clone())]).unwrap();
+        plain.put(texts.clone()).unwrap();
+        for expected in [2, 1] {
+            let got = carrier.get().unwrap();
+            assert_eq!(got.len(), expected);
+            for (i, any) in got.into_iter().enumerate() {
+                let AnyQueue::Texts(got) = any else { panic!("a Queue<String> read as a Queue<u32>") };
+                got.put(format!("{expected} {i}")).unwrap();
+                assert_eq!(texts.get().unwrap(), format!("{expected} {i}"));
+            }
+        }
+        let got = plain.get().unwrap();
+        got.put("plain".to_string()).unwrap();
+        assert_eq!(texts.get().unwrap(), "plain");
+    }
+    leaks.assert_no_leak();
+}
+
+/// Two pipe ends told apart by their message type only after the handle is received.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AnyConnection {
+    Ints(Connection<u32>),
+    Texts(Connection<String>),
+}
+
+/// review37 M2 (a) for a pipe's end: open. The end's *side* is received beside its object,
+/// and the refused attempt's side reservation is not adopted (only a queue's handle is).
+#[test]
+#[ignore = "open (review37 M2): a pipe end's refused side reservation is not adopted"]
+fn a_pipe_end_travels_in_a_later_variant_of_an_untagged_enum() {
+    let _t = heap_user(LIMIT);
+    let (a, b) = Pipe::<String>::new().unwrap();
+    let carrier = Queue::<AnyConnection>::new().unwrap();
+    carrier.put(AnyConnection::Texts(a)).unwrap();
+    match carrier.get() {
+        Ok(AnyConnection::Texts(a)) => {
+            a.send("x".to_string()).unwrap();
+            assert_eq!(b.recv().unwrap(), "x");
+        }
+        Ok(AnyConnection::Ints(_)) => panic!("a Connection<String> read as a Connection<u32>"),
+        Err(e) => panic!("the second variant's handle: {e}"),
+    }
+}
+
+fn put_text(any: AnyQueue) -> bool {
+    matches!(any, AnyQueue::Texts(q) if q.put("arg".to_string()).is_ok())
+}
+
+/// review37 M2 (a) in a child's argument: open. Its receives are final at once (carried),
+/// so the refused attempt's count is taken with it, and the next attempt finds none.
+#[test]
+#[ignore = "open (review37 M2): a carried receive refused by an untagged enum's attempt is final"]
+fn a_handle_in_a_later_variant_of_an_untagged_enum_reaches_a_child() {
+    let _t = heap_user(LIMIT);
+    let texts = Queue::<String>::new().unwrap();
+    let child = Process::new(put_text, AnyQueue::Texts(texts.clone())).start().unwrap();
+    assert!(child.join().unwrap());
+    assert_eq!(texts.get().unwrap(), "arg");
+}
+
+/// Two values of different kinds of object: the first variant's attempt refuses the handle
+/// before it is received (another type), and registers its discard for the take's end.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AnyValue {
+    Small(multiproc::RawValue<u8>),
+    Large(multiproc::RawValue<u64>),
+}
+
+/// review37 M2 (b): the `Small` attempt's discard runs at the take's end, after the
+/// `Large` receive's settle took the message's count: it finds none left unreserved and
+/// takes nothing (hold37; before, the discard took the count at once and `Large` failed
+/// "received already").
+#[test]
+fn a_handle_refused_by_an_earlier_variant_of_an_untagged_enum_is_received_by_a_later_one() {
+    let _t = heap_user(LIMIT);
+    let value = multiproc::RawValue::new(5u64).unwrap();
+    let carrier = Queue::<AnyValue>::new().unwrap();
+    carrier.put(AnyValue::Large(value.clone())).unwrap();
+    match carrier.get() {
+        Ok(AnyValue::Large(got)) => assert_eq!(got.get(), 5),
+        Ok(AnyValue::Small(_)) => panic!("a RawValue<u64> read as a RawValue<u8>"),
+        Err(e) => panic!("the second variant's handle: {e}"),
+    }
+}
+
+/// review37 M2 (b), the object's handle in two messages: the `Small` attempt's discard,
+/// run at the take's end, takes the other message's count, whose reader then fails
+/// "received already". Open, as (a).
+#[test]
+#[ignore = "open (review37 M2): an untagged enum's refused attempt discards a count another message holds"]
+fn a_handle_refused_by_an_earlier_variant_takes_no_other_messages_count() {
+    let _t = heap_user(LIMIT);
+    let value = multiproc::RawValue::new(5u64).unwrap();
+    let carrier = Queue::<AnyValue>::new().unwrap();
+    let plain = Queue::<multiproc::RawValue<u64>>::new().unwrap();
+    carrier.put(AnyValue::Large(value.clone())).unwrap();
+    plain.put(value.clone()).unwrap();
+    assert!(matches!(carrier.get(), Ok(AnyValue::Large(_))));
+    match plain.get() {
+        Ok(got) => assert_eq!(got.get(), 5),
+        Err(e) => panic!("the other message's handle: {e}"),
+    }
+}

@@ -2036,10 +2036,17 @@ impl<'de> Deserialize<'de> for Chameleon {
     }
 }
 
-fn get_as_another_type_armed(args: (Queue<(Chameleon, RawValue<u64>)>, String)) {
-    let (q, point) = args;
-    READ_AS_ANOTHER_TYPE.store(true, std::sync::atomic::Ordering::Relaxed);
-    multiproc::__private::crash_at(&point);
+/// A queue of `Chameleon` messages: the first value a consumer may read as another type.
+type Chameleons = Queue<(Chameleon, RawValue<u64>)>;
+
+/// Gets a `Chameleon` message, its first value read as another type if `another_type`,
+/// armed at `point` (if any).
+fn get_chameleon_armed(args: (Chameleons, bool, Option<String>)) {
+    let (q, another_type, point) = args;
+    READ_AS_ANOTHER_TYPE.store(another_type, std::sync::atomic::Ordering::Relaxed);
+    if let Some(point) = point {
+        multiproc::__private::crash_at(&point);
+    }
     let _ = q.get();
 }
 
@@ -2053,14 +2060,12 @@ fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_messag
     for method in METHODS {
         let leaks = leak_check(LIMIT);
         {
-            let q = Queue::<(Chameleon, RawValue<u64>)>::new().unwrap();
+            let q = Chameleons::new().unwrap();
             // Kept here too: the discard of an object's last reference leaves its count.
             let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
             q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
-            let consumer = Process::new(get_as_another_type_armed, (q.clone(), "holders.receive.locked".to_string()))
-                .start_method(method)
-                .start()
-                .unwrap();
+            let armed = (q.clone(), true, Some("holders.receive.locked".to_string()));
+            let consumer = Process::new(get_chameleon_armed, armed).start_method(method).start().unwrap();
             assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die in its receive");
             match q.get_timeout(Duration::from_secs(30)) {
                 Ok((Chameleon(Some(first)), second)) => assert_eq!((first.get(), second.get()), (5, 6), "{method:?}"),
@@ -2072,6 +2077,166 @@ fn a_consumer_killed_after_discarding_a_handle_of_another_type_leaves_the_messag
         }
         leaks.assert_no_leak();
     }
+}
+
+/// review37 L4, the trade hold37 made: a consumer killed after its take committed
+/// (`ring.take.committed`), before the discard of the handle it read as another type and
+/// before the settle of the other one, took the message with it; the counts of both handles
+/// stay in flight, so both objects are kept for the family's life (a leak, bounded by one
+/// message's handles): never freed early, the values still there for their other holders.
+#[test]
+fn a_consumer_killed_after_its_commit_and_before_its_discard_leaks_and_frees_nothing_early() {
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Chameleons::new().unwrap();
+            let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
+            q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
+            let armed = (q.clone(), true, Some("ring.take.committed".to_string()));
+            let consumer = Process::new(get_chameleon_armed, armed).start_method(method).start().unwrap();
+            assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die after its commit");
+            assert!(q.is_empty(), "{method:?}: the message was taken before the kill");
+            // Through a queue and back: each object is still the one its handle names.
+            let through = Queue::new().unwrap();
+            for value in [five, six] {
+                through.put(value.clone()).unwrap();
+                assert_eq!(through.get().unwrap().get(), value.get(), "{method:?}");
+            }
+        }
+        let leaked = multiproc::__private::heap_in_use();
+        assert!(leaked > leaks.before(), "{method:?}: the counts left in flight were given back: close this gap");
+    }
+}
+
+/// review37 L1: a consumer killed after reserving a handle's count (`holders.receive.reserved`)
+/// leaves its reservation in its dead entry; the next reader reads that handle as another
+/// type and discards it. The discard looked for a count nobody reserved without pruning the
+/// dead first (as a pending receive does): it found none, took nothing, and the count
+/// stayed in flight for ever, the object with it.
+#[test]
+fn a_discard_after_a_consumer_killed_holding_its_reservation_takes_the_count() {
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Chameleons::new().unwrap();
+            // Kept here: the discard of an object's last reference leaves its count.
+            let (five, six) = (RawValue::new(5).unwrap(), RawValue::new(6).unwrap());
+            q.put((Chameleon(Some(five.clone())), six.clone())).unwrap();
+            let armed = (q.clone(), false, Some("holders.receive.reserved".to_string()));
+            let killed = Process::new(get_chameleon_armed, armed).start_method(method).start().unwrap();
+            assert_eq!(killed.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die holding its reservation");
+            let reader =
+                Process::new(get_chameleon_armed, (q.clone(), true, None)).start_method(method).start().unwrap();
+            assert_eq!(reader.wait(), 0, "{method:?}");
+            assert!(q.is_empty(), "{method:?}: the reader took the message");
+            assert_eq!((five.get(), six.get()), (5, 6));
+        }
+        leaks.assert_no_leak();
+    }
+}
+
+/// A message holding a handle (a queue, a pipe's end) whose `Deserialize` drops the
+/// handle it decoded: in every process (`keeper` `None`), or in any process but `keeper`,
+/// which it then aborts (a consumer killed right after the drop, before its take commits).
+struct Drops<H> {
+    handle: Option<H>,
+    keeper: Option<u32>,
+}
+
+impl<H: Serialize> Serialize for Drops<H> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.handle, self.keeper).serialize(serializer)
+    }
+}
+
+impl<'de, H: Deserialize<'de>> Deserialize<'de> for Drops<H> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (handle, keeper) = <(Option<H>, Option<u32>)>::deserialize(deserializer)?;
+        if keeper == Some(std::process::id()) {
+            return Ok(Self { handle, keeper });
+        }
+        drop(handle);
+        if keeper.is_some() {
+            std::process::abort();
+        }
+        Ok(Self { handle: None, keeper })
+    }
+}
+
+fn get_one_dropping<H: Serialize + serde::de::DeserializeOwned>(q: Queue<Drops<H>>) {
+    let _ = q.get();
+}
+
+/// Puts into `outer`, for a consumer started with `method` that drops the handle and is
+/// killed before its take commits, the last handle of a channel holding a value's handle;
+/// then takes that message again: the channel's handle, its message whole.
+fn replayed_after_a_killed_drop<H: Serialize + serde::de::DeserializeOwned + 'static>(
+    handle: H,
+    method: StartMethod,
+) -> H {
+    let outer = Queue::<Drops<H>>::new().unwrap();
+    outer.put(Drops { handle: Some(handle), keeper: Some(std::process::id()) }).unwrap();
+    let consumer = Process::new(get_one_dropping::<H>, outer.clone()).start_method(method).start().unwrap();
+    assert_eq!(consumer.wait(), -libc::SIGABRT, "{method:?}: the consumer did not die after its drop");
+    match outer.get_timeout(Duration::from_secs(30)) {
+        Ok(Drops { handle: Some(handle), .. }) => handle,
+        Ok(Drops { handle: None, .. }) => panic!("{method:?}: dropped by this process"),
+        Err(e) => panic!("{method:?}: the message left by the killed consumer: {e}"),
+    }
+}
+
+/// review37 M1: a consumer that drops a queue (or a pipe's end) it has just decoded, whose
+/// only other handle was in the message being taken, held its last handle only by a
+/// reservation, not yet settled; killed before its take commits, it leaves that message to
+/// the next reader. Its drop emptied the queue at once (the last handle's drain): the next
+/// reader got the queue without its message, lost, and the value in it leaked. The drain
+/// now waits for the commit.
+#[test]
+fn a_consumer_killed_after_dropping_a_queue_it_was_receiving_leaves_that_queue_whole() {
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let inner = Queue::<RawValue<u64>>::new().unwrap();
+            inner.put(RawValue::new(5).unwrap()).unwrap();
+            let inner = replayed_after_a_killed_drop(inner, method);
+            match inner.get_timeout(Duration::from_secs(5)) {
+                Ok(value) => assert_eq!(value.get(), 5, "{method:?}"),
+                Err(e) => panic!("{method:?}: the inner queue's message was lost: {e}"),
+            }
+            let (a, b) = Pipe::<RawValue<u64>>::new().unwrap();
+            b.send(RawValue::new(6).unwrap()).unwrap();
+            drop(b);
+            let a = replayed_after_a_killed_drop(a, method);
+            match a.recv_timeout(Duration::from_secs(5)) {
+                Ok(value) => assert_eq!(value.get(), 6, "{method:?}"),
+                Err(e) => panic!("{method:?}: the pipe's message was lost: {e}"),
+            }
+        }
+        leaks.assert_no_leak();
+    }
+}
+
+/// A queue (or a pipe) whose last handle is dropped inside the decoding that received it
+/// (only reserved then) still releases the handles in its messages (its drain, after the
+/// commit): the heap comes back whole. (Before hold37 nothing drained it: the value
+/// leaked.)
+#[test]
+fn a_queue_dropped_by_the_decoding_that_received_it_frees_what_is_in_it() {
+    let leaks = leak_check(LIMIT);
+    {
+        let outer = Queue::<Drops<Queue<RawValue<u64>>>>::new().unwrap();
+        let inner = Queue::<RawValue<u64>>::new().unwrap();
+        inner.put(RawValue::new(5).unwrap()).unwrap();
+        outer.put(Drops { handle: Some(inner), keeper: None }).unwrap();
+        assert!(matches!(outer.get(), Ok(Drops { handle: None, .. })));
+        let outer = Queue::<Drops<multiproc::Connection<RawValue<u64>>>>::new().unwrap();
+        let (a, b) = Pipe::<RawValue<u64>>::new().unwrap();
+        b.send(RawValue::new(6).unwrap()).unwrap();
+        drop(b);
+        outer.put(Drops { handle: Some(a), keeper: None }).unwrap();
+        assert!(matches!(outer.get(), Ok(Drops { handle: None, .. })));
+    }
+    leaks.assert_no_leak();
 }
 
 const FULL_INNER: &str = "MULTIPROC_TEST_QUEUE_FULL_INNER";

@@ -764,6 +764,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     pub(crate) fn from_shared(shared: Shared<QueueState>, flavor: Flavor) -> Result<Self, String> {
         let expected = type_tag::<T>(flavor.name());
         if shared.type_tag.load(Ordering::Relaxed) != expected {
+            shared.drop_refused();
             return Err(format!(
                 "the handle is not a {}<{}> (it was made for another handle or message type)",
                 flavor.name(),
@@ -1008,10 +1009,16 @@ impl<T> Clone for Channel<T> {
 impl<T> Drop for Channel<T> {
     fn drop(&mut self) {
         // The last handle anywhere: messages left unread may hold handles of their own,
-        // which must be released (decoded and dropped) before the ring's bytes go.
+        // which must be released (decoded and dropped) before the ring's bytes go. Decided
+        // once this process's receive of the queue is final.
         let ring = &self.shared.ring;
-        if ring.ever_had_handles() && !ring.is_empty() && !self.shared.other_handles() {
-            (self.drain)(&self.shared, self.tag);
+        if ring.ever_had_handles() && !ring.is_empty() {
+            let (drain, tag) = (self.drain, self.tag);
+            self.shared.once_received(move |shared| {
+                if !shared.other_handles() {
+                    drain(shared, tag);
+                }
+            });
         }
     }
 }

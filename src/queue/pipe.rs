@@ -503,12 +503,17 @@ impl<T> Connection<T> {
 
     fn drain_if_last(&self) {
         // The last handle of the pipe anywhere: unread messages may hold handles, which
-        // must be released (decoded and dropped) before the rings' bytes go.
+        // must be released (decoded and dropped) before the rings' bytes go. Decided once
+        // this process's receive of the pipe is final.
         if let Some(end) = &self.end
             && end.rings.iter().any(|r| r.ever_had_handles() && !r.is_empty())
-            && !end.shared().other_handles()
         {
-            (self.drain)(end, self.tag);
+            let (drain, tag) = (self.drain, self.tag);
+            end.shared().once_received(move |pipe| {
+                if !pipe.other_handles() {
+                    drain(pipe, tag);
+                }
+            });
         }
     }
 

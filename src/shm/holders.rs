@@ -33,16 +33,19 @@
 //!   between that take and its entry's record: its message's handle was lost, "received
 //!   already".) A handle decoded as another type is discarded at the same point, once the
 //!   message is taken, and a receiver's own reservations are its own handles in the
-//!   liveness answers it asks, not counts in flight. A kill after the message was taken and
-//!   before the settle (the consumers' unlock and a few stores) leaks the objects, never
-//!   frees them early; a sender that knows its message is gone (a pool's chunk blob, once
-//!   its worker is dead and its inbox drained) forgets the lost count
-//!   ([`Holders::forget_in_flight`]). A child's argument and a pool's chunk are the
-//!   exception: their handles travel counted in the entries of a *carrier* (the argument's
-//!   token, the chunk's `Carrier`: `shm::receipts`), the receiver's take moves each into
-//!   its own entry under the lock, final at once (never pending), and the carrier's undo
-//!   lets go of what is left once the receiver is done or dead: exact, and the child's
-//!   death releases those it took as any held handle.
+//!   liveness answers it asks, not counts in flight; a channel whose last handle is dropped
+//!   while it is being received drains once its message is taken (`Shared::once_received`).
+//!   A kill after the message was taken and before the settle leaks the objects, never
+//!   frees them early (the window: the consumers' unlock and a few stores, and for a
+//!   discard the message's later settles too, which run first and may free objects); a
+//!   sender that knows its message is gone (a pool's chunk blob, once its worker is dead
+//!   and its inbox drained) forgets the lost count ([`Holders::forget_in_flight`]). A
+//!   child's argument and a pool's chunk are the exception: their handles travel counted
+//!   in the entries of a *carrier* (the argument's token, the chunk's `Carrier`:
+//!   `shm::receipts`), the receiver's take moves each into its own entry under the lock,
+//!   final at once (never pending), and the carrier's undo lets go of what is left once the
+//!   receiver is done or dead: exact, and the child's death releases those it took as any
+//!   held handle.
 //! * A fork copies every handle of the forking process, wherever it is kept (a static, a
 //!   thread-local, the heap). Each process keeps a registry of the tables in which it has
 //!   an entry; a `Fork` start records the child, under each of those tables' locks, with
@@ -1039,6 +1042,24 @@ impl Holders {
         }
     }
 
+    /// A pending receive of the object of `generation` that adopts a reservation this
+    /// process holds already: its handle was received and then refused by the same decoding
+    /// (`codec::refused_handle`), whose settle takes the count. One handle more, as a
+    /// clone, nothing reserved. `false` when this process reserves no count of the object
+    /// (nothing changed): the caller receives as usual.
+    pub(crate) fn adopt(&self, heap: &Heap, generation: u64, let_go: LetGo) -> bool {
+        let _gate = gate();
+        let announced = self.announce(heap);
+        if self.pin(generation, false).is_err() {
+            return false;
+        }
+        let _g = self.lock_and_unpin(announced);
+        let me = sys::me();
+        // The reservation keeps the object allocated (its count in flight) until its settle.
+        self.for_each(heap, |e| e.is(me) && e.pending.load(Ordering::Relaxed) > 0)
+            && self.join_locked(heap, false, let_go).is_ok()
+    }
+
     /// [`Holders::receive`] of a handle in a message its channel has not taken yet: pinned
     /// without a take, then under the table's lock this process's entry *reserves* one of
     /// the counts in flight (its `pending`, with the handle's `count`), a count that stays
@@ -1207,7 +1228,12 @@ impl Holders {
         }
         let _g = self.lock_and_unpin(announced);
         // Under the lock: only a count nobody reserved (review34 M2: replayed bytes
-        // discarded could take a live consumer's).
+        // discarded could take a live consumer's). A dead consumer's reservation is given up
+        // first, as a pending receive gives it up (review37 L1: kept, the count of a handle
+        // the dead had reserved stayed in flight for ever, and its object with it).
+        if self.unreserved(heap) == 0 {
+            self.prune_dead(heap, sys::me());
+        }
         if self.unreserved(heap) == 0 || !self.take_count() {
             return;
         }
@@ -1321,6 +1347,14 @@ impl Holders {
             (w & PINS != PINS).then(|| w - lost.min(w & COUNT))
         });
         forgot.map_or(0, |w| lost.min(w & COUNT) as u32)
+    }
+
+    /// Whether this process is receiving a handle of the object: its entry reserves a count
+    /// in flight that no settle has taken yet (see [`Holders::receive_pending`]).
+    pub(crate) fn receiving_here(&self, heap: &Heap) -> bool {
+        let _g = RawGuard::lock(&self.lock);
+        let me = sys::me();
+        self.for_each(heap, |e| e.is(me) && e.pending.load(Ordering::Relaxed) > 0)
     }
 
     /// Whether the calling process holds the only handle of the family: no other live
@@ -1542,8 +1576,8 @@ mod tests {
 
     /// A channel's receive reserves a count in flight and its settle takes it (stop 32): a
     /// second receive finds none unreserved, a dead receiver's reservation is given up
-    /// without touching the word, a discard takes only an unreserved count, and
-    /// `forget_in_flight` forgets only those.
+    /// without touching the word (by a receive or a discard), a discard takes only an
+    /// unreserved count, and `forget_in_flight` forgets only those.
     #[test]
     fn a_pending_receive_reserves_a_count_that_its_settle_takes() {
         let _serial = crate::shm::heap_test_lock();
@@ -1570,10 +1604,17 @@ mod tests {
         holders.send();
         holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
         holders.receive(heap, 7, true, let_go, None).unwrap();
-        assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
+        assert!(!holders.for_each(heap, |e| e.is(dead)), "the dead entry is gone");
         assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (3, 1)));
         assert!(!holders.settle(heap));
         assert_eq!(in_flight(&holders), 0);
+        // A dead receiver's reservation, given up by a discard's prune (review37 L1: kept,
+        // the count stayed in flight for ever).
+        holders.send();
+        holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
+        holders.discard(heap, 7, None);
+        assert!(!holders.for_each(heap, |e| e.is(dead)), "the dead entry is gone");
+        assert_eq!(in_flight(&holders), 0, "the discard took the count the dead had reserved");
         // An unreserved count: a discard takes it, `forget_in_flight` forgets it.
         holders.send();
         holders.send();
@@ -1583,6 +1624,28 @@ mod tests {
         for _ in 0..2 {
             assert!(!holders.leave(heap));
         }
+        assert!(holders.leave(heap), "nothing else held it");
+    }
+
+    /// review37 M2: a receive adopts a reservation of this process's own (its handle
+    /// refused by the same decoding) as a clone would, and adopts nothing without one.
+    #[test]
+    fn an_adopted_reservation_is_one_handle_more_and_no_count() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
+        holders.send();
+        assert!(!holders.adopt(heap, 7, let_go), "no reservation to adopt");
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (1, 0)), "nothing changed");
+        holders.receive(heap, 7, true, let_go, None).unwrap();
+        assert!(!holders.leave(heap), "the refused handle, dropped");
+        assert!(!holders.adopt(heap, 8, let_go), "another object's");
+        assert!(holders.adopt(heap, 7, let_go));
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (2, 1)), "one handle more, the same reservation");
+        assert!(!holders.settle(heap));
+        assert_eq!((in_flight(&holders), mine(heap, &holders)), (0, (2, 0)), "one count taken, for one message");
+        assert!(!holders.leave(heap));
         assert!(holders.leave(heap), "nothing else held it");
     }
 
@@ -1608,6 +1671,22 @@ mod tests {
         holders.discard(heap, 7, None);
         assert!(!holders.settle(heap));
         assert_eq!((in_flight(&holders), mine(heap, &holders)), (0, (1, 0)));
+        // Another live process's reservation (this test's parent stands for one): a handle
+        // besides this process's, counted through that process's entry (review37 L4).
+        let parent = sys::parent_pid();
+        let other = ProcId { pid: parent, start: sys::process_start_time(parent).expect("the parent runs") };
+        holders.send();
+        holders.join_as(heap, other, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
+        assert!(holders.others_alive(heap) && holders.other_handles(heap), "another receiver's reservation");
+        assert!(!holders.sole_holder(heap) && !holders.all_holders(heap, |p, _| p == sys::me()));
+        // That receiver's settle, then its drop, done here.
+        holders.for_each(heap, |e| {
+            if e.is(other) {
+                e.clear();
+            }
+            false
+        });
+        assert!(holders.take_count());
         assert!(holders.leave(heap), "nothing else held it");
     }
 
@@ -1626,7 +1705,7 @@ mod tests {
             forget();
             deaths += 1;
             assert_eq!(holders.deaths(), deaths, "a death forgotten by {how} was not counted");
-            assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "{how} left the dead entry");
+            assert!(!holders.for_each(heap, |e| e.is(dead)), "{how} left the dead entry");
         };
         forgotten("a waiter's check", &|| assert_eq!(holders.forget_dead(heap), 1));
         forgotten("sole_holder", &|| assert!(holders.sole_holder(heap)));
@@ -1746,7 +1825,7 @@ mod tests {
         holders.send();
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false), "the creator still holds it");
-        assert!(holders.for_each(heap, |e| e.is_free() || e.is(sys::me())), "the dead entry is gone");
+        assert!(!holders.for_each(heap, |e| e.is(dead)), "the dead entry is gone");
         assert_eq!(holders.flight.load(Ordering::Relaxed) & COUNT, 1, "the other message's count stays");
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         assert!(holders.leave(heap), "nothing else held it");

@@ -326,6 +326,35 @@ impl<T: ShmObject> Shared<T> {
         }
     }
 
+    /// Runs `last` with this handle now or, while this thread is still receiving a handle of
+    /// the object (a pending receive its message's take has not settled, see
+    /// `codec::on_taken`), with a clone of it once that message is taken. For a decision a
+    /// handle's drop takes as the object's last holder (a channel's drain): until the take
+    /// commits, a handle only reserved is no handle of this process's yet, and a consumer
+    /// killed meanwhile leaves its message, and the object, to the next reader. (review37
+    /// M1: decided at once, a `Deserialize` that dropped the queue it had just decoded
+    /// drained it, and a kill before the commit left the message naming an emptied queue.)
+    pub(crate) fn once_received(&self, last: impl FnOnce(&Self) + 'static) {
+        if codec::settles_pending() && self.header().holders.receiving_here(Heap::get()) {
+            let kept = self.clone();
+            codec::on_taken(move || last(&kept));
+        } else {
+            last(self);
+        }
+    }
+
+    /// Drops this handle, which the decoding in progress has just received and refuses (a
+    /// queue made for another message type): a later attempt of the same decoding at the
+    /// same handle (an untagged enum's next variant) adopts its reservation
+    /// (`codec::refused_handle`).
+    pub(crate) fn drop_refused(self) {
+        if codec::receipts().is_none() {
+            // A pending receive: its reservation outlives this handle until the take.
+            let (off, generation, seal) = self.identity();
+            codec::refused_handle([off, generation, seal]);
+        }
+    }
+
     /// Whether this is the family's only handle to the object: no other live process
     /// holds one, none is in a message, and this process holds no other. Then nobody else
     /// can change the object. Reads `/proc`.
@@ -587,7 +616,13 @@ impl<T: ShmObject> Shared<T> {
         // Carried (a child's argument, a pool's chunk): final at once, the carrier answers
         // for the count until the take.
         let pending = receipt.is_none();
-        if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
+        // Received and refused by an earlier attempt of this decoding at the same bytes (an
+        // untagged enum's variant): its reservation, and the settle registered with it, are
+        // this handle's.
+        let adopted = pending
+            && codec::adopt_refused([wire.offset, wire.generation, wire.seal])
+            && header.holders.adopt(heap, wire.generation, let_go);
+        if !adopted && let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
             let full = matches!(e, Received::HeapFull { .. });
             if full && pending {
                 // The count stays in flight until the message is taken (the decoding fails,
@@ -597,7 +632,7 @@ impl<T: ShmObject> Shared<T> {
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
         }
-        if pending {
+        if pending && !adopted {
             // Final once the message is taken (or the decoding ends); the pending receive
             // keeps the object allocated until then.
             Self::settle_on_take(wire.offset, true);
