@@ -2939,6 +2939,49 @@ fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener() {
     );
 }
 
+const RESTART_LARGE_ENV_INNER: &str = "MULTIPROC_TEST_PROCESS_RESTART_LARGE_ENV_INNER";
+
+#[test]
+fn a_fork_server_is_started_again_under_a_large_environment_inner() {
+    if std::env::var_os(RESTART_LARGE_ENV_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    // Once before, so that the fork server runs.
+    assert_eq!(fork_server_square(2), Ok(4));
+    kill_the_fork_server();
+    // The restart's boot message carries the first server's environment: 1 MB here.
+    assert_eq!(fork_server_square(3), Ok(9));
+    // The new server's children have that environment.
+    let child = Process::new(large_env_len, ()).start_method(StartMethod::ForkServer).start().unwrap();
+    assert_eq!(child.join().unwrap(), LARGE_ENV_VARS * LARGE_ENV_VAR_LEN);
+    println!("INNER-DONE");
+}
+
+/// How many variables of how many bytes make the large environment (each below exec's
+/// limit of 128 KiB per string, 1 MB in all).
+const LARGE_ENV_VARS: usize = 10;
+const LARGE_ENV_VAR_LEN: usize = 100_000;
+
+fn large_env_len(_: ()) -> usize {
+    (0..LARGE_ENV_VARS).map(|i| std::env::var(format!("MULTIPROC_TEST_LARGE_{i}")).map_or(0, |v| v.len())).sum()
+}
+
+/// A fork server killed in a program whose environment is large (1 MB) is started again.
+/// Before (review40 O1), the restart sent its whole boot message, the environment included,
+/// on a blocking socket before the new server existed to read it: past the socket's buffer
+/// (about 200 KB) the send waited for ever, holding the listener, and every fork-server
+/// start of the family with it.
+#[test]
+fn a_fork_server_is_started_again_under_a_large_environment() {
+    let _w = watchdog(LIMIT);
+    let value = "x".repeat(LARGE_ENV_VAR_LEN);
+    let names: Vec<String> = (0..LARGE_ENV_VARS).map(|i| format!("MULTIPROC_TEST_LARGE_{i}")).collect();
+    let mut vars: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), value.as_str())).collect();
+    vars.push((RESTART_LARGE_ENV_INNER, "1"));
+    common::run_inner_test_with("a_fork_server_is_started_again_under_a_large_environment_inner", &vars);
+}
+
 const KILLED_BEFORE_ANSWER_INNER: &str = "MULTIPROC_TEST_PROCESS_KILLED_BEFORE_ANSWER_INNER";
 
 #[test]
