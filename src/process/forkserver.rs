@@ -207,6 +207,9 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     let cannot_send = |e: io::Error| why(&format_args!("cannot send its boot message: {e}"));
     let sent = sys::send_what_fits(ours.as_fd(), &framed, &fds).map_err(cannot_send)?;
     drop(listener);
+    // The listener is in flight in `theirs`'s queue, which a fork copy of `theirs` would
+    // keep as the listener's own copy would.
+    crash_point!("forkserver.restart.sent");
     let pid = family::on_lasting_thread(move || {
         // A test makes the spawn fail (as `posix_spawn` would), once the listener went with
         // the boot message: a request that connected to it meets its end unread.
