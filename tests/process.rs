@@ -2861,7 +2861,7 @@ fn a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(
     multiproc::__private::crash_disarm();
     // A later start gets a new server.
     assert_eq!(fork_server_square(5), Ok(25));
-    // A `Fork` start now runs the fork handlers the restart registered.
+    // A `Fork` start runs the fork handlers, the restart's descriptors gone.
     let child = Process::new(square, 6).start_method(StartMethod::Fork).start().unwrap();
     assert_eq!(child.join().unwrap(), 36);
     end_copy();
@@ -2987,6 +2987,114 @@ fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_boot_socket() {
     common::run_inner_test_with(
         "a_bare_fork_copy_does_not_keep_a_fork_server_restarts_boot_socket_inner",
         &[(RESTART_COPY_INNER, "bare-sent")],
+    );
+}
+
+/// A program's own prepare handler that, while `ARMED`, says so and
+/// waits until released: a fork held inside another library's fork handler.
+mod slow_prepare {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    pub static ARMED: AtomicBool = AtomicBool::new(false);
+    pub static INSIDE: AtomicBool = AtomicBool::new(false);
+    pub static RELEASED: AtomicBool = AtomicBool::new(false);
+
+    pub extern "C" fn handler() {
+        if ARMED.load(Ordering::Acquire) {
+            INSIDE.store(true, Ordering::Release);
+            while !RELEASED.load(Ordering::Acquire) {
+                // SAFETY (test): a system call, nothing else.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+}
+
+const RESTART_FORK_IN_FLIGHT_INNER: &str = "MULTIPROC_TEST_PROCESS_RESTART_FORK_IN_FLIGHT_INNER";
+
+#[test]
+fn a_fork_in_flight_at_the_first_restart_does_not_keep_its_listener_inner() {
+    use std::sync::atomic::Ordering;
+    if std::env::var_os(RESTART_FORK_IN_FLIGHT_INNER).is_none() {
+        return;
+    }
+    let _w = watchdog(LIMIT / 2);
+    // SAFETY (test): the other threads (libtest's, the watchdog's, the restart's held at a
+    // crash point) hold no lock the copy takes.
+    unsafe { multiproc::allow_fork_with_threads() };
+    // Once before, so that the fork server runs.
+    assert_eq!(fork_server_square(2), Ok(4));
+    // SAFETY (test): the handler makes atomic accesses and `sched_yield` only.
+    assert_eq!(unsafe { libc::pthread_atfork(Some(slow_prepare::handler), None, None) }, 0);
+    kill_the_fork_server();
+    // A thread forks a bare copy, held inside the handler above (glibc runs the other
+    // handlers later); it keeps the copy's parent thread alive until told.
+    slow_prepare::ARMED.store(true, Ordering::Release);
+    let parent = std::process::id() as i32;
+    let (copied, copied_rx) = std::sync::mpsc::channel();
+    let (end, end_rx) = std::sync::mpsc::channel::<()>();
+    let forking = std::thread::spawn(move || {
+        // SAFETY (test): the copy makes only async-signal-safe calls, and exits.
+        let copy = unsafe { libc::fork() };
+        if copy == 0 {
+            // SAFETY (test): in the copy, async-signal-safe calls only: it dies with this
+            // thread, and waits for that.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(0);
+                }
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        copied.send(copy).unwrap();
+        let _ = end_rx.recv();
+    });
+    assert!(eventually(LIMIT / 4, || slow_prepare::INSIDE.load(Ordering::Acquire)), "the fork is in flight");
+    // The first restart of this process, while that fork is in flight: held once it listens;
+    // its spawn of the new server then fails (and so does each retry's).
+    let spawn_fails = "fail:forkserver.restart.spawn";
+    multiproc::__private::crash_at(&format!("hold:forkserver.restart.listening,{spawn_fails}"));
+    // Not scoped: a start that waits for ever must not keep the failed assertion waiting.
+    let restarting = std::thread::spawn(|| fork_server_square(3));
+    assert!(eventually(LIMIT / 4, || multiproc::__private::crash_holding() == 1), "the restart listens");
+    // The fork goes on: the copy is made with the restart's listener open.
+    slow_prepare::RELEASED.store(true, Ordering::Release);
+    let copy = copied_rx.recv().unwrap();
+    assert!(copy > 0, "fork failed");
+    multiproc::__private::crash_at(spawn_fails);
+    assert!(
+        eventually(LIMIT / 4, || restarting.is_finished()),
+        "a fork-server start connected to the restart's listener, kept by the copy, and waits for the copy's life"
+    );
+    assert!(restarting.join().unwrap().is_err(), "no server could be started");
+    multiproc::__private::crash_disarm();
+    assert_eq!(fork_server_square(5), Ok(25));
+    // SAFETY (test): kill and waitpid on our own child.
+    unsafe {
+        assert_eq!(libc::kill(copy, libc::SIGKILL), 0);
+        assert_eq!(libc::waitpid(copy, std::ptr::null_mut(), 0), copy);
+    }
+    end.send(()).unwrap();
+    forking.join().unwrap();
+    println!("INNER-DONE");
+}
+
+/// A fork already under way when this process first starts its fork server again (held
+/// inside another library's fork handler, as a program allocator's, while the restart
+/// listens) keeps no copy of the restart's listener. Before (review40 L1), the fork
+/// handlers were registered by the first restart: glibc lets a registration land while a
+/// fork runs other prepare handlers, and that fork then runs none of ours; the copy kept
+/// the listener, and every later fork-server start waited for its life. They are
+/// registered at `init` now.
+#[test]
+fn a_fork_in_flight_at_the_first_restart_does_not_keep_its_listener() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_fork_in_flight_at_the_first_restart_does_not_keep_its_listener_inner",
+        &[(RESTART_FORK_IN_FLIGHT_INNER, "1")],
     );
 }
 

@@ -8,8 +8,12 @@
 //! anything else runs. The lock makes the table exact at the fork: a descriptor is made
 //! and recorded, and closed and forgotten, under it.
 //!
-//! The handlers are registered by the first `Unforked` made: a process that never makes
-//! one (most: only a restart of the fork server does) pays nothing at its forks. A fork
+//! The handlers are registered at `init` ([`Unforked::register_fork_handlers`]), while no
+//! fork can be under way: glibc lets a registration land while another thread's fork runs
+//! the prepare handlers registered before (a program allocator's, say), and that fork then
+//! runs none of ours, prepare or child (review40 L1: registered by the first `Unforked`
+//! made, a fork in flight at the first restart copied its listener). So every fork of a
+//! family's main process takes and releases the lock, an `Unforked` made or not. A fork
 //! that runs no handlers (a bare `clone`/`clone3`, `syscall(SYS_fork)`) is not covered.
 
 use std::cell::Cell;
@@ -67,19 +71,8 @@ extern "C" fn close_in_child() {
     }
 }
 
-/// Registers the handlers that hold [`TABLE`] across every fork of the process, once.
-/// glibc runs no fork's handlers while it registers: a fork that began before copies no
-/// `Unforked` (none was made yet), and every later one runs them.
-fn register_fork_handlers() {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: the handlers take and release one lock that no holder keeps while it
-        // forks, and the child's closes that lock's table's descriptors with direct system
-        // calls (no allocation). A failure (ENOMEM) leaves forks as they were: their
-        // children keep copies (the old state).
-        unsafe { libc::pthread_atfork(Some(lock_before_fork), Some(unlock_in_parent), Some(close_in_child)) };
-    });
-}
+/// Whether the handlers of [`TABLE`] are registered (once).
+static REGISTERED: Once = Once::new();
 
 /// A descriptor that no fork child of this process keeps: its copy is closed in the child
 /// as the fork returns (see the module's documentation). For a descriptor whose copy would
@@ -93,6 +86,19 @@ pub(crate) struct Unforked {
 }
 
 impl Unforked {
+    /// Registers the handlers that hold [`TABLE`] across every fork of the process, once.
+    /// Call while no fork can be under way (single-threaded: `init`), before the first one
+    /// is made.
+    pub(crate) fn register_fork_handlers() {
+        REGISTERED.call_once(|| {
+            // SAFETY: the handlers take and release one lock that no holder keeps while it
+            // forks, and the child's closes that lock's table's descriptors with direct
+            // system calls (no allocation). A failure (ENOMEM) leaves forks as they were:
+            // their children keep copies (the old state).
+            unsafe { libc::pthread_atfork(Some(lock_before_fork), Some(unlock_in_parent), Some(close_in_child)) };
+        });
+    }
+
     /// Makes `N` descriptors with `make`, recorded before any fork can copy them. `make`
     /// runs under the lock every fork waits for: system calls only, no allocation (a
     /// program's allocator may lock its arenas in a fork handler that runs before ours)
@@ -102,7 +108,7 @@ impl Unforked {
     ///
     /// What `make` returned, or, past [`SLOTS`] live ones, `OutOfMemory` (nothing made).
     pub(crate) fn made<const N: usize>(make: impl FnOnce() -> io::Result<[OwnedFd; N]>) -> io::Result<[Unforked; N]> {
-        register_fork_handlers();
+        debug_assert!(REGISTERED.is_completed(), "an Unforked made before its fork handlers were registered");
         let mut table = table();
         if table.live.iter().filter(|slot| slot.is_none()).count() < N {
             drop(table);
@@ -173,6 +179,7 @@ mod tests {
 
     #[test]
     fn a_fork_child_closes_its_copies_of_unforked_descriptors_only() {
+        Unforked::register_fork_handlers();
         let [kept, kept_too] = Unforked::made(|| Ok(pipe())).unwrap();
         let [plain, _] = pipe();
         assert!(!open_in_fork_child(kept.as_fd().as_raw_fd()));
