@@ -6,7 +6,10 @@
 //! holds across itself (`pthread_atfork` handlers: our own forks and a program's bare
 //! `libc::fork` alike), and a fork child closes every descriptor the table names before
 //! anything else runs. The lock makes the table exact at the fork: a descriptor is made
-//! and recorded, and closed and forgotten, under it.
+//! and recorded, and closed and forgotten, under it, with the thread's signals blocked (a
+//! signal handler that forks would wait for the lock its own thread holds). A fork from a
+//! signal handler that interrupted a fork between its prepare and parent handlers is not
+//! covered: glibc's `fork` is not async-signal-safe anyway.
 //!
 //! The handlers are registered at `init` ([`Unforked::register_fork_handlers`]), while no
 //! fork can be under way: glibc lets a registration land while another thread's fork runs
@@ -18,7 +21,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, IntoRawFd as _, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
@@ -51,6 +54,35 @@ fn held_across_fork() -> Option<MutexGuard<'static, Table>> {
 
 fn table() -> MutexGuard<'static, Table> {
     TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every signal blocked on this thread while it lives, for a holder of [`TABLE`]'s lock
+/// outside a fork: a signal handler that forks (a program's snapshot on a signal) would
+/// otherwise run on the holder's thread, and the fork's prepare handler wait for ever for
+/// the lock that thread holds (review40 L2). Two system calls, on a rare path (a restart).
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn now() -> SignalsBlocked {
+        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+        let mut before = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `sigfillset` initialises `all`; `pthread_sigmask` reads it and writes the
+        // thread's mask as it was into `before` (it cannot fail with `SIG_BLOCK` and valid
+        // pointers; glibc leaves its own internal signals out).
+        unsafe {
+            libc::sigfillset(all.as_mut_ptr());
+            libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), before.as_mut_ptr());
+            SignalsBlocked(before.assume_init())
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask `now` saved; a signal that came meanwhile is handled
+        // as the call returns.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
 }
 
 extern "C" fn lock_before_fork() {
@@ -100,15 +132,16 @@ impl Unforked {
     }
 
     /// Makes `N` descriptors with `make`, recorded before any fork can copy them. `make`
-    /// runs under the lock every fork waits for: system calls only, no allocation (a
-    /// program's allocator may lock its arenas in a fork handler that runs before ours)
-    /// and no other lock.
+    /// runs under the lock every fork waits for, with signals blocked: system calls only, no
+    /// allocation (a program's allocator may lock its arenas in a fork handler that runs
+    /// before ours), no other lock and no fork.
     ///
     /// # Errors
     ///
     /// What `make` returned, or, past [`SLOTS`] live ones, `OutOfMemory` (nothing made).
     pub(crate) fn made<const N: usize>(make: impl FnOnce() -> io::Result<[OwnedFd; N]>) -> io::Result<[Unforked; N]> {
         debug_assert!(REGISTERED.is_completed(), "an Unforked made before its fork handlers were registered");
+        let _signals = SignalsBlocked::now();
         let mut table = table();
         if table.live.iter().filter(|slot| slot.is_none()).count() < N {
             drop(table);
@@ -134,6 +167,7 @@ impl AsFd for Unforked {
 impl Drop for Unforked {
     fn drop(&mut self) {
         let Some(fd) = self.fd.take() else { return };
+        let _signals = SignalsBlocked::now();
         let mut table = table();
         let recorded = table.live.iter_mut().find(|slot| **slot == Some((fd.as_raw_fd(), self.id)));
         match recorded {
@@ -193,5 +227,52 @@ mod tests {
         if let Some(reused) = reused {
             assert!(open_in_fork_child(reused.as_raw_fd()));
         }
+    }
+
+    /// A program's signal handler that forks (a snapshot on a signal, say), the child
+    /// exiting at once.
+    extern "C" fn fork_in_handler(_: libc::c_int) {
+        // SAFETY: fork, _exit and waitpid, async-signal-safe calls only.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                libc::_exit(0);
+            }
+            if pid > 0 {
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_fork_from_a_signal_handler_that_interrupts_made_does_not_deadlock() {
+        Unforked::register_fork_handlers();
+        // In a child, single-threaded, that `alarm` kills if it waits for ever.
+        // SAFETY: the child makes system calls and takes `made`'s lock only (handed over
+        // unlocked by the fork's child handler), and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: as above; `action` is a zeroed sigaction (an empty mask) whose
+            // handler has the signature `sa_sigaction` wants without `SA_SIGINFO`.
+            unsafe {
+                libc::alarm(10);
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = fork_in_handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
+                let made = Unforked::made(|| {
+                    libc::raise(libc::SIGUSR1);
+                    Ok(pipe())
+                });
+                libc::_exit(if made.is_ok() { 0 } else { 2 });
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "a fork from a signal handler inside `made` waited for the lock its own thread held (status {status:#x})"
+        );
     }
 }
