@@ -26,8 +26,10 @@ use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, IntoRawFd as _, OwnedFd, RawFd
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 /// How many can live at once: a restart of the fork server holds three (its listener and
-/// the socket pair of its boot message), and no two restarts hold theirs at once (the
-/// second one's bind fails while the first one's listener lives).
+/// the socket pair of its boot message), and a later one binds only once an earlier one's
+/// listener and `theirs` are gone (its `ours` may linger a moment, dropped after the
+/// failed spawn's job dropped `theirs`): three and a straggler per restarting thread.
+/// Past it, `made` fails (a start's loud error), it does not wait.
 const SLOTS: usize = 8;
 
 /// The live [`Unforked`] descriptors of this process, each with its maker's id (a free
