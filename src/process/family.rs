@@ -135,6 +135,10 @@ pub(crate) fn init() -> Result<(), InitError> {
     // A fork-server child is sent its parent's environment only where it differs from these.
     super::boot::remember_server_surroundings();
     let forkserver = forkserver::start(token).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
+    // Still single-threaded, so no fork is under way (one would run none of them), and
+    // after the fork server's fork (it never makes an `Unforked`): a restart of the server
+    // keeps its listener from every fork child.
+    sys::Unforked::register_fork_handlers();
     let config = FamilyConfig {
         forkserver: Some(forkserver),
         token,

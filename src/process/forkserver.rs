@@ -199,8 +199,17 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     message.sent();
     let [ours, theirs] = sys::Unforked::made(|| sys::socketpair_stream().map(<[OwnedFd; 2]>::from))?;
     let fds: Vec<BorrowedFd<'_>> = [heap.fd(), listener.as_fd()].into_iter().chain(super::tracker::fd()).collect();
-    sys::send_all(ours.as_fd(), &framed, &fds).map_err(|e| why(&format_args!("cannot send its boot message: {e}")))?;
+    // What the pair's buffer takes goes now, the descriptors with its first byte; the rest
+    // once the new server exists to read it. The frame carries the first server's
+    // environment, which may be larger than the buffer (about 200 KB): sent whole before the
+    // spawn, it waited for a reader not yet made, for ever, holding the listener that every
+    // start of the family waits on (review40 O1).
+    let cannot_send = |e: io::Error| why(&format_args!("cannot send its boot message: {e}"));
+    let sent = sys::send_what_fits(ours.as_fd(), &framed, &fds).map_err(cannot_send)?;
     drop(listener);
+    // The listener is in flight in `theirs`'s queue, which a fork copy of `theirs` would
+    // keep as the listener's own copy would.
+    crash_point!("forkserver.restart.sent");
     let pid = family::on_lasting_thread(move || {
         // A test makes the spawn fail (as `posix_spawn` would), once the listener went with
         // the boot message: a request that connected to it meets its end unread.
@@ -211,7 +220,9 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
         sys::spawn_self(theirs.as_fd(), &env)
     })
     .map_err(|e| why(&format_args!("cannot spawn a new one: {e}")))?;
+    // Recorded before the rest goes: if it died meanwhile, it is reaped as any dead one.
     started_here(pid);
+    sys::send_all(ours.as_fd(), &framed[sent..], &[]).map_err(cannot_send)?;
     log::debug!("restarted the fork server (pid {pid})");
     Ok(())
 }

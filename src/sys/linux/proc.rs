@@ -457,8 +457,10 @@ struct CloneArgs {
 /// for it. Otherwise as [`fork`], with what a bare `clone3` leaves out of glibc's `fork`:
 /// no `pthread_atfork` handlers run and the child's first thread has no robust-mutex list
 /// registered with the kernel. Call it from a single-threaded process that registered
-/// neither (the fork server), but for our own handler, whose work the child does here
-/// ([`forget_identity`]).
+/// neither (the fork server, a pool's zygote), but for our own handlers: the identity's,
+/// whose work the child does here ([`forget_identity`]), and, in a zygote (the main
+/// process's fork), [`Unforked`](super::Unforked)'s, which has nothing to do there (its
+/// table was emptied, and its lock released, by the zygote's own fork).
 ///
 /// # Errors
 ///

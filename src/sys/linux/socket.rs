@@ -24,6 +24,17 @@ pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Sends `data` with `fds` attached; returns how many bytes went out (all of them for
 /// seqpacket sockets, possibly fewer for streams). Never raises `SIGPIPE`.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    sendmsg_with_fds(sock, data, fds, SendFlags::NOSIGNAL)
+}
+
+/// Sends what of `data` a stream socket's buffer takes now, `fds` with the first byte,
+/// without waiting for a reader: returns how many bytes went (at least one), or
+/// `WouldBlock` if none could. Never raises `SIGPIPE`.
+pub(crate) fn send_what_fits(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    sendmsg_with_fds(sock, data, fds, SendFlags::NOSIGNAL | SendFlags::DONTWAIT)
+}
+
+fn sendmsg_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>], flags: SendFlags) -> io::Result<usize> {
     assert!(fds.len() <= MAX_FDS_PER_MESSAGE, "too many descriptors in one message");
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -32,7 +43,7 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd
         debug_assert!(pushed);
     }
     loop {
-        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, flags) {
             Ok(n) => return Ok(n),
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
