@@ -390,14 +390,40 @@ fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
     assert!(matches!(&opened, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{opened:?}");
 }
 
-/// A zero timeout still connects to a unix socket with room (the connect's deadline is
-/// the socket's send timeout, which the kernel would take as none if zero).
+/// A zero timeout connects and is answered over every transport: a unix socket with room
+/// (the connect's deadline is the socket's send timeout, which the kernel would take as
+/// none if zero), TCP and TLS (std's `connect_timeout` refuses a zero one: every open
+/// failed `Unreachable("cannot set a 0 duration timeout")`, and a node with that timeout
+/// never served; review39 M2).
 #[test]
-fn a_zero_timeout_connects_to_a_unix_socket_with_room() {
+fn a_zero_timeout_connects_over_every_transport() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let opened = Queue::<u32>::builder().timeout(Duration::ZERO).open(&redis.url, "q").map(|_| ());
-    assert!(opened.is_ok(), "{opened:?}");
+    let Some(unix) = Redis::start(&[]) else { return };
+    let Some(tcp) = common::machine::TcpRedis::start(&[]) else { return };
+    let Some((tls, pki, dir)) = common::machine::tls_redis(&[]) else { return };
+    // The certificates' directory goes however the test ends.
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _dir = Removed(dir);
+    let tcp_url = format!("redis://127.0.0.1:{}/", tcp.port);
+    let tls_url = format!("rediss://:s3cret@127.0.0.1:{}/0", tls.port);
+    for (url, certificates) in
+        [(&unix.url, None), (&tcp_url, None), (&tls_url, Some(Tls::new().ca_pem(pki.ca.clone())))]
+    {
+        let mut builder = Queue::<u32>::builder().timeout(Duration::ZERO);
+        if let Some(certificates) = certificates {
+            builder = builder.tls(certificates);
+        }
+        let round_trip = builder.open(url, "q").map_err(|e| e.to_string()).and_then(|q| {
+            q.put(7).map_err(|e| e.to_string())?;
+            q.get().map_err(|e| e.to_string())
+        });
+        assert_eq!(round_trip, Ok(7), "over {url}");
+    }
 }
 
 /// A signal during a unix-socket connect that waits for a place (Redis stopped with its

@@ -16,6 +16,11 @@ use crate::shm::TakenIn;
 /// keep its heartbeat, reclaim dead consumers' items, check its own deadline).
 pub(crate) const SLICE: Duration = Duration::from_secs(1);
 
+/// The least timeout a link takes, for its connect (a read or a write waits [`SLICE`] more):
+/// a zero one is taken as this, on every transport (std's TCP connect refuses a zero
+/// timeout, and the kernel takes a zero socket timeout as none; review39 M2).
+const LEAST: Duration = Duration::from_millis(1);
+
 /// A connection that is opened lazily and dropped after any failure, so that the next
 /// call connects anew (Redis restarted) or fails fast with the reason (Redis gone).
 pub(crate) struct Link {
@@ -60,8 +65,9 @@ impl Link {
             ));
         }
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
-        // read limit below: the longest kept is a hundred years.
-        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout: timeout.min(super::MAX_LEASE) })
+        // read limit: the longest kept is a hundred years.
+        let timeout = timeout.clamp(LEAST, super::MAX_LEASE);
+        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout })
     }
 
     /// Runs `f` on the connection (connecting first if needed). Every read waits at most
@@ -248,10 +254,9 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> RedisResult<TcpStrea
 
 /// Connects to the unix socket at `path` within `timeout`, as `connect_tcp` does over TCP:
 /// a server whose backlog is full (stopped, or swamped) keeps a connect waiting, for as long
-/// as the socket's send timeout, and a signal interrupts the wait.
+/// as the socket's send timeout (`timeout`, never zero: see [`LEAST`]), and a signal
+/// interrupts the wait.
 fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<Timed> {
-    // A zero timeout waits the least the socket allows (the kernel takes a zero one as none).
-    let timeout = timeout.max(Duration::from_nanos(1));
     let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), timeout);
     match socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path)) {
         Ok(()) => Ok(socket),
