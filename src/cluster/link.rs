@@ -258,12 +258,9 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> RedisResult<TcpStrea
 /// interrupts the wait.
 fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<Timed> {
     let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), timeout);
-    match socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path)) {
-        Ok(()) => Ok(socket),
-        // The send timeout passed with the backlog still full.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
-        Err(e) => Err(e),
-    }
+    // The send timeout passing with the backlog still full is `TimedOut`, as `again` says.
+    socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path))?;
+    Ok(socket)
 }
 
 /// A connected socket (or one being connected, for a unix socket).
@@ -295,6 +292,12 @@ impl Socket {
 /// `TimedOut` once none is left (a call begun again with the whole limit at each signal
 /// would wait for as long as signals come faster than it). It lies under rustls for
 /// `rediss://`, which therefore never sees an interrupted call.
+///
+/// A wait that runs out is `TimedOut`, not the socket's `WouldBlock`, and the first failure
+/// fails every later call at once: rustls takes `WouldBlock` for a non-blocking socket's "try
+/// later" (after a blocked write it waited on a read too), and its `write` keeps a failure
+/// for the next call, which waited again: one write of an exchange waited up to four limits
+/// (review39 M3). The connection is dropped after any failure anyway.
 struct Timed {
     socket: Socket,
     /// The longest one call waits.
@@ -302,11 +305,13 @@ struct Timed {
     /// The timeouts the socket has now (`None`: not set yet); set to `limit` again before
     /// the next call after a shortened one.
     set: Option<Duration>,
+    /// The kind of the first failure, which every later call returns.
+    failed: Option<io::ErrorKind>,
 }
 
 impl Timed {
     fn new(socket: Socket, limit: Duration) -> Self {
-        Self { socket, limit, set: None }
+        Self { socket, limit, set: None, failed: None }
     }
 
     fn set_timeouts(&mut self, timeout: Duration) -> io::Result<()> {
@@ -318,8 +323,21 @@ impl Timed {
         Ok(())
     }
 
-    /// Runs `op` on the socket within the limit, again after each signal.
-    fn again<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
+    /// Runs `op` on the socket within the limit, again after each signal; fails at once
+    /// after a failure.
+    fn again<T>(&mut self, op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        let done = self.within_limit(op);
+        if let Err(e) = &done {
+            self.failed = Some(e.kind());
+        }
+        done
+    }
+
+    /// Runs `op` on the socket, again after each signal with the time its wait had left.
+    fn within_limit<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
         self.set_timeouts(self.limit)?;
         let until = Instant::now() + self.limit;
         loop {
@@ -331,6 +349,8 @@ impl Timed {
                     }
                     self.set_timeouts(left)?;
                 }
+                // The socket's timeout ran out (`EAGAIN`: it is a blocking socket).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
                 done => return done,
             }
         }
@@ -382,5 +402,33 @@ impl Write for Stream {
             // The records written but not yet sent.
             Stream::Tls(s) => s.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// review39 M3: a write to a peer that reads nothing fails `TimedOut` once its wait runs
+    /// out (it was the socket's `WouldBlock`, which rustls takes for "try later"), and so does
+    /// every later call, even once the peer has made room (rustls makes again the call that
+    /// its `write` kept the failure of: each such call waited again).
+    #[test]
+    fn a_spent_wait_is_timed_out_and_fails_every_later_call() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let mut timed = Timed::new(Socket::Unix(ours), Duration::from_millis(50));
+        let mut chunk = vec![0; 1 << 16];
+        let failed = loop {
+            if let Err(e) = timed.write(&chunk) {
+                break e;
+            }
+        };
+        assert_eq!(failed.kind(), io::ErrorKind::TimedOut, "{failed}");
+        // Room again, and a byte to read.
+        peer.set_nonblocking(true).unwrap();
+        while peer.read(&mut chunk).is_ok_and(|n| n > 0) {}
+        peer.write_all(b"+").unwrap();
+        assert_eq!(timed.write(&chunk).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        assert_eq!(timed.read(&mut chunk).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
     }
 }
