@@ -284,6 +284,36 @@ fn a_signal_during_a_blocking_get_does_not_fail_it() {
     assert!(rest.contains("got Ok(7)"), "{rest}");
 }
 
+/// A program stopped (job control, a debugger) for longer than its queue's wait, while its
+/// get blocks in Redis, keeps the reply that came during the stop: after the continue, the
+/// read interrupted by the stop has no time left, and looks at the socket once more before
+/// it gives up. (It gave up at once: the reply in the buffer was thrown away with the
+/// connection, and the get failed `Unreachable`; review39 L1.)
+#[test]
+fn a_stop_longer_than_the_wait_keeps_the_reply_that_came_during_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("signalled get", &redis.url);
+    let pid = other.id() as libc::pid_t;
+    let (mut said, _getter) = waiting_thread(&mut other);
+    let blocked = || String::from_utf8_lossy(&redis.raw(&[b"INFO", b"clients"])).contains("blocked_clients:1");
+    let stopped = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") T "));
+    assert!(common::eventually(Duration::from_secs(30), || blocked() || other.try_wait().unwrap().is_some()));
+    // SAFETY: signals to a child of this test, alive until `wait` below.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    assert!(common::eventually(Duration::from_secs(30), stopped));
+    // The reply (the item, or the end of the `BLMOVE`'s block) comes during the stop.
+    Queue::<u32>::open(&redis.url, "q").unwrap().put(7).unwrap();
+    // Longer than the get's wait: its timeout (1 s) and a second.
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert!(other.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("got Ok(7)"), "{rest}");
+}
+
 /// Signals that keep landing while a get waits on a stopped Redis do not stretch its
 /// waits: each read interrupted goes on for what its wait had left, so the get still gives
 /// up within its timeouts (a read begun again with the whole limit at each signal would

@@ -289,9 +289,9 @@ impl Socket {
 /// A socket each of whose waits (a read, a write, a unix connect) ends within `limit`
 /// however many signals come: a call that a signal interrupts, having transferred nothing,
 /// is made again with the socket's timeouts shortened to what its wait had left, and fails
-/// `TimedOut` once none is left (a call begun again with the whole limit at each signal
-/// would wait for as long as signals come faster than it). It lies under rustls for
-/// `rediss://`, which therefore never sees an interrupted call.
+/// `TimedOut` once none is left, after one last look (a call begun again with the whole
+/// limit at each signal would wait for as long as signals come faster than it). It lies
+/// under rustls for `rediss://`, which therefore never sees an interrupted call.
 ///
 /// A wait that runs out is `TimedOut`, not the socket's `WouldBlock`, and the first failure
 /// fails every later call at once: rustls takes `WouldBlock` for a non-blocking socket's "try
@@ -337,20 +337,27 @@ impl Timed {
     }
 
     /// Runs `op` on the socket, again after each signal with the time its wait had left.
+    /// Once none is left, one last call with the least wait takes what the socket already
+    /// has: a stop (job control, a debugger) longer than the limit is reported by `EINTR` at
+    /// the continue, and the reply that came during it is in the buffer (it was thrown away
+    /// with the connection; review39 L1). It overshoots the limit by a jiffy at most.
     fn within_limit<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
         self.set_timeouts(self.limit)?;
         let until = Instant::now() + self.limit;
+        let mut last = false;
         loop {
             match op(&mut self.socket) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && !last => {
                     let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    self.set_timeouts(left)?;
+                    last = left.is_zero();
+                    // std takes a wait under a microsecond as one, the kernel as a jiffy.
+                    self.set_timeouts(left.max(Duration::from_nanos(1)))?;
                 }
-                // The socket's timeout ran out (`EAGAIN`: it is a blocking socket).
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
+                // The socket's timeout ran out (`EAGAIN`: it is a blocking socket), or the
+                // last call was interrupted too.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
                 done => return done,
             }
         }
