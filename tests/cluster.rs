@@ -284,6 +284,36 @@ fn a_signal_during_a_blocking_get_does_not_fail_it() {
     assert!(rest.contains("got Ok(7)"), "{rest}");
 }
 
+/// A program stopped (job control, a debugger) for longer than its queue's wait, while its
+/// get blocks in Redis, keeps the reply that came during the stop: after the continue, the
+/// read interrupted by the stop has no time left, and looks at the socket once more before
+/// it gives up. (It gave up at once: the reply in the buffer was thrown away with the
+/// connection, and the get failed `Unreachable`; review39 L1.)
+#[test]
+fn a_stop_longer_than_the_wait_keeps_the_reply_that_came_during_it() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let mut other = other_program("signalled get", &redis.url);
+    let pid = other.id() as libc::pid_t;
+    let (mut said, _getter) = waiting_thread(&mut other);
+    let blocked = || String::from_utf8_lossy(&redis.raw(&[b"INFO", b"clients"])).contains("blocked_clients:1");
+    let stopped = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") T "));
+    assert!(common::eventually(Duration::from_secs(30), || blocked() || other.try_wait().unwrap().is_some()));
+    // SAFETY: signals to a child of this test, alive until `wait` below.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    assert!(common::eventually(Duration::from_secs(30), stopped));
+    // The reply (the item, or the end of the `BLMOVE`'s block) comes during the stop.
+    Queue::<u32>::open(&redis.url, "q").unwrap().put(7).unwrap();
+    // Longer than the get's wait: its timeout (1 s) and a second.
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert!(other.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("got Ok(7)"), "{rest}");
+}
+
 /// Signals that keep landing while a get waits on a stopped Redis do not stretch its
 /// waits: each read interrupted goes on for what its wait had left, so the get still gives
 /// up within its timeouts (a read begun again with the whole limit at each signal would
@@ -390,14 +420,40 @@ fn a_unix_connect_to_a_full_server_gives_up_within_the_timeout() {
     assert!(matches!(&opened, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{opened:?}");
 }
 
-/// A zero timeout still connects to a unix socket with room (the connect's deadline is
-/// the socket's send timeout, which the kernel would take as none if zero).
+/// A zero timeout connects and is answered over every transport: a unix socket with room
+/// (the connect's deadline is the socket's send timeout, which the kernel would take as
+/// none if zero), TCP and TLS (std's `connect_timeout` refuses a zero one: every open
+/// failed `Unreachable("cannot set a 0 duration timeout")`, and a node with that timeout
+/// never served; review39 M2).
 #[test]
-fn a_zero_timeout_connects_to_a_unix_socket_with_room() {
+fn a_zero_timeout_connects_over_every_transport() {
     let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    let opened = Queue::<u32>::builder().timeout(Duration::ZERO).open(&redis.url, "q").map(|_| ());
-    assert!(opened.is_ok(), "{opened:?}");
+    let Some(unix) = Redis::start(&[]) else { return };
+    let Some(tcp) = common::machine::TcpRedis::start(&[]) else { return };
+    let Some((tls, pki, dir)) = common::machine::tls_redis(&[]) else { return };
+    // The certificates' directory goes however the test ends.
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _dir = Removed(dir);
+    let tcp_url = format!("redis://127.0.0.1:{}/", tcp.port);
+    let tls_url = format!("rediss://:s3cret@127.0.0.1:{}/0", tls.port);
+    for (url, certificates) in
+        [(&unix.url, None), (&tcp_url, None), (&tls_url, Some(Tls::new().ca_pem(pki.ca.clone())))]
+    {
+        let mut builder = Queue::<u32>::builder().timeout(Duration::ZERO);
+        if let Some(certificates) = certificates {
+            builder = builder.tls(certificates);
+        }
+        let round_trip = builder.open(url, "q").map_err(|e| e.to_string()).and_then(|q| {
+            q.put(7).map_err(|e| e.to_string())?;
+            q.get().map_err(|e| e.to_string())
+        });
+        assert_eq!(round_trip, Ok(7), "over {url}");
+    }
 }
 
 /// A signal during a unix-socket connect that waits for a place (Redis stopped with its

@@ -1416,6 +1416,19 @@ fn redis_cli(socket: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Keeps the one pool of the Redis at `socket` from being taken for gone while its driver
+/// thread is held (it beats on that thread): its alive key and its stream lose their expiry,
+/// which the driver's next beat sets again. A hold in a test that leans on the lease's
+/// timing would otherwise last less than the alive key's life (three leases) only on an
+/// unloaded machine: after it a node deletes the pool's keys (review39 M1).
+fn keep_the_pool_while_held(socket: &str) {
+    let id = redis_cli(socket, &["SMEMBERS", "mp:pools"]);
+    for key in ["alive", "tasks"] {
+        let key = format!("mp:{{p:{id}}}:{key}");
+        assert_eq!(redis_cli(socket, &["PERSIST", &key]), "1", "{key} expired before the hold, or has no expiry");
+    }
+}
+
 /// The driver of [`a_trim_after_the_results_keys_were_deleted_removes_no_unread_result`], in a
 /// child of the family (its hold point then holds no other test's driver): Redis at `url`
 /// (its socket, its pid). Reports the outcome of the task whose result waits in the new list.
@@ -1580,6 +1593,7 @@ fn drive_while_the_results_key_is_of_another_type(
     // type) while the node pushes.
     multiproc::__private::crash_at("hold:cluster.pool.read");
     assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    keep_the_pool_while_held(&socket);
     let mut r = pool.apply_async(counted, (dir, 1, 0, Vec::new())).unwrap();
     assert!(eventually(Duration::from_secs(20), || common::pid_stopped(node)), "the node did not stop at its push");
     let tasks = redis_cli(&socket, &["--scan", "--pattern", "mp:{p:*}:tasks"]);
@@ -1671,10 +1685,11 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
 }
 
 /// The driver of [`results_waiting_when_a_beat_reply_is_lost_are_not_run_again`], in a child
-/// of the family (its points its own): holds itself while twenty tasks finish (their results
-/// wait, unread, their entries deleted by the node's pushes), then loses its beats' replies
-/// for a while. Reports "done" when every task has completed.
-fn drive_with_lost_beat_replies((url, dir, report): (String, String, multiproc::Queue<String>)) {
+/// of the family (its points its own), on the Redis at `url` (its socket): holds itself (its
+/// pool kept while held) while twenty tasks finish (their results wait, unread, their
+/// entries deleted by the node's pushes), then loses its beats' replies for a while.
+/// Reports "done" when every task has completed.
+fn drive_with_lost_beat_replies((url, socket, dir, report): (String, String, String, multiproc::Queue<String>)) {
     // Reads of a few results at a time: most wait in the list after the hold.
     let options =
         ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(30)).max_message_size(64);
@@ -1682,6 +1697,7 @@ fn drive_with_lost_beat_replies((url, dir, report): (String, String, multiproc::
     let _disarm = Disarm;
     multiproc::__private::crash_at("hold:cluster.pool.read");
     assert!(eventually(Duration::from_secs(20), || multiproc::__private::crash_holding() >= 1));
+    keep_the_pool_while_held(&socket);
     let mut tasks: Vec<_> =
         (0..20u64).map(|key| pool.apply_async(counted, (dir.clone(), key, 0, Vec::new())).unwrap()).collect();
     let runs = |key: u64| std::fs::metadata(Path::new(&dir).join(key.to_string())).map_or(0, |m| m.len());
@@ -1707,7 +1723,9 @@ fn results_waiting_when_a_beat_reply_is_lost_are_not_run_again() {
     let Some(redis) = Redis::start(&[]) else { return };
     let _node = Node::start(&redis.url);
     let runs = Runs::new();
-    let reported = drive_in_a_child(drive_with_lost_beat_replies, |report| (redis.url.clone(), runs.dir(), report));
+    let reported = drive_in_a_child(drive_with_lost_beat_replies, |report| {
+        (redis.url.clone(), redis.socket().display().to_string(), runs.dir(), report)
+    });
     assert_eq!(reported, "done");
     // A task sent again runs at once on the idle node.
     std::thread::sleep(Duration::from_secs(1));

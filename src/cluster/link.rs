@@ -16,6 +16,11 @@ use crate::shm::TakenIn;
 /// keep its heartbeat, reclaim dead consumers' items, check its own deadline).
 pub(crate) const SLICE: Duration = Duration::from_secs(1);
 
+/// The least timeout a link takes, for its connect (a read or a write waits [`SLICE`] more):
+/// a zero one is taken as this, on every transport (std's TCP connect refuses a zero
+/// timeout, and the kernel takes a zero socket timeout as none; review39 M2).
+const LEAST: Duration = Duration::from_millis(1);
+
 /// A connection that is opened lazily and dropped after any failure, so that the next
 /// call connects anew (Redis restarted) or fails fast with the reason (Redis gone).
 pub(crate) struct Link {
@@ -60,8 +65,9 @@ impl Link {
             ));
         }
         // A timeout of `Duration::MAX` ("wait as long as it takes") would overflow the
-        // read limit below: the longest kept is a hundred years.
-        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout: timeout.min(super::MAX_LEASE) })
+        // read limit: the longest kept is a hundred years.
+        let timeout = timeout.clamp(LEAST, super::MAX_LEASE);
+        Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout })
     }
 
     /// Runs `f` on the connection (connecting first if needed). Every read waits at most
@@ -248,17 +254,13 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> RedisResult<TcpStrea
 
 /// Connects to the unix socket at `path` within `timeout`, as `connect_tcp` does over TCP:
 /// a server whose backlog is full (stopped, or swamped) keeps a connect waiting, for as long
-/// as the socket's send timeout, and a signal interrupts the wait.
+/// as the socket's send timeout (`timeout`, never zero: see [`LEAST`]), and a signal
+/// interrupts the wait.
 fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<Timed> {
-    // A zero timeout waits the least the socket allows (the kernel takes a zero one as none).
-    let timeout = timeout.max(Duration::from_nanos(1));
     let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), timeout);
-    match socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path)) {
-        Ok(()) => Ok(socket),
-        // The send timeout passed with the backlog still full.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
-        Err(e) => Err(e),
-    }
+    // The send timeout passing with the backlog still full is `TimedOut`, as `again` says.
+    socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path))?;
+    Ok(socket)
 }
 
 /// A connected socket (or one being connected, for a unix socket).
@@ -287,9 +289,15 @@ impl Socket {
 /// A socket each of whose waits (a read, a write, a unix connect) ends within `limit`
 /// however many signals come: a call that a signal interrupts, having transferred nothing,
 /// is made again with the socket's timeouts shortened to what its wait had left, and fails
-/// `TimedOut` once none is left (a call begun again with the whole limit at each signal
-/// would wait for as long as signals come faster than it). It lies under rustls for
-/// `rediss://`, which therefore never sees an interrupted call.
+/// `TimedOut` once none is left, after one last look (a call begun again with the whole
+/// limit at each signal would wait for as long as signals come faster than it). It lies
+/// under rustls for `rediss://`, which therefore never sees an interrupted call.
+///
+/// A wait that runs out is `TimedOut`, not the socket's `WouldBlock`, and the first failure
+/// fails every later call at once: rustls takes `WouldBlock` for a non-blocking socket's "try
+/// later" (after a blocked write it waited on a read too), and its `write` keeps a failure
+/// for the next call, which waited again: one write of an exchange waited up to four limits
+/// (review39 M3). The connection is dropped after any failure anyway.
 struct Timed {
     socket: Socket,
     /// The longest one call waits.
@@ -297,11 +305,13 @@ struct Timed {
     /// The timeouts the socket has now (`None`: not set yet); set to `limit` again before
     /// the next call after a shortened one.
     set: Option<Duration>,
+    /// The kind of the first failure, which every later call returns.
+    failed: Option<io::ErrorKind>,
 }
 
 impl Timed {
     fn new(socket: Socket, limit: Duration) -> Self {
-        Self { socket, limit, set: None }
+        Self { socket, limit, set: None, failed: None }
     }
 
     fn set_timeouts(&mut self, timeout: Duration) -> io::Result<()> {
@@ -313,18 +323,40 @@ impl Timed {
         Ok(())
     }
 
-    /// Runs `op` on the socket within the limit, again after each signal.
-    fn again<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
+    /// Runs `op` on the socket within the limit, again after each signal; fails at once
+    /// after a failure.
+    fn again<T>(&mut self, op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        let done = self.within_limit(op);
+        if let Err(e) = &done {
+            self.failed = Some(e.kind());
+        }
+        done
+    }
+
+    /// Runs `op` on the socket, again after each signal with the time its wait had left.
+    /// Once none is left, one last call with the least wait takes what the socket already
+    /// has: a stop (job control, a debugger) longer than the limit is reported by `EINTR` at
+    /// the continue, and the reply that came during it is in the buffer (it was thrown away
+    /// with the connection; review39 L1). It overshoots the limit by a jiffy at most.
+    fn within_limit<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
         self.set_timeouts(self.limit)?;
         let until = Instant::now() + self.limit;
+        let mut last = false;
         loop {
             match op(&mut self.socket) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && !last => {
                     let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    self.set_timeouts(left)?;
+                    last = left.is_zero();
+                    // std takes a wait under a microsecond as one, the kernel as a jiffy.
+                    self.set_timeouts(left.max(Duration::from_nanos(1)))?;
+                }
+                // The socket's timeout ran out (`EAGAIN`: it is a blocking socket), or the
+                // last call was interrupted too.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    return Err(io::ErrorKind::TimedOut.into());
                 }
                 done => return done,
             }
@@ -377,5 +409,33 @@ impl Write for Stream {
             // The records written but not yet sent.
             Stream::Tls(s) => s.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// review39 M3: a write to a peer that reads nothing fails `TimedOut` once its wait runs
+    /// out (it was the socket's `WouldBlock`, which rustls takes for "try later"), and so does
+    /// every later call, even once the peer has made room (rustls makes again the call that
+    /// its `write` kept the failure of: each such call waited again).
+    #[test]
+    fn a_spent_wait_is_timed_out_and_fails_every_later_call() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let mut timed = Timed::new(Socket::Unix(ours), Duration::from_millis(50));
+        let mut chunk = vec![0; 1 << 16];
+        let failed = loop {
+            if let Err(e) = timed.write(&chunk) {
+                break e;
+            }
+        };
+        assert_eq!(failed.kind(), io::ErrorKind::TimedOut, "{failed}");
+        // Room again, and a byte to read.
+        peer.set_nonblocking(true).unwrap();
+        while peer.read(&mut chunk).is_ok_and(|n| n > 0) {}
+        peer.write_all(b"+").unwrap();
+        assert_eq!(timed.write(&chunk).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        assert_eq!(timed.read(&mut chunk).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
     }
 }

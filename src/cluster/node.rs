@@ -71,6 +71,9 @@ impl ServeOptions {
     /// How long one Redis command may take before the node drops the connection and
     /// tries again (default 5 s).
     ///
+    /// Zero is taken as 1 ms for a connect, and every reply is waited for a second more
+    /// than the timeout (the longest a blocking command of the node's blocks).
+    ///
     /// # Examples
     ///
     /// ```

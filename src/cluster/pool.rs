@@ -165,6 +165,9 @@ impl ClusterOptions {
     /// How long Redis may stay unreachable or silent before every unfinished task fails
     /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
     ///
+    /// Zero is taken as 1 ms for a connect, and every reply is waited for a second more
+    /// than the timeout (the longest a blocking command of the pool's blocks).
+    ///
     /// # Examples
     ///
     /// ```

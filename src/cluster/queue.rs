@@ -388,6 +388,9 @@ impl<T> QueueBuilder<T> {
     /// fails with [`ClusterError::Unreachable`]. A put whose reply was lost is sent again
     /// for this long after the failure before it fails with [`PutError::Unsure`].
     ///
+    /// Zero is taken as 1 ms for a connect, and every reply is waited for a second more
+    /// than the timeout (the longest a blocking command of the queue's blocks).
+    ///
     /// # Examples
     ///
     /// ```no_run

@@ -124,7 +124,7 @@ fn reached_armed(name: &'static str) {
     {
         drop(target);
         // Frozen here until killed (or continued, and then it goes on as if disarmed).
-        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+        crate::sys::stop_this_process();
         return;
     }
     let held = |target: &Option<String>| {

@@ -617,6 +617,15 @@ pub(crate) fn signal_pid(pid: u32, sig: i32) -> io::Result<()> {
     }
 }
 
+/// Stops this process (`SIGSTOP`) before the calling thread goes on: the signal goes to
+/// the calling thread, which begins the process's stop on its way out of the call. (Sent to
+/// the process, it goes to a thread the kernel picks, the main one first, and the caller ran
+/// on until that thread was scheduled: at load, past the step a test meant to freeze.)
+pub(crate) fn stop_this_process() {
+    // SAFETY: a system call on numbers only: our own process and thread, a signal.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), libc::SIGSTOP) };
+}
+
 /// Kills this process's own child `pid` and reaps it: for a child whose pidfd never
 /// arrived. By pid is safe here: a child nobody reaped keeps its pid, and nothing in the
 /// crate reaps any child but by its pidfd.
