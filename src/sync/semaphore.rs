@@ -962,4 +962,24 @@ mod tests {
         assert_eq!(changed.owed(), 0, "the future was not woken");
         assert!(future.as_mut().poll(&mut cx).is_ready());
     }
+
+    /// A release on the fast path (the releaser's own permit, without the guard) wakes a
+    /// sleeper announced before it (sem38): the sleeper's guarded re-test marks the word
+    /// (`SLEEPERS`), and a release that finds the mark takes the guarded way, which wakes.
+    #[test]
+    fn a_fast_release_wakes_a_sleeper_announced_before_it() {
+        let sem = Semaphore::new(1).unwrap();
+        let changed = &sem.core.shared.changed;
+        // Held in this process's slot: its release may go the fast way.
+        sem.acquire().unwrap().forget();
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| sem.acquire().unwrap().forget());
+            while changed.owed() == 0 {
+                assert!(!sleeper.is_finished(), "the acquire returned without a permit");
+                std::thread::yield_now();
+            }
+            sem.release();
+            assert_eq!(changed.owed(), 0, "the sleeper was not woken");
+        });
+    }
 }
