@@ -475,9 +475,17 @@ impl Core {
         let i = self.hinted_slot(&slots, me)?;
         let claimed = word::claimed_for(w, i, release);
         // Acquire: the guarded changes' counts, seen whole. Success means no guarded
-        // change came since `w` (its generation), so the slot is still this process's.
+        // change came since `w` (its generation), so the slot is still this process's (a
+        // settler takes its owner for the changer) ...
         self.shared.word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).ok()?;
-        Some((slots.at(i), claimed))
+        let slot = slots.at(i);
+        // ... unless 2^19 of them came (the generation wrapped): looked at again, so that
+        // a permit is never counted in another's slot.
+        if !slot.is(me) {
+            self.shared.word.store(w, Ordering::Release);
+            return None;
+        }
+        Some((slot, claimed))
     }
 
     /// Records in the claimed word the parity the fast change finds its slot's count with
