@@ -38,8 +38,11 @@ use crate::sys;
 const MAX_TRACKED: u32 = 256;
 
 /// A guard's holder waiting for a fast change to let the word go spins this many looks,
-/// then yields at each.
+/// then yields at each ...
 const SPIN_LOOKS: u32 = 100;
+/// ... and past this many sleeps a millisecond at each (a changer stopped, `SIGSTOP`, in
+/// its few instructions costs no processor) ...
+const YIELD_LOOKS: u32 = 1000;
 /// ... and asks every this many looks whether the changer's process died.
 const SETTLE_EVERY: u32 = 256;
 
@@ -317,11 +320,13 @@ impl Core {
                 _ => {
                     // A fast change: a few instructions, unless its process was preempted or
                     // died; the liveness check reads /proc, so not at every look.
-                    looks += 1;
+                    looks = looks.wrapping_add(1);
                     if looks.is_multiple_of(SETTLE_EVERY) {
                         self.settle(w);
                     }
-                    if looks > SPIN_LOOKS {
+                    if looks > YIELD_LOOKS {
+                        std::thread::sleep(Duration::from_millis(1));
+                    } else if looks > SPIN_LOOKS {
                         std::thread::yield_now();
                     } else {
                         std::hint::spin_loop();
