@@ -510,6 +510,38 @@ fn a_process_killed_inside_an_acquire_or_a_release_loses_no_permit() {
     }
 }
 
+/// The fast path's windows again, with two slots: the surviving process holds a permit in
+/// a slot of its own, so that a permit of the dead process still counted in its slot is not
+/// given back through a handed-over release (as with one slot) but comes back by the
+/// recovery, once: a settle that finished or undid the wrong changes makes it twice, or
+/// loses it.
+#[test]
+fn a_process_killed_inside_a_fast_acquire_or_release_gives_its_permit_back_once() {
+    let _w = watchdog(LIMIT);
+    for point in [
+        "semaphore.fast_take.claimed",
+        "semaphore.fast_take.recorded",
+        "semaphore.fast_take.counted",
+        "semaphore.fast_give.claimed",
+        "semaphore.fast_give.recorded",
+        "semaphore.fast_give.counted",
+    ] {
+        let sem = BoundedSemaphore::new(2).unwrap();
+        let mine = sem.acquire().unwrap();
+        let dier = Process::new(die_inside, (sem.clone(), point.to_string())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "the process did not die at {point}");
+        drop(mine);
+        let first = sem.acquire_timeout(Duration::from_secs(30));
+        assert!(first.is_ok(), "a permit of a process killed at {point} was lost");
+        let second = sem.acquire_timeout(Duration::from_secs(30));
+        assert!(second.is_ok(), "a permit of a process killed at {point} was lost");
+        assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)), "a permit made twice at {point}");
+        drop((first, second));
+        assert_eq!(sem.get_value(), 2, "{point}");
+        assert!(sem.release().is_err(), "above the bound after {point}");
+    }
+}
+
 fn hold_and_die(sem: BoundedSemaphore) {
     std::mem::forget(sem.acquire().unwrap());
     std::process::abort();
