@@ -449,25 +449,95 @@ fn permits_released_as_items_are_not_given_back_when_their_consumer_dies() {
 
 fn die_inside(args: (BoundedSemaphore, String)) {
     multiproc::__private::crash_at(&args.1);
-    let guard = args.0.acquire().unwrap();
-    drop(guard);
+    // The first acquire finds no slot of this process: the guarded path. The release and
+    // the second pair go the fast way (without the guard).
+    for _ in 0..2 {
+        let guard = args.0.acquire().unwrap();
+        drop(guard);
+    }
+}
+
+/// A release by a process that holds no permit (one handed over): the guarded path.
+fn release_handed_over_dying_at(args: (BoundedSemaphore, String)) {
+    multiproc::__private::crash_at(&args.1);
+    let _ = args.0.release();
 }
 
 /// A process killed inside an acquire (after the permit left the count, before it was
-/// counted as the process's own) or inside a release (after its count, before the value)
-/// loses no permit: the next acquirer takes it (it waited for ever: the permit was counted
-/// nowhere), and the bound holds.
+/// counted as the process's own) or inside a release (after its count, before the value),
+/// on the guarded path or the fast one (the word claimed, the slot written or not), loses
+/// no permit: the next acquirer takes it (it waited for ever: the permit was counted
+/// nowhere, or the word stayed claimed), and the bound holds.
 #[test]
 fn a_process_killed_inside_an_acquire_or_a_release_loses_no_permit() {
     let _w = watchdog(LIMIT);
-    for point in ["semaphore.give.counted", "semaphore.take.counted"] {
+    for point in [
+        "semaphore.give.counted",
+        "semaphore.take.counted",
+        "semaphore.guard.claimed",
+        "semaphore.guard.released",
+        "semaphore.fast_take.claimed",
+        "semaphore.fast_take.recorded",
+        "semaphore.fast_take.counted",
+        "semaphore.fast_give.claimed",
+        "semaphore.fast_give.recorded",
+        "semaphore.fast_give.counted",
+    ] {
         let sem = BoundedSemaphore::new(1).unwrap();
-        let dier = Process::new(die_inside, (sem.clone(), point.to_string())).start().unwrap();
+        let handed_over = point == "semaphore.give.counted";
+        if handed_over {
+            sem.acquire().unwrap().forget();
+        }
+        let dier = if handed_over {
+            Process::new(release_handed_over_dying_at, (sem.clone(), point.to_string())).start().unwrap()
+        } else {
+            Process::new(die_inside, (sem.clone(), point.to_string())).start().unwrap()
+        };
         assert_eq!(dier.wait(), -libc::SIGABRT, "the process did not die at {point}");
+        if handed_over {
+            // The release was rolled back: the permit is still this process's.
+            assert_eq!(sem.get_value(), 0, "{point}");
+            sem.release().unwrap();
+        }
         let guard = sem.acquire_timeout(Duration::from_secs(30));
         assert!(guard.is_ok(), "the permit of a process killed at {point} was lost");
         drop(guard);
         assert_eq!(sem.get_value(), 1, "{point}");
+        assert!(sem.release().is_err(), "above the bound after {point}");
+        // Once: a permit also left counted as the dead process's would come back here.
+        let _only = sem.try_acquire().unwrap();
+        assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)), "a permit made twice at {point}");
+    }
+}
+
+/// The fast path's windows again, with two slots: the surviving process holds a permit in
+/// a slot of its own, so that a permit of the dead process still counted in its slot is not
+/// given back through a handed-over release (as with one slot) but comes back by the
+/// recovery, once: a settle that finished or undid the wrong changes makes it twice, or
+/// loses it.
+#[test]
+fn a_process_killed_inside_a_fast_acquire_or_release_gives_its_permit_back_once() {
+    let _w = watchdog(LIMIT);
+    for point in [
+        "semaphore.fast_take.claimed",
+        "semaphore.fast_take.recorded",
+        "semaphore.fast_take.counted",
+        "semaphore.fast_give.claimed",
+        "semaphore.fast_give.recorded",
+        "semaphore.fast_give.counted",
+    ] {
+        let sem = BoundedSemaphore::new(2).unwrap();
+        let mine = sem.acquire().unwrap();
+        let dier = Process::new(die_inside, (sem.clone(), point.to_string())).start().unwrap();
+        assert_eq!(dier.wait(), -libc::SIGABRT, "the process did not die at {point}");
+        drop(mine);
+        let first = sem.acquire_timeout(Duration::from_secs(30));
+        assert!(first.is_ok(), "a permit of a process killed at {point} was lost");
+        let second = sem.acquire_timeout(Duration::from_secs(30));
+        assert!(second.is_ok(), "a permit of a process killed at {point} was lost");
+        assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)), "a permit made twice at {point}");
+        drop((first, second));
+        assert_eq!(sem.get_value(), 2, "{point}");
         assert!(sem.release().is_err(), "above the bound after {point}");
     }
 }

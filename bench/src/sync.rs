@@ -12,7 +12,8 @@ use crate::stats::{self, Report};
 
 /// lock_uncontended: ns per `acquire()` + release (dropping the guard) in one process,
 /// after 1000 untimed pairs; median of 5 batches of 1M. Variants: `Lock`, `RLock`, and a
-/// `BoundedSemaphore(1)` (whose acquire and release each record an undo under its guard).
+/// `BoundedSemaphore(1)` (whose acquire and release of a process's own permit take no
+/// guard: one CAS each on its word, sem38).
 pub fn lock_uncontended(report: &mut Report) {
     const N: u32 = 1_000_000;
     let lock = Lock::new().expect("lock");

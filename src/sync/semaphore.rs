@@ -37,17 +37,27 @@ use crate::sys;
 /// permits, which just cannot be recovered if they die.
 const MAX_TRACKED: u32 = 256;
 
+/// A guard's holder waiting for a fast change to let the word go spins this many looks,
+/// then yields at each ...
+const SPIN_LOOKS: u32 = 100;
+/// ... and past this many sleeps a millisecond at each (a changer stopped, `SIGSTOP`, in
+/// its few instructions costs no processor) ...
+const YIELD_LOOKS: u32 = 1000;
+/// ... and asks every this many looks whether the changer's process died.
+const SETTLE_EVERY: u32 = 256;
+
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct SemState {
-    /// Guards every field below (except reads of `value` for a quick look).
+    /// Guards every field below but `word`, with `word` claimed for it ([`Core::lock`]).
     guard: RawMutex,
-    value: AtomicU32,
+    /// The value, and who is changing the semaphore now (see [`word`]).
+    word: AtomicU64,
     /// The largest value of a `BoundedSemaphore`; 0 for a `Semaphore`.
     bound: AtomicU32,
-    /// Permits in `value` that a non-holder released (held by nobody once taken).
+    /// Permits in the value that a non-holder released (held by nobody once taken).
     extra: AtomicU32,
-    /// Permits in `value` taken back from dead holders (their next taker is told).
+    /// Permits in the value taken back from dead holders (their next taker is told).
     recovered: AtomicU32,
     /// Held permits whose holder found no free slot in the table.
     untracked: AtomicU32,
@@ -58,22 +68,67 @@ pub(crate) struct SemState {
     undo: ChangeRecord<{ undo::WORDS }>,
 }
 
-/// The fields a change under the guard may write, as they were before it (the words of
+/// The bits of [`SemState::word`]: the value, and a *claim* on it. Whoever changes the value
+/// or a holder slot's count claims the word first (a CAS from no claim), writes, and ends
+/// with one store of the word: its new value, the claim cleared. The guarded path claims it
+/// for the guard's holder ([`Core::lock`]); the fast path (an acquire or release of a
+/// process's own permit, in its own slot: [`Core::fast_take`], [`Core::fast_give`]) claims it
+/// for that slot and takes no guard, two locked instructions per pair, as a lock.
+///
+/// A fast change killed while it holds the word is settled from the word and its slot
+/// alone ([`Core::settle`]): its slot's count carries a parity bit ([`HELD_PARITY`]) that the
+/// change's slot store flips, and the change records the parity it found ([`RECORDED`],
+/// [`PARITY`]) before that store. Parity flipped: the slot store was made, the value moves
+/// too; else the value stays. Either way the process has its permit or not, never half.
+mod word {
+    /// Permits free.
+    pub(super) const VALUE: u64 = 0xFFFF_FFFF;
+    pub(super) const CLAIM_SHIFT: u32 = 32;
+    /// Who holds the word: 0 nobody; a holder slot's index plus one (its process's fast
+    /// change); [`GUARD`] (the guard's holder).
+    pub(super) const CLAIM: u64 = 0x1FF << CLAIM_SHIFT;
+    pub(super) const GUARD: u64 = 0x1FF;
+    /// A slot's claim is a release's (else an acquire's).
+    pub(super) const RELEASE: u64 = 1 << 41;
+    /// A slot's claim has recorded the slot's parity as it found it, in [`PARITY`]
+    /// (else the slot has not been written).
+    pub(super) const RECORDED: u64 = 1 << 42;
+    pub(super) const PARITY: u64 = 1 << 43;
+    /// Sleepers were announced on `changed` when the guard's holder last let the word go: a
+    /// release takes the guarded way, which wakes them (see [`super::Core::give`]).
+    pub(super) const SLEEPERS: u64 = 1 << 44;
+    /// Counts the guard's claims (modulo 2^19): a fast change that found its slot its own
+    /// before its claim knows by its CAS that no guarded change (the only writer of a
+    /// slot's owner) came between.
+    pub(super) const GENERATION: u64 = 1 << 45;
+
+    /// `word` claimed for slot `i`'s change.
+    pub(super) fn claimed_for(word: u64, i: usize, release: bool) -> u64 {
+        word | ((i as u64 + 1) << CLAIM_SHIFT) | if release { RELEASE } else { 0 }
+    }
+}
+
+/// The count of permits in a slot's `held`; the bit above it is the slot's parity.
+const HELD_COUNT: u64 = 0xFFFF_FFFF;
+/// Flipped by every fast change's store of a slot's count (see [`word`]).
+const HELD_PARITY: u64 = 1 << 32;
+
+/// The fields a guarded change may write, as they were before it (the words of
 /// [`SemState::undo`]): the next holder of the guard puts them back if the changer died
-/// before it finished, so that a process killed at any point of an acquire, a release or a
-/// recovery neither loses a permit (a waiter would wait for ever) nor makes one twice (a
-/// bounded semaphore past its bound).
+/// before it let the word go (the value, in the word, moves only with that store), so that
+/// a process killed at any point of an acquire, a release or a recovery neither loses a
+/// permit (a waiter would wait for ever) nor makes one twice (a bounded semaphore past its
+/// bound).
 mod undo {
     /// The holder slot the change may write, plus one (0: none).
     pub(super) const SLOT: usize = 0;
-    pub(super) const VALUE: usize = 1;
-    pub(super) const EXTRA: usize = 2;
-    pub(super) const RECOVERED: usize = 3;
-    pub(super) const UNTRACKED: usize = 4;
-    pub(super) const SLOT_PID: usize = 5;
-    pub(super) const SLOT_HELD: usize = 6;
-    pub(super) const SLOT_START: usize = 7;
-    pub(super) const WORDS: usize = 8;
+    pub(super) const EXTRA: usize = 1;
+    pub(super) const RECOVERED: usize = 2;
+    pub(super) const UNTRACKED: usize = 3;
+    pub(super) const SLOT_PID: usize = 4;
+    pub(super) const SLOT_HELD: usize = 5;
+    pub(super) const SLOT_START: usize = 6;
+    pub(super) const WORDS: usize = 7;
 }
 
 /// How many permits a process holds.
@@ -81,8 +136,29 @@ mod undo {
 #[repr(C)]
 struct HolderSlot {
     pid: AtomicU32,
-    held: AtomicU32,
+    /// The count ([`HELD_COUNT`]) and the parity ([`HELD_PARITY`]).
+    held: AtomicU64,
     start: AtomicU64,
+}
+
+impl HolderSlot {
+    /// Permits held.
+    #[inline]
+    fn count(&self) -> u32 {
+        (self.held.load(Ordering::Relaxed) & HELD_COUNT) as u32
+    }
+
+    /// Sets the count, keeping the parity: a guarded change (the word claimed for the guard).
+    #[inline]
+    fn set_count(&self, n: u32) {
+        let held = self.held.load(Ordering::Relaxed);
+        self.held.store((held & HELD_PARITY) | u64::from(n), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn is(&self, me: sys::ProcId) -> bool {
+        self.pid.load(Ordering::Relaxed) == me.pid && self.start.load(Ordering::Relaxed) == me.start
+    }
 }
 
 impl ShmObject for SemState {
@@ -121,12 +197,48 @@ impl Clone for SlotHint {
     }
 }
 
+/// The guard, taken, with the word claimed for it ([`Core::lock`]). Dropping it lets the
+/// word go with [`Hold::value`] (the change's one store of the value), then commits the
+/// change's record and frees the guard.
+struct Hold<'a> {
+    core: &'a Core,
+    /// The word as claimed.
+    word: u64,
+    /// The value the word is let go with.
+    value: u32,
+    /// A panic was unwinding already when the guard was taken (a permit's guard dropped in
+    /// the unwinding): a panic inside the hold is told from it.
+    unwinding: bool,
+    _guard: RawGuard<'a>,
+}
+
+impl Drop for Hold<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let state = &*self.core.shared;
+        if std::thread::panicking() && !self.unwinding {
+            // A panic inside the change, which may be half made: the next holder finds the
+            // word still claimed for the guard and undoes it, as a dead holder's.
+            return;
+        }
+        // Every sleeper announced re-tests under the guard ([`Core::take`]), so the count
+        // read here, under it, misses none (sem37); the mark makes a fast release of the
+        // permit it waits for take the guarded way, which wakes it.
+        let sleepers = if state.changed.sleepers_seen_under_lock() { word::SLEEPERS } else { 0 };
+        let generation = (self.word & !(word::GENERATION - 1)).wrapping_add(word::GENERATION);
+        state.word.store(generation | sleepers | u64::from(self.value), Ordering::Release);
+        // After the word: a changer killed between the two left its change whole.
+        crate::shm::crash::crash_point!("semaphore.guard.released");
+        state.undo.commit();
+    }
+}
+
 impl Core {
     fn new(value: u32, bound: u32) -> Result<Self, Error> {
         let slots = value.clamp(1, MAX_TRACKED);
         let state = SemState {
             guard: RawMutex::new(),
-            value: AtomicU32::new(value),
+            word: AtomicU64::new(u64::from(value)),
             bound: AtomicU32::new(bound),
             extra: AtomicU32::new(0),
             recovered: AtomicU32::new(0),
@@ -152,45 +264,122 @@ impl Core {
     /// The index of this process's slot in `slots`, if it has one. Call under the guard.
     #[inline]
     fn my_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
-        let is_mine = |i: usize| {
-            let s = slots.at(i);
-            s.pid.load(Ordering::Relaxed) == me.pid && s.start.load(Ordering::Relaxed) == me.start
-        };
+        self.hinted_slot(slots, me).or_else(|| self.find_my_slot(slots, me))
+    }
+
+    /// The slot the hint names, if it is this process's.
+    #[inline]
+    fn hinted_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
         let hint = self.mine.0.load(Ordering::Relaxed) as usize;
-        if let Some(i) = hint.checked_sub(1)
-            && i < slots.len()
-            && is_mine(i)
-        {
-            return Some(i);
-        }
-        self.find_my_slot(slots, me, is_mine)
+        hint.checked_sub(1).filter(|&i| i < slots.len() && slots.at(i).is(me))
     }
 
     /// [`Core::my_slot`] without a hint, or with a stale one: the search.
     #[cold]
-    fn find_my_slot(
-        &self,
-        slots: &Cells<'_, HolderSlot>,
-        me: sys::ProcId,
-        is_mine: impl Fn(usize) -> bool,
-    ) -> Option<usize> {
+    fn find_my_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
         let n = slots.len();
         let first = me.pid as usize % n;
-        let found = (first..n).chain(0..first).find(|&i| is_mine(i));
+        let found = (first..n).chain(0..first).find(|&i| slots.at(i).is(me));
         if let Some(i) = found {
             self.mine.0.store(i as u32 + 1, Ordering::Relaxed);
         }
         found
     }
 
-    /// The guard, taken; a change its last holder died in the middle of is undone first.
+    /// The guard, taken, and the word claimed for it; a change its last holder died in the
+    /// middle of is undone first, and so is a fast change of a process that died holding
+    /// the word.
     #[inline]
-    fn lock(&self) -> RawGuard<'_> {
+    fn lock(&self) -> Hold<'_> {
         let guard = RawGuard::lock(&self.shared.guard);
-        if let Some(words) = self.shared.undo.unfinished() {
-            self.undo(words);
+        let (word, stale) = self.claim();
+        crate::shm::crash::crash_point!("semaphore.guard.claimed");
+        if stale || self.shared.undo.unfinished().is_some() {
+            self.recover_guarded(stale, word);
         }
-        guard
+        let unwinding = std::thread::panicking();
+        Hold { core: self, word, value: (word & word::VALUE) as u32, unwinding, _guard: guard }
+    }
+
+    /// Claims the word for the guard's holder (the caller): the word as claimed, and
+    /// whether it was claimed for the guard already (by a holder that died holding it).
+    /// Waits for a fast change in flight to end, or settles it if its process died.
+    fn claim(&self) -> (u64, bool) {
+        let state = &*self.shared;
+        let mut looks = 0u32;
+        loop {
+            let w = state.word.load(Ordering::Acquire);
+            match (w & word::CLAIM) >> word::CLAIM_SHIFT {
+                0 => {
+                    let claimed = w | (word::GUARD << word::CLAIM_SHIFT);
+                    if state.word.compare_exchange_weak(w, claimed, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                        return (claimed, false);
+                    }
+                }
+                word::GUARD => return (w, true),
+                _ => {
+                    // A fast change: a few instructions, unless its process was preempted or
+                    // died; the liveness check reads /proc, so not at every look.
+                    looks = looks.wrapping_add(1);
+                    if looks.is_multiple_of(SETTLE_EVERY) {
+                        self.settle(w);
+                    }
+                    if looks > YIELD_LOOKS {
+                        std::thread::sleep(Duration::from_millis(1));
+                    } else if looks > SPIN_LOOKS {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Settles the fast change that holds `word` if its process died: finished if its
+    /// slot store was made, else undone (see [`word`]). A settler killed here leaves the
+    /// word as it was, or settled: one CAS.
+    #[cold]
+    fn settle(&self, w: u64) {
+        let state = &*self.shared;
+        let i = ((w & word::CLAIM) >> word::CLAIM_SHIFT) as usize - 1;
+        let slot = self.slot(i);
+        // The slot's owner is the changer: a slot changes owner only under the guard's claim.
+        if sys::process_alive(slot.pid.load(Ordering::Relaxed), slot.start.load(Ordering::Relaxed)) {
+            return;
+        }
+        // After the death: the changer's last store is in. Acquire: a slot store seen comes
+        // with the record made before it (a `w` older than the record fails the CAS below).
+        let held = slot.held.load(Ordering::Acquire);
+        let found = if w & word::PARITY != 0 { HELD_PARITY } else { 0 };
+        let written = w & word::RECORDED != 0 && held & HELD_PARITY != found;
+        let value = match (written, w & word::RELEASE != 0) {
+            (false, _) => w & word::VALUE,
+            (true, false) => (w & word::VALUE) - 1,
+            (true, true) => (w & word::VALUE) + 1,
+        };
+        let settled = (w & !(word::VALUE | word::CLAIM | word::RELEASE | word::RECORDED | word::PARITY)) | value;
+        if state.word.compare_exchange(w, settled, Ordering::AcqRel, Ordering::Relaxed).is_ok() && value > 0 {
+            // A permit the dead process was woken for, or gave back: a sleeper for it.
+            state.changed.notify(1);
+        }
+    }
+
+    /// After taking the guard: a holder died holding it. Its change is undone if it still
+    /// held the word (`stale`), or committed if it had let the word go (the change is
+    /// whole then: the word's store is its last but the commit).
+    #[cold]
+    fn recover_guarded(&self, stale: bool, word: u64) {
+        let state = &*self.shared;
+        match state.undo.unfinished() {
+            Some(words) if stale => self.undo(words),
+            Some(_) => state.undo.commit(),
+            None => {}
+        }
+        // A permit the dead holder may have been woken for: a sleeper for it.
+        if stale && word & word::VALUE > 0 {
+            state.changed.notify(1);
+        }
     }
 
     /// Puts back what a change its changer died in the middle of overwrote (idempotent: a
@@ -198,8 +387,6 @@ impl Core {
     #[cold]
     fn undo(&self, words: [u64; undo::WORDS]) {
         let state = &*self.shared;
-        let value = state.value.load(Ordering::Relaxed);
-        state.value.store(words[undo::VALUE] as u32, Ordering::Relaxed);
         state.extra.store(words[undo::EXTRA] as u32, Ordering::Relaxed);
         state.recovered.store(words[undo::RECOVERED] as u32, Ordering::Relaxed);
         state.untracked.store(words[undo::UNTRACKED] as u32, Ordering::Relaxed);
@@ -207,26 +394,19 @@ impl Core {
         if let Some(i) = (words[undo::SLOT] as usize).checked_sub(1) {
             let slot = self.slot(i);
             slot.pid.store(words[undo::SLOT_PID] as u32, Ordering::Relaxed);
-            slot.held.store(words[undo::SLOT_HELD] as u32, Ordering::Relaxed);
+            slot.held.store(words[undo::SLOT_HELD], Ordering::Relaxed);
             slot.start.store(words[undo::SLOT_START], Ordering::Relaxed);
         }
         state.undo.commit();
-        // Permits given back (a killed acquirer's) that no release announced: a sleeper is
-        // woken for each, rather than finding it at the end of its sleep slice.
-        let given = (words[undo::VALUE] as u32).saturating_sub(value);
-        if given > 0 {
-            state.changed.notify(given);
-        }
     }
 
     /// Records what a change about to write the counts and `slot` (of `slots`) overwrites.
-    /// Call under the guard, before the change's first store; [`Core::commit`] after its
-    /// last.
+    /// Call under the guard, before the change's first store; dropping the [`Hold`]
+    /// commits.
     #[inline]
     fn begin(&self, slots: &Cells<'_, HolderSlot>, slot: Option<usize>) {
         let state = &*self.shared;
         let mut words = [0; undo::WORDS];
-        words[undo::VALUE] = u64::from(state.value.load(Ordering::Relaxed));
         words[undo::EXTRA] = u64::from(state.extra.load(Ordering::Relaxed));
         words[undo::RECOVERED] = u64::from(state.recovered.load(Ordering::Relaxed));
         words[undo::UNTRACKED] = u64::from(state.untracked.load(Ordering::Relaxed));
@@ -234,16 +414,10 @@ impl Core {
             let s = slots.at(i);
             words[undo::SLOT] = i as u64 + 1;
             words[undo::SLOT_PID] = u64::from(s.pid.load(Ordering::Relaxed));
-            words[undo::SLOT_HELD] = u64::from(s.held.load(Ordering::Relaxed));
+            words[undo::SLOT_HELD] = s.held.load(Ordering::Relaxed);
             words[undo::SLOT_START] = s.start.load(Ordering::Relaxed);
         }
         state.undo.begin(words);
-    }
-
-    /// Ends the change [`Core::begin`] recorded: it stays.
-    #[inline]
-    fn commit(&self) {
-        self.shared.undo.commit();
     }
 
     /// The slot that [`Core::hold`] will count a permit of this process in: its own, else a
@@ -254,7 +428,7 @@ impl Core {
         self.my_slot(slots, me).or_else(|| {
             let n = slots.len();
             let first = me.pid as usize % n;
-            (first..n).chain(0..first).find(|&i| slots.at(i).held.load(Ordering::Relaxed) == 0)
+            (first..n).chain(0..first).find(|&i| slots.at(i).count() == 0)
         })
     }
 
@@ -268,23 +442,121 @@ impl Core {
             return;
         };
         let slot = slots.at(i);
-        if slot.pid.load(Ordering::Relaxed) == me.pid && slot.start.load(Ordering::Relaxed) == me.start {
-            slot.held.store(slot.held.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if slot.is(me) {
+            slot.set_count(slot.count() + 1);
         } else {
             slot.pid.store(me.pid, Ordering::Relaxed);
             slot.start.store(me.start, Ordering::Relaxed);
-            slot.held.store(1, Ordering::Relaxed);
+            slot.set_count(1);
+            // Its release may go the fast way at once.
+            self.mine.0.store(i as u32 + 1, Ordering::Relaxed);
         }
     }
 
     /// Takes a permit if there is one; `Some(owner_died)` on success. A look without the
-    /// guard first: not for a sleeper's re-test (see [`Core::take`]).
+    /// guard first, then the fast way if it may: not for a sleeper's re-test (see
+    /// [`Core::take`]).
     #[inline]
     fn try_take(&self) -> Option<(Permit, bool)> {
-        if self.shared.value.load(Ordering::Acquire) == 0 {
+        let w = self.shared.word.load(Ordering::Acquire);
+        if w & word::VALUE == 0 {
             return None;
         }
+        if self.fast_take(w) {
+            return Some((Permit::Held, false));
+        }
         self.take()
+    }
+
+    /// Claims the word `w` (seen free) for this process's own slot, found by the hint: the
+    /// slot and the claimed word, or `None` (the guarded way, then).
+    #[inline]
+    fn claim_fast(&self, w: u64, release: bool) -> Option<(&HolderSlot, u64)> {
+        if w & word::CLAIM != 0 {
+            return None;
+        }
+        let me = sys::me();
+        let slots = self.slots();
+        let i = self.hinted_slot(&slots, me)?;
+        let claimed = word::claimed_for(w, i, release);
+        // Acquire: the guarded changes' counts, seen whole. Success means no guarded
+        // change came since `w` (its generation), so the slot is still this process's (a
+        // settler takes its owner for the changer) ...
+        self.shared.word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        let slot = slots.at(i);
+        // ... unless 2^19 of them came (the generation wrapped): looked at again, so that
+        // a permit is never counted in another's slot.
+        if !slot.is(me) {
+            self.shared.word.store(w, Ordering::Release);
+            return None;
+        }
+        Some((slot, claimed))
+    }
+
+    /// Records in the claimed word the parity the fast change finds its slot's count with
+    /// (see [`word`]), before it writes the count.
+    #[inline]
+    fn record_fast(&self, claimed: u64, held: u64) {
+        let parity = if held & HELD_PARITY != 0 { word::PARITY } else { 0 };
+        self.shared.word.store(claimed | word::RECORDED | parity, Ordering::Relaxed);
+    }
+
+    /// The fast change's slot store: the count `count`, the parity flipped. Release: a
+    /// settler that sees it sees the record of [`Core::record_fast`].
+    #[inline]
+    fn count_fast(slot: &HolderSlot, held: u64, count: u64) {
+        slot.held.store(((held ^ HELD_PARITY) & HELD_PARITY) | count, Ordering::Release);
+    }
+
+    /// An acquire without the guard: the word free (`w`), this process's slot known, and no
+    /// extra or recovered permit to take first. Whether it took a permit (one of its own).
+    #[inline]
+    fn fast_take(&self, w: u64) -> bool {
+        let state = &*self.shared;
+        let Some((slot, claimed)) = self.claim_fast(w, false) else {
+            return false;
+        };
+        // Written only with the word claimed for the guard: read now, they stay.
+        if state.extra.load(Ordering::Relaxed) != 0 || state.recovered.load(Ordering::Relaxed) != 0 {
+            state.word.store(w, Ordering::Release);
+            return false;
+        }
+        crate::shm::crash::crash_point!("semaphore.fast_take.claimed");
+        let held = slot.held.load(Ordering::Relaxed);
+        self.record_fast(claimed, held);
+        crate::shm::crash::crash_point!("semaphore.fast_take.recorded");
+        Self::count_fast(slot, held, (held & HELD_COUNT) + 1);
+        crate::shm::crash::crash_point!("semaphore.fast_take.counted");
+        state.word.store(w - 1, Ordering::Release);
+        true
+    }
+
+    /// A release of a permit of this process's own, counted in its slot, without the guard:
+    /// the word free, no sleeper marked, the bound not reached. Whether it gave it back.
+    #[inline]
+    fn fast_give(&self) -> bool {
+        let state = &*self.shared;
+        let w = state.word.load(Ordering::Acquire);
+        let value = w & word::VALUE;
+        let bound = u64::from(state.bound.load(Ordering::Relaxed));
+        if w & word::SLEEPERS != 0 || (bound != 0 && value >= bound) || value == word::VALUE {
+            return false;
+        }
+        let Some((slot, claimed)) = self.claim_fast(w, true) else {
+            return false;
+        };
+        crate::shm::crash::crash_point!("semaphore.fast_give.claimed");
+        let held = slot.held.load(Ordering::Relaxed);
+        if held & HELD_COUNT == 0 {
+            state.word.store(w, Ordering::Release);
+            return false;
+        }
+        self.record_fast(claimed, held);
+        crate::shm::crash::crash_point!("semaphore.fast_give.recorded");
+        Self::count_fast(slot, held, (held & HELD_COUNT) - 1);
+        crate::shm::crash::crash_point!("semaphore.fast_give.counted");
+        state.word.store(w + 1, Ordering::Release);
+        true
     }
 
     /// [`Core::try_take`] under the guard from its first look: the re-test of a sleeper
@@ -293,9 +565,8 @@ impl Core {
     #[inline]
     fn take(&self) -> Option<(Permit, bool)> {
         let state = &*self.shared;
-        let _g = self.lock();
-        let value = state.value.load(Ordering::Relaxed);
-        if value == 0 {
+        let mut hold = self.lock();
+        if hold.value == 0 {
             return None;
         }
         let me = sys::me();
@@ -305,8 +576,7 @@ impl Core {
         // An extra permit is held by nobody: no slot to count it in.
         let slot = if recovered > 0 || extra == 0 { self.hold_slot(&slots, me) } else { None };
         self.begin(&slots, slot);
-        state.value.store(value - 1, Ordering::Relaxed);
-        crate::shm::crash::crash_point!("semaphore.take.counted");
+        hold.value -= 1;
         let taken = if recovered > 0 {
             state.recovered.store(recovered - 1, Ordering::Relaxed);
             self.hold(&slots, me, slot);
@@ -318,20 +588,27 @@ impl Core {
             self.hold(&slots, me, slot);
             (Permit::Held, false)
         };
-        self.commit();
+        crate::shm::crash::crash_point!("semaphore.take.counted");
         Some(taken)
     }
 
     /// Gives a permit back. `permit` is what a guard held; `None` for a plain release.
     #[inline]
     fn give(&self, permit: Option<Permit>) -> Result<(), ReleaseError> {
+        if permit != Some(Permit::Extra) && self.fast_give() {
+            return Ok(());
+        }
+        self.give_guarded(permit)
+    }
+
+    /// [`Core::give`] under the guard.
+    fn give_guarded(&self, permit: Option<Permit>) -> Result<(), ReleaseError> {
         let state = &*self.shared;
         // Asked under the guard, after the change: every sleeper re-tests under the guard
-        // once announced ([`Core::take`]), so no fence is needed (a release's third locked
-        // instruction, after the guard's two; sem37).
+        // once announced ([`Core::take`]), so no fence is needed (sem37).
         let sleepers = {
-            let _g = self.lock();
-            let value = state.value.load(Ordering::Relaxed);
+            let mut hold = self.lock();
+            let value = hold.value;
             let bound = state.bound.load(Ordering::Relaxed);
             if bound != 0 && value >= bound {
                 return Err(ReleaseError::OverRelease { bound });
@@ -340,7 +617,7 @@ impl Core {
             // The slot whose permit comes back: this process's own, else (a release by a
             // process that holds none) one another process holds, handed over.
             let slots = self.slots();
-            let held = |i: &usize| slots.at(*i).held.load(Ordering::Relaxed) > 0;
+            let held = |i: &usize| slots.at(*i).count() > 0;
             let slot = match permit {
                 Some(Permit::Extra) => None,
                 Some(Permit::Held) | None => {
@@ -353,8 +630,8 @@ impl Core {
                     state.extra.store(state.extra.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 }
                 (_, Some(i)) => {
-                    let held = &slots.at(i).held;
-                    held.store(held.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+                    let slot = slots.at(i);
+                    slot.set_count(slot.count() - 1);
                     crate::shm::crash::crash_point!("semaphore.give.counted");
                 }
                 // Held by nobody in the table: an untracked holder's, or an extra permit.
@@ -367,8 +644,7 @@ impl Core {
                     }
                 }
             }
-            state.value.store(value + 1, Ordering::Release);
-            self.commit();
+            hold.value = value + 1;
             state.changed.sleepers_seen_under_lock()
         };
         if sleepers {
@@ -382,15 +658,13 @@ impl Core {
         let state = &*self.shared;
         let me = sys::me();
         let candidates: Vec<(usize, u32, u64)> = {
-            let _g = self.lock();
+            let _hold = self.lock();
             let slots = self.slots();
             (0..slots.len())
                 .filter_map(|i| {
                     let s = slots.at(i);
-                    let pid = s.pid.load(Ordering::Relaxed);
-                    let start = s.start.load(Ordering::Relaxed);
-                    (s.held.load(Ordering::Relaxed) > 0 && !(pid == me.pid && start == me.start))
-                        .then_some((i, pid, start))
+                    (s.count() > 0 && !s.is(me))
+                        .then(|| (i, s.pid.load(Ordering::Relaxed), s.start.load(Ordering::Relaxed)))
                 })
                 .collect()
         };
@@ -398,23 +672,22 @@ impl Core {
         if dead.is_empty() {
             return;
         }
-        {
-            let _g = self.lock();
+        // One change (one hold, one record) per dead holder.
+        for (i, pid, start) in dead {
+            let mut hold = self.lock();
             let slots = self.slots();
-            for (i, pid, start) in dead {
-                let s = slots.at(i);
-                if s.pid.load(Ordering::Relaxed) != pid || s.start.load(Ordering::Relaxed) != start {
-                    continue;
-                }
-                self.begin(&slots, Some(i));
-                let held = s.held.swap(0, Ordering::Relaxed);
-                s.pid.store(0, Ordering::Relaxed);
-                s.start.store(0, Ordering::Relaxed);
-                state.recovered.fetch_add(held, Ordering::Relaxed);
-                state.value.fetch_add(held, Ordering::Release);
-                crate::shm::crash::crash_point!("semaphore.recover.counted");
-                self.commit();
+            let s = slots.at(i);
+            if s.pid.load(Ordering::Relaxed) != pid || s.start.load(Ordering::Relaxed) != start {
+                continue;
             }
+            self.begin(&slots, Some(i));
+            let held = s.count();
+            s.set_count(0);
+            s.pid.store(0, Ordering::Relaxed);
+            s.start.store(0, Ordering::Relaxed);
+            state.recovered.store(state.recovered.load(Ordering::Relaxed) + held, Ordering::Relaxed);
+            hold.value += held;
+            crate::shm::crash::crash_point!("semaphore.recover.counted");
         }
         state.changed.notify_all();
     }
@@ -457,7 +730,7 @@ impl Core {
                     return Ok(taken);
                 }
                 // A wake-up meant for us may have come as we left: pass it on.
-                if state.value.load(Ordering::Acquire) > 0 {
+                if self.value() > 0 {
                     state.changed.notify(1);
                 }
                 Err(TimedOut)
@@ -499,7 +772,7 @@ impl Core {
     }
 
     fn value(&self) -> u32 {
-        self.shared.value.load(Ordering::Acquire)
+        (self.shared.word.load(Ordering::Acquire) & word::VALUE) as u32
     }
 }
 
@@ -909,9 +1182,16 @@ mod tests {
 
     use super::*;
 
+    impl Core {
+        /// The word's sleeper mark is set: a sleeper re-tested after its announcement.
+        fn sleepers_marked(&self) -> bool {
+            self.shared.word.load(Ordering::SeqCst) & word::SLEEPERS != 0
+        }
+    }
+
     /// A permit that a roll-back gives back wakes a sleeper of its own (review30b, Info):
-    /// two sleepers, and a killed acquirer's change (its record armed, the value down, its
-    /// guard free, as a dead holder's is taken over); a release rolls that change back (one
+    /// two sleepers, and a killed acquirer's change (its record armed, the word claimed for
+    /// the guard, the guard free, as a dead holder's is taken over); a release rolls that change back (one
     /// permit) and gives its own (another). Both sleepers are owed nothing after it: before,
     /// one was, and waited for the end of its sleep slice to find the permit.
     #[test]
@@ -920,11 +1200,11 @@ mod tests {
         let core = &sem.core;
         {
             let _g = RawGuard::lock(&core.shared.guard);
+            let _ = core.claim();
             let slots = core.slots();
             let slot = core.hold_slot(&slots, sys::me());
             core.begin(&slots, slot);
-            core.shared.value.store(0, Ordering::Relaxed);
-            // Killed here: no commit.
+            // Killed here: the word still claimed for the guard, no commit.
         }
         let changed = &core.shared.changed;
         let _ = changed.start_sleeping();
@@ -963,5 +1243,26 @@ mod tests {
         sem.release();
         assert_eq!(changed.owed(), 0, "the future was not woken");
         assert!(future.as_mut().poll(&mut cx).is_ready());
+    }
+
+    /// A release on the fast path (the releaser's own permit, without the guard) wakes a
+    /// sleeper announced before it (sem38): the sleeper's guarded re-test marks the word
+    /// (`SLEEPERS`), and a release that finds the mark takes the guarded way, which wakes.
+    #[test]
+    fn a_fast_release_wakes_a_sleeper_announced_before_it() {
+        let sem = Semaphore::new(1).unwrap();
+        let changed = &sem.core.shared.changed;
+        // Held in this process's slot: its release may go the fast way.
+        sem.acquire().unwrap().forget();
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| sem.acquire().unwrap().forget());
+            // Announced, and its re-test under the guard made (the word marked).
+            while changed.owed() == 0 || !sem.core.sleepers_marked() {
+                assert!(!sleeper.is_finished(), "the acquire returned without a permit");
+                std::thread::yield_now();
+            }
+            sem.release();
+            assert_eq!(changed.owed(), 0, "the sleeper was not woken");
+        });
     }
 }

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use super::{BoundedSemaphore, Core, Semaphore, SemaphoreGuard};
@@ -111,7 +110,7 @@ impl Drop for SemaphoreAcquire<'_> {
     fn drop(&mut self) {
         // A release's `notify(1)` may have woken this future, which leaves without its
         // permit: pass the wake-up on, as a blocking acquire that times out does.
-        if self.pending && self.core.shared.value.load(Ordering::Acquire) > 0 {
+        if self.pending && self.core.value() > 0 {
             self.waiting.withdraw();
             self.core.shared.changed.notify(1);
         }
