@@ -943,6 +943,42 @@ fn an_end_read_as_another_type_ends_the_other_ends_stream() {
     leaks.assert_no_leak();
 }
 
+/// An end discarded unread is seen gone by the calls that do not wait too: none of them
+/// may report an empty stream, or let a sender pile messages up, for an end nobody holds.
+/// (review41 M1: only a waiting receive saw it, at its next slice; `try_recv` said `Empty`,
+/// `poll(0)` `false`, and `send` succeeded.)
+#[test]
+fn an_end_discarded_unread_is_seen_gone_without_a_wait() {
+    let leaks = leak_check(LIMIT);
+    let mut failed = Vec::new();
+    for through_a_queue in [false, true] {
+        let (sent, kept) = Pipe::<u32>::new().unwrap();
+        let message = EndAsAQueue::<false>::new((sent, 13));
+        if through_a_queue {
+            let queue = Queue::new().unwrap();
+            queue.put(message).unwrap();
+            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "the decoding refuses");
+        } else {
+            let (a, b) = Pipe::new().unwrap();
+            a.send(message).unwrap();
+            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "the decoding refuses");
+        }
+        let got = kept.try_recv();
+        if got != Err(TryRecvError::Disconnected) {
+            failed.push(format!("try_recv (through a queue: {through_a_queue}): {got:?}"));
+        }
+        if !kept.poll(Duration::ZERO) {
+            failed.push(format!("poll(0) (through a queue: {through_a_queue}): false"));
+        }
+        let sent = kept.send(1);
+        if !matches!(sent, Err(SendError::Disconnected(1))) {
+            failed.push(format!("send (through a queue: {through_a_queue}): {sent:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "a call that does not wait did not see the end gone: {failed:#?}");
+    leaks.assert_no_leak();
+}
+
 fn never_runs(_: StopsBeforeTheEnd<false>) {
     unreachable!("the argument's decoding refuses");
 }
@@ -996,3 +1032,4 @@ fn of_both_ends_in_one_message_the_one_not_reached_is_given_back() {
     }
     leaks.assert_no_leak();
 }
+
