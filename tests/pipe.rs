@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{heap_user, leak_check};
 use multiproc::{
-    Connection, Error, Pipe, Process, Queue, RawArray, RawValue, RecvBytesIntoError, RecvError, RecvTimeoutError,
+    Connection, Error, Event, Pipe, Process, Queue, RawArray, RawValue, RecvBytesIntoError, RecvError, RecvTimeoutError,
     SendBytesError, SendError, SimpleQueue, StartMethod, TryRecvError, Value, wait,
 };
 use serde_bytes::ByteBuf;
@@ -1033,3 +1033,95 @@ fn of_both_ends_in_one_message_the_one_not_reached_is_given_back() {
     leaks.assert_no_leak();
 }
 
+// ---- an end whose object's receive is refused for a full heap (review41 M2) ---------------
+
+const FULL_INNER: &str = "MULTIPROC_TEST_PIPE_FULL_INNER";
+
+/// Gets an end from `ends` and holds it, says so in `ready`, until `release` is set.
+fn hold_an_end(args: (Queue<Connection<u32>>, Queue<u32>, Event)) {
+    let (ends, ready, release) = args;
+    let _end = ends.get().unwrap();
+    ready.put(1).unwrap();
+    let _ = release.wait();
+}
+
+/// Once `go` is set, gets the end in `q`, whose receive the full heap must refuse.
+fn get_an_end_on_go(args: (Queue<Connection<u32>>, Event)) {
+    let (q, go) = args;
+    let _ = go.wait();
+    match q.get() {
+        Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
+        other => panic!("the end's receive was not refused for the full heap: {other:?}"),
+    }
+}
+
+/// Sets its event when dropped: the parked holders end whatever the test's outcome.
+struct SetOnDrop(Event);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
+#[test]
+fn an_end_refused_for_a_full_heap_ends_the_other_ends_stream_inner() {
+    if std::env::var_os(FULL_INNER).is_none() {
+        return;
+    }
+    let mut failed = Vec::new();
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let (sent, kept) = Pipe::<u32>::new().unwrap();
+            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
+            let released = SetOnDrop(release.clone());
+            // Four holders of the kept end beside this process: the pipe's own table has no
+            // free entry left, and a receive of the sent end needs one (the heap being full,
+            // it is refused before the end's side is reached). Each gets its end from a
+            // queue: a child's argument's carrier would take an entry of its own.
+            let ends = Queue::new().unwrap();
+            let holders: Vec<_> = (0..4)
+                .map(|_| {
+                    ends.put(kept.clone()).unwrap();
+                    let args = (ends.clone(), ready.clone(), release.clone());
+                    Process::new(hold_an_end, args).start_method(method).start().unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                ready.get().unwrap();
+            }
+            let q = Queue::new().unwrap();
+            q.put(sent).unwrap();
+            let consumer = Process::new(get_an_end_on_go, (q.clone(), go.clone())).start_method(method).start().unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            go.set();
+            assert_eq!(consumer.wait(), 0, "{method:?}: the consumer was not refused for the full heap");
+            drop(filler);
+            // A bound, not a duration asserted: before, the sent end's side count stayed in
+            // flight for ever, and this timed out.
+            let got = kept.recv_timeout(Duration::from_secs(10));
+            if got != Err(RecvTimeoutError::Disconnected) {
+                failed.push(format!("{method:?}: {got:?}"));
+            }
+            drop(released);
+            for h in holders {
+                h.join().unwrap();
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    assert!(failed.is_empty(), "the kept end did not see the end of the stream: {failed:#?}");
+    println!("INNER-DONE");
+}
+
+/// review41 M2: an end in a message whose receive of the pipe itself was refused for a
+/// full heap left its side's count in flight for ever (the decoding returned before the
+/// side was reached, the wire noted read): the other end waited for ever.
+#[test]
+fn an_end_refused_for_a_full_heap_ends_the_other_ends_stream() {
+    // Another process: the inner test fills the family's heap.
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("an_end_refused_for_a_full_heap_ends_the_other_ends_stream_inner", FULL_INNER);
+}
