@@ -1033,6 +1033,69 @@ fn of_both_ends_in_one_message_the_one_not_reached_is_given_back() {
     leaks.assert_no_leak();
 }
 
+/// Sent as an `S` (a tuple of two); read self-described, its first element skipped
+/// unread (`IgnoredAny`: no handle's `Deserialize` runs), its second as an `X`, after which
+/// the decoding refuses.
+struct SkipsTheFirst<S, X>(Option<S>, std::marker::PhantomData<fn() -> X>);
+
+impl<S: serde::Serialize, X> serde::Serialize for SkipsTheFirst<S, X> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        self.0.as_ref().expect("only the sender serializes").serialize(serializer)
+    }
+}
+
+impl<'de, S, X: serde::Deserialize<'de>> serde::Deserialize<'de> for SkipsTheFirst<S, X> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Second<S, X>(std::marker::PhantomData<fn() -> (S, X)>);
+        impl<'de, S, X: serde::Deserialize<'de>> serde::de::Visitor<'de> for Second<S, X> {
+            type Value = SkipsTheFirst<S, X>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let _first: Option<serde::de::IgnoredAny> = seq.next_element()?;
+                let _second: Option<X> = seq.next_element()?;
+                Err(serde::de::Error::custom("refused after the second field"))
+            }
+        }
+        deserializer.deserialize_any(Second(std::marker::PhantomData))
+    }
+}
+
+/// Both ends of one pipe in one message, the first skipped unread and the second read: the
+/// unread scan must give back the skipped one's side, not take the read for it. (review41
+/// L4: a read noted the object's offset, generation and seal alone, the same for both
+/// ends, and the scan matched it with the first end found, the skipped one: its side's
+/// count stayed in flight, and the other end never saw the end of the stream.)
+#[test]
+fn of_both_ends_in_one_message_the_one_skipped_unread_is_given_back() {
+    let leaks = leak_check(LIMIT);
+    let mut failed = Vec::new();
+    for through_a_queue in [false, true] {
+        let (x, y) = Pipe::<u32>::new().unwrap();
+        let kept = x.clone();
+        let message = SkipsTheFirst::<(Connection<u32>, Connection<u32>), Connection<u32>>(
+            Some((y, x)),
+            std::marker::PhantomData,
+        );
+        if through_a_queue {
+            let queue = Queue::new().unwrap();
+            queue.put(message).unwrap();
+            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "the decoding refuses");
+        } else {
+            let (a, b) = Pipe::new().unwrap();
+            a.send(message).unwrap();
+            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "the decoding refuses");
+        }
+        let got = kept.recv_timeout(Duration::from_secs(10));
+        if got != Err(RecvTimeoutError::Disconnected) {
+            failed.push(format!("through a queue: {through_a_queue}: {got:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "the kept end did not see the skipped end gone: {failed:#?}");
+    leaks.assert_no_leak();
+}
+
 // ---- an end whose object's receive is refused for a full heap (review41 M2) ---------------
 
 const FULL_INNER: &str = "MULTIPROC_TEST_PIPE_FULL_INNER";

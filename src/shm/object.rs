@@ -506,8 +506,17 @@ impl Wire {
             return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
         }
         let wire = Wire::deserialize(deserializer)?;
-        codec::handle_read([wire.offset, wire.generation, wire.seal]);
+        codec::handle_read(wire.read_mark());
         Ok(wire)
+    }
+
+    /// What a read of this wire notes (`codec::handle_read`), which the unread scan matches:
+    /// its kind, a side's mark included, with its object's offset, generation and seal, so
+    /// that the two ends of one pipe are told apart. (review41 L4: both noted the same,
+    /// and the scan took the read for the first end it found: for a decoding that skipped
+    /// that end unread and read the other, the skipped end's side count stayed in flight.)
+    pub(super) fn read_mark(&self) -> codec::HandleRead {
+        [self.offset, self.generation, self.seal ^ u64::from(self.kind)]
     }
 }
 
