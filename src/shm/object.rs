@@ -179,6 +179,8 @@ impl<T: ShmObject> Shared<T> {
 
     fn place(value: T, tail: usize, block: Block) -> Result<Self, HeapFull> {
         const { assert!(std::mem::align_of::<Obj<T>>() <= 64, "the heap aligns objects to 64 bytes") };
+        // The bits above the kind are the tag's side record and a wire's side mark.
+        const { assert!(T::KIND < 1 << SIDE_SHIFT, "every kind is below 1 << 16") };
         let heap = Heap::get();
         // A tail near `usize::MAX` (a caller's length) must not wrap to a small block.
         let len = Self::tail_start().checked_add(tail).ok_or(HeapFull::requested(usize::MAX))?;
@@ -888,6 +890,8 @@ impl<T: Sided> Side<T> {
     /// creator once (`Holders::new_held`), into one handle per side.
     pub(crate) fn split(shared: Shared<T>) -> Vec<Side<T>> {
         const { assert!(T::SIDES < 16, "the header's tag keeps four bits for the number of sides") };
+        // A side's decoding counts on one (a wire with no side mark is another type's).
+        const { assert!(T::SIDES >= 1, "a sided object has a side") };
         for side in 0..T::SIDES {
             shared.side_holders(side).placed(Heap::get(), Self::let_go(&shared, side));
         }
