@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{heap_user, leak_check};
 use multiproc::{
-    Connection, Error, Event, Pipe, Process, Queue, RawArray, RawValue, RecvBytesIntoError, RecvError, RecvTimeoutError,
-    SendBytesError, SendError, SimpleQueue, StartMethod, TryRecvError, Value, wait,
+    Connection, Error, Event, Pipe, Process, Queue, RawArray, RawValue, RecvBytesIntoError, RecvError,
+    RecvTimeoutError, SendBytesError, SendError, SimpleQueue, StartMethod, TryRecvError, Value, wait,
 };
 use serde_bytes::ByteBuf;
 
@@ -1163,7 +1163,8 @@ fn an_end_refused_for_a_full_heap_ends_the_other_ends_stream_inner() {
             }
             let q = Queue::new().unwrap();
             q.put(sent).unwrap();
-            let consumer = Process::new(get_an_end_on_go, (q.clone(), go.clone())).start_method(method).start().unwrap();
+            let consumer =
+                Process::new(get_an_end_on_go, (q.clone(), go.clone())).start_method(method).start().unwrap();
             let filler = common::fill_heap();
             assert!(!filler.room_for(64), "the heap is full");
             go.set();
