@@ -341,7 +341,8 @@ impl State {
 }
 
 /// A handle a decoding read from its message (whether it was then received or refused):
-/// its object's offset, generation and seal, as written.
+/// its object's offset, generation and seal, as written, its kind mixed in (a handle's
+/// `Wire::read_mark`).
 pub(crate) type HandleRead = [u64; 3];
 
 /// Notes that the decoding in progress read the handle `read` from its message (called by

@@ -63,9 +63,15 @@ impl Sided for PipeState {
 }
 
 impl PipeState {
+    /// Whether end `end` has no handle left anywhere: said by whoever let go of it last
+    /// (`side_gone`), or, for an end discarded unread by a process that did not know the
+    /// pipe's type (`shm::object::discard_side`, which cannot call `side_gone`), by its
+    /// released table alone. (review41 M1: only the flag was read, and only a waiting
+    /// receive, at its slice's `Peer::check`, saw such an end gone: `try_recv` said
+    /// `Empty`, `poll(0)` `false`, and `send` piled messages up for nobody.)
     #[inline]
     fn is_gone(&self, end: usize) -> bool {
-        self.gone[end].load(Ordering::Acquire) != 0
+        self.gone[end].load(Ordering::Acquire) != 0 || self.ends[end].released()
     }
 }
 

@@ -1311,6 +1311,14 @@ impl Holders {
         self.flying() || self.for_each(heap, Entry::holds)
     }
 
+    /// Whether the table was released: nothing holds its object (or its side) any more,
+    /// nor ever will. One load, no lock, for a look made at every message; Acquire, so that
+    /// what the last holder wrote before it let go (a pipe end's messages) is seen after.
+    #[inline]
+    pub(crate) fn released(&self) -> bool {
+        self.flight.load(Ordering::Acquire) & PINS == PINS
+    }
+
     /// Whether no handle is in flight and every live holder passes `covered(process,
     /// handles it holds)` (a queue asks: "are all of its handles waiting in `get`?").
     /// Prunes the dead and reads `/proc`, as [`Holders::others_alive`].

@@ -179,6 +179,8 @@ impl<T: ShmObject> Shared<T> {
 
     fn place(value: T, tail: usize, block: Block) -> Result<Self, HeapFull> {
         const { assert!(std::mem::align_of::<Obj<T>>() <= 64, "the heap aligns objects to 64 bytes") };
+        // The bits above the kind are the tag's side record and a wire's side mark.
+        const { assert!(T::KIND < 1 << SIDE_SHIFT, "every kind is below 1 << 16") };
         let heap = Heap::get();
         // A tail near `usize::MAX` (a caller's length) must not wrap to a small block.
         let len = Self::tail_start().checked_add(tail).ok_or(HeapFull::requested(usize::MAX))?;
@@ -535,8 +537,17 @@ impl Wire {
             return Err(codec::refuse_decoding("a multiproc handle can only be received through multiproc"));
         }
         let wire = Wire::deserialize(deserializer)?;
-        codec::handle_read([wire.offset, wire.generation, wire.seal]);
+        codec::handle_read(wire.read_mark());
         Ok(wire)
+    }
+
+    /// What a read of this wire notes (`codec::handle_read`), which the unread scan matches:
+    /// its kind, a side's mark included, with its object's offset, generation and seal, so
+    /// that the two ends of one pipe are told apart. (review41 L4: both noted the same,
+    /// and the scan took the read for the first end it found: for a decoding that skipped
+    /// that end unread and read the other, the skipped end's side count stayed in flight.)
+    pub(super) fn read_mark(&self) -> codec::HandleRead {
+        [self.offset, self.generation, self.seal ^ u64::from(self.kind)]
     }
 }
 
@@ -567,8 +578,10 @@ impl<T: ShmObject> Shared<T> {
     /// Receives the object's count that `wire` holds in flight: a side's wire (one of
     /// `sides`, which [`Side`]'s decoding receives next) or, with `sides` 0, the object's
     /// own. A wire of another type, or a side's read as the object's own handle or the
-    /// other way round, is discarded ([`discard_foreign`]).
-    fn received<E: serde::de::Error>(wire: Wire, sides: usize) -> Result<Self, E> {
+    /// other way round, is discarded ([`discard_foreign`]). `left_in_flight` runs when a
+    /// pending receive is refused for a full heap, once the count's take at the message's
+    /// take is registered: a side's decoding registers its side's there (run before it).
+    fn received<E: serde::de::Error>(wire: Wire, sides: usize, left_in_flight: impl FnOnce()) -> Result<Self, E> {
         let heap = Heap::try_get()
             .ok_or_else(|| codec::refuse_decoding::<E>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
@@ -628,6 +641,7 @@ impl<T: ShmObject> Shared<T> {
                 // The count stays in flight until the message is taken (the decoding fails,
                 // and its channel takes it with the error), and keeps the object until then.
                 Self::settle_on_take(wire.offset, false);
+                left_in_flight();
             }
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
@@ -660,7 +674,7 @@ impl<T: ShmObject> Serialize for Shared<T> {
 
 impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Self::received(Wire::read(deserializer)?, 0)
+        Self::received(Wire::read(deserializer)?, 0, || {})
     }
 }
 
@@ -911,6 +925,8 @@ impl<T: Sided> Side<T> {
     /// creator once (`Holders::new_held`), into one handle per side.
     pub(crate) fn split(shared: Shared<T>) -> Vec<Side<T>> {
         const { assert!(T::SIDES < 16, "the header's tag keeps four bits for the number of sides") };
+        // A side's decoding counts on one (a wire with no side mark is another type's).
+        const { assert!(T::SIDES >= 1, "a sided object has a side") };
         for side in 0..T::SIDES {
             shared.side_holders(side).placed(Heap::get(), Self::let_go(&shared, side));
         }
@@ -934,7 +950,8 @@ impl<T: Sided> Side<T> {
     /// count a receive refused for a full heap left in flight (see `Shared`'s). Registered
     /// after the object's own settle, so run before it (settles run last first): the
     /// object's own pending receive (this one is pending, so the object's was too: both or
-    /// neither are receipted) keeps it allocated, even when this handle was dropped.
+    /// neither are receipted), or its count a full heap left in flight, keeps it allocated,
+    /// even when this handle was dropped.
     fn settle_on_take(off: u64, side: usize, recorded: bool) {
         codec::on_taken(move || {
             let heap = Heap::get();
@@ -1068,8 +1085,16 @@ impl<T: Sided> Serialize for Side<T> {
 impl<'de, T: Sided> Deserialize<'de> for Side<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::read(deserializer)?;
-        let side = wire.side();
-        let shared = Shared::<T>::received(wire, T::SIDES)?;
+        let (off, side) = (wire.offset, wire.side());
+        let shared = Shared::<T>::received(wire, T::SIDES, || {
+            // The object's receive was refused for a full heap, the side's never tried: the
+            // side's count stays in flight with the object's, taken with it once the message
+            // is. (review41 M2: the wire noted read, the unread scan skipped it, and the
+            // side's count stayed in flight for ever: the other end waited for ever.)
+            if let Some(side) = side {
+                Self::settle_on_take(off, side, false);
+            }
+        })?;
         let side = side.expect("`received` takes only a side's wire for a side");
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });

@@ -40,7 +40,7 @@ pub(crate) fn give_back_unread(message: &[u8], read: &[HandleRead]) {
         if wire.family != heap.family_id() {
             return;
         }
-        match read.iter().position(|r| *r == [wire.offset, wire.generation, wire.seal]) {
+        match read.iter().position(|r| *r == wire.read_mark()) {
             Some(i) => {
                 read.swap_remove(i);
             }
