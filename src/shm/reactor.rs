@@ -185,8 +185,15 @@ impl Shard {
 
 /// The words of a wait that ended `ended` (`slept_on` and the bell after them) on which it
 /// may have taken a wake-up, with the values it slept on: the word the kernel named, and
-/// every other that changed meanwhile, since the kernel names one of the words woken
-/// before the thread ran, any one. None when it took no wake-up.
+/// every other that changed meanwhile. When several words are woken before the thread
+/// runs, the kernel names the *last* of them in the list (`futex_unqueue_multiple` keeps
+/// the highest index), so a bell woken with words (a registration arriving) is named and
+/// hides them: the change is then what tells them. A word woken and neither named nor
+/// changed has come back to the value slept on: never a `Notify`'s (it only counts up),
+/// only a mutex's (`arm_word`) locked again by the same owner through a wait or a
+/// take-over, which takes it with the sleepers' bit (`pid|S` again). That lost wake-up
+/// costs a waiter one more hold of the lock, never a stranding: the re-taker's unlock
+/// wakes a sleeper again. None when it took no wake-up.
 fn wake_ups_taken(slept_on: &[(Word, u32)], ended: sys::FutexWaitv) -> Vec<(Word, u32)> {
     let sys::FutexWaitv::Woken(named) = ended else {
         return Vec::new();
@@ -701,6 +708,26 @@ pub(crate) mod tests {
             drop(future);
             sleeper.join().expect("the sleeper's sleep ends")
         })
+    }
+
+    /// The words a wait took a wake-up on: the named one, and those that changed (the bell,
+    /// named last of all when rung, hides a word woken with it: review42 L5); none when it
+    /// took none.
+    #[test]
+    fn a_wait_took_its_wake_ups_on_the_named_word_and_those_that_changed() {
+        let word = |value| Word(Box::leak(Box::new(AtomicU32::new(value))));
+        let (w0, w1) = (word(0), word(5));
+        let slept_on = [(w0, 0), (w1, 5)];
+        let taken = |ended| -> Vec<(usize, u32)> {
+            wake_ups_taken(&slept_on, ended).into_iter().map(|(w, seen)| (w.key(), seen)).collect()
+        };
+        assert_eq!(taken(sys::FutexWaitv::Woken(0)), [(w0.key(), 0)], "the named word, the other unchanged");
+        w1.0.store(6, Ordering::SeqCst);
+        assert_eq!(taken(sys::FutexWaitv::Woken(2)), [(w1.key(), 5)], "the bell named, a word changed");
+        assert_eq!(taken(sys::FutexWaitv::Woken(0)), [(w0.key(), 0), (w1.key(), 5)]);
+        for ended in [sys::FutexWaitv::TimedOut, sys::FutexWaitv::Changed, sys::FutexWaitv::Interrupted] {
+            assert!(taken(ended).is_empty(), "{ended:?} took nothing");
+        }
     }
 
     /// A future on `notify` pends (its waker thread sleeps on the word first) and is
