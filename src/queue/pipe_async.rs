@@ -17,7 +17,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// Cancellation-safe: a message is taken in the same poll that returns it, so a future
     /// dropped part-way (a `tokio::time::timeout` that passed, a `select!` branch not
-    /// taken) took nothing, and the message is there for the next receive.
+    /// taken) took nothing, and the message is there for the next receive (a wake-up the
+    /// future was given goes on to another receiver).
     ///
     /// # Errors
     ///
