@@ -36,7 +36,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// Cancellation-safe: an item is taken in the same poll that returns it, so a future
     /// dropped part-way (a `tokio::time::timeout` that passed, a `select!` branch not
-    /// taken) took nothing; the item stays for the next `get`.
+    /// taken) took nothing; the item stays for the next `get`, and a wake-up the future was
+    /// given goes on to another getter.
     ///
     /// # Errors
     ///
@@ -62,7 +63,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// thread.
     ///
     /// Cancellation: an item is put in one poll or not at all; a future dropped part-way
-    /// put nothing (and drops the value).
+    /// put nothing (and drops the value), and a wake-up it was given goes on to another
+    /// putter.
     ///
     /// # Errors
     ///

@@ -73,6 +73,11 @@ impl<T> Drop for GetFuture<'_, T> {
         if self.counted.take().is_some() {
             self.channel.shared.getters.leave();
         }
+        // A put's `notify(1)` may have woken this future, which leaves without the message
+        // (a timeout): a getter asleep behind it gets the wake-up, or would sleep out its
+        // slice with the message there (review42 L1).
+        let ring = &self.channel.shared.ring;
+        self.waiting.pass_on(ring.readable(), || !ring.is_empty());
     }
 }
 
@@ -86,6 +91,15 @@ pub(crate) struct PutFuture<'a, T> {
 }
 
 impl<T> Unpin for PutFuture<'_, T> {}
+
+impl<T> Drop for PutFuture<'_, T> {
+    fn drop(&mut self) {
+        // A take's `notify(1)` may have woken this future, which leaves without putting:
+        // a putter asleep behind it gets the wake-up (as a get's, above).
+        let ring = &self.channel.shared.ring;
+        self.waiting.pass_on(ring.writable(), || !ring.is_full());
+    }
+}
 
 impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
     /// The value comes back with a failure.
@@ -107,5 +121,63 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
             }
         });
         outcome.map(|r| r.map_err(|f| (this.value.take().expect("still held"), f)))
+    }
+}
+
+#[cfg(test)]
+impl<T> GetFuture<'_, T> {
+    /// One whose first liveness check comes after `slice` (see `Waiting::first_check_after`).
+    pub(crate) fn first_check_after(mut self, slice: std::time::Duration) -> Self {
+        self.waiting = Waiting::first_check_after(slice);
+        self
+    }
+}
+
+#[cfg(test)]
+impl<T> PutFuture<'_, T> {
+    /// One whose first liveness check comes after `slice` (see `Waiting::first_check_after`).
+    pub(crate) fn first_check_after(mut self, slice: std::time::Duration) -> Self {
+        self.waiting = Waiting::first_check_after(slice);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Queue;
+    use crate::shm::reactor::tests::{LIMIT, SCENES, sleeper_behind_a_future_dropped_after_its_wake_up};
+    use crate::sys::FutexWait;
+
+    /// A get waiting for a message is woken by a put's single wake-up and dropped unpolled
+    /// (its timeout passed): a blocking getter asleep behind it gets the wake-up. Before,
+    /// the future kept it, and the getter, counted served, slept until its slice ended (up
+    /// to 100 ms; here `LIMIT`) though the message was there (review42 L1).
+    #[test]
+    fn a_get_dropped_after_its_wake_up_passes_it_on() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::new().unwrap();
+        let ch = q.ch.as_ref().unwrap();
+        let future = ch.get_async().first_check_after(LIMIT);
+        let how = sleeper_behind_a_future_dropped_after_its_wake_up(future, ch.ring().readable(), || {
+            q.put(1).unwrap();
+        });
+        assert_ne!(how, FutexWait::TimedOut, "the dropped get kept the wake-up meant for the getter");
+    }
+
+    /// As a get: a put waiting for room, woken by a take's single wake-up and dropped
+    /// unpolled, passes it on to a blocking putter asleep behind it.
+    #[test]
+    fn a_put_dropped_after_its_wake_up_passes_it_on() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::with_maxsize(1).unwrap();
+        q.put(1).unwrap();
+        let ch = q.ch.as_ref().unwrap();
+        let future = ch.put_async(2).first_check_after(LIMIT);
+        let how = sleeper_behind_a_future_dropped_after_its_wake_up(future, ch.ring().writable(), || {
+            assert_eq!(q.get().unwrap(), 1);
+        });
+        assert_ne!(how, FutexWait::TimedOut, "the dropped put kept the wake-up meant for the putter");
     }
 }

@@ -17,7 +17,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// Cancellation-safe: a message is taken in the same poll that returns it, so a future
     /// dropped part-way (a `tokio::time::timeout` that passed, a `select!` branch not
-    /// taken) took nothing, and the message is there for the next receive.
+    /// taken) took nothing, and the message is there for the next receive (a wake-up the
+    /// future was given goes on to another receiver).
     ///
     /// # Errors
     ///
@@ -95,5 +96,41 @@ impl<T: DeserializeOwned> Future for RecvFuture<'_, T> {
                 other => Some(other.map_err(RecvError::from_failure)),
             }
         })
+    }
+}
+
+impl<T> Drop for RecvFuture<'_, T> {
+    fn drop(&mut self) {
+        // A send's `notify(1)` may have woken this future, which leaves without the message
+        // (a timeout): a receiver asleep behind it gets the wake-up (review42 L1).
+        let conn = self.conn;
+        if let Ok(open) = conn.open()
+            && let Ok(ring) = open.rx()
+        {
+            self.waiting.pass_on(ring.readable(), || !ring.is_empty());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Pipe;
+    use crate::shm::Waiting;
+    use crate::shm::reactor::tests::{LIMIT, SCENES, sleeper_behind_a_future_dropped_after_its_wake_up};
+    use crate::sys::FutexWait;
+
+    /// As a queue's get (`channel_async`'s test): a receive woken by a send's single
+    /// wake-up and dropped unpolled passes it on to a blocking receiver asleep behind it.
+    #[test]
+    fn a_receive_dropped_after_its_wake_up_passes_it_on() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let (a, b) = Pipe::<u32>::new().unwrap();
+        let open = b.open().unwrap();
+        let future = super::RecvFuture { conn: &b, waiting: Waiting::first_check_after(LIMIT) };
+        let how = sleeper_behind_a_future_dropped_after_its_wake_up(future, open.rx().unwrap().readable(), || {
+            a.send(1).unwrap();
+        });
+        assert_ne!(how, FutexWait::TimedOut, "the dropped receive kept the wake-up meant for the receiver");
     }
 }

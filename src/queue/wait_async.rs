@@ -14,7 +14,8 @@ use crate::sys;
 /// the indices of the objects that are ready, once one is. An empty list, or one of
 /// closed handles only, is ready at once with no index.
 ///
-/// Cancellation: it takes nothing, so dropping it part-way changes nothing.
+/// Cancellation: it takes nothing, so dropping it part-way changes nothing (a wake-up it
+/// was given and did not report goes on to another waiter).
 ///
 /// # Examples
 ///
@@ -117,5 +118,55 @@ impl Future for WaitFuture<'_> {
             return done(this, ready);
         }
         Poll::Pending
+    }
+}
+
+impl Drop for WaitFuture<'_> {
+    fn drop(&mut self) {
+        // A put's `notify(1)` may have woken this wait, which leaves without saying so (a
+        // timeout): a getter asleep behind it gets the wake-up (review42 L1, as a get's).
+        for (object, waiting) in self.objects.iter().zip(&mut self.rings) {
+            if waiting.has_waited()
+                && let Inner::Ring { ring, .. } = object.source().0
+            {
+                waiting.pass_on(ring.readable(), || !ring.is_empty());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl<'a> WaitFuture<'a> {
+    /// [`wait_async`] with its first liveness checks after `slice` (see
+    /// `Waiting::first_check_after`).
+    fn first_check_after(objects: &'a [&'a (dyn Waitable + Sync)], slice: Duration) -> Self {
+        WaitFuture {
+            objects,
+            rings: objects.iter().map(|_| Waiting::first_check_after(slice)).collect(),
+            fds: FdWaiting::default(),
+            timer: Waiting::first_check_after(slice),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Queue;
+    use crate::shm::reactor::tests::{LIMIT, SCENES, sleeper_behind_a_future_dropped_after_its_wake_up};
+    use crate::sys::FutexWait;
+
+    /// As a queue's get (`channel_async`'s test): a wait woken by a put's single wake-up
+    /// and dropped unpolled passes it on to a blocking getter asleep behind it.
+    #[test]
+    fn a_wait_dropped_after_its_wake_up_passes_it_on() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::new().unwrap();
+        let watched: [&(dyn Waitable + Sync); 1] = [&q];
+        let future = WaitFuture::first_check_after(&watched, LIMIT);
+        let ring = q.ch.as_ref().unwrap().ring();
+        let how = sleeper_behind_a_future_dropped_after_its_wake_up(future, ring.readable(), || q.put(1).unwrap());
+        assert_ne!(how, FutexWait::TimedOut, "the dropped wait kept the wake-up meant for the getter");
     }
 }

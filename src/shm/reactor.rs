@@ -185,8 +185,15 @@ impl Shard {
 
 /// The words of a wait that ended `ended` (`slept_on` and the bell after them) on which it
 /// may have taken a wake-up, with the values it slept on: the word the kernel named, and
-/// every other that changed meanwhile, since the kernel names one of the words woken
-/// before the thread ran, any one. None when it took no wake-up.
+/// every other that changed meanwhile. When several words are woken before the thread
+/// runs, the kernel names the *last* of them in the list (`futex_unqueue_multiple` keeps
+/// the highest index), so a bell woken with words (a registration arriving) is named and
+/// hides them: the change is then what tells them. A word woken and neither named nor
+/// changed has come back to the value slept on: never a `Notify`'s (it only counts up),
+/// only a mutex's (`arm_word`) locked again by the same owner through a wait or a
+/// take-over, which takes it with the sleepers' bit (`pid|S` again). That lost wake-up
+/// costs a waiter one more hold of the lock, never a stranding: the re-taker's unlock
+/// wakes a sleeper again. None when it took no wake-up.
 fn wake_ups_taken(slept_on: &[(Word, u32)], ended: sys::FutexWaitv) -> Vec<(Word, u32)> {
     let sys::FutexWaitv::Woken(named) = ended else {
         return Vec::new();
@@ -483,6 +490,19 @@ impl Waiting {
         self.next_check.is_some()
     }
 
+    /// For a future's `Drop`: a future that waited on `notify` (it pended, and has not
+    /// completed since) may have been handed a single wake-up (`notify(1)`) and leaves
+    /// without using it; when `there()` says that what it waited for is there, the
+    /// wake-up goes on to another sleeper of `notify`. Withdrawn first, so that the
+    /// notification counts this future no more and its waker thread is not the one woken.
+    /// At worst a sleeper looks once for nothing.
+    pub(crate) fn pass_on(&mut self, notify: &Notify, there: impl FnOnce() -> bool) {
+        if self.has_waited() && there() {
+            self.withdraw();
+            notify.notify(1);
+        }
+    }
+
     fn register(&mut self, word: Option<(Word, u32)>, cx: &Context<'_>) {
         self.armed_in = Some(TakenIn::here());
         let check_at = *self.next_check.get_or_insert_with(|| Instant::now() + self.slice);
@@ -606,6 +626,8 @@ impl<W: super::Watch> super::Watch for CheckNow<'_, W> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::mpsc;
     use std::task::{Poll, Wake};
 
@@ -613,7 +635,7 @@ pub(crate) mod tests {
     use crate::shm::wait::START_SLEEPING_MIDWAY;
 
     /// Generous: only a lost wake-up makes these tests wait that long.
-    pub(in crate::shm) const LIMIT: Duration = Duration::from_secs(60);
+    pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 
     /// One scene at a time: another test's registration would move the waker thread
     /// behind the sleeper in the futex queue. Every lib test that registers a future takes
@@ -651,6 +673,60 @@ pub(crate) mod tests {
     impl Wake for Signal {
         fn wake(self: Arc<Self>) {
             let _ = lock(&self.0).send(());
+        }
+    }
+
+    /// A scene for a future that waits on `notify` for something a notifier gives with a
+    /// single wake-up (`notify(1)`): the future pends (its waker thread sleeps on the word
+    /// first), a blocking sleeper comes behind it in the futex queue, `change` gives one
+    /// (which the waker thread takes and hands to the future), and the future is dropped
+    /// without another poll (a runtime's timeout passed in the same tick). How the
+    /// sleeper's sleep ended: `TimedOut`, after `LIMIT`, if the future kept the wake-up.
+    /// The future must check its liveness no sooner than `LIMIT` (a timer wake-up would
+    /// take its waker thread out of the futex queue).
+    pub(crate) fn sleeper_behind_a_future_dropped_after_its_wake_up<F: Future + Unpin>(
+        mut future: F,
+        notify: &Notify,
+        change: impl FnOnce(),
+    ) -> sys::FutexWait {
+        let (waker, woken) = Signal::waker();
+        assert!(Pin::new(&mut future).poll(&mut Context::from_waker(&waker)).is_pending());
+        // Ordering only (the futex queue is first come, first woken), nothing measured.
+        std::thread::sleep(Duration::from_millis(50));
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| {
+                // A sleeper that counts on its wake-up alone (none of a blocking wait's
+                // slices).
+                let (word, seen) = notify.start_sleeping();
+                let how = sys::futex_wait(word, seen, Some(LIMIT));
+                notify.stop_sleeping();
+                how
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            change();
+            woken.recv_timeout(LIMIT).expect("the future is woken by the change");
+            drop(future);
+            sleeper.join().expect("the sleeper's sleep ends")
+        })
+    }
+
+    /// The words a wait took a wake-up on: the named one, and those that changed (the bell,
+    /// named last of all when rung, hides a word woken with it: review42 L5); none when it
+    /// took none.
+    #[test]
+    fn a_wait_took_its_wake_ups_on_the_named_word_and_those_that_changed() {
+        let word = |value| Word(Box::leak(Box::new(AtomicU32::new(value))));
+        let (w0, w1) = (word(0), word(5));
+        let slept_on = [(w0, 0), (w1, 5)];
+        let taken = |ended| -> Vec<(usize, u32)> {
+            wake_ups_taken(&slept_on, ended).into_iter().map(|(w, seen)| (w.key(), seen)).collect()
+        };
+        assert_eq!(taken(sys::FutexWaitv::Woken(0)), [(w0.key(), 0)], "the named word, the other unchanged");
+        w1.0.store(6, Ordering::SeqCst);
+        assert_eq!(taken(sys::FutexWaitv::Woken(2)), [(w1.key(), 5)], "the bell named, a word changed");
+        assert_eq!(taken(sys::FutexWaitv::Woken(0)), [(w0.key(), 0), (w1.key(), 5)]);
+        for ended in [sys::FutexWaitv::TimedOut, sys::FutexWaitv::Changed, sys::FutexWaitv::Interrupted] {
+            assert!(taken(ended).is_empty(), "{ended:?} took nothing");
         }
     }
 

@@ -45,7 +45,8 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWaitv {
     /// A wake-up was taken on `words[i]`, and maybe on others: when several words are
-    /// woken before the sleeper runs, the kernel names one of them, any one.
+    /// woken before the sleeper runs, the kernel names the last of them in `words`
+    /// (`futex_unqueue_multiple` keeps the highest index; the man page promises only one).
     Woken(usize),
     /// A word no longer held its expected value when the wait began; no wake-up taken.
     Changed,
