@@ -10,7 +10,7 @@ use std::convert::Infallible;
 
 impl Core {
     fn acquire_async(&self) -> SemaphoreAcquire<'_> {
-        SemaphoreAcquire { core: self, waiting: Waiting::new(), pending: false }
+        SemaphoreAcquire { core: self, waiting: Waiting::new() }
     }
 }
 
@@ -76,8 +76,6 @@ impl BoundedSemaphore {
 pub struct SemaphoreAcquire<'a> {
     core: &'a Core,
     waiting: Waiting,
-    /// It returned `Pending`: a release may have woken it.
-    pending: bool,
 }
 
 impl std::fmt::Debug for SemaphoreAcquire<'_> {
@@ -101,7 +99,6 @@ impl<'a> Future for SemaphoreAcquire<'a> {
             }
             core.take()
         });
-        this.pending = polled.is_pending();
         polled.map(|taken| Ok(core.guard(taken)))
     }
 }
@@ -110,9 +107,7 @@ impl Drop for SemaphoreAcquire<'_> {
     fn drop(&mut self) {
         // A release's `notify(1)` may have woken this future, which leaves without its
         // permit: pass the wake-up on, as a blocking acquire that times out does.
-        if self.pending && self.core.value() > 0 {
-            self.waiting.withdraw();
-            self.core.shared.changed.notify(1);
-        }
+        let core = self.core;
+        self.waiting.pass_on(&core.shared.changed, || core.value() > 0);
     }
 }
