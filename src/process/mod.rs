@@ -858,9 +858,10 @@ fn send_rest(ours: BorrowedFd<'_>, rest: &[u8], pidfd: BorrowedFd<'_>) {
     let _ = sys::send_while_alive(ours, rest, pidfd);
 }
 
-/// A boot message written to its socket before the start: with the child once a child may
-/// have read it, given back (its blobs, dropped) when no child will (`Failed`: none was
-/// made, or the fork server's, killed before it answered, exits on EOF before it decodes).
+/// A boot message written to its socket (its first part, [`send_first`]) before the start,
+/// or sent with the request: with the child once a child may have read it, given back (its
+/// blobs, dropped) when no child will (`Failed`: none was made, or the fork server's,
+/// killed before it answered, exits on EOF before it decodes).
 fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> Result<T, LaunchError> {
     if !matches!(started, Err(LaunchError::Failed(_) | LaunchError::ServerDied(_))) {
         message.sent();

@@ -66,9 +66,8 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, mut data: &[u8], fds: &[BorrowedFd<
 }
 
 /// Sends all of `data` to a process that reads it, for as long as it lives (`pidfd`): stops
-/// early once it ended (a copy of its end of the socket, kept by a fork
-/// of ours, would otherwise leave the send waiting for a reader that never comes). Never
-/// raises `SIGPIPE`.
+/// early once it ended (a copy of its end of the socket, kept by a fork of ours, would
+/// otherwise leave the send waiting for a reader that never comes). Never raises `SIGPIPE`.
 pub(crate) fn send_while_alive(sock: BorrowedFd<'_>, mut data: &[u8], pidfd: BorrowedFd<'_>) -> io::Result<()> {
     while !data.is_empty() {
         match send_what_fits(sock, data, &[]) {
