@@ -1275,6 +1275,37 @@ fn change_then_ask_a_worker(method: StartMethod) -> (Option<String>, std::path::
     pool.apply(what_a_worker_sees, ()).unwrap()
 }
 
+fn my_parents_name_len(_: u8) -> usize {
+    multiproc::parent_process().expect("a worker has a parent").name().len()
+}
+
+/// In a child process (single-threaded at first: it may build a `Fork` pool): a pool of
+/// each method, whose worker tells the length of its parent's name (ours, in its boot
+/// message, sent by the zygote's requester for `Fork`).
+fn my_pools_workers_see_my_name(_: ()) -> Vec<usize> {
+    [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn]
+        .into_iter()
+        .map(|method| {
+            let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+            let len = pool.apply(my_parents_name_len, 0).unwrap();
+            pool.close();
+            pool.join().unwrap();
+            len
+        })
+        .collect()
+}
+
+/// A process's name is the user's, and goes in its workers' boot messages: one far past a
+/// socket's buffer (1 MB) hung a worker's start (a boot message was written whole before
+/// its child existed to read it), a `Fork` pool's through its zygote too.
+#[test]
+fn a_pool_of_a_process_named_past_a_sockets_buffer_starts_its_workers() {
+    let _w = heap_user(LIMIT);
+    let name = "n".repeat(1 << 20);
+    let child = multiproc::Process::new(my_pools_workers_see_my_name, ()).name(name.clone()).start().unwrap();
+    assert_eq!(child.join().unwrap(), vec![name.len(); 3]);
+}
+
 #[test]
 fn workers_see_the_environment_and_directory_of_the_pool_s_start() {
     let _w = heap_user(LIMIT);

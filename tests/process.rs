@@ -168,6 +168,24 @@ fn my_name(_: ()) -> (String, Vec<u32>) {
     (me.name().to_string(), me.identity().to_vec())
 }
 
+fn my_name_len(_: ()) -> usize {
+    current_process().name().len()
+}
+
+/// The length of this child's name, and of its own name as its grandchildren see it
+/// (`parent_process`), one grandchild started with each method.
+fn my_name_len_and_my_childrens_view(_: ()) -> (usize, Vec<usize>) {
+    let views = [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn]
+        .into_iter()
+        .map(|method| Process::new(my_parents_name_len, ()).start_method(method).start().unwrap().join().unwrap())
+        .collect();
+    (current_process().name().len(), views)
+}
+
+fn my_parents_name_len(_: ()) -> usize {
+    parent_process().expect("a child has a parent").name().len()
+}
+
 fn panic_with_my_name(_: ()) {
     panic!("{}", current_process().name());
 }
@@ -2422,18 +2440,26 @@ fn a_socket_child_of_a_fork_server_killed_before_answering_is_reaped_inner() {
     // the child (this process's own: a sibling) and died before it answered. The start is
     // made again with a new server, up to 4 times.
     let queue = multiproc::Queue::<u32>::new().unwrap();
-    let started = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
-    assert!(started.is_err(), "every server died before it answered: {started:?}");
-    // The last dead server stays a zombie until the next start replaces it.
-    let zombies = || {
-        let server = multiproc::__private::fork_server_pid();
-        own_children().into_iter().filter(|&pid| zombie(pid) && Some(pid) != server).collect::<Vec<_>>()
-    };
-    let reaped = eventually(Duration::from_secs(10), || {
-        let _ = active_children();
-        zombies().is_empty()
-    });
-    assert!(reaped, "zombies of ours: {:?}", zombies());
+    for long in [false, true] {
+        let mut process = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer);
+        if long {
+            // A boot frame past the socket's buffer: a child has only its first part when
+            // its socket ends, which is its stop too (it leaves its pid all the same).
+            process = process.name("n".repeat(1 << 20));
+        }
+        let started = process.start();
+        assert!(started.is_err(), "every server died before it answered: {started:?}");
+        // The last dead server stays a zombie until the next start replaces it.
+        let zombies = || {
+            let server = multiproc::__private::fork_server_pid();
+            own_children().into_iter().filter(|&pid| zombie(pid) && Some(pid) != server).collect::<Vec<_>>()
+        };
+        let reaped = eventually(Duration::from_secs(10), || {
+            let _ = active_children();
+            zombies().is_empty()
+        });
+        assert!(reaped, "long name {long}: zombies of ours: {:?}", zombies());
+    }
     println!("INNER-DONE");
 }
 
@@ -3565,11 +3591,17 @@ fn a_socket_child_of_a_start_given_up_after_its_fork_is_reaped_inner() {
     {
         let queue = multiproc::Queue::<u32>::new().unwrap();
         let children = own_children();
-        for round in 0..2 {
+        for (round, long) in [false, true].into_iter().enumerate() {
             // A boot socket (the argument holds a handle): the server forked the child (the
             // main process's own, by CLONE_PARENT) and stopped before it answered; the
             // requester gave up on a stopped server.
-            let started = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start();
+            let mut process = Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer);
+            if long {
+                // A boot frame past the socket's buffer: the child has only its first part
+                // when its socket ends, which is its stop too.
+                process = process.name("n".repeat(1 << 20));
+            }
+            let started = process.start();
             assert!(fork_server_unavailable(&started), "round {round}: {started:?}");
             let server = multiproc::__private::fork_server_pid().unwrap();
             assert!(stopped(server), "round {round}: stopped at its crash point");
@@ -3600,4 +3632,20 @@ fn a_socket_child_of_a_start_given_up_after_its_fork_is_reaped() {
         "a_socket_child_of_a_start_given_up_after_its_fork_is_reaped_inner",
         &[(FORKED_STOPPED_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:forkserver.forked")],
     );
+}
+
+/// A name is the user's: one far past a socket's buffer (1 MB) must not hang a start, in
+/// any method (a boot message was written whole before its child existed to read it: the
+/// start waited for ever). The name goes on in the boot messages of the child's own
+/// children (their parent's name), `Fork` ones too.
+#[test]
+fn a_child_named_past_a_sockets_buffer_starts() {
+    let _w = watchdog(LIMIT);
+    let name = "n".repeat(1 << 20);
+    for method in METHODS {
+        let child = Process::new(my_name_len, ()).start_method(method).name(name.clone()).start().unwrap();
+        assert_eq!(child.join().unwrap(), name.len(), "{method:?}");
+    }
+    let child = Process::new(my_name_len_and_my_childrens_view, ()).name(name.clone()).start().unwrap();
+    assert_eq!(child.join().unwrap(), (name.len(), vec![name.len(); 3]));
 }

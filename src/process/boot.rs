@@ -468,23 +468,29 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         // The parent is gone already: nobody would read what we produce.
         sys::exit_now(1);
     }
+    // The parent's start failed after the server forked us (the server died before it
+    // answered): what the boot message names is no longer ours. Our parent's own child,
+    // we leave our pid on the socket, whose end it keeps to reap us
+    // (`forkserver::reap_left_children`): nobody else knows of us.
+    let stop = |sock: &OwnedFd| -> ! {
+        if yours {
+            let _ = sys::send_with_fds(sock.as_fd(), &sys::pid_now().to_le_bytes(), &[]);
+        }
+        sys::exit_now(1);
+    };
     let mut fds = Vec::new();
     let (frame, after) = match read_frame_blocking(sock.as_fd(), &mut fds) {
         Ok(read) => read,
+        // The end of the socket within a frame longer than its buffer (the rest is sent
+        // once the start went through: `launch`'s `send_rest`): a stop, as before a go.
+        Err(e) if !spawned && e.kind() == io::ErrorKind::UnexpectedEof => stop(&sock),
         Err(e) => {
             eprintln!("multiproc: child could not read its boot message: {e}");
             sys::exit_now(1);
         }
     };
     if !spawned && !parent_said_go(sock.as_fd(), after) {
-        // The parent's start failed after the server forked us (the server died before it
-        // answered): what the boot message names is no longer ours. Our parent's own child,
-        // we leave our pid on the socket, whose end it keeps to reap us
-        // (`forkserver::reap_left_children`): nobody else knows of us.
-        if yours {
-            let _ = sys::send_with_fds(sock.as_fd(), &sys::pid_now().to_le_bytes(), &[]);
-        }
-        sys::exit_now(1);
+        stop(&sock);
     }
     let sock = Channel::Socket(sock);
     // The heap first: the boot message may hold handles into it. The resource tracker's

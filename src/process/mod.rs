@@ -18,6 +18,7 @@ pub(crate) mod spin;
 pub(crate) mod tracker;
 
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -727,7 +728,8 @@ fn launch(
     me.may_have_children = may_have_children;
     let name = me.name.clone();
     // A fork child reads its argument from its copy of our memory; the others get large
-    // arguments through the heap, so that the boot message always fits the socket buffer.
+    // arguments through the heap, so that the boot message mostly fits the socket buffer
+    // (a long name does not: `send_first`).
     // A zygote's child is a copy of the zygote, not of us: its argument comes as the
     // fork server's do, and its environment is the zygote's (the builder's at `build`).
     let payload =
@@ -763,10 +765,11 @@ fn launch(
                 let (ours, theirs) = sys::socketpair_stream()?;
                 let message = codec::encode_own(&boot)?;
                 drop(boot);
-                sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
+                let framed = boot::frame(&message.bytes);
+                let rest = send_first(ours.as_fd(), &framed, &[])?;
                 message.sent();
                 let started = zygote.request(theirs, ours.as_fd())?;
-                on_socket(ours, started)
+                on_socket(ours, rest, started)
             }
             StartMethod::Fork => {
                 let ((pid, pidfd), link, kept) = fork::start(boot)?;
@@ -785,12 +788,11 @@ fn launch(
                 drop(boot);
                 // A spawned child gets the heap and the resource tracker's pipe.
                 let fds: Vec<BorrowedFd<'_>> = std::iter::once(Heap::get().fd()).chain(tracker::fd()).collect();
-                // Small enough for the socket buffer: written before the child exists, so that
-                // it finds its message at once. It learns the key of handle seals first (the
-                // others inherit it).
+                // It learns the key of handle seals first (the others inherit it).
                 let framed = boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat());
-                sys::send_all(ours.as_fd(), &framed, &fds)?;
+                let rest = send_first(ours.as_fd(), &framed, &fds)?;
                 let (pid, pidfd) = sent_unless_failed(message, spawn::start(theirs))?;
+                send_rest(ours.as_fd(), rest, pidfd.as_fd());
                 (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
             }
         })
@@ -830,18 +832,36 @@ fn forkserver_start(
         room.go();
         return Ok((pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Room(room), None));
     }
-    // Holding handles, or too long to go with the request (large parts travel through the
-    // heap, so rarely): on a boot socket, written before the request (small enough for the
-    // socket buffer), so that the child finds its message at once.
+    // Holding handles, or too long to go with the request (a long name: large arguments
+    // and surroundings travel through the heap): on a boot socket.
     let (ours, theirs) = sys::socketpair_stream()?;
-    sys::send_all(ours.as_fd(), &boot::frame(&message.bytes), &[])?;
+    let framed = boot::frame(&message.bytes);
+    let rest = send_first(ours.as_fd(), &framed, &[])?;
     let started = forkserver::request(forkserver::Boot::Socket(theirs, ours.as_fd()));
-    Ok(on_socket(ours, sent_unless_failed(message, started)?))
+    Ok(on_socket(ours, rest, sent_unless_failed(message, started)?))
 }
 
-/// A boot message written to its socket before the start: with the child once a child may
-/// have read it, given back (its blobs, dropped) when no child will (`Failed`: none was
-/// made, or the fork server's, killed before it answered, exits on EOF before it decodes).
+/// Writes what of `framed`, a boot frame (`fds` with its first byte), its socket's buffer
+/// takes now, before its child exists, so that the child mostly finds its whole message at
+/// once; returns the rest, for [`send_rest`] once the child exists. The message holds the
+/// user's name (any length, as Python's): written whole before the start, a frame larger
+/// than the buffer (about 200 KB) waited for a reader not yet made, for ever.
+fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]) -> io::Result<&'a [u8]> {
+    let sent = sys::send_what_fits(ours, framed, fds)?;
+    Ok(&framed[sent..])
+}
+
+/// Sends `rest` of a boot frame ([`send_first`]) to its child, which exists now (`pidfd`),
+/// for as long as it lives. A child that ends or cannot be written to before it has it all
+/// exits at the end of its socket without running anything, and is seen ended at its join.
+fn send_rest(ours: BorrowedFd<'_>, rest: &[u8], pidfd: BorrowedFd<'_>) {
+    let _ = sys::send_while_alive(ours, rest, pidfd);
+}
+
+/// A boot message written to its socket (its first part, [`send_first`]) before the start,
+/// or sent with the request: with the child once a child may have read it, given back (its
+/// blobs, dropped) when no child will (`Failed`: none was made, or the fork server's,
+/// killed before it answered, exits on EOF before it decodes).
 fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> Result<T, LaunchError> {
     if !matches!(started, Err(LaunchError::Failed(_) | LaunchError::ServerDied(_))) {
         message.sent();
@@ -857,10 +877,16 @@ fn go_on(ours: &OwnedFd) {
     let _ = sys::send_all(ours.as_fd(), &[boot::GO], &[]);
 }
 
-/// A child started on a boot socket (`ours` is our end) by the fork server or a zygote: told
-/// to go on, and watched through its pidfd or the server's status pipe.
-fn on_socket(ours: OwnedFd, started: forkserver::Started) -> (u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>) {
+/// A child started on a boot socket (`ours` is our end; `rest`, what its buffer did not take
+/// of the boot frame) by the fork server or a zygote: sent the rest, told to go on, and
+/// watched through its pidfd or the server's status pipe.
+fn on_socket(
+    ours: OwnedFd,
+    rest: &[u8],
+    started: forkserver::Started,
+) -> (u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>) {
     let (pid, pidfd, status, _) = started;
+    send_rest(ours.as_fd(), rest, pidfd.as_fd());
     go_on(&ours);
     (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
 }

@@ -65,6 +65,27 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, mut data: &[u8], fds: &[BorrowedFd<
     Ok(())
 }
 
+/// Sends all of `data` to a process that reads it, for as long as it lives (`pidfd`): stops
+/// early once it ended (a copy of its end of the socket, kept by a fork of ours, would
+/// otherwise leave the send waiting for a reader that never comes). Never raises `SIGPIPE`.
+pub(crate) fn send_while_alive(sock: BorrowedFd<'_>, mut data: &[u8], pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    while !data.is_empty() {
+        match send_what_fits(sock, data, &[]) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut pollfds = [PollFd::new(&sock, PollFlags::OUT), PollFd::new(&pidfd, PollFlags::IN)];
+                match rustix::event::poll(&mut pollfds, None) {
+                    Ok(_) if !pollfds[1].revents().is_empty() => return Ok(()),
+                    Ok(_) | Err(Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Receives into `buf`, appending any descriptors that came along to `fds` (close-on-exec).
 /// Returns the byte count; 0 means the peer closed (or an empty seqpacket message).
 pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
