@@ -34,6 +34,7 @@ pub use self::join_async::JoinFuture;
 pub use self::logging::log_to_stderr;
 use crate::codec::{self, Encoded};
 use crate::error::{Error, InitError, JoinError, JoinTimeoutError};
+use crate::shm::crash::fail_point;
 use crate::shm::{Deadline, Heap, Payload};
 use crate::sys::{self, Ended, Packed};
 
@@ -792,7 +793,8 @@ fn launch(
                 let framed = boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat());
                 let rest = send_first(ours.as_fd(), &framed, &fds)?;
                 let (pid, pidfd) = sent_unless_failed(message, spawn::start(theirs))?;
-                send_rest(ours.as_fd(), rest, pidfd.as_fd());
+                // Not sent whole: the child exits at the end of its socket (seen at its join).
+                let _ = send_rest(ours.as_fd(), rest, pidfd.as_fd());
                 (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
             }
         })
@@ -852,10 +854,16 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
 }
 
 /// Sends `rest` of a boot frame ([`send_first`]) to its child, which exists now (`pidfd`),
-/// for as long as it lives. A child that ends or cannot be written to before it has it all
-/// exits at the end of its socket without running anything, and is seen ended at its join.
-fn send_rest(ours: BorrowedFd<'_>, rest: &[u8], pidfd: BorrowedFd<'_>) {
-    let _ = sys::send_while_alive(ours, rest, pidfd);
+/// for as long as it lives; whether it went. A send that fails (`ENOBUFS`, crash point
+/// `fail:process.boot.rest`) ends our writing: the child then reads the end of its socket
+/// inside its frame and exits without running anything, seen ended at its join. (Left
+/// open, it waited for the rest for ever, and a fork-server child read `GO` as frame data.)
+fn send_rest(ours: BorrowedFd<'_>, rest: &[u8], pidfd: BorrowedFd<'_>) -> bool {
+    let sent = !fail_point!("process.boot.rest") && sys::send_while_alive(ours, rest, pidfd).is_ok();
+    if !sent {
+        let _ = sys::shutdown_write(ours);
+    }
+    sent
 }
 
 /// A boot message written to its socket (its first part, [`send_first`]) before the start,
@@ -886,8 +894,9 @@ fn on_socket(
     started: forkserver::Started,
 ) -> (u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>) {
     let (pid, pidfd, status, _) = started;
-    send_rest(ours.as_fd(), rest, pidfd.as_fd());
-    go_on(&ours);
+    if send_rest(ours.as_fd(), rest, pidfd.as_fd()) {
+        go_on(&ours);
+    }
     (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
 }
 
