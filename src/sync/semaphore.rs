@@ -46,6 +46,53 @@ const YIELD_LOOKS: u32 = 1000;
 /// ... and asks every this many looks whether the changer's process died.
 const SETTLE_EVERY: u32 = 256;
 
+/// A guard's holder's looks at the word while a fast change holds it ([`Core::claim`]).
+#[derive(Default)]
+struct Looks {
+    /// Looks at the change in flight.
+    count: u32,
+}
+
+/// How a guard's holder waits for its next look at the word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    Spin,
+    Yield,
+    /// A millisecond: the changer seems stopped (`SIGSTOP`) or dead.
+    Sleep,
+}
+
+impl Looks {
+    /// A look at the word `w` (not claimed for the guard): `None` if free (to claim), else
+    /// whether to ask if the changer's process died (the check reads /proc, so not at every
+    /// look) and how to wait for the next look.
+    #[inline]
+    fn look(&mut self, w: u64) -> Option<(bool, Pause)> {
+        if w & word::CLAIM == 0 {
+            return None;
+        }
+        self.count = self.count.wrapping_add(1);
+        let pause = if self.count > YIELD_LOOKS {
+            Pause::Sleep
+        } else if self.count > SPIN_LOOKS {
+            Pause::Yield
+        } else {
+            Pause::Spin
+        };
+        Some((self.count.is_multiple_of(SETTLE_EVERY), pause))
+    }
+}
+
+impl Pause {
+    fn wait(self) {
+        match self {
+            Pause::Spin => std::hint::spin_loop(),
+            Pause::Yield => std::thread::yield_now(),
+            Pause::Sleep => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct SemState {
@@ -306,31 +353,24 @@ impl Core {
     /// Waits for a fast change in flight to end, or settles it if its process died.
     fn claim(&self) -> (u64, bool) {
         let state = &*self.shared;
-        let mut looks = 0u32;
+        let mut looks = Looks::default();
         loop {
             let w = state.word.load(Ordering::Acquire);
-            match (w & word::CLAIM) >> word::CLAIM_SHIFT {
-                0 => {
+            if (w & word::CLAIM) >> word::CLAIM_SHIFT == word::GUARD {
+                return (w, true);
+            }
+            match looks.look(w) {
+                None => {
                     let claimed = w | (word::GUARD << word::CLAIM_SHIFT);
                     if state.word.compare_exchange_weak(w, claimed, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                         return (claimed, false);
                     }
                 }
-                word::GUARD => return (w, true),
-                _ => {
-                    // A fast change: a few instructions, unless its process was preempted or
-                    // died; the liveness check reads /proc, so not at every look.
-                    looks = looks.wrapping_add(1);
-                    if looks.is_multiple_of(SETTLE_EVERY) {
+                Some((settle, pause)) => {
+                    if settle {
                         self.settle(w);
                     }
-                    if looks > YIELD_LOOKS {
-                        std::thread::sleep(Duration::from_millis(1));
-                    } else if looks > SPIN_LOOKS {
-                        std::thread::yield_now();
-                    } else {
-                        std::hint::spin_loop();
-                    }
+                    pause.wait();
                 }
             }
         }
@@ -1263,5 +1303,35 @@ mod tests {
         let owed = changed.owed();
         changed.stop_sleeping();
         assert_eq!(owed, 0, "the sleeper was not woken");
+    }
+
+    /// A guard's holder sleeps only for a fast change that holds the word long (its process
+    /// stopped or dead), not for a stream of fast changes that come and go while it looks
+    /// (review43 M1): before, its looks were never reset, so under fast-path contention it
+    /// passed 1000 of them in milliseconds, then slept a millisecond at each, holding the
+    /// guard.
+    #[test]
+    fn a_guard_holder_sleeps_only_for_a_stuck_fast_change() {
+        let free = 2;
+        let take = word::claimed_for(free, 0, false);
+        let give = word::claimed_for(free - 1, 1, true);
+        let mut looks = Looks::default();
+        for _ in 0..10 * YIELD_LOOKS {
+            // A change ends (its CAS lost to the next), then the next is seen.
+            assert_eq!(looks.look(free), None);
+            let (_, pause) = looks.look(take).unwrap();
+            assert_ne!(pause, Pause::Sleep, "slept among fast changes");
+            // Or the next is seen without the free word between.
+            let (_, pause) = looks.look(give).unwrap();
+            assert_ne!(pause, Pause::Sleep, "slept among fast changes");
+        }
+        // One change that does not end: spins, yields, then sleeps, and its process's
+        // liveness is asked every SETTLE_EVERY looks.
+        let mut looks = Looks::default();
+        let seen: Vec<_> = (0..2 * YIELD_LOOKS).map(|_| looks.look(take).unwrap()).collect();
+        assert_eq!(seen[0].1, Pause::Spin);
+        assert_eq!(seen[SPIN_LOOKS as usize].1, Pause::Yield);
+        assert_eq!(seen[YIELD_LOOKS as usize].1, Pause::Sleep);
+        assert_eq!(seen.iter().filter(|(settle, _)| *settle).count() as u32, 2 * YIELD_LOOKS / SETTLE_EVERY);
     }
 }
