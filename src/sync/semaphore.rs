@@ -47,10 +47,16 @@ const YIELD_LOOKS: u32 = 1000;
 const SETTLE_EVERY: u32 = 256;
 
 /// A guard's holder's looks at the word while a fast change holds it ([`Core::claim`]).
+/// They count the looks at one same word: a stopped or dead changer's word does not move
+/// (but by its own settle), while a stream of fast changes that come and go moves it at
+/// every change (review43 M1: counted over the whole wait, a contended semaphore's guard
+/// holder slept a millisecond per look after a few milliseconds, holding the guard).
 #[derive(Default)]
 struct Looks {
-    /// Looks at the change in flight.
+    /// Looks at `word` in a row.
     count: u32,
+    /// The word last looked at.
+    word: u64,
 }
 
 /// How a guard's holder waits for its next look at the word.
@@ -68,6 +74,11 @@ impl Looks {
     /// look) and how to wait for the next look.
     #[inline]
     fn look(&mut self, w: u64) -> Option<(bool, Pause)> {
+        if w != self.word {
+            // The change seen last ended (the word free, or another's claim), or recorded.
+            self.word = w;
+            self.count = 0;
+        }
         if w & word::CLAIM == 0 {
             return None;
         }
