@@ -46,6 +46,64 @@ const YIELD_LOOKS: u32 = 1000;
 /// ... and asks every this many looks whether the changer's process died.
 const SETTLE_EVERY: u32 = 256;
 
+/// A guard's holder's looks at the word while a fast change holds it ([`Core::claim`]).
+/// They count the looks at one same word: a stopped or dead changer's word does not move
+/// (but by its own settle), while a stream of fast changes that come and go moves it at
+/// every change (review43 M1: counted over the whole wait, a contended semaphore's guard
+/// holder slept a millisecond per look after a few milliseconds, holding the guard).
+#[derive(Default)]
+struct Looks {
+    /// Looks at `word` in a row.
+    count: u32,
+    /// The word last looked at.
+    word: u64,
+}
+
+/// How a guard's holder waits for its next look at the word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    Spin,
+    Yield,
+    /// A millisecond: the changer seems stopped (`SIGSTOP`) or dead.
+    Sleep,
+}
+
+impl Looks {
+    /// A look at the word `w` (not claimed for the guard): `None` if free (to claim), else
+    /// whether to ask if the changer's process died (the check reads /proc, so not at every
+    /// look) and how to wait for the next look.
+    #[inline]
+    fn look(&mut self, w: u64) -> Option<(bool, Pause)> {
+        if w != self.word {
+            // The change seen last ended (the word free, or another's claim), or recorded.
+            self.word = w;
+            self.count = 0;
+        }
+        if w & word::CLAIM == 0 {
+            return None;
+        }
+        self.count = self.count.wrapping_add(1);
+        let pause = if self.count > YIELD_LOOKS {
+            Pause::Sleep
+        } else if self.count > SPIN_LOOKS {
+            Pause::Yield
+        } else {
+            Pause::Spin
+        };
+        Some((self.count.is_multiple_of(SETTLE_EVERY), pause))
+    }
+}
+
+impl Pause {
+    fn wait(self) {
+        match self {
+            Pause::Spin => std::hint::spin_loop(),
+            Pause::Yield => std::thread::yield_now(),
+            Pause::Sleep => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct SemState {
@@ -97,9 +155,12 @@ mod word {
     /// Sleepers were announced on `changed` when the guard's holder last let the word go: a
     /// release takes the guarded way, which wakes them (see [`super::Core::give`]).
     pub(super) const SLEEPERS: u64 = 1 << 44;
-    /// Counts the guard's claims (modulo 2^19): a fast change that found its slot its own
-    /// before its claim knows by its CAS that no guarded change (the only writer of a
-    /// slot's owner) came between.
+    /// Counts the guarded changes of a slot's owner (modulo 2^19; the guarded path is the
+    /// only writer of owners): a fast change that found its slot its own before its claim
+    /// knows by its CAS that no such change came between. Bumped by them alone, so that it
+    /// wraps only after 2^19 owner changes while a fast changer is stalled between its load
+    /// and its CAS, not after 2^19 guarded changes of any kind (half a second of contention;
+    /// review43 L1).
     pub(super) const GENERATION: u64 = 1 << 45;
 
     /// `word` claimed for slot `i`'s change.
@@ -209,6 +270,8 @@ struct Hold<'a> {
     /// A panic was unwinding already when the guard was taken (a permit's guard dropped in
     /// the unwinding): a panic inside the hold is told from it.
     unwinding: bool,
+    /// A slot may have changed owner: the word is let go with the next generation.
+    new_owner: bool,
     _guard: RawGuard<'a>,
 }
 
@@ -225,7 +288,10 @@ impl Drop for Hold<'_> {
         // read here, under it, misses none (sem37); the mark makes a fast release of the
         // permit it waits for take the guarded way, which wakes it.
         let sleepers = if state.changed.sleepers_seen_under_lock() { word::SLEEPERS } else { 0 };
-        let generation = (self.word & !(word::GENERATION - 1)).wrapping_add(word::GENERATION);
+        let mut generation = self.word & !(word::GENERATION - 1);
+        if self.new_owner {
+            generation = generation.wrapping_add(word::GENERATION);
+        }
         state.word.store(generation | sleepers | u64::from(self.value), Ordering::Release);
         // After the word: a changer killed between the two left its change whole.
         crate::shm::crash::crash_point!("semaphore.guard.released");
@@ -294,11 +360,13 @@ impl Core {
         let guard = RawGuard::lock(&self.shared.guard);
         let (word, stale) = self.claim();
         crate::shm::crash::crash_point!("semaphore.guard.claimed");
-        if stale || self.shared.undo.unfinished().is_some() {
+        // An undo may put a slot's owner back.
+        let recovering = stale || self.shared.undo.unfinished().is_some();
+        if recovering {
             self.recover_guarded(stale, word);
         }
         let unwinding = std::thread::panicking();
-        Hold { core: self, word, value: (word & word::VALUE) as u32, unwinding, _guard: guard }
+        Hold { core: self, word, value: (word & word::VALUE) as u32, unwinding, new_owner: recovering, _guard: guard }
     }
 
     /// Claims the word for the guard's holder (the caller): the word as claimed, and
@@ -306,31 +374,24 @@ impl Core {
     /// Waits for a fast change in flight to end, or settles it if its process died.
     fn claim(&self) -> (u64, bool) {
         let state = &*self.shared;
-        let mut looks = 0u32;
+        let mut looks = Looks::default();
         loop {
             let w = state.word.load(Ordering::Acquire);
-            match (w & word::CLAIM) >> word::CLAIM_SHIFT {
-                0 => {
+            if (w & word::CLAIM) >> word::CLAIM_SHIFT == word::GUARD {
+                return (w, true);
+            }
+            match looks.look(w) {
+                None => {
                     let claimed = w | (word::GUARD << word::CLAIM_SHIFT);
                     if state.word.compare_exchange_weak(w, claimed, Ordering::Acquire, Ordering::Relaxed).is_ok() {
                         return (claimed, false);
                     }
                 }
-                word::GUARD => return (w, true),
-                _ => {
-                    // A fast change: a few instructions, unless its process was preempted or
-                    // died; the liveness check reads /proc, so not at every look.
-                    looks = looks.wrapping_add(1);
-                    if looks.is_multiple_of(SETTLE_EVERY) {
+                Some((settle, pause)) => {
+                    if settle {
                         self.settle(w);
                     }
-                    if looks > YIELD_LOOKS {
-                        std::thread::sleep(Duration::from_millis(1));
-                    } else if looks > SPIN_LOOKS {
-                        std::thread::yield_now();
-                    } else {
-                        std::hint::spin_loop();
-                    }
+                    pause.wait();
                 }
             }
         }
@@ -434,23 +495,25 @@ impl Core {
 
     /// Counts one more permit held by this process in `slot` (from [`Core::hold_slot`]).
     /// Call under the guard (whose holder alone writes the counts: plain loads and stores).
+    /// Whether the slot changed owner ([`Hold::new_owner`]).
     #[inline]
-    fn hold(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId, slot: Option<usize>) {
+    fn hold(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId, slot: Option<usize>) -> bool {
         let Some(i) = slot else {
             let untracked = &self.shared.untracked;
             untracked.store(untracked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            return;
+            return false;
         };
         let slot = slots.at(i);
         if slot.is(me) {
             slot.set_count(slot.count() + 1);
-        } else {
-            slot.pid.store(me.pid, Ordering::Relaxed);
-            slot.start.store(me.start, Ordering::Relaxed);
-            slot.set_count(1);
-            // Its release may go the fast way at once.
-            self.mine.0.store(i as u32 + 1, Ordering::Relaxed);
+            return false;
         }
+        slot.pid.store(me.pid, Ordering::Relaxed);
+        slot.start.store(me.start, Ordering::Relaxed);
+        slot.set_count(1);
+        // Its release may go the fast way at once.
+        self.mine.0.store(i as u32 + 1, Ordering::Relaxed);
+        true
     }
 
     /// Takes a permit if there is one; `Some(owner_died)` on success. A look without the
@@ -480,17 +543,26 @@ impl Core {
         let i = self.hinted_slot(&slots, me)?;
         let claimed = word::claimed_for(w, i, release);
         // Acquire: the guarded changes' counts, seen whole. Success means no guarded
-        // change came since `w` (its generation), so the slot is still this process's (a
-        // settler takes its owner for the changer) ...
+        // change of a slot's owner came since `w` (its generation), so the slot is still
+        // this process's (a settler takes its owner for the changer) ...
         self.shared.word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).ok()?;
         let slot = slots.at(i);
-        // ... unless 2^19 of them came (the generation wrapped): looked at again, so that
-        // a permit is never counted in another's slot.
+        // ... unless 2^19 of them came while this process was stalled (the generation
+        // wrapped): looked at again, so that a permit is never counted in another's slot.
         if !slot.is(me) {
-            self.shared.word.store(w, Ordering::Release);
+            self.back_out(w, claimed);
             return None;
         }
         Some((slot, claimed))
+    }
+
+    /// Lets the word claimed (`claimed`, from `w`) by a fast change that wrote nothing go
+    /// unchanged. A CAS, not a store: after a wrapped generation the slot's new owner may
+    /// be dead, and a settler that took it for this changer may have settled the word and
+    /// claimed it for the guard already, a claim a store would wipe (review43 L1).
+    #[cold]
+    fn back_out(&self, w: u64, claimed: u64) {
+        let _ = self.shared.word.compare_exchange(claimed, w, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Records in the claimed word the parity the fast change finds its slot's count with
@@ -518,7 +590,7 @@ impl Core {
         };
         // Written only with the word claimed for the guard: read now, they stay.
         if state.extra.load(Ordering::Relaxed) != 0 || state.recovered.load(Ordering::Relaxed) != 0 {
-            state.word.store(w, Ordering::Release);
+            self.back_out(w, claimed);
             return false;
         }
         crate::shm::crash::crash_point!("semaphore.fast_take.claimed");
@@ -548,7 +620,7 @@ impl Core {
         crate::shm::crash::crash_point!("semaphore.fast_give.claimed");
         let held = slot.held.load(Ordering::Relaxed);
         if held & HELD_COUNT == 0 {
-            state.word.store(w, Ordering::Release);
+            self.back_out(w, claimed);
             return false;
         }
         self.record_fast(claimed, held);
@@ -579,13 +651,13 @@ impl Core {
         hold.value -= 1;
         let taken = if recovered > 0 {
             state.recovered.store(recovered - 1, Ordering::Relaxed);
-            self.hold(&slots, me, slot);
+            hold.new_owner = self.hold(&slots, me, slot);
             (Permit::Held, true)
         } else if extra > 0 {
             state.extra.store(extra - 1, Ordering::Relaxed);
             (Permit::Extra, false)
         } else {
-            self.hold(&slots, me, slot);
+            hold.new_owner = self.hold(&slots, me, slot);
             (Permit::Held, false)
         };
         crate::shm::crash::crash_point!("semaphore.take.counted");
@@ -685,6 +757,7 @@ impl Core {
             s.set_count(0);
             s.pid.store(0, Ordering::Relaxed);
             s.start.store(0, Ordering::Relaxed);
+            hold.new_owner = true;
             state.recovered.store(state.recovered.load(Ordering::Relaxed) + held, Ordering::Relaxed);
             hold.value += held;
             crate::shm::crash::crash_point!("semaphore.recover.counted");
@@ -787,6 +860,13 @@ impl Core {
 /// crashed), a waiting acquirer takes its permits back, and the guard of the first of
 /// them says so ([`SemaphoreGuard::owner_died`], as for every lock: see
 /// [`Lock`](crate::Lock)). Up to 256 holding processes are tracked at once.
+///
+/// A process stopped (`SIGSTOP`, a debugger) in the middle of an acquire or a release holds
+/// up the other calls that need the semaphore's guard until it resumes or dies, as a
+/// stopped holder of a lock's guard would: [`try_acquire`](Semaphore::try_acquire),
+/// [`acquire_timeout`](Semaphore::acquire_timeout) and a poll of
+/// [`acquire_async`](Semaphore::acquire_async)'s future included, which then wait past
+/// their promise (never, the timeout, not blocking the executor).
 ///
 /// # Examples
 ///
@@ -1248,21 +1328,89 @@ mod tests {
     /// A release on the fast path (the releaser's own permit, without the guard) wakes a
     /// sleeper announced before it (sem38): the sleeper's guarded re-test marks the word
     /// (`SLEEPERS`), and a release that finds the mark takes the guarded way, which wakes.
+    /// One thread, the sleeper its announcement and its re-test: a sleeper on a thread of
+    /// its own could time out its slice between the mark and the release (review43 L2).
     #[test]
     fn a_fast_release_wakes_a_sleeper_announced_before_it() {
         let sem = Semaphore::new(1).unwrap();
         let changed = &sem.core.shared.changed;
         // Held in this process's slot: its release may go the fast way.
         sem.acquire().unwrap().forget();
-        std::thread::scope(|s| {
-            let sleeper = s.spawn(|| sem.acquire().unwrap().forget());
-            // Announced, and its re-test under the guard made (the word marked).
-            while changed.owed() == 0 || !sem.core.sleepers_marked() {
-                assert!(!sleeper.is_finished(), "the acquire returned without a permit");
-                std::thread::yield_now();
-            }
-            sem.release();
-            assert_eq!(changed.owed(), 0, "the sleeper was not woken");
-        });
+        let _ = changed.start_sleeping();
+        assert!(sem.core.take().is_none(), "the sleeper's re-test found a permit");
+        assert!(sem.core.sleepers_marked(), "the re-test under the guard marks the word");
+        sem.release();
+        let owed = changed.owed();
+        changed.stop_sleeping();
+        assert_eq!(owed, 0, "the sleeper was not woken");
+    }
+
+    /// A guard's holder sleeps only for a fast change that holds the word long (its process
+    /// stopped or dead), not for a stream of fast changes that come and go while it looks
+    /// (review43 M1): before, its looks were never reset, so under fast-path contention it
+    /// passed 1000 of them in milliseconds, then slept a millisecond at each, holding the
+    /// guard.
+    #[test]
+    fn a_guard_holder_sleeps_only_for_a_stuck_fast_change() {
+        let free = 2;
+        let take = word::claimed_for(free, 0, false);
+        let give = word::claimed_for(free - 1, 1, true);
+        let mut looks = Looks::default();
+        for _ in 0..10 * YIELD_LOOKS {
+            // A change ends (its CAS lost to the next), then the next is seen.
+            assert_eq!(looks.look(free), None);
+            let (_, pause) = looks.look(take).unwrap();
+            assert_ne!(pause, Pause::Sleep, "slept among fast changes");
+            // Or the next is seen without the free word between.
+            let (_, pause) = looks.look(give).unwrap();
+            assert_ne!(pause, Pause::Sleep, "slept among fast changes");
+        }
+        // One change that does not end: spins, yields, then sleeps, and its process's
+        // liveness is asked every SETTLE_EVERY looks.
+        let mut looks = Looks::default();
+        let seen: Vec<_> = (0..2 * YIELD_LOOKS).map(|_| looks.look(take).unwrap()).collect();
+        assert_eq!(seen[0].1, Pause::Spin);
+        assert_eq!(seen[SPIN_LOOKS as usize].1, Pause::Yield);
+        assert_eq!(seen[YIELD_LOOKS as usize].1, Pause::Sleep);
+        assert_eq!(seen.iter().filter(|(settle, _)| *settle).count() as u32, 2 * YIELD_LOOKS / SETTLE_EVERY);
+    }
+
+    /// The generation moves only with a change of a slot's owner (review43 L1): moved by
+    /// every guarded change, it wrapped after 2^19 of them (half a second of contention),
+    /// and a fast changer stalled between its load and its CAS could then claim a word that
+    /// came back exactly, its slot another's.
+    #[test]
+    fn the_generation_moves_only_when_a_slot_changes_owner() {
+        let sem = Semaphore::new(2).unwrap();
+        let generation = || sem.core.shared.word.load(Ordering::SeqCst) / word::GENERATION;
+        let before = generation();
+        // The first acquire counts the permit in a slot new to this process.
+        let (first, _) = sem.core.take().unwrap();
+        let owned = generation();
+        assert_ne!(owned, before, "a slot changed owner");
+        for _ in 0..100 {
+            let (permit, _) = sem.core.take().unwrap();
+            sem.core.give_guarded(Some(permit)).unwrap();
+        }
+        assert_eq!(generation(), owned, "guarded changes in this process's own slot");
+        sem.core.give_guarded(Some(first)).unwrap();
+    }
+
+    /// A fast change that backs out lets the word go only if it still holds it: a settler
+    /// that took the slot's owner for it (after a wrapped generation) may have settled the
+    /// word and claimed it for the guard, a claim a store would wipe (review43 L1).
+    #[test]
+    fn a_fast_change_backing_out_keeps_a_settlers_claim() {
+        let sem = Semaphore::new(1).unwrap();
+        let word = &sem.core.shared.word;
+        let w = word.load(Ordering::SeqCst);
+        let claimed = word::claimed_for(w, 0, false);
+        let settler = w | (word::GUARD << word::CLAIM_SHIFT);
+        word.store(settler, Ordering::SeqCst);
+        sem.core.back_out(w, claimed);
+        assert_eq!(word.load(Ordering::SeqCst), settler, "the settler's claim was wiped");
+        word.store(claimed, Ordering::SeqCst);
+        sem.core.back_out(w, claimed);
+        assert_eq!(word.load(Ordering::SeqCst), w, "the change's own claim was not let go");
     }
 }
