@@ -888,6 +888,23 @@ type EndAsAQueue<const ANY: bool> = Misread<(Connection<u32>, u32), SimpleQueue<
 /// `(end, u32)` whose end is read as an end of a pipe of another message type.
 type EndOfAnotherType<const ANY: bool> = Misread<(Connection<u32>, u32), Connection<String>, ANY>;
 
+/// Sends `message` through a queue or a pipe (`through_a_queue`) and has it taken: the
+/// decoding must refuse it (`what` names the case in a failure).
+fn sent_and_refused<M>(message: M, through_a_queue: bool, what: &str)
+where
+    M: serde::Serialize + serde::de::DeserializeOwned,
+{
+    if through_a_queue {
+        let queue = Queue::new().unwrap();
+        queue.put(message).unwrap();
+        assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "{what}: the decoding refuses");
+    } else {
+        let (a, b) = Pipe::new().unwrap();
+        a.send(message).unwrap();
+        assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "{what}: the decoding refuses");
+    }
+}
+
 /// Sends one end of a new pipe away in `message` (through a pipe or a queue, `through`),
 /// has it taken and refused, and checks that the end kept here then sees the end of the
 /// stream rather than waiting for an end nobody holds. Returns the cases that failed.
@@ -898,15 +915,7 @@ where
     let mut failed = Vec::new();
     for through_a_queue in [false, true] {
         let (sent, kept) = Pipe::<u32>::new().unwrap();
-        if through_a_queue {
-            let queue = Queue::new().unwrap();
-            queue.put(message(sent)).unwrap();
-            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "{what}: the decoding refuses");
-        } else {
-            let (a, b) = Pipe::new().unwrap();
-            a.send(message(sent)).unwrap();
-            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "{what}: the decoding refuses");
-        }
+        sent_and_refused(message(sent), through_a_queue, what);
         // A bound, not a duration asserted (the end is known gone at the next look, a tenth
         // of a second): before side37 this timed out, a plain `recv` waited for ever.
         let got = kept.recv_timeout(Duration::from_secs(10));
@@ -954,15 +963,7 @@ fn an_end_discarded_unread_is_seen_gone_without_a_wait() {
     for through_a_queue in [false, true] {
         let (sent, kept) = Pipe::<u32>::new().unwrap();
         let message = EndAsAQueue::<false>::new((sent, 13));
-        if through_a_queue {
-            let queue = Queue::new().unwrap();
-            queue.put(message).unwrap();
-            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "the decoding refuses");
-        } else {
-            let (a, b) = Pipe::new().unwrap();
-            a.send(message).unwrap();
-            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "the decoding refuses");
-        }
+        sent_and_refused(message, through_a_queue, "an end read as a queue");
         let got = kept.try_recv();
         if got != Err(TryRecvError::Disconnected) {
             failed.push(format!("try_recv (through a queue: {through_a_queue}): {got:?}"));
@@ -1025,15 +1026,7 @@ fn of_both_ends_in_one_message_the_one_not_reached_is_given_back() {
         let (x, y) = Pipe::<u32>::new().unwrap();
         let kept = x.clone();
         let message = Misread::<(Connection<u32>, Connection<u32>), Connection<u32>, false>::new((x, y));
-        if through_a_queue {
-            let queue = Queue::new().unwrap();
-            queue.put(message).unwrap();
-            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "the decoding refuses");
-        } else {
-            let (a, b) = Pipe::new().unwrap();
-            a.send(message).unwrap();
-            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "the decoding refuses");
-        }
+        sent_and_refused(message, through_a_queue, "both ends, the second not reached");
         let got = kept.recv_timeout(Duration::from_secs(10));
         assert_eq!(got, Err(RecvTimeoutError::Disconnected), "through a queue: {through_a_queue}");
     }
@@ -1085,15 +1078,7 @@ fn of_both_ends_in_one_message_the_one_skipped_unread_is_given_back() {
             Some((y, x)),
             std::marker::PhantomData,
         );
-        if through_a_queue {
-            let queue = Queue::new().unwrap();
-            queue.put(message).unwrap();
-            assert!(matches!(queue.get(), Err(multiproc::GetError::Decode(_))), "the decoding refuses");
-        } else {
-            let (a, b) = Pipe::new().unwrap();
-            a.send(message).unwrap();
-            assert!(matches!(b.recv(), Err(RecvError::Decode(_))), "the decoding refuses");
-        }
+        sent_and_refused(message, through_a_queue, "both ends, the first skipped");
         let got = kept.recv_timeout(Duration::from_secs(10));
         if got != Err(RecvTimeoutError::Disconnected) {
             failed.push(format!("through a queue: {through_a_queue}: {got:?}"));

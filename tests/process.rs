@@ -2854,6 +2854,21 @@ fn a_room_asked_of_a_fork_server_whose_restart_failed_is_freed() {
 
 const RESTART_COPY_INNER: &str = "MULTIPROC_TEST_PROCESS_RESTART_COPY_INNER";
 
+/// The inner half of a restart-copy test: runs only in the process its outer half started
+/// for `case` (`RESTART_COPY_INNER`).
+fn restart_copy_inner(case: &str, held_at: &str, copy: fn() -> Box<dyn FnOnce()>) {
+    if std::env::var_os(RESTART_COPY_INNER).is_some_and(|asked| asked == case) {
+        a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(held_at, copy);
+    }
+}
+
+/// The outer half of a restart-copy test: runs `{test}_inner` for `case` in a process of
+/// its own (the crash points it arms are the whole process's).
+fn restart_copy(test: &str, case: &str) {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(&format!("{test}_inner"), &[(RESTART_COPY_INNER, case)]);
+}
+
 /// Copies this process while a thread starting the dead fork server again is held at
 /// crash point `held_at` (between its listen and its spawn, which then fails), and checks
 /// that the family's fork-server starts do not wait for the copy: `copy` makes the copy,
@@ -2934,10 +2949,7 @@ fn bare_copy() -> Box<dyn FnOnce()> {
 
 #[test]
 fn a_fork_child_does_not_keep_a_fork_server_restarts_listener_inner() {
-    if std::env::var_os(RESTART_COPY_INNER).is_none_or(|copy| copy != "fork") {
-        return;
-    }
-    a_restart_whose_listener_was_copied_fails_and_the_next_succeeds("forkserver.restart.listening", fork_copy);
+    restart_copy_inner("fork", "forkserver.restart.listening", fork_copy);
 }
 
 /// A `Fork` child started while another thread starts the dead fork server again (between
@@ -2948,38 +2960,24 @@ fn a_fork_child_does_not_keep_a_fork_server_restarts_listener_inner() {
 /// answered, and each waited for the child's life.
 #[test]
 fn a_fork_child_does_not_keep_a_fork_server_restarts_listener() {
-    let _w = watchdog(LIMIT);
-    common::run_inner_test_with(
-        "a_fork_child_does_not_keep_a_fork_server_restarts_listener_inner",
-        &[(RESTART_COPY_INNER, "fork")],
-    );
+    restart_copy("a_fork_child_does_not_keep_a_fork_server_restarts_listener", "fork");
 }
 
 #[test]
 fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener_inner() {
-    if std::env::var_os(RESTART_COPY_INNER).is_none_or(|copy| copy != "bare") {
-        return;
-    }
-    a_restart_whose_listener_was_copied_fails_and_the_next_succeeds("forkserver.restart.listening", bare_copy);
+    restart_copy_inner("bare", "forkserver.restart.listening", bare_copy);
 }
 
 /// As [`a_fork_child_does_not_keep_a_fork_server_restarts_listener`], with a bare
 /// `libc::fork` copy of the program (no multiproc code runs in it).
 #[test]
 fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener() {
-    let _w = watchdog(LIMIT);
-    common::run_inner_test_with(
-        "a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener_inner",
-        &[(RESTART_COPY_INNER, "bare")],
-    );
+    restart_copy("a_bare_fork_copy_does_not_keep_a_fork_server_restarts_listener", "bare");
 }
 
 #[test]
 fn a_fork_child_does_not_keep_a_fork_server_restarts_boot_socket_inner() {
-    if std::env::var_os(RESTART_COPY_INNER).is_none_or(|copy| copy != "fork-sent") {
-        return;
-    }
-    a_restart_whose_listener_was_copied_fails_and_the_next_succeeds("forkserver.restart.sent", fork_copy);
+    restart_copy_inner("fork-sent", "forkserver.restart.sent", fork_copy);
 }
 
 /// A `Fork` child started once a thread starting the dead fork server again sent the
@@ -2990,30 +2988,19 @@ fn a_fork_child_does_not_keep_a_fork_server_restarts_boot_socket_inner() {
 /// every later fork-server start waited for its life).
 #[test]
 fn a_fork_child_does_not_keep_a_fork_server_restarts_boot_socket() {
-    let _w = watchdog(LIMIT);
-    common::run_inner_test_with(
-        "a_fork_child_does_not_keep_a_fork_server_restarts_boot_socket_inner",
-        &[(RESTART_COPY_INNER, "fork-sent")],
-    );
+    restart_copy("a_fork_child_does_not_keep_a_fork_server_restarts_boot_socket", "fork-sent");
 }
 
 #[test]
 fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_boot_socket_inner() {
-    if std::env::var_os(RESTART_COPY_INNER).is_none_or(|copy| copy != "bare-sent") {
-        return;
-    }
-    a_restart_whose_listener_was_copied_fails_and_the_next_succeeds("forkserver.restart.sent", bare_copy);
+    restart_copy_inner("bare-sent", "forkserver.restart.sent", bare_copy);
 }
 
 /// As [`a_fork_child_does_not_keep_a_fork_server_restarts_boot_socket`], with a bare
 /// `libc::fork` copy of the program.
 #[test]
 fn a_bare_fork_copy_does_not_keep_a_fork_server_restarts_boot_socket() {
-    let _w = watchdog(LIMIT);
-    common::run_inner_test_with(
-        "a_bare_fork_copy_does_not_keep_a_fork_server_restarts_boot_socket_inner",
-        &[(RESTART_COPY_INNER, "bare-sent")],
-    );
+    restart_copy("a_bare_fork_copy_does_not_keep_a_fork_server_restarts_boot_socket", "bare-sent");
 }
 
 /// A program's own prepare handler that, while `ARMED`, says so and
