@@ -880,9 +880,11 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 /// Tells a fork-server child with a boot socket that its start went through: it waits for
 /// this before it reads what its boot message names. A request that failed (the server died
 /// between its fork and its answer) drops our end instead, and the child it may have forked
-/// exits.
-fn go_on(ours: &OwnedFd) {
-    let _ = sys::send_all(ours.as_fd(), &[boot::GO], &[]);
+/// exits. Sent while the child lives, as the frame's rest: after a long rest the buffer may
+/// be full, and a fork copy of the child's end would keep a plain send waiting for ever once
+/// the child died (review46 M2).
+fn go_on(ours: &OwnedFd, pidfd: BorrowedFd<'_>) {
+    let _ = sys::send_while_alive(ours.as_fd(), &[boot::GO], pidfd);
 }
 
 /// A child started on a boot socket (`ours` is our end; `rest`, what its buffer did not take
@@ -895,7 +897,7 @@ fn on_socket(
 ) -> (u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>) {
     let (pid, pidfd, status, _) = started;
     if send_rest(ours.as_fd(), rest, pidfd.as_fd()) {
-        go_on(&ours);
+        go_on(&ours, pidfd.as_fd());
     }
     (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
 }

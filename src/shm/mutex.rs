@@ -460,7 +460,7 @@ mod tests {
 
     use super::*;
     use crate::shm::Waiting;
-    use crate::shm::reactor::tests::{LIMIT, SCENES, Signal, leak_in_heap};
+    use crate::shm::reactor::tests::{LIMIT, SCENES, SETTLE, Signal, leak_in_heap};
 
     /// A mutex in the family heap (a waker thread watches only words there), unlocked.
     fn mutex_in_heap() -> &'static RawMutex {
@@ -509,13 +509,13 @@ mod tests {
         let pending = m.poll_lock(async_owner, &mut waiting, &Context::from_waker(&waker));
         assert!(pending.is_pending());
         // Ordering only (the futex queue is first come, first woken), nothing measured.
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(SETTLE);
         let (tx, sleeper_locked) = mpsc::channel();
         std::thread::spawn(move || {
             lock_by_wake_ups_only(m, 0x7000_0002);
             let _ = tx.send(());
         });
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(SETTLE);
         m.unlock();
         woken.recv_timeout(LIMIT).expect("the async waiter is woken by the unlock");
         Scene { m, waiting, waker, woken, sleeper_locked, async_owner }

@@ -637,6 +637,12 @@ pub(crate) mod tests {
     /// Generous: only a lost wake-up makes these tests wait that long.
     pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 
+    /// How long a scene gives a thread to reach its futex wait before the next one comes
+    /// (ordering only, nothing measured: the futex queue is first come, first woken). A
+    /// thread late past it breaks the scene's order and fails it after `LIMIT`: generous
+    /// for a loaded machine (review47 L1).
+    pub(in crate::shm) const SETTLE: Duration = Duration::from_millis(200);
+
     /// One scene at a time: another test's registration would move the waker thread
     /// behind the sleeper in the futex queue. Every lib test that registers a future takes
     /// it too.
@@ -692,7 +698,7 @@ pub(crate) mod tests {
         let (waker, woken) = Signal::waker();
         assert!(Pin::new(&mut future).poll(&mut Context::from_waker(&waker)).is_pending());
         // Ordering only (the futex queue is first come, first woken), nothing measured.
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(SETTLE);
         std::thread::scope(|s| {
             let sleeper = s.spawn(|| {
                 // A sleeper that counts on its wake-up alone (none of a blocking wait's
@@ -702,7 +708,7 @@ pub(crate) mod tests {
                 notify.stop_sleeping();
                 how
             });
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(SETTLE);
             change();
             woken.recv_timeout(LIMIT).expect("the future is woken by the change");
             drop(future);
@@ -747,7 +753,7 @@ pub(crate) mod tests {
         waiting.arm(notify, &Context::from_waker(Waker::noop()));
         assert!(waiting.registered.is_some(), "a waker thread watches the word");
         // Ordering only (the futex queue is first come, first woken), nothing measured.
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(SETTLE);
         drop(waiting);
         let (tx, slept) = mpsc::channel();
         std::thread::spawn(move || {
@@ -757,7 +763,7 @@ pub(crate) mod tests {
             notify.stop_sleeping();
             let _ = tx.send(how);
         });
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(SETTLE);
         notify.notify(1);
         let how = slept.recv().expect("the sleeper's sleep ends");
         assert_ne!(how, sys::FutexWait::TimedOut, "the waker thread kept the wake-up meant for the sleeper");
