@@ -3650,7 +3650,7 @@ fn a_child_whose_boot_frames_rest_could_not_be_sent_ends_inner() {
     for method in METHODS {
         let child = Process::new(my_name_len, ()).start_method(method).name(name.clone()).start().unwrap();
         match child.join() {
-            Err(JoinError::Exited { .. } | JoinError::Signaled { .. }) => {}
+            Err(JoinError::Failed { reason, .. }) => assert!(reason.contains("boot message"), "{method:?}: {reason}"),
             other => panic!("{method:?}: the child ran, or its join said {other:?}"),
         }
     }
@@ -3665,9 +3665,10 @@ fn a_child_whose_boot_frames_rest_could_not_be_sent_ends_inner() {
 
 /// A child whose boot frame's rest (past the socket's buffer: a 1 MB name) could not be
 /// sent (`ENOBUFS`; crash point `fail:process.boot.rest`) ends at the end of its socket,
-/// seen ended at its join. Before (review44 M1), the failure was ignored: the socket stayed
-/// open, the child waited for the rest for ever and its join with it (a fork-server child
-/// read `GO` as frame data).
+/// joined as `Failed` (its target never ran). Before (review44 M1), the failure was
+/// ignored: the socket stayed open, the child waited for the rest for ever and its join
+/// with it (a fork-server child read `GO` as frame data); then (review46 M1) its join said
+/// `Exited { code: 1 }`, which reads as the target's own exit.
 #[test]
 fn a_child_whose_boot_frames_rest_could_not_be_sent_ends() {
     let _w = watchdog(LIMIT);

@@ -43,6 +43,10 @@ pub(crate) enum ExitWatch {
 pub(crate) enum Link {
     /// The boot socket.
     Socket(OwnedFd),
+    /// The boot socket of a child whose boot message could not be sent whole (why): it ends
+    /// at the end of its socket without running anything, and its join says so
+    /// (`Outcome::Failed`), not an exit of its target's (review46 M1).
+    Unsent(OwnedFd, String),
     /// A report room, read once the child has ended: a fork child's (`super::fork`), or a
     /// fork-server child's without a boot socket (`super::forkserver::Boot::Inline`).
     Room(ReportRoom),
@@ -118,9 +122,10 @@ impl ChildState {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
         }
-        let (sock, room) = match link {
-            Link::Socket(sock) => (Some(Arc::new(sock)), None),
-            Link::Room(room) => (None, Some(room)),
+        let (sock, room, outcome) = match link {
+            Link::Socket(sock) => (Some(Arc::new(sock)), None, None),
+            Link::Room(room) => (None, Some(room), None),
+            Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why))),
         };
         Self {
             pid,
@@ -132,7 +137,7 @@ impl ChildState {
                 sock,
                 room,
                 buf: Vec::new(),
-                outcome: None,
+                outcome,
                 ended: None,
                 args,
                 sent: Vec::new(),

@@ -793,9 +793,8 @@ fn launch(
                 let framed = boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat());
                 let rest = send_first(ours.as_fd(), &framed, &fds)?;
                 let (pid, pidfd) = sent_unless_failed(message, spawn::start(theirs))?;
-                // Not sent whole: the child exits at the end of its socket (seen at its join).
-                let _ = send_rest(ours.as_fd(), rest, pidfd.as_fd());
-                (pid, pidfd, ExitWatch::Own, Link::Socket(ours), None)
+                let link = send_rest(ours, rest, pidfd.as_fd()).map_or_else(|unsent| unsent, Link::Socket);
+                (pid, pidfd, ExitWatch::Own, link, None)
             }
         })
     })();
@@ -854,16 +853,24 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
 }
 
 /// Sends `rest` of a boot frame ([`send_first`]) to its child, which exists now (`pidfd`),
-/// for as long as it lives; whether it went. A send that fails (`ENOBUFS`, crash point
+/// for as long as it lives; `ours` back if it went, else the child's link as one whose
+/// message went unsent (its join says so, review46 M1). A send that fails (`ENOBUFS`, crash point
 /// `fail:process.boot.rest`) ends our writing: the child then reads the end of its socket
 /// inside its frame and exits without running anything, seen ended at its join. (Left
 /// open, it waited for the rest for ever, and a fork-server child read `GO` as frame data.)
-fn send_rest(ours: BorrowedFd<'_>, rest: &[u8], pidfd: BorrowedFd<'_>) -> bool {
-    let sent = !fail_point!("process.boot.rest") && sys::send_while_alive(ours, rest, pidfd).is_ok();
-    if !sent {
-        let _ = sys::shutdown_write(ours);
+fn send_rest(ours: OwnedFd, rest: &[u8], pidfd: BorrowedFd<'_>) -> Result<OwnedFd, Link> {
+    let sent = if fail_point!("process.boot.rest") {
+        Err(io::Error::from_raw_os_error(libc::ENOBUFS))
+    } else {
+        sys::send_while_alive(ours.as_fd(), rest, pidfd)
+    };
+    match sent {
+        Ok(()) => Ok(ours),
+        Err(e) => {
+            let _ = sys::shutdown_write(ours.as_fd());
+            Err(Link::Unsent(ours, format!("its boot message could not be sent whole: {e}")))
+        }
     }
-    sent
 }
 
 /// A boot message written to its socket (its first part, [`send_first`]) before the start,
@@ -896,10 +903,14 @@ fn on_socket(
     started: forkserver::Started,
 ) -> (u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>) {
     let (pid, pidfd, status, _) = started;
-    if send_rest(ours.as_fd(), rest, pidfd.as_fd()) {
-        go_on(&ours, pidfd.as_fd());
-    }
-    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Socket(ours), None)
+    let link = match send_rest(ours, rest, pidfd.as_fd()) {
+        Ok(ours) => {
+            go_on(&ours, pidfd.as_fd());
+            Link::Socket(ours)
+        }
+        Err(unsent) => unsent,
+    };
+    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
 }
 
 /// Why a start method gave no child (`forkserver::request`, `spawn::start`).
