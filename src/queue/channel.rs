@@ -1014,11 +1014,7 @@ impl<T> Drop for Channel<T> {
         let ring = &self.shared.ring;
         if ring.ever_had_handles() && !ring.is_empty() {
             let (drain, tag) = (self.drain, self.tag);
-            self.shared.once_received(move |shared| {
-                if !shared.other_handles() {
-                    drain(shared, tag);
-                }
-            });
+            self.shared.if_last(move |shared| drain(shared, tag));
         }
     }
 }

@@ -515,11 +515,7 @@ impl<T> Connection<T> {
             && end.rings.iter().any(|r| r.ever_had_handles() && !r.is_empty())
         {
             let (drain, tag) = (self.drain, self.tag);
-            end.shared().once_received(move |pipe| {
-                if !pipe.other_handles() {
-                    drain(pipe, tag);
-                }
-            });
+            end.shared().if_last(move |pipe| drain(pipe, tag));
         }
     }
 

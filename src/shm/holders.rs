@@ -34,7 +34,7 @@
 //!   already".) A handle decoded as another type is discarded at the same point, once the
 //!   message is taken, and a receiver's own reservations are its own handles in the
 //!   liveness answers it asks, not counts in flight; a channel whose last handle is dropped
-//!   while it is being received drains once its message is taken (`Shared::once_received`).
+//!   while it is being received drains once its message is taken (`Shared::if_last`).
 //!   A kill after the message was taken and before the settle leaks the objects, never
 //!   frees them early (the window: the consumers' unlock and a few stores, and for a
 //!   discard the message's later settles too, which run first and may free objects); a
@@ -744,15 +744,21 @@ impl Holders {
             // A receiver pinned: never this asker, which holds the lock.
             return true;
         }
+        w & COUNT > u64::from(self.reserved_by(heap, me))
+    }
+
+    /// Under the lock: how many counts in flight `me`'s entry reserves (its pending
+    /// receives, not yet settled).
+    fn reserved_by(&self, heap: &Heap, me: ProcId) -> u32 {
         let mut reserved = 0;
         self.for_each(heap, |e| {
             let found = e.is(me);
             if found {
-                reserved = u64::from(e.pending.load(Ordering::Relaxed));
+                reserved = e.pending.load(Ordering::Relaxed);
             }
             found
         });
-        w & COUNT > reserved
+        reserved
     }
 
     /// Whether nothing holds the object: no entry, nothing in flight, nothing leaked.
@@ -1054,10 +1060,8 @@ impl Holders {
             return false;
         }
         let _g = self.lock_and_unpin(announced);
-        let me = sys::me();
         // The reservation keeps the object allocated (its count in flight) until its settle.
-        self.for_each(heap, |e| e.is(me) && e.pending.load(Ordering::Relaxed) > 0)
-            && self.join_locked(heap, false, let_go).is_ok()
+        self.reserved_by(heap, sys::me()) > 0 && self.join_locked(heap, false, let_go).is_ok()
     }
 
     /// [`Holders::receive`] of a handle in a message its channel has not taken yet: pinned
@@ -1074,12 +1078,8 @@ impl Holders {
         let _g = self.lock_and_unpin(announced);
         // Pinned and locked, nothing reserved: a kill here changes no count.
         crash_point!("holders.receive.locked");
-        if self.unreserved(heap) == 0 {
-            // The dead's reservations are given up with their entries.
-            self.prune_dead(heap, sys::me());
-            if self.unreserved(heap) == 0 {
-                return Err(Received::NotInFlight { last: self.finish(heap) });
-            }
+        if self.unreserved_pruning(heap) == 0 {
+            return Err(Received::NotInFlight { last: self.finish(heap) });
         }
         if self.join_locked(heap, true, let_go).is_err() {
             // No room to record this process: the decoding fails, and its message is taken
@@ -1105,6 +1105,18 @@ impl Holders {
             false
         });
         (self.flight.load(Ordering::Relaxed) & COUNT).saturating_sub(reserved)
+    }
+
+    /// Under the lock: [`Holders::unreserved`], the dead's reservations given up with their
+    /// entries first when none is left (a dead consumer's reservation is nobody's).
+    fn unreserved_pruning(&self, heap: &Heap) -> u64 {
+        match self.unreserved(heap) {
+            0 => {
+                self.prune_dead(heap, sys::me());
+                self.unreserved(heap)
+            }
+            n => n,
+        }
     }
 
     /// [`Holders::receive`] of a handle its message carries in its own entry (the carrier
@@ -1231,10 +1243,7 @@ impl Holders {
         // discarded could take a live consumer's). A dead consumer's reservation is given up
         // first, as a pending receive gives it up (review37 L1: kept, the count of a handle
         // the dead had reserved stayed in flight for ever, and its object with it).
-        if self.unreserved(heap) == 0 {
-            self.prune_dead(heap, sys::me());
-        }
-        if self.unreserved(heap) == 0 || !self.take_count() {
+        if self.unreserved_pruning(heap) == 0 || !self.take_count() {
             return;
         }
         if self.unheld(heap) && !side {
@@ -1361,8 +1370,7 @@ impl Holders {
     /// in flight that no settle has taken yet (see [`Holders::receive_pending`]).
     pub(crate) fn receiving_here(&self, heap: &Heap) -> bool {
         let _g = RawGuard::lock(&self.lock);
-        let me = sys::me();
-        self.for_each(heap, |e| e.is(me) && e.pending.load(Ordering::Relaxed) > 0)
+        self.reserved_by(heap, sys::me()) > 0
     }
 
     /// Whether the calling process holds the only handle of the family: no other live

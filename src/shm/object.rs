@@ -328,20 +328,26 @@ impl<T: ShmObject> Shared<T> {
         }
     }
 
-    /// Runs `last` with this handle now or, while this thread is still receiving a handle of
-    /// the object (a pending receive its message's take has not settled, see
-    /// `codec::on_taken`), with a clone of it once that message is taken. For a decision a
-    /// handle's drop takes as the object's last holder (a channel's drain): until the take
+    /// Runs `last` with this handle if no other handle of the object is left
+    /// ([`Shared::other_handles`]), asked now or, while this thread is still receiving a
+    /// handle of the object (a pending receive its message's take has not settled, see
+    /// `codec::on_taken`), asked with a clone of it once that message is taken. For what a
+    /// handle's drop does as the object's last holder (a channel's drain): until the take
     /// commits, a handle only reserved is no handle of this process's yet, and a consumer
     /// killed meanwhile leaves its message, and the object, to the next reader. (review37
     /// M1: decided at once, a `Deserialize` that dropped the queue it had just decoded
     /// drained it, and a kill before the commit left the message naming an emptied queue.)
-    pub(crate) fn once_received(&self, last: impl FnOnce(&Self) + 'static) {
+    pub(crate) fn if_last(&self, last: impl FnOnce(&Self) + 'static) {
+        let if_last = move |this: &Self| {
+            if !this.other_handles() {
+                last(this);
+            }
+        };
         if codec::settles_pending() && self.header().holders.receiving_here(Heap::get()) {
             let kept = self.clone();
-            codec::on_taken(move || last(&kept));
+            codec::on_taken(move || if_last(&kept));
         } else {
-            last(self);
+            if_last(self);
         }
     }
 

@@ -407,9 +407,7 @@ impl Notify {
         mut ready: impl FnMut() -> Option<T>,
         mut check: impl FnMut() -> Result<(), E>,
     ) -> Result<T, Interrupted<E>> {
-        if let Some(v) = ready() {
-            return Ok(v);
-        }
+        // The first look is the spin's, or the loop's (after a load of `seq` only).
         if !spin.is_zero()
             && !deadline.passed()
             && let Some(v) = spin_for(deadline.slice(spin), &mut ready)

@@ -91,13 +91,16 @@ impl<'a> Future for SemaphoreAcquire<'a> {
         let this = self.get_mut();
         let core: &'a Core = this.core;
         // The check, due as in a blocking acquire: take back the permits of dead holders.
-        // Every attempt under the guard: the one after arming is a sleeper's re-test (see
-        // `Core::take`).
+        // The first attempt as a blocking acquire's spin looks (the fast path when it can);
+        // the one after arming under the guard: a sleeper's re-test (see `Core::take`).
+        let mut armed = false;
         let polled = poll_on(&mut this.waiting, &core.shared.changed, cx, |check| {
             if check {
                 core.recover_dead();
             }
-            core.take()
+            let taken = if armed { core.take() } else { core.try_take() };
+            armed = true;
+            taken
         });
         polled.map(|taken| Ok(core.guard(taken)))
     }

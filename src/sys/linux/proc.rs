@@ -622,8 +622,9 @@ pub(crate) fn signal_pid(pid: u32, sig: i32) -> io::Result<()> {
 /// the process, it goes to a thread the kernel picks, the main one first, and the caller ran
 /// on until that thread was scheduled: at load, past the step a test meant to freeze.)
 pub(crate) fn stop_this_process() {
-    // SAFETY: a system call on numbers only: our own process and thread, a signal.
-    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), libc::SIGSTOP) };
+    // SAFETY: `raise` sends a signal to the calling thread (glibc's `tgkill` on our own
+    // process and thread), with no other effect.
+    unsafe { libc::raise(libc::SIGSTOP) };
 }
 
 /// Kills this process's own child `pid` and reaps it: for a child whose pidfd never
