@@ -463,6 +463,16 @@ fn release_handed_over_dying_at(args: (BoundedSemaphore, String)) {
     let _ = args.0.release();
 }
 
+/// The crash points of a semaphore's guard-free acquire and release (sem38).
+const FAST_PATH_POINTS: [&str; 6] = [
+    "semaphore.fast_take.claimed",
+    "semaphore.fast_take.recorded",
+    "semaphore.fast_take.counted",
+    "semaphore.fast_give.claimed",
+    "semaphore.fast_give.recorded",
+    "semaphore.fast_give.counted",
+];
+
 /// A process killed inside an acquire (after the permit left the count, before it was
 /// counted as the process's own) or inside a release (after its count, before the value),
 /// on the guarded path or the fast one (the word claimed, the slot written or not), loses
@@ -471,18 +481,9 @@ fn release_handed_over_dying_at(args: (BoundedSemaphore, String)) {
 #[test]
 fn a_process_killed_inside_an_acquire_or_a_release_loses_no_permit() {
     let _w = watchdog(LIMIT);
-    for point in [
-        "semaphore.give.counted",
-        "semaphore.take.counted",
-        "semaphore.guard.claimed",
-        "semaphore.guard.released",
-        "semaphore.fast_take.claimed",
-        "semaphore.fast_take.recorded",
-        "semaphore.fast_take.counted",
-        "semaphore.fast_give.claimed",
-        "semaphore.fast_give.recorded",
-        "semaphore.fast_give.counted",
-    ] {
+    let guarded =
+        ["semaphore.give.counted", "semaphore.take.counted", "semaphore.guard.claimed", "semaphore.guard.released"];
+    for point in guarded.into_iter().chain(FAST_PATH_POINTS) {
         let sem = BoundedSemaphore::new(1).unwrap();
         let handed_over = point == "semaphore.give.counted";
         if handed_over {
@@ -518,14 +519,7 @@ fn a_process_killed_inside_an_acquire_or_a_release_loses_no_permit() {
 #[test]
 fn a_process_killed_inside_a_fast_acquire_or_release_gives_its_permit_back_once() {
     let _w = watchdog(LIMIT);
-    for point in [
-        "semaphore.fast_take.claimed",
-        "semaphore.fast_take.recorded",
-        "semaphore.fast_take.counted",
-        "semaphore.fast_give.claimed",
-        "semaphore.fast_give.recorded",
-        "semaphore.fast_give.counted",
-    ] {
+    for point in FAST_PATH_POINTS {
         let sem = BoundedSemaphore::new(2).unwrap();
         let mine = sem.acquire().unwrap();
         let dier = Process::new(die_inside, (sem.clone(), point.to_string())).start().unwrap();
