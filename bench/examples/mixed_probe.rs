@@ -1,10 +1,11 @@
-//! A probe of a queue with one async consumer and one blocking consumer (review42 L2: the
-//! waker thread's pass-ons land on blocking sleepers): `mixed_probe N ROUNDS GAP_NS MAXSIZE`.
-//! A producer process puts N ints, one every GAP_NS (a busy wait; 0: as fast as it can), on
-//! a `Queue<u64>` (MAXSIZE 0: unbounded); a process awaits `get_async` in a loop on a
-//! current-thread tokio runtime while another calls `get`. Each round prints msg/s from the
-//! start line to the last message, each consumer's share, and the consumers' CPU ns per
-//! message (the async one's waker thread included).
+//! A probe of a queue with async and blocking consumers (review42 L2: the waker thread's
+//! pass-ons land on blocking sleepers): `mixed_probe N ROUNDS GAP_NS MAXSIZE [ASYNC BLOCKING
+//! PRODUCERS]` (default one of each). The producer processes put N ints in all, each one
+//! every GAP_NS (a busy wait; 0: as fast as it can), on a `Queue<u64>` (MAXSIZE 0:
+//! unbounded); ASYNC processes await `get_async` in a loop on a current-thread tokio runtime
+//! while BLOCKING others call `get`. Each round prints msg/s from the start line to the last
+//! message, the consumers' shares, and their CPU ns per message (the waker threads
+//! included).
 
 use multiproc::{Barrier, Process, Queue, StartMethod};
 
@@ -30,8 +31,8 @@ const STOP: u64 = u64::MAX;
 
 /// What a child gets: the queue, how many ints, the gap between puts, the start line.
 type Args = (Queue<u64>, u64, u64, Barrier);
-/// What a child returns: how many it got, when it started, when it ended, its CPU ns (a
-/// producer's includes its busy waits: not printed).
+/// What a child returns: how many it got, when it started, when it put or took its last
+/// message, its CPU ns (a producer's includes its busy waits: not printed).
 type Outcome = (u64, u64, u64, u64);
 
 fn produce((q, n, gap, start_line): Args) -> Outcome {
@@ -45,31 +46,31 @@ fn produce((q, n, gap, start_line): Args) -> Outcome {
         next += gap;
         q.put(i).expect("put");
     }
-    for _ in 0..2 {
-        q.put(STOP).expect("put");
-    }
     (0, t0, now(), cpu() - c0)
 }
 
 fn consume_blocking((q, _, _, start_line): Args) -> Outcome {
     start_line.wait().expect("start line");
     let (t0, c0) = (now(), cpu());
-    let got = std::iter::from_fn(|| Some(q.get().expect("get"))).take_while(|&v| v != STOP).count();
-    (got as u64, t0, now(), cpu() - c0)
+    let (mut got, mut last) = (0, t0);
+    while q.get().expect("get") != STOP {
+        (got, last) = (got + 1, now());
+    }
+    (got, t0, last, cpu() - c0)
 }
 
 fn consume_async((q, _, _, start_line): Args) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     start_line.wait().expect("start line");
     let (t0, c0) = (now(), cpu());
-    let got = runtime.block_on(async {
-        let mut got = 0;
+    let (got, last) = runtime.block_on(async {
+        let (mut got, mut last) = (0, t0);
         while q.get_async().await.expect("get") != STOP {
-            got += 1;
+            (got, last) = (got + 1, now());
         }
-        got
+        (got, last)
     });
-    (got, t0, now(), cpu() - c0)
+    (got, t0, last, cpu() - c0)
 }
 
 fn main() {
@@ -77,29 +78,50 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize, default: u64| args.get(i).map_or(default, |s| s.parse().unwrap());
     let (n, rounds, gap, maxsize) = (arg(1, 200_000), arg(2, 1), arg(3, 0), arg(4, 0));
+    let (asyncs, blockings, producers) = (arg(5, 1), arg(6, 1), arg(7, 1));
+    let consumers = asyncs + blockings;
     for _ in 0..rounds {
         let q = if maxsize == 0 { Queue::<u64>::new() } else { Queue::<u64>::with_maxsize(maxsize as usize) };
         let q = q.expect("queue");
-        let start_line = Barrier::new(4).expect("barrier");
-        let fork = |f: fn(Args) -> Outcome| {
+        let start_line = Barrier::new((consumers + producers + 1) as usize).expect("barrier");
+        let fork = |f: fn(Args) -> Outcome, n: u64| {
             Process::new(f, (q.clone(), n, gap, start_line.clone()))
                 .start_method(StartMethod::Fork)
                 .start()
                 .expect("start a child")
         };
-        let children = [fork(consume_async), fork(consume_blocking), fork(produce)];
+        let takers: Vec<_> =
+            (0..consumers).map(|i| fork(if i < asyncs { consume_async } else { consume_blocking }, 0)).collect();
+        let putters: Vec<_> =
+            (0..producers).map(|i| fork(produce, n / producers + u64::from(i < n % producers))).collect();
         start_line.wait().expect("start line");
-        let outcomes: Vec<Outcome> = children.into_iter().map(|h| h.join().expect("child")).collect();
-        let (t0, end) = outcomes.iter().fold((u64::MAX, 0), |(t0, end), o| (t0.min(o.1), end.max(o.2)));
-        let [(by_async, ..), (by_blocking, ..), _] = outcomes[..] else { unreachable!() };
-        assert_eq!(by_async + by_blocking, n, "every message taken once");
-        let per = |o: &Outcome| o.3 as f64 / n as f64;
+        let (mut t0, mut end) = (u64::MAX, 0);
+        for h in putters {
+            let (_, a, _, _) = h.join().expect("producer");
+            t0 = t0.min(a);
+        }
+        // The last message is in: one stop for each consumer.
+        for _ in 0..consumers {
+            q.put(STOP).expect("put");
+        }
+        // Messages taken and CPU ns, by the async consumers and by the blocking ones.
+        let (mut taken, mut cpu_ns) = ([0u64; 2], [0u64; 2]);
+        for (i, h) in takers.into_iter().enumerate() {
+            let (got, a, b, c) = h.join().expect("consumer");
+            let kind = usize::from(i as u64 >= asyncs);
+            (taken[kind], cpu_ns[kind]) = (taken[kind] + got, cpu_ns[kind] + c);
+            (t0, end) = (t0.min(a), end.max(b));
+        }
+        assert_eq!(taken[0] + taken[1], n, "every message taken once");
+        let per = |ns: u64| ns as f64 / n as f64;
         println!(
-            "gap {gap} ns, maxsize {maxsize}: {:.0} msg/s; taken async {by_async}, blocking {by_blocking}; \
-             CPU ns/msg: async {:.0}, blocking {:.0}",
+            "a{asyncs}b{blockings}p{producers} gap {gap} ns, maxsize {maxsize}: {:.0} msg/s; taken async {}, \
+             blocking {}; CPU ns/msg: async {:.0}, blocking {:.0}",
             n as f64 / ((end - t0) as f64 / 1e9),
-            per(&outcomes[0]),
-            per(&outcomes[1]),
+            taken[0],
+            taken[1],
+            per(cpu_ns[0]),
+            per(cpu_ns[1]),
         );
     }
 }
