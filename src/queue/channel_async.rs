@@ -40,17 +40,21 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let channel = this.channel;
-        if channel.shut_down_immediately() {
-            // As `Channel::get`: nothing is to be taken any more.
-            return Poll::Ready(Err(Failure::ShutDown));
-        }
-        let ring = &channel.shared.ring;
         let finish_shutdown = || channel.finish_shutdown();
+        // Dropped when this poll returns `Ready`, it counts the get as waiting no more: an
+        // ended get that is held (not dropped) must not make another get `Gone`.
         let watch = Getting {
             shared: &channel.shared,
             counted: Cell::new(this.counted.take()),
             finish_shutdown: &finish_shutdown,
         };
+        if channel.shut_down_immediately() {
+            // As `Channel::get`: nothing is to be taken any more. Ended, the future no
+            // longer waits (as `poll_on`'s `Ready`): a held one keeps no registration.
+            this.waiting.reset();
+            return Poll::Ready(Err(Failure::ShutDown));
+        }
+        let ring = &channel.shared.ring;
         let tag = channel.tag;
         let mut claim = None;
         let outcome = poll_on(&mut this.waiting, ring.readable(), cx, |check| {
@@ -62,7 +66,9 @@ impl<T: Serialize + DeserializeOwned> Future for GetFuture<'_, T> {
             }
         });
         drop(claim);
-        this.counted.set(watch.counted.take());
+        if outcome.is_pending() {
+            this.counted.set(watch.counted.take());
+        }
         outcome
     }
 }
@@ -110,6 +116,9 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
         let Some(value) = this.value.as_ref() else { return Poll::Pending };
         let ring = &this.channel.shared.ring;
         if ring.refuses_puts() {
+            // Ended, the future no longer waits (as `poll_on`'s `Ready`): a held one keeps
+            // no registration to take a wake-up meant for another putter (review47 L2).
+            this.waiting.reset();
             return Poll::Ready(Err((this.value.take().expect("still held"), Failure::ShutDown)));
         }
         let (tag, others) = (this.channel.tag, Others(&this.channel.shared));
@@ -144,9 +153,17 @@ impl<T> PutFuture<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use super::GetFuture;
     use crate::Queue;
-    use crate::shm::reactor::tests::{LIMIT, SCENES, sleeper_behind_a_future_dropped_after_its_wake_up};
-    use crate::sys::FutexWait;
+    use crate::queue::error::Failure;
+    use crate::shm::reactor::tests::{LIMIT, SCENES, SETTLE, sleeper_behind_a_future_dropped_after_its_wake_up};
+    use crate::shm::{Deadline, Owner};
+    use crate::sys::{self, FutexWait};
 
     /// A get waiting for a message is woken by a put's single wake-up and dropped unpolled
     /// (its timeout passed): a blocking getter asleep behind it gets the wake-up. Before,
@@ -179,5 +196,106 @@ mod tests {
             assert_eq!(q.get().unwrap(), 1);
         });
         assert_ne!(how, FutexWait::TimedOut, "the dropped put kept the wake-up meant for the putter");
+    }
+
+    /// A put waiting for room ends with `ShutDown` and is held, not dropped, while the
+    /// shutdown, which has refused puts, waits for the producers' lock (a put in progress
+    /// holds it) before it wakes anyone. A take's single wake-up then reaches a blocking
+    /// putter asleep behind the put's waker thread. Before, the put's `Ready` left its
+    /// registration in place until the drop: its waker thread took the wake-up for it, and
+    /// the putter slept on (here until `LIMIT`; review47 L2).
+    #[test]
+    fn a_put_ended_by_a_shutdown_and_held_leaves_a_wake_up_to_the_putter_behind_it() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::with_maxsize(1).unwrap();
+        q.put(1).unwrap();
+        let ch = q.ch.as_ref().unwrap();
+        let ring = ch.ring();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut future = ch.put_async(2).first_check_after(LIMIT);
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        // Ordering only (the futex queue is first come, first woken), nothing measured.
+        std::thread::sleep(SETTLE);
+        let how = std::thread::scope(|s| {
+            /// Lets the shutdown go on, even when an assertion fails (before the scope
+            /// joins it).
+            struct Unlock<'a>(&'a crate::shm::RawMutex);
+            impl Drop for Unlock<'_> {
+                fn drop(&mut self) {
+                    self.0.unlock();
+                }
+            }
+            let producers = ring.producers_lock();
+            producers.lock(Owner::thread(), Deadline::NEVER).unwrap();
+            let _unlock = Unlock(producers);
+            s.spawn(|| q.shutdown(false));
+            let watchdog = Deadline::after(LIMIT);
+            while !ring.refuses_puts() {
+                assert!(!watchdog.passed(), "the shutdown refuses puts");
+                std::thread::yield_now();
+            }
+            let ended = Pin::new(&mut future).poll(&mut cx);
+            assert!(matches!(ended, Poll::Ready(Err((2, Failure::ShutDown)))), "{ended:?}");
+            let sleeper = s.spawn(|| {
+                // A putter that counts on its wake-up alone (none of a blocking wait's slices).
+                let (word, seen) = ring.writable().start_sleeping();
+                let how = sys::futex_wait(word, seen, Some(LIMIT));
+                ring.writable().stop_sleeping();
+                how
+            });
+            std::thread::sleep(SETTLE);
+            // A take's wake-up, for one putter.
+            ring.writable().notify(1);
+            sleeper.join().expect("the putter's sleep ends")
+        });
+        drop(future);
+        assert_ne!(how, FutexWait::TimedOut, "the ended put kept the wake-up meant for the putter");
+    }
+
+    /// A get waiting on the empty queue ends with `ShutDown` when the queue is shut down
+    /// immediately: it no longer counts as waiting, though held. Before, its `Ready` skipped
+    /// the reset: still registered until the drop, still announced a sleeper on the ring,
+    /// and its drop would pass on a wake-up it was never given (review47 L2).
+    #[test]
+    fn a_get_ended_by_an_immediate_shutdown_no_longer_waits() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::new().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut future = q.ch.as_ref().unwrap().get_async();
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        q.shutdown(true);
+        let ended = Pin::new(&mut future).poll(&mut cx);
+        assert!(matches!(ended, Poll::Ready(Err(Failure::ShutDown))), "{ended:?}");
+        assert!(!future.waiting.has_waited(), "the ended get still waits");
+    }
+
+    /// Two gets on this process's two handles, both waiting on the empty queue, end with
+    /// `Gone` (nobody is left who could put); one is dropped, the other held. A new get on
+    /// the empty queue then waits: the held get, ended, no longer counts as waiting, and
+    /// its handle may put. Before, it was counted until dropped, and the new get's first
+    /// check found both handles waiting and ended `Gone` too.
+    #[test]
+    fn a_get_ended_and_held_no_longer_counts_as_waiting() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<u32> = Queue::new().unwrap();
+        let q2 = q.clone();
+        let (ch, ch2) = (q.ch.as_ref().unwrap(), q2.ch.as_ref().unwrap());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut poll = |f: &mut GetFuture<'_, u32>| Pin::new(f).poll(&mut cx);
+        // Each poll after the first runs the liveness check.
+        let mut held = ch.get_async().first_check_after(Duration::ZERO);
+        let mut other = ch2.get_async().first_check_after(Duration::ZERO);
+        assert!(poll(&mut held).is_pending());
+        assert!(poll(&mut other).is_pending());
+        assert!(poll(&mut held).is_pending(), "one handle waits, the other may put");
+        assert!(matches!(poll(&mut other), Poll::Ready(Err(Failure::Gone))));
+        assert!(matches!(poll(&mut held), Poll::Ready(Err(Failure::Gone))));
+        drop(other);
+        let mut next = ch2.get_async().first_check_after(Duration::ZERO);
+        assert!(poll(&mut next).is_pending());
+        assert!(poll(&mut next).is_pending(), "the held get, ended, was counted as waiting");
     }
 }

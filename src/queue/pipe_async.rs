@@ -80,6 +80,8 @@ impl<T: DeserializeOwned> Future for RecvFuture<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        // These two fail at the first poll or never (`close` takes `&mut self`, which this
+        // future's borrow excludes): their `Ready` comes before anything was registered.
         let open = match this.conn.open() {
             Ok(open) => open,
             Err(f) => return Poll::Ready(Err(RecvError::from_failure(f))),

@@ -85,6 +85,8 @@ impl Future for WaitFuture<'_> {
         let this = self.get_mut();
         let sources: Vec<Inner<'_>> = this.objects.iter().map(|o| o.source().0).collect();
         if sources.iter().all(|s| matches!(s, Inner::Never)) {
+            // At the first poll or never (closing a handle takes `&mut`, which the borrow
+            // of `objects` excludes): nothing was registered yet.
             return Poll::Ready(Vec::new());
         }
         let done = |this: &mut Self, ready: Vec<usize>| {

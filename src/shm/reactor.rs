@@ -641,7 +641,7 @@ pub(crate) mod tests {
     /// (ordering only, nothing measured: the futex queue is first come, first woken). A
     /// thread late past it breaks the scene's order and fails it after `LIMIT`: generous
     /// for a loaded machine (review47 L1).
-    pub(in crate::shm) const SETTLE: Duration = Duration::from_millis(200);
+    pub(crate) const SETTLE: Duration = Duration::from_millis(200);
 
     /// One scene at a time: another test's registration would move the waker thread
     /// behind the sleeper in the futex queue. Every lib test that registers a future takes

@@ -1409,6 +1409,14 @@ impl Drop for Large<'_> {
 }
 
 #[cfg(test)]
+impl Ring {
+    /// The producers' lock, for a test that holds it as a put in progress does.
+    pub(crate) fn producers_lock(&self) -> &RawMutex {
+        &self.producers.lock
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::shm::mutex::Owner;
