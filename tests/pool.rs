@@ -1306,6 +1306,59 @@ fn a_pool_of_a_process_named_past_a_sockets_buffer_starts_its_workers() {
     assert_eq!(child.join().unwrap(), vec![name.len(); 3]);
 }
 
+fn take_init_args(_: Vec<u8>) {}
+
+/// In a child process (single-threaded: it may build a `Fork` pool) of a family whose
+/// zygotes die between their fork and their answer (`forkserver.forked`): `Fork` pools of
+/// one worker whose initializer's arguments are `sizes` bytes, each build failing. Returns
+/// the heap in use before them and, once back there (for up to 10 s), after.
+fn zygote_pools_that_fail(sizes: Vec<usize>) -> (u64, u64) {
+    let before = multiproc::__private::heap_in_use();
+    for size in sizes {
+        let built = Pool::builder()
+            .processes(1)
+            .start_method(StartMethod::Fork)
+            .initializer(take_init_args, vec![7u8; size])
+            .build();
+        assert!(built.is_err(), "the zygote died before it answered, and the pool was built ({size} bytes)");
+    }
+    eventually(Duration::from_secs(10), || {
+        let _ = multiproc::active_children();
+        multiproc::__private::heap_in_use() <= before
+    });
+    (before, multiproc::__private::heap_in_use())
+}
+
+const ZYGOTE_FAILED_INNER: &str = "MULTIPROC_TEST_POOL_ZYGOTE_FAILED_INNER";
+
+#[test]
+fn a_zygote_request_that_failed_gives_its_boot_message_back_inner() {
+    if std::env::var_os(ZYGOTE_FAILED_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(LIMIT / 2);
+    // A worker's argument (its boot, the initializer's arguments inline in it) past 16 KB
+    // goes to a blob of the heap, which the boot message holds: the sizes straddle that.
+    let sizes = (0..16).map(|i| 15 * 1024 + i * 64).collect();
+    let child = multiproc::Process::new(zygote_pools_that_fail, sizes).start_method(StartMethod::Spawn).start().unwrap();
+    let (before, after) = child.join().unwrap();
+    assert!(after <= before, "heap in use: {before} bytes before the failed builds, {after} after");
+    println!("INNER-DONE");
+}
+
+/// A `Fork` pool's worker start whose zygote died between its fork and its answer
+/// (`forkserver.forked`) fails, and gives its boot message's blobs back (a worker's
+/// argument past 16 KB). Before (review44 L4), the message was counted as the child's
+/// before the request, and its blobs leaked with a request that failed.
+#[test]
+fn a_zygote_request_that_failed_gives_its_boot_message_back() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_zygote_request_that_failed_gives_its_boot_message_back_inner",
+        &[(ZYGOTE_FAILED_INNER, "1"), ("MULTIPROC_CRASH_AT", "forkserver.forked")],
+    );
+}
+
 #[test]
 fn workers_see_the_environment_and_directory_of_the_pool_s_start() {
     let _w = heap_user(LIMIT);

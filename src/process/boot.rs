@@ -479,6 +479,9 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         sys::exit_now(1);
     };
     let mut fds = Vec::new();
+    // Not yet read: a test stops a child here (`stop:`), whose parent must not wait for
+    // ever to send the rest of a long frame (`launch`'s `send_rest`).
+    crash_point!("process.boot.before_frame");
     let (frame, after) = match read_frame_blocking(sock.as_fd(), &mut fds) {
         Ok(read) => read,
         // The end of the socket within a frame longer than its buffer (the rest is sent
