@@ -1340,7 +1340,8 @@ fn a_zygote_request_that_failed_gives_its_boot_message_back_inner() {
     // A worker's argument (its boot, the initializer's arguments inline in it) past 16 KB
     // goes to a blob of the heap, which the boot message holds: the sizes straddle that.
     let sizes = (0..16).map(|i| 15 * 1024 + i * 64).collect();
-    let child = multiproc::Process::new(zygote_pools_that_fail, sizes).start_method(StartMethod::Spawn).start().unwrap();
+    let child =
+        multiproc::Process::new(zygote_pools_that_fail, sizes).start_method(StartMethod::Spawn).start().unwrap();
     let (before, after) = child.join().unwrap();
     assert!(after <= before, "heap in use: {before} bytes before the failed builds, {after} after");
     println!("INNER-DONE");
