@@ -1306,6 +1306,49 @@ fn a_pool_of_a_process_named_past_a_sockets_buffer_starts_its_workers() {
     assert_eq!(child.join().unwrap(), vec![name.len(); 3]);
 }
 
+/// In a child process named past a socket's buffer (its `Fork` workers' boot frames hold
+/// its name, their parent's): a `Fork` pool whose worker stops before it reads its boot
+/// frame (the crash point armed here, and so in the zygote and its copies). Returns the
+/// build's error, and this process's children left stopped or unreaped.
+fn a_pool_whose_worker_stops_before_its_frame(_: ()) -> (String, Vec<u32>) {
+    multiproc::__private::crash_at("stop:process.boot.before_frame");
+    let built = Pool::builder().processes(1).start_method(StartMethod::Fork).build();
+    multiproc::__private::crash_disarm();
+    let error = match built {
+        Ok(_) => panic!("a pool whose worker never read its boot message was built"),
+        Err(e) => e.to_string(),
+    };
+    let mut left = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3));
+            if matches!(state, Some("T" | "t" | "Z")) {
+                left.extend(pid.parse::<u32>());
+            }
+        }
+    }
+    (error, left)
+}
+
+/// A `Fork` pool's worker (forked by its zygote) stopped before it has read a boot frame
+/// longer than its socket's buffer (its parent's 1 MB name) fails the pool's build, killed,
+/// reaped and given back. Before (review44 L1), the start waited for ever to send the
+/// frame's rest.
+#[test]
+fn a_pool_whose_worker_stops_before_it_reads_a_long_boot_frame_fails_its_build() {
+    let leaks = common::leak_check(LIMIT);
+    let child = multiproc::Process::new(a_pool_whose_worker_stops_before_its_frame, ())
+        .name("n".repeat(1 << 20))
+        .start()
+        .unwrap();
+    let (error, left) = child.join().unwrap();
+    assert!(error.contains("stopped"), "not the stopped worker's error: {error}");
+    assert!(left.is_empty(), "children left stopped or unreaped: {left:?}");
+    leaks.assert_no_leak();
+}
+
 fn take_init_args(_: Vec<u8>) {}
 
 /// In a child process (single-threaded: it may build a `Fork` pool) of a family whose
