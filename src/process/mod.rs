@@ -818,8 +818,10 @@ fn forkserver_start(
     socketless: bool,
 ) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
     let message = codec::encode_own(boot)?;
-    let room = if socketless { crate::shm::ReportRoom::new().ok() } else { None };
-    if let Some(room) = room.filter(|_| message.bytes.len() <= forkserver::INLINE_BOOT_MAX) {
+    // The length first: a room made for a message that then goes on a socket was made
+    // for nothing (review44 L3).
+    let inline = socketless && message.bytes.len() <= forkserver::INLINE_BOOT_MAX;
+    if let Some(room) = inline.then(crate::shm::ReportRoom::new).and_then(Result::ok) {
         let handles = message.has_handles();
         // A failed start's child, if one was forked, was told to stop before it decodes
         // anything: the message's handles (its blobs) are given back. Not a lost one's (the
