@@ -3637,6 +3637,46 @@ fn a_child_named_past_a_sockets_buffer_starts() {
     assert_eq!(child.join().unwrap(), (name.len(), vec![name.len(); 3]));
 }
 
+const LONG_NAME_HANDLES_INNER: &str = "MULTIPROC_TEST_PROCESS_LONG_NAME_HANDLES_INNER";
+
+#[test]
+fn a_child_named_past_a_sockets_buffer_takes_its_arguments_handles_inner() {
+    if std::env::var_os(LONG_NAME_HANDLES_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    let name = "n".repeat(1 << 20);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for (method, padding) in METHODS.into_iter().flat_map(|m| [(m, 0), (m, 64 * 1024)]) {
+            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; padding]))
+                .start_method(method)
+                .name(name.clone())
+                .start()
+                .unwrap();
+            assert_eq!(child.join().unwrap(), padding, "{method:?}");
+            assert_eq!(queue.get_timeout(Duration::from_secs(10)).unwrap(), 1, "{method:?}");
+        }
+    }
+    // Each handle counted once in the child and given back once: the queue and the blobs
+    // freed.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child named past its socket's buffer (1 MB: its boot frame goes in two parts) whose
+/// argument holds handles (a queue, through the argument's token; and a blob of the heap)
+/// takes them and uses them, with every start method that sends a boot frame; everything
+/// is given back once it ended (review44 L2: the long-name tests' arguments held none).
+#[test]
+fn a_child_named_past_a_sockets_buffer_takes_its_arguments_handles() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_child_named_past_a_sockets_buffer_takes_its_arguments_handles_inner",
+        LONG_NAME_HANDLES_INNER,
+    );
+}
+
 const REST_FAILS_INNER: &str = "MULTIPROC_TEST_PROCESS_REST_FAILS_INNER";
 
 #[test]
