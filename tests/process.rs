@@ -3735,3 +3735,57 @@ fn a_child_whose_boot_frames_rest_could_not_be_sent_ends() {
     let noisy = stderr.matches("could not read its boot message").count();
     assert_eq!(noisy, 0, "children that said they could not read their boot message");
 }
+
+const STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_BEFORE_FRAME_INNER";
+
+#[test]
+fn a_child_stopped_before_it_reads_a_long_boot_frame_fails_its_start_inner() {
+    if std::env::var_os(STOPPED_CHILD_INNER).is_none() {
+        return;
+    }
+    // Every child of the family stops before it reads its boot frame (armed for the whole
+    // family): a 1 MB name leaves most of the frame to send once the child exists.
+    let leaks = common::leak_check(LIMIT / 2);
+    let name = "n".repeat(1 << 20);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for method in METHODS {
+            // Its argument holds handles (a token) and a blob of the heap (the padding).
+            let started = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                .start_method(method)
+                .name(name.clone())
+                .start();
+            match started {
+                Err(multiproc::Error::Io(e)) => assert!(e.to_string().contains("stopped"), "{method:?}: {e}"),
+                Err(e) => panic!("{method:?}: not the stopped child's error: {e}"),
+                Ok(_) => panic!("{method:?}: a child that never read its boot message started"),
+            }
+            // Killed and reaped: no child of ours is left stopped or a zombie (the fork
+            // server is no zombie: it runs).
+            let left = || own_children().into_iter().filter(|&pid| stopped(pid) || zombie(pid)).collect::<Vec<_>>();
+            let gone = eventually(Duration::from_secs(10), || {
+                let _ = active_children();
+                left().is_empty()
+            });
+            assert!(gone, "{method:?}: children of ours left stopped or unreaped: {:?}", left());
+        }
+        // Nothing ran.
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a start given up ran its target");
+    }
+    // The argument's handles and blobs, and the boot message's, given back.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child stopped (`SIGSTOP`, a debugger; here a `stop:` crash point) before it has read
+/// a boot frame longer than its socket's buffer (a 1 MB name) fails its start, killed,
+/// reaped and given back, once seen stopped at two looks in a row. Before (review44 L1),
+/// the start waited for ever to send the frame's rest.
+#[test]
+fn a_child_stopped_before_it_reads_a_long_boot_frame_fails_its_start() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_stopped_before_it_reads_a_long_boot_frame_fails_its_start_inner",
+        &[(STOPPED_CHILD_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
+    );
+}
