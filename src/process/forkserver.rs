@@ -963,6 +963,7 @@ pub(crate) struct StopLooks {
 
 /// What a [`StopLooks`] look saw.
 pub(crate) enum Look {
+    /// Not stopped (or not known: pid 0, gone).
     Running,
     /// Stopped, not at the look before.
     Stopped,
