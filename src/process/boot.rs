@@ -468,8 +468,9 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         // The parent is gone already: nobody would read what we produce.
         sys::exit_now(1);
     }
-    // The parent's start failed after the server forked us (the server died before it
-    // answered): what the boot message names is no longer ours. Our parent's own child,
+    // The parent's start failed after we were made (our server died before it answered;
+    // our frame's rest, or our go, could not be sent): what the boot message names is no
+    // longer ours. Our parent's own fork-server child,
     // we leave our pid on the socket, whose end it keeps to reap us
     // (`forkserver::reap_left_children`): nobody else knows of us.
     let stop = |sock: &OwnedFd| -> ! {
@@ -479,11 +480,15 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         sys::exit_now(1);
     };
     let mut fds = Vec::new();
+    // Not yet read: a test stops a child here (`stop:`), whose parent must not wait for
+    // ever to send the rest of a long frame (`launch`'s `on_socket`).
+    crash_point!("process.boot.before_frame");
     let (frame, after) = match read_frame_blocking(sock.as_fd(), &mut fds) {
         Ok(read) => read,
         // The end of the socket within a frame longer than its buffer (the rest is sent
-        // once the start went through: `launch`'s `send_rest`): a stop, as before a go.
-        Err(e) if !spawned && e.kind() == io::ErrorKind::UnexpectedEof => stop(&sock),
+        // once the start went through: `launch`'s `on_socket`): our parent gave the start
+        // up, a stop, as before a go, and a quiet one, spawned or forked (review44 L3).
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => stop(&sock),
         Err(e) => {
             eprintln!("multiproc: child could not read its boot message: {e}");
             sys::exit_now(1);

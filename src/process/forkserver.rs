@@ -56,8 +56,10 @@ const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(500);
 static REPLY_SPINS: LoadSpin = LoadSpin::new();
 /// How long a requester sleeps on the server's answer before it looks whether the server
 /// can still answer (`answer`): a server that is slow (a loaded machine) is waited for, one
-/// stopped (`SIGSTOP`, a debugger) at two looks in a row, a zombie or gone is not.
-const REPLY_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+/// stopped (`SIGSTOP`, a debugger) at two looks in a row ([`StopLooks`]), a zombie or gone
+/// is not. As long between two looks at a child that does not read its boot frame's rest
+/// (`launch`'s `send_to_child`).
+pub(crate) const REPLY_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
@@ -884,7 +886,7 @@ fn answer(
     fds: &mut Vec<OwnedFd>,
     (server, pid): (&mut u32, &dyn Fn() -> u32),
 ) -> io::Result<usize> {
-    let mut stopped_before = false;
+    let mut looks = StopLooks::default();
     loop {
         match sys::recv_with_fds(conn, buf, fds) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -893,14 +895,11 @@ fn answer(
         if *server == 0 {
             *server = pid();
         }
-        if is_stopped(*server) {
-            if stopped_before {
-                return Err(io::Error::other(stopped(*server)));
-            }
-            stopped_before = true;
-            continue;
+        match looks.look(*server) {
+            Look::StaysStopped => return Err(io::Error::other(stopped(*server))),
+            Look::Stopped => continue,
+            Look::Running => {}
         }
-        stopped_before = false;
         if *server != 0 && !sys::process_alive(*server, 0) {
             return Err(io::Error::other(format!("it is dead (pid {server})")));
         }
@@ -951,6 +950,39 @@ fn unforked(room: Option<u64>) {
 /// Whether process `pid` is stopped (`SIGSTOP`: `T`; a debugger: `t`).
 fn is_stopped(pid: u32) -> bool {
     matches!(sys::process_state(pid), Some(b'T' | b't'))
+}
+
+/// Looks, one per [`REPLY_CHECK`], at a process waited on (a server's answer, a child's read
+/// of its boot frame), for one that cannot go on: stopped (`SIGSTOP`, a debugger) at two
+/// looks in a row. One look may see a group stop, or its continuation, half done (Ctrl-Z
+/// then `fg`).
+#[derive(Default)]
+pub(crate) struct StopLooks {
+    stopped_before: bool,
+}
+
+/// What a [`StopLooks`] look saw.
+pub(crate) enum Look {
+    /// Not stopped (or not known: pid 0, gone).
+    Running,
+    /// Stopped, not at the look before.
+    Stopped,
+    /// Stopped at this look and the one before: not to be waited for.
+    StaysStopped,
+}
+
+impl StopLooks {
+    /// Looks at process `pid` (0, not known: running).
+    pub(crate) fn look(&mut self, pid: u32) -> Look {
+        if !is_stopped(pid) {
+            self.stopped_before = false;
+            Look::Running
+        } else if std::mem::replace(&mut self.stopped_before, true) {
+            Look::StaysStopped
+        } else {
+            Look::Stopped
+        }
+    }
 }
 
 /// Whether the server `pid` is stopped at two looks [`REPLY_CHECK`] apart (a new

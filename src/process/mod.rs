@@ -768,9 +768,8 @@ fn launch(
                 drop(boot);
                 let framed = boot::frame(&message.bytes);
                 let rest = send_first(ours.as_fd(), &framed, &[])?;
-                message.sent();
-                let started = zygote.request(theirs, ours.as_fd())?;
-                on_socket(ours, rest, started)
+                let started = zygote.request(theirs, ours.as_fd());
+                on_socket(ours, (rest, message), started, true)?
             }
             StartMethod::Fork => {
                 let ((pid, pidfd), link, kept) = fork::start(boot)?;
@@ -792,9 +791,8 @@ fn launch(
                 // It learns the key of handle seals first (the others inherit it).
                 let framed = boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat());
                 let rest = send_first(ours.as_fd(), &framed, &fds)?;
-                let (pid, pidfd) = sent_unless_failed(message, spawn::start(theirs))?;
-                let link = send_rest(ours, rest, pidfd.as_fd()).map_or_else(|unsent| unsent, Link::Socket);
-                (pid, pidfd, ExitWatch::Own, link, None)
+                let started = spawn::start(theirs).map(|(pid, pidfd)| (pid, pidfd, None, None));
+                on_socket(ours, (rest, message), started, false)?
             }
         })
     })();
@@ -820,8 +818,10 @@ fn forkserver_start(
     socketless: bool,
 ) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
     let message = codec::encode_own(boot)?;
-    let room = if socketless { crate::shm::ReportRoom::new().ok() } else { None };
-    if let Some(room) = room.filter(|_| message.bytes.len() <= forkserver::INLINE_BOOT_MAX) {
+    // The length first: a room made for a message that then goes on a socket was made
+    // for nothing (review44 L3).
+    let inline = socketless && message.bytes.len() <= forkserver::INLINE_BOOT_MAX;
+    if let Some(room) = inline.then(crate::shm::ReportRoom::new).and_then(Result::ok) {
         let handles = message.has_handles();
         // A failed start's child, if one was forked, was told to stop before it decodes
         // anything: the message's handles (its blobs) are given back. Not a lost one's (the
@@ -839,38 +839,17 @@ fn forkserver_start(
     let framed = boot::frame(&message.bytes);
     let rest = send_first(ours.as_fd(), &framed, &[])?;
     let started = forkserver::request(forkserver::Boot::Socket(theirs, ours.as_fd()));
-    Ok(on_socket(ours, rest, sent_unless_failed(message, started)?))
+    on_socket(ours, (rest, message), started, true)
 }
 
 /// Writes what of `framed`, a boot frame (`fds` with its first byte), its socket's buffer
 /// takes now, before its child exists, so that the child mostly finds its whole message at
-/// once; returns the rest, for [`send_rest`] once the child exists. The message holds the
+/// once; returns the rest, for [`on_socket`] once the child exists. The message holds the
 /// user's name (any length, as Python's): written whole before the start, a frame larger
 /// than the buffer (about 200 KB) waited for a reader not yet made, for ever.
 fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]) -> io::Result<&'a [u8]> {
     let sent = sys::send_what_fits(ours, framed, fds)?;
     Ok(&framed[sent..])
-}
-
-/// Sends `rest` of a boot frame ([`send_first`]) to its child, which exists now (`pidfd`),
-/// for as long as it lives; `ours` back if it went, else the child's link as one whose
-/// message went unsent (its join says so, review46 M1). A send that fails (`ENOBUFS`, crash point
-/// `fail:process.boot.rest`) ends our writing: the child then reads the end of its socket
-/// inside its frame and exits without running anything, seen ended at its join. (Left
-/// open, it waited for the rest for ever, and a fork-server child read `GO` as frame data.)
-fn send_rest(ours: OwnedFd, rest: &[u8], pidfd: BorrowedFd<'_>) -> Result<OwnedFd, Link> {
-    let sent = if fail_point!("process.boot.rest") {
-        Err(io::Error::from_raw_os_error(libc::ENOBUFS))
-    } else {
-        sys::send_while_alive(ours.as_fd(), rest, pidfd)
-    };
-    match sent {
-        Ok(()) => Ok(ours),
-        Err(e) => {
-            let _ = sys::shutdown_write(ours.as_fd());
-            Err(Link::Unsent(ours, format!("its boot message could not be sent whole: {e}")))
-        }
-    }
 }
 
 /// A boot message written to its socket (its first part, [`send_first`]) before the start,
@@ -884,33 +863,90 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
     started
 }
 
-/// Tells a fork-server child with a boot socket that its start went through: it waits for
-/// this before it reads what its boot message names. A request that failed (the server died
-/// between its fork and its answer) drops our end instead, and the child it may have forked
-/// exits. Sent while the child lives, as the frame's rest: after a long rest the buffer may
-/// be full, and a fork copy of the child's end would keep a plain send waiting for ever once
-/// the child died (review46 M2).
-fn go_on(ours: &OwnedFd, pidfd: BorrowedFd<'_>) {
-    let _ = sys::send_while_alive(ours.as_fd(), &[boot::GO], pidfd);
-}
-
-/// A child started on a boot socket (`ours` is our end; `rest`, what its buffer did not take
-/// of the boot frame) by the fork server or a zygote: sent the rest, told to go on, and
-/// watched through its pidfd or the server's status pipe.
+/// A child `started` on a boot socket (`ours` is our end; `rest`, what its buffer did not
+/// take of the boot frame of `message`): spawned, or forked by the fork server or a zygote
+/// (`go`: it waits for [`boot::GO`] after its frame, sent once its start went through: one
+/// whose server died between its fork and its answer must not run). Sent the rest (and
+/// `GO`), then watched through its pidfd or the server's status pipe.
+///
+/// `message` is the child's once it has the whole frame (and `GO`). A child that cannot
+/// have it never decodes it, and it is given back:
+/// - A failed start: as [`sent_unless_failed`].
+/// - A send that failed (`ENOBUFS`, crash point `fail:process.boot.rest`) ends our writing:
+///   the child reads the end of its socket inside its frame, or before `GO`, and exits
+///   without running anything; its join says why (`Link::Unsent`, review46 M1). (Left
+///   open, it waited for the rest for ever, and a fork-server child read `GO` as frame
+///   data: review44 M1.)
+/// - A child seen stopped (`SIGSTOP`, a debugger) while its socket stays full
+///   ([`send_to_child`]) is killed, our own reaped, and the start fails: it held the start
+///   for ever (review44 L1).
 fn on_socket(
     ours: OwnedFd,
-    rest: &[u8],
-    started: forkserver::Started,
-) -> (u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>) {
-    let (pid, pidfd, status, _) = started;
-    let link = match send_rest(ours, rest, pidfd.as_fd()) {
-        Ok(ours) => {
-            go_on(&ours, pidfd.as_fd());
+    (rest, message): (&[u8], Encoded),
+    started: Result<forkserver::Started, LaunchError>,
+    go: bool,
+) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
+    let (pid, pidfd, status, _) = match started {
+        Ok(started) => started,
+        Err(e) => return sent_unless_failed(message, Err(e)),
+    };
+    let child = (pid, pidfd.as_fd());
+    let sent = if fail_point!("process.boot.rest") {
+        Err(Unsent::Failed(io::Error::from_raw_os_error(libc::ENOBUFS)))
+    } else {
+        send_to_child(ours.as_fd(), rest, child)
+    };
+    let sent = sent.and_then(|()| if go { send_to_child(ours.as_fd(), &[boot::GO], child) } else { Ok(()) });
+    let link = match sent {
+        Ok(()) => {
+            message.sent();
             Link::Socket(ours)
         }
-        Err(unsent) => unsent,
+        Err(Unsent::Failed(e)) => {
+            let _ = sys::shutdown_write(ours.as_fd());
+            Link::Unsent(ours, format!("its boot message could not be sent whole: {e}"))
+        }
+        Err(Unsent::Stopped) => {
+            // Our own child (no status pipe) is reaped here; the server reaps its own.
+            if status.is_some() {
+                let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+            } else {
+                kill_and_settle(pid);
+            }
+            return Err(LaunchError::Failed(Error::Io(io::Error::other(format!(
+                "the child (pid {pid}) stayed stopped (SIGSTOP or a debugger) before it read its boot message; it was killed"
+            )))));
+        }
     };
-    (pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None)
+    Ok((pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None))
+}
+
+/// Why a boot frame's rest, or `GO`, did not reach its child ([`send_to_child`]).
+enum Unsent {
+    /// The send failed.
+    Failed(io::Error),
+    /// The child stayed stopped while its socket was full.
+    Stopped,
+}
+
+/// Sends `data`, a boot frame's rest or `GO`, on `ours` to the child `pid` (`pidfd`), for as
+/// long as it lives (a fork copy of the child's end would keep a plain send waiting for ever
+/// once the child died: `GO` too, after a long rest that filled the buffer, review46 M2).
+/// While the socket stays full, the child is looked at every
+/// [`forkserver::REPLY_CHECK`]: one slow to read is waited for, one stopped at two looks in
+/// a row is not (`Unsent::Stopped`).
+fn send_to_child(ours: BorrowedFd<'_>, data: &[u8], (pid, pidfd): (u32, BorrowedFd<'_>)) -> Result<(), Unsent> {
+    let mut looks = forkserver::StopLooks::default();
+    let mut stopped = false;
+    let mut look = || match looks.look(pid) {
+        forkserver::Look::StaysStopped => {
+            stopped = true;
+            Err(io::Error::other("stopped"))
+        }
+        forkserver::Look::Running | forkserver::Look::Stopped => Ok(()),
+    };
+    let sent = sys::send_while_alive(ours, data, pidfd, (forkserver::REPLY_CHECK, &mut look));
+    sent.map_err(|e| if stopped { Unsent::Stopped } else { Unsent::Failed(e) })
 }
 
 /// Why a start method gave no child (`forkserver::request`, `spawn::start`).
@@ -951,10 +987,8 @@ impl<E: Into<Error>> From<E> for LaunchError {
 /// child whose handle was dropped.
 fn lost_child(own: Option<u32>, error: Error, child::ChildArgs { undo: args, token }: child::ChildArgs) -> Error {
     if let Some(pid) = own
-        && sys::kill_and_reap_child(pid).is_ok()
+        && kill_and_settle(pid)
     {
-        crate::shm::fork_child_ended(pid);
-        crate::shm::process_ended(pid);
         // The token taken back if the child never took it (else its death freed it).
         drop(token);
         // Receipts on the socket, or none: counted as taken (a leak at worst, never a
@@ -971,6 +1005,18 @@ fn lost_child(own: Option<u32>, error: Error, child::ChildArgs { undo: args, tok
         }
     }
     error
+}
+
+/// Kills our own child `pid` and reaps it, then lets go of what it held, as the reap of any
+/// dead child does (`ChildState::try_reap`): a fork child's copies of our handles, every
+/// hold it listed. False if it could not be reaped (nothing is let go of then).
+fn kill_and_settle(pid: u32) -> bool {
+    if sys::kill_and_reap_child(pid).is_err() {
+        return false;
+    }
+    crate::shm::fork_child_ended(pid);
+    crate::shm::process_ended(pid);
+    true
 }
 
 /// A started process: join it for its result, or watch, signal and wait for it.

@@ -154,6 +154,12 @@ pub fn run_inner_test(name: &str, env: &str) {
 /// whose watchdog aborts it leaves no inner process behind, which would otherwise run on,
 /// and at its exit wait for its children as Python's does (two were left so in stop 32).
 pub fn run_inner_test_with(name: &str, vars: &[(&str, &str)]) {
+    run_inner_test_stderr(name, vars);
+}
+
+/// [`run_inner_test_with`], returning what the inner test wrote to stderr (its children's
+/// lines among it).
+pub fn run_inner_test_stderr(name: &str, vars: &[(&str, &str)]) -> String {
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command.args([name, "--exact", "--nocapture", "--test-threads=1"]).envs(vars.iter().copied());
@@ -168,11 +174,9 @@ pub fn run_inner_test_with(name: &str, vars: &[(&str, &str)]) {
     }
     let out = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("INNER-DONE"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success() && stdout.contains("INNER-DONE"), "{stdout}\n{stderr}");
+    stderr
 }
 
 /// The family heap filled to its last block (`__private::heap_alloc` of ever smaller

@@ -41,10 +41,7 @@ impl Poller {
     /// Waits until a watched descriptor is readable or `timeout` passes; the keys ready.
     pub(crate) fn wait(&self, timeout: Duration) -> Vec<u64> {
         let mut events = Vec::with_capacity(64);
-        let ts = rustix::time::Timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
+        let ts = super::timespec(timeout);
         match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), Some(&ts)) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(_) => std::thread::sleep(Duration::from_millis(1)),

@@ -6,6 +6,8 @@ use std::time::Duration;
 use rustix::io::Errno;
 use rustix::thread::futex;
 
+use super::timespec;
+
 /// How a [`futex_wait`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
@@ -15,10 +17,6 @@ pub(crate) enum FutexWait {
     Changed,
     /// The timeout passed.
     TimedOut,
-}
-
-fn timespec(d: Duration) -> futex::Timespec {
-    futex::Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as _ }
 }
 
 /// Sleeps while `word == expected`, at most `timeout` (forever with `None`).

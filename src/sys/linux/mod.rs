@@ -30,3 +30,8 @@ pub(crate) use proc::*;
 pub(crate) use socket::*;
 pub(crate) use threads::{alone_but_for_own_threads, spawn_own};
 pub(crate) use unforked::Unforked;
+
+/// `d` as a kernel timeout (`poll`, `epoll_wait`, a futex wait).
+fn timespec(d: std::time::Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as _ }
+}

@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use super::timespec;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{
@@ -67,14 +68,23 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, mut data: &[u8], fds: &[BorrowedFd<
 
 /// Sends all of `data` to a process that reads it, for as long as it lives (`pidfd`): stops
 /// early once it ended (a copy of its end of the socket, kept by a fork of ours, would
-/// otherwise leave the send waiting for a reader that never comes). Never raises `SIGPIPE`.
-pub(crate) fn send_while_alive(sock: BorrowedFd<'_>, mut data: &[u8], pidfd: BorrowedFd<'_>) -> io::Result<()> {
+/// otherwise leave the send waiting for a reader that never comes). While the socket stays
+/// full, `look` is called once every `every`: its error ends the send (a reader the caller
+/// gives up on, such as one stopped). Never raises `SIGPIPE`.
+pub(crate) fn send_while_alive(
+    sock: BorrowedFd<'_>,
+    mut data: &[u8],
+    pidfd: BorrowedFd<'_>,
+    (every, look): (Duration, &mut dyn FnMut() -> io::Result<()>),
+) -> io::Result<()> {
+    let every = timespec(every);
     while !data.is_empty() {
         match send_what_fits(sock, data, &[]) {
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let mut pollfds = [PollFd::new(&sock, PollFlags::OUT), PollFd::new(&pidfd, PollFlags::IN)];
-                match rustix::event::poll(&mut pollfds, None) {
+                match rustix::event::poll(&mut pollfds, Some(&every)) {
+                    Ok(0) => look()?,
                     Ok(_) if !pollfds[1].revents().is_empty() => return Ok(()),
                     Ok(_) | Err(Errno::INTR) => {}
                     Err(e) => return Err(e.into()),
@@ -272,10 +282,7 @@ pub(crate) fn my_uid() -> u32 {
 /// `None` waits forever; a zero timeout only looks.
 pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
-    let ts = timeout.map(|d| rustix::time::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as _,
-    });
+    let ts = timeout.map(timespec);
     loop {
         match rustix::event::poll(&mut pollfds, ts.as_ref()) {
             Ok(_) => break,
@@ -320,10 +327,7 @@ pub(crate) fn poll_readable_into(fds: &[BorrowedFd<'_>], ready: &mut [bool]) -> 
 
 fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
     let mut pollfds = [PollFd::new(&fd, PollFlags::OUT)];
-    let ts = timeout.map(|d| rustix::time::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as _,
-    });
+    let ts = timeout.map(timespec);
     match rustix::event::poll(&mut pollfds, ts.as_ref()) {
         Ok(_) | Err(Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
