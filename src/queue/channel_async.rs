@@ -122,6 +122,7 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
             return Poll::Ready(Err((this.value.take().expect("still held"), Failure::ShutDown)));
         }
         let (tag, others) = (this.channel.tag, Others(&this.channel.shared));
+        let waited = this.waiting.has_waited();
         let outcome = poll_on(&mut this.waiting, ring.writable(), cx, |check| {
             let now = CheckNow::new(&others, check);
             match send_value(ring, value, tag, Deadline::now(), &now) {
@@ -129,6 +130,12 @@ impl<T: Serialize + DeserializeOwned> Future for PutFuture<'_, T> {
                 other => Some(other),
             }
         });
+        if waited && matches!(outcome, Poll::Ready(Err(_))) && !ring.is_full() {
+            // A take's `notify(1)` may have woken this put, which failed without using the
+            // room (its encoding, or a heap block, fails at each attempt): a putter asleep
+            // behind it gets the wake-up, as at a drop (review48 L1).
+            ring.writable().notify(1);
+        }
         outcome.map(|r| r.map_err(|f| (this.value.take().expect("still held"), f)))
     }
 }
@@ -161,7 +168,10 @@ mod tests {
     use super::GetFuture;
     use crate::Queue;
     use crate::queue::error::Failure;
-    use crate::shm::reactor::tests::{LIMIT, SCENES, SETTLE, sleeper_behind_a_future_dropped_after_its_wake_up};
+    use crate::shm::reactor::tests::{
+        LIMIT, SCENES, SETTLE, sleeper_behind_a_future_after_its_wake_up,
+        sleeper_behind_a_future_dropped_after_its_wake_up,
+    };
     use crate::shm::{Deadline, Owner};
     use crate::sys::{self, FutexWait};
 
@@ -196,6 +206,50 @@ mod tests {
             assert_eq!(q.get().unwrap(), 1);
         });
         assert_ne!(how, FutexWait::TimedOut, "the dropped put kept the wake-up meant for the putter");
+    }
+
+    /// A value whose encoding fails once `FAIL_ENCODING` is set.
+    #[derive(Debug, serde::Deserialize)]
+    struct Flaky;
+
+    static FAIL_ENCODING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    impl serde::Serialize for Flaky {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if FAIL_ENCODING.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(serde::ser::Error::custom("told to fail"));
+            }
+            s.serialize_unit_struct("Flaky")
+        }
+    }
+
+    /// A put waiting for room is woken by a take's single wake-up and polled: its value's
+    /// encoding fails now (as a heap that filled meanwhile would), and the put ends without
+    /// using the room. A blocking putter asleep behind it gets the wake-up. Before, the
+    /// `Ready` reset the wait and nothing passed the wake-up on: the putter slept out its
+    /// slice (here until `LIMIT`) with room there (review48 L1).
+    #[test]
+    fn a_put_that_fails_after_its_wake_up_passes_it_on() {
+        let _one = SCENES.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::shm::heap_test_lock();
+        let q: Queue<Flaky> = Queue::with_maxsize(1).unwrap();
+        q.put(Flaky).unwrap();
+        let ch = q.ch.as_ref().unwrap();
+        let future = ch.put_async(Flaky).first_check_after(LIMIT);
+        let how = sleeper_behind_a_future_after_its_wake_up(
+            future,
+            ch.ring().writable(),
+            || {
+                FAIL_ENCODING.store(true, std::sync::atomic::Ordering::Relaxed);
+                q.get().unwrap();
+            },
+            |mut future| {
+                let ended = Pin::new(&mut future).poll(&mut Context::from_waker(Waker::noop()));
+                FAIL_ENCODING.store(false, std::sync::atomic::Ordering::Relaxed);
+                assert!(matches!(ended, Poll::Ready(Err((Flaky, Failure::Encode(_))))), "{ended:?}");
+            },
+        );
+        assert_ne!(how, FutexWait::TimedOut, "the failed put kept the wake-up meant for the putter");
     }
 
     /// A put waiting for room ends with `ShutDown` and is held, not dropped, while the

@@ -691,9 +691,20 @@ pub(crate) mod tests {
     /// The future must check its liveness no sooner than `LIMIT` (a timer wake-up would
     /// take its waker thread out of the futex queue).
     pub(crate) fn sleeper_behind_a_future_dropped_after_its_wake_up<F: Future + Unpin>(
+        future: F,
+        notify: &Notify,
+        change: impl FnOnce(),
+    ) -> sys::FutexWait {
+        sleeper_behind_a_future_after_its_wake_up(future, notify, change, drop)
+    }
+
+    /// [`sleeper_behind_a_future_dropped_after_its_wake_up`], the future given to `end`
+    /// once woken (which may poll it before it drops it).
+    pub(crate) fn sleeper_behind_a_future_after_its_wake_up<F: Future + Unpin>(
         mut future: F,
         notify: &Notify,
         change: impl FnOnce(),
+        end: impl FnOnce(F),
     ) -> sys::FutexWait {
         let (waker, woken) = Signal::waker();
         assert!(Pin::new(&mut future).poll(&mut Context::from_waker(&waker)).is_pending());
@@ -711,7 +722,7 @@ pub(crate) mod tests {
             std::thread::sleep(SETTLE);
             change();
             woken.recv_timeout(LIMIT).expect("the future is woken by the change");
-            drop(future);
+            end(future);
             sleeper.join().expect("the sleeper's sleep ends")
         })
     }
