@@ -706,18 +706,34 @@ impl Holders {
 
     /// Runs `f` with this table (of the object of `generation`) pinned, if no handle is
     /// in flight and no live process holds the object: only dead holders do, and nobody can
-    /// take it any more. The pin keeps the object allocated while `f` runs (no `finish`
-    /// releases a table a live process announces), so `f` may read it. `None`: the object
-    /// is released or another, a handle is in flight, or a live process holds it; `f` did
-    /// not run. Whoever frees the object later calls [`Holders::let_go_of_dead`] (a dead
+    /// take it any more. With `take_back`, a count in flight is taken back first, under the
+    /// same pin (a token's take-back by its maker's side, `receipts::reap_token`: its one
+    /// count, which nobody took). The pin keeps the object allocated while `f` runs (no
+    /// `finish` releases a table a live process announces), so `f` may read it. `None`: the
+    /// object is released or another, a handle is in flight, or a live process holds it; `f`
+    /// did not run. Whoever frees the object later calls [`Holders::let_go_of_dead`] (a dead
     /// pinner's pin is taken away there).
-    pub(crate) fn while_only_dead_hold<R>(&self, heap: &Heap, generation: u64, f: impl FnOnce() -> R) -> Option<R> {
+    pub(crate) fn while_only_dead_hold<R>(
+        &self,
+        heap: &Heap,
+        generation: u64,
+        take_back: bool,
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
         let announced = self.announce(heap);
         self.pin(generation, false).ok()?;
-        let dead_only = {
+        let (taken_back, dead_only) = {
             let _g = RawGuard::lock(&self.lock);
-            self.flight.load(Ordering::Relaxed) & COUNT == 0 && !self.for_each(heap, |e| !e.is_free() && e.alive())
+            let taken_back = take_back && self.take_count();
+            let dead_only =
+                self.flight.load(Ordering::Relaxed) & COUNT == 0 && !self.for_each(heap, |e| !e.is_free() && e.alive());
+            (taken_back, dead_only)
         };
+        if taken_back {
+            // Taken back, pinned, nothing let go of: a kill here leaves the table unreleased,
+            // with a dead pin, and the next reap of the same slot runs `f`.
+            crash_point!("process.token.unsent");
+        }
         let done = dead_only.then(f);
         drop(self.lock_and_unpin(announced));
         done
@@ -834,12 +850,6 @@ impl Holders {
         let _g = RawGuard::lock(&self.lock);
         let before = self.flight.fetch_add(1, Ordering::Relaxed);
         assert!(before & COUNT != COUNT, "four billion handles of one object in flight");
-    }
-
-    /// A count sent away (`Shared::send_away`, a token's) is taken back: [`Undoing::Unsend`]
-    /// with no dead receiver. Returns whether nothing holds the object any more.
-    pub(crate) fn unsend(&self, heap: &Heap, generation: u64) -> bool {
-        self.undo(heap, generation, Undoing::Unsend, None) == Some(true)
     }
 
     /// Runs an encoding's undo on this table, for the handle of the object of `generation`
@@ -1734,7 +1744,7 @@ mod tests {
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false));
         assert_eq!(holders.deaths(), deaths + 1, "a death forgotten by an undo was not counted");
-        assert!(!holders.unsend(heap, 7));
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         // A dead fork child's pins: forgotten, not counted.
         holders.join_as(heap, dead, Counts { count: 0, pending: 0, fork_pins: 2 }, None).unwrap();
         assert_eq!(holders.forget_dead(heap), 0);

@@ -449,11 +449,16 @@ impl Drop for ArgsToken {
 
 /// The reap of a token slot of a dead parent (`holds`), or of this process's own
 /// ([`ArgsToken::give_back`]; `owner` has no entry in the token's table either way): takes
-/// the count back if it is still in flight, else forgets the dead holders if no live one is
-/// left. Returns whether the token must be freed by the caller (with the slot's `gone`).
+/// the count back if it is still in flight, runs the undo if nobody can take the token any
+/// more (its count taken back, or its holders dead), then forgets the dead holders if no
+/// live one is left. Returns whether the token must be freed by the caller (with the slot's
+/// `gone`). The undo runs before the table is released, pinned: a process killed in it
+/// leaves the token's slot and an unreleased table, and the next reap of the slot runs the
+/// rest (`object::let_go_of_dead`; tok40: taken back by an `unsend` that released the
+/// table, the undo ran in `destroy`, and a kill there leaked the token and what it had not
+/// let go of yet).
 pub(super) fn reap_token(heap: &Heap, off: u64, generation: u64, owner: sys::ProcId) -> bool {
-    Shared::<ArgsState>::unsend_returning(heap, off, generation)
-        || super::object::let_go_of_dead(heap, off, generation, owner)
+    super::object::let_go_of_dead(heap, off, generation, owner, true)
 }
 
 /// The child's token taken ([`take_token`]): kept until the process ends (its reaper's
