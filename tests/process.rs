@@ -1609,7 +1609,9 @@ const FULL_INNER: &str = "MULTIPROC_TEST_PROCESS_FULL_INNER";
 
 /// The inner test: `case` is `runs` (the child runs), `noting` (it dies once decoded, at the
 /// point where it used to send its note), `noted` (it stops there and is killed),
-/// `receipted` (it stops right after its receipt, sent on its boot socket, and is killed)
+/// `receipted` (it stops right after its receipt, sent on its boot socket, and is killed),
+/// `taken` (it stops right after its take of the count, receipted first, and is killed),
+/// `untaken` (it stops between its receipt and its take, and is killed: the queue leaks)
 /// or `nocopy` (it cannot copy its boot socket for its receipts: `fail:process.note.copy`
 /// armed by the environment).
 #[test]
@@ -1626,9 +1628,12 @@ fn a_child_started_in_a_full_heap_inner() {
     // the join (the queued copy is then the queue's only other count).
     for (method, keep) in METHODS.into_iter().flat_map(|m| [(m, false), (m, true)]) {
         let leaks = common::leak_check(LIMIT);
+        let queue_bytes;
         {
             let queues = multiproc::Queue::<multiproc::Queue<u32>>::new().unwrap();
+            let before_queue = multiproc::__private::heap_in_use();
             let queue = multiproc::Queue::<u32>::new().unwrap();
+            queue_bytes = multiproc::__private::heap_in_use() - before_queue;
             let filler = common::fill_heap();
             assert!(!filler.room_for(64), "the heap is full");
             match case.as_str() {
@@ -1636,6 +1641,8 @@ fn a_child_started_in_a_full_heap_inner() {
                 "noting" => multiproc::builder().child_init(die_before_the_note).try_init().unwrap(),
                 "noted" => multiproc::builder().child_init(stop_after_the_note).try_init().unwrap(),
                 "receipted" => multiproc::builder().child_init(stop_after_a_receipt).try_init().unwrap(),
+                "taken" => multiproc::builder().child_init(stop_before_a_receipt).try_init().unwrap(),
+                "untaken" => multiproc::builder().child_init(stop_before_its_take).try_init().unwrap(),
                 // Armed by the environment: the child cannot copy its boot socket for the
                 // note, and fails before it decodes.
                 "nocopy" => {}
@@ -1675,11 +1682,25 @@ fn a_child_started_in_a_full_heap_inner() {
             drop(copy);
             drop(filler);
         }
-        // `noted` too: the child's receipts tell its parent which handles it took, with no
-        // room in the heap for a block of them.
-        leaks.assert_no_leak();
+        if case == "untaken" {
+            // The count stays in flight for nobody (the receipt said it was taken): the
+            // queue leaks, and nothing else does. The queued copy above decoded: no other
+            // message's count was taken.
+            leaks.assert_at_most(queue_bytes);
+        } else {
+            // `noted` too: the child's receipts tell its parent which handles it took, with
+            // no room in the heap for a block of them.
+            leaks.assert_no_leak();
+        }
     }
     println!("INNER-DONE");
+}
+
+/// The inner test's `child_init` of the `untaken` case: every child started from then on
+/// stops itself in its first receive of its argument's handles on its boot socket, its
+/// receipt sent and the count not yet taken.
+fn stop_before_its_take() {
+    multiproc::__private::crash_at("stop:holders.receive.receipted");
 }
 
 /// The inner test of a panicking decoding in a full heap (`FULL_INNER` is `panics`).
@@ -1813,6 +1834,26 @@ fn a_child_started_in_a_full_heap_that_cannot_copy_its_boot_socket_gives_its_arg
 fn a_child_started_in_a_full_heap_killed_right_after_its_receipt_gives_nothing_back() {
     let _w = watchdog(LIMIT);
     common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "receipted")]);
+}
+
+/// tok40: the take-to-receipt residual that token31b closed for a token was kept by the
+/// full heap's receipts on the boot socket (`boot::NOTE_ONLY`): a child killed after its
+/// take and before its receipt had its parent's undo take the count of a queued copy, and
+/// free the queue under it ("the handle's object no longer exists"). The receipt now goes
+/// first: killed right after the take, the child is exact.
+#[test]
+fn a_child_started_in_a_full_heap_killed_right_after_a_take_gives_back_no_other_count() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "taken")]);
+}
+
+/// The window the receipt's move leaves (tok40): killed between its receipt and its take,
+/// the child leaves the count in flight for nobody. The queue leaks, and no other message's
+/// count is taken.
+#[test]
+fn a_child_started_in_a_full_heap_killed_between_a_receipt_and_its_take_only_leaks() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with("a_child_started_in_a_full_heap_inner", &[(FULL_INNER, "untaken")]);
 }
 
 #[test]

@@ -74,9 +74,8 @@
 //!   loaded makes the compare-and-swap fail (no pin is given back under the lock). The
 //!   count a dead final receiver took goes with it, as a held handle's would (a pending or
 //!   carried receive pins without a take: the count is still in flight or its carrier's;
-//!   a receipt on a boot
-//!   socket, a full heap's fallback, keeps the residual: the parent's undo may take another
-//!   message's count, between a child's take and its receipt). The recording (a process's
+//!   a receipt on a boot socket, a full heap's fallback, is sent before the take: a kill
+//!   between the two leaks the object, its count in flight for nobody). The recording (a process's
 //!   first listing of a hold, a table's growth, a prune) comes after the unpin, under the
 //!   lock: until the chaos soak, it came before (crash point `holders.receive.locked`).
 //!
@@ -961,8 +960,7 @@ impl Holders {
     ///
     /// `receipt`: the carrier whose entry counts the handle (a child's argument, a pool's
     /// chunk: see `shm::receipts` and [`Holders::receive_carried`]), or where this process
-    /// sends that it took the count (a boot socket), right after taking it, while the
-    /// object is pinned.
+    /// sends that it takes the count (a boot socket), right before taking it.
     /// Such a receive is never pending: its parent's undo, not a next consumer, answers for
     /// the count until the receipt, and the receipt makes the handle this process's at once,
     /// so that its death releases it as any held handle's (a pending receive of a dead
@@ -1010,29 +1008,33 @@ impl Holders {
         if pending {
             return self.receive_pending(heap, generation, let_go);
         }
+        // A receipt on a boot socket (`boot::NOTE_ONLY`, a heap too full for a token) goes
+        // before the take: the parent's undo skips a receipted handle, so a kill between
+        // the two leaves the count in flight for nobody (a leak), never has that undo take
+        // the count of another message carrying the object (tok40: sent after the take, a
+        // kill between had the undo take a queued copy's count, and free the object the
+        // copy names). A socket and the in-flight word cannot change in one step: that is
+        // what a carrier, in the heap, is for.
+        if let Some(receipt) = receipt {
+            crash_point!("holders.receive.announced");
+            receipts::write(receipt);
+            // Receipted, not taken: the leak.
+            crash_point!("holders.receive.receipted");
+        }
         // Pinned until the table is locked: the object is freed only under its table's lock
         // (`finish`), so the lock keeps it from then on, and the pin goes at once. A kill
         // from the compare-and-swap to the unpin leaves the pin, announced: the next
         // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
-        // more than the receipt's stores and the lock's acquiring, not the recording (a
-        // process's first listing of a hold, a table's growth, a prune).
+        // more than the lock's acquiring, not the recording (a process's first listing of a
+        // hold, a table's growth, a prune), nor the receipt's system call.
         let announced = self.announce(heap);
-        if receipt.is_some() {
-            // Announced, not pinned: a dead process's announcement is nobody's pin.
-            crash_point!("holders.receive.announced");
-        }
         let _g = match self.pin(generation, true) {
             Ok(()) => {
-                // The receipt as close to the take as it can be.
-                if let Some(receipt) = receipt {
-                    // Counted, pinned, not receipted: a kill here is the residual (the
-                    // parent's undo takes another message's count, if one is in flight).
-                    crash_point!("holders.receive.taken");
-                    receipts::write(receipt);
+                if receipt.is_some() {
                     // Counted, receipted, pinned, not yet recorded: a kill here leaves an
                     // announced pin, taken away once no live process announces the table.
                     // On the receipted path only: a channel's receive pays nothing for it.
-                    crash_point!("holders.receive.pinned");
+                    crash_point!("holders.receive.taken");
                 }
                 self.lock_and_unpin(announced)
             }
@@ -1220,9 +1222,10 @@ impl Holders {
     /// type, or not read): consumes its in-flight count, if one is left that no pending
     /// receive reserved, unless it is the object's last reference (the object would have
     /// to be destroyed by a process that does not know its type: the count stays, and the
-    /// object leaks). `receipt`: written under the lock when the count is taken (see
-    /// [`Holders::receive`]). Without one, called once the message is taken, as a settle
-    /// (a consumer killed before leaves the count to the next reader).
+    /// object leaks). With a `receipt` (a carried decoding's, or one receipting on a boot
+    /// socket) nothing changes: the message's undo, which knows the type, gives the count
+    /// back. Without one, called once the message is taken, as a settle (a consumer killed
+    /// before leaves the count to the next reader).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         self.discard_as(heap, generation, receipt, false);
     }
@@ -1239,9 +1242,11 @@ impl Holders {
 
     /// [`Holders::discard`], and [`Holders::discard_side`] with `side`.
     fn discard_as(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>, side: bool) {
-        if receipt.is_some_and(|r| r.carrier().is_some()) {
-            // Its count stays in its carrier's entry, whose undo lets go of it (and frees
-            // the object, whose type it knows).
+        if receipt.is_some() {
+            // Its count stays in its carrier's entry, or in flight with no receipt on the
+            // boot socket: the carrier's undo, or the parent's at the reap, lets go of it
+            // (and frees the object, whose type it knows). Taken here and receipted after, a
+            // kill between had that undo take another message's count (tok40).
             return;
         }
         let announced = self.announce(heap);
@@ -1259,9 +1264,6 @@ impl Holders {
         if self.unheld(heap) && !side {
             self.flight.fetch_add(1, Ordering::Relaxed);
             return;
-        }
-        if let Some(receipt) = receipt {
-            receipts::write(receipt);
         }
         if side {
             // Released when nothing holds the side any more: nothing to free.
