@@ -237,8 +237,9 @@
 //! must only `exec` or `_exit`, using and dropping nothing of multiproc's (a dropped guard
 //! releases the parent's lock, a dropped handle lets go of the parent's hold). Such a fork
 //! made while the fork server is being started again (after it was killed) also keeps the
-//! new server's address: until that child ends, the family's `ForkServer` starts may wait
-//! for ever if the new server then fails to start or dies. A child forked on a pool's own
+//! new server's address: if the new server then fails to start, or dies, the family's
+//! `ForkServer` starts fail with [`Error::StartMethodUnavailable`] until that child ends
+//! (no new server can take the address meanwhile). A child forked on a pool's own
 //! thread (by a callback it runs, or a value it drops) finds its copy of the pool closed,
 //! and the copy's pool thread ends.
 //!
