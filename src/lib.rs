@@ -227,6 +227,22 @@
 //! }
 //! ```
 //!
+//! ## A program's own forks
+//!
+//! A program may fork by itself (`libc::fork`, `nix::unistd::fork`): what the child copies
+//! of the parent's guards, handles, pools and connections acts on nothing of the parent's
+//! (multiproc learns of the fork from a `pthread_atfork` handler). A fork that runs no
+//! `pthread_atfork` handler (`clone3`, `syscall(SYS_fork)`, a raw fork of another library,
+//! a `vfork` that does not `exec`) is not seen: its child takes itself for its parent, and
+//! must only `exec` or `_exit`, using and dropping nothing of multiproc's (a dropped guard
+//! releases the parent's lock, a dropped handle lets go of the parent's hold). Such a fork
+//! made while the fork server is being started again (after it was killed) also keeps the
+//! new server's address: if the new server then fails to start, or dies, the family's
+//! `ForkServer` starts fail with [`Error::StartMethodUnavailable`] until that child ends
+//! (no new server can take the address meanwhile). A child forked on a pool's own
+//! thread (by a callback it runs, or a value it drops) finds its copy of the pool closed,
+//! and the copy's pool thread ends.
+//!
 //! # Tests and doctests
 //!
 //! Both start processes. A doctest calls `multiproc::init()` first, as `main` would (the

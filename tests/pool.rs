@@ -146,6 +146,45 @@ fn callbacks_and_error_callbacks_run_in_the_parent() {
     assert_eq!(sum.load(Ordering::SeqCst), 385);
 }
 
+/// tok40: a fork made on the pool's own thread (here by a callback nobody waits for, which
+/// that thread runs) whose child returns into the thread's loop: the child's copy of the
+/// pool is closed, and its pool thread must tend nothing, collect nothing and start no
+/// worker. It went on as the parent's: it took results off the results channel the two
+/// share (the parent's `get` waited for a result the copy had taken), and would start
+/// workers on the connection to the pool's fork server the two share.
+#[test]
+fn a_fork_made_on_the_pool_thread_takes_none_of_the_pools_results() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let copy = Arc::new(AtomicU64::new(0));
+    let forked = copy.clone();
+    let fork = move |_: &u64| {
+        // SAFETY (test): the child only sets its parent-death signal and returns into the
+        // pool thread's loop, as a program's fork there would.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
+        } else {
+            forked.store(pid as u64, Ordering::SeqCst);
+        }
+    };
+    let mut first = pool.apply_async_with(square, 3, ApplyOptions::new().callback(fork)).unwrap();
+    assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
+    assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(9));
+    let copy = copy.load(Ordering::SeqCst) as i32;
+    for i in 0..200u64 {
+        let mut r = pool.apply_async(square, i).unwrap();
+        assert_eq!(r.get_timeout(Duration::from_secs(10)), Ok(i * i), "task {i}");
+    }
+    // SAFETY (test): the copy is our child, made above.
+    unsafe {
+        libc::kill(copy, libc::SIGKILL);
+        libc::waitpid(copy, std::ptr::null_mut(), 0);
+    }
+}
+
 /// A callback that panics is a bug of its caller, not of the pool: its panic is printed (as
 /// a thread's is) and dropped, the call's result is still delivered, and the pool goes on
 /// collecting results and replacing workers. (Python's result handler thread dies there:

@@ -1271,6 +1271,14 @@ impl Drop for InHand<'_> {
 fn pool_thread(inner: Weak<Inner>) {
     loop {
         let Some(pool) = inner.upgrade() else { return };
+        // A copy of this thread that a fork made on it (user code it runs, a callback or a
+        // value's drop, whose child returned here) ends: the workers, inboxes, results
+        // channel and fork server connection its pool names are the parent's (tok40: it took
+        // the parent's results). Asked of the kernel once a round, so that a fork that ran
+        // no handler (its cached identity its parent's) ends too.
+        if !pool.made_in.is_here_now() {
+            return;
+        }
         let state = pool.state.load(Ordering::Acquire);
         if state == TERMINATED {
             return;

@@ -174,13 +174,9 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     // No server's pid is published until the new one's (`started_here`): a request that
     // reaches the new listener must not take the dead server for the one it asked (it
     // would give up on its answer, and free its report room while the new server may still
-    // write it). Unless another thread published the new one already.
-    let _ = crate::shm::Heap::get().fork_server().compare_exchange(
-        u64::from(dead),
-        0,
-        std::sync::atomic::Ordering::Release,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    // write it). Unless another thread published the new one already. Failed, the dead
+    // one's is put back (`UnderWay`'s drop).
+    let mut under_way = UnderWay::begin(dead);
     // Kept from fork children (a `Fork` start on another thread, beside
     // `allow_fork_with_threads`, a pool's zygote, a program's bare `fork`) until the
     // spawn's outcome, as the socket pair that carries it: a copy would keep the address
@@ -224,9 +220,62 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     .map_err(|e| why(&format_args!("cannot spawn a new one: {e}")))?;
     // Recorded before the rest goes: if it died meanwhile, it is reaped as any dead one.
     started_here(pid);
+    under_way.published = true;
     sys::send_all(ours.as_fd(), &framed[sent..], &[]).map_err(cannot_send)?;
     log::debug!("restarted the fork server (pid {pid})");
     Ok(())
+}
+
+/// How many restarts of the family's fork server ([`restart`]) this process has under way:
+/// the published pid is changed under it, so that a failed restart puts the dead server's
+/// back only when no other is under way ([`UnderWay`]).
+static RESTARTS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// One of this process's restarts under way ([`RESTARTS`]), from the published pid set to 0
+/// until the new server's is published (`published`). Dropped before that (the restart
+/// failed, or found the address bound), the dead server's pid is put back unless another
+/// restart is under way (whose end publishes a pid or puts it back): a request waiting on a
+/// listener that nobody will serve then takes its server for dead, and fails, or is made
+/// again. Left at 0, "being started again", it waited for ever: a copy of this process made
+/// by a fork that runs no fork handler (`clone3`, `syscall(SYS_fork)`: `sys::Unforked`
+/// cannot close what it inherits) keeps the listener of a restart whose spawn failed, and
+/// every later start connected to it (tok40). Both changes are made under the count's
+/// lock, so no restart's 0 is ever overwritten by another's put-back: a new listener is
+/// never seen with the dead pid.
+struct UnderWay {
+    dead: u32,
+    published: bool,
+}
+
+impl UnderWay {
+    /// A restart of the dead server `dead` begins: its pid is unpublished (set to 0, unless
+    /// another restart published a new one already).
+    fn begin(dead: u32) -> Self {
+        let mut under_way = RESTARTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *under_way += 1;
+        let _ = crate::shm::Heap::get().fork_server().compare_exchange(
+            u64::from(dead),
+            0,
+            std::sync::atomic::Ordering::Release,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Self { dead, published: false }
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        let mut under_way = RESTARTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *under_way -= 1;
+        if !self.published && *under_way == 0 {
+            let _ = crate::shm::Heap::get().fork_server().compare_exchange(
+                0,
+                u64::from(self.dead),
+                std::sync::atomic::Ordering::Release,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
 }
 
 /// The life of a fork server spawned by [`restart`] (`MULTIPROC_BOOT=forkserver:..`),

@@ -74,9 +74,8 @@
 //!   loaded makes the compare-and-swap fail (no pin is given back under the lock). The
 //!   count a dead final receiver took goes with it, as a held handle's would (a pending or
 //!   carried receive pins without a take: the count is still in flight or its carrier's;
-//!   a receipt on a boot
-//!   socket, a full heap's fallback, keeps the residual: the parent's undo may take another
-//!   message's count, between a child's take and its receipt). The recording (a process's
+//!   a receipt on a boot socket, a full heap's fallback, is sent before the take: a kill
+//!   between the two leaks the object, its count in flight for nobody). The recording (a process's
 //!   first listing of a hold, a table's growth, a prune) comes after the unpin, under the
 //!   lock: until the chaos soak, it came before (crash point `holders.receive.locked`).
 //!
@@ -706,18 +705,34 @@ impl Holders {
 
     /// Runs `f` with this table (of the object of `generation`) pinned, if no handle is
     /// in flight and no live process holds the object: only dead holders do, and nobody can
-    /// take it any more. The pin keeps the object allocated while `f` runs (no `finish`
-    /// releases a table a live process announces), so `f` may read it. `None`: the object
-    /// is released or another, a handle is in flight, or a live process holds it; `f` did
-    /// not run. Whoever frees the object later calls [`Holders::let_go_of_dead`] (a dead
+    /// take it any more. With `take_back`, a count in flight is taken back first, under the
+    /// same pin (a token's take-back by its maker's side, `receipts::reap_token`: its one
+    /// count, which nobody took). The pin keeps the object allocated while `f` runs (no
+    /// `finish` releases a table a live process announces), so `f` may read it. `None`: the
+    /// object is released or another, a handle is in flight, or a live process holds it; `f`
+    /// did not run. Whoever frees the object later calls [`Holders::let_go_of_dead`] (a dead
     /// pinner's pin is taken away there).
-    pub(crate) fn while_only_dead_hold<R>(&self, heap: &Heap, generation: u64, f: impl FnOnce() -> R) -> Option<R> {
+    pub(crate) fn while_only_dead_hold<R>(
+        &self,
+        heap: &Heap,
+        generation: u64,
+        take_back: bool,
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
         let announced = self.announce(heap);
         self.pin(generation, false).ok()?;
-        let dead_only = {
+        let (taken_back, dead_only) = {
             let _g = RawGuard::lock(&self.lock);
-            self.flight.load(Ordering::Relaxed) & COUNT == 0 && !self.for_each(heap, |e| !e.is_free() && e.alive())
+            let taken_back = take_back && self.take_count();
+            let dead_only =
+                self.flight.load(Ordering::Relaxed) & COUNT == 0 && !self.for_each(heap, |e| !e.is_free() && e.alive());
+            (taken_back, dead_only)
         };
+        if taken_back {
+            // Taken back, pinned, nothing let go of: a kill here leaves the table unreleased,
+            // with a dead pin, and the next reap of the same slot runs `f`.
+            crash_point!("process.token.unsent");
+        }
         let done = dead_only.then(f);
         drop(self.lock_and_unpin(announced));
         done
@@ -836,12 +851,6 @@ impl Holders {
         assert!(before & COUNT != COUNT, "four billion handles of one object in flight");
     }
 
-    /// A count sent away (`Shared::send_away`, a token's) is taken back: [`Undoing::Unsend`]
-    /// with no dead receiver. Returns whether nothing holds the object any more.
-    pub(crate) fn unsend(&self, heap: &Heap, generation: u64) -> bool {
-        self.undo(heap, generation, Undoing::Unsend, None) == Some(true)
-    }
-
     /// Runs an encoding's undo on this table, for the handle of the object of `generation`
     /// (see [`Undoing`]): a message never delivered gives its count back
     /// ([`Undoing::Unsend`]), or a child's argument's token takes it into its carrier's entry
@@ -951,8 +960,7 @@ impl Holders {
     ///
     /// `receipt`: the carrier whose entry counts the handle (a child's argument, a pool's
     /// chunk: see `shm::receipts` and [`Holders::receive_carried`]), or where this process
-    /// sends that it took the count (a boot socket), right after taking it, while the
-    /// object is pinned.
+    /// sends that it takes the count (a boot socket), right before taking it.
     /// Such a receive is never pending: its parent's undo, not a next consumer, answers for
     /// the count until the receipt, and the receipt makes the handle this process's at once,
     /// so that its death releases it as any held handle's (a pending receive of a dead
@@ -1000,29 +1008,33 @@ impl Holders {
         if pending {
             return self.receive_pending(heap, generation, let_go);
         }
+        // A receipt on a boot socket (`boot::NOTE_ONLY`, a heap too full for a token) goes
+        // before the take: the parent's undo skips a receipted handle, so a kill between
+        // the two leaves the count in flight for nobody (a leak), never has that undo take
+        // the count of another message carrying the object (tok40: sent after the take, a
+        // kill between had the undo take a queued copy's count, and free the object the
+        // copy names). A socket and the in-flight word cannot change in one step: that is
+        // what a carrier, in the heap, is for.
+        if let Some(receipt) = receipt {
+            crash_point!("holders.receive.announced");
+            receipts::write(receipt);
+            // Receipted, not taken: the leak.
+            crash_point!("holders.receive.receipted");
+        }
         // Pinned until the table is locked: the object is freed only under its table's lock
         // (`finish`), so the lock keeps it from then on, and the pin goes at once. A kill
         // from the compare-and-swap to the unpin leaves the pin, announced: the next
         // holder's `finish` or prune takes it away (`drop_dead_pins`). The window holds no
-        // more than the receipt's stores and the lock's acquiring, not the recording (a
-        // process's first listing of a hold, a table's growth, a prune).
+        // more than the lock's acquiring, not the recording (a process's first listing of a
+        // hold, a table's growth, a prune), nor the receipt's system call.
         let announced = self.announce(heap);
-        if receipt.is_some() {
-            // Announced, not pinned: a dead process's announcement is nobody's pin.
-            crash_point!("holders.receive.announced");
-        }
         let _g = match self.pin(generation, true) {
             Ok(()) => {
-                // The receipt as close to the take as it can be.
-                if let Some(receipt) = receipt {
-                    // Counted, pinned, not receipted: a kill here is the residual (the
-                    // parent's undo takes another message's count, if one is in flight).
-                    crash_point!("holders.receive.taken");
-                    receipts::write(receipt);
+                if receipt.is_some() {
                     // Counted, receipted, pinned, not yet recorded: a kill here leaves an
                     // announced pin, taken away once no live process announces the table.
                     // On the receipted path only: a channel's receive pays nothing for it.
-                    crash_point!("holders.receive.pinned");
+                    crash_point!("holders.receive.taken");
                 }
                 self.lock_and_unpin(announced)
             }
@@ -1210,9 +1222,10 @@ impl Holders {
     /// type, or not read): consumes its in-flight count, if one is left that no pending
     /// receive reserved, unless it is the object's last reference (the object would have
     /// to be destroyed by a process that does not know its type: the count stays, and the
-    /// object leaks). `receipt`: written under the lock when the count is taken (see
-    /// [`Holders::receive`]). Without one, called once the message is taken, as a settle
-    /// (a consumer killed before leaves the count to the next reader).
+    /// object leaks). With a `receipt` (a carried decoding's, or one receipting on a boot
+    /// socket) nothing changes: the message's undo, which knows the type, gives the count
+    /// back. Without one, called once the message is taken, as a settle (a consumer killed
+    /// before leaves the count to the next reader).
     pub(crate) fn discard(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>) {
         self.discard_as(heap, generation, receipt, false);
     }
@@ -1229,9 +1242,11 @@ impl Holders {
 
     /// [`Holders::discard`], and [`Holders::discard_side`] with `side`.
     fn discard_as(&self, heap: &Heap, generation: u64, receipt: Option<Receipt>, side: bool) {
-        if receipt.is_some_and(|r| r.carrier().is_some()) {
-            // Its count stays in its carrier's entry, whose undo lets go of it (and frees
-            // the object, whose type it knows).
+        if receipt.is_some() {
+            // Its count stays in its carrier's entry, or in flight with no receipt on the
+            // boot socket: the carrier's undo, or the parent's at the reap, lets go of it
+            // (and frees the object, whose type it knows). Taken here and receipted after, a
+            // kill between had that undo take another message's count (tok40).
             return;
         }
         let announced = self.announce(heap);
@@ -1249,9 +1264,6 @@ impl Holders {
         if self.unheld(heap) && !side {
             self.flight.fetch_add(1, Ordering::Relaxed);
             return;
-        }
-        if let Some(receipt) = receipt {
-            receipts::write(receipt);
         }
         if side {
             // Released when nothing holds the side any more: nothing to free.
@@ -1734,7 +1746,7 @@ mod tests {
         holders.join_as(heap, dead, Counts { count: 0, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(false));
         assert_eq!(holders.deaths(), deaths + 1, "a death forgotten by an undo was not counted");
-        assert!(!holders.unsend(heap, 7));
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         // A dead fork child's pins: forgotten, not counted.
         holders.join_as(heap, dead, Counts { count: 0, pending: 0, fork_pins: 2 }, None).unwrap();
         assert_eq!(holders.forget_dead(heap), 0);

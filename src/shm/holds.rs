@@ -392,7 +392,7 @@ fn reap(heap: &Heap, ended: u32, sweep: bool) -> bool {
                 && if slot.token.load(Ordering::Relaxed) != 0 {
                     super::receipts::reap_token(heap, object, generation, owner)
                 } else {
-                    super::object::let_go_of_dead(heap, object, generation, owner)
+                    super::object::let_go_of_dead(heap, object, generation, owner, false)
                 };
             if freed {
                 // SAFETY: `gone` was written by `List::add` from `sys::function_offset` of

@@ -77,6 +77,13 @@ impl TakenIn {
         sys::me() == self.0
     }
 
+    /// [`TakenIn::is_here`] asked of the kernel (a system call): false in a copy made by a
+    /// fork that ran no `pthread_atfork` handler too (`clone3`, `syscall(SYS_fork)`), whose
+    /// cached identity is still its parent's.
+    pub(crate) fn is_here_now(self) -> bool {
+        sys::pid_now() == self.0.pid
+    }
+
     /// Panics in a copy of the guard made by fork.
     #[inline]
     #[track_caller]

@@ -421,7 +421,7 @@ impl<T: ShmObject> Shared<T> {
 
     /// Sends this handle away as a bare count in flight (a token, `receipts`): the count
     /// first, then this process's hold is let go of. Whoever takes the count
-    /// ([`Shared::take_sent`], or [`Shared::unsend_returning`] to take it back) holds the object.
+    /// ([`Shared::take_sent`], or `receipts::reap_token` to take it back) holds the object.
     pub(crate) fn send_away(self) {
         self.header().holders.send();
         drop(self);
@@ -431,14 +431,6 @@ impl<T: ShmObject> Shared<T> {
     /// object at `off` unheld and marked it released (`receipts`'s token slot, `holds`).
     pub(super) fn release_at(off: u64) {
         Self::release(off);
-    }
-
-    /// Takes back a count sent away ([`Shared::send_away`]) of the object at `off`, if it
-    /// is still that object of `generation` and the count still in flight (else whoever
-    /// took it holds the object). Returns whether that was its last reference: the caller
-    /// frees the object.
-    pub(super) fn unsend_returning(heap: &Heap, off: u64, generation: u64) -> bool {
-        live_header(heap, off, generation).is_some_and(|header| header.holders.unsend(heap, generation))
     }
 
     /// Takes the count sent away ([`Shared::send_away`]) of the object named by `off`,
@@ -726,31 +718,41 @@ fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
 /// reference (the caller frees it, with the `LetGo::gone` it knows).
 ///
 /// A child's argument's token held by the dead alone first lets go of what its child did
-/// not take, while its table is still held: see [`undo_dead_token`].
-pub(super) fn let_go_of_dead(heap: &Heap, off: u64, generation: u64, dead: crate::sys::ProcId) -> bool {
+/// not take, while its table is still held: see [`undo_dead_token`]. With `take_back` (the
+/// token's maker's side, `dead` its maker, which holds no entry: `receipts::reap_token`),
+/// the token's count is first taken back if its child never took it, under the pin the
+/// undo then runs under.
+pub(super) fn let_go_of_dead(
+    heap: &Heap,
+    off: u64,
+    generation: u64,
+    dead: crate::sys::ProcId,
+    take_back: bool,
+) -> bool {
     // A block freed and reused meanwhile is told apart by its header, and the holder
     // table's own pin checks the generation again.
     live_header(heap, off, generation).is_some_and(|header| {
-        undo_dead_token(heap, off, generation, header);
+        undo_dead_token(heap, off, generation, header, take_back);
         header.holders.let_go_of_dead(heap, dead, generation, true)
     })
 }
 
 /// If the object at `off` (its `header` live at `generation`) is a child's argument's token
-/// that only the dead hold (its count taken, by the child, now dead), runs its undo now
-/// (`receipts::ArgsState::undo`), its table pinned, before the last entry is let go of:
-/// the free is then restartable. A reaper killed in the undo leaves the dead child's entry
-/// (and its own pin, a dead one): the next reap of the same slot (the dead reaper's own
-/// reaper walks its claimed blocks and token slots again) runs the rest of the undo, each
-/// step being idempotent (an `Uncarry` lets go of a carrier's entry whole, a key met again
-/// finds none), and frees the token. Once the table is released, `destroy` finds the undo
-/// done.
-fn undo_dead_token(heap: &Heap, off: u64, generation: u64, header: &Header) {
+/// that only the dead hold (its count taken, by the child, now dead; or, with `take_back`,
+/// taken back here, in flight still: its child never took it), runs its undo now
+/// (`receipts::ArgsState::undo`), its table pinned, before the last entry is let go of and
+/// the table released: the free is then restartable. A reaper killed in the undo leaves the
+/// dead child's entry, if any, and its own pin, a dead one, which keep the table unreleased:
+/// the next reap of the same slot (the dead reaper's own reaper walks its claimed blocks
+/// and token slots again) runs the rest of the undo, each step being idempotent (an
+/// `Uncarry` lets go of a carrier's entry whole, a key met again finds none), and frees the
+/// token. Once the table is released, `destroy` finds the undo done.
+fn undo_dead_token(heap: &Heap, off: u64, generation: u64, header: &Header, take_back: bool) {
     let token = TAG | u64::from(ArgsState::KIND);
     if header.tag.load(Ordering::Acquire) != token {
         return;
     }
-    header.holders.while_only_dead_hold(heap, generation, || {
+    header.holders.while_only_dead_hold(heap, generation, take_back, || {
         // Pinned at `generation`: the block is still this object, and stays allocated until
         // the unpin. Its tag, read again under the pin, says it is a token.
         if header.tag.load(Ordering::Acquire) == token {

@@ -37,17 +37,19 @@
 //! (`pool::engine::ChunkUndo`), named by a small block of the heap until it has let go.
 //!
 //! A heap too full for a token or a carrier keeps the older protocols. A child sends a
-//! *receipt* for each handle whose in-flight count it took on its copy of its boot socket
-//! ([`on_socket`]: a frame of its own, [`from_frame`]) right after the take, and the parent
+//! *receipt* for each handle whose in-flight count it takes on its copy of its boot socket
+//! ([`on_socket`]: a frame of its own, [`from_frame`]) right before the take, and the parent
 //! keeps the undo in its memory and runs it for the handles without a receipt at the reap
 //! (the kernel keeps what a dead child sent). A send may wait for the parent to read (a
-//! socket buffer holds some thousands of receipts; a parent waiting for its child reads
-//! its socket), inside the pinned step. Between the take and the receipt the object is
-//! pinned: a kill there leaves an announced pin (taken away later, see `shm::pins`), and
-//! the undo may take another message's count (the residual, there only). A parent killed
-//! before its child took its argument still leaks the argument's handles (the undo died
-//! with it). A pool's chunk without a carrier travels as any message: a worker killed
-//! before it took its handles leaks them.
+//! socket buffer holds some hundreds of receipts; a parent waiting for its child reads
+//! its socket), before the take's pin. A kill between the receipt and the take leaks the
+//! object (its count in flight for nobody: the residual, there only); sent after the take,
+//! a kill between had the parent's undo take the count of another message carrying the
+//! object, and free it under that message (tok40). A handle the child discards (decoded as
+//! another type) keeps its count in flight, for that undo. A parent killed before its
+//! child took its argument still leaks the argument's handles (the undo died with it). A
+//! pool's chunk without a carrier travels as any message: a worker killed before it took
+//! its handles leaks them.
 //!
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,7 +156,7 @@ fn words(heap: &Heap, off: u64, len: usize) -> &[AtomicU64] {
     unsafe { std::slice::from_raw_parts(heap.ptr(off).cast::<AtomicU64>(), len) }
 }
 
-/// Writes `receipt` (the child, its argument's decoding thread, right after it took the
+/// Writes `receipt` (the child, its argument's decoding thread, right before it takes the
 /// handle's count): sends it on the socket it names ([`on_socket`]). A carried receive
 /// writes none.
 pub(crate) fn write(receipt: Receipt) {
@@ -449,11 +451,16 @@ impl Drop for ArgsToken {
 
 /// The reap of a token slot of a dead parent (`holds`), or of this process's own
 /// ([`ArgsToken::give_back`]; `owner` has no entry in the token's table either way): takes
-/// the count back if it is still in flight, else forgets the dead holders if no live one is
-/// left. Returns whether the token must be freed by the caller (with the slot's `gone`).
+/// the count back if it is still in flight, runs the undo if nobody can take the token any
+/// more (its count taken back, or its holders dead), then forgets the dead holders if no
+/// live one is left. Returns whether the token must be freed by the caller (with the slot's
+/// `gone`). The undo runs before the table is released, pinned: a process killed in it
+/// leaves the token's slot and an unreleased table, and the next reap of the slot runs the
+/// rest (`object::let_go_of_dead`; tok40: taken back by an `unsend` that released the
+/// table, the undo ran in `destroy`, and a kill there leaked the token and what it had not
+/// let go of yet).
 pub(super) fn reap_token(heap: &Heap, off: u64, generation: u64, owner: sys::ProcId) -> bool {
-    Shared::<ArgsState>::unsend_returning(heap, off, generation)
-        || super::object::let_go_of_dead(heap, off, generation, owner)
+    super::object::let_go_of_dead(heap, off, generation, owner, true)
 }
 
 /// The child's token taken ([`take_token`]): kept until the process ends (its reaper's
