@@ -104,6 +104,18 @@ impl Pause {
     }
 }
 
+/// Runs a unit test's moves of other processes (a settler's claim, a slot given to
+/// another) between a fast change's claim of the word and its first look under it.
+#[inline(always)]
+fn after_fast_claim() {
+    #[cfg(test)]
+    tests::AFTER_FAST_CLAIM.with(|moves| {
+        if let Some(moves) = moves.borrow_mut().as_mut() {
+            moves();
+        }
+    });
+}
+
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct SemState {
@@ -546,6 +558,7 @@ impl Core {
         // change of a slot's owner came since `w` (its generation), so the slot is still
         // this process's (a settler takes its owner for the changer) ...
         self.shared.word.compare_exchange(w, claimed, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        after_fast_claim();
         let slot = slots.at(i);
         // ... unless 2^19 of them came while this process was stalled (the generation
         // wrapped): looked at again, so that a permit is never counted in another's slot.
@@ -1262,10 +1275,22 @@ mod tests {
 
     use super::*;
 
+    thread_local! {
+        /// What other processes do between this thread's fast claim of a word and its
+        /// first look under the claim ([`after_fast_claim`]).
+        pub(super) static AFTER_FAST_CLAIM: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
     impl Core {
         /// The word's sleeper mark is set: a sleeper re-tested after its announcement.
         fn sleepers_marked(&self) -> bool {
             self.shared.word.load(Ordering::SeqCst) & word::SLEEPERS != 0
+        }
+
+        /// The word's generation (modulo 2^19): how many times a slot changed owner.
+        fn generation(&self) -> u64 {
+            self.shared.word.load(Ordering::SeqCst) / word::GENERATION
         }
     }
 
@@ -1412,5 +1437,75 @@ mod tests {
         word.store(claimed, Ordering::SeqCst);
         sem.core.back_out(w, claimed);
         assert_eq!(word.load(Ordering::SeqCst), w, "the change's own claim was not let go");
+    }
+
+    /// Each of the fast path's three back-outs lets the word go by CAS from its own claim
+    /// (review45 L3: a store at any one of them passed every test): a settler that took
+    /// the slot's owner for this changer (its process seen dead) may have settled the word
+    /// and claimed it for the guard between the change's claim and its look, and that claim
+    /// must survive. The settler's moves are made right after the claim: for the owner
+    /// look, the slot also given to another process; for the acquire, an extra permit to
+    /// take first; for the release, no permit in the slot.
+    #[test]
+    fn every_fast_back_out_keeps_a_settlers_claim() {
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        let state = &*core.shared;
+        // The permit held and given back in this process's own slot: the hint is set.
+        drop(sem.acquire().unwrap());
+        let i = core.mine.0.load(Ordering::SeqCst) as usize - 1;
+        let me = sys::me();
+        let free = state.word.load(Ordering::SeqCst);
+        let settler = free | (word::GUARD << word::CLAIM_SHIFT);
+        let settle_and = |moves: fn(&Core, usize)| {
+            let core = core.clone();
+            AFTER_FAST_CLAIM.set(Some(Box::new(move || {
+                moves(&core, i);
+                core.shared.word.store(settler, Ordering::SeqCst);
+            })));
+        };
+        let check = |site: &str| {
+            AFTER_FAST_CLAIM.set(None);
+            assert_eq!(state.word.load(Ordering::SeqCst), settler, "the settler's claim was wiped ({site})");
+            state.word.store(free, Ordering::SeqCst);
+        };
+
+        settle_and(|core, i| core.slot(i).start.store(0, Ordering::SeqCst));
+        assert!(!core.fast_take(free), "took a permit in another's slot");
+        check("the slot another's");
+        core.slot(i).start.store(me.start, Ordering::SeqCst);
+
+        state.extra.store(1, Ordering::SeqCst);
+        settle_and(|_, _| {});
+        assert!(!core.fast_take(free), "took its own permit before the extra one");
+        check("an extra permit first");
+        state.extra.store(0, Ordering::SeqCst);
+
+        settle_and(|_, _| {});
+        assert!(!core.fast_give(), "gave back a permit its slot does not hold");
+        check("no permit in the slot");
+        assert_eq!(sem.get_value(), 1);
+    }
+
+    /// The recovery of a dead holder's permits moves the generation (review45 L3: without
+    /// it every test passed): the emptied slot may be a stalled fast changer's (its
+    /// process taken for dead), and its CAS must then fail. The dead holder is this
+    /// process's pid with another start time, holding one permit in a slot of its own.
+    #[test]
+    fn recovering_a_dead_holders_permit_moves_the_generation() {
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        let state = &*core.shared;
+        let me = sys::me();
+        let slot = core.slot(0);
+        slot.pid.store(me.pid, Ordering::SeqCst);
+        slot.start.store(me.start + 1, Ordering::SeqCst);
+        slot.set_count(1);
+        state.word.fetch_sub(1, Ordering::SeqCst);
+        let before = core.generation();
+        core.recover_dead();
+        assert_ne!(core.generation(), before, "the slot was emptied, the generation did not move");
+        assert_eq!(sem.get_value(), 1, "the dead holder's permit came back");
+        assert!(sem.try_acquire().is_ok_and(|g| g.owner_died()));
     }
 }
