@@ -37,6 +37,15 @@ use crate::sys;
 /// permits, which just cannot be recovered if they die.
 const MAX_TRACKED: u32 = 256;
 
+/// The holder table has at least this many slots, whatever the value (24 bytes each), so
+/// that up to this many processes taking turns at a semaphore of fewer permits (a
+/// `Semaphore(1)` as a cross-process lock, a `Semaphore(4)` bounding a pool's workers) each
+/// keep a slot of their own: their acquires and releases go the fast way, and a slot
+/// changes owner (the generation moves, see [`word::GENERATION`]) only when a process new
+/// to the semaphore finds no empty one. With one slot per permit, a process without a
+/// slot took another live one's idle slot at nearly every acquire (review45 L1).
+const MIN_SLOTS: u32 = 64;
+
 /// A guard's holder waiting for a fast change to let the word go spins this many looks,
 /// then yields at each ...
 const SPIN_LOOKS: u32 = 100;
@@ -177,12 +186,15 @@ mod word {
     /// Sleepers were announced on `changed` when the guard's holder last let the word go: a
     /// release takes the guarded way, which wakes them (see [`super::Core::give`]).
     pub(super) const SLEEPERS: u64 = 1 << 44;
-    /// Counts the guarded changes of a slot's owner (modulo 2^19; the guarded path is the
-    /// only writer of owners): a fast change that found its slot its own before its claim
-    /// knows by its CAS that no such change came between. Bumped by them alone, so that it
-    /// wraps only after 2^19 owner changes while a fast changer is stalled between its load
-    /// and its CAS, not after 2^19 guarded changes of any kind (half a second of contention;
-    /// review43 L1).
+    /// Counts the guarded changes of a slot's owner from a process (modulo 2^19; the
+    /// guarded path is the only writer of owners): a fast change that found its slot its
+    /// own before its claim knows by its CAS that no such change came between. Bumped by
+    /// them alone, so that it wraps only after 2^19 owner changes while a fast changer is
+    /// stalled between its load and its CAS, not after 2^19 guarded changes of any kind
+    /// (half a second of contention; review43 L1). Owner changes are rare: a process keeps
+    /// its slot, and there are [`super::MIN_SLOTS`] at least, so they come with a process
+    /// new to the semaphore finding no free slot, a dead holder's recovery, or more
+    /// processes taking turns than there are slots (review45 L1).
     pub(super) const GENERATION: u64 = 1 << 45;
 
     /// `word` claimed for slot `i`'s change.
@@ -323,7 +335,7 @@ impl Drop for Hold<'_> {
 
 impl Core {
     fn new(value: u32, bound: u32) -> Result<Self, Error> {
-        let slots = value.clamp(1, MAX_TRACKED);
+        let slots = value.clamp(MIN_SLOTS, MAX_TRACKED);
         let state = SemState {
             guard: RawMutex::new(),
             word: AtomicU64::new(u64::from(value)),
@@ -504,20 +516,24 @@ impl Core {
     }
 
     /// The slot that [`Core::hold`] will count a permit of this process in: its own, else a
-    /// free one or one left by a process that holds nothing now (`None`: the table is full,
-    /// the permit is untracked). Call under the guard.
+    /// free one, else one left by a process that holds nothing now (`None`: the table is
+    /// full, the permit is untracked). Call under the guard.
     #[inline]
     fn hold_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
         self.my_slot(slots, me).or_else(|| {
             let n = slots.len();
             let first = me.pid as usize % n;
-            (first..n).chain(0..first).find(|&i| slots.at(i).count() == 0)
+            let find = |fits: fn(&HolderSlot) -> bool| (first..n).chain(0..first).find(|&i| fits(slots.at(i)));
+            // A free slot first: taking an idle one from a live process would send it to
+            // take another's at its next acquire, a change of owner each time.
+            find(|s| s.pid.load(Ordering::Relaxed) == 0).or_else(|| find(|s| s.count() == 0))
         })
     }
 
     /// Counts one more permit held by this process in `slot` (from [`Core::hold_slot`]).
     /// Call under the guard (whose holder alone writes the counts: plain loads and stores).
-    /// Whether the slot changed owner ([`Hold::new_owner`]).
+    /// Whether the slot changed owner from another process ([`Hold::new_owner`]; a free
+    /// slot was nobody's, so no fast changer can have found it its own).
     #[inline]
     fn hold(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId, slot: Option<usize>) -> bool {
         let Some(i) = slot else {
@@ -530,12 +546,13 @@ impl Core {
             slot.set_count(slot.count() + 1);
             return false;
         }
+        let owned = slot.pid.load(Ordering::Relaxed) != 0;
         slot.pid.store(me.pid, Ordering::Relaxed);
         slot.start.store(me.start, Ordering::Relaxed);
         slot.set_count(1);
         // Its release may go the fast way at once.
         self.mine.0.store(i as u32 + 1, Ordering::Relaxed);
-        true
+        owned
     }
 
     /// Takes a permit if there is one; `Some(owner_died)` on success. A look without the
@@ -1415,22 +1432,32 @@ mod tests {
     /// The generation moves only with a change of a slot's owner (review43 L1): moved by
     /// every guarded change, it wrapped after 2^19 of them (half a second of contention),
     /// and a fast changer stalled between its load and its CAS could then claim a word that
-    /// came back exactly, its slot another's.
+    /// came back exactly, its slot another's. A free slot taken is no change of owner
+    /// (review45 L1): nobody's, no fast changer found it its own.
     #[test]
     fn the_generation_moves_only_when_a_slot_changes_owner() {
         let sem = Semaphore::new(2).unwrap();
-        let generation = || sem.core.shared.word.load(Ordering::SeqCst) / word::GENERATION;
-        let before = generation();
-        // The first acquire counts the permit in a slot new to this process.
-        let (first, _) = sem.core.take().unwrap();
-        let owned = generation();
+        let core = &sem.core;
+        let before = core.generation();
+        // Every slot taken by another process, then left idle.
+        for k in 0..core.slots().len() as u32 {
+            PLAYING.set(Some(sys::ProcId { pid: 1_000_000 + k, start: 1 }));
+            let other = core.clone();
+            let (permit, _) = other.take().unwrap();
+            other.give_guarded(Some(permit)).unwrap();
+        }
+        PLAYING.set(None);
+        assert_eq!(core.generation(), before, "free slots taken");
+        // This process's first acquire counts its permit in one of them.
+        let (first, _) = core.take().unwrap();
+        let owned = core.generation();
         assert_ne!(owned, before, "a slot changed owner");
         for _ in 0..100 {
-            let (permit, _) = sem.core.take().unwrap();
-            sem.core.give_guarded(Some(permit)).unwrap();
+            let (permit, _) = core.take().unwrap();
+            core.give_guarded(Some(permit)).unwrap();
         }
-        assert_eq!(generation(), owned, "guarded changes in this process's own slot");
-        sem.core.give_guarded(Some(first)).unwrap();
+        assert_eq!(core.generation(), owned, "guarded changes in this process's own slot");
+        core.give_guarded(Some(first)).unwrap();
     }
 
     /// A fast change that backs out lets the word go only if it still holds it: a settler
