@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
 use crate::shm::{
-    Cells, ChangeRecord, Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut,
-    kind, spin_for,
+    Cells, ChangeRecord, Deadline, Interrupted, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind,
+    spin_for,
 };
 use crate::sys;
 
@@ -135,6 +135,110 @@ fn after_fast_claim() {
     });
 }
 
+/// [`SemState::changed`]: the sleepers waiting for a permit. Its one rule (sem37): every
+/// sleeper announced on it re-tests under the guard ([`Core::take`]), so that a release asks
+/// for sleepers under the guard after its change, without a fence, and wakes them after
+/// unlocking; a sleeper that re-tested without the guard could miss the permit and be
+/// missed. Held by the type (review38 L2: it was held by a comment): the only ways to sleep
+/// on it are [`Changed::wait_to_take`] and [`Changed::poll_to_take`], whose re-tests are
+/// `Core::take`, and [`Changed::sleepers_seen`] asks for the guard's [`Hold`].
+mod changed {
+    use std::convert::Infallible;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use super::{Core, Hold, Permit};
+    use crate::shm::{Deadline, Interrupted, Notify, Waiting, poll_on};
+
+    #[derive(crate::ShmSafe)]
+    #[repr(C)]
+    pub(super) struct Changed {
+        notify: Notify,
+    }
+
+    impl Changed {
+        pub(super) fn new() -> Self {
+            Self { notify: Notify::new() }
+        }
+
+        /// Sleeps until a re-test under the guard takes a permit of `core`'s (the wait's
+        /// first look was the caller's spin); at each sleep slice's end, the permits of dead
+        /// holders are taken back.
+        pub(super) fn wait_to_take(
+            &self,
+            core: &Core,
+            deadline: Deadline,
+        ) -> Result<(Permit, bool), Interrupted<Infallible>> {
+            self.notify.wait(
+                deadline,
+                Duration::ZERO,
+                || core.take(),
+                || {
+                    core.recover_dead();
+                    Ok(())
+                },
+            )
+        }
+
+        /// One poll of a future waiting for a permit of `core`'s. The first attempt looks as
+        /// a blocking acquire's spin does (the fast path when it can), the one after arming
+        /// under the guard: a sleeper's re-test. The check, due as in a blocking acquire,
+        /// takes back the permits of dead holders.
+        pub(super) fn poll_to_take(
+            &self,
+            core: &Core,
+            waiting: &mut Waiting,
+            cx: &Context<'_>,
+        ) -> Poll<(Permit, bool)> {
+            let mut armed = false;
+            poll_on(waiting, &self.notify, cx, |check| {
+                if check {
+                    core.recover_dead();
+                }
+                let taken = if armed { core.take() } else { core.try_take() };
+                armed = true;
+                taken
+            })
+        }
+
+        /// A future that leaves: a wake-up it was given and did not use goes on to another
+        /// sleeper if a permit of `core`'s is free.
+        pub(super) fn pass_on(&self, core: &Core, waiting: &mut Waiting) {
+            waiting.pass_on(&self.notify, || core.value() > 0);
+        }
+
+        /// Whether a sleeper is announced, asked after a change with the guard held (`_hold`,
+        /// its proof): [`Changed::wake`] then, once the guard is let go.
+        #[inline]
+        pub(super) fn sleepers_seen(&self, _hold: &Hold<'_>) -> bool {
+            self.notify.sleepers_seen_under_lock()
+        }
+
+        /// Wakes up to `n` sleepers that [`Changed::sleepers_seen`] saw.
+        pub(super) fn wake(&self, n: u32) {
+            self.notify.wake(n);
+        }
+
+        /// Wakes up to `n` sleepers, fenced: for a notifier that asks for sleepers without
+        /// a change made under the guard's [`Hold`] (a settle, a roll-back, a timed-out
+        /// waiter's hand-on).
+        pub(super) fn notify(&self, n: u32) {
+            self.notify.notify(n);
+        }
+
+        pub(super) fn notify_all(&self) {
+            self.notify.notify_all();
+        }
+
+        /// The `Notify` itself, for a unit test that plays a sleeper.
+        #[cfg(test)]
+        pub(super) fn inner(&self) -> &Notify {
+            &self.notify
+        }
+    }
+}
+use changed::Changed;
+
 #[derive(crate::ShmSafe)]
 #[repr(C)]
 pub(crate) struct SemState {
@@ -152,7 +256,7 @@ pub(crate) struct SemState {
     untracked: AtomicU32,
     /// Length of the holder table in the tail.
     slots: AtomicU32,
-    changed: Notify,
+    changed: Changed,
     /// What the change under way is about to overwrite (see [`undo`]).
     undo: ChangeRecord<{ undo::WORDS }>,
 }
@@ -321,7 +425,7 @@ impl Drop for Hold<'_> {
         // Every sleeper announced re-tests under the guard ([`Core::take`]), so the count
         // read here, under it, misses none (sem37); the mark makes a fast release of the
         // permit it waits for take the guarded way, which wakes it.
-        let sleepers = if state.changed.sleepers_seen_under_lock() { word::SLEEPERS } else { 0 };
+        let sleepers = if state.changed.sleepers_seen(self) { word::SLEEPERS } else { 0 };
         let mut generation = self.word & !(word::GENERATION - 1);
         if self.new_owner {
             generation = generation.wrapping_add(word::GENERATION);
@@ -344,7 +448,7 @@ impl Core {
             recovered: AtomicU32::new(0),
             untracked: AtomicU32::new(0),
             slots: AtomicU32::new(slots),
-            changed: Notify::new(),
+            changed: Changed::new(),
             undo: ChangeRecord::new(),
         };
         let shared = Shared::with_tail(state, slots as usize * std::mem::size_of::<HolderSlot>())?;
@@ -757,7 +861,7 @@ impl Core {
                 }
             }
             hold.value = value + 1;
-            state.changed.sleepers_seen_under_lock()
+            state.changed.sleepers_seen(&hold)
         };
         if sleepers {
             state.changed.wake(1);
@@ -824,16 +928,7 @@ impl Core {
         {
             return Ok(taken);
         }
-        let waited = state.changed.wait(
-            deadline,
-            Duration::ZERO,
-            || self.take(),
-            || {
-                self.recover_dead();
-                Ok::<(), Infallible>(())
-            },
-        );
-        match waited {
+        match state.changed.wait_to_take(self, deadline) {
             Ok(taken) => Ok(taken),
             Err(Interrupted::TimedOut) => {
                 // However short the wait, a dead holder's permit is taken back: the deadline
@@ -1340,7 +1435,7 @@ mod tests {
             core.begin(&slots, slot);
             // Killed here: the word still claimed for the guard, no commit.
         }
-        let changed = &core.shared.changed;
+        let changed = core.shared.changed.inner();
         let _ = changed.start_sleeping();
         let _ = changed.start_sleeping();
         sem.release();
@@ -1362,7 +1457,7 @@ mod tests {
         // `shm::reactor`'s tests needs where it is in the futex queue.
         let _one = crate::shm::reactor::tests::SCENES.lock().unwrap_or_else(|e| e.into_inner());
         let sem = Semaphore::new(0).unwrap();
-        let changed = &sem.core.shared.changed;
+        let changed = sem.core.shared.changed.inner();
         let _ = changed.start_sleeping();
         sem.release();
         let owed = changed.owed();
@@ -1387,7 +1482,7 @@ mod tests {
     #[test]
     fn a_fast_release_wakes_a_sleeper_announced_before_it() {
         let sem = Semaphore::new(1).unwrap();
-        let changed = &sem.core.shared.changed;
+        let changed = sem.core.shared.changed.inner();
         // Held in this process's slot: its release may go the fast way.
         sem.acquire().unwrap().forget();
         let _ = changed.start_sleeping();
