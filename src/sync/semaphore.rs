@@ -256,6 +256,9 @@ pub(crate) struct SemState {
     untracked: AtomicU32,
     /// Length of the holder table in the tail.
     slots: AtomicU32,
+    /// Where the next search for an idle slot to take from another process starts, past
+    /// the last one taken (any value is a valid start: no undo needed).
+    take_idle_at: AtomicU32,
     changed: Changed,
     /// What the change under way is about to overwrite (see [`undo`]).
     undo: ChangeRecord<{ undo::WORDS }>,
@@ -448,6 +451,7 @@ impl Core {
             recovered: AtomicU32::new(0),
             untracked: AtomicU32::new(0),
             slots: AtomicU32::new(slots),
+            take_idle_at: AtomicU32::new(0),
             changed: Changed::new(),
             undo: ChangeRecord::new(),
         };
@@ -626,11 +630,19 @@ impl Core {
     fn hold_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
         self.my_slot(slots, me).or_else(|| {
             let n = slots.len();
-            let first = me.pid as usize % n;
-            let find = |fits: fn(&HolderSlot) -> bool| (first..n).chain(0..first).find(|&i| fits(slots.at(i)));
-            // A free slot first: taking an idle one from a live process would send it to
-            // take another's at its next acquire, a change of owner each time.
-            find(|s| s.pid.load(Ordering::Relaxed) == 0).or_else(|| find(|s| s.count() == 0))
+            let search = |first: usize| (first..n).chain(0..first);
+            // A free slot first: an idle one taken from a live process sends it to take
+            // another's at its next acquire, an owner change each time.
+            let free = search(me.pid as usize % n).find(|&i| slots.at(i).pid.load(Ordering::Relaxed) == 0);
+            free.or_else(|| {
+                // Past the last idle slot taken: the chain of processes sent to take another's
+                // ends within a turn of the table, at the slot of a process that is gone (each
+                // from its own place, two could take one slot from each other for ever).
+                let at = &self.shared.take_idle_at;
+                let i = search(at.load(Ordering::Relaxed) as usize % n).find(|&i| slots.at(i).count() == 0)?;
+                at.store(i as u32 + 1, Ordering::Relaxed);
+                Some(i)
+            })
         })
     }
 
@@ -1675,5 +1687,39 @@ mod tests {
                 assert!(moved <= u64::from(users), "{moved} owner changes for {users} processes");
             }
         }
+    }
+
+    /// A process new to a semaphore whose table is full (every slot taken once, the first
+    /// taker now gone) takes another's idle slot, which sends that one to take another's:
+    /// the chain ends at the slot of the process that is gone, within a turn of the table.
+    /// It did not when each took the first idle slot from its own starting place: the
+    /// newcomer and the process whose slot it took took that slot from each other at every
+    /// turn, an owner change each (the generation counts them, below 2^19 here).
+    #[test]
+    fn a_process_new_to_a_full_table_changes_few_owners() {
+        let me = sys::me();
+        let sem = Semaphore::new(1).unwrap();
+        let slots = sem.core.slots().len() as u32;
+        let playing = |k: u32| sys::ProcId { pid: 1_000_000 + k, start: me.start };
+        let turn = |core: &Core, k: u32| {
+            PLAYING.set(Some(playing(k)));
+            let (permit, _) = core.try_take().expect("a permit for each turn");
+            core.give(Some(permit)).unwrap();
+        };
+        let mut handles: Vec<(u32, Core)> = (1..=slots).map(|k| (k, sem.core.clone())).collect();
+        for (k, core) in &handles {
+            turn(core, *k);
+        }
+        let before = sem.core.generation();
+        // The first is gone; the newcomer starts its search at the second's slot.
+        handles[0] = (slots + 2, sem.core.clone());
+        for _ in 0..100 {
+            for (k, core) in &handles {
+                turn(core, *k);
+            }
+        }
+        PLAYING.set(None);
+        let moved = sem.core.generation().wrapping_sub(before) & (u64::MAX / word::GENERATION);
+        assert!(moved <= u64::from(slots), "{moved} owner changes in 100 turns of {slots} processes");
     }
 }
