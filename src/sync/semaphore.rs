@@ -219,13 +219,13 @@ mod changed {
             self.notify.wake(n);
         }
 
-        /// Wakes up to `n` sleepers, fenced: for a notifier that asks for sleepers without
-        /// a change made under the guard's [`Hold`] (a settle, a roll-back, a timed-out
-        /// waiter's hand-on).
+        /// Wakes up to `n` sleepers, fenced: for the notifiers that do not ask
+        /// [`Changed::sleepers_seen`] (a settle, a roll-back, a timed-out waiter's hand-on).
         pub(super) fn notify(&self, n: u32) {
             self.notify.notify(n);
         }
 
+        /// Wakes every sleeper, fenced (the recovery of dead holders' permits).
         pub(super) fn notify_all(&self) {
             self.notify.notify_all();
         }
