@@ -6,7 +6,9 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use multiproc::{Barrier, BoundedSemaphore, Lock, Process, RLock, RawArray, StartMethod, Value};
+use multiproc::{
+    Barrier, BoundedSemaphore, Lock, Process, ProcessHandle, RLock, RawArray, RawValue, Semaphore, StartMethod, Value,
+};
 
 use crate::stats::{self, Report};
 
@@ -57,33 +59,74 @@ fn locked_increments(args: (Value<i32>, u32, Barrier)) -> (u64, u64) {
     (t0, since_base())
 }
 
+fn semaphore_increments(args: (Semaphore, RawValue<i32>, u32, Barrier)) -> (u64, u64) {
+    let (sem, v, k, barrier) = args;
+    barrier.wait().expect("barrier");
+    let t0 = since_base();
+    for _ in 0..k {
+        let _permit = sem.acquire().expect("acquire");
+        v.set(v.get() + 1);
+    }
+    (t0, since_base())
+}
+
 /// lock_contended: P fork children each do K = 100 000 `*v.lock() += 1` on one
 /// `Value<i32>`, started together by a barrier; increments/s over the whole span, median
 /// of 3 repetitions; count_exact = 1 when every final count was P * K.
+///
+/// Not in `mp_bench.py` (compare.py shows "-" for CPython): `semaphore_2proc` and
+/// `semaphore2_2proc`, 2 children each doing K acquires of a `Semaphore(1)` (a lock across
+/// processes) or a `Semaphore(2)`, with `v.set(v.get() + 1)` on a `RawValue<i32>` under each
+/// permit (so that the work is the 2proc variant's); a permit of one's own in one's own
+/// slot goes without the guard (sem38), and each process keeps its slot (sem40), but a
+/// permit given back while the other waits goes the guarded way, which wakes it. The
+/// `Semaphore(1)`'s count is exact too (in count_exact); the `Semaphore(2)`'s is not meant
+/// to be.
 pub fn lock_contended(report: &mut Report) {
     const K: u32 = 100_000;
     BASE.get_or_init(Instant::now);
     let mut exact = true;
+    // The rate of `procs` children started together, each running `child` K times, over
+    // the whole span.
+    let rate = |procs: u32, start: &dyn Fn(Barrier) -> ProcessHandle<(u64, u64)>| {
+        let barrier = Barrier::new(procs as usize + 1).expect("barrier");
+        let children: Vec<_> = (0..procs).map(|_| start(barrier.clone())).collect();
+        barrier.wait().expect("barrier");
+        let spans: Vec<(u64, u64)> = children.into_iter().map(|c| c.join().expect("join")).collect();
+        let start = spans.iter().map(|s| s.0).min().unwrap_or(0);
+        let end = spans.iter().map(|s| s.1).max().unwrap_or(0);
+        f64::from(procs * K) / ((end - start) as f64 / 1e9)
+    };
     for (variant, procs) in [("1proc", 1u32), ("2proc", 2)] {
         let mut rates = Vec::new();
         for _ in 0..3 {
             let v = Value::new(0i32).expect("value");
-            let barrier = Barrier::new(procs as usize + 1).expect("barrier");
-            let children: Vec<_> = (0..procs)
-                .map(|_| {
-                    Process::new(locked_increments, (v.clone(), K, barrier.clone()))
-                        .start_method(StartMethod::Fork)
-                        .start()
-                        .expect("start")
-                })
-                .collect();
-            barrier.wait().expect("barrier");
-            let spans: Vec<(u64, u64)> = children.into_iter().map(|c| c.join().expect("join")).collect();
-            let start = spans.iter().map(|s| s.0).min().unwrap_or(0);
-            let end = spans.iter().map(|s| s.1).max().unwrap_or(0);
-            rates.push(f64::from(procs * K) / ((end - start) as f64 / 1e9));
+            rates.push(rate(procs, &|barrier| {
+                Process::new(locked_increments, (v.clone(), K, barrier))
+                    .start_method(StartMethod::Fork)
+                    .start()
+                    .expect("start")
+            }));
             if v.get() != (procs * K) as i32 {
                 eprintln!("lock_contended: {variant} final count {} != {}", v.get(), procs * K);
+                exact = false;
+            }
+        }
+        report.emit("lock_contended", variant, stats::median(&rates), "incr/s", &rates);
+    }
+    for (variant, permits) in [("semaphore_2proc", 1), ("semaphore2_2proc", 2)] {
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let sem = Semaphore::new(permits).expect("semaphore");
+            let v = RawValue::new(0i32).expect("value");
+            rates.push(rate(2, &|barrier| {
+                Process::new(semaphore_increments, (sem.clone(), v.clone(), K, barrier))
+                    .start_method(StartMethod::Fork)
+                    .start()
+                    .expect("start")
+            }));
+            if permits == 1 && v.get() != (2 * K) as i32 {
+                eprintln!("lock_contended: {variant} final count {} != {}", v.get(), 2 * K);
                 exact = false;
             }
         }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{BoundedSemaphore, Core, Semaphore, SemaphoreGuard};
-use crate::shm::{Waiting, poll_on};
+use crate::shm::Waiting;
 use std::convert::Infallible;
 
 impl Core {
@@ -90,18 +90,7 @@ impl<'a> Future for SemaphoreAcquire<'a> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let core: &'a Core = this.core;
-        // The check, due as in a blocking acquire: take back the permits of dead holders.
-        // The first attempt as a blocking acquire's spin looks (the fast path when it can);
-        // the one after arming under the guard: a sleeper's re-test (see `Core::take`).
-        let mut armed = false;
-        let polled = poll_on(&mut this.waiting, &core.shared.changed, cx, |check| {
-            if check {
-                core.recover_dead();
-            }
-            let taken = if armed { core.take() } else { core.try_take() };
-            armed = true;
-            taken
-        });
+        let polled = core.shared.changed.poll_to_take(core, &mut this.waiting, cx);
         polled.map(|taken| Ok(core.guard(taken)))
     }
 }
@@ -110,7 +99,6 @@ impl Drop for SemaphoreAcquire<'_> {
     fn drop(&mut self) {
         // A release's `notify(1)` may have woken this future, which leaves without its
         // permit: pass the wake-up on, as a blocking acquire that times out does.
-        let core = self.core;
-        self.waiting.pass_on(&core.shared.changed, || core.value() > 0);
+        self.core.shared.changed.pass_on(self.core, &mut self.waiting);
     }
 }
