@@ -589,6 +589,46 @@ fn a_handle_in_a_variant_that_fails_on_another_field_takes_no_other_copys_count(
     leaks.assert_no_leak();
 }
 
+/// A string that refuses to be "bad" when decoded.
+#[derive(Serialize)]
+struct NotBad(String);
+
+impl<'de> Deserialize<'de> for NotBad {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        if s == "bad" { Err(serde::de::Error::custom("a bad string")) } else { Ok(NotBad(s)) }
+    }
+}
+
+/// [`Job`] whose second variant can fail too.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StrictJob {
+    Count(Queue<String>, u32),
+    Name(Queue<String>, NotBad),
+}
+
+/// review47 M1, every variant failing: the handle dropped by each attempt is let go of when
+/// the decoding ends, and the message's count is taken with the message (the get fails,
+/// the message is gone, and the heap comes back).
+#[test]
+fn a_handle_kept_by_a_decoding_that_fails_is_let_go_of_at_its_end() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let q = Queue::<String>::new().unwrap();
+        let carrier = Queue::<StrictJob>::new().unwrap();
+        carrier.put(StrictJob::Name(q.clone(), NotBad("bad".to_string()))).unwrap();
+        carrier.put(StrictJob::Name(q.clone(), NotBad("good".to_string()))).unwrap();
+        assert!(matches!(carrier.get(), Err(multiproc::GetError::Decode(_))), "no variant decodes it");
+        let Ok(StrictJob::Name(got, NotBad(name))) = carrier.get() else { panic!("the next message is whole") };
+        assert_eq!(name, "good");
+        drop(q);
+        got.put("alone".to_string()).unwrap();
+        assert_eq!(got.get().unwrap(), "alone");
+    }
+    leaks.assert_no_leak();
+}
+
 /// Two pipe ends told apart by their message type only after the handle is received.
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
@@ -665,6 +705,38 @@ fn a_handle_in_a_later_variant_of_an_untagged_enum_reaches_a_child() {
         let child = Process::new(put_name, Job::Name(texts.clone(), "name".to_string())).start().unwrap();
         assert!(child.join().unwrap(), "failed on the field beside it");
         assert_eq!(texts.get().unwrap(), "name");
+    }
+    leaks.assert_no_leak();
+}
+
+/// A queue of queues accepted by the first variant, which then fails on the field beside
+/// it.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum CarrierJob {
+    Count(Queue<Queue<String>>, u32),
+    Name(Queue<Queue<String>>, String),
+}
+
+fn put_through_inner(job: CarrierJob) -> bool {
+    let CarrierJob::Name(carrier, name) = job else { return false };
+    matches!(carrier.get_timeout(Duration::from_secs(10)), Ok(inner) if inner.put(name.clone()).is_ok())
+}
+
+/// A queue whose only handle is a child's argument, dropped by an attempt that failed on
+/// the field beside it, is not the queue's last handle: the drain of its messages waits for
+/// the end of the decoding, whose next attempt holds it (decided at once, the drain emptied
+/// it, and the child's get failed).
+#[test]
+fn a_queue_kept_for_a_later_variant_keeps_its_messages() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let texts = Queue::<String>::new().unwrap();
+        let carrier = Queue::<Queue<String>>::new().unwrap();
+        carrier.put(texts.clone()).unwrap();
+        let child = Process::new(put_through_inner, CarrierJob::Name(carrier, "inner".to_string())).start().unwrap();
+        assert!(child.join().unwrap(), "the child got the inner queue through its argument");
+        assert_eq!(texts.get().unwrap(), "inner");
     }
     leaks.assert_no_leak();
 }
