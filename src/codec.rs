@@ -263,7 +263,7 @@ thread_local! {
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
     /// The handles the open decodings received or discarded, each with the depth of its
     /// decoding, innermost last (see [`Decoded`]): empty unless a decoding met a handle.
-    static DECODED: RefCell<Vec<Decoded>> = const { RefCell::new(Vec::new()) };
+    static DECODED: RefCell<DecodedHandles> = const { RefCell::new(DecodedHandles::new()) };
     /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
     /// first: empty unless takes nest (a `Deserialize` that takes from a channel).
     static OUTER_TAKES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
@@ -380,6 +380,42 @@ struct Decoded {
     state: Met,
 }
 
+/// The handles the open decodings of a thread met ([`DECODED`]), innermost decoding's last,
+/// with how many are kept and discarded: a receive looks for neither when there is none,
+/// so that a message of many handles is not a search per handle.
+struct DecodedHandles {
+    met: Vec<Decoded>,
+    kept: usize,
+    discarded: usize,
+}
+
+impl DecodedHandles {
+    const fn new() -> Self {
+        Self { met: Vec::new(), kept: 0, discarded: 0 }
+    }
+
+    /// The entry of the decoding at `depth` (the innermost open one) for the handle `read`
+    /// in a state `wanted` accepts.
+    fn find(&mut self, depth: u32, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
+        self.met
+            .iter_mut()
+            .rev()
+            .take_while(|met| met.depth == depth)
+            .find(|met| met.read == read && wanted(&met.state))
+    }
+
+    /// Takes the last entry if its decoding is deeper than `depth` (ended), counted out.
+    fn pop_deeper_than(&mut self, depth: u32) -> Option<Decoded> {
+        let met = self.met.pop_if(|met| met.depth > depth)?;
+        match met.state {
+            Met::Kept(_) => self.kept -= 1,
+            Met::Discarded(_) => self.discarded -= 1,
+            Met::Received => {}
+        }
+        Some(met)
+    }
+}
+
 /// What became of a handle in the decoding that met it ([`Decoded`]).
 enum Met {
     /// Received, and held by the value being decoded (or refused for a full heap, its
@@ -388,8 +424,8 @@ enum Met {
     /// Received, then dropped inside the decoding: held here until a later attempt takes
     /// it back, or the decoding ends.
     Kept(Kept),
-    /// Read as another type: its count is discarded once the message is taken, unless the
-    /// flag says a later attempt received it.
+    /// Read as another type: its count is discarded once the message is taken, unless a
+    /// later attempt receives it and sets the flag (the entry is `Received` then).
     Discarded(Rc<Cell<bool>>),
 }
 
@@ -405,14 +441,9 @@ pub(crate) struct Kept {
 /// Lets go of the handles kept by the decodings deeper than `depth`, which have ended, and
 /// forgets what those decodings met.
 fn end_decodings_deeper_than(depth: u32) {
-    let ended = DECODED.with(|d| {
-        let mut d = d.borrow_mut();
-        // Innermost last: a decoding meets handles only while no deeper one is open.
-        let from = d.partition_point(|met| met.depth <= depth);
-        if from == d.len() { Vec::new() } else { d.split_off(from) }
-    });
-    // Out of the borrow: a let-go may free an object, whose `destroy` drops handles.
-    for met in ended {
+    // Innermost last: a decoding meets handles only while no deeper one is open.
+    while let Some(met) = DECODED.with(|d| d.borrow_mut().pop_deeper_than(depth)) {
+        // Out of the borrow: a let-go may free an object, whose `destroy` drops handles.
         if let Met::Kept(kept) = met.state {
             (kept.let_go)(kept.off, kept.side);
         }
@@ -429,20 +460,15 @@ pub(crate) fn received_handle(read: HandleRead) {
         s.taken_any.set(true);
         let depth = s.decoding.get();
         DECODED.with(|d| {
-            let mut d = d.borrow_mut();
-            let discarded = d
-                .iter_mut()
-                .rev()
-                .take_while(|met| met.depth == depth)
-                .find(|met| met.read == read && matches!(&met.state, Met::Discarded(voided) if !voided.get()));
-            match discarded {
-                Some(met) => {
-                    if let Met::Discarded(voided) = &met.state {
-                        voided.set(true);
-                    }
-                    met.state = Met::Received;
-                }
-                None => d.push(Decoded { read, depth, state: Met::Received }),
+            let d = &mut *d.borrow_mut();
+            if d.discarded != 0
+                && let Some(met) = d.find(depth, read, |state| matches!(state, Met::Discarded(_)))
+                && let Met::Discarded(voided) = std::mem::replace(&mut met.state, Met::Received)
+            {
+                voided.set(true);
+                d.discarded -= 1;
+            } else {
+                d.met.push(Decoded { read, depth, state: Met::Received });
             }
         });
     });
@@ -456,13 +482,11 @@ pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
     STATE.with(|s| {
         let depth = s.decoding.get();
         DECODED.with(|d| {
-            let mut d = d.borrow_mut();
-            let received = d
-                .iter_mut()
-                .rev()
-                .take_while(|met| met.depth == depth)
-                .find(|met| met.read == read && matches!(met.state, Met::Received));
-            received.map(|met| met.state = Met::Kept(kept)).is_some()
+            let d = &mut *d.borrow_mut();
+            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Received)) else { return false };
+            met.state = Met::Kept(kept);
+            d.kept += 1;
+            true
         })
     })
 }
@@ -470,8 +494,9 @@ pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
 /// Whether an open decoding of this thread received a handle of the object at `off` (of
 /// `generation`), an object's own or a side's, and has not dropped it (see [`Decoded`]).
 pub(crate) fn received_in_decoding(off: u64, generation: u64) -> bool {
-    DECODED
-        .with(|d| d.borrow().iter().any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received)))
+    DECODED.with(|d| {
+        d.borrow().met.iter().any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received))
+    })
 }
 
 /// Whether the decoding in progress received the handle whose wire notes `read` and then
@@ -485,14 +510,15 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
         }
         let depth = s.decoding.get();
         DECODED.with(|d| {
-            let mut d = d.borrow_mut();
-            let kept = d
-                .iter_mut()
-                .rev()
-                .take_while(|met| met.depth == depth)
-                .find(|met| met.read == read && matches!(met.state, Met::Kept(_)));
+            let d = &mut *d.borrow_mut();
+            if d.kept == 0 {
+                return false;
+            }
+            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Kept(_))) else { return false };
             // Forgotten, not let go of: held by the caller's handle now.
-            kept.map(|met| met.state = Met::Received).is_some()
+            met.state = Met::Received;
+            d.kept -= 1;
+            true
         })
     })
 }
@@ -506,12 +532,13 @@ pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
         s.taken_any.set(true);
         let depth = s.decoding.get();
         DECODED.with(|d| {
-            let mut d = d.borrow_mut();
-            if d.iter().rev().take_while(|met| met.depth == depth).any(|met| met.read == read) {
+            let d = &mut *d.borrow_mut();
+            if d.find(depth, read, |_| true).is_some() {
                 return None;
             }
             let voided = Rc::new(Cell::new(false));
-            d.push(Decoded { read, depth, state: Met::Discarded(voided.clone()) });
+            d.met.push(Decoded { read, depth, state: Met::Discarded(voided.clone()) });
+            d.discarded += 1;
             Some(voided)
         })
     })
