@@ -44,6 +44,7 @@ mod probe;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::rc::Rc;
 
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
@@ -182,6 +183,7 @@ pub(crate) fn prepare_for_forks() {
     TAKEN.with(|_| ());
     SCRATCH.with(|_| ());
     READ.with(|_| ());
+    DECODED.with(|_| ());
     PLANS.with(|_| ());
 }
 
@@ -259,10 +261,9 @@ thread_local! {
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
-    /// The handles the open decodings received (pending) and then refused for their message
-    /// type ([`refused_handle`]), each with the depth of the decoding that read it: empty
-    /// unless a handle was refused so.
-    static REFUSED: RefCell<Vec<(HandleRead, u32)>> = const { RefCell::new(Vec::new()) };
+    /// The handles the open decodings received or discarded, each with the depth of its
+    /// decoding, innermost last (see [`Decoded`]): empty unless a decoding met a handle.
+    static DECODED: RefCell<DecodedHandles> = const { RefCell::new(DecodedHandles::new()) };
     /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
     /// first: empty unless takes nest (a `Deserialize` that takes from a channel).
     static OUTER_TAKES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
@@ -284,8 +285,9 @@ struct State {
     /// ([`TakeScope::enter`]), 0 when no take is open. Replaced at each take as a count
     /// would be incremented: naming the object costs the hot path nothing.
     taking: Cell<usize>,
-    /// Whether `TAKEN` may hold something: set by the handle deserializer ([`on_taken`]),
-    /// so that a message without handles has nothing to settle.
+    /// Whether `TAKEN` or `DECODED` may hold something: set by the handle deserializer
+    /// ([`on_taken`], [`received_handle`]), so that a message without handles has nothing
+    /// to settle.
     taken_any: Cell<bool>,
     /// The plan of the type sent last, the common case of a channel used in a loop.
     last_plan: Cell<Option<(&'static str, bool)>>,
@@ -326,9 +328,8 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        // A refused handle is adopted by its own decoding only (see `refused_handle`).
         let depth = self.decoding.get();
-        REFUSED.with(|r| r.borrow_mut().retain(|&(_, at)| at <= depth));
+        end_decodings_deeper_than(depth);
         if depth != 0 || self.taking.get() != 0 {
             return;
         }
@@ -355,32 +356,191 @@ pub(crate) fn handle_read(read: HandleRead) {
     });
 }
 
-/// Notes that the decoding in progress received the handle `read` pending (its count
-/// reserved until the message is taken) and then refused it for its message type (a
-/// `Queue<u32>` read from a `Queue<String>`'s handle). serde's untagged enum tries its next
-/// variant on the same bytes: that attempt's receive adopts the reservation
-/// ([`adopt_refused`]) instead of reserving a second count for one handle, which found none
-/// ("received already", review37 M2) or took another message's.
-pub(crate) fn refused_handle(read: HandleRead) {
-    STATE.with(|s| {
-        if s.taken_any.get() {
-            let depth = s.decoding.get();
-            REFUSED.with(|r| r.borrow_mut().push((read, depth)));
+/// A handle an open decoding met ([`DECODED`]): what its wire notes when read
+/// (`Wire::read_mark`), the depth of that decoding, and what became of it there.
+///
+/// serde's untagged enums (and any `Deserialize` that buffers and tries again) decode one
+/// copy of a handle once per attempt, on the same bytes. An attempt that receives the
+/// handle and then fails (on the handle's message type, or on a field beside it) drops it;
+/// the next attempt's receive then found no count left for it, "the handle was received
+/// already", and the message was lost (review37 M2, review47 M1). So a handle dropped
+/// inside the decoding that received it is kept for that decoding ([`keep_dropped`]), and
+/// its next read there takes it back ([`take_back`]): let go of only once the decoding
+/// ends without one. An attempt that reads it as another type discards its count only
+/// if the decoding has not received it ([`discarding`]), and a later receive voids such a
+/// discard.
+///
+/// The price: copies are told apart by their marks only. A decoding that keeps (or
+/// discards) one copy of a handle and then reads another copy of it in the same message
+/// takes the first back (or voids its discard): the second copy's count stays in flight,
+/// a leak for the family's life, never a count taken twice.
+struct Decoded {
+    read: HandleRead,
+    depth: u32,
+    state: Met,
+}
+
+/// The handles the open decodings of a thread met ([`DECODED`]), innermost decoding's last,
+/// with how many are kept and discarded: a receive looks for neither when there is none,
+/// so that a message of many handles is not a search per handle.
+struct DecodedHandles {
+    met: Vec<Decoded>,
+    kept: usize,
+    discarded: usize,
+}
+
+impl DecodedHandles {
+    const fn new() -> Self {
+        Self { met: Vec::new(), kept: 0, discarded: 0 }
+    }
+
+    /// The entry of the decoding at `depth` (the innermost open one) for the handle `read`
+    /// in a state `wanted` accepts.
+    fn find(&mut self, depth: u32, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
+        self.met
+            .iter_mut()
+            .rev()
+            .take_while(|met| met.depth == depth)
+            .find(|met| met.read == read && wanted(&met.state))
+    }
+
+    /// Takes the last entry if its decoding is deeper than `depth` (ended), counted out.
+    fn pop_deeper_than(&mut self, depth: u32) -> Option<Decoded> {
+        let met = self.met.pop_if(|met| met.depth > depth)?;
+        match met.state {
+            Met::Kept(_) => self.kept -= 1,
+            Met::Discarded(_) => self.discarded -= 1,
+            Met::Received => {}
         }
+        Some(met)
+    }
+}
+
+/// What became of a handle in the decoding that met it ([`Decoded`]).
+enum Met {
+    /// Received, and held by the value being decoded (or refused for a full heap, its
+    /// count taken with the message all the same).
+    Received,
+    /// Received, then dropped inside the decoding: held here until a later attempt takes
+    /// it back, or the decoding ends.
+    Kept(Kept),
+    /// Read as another type: its count is discarded once the message is taken, unless a
+    /// later attempt receives it and sets the flag (the entry is `Received` then).
+    Discarded(Rc<Cell<bool>>),
+}
+
+/// A handle dropped inside the decoding that received it ([`keep_dropped`]): its object's
+/// offset, its side (0 for an object's own handle), and what lets go of it as its drop
+/// would have.
+pub(crate) struct Kept {
+    pub(crate) off: u64,
+    pub(crate) side: usize,
+    pub(crate) let_go: fn(u64, usize),
+}
+
+/// Lets go of the handles kept by the decodings deeper than `depth`, which have ended, and
+/// forgets what those decodings met.
+fn end_decodings_deeper_than(depth: u32) {
+    // Innermost last: a decoding meets handles only while no deeper one is open.
+    while let Some(met) = DECODED.with(|d| d.borrow_mut().pop_deeper_than(depth)) {
+        // Out of the borrow: a let-go may free an object, whose `destroy` drops handles.
+        if let Met::Kept(kept) = met.state {
+            (kept.let_go)(kept.off, kept.side);
+        }
+    }
+}
+
+/// Notes that the decoding in progress received the handle whose wire notes `read` (a
+/// pending or carried receive, or a pending one refused for a full heap whose count the
+/// message's take takes): a handle of it dropped before the decoding ends is kept for it
+/// ([`keep_dropped`]), and an attempt that reads it as another type discards nothing. A
+/// discard an earlier attempt registered for it is voided (see [`Decoded`]).
+pub(crate) fn received_handle(read: HandleRead) {
+    STATE.with(|s| {
+        s.taken_any.set(true);
+        let depth = s.decoding.get();
+        DECODED.with(|d| {
+            let d = &mut *d.borrow_mut();
+            if d.discarded != 0
+                && let Some(met) = d.find(depth, read, |state| matches!(state, Met::Discarded(_)))
+                && let Met::Discarded(voided) = std::mem::replace(&mut met.state, Met::Received)
+            {
+                voided.set(true);
+                d.discarded -= 1;
+            } else {
+                d.met.push(Decoded { read, depth, state: Met::Received });
+            }
+        });
     });
 }
 
-/// Whether the decoding in progress refused the handle `read` after receiving it
-/// ([`refused_handle`]), forgotten once asked: the caller adopts its reservation.
-pub(crate) fn adopt_refused(read: HandleRead) -> bool {
+/// Whether the handle whose wire notes `read`, being dropped, was received by the
+/// decoding in progress and not dropped yet: then `kept` is held for that decoding
+/// instead (see [`Decoded`]), and the caller lets nothing go. Called by a handle's drop
+/// while [`settles_pending`].
+pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
     STATE.with(|s| {
         let depth = s.decoding.get();
-        s.taken_any.get()
-            && REFUSED.with(|r| {
-                let mut r = r.borrow_mut();
-                let found = r.iter().position(|&(key, at)| key == read && at == depth);
-                found.map(|i| r.swap_remove(i)).is_some()
-            })
+        DECODED.with(|d| {
+            let d = &mut *d.borrow_mut();
+            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Received)) else { return false };
+            met.state = Met::Kept(kept);
+            d.kept += 1;
+            true
+        })
+    })
+}
+
+/// Whether an open decoding of this thread received a handle of the object at `off` (of
+/// `generation`), an object's own or a side's, and has not dropped it (see [`Decoded`]).
+pub(crate) fn received_in_decoding(off: u64, generation: u64) -> bool {
+    DECODED.with(|d| {
+        d.borrow().met.iter().any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received))
+    })
+}
+
+/// Whether the decoding in progress received the handle whose wire notes `read` and then
+/// dropped it ([`keep_dropped`]): it is taken back, and the caller's read of the same
+/// bytes holds it as it was, without a receive (the handle of the object at the wire's
+/// offset, of the wire's type, this process's).
+pub(crate) fn take_back(read: HandleRead) -> bool {
+    STATE.with(|s| {
+        if !s.taken_any.get() {
+            return false;
+        }
+        let depth = s.decoding.get();
+        DECODED.with(|d| {
+            let d = &mut *d.borrow_mut();
+            if d.kept == 0 {
+                return false;
+            }
+            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Kept(_))) else { return false };
+            // Forgotten, not let go of: held by the caller's handle now.
+            met.state = Met::Received;
+            d.kept -= 1;
+            true
+        })
+    })
+}
+
+/// Whether the decoding in progress, which read the handle whose wire notes `read` as
+/// another type, should discard its count once the message is taken: `None` when it met
+/// the handle already (received it, or discarded it: another attempt at the same copy),
+/// else the flag a later receive sets to void the discard (see [`Decoded`]).
+pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
+    STATE.with(|s| {
+        s.taken_any.set(true);
+        let depth = s.decoding.get();
+        DECODED.with(|d| {
+            let d = &mut *d.borrow_mut();
+            if d.find(depth, read, |_| true).is_some() {
+                return None;
+            }
+            let voided = Rc::new(Cell::new(false));
+            d.met.push(Decoded { read, depth, state: Met::Discarded(voided.clone()) });
+            d.discarded += 1;
+            Some(voided)
+        })
     })
 }
 
@@ -405,8 +565,10 @@ pub(crate) fn on_taken(settle: impl FnOnce() + 'static) {
     STATE.with(|s| s.taken_any.set(true));
 }
 
-/// Whether this thread has registered [`on_taken`] actions not yet run: a decoding or a
-/// take in progress received (or discarded) a handle that is not final yet. One flag's test.
+/// Whether this thread has registered [`on_taken`] actions not yet run, or an open decoding
+/// of it met a handle ([`received_handle`]): a decoding or a take in progress received (or
+/// discarded) a handle that is not final yet, or that it may keep once dropped. One flag's
+/// test.
 pub(crate) fn settles_pending() -> bool {
     STATE.with(|s| s.taken_any.get())
 }

@@ -534,6 +534,101 @@ fn a_handle_in_a_later_variant_of_an_untagged_enum_takes_no_other_copys_count() 
     leaks.assert_no_leak();
 }
 
+/// A queue accepted by the first variant, which then fails on the field beside it.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Job {
+    Count(Queue<String>, u32),
+    Name(Queue<String>, String),
+}
+
+/// review47 M1: the `Count` attempt receives the queue (its type is right), fails on the
+/// `u32` beside it, and serde drops the queue as any value: its `Name` attempt's receive
+/// found no count unreserved, the message failed "the handle was received already" and
+/// was lost. A handle dropped inside the decoding that received it is now given back to
+/// that decoding, for its next attempt at the same bytes.
+#[test]
+fn a_handle_in_a_variant_that_fails_on_another_field_travels_in_the_next() {
+    let _t = heap_user(LIMIT);
+    let q = Queue::<String>::new().unwrap();
+    let carrier = Queue::<Job>::new().unwrap();
+    carrier.put(Job::Name(q.clone(), "x".to_string())).unwrap();
+    match carrier.get() {
+        Ok(Job::Name(got, name)) => {
+            assert_eq!(name, "x");
+            got.put("through the message's copy".to_string()).unwrap();
+            assert_eq!(q.get().unwrap(), "through the message's copy");
+        }
+        Ok(Job::Count(..)) => panic!("a string read as a u32"),
+        Err(e) => panic!("the second variant's handle: {e}"),
+    }
+}
+
+/// review47 M1, the queue twice in one message and once in another: each copy is received
+/// once, whichever attempt dropped it, and the heap comes back.
+#[test]
+fn a_handle_in_a_variant_that_fails_on_another_field_takes_no_other_copys_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let q = Queue::<String>::new().unwrap();
+        let carrier = Queue::<Vec<Job>>::new().unwrap();
+        let plain = Queue::<Queue<String>>::new().unwrap();
+        carrier.put(vec![Job::Name(q.clone(), "a".to_string()), Job::Name(q.clone(), "b".to_string())]).unwrap();
+        plain.put(q.clone()).unwrap();
+        let got = carrier.get().unwrap();
+        assert_eq!(got.len(), 2);
+        for job in got {
+            let Job::Name(got, name) = job else { panic!("a string read as a u32") };
+            got.put(name.clone()).unwrap();
+            assert_eq!(q.get().unwrap(), name);
+        }
+        let got = plain.get().unwrap();
+        got.put("plain".to_string()).unwrap();
+        assert_eq!(q.get().unwrap(), "plain");
+    }
+    leaks.assert_no_leak();
+}
+
+/// A string that refuses to be "bad" when decoded.
+#[derive(Serialize)]
+struct NotBad(String);
+
+impl<'de> Deserialize<'de> for NotBad {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        if s == "bad" { Err(serde::de::Error::custom("a bad string")) } else { Ok(NotBad(s)) }
+    }
+}
+
+/// [`Job`] whose second variant can fail too.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StrictJob {
+    Count(Queue<String>, u32),
+    Name(Queue<String>, NotBad),
+}
+
+/// review47 M1, every variant failing: the handle dropped by each attempt is let go of when
+/// the decoding ends, and the message's count is taken with the message (the get fails,
+/// the message is gone, and the heap comes back).
+#[test]
+fn a_handle_kept_by_a_decoding_that_fails_is_let_go_of_at_its_end() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let q = Queue::<String>::new().unwrap();
+        let carrier = Queue::<StrictJob>::new().unwrap();
+        carrier.put(StrictJob::Name(q.clone(), NotBad("bad".to_string()))).unwrap();
+        carrier.put(StrictJob::Name(q.clone(), NotBad("good".to_string()))).unwrap();
+        assert!(matches!(carrier.get(), Err(multiproc::GetError::Decode(_))), "no variant decodes it");
+        let Ok(StrictJob::Name(got, NotBad(name))) = carrier.get() else { panic!("the next message is whole") };
+        assert_eq!(name, "good");
+        drop(q);
+        got.put("alone".to_string()).unwrap();
+        assert_eq!(got.get().unwrap(), "alone");
+    }
+    leaks.assert_no_leak();
+}
+
 /// Two pipe ends told apart by their message type only after the handle is received.
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
@@ -542,39 +637,108 @@ enum AnyConnection {
     Texts(Connection<String>),
 }
 
-/// review37 M2 (a) for a pipe's end: open. The end's *side* is received beside its object,
-/// and the refused attempt's side reservation is not adopted (only a queue's handle is).
+/// A pipe end accepted by the first variant, which then fails on the field beside it.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum EndJob {
+    Count(Connection<String>, u32),
+    Name(Connection<String>, String),
+}
+
+/// review37 M2 (a) for a pipe's end: its *side* is received beside its object, and the
+/// refused attempt's side reservation was not adopted ("the handle was received already").
+/// The end dropped by the `Ints` attempt is now kept whole, side and object, for the
+/// `Texts` attempt; and so is one dropped by an attempt that fails on another field
+/// (review47 M1). Once the ends are dropped, the heap comes back.
 #[test]
-#[ignore = "open (review37 M2): a pipe end's refused side reservation is not adopted"]
 fn a_pipe_end_travels_in_a_later_variant_of_an_untagged_enum() {
-    let _t = heap_user(LIMIT);
-    let (a, b) = Pipe::<String>::new().unwrap();
-    let carrier = Queue::<AnyConnection>::new().unwrap();
-    carrier.put(AnyConnection::Texts(a)).unwrap();
-    match carrier.get() {
-        Ok(AnyConnection::Texts(a)) => {
-            a.send("x".to_string()).unwrap();
-            assert_eq!(b.recv().unwrap(), "x");
-        }
-        Ok(AnyConnection::Ints(_)) => panic!("a Connection<String> read as a Connection<u32>"),
-        Err(e) => panic!("the second variant's handle: {e}"),
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::<String>::new().unwrap();
+        let carrier = Queue::<AnyConnection>::new().unwrap();
+        carrier.put(AnyConnection::Texts(a)).unwrap();
+        let a = match carrier.get() {
+            Ok(AnyConnection::Texts(a)) => a,
+            Ok(AnyConnection::Ints(_)) => panic!("a Connection<String> read as a Connection<u32>"),
+            Err(e) => panic!("the second variant's handle: {e}"),
+        };
+        a.send("x".to_string()).unwrap();
+        assert_eq!(b.recv().unwrap(), "x");
+        let jobs = Queue::<EndJob>::new().unwrap();
+        jobs.put(EndJob::Name(a, "y".to_string())).unwrap();
+        let a = match jobs.get() {
+            Ok(EndJob::Name(a, name)) => {
+                assert_eq!(name, "y");
+                a
+            }
+            Ok(EndJob::Count(..)) => panic!("a string read as a u32"),
+            Err(e) => panic!("the second variant's handle: {e}"),
+        };
+        a.send("z".to_string()).unwrap();
+        assert_eq!(b.recv().unwrap(), "z");
+        drop(a);
+        assert!(b.recv().is_err(), "the end received was the only one left");
     }
+    leaks.assert_no_leak();
 }
 
 fn put_text(any: AnyQueue) -> bool {
     matches!(any, AnyQueue::Texts(q) if q.put("arg".to_string()).is_ok())
 }
 
-/// review37 M2 (a) in a child's argument: open. Its receives are final at once (carried),
-/// so the refused attempt's count is taken with it, and the next attempt finds none.
+fn put_name(job: Job) -> bool {
+    matches!(job, Job::Name(q, name) if q.put(name.clone()).is_ok())
+}
+
+/// review37 M2 (a) and review47 M1 in a child's argument, whose receives are final at once
+/// (carried): the attempt that dropped the queue had taken the carrier's count with it,
+/// and the next attempt found none ("could not be decoded ... received already"). The
+/// handle dropped is kept for the next attempt as a pending one is.
 #[test]
-#[ignore = "open (review37 M2): a carried receive refused by an untagged enum's attempt is final"]
 fn a_handle_in_a_later_variant_of_an_untagged_enum_reaches_a_child() {
-    let _t = heap_user(LIMIT);
-    let texts = Queue::<String>::new().unwrap();
-    let child = Process::new(put_text, AnyQueue::Texts(texts.clone())).start().unwrap();
-    assert!(child.join().unwrap());
-    assert_eq!(texts.get().unwrap(), "arg");
+    let leaks = common::leak_check(LIMIT);
+    {
+        let texts = Queue::<String>::new().unwrap();
+        let child = Process::new(put_text, AnyQueue::Texts(texts.clone())).start().unwrap();
+        assert!(child.join().unwrap(), "refused for its message type");
+        assert_eq!(texts.get().unwrap(), "arg");
+        let child = Process::new(put_name, Job::Name(texts.clone(), "name".to_string())).start().unwrap();
+        assert!(child.join().unwrap(), "failed on the field beside it");
+        assert_eq!(texts.get().unwrap(), "name");
+    }
+    leaks.assert_no_leak();
+}
+
+/// A queue of queues accepted by the first variant, which then fails on the field beside
+/// it.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum CarrierJob {
+    Count(Queue<Queue<String>>, u32),
+    Name(Queue<Queue<String>>, String),
+}
+
+fn put_through_inner(job: CarrierJob) -> bool {
+    let CarrierJob::Name(carrier, name) = job else { return false };
+    matches!(carrier.get_timeout(Duration::from_secs(10)), Ok(inner) if inner.put(name.clone()).is_ok())
+}
+
+/// A queue whose only handle is a child's argument, dropped by an attempt that failed on
+/// the field beside it, is not the queue's last handle: the drain of its messages waits for
+/// the end of the decoding, whose next attempt holds it (decided at once, the drain emptied
+/// it, and the child's get failed).
+#[test]
+fn a_queue_kept_for_a_later_variant_keeps_its_messages() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let texts = Queue::<String>::new().unwrap();
+        let carrier = Queue::<Queue<String>>::new().unwrap();
+        carrier.put(texts.clone()).unwrap();
+        let child = Process::new(put_through_inner, CarrierJob::Name(carrier, "inner".to_string())).start().unwrap();
+        assert!(child.join().unwrap(), "the child got the inner queue through its argument");
+        assert_eq!(texts.get().unwrap(), "inner");
+    }
+    leaks.assert_no_leak();
 }
 
 /// Two values of different kinds of object: the first variant's attempt refuses the handle
@@ -603,21 +767,37 @@ fn a_handle_refused_by_an_earlier_variant_of_an_untagged_enum_is_received_by_a_l
     }
 }
 
-/// review37 M2 (b), the object's handle in two messages: the `Small` attempt's discard,
-/// run at the take's end, takes the other message's count, whose reader then fails
-/// "received already". Open, as (a).
+/// Three values of different kinds of object: two attempts of other types before the
+/// right one.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AnyOfThree {
+    Small(multiproc::RawValue<u8>),
+    Medium(multiproc::RawValue<u32>),
+    Large(multiproc::RawValue<u64>),
+}
+
+/// review37 M2 (b) and (c), the object's handle in two messages: the `Small` attempt's
+/// discard (and `Medium`'s), run at the take's end, took the other message's count, whose
+/// reader then failed "received already". A later receive of the same bytes now voids the
+/// discard, and a second attempt of another type registers none.
 #[test]
-#[ignore = "open (review37 M2): an untagged enum's refused attempt discards a count another message holds"]
 fn a_handle_refused_by_an_earlier_variant_takes_no_other_messages_count() {
-    let _t = heap_user(LIMIT);
-    let value = multiproc::RawValue::new(5u64).unwrap();
-    let carrier = Queue::<AnyValue>::new().unwrap();
-    let plain = Queue::<multiproc::RawValue<u64>>::new().unwrap();
-    carrier.put(AnyValue::Large(value.clone())).unwrap();
-    plain.put(value.clone()).unwrap();
-    assert!(matches!(carrier.get(), Ok(AnyValue::Large(_))));
-    match plain.get() {
-        Ok(got) => assert_eq!(got.get(), 5),
-        Err(e) => panic!("the other message's handle: {e}"),
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let carrier = Queue::<AnyValue>::new().unwrap();
+        let three = Queue::<AnyOfThree>::new().unwrap();
+        let plain = Queue::<multiproc::RawValue<u64>>::new().unwrap();
+        carrier.put(AnyValue::Large(value.clone())).unwrap();
+        three.put(AnyOfThree::Large(value.clone())).unwrap();
+        plain.put(value.clone()).unwrap();
+        assert!(matches!(carrier.get(), Ok(AnyValue::Large(_))));
+        assert!(matches!(three.get(), Ok(AnyOfThree::Large(_))));
+        match plain.get() {
+            Ok(got) => assert_eq!(got.get(), 5),
+            Err(e) => panic!("the other message's handle: {e}"),
+        }
     }
+    leaks.assert_no_leak();
 }

@@ -1016,6 +1016,54 @@ fn an_end_in_a_child_argument_not_read_wholly_ends_the_other_ends_stream() {
     leaks.assert_no_leak();
 }
 
+fn never_runs_in_a_pool(_: StopsBeforeTheEnd<false>) -> u32 {
+    unreachable!("the task's decoding refuses");
+}
+
+fn never_runs_in_a_pool_either(_: EndAsAQueue<false>) -> u32 {
+    unreachable!("the task's decoding refuses");
+}
+
+/// review41 L3: a pool's `map` of more than one item with chunk size 1 takes the claims
+/// path, where a task's handles travel as counts in flight in the claim table, not in a
+/// carrier: a task whose decoding stops before the end, or reads it as a queue, gives the
+/// end's counts back (the typeless discard, after the item is marked taken), and the kept
+/// end sees the end of the stream. The worker's path held; the second item, which the
+/// failed map left unclaimed and the pool dropped itself (`drop_item`, a decoding that did
+/// not give back what it did not read), kept its end in flight: `Err(Timeout)` for the
+/// decoding that stops before the end.
+#[test]
+fn an_end_in_a_pool_task_on_the_claims_path_not_read_wholly_ends_the_other_ends_stream() {
+    let leaks = leak_check(LIMIT);
+    let pool = multiproc::Pool::new(1).unwrap();
+    let claims = || multiproc::MapOptions::new().chunksize(1);
+    let mut failed = Vec::new();
+    for as_a_queue in [false, true] {
+        let (sent, kept): (Vec<_>, Vec<_>) = (0..2).map(|_| Pipe::<u32>::new().unwrap()).unzip();
+        let mapped = if as_a_queue {
+            let items = sent.into_iter().map(|end| EndAsAQueue::<false>::new((end, 13))).collect::<Vec<_>>();
+            pool.map_with(never_runs_in_a_pool_either, items, claims())
+        } else {
+            let items = sent.into_iter().map(|end| StopsBeforeTheEnd::<false>::new((13, end))).collect::<Vec<_>>();
+            pool.map_with(never_runs_in_a_pool, items, claims())
+        };
+        match mapped {
+            Err(e) => assert!(!e.to_string().contains("Vec<"), "a chunk's decoding, not a claimed item's: {e}"),
+            Ok(_) => panic!("the task's decoding refuses (read as a queue: {as_a_queue})"),
+        }
+        for (i, kept) in kept.iter().enumerate() {
+            // A bound, not a duration asserted.
+            let got = kept.recv_timeout(Duration::from_secs(10));
+            if got != Err(RecvTimeoutError::Disconnected) {
+                failed.push(format!("item {i}, read as a queue: {as_a_queue}: {got:?}"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "the kept end did not see the end of the stream: {failed:#?}");
+    drop(pool);
+    leaks.assert_no_leak();
+}
+
 /// Both ends of one pipe in one message note the same handle read (the object's offset,
 /// generation and seal): the first end, read, is matched with its read, and the second,
 /// never reached, is given back, its side's count with it.

@@ -764,7 +764,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     pub(crate) fn from_shared(shared: Shared<QueueState>, flavor: Flavor) -> Result<Self, String> {
         let expected = type_tag::<T>(flavor.name());
         if shared.type_tag.load(Ordering::Relaxed) != expected {
-            shared.drop_refused();
+            // Dropped inside its decoding, which keeps it for its next attempt at the same
+            // bytes (an untagged enum's next variant, `codec::keep_dropped`).
             return Err(format!(
                 "the handle is not a {}<{}> (it was made for another handle or message type)",
                 flavor.name(),

@@ -1060,22 +1060,6 @@ impl Holders {
         }
     }
 
-    /// A pending receive of the object of `generation` that adopts a reservation this
-    /// process holds already: its handle was received and then refused by the same decoding
-    /// (`codec::refused_handle`), whose settle takes the count. One handle more, as a
-    /// clone, nothing reserved. `false` when this process reserves no count of the object
-    /// (nothing changed): the caller receives as usual.
-    pub(crate) fn adopt(&self, heap: &Heap, generation: u64, let_go: LetGo) -> bool {
-        let _gate = gate();
-        let announced = self.announce(heap);
-        if self.pin(generation, false).is_err() {
-            return false;
-        }
-        let _g = self.lock_and_unpin(announced);
-        // The reservation keeps the object allocated (its count in flight) until its settle.
-        self.reserved_by(heap, sys::me()) > 0 && self.join_locked(heap, false, let_go).is_ok()
-    }
-
     /// [`Holders::receive`] of a handle in a message its channel has not taken yet: pinned
     /// without a take, then under the table's lock this process's entry *reserves* one of
     /// the counts in flight (its `pending`, with the handle's `count`), a count that stays
@@ -1652,28 +1636,6 @@ mod tests {
         for _ in 0..2 {
             assert!(!holders.leave(heap));
         }
-        assert!(holders.leave(heap), "nothing else held it");
-    }
-
-    /// review37 M2: a receive adopts a reservation of this process's own (its handle
-    /// refused by the same decoding) as a clone would, and adopts nothing without one.
-    #[test]
-    fn an_adopted_reservation_is_one_handle_more_and_no_count() {
-        let _serial = crate::shm::heap_test_lock();
-        let heap = Heap::get();
-        let holders = Holders::new_held_at(7);
-        let let_go = LetGo { object: 0, generation: 7, side: None, gone: |_, _| {}, token: false };
-        holders.send();
-        assert!(!holders.adopt(heap, 7, let_go), "no reservation to adopt");
-        assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (1, 0)), "nothing changed");
-        holders.receive(heap, 7, true, let_go, None).unwrap();
-        assert!(!holders.leave(heap), "the refused handle, dropped");
-        assert!(!holders.adopt(heap, 8, let_go), "another object's");
-        assert!(holders.adopt(heap, 7, let_go));
-        assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (2, 1)), "one handle more, the same reservation");
-        assert!(!holders.settle(heap));
-        assert_eq!((in_flight(&holders), mine(heap, &holders)), (0, (2, 0)), "one count taken, for one message");
-        assert!(!holders.leave(heap));
         assert!(holders.leave(heap), "nothing else held it");
     }
 

@@ -337,29 +337,23 @@ impl<T: ShmObject> Shared<T> {
     /// killed meanwhile leaves its message, and the object, to the next reader. (review37
     /// M1: decided at once, a `Deserialize` that dropped the queue it had just decoded
     /// drained it, and a kill before the commit left the message naming an emptied queue.)
+    /// So is it while an open decoding of this thread holds a handle of the object it
+    /// received, carried ones too: a handle dropped inside it is kept for the decoding's
+    /// next attempt at the same bytes (`codec::keep_dropped`), which may take it back.
     pub(crate) fn if_last(&self, last: impl FnOnce(&Self) + 'static) {
         let if_last = move |this: &Self| {
             if !this.other_handles() {
                 last(this);
             }
         };
-        if codec::settles_pending() && self.header().holders.receiving_here(Heap::get()) {
+        if codec::settles_pending()
+            && (codec::received_in_decoding(self.off, self.generation())
+                || self.header().holders.receiving_here(Heap::get()))
+        {
             let kept = self.clone();
             codec::on_taken(move || if_last(&kept));
         } else {
             if_last(self);
-        }
-    }
-
-    /// Drops this handle, which the decoding in progress has just received and refuses (a
-    /// queue made for another message type): a later attempt of the same decoding at the
-    /// same handle (an untagged enum's next variant) adopts its reservation
-    /// (`codec::refused_handle`).
-    pub(crate) fn drop_refused(self) {
-        if codec::receipts().is_none() {
-            // A pending receive: its reservation outlives this handle until the take.
-            let (off, generation, seal) = self.identity();
-            codec::refused_handle([off, generation, seal]);
         }
     }
 
@@ -486,10 +480,52 @@ impl<T: ShmObject> Clone for Shared<T> {
 
 impl<T: ShmObject> Drop for Shared<T> {
     fn drop(&mut self) {
+        if codec::settles_pending()
+            && codec::keep_dropped(
+                self.read_mark(None),
+                codec::Kept { off: self.off, side: 0, let_go: Self::let_go_kept },
+            )
+        {
+            return;
+        }
+        self.leave();
+    }
+}
+
+impl<T: ShmObject> Shared<T> {
+    /// Lets go of this handle (what its drop does): the object is freed if it was its last
+    /// reference.
+    fn leave(&self) {
         if self.header().holders.leave(Heap::get()) {
             Self::release(self.off);
         }
     }
+
+    /// What a wire of this handle (of side `side`, if a side's) notes when read: its
+    /// `Wire::read_mark`.
+    fn read_mark(&self, side: Option<usize>) -> codec::HandleRead {
+        let (off, generation, seal) = self.identity();
+        [off, generation, seal ^ u64::from(wire_kind::<T>(side))]
+    }
+
+    /// Lets go of the handle of the object at `off` that the decoding which received it
+    /// kept, dropped inside it (`codec::keep_dropped`), once that decoding ended.
+    fn let_go_kept(off: u64, _: usize) {
+        std::mem::ManuallyDrop::new(Self::kept_at(off)).leave();
+    }
+
+    /// The handle of the object at `off` that a decoding kept: this process holds it, and
+    /// it becomes a handle again (its drop lets go of it).
+    fn kept_at(off: u64) -> Self {
+        let obj = Heap::get().ptr(off).cast::<Obj<T>>();
+        Self { off, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData }
+    }
+}
+
+/// What a handle's wire says its kind is: `T::KIND`, with `1 + side` in its upper half for
+/// a side's ([`SIDE_SHIFT`]).
+fn wire_kind<T: ShmObject>(side: Option<usize>) -> u32 {
+    T::KIND | side.map_or(0, |side| (1 + side as u32) << SIDE_SHIFT)
 }
 
 impl<T: ShmObject> fmt::Debug for Shared<T> {
@@ -564,7 +600,7 @@ impl<T: ShmObject> Shared<T> {
         let header = self.header();
         Wire {
             family: Heap::get().family_id(),
-            kind: T::KIND | side.map_or(0, |side| (1 + side as u32) << SIDE_SHIFT),
+            kind: wire_kind::<T>(side),
             offset: off,
             generation: header.generation.load(Ordering::Relaxed),
             fingerprint: fingerprint::<T>(),
@@ -579,7 +615,14 @@ impl<T: ShmObject> Shared<T> {
     /// other way round, is discarded ([`discard_foreign`]). `left_in_flight` runs when a
     /// pending receive is refused for a full heap, once the count's take at the message's
     /// take is registered: a side's decoding registers its side's there (run before it).
-    fn received<E: serde::de::Error>(wire: Wire, sides: usize, left_in_flight: impl FnOnce()) -> Result<Self, E> {
+    /// With the handle, whether it was taken back whole: received by an earlier attempt of
+    /// the same decoding at the same bytes and dropped there (`codec::take_back`), a
+    /// side's count with it; a side's decoding receives nothing more then.
+    fn received<E: serde::de::Error>(
+        wire: Wire,
+        sides: usize,
+        left_in_flight: impl FnOnce(),
+    ) -> Result<(Self, bool), E> {
         let heap = Heap::try_get()
             .ok_or_else(|| codec::refuse_decoding::<E>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
@@ -623,28 +666,31 @@ impl<T: ShmObject> Shared<T> {
                 "the handle's object no longer exists, or the handle was forged (its seal does not match)",
             ));
         }
+        let read = wire.read_mark();
+        if codec::take_back(read) {
+            // Of this type (checked above: the kept handle's mark, seal included, is the
+            // wire's, and the seal binds the type's fingerprint), held by this process since
+            // its receive.
+            return Ok((Self::kept_at(wire.offset), true));
+        }
         let let_go = Self::let_go(wire.offset, wire.generation);
         // Carried (a child's argument, a pool's chunk): final at once, the carrier answers
         // for the count until the take.
         let pending = receipt.is_none();
-        // Received and refused by an earlier attempt of this decoding at the same bytes (an
-        // untagged enum's variant): its reservation, and the settle registered with it, are
-        // this handle's.
-        let adopted = pending
-            && codec::adopt_refused([wire.offset, wire.generation, wire.seal])
-            && header.holders.adopt(heap, wire.generation, let_go);
-        if !adopted && let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
+        if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
             let full = matches!(e, Received::HeapFull { .. });
             if full && pending {
                 // The count stays in flight until the message is taken (the decoding fails,
                 // and its channel takes it with the error), and keeps the object until then.
                 Self::settle_on_take(wire.offset, false);
                 left_in_flight();
+                // Taken with the message: no other attempt discards it.
+                codec::received_handle(read);
             }
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
         }
-        if pending && !adopted {
+        if pending {
             // Final once the message is taken (or the decoding ends); the pending receive
             // keeps the object allocated until then.
             Self::settle_on_take(wire.offset, true);
@@ -660,7 +706,11 @@ impl<T: ShmObject> Shared<T> {
             drop(handle);
             return Err(codec::refuse_decoding("the handle's object no longer exists"));
         }
-        Ok(handle)
+        if sides == 0 {
+            // A side's decoding notes its handle once its side is received too.
+            codec::received_handle(read);
+        }
+        Ok((handle, false))
     }
 }
 
@@ -672,7 +722,7 @@ impl<T: ShmObject> Serialize for Shared<T> {
 
 impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Self::received(Wire::read(deserializer)?, 0, || {})
+        Ok(Self::received(Wire::read(deserializer)?, 0, || {})?.0)
     }
 }
 
@@ -770,8 +820,19 @@ fn undo_dead_token(heap: &Heap, off: u64, generation: u64, header: &Header, take
 /// whole, its count in flight for the next reader. (review34 L3: it was discarded at once,
 /// and the next reader of a message so left found it short of that count, "received
 /// already".)
+///
+/// An attempt at bytes whose handle the decoding received (or discarded) already discards
+/// nothing, and a later receive of it voids the discard: see `codec::discarding`. (review37
+/// M2 (b): an untagged enum's variant of another type discarded the count that its next
+/// variant's receive had reserved, or another message's.)
 fn discard_on_take(wire: Wire) {
-    codec::on_taken(move || discard_foreign(Heap::get(), &wire, None));
+    if let Some(voided) = codec::discarding(wire.read_mark()) {
+        codec::on_taken(move || {
+            if !voided.get() {
+                discard_foreign(Heap::get(), &wire, None);
+            }
+        });
+    }
 }
 
 /// A genuine handle decoded as another type is dropped: its in-flight count is given back
@@ -924,7 +985,8 @@ pub(crate) trait Sided: ShmObject {
 /// A handle to one side of a [`Sided`] object: it keeps the object alive like a
 /// [`Shared`], and counts as a holder of its side.
 pub(crate) struct Side<T: Sided> {
-    shared: Shared<T>,
+    /// Dropped by the side's drop, unless the decoding that received it keeps it whole.
+    shared: std::mem::ManuallyDrop<Shared<T>>,
     side: usize,
 }
 
@@ -947,9 +1009,9 @@ impl<T: Sided> Side<T> {
         shared.header().tag.fetch_or(((T::SIDES as u64) << 12 | first as u64) << 16, Ordering::Relaxed);
         let mut sides = Vec::with_capacity(T::SIDES);
         for side in 1..T::SIDES {
-            sides.push(Side { shared: shared.clone(), side });
+            sides.push(Side { shared: std::mem::ManuallyDrop::new(shared.clone()), side });
         }
-        sides.insert(0, Side { shared, side: 0 });
+        sides.insert(0, Side { shared: std::mem::ManuallyDrop::new(shared), side: 0 });
         sides
     }
 
@@ -1019,16 +1081,39 @@ impl<T: Sided> std::ops::Deref for Side<T> {
 impl<T: Sided> Clone for Side<T> {
     fn clone(&self) -> Self {
         self.shared.side_holders(self.side).join(Heap::get(), Self::let_go(&self.shared, self.side));
-        Self { shared: self.shared.clone(), side: self.side }
+        Self { shared: std::mem::ManuallyDrop::new((*self.shared).clone()), side: self.side }
     }
 }
 
 impl<T: Sided> Drop for Side<T> {
     fn drop(&mut self) {
-        if self.shared.side_holders(self.side).leave(Heap::get()) {
-            self.shared.side_gone(self.side);
+        if codec::settles_pending() {
+            let kept = codec::Kept { off: self.shared.off, side: self.side, let_go: Self::let_go_kept };
+            if codec::keep_dropped(self.shared.read_mark(Some(self.side)), kept) {
+                return;
+            }
         }
-        // `shared` drops next, possibly freeing the object.
+        Self::leave(&self.shared, self.side);
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.shared) };
+    }
+}
+
+impl<T: Sided> Side<T> {
+    /// Lets go of side `side` of `shared`'s object (what a side's drop does before it
+    /// drops its object's handle).
+    fn leave(shared: &Shared<T>, side: usize) {
+        if shared.side_holders(side).leave(Heap::get()) {
+            shared.side_gone(side);
+        }
+    }
+
+    /// Lets go of the handle of side `side` of the object at `off` that the decoding which
+    /// received it kept (`codec::keep_dropped`): its side, then its object.
+    fn let_go_kept(off: u64, side: usize) {
+        let shared = std::mem::ManuallyDrop::new(Shared::<T>::kept_at(off));
+        Self::leave(&shared, side);
+        shared.leave();
     }
 }
 
@@ -1094,7 +1179,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::read(deserializer)?;
         let (off, side) = (wire.offset, wire.side());
-        let shared = Shared::<T>::received(wire, T::SIDES, || {
+        let (shared, whole) = Shared::<T>::received(wire, T::SIDES, || {
             // The object's receive was refused for a full heap, the side's never tried: the
             // side's count stays in flight with the object's, taken with it once the message
             // is. (review41 M2: the wire noted read, the unread scan skipped it, and the
@@ -1104,6 +1189,9 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             }
         })?;
         let side = side.expect("`received` takes only a side's wire for a side");
+        if whole {
+            return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side });
+        }
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
         // Carried: final at once, as the object's own receive (see `Shared`'s).
@@ -1118,6 +1206,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
                 // The side's count stays in flight until the message is taken (see
                 // `Shared`'s).
                 Self::settle_on_take(shared.off, side, false);
+                codec::received_handle(shared.read_mark(Some(side)));
             }
             return Err(match why {
                 Received::HeapFull { .. } => codec::refuse_decoding_heap_full(
@@ -1131,7 +1220,8 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         if pending {
             Self::settle_on_take(shared.off, side, true);
         }
-        Ok(Self { shared, side })
+        codec::received_handle(shared.read_mark(Some(side)));
+        Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side })
     }
 }
 
