@@ -514,6 +514,14 @@ fn a_url_asking_for_resp3_or_an_any_address_is_refused() {
             Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
         assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("wildcard")), "{any:?}");
     }
+    // Names that resolve to it, which the URL parser leaves to the resolver: `inet_aton`'s
+    // spellings (as a hosts entry would; they reached the listener, and the open waited for
+    // its answer).
+    for host in ["0", "0x0", "0.0"] {
+        let any =
+            Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
+        assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("any address")), "{host}: {any:?}");
+    }
 }
 
 #[test]
