@@ -1837,3 +1837,21 @@ fn a_pool_of_a_user_limited_to_the_documented_acl_maps() {
     let pool = pool_with(&url, 2, options);
     assert_eq!(pool.map(square, 0..8).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49]);
 }
+
+/// A node whose user may acknowledge and delete the task's entry but not push its result
+/// (an ACL that allows `XACK`, not `RPUSH`) loses no task: the push is refused before the
+/// entry goes, and the driver takes the entry back after the lease and, its deliveries
+/// spent, fails the task. (`PUT_RESULT` acknowledged and deleted the entry, then its
+/// `RPUSH` was refused: a script's writes are not undone. No entry and no result: the task
+/// waited for ever.)
+#[test]
+fn a_node_that_may_acknowledge_but_not_push_loses_no_task() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let set_user = [&b"ACL"[..], b"SETUSER", b"pusher", b"on", b">pw", b"~*", b"&*", b"+@all", b"-rpush"];
+    assert_eq!(redis.raw(&set_user), b"+OK\r\n");
+    let _node = Node::start(&format!("{}?user=pusher&pass=pw", redis.url));
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(30));
+    assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
+}

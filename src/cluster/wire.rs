@@ -152,7 +152,13 @@ return {tag, ids}
 /// program's) is refused `WRONGTYPE`, naming it, before the entry goes (a script's writes
 /// are not undone when a later one fails); the node then gives the result up, and the
 /// entry, no longer heartbeated, is taken back after the lease. The check is an `LLEN`
-/// (a list command, which the documented ACL grants; `TYPE` is not: review36 H1).
+/// (a list command, which the documented ACL grants; `TYPE` is not: review36 H1). So is a
+/// user that may acknowledge the entry but not delete it or push the result (an ACL that
+/// allows `XACK` but not `RPUSH`): those two are checked before the first write, `NOPERM`
+/// naming the one refused (the `RPUSH` refused after the entry went left the task waiting
+/// for ever; a refused `XACK` or `PEXPIRE` loses nothing). `redis.acl_check_cmd` is Redis
+/// 7's: before it, they are not checked. The value checked is a stand-in: an ACL judges a
+/// push by its key.
 pub(crate) const PUT_RESULT: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 0 then
   if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 2 end
@@ -161,6 +167,14 @@ end
 local len = redis.pcall('LLEN', KEYS[2])
 if type(len) == 'table' and len.err then
   return redis.error_reply('WRONGTYPE the results key ' .. KEYS[2] .. ' holds a value of another type')
+end
+if redis.acl_check_cmd then
+  if not redis.acl_check_cmd('XDEL', KEYS[1], ARGV[1]) then
+    return redis.error_reply('NOPERM this user may not run XDEL on ' .. KEYS[1])
+  end
+  if not redis.acl_check_cmd('RPUSH', KEYS[2], 'r') then
+    return redis.error_reply('NOPERM this user may not run RPUSH on ' .. KEYS[2])
+  end
 end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
