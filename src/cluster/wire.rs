@@ -75,7 +75,7 @@ end
 return {trimmed, items, large}
 ";
 
-/// Lua: `born(stream, tag, make, known)`, the tag of the stream's birth: the name of its
+/// Lua: `born(stream, tag, make, known, witness)`, the tag of the stream's birth: the name of its
 /// group's consumer `born-TAG` (which never reads nor claims). Whoever makes the stream (and
 /// its group, at `0`) or finds it without that consumer makes it with `tag` (16 hex
 /// digits: only such a name is a birth, not a node's consumer named `born-...` after its
@@ -86,15 +86,28 @@ return {trimmed, items, large}
 /// that exists; one it made, the tag being another's, goes at once): listing the consumers
 /// each time cost a chunk-at-a-time `map` about a sixth of its rate. Without the stream (or
 /// its group) and `make` false, `false`. A key of another type fails `WRONGTYPE`.
+///
+/// `witness` (or `''`) is the id of an entry the caller added under `known`, its newest:
+/// where `born-known` is missing, an entry up to it still in the stream proves the stream
+/// is of that birth (a stream made again has only newer ids), so the consumer was deleted
+/// by another program (it never reads, and a clean-up of idle consumers takes it), and is
+/// made again with that tag. A new tag there took every task in flight for one of a stream
+/// since deleted, and sent it again: those still in the stream ran twice. Without such an
+/// entry, a new tag (both a tag deleted with every entry of its birth gone, and a stream
+/// made again whose tag was deleted, fit: sending again runs a task twice at worst, never
+/// loses one).
 macro_rules! born_lua {
     () => {
         r"
-local function born(stream, tag, make, known)
+local function born(stream, tag, make, known, witness)
   if redis.call('EXISTS', stream) == 1 then
     if known ~= '' then
       local made = redis.pcall('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. known)
       if made == 0 then return known end
-      if made == 1 then redis.call('XGROUP', 'DELCONSUMER', stream, 'nodes', 'born-' .. known) end
+      if made == 1 then
+        if witness ~= '' and #redis.call('XRANGE', stream, '-', witness, 'COUNT', 1) > 0 then return known end
+        redis.call('XGROUP', 'DELCONSUMER', stream, 'nodes', 'born-' .. known)
+      end
     end
     local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, 'nodes')
     if not consumers.err then
@@ -115,15 +128,17 @@ end
     };
 }
 
-/// The tag of the birth of the stream `KEYS[1]` (see `born_lua`; `ARGV[3]` the tag known),
+/// The tag of the birth of the stream `KEYS[1]` (see `born_lua`; `ARGV[3]` the tag known,
+/// `ARGV[4]` its witness),
 /// making it with the tag `ARGV[1]` where it is missing when `ARGV[2]` is 1 (the driver's
 /// beat), not when it is 0 (the driver's check after a beat, which makes no key that no
 /// beat would expire).
-pub(crate) const BIRTH: &str = concat!(born_lua!(), "return born(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3])\n");
+pub(crate) const BIRTH: &str =
+    concat!(born_lua!(), "return born(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3], ARGV[4])\n");
 
-/// Queues a driver's batch of tasks (`ARGV[3]`..., each an encoded `TaskMsg`) on the tasks
+/// Queues a driver's batch of tasks (`ARGV[4]`..., each an encoded `TaskMsg`) on the tasks
 /// stream `KEYS[1]` (made with the tag `ARGV[1]` where it is missing; `ARGV[2]` the tag
-/// known); returns the tag of the stream's birth and the entries' ids. All or none: Redis
+/// known, `ARGV[3]` its witness); returns the tag of the stream's birth and the entries' ids. All or none: Redis
 /// checks a script's memory at its first write only (a `CREATECONSUMER` that changes
 /// nothing is none), so a refusal for memory (`OOM`) takes none of the batch (a pipeline of
 /// `XADD`s could take the first few, which would then run twice, or run and be reported
@@ -131,10 +146,10 @@ pub(crate) const BIRTH: &str = concat!(born_lua!(), "return born(KEYS[1], ARGV[1
 pub(crate) const ADD_TASKS: &str = concat!(
     born_lua!(),
     r"
-local tag = born(KEYS[1], ARGV[1], true, ARGV[2])
+local tag = born(KEYS[1], ARGV[1], true, ARGV[2], ARGV[3])
 local ids = {}
-for i = 3, #ARGV do
-  ids[i - 2] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+for i = 4, #ARGV do
+  ids[i - 3] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
 end
 return {tag, ids}
 "
