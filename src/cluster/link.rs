@@ -16,7 +16,7 @@ use crate::shm::TakenIn;
 /// keep its heartbeat, reclaim dead consumers' items, check its own deadline).
 pub(crate) const SLICE: Duration = Duration::from_secs(1);
 
-/// The least timeout a link takes, for its connect (a read or a write waits [`SLICE`] more):
+/// The least timeout a link takes, for its connect (an exchange waits [`SLICE`] more):
 /// a zero one is taken as this, on every transport (std's TCP connect refuses a zero
 /// timeout, and the kernel takes a zero socket timeout as none; review39 M2).
 const LEAST: Duration = Duration::from_millis(1);
@@ -70,9 +70,10 @@ impl Link {
         Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout })
     }
 
-    /// Runs `f` on the connection (connecting first if needed). Every read waits at most
-    /// [`SLICE`] plus the timeout, so a server that stops answering is an error, not a
-    /// hang. A connection-level failure drops the connection.
+    /// Runs `f` on the connection (connecting first if needed). The open and every exchange
+    /// (a command sent, its reply read) end within [`SLICE`] plus the timeout of their
+    /// start, so a server that stops answering, or answers a byte at a time, is an error,
+    /// not a hang. A connection-level failure drops the connection.
     pub(crate) fn run<R>(&mut self, f: impl FnOnce(&mut Conn) -> RedisResult<R>) -> Result<R, ClusterError> {
         if self.conn.is_some() && !self.conn_in.is_here() {
             // The parent's connection, copied by fork: left to the parent.

@@ -165,8 +165,12 @@ impl ClusterOptions {
     /// How long Redis may stay unreachable or silent before every unfinished task fails
     /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
     ///
-    /// Zero is taken as 1 ms for a connect, and every reply is waited for a second more
-    /// than the timeout (the longest a blocking command of the pool's blocks).
+    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving
+    /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
+    /// command (sending it and reading its reply, however large) end within a second more
+    /// than the timeout of their start (the longest a blocking command of the pool's
+    /// blocks): a large task or a read of large results must cross the network within it, so give a slow link a
+    /// timeout to match. Resolving the host takes what the system's resolver takes.
     ///
     /// # Examples
     ///
