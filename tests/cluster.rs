@@ -624,6 +624,43 @@ fn redis_killed_is_a_typed_error_not_a_hang() {
     assert!(matches!(again, Err(ClusterError::Unreachable(_))), "{again:?}");
 }
 
+/// A large put to a server that reads it slowly (each write moves a few bytes, as a stalled
+/// server's kernel making room a little at a time lets it) fails within one exchange's
+/// wait, each time it is sent: `Unsure`, timed out. (Each write that moved bytes had a wait
+/// of its own: every send went on for as long as the server read, and failed on its close,
+/// "Connection reset by peer".)
+#[test]
+fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
+    let _w = watchdog(LIMIT);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    // Each connection: its `PING` answered, then 16 KiB read every 20 ms for six seconds at
+    // most.
+    std::thread::spawn(move || {
+        for peer in listener.incoming() {
+            let mut peer = peer.unwrap();
+            std::thread::spawn(move || {
+                let mut chunk = vec![0; 16 << 10];
+                for _ in 0..300 {
+                    match peer.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) if chunk[..n].ends_with(b"PING\r\n") => _ = peer.write_all(b"+PONG\r\n"),
+                        Ok(_) => {}
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+    });
+    let q = Queue::<Vec<u8>>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+    let put = q.put(vec![7; 32 << 20]);
+    assert!(
+        matches!(&put, Err(PutError::Unsure(_, ClusterError::Unreachable(why))) if why.contains("timed out")),
+        "{:?}",
+        put.map_err(|e| e.to_string())
+    );
+}
+
 #[test]
 fn a_server_that_never_answers_is_a_typed_error_within_the_timeout() {
     let _w = watchdog(LIMIT);
