@@ -390,6 +390,57 @@ fn signals_during_a_wait_on_a_stopped_tls_redis_do_not_stretch_it() {
     assert!(rest.contains("got Err"), "{rest}");
 }
 
+/// review39 L2 through a name: a host whose addresses (a hosts file, bound over
+/// `/etc/hosts` in the other program's mount namespace) each keep a connect waiting (twenty
+/// listeners on one port whose backlogs are full), then one that refuses: the open gives up
+/// at its deadline and never reaches the last. (Each address had the whole timeout: the
+/// open waited twenty of them, reached the last and failed "Connection refused".)
+#[test]
+fn a_name_whose_addresses_keep_a_connect_waiting_opens_within_one_deadline() {
+    let _w = watchdog(LIMIT);
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    let waiting: Vec<String> = (2..=21).map(|host| format!("127.0.0.{host}")).collect();
+    // One port free on every address (another program may hold it on one).
+    let (port, _full) = (0..10)
+        .find_map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.2:0").ok()?.local_addr().ok()?.port();
+            let full: Option<Vec<_>> = waiting
+                .iter()
+                .map(|ip| {
+                    let listener = std::net::TcpListener::bind((ip.as_str(), port)).ok()?;
+                    // SAFETY: `listen` on a listening socket of ours sets its backlog, nothing else.
+                    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) }, 0);
+                    let place_taken = std::net::TcpStream::connect((ip.as_str(), port)).ok()?;
+                    Some((listener, place_taken))
+                })
+                .collect();
+            Some((port, full?))
+        })
+        .expect("no port free on every address");
+    let hosts = std::env::temp_dir().join(format!("multiproc-hosts-{}", std::process::id()));
+    let lines: String =
+        waiting.iter().chain([&"127.255.255.254".to_string()]).map(|ip| format!("{ip} several.test\n")).collect();
+    std::fs::write(&hosts, lines).unwrap();
+    let other = Command::new("unshare")
+        .args(["--mount", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+        .arg(&hosts)
+        .args(["setpriv", "--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, "signalled open")
+        .env(URL, format!("redis://several.test:{port}/"))
+        .env(TIMEOUT_MS, "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&hosts);
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(said.contains(r#"opened Err(Unreachable("timed out"))"#), "{said}");
+}
+
 /// A unix socket whose every place is taken (`backlog` 0 and one connection waiting to be
 /// accepted, as a stopped or swamped server's fills up): `(directory, url, listener, the
 /// waiting connection)`. A connect to it waits for a place.
