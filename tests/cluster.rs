@@ -390,6 +390,57 @@ fn signals_during_a_wait_on_a_stopped_tls_redis_do_not_stretch_it() {
     assert!(rest.contains("got Err"), "{rest}");
 }
 
+/// review39 L2 through a name: a host whose addresses (a hosts file, bound over
+/// `/etc/hosts` in the other program's mount namespace) each keep a connect waiting (twenty
+/// listeners on one port whose backlogs are full), then one that refuses: the open gives up
+/// at its deadline and never reaches the last. (Each address had the whole timeout: the
+/// open waited twenty of them, reached the last and failed "Connection refused".)
+#[test]
+fn a_name_whose_addresses_keep_a_connect_waiting_opens_within_one_deadline() {
+    let _w = watchdog(LIMIT);
+    if !common::machine::namespaces_allowed() {
+        return;
+    }
+    let waiting: Vec<String> = (2..=21).map(|host| format!("127.0.0.{host}")).collect();
+    // One port free on every address (another program may hold it on one).
+    let (port, _full) = (0..10)
+        .find_map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.2:0").ok()?.local_addr().ok()?.port();
+            let full: Option<Vec<_>> = waiting
+                .iter()
+                .map(|ip| {
+                    let listener = std::net::TcpListener::bind((ip.as_str(), port)).ok()?;
+                    // SAFETY: `listen` on a listening socket of ours sets its backlog, nothing else.
+                    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) }, 0);
+                    let place_taken = std::net::TcpStream::connect((ip.as_str(), port)).ok()?;
+                    Some((listener, place_taken))
+                })
+                .collect();
+            Some((port, full?))
+        })
+        .expect("no port free on every address");
+    let hosts = std::env::temp_dir().join(format!("multiproc-hosts-{}", std::process::id()));
+    let lines: String =
+        waiting.iter().chain([&"127.255.255.254".to_string()]).map(|ip| format!("{ip} several.test\n")).collect();
+    std::fs::write(&hosts, lines).unwrap();
+    let other = Command::new("unshare")
+        .args(["--mount", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+        .arg(&hosts)
+        .args(["setpriv", "--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, "signalled open")
+        .env(URL, format!("redis://several.test:{port}/"))
+        .env(TIMEOUT_MS, "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&hosts);
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(said.contains(r#"opened Err(Unreachable("timed out"))"#), "{said}");
+}
+
 /// A unix socket whose every place is taken (`backlog` 0 and one connection waiting to be
 /// accepted, as a stopped or swamped server's fills up): `(directory, url, listener, the
 /// waiting connection)`. A connect to it waits for a place.
@@ -514,6 +565,14 @@ fn a_url_asking_for_resp3_or_an_any_address_is_refused() {
             Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
         assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("wildcard")), "{any:?}");
     }
+    // Names that resolve to it, which the URL parser leaves to the resolver: `inet_aton`'s
+    // spellings (as a hosts entry would; they reached the listener, and the open waited for
+    // its answer).
+    for host in ["0", "0x0", "0.0"] {
+        let any =
+            Queue::<u32>::builder().timeout(Duration::from_millis(300)).open(&format!("redis://{host}:{port}"), "q");
+        assert!(matches!(&any, Err(ClusterError::BadUrl(why)) if why.contains("any address")), "{host}: {any:?}");
+    }
 }
 
 #[test]
@@ -614,6 +673,43 @@ fn redis_killed_is_a_typed_error_not_a_hang() {
     assert!(matches!(waiting.join().unwrap(), Err(GetError::Redis(ClusterError::Unreachable(_)))));
     let again = Queue::<u32>::builder().timeout(Duration::from_secs(2)).open(&url, "q");
     assert!(matches!(again, Err(ClusterError::Unreachable(_))), "{again:?}");
+}
+
+/// A large put to a server that reads it slowly (each write moves a few bytes, as a stalled
+/// server's kernel making room a little at a time lets it) fails within one exchange's
+/// wait, each time it is sent: `Unsure`, timed out. (Each write that moved bytes had a wait
+/// of its own: every send went on for as long as the server read, and failed on its close,
+/// "Connection reset by peer".)
+#[test]
+fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
+    let _w = watchdog(LIMIT);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    // Each connection: its `PING` answered, then 16 KiB read every 20 ms for six seconds at
+    // most.
+    std::thread::spawn(move || {
+        for peer in listener.incoming() {
+            let mut peer = peer.unwrap();
+            std::thread::spawn(move || {
+                let mut chunk = vec![0; 16 << 10];
+                for _ in 0..300 {
+                    match peer.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) if chunk[..n].ends_with(b"PING\r\n") => _ = peer.write_all(b"+PONG\r\n"),
+                        Ok(_) => {}
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+    });
+    let q = Queue::<Vec<u8>>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
+    let put = q.put(vec![7; 32 << 20]);
+    assert!(
+        matches!(&put, Err(PutError::Unsure(_, ClusterError::Unreachable(why))) if why.contains("timed out")),
+        "{:?}",
+        put.map_err(|e| e.to_string())
+    );
 }
 
 #[test]

@@ -1822,6 +1822,35 @@ fn a_birth_tag_lost_while_redis_is_full_is_made_again_once_memory_is_back() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
+/// The stream's birth tag is deleted by another program while tasks are in flight (it
+/// never reads, so a clean-up of idle consumers takes it): the driver's check makes it
+/// again with the tag it knew, since an entry added under that tag is still in the stream,
+/// and no task runs twice. (The check made a new tag, and every task in flight, now of
+/// another birth, was sent again: each ran twice.)
+#[test]
+fn a_birth_tag_deleted_by_another_program_runs_no_task_twice() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start(&redis.url);
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_secs(3)));
+    let runs = Runs::new();
+    let mut results: Vec<_> =
+        (0..3u64).map(|key| pool.apply_async(counted, (runs.dir(), key, 2000, Vec::new())).unwrap()).collect();
+    assert!(eventually(Duration::from_secs(20), || runs.of(0) == 1), "the first task did not start");
+    let tasks = redis.mp_keys().into_iter().find(|k| k.ends_with(":tasks")).unwrap();
+    let consumers = redis.raw(&[b"XINFO", b"CONSUMERS", tasks.as_bytes(), b"nodes"]);
+    let consumers = String::from_utf8_lossy(&consumers).to_string();
+    let tag = consumers.lines().find(|line| line.starts_with("born-")).expect("the stream has no birth tag");
+    assert_eq!(redis.raw(&[b"XGROUP", b"DELCONSUMER", tasks.as_bytes(), b"nodes", tag.as_bytes()]), b":0\r\n");
+    for (key, r) in (0..3u64).zip(&mut results) {
+        assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(key));
+    }
+    // A task sent again runs at once on the idle node.
+    std::thread::sleep(Duration::from_secs(1));
+    let again: Vec<u64> = (0..3).filter(|&key| runs.of(key) != 1).collect();
+    assert!(again.is_empty(), "tasks run again: {again:?}");
+}
+
 /// A pool whose driver and node are a user limited to what the module documentation lists
 /// maps as any other. Its results' push checked the results key's type with `TYPE`, which
 /// that user may not run (review36 H1): every push was refused, and every task taken back
@@ -1836,4 +1865,22 @@ fn a_pool_of_a_user_limited_to_the_documented_acl_maps() {
         ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).max_deliveries(2);
     let pool = pool_with(&url, 2, options);
     assert_eq!(pool.map(square, 0..8).unwrap(), [0, 1, 4, 9, 16, 25, 36, 49]);
+}
+
+/// A node whose user may acknowledge and delete the task's entry but not push its result
+/// (an ACL that allows `XACK`, not `RPUSH`) loses no task: the push is refused before the
+/// entry goes, and the driver takes the entry back after the lease and, its deliveries
+/// spent, fails the task. (`PUT_RESULT` acknowledged and deleted the entry, then its
+/// `RPUSH` was refused: a script's writes are not undone. No entry and no result: the task
+/// waited for ever.)
+#[test]
+fn a_node_that_may_acknowledge_but_not_push_loses_no_task() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let set_user = [&b"ACL"[..], b"SETUSER", b"pusher", b"on", b">pw", b"~*", b"&*", b"+@all", b"-rpush"];
+    assert_eq!(redis.raw(&set_user), b"+OK\r\n");
+    let _node = Node::start(&format!("{}?user=pusher&pass=pw", redis.url));
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().lease(Duration::from_millis(600)).max_deliveries(1));
+    let got = pool.apply_async(square, 3).unwrap().get_timeout(Duration::from_secs(30));
+    assert!(matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::WorkerLost { .. }))), "{got:?}");
 }

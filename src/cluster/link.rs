@@ -1,7 +1,7 @@
 //! One blocking connection to Redis with bounded waits, opened again after a failure.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::shm::TakenIn;
 /// keep its heartbeat, reclaim dead consumers' items, check its own deadline).
 pub(crate) const SLICE: Duration = Duration::from_secs(1);
 
-/// The least timeout a link takes, for its connect (a read or a write waits [`SLICE`] more):
+/// The least timeout a link takes, for its connect (an exchange waits [`SLICE`] more):
 /// a zero one is taken as this, on every transport (std's TCP connect refuses a zero
 /// timeout, and the kernel takes a zero socket timeout as none; review39 M2).
 const LEAST: Duration = Duration::from_millis(1);
@@ -70,9 +70,10 @@ impl Link {
         Ok(Self { info, tls, conn: None, conn_in: TakenIn::here(), timeout })
     }
 
-    /// Runs `f` on the connection (connecting first if needed). Every read waits at most
-    /// [`SLICE`] plus the timeout, so a server that stops answering is an error, not a
-    /// hang. A connection-level failure drops the connection.
+    /// Runs `f` on the connection (connecting first if needed). The open and every exchange
+    /// (a command sent, its reply read) end within [`SLICE`] plus the timeout of their
+    /// start, so a server that stops answering, or answers a byte at a time, is an error,
+    /// not a hang. A connection-level failure drops the connection.
     pub(crate) fn run<R>(&mut self, f: impl FnOnce(&mut Conn) -> RedisResult<R>) -> Result<R, ClusterError> {
         if self.conn.is_some() && !self.conn_in.is_here() {
             // The parent's connection, copied by fork: left to the parent.
@@ -120,6 +121,11 @@ pub(crate) struct Conn {
     db: i64,
     /// False after any failure: a reply may be half read.
     open: bool,
+    /// How long an exchange may take, from its start: [`SLICE`] plus the timeout.
+    limit: Duration,
+    /// While the connection is being opened, the open's deadline, which its exchanges
+    /// (`AUTH`, `SELECT`) end by too.
+    opening: Option<Instant>,
 }
 
 /// The bytes to and from Redis: the socket itself, or rustls over it. Either way every
@@ -138,27 +144,30 @@ impl Conn {
         self.open = false;
     }
 
-    /// Connects (within `timeout`), then authenticates and selects the URL's database;
-    /// every read and write after the connect waits at most [`SLICE`] plus `timeout`.
+    /// Connects, makes the TLS handshake, authenticates and selects the URL's database, all
+    /// within one exchange's wait ([`SLICE`] plus `timeout`) of the start, each connect
+    /// within `timeout` (review39 L2: each address had the whole timeout, and each read of
+    /// the handshake and of the replies a wait of its own); each exchange after that within
+    /// [`SLICE`] plus `timeout` of its start.
     fn open(info: &ConnectionInfo, tls: Option<&Arc<rustls::ClientConfig>>, timeout: Duration) -> RedisResult<Self> {
         let limit = SLICE + timeout;
+        let until = Instant::now() + limit;
         let stream = match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
-                Stream::Plain(Timed::new(Socket::Tcp(connect_tcp(host, *port, timeout)?), limit))
+                Stream::Plain(Timed::new(Socket::Tcp(connect_tcp(host, *port, timeout, until)?), until))
             }
             ConnectionAddr::TcpTls { host, port, .. } => {
                 let config = tls.expect("a rediss:// link has its TLS settings").clone();
                 let name = rustls::pki_types::ServerName::try_from(host.clone())?;
                 let session = rustls::ClientConnection::new(config, name)?;
-                let socket = Timed::new(Socket::Tcp(connect_tcp(host, *port, timeout)?), limit);
-                // The handshake runs with the first write.
-                Stream::Tls(Box::new(rustls::StreamOwned::new(session, socket)))
+                let socket = Timed::new(Socket::Tcp(connect_tcp(host, *port, timeout, until)?), until);
+                let mut tls = rustls::StreamOwned::new(session, socket);
+                // The handshake, here under the open's deadline rather than with the first
+                // write (in whichever exchange came first).
+                tls.conn.complete_io(&mut tls.sock)?;
+                Stream::Tls(Box::new(tls))
             }
-            ConnectionAddr::Unix(path) => {
-                let mut socket = connect_unix(path, timeout)?;
-                socket.limit = limit;
-                Stream::Plain(socket)
-            }
+            ConnectionAddr::Unix(path) => Stream::Plain(connect_unix(path, Instant::now() + timeout)?),
             other => {
                 return Err(
                     (ErrorKind::InvalidClientConfig, "an address of an unknown kind", format!("{other:?}")).into()
@@ -166,7 +175,8 @@ impl Conn {
             }
         };
         let settings = info.redis_settings();
-        let mut conn = Self { stream, parser: redis::Parser::new(), db: settings.db(), open: true };
+        let mut conn =
+            Self { stream, parser: redis::Parser::new(), db: settings.db(), open: true, limit, opening: Some(until) };
         if let Some(password) = settings.password() {
             let mut auth = redis::cmd("AUTH");
             if let Some(user) = settings.username() {
@@ -179,12 +189,17 @@ impl Conn {
         if settings.db() != 0 {
             redis::cmd("SELECT").arg(settings.db()).exec(&mut conn)?;
         }
+        conn.opening = None;
         Ok(conn)
     }
 
-    /// Sends `packed` and reads `replies` replies; any failure leaves the connection
-    /// closed (a reply may be half read).
+    /// Sends `packed` and reads `replies` replies, all within [`SLICE`] plus the timeout of
+    /// the start (each write that moved bytes had a wait of its own: a stalled peer's kernel,
+    /// making room a little at a time, let a large put trickle on for several); any failure
+    /// leaves the connection closed (a reply may be half read).
     fn exchange(&mut self, packed: &[u8], replies: usize) -> RedisResult<Vec<Value>> {
+        let until = Instant::now() + self.limit;
+        self.stream.timed().begin(self.opening.map_or(until, |open| open.min(until)));
         let stream = &mut self.stream;
         let result = (|| {
             stream.write_all(packed)?;
@@ -237,27 +252,54 @@ impl redis::ConnectionLike for Conn {
     }
 }
 
-/// The first address of `host` that takes a connection within `timeout`.
-fn connect_tcp(host: &str, port: u16, timeout: Duration) -> RedisResult<TcpStream> {
+/// The first address of `host` that takes a connection, each within `timeout` and all by
+/// `until`. The any address (`0.0.0.0`, `::`) is left out: Linux connects it to this
+/// machine, which a cluster URL never means (the URL parser refuses it written out, not a
+/// name that resolves to it: a hosts entry, `inet_aton`'s `0`); a host with no other is
+/// [`ClusterError::BadUrl`].
+///
+/// The resolution itself (`getaddrinfo`) has no deadline: it takes as long as the system's
+/// resolver lets it (`resolv.conf`'s `timeout` and `attempts`), and what it takes counts
+/// against `until`. Only a thread of its own could be left waiting, and a thread, even one
+/// joined at once, refuses a `Fork` start that comes while it is still listed.
+fn connect_tcp(host: &str, port: u16, timeout: Duration, until: Instant) -> RedisResult<TcpStream> {
+    let (any, addrs): (Vec<_>, Vec<_>) = (host, port).to_socket_addrs()?.partition(|addr| addr.ip().is_unspecified());
+    if addrs.is_empty() {
+        let why = match any.is_empty() {
+            true => "no address for the host",
+            false => "the host resolves to the any address (0.0.0.0 or ::) only, which reaches this machine",
+        };
+        return Err((ErrorKind::InvalidClientConfig, why, host.to_owned()).into());
+    }
+    Ok(connect_first(addrs, timeout, until)?)
+}
+
+/// The first of `addrs` that takes a connection, each within `timeout` and all by `until`
+/// (`TimedOut` once it has passed).
+fn connect_first(
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    timeout: Duration,
+    until: Instant,
+) -> io::Result<TcpStream> {
     let mut last = None;
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout) {
+    for addr in addrs {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        match TcpStream::connect_timeout(&addr, timeout.min(left)) {
             Ok(stream) => return Ok(stream),
             Err(e) => last = Some(e),
         }
     }
-    Err(last.map_or_else(
-        || (ErrorKind::InvalidClientConfig, "no address for the host", host.to_owned()).into(),
-        Into::into,
-    ))
+    Err(last.expect("an address was tried"))
 }
 
-/// Connects to the unix socket at `path` within `timeout`, as `connect_tcp` does over TCP:
-/// a server whose backlog is full (stopped, or swamped) keeps a connect waiting, for as long
-/// as the socket's send timeout (`timeout`, never zero: see [`LEAST`]), and a signal
-/// interrupts the wait.
-fn connect_unix(path: &std::path::Path, timeout: Duration) -> io::Result<Timed> {
-    let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), timeout);
+/// Connects to the unix socket at `path` by `until`, as `connect_tcp` does over TCP: a
+/// server whose backlog is full (stopped, or swamped) keeps a connect waiting, for as long
+/// as the socket's send timeout, and a signal interrupts the wait.
+fn connect_unix(path: &std::path::Path, until: Instant) -> io::Result<Timed> {
+    let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), until);
     // The send timeout passing with the backlog still full is `TimedOut`, as `again` says.
     socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path))?;
     Ok(socket)
@@ -286,11 +328,13 @@ impl Socket {
     }
 }
 
-/// A socket each of whose waits (a read, a write, a unix connect) ends within `limit`
-/// however many signals come: a call that a signal interrupts, having transferred nothing,
-/// is made again with the socket's timeouts shortened to what its wait had left, and fails
-/// `TimedOut` once none is left, after one last look (a call begun again with the whole
-/// limit at each signal would wait for as long as signals come faster than it). It lies
+/// A socket each of whose calls (a read, a write, a unix connect) ends by a deadline, that
+/// of the wait it is part of (an exchange's, an open's: [`Timed::begin`]), however many
+/// signals come and however many calls the wait makes: a call that a signal interrupts,
+/// having transferred nothing, is made again with the socket's timeouts shortened to what
+/// is left, and fails `TimedOut` once none is, after one last look (a call begun again with
+/// the whole limit at each signal would wait for as long as signals come faster than it;
+/// one that moved a few bytes, a new limit each time, for as long as they come). It lies
 /// under rustls for `rediss://`, which therefore never sees an interrupted call.
 ///
 /// A wait that runs out is `TimedOut`, not the socket's `WouldBlock`, and the first failure
@@ -300,18 +344,22 @@ impl Socket {
 /// (review39 M3). The connection is dropped after any failure anyway.
 struct Timed {
     socket: Socket,
-    /// The longest one call waits.
-    limit: Duration,
-    /// The timeouts the socket has now (`None`: not set yet); set to `limit` again before
-    /// the next call after a shortened one.
+    /// When the current wait ends.
+    until: Instant,
+    /// The timeouts the socket has now (`None`: not set yet).
     set: Option<Duration>,
     /// The kind of the first failure, which every later call returns.
     failed: Option<io::ErrorKind>,
 }
 
 impl Timed {
-    fn new(socket: Socket, limit: Duration) -> Self {
-        Self { socket, limit, set: None, failed: None }
+    fn new(socket: Socket, until: Instant) -> Self {
+        Self { socket, until, set: None, failed: None }
+    }
+
+    /// Starts a wait that ends at `until`.
+    fn begin(&mut self, until: Instant) {
+        self.until = until;
     }
 
     fn set_timeouts(&mut self, timeout: Duration) -> io::Result<()> {
@@ -323,40 +371,45 @@ impl Timed {
         Ok(())
     }
 
-    /// Runs `op` on the socket within the limit, again after each signal; fails at once
+    /// Runs `op` on the socket by the deadline, again after each signal; fails at once
     /// after a failure.
     fn again<T>(&mut self, op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
         if let Some(kind) = self.failed {
             return Err(kind.into());
         }
-        let done = self.within_limit(op);
+        let done = self.by_deadline(op);
         if let Err(e) = &done {
             self.failed = Some(e.kind());
         }
         done
     }
 
-    /// Runs `op` on the socket, again after each signal with the time its wait had left.
-    /// Once none is left, one last call with the least wait takes what the socket already
-    /// has: a stop (job control, a debugger) longer than the limit is reported by `EINTR` at
-    /// the continue, and the reply that came during it is in the buffer (it was thrown away
-    /// with the connection; review39 L1). It overshoots the limit by a jiffy at most.
-    fn within_limit<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
-        self.set_timeouts(self.limit)?;
-        let until = Instant::now() + self.limit;
-        let mut last = false;
+    /// Runs `op` on the socket with what is left of the wait, again after each signal and
+    /// after a timeout shorter than what was left. A call with nothing left is the last, and
+    /// takes what the socket already has: a stop (job control, a debugger) longer than the
+    /// wait is reported by `EINTR` at the continue, and the reply that came during it is in
+    /// the buffer (it was thrown away with the connection; review39 L1). It overshoots the
+    /// deadline by a jiffy at most (the kernel's rounding of a socket timeout).
+    ///
+    /// The socket's timeouts are set in whole milliseconds below what is left, and set again
+    /// only when they would run past the deadline or are under half of what is left: the
+    /// calls of quick exchanges, each a little after its start, keep them, and cost no
+    /// `setsockopt`.
+    fn by_deadline<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
         loop {
+            let left = self.until.saturating_duration_since(Instant::now());
+            if !self.set.is_some_and(|set| set <= left && set >= left / 2) {
+                let whole = Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                // std takes a wait under a microsecond as one, the kernel as a jiffy.
+                self.set_timeouts(if whole.is_zero() { left.max(Duration::from_nanos(1)) } else { whole })?;
+            }
             match op(&mut self.socket) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && !last => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    last = left.is_zero();
-                    // std takes a wait under a microsecond as one, the kernel as a jiffy.
-                    self.set_timeouts(left.max(Duration::from_nanos(1)))?;
-                }
-                // The socket's timeout ran out (`EAGAIN`: it is a blocking socket), or the
-                // last call was interrupted too.
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                    return Err(io::ErrorKind::TimedOut.into());
+                // Interrupted, or the socket's timeout ran out (`EAGAIN`: it is a blocking
+                // socket).
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
                 }
                 done => return done,
             }
@@ -383,6 +436,16 @@ impl Write for Timed {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(()) // a socket keeps nothing back
+    }
+}
+
+impl Stream {
+    /// The socket under the stream.
+    fn timed(&mut self) -> &mut Timed {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &mut s.sock,
+        }
     }
 }
 
@@ -423,7 +486,7 @@ mod tests {
     #[test]
     fn a_spent_wait_is_timed_out_and_fails_every_later_call() {
         let (ours, mut peer) = UnixStream::pair().unwrap();
-        let mut timed = Timed::new(Socket::Unix(ours), Duration::from_millis(50));
+        let mut timed = Timed::new(Socket::Unix(ours), Instant::now() + Duration::from_millis(50));
         let mut chunk = vec![0; 1 << 16];
         let failed = loop {
             if let Err(e) = timed.write(&chunk) {
@@ -437,5 +500,90 @@ mod tests {
         peer.write_all(b"+").unwrap();
         assert_eq!(timed.write(&chunk).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
         assert_eq!(timed.read(&mut chunk).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+    }
+
+    /// A listener that takes no more connections (its backlog, set to 0, holds one that
+    /// waits): a connect to it waits for as long as it is let, as to a host that drops
+    /// packets. The listener and the waiting connection are kept with it.
+    fn full_listener() -> (SocketAddr, (std::net::TcpListener, TcpStream)) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        rustix::net::listen(&listener, 0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let waiting = TcpStream::connect(addr).unwrap();
+        (addr, (listener, waiting))
+    }
+
+    /// review39 L2: an open has one deadline, whatever the host's addresses. Twenty
+    /// addresses that each keep a connect waiting, then one that refuses: the open gives up
+    /// at its deadline and never reaches the last (each address had the whole timeout, so
+    /// the open waited twenty of them and failed with the last one's `ConnectionRefused`).
+    #[test]
+    fn addresses_that_keep_a_connect_waiting_share_one_deadline() {
+        let (waiting, _kept) = full_listener();
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed
+        let addrs = std::iter::repeat_n(waiting, 20).chain([refusing]);
+        let timeout = Duration::from_millis(100);
+        let connected = connect_first(addrs, timeout, Instant::now() + SLICE + timeout);
+        assert_eq!(connected.map(|_| ()).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+    }
+
+    /// A server that takes the connection and answers the TLS handshake a byte at a time, each
+    /// within a wait: `bytes` of a record that never ends, then it closes.
+    fn trickling_server(bytes: usize) -> (u16, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            // A handshake record of 16 KiB.
+            let record = [0x16, 0x03, 0x03, 0x40, 0x00].into_iter().chain(std::iter::repeat(0x02));
+            for byte in record.take(bytes) {
+                if peer.write_all(&[byte]).is_err() {
+                    return; // the client gave up
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        (port, server)
+    }
+
+    /// An open's TLS handshake is under the open's deadline: a server that sends its hello a
+    /// byte at a time gives every read something, and the open still ends at its deadline
+    /// (each read had a wait of its own: the open went on for as long as the bytes came, and
+    /// failed on the server's close, `UnexpectedEof`).
+    #[test]
+    fn a_handshake_that_trickles_ends_at_the_opens_deadline() {
+        let (port, server) = trickling_server(40); // four seconds of bytes
+        let mut link = Link::new(&format!("rediss://127.0.0.1:{port}"), Duration::from_millis(300)).unwrap();
+        let pinged = link.run(|c| redis::cmd("PING").query::<()>(c));
+        assert!(matches!(&pinged, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{pinged:?}");
+        drop(link);
+        server.join().unwrap();
+    }
+
+    /// One exchange has one deadline: a large command to a server that reads it slowly (each
+    /// write moves some bytes) fails `TimedOut` once the exchange's wait is spent (each write
+    /// that moved bytes had a wait of its own: the command went on for as long as the server
+    /// read, and failed on its close).
+    #[test]
+    fn a_large_command_to_a_server_that_reads_slowly_ends_at_the_exchanges_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut chunk = vec![0; 16 << 10];
+            // 16 KiB every 20 ms, for six seconds at most.
+            for _ in 0..300 {
+                if peer.read(&mut chunk).map_or(true, |n| n == 0) {
+                    return; // the client gave up
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut link = Link::new(&format!("redis://127.0.0.1:{port}"), Duration::from_millis(300)).unwrap();
+        let large = vec![b'x'; 32 << 20];
+        let put = link.run(|c| redis::cmd("SET").arg("k").arg(&large).exec(c));
+        assert!(matches!(&put, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{put:?}");
+        drop(link);
+        server.join().unwrap();
     }
 }

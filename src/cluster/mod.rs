@@ -9,7 +9,8 @@
 //! `redis+unix:///run/redis.sock?pass=password`; refused credentials are
 //! [`ClusterError::Auth`]. The connections speak RESP2: a URL asking for RESP3
 //! (`?protocol=resp3`) is [`ClusterError::BadUrl`], as is the any address (`0.0.0.0`,
-//! `::`), which a server listens on but a client cannot reach.
+//! `::`, or a name that resolves to it alone), which a server listens on but a client
+//! cannot reach (Linux connects it to this machine).
 //!
 //! Every key is under `mp:`; an ACL user limited to it needs
 //! `~mp:* +@list +@hash +@connection +@scripting +sadd +srem +smembers +set +get +del +exists +pexpire +multi +exec`, and for

@@ -71,8 +71,12 @@ impl ServeOptions {
     /// How long one Redis command may take before the node drops the connection and
     /// tries again (default 5 s).
     ///
-    /// Zero is taken as 1 ms for a connect, and every reply is waited for a second more
-    /// than the timeout (the longest a blocking command of the node's blocks).
+    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving
+    /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
+    /// command (sending it and reading its reply, however large) end within a second more
+    /// than the timeout of their start (the longest a blocking command of the node's
+    /// blocks): a large task or result must cross the network within it, so give a slow link a
+    /// timeout to match. Resolving the host takes what the system's resolver takes.
     ///
     /// # Examples
     ///

@@ -165,8 +165,12 @@ impl ClusterOptions {
     /// How long Redis may stay unreachable or silent before every unfinished task fails
     /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
     ///
-    /// Zero is taken as 1 ms for a connect, and every reply is waited for a second more
-    /// than the timeout (the longest a blocking command of the pool's blocks).
+    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving
+    /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
+    /// command (sending it and reading its reply, however large) end within a second more
+    /// than the timeout of their start (the longest a blocking command of the pool's
+    /// blocks): a large task or a read of large results must cross the network within it, so give a slow link a
+    /// timeout to match. Resolving the host takes what the system's resolver takes.
     ///
     /// # Examples
     ///
@@ -222,10 +226,9 @@ pub(crate) struct Driver {
     state: AtomicU8,
     next_id: AtomicU64,
     books: Mutex<Books>,
-    /// The tag of the stream's birth last seen (`wire::BIRTH`; empty: none yet), which the
-    /// scripts that look it up try first. A hint only, apart from the books: the beat never
-    /// waits for a submitter's flush.
-    born: Mutex<String>,
+    /// The stream's birth last seen, which the scripts that look it up try first. A hint
+    /// only, apart from the books: the beat never waits for a submitter's flush.
+    born: Mutex<Birth>,
     /// The connection of the submitting threads (the driver thread has its own).
     link: Mutex<Link>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -264,6 +267,29 @@ fn run_coded<R>(
 /// are refused, those that free it or take none still run.
 fn out_of_memory(codes: &[String]) -> bool {
     !codes.is_empty() && codes.iter().all(|code| code == "OOM")
+}
+
+/// The birth of a pool's stream as a driver last saw it (`wire::BIRTH`).
+#[derive(Clone, Default)]
+struct Birth {
+    /// Its tag (empty: none seen yet).
+    tag: String,
+    /// The newest entry this driver added under it (empty: none), which proves the stream is
+    /// still of that birth while an entry up to it is there (`born_lua`).
+    witness: String,
+}
+
+impl Birth {
+    /// Sees the tag `tag`, and `added` (the newest entry just added under it).
+    fn saw(&mut self, tag: &str, added: Option<&String>) {
+        if self.tag != tag {
+            self.tag = tag.to_owned();
+            self.witness.clear();
+        }
+        if let Some(added) = added {
+            self.witness.clone_from(added);
+        }
+    }
 }
 
 /// A fresh tag for the birth of a pool's stream, used only by the script that makes it.
@@ -331,7 +357,8 @@ impl Driver {
         let ttl = ms(key_ttl(self.options.lease));
         let mut p = redis::pipe();
         let known = lock(&self.born).clone();
-        p.cmd("EVAL").arg(BIRTH).arg(1).arg(&self.keys.tasks).arg(birth_tag()).arg(1).arg(known).ignore();
+        let birth = p.cmd("EVAL").arg(BIRTH).arg(1).arg(&self.keys.tasks).arg(birth_tag()).arg(1);
+        birth.arg(known.tag).arg(known.witness).ignore();
         // The expiry first: Redis runs it even when it is out of memory and refuses the `SET`.
         p.cmd("PEXPIRE").arg(&self.keys.alive).arg(ms(self.options.lease * 3)).ignore();
         p.cmd("SET").arg(&self.keys.alive).arg(1).arg("PX").arg(ms(self.options.lease * 3)).ignore();
@@ -423,7 +450,9 @@ impl Driver {
         crash_point!("cluster.pool.check");
         let script = redis::Script::new(BIRTH);
         let known = lock(&self.born).clone();
-        let born = run_coded(link, |c| script.key(&self.keys.tasks).arg(birth_tag()).arg(0).arg(&known).invoke(c));
+        let born = run_coded(link, |c| {
+            script.key(&self.keys.tasks).arg(birth_tag()).arg(0).arg(&known.tag).arg(&known.witness).invoke(c)
+        });
         // Tests: the check ran, its reply is lost (a link that drops again right after a
         // restore).
         if born.is_ok() && fail_point!("cluster.resend.reply") {
@@ -437,7 +466,7 @@ impl Driver {
         };
         // No stream: the beat that makes it comes first.
         let Some(born) = born else { return Ok(()) };
-        lock(&self.born).clone_from(&born);
+        lock(&self.born).saw(&born, None);
         let mut books = lock(&self.books);
         let lost: Vec<u64> = books.sent.iter().filter(|(_, sent)| sent.born != born).map(|(id, _)| *id).collect();
         let mut lost: Vec<Waiting> = lost
@@ -483,14 +512,15 @@ impl Driver {
             // All or none (`ADD_TASKS`): a refusal takes none of the batch.
             let script = redis::Script::new(ADD_TASKS);
             let mut add = script.key(&self.keys.tasks);
-            add.arg(birth_tag()).arg(lock(&self.born).as_str());
+            let known = lock(&self.born).clone();
+            add.arg(birth_tag()).arg(known.tag).arg(known.witness);
             for (_, _, _, _, message, _) in &batch {
                 add.arg(message.as_slice());
             }
             match run_coded(link, |c| add.invoke::<(String, Vec<String>)>(c)) {
                 Ok((born, entries)) => {
                     books.full_since = None;
-                    lock(&self.born).clone_from(&born);
+                    lock(&self.born).saw(&born, entries.last());
                     for ((id, chunk, items, delivery, message, deliveries), entry) in batch.into_iter().zip(entries) {
                         books.entries.insert(entry.clone(), id);
                         let born = born.clone();

@@ -388,8 +388,12 @@ impl<T> QueueBuilder<T> {
     /// fails with [`ClusterError::Unreachable`]. A put whose reply was lost is sent again
     /// for this long after the failure before it fails with [`PutError::Unsure`].
     ///
-    /// Zero is taken as 1 ms for a connect, and every reply is waited for a second more
-    /// than the timeout (the longest a blocking command of the queue's blocks).
+    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving
+    /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
+    /// command (sending it and reading its reply, however large) end within a second more
+    /// than the timeout of their start (the longest a blocking command of the queue's
+    /// blocks): a large item must cross the network within it, so give a slow link a
+    /// timeout to match. Resolving the host takes what the system's resolver takes.
     ///
     /// # Examples
     ///

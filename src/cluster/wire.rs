@@ -75,7 +75,7 @@ end
 return {trimmed, items, large}
 ";
 
-/// Lua: `born(stream, tag, make, known)`, the tag of the stream's birth: the name of its
+/// Lua: `born(stream, tag, make, known, witness)`, the tag of the stream's birth: the name of its
 /// group's consumer `born-TAG` (which never reads nor claims). Whoever makes the stream (and
 /// its group, at `0`) or finds it without that consumer makes it with `tag` (16 hex
 /// digits: only such a name is a birth, not a node's consumer named `born-...` after its
@@ -86,15 +86,28 @@ return {trimmed, items, large}
 /// that exists; one it made, the tag being another's, goes at once): listing the consumers
 /// each time cost a chunk-at-a-time `map` about a sixth of its rate. Without the stream (or
 /// its group) and `make` false, `false`. A key of another type fails `WRONGTYPE`.
+///
+/// `witness` (or `''`) is the id of an entry the caller added under `known`, its newest:
+/// where `born-known` is missing, an entry up to it still in the stream proves the stream
+/// is of that birth (a stream made again has only newer ids), so the consumer was deleted
+/// by another program (it never reads, and a clean-up of idle consumers takes it), and is
+/// made again with that tag. A new tag there took every task in flight for one of a stream
+/// since deleted, and sent it again: those still in the stream ran twice. Without such an
+/// entry, a new tag (both a tag deleted with every entry of its birth gone, and a stream
+/// made again whose tag was deleted, fit: sending again runs a task twice at worst, never
+/// loses one).
 macro_rules! born_lua {
     () => {
         r"
-local function born(stream, tag, make, known)
+local function born(stream, tag, make, known, witness)
   if redis.call('EXISTS', stream) == 1 then
     if known ~= '' then
       local made = redis.pcall('XGROUP', 'CREATECONSUMER', stream, 'nodes', 'born-' .. known)
       if made == 0 then return known end
-      if made == 1 then redis.call('XGROUP', 'DELCONSUMER', stream, 'nodes', 'born-' .. known) end
+      if made == 1 then
+        if witness ~= '' and #redis.call('XRANGE', stream, '-', witness, 'COUNT', 1) > 0 then return known end
+        redis.call('XGROUP', 'DELCONSUMER', stream, 'nodes', 'born-' .. known)
+      end
     end
     local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, 'nodes')
     if not consumers.err then
@@ -115,15 +128,17 @@ end
     };
 }
 
-/// The tag of the birth of the stream `KEYS[1]` (see `born_lua`; `ARGV[3]` the tag known),
+/// The tag of the birth of the stream `KEYS[1]` (see `born_lua`; `ARGV[3]` the tag known,
+/// `ARGV[4]` its witness),
 /// making it with the tag `ARGV[1]` where it is missing when `ARGV[2]` is 1 (the driver's
 /// beat), not when it is 0 (the driver's check after a beat, which makes no key that no
 /// beat would expire).
-pub(crate) const BIRTH: &str = concat!(born_lua!(), "return born(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3])\n");
+pub(crate) const BIRTH: &str =
+    concat!(born_lua!(), "return born(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3], ARGV[4])\n");
 
-/// Queues a driver's batch of tasks (`ARGV[3]`..., each an encoded `TaskMsg`) on the tasks
+/// Queues a driver's batch of tasks (`ARGV[4]`..., each an encoded `TaskMsg`) on the tasks
 /// stream `KEYS[1]` (made with the tag `ARGV[1]` where it is missing; `ARGV[2]` the tag
-/// known); returns the tag of the stream's birth and the entries' ids. All or none: Redis
+/// known, `ARGV[3]` its witness); returns the tag of the stream's birth and the entries' ids. All or none: Redis
 /// checks a script's memory at its first write only (a `CREATECONSUMER` that changes
 /// nothing is none), so a refusal for memory (`OOM`) takes none of the batch (a pipeline of
 /// `XADD`s could take the first few, which would then run twice, or run and be reported
@@ -131,10 +146,10 @@ pub(crate) const BIRTH: &str = concat!(born_lua!(), "return born(KEYS[1], ARGV[1
 pub(crate) const ADD_TASKS: &str = concat!(
     born_lua!(),
     r"
-local tag = born(KEYS[1], ARGV[1], true, ARGV[2])
+local tag = born(KEYS[1], ARGV[1], true, ARGV[2], ARGV[3])
 local ids = {}
-for i = 3, #ARGV do
-  ids[i - 2] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+for i = 4, #ARGV do
+  ids[i - 3] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
 end
 return {tag, ids}
 "
@@ -152,7 +167,13 @@ return {tag, ids}
 /// program's) is refused `WRONGTYPE`, naming it, before the entry goes (a script's writes
 /// are not undone when a later one fails); the node then gives the result up, and the
 /// entry, no longer heartbeated, is taken back after the lease. The check is an `LLEN`
-/// (a list command, which the documented ACL grants; `TYPE` is not: review36 H1).
+/// (a list command, which the documented ACL grants; `TYPE` is not: review36 H1). So is a
+/// user that may acknowledge the entry but not delete it or push the result (an ACL that
+/// allows `XACK` but not `RPUSH`): those two are checked before the first write, `NOPERM`
+/// naming the one refused (the `RPUSH` refused after the entry went left the task waiting
+/// for ever; a refused `XACK` or `PEXPIRE` loses nothing). `redis.acl_check_cmd` is Redis
+/// 7's: before it, they are not checked. The value checked is a stand-in: an ACL judges a
+/// push by its key.
 pub(crate) const PUT_RESULT: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 0 then
   if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return 2 end
@@ -161,6 +182,14 @@ end
 local len = redis.pcall('LLEN', KEYS[2])
 if type(len) == 'table' and len.err then
   return redis.error_reply('WRONGTYPE the results key ' .. KEYS[2] .. ' holds a value of another type')
+end
+if redis.acl_check_cmd then
+  if not redis.acl_check_cmd('XDEL', KEYS[1], ARGV[1]) then
+    return redis.error_reply('NOPERM this user may not run XDEL on ' .. KEYS[1])
+  end
+  if not redis.acl_check_cmd('RPUSH', KEYS[2], 'r') then
+    return redis.error_reply('NOPERM this user may not run RPUSH on ' .. KEYS[2])
+  end
 end
 redis.call('XACK', KEYS[1], 'nodes', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
