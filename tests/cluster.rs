@@ -679,14 +679,20 @@ fn redis_killed_is_a_typed_error_not_a_hang() {
 /// server's kernel making room a little at a time lets it) fails within one exchange's
 /// wait, each time it is sent: `Unsure`, timed out. (Each write that moved bytes had a wait
 /// of its own: every send went on for as long as the server read, and failed on its close,
-/// "Connection reset by peer".)
+/// "Connection reset by peer".) A unix socket: its small buffers take few bytes at once,
+/// and the bytes a write moves buy the wait time (1 MiB/s), so over TCP's megabytes of
+/// buffers the put would fail only after seconds more.
 #[test]
 fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
     let _w = watchdog(LIMIT);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("redis://127.0.0.1:{}/", listener.local_addr().unwrap().port());
-    // Each connection: its `PING` answered, then 16 KiB read every 20 ms for six seconds at
-    // most.
+    let dir = std::env::temp_dir().join(format!("multiproc-slow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("slow.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let url = format!("redis+unix://{}", path.display());
+    // Each connection: its `PING` answered, then 16 KiB read every 50 ms (320 KiB/s, under
+    // the 1 MiB/s at which moved bytes buy an exchange time) for fifteen seconds at most.
     std::thread::spawn(move || {
         for peer in listener.incoming() {
             let mut peer = peer.unwrap();
@@ -698,13 +704,14 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
                         Ok(n) if chunk[..n].ends_with(b"PING\r\n") => _ = peer.write_all(b"+PONG\r\n"),
                         Ok(_) => {}
                     }
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             });
         }
     });
     let q = Queue::<Vec<u8>>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
     let put = q.put(vec![7; 32 << 20]);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         matches!(&put, Err(PutError::Unsure(_, ClusterError::Unreachable(why))) if why.contains("timed out")),
         "{:?}",

@@ -21,6 +21,13 @@ pub(crate) const SLICE: Duration = Duration::from_secs(1);
 /// timeout, and the kernel takes a zero socket timeout as none; review39 M2).
 const LEAST: Duration = Duration::from_millis(1);
 
+/// The rate (bytes per second) a wait's moved bytes buy time at: each read or write that
+/// moves `n` bytes moves the wait's deadline `n / MOVING` later. A link at least this fast
+/// carries any message, however large, and one that trickles slower (a peer that reads a
+/// little now and then) still ends: an exchange of `n` bytes waits at most `SLICE`, the
+/// timeout and `n / MOVING`.
+const MOVING: u64 = 1 << 20;
+
 /// A connection that is opened lazily and dropped after any failure, so that the next
 /// call connects anew (Redis restarted) or fails fast with the reason (Redis gone).
 pub(crate) struct Link {
@@ -194,9 +201,10 @@ impl Conn {
     }
 
     /// Sends `packed` and reads `replies` replies, all within [`SLICE`] plus the timeout of
-    /// the start (each write that moved bytes had a wait of its own: a stalled peer's kernel,
-    /// making room a little at a time, let a large put trickle on for several); any failure
-    /// leaves the connection closed (a reply may be half read).
+    /// the start, plus the time the bytes moved buy at [`MOVING`] (each write that moved
+    /// bytes had a wait of its own: a stalled peer's kernel, making room a little at a time,
+    /// let a large put trickle on for several); any failure leaves the connection closed (a
+    /// reply may be half read).
     fn exchange(&mut self, packed: &[u8], replies: usize) -> RedisResult<Vec<Value>> {
         let until = Instant::now() + self.limit;
         self.stream.timed().begin(self.opening.map_or(until, |open| open.min(until)));
@@ -301,7 +309,7 @@ fn connect_first(
 fn connect_unix(path: &std::path::Path, until: Instant) -> io::Result<Timed> {
     let mut socket = Timed::new(Socket::Unix(UnixStream::from(crate::sys::unix_stream()?)), until);
     // The send timeout passing with the backlog still full is `TimedOut`, as `again` says.
-    socket.again(|socket| crate::sys::connect_unix_once(socket.as_fd(), path))?;
+    socket.again(|socket, _| crate::sys::connect_unix_once(socket.as_fd(), path))?;
     Ok(socket)
 }
 
@@ -362,6 +370,13 @@ impl Timed {
         self.until = until;
     }
 
+    /// The time `moved` bytes buy the wait (see [`MOVING`]): returns what moved.
+    fn credit(&mut self, moved: usize) -> usize {
+        let nanos = (moved as u64).saturating_mul(1_000_000_000) / MOVING;
+        self.until += Duration::from_nanos(nanos);
+        moved
+    }
+
     fn set_timeouts(&mut self, timeout: Duration) -> io::Result<()> {
         if self.set != Some(timeout) {
             self.set = None; // unknown if the call fails
@@ -373,7 +388,7 @@ impl Timed {
 
     /// Runs `op` on the socket by the deadline, again after each signal; fails at once
     /// after a failure.
-    fn again<T>(&mut self, op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
+    fn again<T>(&mut self, op: impl FnMut(&mut Socket, Duration) -> io::Result<T>) -> io::Result<T> {
         if let Some(kind) = self.failed {
             return Err(kind.into());
         }
@@ -394,8 +409,8 @@ impl Timed {
     /// The socket's timeouts are set in whole milliseconds below what is left, and set again
     /// only when they would run past the deadline or are under half of what is left: the
     /// calls of quick exchanges, each a little after its start, keep them, and cost no
-    /// `setsockopt`.
-    fn by_deadline<T>(&mut self, mut op: impl FnMut(&mut Socket) -> io::Result<T>) -> io::Result<T> {
+    /// `setsockopt`. `op` is given that timeout, for a call the socket's does not bound.
+    fn by_deadline<T>(&mut self, mut op: impl FnMut(&mut Socket, Duration) -> io::Result<T>) -> io::Result<T> {
         loop {
             let left = self.until.saturating_duration_since(Instant::now());
             if !self.set.is_some_and(|set| set <= left && set >= left / 2) {
@@ -403,7 +418,7 @@ impl Timed {
                 // std takes a wait under a microsecond as one, the kernel as a jiffy.
                 self.set_timeouts(if whole.is_zero() { left.max(Duration::from_nanos(1)) } else { whole })?;
             }
-            match op(&mut self.socket) {
+            match op(&mut self.socket, self.set.unwrap_or(left)) {
                 // Interrupted, or the socket's timeout ran out (`EAGAIN`: it is a blocking
                 // socket).
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {
@@ -419,19 +434,23 @@ impl Timed {
 
 impl Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.again(|socket| match socket {
+        let moved = self.again(|socket, _| match socket {
             Socket::Tcp(s) => s.read(buf),
             Socket::Unix(s) => s.read(buf),
-        })
+        })?;
+        Ok(self.credit(moved))
     }
 }
 
 impl Write for Timed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.again(|socket| match socket {
+        let moved = self.again(|socket, wait| match socket {
             Socket::Tcp(s) => s.write(buf),
-            Socket::Unix(s) => s.write(buf),
-        })
+            // Its timeout bounds each piece the kernel moves, not the call: a server that
+            // reads a little at a time kept one large write going for ever.
+            Socket::Unix(s) => crate::sys::send_within(s.as_fd(), buf, wait),
+        })?;
+        Ok(self.credit(moved))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -571,18 +590,53 @@ mod tests {
         let server = std::thread::spawn(move || {
             let (mut peer, _) = listener.accept().unwrap();
             let mut chunk = vec![0; 16 << 10];
-            // 16 KiB every 20 ms, for six seconds at most.
+            // 16 KiB every 50 ms (320 KiB/s, under `MOVING`), for fifteen seconds at most.
             for _ in 0..300 {
                 if peer.read(&mut chunk).map_or(true, |n| n == 0) {
                     return; // the client gave up
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(50));
             }
         });
         let mut link = Link::new(&format!("redis://127.0.0.1:{port}"), Duration::from_millis(300)).unwrap();
         let large = vec![b'x'; 32 << 20];
         let put = link.run(|c| redis::cmd("SET").arg("k").arg(&large).exec(c));
         assert!(matches!(&put, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{put:?}");
+        drop(link);
+        server.join().unwrap();
+    }
+
+    /// A large command to a server that reads it steadily, well above `MOVING`, for longer
+    /// than the exchange's deadline, goes through: the bytes it moves buy the time they take
+    /// at that rate. Before, a link slower than the command's size over the timeout failed
+    /// every large put (`timed out`).
+    #[test]
+    fn a_large_command_over_a_slow_steady_link_goes_through() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let large = vec![b'x'; 48 << 20];
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut chunk = vec![0; 256 << 10];
+            let (mut got, mut tail) = (0, Vec::new());
+            // At most 256 KiB every 20 ms (13 MB/s at most; 1 MiB/s even if a loaded machine
+            // stretches each round to 250 ms), until the command has come whole.
+            loop {
+                let n = peer.read(&mut chunk).unwrap();
+                assert!(n > 0, "the client gave up");
+                got += n;
+                tail.extend_from_slice(&chunk[..n]);
+                tail.drain(..tail.len().saturating_sub(3));
+                if got > 48 << 20 && tail == b"x\r\n" {
+                    peer.write_all(b"+OK\r\n").unwrap();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut link = Link::new(&format!("redis://127.0.0.1:{port}"), Duration::from_millis(300)).unwrap();
+        let put = link.run(|c| redis::cmd("SET").arg("k").arg(&large).exec(c));
+        assert!(put.is_ok(), "{put:?}");
         drop(link);
         server.join().unwrap();
     }

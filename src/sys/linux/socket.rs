@@ -52,6 +52,24 @@ fn sendmsg_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>], f
     }
 }
 
+/// Sends what fits of `data`, waiting up to `wait` for room when none is free: `WouldBlock`
+/// when the wait ran out, `Interrupted` when a signal ended it. A blocking unix-socket send
+/// waits the socket's whole timeout anew for each piece it moves, so a reader that takes a
+/// little at a time kept one call going for ever (a TCP send's timeout bounds the call).
+/// Never raises `SIGPIPE`.
+pub(crate) fn send_within(sock: BorrowedFd<'_>, data: &[u8], wait: Duration) -> io::Result<usize> {
+    match send_what_fits(sock, data, &[]) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        done => return done,
+    }
+    let mut pollfds = [PollFd::new(&sock, PollFlags::OUT)];
+    match rustix::event::poll(&mut pollfds, Some(&timespec(wait))) {
+        Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+        Ok(_) => send_what_fits(sock, data, &[]),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Sends all of `data`, the descriptors with the first byte, blocking as needed.
 pub(crate) fn send_all(sock: BorrowedFd<'_>, mut data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let mut fds = fds;
