@@ -75,8 +75,9 @@ impl ServeOptions {
     /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
     /// command (sending it and reading its reply, however large) end within a second more
     /// than the timeout of their start (the longest a blocking command of the node's
-    /// blocks): a large task or result must cross the network within it, so give a slow link a
-    /// timeout to match. Resolving the host takes what the system's resolver takes.
+    /// blocks), plus a second for each MiB they move: a large task or result crosses any link of
+    /// 1 MiB/s or more, and a peer that takes it slower than that is given up. Resolving
+    /// the host takes what the system's resolver takes.
     ///
     /// # Examples
     ///
