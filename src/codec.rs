@@ -1433,7 +1433,9 @@ pub(crate) fn decode_plain<T: DeserializeOwned>(bytes: &[u8], exact: bool) -> Op
 }
 
 /// Encodes a value of a [`plain`] type into `out` (room for [`PLAIN_MAX`] bytes is
-/// enough) as [`encode`] would: the message's length, or `None` if it does not fit.
+/// enough) as [`encode`] would: the message's length, or `None` if it does not fit. Also
+/// a small message of the crate's own that holds no handle, as [`encode_own`] would (a
+/// child's outcome of a plain result, `boot::PlainReturn`), all of it inlined.
 #[inline]
 pub(crate) fn encode_plain<T: Serialize>(value: &T, out: &mut [u8]) -> Option<usize> {
     let mut flavor = ByteAtATime { out, len: 0 };

@@ -795,6 +795,15 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(multiproc::__private::heap_in_use(), before, "len {len}");
             }
         }),
+        ("plain_values_and_panics_come_back_exactly_through_a_room_and_a_socket", || {
+            // This process holds nothing: its children report in a room.
+            common::plain::values_and_panics_come_back(FORK);
+            // Held: its children are recorded first, and report on their boot socket.
+            let held = Value::new(0u64).unwrap();
+            common::plain::values_and_panics_come_back(FORK);
+            common::plain::values_and_panics_come_back(FORK_SERVER);
+            drop(held);
+        }),
         ("a_child_killed_as_it_leaves_its_outcome_is_a_typed_error_and_leaks_nothing", || {
             let before = multiproc::__private::heap_in_use();
             // Inline and spilled: the half-written outcome is never read, the spill freed.

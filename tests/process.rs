@@ -36,6 +36,14 @@ fn the_target_result_comes_back_with_every_start_method() {
 }
 
 #[test]
+fn plain_values_and_panics_come_back_exactly_with_every_start_method() {
+    let _w = watchdog(LIMIT);
+    for method in METHODS {
+        common::plain::values_and_panics_come_back(method);
+    }
+}
+
+#[test]
 fn a_non_capturing_closure_is_a_target() {
     let _w = watchdog(LIMIT);
     let child = Process::new(|(a, b): (String, usize)| a.repeat(b), ("ab".to_string(), 3)).start().unwrap();

@@ -214,6 +214,66 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
+/// [`Outcome::Returned`] of [`Payload::Inline`] bytes, borrowed, for a child that writes
+/// its outcome from its stack ([`PlainReturn`]): serialized as that outcome is, the same
+/// variants in the same places (`tests::a_plain_return_encodes_as_its_outcome`). By
+/// hand, inlined: a derived `serialize` is a function of its own, one more 64 KiB window
+/// of code for a fork child.
+struct ReturnedInline<'a>(&'a [u8]);
+
+impl Serialize for ReturnedInline<'_> {
+    #[inline]
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// [`Payload::Inline`], borrowed.
+        struct Inline<'a>(&'a [u8]);
+
+        impl Serialize for Inline<'_> {
+            #[inline]
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_newtype_variant("Payload", 0, "Inline", serde_bytes::Bytes::new(self.0))
+            }
+        }
+
+        serializer.serialize_newtype_variant("Outcome", 0, "Returned", &Inline(self.0))
+    }
+}
+
+/// The framed outcome's most bytes for a [`codec::plain`] result: the frame's length, the
+/// tag byte, the two variants, the bytes' length and the result's message.
+const PLAIN_FRAME_MAX: usize = 4 + 1 + 1 + 1 + 1 + codec::PLAIN_MAX;
+
+/// The framed [`Outcome::Returned`] of a [`codec::plain`] result, made on the stack: a
+/// child whose target takes and returns plain values reports without the codec's
+/// thread state, the allocator or the outcome's serializer (each a page of code or of the
+/// heap to fault in, and a heap page to copy, in a fork child).
+struct PlainReturn {
+    frame: [u8; PLAIN_FRAME_MAX],
+    len: usize,
+}
+
+impl PlainReturn {
+    /// The outcome of returning `result`; `None` if it does not fit (never, for a plain
+    /// type).
+    fn new<R: Serialize>(result: &R) -> Option<Self> {
+        let mut value = [0u8; codec::PLAIN_MAX];
+        let value_len = codec::encode_plain(result, &mut value)?;
+        let mut frame = [0u8; PLAIN_FRAME_MAX];
+        let (head, message) = frame.split_first_chunk_mut::<4>()?;
+        let message_len = codec::encode_plain(&ReturnedInline(&value[..value_len]), message)?;
+        *head = u32::try_from(message_len).ok()?.to_le_bytes();
+        Some(Self { frame, len: 4 + message_len })
+    }
+
+    /// Sends it as [`report`] would; false if it could not.
+    fn send(&self, channel: &Channel) -> bool {
+        match channel {
+            Channel::Socket(sock) => sys::send_all(sock.as_fd(), &self.frame[..self.len], &[]).is_ok(),
+            // A room takes the message alone.
+            Channel::Room(room) => room.write(&self.frame[4..self.len]),
+        }
+    }
+}
+
 /// A frame: the length, then the payload.
 pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("a boot message above 4 GiB");
@@ -659,6 +719,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         args: boot.args,
         result_plan: boot.result_plan,
         outcome: None,
+        returned_plain: None,
         encoded: None,
         name,
         result,
@@ -702,6 +763,11 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     // Python's rules at the end of a process: daemonic children are terminated, the
     // others joined.
     family::finish_children();
+    if let Some(returned) = &call.returned_plain {
+        log::info!("process exiting with exit code 0");
+        returned.send(&channel);
+        sys::exit_now(0)
+    }
     let outcome = call.outcome.take().unwrap_or_else(|| Outcome::Failed("the runner left no outcome".into()));
     let code = match outcome {
         Outcome::Returned(_) => 0,
@@ -796,6 +862,9 @@ pub(crate) struct ChildCall {
     args: Payload,
     result_plan: bool,
     outcome: Option<Outcome>,
+    /// The outcome of a target of plain values that returned ([`run_plain`]), sent as it
+    /// is instead of `outcome`.
+    returned_plain: Option<PlainReturn>,
     /// The encoded return value, kept until it has been sent (it may hold handles).
     encoded: Option<Encoded>,
     name: String,
@@ -819,6 +888,14 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
     context: &mut dyn Any,
 ) {
     let Some(call) = context.downcast_mut::<ChildCall>() else { return };
+    // A plain argument holds no handle (no token, no receipts): read in place.
+    if codec::plain::<A>()
+        && codec::plain::<R>()
+        && call.receipts == 0
+        && let Some(args) = codec::decode_plain::<A>(call.args.bytes(), true)
+    {
+        return run_plain(target, args, call);
+    }
     codec::assume_plan::<R>(call.result_plan);
     let bytes = std::mem::replace(&mut call.args, Payload::Inline(Vec::new()));
     let receipts = call.receipts;
@@ -900,4 +977,44 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         Ok(Err(failed)) => failed,
         Err(info) => Outcome::Panicked(info),
     });
+}
+
+/// [`runner`]'s way for a target whose argument and result are [`codec::plain`] (a
+/// number, a `bool`, a `char`, `()`), the argument read in place: the target runs under
+/// the same catch, and its result is framed on the stack ([`PlainReturn`]), with none of
+/// the codec's scopes and thread state, no plan (plain values are never self-described)
+/// and no allocation. A fork child of an empty target touches that much less code and
+/// heap (start40).
+fn run_plain<A, R: Serialize>(target: impl FnOnce(A) -> R, args: A, call: &mut ChildCall) {
+    let (returned, name) = panics::catching_named(std::mem::take(&mut call.name), || target(args));
+    call.name = name;
+    match returned.map(|result| PlainReturn::new(&result)) {
+        Ok(Some(returned)) => call.returned_plain = Some(returned),
+        Ok(None) => call.outcome = Some(Outcome::NotEncoded("a plain result longer than its room".into())),
+        Err(info) => call.outcome = Some(Outcome::Panicked(info)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_return_encodes_as_its_outcome() {
+        fn check<R: Serialize + DeserializeOwned>(result: R) {
+            let value = codec::encode(&result).unwrap();
+            let outcome = codec::encode_own(&Outcome::Returned(Payload::Inline(value.bytes.clone()))).unwrap();
+            let returned = PlainReturn::new(&result).unwrap();
+            assert_eq!(&returned.frame[..returned.len], &frame(&outcome.bytes)[..]);
+            value.sent();
+            outcome.sent();
+        }
+        check(());
+        check(true);
+        check('\u{10ffff}');
+        check(u128::MAX);
+        check(i128::MIN);
+        check(f64::MIN_POSITIVE);
+        check(0u8);
+    }
 }

@@ -273,10 +273,15 @@ impl ForkRecord {
     /// In the child, after the fork: the parent's other children are not this one's, nor
     /// are the sides and tokens it was not recorded in (see `record`).
     pub(crate) fn in_child(mut self) {
-        self.registry.tables.retain(|_, held| copied(held));
-        // The heap's list of what the parent holds is the parent's (the child's own starts
-        // empty); the child's copies are in its parent's books (`fork_child_ended`).
-        self.registry.tables.values_mut().for_each(|held| held.listed = None);
+        // A map that never held anything points at a static empty group in read-only data:
+        // walking it is one more page fault for the child of a parent that holds nothing.
+        if !self.registry.tables.is_empty() {
+            self.registry.tables.retain(|_, held| copied(held));
+            // The heap's list of what the parent holds is the parent's (the child's own
+            // starts empty); the child's copies are in its parent's books
+            // (`fork_child_ended`).
+            self.registry.tables.values_mut().for_each(|held| held.listed = None);
+        }
         self.registry.listed = List::new();
         self.forked.clear();
     }

@@ -640,6 +640,8 @@ impl ChildRoom {
 
     /// The room's words, for a signal handler that writes a message known to fit
     /// (`sys`'s `write_room`, armed by the child itself): the room outlives the child.
+    /// Inlined: out of line, it was a 64 KiB window of code of its own for a fork child.
+    #[inline]
     pub(crate) fn words(self) -> &'static [AtomicU64] {
         words(Heap::get(), self.off, WORDS)
     }

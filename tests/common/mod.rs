@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod machine;
+pub mod plain;
 pub mod redis;
 pub mod refused;
 

@@ -771,12 +771,14 @@ fn exit_group(code: i32) -> ! {
     }
 }
 
-static DEV_NULL: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+/// An `OwnedFd`, not a `File`: a `File`'s `as_fd` is an out-of-line function of std's
+/// (`FileDesc::as_fd`), one more 64 KiB window of code for a fork child to fault in.
+static DEV_NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
 
 /// Opens `/dev/null` ahead of a fork, so that the child needs one system call for
 /// [`stdin_from_devnull`].
 pub(crate) fn prepare_stdin_devnull() {
-    DEV_NULL.get_or_init(|| std::fs::File::open("/dev/null").expect("/dev/null"));
+    DEV_NULL.get_or_init(|| std::fs::File::open("/dev/null").expect("/dev/null").into());
 }
 
 /// Makes descriptor 0 read from `/dev/null`, as Python does for its children. A direct
@@ -784,7 +786,7 @@ pub(crate) fn prepare_stdin_devnull() {
 /// first is a page fault (see [`close_in_fork_child`]).
 pub(crate) fn stdin_from_devnull() {
     let Some(null) = DEV_NULL.get() else { return };
-    // dup2 onto descriptor 0 replaces stdin atomically; the File keeps its own descriptor.
+    // dup2 onto descriptor 0 replaces stdin atomically; `DEV_NULL` keeps its own descriptor.
     let _ = rustix::stdio::dup2_stdin(null);
 }
 
