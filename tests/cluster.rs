@@ -685,10 +685,17 @@ fn redis_killed_is_a_typed_error_not_a_hang() {
 #[test]
 fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
     let _w = watchdog(LIMIT);
-    let dir = std::env::temp_dir().join(format!("multiproc-slow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("slow.sock");
+    // Under `/tmp`: a unix socket's path has room for ~100 bytes. Removed at the drop.
+    struct Dir(std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = Dir(format!("/tmp/multiproc-slow-{}", std::process::id()).into());
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let path = dir.0.join("slow.sock");
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let url = format!("redis+unix://{}", path.display());
     // Each connection: its `PING` answered, then 16 KiB read every 50 ms (320 KiB/s, under
@@ -711,7 +718,6 @@ fn a_large_put_to_a_server_that_reads_slowly_fails_timed_out() {
     });
     let q = Queue::<Vec<u8>>::builder().timeout(Duration::from_millis(300)).open(&url, "q").unwrap();
     let put = q.put(vec![7; 32 << 20]);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         matches!(&put, Err(PutError::Unsure(_, ClusterError::Unreachable(why))) if why.contains("timed out")),
         "{:?}",

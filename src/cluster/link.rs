@@ -79,8 +79,8 @@ impl Link {
 
     /// Runs `f` on the connection (connecting first if needed). The open and every exchange
     /// (a command sent, its reply read) end within [`SLICE`] plus the timeout of their
-    /// start, so a server that stops answering, or answers a byte at a time, is an error,
-    /// not a hang. A connection-level failure drops the connection.
+    /// start, plus the time their moved bytes buy at [`MOVING`], so a server that stops
+    /// answering, or answers a byte at a time, is an error, not a hang. A connection-level failure drops the connection.
     pub(crate) fn run<R>(&mut self, f: impl FnOnce(&mut Conn) -> RedisResult<R>) -> Result<R, ClusterError> {
         if self.conn.is_some() && !self.conn_in.is_here() {
             // The parent's connection, copied by fork: left to the parent.
@@ -128,7 +128,8 @@ pub(crate) struct Conn {
     db: i64,
     /// False after any failure: a reply may be half read.
     open: bool,
-    /// How long an exchange may take, from its start: [`SLICE`] plus the timeout.
+    /// How long an exchange may take, from its start: [`SLICE`] plus the timeout (plus what
+    /// its moved bytes buy, [`MOVING`]).
     limit: Duration,
     /// While the connection is being opened, the open's deadline, which its exchanges
     /// (`AUTH`, `SELECT`) end by too.
@@ -152,10 +153,10 @@ impl Conn {
     }
 
     /// Connects, makes the TLS handshake, authenticates and selects the URL's database, all
-    /// within one exchange's wait ([`SLICE`] plus `timeout`) of the start, each connect
-    /// within `timeout` (review39 L2: each address had the whole timeout, and each read of
-    /// the handshake and of the replies a wait of its own); each exchange after that within
-    /// [`SLICE`] plus `timeout` of its start.
+    /// within one exchange's wait ([`SLICE`] plus `timeout`, and the few milliseconds the
+    /// handshake's bytes buy) of the start, each connect within `timeout` (review39 L2: each
+    /// address had the whole timeout, and each read of the handshake and of the replies a
+    /// wait of its own); each exchange after that as [`Conn::exchange`] says.
     fn open(info: &ConnectionInfo, tls: Option<&Arc<rustls::ClientConfig>>, timeout: Duration) -> RedisResult<Self> {
         let limit = SLICE + timeout;
         let until = Instant::now() + limit;
@@ -585,25 +586,42 @@ mod tests {
     /// read, and failed on its close).
     #[test]
     fn a_large_command_to_a_server_that_reads_slowly_ends_at_the_exchanges_deadline() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        // A unix socket: its small buffers take little at once (TCP's megabytes, bought
+        // at `MOVING`, would put the deadline past the server's life on some hosts).
+        let dir = tempdir("slow");
+        let path = dir.0.join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
             let (mut peer, _) = listener.accept().unwrap();
             let mut chunk = vec![0; 16 << 10];
-            // 16 KiB every 50 ms (320 KiB/s, under `MOVING`), for fifteen seconds at most.
-            for _ in 0..300 {
-                if peer.read(&mut chunk).map_or(true, |n| n == 0) {
-                    return; // the client gave up
-                }
+            // 16 KiB every 50 ms (320 KiB/s, under `MOVING`), until the client gives up.
+            while peer.read(&mut chunk).is_ok_and(|n| n > 0) {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        let mut link = Link::new(&format!("redis://127.0.0.1:{port}"), Duration::from_millis(300)).unwrap();
+        let mut link = Link::new(&format!("redis+unix://{}", path.display()), Duration::from_millis(300)).unwrap();
         let large = vec![b'x'; 32 << 20];
         let put = link.run(|c| redis::cmd("SET").arg("k").arg(&large).exec(c));
         assert!(matches!(&put, Err(ClusterError::Unreachable(why)) if why.contains("timed out")), "{put:?}");
         drop(link);
         server.join().unwrap();
+    }
+
+    /// A directory under `/tmp` (a unix socket's path has room for ~100 bytes), removed at
+    /// the drop, even after a failed assertion.
+    struct Tempdir(std::path::PathBuf);
+
+    impl Drop for Tempdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tempdir(name: &str) -> Tempdir {
+        let dir = std::path::PathBuf::from(format!("/tmp/multiproc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Tempdir(dir)
     }
 
     /// A large command to a server that reads it steadily, well above `MOVING`, for longer
@@ -619,17 +637,21 @@ mod tests {
             let (mut peer, _) = listener.accept().unwrap();
             let mut chunk = vec![0; 256 << 10];
             let (mut got, mut tail) = (0, Vec::new());
-            // At most 256 KiB every 20 ms (13 MB/s at most; 1 MiB/s even if a loaded machine
-            // stretches each round to 250 ms), until the command has come whole.
+            // 256 KiB a round, a round every 20 ms (13 MB/s at most; 1 MiB/s even if a
+            // loaded machine stretches each round to 250 ms), until the command has come
+            // whole.
             loop {
-                let n = peer.read(&mut chunk).unwrap();
-                assert!(n > 0, "the client gave up");
-                got += n;
-                tail.extend_from_slice(&chunk[..n]);
-                tail.drain(..tail.len().saturating_sub(3));
-                if got > 48 << 20 && tail == b"x\r\n" {
-                    peer.write_all(b"+OK\r\n").unwrap();
-                    return;
+                let mut round = 0;
+                while round < chunk.len() {
+                    let n = peer.read(&mut chunk[round..]).unwrap();
+                    assert!(n > 0, "the client gave up");
+                    tail.extend_from_slice(&chunk[round..round + n]);
+                    tail.drain(..tail.len().saturating_sub(3));
+                    (got, round) = (got + n, round + n);
+                    if got > 48 << 20 && tail == b"x\r\n" {
+                        peer.write_all(b"+OK\r\n").unwrap();
+                        return;
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -71,13 +71,16 @@ impl ServeOptions {
     /// How long one Redis command may take before the node drops the connection and
     /// tries again (default 5 s).
     ///
-    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving
-    /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
-    /// command (sending it and reading its reply, however large) end within a second more
-    /// than the timeout of their start (the longest a blocking command of the node's
-    /// blocks), plus a second for each MiB they move: a large task or result crosses any link of
-    /// 1 MiB/s or more, and a peer that takes it slower than that is given up. Resolving
-    /// the host takes what the system's resolver takes.
+    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
+    /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
+    /// (sending it and reading its reply, however large) end within a second more than the timeout
+    /// of their start (the longest a blocking command of the node's blocks), plus a second for each
+    /// MiB they move: a large task or result crosses any link of 1 MiB/s or more (bytes the
+    /// system's buffers take at once count as moved), and a peer that takes it slower than that is
+    /// given up. The heartbeats that keep a task leased go on the same connection, between
+    /// commands: a task or result that takes more than a third of the lease to cross can let the
+    /// lease of another task run out, which then runs again elsewhere. Resolving the host takes
+    /// what the system's resolver takes.
     ///
     /// # Examples
     ///

@@ -165,13 +165,13 @@ impl ClusterOptions {
     /// How long Redis may stay unreachable or silent before every unfinished task fails
     /// with [`TaskError::Cluster`] and the pool stops (default 5 s).
     ///
-    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving
-    /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
-    /// command (sending it and reading its reply, however large) end within a second more
-    /// than the timeout of their start (the longest a blocking command of the pool's
-    /// blocks), plus a second for each MiB they move: a large task or a read of large results crosses any link of
-    /// 1 MiB/s or more, and a peer that takes it slower than that is given up. Resolving
-    /// the host takes what the system's resolver takes.
+    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
+    /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
+    /// (sending it and reading its reply, however large) end within a second more than the timeout
+    /// of their start (the longest a blocking command of the pool's blocks), plus a second for each
+    /// MiB they move: a large task or a read of large results crosses any link of 1 MiB/s or more
+    /// (bytes the system's buffers take at once count as moved), and a peer that takes it slower
+    /// than that is given up. Resolving the host takes what the system's resolver takes.
     ///
     /// # Examples
     ///

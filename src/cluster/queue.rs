@@ -388,13 +388,13 @@ impl<T> QueueBuilder<T> {
     /// fails with [`ClusterError::Unreachable`]. A put whose reply was lost is sent again
     /// for this long after the failure before it fails with [`PutError::Unsure`].
     ///
-    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving
-    /// the host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each
-    /// command (sending it and reading its reply, however large) end within a second more
-    /// than the timeout of their start (the longest a blocking command of the queue's
-    /// blocks), plus a second for each MiB they move: a large item crosses any link of
-    /// 1 MiB/s or more, and a peer that takes it slower than that is given up. Resolving
-    /// the host takes what the system's resolver takes.
+    /// A connect waits at most the timeout (zero is taken as 1 ms). A whole open (resolving the
+    /// host, connecting to each of its addresses, the TLS handshake, `AUTH`) and each command
+    /// (sending it and reading its reply, however large) end within a second more than the timeout
+    /// of their start (the longest a blocking command of the queue's blocks), plus a second for
+    /// each MiB they move: a large item crosses any link of 1 MiB/s or more (bytes the system's
+    /// buffers take at once count as moved), and a peer that takes it slower than that is given up.
+    /// Resolving the host takes what the system's resolver takes.
     ///
     /// # Examples
     ///
