@@ -3736,6 +3736,53 @@ fn a_child_whose_boot_frames_rest_could_not_be_sent_ends() {
     assert_eq!(noisy, 0, "children that said they could not read their boot message");
 }
 
+const DIED_MID_FRAME_INNER: &str = "MULTIPROC_TEST_PROCESS_DIED_MID_FRAME_INNER";
+
+#[test]
+fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_inner() {
+    if std::env::var_os(DIED_MID_FRAME_INNER).is_none() {
+        return;
+    }
+    // Every child of the family aborts before it reads its boot frame (armed for the whole
+    // family): a 1 MB name leaves most of the frame unsent when it dies.
+    let leaks = common::leak_check(LIMIT / 2);
+    let name = "n".repeat(1 << 20);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for method in METHODS {
+            // Its argument holds handles (a token) and a blob of the heap (the padding).
+            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                .start_method(method)
+                .name(name.clone())
+                .start()
+                .unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{method:?}"),
+                other => panic!("{method:?}: its join said {other:?}, not its abort"),
+            }
+        }
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child that died unread ran");
+    }
+    // The argument's handles and blobs, and the boot message's, given back.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child that dies (here aborted: crash point `process.boot.before_frame`) before it has
+/// read a boot frame longer than its socket's buffer (a 1 MB name) never decoded its boot
+/// message: the message's blobs are given back, and its join says how it died. Before
+/// (review49 M1), the send ended early without saying so and the message counted as sent:
+/// a spawned child's leaked (a fork-server child's `GO` then failed, which gave it back,
+/// but its join said its boot message could not be sent instead of its death).
+#[test]
+fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_inner",
+        &[(DIED_MID_FRAME_INNER, "1"), ("MULTIPROC_CRASH_AT", "process.boot.before_frame")],
+    );
+}
+
 const STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_BEFORE_FRAME_INNER";
 
 #[test]

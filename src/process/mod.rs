@@ -877,6 +877,10 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 ///   without running anything; its join says why (`Link::Unsent`, review46 M1). (Left
 ///   open, it waited for the rest for ever, and a fork-server child read `GO` as frame
 ///   data: review44 M1.)
+/// - A child that ended before it had them (its end of the socket closed, or its pidfd
+///   readable) keeps its socket, for its join to say how it ended: before (review49 M1),
+///   the send stopped there without saying so, the message counted as sent and its blobs
+///   leaked.
 /// - A child seen stopped (`SIGSTOP`, a debugger) while its socket stays full
 ///   ([`send_to_child`]) is killed, our own reaped, and the start fails: it held the start
 ///   for ever (review44 L1).
@@ -902,6 +906,9 @@ fn on_socket(
             message.sent();
             Link::Socket(ours)
         }
+        // It never had the whole frame (or `GO`), so never decoded it; its join says how it
+        // ended.
+        Err(Unsent::Ended) => Link::Socket(ours),
         Err(Unsent::Failed(e)) => {
             let _ = sys::shutdown_write(ours.as_fd());
             Link::Unsent(ours, format!("its boot message could not be sent whole: {e}"))
@@ -922,9 +929,12 @@ fn on_socket(
 }
 
 /// Why a boot frame's rest, or `GO`, did not reach its child ([`send_to_child`]).
+#[derive(Debug)]
 enum Unsent {
     /// The send failed.
     Failed(io::Error),
+    /// The child ended first (its end of the socket closed, or its pidfd readable).
+    Ended,
     /// The child stayed stopped while its socket was full.
     Stopped,
 }
@@ -934,7 +944,7 @@ enum Unsent {
 /// once the child died: `GO` too, after a long rest that filled the buffer, review46 M2).
 /// While the socket stays full, the child is looked at every
 /// [`forkserver::REPLY_CHECK`]: one slow to read is waited for, one stopped at two looks in
-/// a row is not (`Unsent::Stopped`).
+/// a row is not (`Unsent::Stopped`). One that ended first is `Unsent::Ended`.
 fn send_to_child(ours: BorrowedFd<'_>, data: &[u8], (pid, pidfd): (u32, BorrowedFd<'_>)) -> Result<(), Unsent> {
     let mut looks = forkserver::StopLooks::default();
     let mut stopped = false;
@@ -945,8 +955,12 @@ fn send_to_child(ours: BorrowedFd<'_>, data: &[u8], (pid, pidfd): (u32, Borrowed
         }
         forkserver::Look::Running | forkserver::Look::Stopped => Ok(()),
     };
-    let sent = sys::send_while_alive(ours, data, pidfd, (forkserver::REPLY_CHECK, &mut look));
-    sent.map_err(|e| if stopped { Unsent::Stopped } else { Unsent::Failed(e) })
+    match sys::send_while_alive(ours, data, pidfd, (forkserver::REPLY_CHECK, &mut look)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Unsent::Ended),
+        Err(_) if stopped => Err(Unsent::Stopped),
+        Err(e) => Err(Unsent::Failed(e)),
+    }
 }
 
 /// Why a start method gave no child (`forkserver::request`, `spawn::start`).
@@ -1785,4 +1799,23 @@ impl ParentProcess {
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
     family::state().parent.clone().map(|p| ParentProcess { name: p.name, pid: p.pid, start: p.start })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that ended before it read what was sent to it, while a copy of its end of the
+    /// socket stays open (here ours; a fork of ours in the field), is `Unsent::Ended`: its
+    /// pidfd says so. Before (review49 M1), the send returned as if all went.
+    #[test]
+    fn a_send_to_a_child_that_ended_first_says_so() {
+        let (ours, theirs) = sys::socketpair_stream().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pidfd = sys::pidfd_open(child.id()).unwrap();
+        let sent = send_to_child(ours.as_fd(), &vec![0u8; 1 << 20], (child.id(), pidfd.as_fd()));
+        assert!(matches!(sent, Err(Unsent::Ended)), "{sent:?}");
+        child.wait().unwrap();
+        drop(theirs);
+    }
 }
