@@ -3783,6 +3783,69 @@ fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back() 
     );
 }
 
+const LOST_SOCKET_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SOCKET_CHILD_INNER";
+
+/// Starts a fork-server child of `put_one_padded` (a queue and a 64 KB blob: on a boot
+/// socket) whose answer's descriptors are lost (`fail:forkserver.answer.fds`): whether its
+/// start failed. Started from a process that is not the server's main, the child is the
+/// server's own.
+fn start_a_lost_fork_server_child(queue: multiproc::Queue<u32>) -> bool {
+    multiproc::__private::crash_at("fail:forkserver.answer.fds");
+    let started = Process::new(put_one_padded, (queue, vec![7u8; 64 * 1024]))
+        .start_method(StartMethod::ForkServer)
+        .start();
+    multiproc::__private::crash_disarm();
+    started.is_err()
+}
+
+#[test]
+fn a_socket_child_lost_before_its_go_gives_its_argument_back_inner() {
+    if std::env::var_os(LOST_SOCKET_CHILD_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        // Our own child (`Yours`: we are the server's main).
+        multiproc::__private::crash_at("fail:forkserver.answer.fds");
+        let started = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+            .start_method(StartMethod::ForkServer)
+            .start();
+        multiproc::__private::crash_disarm();
+        assert!(started.is_err(), "a child whose answer lost its descriptors started");
+        // The server's own child (`Forked`), asked for by a spawned child.
+        let asker =
+            Process::new(start_a_lost_fork_server_child, queue.clone()).start_method(StartMethod::Spawn).start().unwrap();
+        assert!(asker.join().unwrap(), "a child whose answer lost its descriptors started");
+        let left = || own_children().into_iter().filter(|&pid| zombie(pid)).collect::<Vec<_>>();
+        let gone = eventually(Duration::from_secs(10), || {
+            let _ = active_children();
+            left().is_empty()
+        });
+        assert!(gone, "children of ours left unreaped: {:?}", left());
+        // Neither ran.
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a lost child without its go ran");
+    }
+    // The arguments' handles and blobs, and the boot messages', given back.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A fork-server child on a boot socket whose answer came without its descriptors
+/// (`Lost`; crash point `fail:forkserver.answer.fds`) never gets `GO`, so never decodes its
+/// boot message: the message, the argument's handles and its token are given back, whether
+/// the child is ours (`Yours`, killed and reaped) or the server's (`Forked`). Before
+/// (review49 L2), the message counted as sent and the argument's handles as taken (and the
+/// server's child's token was left to it): they leaked.
+#[test]
+fn a_socket_child_lost_before_its_go_gives_its_argument_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_socket_child_lost_before_its_go_gives_its_argument_back_inner",
+        LOST_SOCKET_CHILD_INNER,
+    );
+}
+
 const STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_BEFORE_FRAME_INNER";
 
 #[test]

@@ -871,7 +871,8 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 ///
 /// `message` is the child's once it has the whole frame (and `GO`). A child that cannot
 /// have it never decodes it, and it is given back:
-/// - A failed start: as [`sent_unless_failed`].
+/// - A failed start: as [`sent_unless_failed`]; a lost one too, unless it may have
+///   everything already (a spawned child whose frame fit its buffer).
 /// - A send that failed (`ENOBUFS`, crash point `fail:process.boot.rest`) ends our writing:
 ///   the child reads the end of its socket inside its frame, or before `GO`, and exits
 ///   without running anything; its join says why (`Link::Unsent`, review46 M1). (Left
@@ -892,6 +893,16 @@ fn on_socket(
 ) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
     let (pid, pidfd, status, _) = match started {
         Ok(started) => started,
+        // A lost child that cannot have its whole frame (and `GO`: none goes) exits at the
+        // end of its socket without decoding it: nothing of its argument is its own. Our own
+        // is killed and reaped; the server reaps its own (review49 L2: the message, the
+        // argument's handles and the server's child's token were kept for it).
+        Err(LaunchError::Lost { own, error }) if go || !rest.is_empty() => {
+            if let Some(pid) = own {
+                kill_and_settle(pid);
+            }
+            return Err(LaunchError::Failed(error));
+        }
         Err(e) => return sent_unless_failed(message, Err(e)),
     };
     let child = (pid, pidfd.as_fd());
