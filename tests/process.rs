@@ -3887,6 +3887,71 @@ fn a_child_stopped_before_it_reads_a_long_boot_frame_fails_its_start_inner() {
     println!("INNER-DONE");
 }
 
+const SIGNAL_STORM_INNER: &str = "MULTIPROC_TEST_PROCESS_SIGNAL_STORM_INNER";
+
+/// A signal handler that does nothing (installed without `SA_RESTART`: a blocking call it
+/// interrupts returns `EINTR`).
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+#[test]
+fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner() {
+    if std::env::var_os(SIGNAL_STORM_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    // SAFETY: the handler is async-signal-safe (it does nothing); `action` is initialized.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        assert_eq!(libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()), 0);
+    }
+    let name = "n".repeat(1 << 20);
+    for method in METHODS {
+        // A signal for the starting thread every 10 ms, more often than it looks at its child.
+        let starter = unsafe { libc::pthread_self() };
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storm = std::thread::spawn({
+            let done = done.clone();
+            move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: `starter` runs until `done` is set, and `storm` is joined then.
+                    unsafe { libc::pthread_kill(starter, libc::SIGUSR2) };
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        let started = Process::new(my_name_len, ()).start_method(method).name(name.clone()).start();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        storm.join().unwrap();
+        match started {
+            Err(multiproc::Error::Io(e)) => assert!(e.to_string().contains("stopped"), "{method:?}: {e}"),
+            Err(e) => panic!("{method:?}: not the stopped child's error: {e}"),
+            Ok(_) => panic!("{method:?}: a child that never read its boot message started"),
+        }
+        let left = || own_children().into_iter().filter(|&pid| stopped(pid) || zombie(pid)).collect::<Vec<_>>();
+        let gone = eventually(Duration::from_secs(10), || {
+            let _ = active_children();
+            left().is_empty()
+        });
+        assert!(gone, "{method:?}: children of ours left stopped or unreaped: {:?}", left());
+    }
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child stopped before it reads a long boot frame (as below) fails its start even when
+/// the starting thread gets a signal more often than it looks at the child (here every
+/// 10 ms, a handler without `SA_RESTART`). Before (review49 L3), each signal started the
+/// 100 ms wait again: the child was never looked at, and the start waited for ever.
+#[test]
+fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner",
+        &[(SIGNAL_STORM_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
+    );
+}
+
 /// A child stopped (`SIGSTOP`, a debugger; here a `stop:` crash point) before it has read
 /// a boot frame longer than its socket's buffer (a 1 MB name) fails its start, killed,
 /// reaped and given back, once seen stopped at two looks in a row. Before (review44 L1),

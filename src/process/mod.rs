@@ -906,7 +906,8 @@ fn on_socket(
         Err(e) => return sent_unless_failed(message, Err(e)),
     };
     let child = (pid, pidfd.as_fd());
-    let sent = if fail_point!("process.boot.rest") {
+    // Only with a rest to send: a child that has its whole frame runs (review49 L1).
+    let sent = if !rest.is_empty() && fail_point!("process.boot.rest") {
         Err(Unsent::Failed(io::Error::from_raw_os_error(libc::ENOBUFS)))
     } else {
         send_to_child(ours.as_fd(), rest, child)
@@ -955,16 +956,24 @@ enum Unsent {
 /// once the child died: `GO` too, after a long rest that filled the buffer, review46 M2).
 /// While the socket stays full, the child is looked at every
 /// [`forkserver::REPLY_CHECK`]: one slow to read is waited for, one stopped at two looks in
-/// a row is not (`Unsent::Stopped`). One that ended first is `Unsent::Ended`.
+/// a row, with nothing read between them, is not (`Unsent::Stopped`). One that ended first
+/// is `Unsent::Ended`.
 fn send_to_child(ours: BorrowedFd<'_>, data: &[u8], (pid, pidfd): (u32, BorrowedFd<'_>)) -> Result<(), Unsent> {
     let mut looks = forkserver::StopLooks::default();
     let mut stopped = false;
-    let mut look = || match looks.look(pid) {
-        forkserver::Look::StaysStopped => {
-            stopped = true;
-            Err(io::Error::other("stopped"))
+    let mut look = |took: bool| {
+        // A child that read since the look before is not "stopped at two looks in a row",
+        // whatever that look saw (stopped, continued, stopped again: review49 L4).
+        if took {
+            looks = forkserver::StopLooks::default();
         }
-        forkserver::Look::Running | forkserver::Look::Stopped => Ok(()),
+        match looks.look(pid) {
+            forkserver::Look::StaysStopped => {
+                stopped = true;
+                Err(io::Error::other("stopped"))
+            }
+            forkserver::Look::Running | forkserver::Look::Stopped => Ok(()),
+        }
     };
     match sys::send_while_alive(ours, data, pidfd, (forkserver::REPLY_CHECK, &mut look)) {
         Ok(true) => Ok(()),
@@ -1828,5 +1837,33 @@ mod tests {
         assert!(matches!(sent, Err(Unsent::Ended)), "{sent:?}");
         child.wait().unwrap();
         drop(theirs);
+    }
+
+    /// A child seen stopped at every look, but whose socket is read between the looks (here
+    /// by a thread of ours, every 40 ms; in the field, a child stopped and continued under a
+    /// tracer), is waited for. Before (review49 L4), two looks in a row that saw it stopped
+    /// gave it up, reading or not.
+    #[test]
+    fn a_child_that_reads_between_looks_that_see_it_stopped_is_waited_for() {
+        let (ours, theirs) = sys::socketpair_stream().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pidfd = sys::pidfd_open(child.id()).unwrap();
+        sys::pidfd_signal(pidfd.as_fd(), libc::SIGSTOP).unwrap();
+        while !matches!(forkserver::StopLooks::default().look(child.id()), forkserver::Look::Stopped) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let data = vec![0u8; 4 << 20];
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            while rustix::io::read(&theirs, &mut buf).unwrap() > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(40));
+            }
+        });
+        let sent = send_to_child(ours.as_fd(), &data, (child.id(), pidfd.as_fd()));
+        drop(ours);
+        reader.join().unwrap();
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert!(sent.is_ok(), "{sent:?}");
     }
 }
