@@ -926,11 +926,12 @@ fn on_socket(
             Link::Unsent(ours, format!("its boot message could not be sent whole: {e}"))
         }
         Err(Unsent::Stopped) => {
-            // Our own child (no status pipe) is reaped here; the server reaps its own.
-            if status.is_some() {
-                let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-            } else {
-                kill_and_settle(pid);
+            // Through its pidfd, never its pid: that may be a stranger's once the child was
+            // reaped behind our back (a program that ignores `SIGCHLD`, or waits for any
+            // child). Our own child (no status pipe) is reaped here; the server reaps its own.
+            let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+            if status.is_none() && matches!(sys::reap_pidfd(pidfd.as_fd(), true), Ok(Some(_))) {
+                settle(pid);
             }
             return Err(LaunchError::Failed(Error::Io(io::Error::other(format!(
                 "the child (pid {pid}) stayed stopped (SIGSTOP or a debugger) before it read its boot message; it was killed"
@@ -1041,16 +1042,23 @@ fn lost_child(own: Option<u32>, error: Error, child::ChildArgs { undo: args, tok
     error
 }
 
-/// Kills our own child `pid` and reaps it, then lets go of what it held, as the reap of any
-/// dead child does (`ChildState::try_reap`): a fork child's copies of our handles, every
-/// hold it listed. False if it could not be reaped (nothing is let go of then).
+/// Kills our own child `pid`, whose pidfd we do not have (a lost one), and reaps it, then lets
+/// go of what it held, as the reap of any dead child does (`ChildState::try_reap`): a fork
+/// child's copies of our handles, every hold it listed. False if it could not be reaped
+/// (nothing is let go of then).
 fn kill_and_settle(pid: u32) -> bool {
     if sys::kill_and_reap_child(pid).is_err() {
         return false;
     }
+    settle(pid);
+    true
+}
+
+/// Lets go of what our own child `pid`, reaped, held: a fork child's copies of our handles,
+/// every hold it listed.
+fn settle(pid: u32) {
     crate::shm::fork_child_ended(pid);
     crate::shm::process_ended(pid);
-    true
 }
 
 /// A started process: join it for its result, or watch, signal and wait for it.
