@@ -2135,8 +2135,10 @@ fn cases() -> Vec<(&'static str, fn())> {
                 let queue = Queue::<u32>::new().unwrap();
                 // A fork child never reads a boot frame: it runs, and asks for the server's own
                 // child (it is not the server's main).
-                let asker =
-                    Process::new(start_long_named_on_a_socket, (queue.clone(), server)).start_method(FORK).start().unwrap();
+                let asker = Process::new(start_long_named_on_a_socket, (queue.clone(), server))
+                    .start_method(FORK)
+                    .start()
+                    .unwrap();
                 let (error, left) = asker.join().unwrap();
                 assert!(error.contains("stopped"), "{error}");
                 assert!(left.is_empty(), "children of the fork server left stopped or unreaped: {left:?}");

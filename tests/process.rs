@@ -3791,9 +3791,8 @@ const LOST_SOCKET_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SOCKET_CHILD_
 /// server's own.
 fn start_a_lost_fork_server_child(queue: multiproc::Queue<u32>) -> bool {
     multiproc::__private::crash_at("fail:forkserver.answer.fds");
-    let started = Process::new(put_one_padded, (queue, vec![7u8; 64 * 1024]))
-        .start_method(StartMethod::ForkServer)
-        .start();
+    let started =
+        Process::new(put_one_padded, (queue, vec![7u8; 64 * 1024])).start_method(StartMethod::ForkServer).start();
     multiproc::__private::crash_disarm();
     started.is_err()
 }
@@ -3814,8 +3813,10 @@ fn a_socket_child_lost_before_its_go_gives_its_argument_back_inner() {
         multiproc::__private::crash_disarm();
         assert!(started.is_err(), "a child whose answer lost its descriptors started");
         // The server's own child (`Forked`), asked for by a spawned child.
-        let asker =
-            Process::new(start_a_lost_fork_server_child, queue.clone()).start_method(StartMethod::Spawn).start().unwrap();
+        let asker = Process::new(start_a_lost_fork_server_child, queue.clone())
+            .start_method(StartMethod::Spawn)
+            .start()
+            .unwrap();
         assert!(asker.join().unwrap(), "a child whose answer lost its descriptors started");
         let left = || own_children().into_iter().filter(|&pid| zombie(pid)).collect::<Vec<_>>();
         let gone = eventually(Duration::from_secs(10), || {
@@ -3840,10 +3841,7 @@ fn a_socket_child_lost_before_its_go_gives_its_argument_back_inner() {
 #[test]
 fn a_socket_child_lost_before_its_go_gives_its_argument_back() {
     let _w = watchdog(LIMIT);
-    common::run_inner_test(
-        "a_socket_child_lost_before_its_go_gives_its_argument_back_inner",
-        LOST_SOCKET_CHILD_INNER,
-    );
+    common::run_inner_test("a_socket_child_lost_before_its_go_gives_its_argument_back_inner", LOST_SOCKET_CHILD_INNER);
 }
 
 const STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_BEFORE_FRAME_INNER";
@@ -3908,6 +3906,7 @@ fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner()
     let name = "n".repeat(1 << 20);
     for method in METHODS {
         // A signal for the starting thread every 10 ms, more often than it looks at its child.
+        // SAFETY (test): `pthread_self` only names the calling thread.
         let starter = unsafe { libc::pthread_self() };
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let storm = std::thread::spawn({

@@ -875,7 +875,8 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 ///   everything already (a spawned child whose frame fit its buffer).
 /// - A send that failed (`ENOBUFS`, crash point `fail:process.boot.rest`) ends our writing:
 ///   the child reads the end of its socket inside its frame, or before `GO`, and exits
-///   without running anything; its join says why (`Link::Unsent`, review46 M1). (Left
+///   without running anything; its join says why (`Link::Unsent`, review46 M1: "its boot
+///   message could not be sent whole", a `GO` counted as part of it). (Left
 ///   open, it waited for the rest for ever, and a fork-server child read `GO` as frame
 ///   data: review44 M1.)
 /// - A child that ended before it had them (its end of the socket closed, or its pidfd
@@ -883,8 +884,8 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 ///   the send stopped there without saying so, the message counted as sent and its blobs
 ///   leaked.
 /// - A child seen stopped (`SIGSTOP`, a debugger) while its socket stays full
-///   ([`send_to_child`]) is killed, our own reaped, and the start fails: it held the start
-///   for ever (review44 L1).
+///   ([`send_to_child`]) is killed through its pidfd, our own reaped here (the server
+///   reaps its own), and the start fails: it held the start for ever (review44 L1).
 fn on_socket(
     ours: OwnedFd,
     (rest, message): (&[u8], Encoded),
