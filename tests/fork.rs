@@ -2130,7 +2130,86 @@ fn cases() -> Vec<(&'static str, fn())> {
                 assert_eq!(multiproc::__private::heap_books_lost(), 0, "bytes of the lists' blocks lost");
             },
         ),
+        ("a_fork_servers_own_child_stopped_before_its_frame_is_killed_inner", || {
+            if std::env::var_os(SERVERS_STOPPED_CHILD_INNER).is_none() {
+                return;
+            }
+            // Every socket child of the family stops before it reads its boot frame (armed
+            // for the whole family). A socketless one does not: it starts the fork server,
+            // whose main this process is then.
+            assert_eq!(Process::new(square, 3).start_method(FORK_SERVER).start().unwrap().join().unwrap(), 9);
+            let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+            let before = multiproc::__private::heap_in_use();
+            {
+                let queue = Queue::<u32>::new().unwrap();
+                // A fork child never reads a boot frame: it runs, and asks for the server's own
+                // child (it is not the server's main).
+                let asker = Process::new(start_long_named_on_a_socket, (queue.clone(), server))
+                    .start_method(FORK)
+                    .start()
+                    .unwrap();
+                let (error, left) = asker.join().unwrap();
+                assert!(error.contains("stopped"), "{error}");
+                assert!(left.is_empty(), "children of the fork server left stopped or unreaped: {left:?}");
+                assert!(queue.get_timeout(std::time::Duration::from_millis(100)).is_err(), "the stopped child ran");
+            }
+            // The argument's handles and blob, and the boot message's, given back.
+            let back = common::eventually(std::time::Duration::from_secs(10), || {
+                multiproc::__private::heap_in_use() <= before
+            });
+            assert!(back, "heap in use: {before} bytes before, {} after", multiproc::__private::heap_in_use());
+            println!("INNER-DONE");
+        }),
+        // The fork server's own child (`Forked`: asked for by a process other than the
+        // server's main), stopped before it reads a boot frame longer than its socket's
+        // buffer (a 1 MB name), fails its start and is killed through its pidfd, and the
+        // server reaps it (review49 L6: the process tests' children were the requester's own).
+        ("a_fork_servers_own_child_stopped_before_its_frame_is_killed", || {
+            common::run_inner_test_with(
+                "a_fork_servers_own_child_stopped_before_its_frame_is_killed_inner",
+                &[(SERVERS_STOPPED_CHILD_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
+            );
+        }),
     ]
+}
+
+const SERVERS_STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_FORK_SERVERS_STOPPED_CHILD_INNER";
+
+/// Puts 1 into `queue`, and returns its padding's length.
+fn put_one_padded((queue, padding): (Queue<u32>, Vec<u8>)) -> usize {
+    queue.put(1).unwrap();
+    padding.len()
+}
+
+/// Starts a fork-server child named 1 MB whose argument holds a queue and a 64 KB blob (on a
+/// boot socket): its start's error ("" if it started), and the children of the fork server
+/// (pid `server`) still stopped or unreaped 10 s later at most. Looked at here: once this
+/// process ends, its children die with it.
+fn start_long_named_on_a_socket((queue, server): (Queue<u32>, u32)) -> (String, Vec<u32>) {
+    let started = Process::new(put_one_padded, (queue, vec![7u8; 64 * 1024]))
+        .start_method(FORK_SERVER)
+        .name("n".repeat(1 << 20))
+        .start();
+    let error = started.err().map(|e| e.to_string()).unwrap_or_default();
+    let left = || children_of(server).into_iter().filter(|&pid| stopped_or_zombie(pid)).collect::<Vec<_>>();
+    common::eventually(std::time::Duration::from_secs(10), || left().is_empty());
+    (error, left())
+}
+
+/// The children of process `pid` (every thread's).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
+/// Whether process `pid` is stopped (`T`, `t`) or a zombie.
+fn stopped_or_zombie(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    matches!(state, Some('T' | 't' | 'Z'))
 }
 
 /// More objects than the spare blocks of the holds lists can list: a list that lists them

@@ -1442,6 +1442,36 @@ fn a_zygote_request_that_failed_gives_its_boot_message_back() {
     );
 }
 
+const ZYGOTE_LOST_INNER: &str = "MULTIPROC_TEST_POOL_ZYGOTE_LOST_INNER";
+
+#[test]
+fn a_zygote_worker_lost_before_its_go_gives_its_argument_back_inner() {
+    if std::env::var_os(ZYGOTE_LOST_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(LIMIT / 2);
+    // As above: sizes that put the worker's argument in a blob of its boot message.
+    let sizes = (0..16).map(|i| 15 * 1024 + i * 64).collect();
+    let child =
+        multiproc::Process::new(zygote_pools_that_fail, sizes).start_method(StartMethod::Spawn).start().unwrap();
+    let (before, after) = child.join().unwrap();
+    assert!(after <= before, "heap in use: {before} bytes before the failed builds, {after} after");
+    println!("INNER-DONE");
+}
+
+/// A `Fork` pool's worker whose zygote's answer came without its descriptors (`Lost`;
+/// crash point `fail:forkserver.answer.fds`) never gets `GO`: the build fails, the worker
+/// (the builder's own) is killed and reaped, and its boot message's blobs come back.
+/// Before (review49 L2), a lost socket start kept them.
+#[test]
+fn a_zygote_worker_lost_before_its_go_gives_its_argument_back() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_zygote_worker_lost_before_its_go_gives_its_argument_back_inner",
+        &[(ZYGOTE_LOST_INNER, "1"), ("MULTIPROC_CRASH_AT", "fail:forkserver.answer.fds")],
+    );
+}
+
 #[test]
 fn workers_see_the_environment_and_directory_of_the_pool_s_start() {
     let _w = heap_user(LIMIT);

@@ -3887,6 +3887,114 @@ fn a_child_whose_boot_frames_rest_could_not_be_sent_ends() {
     assert_eq!(noisy, 0, "children that said they could not read their boot message");
 }
 
+const DIED_MID_FRAME_INNER: &str = "MULTIPROC_TEST_PROCESS_DIED_MID_FRAME_INNER";
+
+#[test]
+fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_inner() {
+    if std::env::var_os(DIED_MID_FRAME_INNER).is_none() {
+        return;
+    }
+    // Every child of the family aborts before it reads its boot frame (armed for the whole
+    // family): a 1 MB name leaves most of the frame unsent when it dies.
+    let leaks = common::leak_check(LIMIT / 2);
+    let name = "n".repeat(1 << 20);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for method in METHODS {
+            // Its argument holds handles (a token) and a blob of the heap (the padding).
+            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                .start_method(method)
+                .name(name.clone())
+                .start()
+                .unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{method:?}"),
+                other => panic!("{method:?}: its join said {other:?}, not its abort"),
+            }
+        }
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child that died unread ran");
+    }
+    // The argument's handles and blobs, and the boot message's, given back.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child that dies (here aborted: crash point `process.boot.before_frame`) before it has
+/// read a boot frame longer than its socket's buffer (a 1 MB name) never decoded its boot
+/// message: the message's blobs are given back, and its join says how it died. Before
+/// (review49 M1), the send ended early without saying so and the message counted as sent:
+/// a spawned child's leaked (a fork-server child's `GO` then failed, which gave it back,
+/// but its join said its boot message could not be sent instead of its death).
+#[test]
+fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_inner",
+        &[(DIED_MID_FRAME_INNER, "1"), ("MULTIPROC_CRASH_AT", "process.boot.before_frame")],
+    );
+}
+
+const LOST_SOCKET_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SOCKET_CHILD_INNER";
+
+/// Starts a fork-server child of `put_one_padded` (a queue and a 64 KB blob: on a boot
+/// socket) whose answer's descriptors are lost (`fail:forkserver.answer.fds`): whether its
+/// start failed. Started from a process that is not the server's main, the child is the
+/// server's own.
+fn start_a_lost_fork_server_child(queue: multiproc::Queue<u32>) -> bool {
+    multiproc::__private::crash_at("fail:forkserver.answer.fds");
+    let started =
+        Process::new(put_one_padded, (queue, vec![7u8; 64 * 1024])).start_method(StartMethod::ForkServer).start();
+    multiproc::__private::crash_disarm();
+    started.is_err()
+}
+
+#[test]
+fn a_socket_child_lost_before_its_go_gives_its_argument_back_inner() {
+    if std::env::var_os(LOST_SOCKET_CHILD_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        // Our own child (`Yours`: we are the server's main).
+        multiproc::__private::crash_at("fail:forkserver.answer.fds");
+        let started = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+            .start_method(StartMethod::ForkServer)
+            .start();
+        multiproc::__private::crash_disarm();
+        assert!(started.is_err(), "a child whose answer lost its descriptors started");
+        // The server's own child (`Forked`), asked for by a spawned child.
+        let asker = Process::new(start_a_lost_fork_server_child, queue.clone())
+            .start_method(StartMethod::Spawn)
+            .start()
+            .unwrap();
+        assert!(asker.join().unwrap(), "a child whose answer lost its descriptors started");
+        let left = || own_children().into_iter().filter(|&pid| zombie(pid)).collect::<Vec<_>>();
+        let gone = eventually(Duration::from_secs(10), || {
+            let _ = active_children();
+            left().is_empty()
+        });
+        assert!(gone, "children of ours left unreaped: {:?}", left());
+        // Neither ran.
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a lost child without its go ran");
+    }
+    // The arguments' handles and blobs, and the boot messages', given back.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A fork-server child on a boot socket whose answer came without its descriptors
+/// (`Lost`; crash point `fail:forkserver.answer.fds`) never gets `GO`, so never decodes its
+/// boot message: the message, the argument's handles and its token are given back, whether
+/// the child is ours (`Yours`, killed and reaped) or the server's (`Forked`). Before
+/// (review49 L2), the message counted as sent and the argument's handles as taken (and the
+/// server's child's token was left to it): they leaked.
+#[test]
+fn a_socket_child_lost_before_its_go_gives_its_argument_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_socket_child_lost_before_its_go_gives_its_argument_back_inner", LOST_SOCKET_CHILD_INNER);
+}
+
 const STOPPED_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_BEFORE_FRAME_INNER";
 
 #[test]
@@ -3926,6 +4034,72 @@ fn a_child_stopped_before_it_reads_a_long_boot_frame_fails_its_start_inner() {
     // The argument's handles and blobs, and the boot message's, given back.
     assert_heap_back_to(leaks.before());
     println!("INNER-DONE");
+}
+
+const SIGNAL_STORM_INNER: &str = "MULTIPROC_TEST_PROCESS_SIGNAL_STORM_INNER";
+
+/// A signal handler that does nothing (installed without `SA_RESTART`: a blocking call it
+/// interrupts returns `EINTR`).
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+#[test]
+fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner() {
+    if std::env::var_os(SIGNAL_STORM_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    // SAFETY: the handler is async-signal-safe (it does nothing); `action` is initialized.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        assert_eq!(libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()), 0);
+    }
+    let name = "n".repeat(1 << 20);
+    for method in METHODS {
+        // A signal for the starting thread every 10 ms, more often than it looks at its child.
+        // SAFETY (test): `pthread_self` only names the calling thread.
+        let starter = unsafe { libc::pthread_self() };
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storm = std::thread::spawn({
+            let done = done.clone();
+            move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: `starter` runs until `done` is set, and `storm` is joined then.
+                    unsafe { libc::pthread_kill(starter, libc::SIGUSR2) };
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        let started = Process::new(my_name_len, ()).start_method(method).name(name.clone()).start();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        storm.join().unwrap();
+        match started {
+            Err(multiproc::Error::Io(e)) => assert!(e.to_string().contains("stopped"), "{method:?}: {e}"),
+            Err(e) => panic!("{method:?}: not the stopped child's error: {e}"),
+            Ok(_) => panic!("{method:?}: a child that never read its boot message started"),
+        }
+        let left = || own_children().into_iter().filter(|&pid| stopped(pid) || zombie(pid)).collect::<Vec<_>>();
+        let gone = eventually(Duration::from_secs(10), || {
+            let _ = active_children();
+            left().is_empty()
+        });
+        assert!(gone, "{method:?}: children of ours left stopped or unreaped: {:?}", left());
+    }
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child stopped before it reads a long boot frame (as below) fails its start even when
+/// the starting thread gets a signal more often than it looks at the child (here every
+/// 10 ms, a handler without `SA_RESTART`). Before (review49 L3), each signal started the
+/// 100 ms wait again: the child was never looked at, and the start waited for ever.
+#[test]
+fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner",
+        &[(SIGNAL_STORM_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
+    );
 }
 
 /// A child stopped (`SIGSTOP`, a debugger; here a `stop:` crash point) before it has read

@@ -530,9 +530,9 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
     }
     // The parent's start failed after we were made (our server died before it answered;
     // our frame's rest, or our go, could not be sent): what the boot message names is no
-    // longer ours. Our parent's own fork-server child,
-    // we leave our pid on the socket, whose end it keeps to reap us
-    // (`forkserver::reap_left_children`): nobody else knows of us.
+    // longer ours. As our parent's own fork-server child (`yours`), we leave our pid on the
+    // socket, whose end it keeps to reap us (`forkserver::reap_left_children`): nobody else
+    // knows of us.
     let stop = |sock: &OwnedFd| -> ! {
         if yours {
             let _ = sys::send_with_fds(sock.as_fd(), &sys::pid_now().to_le_bytes(), &[]);

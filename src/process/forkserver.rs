@@ -860,7 +860,7 @@ fn ask(
         Ok(n) => Ok((buf[..n].to_vec(), fds)),
         Err(e) => Err(e),
     };
-    let (reply, fds) = match result {
+    let (reply, mut fds) = match result {
         Ok(r) => r,
         Err(e) => {
             // Shut down, not only closed: a late answer (a stopped server continued) must
@@ -892,6 +892,11 @@ fn ask(
         }
     };
     let reply = codec::decode_own::<Reply>(&reply).map_err(|e| failed(e.into(), true))?;
+    // A test loses the answer's descriptors, as when they find no room here: the child is
+    // `Lost`.
+    if fail_point!("forkserver.answer.fds") {
+        fds.clear();
+    }
     if let Reply::Forked { server, .. } | Reply::Yours { server, .. } = reply {
         // Exactly the server that may still write the child's room: the pid read above may
         // be a later server's (another thread started one again meanwhile), which would

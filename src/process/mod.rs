@@ -871,15 +871,21 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 ///
 /// `message` is the child's once it has the whole frame (and `GO`). A child that cannot
 /// have it never decodes it, and it is given back:
-/// - A failed start: as [`sent_unless_failed`].
+/// - A failed start: as [`sent_unless_failed`]; a lost one too, unless it may have
+///   everything already (a spawned child whose frame fit its buffer).
 /// - A send that failed (`ENOBUFS`, crash point `fail:process.boot.rest`) ends our writing:
 ///   the child reads the end of its socket inside its frame, or before `GO`, and exits
-///   without running anything; its join says why (`Link::Unsent`, review46 M1). (Left
+///   without running anything; its join says why (`Link::Unsent`, review46 M1: "its boot
+///   message could not be sent whole", a `GO` counted as part of it). (Left
 ///   open, it waited for the rest for ever, and a fork-server child read `GO` as frame
 ///   data: review44 M1.)
+/// - A child that ended before it had them (its end of the socket closed, or its pidfd
+///   readable) keeps its socket, for its join to say how it ended: before (review49 M1),
+///   the send stopped there without saying so, the message counted as sent and its blobs
+///   leaked.
 /// - A child seen stopped (`SIGSTOP`, a debugger) while its socket stays full
-///   ([`send_to_child`]) is killed, our own reaped, and the start fails: it held the start
-///   for ever (review44 L1).
+///   ([`send_to_child`]) is killed through its pidfd, our own reaped here (the server
+///   reaps its own), and the start fails: it held the start for ever (review44 L1).
 fn on_socket(
     ours: OwnedFd,
     (rest, message): (&[u8], Encoded),
@@ -888,10 +894,21 @@ fn on_socket(
 ) -> Result<(u32, OwnedFd, ExitWatch, Link, Option<fork::Kept>), LaunchError> {
     let (pid, pidfd, status, _) = match started {
         Ok(started) => started,
+        // A lost child that cannot have its whole frame (and `GO`: none goes) exits at the
+        // end of its socket without decoding it: nothing of its argument is its own. Our own
+        // is killed and reaped; the server reaps its own (review49 L2: the message, the
+        // argument's handles and the server's child's token were kept for it).
+        Err(LaunchError::Lost { own, error }) if go || !rest.is_empty() => {
+            if let Some(pid) = own {
+                kill_and_settle(pid);
+            }
+            return Err(LaunchError::Failed(error));
+        }
         Err(e) => return sent_unless_failed(message, Err(e)),
     };
     let child = (pid, pidfd.as_fd());
-    let sent = if fail_point!("process.boot.rest") {
+    // Only with a rest to send: a child that has its whole frame runs (review49 L1).
+    let sent = if !rest.is_empty() && fail_point!("process.boot.rest") {
         Err(Unsent::Failed(io::Error::from_raw_os_error(libc::ENOBUFS)))
     } else {
         send_to_child(ours.as_fd(), rest, child)
@@ -902,16 +919,20 @@ fn on_socket(
             message.sent();
             Link::Socket(ours)
         }
+        // It never had the whole frame (or `GO`), so never decoded it; its join says how it
+        // ended.
+        Err(Unsent::Ended) => Link::Socket(ours),
         Err(Unsent::Failed(e)) => {
             let _ = sys::shutdown_write(ours.as_fd());
             Link::Unsent(ours, format!("its boot message could not be sent whole: {e}"))
         }
         Err(Unsent::Stopped) => {
-            // Our own child (no status pipe) is reaped here; the server reaps its own.
-            if status.is_some() {
-                let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-            } else {
-                kill_and_settle(pid);
+            // Through its pidfd, never its pid: that may be a stranger's once the child was
+            // reaped behind our back (a program that ignores `SIGCHLD`, or waits for any
+            // child). Our own child (no status pipe) is reaped here; the server reaps its own.
+            let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+            if status.is_none() && matches!(sys::reap_pidfd(pidfd.as_fd(), true), Ok(Some(_))) {
+                settle(pid);
             }
             return Err(LaunchError::Failed(Error::Io(io::Error::other(format!(
                 "the child (pid {pid}) stayed stopped (SIGSTOP or a debugger) before it read its boot message; it was killed"
@@ -922,9 +943,12 @@ fn on_socket(
 }
 
 /// Why a boot frame's rest, or `GO`, did not reach its child ([`send_to_child`]).
+#[derive(Debug)]
 enum Unsent {
     /// The send failed.
     Failed(io::Error),
+    /// The child ended first (its end of the socket closed, or its pidfd readable).
+    Ended,
     /// The child stayed stopped while its socket was full.
     Stopped,
 }
@@ -934,19 +958,31 @@ enum Unsent {
 /// once the child died: `GO` too, after a long rest that filled the buffer, review46 M2).
 /// While the socket stays full, the child is looked at every
 /// [`forkserver::REPLY_CHECK`]: one slow to read is waited for, one stopped at two looks in
-/// a row is not (`Unsent::Stopped`).
+/// a row, with nothing read between them, is not (`Unsent::Stopped`). One that ended first
+/// is `Unsent::Ended`.
 fn send_to_child(ours: BorrowedFd<'_>, data: &[u8], (pid, pidfd): (u32, BorrowedFd<'_>)) -> Result<(), Unsent> {
     let mut looks = forkserver::StopLooks::default();
     let mut stopped = false;
-    let mut look = || match looks.look(pid) {
-        forkserver::Look::StaysStopped => {
-            stopped = true;
-            Err(io::Error::other("stopped"))
+    let mut look = |took: bool| {
+        // A child that read since the look before is not "stopped at two looks in a row",
+        // whatever that look saw (stopped, continued, stopped again: review49 L4).
+        if took {
+            looks = forkserver::StopLooks::default();
         }
-        forkserver::Look::Running | forkserver::Look::Stopped => Ok(()),
+        match looks.look(pid) {
+            forkserver::Look::StaysStopped => {
+                stopped = true;
+                Err(io::Error::other("stopped"))
+            }
+            forkserver::Look::Running | forkserver::Look::Stopped => Ok(()),
+        }
     };
-    let sent = sys::send_while_alive(ours, data, pidfd, (forkserver::REPLY_CHECK, &mut look));
-    sent.map_err(|e| if stopped { Unsent::Stopped } else { Unsent::Failed(e) })
+    match sys::send_while_alive(ours, data, pidfd, (forkserver::REPLY_CHECK, &mut look)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Unsent::Ended),
+        Err(_) if stopped => Err(Unsent::Stopped),
+        Err(e) => Err(Unsent::Failed(e)),
+    }
 }
 
 /// Why a start method gave no child (`forkserver::request`, `spawn::start`).
@@ -1007,16 +1043,23 @@ fn lost_child(own: Option<u32>, error: Error, child::ChildArgs { undo: args, tok
     error
 }
 
-/// Kills our own child `pid` and reaps it, then lets go of what it held, as the reap of any
-/// dead child does (`ChildState::try_reap`): a fork child's copies of our handles, every
-/// hold it listed. False if it could not be reaped (nothing is let go of then).
+/// Kills our own child `pid`, whose pidfd we do not have (a lost one), and reaps it, then lets
+/// go of what it held, as the reap of any dead child does (`ChildState::try_reap`): a fork
+/// child's copies of our handles, every hold it listed. False if it could not be reaped
+/// (nothing is let go of then).
 fn kill_and_settle(pid: u32) -> bool {
     if sys::kill_and_reap_child(pid).is_err() {
         return false;
     }
+    settle(pid);
+    true
+}
+
+/// Lets go of what our own child `pid`, reaped, held: a fork child's copies of our handles,
+/// every hold it listed.
+fn settle(pid: u32) {
     crate::shm::fork_child_ended(pid);
     crate::shm::process_ended(pid);
-    true
 }
 
 /// A started process: join it for its result, or watch, signal and wait for it.
@@ -1785,4 +1828,51 @@ impl ParentProcess {
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
     family::state().parent.clone().map(|p| ParentProcess { name: p.name, pid: p.pid, start: p.start })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that ended before it read what was sent to it, while a copy of its end of the
+    /// socket stays open (here ours; a fork of ours in the field), is `Unsent::Ended`: its
+    /// pidfd says so. Before (review49 M1), the send returned as if all went.
+    #[test]
+    fn a_send_to_a_child_that_ended_first_says_so() {
+        let (ours, theirs) = sys::socketpair_stream().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pidfd = sys::pidfd_open(child.id()).unwrap();
+        let sent = send_to_child(ours.as_fd(), &vec![0u8; 1 << 20], (child.id(), pidfd.as_fd()));
+        assert!(matches!(sent, Err(Unsent::Ended)), "{sent:?}");
+        child.wait().unwrap();
+        drop(theirs);
+    }
+
+    /// A child seen stopped at every look, but whose socket is read between the looks (here
+    /// by a thread of ours, every 40 ms; in the field, a child stopped and continued under a
+    /// tracer), is waited for. Before (review49 L4), two looks in a row that saw it stopped
+    /// gave it up, reading or not.
+    #[test]
+    fn a_child_that_reads_between_looks_that_see_it_stopped_is_waited_for() {
+        let (ours, theirs) = sys::socketpair_stream().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pidfd = sys::pidfd_open(child.id()).unwrap();
+        sys::pidfd_signal(pidfd.as_fd(), libc::SIGSTOP).unwrap();
+        while !matches!(forkserver::StopLooks::default().look(child.id()), forkserver::Look::Stopped) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let data = vec![0u8; 4 << 20];
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            while rustix::io::read(&theirs, &mut buf).unwrap() > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(40));
+            }
+        });
+        let sent = send_to_child(ours.as_fd(), &data, (child.id(), pidfd.as_fd()));
+        drop(ours);
+        reader.join().unwrap();
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert!(sent.is_ok(), "{sent:?}");
+    }
 }

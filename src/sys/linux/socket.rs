@@ -4,7 +4,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::timespec;
 use rustix::event::{PollFd, PollFlags};
@@ -84,34 +84,51 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, mut data: &[u8], fds: &[BorrowedFd<
     Ok(())
 }
 
-/// Sends all of `data` to a process that reads it, for as long as it lives (`pidfd`): stops
-/// early once it ended (a copy of its end of the socket, kept by a fork of ours, would
-/// otherwise leave the send waiting for a reader that never comes). While the socket stays
-/// full, `look` is called once every `every`: its error ends the send (a reader the caller
-/// gives up on, such as one stopped). Never raises `SIGPIPE`.
+/// Sends all of `data` to a process that reads it, for as long as it lives (`pidfd`): true
+/// once all of it went, false if the reader ended first, its end of the socket closed or
+/// its pidfd readable, with data still unsent (a copy of its end, kept by a fork of ours,
+/// would otherwise leave the send waiting for a reader that never comes).
+///
+/// While the socket stays full, `look` is called once every `every`, told whether the
+/// reader took anything since the look before; its error ends the send (a reader the caller
+/// gives up on, such as one stopped). The looks keep their time whatever signals interrupt
+/// the waits between them: restarted on each, a wait longer than the signals' interval never
+/// ended (review49 L3). Never raises `SIGPIPE`.
 pub(crate) fn send_while_alive(
     sock: BorrowedFd<'_>,
     mut data: &[u8],
     pidfd: BorrowedFd<'_>,
-    (every, look): (Duration, &mut dyn FnMut() -> io::Result<()>),
-) -> io::Result<()> {
-    let every = timespec(every);
+    (every, look): (Duration, &mut dyn FnMut(bool) -> io::Result<()>),
+) -> io::Result<bool> {
+    let mut next_look = Instant::now() + every;
+    let mut took = false;
     while !data.is_empty() {
         match send_what_fits(sock, data, &[]) {
-            Ok(n) => data = &data[n..],
+            Ok(n) => {
+                data = &data[n..];
+                took |= n > 0;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = next_look.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    look(std::mem::take(&mut took))?;
+                    next_look = Instant::now() + every;
+                    continue;
+                }
                 let mut pollfds = [PollFd::new(&sock, PollFlags::OUT), PollFd::new(&pidfd, PollFlags::IN)];
-                match rustix::event::poll(&mut pollfds, Some(&every)) {
-                    Ok(0) => look()?,
-                    Ok(_) if !pollfds[1].revents().is_empty() => return Ok(()),
+                match rustix::event::poll(&mut pollfds, Some(&timespec(left))) {
+                    Ok(_) if !pollfds[1].revents().is_empty() => return Ok(false),
                     Ok(_) | Err(Errno::INTR) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
+            Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Receives into `buf`, appending any descriptors that came along to `fds` (close-on-exec).
