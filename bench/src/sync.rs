@@ -15,12 +15,16 @@ use crate::stats::{self, Report};
 /// lock_uncontended: ns per `acquire()` + release (dropping the guard) in one process,
 /// after 1000 untimed pairs; median of 5 batches of 1M. Variants: `Lock`, `RLock`, and a
 /// `BoundedSemaphore(1)` (whose acquire and release of a process's own permit take no
-/// guard: one CAS each on its word, sem38).
+/// guard: one CAS each on its word, sem38). Not in `mp_bench.py`: `semaphore_counter`, a
+/// `Semaphore(0)` as a counter of items, a `release()` (a producer's, which holds nothing:
+/// the guarded way) then an `acquire()` whose permit is forgotten (an extra permit, held by
+/// nobody) per pair (review51 M1).
 pub fn lock_uncontended(report: &mut Report) {
     const N: u32 = 1_000_000;
     let lock = Lock::new().expect("lock");
     let rlock = RLock::new().expect("rlock");
     let semaphore = BoundedSemaphore::new(1).expect("semaphore");
+    let counter = Semaphore::new(0).expect("semaphore");
     let mut run = |variant: &str, pair: &dyn Fn()| {
         for _ in 0..1000 {
             pair();
@@ -39,6 +43,10 @@ pub fn lock_uncontended(report: &mut Report) {
     run("lock", &|| drop(black_box(lock.acquire())));
     run("rlock", &|| drop(black_box(rlock.acquire())));
     run("semaphore", &|| drop(black_box(semaphore.acquire())));
+    run("semaphore_counter", &|| {
+        counter.release();
+        black_box(counter.acquire()).expect("an item").forget();
+    });
 }
 
 /// The clock every process of a benchmark reads: set before the children are forked, so
