@@ -824,15 +824,17 @@ impl Core {
         let slot = if recovered > 0 || extra == 0 { self.hold_slot(&slots, me) } else { None };
         self.begin(&slots, slot);
         hold.value -= 1;
+        // `hold`'s answer is or-ed: `lock` set the flag for an undo, which may have given a
+        // slot back to its owner.
         let taken = if recovered > 0 {
             state.recovered.store(recovered - 1, Ordering::Relaxed);
-            hold.new_owner = self.hold(&slots, me, slot);
+            hold.new_owner |= self.hold(&slots, me, slot);
             (Permit::Held, true)
         } else if extra > 0 {
             state.extra.store(extra - 1, Ordering::Relaxed);
             (Permit::Extra, false)
         } else {
-            hold.new_owner = self.hold(&slots, me, slot);
+            hold.new_owner |= self.hold(&slots, me, slot);
             (Permit::Held, false)
         };
         crate::shm::crash::crash_point!("semaphore.take.counted");
@@ -1769,5 +1771,47 @@ mod tests {
         }
         PLAYING.set(None);
         assert_eq!(sem.core.shared.used.load(Ordering::SeqCst), 4, "four processes, the first four slots");
+    }
+
+    /// A take that undoes a dead changer's steal of a live process's idle slot moves the
+    /// generation, whatever slot it then counts its own permit in (review51 L1, review45
+    /// L2): `lock` sets `new_owner` for the undo, and `take` overwrote it with `hold`'s
+    /// answer (false for this process's own slot), so the word was let go with the
+    /// generation it had before the steal. The undo also puts the slot's live owner back.
+    #[test]
+    fn a_take_that_undoes_a_dead_steal_moves_the_generation() {
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        let real = sys::me();
+        // This process's slot, idle, its hint set; then every other slot another's, idle.
+        drop(sem.acquire().unwrap());
+        for k in 1..core.slots().len() as u32 {
+            PLAYING.set(Some(sys::ProcId { pid: 1_000_000 + k, start: real.start }));
+            let other = core.clone();
+            let (permit, _) = other.take().unwrap();
+            other.give_guarded(Some(permit)).unwrap();
+        }
+        // A newcomer steals an idle slot and is killed inside its change: the word still
+        // claimed for the guard, no commit.
+        PLAYING.set(Some(sys::ProcId { pid: 2_000_000, start: real.start }));
+        let stolen = {
+            let newcomer = core.clone();
+            let _guard = RawGuard::lock(&newcomer.shared.guard);
+            let _ = newcomer.claim();
+            let slots = newcomer.slots();
+            let slot = newcomer.hold_slot(&slots, me());
+            newcomer.begin(&slots, slot);
+            assert!(newcomer.hold(&slots, me(), slot), "a steal");
+            slot.unwrap()
+        };
+        PLAYING.set(None);
+        assert_eq!(stolen, 0, "the steal took this process's idle slot, the first");
+        let before = core.generation();
+        // Undoes the steal, then counts its permit in its own slot.
+        let (permit, _) = core.take().unwrap();
+        assert_ne!(core.generation(), before, "the undone steal's bump was overwritten");
+        assert!(core.slot(stolen).is(real), "the undo gave the slot back to its owner");
+        core.give_guarded(Some(permit)).unwrap();
+        assert_eq!(sem.get_value(), 1);
     }
 }
