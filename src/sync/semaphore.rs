@@ -1814,4 +1814,47 @@ mod tests {
         core.give_guarded(Some(permit)).unwrap();
         assert_eq!(sem.get_value(), 1);
     }
+
+    /// A process new to a semaphore takes a free slot, one a recovery emptied, before
+    /// another live process's idle one (review51 L2: no test held it). The table full, a
+    /// dead holder's slot is emptied; a newcomer then takes that one, and nobody's slot
+    /// changes owner. Taking the idle slot at the cursor instead sends its owner to take
+    /// the next one, and so on to the free one: an owner change each.
+    #[test]
+    fn a_free_slot_is_taken_before_anothers_idle_one() {
+        let me = sys::me();
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        let n = core.slots().len() as u32;
+        let turn = |core: &Core, pid: u32| {
+            PLAYING.set(Some(sys::ProcId { pid, start: me.start }));
+            let (permit, _) = core.take().expect("a permit for each turn");
+            core.give_guarded(Some(permit)).unwrap();
+        };
+        let handles: Vec<(u32, Core)> = (1..n).map(|k| (1_000_000 + k, core.clone())).collect();
+        // The first slot is a holder's that dies with its permit (this process's pid,
+        // another start time); every other slot is a live process's, idle.
+        turn(core, me.pid);
+        PLAYING.set(None);
+        for (pid, core) in &handles {
+            turn(core, *pid);
+        }
+        PLAYING.set(None);
+        let dead = core.slot(0);
+        dead.start.store(me.start + 1, Ordering::SeqCst);
+        dead.set_count(1);
+        core.shared.word.fetch_sub(1, Ordering::SeqCst);
+        core.recover_dead();
+        assert_eq!(dead.pid.load(Ordering::SeqCst), 0, "the dead holder's slot emptied");
+        let before = core.generation();
+        // The cursor at a live process's idle slot.
+        core.shared.take_idle_at.store(5, Ordering::SeqCst);
+        turn(&core.clone(), 2_000_000);
+        for (pid, core) in &handles {
+            turn(core, *pid);
+        }
+        PLAYING.set(None);
+        let moved = core.generation().wrapping_sub(before) & (u64::MAX / word::GENERATION);
+        assert_eq!(moved, 0, "a newcomer took a live process's idle slot");
+    }
 }
