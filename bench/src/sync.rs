@@ -82,14 +82,16 @@ fn semaphore_increments(args: (Semaphore, RawValue<i32>, u32, Barrier)) -> (u64,
 /// `Value<i32>`, started together by a barrier; increments/s over the whole span, median
 /// of 3 repetitions; count_exact = 1 when every final count was P * K.
 ///
-/// Not in `mp_bench.py` (compare.py shows "-" for CPython): `semaphore_2proc` and
-/// `semaphore2_2proc`, 2 children each doing K acquires of a `Semaphore(1)` (a lock across
-/// processes) or a `Semaphore(2)`, with `v.set(v.get() + 1)` on a `RawValue<i32>` under each
-/// permit (so that the work is the 2proc variant's); a permit of one's own in one's own
-/// slot goes without the guard (sem38), and each process keeps its slot (sem40), but a
-/// permit given back while the other waits goes the guarded way, which wakes it. The
-/// `Semaphore(1)`'s count is exact too (in count_exact); the `Semaphore(2)`'s is not meant
-/// to be.
+/// Not in `mp_bench.py` (compare.py shows "-" for CPython): `semaphore_2proc`, 2 children
+/// each doing K acquires of a `Semaphore(1)` (a lock across processes) with
+/// `v.set(v.get() + 1)` on a `RawValue<i32>` under each permit (about the 2proc variant's
+/// work); a permit of one's own in one's own slot goes without the guard (sem38), and each
+/// process keeps its slot (sem40), but a permit given back while the other waits goes the
+/// guarded way, which wakes it. `semaphore2_2proc`, the same at a `Semaphore(2)`: neither
+/// child ever waits (each holds at most one of the two permits), so it measures the fast
+/// path contended on the word's cache line, no turns (review51 L4). count_exact covers the
+/// 1proc and 2proc variants and `semaphore_2proc`; the `Semaphore(2)`'s increments race by
+/// design.
 pub fn lock_contended(report: &mut Report) {
     const K: u32 = 100_000;
     BASE.get_or_init(Instant::now);

@@ -37,13 +37,17 @@ use crate::sys;
 /// permits, which just cannot be recovered if they die.
 const MAX_TRACKED: u32 = 256;
 
-/// The holder table has at least this many slots, whatever the value (24 bytes each), so
-/// that up to this many processes taking turns at a semaphore of fewer permits (a
-/// `Semaphore(1)` as a cross-process lock, a `Semaphore(4)` bounding a pool's workers) each
-/// keep a slot of their own: their acquires and releases go the fast way, and a slot
-/// changes owner (the generation moves, see [`word::GENERATION`]) only when a process new
-/// to the semaphore finds no empty one. With one slot per permit, a process without a
-/// slot took another live one's idle slot at nearly every acquire (review45 L1).
+/// The holder table has at least this many slots, whatever the value, so that up to this
+/// many processes taking turns at a semaphore of fewer permits (a `Semaphore(1)` as a
+/// cross-process lock, a `Semaphore(4)` bounding a pool's workers) each keep a slot of
+/// their own: their acquires and releases go the fast way, and a slot changes owner (the
+/// generation moves, see [`word::GENERATION`]) only with a process starting or dying (one
+/// new to the semaphore that finds no free slot takes another's idle one, which sends that
+/// one to take the next, up to a turn of the table; a dead holder's slot emptied). With
+/// one slot per permit, a process without a slot took another live one's idle slot at
+/// nearly every acquire (review45 L1). The price is memory: 24 bytes a slot, so a
+/// semaphore of up to 64 permits is a 2 KiB block of the heap (it was 512 bytes for a
+/// `Semaphore(1)`).
 const MIN_SLOTS: u32 = 64;
 
 /// A guard's holder waiting for a fast change to let the word go spins this many looks,
@@ -169,6 +173,7 @@ mod changed {
             core: &Core,
             deadline: Deadline,
         ) -> Result<(Permit, bool), Interrupted<Infallible>> {
+            self.of(core);
             self.notify.wait(
                 deadline,
                 Duration::ZERO,
@@ -190,6 +195,7 @@ mod changed {
             waiting: &mut Waiting,
             cx: &Context<'_>,
         ) -> Poll<(Permit, bool)> {
+            self.of(core);
             let mut armed = false;
             poll_on(waiting, &self.notify, cx, |check| {
                 if check {
@@ -204,14 +210,24 @@ mod changed {
         /// A future that leaves: a wake-up it was given and did not use goes on to another
         /// sleeper if a permit of `core`'s is free.
         pub(super) fn pass_on(&self, core: &Core, waiting: &mut Waiting) {
+            self.of(core);
             waiting.pass_on(&self.notify, || core.value() > 0);
         }
 
-        /// Whether a sleeper is announced, asked after a change with the guard held (`_hold`,
-        /// its proof): [`Changed::wake`] then, once the guard is let go.
+        /// Whether a sleeper is announced, asked after a change with the guard held (`hold`,
+        /// its proof, of this semaphore's): [`Changed::wake`] then, once the guard is let go.
         #[inline]
-        pub(super) fn sleepers_seen(&self, _hold: &Hold<'_>) -> bool {
+        pub(super) fn sleepers_seen(&self, hold: &Hold<'_>) -> bool {
+            self.of(hold.core);
             self.notify.sleepers_seen_under_lock()
+        }
+
+        /// Checks (in debug builds) that `core` is the semaphore whose `Changed` this is: a
+        /// re-test or a hold of another semaphore's would let a sleeper be missed (review51
+        /// L5).
+        #[inline(always)]
+        fn of(&self, core: &Core) {
+            debug_assert!(std::ptr::eq(self, &core.shared.changed), "another semaphore's Core");
         }
 
         /// Wakes up to `n` sleepers that [`Changed::sleepers_seen`] saw.
