@@ -511,11 +511,11 @@ fn a_process_killed_inside_an_acquire_or_a_release_loses_no_permit() {
     }
 }
 
-/// The fast path's windows again, with two slots: the surviving process holds a permit in
-/// a slot of its own, so that a permit of the dead process still counted in its slot is not
-/// given back through a handed-over release (as with one slot) but comes back by the
-/// recovery, once: a settle that finished or undid the wrong changes makes it twice, or
-/// loses it.
+/// The fast path's windows again, with two permits: the surviving process holds one, in
+/// its own slot, so that its release gives back that one, not the dead process's still
+/// counted in its slot (a release by a process that holds none hands that one over), and
+/// the dead process's comes back by the recovery, once: a settle that finished or undid the
+/// wrong changes makes it twice, or loses it.
 #[test]
 fn a_process_killed_inside_a_fast_acquire_or_release_gives_its_permit_back_once() {
     let _w = watchdog(LIMIT);

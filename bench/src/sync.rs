@@ -15,12 +15,16 @@ use crate::stats::{self, Report};
 /// lock_uncontended: ns per `acquire()` + release (dropping the guard) in one process,
 /// after 1000 untimed pairs; median of 5 batches of 1M. Variants: `Lock`, `RLock`, and a
 /// `BoundedSemaphore(1)` (whose acquire and release of a process's own permit take no
-/// guard: one CAS each on its word, sem38).
+/// guard: one CAS each on its word, sem38). Not in `mp_bench.py`: `semaphore_counter`, a
+/// `Semaphore(0)` as a counter of items, a `release()` (a producer's, which holds nothing:
+/// the guarded way) then an `acquire()` whose permit is forgotten (an extra permit, held by
+/// nobody) per pair (review51 M1).
 pub fn lock_uncontended(report: &mut Report) {
     const N: u32 = 1_000_000;
     let lock = Lock::new().expect("lock");
     let rlock = RLock::new().expect("rlock");
     let semaphore = BoundedSemaphore::new(1).expect("semaphore");
+    let counter = Semaphore::new(0).expect("semaphore");
     let mut run = |variant: &str, pair: &dyn Fn()| {
         for _ in 0..1000 {
             pair();
@@ -39,6 +43,10 @@ pub fn lock_uncontended(report: &mut Report) {
     run("lock", &|| drop(black_box(lock.acquire())));
     run("rlock", &|| drop(black_box(rlock.acquire())));
     run("semaphore", &|| drop(black_box(semaphore.acquire())));
+    run("semaphore_counter", &|| {
+        counter.release();
+        black_box(counter.acquire()).expect("an item").forget();
+    });
 }
 
 /// The clock every process of a benchmark reads: set before the children are forked, so
@@ -74,14 +82,16 @@ fn semaphore_increments(args: (Semaphore, RawValue<i32>, u32, Barrier)) -> (u64,
 /// `Value<i32>`, started together by a barrier; increments/s over the whole span, median
 /// of 3 repetitions; count_exact = 1 when every final count was P * K.
 ///
-/// Not in `mp_bench.py` (compare.py shows "-" for CPython): `semaphore_2proc` and
-/// `semaphore2_2proc`, 2 children each doing K acquires of a `Semaphore(1)` (a lock across
-/// processes) or a `Semaphore(2)`, with `v.set(v.get() + 1)` on a `RawValue<i32>` under each
-/// permit (so that the work is the 2proc variant's); a permit of one's own in one's own
-/// slot goes without the guard (sem38), and each process keeps its slot (sem40), but a
-/// permit given back while the other waits goes the guarded way, which wakes it. The
-/// `Semaphore(1)`'s count is exact too (in count_exact); the `Semaphore(2)`'s is not meant
-/// to be.
+/// Not in `mp_bench.py` (compare.py shows "-" for CPython): `semaphore_2proc`, 2 children
+/// each doing K acquires of a `Semaphore(1)` (a lock across processes) with
+/// `v.set(v.get() + 1)` on a `RawValue<i32>` under each permit (about the 2proc variant's
+/// work); a permit of one's own in one's own slot goes without the guard (sem38), and each
+/// process keeps its slot (sem40), but a permit given back while the other waits goes the
+/// guarded way, which wakes it. `semaphore2_2proc`, the same at a `Semaphore(2)`: neither
+/// child ever waits (each holds at most one of the two permits), so it measures the fast
+/// path contended on the word's cache line, no turns (review51 L4). count_exact covers the
+/// 1proc and 2proc variants and `semaphore_2proc`; the `Semaphore(2)`'s increments race by
+/// design.
 pub fn lock_contended(report: &mut Report) {
     const K: u32 = 100_000;
     BASE.get_or_init(Instant::now);

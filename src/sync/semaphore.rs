@@ -37,13 +37,17 @@ use crate::sys;
 /// permits, which just cannot be recovered if they die.
 const MAX_TRACKED: u32 = 256;
 
-/// The holder table has at least this many slots, whatever the value (24 bytes each), so
-/// that up to this many processes taking turns at a semaphore of fewer permits (a
-/// `Semaphore(1)` as a cross-process lock, a `Semaphore(4)` bounding a pool's workers) each
-/// keep a slot of their own: their acquires and releases go the fast way, and a slot
-/// changes owner (the generation moves, see [`word::GENERATION`]) only when a process new
-/// to the semaphore finds no empty one. With one slot per permit, a process without a
-/// slot took another live one's idle slot at nearly every acquire (review45 L1).
+/// The holder table has at least this many slots, whatever the value, so that up to this
+/// many processes taking turns at a semaphore of fewer permits (a `Semaphore(1)` as a
+/// cross-process lock, a `Semaphore(4)` bounding a pool's workers) each keep a slot of
+/// their own: their acquires and releases go the fast way, and a slot changes owner (the
+/// generation moves, see [`word::GENERATION`]) only with a process starting or dying (one
+/// new to the semaphore that finds no free slot takes another's idle one, which sends that
+/// one to take the next, up to a turn of the table; a dead holder's slot emptied). With
+/// one slot per permit, a process without a slot took another live one's idle slot at
+/// nearly every acquire (review45 L1). The price is memory: 24 bytes a slot, so a
+/// semaphore of up to 64 permits is a 2 KiB block of the heap (it was 512 bytes for a
+/// `Semaphore(1)`).
 const MIN_SLOTS: u32 = 64;
 
 /// A guard's holder waiting for a fast change to let the word go spins this many looks,
@@ -169,6 +173,7 @@ mod changed {
             core: &Core,
             deadline: Deadline,
         ) -> Result<(Permit, bool), Interrupted<Infallible>> {
+            self.of(core);
             self.notify.wait(
                 deadline,
                 Duration::ZERO,
@@ -190,6 +195,7 @@ mod changed {
             waiting: &mut Waiting,
             cx: &Context<'_>,
         ) -> Poll<(Permit, bool)> {
+            self.of(core);
             let mut armed = false;
             poll_on(waiting, &self.notify, cx, |check| {
                 if check {
@@ -204,14 +210,24 @@ mod changed {
         /// A future that leaves: a wake-up it was given and did not use goes on to another
         /// sleeper if a permit of `core`'s is free.
         pub(super) fn pass_on(&self, core: &Core, waiting: &mut Waiting) {
+            self.of(core);
             waiting.pass_on(&self.notify, || core.value() > 0);
         }
 
-        /// Whether a sleeper is announced, asked after a change with the guard held (`_hold`,
-        /// its proof): [`Changed::wake`] then, once the guard is let go.
+        /// Whether a sleeper is announced, asked after a change with the guard held (`hold`,
+        /// its proof, of this semaphore's): [`Changed::wake`] then, once the guard is let go.
         #[inline]
-        pub(super) fn sleepers_seen(&self, _hold: &Hold<'_>) -> bool {
+        pub(super) fn sleepers_seen(&self, hold: &Hold<'_>) -> bool {
+            self.of(hold.core);
             self.notify.sleepers_seen_under_lock()
+        }
+
+        /// Checks (in debug builds) that `core` is the semaphore whose `Changed` this is: a
+        /// re-test or a hold of another semaphore's would let a sleeper be missed (review51
+        /// L5).
+        #[inline(always)]
+        fn of(&self, core: &Core) {
+            debug_assert!(std::ptr::eq(self, &core.shared.changed), "another semaphore's Core");
         }
 
         /// Wakes up to `n` sleepers that [`Changed::sleepers_seen`] saw.
@@ -259,6 +275,13 @@ pub(crate) struct SemState {
     /// Where the next search for an idle slot to take from another process starts, past
     /// the last one taken (any value is a valid start: no undo needed).
     take_idle_at: AtomicU32,
+    /// How many slots, from the front of the table, were ever taken (a high-water mark,
+    /// never lowered): slots are taken from the front, so every slot past it is free, and
+    /// the searches under the guard stop at it (review51 M1: a producer's release at a
+    /// counter semaphore looked at all 64 slots twice, holding the guard, to find no
+    /// holder). Raised before [`Core::hold`] writes a slot past it; a changer killed
+    /// between the two leaves it one too high, which costs a look, so it needs no undo.
+    used: AtomicU32,
     changed: Changed,
     /// What the change under way is about to overwrite (see [`undo`]).
     undo: ChangeRecord<{ undo::WORDS }>,
@@ -388,8 +411,8 @@ struct Core {
 /// The index, plus one (0: none yet), of the holder slot this process found its own last
 /// time: a hint, checked against the slot's owner words every time it is used, so that a
 /// slot taken by another process since (its permits all given back) or a copy of the handle
-/// in a fork child (another process) falls back to the search. Saves the search (a
-/// division and a walk over up to 256 slots) on every acquire and release.
+/// in a fork child (another process) falls back to the search. Saves the search (a walk
+/// over the slots in use, up to 256) on every acquire and release.
 #[derive(Default)]
 struct SlotHint(AtomicU32);
 
@@ -452,6 +475,7 @@ impl Core {
             untracked: AtomicU32::new(0),
             slots: AtomicU32::new(slots),
             take_idle_at: AtomicU32::new(0),
+            used: AtomicU32::new(0),
             changed: Changed::new(),
             undo: ChangeRecord::new(),
         };
@@ -467,6 +491,13 @@ impl Core {
 
     fn slot(&self, i: usize) -> &HolderSlot {
         self.slots().at(i)
+    }
+
+    /// How many slots of `slots`, from the front, were ever taken ([`SemState::used`]): the
+    /// others are free. Call under the guard.
+    #[inline]
+    fn used(&self, slots: &Cells<'_, HolderSlot>) -> usize {
+        (self.shared.used.load(Ordering::Relaxed) as usize).min(slots.len())
     }
 
     /// The index of this process's slot in `slots`, if it has one. Call under the guard.
@@ -485,9 +516,7 @@ impl Core {
     /// [`Core::my_slot`] without a hint, or with a stale one: the search.
     #[cold]
     fn find_my_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
-        let n = slots.len();
-        let first = me.pid as usize % n;
-        let found = (first..n).chain(0..first).find(|&i| slots.at(i).is(me));
+        let found = (0..self.used(slots)).find(|&i| slots.at(i).is(me));
         if let Some(i) = found {
             self.mine.0.store(i as u32 + 1, Ordering::Relaxed);
         }
@@ -629,17 +658,19 @@ impl Core {
     #[inline]
     fn hold_slot(&self, slots: &Cells<'_, HolderSlot>, me: sys::ProcId) -> Option<usize> {
         self.my_slot(slots, me).or_else(|| {
-            let n = slots.len();
-            let search = |first: usize| (first..n).chain(0..first);
+            let (n, used) = (slots.len(), self.used(slots));
             // A free slot first: an idle one taken from a live process sends it to take
-            // another's at its next acquire, an owner change each time.
-            let free = search(me.pid as usize % n).find(|&i| slots.at(i).pid.load(Ordering::Relaxed) == 0);
-            free.or_else(|| {
+            // another's at its next acquire, an owner change each time. From the front (one a
+            // recovery emptied, else the first never taken), so that the slots in use stay
+            // few (see `SemState::used`).
+            let free = (0..used).find(|&i| slots.at(i).pid.load(Ordering::Relaxed) == 0);
+            free.or_else(|| (used < n).then_some(used)).or_else(|| {
                 // Past the last idle slot taken: the chain of processes sent to take another's
                 // ends within a turn of the table, at the slot of a process that is gone (each
                 // from its own place, two could take one slot from each other for ever).
                 let at = &self.shared.take_idle_at;
-                let i = search(at.load(Ordering::Relaxed) as usize % n).find(|&i| slots.at(i).count() == 0)?;
+                let first = at.load(Ordering::Relaxed) as usize % n;
+                let i = (first..n).chain(0..first).find(|&i| slots.at(i).count() == 0)?;
                 at.store(i as u32 + 1, Ordering::Relaxed);
                 Some(i)
             })
@@ -661,6 +692,10 @@ impl Core {
         if slot.is(me) {
             slot.set_count(slot.count() + 1);
             return false;
+        }
+        let used = &self.shared.used;
+        if i >= used.load(Ordering::Relaxed) as usize {
+            used.store(i as u32 + 1, Ordering::Relaxed);
         }
         let owned = slot.pid.load(Ordering::Relaxed) != 0;
         slot.pid.store(me.pid, Ordering::Relaxed);
@@ -805,15 +840,17 @@ impl Core {
         let slot = if recovered > 0 || extra == 0 { self.hold_slot(&slots, me) } else { None };
         self.begin(&slots, slot);
         hold.value -= 1;
+        // `hold`'s answer is or-ed: `lock` set the flag for an undo, which may have given a
+        // slot back to its owner.
         let taken = if recovered > 0 {
             state.recovered.store(recovered - 1, Ordering::Relaxed);
-            hold.new_owner = self.hold(&slots, me, slot);
+            hold.new_owner |= self.hold(&slots, me, slot);
             (Permit::Held, true)
         } else if extra > 0 {
             state.extra.store(extra - 1, Ordering::Relaxed);
             (Permit::Extra, false)
         } else {
-            hold.new_owner = self.hold(&slots, me, slot);
+            hold.new_owner |= self.hold(&slots, me, slot);
             (Permit::Held, false)
         };
         crate::shm::crash::crash_point!("semaphore.take.counted");
@@ -849,7 +886,7 @@ impl Core {
             let slot = match permit {
                 Some(Permit::Extra) => None,
                 Some(Permit::Held) | None => {
-                    self.my_slot(&slots, me()).filter(held).or_else(|| (0..slots.len()).find(held))
+                    self.my_slot(&slots, me()).filter(held).or_else(|| (0..self.used(&slots)).find(held))
                 }
             };
             self.begin(&slots, slot);
@@ -888,7 +925,7 @@ impl Core {
         let candidates: Vec<(usize, u32, u64)> = {
             let _hold = self.lock();
             let slots = self.slots();
-            (0..slots.len())
+            (0..self.used(&slots))
                 .filter_map(|i| {
                     let s = slots.at(i);
                     (s.count() > 0 && !s.is(me))
@@ -1647,6 +1684,8 @@ mod tests {
         slot.pid.store(me.pid, Ordering::SeqCst);
         slot.start.store(me.start + 1, Ordering::SeqCst);
         slot.set_count(1);
+        // As `hold` would: the slot is in use.
+        state.used.store(1, Ordering::SeqCst);
         state.word.fetch_sub(1, Ordering::SeqCst);
         let before = core.generation();
         core.recover_dead();
@@ -1721,5 +1760,117 @@ mod tests {
         PLAYING.set(None);
         let moved = sem.core.generation().wrapping_sub(before) & (u64::MAX / word::GENERATION);
         assert!(moved <= u64::from(slots), "{moved} owner changes in 100 turns of {slots} processes");
+    }
+
+    /// Slots are taken from the front, and the searches under the guard stop at the last
+    /// one ever taken (review51 M1): with 64 slots, a producer's release at a counter
+    /// semaphore (it holds nothing: the guarded way) looked at every slot twice, holding
+    /// the guard, and ran 1.7x as long as with sem39's one slot (`mp-bench lock_uncontended
+    /// semaphore_counter`). A counter's producer and consumer take no slot; four processes
+    /// taking turns at a `Semaphore(1)` take the first four, whatever their pids.
+    #[test]
+    fn slots_are_taken_from_the_front() {
+        let counter = Semaphore::new(0).unwrap();
+        for _ in 0..10 {
+            counter.release();
+            counter.acquire().unwrap().forget();
+        }
+        assert_eq!(counter.core.shared.used.load(Ordering::SeqCst), 0, "a counter's items took slots");
+
+        let me = sys::me();
+        let sem = Semaphore::new(1).unwrap();
+        for k in 0..4 {
+            PLAYING.set(Some(sys::ProcId { pid: 1_000_000 + 17 * k, start: me.start }));
+            let core = sem.core.clone();
+            let (permit, _) = core.try_take().unwrap();
+            core.give(Some(permit)).unwrap();
+        }
+        PLAYING.set(None);
+        assert_eq!(sem.core.shared.used.load(Ordering::SeqCst), 4, "four processes, the first four slots");
+    }
+
+    /// A take that undoes a dead changer's steal of a live process's idle slot moves the
+    /// generation, whatever slot it then counts its own permit in (review51 L1, review45
+    /// L2): `lock` sets `new_owner` for the undo, and `take` overwrote it with `hold`'s
+    /// answer (false for this process's own slot), so the word was let go with the
+    /// generation it had before the steal. The undo also puts the slot's live owner back.
+    #[test]
+    fn a_take_that_undoes_a_dead_steal_moves_the_generation() {
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        let real = sys::me();
+        // This process's slot, idle, its hint set; then every other slot another's, idle.
+        drop(sem.acquire().unwrap());
+        for k in 1..core.slots().len() as u32 {
+            PLAYING.set(Some(sys::ProcId { pid: 1_000_000 + k, start: real.start }));
+            let other = core.clone();
+            let (permit, _) = other.take().unwrap();
+            other.give_guarded(Some(permit)).unwrap();
+        }
+        // A newcomer steals an idle slot and is killed inside its change: the word still
+        // claimed for the guard, no commit.
+        PLAYING.set(Some(sys::ProcId { pid: 2_000_000, start: real.start }));
+        let stolen = {
+            let newcomer = core.clone();
+            let _guard = RawGuard::lock(&newcomer.shared.guard);
+            let _ = newcomer.claim();
+            let slots = newcomer.slots();
+            let slot = newcomer.hold_slot(&slots, me());
+            newcomer.begin(&slots, slot);
+            assert!(newcomer.hold(&slots, me(), slot), "a steal");
+            slot.unwrap()
+        };
+        PLAYING.set(None);
+        assert_eq!(stolen, 0, "the steal took this process's idle slot, the first");
+        let before = core.generation();
+        // Undoes the steal, then counts its permit in its own slot.
+        let (permit, _) = core.take().unwrap();
+        assert_ne!(core.generation(), before, "the undone steal's bump was overwritten");
+        assert!(core.slot(stolen).is(real), "the undo gave the slot back to its owner");
+        core.give_guarded(Some(permit)).unwrap();
+        assert_eq!(sem.get_value(), 1);
+    }
+
+    /// A process new to a semaphore takes a free slot, one a recovery emptied, before
+    /// another live process's idle one (review51 L2: no test held it). The table full, a
+    /// dead holder's slot is emptied; a newcomer then takes that one, and nobody's slot
+    /// changes owner. Taking the idle slot at the cursor instead sends its owner to take
+    /// the next one, and so on to the free one: an owner change each.
+    #[test]
+    fn a_free_slot_is_taken_before_anothers_idle_one() {
+        let me = sys::me();
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        let n = core.slots().len() as u32;
+        let turn = |core: &Core, pid: u32| {
+            PLAYING.set(Some(sys::ProcId { pid, start: me.start }));
+            let (permit, _) = core.take().expect("a permit for each turn");
+            core.give_guarded(Some(permit)).unwrap();
+        };
+        let handles: Vec<(u32, Core)> = (1..n).map(|k| (1_000_000 + k, core.clone())).collect();
+        // The first slot is a holder's that dies with its permit (this process's pid,
+        // another start time); every other slot is a live process's, idle.
+        turn(core, me.pid);
+        PLAYING.set(None);
+        for (pid, core) in &handles {
+            turn(core, *pid);
+        }
+        PLAYING.set(None);
+        let dead = core.slot(0);
+        dead.start.store(me.start + 1, Ordering::SeqCst);
+        dead.set_count(1);
+        core.shared.word.fetch_sub(1, Ordering::SeqCst);
+        core.recover_dead();
+        assert_eq!(dead.pid.load(Ordering::SeqCst), 0, "the dead holder's slot emptied");
+        let before = core.generation();
+        // The cursor at a live process's idle slot.
+        core.shared.take_idle_at.store(5, Ordering::SeqCst);
+        turn(&core.clone(), 2_000_000);
+        for (pid, core) in &handles {
+            turn(core, *pid);
+        }
+        PLAYING.set(None);
+        let moved = core.generation().wrapping_sub(before) & (u64::MAX / word::GENERATION);
+        assert_eq!(moved, 0, "a newcomer took a live process's idle slot");
     }
 }
