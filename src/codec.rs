@@ -1812,6 +1812,78 @@ pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: 
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// The handles [`note_let_go`] let go of, by offset.
+        static LET_GO: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn note_let_go(off: u64, _: usize) {
+        LET_GO.with(|l| l.borrow_mut().push(off));
+    }
+
+    fn panic_in_let_go(_: u64, _: usize) {
+        panic!("a let-go panicked");
+    }
+
+    /// Receives the handle `read` in the decoding in progress and drops it there, kept
+    /// with `let_go`.
+    fn keep(read: HandleRead, let_go: fn(u64, usize)) {
+        received_handle(read);
+        assert!(keep_dropped(read, Kept { off: read[0], side: 0, let_go }));
+    }
+
+    /// review52 L2 (a): a let-go that panics leaves the rest of its decoding's entries;
+    /// the next decoding at the same depth (another message) took one back as its own.
+    #[test]
+    fn a_decoding_never_takes_back_what_another_kept() {
+        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        let ended = std::panic::catch_unwind(|| {
+            let _leave = LeaveDecoding::enter();
+            keep(second, note_let_go);
+            // Let go of first (innermost last): it panics before `second` is reached.
+            keep(first, panic_in_let_go);
+        });
+        assert!(ended.is_err(), "the let-go panicked");
+        {
+            let _leave = LeaveDecoding::enter();
+            assert!(!take_back(second), "another decoding's kept handle taken back");
+        }
+        // The next decoding's end let go of what the panic left.
+        assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16]);
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+    }
+
+    thread_local! {
+        /// The handle [`decode_in_let_go`]'s nested decoding tries to take back, and
+        /// whether it did.
+        static NESTED: Cell<(HandleRead, Option<bool>)> = const { Cell::new(([0; 3], None)) };
+    }
+
+    /// A let-go that decodes (a `destroy` that drains messages): it tries to take back the
+    /// handle [`NESTED`] names.
+    fn decode_in_let_go(_: u64, _: usize) {
+        let _leave = LeaveDecoding::enter();
+        let (read, _) = NESTED.get();
+        NESTED.set((read, Some(take_back(read))));
+    }
+
+    /// review52 L2 (b): a decoding nested inside an ended decoding's let-go opened at that
+    /// decoding's depth, and saw its entries not yet let go of as its own. Also a decoding
+    /// nested inside a type's probe (which hides the decoding from handles).
+    #[test]
+    fn a_decoding_in_a_let_go_sees_nothing_of_the_ended_one() {
+        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        NESTED.set((second, None));
+        {
+            let _leave = LeaveDecoding::enter();
+            keep(second, note_let_go);
+            keep(first, decode_in_let_go);
+        }
+        assert_eq!(NESTED.get().1, Some(false), "the nested decoding took back the ended one's handle");
+        assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16]);
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+    }
+
     #[test]
     fn a_messagepack_values_length_is_read_from_its_markers() {
         #[derive(Serialize)]

@@ -801,3 +801,36 @@ fn a_handle_refused_by_an_earlier_variant_takes_no_other_messages_count() {
     }
     leaks.assert_no_leak();
 }
+
+/// A value sent as two copies of its handle, whose second copy is read back as another
+/// type: the decoding fails with the first copy received and held.
+struct Twice(multiproc::RawValue<u64>);
+
+impl Serialize for Twice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.0, &self.0).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Twice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (first, _): (multiproc::RawValue<u64>, multiproc::RawValue<u8>) = Deserialize::deserialize(deserializer)?;
+        Ok(Twice(first))
+    }
+}
+
+/// review52 L1: one copy of a handle received, another copy of it read as another type in
+/// the same message, no untagged enum: the second copy's read took the first's receive for
+/// another attempt at the same bytes and discarded nothing, and its count stayed in flight
+/// for the family's life (the value was never freed).
+#[test]
+fn a_copy_read_as_another_type_beside_a_received_one_is_discarded() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let carrier = Queue::<Twice>::new().unwrap();
+        carrier.put(Twice(value.clone())).unwrap();
+        assert!(matches!(carrier.get(), Err(multiproc::GetError::Decode(_))), "the second copy is not a u8's");
+    }
+    leaks.assert_no_leak();
+}

@@ -1229,3 +1229,97 @@ fn an_end_refused_for_a_full_heap_ends_the_other_ends_stream() {
     let _w = common::watchdog(LIMIT);
     common::run_inner_test("an_end_refused_for_a_full_heap_ends_the_other_ends_stream_inner", FULL_INNER);
 }
+
+/// A queue in either variant: the first fails on the field beside the queue.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum QueueJob {
+    Count(Queue<String>, u32),
+    Name(Queue<String>, String),
+}
+
+/// Gets a queue from `queues`, says so, and holds it until `release` is set.
+fn hold_a_queue(args: (Queue<Queue<String>>, Queue<u32>, Event)) {
+    let (queues, ready, release) = args;
+    let _queue = queues.get().unwrap();
+    ready.put(1).unwrap();
+    let _ = release.wait();
+}
+
+/// Once `go` is set, gets the job in `jobs`, whose queue's receive the full heap must
+/// refuse in each of its attempts.
+fn get_a_job_on_go(args: (Queue<QueueJob>, Event)) {
+    let (jobs, go) = args;
+    let _ = go.wait();
+    match jobs.get() {
+        Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
+        Err(e) => panic!("the job's queue was not refused for the full heap: {e}"),
+        Ok(_) => panic!("the job's queue was received on a full heap"),
+    }
+}
+
+#[test]
+fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
+    if std::env::var_os(FULL_INNER).is_none() {
+        return;
+    }
+    let mut failed = Vec::new();
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<String>::new().unwrap();
+            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
+            let released = SetOnDrop(release.clone());
+            // Four holders of `q` beside this process: its table has no free entry left,
+            // and the consumer's receive needs one.
+            let queues = Queue::new().unwrap();
+            let holders: Vec<_> = (0..4)
+                .map(|_| {
+                    queues.put(q.clone()).unwrap();
+                    let args = (queues.clone(), ready.clone(), release.clone());
+                    Process::new(hold_a_queue, args).start_method(method).start().unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                ready.get().unwrap();
+            }
+            let jobs = Queue::new().unwrap();
+            jobs.put(QueueJob::Name(q.clone(), "x".to_string())).unwrap();
+            // Another message naming the same queue, read once the heap is back.
+            let plain = Queue::<Queue<String>>::new().unwrap();
+            plain.put(q.clone()).unwrap();
+            let consumer =
+                Process::new(get_a_job_on_go, (jobs.clone(), go.clone())).start_method(method).start().unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            go.set();
+            assert_eq!(consumer.wait(), 0, "{method:?}: the consumer was not refused for the full heap");
+            drop(filler);
+            match plain.get_timeout(Duration::from_secs(10)) {
+                Ok(got) => {
+                    got.put("through the other message".to_string()).unwrap();
+                    assert_eq!(q.get().unwrap(), "through the other message");
+                }
+                Err(e) => failed.push(format!("{method:?}: the other message's queue: {e}")),
+            }
+            drop(released);
+            for h in holders {
+                h.join().unwrap();
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    assert!(failed.is_empty(), "a message naming the queue was lost: {failed:#?}");
+    println!("INNER-DONE");
+}
+
+/// review52 M1: a pending receive refused for a full heap leaves the count in flight for
+/// the message's take; an untagged enum's next attempt at the same bytes received again
+/// (refused again, or received once the heap was back): one wire took two counts at the
+/// take, and another message naming the same queue then failed "received already".
+#[test]
+fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count() {
+    // Another process: the inner test fills the family's heap.
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner", FULL_INNER);
+}
