@@ -366,9 +366,9 @@ pub(crate) fn handle_read(read: HandleRead) {
 /// already", and the message was lost (review37 M2, review47 M1). So a handle dropped
 /// inside the decoding that received it is kept for that decoding ([`keep_dropped`]), and
 /// its next read there takes it back ([`take_back`]): let go of only once the decoding
-/// ends without one. An attempt that reads it as another type discards its count only
-/// if the decoding has not received it ([`discarding`]), and a later receive voids such a
-/// discard.
+/// ends without one. An attempt that reads it as another type discards its count unless
+/// an earlier attempt kept or discarded it ([`discarding`]), and a later receive voids such
+/// a discard.
 ///
 /// The price: copies are told apart by their marks only. A decoding that keeps (or
 /// discards) one copy of a handle and then reads another copy of it in the same message
@@ -524,16 +524,20 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 }
 
 /// Whether the decoding in progress, which read the handle whose wire notes `read` as
-/// another type, should discard its count once the message is taken: `None` when it met
-/// the handle already (received it, or discarded it: another attempt at the same copy),
-/// else the flag a later receive sets to void the discard (see [`Decoded`]).
+/// another type, should discard its count once the message is taken: `None` when an
+/// earlier attempt of it at the same bytes left that count accounted for (received it and
+/// dropped it, kept: or discarded it), else the flag a later receive sets to void the
+/// discard (see [`Decoded`]). A handle received and still held is another copy: its read
+/// as another type discards. (review52 L1: any entry of the mark skipped the discard, and a
+/// second copy beside a received one, read as another type, left its count in flight for
+/// the family's life.)
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
     STATE.with(|s| {
         s.taken_any.set(true);
         let depth = s.decoding.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
-            if d.find(depth, read, |_| true).is_some() {
+            if d.find(depth, read, |state| !matches!(state, Met::Received)).is_some() {
                 return None;
             }
             let voided = Rc::new(Cell::new(false));
