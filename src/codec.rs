@@ -410,7 +410,7 @@ impl DecodedHandles {
         match met.state {
             Met::Kept(_) => self.kept -= 1,
             Met::Discarded(_) => self.discarded -= 1,
-            Met::Received => {}
+            Met::Received | Met::Unrecorded => {}
         }
         Some(met)
     }
@@ -418,9 +418,10 @@ impl DecodedHandles {
 
 /// What became of a handle in the decoding that met it ([`Decoded`]).
 enum Met {
-    /// Received, and held by the value being decoded (or refused for a full heap, its
-    /// count taken with the message all the same).
+    /// Received, and held by the value being decoded.
     Received,
+    /// Refused for a full heap: no handle, its count taken with the message all the same.
+    Unrecorded,
     /// Received, then dropped inside the decoding: held here until a later attempt takes
     /// it back, or the decoding ends.
     Kept(Kept),
@@ -451,11 +452,25 @@ fn end_decodings_deeper_than(depth: u32) {
 }
 
 /// Notes that the decoding in progress received the handle whose wire notes `read` (a
-/// pending or carried receive, or a pending one refused for a full heap whose count the
-/// message's take takes): a handle of it dropped before the decoding ends is kept for it
-/// ([`keep_dropped`]), and an attempt that reads it as another type discards nothing. A
-/// discard an earlier attempt registered for it is voided (see [`Decoded`]).
+/// pending or carried receive): a handle of it dropped before the decoding ends is kept
+/// for it ([`keep_dropped`]), and an attempt that reads it as another type discards
+/// nothing. A discard an earlier attempt registered for it is voided (see [`Decoded`]).
 pub(crate) fn received_handle(read: HandleRead) {
+    met_handle(read, Met::Received);
+}
+
+/// Notes that the decoding in progress refused the handle whose wire notes `read` for a
+/// full heap, after registering the take of its count with the message's: a later attempt
+/// at the same bytes refuses it again without a receive ([`refused_for_full_heap`]), and
+/// one that reads it as another type discards nothing. A discard an earlier attempt
+/// registered for it is voided.
+pub(crate) fn unrecorded_handle(read: HandleRead) {
+    met_handle(read, Met::Unrecorded);
+}
+
+/// [`received_handle`] and [`unrecorded_handle`]: what the decoding in progress did with
+/// the handle `read`, taking its count with the message.
+fn met_handle(read: HandleRead, state: Met) {
     STATE.with(|s| {
         s.taken_any.set(true);
         let depth = s.decoding.get();
@@ -463,15 +478,32 @@ pub(crate) fn received_handle(read: HandleRead) {
             let d = &mut *d.borrow_mut();
             if d.discarded != 0
                 && let Some(met) = d.find(depth, read, |state| matches!(state, Met::Discarded(_)))
-                && let Met::Discarded(voided) = std::mem::replace(&mut met.state, Met::Received)
             {
-                voided.set(true);
+                if let Met::Discarded(voided) = std::mem::replace(&mut met.state, state) {
+                    voided.set(true);
+                }
                 d.discarded -= 1;
             } else {
-                d.met.push(Decoded { read, depth, state: Met::Received });
+                d.met.push(Decoded { read, depth, state });
             }
         });
     });
+}
+
+/// Whether an earlier attempt of the decoding in progress at the handle whose wire notes
+/// `read` was refused for a full heap ([`unrecorded_handle`]): the caller refuses it again,
+/// receiving nothing and registering nothing, since that attempt registered the take of
+/// its count. (review52 M1: the next attempt received again, refused or not, and the
+/// message's take took two counts for one wire: another message's, which then failed
+/// "received already".)
+pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
+    STATE.with(|s| {
+        if !s.taken_any.get() {
+            return false;
+        }
+        let depth = s.decoding.get();
+        DECODED.with(|d| d.borrow_mut().find(depth, read, |state| matches!(state, Met::Unrecorded)).is_some())
+    })
 }
 
 /// Whether the handle whose wire notes `read`, being dropped, was received by the

@@ -617,7 +617,9 @@ impl<T: ShmObject> Shared<T> {
     /// take is registered: a side's decoding registers its side's there (run before it).
     /// With the handle, whether it was taken back whole: received by an earlier attempt of
     /// the same decoding at the same bytes and dropped there (`codec::take_back`), a
-    /// side's count with it; a side's decoding receives nothing more then.
+    /// side's count with it; a side's decoding receives nothing more then. A wire an
+    /// earlier attempt of the same decoding refused for a full heap (its own receive, or
+    /// its side's) is refused again, receiving nothing (`codec::refused_for_full_heap`).
     fn received<E: serde::de::Error>(
         wire: Wire,
         sides: usize,
@@ -673,6 +675,11 @@ impl<T: ShmObject> Shared<T> {
             // its receive.
             return Ok((Self::kept_at(wire.offset), true));
         }
+        if codec::refused_for_full_heap(read) {
+            // An earlier attempt's refusal registered the take of its count (and of a
+            // side's): this one takes nothing more.
+            return Err(codec::refuse_decoding_heap_full(FULL_HEAP));
+        }
         let let_go = Self::let_go(wire.offset, wire.generation);
         // Carried (a child's argument, a pool's chunk): final at once, the carrier answers
         // for the count until the take.
@@ -684,8 +691,8 @@ impl<T: ShmObject> Shared<T> {
                 // and its channel takes it with the error), and keeps the object until then.
                 Self::settle_on_take(wire.offset, false);
                 left_in_flight();
-                // Taken with the message: no other attempt discards it.
-                codec::received_handle(read);
+                // Taken with the message: no other attempt receives or discards it.
+                codec::unrecorded_handle(read);
             }
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
@@ -905,10 +912,13 @@ fn refused<T: ShmObject>(off: u64, why: Received) -> &'static str {
             if last {
                 Shared::<T>::release(off);
             }
-            "this process cannot be recorded as a holder: the family's shared memory is exhausted"
+            FULL_HEAP
         }
     }
 }
+
+/// Why a receive was refused for a full heap.
+const FULL_HEAP: &str = "this process cannot be recorded as a holder: the family's shared memory is exhausted";
 
 /// A counted reference to a shared object, stored inside another shared object: plain
 /// data (the offset), which keeps the object alive like a handle in a message that is never
@@ -1206,12 +1216,10 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
                 // The side's count stays in flight until the message is taken (see
                 // `Shared`'s).
                 Self::settle_on_take(shared.off, side, false);
-                codec::received_handle(shared.read_mark(Some(side)));
+                codec::unrecorded_handle(shared.read_mark(Some(side)));
             }
             return Err(match why {
-                Received::HeapFull { .. } => codec::refuse_decoding_heap_full(
-                    "this process cannot be recorded as a holder: the family's shared memory is exhausted",
-                ),
+                Received::HeapFull { .. } => codec::refuse_decoding_heap_full(FULL_HEAP),
                 _ => {
                     codec::refuse_decoding("the handle's side was received already (a replayed or duplicated message)")
                 }
