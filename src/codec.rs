@@ -261,7 +261,7 @@ thread_local! {
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
-    /// The handles the open decodings received or discarded, each with the depth of its
+    /// The handles the open decodings received or discarded, each with the serial of its
     /// decoding, innermost last (see [`Decoded`]): empty unless a decoding met a handle.
     static DECODED: RefCell<DecodedHandles> = const { RefCell::new(DecodedHandles::new()) };
     /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
@@ -280,6 +280,11 @@ struct State {
     encoding_len: Cell<usize>,
     /// Open decodings (handles may deserialize).
     decoding: Cell<u32>,
+    /// The serial of the innermost open decoding (see [`LeaveDecoding`]), 0 when none: what
+    /// its entries in `DECODED` are keyed by.
+    serial: Cell<u64>,
+    /// The last serial given to a decoding: each one's is greater than all before it.
+    serials: Cell<u64>,
     /// The innermost open [`TakeScope`] (the channel commits the message after decoding
     /// it): the object it takes from ([`TakeScope::of`]), [`NO_OBJECT`] for a take of none
     /// ([`TakeScope::enter`]), 0 when no take is open. Replaced at each take as a count
@@ -307,6 +312,8 @@ impl State {
             scope: Cell::new(None),
             encoding_len: Cell::new(0),
             decoding: Cell::new(0),
+            serial: Cell::new(0),
+            serials: Cell::new(0),
             taking: Cell::new(0),
             taken_any: Cell::new(false),
             last_plan: Cell::new(None),
@@ -328,9 +335,8 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        let depth = self.decoding.get();
-        end_decodings_deeper_than(depth);
-        if depth != 0 || self.taking.get() != 0 {
+        end_decodings_after(self.serial.get());
+        if self.decoding.get() != 0 || self.taking.get() != 0 {
             return;
         }
         self.taken_any.set(false);
@@ -357,7 +363,7 @@ pub(crate) fn handle_read(read: HandleRead) {
 }
 
 /// A handle an open decoding met ([`DECODED`]): what its wire notes when read
-/// (`Wire::read_mark`), the depth of that decoding, and what became of it there.
+/// (`Wire::read_mark`), the serial of that decoding, and what became of it there.
 ///
 /// serde's untagged enums (and any `Deserialize` that buffers and tries again) decode one
 /// copy of a handle once per attempt, on the same bytes. An attempt that receives the
@@ -374,14 +380,24 @@ pub(crate) fn handle_read(read: HandleRead) {
 /// discards) one copy of a handle and then reads another copy of it in the same message
 /// takes the first back (or voids its discard): the second copy's count stays in flight,
 /// a leak for the family's life, never a count taken twice.
+///
+/// Entries are keyed by their decoding's serial, not its depth, and an ended decoding's are
+/// taken out before any of its kept handles is let go of: a decoding sees only its own,
+/// never those of another message's decoding at the same depth, nor those of the decoding
+/// whose let-go it runs in (a `destroy` that drains messages). (review52 L2: keyed by depth,
+/// a let-go that panicked left its decoding's other entries to the next message's
+/// decoding, and a decoding nested in a let-go took back a handle the ended one kept;
+/// `probe_plan`, which hides the decoding's depth, had a decoding nested in the probe end
+/// all the outer's.)
 struct Decoded {
     read: HandleRead,
-    depth: u32,
+    decoding: u64,
     state: Met,
 }
 
-/// The handles the open decodings of a thread met ([`DECODED`]), innermost decoding's last,
-/// with how many are kept and discarded: a receive looks for neither when there is none,
+/// The handles the open decodings of a thread met ([`DECODED`]), in the order of their
+/// decodings' serials (innermost decoding's last: an outer one meets handles only once
+/// the inner ones ended and were taken out), with how many are kept and discarded: a receive looks for neither when there is none,
 /// so that a message of many handles is not a search per handle.
 struct DecodedHandles {
     met: Vec<Decoded>,
@@ -394,25 +410,28 @@ impl DecodedHandles {
         Self { met: Vec::new(), kept: 0, discarded: 0 }
     }
 
-    /// The entry of the decoding at `depth` (the innermost open one) for the handle `read`
+    /// The entry of the decoding `decoding` (the innermost open one) for the handle `read`
     /// in a state `wanted` accepts.
-    fn find(&mut self, depth: u32, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
+    fn find(&mut self, decoding: u64, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
         self.met
             .iter_mut()
             .rev()
-            .take_while(|met| met.depth == depth)
+            .take_while(|met| met.decoding == decoding)
             .find(|met| met.read == read && wanted(&met.state))
     }
 
-    /// Takes the last entry if its decoding is deeper than `depth` (ended), counted out.
-    fn pop_deeper_than(&mut self, depth: u32) -> Option<Decoded> {
-        let met = self.met.pop_if(|met| met.depth > depth)?;
-        match met.state {
-            Met::Kept(_) => self.kept -= 1,
-            Met::Discarded(_) => self.discarded -= 1,
-            Met::Received | Met::Unrecorded => {}
+    /// Takes out the entries of the decodings after `serial` (ended), counted out.
+    fn take_after(&mut self, serial: u64) -> Vec<Decoded> {
+        let ended = self.met.iter().rposition(|met| met.decoding <= serial).map_or(0, |last| last + 1);
+        let ended = self.met.split_off(ended);
+        for met in &ended {
+            match met.state {
+                Met::Kept(_) => self.kept -= 1,
+                Met::Discarded(_) => self.discarded -= 1,
+                Met::Received | Met::Unrecorded => {}
+            }
         }
-        Some(met)
+        ended
     }
 }
 
@@ -439,15 +458,25 @@ pub(crate) struct Kept {
     pub(crate) let_go: fn(u64, usize),
 }
 
-/// Lets go of the handles kept by the decodings deeper than `depth`, which have ended, and
-/// forgets what those decodings met.
-fn end_decodings_deeper_than(depth: u32) {
-    // Innermost last: a decoding meets handles only while no deeper one is open.
-    while let Some(met) = DECODED.with(|d| d.borrow_mut().pop_deeper_than(depth)) {
-        // Out of the borrow: a let-go may free an object, whose `destroy` drops handles.
-        if let Met::Kept(kept) = met.state {
-            (kept.let_go)(kept.off, kept.side);
+/// Lets go of the handles kept by the decodings after `serial` (the innermost open one's,
+/// 0 when none), which have ended, and forgets what those decodings met.
+fn end_decodings_after(serial: u64) {
+    // Taken out first, then let go of out of the borrow (a let-go may free an object, whose
+    // `destroy` drops handles and decodes).
+    let ended = DECODED.with(|d| d.borrow_mut().take_after(serial));
+    let mut panicked = None;
+    // Last first, as their drops would have. Each one, even after a let-go panicked (a
+    // robust mutex's or the heap's assertion, a `destroy`'s): the first panic goes on once
+    // all are let go of.
+    for met in ended.into_iter().rev() {
+        if let Met::Kept(kept) = met.state
+            && let Err(panic) = std::panic::catch_unwind(|| (kept.let_go)(kept.off, kept.side))
+        {
+            panicked.get_or_insert(panic);
         }
+    }
+    if let Some(panic) = panicked {
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -473,18 +502,18 @@ pub(crate) fn unrecorded_handle(read: HandleRead) {
 fn met_handle(read: HandleRead, state: Met) {
     STATE.with(|s| {
         s.taken_any.set(true);
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
             if d.discarded != 0
-                && let Some(met) = d.find(depth, read, |state| matches!(state, Met::Discarded(_)))
+                && let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Discarded(_)))
             {
                 if let Met::Discarded(voided) = std::mem::replace(&mut met.state, state) {
                     voided.set(true);
                 }
                 d.discarded -= 1;
             } else {
-                d.met.push(Decoded { read, depth, state });
+                d.met.push(Decoded { read, decoding, state });
             }
         });
     });
@@ -501,8 +530,8 @@ pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
         if !s.taken_any.get() {
             return false;
         }
-        let depth = s.decoding.get();
-        DECODED.with(|d| d.borrow_mut().find(depth, read, |state| matches!(state, Met::Unrecorded)).is_some())
+        let decoding = s.serial.get();
+        DECODED.with(|d| d.borrow_mut().find(decoding, read, |state| matches!(state, Met::Unrecorded)).is_some())
     })
 }
 
@@ -512,10 +541,10 @@ pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
 /// while [`settles_pending`].
 pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
     STATE.with(|s| {
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
-            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Received)) else { return false };
+            let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Received)) else { return false };
             met.state = Met::Kept(kept);
             d.kept += 1;
             true
@@ -540,13 +569,13 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
         if !s.taken_any.get() {
             return false;
         }
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
             if d.kept == 0 {
                 return false;
             }
-            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Kept(_))) else { return false };
+            let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Kept(_))) else { return false };
             // Forgotten, not let go of: held by the caller's handle now.
             met.state = Met::Received;
             d.kept -= 1;
@@ -566,14 +595,14 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
     STATE.with(|s| {
         s.taken_any.set(true);
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
-            if d.find(depth, read, |state| !matches!(state, Met::Received)).is_some() {
+            if d.find(decoding, read, |state| !matches!(state, Met::Received)).is_some() {
                 return None;
             }
             let voided = Rc::new(Cell::new(false));
-            d.met.push(Decoded { read, depth, state: Met::Discarded(voided.clone()) });
+            d.met.push(Decoded { read, decoding, state: Met::Discarded(voided.clone()) });
             d.discarded += 1;
             Some(voided)
         })
@@ -1397,13 +1426,23 @@ pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() 
 
 /// An open decoding of this thread's: entered by [`LeaveDecoding::enter`], left (and the
 /// handles received settled, once the last one ends) when dropped.
-struct LeaveDecoding;
+///
+/// Each decoding gets a serial of its own, greater than all before it: what the handles it
+/// meets are noted under (see [`Decoded`]).
+struct LeaveDecoding {
+    /// The serial of the decoding this one is nested in, 0 when none.
+    outer: u64,
+}
 
 impl LeaveDecoding {
     #[inline]
     fn enter() -> Self {
-        STATE.with(|s| s.decoding.set(s.decoding.get() + 1));
-        LeaveDecoding
+        STATE.with(|s| {
+            s.decoding.set(s.decoding.get() + 1);
+            let serial = s.serials.get() + 1;
+            s.serials.set(serial);
+            LeaveDecoding { outer: s.serial.replace(serial) }
+        })
     }
 }
 
@@ -1412,6 +1451,7 @@ impl Drop for LeaveDecoding {
     fn drop(&mut self) {
         STATE.with(|s| {
             s.decoding.set(s.decoding.get() - 1);
+            s.serial.set(self.outer);
             s.settle_if_done();
         });
     }
@@ -1868,8 +1908,9 @@ mod tests {
         assert!(keep_dropped(read, Kept { off: read[0], side: 0, let_go }));
     }
 
-    /// review52 L2 (a): a let-go that panics leaves the rest of its decoding's entries;
-    /// the next decoding at the same depth (another message) took one back as its own.
+    /// review52 L2 (a): a let-go that panicked left the rest of its decoding's entries;
+    /// the next decoding at the same depth (another message) took one back as its own. The
+    /// rest are let go of all the same now, and the panic goes on.
     #[test]
     fn a_decoding_never_takes_back_what_another_kept() {
         let (first, second) = ([8, 1, 2], [16, 1, 2]);
@@ -1879,13 +1920,13 @@ mod tests {
             // Let go of first (innermost last): it panics before `second` is reached.
             keep(first, panic_in_let_go);
         });
-        assert!(ended.is_err(), "the let-go panicked");
+        assert!(ended.is_err(), "the let-go's panic went on");
+        assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16], "the rest let go of");
         {
             let _leave = LeaveDecoding::enter();
             assert!(!take_back(second), "another decoding's kept handle taken back");
         }
-        // The next decoding's end let go of what the panic left.
-        assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16]);
+        assert!(LET_GO.with(|l| l.borrow().is_empty()), "let go of twice");
         assert!(DECODED.with(|d| d.borrow().met.is_empty()));
     }
 
@@ -1904,8 +1945,7 @@ mod tests {
     }
 
     /// review52 L2 (b): a decoding nested inside an ended decoding's let-go opened at that
-    /// decoding's depth, and saw its entries not yet let go of as its own. Also a decoding
-    /// nested inside a type's probe (which hides the decoding from handles).
+    /// decoding's depth, and saw its entries not yet let go of as its own.
     #[test]
     fn a_decoding_in_a_let_go_sees_nothing_of_the_ended_one() {
         let (first, second) = ([8, 1, 2], [16, 1, 2]);
