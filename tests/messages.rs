@@ -834,3 +834,43 @@ fn a_copy_read_as_another_type_beside_a_received_one_is_discarded() {
     }
     leaks.assert_no_leak();
 }
+
+/// Two copies of a queue whose only handles they are; decoded, drops the first and gets
+/// from the second, and holds what that get returned.
+struct GetFromTheSecond {
+    queue: Option<Queue<u32>>,
+    got: Option<Result<u32, multiproc::GetTimeoutError>>,
+}
+
+impl Serialize for GetFromTheSecond {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let queue = self.queue.as_ref().expect("sent with its queue");
+        (queue, queue).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for GetFromTheSecond {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (first, second): (Queue<u32>, Queue<u32>) = Deserialize::deserialize(deserializer)?;
+        drop(first);
+        // A bound, not a duration asserted: the get waited for ever.
+        let got = second.get_timeout(Duration::from_secs(5));
+        Ok(GetFromTheSecond { queue: None, got: Some(got) })
+    }
+}
+
+/// review52 L4 (a): a handle dropped inside a decoding is held by it until it ends (for a
+/// later attempt at the same bytes), and counted as this process's: a get on the other
+/// copy, the queue's last handle, waited for ever instead of failing `Disconnected`, as it
+/// did before hand40 (review34 L4).
+#[test]
+fn a_get_inside_a_decoding_that_dropped_the_other_copy_is_disconnected() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let carrier = Queue::<GetFromTheSecond>::new().unwrap();
+        carrier.put(GetFromTheSecond { queue: Some(Queue::new().unwrap()), got: None }).unwrap();
+        let got = carrier.get().unwrap().got.expect("the get's outcome");
+        assert_eq!(got, Err(multiproc::GetTimeoutError::Disconnected));
+    }
+    leaks.assert_no_leak();
+}
