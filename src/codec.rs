@@ -560,6 +560,25 @@ pub(crate) fn received_in_decoding(off: u64, generation: u64) -> bool {
     })
 }
 
+/// How many handles of the object at `off` (of `generation`), an object's own or a
+/// side's, the open decodings of this thread keep dropped ([`keep_dropped`]): counted as
+/// this process's by the object's table, yet no handle of it unless a later attempt takes
+/// one back. A liveness answer leaves them out, as it would have had they been let go of
+/// at once (review52 L4).
+pub(crate) fn kept_of(off: u64, generation: u64) -> u32 {
+    if !settles_pending() {
+        return 0;
+    }
+    DECODED.with(|d| {
+        let d = d.borrow();
+        if d.kept == 0 {
+            return 0;
+        }
+        let kept = d.met.iter().filter(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Kept(_)));
+        u32::try_from(kept.count()).expect("kept handles fewer than an entry's count")
+    })
+}
+
 /// Whether the decoding in progress received the handle whose wire notes `read` and then
 /// dropped it ([`keep_dropped`]): it is taken back, and the caller's read of the same
 /// bytes holds it as it was, without a receive (the handle of the object at the wire's

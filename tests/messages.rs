@@ -874,3 +874,54 @@ fn a_get_inside_a_decoding_that_dropped_the_other_copy_is_disconnected() {
     }
     leaks.assert_no_leak();
 }
+
+/// A child's argument: a queue whose decoding clones it, drops the clone (kept for the
+/// decoding), then drops the queue itself, once `go` is set.
+struct CloneAndDrop {
+    sent: Option<(multiproc::Event, Queue<multiproc::RawValue<u64>>)>,
+}
+
+impl Serialize for CloneAndDrop {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.sent.as_ref().expect("sent with its queue").serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for CloneAndDrop {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (go, queue): (multiproc::Event, Queue<multiproc::RawValue<u64>>) = Deserialize::deserialize(deserializer)?;
+        // Once the parent dropped its handles: the queue's are this decoding's.
+        let _ = go.wait();
+        drop(queue.clone());
+        drop(queue);
+        Ok(CloneAndDrop { sent: None })
+    }
+}
+
+fn decoded_and_dropped(arg: CloneAndDrop) -> bool {
+    arg.sent.is_none()
+}
+
+/// review52 L4 (b), a pin: a carried queue (a child's argument) cloned and the clone
+/// dropped inside the decoding, then dropped itself, its last handle but the kept clone.
+/// Feared: its drop would neither wait (no received handle of it left in the decoding) nor
+/// drain (the kept clone counted as another handle), and the kept clone, let go of at the
+/// decoding's end, would free the queue undrained, the value in its message in flight for
+/// ever. It passes before the fix too: the first drop of a queue received in the decoding
+/// always waits (`Shared::if_last`), and its waiting clone drains once the decoding ends.
+#[test]
+fn a_carried_queue_dropped_after_a_kept_clone_is_drained() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let queue = Queue::new().unwrap();
+        queue.put(value).unwrap();
+        let go = multiproc::Event::new().unwrap();
+        let child =
+            Process::new(decoded_and_dropped, CloneAndDrop { sent: Some((go.clone(), queue)) }).start().unwrap();
+        go.set();
+        drop(go);
+        assert!(child.join().unwrap(), "the child decoded its argument");
+    }
+    leaks.assert_no_leak();
+}

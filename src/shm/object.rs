@@ -285,14 +285,20 @@ impl<T: ShmObject> Shared<T> {
 
     /// Whether a handle other than this one exists: in flight, in another live process, or
     /// a second one in this process. Reads `/proc`: for waits that lasted, as `others_alive`.
+    /// A handle dropped inside an open decoding of this thread and kept for it is none
+    /// (`codec::kept_of`).
     pub(crate) fn other_handles(&self) -> bool {
-        self.header().holders.other_handles(Heap::get())
+        self.header().holders.other_handles(Heap::get(), codec::kept_of(self.off, self.generation()))
     }
 
     /// Whether no handle is in a message and every live process holding handles passes
     /// `covered(process, handles it holds)`. Reads `/proc`, like [`Shared::others_alive`].
-    pub(crate) fn all_holders(&self, covered: impl FnMut(crate::sys::ProcId, u32) -> bool) -> bool {
-        self.header().holders.all_holders(Heap::get(), covered)
+    /// This process's handles leave out those its open decodings keep (`codec::kept_of`).
+    pub(crate) fn all_holders(&self, mut covered: impl FnMut(crate::sys::ProcId, u32) -> bool) -> bool {
+        let (me, kept) = (crate::sys::me(), codec::kept_of(self.off, self.generation()));
+        self.header().holders.all_holders(Heap::get(), |process, handles| {
+            covered(process, if process == me { handles.saturating_sub(kept) } else { handles })
+        })
     }
 
     /// Forgets the holders that died without dropping their handles (killed, crashed);
