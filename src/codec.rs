@@ -261,8 +261,8 @@ thread_local! {
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
-    /// The handles the open decodings received or discarded, each with the serial of its
-    /// decoding, innermost last (see [`Decoded`]): empty unless a decoding met a handle.
+    /// The handles the open decodings met, each with the serial of its decoding, innermost
+    /// last (see [`Decoded`]): empty unless a decoding met a handle.
     static DECODED: RefCell<DecodedHandles> = const { RefCell::new(DecodedHandles::new()) };
     /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
     /// first: empty unless takes nest (a `Deserialize` that takes from a channel).
@@ -376,10 +376,18 @@ pub(crate) fn handle_read(read: HandleRead) {
 /// an earlier attempt kept or discarded it ([`discarding`]), and a later receive voids such
 /// a discard.
 ///
+/// A pending receive refused for a full heap registers the take of its count with the
+/// message's all the same, and a later attempt at the same bytes is refused again without
+/// a receive ([`unrecorded_handle`], [`refused_for_full_heap`]).
+///
 /// The price: copies are told apart by their marks only. A decoding that keeps (or
-/// discards) one copy of a handle and then reads another copy of it in the same message
-/// takes the first back (or voids its discard): the second copy's count stays in flight,
-/// a leak for the family's life, never a count taken twice.
+/// discards, or is refused for a full heap) one copy of a handle and then reads another
+/// copy of it in the same message takes the first back (or voids its discard, or refuses
+/// the second without registering its take): the second copy's count stays in flight, a
+/// leak for the family's life, never a count taken twice. And a `Deserialize` that reads
+/// the same bytes twice while it holds the first read's handle, the second time as another
+/// handle type (two `flatten`ed maps), discards that read: an unreserved count of the
+/// object, another message's if one is in flight.
 ///
 /// Entries are keyed by their decoding's serial, not its depth, and an ended decoding's are
 /// taken out before any of its kept handles is let go of: a decoding sees only its own,
@@ -397,17 +405,19 @@ struct Decoded {
 
 /// The handles the open decodings of a thread met ([`DECODED`]), in the order of their
 /// decodings' serials (innermost decoding's last: an outer one meets handles only once
-/// the inner ones ended and were taken out), with how many are kept and discarded: a receive looks for neither when there is none,
-/// so that a message of many handles is not a search per handle.
+/// the inner ones ended and were taken out), with how many are kept, refused for a full
+/// heap and discarded: a receive looks for none of them when there is none, so that a
+/// message of many handles is not a search per handle.
 struct DecodedHandles {
     met: Vec<Decoded>,
     kept: usize,
+    unrecorded: usize,
     discarded: usize,
 }
 
 impl DecodedHandles {
     const fn new() -> Self {
-        Self { met: Vec::new(), kept: 0, discarded: 0 }
+        Self { met: Vec::new(), kept: 0, unrecorded: 0, discarded: 0 }
     }
 
     /// The entry of the decoding `decoding` (the innermost open one) for the handle `read`
@@ -427,8 +437,9 @@ impl DecodedHandles {
         for met in &ended {
             match met.state {
                 Met::Kept(_) => self.kept -= 1,
+                Met::Unrecorded => self.unrecorded -= 1,
                 Met::Discarded(_) => self.discarded -= 1,
-                Met::Received | Met::Unrecorded => {}
+                Met::Received => {}
             }
         }
         ended
@@ -505,6 +516,9 @@ fn met_handle(read: HandleRead, state: Met) {
         let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
+            if matches!(state, Met::Unrecorded) {
+                d.unrecorded += 1;
+            }
             if d.discarded != 0
                 && let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Discarded(_)))
             {
@@ -531,7 +545,10 @@ pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
             return false;
         }
         let decoding = s.serial.get();
-        DECODED.with(|d| d.borrow_mut().find(decoding, read, |state| matches!(state, Met::Unrecorded)).is_some())
+        DECODED.with(|d| {
+            let d = &mut *d.borrow_mut();
+            d.unrecorded != 0 && d.find(decoding, read, |state| matches!(state, Met::Unrecorded)).is_some()
+        })
     })
 }
 

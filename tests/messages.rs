@@ -549,19 +549,22 @@ enum Job {
 /// that decoding, for its next attempt at the same bytes.
 #[test]
 fn a_handle_in_a_variant_that_fails_on_another_field_travels_in_the_next() {
-    let _t = heap_user(LIMIT);
-    let q = Queue::<String>::new().unwrap();
-    let carrier = Queue::<Job>::new().unwrap();
-    carrier.put(Job::Name(q.clone(), "x".to_string())).unwrap();
-    match carrier.get() {
-        Ok(Job::Name(got, name)) => {
-            assert_eq!(name, "x");
-            got.put("through the message's copy".to_string()).unwrap();
-            assert_eq!(q.get().unwrap(), "through the message's copy");
+    let leaks = common::leak_check(LIMIT);
+    {
+        let q = Queue::<String>::new().unwrap();
+        let carrier = Queue::<Job>::new().unwrap();
+        carrier.put(Job::Name(q.clone(), "x".to_string())).unwrap();
+        match carrier.get() {
+            Ok(Job::Name(got, name)) => {
+                assert_eq!(name, "x");
+                got.put("through the message's copy".to_string()).unwrap();
+                assert_eq!(q.get().unwrap(), "through the message's copy");
+            }
+            Ok(Job::Count(..)) => panic!("a string read as a u32"),
+            Err(e) => panic!("the second variant's handle: {e}"),
         }
-        Ok(Job::Count(..)) => panic!("a string read as a u32"),
-        Err(e) => panic!("the second variant's handle: {e}"),
     }
+    leaks.assert_no_leak();
 }
 
 /// review47 M1, the queue twice in one message and once in another: each copy is received
