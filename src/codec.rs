@@ -261,8 +261,8 @@ thread_local! {
     /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
     /// notes them.
     static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
-    /// The handles the open decodings received or discarded, each with the depth of its
-    /// decoding, innermost last (see [`Decoded`]): empty unless a decoding met a handle.
+    /// The handles the open decodings met, each with the serial of its decoding, innermost
+    /// last (see [`Decoded`]): empty unless a decoding met a handle.
     static DECODED: RefCell<DecodedHandles> = const { RefCell::new(DecodedHandles::new()) };
     /// The objects of the open [`TakeScope`]s the innermost one is nested in, outermost
     /// first: empty unless takes nest (a `Deserialize` that takes from a channel).
@@ -280,6 +280,11 @@ struct State {
     encoding_len: Cell<usize>,
     /// Open decodings (handles may deserialize).
     decoding: Cell<u32>,
+    /// The serial of the innermost open decoding (see [`LeaveDecoding`]), 0 when none: what
+    /// its entries in `DECODED` are keyed by.
+    serial: Cell<u64>,
+    /// The last serial given to a decoding: each one's is greater than all before it.
+    serials: Cell<u64>,
     /// The innermost open [`TakeScope`] (the channel commits the message after decoding
     /// it): the object it takes from ([`TakeScope::of`]), [`NO_OBJECT`] for a take of none
     /// ([`TakeScope::enter`]), 0 when no take is open. Replaced at each take as a count
@@ -307,6 +312,8 @@ impl State {
             scope: Cell::new(None),
             encoding_len: Cell::new(0),
             decoding: Cell::new(0),
+            serial: Cell::new(0),
+            serials: Cell::new(0),
             taking: Cell::new(0),
             taken_any: Cell::new(false),
             last_plan: Cell::new(None),
@@ -328,9 +335,8 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        let depth = self.decoding.get();
-        end_decodings_deeper_than(depth);
-        if depth != 0 || self.taking.get() != 0 {
+        end_decodings_after(self.serial.get());
+        if self.decoding.get() != 0 || self.taking.get() != 0 {
             return;
         }
         self.taken_any.set(false);
@@ -357,7 +363,7 @@ pub(crate) fn handle_read(read: HandleRead) {
 }
 
 /// A handle an open decoding met ([`DECODED`]): what its wire notes when read
-/// (`Wire::read_mark`), the depth of that decoding, and what became of it there.
+/// (`Wire::read_mark`), the serial of that decoding, and what became of it there.
 ///
 /// serde's untagged enums (and any `Deserialize` that buffers and tries again) decode one
 /// copy of a handle once per attempt, on the same bytes. An attempt that receives the
@@ -366,61 +372,86 @@ pub(crate) fn handle_read(read: HandleRead) {
 /// already", and the message was lost (review37 M2, review47 M1). So a handle dropped
 /// inside the decoding that received it is kept for that decoding ([`keep_dropped`]), and
 /// its next read there takes it back ([`take_back`]): let go of only once the decoding
-/// ends without one. An attempt that reads it as another type discards its count only
-/// if the decoding has not received it ([`discarding`]), and a later receive voids such a
-/// discard.
+/// ends without one. An attempt that reads it as another type discards its count unless
+/// an earlier attempt kept or discarded it ([`discarding`]), and a later receive voids such
+/// a discard.
+///
+/// A pending receive refused for a full heap registers the take of its count with the
+/// message's all the same, and a later attempt at the same bytes is refused again without
+/// a receive ([`unrecorded_handle`], [`refused_for_full_heap`]).
 ///
 /// The price: copies are told apart by their marks only. A decoding that keeps (or
-/// discards) one copy of a handle and then reads another copy of it in the same message
-/// takes the first back (or voids its discard): the second copy's count stays in flight,
-/// a leak for the family's life, never a count taken twice.
+/// discards, or is refused for a full heap) one copy of a handle and then reads another
+/// copy of it in the same message takes the first back (or voids its discard, or refuses
+/// the second without registering its take): the second copy's count stays in flight, a
+/// leak for the family's life, never a count taken twice. And a `Deserialize` that reads
+/// the same bytes twice while it holds the first read's handle, the second time as another
+/// handle type (two `flatten`ed maps), discards that read: an unreserved count of the
+/// object, another message's if one is in flight.
+///
+/// Entries are keyed by their decoding's serial, not its depth, and an ended decoding's are
+/// taken out before any of its kept handles is let go of: a decoding sees only its own,
+/// never those of another message's decoding at the same depth, nor those of the decoding
+/// whose let-go it runs in (a `destroy` that drains messages). (review52 L2: keyed by depth,
+/// a let-go that panicked left its decoding's other entries to the next message's
+/// decoding, and a decoding nested in a let-go took back a handle the ended one kept;
+/// `probe_plan`, which hides the decoding's depth, had a decoding nested in the probe end
+/// all the outer's.)
 struct Decoded {
     read: HandleRead,
-    depth: u32,
+    decoding: u64,
     state: Met,
 }
 
-/// The handles the open decodings of a thread met ([`DECODED`]), innermost decoding's last,
-/// with how many are kept and discarded: a receive looks for neither when there is none,
-/// so that a message of many handles is not a search per handle.
+/// The handles the open decodings of a thread met ([`DECODED`]), in the order of their
+/// decodings' serials (innermost decoding's last: an outer one meets handles only once
+/// the inner ones ended and were taken out), with how many are kept, refused for a full
+/// heap and discarded: a receive looks for none of them when there is none, so that a
+/// message of many handles is not a search per handle.
 struct DecodedHandles {
     met: Vec<Decoded>,
     kept: usize,
+    unrecorded: usize,
     discarded: usize,
 }
 
 impl DecodedHandles {
     const fn new() -> Self {
-        Self { met: Vec::new(), kept: 0, discarded: 0 }
+        Self { met: Vec::new(), kept: 0, unrecorded: 0, discarded: 0 }
     }
 
-    /// The entry of the decoding at `depth` (the innermost open one) for the handle `read`
+    /// The entry of the decoding `decoding` (the innermost open one) for the handle `read`
     /// in a state `wanted` accepts.
-    fn find(&mut self, depth: u32, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
+    fn find(&mut self, decoding: u64, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
         self.met
             .iter_mut()
             .rev()
-            .take_while(|met| met.depth == depth)
+            .take_while(|met| met.decoding == decoding)
             .find(|met| met.read == read && wanted(&met.state))
     }
 
-    /// Takes the last entry if its decoding is deeper than `depth` (ended), counted out.
-    fn pop_deeper_than(&mut self, depth: u32) -> Option<Decoded> {
-        let met = self.met.pop_if(|met| met.depth > depth)?;
-        match met.state {
-            Met::Kept(_) => self.kept -= 1,
-            Met::Discarded(_) => self.discarded -= 1,
-            Met::Received => {}
+    /// Takes out the entries of the decodings after `serial` (ended), counted out.
+    fn take_after(&mut self, serial: u64) -> Vec<Decoded> {
+        let ended = self.met.iter().rposition(|met| met.decoding <= serial).map_or(0, |last| last + 1);
+        let ended = self.met.split_off(ended);
+        for met in &ended {
+            match met.state {
+                Met::Kept(_) => self.kept -= 1,
+                Met::Unrecorded => self.unrecorded -= 1,
+                Met::Discarded(_) => self.discarded -= 1,
+                Met::Received => {}
+            }
         }
-        Some(met)
+        ended
     }
 }
 
 /// What became of a handle in the decoding that met it ([`Decoded`]).
 enum Met {
-    /// Received, and held by the value being decoded (or refused for a full heap, its
-    /// count taken with the message all the same).
+    /// Received, and held by the value being decoded.
     Received,
+    /// Refused for a full heap: no handle, its count taken with the message all the same.
+    Unrecorded,
     /// Received, then dropped inside the decoding: held here until a later attempt takes
     /// it back, or the decoding ends.
     Kept(Kept),
@@ -438,40 +469,87 @@ pub(crate) struct Kept {
     pub(crate) let_go: fn(u64, usize),
 }
 
-/// Lets go of the handles kept by the decodings deeper than `depth`, which have ended, and
-/// forgets what those decodings met.
-fn end_decodings_deeper_than(depth: u32) {
-    // Innermost last: a decoding meets handles only while no deeper one is open.
-    while let Some(met) = DECODED.with(|d| d.borrow_mut().pop_deeper_than(depth)) {
-        // Out of the borrow: a let-go may free an object, whose `destroy` drops handles.
-        if let Met::Kept(kept) = met.state {
-            (kept.let_go)(kept.off, kept.side);
+/// Lets go of the handles kept by the decodings after `serial` (the innermost open one's,
+/// 0 when none), which have ended, and forgets what those decodings met.
+fn end_decodings_after(serial: u64) {
+    // Taken out first, then let go of out of the borrow (a let-go may free an object, whose
+    // `destroy` drops handles and decodes).
+    let ended = DECODED.with(|d| d.borrow_mut().take_after(serial));
+    let mut panicked = None;
+    // Last first, as their drops would have. Each one, even after a let-go panicked (a
+    // robust mutex's or the heap's assertion, a `destroy`'s): the first panic goes on once
+    // all are let go of.
+    for met in ended.into_iter().rev() {
+        if let Met::Kept(kept) = met.state
+            && let Err(panic) = std::panic::catch_unwind(|| (kept.let_go)(kept.off, kept.side))
+        {
+            panicked.get_or_insert(panic);
         }
+    }
+    if let Some(panic) = panicked {
+        std::panic::resume_unwind(panic);
     }
 }
 
 /// Notes that the decoding in progress received the handle whose wire notes `read` (a
-/// pending or carried receive, or a pending one refused for a full heap whose count the
-/// message's take takes): a handle of it dropped before the decoding ends is kept for it
-/// ([`keep_dropped`]), and an attempt that reads it as another type discards nothing. A
-/// discard an earlier attempt registered for it is voided (see [`Decoded`]).
+/// pending or carried receive): a handle of it dropped before the decoding ends is kept
+/// for it ([`keep_dropped`]), and an attempt that reads it as another type discards
+/// nothing. A discard an earlier attempt registered for it is voided (see [`Decoded`]).
 pub(crate) fn received_handle(read: HandleRead) {
+    met_handle(read, Met::Received);
+}
+
+/// Notes that the decoding in progress refused the handle whose wire notes `read` for a
+/// full heap, after registering the take of its count with the message's: a later attempt
+/// at the same bytes refuses it again without a receive ([`refused_for_full_heap`]), and
+/// one that reads it as another type discards nothing. A discard an earlier attempt
+/// registered for it is voided.
+pub(crate) fn unrecorded_handle(read: HandleRead) {
+    met_handle(read, Met::Unrecorded);
+}
+
+/// [`received_handle`] and [`unrecorded_handle`]: what the decoding in progress did with
+/// the handle `read`, taking its count with the message.
+fn met_handle(read: HandleRead, state: Met) {
     STATE.with(|s| {
         s.taken_any.set(true);
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
+            if matches!(state, Met::Unrecorded) {
+                d.unrecorded += 1;
+            }
             if d.discarded != 0
-                && let Some(met) = d.find(depth, read, |state| matches!(state, Met::Discarded(_)))
-                && let Met::Discarded(voided) = std::mem::replace(&mut met.state, Met::Received)
+                && let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Discarded(_)))
             {
-                voided.set(true);
+                if let Met::Discarded(voided) = std::mem::replace(&mut met.state, state) {
+                    voided.set(true);
+                }
                 d.discarded -= 1;
             } else {
-                d.met.push(Decoded { read, depth, state: Met::Received });
+                d.met.push(Decoded { read, decoding, state });
             }
         });
     });
+}
+
+/// Whether an earlier attempt of the decoding in progress at the handle whose wire notes
+/// `read` was refused for a full heap ([`unrecorded_handle`]): the caller refuses it again,
+/// receiving nothing and registering nothing, since that attempt registered the take of
+/// its count. (review52 M1: the next attempt received again, refused or not, and the
+/// message's take took two counts for one wire: another message's, which then failed
+/// "received already".)
+pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
+    STATE.with(|s| {
+        if !s.taken_any.get() {
+            return false;
+        }
+        let decoding = s.serial.get();
+        DECODED.with(|d| {
+            let d = &mut *d.borrow_mut();
+            d.unrecorded != 0 && d.find(decoding, read, |state| matches!(state, Met::Unrecorded)).is_some()
+        })
+    })
 }
 
 /// Whether the handle whose wire notes `read`, being dropped, was received by the
@@ -480,10 +558,10 @@ pub(crate) fn received_handle(read: HandleRead) {
 /// while [`settles_pending`].
 pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
     STATE.with(|s| {
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
-            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Received)) else { return false };
+            let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Received)) else { return false };
             met.state = Met::Kept(kept);
             d.kept += 1;
             true
@@ -499,6 +577,25 @@ pub(crate) fn received_in_decoding(off: u64, generation: u64) -> bool {
     })
 }
 
+/// How many handles of the object at `off` (of `generation`), an object's own or a
+/// side's, the open decodings of this thread keep dropped ([`keep_dropped`]): counted as
+/// this process's by the object's table, yet no handle of it unless a later attempt takes
+/// one back. A liveness answer leaves them out, as it would have had they been let go of
+/// at once (review52 L4).
+pub(crate) fn kept_of(off: u64, generation: u64) -> u32 {
+    if !settles_pending() {
+        return 0;
+    }
+    DECODED.with(|d| {
+        let d = d.borrow();
+        if d.kept == 0 {
+            return 0;
+        }
+        let kept = d.met.iter().filter(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Kept(_)));
+        u32::try_from(kept.count()).expect("kept handles fewer than an entry's count")
+    })
+}
+
 /// Whether the decoding in progress received the handle whose wire notes `read` and then
 /// dropped it ([`keep_dropped`]): it is taken back, and the caller's read of the same
 /// bytes holds it as it was, without a receive (the handle of the object at the wire's
@@ -508,13 +605,13 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
         if !s.taken_any.get() {
             return false;
         }
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
             if d.kept == 0 {
                 return false;
             }
-            let Some(met) = d.find(depth, read, |state| matches!(state, Met::Kept(_))) else { return false };
+            let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Kept(_))) else { return false };
             // Forgotten, not let go of: held by the caller's handle now.
             met.state = Met::Received;
             d.kept -= 1;
@@ -524,20 +621,24 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 }
 
 /// Whether the decoding in progress, which read the handle whose wire notes `read` as
-/// another type, should discard its count once the message is taken: `None` when it met
-/// the handle already (received it, or discarded it: another attempt at the same copy),
-/// else the flag a later receive sets to void the discard (see [`Decoded`]).
+/// another type, should discard its count once the message is taken: `None` when an
+/// earlier attempt of it at the same bytes left that count accounted for (received it and
+/// dropped it, kept: or discarded it), else the flag a later receive sets to void the
+/// discard (see [`Decoded`]). A handle received and still held is another copy: its read
+/// as another type discards. (review52 L1: any entry of the mark skipped the discard, and a
+/// second copy beside a received one, read as another type, left its count in flight for
+/// the family's life.)
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
     STATE.with(|s| {
         s.taken_any.set(true);
-        let depth = s.decoding.get();
+        let decoding = s.serial.get();
         DECODED.with(|d| {
             let d = &mut *d.borrow_mut();
-            if d.find(depth, read, |_| true).is_some() {
+            if d.find(decoding, read, |state| !matches!(state, Met::Received)).is_some() {
                 return None;
             }
             let voided = Rc::new(Cell::new(false));
-            d.met.push(Decoded { read, depth, state: Met::Discarded(voided.clone()) });
+            d.met.push(Decoded { read, decoding, state: Met::Discarded(voided.clone()) });
             d.discarded += 1;
             Some(voided)
         })
@@ -1361,13 +1462,23 @@ pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() 
 
 /// An open decoding of this thread's: entered by [`LeaveDecoding::enter`], left (and the
 /// handles received settled, once the last one ends) when dropped.
-struct LeaveDecoding;
+///
+/// Each decoding gets a serial of its own, greater than all before it: what the handles it
+/// meets are noted under (see [`Decoded`]).
+struct LeaveDecoding {
+    /// The serial of the decoding this one is nested in, 0 when none.
+    outer: u64,
+}
 
 impl LeaveDecoding {
     #[inline]
     fn enter() -> Self {
-        STATE.with(|s| s.decoding.set(s.decoding.get() + 1));
-        LeaveDecoding
+        STATE.with(|s| {
+            s.decoding.set(s.decoding.get() + 1);
+            let serial = s.serials.get() + 1;
+            s.serials.set(serial);
+            LeaveDecoding { outer: s.serial.replace(serial) }
+        })
     }
 }
 
@@ -1376,6 +1487,7 @@ impl Drop for LeaveDecoding {
     fn drop(&mut self) {
         STATE.with(|s| {
             s.decoding.set(s.decoding.get() - 1);
+            s.serial.set(self.outer);
             s.settle_if_done();
         });
     }
@@ -1811,6 +1923,78 @@ pub(crate) fn encoded_len_as<T: DeserializeOwned, V: Serialize + ?Sized>(value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// The handles [`note_let_go`] let go of, by offset.
+        static LET_GO: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn note_let_go(off: u64, _: usize) {
+        LET_GO.with(|l| l.borrow_mut().push(off));
+    }
+
+    fn panic_in_let_go(_: u64, _: usize) {
+        panic!("a let-go panicked");
+    }
+
+    /// Receives the handle `read` in the decoding in progress and drops it there, kept
+    /// with `let_go`.
+    fn keep(read: HandleRead, let_go: fn(u64, usize)) {
+        received_handle(read);
+        assert!(keep_dropped(read, Kept { off: read[0], side: 0, let_go }));
+    }
+
+    /// review52 L2 (a): a let-go that panicked left the rest of its decoding's entries;
+    /// the next decoding at the same depth (another message) took one back as its own. The
+    /// rest are let go of all the same now, and the panic goes on.
+    #[test]
+    fn a_decoding_never_takes_back_what_another_kept() {
+        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        let ended = std::panic::catch_unwind(|| {
+            let _leave = LeaveDecoding::enter();
+            keep(second, note_let_go);
+            // Let go of first (innermost last): it panics before `second` is reached.
+            keep(first, panic_in_let_go);
+        });
+        assert!(ended.is_err(), "the let-go's panic went on");
+        assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16], "the rest let go of");
+        {
+            let _leave = LeaveDecoding::enter();
+            assert!(!take_back(second), "another decoding's kept handle taken back");
+        }
+        assert!(LET_GO.with(|l| l.borrow().is_empty()), "let go of twice");
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+    }
+
+    thread_local! {
+        /// The handle [`decode_in_let_go`]'s nested decoding tries to take back, and
+        /// whether it did.
+        static NESTED: Cell<(HandleRead, Option<bool>)> = const { Cell::new(([0; 3], None)) };
+    }
+
+    /// A let-go that decodes (a `destroy` that drains messages): it tries to take back the
+    /// handle [`NESTED`] names.
+    fn decode_in_let_go(_: u64, _: usize) {
+        let _leave = LeaveDecoding::enter();
+        let (read, _) = NESTED.get();
+        NESTED.set((read, Some(take_back(read))));
+    }
+
+    /// review52 L2 (b): a decoding nested inside an ended decoding's let-go opened at that
+    /// decoding's depth, and saw its entries not yet let go of as its own.
+    #[test]
+    fn a_decoding_in_a_let_go_sees_nothing_of_the_ended_one() {
+        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        NESTED.set((second, None));
+        {
+            let _leave = LeaveDecoding::enter();
+            keep(second, note_let_go);
+            keep(first, decode_in_let_go);
+        }
+        assert_eq!(NESTED.get().1, Some(false), "the nested decoding took back the ended one's handle");
+        assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16]);
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+    }
 
     #[test]
     fn a_messagepack_values_length_is_read_from_its_markers() {

@@ -549,19 +549,22 @@ enum Job {
 /// that decoding, for its next attempt at the same bytes.
 #[test]
 fn a_handle_in_a_variant_that_fails_on_another_field_travels_in_the_next() {
-    let _t = heap_user(LIMIT);
-    let q = Queue::<String>::new().unwrap();
-    let carrier = Queue::<Job>::new().unwrap();
-    carrier.put(Job::Name(q.clone(), "x".to_string())).unwrap();
-    match carrier.get() {
-        Ok(Job::Name(got, name)) => {
-            assert_eq!(name, "x");
-            got.put("through the message's copy".to_string()).unwrap();
-            assert_eq!(q.get().unwrap(), "through the message's copy");
+    let leaks = common::leak_check(LIMIT);
+    {
+        let q = Queue::<String>::new().unwrap();
+        let carrier = Queue::<Job>::new().unwrap();
+        carrier.put(Job::Name(q.clone(), "x".to_string())).unwrap();
+        match carrier.get() {
+            Ok(Job::Name(got, name)) => {
+                assert_eq!(name, "x");
+                got.put("through the message's copy".to_string()).unwrap();
+                assert_eq!(q.get().unwrap(), "through the message's copy");
+            }
+            Ok(Job::Count(..)) => panic!("a string read as a u32"),
+            Err(e) => panic!("the second variant's handle: {e}"),
         }
-        Ok(Job::Count(..)) => panic!("a string read as a u32"),
-        Err(e) => panic!("the second variant's handle: {e}"),
     }
+    leaks.assert_no_leak();
 }
 
 /// review47 M1, the queue twice in one message and once in another: each copy is received
@@ -798,6 +801,130 @@ fn a_handle_refused_by_an_earlier_variant_takes_no_other_messages_count() {
             Ok(got) => assert_eq!(got.get(), 5),
             Err(e) => panic!("the other message's handle: {e}"),
         }
+    }
+    leaks.assert_no_leak();
+}
+
+/// A value sent as two copies of its handle, whose second copy is read back as another
+/// type: the decoding fails with the first copy received and held.
+struct Twice(multiproc::RawValue<u64>);
+
+impl Serialize for Twice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.0, &self.0).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Twice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (first, _): (multiproc::RawValue<u64>, multiproc::RawValue<u8>) = Deserialize::deserialize(deserializer)?;
+        Ok(Twice(first))
+    }
+}
+
+/// review52 L1: one copy of a handle received, another copy of it read as another type in
+/// the same message, no untagged enum: the second copy's read took the first's receive for
+/// another attempt at the same bytes and discarded nothing, and its count stayed in flight
+/// for the family's life (the value was never freed).
+#[test]
+fn a_copy_read_as_another_type_beside_a_received_one_is_discarded() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let carrier = Queue::<Twice>::new().unwrap();
+        carrier.put(Twice(value.clone())).unwrap();
+        assert!(matches!(carrier.get(), Err(multiproc::GetError::Decode(_))), "the second copy is not a u8's");
+    }
+    leaks.assert_no_leak();
+}
+
+/// Two copies of a queue whose only handles they are; decoded, drops the first and gets
+/// from the second, and holds what that get returned.
+struct GetFromTheSecond {
+    queue: Option<Queue<u32>>,
+    got: Option<Result<u32, multiproc::GetTimeoutError>>,
+}
+
+impl Serialize for GetFromTheSecond {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let queue = self.queue.as_ref().expect("sent with its queue");
+        (queue, queue).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for GetFromTheSecond {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (first, second): (Queue<u32>, Queue<u32>) = Deserialize::deserialize(deserializer)?;
+        drop(first);
+        // A bound, not a duration asserted: the get waited for ever.
+        let got = second.get_timeout(Duration::from_secs(5));
+        Ok(GetFromTheSecond { queue: None, got: Some(got) })
+    }
+}
+
+/// review52 L4 (a): a handle dropped inside a decoding is held by it until it ends (for a
+/// later attempt at the same bytes), and counted as this process's: a get on the other
+/// copy, the queue's last handle, waited for ever instead of failing `Disconnected`, as it
+/// did before hand40 (review34 L4).
+#[test]
+fn a_get_inside_a_decoding_that_dropped_the_other_copy_is_disconnected() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let carrier = Queue::<GetFromTheSecond>::new().unwrap();
+        carrier.put(GetFromTheSecond { queue: Some(Queue::new().unwrap()), got: None }).unwrap();
+        let got = carrier.get().unwrap().got.expect("the get's outcome");
+        assert_eq!(got, Err(multiproc::GetTimeoutError::Disconnected));
+    }
+    leaks.assert_no_leak();
+}
+
+/// A child's argument: a queue whose decoding clones it, drops the clone (kept for the
+/// decoding), then drops the queue itself, once `go` is set.
+struct CloneAndDrop {
+    sent: Option<(multiproc::Event, Queue<multiproc::RawValue<u64>>)>,
+}
+
+impl Serialize for CloneAndDrop {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.sent.as_ref().expect("sent with its queue").serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for CloneAndDrop {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (go, queue): (multiproc::Event, Queue<multiproc::RawValue<u64>>) = Deserialize::deserialize(deserializer)?;
+        // Once the parent dropped its handles: the queue's are this decoding's.
+        let _ = go.wait();
+        drop(queue.clone());
+        drop(queue);
+        Ok(CloneAndDrop { sent: None })
+    }
+}
+
+fn decoded_and_dropped(arg: CloneAndDrop) -> bool {
+    arg.sent.is_none()
+}
+
+/// review52 L4 (b), a pin: a carried queue (a child's argument) cloned and the clone
+/// dropped inside the decoding, then dropped itself, its last handle but the kept clone.
+/// Feared: its drop would neither wait (no received handle of it left in the decoding) nor
+/// drain (the kept clone counted as another handle), and the kept clone, let go of at the
+/// decoding's end, would free the queue undrained, the value in its message in flight for
+/// ever. It passes before the fix too: the first drop of a queue received in the decoding
+/// always waits (`Shared::if_last`), and its waiting clone drains once the decoding ends.
+#[test]
+fn a_carried_queue_dropped_after_a_kept_clone_is_drained() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let queue = Queue::new().unwrap();
+        queue.put(value).unwrap();
+        let go = multiproc::Event::new().unwrap();
+        let child =
+            Process::new(decoded_and_dropped, CloneAndDrop { sent: Some((go.clone(), queue)) }).start().unwrap();
+        go.set();
+        drop(go);
+        assert!(child.join().unwrap(), "the child decoded its argument");
     }
     leaks.assert_no_leak();
 }

@@ -1229,3 +1229,187 @@ fn an_end_refused_for_a_full_heap_ends_the_other_ends_stream() {
     let _w = common::watchdog(LIMIT);
     common::run_inner_test("an_end_refused_for_a_full_heap_ends_the_other_ends_stream_inner", FULL_INNER);
 }
+
+/// A queue in either variant: the first fails on the field beside the queue.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum QueueJob {
+    Count(Queue<String>, u32),
+    Name(Queue<String>, String),
+}
+
+/// Gets a queue from `queues`, says so, and holds it until `release` is set.
+fn hold_a_queue(args: (Queue<Queue<String>>, Queue<u32>, Event)) {
+    let (queues, ready, release) = args;
+    let _queue = queues.get().unwrap();
+    ready.put(1).unwrap();
+    let _ = release.wait();
+}
+
+/// Once `go` is set, gets the job in `jobs`, whose queue's receive the full heap must
+/// refuse in each of its attempts.
+fn get_a_job_on_go(args: (Queue<QueueJob>, Event)) {
+    let (jobs, go) = args;
+    let _ = go.wait();
+    match jobs.get() {
+        Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
+        Err(e) => panic!("the job's queue was not refused for the full heap: {e}"),
+        Ok(_) => panic!("the job's queue was received on a full heap"),
+    }
+}
+
+#[test]
+fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
+    if std::env::var_os(FULL_INNER).is_none() {
+        return;
+    }
+    let mut failed = Vec::new();
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<String>::new().unwrap();
+            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
+            let released = SetOnDrop(release.clone());
+            // Four holders of `q` beside this process: its table has no free entry left,
+            // and the consumer's receive needs one.
+            let queues = Queue::new().unwrap();
+            let holders: Vec<_> = (0..4)
+                .map(|_| {
+                    queues.put(q.clone()).unwrap();
+                    let args = (queues.clone(), ready.clone(), release.clone());
+                    Process::new(hold_a_queue, args).start_method(method).start().unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                ready.get().unwrap();
+            }
+            let jobs = Queue::new().unwrap();
+            jobs.put(QueueJob::Name(q.clone(), "x".to_string())).unwrap();
+            // Another message naming the same queue, read once the heap is back.
+            let plain = Queue::<Queue<String>>::new().unwrap();
+            plain.put(q.clone()).unwrap();
+            let consumer =
+                Process::new(get_a_job_on_go, (jobs.clone(), go.clone())).start_method(method).start().unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            go.set();
+            assert_eq!(consumer.wait(), 0, "{method:?}: the consumer was not refused for the full heap");
+            drop(filler);
+            match plain.get_timeout(Duration::from_secs(10)) {
+                Ok(got) => {
+                    got.put("through the other message".to_string()).unwrap();
+                    assert_eq!(q.get().unwrap(), "through the other message");
+                }
+                Err(e) => failed.push(format!("{method:?}: the other message's queue: {e}")),
+            }
+            drop(released);
+            for h in holders {
+                h.join().unwrap();
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    assert!(failed.is_empty(), "a message naming the queue was lost: {failed:#?}");
+    println!("INNER-DONE");
+}
+
+/// A pipe end in either variant: the first fails on the field beside the end.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum EndJob {
+    Count(Connection<u32>, u32),
+    Name(Connection<u32>, String),
+}
+
+/// Once `go` is set, gets the job in `jobs`, whose end's receive the full heap must refuse
+/// in each of its attempts.
+fn get_an_end_job_on_go(args: (Queue<EndJob>, Event)) {
+    let (jobs, go) = args;
+    let _ = go.wait();
+    match jobs.get() {
+        Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
+        Err(e) => panic!("the job's end was not refused for the full heap: {e}"),
+        Ok(_) => panic!("the job's end was received on a full heap"),
+    }
+}
+
+#[test]
+fn an_end_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
+    if std::env::var_os(FULL_INNER).is_none() {
+        return;
+    }
+    let mut failed = Vec::new();
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let (sent, kept) = Pipe::<u32>::new().unwrap();
+            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
+            let released = SetOnDrop(release.clone());
+            // Four holders of the kept end beside this process: the pipe's table has no
+            // free entry left (see `an_end_refused_for_a_full_heap_ends_the_other_ends_stream`).
+            let ends = Queue::new().unwrap();
+            let holders: Vec<_> = (0..4)
+                .map(|_| {
+                    ends.put(kept.clone()).unwrap();
+                    let args = (ends.clone(), ready.clone(), release.clone());
+                    Process::new(hold_an_end, args).start_method(method).start().unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                ready.get().unwrap();
+            }
+            let jobs = Queue::new().unwrap();
+            jobs.put(EndJob::Name(sent.clone(), "x".to_string())).unwrap();
+            // Another message naming the same end, read once the heap is back.
+            let plain = Queue::<Connection<u32>>::new().unwrap();
+            plain.put(sent).unwrap();
+            let consumer =
+                Process::new(get_an_end_job_on_go, (jobs.clone(), go.clone())).start_method(method).start().unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            go.set();
+            assert_eq!(consumer.wait(), 0, "{method:?}: the consumer was not refused for the full heap");
+            drop(filler);
+            match plain.get_timeout(Duration::from_secs(10)) {
+                Ok(got) => {
+                    got.send(7).unwrap();
+                    assert_eq!(kept.recv_timeout(Duration::from_secs(10)), Ok(7));
+                    drop(got);
+                    // The end's last handle: the kept end sees the end of the stream.
+                    let end = kept.recv_timeout(Duration::from_secs(10));
+                    if end != Err(RecvTimeoutError::Disconnected) {
+                        failed.push(format!("{method:?}: after the other message's end: {end:?}"));
+                    }
+                }
+                Err(e) => failed.push(format!("{method:?}: the other message's end: {e}")),
+            }
+            drop(released);
+            for h in holders {
+                h.join().unwrap();
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    assert!(failed.is_empty(), "a message naming the end was lost: {failed:#?}");
+    println!("INNER-DONE");
+}
+
+/// review52 M1 for a pipe's end: the object's refusal registered the take of the side's
+/// count too, and the next attempt did both again.
+#[test]
+fn an_end_refused_for_a_full_heap_in_each_attempt_takes_one_count() {
+    // Another process: the inner test fills the family's heap.
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("an_end_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner", FULL_INNER);
+}
+
+/// review52 M1: a pending receive refused for a full heap leaves the count in flight for
+/// the message's take; an untagged enum's next attempt at the same bytes received again
+/// (refused again, or received once the heap was back): one wire took two counts at the
+/// take, and another message naming the same queue then failed "received already".
+#[test]
+fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count() {
+    // Another process: the inner test fills the family's heap.
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner", FULL_INNER);
+}

@@ -1303,14 +1303,15 @@ impl Holders {
     }
 
     /// Whether a handle other than the caller's own exists: in flight, held by another live
-    /// process, or a second one in this process (which another thread may use). Prunes the
-    /// dead and reads `/proc`, as [`Holders::others_alive`].
-    pub(crate) fn other_handles(&self, heap: &Heap) -> bool {
+    /// process, or a second one in this process (which another thread may use), leaving out
+    /// `kept` of this process's count (handles its decodings keep, no handle of it now).
+    /// Prunes the dead and reads `/proc`, as [`Holders::others_alive`].
+    pub(crate) fn other_handles(&self, heap: &Heap, kept: u32) -> bool {
         let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         self.prune_dead(heap, me);
         self.flying_besides(heap, me)
-            || self.for_each(heap, |e| e.holds() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1))
+            || self.for_each(heap, |e| e.holds() && (!e.is(me) || e.count.load(Ordering::Relaxed) > 1 + kept))
     }
 
     /// Whether any handle exists: in flight, or held by a live process (this one included).
@@ -1657,11 +1658,11 @@ mod tests {
         holders.receive(heap, 7, true, let_go, None).unwrap();
         assert_eq!((in_flight(&holders), mine(heap, &holders)), (1, (1, 1)), "reserved, not taken");
         assert!(!holders.others_alive(heap), "nobody else");
-        assert!(!holders.other_handles(heap), "no other handle");
+        assert!(!holders.other_handles(heap, 0), "no other handle");
         assert!(holders.sole_holder(heap), "the only handle");
         assert!(holders.all_holders(heap, |_, handles| handles == 1), "its one handle");
         holders.send();
-        assert!(holders.others_alive(heap) && holders.other_handles(heap), "an unreserved count in flight");
+        assert!(holders.others_alive(heap) && holders.other_handles(heap, 0), "an unreserved count in flight");
         assert!(!holders.sole_holder(heap) && !holders.all_holders(heap, |_, _| true));
         holders.discard(heap, 7, None);
         assert!(!holders.settle(heap));
@@ -1672,7 +1673,7 @@ mod tests {
         let other = ProcId { pid: parent, start: sys::process_start_time(parent).expect("the parent runs") };
         holders.send();
         holders.join_as(heap, other, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
-        assert!(holders.others_alive(heap) && holders.other_handles(heap), "another receiver's reservation");
+        assert!(holders.others_alive(heap) && holders.other_handles(heap, 0), "another receiver's reservation");
         assert!(!holders.sole_holder(heap) && !holders.all_holders(heap, |p, _| p == sys::me()));
         // That receiver's settle, then its drop, done here.
         holders.for_each(heap, |e| {
@@ -1732,7 +1733,7 @@ mod tests {
         // As a fork child whose parent held two handles, and which received one of its own.
         let pins = Counts { count: 0, pending: 0, fork_pins: 2 };
         holders.join_as(heap, sys::me(), pins, None).unwrap();
-        assert!(!holders.other_handles(heap), "its one handle is the only one counted");
+        assert!(!holders.other_handles(heap, 0), "its one handle is the only one counted");
         assert!(holders.sole_holder(heap));
         assert!(!holders.leave(heap), "the handle goes, the pins keep the memory");
         assert!(!holders.any_alive(heap), "pins alone are nobody's handle");
@@ -1769,7 +1770,7 @@ mod tests {
             assert_eq!(holders.undo(heap, 7, Undoing::Carry(4096), None), Some(false));
         }
         assert_eq!((in_flight(&holders), carrier_counts(&holders, 4096)), (1, Some(2)));
-        assert!(holders.other_handles(heap), "a carried handle is somebody's");
+        assert!(holders.other_handles(heap, 0), "a carried handle is somebody's");
         // Taken once: this process's, the carrier's one fewer, the queue's count untouched.
         holders.receive(heap, 7, false, let_go, from(4096)).unwrap();
         assert_eq!((in_flight(&holders), carrier_counts(&holders, 4096)), (1, Some(1)));

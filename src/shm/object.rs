@@ -285,14 +285,20 @@ impl<T: ShmObject> Shared<T> {
 
     /// Whether a handle other than this one exists: in flight, in another live process, or
     /// a second one in this process. Reads `/proc`: for waits that lasted, as `others_alive`.
+    /// A handle dropped inside an open decoding of this thread and kept for it is none
+    /// (`codec::kept_of`).
     pub(crate) fn other_handles(&self) -> bool {
-        self.header().holders.other_handles(Heap::get())
+        self.header().holders.other_handles(Heap::get(), codec::kept_of(self.off, self.generation()))
     }
 
     /// Whether no handle is in a message and every live process holding handles passes
     /// `covered(process, handles it holds)`. Reads `/proc`, like [`Shared::others_alive`].
-    pub(crate) fn all_holders(&self, covered: impl FnMut(crate::sys::ProcId, u32) -> bool) -> bool {
-        self.header().holders.all_holders(Heap::get(), covered)
+    /// This process's handles leave out those its open decodings keep (`codec::kept_of`).
+    pub(crate) fn all_holders(&self, mut covered: impl FnMut(crate::sys::ProcId, u32) -> bool) -> bool {
+        let (me, kept) = (crate::sys::me(), codec::kept_of(self.off, self.generation()));
+        self.header().holders.all_holders(Heap::get(), |process, handles| {
+            covered(process, if process == me { handles.saturating_sub(kept) } else { handles })
+        })
     }
 
     /// Forgets the holders that died without dropping their handles (killed, crashed);
@@ -617,7 +623,9 @@ impl<T: ShmObject> Shared<T> {
     /// take is registered: a side's decoding registers its side's there (run before it).
     /// With the handle, whether it was taken back whole: received by an earlier attempt of
     /// the same decoding at the same bytes and dropped there (`codec::take_back`), a
-    /// side's count with it; a side's decoding receives nothing more then.
+    /// side's count with it; a side's decoding receives nothing more then. A wire an
+    /// earlier attempt of the same decoding refused for a full heap (its own receive, or
+    /// its side's) is refused again, receiving nothing (`codec::refused_for_full_heap`).
     fn received<E: serde::de::Error>(
         wire: Wire,
         sides: usize,
@@ -673,6 +681,11 @@ impl<T: ShmObject> Shared<T> {
             // its receive.
             return Ok((Self::kept_at(wire.offset), true));
         }
+        if codec::refused_for_full_heap(read) {
+            // An earlier attempt's refusal registered the take of its count (and of a
+            // side's): this one takes nothing more.
+            return Err(codec::refuse_decoding_heap_full(FULL_HEAP));
+        }
         let let_go = Self::let_go(wire.offset, wire.generation);
         // Carried (a child's argument, a pool's chunk): final at once, the carrier answers
         // for the count until the take.
@@ -684,8 +697,8 @@ impl<T: ShmObject> Shared<T> {
                 // and its channel takes it with the error), and keeps the object until then.
                 Self::settle_on_take(wire.offset, false);
                 left_in_flight();
-                // Taken with the message: no other attempt discards it.
-                codec::received_handle(read);
+                // Taken with the message: no other attempt receives or discards it.
+                codec::unrecorded_handle(read);
             }
             let why = refused::<T>(wire.offset, e);
             return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
@@ -905,10 +918,13 @@ fn refused<T: ShmObject>(off: u64, why: Received) -> &'static str {
             if last {
                 Shared::<T>::release(off);
             }
-            "this process cannot be recorded as a holder: the family's shared memory is exhausted"
+            FULL_HEAP
         }
     }
 }
+
+/// Why a receive was refused for a full heap.
+const FULL_HEAP: &str = "this process cannot be recorded as a holder: the family's shared memory is exhausted";
 
 /// A counted reference to a shared object, stored inside another shared object: plain
 /// data (the offset), which keeps the object alive like a handle in a message that is never
@@ -1206,12 +1222,10 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
                 // The side's count stays in flight until the message is taken (see
                 // `Shared`'s).
                 Self::settle_on_take(shared.off, side, false);
-                codec::received_handle(shared.read_mark(Some(side)));
+                codec::unrecorded_handle(shared.read_mark(Some(side)));
             }
             return Err(match why {
-                Received::HeapFull { .. } => codec::refuse_decoding_heap_full(
-                    "this process cannot be recorded as a holder: the family's shared memory is exhausted",
-                ),
+                Received::HeapFull { .. } => codec::refuse_decoding_heap_full(FULL_HEAP),
                 _ => {
                     codec::refuse_decoding("the handle's side was received already (a replayed or duplicated message)")
                 }
