@@ -2963,9 +2963,17 @@ fn a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(
     multiproc::__private::crash_disarm();
     let end_copy = if kept {
         // The copy holds the address: a start reaches its listener, nobody answers, and the
-        // dead server's pid, put back by the failed restart, says so.
-        let failed = fork_server_square(4);
-        assert!(failed.as_ref().is_err_and(|e| e.contains("dead")), "a start while the copy lives: {failed:?}");
+        // dead server's pid, put back by the failed restart, says so. As often as a program
+        // may try: each start tries up to 4 times, each try leaves its connection in the
+        // listener's backlog (128), which nobody accepts; once it was full, a blocking
+        // connect waited for the copy's life (review50 M2, from about the 33rd start).
+        for start in 0..40 {
+            let failed = fork_server_square(4);
+            assert!(
+                failed.as_ref().is_err_and(|e| e.contains("dead")),
+                "start {start} while the copy lives: {failed:?}"
+            );
+        }
         end_copy();
         None
     } else {
