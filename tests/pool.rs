@@ -213,8 +213,10 @@ fn a_fork_made_on_the_pool_thread_takes_none_of_the_pools_results() {
 /// so the round in which a callback forked went on in the copy: back in `collect`'s loop,
 /// it took the parent's results waiting in the channel (and dispatched its copy of the
 /// pending tasks to the parent's workers, which ran them twice). The callback here forks
-/// once four more results are (most likely) queued behind it: a pause, not a hold point, as
-/// only the fork's timing matters; a slow machine makes the test weaker, never wrong.
+/// once four more results are (most likely) queued behind it, and the parent's side then
+/// waits, so that the copy goes first: pauses, not hold points, as only the fork's timing
+/// matters (a crash point's hold is the whole family's); a slow machine makes the test
+/// weaker, never wrong.
 #[test]
 fn a_fork_made_in_a_callback_takes_none_of_the_results_queued_behind_it() {
     let _w = heap_user(LIMIT);
@@ -232,6 +234,9 @@ fn a_fork_made_in_a_callback_takes_none_of_the_results_queued_behind_it() {
             }
         } else {
             forked.store(pid as u64, Ordering::SeqCst);
+            // The copy's rest of the round first: this thread would take the queued
+            // results at once otherwise (the copy starts with page faults).
+            std::thread::sleep(Duration::from_millis(500));
         }
     };
     let mut first = pool.apply_async_with(square, 3, ApplyOptions::new().callback(fork)).unwrap();
