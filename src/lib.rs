@@ -231,7 +231,11 @@
 //!
 //! A program may fork by itself (`libc::fork`, `nix::unistd::fork`): what the child copies
 //! of the parent's guards, handles, pools and connections acts on nothing of the parent's
-//! (multiproc learns of the fork from a `pthread_atfork` handler). A fork that runs no
+//! (multiproc learns of the fork from a `pthread_atfork` handler), and the child may end
+//! through `exit` or by returning from `main`: the exit hook that terminates and joins a
+//! process's children acts only on the children that process started, never on its
+//! parent's. The child's copies of the parent's [`Process`] handles stay the parent's: it
+//! must not join, wait for or signal them (nothing stops it yet). A fork that runs no
 //! `pthread_atfork` handler (`clone3`, `syscall(SYS_fork)`, a raw fork of another library,
 //! a `vfork` that does not `exec`) is not seen: its child takes itself for its parent, and
 //! must only `exec` or `_exit`, using and dropping nothing of multiproc's (a dropped guard
@@ -239,9 +243,12 @@
 //! made while the fork server is being started again (after it was killed) also keeps the
 //! new server's address: if the new server then fails to start, or dies, the family's
 //! `ForkServer` starts fail with [`Error::StartMethodUnavailable`] until that child ends
-//! (no new server can take the address meanwhile). A child forked on a pool's own
-//! thread (by a callback it runs, or a value it drops) finds its copy of the pool closed,
-//! and the copy's pool thread ends.
+//! (no new server can take the address meanwhile); a start then fails at once, however
+//! many were tried. A child forked on a pool's own thread (by a callback it runs, or a
+//! value it drops) ends (`_exit(0)`) as soon as that code returns into the pool's thread,
+//! having taken nothing of the pool's: the thread is all the child is made of. A child
+//! forked while a thread collected the pool's results (a callback run by a `get`) finds
+//! its copy of the pool closed.
 //!
 //! # Tests and doctests
 //!

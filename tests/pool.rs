@@ -146,16 +146,41 @@ fn callbacks_and_error_callbacks_run_in_the_parent() {
     assert_eq!(sum.load(Ordering::SeqCst), 385);
 }
 
+/// Waits (up to `LIMIT / 4`) for the fork copy `copy`, our child, to end, and returns its wait
+/// status; a copy still running then is killed, and the test fails.
+fn copy_ended(copy: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY (test): `copy` is our child; `status` is a live local.
+    let ended = eventually(LIMIT / 4, || unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) } == copy);
+    if !ended {
+        // SAFETY (test): as above.
+        unsafe {
+            libc::kill(copy, libc::SIGKILL);
+            libc::waitpid(copy, std::ptr::null_mut(), 0);
+        }
+    }
+    assert!(ended, "the fork copy {copy} of the pool thread never ended");
+    status
+}
+
 /// tok40: a fork made on the pool's own thread (here by a callback nobody waits for, which
 /// that thread runs) whose child returns into the thread's loop: the child's copy of the
 /// pool is closed, and its pool thread must tend nothing, collect nothing and start no
 /// worker. It went on as the parent's: it took results off the results channel the two
 /// share (the parent's `get` waited for a result the copy had taken), and would start
 /// workers on the connection to the pool's fork server the two share.
+///
+/// tok41 (review50 H1): the copy's thread, its process's only one, then returned, and glibc
+/// ended the process with `exit(0)`, whose exit hook (`finish_children`) took the parent's
+/// children for its own: it sent SIGTERM to the pool's workers (daemons) and spun for ever
+/// waiting for children that were not its own. The copy must end at once, and the parent's
+/// workers live on.
 #[test]
 fn a_fork_made_on_the_pool_thread_takes_none_of_the_pools_results() {
     let _w = heap_user(LIMIT);
     let pool = Pool::new(2).unwrap();
+    assert!(eventually(LIMIT, || pool.pids().len() == 2), "the workers started");
+    let workers = pool.pids();
     let copy = Arc::new(AtomicU64::new(0));
     let forked = copy.clone();
     let fork = move |_: &u64| {
@@ -178,11 +203,51 @@ fn a_fork_made_on_the_pool_thread_takes_none_of_the_pools_results() {
         let mut r = pool.apply_async(square, i).unwrap();
         assert_eq!(r.get_timeout(Duration::from_secs(10)), Ok(i * i), "task {i}");
     }
-    // SAFETY (test): the copy is our child, made above.
-    unsafe {
-        libc::kill(copy, libc::SIGKILL);
-        libc::waitpid(copy, std::ptr::null_mut(), 0);
+    let status = copy_ended(copy);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
+    assert_eq!(pool.pids(), workers, "the parent's workers live on");
+    assert!(workers.iter().all(|&pid| pid_running(pid)), "the parent's workers live on");
+}
+
+/// review50 M1: the pool thread asked whether it was a fork copy once a round, at its top,
+/// so the round in which a callback forked went on in the copy: back in `collect`'s loop,
+/// it took the parent's results waiting in the channel (and dispatched its copy of the
+/// pending tasks to the parent's workers, which ran them twice). The callback here forks
+/// once four more results are (most likely) queued behind it, and the parent's side then
+/// waits, so that the copy goes first: pauses, not hold points, as only the fork's timing
+/// matters (a crash point's hold is the whole family's); a slow machine makes the test
+/// weaker, never wrong.
+#[test]
+fn a_fork_made_in_a_callback_takes_none_of_the_results_queued_behind_it() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let copy = Arc::new(AtomicU64::new(0));
+    let forked = copy.clone();
+    let fork = move |_: &u64| {
+        // The four quick tasks below run meanwhile; their results wait for this thread.
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY (test): as in the test above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
+        } else {
+            forked.store(pid as u64, Ordering::SeqCst);
+            // The copy's rest of the round first: this thread would take the queued
+            // results at once otherwise (the copy starts with page faults).
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let mut first = pool.apply_async_with(square, 3, ApplyOptions::new().callback(fork)).unwrap();
+    let mut queued: Vec<_> = (1..=4u64).map(|i| pool.apply_async(square, i).unwrap()).collect();
+    assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
+    assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(9));
+    for (i, r) in (1..=4u64).zip(&mut queued) {
+        assert_eq!(r.get_timeout(Duration::from_secs(10)), Ok(i * i), "queued task {i}");
     }
+    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
 }
 
 /// A callback that panics is a bug of its caller, not of the pool: its panic is printed (as

@@ -2963,9 +2963,17 @@ fn a_restart_whose_listener_was_copied_fails_and_the_next_succeeds(
     multiproc::__private::crash_disarm();
     let end_copy = if kept {
         // The copy holds the address: a start reaches its listener, nobody answers, and the
-        // dead server's pid, put back by the failed restart, says so.
-        let failed = fork_server_square(4);
-        assert!(failed.as_ref().is_err_and(|e| e.contains("dead")), "a start while the copy lives: {failed:?}");
+        // dead server's pid, put back by the failed restart, says so. As often as a program
+        // may try: each start tries up to 4 times, each try leaves its connection in the
+        // listener's backlog (128), which nobody accepts; once it was full, a blocking
+        // connect waited for the copy's life (review50 M2, from about the 33rd start).
+        for start in 0..40 {
+            let failed = fork_server_square(4);
+            assert!(
+                failed.as_ref().is_err_and(|e| e.contains("dead")),
+                "start {start} while the copy lives: {failed:?}"
+            );
+        }
         end_copy();
         None
     } else {
@@ -4112,5 +4120,53 @@ fn a_child_stopped_before_it_reads_a_long_boot_frame_fails_its_start() {
     common::run_inner_test_with(
         "a_child_stopped_before_it_reads_a_long_boot_frame_fails_its_start_inner",
         &[(STOPPED_CHILD_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
+    );
+}
+
+const BARE_FORK_EXIT_INNER: &str = "MULTIPROC_TEST_PROCESS_BARE_FORK_EXIT_INNER";
+
+#[test]
+fn a_bare_fork_child_that_exits_normally_leaves_its_parents_children_alone_inner() {
+    if std::env::var_os(BARE_FORK_EXIT_INNER).is_none() {
+        return;
+    }
+    for method in METHODS {
+        let daemon =
+            Process::new(sleep_ms, LIMIT.as_millis() as u64).daemon(true).start_method(method).start().unwrap();
+        // SAFETY (test): this process has one thread of its own (libtest's runs the test);
+        // the child ends through `exit`, which runs the exit hooks it copied.
+        let copy = unsafe { libc::fork() };
+        if copy == 0 {
+            std::process::exit(0);
+        }
+        let mut status = 0;
+        // SAFETY (test): `copy` is our child; `status` is a live local.
+        let ended = eventually(LIMIT / 2, || unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) } == copy);
+        if !ended {
+            // SAFETY (test): as above.
+            unsafe {
+                libc::kill(copy, libc::SIGKILL);
+                libc::waitpid(copy, std::ptr::null_mut(), 0);
+            }
+        }
+        assert!(ended, "{method:?}: the fork child never ended");
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{method:?}: status {status:#x}");
+        assert!(daemon.is_alive(), "{method:?}: the fork child's exit ended its parent's daemon");
+        daemon.terminate().unwrap();
+        assert_eq!(daemon.wait(), -libc::SIGTERM);
+    }
+    println!("INNER-DONE");
+}
+
+/// review50 H1: a program's bare `libc::fork` child copies the list of its parent's
+/// children; one that ended through `exit` ran the exit hook (`finish_children`) on that
+/// copy: it sent SIGTERM to the parent's daemons, then waited for ever (spinning) for
+/// children that were not its own. The list is acted on only in the process that made it.
+#[test]
+fn a_bare_fork_child_that_exits_normally_leaves_its_parents_children_alone() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_bare_fork_child_that_exits_normally_leaves_its_parents_children_alone_inner",
+        BARE_FORK_EXIT_INNER,
     );
 }

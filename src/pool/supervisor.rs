@@ -339,6 +339,19 @@ impl Inner {
         !self.made_in.is_here()
     }
 
+    /// On the pool thread, after user code it ran returned (a callback, a value's drop):
+    /// ends this process if that code forked and this is the child, come back here. The
+    /// thread is its process's only one and serves the parent's pool: it must take no
+    /// result, dispatch no chunk, kill and start no worker (review50 M1: the rest of the
+    /// round went on in the copy). It ends the process at once, never by returning: the last
+    /// thread's return ends the process through glibc's `exit`, whose exit hooks are the
+    /// parent's (review50 H1).
+    fn end_if_copy(&self) {
+        if self.copied() {
+            sys::exit_now(0);
+        }
+    }
+
     /// In a copy made by fork: ends every chunk its books await with `Terminated`, in this
     /// process only. The chunks' arguments and tables are the parent's (copies made by
     /// fork): forgotten, never discarded (that would give back what the parent's messages
@@ -644,6 +657,10 @@ impl Inner {
             // hook has printed it): this thread collects for every caller, and the pool
             // thread must never die.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(message, hand)));
+            // Forked there, this is the child: the rest is the parent's (review50 M1).
+            if self.copied() {
+                return handled;
+            }
         }
         if handled > 0 {
             let mut books = lock(&self.books);
@@ -767,6 +784,7 @@ impl Inner {
             // also those another thread has taken and not yet put off the books.
             let mut books = loop {
                 self.collect();
+                self.end_if_copy();
                 let books = lock(&self.books);
                 if self.in_hand.load(Ordering::SeqCst) == 0 {
                     break books;
@@ -865,6 +883,9 @@ impl Inner {
                     // A panic of user code (a value's `Drop`) must not lose the starts below.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.settle(&delivery, chunk, Err(error))));
                 }
+                // Above all before the starts, on the fork server connection the parent and
+                // a copy would share (review50 M1).
+                self.end_if_copy();
                 self.results.wake_receivers();
                 let started: Vec<(u32, Result<Worker, Error>)> =
                     to_start.into_iter().map(|index| (index, self.start_worker(index))).collect();
@@ -914,6 +935,7 @@ impl Inner {
         for (delivery, chunk, error) in failures {
             self.settle(&delivery, chunk, Err(error));
         }
+        self.end_if_copy();
         self.results.wake_receivers();
     }
 
@@ -1143,6 +1165,10 @@ impl Helper for Inner {
         let mut spin = true;
         loop {
             self.collect();
+            // A callback run here forked, and this is the child, come back here.
+            if self.copied() {
+                return self.abandon_copy();
+            }
             if done() || deadline.passed() {
                 break;
             }
@@ -1163,6 +1189,9 @@ impl Helper for Inner {
         }
         if !self.results.is_empty() {
             self.collect();
+            if self.copied() {
+                return self.abandon_copy();
+            }
             if done() {
                 return;
             }
@@ -1183,6 +1212,10 @@ impl Helper for Inner {
         })
         .is_some();
         drop(helping);
+        // A callback the spin ran forked, and this is the child (`collect` took no more).
+        if self.copied() {
+            return self.abandon_copy();
+        }
         self.spin.record(came);
         if came {
             let books = lock(&self.books);
@@ -1274,10 +1307,11 @@ fn pool_thread(inner: Weak<Inner>) {
         // A copy of this thread that a fork made on it (user code it runs, a callback or a
         // value's drop, whose child returned here) ends: the workers, inboxes, results
         // channel and fork server connection its pool names are the parent's (tok40: it took
-        // the parent's results). Asked of the kernel once a round, so that a fork that ran
-        // no handler (its cached identity its parent's) ends too.
+        // the parent's results). Each step below that runs user code is followed by the
+        // same check ([`Inner::end_if_copy`]); this one is asked of the kernel once a round,
+        // so that a fork that ran no handler (its cached identity its parent's) ends too.
         if !pool.made_in.is_here_now() {
-            return;
+            sys::exit_now(0);
         }
         let state = pool.state.load(Ordering::Acquire);
         if state == TERMINATED {
@@ -1289,12 +1323,16 @@ fn pool_thread(inner: Weak<Inner>) {
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
             pool.tend_workers();
             pool.enforce_timeouts();
+            pool.end_if_copy();
             if pool.helpers.load(Ordering::SeqCst) == 0 {
                 pool.collect();
+                pool.end_if_copy();
             }
             pool.steal_again();
             pool.stop_idle_workers();
         }));
+        // A panic of user code caught above may have left a copy's round early.
+        pool.end_if_copy();
         {
             let books = lock(&pool.books);
             if state == CLOSED && books.workers.is_empty() {

@@ -60,7 +60,9 @@ pub(crate) struct ProcState {
     pub(crate) me: Option<Me>,
     pub(crate) parent: Option<ParentInfo>,
     next_index: u32,
-    children: Vec<Arc<ChildState>>,
+    /// The children this process started, with the pid of the process that started them
+    /// ([`own_children`]).
+    children: (u32, Vec<Arc<ChildState>>),
     /// This process's connection to the fork server, with the pid of the process that made
     /// it (taken out while a request uses it: `forkserver::request` waits for the answer
     /// without this state's lock). Only its maker uses it: a bare `libc::fork` copy of this
@@ -77,7 +79,7 @@ static STATE: Mutex<ProcState> = Mutex::new(ProcState {
     me: None,
     parent: None,
     next_index: 0,
-    children: Vec::new(),
+    children: (0, Vec::new()),
     forkserver_conn: None,
     launcher: None,
 });
@@ -181,7 +183,7 @@ pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo) {
             me: Some(me),
             parent: Some(parent),
             next_index: 0,
-            children: Vec::new(),
+            children: (0, Vec::new()),
             forkserver_conn: None,
             launcher: None,
         },
@@ -200,7 +202,7 @@ pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo) {
 /// every page they touch and close descriptors one by one, for a process that usually
 /// exits soon. The descriptors stay open, as every descriptor does across a fork.
 pub(crate) fn forget_parent_state(st: &mut ProcState) {
-    std::mem::forget(std::mem::take(&mut st.children));
+    std::mem::forget(std::mem::take(&mut st.children.1));
     std::mem::forget(st.forkserver_conn.take());
     std::mem::forget(st.launcher.take());
 }
@@ -229,22 +231,40 @@ pub(crate) fn next_child(name: Option<String>) -> (Me, ParentInfo) {
     )
 }
 
+/// The children this process started. A copy of the list made by a fork that did not
+/// forget it (a program's bare `libc::fork`, which runs none of our fork code but the
+/// handlers) names its parent's children: it is forgotten here, as in
+/// [`forget_parent_state`], and the copy starts a list of its own. Acting on the copy
+/// signalled the parent's daemons and waited for ever for children not its own, at the
+/// copy's exit (review50 H1). Its maker asked of the kernel, as for the fork server's
+/// connection: a bare fork leaves the cached pid stale.
+fn own_children(st: &mut ProcState) -> &mut Vec<Arc<ChildState>> {
+    let me = sys::pid_now();
+    let (maker, children) = &mut st.children;
+    if *maker != me {
+        std::mem::forget(std::mem::take(children));
+        *maker = me;
+    }
+    children
+}
+
 /// Records a started child.
 pub(crate) fn register(child: Arc<ChildState>) {
-    state().children.push(child);
+    own_children(&mut state()).push(child);
 }
 
 /// Reaps children that ended and forgets them; returns the live ones.
 pub(crate) fn active_children() -> Vec<Arc<ChildState>> {
     let mut st = state();
-    st.children.retain(|c| c.ended().is_none());
-    st.children.clone()
+    let children = own_children(&mut st);
+    children.retain(|c| c.ended().is_none());
+    children.clone()
 }
 
 /// Python's exit rules: daemonic children are terminated, then every child is joined.
 /// A daemonic child that ignores `SIGTERM` is killed after a grace period.
 pub(crate) fn finish_children() {
-    let children = std::mem::take(&mut state().children);
+    let children = std::mem::take(own_children(&mut state()));
     for child in children.iter().filter(|c| c.daemon) {
         let _ = child.signal(sys::SIGTERM);
     }

@@ -786,7 +786,7 @@ fn ask(
         return Err(failed(unavailable(stopped(pid())), false));
     }
     if fresh {
-        match sys::connect_abstract(address, true) {
+        match connect(address, pid) {
             Ok(conn) => {
                 // A blocking wait for an answer looks now and then whether the server can
                 // still answer (`answer`).
@@ -797,6 +797,15 @@ fn ask(
                 return Err(Unasked::Gone(unavailable(format!("cannot reach it: {e}"))));
             }
             Err(e) => return Err(failed(unavailable(format!("cannot reach it: {e}")), false)),
+        }
+        // Connected to a listener whose server is dead: another process keeps the dead
+        // server's address (a copy made by a fork that ran no handler of a restart's
+        // listener, which then failed: the dead pid was put back). Nobody will answer, as
+        // `answer` would find after its first look; nothing is sent.
+        let server = pid();
+        if server != 0 && !sys::process_alive(server, 0) {
+            *slot = None;
+            return Err(failed(unavailable(format!("it is dead (pid {server}), its address kept")), false));
         }
     }
     let conn = slot.as_ref().expect("connected above").as_fd();
@@ -926,6 +935,29 @@ fn ask(
         }
     }
 }
+
+/// Connects to the fork server at `address`, whose pid `pid` reads (0 while it is being
+/// started again). A listener's backlog is full when nobody accepts: a stopped or busy
+/// server, which is waited for, looked at each [`CONNECT_RETRY`]; or the listener of a dead
+/// server kept by another process (see [`ask`]), whose queue of connections nobody ever
+/// takes: a blocking connect waited there for that process's life (review50 M2). A dead
+/// server's connect fails, as [`answer`] would.
+fn connect(address: &str, pid: &dyn Fn() -> u32) -> io::Result<OwnedFd> {
+    loop {
+        match sys::connect_abstract_nonblocking(address, true) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            connected => return connected,
+        }
+        let server = pid();
+        if server != 0 && !sys::process_alive(server, 0) {
+            return Err(io::Error::other(format!("it is dead (pid {server}), its address kept")));
+        }
+        std::thread::sleep(CONNECT_RETRY);
+    }
+}
+
+/// How often a connect to a server whose backlog is full is tried again ([`connect`]).
+const CONNECT_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Waits for the server's answer on `conn` (whose receives time out after
 /// [`REPLY_CHECK`]): as long as it takes a live server, however slow, but not for a server

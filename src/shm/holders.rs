@@ -1021,7 +1021,8 @@ impl Holders {
         // copy names). A socket and the in-flight word cannot change in one step: that is
         // what a carrier, in the heap, is for.
         if let Some(receipt) = receipt {
-            crash_point!("holders.receive.announced");
+            // Nothing announced yet, nothing sent: a kill here is one before the receive.
+            crash_point!("holders.receive.receipting");
             receipts::write(receipt);
             // Receipted, not taken: the leak.
             crash_point!("holders.receive.receipted");

@@ -201,11 +201,13 @@ unsafe impl ShmSafe for ArgsState {}
 impl ShmObject for ArgsState {
     const KIND: u32 = kind::ARGS;
 
-    /// Lets go of what the child did not take, if nobody did yet: the undo of a token
-    /// whose count was taken back (the child never took it), or which was freed with its
-    /// undo not yet run. A token held by its dead child alone ran it before its table was
-    /// released (`object::let_go_of_dead`), so that a reaper killed in it leaves the rest
-    /// to the next.
+    /// Lets go of what the child did not take, if nobody did yet. A token taken back (the
+    /// child never took it), or held by its dead child alone, ran its undo pinned, before
+    /// its table was released (`object::let_go_of_dead`, tok40), so that a reaper killed in
+    /// it leaves the rest to the next; it runs here only for a token freed with its undo
+    /// not yet run: a child's failed take that freed it after a dead taker-back's pin (the
+    /// residual HACKING's token paragraph describes), a token kept by a live fork-pin
+    /// holder until that holder's release, or an object freed the usual way.
     fn destroy(&self, heap: &Heap) {
         self.undo(heap);
     }

@@ -271,6 +271,24 @@ pub(crate) fn connect_abstract(name: &str, seqpacket: bool) -> io::Result<OwnedF
     }
 }
 
+/// [`connect_abstract`] without waiting: `WouldBlock` when the listener's backlog is full
+/// (a blocking connect waits there until its listener accepts or goes), and no socket
+/// made. The socket it makes is blocking.
+pub(crate) fn connect_abstract_nonblocking(name: &str, seqpacket: bool) -> io::Result<OwnedFd> {
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let sock = rustix::net::socket_with(AddressFamily::UNIX, kind(seqpacket), flags, None)?;
+    let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())?;
+    loop {
+        match rustix::net::connect(&sock, &addr) {
+            Ok(()) => break,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    set_nonblocking(sock.as_fd(), false)?;
+    Ok(sock)
+}
+
 /// A unix stream socket, not yet connected (close-on-exec): for Redis on a unix socket.
 #[cfg(feature = "cluster")]
 pub(crate) fn unix_stream() -> io::Result<OwnedFd> {
