@@ -243,9 +243,10 @@
 //! made while the fork server is being started again (after it was killed) also keeps the
 //! new server's address: if the new server then fails to start, or dies, the family's
 //! `ForkServer` starts fail with [`Error::StartMethodUnavailable`] until that child ends
-//! (no new server can take the address meanwhile); a start then fails at once, however
-//! many were tried. A child forked on a pool's own thread (by a callback it runs, or a
-//! value it drops) ends (`_exit(0)`) as soon as that code returns into the pool's thread,
+//! (no new server can take the address meanwhile); a start then fails within its
+//! retries instead of waiting for that child. A child forked on a pool's own thread (by a
+//! callback it runs, or a value it drops) ends (`_exit(0)`, flushing nothing) as soon as
+//! that code returns into the pool's thread,
 //! having taken nothing of the pool's: the thread is all the child is made of. A child
 //! forked while a thread collected the pool's results (a callback run by a `get`) finds
 //! its copy of the pool closed.

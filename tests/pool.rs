@@ -209,6 +209,44 @@ fn a_fork_made_on_the_pool_thread_takes_none_of_the_pools_results() {
     assert!(workers.iter().all(|&pid| pid_running(pid)), "the parent's workers live on");
 }
 
+/// review56 M1: the copy of the pool thread ended through `exit_now`, which flushes Rust's
+/// stdout under its lock: a lock that another thread of the parent held at the fork is held
+/// for ever in the copy (its holder is not there), and the copy never ended (a partial line
+/// in the buffer would have been written twice too). It ends with no flush.
+#[test]
+fn a_fork_copy_of_the_pool_thread_ends_while_another_thread_holds_stdout() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let (held, lock_held) = std::sync::mpsc::channel();
+    let (let_go, forked_now) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _out = std::io::stdout().lock();
+        held.send(()).unwrap();
+        let _ = forked_now.recv();
+    });
+    lock_held.recv().unwrap();
+    let copy = Arc::new(AtomicU64::new(0));
+    let forked = copy.clone();
+    let fork = move |_: &u64| {
+        // SAFETY (test): as in the test above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
+        } else {
+            forked.store(pid as u64, Ordering::SeqCst);
+        }
+    };
+    let mut r = pool.apply_async_with(square, 3, ApplyOptions::new().callback(fork)).unwrap();
+    assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
+    drop(let_go);
+    holder.join().unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9));
+    let status = copy_ended(copy.load(Ordering::SeqCst) as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
+}
+
 /// review50 M1: the pool thread asked whether it was a fork copy once a round, at its top,
 /// so the round in which a callback forked went on in the copy: back in `collect`'s loop,
 /// it took the parent's results waiting in the channel (and dispatched its copy of the

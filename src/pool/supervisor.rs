@@ -345,10 +345,12 @@ impl Inner {
     /// result, dispatch no chunk, kill and start no worker (review50 M1: the rest of the
     /// round went on in the copy). It ends the process at once, never by returning: the last
     /// thread's return ends the process through glibc's `exit`, whose exit hooks are the
-    /// parent's (review50 H1).
+    /// parent's (review50 H1); and flushing nothing (`exit_now` flushed stdout under its
+    /// lock, which another thread of the parent may have held at the fork: the copy waited
+    /// for ever; review56 M1).
     fn end_if_copy(&self) {
         if self.copied() {
-            sys::exit_now(0);
+            sys::exit_group(0);
         }
     }
 
@@ -1311,7 +1313,7 @@ fn pool_thread(inner: Weak<Inner>) {
         // same check ([`Inner::end_if_copy`]); this one is asked of the kernel once a round,
         // so that a fork that ran no handler (its cached identity its parent's) ends too.
         if !pool.made_in.is_here_now() {
-            sys::exit_now(0);
+            sys::exit_group(0);
         }
         let state = pool.state.load(Ordering::Acquire);
         if state == TERMINATED {

@@ -918,8 +918,8 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         // entry (whose free, at this process's end, lets go of what it did not take), or,
         // with `NOTE_ONLY`, from flight with its receipt sent on the socket right before (a
         // kill between the two leaks the object; the parent keeps the undo until it reaps
-        // this process, and gives back every handle without a receipt). Those a decoding that stops part-way did not read, too: this
-        // process gives back none itself.
+        // this process, and gives back every handle without a receipt). Those a decoding
+        // that stops part-way did not read, too: this process gives back none itself.
         let taking = codec::TakeScope::enter();
         let block = match &note {
             Some(sock) if receipts == NOTE_ONLY => crate::shm::receipts_on_socket(sock.as_raw_fd()),

@@ -751,8 +751,10 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 /// `_exit`, as the system call itself where we can: a fork child that calls libc's faults in
-/// the page of code it sits on (one fault per child, at its very end).
-fn exit_group(code: i32) -> ! {
+/// the page of code it sits on (one fault per child, at its very end). Flushes nothing: for a
+/// copy made by a program's own fork, whose buffers and their locks are its parent's (a lock
+/// another thread held at the fork is held for ever there).
+pub(crate) fn exit_group(code: i32) -> ! {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: exit_group takes the exit code in rdi and ends every thread of the process;
     // it never returns, so no register or memory it would clobber is ever read again.
