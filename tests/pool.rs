@@ -247,6 +247,54 @@ fn a_fork_copy_of_the_pool_thread_ends_while_another_thread_holds_stdout() {
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the copy's status: {status:#x}");
 }
 
+/// review56 M2: the pool thread settles the work left when every worker failed its
+/// initializer in one loop, one error callback per call; a callback that forks whose child
+/// returns into that loop ran the next calls' error callbacks in the copy too (each then
+/// ran twice: once there, once in the parent). The copy ends after the callback that forked.
+#[test]
+fn a_fork_in_an_error_callback_runs_no_other_callback_in_the_copy() {
+    let _w = heap_user(LIMIT);
+    let mut fds = [0; 2];
+    // SAFETY (test): `fds` is a live array of two.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+    let [read_end, write_end] = fds;
+    let pool = Pool::builder().processes(1).initializer(refuse, ()).build().unwrap();
+    let copy = Arc::new(AtomicU64::new(0));
+    let forked = copy.clone();
+    let fork = move |_: &TaskError| {
+        // SAFETY (test): as in the tests above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
+        } else {
+            forked.store(pid as u64, Ordering::SeqCst);
+        }
+    };
+    let record = move |_: &TaskError| {
+        let me = std::process::id().to_ne_bytes();
+        // SAFETY (test): `write_end` is open until the test closes it, after the callbacks.
+        assert_eq!(unsafe { libc::write(write_end, me.as_ptr().cast(), me.len()) }, 4);
+    };
+    let mut a = pool.apply_async_with(square, 1, ApplyOptions::new().error_callback(fork)).unwrap();
+    let mut b = pool.apply_async_with(square, 2, ApplyOptions::new().error_callback(record)).unwrap();
+    assert!(a.get_timeout(Duration::from_secs(30)).is_err());
+    assert!(b.get_timeout(Duration::from_secs(30)).is_err());
+    assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
+    copy_ended(copy.load(Ordering::SeqCst) as i32);
+    let mut records = [0u8; 16];
+    // SAFETY (test): `records` is a live buffer of its length.
+    let n = unsafe { libc::read(read_end, records.as_mut_ptr().cast(), records.len()) };
+    unsafe {
+        libc::close(read_end);
+        libc::close(write_end);
+    }
+    let pids: Vec<u32> =
+        records[..n.max(0) as usize].chunks(4).map(|c| u32::from_ne_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(pids, [std::process::id()], "the other call's error callback ran in the copy too");
+}
+
 /// review50 M1: the pool thread asked whether it was a fork copy once a round, at its top,
 /// so the round in which a callback forked went on in the copy: back in `collect`'s loop,
 /// it took the parent's results waiting in the channel (and dispatched its copy of the

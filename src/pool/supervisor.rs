@@ -714,6 +714,9 @@ impl Inner {
                     for (_, job) in pending {
                         (job.discard)(&job.args);
                         job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info.clone())));
+                        // Its error callback may have forked: a copy discards and delivers
+                        // no more (review56 M2).
+                        self.end_if_copy();
                     }
                 }
             }
@@ -884,6 +887,8 @@ impl Inner {
                 for (delivery, chunk, error) in failures.drain(..) {
                     // A panic of user code (a value's `Drop`) must not lose the starts below.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.settle(&delivery, chunk, Err(error))));
+                    // An error callback that forked: the copy runs no other (review56 M2).
+                    self.end_if_copy();
                 }
                 // Above all before the starts, on the fork server connection the parent and
                 // a copy would share (review50 M1).
@@ -936,6 +941,8 @@ impl Inner {
         }
         for (delivery, chunk, error) in failures {
             self.settle(&delivery, chunk, Err(error));
+            // An error callback that forked: the copy runs no other (review56 M2).
+            self.end_if_copy();
         }
         self.end_if_copy();
         self.results.wake_receivers();
