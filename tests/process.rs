@@ -2656,11 +2656,16 @@ fn a_killed_fork_server_is_started_again_inner() {
 
 const RESTART_RACE_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_RACE_INNER";
 
-/// Whether thread `tid` of this process waits in `recvmsg` (a fork-server start waiting
-/// for its server's answer).
-fn in_recvmsg(tid: i32) -> bool {
+/// Whether thread `tid` of this process waits in `poll` (a fork-server start waiting for
+/// its server's answer).
+fn in_poll(tid: i32) -> bool {
     let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
-    syscall.split_whitespace().next() == Some(&libc::SYS_recvmsg.to_string())
+    let number = syscall.split_whitespace().next().and_then(|n| n.parse::<libc::c_long>().ok());
+    #[cfg(target_arch = "x86_64")]
+    if number == Some(libc::SYS_poll) {
+        return true;
+    }
+    number == Some(libc::SYS_ppoll)
 }
 
 /// Asserts that the family heap comes back to `before` bytes in use within 10 s, the ended
@@ -2704,7 +2709,7 @@ fn a_start_that_reaches_a_fork_server_being_started_again_gets_its_child_inner()
             fork_server_square(4)
         });
         let tid = tid_rx.recv().unwrap();
-        assert!(eventually(LIMIT, || in_recvmsg(tid)), "the second start waits for the new server's answer");
+        assert!(eventually(LIMIT, || in_poll(tid)), "the second start waits for the new server's answer");
         // The restart goes on: it spawns the server, which answers both.
         multiproc::__private::crash_disarm();
         assert_eq!(restarting.join().unwrap(), Ok(9));
@@ -4042,37 +4047,45 @@ const SIGNAL_STORM_INNER: &str = "MULTIPROC_TEST_PROCESS_SIGNAL_STORM_INNER";
 /// interrupts returns `EINTR`).
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
-#[test]
-fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner() {
-    if std::env::var_os(SIGNAL_STORM_INNER).is_none() {
-        return;
-    }
-    let leaks = common::leak_check(LIMIT / 2);
+/// Runs `f` while another thread signals this one (`SIGUSR2`, a handler that does nothing,
+/// installed without `SA_RESTART`) every 10 ms: more often than a start looks at a child or
+/// a server it waits on (`REPLY_CHECK`, 100 ms), as an interval timer or a profiler may.
+fn under_a_signal_storm<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: the handler is async-signal-safe (it does nothing); `action` is initialized.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         assert_eq!(libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()), 0);
     }
+    // SAFETY (test): `pthread_self` only names the calling thread.
+    let starter = unsafe { libc::pthread_self() };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: `starter` runs until `done` is set, and `storm` is joined then.
+                unsafe { libc::pthread_kill(starter, libc::SIGUSR2) };
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    let out = f();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    storm.join().unwrap();
+    out
+}
+
+#[test]
+fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner() {
+    if std::env::var_os(SIGNAL_STORM_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
     let name = "n".repeat(1 << 20);
     for method in METHODS {
-        // A signal for the starting thread every 10 ms, more often than it looks at its child.
-        // SAFETY (test): `pthread_self` only names the calling thread.
-        let starter = unsafe { libc::pthread_self() };
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let storm = std::thread::spawn({
-            let done = done.clone();
-            move || {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    // SAFETY: `starter` runs until `done` is set, and `storm` is joined then.
-                    unsafe { libc::pthread_kill(starter, libc::SIGUSR2) };
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        });
-        let started = Process::new(my_name_len, ()).start_method(method).name(name.clone()).start();
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        storm.join().unwrap();
+        let started =
+            under_a_signal_storm(|| Process::new(my_name_len, ()).start_method(method).name(name.clone()).start());
         match started {
             Err(multiproc::Error::Io(e)) => assert!(e.to_string().contains("stopped"), "{method:?}: {e}"),
             Err(e) => panic!("{method:?}: not the stopped child's error: {e}"),
@@ -4099,6 +4112,59 @@ fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm() {
     common::run_inner_test_with(
         "a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner",
         &[(SIGNAL_STORM_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
+    );
+}
+
+const SERVER_STORM_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_SERVER_SIGNAL_STORM_INNER";
+
+#[test]
+fn a_start_through_a_stopped_fork_server_fails_typed_under_a_signal_storm_inner() {
+    if std::env::var_os(SERVER_STORM_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        let children = own_children();
+        for round in 0..2 {
+            // A start that keeps its connection: the next request goes on it, to a server
+            // already stopped, and waits for the answer (`answer`).
+            Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7, "round {round}");
+            let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+            signal_server(server, libc::SIGSTOP);
+            assert!(eventually(LIMIT, || stopped(server)), "round {round}: the server stopped");
+            // No boot socket, then a boot socket (the argument holds a handle).
+            let started = under_a_signal_storm(|| {
+                if round == 0 {
+                    Process::new(square, 3).start_method(StartMethod::ForkServer).start().map(drop)
+                } else {
+                    Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start().map(drop)
+                }
+            });
+            assert!(fork_server_unavailable(&started), "round {round}: {started:?}");
+            signal_server(server, libc::SIGCONT);
+        }
+        let ran = queue.get_timeout(Duration::from_secs(1));
+        assert!(ran.is_err(), "a start that failed ran its target anyway: it put {ran:?}");
+        let left = eventually(Duration::from_secs(10), || own_children() == children);
+        assert!(left, "children {children:?} before, {:?} after", own_children());
+    }
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A start through a fork server stopped after its request went (here on a kept
+/// connection) fails typed even when the starting thread gets a signal more often than it
+/// looks at the server (every 10 ms, a handler without `SA_RESTART`). Before (review54 L1),
+/// each signal started the answer's 100 ms receive again: the server was never looked at,
+/// and the start waited for ever.
+#[test]
+fn a_start_through_a_stopped_fork_server_fails_typed_under_a_signal_storm() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_start_through_a_stopped_fork_server_fails_typed_under_a_signal_storm_inner",
+        SERVER_STORM_INNER,
     );
 }
 
