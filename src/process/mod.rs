@@ -930,8 +930,10 @@ fn on_socket(
             // Through its pidfd, never its pid: that may be a stranger's once the child was
             // reaped behind our back (a program that ignores `SIGCHLD`, or waits for any
             // child). Our own child (no status pipe) is reaped here; the server reaps its own.
-            let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-            if status.is_none() && matches!(sys::reap_pidfd(pidfd.as_fd(), true), Ok(Some(_))) {
+            // Only once killed: a blocking wait for a child that stays stopped never ends
+            // (review54 L2; no error is known for our own unreaped child).
+            let killed = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL).is_ok();
+            if killed && status.is_none() && matches!(sys::reap_pidfd(pidfd.as_fd(), true), Ok(Some(_))) {
                 settle(pid);
             }
             return Err(LaunchError::Failed(Error::Io(io::Error::other(format!(
