@@ -3927,9 +3927,11 @@ fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_in
 /// A child that dies (here aborted: crash point `process.boot.before_frame`) before it has
 /// read a boot frame longer than its socket's buffer (a 1 MB name) never decoded its boot
 /// message: the message's blobs are given back, and its join says how it died. Before
-/// (review49 M1), the send ended early without saying so and the message counted as sent:
-/// a spawned child's leaked (a fork-server child's `GO` then failed, which gave it back,
-/// but its join said its boot message could not be sent instead of its death).
+/// (review49 M1), both methods' joins said `Failed("its boot message could not be sent
+/// whole: Broken pipe")` instead of the abort: the dying child's socket closed before its
+/// pidfd turned readable, so the send met `EPIPE`, which gave the message back. The leak
+/// review49 found (a send ended by the pidfd counted as whole) is reached here only by a
+/// race; `process::tests::a_send_to_a_child_that_ended_first_says_so` (`--lib`) shows it.
 #[test]
 fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back() {
     let _w = watchdog(LIMIT);
