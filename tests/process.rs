@@ -3941,6 +3941,80 @@ fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back() 
     );
 }
 
+const DIED_UNREAD_INNER: &str = "MULTIPROC_TEST_PROCESS_DIED_UNREAD_INNER";
+
+#[test]
+fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back_inner() {
+    if std::env::var_os(DIED_UNREAD_INNER).is_none() {
+        return;
+    }
+    // Every child of the family aborts before it reads its boot frame (armed for the whole
+    // family), here a frame that fits its socket's buffer: queued whole before the child
+    // dies.
+    let leaks = common::leak_check(LIMIT / 2);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for method in METHODS {
+            // Its argument holds handles (a token) and a blob of the heap (the padding).
+            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                .start_method(method)
+                .start()
+                .unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{method:?}"),
+                other => panic!("{method:?}: its join said {other:?}, not its abort"),
+            }
+        }
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child that died unread ran");
+    }
+    // The argument's handles and blobs, and the boot message's, given back.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child that dies (here aborted: crash point `process.boot.before_frame`) before it
+/// reads a boot frame that fit its socket's buffer, and so went whole (with `GO`) before
+/// the start returned, never decoded its boot message: its blobs (the argument's, 64 KB)
+/// are given back at its reap. Before (review54 M1), the message counted as the child's
+/// once queued: a spawned child's leaked (a fork-server child's only when it died after our
+/// `GO` went; before, `GO` met `EPIPE`, which gave it back).
+#[test]
+fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back_inner",
+        &[(DIED_UNREAD_INNER, "1"), ("MULTIPROC_CRASH_AT", "process.boot.before_frame")],
+    );
+}
+
+/// Started, then terminated at once, twenty times: a spawned child with a 64 KB argument
+/// (a blob of its boot message) mostly dies before it reads its boot frame, and gives the
+/// blob back at its reap. Before (review54 M1), each such start leaked the blob: the family
+/// heap grew by 68 KB a round (1392640 bytes).
+///
+/// Ignored: a child killed after it said it took its message (in its decoding, or before
+/// its free of the blob was done) still leaks the blob: a leak at worst, never a double
+/// give-back. In a debug build 3 to 10 rounds of 20 land there, at a load of 2 to 4; none
+/// when the kill comes 3 ms or more after the start.
+#[test]
+#[ignore = "a kill between a child's TOOK and the end of its decoding leaks (review54 M1's known rest)"]
+fn children_terminated_right_after_their_start_give_their_boot_messages_back() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for _ in 0..20 {
+            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                .start_method(StartMethod::Spawn)
+                .start()
+                .unwrap();
+            child.terminate().unwrap();
+            let _ = child.join();
+        }
+        while queue.get_timeout(Duration::from_millis(10)).is_ok() {}
+    }
+    assert_heap_back_to(leaks.before());
+}
+
 const LOST_SOCKET_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SOCKET_CHILD_INNER";
 
 /// Starts a fork-server child of `put_one_padded` (a queue and a 64 KB blob: on a boot

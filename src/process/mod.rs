@@ -766,7 +766,7 @@ fn launch(
                 let (ours, theirs) = sys::socketpair_stream()?;
                 let message = codec::encode_own(&boot)?;
                 drop(boot);
-                let framed = boot::frame(&message.bytes);
+                let framed = boot::socket_frame(&[], &message);
                 let rest = send_first(ours.as_fd(), &framed, &[])?;
                 let started = zygote.request(theirs, ours.as_fd());
                 on_socket(ours, (rest, message), started, true)?
@@ -789,7 +789,7 @@ fn launch(
                 // A spawned child gets the heap and the resource tracker's pipe.
                 let fds: Vec<BorrowedFd<'_>> = std::iter::once(Heap::get().fd()).chain(tracker::fd()).collect();
                 // It learns the key of handle seals first (the others inherit it).
-                let framed = boot::frame(&[&Heap::get().seal_key()[..], &message.bytes].concat());
+                let framed = boot::socket_frame(&Heap::get().seal_key()[..], &message);
                 let rest = send_first(ours.as_fd(), &framed, &fds)?;
                 let started = spawn::start(theirs).map(|(pid, pidfd)| (pid, pidfd, None, None));
                 on_socket(ours, (rest, message), started, false)?
@@ -836,7 +836,7 @@ fn forkserver_start(
     // Holding handles, or too long to go with the request (a long name: large arguments
     // and surroundings travel through the heap): on a boot socket.
     let (ours, theirs) = sys::socketpair_stream()?;
-    let framed = boot::frame(&message.bytes);
+    let framed = boot::socket_frame(&[], &message);
     let rest = send_first(ours.as_fd(), &framed, &[])?;
     let started = forkserver::request(forkserver::Boot::Socket(theirs, ours.as_fd()));
     on_socket(ours, (rest, message), started, true)
@@ -915,13 +915,13 @@ fn on_socket(
     };
     let sent = sent.and_then(|()| if go { send_to_child(ours.as_fd(), &[boot::GO], child) } else { Ok(()) });
     let link = match sent {
-        Ok(()) => {
-            message.sent();
-            Link::Socket(ours)
-        }
+        // Queued whole, not yet read: the child may still die before it decodes the
+        // message. Its handles (blobs) are the child's once it says it took them, given
+        // back at its reap if it never did (review54 M1).
+        Ok(()) => Link::Socket(ours, message.has_handles().then_some(message)),
         // It never had the whole frame (or `GO`), so never decoded it; its join says how it
         // ended.
-        Err(Unsent::Ended) => Link::Socket(ours),
+        Err(Unsent::Ended) => Link::Socket(ours, None),
         Err(Unsent::Failed(e)) => {
             let _ = sys::shutdown_write(ours.as_fd());
             Link::Unsent(ours, format!("its boot message could not be sent whole: {e}"))
