@@ -57,6 +57,7 @@ fn sendmsg_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>], f
 /// waits the socket's whole timeout anew for each piece it moves, so a reader that takes a
 /// little at a time kept one call going for ever (a TCP send's timeout bounds the call).
 /// Never raises `SIGPIPE`.
+#[cfg(feature = "cluster")]
 pub(crate) fn send_within(sock: BorrowedFd<'_>, data: &[u8], wait: Duration) -> io::Result<usize> {
     match send_what_fits(sock, data, &[]) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
