@@ -869,8 +869,12 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 /// whose server died between its fork and its answer must not run). Sent the rest (and
 /// `GO`), then watched through its pidfd or the server's status pipe.
 ///
-/// `message` is the child's once it has the whole frame (and `GO`). A child that cannot
-/// have it never decodes it, and it is given back:
+/// `message` is the child's only once the child says it took it ([`boot::socket_frame`]:
+/// a message with handles, its blobs; the word comes just before the child decodes it):
+/// a whole frame (and `GO`) queued on the socket is not read yet, and a child killed
+/// before it reads never decodes it. Such a message goes with the child's state
+/// (`Link::Socket`), and its reap gives it back unless the child said so (review54 M1).
+/// A child that cannot have the whole frame never decodes it, and it is given back here:
 /// - A failed start: as [`sent_unless_failed`]; a lost one too, unless it may have
 ///   everything already (a spawned child whose frame fit its buffer).
 /// - A send that failed (`ENOBUFS`, crash point `fail:process.boot.rest`) ends our writing:
