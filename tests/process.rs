@@ -3994,7 +3994,7 @@ fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back() {
 ///
 /// Ignored: a child killed after it said it took its message (in its decoding, or before
 /// its free of the blob was done) still leaks the blob: a leak at worst, never a double
-/// give-back. In a debug build 3 to 10 rounds of 20 land there, at a load of 2 to 4; none
+/// give-back. In a debug build 4 to 12 rounds of 20 land there, at a load of 2 to 5; none
 /// when the kill comes 3 ms or more after the start.
 #[test]
 #[ignore = "a kill between a child's TOOK and the end of its decoding leaks (review54 M1's known rest)"]
