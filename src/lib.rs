@@ -346,6 +346,8 @@ mod shared;
 mod shm;
 mod sync;
 mod sys;
+#[cfg(test)]
+mod testing;
 
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]

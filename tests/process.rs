@@ -2656,11 +2656,16 @@ fn a_killed_fork_server_is_started_again_inner() {
 
 const RESTART_RACE_INNER: &str = "MULTIPROC_TEST_PROCESS_SERVER_RESTART_RACE_INNER";
 
-/// Whether thread `tid` of this process waits in `recvmsg` (a fork-server start waiting
-/// for its server's answer).
-fn in_recvmsg(tid: i32) -> bool {
+/// Whether thread `tid` of this process waits in `poll` (a fork-server start waiting for
+/// its server's answer).
+fn in_poll(tid: i32) -> bool {
     let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
-    syscall.split_whitespace().next() == Some(&libc::SYS_recvmsg.to_string())
+    let number = syscall.split_whitespace().next().and_then(|n| n.parse::<libc::c_long>().ok());
+    #[cfg(target_arch = "x86_64")]
+    if number == Some(libc::SYS_poll) {
+        return true;
+    }
+    number == Some(libc::SYS_ppoll)
 }
 
 /// Asserts that the family heap comes back to `before` bytes in use within 10 s, the ended
@@ -2704,7 +2709,7 @@ fn a_start_that_reaches_a_fork_server_being_started_again_gets_its_child_inner()
             fork_server_square(4)
         });
         let tid = tid_rx.recv().unwrap();
-        assert!(eventually(LIMIT, || in_recvmsg(tid)), "the second start waits for the new server's answer");
+        assert!(eventually(LIMIT, || in_poll(tid)), "the second start waits for the new server's answer");
         // The restart goes on: it spawns the server, which answers both.
         multiproc::__private::crash_disarm();
         assert_eq!(restarting.join().unwrap(), Ok(9));
@@ -3930,9 +3935,11 @@ fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_in
 /// A child that dies (here aborted: crash point `process.boot.before_frame`) before it has
 /// read a boot frame longer than its socket's buffer (a 1 MB name) never decoded its boot
 /// message: the message's blobs are given back, and its join says how it died. Before
-/// (review49 M1), the send ended early without saying so and the message counted as sent:
-/// a spawned child's leaked (a fork-server child's `GO` then failed, which gave it back,
-/// but its join said its boot message could not be sent instead of its death).
+/// (review49 M1), both methods' joins said `Failed("its boot message could not be sent
+/// whole: Broken pipe")` instead of the abort: the dying child's socket closed before its
+/// pidfd turned readable, so the send met `EPIPE`, which gave the message back. The leak
+/// review49 found (a send ended by the pidfd counted as whole) is reached here only by a
+/// race; `process::tests::a_send_to_a_child_that_ended_first_says_so` (`--lib`) shows it.
 #[test]
 fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back() {
     let _w = watchdog(LIMIT);
@@ -3940,6 +3947,80 @@ fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back() 
         "a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_inner",
         &[(DIED_MID_FRAME_INNER, "1"), ("MULTIPROC_CRASH_AT", "process.boot.before_frame")],
     );
+}
+
+const DIED_UNREAD_INNER: &str = "MULTIPROC_TEST_PROCESS_DIED_UNREAD_INNER";
+
+#[test]
+fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back_inner() {
+    if std::env::var_os(DIED_UNREAD_INNER).is_none() {
+        return;
+    }
+    // Every child of the family aborts before it reads its boot frame (armed for the whole
+    // family), here a frame that fits its socket's buffer: queued whole before the child
+    // dies.
+    let leaks = common::leak_check(LIMIT / 2);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for method in METHODS {
+            // Its argument holds handles (a token) and a blob of the heap (the padding).
+            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                .start_method(method)
+                .start()
+                .unwrap();
+            match child.join() {
+                Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{method:?}"),
+                other => panic!("{method:?}: its join said {other:?}, not its abort"),
+            }
+        }
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child that died unread ran");
+    }
+    // The argument's handles and blobs, and the boot message's, given back.
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child that dies (here aborted: crash point `process.boot.before_frame`) before it
+/// reads a boot frame that fit its socket's buffer, and so went whole (with `GO`) before
+/// the start returned, never decoded its boot message: its blobs (the argument's, 64 KB)
+/// are given back at its reap. Before (review54 M1), the message counted as the child's
+/// once queued: a spawned child's leaked (a fork-server child's only when it died after our
+/// `GO` went; before, `GO` met `EPIPE`, which gave it back).
+#[test]
+fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back_inner",
+        &[(DIED_UNREAD_INNER, "1"), ("MULTIPROC_CRASH_AT", "process.boot.before_frame")],
+    );
+}
+
+/// Started, then terminated at once, twenty times: a spawned child with a 64 KB argument
+/// (a blob of its boot message) mostly dies before it reads its boot frame, and gives the
+/// blob back at its reap. Before (review54 M1), each such start leaked the blob: the family
+/// heap grew by 68 KB a round (1392640 bytes).
+///
+/// Ignored: a child killed after it said it took its message (in its decoding, or before
+/// its free of the blob was done) still leaks the blob: a leak at worst, never a double
+/// give-back. In a debug build 4 to 12 rounds of 20 land there, at a load of 2 to 5; none
+/// when the kill comes 3 ms or more after the start.
+#[test]
+#[ignore = "a kill between a child's TOOK and the end of its decoding leaks (review54 M1's known rest)"]
+fn children_terminated_right_after_their_start_give_their_boot_messages_back() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        for _ in 0..20 {
+            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                .start_method(StartMethod::Spawn)
+                .start()
+                .unwrap();
+            child.terminate().unwrap();
+            let _ = child.join();
+        }
+        while queue.get_timeout(Duration::from_millis(10)).is_ok() {}
+    }
+    assert_heap_back_to(leaks.before());
 }
 
 const LOST_SOCKET_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SOCKET_CHILD_INNER";
@@ -4050,37 +4131,45 @@ const SIGNAL_STORM_INNER: &str = "MULTIPROC_TEST_PROCESS_SIGNAL_STORM_INNER";
 /// interrupts returns `EINTR`).
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
-#[test]
-fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner() {
-    if std::env::var_os(SIGNAL_STORM_INNER).is_none() {
-        return;
-    }
-    let leaks = common::leak_check(LIMIT / 2);
+/// Runs `f` while another thread signals this one (`SIGUSR2`, a handler that does nothing,
+/// installed without `SA_RESTART`) every 10 ms: more often than a start looks at a child or
+/// a server it waits on (`REPLY_CHECK`, 100 ms), as an interval timer or a profiler may.
+fn under_a_signal_storm<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: the handler is async-signal-safe (it does nothing); `action` is initialized.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         assert_eq!(libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()), 0);
     }
+    // SAFETY (test): `pthread_self` only names the calling thread.
+    let starter = unsafe { libc::pthread_self() };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: `starter` runs until `done` is set, and `storm` is joined then.
+                unsafe { libc::pthread_kill(starter, libc::SIGUSR2) };
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    let out = f();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    storm.join().unwrap();
+    out
+}
+
+#[test]
+fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner() {
+    if std::env::var_os(SIGNAL_STORM_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
     let name = "n".repeat(1 << 20);
     for method in METHODS {
-        // A signal for the starting thread every 10 ms, more often than it looks at its child.
-        // SAFETY (test): `pthread_self` only names the calling thread.
-        let starter = unsafe { libc::pthread_self() };
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let storm = std::thread::spawn({
-            let done = done.clone();
-            move || {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    // SAFETY: `starter` runs until `done` is set, and `storm` is joined then.
-                    unsafe { libc::pthread_kill(starter, libc::SIGUSR2) };
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        });
-        let started = Process::new(my_name_len, ()).start_method(method).name(name.clone()).start();
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        storm.join().unwrap();
+        let started =
+            under_a_signal_storm(|| Process::new(my_name_len, ()).start_method(method).name(name.clone()).start());
         match started {
             Err(multiproc::Error::Io(e)) => assert!(e.to_string().contains("stopped"), "{method:?}: {e}"),
             Err(e) => panic!("{method:?}: not the stopped child's error: {e}"),
@@ -4107,6 +4196,59 @@ fn a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm() {
     common::run_inner_test_with(
         "a_child_stopped_before_its_frame_fails_its_start_under_a_signal_storm_inner",
         &[(SIGNAL_STORM_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
+    );
+}
+
+const SERVER_STORM_INNER: &str = "MULTIPROC_TEST_PROCESS_STOPPED_SERVER_SIGNAL_STORM_INNER";
+
+#[test]
+fn a_start_through_a_stopped_fork_server_fails_typed_under_a_signal_storm_inner() {
+    if std::env::var_os(SERVER_STORM_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        let children = own_children();
+        for round in 0..2 {
+            // A start that keeps its connection: the next request goes on it, to a server
+            // already stopped, and waits for the answer (`answer`).
+            Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start().unwrap().join().unwrap();
+            assert_eq!(queue.get_timeout(LIMIT).unwrap(), 7, "round {round}");
+            let server = multiproc::__private::fork_server_pid().expect("this process started the fork server");
+            signal_server(server, libc::SIGSTOP);
+            assert!(eventually(LIMIT, || stopped(server)), "round {round}: the server stopped");
+            // No boot socket, then a boot socket (the argument holds a handle).
+            let started = under_a_signal_storm(|| {
+                if round == 0 {
+                    Process::new(square, 3).start_method(StartMethod::ForkServer).start().map(drop)
+                } else {
+                    Process::new(put_one, queue.clone()).start_method(StartMethod::ForkServer).start().map(drop)
+                }
+            });
+            assert!(fork_server_unavailable(&started), "round {round}: {started:?}");
+            signal_server(server, libc::SIGCONT);
+        }
+        let ran = queue.get_timeout(Duration::from_secs(1));
+        assert!(ran.is_err(), "a start that failed ran its target anyway: it put {ran:?}");
+        let left = eventually(Duration::from_secs(10), || own_children() == children);
+        assert!(left, "children {children:?} before, {:?} after", own_children());
+    }
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A start through a fork server stopped after its request went (here on a kept
+/// connection) fails typed even when the starting thread gets a signal more often than it
+/// looks at the server (every 10 ms, a handler without `SA_RESTART`). Before (review54 L1),
+/// each signal started the answer's 100 ms receive again: the server was never looked at,
+/// and the start waited for ever.
+#[test]
+fn a_start_through_a_stopped_fork_server_fails_typed_under_a_signal_storm() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_start_through_a_stopped_fork_server_fails_typed_under_a_signal_storm_inner",
+        SERVER_STORM_INNER,
     );
 }
 

@@ -274,6 +274,33 @@ impl PlainReturn {
     }
 }
 
+/// The boot frame of a child on a boot socket for `message`, after `key` (a spawned
+/// child's key of handle seals): first a byte that says whether the child tells its parent
+/// [`TOOK`] before it decodes the message (one with handles: its blobs, which its parent
+/// gives back at the reap of a child that never said so).
+pub(crate) fn socket_frame(key: &[u8], message: &Encoded) -> Vec<u8> {
+    let payload = 1 + key.len() + message.bytes.len();
+    let len = u32::try_from(payload).expect("a boot message above 4 GiB");
+    let mut out = Vec::with_capacity(4 + payload);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(u8::from(message.has_handles()));
+    out.extend_from_slice(key);
+    out.extend_from_slice(&message.bytes);
+    out
+}
+
+/// The payload of the frame a child sends on its boot socket just before it decodes its
+/// boot message, when the frame asked for it ([`socket_frame`]): from then on the
+/// message's handles are the child's (an encoded outcome starts with its codec's tag, a
+/// small number; a receipt's frame is longer).
+const TOOK: u8 = 0xfe;
+
+/// Whether `frame`, read from a child's boot socket, says the child took its boot message
+/// ([`TOOK`]).
+pub(crate) fn took_frame(frame: &[u8]) -> bool {
+    frame == [TOOK]
+}
+
 /// A frame: the length, then the payload.
 pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("a boot message above 4 GiB");
@@ -557,22 +584,27 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
     if !spawned && !parent_said_go(sock.as_fd(), after) {
         stop(&sock);
     }
-    let sock = Channel::Socket(sock);
+    // Whether we tell our parent that we took the message, before we decode it
+    // (`socket_frame`).
+    let Some((&tell, frame)) = frame.split_first() else {
+        report(&Channel::Socket(sock), &Outcome::Failed("its boot message is too short".into()));
+        sys::exit_now(1);
+    };
+    let mut frame = frame;
     // The heap first: the boot message may hold handles into it. The resource tracker's
     // pipe, if the family has one, comes second.
-    let mut frame = frame;
     if spawned {
-        // A spawned child's frame starts with the key of handle seals (see `launch`).
-        let Some(key) = frame.get(..16).and_then(|k| <[u8; 16]>::try_from(k).ok()) else {
-            report(&sock, &Outcome::Failed("its boot message is too short".into()));
+        // A spawned child's frame goes on with the key of handle seals (see `launch`).
+        let Some((key, message)) = frame.split_first_chunk::<16>() else {
+            report(&Channel::Socket(sock), &Outcome::Failed("its boot message is too short".into()));
             sys::exit_now(1);
         };
-        frame.drain(..16);
+        frame = message;
         let mut fds = std::mem::take(&mut fds).into_iter();
         let adopted =
-            fds.next().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(|fd| Heap::adopt(fd, key));
+            fds.next().ok_or_else(|| io::Error::other("no heap descriptor")).and_then(|fd| Heap::adopt(fd, *key));
         if let Err(e) = adopted {
-            report(&sock, &Outcome::Failed(format!("cannot map the family heap: {e}")));
+            report(&Channel::Socket(sock), &Outcome::Failed(format!("cannot map the family heap: {e}")));
             sys::exit_now(1);
         }
         if let Some(tracker) = fds.next() {
@@ -580,7 +612,14 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         }
     }
     drop(fds);
-    let boot: Boot = match codec::decode_own(&frame) {
+    // Told before the decoding: a kill between the two leaks the message's blobs, never
+    // gives them back twice (our parent gives back those of a child that never said so, at
+    // its reap: review54 M1). Unable to say so, we must not take them.
+    if tell != 0 && sys::send_all(sock.as_fd(), &self::frame(&[TOOK]), &[]).is_err() {
+        sys::exit_now(1);
+    }
+    let sock = Channel::Socket(sock);
+    let boot: Boot = match codec::decode_own(frame) {
         Ok(boot) => boot,
         Err(e) => {
             report(&sock, &Outcome::Failed(format!("its boot message could not be decoded: {e}")));

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::boot::{Outcome, read_frame_nonblocking};
+use super::boot::{Outcome, read_frame_nonblocking, took_frame};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
 use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom};
@@ -41,8 +41,10 @@ pub(crate) enum ExitWatch {
 /// Where the parent finds a child's outcome.
 #[derive(Debug)]
 pub(crate) enum Link {
-    /// The boot socket.
-    Socket(OwnedFd),
+    /// The boot socket, and the boot message sent on it if it holds handles (its blobs):
+    /// given back at the reap unless the child said it took it (`boot::TOOK`) before it
+    /// decoded it.
+    Socket(OwnedFd, Option<Encoded>),
     /// The boot socket of a child whose boot message could not be sent whole (why): it ends
     /// at the end of its socket without running anything, and its join says so
     /// (`Outcome::Failed`), not an exit of its target's (review46 M1).
@@ -65,6 +67,9 @@ struct Inner {
     args: ChildArgs,
     /// The receipts the child sent on its boot socket (without a token).
     sent: Vec<ReceiptKey>,
+    /// The boot message's handles (its blobs), until the child says it took them: given
+    /// back at the reap of a child that never did (it died before it decoded the message).
+    boot: Option<Encoded>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
     kept: Option<super::fork::Kept>,
@@ -79,6 +84,9 @@ impl Drop for Inner {
         }
         if let Some(token) = self.args.token.take() {
             token.leave();
+        }
+        if let Some(boot) = self.boot.take() {
+            boot.sent();
         }
         // Still the child's to write (freed once it has ended: `try_reap`).
         if let Some(room) = self.room.take() {
@@ -122,10 +130,10 @@ impl ChildState {
         if let ExitWatch::Server(fd) = &watch {
             let _ = sys::set_nonblocking(fd.as_fd(), true);
         }
-        let (sock, room, outcome) = match link {
-            Link::Socket(sock) => (Some(Arc::new(sock)), None, None),
-            Link::Room(room) => (None, Some(room), None),
-            Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why))),
+        let (sock, room, outcome, boot) = match link {
+            Link::Socket(sock, boot) => (Some(Arc::new(sock)), None, None, boot),
+            Link::Room(room) => (None, Some(room), None, None),
+            Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why)), None),
         };
         Self {
             pid,
@@ -141,6 +149,7 @@ impl ChildState {
                 ended: None,
                 args,
                 sent: Vec::new(),
+                boot,
                 kept,
             }),
         }
@@ -163,11 +172,18 @@ impl ChildState {
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
         let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
-        // Receipts sent on the socket (no token): kept until the reap.
-        while let Ok(Some(frame)) = &read
-            && let Some(key) = crate::shm::receipt_from_frame(frame)
-        {
-            inner.sent.push(key);
+        loop {
+            match &read {
+                // The child took its boot message (it decodes it next): its handles are its own.
+                Ok(Some(frame)) if took_frame(frame) => {
+                    if let Some(boot) = inner.boot.take() {
+                        boot.sent();
+                    }
+                }
+                // Receipts sent on the socket (no token): kept until the reap.
+                Ok(Some(frame)) if let Some(key) = crate::shm::receipt_from_frame(frame) => inner.sent.push(key),
+                _ => break,
+            }
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
         match read {
@@ -194,11 +210,15 @@ impl ChildState {
                         Ok(4) => Some(Ended::from_raw(i32::from_ne_bytes(word))),
                         // The fork server vanished: its children die with it.
                         Ok(_) => {
-                            // This one perhaps not yet: its room is left to it (a few words).
-                            if !sys::pidfd_exited(self.pidfd.as_fd())
-                                && let Some(room) = inner.room.take()
-                            {
-                                room.leave();
+                            // This one perhaps not yet: its room is left to it (a few words),
+                            // and its boot message too (it may still say it took it).
+                            if !sys::pidfd_exited(self.pidfd.as_fd()) {
+                                if let Some(room) = inner.room.take() {
+                                    room.leave();
+                                }
+                                if let Some(boot) = inner.boot.take() {
+                                    boot.sent();
+                                }
                             }
                             Some(Ended::Signaled(sys::SIGKILL))
                         }
@@ -239,6 +259,9 @@ impl ChildState {
                 if let Some(token) = inner.args.token.take() {
                     token.give_back();
                 }
+                // A boot message the child never said it took (it died before it decoded
+                // it: everything it wrote was read just now): its blobs, given back.
+                drop(inner.boot.take());
                 if let Some(args) = inner.args.undo.take() {
                     let sent = std::mem::take(&mut inner.sent);
                     crate::codec::give_back_from_dead(args, self.pid, sent);

@@ -146,7 +146,8 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                         drop(theirs);
                         // Never written by the child: freed now.
                         drop(unused);
-                        Link::Socket(ours)
+                        // No boot message on it: the child reads ours in its copy.
+                        Link::Socket(ours, None)
                     }
                     Via::Room(room) => Link::Room(room),
                 };

@@ -36,6 +36,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -382,7 +383,6 @@ impl Zygote {
         let listener = sys::listen_abstract(&address, true)?;
         // Connected before the fork: the zygote's first requester, whose end tells it to go.
         let conn = sys::connect_abstract(&address, true)?;
-        sys::set_recv_timeout(conn.as_fd(), REPLY_CHECK)?;
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr().lock();
         let _ = out.flush();
@@ -787,12 +787,7 @@ fn ask(
     }
     if fresh {
         match connect(address, pid) {
-            Ok(conn) => {
-                // A blocking wait for an answer looks now and then whether the server can
-                // still answer (`answer`).
-                sys::set_recv_timeout(conn.as_fd(), REPLY_CHECK).map_err(|e| failed(e.into(), false))?;
-                *slot = Some(conn);
-            }
+            Ok(conn) => *slot = Some(conn),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 return Err(Unasked::Gone(unavailable(format!("cannot reach it: {e}"))));
             }
@@ -959,13 +954,13 @@ fn connect(address: &str, pid: &dyn Fn() -> u32) -> io::Result<OwnedFd> {
 /// How often a connect to a server whose backlog is full is tried again ([`connect`]).
 const CONNECT_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Waits for the server's answer on `conn` (whose receives time out after
-/// [`REPLY_CHECK`]): as long as it takes a live server, however slow, but not for a server
-/// that cannot answer: stopped (`SIGSTOP`, a debugger: `T` or `t` in `/proc`) at two looks
-/// in a row (a group stop and its continuation, Ctrl-Z then `fg`, may be seen half done at
-/// one look), a zombie or gone (its end of the connection is closed then, which the
-/// receive sees first, unless a fork copy of it holds it). `server` is the server's pid,
-/// read again (`pid`) while it is 0 (a server being started again: not looked at).
+/// Waits for the server's answer on `conn`: as long as it takes a live server, however
+/// slow, but not for a server that cannot answer, looked at every [`REPLY_CHECK`]: stopped
+/// (`SIGSTOP`, a debugger: `T` or `t` in `/proc`) at two looks in a row (a group stop and
+/// its continuation, Ctrl-Z then `fg`, may be seen half done at one look), a zombie or gone
+/// (its end of the connection is closed then, which the receive sees first, unless a fork
+/// copy of it holds it). `server` is the server's pid, read again (`pid`) while it is 0 (a
+/// server being started again: not looked at).
 fn answer(
     conn: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -974,9 +969,20 @@ fn answer(
 ) -> io::Result<usize> {
     let mut looks = StopLooks::default();
     loop {
-        match sys::recv_with_fds(conn, buf, fds) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            received => return received,
+        // One deadline for the next look, kept across signals: a wait started again at each
+        // `EINTR` never looked under a signal more often than `REPLY_CHECK` (an interval
+        // timer, a profiler), and a stopped server held the start for ever (review54 L1).
+        let next_look = Instant::now() + REPLY_CHECK;
+        loop {
+            let left = next_look.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // Readable, hung up, or a signal: the receive says which.
+            sys::poll_readable(&[conn], Some(left))?;
+            if let Some(received) = sys::recv_with_fds_nonblocking(conn, buf, fds)? {
+                return Ok(received);
+            }
         }
         if *server == 0 {
             *server = pid();

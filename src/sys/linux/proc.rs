@@ -708,6 +708,19 @@ pub(crate) fn die_with_parent(expected_parent: u32) -> bool {
     parent_pid() == expected_parent
 }
 
+/// Spawns `command` with [`die_with_parent`]'s signal set in the child before its `exec`:
+/// a test's child (stopped, say) ends with the test process, even when that aborts.
+#[cfg(test)]
+pub(crate) fn spawn_dying_with_parent(command: &mut std::process::Command) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the hook makes one system call (`prctl`), async-signal-safe, in the forked
+    // child before its `exec`, and touches no memory of the parent's.
+    unsafe {
+        command.pre_exec(|| Ok(rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?));
+    }
+    command.spawn()
+}
+
 /// No parent-death signal (the resource tracker must outlive the family).
 pub(crate) fn outlive_parent() {
     let _ = rustix::process::set_parent_process_death_signal(None);

@@ -304,13 +304,6 @@ pub(crate) fn connect_unix_once(sock: BorrowedFd<'_>, path: &std::path::Path) ->
     Ok(rustix::net::connect(sock, &SocketAddrUnix::new(path)?)?)
 }
 
-/// Makes a blocking receive on `sock` give up after `timeout` (`WouldBlock`): a requester
-/// that waits for an answer looks, now and then, whether the one that should answer still
-/// can, at no cost to a receive that is answered in time (one option set per connection).
-pub(crate) fn set_recv_timeout(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
-    Ok(rustix::net::sockopt::set_socket_timeout(sock, rustix::net::sockopt::Timeout::Recv, Some(timeout))?)
-}
-
 /// Accepts one connection (close-on-exec).
 pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
