@@ -1996,6 +1996,75 @@ mod tests {
         assert!(DECODED.with(|d| d.borrow().met.is_empty()));
     }
 
+    /// review55 L1: a decoding nested in `probe_plan` (which hides the depth: a probed
+    /// `Deserialize` that decodes) ended as if outermost: it ran the outer decoding's
+    /// settles early and cleared the flag its entries are read behind, and the outer's next
+    /// attempt found no kept handle (it received again: "received already").
+    #[test]
+    fn a_decoding_nested_in_the_probe_leaves_the_outer_ones_handles_to_it() {
+        thread_local! {
+            static SETTLED: Cell<bool> = const { Cell::new(false) };
+        }
+        let read = [8, 1, 2];
+        {
+            let _outer = LeaveDecoding::enter();
+            keep(read, note_let_go);
+            on_taken(|| SETTLED.set(true));
+            let depth = STATE.with(|s| s.decoding.replace(0)); // as `probe_plan`
+            {
+                let _nested = LeaveDecoding::enter();
+                on_taken(|| {});
+            }
+            STATE.with(|s| s.decoding.set(depth));
+            assert!(!SETTLED.get(), "the outer decoding's settles ran before its end");
+            assert!(take_back(read), "the outer decoding's kept handle is no longer its own");
+        }
+        assert!(SETTLED.get(), "the outer decoding's settles ran at its end");
+        assert!(LET_GO.with(|l| l.borrow().is_empty()), "a handle taken back was let go of");
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()) && !settles_pending());
+    }
+
+    thread_local! {
+        /// Set by the settle [`a_let_go_that_panics_leaves_the_settles_to_run`] registers.
+        static SETTLED_AFTER_PANIC: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// review55 L2 (a): a let-go's panic went on before the message's settles ran: outside
+    /// a take, they waited for this thread's next decoding (for ever if none came), the
+    /// pending receives reserved meanwhile.
+    #[test]
+    fn a_let_go_that_panics_leaves_the_settles_to_run() {
+        let ended = std::panic::catch_unwind(|| {
+            let _leave = LeaveDecoding::enter();
+            keep([8, 1, 2], panic_in_let_go);
+            on_taken(|| SETTLED_AFTER_PANIC.set(true));
+        });
+        assert!(ended.is_err(), "the let-go's panic went on");
+        assert!(SETTLED_AFTER_PANIC.get(), "the settles did not run");
+        assert!(!settles_pending());
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+    }
+
+    /// review55 L2 (b): a decoding ended by a panic (a `Deserialize`'s) whose let-go
+    /// panicked too resumed that second panic inside a drop during the unwind: the process
+    /// aborted. The first panic goes on, and the settles run.
+    #[test]
+    fn a_let_go_that_panics_during_an_unwind_does_not_abort() {
+        thread_local! {
+            static SETTLED: Cell<bool> = const { Cell::new(false) };
+        }
+        let ended = std::panic::catch_unwind(|| {
+            let _leave = LeaveDecoding::enter();
+            keep([8, 1, 2], panic_in_let_go);
+            on_taken(|| SETTLED.set(true));
+            panic!("a Deserialize panicked");
+        });
+        let panic = ended.expect_err("the Deserialize's panic went on");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"a Deserialize panicked"));
+        assert!(SETTLED.get(), "the settles did not run");
+        assert!(!settles_pending());
+    }
+
     #[test]
     fn a_messagepack_values_length_is_read_from_its_markers() {
         #[derive(Serialize)]
