@@ -335,14 +335,27 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        end_decodings_after(self.serial.get());
-        if self.decoding.get() != 0 || self.taking.get() != 0 {
-            return;
+        let panicked = end_decodings_after(self.serial.get());
+        // Outermost by the serial, not the depth: `probe_plan` hides the depth of the
+        // decoding it runs in, and a decoding nested in the probe (a probed `Deserialize`
+        // that decodes) is not the outermost one. (review55 L1: it ran the outer
+        // decoding's settles early and cleared `taken_any` while that decoding's entries
+        // were left, so its next attempt received a kept handle again.)
+        if self.serial.get() == 0 && self.taking.get() == 0 {
+            self.taken_any.set(false);
+            let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+            for settle in settles.into_iter().rev() {
+                settle();
+            }
         }
-        self.taken_any.set(false);
-        let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
-        for settle in settles.into_iter().rev() {
-            settle();
+        // A let-go's panic goes on once the message is settled (review55 L2: resumed
+        // before, it left the settles to this thread's next decoding, if any), unless the
+        // decoding ends in an unwind already, which reports a failure (a panic resumed in
+        // that unwind's drop would abort the process).
+        if let Some(panic) = panicked
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(panic);
         }
     }
 }
@@ -470,15 +483,16 @@ pub(crate) struct Kept {
 }
 
 /// Lets go of the handles kept by the decodings after `serial` (the innermost open one's,
-/// 0 when none), which have ended, and forgets what those decodings met.
-fn end_decodings_after(serial: u64) {
+/// 0 when none), which have ended, and forgets what those decodings met. Returns the first
+/// panic of a let-go, for the caller to resume once the message is settled.
+fn end_decodings_after(serial: u64) -> Option<Box<dyn std::any::Any + Send>> {
     // Taken out first, then let go of out of the borrow (a let-go may free an object, whose
     // `destroy` drops handles and decodes).
     let ended = DECODED.with(|d| d.borrow_mut().take_after(serial));
     let mut panicked = None;
     // Last first, as their drops would have. Each one, even after a let-go panicked (a
-    // robust mutex's or the heap's assertion, a `destroy`'s): the first panic goes on once
-    // all are let go of.
+    // robust mutex's or the heap's assertion, a `destroy`'s): the first panic is returned
+    // once all are let go of.
     for met in ended.into_iter().rev() {
         if let Met::Kept(kept) = met.state
             && let Err(panic) = std::panic::catch_unwind(|| (kept.let_go)(kept.off, kept.side))
@@ -486,9 +500,7 @@ fn end_decodings_after(serial: u64) {
             panicked.get_or_insert(panic);
         }
     }
-    if let Some(panic) = panicked {
-        std::panic::resume_unwind(panic);
-    }
+    panicked
 }
 
 /// Notes that the decoding in progress received the handle whose wire notes `read` (a
