@@ -582,10 +582,14 @@ pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
 }
 
 /// Whether an open decoding of this thread received a handle of the object at `off` (of
-/// `generation`), an object's own or a side's, and has not dropped it (see [`Decoded`]).
-pub(crate) fn received_in_decoding(off: u64, generation: u64) -> bool {
+/// `generation`), an object's own or a side's, and holds it still or keeps it dropped for
+/// a later attempt, which may take it back (see [`Decoded`]).
+pub(crate) fn held_in_decoding(off: u64, generation: u64) -> bool {
     DECODED.with(|d| {
-        d.borrow().met.iter().any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received))
+        d.borrow()
+            .met
+            .iter()
+            .any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received | Met::Kept(_)))
     })
 }
 
