@@ -187,6 +187,33 @@ pub(crate) fn prepare_for_forks() {
     PLANS.with(|_| ());
 }
 
+/// In a fork child, before it runs: forgets what its thread's copy of the parent's
+/// thread was encoding and decoding (a `Fork` start from inside a `Serialize` or a
+/// `Deserialize`). The child never returns to those frames; their entries describe the
+/// parent's counts and scopes, not the child's. (review55 L4: the child's argument, its
+/// decoding nested in the parent's, was not taken from its carrier and failed "received
+/// already"; and the parent's kept handles would have been left out of the child's own
+/// counts, `kept_of`.) Forgotten, not dropped, as the rest of those frames: a settle or an
+/// undo is the parent's to run, and the handles they hold are the parent's copies.
+pub(crate) fn forget_parent_in_fork_child() {
+    STATE.with(|s| {
+        s.scope.set(None);
+        s.encoding_len.set(0);
+        s.decoding.set(0);
+        s.serial.set(0);
+        s.taking.set(0);
+        s.taken_any.set(false);
+        s.dead_receiver.set(None);
+        s.undoing.set(Undoing::Unsend);
+        s.receipts.set(0);
+    });
+    std::mem::forget(ENCODING.take());
+    std::mem::forget(TAKEN.take());
+    std::mem::forget(READ.take());
+    std::mem::forget(DECODED.replace(DecodedHandles::new()));
+    std::mem::forget(OUTER_TAKES.take());
+}
+
 fn take_detail() -> Option<String> {
     DETAIL.with(|d| d.borrow_mut().take())
 }
