@@ -1020,3 +1020,32 @@ fn a_queue_is_not_drained_while_a_dropped_copy_may_be_taken_back() {
     }
     leaks.assert_no_leak();
 }
+
+/// In a child: tells the parent it holds the queue, then gets from it (every holder is
+/// about to wait).
+fn get_once_ready((queue, ready): (Queue<u32>, multiproc::Event)) -> String {
+    ready.set();
+    format!("{:?}", queue.get_timeout(Duration::from_secs(60)))
+}
+
+/// review55 L5 (a): a handle dropped inside a decoding, kept for it, is left out of this
+/// process's handles when a get asks whether every holder waits (`Shared::all_holders`):
+/// a child and the decoding's other copy both wait, and both gets are `Disconnected`.
+/// Counted in, the parent's two handles were not covered by its one waiting get, and it
+/// waited for its bound.
+#[test]
+fn a_handle_kept_by_a_decoding_is_no_holder_that_could_put() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (queue, ready) = (Queue::new().unwrap(), multiproc::Event::new().unwrap());
+        let child = Process::new(get_once_ready, (queue.clone(), ready.clone())).start().unwrap();
+        ready.wait().unwrap();
+        drop(ready);
+        let carrier = Queue::<GetFromTheSecond>::new().unwrap();
+        carrier.put(GetFromTheSecond { queue: Some(queue), got: None }).unwrap();
+        let got = carrier.get().unwrap().got.expect("the get's outcome");
+        assert_eq!(got, Err(multiproc::GetTimeoutError::Disconnected));
+        assert_eq!(child.join().unwrap(), "Err(Disconnected)");
+    }
+    leaks.assert_no_leak();
+}
