@@ -806,22 +806,6 @@ fn get_beside_a_clone((queue, go): (Queue<u64>, Event)) -> String {
 
 fn cases() -> Vec<(&'static str, fn())> {
     vec![
-        ("a_fork_child_started_in_a_decoding_counts_its_own_handles", || {
-            // review55 L4: the child copied the decoding's entries, and its liveness
-            // answers left the parent's kept handle out of the child's own count: a get
-            // beside a clone of the queue (this process's second handle) answered
-            // Disconnected.
-            let before = multiproc::__private::heap_in_use();
-            let carrier = Queue::<ForksInDecoding>::new().unwrap();
-            let (queue, go) = (Queue::<u64>::new().unwrap(), Event::new().unwrap());
-            carrier.put(ForksInDecoding { sent: Some((queue.clone(), go.clone())), child: None }).unwrap();
-            let child = carrier.get().unwrap().child.expect("started in the decoding");
-            drop((carrier, queue));
-            go.set();
-            drop(go);
-            assert_eq!(child.join().unwrap(), "Err(Timeout)", "the clone is another handle");
-            assert_eq!(multiproc::__private::heap_in_use(), before);
-        }),
         ("an_outcome_of_any_length_comes_back_whole_and_leaks_nothing", || {
             // A child without a boot socket leaves its outcome in a report room of the heap
             // (480 bytes inline), a longer one in a block it allocates (a spill).
@@ -2218,6 +2202,23 @@ fn cases() -> Vec<(&'static str, fn())> {
                 "a_fork_servers_own_child_stopped_before_its_frame_is_killed_inner",
                 &[(SERVERS_STOPPED_CHILD_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
             );
+        }),
+        ("a_fork_child_started_in_a_decoding_counts_its_own_handles", || {
+            // review55 L4: the child copied its parent thread's codec state. Its argument's
+            // decoding, nested in the copied one, failed "received already"; and with the
+            // copied entries alone, its liveness answers left the parent's kept handle out
+            // of the child's own count: a get beside a clone of the queue (this process's
+            // second handle) answered Disconnected.
+            let before = multiproc::__private::heap_in_use();
+            let carrier = Queue::<ForksInDecoding>::new().unwrap();
+            let (queue, go) = (Queue::<u64>::new().unwrap(), Event::new().unwrap());
+            carrier.put(ForksInDecoding { sent: Some((queue.clone(), go.clone())), child: None }).unwrap();
+            let child = carrier.get().unwrap().child.expect("started in the decoding");
+            drop((carrier, queue));
+            go.set();
+            drop(go);
+            assert_eq!(child.join().unwrap(), "Err(Timeout)", "the clone is another handle");
+            assert_eq!(multiproc::__private::heap_in_use(), before);
         }),
     ]
 }
