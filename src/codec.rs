@@ -187,6 +187,33 @@ pub(crate) fn prepare_for_forks() {
     PLANS.with(|_| ());
 }
 
+/// In a fork child, before it runs: forgets what its thread's copy of the parent's
+/// thread was encoding and decoding (a `Fork` start from inside a `Serialize` or a
+/// `Deserialize`). The child never returns to those frames; their entries describe the
+/// parent's counts and scopes, not the child's. (review55 L4: the child's argument, its
+/// decoding nested in the parent's, was not taken from its carrier and failed "received
+/// already"; and the parent's kept handles would have been left out of the child's own
+/// counts, `kept_of`.) Forgotten, not dropped, as the rest of those frames: a settle or an
+/// undo is the parent's to run, and the handles they hold are the parent's copies.
+pub(crate) fn forget_parent_in_fork_child() {
+    STATE.with(|s| {
+        s.scope.set(None);
+        s.encoding_len.set(0);
+        s.decoding.set(0);
+        s.serial.set(0);
+        s.taking.set(0);
+        s.taken_any.set(false);
+        s.dead_receiver.set(None);
+        s.undoing.set(Undoing::Unsend);
+        s.receipts.set(0);
+    });
+    std::mem::forget(ENCODING.take());
+    std::mem::forget(TAKEN.take());
+    std::mem::forget(READ.take());
+    std::mem::forget(DECODED.replace(DecodedHandles::new()));
+    std::mem::forget(OUTER_TAKES.take());
+}
+
 fn take_detail() -> Option<String> {
     DETAIL.with(|d| d.borrow_mut().take())
 }
@@ -335,14 +362,27 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        end_decodings_after(self.serial.get());
-        if self.decoding.get() != 0 || self.taking.get() != 0 {
-            return;
+        let panicked = end_decodings_after(self.serial.get());
+        // Outermost by the serial, not the depth: `probe_plan` hides the depth of the
+        // decoding it runs in, and a decoding nested in the probe (a probed `Deserialize`
+        // that decodes) is not the outermost one. (review55 L1: it ran the outer
+        // decoding's settles early and cleared `taken_any` while that decoding's entries
+        // were left, so its next attempt received a kept handle again.)
+        if self.serial.get() == 0 && self.taking.get() == 0 {
+            self.taken_any.set(false);
+            let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+            for settle in settles.into_iter().rev() {
+                settle();
+            }
         }
-        self.taken_any.set(false);
-        let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
-        for settle in settles.into_iter().rev() {
-            settle();
+        // A let-go's panic goes on once the message is settled (review55 L2: resumed
+        // before, it left the settles to this thread's next decoding, if any), unless the
+        // decoding ends in an unwind already, which reports a failure (a panic resumed in
+        // that unwind's drop would abort the process).
+        if let Some(panic) = panicked
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(panic);
         }
     }
 }
@@ -470,15 +510,16 @@ pub(crate) struct Kept {
 }
 
 /// Lets go of the handles kept by the decodings after `serial` (the innermost open one's,
-/// 0 when none), which have ended, and forgets what those decodings met.
-fn end_decodings_after(serial: u64) {
+/// 0 when none), which have ended, and forgets what those decodings met. Returns the first
+/// panic of a let-go, for the caller to resume once the message is settled.
+fn end_decodings_after(serial: u64) -> Option<Box<dyn std::any::Any + Send>> {
     // Taken out first, then let go of out of the borrow (a let-go may free an object, whose
     // `destroy` drops handles and decodes).
     let ended = DECODED.with(|d| d.borrow_mut().take_after(serial));
     let mut panicked = None;
     // Last first, as their drops would have. Each one, even after a let-go panicked (a
-    // robust mutex's or the heap's assertion, a `destroy`'s): the first panic goes on once
-    // all are let go of.
+    // robust mutex's or the heap's assertion, a `destroy`'s): the first panic is returned
+    // once all are let go of.
     for met in ended.into_iter().rev() {
         if let Met::Kept(kept) = met.state
             && let Err(panic) = std::panic::catch_unwind(|| (kept.let_go)(kept.off, kept.side))
@@ -486,9 +527,7 @@ fn end_decodings_after(serial: u64) {
             panicked.get_or_insert(panic);
         }
     }
-    if let Some(panic) = panicked {
-        std::panic::resume_unwind(panic);
-    }
+    panicked
 }
 
 /// Notes that the decoding in progress received the handle whose wire notes `read` (a
@@ -570,10 +609,14 @@ pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
 }
 
 /// Whether an open decoding of this thread received a handle of the object at `off` (of
-/// `generation`), an object's own or a side's, and has not dropped it (see [`Decoded`]).
-pub(crate) fn received_in_decoding(off: u64, generation: u64) -> bool {
+/// `generation`), an object's own or a side's, and holds it still or keeps it dropped for
+/// a later attempt, which may take it back (see [`Decoded`]).
+pub(crate) fn held_in_decoding(off: u64, generation: u64) -> bool {
     DECODED.with(|d| {
-        d.borrow().met.iter().any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received))
+        d.borrow()
+            .met
+            .iter()
+            .any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received | Met::Kept(_)))
     })
 }
 
@@ -1994,6 +2037,75 @@ mod tests {
         assert_eq!(NESTED.get().1, Some(false), "the nested decoding took back the ended one's handle");
         assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16]);
         assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+    }
+
+    /// review55 L1: a decoding nested in `probe_plan` (which hides the depth: a probed
+    /// `Deserialize` that decodes) ended as if outermost: it ran the outer decoding's
+    /// settles early and cleared the flag its entries are read behind, and the outer's next
+    /// attempt found no kept handle (it received again: "received already").
+    #[test]
+    fn a_decoding_nested_in_the_probe_leaves_the_outer_ones_handles_to_it() {
+        thread_local! {
+            static SETTLED: Cell<bool> = const { Cell::new(false) };
+        }
+        let read = [8, 1, 2];
+        {
+            let _outer = LeaveDecoding::enter();
+            keep(read, note_let_go);
+            on_taken(|| SETTLED.set(true));
+            let depth = STATE.with(|s| s.decoding.replace(0)); // as `probe_plan`
+            {
+                let _nested = LeaveDecoding::enter();
+                on_taken(|| {});
+            }
+            STATE.with(|s| s.decoding.set(depth));
+            assert!(!SETTLED.get(), "the outer decoding's settles ran before its end");
+            assert!(take_back(read), "the outer decoding's kept handle is no longer its own");
+        }
+        assert!(SETTLED.get(), "the outer decoding's settles ran at its end");
+        assert!(LET_GO.with(|l| l.borrow().is_empty()), "a handle taken back was let go of");
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()) && !settles_pending());
+    }
+
+    thread_local! {
+        /// Set by the settle [`a_let_go_that_panics_leaves_the_settles_to_run`] registers.
+        static SETTLED_AFTER_PANIC: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// review55 L2 (a): a let-go's panic went on before the message's settles ran: outside
+    /// a take, they waited for this thread's next decoding (for ever if none came), the
+    /// pending receives reserved meanwhile.
+    #[test]
+    fn a_let_go_that_panics_leaves_the_settles_to_run() {
+        let ended = std::panic::catch_unwind(|| {
+            let _leave = LeaveDecoding::enter();
+            keep([8, 1, 2], panic_in_let_go);
+            on_taken(|| SETTLED_AFTER_PANIC.set(true));
+        });
+        assert!(ended.is_err(), "the let-go's panic went on");
+        assert!(SETTLED_AFTER_PANIC.get(), "the settles did not run");
+        assert!(!settles_pending());
+        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+    }
+
+    /// review55 L2 (b): a decoding ended by a panic (a `Deserialize`'s) whose let-go
+    /// panicked too resumed that second panic inside a drop during the unwind: the process
+    /// aborted. The first panic goes on, and the settles run.
+    #[test]
+    fn a_let_go_that_panics_during_an_unwind_does_not_abort() {
+        thread_local! {
+            static SETTLED: Cell<bool> = const { Cell::new(false) };
+        }
+        let ended = std::panic::catch_unwind(|| {
+            let _leave = LeaveDecoding::enter();
+            keep([8, 1, 2], panic_in_let_go);
+            on_taken(|| SETTLED.set(true));
+            panic!("a Deserialize panicked");
+        });
+        let panic = ended.expect_err("the Deserialize's panic went on");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"a Deserialize panicked"));
+        assert!(SETTLED.get(), "the settles did not run");
+        assert!(!settles_pending());
     }
 
     #[test]

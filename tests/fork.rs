@@ -771,6 +771,39 @@ fn fork_server_children_of_a_child(_: ()) -> (Vec<String>, i64) {
     (wrong, multiproc::__private::heap_in_use() as i64 - before as i64)
 }
 
+/// Sent to this process itself: its decoding receives two copies of a queue, drops the
+/// first (kept for the decoding until it ends) and starts a fork child with the second.
+struct ForksInDecoding {
+    sent: Option<(Queue<u64>, Event)>,
+    child: Option<multiproc::ProcessHandle<String>>,
+}
+
+impl serde::Serialize for ForksInDecoding {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (queue, go) = self.sent.as_ref().expect("sent with its queue");
+        (queue, queue, go).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ForksInDecoding {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (first, second, go): (Queue<u64>, Queue<u64>, Event) = serde::Deserialize::deserialize(deserializer)?;
+        drop(first);
+        let child = Process::new(get_beside_a_clone, (second, go)).start_method(FORK).start();
+        Ok(ForksInDecoding { sent: None, child: Some(child.map_err(serde::de::Error::custom)?) })
+    }
+}
+
+/// In a fork child started inside a decoding: once the parent let go of the queue, gets
+/// from it beside a clone (this process's two handles).
+fn get_beside_a_clone((queue, go): (Queue<u64>, Event)) -> String {
+    go.wait().unwrap();
+    let clone = queue.clone();
+    let got = queue.get_timeout(std::time::Duration::from_millis(500));
+    drop(clone);
+    format!("{got:?}")
+}
+
 fn cases() -> Vec<(&'static str, fn())> {
     vec![
         ("an_outcome_of_any_length_comes_back_whole_and_leaks_nothing", || {
@@ -2169,6 +2202,23 @@ fn cases() -> Vec<(&'static str, fn())> {
                 "a_fork_servers_own_child_stopped_before_its_frame_is_killed_inner",
                 &[(SERVERS_STOPPED_CHILD_INNER, "1"), ("MULTIPROC_CRASH_AT", "stop:process.boot.before_frame")],
             );
+        }),
+        ("a_fork_child_started_in_a_decoding_counts_its_own_handles", || {
+            // review55 L4: the child copied its parent thread's codec state. Its argument's
+            // decoding, nested in the copied one, failed "received already"; and with the
+            // copied entries alone, its liveness answers left the parent's kept handle out
+            // of the child's own count: a get beside a clone of the queue (this process's
+            // second handle) answered Disconnected.
+            let before = multiproc::__private::heap_in_use();
+            let carrier = Queue::<ForksInDecoding>::new().unwrap();
+            let (queue, go) = (Queue::<u64>::new().unwrap(), Event::new().unwrap());
+            carrier.put(ForksInDecoding { sent: Some((queue.clone(), go.clone())), child: None }).unwrap();
+            let child = carrier.get().unwrap().child.expect("started in the decoding");
+            drop((carrier, queue));
+            go.set();
+            drop(go);
+            assert_eq!(child.join().unwrap(), "Err(Timeout)", "the clone is another handle");
+            assert_eq!(multiproc::__private::heap_in_use(), before);
         }),
     ]
 }

@@ -1413,3 +1413,87 @@ fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count() {
     let _w = common::watchdog(LIMIT);
     common::run_inner_test("a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner", FULL_INNER);
 }
+
+/// Gets the pipe's other end from `ends` (so that its object has an entry of this process
+/// already), says so, then, once `go` is set, gets the job in `jobs`, whose end's side
+/// receive the full heap must refuse in each of its attempts.
+fn get_an_end_job_holding_the_other(args: (Queue<Connection<u32>>, Queue<u32>, Queue<EndJob>, Event)) {
+    let (ends, ready, jobs, go) = args;
+    let _other = ends.get().unwrap();
+    ready.put(1).unwrap();
+    let _ = go.wait();
+    match jobs.get() {
+        Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
+        Err(e) => panic!("the job's end was not refused for the full heap: {e}"),
+        Ok(_) => panic!("the job's end was received on a full heap"),
+    }
+}
+
+#[test]
+fn an_ends_side_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
+    if std::env::var_os(FULL_INNER).is_none() {
+        return;
+    }
+    let mut failed = Vec::new();
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let (sent, kept) = Pipe::<u32>::new().unwrap();
+            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
+            let released = SetOnDrop(release.clone());
+            // Four holders of the sent end beside this process: the side's table has no free
+            // entry left, and the consumer's receive of the side needs one. The consumer
+            // holds the other end: the receive of the pipe itself joins its entry, and is
+            // not refused.
+            let ends = Queue::new().unwrap();
+            let holders: Vec<_> = (0..4)
+                .map(|_| {
+                    ends.put(sent.clone()).unwrap();
+                    let args = (ends.clone(), ready.clone(), release.clone());
+                    Process::new(hold_an_end, args).start_method(method).start().unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                ready.get().unwrap();
+            }
+            let jobs = Queue::new().unwrap();
+            jobs.put(EndJob::Name(sent.clone(), "x".to_string())).unwrap();
+            // Another message naming the same end, read once the heap is back.
+            let plain = Queue::<Connection<u32>>::new().unwrap();
+            plain.put(sent.clone()).unwrap();
+            ends.put(kept).unwrap();
+            let args = (ends.clone(), ready.clone(), jobs.clone(), go.clone());
+            let consumer = Process::new(get_an_end_job_holding_the_other, args).start_method(method).start().unwrap();
+            ready.get().unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            go.set();
+            assert_eq!(consumer.wait(), 0, "{method:?}: the consumer was not refused for the full heap");
+            drop(filler);
+            match plain.get_timeout(Duration::from_secs(10)) {
+                // The other end went with the consumer: the end sees it.
+                Ok(got) => assert!(got.send(7).is_err(), "{method:?}: the other end is gone"),
+                Err(e) => failed.push(format!("{method:?}: the other message's end: {e}")),
+            }
+            drop(sent);
+            drop(released);
+            for h in holders {
+                h.join().unwrap();
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    assert!(failed.is_empty(), "a message naming the end was lost: {failed:#?}");
+    println!("INNER-DONE");
+}
+
+/// review55 L5 (b): review52 M1 where the pipe's receive succeeds and its side's is
+/// refused for a full heap (the side's table full, the object's entry this process's
+/// already): the next attempt is refused again without a receive, and another message
+/// naming the end reads it.
+#[test]
+fn an_ends_side_refused_for_a_full_heap_in_each_attempt_takes_one_count() {
+    // Another process: the inner test fills the family's heap.
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("an_ends_side_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner", FULL_INNER);
+}

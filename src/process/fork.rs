@@ -117,6 +117,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                     }
                 };
                 family::forget_parent_state(&mut state);
+                crate::codec::forget_parent_in_fork_child();
                 drop(state);
                 drop(err);
                 drop(out);

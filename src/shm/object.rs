@@ -344,8 +344,11 @@ impl<T: ShmObject> Shared<T> {
     /// M1: decided at once, a `Deserialize` that dropped the queue it had just decoded
     /// drained it, and a kill before the commit left the message naming an emptied queue.)
     /// So is it while an open decoding of this thread holds a handle of the object it
-    /// received, carried ones too: a handle dropped inside it is kept for the decoding's
-    /// next attempt at the same bytes (`codec::keep_dropped`), which may take it back.
+    /// received, carried ones too, or keeps one dropped (`codec::held_in_decoding`): a
+    /// handle dropped inside it is kept for the decoding's next attempt at the same bytes
+    /// (`codec::keep_dropped`), which may take it back. (review55 L3: with only the held
+    /// ones, a carried queue dropped there while empty, then a value put and the clone
+    /// that put it dropped, drained the queue: the kept copy, taken back, held no value.)
     pub(crate) fn if_last(&self, last: impl FnOnce(&Self) + 'static) {
         let if_last = move |this: &Self| {
             if !this.other_handles() {
@@ -353,7 +356,7 @@ impl<T: ShmObject> Shared<T> {
             }
         };
         if codec::settles_pending()
-            && (codec::received_in_decoding(self.off, self.generation())
+            && (codec::held_in_decoding(self.off, self.generation())
                 || self.header().holders.receiving_here(Heap::get()))
         {
             let kept = self.clone();
