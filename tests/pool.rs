@@ -279,10 +279,12 @@ fn a_fork_in_an_error_callback_runs_no_other_callback_in_the_copy() {
     };
     let mut a = pool.apply_async_with(square, 1, ApplyOptions::new().error_callback(fork)).unwrap();
     let mut b = pool.apply_async_with(square, 2, ApplyOptions::new().error_callback(record)).unwrap();
-    assert!(a.get_timeout(Duration::from_secs(30)).is_err());
-    assert!(b.get_timeout(Duration::from_secs(30)).is_err());
+    // No `get` before the copy has ended: a caller's thread waiting in `get` could run the
+    // callbacks itself, and its copy would go on as the test.
     assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
     copy_ended(copy.load(Ordering::SeqCst) as i32);
+    assert!(a.get_timeout(Duration::from_secs(30)).is_err());
+    assert!(b.get_timeout(Duration::from_secs(30)).is_err());
     let mut records = [0u8; 16];
     // SAFETY (test): `records` is a live buffer of its length.
     let n = unsafe { libc::read(read_end, records.as_mut_ptr().cast(), records.len()) };

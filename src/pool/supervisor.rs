@@ -711,12 +711,20 @@ impl Inner {
                     let pending: Vec<(u64, Job)> = books.pending.drain(..).collect();
                     drop(books);
                     drop(hand);
-                    for (_, job) in pending {
+                    let mut pending = pending.into_iter();
+                    while let Some((_, job)) = pending.next() {
                         (job.discard)(&job.args);
                         job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info.clone())));
-                        // Its error callback may have forked: a copy discards and delivers
-                        // no more (review56 M2).
-                        self.end_if_copy();
+                        if self.copied() {
+                            // Its error callback forked, and this is the copy: of a caller's
+                            // thread helping in `get`, which goes on with the pool closed
+                            // (the pool thread's copy ended as the callback returned,
+                            // `outside_help`). The other jobs are the parent's: no callback
+                            // of theirs runs here, and their discard would give back the
+                            // parent's counts (review56 M2, review58 H1).
+                            pending.for_each(std::mem::forget);
+                            return;
+                        }
                     }
                 }
             }
@@ -1244,6 +1252,9 @@ thread_local! {
     /// The `helpers` counts this thread is in, the innermost last (a callback that waits
     /// for a result of another pool helps that one too).
     static HELPING: std::cell::RefCell<Vec<Arc<AtomicUsize>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// On a pool's own thread, the process that made it: a callback there that forked
+    /// ends the copy (`outside_help`).
+    static POOL_THREAD: std::cell::Cell<Option<TakenIn>> = const { std::cell::Cell::new(None) };
 }
 
 /// A caller's thread counted in [`Inner::helpers`] while it lives: however the help ends
@@ -1271,9 +1282,17 @@ impl Drop for Helping<'_> {
 /// collects nothing, so the pool thread must. A callback run by a caller's thread in `get`
 /// may block on the pool (`join` of a closed pool waits until every task's result is
 /// taken), and the results it waits for would otherwise stay in the channel.
+///
+/// On a pool's own thread, a callback that forked ends the child as it returns, before
+/// anything else of the pool runs there (see [`Inner::end_if_copy`]): the result slot's
+/// and the wakers' locks it would take next may have been held by another thread of the
+/// parent at the fork, held for ever in the copy (review58 M1).
 pub(crate) fn outside_help<R>(f: impl FnOnce() -> R) -> R {
     let away = HELPING.try_with(|h| h.borrow().last().cloned()).ok().flatten().map(Away::start);
     let r = f();
+    if POOL_THREAD.get().is_some_and(|made_in| !made_in.is_here()) {
+        sys::exit_group(0);
+    }
     drop(away);
     r
 }
@@ -1311,6 +1330,7 @@ impl Drop for InHand<'_> {
 }
 
 fn pool_thread(inner: Weak<Inner>) {
+    POOL_THREAD.set(Some(TakenIn::here()));
     loop {
         let Some(pool) = inner.upgrade() else { return };
         // A copy of this thread that a fork made on it (user code it runs, a callback or a
