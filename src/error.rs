@@ -407,6 +407,17 @@ pub enum JoinError {
         /// The decoding error.
         error: CodecError,
     },
+    /// The handle is a copy made by a fork of the process that started the child (a
+    /// handle in a `static`, a captured clone, a program's own `fork`): only that process
+    /// joins it, as in Python ("can only join a child process"). The child is untouched:
+    /// its parent still joins it.
+    #[error("process '{name}' (pid {pid}) is not a child of this process: only the process that started it joins it")]
+    NotAChild {
+        /// The process name.
+        name: String,
+        /// Its pid.
+        pid: u32,
+    },
 }
 
 /// Why [`crate::ProcessHandle::join_timeout`] returned without a result: a timeout gives

@@ -234,8 +234,10 @@
 //! (multiproc learns of the fork from a `pthread_atfork` handler), and the child may end
 //! through `exit` or by returning from `main`: the exit hook that terminates and joins a
 //! process's children acts only on the children that process started, never on its
-//! parent's. The child's copies of the parent's [`Process`] handles stay the parent's: it
-//! must not join, wait for or signal them (nothing stops it yet). A fork that runs no
+//! parent's. The child's copies of the parent's [`ProcessHandle`]s stay the parent's and act
+//! on nothing: a join fails ([`JoinError::NotAChild`]), a `wait` panics, a signal fails,
+//! `is_alive` says `false`, and the parent still joins its child with its outcome (this
+//! holds after a fork that runs no handler too). A fork that runs no
 //! `pthread_atfork` handler (`clone3`, `syscall(SYS_fork)`, a raw fork of another library,
 //! a `vfork` that does not `exec`) is not seen: its child takes itself for its parent, and
 //! must only `exec` or `_exit`, using and dropping nothing of multiproc's (a dropped guard

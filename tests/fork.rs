@@ -250,6 +250,43 @@ fn condition_is_free(cond: multiproc::Condition) -> bool {
 }
 
 /// A shared memory manager that a fork copies.
+/// A child of the parent's, started with a blob in its boot message, kept where a fork copies
+/// its handle.
+static CHILD_KEPT: Mutex<Option<multiproc::ProcessHandle<usize>>> = Mutex::new(None);
+
+/// Waits for `go`, then the length of `padding` (a blob of the heap in its boot message).
+fn len_once_told((go, padding): (Event, Vec<u8>)) -> usize {
+    go.wait().unwrap();
+    padding.len()
+}
+
+/// In a fork child: kills the parent's child through its copy of that child's handle, and
+/// waits for it; tells the child to go on, then looks at the handle until the child has
+/// ended (an `is_alive`, an `exitcode`, a join with a bound). What it saw: whether the
+/// kill and the wait failed, whether any `is_alive` said true, whether any `exitcode` said
+/// `Some`, and the join's error.
+fn look_at_copied_child(go: Event) -> (bool, bool, bool, bool, String) {
+    let child = CHILD_KEPT.lock().unwrap().take().expect("the static was copied");
+    let kill_failed = child.kill().is_err();
+    let wait_failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child.wait_timeout(std::time::Duration::from_millis(100))
+    }))
+    .is_err();
+    go.set();
+    let (mut alive, mut code) = (false, false);
+    let ended = common::eventually(std::time::Duration::from_secs(20), || {
+        alive |= child.is_alive();
+        code |= child.exitcode().is_some();
+        !common::pid_running(child.pid())
+    });
+    assert!(ended, "the parent's child never ended");
+    let joined = match child.join_timeout(std::time::Duration::from_millis(300)) {
+        Err(multiproc::JoinTimeoutError::Failed(error)) => format!("{error:?}"),
+        other => format!("not a failure: {other:?}"),
+    };
+    (kill_failed, wait_failed, alive, code, joined)
+}
+
 static SMM: Mutex<Option<multiproc::SharedMemoryManager>> = Mutex::new(None);
 
 /// In a fork child: drops its copy of the parent's shared memory manager.
@@ -1700,6 +1737,36 @@ fn cases() -> Vec<(&'static str, fn())> {
             COND_HELD.set(None);
             assert!(matches!(waited, Err(JoinError::Panicked(_))), "a wait on a copied guard: {waited:?}");
             assert!(matches!(free_elsewhere, Ok(false)), "the parent's RLock was released: {free_elsewhere:?}");
+        }),
+        ("a_process_handle_copied_by_fork_neither_reads_nor_reaps_the_parents_child", || {
+            // review57 M1: the copy's looks pumped the child's boot socket (the same open
+            // file the parent reads): it took the child's "took it" word (and its outcome),
+            // so the parent's reap found no word and gave the boot message's blob back a
+            // second time, after the child had freed it.
+            let go = Event::new().unwrap();
+            let before = multiproc::__private::heap_in_use();
+            let child = Process::new(len_once_told, (go.clone(), vec![7u8; 64 * 1024]))
+                .start_method(StartMethod::Spawn)
+                .start()
+                .unwrap();
+            let pid = child.pid();
+            *CHILD_KEPT.lock().unwrap() = Some(child);
+            let seen = Process::new(look_at_copied_child, go.clone()).start_method(FORK).start().unwrap().join();
+            let child = CHILD_KEPT.lock().unwrap().take().unwrap();
+            assert!(!common::pid_running(pid), "the child ended before its parent looks");
+            let joined = child.join();
+            let back = common::eventually(std::time::Duration::from_secs(10), || {
+                multiproc::__private::heap_in_use() == before
+            });
+            let after = multiproc::__private::heap_in_use();
+            assert!(
+                back && joined == Ok(64 * 1024),
+                "the parent's join {joined:?}; heap in use {before} before, {after} after"
+            );
+            let (kill_failed, wait_failed, alive, code, joined) = seen.unwrap();
+            assert!(kill_failed && wait_failed, "a copy's kill and wait fail: {kill_failed} {wait_failed}");
+            assert!(!alive && !code, "a copy's handle is neither alive nor ended: {alive} {code}");
+            assert!(joined.contains("not a child of this process"), "a copy's join: {joined}");
         }),
         ("a_shared_memory_manager_copied_by_fork_and_shut_down_by_the_child_unlinks_nothing", || {
             let smm = multiproc::SharedMemoryManager::start().unwrap();

@@ -4312,3 +4312,70 @@ fn a_bare_fork_child_that_exits_normally_leaves_its_parents_children_alone() {
         BARE_FORK_EXIT_INNER,
     );
 }
+
+const BARE_FORK_LOOK_INNER: &str = "MULTIPROC_TEST_PROCESS_BARE_FORK_LOOK_INNER";
+
+/// Sleeps `ms`, then the length of `padding` (a blob of the heap in its boot message).
+fn nap_then_len((ms, padding): (u64, Vec<u8>)) -> usize {
+    std::thread::sleep(Duration::from_millis(ms));
+    padding.len()
+}
+
+#[test]
+fn a_bare_fork_copy_of_a_process_handle_neither_reads_nor_reaps_the_child_inner() {
+    if std::env::var_os(BARE_FORK_LOOK_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT);
+    for method in METHODS {
+        let child = Process::new(nap_then_len, (300, vec![7u8; 64 * 1024])).start_method(method).start().unwrap();
+        let pid = child.pid();
+        // SAFETY (test): this process has one thread of its own (libtest's runs the test);
+        // the copy ends through `_exit`.
+        let copy = unsafe { libc::fork() };
+        if copy == 0 {
+            // What the copy saw, a bit each: its kill refused (once the child ended: its
+            // looks come first), never alive, no exit code, a join refused as `NotAChild`.
+            let (mut alive, mut code) = (false, false);
+            eventually(LIMIT / 4, || {
+                alive |= child.is_alive();
+                code |= child.exitcode().is_some();
+                !pid_running(pid)
+            });
+            let mut seen = i32::from(child.kill().is_err()) | i32::from(!alive) << 1 | i32::from(!code) << 2;
+            let refused = matches!(
+                child.join_timeout(Duration::from_millis(100)),
+                Err(multiproc::JoinTimeoutError::Failed(multiproc::JoinError::NotAChild { .. }))
+            );
+            seen |= i32::from(refused) << 3;
+            // SAFETY (test): ends the copy at once.
+            unsafe { libc::_exit(seen) };
+        }
+        let mut status = 0;
+        // SAFETY (test): `copy` is our child; `status` is a live local.
+        let ended = eventually(LIMIT / 2, || unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) } == copy);
+        assert!(ended, "{method:?}: the fork copy never ended");
+        assert_eq!(child.join(), Ok(64 * 1024), "{method:?}: the parent's join of its child");
+        leaks.assert_no_leak();
+        assert!(libc::WIFEXITED(status), "{method:?}: status {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0b1111,
+            "{method:?}: what the copy saw (refused kill, not alive, no code, refused join)"
+        );
+    }
+    println!("INNER-DONE");
+}
+
+/// review57 M1: a program's bare `libc::fork` copy of a `ProcessHandle` shares the child's
+/// boot socket: its `is_alive` read the child's "took it" word and its outcome (the
+/// parent's join then found none, and its reap gave the boot message's blob back a second
+/// time), its `kill` killed the parent's child. A copy's handle acts in nothing.
+#[test]
+fn a_bare_fork_copy_of_a_process_handle_neither_reads_nor_reaps_the_child() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test(
+        "a_bare_fork_copy_of_a_process_handle_neither_reads_nor_reaps_the_child_inner",
+        BARE_FORK_LOOK_INNER,
+    );
+}

@@ -291,8 +291,11 @@ pub(crate) fn socket_frame(key: &[u8], message: &Encoded) -> Vec<u8> {
 
 /// The payload of the frame a child sends on its boot socket just before it decodes its
 /// boot message, when the frame asked for it ([`socket_frame`]): from then on the
-/// message's handles are the child's (an encoded outcome starts with its codec's tag, a
-/// small number; a receipt's frame is longer).
+/// message's handles are the child's. No other frame on that socket is this one byte: an
+/// outcome's payload is its codec's tag (0 or 1) and then at least its variant, so 2 bytes
+/// or more; a receipt's is 25 bytes (its tag and a 24-byte key, `shm::receipt_from_frame`).
+/// Only the process that started the child reads the socket (`child::ChildState::ours`):
+/// a fork copy of the parent that read this word took it from the parent (review57 M1).
 const TOOK: u8 = 0xfe;
 
 /// Whether `frame`, read from a child's boot socket, says the child took its boot message

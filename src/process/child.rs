@@ -106,12 +106,44 @@ pub(crate) struct ChildArgs {
     pub(crate) token: Option<ArgsToken>,
 }
 
+/// What a process that did not start a child gets for a look at it, a wait or a signal:
+/// a fork copy of the parent's handle (through a static, a captured clone, a bare fork)
+/// shares the child's boot socket with the parent, and a frame it read there (the child's
+/// `boot::TOOK`, a receipt, the outcome) is one the parent never sees; it cannot reap the
+/// child either. Python refuses the same ("can only join a child process").
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NotOurs {
+    /// The child's pid.
+    pub(crate) pid: u32,
+    /// The process that started it.
+    pub(crate) maker: u32,
+}
+
+impl std::fmt::Display for NotOurs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "process {} is not a child of this process (a fork copy of the handle of process {}, which started it)",
+            self.pid, self.maker
+        )
+    }
+}
+
+impl From<NotOurs> for std::io::Error {
+    fn from(e: NotOurs) -> Self {
+        std::io::Error::other(e.to_string())
+    }
+}
+
 /// One started child process.
 #[derive(Debug)]
 pub(crate) struct ChildState {
     pub(crate) pid: u32,
     pub(crate) name: String,
     pub(crate) daemon: bool,
+    /// The process that started the child, the only one that reads its boot socket, reaps
+    /// it and signals it ([`ChildState::ours`]).
+    maker: u32,
     pidfd: OwnedFd,
     watch: ExitWatch,
     inner: Mutex<Inner>,
@@ -139,6 +171,7 @@ impl ChildState {
             pid,
             name,
             daemon,
+            maker: sys::pid_now(),
             pidfd,
             watch,
             inner: Mutex::new(Inner {
@@ -153,6 +186,13 @@ impl ChildState {
                 kept,
             }),
         }
+    }
+
+    /// `Ok` in the process that started the child: asked of the kernel, since a bare fork
+    /// leaves the cached pid stale in its copy (as `family::own_children` asks). Checked
+    /// before the lock too, which a thread of the parent may have held at the fork.
+    fn ours(&self) -> Result<(), NotOurs> {
+        if sys::pid_now() == self.maker { Ok(()) } else { Err(NotOurs { pid: self.pid, maker: self.maker }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -272,11 +312,19 @@ impl ChildState {
         inner.ended
     }
 
-    /// How the child ended, if it has (reaping it).
-    pub(crate) fn ended(&self) -> Option<Ended> {
+    /// How the child ended, if it has (reaping it); [`NotOurs`] in another process, which
+    /// touches nothing.
+    pub(crate) fn ended(&self) -> Result<Option<Ended>, NotOurs> {
+        self.ours()?;
         let mut inner = self.lock();
         Self::pump(&mut inner);
-        self.try_reap(&mut inner)
+        Ok(self.try_reap(&mut inner))
+    }
+
+    /// Whether the child still runs: false in another process than its parent's, where it
+    /// is no child at all (a loop on it there ends).
+    pub(crate) fn is_alive(&self) -> bool {
+        matches!(self.ended(), Ok(None))
     }
 
     /// Waits until the child ended or the deadline passed, reading its outcome meanwhile
@@ -285,7 +333,10 @@ impl ChildState {
     /// Short-lived children are common, and a sleeping parent takes tens of microseconds
     /// to wake on a virtual machine, so the first [`EXIT_SPIN`] is spent polling, unless
     /// the machine is too busy for that to pay ([`LoadSpin`]).
-    pub(crate) fn wait(&self, deadline: Deadline) -> Option<Ended> {
+    ///
+    /// [`NotOurs`] at once in another process, which touches nothing.
+    pub(crate) fn wait(&self, deadline: Deadline) -> Result<Option<Ended>, NotOurs> {
+        self.ours()?;
         let reaped = |inner: &mut Inner| {
             Self::pump(inner);
             let ended = self.try_reap(inner)?;
@@ -296,7 +347,7 @@ impl ChildState {
         };
         if let Some(ended) = EXIT_SPINS.with(|spins| spins.spin(deadline.slice(EXIT_SPIN), || reaped(&mut self.lock())))
         {
-            return Some(ended);
+            return Ok(Some(ended));
         }
         // The first sleep watches the child's end only, not its boot socket: the child
         // writes its outcome just before it exits, and a wake for the outcome would mostly
@@ -309,10 +360,10 @@ impl ChildState {
         let mut first = true;
         loop {
             if !first && let Some(ended) = reaped(&mut self.lock()) {
-                return Some(ended);
+                return Ok(Some(ended));
             }
             if deadline.passed() {
-                return None;
+                return Ok(None);
             }
             if std::mem::take(&mut first) {
                 let fds: &[BorrowedFd<'_>] = match self.watch {
@@ -324,6 +375,13 @@ impl ChildState {
                 let _ = self.with_wait_fds(|fds| sys::poll_readable(fds, Some(deadline.slice(SLEEP))));
             }
         }
+    }
+
+    /// [`ChildState::wait`] for the calls that have no error to return (`wait`,
+    /// `wait_timeout`): panics in another process, as Python's `join` raises there.
+    #[track_caller]
+    pub(crate) fn wait_here(&self, deadline: Deadline) -> Option<Ended> {
+        self.wait(deadline).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Calls `f` with the descriptors a wait for the child's end watches (its exit, and the
@@ -346,14 +404,17 @@ impl ChildState {
         self.lock().outcome.take()
     }
 
-    /// Sends `signal` to the child (nothing happens if it already ended).
+    /// Sends `signal` to the child (nothing happens if it already ended); an error in
+    /// another process ([`NotOurs`]): the parent alone decides its children's ends.
     pub(crate) fn signal(&self, signal: i32) -> std::io::Result<()> {
+        self.ours()?;
         sys::pidfd_signal(self.pidfd.as_fd(), signal)
     }
 
-    /// Python's exit code: `None` while running, the code after `exit`, `-N` after signal N.
+    /// Python's exit code: `None` while running, the code after `exit`, `-N` after signal N;
+    /// `None` in another process, which knows nothing of the child's end.
     pub(crate) fn exitcode(&self) -> Option<i32> {
-        self.ended().map(exitcode)
+        self.ended().ok().flatten().map(exitcode)
     }
 }
 

@@ -257,7 +257,7 @@ pub(crate) fn register(child: Arc<ChildState>) {
 pub(crate) fn active_children() -> Vec<Arc<ChildState>> {
     let mut st = state();
     let children = own_children(&mut st);
-    children.retain(|c| c.ended().is_none());
+    children.retain(|c| c.is_alive());
     children.clone()
 }
 
@@ -269,10 +269,11 @@ pub(crate) fn finish_children() {
         let _ = child.signal(sys::SIGTERM);
     }
     for child in &children {
-        if child.daemon && child.wait(Deadline::after(Duration::from_secs(3))).is_none() {
+        // Our own children (`own_children`): every wait is `Ok`.
+        if child.daemon && matches!(child.wait(Deadline::after(Duration::from_secs(3))), Ok(None)) {
             let _ = child.signal(sys::SIGKILL);
         }
-        child.wait(Deadline::NEVER);
+        let _ = child.wait(Deadline::NEVER);
     }
 }
 

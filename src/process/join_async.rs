@@ -56,9 +56,16 @@ impl<R: DeserializeOwned> Future for JoinFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         for armed in [false, true] {
-            if let Some(ended) = this.handle.child.wait(Deadline::now()) {
-                this.waiting.withdraw();
-                return Poll::Ready(this.handle.result(ended));
+            match this.handle.wait_to_join(Deadline::now()) {
+                Ok(Some(ended)) => {
+                    this.waiting.withdraw();
+                    return Poll::Ready(this.handle.result(ended));
+                }
+                Err(e) => {
+                    this.waiting.withdraw();
+                    return Poll::Ready(Err(e));
+                }
+                Ok(None) => {}
             }
             if !armed {
                 let waiting = &mut this.waiting;

@@ -1072,6 +1072,13 @@ fn settle(pid: u32) {
 ///
 /// Dropping the handle does not stop the process: a non-daemonic process is still joined
 /// when the parent's `main` ends, a daemonic one terminated, as in Python.
+///
+/// Only the process that started the child acts through the handle. A copy of it in a fork
+/// child of that process (through a `static`, a captured clone, a program's own `fork`)
+/// touches nothing of the child's, as Python refuses it ("can only join a child process"):
+/// its joins fail with [`JoinError::NotAChild`], its [`wait`](Self::wait) panics, its
+/// signals fail, [`is_alive`](Self::is_alive) says `false` and
+/// [`exitcode`](Self::exitcode) `None` (no child of that process), and its drop does nothing.
 #[must_use = "join the process to get its result (dropping the handle lets it run)"]
 pub struct ProcessHandle<R> {
     child: Arc<ChildState>,
@@ -1095,7 +1102,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     ///
     /// [`JoinError::Panicked`] with the child's message, location and backtrace;
     /// [`JoinError::Exited`] after `std::process::exit`; [`JoinError::Signaled`] when a
-    /// signal killed it.
+    /// signal killed it; [`JoinError::NotAChild`] in a fork copy of the parent.
     ///
     /// # Examples
     ///
@@ -1112,7 +1119,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn join(self) -> Result<R, JoinError> {
-        let ended = self.child.wait(Deadline::NEVER).expect("an endless wait returns an end");
+        let ended = self.wait_to_join(Deadline::NEVER)?.expect("an endless wait returns an end");
         self.result(ended)
     }
 
@@ -1146,10 +1153,19 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<R, JoinTimeoutError<R>> {
-        match self.child.wait(Deadline::after(timeout)) {
-            Some(ended) => self.result(ended).map_err(JoinTimeoutError::Failed),
-            None => Err(JoinTimeoutError::Timeout(self)),
+        match self.wait_to_join(Deadline::after(timeout)) {
+            Ok(Some(ended)) => self.result(ended).map_err(JoinTimeoutError::Failed),
+            Ok(None) => Err(JoinTimeoutError::Timeout(self)),
+            Err(e) => Err(JoinTimeoutError::Failed(e)),
         }
+    }
+
+    /// Waits for the child's end until `deadline`; [`JoinError::NotAChild`] at once in a
+    /// fork copy of this process, which must not take the child's outcome.
+    fn wait_to_join(&self, deadline: Deadline) -> Result<Option<Ended>, JoinError> {
+        self.child
+            .wait(deadline)
+            .map_err(|_| JoinError::NotAChild { name: self.child.name.clone(), pid: self.child.pid })
     }
 
     fn result(&self, ended: Ended) -> Result<R, JoinError> {
@@ -1179,6 +1195,10 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
 impl<R> ProcessHandle<R> {
     /// Waits for the process to end (Python's `join()`); returns its exit code.
     ///
+    /// # Panics
+    ///
+    /// In a fork copy of the process that started the child (see [`ProcessHandle`]).
+    ///
     /// # Examples
     ///
     /// ```
@@ -1195,10 +1215,14 @@ impl<R> ProcessHandle<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) -> i32 {
-        child::exitcode(self.child.wait(Deadline::NEVER).expect("an endless wait returns an end"))
+        child::exitcode(self.child.wait_here(Deadline::NEVER).expect("an endless wait returns an end"))
     }
 
     /// Waits at most `timeout` for the process to end; its exit code if it did.
+    ///
+    /// # Panics
+    ///
+    /// In a fork copy of the process that started the child (see [`ProcessHandle`]).
     ///
     /// # Examples
     ///
@@ -1218,7 +1242,7 @@ impl<R> ProcessHandle<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<i32> {
-        self.child.wait(Deadline::after(timeout)).map(child::exitcode)
+        self.child.wait_here(Deadline::after(timeout)).map(child::exitcode)
     }
 
     /// Whether the process is still running.
@@ -1241,7 +1265,7 @@ impl<R> ProcessHandle<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn is_alive(&self) -> bool {
-        self.child.ended().is_none()
+        self.child.is_alive()
     }
 
     /// The process id.
@@ -1439,6 +1463,9 @@ impl<R> ProcessHandle<R> {
 }
 
 /// A child process of this one, without its result: what [`active_children`] lists.
+///
+/// A copy of it in a fork child of this process acts on nothing, as a copied
+/// [`ProcessHandle`] does.
 #[derive(Clone)]
 pub struct ChildProcess {
     child: Arc<ChildState>,
@@ -1528,7 +1555,7 @@ impl ChildProcess {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_alive(&self) -> bool {
-        self.child.ended().is_none()
+        self.child.is_alive()
     }
 
     /// Python's exit code (see [`ProcessHandle::exitcode`]).
@@ -1553,6 +1580,10 @@ impl ChildProcess {
 
     /// Waits for the process to end; returns its exit code.
     ///
+    /// # Panics
+    ///
+    /// In a fork copy of the process that started the child (see [`ProcessHandle`]).
+    ///
     /// # Examples
     ///
     /// ```
@@ -1567,10 +1598,14 @@ impl ChildProcess {
     /// }
     /// ```
     pub fn wait(&self) -> i32 {
-        child::exitcode(self.child.wait(Deadline::NEVER).expect("an endless wait returns an end"))
+        child::exitcode(self.child.wait_here(Deadline::NEVER).expect("an endless wait returns an end"))
     }
 
     /// Waits at most `timeout`; the exit code if the process ended.
+    ///
+    /// # Panics
+    ///
+    /// In a fork copy of the process that started the child (see [`ProcessHandle`]).
     ///
     /// # Examples
     ///
@@ -1588,7 +1623,7 @@ impl ChildProcess {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<i32> {
-        self.child.wait(Deadline::after(timeout)).map(child::exitcode)
+        self.child.wait_here(Deadline::after(timeout)).map(child::exitcode)
     }
 
     /// `SIGTERM`.
