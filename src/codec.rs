@@ -362,7 +362,7 @@ impl State {
     #[cold]
     #[inline(never)]
     fn settle_slow(&self) {
-        let panicked = end_decodings_after(self.serial.get());
+        let mut panicked = end_decodings_after(self.serial.get());
         // Outermost by the serial, not the depth: `probe_plan` hides the depth of the
         // decoding it runs in, and a decoding nested in the probe (a probed `Deserialize`
         // that decodes) is not the outermost one. (review55 L1: it ran the outer
@@ -371,14 +371,19 @@ impl State {
         if self.serial.get() == 0 && self.taking.get() == 0 {
             self.taken_any.set(false);
             let settles = TAKEN.with(|t| std::mem::take(&mut *t.borrow_mut()));
+            // Each one, even after one panicked (an assertion of the heap's or a robust
+            // mutex's, a drain's code): the rest would stay pending, their receives
+            // reserved for this process until it ends (review58 L2).
             for settle in settles.into_iter().rev() {
-                settle();
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(settle)) {
+                    panicked.get_or_insert(panic);
+                }
             }
         }
-        // A let-go's panic goes on once the message is settled (review55 L2: resumed
-        // before, it left the settles to this thread's next decoding, if any), unless the
-        // decoding ends in an unwind already, which reports a failure (a panic resumed in
-        // that unwind's drop would abort the process).
+        // A let-go's or a settle's panic goes on once the message is settled (review55
+        // L2: resumed before, it left the settles to this thread's next decoding, if any),
+        // unless the decoding ends in an unwind already, which reports a failure (a panic
+        // resumed in that unwind's drop would abort the process: review58 L2).
         if let Some(panic) = panicked
             && !std::thread::panicking()
         {
@@ -1081,14 +1086,31 @@ fn plan_of<T: DeserializeOwned>(name: &'static str) -> bool {
 #[cold]
 #[inline(never)]
 fn probe_plan<T: DeserializeOwned>(name: &'static str) -> bool {
-    // A handle refuses the probe's made-up value before reading it, and must never see
-    // it as a message being decoded.
-    let decoding = STATE.with(|s| s.decoding.replace(0));
-    let plan = probe::needs_self_description::<T>();
-    STATE.with(|s| s.decoding.set(decoding));
+    let plan = outside_decodings(probe::needs_self_description::<T>);
     take_detail();
     PLANS.with(|p| p.borrow_mut().push((name, plan)));
     plan
+}
+
+/// Runs `probe` (the probe's runs) as if no message were being decoded on this thread, the
+/// depth and the argument's carrier restored however it ends: a handle refuses the probe's
+/// made-up value before reading it, and must never see it as a message being decoded. A
+/// decoding nested in it (a probed `Deserialize` that decodes) is then not the argument's
+/// either: it would take its handles from the argument's carrier ([`receipts`], review58
+/// L1).
+fn outside_decodings<R>(probe: impl FnOnce() -> R) -> R {
+    /// Gives back the depth and the carrier hidden.
+    struct Restore(u32, u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STATE.with(|s| {
+                s.decoding.set(self.0);
+                s.receipts.set(self.1);
+            });
+        }
+    }
+    let _restore = STATE.with(|s| Restore(s.decoding.replace(0), s.receipts.replace(0)));
+    probe()
 }
 
 /// Where a message is written: a `Vec` appended to up to a limit, a slice, or a count of
@@ -2053,18 +2075,33 @@ mod tests {
             let _outer = LeaveDecoding::enter();
             keep(read, note_let_go);
             on_taken(|| SETTLED.set(true));
-            let depth = STATE.with(|s| s.decoding.replace(0)); // as `probe_plan`
-            {
+            outside_decodings(|| {
                 let _nested = LeaveDecoding::enter();
                 on_taken(|| {});
-            }
-            STATE.with(|s| s.decoding.set(depth));
+            });
             assert!(!SETTLED.get(), "the outer decoding's settles ran before its end");
             assert!(take_back(read), "the outer decoding's kept handle is no longer its own");
         }
         assert!(SETTLED.get(), "the outer decoding's settles ran at its end");
         assert!(LET_GO.with(|l| l.borrow().is_empty()), "a handle taken back was let go of");
         assert!(DECODED.with(|d| d.borrow().met.is_empty()) && !settles_pending());
+    }
+
+    /// review58 L1: `receipts` told the argument's own decoding by the depth, which the
+    /// probe hides: a decoding nested in the probe (a probed `Deserialize` that decodes,
+    /// inside the argument's decoding) took its handles from the argument's carrier.
+    #[test]
+    fn a_decoding_nested_in_the_probe_is_not_the_arguments() {
+        receipting(64, || {
+            let _argument = LeaveDecoding::enter();
+            assert_eq!(receipts(), Some(64));
+            outside_decodings(|| {
+                let _nested = LeaveDecoding::enter();
+                assert_eq!(receipts(), None, "a decoding in the probe took the argument's carrier");
+            });
+            assert_eq!(receipts(), Some(64), "the argument's carrier is lost after the probe");
+        });
+        assert_eq!(receipts(), None);
     }
 
     thread_local! {
@@ -2106,6 +2143,34 @@ mod tests {
         assert_eq!(panic.downcast_ref::<&str>(), Some(&"a Deserialize panicked"));
         assert!(SETTLED.get(), "the settles did not run");
         assert!(!settles_pending());
+    }
+
+    /// review58 L2: a settle ran bare: one that panicked during an unwind (a
+    /// `Deserialize`'s panic) aborted the process, and outside one it lost the settles
+    /// after it (their pending receives reserved until the process ends). Each runs, and
+    /// the first panic goes on unless the decoding ends in an unwind already.
+    #[test]
+    fn a_settle_that_panics_leaves_the_others_to_run() {
+        thread_local! {
+            static SETTLED: Cell<u32> = const { Cell::new(0) };
+        }
+        for unwinding in [false, true] {
+            SETTLED.set(0);
+            let ended = std::panic::catch_unwind(|| {
+                let _leave = LeaveDecoding::enter();
+                on_taken(|| SETTLED.set(SETTLED.get() + 1));
+                on_taken(|| panic!("a settle panicked"));
+                on_taken(|| SETTLED.set(SETTLED.get() + 1));
+                if unwinding {
+                    panic!("a Deserialize panicked");
+                }
+            });
+            let panic = ended.expect_err("a panic went on");
+            let expected = if unwinding { "a Deserialize panicked" } else { "a settle panicked" };
+            assert_eq!(panic.downcast_ref::<&str>(), Some(&expected));
+            assert_eq!(SETTLED.get(), 2, "the settles beside the panicking one did not all run");
+            assert!(!settles_pending());
+        }
     }
 
     #[test]
