@@ -297,6 +297,81 @@ fn a_fork_in_an_error_callback_runs_no_other_callback_in_the_copy() {
     assert_eq!(pids, [std::process::id()], "the other call's error callback ran in the copy too");
 }
 
+/// review58 H1, review59 M1: a caller's thread waiting in `get` collects results too, and
+/// runs their callbacks. One that forked there, whose child returns, makes a copy of the
+/// caller's thread: it goes on as the program with the pool closed (its `get` returns, an
+/// `imap` of the pool still waiting ends `Terminated`, never waits for ever). Rounds until
+/// the callback runs on the test's thread (a thread in `get` keeps the pool thread off the
+/// results). The init-failure loop that 2ed56ad and 71bd94f changed (an exit there ended
+/// such a copy with status 0; dropped deliveries left an `imap` waiting for ever) is not
+/// reached by it: the pool thread takes the init failures.
+#[test]
+fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
+    let _w = heap_user(LIMIT);
+    let parent = std::process::id();
+    let mut fds = [0; 2];
+    // SAFETY (test): `fds` is a live array of two.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+    let [read_end, write_end] = fds;
+    for _ in 0..20 {
+        let pool = Pool::new(1).unwrap();
+        // SAFETY (test): gettid has no preconditions.
+        let me = unsafe { libc::gettid() };
+        let copy = Arc::new(AtomicU64::new(0));
+        let forked = copy.clone();
+        let fork = move |_: &u64| {
+            // SAFETY (test): as in the tests above.
+            if unsafe { libc::gettid() } != me {
+                return;
+            }
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                unsafe {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                }
+            } else {
+                forked.store(pid as u64, Ordering::SeqCst);
+            }
+        };
+        let rest = pool.imap(sleep_then, [400, 0]).unwrap();
+        let mut a = pool.apply_async_with(square, 1, ApplyOptions::new().callback(fork)).unwrap();
+        let got = a.get_timeout(Duration::from_secs(30));
+        if std::process::id() != parent {
+            // The copy, gone on from its `get`: the other call ends too, then a word.
+            // SAFETY (test): alarm has no preconditions; it ends a copy that hangs.
+            unsafe { libc::alarm(10) };
+            let ended = rest.map(|r| r.is_err()).all(|e| e) && got == Ok(1);
+            let word = [if ended { b'y' } else { b'n' }];
+            // SAFETY (test): `write_end` is open in the copy; `_exit` ends it at once.
+            unsafe {
+                libc::write(write_end, word.as_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        assert_eq!(got, Ok(1));
+        drop(rest);
+        let copy = copy.load(Ordering::SeqCst) as i32;
+        if copy == 0 {
+            continue; // the pool thread ran the callback: another round
+        }
+        copy_ended(copy);
+        let mut word = [0u8; 1];
+        // SAFETY (test): `word` is a live buffer of one.
+        let n = unsafe { libc::read(read_end, word.as_mut_ptr().cast(), 1) };
+        unsafe {
+            libc::close(read_end);
+            libc::close(write_end);
+        }
+        assert_eq!(
+            (n, word[0]),
+            (1, b'y'),
+            "the copy of the caller's thread did not go on past its get, or its imap did not end"
+        );
+        return;
+    }
+    panic!("in 20 rounds, no callback ran on the thread waiting in get");
+}
+
 /// review50 M1: the pool thread asked whether it was a fork copy once a round, at its top,
 /// so the round in which a callback forked went on in the copy: back in `collect`'s loop,
 /// it took the parent's results waiting in the channel (and dispatched its copy of the

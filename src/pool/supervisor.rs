@@ -366,13 +366,7 @@ impl Inner {
         let sent: Vec<Sent> = books.sent.drain().map(|(_, s)| s).collect();
         let books_undo_orphans = std::mem::take(&mut books.undo_orphans);
         drop(books);
-        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = Vec::new();
-        for job in pending {
-            let Job { chunk, args, delivery, claims, undo, .. } = job;
-            std::mem::forget((args, claims));
-            undo.forget();
-            failures.push((delivery, chunk));
-        }
+        let mut failures: Vec<(Arc<dyn Delivery>, usize)> = pending.into_iter().map(forget_in_copy).collect();
         for s in sent {
             let Sent { chunk, delivery, held, claims, undo, .. } = s;
             std::mem::forget((held, claims));
@@ -719,10 +713,15 @@ impl Inner {
                             // Its error callback forked, and this is the copy: of a caller's
                             // thread helping in `get`, which goes on with the pool closed
                             // (the pool thread's copy ended as the callback returned,
-                            // `outside_help`). The other jobs are the parent's: no callback
-                            // of theirs runs here, and their discard would give back the
-                            // parent's counts (review56 M2, review58 H1).
-                            pending.for_each(std::mem::forget);
+                            // `outside_help`). The other jobs end `Terminated` here, as
+                            // `abandon_copy` ends the books' (an `IMap` waiting on them
+                            // looped for ever: review59 M1), their arguments forgotten: their
+                            // discard would give back the parent's counts (review56 M2,
+                            // review58 H1).
+                            let rest: Vec<_> = pending.map(|(_, job)| forget_in_copy(job)).collect();
+                            for (delivery, chunk) in rest {
+                                delivery.deliver(chunk, Err(TaskError::Terminated));
+                            }
                             return;
                         }
                     }
@@ -1275,6 +1274,16 @@ impl Drop for Helping<'_> {
         let _ = HELPING.try_with(|h| h.borrow_mut().pop());
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// A job of the parent's, in a copy made by fork: its arguments, claims and undo are the
+/// parent's, forgotten (their discard would give back what the parent's messages hold);
+/// what is left is where to deliver its end.
+fn forget_in_copy(job: Job) -> (Arc<dyn Delivery>, usize) {
+    let Job { chunk, args, delivery, claims, undo, .. } = job;
+    std::mem::forget((args, claims));
+    undo.forget();
+    (delivery, chunk)
 }
 
 /// Runs `f`, user code that a thread collecting results meets (a callback), with the
