@@ -340,7 +340,7 @@ fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
             // The copy, gone on from its `get`: the other call ends too, then a word.
             // SAFETY (test): alarm has no preconditions; it ends a copy that hangs.
             unsafe { libc::alarm(10) };
-            let ended = rest.map(|r| r.is_err()).all(|e| e) && got == Ok(1);
+            let ended = rest.all(|r| r.is_err()) && got == Ok(1);
             let word = [if ended { b'y' } else { b'n' }];
             // SAFETY (test): `write_end` is open in the copy; `_exit` ends it at once.
             unsafe {
