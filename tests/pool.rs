@@ -333,7 +333,7 @@ fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
                 forked.store(pid as u64, Ordering::SeqCst);
             }
         };
-        let rest = pool.imap(sleep_then, [400, 0]).unwrap();
+        let mut rest = pool.imap(sleep_then, [400, 0]).unwrap();
         let mut a = pool.apply_async_with(square, 1, ApplyOptions::new().callback(fork)).unwrap();
         let got = a.get_timeout(Duration::from_secs(30));
         if std::process::id() != parent {
