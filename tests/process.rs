@@ -3907,27 +3907,30 @@ fn a_child_that_dies_before_it_reads_a_long_boot_frame_gives_its_message_back_in
     if std::env::var_os(DIED_MID_FRAME_INNER).is_none() {
         return;
     }
-    // Every child of the family aborts before it reads its boot frame (armed for the whole
-    // family): a 1 MB name leaves most of the frame unsent when it dies.
+    // A 1 MB name leaves most of the frame unsent when the child dies.
+    children_that_die_before_their_boot_frame_give_it_back(Some("n".repeat(1 << 20)));
+}
+
+/// Every child of the family aborts before it reads its boot frame (armed for the whole
+/// family): each method's child, whose argument holds handles (a token) and a blob of the
+/// heap (the padding), joins as aborted, never ran, and the argument's handles and blobs,
+/// and the boot message's, are given back.
+fn children_that_die_before_their_boot_frame_give_it_back(name: Option<String>) {
     let leaks = common::leak_check(LIMIT / 2);
-    let name = "n".repeat(1 << 20);
     {
         let queue = multiproc::Queue::<u32>::new().unwrap();
         for method in METHODS {
-            // Its argument holds handles (a token) and a blob of the heap (the padding).
-            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
-                .start_method(method)
-                .name(name.clone())
-                .start()
-                .unwrap();
-            match child.join() {
+            let mut child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024])).start_method(method);
+            if let Some(name) = &name {
+                child = child.name(name.clone());
+            }
+            match child.start().unwrap().join() {
                 Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{method:?}"),
                 other => panic!("{method:?}: its join said {other:?}, not its abort"),
             }
         }
         assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child that died unread ran");
     }
-    // The argument's handles and blobs, and the boot message's, given back.
     assert_heap_back_to(leaks.before());
     println!("INNER-DONE");
 }
@@ -3956,28 +3959,8 @@ fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back_inner
     if std::env::var_os(DIED_UNREAD_INNER).is_none() {
         return;
     }
-    // Every child of the family aborts before it reads its boot frame (armed for the whole
-    // family), here a frame that fits its socket's buffer: queued whole before the child
-    // dies.
-    let leaks = common::leak_check(LIMIT / 2);
-    {
-        let queue = multiproc::Queue::<u32>::new().unwrap();
-        for method in METHODS {
-            // Its argument holds handles (a token) and a blob of the heap (the padding).
-            let child = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
-                .start_method(method)
-                .start()
-                .unwrap();
-            match child.join() {
-                Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{method:?}"),
-                other => panic!("{method:?}: its join said {other:?}, not its abort"),
-            }
-        }
-        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child that died unread ran");
-    }
-    // The argument's handles and blobs, and the boot message's, given back.
-    assert_heap_back_to(leaks.before());
-    println!("INNER-DONE");
+    // A frame that fits its socket's buffer: queued whole before the child dies.
+    children_that_die_before_their_boot_frame_give_it_back(None);
 }
 
 /// A child that dies (here aborted: crash point `process.boot.before_frame`) before it
