@@ -1321,16 +1321,21 @@ enum EndJob {
     Name(Connection<u32>, String),
 }
 
-/// Once `go` is set, gets the job in `jobs`, whose end's receive the full heap must refuse
-/// in each of its attempts.
-fn get_an_end_job_on_go(args: (Queue<EndJob>, Event)) {
-    let (jobs, go) = args;
-    let _ = go.wait();
+/// Gets the job in `jobs`, whose end's receive the full heap must refuse.
+fn get_a_job_refused_for_the_full_heap(jobs: &Queue<EndJob>) {
     match jobs.get() {
         Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
         Err(e) => panic!("the job's end was not refused for the full heap: {e}"),
         Ok(_) => panic!("the job's end was received on a full heap"),
     }
+}
+
+/// Once `go` is set, gets the job in `jobs`, whose end's receive the full heap must refuse
+/// in each of its attempts.
+fn get_an_end_job_on_go(args: (Queue<EndJob>, Event)) {
+    let (jobs, go) = args;
+    let _ = go.wait();
+    get_a_job_refused_for_the_full_heap(&jobs);
 }
 
 #[test]
@@ -1422,11 +1427,7 @@ fn get_an_end_job_holding_the_other(args: (Queue<Connection<u32>>, Queue<u32>, Q
     let _other = ends.get().unwrap();
     ready.put(1).unwrap();
     let _ = go.wait();
-    match jobs.get() {
-        Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
-        Err(e) => panic!("the job's end was not refused for the full heap: {e}"),
-        Ok(_) => panic!("the job's end was received on a full heap"),
-    }
+    get_a_job_refused_for_the_full_heap(&jobs);
 }
 
 #[test]
