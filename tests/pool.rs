@@ -297,14 +297,14 @@ fn a_fork_in_an_error_callback_runs_no_other_callback_in_the_copy() {
     assert_eq!(pids, [std::process::id()], "the other call's error callback ran in the copy too");
 }
 
-/// review58 H1, review59 M1: a caller's thread waiting in `get` collects results too, and
-/// runs their callbacks. One that forked there, whose child returns, makes a copy of the
-/// caller's thread: it goes on as the program with the pool closed (its `get` returns, an
-/// `imap` of the pool still waiting ends `Terminated`, never waits for ever). Rounds until
-/// the callback runs on the test's thread (a thread in `get` keeps the pool thread off the
-/// results). The init-failure loop that 2ed56ad and 71bd94f changed (an exit there ended
-/// such a copy with status 0; dropped deliveries left an `imap` waiting for ever) is not
-/// reached by it: the pool thread takes the init failures.
+/// review58 H1, review59 M1, review60: a caller's thread waiting in `get` collects results
+/// too, and runs their callbacks. One that forked there, whose child returns, makes a copy
+/// of the caller's thread: it goes on as the program with the pool closed. Its `get`
+/// returns, the other calls in flight at the fork end `Terminated` there (an `imap` never
+/// waits for ever), and their callbacks run in the parent only (delivering `Terminated`
+/// ran them in the copy too). Rounds until the callback runs on the test's thread (a thread
+/// in `get` keeps the pool thread off the results). The init-failure loop that 2ed56ad and
+/// 71bd94f changed is not reached by it: the pool thread takes the init failures.
 #[test]
 fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
     let _w = heap_user(LIMIT);
@@ -313,6 +313,13 @@ fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
     // SAFETY (test): `fds` is a live array of two.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
     let [read_end, write_end] = fds;
+    // One byte per event: `p`/`c` a callback of the other call run in the parent or the
+    // copy, `y`/`n` the copy's calls ended or not.
+    let say = move |byte: u8| {
+        // SAFETY (test): `write_end` is open until the test closes it, after the copy ended
+        // and every callback ran.
+        unsafe { libc::write(write_end, [byte].as_ptr().cast(), 1) };
+    };
     for _ in 0..20 {
         let pool = Pool::new(1).unwrap();
         // SAFETY (test): gettid has no preconditions.
@@ -320,7 +327,7 @@ fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
         let copy = Arc::new(AtomicU64::new(0));
         let forked = copy.clone();
         let fork = move |_: &u64| {
-            // SAFETY (test): as in the tests above.
+            // SAFETY (test): as in the tests above; the copy's alarm ends it if it hangs.
             if unsafe { libc::gettid() } != me {
                 return;
             }
@@ -328,45 +335,47 @@ fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
             if pid == 0 {
                 unsafe {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    libc::alarm(10);
                 }
             } else {
                 forked.store(pid as u64, Ordering::SeqCst);
             }
         };
-        let mut rest = pool.imap(sleep_then, [400, 0]).unwrap();
+        let place = move || if std::process::id() == parent { b'p' } else { b'c' };
+        let b_options = ApplyOptions::new().callback(move |_: &u64| say(place())).error_callback(move |_| say(place()));
         let mut a = pool.apply_async_with(square, 1, ApplyOptions::new().callback(fork)).unwrap();
+        let mut b = pool.apply_async_with(sleep_then, 300, b_options).unwrap();
+        let mut rest = pool.imap(sleep_then, [300, 0]).unwrap();
+        // Its chunks queued now (an imap sends them at its first look), in flight at the fork.
+        assert!(rest.next_timeout(Duration::ZERO).is_err());
         let got = a.get_timeout(Duration::from_secs(30));
         if std::process::id() != parent {
-            // The copy, gone on from its `get`: the other call ends too, then a word.
-            // SAFETY (test): alarm has no preconditions; it ends a copy that hangs.
-            unsafe { libc::alarm(10) };
-            let ended = rest.all(|r| r.is_err()) && got == Ok(1);
-            let word = [if ended { b'y' } else { b'n' }];
-            // SAFETY (test): `write_end` is open in the copy; `_exit` ends it at once.
-            unsafe {
-                libc::write(write_end, word.as_ptr().cast(), 1);
-                libc::_exit(0);
-            }
+            // The copy, gone on from its `get`: the other calls end too, then a word.
+            let ended = b.get_timeout(Duration::from_secs(5)).is_err() && rest.all(|r| r.is_err()) && got == Ok(1);
+            say(if ended { b'y' } else { b'n' });
+            // SAFETY (test): `_exit` ends the copy at once.
+            unsafe { libc::_exit(0) };
         }
         assert_eq!(got, Ok(1));
+        assert_eq!(b.get_timeout(Duration::from_secs(30)), Ok(300));
         drop(rest);
         let copy = copy.load(Ordering::SeqCst) as i32;
         if copy == 0 {
-            continue; // the pool thread ran the callback: another round
+            // The pool thread ran the callback: another round (this one's `p` is read below).
+            continue;
         }
         copy_ended(copy);
-        let mut word = [0u8; 1];
-        // SAFETY (test): `word` is a live buffer of one.
-        let n = unsafe { libc::read(read_end, word.as_mut_ptr().cast(), 1) };
+        let mut said = [0u8; 64];
+        // SAFETY (test): `said` is a live buffer of its length.
+        let n = unsafe { libc::read(read_end, said.as_mut_ptr().cast(), said.len()) };
         unsafe {
             libc::close(read_end);
             libc::close(write_end);
         }
-        assert_eq!(
-            (n, word[0]),
-            (1, b'y'),
-            "the copy of the caller's thread did not go on past its get, or its imap did not end"
-        );
+        let said = &said[..n.max(0) as usize];
+        assert!(said.contains(&b'y'), "the copy did not go on past its get, or its calls did not end: {said:?}");
+        assert!(!said.contains(&b'c'), "another call's callback ran in the copy: {said:?}");
+        assert!(said.contains(&b'p'), "the other call's callback did not run in the parent: {said:?}");
         return;
     }
     panic!("in 20 rounds, no callback ran on the thread waiting in get");

@@ -57,6 +57,12 @@ pub(crate) trait Delivery: Send + Sync {
     /// Whether the call no longer needs its chunks ([`Sink::cancelled`]).
     fn cancelled(&self) -> bool;
 
+    /// In a copy made by fork: ends the chunk `Terminated`, running no callback
+    /// ([`Sink::abandon`]).
+    fn abandon(&self, chunk: usize) {
+        self.deliver(chunk, Err(TaskError::Terminated));
+    }
+
     /// A seat of a call on the claims path was lost with its worker, which sat in `seat`
     /// (dead, not yet replaced) and is reported with `error` (none when it was killed
     /// because its call no longer needs it): whether another seat should take its place
@@ -98,6 +104,10 @@ impl<R: DeserializeOwned + Send + 'static> Delivery for Decoding<R> {
         });
         count(&self.counters, &outcome, self.items);
         self.sink.deliver(chunk, outcome);
+    }
+
+    fn abandon(&self, chunk: usize) {
+        self.sink.abandon(chunk);
     }
 
     fn cancelled(&self) -> bool {

@@ -209,6 +209,12 @@ impl Wakers {
 pub(crate) trait Sink<R>: Send + Sync {
     fn deliver(&self, chunk: usize, outcome: ChunkOutcome<R>);
 
+    /// In a copy made by a fork a callback made: ends the chunk `Terminated` for whoever
+    /// waits on it in the copy, running no callback (the parent runs them: review60 M2).
+    fn abandon(&self, chunk: usize) {
+        self.deliver(chunk, Err(TaskError::Terminated));
+    }
+
     /// Whether the call no longer needs its chunks (a `map` that failed): the pool drops
     /// those not started and stops those running.
     fn cancelled(&self) -> bool {
@@ -256,6 +262,10 @@ impl<R: Send> Sink<R> for ApplySink<R> {
         });
         lock(&self.callbacks).run(result.as_ref());
         self.slot.fill_if_empty(result);
+    }
+
+    fn abandon(&self, _chunk: usize) {
+        self.slot.fill_if_empty(Err(TaskError::Terminated));
     }
 
     fn cancelled(&self) -> bool {
@@ -350,6 +360,14 @@ impl<R: Send> Sink<R> for MapSink<R> {
                 self.slot.fill_if_empty(Err(e));
             }
         }
+    }
+
+    fn abandon(&self, _chunk: usize) {
+        let mut state = lock(&self.state);
+        state.failed = true;
+        self.cancelled.store(true, Ordering::Release);
+        drop(state);
+        self.slot.fill_if_empty(Err(TaskError::Terminated));
     }
 
     fn cancelled(&self) -> bool {

@@ -377,7 +377,8 @@ impl Inner {
             undo.forget();
         }
         for (delivery, chunk) in failures {
-            delivery.deliver(chunk, Err(TaskError::Terminated));
+            // No callback: the parent runs them (review60 M2).
+            delivery.abandon(chunk);
         }
     }
 
@@ -720,7 +721,7 @@ impl Inner {
                             // review58 H1).
                             let rest: Vec<_> = pending.map(|(_, job)| forget_in_copy(job)).collect();
                             for (delivery, chunk) in rest {
-                                delivery.deliver(chunk, Err(TaskError::Terminated));
+                                delivery.abandon(chunk);
                             }
                             return;
                         }
