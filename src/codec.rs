@@ -552,28 +552,30 @@ pub(crate) fn unrecorded_handle(read: HandleRead) {
     met_handle(read, Met::Unrecorded);
 }
 
+/// Runs `f` on this thread's [`DecodedHandles`] and the serial of the decoding in progress.
+fn with_decoded<R>(f: impl FnOnce(&mut DecodedHandles, u64) -> R) -> R {
+    let decoding = STATE.with(|s| s.serial.get());
+    DECODED.with(|d| f(&mut d.borrow_mut(), decoding))
+}
+
 /// [`received_handle`] and [`unrecorded_handle`]: what the decoding in progress did with
 /// the handle `read`, taking its count with the message.
 fn met_handle(read: HandleRead, state: Met) {
-    STATE.with(|s| {
-        s.taken_any.set(true);
-        let decoding = s.serial.get();
-        DECODED.with(|d| {
-            let d = &mut *d.borrow_mut();
-            if matches!(state, Met::Unrecorded) {
-                d.unrecorded += 1;
+    STATE.with(|s| s.taken_any.set(true));
+    with_decoded(|d, decoding| {
+        if matches!(state, Met::Unrecorded) {
+            d.unrecorded += 1;
+        }
+        if d.discarded != 0
+            && let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Discarded(_)))
+        {
+            if let Met::Discarded(voided) = std::mem::replace(&mut met.state, state) {
+                voided.set(true);
             }
-            if d.discarded != 0
-                && let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Discarded(_)))
-            {
-                if let Met::Discarded(voided) = std::mem::replace(&mut met.state, state) {
-                    voided.set(true);
-                }
-                d.discarded -= 1;
-            } else {
-                d.met.push(Decoded { read, decoding, state });
-            }
-        });
+            d.discarded -= 1;
+        } else {
+            d.met.push(Decoded { read, decoding, state });
+        }
     });
 }
 
@@ -584,16 +586,10 @@ fn met_handle(read: HandleRead, state: Met) {
 /// message's take took two counts for one wire: another message's, which then failed
 /// "received already".)
 pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
-    STATE.with(|s| {
-        if !s.taken_any.get() {
-            return false;
-        }
-        let decoding = s.serial.get();
-        DECODED.with(|d| {
-            let d = &mut *d.borrow_mut();
+    STATE.with(|s| s.taken_any.get())
+        && with_decoded(|d, decoding| {
             d.unrecorded != 0 && d.find(decoding, read, |state| matches!(state, Met::Unrecorded)).is_some()
         })
-    })
 }
 
 /// Whether the handle whose wire notes `read`, being dropped, was received by the
@@ -601,15 +597,11 @@ pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
 /// instead (see [`Decoded`]), and the caller lets nothing go. Called by a handle's drop
 /// while [`settles_pending`].
 pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
-    STATE.with(|s| {
-        let decoding = s.serial.get();
-        DECODED.with(|d| {
-            let d = &mut *d.borrow_mut();
-            let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Received)) else { return false };
-            met.state = Met::Kept(kept);
-            d.kept += 1;
-            true
-        })
+    with_decoded(|d, decoding| {
+        let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Received)) else { return false };
+        met.state = Met::Kept(kept);
+        d.kept += 1;
+        true
     })
 }
 
@@ -649,13 +641,8 @@ pub(crate) fn kept_of(off: u64, generation: u64) -> u32 {
 /// bytes holds it as it was, without a receive (the handle of the object at the wire's
 /// offset, of the wire's type, this process's).
 pub(crate) fn take_back(read: HandleRead) -> bool {
-    STATE.with(|s| {
-        if !s.taken_any.get() {
-            return false;
-        }
-        let decoding = s.serial.get();
-        DECODED.with(|d| {
-            let d = &mut *d.borrow_mut();
+    STATE.with(|s| s.taken_any.get())
+        && with_decoded(|d, decoding| {
             if d.kept == 0 {
                 return false;
             }
@@ -665,7 +652,6 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
             d.kept -= 1;
             true
         })
-    })
 }
 
 /// Whether the decoding in progress, which read the handle whose wire notes `read` as
@@ -677,19 +663,15 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 /// second copy beside a received one, read as another type, left its count in flight for
 /// the family's life.)
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
-    STATE.with(|s| {
-        s.taken_any.set(true);
-        let decoding = s.serial.get();
-        DECODED.with(|d| {
-            let d = &mut *d.borrow_mut();
-            if d.find(decoding, read, |state| !matches!(state, Met::Received)).is_some() {
-                return None;
-            }
-            let voided = Rc::new(Cell::new(false));
-            d.met.push(Decoded { read, decoding, state: Met::Discarded(voided.clone()) });
-            d.discarded += 1;
-            Some(voided)
-        })
+    STATE.with(|s| s.taken_any.set(true));
+    with_decoded(|d, decoding| {
+        if d.find(decoding, read, |state| !matches!(state, Met::Received)).is_some() {
+            return None;
+        }
+        let voided = Rc::new(Cell::new(false));
+        d.met.push(Decoded { read, decoding, state: Met::Discarded(voided.clone()) });
+        d.discarded += 1;
+        Some(voided)
     })
 }
 

@@ -146,6 +146,22 @@ fn callbacks_and_error_callbacks_run_in_the_parent() {
     assert_eq!(sum.load(Ordering::SeqCst), 385);
 }
 
+/// Forks, as a program's callback on the pool's side would: the child sets its
+/// parent-death signal and returns (into the thread that ran the callback), the parent
+/// notes the child's pid in `forked`. Whether this is the child.
+fn fork_from_callback(forked: &AtomicU64) -> bool {
+    // SAFETY (test): the child only sets its parent-death signal before it returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        }
+    } else {
+        forked.store(pid as u64, Ordering::SeqCst);
+    }
+    pid == 0
+}
+
 /// Waits (up to `LIMIT / 4`) for the fork copy `copy`, our child, to end, and returns its wait
 /// status; a copy still running then is killed, and the test fails.
 fn copy_ended(copy: i32) -> i32 {
@@ -184,16 +200,7 @@ fn a_fork_made_on_the_pool_thread_takes_none_of_the_pools_results() {
     let copy = Arc::new(AtomicU64::new(0));
     let forked = copy.clone();
     let fork = move |_: &u64| {
-        // SAFETY (test): the child only sets its parent-death signal and returns into the
-        // pool thread's loop, as a program's fork there would.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
-        } else {
-            forked.store(pid as u64, Ordering::SeqCst);
-        }
+        fork_from_callback(&forked);
     };
     let mut first = pool.apply_async_with(square, 3, ApplyOptions::new().callback(fork)).unwrap();
     assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
@@ -228,15 +235,7 @@ fn a_fork_copy_of_the_pool_thread_ends_while_another_thread_holds_stdout() {
     let copy = Arc::new(AtomicU64::new(0));
     let forked = copy.clone();
     let fork = move |_: &u64| {
-        // SAFETY (test): as in the test above.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
-        } else {
-            forked.store(pid as u64, Ordering::SeqCst);
-        }
+        fork_from_callback(&forked);
     };
     let mut r = pool.apply_async_with(square, 3, ApplyOptions::new().callback(fork)).unwrap();
     assert!(eventually(LIMIT, || copy.load(Ordering::SeqCst) != 0), "the callback forked");
@@ -262,15 +261,7 @@ fn a_fork_in_an_error_callback_runs_no_other_callback_in_the_copy() {
     let copy = Arc::new(AtomicU64::new(0));
     let forked = copy.clone();
     let fork = move |_: &TaskError| {
-        // SAFETY (test): as in the tests above.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
-        } else {
-            forked.store(pid as u64, Ordering::SeqCst);
-        }
+        fork_from_callback(&forked);
     };
     let record = move |_: &TaskError| {
         let me = std::process::id().to_ne_bytes();
@@ -327,18 +318,9 @@ fn a_fork_in_a_callback_run_by_a_callers_get_goes_on_in_the_copy() {
         let copy = Arc::new(AtomicU64::new(0));
         let forked = copy.clone();
         let fork = move |_: &u64| {
-            // SAFETY (test): as in the tests above; the copy's alarm ends it if it hangs.
-            if unsafe { libc::gettid() } != me {
-                return;
-            }
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                unsafe {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    libc::alarm(10);
-                }
-            } else {
-                forked.store(pid as u64, Ordering::SeqCst);
+            // SAFETY (test): gettid has no preconditions; the copy's alarm ends it if it hangs.
+            if unsafe { libc::gettid() } == me && fork_from_callback(&forked) {
+                unsafe { libc::alarm(10) };
             }
         };
         let place = move || if std::process::id() == parent { b'p' } else { b'c' };
@@ -398,14 +380,7 @@ fn a_fork_made_in_a_callback_takes_none_of_the_results_queued_behind_it() {
     let fork = move |_: &u64| {
         // The four quick tasks below run meanwhile; their results wait for this thread.
         std::thread::sleep(Duration::from_millis(500));
-        // SAFETY (test): as in the test above.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
-        } else {
-            forked.store(pid as u64, Ordering::SeqCst);
+        if !fork_from_callback(&forked) {
             // The copy's rest of the round first: this thread would take the queued
             // results at once otherwise (the copy starts with page faults).
             std::thread::sleep(Duration::from_millis(500));
