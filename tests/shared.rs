@@ -845,6 +845,93 @@ fn a_family_killed_with_kill_9_leaves_nothing_in_dev_shm() {
     }
 }
 
+/// The pid of this process's resource tracker: its child whose boot role is `tracker`.
+fn tracker_pid() -> u32 {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+                after.split_whitespace().nth(1) == Some(&*me)
+            });
+            parent
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
+        })
+        .expect("this family's resource tracker")
+}
+
+/// Run only by the test below, in a family of its own (its own tracker, stopped here).
+#[test]
+fn a_stopped_resource_tracker_inner() {
+    if std::env::var_os("MP_TEST_STOPPED_TRACKER").is_none() {
+        return;
+    }
+    let tracker = tracker_pid() as i32;
+    /// Lets the tracker go on whatever happens to this test: a panic (the guard's drop), or
+    /// a hang (a thread that lets it go on and aborts before the outer test's watchdog
+    /// kills this process, which would leave a stopped tracker for ever).
+    struct GoOn(i32);
+    impl Drop for GoOn {
+        fn drop(&mut self) {
+            // SAFETY (test): kill(2) on this family's own tracker.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let go_on = GoOn(tracker);
+    std::thread::spawn(move || {
+        std::thread::sleep(LIMIT / 2);
+        // SAFETY (test): as above.
+        unsafe { libc::kill(tracker, libc::SIGCONT) };
+        eprintln!("the stopped tracker's family hung");
+        std::process::abort();
+    });
+    // SAFETY (test): as above.
+    assert_eq!(unsafe { libc::kill(tracker, libc::SIGSTOP) }, 0);
+    // Each create and drop writes a line to the tracker's pipe; a stopped tracker reads
+    // none, so its pipe (64 KiB) fills within a few thousand.
+    let prefix = format!("mp-test-stopped-tracker-{}-", std::process::id());
+    let mut made = 0u32;
+    let refused = loop {
+        match SharedMemory::builder().name(format!("{prefix}{made}")).size(4096).create() {
+            Ok(shm) => {
+                let name = shm.name().to_owned();
+                shm.unlink().unwrap();
+                assert!(!shm_exists(&name), "{name} is unlinked");
+                made += 1;
+                assert!(made < 100_000, "the pipe of a stopped tracker never filled");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&refused, SharedMemoryError::Tracker(e) if e.kind() == std::io::ErrorKind::TimedOut),
+        "{refused:?}"
+    );
+    // The segment refused is not left in /dev/shm: nothing of this family's is.
+    let ours: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
+    // Going on, the tracker reads what waited, and the family makes segments again.
+    drop(go_on);
+    SharedMemory::create(4096).unwrap().unlink().unwrap();
+    println!("INNER-DONE after {made} segments");
+}
+
+/// A resource tracker stopped (`SIGSTOP`, a debugger) never reads its pipe: once the pipe
+/// was full, every `SharedMemory::create` and every drop of one waited for it for ever.
+/// A create now fails typed after a while (`Tracker`, timed out), an unlink never waits.
+#[test]
+fn a_stopped_resource_tracker_fails_a_create_typed_instead_of_a_hang() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_stopped_resource_tracker_inner", "MP_TEST_STOPPED_TRACKER");
+}
+
 /// A thread that panics holding a value's or an array's guard unlocks it as it unwinds:
 /// no poisoning (as Python's lock; the docs of `Value::lock` and `Array::lock` say so), the
 /// next guard says nothing of it (`owner_died` is for a dead process), and what was written

@@ -53,8 +53,9 @@ pub enum SharedMemoryError {
     /// A size of 0 (Python's `ValueError: 'size' must be a positive number`).
     #[error("a shared memory segment needs a size above 0")]
     ZeroSize,
-    /// The segment could not be registered with the family's resource tracker; create it
-    /// with `track(false)` to manage its life yourself.
+    /// The segment could not be registered with the family's resource tracker (it is gone,
+    /// or read nothing for seconds: `TimedOut`); create it with `track(false)` to manage
+    /// its life yourself.
     #[error("the resource tracker cannot track the segment: {0}")]
     Tracker(io::Error),
     /// The segment is shorter than the access needs: another process truncated it since
