@@ -920,12 +920,26 @@ fn a_stopped_resource_tracker_inner() {
     // Going on, the tracker reads what waited, and the family makes segments again.
     drop(go_on);
     SharedMemory::create(4096).unwrap().unlink().unwrap();
+    // Killed, it is gone for good: a create fails at once (its pipe is broken), typed, and
+    // leaves no segment.
+    // SAFETY (test): as above.
+    assert_eq!(unsafe { libc::kill(tracker, libc::SIGKILL) }, 0);
+    assert!(common::eventually(LIMIT, || !pid_running(tracker as u32)));
+    let name = format!("{prefix}after-its-death");
+    let refused = SharedMemory::builder().name(&name).size(4096).create().unwrap_err();
+    assert!(
+        matches!(&refused, SharedMemoryError::Tracker(e) if e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{refused:?}"
+    );
+    assert!(!shm_exists(&name));
     println!("INNER-DONE after {made} segments");
 }
 
 /// A resource tracker stopped (`SIGSTOP`, a debugger) never reads its pipe: once the pipe
-/// was full, every `SharedMemory::create` and every drop of one waited for it for ever.
-/// A create now fails typed after a while (`Tracker`, timed out), an unlink never waits.
+/// was full (after ~900 creates and unlinks), every `SharedMemory::create` and `unlink`
+/// waited for it for ever. A create now fails typed after a few seconds (`Tracker`, timed
+/// out) and leaves no segment, an unlink gives its line up then; a killed tracker fails
+/// a create at once (`Tracker`, broken pipe).
 #[test]
 fn a_stopped_resource_tracker_fails_a_create_typed_instead_of_a_hang() {
     let _w = watchdog(LIMIT);
