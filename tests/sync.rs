@@ -586,6 +586,61 @@ fn a_permit_can_be_handed_to_another_process_to_release() {
     assert_eq!(sem.get_value(), 1);
 }
 
+/// Blocks in each primitive in turn, each held or empty, until terminated: the lock, the
+/// rlock and the condition's lock are held by the parent, the semaphores have no permit.
+fn block_in(args: (u32, Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event)) {
+    let (which, lock, rlock, sem, bounded, cond, started) = args;
+    started.set();
+    match which {
+        0 => drop(lock.acquire()),
+        1 => drop(rlock.acquire()),
+        2 => drop(sem.acquire()),
+        3 => drop(bounded.acquire()),
+        _ => {
+            let mut guard = cond.acquire().unwrap();
+            let _ = guard.wait();
+        }
+    }
+}
+
+/// `terminate()` (`SIGTERM`) of a child blocked in an acquire or a condition wait: the
+/// primitive goes on working for the others, with nothing of the dead waiter left behind
+/// (a permit taken or lost, a sleeper waited for, a notification given to it).
+#[test]
+fn a_child_terminated_while_blocked_in_an_acquire_or_a_wait_leaves_the_primitive_whole() {
+    let _w = watchdog(LIMIT);
+    let lock = Lock::new().unwrap();
+    let rlock = RLock::new().unwrap();
+    let sem = Semaphore::new(0).unwrap();
+    let bounded = BoundedSemaphore::new(1).unwrap();
+    let cond = Condition::new().unwrap();
+    let held_lock = lock.acquire().unwrap();
+    let held_rlock = rlock.acquire().unwrap();
+    let held_permit = bounded.acquire().unwrap();
+    for which in 0..5 {
+        let started = Event::new().unwrap();
+        let args = (which, lock.clone(), rlock.clone(), sem.clone(), bounded.clone(), cond.clone(), started.clone());
+        let child = Process::new(block_in, args).start().unwrap();
+        assert!(started.wait_timeout(LIMIT));
+        // Let it reach its sleep.
+        std::thread::sleep(Duration::from_millis(100));
+        child.terminate().unwrap();
+        assert_eq!(child.wait(), -libc::SIGTERM, "case {which}");
+    }
+    // Nothing waits any more: a notification goes to nobody, and each primitive works on.
+    cond.acquire().unwrap().notify_all();
+    assert!(!cond.acquire().unwrap().wait_timeout(SHORT).unwrap(), "a notification kept for a later waiter");
+    drop((held_lock, held_rlock, held_permit));
+    assert!(!lock.acquire_timeout(SHORT).unwrap().owner_died());
+    assert!(!rlock.acquire_timeout(SHORT).unwrap().owner_died());
+    assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)), "a permit made by the dead waiter");
+    sem.release();
+    drop(sem.acquire_timeout(SHORT).unwrap());
+    assert!(!bounded.acquire_timeout(SHORT).unwrap().owner_died());
+    assert_eq!(bounded.get_value(), 1);
+    assert!(bounded.release().is_err(), "above the bound");
+}
+
 // ---------------------------------------------------------------------------------------
 // Event
 
