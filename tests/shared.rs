@@ -946,6 +946,56 @@ fn a_stopped_resource_tracker_fails_a_create_typed_instead_of_a_hang() {
     common::run_inner_test("a_stopped_resource_tracker_inner", "MP_TEST_STOPPED_TRACKER");
 }
 
+/// A size no other test's segment has: the segments a test's child leaked are found by it.
+const ODD_SIZE: usize = 3 * 4096 + 77;
+
+/// The segments in `/dev/shm` of [`ODD_SIZE`] bytes.
+fn odd_sized_segments() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            (e.metadata().ok()?.len() == ODD_SIZE as u64).then(|| e.file_name().into_string().ok()).flatten()
+        })
+        .collect()
+}
+
+/// Dies at `point` inside a `SharedMemory::create` of a fresh name.
+fn create_dying_at(point: String) {
+    multiproc::__private::crash_at(&point);
+    let _ = SharedMemory::create(ODD_SIZE);
+}
+
+/// Run only by the test below, in a family of its own: a child killed inside a create,
+/// right after its segment was made.
+#[test]
+fn a_child_killed_inside_a_create_inner() {
+    if std::env::var_os("MP_TEST_KILLED_IN_CREATE").is_none() {
+        return;
+    }
+    let child = Process::new(create_dying_at, "shared_memory.create.made".to_string()).start().unwrap();
+    assert_eq!(child.wait(), -libc::SIGABRT, "the child did not die in its create");
+    println!("INNER-DONE");
+}
+
+/// A process killed inside a `SharedMemory::create`, after its segment was made in
+/// `/dev/shm` (`shared_memory.create.made`): the segment goes with its family, as every
+/// tracked one does. It was made before it was registered with the tracker, so a kill
+/// between left it in `/dev/shm` for ever.
+#[test]
+fn a_process_killed_inside_a_create_leaves_nothing_in_dev_shm() {
+    let _w = watchdog(LIMIT);
+    assert_eq!(odd_sized_segments(), Vec::<String>::new(), "none left by an earlier run");
+    common::run_inner_test("a_child_killed_inside_a_create_inner", "MP_TEST_KILLED_IN_CREATE");
+    // The inner family is gone; its tracker cleans up once it sees so.
+    let cleaned = eventually(Duration::from_secs(20), || odd_sized_segments().is_empty());
+    let left = odd_sized_segments();
+    for name in &left {
+        let _ = SharedMemory::open(name).map(|shm| shm.unlink());
+    }
+    assert!(cleaned, "left in /dev/shm by the killed create: {left:?}");
+}
+
 /// A thread that panics holding a value's or an array's guard unlocks it as it unwinds:
 /// no poisoning (as Python's lock; the docs of `Value::lock` and `Array::lock` say so), the
 /// next guard says nothing of it (`owner_died` is for a dead process), and what was written

@@ -187,26 +187,44 @@ impl SharedMemoryBuilder {
             return Err(SharedMemoryError::ZeroSize);
         }
         let track = self.track.unwrap_or(true);
-        let (name, segment) = match self.name {
+        match self.name {
             Some(name) => {
                 let name = valid_name(&name)?;
                 let segment = Segment::create(&name, size).map_err(|e| SharedMemoryError::from_io(e, &name))?;
-                (name, segment)
+                crate::shm::crash::crash_point!("shared_memory.create.made");
+                // Registered once made: a name the caller chose may be another's until our
+                // exclusive create succeeds, and the tracker must never unlink another's.
+                // A kill between the two leaves the segment (as Python's does).
+                if track && let Err(e) = tracker::register(&name) {
+                    let _ = Segment::unlink(&name);
+                    return Err(SharedMemoryError::Tracker(e));
+                }
+                Ok(SharedMemory { name, segment })
             }
             None => loop {
                 let name = fresh_name();
+                // Registered before it is made: a fresh name is nobody else's, so a process
+                // killed at any step leaves the tracker at most a name to unlink, never a
+                // segment it does not know.
+                if track {
+                    tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
+                }
                 match Segment::create(&name, size) {
-                    Ok(segment) => break (name, segment),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(SharedMemoryError::Io(e)),
+                    Ok(segment) => {
+                        crate::shm::crash::crash_point!("shared_memory.create.made");
+                        return Ok(SharedMemory { name, segment });
+                    }
+                    Err(e) => {
+                        if track {
+                            tracker::unregister(&name);
+                        }
+                        if e.kind() != io::ErrorKind::AlreadyExists {
+                            return Err(SharedMemoryError::Io(e));
+                        }
+                    }
                 }
             },
-        };
-        if track && let Err(e) = tracker::register(&name) {
-            let _ = Segment::unlink(&name);
-            return Err(SharedMemoryError::Tracker(e));
         }
-        Ok(SharedMemory { name, segment })
     }
 
     /// Opens an existing segment (all of it).
