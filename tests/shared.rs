@@ -966,8 +966,14 @@ fn create_dying_at(point: String) {
     let _ = SharedMemory::create(ODD_SIZE);
 }
 
+/// Dies at `point` inside the create of a shared memory manager's block.
+fn block_dying_at((blocks, point): (multiproc::SharedMemoryBlocks, String)) {
+    multiproc::__private::crash_at(&point);
+    let _ = blocks.shared_memory(ODD_SIZE);
+}
+
 /// Run only by the test below, in a family of its own: a child killed inside a create,
-/// right after its segment was made.
+/// right after its segment was made, and another inside a shared memory manager's.
 #[test]
 fn a_child_killed_inside_a_create_inner() {
     if std::env::var_os("MP_TEST_KILLED_IN_CREATE").is_none() {
@@ -975,13 +981,20 @@ fn a_child_killed_inside_a_create_inner() {
     }
     let child = Process::new(create_dying_at, "shared_memory.create.made".to_string()).start().unwrap();
     assert_eq!(child.wait(), -libc::SIGABRT, "the child did not die in its create");
+    let smm = multiproc::SharedMemoryManager::start().unwrap();
+    let child = Process::new(block_dying_at, (smm.blocks(), "shared_memory.create.made".to_string())).start().unwrap();
+    assert_eq!(child.wait(), -libc::SIGABRT, "the child did not die in its block's create");
+    // Not shut down: its server dies with this process, unlinking nothing, as in a family
+    // killed.
+    std::mem::forget(smm);
     println!("INNER-DONE");
 }
 
-/// A process killed inside a `SharedMemory::create`, after its segment was made in
-/// `/dev/shm` (`shared_memory.create.made`): the segment goes with its family, as every
-/// tracked one does. It was made before it was registered with the tracker, so a kill
-/// between left it in `/dev/shm` for ever.
+/// A process killed inside a `SharedMemory::create`, or a shared memory manager's, after
+/// its segment was made in `/dev/shm` (`shared_memory.create.made`): the segment goes with
+/// its family, as every tracked one does. It was made before it was registered with the
+/// tracker, so a kill between left it in `/dev/shm` for ever (the manager's too, when its
+/// server died with the family, without a shutdown).
 #[test]
 fn a_process_killed_inside_a_create_leaves_nothing_in_dev_shm() {
     let _w = watchdog(LIMIT);
