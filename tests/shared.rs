@@ -946,6 +946,36 @@ fn a_stopped_resource_tracker_fails_a_create_typed_instead_of_a_hang() {
     common::run_inner_test("a_stopped_resource_tracker_inner", "MP_TEST_STOPPED_TRACKER");
 }
 
+/// Run only by the test below, in a family of its own: a tracked segment (named by the
+/// outer test), the tracker killed, then the family gone without unlinking it.
+#[test]
+fn a_killed_resource_tracker_inner() {
+    let Some(name) = std::env::var_os("MP_TEST_KILLED_TRACKER") else { return };
+    let shm = SharedMemory::builder().name(name.to_str().unwrap()).size(4096).create().unwrap();
+    let tracker = tracker_pid();
+    // SAFETY (test): kill(2) on this family's own tracker.
+    assert_eq!(unsafe { libc::kill(tracker as i32, libc::SIGKILL) }, 0);
+    assert!(eventually(LIMIT, || !pid_running(tracker)));
+    std::mem::forget(shm);
+    println!("INNER-DONE");
+}
+
+/// A resource tracker killed (`kill -9` of it alone) takes its registrations with it: the
+/// segments registered before are left in `/dev/shm` by a family that then ends without
+/// unlinking them (a family killed). Later creates fail typed (see the stopped tracker's
+/// test); nothing starts another tracker, and no registry outlives it.
+#[test]
+#[ignore = "audh44: a killed tracker's registrations are lost; needs a registry that outlives it (names in the family heap, read by a restarted tracker)"]
+fn a_segment_registered_with_a_tracker_killed_since_goes_with_its_family() {
+    let _w = watchdog(LIMIT);
+    let name = format!("mp-test-killed-tracker-{}", std::process::id());
+    common::run_inner_test_with("a_killed_resource_tracker_inner", &[("MP_TEST_KILLED_TRACKER", &name)]);
+    let path = std::path::Path::new("/dev/shm").join(&name);
+    let cleaned = eventually(Duration::from_secs(20), || !path.exists());
+    let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    assert!(cleaned, "{name} outlived its family and its killed tracker");
+}
+
 /// A size no other test's segment has: the segments a test's child leaked are found by it.
 const ODD_SIZE: usize = 3 * 4096 + 77;
 
