@@ -1256,7 +1256,9 @@ fn a_barrier_wait_timeout_ends_while_the_last_party_is_stopped_ending_the_round(
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = {
         let barrier = barrier.clone();
-        std::thread::spawn(move || tx.send(barrier.wait_timeout(Duration::from_millis(300)).map_err(|e| e.cause())))
+        std::thread::spawn(move || {
+            tx.send(barrier.wait_timeout(Duration::from_millis(300)).map_err(|e| e.cause())).unwrap()
+        })
     };
     assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
     let last = Process::new(wait_and_die, (barrier.clone(), "stop:barrier.trip.acted".to_string())).start().unwrap();
