@@ -16,9 +16,14 @@
 //!
 //! The write end is non-blocking, so a tracker that stops reading (stopped by a debugger
 //! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a line waits
-//! for room at most [`WAIT`], then a registration fails (`TimedOut`; the create that
-//! asked for it unlinks its segment and says so) and a forgetting is given up (the
-//! tracker then unlinks that name when the family is gone).
+//! for room at most [`WAIT`], then a registration fails (`TimedOut`: the create that
+//! asked for it fails and leaves no segment) and a forgetting is given up (the tracker
+//! then unlinks that name when the family is gone).
+//!
+//! A name `SharedMemory` picks (`mp-<random>`, nobody else's) is registered before its
+//! segment is made, so a process killed in between leaves the tracker a name, never an
+//! unknown segment; a name the caller chose is registered once made (it may be another's
+//! until the exclusive create succeeds, and the tracker must never unlink another's).
 
 use std::collections::BTreeSet;
 use std::io;

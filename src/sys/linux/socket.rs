@@ -419,7 +419,7 @@ pub(crate) fn write_line_by(fd: BorrowedFd<'_>, line: &[u8], deadline: std::time
                 if left.is_zero() {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
-                // Ready once `PIPE_BUF` bytes are free; another writer may take them first.
+                // Ready once there is room; another writer may take it first.
                 wait_writable(fd, Some(left))?;
             }
             Err(e) => return Err(e.into()),
