@@ -572,6 +572,26 @@ fn a_process_killed_inside_a_recovery_or_its_roll_back_loses_no_permit() {
     }
 }
 
+/// A release by a process that holds no permit, after the holder of the only one died
+/// holding it: the release hands that permit back (or is refused as above the bound), and
+/// the dead holder's recovery never brings it back a second time.
+#[test]
+fn a_release_after_the_only_holder_died_gives_its_permit_back_once() {
+    let _w = watchdog(LIMIT);
+    let sem = BoundedSemaphore::new(1).unwrap();
+    let holder = Process::new(hold_and_die, sem.clone()).start().unwrap();
+    assert_eq!(holder.wait(), -libc::SIGABRT, "the holder did not die");
+    let released = sem.release();
+    let first = sem.acquire_timeout(Duration::from_secs(30));
+    assert!(first.is_ok(), "the permit was lost (release: {released:?})");
+    assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)), "a permit made twice ({released:?})");
+    drop(first);
+    assert_eq!(sem.get_value(), 1);
+    assert!(sem.release().is_err(), "above the bound");
+    let _only = sem.try_acquire().unwrap();
+    assert!(matches!(sem.try_acquire(), Err(TryAcquireError::WouldBlock)), "a permit made twice ({released:?})");
+}
+
 fn release_handed_over(sem: BoundedSemaphore) -> Result<(), ReleaseError> {
     sem.release()
 }
