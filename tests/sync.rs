@@ -1161,6 +1161,31 @@ fn a_barrier_lets_all_parties_through_together_with_distinct_indices() {
     }
 }
 
+/// More parties than the count: each round takes the count, the party beyond it waits in
+/// the next one. Killed there, it had arrived: the party that joins that round completes
+/// it (as when the last party is killed ending a round), and the death breaks the round
+/// after (`PartyDied`: the dead process may have been one of its parties).
+#[test]
+fn parties_beyond_the_count_wait_for_the_next_round_where_a_death_breaks_the_round_after() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(2).unwrap();
+    let parties: Vec<_> = (0..3).map(|_| Process::new(meet_or_break, barrier.clone()).start().unwrap()).collect();
+    // Two of them make the first round; the third waits alone in the next.
+    assert!(common::eventually(LIMIT, || parties.iter().filter(|p| !p.is_alive()).count() == 2));
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    let mut parties = parties.into_iter();
+    let (mut met, mut extra) = (Vec::new(), None);
+    for p in parties.by_ref() {
+        if p.is_alive() { extra = Some(p) } else { met.push(p.join().unwrap()) }
+    }
+    let mut met: Vec<usize> = met.into_iter().map(|r| r.expect("the first round completed")).collect();
+    met.sort();
+    assert_eq!(met, [0, 1]);
+    kill_9(extra.expect("the party beyond the count waits"));
+    assert_eq!(barrier.wait_timeout(LIMIT).map_err(|e| e.cause()), Ok(1));
+    assert_eq!(barrier.wait_timeout(LIMIT).map_err(|e| e.cause()), Err(BarrierBreak::PartyDied));
+}
+
 /// `new` returns a `Result`: a count of parties no barrier can have (none, or more than
 /// a `u32` holds) is an error, not a panic.
 #[test]
