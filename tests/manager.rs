@@ -1201,6 +1201,45 @@ fn the_server_dies_with_the_process_that_started_it() {
     }
 }
 
+/// A manager's owner: starts one, sends a queue proxy and a lock proxy of it to the test,
+/// then waits to be killed.
+fn hand_out_proxies_and_wait((out, method): (multiproc::Queue<(QueueProxy<u8>, LockProxy, u32)>, StartMethod)) {
+    let manager = Manager::builder().start_method(method).start().unwrap();
+    let lock = manager.lock().unwrap();
+    lock.acquire().unwrap().leave_locked();
+    out.put((manager.queue().unwrap(), lock, manager.pid().unwrap())).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Proxies held by another process than the manager's owner, the owner killed (no call
+/// timeout): a call parked on the server (a `get`, an `acquire` of a held lock) and every
+/// later call end with `ServerGone`, none waits for ever.
+#[test]
+fn proxies_held_past_their_managers_killed_owner_fail_typed() {
+    let _w = common::heap_user(LIMIT);
+    for method in common::METHODS {
+        let out = multiproc::Queue::new().unwrap();
+        let owner = Process::new(hand_out_proxies_and_wait, (out.clone(), method)).start().unwrap();
+        let (q, lock, server) = out.get_timeout(LIMIT).unwrap();
+        let parked_get = {
+            let q = q.clone();
+            std::thread::spawn(move || q.get())
+        };
+        let parked_acquire = {
+            let lock = lock.clone();
+            std::thread::spawn(move || lock.acquire().map(|g| g.leave_locked()))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        owner.kill().unwrap();
+        assert_eq!(owner.wait(), -9);
+        assert!(eventually(Duration::from_secs(30), || !pid_running(server)), "{method:?}: the server outlived");
+        assert!(matches!(parked_get.join().unwrap(), Err(ManagerError::ServerGone { .. })), "{method:?}");
+        assert!(matches!(parked_acquire.join().unwrap(), Err(ManagerError::ServerGone { .. })), "{method:?}");
+        assert!(matches!(q.put(1).map_err(ManagerError::from), Err(ManagerError::ServerGone { .. })), "{method:?}");
+        assert!(matches!(lock.try_acquire(), Err(ManagerError::ServerGone { .. })), "{method:?}");
+    }
+}
+
 /// A registered type whose method starts a process on the server.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Starter;

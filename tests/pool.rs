@@ -2947,6 +2947,45 @@ fn a_fork_pool_whose_zygote_and_a_worker_were_killed_maps_on_the_worker_left() {
     leaks.assert_no_leak();
 }
 
+/// In a child process (single-threaded: it may build a `Fork` pool): a 2-worker `Fork`
+/// pool whose zygote is stopped (`SIGSTOP`, a debugger) and whose first worker is killed,
+/// then a `map`, `close` and `join`. Returns the workers before, the map's outcome, the
+/// workers after, and the zygote's pid.
+fn stop_the_zygote_lose_a_worker_then_map(_: ()) -> (Vec<u32>, MapOutcome, Vec<u32>, u32) {
+    let before = my_children();
+    let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
+    let old = pool.pids();
+    let zygote: Vec<u32> = my_children().into_iter().filter(|p| !before.contains(p) && !old.contains(p)).collect();
+    assert_eq!(zygote.len(), 1, "one zygote beside the workers {old:?}: {zygote:?}");
+    assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+    // SAFETY (test): kill only sends signals, to our own pool's zygote and worker.
+    unsafe {
+        libc::kill(zygote[0] as i32, libc::SIGSTOP);
+        libc::kill(old[0] as i32, libc::SIGKILL);
+    }
+    assert!(eventually(SETTLE, || !pid_running(old[0])));
+    let outcome = map_outcome(&pool, 0..40);
+    let after = pool.pids();
+    pool.close();
+    pool.join().unwrap();
+    (old, outcome, after, zygote[0])
+}
+
+/// A `Fork` pool whose zygote is stopped and one of whose workers was killed: the lost
+/// worker's replacement waits on the stopped zygote, the `map` finishes on the worker left,
+/// and `join` ends, the stopped zygote killed, not waited for.
+#[test]
+fn a_fork_pool_whose_zygote_is_stopped_maps_on_the_worker_left_and_joins() {
+    let leaks = common::leak_check(LIMIT);
+    let child = multiproc::Process::new(stop_the_zygote_lose_a_worker_then_map, ()).start().unwrap();
+    let (old, outcome, after, zygote) = child.join().unwrap();
+    assert_eq!(outcome.as_ref().ok(), Some(&(0..40).map(square).collect::<Vec<_>>()), "{outcome:?}");
+    assert!(!after.contains(&old[0]), "{old:?} {after:?}");
+    assert!(eventually(SETTLE, || !pid_running(zygote)), "the stopped zygote outlived its pool");
+    assert!(old.iter().all(|&pid| eventually(SETTLE, || !pid_running(pid))), "no worker runs after join");
+    leaks.assert_no_leak();
+}
+
 const SERVER_STOPPED_INNER: &str = "MULTIPROC_TEST_POOL_SERVER_STOPPED_INNER";
 
 #[test]

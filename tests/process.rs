@@ -4366,3 +4366,143 @@ fn a_bare_fork_copy_of_a_process_handle_neither_reads_nor_reaps_the_child() {
         BARE_FORK_LOOK_INNER,
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// A family's main process killed alone
+
+/// In a spawned child (single-threaded: it may build a `Fork` pool): a `Fork` pool (its
+/// zygote and two workers) and a tracked segment, whose name it puts on `names`; then waits
+/// to be killed with its family.
+fn fork_pool_and_segment_then_wait(names: multiproc::Queue<String>) {
+    let pool = multiproc::Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    let shm = multiproc::SharedMemory::create(4096).unwrap();
+    names.put(shm.name().to_owned()).unwrap();
+    std::mem::forget((pool, shm));
+    sleep_ms(600_000);
+}
+
+/// Run only by the test below, as a family's main process of its own: a tree of every kind
+/// of process the family makes (a child with a grandchild, a daemon, a manager's and a
+/// shared memory manager's servers, pools of each start method, the fork server and the
+/// tracker) and tracked segments, made by main, by a child and by the shared memory
+/// manager; prints the segments' names and `READY`, then waits to be killed.
+#[test]
+fn a_family_main_killed_alone_inner() {
+    if std::env::var_os("MP_TEST_KILLED_FAMILY_MAIN").is_none() {
+        return;
+    }
+    let grandchild = RawValue::new(0u32).unwrap();
+    let child = Process::new(grandchild_then_wait, (StartMethod::Spawn, grandchild.clone())).start().unwrap();
+    let daemon = Process::new(sleep_ms, 600_000).daemon(true).start_method(StartMethod::Spawn).start().unwrap();
+    let names = multiproc::Queue::new().unwrap();
+    let forks =
+        Process::new(fork_pool_and_segment_then_wait, names.clone()).start_method(StartMethod::Spawn).start().unwrap();
+    let manager = multiproc::Manager::start().unwrap();
+    let dict = manager.dict::<String, u32>().unwrap();
+    dict.insert("key".into(), 1).unwrap();
+    let blocks = multiproc::SharedMemoryManager::start().unwrap();
+    let block = blocks.shared_memory(4096).unwrap();
+    let pool = multiproc::Pool::builder().processes(2).build().unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let spawned = multiproc::Pool::builder().processes(1).start_method(StartMethod::Spawn).build().unwrap();
+    assert_eq!(spawned.apply(square, 4).unwrap(), 16);
+    let shm = multiproc::SharedMemory::create(4096).unwrap();
+    let childs = names.get_timeout(LIMIT).unwrap();
+    assert!(eventually(LIMIT, || grandchild.get() != 0), "no grandchild");
+    println!("SEGMENTS {} {} {childs}", shm.name(), block.name());
+    println!("READY");
+    sleep_ms(600_000);
+    drop((child, daemon, forks, dict, manager, block, blocks, pool, spawned, shm));
+}
+
+/// Every process descended from `root` now (its children, theirs, ...).
+fn descendants_of(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 2..];
+            Some((pid, after.split_whitespace().nth(1)?.parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|&&(_, ppid)| ppid == parent).map(|&(pid, _)| pid));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// A family's main process `SIGKILL`ed alone (not its process group): every process of
+/// its tree ends (children and grandchildren of each start method, a daemon, the fork
+/// server, a `Fork` pool's zygote and workers, the pools' workers, the managers' servers),
+/// and so does the resource tracker, after it unlinked every tracked segment: nothing of
+/// the family's is left running or in `/dev/shm`.
+#[test]
+fn a_family_main_killed_alone_leaves_no_process_and_nothing_in_dev_shm() {
+    use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
+    let _w = watchdog(Duration::from_secs(120));
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["a_family_main_killed_alone_inner", "--exact", "--nocapture", "--test-threads=1"])
+        .env("MP_TEST_KILLED_FAMILY_MAIN", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY (test): `prctl` is async-signal-safe and touches nothing of the parent's.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut victim = command.spawn().unwrap();
+    let main = victim.id();
+    /// Kills what is left of the tree if the test fails half-way.
+    struct KillAll(Vec<u32>);
+    impl Drop for KillAll {
+        fn drop(&mut self) {
+            for &pid in &self.0 {
+                // SAFETY (test): kill(2) of a process of the victim's tree.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+    let mut tree = KillAll(vec![main]);
+    let mut segments = Vec::new();
+    for line in std::io::BufReader::new(victim.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // The harness may print "test a_family_main_killed_alone_inner ... " in front.
+        let words: Vec<&str> = line.split_whitespace().skip_while(|w| !matches!(*w, "SEGMENTS" | "READY")).collect();
+        match words.as_slice() {
+            ["SEGMENTS", names @ ..] => segments.extend(names.iter().map(|n| n.to_string())),
+            ["READY", ..] => break,
+            _ => {}
+        }
+    }
+    assert_eq!(segments.len(), 3, "the victim family made its segments");
+    let processes = descendants_of(main);
+    tree.0.extend(&processes);
+    // The fork server and the tracker, the child and its grandchild, the daemon, the Fork
+    // pool's owner, zygote and 2 workers, the 2 servers, 3 pool workers.
+    assert!(processes.len() >= 14, "the victim's tree: {processes:?}");
+    for name in &segments {
+        assert!(std::path::Path::new("/dev/shm").join(name).exists(), "{name} exists while the family lives");
+    }
+    // SAFETY (test): kill(2) of the victim's main process alone.
+    assert_eq!(unsafe { libc::kill(main as i32, libc::SIGKILL) }, 0);
+    victim.wait().unwrap();
+    let left = || processes.iter().copied().filter(|&pid| pid_running(pid)).collect::<Vec<_>>();
+    assert!(eventually(Duration::from_secs(30), || left().is_empty()), "outlived their killed main: {:?}", left());
+    for name in &segments {
+        let path = std::path::Path::new("/dev/shm").join(name);
+        assert!(eventually(Duration::from_secs(10), || !path.exists()), "{name} outlived the family");
+    }
+}

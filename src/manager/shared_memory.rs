@@ -132,7 +132,7 @@ impl SharedMemoryBlocks {
     /// ```
     pub fn shared_memory(&self, size: usize) -> Result<SharedMemory, Error> {
         self.create(
-            |name| SharedMemory::builder().name(name).size(size).create(),
+            |name| SharedMemory::builder().fresh(name.to_owned()).size(size).create(),
             |e| matches!(e, SharedMemoryError::AlreadyExists(_)),
         )
     }
@@ -158,7 +158,7 @@ impl SharedMemoryBlocks {
     ) -> Result<ShareableList, Error> {
         let items: Vec<I> = items.into_iter().collect();
         self.create(
-            |name| ShareableList::create_named(name, items.iter().cloned()),
+            |name| ShareableList::create_with(SharedMemory::builder().fresh(name.to_owned()), items.iter().cloned()),
             |e| matches!(e, ShareableListError::SharedMemory(SharedMemoryError::AlreadyExists(_))),
         )
     }

@@ -13,11 +13,23 @@
 //! It has no parent-death signal and leaves the family's session and process group, so a
 //! Ctrl-C or a `kill -9` of the family's group does not take it down before it cleans up.
 //! It holds nothing but the read end, so it never outlives the family by more than that.
+//!
+//! The write end is non-blocking, so a tracker that stops reading (stopped by a debugger
+//! or `kill -STOP`, its pipe full) makes no process wait for it for ever: a line waits
+//! for room at most [`WAIT`], then a registration fails (`TimedOut`: the create that
+//! asked for it fails and leaves no segment) and a forgetting is given up (the tracker
+//! then unlinks that name when the family is gone).
+//!
+//! A name `SharedMemory` picks (`mp-<random>`, nobody else's) is registered before its
+//! segment is made, so a process killed in between leaves the tracker a name, never an
+//! unknown segment; a name the caller chose is registered once made (it may be another's
+//! until the exclusive create succeeds, and the tracker must never unlink another's).
 
 use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::boot::BOOT_ENV;
 use super::family;
@@ -31,6 +43,9 @@ static STARTING: Mutex<()> = Mutex::new(());
 /// The longest segment name the protocol carries (a line must stay one atomic write).
 pub(crate) const MAX_NAME: usize = 250;
 
+/// How long a line waits for room in a pipe its tracker does not read.
+const WAIT: Duration = Duration::from_secs(5);
+
 /// Starts the family's tracker. Called by `init()` in the main process, before the fork
 /// server is forked; an error leaves the family without one (tracked segments then
 /// cannot be created).
@@ -40,6 +55,9 @@ pub(crate) fn start() -> io::Result<()> {
         return Ok(());
     }
     let (read, write) = sys::pipe()?;
+    // On the write end only: every family process shares its open file, the tracker reads
+    // the other end and blocks there.
+    sys::set_nonblocking(write.as_fd(), true)?;
     let env = [(BOOT_ENV, format!("tracker:{}", sys::SPAWN_BOOT_FD))];
     sys::spawn_self(read.as_fd(), &env)?;
     drop(read);
@@ -68,7 +86,13 @@ fn send(line: &str) -> io::Result<()> {
         }
         None => return Err(io::Error::other("this family has no resource tracker (it failed to start at init)")),
     };
-    sys::write_all(fd.as_fd(), line.as_bytes())
+    sys::write_line_by(fd.as_fd(), line.as_bytes(), Instant::now() + WAIT).map_err(|e| {
+        if e.kind() == io::ErrorKind::TimedOut {
+            io::Error::new(e.kind(), format!("the resource tracker read nothing for {WAIT:?} (is it stopped?)"))
+        } else {
+            e
+        }
+    })
 }
 
 /// Registers a segment to unlink when the family is gone.

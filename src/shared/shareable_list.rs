@@ -257,7 +257,8 @@ impl ShareableList {
         Self::create_with(SharedMemory::builder().name(name), items)
     }
 
-    fn create_with<I: Into<Item>>(
+    /// A new list of `items` in the segment `builder` makes.
+    pub(crate) fn create_with<I: Into<Item>>(
         builder: super::shared_memory::SharedMemoryBuilder,
         items: impl IntoIterator<Item = I>,
     ) -> Result<Self, ShareableListError> {

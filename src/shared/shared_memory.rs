@@ -53,8 +53,9 @@ pub enum SharedMemoryError {
     /// A size of 0 (Python's `ValueError: 'size' must be a positive number`).
     #[error("a shared memory segment needs a size above 0")]
     ZeroSize,
-    /// The segment could not be registered with the family's resource tracker; create it
-    /// with `track(false)` to manage its life yourself.
+    /// The segment could not be registered with the family's resource tracker (it is gone,
+    /// or read nothing for seconds: `TimedOut`); create it with `track(false)` to manage
+    /// its life yourself.
     #[error("the resource tracker cannot track the segment: {0}")]
     Tracker(io::Error),
     /// The segment is shorter than the access needs: another process truncated it since
@@ -102,6 +103,8 @@ pub struct SharedMemoryBuilder {
     name: Option<String>,
     size: Option<usize>,
     track: Option<bool>,
+    /// `name` is one of [`fresh_name`]'s (see [`create_fresh`]).
+    fresh: bool,
 }
 
 impl SharedMemoryBuilder {
@@ -121,6 +124,14 @@ impl SharedMemoryBuilder {
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// The segment's name, one of [`fresh_name`]'s, which nobody else uses: it is tracked
+    /// from before the segment is made, as a name `create` picks is.
+    pub(crate) fn fresh(mut self, name: String) -> Self {
+        self.name = Some(name);
+        self.fresh = true;
         self
     }
 
@@ -186,21 +197,23 @@ impl SharedMemoryBuilder {
             return Err(SharedMemoryError::ZeroSize);
         }
         let track = self.track.unwrap_or(true);
-        let (name, segment) = match self.name {
-            Some(name) => {
-                let name = valid_name(&name)?;
-                let segment = Segment::create(&name, size).map_err(|e| SharedMemoryError::from_io(e, &name))?;
-                (name, segment)
-            }
-            None => loop {
-                let name = fresh_name();
-                match Segment::create(&name, size) {
-                    Ok(segment) => break (name, segment),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(SharedMemoryError::Io(e)),
+        let Some(name) = self.name else {
+            loop {
+                match create_fresh(fresh_name(), size, track) {
+                    Err(SharedMemoryError::AlreadyExists(_)) => continue,
+                    made => return made,
                 }
-            },
+            }
         };
+        let name = valid_name(&name)?;
+        if self.fresh {
+            return create_fresh(name, size, track);
+        }
+        let segment = Segment::create(&name, size).map_err(|e| SharedMemoryError::from_io(e, &name))?;
+        crate::shm::crash::crash_point!("shared_memory.create.made");
+        // Registered once made: a name the caller chose may be another's until our
+        // exclusive create succeeds, and the tracker must never unlink another's. A kill
+        // between the two leaves the segment (as Python's does).
         if track && let Err(e) = tracker::register(&name) {
             let _ = Segment::unlink(&name);
             return Err(SharedMemoryError::Tracker(e));
@@ -240,6 +253,27 @@ impl SharedMemoryBuilder {
             return Err(SharedMemoryError::SizeMismatch { name, expected, actual: segment.len() });
         }
         Ok(SharedMemory { name, segment })
+    }
+}
+
+/// Creates the segment `name`, one of [`fresh_name`]'s: nobody else's, so it is registered
+/// with the tracker before it is made, and a process killed at any step leaves the tracker
+/// at most a name to unlink, never a segment it does not know.
+fn create_fresh(name: String, size: usize, track: bool) -> Result<SharedMemory, SharedMemoryError> {
+    if track {
+        tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
+    }
+    match Segment::create(&name, size) {
+        Ok(segment) => {
+            crate::shm::crash::crash_point!("shared_memory.create.made");
+            Ok(SharedMemory { name, segment })
+        }
+        Err(e) => {
+            if track {
+                tracker::unregister(&name);
+            }
+            Err(SharedMemoryError::from_io(e, &name))
+        }
     }
 }
 

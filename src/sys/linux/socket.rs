@@ -400,6 +400,33 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `line` to the non-blocking pipe `fd` in one write (so at most `PIPE_BUF` bytes:
+/// it then goes whole or not at all), waiting for room until `deadline`.
+///
+/// # Errors
+///
+/// `TimedOut` when the pipe had no room for it by `deadline` (its reader stopped reading),
+/// else what `write` said (`EPIPE`: the reader is gone).
+pub(crate) fn write_line_by(fd: BorrowedFd<'_>, line: &[u8], deadline: std::time::Instant) -> io::Result<()> {
+    debug_assert!(line.len() <= libc::PIPE_BUF);
+    loop {
+        match rustix::io::write(fd, line) {
+            Ok(n) if n == line.len() => return Ok(()),
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                // Ready once there is room; another writer may take it first.
+                wait_writable(fd, Some(left))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Reads what is available into `buf` (one `read`); 0 means end of file.
 pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
