@@ -4010,6 +4010,83 @@ fn children_terminated_right_after_their_start_give_their_boot_messages_back() {
     assert_heap_back_to(leaks.before());
 }
 
+const KILLED_DECODING_INNER: &str = "MULTIPROC_TEST_PROCESS_KILLED_DECODING_INNER";
+
+/// The bytes of the heap not given back once the child `start` starts, killed in the
+/// decoding of its boot message (the inner test's crash point), is joined (its abort seen);
+/// `what` names it.
+fn left_by_a_child_killed_decoding<R: std::fmt::Debug + serde::de::DeserializeOwned>(
+    what: &str,
+    start: impl FnOnce() -> multiproc::ProcessHandle<R>,
+) -> u64 {
+    let before = multiproc::__private::heap_in_use();
+    match start().join() {
+        Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{what}"),
+        other => panic!("{what}: its join said {other:?}, not its abort"),
+    }
+    eventually(Duration::from_secs(2), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= before
+    });
+    multiproc::__private::heap_in_use().saturating_sub(before)
+}
+
+#[test]
+fn children_killed_in_their_boot_decoding_give_its_blobs_back_inner() {
+    if std::env::var_os(KILLED_DECODING_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    {
+        let queue = multiproc::Queue::<u32>::new().unwrap();
+        // A 64 KB argument is a blob of the boot message. With a handle (the queue) it goes
+        // on a boot socket; without one, a fork-server child's goes with its request, and
+        // the child reports in a room.
+        let queue = &queue;
+        let on_socket = |method| {
+            move || {
+                Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+                    .start_method(method)
+                    .start()
+                    .unwrap()
+            }
+        };
+        let in_room =
+            || Process::new(reverse, vec![7u8; 64 * 1024]).start_method(StartMethod::ForkServer).start().unwrap();
+        let left = [
+            ("Spawn", left_by_a_child_killed_decoding("Spawn", on_socket(StartMethod::Spawn))),
+            (
+                "ForkServer on a socket",
+                left_by_a_child_killed_decoding("ForkServer on a socket", on_socket(StartMethod::ForkServer)),
+            ),
+            ("ForkServer in a room", left_by_a_child_killed_decoding("ForkServer in a room", in_room)),
+        ];
+        let leaked: Vec<_> = left.iter().filter(|(_, bytes)| *bytes > 0).collect();
+        assert!(leaked.is_empty(), "bytes of the heap not given back: {leaked:?}");
+        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child killed in its boot ran");
+    }
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child killed in the decoding of its boot message gives the message's blobs back (a
+/// 64 KB argument), each start method's: spawned, a fork server's on a boot socket and
+/// one reporting in a room. Killed (aborted) at two points: just before the decoding
+/// (`process.boot.decoding`, after the word `TOOK` a socket child sent then) and inside it,
+/// once the blob's receive is reserved (`holders.receive.reserved`: the child's first
+/// pending receive). Before, every case leaked the blob but the socket children killed
+/// before their word.
+#[test]
+fn children_killed_in_their_boot_decoding_give_its_blobs_back() {
+    let _w = watchdog(LIMIT);
+    for point in ["process.boot.decoding", "holders.receive.reserved"] {
+        common::run_inner_test_with(
+            "children_killed_in_their_boot_decoding_give_its_blobs_back_inner",
+            &[(KILLED_DECODING_INNER, "1"), ("MULTIPROC_CRASH_AT", point)],
+        );
+    }
+}
+
 const LOST_SOCKET_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SOCKET_CHILD_INNER";
 
 /// Starts a fork-server child of `put_one_padded` (a queue and a 64 KB blob: on a boot

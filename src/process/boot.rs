@@ -506,6 +506,8 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
     if handles && !room.wait_for_go() {
         sys::exit_now(1);
     }
+    // As a socket child's (`run`).
+    crash_point!("process.boot.decoding");
     let boot: Boot = match codec::decode_own(boot) {
         Ok(boot) => boot,
         Err(e) => {
@@ -622,6 +624,8 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         sys::exit_now(1);
     }
     let sock = Channel::Socket(sock);
+    // A test kills a child here, before the decoding of a boot message with blobs.
+    crash_point!("process.boot.decoding");
     let boot: Boot = match codec::decode_own(frame) {
         Ok(boot) => boot,
         Err(e) => {
