@@ -3979,20 +3979,16 @@ fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back() {
 }
 
 /// Started, then terminated at once, twenty times: a spawned child with a 64 KB argument
-/// (a blob of its boot message) mostly dies before it reads its boot frame, and gives the
-/// blob back at its reap. Before (review54 M1), each such start leaked the blob: the family
-/// heap grew by 68 KB a round (1392640 bytes).
-///
-/// Ignored: a child killed after it said it took its message, in its decoding, still leaks
-/// the blob: a leak at worst, never a double give-back. Rounds land there by the
-/// scheduler, not by chance (review57 L1): with the other core busy, the spawning thread,
-/// woken on the child's CPU by its exec, runs only when the child's time slice ends (about
-/// 1 ms), just after the word in a debug build, so the kill comes about 100 µs into the
-/// decoding. 3 to 18 rounds of 20 leaked at a load of 1.7 to 3.6; a round whose spawning
-/// thread gets the other core at once kills the child in its loader, and none leaks when
-/// the kill comes 3 ms or more after the start.
+/// (a blob of its boot message) dies before it reads its boot frame, or while it decodes
+/// it, and the blob comes back at its reap. Before (review54 M1), each such start leaked
+/// the blob: the family heap grew by 68 KB a round (1392640 bytes). Then (boot42 to
+/// boot44), a child killed after its word `TOOK`, in its decoding, still leaked it: 3 to 18
+/// rounds of 20, by the scheduler (review57 L1: with the other core busy, the spawning
+/// thread, woken on the child's CPU by its exec, runs only when the child's time slice ends,
+/// about 1 ms, just after the word in a debug build, so the kill came about 100 µs into the
+/// decoding). `children_killed_in_their_boot_decoding_give_its_blobs_back` makes those
+/// kills exact.
 #[test]
-#[ignore = "a kill between a child's TOOK and the end of its decoding leaks (review54 M1's known rest)"]
 fn children_terminated_right_after_their_start_give_their_boot_messages_back() {
     let leaks = common::leak_check(LIMIT);
     {
@@ -4071,15 +4067,16 @@ fn children_killed_in_their_boot_decoding_give_its_blobs_back_inner() {
 
 /// A child killed in the decoding of its boot message gives the message's blobs back (a
 /// 64 KB argument), each start method's: spawned, a fork server's on a boot socket and
-/// one reporting in a room. Killed (aborted) at two points: just before the decoding
-/// (`process.boot.decoding`, after the word `TOOK` a socket child sent then) and inside it,
+/// one reporting in a room. Killed (aborted) just before the decoding
+/// (`process.boot.decoding`, after the word `TOOK` a socket child sent then), inside it
 /// once the blob's receive is reserved (`holders.receive.reserved`: the child's first
-/// pending receive). Before, every case leaked the blob but the socket children killed
-/// before their word.
+/// pending receive), and inside that receive's settle, its count taken and its reservation
+/// not yet cleared (`holders.settle.counted`: the undo must find no count to take). Before
+/// (boot44), at the first two points every case leaked its blob (69632 bytes each).
 #[test]
 fn children_killed_in_their_boot_decoding_give_its_blobs_back() {
     let _w = watchdog(LIMIT);
-    for point in ["process.boot.decoding", "holders.receive.reserved"] {
+    for point in ["process.boot.decoding", "holders.receive.reserved", "holders.settle.counted"] {
         common::run_inner_test_with(
             "children_killed_in_their_boot_decoding_give_its_blobs_back_inner",
             &[(KILLED_DECODING_INNER, "1"), ("MULTIPROC_CRASH_AT", point)],
