@@ -4027,47 +4027,59 @@ fn left_by_a_child_killed_decoding<R: std::fmt::Debug + serde::de::DeserializeOw
     multiproc::__private::heap_in_use().saturating_sub(before)
 }
 
+/// A child of each of `methods` killed in its boot decoding (the family's crash point),
+/// started from this process, and the bytes of the heap each left. A 64 KB argument is a
+/// blob of the boot message: with a handle (a queue) it goes on a boot socket; without one,
+/// a fork-server child's goes with its request, and the child reports in a room.
+fn children_killed_decoding(methods: &[StartMethod]) -> Vec<(String, u64)> {
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let mut left = Vec::new();
+    for &method in methods {
+        let what = format!("{method:?} on a socket");
+        let on_socket = || {
+            Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024])).start_method(method).start().unwrap()
+        };
+        left.push((what.clone(), left_by_a_child_killed_decoding(&what, on_socket)));
+        if method == StartMethod::ForkServer {
+            let what = format!("{method:?} in a room");
+            let in_room = || Process::new(reverse, vec![7u8; 64 * 1024]).start_method(method).start().unwrap();
+            left.push((what.clone(), left_by_a_child_killed_decoding(&what, in_room)));
+        }
+    }
+    assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child killed in its boot ran");
+    left
+}
+
+/// [`children_killed_decoding`] of the fork server's own children, in a process that is
+/// not the server's main: their ends come through the server's status pipe.
+fn fork_server_children_killed_decoding(_: ()) -> Vec<(String, u64)> {
+    children_killed_decoding(&[StartMethod::ForkServer])
+}
+
 #[test]
 fn children_killed_in_their_boot_decoding_give_its_blobs_back_inner() {
     if std::env::var_os(KILLED_DECODING_INNER).is_none() {
         return;
     }
     let leaks = common::leak_check(LIMIT / 2);
-    {
-        let queue = multiproc::Queue::<u32>::new().unwrap();
-        // A 64 KB argument is a blob of the boot message. With a handle (the queue) it goes
-        // on a boot socket; without one, a fork-server child's goes with its request, and
-        // the child reports in a room.
-        let queue = &queue;
-        let on_socket = |method| {
-            move || {
-                Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
-                    .start_method(method)
-                    .start()
-                    .unwrap()
-            }
-        };
-        let in_room =
-            || Process::new(reverse, vec![7u8; 64 * 1024]).start_method(StartMethod::ForkServer).start().unwrap();
-        let left = [
-            ("Spawn", left_by_a_child_killed_decoding("Spawn", on_socket(StartMethod::Spawn))),
-            (
-                "ForkServer on a socket",
-                left_by_a_child_killed_decoding("ForkServer on a socket", on_socket(StartMethod::ForkServer)),
-            ),
-            ("ForkServer in a room", left_by_a_child_killed_decoding("ForkServer in a room", in_room)),
-        ];
-        let leaked: Vec<_> = left.iter().filter(|(_, bytes)| *bytes > 0).collect();
-        assert!(leaked.is_empty(), "bytes of the heap not given back: {leaked:?}");
-        assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child killed in its boot ran");
+    let mut left = children_killed_decoding(&[StartMethod::Spawn, StartMethod::ForkServer]);
+    // Asked for by a spawned child, which would die in its own boot at the point just before
+    // a decoding (its boot message holds no blob, its argument no handle: it meets the
+    // others).
+    if std::env::var("MULTIPROC_CRASH_AT").as_deref() != Ok("process.boot.decoding") {
+        let asker = Process::new(fork_server_children_killed_decoding, ()).start_method(StartMethod::Spawn);
+        let server_own = asker.start().unwrap().join().unwrap();
+        left.extend(server_own.into_iter().map(|(what, bytes)| (format!("{what}, the server's own"), bytes)));
     }
+    let leaked: Vec<_> = left.iter().filter(|(_, bytes)| *bytes > 0).collect();
+    assert!(leaked.is_empty(), "bytes of the heap not given back: {leaked:?}");
     assert_heap_back_to(leaks.before());
     println!("INNER-DONE");
 }
 
 /// A child killed in the decoding of its boot message gives the message's blobs back (a
 /// 64 KB argument), each start method's: spawned, a fork server's on a boot socket and
-/// one reporting in a room. Killed (aborted) just before the decoding
+/// one reporting in a room, the fork server's own too (at the last two points). Killed (aborted) just before the decoding
 /// (`process.boot.decoding`, after the word `TOOK` a socket child sent then), inside it
 /// once the blob's receive is reserved (`holders.receive.reserved`: the child's first
 /// pending receive), and inside that receive's settle, its count taken and its reservation
