@@ -3979,20 +3979,16 @@ fn a_child_that_dies_before_it_reads_its_boot_frame_gives_its_message_back() {
 }
 
 /// Started, then terminated at once, twenty times: a spawned child with a 64 KB argument
-/// (a blob of its boot message) mostly dies before it reads its boot frame, and gives the
-/// blob back at its reap. Before (review54 M1), each such start leaked the blob: the family
-/// heap grew by 68 KB a round (1392640 bytes).
-///
-/// Ignored: a child killed after it said it took its message, in its decoding, still leaks
-/// the blob: a leak at worst, never a double give-back. Rounds land there by the
-/// scheduler, not by chance (review57 L1): with the other core busy, the spawning thread,
-/// woken on the child's CPU by its exec, runs only when the child's time slice ends (about
-/// 1 ms), just after the word in a debug build, so the kill comes about 100 µs into the
-/// decoding. 3 to 18 rounds of 20 leaked at a load of 1.7 to 3.6; a round whose spawning
-/// thread gets the other core at once kills the child in its loader, and none leaks when
-/// the kill comes 3 ms or more after the start.
+/// (a blob of its boot message) dies before it reads its boot frame, or while it decodes
+/// it, and the blob comes back at its reap. Before (review54 M1), each such start leaked
+/// the blob: the family heap grew by 68 KB a round (1392640 bytes). Then (boot42 to
+/// boot44), a child killed after its word `TOOK`, in its decoding, still leaked it: 3 to 18
+/// rounds of 20, by the scheduler (review57 L1: with the other core busy, the spawning
+/// thread, woken on the child's CPU by its exec, runs only when the child's time slice ends,
+/// about 1 ms, just after the word in a debug build, so the kill came about 100 µs into the
+/// decoding). `children_killed_in_their_boot_decoding_give_its_blobs_back` makes those
+/// kills exact.
 #[test]
-#[ignore = "a kill between a child's TOOK and the end of its decoding leaks (review54 M1's known rest)"]
 fn children_terminated_right_after_their_start_give_their_boot_messages_back() {
     let leaks = common::leak_check(LIMIT);
     {
@@ -4008,6 +4004,96 @@ fn children_terminated_right_after_their_start_give_their_boot_messages_back() {
         while queue.get_timeout(Duration::from_millis(10)).is_ok() {}
     }
     assert_heap_back_to(leaks.before());
+}
+
+const KILLED_DECODING_INNER: &str = "MULTIPROC_TEST_PROCESS_KILLED_DECODING_INNER";
+
+/// The bytes of the heap not given back once the child `start` starts, killed in the
+/// decoding of its boot message (the inner test's crash point), is joined (its abort seen);
+/// `what` names it.
+fn left_by_a_child_killed_decoding<R: std::fmt::Debug + serde::de::DeserializeOwned>(
+    what: &str,
+    start: impl FnOnce() -> multiproc::ProcessHandle<R>,
+) -> u64 {
+    let before = multiproc::__private::heap_in_use();
+    match start().join() {
+        Err(JoinError::Signaled { signal, .. }) => assert_eq!(signal, libc::SIGABRT, "{what}"),
+        other => panic!("{what}: its join said {other:?}, not its abort"),
+    }
+    eventually(Duration::from_secs(2), || {
+        let _ = active_children();
+        multiproc::__private::heap_in_use() <= before
+    });
+    multiproc::__private::heap_in_use().saturating_sub(before)
+}
+
+/// A child of each of `methods` killed in its boot decoding (the family's crash point),
+/// started from this process, and the bytes of the heap each left. A 64 KB argument is a
+/// blob of the boot message: with a handle (a queue) it goes on a boot socket; without one,
+/// a fork-server child's goes with its request, and the child reports in a room.
+fn children_killed_decoding(methods: &[StartMethod]) -> Vec<(String, u64)> {
+    let queue = multiproc::Queue::<u32>::new().unwrap();
+    let mut left = Vec::new();
+    for &method in methods {
+        let what = format!("{method:?} on a socket");
+        let on_socket = || {
+            Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024])).start_method(method).start().unwrap()
+        };
+        left.push((what.clone(), left_by_a_child_killed_decoding(&what, on_socket)));
+        if method == StartMethod::ForkServer {
+            let what = format!("{method:?} in a room");
+            let in_room = || Process::new(reverse, vec![7u8; 64 * 1024]).start_method(method).start().unwrap();
+            left.push((what.clone(), left_by_a_child_killed_decoding(&what, in_room)));
+        }
+    }
+    assert!(queue.get_timeout(Duration::from_millis(100)).is_err(), "a child killed in its boot ran");
+    left
+}
+
+/// [`children_killed_decoding`] of the fork server's own children, in a process that is
+/// not the server's main: their ends come through the server's status pipe.
+fn fork_server_children_killed_decoding(_: ()) -> Vec<(String, u64)> {
+    children_killed_decoding(&[StartMethod::ForkServer])
+}
+
+#[test]
+fn children_killed_in_their_boot_decoding_give_its_blobs_back_inner() {
+    if std::env::var_os(KILLED_DECODING_INNER).is_none() {
+        return;
+    }
+    let leaks = common::leak_check(LIMIT / 2);
+    let mut left = children_killed_decoding(&[StartMethod::Spawn, StartMethod::ForkServer]);
+    // Asked for by a spawned child, which would die in its own boot at the point just before
+    // a decoding (its boot message holds no blob, its argument no handle: it meets the
+    // others).
+    if std::env::var("MULTIPROC_CRASH_AT").as_deref() != Ok("process.boot.decoding") {
+        let asker = Process::new(fork_server_children_killed_decoding, ()).start_method(StartMethod::Spawn);
+        let server_own = asker.start().unwrap().join().unwrap();
+        left.extend(server_own.into_iter().map(|(what, bytes)| (format!("{what}, the server's own"), bytes)));
+    }
+    let leaked: Vec<_> = left.iter().filter(|(_, bytes)| *bytes > 0).collect();
+    assert!(leaked.is_empty(), "bytes of the heap not given back: {leaked:?}");
+    assert_heap_back_to(leaks.before());
+    println!("INNER-DONE");
+}
+
+/// A child killed in the decoding of its boot message gives the message's blobs back (a
+/// 64 KB argument), each start method's: spawned, a fork server's on a boot socket and
+/// one reporting in a room, the fork server's own too (at the last two points). Killed (aborted) just before the decoding
+/// (`process.boot.decoding`, after the word `TOOK` a socket child sent then), inside it
+/// once the blob's receive is reserved (`holders.receive.reserved`: the child's first
+/// pending receive), and inside that receive's settle, its count taken and its reservation
+/// not yet cleared (`holders.settle.counted`: the undo must find no count to take). Before
+/// (boot44), at the first two points every case leaked its blob (69632 bytes each).
+#[test]
+fn children_killed_in_their_boot_decoding_give_its_blobs_back() {
+    let _w = watchdog(LIMIT);
+    for point in ["process.boot.decoding", "holders.receive.reserved", "holders.settle.counted"] {
+        common::run_inner_test_with(
+            "children_killed_in_their_boot_decoding_give_its_blobs_back_inner",
+            &[(KILLED_DECODING_INNER, "1"), ("MULTIPROC_CRASH_AT", point)],
+        );
+    }
 }
 
 const LOST_SOCKET_CHILD_INNER: &str = "MULTIPROC_TEST_PROCESS_LOST_SOCKET_CHILD_INNER";

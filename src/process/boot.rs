@@ -275,33 +275,15 @@ impl PlainReturn {
 }
 
 /// The boot frame of a child on a boot socket for `message`, after `key` (a spawned
-/// child's key of handle seals): first a byte that says whether the child tells its parent
-/// [`TOOK`] before it decodes the message (one with handles: its blobs, which its parent
-/// gives back at the reap of a child that never said so).
+/// child's key of handle seals).
 pub(crate) fn socket_frame(key: &[u8], message: &Encoded) -> Vec<u8> {
-    let payload = 1 + key.len() + message.bytes.len();
+    let payload = key.len() + message.bytes.len();
     let len = u32::try_from(payload).expect("a boot message above 4 GiB");
     let mut out = Vec::with_capacity(4 + payload);
     out.extend_from_slice(&len.to_le_bytes());
-    out.push(u8::from(message.has_handles()));
     out.extend_from_slice(key);
     out.extend_from_slice(&message.bytes);
     out
-}
-
-/// The payload of the frame a child sends on its boot socket just before it decodes its
-/// boot message, when the frame asked for it ([`socket_frame`]): from then on the
-/// message's handles are the child's. No other frame on that socket is this one byte: an
-/// outcome's payload is its codec's tag (0 or 1) and then at least its variant, so 2 bytes
-/// or more; a receipt's is 25 bytes (its tag and a 24-byte key, `shm::receipt_from_frame`).
-/// Only the process that started the child reads the socket (`child::ChildState::ours`):
-/// a fork copy of the parent that read this word took it from the parent (review57 M1).
-const TOOK: u8 = 0xfe;
-
-/// Whether `frame`, read from a child's boot socket, says the child took its boot message
-/// ([`TOOK`]).
-pub(crate) fn took_frame(frame: &[u8]) -> bool {
-    frame == [TOOK]
 }
 
 /// A frame: the length, then the payload.
@@ -506,6 +488,8 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
     if handles && !room.wait_for_go() {
         sys::exit_now(1);
     }
+    // As a socket child's (`run`).
+    crash_point!("process.boot.decoding");
     let boot: Boot = match codec::decode_own(boot) {
         Ok(boot) => boot,
         Err(e) => {
@@ -587,13 +571,7 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
     if !spawned && !parent_said_go(sock.as_fd(), after) {
         stop(&sock);
     }
-    // Whether we tell our parent that we took the message, before we decode it
-    // (`socket_frame`).
-    let Some((&tell, frame)) = frame.split_first() else {
-        report(&Channel::Socket(sock), &Outcome::Failed("its boot message is too short".into()));
-        sys::exit_now(1);
-    };
-    let mut frame = frame;
+    let mut frame = &frame[..];
     // The heap first: the boot message may hold handles into it. The resource tracker's
     // pipe, if the family has one, comes second.
     if spawned {
@@ -615,13 +593,11 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         }
     }
     drop(fds);
-    // Told before the decoding: a kill between the two leaks the message's blobs, never
-    // gives them back twice (our parent gives back those of a child that never said so, at
-    // its reap: review54 M1). Unable to say so, we must not take them.
-    if tell != 0 && sys::send_all(sock.as_fd(), &self::frame(&[TOOK]), &[]).is_err() {
-        sys::exit_now(1);
-    }
     let sock = Channel::Socket(sock);
+    // The boot message's blobs are counted in flight until its decoding ends (each receive
+    // pending until then): a child killed before or in it leaves them to its parent, who
+    // gives them back at its reap (`child::ChildState::try_reap`). A test kills it here.
+    crash_point!("process.boot.decoding");
     let boot: Boot = match codec::decode_own(frame) {
         Ok(boot) => boot,
         Err(e) => {

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::boot::{Outcome, read_frame_nonblocking, took_frame};
+use super::boot::{Outcome, read_frame_nonblocking};
 use super::spin::LoadSpin;
 use crate::codec::Encoded;
 use crate::shm::{ArgsToken, Deadline, ReceiptKey, ReportRoom};
@@ -42,16 +42,16 @@ pub(crate) enum ExitWatch {
 #[derive(Debug)]
 pub(crate) enum Link {
     /// The boot socket, and the boot message sent on it if it holds handles (its blobs):
-    /// given back at the reap unless the child said it took it (`boot::TOOK`) before it
-    /// decoded it.
+    /// given back from the dead child at its reap (see [`Inner::boot`]).
     Socket(OwnedFd, Option<Encoded>),
     /// The boot socket of a child whose boot message could not be sent whole (why): it ends
     /// at the end of its socket without running anything, and its join says so
     /// (`Outcome::Failed`), not an exit of its target's (review46 M1).
     Unsent(OwnedFd, String),
     /// A report room, read once the child has ended: a fork child's (`super::fork`), or a
-    /// fork-server child's without a boot socket (`super::forkserver::Boot::Inline`).
-    Room(ReportRoom),
+    /// fork-server child's without a boot socket (`super::forkserver::Boot::Inline`), with
+    /// its boot message if it holds handles, as for [`Link::Socket`].
+    Room(ReportRoom, Option<Encoded>),
 }
 
 #[derive(Debug)]
@@ -67,8 +67,16 @@ struct Inner {
     args: ChildArgs,
     /// The receipts the child sent on its boot socket (without a token).
     sent: Vec<ReceiptKey>,
-    /// The boot message's handles (its blobs), until the child says it took them: given
-    /// back at the reap of a child that never did (it died before it decoded the message).
+    /// The boot message, if it holds handles (its blobs), until the child is reaped: given
+    /// back then from the dead child ([`crate::codec::give_back_from_dead`]). Whatever
+    /// the child did, that gives each blob back exactly once: a child killed before its
+    /// decoding left the blob's count in flight, the undo takes it; one killed inside left
+    /// its receive pending, which the undo gives up first, then takes the count; one that
+    /// decoded took the count (the undo finds none, and the blob is the child's, let go of
+    /// by its death). No other message counts these blobs: made for this message, they are
+    /// never sent again (review54 M1's rest: the child's word that it took the message,
+    /// sent just before its decoding, made its parent forget it, and a kill inside the
+    /// decoding leaked the blob).
     boot: Option<Encoded>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).
@@ -108,8 +116,8 @@ pub(crate) struct ChildArgs {
 
 /// What a process that did not start a child gets for a look at it, a wait or a signal:
 /// a fork copy of the parent's handle (through a static, a captured clone, a bare fork)
-/// shares the child's boot socket with the parent, and a frame it read there (the child's
-/// `boot::TOOK`, a receipt, the outcome) is one the parent never sees; it cannot reap the
+/// shares the child's boot socket with the parent, and a frame it read there (a receipt,
+/// the outcome) is one the parent never sees; it cannot reap the
 /// child either. Python refuses the same ("can only join a child process").
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NotOurs {
@@ -164,7 +172,7 @@ impl ChildState {
         }
         let (sock, room, outcome, boot) = match link {
             Link::Socket(sock, boot) => (Some(Arc::new(sock)), None, None, boot),
-            Link::Room(room) => (None, Some(room), None, None),
+            Link::Room(room, boot) => (None, Some(room), None, boot),
             Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why)), None),
         };
         Self {
@@ -212,18 +220,11 @@ impl ChildState {
     fn pump(inner: &mut Inner) {
         let Some(sock) = inner.sock.as_ref() else { return };
         let mut read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
-        loop {
-            match &read {
-                // The child took its boot message (it decodes it next): its handles are its own.
-                Ok(Some(frame)) if took_frame(frame) => {
-                    if let Some(boot) = inner.boot.take() {
-                        boot.sent();
-                    }
-                }
-                // Receipts sent on the socket (no token): kept until the reap.
-                Ok(Some(frame)) if let Some(key) = crate::shm::receipt_from_frame(frame) => inner.sent.push(key),
-                _ => break,
-            }
+        // Receipts sent on the socket (no token): kept until the reap.
+        while let Ok(Some(frame)) = &read
+            && let Some(key) = crate::shm::receipt_from_frame(frame)
+        {
+            inner.sent.push(key);
             read = read_frame_nonblocking(sock.as_fd(), &mut inner.buf);
         }
         match read {
@@ -251,7 +252,7 @@ impl ChildState {
                         // The fork server vanished: its children die with it.
                         Ok(_) => {
                             // This one perhaps not yet: its room is left to it (a few words),
-                            // and its boot message too (it may still say it took it).
+                            // and its boot message too (it may still decode it).
                             if !sys::pidfd_exited(self.pidfd.as_fd()) {
                                 if let Some(room) = inner.room.take() {
                                     room.leave();
@@ -299,9 +300,10 @@ impl ChildState {
                 if let Some(token) = inner.args.token.take() {
                     token.give_back();
                 }
-                // A boot message the child never said it took (it died before it decoded
-                // it: everything it wrote was read just now): its blobs, given back.
-                drop(inner.boot.take());
+                // The boot message's blobs the dead child did not take (see `Inner::boot`).
+                if let Some(boot) = inner.boot.take() {
+                    crate::codec::give_back_from_dead(boot, self.pid, Vec::new());
+                }
                 if let Some(args) = inner.args.undo.take() {
                     let sent = std::mem::take(&mut inner.sent);
                     crate::codec::give_back_from_dead(args, self.pid, sent);

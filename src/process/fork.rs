@@ -150,7 +150,8 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                         // No boot message on it: the child reads ours in its copy.
                         Link::Socket(ours, None)
                     }
-                    Via::Room(room) => Link::Room(room),
+                    // Nor in its room: a fork child's boot message holds no handle.
+                    Via::Room(room) => Link::Room(room, None),
                 };
                 let mut boot = boot;
                 if boot.args.bytes().len() > KEEP_MAX {
@@ -160,7 +161,7 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                     Ok(pidfd) => pidfd,
                     Err(e) => {
                         // The child runs on and may still write its room.
-                        if let Link::Room(room) = link {
+                        if let Link::Room(room, _) = link {
                             room.leave();
                         }
                         return Err(e);

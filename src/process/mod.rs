@@ -827,11 +827,16 @@ fn forkserver_start(
         // anything: the message's handles (its blobs) are given back. Not a lost one's (the
         // server answered, and said go).
         let started = forkserver::request(forkserver::Boot::Inline(&message.bytes, room, handles));
-        let (pid, pidfd, status, room) = sent_unless_failed(message, started)?;
+        let (pid, pidfd, status, room) = match started {
+            Ok(started) => started,
+            Err(e) => return Err(not_started(message, e)),
+        };
         let room = room.expect("an inline boot message comes with its room");
-        // The child waits for this before it decodes its boot message.
+        // The child waits for this before it decodes its boot message, whose handles (its
+        // blobs) go with its state, given back from it once it is dead (as on a socket).
         room.go();
-        return Ok((pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), Link::Room(room), None));
+        let link = Link::Room(room, handles.then_some(message));
+        return Ok((pid, pidfd, status.map_or(ExitWatch::Own, ExitWatch::Server), link, None));
     }
     // Holding handles, or too long to go with the request (a long name: large arguments
     // and surroundings travel through the heap): on a boot socket.
@@ -852,15 +857,16 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
     Ok(&framed[sent..])
 }
 
-/// A boot message written to its socket (its first part, [`send_first`]) before the start,
-/// or sent with the request: with the child once a child may have read it, given back (its
-/// blobs, dropped) when no child will (`Failed`: none was made, or the fork server's,
-/// killed before it answered, exits on EOF before it decodes).
-fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> Result<T, LaunchError> {
-    if !matches!(started, Err(LaunchError::Failed(_) | LaunchError::ServerDied(_))) {
+/// The boot message of a start that gave no child (`error`), written to its socket (its
+/// first part, [`send_first`]) or sent with the request: given back (its blobs, dropped)
+/// when no child will read it (`Failed`: none was made, or the fork server's, killed before
+/// it answered, exits on EOF before it decodes); left to a `Lost` child, which may have read
+/// it (a leak at worst).
+fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
+    if !matches!(error, LaunchError::Failed(_) | LaunchError::ServerDied(_)) {
         message.sent();
     }
-    started
+    error
 }
 
 /// A child `started` on a boot socket (`ours` is our end; `rest`, what its buffer did not
@@ -869,13 +875,13 @@ fn sent_unless_failed<T>(message: Encoded, started: Result<T, LaunchError>) -> R
 /// whose server died between its fork and its answer must not run). Sent the rest (and
 /// `GO`), then watched through its pidfd or the server's status pipe.
 ///
-/// `message` is the child's only once the child says it took it ([`boot::socket_frame`]:
-/// a message with handles, its blobs; the word comes just before the child decodes it):
-/// a whole frame (and `GO`) queued on the socket is not read yet, and a child killed
-/// before it reads never decodes it. Such a message goes with the child's state
-/// (`Link::Socket`), and its reap gives it back unless the child said so (review54 M1).
-/// A child that cannot have the whole frame never decodes it, and it is given back here:
-/// - A failed start: as [`sent_unless_failed`]; a lost one too, unless it may have
+/// A whole frame (and `GO`) queued on the socket is not read yet: a child killed before it
+/// reads never decodes `message`, and one killed while it decodes it leaves it half taken.
+/// So a message with handles (its blobs) goes with the child's state (`Link::Socket`), and
+/// its reap gives back what the dead child did not take (`child::Inner::boot`; review54
+/// M1). A child that cannot have the whole frame never decodes it, and it is given back
+/// here:
+/// - A failed start: as [`not_started`]; a lost one too, unless it may have
 ///   everything already (a spawned child whose frame fit its buffer).
 /// - A send that failed (`ENOBUFS`, crash point `fail:process.boot.rest`) ends our writing:
 ///   the child reads the end of its socket inside its frame, or before `GO`, and exits
@@ -908,7 +914,7 @@ fn on_socket(
             }
             return Err(LaunchError::Failed(error));
         }
-        Err(e) => return sent_unless_failed(message, Err(e)),
+        Err(e) => return Err(not_started(message, e)),
     };
     let child = (pid, pidfd.as_fd());
     // Only with a rest to send: a child that has its whole frame runs (review49 L1).
@@ -920,8 +926,8 @@ fn on_socket(
     let sent = sent.and_then(|()| if go { send_to_child(ours.as_fd(), &[boot::GO], child) } else { Ok(()) });
     let link = match sent {
         // Queued whole, not yet read: the child may still die before it decodes the
-        // message. Its handles (blobs) are the child's once it says it took them, given
-        // back at its reap if it never did (review54 M1).
+        // message, or while it does. Its handles (blobs) go with its state, for its reap
+        // to give back what it did not take (review54 M1).
         Ok(()) => Link::Socket(ours, message.has_handles().then_some(message)),
         // It never had the whole frame (or `GO`), so never decoded it; its join says how it
         // ended.

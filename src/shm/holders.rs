@@ -866,10 +866,11 @@ impl Holders {
     /// Pinned by its generation first: an undo run on a block whose object was freed (and
     /// the block perhaps reused) finds a released or another object's word and writes
     /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
-    /// died before it took it: its pending receives of this object are given up first,
-    /// whether or not a reaper got to its entry (a handle it dropped while decoding is no
-    /// longer in its list of holds; a reap leaves the entries of an object that other live
-    /// processes hold).
+    /// died before it took it: its pending receives of this object (their reservations and
+    /// the holds they recorded) are given up first, whether or not a reaper got to its
+    /// entry (a handle it dropped while decoding is no longer in its list of holds; a reap
+    /// leaves the entries of an object that other live processes hold, or whose count is in
+    /// flight).
     pub(crate) fn undo(&self, heap: &Heap, generation: u64, how: Undoing, dead_receiver: Option<u32>) -> Option<bool> {
         let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
@@ -882,8 +883,11 @@ impl Holders {
                 if found {
                     let held = e.holds();
                     // Its pending receives were never taken from the count (see
-                    // `receive_pending`).
-                    e.pending.store(0, Ordering::Relaxed);
+                    // `receive_pending`), and the holds they recorded never became its own:
+                    // both go (its hold kept, the object stayed held by the dead for ever
+                    // when nobody else holds it: a boot message's blob, boot44).
+                    let pending = e.pending.swap(0, Ordering::Relaxed);
+                    e.count.store(e.count.load(Ordering::Relaxed).saturating_sub(pending), Ordering::Relaxed);
                     if e.copies() == 0 {
                         // A party killed before it could take its handle: a death all the
                         // same (held, its entry keeps counting until a prune counts it).
@@ -1827,5 +1831,24 @@ mod tests {
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false));
         assert!(holders.leave(heap), "nothing else held it");
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, None), Some(false), "a released table is left alone");
+    }
+
+    /// A dead receiver's pending receive is recorded as `receive_pending` records it: the
+    /// reservation and the hold it would have become. The undo gives up both, takes the
+    /// message's count, and the object is nobody's. Before (boot44), it gave up the
+    /// reservation only: the dead entry kept holding the object, whose reap had declined to
+    /// forget it while its count was in flight, and a boot message's blob, which nobody
+    /// else holds, leaked (`tests/process.rs`
+    /// `children_killed_in_their_boot_decoding_give_its_blobs_back`).
+    #[test]
+    fn an_undo_gives_up_a_dead_receivers_pending_receive_with_its_hold() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        holders.send();
+        assert!(!holders.leave(heap), "the message still counts it");
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(true), "nothing holds it any more");
     }
 }
