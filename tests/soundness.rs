@@ -1722,6 +1722,29 @@ mod shm {
     }
 }
 
+// --- the public surface, attacked as a user would (auds44) ---
+
+mod surface {
+    #[derive(Clone, Copy, Debug)]
+    #[repr(transparent)]
+    struct Tag(std::num::NonZeroU8);
+
+    // SAFETY: the six rules of `ShmSafe` as they were written: no pointer, no drop glue, a
+    // fixed layout (transparent over a primitive), any mix of the bytes of two valid values
+    // valid (one byte: the mix is one of them), aligned to 1, no padding.
+    #[allow(unsafe_code)]
+    unsafe impl multiproc::ShmSafe for Tag {}
+
+    /// `Array::new` and `RawArray::new` hand out zeroed elements: a type whose all-zero
+    /// bytes are no value must not be `ShmSafe`.
+    #[test]
+    fn a_new_array_holds_only_valid_values() {
+        let array = multiproc::RawArray::<Tag>::new(1).unwrap();
+        let got = Some(array.get(0));
+        assert!(got.is_some(), "Some of a zeroed Tag reads as None");
+    }
+}
+
 /// Runs `examples/chaos.rs` (built by `cargo test` with the other examples) with `args` and
 /// `env`, and fails unless every round held; prints its output.
 fn chaos(args: &[&str], env: &[(&str, &str)]) {
