@@ -1725,23 +1725,118 @@ mod shm {
 // --- the public surface, attacked as a user would (auds44) ---
 
 mod surface {
-    #[derive(Clone, Copy, Debug)]
-    #[repr(transparent)]
-    struct Tag(std::num::NonZeroU8);
+    // (ShmSafe's rule 7, all bytes zero a valid value, came from a test here that made a
+    // `NonZeroU8` wrapper ShmSafe by the six rules before it: `RawArray::new` read back as
+    // `None` through `Some`. Its impl now breaks the rule, so the test went with the fix.)
 
-    // SAFETY: the six rules of `ShmSafe` as they were written: no pointer, no drop glue, a
-    // fixed layout (transparent over a primitive), any mix of the bytes of two valid values
-    // valid (one byte: the mix is one of them), aligned to 1, no padding.
-    #[allow(unsafe_code)]
-    unsafe impl multiproc::ShmSafe for Tag {}
+    use std::time::Duration;
 
-    /// `Array::new` and `RawArray::new` hand out zeroed elements: a type whose all-zero
-    /// bytes are no value must not be `ShmSafe`.
+    use multiproc::{Array, Lock, Process, RLock, SharedLock, Value};
+
+    use crate::common;
+
+    const LIMIT: Duration = Duration::from_secs(60);
+    const SHORT: Duration = Duration::from_millis(20);
+
+    /// Whether this process (a child) gets the value's guard within a short wait.
+    fn locks_value(value: Value<u64>) -> bool {
+        value.lock_timeout(SHORT).is_some()
+    }
+
+    fn locks_array(array: Array<u64>) -> bool {
+        array.lock_timeout(SHORT).is_some()
+    }
+
+    /// Nobody else, on another thread or in another process, gets a guard of `value` or
+    /// `array` now.
+    fn nobody_else_locks(value: &Value<u64>, array: &Array<u64>) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(
+                    value.try_lock().is_none() && value.lock_timeout(SHORT).is_none(),
+                    "a second &mut of the value"
+                );
+                assert!(
+                    array.try_lock().is_none() && array.lock_timeout(SHORT).is_none(),
+                    "a second &mut of the array"
+                );
+            });
+        });
+        assert!(!Process::new(locks_value, value.clone()).start().unwrap().join().unwrap(), "in a child");
+        assert!(!Process::new(locks_array, array.clone()).start().unwrap().join().unwrap(), "in a child");
+    }
+
+    /// A shared lock released under a live guard (safe: Python lets any thread release a
+    /// `Lock`, and an `RLock`'s level may be released by hand): the value's own access
+    /// still excludes every other guard, so no second `&mut` exists.
     #[test]
-    fn a_new_array_holds_only_valid_values() {
-        let array = multiproc::RawArray::<Tag>::new(1).unwrap();
-        let got = Some(array.get(0));
-        assert!(got.is_some(), "Some of a zeroed Tag reads as None");
+    fn a_guard_outlives_its_shared_lock_released_under_it() {
+        let _watchdog = common::watchdog(LIMIT);
+        for shared in [SharedLock::from(Lock::new().unwrap()), SharedLock::from(RLock::new().unwrap())] {
+            let value = Value::with_lock(1u64, shared.clone()).unwrap();
+            let array = Array::with_lock(&[1u64; 4], shared.clone()).unwrap();
+            let release = || match &shared {
+                SharedLock::Lock(lock) => lock.release().unwrap(),
+                SharedLock::RLock(lock) => lock.release().unwrap(),
+            };
+            let mut v = value.lock();
+            release();
+            let mut a = array.lock();
+            release();
+            nobody_else_locks(&value, &array);
+            *v += 1;
+            a[0] += 1;
+            drop((v, a));
+            assert_eq!((value.get(), array.get(0)), (2, 2));
+        }
+    }
+
+    /// A guard leaked with `mem::forget` keeps its lock for ever: a stuck lock, never a
+    /// second guard (no thread or process of the family takes it over while this one
+    /// lives).
+    #[test]
+    fn a_forgotten_guard_keeps_its_lock_from_everybody() {
+        let _watchdog = common::watchdog(LIMIT);
+        let value = Value::new(1u64).unwrap();
+        let array = Array::from_slice(&[1u64; 4]).unwrap();
+        std::mem::forget(value.lock());
+        std::mem::forget(array.lock());
+        nobody_else_locks(&value, &array);
+        let shared = RLock::new().unwrap();
+        let value = Value::with_lock(1u64, shared.clone()).unwrap();
+        let array = Array::with_lock(&[1u64; 4], shared).unwrap();
+        std::mem::forget(value.lock());
+        std::mem::forget(array.lock());
+        // This thread owns the `RLock`: its own second guard is refused too.
+        assert!(value.lock_timeout(SHORT).is_none() && array.try_lock().is_none());
+        nobody_else_locks(&value, &array);
+    }
+
+    /// A guard of a value that shares an `RLock` moved to another thread (it is `Send`):
+    /// the thread that took it owns the `RLock` still, and its next lock of the same value
+    /// is refused (it would alias the moved guard), not let in as one more level.
+    #[test]
+    fn a_guard_moved_to_another_thread_is_not_aliased_by_its_takers_next_lock() {
+        let _watchdog = common::watchdog(LIMIT);
+        let value = Value::with_lock(1u64, RLock::new().unwrap()).unwrap();
+        let (give, taken) = std::sync::mpsc::channel::<multiproc::ValueGuard<'_, u64>>();
+        let (written, wrote) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut guard = taken.recv().unwrap();
+                *guard += 1;
+                written.send(()).unwrap();
+                released.recv().ok();
+                drop(guard);
+            });
+            give.send(value.lock()).unwrap();
+            wrote.recv().unwrap();
+            assert!(value.try_lock().is_none(), "try_lock aliased the moved guard");
+            assert!(value.lock_timeout(SHORT).is_none(), "lock_timeout aliased the moved guard");
+            drop(release);
+        });
+        assert_eq!(value.get(), 2);
     }
 }
 
