@@ -252,3 +252,15 @@
 //! let f: fn(u32, u32) -> u32 = add;
 //! let _ = pool.apply(f, (1, 2));
 //! ```
+//!
+//! The `.init_array` entry that `test_support!` places is the loader's to call, with the
+//! loader's arguments (`argv` and `envp` are kept for the constructors after it): a call
+//! by hand needs `unsafe`.
+//!
+//! ```compile_fail,E0133
+//! multiproc::test_support!();
+//!
+//! fn main() {
+//!     __MULTIPROC_TEST_SUPPORT(1, std::ptr::null(), std::ptr::null());
+//! }
+//! ```

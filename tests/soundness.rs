@@ -1838,6 +1838,35 @@ mod surface {
         });
         assert_eq!(value.get(), 2);
     }
+
+    /// In a child (one thread, so `set_var` is sound): a file of its own, whose descriptor
+    /// a `MULTIPROC_BOOT` set afterwards names, then `try_init`; what the file reads after.
+    fn init_with_a_boot_variable_naming_an_owned_descriptor(_: ()) -> Result<String, String> {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("mp-auds44-{}", std::process::id()));
+        std::fs::write(&path, "mine").unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let value = format!("spawn:{}:{}", file.as_raw_fd(), std::process::id());
+        // SAFETY: this process runs one thread: nothing reads the environment meanwhile.
+        unsafe { std::env::set_var("MULTIPROC_BOOT", value) };
+        multiproc::try_init().map_err(|e| e.to_string())?;
+        let mut read = String::new();
+        file.rewind().map_err(|e| e.to_string())?;
+        file.read_to_string(&mut read).map_err(|e| e.to_string())?;
+        Ok(read)
+    }
+
+    /// `MULTIPROC_BOOT` is read at start-up, as the loader runs the constructors; set later,
+    /// it names no descriptor `init()` may take: the file stays its owner's, and `init()`
+    /// returns (it took the descriptor as its boot socket, closed it and ended the process).
+    #[test]
+    fn init_takes_no_descriptor_from_a_boot_variable_set_after_start_up() {
+        let _watchdog = common::watchdog(LIMIT);
+        let child = Process::new(init_with_a_boot_variable_naming_an_owned_descriptor, ()).start().unwrap();
+        assert_eq!(child.join().unwrap(), Ok("mine".to_string()));
+    }
 }
 
 /// Runs `examples/chaos.rs` (built by `cargo test` with the other examples) with `args` and
