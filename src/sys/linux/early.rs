@@ -43,7 +43,7 @@ use std::ffi::{c_char, c_int};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 /// The type of an `.init_array` entry, called by the loader with `argc`, `argv`, `envp`.
-/// `unsafe` to call: only the loader (or [`finish_constructors`], on its behalf) calls it,
+/// `unsafe` to call: only the loader (or `finish_constructors`, on its behalf) calls it,
 /// with the loader's arguments, which [`in_init_array`] keeps for the entries after it. A
 /// safe pointer let a program call `test_support!`'s entry by hand with made-up ones.
 pub type InitEntry = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char);
