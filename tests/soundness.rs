@@ -1858,6 +1858,90 @@ mod surface {
         Ok(read)
     }
 
+    /// The fields a shared object's handle is written as (`shm::object::Wire`).
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct ObjectWire {
+        family: u64,
+        kind: u32,
+        offset: u64,
+        generation: u64,
+        fingerprint: u64,
+        seal: u64,
+    }
+
+    /// The fields of a packed call (`sys::Packed`): code offsets into the executable.
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct PackedWire {
+        identity: u64,
+        in_executable: bool,
+        shim: u64,
+        target: u64,
+        runner: u64,
+    }
+
+    /// A `Barrier`'s handle as it travels: its object, its timeout, its action.
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct BarrierWire {
+        shared: ObjectWire,
+        timeout: Option<Duration>,
+        action: Option<(PackedWire, Vec<u8>)>,
+    }
+
+    /// Serializes as an `S`, deserializes as a `D` (a message that lies about its type).
+    struct Liar<S, D>(Option<S>, Option<D>);
+
+    impl<S: serde::Serialize, D> serde::Serialize for Liar<S, D> {
+        fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+            self.0.as_ref().expect("only the sender serializes").serialize(serializer)
+        }
+    }
+
+    impl<'de, S, D: serde::Deserialize<'de>> serde::Deserialize<'de> for Liar<S, D> {
+        fn deserialize<Z: serde::Deserializer<'de>>(deserializer: Z) -> Result<Self, Z::Error> {
+            Ok(Liar(None, Some(D::deserialize(deserializer)?)))
+        }
+    }
+
+    fn barrier_action(_: u32) {}
+
+    /// What a forged barrier action calls instead: ends the process with a code of its own.
+    fn chosen_by_the_message() {
+        std::process::exit(77);
+    }
+
+    /// In a child: a barrier's handle, captured as plain numbers on its way (its object's
+    /// count stays in flight, as for any message not yet received), its action's code
+    /// offsets changed to name another function, and sent on as a `Barrier`. What the
+    /// receive says.
+    fn receive_a_barrier_with_a_forged_action(_: ()) -> String {
+        let barrier = multiproc::Barrier::builder(2).action_with(barrier_action, 7u32).build().unwrap();
+        let (a, b) = multiproc::Pipe::<Liar<multiproc::Barrier, BarrierWire>>::new().unwrap();
+        a.send(Liar(Some(barrier.clone()), None)).unwrap();
+        let mut wire = b.recv().unwrap().1.expect("decoded");
+        let (packed, _) = wire.action.as_mut().expect("the action travels with the handle");
+        // The offsets are distances in one image: the function's is the action's, moved by
+        // the distance between the two functions.
+        let distance = (chosen_by_the_message as fn() as usize).wrapping_sub(barrier_action as fn(u32) as usize);
+        packed.shim = packed.target.wrapping_add(distance as u64);
+        let (a, b) = multiproc::Pipe::<Liar<BarrierWire, multiproc::Barrier>>::new().unwrap();
+        a.send(Liar(Some(wire), None)).unwrap();
+        match b.recv() {
+            Ok(_) => "received".to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A `Barrier`'s action crosses as code offsets in its handle's bytes, which safe serde
+    /// code can write: its decoding must not call what the bytes name unless this family
+    /// packed it (a keyed seal), or a message chooses what code the receiver runs.
+    #[test]
+    fn a_barrier_action_forged_in_a_message_is_refused_not_called() {
+        let _watchdog = common::watchdog(LIMIT);
+        let child = Process::new(receive_a_barrier_with_a_forged_action, ()).start().unwrap();
+        let said = child.join().unwrap();
+        assert!(said.contains("action"), "{said}");
+    }
+
     /// `MULTIPROC_BOOT` is read at start-up, as the loader runs the constructors; set later,
     /// it names no descriptor `init()` may take: the file stays its owner's, and `init()`
     /// returns (it took the descriptor as its boot socket, closed it and ended the process).
