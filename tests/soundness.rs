@@ -1884,7 +1884,8 @@ mod surface {
     struct BarrierWire {
         shared: ObjectWire,
         timeout: Option<Duration>,
-        action: Option<(PackedWire, Vec<u8>)>,
+        /// The call, its seal, the encoded arguments.
+        action: Option<(PackedWire, u64, Vec<u8>)>,
     }
 
     /// Serializes as an `S`, deserializes as a `D` (a message that lies about its type).
@@ -1918,7 +1919,7 @@ mod surface {
         let (a, b) = multiproc::Pipe::<Liar<multiproc::Barrier, BarrierWire>>::new().unwrap();
         a.send(Liar(Some(barrier.clone()), None)).unwrap();
         let mut wire = b.recv().unwrap().1.expect("decoded");
-        let (packed, _) = wire.action.as_mut().expect("the action travels with the handle");
+        let (packed, _, _) = wire.action.as_mut().expect("the action travels with the handle");
         // The offsets are distances in one image: the function's is the action's, moved by
         // the distance between the two functions.
         let distance = (chosen_by_the_message as fn() as usize).wrapping_sub(barrier_action as fn(u32) as usize);
@@ -1939,7 +1940,7 @@ mod surface {
         let _watchdog = common::watchdog(LIMIT);
         let child = Process::new(receive_a_barrier_with_a_forged_action, ()).start().unwrap();
         let said = child.join().unwrap();
-        assert!(said.contains("action"), "{said}");
+        assert!(said.contains("did not pack"), "{said}");
     }
 
     /// `MULTIPROC_BOOT` is read at start-up, as the loader runs the constructors; set later,
