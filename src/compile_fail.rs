@@ -59,6 +59,72 @@
 //! let boxed = multiproc::Value::new(Box::new(1u8)); // Box<u8> is not ShmSafe
 //! ```
 //!
+//! Nor a reference or a function pointer (an address), a tuple (no fixed layout), or a type
+//! some bytes of which are no value: a `char`, a `NonZero*` (`Array::new` hands out zeroed
+//! elements, `ShmSafe`'s rule 7), an enum (a torn copy mixes two discriminants' bytes).
+//!
+//! ```compile_fail,E0277
+//! static ANSWER: u8 = 42;
+//! let _ = multiproc::RawValue::new(&ANSWER); // &'static u8 is not ShmSafe
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn tick() {}
+//! let _ = multiproc::Value::new(tick as fn()); // fn() is not ShmSafe
+//! ```
+//!
+//! ```compile_fail,E0277
+//! let _ = multiproc::Value::new((1u8, 2u64)); // (u8, u64) is not ShmSafe
+//! ```
+//!
+//! ```compile_fail,E0277
+//! let _ = multiproc::Value::new('x'); // char is not ShmSafe
+//! ```
+//!
+//! ```compile_fail,E0277
+//! let _ = multiproc::Array::<std::num::NonZeroU8>::new(1); // NonZeroU8 is not ShmSafe
+//! ```
+//!
+//! The derive refuses what the compiler cannot check: an enum, a union, a struct without
+//! a fixed layout.
+//!
+//! ```compile_fail
+//! #[derive(Clone, Copy, multiproc::ShmSafe)]
+//! #[repr(u8)]
+//! enum Mode {
+//!     On = 1, // "ShmSafe cannot be derived for enums"
+//!     Off = 2,
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! #[derive(Clone, Copy, multiproc::ShmSafe)]
+//! #[repr(C)]
+//! union Bits {
+//!     float: f32, // "ShmSafe cannot be derived for unions"
+//!     int: u32,
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! #[derive(Clone, Copy, multiproc::ShmSafe)]
+//! struct Loose {
+//!     small: u8, // "ShmSafe needs a fixed layout: add #[repr(C)] to the struct"
+//!     wide: u64,
+//! }
+//! ```
+//!
+//! A derived struct is as its fields: one field that is not `ShmSafe` refuses it.
+//!
+//! ```compile_fail,E0277
+//! #[derive(Clone, Copy, multiproc::ShmSafe)]
+//! #[repr(C)]
+//! struct Letter {
+//!     code: char,
+//! }
+//! let _ = multiproc::Value::new(Letter { code: 'x' }); // char is not ShmSafe
+//! ```
+//!
 //! Nor does a struct with a destructor of its own (shared memory is reclaimed without
 //! running destructors: `ShmSafe`'s rule 2), even when its fields are all plain numbers.
 //! The derive refuses it (a struct without generics; a generic one, when it is used):
@@ -251,4 +317,16 @@
 //! let pool = multiproc::Pool::new(1).unwrap();
 //! let f: fn(u32, u32) -> u32 = add;
 //! let _ = pool.apply(f, (1, 2));
+//! ```
+//!
+//! The `.init_array` entry that `test_support!` places is the loader's to call, with the
+//! loader's arguments (`argv` and `envp` are kept for the constructors after it): a call
+//! by hand needs `unsafe`.
+//!
+//! ```compile_fail,E0133
+//! multiproc::test_support!();
+//!
+//! fn main() {
+//!     __MULTIPROC_TEST_SUPPORT(1, std::ptr::null(), std::ptr::null());
+//! }
 //! ```

@@ -511,6 +511,26 @@ fn bad_names_and_sizes_are_typed_errors() {
     assert!(matches!(SharedMemory::open(&name), Err(SharedMemoryError::NotFound(_))));
 }
 
+/// A name in `/dev/shm` (a directory every user may write) that is a symbolic link is no
+/// segment: `open` refuses it as Python's does (glibc's `shm_open` opens with
+/// `O_NOFOLLOW`), rather than map the file it points to for writing.
+#[test]
+fn a_symbolic_link_in_dev_shm_is_not_opened_as_a_segment() {
+    let target = std::env::temp_dir().join(format!("mp-link-target-{}", std::process::id()));
+    std::fs::write(&target, b"precious").unwrap();
+    let link = format!("mp-link-{}", std::process::id());
+    std::os::unix::fs::symlink(&target, format!("/dev/shm/{link}")).unwrap();
+    let opened = SharedMemory::open(&link);
+    if let Ok(shm) = &opened {
+        let _ = shm.try_write_at(0, b"X");
+    }
+    let left = std::fs::read(&target).unwrap();
+    std::fs::remove_file(format!("/dev/shm/{link}")).unwrap();
+    std::fs::remove_file(&target).unwrap();
+    assert_eq!(left, b"precious", "the file behind the link was written");
+    assert!(matches!(opened, Err(SharedMemoryError::Io(_))), "{opened:?}");
+}
+
 #[test]
 #[should_panic(expected = "out of bounds")]
 fn a_segment_access_out_of_bounds_panics() {

@@ -1722,6 +1722,238 @@ mod shm {
     }
 }
 
+// --- the public surface, attacked as a user would (auds44) ---
+
+mod surface {
+    // (ShmSafe's rule 7, all bytes zero a valid value, came from a test here that made a
+    // `NonZeroU8` wrapper ShmSafe by the six rules before it: `RawArray::new` read back as
+    // `None` through `Some`. Its impl now breaks the rule, so the test went with the fix.)
+
+    use std::time::Duration;
+
+    use multiproc::{Array, Lock, Process, RLock, SharedLock, Value};
+
+    use crate::common;
+
+    const LIMIT: Duration = Duration::from_secs(60);
+    const SHORT: Duration = Duration::from_millis(20);
+
+    /// Whether this process (a child) gets the value's guard within a short wait.
+    fn locks_value(value: Value<u64>) -> bool {
+        value.lock_timeout(SHORT).is_some()
+    }
+
+    fn locks_array(array: Array<u64>) -> bool {
+        array.lock_timeout(SHORT).is_some()
+    }
+
+    /// Nobody else, on another thread or in another process, gets a guard of `value` or
+    /// `array` now.
+    fn nobody_else_locks(value: &Value<u64>, array: &Array<u64>) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(
+                    value.try_lock().is_none() && value.lock_timeout(SHORT).is_none(),
+                    "a second &mut of the value"
+                );
+                assert!(
+                    array.try_lock().is_none() && array.lock_timeout(SHORT).is_none(),
+                    "a second &mut of the array"
+                );
+            });
+        });
+        assert!(!Process::new(locks_value, value.clone()).start().unwrap().join().unwrap(), "in a child");
+        assert!(!Process::new(locks_array, array.clone()).start().unwrap().join().unwrap(), "in a child");
+    }
+
+    /// A shared lock released under a live guard (safe: Python lets any thread release a
+    /// `Lock`, and an `RLock`'s level may be released by hand): the value's own access
+    /// still excludes every other guard, so no second `&mut` exists.
+    #[test]
+    fn a_guard_outlives_its_shared_lock_released_under_it() {
+        let _watchdog = common::watchdog(LIMIT);
+        for shared in [SharedLock::from(Lock::new().unwrap()), SharedLock::from(RLock::new().unwrap())] {
+            let value = Value::with_lock(1u64, shared.clone()).unwrap();
+            let array = Array::with_lock(&[1u64; 4], shared.clone()).unwrap();
+            let release = || match &shared {
+                SharedLock::Lock(lock) => lock.release().unwrap(),
+                SharedLock::RLock(lock) => lock.release().unwrap(),
+            };
+            let mut v = value.lock();
+            release();
+            let mut a = array.lock();
+            release();
+            nobody_else_locks(&value, &array);
+            *v += 1;
+            a[0] += 1;
+            drop((v, a));
+            assert_eq!((value.get(), array.get(0)), (2, 2));
+        }
+    }
+
+    /// A guard leaked with `mem::forget` keeps its lock for ever: a stuck lock, never a
+    /// second guard (no thread or process of the family takes it over while this one
+    /// lives).
+    #[test]
+    fn a_forgotten_guard_keeps_its_lock_from_everybody() {
+        let _watchdog = common::watchdog(LIMIT);
+        let value = Value::new(1u64).unwrap();
+        let array = Array::from_slice(&[1u64; 4]).unwrap();
+        std::mem::forget(value.lock());
+        std::mem::forget(array.lock());
+        nobody_else_locks(&value, &array);
+        let shared = RLock::new().unwrap();
+        let value = Value::with_lock(1u64, shared.clone()).unwrap();
+        let array = Array::with_lock(&[1u64; 4], shared).unwrap();
+        std::mem::forget(value.lock());
+        std::mem::forget(array.lock());
+        // This thread owns the `RLock`: its own second guard is refused too.
+        assert!(value.lock_timeout(SHORT).is_none() && array.try_lock().is_none());
+        nobody_else_locks(&value, &array);
+    }
+
+    /// A guard of a value that shares an `RLock` moved to another thread (it is `Send`):
+    /// the thread that took it owns the `RLock` still, and its next lock of the same value
+    /// is refused (it would alias the moved guard), not let in as one more level.
+    #[test]
+    fn a_guard_moved_to_another_thread_is_not_aliased_by_its_takers_next_lock() {
+        let _watchdog = common::watchdog(LIMIT);
+        let value = Value::with_lock(1u64, RLock::new().unwrap()).unwrap();
+        let (give, taken) = std::sync::mpsc::channel::<multiproc::ValueGuard<'_, u64>>();
+        let (written, wrote) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut guard = taken.recv().unwrap();
+                *guard += 1;
+                written.send(()).unwrap();
+                released.recv().ok();
+                drop(guard);
+            });
+            give.send(value.lock()).unwrap();
+            wrote.recv().unwrap();
+            assert!(value.try_lock().is_none(), "try_lock aliased the moved guard");
+            assert!(value.lock_timeout(SHORT).is_none(), "lock_timeout aliased the moved guard");
+            drop(release);
+        });
+        assert_eq!(value.get(), 2);
+    }
+
+    /// In a child (one thread, so `set_var` is sound): a file of its own, whose descriptor
+    /// a `MULTIPROC_BOOT` set afterwards names, then `try_init`; what the file reads after.
+    fn init_with_a_boot_variable_naming_an_owned_descriptor(_: ()) -> Result<String, String> {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("mp-auds44-{}", std::process::id()));
+        std::fs::write(&path, "mine").unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let value = format!("spawn:{}:{}", file.as_raw_fd(), std::process::id());
+        // SAFETY: this process runs one thread: nothing reads the environment meanwhile.
+        unsafe { std::env::set_var("MULTIPROC_BOOT", value) };
+        multiproc::try_init().map_err(|e| e.to_string())?;
+        let mut read = String::new();
+        file.rewind().map_err(|e| e.to_string())?;
+        file.read_to_string(&mut read).map_err(|e| e.to_string())?;
+        Ok(read)
+    }
+
+    /// The fields a shared object's handle is written as (`shm::object::Wire`).
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct ObjectWire {
+        family: u64,
+        kind: u32,
+        offset: u64,
+        generation: u64,
+        fingerprint: u64,
+        seal: u64,
+    }
+
+    /// The fields of a packed call (`sys::Packed`): code offsets into the executable.
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct PackedWire {
+        identity: u64,
+        in_executable: bool,
+        shim: u64,
+        target: u64,
+        runner: u64,
+    }
+
+    /// A `Barrier`'s handle as it travels: its object, its timeout, its action.
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct BarrierWire {
+        shared: ObjectWire,
+        timeout: Option<Duration>,
+        /// The call, its seal, the encoded arguments.
+        action: Option<(PackedWire, u64, Vec<u8>)>,
+    }
+
+    /// Serializes as an `S`, deserializes as a `D` (a message that lies about its type).
+    struct Liar<S, D>(Option<S>, Option<D>);
+
+    impl<S: serde::Serialize, D> serde::Serialize for Liar<S, D> {
+        fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+            self.0.as_ref().expect("only the sender serializes").serialize(serializer)
+        }
+    }
+
+    impl<'de, S, D: serde::Deserialize<'de>> serde::Deserialize<'de> for Liar<S, D> {
+        fn deserialize<Z: serde::Deserializer<'de>>(deserializer: Z) -> Result<Self, Z::Error> {
+            Ok(Liar(None, Some(D::deserialize(deserializer)?)))
+        }
+    }
+
+    fn barrier_action(_: u32) {}
+
+    /// What a forged barrier action calls instead: ends the process with a code of its own.
+    fn chosen_by_the_message() {
+        std::process::exit(77);
+    }
+
+    /// In a child: a barrier's handle, captured as plain numbers on its way (its object's
+    /// count stays in flight, as for any message not yet received), its action's code
+    /// offsets changed to name another function, and sent on as a `Barrier`. What the
+    /// receive says.
+    fn receive_a_barrier_with_a_forged_action(_: ()) -> String {
+        let barrier = multiproc::Barrier::builder(2).action_with(barrier_action, 7u32).build().unwrap();
+        let (a, b) = multiproc::Pipe::<Liar<multiproc::Barrier, BarrierWire>>::new().unwrap();
+        a.send(Liar(Some(barrier.clone()), None)).unwrap();
+        let mut wire = b.recv().unwrap().1.expect("decoded");
+        let (packed, _, _) = wire.action.as_mut().expect("the action travels with the handle");
+        // The offsets are distances in one image: the function's is the action's, moved by
+        // the distance between the two functions.
+        let distance = (chosen_by_the_message as fn() as usize).wrapping_sub(barrier_action as fn(u32) as usize);
+        packed.shim = packed.target.wrapping_add(distance as u64);
+        let (a, b) = multiproc::Pipe::<Liar<BarrierWire, multiproc::Barrier>>::new().unwrap();
+        a.send(Liar(Some(wire), None)).unwrap();
+        match b.recv() {
+            Ok(_) => "received".to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A `Barrier`'s action crosses as code offsets in its handle's bytes, which safe serde
+    /// code can write: its decoding must not call what the bytes name unless this family
+    /// packed it (a keyed seal), or a message chooses what code the receiver runs.
+    #[test]
+    fn a_barrier_action_forged_in_a_message_is_refused_not_called() {
+        let _watchdog = common::watchdog(LIMIT);
+        let child = Process::new(receive_a_barrier_with_a_forged_action, ()).start().unwrap();
+        let said = child.join().unwrap();
+        assert!(said.contains("did not pack"), "{said}");
+    }
+
+    /// `MULTIPROC_BOOT` is read at start-up, as the loader runs the constructors; set later,
+    /// it names no descriptor `init()` may take: the file stays its owner's, and `init()`
+    /// returns (it took the descriptor as its boot socket, closed it and ended the process).
+    #[test]
+    fn init_takes_no_descriptor_from_a_boot_variable_set_after_start_up() {
+        let _watchdog = common::watchdog(LIMIT);
+        let child = Process::new(init_with_a_boot_variable_naming_an_owned_descriptor, ()).start().unwrap();
+        assert_eq!(child.join().unwrap(), Ok("mine".to_string()));
+    }
+}
+
 /// Runs `examples/chaos.rs` (built by `cargo test` with the other examples) with `args` and
 /// `env`, and fails unless every round held; prints its output.
 fn chaos(args: &[&str], env: &[(&str, &str)]) {

@@ -32,8 +32,11 @@
 //! A cluster pool's tasks go to a Redis stream read by the nodes' consumer group; every
 //! task resolves once for the caller (results are deduplicated by task id), a node that
 //! dies has its tasks taken back after a lease and run elsewhere, a bounded number of
-//! times. Whoever can write to the pool's keys can make the nodes call any function of
-//! the program with arguments of their choosing: protect Redis (ACL user, TLS).
+//! times. A task names its function by offsets into the executable, which a node checks
+//! only against the executable's identity (a hash, not a secret): whoever can write to
+//! the pool's keys can make the nodes jump to any code of the program, not only call its
+//! functions, with arguments of their choosing. Protect Redis (ACL user, TLS) as you would
+//! the program itself.
 //!
 //! Handles of the local family (a local `Queue`, `Lock`, `Value`...) name shared memory
 //! of one machine: a message that holds one is refused when it is put

@@ -400,14 +400,29 @@ fn boot_socket(value: &str, fd: &str, parent: &str, what: &str) -> (OwnedFd, u32
     (sock, parent)
 }
 
+/// Set when the loader's call of [`dispatch_if_child`] left a spawned child's dispatch to
+/// the `init()` that opens `main` (`#[multiproc::main]`); taken by that call.
+static KEPT_FOR_MAIN: AtomicBool = AtomicBool::new(false);
+
 /// Called before `main` (and again by `init()`): if this process is a spawned child of a
 /// family, or one of its helper processes, do that job and exit; otherwise return.
+///
+/// [`BOOT_ENV`] is read at start-up only: while the loader runs the constructors, or by the
+/// `init()` that opens `main` when the loader's call left the dispatch to it. Set later
+/// (by the program itself), it names descriptors this process owns for other purposes,
+/// not a boot socket handed to it alone: `init()` took a `File`'s descriptor as one,
+/// closed it under its owner and ended the process, and removed the variable while other
+/// threads may read the environment. Such a variable is left alone.
 pub(crate) fn dispatch_if_child() {
+    if !sys::in_constructors() && !KEPT_FOR_MAIN.swap(false, Ordering::Relaxed) {
+        return;
+    }
     let Some(value) = std::env::var_os(BOOT_ENV) else { return };
     if value.as_encoded_bytes().starts_with(b"spawn:") && sys::dispatch_from_main() {
         // `#[multiproc::main]` made `init()` the first statement of `main`: dispatching from
         // there runs the target after every constructor and std's runtime start-up (see
         // `sys::early`). The variable stays for that call.
+        KEPT_FOR_MAIN.store(true, Ordering::Relaxed);
         return;
     }
     // Grandchildren started with std::process::Command must not take themselves for

@@ -89,7 +89,8 @@ impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for Array<T> {
 }
 
 impl<T: ShmSafe + Copy + Send + Sync> Array<T> {
-    /// `len` elements, all bytes zero (Python's `Array('i', 10)`).
+    /// `len` elements, all bytes zero (Python's `Array('i', 10)`; a valid `T` by
+    /// [`ShmSafe`]'s rule 7).
     ///
     /// # Errors
     ///
@@ -466,7 +467,7 @@ impl<T: ShmSafe + Copy + Send + Sync + fmt::Debug> fmt::Debug for RawArray<T> {
 }
 
 impl<T: ShmSafe + Copy + Send + Sync> RawArray<T> {
-    /// `len` elements, all bytes zero.
+    /// `len` elements, all bytes zero (a valid `T` by [`ShmSafe`]'s rule 7).
     ///
     /// # Errors
     ///

@@ -135,17 +135,23 @@ pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
 /// 2. Nothing needs to happen when it is dropped: shared memory is reclaimed without
 ///    running destructors.
 /// 3. Its layout is fixed: a primitive, an array, or a `#[repr(C)]` struct.
-/// 4. Any combination of the bytes of two valid values, field by field, is a valid value
-///    (integers, floats, `bool`; no `char`, no enums): a reader that races a writer of
-///    another process may see such a mix, and must not see undefined behaviour.
+/// 4. Any combination of the bytes of two valid values, byte by byte, is a valid value
+///    (integers, floats, `bool`; no `char`, no enums, no `NonZero*` of more than one
+///    byte): a reader that races a writer of another process sees a mix of whole fields
+///    (of words, in a field wider than 8 bytes), and a process killed in the middle of a
+///    copy under the lock of a `Value` or an `Array` (the next guard's `owner_died`) may
+///    leave any mix of bytes. Neither may be undefined behaviour.
 /// 5. Its alignment is at most 64 bytes, the alignment of the family heap's blocks.
 /// 6. It has no padding bytes, or it overrides the hidden `load_racy`/`store_racy` to
 ///    copy field by field (the derive does, so a derived struct may have padding): the
 ///    unlocked containers copy it with one atomic access per aligned word, and padding
 ///    read as an integer would be undefined behaviour.
+/// 7. All bytes zero is a valid value: [`Array::new`](crate::Array::new) and
+///    [`RawArray::new`](crate::RawArray::new) hand out zeroed elements (Python's
+///    `Array('i', 10)`). A `NonZeroU8` keeps rules 1 to 6, not this one.
 ///
-/// The derive checks 3 and 5, that every field is `ShmSafe` itself, which gives 1 and 4
-/// and 2 for the fields, and that the struct has no `Drop` of its own (2; for a generic
+/// The derive checks 3 and 5, that every field is `ShmSafe` itself, which gives 1, 4 and
+/// 7 and 2 for the fields, and that the struct has no `Drop` of its own (2; for a generic
 /// struct, where it is used), and copies field by field, which gives 6.
 pub unsafe trait ShmSafe: Sized + 'static {
     /// Reads a value that other threads or processes may write meanwhile: relaxed atomic

@@ -274,7 +274,7 @@ impl<T: ShmObject> Shared<T> {
         const { assert!(std::mem::align_of::<E>() <= 64, "the heap aligns objects to 64 bytes") };
         let ptr = Heap::get().ptr(self.off + Self::tail_start() as u64).cast::<E>();
         // SAFETY: the tail lies inside this object's allocation, which outlives the
-        // borrow of `self`; its bytes were zeroed at creation, a valid ShmSafe value.
+        // borrow of `self`; its bytes were zeroed at creation, a valid ShmSafe value (rule 7).
         unsafe { super::Cells::new(NonNull::new(ptr).expect("heap pointer"), len) }
     }
 

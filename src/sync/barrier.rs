@@ -17,7 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::{BarrierBreak, BrokenBarrier};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
-use crate::shm::{ChangeRecord, Deadline, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind};
+use crate::shm::{
+    ChangeRecord, Deadline, Heap, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind,
+};
 use crate::sys;
 
 #[derive(crate::ShmSafe)]
@@ -283,8 +285,9 @@ impl Action {
     }
 
     fn apply(&self, mut op: ActionOp) -> ActionOp {
-        // A `Packed` made by `pack_checked` in this family; a foreign one was refused when
-        // the handle was decoded.
+        // A `Packed` made by `pack_checked` in this family: one that was not (forged in a
+        // handle's bytes, or from another executable) was refused when the handle was
+        // decoded (`action_seal`).
         let _ = sys::unpack_and_run(self.call, &mut op);
         op
     }
@@ -297,18 +300,31 @@ impl Action {
     }
 }
 
+/// The keyed seal of a barrier's action (`Heap::seal`, under the family's secret key): a
+/// handle's bytes may be written by any serde code of the program, and `unpack_and_run`
+/// calls the code offsets of a `Packed` once the executable's identity matches, so the
+/// decoding runs an action only if this family packed it. A forged one made the receiver
+/// call a function of the message's choosing (auds44,
+/// `a_barrier_action_forged_in_a_message_is_refused_not_called`).
+fn action_seal(call: &sys::Packed) -> u64 {
+    let heap = Heap::get();
+    let [identity, in_executable, shim, target, runner] = call.words();
+    heap.seal(&[u64::from(kind::BARRIER), heap.family_id(), identity, in_executable, shim, target, runner])
+}
+
 #[derive(Serialize)]
 struct WireRef<'a> {
     shared: &'a Shared<BarrierState>,
     timeout: Option<Duration>,
-    action: Option<(sys::Packed, Vec<u8>)>,
+    /// The call, its [`action_seal`], the encoded arguments.
+    action: Option<(sys::Packed, u64, Vec<u8>)>,
 }
 
 #[derive(Deserialize)]
 struct Wire {
     shared: Shared<BarrierState>,
     timeout: Option<Duration>,
-    action: Option<(sys::Packed, Vec<u8>)>,
+    action: Option<(sys::Packed, u64, Vec<u8>)>,
 }
 
 impl Serialize for Barrier {
@@ -316,7 +332,7 @@ impl Serialize for Barrier {
         let action = match &self.action {
             None => None,
             Some(action) => match action.apply(ActionOp::Encode(action.args.clone(), None)) {
-                ActionOp::Encode(_, Some(Ok(bytes))) => Some((action.call, bytes)),
+                ActionOp::Encode(_, Some(Ok(bytes))) => Some((action.call, action_seal(&action.call), bytes)),
                 ActionOp::Encode(_, Some(Err(e))) => return Err(codec::refuse_encoding(e)),
                 _ => return Err(codec::refuse_encoding("the barrier's action could not be encoded")),
             },
@@ -330,7 +346,12 @@ impl<'de> Deserialize<'de> for Barrier {
         let wire = Wire::deserialize(deserializer)?;
         let action = match wire.action {
             None => None,
-            Some((call, bytes)) => {
+            Some((call, seal, bytes)) => {
+                if seal != action_seal(&call) {
+                    return Err(codec::refuse_decoding(
+                        "a barrier action this family did not pack (its seal does not match)",
+                    ));
+                }
                 let mut op = ActionOp::Decode(bytes, None);
                 if sys::unpack_and_run(call, &mut op).is_err() {
                     return Err(codec::refuse_decoding("a barrier action from another executable"));

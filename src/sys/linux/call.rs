@@ -181,6 +181,13 @@ fn address(offset: u64) -> usize {
 }
 
 impl Packed {
+    /// What names the call, as numbers: for a keyed seal over a `Packed` that travels in
+    /// bytes a program can write (a barrier's action), since [`unpack_and_run`] trusts its
+    /// offsets once the executable's identity matches.
+    pub(crate) fn words(&self) -> [u64; 5] {
+        [self.identity, u64::from(self.in_executable), self.shim, self.target, self.runner]
+    }
+
     /// The same functions, for this process's executable: for a `Packed` made on another
     /// machine by a program whose build identity ([`super::proc::build_identity`]) the
     /// caller checked to equal this one's (the per-file identity differs across machines).

@@ -43,7 +43,10 @@ use std::ffi::{c_char, c_int};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 /// The type of an `.init_array` entry, called by the loader with `argc`, `argv`, `envp`.
-pub type InitEntry = extern "C" fn(c_int, *const *const c_char, *const *const c_char);
+/// `unsafe` to call: only the loader (or `finish_constructors`, on its behalf) calls it,
+/// with the loader's arguments, which [`in_init_array`] keeps for the entries after it. A
+/// safe pointer let a program call `test_support!`'s entry by hand with made-up ones.
+pub type InitEntry = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char);
 
 unsafe extern "C" {
     // Defined by the linker (GNU ld and lld) around the executable's `.init_array`.
@@ -73,7 +76,14 @@ pub fn main_dispatches() {
 /// the program said `main` opens with it, and the loader is still running constructors (so
 /// std's runtime start-up and `main` are still to come).
 pub(crate) fn dispatch_from_main() -> bool {
-    MAIN_DISPATCHES.load(Ordering::Relaxed) && RUNNING.load(Ordering::Relaxed) != 0
+    MAIN_DISPATCHES.load(Ordering::Relaxed) && in_constructors()
+}
+
+/// Whether the loader is running one of our `.init_array` entries now (inside
+/// [`in_init_array`]): the program's start-up, before `main` and before any thread of the
+/// program. Nothing else sets it ([`InitEntry`] is `unsafe` to call).
+pub(crate) fn in_constructors() -> bool {
+    RUNNING.load(Ordering::Relaxed) != 0
 }
 
 /// Runs `f` as the body of the `.init_array` entry stored at `slot`, called by the loader
@@ -126,9 +136,9 @@ pub(crate) fn finish_constructors() {
         // after it has run or will run elsewhere in this process.
         let raw = unsafe { std::ptr::read(next as *const usize) };
         if raw != 0 && raw != usize::MAX {
-            // SAFETY: as above: a constructor of this executable, not run yet.
-            let entry = unsafe { std::mem::transmute::<usize, InitEntry>(raw) };
-            entry(argc, argv.cast_const(), envp.cast_const());
+            // SAFETY: as above: a constructor of this executable, not run yet, called as the
+            // loader would call it, with the loader's arguments.
+            unsafe { std::mem::transmute::<usize, InitEntry>(raw)(argc, argv.cast_const(), envp.cast_const()) };
         }
         next += size;
     }

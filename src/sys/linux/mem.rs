@@ -44,7 +44,7 @@ impl SharedMapping {
         let path = posix_name(name);
         let fd = shm::open(
             path.as_str(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | no_follow(),
             Mode::from_raw_mode(0o600),
         )?;
         if let Err(e) = rustix::fs::ftruncate(&fd, len as u64).and_then(|()| reserve(&fd, len)) {
@@ -63,7 +63,7 @@ impl SharedMapping {
     /// Opens the existing named shared memory object `name` and maps all of it.
     pub(crate) fn open_named(name: &str) -> io::Result<Self> {
         let path = posix_name(name);
-        let fd = shm::open(path.as_str(), shm::OFlags::RDWR, Mode::empty())?;
+        let fd = shm::open(path.as_str(), shm::OFlags::RDWR | no_follow(), Mode::empty())?;
         let len = rustix::fs::fstat(&fd)?.st_size as usize;
         Self::map(fd, len)
     }
@@ -181,6 +181,13 @@ impl Drop for SharedMapping {
         // the memory borrow `self`, so none outlives this drop.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
+}
+
+/// `O_NOFOLLOW` for [`shm::open`], as glibc's `shm_open` adds it (rustix's own system
+/// call does not): `/dev/shm` is writable by every user, and a name there that is a
+/// symbolic link must not open, for writing, the file it points to.
+fn no_follow() -> shm::OFlags {
+    shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
 }
 
 /// Allocates the pages of the first `len` bytes of the memory file `fd` (a tmpfs file:

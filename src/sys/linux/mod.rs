@@ -18,7 +18,7 @@ pub(crate) use call::{
     unpack_and_run,
 };
 pub use early::{InitEntry, in_init_array, main_dispatches};
-pub(crate) use early::{dispatch_from_main, finish_constructors};
+pub(crate) use early::{dispatch_from_main, finish_constructors, in_constructors};
 pub(crate) use epoll::Poller;
 pub(crate) use futex::{FutexWait, FutexWaitv, futex_wait, futex_waitv, futex_wake};
 pub(crate) use mem::{SharedMapping, lasting_zeroed};
