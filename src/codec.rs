@@ -176,7 +176,9 @@ pub(crate) fn refuse_decoding_heap_full<E: serde::de::Error>(detail: impl fmt::D
 /// Reaches this thread's locals that have a destructor, done by `init()` before the fork
 /// server is forked: the first reach of each registers its destructor through libc and the
 /// loader (a lock, a lookup, an allocation), which every fork-server child would otherwise
-/// do for itself (see `panics::prepare_for_forks`).
+/// do for itself (see `panics::prepare_for_forks`), and every `Fork` child of the main
+/// thread in [`forget_parent_in_fork_child`], which reaches each of them (`OUTER_TAKES`
+/// left out of this list cost each such child 8 page faults: start44).
 pub(crate) fn prepare_for_forks() {
     DETAIL.with(|_| ());
     ENCODING.with(|_| ());
@@ -184,6 +186,7 @@ pub(crate) fn prepare_for_forks() {
     SCRATCH.with(|_| ());
     READ.with(|_| ());
     DECODED.with(|_| ());
+    OUTER_TAKES.with(|_| ());
     PLANS.with(|_| ());
 }
 
