@@ -37,7 +37,8 @@ pub(crate) const BOOT_ENV: &str = "MULTIPROC_BOOT";
 /// Everything a child needs to know.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Boot {
-    pub(crate) family: FamilyConfig,
+    /// The family's configuration, sent to a spawned child only (see [`family::adopt`]).
+    pub(crate) family: Option<FamilyConfig>,
     pub(crate) me: Me,
     pub(crate) parent: ParentInfo,
     pub(crate) call: Packed,
