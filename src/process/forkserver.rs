@@ -1609,10 +1609,26 @@ impl Server {
     /// would run the allocator's `free` and write pages of the heap, copies of the
     /// server's, for a process that usually exits soon).
     /// The descriptors are closed with the system call itself (`sys::close_in_fork_child`):
-    /// libc's `close` would fault in its page of code in every child.
+    /// libc's `close` would fault in its page of code in every child. Every field is named,
+    /// none dropped by a `..`: the spare listener was, with libc's `close` (start44).
     fn close_in_child(self) {
-        let Server { listener, mut requesters, mut kids, unsafe_to_fork, .. } = self;
+        let Server {
+            listener,
+            mut requesters,
+            mut kids,
+            spare,
+            mut copies,
+            unsafe_to_fork,
+            me: _,
+            main: _,
+            siblings: _,
+            token: _,
+            buf: _,
+            zygote: _,
+            served: _,
+        } = self;
         sys::close_in_fork_child(listener);
+        spare.into_iter().for_each(sys::close_in_fork_child);
         for requester in requesters.drain(..) {
             requester.sock.into_iter().chain(requester.pidfd).for_each(sys::close_in_fork_child);
         }
@@ -1620,7 +1636,8 @@ impl Server {
             sys::close_in_fork_child(kid.pidfd);
             sys::close_in_fork_child(kid.status);
         }
-        std::mem::forget((requesters, kids, unsafe_to_fork));
+        copies.drain(..).for_each(|(_, pidfd)| sys::close_in_fork_child(pidfd));
+        std::mem::forget((requesters, kids, copies, unsafe_to_fork));
     }
 
     /// Answers requester `i`; whether the answer went (if not, its connection is closed).
