@@ -48,7 +48,7 @@ use std::rc::Rc;
 
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 
 use crate::shm::ReceiptKey;
 
@@ -1943,13 +1943,24 @@ pub(crate) fn with_own_encoded<T: Serialize + ?Sized, R>(
 /// Decodes a message written by [`encode_own`] (plain postcard: the messages of the crate's
 /// own `Deserialize` impls keep their message through [`refuse_decoding`]).
 pub(crate) fn decode_own<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_own_seeded(bytes, std::marker::PhantomData::<T>)
+}
+
+/// [`decode_own`] through `seed`: a `Deserialize` that decodes into what it holds (a fork
+/// server's child decodes its boot message's strings into room its server made).
+pub(crate) fn decode_own_seeded<'de, S: DeserializeSeed<'de>>(
+    bytes: &'de [u8],
+    seed: S,
+) -> Result<S::Value, CodecError> {
     let _leave = LeaveDecoding::enter();
-    match bytes.split_first() {
-        Some((&POSTCARD, body)) => postcard::take_from_bytes(body).map(|(value, _)| value),
-        Some((tag, _)) => return Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
-        None => postcard::from_bytes(&[]),
-    }
-    .map_err(|e| CodecError::decode(e).of::<T>())
+    let body = match bytes.split_first() {
+        Some((&POSTCARD, body)) => body,
+        Some((tag, _)) => {
+            return Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<S::Value>());
+        }
+        None => &[],
+    };
+    seed.deserialize(&mut postcard::Deserializer::from_bytes(body)).map_err(|e| CodecError::decode(e).of::<S::Value>())
 }
 
 /// The exact encoded size of `value` (without touching handles' counts).
