@@ -485,7 +485,7 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared, yours: boo
 /// little-endian) and its boot message, in its copy of the server's memory (the server
 /// received both with the request); `blank` as for [`run_forked`]. It waits for the room's
 /// go word before it decodes the message.
-pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
+pub(crate) fn run_forked_with(boot: &[u8], parent: u32, mut blank: Prepared) -> ! {
     sys::unblock_interrupts();
     if !sys::die_with_parent(parent) {
         sys::exit_now(1);
@@ -508,7 +508,6 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
     if handles && !room.wait_for_go() {
         sys::exit_now(1);
     }
-    let mut blank = blank;
     let boot = match decode_boot(boot, blank.rooms.take()) {
         Ok(boot) => boot,
         Err(e) => {
@@ -555,7 +554,7 @@ pub(crate) fn run_in_fork(boot: Boot, channel: Channel, parent: u32, prepared: P
 
 /// `blank`: a fork-server child's [`Prepared::blank`]; a spawned child has none. `yours`: a
 /// fork-server child forked as its requester's own child.
-fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
+fn run(sock: OwnedFd, parent: u32, mut blank: Option<Prepared>, yours: bool) -> ! {
     let spawned = blank.is_none();
     if !sys::die_with_parent(parent) {
         // The parent is gone already: nobody would read what we produce.
@@ -625,7 +624,6 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
         sys::exit_now(1);
     }
     let sock = Channel::Socket(sock);
-    let mut blank = blank;
     let boot = match decode_boot(frame, blank.as_mut().and_then(|blank| blank.rooms.take())) {
         Ok(boot) => boot,
         Err(e) => {
