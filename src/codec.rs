@@ -198,6 +198,12 @@ pub(crate) fn prepare_for_forks() {
 /// already"; and the parent's kept handles would have been left out of the child's own
 /// counts, `kept_of`.) Forgotten, not dropped, as the rest of those frames: a settle or an
 /// undo is the parent's to run, and the handles they hold are the parent's copies.
+///
+/// Called only where the parent's thread was [`busy_here`] before the fork: otherwise the
+/// copy holds nothing to forget, and a child that looked would run this code and reach the
+/// thread-locals (2 page faults: start44).
+#[cold]
+#[inline(never)]
 pub(crate) fn forget_parent_in_fork_child() {
     STATE.with(|s| {
         s.scope.set(None);
@@ -215,6 +221,13 @@ pub(crate) fn forget_parent_in_fork_child() {
     std::mem::forget(READ.take());
     std::mem::forget(DECODED.replace(DecodedHandles::new()));
     std::mem::forget(OUTER_TAKES.take());
+}
+
+/// Whether this thread is inside an encoding, a decoding, a take or an undo (not
+/// [`State::idle`]): asked by a `Fork` start before it forks, whose child then forgets its
+/// copy of what they hold ([`forget_parent_in_fork_child`]).
+pub(crate) fn busy_here() -> bool {
+    !STATE.with(State::idle)
 }
 
 fn take_detail() -> Option<String> {
@@ -337,6 +350,23 @@ struct State {
 }
 
 impl State {
+    /// Whether this thread is inside no encoding, decoding, take or undo: every field but
+    /// the plans at its start value. The other thread-locals then hold nothing: `ENCODING`
+    /// holds `encoding_len` entries, `TAKEN` and `DECODED` something only under
+    /// `taken_any`, `OUTER_TAKES` only under a nested take (`taking`), and `READ` is set
+    /// only around a decoding (`noting_reads`).
+    fn idle(&self) -> bool {
+        self.scope.get().is_none()
+            && self.encoding_len.get() == 0
+            && self.decoding.get() == 0
+            && self.serial.get() == 0
+            && self.taking.get() == 0
+            && !self.taken_any.get()
+            && self.dead_receiver.get().is_none()
+            && self.undoing.get() == Undoing::Unsend
+            && self.receipts.get() == 0
+    }
+
     const fn new() -> Self {
         Self {
             scope: Cell::new(None),
