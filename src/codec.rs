@@ -48,7 +48,7 @@ use std::rc::Rc;
 
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 
 use crate::shm::ReceiptKey;
 
@@ -176,7 +176,9 @@ pub(crate) fn refuse_decoding_heap_full<E: serde::de::Error>(detail: impl fmt::D
 /// Reaches this thread's locals that have a destructor, done by `init()` before the fork
 /// server is forked: the first reach of each registers its destructor through libc and the
 /// loader (a lock, a lookup, an allocation), which every fork-server child would otherwise
-/// do for itself (see `panics::prepare_for_forks`).
+/// do for itself (see `panics::prepare_for_forks`), and every `Fork` child of the main
+/// thread in [`forget_parent_in_fork_child`], which reaches each of them (`OUTER_TAKES`
+/// left out of this list cost each such child 8 page faults: start44).
 pub(crate) fn prepare_for_forks() {
     DETAIL.with(|_| ());
     ENCODING.with(|_| ());
@@ -184,6 +186,7 @@ pub(crate) fn prepare_for_forks() {
     SCRATCH.with(|_| ());
     READ.with(|_| ());
     DECODED.with(|_| ());
+    OUTER_TAKES.with(|_| ());
     PLANS.with(|_| ());
 }
 
@@ -195,6 +198,12 @@ pub(crate) fn prepare_for_forks() {
 /// already"; and the parent's kept handles would have been left out of the child's own
 /// counts, `kept_of`.) Forgotten, not dropped, as the rest of those frames: a settle or an
 /// undo is the parent's to run, and the handles they hold are the parent's copies.
+///
+/// Called only where the parent's thread was [`busy_here`] before the fork: otherwise the
+/// copy holds nothing to forget, and a child that looked would run this code and reach the
+/// thread-locals (2 page faults: start44).
+#[cold]
+#[inline(never)]
 pub(crate) fn forget_parent_in_fork_child() {
     STATE.with(|s| {
         s.scope.set(None);
@@ -212,6 +221,13 @@ pub(crate) fn forget_parent_in_fork_child() {
     std::mem::forget(READ.take());
     std::mem::forget(DECODED.replace(DecodedHandles::new()));
     std::mem::forget(OUTER_TAKES.take());
+}
+
+/// Whether this thread is inside an encoding, a decoding, a take or an undo (not
+/// [`State::idle`]): asked by a `Fork` start before it forks, whose child then forgets its
+/// copy of what they hold ([`forget_parent_in_fork_child`]).
+pub(crate) fn busy_here() -> bool {
+    !STATE.with(State::idle)
 }
 
 fn take_detail() -> Option<String> {
@@ -334,6 +350,23 @@ struct State {
 }
 
 impl State {
+    /// Whether this thread is inside no encoding, decoding, take or undo: every field but
+    /// the plans at its start value. The other thread-locals then hold nothing: `ENCODING`
+    /// holds `encoding_len` entries, `TAKEN` and `DECODED` something only under
+    /// `taken_any`, `OUTER_TAKES` only under a nested take (`taking`), and `READ` is set
+    /// only around a decoding (`noting_reads`).
+    fn idle(&self) -> bool {
+        self.scope.get().is_none()
+            && self.encoding_len.get() == 0
+            && self.decoding.get() == 0
+            && self.serial.get() == 0
+            && self.taking.get() == 0
+            && !self.taken_any.get()
+            && self.dead_receiver.get().is_none()
+            && self.undoing.get() == Undoing::Unsend
+            && self.receipts.get() == 0
+    }
+
     const fn new() -> Self {
         Self {
             scope: Cell::new(None),
@@ -1940,13 +1973,24 @@ pub(crate) fn with_own_encoded<T: Serialize + ?Sized, R>(
 /// Decodes a message written by [`encode_own`] (plain postcard: the messages of the crate's
 /// own `Deserialize` impls keep their message through [`refuse_decoding`]).
 pub(crate) fn decode_own<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_own_seeded(bytes, std::marker::PhantomData::<T>)
+}
+
+/// [`decode_own`] through `seed`: a `Deserialize` that decodes into what it holds (a fork
+/// server's child decodes its boot message's strings into room its server made).
+pub(crate) fn decode_own_seeded<'de, S: DeserializeSeed<'de>>(
+    bytes: &'de [u8],
+    seed: S,
+) -> Result<S::Value, CodecError> {
     let _leave = LeaveDecoding::enter();
-    match bytes.split_first() {
-        Some((&POSTCARD, body)) => postcard::take_from_bytes(body).map(|(value, _)| value),
-        Some((tag, _)) => return Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<T>()),
-        None => postcard::from_bytes(&[]),
-    }
-    .map_err(|e| CodecError::decode(e).of::<T>())
+    let body = match bytes.split_first() {
+        Some((&POSTCARD, body)) => body,
+        Some((tag, _)) => {
+            return Err(CodecError::decode(format_args!("unknown message encoding {tag:#x}")).of::<S::Value>());
+        }
+        None => &[],
+    };
+    seed.deserialize(&mut postcard::Deserializer::from_bytes(body)).map_err(|e| CodecError::decode(e).of::<S::Value>())
 }
 
 /// The exact encoded size of `value` (without touching handles' counts).

@@ -13,12 +13,13 @@
 
 use std::any::Any;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::family::{self, FamilyConfig, Me, ParentInfo};
@@ -37,7 +38,8 @@ pub(crate) const BOOT_ENV: &str = "MULTIPROC_BOOT";
 /// Everything a child needs to know.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Boot {
-    pub(crate) family: FamilyConfig,
+    /// The family's configuration, sent to a spawned child only (see [`family::adopt`]).
+    pub(crate) family: Option<FamilyConfig>,
     pub(crate) me: Me,
     pub(crate) parent: ParentInfo,
     pub(crate) call: Packed,
@@ -480,7 +482,7 @@ pub(crate) fn run_forked(sock: OwnedFd, parent: u32, blank: Prepared, yours: boo
 /// little-endian) and its boot message, in its copy of the server's memory (the server
 /// received both with the request); `blank` as for [`run_forked`]. It waits for the room's
 /// go word before it decodes the message.
-pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
+pub(crate) fn run_forked_with(boot: &[u8], parent: u32, mut blank: Prepared) -> ! {
     sys::unblock_interrupts();
     if !sys::die_with_parent(parent) {
         sys::exit_now(1);
@@ -505,7 +507,7 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, blank: Prepared) -> ! {
     }
     // As a socket child's (`run`).
     crash_point!("process.boot.decoding");
-    let boot: Boot = match codec::decode_own(boot) {
+    let boot = match decode_boot(boot, blank.rooms.take()) {
         Ok(boot) => boot,
         Err(e) => {
             eprintln!("multiproc: child could not decode its boot message: {e}");
@@ -551,7 +553,7 @@ pub(crate) fn run_in_fork(boot: Boot, channel: Channel, parent: u32, prepared: P
 
 /// `blank`: a fork-server child's [`Prepared::blank`]; a spawned child has none. `yours`: a
 /// fork-server child forked as its requester's own child.
-fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
+fn run(sock: OwnedFd, parent: u32, mut blank: Option<Prepared>, yours: bool) -> ! {
     let spawned = blank.is_none();
     if !sys::die_with_parent(parent) {
         // The parent is gone already: nobody would read what we produce.
@@ -613,7 +615,7 @@ fn run(sock: OwnedFd, parent: u32, blank: Option<Prepared>, yours: bool) -> ! {
     // pending until then): a child killed before or in it leaves them to its parent, who
     // gives them back at its reap (`child::ChildState::try_reap`). A test kills it here.
     crash_point!("process.boot.decoding");
-    let boot: Boot = match codec::decode_own(frame) {
+    let boot = match decode_boot(frame, blank.as_mut().and_then(|blank| blank.rooms.take())) {
         Ok(boot) => boot,
         Err(e) => {
             report(&sock, &Outcome::Failed(format!("its boot message could not be decoded: {e}")));
@@ -641,10 +643,14 @@ pub(crate) struct Prepared {
     result: Vec<u8>,
     /// Room for the framed outcome.
     report: Vec<u8>,
+    /// A [`Prepared::blank`]'s room for its child's boot message, taken by the decoding.
+    rooms: Option<Rooms>,
 }
 
 /// Room for a name in a [`Prepared::blank`]: longer ones are allocated by the child.
 const NAME_ROOM: usize = 64;
+/// Room for a [`Me::identity`] in [`Rooms`]: a process this deep in the tree (or more).
+const IDENTITY_ROOM: usize = 8;
 
 impl Prepared {
     /// For the child named `name`, whose target the calling thread will run (or a copy of it).
@@ -654,6 +660,7 @@ impl Prepared {
             names: [name.to_owned(), name.to_owned(), name.to_owned()],
             result: Vec::with_capacity(REPORT_ROOM),
             report: Vec::with_capacity(REPORT_ROOM + 16),
+            rooms: None,
         }
     }
 
@@ -665,6 +672,12 @@ impl Prepared {
         for name in &mut blank.names {
             name.clear();
         }
+        blank.rooms = Some(Rooms {
+            me: String::with_capacity(NAME_ROOM),
+            identity: Vec::with_capacity(IDENTITY_ROOM),
+            parent: String::with_capacity(NAME_ROOM),
+            args: Vec::with_capacity(REPORT_ROOM),
+        });
         blank
     }
 
@@ -678,6 +691,257 @@ impl Prepared {
             overflow_message(&mut overflow.message, name);
         }
         self
+    }
+}
+
+/// Room for what a boot message holds on the heap: [`Boot::me`]'s name and identity,
+/// [`Boot::parent`]'s name and the argument's bytes ([`Payload::Inline`]), made by the fork
+/// server with its [`Prepared::blank`]. Its child decodes its boot message into its copy of
+/// them (this `DeserializeSeed`, [`decode_boot`]) instead of asking the allocator: the
+/// first `malloc` of a fork-server child ran the allocator's code and wrote its arena and
+/// pages of the heap, 8 page faults of every child (start44). What does not fit grows its
+/// room, as in any `String` or `Vec`. It reads the message as `Boot`'s derived
+/// `Deserialize` does, field by field (`tests::a_boot_message_decodes_alike_into_rooms`).
+struct Rooms {
+    me: String,
+    identity: Vec<u32>,
+    parent: String,
+    args: Vec<u8>,
+}
+
+/// Decodes a boot message, into `rooms` if there are (a fork-server child's).
+fn decode_boot(bytes: &[u8], rooms: Option<Rooms>) -> Result<Boot, codec::CodecError> {
+    match rooms {
+        Some(rooms) => codec::decode_own_seeded(bytes, rooms),
+        None => codec::decode_own(bytes),
+    }
+}
+
+/// The next field of a struct being decoded (`at`, counted from 0, of `what`), through `seed`.
+fn field<'de, A: SeqAccess<'de>, S: DeserializeSeed<'de>>(
+    seq: &mut A,
+    seed: S,
+    at: usize,
+    what: &'static str,
+) -> Result<S::Value, A::Error> {
+    seq.next_element_seed(seed)?.ok_or_else(|| de::Error::invalid_length(at, &what))
+}
+
+/// The next field of a struct being decoded, as its type decodes itself.
+fn plain_field<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+    seq: &mut A,
+    at: usize,
+    what: &'static str,
+) -> Result<T, A::Error> {
+    field(seq, PhantomData::<T>, at, what)
+}
+
+impl<'de> DeserializeSeed<'de> for Rooms {
+    type Value = Boot;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Boot, D::Error> {
+        const FIELDS: &[&str] = &[
+            "family",
+            "me",
+            "parent",
+            "call",
+            "args",
+            "result_plan",
+            "surroundings",
+            "child_init",
+            "log",
+            "receipts",
+            "token",
+        ];
+        deserializer.deserialize_struct("Boot", FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for Rooms {
+    type Value = Boot;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("struct Boot")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Boot, A::Error> {
+        const BOOT: &str = "struct Boot with 11 elements";
+        let Rooms { me, identity, parent, args } = self;
+        let s = &mut seq;
+        Ok(Boot {
+            family: plain_field(s, 0, BOOT)?,
+            me: field(s, MeInto { name: me, identity }, 1, BOOT)?,
+            parent: field(s, ParentInto(parent), 2, BOOT)?,
+            call: plain_field(s, 3, BOOT)?,
+            args: field(s, PayloadInto(args), 4, BOOT)?,
+            result_plan: plain_field(s, 5, BOOT)?,
+            surroundings: plain_field(s, 6, BOOT)?,
+            child_init: plain_field(s, 7, BOOT)?,
+            log: plain_field(s, 8, BOOT)?,
+            receipts: plain_field(s, 9, BOOT)?,
+            token: plain_field(s, 10, BOOT)?,
+        })
+    }
+}
+
+/// A [`Me`] decoded into room for its name and identity.
+struct MeInto {
+    name: String,
+    identity: Vec<u32>,
+}
+
+impl<'de> DeserializeSeed<'de> for MeInto {
+    type Value = Me;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Me, D::Error> {
+        deserializer.deserialize_struct("Me", &["name", "identity", "daemon", "may_have_children"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for MeInto {
+    type Value = Me;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("struct Me")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Me, A::Error> {
+        const ME: &str = "struct Me with 4 elements";
+        let s = &mut seq;
+        Ok(Me {
+            name: field(s, InRoom(self.name), 0, ME)?,
+            identity: field(s, InRoom(self.identity), 1, ME)?,
+            daemon: plain_field(s, 2, ME)?,
+            may_have_children: plain_field(s, 3, ME)?,
+        })
+    }
+}
+
+/// A [`ParentInfo`] decoded into room for its name.
+struct ParentInto(String);
+
+impl<'de> DeserializeSeed<'de> for ParentInto {
+    type Value = ParentInfo;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ParentInfo, D::Error> {
+        deserializer.deserialize_struct("ParentInfo", &["name", "pid", "start"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for ParentInto {
+    type Value = ParentInfo;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("struct ParentInfo")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ParentInfo, A::Error> {
+        const PARENT: &str = "struct ParentInfo with 3 elements";
+        let s = &mut seq;
+        Ok(ParentInfo {
+            name: field(s, InRoom(self.0), 0, PARENT)?,
+            pid: plain_field(s, 1, PARENT)?,
+            start: plain_field(s, 2, PARENT)?,
+        })
+    }
+}
+
+/// A [`Payload`] decoded with its inline bytes in room made for them.
+struct PayloadInto(Vec<u8>);
+
+impl<'de> DeserializeSeed<'de> for PayloadInto {
+    type Value = Payload;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Payload, D::Error> {
+        deserializer.deserialize_enum("Payload", &["Inline", "Heap"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for PayloadInto {
+    type Value = Payload;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("enum Payload")
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Payload, A::Error> {
+        use de::VariantAccess as _;
+        match data.variant::<u32>()? {
+            (0, inline) => inline.newtype_variant_seed(InRoom(self.0)).map(Payload::Inline),
+            (1, heap) => heap.newtype_variant().map(Payload::Heap),
+            (n, _) => Err(de::Error::invalid_value(de::Unexpected::Unsigned(n.into()), &"variant index 0 <= i < 2")),
+        }
+    }
+}
+
+/// A string, a list of numbers or bytes, decoded into the room this holds (emptied first).
+struct InRoom<T>(T);
+
+impl<'de> DeserializeSeed<'de> for InRoom<String> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InRoom<String> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<String, E> {
+        self.0.clear();
+        self.0.push_str(v);
+        Ok(self.0)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for InRoom<Vec<u32>> {
+    type Value = Vec<u32>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<u32>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InRoom<Vec<u32>> {
+    type Value = Vec<u32>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Vec<u32>, A::Error> {
+        self.0.clear();
+        while let Some(n) = seq.next_element()? {
+            self.0.push(n);
+        }
+        Ok(self.0)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for InRoom<Vec<u8>> {
+    type Value = Vec<u8>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_bytes(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InRoom<Vec<u8>> {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_bytes<E: de::Error>(mut self, v: &[u8]) -> Result<Vec<u8>, E> {
+        self.0.clear();
+        self.0.extend_from_slice(v);
+        Ok(self.0)
     }
 }
 
@@ -731,7 +995,7 @@ impl OverflowReport {
 /// Runs the target of `boot` and reports; `prepared` is what the parent made for it
 /// before a fork.
 fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
-    let Prepared { overflow, names: [name, process_name, log_name], result, report: room } =
+    let Prepared { overflow, names: [name, process_name, log_name], result, report: room, rooms: _ } =
         prepared.unwrap_or_else(|| Prepared::new(&boot.me.name));
     if let Some(surroundings) = &boot.surroundings
         && let Err(why) = take_surroundings(surroundings)
@@ -1049,5 +1313,50 @@ mod tests {
         check(i128::MIN);
         check(f64::MIN_POSITIVE);
         check(0u8);
+    }
+
+    /// Every field set, the strings and lists longer than their rooms or not: a fork-server
+    /// child's decoding into rooms reads what `Boot`'s derived `Deserialize` reads.
+    #[test]
+    fn a_boot_message_decodes_alike_into_rooms() {
+        fn runner(_: fn(), _: &mut dyn Any) {}
+        let call = sys::pack_runner(runner);
+        for (name, depth, args) in [("Process-2", 1, 0), ("P".repeat(NAME_ROOM + 1).as_str(), IDENTITY_ROOM + 1, 300)] {
+            let boot = Boot {
+                family: Some(FamilyConfig {
+                    forkserver: Some("multiproc-forkserver-1-0123".into()),
+                    token: [7; 16],
+                    authkey: [9; 32],
+                    default_method: super::super::StartMethod::ForkServer,
+                }),
+                me: Me {
+                    name: name.into(),
+                    identity: (1..=depth as u32).collect(),
+                    daemon: true,
+                    may_have_children: false,
+                },
+                parent: ParentInfo { name: format!("{name}'s parent"), pid: 4_000_000, start: u64::MAX },
+                call,
+                args: Payload::Inline((0..args).map(|i| i as u8).collect()),
+                result_plan: true,
+                surroundings: Some(Payload::Inline(vec![1, 2, 3])),
+                child_init: Some(call),
+                log: Some(4),
+                receipts: NOTE_ONLY,
+                token: Some([1, u64::MAX, 3]),
+            };
+            let message = codec::encode_own(&boot).unwrap();
+            let derived: Boot = codec::decode_own(&message.bytes).unwrap();
+            let mut blank = Prepared::blank();
+            // Rooms that held something: emptied first.
+            let mut rooms = blank.rooms.take().unwrap();
+            rooms.me.push_str("old");
+            rooms.identity.push(5);
+            rooms.args.push(6);
+            let in_rooms = decode_boot(&message.bytes, Some(rooms)).unwrap();
+            assert_eq!(format!("{in_rooms:?}"), format!("{derived:?}"));
+            assert_eq!(format!("{in_rooms:?}"), format!("{boot:?}"));
+            message.sent();
+        }
     }
 }

@@ -133,20 +133,19 @@ pub(crate) fn init() -> Result<(), InitError> {
     if let Err(e) = super::tracker::start() {
         eprintln!("multiproc: the resource tracker did not start ({e}); named shared memory cannot be tracked");
     }
-    let token = sys::random_bytes::<16>();
     // A fork-server child is sent its parent's environment only where it differs from these.
     super::boot::remember_server_surroundings();
-    let forkserver = forkserver::start(token).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
+    let config = FamilyConfig {
+        forkserver: None,
+        token: sys::random_bytes::<16>(),
+        authkey: sys::random_bytes::<32>(),
+        default_method: StartMethod::platform_default(),
+    };
+    let config = forkserver::start(config).map_err(|e| InitError::Setup(format!("fork server: {e}")))?;
     // Still single-threaded, so no fork is under way (one would run none of them), and
     // after the fork server's fork (it never makes an `Unforked`): a restart of the server
     // keeps its listener from every fork child.
     sys::Unforked::register_fork_handlers();
-    let config = FamilyConfig {
-        forkserver: Some(forkserver),
-        token,
-        authkey: sys::random_bytes::<32>(),
-        default_method: StartMethod::platform_default(),
-    };
     let _ = FAMILY.set(config);
     {
         let mut st = state();
@@ -168,13 +167,22 @@ extern "C" fn exit_hook() {
     let _ = std::panic::catch_unwind(finish_children);
 }
 
-/// A child takes its place in the family (called at boot).
-pub(crate) fn adopt(config: FamilyConfig, me: Me, parent: ParentInfo) {
-    // A spawned child learns the configuration here; a fork-server child may have been
-    // forked before its main process set it; a fork child has it already (the copy sent is
-    // forgotten, not freed: see below).
-    if let Err(copy) = FAMILY.set(config) {
-        std::mem::forget(copy);
+/// Gives the family's fork server (forked by `init()`, or spawned by a restart) the
+/// family's configuration, which every child it forks finds in its copy: a fork-server
+/// child's boot message carries none ([`adopt`]). A pool's zygote, a fork of a member, has
+/// it already. The server is not [`initialized`]: it starts nothing of its own.
+pub(crate) fn hand_down(config: FamilyConfig) {
+    // Unset in a new server: the main process sets its own once the server is forked.
+    let _ = FAMILY.set(config);
+}
+
+/// A child takes its place in the family (called at boot). `config` is sent to a spawned
+/// child only: a fork child has it already in its copy of its parent's memory, and a
+/// fork-server child in its copy of its server's ([`hand_down`]). Decoding it and setting
+/// it cost each fork-server child 3 page faults (start44).
+pub(crate) fn adopt(config: Option<FamilyConfig>, me: Me, parent: ParentInfo) {
+    if let Some(config) = config {
+        let _ = FAMILY.set(config);
     }
     let mut st = state();
     let before = std::mem::replace(

@@ -84,6 +84,9 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
             (Some(out), Some(err))
         };
         let mut state = family::state();
+        // Asked here, not in the child: a child of an idle thread reaches none of the
+        // codec's thread-locals.
+        let codec_busy = crate::codec::busy_here();
         let record = if alone { shm::before_fork_alone() } else { shm::before_fork() };
         let wait_for_record = !record.holds_nothing();
         let via = match room {
@@ -117,7 +120,9 @@ pub(crate) fn start(boot: Boot) -> io::Result<((u32, OwnedFd), Link, Kept)> {
                     }
                 };
                 family::forget_parent_state(&mut state);
-                crate::codec::forget_parent_in_fork_child();
+                if codec_busy {
+                    crate::codec::forget_parent_in_fork_child();
+                }
                 drop(state);
                 drop(err);
                 drop(out);

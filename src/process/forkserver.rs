@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LaunchError;
 use super::boot;
-use super::family;
+use super::family::{self, FamilyConfig};
 use super::spin::LoadSpin;
 use crate::codec;
 use crate::error::Error;
@@ -89,21 +89,28 @@ enum Reply {
     ForkFailed(i32),
 }
 
-/// Forks the server; returns its address. Call while single-threaded.
-pub(crate) fn start(token: [u8; 16]) -> io::Result<String> {
+/// Forks the server of the family `family` (whose `forkserver` is still `None`); returns
+/// that configuration with the server's address, which the server has too
+/// ([`family::hand_down`]). Call while single-threaded.
+pub(crate) fn start(mut family: FamilyConfig) -> io::Result<FamilyConfig> {
     let main = sys::my_pid();
     let suffix: String = sys::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
     let address = format!("multiproc-forkserver-{main}-{suffix}");
     let listener = sys::listen_abstract(&address, true)?;
+    family.forkserver = Some(address);
     flush_stdio();
     // Its children are copies of it: a handle it copied from this process would be theirs
     // too, and uncounted (a `Fork` start records its child; this fork does not need to).
     debug_assert!(crate::shm::holds_nothing(), "the fork server would copy handles of the main process");
     match sys::fork()? {
-        Forked::Child => serve(listener, token, main, false),
+        Forked::Child => {
+            let token = family.token;
+            family::hand_down(family);
+            serve(listener, token, main, false)
+        }
         Forked::Parent(pid) => {
             started_here(pid);
-            Ok(address)
+            Ok(family)
         }
     }
 }
@@ -146,7 +153,9 @@ fn started_here(pid: u32) {
 /// handle seals (the heap, the listener and the resource tracker's pipe come along).
 #[derive(Serialize, Deserialize)]
 struct ServerBoot {
-    token: [u8; 16],
+    /// The family's configuration, which its children find in their copy
+    /// ([`family::hand_down`]).
+    family: FamilyConfig,
     /// The environment and directory its children start with (`boot::server_surroundings`).
     surroundings: Vec<u8>,
 }
@@ -164,7 +173,7 @@ struct ServerBoot {
 ///
 /// Two processes that find the server dead at once: the one whose bind succeeds starts
 /// it, the other connects to it.
-fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
+fn restart(address: &str, family: &FamilyConfig) -> Result<(), Error> {
     let why = |e: &dyn std::fmt::Display| unavailable(super::StartMethod::ForkServer, format!("it died, and {e}"));
     let Some(dead) = fork_server_pid() else {
         // Only the process that started the dead server (the main process) starts it again:
@@ -193,7 +202,8 @@ fn restart(address: &str, token: [u8; 16]) -> Result<(), Error> {
     // for its answer: it must not wait holding a lock the spawn below takes.
     crash_point!("forkserver.restart.listening");
     let heap = crate::shm::Heap::get();
-    let message = codec::encode_own(&ServerBoot { token, surroundings: boot::server_surroundings()? })?;
+    let message =
+        codec::encode_own(&ServerBoot { family: family.clone(), surroundings: boot::server_surroundings()? })?;
     let framed = boot::frame(&[&heap.seal_key()[..], &message.bytes].concat());
     message.sent();
     let [ours, theirs] = sys::Unforked::made(|| sys::socketpair_stream().map(<[OwnedFd; 2]>::from))?;
@@ -281,9 +291,9 @@ impl Drop for UnderWay {
 
 /// The life of a fork server spawned by [`restart`] (`MULTIPROC_BOOT=forkserver:..`),
 /// from the `.init_array` entry: it reads its boot message on `sock`, takes the family's
-/// heap, its listener and the resource tracker's pipe, the surroundings of the family's
-/// first server, prepares what `init()` prepares before it forks the first server, and
-/// serves for `parent`, the process that spawned it.
+/// heap, its listener and the resource tracker's pipe, the family's configuration and the
+/// surroundings of its first server, prepares what `init()` prepares before it forks the
+/// first server, and serves for `parent`, the process that spawned it.
 pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
     sys::child_signal_dispositions();
     // Its children are copies of it: every constructor runs first (`sys::early`).
@@ -302,7 +312,9 @@ pub(crate) fn run_spawned(sock: OwnedFd, parent: u32) -> ! {
             super::tracker::adopt(tracker);
         }
         boot::take_surroundings_from(&boot.surroundings)?;
-        Ok((listener, boot.token))
+        let token = boot.family.token;
+        family::hand_down(boot.family);
+        Ok((listener, token))
     })();
     drop(sock);
     let (listener, token) = match booted {
@@ -582,7 +594,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                     restarted = true;
                     // Without the state's lock: a spawn from another thread than main's
                     // takes it (`family::on_lasting_thread`).
-                    restart(address, config.token).map_err(|e| (LaunchError::Failed(e), false))?;
+                    restart(address, config).map_err(|e| (LaunchError::Failed(e), false))?;
                 }
                 Err(Unasked::Stale(e) | Unasked::Gone(e)) => return Err((LaunchError::Failed(e), false)),
                 Err(Unasked::Failed(e, may_run)) => return Err((e, may_run)),
@@ -1597,10 +1609,26 @@ impl Server {
     /// would run the allocator's `free` and write pages of the heap, copies of the
     /// server's, for a process that usually exits soon).
     /// The descriptors are closed with the system call itself (`sys::close_in_fork_child`):
-    /// libc's `close` would fault in its page of code in every child.
+    /// libc's `close` would fault in its page of code in every child. Every field is named,
+    /// none dropped by a `..`: the spare listener was, with libc's `close` (start44).
     fn close_in_child(self) {
-        let Server { listener, mut requesters, mut kids, unsafe_to_fork, .. } = self;
+        let Server {
+            listener,
+            mut requesters,
+            mut kids,
+            spare,
+            mut copies,
+            unsafe_to_fork,
+            me: _,
+            main: _,
+            siblings: _,
+            token: _,
+            buf: _,
+            zygote: _,
+            served: _,
+        } = self;
         sys::close_in_fork_child(listener);
+        spare.into_iter().for_each(sys::close_in_fork_child);
         for requester in requesters.drain(..) {
             requester.sock.into_iter().chain(requester.pidfd).for_each(sys::close_in_fork_child);
         }
@@ -1608,7 +1636,8 @@ impl Server {
             sys::close_in_fork_child(kid.pidfd);
             sys::close_in_fork_child(kid.status);
         }
-        std::mem::forget((requesters, kids, unsafe_to_fork));
+        copies.drain(..).for_each(|(_, pidfd)| sys::close_in_fork_child(pidfd));
+        std::mem::forget((requesters, kids, copies, unsafe_to_fork));
     }
 
     /// Answers requester `i`; whether the answer went (if not, its connection is closed).

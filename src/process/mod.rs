@@ -742,7 +742,9 @@ fn launch(
     // outcome in a report room (a heap too full for one: the socket).
     let socketless = !handles;
     let boot = Boot {
-        family: config.clone(),
+        // A fork child has it in its copy of our memory, any other but a spawned one in its
+        // copy of its server's (the family's fork server, or a pool's zygote).
+        family: (method == StartMethod::Spawn).then(|| config.clone()),
         me,
         parent,
         call: packed,
