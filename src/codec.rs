@@ -392,10 +392,22 @@ impl State {
     }
 }
 
+/// What names a handle's object and kind: its object's offset, generation and seal, as
+/// written, its kind (a side's mark included) mixed in. Every copy of a handle has the
+/// same; a handle being dropped knows this much of itself (`Shared::read_mark`).
+pub(crate) type HandleMark = [u64; 3];
+
 /// A handle a decoding read from its message (whether it was then received or refused):
-/// its object's offset, generation and seal, as written, its kind mixed in (a handle's
-/// `Wire::read_mark`).
-pub(crate) type HandleRead = [u64; 3];
+/// its [`HandleMark`], and which of the message's handles it is (a handle's
+/// `Wire::read_mark`), so that two copies of one handle in one message are told apart,
+/// and a second read of the same bytes is known as such (see [`Decoded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HandleRead {
+    pub(crate) mark: HandleMark,
+    /// The handle's place among its message's handles: [`copy_in_message`] when it was
+    /// written.
+    pub(crate) copy: u64,
+}
 
 /// Notes that the decoding in progress read the handle `read` from its message (called by
 /// a handle's `Deserialize` once it has read its fields, before anything else).
@@ -408,7 +420,8 @@ pub(crate) fn handle_read(read: HandleRead) {
 }
 
 /// A handle an open decoding met ([`DECODED`]): what its wire notes when read
-/// (`Wire::read_mark`), the serial of that decoding, and what became of it there.
+/// (`Wire::read_mark`: its mark and its copy), the serial of that decoding, and what
+/// became of it there.
 ///
 /// serde's untagged enums (and any `Deserialize` that buffers and tries again) decode one
 /// copy of a handle once per attempt, on the same bytes. An attempt that receives the
@@ -425,14 +438,18 @@ pub(crate) fn handle_read(read: HandleRead) {
 /// message's all the same, and a later attempt at the same bytes is refused again without
 /// a receive ([`unrecorded_handle`], [`refused_for_full_heap`]).
 ///
-/// The price: copies are told apart by their marks only. A decoding that keeps (or
-/// discards, or is refused for a full heap) one copy of a handle and then reads another
-/// copy of it in the same message takes the first back (or voids its discard, or refuses
-/// the second without registering its take): the second copy's count stays in flight, a
-/// leak for the family's life, never a count taken twice. And a `Deserialize` that reads
-/// the same bytes twice while it holds the first read's handle, the second time as another
-/// handle type (two `flatten`ed maps), discards that read: an unreserved count of the
-/// object, another message's if one is in flight.
+/// Copies of one handle in one message are told apart by their place among its handles
+/// ([`HandleRead::copy`], written in each wire): a read of a copy the decoding met before
+/// is another attempt at it, and a read of another copy is a copy of its own, received,
+/// discarded or refused as any. (hand44: told apart by their marks only, a decoding that
+/// kept, discarded or was refused one copy and then read another took the first back,
+/// voided its discard, or refused the second without registering its take: the second
+/// copy's count stayed in flight for the family's life. And a `Deserialize` that read the
+/// same bytes twice while it held the first read's handle, the second time as another type
+/// (two `flatten`ed maps), discarded that read: a count no entry reserved, another
+/// message's if one was in flight.) A handle being dropped does not know its copy: it is
+/// kept as any copy of its mark the decoding holds, and an attempt at the bytes of a copy
+/// held still takes back a kept copy of the same mark: the handles are alike.
 ///
 /// Entries are keyed by their decoding's serial, not its depth, and an ended decoding's are
 /// taken out before any of its kept handles is let go of: a decoding sees only its own,
@@ -465,14 +482,11 @@ impl DecodedHandles {
         Self { met: Vec::new(), kept: 0, unrecorded: 0, discarded: 0 }
     }
 
-    /// The entry of the decoding `decoding` (the innermost open one) for the handle `read`
-    /// in a state `wanted` accepts.
-    fn find(&mut self, decoding: u64, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
-        self.met
-            .iter_mut()
-            .rev()
-            .take_while(|met| met.decoding == decoding)
-            .find(|met| met.read == read && wanted(&met.state))
+    /// Where the newest entry of the decoding `decoding` (the innermost open one) that
+    /// `wanted` accepts is in `met`.
+    fn find(&self, decoding: u64, wanted: impl Fn(&Decoded) -> bool) -> Option<usize> {
+        let mut mine = self.met.iter().enumerate().rev().take_while(|(_, met)| met.decoding == decoding);
+        mine.find(|(_, met)| wanted(met)).map(|(at, _)| at)
     }
 
     /// Takes out the entries of the decodings after `serial` (ended), counted out.
@@ -567,9 +581,9 @@ fn met_handle(read: HandleRead, state: Met) {
             d.unrecorded += 1;
         }
         if d.discarded != 0
-            && let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Discarded(_)))
+            && let Some(at) = d.find(decoding, |met| met.read == read && matches!(met.state, Met::Discarded(_)))
         {
-            if let Met::Discarded(voided) = std::mem::replace(&mut met.state, state) {
+            if let Met::Discarded(voided) = std::mem::replace(&mut d.met[at].state, state) {
                 voided.set(true);
             }
             d.discarded -= 1;
@@ -588,18 +602,21 @@ fn met_handle(read: HandleRead, state: Met) {
 pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
     STATE.with(|s| s.taken_any.get())
         && with_decoded(|d, decoding| {
-            d.unrecorded != 0 && d.find(decoding, read, |state| matches!(state, Met::Unrecorded)).is_some()
+            d.unrecorded != 0
+                && d.find(decoding, |met| met.read == read && matches!(met.state, Met::Unrecorded)).is_some()
         })
 }
 
-/// Whether the handle whose wire notes `read`, being dropped, was received by the
-/// decoding in progress and not dropped yet: then `kept` is held for that decoding
-/// instead (see [`Decoded`]), and the caller lets nothing go. Called by a handle's drop
-/// while [`settles_pending`].
-pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
+/// Whether a handle marked `mark`, being dropped, was received by the decoding in
+/// progress and not dropped yet (a copy of that mark held, whichever: see [`Decoded`]):
+/// then `kept` is held for that decoding instead, and the caller lets nothing go. Called by
+/// a handle's drop while [`settles_pending`].
+pub(crate) fn keep_dropped(mark: HandleMark, kept: Kept) -> bool {
     with_decoded(|d, decoding| {
-        let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Received)) else { return false };
-        met.state = Met::Kept(kept);
+        let Some(at) = d.find(decoding, |met| met.read.mark == mark && matches!(met.state, Met::Received)) else {
+            return false;
+        };
+        d.met[at].state = Met::Kept(kept);
         d.kept += 1;
         true
     })
@@ -613,7 +630,7 @@ pub(crate) fn held_in_decoding(off: u64, generation: u64) -> bool {
         d.borrow()
             .met
             .iter()
-            .any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received | Met::Kept(_)))
+            .any(|met| met.read.mark[..2] == [off, generation] && matches!(met.state, Met::Received | Met::Kept(_)))
     })
 }
 
@@ -631,41 +648,50 @@ pub(crate) fn kept_of(off: u64, generation: u64) -> u32 {
         if d.kept == 0 {
             return 0;
         }
-        let kept = d.met.iter().filter(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Kept(_)));
+        let kept =
+            d.met.iter().filter(|met| met.read.mark[..2] == [off, generation] && matches!(met.state, Met::Kept(_)));
         u32::try_from(kept.count()).expect("kept handles fewer than an entry's count")
     })
 }
 
-/// Whether the decoding in progress received the handle whose wire notes `read` and then
-/// dropped it ([`keep_dropped`]): it is taken back, and the caller's read of the same
-/// bytes holds it as it was, without a receive (the handle of the object at the wire's
-/// offset, of the wire's type, this process's).
+/// Whether the decoding in progress received the copy whose wire notes `read` and then
+/// dropped a handle of its mark ([`keep_dropped`]): that handle is taken back, and the
+/// caller's read of the same bytes holds it as it was, without a receive (the handle of
+/// the object at the wire's offset, of the wire's type, this process's). The copy's own,
+/// if it was the one kept; else another copy's of the same mark, the copy read held still
+/// (a drop does not know its copy, see [`Decoded`]). A copy not met yet takes nothing
+/// back: it has a count of its own.
 pub(crate) fn take_back(read: HandleRead) -> bool {
     STATE.with(|s| s.taken_any.get())
         && with_decoded(|d, decoding| {
             if d.kept == 0 {
                 return false;
             }
-            let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Kept(_))) else { return false };
+            let met = |met: &Decoded| met.read == read && matches!(met.state, Met::Received | Met::Kept(_));
+            let Some(at) = d.find(decoding, met) else { return false };
+            let kept = |met: &Decoded| met.read.mark == read.mark && matches!(met.state, Met::Kept(_));
+            let kept = if kept(&d.met[at]) { Some(at) } else { d.find(decoding, kept) };
+            let Some(at) = kept else { return false };
             // Forgotten, not let go of: held by the caller's handle now.
-            met.state = Met::Received;
+            d.met[at].state = Met::Received;
             d.kept -= 1;
             true
         })
 }
 
-/// Whether the decoding in progress, which read the handle whose wire notes `read` as
+/// Whether the decoding in progress, which read the copy whose wire notes `read` as
 /// another type, should discard its count once the message is taken: `None` when an
-/// earlier attempt of it at the same bytes left that count accounted for (received it and
-/// dropped it, kept: or discarded it), else the flag a later receive sets to void the
-/// discard (see [`Decoded`]). A handle received and still held is another copy: its read
-/// as another type discards. (review52 L1: any entry of the mark skipped the discard, and a
-/// second copy beside a received one, read as another type, left its count in flight for
-/// the family's life.)
+/// earlier read of the same copy left that count accounted for (received it, held or
+/// kept; discarded it; or was refused it for a full heap), else the flag a later receive of
+/// the copy sets to void the discard (see [`Decoded`]). Another copy of the same handle is
+/// no such read: its own count is discarded. (review52 L1: any entry of the mark skipped
+/// the discard, and a second copy beside a received one, read as another type, left its
+/// count in flight for the family's life. Its fix took a held copy for another one, and a
+/// second read of its bytes discarded another message's count: hand44.)
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
     STATE.with(|s| s.taken_any.set(true));
     with_decoded(|d, decoding| {
-        if d.find(decoding, read, |state| !matches!(state, Met::Received)).is_some() {
+        if d.find(decoding, |met| met.read == read).is_some() {
             return None;
         }
         let voided = Rc::new(Cell::new(false));
@@ -673,6 +699,15 @@ pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
         d.discarded += 1;
         Some(voided)
     })
+}
+
+/// Which of its message's handles the one being written is ([`HandleRead::copy`]): how
+/// many undo actions the innermost open encoding registered so far, the handle's own
+/// included (called after its [`on_abort`]). Counted from the message's own scope, so that
+/// a message measured ([`encoded_len`]) and then written, or written again
+/// self-described, is the same bytes.
+pub(crate) fn copy_in_message() -> u64 {
+    STATE.with(|s| (s.encoding_len.get() - s.scope.get().unwrap_or(0)) as u64)
 }
 
 /// Whether a message is being encoded on this thread (so handles may serialize).
@@ -1984,11 +2019,16 @@ mod tests {
         panic!("a let-go panicked");
     }
 
+    /// The read of the first copy of the handle marked `mark` in its message.
+    const fn first_copy(mark: HandleMark) -> HandleRead {
+        HandleRead { mark, copy: 1 }
+    }
+
     /// Receives the handle `read` in the decoding in progress and drops it there, kept
     /// with `let_go`.
     fn keep(read: HandleRead, let_go: fn(u64, usize)) {
         received_handle(read);
-        assert!(keep_dropped(read, Kept { off: read[0], side: 0, let_go }));
+        assert!(keep_dropped(read.mark, Kept { off: read.mark[0], side: 0, let_go }));
     }
 
     /// review52 L2 (a): a let-go that panicked left the rest of its decoding's entries;
@@ -1996,7 +2036,7 @@ mod tests {
     /// rest are let go of all the same now, and the panic goes on.
     #[test]
     fn a_decoding_never_takes_back_what_another_kept() {
-        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        let (first, second) = (first_copy([8, 1, 2]), first_copy([16, 1, 2]));
         let ended = std::panic::catch_unwind(|| {
             let _leave = LeaveDecoding::enter();
             keep(second, note_let_go);
@@ -2016,7 +2056,7 @@ mod tests {
     thread_local! {
         /// The handle [`decode_in_let_go`]'s nested decoding tries to take back, and
         /// whether it did.
-        static NESTED: Cell<(HandleRead, Option<bool>)> = const { Cell::new(([0; 3], None)) };
+        static NESTED: Cell<(HandleRead, Option<bool>)> = const { Cell::new((first_copy([0; 3]), None)) };
     }
 
     /// A let-go that decodes (a `destroy` that drains messages): it tries to take back the
@@ -2031,7 +2071,7 @@ mod tests {
     /// decoding's depth, and saw its entries not yet let go of as its own.
     #[test]
     fn a_decoding_in_a_let_go_sees_nothing_of_the_ended_one() {
-        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        let (first, second) = (first_copy([8, 1, 2]), first_copy([16, 1, 2]));
         NESTED.set((second, None));
         {
             let _leave = LeaveDecoding::enter();
@@ -2052,7 +2092,7 @@ mod tests {
         thread_local! {
             static SETTLED: Cell<bool> = const { Cell::new(false) };
         }
-        let read = [8, 1, 2];
+        let read = first_copy([8, 1, 2]);
         {
             let _outer = LeaveDecoding::enter();
             keep(read, note_let_go);
@@ -2098,7 +2138,7 @@ mod tests {
     fn a_let_go_that_panics_leaves_the_settles_to_run() {
         let ended = std::panic::catch_unwind(|| {
             let _leave = LeaveDecoding::enter();
-            keep([8, 1, 2], panic_in_let_go);
+            keep(first_copy([8, 1, 2]), panic_in_let_go);
             on_taken(|| SETTLED_AFTER_PANIC.set(true));
         });
         assert!(ended.is_err(), "the let-go's panic went on");
@@ -2117,7 +2157,7 @@ mod tests {
         }
         let ended = std::panic::catch_unwind(|| {
             let _leave = LeaveDecoding::enter();
-            keep([8, 1, 2], panic_in_let_go);
+            keep(first_copy([8, 1, 2]), panic_in_let_go);
             on_taken(|| SETTLED.set(true));
             panic!("a Deserialize panicked");
         });
@@ -2240,21 +2280,21 @@ mod tests {
     #[test]
     fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {
         let mut outer = Vec::new();
-        let mut inner = vec![[9, 9, 9]];
+        let mut inner = vec![first_copy([9, 9, 9])];
         noting_reads(&mut outer, || {
-            handle_read([1, 1, 1]);
-            noting_reads(&mut inner, || handle_read([2, 2, 2]));
-            handle_read([3, 3, 3]);
+            handle_read(first_copy([1, 1, 1]));
+            noting_reads(&mut inner, || handle_read(first_copy([2, 2, 2])));
+            handle_read(first_copy([3, 3, 3]));
         });
-        handle_read([4, 4, 4]);
-        assert_eq!(outer, [[1, 1, 1], [3, 3, 3]]);
-        assert_eq!(inner, [[9, 9, 9], [2, 2, 2]]);
+        handle_read(first_copy([4, 4, 4]));
+        assert_eq!(outer, [first_copy([1, 1, 1]), first_copy([3, 3, 3])]);
+        assert_eq!(inner, [first_copy([9, 9, 9]), first_copy([2, 2, 2])]);
         let panicked = std::panic::catch_unwind(|| {
             let mut read = Vec::new();
             noting_reads(&mut read, || panic!("a Deserialize panicked"));
         });
         assert!(panicked.is_err());
-        handle_read([5, 5, 5]);
+        handle_read(first_copy([5, 5, 5]));
         assert!(READ.with(|r| r.borrow().is_none()), "nothing notes after a panic");
     }
 

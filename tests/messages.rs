@@ -1125,7 +1125,8 @@ fn a_copy_received_after_another_copy_was_read_as_another_type_leaves_that_disca
     let leaks = common::leak_check(LIMIT);
     {
         let value = multiproc::RawValue::new(5u64).unwrap();
-        type Message = TwoCopies<multiproc::RawValue<u64>, Swallowed<multiproc::RawValue<u8>>, multiproc::RawValue<u64>>;
+        type Message =
+            TwoCopies<multiproc::RawValue<u64>, Swallowed<multiproc::RawValue<u8>>, multiproc::RawValue<u64>>;
         let carrier = Queue::<Message>::new().unwrap();
         carrier.put(TwoCopies::of(value.clone())).unwrap();
         let (first, second) = carrier.get().unwrap().read.expect("decoded");

@@ -510,9 +510,9 @@ impl<T: ShmObject> Shared<T> {
         }
     }
 
-    /// What a wire of this handle (of side `side`, if a side's) notes when read: its
-    /// `Wire::read_mark`.
-    fn read_mark(&self, side: Option<usize>) -> codec::HandleRead {
+    /// The mark of this handle's wires (of side `side`, if a side's): what every copy's
+    /// `Wire::read_mark` notes but its copy.
+    fn read_mark(&self, side: Option<usize>) -> codec::HandleMark {
         let (off, generation, seal) = self.identity();
         [off, generation, seal ^ u64::from(wire_kind::<T>(side))]
     }
@@ -550,6 +550,12 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
 /// [`discard_foreign`]) gives both back. (side37: a side was written as `(Wire, u8)`, and
 /// its side's count stayed in flight for ever then: the other end of a pipe never saw the
 /// end of its stream.)
+///
+/// `copy` is the handle's place among its message's handles (`codec::copy_in_message`),
+/// which tells two copies of one handle in one message apart (`codec::HandleRead`). Like
+/// a side's mark, it is not sealed: replayed bytes whose copy is edited are taken for
+/// another copy (their receive finds no count of its own) or for the same one (a count
+/// left in flight), never a count taken twice.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Wire {
     pub(super) family: u64,
@@ -558,6 +564,7 @@ pub(super) struct Wire {
     pub(super) generation: u64,
     fingerprint: u64,
     pub(super) seal: u64,
+    copy: u64,
 }
 
 /// Where a side's wire marks its side in `kind` (every [`kind`] is below `1 << 16`).
@@ -586,11 +593,12 @@ impl Wire {
 
     /// What a read of this wire notes (`codec::handle_read`), which the unread scan matches:
     /// its kind, a side's mark included, with its object's offset, generation and seal, so
-    /// that the two ends of one pipe are told apart. (review41 L4: both noted the same,
-    /// and the scan took the read for the first end it found: for a decoding that skipped
-    /// that end unread and read the other, the skipped end's side count stayed in flight.)
+    /// that the two ends of one pipe are told apart, and its copy, so that two copies of one
+    /// handle are. (review41 L4: both ends noted the same, and the scan took the read for
+    /// the first end it found: for a decoding that skipped that end unread and read the
+    /// other, the skipped end's side count stayed in flight.)
     pub(super) fn read_mark(&self) -> codec::HandleRead {
-        [self.offset, self.generation, self.seal ^ u64::from(self.kind)]
+        codec::HandleRead { mark: [self.offset, self.generation, self.seal ^ u64::from(self.kind)], copy: self.copy }
     }
 }
 
@@ -614,6 +622,7 @@ impl<T: ShmObject> Shared<T> {
             generation: header.generation.load(Ordering::Relaxed),
             fingerprint: fingerprint::<T>(),
             seal: header.seal.load(Ordering::Relaxed),
+            copy: codec::copy_in_message(),
         }
         .serialize(serializer)
     }
@@ -1197,7 +1206,7 @@ impl<T: Sided> Serialize for Side<T> {
 impl<'de, T: Sided> Deserialize<'de> for Side<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::read(deserializer)?;
-        let (off, side) = (wire.offset, wire.side());
+        let (off, side, read) = (wire.offset, wire.side(), wire.read_mark());
         let (shared, whole) = Shared::<T>::received(wire, T::SIDES, || {
             // The object's receive was refused for a full heap, the side's never tried: the
             // side's count stays in flight with the object's, taken with it once the message
@@ -1225,7 +1234,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
                 // The side's count stays in flight until the message is taken (see
                 // `Shared`'s).
                 Self::settle_on_take(shared.off, side, false);
-                codec::unrecorded_handle(shared.read_mark(Some(side)));
+                codec::unrecorded_handle(read);
             }
             return Err(match why {
                 Received::HeapFull { .. } => codec::refuse_decoding_heap_full(FULL_HEAP),
@@ -1237,7 +1246,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         if pending {
             Self::settle_on_take(shared.off, side, true);
         }
-        codec::received_handle(shared.read_mark(Some(side)));
+        codec::received_handle(read);
         Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side })
     }
 }
