@@ -463,6 +463,18 @@ struct Decoded {
     read: HandleRead,
     decoding: u64,
     state: Met,
+    /// Where the entry met before it of the same object is in `met`, if any (a chain
+    /// [`DecodedHandles::newest`] starts).
+    older: Option<usize>,
+}
+
+/// An object's offset and generation: what a chain of [`DecodedHandles`] gathers (every
+/// copy of its handles, and of its sides' handles).
+type Object = (u64, u64);
+
+/// The object of the handle marked `mark`.
+fn object_of(mark: &HandleMark) -> Object {
+    (mark[0], mark[1])
 }
 
 /// The handles the open decodings of a thread met ([`DECODED`]), in the order of their
@@ -470,8 +482,16 @@ struct Decoded {
 /// the inner ones ended and were taken out), with how many are kept, refused for a full
 /// heap and discarded: a receive looks for none of them when there is none, so that a
 /// message of many handles is not a search per handle.
+///
+/// The entries of one object are chained, newest first, from `newest`: a look for a
+/// handle follows its object's chain, not every entry of the decoding. (review52 L3: a
+/// scan of the decoding's entries per drop and per take-back cost an untagged enum whose
+/// first attempt received n handles and failed about n² compares.) FxHash: the keys come
+/// from messages, and colliding ones (forged bytes, the only way to choose them) cost
+/// what a scan did.
 struct DecodedHandles {
     met: Vec<Decoded>,
+    newest: rustc_hash::FxHashMap<Object, usize>,
     kept: usize,
     unrecorded: usize,
     discarded: usize,
@@ -479,21 +499,53 @@ struct DecodedHandles {
 
 impl DecodedHandles {
     const fn new() -> Self {
-        Self { met: Vec::new(), kept: 0, unrecorded: 0, discarded: 0 }
+        Self {
+            met: Vec::new(),
+            newest: std::collections::HashMap::with_hasher(rustc_hash::FxBuildHasher),
+            kept: 0,
+            unrecorded: 0,
+            discarded: 0,
+        }
     }
 
-    /// Where the newest entry of the decoding `decoding` (the innermost open one) that
-    /// `wanted` accepts is in `met`.
-    fn find(&self, decoding: u64, wanted: impl Fn(&Decoded) -> bool) -> Option<usize> {
-        let mut mine = self.met.iter().enumerate().rev().take_while(|(_, met)| met.decoding == decoding);
-        mine.find(|(_, met)| wanted(met)).map(|(at, _)| at)
+    /// Notes that the decoding `decoding` met the handle `read`, with what became of it.
+    fn push(&mut self, read: HandleRead, decoding: u64, state: Met) {
+        let older = self.newest.insert(object_of(&read.mark), self.met.len());
+        self.met.push(Decoded { read, decoding, state, older });
     }
 
-    /// Takes out the entries of the decodings after `serial` (ended), counted out.
+    /// The entries of `object` in the open decodings, newest first, with where each is in
+    /// `met`.
+    fn of(&self, object: Object) -> impl Iterator<Item = (usize, &Decoded)> {
+        let mut at = self.newest.get(&object).copied();
+        std::iter::from_fn(move || {
+            let here = at?;
+            let met = &self.met[here];
+            at = met.older;
+            Some((here, met))
+        })
+    }
+
+    /// Where the newest entry of the decoding `decoding` (the innermost open one) of the
+    /// handle marked `mark` that `wanted` accepts is in `met`.
+    fn find(&self, decoding: u64, mark: &HandleMark, wanted: impl Fn(&Decoded) -> bool) -> Option<usize> {
+        // Past an entry of another decoding, the object's entries are all outer ones'.
+        let mut mine = self.of(object_of(mark)).take_while(|(_, met)| met.decoding == decoding);
+        mine.find(|(_, met)| met.read.mark == *mark && wanted(met)).map(|(at, _)| at)
+    }
+
+    /// Takes out the entries of the decodings after `serial` (ended), counted out and
+    /// unchained.
     fn take_after(&mut self, serial: u64) -> Vec<Decoded> {
         let ended = self.met.iter().rposition(|met| met.decoding <= serial).map_or(0, |last| last + 1);
         let ended = self.met.split_off(ended);
-        for met in &ended {
+        // Newest first: each is its object's newest entry when its turn comes.
+        for met in ended.iter().rev() {
+            let object = object_of(&met.read.mark);
+            match met.older {
+                Some(older) => self.newest.insert(object, older),
+                None => self.newest.remove(&object),
+            };
             match met.state {
                 Met::Kept(_) => self.kept -= 1,
                 Met::Unrecorded => self.unrecorded -= 1,
@@ -581,14 +633,15 @@ fn met_handle(read: HandleRead, state: Met) {
             d.unrecorded += 1;
         }
         if d.discarded != 0
-            && let Some(at) = d.find(decoding, |met| met.read == read && matches!(met.state, Met::Discarded(_)))
+            && let Some(at) =
+                d.find(decoding, &read.mark, |met| met.read == read && matches!(met.state, Met::Discarded(_)))
         {
             if let Met::Discarded(voided) = std::mem::replace(&mut d.met[at].state, state) {
                 voided.set(true);
             }
             d.discarded -= 1;
         } else {
-            d.met.push(Decoded { read, decoding, state });
+            d.push(read, decoding, state);
         }
     });
 }
@@ -603,7 +656,8 @@ pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
     STATE.with(|s| s.taken_any.get())
         && with_decoded(|d, decoding| {
             d.unrecorded != 0
-                && d.find(decoding, |met| met.read == read && matches!(met.state, Met::Unrecorded)).is_some()
+                && d.find(decoding, &read.mark, |met| met.read == read && matches!(met.state, Met::Unrecorded))
+                    .is_some()
         })
 }
 
@@ -613,9 +667,7 @@ pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
 /// a handle's drop while [`settles_pending`].
 pub(crate) fn keep_dropped(mark: HandleMark, kept: Kept) -> bool {
     with_decoded(|d, decoding| {
-        let Some(at) = d.find(decoding, |met| met.read.mark == mark && matches!(met.state, Met::Received)) else {
-            return false;
-        };
+        let Some(at) = d.find(decoding, &mark, |met| matches!(met.state, Met::Received)) else { return false };
         d.met[at].state = Met::Kept(kept);
         d.kept += 1;
         true
@@ -626,12 +678,7 @@ pub(crate) fn keep_dropped(mark: HandleMark, kept: Kept) -> bool {
 /// `generation`), an object's own or a side's, and holds it still or keeps it dropped for
 /// a later attempt, which may take it back (see [`Decoded`]).
 pub(crate) fn held_in_decoding(off: u64, generation: u64) -> bool {
-    DECODED.with(|d| {
-        d.borrow()
-            .met
-            .iter()
-            .any(|met| met.read.mark[..2] == [off, generation] && matches!(met.state, Met::Received | Met::Kept(_)))
-    })
+    DECODED.with(|d| d.borrow().of((off, generation)).any(|(_, met)| matches!(met.state, Met::Received | Met::Kept(_))))
 }
 
 /// How many handles of the object at `off` (of `generation`), an object's own or a
@@ -648,8 +695,7 @@ pub(crate) fn kept_of(off: u64, generation: u64) -> u32 {
         if d.kept == 0 {
             return 0;
         }
-        let kept =
-            d.met.iter().filter(|met| met.read.mark[..2] == [off, generation] && matches!(met.state, Met::Kept(_)));
+        let kept = d.of((off, generation)).filter(|(_, met)| matches!(met.state, Met::Kept(_)));
         u32::try_from(kept.count()).expect("kept handles fewer than an entry's count")
     })
 }
@@ -668,9 +714,9 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
                 return false;
             }
             let met = |met: &Decoded| met.read == read && matches!(met.state, Met::Received | Met::Kept(_));
-            let Some(at) = d.find(decoding, met) else { return false };
-            let kept = |met: &Decoded| met.read.mark == read.mark && matches!(met.state, Met::Kept(_));
-            let kept = if kept(&d.met[at]) { Some(at) } else { d.find(decoding, kept) };
+            let Some(at) = d.find(decoding, &read.mark, met) else { return false };
+            let kept = |met: &Decoded| matches!(met.state, Met::Kept(_));
+            let kept = if kept(&d.met[at]) { Some(at) } else { d.find(decoding, &read.mark, kept) };
             let Some(at) = kept else { return false };
             // Forgotten, not let go of: held by the caller's handle now.
             d.met[at].state = Met::Received;
@@ -691,11 +737,11 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
     STATE.with(|s| s.taken_any.set(true));
     with_decoded(|d, decoding| {
-        if d.find(decoding, |met| met.read == read).is_some() {
+        if d.find(decoding, &read.mark, |met| met.read == read).is_some() {
             return None;
         }
         let voided = Rc::new(Cell::new(false));
-        d.met.push(Decoded { read, decoding, state: Met::Discarded(voided.clone()) });
+        d.push(read, decoding, Met::Discarded(voided.clone()));
         d.discarded += 1;
         Some(voided)
     })
@@ -2031,6 +2077,86 @@ mod tests {
         assert!(keep_dropped(read.mark, Kept { off: read.mark[0], side: 0, let_go }));
     }
 
+    /// Whether no decoding of this thread has an entry left, nor a chain.
+    fn nothing_decoded() -> bool {
+        DECODED.with(|d| {
+            let d = d.borrow();
+            d.met.is_empty() && d.newest.is_empty()
+        })
+    }
+
+    /// The handles [`note_let_go`] let go of so far, taken out.
+    fn let_go() -> Vec<u64> {
+        LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    }
+
+    /// hand44: copies of one handle in one message are told apart by their copy, and a
+    /// read of a copy met before is another attempt at it. Told apart by their mark only,
+    /// the second copy took the first one's kept handle back, voided its discard, and was
+    /// taken for a discard already made; and a held copy's bytes read again as another type
+    /// were taken for another copy and discarded.
+    #[test]
+    fn copies_of_a_handle_are_told_apart_and_a_copy_read_again_is_another_attempt() {
+        let mark = [8, 1, 2];
+        let copy = |copy| HandleRead { mark, copy };
+        {
+            let _leave = LeaveDecoding::enter();
+            keep(copy(1), note_let_go);
+            assert!(!take_back(copy(2)), "another copy took the kept one back");
+            received_handle(copy(2));
+            assert!(take_back(copy(1)), "an attempt at the kept copy's bytes");
+            // A drop knows no copy: the newest held one is kept (the second), and an attempt
+            // at the first copy's bytes, held, takes it back: the handles are alike.
+            assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }));
+            assert!(take_back(copy(1)), "an attempt at a held copy's bytes, another copy kept");
+            assert!(!take_back(copy(1)), "nothing kept is left");
+            assert!(discarding(copy(1)).is_none(), "a held copy's bytes read again as another type");
+            let third = discarding(copy(3)).expect("another copy read as another type is discarded");
+            assert!(discarding(copy(3)).is_none(), "a copy discarded twice");
+            let fourth = discarding(copy(4)).expect("another copy read as another type is discarded");
+            received_handle(copy(3));
+            assert!(third.get() && !fourth.get(), "a receive voids its own copy's discard only");
+            unrecorded_handle(copy(5));
+            assert!(refused_for_full_heap(copy(5)) && !refused_for_full_heap(copy(6)));
+        }
+        assert!(let_go().is_empty(), "a handle taken back was let go of");
+        assert!(nothing_decoded() && !settles_pending());
+    }
+
+    /// review52 L3: the entries of a decoding are found through their object's chain, a
+    /// nested decoding's entries of the same object unchained at its end. Many copies of a
+    /// few objects, each received, then dropped, then each taken back by its next attempt;
+    /// a decoding nested in it that keeps a handle of one of them sees none of the outer's.
+    #[test]
+    fn an_objects_entries_are_chained_across_copies_and_decodings() {
+        let read = |i: u64| HandleRead { mark: [64 * (1 + i % 7), 1, 2], copy: i };
+        let n = 1000;
+        {
+            let _leave = LeaveDecoding::enter();
+            for i in 0..n {
+                received_handle(read(i));
+            }
+            for i in 0..n {
+                let mark = read(i).mark;
+                assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }), "copy {i}");
+            }
+            {
+                let _nested = LeaveDecoding::enter();
+                assert!(!take_back(read(0)), "a nested decoding took the outer's kept handle back");
+                keep(HandleRead { mark: read(0).mark, copy: 1 }, note_let_go);
+                assert_eq!(kept_of(64, 1), 1 + n.div_ceil(7) as u32, "the outer's and the nested one's");
+            }
+            assert_eq!(let_go(), [64], "the nested decoding's kept handle, at its end");
+            for i in 0..n {
+                assert!(take_back(read(i)), "copy {i} not taken back");
+            }
+            assert!(!take_back(read(n)), "a copy never met");
+            assert!((0..7).all(|i| kept_of(64 * (1 + i), 1) == 0 && held_in_decoding(64 * (1 + i), 1)));
+        }
+        assert!(let_go().is_empty(), "a handle taken back was let go of");
+        assert!(nothing_decoded() && !settles_pending());
+    }
+
     /// review52 L2 (a): a let-go that panicked left the rest of its decoding's entries;
     /// the next decoding at the same depth (another message) took one back as its own. The
     /// rest are let go of all the same now, and the panic goes on.
@@ -2050,7 +2176,7 @@ mod tests {
             assert!(!take_back(second), "another decoding's kept handle taken back");
         }
         assert!(LET_GO.with(|l| l.borrow().is_empty()), "let go of twice");
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+        assert!(nothing_decoded());
     }
 
     thread_local! {
@@ -2080,7 +2206,7 @@ mod tests {
         }
         assert_eq!(NESTED.get().1, Some(false), "the nested decoding took back the ended one's handle");
         assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16]);
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+        assert!(nothing_decoded());
     }
 
     /// review55 L1: a decoding nested in `probe_plan` (which hides the depth: a probed
@@ -2106,7 +2232,7 @@ mod tests {
         }
         assert!(SETTLED.get(), "the outer decoding's settles ran at its end");
         assert!(LET_GO.with(|l| l.borrow().is_empty()), "a handle taken back was let go of");
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()) && !settles_pending());
+        assert!(nothing_decoded() && !settles_pending());
     }
 
     /// review58 L1: `receipts` told the argument's own decoding by the depth, which the
@@ -2144,7 +2270,7 @@ mod tests {
         assert!(ended.is_err(), "the let-go's panic went on");
         assert!(SETTLED_AFTER_PANIC.get(), "the settles did not run");
         assert!(!settles_pending());
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+        assert!(nothing_decoded());
     }
 
     /// review55 L2 (b): a decoding ended by a panic (a `Deserialize`'s) whose let-go
