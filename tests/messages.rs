@@ -1196,3 +1196,77 @@ fn the_same_copy_read_again_as_another_type_takes_no_other_messages_count() {
     }
     leaks.assert_no_leak();
 }
+
+/// A map of handles read twice by its decoding, by two `flatten`ed maps of the same type:
+/// the one copy of each read again as the same type, its first read's handle held.
+#[derive(Deserialize)]
+struct ReadTwiceAlike<H> {
+    #[serde(flatten)]
+    first: BTreeMap<String, H>,
+    #[serde(flatten)]
+    again: BTreeMap<String, H>,
+}
+
+impl<H: Serialize> ReadTwiceAlike<H> {
+    fn of(handle: H) -> Self {
+        ReadTwiceAlike { first: BTreeMap::from([("h".to_string(), handle)]), again: BTreeMap::new() }
+    }
+}
+
+impl<H: Serialize> Serialize for ReadTwiceAlike<H> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.first.serialize(serializer)
+    }
+}
+
+/// A copy's bytes read again as the same type while the first read's handle is held: the
+/// second read is another handle of it, as a clone, and takes no count of the message (the
+/// first read took the copy's). It received again: a count no entry reserved, another
+/// message's, whose reader then failed "the handle was received already".
+#[test]
+fn the_same_copy_read_again_alike_takes_no_other_messages_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let carrier = Queue::<ReadTwiceAlike<multiproc::RawValue<u64>>>::new().unwrap();
+        let plain = Queue::<multiproc::RawValue<u64>>::new().unwrap();
+        carrier.put(ReadTwiceAlike::of(value.clone())).unwrap();
+        plain.put(value.clone()).unwrap();
+        let got = carrier.get().unwrap();
+        assert_eq!((got.first["h"].get(), got.again["h"].get()), (5, 5));
+        match plain.get() {
+            Ok(got) => assert_eq!(got.get(), 5),
+            Err(e) => panic!("the other message's handle: {e}"),
+        }
+    }
+    leaks.assert_no_leak();
+}
+
+/// The same for a pipe's end, whose side is joined with its object: both handles send to
+/// the other end, another message naming the end is whole, and once every handle of the
+/// end is dropped the other end sees its stream end.
+#[test]
+fn the_same_end_read_again_alike_takes_no_other_messages_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::<u32>::new().unwrap();
+        let carrier = Queue::<ReadTwiceAlike<Connection<u32>>>::new().unwrap();
+        let plain = Queue::<Connection<u32>>::new().unwrap();
+        carrier.put(ReadTwiceAlike::of(a.clone())).unwrap();
+        plain.put(a).unwrap();
+        let got = carrier.get().unwrap();
+        got.first["h"].send(1).unwrap();
+        got.again["h"].send(2).unwrap();
+        assert_eq!((b.recv().unwrap(), b.recv().unwrap()), (1, 2));
+        let other = match plain.get() {
+            Ok(other) => other,
+            Err(e) => panic!("the other message's end: {e}"),
+        };
+        drop(got);
+        other.send(3).unwrap();
+        assert_eq!(b.recv().unwrap(), 3);
+        drop(other);
+        assert!(b.recv().is_err(), "the end's handles are all dropped");
+    }
+    leaks.assert_no_leak();
+}
