@@ -725,6 +725,19 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
         })
 }
 
+/// Whether the decoding in progress received the copy whose wire notes `read` and holds
+/// its handle still, nothing of its mark kept ([`take_back`] is asked first): the caller's
+/// read of the same bytes makes another handle of it, as a clone does, taking no count,
+/// and notes it received. (hand44: it received again, a count no entry reserved, another
+/// message's if one was in flight, whose reader then failed "received already": two
+/// `flatten`ed maps of one handle type each read every entry.)
+pub(crate) fn held_again(read: HandleRead) -> bool {
+    STATE.with(|s| s.taken_any.get())
+        && with_decoded(|d, decoding| {
+            d.find(decoding, &read.mark, |met| met.read == read && matches!(met.state, Met::Received)).is_some()
+        })
+}
+
 /// Whether the decoding in progress, which read the copy whose wire notes `read` as
 /// another type, should discard its count once the message is taken: `None` when an
 /// earlier read of the same copy left that count accounted for (received it, held or
@@ -2110,6 +2123,7 @@ mod tests {
             assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }));
             assert!(take_back(copy(1)), "an attempt at a held copy's bytes, another copy kept");
             assert!(!take_back(copy(1)), "nothing kept is left");
+            assert!(held_again(copy(1)) && !held_again(copy(9)), "a held copy's bytes read again alike");
             assert!(discarding(copy(1)).is_none(), "a held copy's bytes read again as another type");
             let third = discarding(copy(3)).expect("another copy read as another type is discarded");
             assert!(discarding(copy(3)).is_none(), "a copy discarded twice");

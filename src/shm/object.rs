@@ -633,16 +633,14 @@ impl<T: ShmObject> Shared<T> {
     /// other way round, is discarded ([`discard_foreign`]). `left_in_flight` runs when a
     /// pending receive is refused for a full heap, once the count's take at the message's
     /// take is registered: a side's decoding registers its side's there (run before it).
-    /// With the handle, whether it was taken back whole: received by an earlier attempt of
-    /// the same decoding at the same bytes and dropped there (`codec::take_back`), a
-    /// side's count with it; a side's decoding receives nothing more then. A wire an
-    /// earlier attempt of the same decoding refused for a full heap (its own receive, or
-    /// its side's) is refused again, receiving nothing (`codec::refused_for_full_heap`).
+    /// With the handle, how it was got ([`Got`]). A wire an earlier attempt of the same
+    /// decoding refused for a full heap (its own receive, or its side's) is refused again,
+    /// receiving nothing (`codec::refused_for_full_heap`).
     fn received<E: serde::de::Error>(
         wire: Wire,
         sides: usize,
         left_in_flight: impl FnOnce(),
-    ) -> Result<(Self, bool), E> {
+    ) -> Result<(Self, Got), E> {
         let heap = Heap::try_get()
             .ok_or_else(|| codec::refuse_decoding::<E>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
@@ -691,7 +689,16 @@ impl<T: ShmObject> Shared<T> {
             // Of this type (checked above: the kept handle's mark, seal included, is the
             // wire's, and the seal binds the type's fingerprint), held by this process since
             // its receive.
-            return Ok((Self::kept_at(wire.offset), true));
+            return Ok((Self::kept_at(wire.offset), Got::TakenBack));
+        }
+        if codec::held_again(read) {
+            // Of this type (as above), held by this process: another handle of it, as a
+            // clone makes, noted as the copy's for a later drop or attempt.
+            let again = Self::clone(&std::mem::ManuallyDrop::new(Self::kept_at(wire.offset)));
+            if sides == 0 {
+                codec::received_handle(read);
+            }
+            return Ok((again, Got::Again));
         }
         if codec::refused_for_full_heap(read) {
             // An earlier attempt's refusal registered the take of its count (and of a
@@ -735,8 +742,22 @@ impl<T: ShmObject> Shared<T> {
             // A side's decoding notes its handle once its side is received too.
             codec::received_handle(read);
         }
-        Ok((handle, false))
+        Ok((handle, Got::Received))
     }
+}
+
+/// How [`Shared::received`] got its handle, which a [`Side`]'s decoding goes on from.
+enum Got {
+    /// Its count taken from the message: a side's decoding receives its side's next.
+    Received,
+    /// Taken back whole, side and object: received by an earlier attempt of the same
+    /// decoding at the same copy and dropped there (`codec::take_back`). A side's decoding
+    /// receives nothing more.
+    TakenBack,
+    /// Made of the handle an earlier read of the same copy got, held still
+    /// (`codec::held_again`), as a clone: no count taken. A side's decoding joins its side,
+    /// as a clone does.
+    Again,
 }
 
 impl<T: ShmObject> Serialize for Shared<T> {
@@ -1207,7 +1228,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::read(deserializer)?;
         let (off, side, read) = (wire.offset, wire.side(), wire.read_mark());
-        let (shared, whole) = Shared::<T>::received(wire, T::SIDES, || {
+        let (shared, got) = Shared::<T>::received(wire, T::SIDES, || {
             // The object's receive was refused for a full heap, the side's never tried: the
             // side's count stays in flight with the object's, taken with it once the message
             // is. (review41 M2: the wire noted read, the unread scan skipped it, and the
@@ -1217,8 +1238,14 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             }
         })?;
         let side = side.expect("`received` takes only a side's wire for a side");
-        if whole {
-            return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side });
+        match got {
+            Got::Received => {}
+            Got::TakenBack => return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side }),
+            Got::Again => {
+                shared.side_holders(side).join(Heap::get(), Self::let_go(&shared, side));
+                codec::received_handle(read);
+                return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side });
+            }
         }
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
