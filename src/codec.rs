@@ -466,6 +466,9 @@ struct Decoded {
     /// Where the entry met before it of the same object is in `met`, if any (a chain
     /// [`DecodedHandles::newest`] starts).
     older: Option<usize>,
+    /// The highest copy its decoding met up to it, its own included: a read of a higher
+    /// copy is the first of it there ([`DecodedHandles::find_copy`]).
+    copies: u64,
 }
 
 /// An object's offset and generation: what a chain of [`DecodedHandles`] gathers (every
@@ -511,7 +514,11 @@ impl DecodedHandles {
     /// Notes that the decoding `decoding` met the handle `read`, with what became of it.
     fn push(&mut self, read: HandleRead, decoding: u64, state: Met) {
         let older = self.newest.insert(object_of(&read.mark), self.met.len());
-        self.met.push(Decoded { read, decoding, state, older });
+        let copies = match self.met.last() {
+            Some(last) if last.decoding == decoding => last.copies.max(read.copy),
+            _ => read.copy,
+        };
+        self.met.push(Decoded { read, decoding, state, older, copies });
     }
 
     /// The entries of `object` in the open decodings, newest first, with where each is in
@@ -532,6 +539,18 @@ impl DecodedHandles {
         // Past an entry of another decoding, the object's entries are all outer ones'.
         let mut mine = self.of(object_of(mark)).take_while(|(_, met)| met.decoding == decoding);
         mine.find(|(_, met)| met.read.mark == *mark && wanted(met)).map(|(at, _)| at)
+    }
+
+    /// [`Self::find`] of the copy `read` itself. A copy higher than every one the decoding
+    /// met is not looked for: a decoding's first reads go up the message (copies are
+    /// numbered as written), so that a receive's look costs nothing until it reads again.
+    fn find_copy(&self, decoding: u64, read: &HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<usize> {
+        // The decoding's newest entry, if any, is the last: an inner one's are taken out.
+        let met_before = self.met.last().is_some_and(|last| last.decoding == decoding && last.copies >= read.copy);
+        if !met_before {
+            return None;
+        }
+        self.find(decoding, &read.mark, |met| met.read == *read && wanted(&met.state))
     }
 
     /// Takes out the entries of the decodings after `serial` (ended), counted out and
@@ -633,8 +652,7 @@ fn met_handle(read: HandleRead, state: Met) {
             d.unrecorded += 1;
         }
         if d.discarded != 0
-            && let Some(at) =
-                d.find(decoding, &read.mark, |met| met.read == read && matches!(met.state, Met::Discarded(_)))
+            && let Some(at) = d.find_copy(decoding, &read, |state| matches!(state, Met::Discarded(_)))
         {
             if let Met::Discarded(voided) = std::mem::replace(&mut d.met[at].state, state) {
                 voided.set(true);
@@ -655,9 +673,7 @@ fn met_handle(read: HandleRead, state: Met) {
 pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
     STATE.with(|s| s.taken_any.get())
         && with_decoded(|d, decoding| {
-            d.unrecorded != 0
-                && d.find(decoding, &read.mark, |met| met.read == read && matches!(met.state, Met::Unrecorded))
-                    .is_some()
+            d.unrecorded != 0 && d.find_copy(decoding, &read, |state| matches!(state, Met::Unrecorded)).is_some()
         })
 }
 
@@ -713,8 +729,8 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
             if d.kept == 0 {
                 return false;
             }
-            let met = |met: &Decoded| met.read == read && matches!(met.state, Met::Received | Met::Kept(_));
-            let Some(at) = d.find(decoding, &read.mark, met) else { return false };
+            let met = |state: &Met| matches!(state, Met::Received | Met::Kept(_));
+            let Some(at) = d.find_copy(decoding, &read, met) else { return false };
             let kept = |met: &Decoded| matches!(met.state, Met::Kept(_));
             let kept = if kept(&d.met[at]) { Some(at) } else { d.find(decoding, &read.mark, kept) };
             let Some(at) = kept else { return false };
@@ -733,9 +749,7 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 /// `flatten`ed maps of one handle type each read every entry.)
 pub(crate) fn held_again(read: HandleRead) -> bool {
     STATE.with(|s| s.taken_any.get())
-        && with_decoded(|d, decoding| {
-            d.find(decoding, &read.mark, |met| met.read == read && matches!(met.state, Met::Received)).is_some()
-        })
+        && with_decoded(|d, decoding| d.find_copy(decoding, &read, |state| matches!(state, Met::Received)).is_some())
 }
 
 /// Whether the decoding in progress, which read the copy whose wire notes `read` as
@@ -750,7 +764,7 @@ pub(crate) fn held_again(read: HandleRead) -> bool {
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
     STATE.with(|s| s.taken_any.set(true));
     with_decoded(|d, decoding| {
-        if d.find(decoding, &read.mark, |met| met.read == read).is_some() {
+        if d.find_copy(decoding, &read, |_| true).is_some() {
             return None;
         }
         let voided = Rc::new(Cell::new(false));
