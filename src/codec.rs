@@ -463,8 +463,8 @@ struct Decoded {
     read: HandleRead,
     decoding: u64,
     state: Met,
-    /// Where the entry met before it of the same object is in `met`, if any (a chain
-    /// [`DecodedHandles::newest`] starts).
+    /// Where the entry met before it of the same object is in `met`, if any, once the
+    /// entries are chained ([`DecodedHandles::chain`]).
     older: Option<usize>,
     /// The highest copy its decoding met up to it, its own included: a read of a higher
     /// copy is the first of it there ([`DecodedHandles::find_copy`]).
@@ -486,24 +486,29 @@ fn object_of(mark: &HandleMark) -> Object {
 /// heap and discarded: a receive looks for none of them when there is none, so that a
 /// message of many handles is not a search per handle.
 ///
-/// The entries of one object are chained, newest first, from `newest`: a look for a
-/// handle follows its object's chain, not every entry of the decoding. (review52 L3: a
-/// scan of the decoding's entries per drop and per take-back cost an untagged enum whose
-/// first attempt received n handles and failed about n² compares.) FxHash: the keys come
-/// from messages, and colliding ones (forged bytes, the only way to choose them) cost
-/// what a scan did.
+/// Once there are many, the entries of one object are chained, newest first, from
+/// `newest` ([`Self::chain`]): a look for a handle follows its object's chain, not every
+/// entry of the decoding. FxHash: the keys come from messages, and colliding ones (forged
+/// bytes, the only way to choose them) cost what a scan did.
 struct DecodedHandles {
     met: Vec<Decoded>,
+    /// Whether the entries are chained: from the first look at more than [`CHAIN_ABOVE`]
+    /// entries until none is left.
+    chained: bool,
     newest: rustc_hash::FxHashMap<Object, usize>,
     kept: usize,
     unrecorded: usize,
     discarded: usize,
 }
 
+/// How many entries a look scans before they are chained ([`DecodedHandles::chain`]).
+const CHAIN_ABOVE: usize = 32;
+
 impl DecodedHandles {
     const fn new() -> Self {
         Self {
             met: Vec::new(),
+            chained: false,
             newest: std::collections::HashMap::with_hasher(rustc_hash::FxBuildHasher),
             kept: 0,
             unrecorded: 0,
@@ -513,7 +518,7 @@ impl DecodedHandles {
 
     /// Notes that the decoding `decoding` met the handle `read`, with what became of it.
     fn push(&mut self, read: HandleRead, decoding: u64, state: Met) {
-        let older = self.newest.insert(object_of(&read.mark), self.met.len());
+        let older = if self.chained { self.newest.insert(object_of(&read.mark), self.met.len()) } else { None };
         let copies = match self.met.last() {
             Some(last) if last.decoding == decoding => last.copies.max(read.copy),
             _ => read.copy,
@@ -521,21 +526,38 @@ impl DecodedHandles {
         self.met.push(Decoded { read, decoding, state, older, copies });
     }
 
+    /// Chains the entries by object, if they are not yet and a scan per look would cost:
+    /// an untagged enum whose first attempt received n handles and failed looks for each
+    /// one at its drop and at its next attempt's read, about n² compares in all (review52
+    /// L3). Fewer entries are scanned: a chain costs every message of handles a map's
+    /// insert and removal per handle, more than the look it saves.
+    fn chain(&mut self) {
+        if self.chained || self.met.len() <= CHAIN_ABOVE {
+            return;
+        }
+        for (at, met) in self.met.iter_mut().enumerate() {
+            met.older = self.newest.insert(object_of(&met.read.mark), at);
+        }
+        self.chained = true;
+    }
+
     /// The entries of `object` in the open decodings, newest first, with where each is in
-    /// `met`.
+    /// `met`: its chain, or a scan down `met`.
     fn of(&self, object: Object) -> impl Iterator<Item = (usize, &Decoded)> {
-        let mut at = self.newest.get(&object).copied();
+        let before = move |end: usize| self.met[..end].iter().rposition(|met| object_of(&met.read.mark) == object);
+        let mut at = if self.chained { self.newest.get(&object).copied() } else { before(self.met.len()) };
         std::iter::from_fn(move || {
             let here = at?;
             let met = &self.met[here];
-            at = met.older;
+            at = if self.chained { met.older } else { before(here) };
             Some((here, met))
         })
     }
 
     /// Where the newest entry of the decoding `decoding` (the innermost open one) of the
     /// handle marked `mark` that `wanted` accepts is in `met`.
-    fn find(&self, decoding: u64, mark: &HandleMark, wanted: impl Fn(&Decoded) -> bool) -> Option<usize> {
+    fn find(&mut self, decoding: u64, mark: &HandleMark, wanted: impl Fn(&Decoded) -> bool) -> Option<usize> {
+        self.chain();
         // Past an entry of another decoding, the object's entries are all outer ones'.
         let mut mine = self.of(object_of(mark)).take_while(|(_, met)| met.decoding == decoding);
         mine.find(|(_, met)| met.read.mark == *mark && wanted(met)).map(|(at, _)| at)
@@ -544,7 +566,7 @@ impl DecodedHandles {
     /// [`Self::find`] of the copy `read` itself. A copy higher than every one the decoding
     /// met is not looked for: a decoding's first reads go up the message (copies are
     /// numbered as written), so that a receive's look costs nothing until it reads again.
-    fn find_copy(&self, decoding: u64, read: &HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<usize> {
+    fn find_copy(&mut self, decoding: u64, read: &HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<usize> {
         // The decoding's newest entry, if any, is the last: an inner one's are taken out.
         let met_before = self.met.last().is_some_and(|last| last.decoding == decoding && last.copies >= read.copy);
         if !met_before {
@@ -560,11 +582,13 @@ impl DecodedHandles {
         let ended = self.met.split_off(ended);
         // Newest first: each is its object's newest entry when its turn comes.
         for met in ended.iter().rev() {
-            let object = object_of(&met.read.mark);
-            match met.older {
-                Some(older) => self.newest.insert(object, older),
-                None => self.newest.remove(&object),
-            };
+            if self.chained {
+                let object = object_of(&met.read.mark);
+                match met.older {
+                    Some(older) => self.newest.insert(object, older),
+                    None => self.newest.remove(&object),
+                };
+            }
             match met.state {
                 Met::Kept(_) => self.kept -= 1,
                 Met::Unrecorded => self.unrecorded -= 1,
@@ -572,6 +596,8 @@ impl DecodedHandles {
                 Met::Received => {}
             }
         }
+        // Every chain is undone with the last entry.
+        self.chained &= !self.met.is_empty();
         ended
     }
 }
@@ -2151,8 +2177,9 @@ mod tests {
         assert!(nothing_decoded() && !settles_pending());
     }
 
-    /// review52 L3: the entries of a decoding are found through their object's chain, a
-    /// nested decoding's entries of the same object unchained at its end. Many copies of a
+    /// review52 L3: the entries of a decoding are found through their object's chain once
+    /// there are many (scanned below), a nested decoding's entries of the same object
+    /// unchained at its end. Many copies of a
     /// few objects, each received, then dropped, then each taken back by its next attempt;
     /// a decoding nested in it that keeps a handle of one of them sees none of the outer's.
     #[test]
@@ -2168,6 +2195,7 @@ mod tests {
                 let mark = read(i).mark;
                 assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }), "copy {i}");
             }
+            assert!(DECODED.with(|d| d.borrow().chained), "looked at more than CHAIN_ABOVE entries");
             {
                 let _nested = LeaveDecoding::enter();
                 assert!(!take_back(read(0)), "a nested decoding took the outer's kept handle back");
