@@ -554,8 +554,8 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
 /// `copy` is the handle's place among its message's handles (`codec::copy_in_message`),
 /// which tells two copies of one handle in one message apart (`codec::HandleRead`). Like
 /// a side's mark, it is not sealed: replayed bytes whose copy is edited are taken for
-/// another copy (their receive finds no count of its own) or for the same one (a count
-/// left in flight), never a count taken twice.
+/// another copy (whose receive takes an unreserved count at most, as any replayed wire) or
+/// for the same one (nothing received), never a reserved count.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Wire {
     pub(super) family: u64,
