@@ -425,10 +425,22 @@ impl State {
     }
 }
 
+/// What names a handle's object and kind: its object's offset, generation and seal, as
+/// written, its kind (a side's mark included) mixed in. Every copy of a handle has the
+/// same; a handle being dropped knows this much of itself (`Shared::read_mark`).
+pub(crate) type HandleMark = [u64; 3];
+
 /// A handle a decoding read from its message (whether it was then received or refused):
-/// its object's offset, generation and seal, as written, its kind mixed in (a handle's
-/// `Wire::read_mark`).
-pub(crate) type HandleRead = [u64; 3];
+/// its [`HandleMark`], and which of the message's handles it is (a handle's
+/// `Wire::read_mark`), so that two copies of one handle in one message are told apart,
+/// and a second read of the same bytes is known as such (see [`Decoded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HandleRead {
+    pub(crate) mark: HandleMark,
+    /// The handle's place among its message's handles: [`copy_in_message`] when it was
+    /// written.
+    pub(crate) copy: u64,
+}
 
 /// Notes that the decoding in progress read the handle `read` from its message (called by
 /// a handle's `Deserialize` once it has read its fields, before anything else).
@@ -441,7 +453,8 @@ pub(crate) fn handle_read(read: HandleRead) {
 }
 
 /// A handle an open decoding met ([`DECODED`]): what its wire notes when read
-/// (`Wire::read_mark`), the serial of that decoding, and what became of it there.
+/// (`Wire::read_mark`: its mark and its copy), the serial of that decoding, and what
+/// became of it there.
 ///
 /// serde's untagged enums (and any `Deserialize` that buffers and tries again) decode one
 /// copy of a handle once per attempt, on the same bytes. An attempt that receives the
@@ -458,14 +471,18 @@ pub(crate) fn handle_read(read: HandleRead) {
 /// message's all the same, and a later attempt at the same bytes is refused again without
 /// a receive ([`unrecorded_handle`], [`refused_for_full_heap`]).
 ///
-/// The price: copies are told apart by their marks only. A decoding that keeps (or
-/// discards, or is refused for a full heap) one copy of a handle and then reads another
-/// copy of it in the same message takes the first back (or voids its discard, or refuses
-/// the second without registering its take): the second copy's count stays in flight, a
-/// leak for the family's life, never a count taken twice. And a `Deserialize` that reads
-/// the same bytes twice while it holds the first read's handle, the second time as another
-/// handle type (two `flatten`ed maps), discards that read: an unreserved count of the
-/// object, another message's if one is in flight.
+/// Copies of one handle in one message are told apart by their place among its handles
+/// ([`HandleRead::copy`], written in each wire): a read of a copy the decoding met before
+/// is another attempt at it, and a read of another copy is a copy of its own, received,
+/// discarded or refused as any. (hand44: told apart by their marks only, a decoding that
+/// kept, discarded or was refused one copy and then read another took the first back,
+/// voided its discard, or refused the second without registering its take: the second
+/// copy's count stayed in flight for the family's life. And a `Deserialize` that read the
+/// same bytes twice while it held the first read's handle, the second time as another type
+/// (two `flatten`ed maps), discarded that read: a count no entry reserved, another
+/// message's if one was in flight.) A handle being dropped does not know its copy: it is
+/// kept as any copy of its mark the decoding holds, and an attempt at the bytes of a copy
+/// held still takes back a kept copy of the same mark: the handles are alike.
 ///
 /// Entries are keyed by their decoding's serial, not its depth, and an ended decoding's are
 /// taken out before any of its kept handles is let go of: a decoding sees only its own,
@@ -479,6 +496,21 @@ struct Decoded {
     read: HandleRead,
     decoding: u64,
     state: Met,
+    /// Where the entry met before it of the same object is in `met`, if any, once the
+    /// entries are chained ([`DecodedHandles::chain`]).
+    older: Option<usize>,
+    /// The highest copy its decoding met up to it, its own included: a read of a higher
+    /// copy is the first of it there ([`DecodedHandles::find_copy`]).
+    copies: u64,
+}
+
+/// An object's offset and generation: what a chain of [`DecodedHandles`] gathers (every
+/// copy of its handles, and of its sides' handles).
+type Object = (u64, u64);
+
+/// The object of the handle marked `mark`.
+fn object_of(mark: &HandleMark) -> Object {
+    (mark[0], mark[1])
 }
 
 /// The handles the open decodings of a thread met ([`DECODED`]), in the order of their
@@ -486,33 +518,110 @@ struct Decoded {
 /// the inner ones ended and were taken out), with how many are kept, refused for a full
 /// heap and discarded: a receive looks for none of them when there is none, so that a
 /// message of many handles is not a search per handle.
+///
+/// Once there are many, the entries of one object are chained, newest first, from
+/// `newest` ([`Self::chain`]): a look for a handle follows its object's chain, not every
+/// entry of the decoding. FxHash: the keys come from messages, and colliding ones (forged
+/// bytes, the only way to choose them) cost what a scan did.
 struct DecodedHandles {
     met: Vec<Decoded>,
+    /// Whether the entries are chained: from the first look at more than [`CHAIN_ABOVE`]
+    /// entries until none is left.
+    chained: bool,
+    newest: rustc_hash::FxHashMap<Object, usize>,
     kept: usize,
     unrecorded: usize,
     discarded: usize,
 }
 
+/// How many entries a look scans before they are chained ([`DecodedHandles::chain`]).
+const CHAIN_ABOVE: usize = 32;
+
 impl DecodedHandles {
     const fn new() -> Self {
-        Self { met: Vec::new(), kept: 0, unrecorded: 0, discarded: 0 }
+        Self {
+            met: Vec::new(),
+            chained: false,
+            newest: std::collections::HashMap::with_hasher(rustc_hash::FxBuildHasher),
+            kept: 0,
+            unrecorded: 0,
+            discarded: 0,
+        }
     }
 
-    /// The entry of the decoding `decoding` (the innermost open one) for the handle `read`
-    /// in a state `wanted` accepts.
-    fn find(&mut self, decoding: u64, read: HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<&mut Decoded> {
-        self.met
-            .iter_mut()
-            .rev()
-            .take_while(|met| met.decoding == decoding)
-            .find(|met| met.read == read && wanted(&met.state))
+    /// Notes that the decoding `decoding` met the handle `read`, with what became of it.
+    fn push(&mut self, read: HandleRead, decoding: u64, state: Met) {
+        let older = if self.chained { self.newest.insert(object_of(&read.mark), self.met.len()) } else { None };
+        let copies = match self.met.last() {
+            Some(last) if last.decoding == decoding => last.copies.max(read.copy),
+            _ => read.copy,
+        };
+        self.met.push(Decoded { read, decoding, state, older, copies });
     }
 
-    /// Takes out the entries of the decodings after `serial` (ended), counted out.
+    /// Chains the entries by object, if they are not yet and a scan per look would cost:
+    /// an untagged enum whose first attempt received n handles and failed looks for each
+    /// one at its drop and at its next attempt's read, about n² compares in all (review52
+    /// L3). Fewer entries are scanned: a chain costs every message of handles a map's
+    /// insert and removal per handle, more than the look it saves.
+    fn chain(&mut self) {
+        if self.chained || self.met.len() <= CHAIN_ABOVE {
+            return;
+        }
+        for (at, met) in self.met.iter_mut().enumerate() {
+            met.older = self.newest.insert(object_of(&met.read.mark), at);
+        }
+        self.chained = true;
+    }
+
+    /// The entries of `object` in the open decodings, newest first, with where each is in
+    /// `met`: its chain, or a scan down `met`.
+    fn of(&self, object: Object) -> impl Iterator<Item = (usize, &Decoded)> {
+        let before = move |end: usize| self.met[..end].iter().rposition(|met| object_of(&met.read.mark) == object);
+        let mut at = if self.chained { self.newest.get(&object).copied() } else { before(self.met.len()) };
+        std::iter::from_fn(move || {
+            let here = at?;
+            let met = &self.met[here];
+            at = if self.chained { met.older } else { before(here) };
+            Some((here, met))
+        })
+    }
+
+    /// Where the newest entry of the decoding `decoding` (the innermost open one) of the
+    /// handle marked `mark` that `wanted` accepts is in `met`.
+    fn find(&mut self, decoding: u64, mark: &HandleMark, wanted: impl Fn(&Decoded) -> bool) -> Option<usize> {
+        self.chain();
+        // Past an entry of another decoding, the object's entries are all outer ones'.
+        let mut mine = self.of(object_of(mark)).take_while(|(_, met)| met.decoding == decoding);
+        mine.find(|(_, met)| met.read.mark == *mark && wanted(met)).map(|(at, _)| at)
+    }
+
+    /// [`Self::find`] of the copy `read` itself. A copy higher than every one the decoding
+    /// met is not looked for: a decoding's first reads go up the message (copies are
+    /// numbered as written), so that a receive's look costs nothing until it reads again.
+    fn find_copy(&mut self, decoding: u64, read: &HandleRead, wanted: impl Fn(&Met) -> bool) -> Option<usize> {
+        // The decoding's newest entry, if any, is the last: an inner one's are taken out.
+        let met_before = self.met.last().is_some_and(|last| last.decoding == decoding && last.copies >= read.copy);
+        if !met_before {
+            return None;
+        }
+        self.find(decoding, &read.mark, |met| met.read == *read && wanted(&met.state))
+    }
+
+    /// Takes out the entries of the decodings after `serial` (ended), counted out and
+    /// unchained.
     fn take_after(&mut self, serial: u64) -> Vec<Decoded> {
         let ended = self.met.iter().rposition(|met| met.decoding <= serial).map_or(0, |last| last + 1);
         let ended = self.met.split_off(ended);
-        for met in &ended {
+        // Newest first: each is its object's newest entry when its turn comes.
+        for met in ended.iter().rev() {
+            if self.chained {
+                let object = object_of(&met.read.mark);
+                match met.older {
+                    Some(older) => self.newest.insert(object, older),
+                    None => self.newest.remove(&object),
+                };
+            }
             match met.state {
                 Met::Kept(_) => self.kept -= 1,
                 Met::Unrecorded => self.unrecorded -= 1,
@@ -520,6 +629,8 @@ impl DecodedHandles {
                 Met::Received => {}
             }
         }
+        // Every chain is undone with the last entry.
+        self.chained &= !self.met.is_empty();
         ended
     }
 }
@@ -600,14 +711,14 @@ fn met_handle(read: HandleRead, state: Met) {
             d.unrecorded += 1;
         }
         if d.discarded != 0
-            && let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Discarded(_)))
+            && let Some(at) = d.find_copy(decoding, &read, |state| matches!(state, Met::Discarded(_)))
         {
-            if let Met::Discarded(voided) = std::mem::replace(&mut met.state, state) {
+            if let Met::Discarded(voided) = std::mem::replace(&mut d.met[at].state, state) {
                 voided.set(true);
             }
             d.discarded -= 1;
         } else {
-            d.met.push(Decoded { read, decoding, state });
+            d.push(read, decoding, state);
         }
     });
 }
@@ -621,18 +732,18 @@ fn met_handle(read: HandleRead, state: Met) {
 pub(crate) fn refused_for_full_heap(read: HandleRead) -> bool {
     STATE.with(|s| s.taken_any.get())
         && with_decoded(|d, decoding| {
-            d.unrecorded != 0 && d.find(decoding, read, |state| matches!(state, Met::Unrecorded)).is_some()
+            d.unrecorded != 0 && d.find_copy(decoding, &read, |state| matches!(state, Met::Unrecorded)).is_some()
         })
 }
 
-/// Whether the handle whose wire notes `read`, being dropped, was received by the
-/// decoding in progress and not dropped yet: then `kept` is held for that decoding
-/// instead (see [`Decoded`]), and the caller lets nothing go. Called by a handle's drop
-/// while [`settles_pending`].
-pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
+/// Whether a handle marked `mark`, being dropped, was received by the decoding in
+/// progress and not dropped yet (a copy of that mark held, whichever: see [`Decoded`]):
+/// then `kept` is held for that decoding instead, and the caller lets nothing go. Called by
+/// a handle's drop while [`settles_pending`].
+pub(crate) fn keep_dropped(mark: HandleMark, kept: Kept) -> bool {
     with_decoded(|d, decoding| {
-        let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Received)) else { return false };
-        met.state = Met::Kept(kept);
+        let Some(at) = d.find(decoding, &mark, |met| matches!(met.state, Met::Received)) else { return false };
+        d.met[at].state = Met::Kept(kept);
         d.kept += 1;
         true
     })
@@ -642,12 +753,7 @@ pub(crate) fn keep_dropped(read: HandleRead, kept: Kept) -> bool {
 /// `generation`), an object's own or a side's, and holds it still or keeps it dropped for
 /// a later attempt, which may take it back (see [`Decoded`]).
 pub(crate) fn held_in_decoding(off: u64, generation: u64) -> bool {
-    DECODED.with(|d| {
-        d.borrow()
-            .met
-            .iter()
-            .any(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Received | Met::Kept(_)))
-    })
+    DECODED.with(|d| d.borrow().of((off, generation)).any(|(_, met)| matches!(met.state, Met::Received | Met::Kept(_))))
 }
 
 /// How many handles of the object at `off` (of `generation`), an object's own or a
@@ -664,48 +770,76 @@ pub(crate) fn kept_of(off: u64, generation: u64) -> u32 {
         if d.kept == 0 {
             return 0;
         }
-        let kept = d.met.iter().filter(|met| met.read[..2] == [off, generation] && matches!(met.state, Met::Kept(_)));
+        let kept = d.of((off, generation)).filter(|(_, met)| matches!(met.state, Met::Kept(_)));
         u32::try_from(kept.count()).expect("kept handles fewer than an entry's count")
     })
 }
 
-/// Whether the decoding in progress received the handle whose wire notes `read` and then
-/// dropped it ([`keep_dropped`]): it is taken back, and the caller's read of the same
-/// bytes holds it as it was, without a receive (the handle of the object at the wire's
-/// offset, of the wire's type, this process's).
+/// Whether the decoding in progress received the copy whose wire notes `read` and then
+/// dropped a handle of its mark ([`keep_dropped`]): that handle is taken back, and the
+/// caller's read of the same bytes holds it as it was, without a receive (the handle of
+/// the object at the wire's offset, of the wire's type, this process's). The copy's own,
+/// if it was the one kept; else another copy's of the same mark, the copy read held still
+/// (a drop does not know its copy, see [`Decoded`]). A copy not met yet takes nothing
+/// back: it has a count of its own.
 pub(crate) fn take_back(read: HandleRead) -> bool {
     STATE.with(|s| s.taken_any.get())
         && with_decoded(|d, decoding| {
             if d.kept == 0 {
                 return false;
             }
-            let Some(met) = d.find(decoding, read, |state| matches!(state, Met::Kept(_))) else { return false };
+            let met = |state: &Met| matches!(state, Met::Received | Met::Kept(_));
+            let Some(at) = d.find_copy(decoding, &read, met) else { return false };
+            let kept = |met: &Decoded| matches!(met.state, Met::Kept(_));
+            let kept = if kept(&d.met[at]) { Some(at) } else { d.find(decoding, &read.mark, kept) };
+            let Some(at) = kept else { return false };
             // Forgotten, not let go of: held by the caller's handle now.
-            met.state = Met::Received;
+            d.met[at].state = Met::Received;
             d.kept -= 1;
             true
         })
 }
 
-/// Whether the decoding in progress, which read the handle whose wire notes `read` as
+/// Whether the decoding in progress received the copy whose wire notes `read` and holds
+/// its handle still, nothing of its mark kept ([`take_back`] is asked first): the caller's
+/// read of the same bytes makes another handle of it, as a clone does, taking no count,
+/// and notes it received. (hand44: it received again, a count no entry reserved, another
+/// message's if one was in flight, whose reader then failed "received already": two
+/// `flatten`ed maps of one handle type each read every entry.)
+pub(crate) fn held_again(read: HandleRead) -> bool {
+    STATE.with(|s| s.taken_any.get())
+        && with_decoded(|d, decoding| d.find_copy(decoding, &read, |state| matches!(state, Met::Received)).is_some())
+}
+
+/// Whether the decoding in progress, which read the copy whose wire notes `read` as
 /// another type, should discard its count once the message is taken: `None` when an
-/// earlier attempt of it at the same bytes left that count accounted for (received it and
-/// dropped it, kept: or discarded it), else the flag a later receive sets to void the
-/// discard (see [`Decoded`]). A handle received and still held is another copy: its read
-/// as another type discards. (review52 L1: any entry of the mark skipped the discard, and a
-/// second copy beside a received one, read as another type, left its count in flight for
-/// the family's life.)
+/// earlier read of the same copy left that count accounted for (received it, held or
+/// kept; discarded it; or was refused it for a full heap), else the flag a later receive of
+/// the copy sets to void the discard (see [`Decoded`]). Another copy of the same handle is
+/// no such read: its own count is discarded. (review52 L1: any entry of the mark skipped
+/// the discard, and a second copy beside a received one, read as another type, left its
+/// count in flight for the family's life. Its fix took a held copy for another one, and a
+/// second read of its bytes discarded another message's count: hand44.)
 pub(crate) fn discarding(read: HandleRead) -> Option<Rc<Cell<bool>>> {
     STATE.with(|s| s.taken_any.set(true));
     with_decoded(|d, decoding| {
-        if d.find(decoding, read, |state| !matches!(state, Met::Received)).is_some() {
+        if d.find_copy(decoding, &read, |_| true).is_some() {
             return None;
         }
         let voided = Rc::new(Cell::new(false));
-        d.met.push(Decoded { read, decoding, state: Met::Discarded(voided.clone()) });
+        d.push(read, decoding, Met::Discarded(voided.clone()));
         d.discarded += 1;
         Some(voided)
     })
+}
+
+/// Which of its message's handles the one being written is ([`HandleRead::copy`]): how
+/// many undo actions the innermost open encoding registered so far, the handle's own
+/// included (called after its [`on_abort`]). Counted from the message's own scope, so that
+/// a message measured ([`encoded_len`]) and then written, or written again
+/// self-described, is the same bytes.
+pub(crate) fn copy_in_message() -> u64 {
+    STATE.with(|s| (s.encoding_len.get() - s.scope.get().unwrap_or(0)) as u64)
 }
 
 /// Whether a message is being encoded on this thread (so handles may serialize).
@@ -2028,11 +2162,99 @@ mod tests {
         panic!("a let-go panicked");
     }
 
+    /// The read of the first copy of the handle marked `mark` in its message.
+    const fn first_copy(mark: HandleMark) -> HandleRead {
+        HandleRead { mark, copy: 1 }
+    }
+
     /// Receives the handle `read` in the decoding in progress and drops it there, kept
     /// with `let_go`.
     fn keep(read: HandleRead, let_go: fn(u64, usize)) {
         received_handle(read);
-        assert!(keep_dropped(read, Kept { off: read[0], side: 0, let_go }));
+        assert!(keep_dropped(read.mark, Kept { off: read.mark[0], side: 0, let_go }));
+    }
+
+    /// Whether no decoding of this thread has an entry left, nor a chain.
+    fn nothing_decoded() -> bool {
+        DECODED.with(|d| {
+            let d = d.borrow();
+            d.met.is_empty() && d.newest.is_empty()
+        })
+    }
+
+    /// The handles [`note_let_go`] let go of so far, taken out.
+    fn let_go() -> Vec<u64> {
+        LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    }
+
+    /// hand44: copies of one handle in one message are told apart by their copy, and a
+    /// read of a copy met before is another attempt at it. Told apart by their mark only,
+    /// the second copy took the first one's kept handle back, voided its discard, and was
+    /// taken for a discard already made; and a held copy's bytes read again as another type
+    /// were taken for another copy and discarded.
+    #[test]
+    fn copies_of_a_handle_are_told_apart_and_a_copy_read_again_is_another_attempt() {
+        let mark = [8, 1, 2];
+        let copy = |copy| HandleRead { mark, copy };
+        {
+            let _leave = LeaveDecoding::enter();
+            keep(copy(1), note_let_go);
+            assert!(!take_back(copy(2)), "another copy took the kept one back");
+            received_handle(copy(2));
+            assert!(take_back(copy(1)), "an attempt at the kept copy's bytes");
+            // A drop knows no copy: the newest held one is kept (the second), and an attempt
+            // at the first copy's bytes, held, takes it back: the handles are alike.
+            assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }));
+            assert!(take_back(copy(1)), "an attempt at a held copy's bytes, another copy kept");
+            assert!(!take_back(copy(1)), "nothing kept is left");
+            assert!(held_again(copy(1)) && !held_again(copy(9)), "a held copy's bytes read again alike");
+            assert!(discarding(copy(1)).is_none(), "a held copy's bytes read again as another type");
+            let third = discarding(copy(3)).expect("another copy read as another type is discarded");
+            assert!(discarding(copy(3)).is_none(), "a copy discarded twice");
+            let fourth = discarding(copy(4)).expect("another copy read as another type is discarded");
+            received_handle(copy(3));
+            assert!(third.get() && !fourth.get(), "a receive voids its own copy's discard only");
+            unrecorded_handle(copy(5));
+            assert!(refused_for_full_heap(copy(5)) && !refused_for_full_heap(copy(6)));
+        }
+        assert!(let_go().is_empty(), "a handle taken back was let go of");
+        assert!(nothing_decoded() && !settles_pending());
+    }
+
+    /// review52 L3: the entries of a decoding are found through their object's chain once
+    /// there are many (scanned below), a nested decoding's entries of the same object
+    /// unchained at its end. Many copies of a
+    /// few objects, each received, then dropped, then each taken back by its next attempt;
+    /// a decoding nested in it that keeps a handle of one of them sees none of the outer's.
+    #[test]
+    fn an_objects_entries_are_chained_across_copies_and_decodings() {
+        let read = |i: u64| HandleRead { mark: [64 * (1 + i % 7), 1, 2], copy: i };
+        let n = 1000;
+        {
+            let _leave = LeaveDecoding::enter();
+            for i in 0..n {
+                received_handle(read(i));
+            }
+            for i in 0..n {
+                let mark = read(i).mark;
+                assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }), "copy {i}");
+            }
+            assert!(DECODED.with(|d| d.borrow().chained), "looked at more than CHAIN_ABOVE entries");
+            {
+                let _nested = LeaveDecoding::enter();
+                assert!(!take_back(read(0)), "a nested decoding took the outer's kept handle back");
+                keep(HandleRead { mark: read(0).mark, copy: 1 }, note_let_go);
+                assert_eq!(kept_of(64, 1), 1 + n.div_ceil(7) as u32, "the outer's and the nested one's");
+            }
+            assert_eq!(let_go(), [64], "the nested decoding's kept handle, at its end");
+            for i in 0..n {
+                assert!(take_back(read(i)), "copy {i} not taken back");
+            }
+            assert!(!take_back(read(n)), "a copy never met");
+            assert!((0..7).all(|i| kept_of(64 * (1 + i), 1) == 0 && held_in_decoding(64 * (1 + i), 1)));
+        }
+        assert!(let_go().is_empty(), "a handle taken back was let go of");
+        assert!(nothing_decoded() && !settles_pending());
     }
 
     /// review52 L2 (a): a let-go that panicked left the rest of its decoding's entries;
@@ -2040,7 +2262,7 @@ mod tests {
     /// rest are let go of all the same now, and the panic goes on.
     #[test]
     fn a_decoding_never_takes_back_what_another_kept() {
-        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        let (first, second) = (first_copy([8, 1, 2]), first_copy([16, 1, 2]));
         let ended = std::panic::catch_unwind(|| {
             let _leave = LeaveDecoding::enter();
             keep(second, note_let_go);
@@ -2054,13 +2276,13 @@ mod tests {
             assert!(!take_back(second), "another decoding's kept handle taken back");
         }
         assert!(LET_GO.with(|l| l.borrow().is_empty()), "let go of twice");
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+        assert!(nothing_decoded());
     }
 
     thread_local! {
         /// The handle [`decode_in_let_go`]'s nested decoding tries to take back, and
         /// whether it did.
-        static NESTED: Cell<(HandleRead, Option<bool>)> = const { Cell::new(([0; 3], None)) };
+        static NESTED: Cell<(HandleRead, Option<bool>)> = const { Cell::new((first_copy([0; 3]), None)) };
     }
 
     /// A let-go that decodes (a `destroy` that drains messages): it tries to take back the
@@ -2075,7 +2297,7 @@ mod tests {
     /// decoding's depth, and saw its entries not yet let go of as its own.
     #[test]
     fn a_decoding_in_a_let_go_sees_nothing_of_the_ended_one() {
-        let (first, second) = ([8, 1, 2], [16, 1, 2]);
+        let (first, second) = (first_copy([8, 1, 2]), first_copy([16, 1, 2]));
         NESTED.set((second, None));
         {
             let _leave = LeaveDecoding::enter();
@@ -2084,7 +2306,7 @@ mod tests {
         }
         assert_eq!(NESTED.get().1, Some(false), "the nested decoding took back the ended one's handle");
         assert_eq!(LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut())), [16]);
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+        assert!(nothing_decoded());
     }
 
     /// review55 L1: a decoding nested in `probe_plan` (which hides the depth: a probed
@@ -2096,7 +2318,7 @@ mod tests {
         thread_local! {
             static SETTLED: Cell<bool> = const { Cell::new(false) };
         }
-        let read = [8, 1, 2];
+        let read = first_copy([8, 1, 2]);
         {
             let _outer = LeaveDecoding::enter();
             keep(read, note_let_go);
@@ -2110,7 +2332,7 @@ mod tests {
         }
         assert!(SETTLED.get(), "the outer decoding's settles ran at its end");
         assert!(LET_GO.with(|l| l.borrow().is_empty()), "a handle taken back was let go of");
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()) && !settles_pending());
+        assert!(nothing_decoded() && !settles_pending());
     }
 
     /// review58 L1: `receipts` told the argument's own decoding by the depth, which the
@@ -2142,13 +2364,13 @@ mod tests {
     fn a_let_go_that_panics_leaves_the_settles_to_run() {
         let ended = std::panic::catch_unwind(|| {
             let _leave = LeaveDecoding::enter();
-            keep([8, 1, 2], panic_in_let_go);
+            keep(first_copy([8, 1, 2]), panic_in_let_go);
             on_taken(|| SETTLED_AFTER_PANIC.set(true));
         });
         assert!(ended.is_err(), "the let-go's panic went on");
         assert!(SETTLED_AFTER_PANIC.get(), "the settles did not run");
         assert!(!settles_pending());
-        assert!(DECODED.with(|d| d.borrow().met.is_empty()));
+        assert!(nothing_decoded());
     }
 
     /// review55 L2 (b): a decoding ended by a panic (a `Deserialize`'s) whose let-go
@@ -2161,7 +2383,7 @@ mod tests {
         }
         let ended = std::panic::catch_unwind(|| {
             let _leave = LeaveDecoding::enter();
-            keep([8, 1, 2], panic_in_let_go);
+            keep(first_copy([8, 1, 2]), panic_in_let_go);
             on_taken(|| SETTLED.set(true));
             panic!("a Deserialize panicked");
         });
@@ -2284,21 +2506,21 @@ mod tests {
     #[test]
     fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {
         let mut outer = Vec::new();
-        let mut inner = vec![[9, 9, 9]];
+        let mut inner = vec![first_copy([9, 9, 9])];
         noting_reads(&mut outer, || {
-            handle_read([1, 1, 1]);
-            noting_reads(&mut inner, || handle_read([2, 2, 2]));
-            handle_read([3, 3, 3]);
+            handle_read(first_copy([1, 1, 1]));
+            noting_reads(&mut inner, || handle_read(first_copy([2, 2, 2])));
+            handle_read(first_copy([3, 3, 3]));
         });
-        handle_read([4, 4, 4]);
-        assert_eq!(outer, [[1, 1, 1], [3, 3, 3]]);
-        assert_eq!(inner, [[9, 9, 9], [2, 2, 2]]);
+        handle_read(first_copy([4, 4, 4]));
+        assert_eq!(outer, [first_copy([1, 1, 1]), first_copy([3, 3, 3])]);
+        assert_eq!(inner, [first_copy([9, 9, 9]), first_copy([2, 2, 2])]);
         let panicked = std::panic::catch_unwind(|| {
             let mut read = Vec::new();
             noting_reads(&mut read, || panic!("a Deserialize panicked"));
         });
         assert!(panicked.is_err());
-        handle_read([5, 5, 5]);
+        handle_read(first_copy([5, 5, 5]));
         assert!(READ.with(|r| r.borrow().is_none()), "nothing notes after a panic");
     }
 

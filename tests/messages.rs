@@ -1049,3 +1049,224 @@ fn a_handle_kept_by_a_decoding_is_no_holder_that_could_put() {
     }
     leaks.assert_no_leak();
 }
+
+/// Two copies of one handle in one message, read back as an `(A, B)`: the first copy as
+/// an `A`, then the second as a `B`.
+struct TwoCopies<H, A, B> {
+    sent: Option<H>,
+    read: Option<(A, B)>,
+}
+
+impl<H, A, B> TwoCopies<H, A, B> {
+    fn of(handle: H) -> Self {
+        TwoCopies { sent: Some(handle), read: None }
+    }
+}
+
+impl<H: Serialize, A, B> Serialize for TwoCopies<H, A, B> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let handle = self.sent.as_ref().expect("only a sender serializes");
+        (handle, handle).serialize(serializer)
+    }
+}
+
+impl<'de, H, A: Deserialize<'de>, B: Deserialize<'de>> Deserialize<'de> for TwoCopies<H, A, B> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(TwoCopies { sent: None, read: Some(<(A, B)>::deserialize(deserializer)?) })
+    }
+}
+
+/// A handle of type `H` received and dropped at once, inside the decoding (which keeps
+/// it until it ends, for a later attempt at the same bytes).
+struct Dropped<H>(std::marker::PhantomData<H>);
+
+impl<'de, H: Deserialize<'de>> Deserialize<'de> for Dropped<H> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        drop(H::deserialize(deserializer)?);
+        Ok(Dropped(std::marker::PhantomData))
+    }
+}
+
+/// A read as an `H` whose refusal is swallowed (safe serde code that lies): whether it
+/// was one. The decoding goes on to the rest of the message.
+struct Swallowed<H>(bool, std::marker::PhantomData<H>);
+
+impl<'de, H: Deserialize<'de>> Deserialize<'de> for Swallowed<H> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Swallowed(H::deserialize(deserializer).is_ok(), std::marker::PhantomData))
+    }
+}
+
+/// hand40's price (a): a queue twice in one message (a `Vec`'s two elements, as a
+/// tuple), the first copy received and dropped inside the decoding (kept for it), then
+/// the second copy read: it took the first back, being told apart by its mark only, and
+/// the second copy's count stayed in flight for the family's life (the queue was never
+/// freed). Copies are told apart by their place in the message now.
+#[test]
+fn a_copy_read_after_another_copy_was_dropped_is_received() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let q = Queue::<u32>::new().unwrap();
+        let carrier = Queue::<TwoCopies<Queue<u32>, Dropped<Queue<u32>>, Queue<u32>>>::new().unwrap();
+        carrier.put(TwoCopies::of(q.clone())).unwrap();
+        let (_, second) = carrier.get().unwrap().read.expect("decoded");
+        second.put(1).unwrap();
+        assert_eq!(q.get().unwrap(), 1);
+    }
+    leaks.assert_no_leak();
+}
+
+/// hand40's price (b): a value twice in one message, the first copy read as another type
+/// (its count discarded once the message is taken), then the second copy received: the
+/// receive voided the first copy's discard, the two told apart by their mark only, and the
+/// first copy's count stayed in flight for the family's life.
+#[test]
+fn a_copy_received_after_another_copy_was_read_as_another_type_leaves_that_discard() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        type Message =
+            TwoCopies<multiproc::RawValue<u64>, Swallowed<multiproc::RawValue<u8>>, multiproc::RawValue<u64>>;
+        let carrier = Queue::<Message>::new().unwrap();
+        carrier.put(TwoCopies::of(value.clone())).unwrap();
+        let (first, second) = carrier.get().unwrap().read.expect("decoded");
+        assert!(!first.0, "a RawValue<u64> read as a RawValue<u8>");
+        assert_eq!(second.get(), 5);
+    }
+    leaks.assert_no_leak();
+}
+
+/// hand40's price (c): a value twice in one message, both copies read as another type by
+/// a decoder that swallows the refusals: the second copy's read took the first's discard
+/// for another attempt at the same bytes and discarded nothing, and its count stayed in
+/// flight for the family's life.
+#[test]
+fn each_copy_read_as_another_type_is_discarded() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        type AsU8 = Swallowed<multiproc::RawValue<u8>>;
+        let carrier = Queue::<TwoCopies<multiproc::RawValue<u64>, AsU8, AsU8>>::new().unwrap();
+        carrier.put(TwoCopies::of(value.clone())).unwrap();
+        let (first, second) = carrier.get().unwrap().read.expect("decoded");
+        assert!(!first.0 && !second.0, "a RawValue<u64> read as a RawValue<u8>");
+    }
+    leaks.assert_no_leak();
+}
+
+/// A map of values read twice by its decoding, by two `flatten`ed maps (each reads every
+/// entry no field claims): once as values, and, the one copy of each held, again as
+/// another type.
+#[derive(Deserialize)]
+struct ReadTwice {
+    #[serde(flatten)]
+    values: BTreeMap<String, multiproc::RawValue<u64>>,
+    #[serde(flatten)]
+    #[allow(dead_code)]
+    others: BTreeMap<String, Swallowed<multiproc::RawValue<u8>>>,
+}
+
+impl Serialize for ReadTwice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.values.serialize(serializer)
+    }
+}
+
+/// hand40's reverse (review52 L1's fix): a decoding that reads the same bytes twice while
+/// it holds the first read's handle, the second time as another type, took the second read
+/// for another copy and discarded it: a count of the object no entry reserved, another
+/// message's, whose reader then failed "the handle was received already".
+#[test]
+fn the_same_copy_read_again_as_another_type_takes_no_other_messages_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let carrier = Queue::<ReadTwice>::new().unwrap();
+        let plain = Queue::<multiproc::RawValue<u64>>::new().unwrap();
+        let values = BTreeMap::from([("v".to_string(), value.clone())]);
+        carrier.put(ReadTwice { values, others: BTreeMap::new() }).unwrap();
+        plain.put(value.clone()).unwrap();
+        let got = carrier.get().unwrap();
+        assert!(got.others.values().all(|other| !other.0), "a RawValue<u64> read as a RawValue<u8>");
+        assert_eq!(got.values["v"].get(), 5);
+        match plain.get() {
+            Ok(got) => assert_eq!(got.get(), 5),
+            Err(e) => panic!("the other message's handle: {e}"),
+        }
+    }
+    leaks.assert_no_leak();
+}
+
+/// A map of handles read twice by its decoding, by two `flatten`ed maps of the same type:
+/// the one copy of each read again as the same type, its first read's handle held.
+#[derive(Deserialize)]
+struct ReadTwiceAlike<H> {
+    #[serde(flatten)]
+    first: BTreeMap<String, H>,
+    #[serde(flatten)]
+    again: BTreeMap<String, H>,
+}
+
+impl<H: Serialize> ReadTwiceAlike<H> {
+    fn of(handle: H) -> Self {
+        ReadTwiceAlike { first: BTreeMap::from([("h".to_string(), handle)]), again: BTreeMap::new() }
+    }
+}
+
+impl<H: Serialize> Serialize for ReadTwiceAlike<H> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.first.serialize(serializer)
+    }
+}
+
+/// A copy's bytes read again as the same type while the first read's handle is held: the
+/// second read is another handle of it, as a clone, and takes no count of the message (the
+/// first read took the copy's). It received again: a count no entry reserved, another
+/// message's, whose reader then failed "the handle was received already".
+#[test]
+fn the_same_copy_read_again_alike_takes_no_other_messages_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let value = multiproc::RawValue::new(5u64).unwrap();
+        let carrier = Queue::<ReadTwiceAlike<multiproc::RawValue<u64>>>::new().unwrap();
+        let plain = Queue::<multiproc::RawValue<u64>>::new().unwrap();
+        carrier.put(ReadTwiceAlike::of(value.clone())).unwrap();
+        plain.put(value.clone()).unwrap();
+        let got = carrier.get().unwrap();
+        assert_eq!((got.first["h"].get(), got.again["h"].get()), (5, 5));
+        match plain.get() {
+            Ok(got) => assert_eq!(got.get(), 5),
+            Err(e) => panic!("the other message's handle: {e}"),
+        }
+    }
+    leaks.assert_no_leak();
+}
+
+/// The same for a pipe's end, whose side is joined with its object: both handles send to
+/// the other end, another message naming the end is whole, and once every handle of the
+/// end is dropped the other end sees its stream end.
+#[test]
+fn the_same_end_read_again_alike_takes_no_other_messages_count() {
+    let leaks = common::leak_check(LIMIT);
+    {
+        let (a, b) = Pipe::<u32>::new().unwrap();
+        let carrier = Queue::<ReadTwiceAlike<Connection<u32>>>::new().unwrap();
+        let plain = Queue::<Connection<u32>>::new().unwrap();
+        carrier.put(ReadTwiceAlike::of(a.clone())).unwrap();
+        plain.put(a).unwrap();
+        let got = carrier.get().unwrap();
+        got.first["h"].send(1).unwrap();
+        got.again["h"].send(2).unwrap();
+        assert_eq!((b.recv().unwrap(), b.recv().unwrap()), (1, 2));
+        let other = match plain.get() {
+            Ok(other) => other,
+            Err(e) => panic!("the other message's end: {e}"),
+        };
+        drop(got);
+        other.send(3).unwrap();
+        assert_eq!(b.recv().unwrap(), 3);
+        drop(other);
+        assert!(b.recv().is_err(), "the end's handles are all dropped");
+    }
+    leaks.assert_no_leak();
+}

@@ -1313,6 +1313,101 @@ fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
     println!("INNER-DONE");
 }
 
+/// A queue twice in one message: decoded, the first copy's read swallowed whatever it
+/// says (safe serde code that lies), then the second copy read.
+struct TwoCopiesOfAQueue(Option<Queue<String>>);
+
+impl serde::Serialize for TwoCopiesOfAQueue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let queue = self.0.as_ref().expect("only a sender serializes");
+        (queue, queue).serialize(serializer)
+    }
+}
+
+/// A queue's read whose refusal is swallowed.
+struct Swallowed;
+
+impl<'de> serde::Deserialize<'de> for Swallowed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let _ = Queue::<String>::deserialize(deserializer);
+        Ok(Swallowed)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TwoCopiesOfAQueue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (Swallowed, second) = <(Swallowed, Queue<String>)>::deserialize(deserializer)?;
+        Ok(TwoCopiesOfAQueue(Some(second)))
+    }
+}
+
+/// Once `go` is set, gets the message in `copies`, whose second copy's receive the full
+/// heap must refuse.
+fn get_two_copies_on_go(args: (Queue<TwoCopiesOfAQueue>, Event)) {
+    let (copies, go) = args;
+    let _ = go.wait();
+    match copies.get() {
+        Err(multiproc::GetError::Decode(e)) if e.is_heap_full() => {}
+        Err(e) => panic!("the second copy was not refused for the full heap: {e}"),
+        Ok(_) => panic!("the second copy was received on a full heap"),
+    }
+}
+
+#[test]
+fn each_copy_of_a_queue_refused_for_a_full_heap_takes_its_count_inner() {
+    if std::env::var_os(FULL_INNER).is_none() {
+        return;
+    }
+    for method in METHODS {
+        let leaks = leak_check(LIMIT);
+        {
+            let q = Queue::<String>::new().unwrap();
+            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
+            let released = SetOnDrop(release.clone());
+            // Four holders of `q` beside this process: its table has no free entry left,
+            // and the consumer's receive needs one.
+            let queues = Queue::new().unwrap();
+            let holders: Vec<_> = (0..4)
+                .map(|_| {
+                    queues.put(q.clone()).unwrap();
+                    let args = (queues.clone(), ready.clone(), release.clone());
+                    Process::new(hold_a_queue, args).start_method(method).start().unwrap()
+                })
+                .collect();
+            for _ in 0..4 {
+                ready.get().unwrap();
+            }
+            let copies = Queue::new().unwrap();
+            copies.put(TwoCopiesOfAQueue(Some(q.clone()))).unwrap();
+            let consumer =
+                Process::new(get_two_copies_on_go, (copies.clone(), go.clone())).start_method(method).start().unwrap();
+            let filler = common::fill_heap();
+            assert!(!filler.room_for(64), "the heap is full");
+            go.set();
+            assert_eq!(consumer.wait(), 0, "{method:?}: the consumer was not refused for the full heap");
+            drop(filler);
+            drop(released);
+            for h in holders {
+                h.join().unwrap();
+            }
+        }
+        leaks.assert_no_leak();
+    }
+    println!("INNER-DONE");
+}
+
+/// hand40's price (d): a queue twice in one message, each copy's receive refused for a full
+/// heap (the first one's refusal swallowed). The second copy, told apart from the first by
+/// its mark only, was taken for another attempt at the first's bytes: refused again
+/// without registering the take of its count, which stayed in flight for the family's life
+/// (the queue was never freed).
+#[test]
+fn each_copy_of_a_queue_refused_for_a_full_heap_takes_its_count() {
+    // Another process: the inner test fills the family's heap.
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test("each_copy_of_a_queue_refused_for_a_full_heap_takes_its_count_inner", FULL_INNER);
+}
+
 /// A pipe end in either variant: the first fails on the field beside the end.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]

@@ -105,6 +105,7 @@ mod handles {
         generation: u64,
         fingerprint: u64,
         seal: u64,
+        copy: u64,
     }
 
     /// The bytes of a message carrying `value`, captured as they travel: its handle stays in

@@ -510,9 +510,9 @@ impl<T: ShmObject> Shared<T> {
         }
     }
 
-    /// What a wire of this handle (of side `side`, if a side's) notes when read: its
-    /// `Wire::read_mark`.
-    fn read_mark(&self, side: Option<usize>) -> codec::HandleRead {
+    /// The mark of this handle's wires (of side `side`, if a side's): what every copy's
+    /// `Wire::read_mark` notes but its copy.
+    fn read_mark(&self, side: Option<usize>) -> codec::HandleMark {
         let (off, generation, seal) = self.identity();
         [off, generation, seal ^ u64::from(wire_kind::<T>(side))]
     }
@@ -550,6 +550,12 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
 /// [`discard_foreign`]) gives both back. (side37: a side was written as `(Wire, u8)`, and
 /// its side's count stayed in flight for ever then: the other end of a pipe never saw the
 /// end of its stream.)
+///
+/// `copy` is the handle's place among its message's handles (`codec::copy_in_message`),
+/// which tells two copies of one handle in one message apart (`codec::HandleRead`). Like
+/// a side's mark, it is not sealed: replayed bytes whose copy is edited are taken for
+/// another copy (whose receive takes an unreserved count at most, as any replayed wire) or
+/// for the same one (nothing received), never a reserved count.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Wire {
     pub(super) family: u64,
@@ -558,6 +564,7 @@ pub(super) struct Wire {
     pub(super) generation: u64,
     fingerprint: u64,
     pub(super) seal: u64,
+    copy: u64,
 }
 
 /// Where a side's wire marks its side in `kind` (every [`kind`] is below `1 << 16`).
@@ -586,11 +593,12 @@ impl Wire {
 
     /// What a read of this wire notes (`codec::handle_read`), which the unread scan matches:
     /// its kind, a side's mark included, with its object's offset, generation and seal, so
-    /// that the two ends of one pipe are told apart. (review41 L4: both noted the same,
-    /// and the scan took the read for the first end it found: for a decoding that skipped
-    /// that end unread and read the other, the skipped end's side count stayed in flight.)
+    /// that the two ends of one pipe are told apart, and its copy, so that two copies of one
+    /// handle are. (review41 L4: both ends noted the same, and the scan took the read for
+    /// the first end it found: for a decoding that skipped that end unread and read the
+    /// other, the skipped end's side count stayed in flight.)
     pub(super) fn read_mark(&self) -> codec::HandleRead {
-        [self.offset, self.generation, self.seal ^ u64::from(self.kind)]
+        codec::HandleRead { mark: [self.offset, self.generation, self.seal ^ u64::from(self.kind)], copy: self.copy }
     }
 }
 
@@ -614,6 +622,7 @@ impl<T: ShmObject> Shared<T> {
             generation: header.generation.load(Ordering::Relaxed),
             fingerprint: fingerprint::<T>(),
             seal: header.seal.load(Ordering::Relaxed),
+            copy: codec::copy_in_message(),
         }
         .serialize(serializer)
     }
@@ -624,16 +633,14 @@ impl<T: ShmObject> Shared<T> {
     /// other way round, is discarded ([`discard_foreign`]). `left_in_flight` runs when a
     /// pending receive is refused for a full heap, once the count's take at the message's
     /// take is registered: a side's decoding registers its side's there (run before it).
-    /// With the handle, whether it was taken back whole: received by an earlier attempt of
-    /// the same decoding at the same bytes and dropped there (`codec::take_back`), a
-    /// side's count with it; a side's decoding receives nothing more then. A wire an
-    /// earlier attempt of the same decoding refused for a full heap (its own receive, or
-    /// its side's) is refused again, receiving nothing (`codec::refused_for_full_heap`).
+    /// With the handle, how it was got ([`Got`]). A wire an earlier attempt of the same
+    /// decoding refused for a full heap (its own receive, or its side's) is refused again,
+    /// receiving nothing (`codec::refused_for_full_heap`).
     fn received<E: serde::de::Error>(
         wire: Wire,
         sides: usize,
         left_in_flight: impl FnOnce(),
-    ) -> Result<(Self, bool), E> {
+    ) -> Result<(Self, Got), E> {
         let heap = Heap::try_get()
             .ok_or_else(|| codec::refuse_decoding::<E>("this process is not part of a multiproc family"))?;
         if wire.family != heap.family_id() {
@@ -682,7 +689,16 @@ impl<T: ShmObject> Shared<T> {
             // Of this type (checked above: the kept handle's mark, seal included, is the
             // wire's, and the seal binds the type's fingerprint), held by this process since
             // its receive.
-            return Ok((Self::kept_at(wire.offset), true));
+            return Ok((Self::kept_at(wire.offset), Got::TakenBack));
+        }
+        if codec::held_again(read) {
+            // Of this type (as above), held by this process: another handle of it, as a
+            // clone makes, noted as the copy's for a later drop or attempt.
+            let again = Self::clone(&std::mem::ManuallyDrop::new(Self::kept_at(wire.offset)));
+            if sides == 0 {
+                codec::received_handle(read);
+            }
+            return Ok((again, Got::Again));
         }
         if codec::refused_for_full_heap(read) {
             // An earlier attempt's refusal registered the take of its count (and of a
@@ -726,8 +742,22 @@ impl<T: ShmObject> Shared<T> {
             // A side's decoding notes its handle once its side is received too.
             codec::received_handle(read);
         }
-        Ok((handle, false))
+        Ok((handle, Got::Received))
     }
+}
+
+/// How [`Shared::received`] got its handle, which a [`Side`]'s decoding goes on from.
+enum Got {
+    /// Its count taken from the message: a side's decoding receives its side's next.
+    Received,
+    /// Taken back whole, side and object: received by an earlier attempt of the same
+    /// decoding at the same copy and dropped there (`codec::take_back`). A side's decoding
+    /// receives nothing more.
+    TakenBack,
+    /// Made of the handle an earlier read of the same copy got, held still
+    /// (`codec::held_again`), as a clone: no count taken. A side's decoding joins its side,
+    /// as a clone does.
+    Again,
 }
 
 impl<T: ShmObject> Serialize for Shared<T> {
@@ -1197,8 +1227,8 @@ impl<T: Sided> Serialize for Side<T> {
 impl<'de, T: Sided> Deserialize<'de> for Side<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::read(deserializer)?;
-        let (off, side) = (wire.offset, wire.side());
-        let (shared, whole) = Shared::<T>::received(wire, T::SIDES, || {
+        let (off, side, read) = (wire.offset, wire.side(), wire.read_mark());
+        let (shared, got) = Shared::<T>::received(wire, T::SIDES, || {
             // The object's receive was refused for a full heap, the side's never tried: the
             // side's count stays in flight with the object's, taken with it once the message
             // is. (review41 M2: the wire noted read, the unread scan skipped it, and the
@@ -1208,8 +1238,14 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             }
         })?;
         let side = side.expect("`received` takes only a side's wire for a side");
-        if whole {
-            return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side });
+        match got {
+            Got::Received => {}
+            Got::TakenBack => return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side }),
+            Got::Again => {
+                shared.side_holders(side).join(Heap::get(), Self::let_go(&shared, side));
+                codec::received_handle(read);
+                return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side });
+            }
         }
         let key = [shared.off, shared.generation(), 1 + side as u64];
         let receipt = codec::receipts().map(|block| Receipt { block, key });
@@ -1225,7 +1261,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
                 // The side's count stays in flight until the message is taken (see
                 // `Shared`'s).
                 Self::settle_on_take(shared.off, side, false);
-                codec::unrecorded_handle(shared.read_mark(Some(side)));
+                codec::unrecorded_handle(read);
             }
             return Err(match why {
                 Received::HeapFull { .. } => codec::refuse_decoding_heap_full(FULL_HEAP),
@@ -1237,7 +1273,7 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
         if pending {
             Self::settle_on_take(shared.off, side, true);
         }
-        codec::received_handle(shared.read_mark(Some(side)));
+        codec::received_handle(read);
         Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side })
     }
 }

@@ -19,9 +19,9 @@ use crate::codec::HandleRead;
 const POSTCARD: u8 = 0;
 const MESSAGEPACK: u8 = 1;
 
-/// A handle's fields in MessagePack, with their names: a map of six entries, the first one
-/// named `family`.
-const MESSAGEPACK_WIRE: &[u8] = b"\x86\xa6family";
+/// A handle's fields in MessagePack, with their names: a map of seven entries, the first
+/// one named `family`.
+const MESSAGEPACK_WIRE: &[u8] = b"\x87\xa6family";
 
 /// Gives back the in-flight count of every handle in `message` (a whole message, tag byte
 /// first) that its failed decoding did not read (`read`, as the same handle may travel
