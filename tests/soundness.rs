@@ -1868,6 +1868,8 @@ mod surface {
         generation: u64,
         fingerprint: u64,
         seal: u64,
+        /// The copy's place among its message's handles (hand44).
+        copy: u64,
     }
 
     /// The fields of a packed call (`sys::Packed`): code offsets into the executable.
