@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use common::watchdog;
@@ -659,6 +660,54 @@ fn a_child_terminated_while_blocked_in_an_acquire_or_a_wait_leaves_the_primitive
     assert!(!bounded.acquire_timeout(SHORT).unwrap().owner_died());
     assert_eq!(bounded.get_value(), 1);
     assert!(bounded.release().is_err(), "above the bound");
+}
+
+/// In a child: stops (`SIGSTOP`) at crash point `point`, inside an acquire and release of
+/// the semaphore (`stop:` points).
+fn acquire_and_release_stopping_at(args: (Semaphore, String)) {
+    multiproc::__private::crash_at(&format!("stop:{}", args.1));
+    drop(args.0.acquire().unwrap());
+}
+
+/// A process stopped (`SIGSTOP`, a debugger) inside the semaphore's guard
+/// (`semaphore.guard.claimed`, a guarded acquire) or in a fast change that holds its word
+/// (`semaphore.fast_give.claimed`): the others' `try_acquire`, `acquire_timeout` and an
+/// async acquire's poll still end, without a permit, although one is free. Before guard45
+/// each waited for the guard (or the word) until the stopped process was killed: the
+/// first `try_acquire` had not returned when its 10 s ran out.
+#[test]
+fn a_semaphores_timed_and_try_calls_end_while_another_is_stopped_inside_its_guard() {
+    let _w = watchdog(LIMIT);
+    for point in ["semaphore.guard.claimed", "semaphore.fast_give.claimed"] {
+        let sem = Semaphore::new(2).unwrap();
+        let stopped = Process::new(acquire_and_release_stopping_at, (sem.clone(), point.to_string())).start().unwrap();
+        assert!(common::eventually(LIMIT, || common::pid_stopped(stopped.pid())), "the child stopped at {point}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let caller = {
+            let sem = sem.clone();
+            std::thread::spawn(move || {
+                let tried = sem.try_acquire().map(drop);
+                tx.send(format!("try_acquire: {tried:?}")).unwrap();
+                let timed = sem.acquire_timeout(SHORT).map(drop);
+                tx.send(format!("acquire_timeout: {timed:?}")).unwrap();
+                let mut future = std::pin::pin!(sem.acquire_async());
+                let polled = future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                tx.send(format!("poll: {:?}", polled.map(drop))).unwrap();
+            })
+        };
+        let ended: Vec<_> = (0..3).map_while(|_| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+        kill_9(stopped);
+        caller.join().unwrap();
+        assert_eq!(
+            ended,
+            ["try_acquire: Err(WouldBlock)", "acquire_timeout: Err(Timeout)", "poll: Pending"],
+            "the calls that ended within 10 s each, a process stopped at {point}"
+        );
+        // The stopped process's claim is settled (it died): both permits are there.
+        let (a, b) = (sem.acquire().unwrap(), sem.acquire_timeout(LIMIT).unwrap());
+        drop((a, b));
+        assert_eq!(sem.get_value(), 2, "{point}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
