@@ -1338,12 +1338,12 @@ fn wait_and_die(args: (Barrier, String)) {
 }
 
 /// The last party stopped (`SIGSTOP`, a debugger) as it ends the round, holding the
-/// barrier's guard (`stop:barrier.trip.acted`): a party's `wait_timeout` must still end
-/// near its timeout. It does not: past its deadline the party gives up under the guard
-/// (`give_up`, `RawGuard::lock` without a deadline), so it waits for the stopped party, and
-/// returns only once that one is killed (the guard taken over) or continued.
+/// barrier's guard (`stop:barrier.trip.acted`): a party's `wait_timeout` still ends near
+/// its timeout, and the round, whose end is recorded, completed for it. Before guard45
+/// (audh44's finding), past its deadline the party gave up under the guard (`give_up`,
+/// `RawGuard::lock` without a deadline), so it waited for the stopped party, and returned
+/// only once that one was killed: "wait_timeout(300 ms) had not ended 10 s later".
 #[test]
-#[ignore = "audh44: a party's wait_timeout waits for the guard held by a stopped party (internal guards have no deadline, as the semaphore's: review43 L3)"]
 fn a_barrier_wait_timeout_ends_while_the_last_party_is_stopped_ending_the_round() {
     let _w = watchdog(LIMIT);
     let barrier = Barrier::new(2).unwrap();
@@ -1360,7 +1360,44 @@ fn a_barrier_wait_timeout_ends_while_the_last_party_is_stopped_ending_the_round(
     let ended = rx.recv_timeout(Duration::from_secs(10));
     kill_9(last);
     waiter.join().unwrap();
-    assert!(ended.is_ok(), "wait_timeout(300 ms) had not ended 10 s later, the last party stopped");
+    assert_eq!(ended, Ok(Ok(0)), "wait_timeout(300 ms) within 10 s, the last party stopped ending the round");
+}
+
+fn reset_stopping_at(args: (Barrier, String)) {
+    multiproc::__private::crash_at(&args.1);
+    args.0.reset();
+}
+
+/// A process stopped inside a reset, holding the barrier's guard: a party's
+/// `wait_timeout` cannot even arrive, and ends `TimedOut` by about its timeout. Its break
+/// is asked for without the guard and applied by the next holder once the stopped process
+/// is gone; a reset then makes the barrier whole. Before guard45 the arrival waited for
+/// the guard: "wait_timeout(300 ms) within 10 s" failed (`Err(Timeout)` from the channel).
+#[test]
+fn a_barrier_wait_timeout_ends_while_a_reset_is_stopped_holding_the_guard() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(2).unwrap();
+    let resetter = Process::new(reset_stopping_at, (barrier.clone(), "stop:barrier.reset.counted".to_string()))
+        .start()
+        .unwrap();
+    assert!(common::eventually(LIMIT, || common::pid_stopped(resetter.pid())), "the resetter stopped in its reset");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            tx.send(barrier.wait_timeout(Duration::from_millis(300)).map_err(|e| e.cause())).unwrap()
+        })
+    };
+    let ended = rx.recv_timeout(Duration::from_secs(10));
+    kill_9(resetter);
+    waiter.join().unwrap();
+    assert_eq!(ended, Ok(Err(BarrierBreak::TimedOut)), "wait_timeout(300 ms) within 10 s, a reset stopped");
+    barrier.reset();
+    assert!(!barrier.is_broken());
+    let other = Process::new(meet, barrier.clone()).start().unwrap();
+    let mut indices = vec![barrier.wait().unwrap(), other.join().unwrap()];
+    indices.sort();
+    assert_eq!(indices, [0, 1], "the barrier after the reset");
 }
 
 /// The last party killed as it ends the round: after the action (the count of arrived

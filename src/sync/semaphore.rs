@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{AcquireTimeoutError, ReleaseError, TryAcquireError};
 use crate::error::Error;
 use crate::shm::{
-    Cells, ChangeRecord, Deadline, Interrupted, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn, TimedOut, kind,
-    spin_for,
+    Cells, ChangeRecord, Deadline, GUARD_GRACE, Interrupted, RawGuard, RawMutex, SPIN, Shared, ShmObject, TakenIn,
+    TimedOut, kind, spin_for,
 };
 use crate::sys;
 
@@ -49,13 +49,6 @@ const MAX_TRACKED: u32 = 256;
 /// semaphore of up to 64 permits is a 2 KiB block of the heap (it was 512 bytes for a
 /// `Semaphore(1)`).
 const MIN_SLOTS: u32 = 64;
-
-/// How long a call that must not wait (`try_acquire`, a poll, a timed-out acquire's last
-/// look) waits for the guard and the word: a running holder keeps them for a few
-/// instructions, but a process preempted there (the machine loaded) for a scheduler slice,
-/// which must not make a permit that is free look taken; a stopped one (`SIGSTOP`, a
-/// debugger) for ever, which must not hold the call up (guard45).
-const GUARD_GRACE: Duration = Duration::from_millis(10);
 
 /// A guard's holder waiting for a fast change to let the word go spins this many looks,
 /// then yields at each ...
@@ -158,8 +151,8 @@ mod changed {
     use std::task::{Context, Poll};
     use std::time::Duration;
 
-    use super::{Core, GUARD_GRACE, Hold, Permit};
-    use crate::shm::{Deadline, Interrupted, Notify, Waiting, poll_on};
+    use super::{Core, Hold, Permit};
+    use crate::shm::{Deadline, GUARD_GRACE, Interrupted, Notify, Waiting, poll_on};
 
     #[derive(crate::ShmSafe)]
     #[repr(C)]
