@@ -1377,9 +1377,8 @@ fn reset_stopping_at(args: (Barrier, String)) {
 fn a_barrier_wait_timeout_ends_while_a_reset_is_stopped_holding_the_guard() {
     let _w = watchdog(LIMIT);
     let barrier = Barrier::new(2).unwrap();
-    let resetter = Process::new(reset_stopping_at, (barrier.clone(), "stop:barrier.reset.counted".to_string()))
-        .start()
-        .unwrap();
+    let resetter =
+        Process::new(reset_stopping_at, (barrier.clone(), "stop:barrier.reset.counted".to_string())).start().unwrap();
     assert!(common::eventually(LIMIT, || common::pid_stopped(resetter.pid())), "the resetter stopped in its reset");
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = {

@@ -105,11 +105,8 @@ impl BarrierState {
     fn apply_break_request(&self) {
         let request = self.break_request.swap(0, Ordering::Acquire);
         let Some(cause) = BarrierBreak::from_code((request & 0xff) as u32) else { return };
-        let current = break_request(
-            self.generation.load(Ordering::Relaxed),
-            self.resets.load(Ordering::Relaxed),
-            cause,
-        );
+        let current =
+            break_request(self.generation.load(Ordering::Relaxed), self.resets.load(Ordering::Relaxed), cause);
         if request == current && self.broken.load(Ordering::Relaxed) == 0 {
             self.broken.store(cause.code(), Ordering::Release);
             self.count.store(0, Ordering::Relaxed);
@@ -711,6 +708,11 @@ impl Barrier {
 
     /// Like [`Barrier::wait`], waiting at most `timeout`. If it runs out, the barrier
     /// breaks for every party (as in Python).
+    ///
+    /// It ends by about its timeout even while another process is stopped (`SIGSTOP`, a
+    /// debugger) inside the barrier's own bookkeeping. The break then waits for that
+    /// process: the other parties see it once a process next takes part (arrives,
+    /// resets, aborts, gives up), unless the round completed meanwhile.
     ///
     /// # Errors
     ///
