@@ -1509,7 +1509,7 @@ mod tests {
         let core = &sem.core;
         {
             let _g = RawGuard::lock(&core.shared.guard);
-            let _ = core.claim();
+            let _ = core.claim(Deadline::NEVER);
             let slots = core.slots();
             let slot = core.hold_slot(&slots, sys::me());
             core.begin(&slots, slot);
@@ -1844,7 +1844,7 @@ mod tests {
         let stolen = {
             let newcomer = core.clone();
             let _guard = RawGuard::lock(&newcomer.shared.guard);
-            let _ = newcomer.claim();
+            let _ = newcomer.claim(Deadline::NEVER);
             let slots = newcomer.slots();
             let slot = newcomer.hold_slot(&slots, me());
             newcomer.begin(&slots, slot);
