@@ -710,6 +710,36 @@ fn a_semaphores_timed_and_try_calls_end_while_another_is_stopped_inside_its_guar
     }
 }
 
+fn acquire_bounded_stopping_at(args: (BoundedSemaphore, String)) {
+    multiproc::__private::crash_at(&format!("stop:{}", args.1));
+    drop(args.0.acquire().unwrap());
+}
+
+/// The same for a `BoundedSemaphore` (its own calls over the same core), stopped holding
+/// the guard in an acquire. Passed at once once the `Semaphore`'s did (one core).
+#[test]
+fn a_bounded_semaphores_timed_and_try_calls_end_while_another_is_stopped_inside_its_guard() {
+    let _w = watchdog(LIMIT);
+    let sem = BoundedSemaphore::new(2).unwrap();
+    let point = "semaphore.guard.claimed".to_string();
+    let stopped = Process::new(acquire_bounded_stopping_at, (sem.clone(), point)).start().unwrap();
+    assert!(common::eventually(LIMIT, || common::pid_stopped(stopped.pid())), "the child stopped in its acquire");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = {
+        let sem = sem.clone();
+        std::thread::spawn(move || {
+            tx.send(format!("try_acquire: {:?}", sem.try_acquire().map(drop))).unwrap();
+            tx.send(format!("acquire_timeout: {:?}", sem.acquire_timeout(SHORT).map(drop))).unwrap();
+        })
+    };
+    let ended: Vec<_> = (0..2).map_while(|_| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+    kill_9(stopped);
+    caller.join().unwrap();
+    assert_eq!(ended, ["try_acquire: Err(WouldBlock)", "acquire_timeout: Err(Timeout)"], "ended within 10 s each");
+    drop((sem.acquire().unwrap(), sem.acquire().unwrap()));
+    assert_eq!(sem.get_value(), 2);
+}
+
 // ---------------------------------------------------------------------------------------
 // Event
 
