@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use common::watchdog;
@@ -661,6 +662,84 @@ fn a_child_terminated_while_blocked_in_an_acquire_or_a_wait_leaves_the_primitive
     assert!(bounded.release().is_err(), "above the bound");
 }
 
+/// In a child: stops (`SIGSTOP`) at crash point `point`, inside an acquire and release of
+/// the semaphore (`stop:` points).
+fn acquire_and_release_stopping_at(args: (Semaphore, String)) {
+    multiproc::__private::crash_at(&format!("stop:{}", args.1));
+    drop(args.0.acquire().unwrap());
+}
+
+/// A process stopped (`SIGSTOP`, a debugger) inside the semaphore's guard
+/// (`semaphore.guard.claimed`, a guarded acquire) or in a fast change that holds its word
+/// (`semaphore.fast_give.claimed`): the others' `try_acquire`, `acquire_timeout` and an
+/// async acquire's poll still end, without a permit, although one is free. Before guard45
+/// each waited for the guard (or the word) until the stopped process was killed: the
+/// first `try_acquire` had not returned when its 10 s ran out.
+#[test]
+fn a_semaphores_timed_and_try_calls_end_while_another_is_stopped_inside_its_guard() {
+    let _w = watchdog(LIMIT);
+    for point in ["semaphore.guard.claimed", "semaphore.fast_give.claimed"] {
+        let sem = Semaphore::new(2).unwrap();
+        let stopped = Process::new(acquire_and_release_stopping_at, (sem.clone(), point.to_string())).start().unwrap();
+        assert!(common::eventually(LIMIT, || common::pid_stopped(stopped.pid())), "the child stopped at {point}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let caller = {
+            let sem = sem.clone();
+            std::thread::spawn(move || {
+                let tried = sem.try_acquire().map(drop);
+                tx.send(format!("try_acquire: {tried:?}")).unwrap();
+                let timed = sem.acquire_timeout(SHORT).map(drop);
+                tx.send(format!("acquire_timeout: {timed:?}")).unwrap();
+                let mut future = std::pin::pin!(sem.acquire_async());
+                let polled = future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                tx.send(format!("poll: {:?}", polled.map(drop))).unwrap();
+            })
+        };
+        let ended: Vec<_> = (0..3).map_while(|_| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+        kill_9(stopped);
+        caller.join().unwrap();
+        assert_eq!(
+            ended,
+            ["try_acquire: Err(WouldBlock)", "acquire_timeout: Err(Timeout)", "poll: Pending"],
+            "the calls that ended within 10 s each, a process stopped at {point}"
+        );
+        // The stopped process's claim is settled (it died): both permits are there.
+        let (a, b) = (sem.acquire().unwrap(), sem.acquire_timeout(LIMIT).unwrap());
+        drop((a, b));
+        assert_eq!(sem.get_value(), 2, "{point}");
+    }
+}
+
+fn acquire_bounded_stopping_at(args: (BoundedSemaphore, String)) {
+    multiproc::__private::crash_at(&format!("stop:{}", args.1));
+    drop(args.0.acquire().unwrap());
+}
+
+/// The same for a `BoundedSemaphore` (its own calls over the same core), stopped holding
+/// the guard in an acquire. Passed at once once the `Semaphore`'s did (one core).
+#[test]
+fn a_bounded_semaphores_timed_and_try_calls_end_while_another_is_stopped_inside_its_guard() {
+    let _w = watchdog(LIMIT);
+    let sem = BoundedSemaphore::new(2).unwrap();
+    let point = "semaphore.guard.claimed".to_string();
+    let stopped = Process::new(acquire_bounded_stopping_at, (sem.clone(), point)).start().unwrap();
+    assert!(common::eventually(LIMIT, || common::pid_stopped(stopped.pid())), "the child stopped in its acquire");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = {
+        let sem = sem.clone();
+        std::thread::spawn(move || {
+            tx.send(format!("try_acquire: {:?}", sem.try_acquire().map(drop))).unwrap();
+            tx.send(format!("acquire_timeout: {:?}", sem.acquire_timeout(SHORT).map(drop))).unwrap();
+        })
+    };
+    let ended: Vec<_> = (0..2).map_while(|_| rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+    kill_9(stopped);
+    caller.join().unwrap();
+    assert_eq!(ended, ["try_acquire: Err(WouldBlock)", "acquire_timeout: Err(Timeout)"], "ended within 10 s each");
+    drop((sem.acquire().unwrap(), sem.acquire().unwrap()));
+    assert_eq!(sem.get_value(), 2);
+}
+
 // ---------------------------------------------------------------------------------------
 // Event
 
@@ -1289,12 +1368,12 @@ fn wait_and_die(args: (Barrier, String)) {
 }
 
 /// The last party stopped (`SIGSTOP`, a debugger) as it ends the round, holding the
-/// barrier's guard (`stop:barrier.trip.acted`): a party's `wait_timeout` must still end
-/// near its timeout. It does not: past its deadline the party gives up under the guard
-/// (`give_up`, `RawGuard::lock` without a deadline), so it waits for the stopped party, and
-/// returns only once that one is killed (the guard taken over) or continued.
+/// barrier's guard (`stop:barrier.trip.acted`): a party's `wait_timeout` still ends near
+/// its timeout, and the round, whose end is recorded, completed for it. Before guard45
+/// (audh44's finding), past its deadline the party gave up under the guard (`give_up`,
+/// `RawGuard::lock` without a deadline), so it waited for the stopped party, and returned
+/// only once that one was killed: "wait_timeout(300 ms) had not ended 10 s later".
 #[test]
-#[ignore = "audh44: a party's wait_timeout waits for the guard held by a stopped party (internal guards have no deadline, as the semaphore's: review43 L3)"]
 fn a_barrier_wait_timeout_ends_while_the_last_party_is_stopped_ending_the_round() {
     let _w = watchdog(LIMIT);
     let barrier = Barrier::new(2).unwrap();
@@ -1311,7 +1390,43 @@ fn a_barrier_wait_timeout_ends_while_the_last_party_is_stopped_ending_the_round(
     let ended = rx.recv_timeout(Duration::from_secs(10));
     kill_9(last);
     waiter.join().unwrap();
-    assert!(ended.is_ok(), "wait_timeout(300 ms) had not ended 10 s later, the last party stopped");
+    assert_eq!(ended, Ok(Ok(0)), "wait_timeout(300 ms) within 10 s, the last party stopped ending the round");
+}
+
+fn reset_stopping_at(args: (Barrier, String)) {
+    multiproc::__private::crash_at(&args.1);
+    args.0.reset();
+}
+
+/// A process stopped inside a reset, holding the barrier's guard: a party's
+/// `wait_timeout` cannot even arrive, and ends `TimedOut` by about its timeout. Its break
+/// is asked for without the guard and applied by the next holder once the stopped process
+/// is gone; a reset then makes the barrier whole. Before guard45 the arrival waited for
+/// the guard: "wait_timeout(300 ms) within 10 s" failed (`Err(Timeout)` from the channel).
+#[test]
+fn a_barrier_wait_timeout_ends_while_a_reset_is_stopped_holding_the_guard() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::new(2).unwrap();
+    let resetter =
+        Process::new(reset_stopping_at, (barrier.clone(), "stop:barrier.reset.counted".to_string())).start().unwrap();
+    assert!(common::eventually(LIMIT, || common::pid_stopped(resetter.pid())), "the resetter stopped in its reset");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            tx.send(barrier.wait_timeout(Duration::from_millis(300)).map_err(|e| e.cause())).unwrap()
+        })
+    };
+    let ended = rx.recv_timeout(Duration::from_secs(10));
+    kill_9(resetter);
+    waiter.join().unwrap();
+    assert_eq!(ended, Ok(Err(BarrierBreak::TimedOut)), "wait_timeout(300 ms) within 10 s, a reset stopped");
+    barrier.reset();
+    assert!(!barrier.is_broken());
+    let other = Process::new(meet, barrier.clone()).start().unwrap();
+    let mut indices = vec![barrier.wait().unwrap(), other.join().unwrap()];
+    indices.sort();
+    assert_eq!(indices, [0, 1], "the barrier after the reset");
 }
 
 /// The last party killed as it ends the round: after the action (the count of arrived

@@ -40,7 +40,7 @@ pub(crate) use holders::{
 };
 pub(crate) use holds::process_ended;
 pub(crate) use locked::{Locked, LockedGuard, Racy};
-pub(crate) use mutex::{Acquired, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
+pub(crate) use mutex::{Acquired, GUARD_GRACE, Owner, RawGuard, RawMutex, TakenIn, TimedOut};
 pub(crate) use object::{Embedded, Shared, ShmObject, Side, Sided, kind};
 pub(crate) use reactor::{CheckNow, FdWaiting, Waiting, poll_on};
 pub(crate) use receipts::{

@@ -421,6 +421,13 @@ fn interleave(_step: &'static str) {
     });
 }
 
+/// How long a call that must not wait (a `try_` call, a future's poll, a timed call's last
+/// look past its deadline) waits for a primitive's internal guard: a running holder keeps
+/// it for a few instructions, a process preempted there (the machine loaded) for a
+/// scheduler slice, which must not make a free permit look taken; a stopped one
+/// (`SIGSTOP`, a debugger) for ever, which must not hold the call up (guard45).
+pub(crate) const GUARD_GRACE: Duration = Duration::from_millis(10);
+
 /// A guard for internal critical sections of the shm layer, released on drop.
 #[derive(Debug)]
 pub(crate) struct RawGuard<'a> {

@@ -18,7 +18,7 @@ use super::error::{BarrierBreak, BrokenBarrier};
 use crate::codec::{self, CodecError};
 use crate::error::Error;
 use crate::shm::{
-    ChangeRecord, Deadline, Heap, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind,
+    ChangeRecord, Deadline, GUARD_GRACE, Heap, Interrupted, Notify, RawGuard, RawMutex, SPIN, Shared, ShmObject, kind,
 };
 use crate::sys;
 
@@ -48,6 +48,17 @@ pub(crate) struct BarrierState {
     /// The holders' death count (`Shared::holder_deaths`) up to which deaths were answered
     /// by a break (see [`Barrier::check_parties`]).
     deaths_answered: AtomicU32,
+    /// 0, or a break a party asked for without the guard, applied by the next holder of
+    /// the guard (see [`BarrierState::lock_until`]): [`break_request`].
+    break_request: AtomicU64,
+}
+
+/// A break of the round `(generation, resets)` for `cause`, as [`BarrierState::break_request`]
+/// holds it: never 0 (a cause's code is not). The resets are kept modulo 2^24: a request
+/// would break a later round only after exactly a multiple of 2^24 resets and no round
+/// completed meanwhile.
+fn break_request(generation: u32, resets: u32, cause: BarrierBreak) -> u64 {
+    (u64::from(generation) << 32) | (u64::from(resets & 0xff_ffff) << 8) | u64::from(cause.code())
 }
 
 impl BarrierState {
@@ -67,14 +78,40 @@ impl BarrierState {
     /// generation it moves to once its action has run, and a round end found unfinished
     /// here is finished (every party arrived and the action ran: the round is complete).
     fn lock(&self) -> RawGuard<'_> {
-        let guard = RawGuard::lock(&self.guard);
+        self.lock_until(Deadline::NEVER).expect("an endless wait does not time out")
+    }
+
+    /// [`BarrierState::lock`], waiting at most until `deadline` for a live holder (stopped,
+    /// say: `SIGSTOP`, a debugger); `None` then. Also applies a break asked for without the
+    /// guard ([`Barrier::request_break`]) if its round is still on.
+    fn lock_until(&self, deadline: Deadline) -> Option<RawGuard<'_>> {
+        let guard = RawGuard::lock_until(&self.guard, deadline)?;
         if let Some([resets]) = self.reset.unfinished() {
             self.finish_reset(resets as u32);
         }
         if let Some([generation]) = self.trip.unfinished() {
             self.finish_trip(generation as u32);
         }
-        guard
+        if self.break_request.load(Ordering::Relaxed) != 0 {
+            self.apply_break_request();
+        }
+        Some(guard)
+    }
+
+    /// Breaks the round a party asked to break without the guard, if that round is still
+    /// on and not broken yet. Call under the guard. Taken with a swap, so that a request
+    /// made meanwhile is applied by a later holder, not lost.
+    #[cold]
+    fn apply_break_request(&self) {
+        let request = self.break_request.swap(0, Ordering::Acquire);
+        let Some(cause) = BarrierBreak::from_code((request & 0xff) as u32) else { return };
+        let current =
+            break_request(self.generation.load(Ordering::Relaxed), self.resets.load(Ordering::Relaxed), cause);
+        if request == current && self.broken.load(Ordering::Relaxed) == 0 {
+            self.broken.store(cause.code(), Ordering::Release);
+            self.count.store(0, Ordering::Relaxed);
+            self.changed.notify_all();
+        }
     }
 
     /// `count` and `broken` for a look without the guard (which may be held by this very
@@ -447,6 +484,7 @@ impl Barrier {
             reset: ChangeRecord::new(),
             trip: ChangeRecord::new(),
             deaths_answered: AtomicU32::new(0),
+            break_request: AtomicU64::new(0),
         };
         Ok(Self { shared: Shared::new(state)?, timeout, action })
     }
@@ -462,10 +500,20 @@ impl Barrier {
     }
 
     /// A party arrives: it ends the round (the last one, after the action), finds the
-    /// barrier broken, or is to wait for the round it joined.
-    fn arrive(&self) -> Arrival {
+    /// barrier broken, or is to wait for the round it joined. One that could not have the
+    /// guard by `deadline` did not arrive: it asks for the round to break (as a timed-out
+    /// wait breaks it) and ends with [`BarrierBreak::TimedOut`].
+    fn arrive(&self, deadline: Deadline) -> Arrival {
         let state = &*self.shared;
-        let _g = state.lock();
+        let Some(_g) = state.lock_until(deadline) else {
+            let round = Round {
+                index: 0,
+                generation: state.generation.load(Ordering::Acquire),
+                resets: state.resets.load(Ordering::Acquire),
+            };
+            self.request_break(round, BarrierBreak::TimedOut);
+            return Arrival::Ended(Err(BrokenBarrier { cause: BarrierBreak::TimedOut }));
+        };
         if let Some(broken) = self.broken_error() {
             return Arrival::Ended(Err(broken));
         }
@@ -572,9 +620,24 @@ impl Barrier {
     /// the round, or found it ended: a death after every party arrived broke nothing),
     /// after the break: a process killed in between leaves the death to break the next
     /// round again (after a reset), never a death unanswered.
-    fn give_up(&self, round: Round, cause: BarrierBreak) -> bool {
+    ///
+    /// The guard is waited for a short grace at most (its holder may be stopped: `SIGSTOP`,
+    /// a debugger). Without it, a round whose end is recorded (its last party stopped
+    /// ending it) completed; any other is asked to break ([`Barrier::request_break`]), and
+    /// the party ends with `cause` (`Err`): the round breaks when the next process takes
+    /// the guard, unless it ended meanwhile.
+    fn give_up(&self, round: Round, cause: BarrierBreak) -> Result<bool, BarrierBreak> {
         let state = &*self.shared;
-        let _g = state.lock();
+        let Some(_g) = state.lock_until(Deadline::after(GUARD_GRACE)) else {
+            if state.trip.unfinished() == Some([u64::from(round.generation.wrapping_add(1))]) {
+                return Ok(true);
+            }
+            if let Some(completed) = self.round_outcome(round) {
+                return Ok(completed);
+            }
+            self.request_break(round, cause);
+            return Err(cause);
+        };
         let outcome = self.round_outcome(round);
         if outcome.is_none() {
             self.break_locked(cause);
@@ -584,12 +647,19 @@ impl Barrier {
         }
         drop(_g);
         match outcome {
-            Some(completed) => completed,
+            Some(completed) => Ok(completed),
             None => {
                 state.changed.notify_all();
-                false
+                Ok(false)
             }
         }
+    }
+
+    /// Asks, without the guard, for `round` to break for `cause`: the next holder of the
+    /// guard breaks it if it is still on ([`BarrierState::lock_until`]). One request is
+    /// kept, the last: one for an older round is moot anyway.
+    fn request_break(&self, round: Round, cause: BarrierBreak) {
+        self.shared.break_request.store(break_request(round.generation, round.resets, cause), Ordering::Release);
     }
 
     /// What a party's wait for `round` returns.
@@ -602,7 +672,7 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<usize, BrokenBarrier> {
-        let round = match self.arrive() {
+        let round = match self.arrive(deadline) {
             Arrival::Ended(result) => return result,
             Arrival::Waiting(round) => round,
         };
@@ -611,13 +681,16 @@ impl Barrier {
         let waited = self.shared.changed.wait(deadline, SPIN, || self.round_outcome(round), check);
         let completed = match waited {
             Ok(completed) => completed,
-            Err(interrupted) => self.give_up(
+            Err(interrupted) => match self.give_up(
                 round,
                 match interrupted {
                     Interrupted::TimedOut => BarrierBreak::TimedOut,
                     Interrupted::Check(cause) => cause,
                 },
-            ),
+            ) {
+                Ok(completed) => completed,
+                Err(cause) => return Err(BrokenBarrier { cause }),
+            },
         };
         self.round_result(round, completed)
     }
@@ -654,6 +727,11 @@ impl Barrier {
 
     /// Like [`Barrier::wait`], waiting at most `timeout`. If it runs out, the barrier
     /// breaks for every party (as in Python).
+    ///
+    /// It ends by about its timeout even while another process is stopped (`SIGSTOP`, a
+    /// debugger) inside the barrier's own bookkeeping. The break then waits for that
+    /// process: the other parties see it once a process next takes part (arrives,
+    /// resets, aborts, gives up), unless the round completed meanwhile.
     ///
     /// # Errors
     ///

@@ -74,13 +74,13 @@ impl Future for BarrierWait<'_> {
         let barrier = this.barrier;
         let round = match this.round {
             Some(round) => round,
-            None => match barrier.arrive() {
-                Arrival::Ended(result) => return Poll::Ready(result),
-                Arrival::Waiting(round) => {
-                    this.deadline = barrier.timeout.map_or(Deadline::NEVER, Deadline::after);
-                    *this.round.insert(round)
+            None => {
+                this.deadline = barrier.timeout.map_or(Deadline::NEVER, Deadline::after);
+                match barrier.arrive(this.deadline) {
+                    Arrival::Ended(result) => return Poll::Ready(result),
+                    Arrival::Waiting(round) => *this.round.insert(round),
                 }
-            },
+            }
         };
         let deadline = this.deadline;
         let waited = poll_on(&mut this.waiting, &barrier.shared.changed, cx, |check| {
@@ -97,7 +97,13 @@ impl Future for BarrierWait<'_> {
         });
         let Poll::Ready(waited) = waited else { return Poll::Pending };
         this.round = None;
-        let completed = waited.unwrap_or_else(|cause| barrier.give_up(round, cause));
+        let completed = match waited {
+            Ok(completed) => completed,
+            Err(cause) => match barrier.give_up(round, cause) {
+                Ok(completed) => completed,
+                Err(cause) => return Poll::Ready(Err(BrokenBarrier { cause })),
+            },
+        };
         Poll::Ready(barrier.round_result(round, completed))
     }
 }
@@ -109,7 +115,7 @@ impl Drop for BarrierWait<'_> {
         }
         if let Some(round) = self.round.take() {
             self.waiting.withdraw();
-            self.barrier.give_up(round, BarrierBreak::Cancelled);
+            let _ = self.barrier.give_up(round, BarrierBreak::Cancelled);
         }
     }
 }
