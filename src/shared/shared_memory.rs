@@ -209,8 +209,9 @@ impl SharedMemoryBuilder {
         if self.fresh {
             return create_fresh(name, size, track);
         }
-        let segment = Segment::create(&name, size).map_err(|e| SharedMemoryError::from_io(e, &name))?;
-        crate::shm::crash::crash_point!("shared_memory.create.made");
+        let new = Segment::create(&name).map_err(|e| SharedMemoryError::from_io(e, &name))?;
+        crate::shm::crash::crash_point!("shared_memory.create.opened");
+        let segment = new.allocate(size).map_err(|e| SharedMemoryError::from_io(e, &name))?;
         // Registered once made: a name the caller chose may be another's until our
         // exclusive create succeeds, and the tracker must never unlink another's. A kill
         // between the two leaves the segment (as Python's does).
@@ -263,7 +264,11 @@ fn create_fresh(name: String, size: usize, track: bool) -> Result<SharedMemory, 
     if track {
         tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
     }
-    match Segment::create(&name, size) {
+    let made = Segment::create(&name).and_then(|new| {
+        crate::shm::crash::crash_point!("shared_memory.create.opened");
+        new.allocate(size)
+    });
+    match made {
         Ok(segment) => {
             crate::shm::crash::crash_point!("shared_memory.create.made");
             Ok(SharedMemory { name, segment })
