@@ -923,11 +923,22 @@ impl StoppedTracker {
 }
 
 impl Drop for StoppedTracker {
+    /// Continues the tracker, and waits until it has read its pipe dry: asleep again (in
+    /// its read), or gone. A line written before might find the pipe still full, and a
+    /// process whose line timed out tries the next one once, without waiting.
     fn drop(&mut self) {
         // SAFETY (test): kill(2) on this family's own tracker, not reaped before this drop.
         unsafe { libc::kill(self.pid, libc::SIGCONT) };
         drop(self.watcher.stdin.take());
         let _ = self.watcher.wait();
+        let asleep_or_gone = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_or(true, |stat| {
+                matches!(stat[stat.rfind(')').map_or(0, |i| i + 2)..].chars().next(), Some('S' | 'Z'))
+            })
+        };
+        let drained = eventually(LIMIT / 4, asleep_or_gone);
+        // Not a second panic while one unwinds (an abort, which says less).
+        assert!(drained || std::thread::panicking(), "the continued tracker read its pipe");
     }
 }
 
@@ -1062,10 +1073,17 @@ fn segments_forgotten_beside_a_stopped_tracker_inner() {
     eprintln!("tracker {}", stopped.pid());
     let refused = fill_the_stopped_trackers_pipe(&format!("{prefix}filler-"));
     assert!(timed_out(&refused), "{refused:?}");
-    kept.untrack();
+    // Not taken: the tracker still holds it, and says so.
+    let refused = kept.untrack().unwrap_err();
+    assert!(timed_out(&refused), "{refused:?}");
     first.unlink().unwrap();
+    assert!(!shm_exists(&remade));
+    // Made again untracked while the tracker would still unlink it: refused, and nothing made.
+    let refused = SharedMemory::builder().name(&remade).size(4096).track(false).create().unwrap_err();
+    assert!(timed_out(&refused), "{refused:?}");
+    assert!(!shm_exists(&remade));
     drop(stopped);
-    // Made again, untracked: meant to outlive the family too.
+    // Made again, untracked: meant to outlive the family too. The tracker is told first.
     let again = SharedMemory::builder().name(&remade).size(4096).track(false).create().unwrap();
     std::mem::forget(kept);
     std::mem::forget(again);
@@ -1075,15 +1093,17 @@ fn segments_forgotten_beside_a_stopped_tracker_inner() {
 /// A segment forgotten by the tracker while it was stopped is not unlinked with the family:
 /// an `untrack`ed one, meant to outlive it, and a name `unlink`ed and made again with
 /// `track(false)`. The forgetting's line was given up after 5 s, the name stayed
-/// registered, and the tracker unlinked both at the family's end (review61 M2).
+/// registered, and the tracker unlinked both at the family's end (review61 M2). Now the
+/// lines wait in the process's backlog, written before its next one, and meanwhile
+/// `untrack` and the untracked create of that name say that the tracker was not told.
 #[test]
 fn segments_forgotten_while_the_tracker_is_stopped_outlive_the_family() {
     let _w = watchdog(LIMIT);
     let prefix = format!("mp-test-forgotten-{}-", std::process::id());
-    let stderr = common::run_inner_test_stderr("segments_forgotten_beside_a_stopped_tracker_inner", &[(
-        "MP_TEST_FORGOTTEN",
-        &prefix,
-    )]);
+    let stderr = common::run_inner_test_stderr(
+        "segments_forgotten_beside_a_stopped_tracker_inner",
+        &[("MP_TEST_FORGOTTEN", &prefix)],
+    );
     let tracker: u32 = stderr
         .lines()
         .find_map(|line| line.strip_prefix("tracker ")?.trim().parse().ok())
@@ -1204,10 +1224,10 @@ fn a_process_killed_inside_a_create_leaves_nothing_in_dev_shm() {
     };
     // Left by an aborted run of this pid's: not this run's.
     remove(&ours());
-    common::run_inner_test_with("a_child_killed_inside_a_create_inner", &[
-        ("MP_TEST_KILLED_IN_CREATE", &size.to_string()),
-        ("MP_TEST_KILLED_IN_CREATE_NAME", &named),
-    ]);
+    common::run_inner_test_with(
+        "a_child_killed_inside_a_create_inner",
+        &[("MP_TEST_KILLED_IN_CREATE", &size.to_string()), ("MP_TEST_KILLED_IN_CREATE_NAME", &named)],
+    );
     // The inner family is gone; its tracker cleans up once it sees so.
     let cleaned = eventually(Duration::from_secs(20), || ours().is_empty());
     let left = ours();
