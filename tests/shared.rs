@@ -1012,8 +1012,8 @@ fn a_stopped_resource_tracker_inner() {
 /// A resource tracker stopped (`SIGSTOP`, a debugger) never reads its pipe: once the pipe
 /// was full (after ~900 creates and unlinks), every `SharedMemory::create` and `unlink`
 /// waited for it for ever. A create now fails typed after a few seconds (`Tracker`, timed
-/// out) and leaves no segment, an unlink gives its line up then; a killed tracker fails
-/// a create at once (`Tracker`, broken pipe).
+/// out) and leaves no segment, an unlink's line waits in the process's backlog; a killed
+/// tracker fails a create at once (`Tracker`, broken pipe).
 #[test]
 fn a_stopped_resource_tracker_fails_a_create_typed_instead_of_a_hang() {
     let _w = watchdog(LIMIT);
