@@ -1059,9 +1059,18 @@ fn a_manager_shut_down_while_the_tracker_is_stopped_ends() {
     common::run_inner_test("a_manager_shut_down_beside_a_stopped_tracker_inner", "MP_TEST_MANAGER_STOPPED_TRACKER");
 }
 
-/// Run only by the test below, in a family of its own: two segments named by the outer
-/// test (its prefix), one untracked and one unlinked and made again untracked, while the
-/// tracker is stopped; both left for the outer test to find.
+/// Untracks the segment `name` while the tracker is stopped, says so (`untracked`), and
+/// ends once it goes on (`go`); whether the untrack said the tracker was not told.
+fn untrack_in_a_child((name, untracked, go): (String, Event, Event)) -> bool {
+    let refused = SharedMemory::open(&name).unwrap().untrack();
+    untracked.set();
+    assert!(go.wait_timeout(LIMIT));
+    refused.is_err_and(|e| timed_out(&e))
+}
+
+/// Run only by the test below, in a family of its own: three segments named by the outer
+/// test (its prefix), one untracked, one unlinked and made again untracked, one untracked
+/// by a child, while the tracker is stopped; all left for the outer test to find.
 #[test]
 fn segments_forgotten_beside_a_stopped_tracker_inner() {
     let Some(prefix) = std::env::var_os("MP_TEST_FORGOTTEN") else { return };
@@ -1069,10 +1078,17 @@ fn segments_forgotten_beside_a_stopped_tracker_inner() {
     let (kept, remade) = (format!("{prefix}kept"), format!("{prefix}remade"));
     let kept = SharedMemory::builder().name(kept).size(4096).create().unwrap();
     let first = SharedMemory::builder().name(&remade).size(4096).create().unwrap();
+    let by_a_child = SharedMemory::builder().name(format!("{prefix}child")).size(4096).create().unwrap();
     let stopped = StoppedTracker::stop();
     eprintln!("tracker {}", stopped.pid());
     let refused = fill_the_stopped_trackers_pipe(&format!("{prefix}filler-"));
     assert!(timed_out(&refused), "{refused:?}");
+    // A child's backlog: it writes no other line, but ends after the tracker went on.
+    let (untracked, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let child = Process::new(untrack_in_a_child, (by_a_child.name().to_owned(), untracked.clone(), go.clone()))
+        .start()
+        .unwrap();
+    assert!(untracked.wait_timeout(LIMIT));
     // Not taken: the tracker still holds it, and says so.
     let refused = kept.untrack().unwrap_err();
     assert!(timed_out(&refused), "{refused:?}");
@@ -1083,10 +1099,13 @@ fn segments_forgotten_beside_a_stopped_tracker_inner() {
     assert!(timed_out(&refused), "{refused:?}");
     assert!(!shm_exists(&remade));
     drop(stopped);
+    go.set();
+    assert!(child.join().unwrap(), "the child's untrack said the tracker was not told");
     // Made again, untracked: meant to outlive the family too. The tracker is told first.
     let again = SharedMemory::builder().name(&remade).size(4096).track(false).create().unwrap();
     std::mem::forget(kept);
     std::mem::forget(again);
+    std::mem::forget(by_a_child);
     println!("INNER-DONE");
 }
 
@@ -1095,7 +1114,8 @@ fn segments_forgotten_beside_a_stopped_tracker_inner() {
 /// `track(false)`. The forgetting's line was given up after 5 s, the name stayed
 /// registered, and the tracker unlinked both at the family's end (review61 M2). Now the
 /// lines wait in the process's backlog, written before its next one, and meanwhile
-/// `untrack` and the untracked create of that name say that the tracker was not told.
+/// `untrack` and the untracked create of that name say that the tracker was not told. A
+/// child that untracked one so and wrote no other line writes its backlog as it ends.
 #[test]
 fn segments_forgotten_while_the_tracker_is_stopped_outlive_the_family() {
     let _w = watchdog(LIMIT);
@@ -1109,11 +1129,11 @@ fn segments_forgotten_while_the_tracker_is_stopped_outlive_the_family() {
         .find_map(|line| line.strip_prefix("tracker ")?.trim().parse().ok())
         .expect("the inner test's tracker");
     assert!(eventually(LIMIT / 2, || !pid_running(tracker)), "the tracker ended with its family");
-    let outlived = [format!("{prefix}kept"), format!("{prefix}remade")].map(|name| shm_exists(&name));
+    let outlived = ["kept", "remade", "child"].map(|name| shm_exists(&format!("{prefix}{name}")));
     for name in segments_named(&prefix) {
         let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
     }
-    assert_eq!(outlived, [true, true], "kept, remade: {stderr}");
+    assert_eq!(outlived, [true, true, true], "kept, remade, child: {stderr}");
 }
 
 /// Run only by the test below, in a family of its own: a tracked segment (named by the

@@ -25,8 +25,9 @@
 //! order (review61 M2: given up, the name stayed registered, and the tracker unlinked
 //! with the family an `untrack`ed segment, or one made again under that name untracked);
 //! `untrack` says it was not taken yet, and an untracked create of a name still in the
-//! backlog fails rather than make a segment the tracker would unlink. A backlog is lost
-//! with its process if that writes no other line; another process's later registration
+//! backlog fails rather than make a segment the tracker would unlink. A child process
+//! tries its backlog once more at its normal end; a main process that writes no other
+//! line, or a process killed, loses it. Another process's later registration
 //! of the same name may be overtaken by it (the tracker then leaks that segment, it never
 //! unlinks one wrongly).
 //!
@@ -195,13 +196,25 @@ pub(crate) fn unregister(name: &str) -> io::Result<()> {
 ///
 /// `TimedOut` when a forgetting of `name` is still in the backlog.
 pub(crate) fn settle(name: &str) -> io::Result<()> {
+    write_backlog_owing(Some(name))
+}
+
+/// At the normal end of a child process: what is left of its backlog gets its last
+/// chance (one try, the tracker being stalled), since nothing is written after.
+pub(crate) fn write_backlog() {
+    let _ = write_backlog_owing(None);
+}
+
+/// Writes what it can of this process's backlog; an error only when a forgetting of `name`
+/// is still in it.
+fn write_backlog_owing(name: Option<&str>) -> io::Result<()> {
     let Some(fd) = PIPE.get() else { return Ok(()) };
     let mut lines = lock_lines();
     if lines.backlog.is_empty() {
         return Ok(());
     }
     match lines.write(fd.as_fd(), None) {
-        Err(e) if lines.backlog.iter().any(|owed| owed == name) => Err(e),
+        Err(e) if name.is_some_and(|name| lines.backlog.iter().any(|owed| owed == name)) => Err(e),
         _ => Ok(()),
     }
 }
