@@ -866,21 +866,31 @@ fn a_family_killed_with_kill_9_leaves_nothing_in_dev_shm() {
 }
 
 /// The pid of this process's resource tracker: its child whose boot role is `tracker`.
+/// Looked for until found: `posix_spawn` returns once the child's exec has replaced its
+/// memory, but a moment before the kernel records where its environment lies, and until
+/// then its `/proc/<pid>/environ` reads empty (a test that looked once, right after its
+/// family's start, found no tracker under load).
 fn tracker_pid() -> u32 {
     let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-                after.split_whitespace().nth(1) == Some(&*me)
-            });
-            parent
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
-        })
-        .expect("this family's resource tracker")
+    let find = || {
+        std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(
+            |pid| {
+                let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+                    after.split_whitespace().nth(1) == Some(&*me)
+                });
+                parent
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
+            },
+        )
+    };
+    let mut found = None;
+    assert!(eventually(LIMIT / 4, || {
+        found = find();
+        found.is_some()
+    }));
+    found.expect("this family's resource tracker")
 }
 
 /// This family's resource tracker, stopped (`SIGSTOP`) while this lives. Whatever ends
