@@ -1221,15 +1221,29 @@ fn proxies_held_past_their_managers_killed_owner_fail_typed() {
         let out = multiproc::Queue::new().unwrap();
         let owner = Process::new(hand_out_proxies_and_wait, (out.clone(), method)).start().unwrap();
         let (q, lock, server) = out.get_timeout(LIMIT).unwrap();
+        // Each thread first makes a call that returns (its connection then exists), then
+        // says which it is and parks: the owner is killed once both are asleep in their
+        // wait for the answer, not before they asked (review61 L6: a sleep stood in).
+        let (tids, parked) = std::sync::mpsc::channel();
         let parked_get = {
-            let q = q.clone();
-            std::thread::spawn(move || q.get())
+            let (q, tids) = (q.clone(), tids.clone());
+            std::thread::spawn(move || {
+                assert_eq!(q.len().unwrap(), 0);
+                tids.send(common::tid()).unwrap();
+                q.get()
+            })
         };
         let parked_acquire = {
             let lock = lock.clone();
-            std::thread::spawn(move || lock.acquire().map(|g| g.leave_locked()))
+            std::thread::spawn(move || {
+                assert!(lock.locked().unwrap());
+                tids.send(common::tid()).unwrap();
+                lock.acquire().map(|g| g.leave_locked())
+            })
         };
-        std::thread::sleep(Duration::from_millis(50));
+        for tid in [parked.recv().unwrap(), parked.recv().unwrap()] {
+            assert!(eventually(LIMIT, || common::thread_in_futex_wait(tid)), "{method:?}: thread {tid} parked");
+        }
         owner.kill().unwrap();
         assert_eq!(owner.wait(), -9);
         assert!(eventually(Duration::from_secs(30), || !pid_running(server)), "{method:?}: the server outlived");

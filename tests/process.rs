@@ -4585,8 +4585,12 @@ fn a_family_main_killed_alone_leaves_no_process_and_nothing_in_dev_shm() {
     // SAFETY (test): kill(2) of the victim's main process alone.
     assert_eq!(unsafe { libc::kill(main as i32, libc::SIGKILL) }, 0);
     victim.wait().unwrap();
+    // Reaped: its pid may be another process's from now on (review61 L4).
+    tree.0.retain(|&pid| pid != main);
     let left = || processes.iter().copied().filter(|&pid| pid_running(pid)).collect::<Vec<_>>();
     assert!(eventually(Duration::from_secs(30), || left().is_empty()), "outlived their killed main: {:?}", left());
+    // All gone: their pids too may be others' now.
+    tree.0.clear();
     for name in &segments {
         let path = std::path::Path::new("/dev/shm").join(name);
         assert!(eventually(Duration::from_secs(10), || !path.exists()), "{name} outlived the family");

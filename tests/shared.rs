@@ -866,53 +866,96 @@ fn a_family_killed_with_kill_9_leaves_nothing_in_dev_shm() {
 }
 
 /// The pid of this process's resource tracker: its child whose boot role is `tracker`.
+/// Looked for until found: `posix_spawn` returns once the child's exec has replaced its
+/// memory, but a moment before the kernel records where its environment lies, and until
+/// then its `/proc/<pid>/environ` reads empty (a test that looked once, right after its
+/// family's start, found no tracker under load).
 fn tracker_pid() -> u32 {
     let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-                after.split_whitespace().nth(1) == Some(&*me)
-            });
-            parent
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
-        })
-        .expect("this family's resource tracker")
+    let find = || {
+        std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(
+            |pid| {
+                let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+                    after.split_whitespace().nth(1) == Some(&*me)
+                });
+                parent
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(b"MULTIPROC_BOOT=tracker:")))
+            },
+        )
+    };
+    let mut found = None;
+    assert!(eventually(LIMIT / 4, || {
+        found = find();
+        found.is_some()
+    }));
+    found.expect("this family's resource tracker")
 }
 
-/// Run only by the test below, in a family of its own (its own tracker, stopped here).
-#[test]
-fn a_stopped_resource_tracker_inner() {
-    if std::env::var_os("MP_TEST_STOPPED_TRACKER").is_none() {
-        return;
+/// This family's resource tracker, stopped (`SIGSTOP`) while this lives. Whatever ends
+/// this process, the tracker goes on: on a panic the drop continues it, and on any death
+/// (an abort, the parent-death signal of an outer test that died, `kill -9`) a watcher
+/// outside the family does, when the pipe it reads from this process reaches its end. A
+/// tracker left stopped would hold its pipe for ever and never clean up (review61 L5).
+struct StoppedTracker {
+    pid: i32,
+    /// The watcher's stdin: its end (this drop, or this process gone) continues the tracker.
+    watcher: std::process::Child,
+}
+
+impl StoppedTracker {
+    fn stop() -> StoppedTracker {
+        let pid = tracker_pid() as i32;
+        let watcher = Command::new("sh")
+            .args(["-c", "read line; kill -CONT \"$0\"", &pid.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // A hang here aborts before the outer test's watchdog kills this process.
+        std::thread::spawn(|| {
+            std::thread::sleep(LIMIT / 2);
+            eprintln!("the stopped tracker's family hung");
+            std::process::abort();
+        });
+        // SAFETY (test): kill(2) on this family's own tracker.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        StoppedTracker { pid, watcher }
     }
-    let tracker = tracker_pid() as i32;
-    /// Lets the tracker go on whatever happens to this test: a panic (the guard's drop), or
-    /// a hang (a thread that lets it go on and aborts before the outer test's watchdog
-    /// kills this process, which would leave a stopped tracker for ever).
-    struct GoOn(i32);
-    impl Drop for GoOn {
-        fn drop(&mut self) {
-            // SAFETY (test): kill(2) on this family's own tracker.
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
-        }
+
+    /// Its pid.
+    fn pid(&self) -> i32 {
+        self.pid
     }
-    let go_on = GoOn(tracker);
-    std::thread::spawn(move || {
-        std::thread::sleep(LIMIT / 2);
-        // SAFETY (test): as above.
-        unsafe { libc::kill(tracker, libc::SIGCONT) };
-        eprintln!("the stopped tracker's family hung");
-        std::process::abort();
-    });
-    // SAFETY (test): as above.
-    assert_eq!(unsafe { libc::kill(tracker, libc::SIGSTOP) }, 0);
-    // Each create and drop writes a line to the tracker's pipe; a stopped tracker reads
-    // none, so its pipe (64 KiB) fills within a few thousand.
-    let prefix = format!("mp-test-stopped-tracker-{}-", std::process::id());
+}
+
+impl Drop for StoppedTracker {
+    /// Continues the tracker, and waits until it has read its pipe dry: asleep again (in
+    /// its read), or gone. A line written before might find the pipe still full, and a
+    /// process whose line timed out tries the next one once, without waiting.
+    fn drop(&mut self) {
+        // SAFETY (test): kill(2) on this family's own tracker, not reaped before this drop.
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
+        drop(self.watcher.stdin.take());
+        let _ = self.watcher.wait();
+        let asleep_or_gone = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_or(true, |stat| {
+                matches!(stat[stat.rfind(')').map_or(0, |i| i + 2)..].chars().next(), Some('S' | 'Z'))
+            })
+        };
+        let drained = eventually(LIMIT / 4, asleep_or_gone);
+        // Not a second panic while one unwinds (an abort, which says less).
+        assert!(drained || std::thread::panicking(), "the continued tracker read its pipe");
+    }
+}
+
+/// Creates and unlinks named segments (`prefix` and a number) until a create fails, and
+/// returns that error: with the tracker stopped, its pipe (64 KiB) fills within a few
+/// thousand lines. Checks that every segment was unlinked and none is left.
+fn fill_the_stopped_trackers_pipe(prefix: &str) -> SharedMemoryError {
     let mut made = 0u32;
     let refused = loop {
         match SharedMemory::builder().name(format!("{prefix}{made}")).size(4096).create() {
@@ -926,23 +969,44 @@ fn a_stopped_resource_tracker_inner() {
             Err(e) => break e,
         }
     };
-    assert!(
-        matches!(&refused, SharedMemoryError::Tracker(e) if e.kind() == std::io::ErrorKind::TimedOut),
-        "{refused:?}"
-    );
-    // The segment refused is not left in /dev/shm: nothing of this family's is.
-    let ours: Vec<_> = std::fs::read_dir("/dev/shm")
+    println!("the pipe filled after {made} segments");
+    let ours = segments_named(prefix);
+    assert!(ours.is_empty(), "{ours:?}");
+    refused
+}
+
+/// The segments in `/dev/shm` whose names start with `prefix`.
+fn segments_named(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| name.starts_with(&prefix))
-        .collect();
-    assert!(ours.is_empty(), "{ours:?}");
+        .filter(|name| name.starts_with(prefix))
+        .collect()
+}
+
+/// Whether `e` is a tracker that read nothing for seconds.
+fn timed_out(e: &SharedMemoryError) -> bool {
+    matches!(e, SharedMemoryError::Tracker(e) if e.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// Run only by the test below, in a family of its own (its own tracker, stopped here).
+#[test]
+fn a_stopped_resource_tracker_inner() {
+    if std::env::var_os("MP_TEST_STOPPED_TRACKER").is_none() {
+        return;
+    }
+    let stopped = StoppedTracker::stop();
+    let tracker = stopped.pid();
+    // Each create and unlink writes a line to the tracker's pipe, which it does not read.
+    let prefix = format!("mp-test-stopped-tracker-{}-", std::process::id());
+    let refused = fill_the_stopped_trackers_pipe(&prefix);
+    assert!(timed_out(&refused), "{refused:?}");
     // Going on, the tracker reads what waited, and the family makes segments again.
-    drop(go_on);
+    drop(stopped);
     SharedMemory::create(4096).unwrap().unlink().unwrap();
     // Killed, it is gone for good: a create fails at once (its pipe is broken), typed, and
     // leaves no segment.
-    // SAFETY (test): as above.
+    // SAFETY (test): kill(2) on this family's own tracker.
     assert_eq!(unsafe { libc::kill(tracker, libc::SIGKILL) }, 0);
     assert!(common::eventually(LIMIT, || !pid_running(tracker as u32)));
     let name = format!("{prefix}after-its-death");
@@ -952,18 +1016,134 @@ fn a_stopped_resource_tracker_inner() {
         "{refused:?}"
     );
     assert!(!shm_exists(&name));
-    println!("INNER-DONE after {made} segments");
+    println!("INNER-DONE");
 }
 
 /// A resource tracker stopped (`SIGSTOP`, a debugger) never reads its pipe: once the pipe
 /// was full (after ~900 creates and unlinks), every `SharedMemory::create` and `unlink`
 /// waited for it for ever. A create now fails typed after a few seconds (`Tracker`, timed
-/// out) and leaves no segment, an unlink gives its line up then; a killed tracker fails
-/// a create at once (`Tracker`, broken pipe).
+/// out) and leaves no segment, an unlink's line waits in the process's backlog; a killed
+/// tracker fails a create at once (`Tracker`, broken pipe).
 #[test]
 fn a_stopped_resource_tracker_fails_a_create_typed_instead_of_a_hang() {
     let _w = watchdog(LIMIT);
     common::run_inner_test("a_stopped_resource_tracker_inner", "MP_TEST_STOPPED_TRACKER");
+}
+
+/// Blocks of the manager below: each unlink at its shutdown waited the full 5 s for the
+/// stopped tracker, so these would take far longer than the inner test's abort.
+const BLOCKS: usize = 20;
+
+/// Run only by the test below, in a family of its own: a shared memory manager shut down
+/// while the family's tracker is stopped.
+#[test]
+fn a_manager_shut_down_beside_a_stopped_tracker_inner() {
+    if std::env::var_os("MP_TEST_MANAGER_STOPPED_TRACKER").is_none() {
+        return;
+    }
+    let smm = multiproc::SharedMemoryManager::start().unwrap();
+    let names: Vec<String> = (0..BLOCKS).map(|_| smm.shared_memory(4096).unwrap().name().to_owned()).collect();
+    let stopped = StoppedTracker::stop();
+    let prefix = format!("mp-test-manager-stopped-tracker-{}-", std::process::id());
+    let refused = fill_the_stopped_trackers_pipe(&prefix);
+    assert!(timed_out(&refused), "{refused:?}");
+    smm.shutdown().unwrap();
+    for name in &names {
+        assert!(!shm_exists(name), "{name} was unlinked at the shutdown");
+    }
+    // The tracker still reads nothing, and a create says so.
+    let refused = SharedMemory::create(4096).unwrap_err();
+    assert!(timed_out(&refused), "{refused:?}");
+    drop(stopped);
+    SharedMemory::create(4096).unwrap().unlink().unwrap();
+    println!("INNER-DONE");
+}
+
+/// A `SharedMemoryManager` shut down while the family's tracker is stopped ends: once one
+/// line waited its 5 s for the tracker, the next ones of that process do not wait again
+/// (until one is written), so the shutdown's unlinks do not wait 5 s each (with 200 blocks,
+/// 17 minutes: review61 M1). A create meanwhile fails typed (`Tracker`, timed out).
+#[test]
+fn a_manager_shut_down_while_the_tracker_is_stopped_ends() {
+    let _w = watchdog(LIMIT);
+    common::run_inner_test("a_manager_shut_down_beside_a_stopped_tracker_inner", "MP_TEST_MANAGER_STOPPED_TRACKER");
+}
+
+/// Untracks the segment `name` while the tracker is stopped, says so (`untracked`), and
+/// ends once it goes on (`go`); whether the untrack said the tracker was not told.
+fn untrack_in_a_child((name, untracked, go): (String, Event, Event)) -> bool {
+    let refused = SharedMemory::open(&name).unwrap().untrack();
+    untracked.set();
+    assert!(go.wait_timeout(LIMIT));
+    refused.is_err_and(|e| timed_out(&e))
+}
+
+/// Run only by the test below, in a family of its own: three segments named by the outer
+/// test (its prefix), one untracked, one unlinked and made again untracked, one untracked
+/// by a child, while the tracker is stopped; all left for the outer test to find.
+#[test]
+fn segments_forgotten_beside_a_stopped_tracker_inner() {
+    let Some(prefix) = std::env::var_os("MP_TEST_FORGOTTEN") else { return };
+    let prefix = prefix.into_string().unwrap();
+    let (kept, remade) = (format!("{prefix}kept"), format!("{prefix}remade"));
+    let kept = SharedMemory::builder().name(kept).size(4096).create().unwrap();
+    let first = SharedMemory::builder().name(&remade).size(4096).create().unwrap();
+    let by_a_child = SharedMemory::builder().name(format!("{prefix}child")).size(4096).create().unwrap();
+    let stopped = StoppedTracker::stop();
+    eprintln!("tracker {}", stopped.pid());
+    let refused = fill_the_stopped_trackers_pipe(&format!("{prefix}filler-"));
+    assert!(timed_out(&refused), "{refused:?}");
+    // A child's backlog: it writes no other line, but ends after the tracker went on.
+    let (untracked, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let child = Process::new(untrack_in_a_child, (by_a_child.name().to_owned(), untracked.clone(), go.clone()))
+        .start()
+        .unwrap();
+    assert!(untracked.wait_timeout(LIMIT));
+    // Not taken: the tracker still holds it, and says so.
+    let refused = kept.untrack().unwrap_err();
+    assert!(timed_out(&refused), "{refused:?}");
+    first.unlink().unwrap();
+    assert!(!shm_exists(&remade));
+    // Made again untracked while the tracker would still unlink it: refused, and nothing made.
+    let refused = SharedMemory::builder().name(&remade).size(4096).track(false).create().unwrap_err();
+    assert!(timed_out(&refused), "{refused:?}");
+    assert!(!shm_exists(&remade));
+    drop(stopped);
+    go.set();
+    assert!(child.join().unwrap(), "the child's untrack said the tracker was not told");
+    // Made again, untracked: meant to outlive the family too. The tracker is told first.
+    let again = SharedMemory::builder().name(&remade).size(4096).track(false).create().unwrap();
+    std::mem::forget(kept);
+    std::mem::forget(again);
+    std::mem::forget(by_a_child);
+    println!("INNER-DONE");
+}
+
+/// A segment forgotten by the tracker while it was stopped is not unlinked with the family:
+/// an `untrack`ed one, meant to outlive it, and a name `unlink`ed and made again with
+/// `track(false)`. The forgetting's line was given up after 5 s, the name stayed
+/// registered, and the tracker unlinked both at the family's end (review61 M2). Now the
+/// lines wait in the process's backlog, written before its next one, and meanwhile
+/// `untrack` and the untracked create of that name say that the tracker was not told. A
+/// child that untracked one so and wrote no other line writes its backlog as it ends.
+#[test]
+fn segments_forgotten_while_the_tracker_is_stopped_outlive_the_family() {
+    let _w = watchdog(LIMIT);
+    let prefix = format!("mp-test-forgotten-{}-", std::process::id());
+    let stderr = common::run_inner_test_stderr(
+        "segments_forgotten_beside_a_stopped_tracker_inner",
+        &[("MP_TEST_FORGOTTEN", &prefix)],
+    );
+    let tracker: u32 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("tracker ")?.trim().parse().ok())
+        .expect("the inner test's tracker");
+    assert!(eventually(LIMIT / 2, || !pid_running(tracker)), "the tracker ended with its family");
+    let outlived = ["kept", "remade", "child"].map(|name| shm_exists(&format!("{prefix}{name}")));
+    for name in segments_named(&prefix) {
+        let _ = SharedMemory::open(&name).map(|shm| shm.unlink());
+    }
+    assert_eq!(outlived, [true, true, true], "kept, remade, child: {stderr}");
 }
 
 /// Run only by the test below, in a family of its own: a tracked segment (named by the
@@ -996,43 +1176,55 @@ fn a_segment_registered_with_a_tracker_killed_since_goes_with_its_family() {
     assert!(cleaned, "{name} outlived its family and its killed tracker");
 }
 
-/// A size no other test's segment has: the segments a test's child leaked are found by it.
-const ODD_SIZE: usize = 3 * 4096 + 77;
+/// The size of the fresh-named segments the killed creates of the test below make: odd,
+/// which no other test's is, and different in each run (from the outer test's pid), so
+/// that runs side by side (other worktrees on this machine) never take each other's for
+/// theirs (review61 L3).
+fn odd_size(run: u32) -> usize {
+    3 * 4096 + 1 + 2 * (run as usize % 2000)
+}
 
-/// The segments in `/dev/shm` of [`ODD_SIZE`] bytes.
-fn odd_sized_segments() -> Vec<String> {
+/// The segments in `/dev/shm` of `size` bytes.
+fn segments_sized(size: usize) -> Vec<String> {
     std::fs::read_dir("/dev/shm")
         .unwrap()
         .filter_map(|e| {
             let e = e.ok()?;
-            (e.metadata().ok()?.len() == ODD_SIZE as u64).then(|| e.file_name().into_string().ok()).flatten()
+            (e.metadata().ok()?.len() == size as u64).then(|| e.file_name().into_string().ok()).flatten()
         })
         .collect()
 }
 
-/// Dies at `point` inside a `SharedMemory::create` of a fresh name.
-fn create_dying_at(point: String) {
+/// Dies at `point` inside a `SharedMemory::create` of a fresh name (`name` `None`) or of
+/// `name`.
+fn create_dying_at((point, name, size): (String, Option<String>, usize)) {
     multiproc::__private::crash_at(&point);
-    let _ = SharedMemory::create(ODD_SIZE);
+    let _ = match name {
+        Some(name) => SharedMemory::builder().name(name).size(size).create(),
+        None => SharedMemory::create(size),
+    };
 }
 
 /// Dies at `point` inside the create of a shared memory manager's block.
-fn block_dying_at((blocks, point): (multiproc::SharedMemoryBlocks, String)) {
+fn block_dying_at((blocks, point, size): (multiproc::SharedMemoryBlocks, String, usize)) {
     multiproc::__private::crash_at(&point);
-    let _ = blocks.shared_memory(ODD_SIZE);
+    let _ = blocks.shared_memory(size);
 }
 
-/// Run only by the test below, in a family of its own: a child killed inside a create,
-/// right after its segment was made, and another inside a shared memory manager's.
+/// Run only by the test below, in a family of its own: children killed inside creates (a
+/// fresh name's, a name the outer test chose, a shared memory manager's block).
 #[test]
 fn a_child_killed_inside_a_create_inner() {
-    if std::env::var_os("MP_TEST_KILLED_IN_CREATE").is_none() {
-        return;
+    let Some(size) = std::env::var_os("MP_TEST_KILLED_IN_CREATE") else { return };
+    let size: usize = size.to_str().unwrap().parse().unwrap();
+    let named = std::env::var("MP_TEST_KILLED_IN_CREATE_NAME").unwrap();
+    for (point, name) in [("shared_memory.create.opened", None), ("shared_memory.create.opened", Some(named))] {
+        let child = Process::new(create_dying_at, (point.to_string(), name.clone(), size)).start().unwrap();
+        assert_eq!(child.wait(), -libc::SIGABRT, "the child did not die in its create of {name:?} at {point}");
     }
-    let child = Process::new(create_dying_at, "shared_memory.create.made".to_string()).start().unwrap();
-    assert_eq!(child.wait(), -libc::SIGABRT, "the child did not die in its create");
     let smm = multiproc::SharedMemoryManager::start().unwrap();
-    let child = Process::new(block_dying_at, (smm.blocks(), "shared_memory.create.made".to_string())).start().unwrap();
+    let point = "shared_memory.create.made".to_string();
+    let child = Process::new(block_dying_at, (smm.blocks(), point, size)).start().unwrap();
     assert_eq!(child.wait(), -libc::SIGABRT, "the child did not die in its block's create");
     // Not shut down: its server dies with this process, unlinking nothing, as in a family
     // killed.
@@ -1040,23 +1232,37 @@ fn a_child_killed_inside_a_create_inner() {
     println!("INNER-DONE");
 }
 
-/// A process killed inside a `SharedMemory::create`, or a shared memory manager's, after
-/// its segment was made in `/dev/shm` (`shared_memory.create.made`): the segment goes with
-/// its family, as every tracked one does. It was made before it was registered with the
-/// tracker, so a kill between left it in `/dev/shm` for ever (the manager's too, when its
-/// server died with the family, without a shutdown).
+/// A process killed inside a `SharedMemory::create` (or a shared memory manager's) once
+/// its segment's name is in `/dev/shm`: the segment goes with its family, as every tracked
+/// one does. A fresh name's was made before it was registered with the tracker, so a kill
+/// between left it in `/dev/shm` for ever (the manager's too, its server dead with the
+/// family, without a shutdown: audh44 F2); a name the caller chose was registered only
+/// once its pages were all allocated (seconds for a large one), and a kill at
+/// `shared_memory.create.opened`, before they are, left it (review61 M3).
 #[test]
 fn a_process_killed_inside_a_create_leaves_nothing_in_dev_shm() {
     let _w = watchdog(LIMIT);
-    assert_eq!(odd_sized_segments(), Vec::<String>::new(), "none left by an earlier run");
-    common::run_inner_test("a_child_killed_inside_a_create_inner", "MP_TEST_KILLED_IN_CREATE");
+    let size = odd_size(std::process::id());
+    let named = format!("mp-test-killed-in-create-{}", std::process::id());
+    let ours = || [segments_sized(size), segments_named(&named)].concat();
+    // Removed as files: a segment killed before its allocation is empty, which no
+    // `SharedMemory` opens.
+    let remove = |names: &[String]| {
+        for name in names {
+            let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(name));
+        }
+    };
+    // Left by an aborted run of this pid's: not this run's.
+    remove(&ours());
+    common::run_inner_test_with(
+        "a_child_killed_inside_a_create_inner",
+        &[("MP_TEST_KILLED_IN_CREATE", &size.to_string()), ("MP_TEST_KILLED_IN_CREATE_NAME", &named)],
+    );
     // The inner family is gone; its tracker cleans up once it sees so.
-    let cleaned = eventually(Duration::from_secs(20), || odd_sized_segments().is_empty());
-    let left = odd_sized_segments();
-    for name in &left {
-        let _ = SharedMemory::open(name).map(|shm| shm.unlink());
-    }
-    assert!(cleaned, "left in /dev/shm by the killed create: {left:?}");
+    let cleaned = eventually(Duration::from_secs(20), || ours().is_empty());
+    let left = ours();
+    remove(&left);
+    assert!(cleaned, "left in /dev/shm by the killed creates: {left:?}");
 }
 
 /// A thread that panics holding a value's or an array's guard unlocks it as it unwinds:

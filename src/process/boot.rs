@@ -1060,6 +1060,7 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
     // Python's rules at the end of a process: daemonic children are terminated, the
     // others joined.
     family::finish_children();
+    super::tracker::write_backlog();
     if let Some(returned) = &call.returned_plain {
         log::info!("process exiting with exit code 0");
         returned.send(&channel);

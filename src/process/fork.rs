@@ -6,7 +6,8 @@
 //! (`sys::fork_hazard`), unless the program took that on itself with the `unsafe`
 //! `allow_fork_with_threads`. With one thread, the caller holds every lock there is;
 //! multiproc holds the ones its children need (stdout, stderr, its own state, the
-//! `child_init`, the process's names, the crash points' lock) across the fork, and glibc
+//! `child_init`, the process's names, the crash points' lock, its lines to the resource
+//! tracker) across the fork, and glibc
 //! resets its allocator's. The fork server gives the same speed class whatever threads run.
 //!
 //! The child's copy of memory holds copies of the parent's handles (in statics,
@@ -189,7 +190,9 @@ pub(super) fn fork_holding_boot_locks() -> std::io::Result<sys::Forked> {
     let log_name = super::logging::lock_name();
     let process_name = super::panics::lock_process_name();
     let crash_target = shm::crash::lock_target();
+    let tracker_lines = super::tracker::lock_lines();
     let forked = sys::fork();
+    drop(tracker_lines);
     drop(crash_target);
     drop(process_name);
     drop(log_name);

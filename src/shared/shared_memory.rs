@@ -53,9 +53,11 @@ pub enum SharedMemoryError {
     /// A size of 0 (Python's `ValueError: 'size' must be a positive number`).
     #[error("a shared memory segment needs a size above 0")]
     ZeroSize,
-    /// The segment could not be registered with the family's resource tracker (it is gone,
-    /// or read nothing for seconds: `TimedOut`); create it with `track(false)` to manage
-    /// its life yourself.
+    /// The family's resource tracker could not be told (it is gone: `BrokenPipe`, or it has
+    /// read nothing for seconds, stopped: `TimedOut`). From a create: the segment could not
+    /// be registered (create it with `track(false)` to manage its life yourself), or, for
+    /// an untracked one, the tracker still holds its name from this process's earlier
+    /// unlink. From [`SharedMemory::untrack`]: the tracker still tracks the segment.
     #[error("the resource tracker cannot track the segment: {0}")]
     Tracker(io::Error),
     /// The segment is shorter than the access needs: another process truncated it since
@@ -103,7 +105,7 @@ pub struct SharedMemoryBuilder {
     name: Option<String>,
     size: Option<usize>,
     track: Option<bool>,
-    /// `name` is one of [`fresh_name`]'s (see [`create_fresh`]).
+    /// `name` is one of [`fresh_name`]'s (see [`create_segment`]).
     fresh: bool,
 }
 
@@ -199,26 +201,14 @@ impl SharedMemoryBuilder {
         let track = self.track.unwrap_or(true);
         let Some(name) = self.name else {
             loop {
-                match create_fresh(fresh_name(), size, track) {
+                match create_segment(fresh_name(), size, track, true) {
                     Err(SharedMemoryError::AlreadyExists(_)) => continue,
                     made => return made,
                 }
             }
         };
         let name = valid_name(&name)?;
-        if self.fresh {
-            return create_fresh(name, size, track);
-        }
-        let segment = Segment::create(&name, size).map_err(|e| SharedMemoryError::from_io(e, &name))?;
-        crate::shm::crash::crash_point!("shared_memory.create.made");
-        // Registered once made: a name the caller chose may be another's until our
-        // exclusive create succeeds, and the tracker must never unlink another's. A kill
-        // between the two leaves the segment (as Python's does).
-        if track && let Err(e) = tracker::register(&name) {
-            let _ = Segment::unlink(&name);
-            return Err(SharedMemoryError::Tracker(e));
-        }
-        Ok(SharedMemory { name, segment })
+        create_segment(name, size, track, self.fresh)
     }
 
     /// Opens an existing segment (all of it).
@@ -256,21 +246,44 @@ impl SharedMemoryBuilder {
     }
 }
 
-/// Creates the segment `name`, one of [`fresh_name`]'s: nobody else's, so it is registered
-/// with the tracker before it is made, and a process killed at any step leaves the tracker
-/// at most a name to unlink, never a segment it does not know.
-fn create_fresh(name: String, size: usize, track: bool) -> Result<SharedMemory, SharedMemoryError> {
-    if track {
+/// Creates the segment `name` (one of [`fresh_name`]'s if `fresh`), registered with the
+/// tracker (if `track`) from the first moment it may be unlinked as ours, and always before
+/// its pages are allocated (seconds for a large segment): a process killed at any step
+/// leaves the tracker at most a name to unlink, never a segment it does not know
+/// (review61 M3: a name the caller chose was registered once allocated).
+fn create_segment(name: String, size: usize, track: bool, fresh: bool) -> Result<SharedMemory, SharedMemoryError> {
+    if track && fresh {
+        // Nobody else's: registered before it is made.
+        tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
+    } else if !track && !fresh {
+        // A forgetting of this name that the tracker has not taken yet would have it unlink
+        // this segment with the family.
+        tracker::settle(&name).map_err(SharedMemoryError::Tracker)?;
+    }
+    let new = match Segment::create(&name) {
+        Ok(new) => new,
+        Err(e) => {
+            if track && fresh {
+                let _ = tracker::unregister(&name);
+            }
+            return Err(SharedMemoryError::from_io(e, &name));
+        }
+    };
+    if track && !fresh {
+        // Ours from here (the create was exclusive); a refusal drops `new`, which unlinks it.
         tracker::register(&name).map_err(SharedMemoryError::Tracker)?;
     }
-    match Segment::create(&name, size) {
+    crate::shm::crash::crash_point!("shared_memory.create.opened");
+    match new.allocate(size) {
         Ok(segment) => {
             crate::shm::crash::crash_point!("shared_memory.create.made");
             Ok(SharedMemory { name, segment })
         }
         Err(e) => {
+            // Unlinked already (by `new`), then forgotten: a forgetting the tracker does not
+            // take waits in this process's backlog.
             if track {
-                tracker::unregister(&name);
+                let _ = tracker::unregister(&name);
             }
             Err(SharedMemoryError::from_io(e, &name))
         }
@@ -604,6 +617,13 @@ impl SharedMemory {
     /// Removes the name from `/dev/shm` (Python's `unlink()`); handles that have it mapped
     /// keep working. Call it once, from any process; the tracker then forgets it.
     ///
+    /// A tracker that has read nothing for seconds (stopped, say by a debugger) is told
+    /// later: the forgetting is written before this process's next line to it (a create,
+    /// an unlink, an [`untrack`](SharedMemory::untrack)). Until then it would unlink, with
+    /// the family, whatever then carries this name; this process's untracked create of the
+    /// name fails meanwhile ([`SharedMemoryError::Tracker`]) rather than make a segment it
+    /// would unlink.
+    ///
     /// # Errors
     ///
     /// [`SharedMemoryError::NotFound`] when it was unlinked already.
@@ -621,23 +641,31 @@ impl SharedMemory {
     /// ```
     pub fn unlink(&self) -> Result<(), SharedMemoryError> {
         Segment::unlink(&self.name).map_err(|e| SharedMemoryError::from_io(e, &self.name))?;
-        tracker::unregister(&self.name);
+        // A forgetting not taken now waits in this process's backlog.
+        let _ = tracker::unregister(&self.name);
         Ok(())
     }
 
     /// Stops tracking the segment: it will outlive the family unless somebody unlinks it
     /// (for a segment handed over on purpose, Python's `track=False` after the fact).
     ///
+    /// # Errors
+    ///
+    /// [`SharedMemoryError::Tracker`] (`TimedOut`) when the family's resource tracker has
+    /// read nothing for seconds (it is stopped, say by a debugger): it still tracks the
+    /// segment, and would unlink it with the family. It is told before this process's next
+    /// line to it (a create, an unlink), or by calling `untrack` again, which tries at once.
+    ///
     /// # Examples
     ///
     /// ```
     /// let shm = multiproc::SharedMemory::create(2)?;
-    /// shm.untrack(); // it now outlives the family unless unlinked
+    /// shm.untrack()?; // it now outlives the family unless unlinked
     /// shm.unlink()?;
     /// # Ok::<(), multiproc::SharedMemoryError>(())
     /// ```
-    pub fn untrack(&self) {
-        tracker::unregister(&self.name);
+    pub fn untrack(&self) -> Result<(), SharedMemoryError> {
+        tracker::unregister(&self.name).map_err(SharedMemoryError::Tracker)
     }
 }
 

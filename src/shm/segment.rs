@@ -9,6 +9,7 @@
 //! nobody truncates the segment.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 use crate::sys::SharedMapping;
 
@@ -17,6 +18,35 @@ use crate::sys::SharedMapping;
 pub(crate) struct Segment {
     map: SharedMapping,
     len: usize,
+}
+
+/// A segment just created ([`Segment::create`]), its file still empty. Dropped before it
+/// was [`allocate`](NewSegment::allocate)d, or when that fails, it unlinks its name: a
+/// segment half made is nobody's.
+#[derive(Debug)]
+pub(crate) struct NewSegment {
+    name: String,
+    fd: Option<OwnedFd>,
+    allocated: bool,
+}
+
+impl NewSegment {
+    /// Gives the segment `len` bytes, all of them allocated (seconds for a large one), and
+    /// maps it.
+    pub(crate) fn allocate(mut self, len: usize) -> io::Result<Segment> {
+        let fd = self.fd.take().expect("a new segment is allocated once");
+        let map = SharedMapping::allocate(fd, len)?;
+        self.allocated = true;
+        Ok(Segment { map, len })
+    }
+}
+
+impl Drop for NewSegment {
+    fn drop(&mut self) {
+        if !self.allocated {
+            let _ = SharedMapping::unlink_named(&self.name);
+        }
+    }
 }
 
 /// The segment's file is now shorter than the access needs (another process truncated it).
@@ -38,9 +68,11 @@ pub(crate) enum AccessError {
 }
 
 impl Segment {
-    /// Creates the named segment (which must not exist) with `len` bytes.
-    pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
-        Ok(Segment { map: SharedMapping::create_named(name, len)?, len })
+    /// Creates the named segment, which must not exist, still empty: its name is this
+    /// process's from here, and [`NewSegment::allocate`] gives it its bytes.
+    pub(crate) fn create(name: &str) -> io::Result<NewSegment> {
+        let fd = SharedMapping::create_named(name)?;
+        Ok(NewSegment { name: name.to_owned(), fd: Some(fd), allocated: false })
     }
 
     /// Opens the named segment, all of it.

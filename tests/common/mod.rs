@@ -71,6 +71,24 @@ pub fn pid_stopped(pid: u32) -> bool {
         .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
 }
 
+/// The calling thread's id (its `/proc/self/task` entry).
+pub fn tid() -> i32 {
+    // SAFETY (test): gettid(2) has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Whether the thread `tid` of this process is asleep in a futex wait (the first field of
+/// its `/proc/self/task/<tid>/syscall` is `futex` or `futex_waitv`): blocked, rather than
+/// on its way there.
+pub fn thread_in_futex_wait(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|call| {
+        call.split_whitespace()
+            .next()
+            .and_then(|nr| nr.parse::<libc::c_long>().ok())
+            .is_some_and(|nr| nr == libc::SYS_futex || nr == libc::SYS_futex_waitv)
+    })
+}
+
 /// Whether `/proc/<pid>` exists at all (a zombie counts).
 pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

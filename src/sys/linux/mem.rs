@@ -37,27 +37,23 @@ impl SharedMapping {
     }
 
     /// Creates the named POSIX shared memory object `name` (a leading `/` is added), which
-    /// must not exist yet, with `len` bytes, all of them allocated: a `/dev/shm` without
-    /// room for them is `ENOSPC` here, not a SIGBUS at the first touch of a page the
-    /// kernel cannot give.
-    pub(crate) fn create_named(name: &str, len: usize) -> io::Result<Self> {
-        let path = posix_name(name);
-        let fd = shm::open(
-            path.as_str(),
+    /// must not exist yet, empty: the name is this process's from here (the create is
+    /// exclusive), and [`SharedMapping::allocate`] gives the file its bytes.
+    pub(crate) fn create_named(name: &str) -> io::Result<OwnedFd> {
+        Ok(shm::open(
+            posix_name(name).as_str(),
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | no_follow(),
             Mode::from_raw_mode(0o600),
-        )?;
-        if let Err(e) = rustix::fs::ftruncate(&fd, len as u64).and_then(|()| reserve(&fd, len)) {
-            let _ = shm::unlink(path.as_str());
-            return Err(e.into());
-        }
-        match Self::map(fd, len) {
-            Ok(m) => Ok(m),
-            Err(e) => {
-                let _ = shm::unlink(path.as_str());
-                Err(e)
-            }
-        }
+        )?)
+    }
+
+    /// Gives the memory file `fd` (from [`SharedMapping::create_named`]) `len` bytes, all
+    /// of them allocated, and maps it: a `/dev/shm` without room for them is `ENOSPC` here,
+    /// not a SIGBUS at the first touch of a page the kernel cannot give.
+    pub(crate) fn allocate(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        reserve(&fd, len)?;
+        Self::map(fd, len)
     }
 
     /// Opens the existing named shared memory object `name` and maps all of it.

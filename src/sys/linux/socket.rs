@@ -405,13 +405,18 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// `TimedOut` when the pipe had no room for it by `deadline` (its reader stopped reading),
-/// else what `write` said (`EPIPE`: the reader is gone).
+/// `InvalidInput` for a line longer than `PIPE_BUF` (nothing written: a part of it would
+/// join the next line in the reader's eyes); `TimedOut` when the pipe had no room for it
+/// by `deadline` (its reader stopped reading), else what `write` said (`EPIPE`: the
+/// reader is gone).
 pub(crate) fn write_line_by(fd: BorrowedFd<'_>, line: &[u8], deadline: std::time::Instant) -> io::Result<()> {
-    debug_assert!(line.len() <= libc::PIPE_BUF);
+    if line.len() > libc::PIPE_BUF {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a line longer than PIPE_BUF is not one atomic write"));
+    }
     loop {
         match rustix::io::write(fd, line) {
             Ok(n) if n == line.len() => return Ok(()),
+            // Not for a pipe: at most `PIPE_BUF` bytes go whole or not at all.
             Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) => {
