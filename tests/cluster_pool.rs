@@ -672,7 +672,7 @@ fn pool_ids(redis: &Redis) -> Vec<String> {
 
 /// A task entry as another program (or another version) could write it: the crate's
 /// layout (a postcard tag, then the fields), with values a driver never sends.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct ForgedTask {
     id: u64,
     build: u128,
@@ -770,6 +770,85 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     }
     // Answered, so gone from the stream.
     assert!(eventually(Duration::from_secs(10), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
+}
+
+/// The environment variable naming the directory where `leave_a_mark` writes.
+const MARK_DIR: &str = "MULTIPROC_TEST_MARK_DIR";
+
+/// A function with a visible effect: a file `mark-X` in the node's `MARK_DIR`.
+fn leave_a_mark(x: u64) -> u64 {
+    let dir = std::env::var(MARK_DIR).expect("the node's mark directory");
+    std::fs::write(Path::new(&dir).join(format!("mark-{x}")), b"ran").unwrap();
+    x + 1000
+}
+
+/// The entries of a pool's task stream: their ids and fields.
+type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+fn task_entries(redis: &Redis, tasks: &str) -> Entries {
+    let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
+    redis::cmd("XRANGE").arg(tasks).arg("-").arg("+").query(&mut conn).unwrap()
+}
+
+/// Adds an entry with these fields to the stream `tasks`.
+fn add_entry(redis: &Redis, tasks: &str, fields: &[(String, Vec<u8>)]) {
+    let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
+    let mut add = redis::cmd("XADD");
+    add.arg(tasks).arg("*");
+    for (name, value) in fields {
+        add.arg(name).arg(value.as_slice());
+    }
+    let _: String = add.query(&mut conn).unwrap();
+}
+
+/// Whoever can write to a pool's task stream must not choose the code a node runs: a real
+/// task's bytes with its function's offsets replaced by another function's (the same
+/// signature, so that the test itself never jumps anywhere unsound) is refused by the node,
+/// typed for the driver, and never called. Before the cluster key, the node ran the
+/// forger's choice.
+#[test]
+fn a_task_whose_offsets_were_changed_in_redis_is_refused_not_called() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    // No node yet: both tasks wait in the stream.
+    let pool = pool(&redis, 1);
+    let mut victim = pool.apply_async(square, 3).unwrap();
+    let mut chosen = pool.apply_async(leave_a_mark, 7).unwrap();
+    let ids = pool_ids(&redis);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let tasks = format!("mp:{{p:{}}}:tasks", ids[0]);
+    let entries = task_entries(&redis, &tasks);
+    assert_eq!(entries.len(), 2, "both tasks wait in the stream");
+    let field = |fields: &[(String, Vec<u8>)]| fields.iter().find(|(k, _)| k == "m").unwrap().1.clone();
+    let (victim_fields, chosen_fields) = (&entries[0].1, &entries[1].1);
+    let decode = |m: &[u8]| postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap();
+    let mut forged_task = decode(&field(victim_fields));
+    let chosen_task = decode(&field(chosen_fields));
+    assert_eq!((forged_task.id, chosen_task.id), (1, 2));
+    // `square(3)` made to name `leave_a_mark` instead: its driver's offsets, every other
+    // field (and anything else the entry carries) as the driver wrote it.
+    forged_task.call = chosen_task.call;
+    let forged_fields: Vec<_> = victim_fields
+        .iter()
+        .map(|(k, v)| if k == "m" { (k.clone(), forged(&forged_task)) } else { (k.clone(), v.clone()) })
+        .collect();
+    assert_eq!(redis.raw(&[b"XTRIM", tasks.as_bytes(), b"MAXLEN", b"0"]), b":2\r\n");
+    add_entry(&redis, &tasks, &forged_fields);
+    add_entry(&redis, &tasks, chosen_fields);
+    let marks = redis.dir.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let _node =
+        Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(MARK_DIR, marks.to_str().unwrap())]);
+    let got = victim.get_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(got, Err(multiproc::ResultTimeoutError::Task(_))),
+        "a task whose offsets were changed: {got:?}"
+    );
+    // The genuine task runs: the node goes on, and its mark is the only one.
+    assert_eq!(chosen.get_timeout(Duration::from_secs(30)), Ok(1007));
+    assert!(!marks.join("mark-3").exists(), "the node ran the function the forger chose");
+    assert!(marks.join("mark-7").exists());
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
 fn bytes_of(n: usize) -> Vec<u8> {
