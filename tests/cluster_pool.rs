@@ -841,7 +841,7 @@ fn a_task_whose_offsets_were_changed_in_redis_is_refused_not_called() {
         Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(MARK_DIR, marks.to_str().unwrap())]);
     let got = victim.get_timeout(Duration::from_secs(30));
     assert!(
-        matches!(got, Err(multiproc::ResultTimeoutError::Task(_))),
+        matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::Unauthenticated { .. }))),
         "a task whose offsets were changed: {got:?}"
     );
     // The genuine task runs: the node goes on, and its mark is the only one.
