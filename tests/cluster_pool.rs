@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::redis::Redis;
 use common::{eventually, watchdog};
-use multiproc::cluster::{ClusterError, ClusterOptions, WORKER_ENV};
+use multiproc::cluster::{ClusterError, ClusterOptions, KEY_ENV, WORKER_ENV};
 use multiproc::{MapOptions, Pool, PoolError, TaskError};
 
 /// Set by `mark_set_up`, this test binary's `child_init`.
@@ -740,14 +740,35 @@ fn a_task_of_another_version_is_answered_as_another_build() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
+/// The cluster key of the tests that write tagged entries themselves.
+const TEST_KEY: &str = "the key of the tests that forge entries";
+
+/// The tag of the encoded task `m` in pool `id` under [`TEST_KEY`], as a driver makes it
+/// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool's id, a zero byte
+/// and the task).
+fn tag(id: &str, m: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TEST_KEY.as_bytes()).unwrap();
+    mac.update(b"multiproc cluster task v1\0");
+    mac.update(id.as_bytes());
+    mac.update(b"\0");
+    mac.update(m);
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// A node takes the lease of each entry from the entry; one with a lease no driver gives
 /// (the driver clamps its own) must not stop the node from answering the other entries.
+/// The entries are tagged under the pool's key: the node reads their lease.
 #[test]
 fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
-    let pool = pool(&redis, 1);
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let pool = pool_with(
+        &redis.url,
+        1,
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).authkey(TEST_KEY),
+    );
     let mut first = pool.apply_async(square, 2).unwrap();
     assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(4));
     let ids = pool_ids(&redis);
@@ -763,7 +784,8 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
             max_result: 64 << 20,
             args: Vec::new(),
         });
-        let added = redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &entry]);
+        let tag = tag(&ids[0], &entry);
+        let added = redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &entry, b"k", &tag]);
         assert!(added.starts_with(b"$"), "{}", String::from_utf8_lossy(&added));
         let mut r = pool.apply_async(square, 3).unwrap();
         assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9), "after an entry with a lease of {lease_ms} ms");
@@ -849,6 +871,40 @@ fn a_task_whose_offsets_were_changed_in_redis_is_refused_not_called() {
     assert!(!marks.join("mark-3").exists(), "the node ran the function the forger chose");
     assert!(marks.join("mark-7").exists());
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// A node checks every task under its own key: a driver with another key has its tasks
+/// refused at once, typed (not left waiting), and a driver with the node's key, given by
+/// option on one side and by the environment on the other, has them run.
+#[test]
+fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let options = || ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    let ours = pool_with(&redis.url, 1, options().authkey(TEST_KEY));
+    assert_eq!(ours.apply(square, 5).unwrap(), 25);
+    // The default key (the user's key file) is another.
+    for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key"))] {
+        match other.apply(square, 2) {
+            Err(multiproc::Error::Task(TaskError::Unauthenticated { node })) => assert!(node.contains(':')),
+            got => panic!("a task under another key: {got:?}"),
+        }
+    }
+    assert_eq!(ours.apply(square, 6).unwrap(), 36);
+}
+
+/// An empty key authenticates nothing: refused when the pool is built.
+#[test]
+fn an_empty_cluster_key_refuses_the_build() {
+    let _w = watchdog(LIMIT);
+    // Before any connection: no Redis needed.
+    let refused = Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(ClusterOptions::new().authkey("")).build();
+    assert!(
+        matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Key(_))))),
+        "{:?}",
+        refused.map(|_| ())
+    );
 }
 
 fn bytes_of(n: usize) -> Vec<u8> {
