@@ -899,7 +899,8 @@ fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
 fn an_empty_cluster_key_refuses_the_build() {
     let _w = watchdog(LIMIT);
     // Before any connection: no Redis needed.
-    let refused = Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(ClusterOptions::new().authkey("")).build();
+    let refused =
+        Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(ClusterOptions::new().authkey("")).build();
     assert!(
         matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Key(_))))),
         "{:?}",

@@ -104,9 +104,8 @@ impl TaskSeal {
 fn key_path() -> Result<PathBuf, ClusterError> {
     let absolute = |name| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
     let config = absolute("XDG_CONFIG_HOME").or_else(|| absolute("HOME").map(|home| home.join(".config")));
-    let config = config.ok_or_else(|| {
-        ClusterError::Key(format!("no cluster key: set {KEY_ENV}, or HOME for the user's key file"))
-    })?;
+    let config = config
+        .ok_or_else(|| ClusterError::Key(format!("no cluster key: set {KEY_ENV}, or HOME for the user's key file")))?;
     Ok(config.join("multiproc").join("cluster.key"))
 }
 

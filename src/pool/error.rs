@@ -71,7 +71,9 @@ pub enum TaskError {
     /// (see [`ClusterOptions::authkey`](crate::cluster::ClusterOptions::authkey)), or the
     /// task was changed in Redis by someone else.
     #[cfg(feature = "cluster")]
-    #[error("worker node {node} could not authenticate the task (another cluster key, or a task changed in Redis) and refused it")]
+    #[error(
+        "worker node {node} could not authenticate the task (another cluster key, or a task changed in Redis) and refused it"
+    )]
     Unauthenticated {
         /// The node's name (`host:pid`).
         node: String,
