@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::redis::Redis;
 use common::{eventually, watchdog};
-use multiproc::cluster::{ClusterError, ClusterOptions, WORKER_ENV};
+use multiproc::cluster::{ClusterError, ClusterOptions, KEY_ENV, WORKER_ENV};
 use multiproc::{MapOptions, Pool, PoolError, TaskError};
 
 /// Set by `mark_set_up`, this test binary's `child_init`.
@@ -672,7 +672,7 @@ fn pool_ids(redis: &Redis) -> Vec<String> {
 
 /// A task entry as another program (or another version) could write it: the crate's
 /// layout (a postcard tag, then the fields), with values a driver never sends.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct ForgedTask {
     id: u64,
     build: u128,
@@ -740,14 +740,35 @@ fn a_task_of_another_version_is_answered_as_another_build() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
+/// The cluster key of the tests that write tagged entries themselves.
+const TEST_KEY: &str = "the key of the tests that forge entries";
+
+/// The tag of the encoded task `m` in pool `id` under [`TEST_KEY`], as a driver makes it
+/// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool's id, a zero byte
+/// and the task).
+fn tag(id: &str, m: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TEST_KEY.as_bytes()).unwrap();
+    mac.update(b"multiproc cluster task v1\0");
+    mac.update(id.as_bytes());
+    mac.update(b"\0");
+    mac.update(m);
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// A node takes the lease of each entry from the entry; one with a lease no driver gives
 /// (the driver clamps its own) must not stop the node from answering the other entries.
+/// The entries are tagged under the pool's key: the node reads their lease.
 #[test]
 fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     let _w = watchdog(LIMIT);
     let Some(redis) = Redis::start(&[]) else { return };
-    let _node = Node::start(&redis.url);
-    let pool = pool(&redis, 1);
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let pool = pool_with(
+        &redis.url,
+        1,
+        ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2)).authkey(TEST_KEY),
+    );
     let mut first = pool.apply_async(square, 2).unwrap();
     assert_eq!(first.get_timeout(Duration::from_secs(30)), Ok(4));
     let ids = pool_ids(&redis);
@@ -763,13 +784,128 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
             max_result: 64 << 20,
             args: Vec::new(),
         });
-        let added = redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &entry]);
+        let tag = tag(&ids[0], &entry);
+        let added = redis.raw(&[b"XADD", tasks.as_bytes(), b"*", b"m", &entry, b"k", &tag]);
         assert!(added.starts_with(b"$"), "{}", String::from_utf8_lossy(&added));
         let mut r = pool.apply_async(square, 3).unwrap();
         assert_eq!(r.get_timeout(Duration::from_secs(30)), Ok(9), "after an entry with a lease of {lease_ms} ms");
     }
     // Answered, so gone from the stream.
     assert!(eventually(Duration::from_secs(10), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
+}
+
+/// The environment variable naming the directory where `leave_a_mark` writes.
+const MARK_DIR: &str = "MULTIPROC_TEST_MARK_DIR";
+
+/// A function with a visible effect: a file `mark-X` in the node's `MARK_DIR`.
+fn leave_a_mark(x: u64) -> u64 {
+    let dir = std::env::var(MARK_DIR).expect("the node's mark directory");
+    std::fs::write(Path::new(&dir).join(format!("mark-{x}")), b"ran").unwrap();
+    x + 1000
+}
+
+/// The entries of a pool's task stream: their ids and fields.
+type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+fn task_entries(redis: &Redis, tasks: &str) -> Entries {
+    let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
+    redis::cmd("XRANGE").arg(tasks).arg("-").arg("+").query(&mut conn).unwrap()
+}
+
+/// Adds an entry with these fields to the stream `tasks`.
+fn add_entry(redis: &Redis, tasks: &str, fields: &[(String, Vec<u8>)]) {
+    let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
+    let mut add = redis::cmd("XADD");
+    add.arg(tasks).arg("*");
+    for (name, value) in fields {
+        add.arg(name).arg(value.as_slice());
+    }
+    let _: String = add.query(&mut conn).unwrap();
+}
+
+/// Whoever can write to a pool's task stream must not choose the code a node runs: a real
+/// task's bytes with its function's offsets replaced by another function's (the same
+/// signature, so that the test itself never jumps anywhere unsound) is refused by the node,
+/// typed for the driver, and never called. Before the cluster key, the node ran the
+/// forger's choice.
+#[test]
+fn a_task_whose_offsets_were_changed_in_redis_is_refused_not_called() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    // No node yet: both tasks wait in the stream.
+    let pool = pool(&redis, 1);
+    let mut victim = pool.apply_async(square, 3).unwrap();
+    let mut chosen = pool.apply_async(leave_a_mark, 7).unwrap();
+    let ids = pool_ids(&redis);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let tasks = format!("mp:{{p:{}}}:tasks", ids[0]);
+    let entries = task_entries(&redis, &tasks);
+    assert_eq!(entries.len(), 2, "both tasks wait in the stream");
+    let field = |fields: &[(String, Vec<u8>)]| fields.iter().find(|(k, _)| k == "m").unwrap().1.clone();
+    let (victim_fields, chosen_fields) = (&entries[0].1, &entries[1].1);
+    let decode = |m: &[u8]| postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap();
+    let mut forged_task = decode(&field(victim_fields));
+    let chosen_task = decode(&field(chosen_fields));
+    assert_eq!((forged_task.id, chosen_task.id), (1, 2));
+    // `square(3)` made to name `leave_a_mark` instead: its driver's offsets, every other
+    // field (and anything else the entry carries) as the driver wrote it.
+    forged_task.call = chosen_task.call;
+    let forged_fields: Vec<_> = victim_fields
+        .iter()
+        .map(|(k, v)| if k == "m" { (k.clone(), forged(&forged_task)) } else { (k.clone(), v.clone()) })
+        .collect();
+    assert_eq!(redis.raw(&[b"XTRIM", tasks.as_bytes(), b"MAXLEN", b"0"]), b":2\r\n");
+    add_entry(&redis, &tasks, &forged_fields);
+    add_entry(&redis, &tasks, chosen_fields);
+    let marks = redis.dir.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let _node =
+        Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(MARK_DIR, marks.to_str().unwrap())]);
+    let got = victim.get_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(got, Err(multiproc::ResultTimeoutError::Task(TaskError::Unauthenticated { .. }))),
+        "a task whose offsets were changed: {got:?}"
+    );
+    // The genuine task runs: the node goes on, and its mark is the only one.
+    assert_eq!(chosen.get_timeout(Duration::from_secs(30)), Ok(1007));
+    assert!(!marks.join("mark-3").exists(), "the node ran the function the forger chose");
+    assert!(marks.join("mark-7").exists());
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+/// A node checks every task under its own key: a driver with another key has its tasks
+/// refused at once, typed (not left waiting), and a driver with the node's key, given by
+/// option on one side and by the environment on the other, has them run.
+#[test]
+fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let options = || ClusterOptions::new().lease(Duration::from_millis(600)).timeout(Duration::from_secs(2));
+    let ours = pool_with(&redis.url, 1, options().authkey(TEST_KEY));
+    assert_eq!(ours.apply(square, 5).unwrap(), 25);
+    // The default key (the user's key file) is another.
+    for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key"))] {
+        match other.apply(square, 2) {
+            Err(multiproc::Error::Task(TaskError::Unauthenticated { node })) => assert!(node.contains(':')),
+            got => panic!("a task under another key: {got:?}"),
+        }
+    }
+    assert_eq!(ours.apply(square, 6).unwrap(), 36);
+}
+
+/// An empty key authenticates nothing: refused when the pool is built.
+#[test]
+fn an_empty_cluster_key_refuses_the_build() {
+    let _w = watchdog(LIMIT);
+    // Before any connection: no Redis needed.
+    let refused =
+        Pool::builder().cluster("redis://127.0.0.1:1/0").cluster_options(ClusterOptions::new().authkey("")).build();
+    assert!(
+        matches!(refused, Err(multiproc::Error::Pool(PoolError::Cluster(ClusterError::Key(_))))),
+        "{:?}",
+        refused.map(|_| ())
+    );
 }
 
 fn bytes_of(n: usize) -> Vec<u8> {

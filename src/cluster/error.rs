@@ -45,6 +45,11 @@ pub enum ClusterError {
     /// [`Tls`](super::Tls) do not parse, or the server does not speak TLS.
     #[error("TLS failed: {0}")]
     Tls(String),
+    /// No cluster key could be had: the key given (or [`KEY_ENV`](super::KEY_ENV)) is
+    /// empty, or the user's key file cannot be made or read, or other users may read it
+    /// (see [`ClusterOptions::authkey`](super::ClusterOptions::authkey)).
+    #[error("cluster key: {0}")]
+    Key(String),
 }
 
 impl ClusterError {

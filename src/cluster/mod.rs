@@ -32,11 +32,18 @@
 //! A cluster pool's tasks go to a Redis stream read by the nodes' consumer group; every
 //! task resolves once for the caller (results are deduplicated by task id), a node that
 //! dies has its tasks taken back after a lease and run elsewhere, a bounded number of
-//! times. A task names its function by offsets into the executable, which a node checks
-//! only against the executable's identity (a hash, not a secret): whoever can write to
-//! the pool's keys can make the nodes jump to any code of the program, not only call its
-//! functions, with arguments of their choosing. Protect Redis (ACL user, TLS) as you would
-//! the program itself.
+//! times. A task names its function by offsets into the executable, so each carries an
+//! HMAC-SHA256 under the cluster key, which its driver and nodes share and Redis never
+//! sees: a node checks it before it decodes anything of the task, and refuses a task it
+//! cannot authenticate ([`TaskError::Unauthenticated`](crate::TaskError::Unauthenticated)
+//! for its driver). The key comes from
+//! [`ClusterOptions::authkey`]/[`ServeOptions::authkey`], else [`KEY_ENV`], else the user's
+//! key file (`~/.config/multiproc/cluster.key`, made on first use): programs of one user on
+//! one machine share it without ceremony; across machines, give every node the same key
+//! (copy the file, or set [`KEY_ENV`] to its content). Results are not authenticated:
+//! whoever can write to the pool's keys can still make a task fail, run twice or never,
+//! or give it a wrong result (one that decodes as the result's type), never make a node
+//! or the driver run code of their choosing. Protect Redis (ACL user, TLS) for that.
 //!
 //! Handles of the local family (a local `Queue`, `Lock`, `Value`...) name shared memory
 //! of one machine: a message that holds one is refused when it is put
@@ -60,6 +67,7 @@
 //! ```
 
 mod error;
+mod key;
 mod link;
 mod node;
 pub(crate) mod pool;
@@ -68,6 +76,7 @@ mod tls;
 mod wire;
 
 pub use error::{AckError, ClusterError, GetError, PutError, PutToken};
+pub use key::KEY_ENV;
 
 /// The longest lease or timeout kept (a hundred years): Redis's expiry times, `Instant`s
 /// and socket timeouts hold it, plus a second or a third of it, where a longer one

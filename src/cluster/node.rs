@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
+use super::key::{Secret, TaskSeal};
 use super::link::Link;
 use super::wire::{DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, key_ttl};
 use crate::codec;
@@ -41,6 +42,7 @@ pub const WORKER_ENV: &str = "MULTIPROC_WORKER";
 pub struct ServeOptions {
     processes: Option<usize>,
     timeout: Option<Duration>,
+    authkey: Option<Secret>,
 }
 
 impl ServeOptions {
@@ -91,6 +93,22 @@ impl ServeOptions {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The cluster key the node checks every task's tag under (default: the environment
+    /// variable [`KEY_ENV`](super::KEY_ENV), else the user's key file, as for the driver:
+    /// see [`ClusterOptions::authkey`](super::ClusterOptions::authkey)). A task whose tag
+    /// does not check is refused before anything of it is decoded
+    /// ([`TaskError::Unauthenticated`] for its driver).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = multiproc::cluster::ServeOptions::new().authkey("correct-horse-battery-staple");
+    /// ```
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(Secret::new(key.as_ref()));
         self
     }
 }
@@ -209,15 +227,18 @@ fn node_name() -> String {
 /// Serves as a worker node of every cluster pool on the Redis server at `url`: runs their
 /// tasks in a local process pool (sized to the CPUs: a task that crashes kills one process,
 /// never the node) and writes their results. It returns only when it cannot start; Redis
-/// going away is waited out. A task from a driver whose executable differs from this one's
-/// is refused without running ([`TaskError::WrongBuild`] for the driver).
+/// going away is waited out. A task whose tag does not check under the node's cluster key
+/// ([`ServeOptions::authkey`]) is refused before anything of it is decoded
+/// ([`TaskError::Unauthenticated`] for the driver), and one from a driver whose executable
+/// differs from this one's is refused without running ([`TaskError::WrongBuild`]).
 ///
 /// Programs usually become nodes through the environment instead: `MULTIPROC_WORKER=url`
 /// ([`WORKER_ENV`]) makes `init()` call this.
 ///
 /// # Errors
 ///
-/// When multiproc is not initialized, the local pool cannot start, or the URL is bad.
+/// When multiproc is not initialized, the local pool cannot start, the URL is bad, or no
+/// cluster key can be had ([`ClusterError::Key`]).
 ///
 /// # Examples
 ///
@@ -230,6 +251,7 @@ fn node_name() -> String {
 /// ```
 pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Error> {
     let timeout = options.timeout.unwrap_or(Duration::from_secs(5));
+    let seal = TaskSeal::new(options.authkey.as_ref())?;
     let mut reader_link = Link::new(url, timeout)?;
     let writer_link = Link::new(url, timeout)?;
     let workers = options.processes.unwrap_or_else(crate::cpu_count);
@@ -316,7 +338,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 Err(_) => continue,
             };
             for (entry, fields) in entries {
-                start_task(pool, entry, fields, build, &me, &local, &shared, &tx);
+                start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx);
             }
         }
     }
@@ -347,18 +369,27 @@ fn start_task(
     entry: String,
     fields: Vec<(String, Vec<u8>)>,
     build: Option<u128>,
+    seal: &TaskSeal,
     me: &str,
     local: &Arc<Inner>,
     shared: &Shared,
     tx: &Sender<Option<Finished>>,
 ) {
-    let message = fields.into_iter().find(|(k, _)| k == "m").map(|(_, v)| v).unwrap_or_default();
-    let task = codec::decode_exact::<TaskMsg>(&message);
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+    let message = field("m").unwrap_or_default();
+    // Nothing of the task is decoded before its tag checks: its `call` is code offsets this
+    // node would jump to.
+    let task = match field("k") {
+        Some(tag) if seal.verify(pool, message, tag) => Some(codec::decode_exact::<TaskMsg>(message)),
+        Some(_) => None,
+        // No tag: a driver of an earlier version (answered as another build, below).
+        None => Some(Err(crate::CodecError::decode("a task entry without a tag"))),
+    };
     let (id, lease, max) = match &task {
-        Ok(t) => (t.id, Duration::from_millis(t.lease_ms), t.max_result),
-        // Not a task of this layout: the id its head names, if any (0 when none: no
+        Some(Ok(t)) => (t.id, Duration::from_millis(t.lease_ms), t.max_result),
+        // Not a task of this layout or key: the id its head names, if any (0 when none: no
         // driver has a task 0).
-        Err(_) => (id_of(&message).unwrap_or(0), Duration::from_secs(10), u64::MAX),
+        _ => (id_of(message).unwrap_or(0), Duration::from_secs(10), u64::MAX),
     };
     lock(&shared.running).insert((pool.to_string(), entry.clone()), lease);
     // The writer may be asleep for a longer lease's beat (a second when nothing ran): woken,
@@ -367,8 +398,14 @@ fn start_task(
     let _ = tx.send(None);
     let forward = Arc::new(Forward { pool: pool.to_string(), entry, id, lease, max, tx: tx.clone() });
     let task = match task {
-        Ok(task) => task,
-        Err(e) => {
+        Some(Ok(task)) => task,
+        // Answered so that the entry leaves the stream, and its driver (another key) learns
+        // it at once.
+        None => {
+            forward.deliver(0, Err(TaskError::Unauthenticated { node: me.to_string() }));
+            return;
+        }
+        Some(Err(e)) => {
             // Answered so that the entry leaves the stream. With the id of a task: most
             // likely a driver of another version of the crate (another layout), which
             // learns at once that this node runs another build. Without: nobody waits.

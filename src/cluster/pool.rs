@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ClusterError;
+use super::key::{Secret, TAG, TaskSeal};
 use super::link::{Conn, Link};
 use super::wire::{
     ADD_TASKS, BIRTH, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large,
@@ -63,6 +64,7 @@ pub struct ClusterOptions {
     max_in_flight: Option<usize>,
     timeout: Duration,
     max_message_size: usize,
+    authkey: Option<Secret>,
 }
 
 /// The default of [`ClusterOptions::max_message_size`]: 64 MiB, as a cluster queue's.
@@ -96,7 +98,41 @@ impl ClusterOptions {
             max_in_flight: None,
             timeout: Duration::from_secs(5),
             max_message_size: DEFAULT_MAX_MESSAGE,
+            authkey: None,
         }
+    }
+
+    /// The cluster key (Python's `authkey`): every task carries an HMAC-SHA256 under it,
+    /// which a node checks before it decodes anything of the task, so that whoever can
+    /// write to the pool's keys in Redis cannot choose what a node runs. A node with
+    /// another key refuses the pool's tasks ([`TaskError::Unauthenticated`]); give the
+    /// nodes the same one ([`ServeOptions::authkey`](super::ServeOptions::authkey), or
+    /// the environment).
+    ///
+    /// Default: the environment variable [`KEY_ENV`](super::KEY_ENV) (`MULTIPROC_CLUSTER_KEY`,
+    /// its bytes), else the user's key file, `$XDG_CONFIG_HOME/multiproc/cluster.key` or
+    /// `~/.config/multiproc/cluster.key` (its content, trailing white space left out),
+    /// made with a random key on first use and readable by its owner only. A driver and
+    /// nodes of one user on one machine so share a key without ceremony; on other
+    /// machines, copy the file, or set the variable to its content. An empty key, or a key
+    /// file that other users may read, fails the pool's build with
+    /// [`ClusterError::Key`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::cluster::ClusterOptions;
+    ///
+    /// // The nodes run with MULTIPROC_CLUSTER_KEY=correct-horse-battery-staple.
+    /// let pool = multiproc::Pool::builder()
+    ///     .cluster("redis://redis.example:6379/0")
+    ///     .cluster_options(ClusterOptions::new().authkey("correct-horse-battery-staple"))
+    ///     .build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(Secret::new(key.as_ref()));
+        self
     }
 
     /// The largest result (a chunk's, encoded) the driver takes from Redis (default
@@ -193,13 +229,13 @@ struct Sent {
     entry: String,
     /// The tag of the birth of the stream the entry was added to (see `wire::BIRTH`).
     born: String,
-    /// The encoded [`TaskMsg`], to queue again.
+    /// The encoded [`TaskMsg`] and its tag, to queue again.
     message: Vec<u8>,
     deliveries: u32,
 }
 
-/// A chunk that waits in the driver: task id, chunk, items, delivery, encoded [`TaskMsg`],
-/// deliveries (1, or more for one taken back from a node that stopped heartbeating).
+/// A chunk that waits in the driver: task id, chunk, items, delivery, encoded [`TaskMsg`]
+/// followed by its tag under the cluster key ([`TAG`] bytes), deliveries (1, or more for one taken back from a node that stopped heartbeating).
 type Waiting = (u64, usize, usize, Arc<dyn Delivery>, Vec<u8>, u32);
 
 /// An outcome to deliver.
@@ -223,6 +259,8 @@ pub(crate) struct Driver {
     options: ClusterOptions,
     in_flight: usize,
     build: u128,
+    /// Tags each task under the cluster key.
+    seal: TaskSeal,
     counters: Arc<Counters>,
     state: AtomicU8,
     next_id: AtomicU64,
@@ -312,6 +350,7 @@ impl Driver {
     ) -> Result<Arc<Driver>, crate::Error> {
         let build = crate::sys::build_identity()
             .ok_or_else(|| PoolError::Cluster(ClusterError::Refused("cannot read this program's executable".into())))?;
+        let seal = TaskSeal::new(options.authkey.as_ref()).map_err(PoolError::Cluster)?;
         let id = format!("{:032x}", u128::from_ne_bytes(crate::sys::random_bytes::<16>()));
         let keys = PoolKeys::new(&id);
         let mut thread_link = Link::new(url, options.timeout).map_err(PoolError::Cluster)?;
@@ -324,6 +363,7 @@ impl Driver {
             options: options.clone(),
             in_flight,
             build,
+            seal,
             counters: Arc::default(),
             state: AtomicU8::new(RUNNING),
             next_id: AtomicU64::new(1),
@@ -516,7 +556,8 @@ impl Driver {
             let known = lock(&self.born).clone();
             add.arg(birth_tag()).arg(known.tag).arg(known.witness);
             for (_, _, _, _, message, _) in &batch {
-                add.arg(message.as_slice());
+                let (task, tag) = message.split_at(message.len() - TAG);
+                add.arg(task).arg(tag);
             }
             match run_coded(link, |c| add.invoke::<(String, Vec<String>)>(c)) {
                 Ok((born, entries)) => {
@@ -976,8 +1017,10 @@ impl Engine for Driver {
             args: job.args.bytes().to_vec(),
         };
         let mut encoded = codec::encode(&message)?;
-        let bytes = std::mem::take(&mut encoded.bytes);
+        let mut bytes = std::mem::take(&mut encoded.bytes);
         encoded.sent();
+        let tag = self.seal.tag(&self.id, &bytes);
+        bytes.extend_from_slice(&tag);
         let mut books = lock(&self.books);
         books.pending.push_back((id, job.chunk, job.items, job.delivery, bytes, 1));
         if books.sent.len() < self.in_flight {

@@ -136,7 +136,8 @@ end
 pub(crate) const BIRTH: &str =
     concat!(born_lua!(), "return born(KEYS[1], ARGV[1], ARGV[2] == '1', ARGV[3], ARGV[4])\n");
 
-/// Queues a driver's batch of tasks (`ARGV[4]`..., each an encoded `TaskMsg`) on the tasks
+/// Queues a driver's batch of tasks (`ARGV[4]`..., pairs of an encoded `TaskMsg`, field
+/// `m`, and its tag under the cluster key, field `k`: see `cluster::key`) on the tasks
 /// stream `KEYS[1]` (made with the tag `ARGV[1]` where it is missing; `ARGV[2]` the tag
 /// known, `ARGV[3]` its witness); returns the tag of the stream's birth and the entries' ids. All or none: Redis
 /// checks a script's memory at its first write only (a `CREATECONSUMER` that changes
@@ -148,8 +149,8 @@ pub(crate) const ADD_TASKS: &str = concat!(
     r"
 local tag = born(KEYS[1], ARGV[1], true, ARGV[2], ARGV[3])
 local ids = {}
-for i = 4, #ARGV do
-  ids[i - 3] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+for i = 4, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i], 'k', ARGV[i + 1])
 end
 return {tag, ids}
 "
@@ -241,7 +242,8 @@ pub(crate) fn id_of(head: &[u8]) -> Option<u64> {
     None
 }
 
-/// A chunk to run: the stream entry's one field, `m`.
+/// A chunk to run: the stream entry's field `m` (its tag, field `k`, is checked before it
+/// is decoded).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct TaskMsg {
     pub(crate) id: u64,
@@ -287,6 +289,11 @@ pub(crate) enum Failure {
         size: u64,
         why: String,
     },
+    /// The task's tag did not check under the node's cluster key (appended last: the
+    /// variants before keep their numbers on the wire).
+    Unauthenticated {
+        node: String,
+    },
 }
 
 /// The error of a task whose result message has `size` bytes, more than the pool's
@@ -305,6 +312,7 @@ impl Failure {
             TaskError::WorkerLost { pid, signal, exit_code } => Failure::WorkerLost { pid, signal, exit_code },
             TaskError::Panicked(info) | TaskError::InputPanicked(info) => Failure::Panicked(info),
             TaskError::WrongBuild { node } => Failure::WrongBuild { node },
+            TaskError::Unauthenticated { node } => Failure::Unauthenticated { node },
             TaskError::Terminated => Failure::Terminated,
             other => Failure::Codec(other.to_string()),
         }
@@ -317,6 +325,7 @@ impl Failure {
             Failure::Codec(s) => TaskError::Codec(crate::CodecError::decode(s)),
             Failure::Panicked(info) => TaskError::Panicked(info),
             Failure::WrongBuild { node } => TaskError::WrongBuild { node },
+            Failure::Unauthenticated { node } => TaskError::Unauthenticated { node },
             Failure::Terminated => TaskError::Terminated,
             Failure::TooLarge { size, max } => too_large(size, max),
             Failure::Refused { size, why } => TaskError::Cluster(super::ClusterError::Refused(format!(

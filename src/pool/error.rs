@@ -66,6 +66,18 @@ pub enum TaskError {
         /// The node's name (`host:pid`).
         node: String,
     },
+    /// A worker node of a cluster pool refused the task without decoding it: its tag does
+    /// not check under the node's cluster key. The node has another key than the driver
+    /// (see [`ClusterOptions::authkey`](crate::cluster::ClusterOptions::authkey)), or the
+    /// task was changed in Redis by someone else.
+    #[cfg(feature = "cluster")]
+    #[error(
+        "worker node {node} could not authenticate the task (another cluster key, or a task changed in Redis) and refused it"
+    )]
+    Unauthenticated {
+        /// The node's name (`host:pid`).
+        node: String,
+    },
     /// Redis could not be used by a cluster pool, so the task's outcome cannot be known;
     /// the pool was terminated.
     #[cfg(feature = "cluster")]

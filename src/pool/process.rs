@@ -243,7 +243,10 @@ impl PoolBuilder {
     /// [lease](crate::cluster::ClusterOptions::lease) and run elsewhere, a task whose
     /// nodes keep dying fails with [`TaskError::WorkerLost`], a task past its timeout is
     /// killed on its node and fails with [`TaskError::TimedOut`], a node running another
-    /// build refuses the task ([`TaskError::WrongBuild`]), and Redis gone for longer than
+    /// build refuses the task ([`TaskError::WrongBuild`]), a node whose cluster key is not
+    /// the driver's refuses it unread ([`TaskError::Unauthenticated`]: every task carries
+    /// an HMAC under the [key](crate::cluster::ClusterOptions::authkey), the user's key
+    /// file by default), and Redis gone for longer than
     /// the [timeout](crate::cluster::ClusterOptions::timeout) fails every unfinished task
     /// with [`TaskError::Cluster`]. `processes` is then the number of workers expected
     /// over all nodes (for chunk sizes and look-ahead); `initializer`,
