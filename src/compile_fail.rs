@@ -330,3 +330,36 @@
 //!     __MULTIPROC_TEST_SUPPORT(1, std::ptr::null(), std::ptr::null());
 //! }
 //! ```
+//!
+//! The `child_init` argument of `test_support!` and `#[multiproc::main]` names a function:
+//! it is evaluated as a constant, so no code of the program runs where it is written (in
+//! the loader's `.init_array` entry, or before `main`'s `init()` dispatches a child). A
+//! block with a side effect is refused:
+//!
+//! ```compile_fail,E0015
+//! fn setup() {}
+//! multiproc::test_support!(child_init = { std::process::id(); setup });
+//!
+//! fn main() {}
+//! ```
+//!
+//! ```compile_fail,E0015
+//! fn setup() {}
+//!
+//! #[multiproc::main(child_init = { std::process::id(); setup })]
+//! fn main() {}
+//! ```
+//!
+//! A path to a function, or a closure that captures nothing, is a constant:
+//!
+//! ```no_run
+//! fn setup() {}
+//! multiproc::test_support!(child_init = setup);
+//!
+//! fn main() {}
+//! ```
+//!
+//! ```no_run
+//! #[multiproc::main(child_init = || println!("set up"))]
+//! fn main() {}
+//! ```
