@@ -86,7 +86,9 @@
 //! ```
 //!
 //! The derive refuses what the compiler cannot check: an enum, a union, a struct without
-//! a fixed layout.
+//! a fixed layout. Its errors carry no error code (a proc macro's never do), so each
+//! block's comment gives the message; the block after them shows that `Loose` with a fixed
+//! layout compiles, so nothing else refuses it.
 //!
 //! ```compile_fail
 //! #[derive(Clone, Copy, multiproc::ShmSafe)]
@@ -110,6 +112,15 @@
 //! #[derive(Clone, Copy, multiproc::ShmSafe)]
 //! struct Loose {
 //!     small: u8, // "ShmSafe needs a fixed layout: add #[repr(C)] to the struct"
+//!     wide: u64,
+//! }
+//! ```
+//!
+//! ```
+//! #[derive(Clone, Copy, multiproc::ShmSafe)]
+//! #[repr(C)]
+//! struct Loose {
+//!     small: u8, // padding after it is fine: the derive copies field by field
 //!     wide: u64,
 //! }
 //! ```

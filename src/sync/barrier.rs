@@ -306,6 +306,14 @@ impl Action {
 /// decoding runs an action only if this family packed it. A forged one made the receiver
 /// call a function of the message's choosing (auds44,
 /// `a_barrier_action_forged_in_a_message_is_refused_not_called`).
+///
+/// What it binds is the call alone, to this family: not the barrier, nor the arguments'
+/// bytes. A forged message can still put an action this family packed onto another of its
+/// barriers, or give it other arguments (decoded as the action's own `A`, whose handles are
+/// checked by their own seals): nothing may rely on "an action belongs to its barrier".
+/// It is kept apart from the handles' seals (6 words, starting with the family id) by its
+/// length and its first word (`kind::BARRIER`); a new user of `Heap::seal` takes a length
+/// or a first word of its own.
 fn action_seal(call: &sys::Packed) -> u64 {
     let heap = Heap::get();
     let [identity, in_executable, shim, target, runner] = call.words();
