@@ -44,6 +44,34 @@ fn main_body_ran(_: ()) -> bool {
     MAIN_BODY_RAN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Opens a file, names its descriptor in `MULTIPROC_BOOT` as a boot socket, calls
+/// `try_init()` again, and reads the file: `init()` acts on the variable only at start-up
+/// (here, in a child, from the `init()` that opens `main`, which used the loader's leave
+/// once); set later, the descriptor stays the file's.
+fn init_after_a_boot_variable_set_later(_: ()) -> Result<String, String> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("mp-child-runtime-{}", std::process::id()));
+    std::fs::write(&path, "mine").map_err(|e| e.to_string())?;
+    let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+    let value = format!("spawn:{}:{}", file.as_raw_fd(), std::process::id());
+    assert_eq!(one_thread(), Ok(true), "the child runs one thread");
+    // SAFETY: this process runs one thread (just checked), and this target starts none:
+    // nothing reads the environment meanwhile.
+    unsafe { std::env::set_var("MULTIPROC_BOOT", value) };
+    multiproc::try_init().map_err(|e| e.to_string())?;
+    let mut read = String::new();
+    file.rewind().map_err(|e| e.to_string())?;
+    file.read_to_string(&mut read).map_err(|e| e.to_string())?;
+    Ok(read)
+}
+
+/// Whether this process runs one thread.
+fn one_thread() -> Result<bool, String> {
+    Ok(std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?.count() == 1)
+}
+
 /// A named check, run with each start method.
 type Check = (&'static str, fn(StartMethod));
 
@@ -62,6 +90,10 @@ fn cases() -> Vec<Check> {
         ("constructors_ran_before_the_target", |method| {
             let items = Process::new(registered, ()).start_method(method).start().unwrap().join().unwrap();
             assert_eq!(items, ["registered before main"], "{method:?}");
+        }),
+        ("init_takes_no_descriptor_from_a_boot_variable_set_after_start_up", |method| {
+            let read = Process::new(init_after_a_boot_variable_set_later, ()).start_method(method).start().unwrap();
+            assert_eq!(read.join().unwrap(), Ok("mine".to_string()), "{method:?}");
         }),
         ("main_never_runs_in_a_child", |method| {
             assert!(

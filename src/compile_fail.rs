@@ -86,7 +86,9 @@
 //! ```
 //!
 //! The derive refuses what the compiler cannot check: an enum, a union, a struct without
-//! a fixed layout.
+//! a fixed layout. Its errors carry no error code (a proc macro's never do), so each
+//! block's comment gives the message; the block after them shows that `Loose` with a fixed
+//! layout compiles, so nothing else refuses it.
 //!
 //! ```compile_fail
 //! #[derive(Clone, Copy, multiproc::ShmSafe)]
@@ -110,6 +112,15 @@
 //! #[derive(Clone, Copy, multiproc::ShmSafe)]
 //! struct Loose {
 //!     small: u8, // "ShmSafe needs a fixed layout: add #[repr(C)] to the struct"
+//!     wide: u64,
+//! }
+//! ```
+//!
+//! ```
+//! #[derive(Clone, Copy, multiproc::ShmSafe)]
+//! #[repr(C)]
+//! struct Loose {
+//!     small: u8, // padding after it is fine: the derive copies field by field
 //!     wide: u64,
 //! }
 //! ```
@@ -329,4 +340,37 @@
 //! fn main() {
 //!     __MULTIPROC_TEST_SUPPORT(1, std::ptr::null(), std::ptr::null());
 //! }
+//! ```
+//!
+//! The `child_init` argument of `test_support!` and `#[multiproc::main]` names a function:
+//! it is evaluated as a constant, so no code of the program runs where it is written (in
+//! the loader's `.init_array` entry, or before `main`'s `init()` dispatches a child). A
+//! block with a side effect is refused:
+//!
+//! ```compile_fail,E0015
+//! fn setup() {}
+//! multiproc::test_support!(child_init = { std::process::id(); setup });
+//!
+//! fn main() {}
+//! ```
+//!
+//! ```compile_fail,E0015
+//! fn setup() {}
+//!
+//! #[multiproc::main(child_init = { std::process::id(); setup })]
+//! fn main() {}
+//! ```
+//!
+//! A path to a function, or a closure that captures nothing, is a constant:
+//!
+//! ```no_run
+//! fn setup() {}
+//! multiproc::test_support!(child_init = setup);
+//!
+//! fn main() {}
+//! ```
+//!
+//! ```no_run
+//! #[multiproc::main(child_init = || println!("set up"))]
+//! fn main() {}
 //! ```

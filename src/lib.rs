@@ -426,7 +426,9 @@ pub use sys::allow_fork_with_threads;
 /// `test_support!(child_init = setup)` is the test crate's
 /// [`#[multiproc::main(child_init = setup)]`](main): `setup` runs in every child before
 /// its target (see [`InitBuilder::child_init`]), and in worker nodes' pool workers when
-/// the test binary serves a cluster.
+/// the test binary serves a cluster. `setup` is a constant `fn()`: a path to a function,
+/// or a closure that captures nothing. An expression that would run code where it is
+/// written (inside the loader's entry) does not compile.
 ///
 /// ```ignore
 /// // tests/my_test.rs
@@ -436,7 +438,12 @@ pub use sys::allow_fork_with_threads;
 #[macro_export]
 macro_rules! test_support {
     (child_init = $setup:expr) => {
-        $crate::test_support!(@entry || $crate::builder().child_init($setup).init());
+        $crate::test_support!(@entry || {
+            // A constant: no code of the program runs inside the loader's entry, where
+            // `MULTIPROC_BOOT` is trusted as the parent's word (`sys::in_constructors`).
+            const __MULTIPROC_CHILD_INIT: fn() = $setup;
+            $crate::builder().child_init(__MULTIPROC_CHILD_INIT).init()
+        });
     };
     () => {
         $crate::test_support!(@entry $crate::init);

@@ -1149,7 +1149,9 @@ fn a_set_user_id_program_ignores_multiproc_boot() {
 /// A `#[multiproc::main]` program (`examples/child_runtime.rs`, built by `cargo test` with
 /// the other examples): its spawned children run their targets after std's runtime
 /// start-up (a main thread named `main`; a thread of the target that overflows its stack is
-/// a `StackOverflow`, not a bare `SIGSEGV`), after every constructor, and never `main`.
+/// a `StackOverflow`, not a bare `SIGSEGV`), after every constructor, and never `main`. A
+/// `MULTIPROC_BOOT` its target sets names no descriptor `init()` takes (the leave the
+/// loader's call gave `main`'s `init()`, `KEPT_FOR_MAIN`, is used once).
 #[test]
 fn children_of_a_multiproc_main_program_run_in_a_normal_runtime() {
     let _w = common::heap_user(LIMIT);
@@ -1164,7 +1166,7 @@ fn children_of_a_multiproc_main_program_run_in_a_normal_runtime() {
     let out = std::process::Command::new(&program).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("all 8 checks passed"),
+        out.status.success() && stdout.contains("all 10 checks passed"),
         "{:?}\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
@@ -1913,20 +1915,37 @@ mod surface {
         std::process::exit(77);
     }
 
+    /// What a forged barrier action names as its runner instead (a runner's type, as the
+    /// crate's runner of a `fn(u32)` action): ends the process with a code of its own.
+    fn runner_chosen_by_the_message(_: fn(u32), _: &mut dyn std::any::Any) {
+        std::process::exit(77);
+    }
+
     /// In a child: a barrier's handle, captured as plain numbers on its way (its object's
-    /// count stays in flight, as for any message not yet received), its action's code
-    /// offsets changed to name another function, and sent on as a `Barrier`. What the
-    /// receive says.
-    fn receive_a_barrier_with_a_forged_action(_: ()) -> String {
+    /// count stays in flight, as for any message not yet received), one word of its
+    /// action's `Packed` (`word`) changed, and sent on as a `Barrier`. What the receive says.
+    /// A code offset is moved onto a function of this test that ends the process, so a
+    /// seal that left that word out would let the receiver call it.
+    fn receive_a_barrier_with_a_forged_action(word: String) -> String {
         let barrier = multiproc::Barrier::builder(2).action_with(barrier_action, 7u32).build().unwrap();
         let (a, b) = multiproc::Pipe::<Liar<multiproc::Barrier, BarrierWire>>::new().unwrap();
         a.send(Liar(Some(barrier.clone()), None)).unwrap();
         let mut wire = b.recv().unwrap().1.expect("decoded");
         let (packed, _, _) = wire.action.as_mut().expect("the action travels with the handle");
-        // The offsets are distances in one image: the function's is the action's, moved by
-        // the distance between the two functions.
-        let distance = (chosen_by_the_message as fn() as usize).wrapping_sub(barrier_action as fn(u32) as usize);
-        packed.shim = packed.target.wrapping_add(distance as u64);
+        // The offsets are distances in one image: a function's is the action's (`target`),
+        // moved by the distance between the two functions.
+        let target = packed.target;
+        let offset_of = |f: usize| target.wrapping_add(f.wrapping_sub(barrier_action as fn(u32) as usize) as u64);
+        match word.as_str() {
+            "shim" => packed.shim = offset_of(chosen_by_the_message as fn() as usize),
+            "target" => packed.target = offset_of(chosen_by_the_message as fn() as usize),
+            "runner" => {
+                packed.runner = offset_of(runner_chosen_by_the_message as fn(fn(u32), &mut dyn std::any::Any) as usize)
+            }
+            "identity" => packed.identity ^= 1,
+            "in_executable" => packed.in_executable = !packed.in_executable,
+            other => panic!("no word {other}"),
+        }
         let (a, b) = multiproc::Pipe::<Liar<BarrierWire, multiproc::Barrier>>::new().unwrap();
         a.send(Liar(Some(wire), None)).unwrap();
         match b.recv() {
@@ -1937,13 +1956,18 @@ mod surface {
 
     /// A `Barrier`'s action crosses as code offsets in its handle's bytes, which safe serde
     /// code can write: its decoding must not call what the bytes name unless this family
-    /// packed it (a keyed seal), or a message chooses what code the receiver runs.
+    /// packed it (a keyed seal), or a message chooses what code the receiver runs. Each word
+    /// of the call is sealed (each of the three offsets, moved alone, is refused), and the
+    /// seal is checked before the executable's identity (a changed identity or flag says
+    /// "did not pack", not "another executable").
     #[test]
     fn a_barrier_action_forged_in_a_message_is_refused_not_called() {
         let _watchdog = common::watchdog(LIMIT);
-        let child = Process::new(receive_a_barrier_with_a_forged_action, ()).start().unwrap();
-        let said = child.join().unwrap();
-        assert!(said.contains("did not pack"), "{said}");
+        for word in ["shim", "target", "runner", "identity", "in_executable"] {
+            let child = Process::new(receive_a_barrier_with_a_forged_action, word.to_string()).start().unwrap();
+            let said = child.join().unwrap();
+            assert!(said.contains("did not pack"), "{word}: {said}");
+        }
     }
 
     /// `MULTIPROC_BOOT` is read at start-up, as the loader runs the constructors; set later,

@@ -12,7 +12,9 @@ use syn::{Data, DeriveInput, ItemFn, parse_macro_input};
 ///
 /// `#[multiproc::main(child_init = setup)]` opens `main` with
 /// `multiproc::builder().child_init(setup).init()` instead: `setup`, a `fn()`, runs in
-/// every child before its target.
+/// every child before its target. It is evaluated as a constant (a path to a function, or
+/// a closure that captures nothing): an expression that would run code before `init()`
+/// does not compile, as that code would run again in every child, before its dispatch.
 ///
 /// ```ignore
 /// #[multiproc::main]
@@ -47,7 +49,12 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         .into();
     }
     let init: syn::Stmt = match &child_init {
-        Some(setup) => syn::parse_quote!(::multiproc::builder().child_init(#setup).init();),
+        // A constant: no code of the program runs before `init()` dispatches a spawned
+        // child (which trusts `MULTIPROC_BOOT` there), nor once more in every child.
+        Some(setup) => syn::parse_quote!({
+            const __MULTIPROC_CHILD_INIT: fn() = #setup;
+            ::multiproc::builder().child_init(__MULTIPROC_CHILD_INIT).init();
+        }),
         None => syn::parse_quote!(::multiproc::init();),
     };
     function.block.stmts.insert(0, init);

@@ -87,7 +87,11 @@ pub(crate) fn initializer_runner<A: DeserializeOwned>(f: fn(A), context: &mut dy
 
 fn run_initializer(call: Packed, args: Payload) -> Result<(), ServerFailure> {
     let mut context = InitializerCall { args, decoded: Ok(()) };
-    match panics::catching("manager", || sys::unpack_and_run(call, &mut context)) {
+    // SAFETY: `call` is `ServerBoot`'s, the argument of the server process, packed by
+    // `Manager` in its parent and sent as the process's argument, which only it writes.
+    #[allow(unsafe_code)]
+    let ran = panics::catching("manager", || unsafe { sys::unpack_and_run(call, &mut context) });
+    match ran {
         Err(info) => Err(ServerFailure::Initializer(info)),
         Ok(Err(_)) => Err(ServerFailure::Start("the initializer belongs to another executable".into())),
         Ok(Ok(())) => context.decoded.map_err(ServerFailure::Start),
@@ -147,8 +151,11 @@ pub(crate) fn server_main(boot: ServerBoot) -> Result<(), ServerFailure> {
     }
     for (name, runner) in boot.actions {
         let mut action: Option<fn()> = None;
-        // A runner from another executable is refused by `unpack_and_run`.
-        if sys::unpack_and_run(runner, &mut action).is_ok()
+        // SAFETY: packed by `Manager` in its parent, in `ServerBoot` (the process's
+        // argument, which only it writes). One of another executable is refused.
+        #[allow(unsafe_code)]
+        let ran = unsafe { sys::unpack_and_run(runner, &mut action) };
+        if ran.is_ok()
             && let Some(action) = action
         {
             server.store.register_action(&name, action);
@@ -203,8 +210,13 @@ impl Server {
 
     fn register_packed(&mut self, name: String, runner: Packed) {
         let mut registration = Registration::default();
-        // A runner from another executable is refused by `unpack_and_run`.
-        if sys::unpack_and_run(runner, &mut registration).is_ok()
+        // SAFETY: packed by `Manager` in this family: from `ServerBoot` (the process's
+        // argument), or a `Control::Register` that only `Manager::create` posts, on the
+        // requests ring with the tag `CONTROL`, which no connection, local or remote, is
+        // given. One of another executable is refused.
+        #[allow(unsafe_code)]
+        let ran = unsafe { sys::unpack_and_run(runner, &mut registration) };
+        if ran.is_ok()
             && let Some(constructor) = registration.constructor
         {
             self.store.register(&name, constructor);

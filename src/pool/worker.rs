@@ -348,7 +348,10 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
     if let Some((call, args)) = boot.initializer {
         let mut context =
             TaskCall { name: name.clone(), args, claims: None, receipts: boot.init_receipts, output: None };
-        let outcome = panics::catching(&name, || sys::unpack_and_run(call, &mut context));
+        // SAFETY: packed by the pool in the parent (`pack_checked`), in `WorkerBoot`, the
+        // worker process's argument, which only the pool writes.
+        #[allow(unsafe_code)]
+        let outcome = panics::catching(&name, || unsafe { sys::unpack_and_run(call, &mut context) });
         let failure = match outcome {
             Err(info) => Some(info),
             Ok(Err(_)) => Some(PanicInfo {
@@ -390,7 +393,12 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         boot.status.since.store(start, Ordering::Relaxed);
         boot.status.job.store(id, Ordering::Release);
         let mut context = TaskCall { name: name.clone(), args, claims, receipts, output: None };
-        let outcome = match sys::unpack_and_run(call, &mut context) {
+        // SAFETY: the pool's own `pack`, sent on its `Channel<ToWorker>`, whose state (kind
+        // `POOL + 1`) no public handle type decodes as; in a cluster node, a task's, which
+        // `for_this_executable`'s caller vouched for (the task is authentic).
+        #[allow(unsafe_code)]
+        let ran = unsafe { sys::unpack_and_run(call, &mut context) };
+        let outcome = match ran {
             Err(_) => Err("the task's function belongs to another executable".to_string()),
             Ok(()) => match context.output.take() {
                 // Dropping them gives the blob and the handles' holds back.

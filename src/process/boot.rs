@@ -1038,8 +1038,17 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         report(&channel, &Outcome::Failed("it cannot tell its parent which handles of its argument it took".into()));
         sys::exit_now(1);
     }
+    // Both `Packed`s of `boot` (the family's `child_init`, the target) were made by `pack`
+    // in the parent and written by `launch`, into the boot socket the parent made for this
+    // child alone, or the fork server's or a fork's copy of the message: no code of the
+    // program writes there. (`MULTIPROC_BOOT`, which names the socket, is trusted only at
+    // start-up, where no code of the program runs: see `sys::in_constructors`.)
     let set_up = match boot.child_init {
-        Some(setup) => match panics::catching(&call.name, || sys::unpack_and_run(setup, &mut ())) {
+        #[allow(unsafe_code)]
+        Some(setup) => match panics::catching(&call.name, || {
+            // SAFETY: `launch`'s message (see above).
+            unsafe { sys::unpack_and_run(setup, &mut ()) }
+        }) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Outcome::Failed("its child_init function belongs to a different executable".into())),
             Err(info) => Err(Outcome::Panicked(info)),
@@ -1050,7 +1059,10 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         Err(outcome) => call.outcome = Some(outcome),
         Ok(()) => {
             log::info!("child process calling its target");
-            if sys::unpack_and_run(boot.call, &mut call).is_err() {
+            // SAFETY: `launch`'s message, as for the `child_init` above.
+            #[allow(unsafe_code)]
+            let ran = unsafe { sys::unpack_and_run(boot.call, &mut call) };
+            if ran.is_err() {
                 call.outcome = Some(Outcome::Failed(
                     "the target belongs to a different executable than this child runs, or to a shared library".into(),
                 ));

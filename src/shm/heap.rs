@@ -213,6 +213,10 @@ impl Heap {
 
     /// A keyed hash (SipHash-2-4 under the family's secret key) of `words`: a seal that no
     /// process without the key can compute. Never 0 (0 marks "no seal").
+    ///
+    /// Every user keeps its words apart from the others' by their number or their first
+    /// word, so that a seal of one kind is never valid as another: a handle's are 6 words,
+    /// the family id first (`shm::object`); a barrier action's 7, `kind::BARRIER` first.
     pub(crate) fn seal(&self, words: &[u64]) -> u64 {
         use std::hash::Hasher as _;
         let mut h = siphasher::sip::SipHasher24::new_with_key(&self.key);

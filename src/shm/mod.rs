@@ -153,6 +153,10 @@ pub(crate) fn heap_test_lock() -> std::sync::MutexGuard<'static, ()> {
 /// The derive checks 3 and 5, that every field is `ShmSafe` itself, which gives 1, 4 and
 /// 7 and 2 for the fields, and that the struct has no `Drop` of its own (2; for a generic
 /// struct, where it is used), and copies field by field, which gives 6.
+///
+/// Rule 7, and rule 4 byte by byte (it was field by field), are newer than the first
+/// versions of this list: a hand-written `unsafe impl` for a type with forbidden bytes (a
+/// `NonZero*` wrapper, a `char`) that followed the older wording must be checked again.
 pub unsafe trait ShmSafe: Sized + 'static {
     /// Reads a value that other threads or processes may write meanwhile: relaxed atomic
     /// loads, each of the same size for every access to the same bytes (per field, in

@@ -269,12 +269,19 @@ impl<T: ShmObject> Shared<T> {
     }
 
     /// The variable part as elements of `E`: `len` of them, which must fit in the tail.
+    ///
+    /// The tail of an object made by [`Shared::with_dirty_tail`] (or
+    /// [`Shared::with_populated_dirty_tail`]) holds a reused block's old bytes until it is
+    /// written: read it only as a type every bit pattern of which is valid (integers,
+    /// their atomics), never as a `bool` or a struct holding one.
     pub(crate) fn tail<E: ShmSafe>(&self, len: usize) -> super::Cells<'_, E> {
         assert!(len.checked_mul(std::mem::size_of::<E>()).is_some_and(|b| b <= self.tail_len()), "tail too short");
         const { assert!(std::mem::align_of::<E>() <= 64, "the heap aligns objects to 64 bytes") };
         let ptr = Heap::get().ptr(self.off + Self::tail_start() as u64).cast::<E>();
         // SAFETY: the tail lies inside this object's allocation, which outlives the
-        // borrow of `self`; its bytes were zeroed at creation, a valid ShmSafe value (rule 7).
+        // borrow of `self`. Its bytes were zeroed at creation, a valid ShmSafe value (rule
+        // 7), or, for a dirty tail, are a block's old bytes, which every caller of a dirty
+        // tail reads only as integers (see above), for which any bytes are valid.
         unsafe { super::Cells::new(NonNull::new(ptr).expect("heap pointer"), len) }
     }
 

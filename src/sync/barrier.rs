@@ -322,10 +322,10 @@ impl Action {
     }
 
     fn apply(&self, mut op: ActionOp) -> ActionOp {
-        // A `Packed` made by `pack_checked` in this family: one that was not (forged in a
-        // handle's bytes, or from another executable) was refused when the handle was
-        // decoded (`action_seal`).
-        let _ = sys::unpack_and_run(self.call, &mut op);
+        // SAFETY: `self.call` was made by `pack_checked` in this family (`Action::new`), or
+        // decoded with its `action_seal` checked (`Deserialize for Barrier`).
+        #[allow(unsafe_code)]
+        let _ = unsafe { sys::unpack_and_run(self.call, &mut op) };
         op
     }
 
@@ -343,6 +343,14 @@ impl Action {
 /// decoding runs an action only if this family packed it. A forged one made the receiver
 /// call a function of the message's choosing (auds44,
 /// `a_barrier_action_forged_in_a_message_is_refused_not_called`).
+///
+/// What it binds is the call alone, to this family: not the barrier, nor the arguments'
+/// bytes. A forged message can still put an action this family packed onto another of its
+/// barriers, or give it other arguments (decoded as the action's own `A`, whose handles are
+/// checked by their own seals): nothing may rely on "an action belongs to its barrier".
+/// It is kept apart from the handles' seals (6 words, starting with the family id) by its
+/// length and its first word (`kind::BARRIER`); a new user of `Heap::seal` takes a length
+/// or a first word of its own.
 fn action_seal(call: &sys::Packed) -> u64 {
     let heap = Heap::get();
     let [identity, in_executable, shim, target, runner] = call.words();
@@ -390,7 +398,11 @@ impl<'de> Deserialize<'de> for Barrier {
                     ));
                 }
                 let mut op = ActionOp::Decode(bytes, None);
-                if sys::unpack_and_run(call, &mut op).is_err() {
+                // SAFETY: its seal, keyed with the family's secret, matched just above: this
+                // family packed `call` (`Action::new`), and it is unchanged.
+                #[allow(unsafe_code)]
+                let ran = unsafe { sys::unpack_and_run(call, &mut op) };
+                if ran.is_err() {
                     return Err(codec::refuse_decoding("a barrier action from another executable"));
                 }
                 match op {

@@ -191,8 +191,14 @@ impl Packed {
     /// The same functions, for this process's executable: for a `Packed` made on another
     /// machine by a program whose build identity ([`super::proc::build_identity`]) the
     /// caller checked to equal this one's (the per-file identity differs across machines).
+    ///
+    /// # Safety
+    ///
+    /// `self` was made by [`pack`] in a program of that build and has come here unchanged
+    /// (the cluster task that carried it is authentic): [`unpack_and_run`] will call its
+    /// offsets, and the identity this puts in was the only check left on them.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub(crate) fn for_this_executable(mut self) -> Packed {
+    pub(crate) unsafe fn for_this_executable(mut self) -> Packed {
         self.identity = identity();
         self
     }
@@ -274,19 +280,27 @@ fn shim<F: FnPtr>(target: usize, runner: usize, context: &mut dyn Any) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WrongBinary;
 
-/// Calls what `packed` names, in this process, with `context` for the runner.
+/// Calls what `packed` names, in this process, with `context` for the runner. A `Packed`
+/// from another executable is refused ([`WrongBinary`]).
 ///
-/// Sound for any `Packed` made by [`pack`] in a process of the same executable, which is
-/// the only source of the family's boot and task messages; a message from another
-/// executable is refused.
-pub(crate) fn unpack_and_run(packed: Packed, context: &mut dyn Any) -> Result<(), WrongBinary> {
+/// # Safety
+///
+/// `packed` was made by [`pack`] (or [`pack_checked`], [`pack_runner`]) in a process of this
+/// family, and has come here unchanged: over a channel only the crate writes, or with a
+/// keyed seal checked before this call (a barrier's action); a cluster task's, with
+/// [`Packed::for_this_executable`]'s contract. `Packed` is `Deserialize`: one decoded from
+/// bytes anybody else could write names code offsets of their choosing, which this function
+/// calls once the executable's identity (a hash, not a secret) matches. A safe
+/// `unpack_and_run` let a forged handle choose the code its decoding ran (auds44's F5).
+pub(crate) unsafe fn unpack_and_run(packed: Packed, context: &mut dyn Any) -> Result<(), WrongBinary> {
     if packed.identity != identity() || !packed.in_executable {
         return Err(WrongBinary);
     }
-    // SAFETY: same executable (checked above), and every address `pack` took lies in the
-    // executable's image (also checked), which the loader placed as one block here as
-    // there, so `address(packed.shim)` is the `shim::<A, R>` that `pack` recorded, whose
-    // signature is exactly this one.
+    // SAFETY: `pack` made `packed` in this family (the caller's contract), so the offsets
+    // are those it recorded; same executable (checked above), and every address `pack`
+    // took lies in the executable's image (also checked), which the loader placed as one
+    // block here as there, so `address(packed.shim)` is the `shim::<A, R>` that `pack`
+    // recorded, whose signature is exactly this one.
     let shim = unsafe { std::mem::transmute::<usize, fn(usize, usize, &mut dyn Any)>(address(packed.shim)) };
     shim(address(packed.target), address(packed.runner), context);
     Ok(())
@@ -310,7 +324,8 @@ mod tests {
     fn a_packed_call_runs_in_the_same_binary() {
         let packed = pack(double as fn(u32) -> u32, runner);
         let mut slot: (u32, Option<u32>) = (21, None);
-        unpack_and_run(packed, &mut slot).unwrap();
+        // SAFETY: packed just now by `pack`.
+        unsafe { unpack_and_run(packed, &mut slot) }.unwrap();
         assert_eq!(slot.1, Some(42));
     }
 
@@ -327,7 +342,8 @@ mod tests {
         let mut packed = pack(double as fn(u32) -> u32, runner);
         packed.identity ^= 1;
         let mut slot: (u32, Option<u32>) = (21, None);
-        assert_eq!(unpack_and_run(packed, &mut slot), Err(WrongBinary));
+        // SAFETY: the offsets are `pack`'s; only the identity is another (which is checked).
+        assert_eq!(unsafe { unpack_and_run(packed, &mut slot) }, Err(WrongBinary));
         assert_eq!(slot.1, None);
     }
 }

@@ -80,8 +80,14 @@ pub(crate) fn dispatch_from_main() -> bool {
 }
 
 /// Whether the loader is running one of our `.init_array` entries now (inside
-/// [`in_init_array`]): the program's start-up, before `main` and before any thread of the
-/// program. Nothing else sets it ([`InitEntry`] is `unsafe` to call).
+/// [`in_init_array`]): at start-up for the executable, before `main` and before any thread
+/// of the program; at `dlopen` for a copy of multiproc inside a library opened at run time
+/// (threads may run then, but its addresses are outside the executable, whose calls are
+/// refused). Nothing else sets it ([`InitEntry`] is `unsafe` to call).
+///
+/// `MULTIPROC_BOOT` is trusted as the parent's word while this holds, which rests on no
+/// code of the program running inside our entries: `test_support!` and
+/// `#[multiproc::main]` take their `child_init` as a constant for that reason.
 pub(crate) fn in_constructors() -> bool {
     RUNNING.load(Ordering::Relaxed) != 0
 }
