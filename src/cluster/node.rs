@@ -428,9 +428,10 @@ fn start_task(
     let job = Job {
         chunk: 0,
         items: 1,
-        // SAFETY: the task's authenticity is what makes this sound: its `call` must be a
-        // driver's `pack`, of this build (checked above), unchanged. Whoever can write the
-        // pool's keys in Redis is trusted with that (the module docs of `cluster`).
+        // SAFETY: the task's authenticity is what makes this sound: its `call` is a driver's
+        // `pack`, of this build (checked above), unchanged: its bytes passed the HMAC under
+        // the cluster key (`seal.verify` above) before anything in them was decoded, so
+        // only a holder of the key chose them (a driver, or whoever the user gave the key).
         #[allow(unsafe_code)]
         call: unsafe { task.call.for_this_executable() },
         args,
