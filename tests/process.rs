@@ -4088,7 +4088,9 @@ fn children_killed_in_their_boot_decoding_give_its_blobs_back_inner() {
 #[test]
 fn children_killed_in_their_boot_decoding_give_its_blobs_back() {
     let _w = watchdog(LIMIT);
-    for point in ["process.boot.decoding", "holders.receive.reserved", "holders.settle.counted"] {
+    for point in
+        ["process.boot.decoding", "holders.receive.halfway", "holders.receive.reserved", "holders.settle.counted"]
+    {
         common::run_inner_test_with(
             "children_killed_in_their_boot_decoding_give_its_blobs_back_inner",
             &[(KILLED_DECODING_INNER, "1"), ("MULTIPROC_CRASH_AT", point)],

@@ -546,6 +546,9 @@ impl Holders {
         if self.for_each(heap, |e| {
             if e.is(who) {
                 e.count.fetch_add(add.count, Ordering::Relaxed);
+                if add.pending > 0 {
+                    crash_point!("holders.receive.halfway");
+                }
                 e.pending.fetch_add(add.pending, Ordering::Relaxed);
                 // Only a fork record adds pins: a clone pays no third read-modify-write.
                 if add.fork_pins > 0 {
@@ -563,6 +566,9 @@ impl Holders {
                 e.pid.store(who.pid, Ordering::Relaxed);
                 e.start.store(who.start, Ordering::Relaxed);
                 e.count.store(add.count, Ordering::Relaxed);
+                if add.pending > 0 {
+                    crash_point!("holders.receive.halfway");
+                }
                 e.pending.store(add.pending, Ordering::Relaxed);
                 e.fork_pins.store(add.fork_pins, Ordering::Relaxed);
                 true
