@@ -545,11 +545,14 @@ impl Holders {
         }
         if self.for_each(heap, |e| {
             if e.is(who) {
-                e.count.fetch_add(add.count, Ordering::Relaxed);
+                // Pending first: a process killed between the two leaves a reservation
+                // without its hold, which goes with the dead entry; the other way round the
+                // entry read as a settled hold while the count was still in flight (review62 L4).
+                e.pending.fetch_add(add.pending, Ordering::Relaxed);
                 if add.pending > 0 {
                     crash_point!("holders.receive.halfway");
                 }
-                e.pending.fetch_add(add.pending, Ordering::Relaxed);
+                e.count.fetch_add(add.count, Ordering::Relaxed);
                 // Only a fork record adds pins: a clone pays no third read-modify-write.
                 if add.fork_pins > 0 {
                     e.fork_pins.fetch_add(add.fork_pins, Ordering::Relaxed);
@@ -565,11 +568,12 @@ impl Holders {
             if e.is_free() {
                 e.pid.store(who.pid, Ordering::Relaxed);
                 e.start.store(who.start, Ordering::Relaxed);
-                e.count.store(add.count, Ordering::Relaxed);
+                // Pending before the hold, as above.
+                e.pending.store(add.pending, Ordering::Relaxed);
                 if add.pending > 0 {
                     crash_point!("holders.receive.halfway");
                 }
-                e.pending.store(add.pending, Ordering::Relaxed);
+                e.count.store(add.count, Ordering::Relaxed);
                 e.fork_pins.store(add.fork_pins, Ordering::Relaxed);
                 true
             } else {
