@@ -1861,4 +1861,23 @@ mod tests {
         holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(true), "nothing holds it any more");
     }
+
+    /// A dead receiver killed receiving the object a second time, which it held already
+    /// from a completed receive: the undo forgets its entry whole, as a prune does, and
+    /// counts its death once. Before (review62 L1), it gave up the pending receive only;
+    /// the completed hold stayed, and with no live holder left to prune it, the object
+    /// stayed held by the dead for ever.
+    #[test]
+    fn an_undo_forgets_a_dead_receiver_whole_its_completed_holds_too() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        holders.send();
+        assert!(!holders.leave(heap), "the message still counts it");
+        let deaths = holders.deaths();
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        holders.join_as(heap, dead, Counts { count: 2, pending: 1, fork_pins: 1 }, None).unwrap();
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(true), "nothing holds it any more");
+        assert_eq!(holders.deaths(), deaths.wrapping_add(1), "its death counted once");
+    }
 }
