@@ -708,10 +708,7 @@ impl Holders {
         self.for_each(heap, |e| {
             let found = e.is(dead);
             if found {
-                if e.holds() {
-                    self.count_death();
-                }
-                e.clear();
+                self.forget_entry(e);
             }
             found
         });
@@ -876,11 +873,11 @@ impl Holders {
     /// Pinned by its generation first: an undo run on a block whose object was freed (and
     /// the block perhaps reused) finds a released or another object's word and writes
     /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
-    /// died before it took it: its pending receives of this object (their reservations and
-    /// the holds they recorded) are given up first, whether or not a reaper got to its
-    /// entry (a handle it dropped while decoding is no longer in its list of holds; a reap
-    /// leaves the entries of an object that other live processes hold, or whose count is in
-    /// flight).
+    /// died before it took it: its entry of this object is forgotten first, whole (its
+    /// pending receives, the holds they recorded, holds it had completed before, fork
+    /// pins), as a prune would, whether or not a reaper got to it (a handle it dropped while
+    /// decoding is no longer in its list of holds; a reap leaves the entries of an object
+    /// that other live processes hold, or whose count is in flight).
     pub(crate) fn undo(&self, heap: &Heap, generation: u64, how: Undoing, dead_receiver: Option<u32>) -> Option<bool> {
         let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
@@ -891,21 +888,12 @@ impl Holders {
             self.for_each(heap, |e| {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
                 if found {
-                    let held = e.holds();
-                    // Its pending receives were never taken from the count (see
-                    // `receive_pending`), and the holds they recorded never became its own:
-                    // both go (its hold kept, the object stayed held by the dead for ever
-                    // when nobody else holds it: a boot message's blob, boot44).
-                    let pending = e.pending.swap(0, Ordering::Relaxed);
-                    e.count.store(e.count.load(Ordering::Relaxed).saturating_sub(pending), Ordering::Relaxed);
-                    if e.copies() == 0 {
-                        // A party killed before it could take its handle: a death all the
-                        // same (held, its entry keeps counting until a prune counts it).
-                        if held {
-                            self.count_death();
-                        }
-                        e.clear();
-                    }
+                    // Forgotten whole, as a prune does: its pending receives were never
+                    // taken from the count (see `receive_pending`), and a dead process's
+                    // completed holds and fork pins protect nobody. Kept, they held the
+                    // object for ever once nobody live was left to prune them (boot44 for
+                    // the holds its pending receives recorded, review62 L1 for the others).
+                    self.forget_entry(e);
                 }
                 found
             });
@@ -1412,9 +1400,19 @@ impl Holders {
         !others && mine <= 1
     }
 
-    /// Under the lock: a holder's death is forgotten (its entry about to be cleared).
-    fn count_death(&self) {
-        self.died.store(self.died.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+    /// Under the lock: forgets the entry of a dead process (whole: handles, reservations,
+    /// fork pins), its death counted in `died` first if it held handles (pins alone were
+    /// nobody's party). Every forgetting of a dead entry goes through here, so each death is
+    /// counted once (twice at worst, for a forgetter killed between the count and the clear,
+    /// never lost). Returns whether it held.
+    fn forget_entry(&self, e: &Entry) -> bool {
+        let held = e.holds();
+        if held {
+            self.died.store(self.died.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+        }
+        crash_point!("holders.prune.counted");
+        e.clear();
+        held
     }
 
     /// How many holders died holding handles and were forgotten so far, by anyone (wrapping;
@@ -1434,12 +1432,9 @@ impl Holders {
                 // Handles it was receiving from a message it had not taken were never taken
                 // from the in-flight count (see `receive_pending`): forgetting the entry frees them
                 // for the consumer that gets the message again.
-                if e.holds() {
+                if self.forget_entry(e) {
                     dead += 1;
-                    self.count_death();
                 }
-                crash_point!("holders.prune.counted");
-                e.clear();
             }
             false
         });
