@@ -1732,7 +1732,8 @@ fn pools_whose_zygotes_workers_run_then_die_decoding(deaths: usize) -> (i64, i64
 
 /// A `Fork` pool's workers (its zygote's children) killed just before they decode their
 /// boot messages give the messages' blobs back (their arguments, past 16 KB): four of them
-/// died, replaced by the pool, and the pool leaves no more than one whose workers ran.
+/// died, replaced by the pool, and the pool leaves no more than one whose workers ran,
+/// nor less than it found (a blob given back twice).
 /// Before, each leaked its blob (32768 bytes: 131072 and 163840 bytes more than the pool
 /// whose workers ran, in two runs): the child's word `TOOK` had gone.
 /// A pool of each kind leaves 5120 bytes for at least 3 s after its join (not looked into).
