@@ -1739,7 +1739,8 @@ fn pools_whose_zygotes_workers_run_then_die_decoding(deaths: usize) -> (i64, i64
 /// A pool of each kind leaves 5120 bytes for at least 3 s after its join (not looked into).
 #[test]
 fn zygote_workers_killed_in_their_boot_decoding_give_its_blobs_back() {
-    let _w = heap_user(LIMIT);
+    // The heap alone: another test's frees would take it below a pool's start.
+    let _alone = common::leak_check(LIMIT);
     let child = multiproc::Process::new(pools_whose_zygotes_workers_run_then_die_decoding, 4)
         .start_method(StartMethod::Spawn)
         .start()
