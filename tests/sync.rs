@@ -1575,8 +1575,14 @@ fn round_with_a_forgotten_death<F: FnOnce()>(method: StartMethod, before_the_dea
     let third =
         Process::new(hold_and_never_arrive, (barrier.clone(), holding.clone())).start_method(method).start().unwrap();
     assert_eq!(holding.wait(), Ok(()));
-    kill_9(third);
+    // Dead but not yet reaped by us when `forget` runs: the reap's undo of the third's
+    // argument (its token's, naming it as a dead receiver) forgets its entry whole, death
+    // counted, and would leave nothing for `forget` to forget (hold46, review62 L1).
+    let pid = third.pid();
+    third.kill().unwrap();
+    assert!(common::eventually(LIMIT, || !common::pid_running(pid)), "{method:?}: the third party lives on");
     forget();
+    assert_eq!(third.wait(), -9);
     for waiter in &waiters {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::kill(waiter.pid() as libc::pid_t, libc::SIGCONT) }, 0);

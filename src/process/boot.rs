@@ -502,8 +502,12 @@ pub(crate) fn run_forked_with(boot: &[u8], parent: u32, mut blank: Prepared) -> 
         sys::exit_now(1);
     };
     let handles = at & 1 == 1;
-    if handles && !room.wait_for_go() {
-        sys::exit_now(1);
+    if handles {
+        // Killed here, it never decoded: its requester gives the blobs back at the reap.
+        crash_point!("process.boot.before_go");
+        if !room.wait_for_go() {
+            sys::exit_now(1);
+        }
     }
     // As a socket child's (`run`).
     crash_point!("process.boot.decoding");

@@ -69,14 +69,16 @@ struct Inner {
     sent: Vec<ReceiptKey>,
     /// The boot message, if it holds handles (its blobs), until the child is reaped: given
     /// back then from the dead child ([`crate::codec::give_back_from_dead`]). Whatever
-    /// the child did, that gives each blob back exactly once: a child killed before its
-    /// decoding left the blob's count in flight, the undo takes it; one killed inside left
-    /// its receive pending, which the undo gives up first, then takes the count; one that
-    /// decoded took the count (the undo finds none, and the blob is the child's, let go of
-    /// by its death). No other message counts these blobs: made for this message, they are
-    /// never sent again (review54 M1's rest: the child's word that it took the message,
-    /// sent just before its decoding, made its parent forget it, and a kill inside the
-    /// decoding leaked the blob).
+    /// the child did, that gives each blob back at most once, never twice: a child killed
+    /// before its decoding left the blob's count in flight, the undo takes it; one killed
+    /// inside left its receive pending, whose entry the undo forgets first, then takes the
+    /// count; one that decoded took the count (the undo finds none, and the blob is the
+    /// child's, let go of by its death). No other message counts these blobs: made for this
+    /// message, they are never sent again, so the word's count is the only one. Not at all
+    /// (a leak at worst) when the message is forgotten instead: a state dropped unreaped, a
+    /// child that may outlive its vanished fork server, a `Lost` start (review54 M1's rest:
+    /// the child's word that it took the message, sent just before its decoding, made its
+    /// parent forget it, and a kill inside the decoding leaked the blob).
     boot: Option<Encoded>,
     /// What the parent made for a fork child, dropped once the child has ended
     /// ([`super::fork::Kept`]).

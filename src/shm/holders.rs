@@ -545,8 +545,14 @@ impl Holders {
         }
         if self.for_each(heap, |e| {
             if e.is(who) {
-                e.count.fetch_add(add.count, Ordering::Relaxed);
+                // Pending first: a process killed between the two leaves a reservation
+                // without its hold, which goes with the dead entry; the other way round the
+                // entry read as a settled hold while the count was still in flight (review62 L4).
                 e.pending.fetch_add(add.pending, Ordering::Relaxed);
+                if add.pending > 0 {
+                    crash_point!("holders.receive.halfway");
+                }
+                e.count.fetch_add(add.count, Ordering::Relaxed);
                 // Only a fork record adds pins: a clone pays no third read-modify-write.
                 if add.fork_pins > 0 {
                     e.fork_pins.fetch_add(add.fork_pins, Ordering::Relaxed);
@@ -562,8 +568,12 @@ impl Holders {
             if e.is_free() {
                 e.pid.store(who.pid, Ordering::Relaxed);
                 e.start.store(who.start, Ordering::Relaxed);
-                e.count.store(add.count, Ordering::Relaxed);
+                // Pending before the hold, as above.
                 e.pending.store(add.pending, Ordering::Relaxed);
+                if add.pending > 0 {
+                    crash_point!("holders.receive.halfway");
+                }
+                e.count.store(add.count, Ordering::Relaxed);
                 e.fork_pins.store(add.fork_pins, Ordering::Relaxed);
                 true
             } else {
@@ -698,10 +708,7 @@ impl Holders {
         self.for_each(heap, |e| {
             let found = e.is(dead);
             if found {
-                if e.holds() {
-                    self.count_death();
-                }
-                e.clear();
+                self.forget_entry(e);
             }
             found
         });
@@ -866,11 +873,11 @@ impl Holders {
     /// Pinned by its generation first: an undo run on a block whose object was freed (and
     /// the block perhaps reused) finds a released or another object's word and writes
     /// nothing. `dead_receiver`: the pid of a process that was receiving the message and
-    /// died before it took it: its pending receives of this object (their reservations and
-    /// the holds they recorded) are given up first, whether or not a reaper got to its
-    /// entry (a handle it dropped while decoding is no longer in its list of holds; a reap
-    /// leaves the entries of an object that other live processes hold, or whose count is in
-    /// flight).
+    /// died before it took it: its entry of this object is forgotten first, whole (its
+    /// pending receives, the holds they recorded, holds it had completed before, fork
+    /// pins), as a prune would, whether or not a reaper got to it (a handle it dropped while
+    /// decoding is no longer in its list of holds; a reap leaves the entries of an object
+    /// that other live processes hold, or whose count is in flight).
     pub(crate) fn undo(&self, heap: &Heap, generation: u64, how: Undoing, dead_receiver: Option<u32>) -> Option<bool> {
         let announced = self.announce(heap);
         if self.pin(generation, false).is_err() {
@@ -881,21 +888,12 @@ impl Holders {
             self.for_each(heap, |e| {
                 let found = e.pid.load(Ordering::Relaxed) == pid && !e.alive();
                 if found {
-                    let held = e.holds();
-                    // Its pending receives were never taken from the count (see
-                    // `receive_pending`), and the holds they recorded never became its own:
-                    // both go (its hold kept, the object stayed held by the dead for ever
-                    // when nobody else holds it: a boot message's blob, boot44).
-                    let pending = e.pending.swap(0, Ordering::Relaxed);
-                    e.count.store(e.count.load(Ordering::Relaxed).saturating_sub(pending), Ordering::Relaxed);
-                    if e.copies() == 0 {
-                        // A party killed before it could take its handle: a death all the
-                        // same (held, its entry keeps counting until a prune counts it).
-                        if held {
-                            self.count_death();
-                        }
-                        e.clear();
-                    }
+                    // Forgotten whole, as a prune does: its pending receives were never
+                    // taken from the count (see `receive_pending`), and a dead process's
+                    // completed holds and fork pins protect nobody. Kept, they held the
+                    // object for ever once nobody live was left to prune them (boot44 for
+                    // the holds its pending receives recorded, review62 L1 for the others).
+                    self.forget_entry(e);
                 }
                 found
             });
@@ -1402,9 +1400,19 @@ impl Holders {
         !others && mine <= 1
     }
 
-    /// Under the lock: a holder's death is forgotten (its entry about to be cleared).
-    fn count_death(&self) {
-        self.died.store(self.died.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+    /// Under the lock: forgets the entry of a dead process (whole: handles, reservations,
+    /// fork pins), its death counted in `died` first if it held handles (pins alone were
+    /// nobody's party). Every forgetting of a dead entry goes through here, so each death is
+    /// counted once (twice at worst, for a forgetter killed between the count and the clear,
+    /// never lost). Returns whether it held.
+    fn forget_entry(&self, e: &Entry) -> bool {
+        let held = e.holds();
+        if held {
+            self.died.store(self.died.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+        }
+        crash_point!("holders.prune.counted");
+        e.clear();
+        held
     }
 
     /// How many holders died holding handles and were forgotten so far, by anyone (wrapping;
@@ -1424,12 +1432,9 @@ impl Holders {
                 // Handles it was receiving from a message it had not taken were never taken
                 // from the in-flight count (see `receive_pending`): forgetting the entry frees them
                 // for the consumer that gets the message again.
-                if e.holds() {
+                if self.forget_entry(e) {
                     dead += 1;
-                    self.count_death();
                 }
-                crash_point!("holders.prune.counted");
-                e.clear();
             }
             false
         });
@@ -1850,5 +1855,24 @@ mod tests {
         let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
         holders.join_as(heap, dead, Counts { count: 1, pending: 1, fork_pins: 0 }, None).unwrap();
         assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(true), "nothing holds it any more");
+    }
+
+    /// A dead receiver killed receiving the object a second time, which it held already
+    /// from a completed receive: the undo forgets its entry whole, as a prune does, and
+    /// counts its death once. Before (review62 L1), it gave up the pending receive only;
+    /// the completed hold stayed, and with no live holder left to prune it, the object
+    /// stayed held by the dead for ever.
+    #[test]
+    fn an_undo_forgets_a_dead_receiver_whole_its_completed_holds_too() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let holders = Holders::new_held_at(7);
+        holders.send();
+        assert!(!holders.leave(heap), "the message still counts it");
+        let deaths = holders.deaths();
+        let dead = ProcId { pid: i32::MAX as u32, start: 1 }; // above any pid_max
+        holders.join_as(heap, dead, Counts { count: 2, pending: 1, fork_pins: 1 }, None).unwrap();
+        assert_eq!(holders.undo(heap, 7, Undoing::Unsend, Some(dead.pid)), Some(true), "nothing holds it any more");
+        assert_eq!(holders.deaths(), deaths.wrapping_add(1), "its death counted once");
     }
 }
