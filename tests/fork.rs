@@ -2300,17 +2300,22 @@ fn put_one_padded((queue, padding): (Queue<u32>, Vec<u8>)) -> usize {
 
 /// Starts a fork-server child named 1 MB whose argument holds a queue and a 64 KB blob (on a
 /// boot socket): its start's error ("" if it started), and the children of the fork server
-/// (pid `server`) still stopped or unreaped 10 s later at most. Looked at here: once this
-/// process ends, its children die with it.
-fn start_long_named_on_a_socket((queue, server): (Queue<u32>, u32)) -> (String, Vec<u32>) {
+/// (pid `server`) still stopped or unreaped 10 s later at most, each described
+/// ([`described`]). Looked at here: once this process ends, its children die with it. The
+/// list is the one the last look found, not read again after the wait (which could name a
+/// child the wait never saw).
+fn start_long_named_on_a_socket((queue, server): (Queue<u32>, u32)) -> (String, Vec<String>) {
     let started = Process::new(put_one_padded, (queue, vec![7u8; 64 * 1024]))
         .start_method(FORK_SERVER)
         .name("n".repeat(1 << 20))
         .start();
     let error = started.err().map(|e| e.to_string()).unwrap_or_default();
-    let left = || stopped_or_zombie_children_of(server);
-    common::eventually(std::time::Duration::from_secs(10), || left().is_empty());
-    (error, left())
+    let mut left = Vec::new();
+    common::eventually(std::time::Duration::from_secs(10), || {
+        left = stopped_or_zombie_children_of(server);
+        left.is_empty()
+    });
+    (error, left.into_iter().map(|pid| described(pid, server)).collect())
 }
 
 /// The children of process `pid` that are stopped (`T`, `t`) or zombies, found by their
@@ -2321,13 +2326,31 @@ fn stopped_or_zombie_children_of(pid: u32) -> Vec<u32> {
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&child| {
-            // After the name (which may hold anything): the state, then the parent's pid.
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-            let mut fields = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default().split_whitespace();
-            let state = fields.next();
-            fields.next() == Some(&pid.to_string()) && matches!(state, Some("T" | "t" | "Z"))
+            state_and_parent(child)
+                .is_some_and(|(state, parent)| parent == pid && matches!(state.as_str(), "T" | "t" | "Z"))
         })
         .collect()
+}
+
+/// Process `pid`'s state (`R`, `S`, `T`, `Z`, ...) and its parent's pid, from
+/// `/proc/<pid>/stat` (after the name, which may hold anything); `None` once it is gone.
+fn state_and_parent(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(") ")?.1.split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.parse().ok()?))
+}
+
+/// Child `pid` of the fork server `server` left behind, and the server, each with its state
+/// and where it waits in the kernel: a child still `T` was never killed; a `Z` was killed
+/// and not reaped, and the server's own state says why (stopped, or waiting elsewhere than
+/// in its poll).
+fn described(pid: u32, server: u32) -> String {
+    let look = |pid: u32| {
+        let state = state_and_parent(pid).map_or_else(|| "gone".to_owned(), |(state, _)| state);
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        format!("{pid} {state} in {wchan:?}")
+    };
+    format!("{} (the server: {})", look(pid), look(server))
 }
 
 /// More objects than the spare blocks of the holds lists can list: a list that lists them
