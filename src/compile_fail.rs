@@ -361,6 +361,15 @@
 //! fn main() {}
 //! ```
 //!
+//! Nor does the macro's internal arm run an expression there: it takes only a constant
+//! `Option<fn()>` (review68 M2: it took any expression, and ran it inside the entry).
+//!
+//! ```compile_fail,E0308
+//! multiproc::test_support!(@entry || { std::process::id(); multiproc::init() });
+//!
+//! fn main() {}
+//! ```
+//!
 //! A path to a function, or a closure that captures nothing, is a constant:
 //!
 //! ```no_run

@@ -438,17 +438,18 @@ pub use sys::allow_fork_with_threads;
 #[macro_export]
 macro_rules! test_support {
     (child_init = $setup:expr) => {
-        $crate::test_support!(@entry || {
-            // A constant: no code of the program runs inside the loader's entry, where
-            // `MULTIPROC_BOOT` is trusted as the parent's word (`sys::in_constructors`).
-            const __MULTIPROC_CHILD_INIT: fn() = $setup;
-            $crate::builder().child_init(__MULTIPROC_CHILD_INIT).init()
-        });
+        // A constant: no code of the program runs inside the loader's entry, where
+        // `MULTIPROC_BOOT` is trusted as the parent's word (`sys::in_constructors`).
+        const __MULTIPROC_CHILD_INIT: fn() = $setup;
+        $crate::test_support!(@entry ::core::option::Option::Some(__MULTIPROC_CHILD_INIT));
     };
     () => {
-        $crate::test_support!(@entry $crate::init);
+        $crate::test_support!(@entry ::core::option::Option::None);
     };
-    (@entry $init:expr) => {
+    // Internal, but reachable by any crate: it takes only a constant `Option<fn()>`, run
+    // in children as their `child_init`, never in the entry (review68 M2: it took any
+    // expression and ran it there).
+    (@entry $child_init:expr) => {
         #[used]
         #[unsafe(link_section = ".init_array")]
         static __MULTIPROC_TEST_SUPPORT: $crate::__private::InitEntry = {
@@ -457,9 +458,14 @@ macro_rules! test_support {
                 argv: *const *const ::core::ffi::c_char,
                 envp: *const *const ::core::ffi::c_char,
             ) {
+                const CHILD_INIT: ::core::option::Option<fn()> = $child_init;
                 // SAFETY: this is the entry stored in `__MULTIPROC_TEST_SUPPORT`, called by
                 // the loader with these arguments.
-                unsafe { $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, $init) };
+                unsafe {
+                    $crate::__private::in_init_array(&__MULTIPROC_TEST_SUPPORT, argc, argv, envp, || {
+                        $crate::__private::test_support_init(CHILD_INIT)
+                    })
+                };
             }
             __multiproc_test_support
         };
@@ -472,6 +478,15 @@ pub mod __private {
     pub use crate::manager::{decode_args, encode_result};
     pub use crate::sys::{InitEntry, Stateless, in_init_array, main_dispatches};
     pub use serde;
+
+    /// What `test_support!`'s entry runs: `init()`, with the family's `child_init` if one
+    /// was named.
+    pub fn test_support_init(child_init: Option<fn()>) {
+        match child_init {
+            Some(setup) => crate::builder().child_init(setup).init(),
+            None => crate::init(),
+        }
+    }
 
     /// Bytes allocated in the family's shared memory (the tests' leak check).
     pub fn heap_in_use() -> u64 {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::watchdog;
 use multiproc::{
     Abandoned, AcquireTimeoutError, Barrier, BarrierBreak, BoundedSemaphore, Condition, ConditionWaitError, Event,
-    Lock, Process, ProcessHandle, RLock, RawValue, ReleaseError, Semaphore, StartMethod, TryAcquireError, Value,
+    Lock, Process, ProcessHandle, Queue, RLock, RawValue, ReleaseError, Semaphore, StartMethod, TryAcquireError, Value,
 };
 
 multiproc::test_support!();
@@ -1481,8 +1481,12 @@ fn a_round_whose_last_party_was_killed_ending_it_completes_when_nobody_saw_the_d
 }
 
 /// In a child: holds the barrier (it says so on `holding`) and never arrives.
-fn hold_and_never_arrive(args: (Barrier, Event)) {
-    args.1.set();
+/// Takes its handle from the queue (not in its argument: see `round_with_a_forgotten_death`),
+/// says so, and holds it without arriving.
+fn hold_and_never_arrive(args: (Queue<Barrier>, Event)) {
+    let (queue, holding) = args;
+    let _barrier = queue.get().unwrap();
+    holding.set();
     sleep_forever();
 }
 
@@ -1571,16 +1575,23 @@ fn round_with_a_forgotten_death<F: FnOnce()>(method: StartMethod, before_the_dea
         assert!(common::eventually(LIMIT, || common::pid_stopped(waiter.pid())));
     }
     let forget = before_the_death(&barrier);
-    let holding = Event::new().unwrap();
+    // The third takes its handle from a queue, not in its argument: the undo of an
+    // argument's token names its child as a dead receiver and forgets its entries whole,
+    // death counted (hold46, review62 L1), and any family process's reap or sweep runs it
+    // (a sweep counts a zombie as dead), so it would leave nothing for `forget` to forget
+    // (review68 M1: a flake in whole-file runs).
+    let (handed, holding) = (Queue::new().unwrap(), Event::new().unwrap());
+    handed.put(barrier.clone()).unwrap();
     let third =
-        Process::new(hold_and_never_arrive, (barrier.clone(), holding.clone())).start_method(method).start().unwrap();
+        Process::new(hold_and_never_arrive, (handed.clone(), holding.clone())).start_method(method).start().unwrap();
     assert_eq!(holding.wait(), Ok(()));
-    // Dead but not yet reaped by us when `forget` runs: the reap's undo of the third's
-    // argument (its token's, naming it as a dead receiver) forgets its entry whole, death
-    // counted, and would leave nothing for `forget` to forget (hold46, review62 L1).
     let pid = third.pid();
     third.kill().unwrap();
     assert!(common::eventually(LIMIT, || !common::pid_running(pid)), "{method:?}: the third party lives on");
+    // A reap by this process sweeps every dead process's list (at most every 100 ms): done
+    // here, it met the third's token when the third held the barrier through it.
+    std::thread::sleep(Duration::from_millis(150));
+    Process::new(|()| (), ()).start_method(method).start().unwrap().join().unwrap();
     forget();
     assert_eq!(third.wait(), -9);
     for waiter in &waiters {

@@ -1042,21 +1042,26 @@ fn execute(boot: Boot, channel: Channel, prepared: Option<Prepared>) -> ! {
         report(&channel, &Outcome::Failed("it cannot tell its parent which handles of its argument it took".into()));
         sys::exit_now(1);
     }
-    // Both `Packed`s of `boot` (the family's `child_init`, the target) were made by `pack`
-    // in the parent and written by `launch`, into the boot socket the parent made for this
-    // child alone, or the fork server's or a fork's copy of the message: no code of the
+    // Both `Packed`s of `boot` were made by `pack` in this family and travelled only on
+    // the crate's own channels: the target by the parent; the `child_init` by the ancestor
+    // that called `builder().child_init` (each child adopts it from its boot message and
+    // sends it on in its children's). `launch` wrote them into the boot socket the parent
+    // made for this child alone, or into the fork server's or a fork's copy of the
+    // message: the fork server (and a zygote) serves only requests that carry the family's
+    // token (in crate memory and boot messages only) from our uid, so no code of the
     // program writes there. (`MULTIPROC_BOOT`, which names the socket, is trusted only at
     // start-up, where no code of the program runs: see `sys::in_constructors`.)
     let set_up = match boot.child_init {
-        #[allow(unsafe_code)]
-        Some(setup) => match panics::catching(&call.name, || {
+        Some(setup) => {
             // SAFETY: `launch`'s message (see above).
-            unsafe { sys::unpack_and_run(setup, &mut ()) }
-        }) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Outcome::Failed("its child_init function belongs to a different executable".into())),
-            Err(info) => Err(Outcome::Panicked(info)),
-        },
+            #[allow(unsafe_code)]
+            let ran = panics::catching(&call.name, || unsafe { sys::unpack_and_run(setup, &mut ()) });
+            match ran {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Outcome::Failed("its child_init function belongs to a different executable".into())),
+                Err(info) => Err(Outcome::Panicked(info)),
+            }
+        }
         None => Ok(()),
     };
     match set_up {

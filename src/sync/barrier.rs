@@ -322,7 +322,7 @@ impl Action {
     }
 
     fn apply(&self, mut op: ActionOp) -> ActionOp {
-        // SAFETY: `self.call` was made by `pack_checked` in this family (`Action::new`), or
+        // SAFETY: `self.call` was made by `pack_checked` in this family (`Action::of`), or
         // decoded with its `action_seal` checked (`Deserialize for Barrier`).
         #[allow(unsafe_code)]
         let _ = unsafe { sys::unpack_and_run(self.call, &mut op) };
@@ -399,7 +399,7 @@ impl<'de> Deserialize<'de> for Barrier {
                 }
                 let mut op = ActionOp::Decode(bytes, None);
                 // SAFETY: its seal, keyed with the family's secret, matched just above: this
-                // family packed `call` (`Action::new`), and it is unchanged.
+                // family packed `call` (`Action::of`), and it is unchanged.
                 #[allow(unsafe_code)]
                 let ran = unsafe { sys::unpack_and_run(call, &mut op) };
                 if ran.is_err() {
