@@ -803,9 +803,11 @@ impl Barrier {
         let state = &*self.shared;
         {
             let _g = state.lock();
-            // Parties waiting are sent away (a new `resets`), and no longer counted.
-            let resets = state.resets.load(Ordering::Relaxed);
-            let resets = if state.count.load(Ordering::Relaxed) > 0 { resets.wrapping_add(1) } else { resets };
+            // Parties waiting are sent away (a new `resets`), and no longer counted. Always a
+            // new one: after a break `count` is 0 while the broken round's parties may not
+            // have looked yet, and the same `resets` would show them their round still on
+            // (review66 H1).
+            let resets = state.resets.load(Ordering::Relaxed).wrapping_add(1);
             state.reset.begin([u64::from(resets)]);
             state.resets.store(resets, Ordering::Release);
             crate::shm::crash::crash_point!("barrier.reset.counted");
@@ -1003,5 +1005,33 @@ impl BarrierBuilder {
         };
         let action = self.action.transpose()?;
         Barrier::create(parties, self.timeout, action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reset after a break sends the broken round's waiting parties away (review66 H1): a
+    /// break zeroes `count`, and a reset moved `resets` only when `count > 0`, so a party
+    /// that looked after the reset saw its round (same generation, same resets, not broken)
+    /// still on, and waited on uncounted in the next round: released with it (more parties
+    /// than `parties`, duplicate indices) or never. The break either way: under the guard
+    /// (`abort`), or asked for without it and applied by the reset's own hold.
+    #[test]
+    fn a_reset_after_a_break_sends_the_broken_rounds_parties_away() {
+        let breaks: [(&str, fn(&Barrier, Round)); 2] = [
+            ("an abort", |barrier, _| barrier.abort()),
+            ("a break asked for without the guard", |barrier, round| {
+                barrier.request_break(round, BarrierBreak::TimedOut)
+            }),
+        ];
+        for (name, break_it) in breaks {
+            let barrier = Barrier::new(3).unwrap();
+            let Arrival::Waiting(round) = barrier.arrive(Deadline::NEVER) else { panic!("one party of three ended") };
+            break_it(&barrier, round);
+            barrier.reset();
+            assert_eq!(barrier.round_outcome(round), Some(false), "{name}, then a reset: the round's party waits on");
+        }
     }
 }
