@@ -98,6 +98,26 @@ impl BarrierState {
         Some(guard)
     }
 
+    /// [`BarrierState::lock_until`], waiting on past `deadline` while the guard's holder
+    /// runs: `None` only when it is stopped (`SIGSTOP`, a debugger) at `deadline` or at a
+    /// look after it, one per [`GUARD_GRACE`]. A slow holder (a long action, a process
+    /// preempted on a loaded machine) is waited for, as Python's parties wait for the
+    /// barrier's lock: a party that gave up meanwhile would end `TimedOut` in a round that
+    /// completes for the others (review66 M3). A single look: a process caught stopping is
+    /// taken for stopped, one caught resuming for running.
+    fn lock_unless_stopped(&self, deadline: Deadline) -> Option<RawGuard<'_>> {
+        let mut deadline = deadline;
+        loop {
+            if let Some(guard) = self.lock_until(deadline) {
+                return Some(guard);
+            }
+            if self.guard.owner().is_some_and(sys::process_stopped) {
+                return None;
+            }
+            deadline = Deadline::after(GUARD_GRACE);
+        }
+    }
+
     /// Breaks the round a party asked to break without the guard, if that round is still
     /// on and not broken yet. Call under the guard. Taken with a swap, so that a request
     /// made meanwhile is applied by a later holder, not lost.
@@ -513,11 +533,12 @@ impl Barrier {
 
     /// A party arrives: it ends the round (the last one, after the action), finds the
     /// barrier broken, or is to wait for the round it joined. One that could not have the
-    /// guard by `deadline` did not arrive: it asks for the round to break (as a timed-out
-    /// wait breaks it) and ends with [`BarrierBreak::TimedOut`].
+    /// guard by `deadline`, its holder stopped ([`BarrierState::lock_unless_stopped`]), did
+    /// not arrive: it asks for the round to break (as a timed-out wait breaks it) and ends
+    /// with [`BarrierBreak::TimedOut`].
     fn arrive(&self, deadline: Deadline) -> Arrival {
         let state = &*self.shared;
-        let Some(_g) = state.lock_until(deadline) else {
+        let Some(_g) = state.lock_unless_stopped(deadline) else {
             let round = Round {
                 index: 0,
                 generation: state.generation.load(Ordering::Acquire),
@@ -633,14 +654,15 @@ impl Barrier {
     /// after the break: a process killed in between leaves the death to break the next
     /// round again (after a reset), never a death unanswered.
     ///
-    /// The guard is waited for a short grace at most (its holder may be stopped: `SIGSTOP`,
-    /// a debugger). Without it, a round whose end is recorded (its last party stopped
-    /// ending it) completed; any other is asked to break ([`Barrier::request_break`]), and
-    /// the party ends with `cause` (`Err`): the round breaks when the next process takes
-    /// the guard, unless it ended meanwhile.
+    /// The guard is waited for as long as its holder runs, and for a short grace at most
+    /// while it is stopped (`SIGSTOP`, a debugger; [`BarrierState::lock_unless_stopped`]).
+    /// Without it, a round whose end is recorded (its last party stopped ending it)
+    /// completed; any other is asked to break ([`Barrier::request_break`]), and the party
+    /// ends with `cause` (`Err`): the round breaks when the next process takes the guard,
+    /// unless it ended meanwhile.
     fn give_up(&self, round: Round, cause: BarrierBreak) -> Result<bool, BarrierBreak> {
         let state = &*self.shared;
-        let Some(_g) = state.lock_until(Deadline::after(GUARD_GRACE)) else {
+        let Some(_g) = state.lock_unless_stopped(Deadline::after(GUARD_GRACE)) else {
             if state.trip.unfinished() == Some([u64::from(round.generation.wrapping_add(1))]) {
                 return Ok(true);
             }
