@@ -1088,7 +1088,7 @@ impl Core {
 /// and a poll of [`acquire_async`](Semaphore::acquire_async)'s future wait for it at most
 /// 10 ms, then report no permit (a poll is woken again by the next release, or by its own
 /// liveness check), and [`acquire_timeout`](Semaphore::acquire_timeout) ends by its
-/// timeout, even if a permit is free. An [`acquire`](Semaphore::acquire) and a
+/// timeout (up to about 10 ms past it: its last look), even if a permit is free. An [`acquire`](Semaphore::acquire) and a
 /// [`release`](Semaphore::release) wait for it to resume or die.
 ///
 /// # Examples
@@ -1163,7 +1163,9 @@ impl Semaphore {
         self.core.acquire()
     }
 
-    /// Takes a permit if there is one (a dead holder's permit counts); never waits.
+    /// Takes a permit if there is one (a dead holder's permit counts); never waits for
+    /// one (for another process in the middle of a change, 10 ms at most: see
+    /// [`Semaphore`]).
     ///
     /// # Errors
     ///
@@ -1313,7 +1315,7 @@ impl BoundedSemaphore {
         self.core.acquire()
     }
 
-    /// Takes a permit if there is one; never waits (see [`Semaphore::try_acquire`]).
+    /// Takes a permit if there is one; never waits for one (see [`Semaphore::try_acquire`]).
     ///
     /// # Errors
     ///
