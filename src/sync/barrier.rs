@@ -1083,7 +1083,8 @@ mod tests {
     /// (`abort`), or asked for without it and applied by the reset's own hold.
     #[test]
     fn a_reset_after_a_break_sends_the_broken_rounds_parties_away() {
-        let breaks: [(&str, fn(&Barrier, Round)); 2] = [
+        type Break = fn(&Barrier, Round);
+        let breaks: [(&str, Break); 2] = [
             ("an abort", |barrier, _| barrier.abort()),
             ("a break asked for without the guard, pending", |barrier, round| {
                 let request = break_request(round.generation, round.resets, BarrierBreak::TimedOut);
