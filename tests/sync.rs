@@ -1421,12 +1421,39 @@ fn a_barrier_wait_timeout_ends_while_a_reset_is_stopped_holding_the_guard() {
     kill_9(resetter);
     waiter.join().unwrap();
     assert_eq!(ended, Ok(Err(BarrierBreak::TimedOut)), "wait_timeout(300 ms) within 10 s, a reset stopped");
+    // The break it asked for without the guard is applied by the next holder (review66 L7:
+    // the reset below applied and cleared it in one hold, so nothing held it).
+    assert_eq!(barrier.wait().map_err(|e| e.cause()), Err(BarrierBreak::TimedOut), "the requested break");
     barrier.reset();
     assert!(!barrier.is_broken());
     let other = Process::new(meet, barrier.clone()).start().unwrap();
     let mut indices = vec![barrier.wait().unwrap(), other.join().unwrap()];
     indices.sort();
     assert_eq!(indices, [0, 1], "the barrier after the reset");
+}
+
+fn act_slowly() {
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// A party whose timeout runs out while the last party runs a slow action (holding the
+/// guard, running: slow, not stopped) gets its index, as in Python and before guard45: every
+/// party arrived, the round completes. With guard45 it gave up without the guard after
+/// 10 ms, asked for a break the trip then made stale, and got `TimedOut` while the round
+/// completed for the other party (review66 M3).
+#[test]
+fn a_barrier_wait_timeout_that_runs_out_during_a_slow_action_gets_its_index() {
+    let _w = watchdog(LIMIT);
+    let barrier = Barrier::builder(2).action(act_slowly).build().unwrap();
+    let waiter = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || barrier.wait_timeout(Duration::from_secs(1)).map_err(|e| e.cause()))
+    };
+    assert!(common::eventually(LIMIT, || barrier.n_waiting() == 1));
+    let last = barrier.wait().map_err(|e| e.cause());
+    assert_eq!(waiter.join().unwrap(), Ok(0), "the first party, its timeout run out during the action");
+    assert_eq!(last, Ok(1), "the last party, which ran the action");
+    assert!(!barrier.is_broken());
 }
 
 /// The last party killed as it ends the round: after the action (the count of arrived

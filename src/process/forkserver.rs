@@ -728,7 +728,7 @@ pub(crate) fn reap_left_children() {
 /// start until it is continued). A pool's zygote (`Fork`) is never started again, nor a
 /// server by a child process.
 fn start_worth_retrying() -> bool {
-    fork_server_pid().is_some() && !is_stopped(family_server())
+    fork_server_pid().is_some() && !sys::process_stopped(family_server())
 }
 
 /// The error of a start whose server cannot fork it.
@@ -1051,11 +1051,6 @@ fn unforked(room: Option<u64>) {
     }
 }
 
-/// Whether process `pid` is stopped (`SIGSTOP`: `T`; a debugger: `t`).
-fn is_stopped(pid: u32) -> bool {
-    matches!(sys::process_state(pid), Some(b'T' | b't'))
-}
-
 /// Looks, one per [`REPLY_CHECK`], at a process waited on (a server's answer, a child's read
 /// of its boot frame), for one that cannot go on: stopped (`SIGSTOP`, a debugger) at two
 /// looks in a row. One look may see a group stop, or its continuation, half done (Ctrl-Z
@@ -1078,7 +1073,7 @@ pub(crate) enum Look {
 impl StopLooks {
     /// Looks at process `pid` (0, not known: running).
     pub(crate) fn look(&mut self, pid: u32) -> Look {
-        if !is_stopped(pid) {
+        if !sys::process_stopped(pid) {
             self.stopped_before = false;
             Look::Running
         } else if std::mem::replace(&mut self.stopped_before, true) {
@@ -1092,9 +1087,9 @@ impl StopLooks {
 /// Whether the server `pid` is stopped at two looks [`REPLY_CHECK`] apart (a new
 /// connection to a stopped server would wait in its backlog, and fill it).
 fn stays_stopped(pid: u32) -> bool {
-    is_stopped(pid) && {
+    sys::process_stopped(pid) && {
         std::thread::sleep(REPLY_CHECK);
-        is_stopped(pid)
+        sys::process_stopped(pid)
     }
 }
 

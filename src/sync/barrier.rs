@@ -8,7 +8,7 @@ use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -48,8 +48,9 @@ pub(crate) struct BarrierState {
     /// The holders' death count (`Shared::holder_deaths`) up to which deaths were answered
     /// by a break (see [`Barrier::check_parties`]).
     deaths_answered: AtomicU32,
-    /// 0, or a break a party asked for without the guard, applied by the next holder of
-    /// the guard (see [`BarrierState::lock_until`]): [`break_request`].
+    /// 0, or a break a party asked for without the guard, applied by the guard's holder as
+    /// it lets the guard go ([`Held`]), or by the next to take it ([`BarrierState::held`]):
+    /// [`break_request`].
     break_request: AtomicU64,
 }
 
@@ -77,15 +78,25 @@ impl BarrierState {
     /// holder's drop forgot it first, nobody would see): so the last party records the
     /// generation it moves to once its action has run, and a round end found unfinished
     /// here is finished (every party arrived and the action ran: the round is complete).
-    fn lock(&self) -> RawGuard<'_> {
+    fn lock(&self) -> Held<'_> {
         self.lock_until(Deadline::NEVER).expect("an endless wait does not time out")
     }
 
     /// [`BarrierState::lock`], waiting at most until `deadline` for a live holder (stopped,
     /// say: `SIGSTOP`, a debugger); `None` then. Also applies a break asked for without the
     /// guard ([`Barrier::request_break`]) if its round is still on.
-    fn lock_until(&self, deadline: Deadline) -> Option<RawGuard<'_>> {
-        let guard = RawGuard::lock_until(&self.guard, deadline)?;
+    fn lock_until(&self, deadline: Deadline) -> Option<Held<'_>> {
+        RawGuard::lock_until(&self.guard, deadline).map(|guard| self.held(guard))
+    }
+
+    /// [`BarrierState::lock`] if the guard is free or its holder died; never waits.
+    fn try_lock(&self) -> Option<Held<'_>> {
+        RawGuard::try_lock(&self.guard).map(|guard| self.held(guard))
+    }
+
+    /// The guard just taken, once the changes left unfinished are finished and a pending
+    /// break is applied (see [`BarrierState::lock`]).
+    fn held<'a>(&'a self, guard: RawGuard<'a>) -> Held<'a> {
         if let Some([resets]) = self.reset.unfinished() {
             self.finish_reset(resets as u32);
         }
@@ -95,7 +106,27 @@ impl BarrierState {
         if self.break_request.load(Ordering::Relaxed) != 0 {
             self.apply_break_request();
         }
-        Some(guard)
+        Held { state: self, guard: Some(guard) }
+    }
+
+    /// [`BarrierState::lock_until`], waiting on past `deadline` while the guard's holder
+    /// runs: `None` only when it is stopped (`SIGSTOP`, a debugger) at `deadline` or at a
+    /// look after it, one per [`GUARD_GRACE`]. A slow holder (a long action, a process
+    /// preempted on a loaded machine) is waited for, as Python's parties wait for the
+    /// barrier's lock: a party that gave up meanwhile would end `TimedOut` in a round that
+    /// completes for the others (review66 M3). A single look: a process caught stopping is
+    /// taken for stopped, one caught resuming for running.
+    fn lock_unless_stopped(&self, deadline: Deadline) -> Option<Held<'_>> {
+        let mut deadline = deadline;
+        loop {
+            if let Some(guard) = self.lock_until(deadline) {
+                return Some(guard);
+            }
+            if self.guard.owner().is_some_and(sys::process_stopped) {
+                return None;
+            }
+            deadline = Deadline::after(GUARD_GRACE);
+        }
     }
 
     /// Breaks the round a party asked to break without the guard, if that round is still
@@ -151,6 +182,29 @@ impl BarrierState {
         }
         self.reset.commit();
         self.changed.notify_all();
+    }
+}
+
+/// The barrier's guard, held ([`BarrierState::lock`]). Let go, it applies a break a party
+/// asked for meanwhile without it ([`Barrier::request_break`]): else, with no process to take
+/// the guard next (no arrival, reset or abort), the round's untimed parties would wait for
+/// ever (review66 M2).
+struct Held<'a> {
+    state: &'a BarrierState,
+    /// `Some` until the drop lets it go.
+    guard: Option<RawGuard<'a>>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // The requester stored its request, then found the guard held; of the two, one sees
+        // the other's store: each fence orders a store (the request; this unlock) before the
+        // look at the other's (the guard; the request).
+        fence(Ordering::SeqCst);
+        if self.state.break_request.load(Ordering::Relaxed) != 0 {
+            drop(self.state.try_lock());
+        }
     }
 }
 
@@ -513,11 +567,12 @@ impl Barrier {
 
     /// A party arrives: it ends the round (the last one, after the action), finds the
     /// barrier broken, or is to wait for the round it joined. One that could not have the
-    /// guard by `deadline` did not arrive: it asks for the round to break (as a timed-out
-    /// wait breaks it) and ends with [`BarrierBreak::TimedOut`].
+    /// guard by `deadline`, its holder stopped ([`BarrierState::lock_unless_stopped`]), did
+    /// not arrive: it asks for the round to break (as a timed-out wait breaks it) and ends
+    /// with [`BarrierBreak::TimedOut`].
     fn arrive(&self, deadline: Deadline) -> Arrival {
         let state = &*self.shared;
-        let Some(_g) = state.lock_until(deadline) else {
+        let Some(_g) = state.lock_unless_stopped(deadline) else {
             let round = Round {
                 index: 0,
                 generation: state.generation.load(Ordering::Acquire),
@@ -633,14 +688,15 @@ impl Barrier {
     /// after the break: a process killed in between leaves the death to break the next
     /// round again (after a reset), never a death unanswered.
     ///
-    /// The guard is waited for a short grace at most (its holder may be stopped: `SIGSTOP`,
-    /// a debugger). Without it, a round whose end is recorded (its last party stopped
-    /// ending it) completed; any other is asked to break ([`Barrier::request_break`]), and
-    /// the party ends with `cause` (`Err`): the round breaks when the next process takes
-    /// the guard, unless it ended meanwhile.
+    /// The guard is waited for as long as its holder runs, and for a short grace at most
+    /// while it is stopped (`SIGSTOP`, a debugger; [`BarrierState::lock_unless_stopped`]).
+    /// Without it, a round whose end is recorded (its last party stopped ending it)
+    /// completed; any other is asked to break ([`Barrier::request_break`]), and the party
+    /// ends with `cause` (`Err`): the round breaks when the next process takes the guard,
+    /// unless it ended meanwhile.
     fn give_up(&self, round: Round, cause: BarrierBreak) -> Result<bool, BarrierBreak> {
         let state = &*self.shared;
-        let Some(_g) = state.lock_until(Deadline::after(GUARD_GRACE)) else {
+        let Some(_g) = state.lock_unless_stopped(Deadline::after(GUARD_GRACE)) else {
             if state.trip.unfinished() == Some([u64::from(round.generation.wrapping_add(1))]) {
                 return Ok(true);
             }
@@ -667,11 +723,17 @@ impl Barrier {
         }
     }
 
-    /// Asks, without the guard, for `round` to break for `cause`: the next holder of the
-    /// guard breaks it if it is still on ([`BarrierState::lock_until`]). One request is
-    /// kept, the last: one for an older round is moot anyway.
+    /// Asks, without the guard, for `round` to break for `cause`: the guard's holder breaks
+    /// it as it lets the guard go ([`Held`]), or this call if the guard was let go
+    /// meanwhile, if the round is still on. One request is kept, the last: one for an older
+    /// round is moot anyway.
     fn request_break(&self, round: Round, cause: BarrierBreak) {
-        self.shared.break_request.store(break_request(round.generation, round.resets, cause), Ordering::Release);
+        let state = &*self.shared;
+        state.break_request.store(break_request(round.generation, round.resets, cause), Ordering::Relaxed);
+        // See `Held`'s drop: a holder that let the guard go before this fence may not see
+        // the request; the guard is then free here (or another's, who will see it).
+        fence(Ordering::SeqCst);
+        drop(state.try_lock());
     }
 
     /// What a party's wait for `round` returns.
@@ -742,8 +804,9 @@ impl Barrier {
     ///
     /// It ends by about its timeout even while another process is stopped (`SIGSTOP`, a
     /// debugger) inside the barrier's own bookkeeping. The break then waits for that
-    /// process: the other parties see it once a process next takes part (arrives,
-    /// resets, aborts, gives up), unless the round completed meanwhile.
+    /// process: the other parties see it once it goes on, unless the round completed
+    /// meanwhile. A process merely slow there (running a long action, say) is waited
+    /// for, past the timeout: the round it completes completes for this party too.
     ///
     /// # Errors
     ///
@@ -803,9 +866,11 @@ impl Barrier {
         let state = &*self.shared;
         {
             let _g = state.lock();
-            // Parties waiting are sent away (a new `resets`), and no longer counted.
-            let resets = state.resets.load(Ordering::Relaxed);
-            let resets = if state.count.load(Ordering::Relaxed) > 0 { resets.wrapping_add(1) } else { resets };
+            // Parties waiting are sent away (a new `resets`), and no longer counted. Always a
+            // new one: after a break `count` is 0 while the broken round's parties may not
+            // have looked yet, and the same `resets` would show them their round still on
+            // (review66 H1).
+            let resets = state.resets.load(Ordering::Relaxed).wrapping_add(1);
             state.reset.begin([u64::from(resets)]);
             state.resets.store(resets, Ordering::Release);
             crate::shm::crash::crash_point!("barrier.reset.counted");
@@ -1003,5 +1068,52 @@ impl BarrierBuilder {
         };
         let action = self.action.transpose()?;
         Barrier::create(parties, self.timeout, action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reset after a break sends the broken round's waiting parties away (review66 H1): a
+    /// break zeroes `count`, and a reset moved `resets` only when `count > 0`, so a party
+    /// that looked after the reset saw its round (same generation, same resets, not broken)
+    /// still on, and waited on uncounted in the next round: released with it (more parties
+    /// than `parties`, duplicate indices) or never. The break either way: under the guard
+    /// (`abort`), or asked for without it and applied by the reset's own hold.
+    #[test]
+    fn a_reset_after_a_break_sends_the_broken_rounds_parties_away() {
+        type Break = fn(&Barrier, Round);
+        let breaks: [(&str, Break); 2] = [
+            ("an abort", |barrier, _| barrier.abort()),
+            ("a break asked for without the guard, pending", |barrier, round| {
+                let request = break_request(round.generation, round.resets, BarrierBreak::TimedOut);
+                barrier.shared.break_request.store(request, Ordering::SeqCst);
+            }),
+        ];
+        for (name, break_it) in breaks {
+            let barrier = Barrier::new(3).unwrap();
+            let Arrival::Waiting(round) = barrier.arrive(Deadline::NEVER) else { panic!("one party of three ended") };
+            break_it(&barrier, round);
+            barrier.reset();
+            assert_eq!(barrier.round_outcome(round), Some(false), "{name}, then a reset: the round's party waits on");
+        }
+    }
+
+    /// A break asked for while another holds the guard is applied when that one lets the
+    /// guard go (review66 M2): it was applied only when a process next took the guard, so
+    /// with nobody to take it (no arrival, reset or abort) the round's untimed parties
+    /// waited for ever, where Python's break at once. Here this process holds the guard (as
+    /// a stopped process would, its party's request made without it), then lets it go.
+    #[test]
+    fn a_break_asked_for_while_the_guard_is_held_is_applied_when_it_is_let_go() {
+        let barrier = Barrier::new(3).unwrap();
+        let Arrival::Waiting(round) = barrier.arrive(Deadline::NEVER) else { panic!("one party of three ended") };
+        let held = barrier.shared.lock();
+        barrier.request_break(round, BarrierBreak::TimedOut);
+        assert_eq!(barrier.round_outcome(round), None, "applied without the guard");
+        drop(held);
+        assert_eq!(barrier.round_outcome(round), Some(false), "the guard let go, the round still on");
+        assert_eq!(barrier.broken_error().map(|e| e.cause()), Some(BarrierBreak::TimedOut));
     }
 }

@@ -15,7 +15,11 @@ impl Barrier {
     ///
     /// The barrier's own timeout ([`BarrierBuilder::timeout`](crate::BarrierBuilder::timeout))
     /// applies, checked on the schedule of the liveness checks (so it may pass up to about
-    /// 100 ms late); the runtime's timeout (`tokio::time::timeout(d, fut)`) is exact.
+    /// 100 ms late); the runtime's timeout (`tokio::time::timeout(d, fut)`) is exact. The
+    /// first poll's arrival, and a give-up, wait for a process inside the barrier's
+    /// bookkeeping (the last party running the action, say) while it runs, blocking the
+    /// polling thread, as [`Barrier::wait`] does; for one stopped there, up to the
+    /// barrier's timeout (for ever without one) to arrive, about 10 ms to give up.
     ///
     /// Cancellation: a future dropped before its first poll never arrived and changes
     /// nothing. Dropped while it waits, the party leaves a round it cannot complete any

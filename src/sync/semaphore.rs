@@ -565,10 +565,13 @@ impl Core {
     /// whether it was claimed for the guard already (by a holder that died holding it).
     /// Waits for a fast change in flight to end, or settles it if its process died; `None`
     /// when the change still held the word at `deadline` (looked at once the spin is over:
-    /// a clock read per yield or sleep, none per spin).
+    /// a clock read per yield or sleep, none per spin) and its process is alive.
     fn claim(&self, deadline: Deadline) -> Option<(u64, bool)> {
         let state = &*self.shared;
         let mut looks = Looks::default();
+        // A dead changer is settled once before giving up, however short the wait
+        // (review66 M1; as `RawMutex::lock_slow` takes a dead holder's lock over).
+        let mut settled_at_deadline = false;
         loop {
             let w = state.word.load(Ordering::Acquire);
             if (w & word::CLAIM) >> word::CLAIM_SHIFT == word::GUARD {
@@ -586,7 +589,12 @@ impl Core {
                         self.settle(w);
                     }
                     if pause != Pause::Spin && deadline.passed() {
-                        return None;
+                        if settled_at_deadline {
+                            return None;
+                        }
+                        settled_at_deadline = true;
+                        self.settle(w);
+                        continue;
                     }
                     pause.wait();
                 }
@@ -1080,7 +1088,7 @@ impl Core {
 /// and a poll of [`acquire_async`](Semaphore::acquire_async)'s future wait for it at most
 /// 10 ms, then report no permit (a poll is woken again by the next release, or by its own
 /// liveness check), and [`acquire_timeout`](Semaphore::acquire_timeout) ends by its
-/// timeout, even if a permit is free. An [`acquire`](Semaphore::acquire) and a
+/// timeout (up to about 10 ms past it: its last look), even if a permit is free. An [`acquire`](Semaphore::acquire) and a
 /// [`release`](Semaphore::release) wait for it to resume or die.
 ///
 /// # Examples
@@ -1155,7 +1163,9 @@ impl Semaphore {
         self.core.acquire()
     }
 
-    /// Takes a permit if there is one (a dead holder's permit counts); never waits.
+    /// Takes a permit if there is one (a dead holder's permit counts); never waits for
+    /// one (for another process in the middle of a change, 10 ms at most: see
+    /// [`Semaphore`]).
     ///
     /// # Errors
     ///
@@ -1305,7 +1315,7 @@ impl BoundedSemaphore {
         self.core.acquire()
     }
 
-    /// Takes a permit if there is one; never waits (see [`Semaphore::try_acquire`]).
+    /// Takes a permit if there is one; never waits for one (see [`Semaphore::try_acquire`]).
     ///
     /// # Errors
     ///
@@ -1723,6 +1733,37 @@ mod tests {
         assert_ne!(core.generation(), before, "the slot was emptied, the generation did not move");
         assert_eq!(sem.get_value(), 1, "the dead holder's permit came back");
         assert!(sem.try_acquire().is_ok_and(|g| g.owner_died()));
+    }
+
+    /// A claim whose deadline has passed settles a fast changer that died holding the word
+    /// before it gives up (review66 M1): it gave up at its first look past the spin, before
+    /// the first settle (look 256), so a `try_acquire`, a poll or a short `acquire_timeout`
+    /// never took the word back on a loaded machine (each starts its looks again), and
+    /// async waiters with nobody to release waited for ever. The changer is this process's
+    /// pid with another start time, killed in its fast acquire before its slot store.
+    #[test]
+    fn a_claim_past_its_deadline_settles_a_dead_fast_changer() {
+        let sem = Semaphore::new(1).unwrap();
+        let core = &sem.core;
+        let state = &*core.shared;
+        let me = sys::me();
+        let slot = core.slot(0);
+        slot.pid.store(me.pid, Ordering::SeqCst);
+        slot.start.store(me.start + 1, Ordering::SeqCst);
+        state.used.store(1, Ordering::SeqCst);
+        let free = state.word.load(Ordering::SeqCst);
+        state.word.store(word::claimed_for(free, 0, false), Ordering::SeqCst);
+        let claimed = {
+            let _guard = RawGuard::lock(&core.shared.guard);
+            let claimed = core.claim(Deadline::after(Duration::ZERO));
+            if let Some((w, _)) = claimed {
+                // Let the word go, as a holder does.
+                state.word.store(w & !word::CLAIM, Ordering::SeqCst);
+            }
+            claimed
+        };
+        assert!(claimed.is_some(), "gave up with the dead changer's claim on the word");
+        assert_eq!(sem.get_value(), 1, "the dead changer's acquire was undone");
     }
 
     /// Processes that take turns at a semaphore, more of them than it has permits (a

@@ -15,7 +15,9 @@ impl Core {
 }
 
 impl Semaphore {
-    /// [`Semaphore::acquire`] as a future: waits for a permit without blocking a thread.
+    /// [`Semaphore::acquire`] as a future: waits for a permit without blocking a thread
+    /// (a poll that meets another process stopped in the middle of a change blocks 10 ms
+    /// at most: see [`Semaphore`]).
     ///
     /// Cancellation: dropped before it completes, the future took no permit (a permit is
     /// taken in the poll that returns the guard); a wake-up it was given and did not use

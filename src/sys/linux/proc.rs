@@ -190,6 +190,12 @@ pub(crate) fn process_state(pid: u32) -> Option<u8> {
     process_stat(pid).map(|s| s.state)
 }
 
+/// Whether process `pid` is stopped (`SIGSTOP`: `T`; a debugger: `t`): it will not go on
+/// by itself, where a running one, however slow, will.
+pub(crate) fn process_stopped(pid: u32) -> bool {
+    matches!(process_state(pid), Some(b'T' | b't'))
+}
+
 /// Reaps this process's own child `pid` if it has ended: `Ok(true)` reaped, `Ok(false)`
 /// still running, `ECHILD` if it is not this process's child. By pid: only for a child
 /// that nothing else reaps (a fork-server child whose start failed: nobody has its pidfd),
