@@ -744,14 +744,14 @@ fn a_task_of_another_version_is_answered_as_another_build() {
 const TEST_KEY: &str = "the key of the tests that forge entries";
 
 /// The tag of the encoded task `m` in pool `id` under [`TEST_KEY`], as a driver makes it
-/// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool's id, a zero byte
-/// and the task).
+/// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool id's length as 8
+/// little-endian bytes, the pool's id and the task).
 fn tag(id: &str, m: &[u8]) -> Vec<u8> {
     use hmac::{KeyInit, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TEST_KEY.as_bytes()).unwrap();
-    mac.update(b"multiproc cluster task v1\0");
+    mac.update(b"multiproc cluster task v2\0");
+    mac.update(&(id.len() as u64).to_le_bytes());
     mac.update(id.as_bytes());
-    mac.update(b"\0");
     mac.update(m);
     mac.finalize().into_bytes().to_vec()
 }
@@ -792,6 +792,46 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     }
     // Answered, so gone from the stream.
     assert!(eventually(Duration::from_secs(10), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
+}
+
+/// A node serves only pools whose id has the form a driver makes (32 lowercase hex
+/// digits): any other member of the registry is someone else's (review67 S-M1: a pool id
+/// `P\0x` let a task of pool `P` pass for another), and it is neither read nor answered,
+/// even with a live key, a group and an entry tagged under the node's key. Checked once the
+/// node has gone round its pools at least once after the odd pool was registered: a task
+/// of a genuine pool submitted after another one's result.
+#[test]
+fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let odd = "p\0x";
+    let keys = |suffix: &str| format!("mp:{{p:{odd}}}:{suffix}");
+    let (tasks, alive) = (keys("tasks"), keys("alive"));
+    assert_eq!(redis.raw(&[b"SET", alive.as_bytes(), b"1"]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"XGROUP", b"CREATE", tasks.as_bytes(), b"nodes", b"0", b"MKSTREAM"]), b"+OK\r\n");
+    let entry = forged(&ForgedTask {
+        id: 1,
+        build: 0,
+        call: (0, false, 0, 0, 0),
+        timeout_ms: None,
+        lease_ms: 600,
+        max_result: 64 << 20,
+        args: Vec::new(),
+    });
+    add_entry(&redis, &tasks, &[("m".into(), entry.clone()), ("k".into(), tag(odd, &entry))]);
+    assert_eq!(redis.raw(&[b"SADD", b"mp:pools", odd.as_bytes()]), b":1\r\n");
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    // Never delivered: still there for the group's next reader.
+    let probe =
+        redis.raw(&[b"XREADGROUP", b"GROUP", b"nodes", b"probe", b"COUNT", b"1", b"STREAMS", tasks.as_bytes(), b">"]);
+    assert!(
+        probe.windows(entry.len()).any(|w| w == entry),
+        "the node read the entry of the pool {odd:?}: {}",
+        String::from_utf8_lossy(&probe)
+    );
 }
 
 /// The environment variable naming the directory where `leave_a_mark` writes.
