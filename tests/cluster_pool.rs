@@ -1820,20 +1820,16 @@ fn cluster_node_role() {
     let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
 }
 
-/// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
-/// string by another program) serves nothing, and says why: a warning naming the key, once
-/// a minute, not at each of its tries (every 100 ms). (It said nothing.)
-#[test]
-fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
+/// A node that logs warnings ([`cluster_node_role`]) on the Redis at `url`, with `vars` in
+/// its environment, and its stderr's lines.
+fn logging_node(url: &str, vars: &[(&str, &str)]) -> (Node, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
     let child = Command::new("setpriv")
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
-        .env(NODE_ROLE, &redis.url)
+        .env(NODE_ROLE, url)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1847,6 +1843,42 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
             let _ = tx.send(line);
         }
     });
+    (node, rx)
+}
+
+/// review67 S-L6: a node whose key is not its drivers' says so in its log, naming the
+/// pool, once per pool (not per task): its drivers learn it from their answers, its
+/// operator did not learn it at all.
+#[test]
+fn a_node_refusing_a_pools_tasks_for_their_key_logs_it_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let (mut node, rx) = logging_node(&redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey("another key than the node's"));
+    for x in 0..3 {
+        match pool.apply(square, x) {
+            Err(multiproc::Error::Task(TaskError::Unauthenticated { .. })) => {}
+            got => panic!("a task under another key: {got:?}"),
+        }
+    }
+    let ids = pool_ids(&redis);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // Each warning is written before its answer: all are in the log once the node ends.
+    node.kill();
+    let warnings: Vec<String> = rx.iter().filter(|line| line.contains("cluster key")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("WARN") && warnings[0].contains(&ids[0]), "{warnings:?}");
+}
+
+/// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
+/// string by another program) serves nothing, and says why: a warning naming the key, once
+/// a minute, not at each of its tries (every 100 ms). (It said nothing.)
+#[test]
+fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    let (mut node, rx) = logging_node(&redis.url, &[]);
     let warned = |line: &String| line.contains("mp:pools");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut lines =
