@@ -1292,7 +1292,8 @@ fn a_process_killed_inside_a_create_leaves_nothing_in_dev_shm() {
     };
     // Left by an aborted run of this pid's: not this run's.
     remove(&ours());
-    common::run_inner_test_with(
+    // Its end waits for the tracker's, which holds its stderr: the tracker's line is in.
+    let stderr = common::run_inner_test_stderr(
         "a_child_killed_inside_a_create_inner",
         &[("MP_TEST_KILLED_IN_CREATE", &size.to_string()), ("MP_TEST_KILLED_IN_CREATE_NAME", &named)],
     );
@@ -1301,6 +1302,20 @@ fn a_process_killed_inside_a_create_leaves_nothing_in_dev_shm() {
     let left = ours();
     remove(&left);
     assert!(cleaned, "left in /dev/shm by the killed creates: {left:?}");
+    // The fresh name's segment, empty and named at random, is found by neither its size nor
+    // a prefix: the tracker says it unlinked it, beside the block's (review67 T-M2).
+    let unlinked: Vec<&str> = stderr
+        .lines()
+        .find_map(|line| line.split_once("left behind: "))
+        .map_or(vec![], |(_, names)| names.split(", ").collect());
+    let fresh = |name: &&&str| {
+        name.strip_prefix("mp-").is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    assert!(
+        unlinked.contains(&named.as_str()) && unlinked.iter().filter(fresh).count() == 2 && unlinked.len() == 3,
+        "the tracker unlinked {unlinked:?}, not the named segment and two fresh ones (the fresh create's, the \
+         block's): {stderr}"
+    );
 }
 
 /// A thread that panics holding a value's or an array's guard unlocks it as it unwinds:
