@@ -744,14 +744,14 @@ fn a_task_of_another_version_is_answered_as_another_build() {
 const TEST_KEY: &str = "the key of the tests that forge entries";
 
 /// The tag of the encoded task `m` in pool `id` under [`TEST_KEY`], as a driver makes it
-/// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool's id, a zero byte
-/// and the task).
+/// (a mirror of `cluster::key`: an HMAC-SHA256 over the domain, the pool id's length as 8
+/// little-endian bytes, the pool's id and the task).
 fn tag(id: &str, m: &[u8]) -> Vec<u8> {
     use hmac::{KeyInit, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TEST_KEY.as_bytes()).unwrap();
-    mac.update(b"multiproc cluster task v1\0");
+    mac.update(b"multiproc cluster task v2\0");
+    mac.update(&(id.len() as u64).to_le_bytes());
     mac.update(id.as_bytes());
-    mac.update(b"\0");
     mac.update(m);
     mac.finalize().into_bytes().to_vec()
 }
@@ -792,6 +792,46 @@ fn an_entry_with_an_impossible_lease_is_answered_and_the_node_goes_on() {
     }
     // Answered, so gone from the stream.
     assert!(eventually(Duration::from_secs(10), || redis.raw(&[b"XLEN", tasks.as_bytes()]) == b":0\r\n"));
+}
+
+/// A node serves only pools whose id has the form a driver makes (32 lowercase hex
+/// digits): any other member of the registry is someone else's (review67 S-M1: a pool id
+/// `P\0x` let a task of pool `P` pass for another), and it is neither read nor answered,
+/// even with a live key, a group and an entry tagged under the node's key. Checked once the
+/// node has gone round its pools at least once after the odd pool was registered: a task
+/// of a genuine pool submitted after another one's result.
+#[test]
+fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let odd = "p\0x";
+    let keys = |suffix: &str| format!("mp:{{p:{odd}}}:{suffix}");
+    let (tasks, alive) = (keys("tasks"), keys("alive"));
+    assert_eq!(redis.raw(&[b"SET", alive.as_bytes(), b"1"]), b"+OK\r\n");
+    assert_eq!(redis.raw(&[b"XGROUP", b"CREATE", tasks.as_bytes(), b"nodes", b"0", b"MKSTREAM"]), b"+OK\r\n");
+    let entry = forged(&ForgedTask {
+        id: 1,
+        build: 0,
+        call: (0, false, 0, 0, 0),
+        timeout_ms: None,
+        lease_ms: 600,
+        max_result: 64 << 20,
+        args: Vec::new(),
+    });
+    add_entry(&redis, &tasks, &[("m".into(), entry.clone()), ("k".into(), tag(odd, &entry))]);
+    assert_eq!(redis.raw(&[b"SADD", b"mp:pools", odd.as_bytes()]), b":1\r\n");
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey(TEST_KEY));
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    // Never delivered: still there for the group's next reader.
+    let probe =
+        redis.raw(&[b"XREADGROUP", b"GROUP", b"nodes", b"probe", b"COUNT", b"1", b"STREAMS", tasks.as_bytes(), b">"]);
+    assert!(
+        probe.windows(entry.len()).any(|w| w == entry),
+        "the node read the entry of the pool {odd:?}: {}",
+        String::from_utf8_lossy(&probe)
+    );
 }
 
 /// The environment variable naming the directory where `leave_a_mark` writes.
@@ -1780,20 +1820,16 @@ fn cluster_node_role() {
     let _ = multiproc::cluster::serve(&url, multiproc::cluster::ServeOptions::new().processes(1));
 }
 
-/// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
-/// string by another program) serves nothing, and says why: a warning naming the key, once
-/// a minute, not at each of its tries (every 100 ms). (It said nothing.)
-#[test]
-fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
+/// A node that logs warnings ([`cluster_node_role`]) on the Redis at `url`, with `vars` in
+/// its environment, and its stderr's lines.
+fn logging_node(url: &str, vars: &[(&str, &str)]) -> (Node, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let _w = watchdog(LIMIT);
-    let Some(redis) = Redis::start(&[]) else { return };
-    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
     let child = Command::new("setpriv")
         .args(["--pdeathsig", "KILL"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "cluster_node_role", "--nocapture", "--test-threads", "1"])
-        .env(NODE_ROLE, &redis.url)
+        .env(NODE_ROLE, url)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1807,6 +1843,42 @@ fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
             let _ = tx.send(line);
         }
     });
+    (node, rx)
+}
+
+/// review67 S-L6: a node whose key is not its drivers' says so in its log, naming the
+/// pool, once per pool (not per task): its drivers learn it from their answers, its
+/// operator did not learn it at all.
+#[test]
+fn a_node_refusing_a_pools_tasks_for_their_key_logs_it_once() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let (mut node, rx) = logging_node(&redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let pool = pool_with(&redis.url, 1, ClusterOptions::new().authkey("another key than the node's"));
+    for x in 0..3 {
+        match pool.apply(square, x) {
+            Err(multiproc::Error::Task(TaskError::Unauthenticated { .. })) => {}
+            got => panic!("a task under another key: {got:?}"),
+        }
+    }
+    let ids = pool_ids(&redis);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // Each warning is written before its answer: all are in the log once the node ends.
+    node.kill();
+    let warnings: Vec<String> = rx.iter().filter(|line| line.contains("cluster key")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("WARN") && warnings[0].contains(&ids[0]), "{warnings:?}");
+}
+
+/// review32 C5: a node that cannot read the registry of pools (`mp:pools` written as a
+/// string by another program) serves nothing, and says why: a warning naming the key, once
+/// a minute, not at each of its tries (every 100 ms). (It said nothing.)
+#[test]
+fn a_node_that_cannot_read_the_registry_warns_naming_it_once_a_minute() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    assert_eq!(redis.raw(&[b"SET", b"mp:pools", b"not a set"]), b"+OK\r\n");
+    let (mut node, rx) = logging_node(&redis.url, &[]);
     let warned = |line: &String| line.contains("mp:pools");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut lines =

@@ -40,8 +40,10 @@ pub const KEY_ENV: &str = "MULTIPROC_CLUSTER_KEY";
 pub(crate) const TAG: usize = 32;
 
 /// What a task's tag is computed over besides the pool and the task: a tag made for
-/// something else under the same key never passes for one.
-const DOMAIN: &[u8] = b"multiproc cluster task v1\0";
+/// something else under the same key never passes for one. `v2` frames the pool by its
+/// length (v1 ended it by a zero byte, which let a pool and its task trade bytes: review67
+/// S-M1), so no tag of one framing passes for the other.
+const DOMAIN: &[u8] = b"multiproc cluster task v2\0";
 
 /// A key given by the program, never shown by `Debug`.
 #[derive(Clone)]
@@ -83,8 +85,8 @@ impl TaskSeal {
     fn mac(&self, pool: &str, task: &[u8]) -> HmacSha256 {
         let mut mac = self.0.clone();
         mac.update(DOMAIN);
+        mac.update(&(pool.len() as u64).to_le_bytes());
         mac.update(pool.as_bytes());
-        mac.update(b"\0");
         mac.update(task);
         mac
     }
@@ -162,5 +164,14 @@ mod tests {
         let other = TaskSeal::new(Some(&Secret::new(b"two"))).unwrap();
         assert!(!other.verify("pool", b"task", &tag));
         assert!(matches!(TaskSeal::new(Some(&Secret::new(b""))), Err(ClusterError::Key(_))));
+    }
+
+    #[test]
+    fn a_tag_does_not_let_the_pool_and_the_task_trade_bytes() {
+        // review67 S-M1: with the pool ended by a zero byte, pool "p\0x" with task "y" and
+        // pool "p" with task "x\0y" were the same input.
+        let seal = TaskSeal::new(Some(&Secret::new(b"k"))).unwrap();
+        assert_ne!(seal.tag("p\0x", b"y"), seal.tag("p", b"x\0y"));
+        assert_ne!(seal.tag("", b"\0y"), seal.tag("\0", b"y"));
     }
 }

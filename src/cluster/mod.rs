@@ -39,9 +39,11 @@
 //! for its driver). The key comes from
 //! [`ClusterOptions::authkey`]/[`ServeOptions::authkey`], else [`KEY_ENV`], else the user's
 //! key file (`~/.config/multiproc/cluster.key`, made on first use): programs of one user on
-//! one machine share it without ceremony; across machines, give every node the same key
-//! (copy the file, or set [`KEY_ENV`] to its content). Results are not authenticated:
-//! whoever can write to the pool's keys can still make a task fail, run twice or never,
+//! one machine share it without ceremony; across machines, give every node the driver's
+//! key (copy the driver's file to each, or set [`KEY_ENV`] to one key everywhere: each
+//! machine's own file is its own random key). Results are not authenticated:
+//! whoever can write to the pool's keys can still make a task fail, never run, or run
+//! again any number of times (a copy of its entry: mind tasks with side effects),
 //! or give it a wrong result (one that decodes as the result's type), never make a node
 //! or the driver run code of their choosing. Protect Redis (ACL user, TLS) for that.
 //!

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::ClusterError;
-use super::key::{Secret, TaskSeal};
+use super::key::{KEY_ENV, Secret, TaskSeal};
 use super::link::Link;
-use super::wire::{DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, key_ttl};
+use super::wire::{
+    DRIVER_AWAY, Failure, GROUP, POOLS, PUT_RESULT, PoolKeys, ResultMsg, TaskMsg, id_of, is_pool_id, key_ttl,
+};
 use crate::codec;
 use crate::pool::TaskError;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -278,10 +280,15 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
     let mut pools: Vec<String> = Vec::new();
     let mut looked = Instant::now() - Duration::from_secs(60);
     let mut warned: Option<Instant> = None;
+    // The pools whose tasks failed their tag here, each logged once (review67 S-L6).
+    let mut refused: HashSet<String> = HashSet::new();
     loop {
         if looked.elapsed() >= Duration::from_millis(500) || pools.is_empty() {
             match find_pools(&mut reader_link) {
-                Ok(found) => pools = found,
+                Ok(found) => {
+                    pools = found;
+                    refused.retain(|pool| pools.contains(pool));
+                }
                 Err(e) => {
                     // A node that serves nothing says why (the registry of another type,
                     // an ACL, Redis away), once a minute rather than at each try.
@@ -338,17 +345,19 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
                 Err(_) => continue,
             };
             for (entry, fields) in entries {
-                start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx);
+                start_task(pool, entry, fields, build, &seal, &me, &local, &shared, &tx, &mut refused);
             }
         }
     }
 }
 
-/// The live pools; the keys of those whose driver is gone are deleted.
+/// The live pools; the keys of those whose driver is gone are deleted. Members of the
+/// registry that no driver makes ([`is_pool_id`]) are left alone and never served. They are
+/// read as bytes, so that one that is not UTF-8 does not make the whole registry unreadable.
 fn find_pools(link: &mut Link) -> Result<Vec<String>, ClusterError> {
-    let ids: Vec<String> = link.run(|c| redis::cmd("SMEMBERS").arg(POOLS).query(c))?;
+    let members: Vec<Vec<u8>> = link.run(|c| redis::cmd("SMEMBERS").arg(POOLS).query(c))?;
     let mut live = Vec::new();
-    for id in ids {
+    for id in members.into_iter().filter(|m| is_pool_id(m)).filter_map(|m| String::from_utf8(m).ok()) {
         let keys = PoolKeys::new(&id);
         let alive: bool = link.run(|c| redis::cmd("EXISTS").arg(&keys.alive).query(c))?;
         if alive {
@@ -374,6 +383,7 @@ fn start_task(
     local: &Arc<Inner>,
     shared: &Shared,
     tx: &Sender<Option<Finished>>,
+    refused: &mut HashSet<String>,
 ) {
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
     let message = field("m").unwrap_or_default();
@@ -402,6 +412,14 @@ fn start_task(
         // Answered so that the entry leaves the stream, and its driver (another key) learns
         // it at once.
         None => {
+            // Its driver learns it from the answer; the node's operator from the log (once
+            // per pool: a node with the wrong key would refuse every task of every pool).
+            if refused.insert(pool.to_string()) {
+                log::warn!(
+                    "refusing the tasks of cluster pool {pool}: their tags do not check under this node's \
+                     cluster key (the driver's key differs; see {KEY_ENV})"
+                );
+            }
             forward.deliver(0, Err(TaskError::Unauthenticated { node: me.to_string() }));
             return;
         }

@@ -19,7 +19,7 @@ use super::ClusterError;
 use super::key::{Secret, TAG, TaskSeal};
 use super::link::{Conn, Link};
 use super::wire::{
-    ADD_TASKS, BIRTH, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, too_large,
+    ADD_TASKS, BIRTH, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id, too_large,
 };
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
@@ -351,7 +351,7 @@ impl Driver {
         let build = crate::sys::build_identity()
             .ok_or_else(|| PoolError::Cluster(ClusterError::Refused("cannot read this program's executable".into())))?;
         let seal = TaskSeal::new(options.authkey.as_ref()).map_err(PoolError::Cluster)?;
-        let id = format!("{:032x}", u128::from_ne_bytes(crate::sys::random_bytes::<16>()));
+        let id = new_pool_id();
         let keys = PoolKeys::new(&id);
         let mut thread_link = Link::new(url, options.timeout).map_err(PoolError::Cluster)?;
         let in_flight = options.max_in_flight.unwrap_or(64 * workers.max(1));

@@ -203,6 +203,19 @@ return 1
 /// there: the result is kept and pushed again.
 pub(crate) const DRIVER_AWAY: i64 = 2;
 
+/// A new pool's id: 128 random bits as 32 lowercase hex digits, the only form a node
+/// serves ([`is_pool_id`]).
+pub(crate) fn new_pool_id() -> String {
+    format!("{:032x}", u128::from_ne_bytes(crate::sys::random_bytes::<16>()))
+}
+
+/// Whether `id` has the form [`new_pool_id`] makes. A node serves no other: the registry is
+/// written by whoever can write to Redis, and the id goes under each task's tag and into
+/// hash-tagged key names (review67 S-M1).
+pub(crate) fn is_pool_id(id: &[u8]) -> bool {
+    id.len() == 32 && id.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 pub(crate) struct PoolKeys {
     pub(crate) tasks: String,
     pub(crate) results: String,

@@ -165,6 +165,11 @@ pub(crate) fn init() -> Result<(), InitError> {
 extern "C" fn exit_hook() {
     // Runs after `main` returns (or `exit` is called) in the main process.
     let _ = std::panic::catch_unwind(finish_children);
+    // The forgettings the tracker did not take yet get their last chance, as a child's do
+    // at its end (review67 T-M1: an `untrack` while the tracker was stopped, then `main`
+    // returning, had the segment unlinked with the family). Bounded: one try when the
+    // tracker is stalled, else its one wait.
+    let _ = std::panic::catch_unwind(super::tracker::write_backlog);
 }
 
 /// Gives the family's fork server (forked by `init()`, or spawned by a restart) the

@@ -26,8 +26,8 @@
 //! with the family an `untrack`ed segment, or one made again under that name untracked);
 //! `untrack` says it was not taken yet, and an untracked create of a name still in the
 //! backlog fails rather than make a segment the tracker would unlink. A child process
-//! tries its backlog once more at its normal end; a main process that writes no other
-//! line, or a process killed, loses it. Another process's later registration
+//! tries its backlog once more at its normal end, the main process in its exit hook; a
+//! process killed loses it. Another process's later registration
 //! of the same name may be overtaken by it (the tracker then leaks that segment, it never
 //! unlinks one wrongly).
 //!
@@ -199,8 +199,9 @@ pub(crate) fn settle(name: &str) -> io::Result<()> {
     write_backlog_owing(Some(name))
 }
 
-/// At the normal end of a child process: what is left of its backlog gets its last
-/// chance (one try, the tracker being stalled), since nothing is written after.
+/// At the normal end of a process (a child's boot, the main process's exit hook): what is
+/// left of its backlog gets its last chance (one try when the tracker is stalled, else at
+/// most [`WAIT`]), since nothing is written after.
 pub(crate) fn write_backlog() {
     let _ = write_backlog_owing(None);
 }

@@ -58,7 +58,10 @@ pub enum SharedMemoryError {
     /// be registered (create it with `track(false)` to manage its life yourself), or, for
     /// an untracked one, the tracker still holds its name from this process's earlier
     /// unlink. From [`SharedMemory::untrack`]: the tracker still tracks the segment.
-    #[error("the resource tracker cannot track the segment: {0}")]
+    // Says what happened for each source: a registration, a forgetting or a settle that
+    // the tracker did not take (review67 T-L3: "cannot track" was the opposite for the last
+    // two).
+    #[error("the resource tracker was not told: {0}")]
     Tracker(io::Error),
     /// The segment is shorter than the access needs: another process truncated it since
     /// it was mapped here.
@@ -653,8 +656,11 @@ impl SharedMemory {
     ///
     /// [`SharedMemoryError::Tracker`] (`TimedOut`) when the family's resource tracker has
     /// read nothing for seconds (it is stopped, say by a debugger): it still tracks the
-    /// segment, and would unlink it with the family. It is told before this process's next
-    /// line to it (a create, an unlink), or by calling `untrack` again, which tries at once.
+    /// segment, and would unlink it with the family. The forgetting is queued, not lost: it
+    /// is told before this process's next line to it (a create, an unlink), and at this
+    /// process's normal end (not if it is killed). Calling `untrack` again tries once,
+    /// without waiting: to know it was taken, call it again after a pause (never in a
+    /// loop without one, which would spin while the tracker is stopped).
     ///
     /// # Examples
     ///
