@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
+use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holders::{Holders, LetGo, Received};
 use super::receipts::{ArgsState, Receipt};
@@ -699,6 +700,7 @@ impl<T: ShmObject> Shared<T> {
             return Ok((Self::kept_at(wire.offset), Got::TakenBack));
         }
         if codec::held_again(read) {
+            crash_point!("object.received.again");
             // Of this type (as above), held by this process: another handle of it, as a
             // clone makes, noted as the copy's for a later drop or attempt.
             let again = Self::clone(&std::mem::ManuallyDrop::new(Self::kept_at(wire.offset)));
@@ -1287,6 +1289,8 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[derive(crate::ShmSafe)]
@@ -1377,6 +1381,77 @@ mod tests {
             assert!(!sides[0].side_alive(0), "side 0 has no handle left (read as the object: {read_as_the_object})");
             drop(sides);
         }
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// A handle's `Deserialize` that hands the handle it read to another thread, which
+    /// drops it there: out of its decoding's sight (review65 M1 (a)).
+    struct Away;
+
+    impl<'de> Deserialize<'de> for Away {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let handle = Shared::<Probe>::deserialize(deserializer)?;
+            std::thread::spawn(move || drop(handle)).join().expect("the drop on another thread");
+            Ok(Away)
+        }
+    }
+
+    /// A map of handles read twice by its decoding (two `flatten`ed maps): first as
+    /// [`Away`], then as handles.
+    #[derive(Deserialize)]
+    struct ReadTwice {
+        #[serde(flatten)]
+        _first: BTreeMap<String, Away>,
+        #[serde(flatten)]
+        again: BTreeMap<String, Shared<Probe>>,
+    }
+
+    /// review65 M1: a final receive's handle (a child's argument, here receipted) let go of
+    /// outside its decoding's sight (dropped on another thread) leaves the decoding's note
+    /// that the copy is held; a second read of the same bytes made a clone of that note
+    /// alone, unpinned, unchecked. The last hold let go of by another holder between the
+    /// seal's check and that join (held there by a crash point), and the block reused by
+    /// another object, the join wrote into that object's table, and the decoding returned a
+    /// handle of it.
+    #[test]
+    fn a_held_copy_read_again_after_its_handle_left_unseen_never_joins_a_freed_object() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::new(Probe { value: AtomicU64::new(7) }).unwrap();
+        let off = handle.offset();
+        // The object's last hold once the decoding's handle is gone: none of this process's.
+        let embedded = Embedded::new(&handle);
+        let message = codec::encode_as::<ReadTwice, _>(&BTreeMap::from([("h".to_string(), handle)])).unwrap();
+        let bytes = message.bytes.clone();
+        message.sent();
+        crate::shm::crash::arm(Some("hold:object.received.again"));
+        let decoding = std::thread::spawn(move || codec::receipting(64, || codec::decode::<ReadTwice>(&bytes)));
+        while crate::shm::crash::holding() == 0 && !decoding.is_finished() {
+            std::thread::yield_now();
+        }
+        let held = crate::shm::crash::holding();
+        // The last hold let go of: the object freed, its block reused by another object.
+        drop(embedded.take().expect("the embedded reference"));
+        let mut made = Vec::new();
+        let reused = loop {
+            let other = Shared::new(Probe { value: AtomicU64::new(9) }).unwrap();
+            if other.offset() == off {
+                break other;
+            }
+            made.push(other);
+            assert!(made.len() < 64, "the freed block is reused");
+        };
+        crate::shm::crash::arm(None);
+        let got = decoding.join().expect("the decoding thread");
+        assert_eq!(held, 1, "the second read reached the clone");
+        if let Ok(got) = got {
+            panic!(
+                "a handle of the object that reused the block: value {}",
+                got.again["h"].value.load(Ordering::Relaxed)
+            );
+        }
+        drop((reused, made));
         assert_eq!(heap.in_use(), before);
     }
 
