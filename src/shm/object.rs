@@ -1406,6 +1406,36 @@ mod tests {
         again: BTreeMap<String, Shared<Probe>>,
     }
 
+    /// A `Probe` sent as a [`ReadTwice`] (its message's bytes), no longer held by this
+    /// process, its last hold besides the message an embedded reference; and its offset.
+    fn sent_read_twice() -> (Embedded<Probe>, Vec<u8>, u64) {
+        let handle = Shared::new(Probe { value: AtomicU64::new(7) }).unwrap();
+        let off = handle.offset();
+        let embedded = Embedded::new(&handle);
+        let message = codec::encode_as::<ReadTwice, _>(&BTreeMap::from([("h".to_string(), handle)])).unwrap();
+        let bytes = message.bytes.clone();
+        message.sent();
+        (embedded, bytes, off)
+    }
+
+    /// review65 M1, without a race: a final receive's handle (here receipted) let go of
+    /// outside its decoding's sight (dropped on another thread), the object held by
+    /// another (an embedded reference), a second read of the same bytes is refused, and
+    /// takes nothing: the copy's count was the first read's. A clone was made of the
+    /// decoding's note alone, joining a process that held nothing of the object; a receive
+    /// in its place would take the embedded reference's count.
+    #[test]
+    fn a_held_copy_read_again_after_its_handle_left_unseen_is_refused_taking_nothing() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let (embedded, bytes, _) = sent_read_twice();
+        let got = codec::receipting(64, || codec::decode::<ReadTwice>(&bytes));
+        assert!(got.is_err(), "a clone of a handle this process no longer held");
+        drop(embedded.take().expect("the embedded reference's count, whole"));
+        assert_eq!(heap.in_use(), before);
+    }
+
     /// review65 M1: a final receive's handle (a child's argument, here receipted) let go of
     /// outside its decoding's sight (dropped on another thread) leaves the decoding's note
     /// that the copy is held; a second read of the same bytes made a clone of that note
@@ -1418,14 +1448,17 @@ mod tests {
         let _serial = crate::shm::heap_test_lock();
         let heap = Heap::get();
         let before = heap.in_use();
-        let handle = Shared::new(Probe { value: AtomicU64::new(7) }).unwrap();
-        let off = handle.offset();
-        // The object's last hold once the decoding's handle is gone: none of this process's.
-        let embedded = Embedded::new(&handle);
-        let message = codec::encode_as::<ReadTwice, _>(&BTreeMap::from([("h".to_string(), handle)])).unwrap();
-        let bytes = message.bytes.clone();
-        message.sent();
+        let (embedded, bytes, off) = sent_read_twice();
+        /// Disarms the hold however the test ends: armed, it would hold another test's
+        /// decoding for ever.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
         crate::shm::crash::arm(Some("hold:object.received.again"));
+        let disarm = Disarm;
         let decoding = std::thread::spawn(move || codec::receipting(64, || codec::decode::<ReadTwice>(&bytes)));
         while crate::shm::crash::holding() == 0 && !decoding.is_finished() {
             std::thread::yield_now();
@@ -1442,7 +1475,7 @@ mod tests {
             made.push(other);
             assert!(made.len() < 64, "the freed block is reused");
         };
-        crate::shm::crash::arm(None);
+        drop(disarm);
         let got = decoding.join().expect("the decoding thread");
         assert_eq!(held, 1, "the second read reached the clone");
         if let Ok(got) = got {
