@@ -2221,6 +2221,31 @@ mod tests {
         assert!(nothing_decoded() && !settles_pending());
     }
 
+    /// review65 L1 (hand44's notes' "left alone" case, sound): two copies received, a
+    /// handle of their mark dropped (kept as either copy: a drop knows no copy), a held
+    /// copy's bytes read again take the kept one back, and a retry of the other copy is then
+    /// a clone of it, not a receive. A copy met before only moves between received and
+    /// kept, and every read of it is answered by `take_back` or `held_again`: three
+    /// handles, two receives and a clone, one count each.
+    #[test]
+    fn a_copy_met_before_is_taken_back_or_cloned_never_received_again() {
+        let mark = [8, 1, 2];
+        let copy = |copy| HandleRead { mark, copy };
+        {
+            let _leave = LeaveDecoding::enter();
+            received_handle(copy(1));
+            received_handle(copy(2));
+            assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }));
+            assert!(take_back(copy(1)), "a held copy's bytes read again take the kept handle back");
+            assert!(!take_back(copy(2)), "nothing kept is left");
+            assert!(held_again(copy(2)), "the other copy, held: a clone");
+            received_handle(copy(2));
+            assert!(!take_back(copy(1)) && held_again(copy(1)), "and the first, held, a clone too");
+        }
+        assert!(let_go().is_empty(), "a held handle was let go of");
+        assert!(nothing_decoded() && !settles_pending());
+    }
+
     /// review52 L3: the entries of a decoding are found through their object's chain once
     /// there are many (scanned below), a nested decoding's entries of the same object
     /// unchained at its end. Many copies of a
