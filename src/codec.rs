@@ -803,7 +803,10 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 /// Whether the decoding in progress received the copy whose wire notes `read` and holds
 /// its handle still, nothing of its mark kept ([`take_back`] is asked first): the caller's
 /// read of the same bytes makes another handle of it, as a clone does, taking no count,
-/// and notes it received. (hand44: it received again, a count no entry reserved, another
+/// and notes it received. Held by this decoding's account only: a handle let go of out of
+/// its sight (on another thread, in a nested decoding) leaves the entry, so the caller
+/// joins only under a pin, if this process holds the object still (`Holders::join_held`,
+/// review65 M1). (hand44: it received again, a count no entry reserved, another
 /// message's if one was in flight, whose reader then failed "received already": two
 /// `flatten`ed maps of one handle type each read every entry.)
 pub(crate) fn held_again(read: HandleRead) -> bool {
