@@ -803,7 +803,10 @@ pub(crate) fn take_back(read: HandleRead) -> bool {
 /// Whether the decoding in progress received the copy whose wire notes `read` and holds
 /// its handle still, nothing of its mark kept ([`take_back`] is asked first): the caller's
 /// read of the same bytes makes another handle of it, as a clone does, taking no count,
-/// and notes it received. (hand44: it received again, a count no entry reserved, another
+/// and notes it received. Held by this decoding's account only: a handle let go of out of
+/// its sight (on another thread, in a nested decoding) leaves the entry, so the caller
+/// joins only under a pin, if this process holds the object still (`Holders::join_held`,
+/// review65 M1). (hand44: it received again, a count no entry reserved, another
 /// message's if one was in flight, whose reader then failed "received already": two
 /// `flatten`ed maps of one handle type each read every entry.)
 pub(crate) fn held_again(read: HandleRead) -> bool {
@@ -2218,6 +2221,31 @@ mod tests {
             assert!(refused_for_full_heap(copy(5)) && !refused_for_full_heap(copy(6)));
         }
         assert!(let_go().is_empty(), "a handle taken back was let go of");
+        assert!(nothing_decoded() && !settles_pending());
+    }
+
+    /// review65 L1 (hand44's notes' "left alone" case, sound): two copies received, a
+    /// handle of their mark dropped (kept as either copy: a drop knows no copy), a held
+    /// copy's bytes read again take the kept one back, and a retry of the other copy is then
+    /// a clone of it, not a receive. A copy met before only moves between received and
+    /// kept, and every read of it is answered by `take_back` or `held_again`: three
+    /// handles, two receives and a clone, one count each.
+    #[test]
+    fn a_copy_met_before_is_taken_back_or_cloned_never_received_again() {
+        let mark = [8, 1, 2];
+        let copy = |copy| HandleRead { mark, copy };
+        {
+            let _leave = LeaveDecoding::enter();
+            received_handle(copy(1));
+            received_handle(copy(2));
+            assert!(keep_dropped(mark, Kept { off: mark[0], side: 0, let_go: note_let_go }));
+            assert!(take_back(copy(1)), "a held copy's bytes read again take the kept handle back");
+            assert!(!take_back(copy(2)), "nothing kept is left");
+            assert!(held_again(copy(2)), "the other copy, held: a clone");
+            received_handle(copy(2));
+            assert!(!take_back(copy(1)) && held_again(copy(1)), "and the first, held, a clone too");
+        }
+        assert!(let_go().is_empty(), "a held handle was let go of");
         assert!(nothing_decoded() && !settles_pending());
     }
 

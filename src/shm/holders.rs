@@ -528,6 +528,45 @@ impl Holders {
         }
     }
 
+    /// One more handle in this process, if it holds the object still (a handle counted, or
+    /// one reserved by a receive not yet settled), for a decoding that reads again the bytes
+    /// of a copy it received (`codec::held_again`): its note that the copy is held proves no
+    /// hold, as the copy's handle may have been let go of where the decoding does not see
+    /// it (dropped on another thread, or inside a nested decoding). With `generation`, the
+    /// object is pinned by it first, as a receive pins: a freed block, or one another object
+    /// reused, is never written. Without it (a side's table), the caller's hold of the
+    /// object keeps the table. `Err(last)`: nothing joined, and with `last` the pin found
+    /// the object held by nobody any more: the caller frees it.
+    ///
+    /// (review65 M1: a [`Holders::join`] on that note alone, after a final receive whose
+    /// handle another thread dropped, wrote into the table of the object that reused the
+    /// block once its last holder let go between the seal's check and the join.)
+    pub(crate) fn join_held(&self, heap: &Heap, generation: Option<u64>, let_go: LetGo) -> Result<(), bool> {
+        let _gate = gate();
+        let _g = match generation {
+            Some(generation) => {
+                let announced = self.announce(heap);
+                if self.pin(generation, false).is_err() {
+                    return Err(false);
+                }
+                self.lock_and_unpin(announced)
+            }
+            None => RawGuard::lock(&self.lock),
+        };
+        let me = sys::me();
+        let held = self.for_each(heap, |e| {
+            e.is(me) && (e.count.load(Ordering::Relaxed) > 0 || e.pending.load(Ordering::Relaxed) > 0)
+        });
+        if !held {
+            return Err(generation.is_some() && self.finish(heap));
+        }
+        if self.join_locked(heap, false, let_go).is_err() {
+            // As a clone's (see `join`).
+            self.leaked.store(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Records one more handle of this process; `pending` also counts it as received in a
     /// message not yet taken (see [`Holders::settle`]).
     fn join_locked(&self, heap: &Heap, pending: bool, let_go: LetGo) -> Result<(), HeapFull> {

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
+use super::crash::crash_point;
 use super::heap::{Heap, HeapFull};
 use super::holders::{Holders, LetGo, Received};
 use super::receipts::{ArgsState, Receipt};
@@ -698,45 +699,52 @@ impl<T: ShmObject> Shared<T> {
             // its receive.
             return Ok((Self::kept_at(wire.offset), Got::TakenBack));
         }
-        if codec::held_again(read) {
-            // Of this type (as above), held by this process: another handle of it, as a
-            // clone makes, noted as the copy's for a later drop or attempt.
-            let again = Self::clone(&std::mem::ManuallyDrop::new(Self::kept_at(wire.offset)));
-            if sides == 0 {
-                codec::received_handle(read);
-            }
-            return Ok((again, Got::Again));
-        }
-        if codec::refused_for_full_heap(read) {
-            // An earlier attempt's refusal registered the take of its count (and of a
-            // side's): this one takes nothing more.
-            return Err(codec::refuse_decoding_heap_full(FULL_HEAP));
-        }
         let let_go = Self::let_go(wire.offset, wire.generation);
-        // Carried (a child's argument, a pool's chunk): final at once, the carrier answers
-        // for the count until the take.
-        let pending = receipt.is_none();
-        if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
-            let full = matches!(e, Received::HeapFull { .. });
-            if full && pending {
-                // The count stays in flight until the message is taken (the decoding fails,
-                // and its channel takes it with the error), and keeps the object until then.
-                Self::settle_on_take(wire.offset, false);
-                left_in_flight();
-                // Taken with the message: no other attempt receives or discards it.
-                codec::unrecorded_handle(read);
+        // A held copy's bytes read again (of this type, as above): another handle of it, as
+        // a clone makes, if this process still holds the object, which its pin by the
+        // generation checks (the decoding's note is no proof: see `Holders::join_held`).
+        let again = codec::held_again(read);
+        if again {
+            crash_point!("object.received.again");
+            if let Err(last) = header.holders.join_held(heap, Some(wire.generation), let_go) {
+                if last {
+                    Self::release(wire.offset);
+                }
+                // The copy's count was the first read's: a receive would take another's.
+                return Err(codec::refuse_decoding(AGAIN_LET_GO));
             }
-            let why = refused::<T>(wire.offset, e);
-            return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
+        } else {
+            if codec::refused_for_full_heap(read) {
+                // An earlier attempt's refusal registered the take of its count (and of a
+                // side's): this one takes nothing more.
+                return Err(codec::refuse_decoding_heap_full(FULL_HEAP));
+            }
+            // Carried (a child's argument, a pool's chunk): final at once, the carrier
+            // answers for the count until the take.
+            let pending = receipt.is_none();
+            if let Err(e) = header.holders.receive(heap, wire.generation, pending, let_go, receipt) {
+                let full = matches!(e, Received::HeapFull { .. });
+                if full && pending {
+                    // The count stays in flight until the message is taken (the decoding
+                    // fails, and its channel takes it with the error), and keeps the object
+                    // until then.
+                    Self::settle_on_take(wire.offset, false);
+                    left_in_flight();
+                    // Taken with the message: no other attempt receives or discards it.
+                    codec::unrecorded_handle(read);
+                }
+                let why = refused::<T>(wire.offset, e);
+                return Err(if full { codec::refuse_decoding_heap_full(why) } else { codec::refuse_decoding(why) });
+            }
+            if pending {
+                // Final once the message is taken (or the decoding ends); the pending
+                // receive keeps the object allocated until then.
+                Self::settle_on_take(wire.offset, true);
+            }
         }
-        if pending {
-            // Final once the message is taken (or the decoding ends); the pending receive
-            // keeps the object allocated until then.
-            Self::settle_on_take(wire.offset, true);
-        }
-        // The object may have been freed between the check and the receive, and the word
-        // the receive changed be another object's with the same low generation bits: then
-        // this process now holds that object, and gives it back.
+        // The object may have been freed between the check and the receive (or the join),
+        // and the word the pin checked be another object's with the same low generation
+        // bits: then this process now holds that object, and gives it back.
         let handle = Self { off: wire.offset, obj: NonNull::new(obj).expect("heap pointer"), _marker: PhantomData };
         let header = handle.header();
         if header.seal.load(Ordering::Acquire) != wire.seal
@@ -749,7 +757,7 @@ impl<T: ShmObject> Shared<T> {
             // A side's decoding notes its handle once its side is received too.
             codec::received_handle(read);
         }
-        Ok((handle, Got::Received))
+        Ok((handle, if again { Got::Again } else { Got::Received }))
     }
 }
 
@@ -762,8 +770,9 @@ enum Got {
     /// receives nothing more.
     TakenBack,
     /// Made of the handle an earlier read of the same copy got, held still
-    /// (`codec::held_again`), as a clone: no count taken. A side's decoding joins its side,
-    /// as a clone does.
+    /// (`codec::held_again`, checked: `Holders::join_held`), as a clone: no count taken. A
+    /// side's decoding joins its side, as a clone does, if this process holds it still, and
+    /// is refused if not.
     Again,
 }
 
@@ -962,6 +971,10 @@ fn refused<T: ShmObject>(off: u64, why: Received) -> &'static str {
         }
     }
 }
+
+/// Why a held copy's bytes read again were refused (see [`Holders::join_held`]).
+const AGAIN_LET_GO: &str =
+    "the handle was received already in this message, and let go of since (out of its decoding's sight)";
 
 /// Why a receive was refused for a full heap.
 const FULL_HEAP: &str = "this process cannot be recorded as a holder: the family's shared memory is exhausted";
@@ -1249,7 +1262,12 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
             Got::Received => {}
             Got::TakenBack => return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side }),
             Got::Again => {
-                shared.side_holders(side).join(Heap::get(), Self::let_go(&shared, side));
+                // The object's hold just joined keeps the side's table. Not held, the side
+                // was let go of (this process holds another handle of the object): the
+                // object's join goes with `shared`.
+                if shared.side_holders(side).join_held(Heap::get(), None, Self::let_go(&shared, side)).is_err() {
+                    return Err(codec::refuse_decoding(AGAIN_LET_GO));
+                }
                 codec::received_handle(read);
                 return Ok(Self { shared: std::mem::ManuallyDrop::new(shared), side });
             }
@@ -1287,6 +1305,8 @@ impl<'de, T: Sided> Deserialize<'de> for Side<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[derive(crate::ShmSafe)]
@@ -1377,6 +1397,135 @@ mod tests {
             assert!(!sides[0].side_alive(0), "side 0 has no handle left (read as the object: {read_as_the_object})");
             drop(sides);
         }
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// A handle's `Deserialize` that hands the handle it read to another thread, which
+    /// drops it there: out of its decoding's sight (review65 M1 (a)).
+    struct Away<H>(PhantomData<H>);
+
+    impl<'de, H: Deserialize<'de> + Send + 'static> Deserialize<'de> for Away<H> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let handle = H::deserialize(deserializer)?;
+            std::thread::spawn(move || drop(handle)).join().expect("the drop on another thread");
+            Ok(Away(PhantomData))
+        }
+    }
+
+    /// A map of handles read twice by its decoding (two `flatten`ed maps): first as
+    /// [`Away`], then as handles.
+    #[derive(Deserialize)]
+    #[serde(bound = "H: Deserialize<'de> + Send + 'static")]
+    struct ReadTwice<H> {
+        #[serde(flatten)]
+        _first: BTreeMap<String, Away<H>>,
+        #[serde(flatten)]
+        again: BTreeMap<String, H>,
+    }
+
+    /// A `Probe` sent as a [`ReadTwice`] (its message's bytes), no longer held by this
+    /// process, its last hold besides the message an embedded reference; and its offset.
+    fn sent_read_twice() -> (Embedded<Probe>, Vec<u8>, u64) {
+        let handle = Shared::new(Probe { value: AtomicU64::new(7) }).unwrap();
+        let off = handle.offset();
+        let embedded = Embedded::new(&handle);
+        let message =
+            codec::encode_as::<ReadTwice<Shared<Probe>>, _>(&BTreeMap::from([("h".to_string(), handle)])).unwrap();
+        let bytes = message.bytes.clone();
+        message.sent();
+        (embedded, bytes, off)
+    }
+
+    /// review65 M1, without a race: a final receive's handle (here receipted) let go of
+    /// outside its decoding's sight (dropped on another thread), the object held by
+    /// another (an embedded reference), a second read of the same bytes is refused, and
+    /// takes nothing: the copy's count was the first read's. A clone was made of the
+    /// decoding's note alone, joining a process that held nothing of the object; a receive
+    /// in its place would take the embedded reference's count.
+    #[test]
+    fn a_held_copy_read_again_after_its_handle_left_unseen_is_refused_taking_nothing() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let (embedded, bytes, _) = sent_read_twice();
+        let got = codec::receipting(64, || codec::decode::<ReadTwice<Shared<Probe>>>(&bytes));
+        assert!(got.is_err(), "a clone of a handle this process no longer held");
+        drop(embedded.take().expect("the embedded reference's count, whole"));
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// review65 M1 for a side: its second read is refused when this process holds the
+    /// object still (its other side) but no longer the side, which the first read's handle
+    /// let go of out of the decoding's sight. The side's join, unchecked, made a handle of
+    /// a side whose every handle was gone (its table released, its other side told so).
+    #[test]
+    fn a_held_sides_bytes_read_again_after_its_handle_left_unseen_are_refused() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let mut sides = two_sided();
+        let side = sides.remove(0);
+        let message =
+            codec::encode_as::<ReadTwice<Side<TwoSided>>, _>(&BTreeMap::from([("h".to_string(), side)])).unwrap();
+        let bytes = message.bytes.clone();
+        message.sent();
+        let got = codec::receipting(64, || codec::decode::<ReadTwice<Side<TwoSided>>>(&bytes));
+        assert!(got.is_err(), "a side's handle made of a side this process no longer held");
+        assert!(!sides[0].side_alive(0), "side 0 has no handle left");
+        drop(sides);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// review65 M1: a final receive's handle (a child's argument, here receipted) let go of
+    /// outside its decoding's sight (dropped on another thread) leaves the decoding's note
+    /// that the copy is held; a second read of the same bytes made a clone of that note
+    /// alone, unpinned, unchecked. The last hold let go of by another holder between the
+    /// seal's check and that join (held there by a crash point), and the block reused by
+    /// another object, the join wrote into that object's table, and the decoding returned a
+    /// handle of it.
+    #[test]
+    fn a_held_copy_read_again_after_its_handle_left_unseen_never_joins_a_freed_object() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let (embedded, bytes, off) = sent_read_twice();
+        /// Disarms the hold however the test ends: armed, it would hold another test's
+        /// decoding for ever.
+        struct Disarm;
+        impl Drop for Disarm {
+            fn drop(&mut self) {
+                crate::shm::crash::arm(None);
+            }
+        }
+        crate::shm::crash::arm(Some("hold:object.received.again"));
+        let disarm = Disarm;
+        let decoding =
+            std::thread::spawn(move || codec::receipting(64, || codec::decode::<ReadTwice<Shared<Probe>>>(&bytes)));
+        while crate::shm::crash::holding() == 0 && !decoding.is_finished() {
+            std::thread::yield_now();
+        }
+        let held = crate::shm::crash::holding();
+        // The last hold let go of: the object freed, its block reused by another object.
+        drop(embedded.take().expect("the embedded reference"));
+        let mut made = Vec::new();
+        let reused = loop {
+            let other = Shared::new(Probe { value: AtomicU64::new(9) }).unwrap();
+            if other.offset() == off {
+                break other;
+            }
+            made.push(other);
+            assert!(made.len() < 64, "the freed block is reused");
+        };
+        drop(disarm);
+        let got = decoding.join().expect("the decoding thread");
+        assert_eq!(held, 1, "the second read reached the clone");
+        if let Ok(got) = got {
+            panic!(
+                "a handle of the object that reused the block: value {}",
+                got.again["h"].value.load(Ordering::Relaxed)
+            );
+        }
+        drop((reused, made));
         assert_eq!(heap.in_use(), before);
     }
 
