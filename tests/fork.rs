@@ -401,6 +401,24 @@ fn use_copied_thread_pool(_: ()) -> bool {
     refused
 }
 
+/// A thread pool that a thread of the parent keeps busy while the parent forks (its
+/// threads take and give back the job channel's own lock all the time), put where a fork
+/// copies it; null while none is.
+static BUSY_THREAD_POOL: std::sync::atomic::AtomicPtr<multiproc::ThreadPool> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// In a fork child: closes (if `close`) and drops its copy of the busy thread pool.
+fn drop_copied_busy_thread_pool(close: bool) {
+    let pool = BUSY_THREAD_POOL.load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: the parent made it with `Box::into_raw` and frees it only after its forks;
+    // this process's copy of the box is used by no other thread (the child has none).
+    let pool = unsafe { Box::from_raw(pool) };
+    if close {
+        pool.close();
+    }
+    drop(pool);
+}
+
 /// A started manager and a proxy of it, kept where a fork copies them.
 static MANAGER_KEPT: Mutex<Option<(Manager, multiproc::DictProxy<String, u64>)>> = Mutex::new(None);
 
@@ -2094,6 +2112,47 @@ fn cases() -> Vec<(&'static str, fn())> {
             assert_eq!(mapped.unwrap(), [0, 1, 4]);
         }),
         // After the case that opts in; it opts in itself too.
+        ("with_forks_beside_threads_a_busy_thread_pool_copied_by_fork_is_closed_and_dropped_in_the_child", || {
+            // SAFETY: the child takes no lock of the pool's threads: its copy of the pool
+            // touches nothing its threads share (their channel's lock, held at the fork by a
+            // thread that is not in the child, is the point of the case).
+            unsafe { multiproc::allow_fork_with_threads() };
+            let pool = Box::into_raw(Box::new(multiproc::ThreadPool::new(2).unwrap()));
+            BUSY_THREAD_POOL.store(pool, std::sync::atomic::Ordering::Release);
+            // SAFETY: freed below, after the thread that uses it ends.
+            let used = unsafe { &*pool };
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let blocked = std::thread::scope(|s| {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        assert_eq!(used.apply(square, 3).unwrap(), 9);
+                    }
+                });
+                // Each fork lands anywhere in the threads' round of waking and waiting.
+                let blocked = (0..200).find(|i| {
+                    let close = i % 2 == 0;
+                    let child = Process::new(drop_copied_busy_thread_pool, close).start_method(FORK).start().unwrap();
+                    let pid = child.pid();
+                    match child.join_timeout(std::time::Duration::from_secs(30)) {
+                        Ok(()) => false,
+                        Err(multiproc::JoinTimeoutError::Timeout(child)) => {
+                            eprintln!("child {pid} (close: {close}) blocked: {:?}", tasks_described(pid));
+                            child.kill().unwrap();
+                            let _ = child.join();
+                            true
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                });
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                blocked
+            });
+            BUSY_THREAD_POOL.store(std::ptr::null_mut(), std::sync::atomic::Ordering::Release);
+            // SAFETY: made by `Box::into_raw` above; the thread that used it has ended.
+            drop(unsafe { Box::from_raw(pool) });
+            assert_eq!(blocked, None, "fork child number N blocked for ever on its copy of a busy thread pool");
+        }),
+        // After the case that opts in; it opts in itself too.
         ("with_forks_beside_threads_a_barrier_wait_copied_by_fork_and_dropped_by_the_child_breaks_nothing", || {
             // SAFETY: the only other thread is multiproc's waker thread, which the child's
             // drop of its copy does not wait for.
@@ -2353,6 +2412,25 @@ fn described(pid: u32, server: u32) -> String {
     format!("{} (the server: {})", look(pid), look(server))
 }
 
+/// Each thread of process `pid`: its state, where it waits in the kernel, the system call
+/// it is in (number and arguments: a futex's address names the lock) and the kernel stack,
+/// for a child that never ended (read before it is killed).
+fn tasks_described(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![format!("{pid} gone")];
+    };
+    tasks
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .map(|tid| {
+            let read =
+                |what: &str| std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/{what}")).unwrap_or_default();
+            let state = state_and_parent(tid).map_or_else(|| "gone".to_owned(), |(state, _)| state);
+            let stack: Vec<String> = read("stack").lines().take(6).map(str::to_owned).collect();
+            format!("{tid} {state} in {:?}, syscall {:?}, stack {stack:?}", read("wchan"), read("syscall").trim())
+        })
+        .collect()
+}
+
 /// More objects than the spare blocks of the holds lists can list: a list that lists them
 /// makes a new block.
 fn past_the_spares() -> u64 {
@@ -2388,9 +2466,11 @@ fn join_unless_blocked<R: serde::de::DeserializeOwned>(child: multiproc::Process
     match child.join_timeout(std::time::Duration::from_secs(30)) {
         Ok(v) => v,
         Err(multiproc::JoinTimeoutError::Timeout(child)) => {
+            let pid = child.pid();
+            let tasks = tasks_described(pid);
             child.kill().unwrap();
             let _ = child.join();
-            panic!("{blocked}");
+            panic!("{blocked}: child {pid}, its threads: {tasks:?}");
         }
         Err(e) => panic!("{e}"),
     }

@@ -51,6 +51,21 @@ struct Shared {
     made_in: TakenIn,
 }
 
+impl Drop for Shared {
+    /// A fork child's copy lets go of none of the parent's: its threads' channel and their
+    /// handles are forgotten, not dropped. The last sender's drop locks the channel's
+    /// waker list, which one of the parent's threads may have held at the fork (it takes
+    /// it each time it waits for a job or is woken): the copy would wait for ever. A
+    /// thread's handle names a thread that is not in this process.
+    fn drop(&mut self) {
+        if !self.made_in.is_here() {
+            std::mem::forget(self.sender.get_mut().unwrap_or_else(|e| e.into_inner()).take());
+            std::mem::forget(std::mem::replace(&mut self.jobs, crossbeam_channel::never()));
+            std::mem::forget(std::mem::take(self.threads.get_mut().unwrap_or_else(|e| e.into_inner())));
+        }
+    }
+}
+
 /// A pool of worker threads with `Pool`'s API (Python's `multiprocessing.pool.ThreadPool`).
 ///
 /// A task, or a callback (which runs on the worker thread after its task), may call its own
@@ -826,7 +841,7 @@ impl ThreadPool {
     /// ```
     pub fn close(&self) {
         let _ = self.shared.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
-        self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.drop_sender();
     }
 
     /// No more tasks; queued tasks fail with [`TaskError::Terminated`]; running tasks
@@ -845,7 +860,16 @@ impl ThreadPool {
     /// ```
     pub fn terminate(&self) {
         self.shared.state.store(TERMINATED, Ordering::Release);
-        self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.drop_sender();
+    }
+
+    /// Ends the job channel (the threads leave their loops once it is empty), unless this
+    /// is a fork child's copy: its sender is the parent's (see `Shared`'s drop), and so is
+    /// the lock around it, which a thread of the parent may have held at the fork.
+    fn drop_sender(&self) {
+        if self.shared.made_in.is_here() {
+            self.shared.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
     }
 
     /// Waits for the threads to exit, after [`ThreadPool::close`] or
