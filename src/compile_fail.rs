@@ -370,16 +370,19 @@
 //! fn main() {}
 //! ```
 //!
-//! A path to a function, or a closure that captures nothing, is a constant:
+//! A path to a function, or a closure that captures nothing, is a constant (these two
+//! place `.init_array` entries: each is a crate of its own, since rustdoc's merged doctest
+//! binary would run them before every other doctest, and the spawned children of the
+//! `start_method(Spawn)` doctests then failed):
 //!
-//! ```no_run
+//! ```no_run,standalone_crate
 //! fn setup() {}
 //! multiproc::test_support!(child_init = setup);
 //!
 //! fn main() {}
 //! ```
 //!
-//! ```no_run
+//! ```no_run,standalone_crate
 //! #[multiproc::main(child_init = || println!("set up"))]
 //! fn main() {}
 //! ```
