@@ -1140,10 +1140,48 @@ fn of_both_ends_in_one_message_the_one_skipped_unread_is_given_back() {
 
 const FULL_INNER: &str = "MULTIPROC_TEST_PIPE_FULL_INNER";
 
-/// Gets an end from `ends` and holds it, says so in `ready`, until `release` is set.
-fn hold_an_end(args: (Queue<Connection<u32>>, Queue<u32>, Event)) {
-    let (ends, ready, release) = args;
-    let _end = ends.get().unwrap();
+/// Four processes holding a handle beside this one, until [`FourHolders::let_go`] (or a
+/// failed test's drop): its table has no free entry left. Each takes its handle from a
+/// queue: a child's argument's carrier would take an entry of its own.
+struct FourHolders {
+    released: SetOnDrop,
+    holders: Vec<multiproc::ProcessHandle<()>>,
+}
+
+impl FourHolders {
+    fn of<T>(handle: &T, method: StartMethod) -> Self
+    where
+        T: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let (release, ready, handles) = (Event::new().unwrap(), Queue::new().unwrap(), Queue::new().unwrap());
+        let released = SetOnDrop(release.clone());
+        let holders = (0..4)
+            .map(|_| {
+                handles.put(handle.clone()).unwrap();
+                let args = (handles.clone(), ready.clone(), release.clone());
+                Process::new(hold_one::<T>, args).start_method(method).start().unwrap()
+            })
+            .collect();
+        for _ in 0..4 {
+            ready.get().unwrap();
+        }
+        Self { released, holders }
+    }
+
+    /// Lets the four go, and joins them.
+    fn let_go(self) {
+        let Self { released, holders } = self;
+        drop(released);
+        for h in holders {
+            h.join().unwrap();
+        }
+    }
+}
+
+/// Gets a handle from `handles` and holds it, says so in `ready`, until `release` is set.
+fn hold_one<T: serde::Serialize + serde::de::DeserializeOwned>(args: (Queue<T>, Queue<u32>, Event)) {
+    let (handles, ready, release) = args;
+    let _held = handles.get().unwrap();
     ready.put(1).unwrap();
     let _ = release.wait();
 }
@@ -1177,23 +1215,12 @@ fn an_end_refused_for_a_full_heap_ends_the_other_ends_stream_inner() {
         let leaks = leak_check(LIMIT);
         {
             let (sent, kept) = Pipe::<u32>::new().unwrap();
-            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
-            let released = SetOnDrop(release.clone());
+            let go = Event::new().unwrap();
             // Four holders of the kept end beside this process: the pipe's own table has no
             // free entry left, and a receive of the sent end needs one (the heap being full,
             // it is refused before the end's side is reached). Each gets its end from a
             // queue: a child's argument's carrier would take an entry of its own.
-            let ends = Queue::new().unwrap();
-            let holders: Vec<_> = (0..4)
-                .map(|_| {
-                    ends.put(kept.clone()).unwrap();
-                    let args = (ends.clone(), ready.clone(), release.clone());
-                    Process::new(hold_an_end, args).start_method(method).start().unwrap()
-                })
-                .collect();
-            for _ in 0..4 {
-                ready.get().unwrap();
-            }
+            let holders = FourHolders::of(&kept, method);
             let q = Queue::new().unwrap();
             q.put(sent).unwrap();
             let consumer =
@@ -1209,10 +1236,7 @@ fn an_end_refused_for_a_full_heap_ends_the_other_ends_stream_inner() {
             if got != Err(RecvTimeoutError::Disconnected) {
                 failed.push(format!("{method:?}: {got:?}"));
             }
-            drop(released);
-            for h in holders {
-                h.join().unwrap();
-            }
+            holders.let_go();
         }
         leaks.assert_no_leak();
     }
@@ -1238,14 +1262,6 @@ enum QueueJob {
     Name(Queue<String>, String),
 }
 
-/// Gets a queue from `queues`, says so, and holds it until `release` is set.
-fn hold_a_queue(args: (Queue<Queue<String>>, Queue<u32>, Event)) {
-    let (queues, ready, release) = args;
-    let _queue = queues.get().unwrap();
-    ready.put(1).unwrap();
-    let _ = release.wait();
-}
-
 /// Once `go` is set, gets the job in `jobs`, whose queue's receive the full heap must
 /// refuse in each of its attempts.
 fn get_a_job_on_go(args: (Queue<QueueJob>, Event)) {
@@ -1268,21 +1284,10 @@ fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
         let leaks = leak_check(LIMIT);
         {
             let q = Queue::<String>::new().unwrap();
-            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
-            let released = SetOnDrop(release.clone());
+            let go = Event::new().unwrap();
             // Four holders of `q` beside this process: its table has no free entry left,
             // and the consumer's receive needs one.
-            let queues = Queue::new().unwrap();
-            let holders: Vec<_> = (0..4)
-                .map(|_| {
-                    queues.put(q.clone()).unwrap();
-                    let args = (queues.clone(), ready.clone(), release.clone());
-                    Process::new(hold_a_queue, args).start_method(method).start().unwrap()
-                })
-                .collect();
-            for _ in 0..4 {
-                ready.get().unwrap();
-            }
+            let holders = FourHolders::of(&q, method);
             let jobs = Queue::new().unwrap();
             jobs.put(QueueJob::Name(q.clone(), "x".to_string())).unwrap();
             // Another message naming the same queue, read once the heap is back.
@@ -1302,10 +1307,7 @@ fn a_queue_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
                 }
                 Err(e) => failed.push(format!("{method:?}: the other message's queue: {e}")),
             }
-            drop(released);
-            for h in holders {
-                h.join().unwrap();
-            }
+            holders.let_go();
         }
         leaks.assert_no_leak();
     }
@@ -1362,21 +1364,10 @@ fn each_copy_of_a_queue_refused_for_a_full_heap_takes_its_count_inner() {
         let leaks = leak_check(LIMIT);
         {
             let q = Queue::<String>::new().unwrap();
-            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
-            let released = SetOnDrop(release.clone());
+            let go = Event::new().unwrap();
             // Four holders of `q` beside this process: its table has no free entry left,
             // and the consumer's receive needs one.
-            let queues = Queue::new().unwrap();
-            let holders: Vec<_> = (0..4)
-                .map(|_| {
-                    queues.put(q.clone()).unwrap();
-                    let args = (queues.clone(), ready.clone(), release.clone());
-                    Process::new(hold_a_queue, args).start_method(method).start().unwrap()
-                })
-                .collect();
-            for _ in 0..4 {
-                ready.get().unwrap();
-            }
+            let holders = FourHolders::of(&q, method);
             let copies = Queue::new().unwrap();
             copies.put(TwoCopiesOfAQueue(Some(q.clone()))).unwrap();
             let consumer =
@@ -1386,10 +1377,7 @@ fn each_copy_of_a_queue_refused_for_a_full_heap_takes_its_count_inner() {
             go.set();
             assert_eq!(consumer.wait(), 0, "{method:?}: the consumer was not refused for the full heap");
             drop(filler);
-            drop(released);
-            for h in holders {
-                h.join().unwrap();
-            }
+            holders.let_go();
         }
         leaks.assert_no_leak();
     }
@@ -1443,21 +1431,10 @@ fn an_end_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
         let leaks = leak_check(LIMIT);
         {
             let (sent, kept) = Pipe::<u32>::new().unwrap();
-            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
-            let released = SetOnDrop(release.clone());
+            let go = Event::new().unwrap();
             // Four holders of the kept end beside this process: the pipe's table has no
             // free entry left (see `an_end_refused_for_a_full_heap_ends_the_other_ends_stream`).
-            let ends = Queue::new().unwrap();
-            let holders: Vec<_> = (0..4)
-                .map(|_| {
-                    ends.put(kept.clone()).unwrap();
-                    let args = (ends.clone(), ready.clone(), release.clone());
-                    Process::new(hold_an_end, args).start_method(method).start().unwrap()
-                })
-                .collect();
-            for _ in 0..4 {
-                ready.get().unwrap();
-            }
+            let holders = FourHolders::of(&kept, method);
             let jobs = Queue::new().unwrap();
             jobs.put(EndJob::Name(sent.clone(), "x".to_string())).unwrap();
             // Another message naming the same end, read once the heap is back.
@@ -1483,10 +1460,7 @@ fn an_end_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() {
                 }
                 Err(e) => failed.push(format!("{method:?}: the other message's end: {e}")),
             }
-            drop(released);
-            for h in holders {
-                h.join().unwrap();
-            }
+            holders.let_go();
         }
         leaks.assert_no_leak();
     }
@@ -1535,28 +1509,18 @@ fn an_ends_side_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() 
         let leaks = leak_check(LIMIT);
         {
             let (sent, kept) = Pipe::<u32>::new().unwrap();
-            let (go, release, ready) = (Event::new().unwrap(), Event::new().unwrap(), Queue::new().unwrap());
-            let released = SetOnDrop(release.clone());
+            let go = Event::new().unwrap();
             // Four holders of the sent end beside this process: the side's table has no free
             // entry left, and the consumer's receive of the side needs one. The consumer
             // holds the other end: the receive of the pipe itself joins its entry, and is
             // not refused.
-            let ends = Queue::new().unwrap();
-            let holders: Vec<_> = (0..4)
-                .map(|_| {
-                    ends.put(sent.clone()).unwrap();
-                    let args = (ends.clone(), ready.clone(), release.clone());
-                    Process::new(hold_an_end, args).start_method(method).start().unwrap()
-                })
-                .collect();
-            for _ in 0..4 {
-                ready.get().unwrap();
-            }
+            let holders = FourHolders::of(&sent, method);
             let jobs = Queue::new().unwrap();
             jobs.put(EndJob::Name(sent.clone(), "x".to_string())).unwrap();
             // Another message naming the same end, read once the heap is back.
             let plain = Queue::<Connection<u32>>::new().unwrap();
             plain.put(sent.clone()).unwrap();
+            let (ends, ready) = (Queue::new().unwrap(), Queue::new().unwrap());
             ends.put(kept).unwrap();
             let args = (ends.clone(), ready.clone(), jobs.clone(), go.clone());
             let consumer = Process::new(get_an_end_job_holding_the_other, args).start_method(method).start().unwrap();
@@ -1572,10 +1536,7 @@ fn an_ends_side_refused_for_a_full_heap_in_each_attempt_takes_one_count_inner() 
                 Err(e) => failed.push(format!("{method:?}: the other message's end: {e}")),
             }
             drop(sent);
-            drop(released);
-            for h in holders {
-                h.join().unwrap();
-            }
+            holders.let_go();
         }
         leaks.assert_no_leak();
     }
