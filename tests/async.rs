@@ -888,6 +888,50 @@ fn barrier_wait_async_meets_another_process_and_breaks_when_dropped() {
     assert_eq!(r.unwrap_err().cause(), multiproc::BarrierBreak::TimedOut);
 }
 
+/// The barrier's action: says it runs, then holds the round open until `go`.
+fn hold_the_round_open((inside, go): (Event, Event)) {
+    inside.set();
+    let _ = go.wait();
+}
+
+fn arrive(barrier: multiproc::Barrier) -> usize {
+    barrier.wait().unwrap()
+}
+
+/// A `wait_async` future dropped while another process runs the round's action (holding the
+/// barrier's guard) returns at once: a drop runs on the runtime's thread, and the action
+/// may wait for that runtime. It waited for the guard as long as its holder ran
+/// (review69 M1): here until the rescue thread set `go` after 10 s, a hang without it.
+#[test]
+fn a_dropped_barrier_wait_async_never_waits_for_another_process_s_action() {
+    let _w = watchdog(LIMIT);
+    let (inside, go) = (Event::new().unwrap(), Event::new().unwrap());
+    let barrier =
+        multiproc::Barrier::builder(2).action_with(hold_the_round_open, (inside.clone(), go.clone())).build().unwrap();
+    let mut waiting = Box::pin(barrier.wait_async());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending(), "arrived first, it waits");
+    let last = Process::new(arrive, barrier.clone()).start().unwrap();
+    assert_eq!(inside.wait(), Ok(()), "the last party runs the action");
+    let dropped = std::sync::atomic::AtomicBool::new(false);
+    let rescued = std::thread::scope(|s| {
+        s.spawn(|| {
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !dropped.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            go.set();
+        });
+        drop(waiting);
+        let rescued = go.is_set();
+        dropped.store(true, std::sync::atomic::Ordering::SeqCst);
+        rescued
+    });
+    assert!(!rescued, "the drop waited for the action the other process ran");
+    assert!(last.join().unwrap() <= 1);
+    assert!(!barrier.is_broken(), "the round had ended: the drop's cancel is moot");
+}
+
 fn finish_tasks(q: JoinableQueue<u32>) {
     std::thread::sleep(Duration::from_millis(100));
     for _ in 0..3 {

@@ -119,7 +119,12 @@ impl Drop for BarrierWait<'_> {
         }
         if let Some(round) = self.round.take() {
             self.waiting.withdraw();
-            let _ = self.barrier.give_up(round, BarrierBreak::Cancelled);
+            // Never waits for the guard (`give_up` waits while a running process holds
+            // it): a drop runs on the runtime's thread, and the guard's holder may be the
+            // round's action waiting for that very runtime (review69 M1). The request is
+            // applied by whoever holds the guard as it lets go, or by this call if the
+            // guard is free; a round that ended meanwhile is not broken.
+            self.barrier.request_break(round, BarrierBreak::Cancelled);
         }
     }
 }
