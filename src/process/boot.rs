@@ -1225,8 +1225,11 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         // The argument's token first, before anything of the argument: taken, its handles
         // are this process's to take, and its leave or its death frees the token and gives
         // back the ones it did not take; not taken (the parent's side took it back, and
-        // gave every handle back), the argument must not be decoded.
-        let token = match token.map(crate::shm::take_args_token) {
+        // gave every handle back), the argument must not be decoded. Armed
+        // `fail:process.args.token`, the token is taken for gone (a test's child that cannot
+        // take its argument, as one booted into a heap not its parent's: hang48).
+        let take = |token| if fail_point!("process.args.token") { None } else { crate::shm::take_args_token(token) };
+        let token = match token.map(take) {
             None => None,
             Some(Some(token)) => Some(token),
             Some(None) => {
