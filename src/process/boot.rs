@@ -406,6 +406,14 @@ fn boot_socket(value: &str, fd: &str, parent: &str, what: &str) -> (OwnedFd, u32
 /// the `init()` that opens `main` (`#[multiproc::main]`); taken by that call.
 static KEPT_FOR_MAIN: AtomicBool = AtomicBool::new(false);
 
+/// Whether this process is a spawned child whose dispatch waits for the `init()` that opens
+/// `main` (`#[multiproc::main]`): an `init()` before it (`test_support!`'s entry, placed in
+/// the same binary) must not make a family here. One did, in rustdoc's merged doctest
+/// binary: the child's new heap hid its parent's, where its argument's token lives (hang48).
+pub(crate) fn waiting_for_main() -> bool {
+    KEPT_FOR_MAIN.load(Ordering::Relaxed)
+}
+
 /// Called before `main` (and again by `init()`): if this process is a spawned child of a
 /// family, or one of its helper processes, do that job and exit; otherwise return.
 ///
