@@ -3329,3 +3329,43 @@ fn a_map_whose_argument_serialize_panics_leaves_no_handle_counted_in_flight() {
     drop((pool, v));
     leaks.assert_no_leak();
 }
+
+const NO_TOKEN_INNER: &str = "MULTIPROC_TEST_POOL_NO_TOKEN_INNER";
+
+#[test]
+fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner() {
+    if std::env::var_os(NO_TOKEN_INNER).is_none() {
+        return;
+    }
+    // Shorter than the outer test's: a hang fails the outer test with this process's
+    // stderr, rather than aborting it.
+    let _w = common::watchdog(LIMIT / 4);
+    // Every worker (and every replacement) fails before its target, as a child booted into
+    // a heap not its parent's did (`fail:process.args.token`, armed from the start in
+    // every process of this family).
+    match Pool::builder().processes(1).start_method(StartMethod::Spawn).build() {
+        Err(e) => eprintln!("build failed: {e}"),
+        Ok(pool) => {
+            let answer = pool.apply(square, 4);
+            assert!(answer.is_err(), "a worker that never ran answered: {answer:?}");
+            pool.terminate();
+            pool.join().unwrap();
+        }
+    }
+    println!("INNER-DONE");
+}
+
+/// A `Spawn` pool whose every worker fails at boot, before its target (it cannot take its
+/// argument's token: a child booted into another family's heap, hang48), fails its build
+/// or its work. It replaced each failed worker with another for ever, and `apply` waited
+/// for ever: `PoolBuilder::start_method`'s doctest hung so in rustdoc's merged doctest
+/// binary.
+#[test]
+#[ignore = "hang48: a worker that ends before its first task is replaced without limit (supervisor.rs, the `replace` of ended workers), so the pool's work waits for ever"]
+fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner",
+        &[(NO_TOKEN_INNER, "1"), ("MULTIPROC_CRASH_AT", "fail:process.args.token")],
+    );
+}

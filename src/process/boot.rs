@@ -406,6 +406,14 @@ fn boot_socket(value: &str, fd: &str, parent: &str, what: &str) -> (OwnedFd, u32
 /// the `init()` that opens `main` (`#[multiproc::main]`); taken by that call.
 static KEPT_FOR_MAIN: AtomicBool = AtomicBool::new(false);
 
+/// Whether this process is a spawned child whose dispatch waits for the `init()` that opens
+/// `main` (`#[multiproc::main]`): an `init()` before it (`test_support!`'s entry, placed in
+/// the same binary) must not make a family here. One did, in rustdoc's merged doctest
+/// binary: the child's new heap hid its parent's, where its argument's token lives (hang48).
+pub(crate) fn waiting_for_main() -> bool {
+    KEPT_FOR_MAIN.load(Ordering::Relaxed)
+}
+
 /// Called before `main` (and again by `init()`): if this process is a spawned child of a
 /// family, or one of its helper processes, do that job and exit; otherwise return.
 ///
@@ -1225,8 +1233,11 @@ pub(crate) fn runner<A: DeserializeOwned, R: Serialize + DeserializeOwned>(
         // The argument's token first, before anything of the argument: taken, its handles
         // are this process's to take, and its leave or its death frees the token and gives
         // back the ones it did not take; not taken (the parent's side took it back, and
-        // gave every handle back), the argument must not be decoded.
-        let token = match token.map(crate::shm::take_args_token) {
+        // gave every handle back), the argument must not be decoded. Armed
+        // `fail:process.args.token`, the token is taken for gone (a test's child that cannot
+        // take its argument, as one booted into a heap not its parent's: hang48).
+        let take = |token| if fail_point!("process.args.token") { None } else { crate::shm::take_args_token(token) };
+        let token = match token.map(take) {
             None => None,
             Some(Some(token)) => Some(token),
             Some(None) => {

@@ -107,7 +107,7 @@ pub(crate) fn initialized() -> bool {
 /// Sets up the family in the main process (see [`crate::init`]).
 pub(crate) fn init() -> Result<(), InitError> {
     super::boot::dispatch_if_child();
-    if INITIALIZED.load(Ordering::Acquire) || super::boot::dispatching() {
+    if INITIALIZED.load(Ordering::Acquire) || super::boot::dispatching() || super::boot::waiting_for_main() {
         return Ok(());
     }
     let threads = sys::thread_count();

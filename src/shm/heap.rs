@@ -160,8 +160,13 @@ impl Heap {
         HEAP.get()
     }
 
-    /// Adopts the heap a parent passed down (a spawned child, at boot).
+    /// Adopts the heap a parent passed down (a spawned child, at boot). Refused in a
+    /// process that has a heap already: the parent's handles are offsets into its own,
+    /// which another would silently answer for (hang48).
     pub(crate) fn adopt(fd: OwnedFd, key: [u8; 16]) -> std::io::Result<&'static Heap> {
+        if HEAP.get().is_some() {
+            return Err(std::io::Error::other("this process made a family heap of its own before its boot"));
+        }
         let size = rustix::fs::fstat(&fd)?.st_size as usize;
         let map = SharedMapping::map(fd, size)?;
         let heap = Heap { map, key };
