@@ -3361,7 +3361,6 @@ fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner() 
 /// for ever: `PoolBuilder::start_method`'s doctest hung so in rustdoc's merged doctest
 /// binary.
 #[test]
-#[ignore = "hang48: a worker that ends before its first task is replaced without limit (supervisor.rs, the `replace` of ended workers), so the pool's work waits for ever"]
 fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work() {
     let _w = common::watchdog(LIMIT);
     common::run_inner_test_with(

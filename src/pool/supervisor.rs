@@ -61,6 +61,14 @@ const LONG_CHUNK: Duration = Duration::from_millis(20);
 /// replaced: a short task finishes, a long one does not hold the pool.
 const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
+/// How many workers in a row may end before their first answer (boot deaths) before the
+/// pool gives up on them and fails its work: twice the pool's size, as for initializer
+/// failures, but at least ten, so that a small pool rides out a few workers killed while
+/// starting (a 1-worker pool with five such deaths is still replaced).
+fn boot_death_limit(workers: usize) -> u32 {
+    u32::try_from(workers.saturating_mul(2)).unwrap_or(u32::MAX).max(10)
+}
+
 /// A chunk that was sent to a worker (its arguments are in the worker's inbox, or being
 /// run).
 struct Sent {
@@ -139,6 +147,9 @@ struct Worker {
     killed_for: Option<(u64, Kill)>,
     /// Sent `Stop`.
     stopping: bool,
+    /// It sent the pool something (an answer, its initializer's failure): it booted. One
+    /// that ends without is a boot death ([`Books::boot_deaths`]).
+    answered: bool,
     /// The undo of the handles in its initializer's arguments, run for those it did not
     /// take once it is dead ([`Worker::give_back_boot`]).
     init_undo: ChunkUndo,
@@ -171,6 +182,12 @@ struct Books {
     chunk_ns: f64,
     /// Workers started to replace others, and failed initializers in a row.
     init_failures: u32,
+    /// Workers in a row that ended before they sent the pool anything (failed in their
+    /// boot, before `worker_main` or in it before their initializer answered), none
+    /// having answered since: at [`boot_death_limit`] the pool stops replacing them.
+    boot_deaths: u32,
+    /// Why no worker runs the pool's work (its initializer failed in every worker, or
+    /// no worker could boot): the work fails with it.
     init_error: Option<PanicInfo>,
     /// The indices of workers due to be replaced whose start failed (out of processes, of
     /// descriptors): started again at each tick until there is room.
@@ -322,6 +339,7 @@ impl Inner {
             total_sent: 0,
             killed_for: None,
             stopping: false,
+            answered: false,
             init_undo,
         })
     }
@@ -671,6 +689,7 @@ impl Inner {
             FromWorker::Done { id, worker, busy_ns, outcome } => {
                 let mut books = lock(&self.books);
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
+                    w.answered = true;
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
                         w.sent.pop_front();
@@ -679,6 +698,7 @@ impl Inner {
                     }
                 }
                 books.init_failures = 0;
+                books.boot_deaths = 0;
                 let Some(Sent { delivery, chunk, held, claims, .. }) = books.sent.remove(&id) else { return };
                 // A seat's time is a whole call's, not a chunk's.
                 if claims.is_none() {
@@ -696,8 +716,12 @@ impl Inner {
                 let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
                 self.settle(&delivery, chunk, outcome);
             }
-            FromWorker::InitFailed { info, .. } => {
+            FromWorker::InitFailed { worker, info } => {
                 let mut books = lock(&self.books);
+                // Counted as a failed initializer, not as a boot death.
+                if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
+                    w.answered = true;
+                }
                 books.init_failures += 1;
                 // Every worker failed its initializer twice in a row: stop trying, fail the
                 // work with the initializer's panic.
@@ -832,6 +856,31 @@ impl Inner {
                     worker.handle.pid(),
                     worker.sent.len()
                 );
+                if !worker.answered && !worker.stopping && worker.killed_for.is_none() {
+                    // Ended on its own before it sent anything: it could not boot. Replaced
+                    // for ever, its unstarted work resent to each replacement, a pool whose
+                    // workers all die so would never answer (hang48): past a run of them it
+                    // gives up, as for an initializer failing in every worker.
+                    books.boot_deaths += 1;
+                    if books.init_error.is_none() && books.boot_deaths >= boot_death_limit(self.config.workers) {
+                        let ended = match code {
+                            Some(c) if c < 0 => format!("was killed by signal {}", -c),
+                            Some(c) => format!("exited with code {c}"),
+                            None => "ended".to_owned(),
+                        };
+                        books.init_error = Some(PanicInfo {
+                            process: format!("PoolWorker-{}", worker.index + 1),
+                            message: format!(
+                                "the pool's workers cannot start: {} in a row ended before their first \
+                                 answer, the last (pid {}) {ended}",
+                                books.boot_deaths,
+                                worker.handle.pid()
+                            ),
+                            location: None,
+                            backtrace: String::new(),
+                        });
+                    }
+                }
                 for id in worker.sent.drain(..) {
                     let Some(mut sent) = books.sent.remove(&id) else { continue };
                     // Its inbox gave it the chunk: the handles it had not taken when it died
