@@ -3347,7 +3347,16 @@ fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner() 
         Err(e) => eprintln!("build failed: {e}"),
         Ok(pool) => {
             let answer = pool.apply(square, 4);
-            assert!(answer.is_err(), "a worker that never ran answered: {answer:?}");
+            // The error says why: no worker could start (not a lost worker, which a caller
+            // may retry).
+            match &answer {
+                Err(Error::Task(TaskError::Panicked(info))) => {
+                    assert!(info.message.contains("cannot start"), "{info:?}")
+                }
+                other => panic!("a pool whose workers cannot boot answered {other:?}"),
+            }
+            // Later work fails at once the same way.
+            assert!(matches!(pool.apply(square, 5), Err(Error::Task(TaskError::Panicked(_)))));
             pool.terminate();
             pool.join().unwrap();
         }
