@@ -3377,3 +3377,19 @@ fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work() {
         &[(NO_TOKEN_INNER, "1"), ("MULTIPROC_CRASH_AT", "fail:process.args.token")],
     );
 }
+
+/// Workers that die under their first task booted: however many in a row, each task fails
+/// as a lost worker and the pool goes on. The boot-death limit (boot49) counts only workers
+/// that never took anything, not these.
+#[test]
+fn workers_dying_under_their_first_task_many_times_in_a_row_are_not_boot_deaths() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(1).build().unwrap();
+    for _ in 0..12 {
+        let lost = pool.apply(die_on_7, 7);
+        assert!(matches!(lost, Err(Error::Task(TaskError::WorkerLost { .. }))), "{lost:?}");
+    }
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    pool.terminate();
+    pool.join().unwrap();
+}

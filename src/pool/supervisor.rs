@@ -182,9 +182,10 @@ struct Books {
     chunk_ns: f64,
     /// Workers started to replace others, and failed initializers in a row.
     init_failures: u32,
-    /// Workers in a row that ended before they sent the pool anything (failed in their
-    /// boot, before `worker_main` or in it before their initializer answered), none
-    /// having answered since: at [`boot_death_limit`] the pool stops replacing them.
+    /// Workers in a row that ended before they sent the pool anything or took a chunk
+    /// (failed in their boot, before `worker_main` or in it before their initializer
+    /// answered), none having booted between: at [`boot_death_limit`] the pool stops
+    /// replacing them.
     boot_deaths: u32,
     /// Why no worker runs the pool's work (its initializer failed in every worker, or
     /// no worker could boot): the work fails with it.
@@ -856,11 +857,15 @@ impl Inner {
                     worker.handle.pid(),
                     worker.sent.len()
                 );
-                if !worker.answered && !worker.stopping && worker.killed_for.is_none() {
-                    // Ended on its own before it sent anything: it could not boot. Replaced
-                    // for ever, its unstarted work resent to each replacement, a pool whose
-                    // workers all die so would never answer (hang48): past a run of them it
-                    // gives up, as for an initializer failing in every worker.
+                if !worker.sent.is_empty() {
+                    // It took a chunk from its inbox (its unstarted ones are off `sent`
+                    // now): it booted, and died under its task, which fails as lost.
+                    books.boot_deaths = 0;
+                } else if !worker.answered && !worker.stopping && worker.killed_for.is_none() {
+                    // Ended on its own before it sent or took anything: it could not boot.
+                    // Replaced for ever, its unstarted work resent to each replacement, a
+                    // pool whose workers all die so would never answer (hang48): past a run
+                    // of them it gives up, as for an initializer failing in every worker.
                     books.boot_deaths += 1;
                     if books.init_error.is_none() && books.boot_deaths >= boot_death_limit(self.config.workers) {
                         let ended = match code {
