@@ -69,6 +69,12 @@ fn boot_death_limit(workers: usize) -> u32 {
     u32::try_from(workers.saturating_mul(2)).unwrap_or(u32::MAX).max(10)
 }
 
+/// Whether a worker's exit code (`-signal` for a signal) says that another process ended
+/// it, rather than its own failure to start (an exit, an abort, a crash).
+fn killed_from_outside(code: Option<i32>) -> bool {
+    matches!(code, Some(c) if [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&-c))
+}
+
 /// A chunk that was sent to a worker (its arguments are in the worker's inbox, or being
 /// run).
 struct Sent {
@@ -861,8 +867,15 @@ impl Inner {
                     // It took a chunk from its inbox (its unstarted ones are off `sent`
                     // now): it booted, and died under its task, which fails as lost.
                     books.boot_deaths = 0;
-                } else if !worker.answered && !worker.stopping && worker.killed_for.is_none() {
+                } else if !worker.answered
+                    && !worker.stopping
+                    && worker.killed_for.is_none()
+                    && !killed_from_outside(code)
+                {
                     // Ended on its own before it sent or took anything: it could not boot.
+                    // (A `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is someone else's doing:
+                    // the OOM killer, an operator, a chaos test; such deaths are replaced
+                    // as before and neither count nor restart the run.)
                     // Replaced for ever, its unstarted work resent to each replacement, a
                     // pool whose workers all die so would never answer (hang48): past a run
                     // of them it gives up, as for an initializer failing in every worker.
