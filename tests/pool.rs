@@ -3347,7 +3347,16 @@ fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner() 
         Err(e) => eprintln!("build failed: {e}"),
         Ok(pool) => {
             let answer = pool.apply(square, 4);
-            assert!(answer.is_err(), "a worker that never ran answered: {answer:?}");
+            // The error says why: no worker could start (not a lost worker, which a caller
+            // may retry).
+            match &answer {
+                Err(Error::Task(TaskError::Panicked(info))) => {
+                    assert!(info.message.contains("cannot start"), "{info:?}")
+                }
+                other => panic!("a pool whose workers cannot boot answered {other:?}"),
+            }
+            // Later work fails at once the same way.
+            assert!(matches!(pool.apply(square, 5), Err(Error::Task(TaskError::Panicked(_)))));
             pool.terminate();
             pool.join().unwrap();
         }
@@ -3361,11 +3370,26 @@ fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner() 
 /// for ever: `PoolBuilder::start_method`'s doctest hung so in rustdoc's merged doctest
 /// binary.
 #[test]
-#[ignore = "hang48: a worker that ends before its first task is replaced without limit (supervisor.rs, the `replace` of ended workers), so the pool's work waits for ever"]
 fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work() {
     let _w = common::watchdog(LIMIT);
     common::run_inner_test_with(
         "a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner",
         &[(NO_TOKEN_INNER, "1"), ("MULTIPROC_CRASH_AT", "fail:process.args.token")],
     );
+}
+
+/// Workers that die under their first task booted: however many in a row, each task fails
+/// as a lost worker and the pool goes on. The boot-death limit (boot49) counts only workers
+/// that never took anything, not these.
+#[test]
+fn workers_dying_under_their_first_task_many_times_in_a_row_are_not_boot_deaths() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(1).build().unwrap();
+    for _ in 0..12 {
+        let lost = pool.apply(die_on_7, 7);
+        assert!(matches!(lost, Err(Error::Task(TaskError::WorkerLost { .. }))), "{lost:?}");
+    }
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    pool.terminate();
+    pool.join().unwrap();
 }

@@ -138,6 +138,12 @@ impl PoolBuilder {
     /// `f(args)` runs once in each worker before its first task (Python's `initializer`
     /// and `initargs`). A worker whose initializer panics exits; when every attempt
     /// fails, the pool's tasks fail with the initializer's panic instead of looping.
+    /// Likewise when workers cannot start at all (ten in a row, or twice the pool's
+    /// size, end before they take a task or answer, by an exit or a crash of their own: a
+    /// worker killed by `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is replaced and not
+    /// counted): the tasks fail with
+    /// [`TaskError::Panicked`](crate::TaskError::Panicked) saying the workers cannot
+    /// start, where Python's pool would start new ones for ever.
     ///
     /// # Examples
     ///

@@ -61,6 +61,20 @@ const LONG_CHUNK: Duration = Duration::from_millis(20);
 /// replaced: a short task finishes, a long one does not hold the pool.
 const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
+/// How many workers in a row may end before their first answer (boot deaths) before the
+/// pool gives up on them and fails its work: twice the pool's size, as for initializer
+/// failures, but at least ten, so that a small pool rides out a few workers killed while
+/// starting (a 1-worker pool with five such deaths is still replaced).
+fn boot_death_limit(workers: usize) -> u32 {
+    u32::try_from(workers.saturating_mul(2)).unwrap_or(u32::MAX).max(10)
+}
+
+/// Whether a worker's exit code (`-signal` for a signal) says that another process ended
+/// it, rather than its own failure to start (an exit, an abort, a crash).
+fn killed_from_outside(code: Option<i32>) -> bool {
+    matches!(code, Some(c) if [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&-c))
+}
+
 /// A chunk that was sent to a worker (its arguments are in the worker's inbox, or being
 /// run).
 struct Sent {
@@ -139,6 +153,9 @@ struct Worker {
     killed_for: Option<(u64, Kill)>,
     /// Sent `Stop`.
     stopping: bool,
+    /// It sent the pool something (an answer, its initializer's failure): it booted. One
+    /// that ends without is a boot death ([`Books::boot_deaths`]).
+    answered: bool,
     /// The undo of the handles in its initializer's arguments, run for those it did not
     /// take once it is dead ([`Worker::give_back_boot`]).
     init_undo: ChunkUndo,
@@ -171,6 +188,13 @@ struct Books {
     chunk_ns: f64,
     /// Workers started to replace others, and failed initializers in a row.
     init_failures: u32,
+    /// Workers in a row that ended before they sent the pool anything or took a chunk
+    /// (failed in their boot, before `worker_main` or in it before their initializer
+    /// answered), none having booted between: at [`boot_death_limit`] the pool stops
+    /// replacing them.
+    boot_deaths: u32,
+    /// Why no worker runs the pool's work (its initializer failed in every worker, or
+    /// no worker could boot): the work fails with it.
     init_error: Option<PanicInfo>,
     /// The indices of workers due to be replaced whose start failed (out of processes, of
     /// descriptors): started again at each tick until there is room.
@@ -322,6 +346,7 @@ impl Inner {
             total_sent: 0,
             killed_for: None,
             stopping: false,
+            answered: false,
             init_undo,
         })
     }
@@ -671,6 +696,7 @@ impl Inner {
             FromWorker::Done { id, worker, busy_ns, outcome } => {
                 let mut books = lock(&self.books);
                 if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
+                    w.answered = true;
                     // A worker answers in order: the front, unless a resend reordered it.
                     if w.sent.front() == Some(&id) {
                         w.sent.pop_front();
@@ -679,6 +705,7 @@ impl Inner {
                     }
                 }
                 books.init_failures = 0;
+                books.boot_deaths = 0;
                 let Some(Sent { delivery, chunk, held, claims, .. }) = books.sent.remove(&id) else { return };
                 // A seat's time is a whole call's, not a chunk's.
                 if claims.is_none() {
@@ -696,8 +723,12 @@ impl Inner {
                 let outcome = outcome.map_err(|e| TaskError::Codec(crate::CodecError::decode(e)));
                 self.settle(&delivery, chunk, outcome);
             }
-            FromWorker::InitFailed { info, .. } => {
+            FromWorker::InitFailed { worker, info } => {
                 let mut books = lock(&self.books);
+                // Counted as a failed initializer, not as a boot death.
+                if let Some(w) = books.workers.iter_mut().find(|w| w.index == worker) {
+                    w.answered = true;
+                }
                 books.init_failures += 1;
                 // Every worker failed its initializer twice in a row: stop trying, fail the
                 // work with the initializer's panic.
@@ -832,6 +863,42 @@ impl Inner {
                     worker.handle.pid(),
                     worker.sent.len()
                 );
+                if !worker.sent.is_empty() {
+                    // It took a chunk from its inbox (its unstarted ones are off `sent`
+                    // now): it booted, and died under its task, which fails as lost.
+                    books.boot_deaths = 0;
+                } else if !worker.answered
+                    && !worker.stopping
+                    && worker.killed_for.is_none()
+                    && !killed_from_outside(code)
+                {
+                    // Ended on its own before it sent or took anything: it could not boot.
+                    // (A `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is someone else's doing:
+                    // the OOM killer, an operator, a chaos test; such deaths are replaced
+                    // as before and neither count nor restart the run.)
+                    // Replaced for ever, its unstarted work resent to each replacement, a
+                    // pool whose workers all die so would never answer (hang48): past a run
+                    // of them it gives up, as for an initializer failing in every worker.
+                    books.boot_deaths += 1;
+                    if books.init_error.is_none() && books.boot_deaths >= boot_death_limit(self.config.workers) {
+                        let ended = match code {
+                            Some(c) if c < 0 => format!("was killed by signal {}", -c),
+                            Some(c) => format!("exited with code {c}"),
+                            None => "ended".to_owned(),
+                        };
+                        books.init_error = Some(PanicInfo {
+                            process: format!("PoolWorker-{}", worker.index + 1),
+                            message: format!(
+                                "the pool's workers cannot start: {} in a row ended before their first \
+                                 answer, the last (pid {}) {ended}",
+                                books.boot_deaths,
+                                worker.handle.pid()
+                            ),
+                            location: None,
+                            backtrace: String::new(),
+                        });
+                    }
+                }
                 for id in worker.sent.drain(..) {
                     let Some(mut sent) = books.sent.remove(&id) else { continue };
                     // Its inbox gave it the chunk: the handles it had not taken when it died
