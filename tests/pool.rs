@@ -2976,23 +2976,30 @@ fn my_children() -> Vec<u32> {
     children
 }
 
-/// In a child process (single-threaded: it may build a `Fork` pool): a 2-worker `Fork`
-/// pool whose zygote (never started again) and first worker are killed, then a `map`.
-/// Returns the workers before, whether the second still ran after the kills, the map's
-/// outcome, and the workers after.
-fn lose_the_zygote_and_a_worker_then_map(_: ()) -> (Vec<u32>, bool, MapOutcome, Vec<u32>) {
+/// A 2-worker `Fork` pool that mapped once: the pool, its workers, and its zygote (the one
+/// new child that is no worker).
+fn a_fork_pool_and_its_zygote() -> (Pool, Vec<u32>, u32) {
     let before = my_children();
     let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
     let old = pool.pids();
     let zygote: Vec<u32> = my_children().into_iter().filter(|p| !before.contains(p) && !old.contains(p)).collect();
     assert_eq!(zygote.len(), 1, "one zygote beside the workers {old:?}: {zygote:?}");
     assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+    (pool, old, zygote[0])
+}
+
+/// In a child process (single-threaded: it may build a `Fork` pool): a 2-worker `Fork`
+/// pool whose zygote (never started again) and first worker are killed, then a `map`.
+/// Returns the workers before, whether the second still ran after the kills, the map's
+/// outcome, and the workers after.
+fn lose_the_zygote_and_a_worker_then_map(_: ()) -> (Vec<u32>, bool, MapOutcome, Vec<u32>) {
+    let (pool, old, zygote) = a_fork_pool_and_its_zygote();
     // SAFETY (test): kill only sends signals, to our own pool's zygote and worker.
     unsafe {
-        libc::kill(zygote[0] as i32, libc::SIGKILL);
+        libc::kill(zygote as i32, libc::SIGKILL);
         libc::kill(old[0] as i32, libc::SIGKILL);
     }
-    assert!(eventually(SETTLE, || !pid_running(zygote[0]) && !pid_running(old[0])));
+    assert!(eventually(SETTLE, || !pid_running(zygote) && !pid_running(old[0])));
     let other_alive = pid_running(old[1]);
     let outcome = map_outcome(&pool, 0..40);
     let after = pool.pids();
@@ -3021,15 +3028,10 @@ fn a_fork_pool_whose_zygote_and_a_worker_were_killed_maps_on_the_worker_left() {
 /// then a `map`, `close` and `join`. Returns the workers before, the map's outcome, the
 /// workers after, and the zygote's pid.
 fn stop_the_zygote_lose_a_worker_then_map(_: ()) -> (Vec<u32>, MapOutcome, Vec<u32>, u32) {
-    let before = my_children();
-    let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
-    let old = pool.pids();
-    let zygote: Vec<u32> = my_children().into_iter().filter(|p| !before.contains(p) && !old.contains(p)).collect();
-    assert_eq!(zygote.len(), 1, "one zygote beside the workers {old:?}: {zygote:?}");
-    assert_eq!(pool.map(square, 0..20).unwrap(), (0..20).map(square).collect::<Vec<_>>());
+    let (pool, old, zygote) = a_fork_pool_and_its_zygote();
     // SAFETY (test): kill only sends signals, to our own pool's zygote and worker.
     unsafe {
-        libc::kill(zygote[0] as i32, libc::SIGSTOP);
+        libc::kill(zygote as i32, libc::SIGSTOP);
         libc::kill(old[0] as i32, libc::SIGKILL);
     }
     assert!(eventually(SETTLE, || !pid_running(old[0])));
@@ -3037,7 +3039,7 @@ fn stop_the_zygote_lose_a_worker_then_map(_: ()) -> (Vec<u32>, MapOutcome, Vec<u
     let after = pool.pids();
     pool.close();
     pool.join().unwrap();
-    (old, outcome, after, zygote[0])
+    (old, outcome, after, zygote)
 }
 
 /// A `Fork` pool whose zygote is stopped and one of whose workers was killed: the lost

@@ -1711,6 +1711,17 @@ mod tests {
         assert_eq!(sem.get_value(), 1);
     }
 
+    /// Names a dead process in `core`'s first holder slot (this process's pid with another
+    /// start time), in use as `hold` would leave it, with no permit counted yet.
+    fn dead_holder_in_the_first_slot(core: &Core) -> &HolderSlot {
+        let me = sys::me();
+        let slot = core.slot(0);
+        slot.pid.store(me.pid, Ordering::SeqCst);
+        slot.start.store(me.start + 1, Ordering::SeqCst);
+        core.shared.used.store(1, Ordering::SeqCst);
+        slot
+    }
+
     /// The recovery of a dead holder's permits moves the generation (review45 L3: without
     /// it every test passed): the emptied slot may be a stalled fast changer's (its
     /// process taken for dead), and its CAS must then fail. The dead holder is this
@@ -1720,13 +1731,8 @@ mod tests {
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
         let state = &*core.shared;
-        let me = sys::me();
-        let slot = core.slot(0);
-        slot.pid.store(me.pid, Ordering::SeqCst);
-        slot.start.store(me.start + 1, Ordering::SeqCst);
+        let slot = dead_holder_in_the_first_slot(core);
         slot.set_count(1);
-        // As `hold` would: the slot is in use.
-        state.used.store(1, Ordering::SeqCst);
         state.word.fetch_sub(1, Ordering::SeqCst);
         let before = core.generation();
         core.recover_dead(Deadline::NEVER);
@@ -1746,11 +1752,7 @@ mod tests {
         let sem = Semaphore::new(1).unwrap();
         let core = &sem.core;
         let state = &*core.shared;
-        let me = sys::me();
-        let slot = core.slot(0);
-        slot.pid.store(me.pid, Ordering::SeqCst);
-        slot.start.store(me.start + 1, Ordering::SeqCst);
-        state.used.store(1, Ordering::SeqCst);
+        dead_holder_in_the_first_slot(core);
         let free = state.word.load(Ordering::SeqCst);
         state.word.store(word::claimed_for(free, 0, false), Ordering::SeqCst);
         let claimed = {
