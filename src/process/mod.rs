@@ -1168,6 +1168,14 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
         }
     }
 
+    /// Once the child ended (else `None`), what its `join` would say went wrong, its
+    /// outcome taken (`None` too if its target returned): for a handle nobody joins, a
+    /// pool's worker's.
+    pub(crate) fn failure(&self) -> Option<JoinError> {
+        let ended = self.child.ended().ok().flatten()?;
+        self.result(ended).err()
+    }
+
     /// Waits for the child's end until `deadline`; [`JoinError::NotAChild`] at once in a
     /// fork copy of this process, which must not take the child's outcome.
     fn wait_to_join(&self, deadline: Deadline) -> Result<Option<Ended>, JoinError> {
