@@ -3478,3 +3478,24 @@ fn a_pool_whose_workers_child_init_panics_fails_with_its_message() {
         &[(CHILD_INIT_PANICS_INNER, "1")],
     );
 }
+
+fn init_exits(code: i32) {
+    std::process::exit(code);
+}
+
+/// An initializer that ends its worker's process (an exit, an abort) sends nothing: each
+/// worker is a boot death, and past the limit the pool fails its work saying how the last
+/// one ended, its exit code or its signal (Python's pool starts workers for ever).
+#[test]
+fn a_pool_whose_initializer_ends_its_workers_says_how_they_ended() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(1).initializer(init_exits, 3).build().unwrap();
+    every_call_fails_then_the_pool_ends(pool, &|e| {
+        matches!(e, TaskError::WorkersCannotStart(f) if matches!(f.ended, JoinError::Exited { code: 3, .. }))
+    });
+    let pool = Pool::builder().processes(1).initializer(abort, ()).build().unwrap();
+    every_call_fails_then_the_pool_ends(pool, &|e| {
+        matches!(e, TaskError::WorkersCannotStart(f)
+            if matches!(f.ended, JoinError::Signaled { signal: libc::SIGABRT, .. }) && f.deaths == 10)
+    });
+}
