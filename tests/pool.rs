@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use common::refused::RefusedAfterFirst;
 use common::{eventually, heap_user, pid_running};
-use multiproc::{ApplyOptions, Error, Event, JoinError, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value};
+use multiproc::{
+    ApplyOptions, Error, Event, JoinError, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value,
+};
 
 multiproc::test_support!();
 
@@ -3490,9 +3492,10 @@ fn init_exits(code: i32) {
 fn a_pool_whose_initializer_ends_its_workers_says_how_they_ended() {
     let _w = heap_user(LIMIT);
     let pool = Pool::builder().processes(1).initializer(init_exits, 3).build().unwrap();
-    every_call_fails_then_the_pool_ends(pool, &|e| {
-        matches!(e, TaskError::WorkersCannotStart(f) if matches!(f.ended, JoinError::Exited { code: 3, .. }))
-    });
+    every_call_fails_then_the_pool_ends(
+        pool,
+        &|e| matches!(e, TaskError::WorkersCannotStart(f) if matches!(f.ended, JoinError::Exited { code: 3, .. })),
+    );
     let pool = Pool::builder().processes(1).initializer(abort, ()).build().unwrap();
     every_call_fails_then_the_pool_ends(pool, &|e| {
         matches!(e, TaskError::WorkersCannotStart(f)

@@ -4203,8 +4203,9 @@ fn our_own_lost_children_give_their_boot_messages_back_inner() {
         // A spawned child whose pidfd we cannot have (`fail:process.spawn.pidfd`): its whole
         // boot frame fit its socket, so it may read it.
         multiproc::__private::crash_at("fail:process.spawn.pidfd");
-        let started =
-            Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024])).start_method(StartMethod::Spawn).start();
+        let started = Process::new(put_one_padded, (queue.clone(), vec![7u8; 64 * 1024]))
+            .start_method(StartMethod::Spawn)
+            .start();
         multiproc::__private::crash_disarm();
         assert!(started.is_err(), "a spawned child without its pidfd started");
         // A fork-server child in a room, ours (`Yours`: we are the server's main), whose

@@ -259,12 +259,9 @@ fn run_job(pool: &Weak<Shared>, job: Job) {
     // A task's panic is caught with the task; what is left is user code around it (a
     // result's `Drop`, when nobody kept its `AsyncResult`): its panic stops here (the hook
     // has printed it), the thread goes on.
-    let _ =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            || {
-                if terminated { (job.cancel)(TaskError::Terminated) } else { (job.run)() }
-            },
-        ));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if terminated { (job.cancel)(TaskError::Terminated) } else { (job.run)() }
+    }));
 }
 
 /// The helper of a result asked for by one of the pool's own threads (a task, or a
