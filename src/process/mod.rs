@@ -802,7 +802,7 @@ fn launch(
         Ok(started) => started,
         // No child took the token: dropped, it is taken back (the undo runs).
         Err(LaunchError::Failed(e) | LaunchError::ServerDied(e)) => return Err(e),
-        Err(LaunchError::Lost { own, error, boot }) => return Err(lost_child(own, error, args, boot)),
+        Err(LaunchError::Lost { own, error, boot }) => return Err(lost_child(own, *error, args, boot)),
     };
     // The argument is with the child now: we keep the token (to take it back at the reap
     // if the child never took it) or, without one, the undo until the child is reaped, to
@@ -868,7 +868,7 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
 fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
     match error {
         LaunchError::Lost { own, error, boot: None } if message.has_handles() => {
-            LaunchError::Lost { own, error, boot: Some(message.undo_only()) }
+            LaunchError::Lost { own, error, boot: Some(Box::new(message.undo_only())) }
         }
         error => error,
     }
@@ -917,7 +917,7 @@ fn on_socket(
             if let Some(pid) = own {
                 kill_and_settle(pid);
             }
-            return Err(LaunchError::Failed(error));
+            return Err(LaunchError::Failed(*error));
         }
         Err(e) => return Err(not_started(message, e)),
     };
@@ -1016,14 +1016,14 @@ pub(crate) enum LaunchError {
     /// or the server's answer was lost after the server told it to go. `own` is our own
     /// child's pid (only we can reap it); `None` is the fork server's child. `boot`: its
     /// boot message, if it holds handles (its blobs) and the child may have read it
-    /// ([`not_started`] puts it here).
-    Lost { own: Option<u32>, error: Error, boot: Option<Encoded> },
+    /// ([`not_started`] puts it here). Boxed, both: a start's error stays small.
+    Lost { own: Option<u32>, error: Box<Error>, boot: Option<Box<Encoded>> },
 }
 
 impl LaunchError {
     /// A child whose descriptors found no room in this process.
     pub(crate) fn lost(own: Option<u32>) -> Self {
-        LaunchError::Lost { own, error: Error::Io(sys::out_of_descriptors()), boot: None }
+        LaunchError::Lost { own, error: Box::new(Error::Io(sys::out_of_descriptors())), boot: None }
     }
 }
 
@@ -1047,7 +1047,7 @@ fn lost_child(
     own: Option<u32>,
     error: Error,
     child::ChildArgs { undo: args, token }: child::ChildArgs,
-    boot: Option<Encoded>,
+    boot: Option<Box<Encoded>>,
 ) -> Error {
     if let Some(pid) = own
         && kill_and_settle(pid)
@@ -1055,7 +1055,7 @@ fn lost_child(
         // The token taken back if the child never took it (else its death freed it).
         drop(token);
         if let Some(boot) = boot {
-            codec::give_back_from_dead(boot, pid, Vec::new());
+            codec::give_back_from_dead(*boot, pid, Vec::new());
         }
         // Receipts on the socket, or none: counted as taken (a leak at worst, never a
         // handle given back twice).
