@@ -980,6 +980,13 @@ impl Encoded {
         self.undo.clear();
     }
 
+    /// The message without its bytes, kept for the undo of its handles only (by the state
+    /// of a child that may still die before it takes them: its bytes went to the child).
+    pub(crate) fn undo_only(mut self) -> Self {
+        self.bytes = Vec::new();
+        self
+    }
+
     /// Whether the message carries handles.
     pub(crate) fn has_handles(&self) -> bool {
         !self.undo.is_empty()
@@ -2188,6 +2195,24 @@ mod tests {
     /// The handles [`note_let_go`] let go of so far, taken out.
     fn let_go() -> Vec<u64> {
         LET_GO.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    }
+
+    /// An undo that notes the first word of its key as let go of.
+    fn note_undo(key: ReceiptKey) -> bool {
+        note_let_go(key[0], 0);
+        true
+    }
+
+    /// review62 L7: a boot message kept by its child's state until the reap keeps its undo
+    /// entries only, not its bytes; its drop still undoes every handle.
+    #[test]
+    fn a_message_kept_for_its_undo_only_lets_its_bytes_go() {
+        let undo = [5, 6].map(|off| Undo { key: [off, 1, 2], gone: note_undo }).into();
+        let kept = Encoded { bytes: vec![7; 4096], undo }.undo_only();
+        assert_eq!(kept.bytes.capacity(), 0);
+        assert_eq!(kept.handles(), 2);
+        drop(kept);
+        assert_eq!(let_go(), [5, 6]);
     }
 
     /// hand44: copies of one handle in one message are told apart by their copy, and a

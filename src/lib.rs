@@ -376,8 +376,8 @@ pub use multiproc_macros::ShmSafe;
 /// ```
 pub use multiproc_macros::main;
 pub use pool::{
-    ApplyOptions, Argument, AsyncResult, IMap, MapOptions, MapResult, NotReady, Pool, PoolBuilder, PoolError,
-    PoolStats, ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder, ThreadTarget,
+    ApplyOptions, Argument, AsyncResult, BootFailure, IMap, MapOptions, MapResult, NotReady, Pool, PoolBuilder,
+    PoolError, PoolStats, ResultTimeoutError, StarFn, TaskError, ThreadPool, ThreadPoolBuilder, ThreadTarget,
 };
 pub use process::{
     ChildProcess, CurrentProcess, InitBuilder, JoinFuture, ParentProcess, Process, ProcessHandle, Run, StartMethod,

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use common::refused::RefusedAfterFirst;
 use common::{eventually, heap_user, pid_running};
-use multiproc::{ApplyOptions, Error, Event, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value};
+use multiproc::{
+    ApplyOptions, Error, Event, JoinError, MapOptions, Pool, PoolError, SharedBytes, StartMethod, TaskError, Value,
+};
 
 multiproc::test_support!();
 
@@ -3348,17 +3350,20 @@ fn a_spawn_pool_whose_workers_cannot_take_their_argument_fails_its_work_inner() 
     match Pool::builder().processes(1).start_method(StartMethod::Spawn).build() {
         Err(e) => eprintln!("build failed: {e}"),
         Ok(pool) => {
-            let answer = pool.apply(square, 4);
             // The error says why: no worker could start (not a lost worker, which a caller
-            // may retry).
-            match &answer {
-                Err(Error::Task(TaskError::Panicked(info))) => {
-                    assert!(info.message.contains("cannot start"), "{info:?}")
-                }
-                other => panic!("a pool whose workers cannot boot answered {other:?}"),
-            }
+            // may retry), and the last one's own failure text (pool50: an exit code only).
             // Later work fails at once the same way.
-            assert!(matches!(pool.apply(square, 5), Err(Error::Task(TaskError::Panicked(_)))));
+            for _ in 0..2 {
+                match pool.apply(square, 4) {
+                    Err(Error::Task(TaskError::WorkersCannotStart(f))) => assert!(
+                        matches!(&f.ended, JoinError::Failed { reason, .. }
+                            if reason == "its parent gave its start up before it took its argument")
+                            && f.deaths == 10,
+                        "{f:?}"
+                    ),
+                    other => panic!("a pool whose workers cannot boot answered {other:?}"),
+                }
+            }
             pool.terminate();
             pool.join().unwrap();
         }
@@ -3394,4 +3399,106 @@ fn workers_dying_under_their_first_task_many_times_in_a_row_are_not_boot_deaths(
     assert_eq!(pool.apply(square, 5).unwrap(), 25);
     pool.terminate();
     pool.join().unwrap();
+}
+
+/// What every call on a pool whose workers cannot start sees (the pool stays failed):
+/// `apply` and `map` fail with the pool's error, `apply_async` delivers it to its error
+/// callback and its `get`, an `imap` yields it once and ends; then `close` and `join` end.
+/// `is_why` checks the error each call got.
+fn every_call_fails_then_the_pool_ends(pool: Pool, is_why: &dyn Fn(&TaskError) -> bool) {
+    let why = |answer: Result<u64, Error>| match answer {
+        Err(Error::Task(e)) => assert!(is_why(&e), "{e:?}"),
+        other => panic!("a pool whose workers cannot start answered {other:?}"),
+    };
+    why(pool.apply(square, 4));
+    why(pool.map(square, 0..3).map(|_| 0));
+    let called = Arc::new(Mutex::new(None));
+    let record = called.clone();
+    let options = ApplyOptions::new().error_callback(move |e: &TaskError| *record.lock().unwrap() = Some(e.clone()));
+    let got = pool.apply_async_with(square, 5, options).unwrap().get_timeout(Duration::from_secs(30));
+    match got {
+        Err(multiproc::ResultTimeoutError::Task(e)) => assert!(is_why(&e), "{e:?}"),
+        other => panic!("apply_async answered {other:?}"),
+    }
+    let called = called.lock().unwrap().clone();
+    assert!(called.as_ref().is_some_and(is_why), "the error callback got {called:?}");
+    let items: Vec<_> = pool.imap(square, 0..3).unwrap().collect();
+    assert!(!items.is_empty() && items.iter().all(|r| r.as_ref().is_err_and(is_why)), "imap yielded {items:?}");
+    pool.close();
+    assert!(matches!(pool.apply_async(square, 1), Err(PoolError::Closed)));
+    pool.join().unwrap();
+}
+
+/// A pool whose initializer panics in every worker fails every call with that panic, for
+/// each start method; it stays failed (later calls fail at once the same way), and `close`
+/// and `join`, or `terminate` and `join`, end it.
+#[test]
+fn a_pool_whose_initializer_always_panics_fails_every_call_with_its_message() {
+    let _w = heap_user(LIMIT);
+    let is_why = |e: &TaskError| matches!(e, TaskError::Panicked(info) if info.message == "no initialization today");
+    for method in METHODS {
+        let pool = Pool::builder().processes(2).start_method(method).initializer(refuse, ()).build().unwrap();
+        every_call_fails_then_the_pool_ends(pool, &is_why);
+        let pool = Pool::builder().processes(2).start_method(method).initializer(refuse, ()).build().unwrap();
+        assert!(matches!(pool.apply(square, 2), Err(Error::Task(e)) if is_why(&e)), "{method:?}");
+        pool.terminate();
+        pool.join().unwrap();
+    }
+}
+
+const CHILD_INIT_PANICS_INNER: &str = "MULTIPROC_TEST_POOL_CHILD_INIT_PANICS_INNER";
+
+fn no_boot_today() {
+    panic!("no boot today");
+}
+
+#[test]
+fn a_pool_whose_workers_child_init_panics_fails_with_its_message_inner() {
+    if std::env::var_os(CHILD_INIT_PANICS_INNER).is_none() {
+        return;
+    }
+    let _w = common::watchdog(LIMIT / 4);
+    // Every child started from now on panics in its set-up, before its target.
+    multiproc::builder().child_init(no_boot_today).try_init().unwrap();
+    for method in METHODS {
+        let pool = Pool::builder().processes(1).start_method(method).build().unwrap();
+        every_call_fails_then_the_pool_ends(pool, &|e| {
+            matches!(e, TaskError::WorkersCannotStart(f)
+                if matches!(&f.ended, JoinError::Panicked(info) if info.message == "no boot today"))
+        });
+    }
+    println!("INNER-DONE");
+}
+
+/// A pool whose workers die in their `child_init` (a panic, before the worker's target)
+/// fails its work with that panic's message, not only an exit code.
+#[test]
+fn a_pool_whose_workers_child_init_panics_fails_with_its_message() {
+    let _w = common::watchdog(LIMIT);
+    common::run_inner_test_with(
+        "a_pool_whose_workers_child_init_panics_fails_with_its_message_inner",
+        &[(CHILD_INIT_PANICS_INNER, "1")],
+    );
+}
+
+fn init_exits(code: i32) {
+    std::process::exit(code);
+}
+
+/// An initializer that ends its worker's process (an exit, an abort) sends nothing: each
+/// worker is a boot death, and past the limit the pool fails its work saying how the last
+/// one ended, its exit code or its signal (Python's pool starts workers for ever).
+#[test]
+fn a_pool_whose_initializer_ends_its_workers_says_how_they_ended() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::builder().processes(1).initializer(init_exits, 3).build().unwrap();
+    every_call_fails_then_the_pool_ends(
+        pool,
+        &|e| matches!(e, TaskError::WorkersCannotStart(f) if matches!(f.ended, JoinError::Exited { code: 3, .. })),
+    );
+    let pool = Pool::builder().processes(1).initializer(abort, ()).build().unwrap();
+    every_call_fails_then_the_pool_ends(pool, &|e| {
+        matches!(e, TaskError::WorkersCannotStart(f)
+            if matches!(f.ended, JoinError::Signaled { signal: libc::SIGABRT, .. }) && f.deaths == 10)
+    });
 }

@@ -498,3 +498,38 @@ fn a_task_or_callback_that_maps_on_its_own_busy_thread_pool_gets_its_results() {
     // Nothing left running: the pool ends as any.
     drop(pool);
 }
+
+/// A `ThreadPool` whose initializer panics in every thread fails its work with that panic
+/// (the threads are gone: a task queued to them waited for ever), at once for later calls,
+/// and `close` and `join` end it; one whose initializer panics in some threads only runs
+/// its work on the others.
+#[test]
+fn a_thread_pool_whose_initializer_panics_fails_its_work_with_its_message() {
+    let _w = watchdog(LIMIT);
+    let is_why = |e: &TaskError| matches!(e, TaskError::Panicked(info) if info.message == "no threads today");
+    let pool = ThreadPool::builder().processes(2).initializer(|| panic!("no threads today")).build().unwrap();
+    for x in 0..2 {
+        match pool.apply_async(|x: u32| x + 1, x).unwrap().get_timeout(Duration::from_secs(10)) {
+            Err(ResultTimeoutError::Task(e)) => assert!(is_why(&e), "{e:?}"),
+            other => panic!("a thread pool whose initializer panics answered {other:?}"),
+        }
+    }
+    assert!(matches!(pool.apply(|x: u32| x, 1), Err(Error::Task(e)) if is_why(&e)));
+    assert!(matches!(pool.map(|x: u32| x, 0..4), Err(Error::Task(e)) if is_why(&e)));
+    pool.close();
+    pool.join().unwrap();
+
+    let first = Arc::new(AtomicBool::new(true));
+    let pool = ThreadPool::builder()
+        .processes(2)
+        .initializer(move || {
+            if first.swap(false, Ordering::SeqCst) {
+                panic!("only the first thread fails");
+            }
+        })
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(|x: u32| x * 2, 0..4).unwrap(), [0, 2, 4, 6]);
+    pool.close();
+    pool.join().unwrap();
+}

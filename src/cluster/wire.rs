@@ -327,6 +327,14 @@ impl Failure {
             TaskError::WrongBuild { node } => Failure::WrongBuild { node },
             TaskError::Unauthenticated { node } => Failure::Unauthenticated { node },
             TaskError::Terminated => Failure::Terminated,
+            // The node's local pool gave up on its workers: a panic saying why, as before the
+            // variant (boot49), which every driver decodes; not a codec error.
+            TaskError::WorkersCannotStart(failure) => Failure::Panicked(PanicInfo {
+                process: format!("pool worker (pid {}) of a worker node", failure.pid),
+                message: format!("the pool's workers cannot start: {failure}"),
+                location: None,
+                backtrace: String::new(),
+            }),
             other => Failure::Codec(other.to_string()),
         }
     }
@@ -353,4 +361,25 @@ impl Failure {
 pub(crate) struct ResultMsg {
     pub(crate) id: u64,
     pub(crate) outcome: Result<serde_bytes::ByteBuf, Failure>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BootFailure, JoinError};
+
+    /// A worker node whose local pool gave up on its workers fails its tasks as a panic
+    /// that says why (the shape boot49 gave every driver), not as a codec error.
+    #[test]
+    fn a_nodes_pool_whose_workers_cannot_start_fails_its_tasks_as_a_panic() {
+        let ended = JoinError::Exited { name: "PoolWorker-1".into(), code: 3 };
+        let cannot_start = TaskError::WorkersCannotStart(BootFailure { deaths: 10, pid: 7, ended });
+        match Failure::from_task_error(cannot_start).into_task_error() {
+            TaskError::Panicked(info) => {
+                assert!(info.message.starts_with("the pool's workers cannot start: 10 in a row"), "{info:?}");
+                assert!(info.message.contains("exited with code 3"), "{info:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

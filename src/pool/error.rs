@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{CodecError, PanicInfo, debug_as_message, signal_name};
+use crate::error::{CodecError, JoinError, PanicInfo, debug_as_message, signal_name};
 
 /// Why a task did not produce its result. Every task ends with its result or one of these.
 ///
@@ -87,6 +87,31 @@ pub enum TaskError {
     /// came: the task was dropped, or its worker stopped.
     #[error("the task was cancelled")]
     Cancelled,
+    /// The pool's workers cannot start: too many in a row ended before their first answer
+    /// (see [`PoolBuilder::initializer`](crate::PoolBuilder::initializer)), the last as
+    /// [`BootFailure::ended`] says. The pool starts no more workers and stays failed: every
+    /// task given to it since fails so at once. (A panic of the pool's initializer is
+    /// [`TaskError::Panicked`] with the initializer's panic.)
+    #[error("the pool's workers cannot start: {0}")]
+    WorkersCannotStart(BootFailure),
+}
+
+/// How the workers of a pool that gave up on them ended ([`TaskError::WorkersCannotStart`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{deaths} in a row ended before their first answer; the last, pid {pid}: {ended}")]
+#[non_exhaustive]
+pub struct BootFailure {
+    /// How many workers in a row ended before their first answer.
+    pub deaths: u32,
+    /// The last one's pid.
+    pub pid: u32,
+    /// How the last one ended, as its `join` would say: the text of the worker's own
+    /// failure before it ran ([`JoinError::Failed`]: it could not take its argument, or
+    /// decode its boot message), a panic in the family's `child_init`
+    /// ([`JoinError::Panicked`]), or only its exit ([`JoinError::Exited`]: a
+    /// `std::process::exit` in the `child_init` or in the initializer) or the signal that
+    /// ended it ([`JoinError::Signaled`]: an abort, a crash).
+    pub ended: JoinError,
 }
 
 impl fmt::Debug for TaskError {

@@ -16,7 +16,7 @@ pub(crate) mod supervisor;
 mod thread;
 mod worker;
 
-pub use error::{NotReady, PoolError, ResultTimeoutError, TaskError};
+pub use error::{BootFailure, NotReady, PoolError, ResultTimeoutError, TaskError};
 pub use options::{ApplyOptions, MapOptions};
 pub use process::{Pool, PoolBuilder};
 pub use result::{AsyncResult, IMap, MapResult};

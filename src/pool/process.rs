@@ -137,13 +137,20 @@ impl PoolBuilder {
 
     /// `f(args)` runs once in each worker before its first task (Python's `initializer`
     /// and `initargs`). A worker whose initializer panics exits; when every attempt
-    /// fails, the pool's tasks fail with the initializer's panic instead of looping.
-    /// Likewise when workers cannot start at all (ten in a row, or twice the pool's
-    /// size, end before they take a task or answer, by an exit or a crash of their own: a
-    /// worker killed by `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is replaced and not
-    /// counted): the tasks fail with
-    /// [`TaskError::Panicked`](crate::TaskError::Panicked) saying the workers cannot
-    /// start, where Python's pool would start new ones for ever.
+    /// fails (twice the pool's size in a row), the pool's tasks fail with the
+    /// initializer's panic ([`TaskError::Panicked`](crate::TaskError::Panicked)) instead of
+    /// looping. Likewise when workers cannot start at all (ten in a row, or twice the
+    /// pool's size, end before they take a task or answer, by an exit or a crash of their
+    /// own: a worker killed by `SIGKILL`, `SIGTERM`, `SIGINT` or `SIGHUP` is replaced and
+    /// not counted): the tasks fail with
+    /// [`TaskError::WorkersCannotStart`](crate::TaskError::WorkersCannotStart), which says
+    /// how the last of them ended (its own failure text, a panic of the `child_init`, its
+    /// exit code or signal), where Python's pool would start new ones for ever.
+    ///
+    /// Either way the pool has failed for good: it starts no more workers, and every task
+    /// given to it since fails at once with the same error (`apply` and `map` return it,
+    /// an `AsyncResult` and an error callback get it, an `imap` yields it); `close` or
+    /// `terminate`, then `join`, end it as any pool.
     ///
     /// # Examples
     ///

@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 
 use super::channel::Channel;
 use super::engine::{ChunkUndo, Delivery, Engine, Job};
-use super::error::{PoolError, TaskError};
+use super::error::{BootFailure, PoolError, TaskError};
 use super::result::Helper;
 use super::stats::Counters;
 use super::worker::{FromWorker, ToWorker, WorkerBoot, WorkerStatus, worker_main};
 use crate::codec;
-use crate::error::{Error, PanicInfo};
+use crate::error::{Error, JoinError, PanicInfo};
 use crate::process::spin::LoadSpin;
 use crate::process::{Process, ProcessHandle, StartMethod, Zygote};
 use crate::shm::crash::crash_point;
@@ -193,9 +193,10 @@ struct Books {
     /// answered), none having booted between: at [`boot_death_limit`] the pool stops
     /// replacing them.
     boot_deaths: u32,
-    /// Why no worker runs the pool's work (its initializer failed in every worker, or
-    /// no worker could boot): the work fails with it.
-    init_error: Option<PanicInfo>,
+    /// Why no worker runs the pool's work (its initializer failed in every worker:
+    /// `Panicked`, or no worker could boot: `WorkersCannotStart`): the work fails with it,
+    /// for good.
+    init_error: Option<TaskError>,
     /// The indices of workers due to be replaced whose start failed (out of processes, of
     /// descriptors): started again at each tick until there is room.
     missing: Vec<u32>,
@@ -425,11 +426,11 @@ impl Inner {
             (job.discard)(&job.args);
             return Err(PoolError::Closed);
         }
-        if let Some(info) = books.init_error.clone() {
+        if let Some(error) = books.init_error.clone() {
             drop(books);
             // As a refused chunk: its handles go back before it fails.
             (job.discard)(&job.args);
-            job.delivery.deliver(job.chunk, Err(TaskError::Panicked(info)));
+            job.delivery.deliver(job.chunk, Err(error));
             return Ok(());
         }
         books.pending.push_back((id, job));
@@ -733,7 +734,7 @@ impl Inner {
                 // Every worker failed its initializer twice in a row: stop trying, fail the
                 // work with the initializer's panic.
                 if books.init_failures as usize >= 2 * self.config.workers {
-                    books.init_error = Some(info.clone());
+                    books.init_error = Some(TaskError::Panicked(info.clone()));
                     let pending: Vec<(u64, Job)> = books.pending.drain(..).collect();
                     drop(books);
                     drop(hand);
@@ -881,22 +882,18 @@ impl Inner {
                     // of them it gives up, as for an initializer failing in every worker.
                     books.boot_deaths += 1;
                     if books.init_error.is_none() && books.boot_deaths >= boot_death_limit(self.config.workers) {
-                        let ended = match code {
-                            Some(c) if c < 0 => format!("was killed by signal {}", -c),
-                            Some(c) => format!("exited with code {c}"),
-                            None => "ended".to_owned(),
-                        };
-                        books.init_error = Some(PanicInfo {
-                            process: format!("PoolWorker-{}", worker.index + 1),
-                            message: format!(
-                                "the pool's workers cannot start: {} in a row ended before their first \
-                                 answer, the last (pid {}) {ended}",
-                                books.boot_deaths,
-                                worker.handle.pid()
-                            ),
-                            location: None,
-                            backtrace: String::new(),
+                        // Why the last one ended, as its join would say: its own failure
+                        // text, a panic of its `child_init`, else its exit or signal.
+                        let name = worker.handle.name().to_owned();
+                        let ended = worker.handle.failure().unwrap_or(match code {
+                            Some(c) if c < 0 => JoinError::Signaled { name, signal: -c },
+                            c => JoinError::Exited { name, code: c.unwrap_or(0) },
                         });
+                        books.init_error = Some(TaskError::WorkersCannotStart(BootFailure {
+                            deaths: books.boot_deaths,
+                            pid: worker.handle.pid(),
+                            ended,
+                        }));
                     }
                 }
                 for id in worker.sent.drain(..) {
@@ -992,11 +989,11 @@ impl Inner {
                 }
             }
             books.workers.sort_by_key(|w| w.index);
-            if let Some(info) = books.init_error.clone() {
+            if let Some(error) = books.init_error.clone() {
                 // No worker will run them: their handles go back before they fail.
                 for (_, job) in books.pending.drain(..) {
                     (job.discard)(&job.args);
-                    failures.push((job.delivery, job.chunk, TaskError::Panicked(info.clone())));
+                    failures.push((job.delivery, job.chunk, error.clone()));
                 }
             } else if let Some((index, e)) = cannot_start.filter(|_| books.workers.is_empty()) {
                 // No worker, and none can start now: the waiting work fails rather than

@@ -7,8 +7,8 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use super::result::{
 };
 use super::star::{StarFn, ThreadTarget};
 use super::stats::{Counters, PoolStats};
-use crate::error::Error;
+use crate::error::{Error, PanicInfo};
 use crate::process::panics;
 use crate::shm::{Deadline, TakenIn};
 
@@ -33,8 +33,9 @@ const TERMINATED: u8 = 2;
 
 struct Job {
     run: Box<dyn FnOnce() + Send>,
-    /// Called instead of `run` when the pool is terminated first.
-    cancel: Box<dyn FnOnce() + Send>,
+    /// Called instead of `run`, with why: the pool was terminated first, or no thread of
+    /// it can run it ([`Shared::failed`]).
+    cancel: Box<dyn FnOnce(TaskError) + Send>,
 }
 
 struct Shared {
@@ -46,9 +47,36 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     counters: Counters,
     workers: usize,
+    /// Threads whose initializer panicked (each ended there).
+    init_failures: AtomicUsize,
+    /// Set when the initializer panicked in every thread, to the last panic: no thread is
+    /// left to run a task, so every task fails with it, those queued then and those given
+    /// since (set, and the queue emptied, under `sender`'s lock, under which `submit`
+    /// looks).
+    failed: OnceLock<TaskError>,
     /// The process that made the pool. A copy that fork made in a child (a pool kept in a
     /// static) has none of its threads: it is closed there, and its drop joins nothing.
     made_in: TakenIn,
+}
+
+impl Shared {
+    /// A thread's initializer panicked (`info`): after the last thread's, the pool has
+    /// failed, and its queued tasks fail with the panic (nothing would ever run them).
+    fn initializer_failed(&self, info: PanicInfo) {
+        if self.init_failures.fetch_add(1, Ordering::AcqRel) + 1 < self.workers {
+            return;
+        }
+        let queued: Vec<Job> = {
+            let _sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = self.failed.set(TaskError::Panicked(info));
+            self.jobs.try_iter().collect()
+        };
+        let error = self.failed.get().expect("set just now");
+        for job in queued {
+            // A panic of user code (an error callback) must not keep the others' errors.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.cancel)(error.clone())));
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -132,6 +160,12 @@ impl ThreadPoolBuilder {
 
     /// Runs once in each thread before its first task (Python's `initializer`).
     ///
+    /// A thread whose initializer panics runs no task and is not replaced (Python's pool
+    /// would start another, for ever): the others run the work. Once it panicked in every
+    /// thread the pool has failed for good: every task, queued or given since, fails at
+    /// once with the last panic ([`TaskError::Panicked`]); `close` or `terminate`, then
+    /// `join`, end it.
+    ///
     /// # Examples
     ///
     /// ```
@@ -182,6 +216,8 @@ impl ThreadPoolBuilder {
             threads: Mutex::new(Vec::new()),
             counters: Counters::default(),
             workers,
+            init_failures: AtomicUsize::new(0),
+            failed: OnceLock::new(),
             made_in: TakenIn::here(),
         });
         let mut threads = Vec::with_capacity(workers);
@@ -189,10 +225,18 @@ impl ThreadPoolBuilder {
             let rx: Receiver<Job> = rx.clone();
             let init = self.initializer.clone();
             let pool = Arc::downgrade(&shared);
-            threads.push(std::thread::Builder::new().name(format!("ThreadPoolWorker-{}", i + 1)).spawn(move || {
+            let name = format!("ThreadPoolWorker-{}", i + 1);
+            threads.push(std::thread::Builder::new().name(name.clone()).spawn(move || {
                 WORKER_OF.with(|w| w.set(Weak::as_ptr(&pool) as usize));
-                if let Some(init) = init {
-                    init();
+                if let Some(init) = init
+                    && let Err(info) = panics::catching(&name, || init())
+                {
+                    // As a process pool's worker whose initializer panics, this thread
+                    // runs no task; it is not replaced (Python's would be, for ever).
+                    if let Some(p) = pool.upgrade() {
+                        p.initializer_failed(info);
+                    }
+                    return;
                 }
                 for job in rx.iter() {
                     run_job(&pool, job);
@@ -215,12 +259,9 @@ fn run_job(pool: &Weak<Shared>, job: Job) {
     // A task's panic is caught with the task; what is left is user code around it (a
     // result's `Drop`, when nobody kept its `AsyncResult`): its panic stops here (the hook
     // has printed it), the thread goes on.
-    let _ =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            || {
-                if terminated { (job.cancel)() } else { (job.run)() }
-            },
-        ));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if terminated { (job.cancel)(TaskError::Terminated) } else { (job.run)() }
+    }));
 }
 
 /// The helper of a result asked for by one of the pool's own threads (a task, or a
@@ -359,6 +400,12 @@ impl ThreadPool {
             return Err(PoolError::Closed);
         }
         let sender = self.shared.sender.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(_), Some(error)) = (sender.as_ref(), self.shared.failed.get()) {
+            drop(sender);
+            // No thread can run it: it fails at once, as in a failed process pool.
+            (job.cancel)(error.clone());
+            return Ok(());
+        }
         match sender.as_ref() {
             Some(tx) if self.shared.state.load(Ordering::Acquire) == RUNNING => {
                 tx.send(job).map_err(|_| PoolError::Closed)
@@ -404,8 +451,8 @@ impl ThreadPool {
                 }
                 run_sink.deliver(index, outcome);
             }),
-            cancel: Box::new(move || {
-                let outcome = Err(TaskError::Terminated);
+            cancel: Box::new(move |why| {
+                let outcome = Err(why);
                 if let Some(p) = cancelled_pool.upgrade() {
                     count::<R>(&p.counters, &outcome, n);
                 }

@@ -177,6 +177,9 @@ impl ChildState {
             Link::Room(room, boot) => (None, Some(room), None, boot),
             Link::Unsent(sock, why) => (Some(Arc::new(sock)), None, Some(Outcome::Failed(why)), None),
         };
+        // Only its undo entries are needed until the reap, not its bytes (a room child's
+        // up to `INLINE_BOOT_MAX`, a socket child's of any length: review62 L7).
+        let boot = boot.map(Encoded::undo_only);
         Self {
             pid,
             name,

@@ -628,7 +628,7 @@ pub(crate) fn request(boot: Boot<'_>) -> Result<Started, LaunchError> {
                 }
                 LaunchError::Failed(error) | LaunchError::ServerDied(error) if !room.stop() => {
                     room.leave();
-                    Err(LaunchError::Lost { own: None, error })
+                    Err(LaunchError::Lost { own: None, error: Box::new(error), boot: None })
                 }
                 LaunchError::Failed(_) | LaunchError::ServerDied(_) => {
                     room.leave_to_child();

@@ -802,7 +802,7 @@ fn launch(
         Ok(started) => started,
         // No child took the token: dropped, it is taken back (the undo runs).
         Err(LaunchError::Failed(e) | LaunchError::ServerDied(e)) => return Err(e),
-        Err(LaunchError::Lost { own, error }) => return Err(lost_child(own, error, args)),
+        Err(LaunchError::Lost { own, error, boot }) => return Err(lost_child(own, *error, args, boot)),
     };
     // The argument is with the child now: we keep the token (to take it back at the reap
     // if the child never took it) or, without one, the undo until the child is reaped, to
@@ -862,13 +862,16 @@ fn send_first<'a>(ours: BorrowedFd<'_>, framed: &'a [u8], fds: &[BorrowedFd<'_>]
 /// The boot message of a start that gave no child (`error`), written to its socket (its
 /// first part, [`send_first`]) or sent with the request: given back (its blobs, dropped)
 /// when no child will read it (`Failed`: none was made, or the fork server's, killed before
-/// it answered, exits on EOF before it decodes); left to a `Lost` child, which may have read
-/// it (a leak at worst).
+/// it answered, exits on EOF before it decodes); a `Lost` child may have read it: the
+/// message (its blobs) goes with the error, for [`lost_child`] to give back from the dead
+/// child or leave to it.
 fn not_started(message: Encoded, error: LaunchError) -> LaunchError {
-    if !matches!(error, LaunchError::Failed(_) | LaunchError::ServerDied(_)) {
-        message.sent();
+    match error {
+        LaunchError::Lost { own, error, boot: None } if message.has_handles() => {
+            LaunchError::Lost { own, error, boot: Some(Box::new(message.undo_only())) }
+        }
+        error => error,
     }
-    error
 }
 
 /// A child `started` on a boot socket (`ours` is our end; `rest`, what its buffer did not
@@ -910,11 +913,11 @@ fn on_socket(
         // end of its socket without decoding it: nothing of its argument is its own. Our own
         // is killed and reaped; the server reaps its own (review49 L2: the message, the
         // argument's handles and the server's child's token were kept for it).
-        Err(LaunchError::Lost { own, error }) if go || !rest.is_empty() => {
+        Err(LaunchError::Lost { own, error, .. }) if go || !rest.is_empty() => {
             if let Some(pid) = own {
                 kill_and_settle(pid);
             }
-            return Err(LaunchError::Failed(error));
+            return Err(LaunchError::Failed(*error));
         }
         Err(e) => return Err(not_started(message, e)),
     };
@@ -1011,14 +1014,16 @@ pub(crate) enum LaunchError {
     /// A child exists, or may, and reads its boot message as any child does, but it cannot
     /// be had: its descriptors found no room in this process (`error` is then `EMFILE`),
     /// or the server's answer was lost after the server told it to go. `own` is our own
-    /// child's pid (only we can reap it); `None` is the fork server's child.
-    Lost { own: Option<u32>, error: Error },
+    /// child's pid (only we can reap it); `None` is the fork server's child. `boot`: its
+    /// boot message, if it holds handles (its blobs) and the child may have read it
+    /// ([`not_started`] puts it here). Boxed, both: a start's error stays small.
+    Lost { own: Option<u32>, error: Box<Error>, boot: Option<Box<Encoded>> },
 }
 
 impl LaunchError {
     /// A child whose descriptors found no room in this process.
     pub(crate) fn lost(own: Option<u32>) -> Self {
-        LaunchError::Lost { own, error: Error::Io(sys::out_of_descriptors()) }
+        LaunchError::Lost { own, error: Box::new(Error::Io(sys::out_of_descriptors())), boot: None }
     }
 }
 
@@ -1030,17 +1035,28 @@ impl<E: Into<Error>> From<E> for LaunchError {
 
 /// A child whose descriptors never reached us (`error`: we had no room for them, or the
 /// server's answer was lost after its go): the start fails with `error`, and the child may
-/// already hold handles of its argument. Our own child is killed and reaped here, then settled as any dead child
-/// (`ChildState::try_reap`): what it listed is let go of, and what it wrote no receipt
-/// for is given back. The server's child (only when another thread took the room made for
-/// the answer) we cannot wait for: its argument's handles stay its own, as those of a
-/// child whose handle was dropped.
-fn lost_child(own: Option<u32>, error: Error, child::ChildArgs { undo: args, token }: child::ChildArgs) -> Error {
+/// already hold handles of its argument, and have taken blobs of its boot message (`boot`).
+/// Our own child is killed and reaped here, then settled as any dead child
+/// (`ChildState::try_reap`): what it listed is let go of, its token taken back, and its
+/// boot message's blobs it did not take given back from the dead (review62 L5: they were
+/// forgotten, a 64 KB argument's blob leaked). The server's child (only when another thread
+/// took the room made for the answer), or one of ours that could not be reaped, we cannot
+/// wait for: its argument's handles and its boot message stay its own, as those of a child
+/// whose handle was dropped.
+fn lost_child(
+    own: Option<u32>,
+    error: Error,
+    child::ChildArgs { undo: args, token }: child::ChildArgs,
+    boot: Option<Box<Encoded>>,
+) -> Error {
     if let Some(pid) = own
         && kill_and_settle(pid)
     {
         // The token taken back if the child never took it (else its death freed it).
         drop(token);
+        if let Some(boot) = boot {
+            codec::give_back_from_dead(*boot, pid, Vec::new());
+        }
         // Receipts on the socket, or none: counted as taken (a leak at worst, never a
         // handle given back twice).
         if let Some(args) = args {
@@ -1052,6 +1068,9 @@ fn lost_child(own: Option<u32>, error: Error, child::ChildArgs { undo: args, tok
         }
         if let Some(token) = token {
             token.leave();
+        }
+        if let Some(boot) = boot {
+            boot.sent();
         }
     }
     error
@@ -1166,6 +1185,14 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             Ok(None) => Err(JoinTimeoutError::Timeout(self)),
             Err(e) => Err(JoinTimeoutError::Failed(e)),
         }
+    }
+
+    /// Once the child ended (else `None`), what its `join` would say went wrong, its
+    /// outcome taken (`None` too if its target returned): for a handle nobody joins, a
+    /// pool's worker's.
+    pub(crate) fn failure(&self) -> Option<JoinError> {
+        let ended = self.child.ended().ok().flatten()?;
+        self.result(ended).err()
     }
 
     /// Waits for the child's end until `deadline`; [`JoinError::NotAChild`] at once in a

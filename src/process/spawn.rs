@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::LaunchError;
 use super::boot::BOOT_ENV;
 use super::family;
+use crate::shm::crash::fail_point;
 use crate::sys;
 
 /// Starts a child whose boot socket end is `boot`; returns its pid and pidfd.
@@ -21,7 +22,9 @@ pub(crate) fn start(boot: OwnedFd) -> Result<(u32, OwnedFd), LaunchError> {
         let room = sys::dup(&boot)?;
         let pid = sys::spawn_self(boot.as_fd(), &env)?;
         drop(room);
-        // Another thread may have taken the room back.
-        sys::pidfd_open(pid).map(|pidfd| (pid, pidfd)).map_err(|_| LaunchError::lost(Some(pid)))
+        // Another thread may have taken the room back (crash point
+        // `fail:process.spawn.pidfd`: as if it had).
+        let pidfd = if fail_point!("process.spawn.pidfd") { None } else { sys::pidfd_open(pid).ok() };
+        pidfd.map(|pidfd| (pid, pidfd)).ok_or_else(|| LaunchError::lost(Some(pid)))
     })
 }
