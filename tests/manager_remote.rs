@@ -629,6 +629,31 @@ fn an_endless_handshake_timeout_is_no_panic() {
     assert_eq!(remote.number_of_objects().unwrap(), 0);
 }
 
+/// `Duration::MAX` is "no limit" for the call timeout too, as for a family client (whose
+/// timeout is kept in nanoseconds, saturating): a remote call that waits, and a call that
+/// gets its answer before its first look, both end with their answer.
+#[test]
+fn an_endless_call_timeout_is_no_panic() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let remote = Manager::builder()
+        .address(manager.address().unwrap().to_string())
+        .authkey(KEY)
+        .call_timeout(Duration::MAX)
+        .connect()
+        .unwrap();
+    let q = remote.queue::<u8>().unwrap();
+    let getter = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    q.put(7).unwrap();
+    assert_eq!(getter.join().unwrap().unwrap(), 7);
+    let local = Manager::builder().call_timeout(Duration::MAX).start().unwrap();
+    assert_eq!(local.number_of_objects().unwrap(), 0);
+}
+
 // ---- fuzzing the server with what a real client says ----------------------------------------
 
 /// A tiny xorshift: the same attacks on every run.
