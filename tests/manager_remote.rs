@@ -356,6 +356,59 @@ fn a_server_program_serves_its_registered_types_until_killed() {
 
 // ---- hostile or careless clients ------------------------------------------------------------
 
+/// A registered type's method that panics on the server fails only the remote call that
+/// ran it: the value, its connection and the other clients go on.
+#[test]
+fn a_registered_method_that_panics_for_a_remote_client_fails_only_its_call() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).register::<Counter>().start().unwrap();
+    let addr = manager.address().unwrap();
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let c: CounterProxy = remote.create(Counter { n: 1, log: Vec::new() }).unwrap();
+    let exploded = c.explode();
+    assert!(matches!(&exploded, Err(ManagerError::MethodFailed(why)) if why.contains("exploded")), "{exploded:?}");
+    assert_eq!(c.incr(1).unwrap(), 2);
+    let other = Manager::connect(addr, KEY).unwrap();
+    assert_eq!(other.number_of_objects().unwrap(), 1);
+}
+
+/// `shutdown` ends the server whatever its remote peers do: one silent in the handshake,
+/// authenticated ones stalled in the middle of a small and of a large request frame, and a
+/// remote call parked on an empty queue, which then ends typed.
+#[test]
+fn shutdown_ends_the_server_past_stalled_peers_and_a_parked_remote_call() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let server = manager.pid().unwrap();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent.write_all(&[1, 2, 3]).unwrap();
+    let stalled = |announced: u32| {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        authenticate(&mut raw, KEY);
+        raw.write_all(&announced.to_le_bytes()).unwrap();
+        raw.write_all(&[0; 10]).unwrap();
+        raw
+    };
+    let mut small = stalled(100);
+    let mut large = stalled(1 << 20);
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let q: QueueProxy<u8> = remote.queue().unwrap();
+    let parked = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    // The others are served meanwhile.
+    assert_eq!(manager.number_of_objects().unwrap(), 1);
+    manager.shutdown().unwrap();
+    let got = parked.join().unwrap();
+    assert!(matches!(got, Err(ManagerError::ServerGone { .. })), "{got:?}");
+    assert!(eventually(Duration::from_secs(30), || !common::pid_running(server)));
+    for raw in [&mut silent, &mut small, &mut large] {
+        assert!(closed_by_server(raw));
+    }
+}
+
 #[test]
 fn a_semaphore_released_past_u32_max_is_a_typed_error_and_the_server_goes_on() {
     let _w = common::heap_user(LIMIT);
