@@ -1,8 +1,12 @@
 //! Remote access over TCP: the server's listener, and the client's connection.
 //!
 //! After the handshake ([`super::auth`]), each side sends frames: a little-endian `u32`
-//! length, then that many bytes. A frame longer than the receiver's limit is refused
-//! before anything is allocated for it, and the connection is closed. The server turns
+//! length, then that many bytes. Nothing is allocated for a frame longer than the
+//! receiver's limit. The server reads and drops such a request (within
+//! [`Limits::frame_timeout`], or the connection is closed) and fails its call with
+//! `TooLarge`, and the connection goes on: a client does not know the server's limit, and
+//! a connection closed without a word read as the server gone. A client closes the
+//! connection on a reply above its own limit. The server turns
 //! each request frame into a message on its ring, so that its one dispatcher serves
 //! family and remote clients alike; a writer thread per connection sends the answers, so
 //! that a slow reader never holds up the dispatcher.
@@ -209,6 +213,25 @@ fn read_request<'m>(
     // The next frame's head may take as long as the client likes.
     stream.set_read_timeout(None).map_err(FrameError::Io)?;
     Ok((body, Some(share)))
+}
+
+#[cfg(feature = "remote")]
+/// Reads and drops the body of a request frame of `len` bytes above the limit, a small
+/// buffer at a time (nothing is allocated for it), all of it by `timeout` from now, like a
+/// large frame; returns the sequence number the request starts with, to answer it.
+fn skip_frame(stream: &mut TcpStream, len: u64, timeout: Duration) -> io::Result<Option<u64>> {
+    let mut body = auth::Bounded::new(&*stream, auth::deadline_after(timeout));
+    // A sequence number is a varint of at most 10 bytes.
+    let mut head = [0u8; 10];
+    let head = &mut head[..len.min(10) as usize];
+    body.read_exact(head)?;
+    let rest = len - head.len() as u64;
+    if io::copy(&mut Read::take(&mut body, rest), &mut io::sink())? < rest {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    // The next frame's head may take as long as the client likes.
+    stream.set_read_timeout(None)?;
+    Ok(request_seq(head))
 }
 
 /// What the dispatcher and the connection threads share about remote connections: their
@@ -457,11 +480,29 @@ fn serve_connection(
         let _ = writer.shutdown(Shutdown::Both);
     });
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
-        // The frame and its share of the budget go once it is on the ring.
         let timeout = config.limits.frame_timeout;
-        while let Ok((frame, _share)) = read_request(&mut stream, config.max_message, &config.frames, timeout) {
-            if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
-                break;
+        loop {
+            match read_request(&mut stream, config.max_message, &config.frames, timeout) {
+                // The frame and its share of the budget go once it is on the ring.
+                Ok((frame, _share)) => {
+                    if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
+                        break;
+                    }
+                }
+                // Its call fails typed and the stream goes on: a client cannot know the
+                // server's limit, and a close would read as the server gone.
+                Err(FrameError::TooLarge(len)) => {
+                    let seq = skip_frame(&mut stream, len, timeout).ok().flatten().filter(|&seq| seq != 0);
+                    let refusal = seq.and_then(|seq| {
+                        let mut frame = Vec::new();
+                        let fault = Fault::TooLarge { len, max: config.max_message };
+                        encode_plain(&Reply::<ObjectId> { seq, result: Err(fault) }, &mut frame).ok().map(|()| frame)
+                    });
+                    if !refusal.is_some_and(|frame| send_to_writer(writers, conn, frame)) {
+                        break;
+                    }
+                }
+                Err(FrameError::Io(_)) => break,
             }
         }
     }
