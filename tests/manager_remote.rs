@@ -396,6 +396,23 @@ fn a_request_above_the_servers_message_limit_is_too_large_and_the_connection_goe
     assert_eq!(d.len().unwrap(), 2);
 }
 
+/// A reply above a remote client's limit (64 MiB: a copy of a large list) fails its call
+/// with `TooLarge`, and the connection goes on: the server is not gone.
+#[test]
+fn a_reply_above_the_clients_message_limit_is_too_large_and_the_connection_goes_on() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let list: ListProxy<serde_bytes::ByteBuf> = remote.list().unwrap();
+    for _ in 0..3 {
+        list.push(serde_bytes::ByteBuf::from(vec![7u8; 30 << 20])).unwrap();
+    }
+    let copy = list.to_vec().map(|v| v.len());
+    assert!(matches!(copy, Err(ManagerError::TooLarge { max, .. }) if max == 64 << 20), "{copy:?}");
+    assert_eq!(list.len().unwrap(), 3);
+    assert_eq!(list.pop().unwrap().map(|b| b.len()), Some(30 << 20));
+}
+
 /// `shutdown` ends the server whatever its remote peers do: one silent in the handshake,
 /// authenticated ones stalled in the middle of a small and of a large request frame, and a
 /// remote call parked on an empty queue, which then ends typed.
