@@ -53,6 +53,22 @@
 //! drop(guard);
 //! ```
 //!
+//! A process is started once, and joined only once started: `start` takes the `Process`
+//! and gives a `ProcessHandle`, the only one with `join` (Python raises at run time for
+//! both).
+//!
+//! ```compile_fail,E0382
+//! fn work(x: u32) -> u32 { x }
+//! let process = multiproc::Process::new(work, 1);
+//! let first = process.start();
+//! let second = process.start(); // `process` was moved by the first start
+//! ```
+//!
+//! ```compile_fail,E0599
+//! fn work(x: u32) -> u32 { x }
+//! let joined = multiproc::Process::new(work, 1).join(); // no `join` before `start`
+//! ```
+//!
 //! Only `ShmSafe` types live in shared memory: a type holding a pointer does not.
 //!
 //! ```compile_fail,E0277

@@ -229,7 +229,13 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 #[test]
 fn malformed_frames_oversized_frames_and_garbage_are_refused_without_harm() {
     let _w = common::heap_user(LIMIT);
-    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_message_size(4096).start().unwrap();
+    let manager = Manager::builder()
+        .address("127.0.0.1:0")
+        .authkey(KEY)
+        .max_message_size(4096)
+        .frame_timeout(Duration::from_secs(2))
+        .start()
+        .unwrap();
     let addr = manager.address().unwrap();
     let d = manager.dict::<u8, u8>().unwrap();
     manager.publish("d", &d).unwrap();
@@ -244,7 +250,8 @@ fn malformed_frames_oversized_frames_and_garbage_are_refused_without_harm() {
     assert_eq!(&verdict, b"#FAILURE");
     assert!(closed_by_server(&mut raw));
 
-    // Authenticated, then a frame announcing 4 GiB: refused before any allocation.
+    // Authenticated, then a frame announcing 4 GiB: nothing is allocated for it, and a
+    // peer that does not send it is dropped after the frame timeout.
     let mut raw = TcpStream::connect(addr).unwrap();
     authenticate(&mut raw, KEY);
     raw.write_all(&u32::MAX.to_le_bytes()).unwrap();
@@ -263,15 +270,12 @@ fn malformed_frames_oversized_frames_and_garbage_are_refused_without_harm() {
     assert!(String::from_utf8_lossy(&body).contains("cannot decode"), "{body:?}");
     assert!(closed_by_server(&mut raw));
 
-    // A client sending more than the limit gets an error, and the server goes on.
+    // A client sending more than the limit gets a typed error, and the server goes on.
     let remote = Manager::connect(addr, KEY).unwrap();
     let rd: DictProxy<u8, Vec<u8>> = remote.dict().unwrap();
     assert!(rd.insert(1, vec![7; 100]).is_ok());
     let too_big = rd.insert(2, vec![7; 10_000]);
-    assert!(
-        matches!(too_big, Err(ManagerError::ServerGone { .. }) | Err(ManagerError::TooLarge { .. })),
-        "{too_big:?}"
-    );
+    assert!(matches!(too_big, Err(ManagerError::TooLarge { .. })), "{too_big:?}");
 
     // Through all of it, the server served.
     d.insert(1, 2).unwrap();
@@ -355,6 +359,96 @@ fn a_server_program_serves_its_registered_types_until_killed() {
 }
 
 // ---- hostile or careless clients ------------------------------------------------------------
+
+/// A registered type's method that panics on the server fails only the remote call that
+/// ran it: the value, its connection and the other clients go on.
+#[test]
+fn a_registered_method_that_panics_for_a_remote_client_fails_only_its_call() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).register::<Counter>().start().unwrap();
+    let addr = manager.address().unwrap();
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let c: CounterProxy = remote.create(Counter { n: 1, log: Vec::new() }).unwrap();
+    let exploded = c.explode();
+    assert!(matches!(&exploded, Err(ManagerError::MethodFailed(why)) if why.contains("exploded")), "{exploded:?}");
+    assert_eq!(c.incr(1).unwrap(), 2);
+    let other = Manager::connect(addr, KEY).unwrap();
+    assert_eq!(other.number_of_objects().unwrap(), 1);
+}
+
+/// A remote call whose request is above the server's `max_message_size` (which the client
+/// does not know) fails with `TooLarge`, as a family client's does, not as if the server
+/// had gone: the server reads and drops the frame, and the connection goes on, for the
+/// smallest request above the limit and for one many times it.
+#[test]
+fn a_request_above_the_servers_message_limit_is_too_large_and_the_connection_goes_on() {
+    let _w = common::heap_user(LIMIT);
+    let manager = Manager::builder().address("127.0.0.1:0").authkey(KEY).max_message_size(4096).start().unwrap();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let d: DictProxy<u8, Vec<u8>> = remote.dict().unwrap();
+    let fits = (0..).find(|&n| d.insert(0, vec![7; n + 1]).is_err()).unwrap();
+    for n in [fits + 1, 1 << 20] {
+        let too_big = d.insert(1, vec![7; n]);
+        assert!(matches!(too_big, Err(ManagerError::TooLarge { max: 4096, .. })), "{n} bytes: {too_big:?}");
+        d.insert(2, vec![7; 10]).unwrap();
+    }
+    assert_eq!(d.get(&0).unwrap(), Some(vec![7; fits]));
+    assert_eq!(d.len().unwrap(), 2);
+}
+
+/// A reply above a remote client's limit (64 MiB: a copy of a large list) fails its call
+/// with `TooLarge`, and the connection goes on: the server is not gone.
+#[test]
+fn a_reply_above_the_clients_message_limit_is_too_large_and_the_connection_goes_on() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let remote = Manager::connect(manager.address().unwrap(), KEY).unwrap();
+    let list: ListProxy<serde_bytes::ByteBuf> = remote.list().unwrap();
+    for _ in 0..3 {
+        list.push(serde_bytes::ByteBuf::from(vec![7u8; 30 << 20])).unwrap();
+    }
+    let copy = list.to_vec().map(|v| v.len());
+    assert!(matches!(copy, Err(ManagerError::TooLarge { max, .. }) if max == 64 << 20), "{copy:?}");
+    assert_eq!(list.len().unwrap(), 3);
+    assert_eq!(list.pop().unwrap().map(|b| b.len()), Some(30 << 20));
+}
+
+/// `shutdown` ends the server whatever its remote peers do: one silent in the handshake,
+/// authenticated ones stalled in the middle of a small and of a large request frame, and a
+/// remote call parked on an empty queue, which then ends typed.
+#[test]
+fn shutdown_ends_the_server_past_stalled_peers_and_a_parked_remote_call() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let addr = manager.address().unwrap();
+    let server = manager.pid().unwrap();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent.write_all(&[1, 2, 3]).unwrap();
+    let stalled = |announced: u32| {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        authenticate(&mut raw, KEY);
+        raw.write_all(&announced.to_le_bytes()).unwrap();
+        raw.write_all(&[0; 10]).unwrap();
+        raw
+    };
+    let mut small = stalled(100);
+    let mut large = stalled(1 << 20);
+    let remote = Manager::connect(addr, KEY).unwrap();
+    let q: QueueProxy<u8> = remote.queue().unwrap();
+    let parked = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    // The others are served meanwhile.
+    assert_eq!(manager.number_of_objects().unwrap(), 1);
+    manager.shutdown().unwrap();
+    let got = parked.join().unwrap();
+    assert!(matches!(got, Err(ManagerError::ServerGone { .. })), "{got:?}");
+    assert!(eventually(Duration::from_secs(30), || !common::pid_running(server)));
+    for raw in [&mut silent, &mut small, &mut large] {
+        assert!(closed_by_server(raw));
+    }
+}
 
 #[test]
 fn a_semaphore_released_past_u32_max_is_a_typed_error_and_the_server_goes_on() {
@@ -627,6 +721,31 @@ fn an_endless_handshake_timeout_is_no_panic() {
         Manager::builder().address("127.0.0.1:0").authkey(KEY).handshake_timeout(Duration::MAX).start().unwrap();
     let remote = Manager::connect_timeout(manager.address().unwrap(), KEY, Duration::MAX).unwrap();
     assert_eq!(remote.number_of_objects().unwrap(), 0);
+}
+
+/// `Duration::MAX` is "no limit" for the call timeout too, as for a family client (whose
+/// timeout is kept in nanoseconds, saturating): a remote call that waits, and a call that
+/// gets its answer before its first look, both end with their answer.
+#[test]
+fn an_endless_call_timeout_is_no_panic() {
+    let _w = common::heap_user(LIMIT);
+    let manager = remote_manager();
+    let remote = Manager::builder()
+        .address(manager.address().unwrap().to_string())
+        .authkey(KEY)
+        .call_timeout(Duration::MAX)
+        .connect()
+        .unwrap();
+    let q = remote.queue::<u8>().unwrap();
+    let getter = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get())
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    q.put(7).unwrap();
+    assert_eq!(getter.join().unwrap().unwrap(), 7);
+    let local = Manager::builder().call_timeout(Duration::MAX).start().unwrap();
+    assert_eq!(local.number_of_objects().unwrap(), 0);
 }
 
 // ---- fuzzing the server with what a real client says ----------------------------------------

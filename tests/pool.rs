@@ -1141,6 +1141,19 @@ fn a_chunk_size_of_zero_is_an_error_as_in_python() {
     assert_eq!(pool.map_with(square, [1, 2], MapOptions::new().chunksize(1)).unwrap(), [1, 4]);
 }
 
+/// `imap`'s window is the lookahead's chunks of `chunksize` items: a product past
+/// `usize::MAX` is "all of them", not an overflow (a panic in a debug build, a window of
+/// some other size in a release one).
+#[test]
+fn an_imap_window_past_any_count_is_all_of_it_not_an_overflow() {
+    let _w = heap_user(LIMIT);
+    let pool = Pool::new(1).unwrap();
+    for options in [MapOptions::new().chunksize(usize::MAX), MapOptions::new().chunksize(2).lookahead(usize::MAX)] {
+        let got: Vec<u64> = pool.imap_with(square, 0..5, options).unwrap().map(Result::unwrap).collect();
+        assert_eq!(got, [0, 1, 4, 9, 16]);
+    }
+}
+
 fn halved(x: i64) -> f64 {
     x as f64 / 2.0
 }

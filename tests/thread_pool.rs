@@ -393,6 +393,18 @@ fn a_chunk_size_of_zero_is_an_error_as_in_python() {
     assert_eq!(pool.map_with(|x: u32| x * x, [1, 2], MapOptions::new().chunksize(1)).unwrap(), [1, 4]);
 }
 
+/// As for a process pool: `imap`'s window past `usize::MAX` items is all of it, not an
+/// overflow.
+#[test]
+fn an_imap_window_past_any_count_is_all_of_it_not_an_overflow() {
+    let _w = watchdog(LIMIT);
+    let pool = ThreadPool::new(1).unwrap();
+    for options in [MapOptions::new().chunksize(usize::MAX), MapOptions::new().chunksize(2).lookahead(usize::MAX)] {
+        let got: Vec<u32> = pool.imap_with(|x: u32| x * x, 0..5, options).unwrap().map(Result::unwrap).collect();
+        assert_eq!(got, [0, 1, 4, 9, 16]);
+    }
+}
+
 #[test]
 fn timeouts_past_584_years_mean_no_timeout() {
     let _w = watchdog(LIMIT);

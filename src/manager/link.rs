@@ -644,9 +644,18 @@ impl Liveness {
     /// When to look again: half the timeout after the last news (then send a ping), the
     /// whole timeout once a ping is out (then give up).
     pub(crate) fn deadline(&self) -> Deadline {
-        let Some((timeout, heard)) = self.limit else { return Deadline::NEVER };
-        let wait = if self.ping.is_some() { timeout } else { timeout / 2 };
-        Deadline::after((heard + wait).saturating_duration_since(Instant::now()))
+        match self.look_at() {
+            Some(at) => Deadline::after(at.saturating_duration_since(Instant::now())),
+            None => Deadline::NEVER,
+        }
+    }
+
+    /// The instant of the next look ([`Liveness::deadline`]); `None` for never, also when
+    /// a timeout too long for an `Instant` (`Duration::MAX`, a remote client's as given)
+    /// puts it past any.
+    fn look_at(&self) -> Option<Instant> {
+        let (timeout, heard) = self.limit?;
+        heard.checked_add(if self.ping.is_some() { timeout } else { timeout / 2 })
     }
 
     /// Whether the answer numbered `seq` is to the ping out, which says the server is there.
@@ -665,16 +674,16 @@ impl Liveness {
     /// Nothing came by [`Liveness::deadline`]: pings the server with `ping` (which sends one
     /// and returns its number) or, when a ping is out already, gives up.
     pub(crate) fn no_news(&mut self, ping: impl FnOnce() -> Result<u64, ManagerError>) -> Result<(), ManagerError> {
-        let Some((timeout, heard)) = self.limit else { return Ok(()) };
-        let now = Instant::now();
+        let Some((timeout, _)) = self.limit else { return Ok(()) };
+        if self.look_at().is_none_or(|at| Instant::now() < at) {
+            return Ok(());
+        }
         match self.ping {
-            Some(_) if now >= heard + timeout => Err(ManagerError::CallTimeout(timeout)),
-            Some(_) => Ok(()),
-            None if now >= heard + timeout / 2 => {
+            Some(_) => Err(ManagerError::CallTimeout(timeout)),
+            None => {
                 self.ping = Some(ping()?);
                 Ok(())
             }
-            None => Ok(()),
         }
     }
 
@@ -736,6 +745,11 @@ mod tests {
             alive.no_news(|| unreachable!("one ping at a time")),
             Err(ManagerError::CallTimeout(t)) if t.is_zero()
         ));
+
+        // A timeout past any `Instant`: never a look, never a ping, never a panic.
+        let mut endless = Liveness::new(Some(Duration::MAX));
+        assert_eq!(endless.deadline(), Deadline::NEVER);
+        assert!(endless.no_news(|| unreachable!("no look, no ping")).is_ok());
     }
 
     #[test]

@@ -482,8 +482,10 @@ impl ManagerBuilder {
 
     #[cfg(feature = "remote")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
-    /// The largest message a remote client may send (default 64 MiB); a larger frame
-    /// closes its connection before anything is allocated for it.
+    /// The largest message a remote client may send (default 64 MiB). Nothing is
+    /// allocated for a larger one: the server reads and drops it, its call fails with
+    /// [`ManagerError::TooLarge`], and the connection goes on. A client that does not send
+    /// all of it within [`frame_timeout`](Self::frame_timeout) is disconnected.
     ///
     /// # Examples
     ///

@@ -1,8 +1,11 @@
 //! Remote access over TCP: the server's listener, and the client's connection.
 //!
 //! After the handshake ([`super::auth`]), each side sends frames: a little-endian `u32`
-//! length, then that many bytes. A frame longer than the receiver's limit is refused
-//! before anything is allocated for it, and the connection is closed. The server turns
+//! length, then that many bytes. Nothing is allocated for a frame longer than the
+//! receiver's limit: it is read and dropped, a small buffer at a time, its call fails with
+//! `TooLarge`, and the connection goes on (the server reads it within
+//! [`Limits::frame_timeout`], or closes the connection). Neither side knows the other's
+//! limit, and a connection closed without a word read as the server gone. The server turns
 //! each request frame into a message on its ring, so that its one dispatcher serves
 //! family and remote clients alike; a writer thread per connection sends the answers, so
 //! that a slow reader never holds up the dispatcher.
@@ -209,6 +212,22 @@ fn read_request<'m>(
     // The next frame's head may take as long as the client likes.
     stream.set_read_timeout(None).map_err(FrameError::Io)?;
     Ok((body, Some(share)))
+}
+
+#[cfg(feature = "remote")]
+/// Reads and drops the body of a frame of `len` bytes above the limit, a small buffer at a
+/// time (nothing is allocated for it); returns the sequence number its request or reply
+/// starts with, to fail that call.
+fn skip_frame(body: &mut impl Read, len: u64) -> io::Result<Option<u64>> {
+    // A sequence number is a varint of at most 10 bytes.
+    let mut head = [0u8; 10];
+    let head = &mut head[..len.min(10) as usize];
+    body.read_exact(head)?;
+    let rest = len - head.len() as u64;
+    if io::copy(&mut body.take(rest), &mut io::sink())? < rest {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(request_seq(head))
 }
 
 /// What the dispatcher and the connection threads share about remote connections: their
@@ -457,11 +476,34 @@ fn serve_connection(
         let _ = writer.shutdown(Shutdown::Both);
     });
     if state.post(&Control::RemoteOpened { conn }).is_ok() {
-        // The frame and its share of the budget go once it is on the ring.
         let timeout = config.limits.frame_timeout;
-        while let Ok((frame, _share)) = read_request(&mut stream, config.max_message, &config.frames, timeout) {
-            if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
-                break;
+        loop {
+            match read_request(&mut stream, config.max_message, &config.frames, timeout) {
+                // The frame and its share of the budget go once it is on the ring.
+                Ok((frame, _share)) => {
+                    if state.requests.put_bytes(&frame, conn, Deadline::NEVER, &Patient).is_err() {
+                        break;
+                    }
+                }
+                // Its call fails typed and the stream goes on: a client cannot know the
+                // server's limit, and a close would read as the server gone.
+                Err(FrameError::TooLarge(len)) => {
+                    // All of it by the frame timeout, as a large frame; the next frame's
+                    // head may take as long as the client likes.
+                    let skipped = skip_frame(&mut auth::Bounded::new(&stream, auth::deadline_after(timeout)), len);
+                    let Ok(Some(seq)) = skipped.and_then(|seq| stream.set_read_timeout(None).map(|()| seq)) else {
+                        break;
+                    };
+                    let fault = Fault::TooLarge { len, max: config.max_message };
+                    let mut frame = Vec::new();
+                    if seq == 0
+                        || encode_plain(&Reply::<ObjectId> { seq, result: Err(fault) }, &mut frame).is_err()
+                        || !send_to_writer(writers, conn, frame)
+                    {
+                        break;
+                    }
+                }
+                Err(FrameError::Io(_)) => break,
             }
         }
     }
@@ -657,21 +699,27 @@ impl RemoteConn {
         let max = conn.max_message;
         crate::sys::spawn_own("manager-client-reader", move || {
             let reason = loop {
-                let frame = match read_frame(&mut reader, max) {
-                    Ok(frame) => frame,
-                    Err(FrameError::TooLarge(len)) => break format!("the server sent a message of {len} bytes"),
+                let reply: Reply<ObjectId> = match read_frame(&mut reader, max) {
+                    Ok(frame) => match decode_reply_within(&frame, MAX_REPLY_MEMORY) {
+                        Ok(reply) => reply,
+                        // The frame was read whole: the stream goes on, and the call fails.
+                        Err(fault @ Fault::TooLarge { .. }) if request_seq(&frame).is_some_and(|seq| seq != 0) => {
+                            Reply { seq: request_seq(&frame).unwrap_or_default(), result: Err(fault) }
+                        }
+                        Err(e) => break format!("the server sent a malformed message: {e}"),
+                    },
+                    // Read and dropped, as the server does a request above its limit: the
+                    // call fails, and the stream goes on. (References in it, never adopted,
+                    // stay counted for this connection until it ends, as with a reply
+                    // refused above `MAX_REPLY_MEMORY`.)
+                    Err(FrameError::TooLarge(len)) => match skip_frame(&mut reader, len) {
+                        Ok(Some(seq)) if seq != 0 => Reply { seq, result: Err(Fault::TooLarge { len, max }) },
+                        _ => break format!("the server sent a message of {len} bytes"),
+                    },
                     Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                         break "the server closed the connection".to_string();
                     }
                     Err(FrameError::Io(e)) => break format!("the connection failed: {e}"),
-                };
-                let reply: Reply<ObjectId> = match decode_reply_within(&frame, MAX_REPLY_MEMORY) {
-                    Ok(reply) => reply,
-                    // The frame was read whole: the stream goes on, and the call fails.
-                    Err(fault @ Fault::TooLarge { .. }) if request_seq(&frame).is_some_and(|seq| seq != 0) => {
-                        Reply { seq: request_seq(&frame).unwrap_or_default(), result: Err(fault) }
-                    }
-                    Err(e) => break format!("the server sent a malformed message: {e}"),
                 };
                 let mut pending = lock(&shared.pending);
                 if reply.seq == 0 {

@@ -222,6 +222,16 @@ impl<R> MapOptions<R> {
         }
     }
 
+    /// `imap`'s chunk size (1 unless chosen), and its window: how many items may be in
+    /// flight ahead of the consumer, the lookahead's chunks (four per worker unless chosen)
+    /// of that size. A window past `usize::MAX` items is all of them: a chosen
+    /// `chunksize(usize::MAX)` or `lookahead(usize::MAX)` overflowed the product.
+    pub(crate) fn stream_window(&self, workers: usize) -> Result<(usize, usize), PoolError> {
+        let chunksize = self.chosen_chunksize()?.unwrap_or(1);
+        let chunks = self.lookahead.unwrap_or_else(|| workers.saturating_mul(4));
+        Ok((chunksize, chunks.saturating_mul(chunksize)))
+    }
+
     /// Runs `f` with all the results when every item succeeded (`map_async` only).
     /// A panic in `f` is printed and goes no further: the result is delivered all the same.
     ///

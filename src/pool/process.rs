@@ -889,8 +889,7 @@ impl Pool {
         if !self.inner.running() {
             return Err(PoolError::Closed);
         }
-        let chunksize = options.chosen_chunksize()?.unwrap_or(1);
-        let lookahead = options.lookahead.unwrap_or(4 * self.inner.workers()) * chunksize;
+        let (chunksize, lookahead) = options.stream_window(self.inner.workers())?;
         let progress = options.progress.then(|| Progress::for_items(&items));
         let sink = StreamSink::new(ordered, progress);
         let feeder = PoolFeeder {

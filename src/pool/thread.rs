@@ -759,8 +759,7 @@ impl ThreadPool {
         if self.shared.state.load(Ordering::Acquire) != RUNNING {
             return Err(PoolError::Closed);
         }
-        let chunksize = options.chosen_chunksize()?.unwrap_or(1);
-        let lookahead = options.lookahead.unwrap_or(4 * self.shared.workers) * chunksize;
+        let (chunksize, lookahead) = options.stream_window(self.shared.workers)?;
         let items = items.into_iter();
         let progress = options.progress.then(|| Progress::for_items(&items));
         let sink = StreamSink::new(ordered, progress);
