@@ -329,6 +329,7 @@ impl Condition {
         let me = sys::me();
         let suspects = {
             let _g = RawGuard::lock(&state.guard);
+            crate::shm::crash::crash_point!("condition.check.suspects");
             state.waiters.suspects(me.pid)
         };
         let dead: Vec<_> = suspects.into_iter().filter(|s| !sys::process_alive(s.pid, s.start)).collect();
