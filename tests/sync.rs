@@ -1225,28 +1225,6 @@ fn wait_stopping_in_its_check(args: (Condition, RawValue<u32>)) -> bool {
     guard.wait_timeout(LIMIT).unwrap()
 }
 
-/// Sends `sig` to our child `pid`.
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: a signal to our own child; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
-}
-
-/// Kills a child stopped on purpose (and resumes it, to be reaped) if the test fails
-/// before it did.
-struct StoppedChild(u32);
-
-impl Drop for StoppedChild {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // SAFETY: signals to our own child, not reaped yet (its handle outlives this).
-            unsafe {
-                libc::kill(self.0 as libc::pid_t, libc::SIGKILL);
-                libc::kill(self.0 as libc::pid_t, libc::SIGCONT);
-            }
-        }
-    }
-}
-
 /// A waiter stopped (`SIGSTOP`, a debugger) in its periodic check, holding the condition's
 /// table guard (`condition.check.suspects`): another waiter's `wait_timeout`, arrived before
 /// (it leaves the table after its deadline) or after (it arrives in it), still ends with
@@ -1273,8 +1251,7 @@ fn a_conditions_wait_timeout_ends_while_another_waiter_is_stopped_inside_its_tab
         // The child takes the lock once the first waiter let it go: in its wait, arrived.
         held.recv().unwrap();
         let child = Process::new(wait_stopping_in_its_check, (cond.clone(), waiting.clone())).start().unwrap();
-        let _resume = StoppedChild(child.pid());
-        assert!(common::eventually(LIMIT, || common::pid_stopped(child.pid())), "the child stopped in its check");
+        let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
         if rx.try_recv().is_ok() && attempt < 2 {
             // The first wait was over before the child stopped: not what is tested.
             kill_9(child);
@@ -1300,8 +1277,7 @@ fn a_conditions_wait_timeout_ends_while_another_waiter_is_stopped_inside_its_tab
         );
         second.join().unwrap();
         // Resumed, the child waits on, and a notify wakes it: nothing was lost.
-        signal(child.pid(), libc::SIGCONT);
-        assert!(common::eventually(LIMIT, || !common::pid_stopped(child.pid())), "the child resumed");
+        stopped.resume(LIMIT);
         cond.acquire().unwrap().notify(1);
         assert!(child.join().unwrap(), "the notify woke the waiter that was stopped");
         assert_eq!(waiting.get(), 1);

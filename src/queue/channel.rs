@@ -588,6 +588,7 @@ impl Getters {
     /// full.
     fn enter(&self) -> Option<u64> {
         let _g = RawGuard::lock(&self.lock);
+        crash_point!("queue.getters.entering");
         let me = sys::me();
         let mine = |g: &Getter| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start;
         let slot = self.slots.iter().find(|g| mine(g)).or_else(|| {
