@@ -629,7 +629,9 @@ impl Getters {
     /// alone, since while its count is above zero nobody else rewrites it (an entry is
     /// taken over only at zero, or from a dead process), and the count drops in one atomic
     /// step. A decision of every handle waiting, made under the lock meanwhile, saw this
-    /// get either counted (as if it had left just after, which the lock allowed) or not.
+    /// get either counted (as if it had left just after, which the lock allowed) or not;
+    /// what the leaver does next (a put, a handle dropped) can be taken as done after the
+    /// decision, as the lock made it.
     fn leave(&self) {
         let me = sys::me();
         if let Some(g) = self
