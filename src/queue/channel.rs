@@ -457,13 +457,13 @@ impl Tasks {
     /// dropped. (Claimed before the commit, the slot of a process killed in between would
     /// name it with a count undone.)
     ///
-    /// Uncounted too when the table's lock is not had within [`GUARD_GRACE`]: a process
-    /// stopped holding it (`SIGSTOP`, a debugger) must not hold a timed get past its
-    /// deadline (cond50). An uncounted take is only not told lost if its taker dies
-    /// before marking it done (`join` then waits for it, as with a full table).
+    /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
+    /// debugger), which must not hold a timed get past its deadline (cond50); a running
+    /// holder, however slow, is waited for. An uncounted take is only not told lost if its
+    /// taker dies before marking it done (`join` then waits for it, as with a full table).
     #[inline]
     fn count_take(&self, past: u64) -> Option<Claim<'_>> {
-        let lock = RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))?;
+        let lock = RawGuard::lock_unless_stopped(&self.lock, Deadline::after(GUARD_GRACE))?;
         let me = sys::me();
         let (at, h, mine) = self.slot(me, usize::MAX)?;
         let before = h.taken.load(Ordering::Relaxed);
