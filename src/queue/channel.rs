@@ -463,7 +463,7 @@ impl Tasks {
     /// taker dies before marking it done (`join` then waits for it, as with a full table).
     #[inline]
     fn count_take(&self, past: u64) -> Option<Claim<'_>> {
-        let lock = RawGuard::lock_unless_stopped(&self.lock, Deadline::after(GUARD_GRACE))?;
+        let lock = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE)?;
         let me = sys::me();
         let (at, h, mine) = self.slot(me, usize::MAX)?;
         let before = h.taken.load(Ordering::Relaxed);

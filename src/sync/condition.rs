@@ -495,6 +495,12 @@ impl ConditionGuard<'_> {
     /// Like [`ConditionGuard::wait`], waiting at most `timeout`; returns whether a
     /// notification came (Python's `wait(timeout)`).
     ///
+    /// The wait ends by its deadline even while another process is stopped (`SIGSTOP`, a
+    /// debugger) inside the condition's own bookkeeping; one that could not even begin by
+    /// then returns `false` with the lock never released. Taking the lock back afterwards
+    /// waits as long as it takes, as in Python: a process stopped holding the lock holds
+    /// this call up.
+    ///
     /// # Errors
     ///
     /// None today (the type leaves room for more); see [`ConditionGuard::owner_died`].
