@@ -20,19 +20,21 @@
 //! [`Waiters::leave`] runs under the condition's table guard, so they are steps of a state
 //! machine; `tests` below checks every interleaving of them for a few waiters and
 //! notifies. Each step writes a slot's `state` last when it claims it and first when it
-//! frees it, so a step cut short by a crash leaves a slot either free or whole.
+//! frees it, so a step cut short by a crash leaves a slot either free or whole. The one
+//! change of two slots, a dead waiter's grant passed on (the heir granted, the dead slot
+//! freed: in neither order may it stop half way, losing the notification or giving it
+//! twice), is recorded first ([`ChangeRecord`], `handover`), and finished by the next step
+//! if its maker was killed in the middle.
 //!
 //! A waiter leaves without the guard, so that a process stopped holding it (`SIGSTOP`, a
 //! debugger) cannot hold up a timed wait past its deadline (cond50): one compare-exchange
 //! of its own slot's `state`, WAITING to LEFT, which a grant (a compare-exchange WAITING to
 //! GRANTED, under the guard) wins or loses whole. A waiter that lost it was granted, and
 //! frees its slot. LEFT is free for the next arrival; it differs from FREE only for a
-//! handover cut short (below): its heir left without the grant, so the dead waiter's grant
-//! stays to be passed on again. The model checks the leave at every point of every step,
-//! inside a notify and a recovery too. The one change of two slots, a dead waiter's grant passed on (the
-//! heir granted, the dead slot freed: in neither order may it stop half way, losing the
-//! notification or giving it twice), is recorded first ([`ChangeRecord`], `handover`),
-//! and finished by the next step if its maker was killed in the middle.
+//! handover cut short: its heir left without the grant, so the dead waiter's grant stays to
+//! be passed on again. The model runs the leave between any two steps, inside a notify
+//! (between its look at the slots and its grants), inside a recovery (between its choice
+//! of an heir and the grant) and between a handover cut short and the step that finishes it.
 //!
 //! More waiters than slots at once: the extra ones wait on a shared epoch that every
 //! notify advances while they exist, so they may wake for a notification another waiter
