@@ -446,6 +446,94 @@ fn a_consumer_killed_inside_task_done_leaves_no_task_counted_lost() {
     assert_eq!(q.join_timeout(LIMIT), Ok(()));
 }
 
+/// Waits in `get` on the empty queue until its first check, which stops it holding the
+/// table of gets waiting (`queue.getters.entering`); resumed, takes an item and marks it done.
+fn get_stopping_in_the_getters_table(q: JoinableQueue<u32>) -> u32 {
+    multiproc::__private::crash_at("stop:queue.getters.entering");
+    let item = q.get().unwrap();
+    q.task_done().unwrap();
+    item
+}
+
+/// Runs `call` in a thread; what it returned if it ended within 10 s (`None`: still
+/// waiting, then the thread is left to end when the test resumes or kills what holds it).
+fn ended_within_10_s<R: Send + 'static>(call: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(call());
+    });
+    rx.recv_timeout(Duration::from_secs(10)).ok()
+}
+
+/// A process stopped (`SIGSTOP`, a debugger) inside the table of gets waiting, holding its
+/// lock: another process's `get_timeout` on the empty queue, and its `join_timeout`, still end
+/// with their timeouts; resumed, the stopped get takes the item put meanwhile, once. Before
+/// cond50 each took that lock untimed in its periodic check (to count itself waiting, and to
+/// decide whether every handle waits): the `get_timeout` had not ended within 10 s.
+#[test]
+fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_getters_table() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    let child = Process::new(get_stopping_in_the_getters_table, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    let q2 = q.clone();
+    let got = ended_within_10_s(move || q2.get_timeout(Duration::from_millis(300)));
+    q.put(7).unwrap();
+    let q2 = q.clone();
+    let joined = ended_within_10_s(move || q2.join_timeout(Duration::from_millis(300)));
+    assert_eq!(
+        (got, joined),
+        (Some(Err(GetTimeoutError::Timeout)), Some(Err(QueueJoinTimeoutError::Timeout { unfinished: 1 }))),
+        "the get_timeout, then the join_timeout, that ended within 10 s each"
+    );
+    stopped.resume(LIMIT);
+    assert_eq!(child.join().unwrap(), 7, "the resumed get took the item");
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    assert!(q.is_empty(), "the item was got once");
+}
+
+/// Takes two tasks, then stops (`SIGSTOP`) inside `task_done`, holding the task table's
+/// lock; resumed, marks both done.
+fn take_two_then_stop_marking_one_done(q: JoinableQueue<u32>) -> u32 {
+    let items = q.get().unwrap() + q.get().unwrap();
+    multiproc::__private::crash_at("stop:queue.task_done.counted");
+    q.task_done().unwrap();
+    multiproc::__private::crash_disarm();
+    q.task_done().unwrap();
+    items
+}
+
+/// A process stopped inside `task_done`, holding the task table's lock: another process's
+/// `join_timeout` on the empty queue ends with its timeout, and its `get_timeout` still takes
+/// the item put meanwhile (uncounted in the table, as when the table is full); resumed, the
+/// stopped process finishes, and every task is done once. Before cond50 the join took the
+/// table's lock untimed to count the tasks lost, and had not ended within 10 s (nor the get,
+/// to count its take, once the consumers' lock was free).
+#[test]
+fn a_get_timeout_and_a_join_timeout_end_while_another_process_is_stopped_in_the_task_table() {
+    let _t = heap_user(LIMIT);
+    let q = JoinableQueue::new().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let child = Process::new(take_two_then_stop_marking_one_done, q.clone()).start().unwrap();
+    let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+    let q2 = q.clone();
+    let joined = ended_within_10_s(move || q2.join_timeout(Duration::from_millis(300)));
+    q.put(3).unwrap();
+    let q2 = q.clone();
+    let got = ended_within_10_s(move || q2.get_timeout(Duration::from_millis(300)));
+    assert_eq!(
+        (joined, got),
+        (Some(Err(QueueJoinTimeoutError::Timeout { unfinished: 1 })), Some(Ok(3))),
+        "the join_timeout, then the get_timeout, that ended within 10 s each"
+    );
+    stopped.resume(LIMIT);
+    assert_eq!(child.join().unwrap(), 3);
+    q.task_done().unwrap();
+    assert_eq!(q.join_timeout(LIMIT), Ok(()));
+    assert!(q.is_empty(), "each item was got once");
+}
+
 /// A process killed while taking its first slot of the task table to mark a task done
 /// (after raising the table's mark of slots used, or after counting there) leaves the count
 /// where the unlocked sums see it: the task is done exactly when its count was stored.

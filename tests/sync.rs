@@ -1217,6 +1217,74 @@ fn a_waiter_killed_passing_on_a_dead_waiters_notification_loses_it_not() {
     assert_eq!(woken.get(), 1);
 }
 
+fn wait_stopping_in_its_check(args: (Condition, RawValue<u32>)) -> bool {
+    let (cond, waiting) = args;
+    multiproc::__private::crash_at("stop:condition.check.suspects");
+    let mut guard = cond.acquire().unwrap();
+    waiting.set(waiting.get() + 1);
+    guard.wait_timeout(LIMIT).unwrap()
+}
+
+/// A waiter stopped (`SIGSTOP`, a debugger) in its periodic check, holding the condition's
+/// table guard (`condition.check.suspects`): another waiter's `wait_timeout`, arrived before
+/// (it leaves the table after its deadline) or after (it arrives in it), still ends with
+/// its timeout; and once the stopped one is resumed, a notify still wakes it. Before cond50
+/// the first wait took the guard to leave the table, untimed, and had not returned when its
+/// 10 s ran out.
+#[test]
+fn a_conditions_wait_timeout_ends_while_another_waiter_is_stopped_inside_its_table() {
+    let _w = watchdog(LIMIT * 2);
+    // The first wait must still be on when the child stops: each attempt gives it longer.
+    for (attempt, first_wait) in [2, 10, 30].map(Duration::from_secs).into_iter().enumerate() {
+        let cond = Condition::new().unwrap();
+        let waiting = RawValue::new(0u32).unwrap();
+        let (holding, held) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = {
+            let cond = cond.clone();
+            std::thread::spawn(move || {
+                let mut guard = cond.acquire().unwrap();
+                holding.send(()).unwrap();
+                tx.send(guard.wait_timeout(first_wait)).unwrap();
+            })
+        };
+        // The child takes the lock once the first waiter let it go: in its wait, arrived.
+        held.recv().unwrap();
+        let child = Process::new(wait_stopping_in_its_check, (cond.clone(), waiting.clone())).start().unwrap();
+        let stopped = common::StoppedChild::wait_for(child.pid(), LIMIT);
+        if rx.try_recv().is_ok() && attempt < 2 {
+            // The first wait was over before the child stopped: not what is tested.
+            kill_9(child);
+            first.join().unwrap();
+            continue;
+        }
+        let ended = rx.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(ended, Ok(Ok(false))),
+            "a wait_timeout arrived before the waiter stopped holding the table's guard ended: {ended:?}"
+        );
+        first.join().unwrap();
+        // Arriving now, in a thread: the table's guard is still held by the stopped child.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let second = {
+            let cond = cond.clone();
+            std::thread::spawn(move || tx.send(cond.acquire().unwrap().wait_timeout(SHORT)).unwrap())
+        };
+        let ended = rx.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(ended, Ok(Ok(false))),
+            "a wait_timeout arriving while a waiter is stopped holding the table's guard ended: {ended:?}"
+        );
+        second.join().unwrap();
+        // Resumed, the child waits on, and a notify wakes it: nothing was lost.
+        stopped.resume(LIMIT);
+        cond.acquire().unwrap().notify(1);
+        assert!(child.join().unwrap(), "the notify woke the waiter that was stopped");
+        assert_eq!(waiting.get(), 1);
+        return;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Barrier
 
@@ -1615,10 +1683,10 @@ fn round_with_a_forgotten_death<F: FnOnce()>(method: StartMethod, before_the_dea
     let pid = third.pid();
     third.kill().unwrap();
     assert!(common::eventually(LIMIT, || !common::pid_running(pid)), "{method:?}: the third party lives on");
-    // A reap by this process sweeps every dead process's list (at most every 100 ms): done
-    // here, it met the third's token when the third held the barrier through it.
-    std::thread::sleep(Duration::from_millis(150));
-    Process::new(|()| (), ()).start_method(method).start().unwrap().join().unwrap();
+    // A sweep of every dead process's list (what a reap does at most every 100 ms), done
+    // here, meets the third's token when the third held the barrier through it. Called
+    // directly: a reap after a 150 ms sleep relied on the throttle (review69 L5).
+    multiproc::__private::sweep_dead_processes();
     forget();
     assert_eq!(third.wait(), -9);
     for waiter in &waiters {

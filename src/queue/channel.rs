@@ -17,8 +17,8 @@ use crate::error::Error;
 use crate::process::panics;
 use crate::shm::crash::crash_point;
 use crate::shm::{
-    Deadline, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT, Shared,
-    ShmObject, TAG_MASK, Watch, kind,
+    Deadline, GUARD_GRACE, Heap, IN_OWN_TAKE, INLINE_MAX, Limits, Notify, RawGuard, RawMutex, Refused, Ring, SMALL_PUT,
+    Shared, ShmObject, TAG_MASK, Watch, kind,
 };
 use crate::sys;
 
@@ -456,9 +456,14 @@ impl Tasks {
     /// committed, under the table's lock, held until then: when the [`Claim`] returned is
     /// dropped. (Claimed before the commit, the slot of a process killed in between would
     /// name it with a count undone.)
+    ///
+    /// Uncounted too when the table's lock is held by a stopped process (`SIGSTOP`, a
+    /// debugger), which must not hold a timed get past its deadline (cond50); a running
+    /// holder, however slow, is waited for. An uncounted take is only not told lost if its
+    /// taker dies before marking it done (`join` then waits for it, as with a full table).
     #[inline]
     fn count_take(&self, past: u64) -> Option<Claim<'_>> {
-        let lock = RawGuard::lock(&self.lock);
+        let lock = RawGuard::lock_unless_stopped_within(&self.lock, GUARD_GRACE)?;
         let me = sys::me();
         let (at, h, mine) = self.slot(me, usize::MAX)?;
         let before = h.taken.load(Ordering::Relaxed);
@@ -529,8 +534,11 @@ impl Tasks {
     /// first is at least the second, every unfinished task was a dead process's at one
     /// moment. (The two read apart, a put and a consumer dying with it in between made a
     /// task a live process held look lost.)
-    fn lost_then(&self, unfinished: impl FnOnce() -> u64) -> (u64, u64) {
-        let _g = RawGuard::lock(&self.lock);
+    ///
+    /// `None` when the lock is not had within [`GUARD_GRACE`] (its holder stopped, say: the
+    /// check of a timed `join` must end; the next check looks again).
+    fn lost_then(&self, unfinished: impl FnOnce() -> u64) -> Option<(u64, u64)> {
+        let _g = RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))?;
         let mut lost = 0i64;
         for h in &self.slots {
             let pid = h.pid.load(Ordering::Relaxed);
@@ -543,7 +551,7 @@ impl Tasks {
                 lost = lost.wrapping_add(own);
             }
         }
-        (lost.max(0) as u64, unfinished())
+        Some((lost.max(0) as u64, unfinished()))
     }
 }
 
@@ -584,10 +592,20 @@ struct Getters {
 }
 
 impl Getters {
+    /// The table's lock for a waiter's periodic check, had within [`GUARD_GRACE`] or not
+    /// at all: a process stopped holding it (`SIGSTOP`, a debugger) must not hold up a
+    /// timed `get` or `join` (cond50); the check counts itself in, or decides, at its next
+    /// slice instead.
+    fn lock_for_check(&self) -> Option<RawGuard<'_>> {
+        RawGuard::lock_until(&self.lock, Deadline::after(GUARD_GRACE))
+    }
+
     /// Counts one get of this process as waiting; its epoch, or `None` when the table is
-    /// full.
+    /// full or its lock was not had ([`Getters::lock_for_check`]): uncounted, it is tried
+    /// again at the next check.
     fn enter(&self) -> Option<u64> {
-        let _g = RawGuard::lock(&self.lock);
+        let _g = self.lock_for_check()?;
+        crash_point!("queue.getters.entering");
         let me = sys::me();
         let mine = |g: &Getter| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start;
         let slot = self.slots.iter().find(|g| mine(g)).or_else(|| {
@@ -606,17 +624,22 @@ impl Getters {
         Some(self.epoch.load(Ordering::Acquire))
     }
 
-    /// Ends what [`Getters::enter`] began.
+    /// Ends what [`Getters::enter`] began. Without the lock, so that a get or a join ends
+    /// by its deadline whoever holds it: this process's entry is found by its pid and start
+    /// alone, since while its count is above zero nobody else rewrites it (an entry is
+    /// taken over only at zero, or from a dead process), and the count drops in one atomic
+    /// step. A decision of every handle waiting, made under the lock meanwhile, saw this
+    /// get either counted (as if it had left just after, which the lock allowed) or not;
+    /// what the leaver does next (a put, a handle dropped) can be taken as done after the
+    /// decision, as the lock made it.
     fn leave(&self) {
-        let _g = RawGuard::lock(&self.lock);
         let me = sys::me();
         if let Some(g) = self
             .slots
             .iter()
             .find(|g| g.pid.load(Ordering::Relaxed) == me.pid && g.start.load(Ordering::Relaxed) == me.start)
         {
-            let n = g.count.load(Ordering::Relaxed).saturating_sub(1);
-            g.count.store(n, Ordering::Relaxed);
+            let _ = g.count.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
         }
     }
 
@@ -703,7 +726,7 @@ impl Watch for Getting<'_> {
         // Decided under the consumers' lock, on an empty queue: a waiter that takes a
         // message stops being counted under that lock, before it could put again.
         let all_waiting = self.shared.ring.when_empty(|| {
-            let _g = RawGuard::lock(&getters.lock);
+            let Some(_g) = getters.lock_for_check() else { return false };
             let all = self.shared.all_holders(|process, handles| getters.waiting(process) >= handles);
             if all {
                 getters.epoch.fetch_add(1, Ordering::AcqRel);
@@ -928,7 +951,7 @@ impl<T> Channel<T> {
         // Under the consumers' lock, on an empty queue: no take is between its count and its
         // commit (its message would still be there), so no count is one to undo. The
         // unfinished count is read there too, after the lost one (see `Tasks::lost_then`).
-        if let Some((lost, unfinished)) = s.ring.when_empty(|| s.tasks.lost_then(unfinished))
+        if let Some((lost, unfinished)) = s.ring.when_empty(|| s.tasks.lost_then(unfinished)).flatten()
             && unfinished > 0
             && lost >= unfinished
         {
@@ -939,8 +962,7 @@ impl<T> Channel<T> {
         }
         // With messages waiting, only joiners count (a waiting get is about to take one).
         let decide = |empty: bool| {
-            let _g = RawGuard::lock(&s.getters.lock);
-            let _j = RawGuard::lock(&s.joiners.lock);
+            let (Some(_g), Some(_j)) = (s.getters.lock_for_check(), s.joiners.lock_for_check()) else { return false };
             let all = s.all_holders(|process, handles| {
                 let getters = if empty { s.getters.waiting(process) } else { 0 };
                 s.joiners.waiting(process) + getters >= handles

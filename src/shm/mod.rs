@@ -343,6 +343,12 @@ pub(crate) mod test_hooks {
         crash::holding()
     }
 
+    /// Reaps every dead process's list of handles now (what a reap's sweep does at most
+    /// every 100 ms per process): a test's exact step where it would otherwise sleep.
+    pub fn sweep_dead_processes() {
+        super::holds::sweep_now();
+    }
+
     /// How many claims of a pin record (`pins`) the family's processes have begun: one
     /// per process that pins, unless claims fail.
     pub fn pin_claims() -> u64 {

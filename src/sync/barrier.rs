@@ -117,16 +117,7 @@ impl BarrierState {
     /// completes for the others (review66 M3). A single look: a process caught stopping is
     /// taken for stopped, one caught resuming for running.
     fn lock_unless_stopped(&self, deadline: Deadline) -> Option<Held<'_>> {
-        let mut deadline = deadline;
-        loop {
-            if let Some(guard) = self.lock_until(deadline) {
-                return Some(guard);
-            }
-            if self.guard.owner().is_some_and(sys::process_stopped) {
-                return None;
-            }
-            deadline = Deadline::after(GUARD_GRACE);
-        }
+        RawGuard::lock_unless_stopped(&self.guard, deadline).map(|guard| self.held(guard))
     }
 
     /// Breaks the round a party asked to break without the guard, if that round is still

@@ -323,21 +323,27 @@ impl Condition {
     }
 
     /// Frees the slots of waiters that died and passes on the grants they held. Reads
-    /// `/proc` once per waiter of another process: call it when a wait has lasted.
-    pub(super) fn recover_dead_waiters(&self) {
+    /// `/proc` once per waiter of another process: call it when a wait has lasted. Waits
+    /// for the table's guard until `deadline` only, and then does nothing: a process
+    /// stopped holding it must not hold a timed wait up, and a later check (this waiter's
+    /// or another's) does the work.
+    pub(super) fn recover_dead_waiters(&self, deadline: Deadline) {
         let state = &*self.state;
         let me = sys::me();
-        let suspects = {
-            let _g = RawGuard::lock(&state.guard);
+        let Some(suspects) = RawGuard::lock_until(&state.guard, deadline).map(|_g| {
+            crate::shm::crash::crash_point!("condition.check.suspects");
             state.waiters.suspects(me.pid)
+        }) else {
+            return;
         };
         let dead: Vec<_> = suspects.into_iter().filter(|s| !sys::process_alive(s.pid, s.start)).collect();
         if dead.is_empty() {
             return;
         }
-        let (slots, _dropped) = {
-            let _g = RawGuard::lock(&state.guard);
-            state.waiters.recover(&dead)
+        let Some((slots, _dropped)) =
+            RawGuard::lock_until(&state.guard, deadline).map(|_g| state.waiters.recover(&dead))
+        else {
+            return;
         };
         self.wake(Woken { slots, overflow: false });
     }
@@ -346,35 +352,41 @@ impl Condition {
     /// left who could notify: another handle anywhere, or another thread of this process
     /// (not multiproc's own), which could notify through a reference to this handle while
     /// the waiting thread is blocked.
-    fn check(&self) -> Result<(), Abandoned> {
-        self.recover_dead_waiters();
+    fn check(&self, deadline: Deadline) -> Result<(), Abandoned> {
+        self.recover_dead_waiters(deadline);
         if self.state.sole_handle() && sys::alone_but_for_own_threads() { Err(Abandoned) } else { Ok(()) }
     }
 
     /// Sets `owner_died` when the lock is taken back from a dead holder.
+    ///
+    /// Only the arrival takes the table's guard, with the wait's deadline: a process
+    /// stopped holding it (`SIGSTOP`, a debugger) cannot stretch a timed wait. One that
+    /// cannot arrive by its deadline times out without releasing the lock, as if no
+    /// notify came; the leave takes no guard (see `waiters.rs`).
     fn wait_until(&self, deadline: Deadline, owner_died: &mut bool) -> Result<bool, ConditionWaitError> {
         let state = &*self.state;
         let me = sys::me();
         // Under the condition's lock still: a notify after this one is ours to get.
-        let place = {
-            let _g = RawGuard::lock(&state.guard);
-            state.waiters.arrive(me.pid, me.start)
+        let Some(place) = RawGuard::lock_until(&state.guard, deadline).map(|_g| state.waiters.arrive(me.pid, me.start))
+        else {
+            return Ok(false);
         };
         let levels = self.lock.unlock_all();
         let waiters = &state.waiters;
         let waited = match place {
-            Place::Slot(i) => {
-                waiters.slot(i).wake.wait(deadline, SPIN, || waiters.is_granted(i).then_some(()), || self.check())
-            }
+            Place::Slot(i) => waiters.slot(i).wake.wait(
+                deadline,
+                SPIN,
+                || waiters.is_granted(i).then_some(()),
+                || self.check(deadline),
+            ),
             Place::Overflow(epoch) => {
-                waiters.overflow_wake.wait(deadline, SPIN, || waiters.epoch_moved(epoch).then_some(()), || self.check())
+                let moved = || waiters.epoch_moved(epoch).then_some(());
+                waiters.overflow_wake.wait(deadline, SPIN, moved, || self.check(deadline))
             }
         };
         // Leaving tells whether we were granted, even as the wait timed out.
-        let notified = {
-            let _g = RawGuard::lock(&state.guard);
-            waiters.leave(place)
-        };
+        let notified = waiters.leave(place);
         let outcome = match waited {
             Err(Interrupted::Check(abandoned)) if !notified => Err(ConditionWaitError::Abandoned(abandoned)),
             _ => Ok(notified),
@@ -482,6 +494,12 @@ impl ConditionGuard<'_> {
 
     /// Like [`ConditionGuard::wait`], waiting at most `timeout`; returns whether a
     /// notification came (Python's `wait(timeout)`).
+    ///
+    /// The wait ends by its deadline even while another process is stopped (`SIGSTOP`, a
+    /// debugger) inside the condition's own bookkeeping; one that could not even begin by
+    /// then returns `false` with the lock never released. Taking the lock back afterwards
+    /// waits as long as it takes, as in Python: a process stopped holding the lock holds
+    /// this call up.
     ///
     /// # Errors
     ///

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Condition, ConditionGuard, Underlying};
-use crate::shm::{Acquired, Owner, RawGuard, TakenIn, Waiting, poll_on};
+use crate::shm::{Acquired, Deadline, GUARD_GRACE, Owner, RawGuard, TakenIn, Waiting, poll_on};
 use crate::sync::error::ConditionWaitError;
 use crate::sync::waiters::Place;
 use crate::sys;
@@ -286,16 +286,14 @@ impl<'a> Future for ConditionWait<'a> {
                         // Never `Abandoned`: another task of the polling thread may hold a
                         // reference to the condition and notify (see `wait_async`).
                         if check {
-                            cond.recover_dead_waiters();
+                            // A poll does not wait for a stopped process (guard45).
+                            cond.recover_dead_waiters(Deadline::after(GUARD_GRACE));
                         }
                         None
                     });
                     let Poll::Ready(waited) = waited else { return Poll::Pending };
                     // Leaving tells whether we were granted, even as the wait was abandoned.
-                    let notified = {
-                        let _g = RawGuard::lock(&state.guard);
-                        waiters.leave(place)
-                    };
+                    let notified = waiters.leave(place);
                     let outcome = match waited {
                         Err(abandoned) if !notified => Err(ConditionWaitError::Abandoned(abandoned)),
                         _ => Ok(()),
@@ -327,9 +325,8 @@ impl Drop for ConditionWait<'_> {
         let notified = match self.step {
             Step::Waiting { place, .. } => {
                 self.waiting.withdraw();
-                let state = &*self.cond.state;
-                let _g = RawGuard::lock(&state.guard);
-                state.waiters.leave(place)
+                // Without the guard: a dropped wait (a runtime's timeout) never blocks.
+                self.cond.state.waiters.leave(place)
             }
             // Notified, and dropped while it took the lock back (the notifier usually
             // holds it as it notifies): the notification was not returned either.

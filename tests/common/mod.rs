@@ -71,6 +71,38 @@ pub fn pid_stopped(pid: u32) -> bool {
         .is_ok_and(|stat| stat[stat.rfind(')').map_or(0, |i| i + 2)..].starts_with('T'))
 }
 
+/// A child stopped on purpose (a `stop:` crash point). If the test fails while it is,
+/// dropping this kills it (and resumes it, so that it can be reaped): nothing stays stopped.
+pub struct StoppedChild(u32);
+
+impl StoppedChild {
+    /// Waits up to `limit` until process `pid` (our child) stops; panics if it does not.
+    pub fn wait_for(pid: u32, limit: Duration) -> StoppedChild {
+        let child = StoppedChild(pid);
+        assert!(eventually(limit, || pid_stopped(pid)), "the child {pid} did not stop");
+        child
+    }
+
+    /// Resumes the child (`SIGCONT`) and waits up to `limit` until it runs.
+    pub fn resume(&self, limit: Duration) {
+        // SAFETY: a signal to our own child, not reaped yet; no memory is involved.
+        assert_eq!(unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) }, 0);
+        assert!(eventually(limit, || !pid_stopped(self.0)), "the child {} did not resume", self.0);
+    }
+}
+
+impl Drop for StoppedChild {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: as in `resume`.
+            unsafe {
+                libc::kill(self.0 as libc::pid_t, libc::SIGKILL);
+                libc::kill(self.0 as libc::pid_t, libc::SIGCONT);
+            }
+        }
+    }
+}
+
 /// The calling thread's id (its `/proc/self/task` entry).
 pub fn tid() -> i32 {
     // SAFETY (test): gettid(2) has no arguments and cannot fail.

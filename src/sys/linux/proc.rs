@@ -181,19 +181,17 @@ pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
     true
 }
 
-/// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`, `D`, `T` stopped, `t`
-/// stopped by a tracer, `Z` zombie, ...), if it exists.
-pub(crate) fn process_state(pid: u32) -> Option<u8> {
-    if pid == 0 {
-        return None;
-    }
-    process_stat(pid).map(|s| s.state)
-}
-
 /// Whether process `pid` is stopped (`SIGSTOP`: `T`; a debugger: `t`): it will not go on
 /// by itself, where a running one, however slow, will.
 pub(crate) fn process_stopped(pid: u32) -> bool {
-    matches!(process_state(pid), Some(b'T' | b't'))
+    process_stopped_as(pid, 0)
+}
+
+/// [`process_stopped`], for the process that started at `start` only (when not 0): another
+/// one that reuses the pid is not it (review69 L4). The state letter of `/proc/<pid>/stat`
+/// is `T` stopped (`SIGSTOP`) or `t` stopped by a tracer.
+pub(crate) fn process_stopped_as(pid: u32, start: u64) -> bool {
+    pid != 0 && process_stat(pid).is_some_and(|s| matches!(s.state, b'T' | b't') && (start == 0 || s.start == start))
 }
 
 /// Reaps this process's own child `pid` if it has ended: `Ok(true)` reaped, `Ok(false)`
