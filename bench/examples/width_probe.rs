@@ -1,7 +1,12 @@
-//! Scratch probe (perf50): `width_probe ROUNDS CONFIG...`, CONFIG like `f2`, `s2`, `s16`
-//! (f: fork, s: fork server; the worker count). Builds every pool, warms each, then runs
-//! one `map` of 100 000 items with chunk size 1 on each in turn, ROUNDS times, printing
-//! every rate.
+//! A probe of the claims path's cost as a pool grows past the CPUs (issue 14):
+//! `width_probe ROUNDS POOL...`, each POOL a start method and a worker count (`f2`: fork,
+//! 2 workers; `s16`: fork server, 16). Builds every pool, warms each, then maps `identity`
+//! over 100 000 items with chunk size 1 on each pool in turn, ROUNDS times, and prints each
+//! pool's median and every rate (M tasks/s). `WARM=N` (2000) items in each warm-up map,
+//! `WARMS=K` (1) warm-up maps; `PIN=0,1` pins worker i to CPU i mod 2 (`PIN=1`: all on
+//! CPU 1). Pinned apart, 2 workers run at the 16-worker rate; pinned together, both run
+//! about twice as fast: the cost is two workers claiming at once on two CPUs, not the
+//! worker count.
 
 use std::time::Instant;
 
@@ -11,49 +16,61 @@ fn identity(x: u64) -> u64 {
     x
 }
 
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+}
+
+/// Pins each of `pool`'s workers to one of `cpus`, in turn.
+fn pin(pool: &Pool, cpus: &[usize]) {
+    for (i, pid) in pool.pids().iter().enumerate() {
+        // SAFETY: a zeroed `cpu_set_t` is an empty set, `CPU_SET` writes inside it, and
+        // `sched_setaffinity` only reads it.
+        let pinned = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpus[i % cpus.len()], &mut set);
+            libc::sched_setaffinity(*pid as libc::pid_t, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        assert_eq!(pinned, 0, "sched_setaffinity of worker {pid}");
+    }
+}
+
 fn main() {
     multiproc::init();
     let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args[1].parse().unwrap();
-    let pools: Vec<(String, Pool)> = args[2..]
+    let rounds: usize = args.get(1).map_or(10, |r| r.parse().expect("ROUNDS"));
+    let pools: Vec<(&str, Pool)> = args[2..]
         .iter()
-        .map(|c| {
-            let method = if c.starts_with('f') { StartMethod::Fork } else { StartMethod::ForkServer };
-            let n: usize = c[1..].parse().unwrap();
-            (c.clone(), Pool::builder().processes(n).start_method(method).build().expect("pool"))
+        .map(|spec| {
+            let method = if spec.starts_with('f') { StartMethod::Fork } else { StartMethod::ForkServer };
+            let workers: usize = spec[1..].parse().expect("POOL: f or s, then a worker count");
+            (spec.as_str(), Pool::builder().processes(workers).start_method(method).build().expect("pool"))
         })
         .collect();
-    if let Ok(pin) = std::env::var("PIN") {
-        let cpus: Vec<usize> = pin.split(',').map(|c| c.parse().unwrap()).collect();
-        for (_, p) in &pools {
-            for (i, pid) in p.pids().iter().enumerate() {
-                // SAFETY: a zeroed cpu_set_t is an empty set; the pid is a worker's.
-                unsafe {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpus[i % cpus.len()], &mut set);
-                    assert_eq!(libc::sched_setaffinity(*pid as i32, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
-                }
-            }
+    if let Ok(cpus) = std::env::var("PIN") {
+        let cpus: Vec<usize> = cpus.split(',').map(|c| c.parse().expect("PIN: CPU numbers")).collect();
+        for (_, pool) in &pools {
+            pin(pool, &cpus);
         }
     }
-    for (_, p) in &pools {
-        let warm: u64 = std::env::var("WARM").map_or(2000, |v| v.parse().unwrap());
-        p.map_with(identity, 0..warm, MapOptions::new().chunksize(1)).expect("warm-up");
+    for (_, pool) in &pools {
+        for _ in 0..env("WARMS", 1) {
+            pool.map_with(identity, 0..env("WARM", 2000), MapOptions::new().chunksize(1)).expect("warm-up");
+        }
     }
     let n = 100_000u64;
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); pools.len()];
+    let mut rates = vec![Vec::new(); pools.len()];
     for _ in 0..rounds {
-        for (i, (_, p)) in pools.iter().enumerate() {
+        for (i, (_, pool)) in pools.iter().enumerate() {
             let t0 = Instant::now();
-            let out = p.map_with(identity, 0..n, MapOptions::new().chunksize(1)).expect("map");
+            let out = pool.map_with(identity, 0..n, MapOptions::new().chunksize(1)).expect("map");
             rates[i].push(n as f64 / t0.elapsed().as_secs_f64() / 1e6);
             assert_eq!(out.len(), n as usize);
         }
     }
-    for (i, (name, _)) in pools.iter().enumerate() {
-        let mut r = rates[i].clone();
-        r.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let s: Vec<String> = rates[i].iter().map(|x| format!("{x:.1}")).collect();
-        println!("{name:>4} median {:.1} M/s  [{}]", r[r.len() / 2], s.join(" "));
+    for ((name, _), rates) in pools.iter().zip(&rates) {
+        let mut sorted = rates.clone();
+        sorted.sort_by(f64::total_cmp);
+        let all: Vec<String> = rates.iter().map(|r| format!("{r:.1}")).collect();
+        println!("{name:>4} median {:.1} M/s  [{}]", sorted[sorted.len() / 2], all.join(" "));
     }
 }
