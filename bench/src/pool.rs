@@ -34,11 +34,20 @@ fn pool2() -> Pool {
     Pool::builder().processes(2).start_method(StartMethod::Fork).build().expect("pool")
 }
 
+/// A map as large as the timed ones, before them: the first map of 100 000 items with chunk
+/// size 1 on a pool ran at about half the rate of the next ones (its claim tables' blocks
+/// new to the heap, populated in the parent and faulted in by each worker; a 2000-item map,
+/// mp_bench.py's warm-up, leaves no block warm), and it was one of the three samples of
+/// `map.chunksize1`, whose median then read half the `workers2` one (stops 34-35).
+fn warm_up(pool: &Pool, n: u64) {
+    pool.map_with(identity, 0..n, MapOptions::new().chunksize(1)).expect("warm-up");
+}
+
 /// pool_overhead: tasks/s of `Pool(2).map(identity, 0..100_000)`, chunksize 1 and default.
 pub fn pool_overhead(report: &mut Report) {
     let pool = pool2();
     let n = 100_000u64;
-    pool.map_with(identity, 0..2000, MapOptions::new().chunksize(1)).expect("warm-up");
+    warm_up(&pool, n);
     for (variant, chunksize, reps) in [("map.chunksize1", Some(1), 3), ("map.default", None, 10)] {
         let mut rates = Vec::new();
         for _ in 0..reps {
@@ -57,14 +66,18 @@ pub fn pool_overhead(report: &mut Report) {
     drop(pool);
     // The per-task cost as the worker count grows past the CPUs (issue 14: 16 workers on
     // 2 CPUs at least 0.8x the 2-worker rate): alternating runs of the two pools (fork
-    // server workers: this process has threads now, and fork would be refused).
+    // server workers: this process has threads now, and fork would be refused). With
+    // trivial tasks the 2-worker rate is bimodal between runs: about twice as high when
+    // the scheduler keeps both workers on one CPU (the claim counter and the entries then
+    // stay in one cache) as when it runs them on two, and 16 workers on 2 CPUs always
+    // have two running at once (perf50's width_probe pins workers to show it).
     let build = |n| Pool::builder().processes(n).start_method(StartMethod::ForkServer).build().expect("pool");
     let (narrow, wide) = (build(2), build(16));
     let mut rates = [Vec::new(), Vec::new()];
     for pool in [&narrow, &wide] {
-        pool.map_with(identity, 0..2000, MapOptions::new().chunksize(1)).expect("warm-up");
+        warm_up(pool, n);
     }
-    for _ in 0..3 {
+    for _ in 0..5 {
         for (i, pool) in [&narrow, &wide].into_iter().enumerate() {
             let t0 = Instant::now();
             let out = pool.map_with(identity, 0..n, MapOptions::new().chunksize(1)).expect("map");
