@@ -426,6 +426,73 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// Writes `array`'s elements plainly (its guard's `&mut [u64]`) until `stop` is set.
+    fn write_plainly((array, writing, stop): (Array<u64>, Event, Event)) {
+        let mut round = 0u64;
+        while !stop.is_set() {
+            array.lock().fill(round);
+            writing.set();
+            round += 1;
+        }
+    }
+
+    /// Replays `bytes` as a `Value<u64>` (`as_other`: as a `Value<u32>`, whose take discards
+    /// it) with the crash point armed that a decoding reaches just before it loads the
+    /// header at the offset a handle names: the process aborts if it gets there.
+    fn replay_armed((bytes, as_other): (Vec<u8>, bool)) -> String {
+        multiproc::__private::crash_at("object.header.load");
+        let refused = if as_other { replay_as::<Value<u32>>(&bytes).err() } else { replay(&bytes).err() };
+        refused.map_or_else(|| "received".to_string(), |e| e.to_string())
+    }
+
+    /// A forged handle naming an offset inside a live object's elements, which another
+    /// process writes plainly, is refused before the decoding loads anything there: an
+    /// atomic load racing a plain store is a data race in Rust's model, even if the seal
+    /// then refuses what it read (auds44's open item). Received as its own type, and read as
+    /// another type (whose discard looks at the object too).
+    #[test]
+    fn a_forged_handle_inside_a_live_objects_plain_elements_loads_nothing_there() {
+        let _check = leak_check(LIMIT);
+        {
+            let value = Value::new(1u64).unwrap();
+            let bytes = capture(&value);
+            let array = Array::<u64>::new(4096).unwrap();
+            let array_bytes = capture_as::<_, (WireCopy, Option<WireCopy>)>(array.clone());
+            // 16 KiB into a 32 KiB array: past its header and state, among its elements.
+            let inside = offset_of(&array_bytes) + 16 * 1024;
+            let (writing, stop) = (Event::new().unwrap(), Event::new().unwrap());
+            let writer = Process::new(write_plainly, (array.clone(), writing.clone(), stop.clone())).start().unwrap();
+            assert!(writing.wait_timeout(LIMIT), "the writer did not start");
+            let forged = with_offset(&bytes, inside);
+            let outcomes: Vec<_> = [false, true]
+                .into_iter()
+                .map(|as_other| Process::new(replay_armed, (forged.clone(), as_other)).start().unwrap().join())
+                .collect();
+            stop.set();
+            writer.join().unwrap();
+            let loaded: Vec<String> = outcomes
+                .into_iter()
+                .zip(["its own type", "another type"])
+                .filter_map(|(outcome, read_as)| match outcome {
+                    Ok(refused) => {
+                        assert!(refused.contains("type") || refused.contains("forged"), "read as {read_as}: {refused}");
+                        None
+                    }
+                    Err(e) => Some(format!("read as {read_as}: {e}")),
+                })
+                .collect();
+            assert!(
+                loaded.is_empty(),
+                "the forged handle's header was loaded inside the array's elements (crash point \
+                 object.header.load): {loaded:?}"
+            );
+            assert_eq!(value.get(), 1);
+            drop(replay(&bytes).expect("the genuine message still decodes"));
+            drop(replay_as::<Array<u64>>(&array_bytes).expect("the genuine message still decodes"));
+        }
+        _check.assert_no_leak();
+    }
+
     fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
         match from.recv() {
             Ok(value) => Ok(value.get()),

@@ -798,6 +798,7 @@ fn sealed<T: ShmObject>(heap: &Heap, off: u64, header: &Header, generation: u64,
 /// [`sealed`] for the type of kind, fingerprint and minimum length `what`.
 fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), generation: u64, seal: u64) -> bool {
     let (kind, fingerprint, min) = what;
+    crash_point!("object.header.load");
     let len = header.len.load(Ordering::Acquire);
     let fits = usize::try_from(len).is_ok_and(|len| len >= min && heap.contains(off, len));
     fits && header.tag.load(Ordering::Acquire) & !SIDE_TABLES == TAG | u64::from(kind)
