@@ -693,15 +693,14 @@ impl<T: ShmObject> Shared<T> {
                 T::KIND
             )));
         }
-        if !heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
-            return Err(codec::refuse_decoding("the handle points outside the family's shared memory"));
-        }
         // Nothing is written before the seal is checked.
         let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Obj<T>>()) else {
-            return Err(codec::refuse_decoding(
-                "the handle's object no longer exists, or the handle was forged (no object of its generation \
-                 starts where it points)",
-            ));
+            return Err(codec::refuse_decoding(if heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
+                "the handle's object no longer exists, or the handle was forged (no object of its generation starts \
+                 where it points)"
+            } else {
+                "the handle points outside the family's shared memory"
+            }));
         };
         let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
         if !sealed::<T>(heap, wire.offset, header, wire.generation, wire.seal) {
@@ -815,6 +814,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
 /// A block can still be freed, and reused, between this look and the caller's loads: only
 /// for bytes whose count in flight is gone (a replay, a record gone stale), whose object's
 /// last holder lets go at that moment (see `HACKING.md`, "Shared objects and handles").
+#[inline]
 fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<&Header> {
     if !heap.contains(off, len) || heap.start(off).load(Ordering::Acquire) != start_mark(generation) {
         return None;
