@@ -426,6 +426,52 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// review65 L2: a message forged of one genuine handle's wire written twice. With the
+    /// same copy, both reads are one copy's: the second is a clone of the first's handle
+    /// (`codec::held_again`), one count taken, and another message of the handle keeps its
+    /// count, also when the decoding fails after both reads (the unread scan matches each
+    /// wire to a read, and discards neither). With the copy edited, the second is another
+    /// copy, whose receive takes an unreserved count: the other message's, as any replayed
+    /// wire may (never a count this process's receives reserved).
+    #[test]
+    fn a_handles_wire_forged_twice_into_one_message_takes_one_count_per_copy() {
+        type ValueWire = (WireCopy, Option<WireCopy>);
+        let _check = leak_check(LIMIT);
+        {
+            let value = Value::new(5u64).unwrap();
+            // A message of `value` captured, then written twice, its second copy numbered
+            // `second`.
+            let forged = |second: u64| {
+                let captured = capture(&value);
+                let first: ValueWire = postcard::from_bytes(&captured[1..]).expect("a Value's message");
+                let mut again = first.clone();
+                again.0.copy = second;
+                let mut message = vec![0];
+                message.extend(postcard::to_allocvec(&(first, again)).unwrap());
+                message
+            };
+            let (tx, rx) = Pipe::<Value<u64>>::new().unwrap();
+
+            tx.send(&value).unwrap();
+            let (a, b) = replay_as::<(Value<u64>, Value<u64>)>(&forged(1)).expect("one copy read twice");
+            assert_eq!((a.get(), b.get()), (5, 5));
+            drop((a, b));
+            assert_eq!(rx.recv().expect("the other message's count is whole").get(), 5);
+
+            tx.send(&value).unwrap();
+            let err = replay_as::<(Value<u64>, Value<u64>, u8)>(&forged(1)).err().expect("no third field");
+            assert!(!err.to_string().contains("received already"), "{err}");
+            assert_eq!(rx.recv().expect("the failed decoding left the other message's count").get(), 5);
+
+            tx.send(&value).unwrap();
+            let (a, b) = replay_as::<(Value<u64>, Value<u64>)>(&forged(2)).expect("two copies");
+            let err = rx.recv().err().expect("the edited copy took the other message's count");
+            assert!(err.to_string().contains("received already"), "{err}");
+            drop((a, b));
+        }
+        _check.assert_no_leak();
+    }
+
     /// Writes `array`'s elements plainly (its guard's `&mut [u64]`) until `stop` is set.
     fn write_plainly((array, writing, stop): (Array<u64>, Event, Event)) {
         let mut round = 0u64;
