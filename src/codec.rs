@@ -2294,6 +2294,31 @@ mod tests {
         assert!(nothing_decoded() && !settles_pending());
     }
 
+    /// review65 L6: `noting_reads` notes the reads of the decoding it runs, not those of a
+    /// decoding nested in it (a `Deserialize` that takes another message): noted, a nested
+    /// read of the same mark and copy as one of the outer message's unread wires hid that
+    /// wire from the unread scan, whose count then stayed in flight. A nested
+    /// `noting_reads` notes its own decoding's in its own list.
+    #[test]
+    fn noting_reads_notes_its_own_decodings_reads_only() {
+        let (outer, nested, noted_apart) = (first_copy([8, 1, 2]), first_copy([16, 1, 2]), first_copy([24, 1, 2]));
+        let (mut read, mut apart) = (Vec::new(), Vec::new());
+        noting_reads(&mut read, || {
+            let _leave = LeaveDecoding::enter();
+            handle_read(outer);
+            {
+                let _nested = LeaveDecoding::enter();
+                handle_read(nested);
+            }
+            noting_reads(&mut apart, || {
+                let _nested = LeaveDecoding::enter();
+                handle_read(noted_apart);
+            });
+        });
+        assert_eq!((read, apart), (vec![outer], vec![noted_apart]));
+        assert!(nothing_decoded() && !settles_pending());
+    }
+
     /// review65 L4: the entries of a decoding of many handles, chained, give their room back
     /// when the last open decoding ends: a thread that once decoded a message of 10⁵
     /// handles kept a vector and a map of their size for its life.
