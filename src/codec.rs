@@ -301,9 +301,10 @@ thread_local! {
     /// registration check.
     static STATE: State = const { State::new() };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
-    /// notes them.
-    static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
+    /// The handles read by the [`noting_reads`] in progress, with the depth of the decoding
+    /// it notes (the decodings open, [`State::decoding`], inside it), or `None` when no
+    /// decoding notes them.
+    static READ: RefCell<Option<(u32, Vec<HandleRead>)>> = const { RefCell::new(None) };
     /// The handles the open decodings met, each with the serial of its decoding, innermost
     /// last (see [`Decoded`]): empty unless a decoding met a handle.
     static DECODED: RefCell<DecodedHandles> = const { RefCell::new(DecodedHandles::new()) };
@@ -446,7 +447,11 @@ pub(crate) struct HandleRead {
 /// a handle's `Deserialize` once it has read its fields, before anything else).
 pub(crate) fn handle_read(read: HandleRead) {
     READ.with(|r| {
-        if let Some(noted) = r.borrow_mut().as_mut() {
+        // The noting decoding's own reads, not a nested one's (a `Deserialize` that takes
+        // another message): see `noting_reads`.
+        if let Some((depth, noted)) = r.borrow_mut().as_mut()
+            && *depth == STATE.with(|s| s.decoding.get())
+        {
             noted.push(read);
         }
     });
@@ -1665,23 +1670,29 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
 /// pool worker's chunk read one item at a time), adding the handles it reads to `read`,
 /// which `shm::give_back_unread` needs if it, or a later step, stops part-way. Only
 /// `decode` is noted: what runs between the steps (a task, which may receive handles of
-/// other messages) is not.
+/// other messages) is not, nor a decoding nested in it (a `Deserialize` that takes another
+/// message, whose own `noting_reads`, if any, notes it apart). (review65 L6: a nested read
+/// of the same mark and copy as one of the message's unread wires hid that wire from the
+/// unread scan, and its count stayed in flight.)
 pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() -> R) -> R {
     /// Puts back what noted before (`None` mostly), also when a `Deserialize` panics.
     struct Restore<'a> {
         read: &'a mut Vec<HandleRead>,
-        outer: Option<Option<Vec<HandleRead>>>,
+        outer: Option<Option<(u32, Vec<HandleRead>)>>,
     }
 
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
             if let Some(outer) = self.outer.take() {
-                *self.read = READ.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer)).unwrap_or_default();
+                let noted = READ.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer));
+                *self.read = noted.map(|(_, noted)| noted).unwrap_or_default();
             }
         }
     }
 
-    let noted = std::mem::take(read);
+    // The decoding `decode` opens, one deeper than those open now.
+    let depth = STATE.with(|s| s.decoding.get()) + 1;
+    let noted = (depth, std::mem::take(read));
     let _restore = Restore { outer: Some(READ.with(|r| r.borrow_mut().replace(noted))), read };
     decode()
 }
@@ -2596,12 +2607,20 @@ mod tests {
     fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {
         let mut outer = Vec::new();
         let mut inner = vec![first_copy([9, 9, 9])];
+        // A handle is read inside the decoding that a noting runs.
         noting_reads(&mut outer, || {
+            let _leave = LeaveDecoding::enter();
             handle_read(first_copy([1, 1, 1]));
-            noting_reads(&mut inner, || handle_read(first_copy([2, 2, 2])));
+            noting_reads(&mut inner, || {
+                let _nested = LeaveDecoding::enter();
+                handle_read(first_copy([2, 2, 2]));
+            });
             handle_read(first_copy([3, 3, 3]));
         });
-        handle_read(first_copy([4, 4, 4]));
+        {
+            let _leave = LeaveDecoding::enter();
+            handle_read(first_copy([4, 4, 4]));
+        }
         assert_eq!(outer, [first_copy([1, 1, 1]), first_copy([3, 3, 3])]);
         assert_eq!(inner, [first_copy([9, 9, 9]), first_copy([2, 2, 2])]);
         let panicked = std::panic::catch_unwind(|| {
