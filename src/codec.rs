@@ -2670,6 +2670,62 @@ mod tests {
         assert_eq!(decode_plain::<u64>(&[], false), None);
     }
 
+    /// Asks what a handle's `Serialize` and `Deserialize` ask first (`write_wire`,
+    /// `Wire::read`): whether a message of the family is being encoded or decoded, which
+    /// is what lets a handle travel.
+    struct AsksForAMessage;
+
+    impl Serialize for AsksForAMessage {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            if encoding() {
+                return Err(serde::ser::Error::custom("a handle would be written: a message is being encoded"));
+            }
+            serializer.serialize_unit()
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for AsksForAMessage {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            if decoding() {
+                return Err(serde::de::Error::custom("a handle would be read: a message is being decoded"));
+            }
+            <()>::deserialize(deserializer).map(|()| AsksForAMessage)
+        }
+    }
+
+    /// A value whose `Serialize` and `Deserialize` write and read a value kept by a
+    /// manager's server (a proxy's `set` and `get` called inside them).
+    struct KeepsInside;
+
+    impl Serialize for KeepsInside {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut kept = Vec::new();
+            encode_kept(&AsksForAMessage, &mut kept).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_bytes(&kept)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for KeepsInside {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let kept: Vec<u8> = serde_bytes::deserialize(deserializer)?;
+            decode_kept::<AsksForAMessage>(&kept).map_err(serde::de::Error::custom)?;
+            Ok(KeepsInside)
+        }
+    }
+
+    /// review65 L7: a value kept by a manager's server is encoded and decoded apart from any
+    /// message around it, in which a handle refuses to travel (`encode_kept`, `decode_kept`).
+    /// Inside a message's encoding, a handle in it was written as a real wire, its count's
+    /// undo in the outer message's scope (in flight for ever once that message was sent);
+    /// inside a decoding, a wire found in an item was received.
+    #[test]
+    fn a_value_kept_by_a_manager_is_coded_apart_from_the_message_around_it() {
+        let msg = encode(&KeepsInside).expect("a kept value written inside a message's encoding as outside");
+        decode::<KeepsInside>(&msg.bytes).expect("a kept value read inside a message's decoding as outside");
+        msg.sent();
+        assert!(!encoding() && !decoding());
+    }
+
     #[test]
     fn round_trip() {
         let msg = encode(&(1u32, "two".to_string(), vec![3u8; 3])).unwrap();
