@@ -1258,8 +1258,9 @@ fn probe_plan<T: DeserializeOwned>(name: &'static str) -> bool {
     plan
 }
 
-/// Runs `probe` (the probe's runs) as if no message were being decoded on this thread, the
-/// depth and the argument's carrier restored however it ends: a handle refuses the probe's
+/// Runs `probe` (the probe's runs, or a manager's kept value's decoding, [`decode_kept`])
+/// as if no message were being decoded on this thread, the depth and the argument's
+/// carrier restored however it ends: a handle refuses the probe's
 /// made-up value before reading it, and must never see it as a message being decoded. A
 /// decoding nested in it (a probed `Deserialize` that decodes) is then not the argument's
 /// either: it would take its handles from the argument's carrier ([`receipts`], review58
@@ -1853,6 +1854,17 @@ pub(crate) fn encode_untracked<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u
 /// trip to the server costs far more than the encoding. A family handle inside refuses to
 /// encode: it never travels into a value the server keeps and copies.
 pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    /// Gives back the scope of the message around, hidden.
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STATE.with(|s| s.scope.set(self.0));
+        }
+    }
+    // Apart from a message being encoded around it (a `Serialize` that calls a proxy's
+    // `set`), in which a handle inside would be written as a real wire, its count's undo
+    // in that message's scope: in flight for ever once it was sent (review65 L7).
+    let _restore = STATE.with(|s| Restore(s.scope.replace(None)));
     let start = out.len();
     out.push(MESSAGEPACK);
     let mut serializer = rmp_serde::Serializer::new(&mut *out).with_struct_map();
@@ -1866,7 +1878,10 @@ pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -
 /// Decodes a value written by [`encode_kept`], using every byte; a family handle inside
 /// refuses to decode.
 pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    read_body(bytes, true)
+    // Apart from a message being decoded around it (a `Deserialize` that calls a proxy's
+    // `get`), in which a wire found in an item, written there by any process of the family,
+    // would be received (review65 L7).
+    outside_decodings(|| read_body(bytes, true))
 }
 
 /// Decodes the whole of `bytes` as a `T` in plain postcard, with no tag (a
