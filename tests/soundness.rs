@@ -459,13 +459,13 @@ mod handles {
             assert_eq!(rx.recv().expect("the other message's count is whole").get(), 5);
 
             tx.send(&value).unwrap();
-            let err = replay_as::<(Value<u64>, Value<u64>, u8)>(&forged(1)).err().expect("no third field");
+            let err = replay_as::<(Value<u64>, Value<u64>, u8)>(&forged(1)).expect_err("no third field");
             assert!(!err.to_string().contains("received already"), "{err}");
             assert_eq!(rx.recv().expect("the failed decoding left the other message's count").get(), 5);
 
             tx.send(&value).unwrap();
             let (a, b) = replay_as::<(Value<u64>, Value<u64>)>(&forged(2)).expect("two copies");
-            let err = rx.recv().err().expect("the edited copy took the other message's count");
+            let err = rx.recv().expect_err("the edited copy took the other message's count");
             assert!(err.to_string().contains("received already"), "{err}");
             drop((a, b));
         }
