@@ -1574,4 +1574,26 @@ mod tests {
         drop(back);
         assert_eq!(heap.in_use(), before);
     }
+
+    /// hdir50: an object's start is in the directory from its creation until its release,
+    /// and only its start: an offset inside it, or its start named with another
+    /// generation (the block's former object's, a forger's guess), has no header to look at.
+    #[test]
+    fn the_directory_holds_a_live_objects_start_only() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::with_tail(Probe { value: AtomicU64::new(3) }, 4096).unwrap();
+        let (off, generation, _) = handle.identity();
+        let len = std::mem::size_of::<Header>();
+        assert!(header_at(heap, off, generation, len).is_some(), "a live object's start");
+        assert!(header_at(heap, off, generation + 1, len).is_none(), "another generation");
+        let tail = handle.tail_offset();
+        assert!((tail..tail + 4096).step_by(64).all(|inside| heap.start(inside).load(Ordering::Relaxed) == 0));
+        assert!(header_at(heap, tail, generation, len).is_none(), "an offset inside the object");
+        drop(handle);
+        assert_eq!(heap.start(off).load(Ordering::Relaxed), 0, "cleared at the release");
+        assert!(header_at(heap, off, generation, len).is_none(), "a freed object's start");
+        assert_eq!(heap.in_use(), before);
+    }
 }
