@@ -301,9 +301,10 @@ thread_local! {
     /// registration check.
     static STATE: State = const { State::new() };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The handles read by the [`noting_reads`] in progress, or `None` when no decoding
-    /// notes them.
-    static READ: RefCell<Option<Vec<HandleRead>>> = const { RefCell::new(None) };
+    /// The handles read by the [`noting_reads`] in progress, with the depth of the decoding
+    /// it notes (the decodings open, [`State::decoding`], inside it), or `None` when no
+    /// decoding notes them.
+    static READ: RefCell<Option<(u32, Vec<HandleRead>)>> = const { RefCell::new(None) };
     /// The handles the open decodings met, each with the serial of its decoding, innermost
     /// last (see [`Decoded`]): empty unless a decoding met a handle.
     static DECODED: RefCell<DecodedHandles> = const { RefCell::new(DecodedHandles::new()) };
@@ -446,7 +447,11 @@ pub(crate) struct HandleRead {
 /// a handle's `Deserialize` once it has read its fields, before anything else).
 pub(crate) fn handle_read(read: HandleRead) {
     READ.with(|r| {
-        if let Some(noted) = r.borrow_mut().as_mut() {
+        // The noting decoding's own reads, not a nested one's (a `Deserialize` that takes
+        // another message): see `noting_reads`.
+        if let Some((depth, noted)) = r.borrow_mut().as_mut()
+            && *depth == STATE.with(|s| s.decoding.get())
+        {
             noted.push(read);
         }
     });
@@ -536,6 +541,10 @@ struct DecodedHandles {
 
 /// How many entries a look scans before they are chained ([`DecodedHandles::chain`]).
 const CHAIN_ABOVE: usize = 32;
+
+/// How many entries, and chains, a thread keeps room for once its decodings ended
+/// ([`DecodedHandles::take_after`]).
+const ROOM_KEPT: usize = 1024;
 
 impl DecodedHandles {
     const fn new() -> Self {
@@ -629,8 +638,13 @@ impl DecodedHandles {
                 Met::Received => {}
             }
         }
-        // Every chain is undone with the last entry.
-        self.chained &= !self.met.is_empty();
+        if self.met.is_empty() {
+            // Every chain is undone with the last entry, and the room of a message of many
+            // handles given back (review65 L4: kept for the thread's life).
+            self.chained = false;
+            self.met.shrink_to(ROOM_KEPT);
+            self.newest.shrink_to(ROOM_KEPT);
+        }
         ended
     }
 }
@@ -1251,8 +1265,9 @@ fn probe_plan<T: DeserializeOwned>(name: &'static str) -> bool {
     plan
 }
 
-/// Runs `probe` (the probe's runs) as if no message were being decoded on this thread, the
-/// depth and the argument's carrier restored however it ends: a handle refuses the probe's
+/// Runs `probe` (the probe's runs, or a manager's kept value's decoding, [`decode_kept`])
+/// as if no message were being decoded on this thread, the depth and the argument's
+/// carrier restored however it ends: a handle refuses the probe's
 /// made-up value before reading it, and must never see it as a message being decoded. A
 /// decoding nested in it (a probed `Deserialize` that decodes) is then not the argument's
 /// either: it would take its handles from the argument's carrier ([`receipts`], review58
@@ -1663,23 +1678,29 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Codec
 /// pool worker's chunk read one item at a time), adding the handles it reads to `read`,
 /// which `shm::give_back_unread` needs if it, or a later step, stops part-way. Only
 /// `decode` is noted: what runs between the steps (a task, which may receive handles of
-/// other messages) is not.
+/// other messages) is not, nor a decoding nested in it (a `Deserialize` that takes another
+/// message, whose own `noting_reads`, if any, notes it apart). (review65 L6: a nested read
+/// of the same mark and copy as one of the message's unread wires hid that wire from the
+/// unread scan, and its count stayed in flight.)
 pub(crate) fn noting_reads<R>(read: &mut Vec<HandleRead>, decode: impl FnOnce() -> R) -> R {
     /// Puts back what noted before (`None` mostly), also when a `Deserialize` panics.
     struct Restore<'a> {
         read: &'a mut Vec<HandleRead>,
-        outer: Option<Option<Vec<HandleRead>>>,
+        outer: Option<Option<(u32, Vec<HandleRead>)>>,
     }
 
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
             if let Some(outer) = self.outer.take() {
-                *self.read = READ.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer)).unwrap_or_default();
+                let noted = READ.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer));
+                *self.read = noted.map(|(_, noted)| noted).unwrap_or_default();
             }
         }
     }
 
-    let noted = std::mem::take(read);
+    // The decoding `decode` opens, one deeper than those open now.
+    let depth = STATE.with(|s| s.decoding.get()) + 1;
+    let noted = (depth, std::mem::take(read));
     let _restore = Restore { outer: Some(READ.with(|r| r.borrow_mut().replace(noted))), read };
     decode()
 }
@@ -1840,6 +1861,17 @@ pub(crate) fn encode_untracked<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u
 /// trip to the server costs far more than the encoding. A family handle inside refuses to
 /// encode: it never travels into a value the server keeps and copies.
 pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    /// Gives back the scope of the message around, hidden.
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STATE.with(|s| s.scope.set(self.0));
+        }
+    }
+    // Apart from a message being encoded around it (a `Serialize` that calls a proxy's
+    // `set`), in which a handle inside would be written as a real wire, its count's undo
+    // in that message's scope: in flight for ever once it was sent (review65 L7).
+    let _restore = STATE.with(|s| Restore(s.scope.replace(None)));
     let start = out.len();
     out.push(MESSAGEPACK);
     let mut serializer = rmp_serde::Serializer::new(&mut *out).with_struct_map();
@@ -1853,7 +1885,10 @@ pub(crate) fn encode_kept<V: Serialize + ?Sized>(value: &V, out: &mut Vec<u8>) -
 /// Decodes a value written by [`encode_kept`], using every byte; a family handle inside
 /// refuses to decode.
 pub(crate) fn decode_kept<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    read_body(bytes, true)
+    // Apart from a message being decoded around it (a `Deserialize` that calls a proxy's
+    // `get`), in which a wire found in an item, written there by any process of the family,
+    // would be received (review65 L7).
+    outside_decodings(|| read_body(bytes, true))
 }
 
 /// Decodes the whole of `bytes` as a `T` in plain postcard, with no tag (a
@@ -2310,6 +2345,58 @@ mod tests {
         assert!(nothing_decoded() && !settles_pending());
     }
 
+    /// review65 L6: `noting_reads` notes the reads of the decoding it runs, not those of a
+    /// decoding nested in it (a `Deserialize` that takes another message): noted, a nested
+    /// read of the same mark and copy as one of the outer message's unread wires hid that
+    /// wire from the unread scan, whose count then stayed in flight. A nested
+    /// `noting_reads` notes its own decoding's in its own list.
+    #[test]
+    fn noting_reads_notes_its_own_decodings_reads_only() {
+        let (outer, nested, noted_apart) = (first_copy([8, 1, 2]), first_copy([16, 1, 2]), first_copy([24, 1, 2]));
+        let (mut read, mut apart) = (Vec::new(), Vec::new());
+        noting_reads(&mut read, || {
+            let _leave = LeaveDecoding::enter();
+            handle_read(outer);
+            {
+                let _nested = LeaveDecoding::enter();
+                handle_read(nested);
+            }
+            noting_reads(&mut apart, || {
+                let _nested = LeaveDecoding::enter();
+                handle_read(noted_apart);
+            });
+        });
+        assert_eq!((read, apart), (vec![outer], vec![noted_apart]));
+        assert!(nothing_decoded() && !settles_pending());
+    }
+
+    /// review65 L4: the entries of a decoding of many handles, chained, give their room back
+    /// when the last open decoding ends: a thread that once decoded a message of 10⁵
+    /// handles kept a vector and a map of their size for its life.
+    #[test]
+    fn a_decoding_of_many_handles_gives_its_entries_room_back_at_its_end() {
+        let read = |i: u64| HandleRead { mark: [64 * (1 + i), 1, 2], copy: i + 1 };
+        let n = 100_000;
+        {
+            let _leave = LeaveDecoding::enter();
+            for i in 0..n {
+                received_handle(read(i));
+            }
+            assert!(held_again(read(0)), "a look at the first copy");
+            assert!(DECODED.with(|d| d.borrow().chained), "looked at more than CHAIN_ABOVE entries");
+        }
+        assert!(nothing_decoded() && !settles_pending());
+        let (met, newest) = DECODED.with(|d| {
+            let d = d.borrow();
+            (d.met.capacity(), d.newest.capacity())
+        });
+        // A map rounds its room up to a power of two's worth.
+        assert!(
+            met <= ROOM_KEPT && newest < 2 * ROOM_KEPT,
+            "room kept for {met} entries and {newest} chains after the decoding ended"
+        );
+    }
+
     /// review52 L2 (a): a let-go that panicked left the rest of its decoding's entries;
     /// the next decoding at the same depth (another message) took one back as its own. The
     /// rest are let go of all the same now, and the panic goes on.
@@ -2560,12 +2647,20 @@ mod tests {
     fn only_the_noted_steps_are_noted_and_the_outer_noting_comes_back() {
         let mut outer = Vec::new();
         let mut inner = vec![first_copy([9, 9, 9])];
+        // A handle is read inside the decoding that a noting runs.
         noting_reads(&mut outer, || {
+            let _leave = LeaveDecoding::enter();
             handle_read(first_copy([1, 1, 1]));
-            noting_reads(&mut inner, || handle_read(first_copy([2, 2, 2])));
+            noting_reads(&mut inner, || {
+                let _nested = LeaveDecoding::enter();
+                handle_read(first_copy([2, 2, 2]));
+            });
             handle_read(first_copy([3, 3, 3]));
         });
-        handle_read(first_copy([4, 4, 4]));
+        {
+            let _leave = LeaveDecoding::enter();
+            handle_read(first_copy([4, 4, 4]));
+        }
         assert_eq!(outer, [first_copy([1, 1, 1]), first_copy([3, 3, 3])]);
         assert_eq!(inner, [first_copy([9, 9, 9]), first_copy([2, 2, 2])]);
         let panicked = std::panic::catch_unwind(|| {
@@ -2613,6 +2708,62 @@ mod tests {
         encode_kept(&7u64, &mut kept).unwrap();
         assert_eq!(decode_plain::<u64>(&kept, false), None);
         assert_eq!(decode_plain::<u64>(&[], false), None);
+    }
+
+    /// Asks what a handle's `Serialize` and `Deserialize` ask first (`write_wire`,
+    /// `Wire::read`): whether a message of the family is being encoded or decoded, which
+    /// is what lets a handle travel.
+    struct AsksForAMessage;
+
+    impl Serialize for AsksForAMessage {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            if encoding() {
+                return Err(serde::ser::Error::custom("a handle would be written: a message is being encoded"));
+            }
+            serializer.serialize_unit()
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for AsksForAMessage {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            if decoding() {
+                return Err(serde::de::Error::custom("a handle would be read: a message is being decoded"));
+            }
+            <()>::deserialize(deserializer).map(|()| AsksForAMessage)
+        }
+    }
+
+    /// A value whose `Serialize` and `Deserialize` write and read a value kept by a
+    /// manager's server (a proxy's `set` and `get` called inside them).
+    struct KeepsInside;
+
+    impl Serialize for KeepsInside {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut kept = Vec::new();
+            encode_kept(&AsksForAMessage, &mut kept).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_bytes(&kept)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for KeepsInside {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let kept: Vec<u8> = serde_bytes::deserialize(deserializer)?;
+            decode_kept::<AsksForAMessage>(&kept).map_err(serde::de::Error::custom)?;
+            Ok(KeepsInside)
+        }
+    }
+
+    /// review65 L7: a value kept by a manager's server is encoded and decoded apart from any
+    /// message around it, in which a handle refuses to travel (`encode_kept`, `decode_kept`).
+    /// Inside a message's encoding, a handle in it was written as a real wire, its count's
+    /// undo in the outer message's scope (in flight for ever once that message was sent);
+    /// inside a decoding, a wire found in an item was received.
+    #[test]
+    fn a_value_kept_by_a_manager_is_coded_apart_from_the_message_around_it() {
+        let msg = encode(&KeepsInside).expect("a kept value written inside a message's encoding as outside");
+        decode::<KeepsInside>(&msg.bytes).expect("a kept value read inside a message's decoding as outside");
+        msg.sent();
+        assert!(!encoding() && !decoding());
     }
 
     #[test]

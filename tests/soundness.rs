@@ -426,6 +426,119 @@ mod handles {
         _check.assert_no_leak();
     }
 
+    /// review65 L2: a message forged of one genuine handle's wire written twice. With the
+    /// same copy, both reads are one copy's: the second is a clone of the first's handle
+    /// (`codec::held_again`), one count taken, and another message of the handle keeps its
+    /// count, also when the decoding fails after both reads (the unread scan matches each
+    /// wire to a read, and discards neither). With the copy edited, the second is another
+    /// copy, whose receive takes an unreserved count: the other message's, as any replayed
+    /// wire may (never a count this process's receives reserved).
+    #[test]
+    fn a_handles_wire_forged_twice_into_one_message_takes_one_count_per_copy() {
+        type ValueWire = (WireCopy, Option<WireCopy>);
+        let _check = leak_check(LIMIT);
+        {
+            let value = Value::new(5u64).unwrap();
+            // A message of `value` captured, then written twice, its second copy numbered
+            // `second`.
+            let forged = |second: u64| {
+                let captured = capture(&value);
+                let first: ValueWire = postcard::from_bytes(&captured[1..]).expect("a Value's message");
+                let mut again = first.clone();
+                again.0.copy = second;
+                let mut message = vec![0];
+                message.extend(postcard::to_allocvec(&(first, again)).unwrap());
+                message
+            };
+            let (tx, rx) = Pipe::<Value<u64>>::new().unwrap();
+
+            tx.send(&value).unwrap();
+            let (a, b) = replay_as::<(Value<u64>, Value<u64>)>(&forged(1)).expect("one copy read twice");
+            assert_eq!((a.get(), b.get()), (5, 5));
+            drop((a, b));
+            assert_eq!(rx.recv().expect("the other message's count is whole").get(), 5);
+
+            tx.send(&value).unwrap();
+            let err = replay_as::<(Value<u64>, Value<u64>, u8)>(&forged(1)).expect_err("no third field");
+            assert!(!err.to_string().contains("received already"), "{err}");
+            assert_eq!(rx.recv().expect("the failed decoding left the other message's count").get(), 5);
+
+            tx.send(&value).unwrap();
+            let (a, b) = replay_as::<(Value<u64>, Value<u64>)>(&forged(2)).expect("two copies");
+            let err = rx.recv().expect_err("the edited copy took the other message's count");
+            assert!(err.to_string().contains("received already"), "{err}");
+            drop((a, b));
+        }
+        _check.assert_no_leak();
+    }
+
+    /// Writes `array`'s elements plainly (its guard's `&mut [u64]`) until `stop` is set.
+    fn write_plainly((array, writing, stop): (Array<u64>, Event, Event)) {
+        let mut round = 0u64;
+        while !stop.is_set() {
+            array.lock().fill(round);
+            writing.set();
+            round += 1;
+        }
+    }
+
+    /// Replays `bytes` as a `Value<u64>` (`as_other`: as a `Value<u32>`, whose take discards
+    /// it) with the crash point armed that a decoding reaches just before it loads the
+    /// header at the offset a handle names: the process aborts if it gets there.
+    fn replay_armed((bytes, as_other): (Vec<u8>, bool)) -> String {
+        multiproc::__private::crash_at("object.header.load");
+        let refused = if as_other { replay_as::<Value<u32>>(&bytes).err() } else { replay(&bytes).err() };
+        refused.map_or_else(|| "received".to_string(), |e| e.to_string())
+    }
+
+    /// A forged handle naming an offset inside a live object's elements, which another
+    /// process writes plainly, is refused before the decoding loads anything there: an
+    /// atomic load racing a plain store is a data race in Rust's model, even if the seal
+    /// then refuses what it read (auds44's open item). Received as its own type, and read as
+    /// another type (whose discard looks at the object too).
+    #[test]
+    fn a_forged_handle_inside_a_live_objects_plain_elements_loads_nothing_there() {
+        let _check = leak_check(LIMIT);
+        {
+            let value = Value::new(1u64).unwrap();
+            let bytes = capture(&value);
+            let array = Array::<u64>::new(4096).unwrap();
+            let array_bytes = capture_as::<_, (WireCopy, Option<WireCopy>)>(array.clone());
+            // 16 KiB into a 32 KiB array: past its header and state, among its elements.
+            let inside = offset_of(&array_bytes) + 16 * 1024;
+            let (writing, stop) = (Event::new().unwrap(), Event::new().unwrap());
+            let writer = Process::new(write_plainly, (array.clone(), writing.clone(), stop.clone())).start().unwrap();
+            assert!(writing.wait_timeout(LIMIT), "the writer did not start");
+            let forged = with_offset(&bytes, inside);
+            let outcomes: Vec<_> = [false, true]
+                .into_iter()
+                .map(|as_other| Process::new(replay_armed, (forged.clone(), as_other)).start().unwrap().join())
+                .collect();
+            stop.set();
+            writer.join().unwrap();
+            let loaded: Vec<String> = outcomes
+                .into_iter()
+                .zip(["its own type", "another type"])
+                .filter_map(|(outcome, read_as)| match outcome {
+                    Ok(refused) => {
+                        assert!(refused.contains("type") || refused.contains("forged"), "read as {read_as}: {refused}");
+                        None
+                    }
+                    Err(e) => Some(format!("read as {read_as}: {e}")),
+                })
+                .collect();
+            assert!(
+                loaded.is_empty(),
+                "the forged handle's header was loaded inside the array's elements (crash point \
+                 object.header.load): {loaded:?}"
+            );
+            assert_eq!(value.get(), 1);
+            drop(replay(&bytes).expect("the genuine message still decodes"));
+            drop(replay_as::<Array<u64>>(&array_bytes).expect("the genuine message still decodes"));
+        }
+        _check.assert_no_leak();
+    }
+
     fn receive_value(from: Connection<Value<u64>>) -> Result<u64, String> {
         match from.recv() {
             Ok(value) => Ok(value.get()),

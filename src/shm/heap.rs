@@ -43,6 +43,14 @@ const LATER_BUDGET: u64 = 1 << 30;
 /// larger ones).
 const SIZES: [usize; 4] = [1 << 38, 1 << 36, 1 << 34, 1 << 32];
 
+/// Where the directory of object starts begins in a heap of `size` bytes of address space:
+/// its last sixteenth, one 4-byte word for each 64-byte block of the whole (see
+/// [`Heap::start`]). Blocks are allocated below it. `size` is one of [`SIZES`], so the
+/// directory begins on a page.
+fn starts_at(size: usize) -> usize {
+    size - size / 16
+}
+
 /// The heap is full (or the request is absurd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the family's shared memory is exhausted ({requested} bytes requested)")]
@@ -61,6 +69,7 @@ impl HeapFull {
 struct Header {
     magic: AtomicU64,
     family: AtomicU64,
+    /// The end of the allocatable part: where the directory of object starts begins.
     size: AtomicU64,
     /// Start of the never-used part of the heap.
     bump: AtomicU64,
@@ -144,6 +153,9 @@ pub(crate) struct Heap {
     /// The family's secret key of handle seals: random at creation, held in the memory of
     /// each process only (never in the heap), handed to spawned children at boot.
     key: [u8; 16],
+    /// Where the directory of object starts begins ([`starts_at`] of the mapping's length):
+    /// the end of what [`Heap::contains`] allows.
+    starts: usize,
 }
 
 static HEAP: OnceLock<Heap> = OnceLock::new();
@@ -169,7 +181,7 @@ impl Heap {
         }
         let size = rustix::fs::fstat(&fd)?.st_size as usize;
         let map = SharedMapping::map(fd, size)?;
-        let heap = Heap { map, key };
+        let heap = Heap { map, key, starts: starts_at(size) };
         if heap.header().magic.load(Ordering::Acquire) != MAGIC {
             return Err(std::io::Error::other("the memory passed down is not a multiproc heap"));
         }
@@ -181,10 +193,10 @@ impl Heap {
         for size in SIZES {
             match SharedMapping::anonymous("multiproc-family", size) {
                 Ok(map) => {
-                    let heap = Heap { map, key: sys::random_bytes::<16>() };
+                    let heap = Heap { map, key: sys::random_bytes::<16>(), starts: starts_at(size) };
                     let h = heap.header();
                     h.family.store(u64::from_ne_bytes(sys::random_bytes::<8>()), Ordering::Relaxed);
-                    h.size.store(size as u64, Ordering::Relaxed);
+                    h.size.store(heap.starts as u64, Ordering::Relaxed);
                     h.bump.store(RESERVED as u64, Ordering::Relaxed);
                     h.magic.store(MAGIC, Ordering::Release);
                     return Ok(heap);
@@ -241,12 +253,27 @@ impl Heap {
         self.header().in_use.load(Ordering::Relaxed)
     }
 
-    /// Whether `[offset, offset + len)` is a plausible object range: inside the heap,
-    /// past the header, 64-byte aligned.
+    /// Whether `[offset, offset + len)` is a plausible object range: inside the heap's
+    /// allocatable part, past the header, 64-byte aligned.
     pub(crate) fn contains(&self, offset: u64, len: usize) -> bool {
         offset as usize >= RESERVED
             && offset.is_multiple_of(64)
-            && (offset as usize).checked_add(len).is_some_and(|end| end <= self.map.len())
+            && (offset as usize).checked_add(len).is_some_and(|end| end <= self.starts)
+    }
+
+    /// The word of the directory of object starts for the 64-byte block at `offset` (one
+    /// that [`Heap::contains`]): not 0 only while a live shared object starts there (`shm::object`
+    /// writes it once the object's header is written, and clears it before the block is
+    /// freed). What a handle names is looked up here before anything at its offset is
+    /// loaded: an offset inside another object's plain bytes finds 0 and is refused without
+    /// an atomic load racing their plain stores.
+    pub(crate) fn start(&self, offset: u64) -> &AtomicU32 {
+        debug_assert!(self.contains(offset, 0));
+        // SAFETY: the directory, `[starts, starts + len / 16)` of the mapping, is never
+        // allocated (allocations end at `starts`), and holds one 4-byte word for each
+        // 64-byte block below it, 4-byte aligned (the mapping is page aligned): atomics
+        // only, valid for any bytes, zero included.
+        unsafe { &*self.map.as_ptr().add(self.starts + (offset as usize / 64) * 4).cast::<AtomicU32>() }
     }
 
     /// The address of `offset` in this process.

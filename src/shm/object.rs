@@ -22,6 +22,12 @@
 //!   anything is written.
 //! * Receiving consumes exactly one in-flight count (see `holders`): replayed bytes of a
 //!   live object make no holder out of nothing.
+//! * Nothing at the offset a handle names is loaded before the heap's directory of object
+//!   starts (`Heap::start`) says that the object of the handle's generation starts there
+//!   ([`header_at`]): an offset inside another object's bytes, which its holders may write
+//!   plainly (an `Array`'s guard, a blob being filled), is refused without an atomic load
+//!   racing their stores, a data race in Rust's model even when the seal then refuses what
+//!   was read.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -105,6 +111,12 @@ fn fingerprint<T: 'static>() -> u64 {
     h.write_usize(std::mem::size_of::<T>());
     h.write_usize(std::mem::align_of::<T>());
     h.finish()
+}
+
+/// What the directory of object starts holds for a live object of `generation`
+/// (`Heap::start`): the low half of the generation, never 0 (0: no object starts there).
+fn start_mark(generation: u64) -> u32 {
+    (generation as u32).max(1)
 }
 
 /// The seal of the object of kind and type `T` at `off`.
@@ -210,6 +222,9 @@ impl<T: ShmObject> Shared<T> {
                 value,
             });
         }
+        // Its start, once its header is written (release: a decoding that finds it loads
+        // the header), before the handle can be in any message or record.
+        heap.start(off).store(start_mark(generation), Ordering::Release);
         // Listed once written whole: a reaper recognises it by its header (see `holds`).
         let table = off + (std::mem::offset_of!(Obj<T>, header) + std::mem::offset_of!(Header, holders)) as u64;
         Holders::new_object_held(heap, table, Self::let_go(off, generation));
@@ -396,7 +411,9 @@ impl<T: ShmObject> Shared<T> {
         let obj = unsafe { &*heap.ptr(off).cast::<Obj<T>>() };
         obj.value.destroy(heap);
         let len = obj.header.len.load(Ordering::Relaxed) as usize;
-        // Before the block is freed: a handle to it can never be decoded again.
+        // Before the block is freed: a handle to it can never be decoded again, nor its
+        // header loaded by a decoding that finds no start there.
+        heap.start(off).store(0, Ordering::Release);
         obj.header.seal.store(0, Ordering::Release);
         obj.header.tag.store(0, Ordering::Release);
         if T::WARM { heap.free_warm(off, len) } else { heap.free(off, len) }
@@ -449,16 +466,12 @@ impl<T: ShmObject> Shared<T> {
     /// hold at once. `None` when the count is gone (taken back) or the object is not that
     /// one (freed, or the bytes name something else): nothing is written then.
     pub(super) fn take_sent(heap: &Heap, off: u64, generation: u64, seal: u64) -> Option<Self> {
-        if !heap.contains(off, std::mem::size_of::<Obj<T>>()) {
-            return None;
-        }
-        let obj = heap.ptr(off).cast::<Obj<T>>();
-        // SAFETY: the range is inside the heap and aligned (checked above); the header is
-        // atomics only, valid for any bytes. Nothing is written before the seal is checked.
-        let header = unsafe { &(*obj).header };
+        // Nothing is written before the seal is checked.
+        let header = header_at(heap, off, generation, std::mem::size_of::<Obj<T>>())?;
         if !sealed::<T>(heap, off, header, generation, seal) {
             return None;
         }
+        let obj = heap.ptr(off).cast::<Obj<T>>();
         match header.holders.receive(heap, generation, false, Self::let_go(off, generation), None) {
             Ok(()) => {}
             Err(Received::HeapFull { last: true }) | Err(Received::NotInFlight { last: true }) => {
@@ -680,13 +693,16 @@ impl<T: ShmObject> Shared<T> {
                 T::KIND
             )));
         }
-        if !heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
-            return Err(codec::refuse_decoding("the handle points outside the family's shared memory"));
-        }
+        // Nothing is written before the seal is checked.
+        let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Obj<T>>()) else {
+            return Err(codec::refuse_decoding(if heap.contains(wire.offset, std::mem::size_of::<Obj<T>>()) {
+                "the handle's object no longer exists, or the handle was forged (no object of its generation starts \
+                 where it points)"
+            } else {
+                "the handle points outside the family's shared memory"
+            }));
+        };
         let obj = heap.ptr(wire.offset).cast::<Obj<T>>();
-        // SAFETY: the range is inside the heap and aligned (checked above); the header is
-        // atomics only, valid for any bytes. Nothing is written before the seal is checked.
-        let header = unsafe { &(*obj).header };
         if !sealed::<T>(heap, wire.offset, header, wire.generation, wire.seal) {
             return Err(codec::refuse_decoding(
                 "the handle's object no longer exists, or the handle was forged (its seal does not match)",
@@ -788,6 +804,29 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
     }
 }
 
+/// The header at `off`, if `[off, off + len)` is inside the heap and the directory of
+/// object starts says that the object of `generation` starts there (`Heap::start`): the
+/// check before anything at an offset that a message or a record names is loaded. Loaded
+/// anywhere else, the header's atomics could be the plain bytes another object's holders
+/// write (auds44). Its seal is the caller's to check: a directory's word is the low half of
+/// a generation, which a forger can name.
+///
+/// A block can still be freed, and reused, between this look and the caller's loads: only
+/// for bytes whose count in flight is gone (a replay, a record gone stale), whose object's
+/// last holder lets go at that moment (see `HACKING.md`, "Shared objects and handles").
+#[inline]
+fn header_at(heap: &Heap, off: u64, generation: u64, len: usize) -> Option<&Header> {
+    if !heap.contains(off, len) || heap.start(off).load(Ordering::Acquire) != start_mark(generation) {
+        return None;
+    }
+    crash_point!("object.header.load");
+    // SAFETY: the range is inside the heap and aligned (checked above), and an object
+    // starts there (its start's word, written once its header was, read with acquire):
+    // every object starts with its header (`Obj` is `repr(C)`), which is atomics only,
+    // valid for any bytes.
+    Some(unsafe { &*heap.ptr(off).cast::<Header>() })
+}
+
 /// Whether `header` (at `off`) is the live object of type `T`, generation `generation`,
 /// that a handle sealed with `seal` names.
 fn sealed<T: ShmObject>(heap: &Heap, off: u64, header: &Header, generation: u64, seal: u64) -> bool {
@@ -811,12 +850,8 @@ fn sealed_as(heap: &Heap, off: u64, header: &Header, what: (u32, u64, usize), ge
 /// object's table, whose pin then checks the generation again. `None` for a block freed, or
 /// reused by another object, since.
 fn live_header(heap: &Heap, off: u64, generation: u64) -> Option<&Header> {
-    if !heap.contains(off, std::mem::size_of::<Header>()) {
-        return None;
-    }
-    // SAFETY: the range is inside the heap and aligned (checked above); a header is atomics
-    // only, valid for any bytes. Nothing is written here.
-    let header = unsafe { &*heap.ptr(off).cast::<Header>() };
+    // Nothing is written here.
+    let header = header_at(heap, off, generation, std::mem::size_of::<Header>())?;
     let tag = header.tag.load(Ordering::Acquire);
     (tag & !0xffff_ffff == TAG
         && header.seal.load(Ordering::Acquire) != 0
@@ -901,13 +936,8 @@ fn discard_on_take(wire: Wire) {
 /// (see `Holders::discard`), and a side's handle's count of its side first, while the
 /// object's keeps the object ([`discard_side`]). Forged bytes change nothing.
 pub(super) fn discard_foreign(heap: &Heap, wire: &Wire, receipt: Option<Receipt>) {
-    if !heap.contains(wire.offset, std::mem::size_of::<Header>()) {
-        return;
-    }
-    // SAFETY: the range is inside the heap and aligned (checked above); every object
-    // starts with its header (`Obj` is `repr(C)`), which is atomics only, valid for any
-    // bytes. Nothing is written unless the seal matches.
-    let header = unsafe { &*heap.ptr(wire.offset).cast::<Header>() };
+    // Nothing is written unless the seal matches.
+    let Some(header) = header_at(heap, wire.offset, wire.generation, std::mem::size_of::<Header>()) else { return };
     let what = (wire.object_kind(), wire.fingerprint, std::mem::size_of::<Header>());
     if sealed_as(heap, wire.offset, header, what, wire.generation, wire.seal) {
         if let Some(side) = wire.side() {
@@ -1542,6 +1572,28 @@ mod tests {
         assert!(embedded.take().is_none(), "and only once");
         assert_eq!(back.value.load(Ordering::Relaxed), 7);
         drop(back);
+        assert_eq!(heap.in_use(), before);
+    }
+
+    /// hdir50: an object's start is in the directory from its creation until its release,
+    /// and only its start: an offset inside it, or its start named with another
+    /// generation (the block's former object's, a forger's guess), has no header to look at.
+    #[test]
+    fn the_directory_holds_a_live_objects_start_only() {
+        let _serial = crate::shm::heap_test_lock();
+        let heap = Heap::get();
+        let before = heap.in_use();
+        let handle = Shared::with_tail(Probe { value: AtomicU64::new(3) }, 4096).unwrap();
+        let (off, generation, _) = handle.identity();
+        let len = std::mem::size_of::<Header>();
+        assert!(header_at(heap, off, generation, len).is_some(), "a live object's start");
+        assert!(header_at(heap, off, generation + 1, len).is_none(), "another generation");
+        let tail = handle.tail_offset();
+        assert!((tail..tail + 4096).step_by(64).all(|inside| heap.start(inside).load(Ordering::Relaxed) == 0));
+        assert!(header_at(heap, tail, generation, len).is_none(), "an offset inside the object");
+        drop(handle);
+        assert_eq!(heap.start(off).load(Ordering::Relaxed), 0, "cleared at the release");
+        assert!(header_at(heap, off, generation, len).is_none(), "a freed object's start");
         assert_eq!(heap.in_use(), before);
     }
 }
