@@ -44,6 +44,17 @@ pub(crate) const TAG: usize = 32;
 /// length (v1 ended it by a zero byte, which let a pool and its task trade bytes: review67
 /// S-M1), so no tag of one framing passes for the other.
 const DOMAIN: &[u8] = b"multiproc cluster task v2\0";
+/// The same for a node's result: over the pool and its task's id (8 bytes, little-endian),
+/// so a result never passes for another task's, nor another pool's.
+const RESULT_DOMAIN: &[u8] = b"multiproc cluster result v1\0";
+/// The same for a `cluster::Queue` item: over the queue's name, so an item never passes
+/// for one of another queue.
+const ITEM_DOMAIN: &[u8] = b"multiproc cluster queue item v1\0";
+
+/// The shortest cluster key taken (review67 S-L4): every tag in Redis lets whoever reads
+/// Redis test key guesses offline at HMAC speed, so a key must be too long to guess, not a
+/// passphrase. 16 bytes is 128 bits when random; the key file's is 64 hex digits.
+pub(crate) const MIN_KEY: usize = 16;
 
 /// A key given by the program, never shown by `Debug`.
 #[derive(Clone)]
@@ -61,45 +72,82 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Tags and checks the tasks of cluster pools under one key.
+/// Tags and checks under one key the tasks and results of cluster pools and the items of
+/// cluster queues.
 #[derive(Clone)]
-pub(crate) struct TaskSeal(HmacSha256);
+pub(crate) struct Seal(HmacSha256);
 
-impl TaskSeal {
+impl Seal {
     /// The seal of the key `option`, else of the environment's or the user's key file (see
     /// the module docs).
-    pub(crate) fn new(option: Option<&Secret>) -> Result<TaskSeal, ClusterError> {
+    pub(crate) fn new(option: Option<&Secret>) -> Result<Seal, ClusterError> {
         let key = match option {
             Some(Secret(key)) => key.clone(),
-            None => match std::env::var_os(KEY_ENV) {
-                Some(key) => key.as_bytes().to_vec(),
+            None => match env_key() {
+                Some(key) => key,
                 None => key_file()?,
             },
         };
-        if key.is_empty() {
-            return Err(ClusterError::Key("the cluster key is empty".into()));
+        if key.len() < MIN_KEY {
+            return Err(ClusterError::Key(format!(
+                "the cluster key has {} bytes, fewer than {MIN_KEY}: a short key can be guessed offline from the \
+                 tags in Redis (use random bytes, as the key file's 64 hex digits)",
+                key.len()
+            )));
         }
-        Ok(TaskSeal(<HmacSha256 as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length")))
+        Ok(Seal(<HmacSha256 as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length")))
     }
 
-    fn mac(&self, pool: &str, task: &[u8]) -> HmacSha256 {
+    /// The MAC of `domain`, `name` framed by its length, then `parts` (all of fixed length
+    /// but the last, so that no two inputs are the same bytes).
+    fn mac(&self, domain: &[u8], name: &str, parts: &[&[u8]]) -> HmacSha256 {
         let mut mac = self.0.clone();
-        mac.update(DOMAIN);
-        mac.update(&(pool.len() as u64).to_le_bytes());
-        mac.update(pool.as_bytes());
-        mac.update(task);
+        mac.update(domain);
+        mac.update(&(name.len() as u64).to_le_bytes());
+        mac.update(name.as_bytes());
+        for part in parts {
+            mac.update(part);
+        }
         mac
     }
 
     /// The tag of the encoded `task` of `pool`.
     pub(crate) fn tag(&self, pool: &str, task: &[u8]) -> [u8; TAG] {
-        self.mac(pool, task).finalize().into_bytes().into()
+        self.mac(DOMAIN, pool, &[task]).finalize().into_bytes().into()
     }
 
     /// Whether `tag` is the tag of `task` in `pool` (constant-time).
     pub(crate) fn verify(&self, pool: &str, task: &[u8], tag: &[u8]) -> bool {
-        self.mac(pool, task).verify_slice(tag).is_ok()
+        self.mac(DOMAIN, pool, &[task]).verify_slice(tag).is_ok()
     }
+
+    /// The tag of the encoded `result` of task `id` of `pool`.
+    pub(crate) fn result_tag(&self, pool: &str, id: u64, result: &[u8]) -> [u8; TAG] {
+        self.mac(RESULT_DOMAIN, pool, &[&id.to_le_bytes(), result]).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the tag of `result` for task `id` of `pool` (constant-time).
+    pub(crate) fn verify_result(&self, pool: &str, id: u64, result: &[u8], tag: &[u8]) -> bool {
+        self.mac(RESULT_DOMAIN, pool, &[&id.to_le_bytes(), result]).verify_slice(tag).is_ok()
+    }
+
+    /// `item` (an encoded value of the queue `queue`) followed by its tag.
+    pub(crate) fn seal_item(&self, queue: &str, mut item: Vec<u8>) -> Vec<u8> {
+        let tag: [u8; TAG] = self.mac(ITEM_DOMAIN, queue, &[&item]).finalize().into_bytes().into();
+        item.extend_from_slice(&tag);
+        item
+    }
+
+    /// The encoded value of `sealed`, an item of the queue `queue`, if its tag checks.
+    pub(crate) fn open_item<'a>(&self, queue: &str, sealed: &'a [u8]) -> Option<&'a [u8]> {
+        let (item, tag) = sealed.split_at_checked(sealed.len().checked_sub(TAG)?)?;
+        self.mac(ITEM_DOMAIN, queue, &[item]).verify_slice(tag).is_ok().then_some(item)
+    }
+}
+
+/// The key [`KEY_ENV`] gives, if set.
+fn env_key() -> Option<Vec<u8>> {
+    std::env::var_os(KEY_ENV).map(|key| key.as_bytes().to_vec())
 }
 
 /// `$XDG_CONFIG_HOME/multiproc/cluster.key`, else `$HOME/.config/multiproc/cluster.key`.
@@ -153,25 +201,61 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
 mod tests {
     use super::*;
 
+    fn seal(key: &[u8]) -> Seal {
+        Seal::new(Some(&Secret::new(key))).unwrap()
+    }
+
     #[test]
     fn a_tag_names_its_pool_and_its_task_under_its_key() {
-        let seal = TaskSeal::new(Some(&Secret::new(b"one"))).unwrap();
-        let tag = seal.tag("pool", b"task");
-        assert!(seal.verify("pool", b"task", &tag));
-        assert!(!seal.verify("pool", b"tasK", &tag));
-        assert!(!seal.verify("pooL", b"task", &tag));
-        assert!(!seal.verify("pool", b"task", &tag[..TAG - 1]));
-        let other = TaskSeal::new(Some(&Secret::new(b"two"))).unwrap();
+        let one = seal(b"the first key of the tests");
+        let tag = one.tag("pool", b"task");
+        assert!(one.verify("pool", b"task", &tag));
+        assert!(!one.verify("pool", b"tasK", &tag));
+        assert!(!one.verify("pooL", b"task", &tag));
+        assert!(!one.verify("pool", b"task", &tag[..TAG - 1]));
+        let other = seal(b"the second key of the tests");
         assert!(!other.verify("pool", b"task", &tag));
-        assert!(matches!(TaskSeal::new(Some(&Secret::new(b""))), Err(ClusterError::Key(_))));
     }
 
     #[test]
     fn a_tag_does_not_let_the_pool_and_the_task_trade_bytes() {
         // review67 S-M1: with the pool ended by a zero byte, pool "p\0x" with task "y" and
         // pool "p" with task "x\0y" were the same input.
-        let seal = TaskSeal::new(Some(&Secret::new(b"k"))).unwrap();
+        let seal = seal(b"the key of the framing test");
         assert_ne!(seal.tag("p\0x", b"y"), seal.tag("p", b"x\0y"));
         assert_ne!(seal.tag("", b"\0y"), seal.tag("\0", b"y"));
+    }
+
+    #[test]
+    fn a_result_tag_names_its_pool_and_its_task_and_is_no_task_tag() {
+        let seal = seal(b"the key of the result test");
+        let tag = seal.result_tag("pool", 7, b"result");
+        assert!(seal.verify_result("pool", 7, b"result", &tag));
+        assert!(!seal.verify_result("pool", 8, b"result", &tag), "another task's");
+        assert!(!seal.verify_result("pooL", 7, b"result", &tag), "another pool's");
+        assert!(!seal.verify_result("pool", 7, b"resulT", &tag));
+        // Nor does a task's tag pass for a result's, or the reverse (their domains differ).
+        let bytes = [&7u64.to_le_bytes()[..], b"result"].concat();
+        assert!(!seal.verify("pool", &bytes, &tag));
+        assert!(!seal.verify_result("pool", 7, b"result", &seal.tag("pool", &bytes)));
+    }
+
+    #[test]
+    fn an_item_opens_in_its_own_queue_only() {
+        let seal = seal(b"the key of the queue item test");
+        let item = seal.seal_item("jobs", b"value".to_vec());
+        assert_eq!(seal.open_item("jobs", &item), Some(&b"value"[..]));
+        assert_eq!(seal.open_item("jobz", &item), None, "another queue's");
+        assert_eq!(seal.open_item("jobs", &item[1..]), None);
+        assert_eq!(seal.open_item("jobs", b"value"), None, "untagged");
+        assert_eq!(seal.open_item("jobs", b""), None);
+    }
+
+    #[test]
+    fn a_key_shorter_than_the_floor_is_refused() {
+        for key in [&b""[..], b"one", &[7; MIN_KEY - 1]] {
+            assert!(matches!(Seal::new(Some(&Secret::new(key))), Err(ClusterError::Key(_))), "{key:?}");
+        }
+        assert!(Seal::new(Some(&Secret::new(&[7; MIN_KEY]))).is_ok());
     }
 }
