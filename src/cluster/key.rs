@@ -18,11 +18,12 @@
 //! [`ClusterOptions::authkey`]: super::ClusterOptions::authkey
 //! [`ServeOptions::authkey`]: super::ServeOptions::authkey
 
+use std::ffi::OsString;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -152,21 +153,40 @@ fn env_key() -> Option<Vec<u8>> {
 
 /// `$XDG_CONFIG_HOME/multiproc/cluster.key`, else `$HOME/.config/multiproc/cluster.key`.
 fn key_path() -> Result<PathBuf, ClusterError> {
-    let absolute = |name| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
-    let config = absolute("XDG_CONFIG_HOME").or_else(|| absolute("HOME").map(|home| home.join(".config")));
-    let config = config
-        .ok_or_else(|| ClusterError::Key(format!("no cluster key: set {KEY_ENV}, or HOME for the user's key file")))?;
-    Ok(config.join("multiproc").join("cluster.key"))
+    config_dir(std::env::var_os("XDG_CONFIG_HOME"), std::env::var_os("HOME"))
+        .map(|config| config.join("multiproc").join("cluster.key"))
+        .ok_or_else(|| ClusterError::Key(format!("no cluster key: set {KEY_ENV}, or HOME for the user's key file")))
 }
 
-/// The user's key file's content (trailing white space left out), the file made first
+/// The user's configuration directory: `xdg` (`XDG_CONFIG_HOME`), else `home`/.config,
+/// each only when absolute (a relative one would name another file in each working
+/// directory).
+fn config_dir(xdg: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    let absolute = |var: Option<OsString>| var.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg).or_else(|| absolute(home).map(|home| home.join(".config")))
+}
+
+/// The user's key file's content (see [`key_file_at`]).
+fn key_file() -> Result<Vec<u8>, ClusterError> {
+    key_file_at(&key_path()?)
+}
+
+/// The content of the key file `path` (trailing white space left out), the file made first
 /// where it is missing. Written whole under a temporary name and linked into place, so
 /// that programs starting together all read the one that won.
-fn key_file() -> Result<Vec<u8>, ClusterError> {
-    let path = key_path()?;
+///
+/// Trusted only if it is this user's alone (review67 S-L1): opened without following a
+/// symbolic link, then checked on the open file (no gap between the check and the read
+/// for another to swap the file in): a regular file owned by the effective user, which no
+/// other may read or write, in a directory owned by that user that no other may write. A
+/// file owned by another user is refused: root running with a user's `HOME` (`sudo -E`)
+/// would else take a key that user knows, and run the tasks that user forges as root.
+fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
     let failed = |what: &str, e: std::io::Error| ClusterError::Key(format!("{what} {}: {e}", path.display()));
+    let refused = |why: String| ClusterError::Key(format!("the cluster key file {} {why}", path.display()));
     let dir = path.parent().expect("a file in a directory");
-    if !path.exists() {
+    let me = rustix::process::geteuid().as_raw();
+    if std::fs::symlink_metadata(path).is_err() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| failed("cannot make", e))?;
         let random = u128::from_ne_bytes(crate::sys::random_bytes::<16>());
         let temporary = dir.join(format!(".cluster.key.{}.{random:032x}", std::process::id()));
@@ -175,7 +195,7 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
             let key: String = crate::sys::random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect();
             writeln!(file, "{key}")?;
             file.sync_all()?;
-            match std::fs::hard_link(&temporary, &path) {
+            match std::fs::hard_link(&temporary, path) {
                 Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
                 _ => Ok(()),
             }
@@ -183,14 +203,34 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
         let _ = std::fs::remove_file(&temporary);
         made.map_err(|e| failed("cannot make", e))?;
     }
-    let metadata = std::fs::metadata(&path).map_err(|e| failed("cannot read", e))?;
-    if metadata.mode() & 0o077 != 0 {
+    let held = std::fs::metadata(dir).map_err(|e| failed("cannot read", e))?;
+    if held.uid() != me || held.mode() & 0o022 != 0 {
         return Err(ClusterError::Key(format!(
-            "the cluster key file {} may be read or written by other users (chmod 600 it)",
-            path.display()
+            "the directory {} of the cluster key file is owned by another user (uid {}) or others may write to it",
+            dir.display(),
+            held.uid()
         )));
     }
-    let mut key = std::fs::read(&path).map_err(|e| failed("cannot read", e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refused("is a symbolic link (give the file itself)".into()),
+            _ => failed("cannot read", e),
+        })?;
+    let metadata = file.metadata().map_err(|e| failed("cannot read", e))?;
+    if !metadata.is_file() {
+        return Err(refused("is not a regular file".into()));
+    }
+    if metadata.uid() != me {
+        return Err(refused(format!("is owned by another user (uid {}, not {me}): make your own", metadata.uid())));
+    }
+    if metadata.mode() & 0o077 != 0 {
+        return Err(refused("may be read or written by other users (chmod 600 it)".into()));
+    }
+    let mut key = Vec::new();
+    file.read_to_end(&mut key).map_err(|e| failed("cannot read", e))?;
     while key.last().is_some_and(u8::is_ascii_whitespace) {
         key.pop();
     }
@@ -199,6 +239,8 @@ fn key_file() -> Result<Vec<u8>, ClusterError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn seal(key: &[u8]) -> Seal {
@@ -257,5 +299,128 @@ mod tests {
             assert!(matches!(Seal::new(Some(&Secret::new(key))), Err(ClusterError::Key(_))), "{key:?}");
         }
         assert!(Seal::new(Some(&Secret::new(&[7; MIN_KEY]))).is_ok());
+    }
+
+    /// A fresh directory of its own under the system's temporary directory, removed on
+    /// drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            let random = u128::from_ne_bytes(crate::sys::random_bytes::<16>());
+            let dir = std::env::temp_dir().join(format!("multiproc-key-test-{random:032x}"));
+            std::fs::create_dir(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        /// Where the key file of a user whose configuration is here would be.
+        fn key(&self) -> PathBuf {
+            self.0.join("multiproc").join("cluster.key")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn refused(path: &Path, why: &str) {
+        match key_file_at(path) {
+            Err(ClusterError::Key(message)) => assert!(message.contains(why), "{message}"),
+            Err(other) => panic!("not refused for \"{why}\": {other}"),
+            Ok(_) => panic!("a key file to refuse for \"{why}\" was taken"),
+        }
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_for_its_owner_alone_and_read_again() {
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        let key = key_file_at(&path).unwrap();
+        assert_eq!(key.len(), 64, "32 random bytes in hex");
+        assert!(key.iter().all(u8::is_ascii_hexdigit));
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // The file ends with a new line, left out of the key.
+        assert_eq!(std::fs::read(&path).unwrap().last(), Some(&b'\n'));
+        assert_eq!(key_file_at(&path).unwrap(), key, "read again, not made again");
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn programs_making_the_key_file_together_all_read_the_one_that_won() {
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..8).map(|_| s.spawn(|| key_file_at(&path).unwrap())).collect();
+            readers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        assert_eq!(key_file_at(&path).unwrap(), keys[0]);
+    }
+
+    #[test]
+    fn a_key_file_others_may_read_or_write_is_refused() {
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        key_file_at(&path).unwrap();
+        for loose in [0o640, 0o604, 0o620, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+            refused(&path, "other users");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        key_file_at(&path).unwrap();
+        let dir = path.parent().unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        refused(&path, "others may write");
+    }
+
+    /// review67 S-L1: a key file of another user (root running with a user's `HOME`) is
+    /// that user's key, which root must not take. Testable only as root (who can give a
+    /// file away); as another user, nothing is checked.
+    #[test]
+    fn a_key_file_owned_by_another_user_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let scratch = Scratch::new();
+        let path = scratch.key();
+        key_file_at(&path).unwrap();
+        let nobody = Some(rustix::process::Uid::from_raw(65534));
+        rustix::fs::chown(&path, nobody, None).unwrap();
+        refused(&path, "owned by another user");
+        rustix::fs::chown(&path, Some(rustix::process::geteuid()), None).unwrap();
+        rustix::fs::chown(path.parent().unwrap(), nobody, None).unwrap();
+        refused(&path, "owned by another user");
+    }
+
+    #[test]
+    fn a_key_file_that_is_a_symbolic_link_or_no_file_is_refused() {
+        let scratch = Scratch::new();
+        let real = scratch.0.join("real").join("cluster.key");
+        key_file_at(&real).unwrap();
+        let path = scratch.key();
+        std::fs::DirBuilder::new().mode(0o700).create(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        refused(&path, "symbolic link");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::DirBuilder::new().mode(0o700).create(&path).unwrap();
+        refused(&path, "not a regular file");
+    }
+
+    #[test]
+    fn the_configuration_directory_is_taken_only_when_absolute() {
+        let config = |xdg: Option<&str>, home: Option<&str>| config_dir(xdg.map(Into::into), home.map(Into::into));
+        assert_eq!(config(Some("/x"), Some("/h")), Some(PathBuf::from("/x")));
+        assert_eq!(config(Some("x"), Some("/h")), Some(PathBuf::from("/h/.config")));
+        assert_eq!(config(None, Some("/h")), Some(PathBuf::from("/h/.config")));
+        assert_eq!(config(None, Some("h")), None);
+        assert_eq!(config(None, None), None);
     }
 }
