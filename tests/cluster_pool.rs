@@ -834,6 +834,17 @@ fn a_node_serves_no_pool_whose_id_a_driver_does_not_make() {
         "the node read the entry of the pool {odd:?}: {}",
         String::from_utf8_lossy(&probe)
     );
+    // Nor is it kept in the registry for ever: the node drops the member (and another
+    // that is not even UTF-8), leaving the keys named after it alone.
+    assert_eq!(redis.raw(&[b"SADD", b"mp:pools", b"\xff\xfe"]), b":1\r\n");
+    let members = || redis.raw(&[b"SMEMBERS", b"mp:pools"]);
+    assert!(
+        eventually(Duration::from_secs(10), || !members().windows(3).any(|w| w == b"p\0x" || w == b"\xff\xfe\r")),
+        "odd members stay in the registry: {}",
+        String::from_utf8_lossy(&members())
+    );
+    assert_eq!(pool_ids(&redis).len(), 1, "the genuine pool stays");
+    assert_eq!(redis.raw(&[b"EXISTS", alive.as_bytes()]), b":1\r\n");
 }
 
 /// The environment variable naming the directory where `leave_a_mark` writes.

@@ -384,12 +384,18 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<Infallible, crate::Erro
 }
 
 /// The live pools; the keys of those whose driver is gone are deleted. Members of the
-/// registry that no driver makes ([`is_pool_id`]) are left alone and never served. They are
-/// read as bytes, so that one that is not UTF-8 does not make the whole registry unreadable.
+/// registry that no driver makes ([`is_pool_id`]) are never served, and removed from it (a
+/// driver's beat adds its own again, so nothing else stays there for ever); the keys named
+/// after them are left alone, being nobody's that a node knows. Members are read as bytes,
+/// so that one that is not UTF-8 does not make the whole registry unreadable.
 fn find_pools(link: &mut Link) -> Result<Vec<String>, ClusterError> {
     let members: Vec<Vec<u8>> = link.run(|c| redis::cmd("SMEMBERS").arg(POOLS).query(c))?;
+    let (ids, odd): (Vec<Vec<u8>>, Vec<Vec<u8>>) = members.into_iter().partition(|m| is_pool_id(m));
+    if !odd.is_empty() {
+        link.run(|c| redis::cmd("SREM").arg(POOLS).arg(&odd).query::<()>(c))?;
+    }
     let mut live = Vec::new();
-    for id in members.into_iter().filter(|m| is_pool_id(m)).filter_map(|m| String::from_utf8(m).ok()) {
+    for id in ids.into_iter().filter_map(|m| String::from_utf8(m).ok()) {
         let keys = PoolKeys::new(&id);
         let alive: bool = link.run(|c| redis::cmd("EXISTS").arg(&keys.alive).query(c))?;
         if alive {
