@@ -926,6 +926,69 @@ fn a_task_whose_offsets_were_changed_in_redis_is_refused_not_called() {
     assert_eq!(pool.apply(square, 4).unwrap(), 16);
 }
 
+/// Makes this test binary a driver started with the cluster key in its environment
+/// (`cluster_key_role`); its value is the Redis URL.
+const KEY_ROLE: &str = "MULTIPROC_TEST_CLUSTER_KEY_ROLE";
+
+/// Whether the cluster key variable is in this process's environment.
+fn sees_the_key_variable(_: u64) -> bool {
+    std::env::var_os(KEY_ENV).is_some()
+}
+
+/// A child of the family: puts 42 on the cluster queue `name` under its default key (the
+/// family's, taken from the environment by the main process's `init`), and says whether
+/// it sees the variable.
+fn put_under_the_default_key((url, name): (String, String)) -> bool {
+    multiproc::cluster::Queue::<u64>::open(&url, &name).unwrap().put(42).unwrap();
+    std::env::var_os(KEY_ENV).is_some()
+}
+
+/// The driver of `the_cluster_key_leaves_the_environment_and_stays_the_familys`, started
+/// with `KEY_ENV=TEST_KEY`: the variable is gone from its environment, from its pool's
+/// workers (a node started with it) and from its spawned and fork-server children, and the
+/// key is still the family's default, in each. A no-op in a normal run.
+#[test]
+fn cluster_key_role() {
+    let Ok(url) = std::env::var(KEY_ROLE) else { return };
+    assert!(std::env::var_os(KEY_ENV).is_none(), "init() left the key in the environment");
+    let pool = pool_with(&url, 1, ClusterOptions::new());
+    assert_eq!(pool.apply(square, 5).unwrap(), 25, "the default key is the one the variable gave");
+    assert!(!pool.apply(sees_the_key_variable, 0).unwrap(), "a node's worker inherited the key");
+    let q = multiproc::cluster::Queue::<u64>::builder().authkey(TEST_KEY).open(&url, "from-children").unwrap();
+    // (`Fork` copies this memory, the family's configuration with it, and is refused in a
+    // test binary's threads anyway.)
+    for method in [multiproc::StartMethod::Spawn, multiproc::StartMethod::ForkServer] {
+        let child = multiproc::Process::new(put_under_the_default_key, (url.clone(), "from-children".to_string()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert!(!child.join().unwrap(), "a {method:?} child inherited the key variable");
+        assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(42), "a {method:?} child's default key");
+    }
+    println!("the key role passed");
+}
+
+/// review67 S-L5: `MULTIPROC_CLUSTER_KEY` was inherited by every descendant (a pool worker,
+/// a program a task runs). `init()` takes it out of the environment, and the family keeps
+/// it as its default cluster key (see `cluster_key_role`).
+#[test]
+fn the_cluster_key_leaves_the_environment_and_stays_the_familys() {
+    let _w = watchdog(LIMIT);
+    let Some(redis) = Redis::start(&[]) else { return };
+    let _node = Node::start_exe_with(&std::env::current_exe().unwrap(), &redis.url, &[(KEY_ENV, TEST_KEY)]);
+    let out = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "cluster_key_role", "--nocapture", "--test-threads", "1"])
+        .env(KEY_ROLE, &redis.url)
+        .env(KEY_ENV, TEST_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("the key role passed"), "{stdout}\n{stderr}");
+}
+
 /// A result as another program could push it: the crate's layout of `wire::ResultMsg` (a
 /// postcard tag, the task's id, then the outcome), here a failure of the forger's choosing.
 #[derive(serde::Serialize)]

@@ -33,8 +33,14 @@ use super::ClusterError;
 type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// The environment variable a driver and its nodes read their cluster key from when no
-/// `authkey` option gives one: its bytes are the key (see
+/// `authkey` option gives one: its bytes are the key, at least 16 of them (see
 /// [`ClusterOptions::authkey`](super::ClusterOptions::authkey)).
+///
+/// [`init`](crate::init) (and `#[multiproc::main]`) takes it out of the environment, so that
+/// no descendant inherits it (a pool worker, a program that a task or the driver runs); the
+/// family keeps it as its default key, for its children of every start method. A program
+/// that does not call `init` reads the variable where it needs the key and leaves it set:
+/// removing a variable is unsound while another thread may read the environment.
 pub const KEY_ENV: &str = "MULTIPROC_CLUSTER_KEY";
 
 /// The length of a task's tag (an HMAC-SHA256).
@@ -57,9 +63,10 @@ const ITEM_DOMAIN: &[u8] = b"multiproc cluster queue item v1\0";
 /// passphrase. 16 bytes is 128 bits when random; the key file's is 64 hex digits.
 pub(crate) const MIN_KEY: usize = 16;
 
-/// A key given by the program, never shown by `Debug`.
-#[derive(Clone)]
-pub(crate) struct Secret(Vec<u8>);
+/// A key given by the program (or taken from [`KEY_ENV`] by `init()`), never shown by
+/// `Debug`.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Secret(#[serde(with = "serde_bytes")] Vec<u8>);
 
 impl Secret {
     pub(crate) fn new(key: &[u8]) -> Self {
@@ -146,9 +153,24 @@ impl Seal {
     }
 }
 
-/// The key [`KEY_ENV`] gives, if set.
+/// Takes the key out of [`KEY_ENV`] (review67 S-L5): called by `init()` while the process
+/// has one thread (removing a variable is unsound while another thread may read the
+/// environment), so that no descendant inherits it: not the pool's workers, not a program a
+/// task or the driver runs. The family's configuration keeps it instead
+/// (`FamilyConfig::cluster_key`), which fork and fork-server children have in memory and a
+/// spawned child is sent at boot, as the family's own authkey is.
+pub(crate) fn take_env_key() -> Option<Secret> {
+    let key = std::env::var_os(KEY_ENV)?;
+    crate::sys::remove_env_single_threaded(KEY_ENV);
+    Some(Secret(key.as_bytes().to_vec()))
+}
+
+/// The key [`KEY_ENV`] gave: taken by `init()` (see [`take_env_key`]), else read from the
+/// variable, which a program that never called `init()` keeps (it may have threads,
+/// which makes removing it unsound), as does one that set it after `init()`.
 fn env_key() -> Option<Vec<u8>> {
-    std::env::var_os(KEY_ENV).map(|key| key.as_bytes().to_vec())
+    let taken = crate::process::family::config().ok().and_then(|family| family.cluster_key.as_ref());
+    taken.map(|Secret(key)| key.clone()).or_else(|| std::env::var_os(KEY_ENV).map(|key| key.as_bytes().to_vec()))
 }
 
 /// `$XDG_CONFIG_HOME/multiproc/cluster.key`, else `$HOME/.config/multiproc/cluster.key`.

@@ -69,7 +69,7 @@
 //! ```
 
 mod error;
-mod key;
+pub(crate) mod key;
 mod link;
 mod node;
 pub(crate) mod pool;
