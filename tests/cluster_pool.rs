@@ -1009,8 +1009,7 @@ enum ForgedFailure {
 /// The id of the task in the only entry of the stream `tasks` (its `m` field's head).
 fn only_task_id(redis: &Redis, tasks: &str) -> u64 {
     let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_connection().unwrap();
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
-        redis::cmd("XRANGE").arg(tasks).arg("-").arg("+").query(&mut conn).unwrap();
+    let entries: Entries = redis::cmd("XRANGE").arg(tasks).arg("-").arg("+").query(&mut conn).unwrap();
     assert_eq!(entries.len(), 1, "one task waits");
     let m = &entries[0].1.iter().find(|(k, _)| k == "m").unwrap().1;
     postcard::from_bytes::<ForgedTask>(&m[1..]).unwrap().id
@@ -1056,7 +1055,8 @@ fn a_node_runs_the_tasks_of_its_key_only_and_refuses_the_others_typed() {
     let ours = pool_with(&redis.url, 1, options().authkey(TEST_KEY));
     assert_eq!(ours.apply(square, 5).unwrap(), 25);
     // The default key (the user's key file) is another.
-    for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key, of sixteen bytes or more"))] {
+    for other in [pool(&redis, 1), pool_with(&redis.url, 1, options().authkey("another key, of sixteen bytes or more"))]
+    {
         match other.apply(square, 2) {
             Err(multiproc::Error::Task(TaskError::Unauthenticated { node })) => assert!(node.contains(':')),
             got => panic!("a task under another key: {got:?}"),

@@ -233,14 +233,13 @@ fn key_file_at(path: &Path) -> Result<Vec<u8>, ClusterError> {
             held.uid()
         )));
     }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => refused("is a symbolic link (give the file itself)".into()),
-            _ => failed("cannot read", e),
-        })?;
+    let mut file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
+            |e| match e.raw_os_error() {
+                Some(libc::ELOOP) => refused("is a symbolic link (give the file itself)".into()),
+                _ => failed("cannot read", e),
+            },
+        )?;
     let metadata = file.metadata().map_err(|e| failed("cannot read", e))?;
     if !metadata.is_file() {
         return Err(refused("is not a regular file".into()));

@@ -446,8 +446,16 @@ fn start_task(
     let _ = tx.send(None);
     // Results are sealed only where the task's tag checked (not for an entry without one).
     let authentic = field("k").is_some() && task.is_some();
-    let forward =
-        Arc::new(Forward { pool: pool.to_string(), entry, id, lease, max, authentic, seal: seal.clone(), tx: tx.clone() });
+    let forward = Arc::new(Forward {
+        pool: pool.to_string(),
+        entry,
+        id,
+        lease,
+        max,
+        authentic,
+        seal: seal.clone(),
+        tx: tx.clone(),
+    });
     let task = match task {
         Some(Ok(task)) => task,
         // Answered so that the entry leaves the stream, and its driver (another key) learns

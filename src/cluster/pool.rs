@@ -19,7 +19,8 @@ use super::ClusterError;
 use super::key::{Seal, Secret, TAG};
 use super::link::{Conn, Link};
 use super::wire::{
-    ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id, too_large,
+    ADD_TASKS, BIRTH, Failure, GROUP, POOLS, PoolKeys, READ_RESULTS, ResultMsg, TaskMsg, id_of, key_ttl, new_pool_id,
+    too_large,
 };
 use crate::codec;
 use crate::pool::engine::{Delivery, Engine, Job};
