@@ -373,7 +373,8 @@ impl<T> QueueBuilder<T> {
         self
     }
 
-    /// The largest encoded message put or accepted (default 64 MiB): a larger item is
+    /// The largest encoded message put or accepted (default 64 MiB; the item's 32-byte tag
+    /// under the cluster key comes on top): a larger item is
     /// refused before it reaches Redis, or, put there by another program, moved to the
     /// dead-letter list by Redis itself, without crossing the network
     /// ([`GetError::Decode`]).
@@ -826,7 +827,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`GetError::Decode`] (the item is moved to the dead-letter list), [`GetError::Redis`].
+    /// [`GetError::Decode`] or [`GetError::Unauthenticated`] (the item is moved to the dead-letter
+    /// list), [`GetError::Redis`].
     pub fn get(&self) -> Result<T, GetError> {
         self.get_until(Until::Never)
     }
